@@ -1,0 +1,107 @@
+// The N-API side of emotorch: the only code that includes napi.h. It marshals values between JS
+// and C++, maps every C++ failure to an EmotorchError, and runs heavy calls on the libuv pool
+// through one helper (Task / run_async). No math lives here.
+#pragma once
+#include <ATen/ATen.h>
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace et::bridge {
+
+// Per-environment state: the JS constructors the bridge creates objects with.
+struct AddonData {
+  Napi::FunctionReference error_ctor;   // EmotorchError from lib/errors.ts (set at load)
+  Napi::FunctionReference tensor_ctor;  // TensorHandle
+  Napi::FunctionReference module_ctor;  // ModuleHandle
+  Napi::FunctionReference optim_ctor;   // OptimizerHandle
+};
+AddonData& data(Napi::Env env);
+
+// An error with a stable code, thrown from bridge code for bad arguments.
+struct CodedError : std::runtime_error {
+  CodedError(std::string c, const std::string& msg) : std::runtime_error(msg), code(std::move(c)) {}
+  std::string code;
+};
+
+// Builds an EmotorchError(message, code) (a plain Error before lib/ registered the class).
+Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message);
+
+// The code and message (no C++ backtrace) of the exception in flight; call inside a catch.
+std::pair<std::string, std::string> describe_current_exception(const std::string& default_code);
+
+// Runs `f` and turns any C++ exception into a thrown JS EmotorchError.
+template <class F>
+auto guard(Napi::Env env, F&& f, const std::string& default_code = "ERR_TORCH") -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    auto [code, msg] = describe_current_exception(default_code);
+    throw make_error(env, code, msg);
+  }
+}
+
+// The one async helper: `work` runs on the libuv pool with the caller's grad mode (grad mode is
+// thread-local, so it is captured here on the JS thread) and, if given, `lock` held; `done` runs
+// back on the JS thread and gives the Promise's value. Failures reject with an EmotorchError.
+Napi::Promise run_async(Napi::Env env, const char* name, std::shared_ptr<std::mutex> lock, std::function<void()> work,
+                        std::function<Napi::Value(Napi::Env)> done, std::string default_code = "ERR_TORCH");
+
+// ---- tensors ----
+class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  explicit TensorHandle(const Napi::CallbackInfo& info);
+  ~TensorHandle() override;
+  // A new JS handle owning a reference to `t`. `report`: count its bytes towards V8's external
+  // memory (true for fresh results; false for views of memory a module owns, such as parameters).
+  static Napi::Object wrap(Napi::Env env, at::Tensor t, bool report = true);
+  const at::Tensor& tensor() const;  // throws ERR_DISPOSED after dispose()
+
+ private:
+  at::Tensor t_;
+  int64_t reported_ = 0;
+  bool disposed_ = false;
+  void release(Napi::Env env);
+  Napi::Value Shape(const Napi::CallbackInfo&);
+  Napi::Value Dtype(const Napi::CallbackInfo&);
+  Napi::Value Device(const Napi::CallbackInfo&);
+  Napi::Value Numel(const Napi::CallbackInfo&);
+  Napi::Value RequiresGrad(const Napi::CallbackInfo&);
+  Napi::Value SetRequiresGrad(const Napi::CallbackInfo&);
+  Napi::Value Grad(const Napi::CallbackInfo&);
+  Napi::Value SetGrad(const Napi::CallbackInfo&);
+  Napi::Value IsLeaf(const Napi::CallbackInfo&);
+  Napi::Value Dispose(const Napi::CallbackInfo&);
+  Napi::Value Disposed(const Napi::CallbackInfo&);
+  Napi::Value DataSync(const Napi::CallbackInfo&);
+  Napi::Value Data(const Napi::CallbackInfo&);
+  Napi::Value Item(const Napi::CallbackInfo&);
+  Napi::Value Backward(const Napi::CallbackInfo&);
+  Napi::Value SameStorage(const Napi::CallbackInfo&);
+};
+
+// ---- conversions ----
+at::Tensor to_tensor(const Napi::Value& v, const char* what);
+std::vector<at::Tensor> to_tensors(const Napi::Value& v, const char* what);
+Napi::Array from_tensors(Napi::Env env, const std::vector<at::Tensor>& ts, bool report = true);
+at::ScalarType to_dtype(const Napi::Value& v);
+std::string dtype_name(at::ScalarType t);
+at::Device to_device(const Napi::Value& v);
+std::vector<int64_t> to_ints(const Napi::Value& v, const char* what);
+std::string to_string(const Napi::Value& v, const char* what);
+double to_double(const Napi::Value& v, const char* what);
+
+// ---- registration (each .cc of the bridge adds its functions to exports) ----
+void init_tensor(Napi::Env env, Napi::Object exports);
+void init_ops(Napi::Env env, Napi::Object exports);
+void init_module(Napi::Env env, Napi::Object exports);
+
+}  // namespace et::bridge

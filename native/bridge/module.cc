@@ -1,0 +1,305 @@
+// Module and optimizer handles, safetensors I/O and state copying: marshalling around
+// native/nn and native/io.
+#include "bridge/bridge.h"
+#include "io/safetensors.h"
+#include "nn/builtin.h"
+#include "nn/optim.h"
+
+#include <functional>
+#include <map>
+
+namespace et::bridge {
+namespace {
+
+// ---- config access for module factories ----
+struct Config {
+  Napi::Object o;
+  std::string kind;
+  Napi::Value get(const char* k) const {
+    Napi::Value v = o.Get(k);
+    if (v.IsUndefined() || v.IsNull()) throw CodedError("ERR_INVALID_ARG", kind + " config is missing '" + k + "'");
+    return v;
+  }
+  bool has(const char* k) const { return o.Has(k) && !o.Get(k).IsUndefined() && !o.Get(k).IsNull(); }
+  int64_t i64(const char* k) const { return static_cast<int64_t>(to_double(get(k), k)); }
+  int64_t i64(const char* k, int64_t dflt) const { return has(k) ? i64(k) : dflt; }
+  double d(const char* k, double dflt) const { return has(k) ? to_double(get(k), k) : dflt; }
+  bool b(const char* k, bool dflt) const { return has(k) ? get(k).ToBoolean().Value() : dflt; }
+  std::string s(const char* k, const std::string& dflt) const { return has(k) ? to_string(get(k), k) : dflt; }
+  std::vector<int64_t> ints(const char* k) const { return to_ints(get(k), k); }
+};
+
+using Factory = std::function<std::shared_ptr<nn::Model>(const Config&)>;
+
+const std::map<std::string, Factory>& factories() {
+  static const std::map<std::string, Factory> f = {
+      {"linear", [](const Config& c) { return std::make_shared<nn::LinearModel>(c.i64("in_features"), c.i64("out_features"), c.b("bias", true)); }},
+      {"mlp", [](const Config& c) {
+         return std::make_shared<nn::MlpModel>(c.ints("sizes"), c.s("activation", "relu"), c.d("dropout", 0), c.b("bias", true));
+       }},
+      {"layer_norm", [](const Config& c) {
+         return std::make_shared<nn::LayerNormModel>(c.i64("normalized_shape"), c.d("eps", 1e-5), c.b("elementwise_affine", true));
+       }},
+      {"embedding", [](const Config& c) {
+         return std::make_shared<nn::EmbeddingModel>(c.i64("num_embeddings"), c.i64("embedding_dim"), c.i64("padding_idx", -1));
+       }},
+  };
+  return f;
+}
+
+// Moves parameters and buffers in place (handles stay valid); only floating tensors change dtype.
+void move_module(nn::Model& m, std::optional<at::Device> dev, std::optional<at::ScalarType> dt) {
+  at::NoGradGuard g;
+  auto move = [&](at::Tensor& t) {
+    auto d = dev.value_or(t.device());
+    auto s = dt && at::isFloatingType(t.scalar_type()) ? *dt : t.scalar_type();
+    if (d != t.device() || s != t.scalar_type()) t.set_data(t.to(d, s));
+  };
+  for (auto& p : m.parameters()) move(p);
+  for (auto& b : m.buffers()) move(b);
+}
+
+class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(env, "ModuleHandle",
+                                      {InstanceMethod("forward", &ModuleHandle::Forward),
+                                       InstanceMethod("namedParameters", &ModuleHandle::NamedParameters),
+                                       InstanceMethod("namedBuffers", &ModuleHandle::NamedBuffers),
+                                       InstanceMethod("setTraining", &ModuleHandle::SetTraining),
+                                       InstanceMethod("training", &ModuleHandle::Training),
+                                       InstanceMethod("to", &ModuleHandle::To)});
+    data(env).module_ctor = Napi::Persistent(ctor);
+    exports.Set("ModuleHandle", ctor);
+  }
+  explicit ModuleHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleHandle>(info) {}
+  std::shared_ptr<nn::Model> model;
+  std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
+
+ private:
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto inputs = to_tensors(info[0], "forward inputs");
+      auto m = model;
+      auto out = std::make_shared<nn::Tensors>();
+      return run_async(info.Env(), "emotorch.forward", mutex, [m, inputs, out] { *out = m->forward(inputs); },
+                       [out](Napi::Env env) { return from_tensors(env, *out); });
+    });
+  }
+  static Napi::Value named(Napi::Env env, const torch::OrderedDict<std::string, at::Tensor>& d) {
+    auto names = Napi::Array::New(env, d.size());
+    std::vector<at::Tensor> ts;
+    uint32_t i = 0;
+    for (const auto& item : d) {
+      names.Set(i++, Napi::String::New(env, item.key()));
+      ts.push_back(item.value());
+    }
+    auto out = Napi::Array::New(env, 2);
+    out.Set(0u, names);
+    out.Set(1u, from_tensors(env, ts, false));
+    return out;
+  }
+  Napi::Value NamedParameters(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), model->named_parameters()); });
+  }
+  Napi::Value NamedBuffers(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), model->named_buffers()); });
+  }
+  Napi::Value SetTraining(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> l(*mutex);
+    model->train(info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+  Napi::Value Training(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), model->is_training()); }
+  Napi::Value To(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      std::optional<at::Device> dev;
+      std::optional<at::ScalarType> dt;
+      if (!info[0].IsNull() && !info[0].IsUndefined()) dev = to_device(info[0]);
+      if (!info[1].IsNull() && !info[1].IsUndefined()) dt = to_dtype(info[1]);
+      auto m = model;
+      return run_async(info.Env(), "emotorch.to", mutex, [m, dev, dt] { move_module(*m, dev, dt); }, nullptr);
+    });
+  }
+};
+
+// createModule(kind, config, device|null, dtype|null) → ModuleHandle (parameters created on CPU in
+// float32, then moved).
+Napi::Value CreateModule(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    Config cfg{info[1].As<Napi::Object>(), to_string(info[0], "module kind")};
+    auto it = factories().find(cfg.kind);
+    if (it == factories().end()) throw CodedError("ERR_INVALID_ARG", "unknown module kind '" + cfg.kind + "'");
+    std::optional<at::Device> dev;
+    std::optional<at::ScalarType> dt;
+    if (!info[2].IsNull() && !info[2].IsUndefined()) dev = to_device(info[2]);
+    if (!info[3].IsNull() && !info[3].IsUndefined()) dt = to_dtype(info[3]);
+    auto model = it->second(cfg);
+    if (dev || dt) move_module(*model, dev, dt);
+    Napi::Object obj = data(info.Env()).module_ctor.New({});
+    ModuleHandle::Unwrap(obj)->model = model;
+    return obj;
+  });
+}
+
+// ---- optimizers ----
+class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function ctor = DefineClass(env, "OptimizerHandle",
+                                      {InstanceMethod("step", &OptimizerHandle::Step),
+                                       InstanceMethod("zeroGrad", &OptimizerHandle::ZeroGrad),
+                                       InstanceMethod("setLr", &OptimizerHandle::SetLr),
+                                       InstanceMethod("lr", &OptimizerHandle::Lr),
+                                       InstanceMethod("state", &OptimizerHandle::State),
+                                       InstanceMethod("setState", &OptimizerHandle::SetState)});
+    data(env).optim_ctor = Napi::Persistent(ctor);
+    exports.Set("OptimizerHandle", ctor);
+  }
+  explicit OptimizerHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<OptimizerHandle>(info) {}
+  std::shared_ptr<nn::Optimizer> opt;
+  std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
+
+ private:
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    auto o = opt;
+    return run_async(info.Env(), "emotorch.step", mutex, [o] { o->step(); }, nullptr);
+  }
+  Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> l(*mutex);
+    opt->zero_grad();
+    return info.Env().Undefined();
+  }
+  Napi::Value SetLr(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      std::lock_guard<std::mutex> l(*mutex);
+      auto g = static_cast<size_t>(to_double(info[0], "group"));
+      if (g >= opt->groups.size()) throw CodedError("ERR_INVALID_ARG", "no parameter group " + std::to_string(g));
+      opt->groups[g].lr = to_double(info[1], "lr");
+      return info.Env().Undefined();
+    });
+  }
+  Napi::Value Lr(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto g = static_cast<size_t>(to_double(info[0], "group"));
+      if (g >= opt->groups.size()) throw CodedError("ERR_INVALID_ARG", "no parameter group " + std::to_string(g));
+      return Napi::Number::New(info.Env(), opt->groups[g].lr);
+    });
+  }
+  Napi::Value State(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      std::lock_guard<std::mutex> l(*mutex);
+      auto st = opt->state();
+      auto names = Napi::Array::New(info.Env(), st.size());
+      std::vector<at::Tensor> ts;
+      for (size_t i = 0; i < st.size(); ++i) {
+        names.Set(i, Napi::String::New(info.Env(), st[i].first));
+        ts.push_back(st[i].second);
+      }
+      auto out = Napi::Array::New(info.Env(), 2);
+      out.Set(0u, names);
+      out.Set(1u, from_tensors(info.Env(), ts, false));
+      return out;
+    });
+  }
+  Napi::Value SetState(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto names = info[0].As<Napi::Array>();
+      auto ts = to_tensors(info[1], "optimizer state");
+      std::vector<std::pair<std::string, at::Tensor>> entries;
+      for (uint32_t i = 0; i < names.Length(); ++i) entries.emplace_back(to_string(names.Get(i), "state key"), ts.at(i));
+      auto o = opt;
+      return run_async(info.Env(), "emotorch.setState", mutex, [o, entries] { o->set_state(entries); }, nullptr);
+    });
+  }
+};
+
+// createOptimizer(kind, groups: [{params, lr, weightDecay, beta1, beta2, eps, momentum, dampening, nesterov}])
+Napi::Value CreateOptimizer(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto kind = to_string(info[0], "optimizer kind");
+    auto arr = info[1].As<Napi::Array>();
+    std::vector<nn::ParamGroup> groups;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Config c{arr.Get(i).As<Napi::Object>(), kind};
+      nn::ParamGroup g;
+      g.params = to_tensors(c.get("params"), "params");
+      g.lr = c.d("lr", g.lr);
+      g.weight_decay = c.d("weightDecay", g.weight_decay);
+      g.beta1 = c.d("beta1", g.beta1);
+      g.beta2 = c.d("beta2", g.beta2);
+      g.eps = c.d("eps", g.eps);
+      g.momentum = c.d("momentum", g.momentum);
+      g.dampening = c.d("dampening", g.dampening);
+      g.nesterov = c.b("nesterov", g.nesterov);
+      groups.push_back(std::move(g));
+    }
+    Napi::Object obj = data(info.Env()).optim_ctor.New({});
+    OptimizerHandle::Unwrap(obj)->opt = std::make_shared<nn::Optimizer>(kind, std::move(groups));
+    return obj;
+  });
+}
+
+Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto params = to_tensors(info[0], "params");
+    double max_norm = to_double(info[1], "maxNorm"), norm_type = to_double(info[2], "normType");
+    auto out = std::make_shared<double>(0);
+    return run_async(info.Env(), "emotorch.clipGradNorm", nullptr,
+                     [params, max_norm, norm_type, out] { *out = nn::clip_grad_norm(params, max_norm, norm_type); },
+                     [out](Napi::Env env) { return Napi::Number::New(env, *out); });
+  });
+}
+
+Napi::Value CopyState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto dst = to_tensors(info[0], "destination tensors"), src = to_tensors(info[1], "source tensors");
+    return run_async(info.Env(), "emotorch.copyState", nullptr, [dst, src] { nn::copy_state(dst, src); }, nullptr);
+  });
+}
+
+// ---- safetensors ----
+// readSafetensors(path, dataStart, [[name, dtype, shape, begin, end], ...]) → Promise<Tensor[]>
+Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto path = to_string(info[0], "path");
+    auto start = static_cast<uint64_t>(to_double(info[1], "dataStart"));
+    auto arr = info[2].As<Napi::Array>();
+    std::vector<io::TensorEntry> entries;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      auto e = arr.Get(i).As<Napi::Array>();
+      entries.push_back({to_string(e.Get(0u), "name"), to_dtype(e.Get(1u)), to_ints(e.Get(2u), "shape"),
+                         static_cast<uint64_t>(to_double(e.Get(3u), "begin")), static_cast<uint64_t>(to_double(e.Get(4u), "end"))});
+    }
+    auto out = std::make_shared<std::vector<at::Tensor>>();
+    return run_async(
+        info.Env(), "emotorch.readSafetensors", nullptr, [path, start, entries, out] { *out = io::read_safetensors(path, start, entries); },
+        [out](Napi::Env env) { return from_tensors(env, *out); }, "ERR_IO");
+  });
+}
+
+// writeSafetensors(path, headerJson, tensors) → Promise<void>
+Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto path = to_string(info[0], "path");
+    auto header = to_string(info[1], "header");
+    auto ts = to_tensors(info[2], "tensors");
+    return run_async(info.Env(), "emotorch.writeSafetensors", nullptr, [path, header, ts] { io::write_safetensors(path, header, ts); },
+                     nullptr, "ERR_IO");
+  });
+}
+
+}  // namespace
+
+void init_module(Napi::Env env, Napi::Object exports) {
+  ModuleHandle::Init(env, exports);
+  OptimizerHandle::Init(env, exports);
+  exports.Set("createModule", Napi::Function::New(env, CreateModule));
+  exports.Set("createOptimizer", Napi::Function::New(env, CreateOptimizer));
+  exports.Set("clipGradNorm", Napi::Function::New(env, ClipGradNorm));
+  exports.Set("copyState", Napi::Function::New(env, CopyState));
+  exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors));
+  exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
+}
+
+}  // namespace et::bridge

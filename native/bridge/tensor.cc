@@ -1,0 +1,453 @@
+// Tensor handles, errors, the async helper, conversions, and process-level functions.
+#include "bridge/bridge.h"
+
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/GradMode.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+#include <torch/version.h>
+
+#include <cstring>
+#include <unordered_map>
+
+namespace et::bridge {
+
+AddonData& data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
+Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message) {
+  auto& d = data(env);
+  if (!d.error_ctor.IsEmpty()) {
+    Napi::Object e = d.error_ctor.New({Napi::String::New(env, message), Napi::String::New(env, code)});
+    return Napi::Error(env, e);
+  }
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+static std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::pair<std::string, std::string> describe_current_exception(const std::string& default_code) {
+  try {
+    throw;
+  } catch (const CodedError& e) {
+    return {e.code, e.what()};
+  } catch (const c10::OutOfMemoryError& e) {
+    return {"ERR_OUT_OF_MEMORY", trim(e.what_without_backtrace())};
+  } catch (const c10::IndexError& e) {
+    return {"ERR_INDEX", trim(e.what_without_backtrace())};
+  } catch (const c10::TypeError& e) {
+    return {"ERR_TYPE", trim(e.what_without_backtrace())};
+  } catch (const c10::ValueError& e) {
+    return {"ERR_VALUE", trim(e.what_without_backtrace())};
+  } catch (const c10::NotImplementedError& e) {
+    return {"ERR_NOT_IMPLEMENTED", trim(e.what_without_backtrace())};
+  } catch (const c10::Error& e) {
+    return {default_code, trim(e.what_without_backtrace())};
+  } catch (const std::bad_alloc&) {
+    return {"ERR_OUT_OF_MEMORY", "out of memory"};
+  } catch (const std::exception& e) {
+    return {"ERR_NATIVE", e.what()};
+  } catch (...) {
+    return {"ERR_NATIVE", "unknown native error"};
+  }
+}
+
+// ---- the async helper ----
+namespace {
+class Task : public Napi::AsyncWorker {
+ public:
+  Task(Napi::Env env, const char* name, std::shared_ptr<std::mutex> lock, std::function<void()> work,
+       std::function<Napi::Value(Napi::Env)> done, std::string default_code)
+      : Napi::AsyncWorker(env, name),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        lock_(std::move(lock)),
+        work_(std::move(work)),
+        done_(std::move(done)),
+        default_code_(std::move(default_code)),
+        grad_(c10::GradMode::is_enabled()) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    c10::AutoGradMode grad(grad_);
+    std::unique_lock<std::mutex> held;
+    if (lock_) held = std::unique_lock<std::mutex>(*lock_);
+    try {
+      work_();
+    } catch (...) {
+      std::tie(code_, message_) = describe_current_exception(default_code_);
+      failed_ = true;
+    }
+    work_ = nullptr;  // drop captured tensors on the pool thread
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (failed_) {
+      deferred_.Reject(make_error(env, code_, message_).Value());
+      return;
+    }
+    try {
+      deferred_.Resolve(done_ ? done_(env) : env.Undefined());
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      auto [code, msg] = describe_current_exception(default_code_);
+      deferred_.Reject(make_error(env, code, msg).Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<std::mutex> lock_;
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+  std::string default_code_, code_, message_;
+  bool grad_, failed_ = false;
+};
+}  // namespace
+
+Napi::Promise run_async(Napi::Env env, const char* name, std::shared_ptr<std::mutex> lock, std::function<void()> work,
+                        std::function<Napi::Value(Napi::Env)> done, std::string default_code) {
+  auto* task = new Task(env, name, std::move(lock), std::move(work), std::move(done), std::move(default_code));
+  auto p = task->promise();
+  task->Queue();
+  return p;
+}
+
+// ---- conversions ----
+static const std::unordered_map<std::string, at::ScalarType>& dtype_table() {
+  static const std::unordered_map<std::string, at::ScalarType> t = {
+      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
+      {"int64", at::kLong},    {"int32", at::kInt},      {"int16", at::kShort}, {"int8", at::kChar},
+      {"uint8", at::kByte},    {"bool", at::kBool}};
+  return t;
+}
+
+at::ScalarType to_dtype(const Napi::Value& v) {
+  auto name = to_string(v, "dtype");
+  auto it = dtype_table().find(name);
+  if (it == dtype_table().end()) throw CodedError("ERR_INVALID_ARG", "unknown dtype '" + name + "'");
+  return it->second;
+}
+
+std::string dtype_name(at::ScalarType t) {
+  for (const auto& [k, v] : dtype_table())
+    if (v == t) return k;
+  return std::string(c10::toString(t));
+}
+
+at::Device to_device(const Napi::Value& v) {
+  auto s = to_string(v, "device");
+  try {
+    at::Device d(s);
+    if (d.is_cuda()) {
+      if (!torch::cuda::is_available())
+        throw CodedError("ERR_NO_CUDA", "device '" + s + "' was requested but CUDA is not available (" +
+                                            (at::detail::getCUDAHooks().hasCUDA() ? "no device" : "this libtorch has no CUDA") + ")");
+      int64_t n = static_cast<int64_t>(torch::cuda::device_count());
+      if (d.has_index() && d.index() >= n)
+        throw CodedError("ERR_NO_CUDA", "device '" + s + "' does not exist: " + std::to_string(n) + " CUDA device(s)");
+    }
+    return d;
+  } catch (const c10::Error&) {
+    throw CodedError("ERR_INVALID_ARG", "unknown device '" + s + "'");
+  }
+}
+
+std::string to_string(const Napi::Value& v, const char* what) {
+  if (!v.IsString()) throw CodedError("ERR_INVALID_ARG", std::string("expected a string for ") + what);
+  return v.As<Napi::String>().Utf8Value();
+}
+
+double to_double(const Napi::Value& v, const char* what) {
+  if (v.IsNumber()) return v.As<Napi::Number>().DoubleValue();
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? 1 : 0;
+  if (v.IsBigInt()) {
+    bool lossless;
+    return static_cast<double>(v.As<Napi::BigInt>().Int64Value(&lossless));
+  }
+  throw CodedError("ERR_INVALID_ARG", std::string("expected a number for ") + what);
+}
+
+std::vector<int64_t> to_ints(const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw CodedError("ERR_INVALID_ARG", std::string("expected an array of integers for ") + what);
+  auto a = v.As<Napi::Array>();
+  std::vector<int64_t> out(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) out[i] = static_cast<int64_t>(to_double(a.Get(i), what));
+  return out;
+}
+
+at::Tensor to_tensor(const Napi::Value& v, const char* what) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data(v.Env()).tensor_ctor.Value()))
+    throw CodedError("ERR_INVALID_ARG", std::string("expected a Tensor for ") + what);
+  return TensorHandle::Unwrap(v.As<Napi::Object>())->tensor();
+}
+
+std::vector<at::Tensor> to_tensors(const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw CodedError("ERR_INVALID_ARG", std::string("expected an array of Tensors for ") + what);
+  auto a = v.As<Napi::Array>();
+  std::vector<at::Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value e = a.Get(i);
+    out.push_back(e.IsNull() || e.IsUndefined() ? at::Tensor() : to_tensor(e, what));
+  }
+  return out;
+}
+
+Napi::Array from_tensors(Napi::Env env, const std::vector<at::Tensor>& ts, bool report) {
+  auto a = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) a.Set(i, ts[i].defined() ? Napi::Value(TensorHandle::wrap(env, ts[i], report)) : env.Null());
+  return a;
+}
+
+// ---- TensorHandle ----
+void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = DefineClass(env, "TensorHandle",
+                                    {InstanceMethod("shape", &TensorHandle::Shape),
+                                     InstanceMethod("dtype", &TensorHandle::Dtype),
+                                     InstanceMethod("device", &TensorHandle::Device),
+                                     InstanceMethod("numel", &TensorHandle::Numel),
+                                     InstanceMethod("requiresGrad", &TensorHandle::RequiresGrad),
+                                     InstanceMethod("setRequiresGrad", &TensorHandle::SetRequiresGrad),
+                                     InstanceMethod("grad", &TensorHandle::Grad),
+                                     InstanceMethod("setGrad", &TensorHandle::SetGrad),
+                                     InstanceMethod("isLeaf", &TensorHandle::IsLeaf),
+                                     InstanceMethod("dispose", &TensorHandle::Dispose),
+                                     InstanceMethod("disposed", &TensorHandle::Disposed),
+                                     InstanceMethod("dataSync", &TensorHandle::DataSync),
+                                     InstanceMethod("data", &TensorHandle::Data),
+                                     InstanceMethod("item", &TensorHandle::Item),
+                                     InstanceMethod("backward", &TensorHandle::Backward),
+                                     InstanceMethod("sameStorage", &TensorHandle::SameStorage)});
+  data(env).tensor_ctor = Napi::Persistent(ctor);
+  exports.Set("TensorHandle", ctor);
+}
+
+TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {}
+
+TensorHandle::~TensorHandle() { release(Env()); }
+
+void TensorHandle::release(Napi::Env env) {
+  if (reported_) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
+    reported_ = 0;
+  }
+  t_ = at::Tensor();
+}
+
+Napi::Object TensorHandle::wrap(Napi::Env env, at::Tensor t, bool report) {
+  Napi::Object obj = data(env).tensor_ctor.New({});
+  auto* h = Unwrap(obj);
+  if (report && t.defined() && t.device().is_cpu()) {
+    h->reported_ = static_cast<int64_t>(t.numel() * t.element_size());
+    if (h->reported_) Napi::MemoryManagement::AdjustExternalMemory(env, h->reported_);
+  }
+  h->t_ = std::move(t);
+  return obj;
+}
+
+const at::Tensor& TensorHandle::tensor() const {
+  if (disposed_) throw CodedError("ERR_DISPOSED", "this Tensor was disposed");
+  return t_;
+}
+
+Napi::Value TensorHandle::Shape(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto sizes = tensor().sizes();
+    auto a = Napi::Array::New(info.Env(), sizes.size());
+    for (size_t i = 0; i < sizes.size(); ++i) a.Set(i, Napi::Number::New(info.Env(), static_cast<double>(sizes[i])));
+    return a;
+  });
+}
+Napi::Value TensorHandle::Dtype(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), dtype_name(tensor().scalar_type())); });
+}
+Napi::Value TensorHandle::Device(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value { return Napi::String::New(info.Env(), tensor().device().str()); });
+}
+Napi::Value TensorHandle::Numel(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), static_cast<double>(tensor().numel())); });
+}
+Napi::Value TensorHandle::RequiresGrad(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), tensor().requires_grad()); });
+}
+Napi::Value TensorHandle::SetRequiresGrad(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor t = tensor();
+    t.set_requires_grad(info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  });
+}
+Napi::Value TensorHandle::Grad(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const auto& g = tensor().grad();
+    return g.defined() ? Napi::Value(wrap(info.Env(), g, false)) : info.Env().Null();
+  });
+}
+Napi::Value TensorHandle::SetGrad(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor t = tensor();
+    t.mutable_grad() = info[0].IsNull() || info[0].IsUndefined() ? at::Tensor() : to_tensor(info[0], "grad");
+    return info.Env().Undefined();
+  });
+}
+Napi::Value TensorHandle::IsLeaf(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), tensor().is_leaf()); });
+}
+Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
+  if (disposed_) throw make_error(info.Env(), "ERR_DISPOSED", "this Tensor was already disposed");
+  release(info.Env());
+  disposed_ = true;
+  return info.Env().Undefined();
+}
+Napi::Value TensorHandle::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposed_); }
+
+// CPU, contiguous, and in a dtype a TypedArray holds (float16/bfloat16 come back as float32).
+static at::Tensor host_copy(const at::Tensor& t) {
+  at::Tensor c = t.detach();
+  if (c.scalar_type() == at::kHalf || c.scalar_type() == at::kBFloat16) c = c.to(at::kFloat);
+  return c.to(at::kCPU).contiguous();
+}
+
+static Napi::Value to_array_buffer(Napi::Env env, const at::Tensor& c) {
+  size_t n = c.numel() * c.element_size();
+  auto buf = Napi::ArrayBuffer::New(env, n);
+  if (n) std::memcpy(buf.Data(), c.data_ptr(), n);
+  auto out = Napi::Array::New(env, 2);
+  out.Set(0u, buf);
+  out.Set(1u, Napi::String::New(env, dtype_name(c.scalar_type())));
+  return out;
+}
+
+Napi::Value TensorHandle::DataSync(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value { return to_array_buffer(info.Env(), host_copy(tensor())); });
+}
+Napi::Value TensorHandle::Data(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor t = tensor();
+    auto out = std::make_shared<at::Tensor>();
+    return run_async(info.Env(), "emotorch.data", nullptr, [t, out] { *out = host_copy(t); },
+                     [out](Napi::Env env) { return to_array_buffer(env, *out); });
+  });
+}
+Napi::Value TensorHandle::Item(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    const at::Tensor& t = tensor();
+    if (t.numel() != 1)
+      throw CodedError("ERR_INVALID_ARG", "item() needs a tensor with one element but this one has shape " + c10::str(t.sizes()));
+    at::Scalar s = t.item();
+    if (s.isBoolean()) return Napi::Boolean::New(info.Env(), s.toBool());
+    return Napi::Number::New(info.Env(), s.toDouble());
+  });
+}
+Napi::Value TensorHandle::Backward(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor t = tensor();
+    at::Tensor g = info.Length() > 0 && info[0].IsObject() ? to_tensor(info[0], "gradient") : at::Tensor();
+    bool retain = info.Length() > 1 && info[1].ToBoolean().Value();
+    if (!t.requires_grad())
+      throw CodedError("ERR_INVALID_ARG", "backward(): this tensor does not require grad and has no grad_fn");
+    if (!g.defined() && t.numel() != 1)
+      throw CodedError("ERR_INVALID_ARG", "backward(): a gradient is needed for a non-scalar tensor of shape " + c10::str(t.sizes()));
+    return run_async(info.Env(), "emotorch.backward", nullptr, [t, g, retain] { t.backward(g, retain); }, nullptr);
+  });
+}
+Napi::Value TensorHandle::SameStorage(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto other = to_tensor(info[0], "other");
+    return Napi::Boolean::New(info.Env(), tensor().is_same(other) || (tensor().has_storage() && other.has_storage() &&
+                                                                     tensor().storage().is_alias_of(other.storage())));
+  });
+}
+
+// ---- process-level functions ----
+static Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  data(info.Env()).error_ctor = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+static Napi::Value Versions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto o = Napi::Object::New(env);
+  o.Set("libtorch", Napi::String::New(env, TORCH_VERSION));
+  bool cuda = torch::cuda::is_available();
+  o.Set("cuda", Napi::Boolean::New(env, cuda));
+  o.Set("cudaBuild", Napi::Boolean::New(env, at::detail::getCUDAHooks().hasCUDA() || cuda));
+  if (cuda && at::detail::getCUDAHooks().hasCuDNN())
+    o.Set("cudnn", Napi::String::New(env, std::to_string(at::detail::getCUDAHooks().versionCuDNN())));
+  return o;
+}
+
+static Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(torch::cuda::device_count()));
+}
+
+static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    torch::manual_seed(static_cast<uint64_t>(to_double(info[0], "seed")));
+    return info.Env().Undefined();
+  });
+}
+
+static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::set_num_threads(static_cast<int>(to_double(info[0], "threads")));
+    return info.Env().Undefined();
+  });
+}
+
+static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
+
+static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
+  c10::GradMode::set_enabled(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled());
+}
+
+// fromData(bytes: TypedArray, shape, sourceDtype, dtype, device, requiresGrad)
+static Napi::Value FromData(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray()) throw CodedError("ERR_INVALID_ARG", "expected a TypedArray of data");
+    auto arr = info[0].As<Napi::TypedArray>();
+    auto shape = to_ints(info[1], "shape");
+    auto src = to_dtype(info[2]);
+    auto dst = to_dtype(info[3]);
+    auto dev = to_device(info[4]);
+    int64_t numel = 1;
+    for (auto d : shape) numel *= d;
+    size_t need = static_cast<size_t>(numel) * at::elementSize(src);
+    if (need != arr.ByteLength())
+      throw CodedError("ERR_INVALID_ARG", "data has " + std::to_string(arr.ByteLength()) + " bytes but shape " +
+                                              c10::str(at::IntArrayRef(shape)) + " of " + dtype_name(src) + " needs " + std::to_string(need));
+    auto* ptr = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(src));
+    if (need) std::memcpy(t.data_ptr(), ptr, need);
+    t = t.to(dev, dst);
+    if (info[5].ToBoolean().Value()) t.set_requires_grad(true);
+    return TensorHandle::wrap(info.Env(), t);
+  });
+}
+
+void init_tensor(Napi::Env env, Napi::Object exports) {
+  TensorHandle::Init(env, exports);
+  exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
+  exports.Set("versions", Napi::Function::New(env, Versions));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
+  exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
+  exports.Set("fromData", Napi::Function::New(env, FromData));
+}
+
+}  // namespace et::bridge

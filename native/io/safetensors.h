@@ -1,0 +1,27 @@
+// safetensors files: memory-mapped reading, atomic writing. The JSON header is parsed and
+// validated in TypeScript (lib/io/safetensors.ts); these functions take its parsed entries.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+namespace et::io {
+
+struct TensorEntry {
+  std::string name;
+  at::ScalarType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin, end;  // byte offsets relative to the start of the data section
+};
+
+// Maps the file copy-on-write; each tensor views the mapping (which stays alive while any does).
+// Checks every entry's byte range against the file and the dtype×shape size.
+std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start,
+                                         const std::vector<TensorEntry>& entries);
+
+// Writes `header` (the JSON, already laid out for these tensors in order) and the tensors'
+// bytes to a temporary file in the same folder, then renames it over `path`.
+void write_safetensors(const std::string& path, const std::string& header, const std::vector<at::Tensor>& tensors);
+
+}  // namespace et::io

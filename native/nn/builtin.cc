@@ -1,0 +1,92 @@
+#include "nn/builtin.h"
+
+#include <cmath>
+
+namespace et::nn {
+
+void copy_state(const Tensors& dst, const Tensors& src) {
+  TORCH_CHECK(dst.size() == src.size(), "copy_state: ", dst.size(), " destinations but ", src.size(), " sources");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < dst.size(); ++i) {
+    TORCH_CHECK(dst[i].sizes() == src[i].sizes(), "copy_state: shape ", dst[i].sizes(), " vs ", src[i].sizes());
+    dst[i].copy_(src[i]);
+  }
+}
+
+at::Tensor activate(const at::Tensor& x, const std::string& name) {
+  if (name == "relu") return at::relu(x);
+  if (name == "gelu") return at::gelu(x);
+  if (name == "gelu_tanh") return at::gelu(x, "tanh");
+  if (name == "tanh") return at::tanh(x);
+  if (name == "silu") return at::silu(x);
+  if (name == "sigmoid") return at::sigmoid(x);
+  if (name == "identity") return x;
+  TORCH_CHECK(false, "unknown activation '", name, "'");
+}
+
+// torch.nn.Linear's reset_parameters: kaiming_uniform(a=√5) for W, U(±1/√fan_in) for b.
+static void init_linear(at::Tensor& w, at::Tensor& b) {
+  at::NoGradGuard g;
+  double bound = 1.0 / std::sqrt(static_cast<double>(w.size(1)));
+  w.uniform_(-bound, bound);
+  if (b.defined()) b.uniform_(-bound, bound);
+}
+
+LinearModel::LinearModel(int64_t in_features, int64_t out_features, bool has_bias) {
+  weight = register_parameter("weight", at::empty({out_features, in_features}));
+  if (has_bias) bias = register_parameter("bias", at::empty({out_features}));
+  init_linear(weight, bias);
+}
+
+Tensors LinearModel::forward(const Tensors& in) {
+  const auto& x = in.at(0);
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: expected input (..., ", weight.size(1),
+              ") but got ", x.sizes());
+  return {at::linear(x, weight, bias)};
+}
+
+MlpModel::MlpModel(const std::vector<int64_t>& sizes, const std::string& act, double p, bool bias)
+    : activation(act), dropout(p) {
+  TORCH_CHECK(sizes.size() >= 2, "Mlp needs at least two sizes");
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) layers->push_back(std::make_shared<LinearModel>(sizes[i], sizes[i + 1], bias));
+}
+
+Tensors MlpModel::forward(const Tensors& in) {
+  at::Tensor x = in.at(0);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    x = layers[i]->as<LinearModel>()->forward({x})[0];
+    if (i + 1 < layers->size()) {
+      x = activate(x, activation);
+      if (dropout > 0) x = at::dropout(x, dropout, is_training());
+    }
+  }
+  return {x};
+}
+
+LayerNormModel::LayerNormModel(int64_t d, double e, bool affine) : dim(d), eps(e) {
+  if (affine) {
+    weight = register_parameter("weight", at::ones({d}));
+    bias = register_parameter("bias", at::zeros({d}));
+  }
+}
+
+Tensors LayerNormModel::forward(const Tensors& in) {
+  return {at::layer_norm(in.at(0), {dim}, weight, bias, eps)};
+}
+
+EmbeddingModel::EmbeddingModel(int64_t num, int64_t d, int64_t pad) : padding_idx(pad) {
+  weight = register_parameter("weight", at::randn({num, d}));
+  if (pad >= 0) {
+    at::NoGradGuard g;
+    weight[pad].zero_();
+  }
+}
+
+Tensors EmbeddingModel::forward(const Tensors& in) {
+  const auto& ids = in.at(0);
+  TORCH_CHECK(!at::isFloatingType(ids.scalar_type()), "Embedding: expected integer ids but got ", ids.scalar_type());
+  return {at::embedding(weight, ids, padding_idx)};
+}
+
+}  // namespace et::nn
