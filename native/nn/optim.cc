@@ -47,6 +47,7 @@ void Optimizer::adamw(size_t g) {
   for (auto& [key, b] : buckets) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
     if (at::isFloatingType(b.p[0].scalar_type())) {
+      at::_foreach_add_(b.steps, 1);  // the fused kernel reads the step count, it does not advance it
       at::_fused_adamw_(b.p, b.grad, b.m, b.v, {}, b.steps, grp.lr, grp.beta1, grp.beta2, grp.weight_decay, grp.eps,
                         /*amsgrad=*/false, /*maximize=*/false, std::nullopt, std::nullopt);
       continue;

@@ -1,0 +1,90 @@
+/** Losses and stateless layers on tensors (`et.functional`). */
+import { Tensor, op, reductionArg, Reduction, checkTensor } from './tensor';
+import { EmotorchError, checkInt, checkNumber, invalid } from './errors';
+import { isFloating } from './dtype';
+
+export interface CrossEntropyOptions {
+  /** Targets equal to this are ignored (default -100, as PyTorch). */
+  ignoreIndex?: number;
+  /** Mixes the target with the uniform distribution (0 = off). */
+  labelSmoothing?: number;
+  /** Per-class weights, shape (C,). */
+  weight?: Tensor;
+  reduction?: Reduction;
+}
+
+/**
+ * Cross entropy between logits (N, C) or (N, C, d…) and int64 class targets (N) / (N, d…), or
+ * class probabilities of the logits' shape. Same semantics as torch.nn.functional.cross_entropy.
+ * @throws EmotorchError when shapes or dtypes do not fit.
+ * @example
+ * const loss = et.functional.crossEntropy(logits, labels, { ignoreIndex: -100 });
+ */
+export function crossEntropy(input: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  checkTensor(input, 'input');
+  checkTensor(target, 'target');
+  const ignore = checkInt(opts.ignoreIndex ?? -100, 'ignoreIndex');
+  const smoothing = checkNumber(opts.labelSmoothing ?? 0, 'labelSmoothing', 0, 1);
+  const is = input.shape, ts = target.shape;
+  if (is.length < 1) invalid('logits with a class dimension', 'input', `shape [${is}]`);
+  if (isFloating(target.dtype)) {
+    if (ts.join() !== is.join()) throw new EmotorchError(`crossEntropy: probability target shape [${ts}] must equal input shape [${is}]`, 'ERR_INVALID_ARG');
+  } else {
+    const expect = is.length === 1 ? [] : [is[0], ...is.slice(2)];
+    if (ts.join() !== expect.join()) {
+      throw new EmotorchError(`crossEntropy: target shape [${ts}] does not fit input shape [${is}] (expected [${expect}])`, 'ERR_INVALID_ARG');
+    }
+    if (target.dtype !== 'int64') invalid('an int64 class-index tensor (or float probabilities)', 'target', `dtype ${target.dtype}`);
+  }
+  if (opts.weight !== undefined) checkTensor(opts.weight, 'weight');
+  return op('cross_entropy', input.handle, target.handle, opts.weight?.handle ?? null, reductionArg(opts.reduction ?? 'mean'), ignore, smoothing);
+}
+
+/** Negative log likelihood of log-probabilities (N, C) and int64 targets (N). */
+export function nllLoss(input: Tensor, target: Tensor, opts: { ignoreIndex?: number; weight?: Tensor; reduction?: Reduction } = {}): Tensor {
+  checkTensor(input, 'input');
+  checkTensor(target, 'target');
+  return op('nll_loss', input.handle, target.handle, opts.weight?.handle ?? null, reductionArg(opts.reduction ?? 'mean'), checkInt(opts.ignoreIndex ?? -100, 'ignoreIndex'));
+}
+
+function sameShape(a: Tensor, b: Tensor, name: string): void {
+  checkTensor(a, 'input');
+  checkTensor(b, 'target');
+  if (a.shape.join() !== b.shape.join()) throw new EmotorchError(`${name}: input shape [${a.shape}] and target shape [${b.shape}] differ`, 'ERR_INVALID_ARG');
+}
+
+/** Mean squared error. Input and target must have the same shape (no silent broadcasting). */
+export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  sameShape(input, target, 'mseLoss');
+  return op('mse_loss', input.handle, target.handle, reductionArg(opts.reduction ?? 'mean'));
+}
+
+/** Mean absolute error (SPECTRA's regression loss). Same shapes required. */
+export function l1Loss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  sameShape(input, target, 'l1Loss');
+  return op('l1_loss', input.handle, target.handle, reductionArg(opts.reduction ?? 'mean'));
+}
+
+/** Binary cross entropy on logits, optionally with per-element weight and positive-class weight. */
+export function binaryCrossEntropyWithLogits(input: Tensor, target: Tensor, opts: { weight?: Tensor; posWeight?: Tensor; reduction?: Reduction } = {}): Tensor {
+  sameShape(input, target, 'binaryCrossEntropyWithLogits');
+  return op('bce_with_logits', input.handle, target.handle, opts.weight?.handle ?? null, opts.posWeight?.handle ?? null, reductionArg(opts.reduction ?? 'mean'));
+}
+
+/** x Wᵀ + b. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  return op('linear', checkTensor(x, 'x').handle, checkTensor(weight, 'weight').handle, bias ? checkTensor(bias, 'bias').handle : null);
+}
+
+/** Zeroes elements with probability p and rescales the rest, when `training`. */
+export function dropout(x: Tensor, p: number, training = true): Tensor {
+  return op('dropout', checkTensor(x, 'x').handle, checkNumber(p, 'p', 0, 1), training);
+}
+
+/** Layer normalization over the trailing `normalizedShape` dimensions. */
+export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+  return op('layer_norm', checkTensor(x, 'x').handle, normalizedShape, weight?.handle ?? null, bias?.handle ?? null, eps);
+}
+
+export function softmax(x: Tensor, dim: number): Tensor { return x.softmax(dim); }
+export function logSoftmax(x: Tensor, dim: number): Tensor { return x.logSoftmax(dim); }

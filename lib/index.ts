@@ -1,0 +1,45 @@
+/**
+ * emotorch: speech–text emotion and sentiment models of spoken dialogue, on libtorch.
+ * This file is the public API; everything a user imports comes from here.
+ */
+import { binding } from './native';
+import { checkInt } from './errors';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const pkg = require('../package.json') as { version: string };
+
+export { EmotorchError } from './errors';
+export { DTYPES } from './dtype';
+export type { DType, TypedArray } from './dtype';
+export { cuda } from './device';
+export type { Device } from './device';
+export type { TensorData, TensorOptions, CreateOptions, NestedArray, Scalar, Reduction } from './tensor';
+export {
+  Tensor, tensor, zeros, ones, full, randn, rand, randint, randperm, arange, linspace, eye, zerosLike, onesLike,
+  cat, stack, where, noGrad, isGradEnabled,
+} from './tensor';
+export * as functional from './functional';
+export * as nn from './nn';
+export * as optim from './train';
+export * as io from './io';
+
+/** Versions of emotorch and the libtorch it runs on, and whether CUDA is usable. */
+export const versions: { emotorch: string; libtorch: string; cuda: boolean; cudnn?: string } = (() => {
+  const v = binding.versions();
+  return { emotorch: pkg.version, libtorch: v.libtorch, cuda: v.cuda, ...(v.cudnn ? { cudnn: v.cudnn } : {}) };
+})();
+
+/** Seeds libtorch's random generators (CPU and CUDA). */
+export function manualSeed(seed: number): void {
+  binding.manualSeed(checkInt(seed, 'seed', 0));
+}
+
+/** Sets the number of threads libtorch uses for intra-op parallelism. */
+export function setNumThreads(n: number): void {
+  binding.setNumThreads(checkInt(n, 'threads', 1));
+}
+
+/** The number of intra-op threads libtorch uses. */
+export function getNumThreads(): number {
+  return binding.getNumThreads();
+}

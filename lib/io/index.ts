@@ -1,0 +1,2 @@
+export { loadSafetensors, saveSafetensors, readSafetensorsHeader } from './safetensors';
+export type { LoadedSafetensors, SafetensorsHeader, SafetensorsEntry } from './safetensors';

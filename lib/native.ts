@@ -1,0 +1,114 @@
+/**
+ * Loads the addon (build/Release or prebuilds/, through node-gyp-build) and describes its raw
+ * surface. Nothing but this file imports the binding; everything else goes through these types.
+ * @internal
+ */
+import * as path from 'path';
+import load = require('node-gyp-build');
+import { EmotorchError } from './errors';
+
+export type Packed = [ArrayBuffer, string];
+
+export interface TensorHandle {
+  shape(): number[];
+  dtype(): string;
+  device(): string;
+  numel(): number;
+  requiresGrad(): boolean;
+  setRequiresGrad(v: boolean): void;
+  grad(): TensorHandle | null;
+  setGrad(g: TensorHandle | null): void;
+  isLeaf(): boolean;
+  dispose(): void;
+  disposed(): boolean;
+  dataSync(): Packed;
+  data(): Promise<Packed>;
+  item(): number | boolean;
+  backward(grad: TensorHandle | null, retainGraph: boolean): Promise<void>;
+  sameStorage(other: TensorHandle): boolean;
+}
+
+export type Named = [string[], TensorHandle[]];
+
+export interface ModuleHandle {
+  forward(inputs: (TensorHandle | null)[]): Promise<(TensorHandle | null)[]>;
+  namedParameters(): Named;
+  namedBuffers(): Named;
+  setTraining(on: boolean): void;
+  training(): boolean;
+  to(device: string | null, dtype: string | null): Promise<void>;
+}
+
+export interface OptimizerHandle {
+  step(): Promise<void>;
+  zeroGrad(): void;
+  setLr(group: number, lr: number): void;
+  lr(group: number): number;
+  state(): Named;
+  setState(names: string[], tensors: TensorHandle[]): Promise<void>;
+}
+
+export interface NativeGroup {
+  params: TensorHandle[];
+  lr: number;
+  weightDecay: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+}
+
+export interface Binding {
+  TensorHandle: new () => TensorHandle;
+  setErrorClass(ctor: typeof EmotorchError): void;
+  versions(): { libtorch: string; cuda: boolean; cudaBuild: boolean; cudnn?: string };
+  cudaDeviceCount(): number;
+  manualSeed(seed: number): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  setGradEnabled(on: boolean): void;
+  isGradEnabled(): boolean;
+  fromData(data: ArrayBufferView, shape: number[], sourceDtype: string, dtype: string, device: string, requiresGrad: boolean): TensorHandle;
+  opNames(): string[];
+  op(index: number, ...args: unknown[]): TensorHandle | TensorHandle[];
+  createModule(kind: string, config: object, device: string | null, dtype: string | null): ModuleHandle;
+  createOptimizer(kind: 'adamw' | 'sgd', groups: NativeGroup[]): OptimizerHandle;
+  clipGradNorm(params: TensorHandle[], maxNorm: number, normType: number): Promise<number>;
+  copyState(dst: TensorHandle[], src: TensorHandle[]): Promise<void>;
+  readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][]): Promise<TensorHandle[]>;
+  writeSafetensors(path: string, header: string, tensors: TensorHandle[]): Promise<void>;
+}
+
+export const ROOT = path.resolve(__dirname, '..');
+
+function loadBinding(): Binding {
+  try {
+    return load(ROOT) as Binding;
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new EmotorchError(
+      [
+        `Could not load the emotorch native addon: ${msg}`,
+        'Possible solutions:',
+        '- Build it: `npm run build:native` (needs cmake, a C++ compiler and libtorch >= 2.1).',
+        '- Make libtorch findable: set LIBTORCH, or `python3 -m pip install torch==2.13.0+cpu`, then rebuild.',
+        '- If libtorch moved since the build, set LD_LIBRARY_PATH to its lib/ folder or rebuild.',
+        `- Check what the build uses: \`node ${path.join(ROOT, 'scripts', 'libtorch.js')}\`.`,
+      ].join('\n'),
+      'ERR_NATIVE_LOAD',
+    );
+  }
+}
+
+export const binding: Binding = loadBinding();
+binding.setErrorClass(EmotorchError);
+
+const opIndex = new Map(binding.opNames().map((n, i) => [n, i] as [string, number]));
+/** Index of a native op by name (throws if the addon lacks it: a stale build). */
+export function opId(name: string): number {
+  const i = opIndex.get(name);
+  if (i === undefined) throw new EmotorchError(`the native addon has no op '${name}': rebuild it (npm run build:native)`, 'ERR_NATIVE');
+  return i;
+}

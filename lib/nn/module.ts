@@ -1,0 +1,218 @@
+/**
+ * Modules: the base class of every model. A module is either backed by a native libtorch module
+ * (the built-in layers and model zoo) or composed in TypeScript from child modules and its own
+ * parameters; both share this interface.
+ */
+import { binding, ModuleHandle } from '../native';
+import { Tensor, checkTensor } from '../tensor';
+import { DType, checkDtype, isFloating } from '../dtype';
+import { Device, checkDevice } from '../device';
+import { EmotorchError, invalid } from '../errors';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+
+export interface ModuleOptions {
+  device?: Device;
+  dtype?: DType;
+}
+
+export interface LoadReport {
+  /** Keys the module has but the state dict lacks. */
+  missing: string[];
+  /** Keys the state dict has but the module lacks. */
+  unexpected: string[];
+}
+
+/** A state dict: parameter and buffer names (the original checkpoints' names) to tensors. */
+export type StateDict = Map<string, Tensor>;
+
+/**
+ * Base class of every model. Subclass it to compose native modules in TypeScript:
+ * @example
+ * class Classifier extends et.nn.Module {
+ *   encoder = this.registerModule('encoder', et.nn.Mlp.create({ sizes: [16, 32, 32] }));
+ *   head = this.registerModule('head', et.nn.Linear.create({ in_features: 32, out_features: 4 }));
+ *   async forward(x: et.Tensor) { return this.head.forward(await this.encoder.forward(x)); }
+ * }
+ */
+export abstract class Module {
+  private readonly _children = new Map<string, Module>();
+  private readonly _params = new Map<string, Tensor>();
+  private _training = true;
+
+  /** Runs the module. Native modules run on the thread pool; calls on one module are serialized. */
+  abstract forward(...args: unknown[]): Promise<unknown>;
+
+  /** Adds a child module under `name` (its parameters appear as `name.…`). */
+  registerModule<M extends Module>(name: string, m: M): M {
+    if (typeof name !== 'string' || !name || name.includes('.')) invalid('a non-empty name without dots', 'module name', name);
+    if (!(m instanceof Module)) invalid('a Module', `module '${name}'`, m);
+    this._children.set(name, m);
+    return m;
+  }
+
+  /** Adds a parameter owned by this TypeScript module (made a leaf that requires grad). */
+  registerParameter(name: string, t: Tensor): Tensor {
+    if (typeof name !== 'string' || !name || name.includes('.')) invalid('a non-empty name without dots', 'parameter name', name);
+    checkTensor(t, `parameter '${name}'`);
+    if (!t.isLeaf) t = t.detach();
+    t.requiresGrad = true;
+    this._params.set(name, t);
+    return t;
+  }
+
+  /** Direct children, by name. */
+  children(): Array<[string, Module]> { return [...this._children.entries()]; }
+
+  /** @internal Native parameters and buffers of this module itself (not of children). */
+  protected ownNative(): { params: Array<[string, Tensor]>; buffers: Array<[string, Tensor]> } {
+    return { params: [...this._params.entries()], buffers: [] };
+  }
+
+  /** All parameters with their full dotted names, children included. */
+  namedParameters(): Array<[string, Tensor]> {
+    const out = this.ownNative().params;
+    for (const [cn, c] of this._children) for (const [n, p] of c.namedParameters()) out.push([`${cn}.${n}`, p]);
+    return out;
+  }
+  /** All buffers (non-trainable state such as running statistics) with full names. */
+  namedBuffers(): Array<[string, Tensor]> {
+    const out = this.ownNative().buffers;
+    for (const [cn, c] of this._children) for (const [n, b] of c.namedBuffers()) out.push([`${cn}.${n}`, b]);
+    return out;
+  }
+  parameters(): Tensor[] { return this.namedParameters().map(([, p]) => p); }
+  /** Parameters that require grad: what an optimizer should update. */
+  trainableParameters(): Tensor[] { return this.parameters().filter((p) => p.requiresGrad); }
+  /** Total number of parameter elements (`trainableOnly` counts those requiring grad). */
+  numParameters(trainableOnly = false): number {
+    return (trainableOnly ? this.trainableParameters() : this.parameters()).reduce((a, p) => a + p.numel, 0);
+  }
+
+  /** Stops gradients for every parameter (for frozen encoders). */
+  freeze(): this {
+    for (const p of this.parameters()) p.requiresGrad = false;
+    return this;
+  }
+  /** Lets every parameter take gradients again. */
+  unfreeze(): this {
+    for (const p of this.parameters()) p.requiresGrad = true;
+    return this;
+  }
+
+  get training(): boolean { return this._training; }
+  /** Training mode (dropout on) for this module and its children. */
+  train(on = true): this {
+    this._training = on;
+    this.setNativeTraining(on);
+    for (const c of this._children.values()) c.train(on);
+    return this;
+  }
+  /** Evaluation mode (dropout off). */
+  eval(): this { return this.train(false); }
+  /** @internal */
+  protected setNativeTraining(_on: boolean): void {}
+
+  /**
+   * Moves parameters and buffers to a device and/or casts floating ones to a dtype, in place (so
+   * tensors obtained from parameters() stay valid). Create optimizers after moving.
+   */
+  async to(opts: ModuleOptions): Promise<this> {
+    const device = opts.device === undefined ? null : checkDevice(opts.device);
+    const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype);
+    await this.moveNative(device, dtype);
+    for (const [n, p] of this._params) {
+      const moved = p.to({ device: device ?? undefined, dtype: dtype && isFloating(p.dtype) ? dtype : undefined }).detach();
+      moved.requiresGrad = p.requiresGrad;
+      this._params.set(n, moved);
+    }
+    for (const c of this._children.values()) await c.to(opts);
+    return this;
+  }
+  /** @internal */
+  protected async moveNative(_device: string | null, _dtype: string | null): Promise<void> {}
+
+  /** Parameters and buffers by full name, sharing memory with the module. */
+  stateDict(opts: { trainableOnly?: boolean } = {}): StateDict {
+    const params = this.namedParameters().filter(([, p]) => !opts.trainableOnly || p.requiresGrad);
+    return new Map([...params, ...(opts.trainableOnly ? [] : this.namedBuffers())]);
+  }
+
+  /**
+   * Copies values from a state dict into this module's parameters and buffers (dtype and device
+   * converted). Checks everything before copying anything.
+   * @param opts.strict default true: missing or unexpected keys are an error. A wrong shape is
+   *   always an error.
+   * @returns the missing and unexpected keys (empty when strict).
+   * @throws EmotorchError ERR_STATE_DICT naming each offending key (and both shapes).
+   */
+  async loadStateDict(sd: StateDict | Record<string, Tensor>, opts: { strict?: boolean } = {}): Promise<LoadReport> {
+    const strict = opts.strict ?? true;
+    const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
+    const own = this.stateDict();
+    const missing = [...own.keys()].filter((k) => !src.has(k));
+    const unexpected = [...src.keys()].filter((k) => !own.has(k));
+    const mismatched: string[] = [];
+    const dst: Tensor[] = [];
+    const from: Tensor[] = [];
+    for (const [k, t] of own) {
+      const s = src.get(k);
+      if (!s) continue;
+      if (!(s instanceof Tensor)) invalid('a Tensor', `state dict entry '${k}'`, s);
+      if (s.shape.join() !== t.shape.join()) mismatched.push(`'${k}': checkpoint [${s.shape}] vs model [${t.shape}]`);
+      dst.push(t);
+      from.push(s);
+    }
+    const problems: string[] = [];
+    if (mismatched.length) problems.push(`wrong shape for ${mismatched.join(', ')}`);
+    if (strict && missing.length) problems.push(`missing keys: ${missing.map((k) => `'${k}'`).join(', ')}`);
+    if (strict && unexpected.length) problems.push(`unexpected keys: ${unexpected.map((k) => `'${k}'`).join(', ')}`);
+    if (problems.length) throw new EmotorchError(`loadStateDict: ${problems.join('; ')}`, 'ERR_STATE_DICT');
+    await binding.copyState(dst.map((t) => t.handle), from.map((t) => t.handle));
+    return { missing, unexpected };
+  }
+
+  /**
+   * Saves the state dict as safetensors. `trainableOnly` saves just the parameters that require
+   * grad (adapters, heads: what SALMONN checkpoints hold).
+   */
+  async save(path: string, opts: { trainableOnly?: boolean; metadata?: Record<string, string> } = {}): Promise<void> {
+    await saveSafetensors(path, this.stateDict({ trainableOnly: opts.trainableOnly }), opts.metadata ?? {});
+  }
+
+  /**
+   * Loads a safetensors file saved by {@link save} (or any with matching names).
+   * @param opts.strict default true, except that a file saved with `trainableOnly` may omit
+   *   the frozen parameters: pass `strict: false` for such files.
+   */
+  async load(path: string, opts: { strict?: boolean } = {}): Promise<LoadReport> {
+    const { tensors } = await loadSafetensors(path);
+    return this.loadStateDict(tensors, opts);
+  }
+}
+
+/**
+ * A module backed by one native libtorch module (built-in layers and the model zoo).
+ * @internal
+ */
+export abstract class NativeModule extends Module {
+  /** @internal */
+  protected readonly native: ModuleHandle;
+  protected constructor(kind: string, config: object, opts: ModuleOptions = {}) {
+    super();
+    const device = opts.device === undefined ? null : checkDevice(opts.device);
+    const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype);
+    this.native = binding.createModule(kind, config, device, dtype);
+  }
+  protected ownNative(): { params: Array<[string, Tensor]>; buffers: Array<[string, Tensor]> } {
+    const base = super.ownNative();
+    const wrap = ([names, hs]: [string[], unknown[]]) => names.map((n, i) => [n, new Tensor(hs[i] as never)] as [string, Tensor]);
+    return { params: [...wrap(this.native.namedParameters()), ...base.params], buffers: wrap(this.native.namedBuffers()) };
+  }
+  protected setNativeTraining(on: boolean): void { this.native.setTraining(on); }
+  protected moveNative(device: string | null, dtype: string | null): Promise<void> { return this.native.to(device, dtype); }
+  /** @internal Runs the native forward over positional tensors (null = not given). */
+  protected async run(inputs: Array<Tensor | null | undefined>): Promise<Array<Tensor | null>> {
+    const out = await this.native.forward(inputs.map((t) => (t ? t.handle : null)));
+    return out.map((x) => (x ? new Tensor(x) : null));
+  }
+}

@@ -1,0 +1,484 @@
+/**
+ * Tensors: a typed TypeScript face over libtorch tensors. Operations run synchronously in native
+ * code; reading data back can be awaited (`data()`), and `backward()` runs on the thread pool.
+ */
+import { binding, opId, TensorHandle } from './native';
+import { EmotorchError, invalid, checkInt } from './errors';
+import { DType, TypedArray, checkDtype, dtypeOfArray, arrayOf, isFloating } from './dtype';
+import { Device, checkDevice } from './device';
+
+export type Scalar = number | boolean;
+export type NestedArray = number | boolean | NestedArray[];
+export type TensorData = TypedArray | Uint8ClampedArray | number[] | boolean[] | NestedArray[] | number | boolean;
+
+export interface TensorOptions {
+  /** Shape to give flat data; inferred from nesting when omitted. */
+  shape?: readonly number[];
+  /** Element type; default: the TypedArray's own, bool for booleans, float32 for numbers. */
+  dtype?: DType;
+  /** Default 'cpu'. */
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+export interface CreateOptions {
+  dtype?: DType;
+  device?: Device;
+  requiresGrad?: boolean;
+}
+
+function h(t: Tensor | Scalar, name: string): TensorHandle | Scalar {
+  if (t instanceof Tensor) return t.handle;
+  if (typeof t === 'number' || typeof t === 'boolean') return t;
+  return invalid('a Tensor or a number', name, t);
+}
+
+/** Runs a native op; tensor arguments are passed as handles. @internal */
+export function op(name: string, ...args: unknown[]): Tensor {
+  return new Tensor(binding.op(opId(name), ...args) as TensorHandle);
+}
+function opList(name: string, ...args: unknown[]): Tensor[] {
+  return (binding.op(opId(name), ...args) as TensorHandle[]).map((x) => new Tensor(x));
+}
+
+function dimsArg(dims: number | readonly number[] | undefined, name: string): number[] | null {
+  if (dims === undefined) return null;
+  const list = typeof dims === 'number' ? [dims] : dims;
+  if (!Array.isArray(list)) invalid('a dimension or an array of dimensions', name, dims);
+  list.forEach((d, i) => checkInt(d, `${name}[${i}]`));
+  return [...list];
+}
+
+function shapeArg(shape: readonly number[], name = 'shape', allowInfer = false): number[] {
+  if (!Array.isArray(shape)) invalid('an array of non-negative integers', name, shape);
+  let inferred = 0;
+  shape.forEach((d, i) => {
+    if (allowInfer && d === -1) inferred++;
+    else checkInt(d, `${name}[${i}]`, 0);
+  });
+  if (inferred > 1) invalid('at most one -1', name, shape);
+  return [...shape];
+}
+
+const REDUCTION = { none: 0, mean: 1, sum: 2 } as const;
+export type Reduction = keyof typeof REDUCTION;
+/** @internal */
+export function reductionArg(r: unknown): number {
+  if (typeof r !== 'string' || !(r in REDUCTION)) invalid("'none', 'mean' or 'sum'", 'reduction', r);
+  return REDUCTION[r as Reduction];
+}
+
+/**
+ * A multi-dimensional array on a device, with autograd. Create one with {@link tensor},
+ * {@link zeros}, {@link randn} and friends.
+ *
+ * Memory is freed by {@link Tensor.dispose} or, failing that, when the garbage collector finds
+ * the Tensor unreachable.
+ *
+ * @example
+ * const x = et.tensor([[1, 2], [3, 4]]);
+ * const y = x.matmul(x).add(1);
+ * console.log(y.shape, await y.data());
+ */
+export class Tensor {
+  /** @internal */
+  readonly handle: TensorHandle;
+  /** @internal */
+  constructor(handle: TensorHandle) {
+    this.handle = handle;
+  }
+
+  /** Sizes of each dimension. */
+  get shape(): number[] { return this.handle.shape(); }
+  get dtype(): DType { return this.handle.dtype() as DType; }
+  get device(): Device { return this.handle.device() as Device; }
+  /** Number of dimensions. */
+  get ndim(): number { return this.handle.shape().length; }
+  /** Number of elements. */
+  get numel(): number { return this.handle.numel(); }
+  get requiresGrad(): boolean { return this.handle.requiresGrad(); }
+  set requiresGrad(v: boolean) {
+    if (typeof v !== 'boolean') invalid('a boolean', 'requiresGrad', v);
+    this.handle.setRequiresGrad(v);
+  }
+  /** The gradient accumulated by {@link backward}, or null. */
+  get grad(): Tensor | null {
+    const g = this.handle.grad();
+    return g ? new Tensor(g) : null;
+  }
+  set grad(g: Tensor | null) { this.handle.setGrad(g ? g.handle : null); }
+  /** True for tensors created by the user (not the result of a recorded operation). */
+  get isLeaf(): boolean { return this.handle.isLeaf(); }
+  /** True after {@link dispose}. */
+  get isDisposed(): boolean { return this.handle.disposed(); }
+
+  /**
+   * Frees this handle's reference to the data now instead of at garbage collection.
+   * @throws EmotorchError ERR_DISPOSED when called twice.
+   */
+  dispose(): void { this.handle.dispose(); }
+
+  /**
+   * Copies the elements to a TypedArray on the thread pool (float16/bfloat16 come back as
+   * Float32Array, int64 as BigInt64Array, bool as Uint8Array).
+   */
+  async data(): Promise<TypedArray> {
+    const [buf, dt] = await this.handle.data();
+    return arrayOf(buf, dt);
+  }
+  /** Synchronous {@link data}: blocks the event loop while the copy runs. */
+  dataSync(): TypedArray {
+    const [buf, dt] = this.handle.dataSync();
+    return arrayOf(buf, dt);
+  }
+  /** The elements as nested JS arrays of numbers (or booleans). */
+  toArray(): NestedArray {
+    const flat = this.dataSync();
+    const bool = this.dtype === 'bool';
+    const vals: (number | boolean)[] = Array.from(flat as ArrayLike<number | bigint>, (v) => (bool ? v !== 0 : Number(v)));
+    const shape = this.shape;
+    if (shape.length === 0) return vals[0];
+    const build = (dim: number, off: number): NestedArray[] => {
+      const n = shape[dim];
+      const stride = shape.slice(dim + 1).reduce((a, b) => a * b, 1);
+      const out: NestedArray[] = [];
+      for (let i = 0; i < n; i++) out.push(dim === shape.length - 1 ? vals[off + i] : build(dim + 1, off + i * stride));
+      return out;
+    };
+    return build(0, 0);
+  }
+  /**
+   * The value of a one-element tensor.
+   * @throws EmotorchError when the tensor has more than one element.
+   */
+  item(): number {
+    return Number(this.handle.item());
+  }
+
+  /**
+   * Computes gradients of this tensor with respect to the leaves that require grad, on the
+   * thread pool. A non-scalar tensor needs `grad` (the gradient of some scalar w.r.t. it).
+   */
+  backward(grad?: Tensor, opts: { retainGraph?: boolean } = {}): Promise<void> {
+    return this.handle.backward(grad ? grad.handle : null, !!opts.retainGraph);
+  }
+  /** A tensor sharing the data but cut from the autograd graph. */
+  detach(): Tensor { return op('detach', this.handle); }
+  /** Sets requiresGrad and returns this tensor. */
+  requiresGrad_(v = true): this { this.requiresGrad = v; return this; }
+
+  /** Copy to another device and/or dtype (returns this tensor's data unchanged when both match). */
+  to(opts: { device?: Device; dtype?: DType }): Tensor {
+    const dev = opts.device === undefined ? null : checkDevice(opts.device);
+    const dt = opts.dtype === undefined ? null : checkDtype(opts.dtype);
+    return op('to', this.handle, dt, dev);
+  }
+  clone(): Tensor { return op('clone', this.handle); }
+  contiguous(): Tensor { return op('contiguous', this.handle); }
+  float(): Tensor { return this.to({ dtype: 'float32' }); }
+  long(): Tensor { return this.to({ dtype: 'int64' }); }
+
+  // ---- arithmetic (broadcasting; a number is a scalar operand) ----
+  add(o: Tensor | Scalar): Tensor { return op('add', this.handle, h(o, 'other')); }
+  sub(o: Tensor | Scalar): Tensor { return op('sub', this.handle, h(o, 'other')); }
+  mul(o: Tensor | Scalar): Tensor { return op('mul', this.handle, h(o, 'other')); }
+  /** True division (integer tensors give floating results). */
+  div(o: Tensor | Scalar): Tensor { return op('div', this.handle, h(o, 'other')); }
+  pow(o: Tensor | Scalar): Tensor { return op('pow', this.handle, h(o, 'exponent')); }
+  remainder(o: Tensor | Scalar): Tensor { return op('remainder', this.handle, h(o, 'other')); }
+  /** Elementwise maximum with another tensor or a number. */
+  maximum(o: Tensor | Scalar): Tensor { return op('maximum', this.handle, h(o, 'other')); }
+  minimum(o: Tensor | Scalar): Tensor { return op('minimum', this.handle, h(o, 'other')); }
+  /** `scalar - this` */
+  rsub(s: number): Tensor { return op('rsub', this.handle, h(s, 'other')); }
+  /** `scalar / this` */
+  rdiv(s: number): Tensor { return op('rdiv', this.handle, h(s, 'other')); }
+  neg(): Tensor { return op('neg', this.handle); }
+  abs(): Tensor { return op('abs', this.handle); }
+  exp(): Tensor { return op('exp', this.handle); }
+  log(): Tensor { return op('log', this.handle); }
+  log1p(): Tensor { return op('log1p', this.handle); }
+  sqrt(): Tensor { return op('sqrt', this.handle); }
+  rsqrt(): Tensor { return op('rsqrt', this.handle); }
+  square(): Tensor { return op('square', this.handle); }
+  reciprocal(): Tensor { return op('reciprocal', this.handle); }
+  sin(): Tensor { return op('sin', this.handle); }
+  cos(): Tensor { return op('cos', this.handle); }
+  tanh(): Tensor { return op('tanh', this.handle); }
+  sigmoid(): Tensor { return op('sigmoid', this.handle); }
+  relu(): Tensor { return op('relu', this.handle); }
+  gelu(): Tensor { return op('gelu', this.handle); }
+  silu(): Tensor { return op('silu', this.handle); }
+  floor(): Tensor { return op('floor', this.handle); }
+  ceil(): Tensor { return op('ceil', this.handle); }
+  round(): Tensor { return op('round', this.handle); }
+  sign(): Tensor { return op('sign', this.handle); }
+  /** Clamp into [min, max]; either bound may be omitted (null). */
+  clamp(min: number | null, max: number | null = null): Tensor {
+    if (min === null && max === null) invalid('at least one bound', 'clamp', [min, max]);
+    return op('clamp', this.handle, min, max);
+  }
+
+  /**
+   * Matrix product with numpy/torch broadcasting rules.
+   * @throws EmotorchError when the inner dimensions differ.
+   */
+  matmul(o: Tensor): Tensor {
+    if (!(o instanceof Tensor)) invalid('a Tensor', 'matmul other', o);
+    const a = this.shape, b = o.shape;
+    if (a.length === 0 || b.length === 0) invalid('tensors with at least one dimension', 'matmul', [a, b]);
+    const ka = a[a.length - 1], kb = b.length === 1 ? b[0] : b[b.length - 2];
+    if (ka !== kb) {
+      throw new EmotorchError(`matmul: shapes [${a}] and [${b}] cannot be multiplied (${ka} != ${kb})`, 'ERR_INVALID_ARG');
+    }
+    return op('matmul', this.handle, o.handle);
+  }
+
+  // ---- comparison and logic (results are bool tensors) ----
+  eq(o: Tensor | Scalar): Tensor { return op('eq', this.handle, h(o, 'other')); }
+  ne(o: Tensor | Scalar): Tensor { return op('ne', this.handle, h(o, 'other')); }
+  lt(o: Tensor | Scalar): Tensor { return op('lt', this.handle, h(o, 'other')); }
+  le(o: Tensor | Scalar): Tensor { return op('le', this.handle, h(o, 'other')); }
+  gt(o: Tensor | Scalar): Tensor { return op('gt', this.handle, h(o, 'other')); }
+  ge(o: Tensor | Scalar): Tensor { return op('ge', this.handle, h(o, 'other')); }
+  logicalAnd(o: Tensor | Scalar): Tensor { return op('logical_and', this.handle, h(o, 'other')); }
+  logicalOr(o: Tensor | Scalar): Tensor { return op('logical_or', this.handle, h(o, 'other')); }
+  logicalNot(): Tensor { return op('logical_not', this.handle); }
+  isnan(): Tensor { return op('isnan', this.handle); }
+  isinf(): Tensor { return op('isinf', this.handle); }
+  isfinite(): Tensor { return op('isfinite', this.handle); }
+  /** Elements where `mask` is true set to `value`. */
+  maskedFill(mask: Tensor, value: number): Tensor { return op('masked_fill', this.handle, h(mask, 'mask'), value); }
+
+  // ---- reductions: `dim` omitted reduces over everything ----
+  sum(dim?: number | number[], keepdim = false): Tensor { return op('sum', this.handle, dimsArg(dim, 'dim'), keepdim); }
+  mean(dim?: number | number[], keepdim = false): Tensor { return op('mean', this.handle, dimsArg(dim, 'dim'), keepdim); }
+  /** Variance with Bessel's correction by default (correction 1). */
+  var(dim?: number | number[], keepdim = false, correction = 1): Tensor { return op('var', this.handle, dimsArg(dim, 'dim'), keepdim, correction); }
+  std(dim?: number | number[], keepdim = false, correction = 1): Tensor { return op('std', this.handle, dimsArg(dim, 'dim'), keepdim, correction); }
+  logsumexp(dim: number | number[], keepdim = false): Tensor { return op('logsumexp', this.handle, dimsArg(dim, 'dim'), keepdim); }
+  /** Vector p-norm (default 2) over `dim` or everything. */
+  norm(p = 2, dim?: number | number[], keepdim = false): Tensor { return op('norm', this.handle, p, dimsArg(dim, 'dim'), keepdim); }
+  max(dim?: number, keepdim = false): Tensor { return op('max', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  min(dim?: number, keepdim = false): Tensor { return op('min', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  argmax(dim?: number, keepdim = false): Tensor { return op('argmax', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  argmin(dim?: number, keepdim = false): Tensor { return op('argmin', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  all(dim?: number, keepdim = false): Tensor { return op('all', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  any(dim?: number, keepdim = false): Tensor { return op('any', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  cumsum(dim: number): Tensor { return op('cumsum', this.handle, checkInt(dim, 'dim')); }
+  softmax(dim: number): Tensor { return op('softmax', this.handle, checkInt(dim, 'dim')); }
+  logSoftmax(dim: number): Tensor { return op('log_softmax', this.handle, checkInt(dim, 'dim')); }
+  /** The k largest (or smallest) values along `dim` and their indices. */
+  topk(k: number, dim = -1, largest = true): [Tensor, Tensor] {
+    const [v, i] = opList('topk', this.handle, checkInt(k, 'k', 0), checkInt(dim, 'dim'), largest);
+    return [v, i];
+  }
+  sort(dim = -1, descending = false): [Tensor, Tensor] {
+    const [v, i] = opList('sort', this.handle, checkInt(dim, 'dim'), descending);
+    return [v, i];
+  }
+
+  // ---- shape ----
+  /** New shape with the same number of elements; one entry may be -1. */
+  reshape(shape: readonly number[]): Tensor { return op('reshape', this.handle, shapeArg(shape, 'shape', true)); }
+  /** Like reshape, but never copies (fails on non-contiguous layouts). */
+  view(shape: readonly number[]): Tensor { return op('view', this.handle, shapeArg(shape, 'shape', true)); }
+  transpose(dim0: number, dim1: number): Tensor { return op('transpose', this.handle, checkInt(dim0, 'dim0'), checkInt(dim1, 'dim1')); }
+  permute(dims: readonly number[]): Tensor { return op('permute', this.handle, dimsArg(dims, 'dims')); }
+  squeeze(dim?: number): Tensor { return op('squeeze', this.handle, dim === undefined ? null : checkInt(dim, 'dim')); }
+  unsqueeze(dim: number): Tensor { return op('unsqueeze', this.handle, checkInt(dim, 'dim')); }
+  flatten(startDim = 0, endDim = -1): Tensor { return op('flatten', this.handle, checkInt(startDim, 'startDim'), checkInt(endDim, 'endDim')); }
+  expand(shape: readonly number[]): Tensor { return op('expand', this.handle, shapeArg(shape, 'shape', true)); }
+  repeat(times: readonly number[]): Tensor { return op('repeat', this.handle, shapeArg(times, 'times')); }
+  tril(diagonal = 0): Tensor { return op('tril', this.handle, checkInt(diagonal, 'diagonal')); }
+  triu(diagonal = 0): Tensor { return op('triu', this.handle, checkInt(diagonal, 'diagonal')); }
+
+  // ---- indexing ----
+  /** Elements start ≤ i < end (step apart) along `dim`, as a view. Negative bounds count from the end. */
+  slice(dim: number, start?: number | null, end?: number | null, step = 1): Tensor {
+    return op('slice', this.handle, checkInt(dim, 'dim'), start ?? null, end ?? null, checkInt(step, 'step', 1));
+  }
+  /** Index `index` along `dim`, removing that dimension. */
+  select(dim: number, index: number): Tensor { return op('select', this.handle, checkInt(dim, 'dim'), checkInt(index, 'index')); }
+  /** Rows of dim 0 picked by an int64 index tensor or a bool mask. */
+  index(indices: Tensor): Tensor { return op('index', this.handle, h(indices, 'indices')); }
+  indexSelect(dim: number, indices: Tensor): Tensor { return op('index_select', this.handle, checkInt(dim, 'dim'), h(indices, 'indices')); }
+  gather(dim: number, indices: Tensor): Tensor { return op('gather', this.handle, checkInt(dim, 'dim'), h(indices, 'indices')); }
+  /** Pieces of `size` along `dim` (the last may be smaller). */
+  split(size: number, dim = 0): Tensor[] { return opList('split', this.handle, checkInt(size, 'size', 1), checkInt(dim, 'dim')); }
+  chunk(chunks: number, dim = 0): Tensor[] { return opList('chunk', this.handle, checkInt(chunks, 'chunks', 1), checkInt(dim, 'dim')); }
+  /** Integer class ids → one-hot int64 of `numClasses` (-1: max + 1). */
+  oneHot(numClasses = -1): Tensor { return op('one_hot', this.handle, checkInt(numClasses, 'numClasses', -1)); }
+
+  toString(): string {
+    if (this.isDisposed) return 'Tensor(disposed)';
+    return `Tensor(shape=[${this.shape}], dtype=${this.dtype}, device=${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+}
+
+// ---- creation ----
+function flatten(data: unknown, shape: number[], out: unknown[], depth: number, where: string): void {
+  if (Array.isArray(data)) {
+    if (shape.length === depth) shape.push(data.length);
+    else if (shape[depth] !== data.length) {
+      throw new EmotorchError(`tensor(): ragged nested array: ${where} has length ${data.length} but its siblings have ${shape[depth]}`, 'ERR_INVALID_ARG');
+    }
+    data.forEach((d, i) => flatten(d, shape, out, depth + 1, `${where}[${i}]`));
+    return;
+  }
+  if (depth !== shape.length && shape.length > depth) {
+    throw new EmotorchError(`tensor(): ragged nested array: ${where} is a scalar but its siblings are arrays`, 'ERR_INVALID_ARG');
+  }
+  if (typeof data !== 'number' && typeof data !== 'boolean') invalid('a number or boolean', `tensor data${where}`, data);
+  out.push(data);
+}
+
+/**
+ * Creates a tensor from a TypedArray, a (nested) array of numbers or booleans, or a scalar.
+ * The data is copied.
+ * @param data values; nested arrays must be rectangular
+ * @param opts shape (for flat data), dtype, device, requiresGrad
+ * @throws EmotorchError when the data length does not match the shape, the nesting is ragged,
+ *   a value is not a number, or dtype/device is unknown.
+ * @example
+ * et.tensor([[1, 2, 3], [4, 5, 6]]);                          // float32, shape [2, 3]
+ * et.tensor(new Float32Array(6), { shape: [2, 3] });
+ * et.tensor([0, 2, 1], { dtype: 'int64' });                  // class labels
+ */
+export function tensor(data: TensorData, opts: TensorOptions = {}): Tensor {
+  const device = checkDevice(opts.device ?? 'cpu');
+  if (opts.requiresGrad !== undefined && typeof opts.requiresGrad !== 'boolean') invalid('a boolean', 'requiresGrad', opts.requiresGrad);
+  let src: ArrayBufferView;
+  let srcDtype: DType;
+  let shape: number[];
+  if (ArrayBuffer.isView(data)) {
+    const d = dtypeOfArray(data);
+    if (d === null) invalid('a Float32Array, Float64Array, BigInt64Array, Int32Array, Int16Array, Int8Array or Uint8Array', 'tensor data', data);
+    src = data;
+    srcDtype = d;
+    shape = opts.shape ? shapeArg(opts.shape) : [(data as TypedArray).length];
+  } else {
+    const flat: unknown[] = [];
+    const inferred: number[] = [];
+    flatten(data, inferred, flat, 0, '');
+    const allBool = flat.length > 0 && flat.every((v) => typeof v === 'boolean');
+    if (!allBool && flat.some((v) => typeof v === 'boolean')) invalid('numbers or booleans, not a mix', 'tensor data', data);
+    const target = opts.dtype ? checkDtype(opts.dtype) : allBool ? 'bool' : 'float32';
+    if (!isFloating(target) && !allBool) {
+      flat.forEach((v, i) => {
+        if (!Number.isInteger(v)) invalid(`integers for dtype ${target}`, `tensor data (element ${i})`, v);
+      });
+    }
+    if (allBool) { src = Uint8Array.from(flat as boolean[], (b) => (b ? 1 : 0)); srcDtype = 'uint8'; }
+    else if (target === 'float32' || target === 'float16' || target === 'bfloat16') { src = Float32Array.from(flat as number[]); srcDtype = 'float32'; }
+    else { src = Float64Array.from(flat as number[]); srcDtype = 'float64'; }
+    shape = opts.shape ? shapeArg(opts.shape) : inferred;
+  }
+  const dtype = opts.dtype ? checkDtype(opts.dtype) : srcDtype === 'uint8' && !ArrayBuffer.isView(data) ? 'bool' : srcDtype;
+  const numel = shape.reduce((a, b) => a * b, 1);
+  const len = (src as TypedArray).length;
+  if (numel !== len) throw new EmotorchError(`tensor(): data has ${len} elements but shape [${shape}] needs ${numel}`, 'ERR_INVALID_ARG');
+  if (opts.requiresGrad && !isFloating(dtype)) invalid('a floating dtype when requiresGrad is set', 'dtype', dtype);
+  return new Tensor(binding.fromData(src, shape, srcDtype, dtype, device, !!opts.requiresGrad));
+}
+
+function created(t: Tensor, opts: CreateOptions): Tensor {
+  if (opts.requiresGrad) t.requiresGrad = true;
+  return t;
+}
+function dt(opts: CreateOptions): string | null { return opts.dtype === undefined ? null : checkDtype(opts.dtype); }
+function dev(opts: CreateOptions): string | null { return opts.device === undefined ? null : checkDevice(opts.device); }
+
+/** A tensor of zeros (float32 unless `dtype`). */
+export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor { return created(op('zeros', shapeArg(shape), dt(opts), dev(opts)), opts); }
+/** A tensor of ones. */
+export function ones(shape: readonly number[], opts: CreateOptions = {}): Tensor { return created(op('ones', shapeArg(shape), dt(opts), dev(opts)), opts); }
+/** A tensor filled with `value`. */
+export function full(shape: readonly number[], value: number, opts: CreateOptions = {}): Tensor {
+  if (typeof value !== 'number') invalid('a number', 'value', value);
+  return created(op('full', shapeArg(shape), value, dt(opts) ?? 'float32', dev(opts)), opts);
+}
+/** Standard normal samples (seeded by {@link manualSeed}). */
+export function randn(shape: readonly number[], opts: CreateOptions = {}): Tensor { return created(op('randn', shapeArg(shape), dt(opts), dev(opts)), opts); }
+/** Uniform samples in [0, 1). */
+export function rand(shape: readonly number[], opts: CreateOptions = {}): Tensor { return created(op('rand', shapeArg(shape), dt(opts), dev(opts)), opts); }
+/** Integers uniform in [low, high) (int64 unless `dtype`). */
+export function randint(low: number, high: number, shape: readonly number[], opts: CreateOptions = {}): Tensor {
+  checkInt(low, 'low');
+  checkInt(high, 'high');
+  if (high <= low) invalid(`high > low (${low})`, 'high', high);
+  return op('randint', low, high, shapeArg(shape), dt(opts), dev(opts));
+}
+/** A random permutation of 0..n-1 (int64, CPU). */
+export function randperm(n: number): Tensor { return op('randperm', checkInt(n, 'n', 0)); }
+/**
+ * Values start, start+step, … below end. With one argument, 0..end-1. Integer arguments give
+ * int64, others float32, unless `dtype`.
+ */
+export function arange(start: number, end?: number, step = 1, opts: CreateOptions = {}): Tensor {
+  if (end === undefined) { end = start; start = 0; }
+  [start, end, step].forEach((v, i) => { if (typeof v !== 'number' || !Number.isFinite(v)) invalid('a finite number', ['start', 'end', 'step'][i], v); });
+  if (step === 0) invalid('a non-zero number', 'step', step);
+  return created(op('arange', start, end, step, dt(opts), dev(opts)), opts);
+}
+/** `steps` evenly spaced values from start to end inclusive. */
+export function linspace(start: number, end: number, steps: number, opts: CreateOptions = {}): Tensor {
+  return created(op('linspace', start, end, checkInt(steps, 'steps', 0), dt(opts), dev(opts)), opts);
+}
+/** The n×n identity. */
+export function eye(n: number, opts: CreateOptions = {}): Tensor { return created(op('eye', checkInt(n, 'n', 0), dt(opts), dev(opts)), opts); }
+/** Zeros with the shape (and by default dtype and device) of `t`. */
+export function zerosLike(t: Tensor, opts: CreateOptions = {}): Tensor {
+  return zeros(t.shape, { dtype: opts.dtype ?? t.dtype, device: opts.device ?? t.device, requiresGrad: opts.requiresGrad });
+}
+/** Ones with the shape (and by default dtype and device) of `t`. */
+export function onesLike(t: Tensor, opts: CreateOptions = {}): Tensor {
+  return ones(t.shape, { dtype: opts.dtype ?? t.dtype, device: opts.device ?? t.device, requiresGrad: opts.requiresGrad });
+}
+
+function tensorList(ts: readonly Tensor[], name: string): TensorHandle[] {
+  if (!Array.isArray(ts) || ts.length === 0) invalid('a non-empty array of Tensors', name, ts);
+  return ts.map((t, i) => (t instanceof Tensor ? t.handle : invalid('a Tensor', `${name}[${i}]`, t)));
+}
+/** Joins tensors along an existing dimension. */
+export function cat(ts: readonly Tensor[], dim = 0): Tensor { return op('cat', tensorList(ts, 'tensors'), checkInt(dim, 'dim')); }
+/** Joins tensors along a new dimension. */
+export function stack(ts: readonly Tensor[], dim = 0): Tensor { return op('stack', tensorList(ts, 'tensors'), checkInt(dim, 'dim')); }
+/** Elementwise `cond ? a : b`. */
+export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
+  return op('where', h(cond, 'condition'), h(a, 'a'), h(b, 'b'));
+}
+
+// ---- grad mode ----
+/** True when operations are recorded for autograd (on this thread: the JS thread). */
+export function isGradEnabled(): boolean { return binding.isGradEnabled(); }
+
+/**
+ * Runs `fn` with autograd recording off; `fn` may be async, in which case recording stays off
+ * until its promise settles (so avoid running unrelated training work concurrently inside it).
+ * Native calls started inside (forward, backward) inherit the mode.
+ * @example
+ * const logits = await et.noGrad(() => model.forward(x));
+ */
+export function noGrad<T>(fn: () => T): T {
+  const prev = binding.isGradEnabled();
+  binding.setGradEnabled(false);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    binding.setGradEnabled(prev);
+    throw e;
+  }
+  if (result instanceof Promise) return result.finally(() => binding.setGradEnabled(prev)) as T;
+  binding.setGradEnabled(prev);
+  return result;
+}
+
+/** @internal */
+export function isTensor(v: unknown): v is Tensor { return v instanceof Tensor; }
+/** @internal */
+export function checkTensor(v: unknown, name: string): Tensor {
+  if (!(v instanceof Tensor)) invalid('a Tensor', name, v);
+  return v;
+}

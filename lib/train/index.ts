@@ -1,0 +1,5 @@
+export { Optimizer, AdamW, SGD, decayGroups, clipGradNorm } from './optim';
+export type { AdamWOptions, SGDOptions, ParamGroup } from './optim';
+export * as schedules from './schedules';
+export { LRScheduler } from './schedules';
+export type { Schedule } from './schedules';
