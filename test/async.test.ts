@@ -1,0 +1,59 @@
+import { describe, it, expect } from 'vitest';
+import * as et from '../lib/index';
+import { maxAbsDiff, rejectsWith } from './helpers';
+
+describe('async native calls', () => {
+  it('keep the event loop live during a long forward and backward', async () => {
+    const mlp = et.nn.Mlp.create({ sizes: [1024, 2048, 2048, 1024] });
+    const x = et.randn([2048, 1024]);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    const t0 = Date.now();
+    const y = await mlp.forward(x);
+    await y.square().mean().backward();
+    const elapsed = Date.now() - t0;
+    clearInterval(timer);
+    // The native work took a while; a blocked loop would have run the timer at most once.
+    expect(elapsed).toBeGreaterThan(50);
+    expect(ticks).toBeGreaterThan(3);
+    expect(mlp.parameters()[0].grad).not.toBeNull();
+  });
+
+  it('serializes concurrent calls on one module and returns each its own result', async () => {
+    const lin = et.nn.Linear.create({ in_features: 64, out_features: 64 });
+    const xs = Array.from({ length: 8 }, () => et.randn([32, 64]));
+    const ys = await Promise.all(xs.map((x) => lin.forward(x)));
+    for (let i = 0; i < xs.length; i++) {
+      const ref = await lin.forward(xs[i]);
+      expect(maxAbsDiff(ys[i], ref)).toBe(0);
+    }
+  });
+
+  it('turns native failures inside the pool into rejected promises', async () => {
+    const lin = et.nn.Linear.create({ in_features: 4, out_features: 2 });
+    // Bypass TS validation to reach the native check.
+    const raw = (lin as unknown as { run(i: et.Tensor[]): Promise<unknown> }).run([et.ones([3, 5])]);
+    await rejectsWith(raw, 'ERR_TORCH', /Linear: expected input \(\.\.\., 4\) but got \[3, 5\]/);
+    // The module still works afterwards.
+    expect((await lin.forward(et.ones([3, 4]))).shape).toEqual([3, 2]);
+  });
+
+  it('carries noGrad into native calls', async () => {
+    const lin = et.nn.Linear.create({ in_features: 4, out_features: 2 });
+    const y = await et.noGrad(() => lin.forward(et.ones([1, 4])));
+    expect(y.requiresGrad).toBe(false);
+    expect((await lin.forward(et.ones([1, 4]))).requiresGrad).toBe(true);
+  });
+});
+
+describe('process', () => {
+  it('reports versions and device facts', () => {
+    expect(et.versions.emotorch).toMatch(/^\d+\.\d+\.\d+/);
+    expect(et.versions.libtorch).toMatch(/^2\.\d+/);
+    expect(typeof et.versions.cuda).toBe('boolean');
+    expect(et.cuda.isAvailable()).toBe(et.cuda.deviceCount() > 0);
+    et.setNumThreads(1);
+    expect(et.getNumThreads()).toBe(1);
+    et.setNumThreads(2);
+  });
+});
