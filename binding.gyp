@@ -11,6 +11,6 @@
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
     "cflags_cc": ["-std=c++<!(node scripts/libtorch.js --std)", "-fexceptions", "-frtti", "-O2", "-fvisibility=hidden",
                   "-Wno-unused-parameter", "-Wno-unused-variable"],
-    "ldflags": ["<!@(node scripts/libtorch.js --gyp-ldflags)"]
+    "ldflags": ["<!@(node scripts/libtorch.js --gyp-ldflags)", "-Wl,-rpath,'$$ORIGIN/../../.libtorch/torch/lib'"]
   }]
 }

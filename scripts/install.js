@@ -30,7 +30,7 @@ function run(cmd, args, opts = {}) {
 function provisionLibtorch() {
   const target = path.join(ROOT, '.libtorch');
   log(`libtorch not found; installing ${lt.PIP_PIN} into ${target} (a few hundred MB, once)`);
-  const py = process.env.PYTHON || 'python3';
+  const py = process.env.EMOTORCH_PYTHON || 'python3';
   const ok = run(py, ['-m', 'pip', 'install', '--no-deps', '--no-compile', '--disable-pip-version-check', '--target', target, lt.PIP_PIN]);
   if (!ok) {
     log('installing libtorch with pip failed.\n' + lt.howToFix());

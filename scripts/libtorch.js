@@ -21,7 +21,7 @@ function howToFix() {
   return [
     'emotorch needs libtorch >= ' + MIN.join('.') + '. Possible solutions:',
     '  - set LIBTORCH to an unpacked libtorch directory (it contains include/ and lib/), or',
-    '  - install PyTorch for python3:  python3 -m pip install ' + PIP_PIN + ', or',
+    '  - install PyTorch for python3:  python3 -m pip install ' + PIP_PIN + ' (EMOTORCH_PYTHON picks another interpreter), or',
     '  - run `npm install` again with python3 and pip available: it installs ' + PIP_PIN,
     '    into ' + path.join(PROJECT_ROOT, '.libtorch'),
   ].join('\n');
@@ -34,15 +34,24 @@ function isLibtorch(dir) {
 }
 
 function fromPython() {
-  const py = process.env.PYTHON || 'python3';
-  try {
-    const out = execFileSync(py, ['-c', 'import os, torch; print(os.path.dirname(torch.__file__))'], {
-      encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000,
-    }).trim();
-    return out || null;
-  } catch {
-    return null;
+  // Every python3 on PATH, in order, until one has torch. ($PYTHON is not used: node-gyp sets it
+  // to the interpreter it runs gyp with, and build tools put /usr/bin early on PATH.)
+  const candidates = process.env.EMOTORCH_PYTHON ? [process.env.EMOTORCH_PYTHON] : [];
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    const exe = path.join(dir, 'python3');
+    if (dir && !dir.includes('node_gyp_bins') && fs.existsSync(exe) && !candidates.includes(exe)) candidates.push(exe);
   }
+  for (const py of candidates) {
+    try {
+      const out = execFileSync(py, ['-c', 'import os, torch; print(os.path.dirname(torch.__file__))'], {
+        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000, env: { ...process.env, PYTHONPATH: '' },
+      }).trim();
+      if (out) return out;
+    } catch {
+      // no torch for this interpreter
+    }
+  }
+  return null;
 }
 
 function readVersion(root) {
@@ -131,6 +140,10 @@ function sources() {
 module.exports = { find, howToFix, cflags, libs, rpaths, sources, PIP_PIN, LOCAL };
 
 if (require.main === module) {
+  if (process.argv[2] === '--sources') {
+    process.stdout.write(sources().join('\n') + '\n');
+    process.exit(0);
+  }
   let lt;
   try {
     lt = find();
@@ -143,12 +156,12 @@ if (require.main === module) {
     process.exit(1);
   }
   const arg = process.argv[2];
-  if (arg === '--sources') { process.stdout.write(sources().join('\n') + '\n'); process.exit(0); }
   if (!arg) process.stdout.write(JSON.stringify(lt, null, 2) + '\n');
   else if (arg === '--cflags') process.stdout.write(cflags(lt).join(' ') + '\n');
   else if (arg === '--ldflags') process.stdout.write([...libs(lt), ...rpaths(lt).map((r) => '-Wl,-rpath,' + r)].join(' ') + '\n');
-  // node-gyp writes ldflags into a Makefile and then a shell line: $ORIGIN needs $$ and quotes.
-  else if (arg === '--gyp-ldflags') process.stdout.write([...libs(lt), ...rpaths(lt).map((r) => "-Wl,-rpath,'" + r.replace(/\$/g, '$$$$') + "'")].join(' ') + '\n');
+  // For binding.gyp: libs and the absolute rpath (binding.gyp adds the $ORIGIN one literally, since
+  // gyp drops the quotes a command's output would need to protect it).
+  else if (arg === '--gyp-ldflags') process.stdout.write([...libs(lt), '-Wl,-rpath,' + lt.libdir].join(' ') + '\n');
   else if (arg === '--include') process.stdout.write(lt.include.join(' ') + '\n');
   else if (arg.startsWith('--') && arg.slice(2) in lt) {
     const v = lt[arg.slice(2)];

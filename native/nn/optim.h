@@ -2,6 +2,7 @@
 // one) and SGD (momentum, dampening, nesterov, L2 weight decay), plus gradient-norm clipping.
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <mutex>
 #include <string>
