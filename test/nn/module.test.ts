@@ -154,6 +154,19 @@ describe('Module', () => {
     expect(m.stateDict().get('weight')!.abs().sum().item()).toBe(0);
   });
 
+  it('names the key when a file lacks one or holds a wrong shape', async () => {
+    const dir = tmpdir();
+    const m = et.nn.Mlp.create({ sizes: [4, 8, 2] });
+    const sd = m.stateDict();
+    sd.delete('layers.1.bias');
+    await et.io.saveSafetensors(path.join(dir, 'missing.safetensors'), sd);
+    await rejectsWith(() => m.load(path.join(dir, 'missing.safetensors')), 'ERR_STATE_DICT', /missing keys: 'layers.1.bias'/);
+    const bad = m.stateDict();
+    bad.set('layers.0.weight', et.zeros([8, 5]));
+    await et.io.saveSafetensors(path.join(dir, 'shape.safetensors'), bad);
+    await rejectsWith(() => m.load(path.join(dir, 'shape.safetensors')), 'ERR_STATE_DICT', /'layers.0.weight': checkpoint \[8,5\] vs model \[8,4\]/);
+  });
+
   it('converts dtypes when loading and when moving', async () => {
     const m = et.nn.Linear.create({ in_features: 2, out_features: 2 });
     await m.loadStateDict({ weight: et.tensor([[1, 2], [3, 4]], { dtype: 'float64' }), bias: et.tensor([0, 1], { dtype: 'bfloat16' }) });
