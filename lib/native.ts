@@ -79,6 +79,8 @@ export interface Binding {
   copyState(dst: TensorHandle[], src: TensorHandle[]): Promise<void>;
   readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][]): Promise<TensorHandle[]>;
   writeSafetensors(path: string, header: string, tensors: TensorHandle[]): Promise<void>;
+  whisperLogMel(waveform: TensorHandle, nMels: number, padTo30s: boolean): Promise<TensorHandle>;
+  kaldiFbank(waveform: TensorHandle, opts: object): Promise<TensorHandle>;
 }
 
 export const ROOT = path.resolve(__dirname, '..');

@@ -103,5 +103,6 @@ double to_double(const Napi::Value& v, const char* what);
 void init_tensor(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_module(Napi::Env env, Napi::Object exports);
+void init_audio(Napi::Env env, Napi::Object exports);
 
 }  // namespace et::bridge

@@ -1,0 +1,100 @@
+/**
+ * Audio features computed natively (CPU or CUDA, batched, on the thread pool): Whisper's log-mel
+ * spectrogram and Kaldi filter banks (BEATs' front end).
+ */
+import { binding } from '../native';
+import { Tensor, tensor } from '../tensor';
+import { checkInt, checkNumber, invalid } from '../errors';
+
+/** A waveform: Tensor (samples) or (batch, samples), or a Float32Array of samples. */
+export type Waveform = Tensor | Float32Array;
+
+function batched(x: Waveform, name: string): Tensor {
+  const t = x instanceof Float32Array ? tensor(x) : x;
+  if (!(t instanceof Tensor)) invalid('a Tensor or Float32Array waveform', name, x);
+  const s = t.shape;
+  if (s.length === 1) return t.unsqueeze(0);
+  if (s.length !== 2) invalid('a waveform of shape (samples) or (batch, samples)', name, `shape [${s}]`);
+  if (!t.dtype.startsWith('float') && t.dtype !== 'bfloat16') invalid('a floating-point waveform', name, t.dtype);
+  return t;
+}
+
+export interface WhisperLogMelOptions {
+  /** 80 (default; Whisper up to large-v2) or 128 (large-v3). */
+  nMels?: number;
+  /**
+   * Pad or cut each clip to 30 s (3000 frames), as WhisperFeatureExtractor (default true). With
+   * false, a clip of N samples gives N / 160 frames, so long dialogues can be encoded in chunks.
+   */
+  padTo30s?: boolean;
+}
+
+/**
+ * Whisper's log-mel features of 16 kHz audio, equal to transformers' WhisperFeatureExtractor:
+ * (batch, samples) → (batch, nMels, frames).
+ * @throws EmotorchError for a bad shape, dtype or option.
+ * @example
+ * const feats = await et.audio.whisperLogMel(wave);          // (1, 80, 3000)
+ */
+export async function whisperLogMel(x: Waveform, opts: WhisperLogMelOptions = {}): Promise<Tensor> {
+  const w = batched(x, 'waveform');
+  const nMels = checkInt(opts.nMels ?? 80, 'nMels', 1);
+  const pad = opts.padTo30s ?? true;
+  if (typeof pad !== 'boolean') invalid('a boolean', 'padTo30s', pad);
+  if (!pad && w.shape[1] <= 200) invalid('more than 200 samples', 'waveform length', w.shape[1]);
+  return new Tensor(await binding.whisperLogMel(w.handle, nMels, pad));
+}
+
+export interface KaldiFbankOptions {
+  /** Mel bins (torchaudio default 23; BEATs 128). */
+  numMelBins?: number;
+  sampleRate?: number;
+  /** Frame length and shift in milliseconds (25, 10). */
+  frameLength?: number;
+  frameShift?: number;
+  preemphasis?: number;
+  lowFreq?: number;
+  /** ≤ 0 means Nyquist + highFreq (default 0). */
+  highFreq?: number;
+  removeDcOffset?: boolean;
+  usePower?: boolean;
+  useLog?: boolean;
+  /** Multiply the waveform first (Kaldi expects int16 scale: BEATs uses 32768). Default 1. */
+  scale?: number;
+  /** Apply BEATs' normalization (x − 15.41663) / (2 · 6.55582) and its settings (128 bins, scale 32768). */
+  beats?: boolean;
+}
+
+const BEATS_MEAN = 15.41663;
+const BEATS_STD = 6.55582;
+
+/**
+ * Kaldi filter-bank features with torchaudio.compliance.kaldi.fbank semantics (povey window,
+ * dither 0, pre-emphasis 0.97, DC removal, snip edges, power spectrum, log):
+ * (batch, samples) → (batch, frames, numMelBins), frames = 1 + (samples − 400) / 160 at 16 kHz.
+ * `beats: true` gives exactly BEATs' input (128 bins, ×32768, normalized).
+ * @throws EmotorchError for a bad shape or option, or a clip shorter than one frame.
+ * @example
+ * const fb = await et.audio.kaldiFbank(wave, { beats: true });   // (1, frames, 128)
+ */
+export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Promise<Tensor> {
+  const w = batched(x, 'waveform');
+  const beats = opts.beats ?? false;
+  const o = {
+    numMelBins: checkInt(opts.numMelBins ?? (beats ? 128 : 23), 'numMelBins', 1),
+    sampleRate: checkNumber(opts.sampleRate ?? 16000, 'sampleRate', 1),
+    frameLength: checkNumber(opts.frameLength ?? 25, 'frameLength', 0),
+    frameShift: checkNumber(opts.frameShift ?? 10, 'frameShift', 0),
+    preemphasis: checkNumber(opts.preemphasis ?? 0.97, 'preemphasis', 0, 1),
+    lowFreq: checkNumber(opts.lowFreq ?? 20, 'lowFreq', 0),
+    highFreq: checkNumber(opts.highFreq ?? 0, 'highFreq'),
+    removeDcOffset: opts.removeDcOffset ?? true,
+    usePower: opts.usePower ?? true,
+    useLog: opts.useLog ?? true,
+    scale: checkNumber(opts.scale ?? (beats ? 32768 : 1), 'scale'),
+  };
+  const frame = Math.floor((o.sampleRate * o.frameLength) / 1000);
+  if (w.shape[1] < frame) invalid(`at least one frame (${frame} samples)`, 'waveform length', w.shape[1]);
+  const fb = new Tensor(await binding.kaldiFbank(w.handle, o));
+  return beats ? fb.sub(BEATS_MEAN).div(2 * BEATS_STD) : fb;
+}

@@ -1,0 +1,2 @@
+export { whisperLogMel, kaldiFbank } from './features';
+export type { Waveform, WhisperLogMelOptions, KaldiFbankOptions } from './features';

@@ -1,0 +1,136 @@
+#include "audio/features.h"
+
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+namespace et::audio {
+namespace {
+
+// Filter banks are built once per configuration and device (float64 math, stored float32).
+std::mutex cache_mutex;
+std::map<std::tuple<std::string, int64_t, double, double, double, int64_t>, at::Tensor> cache;
+
+template <class Make>
+at::Tensor cached(const std::string& kind, int64_t bins, double a, double b, double c, int64_t n_fft, const at::Device& dev, Make make) {
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  auto key = std::make_tuple(kind + dev.str(), bins, a, b, c, n_fft);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  at::Tensor t = make().to(dev, at::kFloat);
+  cache.emplace(key, t);
+  return t;
+}
+
+double hz_to_mel_slaney(double f) {
+  const double f_sp = 200.0 / 3, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp, logstep = std::log(6.4) / 27.0;
+  return f >= min_log_hz ? min_log_mel + std::log(f / min_log_hz) / logstep : f / f_sp;
+}
+double mel_to_hz_slaney(double m) {
+  const double f_sp = 200.0 / 3, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp, logstep = std::log(6.4) / 27.0;
+  return m >= min_log_mel ? min_log_hz * std::exp(logstep * (m - min_log_mel)) : f_sp * m;
+}
+
+// (n_fft/2 + 1, n_mels) Slaney-scale, Slaney-normalized triangles, as transformers'
+// mel_filter_bank(norm="slaney", mel_scale="slaney").
+at::Tensor slaney_mel_bank(int64_t n_mels, int64_t n_fft, double sr, double fmin, double fmax) {
+  int64_t n_freq = n_fft / 2 + 1;
+  auto out = at::zeros({n_freq, n_mels}, at::kDouble);
+  auto acc = out.accessor<double, 2>();
+  double mmin = hz_to_mel_slaney(fmin), mmax = hz_to_mel_slaney(fmax);
+  std::vector<double> f(n_mels + 2);
+  for (int64_t i = 0; i < n_mels + 2; ++i) f[i] = mel_to_hz_slaney(mmin + (mmax - mmin) * i / (n_mels + 1));
+  for (int64_t k = 0; k < n_freq; ++k) {
+    double fft_f = (sr / 2) * k / (n_freq - 1);
+    for (int64_t m = 0; m < n_mels; ++m) {
+      double down = (fft_f - f[m]) / (f[m + 1] - f[m]);
+      double up = (f[m + 2] - fft_f) / (f[m + 2] - f[m + 1]);
+      double v = std::max(0.0, std::min(down, up));
+      acc[k][m] = v * 2.0 / (f[m + 2] - f[m]);
+    }
+  }
+  return out;
+}
+
+double mel_kaldi(double f) { return 1127.0 * std::log(1.0 + f / 700.0); }
+
+// (n_fft/2 + 1, bins) Kaldi mel triangles in mel space (the Nyquist row is zero), as
+// torchaudio.compliance.kaldi.get_mel_banks without VTLN.
+at::Tensor kaldi_mel_bank(int64_t bins, int64_t n_fft, double sr, double low, double high) {
+  int64_t n_half = n_fft / 2;
+  double nyquist = sr / 2;
+  if (high <= 0) high += nyquist;
+  TORCH_CHECK(low >= 0 && low < high && high <= nyquist, "kaldi fbank: bad frequency range [", low, ", ", high, "] for sample rate ", sr);
+  double width = sr / n_fft, mlow = mel_kaldi(low), mhigh = mel_kaldi(high), delta = (mhigh - mlow) / (bins + 1);
+  auto out = at::zeros({n_half + 1, bins}, at::kDouble);
+  auto acc = out.accessor<double, 2>();
+  for (int64_t b = 0; b < bins; ++b) {
+    double left = mlow + b * delta, center = left + delta, right = center + delta;
+    for (int64_t i = 0; i < n_half; ++i) {
+      double m = mel_kaldi(width * i);
+      double v = std::max(0.0, std::min((m - left) / (center - left), (right - m) / (right - center)));
+      acc[i][b] = v;
+    }
+  }
+  return out;
+}
+
+void check_waveform(const at::Tensor& w, const char* who) {
+  TORCH_CHECK(w.dim() == 2, who, ": expected a waveform of shape (batch, samples) but got ", w.sizes());
+  TORCH_CHECK(at::isFloatingType(w.scalar_type()), who, ": expected a floating-point waveform but got ", w.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor whisper_log_mel(const at::Tensor& waveform, int64_t n_mels, bool pad_to_30s) {
+  check_waveform(waveform, "whisper_log_mel");
+  constexpr int64_t n_fft = 400, hop = 160, n_samples = 480000;
+  at::Tensor x = waveform.to(at::kFloat);
+  if (pad_to_30s) {
+    int64_t n = x.size(1);
+    x = n >= n_samples ? x.narrow(1, 0, n_samples) : at::constant_pad_nd(x, {0, n_samples - n}, 0);
+  }
+  TORCH_CHECK(x.size(1) > n_fft / 2, "whisper_log_mel: a clip of ", x.size(1), " samples is too short (needs more than ", n_fft / 2, ")");
+  auto window = at::hann_window(n_fft, /*periodic=*/true, at::TensorOptions().dtype(at::kFloat).device(x.device()));
+  auto spec = at::stft(x, n_fft, hop, n_fft, window, /*center=*/true, "reflect", /*normalized=*/false,
+                       /*onesided=*/true, /*return_complex=*/true);  // (B, 201, frames + 1)
+  auto power = at::abs(spec.narrow(2, 0, spec.size(2) - 1)).square();   // drop the last frame
+  auto bank = cached("slaney", n_mels, 16000, 0, 8000, n_fft, x.device(), [&] { return slaney_mel_bank(n_mels, n_fft, 16000, 0, 8000); });
+  auto mel = at::matmul(bank.t(), power);                                 // (B, n_mels, frames)
+  auto log_spec = at::log10(at::clamp_min(mel, 1e-10));
+  auto peak = std::get<0>(log_spec.flatten(1).max(1, true)).unsqueeze(2);  // per clip
+  log_spec = at::maximum(log_spec, peak - 8.0);
+  return (log_spec + 4.0) / 4.0;
+}
+
+at::Tensor kaldi_fbank(const at::Tensor& waveform, const FbankOptions& o) {
+  check_waveform(waveform, "kaldi_fbank");
+  int64_t win = static_cast<int64_t>(o.sample_rate * o.frame_length_ms * 0.001);
+  int64_t shift = static_cast<int64_t>(o.sample_rate * o.frame_shift_ms * 0.001);
+  TORCH_CHECK(win > 1 && shift > 0, "kaldi_fbank: frame length ", win, " and shift ", shift, " samples are too small");
+  TORCH_CHECK(o.snip_edges, "kaldi_fbank: only snip_edges=true is supported");
+  at::Tensor x = waveform.to(at::kFloat) * o.scale;
+  int64_t n = x.size(1);
+  TORCH_CHECK(n >= win, "kaldi_fbank: a clip of ", n, " samples is shorter than one frame (", win, ")");
+  int64_t frames = 1 + (n - win) / shift;
+  at::Tensor f = x.unfold(1, win, shift).narrow(1, 0, frames);  // (B, frames, win)
+  if (o.remove_dc_offset) f = f - f.mean(-1, true);
+  if (o.preemphasis != 0) {
+    auto prev = at::cat({f.narrow(-1, 0, 1), f.narrow(-1, 0, win - 1)}, -1);  // replicate-pad left
+    f = f - o.preemphasis * prev;
+  }
+  auto window = at::pow(at::hann_window(win, /*periodic=*/false, at::TensorOptions().dtype(at::kDouble)), 0.85).to(f.device(), at::kFloat);
+  f = f * window;
+  int64_t n_fft = 1;
+  while (n_fft < win) n_fft <<= 1;
+  auto spec = at::abs(at::fft_rfft(f, n_fft, -1));  // (B, frames, n_fft/2 + 1)
+  if (o.use_power) spec = spec.square();
+  auto bank = cached("kaldi", o.num_mel_bins, o.sample_rate, o.low_freq, o.high_freq, n_fft, f.device(),
+                     [&] { return kaldi_mel_bank(o.num_mel_bins, n_fft, o.sample_rate, o.low_freq, o.high_freq); });
+  auto mel = at::matmul(spec, bank);  // (B, frames, bins)
+  if (o.use_log) mel = at::log(at::clamp_min(mel, std::numeric_limits<float>::epsilon()));
+  return mel;
+}
+
+}  // namespace et::audio

@@ -1,0 +1,26 @@
+// Audio front ends as torch ops (CPU and CUDA, batched): Whisper's log-mel spectrogram and
+// Kaldi's filter-bank features (torchaudio.compliance.kaldi.fbank semantics).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace et::audio {
+
+// waveform (B, N) float at 16 kHz → (B, n_mels, frames). pad_to_30s: pad or cut each clip to
+// 480000 samples first (3000 frames), as WhisperFeatureExtractor; otherwise frames = N / 160.
+// STFT n_fft 400, hop 160, periodic Hann, centred with reflect padding; power; Slaney mel
+// (0–8 kHz); log10 with floor 1e-10; per-clip clamp to max − 8; (x + 4) / 4.
+at::Tensor whisper_log_mel(const at::Tensor& waveform, int64_t n_mels, bool pad_to_30s);
+
+struct FbankOptions {
+  int64_t num_mel_bins = 23;
+  double sample_rate = 16000, frame_length_ms = 25, frame_shift_ms = 10;
+  double preemphasis = 0.97, low_freq = 20, high_freq = 0;  // high ≤ 0: Nyquist + high
+  bool remove_dc_offset = true, use_power = true, use_log = true, snip_edges = true;
+  double scale = 1.0;  // multiply the waveform first (BEATs: 32768)
+};
+
+// waveform (B, N) → (B, frames, num_mel_bins), frames = 1 + (N − frame_length) / frame_shift
+// (snip_edges). Povey window, padded to a power-of-two FFT, dither 0.
+at::Tensor kaldi_fbank(const at::Tensor& waveform, const FbankOptions& o);
+
+}  // namespace et::audio

@@ -1,0 +1,58 @@
+// Audio feature extraction on the thread pool: marshalling around native/audio.
+#include "audio/features.h"
+#include "bridge/bridge.h"
+
+namespace et::bridge {
+namespace {
+
+// whisperLogMel(waveform (B, N), nMels, padTo30s) → Promise<Tensor (B, nMels, frames)>
+Napi::Value WhisperLogMel(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor x = to_tensor(info[0], "waveform");
+    int64_t n_mels = static_cast<int64_t>(to_double(info[1], "nMels"));
+    bool pad = info[2].ToBoolean().Value();
+    auto out = std::make_shared<at::Tensor>();
+    return run_async(info.Env(), "emotorch.whisperLogMel", nullptr, [x, n_mels, pad, out] {
+      at::NoGradGuard g;
+      *out = audio::whisper_log_mel(x, n_mels, pad);
+    }, [out](Napi::Env env) { return TensorHandle::wrap(env, *out); });
+  });
+}
+
+// kaldiFbank(waveform (B, N), options) → Promise<Tensor (B, frames, bins)>
+Napi::Value KaldiFbank(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor x = to_tensor(info[0], "waveform");
+    auto o = info[1].As<Napi::Object>();
+    audio::FbankOptions opt;
+    auto num = [&](const char* k, double& dst) { if (o.Has(k)) dst = to_double(o.Get(k), k); };
+    auto flag = [&](const char* k, bool& dst) { if (o.Has(k)) dst = o.Get(k).ToBoolean().Value(); };
+    double bins = static_cast<double>(opt.num_mel_bins);
+    num("numMelBins", bins);
+    opt.num_mel_bins = static_cast<int64_t>(bins);
+    num("sampleRate", opt.sample_rate);
+    num("frameLength", opt.frame_length_ms);
+    num("frameShift", opt.frame_shift_ms);
+    num("preemphasis", opt.preemphasis);
+    num("lowFreq", opt.low_freq);
+    num("highFreq", opt.high_freq);
+    num("scale", opt.scale);
+    flag("removeDcOffset", opt.remove_dc_offset);
+    flag("usePower", opt.use_power);
+    flag("useLog", opt.use_log);
+    auto out = std::make_shared<at::Tensor>();
+    return run_async(info.Env(), "emotorch.kaldiFbank", nullptr, [x, opt, out] {
+      at::NoGradGuard g;
+      *out = audio::kaldi_fbank(x, opt);
+    }, [out](Napi::Env env) { return TensorHandle::wrap(env, *out); });
+  });
+}
+
+}  // namespace
+
+void init_audio(Napi::Env env, Napi::Object exports) {
+  exports.Set("whisperLogMel", Napi::Function::New(env, WhisperLogMel));
+  exports.Set("kaldiFbank", Napi::Function::New(env, KaldiFbank));
+}
+
+}  // namespace et::bridge
