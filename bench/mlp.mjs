@@ -1,7 +1,7 @@
 // emotorch side of `npm run bench -- mlp`: the same MLP, data and AdamW step as bench/torch_worker.py.
 import * as et from 'emotorch';
 
-export async function setup(cfg) {
+async function setup(cfg) {
   et.manualSeed(0);
   const model = et.nn.Mlp.create({ sizes: cfg.sizes, activation: 'relu' });
   const opt = new et.optim.AdamW(model.parameters(), { lr: 1e-3 });
@@ -16,5 +16,10 @@ export async function setup(cfg) {
   };
 }
 
-export const config = { sizes: [1024, 1024, 1024, 1024, 16], batch: 64, warmup: 10, steps: 40, trials: 7 };
-export const describe = (c) => `MLP ${c.sizes.join('→')} (3 × 1024 hidden, ReLU), batch ${c.batch}, cross-entropy + backward + AdamW step`;
+export const cases = {
+  mlp: {
+    config: { sizes: [1024, 1024, 1024, 1024, 16], batch: 64, warmup: 10, steps: 40, trials: 7 },
+    describe: (c) => `MLP ${c.sizes.join('→')} (3 × 1024 hidden, ReLU), batch ${c.batch}, cross-entropy + backward + AdamW step`,
+    setup,
+  },
+};

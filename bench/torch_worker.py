@@ -5,6 +5,7 @@ import json
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,7 +33,39 @@ def mlp_setup(cfg):
     return step
 
 
-SETUPS = {"mlp": mlp_setup}
+def waves(cfg):
+    rng = np.random.default_rng(0)
+    n = int(cfg["seconds"] * 16000)
+    return [(0.1 * rng.standard_normal(n)).astype(np.float32) for _ in range(cfg["batch"])]
+
+
+def logmel_setup(cfg):
+    from transformers import WhisperFeatureExtractor
+
+    fe = WhisperFeatureExtractor(feature_size=80)
+    w = waves(cfg)
+    return lambda: fe(w, sampling_rate=16000, return_tensors="np").input_features
+
+
+def fbank_setup(cfg):
+    # transformers' numpy Kaldi-compatible fbank, as ASTFeatureExtractor / SeamlessM4T compute it
+    # (povey window, Kaldi mel bank, pre-emphasis, DC removal) with BEATs' 128 bins.
+    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+
+    w = waves(cfg)
+    bank = mel_filter_bank(num_frequency_bins=257, num_mel_filters=128, min_frequency=20, max_frequency=8000,
+                           sampling_rate=16000, norm=None, mel_scale="kaldi", triangularize_in_mel_space=True)
+    win = window_function(400, "povey", periodic=False)
+
+    def step():
+        return [spectrogram(x * 32768, win, frame_length=400, hop_length=160, fft_length=512, power=2.0, center=False,
+                            preemphasis=0.97, mel_filters=bank, log_mel="log", mel_floor=1.192092955078125e-07,
+                            remove_dc_offset=True).T for x in w]
+
+    return step
+
+
+SETUPS = {"mlp": mlp_setup, "logmel": logmel_setup, "fbank": fbank_setup}
 
 
 def main():
@@ -47,8 +80,9 @@ def main():
             break
         t0 = time.perf_counter()
         for _ in range(cfg["steps"]):
-            loss = step()
-        float(loss.detach())
+            out = step()
+        if isinstance(out, torch.Tensor):
+            float(out.detach())
         dt = time.perf_counter() - t0
         print(json.dumps({"ms_per_step": 1000 * dt / cfg["steps"]}), flush=True)
 

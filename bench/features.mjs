@@ -1,0 +1,30 @@
+// emotorch side of `npm run bench -- features`: Whisper log-mel and BEATs' Kaldi fbank of a batch
+// of clips, against transformers' numpy extractors (WhisperFeatureExtractor; the Kaldi-compatible
+// spectrogram that ASTFeatureExtractor / SeamlessM4TFeatureExtractor use) in bench/torch_worker.py.
+import * as et from 'emotorch';
+
+function waves(cfg) {
+  // Same distribution as the Python side (white noise, std 0.1); exact values do not matter here.
+  return et.randn([cfg.batch, Math.round(cfg.seconds * 16000)]).mul(0.1);
+}
+
+export const cases = {
+  logmel: {
+    config: { batch: 8, seconds: 30, warmup: 2, steps: 3, trials: 5 },
+    describe: (c) => `Whisper log-mel (80 bins, padded to 30 s) of ${c.batch} clips × ${c.seconds} s`,
+    audioSecondsPerStep: (c) => c.batch * c.seconds,
+    async setup(cfg) {
+      const w = waves(cfg);
+      return () => et.audio.whisperLogMel(w);
+    },
+  },
+  fbank: {
+    config: { batch: 8, seconds: 10, warmup: 2, steps: 3, trials: 5 },
+    describe: (c) => `Kaldi fbank (128 bins, BEATs settings) of ${c.batch} clips × ${c.seconds} s`,
+    audioSecondsPerStep: (c) => c.batch * c.seconds,
+    async setup(cfg) {
+      const w = waves(cfg);
+      return () => et.audio.kaldiFbank(w, { numMelBins: 128, scale: 32768 });
+    },
+  },
+};
