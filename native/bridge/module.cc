@@ -4,6 +4,8 @@
 #include "io/safetensors.h"
 #include "nn/builtin.h"
 #include "nn/optim.h"
+#include "nn/roberta.h"
+#include "nn/whisper.h"
 
 #include <functional>
 #include <map>
@@ -42,6 +44,39 @@ const std::map<std::string, Factory>& factories() {
        }},
       {"embedding", [](const Config& c) {
          return std::make_shared<nn::EmbeddingModel>(c.i64("num_embeddings"), c.i64("embedding_dim"), c.i64("padding_idx", -1));
+       }},
+      {"roberta", [](const Config& c) {
+         nn::RobertaConfig r;
+         r.vocab_size = c.i64("vocab_size", r.vocab_size);
+         r.hidden_size = c.i64("hidden_size", r.hidden_size);
+         r.num_hidden_layers = c.i64("num_hidden_layers", r.num_hidden_layers);
+         r.num_attention_heads = c.i64("num_attention_heads", r.num_attention_heads);
+         r.intermediate_size = c.i64("intermediate_size", r.intermediate_size);
+         r.max_position_embeddings = c.i64("max_position_embeddings", r.max_position_embeddings);
+         r.type_vocab_size = c.i64("type_vocab_size", r.type_vocab_size);
+         r.pad_token_id = c.i64("pad_token_id", r.pad_token_id);
+         r.layer_norm_eps = c.d("layer_norm_eps", r.layer_norm_eps);
+         r.hidden_dropout_prob = c.d("hidden_dropout_prob", r.hidden_dropout_prob);
+         r.attention_probs_dropout_prob = c.d("attention_probs_dropout_prob", r.attention_probs_dropout_prob);
+         r.initializer_range = c.d("initializer_range", r.initializer_range);
+         r.hidden_act = c.s("hidden_act", r.hidden_act);
+         r.add_pooling_layer = c.b("add_pooling_layer", r.add_pooling_layer);
+         return std::make_shared<nn::RobertaModel>(r);
+       }},
+      {"whisper_encoder", [](const Config& c) {
+         nn::WhisperConfig w;
+         w.num_mel_bins = c.i64("num_mel_bins", w.num_mel_bins);
+         w.d_model = c.i64("d_model", w.d_model);
+         w.encoder_layers = c.i64("encoder_layers", w.encoder_layers);
+         w.encoder_attention_heads = c.i64("encoder_attention_heads", w.encoder_attention_heads);
+         w.encoder_ffn_dim = c.i64("encoder_ffn_dim", w.encoder_ffn_dim);
+         w.max_source_positions = c.i64("max_source_positions", w.max_source_positions);
+         w.dropout = c.d("dropout", w.dropout);
+         w.attention_dropout = c.d("attention_dropout", w.attention_dropout);
+         w.activation_dropout = c.d("activation_dropout", w.activation_dropout);
+         w.init_std = c.d("init_std", w.init_std);
+         w.activation_function = c.s("activation_function", w.activation_function);
+         return std::make_shared<nn::WhisperEncoder>(w);
        }},
   };
   return f;

@@ -1,0 +1,110 @@
+/** RoBERTa (HF RobertaModel), on native/nn/roberta. */
+import { NativeModule, ModuleOptions } from './module';
+import { Tensor, checkTensor } from '../tensor';
+import { EmotorchError, invalid } from '../errors';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix } from './pretrained';
+
+/** HF RobertaConfig fields (defaults: RobertaConfig's), plus `add_pooling_layer`. */
+export interface RobertaConfig {
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  max_position_embeddings: number;
+  type_vocab_size: number;
+  pad_token_id: number;
+  layer_norm_eps: number;
+  hidden_dropout_prob: number;
+  attention_probs_dropout_prob: number;
+  initializer_range: number;
+  hidden_act: string;
+  add_pooling_layer: boolean;
+}
+
+export const ROBERTA_DEFAULTS: RobertaConfig = {
+  vocab_size: 50265, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072,
+  max_position_embeddings: 514, type_vocab_size: 1, pad_token_id: 1, layer_norm_eps: 1e-12, hidden_dropout_prob: 0.1,
+  attention_probs_dropout_prob: 0.1, initializer_range: 0.02, hidden_act: 'gelu', add_pooling_layer: true,
+};
+
+const SPEC: ConfigSpec<RobertaConfig> = {
+  vocab_size: 'posint', hidden_size: 'posint', num_hidden_layers: 'int', num_attention_heads: 'posint', intermediate_size: 'posint',
+  max_position_embeddings: 'posint', type_vocab_size: 'posint', pad_token_id: 'int', layer_norm_eps: 'number', hidden_dropout_prob: 'prob',
+  attention_probs_dropout_prob: 'prob', initializer_range: 'number', hidden_act: 'string', add_pooling_layer: 'bool',
+};
+
+export interface RobertaInputs {
+  /** (batch, length) int64 token ids; or give `inputsEmbeds`. */
+  inputIds?: Tensor;
+  /** (batch, length): 1 for tokens, 0 for padding. */
+  attentionMask?: Tensor;
+  /** (batch, length) segment ids (SPECTRA: 0 history, 1 current turn). */
+  tokenTypeIds?: Tensor;
+  /** (batch, length, hidden) instead of inputIds (positions then count from padding_idx + 1). */
+  inputsEmbeds?: Tensor;
+}
+
+export interface RobertaOutputs {
+  lastHiddenState: Tensor;
+  /** tanh(dense(first token)); null without the pooler. */
+  poolerOutput: Tensor | null;
+}
+
+/**
+ * RoBERTa encoder: embeddings (RoBERTa positions skip padding), post-LN layers, optional pooler.
+ * @example
+ * const roberta = await et.nn.RobertaModel.fromPretrained('roberta-base/');
+ * const { lastHiddenState } = await roberta.forward({ inputIds, attentionMask });
+ */
+export class RobertaModel extends NativeModule {
+  readonly config: RobertaConfig;
+  private constructor(config: RobertaConfig, opts: ModuleOptions) {
+    super('roberta', config, opts);
+    this.config = config;
+  }
+
+  /** A randomly initialized model (BERT init, N(0, initializer_range)). */
+  static create(config: Partial<RobertaConfig> = {}, opts: ModuleOptions = {}): RobertaModel {
+    const c = resolveConfig('RoBERTa', ROBERTA_DEFAULTS, SPEC, config);
+    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'RoBERTa config.hidden_size', c.hidden_size);
+    return new RobertaModel(c, opts);
+  }
+
+  /**
+   * Loads a local HF checkpoint folder (`config.json` + weights). Keys may carry a `roberta.`
+   * prefix (from *ForSequenceClassification checkpoints); other heads are ignored. A checkpoint
+   * without pooler weights loads without the pooler.
+   */
+  static async fromPretrained(dir: string, opts: PretrainedOptions & { addPoolingLayer?: boolean } = {}): Promise<RobertaModel> {
+    const cfg = readConfig(dir);
+    let sd = stripPrefix(await loadCheckpoint(dir), ['roberta.']);
+    sd = new Map([...sd].filter(([k]) => /^(embeddings|encoder|pooler)\./.test(k) && !k.endsWith('.position_ids') && !k.endsWith('.token_type_ids')));
+    const pool = opts.addPoolingLayer ?? [...sd.keys()].some((k) => k.startsWith('pooler.'));
+    const model = RobertaModel.create({ ...(cfg as Partial<RobertaConfig>), add_pooling_layer: pool }, {});
+    return finishPretrained(model, sd, opts);
+  }
+
+  /** @throws EmotorchError for missing or mis-shaped inputs. */
+  async forward(inputs: RobertaInputs): Promise<RobertaOutputs> {
+    if (!inputs || typeof inputs !== 'object') invalid('an inputs object', 'RoBERTa inputs', inputs);
+    const { inputIds, attentionMask, tokenTypeIds, inputsEmbeds } = inputs;
+    if (!!inputIds === !!inputsEmbeds) throw new EmotorchError('RoBERTa: give exactly one of inputIds and inputsEmbeds', 'ERR_INVALID_ARG');
+    let bt: number[];
+    if (inputIds) {
+      checkTensor(inputIds, 'inputIds');
+      if (inputIds.ndim !== 2 || (inputIds.dtype !== 'int64' && inputIds.dtype !== 'int32')) invalid('an int64 tensor (batch, length)', 'inputIds', `${inputIds.dtype} [${inputIds.shape}]`);
+      bt = inputIds.shape;
+    } else {
+      checkTensor(inputsEmbeds, 'inputsEmbeds');
+      const s = inputsEmbeds!.shape;
+      if (s.length !== 3 || s[2] !== this.config.hidden_size) invalid(`a tensor (batch, length, ${this.config.hidden_size})`, 'inputsEmbeds', `[${s}]`);
+      bt = s.slice(0, 2);
+    }
+    for (const [name, t] of [['attentionMask', attentionMask], ['tokenTypeIds', tokenTypeIds]] as const) {
+      if (t && (checkTensor(t, name).shape.join() !== bt.join())) invalid(`shape [${bt}]`, name, `[${t.shape}]`);
+    }
+    const [h, pooled] = await this.run([inputIds ?? null, attentionMask ?? null, tokenTypeIds ?? null, inputsEmbeds ?? null]);
+    return { lastHiddenState: h!, poolerOutput: pooled };
+  }
+}

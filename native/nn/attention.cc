@@ -1,0 +1,43 @@
+#include "nn/attention.h"
+
+namespace et::nn {
+
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, int64_t kv_heads,
+                  const std::optional<at::Tensor>& mask, double dropout, bool causal, std::optional<double> scale) {
+  int64_t B = q.size(0), Tq = q.size(1), Tk = k.size(1), D = q.size(2) / heads;
+  auto qh = q.view({B, Tq, heads, D}).transpose(1, 2);     // (B, heads, Tq, D)
+  auto kh = k.view({B, Tk, kv_heads, D}).transpose(1, 2);  // (B, kv_heads, Tk, D)
+  auto vh = v.view({B, Tk, kv_heads, D}).transpose(1, 2);
+  if (kv_heads != heads) {
+    kh = kh.repeat_interleave(heads / kv_heads, 1);         // (B, heads, Tk, D)
+    vh = vh.repeat_interleave(heads / kv_heads, 1);
+  }
+  auto out = at::scaled_dot_product_attention(qh, kh, vh, mask, dropout, causal, scale);  // (B, heads, Tq, D)
+  return out.transpose(1, 2).reshape({B, Tq, heads * D});
+}
+
+at::Tensor padding_mask_to_additive(const at::Tensor& keep, at::ScalarType dtype) {
+  TORCH_CHECK(keep.dim() == 2, "attention mask: expected (batch, length) but got ", keep.sizes());
+  auto lowest = at::scalar_tensor(std::numeric_limits<float>::lowest(), at::TensorOptions().dtype(dtype).device(keep.device()));
+  if (dtype == at::kDouble) lowest.fill_(std::numeric_limits<double>::lowest());
+  auto pad = keep.eq(0).unsqueeze(1).unsqueeze(2);  // (B, 1, 1, T)
+  return at::where(pad, lowest, at::zeros({}, lowest.options()));
+}
+
+void init_bert_weights(torch::nn::Module& root, double std) {
+  at::NoGradGuard g;
+  for (auto& m : root.modules(/*include_self=*/false)) {
+    if (auto* lin = m->as<torch::nn::Linear>()) {
+      lin->weight.normal_(0, std);
+      if (lin->bias.defined()) lin->bias.zero_();
+    } else if (auto* emb = m->as<torch::nn::Embedding>()) {
+      emb->weight.normal_(0, std);
+      if (emb->options.padding_idx()) emb->weight[*emb->options.padding_idx()].zero_();
+    } else if (auto* ln = m->as<torch::nn::LayerNorm>()) {
+      if (ln->weight.defined()) ln->weight.fill_(1);
+      if (ln->bias.defined()) ln->bias.zero_();
+    }
+  }
+}
+
+}  // namespace et::nn

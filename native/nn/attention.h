@@ -1,0 +1,25 @@
+// Shared attention pieces: scaled dot-product attention over packed heads, masks, and BERT-style
+// initialization. Every model's attention goes through attend() (at::scaled_dot_product_attention).
+#pragma once
+#include <torch/nn.h>
+
+#include <optional>
+
+namespace et::nn {
+
+// q (B, Tq, heads·D), k and v (B, Tk, kv_heads·D) → (B, Tq, heads·D). `mask` is additive (float,
+// broadcastable to (B, heads, Tq, Tk)) or boolean (true = attend). kv_heads < heads repeats
+// key/value heads (grouped-query attention). `bias` is added to the scores (relative positions).
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, int64_t kv_heads,
+                  const std::optional<at::Tensor>& mask, double dropout, bool causal,
+                  std::optional<double> scale = std::nullopt);
+
+// (B, T) keep-mask (1 = token, 0 = padding; any dtype) → additive (B, 1, 1, T) mask in `dtype`
+// with the dtype's lowest value at padding, as transformers' get_extended_attention_mask.
+at::Tensor padding_mask_to_additive(const at::Tensor& keep, at::ScalarType dtype);
+
+// Normal(0, std) weights and zero biases for Linear/Embedding, ones/zeros for LayerNorm: the
+// BERT / HF `_init_weights` scheme.
+void init_bert_weights(torch::nn::Module& m, double std);
+
+}  // namespace et::nn

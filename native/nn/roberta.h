@@ -1,0 +1,43 @@
+// RoBERTa (HF RobertaModel): embeddings with RoBERTa position ids (padding_idx + 1 offset), token
+// types, post-LN encoder, optional pooler. Also SPECTRA's text encoder and fused layers.
+#pragma once
+#include "nn/model.h"
+
+namespace et::nn {
+
+struct RobertaConfig {
+  int64_t vocab_size = 50265, hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12;
+  int64_t intermediate_size = 3072, max_position_embeddings = 514, type_vocab_size = 1, pad_token_id = 1;
+  double layer_norm_eps = 1e-12, hidden_dropout_prob = 0.1, attention_probs_dropout_prob = 0.1, initializer_range = 0.02;
+  std::string hidden_act = "gelu";
+  bool add_pooling_layer = true;
+};
+
+// One post-LN transformer layer with BERT names (attention.self.query, …, output.LayerNorm).
+struct BertLayerImpl : torch::nn::Module {
+  BertLayerImpl(int64_t hidden, int64_t heads, int64_t inter, double eps, double hidden_drop, double attn_drop, std::string act);
+  at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& mask);
+  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attn_out{nullptr}, inter{nullptr}, out{nullptr};
+  torch::nn::LayerNorm attn_ln{nullptr}, out_ln{nullptr};
+  int64_t heads;
+  double hidden_drop, attn_drop;
+  std::string act;
+};
+TORCH_MODULE(BertLayer);
+
+struct RobertaModel : Model {
+  explicit RobertaModel(const RobertaConfig& c);
+  // inputs: input_ids (B, T) int, attention_mask (B, T) or undefined, token_type_ids (B, T) or
+  // undefined, inputs_embeds (B, T, H) or undefined (instead of input_ids)
+  // outputs: last_hidden_state (B, T, H), pooler_output (B, H) or undefined
+  Tensors forward(const Tensors& in) override;
+  // The encoder alone over given hidden states (SPECTRA's fused layers use this).
+  at::Tensor encode(at::Tensor x, const at::Tensor& attention_mask);
+  RobertaConfig cfg;
+  torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
+  torch::nn::LayerNorm emb_ln{nullptr};
+  torch::nn::ModuleList layer{nullptr};
+  torch::nn::Linear pooler{nullptr};
+};
+
+}  // namespace et::nn
