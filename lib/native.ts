@@ -26,6 +26,8 @@ export interface TensorHandle {
   item(): number | boolean;
   backward(grad: TensorHandle | null, retainGraph: boolean): Promise<void>;
   sameStorage(other: TensorHandle): boolean;
+  /** Identity of the underlying tensor, shared by every handle to it. */
+  key(): string;
 }
 
 export type Named = [string[], TensorHandle[]];

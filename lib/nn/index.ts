@@ -8,3 +8,5 @@ export { WhisperEncoder, WHISPER_DEFAULTS, OPENAI_WHISPER_RENAMES } from './whis
 export type { WhisperConfig } from './whisper';
 export { readConfig, loadCheckpoint, renameKeys, stripPrefix } from './pretrained';
 export type { Rename, PretrainedOptions } from './pretrained';
+export { BeatsEncoder, BEATS_DEFAULTS } from './beats';
+export type { BeatsConfig, BeatsOutputs } from './beats';

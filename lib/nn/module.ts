@@ -80,7 +80,19 @@ export abstract class Module {
     for (const [cn, c] of this._children) for (const [n, b] of c.namedBuffers()) out.push([`${cn}.${n}`, b]);
     return out;
   }
-  parameters(): Tensor[] { return this.namedParameters().map(([, p]) => p); }
+  /**
+   * Every distinct parameter once (a parameter shared between submodules, such as BEATs'
+   * relative position table, is listed under each name by namedParameters but once here).
+   */
+  parameters(): Tensor[] {
+    const seen = new Set<string>();
+    return this.namedParameters().map(([, p]) => p).filter((p) => {
+      const k = p.handle.key();
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+  }
   /** Parameters that require grad: what an optimizer should update. */
   trainableParameters(): Tensor[] { return this.parameters().filter((p) => p.requiresGrad); }
   /** Total number of parameter elements (`trainableOnly` counts those requiring grad). */

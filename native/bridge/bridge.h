@@ -86,6 +86,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value Item(const Napi::CallbackInfo&);
   Napi::Value Backward(const Napi::CallbackInfo&);
   Napi::Value SameStorage(const Napi::CallbackInfo&);
+  Napi::Value Key(const Napi::CallbackInfo&);
 };
 
 // ---- conversions ----

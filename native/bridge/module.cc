@@ -4,6 +4,7 @@
 #include "io/safetensors.h"
 #include "nn/builtin.h"
 #include "nn/optim.h"
+#include "nn/beats.h"
 #include "nn/roberta.h"
 #include "nn/whisper.h"
 
@@ -77,6 +78,30 @@ const std::map<std::string, Factory>& factories() {
          w.init_std = c.d("init_std", w.init_std);
          w.activation_function = c.s("activation_function", w.activation_function);
          return std::make_shared<nn::WhisperEncoder>(w);
+       }},
+      {"beats", [](const Config& c) {
+         nn::BeatsConfig b;
+         b.input_patch_size = c.i64("input_patch_size", b.input_patch_size);
+         b.embed_dim = c.i64("embed_dim", b.embed_dim);
+         b.encoder_layers = c.i64("encoder_layers", b.encoder_layers);
+         b.encoder_embed_dim = c.i64("encoder_embed_dim", b.encoder_embed_dim);
+         b.encoder_ffn_embed_dim = c.i64("encoder_ffn_embed_dim", b.encoder_ffn_embed_dim);
+         b.encoder_attention_heads = c.i64("encoder_attention_heads", b.encoder_attention_heads);
+         b.conv_pos = c.i64("conv_pos", b.conv_pos);
+         b.conv_pos_groups = c.i64("conv_pos_groups", b.conv_pos_groups);
+         b.num_buckets = c.i64("num_buckets", b.num_buckets);
+         b.max_distance = c.i64("max_distance", b.max_distance);
+         b.conv_bias = c.b("conv_bias", b.conv_bias);
+         b.layer_norm_first = c.b("layer_norm_first", b.layer_norm_first);
+         b.deep_norm = c.b("deep_norm", b.deep_norm);
+         b.relative_position_embedding = c.b("relative_position_embedding", b.relative_position_embedding);
+         b.gru_rel_pos = c.b("gru_rel_pos", b.gru_rel_pos);
+         b.dropout = c.d("dropout", b.dropout);
+         b.attention_dropout = c.d("attention_dropout", b.attention_dropout);
+         b.activation_dropout = c.d("activation_dropout", b.activation_dropout);
+         b.dropout_input = c.d("dropout_input", b.dropout_input);
+         b.activation_fn = c.s("activation_fn", b.activation_fn);
+         return std::make_shared<nn::BeatsEncoder>(b);
        }},
   };
   return f;

@@ -224,7 +224,8 @@ void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
                                      InstanceMethod("data", &TensorHandle::Data),
                                      InstanceMethod("item", &TensorHandle::Item),
                                      InstanceMethod("backward", &TensorHandle::Backward),
-                                     InstanceMethod("sameStorage", &TensorHandle::SameStorage)});
+                                     InstanceMethod("sameStorage", &TensorHandle::SameStorage),
+                                     InstanceMethod("key", &TensorHandle::Key)});
   data(env).tensor_ctor = Napi::Persistent(ctor);
   exports.Set("TensorHandle", ctor);
 }
@@ -363,6 +364,13 @@ Napi::Value TensorHandle::SameStorage(const Napi::CallbackInfo& info) {
     auto other = to_tensor(info[0], "other");
     return Napi::Boolean::New(info.Env(), tensor().is_same(other) || (tensor().has_storage() && other.has_storage() &&
                                                                      tensor().storage().is_alias_of(other.storage())));
+  });
+}
+
+// Identity of the underlying tensor (shared by every handle to it), for de-duplication.
+Napi::Value TensorHandle::Key(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(), std::to_string(reinterpret_cast<uintptr_t>(tensor().unsafeGetTensorImpl())));
   });
 }
 

@@ -1,0 +1,100 @@
+/** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/nn/beats. */
+import { NativeModule, ModuleOptions } from './module';
+import { Tensor, checkTensor } from '../tensor';
+import { invalid } from '../errors';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig } from './pretrained';
+
+/** The original BEATsConfig fields and defaults. */
+export interface BeatsConfig {
+  input_patch_size: number;
+  embed_dim: number;
+  conv_bias: boolean;
+  encoder_layers: number;
+  encoder_embed_dim: number;
+  encoder_ffn_embed_dim: number;
+  encoder_attention_heads: number;
+  activation_fn: string;
+  layer_norm_first: boolean;
+  deep_norm: boolean;
+  dropout: number;
+  attention_dropout: number;
+  activation_dropout: number;
+  dropout_input: number;
+  conv_pos: number;
+  conv_pos_groups: number;
+  relative_position_embedding: boolean;
+  num_buckets: number;
+  max_distance: number;
+  gru_rel_pos: boolean;
+}
+
+export const BEATS_DEFAULTS: BeatsConfig = {
+  input_patch_size: 16, embed_dim: 512, conv_bias: false, encoder_layers: 12, encoder_embed_dim: 768, encoder_ffn_embed_dim: 3072,
+  encoder_attention_heads: 12, activation_fn: 'gelu', layer_norm_first: false, deep_norm: false, dropout: 0.1, attention_dropout: 0.1,
+  activation_dropout: 0, dropout_input: 0, conv_pos: 128, conv_pos_groups: 16, relative_position_embedding: false, num_buckets: 320,
+  max_distance: 1280, gru_rel_pos: false,
+};
+
+const SPEC: ConfigSpec<BeatsConfig> = {
+  input_patch_size: 'posint', embed_dim: 'posint', conv_bias: 'bool', encoder_layers: 'int', encoder_embed_dim: 'posint',
+  encoder_ffn_embed_dim: 'posint', encoder_attention_heads: 'posint', activation_fn: 'string', layer_norm_first: 'bool', deep_norm: 'bool',
+  dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob', dropout_input: 'prob', conv_pos: 'posint', conv_pos_groups: 'posint',
+  relative_position_embedding: 'bool', num_buckets: 'posint', max_distance: 'posint', gru_rel_pos: 'bool',
+};
+
+export interface BeatsOutputs {
+  /** (batch, 8·⌊frames/16⌋, encoder_embed_dim) */
+  features: Tensor;
+  /** (batch, tokens) true at padding; null without an input mask. */
+  paddingMask: Tensor | null;
+}
+
+/**
+ * BEATs: normalized Kaldi fbank (from `et.audio.kaldiFbank(wave, { beats: true })`) →
+ * token features. Checkpoints keep the original names (`encoder.pos_conv.0.weight_g`, …);
+ * `predictor.*` of fine-tuned checkpoints is ignored.
+ * @example
+ * const beats = await et.nn.BeatsEncoder.fromPretrained('beats/');
+ * const { features } = await beats.forward(await et.audio.kaldiFbank(wave, { beats: true }));
+ */
+export class BeatsEncoder extends NativeModule {
+  readonly config: BeatsConfig;
+  private constructor(config: BeatsConfig, opts: ModuleOptions) {
+    super('beats', config, opts);
+    this.config = config;
+  }
+
+  static create(config: Partial<BeatsConfig> = {}, opts: ModuleOptions = {}): BeatsEncoder {
+    const c = resolveConfig('BEATs', BEATS_DEFAULTS, SPEC, config);
+    if (c.encoder_embed_dim % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
+    if (c.encoder_embed_dim % c.conv_pos_groups !== 0) invalid(`a multiple of conv_pos_groups`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
+    return new BeatsEncoder(c, opts);
+  }
+
+  /**
+   * Loads a folder with the original cfg as `config.json` and weights as `model.safetensors`, or
+   * the original `{cfg, model}` torch.save file.
+   */
+  static async fromPretrained(dirOrFile: string, opts: PretrainedOptions = {}): Promise<BeatsEncoder> {
+    const sd = new Map([...(await loadCheckpoint(dirOrFile))].filter(([k]) => !k.startsWith('predictor.')));
+    const model = BeatsEncoder.create(readConfig(dirOrFile) as Partial<BeatsConfig>, {});
+    return finishPretrained(model, sd, opts);
+  }
+
+  /**
+   * @param fbank (batch, frames, 128) normalized Kaldi fbank
+   * @param paddingMask (batch, samples) bool, true at padded waveform samples (optional)
+   */
+  async forward(fbank: Tensor, paddingMask?: Tensor): Promise<BeatsOutputs> {
+    checkTensor(fbank, 'fbank');
+    const s = fbank.shape;
+    const p = this.config.input_patch_size;
+    if (s.length !== 3 || s[2] % p !== 0 || s[1] < p) invalid(`fbank (batch, frames ≥ ${p}, bins divisible by ${p})`, 'fbank', `[${s}]`);
+    if (paddingMask) {
+      const m = checkTensor(paddingMask, 'paddingMask').shape;
+      if (m.length !== 2 || m[0] !== s[0] || m[1] < s[1]) invalid(`a (batch, samples) mask with batch ${s[0]}`, 'paddingMask', `[${m}]`);
+    }
+    const [features, pad] = await this.run([fbank, paddingMask ?? null]);
+    return { features: features!, paddingMask: pad };
+  }
+}

@@ -1,0 +1,47 @@
+// BEATs audio encoder, exactly as the original microsoft/unilm code that SALMONN uses: patch
+// embedding, post_extract_proj, weight-normed conv positions, deep-norm post-LN layers with gated
+// relative position bias (computed from layer 0's table, shared by all layers), padding mask.
+// Normalized Kaldi fbank (B, T, 128) → (B, 8·⌊T/16⌋, encoder_embed_dim).
+#pragma once
+#include "nn/model.h"
+
+namespace et::nn {
+
+struct BeatsConfig {
+  int64_t input_patch_size = 16, embed_dim = 512, encoder_layers = 12, encoder_embed_dim = 768;
+  int64_t encoder_ffn_embed_dim = 3072, encoder_attention_heads = 12, conv_pos = 128, conv_pos_groups = 16;
+  int64_t num_buckets = 320, max_distance = 1280;
+  bool conv_bias = false, layer_norm_first = false, deep_norm = false, relative_position_embedding = false, gru_rel_pos = false;
+  double dropout = 0.1, attention_dropout = 0.1, activation_dropout = 0.0, dropout_input = 0.0;
+  std::string activation_fn = "gelu";
+};
+
+struct BeatsLayerImpl : torch::nn::Module {
+  BeatsLayerImpl(const BeatsConfig& c, torch::nn::Embedding rel_bias);
+  // x (B, L, C); pad (B, L) bool or undefined; bias (heads, L, L) raw relative bias or undefined
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& pad, const at::Tensor& bias);
+  BeatsConfig cfg;
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, grep_linear{nullptr}, fc1{nullptr}, fc2{nullptr};
+  torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
+  torch::nn::Embedding relative_attention_bias{nullptr};
+  at::Tensor grep_a;
+  double alpha;
+};
+TORCH_MODULE(BeatsLayer);
+
+struct BeatsEncoder : Model {
+  explicit BeatsEncoder(const BeatsConfig& c);
+  // inputs: fbank (B, T, 128) normalized; padding_mask (B, N) bool, true = padding, at the
+  // waveform's sample level (or at fbank frames), or undefined.
+  // outputs: features (B, L, C), padding mask (B, L) bool (undefined without an input mask)
+  Tensors forward(const Tensors& in) override;
+  at::Tensor relative_bias(int64_t L, const at::Device& dev);
+  BeatsConfig cfg;
+  torch::nn::Conv2d patch_embedding{nullptr};
+  torch::nn::LayerNorm layer_norm{nullptr}, encoder_layer_norm{nullptr};
+  torch::nn::Linear post_extract_proj{nullptr};
+  at::Tensor pos_weight_g, pos_weight_v, pos_bias;
+  torch::nn::ModuleList layers{nullptr};
+};
+
+}  // namespace et::nn
