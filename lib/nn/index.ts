@@ -10,3 +10,5 @@ export { readConfig, loadCheckpoint, renameKeys, stripPrefix } from './pretraine
 export type { Rename, PretrainedOptions } from './pretrained';
 export { BeatsEncoder, BEATS_DEFAULTS } from './beats';
 export type { BeatsConfig, BeatsOutputs } from './beats';
+export { QFormer, QFORMER_DEFAULTS, LAVIS_QFORMER_RENAMES } from './qformer';
+export type { QFormerConfig } from './qformer';

@@ -5,6 +5,7 @@
 #include "nn/builtin.h"
 #include "nn/optim.h"
 #include "nn/beats.h"
+#include "nn/qformer.h"
 #include "nn/roberta.h"
 #include "nn/whisper.h"
 
@@ -102,6 +103,22 @@ const std::map<std::string, Factory>& factories() {
          b.dropout_input = c.d("dropout_input", b.dropout_input);
          b.activation_fn = c.s("activation_fn", b.activation_fn);
          return std::make_shared<nn::BeatsEncoder>(b);
+       }},
+      {"qformer", [](const Config& c) {
+         nn::QFormerConfig q;
+         q.hidden_size = c.i64("hidden_size", q.hidden_size);
+         q.num_hidden_layers = c.i64("num_hidden_layers", q.num_hidden_layers);
+         q.num_attention_heads = c.i64("num_attention_heads", q.num_attention_heads);
+         q.intermediate_size = c.i64("intermediate_size", q.intermediate_size);
+         q.encoder_hidden_size = c.i64("encoder_hidden_size", q.encoder_hidden_size);
+         q.cross_attention_frequency = c.i64("cross_attention_frequency", q.cross_attention_frequency);
+         q.num_query_tokens = c.i64("num_query_tokens", q.num_query_tokens);
+         q.layer_norm_eps = c.d("layer_norm_eps", q.layer_norm_eps);
+         q.hidden_dropout_prob = c.d("hidden_dropout_prob", q.hidden_dropout_prob);
+         q.attention_probs_dropout_prob = c.d("attention_probs_dropout_prob", q.attention_probs_dropout_prob);
+         q.initializer_range = c.d("initializer_range", q.initializer_range);
+         q.hidden_act = c.s("hidden_act", q.hidden_act);
+         return std::make_shared<nn::QFormer>(q);
        }},
   };
   return f;

@@ -1,0 +1,109 @@
+/** Q-Former (HF Blip2QFormerModel; LAVIS / SALMONN checkpoints through a rename table), on native/nn/qformer. */
+import { NativeModule, ModuleOptions } from './module';
+import { Tensor, checkTensor } from '../tensor';
+import { invalid } from '../errors';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix } from './pretrained';
+
+/** Blip2QFormerConfig fields and defaults, plus `num_query_tokens` (queries the model owns; 0 = given per call). */
+export interface QFormerConfig {
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  encoder_hidden_size: number;
+  cross_attention_frequency: number;
+  num_query_tokens: number;
+  layer_norm_eps: number;
+  hidden_dropout_prob: number;
+  attention_probs_dropout_prob: number;
+  initializer_range: number;
+  hidden_act: string;
+}
+
+export const QFORMER_DEFAULTS: QFormerConfig = {
+  hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, encoder_hidden_size: 1408,
+  cross_attention_frequency: 2, num_query_tokens: 0, layer_norm_eps: 1e-12, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1,
+  initializer_range: 0.02, hidden_act: 'gelu',
+};
+
+const SPEC: ConfigSpec<QFormerConfig> = {
+  hidden_size: 'posint', num_hidden_layers: 'int', num_attention_heads: 'posint', intermediate_size: 'posint', encoder_hidden_size: 'posint',
+  cross_attention_frequency: 'posint', num_query_tokens: 'int', layer_norm_eps: 'number', hidden_dropout_prob: 'prob',
+  attention_probs_dropout_prob: 'prob', initializer_range: 'number', hidden_act: 'string',
+};
+
+/** LAVIS / SALMONN BERT names → HF Blip2QFormerModel names (prefixes such as `speech_Qformer.` removed first). */
+export const LAVIS_QFORMER_RENAMES: readonly Rename[] = [
+  { from: /^bert\.embeddings\.LayerNorm\./, to: 'layernorm.' },
+  { from: /^bert\.embeddings\./, to: null },  // word/position embeddings: unused by the query path
+  { from: /^cls\./, to: null },
+  { from: /^bert\.encoder\.layer\.(\d+)\.(attention|crossattention)\.self\./, to: 'encoder.layer.$1.$2.attention.' },
+  { from: /^bert\.encoder\.layer\.(\d+)\.(intermediate|output)\./, to: null },  // the text feed-forward
+  { from: /^bert\./, to: '' },
+  { from: /^(speech_)?query_tokens$/, to: 'query_tokens' },
+];
+
+/**
+ * Q-Former: queries (batch, Q, hidden) attend to themselves and, every cross_attention_frequency-th
+ * layer, to encoder states (batch, S, encoder_hidden_size) → (batch, Q, hidden).
+ * @example
+ * const qf = et.nn.QFormer.create({ hidden_size: 768, num_hidden_layers: 2, encoder_hidden_size: 2048,
+ *   cross_attention_frequency: 1, num_query_tokens: 1 });
+ * const out = await qf.forward({ encoderHiddenStates: windows });
+ */
+export class QFormer extends NativeModule {
+  readonly config: QFormerConfig;
+  private constructor(config: QFormerConfig, opts: ModuleOptions) {
+    super('qformer', config, opts);
+    this.config = config;
+  }
+
+  static create(config: Partial<QFormerConfig> = {}, opts: ModuleOptions = {}): QFormer {
+    const c = resolveConfig('Q-Former', QFORMER_DEFAULTS, SPEC, config);
+    if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'Q-Former config.hidden_size', c.hidden_size);
+    return new QFormer(c, opts);
+  }
+
+  /**
+   * Loads an HF folder (`Blip2QFormerModel` keys, or a whole BLIP-2 checkpoint's `qformer.*` and
+   * `query_tokens`), or LAVIS / SALMONN weights (`bert.encoder.layer.N.attention.self.query…`,
+   * optionally under `Qformer.` or `speech_Qformer.`) with `config` giving the sizes when the
+   * folder has no config.json.
+   */
+  static async fromPretrained(dirOrFile: string, opts: PretrainedOptions & { config?: Partial<QFormerConfig> } = {}): Promise<QFormer> {
+    const all = await loadCheckpoint(dirOrFile);
+    const tokens = all.get('query_tokens') ?? all.get('speech_query_tokens');
+    let sd = stripPrefix(all, ['speech_Qformer.', 'Qformer.', 'qformer.']);
+    if ([...sd.keys()].some((k) => k.startsWith('bert.'))) sd = renameKeys(sd, LAVIS_QFORMER_RENAMES);
+    if (tokens) sd.set('query_tokens', tokens);
+    let cfg: Partial<QFormerConfig> = opts.config ?? {};
+    if (!opts.config) {
+      const raw = readConfig(dirOrFile) as Record<string, unknown>;
+      cfg = (raw.qformer_config as Partial<QFormerConfig>) ?? (raw as Partial<QFormerConfig>);
+    }
+    const model = QFormer.create({ ...cfg, num_query_tokens: tokens ? tokens.shape[1] : 0 }, {});
+    return finishPretrained(model, sd, opts);
+  }
+
+  /**
+   * @param inputs.queryEmbeds (batch, Q, hidden); omitted: the model's own query_tokens
+   * @param inputs.encoderHiddenStates (batch, S, encoder_hidden_size)
+   * @param inputs.encoderAttentionMask (batch, S), 1 = attend, 0 = padding
+   */
+  async forward(inputs: { queryEmbeds?: Tensor; encoderHiddenStates: Tensor; encoderAttentionMask?: Tensor }): Promise<Tensor> {
+    if (!inputs || typeof inputs !== 'object') invalid('an inputs object', 'Q-Former inputs', inputs);
+    const enc = checkTensor(inputs.encoderHiddenStates, 'encoderHiddenStates');
+    const s = enc.shape;
+    if (s.length !== 3 || s[2] !== this.config.encoder_hidden_size) invalid(`(batch, length, ${this.config.encoder_hidden_size})`, 'encoderHiddenStates', `[${s}]`);
+    if (inputs.queryEmbeds) {
+      const q = checkTensor(inputs.queryEmbeds, 'queryEmbeds').shape;
+      if (q.length !== 3 || q[0] !== s[0] || q[2] !== this.config.hidden_size) invalid(`(${s[0]}, queries, ${this.config.hidden_size})`, 'queryEmbeds', `[${q}]`);
+    } else if (this.config.num_query_tokens === 0) {
+      invalid('queryEmbeds (this Q-Former has no query_tokens of its own)', 'queryEmbeds', undefined);
+    }
+    if (inputs.encoderAttentionMask && checkTensor(inputs.encoderAttentionMask, 'encoderAttentionMask').shape.join() !== s.slice(0, 2).join()) {
+      invalid(`shape [${s.slice(0, 2)}]`, 'encoderAttentionMask', `[${inputs.encoderAttentionMask.shape}]`);
+    }
+    return (await this.run([inputs.queryEmbeds ?? null, enc, inputs.encoderAttentionMask ?? null]))[0]!;
+  }
+}

@@ -1,0 +1,48 @@
+// Q-Former (HF Blip2QFormerModel, any cross_attention_frequency): learned queries pass through
+// BERT layers with self-attention, cross-attention to encoder states (every
+// cross_attention_frequency-th layer) and a query feed-forward. SALMONN runs it per window.
+#pragma once
+#include "nn/model.h"
+
+namespace et::nn {
+
+struct QFormerConfig {
+  int64_t hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12, intermediate_size = 3072;
+  int64_t encoder_hidden_size = 1408, cross_attention_frequency = 2, num_query_tokens = 0;
+  double layer_norm_eps = 1e-12, hidden_dropout_prob = 0.1, attention_probs_dropout_prob = 0.1, initializer_range = 0.02;
+  std::string hidden_act = "gelu";
+};
+
+// BERT attention block with post-LN: names attention.{query,key,value}, output.{dense,LayerNorm}.
+struct QFormerAttentionImpl : torch::nn::Module {
+  QFormerAttentionImpl(int64_t hidden, int64_t kv_dim, int64_t heads, double eps);
+  at::Tensor forward(const at::Tensor& h, const at::Tensor& kv, const std::optional<at::Tensor>& mask, double attn_drop, double hidden_drop);
+  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, dense{nullptr};
+  torch::nn::LayerNorm ln{nullptr};
+  int64_t heads;
+};
+TORCH_MODULE(QFormerAttention);
+
+struct QFormerLayerImpl : torch::nn::Module {
+  QFormerLayerImpl(const QFormerConfig& c, bool cross);
+  at::Tensor forward(at::Tensor h, const at::Tensor& enc, const std::optional<at::Tensor>& enc_mask);
+  QFormerConfig cfg;
+  QFormerAttention attention{nullptr}, crossattention{nullptr};
+  torch::nn::Linear inter{nullptr}, out{nullptr};
+  torch::nn::LayerNorm out_ln{nullptr};
+};
+TORCH_MODULE(QFormerLayer);
+
+struct QFormer : Model {
+  explicit QFormer(const QFormerConfig& c);
+  // inputs: query_embeds (B, Q, H) (or undefined: the model's own query_tokens, expanded to the
+  // batch of encoder_hidden_states), encoder_hidden_states (B, S, E), encoder_attention_mask (B, S)
+  // 1 = keep or undefined. outputs: last_hidden_state (B, Q, H)
+  Tensors forward(const Tensors& in) override;
+  QFormerConfig cfg;
+  torch::nn::LayerNorm layernorm{nullptr};
+  torch::nn::ModuleList layer{nullptr};
+  at::Tensor query_tokens;
+};
+
+}  // namespace et::nn
