@@ -39,6 +39,9 @@ export interface ModuleHandle {
   setTraining(on: boolean): void;
   training(): boolean;
   to(device: string | null, dtype: string | null): Promise<void>;
+  generate(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object): Promise<TensorHandle>;
+  applyLora(targets: string[], r: number, alpha: number, dropout: number): string[];
+  mergeLora(merge: boolean): number;
 }
 
 export interface OptimizerHandle {

@@ -12,3 +12,5 @@ export { BeatsEncoder, BEATS_DEFAULTS } from './beats';
 export type { BeatsConfig, BeatsOutputs } from './beats';
 export { QFormer, QFORMER_DEFAULTS, LAVIS_QFORMER_RENAMES } from './qformer';
 export type { QFormerConfig } from './qformer';
+export { LlamaForCausalLM, LLAMA_DEFAULTS, normalizeRope } from './llama';
+export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';

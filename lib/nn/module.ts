@@ -208,7 +208,7 @@ export abstract class Module {
  */
 export abstract class NativeModule extends Module {
   /** @internal */
-  protected readonly native: ModuleHandle;
+  readonly native: ModuleHandle;
   protected constructor(kind: string, config: object, opts: ModuleOptions = {}) {
     super();
     const device = opts.device === undefined ? null : checkDevice(opts.device);

@@ -5,6 +5,8 @@
 #include "nn/builtin.h"
 #include "nn/optim.h"
 #include "nn/beats.h"
+#include "nn/llama.h"
+#include "nn/lora.h"
 #include "nn/qformer.h"
 #include "nn/roberta.h"
 #include "nn/whisper.h"
@@ -120,6 +122,31 @@ const std::map<std::string, Factory>& factories() {
          q.hidden_act = c.s("hidden_act", q.hidden_act);
          return std::make_shared<nn::QFormer>(q);
        }},
+      {"llama", [](const Config& c) {
+         nn::LlamaConfig l;
+         l.vocab_size = c.i64("vocab_size", l.vocab_size);
+         l.hidden_size = c.i64("hidden_size", l.hidden_size);
+         l.intermediate_size = c.i64("intermediate_size", l.intermediate_size);
+         l.num_hidden_layers = c.i64("num_hidden_layers", l.num_hidden_layers);
+         l.num_attention_heads = c.i64("num_attention_heads", l.num_attention_heads);
+         l.num_key_value_heads = c.i64("num_key_value_heads", l.num_key_value_heads);
+         l.head_dim = c.i64("head_dim", l.head_dim);
+         l.max_position_embeddings = c.i64("max_position_embeddings", l.max_position_embeddings);
+         l.rms_norm_eps = c.d("rms_norm_eps", l.rms_norm_eps);
+         l.rope_theta = c.d("rope_theta", l.rope_theta);
+         l.initializer_range = c.d("initializer_range", l.initializer_range);
+         l.attention_dropout = c.d("attention_dropout", l.attention_dropout);
+         l.rope_type = c.s("rope_type", l.rope_type);
+         l.rope_factor = c.d("rope_factor", l.rope_factor);
+         l.low_freq_factor = c.d("low_freq_factor", l.low_freq_factor);
+         l.high_freq_factor = c.d("high_freq_factor", l.high_freq_factor);
+         l.original_max_position_embeddings = c.i64("original_max_position_embeddings", l.original_max_position_embeddings);
+         l.tie_word_embeddings = c.b("tie_word_embeddings", l.tie_word_embeddings);
+         l.attention_bias = c.b("attention_bias", l.attention_bias);
+         l.mlp_bias = c.b("mlp_bias", l.mlp_bias);
+         l.hidden_act = c.s("hidden_act", l.hidden_act);
+         return std::make_shared<nn::LlamaForCausalLM>(l);
+       }},
   };
   return f;
 }
@@ -145,7 +172,10 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
                                        InstanceMethod("namedBuffers", &ModuleHandle::NamedBuffers),
                                        InstanceMethod("setTraining", &ModuleHandle::SetTraining),
                                        InstanceMethod("training", &ModuleHandle::Training),
-                                       InstanceMethod("to", &ModuleHandle::To)});
+                                       InstanceMethod("to", &ModuleHandle::To),
+                                       InstanceMethod("generate", &ModuleHandle::Generate),
+                                       InstanceMethod("applyLora", &ModuleHandle::ApplyLora),
+                                       InstanceMethod("mergeLora", &ModuleHandle::MergeLora)});
     data(env).module_ctor = Napi::Persistent(ctor);
     exports.Set("ModuleHandle", ctor);
   }
@@ -188,6 +218,54 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
     return info.Env().Undefined();
   }
   Napi::Value Training(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), model->is_training()); }
+  // generate(inputIds|null, inputsEmbeds|null, attentionMask|null, config) → Promise<Tensor (B, new)>
+  Napi::Value Generate(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto llm = std::dynamic_pointer_cast<nn::LlamaForCausalLM>(model);
+      if (!llm) throw CodedError("ERR_INVALID_ARG", "generate() needs a causal language model");
+      auto opt = [&](size_t i, const char* what) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what); };
+      at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
+      Config c{info[3].As<Napi::Object>(), "generation"};
+      nn::GenerationConfig g;
+      g.max_new_tokens = c.i64("max_new_tokens", g.max_new_tokens);
+      g.min_new_tokens = c.i64("min_new_tokens", g.min_new_tokens);
+      g.num_beams = c.i64("num_beams", g.num_beams);
+      g.top_k = c.i64("top_k", g.top_k);
+      g.temperature = c.d("temperature", g.temperature);
+      g.top_p = c.d("top_p", g.top_p);
+      g.repetition_penalty = c.d("repetition_penalty", g.repetition_penalty);
+      g.length_penalty = c.d("length_penalty", g.length_penalty);
+      g.do_sample = c.b("do_sample", g.do_sample);
+      g.early_stopping = c.s("early_stopping", g.early_stopping);
+      g.pad_token_id = c.i64("pad_token_id", g.pad_token_id);
+      if (c.has("eos_token_id")) g.eos_token_ids = to_ints(c.get("eos_token_id"), "eos_token_id");
+      auto out = std::make_shared<at::Tensor>();
+      return run_async(info.Env(), "emotorch.generate", mutex, [llm, ids, embeds, mask, g, out] {
+        at::NoGradGuard ng;
+        *out = llm->generate(ids, embeds, mask, g);
+      }, [out](Napi::Env env) { return TensorHandle::wrap(env, *out); });
+    });
+  }
+  // applyLora(targets, r, alpha, dropout) → names of the wrapped layers
+  Napi::Value ApplyLora(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      std::lock_guard<std::mutex> l(*mutex);
+      auto ta = info[0].As<Napi::Array>();
+      std::vector<std::string> targets;
+      for (uint32_t i = 0; i < ta.Length(); ++i) targets.push_back(to_string(ta.Get(i), "target module"));
+      auto names = nn::apply_lora(*model, targets, static_cast<int64_t>(to_double(info[1], "r")), to_double(info[2], "alpha"),
+                                  to_double(info[3], "dropout"));
+      auto arr = Napi::Array::New(info.Env(), names.size());
+      for (size_t i = 0; i < names.size(); ++i) arr.Set(i, Napi::String::New(info.Env(), names[i]));
+      return arr;
+    });
+  }
+  Napi::Value MergeLora(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      std::lock_guard<std::mutex> l(*mutex);
+      return Napi::Number::New(info.Env(), static_cast<double>(nn::merge_lora(*model, info[0].ToBoolean().Value())));
+    });
+  }
   Napi::Value To(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
       std::optional<at::Device> dev;

@@ -1,5 +1,7 @@
 #include "nn/attention.h"
 
+#include "nn/lora.h"
+
 namespace et::nn {
 
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, int64_t kv_heads,
@@ -27,7 +29,7 @@ at::Tensor padding_mask_to_additive(const at::Tensor& keep, at::ScalarType dtype
 void init_bert_weights(torch::nn::Module& root, double std) {
   at::NoGradGuard g;
   for (auto& m : root.modules(/*include_self=*/false)) {
-    if (auto* lin = m->as<torch::nn::Linear>()) {
+    if (auto* lin = m->as<LinearImpl>()) {
       lin->weight.normal_(0, std);
       if (lin->bias.defined()) lin->bias.zero_();
     } else if (auto* emb = m->as<torch::nn::Embedding>()) {

@@ -10,19 +10,19 @@ BeatsLayerImpl::BeatsLayerImpl(const BeatsConfig& c, torch::nn::Embedding rel_bi
   int64_t d = c.encoder_embed_dim, heads = c.encoder_attention_heads;
   alpha = c.deep_norm ? std::pow(2.0 * c.encoder_layers, 0.25) : 1.0;
   auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
-  k_proj = attn->register_module("k_proj", torch::nn::Linear(d, d));
-  v_proj = attn->register_module("v_proj", torch::nn::Linear(d, d));
-  q_proj = attn->register_module("q_proj", torch::nn::Linear(d, d));
-  out_proj = attn->register_module("out_proj", torch::nn::Linear(d, d));
+  k_proj = attn->register_module("k_proj", Linear(d, d));
+  v_proj = attn->register_module("v_proj", Linear(d, d));
+  q_proj = attn->register_module("q_proj", Linear(d, d));
+  out_proj = attn->register_module("out_proj", Linear(d, d));
   if (c.gru_rel_pos) {
-    grep_linear = attn->register_module("grep_linear", torch::nn::Linear(d / heads, 8));
+    grep_linear = attn->register_module("grep_linear", Linear(d / heads, 8));
     grep_a = attn->register_parameter("grep_a", at::ones({1, heads, 1, 1}));
   }
   // One table shared by every layer (registered under each, as the original's state dict lists it).
   if (rel_bias) relative_attention_bias = attn->register_module("relative_attention_bias", rel_bias);
   self_attn_layer_norm = register_module("self_attn_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-  fc1 = register_module("fc1", torch::nn::Linear(d, c.encoder_ffn_embed_dim));
-  fc2 = register_module("fc2", torch::nn::Linear(c.encoder_ffn_embed_dim, d));
+  fc1 = register_module("fc1", Linear(d, c.encoder_ffn_embed_dim));
+  fc2 = register_module("fc2", Linear(c.encoder_ffn_embed_dim, d));
   final_layer_norm = register_module("final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
 }
 
@@ -72,7 +72,7 @@ BeatsEncoder::BeatsEncoder(const BeatsConfig& c) : cfg(c) {
   patch_embedding = register_module("patch_embedding",
       torch::nn::Conv2d(torch::nn::Conv2dOptions(1, c.embed_dim, p).stride(p).bias(c.conv_bias)));
   layer_norm = register_module("layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.embed_dim})));
-  if (c.embed_dim != d) post_extract_proj = register_module("post_extract_proj", torch::nn::Linear(c.embed_dim, d));
+  if (c.embed_dim != d) post_extract_proj = register_module("post_extract_proj", Linear(c.embed_dim, d));
   auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
   auto pos_conv = encoder->register_module("pos_conv", std::make_shared<torch::nn::Module>());
   auto conv = pos_conv->register_module("0", std::make_shared<torch::nn::Module>());

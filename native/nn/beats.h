@@ -3,6 +3,7 @@
 // relative position bias (computed from layer 0's table, shared by all layers), padding mask.
 // Normalized Kaldi fbank (B, T, 128) → (B, 8·⌊T/16⌋, encoder_embed_dim).
 #pragma once
+#include "nn/lora.h"
 #include "nn/model.h"
 
 namespace et::nn {
@@ -21,7 +22,7 @@ struct BeatsLayerImpl : torch::nn::Module {
   // x (B, L, C); pad (B, L) bool or undefined; bias (heads, L, L) raw relative bias or undefined
   at::Tensor forward(const at::Tensor& x, const at::Tensor& pad, const at::Tensor& bias);
   BeatsConfig cfg;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, grep_linear{nullptr}, fc1{nullptr}, fc2{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, grep_linear{nullptr}, fc1{nullptr}, fc2{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   torch::nn::Embedding relative_attention_bias{nullptr};
   at::Tensor grep_a;
@@ -39,7 +40,7 @@ struct BeatsEncoder : Model {
   BeatsConfig cfg;
   torch::nn::Conv2d patch_embedding{nullptr};
   torch::nn::LayerNorm layer_norm{nullptr}, encoder_layer_norm{nullptr};
-  torch::nn::Linear post_extract_proj{nullptr};
+  Linear post_extract_proj{nullptr};
   at::Tensor pos_weight_g, pos_weight_v, pos_bias;
   torch::nn::ModuleList layers{nullptr};
 };

@@ -7,11 +7,11 @@ namespace et::nn {
 
 QFormerAttentionImpl::QFormerAttentionImpl(int64_t hidden, int64_t kv_dim, int64_t h, double eps) : heads(h) {
   auto attn = register_module("attention", std::make_shared<torch::nn::Module>());
-  query = attn->register_module("query", torch::nn::Linear(hidden, hidden));
-  key = attn->register_module("key", torch::nn::Linear(kv_dim, hidden));
-  value = attn->register_module("value", torch::nn::Linear(kv_dim, hidden));
+  query = attn->register_module("query", Linear(hidden, hidden));
+  key = attn->register_module("key", Linear(kv_dim, hidden));
+  value = attn->register_module("value", Linear(kv_dim, hidden));
   auto output = register_module("output", std::make_shared<torch::nn::Module>());
-  dense = output->register_module("dense", torch::nn::Linear(hidden, hidden));
+  dense = output->register_module("dense", Linear(hidden, hidden));
   ln = output->register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({hidden}).eps(eps)));
 }
 
@@ -27,9 +27,9 @@ QFormerLayerImpl::QFormerLayerImpl(const QFormerConfig& c, bool cross) : cfg(c) 
   attention = register_module("attention", QFormerAttention(H, H, c.num_attention_heads, c.layer_norm_eps));
   if (cross) crossattention = register_module("crossattention", QFormerAttention(H, c.encoder_hidden_size, c.num_attention_heads, c.layer_norm_eps));
   auto iq = register_module("intermediate_query", std::make_shared<torch::nn::Module>());
-  inter = iq->register_module("dense", torch::nn::Linear(H, c.intermediate_size));
+  inter = iq->register_module("dense", Linear(H, c.intermediate_size));
   auto oq = register_module("output_query", std::make_shared<torch::nn::Module>());
-  out = oq->register_module("dense", torch::nn::Linear(c.intermediate_size, H));
+  out = oq->register_module("dense", Linear(c.intermediate_size, H));
   out_ln = oq->register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({H}).eps(c.layer_norm_eps)));
 }
 

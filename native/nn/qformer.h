@@ -2,6 +2,7 @@
 // BERT layers with self-attention, cross-attention to encoder states (every
 // cross_attention_frequency-th layer) and a query feed-forward. SALMONN runs it per window.
 #pragma once
+#include "nn/lora.h"
 #include "nn/model.h"
 
 namespace et::nn {
@@ -17,7 +18,7 @@ struct QFormerConfig {
 struct QFormerAttentionImpl : torch::nn::Module {
   QFormerAttentionImpl(int64_t hidden, int64_t kv_dim, int64_t heads, double eps);
   at::Tensor forward(const at::Tensor& h, const at::Tensor& kv, const std::optional<at::Tensor>& mask, double attn_drop, double hidden_drop);
-  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, dense{nullptr};
+  Linear query{nullptr}, key{nullptr}, value{nullptr}, dense{nullptr};
   torch::nn::LayerNorm ln{nullptr};
   int64_t heads;
 };
@@ -28,7 +29,7 @@ struct QFormerLayerImpl : torch::nn::Module {
   at::Tensor forward(at::Tensor h, const at::Tensor& enc, const std::optional<at::Tensor>& enc_mask);
   QFormerConfig cfg;
   QFormerAttention attention{nullptr}, crossattention{nullptr};
-  torch::nn::Linear inter{nullptr}, out{nullptr};
+  Linear inter{nullptr}, out{nullptr};
   torch::nn::LayerNorm out_ln{nullptr};
 };
 TORCH_MODULE(QFormerLayer);

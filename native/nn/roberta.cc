@@ -10,16 +10,16 @@ BertLayerImpl::BertLayerImpl(int64_t hidden, int64_t h, int64_t inter_size, doub
   TORCH_CHECK(hidden % h == 0, "hidden size ", hidden, " is not a multiple of the ", h, " attention heads");
   auto attention = register_module("attention", std::make_shared<torch::nn::Module>());
   auto self = attention->register_module("self", std::make_shared<torch::nn::Module>());
-  query = self->register_module("query", torch::nn::Linear(hidden, hidden));
-  key = self->register_module("key", torch::nn::Linear(hidden, hidden));
-  value = self->register_module("value", torch::nn::Linear(hidden, hidden));
+  query = self->register_module("query", Linear(hidden, hidden));
+  key = self->register_module("key", Linear(hidden, hidden));
+  value = self->register_module("value", Linear(hidden, hidden));
   auto aout = attention->register_module("output", std::make_shared<torch::nn::Module>());
-  attn_out = aout->register_module("dense", torch::nn::Linear(hidden, hidden));
+  attn_out = aout->register_module("dense", Linear(hidden, hidden));
   attn_ln = aout->register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({hidden}).eps(eps)));
   auto intermediate = register_module("intermediate", std::make_shared<torch::nn::Module>());
-  inter = intermediate->register_module("dense", torch::nn::Linear(hidden, inter_size));
+  inter = intermediate->register_module("dense", Linear(hidden, inter_size));
   auto output = register_module("output", std::make_shared<torch::nn::Module>());
-  out = output->register_module("dense", torch::nn::Linear(inter_size, hidden));
+  out = output->register_module("dense", Linear(inter_size, hidden));
   out_ln = output->register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({hidden}).eps(eps)));
 }
 
@@ -45,7 +45,7 @@ RobertaModel::RobertaModel(const RobertaConfig& c) : cfg(c) {
                                c.attention_probs_dropout_prob, c.hidden_act));
   if (c.add_pooling_layer) {
     auto p = register_module("pooler", std::make_shared<torch::nn::Module>());
-    pooler = p->register_module("dense", torch::nn::Linear(c.hidden_size, c.hidden_size));
+    pooler = p->register_module("dense", Linear(c.hidden_size, c.hidden_size));
   }
   init_bert_weights(*this, c.initializer_range);
 }

@@ -1,6 +1,7 @@
 // RoBERTa (HF RobertaModel): embeddings with RoBERTa position ids (padding_idx + 1 offset), token
 // types, post-LN encoder, optional pooler. Also SPECTRA's text encoder and fused layers.
 #pragma once
+#include "nn/lora.h"
 #include "nn/model.h"
 
 namespace et::nn {
@@ -17,7 +18,7 @@ struct RobertaConfig {
 struct BertLayerImpl : torch::nn::Module {
   BertLayerImpl(int64_t hidden, int64_t heads, int64_t inter, double eps, double hidden_drop, double attn_drop, std::string act);
   at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& mask);
-  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, attn_out{nullptr}, inter{nullptr}, out{nullptr};
+  Linear query{nullptr}, key{nullptr}, value{nullptr}, attn_out{nullptr}, inter{nullptr}, out{nullptr};
   torch::nn::LayerNorm attn_ln{nullptr}, out_ln{nullptr};
   int64_t heads;
   double hidden_drop, attn_drop;
@@ -37,7 +38,7 @@ struct RobertaModel : Model {
   torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
   torch::nn::LayerNorm emb_ln{nullptr};
   torch::nn::ModuleList layer{nullptr};
-  torch::nn::Linear pooler{nullptr};
+  Linear pooler{nullptr};
 };
 
 }  // namespace et::nn

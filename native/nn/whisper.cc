@@ -10,13 +10,13 @@ namespace et::nn {
 WhisperLayerImpl::WhisperLayerImpl(const WhisperConfig& c) : cfg(c) {
   int64_t d = c.d_model;
   auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
-  k_proj = attn->register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(d, d).bias(false)));
-  v_proj = attn->register_module("v_proj", torch::nn::Linear(d, d));
-  q_proj = attn->register_module("q_proj", torch::nn::Linear(d, d));
-  out_proj = attn->register_module("out_proj", torch::nn::Linear(d, d));
+  k_proj = attn->register_module("k_proj", Linear(d, d, false));
+  v_proj = attn->register_module("v_proj", Linear(d, d));
+  q_proj = attn->register_module("q_proj", Linear(d, d));
+  out_proj = attn->register_module("out_proj", Linear(d, d));
   self_attn_layer_norm = register_module("self_attn_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-  fc1 = register_module("fc1", torch::nn::Linear(d, c.encoder_ffn_dim));
-  fc2 = register_module("fc2", torch::nn::Linear(c.encoder_ffn_dim, d));
+  fc1 = register_module("fc1", Linear(d, c.encoder_ffn_dim));
+  fc2 = register_module("fc2", Linear(c.encoder_ffn_dim, d));
   final_layer_norm = register_module("final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
 }
 

@@ -3,6 +3,7 @@
 // Fewer than 2 · max_source_positions frames are accepted (positions are sliced), so long
 // dialogues can be encoded in chunks.
 #pragma once
+#include "nn/lora.h"
 #include "nn/model.h"
 
 namespace et::nn {
@@ -17,7 +18,7 @@ struct WhisperConfig {
 struct WhisperLayerImpl : torch::nn::Module {
   WhisperLayerImpl(const WhisperConfig& c);
   at::Tensor forward(at::Tensor x);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, fc1{nullptr}, fc2{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, fc1{nullptr}, fc2{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   WhisperConfig cfg;
 };

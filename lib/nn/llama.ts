@@ -1,0 +1,201 @@
+/** LLaMA-family causal LM (HF LlamaForCausalLM; Mistral and Vicuna configs load too), on native/nn/llama. */
+import { NativeModule, ModuleOptions } from './module';
+import { Tensor, checkTensor, cat } from '../tensor';
+import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig } from './pretrained';
+
+/**
+ * HF LlamaConfig fields. RoPE settings are flat here: `rope_theta`, `rope_type` ('default' |
+ * 'linear' | 'llama3'), `rope_factor`, `low_freq_factor`, `high_freq_factor`,
+ * `original_max_position_embeddings`; fromPretrained reads them from transformers 5's
+ * `rope_parameters` or older `rope_theta` + `rope_scaling`.
+ */
+export interface LlamaConfig {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  /** 0: hidden_size / num_attention_heads */
+  head_dim: number;
+  max_position_embeddings: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  rope_type: string;
+  rope_factor: number;
+  low_freq_factor: number;
+  high_freq_factor: number;
+  original_max_position_embeddings: number;
+  initializer_range: number;
+  attention_dropout: number;
+  tie_word_embeddings: boolean;
+  attention_bias: boolean;
+  mlp_bias: boolean;
+  hidden_act: string;
+  bos_token_id: number;
+  eos_token_id: number | number[];
+  pad_token_id: number;
+}
+
+export const LLAMA_DEFAULTS: LlamaConfig = {
+  vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32,
+  head_dim: 0, max_position_embeddings: 2048, rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', rope_factor: 1,
+  low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192, initializer_range: 0.02, attention_dropout: 0,
+  tie_word_embeddings: false, attention_bias: false, mlp_bias: false, hidden_act: 'silu', bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
+};
+
+const SPEC: ConfigSpec<LlamaConfig> = {
+  vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'int', num_attention_heads: 'posint',
+  num_key_value_heads: 'posint', head_dim: 'int', max_position_embeddings: 'posint', rms_norm_eps: 'number', rope_theta: 'number',
+  rope_type: 'string', rope_factor: 'number', low_freq_factor: 'number', high_freq_factor: 'number', original_max_position_embeddings: 'posint',
+  initializer_range: 'number', attention_dropout: 'prob', tie_word_embeddings: 'bool', attention_bias: 'bool', mlp_bias: 'bool',
+  hidden_act: 'string', bos_token_id: 'int', eos_token_id: 'any', pad_token_id: 'int',
+};
+
+/** Flattens HF's rope settings (`rope_parameters`, or `rope_theta` + `rope_scaling`) into LlamaConfig fields. */
+export function normalizeRope(raw: Record<string, unknown>): Partial<LlamaConfig> {
+  const p = (raw.rope_parameters ?? raw.rope_scaling ?? {}) as Record<string, unknown>;
+  const out: Partial<LlamaConfig> = {};
+  const theta = p.rope_theta ?? raw.rope_theta;
+  if (theta !== undefined) out.rope_theta = theta as number;
+  const type = (p.rope_type ?? p.type) as string | undefined;
+  if (type) out.rope_type = type;
+  if (p.factor !== undefined) out.rope_factor = p.factor as number;
+  if (p.low_freq_factor !== undefined) out.low_freq_factor = p.low_freq_factor as number;
+  if (p.high_freq_factor !== undefined) out.high_freq_factor = p.high_freq_factor as number;
+  if (p.original_max_position_embeddings !== undefined) out.original_max_position_embeddings = p.original_max_position_embeddings as number;
+  return out;
+}
+
+/** HF generate() settings (names as generation_config.json). */
+export interface GenerationOptions {
+  max_new_tokens?: number;
+  min_new_tokens?: number;
+  do_sample?: boolean;
+  temperature?: number;
+  top_k?: number;
+  top_p?: number;
+  repetition_penalty?: number;
+  num_beams?: number;
+  length_penalty?: number;
+  /** true: stop an item at num_beams finished hypotheses; false: HF's heuristic; 'never'. */
+  early_stopping?: boolean | 'never';
+  eos_token_id?: number | number[];
+  pad_token_id?: number;
+}
+
+export interface GenerateInputs {
+  /** (batch, length) prompt ids, left-padded. */
+  inputIds?: Tensor;
+  /** (batch, length, hidden) prompt embeddings (audio tokens spliced in), left-padded. */
+  inputsEmbeds?: Tensor;
+  /** (batch, length): 1 tokens, 0 left padding. */
+  attentionMask?: Tensor;
+}
+
+/**
+ * A LLaMA-family decoder with an LM head.
+ * @example
+ * const llm = await et.nn.LlamaForCausalLM.fromPretrained('vicuna-7b/', { dtype: 'float16', device: 'cuda' });
+ * const { sequences } = await llm.generate({ inputIds, attentionMask }, { max_new_tokens: 200, num_beams: 4 });
+ */
+export class LlamaForCausalLM extends NativeModule {
+  readonly config: LlamaConfig;
+  private constructor(config: LlamaConfig, opts: ModuleOptions) {
+    super('llama', config, opts);
+    this.config = config;
+  }
+
+  static create(config: Partial<LlamaConfig> = {}, opts: ModuleOptions = {}): LlamaForCausalLM {
+    const c = resolveConfig('LLaMA', LLAMA_DEFAULTS, SPEC, config);
+    if (c.num_attention_heads % c.num_key_value_heads !== 0) invalid(`a divisor of num_attention_heads (${c.num_attention_heads})`, 'LLaMA config.num_key_value_heads', c.num_key_value_heads);
+    if (!['default', 'linear', 'llama3'].includes(c.rope_type)) invalid("'default', 'linear' or 'llama3'", 'LLaMA config.rope_type', c.rope_type);
+    if (c.head_dim === 0 && c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'LLaMA config.hidden_size', c.hidden_size);
+    return new LlamaForCausalLM(c, opts);
+  }
+
+  /** Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`). */
+  static async fromPretrained(dir: string, opts: PretrainedOptions = {}): Promise<LlamaForCausalLM> {
+    const raw = readConfig(dir);
+    const model = LlamaForCausalLM.create({ ...(raw as Partial<LlamaConfig>), ...normalizeRope(raw) }, {});
+    const sd = await loadCheckpoint(dir);
+    if (model.config.tie_word_embeddings) sd.delete('lm_head.weight');
+    for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);
+    return finishPretrained(model, sd, opts);
+  }
+
+  /** The token embedding table applied to ids: (batch, length) → (batch, length, hidden). */
+  async embed(ids: Tensor): Promise<Tensor> {
+    this.checkIds(ids, 'ids');
+    const w = this.namedParameters().find(([n]) => n === 'model.embed_tokens.weight')![1];
+    return w.indexSelect(0, ids.flatten()).reshape([...ids.shape, this.config.hidden_size]);
+  }
+
+  private checkIds(ids: Tensor, name: string): void {
+    checkTensor(ids, name);
+    if (ids.ndim !== 2 || ids.dtype !== 'int64') invalid('an int64 tensor (batch, length)', name, `${ids.dtype} [${ids.shape}]`);
+  }
+
+  private checkInputs(i: GenerateInputs & { positionIds?: Tensor }): number[] {
+    if (!i || typeof i !== 'object') invalid('an inputs object', 'LLaMA inputs', i);
+    if (!!i.inputIds === !!i.inputsEmbeds) throw new EmotorchError('LLaMA: give exactly one of inputIds and inputsEmbeds', 'ERR_INVALID_ARG');
+    let bt: number[];
+    if (i.inputIds) {
+      this.checkIds(i.inputIds, 'inputIds');
+      bt = i.inputIds.shape;
+    } else {
+      const s = checkTensor(i.inputsEmbeds, 'inputsEmbeds').shape;
+      if (s.length !== 3 || s[2] !== this.config.hidden_size) invalid(`(batch, length, ${this.config.hidden_size})`, 'inputsEmbeds', `[${s}]`);
+      bt = s.slice(0, 2);
+    }
+    for (const [n, t] of [['attentionMask', i.attentionMask], ['positionIds', i.positionIds]] as const) {
+      if (t && checkTensor(t, n).shape.join() !== bt.join()) invalid(`shape [${bt}]`, n, `[${t.shape}]`);
+    }
+    return bt;
+  }
+
+  /**
+   * Logits for every position. Without positionIds, positions are 0..length−1 (HF's plain
+   * forward); pass them for left-padded batches that should start at 0.
+   * @returns logits (batch, length, vocab)
+   */
+  async forward(inputs: GenerateInputs & { positionIds?: Tensor }): Promise<Tensor> {
+    this.checkInputs(inputs);
+    const out = await this.run([inputs.inputIds ?? null, inputs.attentionMask ?? null, inputs.positionIds ?? null, inputs.inputsEmbeds ?? null]);
+    return out[0]!;
+  }
+
+  /**
+   * Generates continuations in one native call (the whole loop runs in C++ with a KV cache):
+   * greedy, sampling (temperature, top_k, top_p), or beam search, with repetition_penalty,
+   * min_new_tokens and EOS handling; finished rows are right-filled with pad_token_id.
+   * @returns `newTokens` (batch, ≤ max_new_tokens) and, for an ids prompt, `sequences` = prompt + new.
+   */
+  async generate(inputs: GenerateInputs, opts: GenerationOptions = {}): Promise<{ newTokens: Tensor; sequences: Tensor | null }> {
+    this.checkInputs(inputs);
+    const eos = opts.eos_token_id ?? this.config.eos_token_id;
+    const eosList = Array.isArray(eos) ? eos : [eos];
+    eosList.forEach((e, i) => checkInt(e, `eos_token_id[${i}]`, 0));
+    const es = opts.early_stopping ?? true;
+    if (es !== true && es !== false && es !== 'never') invalid("true, false or 'never'", 'early_stopping', es);
+    const g = {
+      max_new_tokens: checkInt(opts.max_new_tokens ?? 20, 'max_new_tokens', 1),
+      min_new_tokens: checkInt(opts.min_new_tokens ?? 0, 'min_new_tokens', 0),
+      num_beams: checkInt(opts.num_beams ?? 1, 'num_beams', 1),
+      top_k: checkInt(opts.top_k ?? 0, 'top_k', 0),
+      temperature: checkNumber(opts.temperature ?? 1, 'temperature', Number.MIN_VALUE),
+      top_p: checkNumber(opts.top_p ?? 1, 'top_p', 0, 1),
+      repetition_penalty: checkNumber(opts.repetition_penalty ?? 1, 'repetition_penalty', Number.MIN_VALUE),
+      length_penalty: checkNumber(opts.length_penalty ?? 1, 'length_penalty'),
+      do_sample: opts.do_sample ?? false,
+      early_stopping: String(es),
+      eos_token_id: eosList,
+      pad_token_id: checkInt(opts.pad_token_id ?? this.config.pad_token_id, 'pad_token_id', 0),
+    };
+    if (g.do_sample && g.num_beams > 1) invalid('do_sample false with num_beams > 1 (beam sampling is not supported)', 'generation options', opts);
+    const h = await this.native.generate(inputs.inputIds?.handle ?? null, inputs.inputsEmbeds?.handle ?? null, inputs.attentionMask?.handle ?? null, g);
+    const newTokens = new Tensor(h);
+    return { newTokens, sequences: inputs.inputIds ? cat([inputs.inputIds.to({ device: newTokens.device }), newTokens], 1) : null };
+  }
+}

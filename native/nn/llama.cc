@@ -1,0 +1,339 @@
+#include "nn/llama.h"
+
+#include "nn/attention.h"
+#include "nn/builtin.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace et::nn {
+
+namespace {
+
+// RMSNorm in float32, then back to the input dtype (HF LlamaRMSNorm).
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  auto h = x.to(at::kFloat);
+  h = h * at::rsqrt(h.pow(2).mean(-1, true) + eps);
+  return w * h.to(x.scalar_type());
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// inv_freq as transformers computes it (float32), with linear or llama3 scaling.
+at::Tensor rope_inv_freq(const LlamaConfig& c, int64_t dim) {
+  auto exps = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
+  auto inv = 1.0 / at::pow(at::scalar_tensor(c.rope_theta, at::kFloat), exps);
+  if (c.rope_type == "linear") return inv / c.rope_factor;
+  if (c.rope_type == "llama3") {
+    double old_len = static_cast<double>(c.original_max_position_embeddings);
+    double low_wavelen = old_len / c.low_freq_factor, high_wavelen = old_len / c.high_freq_factor;
+    auto wavelen = 2 * M_PI / inv;
+    auto scaled = at::where(wavelen > low_wavelen, inv / c.rope_factor, inv);
+    auto smooth = (old_len / wavelen - c.low_freq_factor) / (c.high_freq_factor - c.low_freq_factor);
+    auto smoothed = (1 - smooth) * scaled / c.rope_factor + smooth * scaled;
+    auto medium = wavelen.ge(high_wavelen).logical_and(wavelen.le(low_wavelen));
+    return at::where(medium, smoothed, scaled);
+  }
+  TORCH_CHECK(c.rope_type == "default", "LLaMA: unsupported rope type '", c.rope_type, "'");
+  return inv;
+}
+
+// Keep-mask (B, S) over cache + new positions → additive mask (B, 1, T, S): a query may see keys
+// up to its own position that are not padding.
+at::Tensor causal_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype) {
+  int64_t S = keep.size(1), past = S - T;
+  auto opts = at::TensorOptions().device(keep.device());
+  auto qpos = at::arange(past, S, opts.dtype(at::kLong)).unsqueeze(1);  // (T, 1)
+  auto kpos = at::arange(S, opts.dtype(at::kLong)).unsqueeze(0);         // (1, S)
+  auto allowed = kpos.le(qpos).unsqueeze(0).logical_and(keep.ne(0).unsqueeze(1));  // (B, T, S)
+  double low = dtype == at::kDouble ? std::numeric_limits<double>::lowest() : std::numeric_limits<float>::lowest();
+  if (dtype == at::kHalf) low = -65504.0;
+  auto z = at::zeros({}, opts.dtype(dtype));
+  return at::where(allowed.unsqueeze(1), z, at::full({}, low, opts.dtype(dtype)));
+}
+
+}  // namespace
+
+void KVCache::select(const at::Tensor& rows) {
+  for (auto& t : k) t = t.index_select(0, rows);
+  for (auto& t : v) t = t.index_select(0, rows);
+}
+
+LlamaLayerImpl::LlamaLayerImpl(const LlamaConfig& c) : cfg(c) {
+  int64_t H = c.hidden_size, D = c.head_dim;
+  auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
+  q_proj = attn->register_module("q_proj", Linear(H, c.num_attention_heads * D, c.attention_bias));
+  k_proj = attn->register_module("k_proj", Linear(H, c.num_key_value_heads * D, c.attention_bias));
+  v_proj = attn->register_module("v_proj", Linear(H, c.num_key_value_heads * D, c.attention_bias));
+  o_proj = attn->register_module("o_proj", Linear(c.num_attention_heads * D, H, c.attention_bias));
+  auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
+  gate_proj = mlp->register_module("gate_proj", Linear(H, c.intermediate_size, c.mlp_bias));
+  up_proj = mlp->register_module("up_proj", Linear(H, c.intermediate_size, c.mlp_bias));
+  down_proj = mlp->register_module("down_proj", Linear(c.intermediate_size, H, c.mlp_bias));
+  auto in_ln = register_module("input_layernorm", std::make_shared<torch::nn::Module>());
+  input_layernorm = in_ln->register_parameter("weight", at::ones({H}));
+  auto post_ln = register_module("post_attention_layernorm", std::make_shared<torch::nn::Module>());
+  post_attention_layernorm = post_ln->register_parameter("weight", at::ones({H}));
+}
+
+at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                                   KVCache* cache, size_t index) {
+  int64_t B = x.size(0), T = x.size(1), Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
+  auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
+  auto q = q_proj(h).view({B, T, Hq, D}).transpose(1, 2);   // (B, Hq, T, D)
+  auto k = k_proj(h).view({B, T, Hkv, D}).transpose(1, 2);  // (B, Hkv, T, D)
+  auto v = v_proj(h).view({B, T, Hkv, D}).transpose(1, 2);
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+  if (cache) {
+    if (cache->k[index].defined()) {
+      k = at::cat({cache->k[index], k}, 2);  // (B, Hkv, S, D)
+      v = at::cat({cache->v[index], v}, 2);
+    }
+    cache->k[index] = k;
+    cache->v[index] = v;
+  }
+  if (Hkv != Hq) {
+    k = k.repeat_interleave(Hq / Hkv, 1);  // (B, Hq, S, D)
+    v = v.repeat_interleave(Hq / Hkv, 1);
+  }
+  auto a = at::scaled_dot_product_attention(q, k, v, mask, is_training() ? cfg.attention_dropout : 0.0, false);
+  auto y = x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D}));
+  h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
+  return y + down_proj(activate(gate_proj(h), cfg.hidden_act) * up_proj(h));
+}
+
+LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c) : cfg(c) {
+  if (cfg.head_dim <= 0) cfg.head_dim = c.hidden_size / c.num_attention_heads;
+  TORCH_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, "LLaMA: num_attention_heads ", c.num_attention_heads,
+              " is not a multiple of num_key_value_heads ", c.num_key_value_heads);
+  auto model = register_module("model", std::make_shared<torch::nn::Module>());
+  embed_tokens = model->register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  layers = model->register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaLayer(cfg));
+  auto norm = model->register_module("norm", std::make_shared<torch::nn::Module>());
+  norm_weight = norm->register_parameter("weight", at::ones({c.hidden_size}));
+  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false));
+  init_bert_weights(*this, c.initializer_range);
+  inv_freq = rope_inv_freq(cfg, cfg.head_dim);  // not a parameter or buffer: derived from the config
+}
+
+at::Tensor LlamaForCausalLM::embed(const at::Tensor& ids) { return embed_tokens(ids); }
+
+at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache) {
+  int64_t T = embeds.size(1);
+  auto inv = inv_freq.to(embeds.device());
+  auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv;  // (B, T, D/2)
+  auto emb = at::cat({freqs, freqs}, -1);
+  auto cos = emb.cos().to(embeds.scalar_type()).unsqueeze(1);  // (B, 1, T, D)
+  auto sin = emb.sin().to(embeds.scalar_type()).unsqueeze(1);
+  auto mask = causal_mask(keep, T, embeds.scalar_type());
+  at::Tensor x = embeds;
+  if (cache && cache->k.empty()) {
+    cache->k.resize(layers->size());
+    cache->v.resize(layers->size());
+  }
+  for (size_t i = 0; i < layers->size(); ++i) x = layers[i]->as<LlamaLayerImpl>()->forward(x, cos, sin, mask, cache, i);
+  x = rms_norm(x, norm_weight, cfg.rms_norm_eps);
+  return lm_head ? lm_head(x) : at::linear(x, embed_tokens->weight);
+}
+
+Tensors LlamaForCausalLM::forward(const Tensors& in) {
+  const at::Tensor& ids = in.at(0);
+  const at::Tensor& keep_in = in.size() > 1 ? in[1] : at::Tensor();
+  const at::Tensor& pos_in = in.size() > 2 ? in[2] : at::Tensor();
+  const at::Tensor& embeds_in = in.size() > 3 ? in[3] : at::Tensor();
+  TORCH_CHECK(ids.defined() != embeds_in.defined(), "LLaMA: give exactly one of input_ids and inputs_embeds");
+  at::Tensor embeds = ids.defined() ? embed(ids) : embeds_in;
+  int64_t B = embeds.size(0), T = embeds.size(1);
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
+  at::Tensor keep = keep_in.defined() ? keep_in.to(lopts) : at::ones({B, T}, lopts);
+  at::Tensor pos = pos_in.defined() ? pos_in.to(lopts) : at::arange(T, lopts).unsqueeze(0).expand({B, T});
+  return {run(embeds, keep, pos, nullptr)};
+}
+
+namespace {
+
+void apply_repetition_penalty(at::Tensor& scores, const at::Tensor& seen, double penalty) {
+  if (penalty == 1.0 || seen.size(1) == 0) return;
+  auto s = scores.gather(1, seen);
+  s = at::where(s.lt(0), s * penalty, s / penalty);
+  scores.scatter_(1, seen, s);
+}
+
+void apply_min_new_tokens(at::Tensor& scores, int64_t step, const GenerationConfig& g) {
+  if (step >= g.min_new_tokens) return;
+  for (auto e : g.eos_token_ids) scores.select(1, e).fill_(-std::numeric_limits<float>::infinity());
+}
+
+// Temperature, then top-k, then top-p, as HF's logits warpers.
+at::Tensor warp(at::Tensor scores, const GenerationConfig& g) {
+  if (g.temperature != 1.0) scores = scores / g.temperature;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  if (g.top_k > 0 && g.top_k < scores.size(1)) {
+    auto kth = std::get<0>(scores.topk(g.top_k, 1)).narrow(1, g.top_k - 1, 1);
+    scores = scores.masked_fill(scores.lt(kth), ninf);
+  }
+  if (g.top_p < 1.0) {
+    auto [sorted, idx] = scores.sort(1, /*descending=*/false);
+    auto cum = sorted.softmax(1).cumsum(1);
+    auto remove = cum.le(1 - g.top_p);
+    remove.select(1, remove.size(1) - 1).fill_(false);  // keep at least one
+    scores = scores.masked_fill(remove.scatter(1, idx, remove), ninf);
+  }
+  return scores;
+}
+
+at::Tensor initial_positions(const at::Tensor& keep) {
+  return (keep.cumsum(1) - 1).clamp_min(0);  // left padding: real tokens start at 0
+}
+
+}  // namespace
+
+at::Tensor LlamaForCausalLM::generate(const at::Tensor& ids, const at::Tensor& embeds_in, const at::Tensor& keep_in,
+                                      const GenerationConfig& g) {
+  TORCH_CHECK(ids.defined() || embeds_in.defined(), "generate: needs input_ids or inputs_embeds");
+  TORCH_CHECK(g.max_new_tokens > 0, "generate: max_new_tokens must be positive");
+  for (auto e : g.eos_token_ids) TORCH_CHECK(e >= 0 && e < cfg.vocab_size, "generate: eos token ", e, " is outside the vocabulary");
+  at::Tensor embeds = embeds_in.defined() ? embeds_in : embed(ids);
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
+  at::Tensor keep = keep_in.defined() ? keep_in.to(lopts) : at::ones({embeds.size(0), embeds.size(1)}, lopts);
+  at::Tensor seen = ids.defined() ? ids.to(lopts) : at::empty({embeds.size(0), 0}, lopts);
+  return g.num_beams > 1 ? beam_search(seen, embeds, keep, g) : greedy_or_sample(seen, embeds, keep, g);
+}
+
+at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen_in, const at::Tensor& embeds, const at::Tensor& keep_in,
+                                              const GenerationConfig& g) {
+  int64_t B = embeds.size(0);
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
+  at::Tensor keep = keep_in, seen = seen_in;
+  at::Tensor pos = initial_positions(keep);
+  KVCache cache;
+  at::Tensor last = run(embeds, keep, pos, &cache).select(1, embeds.size(1) - 1);  // (B, V)
+  at::Tensor eos = at::tensor(g.eos_token_ids, lopts);
+  at::Tensor finished = at::zeros({B}, lopts.dtype(at::kBool));
+  at::Tensor next_pos = pos.select(1, pos.size(1) - 1).unsqueeze(1);
+  std::vector<at::Tensor> out;
+  for (int64_t step = 0; step < g.max_new_tokens; ++step) {
+    at::Tensor scores = last.to(at::kFloat);
+    apply_repetition_penalty(scores, seen, g.repetition_penalty);
+    apply_min_new_tokens(scores, step, g);
+    at::Tensor next = g.do_sample ? at::multinomial(warp(scores, g).softmax(1), 1).squeeze(1) : scores.argmax(1);
+    next = at::where(finished, at::full({}, g.pad_token_id, lopts), next);
+    out.push_back(next);
+    if (eos.numel()) finished = finished.logical_or(at::isin(next, eos));
+    if (step + 1 == g.max_new_tokens || finished.all().item<bool>()) break;
+    seen = at::cat({seen, next.unsqueeze(1)}, 1);
+    keep = at::cat({keep, at::ones({B, 1}, lopts)}, 1);
+    next_pos = next_pos + 1;
+    last = run(embed(next.unsqueeze(1)), keep, next_pos, &cache).select(1, 0);
+  }
+  return at::stack(out, 1);
+}
+
+at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Tensor& embeds_in, const at::Tensor& keep_in,
+                                         const GenerationConfig& g) {
+  const int64_t B = embeds_in.size(0), K = g.num_beams, V = cfg.vocab_size;
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds_in.device());
+  // Every beam starts from the prompt; only beam 0 is live at first.
+  at::Tensor embeds = embeds_in.repeat_interleave(K, 0), keep = keep_in.repeat_interleave(K, 0), seen = seen_in.repeat_interleave(K, 0);
+  at::Tensor pos = initial_positions(keep);
+  KVCache cache;
+  at::Tensor last = run(embeds, keep, pos, &cache).select(1, embeds.size(1) - 1);  // (B·K, V)
+  at::Tensor next_pos = pos.select(1, pos.size(1) - 1).unsqueeze(1);
+  std::vector<std::vector<double>> beam_scores(B, std::vector<double>(K, -1e9));
+  for (auto& b : beam_scores) b[0] = 0;
+  std::vector<std::vector<std::vector<int64_t>>> running(B, std::vector<std::vector<int64_t>>(K));
+  struct Hyp { double score; std::vector<int64_t> tokens; };
+  std::vector<std::vector<Hyp>> hyps(B);
+  std::vector<bool> done(B, false);
+  auto is_eos = [&](int64_t t) { return std::find(g.eos_token_ids.begin(), g.eos_token_ids.end(), t) != g.eos_token_ids.end(); };
+  auto add_hyp = [&](int64_t b, double sum_logprobs, std::vector<int64_t> tokens) {
+    double score = sum_logprobs / std::pow(static_cast<double>(tokens.size()), g.length_penalty);
+    auto& h = hyps[b];
+    if (static_cast<int64_t>(h.size()) < K || score > std::min_element(h.begin(), h.end(), [](auto& a, auto& c) { return a.score < c.score; })->score) {
+      h.push_back({score, std::move(tokens)});
+      if (static_cast<int64_t>(h.size()) > K) h.erase(std::min_element(h.begin(), h.end(), [](auto& a, auto& c) { return a.score < c.score; }));
+    }
+  };
+  auto worst = [&](int64_t b) { return std::min_element(hyps[b].begin(), hyps[b].end(), [](auto& a, auto& c) { return a.score < c.score; })->score; };
+  int64_t steps = 0;
+  for (int64_t step = 0; step < g.max_new_tokens; ++step) {
+    steps = step + 1;
+    at::Tensor logp = last.to(at::kFloat).log_softmax(1);  // (B·K, V)
+    apply_repetition_penalty(logp, seen, g.repetition_penalty);
+    apply_min_new_tokens(logp, step, g);
+    auto bs = at::tensor(std::vector<double>([&] { std::vector<double> f; for (auto& r : beam_scores) f.insert(f.end(), r.begin(), r.end()); return f; }()),
+                         at::TensorOptions().dtype(at::kFloat)).to(logp.device());
+    auto cand = (logp + bs.unsqueeze(1)).view({B, K * V});
+    auto [topv, topi] = cand.topk(2 * K, 1);
+    topv = topv.to(at::kCPU).to(at::kDouble).contiguous();
+    topi = topi.to(at::kCPU).contiguous();
+    auto tv = topv.accessor<double, 2>();
+    auto ti = topi.accessor<int64_t, 2>();
+    std::vector<int64_t> rows(B * K), tokens(B * K, g.pad_token_id);
+    std::vector<std::vector<std::vector<int64_t>>> next_running(B, std::vector<std::vector<int64_t>>(K));
+    std::vector<std::vector<double>> next_scores(B, std::vector<double>(K, 0));
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t k = 0; k < K; ++k) rows[b * K + k] = b * K + k;
+      if (done[b]) continue;
+      int64_t n = 0;
+      for (int64_t j = 0; j < 2 * K && n < K; ++j) {
+        int64_t beam = ti[b][j] / V, tok = ti[b][j] % V;
+        if (is_eos(tok)) {
+          if (j >= K) continue;  // only EOS among the top num_beams candidates finishes a hypothesis
+          auto t = running[b][beam];
+          t.push_back(tok);
+          add_hyp(b, tv[b][j], std::move(t));
+        } else {
+          rows[b * K + n] = b * K + beam;
+          tokens[b * K + n] = tok;
+          next_scores[b][n] = tv[b][j];
+          next_running[b][n] = running[b][beam];
+          next_running[b][n].push_back(tok);
+          ++n;
+        }
+      }
+      // Is this batch item finished?
+      if (static_cast<int64_t>(hyps[b].size()) >= K) {
+        if (g.early_stopping == "true") done[b] = true;
+        else {
+          double denom = g.early_stopping == "never" && g.length_penalty > 0 ? static_cast<double>(g.max_new_tokens) : static_cast<double>(steps);
+          done[b] = worst(b) >= next_scores[b][0] / std::pow(denom, g.length_penalty);
+        }
+      }
+    }
+    running = std::move(next_running);
+    beam_scores = std::move(next_scores);
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step + 1 == g.max_new_tokens) break;
+    auto row_t = at::tensor(rows, lopts);
+    auto tok_t = at::tensor(tokens, lopts);
+    cache.select(row_t);
+    seen = at::cat({seen.index_select(0, row_t), tok_t.unsqueeze(1)}, 1);
+    keep = at::cat({keep.index_select(0, row_t), at::ones({B * K, 1}, lopts)}, 1);
+    next_pos = next_pos.index_select(0, row_t) + 1;
+    last = run(embed(tok_t.unsqueeze(1)), keep, next_pos, &cache).select(1, 0);
+  }
+  // Beams still running at the end become hypotheses too.
+  for (int64_t b = 0; b < B; ++b) {
+    if (done[b]) continue;
+    for (int64_t k = 0; k < K; ++k)
+      if (!running[b][k].empty()) add_hyp(b, beam_scores[b][k], running[b][k]);
+  }
+  size_t longest = 1;
+  std::vector<std::vector<int64_t>> best(B);
+  for (int64_t b = 0; b < B; ++b) {
+    best[b] = std::max_element(hyps[b].begin(), hyps[b].end(), [](auto& a, auto& c) { return a.score < c.score; })->tokens;
+    longest = std::max(longest, best[b].size());
+  }
+  auto out = at::full({B, static_cast<int64_t>(longest)}, g.pad_token_id, at::kLong);
+  auto acc = out.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t i = 0; i < best[b].size(); ++i) acc[b][i] = best[b][i];
+  return out.to(lopts.device());
+}
+
+}  // namespace et::nn

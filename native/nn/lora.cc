@@ -1,0 +1,86 @@
+#include "nn/lora.h"
+
+#include <cmath>
+
+namespace et::nn {
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
+  weight = register_parameter("weight", at::empty({out, in}));
+  if (has_bias) bias = register_parameter("bias", at::empty({out}));
+  at::NoGradGuard g;
+  double bound = 1.0 / std::sqrt(static_cast<double>(in));  // torch.nn.Linear's reset_parameters
+  weight.uniform_(-bound, bound);
+  if (has_bias) bias.uniform_(-bound, bound);
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) {
+  auto y = at::linear(x, weight, bias);
+  if (!lora_A.defined() || merged) return y;
+  auto h = at::dropout(x, lora_dropout, is_training());
+  return y + at::linear(at::linear(h, lora_A), lora_B) * scaling;
+}
+
+void LinearImpl::add_lora(int64_t r, double alpha, double dropout) {
+  TORCH_CHECK(!lora_A.defined(), "LoRA was already added to this layer");
+  TORCH_CHECK(r > 0, "LoRA rank must be positive");
+  auto opts = weight.options();
+  auto a_mod = register_module("lora_A", std::make_shared<torch::nn::Module>());
+  auto b_mod = register_module("lora_B", std::make_shared<torch::nn::Module>());
+  auto a_def = a_mod->register_module("default", std::make_shared<torch::nn::Module>());
+  auto b_def = b_mod->register_module("default", std::make_shared<torch::nn::Module>());
+  lora_A = a_def->register_parameter("weight", at::empty({r, weight.size(1)}, opts));
+  lora_B = b_def->register_parameter("weight", at::zeros({weight.size(0), r}, opts));
+  at::NoGradGuard g;
+  double bound = 1.0 / std::sqrt(static_cast<double>(weight.size(1)));  // kaiming_uniform(a=√5), as peft
+  lora_A.uniform_(-bound, bound);
+  scaling = alpha / static_cast<double>(r);
+  lora_dropout = dropout;
+}
+
+void LinearImpl::merge() {
+  if (!lora_A.defined() || merged) return;
+  at::NoGradGuard g;
+  weight.add_(at::matmul(lora_B, lora_A) * scaling);
+  merged = true;
+}
+
+void LinearImpl::unmerge() {
+  if (!lora_A.defined() || !merged) return;
+  at::NoGradGuard g;
+  weight.sub_(at::matmul(lora_B, lora_A) * scaling);
+  merged = false;
+}
+
+std::vector<std::string> apply_lora(torch::nn::Module& root, const std::vector<std::string>& targets, int64_t r, double alpha,
+                                    double dropout) {
+  std::vector<std::string> done;
+  for (auto& item : root.named_modules("", /*include_self=*/false)) {
+    auto* lin = item.value()->as<LinearImpl>();
+    if (!lin || lin->has_lora()) continue;
+    const std::string& name = item.key();
+    auto dot = name.rfind('.');
+    std::string last = dot == std::string::npos ? name : name.substr(dot + 1);
+    for (const auto& t : targets) {
+      if (t == last || t == name) {
+        lin->add_lora(r, alpha, dropout);
+        done.push_back(name);
+        break;
+      }
+    }
+  }
+  TORCH_CHECK(!done.empty(), "LoRA: no Linear layer matches the target modules");
+  return done;
+}
+
+int64_t merge_lora(torch::nn::Module& root, bool merge) {
+  int64_t n = 0;
+  for (auto& m : root.modules(/*include_self=*/false)) {
+    auto* lin = m->as<LinearImpl>();
+    if (!lin || !lin->has_lora() || lin->merged == merge) continue;
+    merge ? lin->merge() : lin->unmerge();
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace et::nn
