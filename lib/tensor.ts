@@ -49,14 +49,14 @@ function dimsArg(dims: number | readonly number[] | undefined, name: string): nu
   return [...list];
 }
 
-function shapeArg(shape: readonly number[], name = 'shape', allowInfer = false): number[] {
+function shapeArg(shape: readonly number[], name = 'shape', allowInfer: boolean | 'many' = false): number[] {
   if (!Array.isArray(shape)) invalid('an array of non-negative integers', name, shape);
   let inferred = 0;
   shape.forEach((d, i) => {
     if (allowInfer && d === -1) inferred++;
     else checkInt(d, `${name}[${i}]`, 0);
   });
-  if (inferred > 1) invalid('at most one -1', name, shape);
+  if (inferred > 1 && allowInfer !== 'many') invalid('at most one -1', name, shape);
   return [...shape];
 }
 
@@ -288,7 +288,8 @@ export class Tensor {
   squeeze(dim?: number): Tensor { return op('squeeze', this.handle, dim === undefined ? null : checkInt(dim, 'dim')); }
   unsqueeze(dim: number): Tensor { return op('unsqueeze', this.handle, checkInt(dim, 'dim')); }
   flatten(startDim = 0, endDim = -1): Tensor { return op('flatten', this.handle, checkInt(startDim, 'startDim'), checkInt(endDim, 'endDim')); }
-  expand(shape: readonly number[]): Tensor { return op('expand', this.handle, shapeArg(shape, 'shape', true)); }
+  /** Broadcasts to a larger shape without copying; -1 keeps a dimension. */
+  expand(shape: readonly number[]): Tensor { return op('expand', this.handle, shapeArg(shape, 'shape', 'many')); }
   repeat(times: readonly number[]): Tensor { return op('repeat', this.handle, shapeArg(times, 'times')); }
   tril(diagonal = 0): Tensor { return op('tril', this.handle, checkInt(diagonal, 'diagonal')); }
   triu(diagonal = 0): Tensor { return op('triu', this.handle, checkInt(diagonal, 'diagonal')); }

@@ -14,3 +14,5 @@ export { QFormer, QFORMER_DEFAULTS, LAVIS_QFORMER_RENAMES } from './qformer';
 export type { QFormerConfig } from './qformer';
 export { LlamaForCausalLM, LLAMA_DEFAULTS, normalizeRope } from './llama';
 export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';
+export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } from './lora';
+export type { LoraOptions } from './lora';

@@ -1,0 +1,123 @@
+/**
+ * LoRA adapters in peft's layout: `applyLora` wraps matching Linear layers in place (parameters
+ * `…q_proj.lora_A.default.weight` / `lora_B`), freezing everything else; peft adapter folders
+ * (`adapter_config.json` + `adapter_model.safetensors`) load as they are and save in the same form.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Module, NativeModule } from './module';
+import { Tensor } from '../tensor';
+import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+
+export interface LoraOptions {
+  /** Rank. */
+  r: number;
+  /** Scaling numerator: the update is scaled by alpha / r. */
+  alpha: number;
+  /** Dropout on the adapter's input while training (default 0). */
+  dropout?: number;
+  /** Layer names to wrap: last name components (`q_proj`) or full names. */
+  targetModules: string[];
+}
+
+const applied = new WeakMap<Module, Required<LoraOptions>>();
+
+function* nativeModules(m: Module, prefix = ''): Generator<[string, NativeModule]> {
+  if (m instanceof NativeModule) yield [prefix, m];
+  for (const [n, c] of m.children()) yield* nativeModules(c, prefix ? `${prefix}.${n}` : n);
+}
+
+/**
+ * Wraps every Linear layer named in `targetModules` with a LoRA adapter (A: kaiming-uniform,
+ * B: zeros, as peft) and makes only the adapters trainable.
+ * @returns the wrapped layers' full names
+ * @throws EmotorchError when no layer matches, or options are bad.
+ * @example
+ * et.nn.applyLora(llm, { r: 8, alpha: 32, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] });
+ */
+export function applyLora(module: Module, opts: LoraOptions): string[] {
+  if (!(module instanceof Module)) invalid('a Module', 'module', module);
+  if (!opts || typeof opts !== 'object') invalid('LoRA options', 'opts', opts);
+  const o: Required<LoraOptions> = {
+    r: checkInt(opts.r, 'r', 1),
+    alpha: checkNumber(opts.alpha, 'alpha'),
+    dropout: checkNumber(opts.dropout ?? 0, 'dropout', 0, 1),
+    targetModules: opts.targetModules,
+  };
+  if (!Array.isArray(o.targetModules) || o.targetModules.length === 0 || o.targetModules.some((t) => typeof t !== 'string')) {
+    invalid('a non-empty array of layer names', 'targetModules', o.targetModules);
+  }
+  if (applied.has(module)) throw new EmotorchError('LoRA was already applied to this module', 'ERR_INVALID_ARG');
+  const names: string[] = [];
+  for (const [prefix, m] of nativeModules(module)) {
+    let wrapped: string[] = [];
+    try {
+      wrapped = m.native.applyLora(o.targetModules, o.r, o.alpha, o.dropout);
+    } catch (e) {
+      if (!/no Linear layer matches/.test((e as Error).message)) throw e;
+    }
+    names.push(...wrapped.map((n) => (prefix ? `${prefix}.${n}` : n)));
+  }
+  if (names.length === 0) throw new EmotorchError(`LoRA: no Linear layer is named any of ${o.targetModules.join(', ')}`, 'ERR_INVALID_ARG');
+  for (const [n, p] of module.namedParameters()) p.requiresGrad = /\.lora_[AB]\.default\.weight$/.test(n);
+  applied.set(module, o);
+  return names;
+}
+
+function mergeAll(module: Module, merge: boolean): number {
+  let n = 0;
+  for (const [, m] of nativeModules(module)) n += m.native.mergeLora(merge);
+  return n;
+}
+
+/** Folds every adapter into its base weight (inference without the extra matmuls); returns the layer count. */
+export function mergeLora(module: Module): number { return mergeAll(module, true); }
+/** Takes merged adapters out of the base weights again. */
+export function unmergeLora(module: Module): number { return mergeAll(module, false); }
+
+/**
+ * Applies and loads a peft adapter folder (`adapter_config.json`, `adapter_model.safetensors`
+ * with keys `base_model.model.<layer>.lora_A.weight`).
+ * @throws EmotorchError naming a missing or unexpected adapter key, or a bad config.
+ */
+export async function loadLoraAdapter(module: Module, dir: string): Promise<string[]> {
+  let cfg: Record<string, unknown>;
+  const cfgPath = path.join(dir, 'adapter_config.json');
+  try {
+    cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+  } catch (e) {
+    throw new EmotorchError(`cannot read '${cfgPath}': ${(e as Error).message}`, 'ERR_IO');
+  }
+  if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw new EmotorchError(`'${cfgPath}': peft_type ${String(cfg.peft_type)} is not LORA`, 'ERR_FORMAT');
+  const targets = typeof cfg.target_modules === 'string' ? [cfg.target_modules] : (cfg.target_modules as string[]);
+  const names = applyLora(module, { r: cfg.r as number, alpha: cfg.lora_alpha as number, dropout: (cfg.lora_dropout as number) ?? 0, targetModules: targets });
+  const { tensors } = await loadSafetensors(path.join(dir, 'adapter_model.safetensors'));
+  const sd = new Map<string, Tensor>();
+  for (const [k, t] of tensors) sd.set(k.replace(/^base_model\.model\./, '').replace(/\.lora_([AB])\.weight$/, '.lora_$1.default.weight'), t);
+  const own = new Set(module.namedParameters().map(([n]) => n).filter((n) => n.includes('.lora_')));
+  const missing = [...own].filter((n) => !sd.has(n));
+  const unexpected = [...sd.keys()].filter((n) => !own.has(n));
+  if (missing.length || unexpected.length) {
+    throw new EmotorchError(`adapter '${dir}' does not fit: missing ${missing.join(', ') || 'none'}; unexpected ${unexpected.join(', ') || 'none'}`, 'ERR_STATE_DICT');
+  }
+  await module.loadStateDict(sd, { strict: false });
+  return names;
+}
+
+/** Saves the adapters as a peft folder that peft's `PeftModel.from_pretrained` loads. */
+export async function saveLoraAdapter(module: Module, dir: string, opts: { baseModel?: string } = {}): Promise<void> {
+  const o = applied.get(module);
+  if (!o) throw new EmotorchError('saveLoraAdapter: no LoRA was applied to this module', 'ERR_INVALID_ARG');
+  fs.mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, Tensor>();
+  for (const [n, p] of module.namedParameters()) {
+    if (n.includes('.lora_')) tensors.set(`base_model.model.${n.replace(/\.default\.weight$/, '.weight')}`, p);
+  }
+  const config = {
+    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: opts.baseModel ?? null, r: o.r, lora_alpha: o.alpha,
+    lora_dropout: o.dropout, target_modules: o.targetModules, bias: 'none', fan_in_fan_out: false, inference_mode: true,
+  };
+  await saveSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+  fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2));
+}

@@ -1,0 +1,225 @@
+// Parity of every model with its reference implementation (fixtures made by
+// scripts/fixtures/*.py from HF transformers / peft / the original BEATs code).
+import { describe, it, expect } from 'vitest';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+
+const fx = (name: string) => path.join(FIXTURES, name);
+const io = async (name: string, file = 'io.safetensors') => (await et.io.loadSafetensors(path.join(fx(name), file))).tensors;
+const TOL = 1e-4;
+
+describe('RobertaModel = HF RobertaModel', () => {
+  it('matches last_hidden_state and pooler_output with padding and token types', async () => {
+    const m = await et.nn.RobertaModel.fromPretrained(fx('roberta'));
+    const t = await io('roberta');
+    const out = await m.forward({ inputIds: t.get('input_ids'), attentionMask: t.get('attention_mask'), tokenTypeIds: t.get('token_type_ids') });
+    expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
+    expect(maxAbsDiff(out.poolerOutput!, t.get('pooler_output')!)).toBeLessThan(TOL);
+  });
+  it('rejects inputs that do not fit', async () => {
+    const m = et.nn.RobertaModel.create({ vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32 });
+    await rejectsWith(() => m.forward({ inputIds: et.ones([2, 3]) }), 'ERR_INVALID_ARG', /int64 tensor \(batch, length\)/);
+    await rejectsWith(() => m.forward({ inputIds: et.ones([2, 3], { dtype: 'int64' }), attentionMask: et.ones([2, 4]) }), 'ERR_INVALID_ARG', /attentionMask/);
+    await rejectsWith(() => m.forward({ inputIds: et.full([1, 3], 77, { dtype: 'int64' }) }), 'ERR_INDEX', /index out of range/);
+    await rejectsWith(() => m.forward({ inputIds: et.full([1, 600], 5, { dtype: 'int64' }) }), 'ERR_TORCH', /exceeds max_position_embeddings/);
+  });
+});
+
+describe('WhisperEncoder = HF WhisperModel.encoder', () => {
+  it('matches on 3000 frames, on fewer frames, and from OpenAI-format weights', async () => {
+    const m = await et.nn.WhisperEncoder.fromPretrained(fx('whisper'));
+    const t = await io('whisper');
+    expect(maxAbsDiff(await m.forward(t.get('input_features')!), t.get('last_hidden_state')!)).toBeLessThan(TOL);
+    expect(maxAbsDiff(await m.forward(t.get('short_features')!), t.get('short_output')!)).toBeLessThan(TOL);
+    const openai = await et.nn.WhisperEncoder.fromPretrained(path.join(fx('whisper'), 'openai.safetensors'), { numHeads: 4 });
+    expect(maxAbsDiff(await openai.forward(t.get('short_features')!), t.get('short_output')!)).toBeLessThan(TOL);
+  });
+  it('rejects more than 30 s of frames clearly', async () => {
+    const m = et.nn.WhisperEncoder.create({ d_model: 8, encoder_layers: 1, encoder_attention_heads: 2, encoder_ffn_dim: 16, max_source_positions: 10 });
+    await rejectsWith(() => m.forward(et.zeros([1, 80, 22])), 'ERR_INVALID_ARG', /frames ≤ 20/);
+  });
+});
+
+describe('BeatsEncoder = original microsoft/unilm BEATs', () => {
+  it('matches the reference output from fbank and from the waveform', async () => {
+    const m = await et.nn.BeatsEncoder.fromPretrained(fx('beats'));
+    const t = await io('beats', 'inputs.safetensors');
+    expect(maxAbsDiff((await m.forward(t.get('fbank')!)).features, t.get('output')!)).toBeLessThan(TOL);
+    const fb = await et.audio.kaldiFbank(t.get('waveform')!, { beats: true });
+    expect(maxAbsDiff((await m.forward(fb)).features, t.get('output')!)).toBeLessThan(1e-3);
+  });
+  it('shares one relative-position table across layers and reduces the padding mask', async () => {
+    const m = await et.nn.BeatsEncoder.fromPretrained(fx('beats'));
+    const named = m.namedParameters().map(([n]) => n).filter((n) => n.includes('relative_attention_bias'));
+    expect(named.length).toBe(2);
+    expect(m.parameters().length).toBe(m.namedParameters().length - 1);
+    const t = await io('beats', 'inputs.safetensors');
+    const pad = et.zeros([2, 21920], { dtype: 'bool' });
+    const { paddingMask } = await m.forward(t.get('fbank')!, pad);
+    expect(paddingMask!.shape).toEqual([2, 64]);
+  });
+});
+
+describe('QFormer = HF Blip2QFormerModel', () => {
+  for (const name of ['qformer', 'qformer_freq2']) {
+    it(`matches ${name} with an encoder mask`, async () => {
+      const m = await et.nn.QFormer.fromPretrained(fx(name));
+      const t = await io(name);
+      const out = await m.forward({ queryEmbeds: t.get('query_embeds'), encoderHiddenStates: t.get('encoder_hidden_states')!, encoderAttentionMask: t.get('encoder_attention_mask') });
+      expect(maxAbsDiff(out, t.get('last_hidden_state')!)).toBeLessThan(TOL);
+    });
+  }
+  it('loads LAVIS / SALMONN names with its own query tokens', async () => {
+    const m = await et.nn.QFormer.fromPretrained(path.join(fx('qformer'), 'lavis.safetensors'), { config: et.nn.readConfig(fx('qformer')) });
+    expect(m.config.num_query_tokens).toBe(3);
+    const t = await io('qformer');
+    const out = await m.forward({ encoderHiddenStates: t.get('encoder_hidden_states')!, encoderAttentionMask: t.get('encoder_attention_mask') });
+    expect(maxAbsDiff(out, t.get('last_hidden_state')!)).toBeLessThan(TOL);
+  });
+});
+
+describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
+  const masked = (a: et.Tensor, b: et.Tensor, mask: et.Tensor) => et.where(mask.unsqueeze(-1).eq(1), a.sub(b).abs(), 0).max().item();
+  it('matches logits with left padding, with position ids, and from embeddings', async () => {
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    const t = await io('llama');
+    const mask = t.get('attention_mask')!;
+    const ids = t.get('input_ids')!;
+    expect(masked(await m.forward({ inputIds: ids, attentionMask: mask }), t.get('logits')!, mask)).toBeLessThan(TOL);
+    expect(masked(await m.forward({ inputIds: ids, attentionMask: mask, positionIds: t.get('position_ids') }), t.get('logits_with_position_ids')!, mask)).toBeLessThan(TOL);
+    expect(maxAbsDiff(await m.forward({ inputsEmbeds: t.get('embeds') }), t.get('logits_from_embeds')!)).toBeLessThan(TOL);
+    expect(maxAbsDiff(await m.embed(ids.slice(0, 0, 1)), t.get('embeds')!)).toBe(0);
+  });
+  it('generates the same tokens as HF generate (greedy and beam search)', async () => {
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    const t = await io('llama');
+    const inputs = { inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask')! };
+    const greedy = await m.generate(inputs, { max_new_tokens: 8, eos_token_id: 2, pad_token_id: 0 });
+    expect(greedy.sequences!.toArray()).toEqual(t.get('greedy_ids')!.toArray());
+    const beam = await m.generate(inputs, { max_new_tokens: 8, num_beams: 3, length_penalty: 1, early_stopping: true, eos_token_id: 2, pad_token_id: 0 });
+    // Equal up to and including EOS; after it HF fills beam outputs with EOS because pad id 0 is
+    // falsy in Python (`pad or eos`), emotorch with the pad id asked for.
+    const ours = beam.sequences!.toArray() as number[][];
+    const ref = t.get('beam_ids')!.toArray() as number[][];
+    for (let r = 0; r < ref.length; r++) {
+      const end = ref[r].indexOf(2, 10);
+      const upto = end < 0 ? ref[r].length : end + 1;
+      expect(ours[r].slice(0, upto)).toEqual(ref[r].slice(0, upto));
+      expect(ours[r].slice(upto).every((x) => x === 0)).toBe(true);
+    }
+  });
+  it('samples reproducibly for a seed and honours min_new_tokens', async () => {
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    const inputs = { inputIds: et.tensor([[1, 5, 9]], { dtype: 'int64' }) };
+    et.manualSeed(5);
+    const a = await m.generate(inputs, { do_sample: true, temperature: 0.8, top_k: 20, top_p: 0.9, max_new_tokens: 6 });
+    et.manualSeed(5);
+    const b = await m.generate(inputs, { do_sample: true, temperature: 0.8, top_k: 20, top_p: 0.9, max_new_tokens: 6 });
+    expect(a.newTokens.toArray()).toEqual(b.newTokens.toArray());
+    const logits = await m.forward(inputs);
+    const favourite = logits.select(1, 2).argmax(-1).item();
+    const forced = await m.generate(inputs, { max_new_tokens: 2, min_new_tokens: 2, eos_token_id: favourite });
+    expect((forced.newTokens.toArray() as number[][])[0][0]).not.toBe(favourite);
+  });
+  it('matches the tied-embedding llama3-RoPE variant', async () => {
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama_tied'));
+    const t = await io('llama_tied');
+    expect(m.config.rope_type).toBe('llama3');
+    expect(maxAbsDiff(await m.forward({ inputIds: t.get('input_ids') }), t.get('logits')!)).toBeLessThan(TOL);
+  });
+  it('loads sharded safetensors', async () => {
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(path.join(fx('pytorch_bin'), 'sharded'));
+    const t = await io('llama');
+    expect(maxAbsDiff(await m.forward({ inputsEmbeds: t.get('embeds') }), t.get('logits_from_embeds')!)).toBeLessThan(TOL);
+  });
+  it('validates generation options', async () => {
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    const inputIds = et.tensor([[1, 5]], { dtype: 'int64' });
+    await rejectsWith(() => m.generate({ inputIds }, { max_new_tokens: 0 }), 'ERR_INVALID_ARG', /max_new_tokens/);
+    await rejectsWith(() => m.generate({ inputIds }, { do_sample: true, num_beams: 2 }), 'ERR_INVALID_ARG', /beam sampling/);
+    await rejectsWith(() => m.generate({ inputIds }, { top_p: 2 }), 'ERR_INVALID_ARG', /top_p/);
+    await rejectsWith(() => m.generate({ inputIds, inputsEmbeds: et.zeros([1, 2, 64]) }), 'ERR_INVALID_ARG', /exactly one/);
+  });
+});
+
+describe('LoRA = peft', () => {
+  it('loads a peft adapter, matches its logits, merges and unmerges', async () => {
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    const names = await et.nn.loadLoraAdapter(m, path.join(fx('llama_lora'), 'adapter'));
+    expect(names.sort()).toEqual(['model.layers.0.self_attn.q_proj', 'model.layers.0.self_attn.v_proj', 'model.layers.1.self_attn.q_proj', 'model.layers.1.self_attn.v_proj']);
+    expect(m.trainableParameters().length).toBe(8);
+    const t = await io('llama_lora');
+    const inputs = { inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask')! };
+    const mask = inputs.attentionMask.unsqueeze(-1).eq(1);
+    const d = (a: et.Tensor, b: et.Tensor) => et.where(mask, a.sub(b).abs(), 0).max().item();
+    const before = await m.forward(inputs);
+    expect(d(before, t.get('logits')!)).toBeLessThan(TOL);
+    expect(et.nn.mergeLora(m)).toBe(4);
+    expect(d(await m.forward(inputs), t.get('merged_logits')!)).toBeLessThan(TOL);
+    expect(et.nn.unmergeLora(m)).toBe(4);
+    expect(d(await m.forward(inputs), before)).toBeLessThan(1e-5);
+  });
+  it('saves an adapter folder in peft format that loads back', async () => {
+    const dir = tmpdir();
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    et.nn.applyLora(m, { r: 2, alpha: 4, targetModules: ['o_proj'] });
+    // lora_B starts at zero (as peft): give it values so the round trip is meaningful.
+    const bName = 'model.layers.0.self_attn.o_proj.lora_B.default.weight';
+    await m.loadStateDict({ [bName]: et.randn([64, 2]) }, { strict: false });
+    await et.nn.saveLoraAdapter(m, path.join(dir, 'adapter'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'adapter', 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['o_proj'] });
+    const keys = [...(await et.io.loadSafetensors(path.join(dir, 'adapter', 'adapter_model.safetensors'))).tensors.keys()];
+    expect(keys).toContain('base_model.model.model.layers.0.self_attn.o_proj.lora_A.weight');
+    const m2 = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    await et.nn.loadLoraAdapter(m2, path.join(dir, 'adapter'));
+    const ids = { inputIds: et.tensor([[1, 7, 9, 11]], { dtype: 'int64' }) };
+    expect(maxAbsDiff(await m.forward(ids), await m2.forward(ids))).toBe(0);
+    expect(() => et.nn.applyLora(m2, { r: 2, alpha: 4, targetModules: ['o_proj'] })).toThrow(/already applied/);
+    const m3 = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    expect(() => et.nn.applyLora(m3, { r: 2, alpha: 4, targetModules: ['nothing'] })).toThrow(/no Linear layer is named/);
+  });
+});
+
+describe('SALMONN training step = PyTorch (Q-Former + projection + LoRA LLaMA)', () => {
+  it('gives the same loss and gradients', async () => {
+    const dir = fx('salmonn_step');
+    const t = await io('salmonn_step');
+    const qcfg = JSON.parse(fs.readFileSync(path.join(dir, 'qformer_config.json'), 'utf8'));
+    const qformer = et.nn.QFormer.create(qcfg);
+    await qformer.loadStateDict((await et.io.loadSafetensors(path.join(dir, 'qformer.safetensors'))).tensors);
+    qformer.eval();
+    const proj = et.nn.Linear.create({ in_features: 48, out_features: 64 });
+    await proj.loadStateDict({ weight: t.get('proj.weight')!, bias: t.get('proj.bias')! });
+    const llm = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+    await et.nn.loadLoraAdapter(llm, path.join(fx('llama_lora'), 'adapter'));
+    const queryTokens = t.get('query_tokens')!.clone().requiresGrad_();
+
+    const q = await qformer.forward({ queryEmbeds: queryTokens.expand([2, -1, -1]), encoderHiddenStates: t.get('encoder_hidden_states')!, encoderAttentionMask: t.get('encoder_attention_mask') });
+    const audio = await proj.forward(q);
+    const text = await llm.embed(t.get('text_ids')!);
+    const logits = await llm.forward({ inputsEmbeds: et.cat([audio, text], 1), attentionMask: t.get('attention_mask') });
+    const labels = t.get('labels')!;
+    const loss = et.functional.crossEntropy(logits.slice(1, 0, -1).reshape([-1, 128]), labels.slice(1, 1).reshape([-1]), { ignoreIndex: -100 });
+    expect(Math.abs(loss.item() - t.get('loss')!.item())).toBeLessThan(TOL);
+    await loss.backward();
+
+    let worst = maxAbsDiff(queryTokens.grad!, t.get('grad.query_tokens')!);
+    worst = Math.max(worst, maxAbsDiff(proj.stateDict().get('weight')!.grad!, t.get('grad.proj.weight')!));
+    for (const [n, p] of qformer.namedParameters()) worst = Math.max(worst, maxAbsDiff(p.grad!, t.get(`grad.qformer.${n}`)!));
+    let lora = 0;
+    for (const [n, p] of llm.namedParameters()) {
+      if (!n.includes('.lora_')) {
+        expect(p.grad).toBeNull();
+        continue;
+      }
+      const key = `grad.lora.base_model.model.${n.replace('.default.weight', '.weight')}`;
+      worst = Math.max(worst, maxAbsDiff(p.grad!, t.get(key)!));
+      lora++;
+    }
+    expect(lora).toBe(8);
+    expect(worst).toBeLessThan(TOL);
+  });
+});
