@@ -1,0 +1,4 @@
+export { readWav, decodeWav, encodeWav } from './wav';
+export type { Wav, WavOptions, WavFormat } from './wav';
+export { resample } from './resample';
+export type { ResampleOptions } from './resample';
