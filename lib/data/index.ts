@@ -1,4 +1,9 @@
+/** Data: safe pickle reading with numpy arrays, datasets per seed format, USDM, batching. */
 export { readPickle, parsePickle } from './pickle';
 export type { PickleOptions } from './pickle';
 export { NdArray } from './ndarray';
 export type { NdData, NdDtype } from './ndarray';
+export * from './datasets';
+export * as datasets from './datasets';
+export * as usdm from './usdm';
+export type { UsdmTokenizer, UsdmTurn, UsdmExample } from './usdm';
