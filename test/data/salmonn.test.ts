@@ -61,9 +61,10 @@ describe('SalmonnDataset', () => {
       { path: 'wav/a.wav', text: 'hello world', task: 'asr' },
       { path: path.join(dir, 'wav', 'b.wav'), expand_wav: ['wav/a.wav'], text: 'yes', task: 'QA', Q: 'Is it loud?' },
     ] });
-    const ds = await et.data.SalmonnDataset.fromFile(f, { prompts: { asr: 'Recognize the speech.' } });
+    const ds = await et.data.SalmonnDataset.fromFile(f, { prompts: { asr: '<Speech><SpeechHere></Speech> Recognize the speech.' } });
     const a = await ds.get(0);
     expect(a.instruction).toBe('Recognize the speech.');
+    expect(a.prompt).toBe('USER: <Speech><SpeechHere></Speech> Recognize the speech.\nASSISTANT:');
     expect(a.target).toBe('hello world');
     const b = await ds.get(1);
     expect(b.instruction).toBe('Is it loud?');

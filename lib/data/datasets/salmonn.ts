@@ -152,9 +152,10 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
         const p = prompts[task];
         instruction = typeof p === 'string' ? p : p[i % p.length];
       }
-      instruction = (instruction ?? '').replace('<SpeechHere>', '').trim();
+      // SALMONN's prompt files carry the audio placeholder themselves; the template adds it once.
+      instruction = (instruction ?? '').replace(/<Speech><SpeechHere><\/Speech>|<SpeechHere>/g, '').trim();
       if (includeInput && inputText) instruction = instruction ? `${instruction}\n${inputText}` : inputText;
-      const prompt = template.replace('{instruction}', instruction).replace(' \n', '\n');
+      const prompt = instruction ? template.replace('{instruction}', instruction) : template.replace(/ ?\{instruction\}/, '');
       const id = String(it.dialogue_id ?? it.id ?? files[0]);
       return { instruction, prompt, target, task, id, audioPaths, emotionSequence, inputText };
     }));

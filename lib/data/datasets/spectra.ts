@@ -20,7 +20,7 @@ export interface SpectraOptions extends DatasetOptions {
 }
 
 export interface SpectraItem {
-  /** The current turn's waveform (16 kHz). Shared with the dataset: do not modify. */
+  /** The current turn's waveform (16 kHz). Shared with the dataset (and other items): do not modify. */
   audio: Float32Array;
   textIds: number[];
   label: number;
@@ -120,7 +120,10 @@ export class SpectraDataset extends BaseDataset<SpectraItem, SpectraItem> {
   }
 
   protected load(r: SpectraItem): SpectraItem {
-    return { ...r };
+    const item: SpectraItem = { ...r, textIds: [...r.textIds] };
+    if (r.prevTextIds) item.prevTextIds = [...r.prevTextIds];
+    if (r.turnIds) item.turnIds = [...r.turnIds];
+    return item;
   }
 }
 
