@@ -122,6 +122,24 @@ describe('readPickle', () => {
     expect(Array.from(a.data as Float32Array)).toEqual([1, 2, 3]);
   });
 
+  it('decodes large protocol-2 arrays (bytes as latin-1 text) exactly, and big non-latin-1 text as text', () => {
+    // numpy's protocol-2 form, assembled by hand: _reconstruct(ndarray, (0,), b'b') + BUILD with codecs.encode(text, 'latin1')
+    const vals = Float32Array.from({ length: 40000 }, (_, i) => Math.sin(i) * 1e3);
+    const raw = Buffer.from(vals.buffer);
+    const uni = (t: string) => { const u = Buffer.from(t, 'utf8'); const h = Buffer.alloc(5); h[0] = 0x58; h.writeUInt32LE(u.length, 1); return Buffer.concat([h, u]); };
+    const p = Buffer.concat([
+      Buffer.from('\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85c_codecs\nencode\nq\x01', 'latin1'), uni('b'), uni('latin1'),
+      Buffer.from('q\x02\x86R\x87R(K\x01M\x40\x9c\x85cnumpy\ndtype\n', 'latin1'), uni('f4'), Buffer.from('\x89\x88\x87R(K\x03', 'latin1'), uni('<'),
+      Buffer.from('NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89h\x01', 'latin1'), uni(raw.toString('latin1')), Buffer.from('h\x02\x86Rtb.', 'latin1'),
+    ]);
+    const a = et.data.parsePickle(p) as et.data.NdArray;
+    expect(a.shape).toEqual([40000]);
+    expect(Buffer.from((a.data as Float32Array).buffer, (a.data as Float32Array).byteOffset, 160000).equals(raw)).toBe(true);
+    const text = '情绪'.repeat(40000);
+    const q = Buffer.concat([Buffer.from('\x80\x02c_codecs\nencode\n', 'latin1'), uni(text), uni('utf-8'), Buffer.from('\x86R.', 'latin1')]);
+    expect((et.data.parsePickle(q) as Buffer).toString('utf8')).toBe(text);
+  });
+
   const python = spawnSync('python3', ['-c', 'import numpy'], { stdio: 'ignore' }).status === 0;
   it.skipIf(!python)('loads a ~64 MB pickle within 2.5× its size in extra memory (python3 + numpy present)', async () => {
     const dir = tmpdir();
