@@ -23,6 +23,7 @@ export * as nn from './nn';
 export * as optim from './train';
 export * as io from './io';
 export * as audio from './audio';
+export * as data from './data';
 
 /** Versions of emotorch and the libtorch it runs on, and whether CUDA is usable. */
 export const versions: { emotorch: string; libtorch: string; cuda: boolean; cudnn?: string } = (() => {

@@ -1,2 +1,6 @@
+export { readWav, decodeWav, encodeWav } from './wav';
+export type { Wav, WavOptions, WavFormat } from './wav';
+export { resample } from './resample';
+export type { ResampleOptions } from './resample';
 export { whisperLogMel, kaldiFbank } from './features';
 export type { Waveform, WhisperLogMelOptions, KaldiFbankOptions } from './features';

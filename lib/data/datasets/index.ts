@@ -1,0 +1,11 @@
+export { BaseDataset } from './base';
+export type { Dataset, DatasetOptions, SkippedItem } from './base';
+export { SpectraDataset } from './spectra';
+export type { SpectraItem, SpectraOptions, SpectraTask } from './spectra';
+export { SalmonnDataset, SALMONN_TEMPLATE } from './salmonn';
+export type { SalmonnItem, SalmonnOptions } from './salmonn';
+export { EcfDataset, ECF_EMOTIONS } from './ecf';
+export type { EcfItem, EcfOptions, EcfFeatureOptions, EcfPair, EcfConversation, EcfEmotion } from './ecf';
+export { SwiftDataset, inferSwiftTask } from './swift';
+export type { SwiftItem, SwiftOptions, SwiftTask } from './swift';
+export { UsdmDataset } from './usdm';

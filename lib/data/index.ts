@@ -1,0 +1,13 @@
+/** Data: safe pickle reading with numpy arrays, datasets per seed format, USDM, batching. */
+export { readPickle, parsePickle } from './pickle';
+export type { PickleOptions } from './pickle';
+export { NdArray } from './ndarray';
+export type { NdData, NdDtype } from './ndarray';
+export * from './datasets';
+export * as datasets from './datasets';
+export * as usdm from './usdm';
+export type { UsdmTokenizer, UsdmTurn, UsdmExample } from './usdm';
+export { DataLoader, mulberry32 } from './loader';
+export type { DataLoaderOptions } from './loader';
+export { padSequences, stackNumbers } from './collate';
+export type { PadOptions, Padded } from './collate';
