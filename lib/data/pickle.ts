@@ -35,10 +35,18 @@ export interface PickleOptions {
   dict?: 'map' | 'object';
   /** Out-of-band buffers for protocol 5 NEXT_BUFFER opcodes (pickle.dumps(..., buffer_callback=...)). */
   buffers?: Uint8Array[];
+  /**
+   * More allowed globals, by 'module.name': a function is called with the positional arguments of
+   * REDUCE / NEWOBJ; null allows the name only as a value (a class passed as an argument). Used by
+   * the torch.save reader (lib/io/torchfile.ts) for torch's tensor rebuild functions.
+   */
+  globals?: Record<string, ((args: unknown[]) => unknown) | null>;
+  /** Resolves persistent ids (PERSID / BINPERSID); without it they are an error. */
+  persistentLoad?: (pid: unknown) => unknown;
 }
 
 /** A Python global that the allow-list resolved. */
-class PyGlobal {
+export class PyGlobal {
   constructor(readonly module: string, readonly name: string, readonly call: ((args: unknown[]) => unknown) | null) {}
   get qualname(): string { return `${this.module}.${this.name}`; }
 }
@@ -252,6 +260,8 @@ class Unpickler {
       });
     }
     if ((module === 'codecs' || module === '_codecs') && name === 'encode') return g((a) => this.encode(a));
+    const extra = this.opts.globals;
+    if (extra && Object.prototype.hasOwnProperty.call(extra, key)) return new PyGlobal(module, name, extra[key]);
     throw new EmotorchError(`pickle references ${key}, which emotorch does not load (it could run code)`, 'ERR_FORMAT');
   }
 
@@ -511,8 +521,12 @@ class Unpickler {
         }
         case 0x6f: { const items = this.popMark('OBJ'); this.push(this.call(items[0], items.slice(1), 'OBJ')); break; }  // OBJ 'o'
         case 0x62: { const state = this.pop('BUILD'); this.build(this.top('BUILD'), state); break; }  // BUILD 'b'
-        case 0x50: case 0x51:
-          throw new ParseError('the pickle uses persistent ids (as torch.save does); load .pt/.bin files with the checkpoint reader instead');
+        case 0x50: case 0x51: {                                                        // PERSID, BINPERSID
+          if (!this.opts.persistentLoad) throw new ParseError('the pickle uses persistent ids (as torch.save does); load .pt/.bin files with the checkpoint reader instead');
+          const pid = op === 0x50 ? this.line('PERSID') : this.pop('BINPERSID');
+          this.push(this.opts.persistentLoad(pid));
+          break;
+        }
         case 0x82: case 0x83: case 0x84:
           throw new ParseError('the pickle uses the copyreg extension registry (EXT1/2/4), which emotorch does not resolve');
         default:

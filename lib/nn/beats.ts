@@ -1,7 +1,9 @@
 /** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/nn/beats. */
 import { NativeModule, ModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
-import { invalid } from '../errors';
+import { EmotorchError, invalid } from '../errors';
+import { loadTorchFile } from '../io/torchfile';
+import type { StateDict } from './module';
 import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig } from './pretrained';
 
 /** The original BEATsConfig fields and defaults. */
@@ -76,8 +78,22 @@ export class BeatsEncoder extends NativeModule {
    * the original `{cfg, model}` torch.save file.
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions = {}): Promise<BeatsEncoder> {
-    const sd = new Map([...(await loadCheckpoint(dirOrFile))].filter(([k]) => !k.startsWith('predictor.')));
-    const model = BeatsEncoder.create(readConfig(dirOrFile) as Partial<BeatsConfig>, {});
+    let cfg: Partial<BeatsConfig>;
+    let sd: StateDict;
+    if (/\.(pt|pth|bin)$/.test(dirOrFile)) {
+      // The original file: torch.save({'cfg': {...}, 'model': state_dict})
+      const obj = await loadTorchFile(dirOrFile);
+      const c = obj instanceof Map ? obj.get('cfg') : undefined;
+      const m = obj instanceof Map ? obj.get('model') : undefined;
+      if (!(c instanceof Map) || !(m instanceof Map)) throw new EmotorchError(`'${dirOrFile}' is not a BEATs checkpoint ({cfg, model})`, 'ERR_FORMAT');
+      cfg = Object.fromEntries(c) as Partial<BeatsConfig>;
+      sd = m as StateDict;
+    } else {
+      cfg = readConfig(dirOrFile) as Partial<BeatsConfig>;
+      sd = await loadCheckpoint(dirOrFile);
+    }
+    sd = new Map([...sd].filter(([k]) => !k.startsWith('predictor.')));
+    const model = BeatsEncoder.create(cfg, {});
     return finishPretrained(model, sd, opts);
   }
 

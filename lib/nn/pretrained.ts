@@ -9,6 +9,7 @@ import * as path from 'path';
 import { Tensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
 import { loadSafetensors } from '../io/safetensors';
+import { loadTorchFile } from '../io/torchfile';
 import type { Module, ModuleOptions, StateDict } from './module';
 
 /** Reads `<dir>/config.json`. @throws EmotorchError ERR_IO / ERR_FORMAT. */
@@ -70,7 +71,7 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
 
 async function loadFile(file: string): Promise<StateDict> {
   if (file.endsWith('.safetensors')) return (await loadSafetensors(file)).tensors;
-  const obj: unknown = await loadTorchCheckpoint(file);
+  const obj: unknown = await loadTorchFile(file);
   const sd = findStateDict(obj);
   if (!sd) throw new EmotorchError(`'${file}' holds no state dict (a mapping of names to tensors)`, 'ERR_FORMAT');
   return sd;
@@ -87,8 +88,9 @@ function findStateDict(obj: unknown): StateDict | null {
     o instanceof Map ? (o as Map<string, unknown>) : o && typeof o === 'object' && !Array.isArray(o) ? new Map(Object.entries(o)) : null;
   const m = asMap(obj);
   if (!m) return null;
-  const values = [...m.values()];
-  if (values.length > 0 && values.every((v) => v instanceof Tensor)) return m as StateDict;
+  // torch's state_dict OrderedDict pickles its `_metadata` attribute alongside the tensors.
+  const tensors = [...m].filter(([k, v]) => v instanceof Tensor || k !== '_metadata');
+  if (tensors.length > 0 && tensors.every(([, v]) => v instanceof Tensor)) return new Map(tensors) as StateDict;
   for (const key of ['model', 'state_dict', 'module']) {
     const inner = findStateDict(m.get(key));
     if (inner) return inner;

@@ -145,6 +145,7 @@ const std::vector<OpDef>& table() {
       {"repeat", [](const Args& a) -> Out { return a.t(0).repeat(a.ints(1)); }},
       {"slice", [](const Args& a) -> Out { return a.t(0).slice(a.i64(1), a.oi64(2), a.oi64(3), a.i64(4)); }},
       {"select", [](const Args& a) -> Out { return a.t(0).select(a.i64(1), a.i64(2)); }},
+      {"as_strided", [](const Args& a) -> Out { return a.t(0).as_strided(a.ints(1), a.ints(2), a.i64(3)); }},
       {"index_select", [](const Args& a) -> Out { return at::index_select(a.t(0), a.i64(1), a.t(2)); }},
       {"gather", [](const Args& a) -> Out { return at::gather(a.t(0), a.i64(1), a.t(2)); }},
       {"index", [](const Args& a) -> Out {  // x[idx] along dim 0 with a long or bool tensor
