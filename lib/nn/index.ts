@@ -16,3 +16,5 @@ export { LlamaForCausalLM, LLAMA_DEFAULTS, normalizeRope } from './llama';
 export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';
 export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } from './lora';
 export type { LoraOptions } from './lora';
+export { WavLMModel, WAVLM_DEFAULTS, WAVLM_RENAMES } from './wavlm';
+export type { WavLMConfig } from './wavlm';

@@ -223,3 +223,23 @@ describe('SALMONN training step = PyTorch (Q-Former + projection + LoRA LLaMA)',
     expect(worst).toBeLessThan(TOL);
   });
 });
+
+describe('WavLMModel = HF WavLMModel', () => {
+  for (const name of ['wavlm_base', 'wavlm_large']) {
+    it(`matches ${name} with and without an attention mask`, async () => {
+      const m = await et.nn.WavLMModel.fromPretrained(fx(name));
+      const t = await io(name);
+      const out = await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') });
+      expect(out.frameMask!.long().sum(1).toArray()).toEqual([199, 149]);
+      const valid = t.get('frame_mask')!.unsqueeze(-1).eq(1);
+      expect(et.where(valid, out.lastHiddenState.sub(t.get('last_hidden_state')!).abs(), 0).max().item()).toBeLessThan(TOL);
+      const single = await m.forward({ inputValues: t.get('input_values')!.slice(0, 0, 1) });
+      expect(maxAbsDiff(single.lastHiddenState, t.get('last_hidden_state_nomask')!)).toBeLessThan(TOL);
+      expect(m.framesFor(4000)).toBe(199);
+    });
+  }
+  it('rejects a clip shorter than the first kernel', async () => {
+    const m = await et.nn.WavLMModel.fromPretrained(fx('wavlm_base'));
+    await rejectsWith(() => m.forward({ inputValues: et.zeros([1, 5]) }), 'ERR_INVALID_ARG', /at least 10 samples/);
+  });
+});
