@@ -1,6 +1,6 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians and the ratio.
-//   npm run bench -- mlp | features [--threads N] [--trials N]
+//   npm run bench -- mlp | features | models [--threads N] [--trials N]
 import { spawn } from 'child_process';
 import * as path from 'path';
 import * as readline from 'readline';
@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as et from 'emotorch';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs' };
+const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs' };
 const args = process.argv.slice(2);
 const name = args.find((a) => !a.startsWith('--')) ?? 'mlp';
 if (!(name in BENCHES)) {

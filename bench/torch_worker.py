@@ -65,7 +65,47 @@ def fbank_setup(cfg):
     return step
 
 
-SETUPS = {"mlp": mlp_setup, "logmel": logmel_setup, "fbank": fbank_setup}
+def hf_model(kind, cfg):
+    import transformers as tf
+
+    torch.manual_seed(0)
+    if kind == "whisper":
+        m = tf.WhisperModel(tf.WhisperConfig(**cfg["config"], attn_implementation="eager")).encoder
+    elif kind == "roberta":
+        m = tf.RobertaModel(tf.RobertaConfig(**cfg["config"], attn_implementation="eager"), add_pooling_layer=False)
+    elif kind == "wavlm":
+        m = tf.WavLMModel(tf.WavLMConfig(**cfg["config"]))
+    else:
+        m = tf.LlamaForCausalLM(tf.LlamaConfig(**cfg["config"], attn_implementation="eager"))
+    return m.eval()
+
+
+def model_setup(kind):
+    def setup(cfg):
+        m = hf_model(kind, cfg)
+        if kind == "whisper":
+            x = torch.randn(1, cfg["config"]["num_mel_bins"], 3000)
+            f = lambda: m(x).last_hidden_state
+        elif kind == "roberta":
+            x = torch.randint(3, cfg["config"]["vocab_size"], (1, cfg["tokens"]))
+            f = lambda: m(input_ids=x).last_hidden_state
+        elif kind == "wavlm":
+            x = torch.randn(1, cfg["samples"])
+            f = lambda: m(x).last_hidden_state
+        else:
+            x = torch.randint(3, cfg["config"]["vocab_size"], (1, cfg["prompt"]))
+            f = lambda: m.generate(x, max_new_tokens=cfg["new_tokens"], min_new_tokens=cfg["new_tokens"], do_sample=False, pad_token_id=0)
+
+        def step():
+            with torch.inference_mode():
+                return f()
+
+        return step
+
+    return setup
+
+
+SETUPS = {"mlp": mlp_setup, "logmel": logmel_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "llama"]}}
 
 
 def main():
@@ -81,7 +121,7 @@ def main():
         t0 = time.perf_counter()
         for _ in range(cfg["steps"]):
             out = step()
-        if isinstance(out, torch.Tensor):
+        if isinstance(out, torch.Tensor) and out.numel() == 1:
             float(out.detach())
         dt = time.perf_counter() - t0
         print(json.dumps({"ms_per_step": 1000 * dt / cfg["steps"]}), flush=True)
