@@ -18,6 +18,16 @@ export const cases = {
       return () => et.audio.whisperLogMel(w);
     },
   },
+  logmel_dialogue: {
+    config: { lengths: [3, 4, 5, 6, 7, 8, 9, 10], warmup: 2, steps: 3, trials: 5 },
+    describe: (c) => `Whisper log-mel of ${c.lengths.length} utterances of ${c.lengths[0]}–${c.lengths[c.lengths.length - 1]} s, each padded to 30 s (typical emotion-dialogue turns)`,
+    audioSecondsPerStep: (c) => c.lengths.reduce((a, b) => a + b, 0),
+    async setup(cfg) {
+      const clips = cfg.lengths.map((s) => et.cat([et.randn([s * 16000]).mul(0.1), et.zeros([480000 - s * 16000])]));
+      const batch = et.stack(clips);
+      return () => et.audio.whisperLogMel(batch);
+    },
+  },
   fbank: {
     config: { batch: 8, seconds: 10, warmup: 2, steps: 3, trials: 5 },
     describe: (c) => `Kaldi fbank (128 bins, BEATs settings) of ${c.batch} clips × ${c.seconds} s`,

@@ -39,6 +39,15 @@ def waves(cfg):
     return [(0.1 * rng.standard_normal(n)).astype(np.float32) for _ in range(cfg["batch"])]
 
 
+def logmel_dialogue_setup(cfg):
+    from transformers import WhisperFeatureExtractor
+
+    fe = WhisperFeatureExtractor(feature_size=80)
+    rng = np.random.default_rng(0)
+    w = [(0.1 * rng.standard_normal(s * 16000)).astype(np.float32) for s in cfg["lengths"]]
+    return lambda: fe(w, sampling_rate=16000, return_tensors="np").input_features
+
+
 def logmel_setup(cfg):
     from transformers import WhisperFeatureExtractor
 
@@ -105,7 +114,7 @@ def model_setup(kind):
     return setup
 
 
-SETUPS = {"mlp": mlp_setup, "logmel": logmel_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "llama"]}}
+SETUPS = {"mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "llama"]}}
 
 
 def main():

@@ -75,6 +75,7 @@ export interface Binding {
   getNumThreads(): number;
   setGradEnabled(on: boolean): void;
   isGradEnabled(): boolean;
+  setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: string): [boolean, string];
   fromData(data: ArrayBufferView, shape: number[], sourceDtype: string, dtype: string, device: string, requiresGrad: boolean): TensorHandle;
   opNames(): string[];
   op(index: number, ...args: unknown[]): TensorHandle | TensorHandle[];

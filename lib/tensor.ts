@@ -476,6 +476,33 @@ export function noGrad<T>(fn: () => T): T {
   return result;
 }
 
+/**
+ * Runs `fn` under automatic mixed precision: on `device` ('cuda' by default, or 'cpu'), matmuls,
+ * convolutions and attention run in `dtype` (float16 by default on CUDA, bfloat16 on CPU) while
+ * reductions and norms stay in float32, as torch.autocast. Native calls started inside (forward,
+ * generate, backward) inherit it; `fn` may be async (as {@link noGrad}).
+ * @example
+ * const logits = await et.autocast({ dtype: 'bfloat16' }, () => model.forward(x));
+ */
+export function autocast<T>(opts: { device?: 'cpu' | 'cuda'; dtype?: 'float16' | 'bfloat16' }, fn: () => T): T {
+  const device = opts.device ?? 'cuda';
+  if (device !== 'cpu' && device !== 'cuda') invalid("'cpu' or 'cuda'", 'autocast device', device);
+  const dtype = opts.dtype ?? (device === 'cuda' ? 'float16' : 'bfloat16');
+  if (dtype !== 'float16' && dtype !== 'bfloat16') invalid("'float16' or 'bfloat16'", 'autocast dtype', dtype);
+  const [wasOn, wasDtype] = binding.setAutocast(device, true, dtype);
+  const restore = () => { binding.setAutocast(device, wasOn, wasDtype); };
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    restore();
+    throw e;
+  }
+  if (result instanceof Promise) return result.finally(restore) as T;
+  restore();
+  return result;
+}
+
 /** @internal */
 export function isTensor(v: unknown): v is Tensor { return v instanceof Tensor; }
 /** @internal */

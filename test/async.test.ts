@@ -57,3 +57,18 @@ describe('process', () => {
     et.setNumThreads(2);
   });
 });
+
+describe('autocast', () => {
+  it('runs native forwards in bfloat16 on the CPU inside et.autocast and restores afterwards', async () => {
+    const lin = et.nn.Linear.create({ in_features: 8, out_features: 4 });
+    const x = et.randn([2, 8]);
+    const y = await et.autocast({ device: 'cpu', dtype: 'bfloat16' }, () => lin.forward(x));
+    expect(y.dtype).toBe('bfloat16');
+    expect(maxAbsDiff(y, await lin.forward(x))).toBeLessThan(0.05);
+    expect((await lin.forward(x)).dtype).toBe('float32');
+    const z = et.autocast({ device: 'cpu' }, () => x.matmul(et.randn([8, 3])));
+    expect(z.dtype).toBe('bfloat16');
+    expect(x.matmul(et.randn([8, 3])).dtype).toBe('float32');
+    expect(() => et.autocast({ device: 'tpu' as 'cpu' }, () => 1)).toThrow(/autocast device/);
+  });
+});

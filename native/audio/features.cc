@@ -92,10 +92,29 @@ at::Tensor whisper_log_mel(const at::Tensor& waveform, int64_t n_mels, bool pad_
     x = n >= n_samples ? x.narrow(1, 0, n_samples) : at::constant_pad_nd(x, {0, n_samples - n}, 0);
   }
   TORCH_CHECK(x.size(1) > n_fft / 2, "whisper_log_mel: a clip of ", x.size(1), " samples is too short (needs more than ", n_fft / 2, ")");
+  int64_t total = x.size(1) / hop;  // frames in the output
+  // Frames whose whole window lies in trailing zeros (the padding of short clips) have zero power:
+  // compute the STFT only up to the last frame that sees audio, and fill the rest with log10(1e-10).
+  int64_t needed = total;
+  if (pad_to_30s) {
+    auto idx = at::arange(1, x.size(1) + 1, at::TensorOptions().dtype(at::kLong).device(x.device()));
+    int64_t last = (x.ne(0).to(at::kLong) * idx).max().item<int64_t>();  // samples up to the last non-zero one
+    needed = std::min(total, (last + n_fft / 2 + hop - 1) / hop + 1);
+  }
+  at::Tensor power;
   auto window = at::hann_window(n_fft, /*periodic=*/true, at::TensorOptions().dtype(at::kFloat).device(x.device()));
-  auto spec = at::stft(x, n_fft, hop, n_fft, window, /*center=*/true, "reflect", /*normalized=*/false,
-                       /*onesided=*/true, /*return_complex=*/true);  // (B, 201, frames + 1)
-  auto power = at::abs(spec.narrow(2, 0, spec.size(2) - 1)).square();   // drop the last frame
+  if (needed == total) {
+    auto spec = at::stft(x, n_fft, hop, n_fft, window, /*center=*/true, "reflect", /*normalized=*/false,
+                         /*onesided=*/true, /*return_complex=*/true);  // (B, 201, frames + 1)
+    power = at::abs(spec.narrow(2, 0, total)).square();                // drop the last frame
+  } else {
+    // Centred framing by hand: reflect-pad the start only; frames < needed never reach the end.
+    auto left = at::flip(x.narrow(1, 1, n_fft / 2), {1});
+    int64_t span = (needed - 1) * hop + n_fft / 2;
+    auto xs = at::cat({left, x.narrow(1, 0, span)}, 1);
+    auto spec = at::stft(xs, n_fft, hop, n_fft, window, /*center=*/false, "reflect", false, true, true);  // (B, 201, needed)
+    power = at::constant_pad_nd(at::abs(spec).square(), {0, total - needed}, 0);
+  }
   auto bank = cached("slaney", n_mels, 16000, 0, 8000, n_fft, x.device(), [&] { return slaney_mel_bank(n_mels, n_fft, 16000, 0, 8000); });
   auto mel = at::matmul(bank.t(), power);                                 // (B, n_mels, frames)
   auto log_spec = at::log10(at::clamp_min(mel, 1e-10));

@@ -1,6 +1,7 @@
 // Tensor handles, errors, the async helper, conversions, and process-level functions.
 #include "bridge/bridge.h"
 
+#include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/GradMode.h>
 #include <torch/cuda.h>
@@ -58,6 +59,28 @@ std::pair<std::string, std::string> describe_current_exception(const std::string
 
 // ---- the async helper ----
 namespace {
+
+// Autocast state is thread-local like grad mode: captured on the JS thread, applied in the worker.
+struct AutocastState {
+  bool cpu = false, cuda = false;
+  at::ScalarType cpu_dtype = at::kBFloat16, cuda_dtype = at::kHalf;
+  static AutocastState capture() {
+    AutocastState s;
+    s.cpu = at::autocast::is_autocast_enabled(at::kCPU);
+    s.cuda = at::autocast::is_autocast_enabled(at::kCUDA);
+    s.cpu_dtype = at::autocast::get_autocast_dtype(at::kCPU);
+    s.cuda_dtype = at::autocast::get_autocast_dtype(at::kCUDA);
+    return s;
+  }
+  void apply() const {
+    at::autocast::set_autocast_enabled(at::kCPU, cpu);
+    at::autocast::set_autocast_enabled(at::kCUDA, cuda);
+    at::autocast::set_autocast_dtype(at::kCPU, cpu_dtype);
+    at::autocast::set_autocast_dtype(at::kCUDA, cuda_dtype);
+  }
+  bool any() const { return cpu || cuda; }
+};
+
 class Task : public Napi::AsyncWorker {
  public:
   Task(Napi::Env env, const char* name, std::shared_ptr<std::mutex> lock, std::function<void()> work,
@@ -68,19 +91,25 @@ class Task : public Napi::AsyncWorker {
         work_(std::move(work)),
         done_(std::move(done)),
         default_code_(std::move(default_code)),
-        grad_(c10::GradMode::is_enabled()) {}
+        grad_(c10::GradMode::is_enabled()),
+        autocast_(AutocastState::capture()) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
     c10::AutoGradMode grad(grad_);
     std::unique_lock<std::mutex> held;
     if (lock_) held = std::unique_lock<std::mutex>(*lock_);
+    AutocastState before = AutocastState::capture();
+    autocast_.apply();
+    if (autocast_.any()) at::autocast::increment_nesting();
     try {
       work_();
     } catch (...) {
       std::tie(code_, message_) = describe_current_exception(default_code_);
       failed_ = true;
     }
+    if (autocast_.any() && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    before.apply();
     work_ = nullptr;  // drop captured tensors on the pool thread
   }
   void OnOK() override {
@@ -108,6 +137,7 @@ class Task : public Napi::AsyncWorker {
   std::function<Napi::Value(Napi::Env)> done_;
   std::string default_code_, code_, message_;
   bool grad_, failed_ = false;
+  AutocastState autocast_;
 };
 }  // namespace
 
@@ -417,6 +447,21 @@ static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setAutocast('cpu' | 'cuda', enabled, dtype) on the JS thread; returns the previous [enabled, dtype].
+static Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto dev = to_string(info[0], "autocast device");
+    if (dev != "cpu" && dev != "cuda") throw CodedError("ERR_INVALID_ARG", "autocast device must be 'cpu' or 'cuda'");
+    auto type = dev == "cpu" ? at::kCPU : at::kCUDA;
+    auto prev = Napi::Array::New(info.Env(), 2);
+    prev.Set(0u, Napi::Boolean::New(info.Env(), at::autocast::is_autocast_enabled(type)));
+    prev.Set(1u, Napi::String::New(info.Env(), dtype_name(at::autocast::get_autocast_dtype(type))));
+    at::autocast::set_autocast_enabled(type, info[1].ToBoolean().Value());
+    at::autocast::set_autocast_dtype(type, to_dtype(info[2]));
+    return prev;
+  });
+}
+
 static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled());
 }
@@ -455,6 +500,7 @@ void init_tensor(Napi::Env env, Napi::Object exports) {
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
   exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
+  exports.Set("setAutocast", Napi::Function::New(env, SetAutocast));
   exports.Set("fromData", Napi::Function::New(env, FromData));
 }
 
