@@ -1,5 +1,6 @@
 #include "audio/features.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -93,31 +94,58 @@ at::Tensor whisper_log_mel(const at::Tensor& waveform, int64_t n_mels, bool pad_
   }
   TORCH_CHECK(x.size(1) > n_fft / 2, "whisper_log_mel: a clip of ", x.size(1), " samples is too short (needs more than ", n_fft / 2, ")");
   int64_t total = x.size(1) / hop;  // frames in the output
-  // Frames whose whole window lies in trailing zeros (the padding of short clips) have zero power:
-  // compute the STFT only up to the last frame that sees audio, and fill the rest with log10(1e-10).
-  int64_t needed = total;
-  if (pad_to_30s) {
-    auto idx = at::arange(1, x.size(1) + 1, at::TensorOptions().dtype(at::kLong).device(x.device()));
-    int64_t last = (x.ne(0).to(at::kLong) * idx).max().item<int64_t>();  // samples up to the last non-zero one
-    needed = std::min(total, (last + n_fft / 2 + hop - 1) / hop + 1);
-  }
-  at::Tensor power;
   auto window = at::hann_window(n_fft, /*periodic=*/true, at::TensorOptions().dtype(at::kFloat).device(x.device()));
-  if (needed == total) {
-    auto spec = at::stft(x, n_fft, hop, n_fft, window, /*center=*/true, "reflect", /*normalized=*/false,
-                         /*onesided=*/true, /*return_complex=*/true);  // (B, 201, frames + 1)
-    power = at::abs(spec.narrow(2, 0, total)).square();                // drop the last frame
-  } else {
-    // Centred framing by hand: reflect-pad the start only; frames < needed never reach the end.
-    auto left = at::flip(x.narrow(1, 1, n_fft / 2), {1});
-    int64_t span = (needed - 1) * hop + n_fft / 2;
-    auto xs = at::cat({left, x.narrow(1, 0, span)}, 1);
-    auto spec = at::stft(xs, n_fft, hop, n_fft, window, /*center=*/false, "reflect", false, true, true);  // (B, 201, needed)
-    power = at::constant_pad_nd(at::abs(spec).square(), {0, total - needed}, 0);
-  }
   auto bank = cached("slaney", n_mels, 16000, 0, 8000, n_fft, x.device(), [&] { return slaney_mel_bank(n_mels, n_fft, 16000, 0, 8000); });
-  auto mel = at::matmul(bank.t(), power);                                 // (B, n_mels, frames)
-  auto log_spec = at::log10(at::clamp_min(mel, 1e-10));
+  // log10 mel (rows, n_mels, total). Frames whose whole window lies in trailing zeros (the padding
+  // of short clips) have zero power, so log10(clamp(0, 1e-10)) = −10: the STFT runs only up to the
+  // last frame that sees audio and the rest is filled with −10, exactly what the full computation gives.
+  auto log_mel_of = [&](const at::Tensor& xs, int64_t needed) -> at::Tensor {
+    at::Tensor power;
+    if (needed == total) {
+      auto spec = at::stft(xs, n_fft, hop, n_fft, window, /*center=*/true, "reflect", /*normalized=*/false,
+                           /*onesided=*/true, /*return_complex=*/true);  // (rows, 201, total + 1)
+      power = at::abs(spec.narrow(2, 0, total)).square();                // drop the last frame
+    } else {
+      // Centred framing by hand: reflect-pad the start only; frames < needed never reach the end.
+      auto left = at::flip(xs.narrow(1, 1, n_fft / 2), {1});
+      int64_t span = (needed - 1) * hop + n_fft / 2;
+      power = at::abs(at::stft(at::cat({left, xs.narrow(1, 0, span)}, 1), n_fft, hop, n_fft, window, /*center=*/false, "reflect", false, true, true)).square();
+    }
+    auto lm = at::log10(at::clamp_min(at::matmul(bank.t(), power), 1e-10));  // (rows, n_mels, needed)
+    return needed == total ? lm : at::constant_pad_nd(lm, {0, total - needed}, -10.0);
+  };
+  // Samples up to each clip's last non-zero one (a scan from the end on the CPU).
+  auto last_nonzero = [&]() {
+    std::vector<int64_t> out(x.size(0));
+    if (x.is_cpu()) {
+      auto c = x.contiguous();
+      const float* p = c.data_ptr<float>();
+      for (int64_t b = 0; b < c.size(0); ++b) {
+        int64_t n = c.size(1);
+        const float* row = p + b * n;
+        while (n > 0 && row[n - 1] == 0.0f) --n;
+        out[b] = n;
+      }
+    } else {
+      auto idx = at::arange(1, x.size(1) + 1, at::TensorOptions().dtype(at::kLong).device(x.device()));
+      auto last = std::get<0>((x.ne(0).to(at::kLong) * idx).max(1)).to(at::kCPU);
+      for (int64_t b = 0; b < x.size(0); ++b) out[b] = last[b].item<int64_t>();
+    }
+    return out;
+  };
+  at::Tensor log_spec;
+  std::vector<int64_t> needed(x.size(0), total);
+  if (pad_to_30s) {
+    auto last = last_nonzero();
+    for (int64_t b = 0; b < x.size(0); ++b) needed[b] = std::min(total, (last[b] + n_fft / 2 + hop - 1) / hop + 1);
+  }
+  if (std::all_of(needed.begin(), needed.end(), [&](int64_t n) { return n == total; })) {
+    log_spec = log_mel_of(x, total);
+  } else {
+    std::vector<at::Tensor> rows;
+    for (int64_t b = 0; b < x.size(0); ++b) rows.push_back(log_mel_of(x.narrow(0, b, 1), needed[b]));
+    log_spec = at::cat(rows, 0);
+  }
   auto peak = std::get<0>(log_spec.flatten(1).max(1, true)).unsqueeze(2);  // per clip
   log_spec = at::maximum(log_spec, peak - 8.0);
   return (log_spec + 4.0) / 4.0;
