@@ -39,6 +39,16 @@ export const cases = {
       return noGrad(() => m.forward({ inputValues: x }));
     },
   },
+  beats: {
+    config: { config: { embed_dim: 512, encoder_embed_dim: 768, encoder_layers: 12, encoder_attention_heads: 12, encoder_ffn_embed_dim: 3072,
+      conv_pos: 128, conv_pos_groups: 16 }, frames: 998, warmup: 1, steps: 2, trials: 3 },
+    describe: (c) => `BEATs, base dims (768 × 12 layers, deep norm, gated relative bias), 10 s (${c.frames} fbank frames → 496 tokens); Python side: an eager PyTorch port of the original code`,
+    async setup(cfg) {
+      const m = et.nn.BeatsEncoder.create({ ...cfg.config, deep_norm: true, relative_position_embedding: true, gru_rel_pos: true, max_distance: 800 }).eval();
+      const x = et.randn([1, cfg.frames, 128]);
+      return noGrad(() => m.forward(x));
+    },
+  },
   llama: {
     config: { config: llamaSmall, prompt: 16, new_tokens: 64, warmup: 1, steps: 2, trials: 3 },
     describe: (c) => `LLaMA 4 layers × 512 hidden: greedy decoding of ${c.new_tokens} tokens after a ${c.prompt}-token prompt (KV cache)`,

@@ -2,6 +2,7 @@
 asks for one timed trial, answered by one JSON line on stdout, so trials alternate with
 emotorch's in one command without paying Python's start-up per trial."""
 import json
+import math
 import sys
 import time
 
@@ -74,6 +75,66 @@ def fbank_setup(cfg):
     return step
 
 
+class BeatsEager(torch.nn.Module):
+    """BEATs' forward in PyTorch eager, structured as the original microsoft/unilm code (bmm attention
+    with the max-subtraction trick, gated relative position bias from layer 0's table, deep norm).
+    HF transformers has no BEATs and the original package is not installable offline, so this
+    port stands in for it; test/fixtures/beats checks emotorch against the original itself."""
+
+    def __init__(self, c):
+        super().__init__()
+        nn = torch.nn
+        d, h = c["encoder_embed_dim"], c["encoder_attention_heads"]
+        self.c, self.h = c, h
+        self.patch = nn.Conv2d(1, c["embed_dim"], 16, 16, bias=False)
+        self.ln = nn.LayerNorm(c["embed_dim"])
+        self.proj = nn.Linear(c["embed_dim"], d)
+        self.pos = nn.utils.parametrizations.weight_norm(nn.Conv1d(d, d, c["conv_pos"], padding=c["conv_pos"] // 2, groups=c["conv_pos_groups"]), dim=2)
+        self.enc_ln = nn.LayerNorm(d)
+        self.rel = nn.Embedding(320, h)
+        self.alpha = (2 * c["encoder_layers"]) ** 0.25
+        self.layers = nn.ModuleList()
+        for _ in range(c["encoder_layers"]):
+            L = nn.Module()
+            L.q, L.k, L.v, L.o = (nn.Linear(d, d) for _ in range(4))
+            L.grep = nn.Linear(d // h, 8)
+            L.grep_a = nn.Parameter(torch.ones(1, h, 1, 1))
+            L.ln1, L.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            L.fc1, L.fc2 = nn.Linear(d, c["encoder_ffn_embed_dim"]), nn.Linear(c["encoder_ffn_embed_dim"], d)
+            self.layers.append(L)
+
+    def bias(self, n):
+        rel = torch.arange(n)[None, :] - torch.arange(n)[:, None]
+        nb, me = 160, 80
+        b = (rel > 0).long() * nb
+        a = rel.abs()
+        large = (me + torch.log(a.float() / me) / math.log(800 / me) * (nb - me)).long().clamp(max=nb - 1)
+        return self.rel(b + torch.where(a < me, a, large)).permute(2, 0, 1)
+
+    def forward(self, fbank):
+        B = fbank.shape[0]
+        x = self.patch(fbank.unsqueeze(1))
+        x = self.proj(self.ln(x.reshape(B, x.shape[1], -1).transpose(1, 2)))
+        c = self.pos(x.transpose(1, 2))[:, :, :-1]
+        x = self.enc_ln(x + torch.nn.functional.gelu(c).transpose(1, 2))
+        T, H = x.shape[1], self.h
+        D = x.shape[2] // H
+        pb = self.bias(T).unsqueeze(0).repeat(B, 1, 1, 1).view(B * H, T, T)
+        for L in self.layers:
+            q = L.q(x) * D ** -0.5 / 32
+            qh, kh, vh = (t.view(B, T, H, D).transpose(1, 2).reshape(B * H, T, D) for t in (q, L.k(x), L.v(x)))
+            w = torch.bmm(qh, kh.transpose(1, 2))
+            w = (w - w.max(dim=-1, keepdim=True)[0]) * 32
+            ql = qh.view(B, H, T, D) * 32 / D ** -0.5
+            ga, gb = torch.sigmoid(L.grep(ql).view(B, H, T, 2, 4).sum(-1)).chunk(2, dim=-1)
+            g = ga * (gb * L.grep_a - 1.0) + 2.0
+            w = w + g.view(B * H, T, 1) * pb
+            a = torch.bmm(torch.softmax(w.float(), dim=-1), vh).view(B, H, T, D).transpose(1, 2).reshape(B, T, H * D)
+            x = L.ln1(x * self.alpha + L.o(a))
+            x = L.ln2(x * self.alpha + L.fc2(torch.nn.functional.gelu(L.fc1(x))))
+        return x
+
+
 def hf_model(kind, cfg):
     import transformers as tf
 
@@ -84,6 +145,8 @@ def hf_model(kind, cfg):
         m = tf.RobertaModel(tf.RobertaConfig(**cfg["config"], attn_implementation="eager"), add_pooling_layer=False)
     elif kind == "wavlm":
         m = tf.WavLMModel(tf.WavLMConfig(**cfg["config"]))
+    elif kind == "beats":
+        m = BeatsEager(cfg["config"])
     else:
         m = tf.LlamaForCausalLM(tf.LlamaConfig(**cfg["config"], attn_implementation="eager"))
     return m.eval()
@@ -101,6 +164,9 @@ def model_setup(kind):
         elif kind == "wavlm":
             x = torch.randn(1, cfg["samples"])
             f = lambda: m(x).last_hidden_state
+        elif kind == "beats":
+            x = torch.randn(1, cfg["frames"], 128)
+            f = lambda: m(x)
         else:
             x = torch.randint(3, cfg["config"]["vocab_size"], (1, cfg["prompt"]))
             f = lambda: m.generate(x, max_new_tokens=cfg["new_tokens"], min_new_tokens=cfg["new_tokens"], do_sample=False, pad_token_id=0)
@@ -114,7 +180,7 @@ def model_setup(kind):
     return setup
 
 
-SETUPS = {"mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "llama"]}}
+SETUPS = {"mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():
