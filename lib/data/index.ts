@@ -11,3 +11,8 @@ export { DataLoader, mulberry32 } from './loader';
 export type { DataLoaderOptions } from './loader';
 export { padSequences, stackNumbers } from './collate';
 export type { PadOptions, Padded } from './collate';
+export { Tokenizer } from './tokenizer';
+export type {
+  TokenizerJSON, TokenizerConfig, AddedTokenJSON, ConfigToken, EncodeOptions, DecodeOptions, AddTokensOptions,
+  EncodeBatchOptions, BatchEncoding, Padding,
+} from './tokenizer';

@@ -1,0 +1,303 @@
+import { describe, it, expect, beforeAll } from 'vitest';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { FIXTURES, rejectsWith, throwsWith, tmpdir } from '../helpers';
+
+const { Tokenizer } = et.data;
+type Tok = et.data.Tokenizer;
+type Name = 'bytelevel' | 'llama' | 'usdm' | 'mistral_usdm';
+
+// Written by scripts/fixtures/tokenizers.py with the Python `tokenizers` library.
+const DIR = path.join(FIXTURES, 'tokenizers');
+interface Case { ids: number[]; ids_no_special: number[]; tokens_no_special: string[]; decode: string; decode_skip_special: string }
+interface Batch {
+  padding: 'longest' | 'max_length'; pad_side: 'right' | 'left'; max_length: number | null; truncation: boolean;
+  truncation_side: 'right' | 'left'; pad_token_id: number; input_ids: number[][]; attention_mask: number[][];
+}
+interface Ref {
+  vocab_size: number; vocab_size_no_added: number; token_to_id: Record<string, number | null>; id_to_token: Record<string, string>; cases: Case[];
+  batches: Record<string, Batch>; decode_extra: { ids: number[]; decode: string }[];
+}
+const cases = JSON.parse(fs.readFileSync(path.join(DIR, 'cases.json'), 'utf8')) as {
+  texts: string[]; batch_texts: string[];
+  usdm_added: { method: 'add_special_tokens' | 'add_tokens'; tokens: string[] | { pattern: string; range: [number, number] }; returned: number }[];
+  tokenizers: Record<Name, Ref>;
+  metaspace_decoding: { tokenizer: Record<string, unknown>; ids: number[][]; decode: string[] }[];
+  edge: { ops: { method: 'add_special_tokens' | 'add_tokens'; tokens: string[]; returned: number }[]; token_to_id: Record<string, number>; vocab_size: number; texts: string[]; ids: number[][]; decode_skip_special: string[] };
+};
+
+/** The "usdm" tokenizer of cases.json: llama plus USDM's tokens, added the way the generator did. */
+function addUsdmTokens(tok: Tok): number[] {
+  return cases.usdm_added.map(({ method, tokens }) => {
+    const list = Array.isArray(tokens) ? tokens : Array.from({ length: tokens.range[1] - tokens.range[0] }, (_, i) => `<|unit${tokens.range[0] + i}|>`);
+    return method === 'add_special_tokens' ? tok.addSpecialTokens(list) : tok.addTokens(list);
+  });
+}
+
+const toks = {} as Record<Name, Tok>;
+beforeAll(async () => {
+  toks.bytelevel = await Tokenizer.fromFile(path.join(DIR, 'bytelevel', 'tokenizer.json'));
+  toks.llama = await Tokenizer.fromFile(path.join(DIR, 'llama'));
+  toks.usdm = Tokenizer.fromFileSync(path.join(DIR, 'llama', 'tokenizer.json'));
+  expect(addUsdmTokens(toks.usdm)).toEqual(cases.usdm_added.map((a) => a.returned));
+  toks.mistral_usdm = await Tokenizer.fromFile(path.join(DIR, 'mistral'));
+  expect(addUsdmTokens(toks.mistral_usdm)).toEqual(cases.usdm_added.map((a) => a.returned));
+});
+
+describe.each(['bytelevel', 'llama', 'usdm', 'mistral_usdm'] as const)('Tokenizer parity with the Python tokenizers library: %s', (name) => {
+  const ref = cases.tokenizers[name];
+
+  it(`encodes all ${cases.texts.length} texts to the same ids, with and without special tokens, and the same tokens`, () => {
+    const tok = toks[name];
+    const stripping = new Set(tok.addedTokens.filter((t) => t.lstrip || t.rstrip).map((t) => t.content));
+    const bad: string[] = [];
+    const absorbed: string[] = [];
+    cases.texts.forEach((text, i) => {
+      const c = ref.cases[i];
+      const a = tok.encode(text);
+      const b = tok.encode(text, { addSpecialTokens: false });
+      const t = tok.tokenize(text);
+      if (JSON.stringify(a) !== JSON.stringify(c.ids)) bad.push(`#${i} ${JSON.stringify(text)} ids: ${a} vs ${c.ids}`);
+      if (JSON.stringify(b) !== JSON.stringify(c.ids_no_special)) bad.push(`#${i} ${JSON.stringify(text)} ids (no special): ${b} vs ${c.ids_no_special}`);
+      if (JSON.stringify(t) === JSON.stringify(c.tokens_no_special)) return;
+      // The one known difference: Python's token string for an lstrip/rstrip added token is the
+      // matched text with the spaces it absorbed (" <mask>"); ours is the token ("<mask>").
+      const onlyAbsorbed = t.length === c.tokens_no_special.length && t.every((x, k) => {
+        const py = c.tokens_no_special[k];
+        return x === py || (stripping.has(x) && py.trim() === x && /^\s+$/.test(py.replace(x, '')));
+      });
+      (onlyAbsorbed ? absorbed : bad).push(`#${i} ${JSON.stringify(text)} tokens: ${t} vs ${c.tokens_no_special}`);
+    });
+    expect(bad).toEqual([]);
+    // bytelevel's <mask> (lstrip) after a space: "Hello <mask> world", "Hello  <mask>  world" and one generated text
+    expect(absorbed.length).toBe(name === 'bytelevel' ? 3 : 0);
+  });
+
+  it('decodes the same text, with and without special tokens', () => {
+    const tok = toks[name];
+    const bad: string[] = [];
+    cases.texts.forEach((text, i) => {
+      const c = ref.cases[i];
+      const d = tok.decode(c.ids);
+      const s = tok.decode(c.ids, { skipSpecialTokens: true });
+      if (d !== c.decode) bad.push(`#${i} decode ${JSON.stringify(d)} vs ${JSON.stringify(c.decode)}`);
+      if (s !== c.decode_skip_special) bad.push(`#${i} decode(skip) ${JSON.stringify(s)} vs ${JSON.stringify(c.decode_skip_special)}`);
+    });
+    for (const { ids, decode } of ref.decode_extra) expect(tok.decode(ids)).toBe(decode);
+    expect(bad).toEqual([]);
+  });
+
+  it('round-trips text through encode and decode', () => {
+    const tok = toks[name];
+    // Texts whose decode differs are those the pre-tokenizer cannot give back exactly: the
+    // Metaspace decoder drops the first leading space, and <mask>'s lstrip eats spaces.
+    let same = 0;
+    cases.texts.forEach((text) => { if (tok.decode(tok.encode(text), { skipSpecialTokens: true }) === text) same++; });
+    const expected = cases.texts.filter((_, i) => ref.cases[i].decode_skip_special === cases.texts[i]).length;
+    console.log(`${name}: ${same} of ${cases.texts.length} texts round-trip exactly`);
+    expect(same).toBe(expected);
+    expect(tok.decode(tok.encode('Hello world! 我很高兴 😀'), { skipSpecialTokens: true })).toBe('Hello world! 我很高兴 😀');
+  });
+
+  it('has the same vocabulary sizes and token ids', () => {
+    const tok = toks[name];
+    expect(tok.vocabSize).toBe(ref.vocab_size);
+    expect(tok.getVocabSize(false)).toBe(ref.vocab_size_no_added);
+    for (const [t, id] of Object.entries(ref.token_to_id)) expect(tok.tokenToId(t)).toBe(id ?? undefined);
+    // (in mistral_usdm the normalized added tokens read back as '▁<|unit0|>', as in Rust)
+    for (const [id, t] of Object.entries(ref.id_to_token)) expect(tok.idToToken(Number(id))).toBe(t);
+    expect(tok.idToToken(10 ** 6)).toBeUndefined();
+  });
+
+  it.each(Object.keys(ref.batches))('encodeBatch matches encode_batch with padding/truncation: %s', (b) => {
+    const r = ref.batches[b];
+    const out = toks[name].encodeBatch(cases.batch_texts, {
+      padding: r.padding, padSide: r.pad_side, maxLength: r.max_length ?? undefined, truncation: r.truncation,
+      truncationSide: r.truncation_side, padTokenId: r.pad_token_id,
+    });
+    expect(out.inputIds).toEqual(r.input_ids);
+    expect(out.attentionMask).toEqual(r.attention_mask);
+  });
+});
+
+describe('Tokenizer', () => {
+  it('reads pad/bos/eos from tokenizer_config.json beside tokenizer.json', () => {
+    expect([toks.bytelevel.padTokenId, toks.bytelevel.bosTokenId, toks.bytelevel.eosTokenId, toks.bytelevel.unkTokenId]).toEqual([1, 0, 2, 3]);
+    expect([toks.llama.padTokenId, toks.llama.bosTokenId, toks.llama.eosTokenId]).toEqual([undefined, 1, 2]);
+    // without a config there are none
+    const bare = Tokenizer.fromJSON(JSON.parse(fs.readFileSync(path.join(DIR, 'llama', 'tokenizer.json'), 'utf8')));
+    expect([bare.padTokenId, bare.bosTokenId, bare.eosTokenId]).toEqual([undefined, undefined, undefined]);
+    expect(bare.encode('hi')).toEqual(toks.llama.encode('hi'));
+    // the older { content } form, and setting the pad token
+    const t = Tokenizer.fromJSON(toks.llama.toJSON(), { pad_token: { content: '</s>', lstrip: false }, eos_token: '</s>' });
+    expect(t.padTokenId).toBe(2);
+    t.padToken = '<unk>';
+    expect(t.padTokenId).toBe(0);
+    throwsWith(() => { t.padToken = '<nope>'; }, 'ERR_INVALID_ARG', /Expected a token of the vocabulary \(or undefined\) for padToken but received "<nope>"/);
+  });
+
+  it("decodes with Rust's Metaspace decoder (every ▁ of the first token dropped; prepend_scheme 'never' kept)", () => {
+    for (const m of cases.metaspace_decoding) {
+      const tok = Tokenizer.fromJSON(m.tokenizer);
+      expect(m.ids.map((ids) => tok.decode(ids))).toEqual(m.decode);
+    }
+  });
+
+  it('pads left and right with attention masks, truncates keeping special tokens, and returns int64 tensors', () => {
+    const tok = toks.bytelevel;
+    const a = tok.encode('Hello world!');
+    const b = tok.encode('hi');
+    const right = tok.encodeBatch(['Hello world!', 'hi'], { padding: 'longest' });
+    expect(right.inputIds).toEqual([a, [...b, ...Array(a.length - b.length).fill(1)]]);
+    expect(right.attentionMask).toEqual([a.map(() => 1), [...b.map(() => 1), ...Array(a.length - b.length).fill(0)]]);
+    const left = tok.encodeBatch(['Hello world!', 'hi'], { padding: true, padSide: 'left' });
+    expect(left.inputIds[1]).toEqual([...Array(a.length - b.length).fill(1), ...b]);
+    expect(left.attentionMask[1]).toEqual([...Array(a.length - b.length).fill(0), ...b.map(() => 1)]);
+    // no padding: ragged lists, all-ones masks
+    const none = tok.encodeBatch(['Hello world!', 'hi']);
+    expect(none.inputIds).toEqual([a, b]);
+    expect(none.attentionMask).toEqual([a.map(() => 1), b.map(() => 1)]);
+    // truncation keeps <s> … </s>
+    const cut = tok.encodeBatch(['Hello world!', 'hi'], { truncation: true, maxLength: 3 });
+    expect(cut.inputIds).toEqual([[0, a[1], 2], [0, b[1], 2]]);
+    expect(tok.encodeBatch(['Hello world!'], { truncation: true, maxLength: 3, truncationSide: 'left' }).inputIds).toEqual([[0, a[a.length - 2], 2]]);
+    expect(tok.encodeBatch(['Hello world!'], { truncation: true, maxLength: 2, addSpecialTokens: false }).inputIds).toEqual([a.slice(1, 3)]);
+    // max_length pads past the longest; a longer text without truncation stays longer
+    const fixed = tok.encodeBatch(['hi', 'Hello world!'], { padding: 'max_length', maxLength: 4 });
+    expect(fixed.inputIds.map((r) => r.length)).toEqual([4, a.length]);
+    // tensors
+    const t = tok.encodeBatch(['Hello world!', 'hi'], { padding: 'longest', returnTensors: true });
+    expect(t.inputIds.shape).toEqual([2, a.length]);
+    expect(t.inputIds.dtype).toBe('int64');
+    expect(t.attentionMask.dtype).toBe('int64');
+    expect(Array.from(t.inputIds.dataSync() as BigInt64Array, Number)).toEqual(right.inputIds.flat());
+    expect(Array.from(t.attentionMask.dataSync() as BigInt64Array, Number)).toEqual(right.attentionMask.flat());
+    // the llama tokenizer has no pad token: padTokenId must be given
+    expect(toks.llama.encodeBatch(['a b c', 'a'], { padding: 'longest', padTokenId: 2 }).inputIds[1].slice(-1)).toEqual([2]);
+    // decode accepts a tensor's BigInt64Array
+    expect(tok.decode(t.inputIds.dataSync() as BigInt64Array, { skipSpecialTokens: true })).toBe('Hello world!hi');
+    expect(tok.encodeBatch([])).toEqual({ inputIds: [], attentionMask: [] });
+  });
+
+  it('adds tokens with the ids the Python library gives (edge cases: duplicates, empty, vocabulary tokens, flag updates)', () => {
+    const tok = Tokenizer.fromFileSync(path.join(DIR, 'bytelevel'));
+    const e = cases.edge;
+    expect(e.ops.map((op) => (op.method === 'add_special_tokens' ? tok.addSpecialTokens(op.tokens) : tok.addTokens(op.tokens)))).toEqual(e.ops.map((op) => op.returned));
+    for (const [t, id] of Object.entries(e.token_to_id)) expect(tok.tokenToId(t)).toBe(id);
+    expect(tok.vocabSize).toBe(e.vocab_size);
+    e.texts.forEach((text, i) => {
+      expect(tok.encode(text)).toEqual(e.ids[i]);
+      expect(tok.decode(e.ids[i], { skipSpecialTokens: true })).toBe(e.decode_skip_special[i]);
+    });
+    // re-adding is a no-op; toJSON carries the added tokens into a new tokenizer
+    expect(tok.addTokens(['hello'])).toBe(0);
+    const copy = Tokenizer.fromJSON(tok.toJSON());
+    expect(copy.encode(e.texts[0])).toEqual(e.ids[0]);
+    expect(tok.addedTokens.find((t) => t.content === '<extra>')).toMatchObject({ id: 1502, special: true });
+  });
+
+  it('puts USDM tokens at 32000… on a 32000-token vocabulary, as in the reference', () => {
+    // A Mistral-shaped vocabulary: <unk> <s> </s> (also added tokens), 256 byte tokens, pieces.
+    const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+    for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
+    for (let i = 259; i < 32000; i++) vocab[`▁p${i}`] = i;
+    const json = toks.llama.toJSON();
+    json.model = { ...json.model, vocab, merges: [] };
+    const tok = Tokenizer.fromJSON(json, { bos_token: '<s>', eos_token: '</s>' });
+    expect(tok.vocabSize).toBe(32000);
+    expect(tok.addSpecialTokens(['<|continue|>', '<|correspond|>'])).toBe(2);
+    expect(tok.addTokens(Array.from({ length: 10000 }, (_, i) => `<|unit${i}|>`))).toBe(10000);
+    expect(tok.addSpecialTokens(['<pad>'])).toBe(1);
+    expect(['<|continue|>', '<|correspond|>', '<|unit0|>', '<|unit9999|>', '<pad>'].map((t) => tok.tokenToId(t))).toEqual([32000, 32001, 32002, 42001, 42002]);
+    expect(tok.vocabSize).toBe(42003);
+    tok.padToken = '<pad>';
+    expect(tok.padTokenId).toBe(42002);
+    expect(tok.encode('<|unit12|><|correspond|>', { addSpecialTokens: false })).toEqual([32014, 32001]);
+    expect(tok.decode([1, 32014, 32001, 42002], { skipSpecialTokens: true })).toBe('<|unit12|>');
+  });
+
+  it('builds USDM examples with the real tokenizer and yields the loss spans', () => {
+    const tok = toks.usdm;
+    const turn = { userUnits: [5, 17, 9999], userText: 'I lost my keys…', agentText: "Oh no, let's look together.", agentUnits: [0, 42] };
+    // buildUsdmExample wants no BOS/EOS from encode: pass encode without special tokens.
+    const plain = { encode: (s: string) => tok.encode(s, { addSpecialTokens: false }) };
+    const ex = et.data.usdm.buildUsdmExample(turn, plain, { bos: tok.bosTokenId });
+    expect(ex.ids.length).toBe(ex.labels.length);
+    expect(ex.ids[0]).toBe(1);
+    const id = (t: string) => tok.tokenToId(t)!;
+    expect(ex.ids.filter((x) => x === id('<|correspond|>')).length).toBe(2);
+    expect(ex.ids.slice(-1)).toEqual([id('</s>')]);
+    for (const u of [5, 17, 9999, 0, 42]) expect(ex.ids).toContain(id(`<|unit${u}|>`));
+    // the trained spans, decoded
+    const spans: number[][] = [];
+    let run: number[] = [];
+    ex.labels.forEach((l, k) => {
+      if (l !== -100) { expect(l).toBe(ex.ids[k]); run.push(l); } else if (run.length) { spans.push(run); run = []; }
+    });
+    if (run.length) spans.push(run);
+    expect(spans.map((s) => tok.decode(s))).toEqual(['I lost my keys…\n', "Oh no, let's look together.<|correspond|><|unit0|><|unit42|>"]);
+    expect(ex.labels[ex.ids.indexOf(id('<|unit5|>'))]).toBe(-100);
+    expect(ex.labels[ex.labels.length - 1]).toBe(-100);
+    // Each template piece is encoded on its own, so with this SentencePiece-style tokenizer
+    // (prepend_scheme "first") every piece that starts with text gets a "▁" of its own: the ids
+    // differ from encoding the whole text at once ("▁I" for "I", and two extra "▁").
+    expect(tok.decode(tok.encode(ex.text))).toBe(`<s> ${ex.text}`);
+    expect(tok.decode(ex.ids)).toBe(`<s> ${ex.text}`
+      .replace('<|correspond|>I lost', '<|correspond|> I lost').replace('\n### Agent\nOh', '\n ### Agent\n Oh').replace('<|unit42|>\n</s>', '<|unit42|> \n</s>'));
+    expect(ex.ids.length - 1).toBe(tok.encode(ex.text, { addSpecialTokens: false }).length + 2);
+  });
+
+  it('reports bad input with codes and named files', async () => {
+    const dir = tmpdir();
+    await rejectsWith(Tokenizer.fromFile(path.join(dir, 'missing.json')), 'ERR_IO', /cannot read tokenizer file '.*missing\.json'/);
+    throwsWith(() => Tokenizer.fromFileSync(path.join(dir, 'missing.json')), 'ERR_IO', /missing\.json/);
+    await rejectsWith(Tokenizer.fromFile(dir), 'ERR_IO', /tokenizer\.json'/);
+    const corrupt = path.join(dir, 'corrupt.json');
+    fs.writeFileSync(corrupt, '{"model": {"type": "BPE", "vocab": {');
+    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /'.*corrupt\.json' is not valid JSON/);
+    throwsWith(() => Tokenizer.fromFileSync(corrupt), 'ERR_FORMAT', /corrupt\.json' is not valid JSON/);
+    fs.writeFileSync(corrupt, '[1, 2]');
+    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /corrupt\.json' is not a tokenizer\.json/);
+    fs.writeFileSync(corrupt, '{"version": "1.0"}');
+    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /corrupt\.json' is not a tokenizer\.json \(it has no "model" object\)/);
+    fs.writeFileSync(corrupt, JSON.stringify({ model: { type: 'Nonsense', vocab: 3 } }));
+    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /corrupt\.json': unsupported model type "Nonsense" \(supported: BPE, WordPiece, Unigram\)/);
+    fs.writeFileSync(corrupt, JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: 5 } }));
+    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /corrupt\.json': unsupported or malformed tokenizer \(/);
+    fs.writeFileSync(corrupt, JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] }, decoder: { type: 'Nonsense' } }));
+    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /unsupported or malformed tokenizer \(Unknown Decoder type: Nonsense\)/);
+    // a corrupt tokenizer_config.json beside a good tokenizer.json
+    const sub = path.join(dir, 'cfg');
+    fs.mkdirSync(sub);
+    fs.copyFileSync(path.join(DIR, 'llama', 'tokenizer.json'), path.join(sub, 'tokenizer.json'));
+    fs.writeFileSync(path.join(sub, 'tokenizer_config.json'), '{"pad_token": ');
+    await rejectsWith(Tokenizer.fromFile(sub), 'ERR_FORMAT', /tokenizer_config\.json' is not valid JSON/);
+    throwsWith(() => Tokenizer.fromJSON(42 as never), 'ERR_INVALID_ARG', /Expected a tokenizer\.json object \(with a "model" object\) for tokenizer but received 42/);
+    throwsWith(() => Tokenizer.fromJSON(toks.llama.toJSON(), 'x' as never), 'ERR_INVALID_ARG', /for config/);
+    throwsWith(() => Tokenizer.fromFileSync(7 as never), 'ERR_INVALID_ARG', /for file but received 7/);
+
+    const tok = toks.bytelevel;
+    throwsWith(() => tok.encode(42 as never), 'ERR_INVALID_ARG', /^Expected a string for text but received 42$/);
+    throwsWith(() => tok.encode(null as never), 'ERR_INVALID_ARG', /for text but received null/);
+    throwsWith(() => tok.tokenize(['a'] as never), 'ERR_INVALID_ARG', /for text/);
+    throwsWith(() => tok.encode('a', { addSpecialTokens: 'yes' as never }), 'ERR_INVALID_ARG', /Expected a boolean for addSpecialTokens but received "yes"/);
+    throwsWith(() => tok.decode([1, -2]), 'ERR_INVALID_ARG', /Expected a non-negative integer token id for ids\[1\] but received -2/);
+    throwsWith(() => tok.decode('12' as never), 'ERR_INVALID_ARG', /for ids/);
+    throwsWith(() => tok.encodeBatch('abc' as never), 'ERR_INVALID_ARG', /Expected an array of strings for texts/);
+    throwsWith(() => tok.encodeBatch(['a', 3 as never]), 'ERR_INVALID_ARG', /Expected a string for texts\[1\] but received 3/);
+    throwsWith(() => tok.encodeBatch(['a'], { padding: 'max' as never }), 'ERR_INVALID_ARG', /Expected false, 'longest' or 'max_length' for padding but received "max"/);
+    throwsWith(() => tok.encodeBatch(['a'], { padding: 'max_length' }), 'ERR_INVALID_ARG', /maxLength \(needed by padding: 'max_length'\) for maxLength but received undefined/);
+    throwsWith(() => tok.encodeBatch(['a'], { truncation: true }), 'ERR_INVALID_ARG', /needed by truncation/);
+    throwsWith(() => tok.encodeBatch(['a'], { truncation: true, maxLength: 1 }), 'ERR_INVALID_ARG', /maxLength of at least 2/);
+    throwsWith(() => tok.encodeBatch(['a'], { maxLength: 0 }), 'ERR_INVALID_ARG', /positive integer for maxLength/);
+    throwsWith(() => tok.encodeBatch(['a'], { padSide: 'top' as never }), 'ERR_INVALID_ARG', /'right' or 'left' for padSide/);
+    throwsWith(() => tok.encodeBatch(['a'], { padding: 'longest', padTokenId: -1 }), 'ERR_INVALID_ARG', /padTokenId/);
+    throwsWith(() => toks.llama.encodeBatch(['a'], { padding: 'longest' }), 'ERR_INVALID_ARG', /no pad token/);
+    throwsWith(() => tok.encodeBatch(['a', 'a b c'], { returnTensors: true }), 'ERR_INVALID_ARG', /sequences of one length for returnTensors/);
+    throwsWith(() => tok.addTokens('<x>' as never), 'ERR_INVALID_ARG', /for tokens/);
+    throwsWith(() => tok.addTokens([1 as never]), 'ERR_INVALID_ARG', /for tokens\[0\]/);
+    throwsWith(() => tok.idToToken(-1), 'ERR_INVALID_ARG', /for id/);
+    throwsWith(() => tok.tokenToId(5 as never), 'ERR_INVALID_ARG', /for token/);
+  });
+});
