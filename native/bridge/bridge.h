@@ -3,6 +3,7 @@
 // through one helper (Task / run_async). No math lives here.
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <napi.h>
 
 #include <functional>
