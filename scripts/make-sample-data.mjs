@@ -6,7 +6,7 @@
  *
  * Audio is synthetic "speech" whose emotion is audible: a harmonic tone (5 partials) with a
  * class-specific pitch (f0), pitch contour (rising / falling / flat), tremolo rate, loudness and
- * length, plus a little noise, written as 16 kHz 16-bit PCM WAV by the writer below.
+ * length, plus a little noise, written as 16 kHz 16-bit PCM WAV.
  *
  *   wav/<emotion>_<k>.wav          the clips (7 ECF emotions × per-class)
  *   salmonn.json                   SALMONN items (path, instruction, target, task) and
@@ -19,12 +19,14 @@
  *   spectra_mosi.pkl               SPECTRA [audio_list, items] layout, float labels in [-3, 3]
  *   usdm.txt                       USDM ids|labels lines (character-level ids; units from pitch)
  *
- * The pickles are written by a small pickle writer here (protocol 3, numpy arrays in numpy's own
- * `_reconstruct` + BUILD form), so Python (pickle + numpy 1.x or 2.x) can load them too. Nothing
- * here needs Python or the native addon. Deterministic for a given seed.
+ * WAV, safetensors, the PRNG and the USDM template come from emotorch itself (run `npm install`
+ * first); the pickles are written by a small pickle writer here (protocol 3, numpy arrays in
+ * numpy's own `_reconstruct` + BUILD form: emotorch only reads pickles), so Python (pickle + numpy
+ * 1.x or 2.x) can load them too. Nothing here needs Python. Deterministic for a given seed.
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import * as et from 'emotorch';
 
 // ---- arguments ---------------------------------------------------------------------------
 const args = process.argv.slice(2);
@@ -42,17 +44,7 @@ if (!Number.isInteger(PER_CLASS) || PER_CLASS < 2 || !Number.isInteger(SEED)) {
 }
 
 // ---- randomness ----------------------------------------------------------------------------
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = mulberry32(SEED);
+const rand = et.data.mulberry32(SEED);
 const uniform = (a, b) => a + (b - a) * rand();
 const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
 const pick = (xs) => xs[Math.floor(rand() * xs.length)];
@@ -99,31 +91,6 @@ function synth(emotion) {
 }
 
 // ---- writers -------------------------------------------------------------------------------
-function wav16(samples) {
-  const b = Buffer.alloc(44 + samples.length * 2);
-  b.write('RIFF', 0, 'latin1'); b.writeUInt32LE(b.length - 8, 4); b.write('WAVEfmt ', 8, 'latin1');
-  b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22); b.writeUInt32LE(SR, 24);
-  b.writeUInt32LE(SR * 2, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34);
-  b.write('data', 36, 'latin1'); b.writeUInt32LE(samples.length * 2, 40);
-  for (let i = 0; i < samples.length; i++) b.writeInt16LE(Math.max(-32768, Math.min(32767, Math.round(samples[i] * 32768))), 44 + 2 * i);
-  return b;
-}
-
-function safetensors(tensors) {
-  const header = {};
-  let off = 0;
-  for (const [k, v] of Object.entries(tensors)) {
-    header[k] = { dtype: 'F32', shape: [v.length], data_offsets: [off, off + v.length * 4] };
-    off += v.length * 4;
-  }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const h = Buffer.from(json, 'utf8');
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  return Buffer.concat([len, h, ...Object.values(tensors).map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength))]);
-}
-
 /** Pickle protocol 3. Arrays → list, { tuple } → tuple, { ndarray } → numpy array, null → None. */
 function pickle(value) {
   const parts = [Buffer.from([0x80, 3])];
@@ -170,7 +137,7 @@ for (const e of EMOTIONS) {
   for (let k = 0; k < PER_CLASS; k++) {
     const samples = synth(e);
     const file = `wav/${e}_${k}.wav`;
-    fs.writeFileSync(path.join(root, file), wav16(samples));
+    fs.writeFileSync(path.join(root, file), et.audio.encodeWav(samples, SR));
     clips.push({ emotion: e, file, samples });
   }
 }
@@ -209,8 +176,9 @@ for (let c = 1; c <= 3 * PER_CLASS; c++) {
   ecf.push({ conversation_ID: c, conversation: utts, 'emotion-cause_pairs': pairs });
 }
 fs.writeFileSync(path.join(root, 'ecf.json'), JSON.stringify(ecf, null, 1));
-fs.writeFileSync(path.join(root, 'ecf_text.safetensors'), safetensors(text));
-fs.writeFileSync(path.join(root, 'ecf_audio.safetensors'), safetensors(audio));
+const asTensors = (vecs) => new Map(Object.entries(vecs).map(([k, v]) => [k, et.tensor(v)]));
+await et.io.saveSafetensors(path.join(root, 'ecf_text.safetensors'), asTensors(text));
+await et.io.saveSafetensors(path.join(root, 'ecf_audio.safetensors'), asTensors(audio));
 
 // ms-swift records
 const swift = clips.flatMap((c) => [
@@ -237,8 +205,8 @@ const mosiItems = clips.map((c, k) => {
 });
 fs.writeFileSync(path.join(root, 'spectra_mosi.pkl'), pickle([mosiAudio, mosiItems]));
 
-// USDM lines: character-level ids (special tokens as in USDM's vocabulary), units from pitch
-const SYSTEM = "Below is a conversation between the user and the agent. Each turn includes the user's speech and its corresponding transcript, along with the agent's response text and the corresponding speech.\n";
+// USDM lines: the library's template and loss spans over character-level ids (special tokens as
+// in USDM's vocabulary), units from pitch
 const encode = (s) => {
   const ids = [];
   for (let i = 0; i < s.length;) {
@@ -259,22 +227,12 @@ const units = (samples) => {
   }
   return out;
 };
-const unitStr = (u) => u.map((x) => `<|unit${x}|>`).join('');
 const usdm = [];
 for (let k = 0; k < 4 * PER_CLASS; k++) {
   const a = pick(clips);
   const b = pick(clips);
-  const segs = [
-    [`${SYSTEM}\n### User\n${unitStr(units(a.samples))}<|correspond|>`, false],
-    [`${sentence(a.emotion)}\n`, true],
-    ['### Agent\n', false],
-    [`${sentence(b.emotion)}<|correspond|>${unitStr(units(b.samples))}`, true],
-    ['\n</s>', false],
-  ];
-  const ids = [1];
-  const labels = [-100];
-  for (const [s, trained] of segs) for (const id of encode(s)) { ids.push(id); labels.push(trained ? id : -100); }
-  usdm.push(`${ids.join(' ')}|${labels.join(' ')}`);
+  const turn = { userUnits: units(a.samples), userText: sentence(a.emotion), agentText: sentence(b.emotion), agentUnits: units(b.samples) };
+  usdm.push(et.data.usdm.formatUsdmLine(et.data.usdm.buildUsdmExample(turn, { encode }, { bos: 1 })));
 }
 fs.writeFileSync(path.join(root, 'usdm.txt'), usdm.join('\n') + '\n');
 
