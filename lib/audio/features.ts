@@ -92,9 +92,10 @@ export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Pro
     usePower: opts.usePower ?? true,
     useLog: opts.useLog ?? true,
     scale: checkNumber(opts.scale ?? (beats ? 32768 : 1), 'scale'),
+    normMean: beats ? BEATS_MEAN : 0,
+    normScale: beats ? 2 * BEATS_STD : 1,
   };
   const frame = Math.floor((o.sampleRate * o.frameLength) / 1000);
   if (w.shape[1] < frame) invalid(`at least one frame (${frame} samples)`, 'waveform length', w.shape[1]);
-  const fb = new Tensor(await binding.kaldiFbank(w.handle, o));
-  return beats ? fb.sub(BEATS_MEAN).div(2 * BEATS_STD) : fb;
+  return new Tensor(await binding.kaldiFbank(w.handle, o));
 }

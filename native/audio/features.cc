@@ -177,6 +177,7 @@ at::Tensor kaldi_fbank(const at::Tensor& waveform, const FbankOptions& o) {
                      [&] { return kaldi_mel_bank(o.num_mel_bins, n_fft, o.sample_rate, o.low_freq, o.high_freq); });
   auto mel = at::matmul(spec, bank);  // (B, frames, bins)
   if (o.use_log) mel = at::log(at::clamp_min(mel, std::numeric_limits<float>::epsilon()));
+  if (o.norm_mean != 0.0 || o.norm_scale != 1.0) mel = (mel - o.norm_mean) / o.norm_scale;
   return mel;
 }
 

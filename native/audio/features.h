@@ -17,6 +17,7 @@ struct FbankOptions {
   double preemphasis = 0.97, low_freq = 20, high_freq = 0;  // high ≤ 0: Nyquist + high
   bool remove_dc_offset = true, use_power = true, use_log = true, snip_edges = true;
   double scale = 1.0;  // multiply the waveform first (BEATs: 32768)
+  double norm_mean = 0.0, norm_scale = 1.0;  // output (fbank − mean) / scale (BEATs: 15.41663, 2 · 6.55582)
 };
 
 // waveform (B, N) → (B, frames, num_mel_bins), frames = 1 + (N − frame_length) / frame_shift

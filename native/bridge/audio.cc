@@ -37,6 +37,8 @@ Napi::Value KaldiFbank(const Napi::CallbackInfo& info) {
     num("lowFreq", opt.low_freq);
     num("highFreq", opt.high_freq);
     num("scale", opt.scale);
+    num("normMean", opt.norm_mean);
+    num("normScale", opt.norm_scale);
     flag("removeDcOffset", opt.remove_dc_offset);
     flag("usePower", opt.use_power);
     flag("useLog", opt.use_log);
