@@ -24,18 +24,10 @@ at::Tensor activate(const at::Tensor& x, const std::string& name) {
   TORCH_CHECK(false, "unknown activation '", name, "'");
 }
 
-// torch.nn.Linear's reset_parameters: kaiming_uniform(a=√5) for W, U(±1/√fan_in) for b.
-static void init_linear(at::Tensor& w, at::Tensor& b) {
-  at::NoGradGuard g;
-  double bound = 1.0 / std::sqrt(static_cast<double>(w.size(1)));
-  w.uniform_(-bound, bound);
-  if (b.defined()) b.uniform_(-bound, bound);
-}
-
 LinearModel::LinearModel(int64_t in_features, int64_t out_features, bool has_bias) {
   weight = register_parameter("weight", at::empty({out_features, in_features}));
   if (has_bias) bias = register_parameter("bias", at::empty({out_features}));
-  init_linear(weight, bias);
+  reset_linear(weight, bias);
 }
 
 Tensors LinearModel::forward(const Tensors& in) {
@@ -49,13 +41,13 @@ MlpModel::MlpModel(const std::vector<int64_t>& sizes, const std::string& act, do
     : activation(act), dropout(p) {
   TORCH_CHECK(sizes.size() >= 2, "Mlp needs at least two sizes");
   layers = register_module("layers", torch::nn::ModuleList());
-  for (size_t i = 0; i + 1 < sizes.size(); ++i) layers->push_back(std::make_shared<LinearModel>(sizes[i], sizes[i + 1], bias));
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) layers->push_back(Linear(sizes[i], sizes[i + 1], bias));
 }
 
 Tensors MlpModel::forward(const Tensors& in) {
   at::Tensor x = in.at(0);
   for (size_t i = 0; i < layers->size(); ++i) {
-    x = layers[i]->as<LinearModel>()->forward({x})[0];
+    x = layers[i]->as<LinearImpl>()->forward(x);
     if (i + 1 < layers->size()) {
       x = activate(x, activation);
       if (dropout > 0) x = at::dropout(x, dropout, is_training());

@@ -1,5 +1,6 @@
 // Small general-purpose models: Linear, Mlp, LayerNorm, Embedding.
 #pragma once
+#include "nn/lora.h"
 #include "nn/model.h"
 
 #include <string>
@@ -14,7 +15,7 @@ struct LinearModel : Model {
 };
 
 // sizes[0] → sizes[1] → … → sizes.back(); activation between layers (not after the last);
-// dropout after each activation. Parameters are layers.N.{weight,bias}.
+// dropout after each activation. Parameters are layers.N.{weight,bias} (LoRA-capable Linear).
 struct MlpModel : Model {
   MlpModel(const std::vector<int64_t>& sizes, const std::string& activation, double dropout, bool bias);
   Tensors forward(const Tensors& in) override;

@@ -4,13 +4,17 @@
 
 namespace et::nn {
 
+void reset_linear(at::Tensor& weight, at::Tensor& bias) {
+  at::NoGradGuard g;
+  double bound = 1.0 / std::sqrt(static_cast<double>(weight.size(1)));
+  weight.uniform_(-bound, bound);
+  if (bias.defined()) bias.uniform_(-bound, bound);
+}
+
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
   weight = register_parameter("weight", at::empty({out, in}));
   if (has_bias) bias = register_parameter("bias", at::empty({out}));
-  at::NoGradGuard g;
-  double bound = 1.0 / std::sqrt(static_cast<double>(in));  // torch.nn.Linear's reset_parameters
-  weight.uniform_(-bound, bound);
-  if (has_bias) bias.uniform_(-bound, bound);
+  reset_linear(weight, bias);
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {

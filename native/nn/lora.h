@@ -10,6 +10,9 @@
 
 namespace et::nn {
 
+// torch.nn.Linear's reset_parameters: U(±1/√fan_in) for W and b (= kaiming_uniform(a=√5) for W).
+void reset_linear(at::Tensor& weight, at::Tensor& bias);
+
 struct LinearImpl : torch::nn::Module {
   LinearImpl(int64_t in, int64_t out, bool bias = true);
   at::Tensor forward(const at::Tensor& x);
