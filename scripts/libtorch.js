@@ -2,7 +2,7 @@
 'use strict';
 // The one libtorch discovery used by CMakeLists.txt (cmake-js), binding.gyp (node-gyp,
 // prebuildify) and scripts/install.js. Order: $LIBTORCH, then python3's installed `torch`
-// package, then the project-local `.libtorch/` that `npm install` provisions.
+// package, then the project-local `.libtorch/` that `npm install` provisions (scripts/install.js).
 //
 //   node scripts/libtorch.js            JSON description
 //   node scripts/libtorch.js --root     one field (root, include, libdir, version, cuda, abi, std)
@@ -15,15 +15,21 @@ const { execFileSync } = require('child_process');
 const MIN = [2, 1];
 const PROJECT_ROOT = path.resolve(__dirname, '..');
 const LOCAL = path.join(PROJECT_ROOT, '.libtorch', 'torch');
-const PIP_PIN = 'torch==2.13.0+cpu';
+// The torch release that `npm install` provisions and that prebuilds are built against. Its `+cpu`
+// build is on PyTorch's own wheel index (not on pypi.org); CUDA builds are on .../whl/cu126 etc.
+const TORCH_VERSION = '2.13.0';
+const PIP_PIN = `torch==${TORCH_VERSION}+cpu`;
+const torchIndexUrl = (variant) => `https://download.pytorch.org/whl/${variant}`;
 
 function howToFix() {
   return [
     'emotorch needs libtorch >= ' + MIN.join('.') + '. Possible solutions:',
     '  - set LIBTORCH to an unpacked libtorch directory (it contains include/ and lib/), or',
-    '  - install PyTorch for python3:  python3 -m pip install ' + PIP_PIN + ' (EMOTORCH_PYTHON picks another interpreter), or',
-    '  - run `npm install` again with python3 and pip available: it installs ' + PIP_PIN,
-    '    into ' + path.join(PROJECT_ROOT, '.libtorch'),
+    '  - install PyTorch for python3 (EMOTORCH_PYTHON picks another interpreter):',
+    `      python3 -m pip install ${PIP_PIN} --extra-index-url ${torchIndexUrl('cpu')}`,
+    '  - or run `npm install` again with python3 and pip available: it installs ' + PIP_PIN + ' into',
+    '    ' + path.join(PROJECT_ROOT, '.libtorch') + ' (offline: EMOTORCH_TORCH_WHEEL=/path/to/torch-*.whl or a',
+    '    directory of wheels; a mirror: EMOTORCH_TORCH_INDEX_URL; CUDA: EMOTORCH_TORCH_VARIANT=cu126 etc.)',
   ].join('\n');
 }
 
@@ -33,18 +39,18 @@ function isLibtorch(dir) {
      fs.existsSync(path.join(dir, 'lib', 'libtorch_cpu.dylib')));
 }
 
-function fromPython() {
+function fromPython(env) {
   // Every python3 on PATH, in order, until one has torch. ($PYTHON is not used: node-gyp sets it
   // to the interpreter it runs gyp with, and build tools put /usr/bin early on PATH.)
-  const candidates = process.env.EMOTORCH_PYTHON ? [process.env.EMOTORCH_PYTHON] : [];
-  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+  const candidates = env.EMOTORCH_PYTHON ? [env.EMOTORCH_PYTHON] : [];
+  for (const dir of (env.PATH || '').split(path.delimiter)) {
     const exe = path.join(dir, 'python3');
     if (dir && !dir.includes('node_gyp_bins') && fs.existsSync(exe) && !candidates.includes(exe)) candidates.push(exe);
   }
   for (const py of candidates) {
     try {
       const out = execFileSync(py, ['-c', 'import os, torch; print(os.path.dirname(torch.__file__))'], {
-        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000, env: { ...process.env, PYTHONPATH: '' },
+        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000, env: { ...env, PYTHONPATH: '' },
       }).trim();
       if (out) return out;
     } catch {
@@ -94,15 +100,17 @@ function describe(root, source) {
   return { root, source, version: version.join('.'), libdir, include, cuda, abi: readAbi(root), std };
 }
 
-function find() {
-  const env = process.env.LIBTORCH;
-  if (env) {
-    if (!isLibtorch(env)) throw new Error(`LIBTORCH=${env} is not a libtorch directory (no include/ATen/ATen.h or lib/libtorch_cpu.so).\n` + howToFix());
-    return describe(path.resolve(env), 'LIBTORCH');
+// The libtorch to build against, or null. `env` and `local` (the provisioned copy) are injectable
+// for tests; throws when $LIBTORCH is set but wrong, or a libtorch is too old.
+function find(env = process.env, local = LOCAL) {
+  const given = env.LIBTORCH;
+  if (given) {
+    if (!isLibtorch(given)) throw new Error(`LIBTORCH=${given} is not a libtorch directory (no include/ATen/ATen.h or lib/libtorch_cpu.so).\n` + howToFix());
+    return describe(path.resolve(given), 'LIBTORCH');
   }
-  const py = fromPython();
+  const py = fromPython(env);
   if (py && isLibtorch(py)) return describe(py, 'python3 torch');
-  if (isLibtorch(LOCAL)) return describe(LOCAL, 'project .libtorch');
+  if (isLibtorch(local)) return describe(local, 'project .libtorch');
   return null;
 }
 
@@ -137,7 +145,7 @@ function sources() {
   return out;
 }
 
-module.exports = { find, howToFix, cflags, libs, rpaths, sources, PIP_PIN, LOCAL };
+module.exports = { find, isLibtorch, howToFix, cflags, libs, rpaths, sources, TORCH_VERSION, PIP_PIN, torchIndexUrl, LOCAL };
 
 if (require.main === module) {
   if (process.argv[2] === '--sources') {
