@@ -4,7 +4,7 @@
 //   1. Use the addon if it already loads (built before, or a prebuild whose libtorch is there).
 //   2. Make sure libtorch is there: $LIBTORCH, python3's torch, or the project's `.libtorch/`, which
 //      is provisioned with pip (provisionLibtorch below) when nothing else is found, when a prebuild
-//      needs it, or when an EMOTORCH_TORCH_* variable asks for it.
+//      needs it, or when EMOTORCH_TORCH_VARIANT or EMOTORCH_TORCH_WHEEL asks for it.
 //   3. Try the prebuild (prebuilds/<platform>-<arch>/, a CPU build against torch TORCH_VERSION).
 //   4. Compile (cmake-js; node-gyp when cmake is missing) only when no prebuild loads.
 // Environment:
@@ -238,8 +238,9 @@ function install(o = {}) {
   const req = torchRequest(env);
   const found = find(env);
   // Provision .libtorch (and build against it) when nothing else is there, when it is what is in
-  // use, or when an EMOTORCH_TORCH_* variable asks for it; $LIBTORCH always wins.
-  const asked = ['EMOTORCH_TORCH_VARIANT', 'EMOTORCH_TORCH_WHEEL', 'EMOTORCH_TORCH_INDEX_URL'].some((k) => env[k] !== undefined);
+  // use, or when EMOTORCH_TORCH_VARIANT / _WHEEL asks for it; $LIBTORCH always wins. (The index URL
+  // only says where from.)
+  const asked = Boolean(env.EMOTORCH_TORCH_VARIANT || env.EMOTORCH_TORCH_WHEEL);
   const useLocal = !env.LIBTORCH && (!found || found.source === 'project .libtorch' || asked);
   const localReady = holdsTorch(target, req.version);
 

@@ -280,6 +280,13 @@ describe('the install hook: provision libtorch, then the prebuild, compile last'
       .toEqual(['find -', 'loads false', 'find -', 'compile -', 'loads true']);
   });
 
+  it("EMOTORCH_TORCH_VARIANT or _WHEEL asks for .libtorch over python3's torch; the index URL alone does not", () => {
+    expect(run({ EMOTORCH_TORCH_VARIANT: 'cpu' }, { found: PY_TORCH, loads: [true] }).calls)
+      .toEqual(['find -', 'provision .libtorch', 'find .libtorch/torch', 'compile .libtorch/torch', 'loads true']);
+    expect(run({ EMOTORCH_TORCH_INDEX_URL: 'https://mirror.example/whl/cpu' }, { found: PY_TORCH, loads: [false, true] }).calls)
+      .toEqual(['find -', 'loads false', 'find -', 'compile -', 'loads true']);
+  });
+
   it('LIBTORCH: no provisioning and no prebuild, compiled against it', () => {
     expect(run({ LIBTORCH: '/opt/libtorch' }, { prebuild: true, loads: [false, true] }).calls)
       .toEqual(['find /opt/libtorch', 'loads false', 'find /opt/libtorch', 'compile /opt/libtorch', 'loads true']);
