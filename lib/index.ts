@@ -3,7 +3,8 @@
  * This file is the public API; everything a user imports comes from here.
  */
 import { binding } from './native';
-import { checkInt } from './errors';
+import * as os from 'os';
+import { checkInt, invalid } from './errors';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const pkg = require('../package.json') as { version: string };
@@ -24,6 +25,7 @@ export * as optim from './train';
 export * as io from './io';
 export * as audio from './audio';
 export * as data from './data';
+export * as metrics from './metrics';
 
 /** Versions of emotorch and the libtorch it runs on, and whether CUDA is usable. */
 export const versions: { emotorch: string; libtorch: string; cuda: boolean; cudnn?: string } = (() => {
@@ -36,9 +38,16 @@ export function manualSeed(seed: number): void {
   binding.manualSeed(checkInt(seed, 'seed', 0));
 }
 
-/** Sets the number of threads libtorch uses for intra-op parallelism. */
+/**
+ * Sets the number of threads libtorch uses for intra-op parallelism: 1 to 4 × the machine's
+ * cores (at least 8). More threads than that only oversubscribe the cores, and absurd counts
+ * exhaust the system's threads.
+ * @throws EmotorchError ERR_INVALID_ARG outside that range.
+ */
 export function setNumThreads(n: number): void {
-  binding.setNumThreads(checkInt(n, 'threads', 1));
+  const max = Math.min(1024, Math.max(8, 4 * os.availableParallelism()));
+  if (!Number.isInteger(n) || n < 1 || n > max) invalid(`an integer from 1 to ${max}`, 'threads', n);
+  binding.setNumThreads(n);
 }
 
 /** The number of intra-op threads libtorch uses. */

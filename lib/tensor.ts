@@ -27,6 +27,12 @@ export interface CreateOptions {
   requiresGrad?: boolean;
 }
 
+const BYTES: Record<string, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
+/** The largest ArrayBuffer this Node.js can allocate. */
+const MAX_BUFFER: number = require('buffer').constants.MAX_LENGTH;
+/** toArray() builds one JS number per element: beyond this, use data(). */
+const MAX_TO_ARRAY = 1 << 26;
+
 function h(t: Tensor | Scalar, name: string): TensorHandle | Scalar {
   if (t instanceof Tensor) return t.handle;
   if (typeof t === 'number' || typeof t === 'boolean') return t;
@@ -106,7 +112,15 @@ export class Tensor {
     const g = this.handle.grad();
     return g ? new Tensor(g) : null;
   }
-  set grad(g: Tensor | null) { this.handle.setGrad(g ? g.handle : null); }
+  /**
+   * Sets the gradient (as PyTorch: same shape, dtype and device as this tensor; a view that is
+   * not contiguous is stored as a contiguous copy).
+   * @throws EmotorchError ERR_INVALID_ARG for a non-Tensor or a mismatched gradient.
+   */
+  set grad(g: Tensor | null) {
+    if (g !== null && g !== undefined && !(g instanceof Tensor)) invalid('a Tensor or null', 'grad', g);
+    this.handle.setGrad(g ? g.handle : null);
+  }
   /** True for tensors created by the user (not the result of a recorded operation). */
   get isLeaf(): boolean { return this.handle.isLeaf(); }
   /** True after {@link dispose}. */
@@ -123,16 +137,21 @@ export class Tensor {
    * Float32Array, int64 as BigInt64Array, bool as Uint8Array).
    */
   async data(): Promise<TypedArray> {
+    this.checkReadable('data()');
     const [buf, dt] = await this.handle.data();
     return arrayOf(buf, dt);
   }
   /** Synchronous {@link data}: blocks the event loop while the copy runs. */
   dataSync(): TypedArray {
+    this.checkReadable('dataSync()');
     const [buf, dt] = this.handle.dataSync();
     return arrayOf(buf, dt);
   }
   /** The elements as nested JS arrays of numbers (or booleans). */
   toArray(): NestedArray {
+    if (this.numel > MAX_TO_ARRAY) {
+      throw new EmotorchError(`toArray(): ${this.numel} elements are too many for nested JS arrays (at most ${MAX_TO_ARRAY}); use data() for a TypedArray`, 'ERR_INVALID_ARG');
+    }
     const flat = this.dataSync();
     const bool = this.dtype === 'bool';
     const vals: (number | boolean)[] = Array.from(flat as ArrayLike<number | bigint>, (v) => (bool ? v !== 0 : Number(v)));
@@ -147,6 +166,14 @@ export class Tensor {
     };
     return build(0, 0);
   }
+  private checkReadable(what: string): void {
+    const itemBytes = ({ float16: 4, bfloat16: 4 } as Record<string, number>)[this.dtype] ?? BYTES[this.dtype];
+    const bytes = this.numel * itemBytes;
+    if (bytes > MAX_BUFFER) {
+      throw new EmotorchError(`${what}: the tensor needs ${bytes} bytes on the JS side, more than the ${MAX_BUFFER} an ArrayBuffer can hold; read it in slices`, 'ERR_INVALID_ARG');
+    }
+  }
+
   /**
    * The value of a one-element tensor.
    * @throws EmotorchError when the tensor has more than one element.
@@ -355,7 +382,8 @@ export function tensor(data: TensorData, opts: TensorOptions = {}): Tensor {
   if (ArrayBuffer.isView(data)) {
     const d = dtypeOfArray(data);
     if (d === null) invalid('a Float32Array, Float64Array, BigInt64Array, Int32Array, Int16Array, Int8Array or Uint8Array', 'tensor data', data);
-    src = data;
+    // A view of a SharedArrayBuffer cannot cross into native code as an ArrayBuffer: copy it.
+    src = typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer ? (data as TypedArray).slice() : data;
     srcDtype = d;
     shape = opts.shape ? shapeArg(opts.shape) : [(data as TypedArray).length];
   } else {
@@ -462,6 +490,7 @@ export function isGradEnabled(): boolean { return binding.isGradEnabled(); }
  * const logits = await et.noGrad(() => model.forward(x));
  */
 export function noGrad<T>(fn: () => T): T {
+  if (typeof fn !== 'function') invalid('a function', 'noGrad(fn)', fn);
   const prev = binding.isGradEnabled();
   binding.setGradEnabled(false);
   let result: T;
@@ -485,6 +514,8 @@ export function noGrad<T>(fn: () => T): T {
  * const logits = await et.autocast({ dtype: 'bfloat16' }, () => model.forward(x));
  */
 export function autocast<T>(opts: { device?: 'cpu' | 'cuda'; dtype?: 'float16' | 'bfloat16' }, fn: () => T): T {
+  if (!opts || typeof opts !== 'object') invalid('an options object', 'autocast(opts)', opts);
+  if (typeof fn !== 'function') invalid('a function', 'autocast(fn)', fn);
   const device = opts.device ?? 'cuda';
   if (device !== 'cpu' && device !== 'cuda') invalid("'cpu' or 'cuda'", 'autocast device', device);
   const dtype = opts.dtype ?? (device === 'cuda' ? 'float16' : 'bfloat16');

@@ -4,6 +4,7 @@
  * atomically (temporary file, then rename: a failed save never leaves a half-written file).
  */
 import * as fs from 'fs';
+import { resolve as resolvePath } from 'path';
 import { binding } from '../native';
 import { Tensor } from '../tensor';
 import { DType } from '../dtype';
@@ -133,7 +134,7 @@ export async function loadSafetensors(path: string, opts: { only?: Iterable<stri
 
 /**
  * Saves named tensors as safetensors (any device; written as their dtype), with optional string
- * metadata. The file is replaced atomically.
+ * metadata. The file is replaced atomically; concurrent saves to one path run in call order.
  * @throws EmotorchError ERR_INVALID_ARG for a non-Tensor value or non-string metadata; ERR_IO on
  *   a write failure (the old file, if any, is left untouched).
  */
@@ -155,5 +156,18 @@ export async function saveSafetensors(path: string, tensors: Map<string, Tensor>
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  await binding.writeSafetensors(path, json, items.map(([, t]) => t.handle));
+  const handles = items.map(([, t]) => t.handle);
+  // Saves to one path run one after another in call order, so a save that resolves finds its own
+  // data in the file and the last call wins (each writes its own temporary file, then renames).
+  const key = resolvePath(path);
+  const mine = (inFlight.get(key) ?? Promise.resolve()).catch(() => undefined).then(() => binding.writeSafetensors(path, json, handles));
+  inFlight.set(key, mine);
+  try {
+    await mine;
+  } finally {
+    if (inFlight.get(key) === mine) inFlight.delete(key);
+  }
 }
+
+/** The last save started for each resolved path. */
+const inFlight = new Map<string, Promise<void>>();

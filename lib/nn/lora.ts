@@ -109,7 +109,7 @@ export async function loadLoraAdapter(module: Module, dir: string): Promise<stri
 export async function saveLoraAdapter(module: Module, dir: string, opts: { baseModel?: string } = {}): Promise<void> {
   const o = applied.get(module);
   if (!o) throw new EmotorchError('saveLoraAdapter: no LoRA was applied to this module', 'ERR_INVALID_ARG');
-  fs.mkdirSync(dir, { recursive: true });
+  if (typeof dir !== 'string' || !dir) invalid('a folder path', 'dir', dir);
   const tensors = new Map<string, Tensor>();
   for (const [n, p] of module.namedParameters()) {
     if (n.includes('.lora_')) tensors.set(`base_model.model.${n.replace(/\.default\.weight$/, '.weight')}`, p);
@@ -118,6 +118,26 @@ export async function saveLoraAdapter(module: Module, dir: string, opts: { baseM
     peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: opts.baseModel ?? null, r: o.r, lora_alpha: o.alpha,
     lora_dropout: o.dropout, target_modules: o.targetModules, bias: 'none', fan_in_fan_out: false, inference_mode: true,
   };
-  await saveSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
-  fs.writeFileSync(path.join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2));
+  let created: string | undefined;
+  try {
+    created = fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new EmotorchError(`saveLoraAdapter: cannot create the folder '${dir}': ${(e as Error).message}`, 'ERR_IO');
+  }
+  try {
+    await saveSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+    const cfgPath = path.join(dir, 'adapter_config.json');
+    const tmp = `${cfgPath}.tmp-${process.pid}-${Date.now()}`;
+    try {
+      fs.writeFileSync(tmp, JSON.stringify(config, null, 2));
+      fs.renameSync(tmp, cfgPath);
+    } catch (e) {
+      fs.rmSync(tmp, { force: true });
+      throw new EmotorchError(`saveLoraAdapter: cannot write '${cfgPath}': ${(e as Error).message}`, 'ERR_IO');
+    }
+  } catch (e) {
+    // Leave nothing behind that this call created (a folder without an adapter would look like one).
+    if (created) fs.rmSync(created, { recursive: true, force: true });
+    throw e;
+  }
 }

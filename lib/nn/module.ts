@@ -4,7 +4,7 @@
  * parameters; both share this interface.
  */
 import { binding, ModuleHandle } from '../native';
-import { Tensor, checkTensor } from '../tensor';
+import { Tensor, checkTensor, zeros } from '../tensor';
 import { DType, checkDtype, isFloating } from '../dtype';
 import { Device, checkDevice } from '../device';
 import { EmotorchError, invalid } from '../errors';
@@ -54,6 +54,9 @@ export abstract class Module {
   registerParameter(name: string, t: Tensor): Tensor {
     if (typeof name !== 'string' || !name || name.includes('.')) invalid('a non-empty name without dots', 'parameter name', name);
     checkTensor(t, `parameter '${name}'`);
+    // Optimizers update parameters in place as flat memory: a strided or expanded view becomes
+    // a contiguous tensor of its own (the view's base is never written through it).
+    t = t.contiguous();
     if (!t.isLeaf) t = t.detach();
     t.requiresGrad = true;
     this._params.set(name, t);
@@ -222,6 +225,24 @@ export abstract class NativeModule extends Module {
   }
   protected setNativeTraining(on: boolean): void { this.native.setTraining(on); }
   protected moveNative(device: string | null, dtype: string | null): Promise<void> { return this.native.to(device, dtype); }
+  /**
+   * @internal The one input convention: an object of named inputs, or (where a model has one
+   * obvious input) that tensor alone, which becomes `inputs[primary]`.
+   */
+  protected namedInputs<I extends object>(inputs: I | Tensor, primary: keyof I & string, model: string): I {
+    if (inputs instanceof Tensor) return { [primary]: inputs } as I;
+    if (!inputs || typeof inputs !== 'object' || Array.isArray(inputs)) invalid(`an inputs object ({ ${primary}, … }) or a Tensor`, `${model} inputs`, inputs);
+    return inputs;
+  }
+  /** @internal Rejects a zero-length sequence axis (an empty batch is fine: it gives empty outputs). */
+  protected checkLength(length: number, name: string, min = 1): void {
+    if (length < min) invalid(min === 1 ? 'a non-empty sequence' : `at least ${min} positions`, `${name} length`, length);
+  }
+  /** @internal Zeros of `shape` in this module's floating dtype on `device`: the output of an empty batch. */
+  protected emptyOutput(shape: number[], device: string): Tensor {
+    const p = this.parameters().find((t) => isFloating(t.dtype));
+    return zeros(shape, { dtype: p?.dtype ?? 'float32', device: device as Device });
+  }
   /** @internal Runs the native forward over positional tensors (null = not given). */
   protected async run(inputs: Array<Tensor | null | undefined>): Promise<Array<Tensor | null>> {
     const out = await this.native.forward(inputs.map((t) => (t ? t.handle : null)));

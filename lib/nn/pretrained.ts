@@ -125,37 +125,62 @@ export function stripPrefix(sd: StateDict, prefixes: readonly string[]): StateDi
   return sd;
 }
 
+/**
+ * The kind of each config field: `int` any integer (token ids), `nonneg` an integer ≥ 0 (layer
+ * counts), `posint` an integer ≥ 1 (sizes), `number` finite, `posnum` finite and > 0 (eps, rope
+ * theta), `nonnegnum` finite and ≥ 0 (init std), `prob` in [0, 1], `act` an activation name,
+ * `bool`, `string`, or `any` (checked by the model itself).
+ */
 export type ConfigSpec<C> = {
-  [K in keyof C]: C[K] extends number ? 'int' | 'posint' | 'number' | 'prob' : C[K] extends boolean ? 'bool' : C[K] extends string ? 'string' : 'any';
+  [K in keyof C]: C[K] extends number ? 'int' | 'nonneg' | 'posint' | 'number' | 'posnum' | 'nonnegnum' | 'prob'
+    : C[K] extends boolean ? 'bool' : C[K] extends string ? 'string' | 'act' : 'any';
 };
+
+/** Activation names the native layers implement (HF `ACT2FN` aliases are mapped onto them). */
+export const ACTIVATIONS = ['relu', 'gelu', 'gelu_tanh', 'tanh', 'silu', 'sigmoid', 'identity'] as const;
+const ACT_ALIASES: Record<string, string> = { swish: 'silu', gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', linear: 'identity' };
+
+const KIND_TEXT: Record<string, string> = {
+  int: 'an integer', nonneg: 'a non-negative integer', posint: 'a positive integer', number: 'a finite number',
+  posnum: 'a positive finite number', nonnegnum: 'a non-negative finite number', prob: 'a number in [0, 1]', bool: 'a boolean',
+  string: 'a string', act: `one of ${[...ACTIVATIONS, ...Object.keys(ACT_ALIASES)].map((a) => `'${a}'`).join(', ')}`,
+};
+
+function fits(kind: string, v: unknown): boolean {
+  const num = typeof v === 'number' && Number.isFinite(v);
+  switch (kind) {
+    case 'int': return Number.isSafeInteger(v);
+    case 'nonneg': return Number.isSafeInteger(v) && (v as number) >= 0;
+    case 'posint': return Number.isSafeInteger(v) && (v as number) > 0;
+    case 'number': return num;
+    case 'posnum': return num && (v as number) > 0;
+    case 'nonnegnum': return num && (v as number) >= 0;
+    case 'prob': return num && (v as number) >= 0 && (v as number) <= 1;
+    case 'bool': return typeof v === 'boolean';
+    case 'string': return typeof v === 'string';
+    case 'act': return typeof v === 'string' && ((ACTIVATIONS as readonly string[]).includes(v) || v in ACT_ALIASES);
+    default: return true;
+  }
+}
 
 /**
  * A fully defaulted config: each field from `given` (HF config.json names) or the default,
- * checked against its kind; fields the model does not use are ignored.
+ * checked against its kind; fields the model does not use are ignored. Activation aliases are
+ * normalized (`swish` → `silu`, `gelu_new` → `gelu_tanh`).
  * @throws EmotorchError ERR_INVALID_ARG naming the field.
  */
 export function resolveConfig<C extends object>(model: string, defaults: C, spec: ConfigSpec<C>, given: Partial<C> | Record<string, unknown>): C {
-  if (!given || typeof given !== 'object') invalid('a config object', `${model} config`, given);
+  if (!given || typeof given !== 'object' || Array.isArray(given)) invalid('a config object', `${model} config`, given);
   const out = { ...defaults } as Record<string, unknown>;
   for (const [k, kind] of Object.entries(spec) as [string, string][]) {
     const v = (given as Record<string, unknown>)[k];
     if (v === undefined || v === null) continue;
-    const name = `${model} config.${k}`;
-    const ok =
-      kind === 'int' ? Number.isInteger(v) :
-      kind === 'posint' ? Number.isInteger(v) && (v as number) > 0 :
-      kind === 'number' ? typeof v === 'number' && Number.isFinite(v) :
-      kind === 'prob' ? typeof v === 'number' && v >= 0 && v <= 1 :
-      kind === 'bool' ? typeof v === 'boolean' :
-      kind === 'string' ? typeof v === 'string' : true;
-    if (!ok) {
-      const what = { int: 'an integer', posint: 'a positive integer', number: 'a finite number', prob: 'a number in [0, 1]', bool: 'a boolean', string: 'a string' }[kind] ?? 'a value';
-      invalid(what, name, v);
-    }
-    out[k] = v;
+    if (!fits(kind, v)) invalid(KIND_TEXT[kind] ?? 'a value', `${model} config.${k}`, v);
+    out[k] = kind === 'act' ? ACT_ALIASES[v as string] ?? v : v;
   }
   return out as C;
 }
+
 
 export interface PretrainedOptions extends ModuleOptions {
   /** Default true: missing or unexpected keys are an error (after the model's own renames). */

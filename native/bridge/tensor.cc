@@ -47,7 +47,12 @@ std::pair<std::string, std::string> describe_current_exception(const std::string
   } catch (const c10::NotImplementedError& e) {
     return {"ERR_NOT_IMPLEMENTED", trim(e.what_without_backtrace())};
   } catch (const c10::Error& e) {
-    return {default_code, trim(e.what_without_backtrace())};
+    std::string msg = trim(e.what_without_backtrace());
+    // The CPU allocator reports exhaustion as a plain c10::Error.
+    if (msg.find("DefaultCPUAllocator: can't allocate memory") != std::string::npos ||
+        msg.find("DefaultCPUAllocator: not enough memory") != std::string::npos)
+      return {"ERR_OUT_OF_MEMORY", msg};
+    return {default_code, msg};
   } catch (const std::bad_alloc&) {
     return {"ERR_OUT_OF_MEMORY", "out of memory"};
   } catch (const std::exception& e) {
@@ -129,6 +134,19 @@ class Task : public Napi::AsyncWorker {
     }
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  // Replaces node-addon-api's version, which lets a failing N-API call escape as a C++ exception
+  // (std::terminate) when the environment is being torn down, e.g. a worker_threads Worker
+  // terminated while this task ran: then nobody is left to receive the result, so drop it.
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    if (status != napi_cancelled) {
+      try {
+        Napi::HandleScope scope(env);
+        OnOK();
+      } catch (...) {
+      }
+    }
+    Destroy();
+  }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -266,7 +284,10 @@ TensorHandle::~TensorHandle() { release(Env()); }
 
 void TensorHandle::release(Napi::Env env) {
   if (reported_) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
+    try {
+      Napi::MemoryManagement::AdjustExternalMemory(env, -reported_);
+    } catch (...) {  // during environment teardown; runs inside a destructor, so never rethrow
+    }
     reported_ = 0;
   }
   t_ = at::Tensor();
@@ -324,7 +345,22 @@ Napi::Value TensorHandle::Grad(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::SetGrad(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     at::Tensor t = tensor();
-    t.mutable_grad() = info[0].IsNull() || info[0].IsUndefined() ? at::Tensor() : to_tensor(info[0], "grad");
+    if (info[0].IsNull() || info[0].IsUndefined()) {
+      t.mutable_grad() = at::Tensor();
+      return info.Env().Undefined();
+    }
+    at::Tensor g = to_tensor(info[0], "grad");
+    // As PyTorch's setter: the gradient must match the tensor it belongs to.
+    if (g.sizes() != t.sizes())
+      throw CodedError("ERR_INVALID_ARG", "grad has shape " + c10::str(g.sizes()) + " but the tensor has shape " + c10::str(t.sizes()));
+    if (g.scalar_type() != t.scalar_type())
+      throw CodedError("ERR_INVALID_ARG", "grad has dtype " + dtype_name(g.scalar_type()) + " but the tensor has dtype " + dtype_name(t.scalar_type()));
+    if (g.device() != t.device())
+      throw CodedError("ERR_INVALID_ARG", "grad is on " + g.device().str() + " but the tensor is on " + t.device().str());
+    if (g.layout() != at::kStrided) throw CodedError("ERR_INVALID_ARG", "grad must be a dense (strided) tensor");
+    // Optimizers update gradients as flat memory: an expanded or strided view is stored as its own copy.
+    if (!g.is_contiguous()) g = g.contiguous();
+    t.mutable_grad() = g.detach();
     return info.Env().Undefined();
   });
 }
@@ -435,7 +471,9 @@ static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
 
 static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    at::set_num_threads(static_cast<int>(to_double(info[0], "threads")));
+    double n = to_double(info[0], "threads");
+    if (!(n >= 1 && n <= 1024)) throw CodedError("ERR_INVALID_ARG", "threads must be in [1, 1024]");
+    at::set_num_threads(static_cast<int>(n));
     return info.Env().Undefined();
   });
 }

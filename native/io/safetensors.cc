@@ -1,12 +1,17 @@
 #include "io/safetensors.h"
 
+#include <dirent.h>
 #include <fcntl.h>
-#include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -14,37 +19,74 @@ namespace et::io {
 
 namespace {
 
-struct Mapping {
-  void* addr = MAP_FAILED;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != MAP_FAILED && size > 0) munmap(addr, size);
-  }
-};
-
 std::string sys_error(const std::string& what, const std::string& path) {
   return what + " '" + path + "': " + std::strerror(errno);
 }
 
+// Opens a regular file for reading without blocking on FIFOs or devices.
+int open_regular(const std::string& path, struct stat* st) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  TORCH_CHECK(fd >= 0, sys_error("cannot open", path));
+  if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+    int err = errno;
+    ::close(fd);
+    errno = err;
+    TORCH_CHECK(false, "'", path, "' is not a regular file");
+  }
+  return fd;
+}
+
+// Reads exactly n bytes at offset, or fails naming the file (short reads mean it shrank).
+void read_exact(int fd, char* dst, uint64_t n, uint64_t offset, const std::string& path) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, dst, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    TORCH_CHECK(r >= 0, sys_error("cannot read", path));
+    TORCH_CHECK(r > 0, "safetensors file '", path, "' is truncated (it changed while being read?)");
+    dst += r;
+    n -= static_cast<uint64_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+}
+
+// Removes `<name>.tmp-<pid>[-…]` files next to `path` left by saves whose process is gone (a
+// save killed mid-write cannot clean up after itself).
+void remove_stale_temporaries(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+  std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp-";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (struct dirent* ent = ::readdir(d)) {
+    std::string name = ent->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    char* end = nullptr;
+    long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    if (pid <= 0 || end == name.c_str() + prefix.size() || (*end != '\0' && *end != '-')) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // its writer may still be running
+    std::remove((dir + "/" + name).c_str());
+  }
+  ::closedir(d);
+}
+
+struct Fd {
+  int fd;
+  ~Fd() { ::close(fd); }
+};
+
 }  // namespace
 
+// Tensors own their bytes (read with pread, not views of a mapping): a view of a mapped file
+// dies with SIGBUS when another program truncates the file, and changes silently when it is
+// rewritten in place.
 std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start,
                                          const std::vector<TensorEntry>& entries) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  TORCH_CHECK(fd >= 0, sys_error("cannot open", path));
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    TORCH_CHECK(false, sys_error("cannot stat", path));
-  }
-  auto map = std::make_shared<Mapping>();
-  map->size = static_cast<size_t>(st.st_size);
-  if (map->size > 0) map->addr = mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  TORCH_CHECK(map->size == 0 || map->addr != MAP_FAILED, sys_error("cannot map", path));
-  TORCH_CHECK(data_start <= map->size, "safetensors file '", path, "' is truncated: header ends at byte ", data_start,
-              " but the file has ", map->size);
-  uint64_t data_size = map->size - data_start;
+  Fd file{open_regular(path, &st)};
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  TORCH_CHECK(data_start <= size, "safetensors file '", path, "' is truncated: header ends at byte ", data_start,
+              " but the file has ", size);
+  uint64_t data_size = size - data_start;
   std::vector<at::Tensor> out;
   out.reserve(entries.size());
   for (const auto& e : entries) {
@@ -55,26 +97,28 @@ std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_
     uint64_t nbytes = static_cast<uint64_t>(numel) * at::elementSize(e.dtype);
     TORCH_CHECK(nbytes == e.end - e.begin, "safetensors file '", path, "': tensor '", e.name, "' has ", e.end - e.begin,
                 " bytes but its dtype and shape need ", nbytes);
-    char* ptr = static_cast<char*>(map->addr) + data_start + e.begin;
-    auto opts = at::TensorOptions().dtype(e.dtype);
-    if (nbytes == 0) {
-      out.push_back(at::empty(e.shape, opts));
-    } else if (reinterpret_cast<uintptr_t>(ptr) % at::elementSize(e.dtype) != 0) {
-      // Misaligned data (a header not padded to 8 bytes): copy instead of viewing.
-      auto t = at::empty(e.shape, opts);
-      std::memcpy(t.data_ptr(), ptr, nbytes);
-      out.push_back(t);
-    } else {
-      out.push_back(at::from_blob(ptr, e.shape, [map](void*) {}, opts));
-    }
+    auto t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
+    if (nbytes) read_exact(file.fd, static_cast<char*>(t.data_ptr()), nbytes, data_start + e.begin, path);
+    out.push_back(std::move(t));
   }
   return out;
 }
 
 void write_safetensors(const std::string& path, const std::string& header, const std::vector<at::Tensor>& tensors) {
-  std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  TORCH_CHECK(f, sys_error("cannot create", tmp));
+  // A temporary name no other save shares (same process included), created exclusively; the
+  // rename makes the file appear whole or not at all.
+  remove_stale_temporaries(path);
+  static std::atomic<uint64_t> counter{0};
+  std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(++counter) + "-" +
+                    std::to_string(static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) & 0xffffff);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  TORCH_CHECK(fd >= 0, sys_error("cannot create", tmp));
+  FILE* f = ::fdopen(fd, "wb");
+  if (!f) {
+    ::close(fd);
+    std::remove(tmp.c_str());
+    TORCH_CHECK(false, sys_error("cannot open", tmp));
+  }
   auto fail = [&](const std::string& msg) {
     std::fclose(f);
     std::remove(tmp.c_str());

@@ -1,4 +1,4 @@
-// safetensors files: memory-mapped reading, atomic writing. The JSON header is parsed and
+// safetensors files: reading into owned memory, atomic writing. The JSON header is parsed and
 // validated in TypeScript (lib/io/safetensors.ts); these functions take its parsed entries.
 #pragma once
 #include <ATen/ATen.h>
@@ -15,13 +15,13 @@ struct TensorEntry {
   uint64_t begin, end;  // byte offsets relative to the start of the data section
 };
 
-// Maps the file copy-on-write; each tensor views the mapping (which stays alive while any does).
-// Checks every entry's byte range against the file and the dtype×shape size.
+// Reads each entry into a tensor that owns its bytes (so later changes to the file cannot reach
+// it); only regular files are opened. Checks every byte range against the file and dtype×shape.
 std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start,
                                          const std::vector<TensorEntry>& entries);
 
 // Writes `header` (the JSON, already laid out for these tensors in order) and the tensors'
-// bytes to a temporary file in the same folder, then renames it over `path`.
+// bytes to a uniquely named temporary file in the same folder, then renames it over `path`.
 void write_safetensors(const std::string& path, const std::string& header, const std::vector<at::Tensor>& tensors);
 
 }  // namespace et::io

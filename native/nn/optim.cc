@@ -1,5 +1,7 @@
 #include "nn/optim.h"
 
+#include <ATen/MemoryOverlap.h>
+
 #include <map>
 #include <torch/version.h>
 
@@ -16,8 +18,23 @@ void Optimizer::zero_grad() {
     for (auto& p : grp.params) p.mutable_grad() = at::Tensor();
 }
 
+// Every parameter is updated in place: it must be a tensor that owns its elements once
+// (not an expanded view), and its gradient must match it.
+static void check_param(const at::Tensor& p, size_t g, size_t i) {
+  TORCH_CHECK(p.layout() == at::kStrided && at::has_internal_overlap(p) != at::MemOverlap::Yes, "parameter ", i, " of group ", g,
+              " is a view whose elements overlap in memory (shape ", p.sizes(), ", strides ", p.strides(),
+              "): optimize a contiguous copy (t.contiguous() or t.clone())");
+  const auto& grad = p.grad();
+  if (!grad.defined()) return;
+  TORCH_CHECK(grad.sizes() == p.sizes() && grad.scalar_type() == p.scalar_type() && grad.device() == p.device(),
+              "parameter ", i, " of group ", g, ": its grad (", grad.scalar_type(), " ", grad.sizes(), " on ", grad.device(),
+              ") does not match it (", p.scalar_type(), " ", p.sizes(), " on ", p.device(), ")");
+}
+
 void Optimizer::step() {
   at::NoGradGuard no_grad;
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (size_t i = 0; i < groups[g].params.size(); ++i) check_param(groups[g].params[i], g, i);
   for (size_t g = 0; g < groups.size(); ++g) kind == "adamw" ? adamw(g) : sgd(g);
 }
 
@@ -37,16 +54,19 @@ void Optimizer::adamw(size_t g) {
       s.exp_avg_sq = at::zeros_like(p, at::MemoryFormat::Preserve);
       s.step = at::zeros({}, p.options().dtype(at::kFloat));
     }
-    auto& b = buckets[{p.device().str(), static_cast<int>(p.scalar_type())}];
+    // The fused kernel walks p, grad and the moments as flat arrays: only contiguous parameters
+    // go there (with a contiguous grad); any other dense layout takes the per-tensor path.
+    bool flat = p.is_contiguous();
+    auto& b = buckets[{p.device().str() + (flat ? "" : "/strided"), static_cast<int>(p.scalar_type())}];
     b.p.push_back(p);
-    b.grad.push_back(grad);
+    b.grad.push_back(flat ? grad.contiguous() : grad);
     b.m.push_back(s.exp_avg);
     b.v.push_back(s.exp_avg_sq);
     b.steps.push_back(s.step);
   }
   for (auto& [key, b] : buckets) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    if (at::isFloatingType(b.p[0].scalar_type())) {
+    if (at::isFloatingType(b.p[0].scalar_type()) && b.p[0].is_contiguous()) {
       at::_foreach_add_(b.steps, 1);  // the fused kernel reads the step count, it does not advance it
       at::_fused_adamw_(b.p, b.grad, b.m, b.v, {}, b.steps, grp.lr, grp.beta1, grp.beta2, grp.weight_decay, grp.eps,
                         /*amsgrad=*/false, /*maximize=*/false, std::nullopt, std::nullopt);
@@ -137,8 +157,13 @@ void Optimizer::set_state(const std::vector<std::pair<std::string, at::Tensor>>&
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm, double norm_type) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> grads;
-  for (const auto& p : params)
-    if (p.grad().defined()) grads.push_back(p.grad());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& g = params[i].grad();
+    if (!g.defined()) continue;
+    TORCH_CHECK(g.sizes() == params[i].sizes(), "clipGradNorm: parameter ", i, " has shape ", params[i].sizes(),
+                " but its grad has shape ", g.sizes());
+    grads.push_back(g);
+  }
   if (grads.empty()) return 0.0;
   at::Tensor total;
   if (std::isinf(norm_type)) {
