@@ -20,8 +20,8 @@ console.log('log-mel', mel.shape, 'fbank', fbank.shape);
 const whisper = et.nn.WhisperEncoder.create({ d_model: 64, encoder_layers: 2, encoder_attention_heads: 4, encoder_ffn_dim: 128 }).eval();
 const beats = et.nn.BeatsEncoder.create({ embed_dim: 32, encoder_embed_dim: 48, encoder_layers: 2, encoder_attention_heads: 4,
   encoder_ffn_embed_dim: 96, conv_pos: 16, conv_pos_groups: 4, deep_norm: true, relative_position_embedding: true, gru_rel_pos: true }).eval();
-const speech = await et.noGrad(() => whisper.forward(mel));                         // (1, 150, 64)
-const audio = (await et.noGrad(() => beats.forward(fbank))).features;              // (1, 144, 48)
+const { lastHiddenState: speech } = await et.noGrad(() => whisper.forward({ inputFeatures: mel }));  // (1, 150, 64)
+const { lastHiddenState: audio } = await et.noGrad(() => beats.forward({ inputFeatures: fbank }));   // (1, 144, 48)
 // SALMONN: BEATs tokens zero-padded on time to Whisper's length, then concatenated on features.
 const T = speech.shape[1];
 const aligned = audio.shape[1] >= T ? audio.slice(1, 0, T) : et.cat([audio, et.zeros([1, T - audio.shape[1], 48])], 1);
@@ -33,7 +33,7 @@ const windows = [];
 for (let s = 0; s + win <= T; s += win) windows.push(frames.slice(1, s, s + win));
 const qformer = et.nn.QFormer.create({ hidden_size: 48, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 96,
   encoder_hidden_size: 112, cross_attention_frequency: 1, num_query_tokens: 1 });
-const q = await qformer.forward({ encoderHiddenStates: et.cat(windows, 0) });      // (windows, 1, 48)
+const { lastHiddenState: q } = await qformer.forward({ encoderHiddenStates: et.cat(windows, 0) });  // (windows, 1, 48)
 const llm = et.nn.LlamaForCausalLM.create({ vocab_size: 100, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
   num_attention_heads: 4, num_key_value_heads: 2 });
 const proj = et.nn.Linear.create({ in_features: 48, out_features: 64 });

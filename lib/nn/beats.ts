@@ -1,6 +1,6 @@
 /** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/nn/beats. */
 import { NativeModule, ModuleOptions } from './module';
-import { Tensor, checkTensor } from '../tensor';
+import { Tensor, checkTensor, zeros } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
 import { loadTorchFile } from '../io/torchfile';
 import type { StateDict } from './module';
@@ -38,15 +38,22 @@ export const BEATS_DEFAULTS: BeatsConfig = {
 };
 
 const SPEC: ConfigSpec<BeatsConfig> = {
-  input_patch_size: 'posint', embed_dim: 'posint', conv_bias: 'bool', encoder_layers: 'int', encoder_embed_dim: 'posint',
-  encoder_ffn_embed_dim: 'posint', encoder_attention_heads: 'posint', activation_fn: 'string', layer_norm_first: 'bool', deep_norm: 'bool',
+  input_patch_size: 'posint', embed_dim: 'posint', conv_bias: 'bool', encoder_layers: 'nonneg', encoder_embed_dim: 'posint',
+  encoder_ffn_embed_dim: 'posint', encoder_attention_heads: 'posint', activation_fn: 'act', layer_norm_first: 'bool', deep_norm: 'bool',
   dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob', dropout_input: 'prob', conv_pos: 'posint', conv_pos_groups: 'posint',
   relative_position_embedding: 'bool', num_buckets: 'posint', max_distance: 'posint', gru_rel_pos: 'bool',
 };
 
+export interface BeatsInputs {
+  /** (batch, frames, 128) normalized Kaldi fbank. */
+  inputFeatures: Tensor;
+  /** (batch, samples) bool, true at padded waveform samples. */
+  paddingMask?: Tensor;
+}
+
 export interface BeatsOutputs {
   /** (batch, 8·⌊frames/16⌋, encoder_embed_dim) */
-  features: Tensor;
+  lastHiddenState: Tensor;
   /** (batch, tokens) true at padding; null without an input mask. */
   paddingMask: Tensor | null;
 }
@@ -57,7 +64,7 @@ export interface BeatsOutputs {
  * `predictor.*` of fine-tuned checkpoints is ignored.
  * @example
  * const beats = await et.nn.BeatsEncoder.fromPretrained('beats/');
- * const { features } = await beats.forward(await et.audio.kaldiFbank(wave, { beats: true }));
+ * const { lastHiddenState } = await beats.forward({ inputFeatures: await et.audio.kaldiFbank(wave, { beats: true }) });
  */
 export class BeatsEncoder extends NativeModule {
   readonly config: BeatsConfig;
@@ -98,19 +105,26 @@ export class BeatsEncoder extends NativeModule {
   }
 
   /**
-   * @param fbank (batch, frames, 128) normalized Kaldi fbank
-   * @param paddingMask (batch, samples) bool, true at padded waveform samples (optional)
+   * @param inputs.inputFeatures (batch, frames, 128) normalized Kaldi fbank (`et.audio.kaldiFbank(x, { beats: true })`); or that tensor alone
+   * @param inputs.paddingMask (batch, samples) bool, true at padded waveform samples (optional)
+   * @returns `{ lastHiddenState }` (batch, 8·⌊frames/16⌋, encoder_embed_dim) and the token `paddingMask` (or null)
    */
-  async forward(fbank: Tensor, paddingMask?: Tensor): Promise<BeatsOutputs> {
-    checkTensor(fbank, 'fbank');
-    const s = fbank.shape;
+  async forward(inputs: BeatsInputs | Tensor): Promise<BeatsOutputs> {
+    const { inputFeatures, paddingMask } = this.namedInputs<BeatsInputs>(inputs, 'inputFeatures', 'BEATs');
+    checkTensor(inputFeatures, 'inputFeatures');
+    const s = inputFeatures.shape;
     const p = this.config.input_patch_size;
-    if (s.length !== 3 || s[2] % p !== 0 || s[1] < p) invalid(`fbank (batch, frames ≥ ${p}, bins divisible by ${p})`, 'fbank', `[${s}]`);
+    if (s.length !== 3 || s[2] % p !== 0 || s[2] === 0) invalid(`fbank (batch, frames ≥ ${p}, bins divisible by ${p})`, 'inputFeatures', `[${s}]`);
+    this.checkLength(s[1], 'inputFeatures', p);
     if (paddingMask) {
       const m = checkTensor(paddingMask, 'paddingMask').shape;
       if (m.length !== 2 || m[0] !== s[0] || m[1] < s[1]) invalid(`a (batch, samples) mask with batch ${s[0]}`, 'paddingMask', `[${m}]`);
     }
-    const [features, pad] = await this.run([fbank, paddingMask ?? null]);
-    return { features: features!, paddingMask: pad };
+    if (s[0] === 0) {
+      const tokens = Math.floor(s[1] / p) * (s[2] / p);
+      return { lastHiddenState: this.emptyOutput([0, tokens, this.config.encoder_embed_dim], inputFeatures.device), paddingMask: paddingMask ? zeros([0, tokens], { dtype: 'bool' }) : null };
+    }
+    const [h, pad] = await this.run([inputFeatures, paddingMask ?? null]);
+    return { lastHiddenState: h!, paddingMask: pad };
   }
 }

@@ -2,6 +2,7 @@
 import { NativeModule, ModuleOptions } from './module';
 import { Tensor, checkTensor, cat } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { crossEntropy } from '../functional';
 import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig } from './pretrained';
 
 /**
@@ -46,11 +47,11 @@ export const LLAMA_DEFAULTS: LlamaConfig = {
 };
 
 const SPEC: ConfigSpec<LlamaConfig> = {
-  vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'int', num_attention_heads: 'posint',
-  num_key_value_heads: 'posint', head_dim: 'int', max_position_embeddings: 'posint', rms_norm_eps: 'number', rope_theta: 'number',
-  rope_type: 'string', rope_factor: 'number', low_freq_factor: 'number', high_freq_factor: 'number', original_max_position_embeddings: 'posint',
-  initializer_range: 'number', attention_dropout: 'prob', tie_word_embeddings: 'bool', attention_bias: 'bool', mlp_bias: 'bool',
-  hidden_act: 'string', bos_token_id: 'int', eos_token_id: 'any', pad_token_id: 'int',
+  vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint',
+  num_key_value_heads: 'posint', head_dim: 'nonneg', max_position_embeddings: 'posint', rms_norm_eps: 'posnum', rope_theta: 'posnum',
+  rope_type: 'string', rope_factor: 'posnum', low_freq_factor: 'posnum', high_freq_factor: 'posnum', original_max_position_embeddings: 'posint',
+  initializer_range: 'nonnegnum', attention_dropout: 'prob', tie_word_embeddings: 'bool', attention_bias: 'bool', mlp_bias: 'bool',
+  hidden_act: 'act', bos_token_id: 'int', eos_token_id: 'any', pad_token_id: 'int',
 };
 
 /** Flattens HF's rope settings (`rope_parameters`, or `rope_theta` + `rope_scaling`) into LlamaConfig fields. */
@@ -92,6 +93,34 @@ export interface GenerateInputs {
   inputsEmbeds?: Tensor;
   /** (batch, length): 1 tokens, 0 left padding. */
   attentionMask?: Tensor;
+}
+
+export interface LlamaInputs extends GenerateInputs {
+  /** (batch, length) positions; default 0..length−1. */
+  positionIds?: Tensor;
+  /** (batch, length) int64 targets, −100 where no loss is taken (HF: shifted inside). */
+  labels?: Tensor;
+  /** Divide the summed token loss by this instead of averaging (gradient accumulation). */
+  numItemsInBatch?: number;
+}
+
+export interface LlamaOutputs {
+  /** (batch, length, vocab) */
+  logits: Tensor;
+  /** The causal-LM loss, when labels were given. */
+  loss?: Tensor;
+}
+
+/**
+ * HF's causal-LM loss: logits at 0..T−2 predict labels at 1..T−1 (in float32), −100 ignored;
+ * mean over label tokens, or sum / numItemsInBatch.
+ */
+export function causalLmLoss(logits: Tensor, labels: Tensor, numItemsInBatch?: number): Tensor {
+  const [, t, v] = logits.shape;
+  const shifted = logits.slice(1, 0, t - 1).float().reshape([-1, v]);
+  const targets = labels.to({ device: logits.device }).slice(1, 1, t).reshape([-1]);
+  if (numItemsInBatch === undefined) return crossEntropy(shifted, targets, { ignoreIndex: -100 });
+  return crossEntropy(shifted, targets, { ignoreIndex: -100, reduction: 'sum' }).div(numItemsInBatch);
 }
 
 /**
@@ -138,7 +167,7 @@ export class LlamaForCausalLM extends NativeModule {
   }
 
   private checkInputs(i: GenerateInputs & { positionIds?: Tensor }): number[] {
-    if (!i || typeof i !== 'object') invalid('an inputs object', 'LLaMA inputs', i);
+    if (!i || typeof i !== 'object' || i instanceof Tensor) invalid('an inputs object ({ inputIds | inputsEmbeds, attentionMask, … })', 'LLaMA inputs', i);
     if (!!i.inputIds === !!i.inputsEmbeds) throw new EmotorchError('LLaMA: give exactly one of inputIds and inputsEmbeds', 'ERR_INVALID_ARG');
     let bt: number[];
     if (i.inputIds) {
@@ -152,18 +181,35 @@ export class LlamaForCausalLM extends NativeModule {
     for (const [n, t] of [['attentionMask', i.attentionMask], ['positionIds', i.positionIds]] as const) {
       if (t && checkTensor(t, n).shape.join() !== bt.join()) invalid(`shape [${bt}]`, n, `[${t.shape}]`);
     }
+    this.checkLength(bt[1], i.inputIds ? 'inputIds' : 'inputsEmbeds');
     return bt;
   }
 
   /**
-   * Logits for every position. Without positionIds, positions are 0..length−1 (HF's plain
-   * forward); pass them for left-padded batches that should start at 0.
-   * @returns logits (batch, length, vocab)
+   * Logits for every position, and with `labels` HF's causal-LM loss: cross entropy of the logits
+   * at positions 0..T−2 against labels 1..T−1 (float32), ignoring −100; the mean over label tokens,
+   * or their sum divided by `numItemsInBatch` when given (how gradient accumulation normalizes a
+   * token loss over all micro-batches). Without positionIds, positions are 0..length−1 (HF's
+   * plain forward); pass them for left-padded batches that should start at 0.
+   * @returns `{ logits }` (batch, length, vocab), plus `loss` (a scalar) with labels
+   * @throws EmotorchError ERR_INVALID_ARG for mis-shaped inputs, a zero-length sequence, or labels
+   *   with an empty batch.
    */
-  async forward(inputs: GenerateInputs & { positionIds?: Tensor }): Promise<Tensor> {
-    this.checkInputs(inputs);
+  async forward(inputs: LlamaInputs): Promise<LlamaOutputs> {
+    const [b, t] = this.checkInputs(inputs);
+    const { labels, numItemsInBatch } = inputs;
+    if (labels !== undefined) {
+      checkTensor(labels, 'labels');
+      if (labels.shape.join() !== [b, t].join() || labels.dtype !== 'int64') invalid(`an int64 tensor of shape [${b},${t}]`, 'labels', `${labels.dtype} [${labels.shape}]`);
+      if (b === 0) invalid('a non-empty batch (a loss over no tokens is undefined)', 'labels', `[${labels.shape}]`);
+    }
+    if (numItemsInBatch !== undefined) checkNumber(numItemsInBatch, 'numItemsInBatch', Number.MIN_VALUE);
+    const device = (inputs.inputIds ?? inputs.inputsEmbeds)!.device;
+    if (b === 0) return { logits: this.emptyOutput([0, t, this.config.vocab_size], device) };
     const out = await this.run([inputs.inputIds ?? null, inputs.attentionMask ?? null, inputs.positionIds ?? null, inputs.inputsEmbeds ?? null]);
-    return out[0]!;
+    const logits = out[0]!;
+    if (!labels) return { logits };
+    return { logits, loss: causalLmLoss(logits, labels, numItemsInBatch) };
   }
 
   /**

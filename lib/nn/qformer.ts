@@ -27,10 +27,23 @@ export const QFORMER_DEFAULTS: QFormerConfig = {
 };
 
 const SPEC: ConfigSpec<QFormerConfig> = {
-  hidden_size: 'posint', num_hidden_layers: 'int', num_attention_heads: 'posint', intermediate_size: 'posint', encoder_hidden_size: 'posint',
-  cross_attention_frequency: 'posint', num_query_tokens: 'int', layer_norm_eps: 'number', hidden_dropout_prob: 'prob',
-  attention_probs_dropout_prob: 'prob', initializer_range: 'number', hidden_act: 'string',
+  hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint', encoder_hidden_size: 'posint',
+  cross_attention_frequency: 'posint', num_query_tokens: 'nonneg', layer_norm_eps: 'posnum', hidden_dropout_prob: 'prob',
+  attention_probs_dropout_prob: 'prob', initializer_range: 'nonnegnum', hidden_act: 'act',
 };
+
+export interface QFormerInputs {
+  /** (batch, Q, hidden) queries; omitted: the model's own query_tokens. */
+  queryEmbeds?: Tensor;
+  /** (batch, S, encoder_hidden_size) states the queries cross-attend to. */
+  encoderHiddenStates: Tensor;
+  /** (batch, S): 1 = attend, 0 = padding. */
+  encoderAttentionMask?: Tensor;
+}
+export interface QFormerOutputs {
+  /** (batch, Q, hidden) */
+  lastHiddenState: Tensor;
+}
 
 /** LAVIS / SALMONN BERT names → HF Blip2QFormerModel names (prefixes such as `speech_Qformer.` removed first). */
 export const LAVIS_QFORMER_RENAMES: readonly Rename[] = [
@@ -49,7 +62,7 @@ export const LAVIS_QFORMER_RENAMES: readonly Rename[] = [
  * @example
  * const qf = et.nn.QFormer.create({ hidden_size: 768, num_hidden_layers: 2, encoder_hidden_size: 2048,
  *   cross_attention_frequency: 1, num_query_tokens: 1 });
- * const out = await qf.forward({ encoderHiddenStates: windows });
+ * const { lastHiddenState } = await qf.forward({ encoderHiddenStates: windows });
  */
 export class QFormer extends NativeModule {
   readonly config: QFormerConfig;
@@ -87,23 +100,29 @@ export class QFormer extends NativeModule {
 
   /**
    * @param inputs.queryEmbeds (batch, Q, hidden); omitted: the model's own query_tokens
-   * @param inputs.encoderHiddenStates (batch, S, encoder_hidden_size)
+   * @param inputs.encoderHiddenStates (batch, S ≥ 1, encoder_hidden_size)
    * @param inputs.encoderAttentionMask (batch, S), 1 = attend, 0 = padding
+   * @returns `{ lastHiddenState }` (batch, Q, hidden); an empty batch gives an empty output
    */
-  async forward(inputs: { queryEmbeds?: Tensor; encoderHiddenStates: Tensor; encoderAttentionMask?: Tensor }): Promise<Tensor> {
-    if (!inputs || typeof inputs !== 'object') invalid('an inputs object', 'Q-Former inputs', inputs);
+  async forward(inputs: QFormerInputs): Promise<QFormerOutputs> {
+    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ encoderHiddenStates, … })', 'Q-Former inputs', inputs);
     const enc = checkTensor(inputs.encoderHiddenStates, 'encoderHiddenStates');
     const s = enc.shape;
     if (s.length !== 3 || s[2] !== this.config.encoder_hidden_size) invalid(`(batch, length, ${this.config.encoder_hidden_size})`, 'encoderHiddenStates', `[${s}]`);
+    this.checkLength(s[1], 'encoderHiddenStates');
+    let queries = this.config.num_query_tokens;
     if (inputs.queryEmbeds) {
       const q = checkTensor(inputs.queryEmbeds, 'queryEmbeds').shape;
       if (q.length !== 3 || q[0] !== s[0] || q[2] !== this.config.hidden_size) invalid(`(${s[0]}, queries, ${this.config.hidden_size})`, 'queryEmbeds', `[${q}]`);
+      this.checkLength(q[1], 'queryEmbeds');
+      queries = q[1];
     } else if (this.config.num_query_tokens === 0) {
       invalid('queryEmbeds (this Q-Former has no query_tokens of its own)', 'queryEmbeds', undefined);
     }
     if (inputs.encoderAttentionMask && checkTensor(inputs.encoderAttentionMask, 'encoderAttentionMask').shape.join() !== s.slice(0, 2).join()) {
       invalid(`shape [${s.slice(0, 2)}]`, 'encoderAttentionMask', `[${inputs.encoderAttentionMask.shape}]`);
     }
-    return (await this.run([inputs.queryEmbeds ?? null, enc, inputs.encoderAttentionMask ?? null]))[0]!;
+    if (s[0] === 0) return { lastHiddenState: this.emptyOutput([0, queries, this.config.hidden_size], enc.device) };
+    return { lastHiddenState: (await this.run([inputs.queryEmbeds ?? null, enc, inputs.encoderAttentionMask ?? null]))[0]! };
   }
 }

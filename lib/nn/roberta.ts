@@ -29,9 +29,9 @@ export const ROBERTA_DEFAULTS: RobertaConfig = {
 };
 
 const SPEC: ConfigSpec<RobertaConfig> = {
-  vocab_size: 'posint', hidden_size: 'posint', num_hidden_layers: 'int', num_attention_heads: 'posint', intermediate_size: 'posint',
-  max_position_embeddings: 'posint', type_vocab_size: 'posint', pad_token_id: 'int', layer_norm_eps: 'number', hidden_dropout_prob: 'prob',
-  attention_probs_dropout_prob: 'prob', initializer_range: 'number', hidden_act: 'string', add_pooling_layer: 'bool',
+  vocab_size: 'posint', hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint',
+  max_position_embeddings: 'posint', type_vocab_size: 'posint', pad_token_id: 'int', layer_norm_eps: 'posnum', hidden_dropout_prob: 'prob',
+  attention_probs_dropout_prob: 'prob', initializer_range: 'nonnegnum', hidden_act: 'act', add_pooling_layer: 'bool',
 };
 
 export interface RobertaInputs {
@@ -85,9 +85,13 @@ export class RobertaModel extends NativeModule {
     return finishPretrained(model, sd, opts);
   }
 
-  /** @throws EmotorchError for missing or mis-shaped inputs. */
+  /**
+   * @returns `{ lastHiddenState }` (batch, length, hidden) and `poolerOutput` (batch, hidden) or null;
+   *   an empty batch gives empty outputs
+   * @throws EmotorchError for missing, mis-shaped or zero-length inputs.
+   */
   async forward(inputs: RobertaInputs): Promise<RobertaOutputs> {
-    if (!inputs || typeof inputs !== 'object') invalid('an inputs object', 'RoBERTa inputs', inputs);
+    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ inputIds, attentionMask, … })', 'RoBERTa inputs', inputs);
     const { inputIds, attentionMask, tokenTypeIds, inputsEmbeds } = inputs;
     if (!!inputIds === !!inputsEmbeds) throw new EmotorchError('RoBERTa: give exactly one of inputIds and inputsEmbeds', 'ERR_INVALID_ARG');
     let bt: number[];
@@ -103,6 +107,11 @@ export class RobertaModel extends NativeModule {
     }
     for (const [name, t] of [['attentionMask', attentionMask], ['tokenTypeIds', tokenTypeIds]] as const) {
       if (t && (checkTensor(t, name).shape.join() !== bt.join())) invalid(`shape [${bt}]`, name, `[${t.shape}]`);
+    }
+    this.checkLength(bt[1], inputIds ? 'inputIds' : 'inputsEmbeds');
+    if (bt[0] === 0) {
+      const dev = (inputIds ?? inputsEmbeds)!.device;
+      return { lastHiddenState: this.emptyOutput([0, bt[1], this.config.hidden_size], dev), poolerOutput: this.config.add_pooling_layer ? this.emptyOutput([0, this.config.hidden_size], dev) : null };
     }
     const [h, pooled] = await this.run([inputIds ?? null, attentionMask ?? null, tokenTypeIds ?? null, inputsEmbeds ?? null]);
     return { lastHiddenState: h!, poolerOutput: pooled };

@@ -1,6 +1,6 @@
 /** WavLM (HF WavLMModel), on native/nn/wavlm. */
 import { NativeModule, ModuleOptions } from './module';
-import { Tensor, checkTensor } from '../tensor';
+import { Tensor, checkTensor, zeros } from '../tensor';
 import { invalid } from '../errors';
 import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix } from './pretrained';
 
@@ -40,10 +40,10 @@ export const WAVLM_DEFAULTS: WavLMConfig = {
 };
 
 const SPEC: ConfigSpec<WavLMConfig> = {
-  conv_dim: 'any', conv_kernel: 'any', conv_stride: 'any', conv_bias: 'bool', feat_extract_norm: 'string', feat_extract_activation: 'string',
-  do_stable_layer_norm: 'bool', hidden_size: 'posint', num_hidden_layers: 'int', num_attention_heads: 'posint', intermediate_size: 'posint',
-  hidden_act: 'string', num_conv_pos_embeddings: 'posint', num_conv_pos_embedding_groups: 'posint', num_buckets: 'posint',
-  max_bucket_distance: 'posint', layer_norm_eps: 'number', hidden_dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob',
+  conv_dim: 'any', conv_kernel: 'any', conv_stride: 'any', conv_bias: 'bool', feat_extract_norm: 'string', feat_extract_activation: 'act',
+  do_stable_layer_norm: 'bool', hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint',
+  hidden_act: 'act', num_conv_pos_embeddings: 'posint', num_conv_pos_embedding_groups: 'posint', num_buckets: 'posint',
+  max_bucket_distance: 'posint', layer_norm_eps: 'posnum', hidden_dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob',
   feat_proj_dropout: 'prob', mask_time_prob: 'prob', mask_feature_prob: 'prob',
 };
 
@@ -75,6 +75,7 @@ export class WavLMModel extends NativeModule {
     }
     if (!['group', 'layer'].includes(c.feat_extract_norm)) invalid("'group' or 'layer'", 'WavLM config.feat_extract_norm', c.feat_extract_norm);
     if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'WavLM config.hidden_size', c.hidden_size);
+    if (c.hidden_size % c.num_conv_pos_embedding_groups !== 0) invalid(`a multiple of num_conv_pos_embedding_groups (${c.num_conv_pos_embedding_groups})`, 'WavLM config.hidden_size', c.hidden_size);
     return new WavLMModel(c, opts);
   }
 
@@ -95,16 +96,20 @@ export class WavLMModel extends NativeModule {
   }
 
   /**
-   * @param inputs.inputValues (batch, samples) float waveform (normalized as the checkpoint's feature extractor says)
+   * @param inputs.inputValues (batch, samples) float waveform (normalized as the checkpoint's feature extractor says); or that tensor alone
    * @param inputs.attentionMask (batch, samples) 1 = real sample, 0 = padding
    * @returns lastHiddenState (batch, frames, hidden) and frameMask (batch, frames) true = valid, or null
    */
-  async forward(inputs: { inputValues: Tensor; attentionMask?: Tensor }): Promise<{ lastHiddenState: Tensor; frameMask: Tensor | null }> {
-    if (!inputs || typeof inputs !== 'object') invalid('an inputs object', 'WavLM inputs', inputs);
+  async forward(inputs: { inputValues: Tensor; attentionMask?: Tensor } | Tensor): Promise<{ lastHiddenState: Tensor; frameMask: Tensor | null }> {
+    inputs = this.namedInputs(inputs, 'inputValues', 'WavLM');
     const s = checkTensor(inputs.inputValues, 'inputValues').shape;
     if (s.length !== 2) invalid('a waveform (batch, samples)', 'inputValues', `[${s}]`);
     if (this.framesFor(s[1]) < 1) invalid(`at least ${this.config.conv_kernel[0]} samples`, 'inputValues length', s[1]);
     if (inputs.attentionMask && checkTensor(inputs.attentionMask, 'attentionMask').shape.join() !== s.join()) invalid(`shape [${s}]`, 'attentionMask', `[${inputs.attentionMask.shape}]`);
+    if (s[0] === 0) {
+      const frames = this.framesFor(s[1]);
+      return { lastHiddenState: this.emptyOutput([0, frames, this.config.hidden_size], inputs.inputValues.device), frameMask: inputs.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null };
+    }
     const [h, m] = await this.run([inputs.inputValues, inputs.attentionMask ?? null]);
     return { lastHiddenState: h!, frameMask: m };
   }

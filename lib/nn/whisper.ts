@@ -25,10 +25,19 @@ export const WHISPER_DEFAULTS: WhisperConfig = {
 };
 
 const SPEC: ConfigSpec<WhisperConfig> = {
-  num_mel_bins: 'posint', d_model: 'posint', encoder_layers: 'int', encoder_attention_heads: 'posint', encoder_ffn_dim: 'posint',
-  max_source_positions: 'posint', dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob', init_std: 'number',
-  activation_function: 'string',
+  num_mel_bins: 'posint', d_model: 'posint', encoder_layers: 'nonneg', encoder_attention_heads: 'posint', encoder_ffn_dim: 'posint',
+  max_source_positions: 'posint', dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob', init_std: 'nonnegnum',
+  activation_function: 'act',
 };
+
+export interface WhisperInputs {
+  /** (batch, num_mel_bins, frames) log-mel, as et.audio.whisperLogMel makes it. */
+  inputFeatures: Tensor;
+}
+export interface WhisperOutputs {
+  /** (batch, ⌈frames / 2⌉, d_model) */
+  lastHiddenState: Tensor;
+}
 
 /** OpenAI-whisper encoder names → HF names (after the `encoder.` prefix is removed). */
 export const OPENAI_WHISPER_RENAMES: readonly Rename[] = [
@@ -59,7 +68,7 @@ function openaiDims(sd: Map<string, Tensor>): Partial<WhisperConfig> {
  * encoded in chunks instead of being cut at 30 s.
  * @example
  * const enc = await et.nn.WhisperEncoder.fromPretrained('whisper-base/');
- * const h = await enc.forward(await et.audio.whisperLogMel(wave));
+ * const { lastHiddenState } = await enc.forward({ inputFeatures: await et.audio.whisperLogMel(wave) });
  */
 export class WhisperEncoder extends NativeModule {
   readonly config: WhisperConfig;
@@ -95,14 +104,19 @@ export class WhisperEncoder extends NativeModule {
     return finishPretrained(model, sd, opts);
   }
 
-  /** @param inputFeatures log-mel (batch, num_mel_bins, frames ≤ 2 · max_source_positions) */
-  async forward(inputFeatures: Tensor): Promise<Tensor> {
+  /**
+   * @param inputs `{ inputFeatures }`: log-mel (batch, num_mel_bins, 2 ≤ frames ≤ 2 · max_source_positions); or that tensor alone
+   * @returns `{ lastHiddenState }` (batch, ⌈frames / 2⌉, d_model); an empty batch gives an empty output
+   */
+  async forward(inputs: WhisperInputs | Tensor): Promise<WhisperOutputs> {
+    const { inputFeatures } = this.namedInputs<WhisperInputs>(inputs, 'inputFeatures', 'Whisper');
     checkTensor(inputFeatures, 'inputFeatures');
     const s = inputFeatures.shape;
     const max = 2 * this.config.max_source_positions;
     if (s.length !== 3 || s[1] !== this.config.num_mel_bins || s[2] > max || s[2] < 2) {
-      invalid(`log-mel features (batch, ${this.config.num_mel_bins}, frames ≤ ${max})`, 'inputFeatures', `[${s}]`);
+      invalid(`log-mel features (batch, ${this.config.num_mel_bins}, 2 ≤ frames ≤ ${max})`, 'inputFeatures', `[${s}]`);
     }
-    return (await this.run([inputFeatures]))[0]!;
+    if (s[0] === 0) return { lastHiddenState: this.emptyOutput([0, Math.ceil(s[2] / 2), this.config.d_model], inputFeatures.device) };
+    return { lastHiddenState: (await this.run([inputFeatures]))[0]! };
   }
 }
