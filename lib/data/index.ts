@@ -1,8 +1,8 @@
 /** Data: safe pickle reading with numpy arrays, datasets per seed format, USDM, batching. */
-export { readPickle, parsePickle } from './pickle';
-export type { PickleOptions } from './pickle';
-export { NdArray } from './ndarray';
-export type { NdData, NdDtype } from './ndarray';
+export { readPickle, parsePickle } from '../io/pickle';
+export type { PickleOptions } from '../io/pickle';
+export { NdArray } from '../io/ndarray';
+export type { NdData, NdDtype } from '../io/ndarray';
 export * from './datasets';
 export * as datasets from './datasets';
 export * as usdm from './usdm';

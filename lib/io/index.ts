@@ -1,3 +1,8 @@
+/** File formats: safetensors, torch.save checkpoints, and Python pickles (numpy arrays included). */
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader } from './safetensors';
 export type { LoadedSafetensors, SafetensorsHeader, SafetensorsEntry } from './safetensors';
 export { loadTorchFile } from './torchfile';
+export { readPickle, parsePickle } from './pickle';
+export type { PickleOptions } from './pickle';
+export { NdArray } from './ndarray';
+export type { NdData, NdDtype } from './ndarray';

@@ -10,7 +10,7 @@ import { binding } from '../native';
 import { Tensor, op } from '../tensor';
 import { DType } from '../dtype';
 import { EmotorchError, invalid } from '../errors';
-import { parsePickle, PyGlobal } from '../data/pickle';
+import { parsePickle, PyGlobal } from './pickle';
 
 interface ZipEntry { name: string; offset: number; size: number; method: number }
 

@@ -4,7 +4,7 @@
  */
 import * as path from 'path';
 import { EmotorchError, invalid, checkInt } from '../../errors';
-import { NdArray } from '../ndarray';
+import { NdArray } from '../../io/ndarray';
 
 /** Anything a DataLoader can draw from. */
 export interface Dataset<T> {

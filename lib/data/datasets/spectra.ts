@@ -5,8 +5,8 @@
  * Audio is a raw 16 kHz waveform (a numpy float array; int16 PCM is scaled by 1/32768).
  */
 import { invalid, EmotorchError } from '../../errors';
-import { readPickle } from '../pickle';
-import { NdArray } from '../ndarray';
+import { readPickle } from '../../io/pickle';
+import { NdArray } from '../../io/ndarray';
 import { BaseDataset, DatasetOptions, checkDatasetOptions, toWaveform, toIds, toScalar, describeValue } from './base';
 
 export type SpectraTask = 'mosi' | 'mosei' | 'iemocap' | 'mintrec';

@@ -165,4 +165,14 @@ pickle.dump([audio, items], open(${JSON.stringify(file)}, 'wb'), protocol=4)`;
     expect(obj[0][99].shape).toEqual([160000]);
     expect(rss).toBeLessThan(2.5 * size);
   });
+
+  it('lives in et.io (lib/io imports nothing from lib/data) and stays reachable from et.data', () => {
+    expect(et.io.readPickle).toBe(et.data.readPickle);
+    expect(et.io.parsePickle).toBe(et.data.parsePickle);
+    expect(et.io.NdArray).toBe(et.data.NdArray);
+    const dir = path.join(__dirname, '..', '..', 'lib', 'io');
+    for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.ts'))) {
+      expect(fs.readFileSync(path.join(dir, f), 'utf8'), f).not.toMatch(/from '\.\.\/data\//);
+    }
+  });
 });
