@@ -1,31 +1,16 @@
 /**
- * Tokenizers: HF `tokenizer.json` files run in pure JavaScript by `@huggingface/tokenizers`
- * (models BPE, WordPiece, Unigram), behind an API that validates its options the emotorch way and
- * follows the Python `tokenizers` library (Rust) where the package differs from it:
- *
- * - added tokens: `addTokens` / `addSpecialTokens` assign ids as Rust's `AddedVocabulary` does
- *   (the package cannot add tokens), so USDM's tokens land at 32000, 32001, … on a 32000-token
- *   Mistral vocabulary;
- * - added tokens with `normalized: true` under a normalizer that changes them (Mistral's legacy
- *   `Prepend("▁")`) match and decode as in Rust (see `#alignNormalizedAddedTokens`);
- * - decode: no `clean_up_tokenization_spaces` unless `tokenizer_config.json` asks for it (the
- *   package defaults it on); ids outside the vocabulary are dropped (the package would emit the
- *   unk token); an empty list decodes to `''`;
- * - decoders: ByteLevel maps added tokens through the byte table as Rust does (the package copies
- *   them verbatim: `Ġthe` decoded to `Ġthe`, not ` the`); Metaspace drops every "▁" of the first
- *   token and honours prepend_scheme "never" (the package strips one leading space, always);
- *   ByteFallback gives one U+FFFD per byte of an invalid run and keeps U+FEFF;
- * - encodeBatch: truncation keeps the special tokens and cuts the text, as Rust's `encode_batch`
- *   with `enable_truncation` does; padding and attention masks as with `enable_padding`.
- *
- * Known differences left: an added token's `single_word` flag is ignored by the package (such a
- * token also matches inside words); for an added token with `lstrip`/`rstrip`, `tokenize` gives
- * the token (`<mask>`) where Python's `Encoding.tokens` gives the matched text with the spaces it
- * absorbed (` <mask>`) — the ids are the same.
+ * Tokenizers: HF `tokenizer.json` files run by the `tokenizers` npm package, which is the Rust
+ * `tokenizers` library itself (the code behind Python's `tokenizers` and transformers' fast
+ * tokenizers, with its native binary inside the package), behind an API that validates options
+ * the emotorch way. Ids, tokens, decodes, added-token ids and truncation are the Python library's
+ * by construction. Encoding and decoding run on the libuv thread pool: `encode`, `tokenize`,
+ * `decode` and `encodeBatch` return Promises.
  */
+import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
-import { Tokenizer as HFTokenizer, ByteFallbackDecoder, ByteLevelDecoder, MetaspaceDecoder, SequenceDecoder } from '@huggingface/tokenizers';
+import { AddedToken, Tokenizer as RustTokenizer } from 'tokenizers';
 import { EmotorchError, invalid, checkInt } from '../errors';
 import { Tensor, tensor } from '../tensor';
 
@@ -54,7 +39,7 @@ export interface TokenizerJSON {
 /** A special token in `tokenizer_config.json`: a string, or the older `{ content, ... }` form. */
 export type ConfigToken = string | { content: string; [k: string]: unknown } | null;
 
-/** The fields of `tokenizer_config.json` that are used (others are passed to the package). */
+/** The fields of `tokenizer_config.json` that are used (others are ignored). */
 export interface TokenizerConfig {
   bos_token?: ConfigToken;
   eos_token?: ConfigToken;
@@ -66,7 +51,7 @@ export interface TokenizerConfig {
 }
 
 export interface EncodeOptions {
-  /** Add the post-processor's special tokens (`<s>` … `</s>`, BOS, …). Default true. */
+  /** Add the post-processor's special tokens (`<s>` … `</s>`, BOS, …). Default true (tokenize: false). */
   addSpecialTokens?: boolean;
 }
 
@@ -86,6 +71,8 @@ export interface AddTokensOptions {
   lstrip?: boolean;
   /** Absorb whitespace on the token's right. Default false. */
   rstrip?: boolean;
+  /** Match only whole words. Default false. */
+  singleWord?: boolean;
 }
 
 export type Padding = false | 'longest' | 'max_length';
@@ -117,81 +104,13 @@ export interface BatchEncoding<T = number[][]> {
 
 type SpecialName = 'bos' | 'eos' | 'pad' | 'unk';
 
-/** Model types the package implements (a file without `type` is left to the package to infer). */
-const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram'];
+/** Model types of tokenizer.json that the library implements. */
+const MODEL_TYPES = ['BPE', 'WordPiece', 'WordLevel', 'Unigram'];
 
-/**
- * Rust's ByteLevel decoder: each token becomes the bytes its characters stand for, or, when one of
- * its characters stands for no byte (an added token such as `hello world`), its own UTF-8 bytes;
- * all bytes are then decoded together, invalid sequences becoming U+FFFD.
- */
-function byteLevelDecodeChain(byteOf: Record<string, number | string>, tokens: string[]): string[] {
-  const enc = new TextEncoder();
-  const bytes: number[] = [];
-  for (const t of tokens) {
-    const own: number[] = [];
-    for (const c of t) {
-      const b = byteOf[c];
-      if (b === undefined) { own.length = 0; own.push(...enc.encode(t)); break; }
-      own.push(Number(b));
-    }
-    for (const b of own) bytes.push(b);
-  }
-  return [new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(Uint8Array.from(bytes))];
-}
-
-/**
- * Rust's Metaspace decoder: "▁" becomes a space, except in the first token, where every "▁" is
- * dropped unless prepend_scheme is "never" (the package drops one leading space, always).
- */
-function metaspaceDecodeChain(replacement: string, never: boolean, tokens: string[]): string[] {
-  return tokens.map((t, i) => t.split(replacement).join(i === 0 && !never ? '' : ' '));
-}
-
-/**
- * Rust's ByteFallback decoder: a run of `<0xNN>` tokens becomes its UTF-8 text, or one U+FFFD per
- * byte when the run is not valid UTF-8 (the package gives one U+FFFD per maximal invalid part, and
- * drops a U+FEFF at the start of a run).
- */
-function byteFallbackDecodeChain(tokens: string[]): string[] {
-  const out: string[] = [];
-  let run: number[] = [];
-  const flush = (): void => {
-    if (run.length === 0) return;
-    try {
-      out.push(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(Uint8Array.from(run)));
-    } catch {
-      for (let i = 0; i < run.length; i++) out.push('\uFFFD');
-    }
-    run = [];
-  };
-  for (const t of tokens) {
-    if (t.length === 6 && t.startsWith('<0x') && t.endsWith('>') && /^[0-9a-fA-F]{2}$/.test(t.slice(3, 5))) {
-      run.push(parseInt(t.slice(3, 5), 16));
-    } else {
-      flush();
-      out.push(t);
-    }
-  }
-  flush();
-  return out;
-}
-
-/** Gives the decoders in the tree Rust's behaviour where the package's differs (see the file comment). */
-function patchDecoders(d: unknown): void {
-  if (d instanceof ByteLevelDecoder) {
-    const byteOf = d.byte_decoder;
-    d.decode_chain = (tokens: string[]) => byteLevelDecodeChain(byteOf, tokens);
-  } else if (d instanceof MetaspaceDecoder) {
-    const replacement = d.replacement;
-    const never = (d.config as { prepend_scheme?: string }).prepend_scheme === 'never';
-    d.decode_chain = (tokens: string[]) => metaspaceDecodeChain(replacement, never, tokens);
-  } else if (d instanceof ByteFallbackDecoder) {
-    d.decode_chain = byteFallbackDecodeChain;
-  } else if (d instanceof SequenceDecoder) {
-    d.decoders.forEach(patchDecoders);
-  }
-}
+/** transformers' `clean_up_tokenization`: these replacements, in this order. */
+const CLEAN_UP: [string, string][] = [
+  [' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"], [" n't", "n't"], [" 'm", "'m"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"],
+];
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -221,11 +140,10 @@ function tokenContent(v: unknown): string | undefined {
   return undefined;
 }
 
-/** The model's own vocabulary, token → id (BPE/WordPiece: an object; Unigram: [token, score] pairs). */
-function modelVocab(model: TokenizerJSON['model']): Map<string, number> {
-  const v = model.vocab;
-  if (Array.isArray(v)) return new Map(v.map((e, i) => [Array.isArray(e) ? String(e[0]) : String(e), i]));
-  return new Map(v && typeof v === 'object' ? Object.entries(v) : []);
+function checkTexts(texts: unknown): string[] {
+  if (!Array.isArray(texts)) invalid('an array of strings', 'texts', texts);
+  texts.forEach((t, i) => { if (typeof t !== 'string') invalid('a string', `texts[${i}]`, t); });
+  return texts;
 }
 
 /**
@@ -234,81 +152,41 @@ function modelVocab(model: TokenizerJSON['model']): Map<string, number> {
  * @example
  * const tok = await et.data.Tokenizer.fromFile('mistral/tokenizer.json');
  * tok.addSpecialTokens(['<|continue|>', '<|correspond|>']);   // ids 32000, 32001
- * const ids = tok.encode('Hello world');                      // [1, ...] (BOS first)
- * tok.decode(ids, { skipSpecialTokens: true });               // 'Hello world'
+ * const ids = await tok.encode('Hello world');                // [1, ...] (BOS first)
+ * await tok.decode(ids, { skipSpecialTokens: true });         // 'Hello world'
  */
 export class Tokenizer {
-  #json: TokenizerJSON;
+  #rust: RustTokenizer;
   #config: TokenizerConfig;
-  #source: string;
-  #hf!: HFTokenizer;
   #special: Partial<Record<SpecialName, string>> = {};
-  /** The model's vocabulary (never changes; added tokens live in #json.added_tokens). */
-  #modelVocab: Map<string, number> | null = null;
-  /** How many special tokens the post-processor puts before and after a single text (for truncation). */
-  #layout: { before: number; after: number } | null = null;
+  /** How many special tokens the post-processor adds to one text (for truncation), once known. */
+  #numSpecial: Promise<number> | null = null;
 
-  private constructor(json: TokenizerJSON, config: TokenizerConfig, source: string) {
-    this.#json = json;
+  private constructor(rust: RustTokenizer, config: TokenizerConfig) {
+    this.#rust = rust;
     this.#config = config;
-    this.#source = source;
-    for (const k of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder'] as const) if (json[k] === undefined) json[k] = null;
-    if (json.added_tokens === undefined) json.added_tokens = [];
-    if (!Array.isArray(json.added_tokens)) throw new EmotorchError(`${source}: "added_tokens" is not an array`, 'ERR_FORMAT');
-    json.added_tokens.forEach((t, i) => {
-      if (!isObject(t) || typeof t.content !== 'string' || !Number.isInteger(t.id) || t.id < 0) {
-        throw new EmotorchError(`${source}: added_tokens[${i}] is not { id, content }`, 'ERR_FORMAT');
-      }
-    });
-    const type = json.model.type;
-    if (type !== undefined && !MODEL_TYPES.includes(type as string)) {
-      throw new EmotorchError(`${source}: unsupported model type ${JSON.stringify(type)} (supported: ${MODEL_TYPES.join(', ')})`, 'ERR_FORMAT');
-    }
-    if (config.clean_up_tokenization_spaces !== undefined && typeof config.clean_up_tokenization_spaces !== 'boolean') {
-      throw new EmotorchError(`${source}: clean_up_tokenization_spaces in the tokenizer config is not a boolean`, 'ERR_FORMAT');
-    }
-    this.#rebuild();
     for (const k of ['bos', 'eos', 'pad', 'unk'] as const) {
       const t = tokenContent(config[`${k}_token`]);
       if (t !== undefined) this.#special[k] = t;
     }
   }
 
-  /** (Re)creates the package's tokenizer from the JSON, e.g. after tokens were added. */
-  #rebuild(): void {
+  /** Checks what the library's own messages would say less clearly, then lets the library parse `text`. */
+  static #create(json: Record<string, unknown>, text: string, config: Record<string, unknown>, source: string): Tokenizer {
+    const type = (json.model as Record<string, unknown>).type;
+    if (type !== undefined && !MODEL_TYPES.includes(type as string)) {
+      throw new EmotorchError(`${source}: unsupported model type ${JSON.stringify(type)} (supported: ${MODEL_TYPES.join(', ')})`, 'ERR_FORMAT');
+    }
+    if (config.clean_up_tokenization_spaces !== undefined && typeof config.clean_up_tokenization_spaces !== 'boolean') {
+      throw new EmotorchError(`${source}: clean_up_tokenization_spaces in the tokenizer config is not a boolean`, 'ERR_FORMAT');
+    }
+    let rust: RustTokenizer;
     try {
-      // The package reads the config for a few legacy options; decode's clean-up is passed explicitly.
-      this.#hf = new HFTokenizer(this.#json, this.#config);
-      patchDecoders(this.#hf.decoder);
-      this.#alignNormalizedAddedTokens();
+      rust = RustTokenizer.fromString(text);
     } catch (e) {
-      throw new EmotorchError(`${this.#source}: unsupported or malformed tokenizer (${(e as Error).message})`, 'ERR_FORMAT');
+      throw new EmotorchError(`${source}: unsupported or malformed tokenizer (${(e as Error).message})`, 'ERR_FORMAT');
     }
-    this.#layout = null;
-  }
-
-  /**
-   * Added tokens with `normalized: true` under a normalizer that changes them (Mistral's legacy
-   * `Prepend("▁")`: `<|unit5|>` → `▁<|unit5|>`) behave in Rust as their normalized form: they
-   * match only the normalized text, and `id_to_token` and decode give `▁<|unit5|>`. The package
-   * also matches a leftover piece equal to the raw content, and decodes the raw content.
-   */
-  #alignNormalizedAddedTokens(): void {
-    const hf = this.#hf as unknown as {
-      normalizer: ((s: string) => string) | null;
-      added_tokens_map: Map<string, unknown>;
-      special_tokens: string[];
-      model: { vocab: string[] };
-    };
-    if (!hf.normalizer) return;
-    for (const t of this.#json.added_tokens!) {
-      if (t.normalized === false) continue;
-      const n = hf.normalizer(t.content);
-      if (n === t.content) continue;
-      hf.added_tokens_map.delete(t.content);
-      hf.model.vocab[t.id] = n;
-      if (t.special) hf.special_tokens.push(n);
-    }
+    return new Tokenizer(rust, config as TokenizerConfig);
   }
 
   /**
@@ -319,7 +197,7 @@ export class Tokenizer {
    * @returns the tokenizer
    * @throws EmotorchError ERR_INVALID_ARG when file is not a string; ERR_IO when the file cannot
    *   be read; ERR_FORMAT (naming the file) when it, or tokenizer_config.json, is not valid JSON
-   *   or not a tokenizer the package supports.
+   *   or not a tokenizer the library supports.
    * @example
    * const tok = await et.data.Tokenizer.fromFile('models/roberta-base');
    */
@@ -387,7 +265,7 @@ export class Tokenizer {
     const json = parse(text, file, 'a tokenizer.json');
     if (!isObject(json.model)) throw new EmotorchError(`'${file}' is not a tokenizer.json (it has no "model" object)`, 'ERR_FORMAT');
     const config = configText === null ? {} : parse(configText, configFile, 'a tokenizer_config.json');
-    return new Tokenizer(json as TokenizerJSON, config as TokenizerConfig, `'${file}'`);
+    return Tokenizer.#create(json, text, config, `'${file}'`);
   }
 
   /**
@@ -396,14 +274,14 @@ export class Tokenizer {
    * @param obj the tokenizer.json content
    * @param config the tokenizer_config.json content, if any
    * @throws EmotorchError ERR_INVALID_ARG when obj or config is not an object; ERR_FORMAT when
-   *   obj is not a tokenizer the package supports.
+   *   obj is not a tokenizer the library supports.
    * @example
    * const tok = et.data.Tokenizer.fromJSON(JSON.parse(fs.readFileSync('tokenizer.json', 'utf8')), { pad_token: '<pad>' });
    */
   static fromJSON(obj: TokenizerJSON | Record<string, unknown>, config: TokenizerConfig = {}): Tokenizer {
     if (!isObject(obj) || !isObject(obj.model)) invalid('a tokenizer.json object (with a "model" object)', 'tokenizer', obj);
     if (!isObject(config)) invalid('a tokenizer_config.json object', 'config', config);
-    return new Tokenizer(structuredClone(obj) as TokenizerJSON, structuredClone(config), 'tokenizer JSON');
+    return Tokenizer.#create(obj, JSON.stringify(obj), structuredClone(config), 'tokenizer JSON');
   }
 
   /**
@@ -411,31 +289,29 @@ export class Tokenizer {
    * @param text the text
    * @param options `addSpecialTokens` (default true): add the post-processor's tokens (BOS, `<s>` … `</s>`)
    * @returns the ids
-   * @throws EmotorchError ERR_INVALID_ARG when text is not a string or an option is malformed.
+   * @throws EmotorchError ERR_INVALID_ARG (a rejection) when text is not a string or an option is malformed.
    * @example
-   * tok.encode('Hello world');                                // [0, 31414, 232, 2] with RoBERTa
-   * tok.encode('Hello world', { addSpecialTokens: false });   // [31414, 232]
+   * await tok.encode('Hello world');                                // [0, 31414, 232, 2] with RoBERTa
+   * await tok.encode('Hello world', { addSpecialTokens: false });   // [31414, 232]
    */
-  encode(text: string, options?: EncodeOptions): number[] {
+  async encode(text: string, options?: EncodeOptions): Promise<number[]> {
     if (typeof text !== 'string') invalid('a string', 'text', text);
-    const o = checkOpts(options);
-    const add = checkBool(o.addSpecialTokens, 'addSpecialTokens', true);
-    return this.#hf.encode(text, { add_special_tokens: add }).ids;
+    const add = checkBool(checkOpts(options).addSpecialTokens, 'addSpecialTokens', true);
+    return (await this.#rust.encode(text, null, { addSpecialTokens: add })).getIds();
   }
 
   /**
    * Text → token strings (as the model sees them: `Ġworld`, `▁world`, `<0xE4>`).
    * @param text the text
    * @param options `addSpecialTokens` (default false)
-   * @throws EmotorchError ERR_INVALID_ARG when text is not a string.
+   * @throws EmotorchError ERR_INVALID_ARG (a rejection) when text is not a string.
    * @example
-   * tok.tokenize('Hello world');   // ['Hello', 'Ġworld']
+   * await tok.tokenize('Hello world');   // ['Hello', 'Ġworld']
    */
-  tokenize(text: string, options?: EncodeOptions): string[] {
+  async tokenize(text: string, options?: EncodeOptions): Promise<string[]> {
     if (typeof text !== 'string') invalid('a string', 'text', text);
-    const o = checkOpts(options);
-    const add = checkBool(o.addSpecialTokens, 'addSpecialTokens', false);
-    return this.#hf.tokenize(text, { add_special_tokens: add });
+    const add = checkBool(checkOpts(options).addSpecialTokens, 'addSpecialTokens', false);
+    return (await this.#rust.encode(text, null, { addSpecialTokens: add })).getTokens();
   }
 
   /**
@@ -443,19 +319,19 @@ export class Tokenizer {
    * @param ids number[], or a typed array such as a tensor's `dataSync()` (BigInt64Array)
    * @param options `skipSpecialTokens` (default false), `cleanUpTokenizationSpaces`
    * @returns the text
-   * @throws EmotorchError ERR_INVALID_ARG when ids are not non-negative integers.
+   * @throws EmotorchError ERR_INVALID_ARG (a rejection) when ids are not non-negative integers.
    * @example
-   * tok.decode([1, 15043, 3186]);                              // '<s> Hello world'
-   * tok.decode([1, 15043, 3186], { skipSpecialTokens: true }); // 'Hello world'
+   * await tok.decode([1, 15043, 3186]);                              // '<s> Hello world'
+   * await tok.decode([1, 15043, 3186], { skipSpecialTokens: true }); // 'Hello world'
    */
-  decode(ids: ArrayLike<number | bigint>, options?: DecodeOptions): string {
+  async decode(ids: ArrayLike<number | bigint>, options?: DecodeOptions): Promise<string> {
     const list = this.#checkIds(ids, 'ids');
     const o = checkOpts(options);
     const skip = checkBool(o.skipSpecialTokens, 'skipSpecialTokens', false);
     const cleanUp = checkBool(o.cleanUpTokenizationSpaces, 'cleanUpTokenizationSpaces', this.#config.clean_up_tokenization_spaces ?? false);
-    const known = list.filter((id) => this.#hf.id_to_token(id) !== undefined);
-    if (known.length === 0) return '';
-    return this.#hf.decode(known, { skip_special_tokens: skip, clean_up_tokenization_spaces: cleanUp });
+    // The library takes u32 ids (a larger one would wrap around); those name no token either.
+    const text = await this.#rust.decode(list.filter((id) => id <= 0xffffffff), skip);
+    return cleanUp ? CLEAN_UP.reduce((s, [a, b]) => s.split(a).join(b), text) : text;
   }
 
   #checkIds(ids: unknown, name: string): number[] {
@@ -473,25 +349,26 @@ export class Tokenizer {
   }
 
   /**
-   * Encodes a batch, optionally truncated and padded, with attention masks.
+   * Encodes a batch, optionally truncated and padded, with attention masks, as the Python
+   * library's `encode_batch` with `enable_truncation` / `enable_padding` does (truncation cuts the
+   * text and keeps the special tokens).
    *
    * @param texts the texts
    * @param options `padding` (false | 'longest' | 'max_length'), `maxLength`, `truncation`,
    *   `truncationSide`, `padSide` ('right' | 'left'), `padTokenId` (default `this.padTokenId`),
    *   `addSpecialTokens` (default true), `returnTensors` (int64 (B, T) tensors)
    * @returns `{ inputIds, attentionMask }`: number[][] each, or two Tensors with `returnTensors`
-   * @throws EmotorchError ERR_INVALID_ARG for a non-string text, a malformed option, padding
-   *   without a pad token id, `'max_length'` or truncation without `maxLength`, a `maxLength`
-   *   smaller than the special tokens, or `returnTensors` with unequal lengths.
+   * @throws EmotorchError ERR_INVALID_ARG (a rejection) for a non-string text, a malformed
+   *   option, padding without a pad token id, `'max_length'` or truncation without `maxLength`, a
+   *   `maxLength` smaller than the special tokens, or `returnTensors` with unequal lengths.
    * @example
-   * const { inputIds, attentionMask } = tok.encodeBatch(['Hi', 'Hello there'], { padding: 'longest', returnTensors: true });
+   * const { inputIds, attentionMask } = await tok.encodeBatch(['Hi', 'Hello there'], { padding: 'longest', returnTensors: true });
    */
-  encodeBatch(texts: string[], options: EncodeBatchOptions & { returnTensors: true }): BatchEncoding<Tensor>;
-  encodeBatch(texts: string[], options?: EncodeBatchOptions & { returnTensors?: false }): BatchEncoding<number[][]>;
-  encodeBatch(texts: string[], options?: EncodeBatchOptions): BatchEncoding<number[][]> | BatchEncoding<Tensor>;
-  encodeBatch(texts: string[], options?: EncodeBatchOptions): BatchEncoding<number[][]> | BatchEncoding<Tensor> {
-    if (!Array.isArray(texts)) invalid('an array of strings', 'texts', texts);
-    texts.forEach((t, i) => { if (typeof t !== 'string') invalid('a string', `texts[${i}]`, t); });
+  encodeBatch(texts: string[], options: EncodeBatchOptions & { returnTensors: true }): Promise<BatchEncoding<Tensor>>;
+  encodeBatch(texts: string[], options?: EncodeBatchOptions & { returnTensors?: false }): Promise<BatchEncoding<number[][]>>;
+  encodeBatch(texts: string[], options?: EncodeBatchOptions): Promise<BatchEncoding<number[][]> | BatchEncoding<Tensor>>;
+  async encodeBatch(texts: string[], options?: EncodeBatchOptions): Promise<BatchEncoding<number[][]> | BatchEncoding<Tensor>> {
+    checkTexts(texts);
     const o = checkOpts(options);
     const add = checkBool(o.addSpecialTokens, 'addSpecialTokens', true);
     let padding = o.padding === undefined ? false : o.padding;
@@ -505,7 +382,7 @@ export class Tokenizer {
     const truncationSide = checkSide(o.truncationSide, 'truncationSide');
     const padSide = checkSide(o.padSide, 'padSide');
     const returnTensors = checkBool(o.returnTensors, 'returnTensors', false);
-    let padId: number | undefined;
+    let padId = 0;
     if (padding !== false) {
       if (o.padTokenId !== undefined) padId = checkInt(o.padTokenId, 'padTokenId', 0);
       else if (this.padTokenId !== undefined) padId = this.padTokenId;
@@ -513,31 +390,23 @@ export class Tokenizer {
     } else if (o.padTokenId !== undefined) {
       checkInt(o.padTokenId, 'padTokenId', 0);
     }
-
-    const { before, after } = add ? this.#specialLayout() : { before: 0, after: 0 };
-    if (truncation && maxLength! < before + after) {
-      invalid(`a maxLength of at least ${before + after} (the special tokens added to every text)`, 'maxLength', maxLength);
+    const numSpecial = add ? await this.#specialCount() : 0;
+    if (truncation && maxLength! < numSpecial) {
+      invalid(`a maxLength of at least ${numSpecial} (the special tokens added to every text)`, 'maxLength', maxLength);
     }
-    const rows = texts.map((t) => {
-      const ids = this.#hf.encode(t, { add_special_tokens: add }).ids;
-      if (!truncation || ids.length <= maxLength!) return ids;
-      const body = ids.slice(before, ids.length - after);
-      const keep = maxLength! - before - after;
-      const cut = truncationSide === 'right' ? body.slice(0, keep) : body.slice(body.length - keep);
-      return [...ids.slice(0, before), ...cut, ...ids.slice(ids.length - after)];
+
+    // The texts alone, cut to leave room for the special tokens, then the special tokens added.
+    const rows = (await this.#rust.encodeBatch(texts, { addSpecialTokens: false })).map((e) => {
+      if (truncation) e.truncate(maxLength! - numSpecial, 0, truncationSide);
+      return this.#rust.postProcess(e, null, add);
     });
-
-    const target = padding === 'max_length' ? maxLength! : padding === 'longest' ? Math.max(0, ...rows.map((r) => r.length)) : 0;
-    const inputIds: number[][] = [];
-    const attentionMask: number[][] = [];
-    for (const r of rows) {
-      const n = Math.max(0, target - r.length);
-      const pads = new Array<number>(n).fill(padId ?? 0);
-      const zeros = new Array<number>(n).fill(0);
-      const ones = new Array<number>(r.length).fill(1);
-      inputIds.push(padSide === 'right' ? [...r, ...pads] : [...pads, ...r]);
-      attentionMask.push(padSide === 'right' ? [...ones, ...zeros] : [...zeros, ...ones]);
+    if (padding !== false) {
+      const target = padding === 'max_length' ? maxLength! : Math.max(0, ...rows.map((e) => e.getLength()));
+      const padToken = this.#rust.idToToken(padId) ?? '';
+      for (const e of rows) e.pad(target, { direction: padSide, padId, padToken });
     }
+    const inputIds = rows.map((e) => e.getIds());
+    const attentionMask = rows.map((e) => e.getAttentionMask());
     if (!returnTensors) return { inputIds, attentionMask };
 
     const T = inputIds.length ? inputIds[0].length : 0;
@@ -552,29 +421,20 @@ export class Tokenizer {
     return { inputIds: tensor(ids64, { shape: [B, T] }), attentionMask: tensor(mask64, { shape: [B, T] }) };
   }
 
-  /** How many ids encode(text) puts before and after the text's own ids (the single-text template). */
-  #specialLayout(): { before: number; after: number } {
-    if (this.#layout) return this.#layout;
-    const probe = 'a';
-    const withSp = this.#hf.encode(probe, { add_special_tokens: true }).ids;
-    const without = this.#hf.encode(probe, { add_special_tokens: false }).ids;
-    const extra = withSp.length - without.length;
-    let before = 0;
-    for (let p = 0; p <= extra; p++) {
-      if (without.every((id, k) => withSp[p + k] === id)) { before = p; break; }
-    }
-    this.#layout = { before, after: Math.max(0, extra - before) };
-    return this.#layout;
+  /** How many ids the post-processor adds to a single text (Python's `num_special_tokens_to_add(False)`). */
+  #specialCount(): Promise<number> {
+    this.#numSpecial ??= this.#rust.encode('', null, { addSpecialTokens: false }).then((e) => this.#rust.postProcess(e, null, true).getLength());
+    return this.#numSpecial;
   }
 
   /**
-   * Adds tokens after the vocabulary, with ids assigned exactly as the Python library's
-   * `add_tokens` does: a token already in the vocabulary or already added keeps its id (its flags
-   * are updated); a new one gets the next id after the model vocabulary and the added tokens; an
-   * empty string, or a token already added with the same flags, is skipped.
+   * Adds tokens after the vocabulary, with the Python library's `add_tokens`: a token already in
+   * the vocabulary or already added keeps its id (its flags are updated); a new one gets the next
+   * id; an empty string, or a token already added with the same flags, is skipped.
    *
    * @param tokens the token strings, in the order their ids are given
-   * @param options `special` (default false), `normalized` (default `!special`), `lstrip`, `rstrip`
+   * @param options `special` (default false), `normalized` (default `!special`), `lstrip`,
+   *   `rstrip`, `singleWord`
    * @returns how many were added or updated (the Python library's return value)
    * @throws EmotorchError ERR_INVALID_ARG when tokens is not an array of strings.
    * @example
@@ -586,40 +446,12 @@ export class Tokenizer {
     const o = checkOpts(options);
     const special = checkBool(o.special, 'special', false);
     const flags = {
-      single_word: false,
-      lstrip: checkBool(o.lstrip, 'lstrip', false),
-      rstrip: checkBool(o.rstrip, 'rstrip', false),
       normalized: checkBool(o.normalized, 'normalized', !special),
-      special,
+      leftStrip: checkBool(o.lstrip, 'lstrip', false),
+      rightStrip: checkBool(o.rstrip, 'rstrip', false),
+      singleWord: checkBool(o.singleWord, 'singleWord', false),
     };
-    const added = this.#json.added_tokens!;
-    const byContent = new Map(added.map((t) => [t.content, t]));
-    const model = this.#vocabOfModel();
-    const vocabSize = model.size;
-    let maxId = added.reduce((m, t) => Math.max(m, t.id), -1);
-    let count = 0;
-    for (const content of tokens) {
-      const old = byContent.get(content);
-      const same = old && (['single_word', 'lstrip', 'rstrip', 'normalized', 'special'] as const).every((k) => (old[k] ?? (k === 'normalized')) === flags[k]);
-      if (content === '' || same) continue;
-      count++;
-      if (old) {
-        // Rust keeps a token in its special set once it is there.
-        Object.assign(old, flags, { special: flags.special || old.special === true });
-        continue;
-      }
-      let id = model.get(content);
-      if (id === undefined) id = maxId < 0 ? vocabSize : maxId >= vocabSize || vocabSize === 0 ? maxId + 1 : vocabSize;
-      const entry: AddedTokenJSON = { id, content, ...flags };
-      added.push(entry);
-      byContent.set(content, entry);
-      maxId = Math.max(maxId, id);
-    }
-    if (count > 0) {
-      added.sort((a, b) => a.id - b.id);
-      this.#rebuild();
-    }
-    return count;
+    return this.#rust.addAddedTokens(tokens.map((t) => new AddedToken(t, special, flags)));
   }
 
   /**
@@ -642,7 +474,7 @@ export class Tokenizer {
    */
   tokenToId(token: string): number | undefined {
     if (typeof token !== 'string') invalid('a string', 'token', token);
-    return this.#hf.token_to_id(token);
+    return this.#rust.tokenToId(token) ?? undefined;
   }
 
   /**
@@ -653,20 +485,18 @@ export class Tokenizer {
    */
   idToToken(id: number): string | undefined {
     checkInt(id, 'id', 0);
-    return this.#hf.id_to_token(id) ?? undefined;
+    return id > 0xffffffff ? undefined : this.#rust.idToToken(id) ?? undefined;
   }
 
   /**
    * Number of distinct tokens, with or without the added ones (the Python library's
    * `get_vocab_size(with_added_tokens)`).
+   * @throws EmotorchError ERR_INVALID_ARG when withAddedTokens is not a boolean.
    * @example
    * tok.getVocabSize(false);   // 32000 for Mistral
    */
   getVocabSize(withAddedTokens = true): number {
-    checkBool(withAddedTokens, 'withAddedTokens', true);
-    const model = this.#vocabOfModel();
-    if (!withAddedTokens) return model.size;
-    return model.size + new Set(this.#json.added_tokens!.map((t) => t.content).filter((c) => !model.has(c))).size;
+    return this.#rust.getVocabSize(checkBool(withAddedTokens, 'withAddedTokens', true));
   }
 
   /** Number of distinct tokens including added ones (`len(tokenizer)` in transformers). */
@@ -674,23 +504,19 @@ export class Tokenizer {
     return this.getVocabSize(true);
   }
 
-  /** The added tokens with their ids and flags (a copy), in id order. */
+  /** The added tokens with their ids and flags, in id order. */
   get addedTokens(): AddedTokenJSON[] {
-    return this.#json.added_tokens!.map((t) => ({ ...t }));
-  }
-
-  #vocabOfModel(): Map<string, number> {
-    return (this.#modelVocab ??= modelVocab(this.#json.model));
+    return this.toJSON().added_tokens ?? [];
   }
 
   #specialId(k: SpecialName): number | undefined {
     const t = this.#special[k];
-    return t === undefined ? undefined : this.#hf.token_to_id(t);
+    return t === undefined ? undefined : this.tokenToId(t);
   }
 
   #setSpecial(k: SpecialName, v: string | undefined): void {
     if (v === undefined) { delete this.#special[k]; return; }
-    if (typeof v !== 'string' || this.#hf.token_to_id(v) === undefined) invalid('a token of the vocabulary (or undefined)', `${k}Token`, v);
+    if (typeof v !== 'string' || this.tokenToId(v) === undefined) invalid('a token of the vocabulary (or undefined)', `${k}Token`, v);
     this.#special[k] = v;
   }
 
@@ -716,11 +542,21 @@ export class Tokenizer {
   get unkTokenId(): number | undefined { return this.#specialId('unk'); }
 
   /**
-   * The tokenizer.json content, added tokens included (a copy): `JSON.stringify` it to save.
+   * The tokenizer.json content as the library writes it, added tokens included.
+   * @throws EmotorchError ERR_IO when the temporary file it goes through cannot be written.
    * @example
    * fs.writeFileSync('tokenizer.json', JSON.stringify(tok.toJSON()));
    */
   toJSON(): TokenizerJSON {
-    return structuredClone(this.#json);
+    // The package serializes only to a file.
+    const tmp = path.join(os.tmpdir(), `emotorch-tokenizer-${crypto.randomUUID()}.json`);
+    try {
+      this.#rust.save(tmp, false);
+      return JSON.parse(fs.readFileSync(tmp, 'utf8')) as TokenizerJSON;
+    } catch (e) {
+      throw new EmotorchError(`cannot serialize the tokenizer through '${tmp}': ${(e as Error).message}`, 'ERR_IO');
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
   }
 }

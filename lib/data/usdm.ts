@@ -19,9 +19,12 @@ export const USDM_EOS = '</s>';
 /** The label that marks a position without loss. */
 export const IGNORE_INDEX = -100;
 
-/** What {@link buildUsdmExample} needs from a tokenizer: text → ids, special tokens included, no BOS/EOS added. */
+/**
+ * What {@link buildUsdmExample} needs from a tokenizer: text → ids, special tokens included, no
+ * BOS/EOS added; synchronously, or as a Promise (as `et.data.Tokenizer`'s encode).
+ */
 export interface UsdmTokenizer {
-  encode(text: string): number[];
+  encode(text: string): number[] | Promise<number[]>;
 }
 
 export interface UsdmTurn {
@@ -84,36 +87,41 @@ export function usdmText(turn: UsdmTurn, opts: { numUnits?: number } = {}): stri
  * so the spans are exact token boundaries.
  *
  * @param turn units and texts
- * @param tokenizer anything with `encode(text): number[]` that maps `<|correspond|>`,
- *   `<|unitN|>` and `</s>` to their ids and adds no BOS/EOS itself
+ * @param tokenizer anything with `encode(text)` that returns the ids (or a Promise of them), maps
+ *   `<|correspond|>`, `<|unitN|>` and `</s>` to their ids and adds no BOS/EOS itself
  * @param opts `bos`: an id to put first (label −100); `numUnits` (default 10000)
- * @returns `{ text, ids, labels }` with ids.length === labels.length
+ * @returns `{ text, ids, labels }` with ids.length === labels.length; a Promise of it when encode
+ *   returns Promises
  * @throws EmotorchError ERR_INVALID_ARG for a malformed turn or tokenizer, or when encode returns
  *   something other than an array of integers.
  * @example
  * const ex = et.data.usdm.buildUsdmExample(turn, tokenizer, { bos: 1 });
+ * const ex2 = await et.data.usdm.buildUsdmExample(turn, { encode: (s) => tok.encode(s, { addSpecialTokens: false }) }, { bos: tok.bosTokenId });
  */
-export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts: { bos?: number; numUnits?: number } = {}): UsdmExample & { text: string } {
+export function buildUsdmExample(turn: UsdmTurn, tokenizer: { encode(text: string): number[] }, opts?: { bos?: number; numUnits?: number }): UsdmExample & { text: string };
+export function buildUsdmExample(turn: UsdmTurn, tokenizer: { encode(text: string): Promise<number[]> }, opts?: { bos?: number; numUnits?: number }): Promise<UsdmExample & { text: string }>;
+export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts?: { bos?: number; numUnits?: number }): (UsdmExample & { text: string }) | Promise<UsdmExample & { text: string }>;
+export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts: { bos?: number; numUnits?: number } = {}): (UsdmExample & { text: string }) | Promise<UsdmExample & { text: string }> {
   const numUnits = opts.numUnits === undefined ? 10000 : checkInt(opts.numUnits, 'numUnits', 1);
   checkTurn(turn, numUnits);
   if (!tokenizer || typeof tokenizer.encode !== 'function') invalid('an object with encode(text)', 'tokenizer', tokenizer);
-  const ids: number[] = [];
-  const labels: number[] = [];
-  if (opts.bos !== undefined) {
-    ids.push(checkInt(opts.bos, 'bos', 0));
-    labels.push(IGNORE_INDEX);
-  }
-  let text = '';
-  for (const [s, trained] of segments(turn)) {
-    const t = tokenizer.encode(s);
-    if (!Array.isArray(t) || !t.every((x) => Number.isInteger(x))) invalid('an array of integer ids from tokenizer.encode', 'tokenizer.encode result', t);
-    text += s;
-    for (const id of t) {
-      ids.push(id);
-      labels.push(trained ? id : IGNORE_INDEX);
-    }
-  }
-  return { text, ids, labels };
+  const bos = opts.bos === undefined ? undefined : checkInt(opts.bos, 'bos', 0);
+  const segs = segments(turn);
+  const encoded = segs.map(([s]) => tokenizer.encode(s));
+  const assemble = (lists: unknown[]): UsdmExample & { text: string } => {
+    const ids: number[] = bos === undefined ? [] : [bos];
+    const labels: number[] = bos === undefined ? [] : [IGNORE_INDEX];
+    lists.forEach((t, k) => {
+      if (!Array.isArray(t) || !t.every((x) => Number.isInteger(x))) invalid('an array of integer ids from tokenizer.encode', 'tokenizer.encode result', t);
+      for (const id of t) {
+        ids.push(id);
+        labels.push(segs[k][1] ? id : IGNORE_INDEX);
+      }
+    });
+    return { text: segs.map(([s]) => s).join(''), ids, labels };
+  };
+  const async = encoded.some((t) => typeof (t as { then?: unknown } | null)?.then === 'function');
+  return async ? Promise.all(encoded).then(assemble) : assemble(encoded);
 }
 
 /**

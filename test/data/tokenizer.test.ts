@@ -48,56 +48,42 @@ beforeAll(async () => {
 describe.each(['bytelevel', 'llama', 'usdm', 'mistral_usdm'] as const)('Tokenizer parity with the Python tokenizers library: %s', (name) => {
   const ref = cases.tokenizers[name];
 
-  it(`encodes all ${cases.texts.length} texts to the same ids, with and without special tokens, and the same tokens`, () => {
+  it(`encodes all ${cases.texts.length} texts to the same ids, with and without special tokens, and the same tokens`, async () => {
     const tok = toks[name];
-    const stripping = new Set(tok.addedTokens.filter((t) => t.lstrip || t.rstrip).map((t) => t.content));
     const bad: string[] = [];
-    const absorbed: string[] = [];
-    cases.texts.forEach((text, i) => {
+    for (const [i, text] of cases.texts.entries()) {
       const c = ref.cases[i];
-      const a = tok.encode(text);
-      const b = tok.encode(text, { addSpecialTokens: false });
-      const t = tok.tokenize(text);
+      const [a, b, t] = await Promise.all([tok.encode(text), tok.encode(text, { addSpecialTokens: false }), tok.tokenize(text)]);
       if (JSON.stringify(a) !== JSON.stringify(c.ids)) bad.push(`#${i} ${JSON.stringify(text)} ids: ${a} vs ${c.ids}`);
       if (JSON.stringify(b) !== JSON.stringify(c.ids_no_special)) bad.push(`#${i} ${JSON.stringify(text)} ids (no special): ${b} vs ${c.ids_no_special}`);
-      if (JSON.stringify(t) === JSON.stringify(c.tokens_no_special)) return;
-      // The one known difference: Python's token string for an lstrip/rstrip added token is the
-      // matched text with the spaces it absorbed (" <mask>"); ours is the token ("<mask>").
-      const onlyAbsorbed = t.length === c.tokens_no_special.length && t.every((x, k) => {
-        const py = c.tokens_no_special[k];
-        return x === py || (stripping.has(x) && py.trim() === x && /^\s+$/.test(py.replace(x, '')));
-      });
-      (onlyAbsorbed ? absorbed : bad).push(`#${i} ${JSON.stringify(text)} tokens: ${t} vs ${c.tokens_no_special}`);
-    });
+      // (bytelevel's <mask> is lstrip: its token is the matched text with the spaces it absorbed, " <mask>")
+      if (JSON.stringify(t) !== JSON.stringify(c.tokens_no_special)) bad.push(`#${i} ${JSON.stringify(text)} tokens: ${t} vs ${c.tokens_no_special}`);
+    }
     expect(bad).toEqual([]);
-    // bytelevel's <mask> (lstrip) after a space: "Hello <mask> world", "Hello  <mask>  world" and one generated text
-    expect(absorbed.length).toBe(name === 'bytelevel' ? 3 : 0);
   });
 
-  it('decodes the same text, with and without special tokens', () => {
+  it('decodes the same text, with and without special tokens', async () => {
     const tok = toks[name];
     const bad: string[] = [];
-    cases.texts.forEach((text, i) => {
-      const c = ref.cases[i];
-      const d = tok.decode(c.ids);
-      const s = tok.decode(c.ids, { skipSpecialTokens: true });
+    for (const [i, c] of ref.cases.entries()) {
+      const [d, s] = await Promise.all([tok.decode(c.ids), tok.decode(c.ids, { skipSpecialTokens: true })]);
       if (d !== c.decode) bad.push(`#${i} decode ${JSON.stringify(d)} vs ${JSON.stringify(c.decode)}`);
       if (s !== c.decode_skip_special) bad.push(`#${i} decode(skip) ${JSON.stringify(s)} vs ${JSON.stringify(c.decode_skip_special)}`);
-    });
-    for (const { ids, decode } of ref.decode_extra) expect(tok.decode(ids)).toBe(decode);
+    }
+    for (const { ids, decode } of ref.decode_extra) expect(await tok.decode(ids)).toBe(decode);
     expect(bad).toEqual([]);
   });
 
-  it('round-trips text through encode and decode', () => {
+  it('round-trips text through encode and decode', async () => {
     const tok = toks[name];
     // Texts whose decode differs are those the pre-tokenizer cannot give back exactly: the
     // Metaspace decoder drops the first leading space, and <mask>'s lstrip eats spaces.
     let same = 0;
-    cases.texts.forEach((text) => { if (tok.decode(tok.encode(text), { skipSpecialTokens: true }) === text) same++; });
+    for (const text of cases.texts) if ((await tok.decode(await tok.encode(text), { skipSpecialTokens: true })) === text) same++;
     const expected = cases.texts.filter((_, i) => ref.cases[i].decode_skip_special === cases.texts[i]).length;
     console.log(`${name}: ${same} of ${cases.texts.length} texts round-trip exactly`);
     expect(same).toBe(expected);
-    expect(tok.decode(tok.encode('Hello world! 我很高兴 😀'), { skipSpecialTokens: true })).toBe('Hello world! 我很高兴 😀');
+    expect(await tok.decode(await tok.encode('Hello world! 我很高兴 😀'), { skipSpecialTokens: true })).toBe('Hello world! 我很高兴 😀');
   });
 
   it('has the same vocabulary sizes and token ids', () => {
@@ -110,9 +96,9 @@ describe.each(['bytelevel', 'llama', 'usdm', 'mistral_usdm'] as const)('Tokenize
     expect(tok.idToToken(10 ** 6)).toBeUndefined();
   });
 
-  it.each(Object.keys(ref.batches))('encodeBatch matches encode_batch with padding/truncation: %s', (b) => {
+  it.each(Object.keys(ref.batches))('encodeBatch matches encode_batch with padding/truncation: %s', async (b) => {
     const r = ref.batches[b];
-    const out = toks[name].encodeBatch(cases.batch_texts, {
+    const out = await toks[name].encodeBatch(cases.batch_texts, {
       padding: r.padding, padSide: r.pad_side, maxLength: r.max_length ?? undefined, truncation: r.truncation,
       truncationSide: r.truncation_side, padTokenId: r.pad_token_id,
     });
@@ -122,13 +108,13 @@ describe.each(['bytelevel', 'llama', 'usdm', 'mistral_usdm'] as const)('Tokenize
 });
 
 describe('Tokenizer', () => {
-  it('reads pad/bos/eos from tokenizer_config.json beside tokenizer.json', () => {
+  it('reads pad/bos/eos from tokenizer_config.json beside tokenizer.json', async () => {
     expect([toks.bytelevel.padTokenId, toks.bytelevel.bosTokenId, toks.bytelevel.eosTokenId, toks.bytelevel.unkTokenId]).toEqual([1, 0, 2, 3]);
     expect([toks.llama.padTokenId, toks.llama.bosTokenId, toks.llama.eosTokenId]).toEqual([undefined, 1, 2]);
     // without a config there are none
     const bare = Tokenizer.fromJSON(JSON.parse(fs.readFileSync(path.join(DIR, 'llama', 'tokenizer.json'), 'utf8')));
     expect([bare.padTokenId, bare.bosTokenId, bare.eosTokenId]).toEqual([undefined, undefined, undefined]);
-    expect(bare.encode('hi')).toEqual(toks.llama.encode('hi'));
+    expect(await bare.encode('hi')).toEqual(await toks.llama.encode('hi'));
     // the older { content } form, and setting the pad token
     const t = Tokenizer.fromJSON(toks.llama.toJSON(), { pad_token: { content: '</s>', lstrip: false }, eos_token: '</s>' });
     expect(t.padTokenId).toBe(2);
@@ -137,67 +123,104 @@ describe('Tokenizer', () => {
     throwsWith(() => { t.padToken = '<nope>'; }, 'ERR_INVALID_ARG', /Expected a token of the vocabulary \(or undefined\) for padToken but received "<nope>"/);
   });
 
-  it("decodes with Rust's Metaspace decoder (every ▁ of the first token dropped; prepend_scheme 'never' kept)", () => {
+  it("decodes with Rust's Metaspace decoder (every ▁ of the first token dropped; prepend_scheme 'never' kept)", async () => {
     for (const m of cases.metaspace_decoding) {
       const tok = Tokenizer.fromJSON(m.tokenizer);
-      expect(m.ids.map((ids) => tok.decode(ids))).toEqual(m.decode);
+      expect(await Promise.all(m.ids.map((ids) => tok.decode(ids)))).toEqual(m.decode);
     }
   });
 
-  it('pads left and right with attention masks, truncates keeping special tokens, and returns int64 tensors', () => {
+  it('pads left and right with attention masks, truncates keeping special tokens, and returns int64 tensors', async () => {
     const tok = toks.bytelevel;
-    const a = tok.encode('Hello world!');
-    const b = tok.encode('hi');
-    const right = tok.encodeBatch(['Hello world!', 'hi'], { padding: 'longest' });
+    const a = await tok.encode('Hello world!');
+    const b = await tok.encode('hi');
+    const right = await tok.encodeBatch(['Hello world!', 'hi'], { padding: 'longest' });
     expect(right.inputIds).toEqual([a, [...b, ...Array(a.length - b.length).fill(1)]]);
     expect(right.attentionMask).toEqual([a.map(() => 1), [...b.map(() => 1), ...Array(a.length - b.length).fill(0)]]);
-    const left = tok.encodeBatch(['Hello world!', 'hi'], { padding: true, padSide: 'left' });
+    const left = await tok.encodeBatch(['Hello world!', 'hi'], { padding: true, padSide: 'left' });
     expect(left.inputIds[1]).toEqual([...Array(a.length - b.length).fill(1), ...b]);
     expect(left.attentionMask[1]).toEqual([...Array(a.length - b.length).fill(0), ...b.map(() => 1)]);
     // no padding: ragged lists, all-ones masks
-    const none = tok.encodeBatch(['Hello world!', 'hi']);
+    const none = await tok.encodeBatch(['Hello world!', 'hi']);
     expect(none.inputIds).toEqual([a, b]);
     expect(none.attentionMask).toEqual([a.map(() => 1), b.map(() => 1)]);
     // truncation keeps <s> … </s>
-    const cut = tok.encodeBatch(['Hello world!', 'hi'], { truncation: true, maxLength: 3 });
+    const cut = await tok.encodeBatch(['Hello world!', 'hi'], { truncation: true, maxLength: 3 });
     expect(cut.inputIds).toEqual([[0, a[1], 2], [0, b[1], 2]]);
-    expect(tok.encodeBatch(['Hello world!'], { truncation: true, maxLength: 3, truncationSide: 'left' }).inputIds).toEqual([[0, a[a.length - 2], 2]]);
-    expect(tok.encodeBatch(['Hello world!'], { truncation: true, maxLength: 2, addSpecialTokens: false }).inputIds).toEqual([a.slice(1, 3)]);
+    expect((await tok.encodeBatch(['Hello world!'], { truncation: true, maxLength: 3, truncationSide: 'left' })).inputIds).toEqual([[0, a[a.length - 2], 2]]);
+    expect((await tok.encodeBatch(['Hello world!'], { truncation: true, maxLength: 2, addSpecialTokens: false })).inputIds).toEqual([a.slice(1, 3)]);
     // max_length pads past the longest; a longer text without truncation stays longer
-    const fixed = tok.encodeBatch(['hi', 'Hello world!'], { padding: 'max_length', maxLength: 4 });
+    const fixed = await tok.encodeBatch(['hi', 'Hello world!'], { padding: 'max_length', maxLength: 4 });
     expect(fixed.inputIds.map((r) => r.length)).toEqual([4, a.length]);
     // tensors
-    const t = tok.encodeBatch(['Hello world!', 'hi'], { padding: 'longest', returnTensors: true });
+    const t = await tok.encodeBatch(['Hello world!', 'hi'], { padding: 'longest', returnTensors: true });
     expect(t.inputIds.shape).toEqual([2, a.length]);
     expect(t.inputIds.dtype).toBe('int64');
     expect(t.attentionMask.dtype).toBe('int64');
     expect(Array.from(t.inputIds.dataSync() as BigInt64Array, Number)).toEqual(right.inputIds.flat());
     expect(Array.from(t.attentionMask.dataSync() as BigInt64Array, Number)).toEqual(right.attentionMask.flat());
     // the llama tokenizer has no pad token: padTokenId must be given
-    expect(toks.llama.encodeBatch(['a b c', 'a'], { padding: 'longest', padTokenId: 2 }).inputIds[1].slice(-1)).toEqual([2]);
+    expect((await toks.llama.encodeBatch(['a b c', 'a'], { padding: 'longest', padTokenId: 2 })).inputIds[1].slice(-1)).toEqual([2]);
     // decode accepts a tensor's BigInt64Array
-    expect(tok.decode(t.inputIds.dataSync() as BigInt64Array, { skipSpecialTokens: true })).toBe('Hello world!hi');
-    expect(tok.encodeBatch([])).toEqual({ inputIds: [], attentionMask: [] });
+    expect(await tok.decode(t.inputIds.dataSync() as BigInt64Array, { skipSpecialTokens: true })).toBe('Hello world!hi');
+    expect(await tok.encodeBatch([])).toEqual({ inputIds: [], attentionMask: [] });
   });
 
-  it('adds tokens with the ids the Python library gives (edge cases: duplicates, empty, vocabulary tokens, flag updates)', () => {
+  it('encodeBatch calls with different truncation and padding run concurrently without affecting each other', async () => {
+    const ref = cases.tokenizers.usdm.batches;
+    const run = (r: Batch) => toks.usdm.encodeBatch(cases.batch_texts, {
+      padding: r.padding, padSide: r.pad_side, maxLength: r.max_length ?? undefined, truncation: r.truncation,
+      truncationSide: r.truncation_side, padTokenId: r.pad_token_id,
+    });
+    const all = Object.values(ref);
+    const outs = await Promise.all([...all, ...all].map(run));
+    outs.forEach((o, k) => expect(o.inputIds).toEqual(all[k % all.length].input_ids));
+  });
+
+  it("cleans up decoded text as transformers' clean_up_tokenization does, when asked or configured", async () => {
+    // Written by scripts/fixtures/tokenizer_cleanup.py with transformers.
+    const ref = JSON.parse(fs.readFileSync(path.join(DIR, 'cleanup.json'), 'utf8')) as { ids: number[][]; clean: string[] };
+    const configured = Tokenizer.fromJSON(toks.bytelevel.toJSON(), { clean_up_tokenization_spaces: true });
+    let changed = 0;
+    for (const [i, ids] of ref.ids.entries()) {
+      const plain = await toks.bytelevel.decode(ids);
+      expect(await toks.bytelevel.decode(ids, { cleanUpTokenizationSpaces: true })).toBe(ref.clean[i]);
+      expect(await configured.decode(ids)).toBe(ref.clean[i]);
+      expect(await configured.decode(ids, { cleanUpTokenizationSpaces: false })).toBe(plain);
+      if (plain !== ref.clean[i]) changed++;
+    }
+    expect(changed).toBeGreaterThan(100);
+    throwsWith(() => Tokenizer.fromJSON(toks.llama.toJSON(), { clean_up_tokenization_spaces: 'yes' as never }), 'ERR_FORMAT', /clean_up_tokenization_spaces .* is not a boolean/);
+  });
+
+  it('drops ids that name no token, those past 2^32 included (the library would wrap them around)', async () => {
+    const tok = toks.bytelevel;
+    const ids = await tok.encode('Hello world');
+    const d = await tok.decode(ids);
+    expect(await tok.decode([...ids, 2 ** 32 + ids[1], 2 ** 40])).toBe(d);
+    expect(tok.idToToken(2 ** 32 + ids[1])).toBeUndefined();
+  });
+
+  it('adds tokens with the ids the Python library gives (edge cases: duplicates, empty, vocabulary tokens, flag updates)', async () => {
     const tok = Tokenizer.fromFileSync(path.join(DIR, 'bytelevel'));
     const e = cases.edge;
     expect(e.ops.map((op) => (op.method === 'add_special_tokens' ? tok.addSpecialTokens(op.tokens) : tok.addTokens(op.tokens)))).toEqual(e.ops.map((op) => op.returned));
     for (const [t, id] of Object.entries(e.token_to_id)) expect(tok.tokenToId(t)).toBe(id);
     expect(tok.vocabSize).toBe(e.vocab_size);
-    e.texts.forEach((text, i) => {
-      expect(tok.encode(text)).toEqual(e.ids[i]);
-      expect(tok.decode(e.ids[i], { skipSpecialTokens: true })).toBe(e.decode_skip_special[i]);
-    });
+    for (const [i, text] of e.texts.entries()) {
+      expect(await tok.encode(text)).toEqual(e.ids[i]);
+      expect(await tok.decode(e.ids[i], { skipSpecialTokens: true })).toBe(e.decode_skip_special[i]);
+    }
     // re-adding is a no-op; toJSON carries the added tokens into a new tokenizer
     expect(tok.addTokens(['hello'])).toBe(0);
     const copy = Tokenizer.fromJSON(tok.toJSON());
-    expect(copy.encode(e.texts[0])).toEqual(e.ids[0]);
-    expect(tok.addedTokens.find((t) => t.content === '<extra>')).toMatchObject({ id: 1502, special: true });
+    expect(await copy.encode(e.texts[0])).toEqual(e.ids[0]);
+    // toJSON is what Python's to_str() writes: '<extra>' carries the flags of its last add (not
+    // special), though, as decode_skip_special shows, it stays in the special set.
+    expect(tok.addedTokens.find((t) => t.content === '<extra>')).toMatchObject({ id: 1502, special: false, normalized: true });
   });
 
-  it('puts USDM tokens at 32000… on a 32000-token vocabulary, as in the reference', () => {
+  it('puts USDM tokens at 32000… on a 32000-token vocabulary, as in the reference', async () => {
     // A Mistral-shaped vocabulary: <unk> <s> </s> (also added tokens), 256 byte tokens, pieces.
     const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
     for (let b = 0; b < 256; b++) vocab[`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`] = 3 + b;
@@ -213,16 +236,16 @@ describe('Tokenizer', () => {
     expect(tok.vocabSize).toBe(42003);
     tok.padToken = '<pad>';
     expect(tok.padTokenId).toBe(42002);
-    expect(tok.encode('<|unit12|><|correspond|>', { addSpecialTokens: false })).toEqual([32014, 32001]);
-    expect(tok.decode([1, 32014, 32001, 42002], { skipSpecialTokens: true })).toBe('<|unit12|>');
+    expect(await tok.encode('<|unit12|><|correspond|>', { addSpecialTokens: false })).toEqual([32014, 32001]);
+    expect(await tok.decode([1, 32014, 32001, 42002], { skipSpecialTokens: true })).toBe('<|unit12|>');
   });
 
-  it('builds USDM examples with the real tokenizer and yields the loss spans', () => {
+  it('builds USDM examples with the real tokenizer and yields the loss spans', async () => {
     const tok = toks.usdm;
     const turn = { userUnits: [5, 17, 9999], userText: 'I lost my keys…', agentText: "Oh no, let's look together.", agentUnits: [0, 42] };
     // buildUsdmExample wants no BOS/EOS from encode: pass encode without special tokens.
     const plain = { encode: (s: string) => tok.encode(s, { addSpecialTokens: false }) };
-    const ex = et.data.usdm.buildUsdmExample(turn, plain, { bos: tok.bosTokenId });
+    const ex = await et.data.usdm.buildUsdmExample(turn, plain, { bos: tok.bosTokenId });
     expect(ex.ids.length).toBe(ex.labels.length);
     expect(ex.ids[0]).toBe(1);
     const id = (t: string) => tok.tokenToId(t)!;
@@ -236,16 +259,16 @@ describe('Tokenizer', () => {
       if (l !== -100) { expect(l).toBe(ex.ids[k]); run.push(l); } else if (run.length) { spans.push(run); run = []; }
     });
     if (run.length) spans.push(run);
-    expect(spans.map((s) => tok.decode(s))).toEqual(['I lost my keys…\n', "Oh no, let's look together.<|correspond|><|unit0|><|unit42|>"]);
+    expect(await Promise.all(spans.map((s) => tok.decode(s)))).toEqual(['I lost my keys…\n', "Oh no, let's look together.<|correspond|><|unit0|><|unit42|>"]);
     expect(ex.labels[ex.ids.indexOf(id('<|unit5|>'))]).toBe(-100);
     expect(ex.labels[ex.labels.length - 1]).toBe(-100);
     // Each template piece is encoded on its own, so with this SentencePiece-style tokenizer
     // (prepend_scheme "first") every piece that starts with text gets a "▁" of its own: the ids
     // differ from encoding the whole text at once ("▁I" for "I", and two extra "▁").
-    expect(tok.decode(tok.encode(ex.text))).toBe(`<s> ${ex.text}`);
-    expect(tok.decode(ex.ids)).toBe(`<s> ${ex.text}`
+    expect(await tok.decode(await tok.encode(ex.text))).toBe(`<s> ${ex.text}`);
+    expect(await tok.decode(ex.ids)).toBe(`<s> ${ex.text}`
       .replace('<|correspond|>I lost', '<|correspond|> I lost').replace('\n### Agent\nOh', '\n ### Agent\n Oh').replace('<|unit42|>\n</s>', '<|unit42|> \n</s>'));
-    expect(ex.ids.length - 1).toBe(tok.encode(ex.text, { addSpecialTokens: false }).length + 2);
+    expect(ex.ids.length - 1).toBe((await tok.encode(ex.text, { addSpecialTokens: false })).length + 2);
   });
 
   it('reports bad input with codes and named files', async () => {
@@ -262,11 +285,11 @@ describe('Tokenizer', () => {
     fs.writeFileSync(corrupt, '{"version": "1.0"}');
     await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /corrupt\.json' is not a tokenizer\.json \(it has no "model" object\)/);
     fs.writeFileSync(corrupt, JSON.stringify({ model: { type: 'Nonsense', vocab: 3 } }));
-    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /corrupt\.json': unsupported model type "Nonsense" \(supported: BPE, WordPiece, Unigram\)/);
+    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /corrupt\.json': unsupported model type "Nonsense" \(supported: BPE, WordPiece, WordLevel, Unigram\)/);
     fs.writeFileSync(corrupt, JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: 5 } }));
     await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /corrupt\.json': unsupported or malformed tokenizer \(/);
     fs.writeFileSync(corrupt, JSON.stringify({ model: { type: 'BPE', vocab: { a: 0 }, merges: [] }, decoder: { type: 'Nonsense' } }));
-    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /unsupported or malformed tokenizer \(Unknown Decoder type: Nonsense\)/);
+    await rejectsWith(Tokenizer.fromFile(corrupt), 'ERR_FORMAT', /unsupported or malformed tokenizer \(.*Decoder/);
     // a corrupt tokenizer_config.json beside a good tokenizer.json
     const sub = path.join(dir, 'cfg');
     fs.mkdirSync(sub);
@@ -278,23 +301,23 @@ describe('Tokenizer', () => {
     throwsWith(() => Tokenizer.fromFileSync(7 as never), 'ERR_INVALID_ARG', /for file but received 7/);
 
     const tok = toks.bytelevel;
-    throwsWith(() => tok.encode(42 as never), 'ERR_INVALID_ARG', /^Expected a string for text but received 42$/);
-    throwsWith(() => tok.encode(null as never), 'ERR_INVALID_ARG', /for text but received null/);
-    throwsWith(() => tok.tokenize(['a'] as never), 'ERR_INVALID_ARG', /for text/);
-    throwsWith(() => tok.encode('a', { addSpecialTokens: 'yes' as never }), 'ERR_INVALID_ARG', /Expected a boolean for addSpecialTokens but received "yes"/);
-    throwsWith(() => tok.decode([1, -2]), 'ERR_INVALID_ARG', /Expected a non-negative integer token id for ids\[1\] but received -2/);
-    throwsWith(() => tok.decode('12' as never), 'ERR_INVALID_ARG', /for ids/);
-    throwsWith(() => tok.encodeBatch('abc' as never), 'ERR_INVALID_ARG', /Expected an array of strings for texts/);
-    throwsWith(() => tok.encodeBatch(['a', 3 as never]), 'ERR_INVALID_ARG', /Expected a string for texts\[1\] but received 3/);
-    throwsWith(() => tok.encodeBatch(['a'], { padding: 'max' as never }), 'ERR_INVALID_ARG', /Expected false, 'longest' or 'max_length' for padding but received "max"/);
-    throwsWith(() => tok.encodeBatch(['a'], { padding: 'max_length' }), 'ERR_INVALID_ARG', /maxLength \(needed by padding: 'max_length'\) for maxLength but received undefined/);
-    throwsWith(() => tok.encodeBatch(['a'], { truncation: true }), 'ERR_INVALID_ARG', /needed by truncation/);
-    throwsWith(() => tok.encodeBatch(['a'], { truncation: true, maxLength: 1 }), 'ERR_INVALID_ARG', /maxLength of at least 2/);
-    throwsWith(() => tok.encodeBatch(['a'], { maxLength: 0 }), 'ERR_INVALID_ARG', /positive integer for maxLength/);
-    throwsWith(() => tok.encodeBatch(['a'], { padSide: 'top' as never }), 'ERR_INVALID_ARG', /'right' or 'left' for padSide/);
-    throwsWith(() => tok.encodeBatch(['a'], { padding: 'longest', padTokenId: -1 }), 'ERR_INVALID_ARG', /padTokenId/);
-    throwsWith(() => toks.llama.encodeBatch(['a'], { padding: 'longest' }), 'ERR_INVALID_ARG', /no pad token/);
-    throwsWith(() => tok.encodeBatch(['a', 'a b c'], { returnTensors: true }), 'ERR_INVALID_ARG', /sequences of one length for returnTensors/);
+    await rejectsWith(() => tok.encode(42 as never), 'ERR_INVALID_ARG', /^Expected a string for text but received 42$/);
+    await rejectsWith(() => tok.encode(null as never), 'ERR_INVALID_ARG', /for text but received null/);
+    await rejectsWith(() => tok.tokenize(['a'] as never), 'ERR_INVALID_ARG', /for text/);
+    await rejectsWith(() => tok.encode('a', { addSpecialTokens: 'yes' as never }), 'ERR_INVALID_ARG', /Expected a boolean for addSpecialTokens but received "yes"/);
+    await rejectsWith(() => tok.decode([1, -2]), 'ERR_INVALID_ARG', /Expected a non-negative integer token id for ids\[1\] but received -2/);
+    await rejectsWith(() => tok.decode('12' as never), 'ERR_INVALID_ARG', /for ids/);
+    await rejectsWith(() => tok.encodeBatch('abc' as never), 'ERR_INVALID_ARG', /Expected an array of strings for texts/);
+    await rejectsWith(() => tok.encodeBatch(['a', 3 as never]), 'ERR_INVALID_ARG', /Expected a string for texts\[1\] but received 3/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'max' as never }), 'ERR_INVALID_ARG', /Expected false, 'longest' or 'max_length' for padding but received "max"/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'max_length' }), 'ERR_INVALID_ARG', /maxLength \(needed by padding: 'max_length'\) for maxLength but received undefined/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { truncation: true }), 'ERR_INVALID_ARG', /needed by truncation/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { truncation: true, maxLength: 1 }), 'ERR_INVALID_ARG', /maxLength of at least 2/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { maxLength: 0 }), 'ERR_INVALID_ARG', /positive integer for maxLength/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { padSide: 'top' as never }), 'ERR_INVALID_ARG', /'right' or 'left' for padSide/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'longest', padTokenId: -1 }), 'ERR_INVALID_ARG', /padTokenId/);
+    await rejectsWith(() => toks.llama.encodeBatch(['a'], { padding: 'longest' }), 'ERR_INVALID_ARG', /no pad token/);
+    await rejectsWith(() => tok.encodeBatch(['a', 'a b c'], { returnTensors: true }), 'ERR_INVALID_ARG', /sequences of one length for returnTensors/);
     throwsWith(() => tok.addTokens('<x>' as never), 'ERR_INVALID_ARG', /for tokens/);
     throwsWith(() => tok.addTokens([1 as never]), 'ERR_INVALID_ARG', /for tokens\[0\]/);
     throwsWith(() => tok.idToToken(-1), 'ERR_INVALID_ARG', /for id/);

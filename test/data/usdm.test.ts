@@ -66,6 +66,15 @@ describe('USDM', () => {
     expect(ex.labels[ex.ids.indexOf(200005)]).toBe(-100);
   });
 
+  it('takes a tokenizer whose encode returns Promises (as et.data.Tokenizer) and then returns a Promise', async () => {
+    const tok = new FakeTokenizer();
+    const sync = usdm.buildUsdmExample(turn, tok, { bos: 1 });
+    const pending = usdm.buildUsdmExample(turn, { encode: async (s: string) => tok.encode(s) }, { bos: 1 });
+    expect(pending).toBeInstanceOf(Promise);
+    expect(await pending).toEqual(sync);
+    await rejectsWith(usdm.buildUsdmExample(turn, { encode: async () => ['a'] } as never) as never, 'ERR_INVALID_ARG', /tokenizer\.encode result/);
+  });
+
   it('round-trips ids|labels lines and validates them with file and line named', async () => {
     const dir = tmpdir();
     const ex = usdm.buildUsdmExample(turn, new FakeTokenizer());
