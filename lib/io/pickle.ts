@@ -26,8 +26,8 @@
  * Measured: a 64 MB protocol-4 pickle of float32 arrays adds ≈ 2.0× its size to RSS right after
  * loading (file buffer + arrays); a 38.5 MB protocol-2 one ≈ 1.4×.
  */
-import * as fs from 'fs';
 import { EmotorchError, invalid } from '../errors';
+import { readRegularFile } from './file';
 import { NdArray, NdData, NdDtype } from './ndarray';
 
 export interface PickleOptions {
@@ -206,7 +206,7 @@ class Unpickler {
   private setItem(d: unknown, k: unknown, v: unknown): void {
     if (d instanceof Map) d.set(k, v);
     else if (d !== null && typeof d === 'object' && !Array.isArray(d) && !(d instanceof Set) && !(d instanceof NdArray) && !Buffer.isBuffer(d)) {
-      const key = String(k);
+      const key = propertyName(k);
       if (key === '__proto__') Object.defineProperty(d, key, { value: v, enumerable: true, writable: true, configurable: true });
       else (d as Record<string, unknown>)[key] = v;
     } else throw new ParseError(`SETITEM(S) on ${describe(d)}, which is not a dict`);
@@ -262,12 +262,14 @@ class Unpickler {
     if ((module === 'codecs' || module === '_codecs') && name === 'encode') return g((a) => this.encode(a));
     const extra = this.opts.globals;
     if (extra && Object.prototype.hasOwnProperty.call(extra, key)) return new PyGlobal(module, name, extra[key]);
-    throw new EmotorchError(`pickle references ${key}, which emotorch does not load (it could run code)`, 'ERR_FORMAT');
+    const what = /^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$/.test(key) && key.length <= 200 ? key : 'a global whose name is not a Python identifier';
+    throw new EmotorchError(`pickle references ${what}, which emotorch does not load (it could run code)`, 'ERR_FORMAT');
   }
 
   private encode(a: unknown[]): Buffer {
     const [raw, enc] = a;
-    const e = String(enc ?? 'utf-8').toLowerCase().replace(/[-_]/g, '');
+    if (enc !== undefined && typeof enc !== 'string') throw new ParseError(`codecs.encode with an encoding that is ${describe(enc)}, not a str`);
+    const e = (enc ?? 'utf-8').toLowerCase().replace(/[-_]/g, '');
     const isLatin1 = e === 'latin1' || e === 'iso88591' || e === 'l1';
     if (raw instanceof Latin1Text) {
       if (isLatin1) return raw.bytes;
@@ -278,7 +280,7 @@ class Unpickler {
     if (isLatin1) b = Buffer.from(s, 'latin1');
     else if (e === 'utf8') b = Buffer.from(s, 'utf8');
     else if (e === 'ascii') b = Buffer.from(s, 'ascii');
-    else throw new ParseError(`codecs.encode with encoding ${JSON.stringify(enc)}`);
+    else throw new ParseError(`codecs.encode with an encoding other than latin-1, utf-8 or ascii`);
     this.owned.add(b);
     return b;
   }
@@ -297,7 +299,7 @@ class Unpickler {
     let order = d.byteorder;
     if (/^[<>|=]/.test(s)) { order = s[0] === '=' ? order : s[0]; s = s.slice(1); }
     const info = KINDS[s] ?? (s === 'b' || s === '?' ? KINDS.b1 : undefined);
-    if (!info) throw new EmotorchError(`numpy dtype '${d.str}' is not supported (supported: float16/32/64, int8-64, uint8-64, bool, object)`, 'ERR_FORMAT');
+    if (!info) throw new EmotorchError(`numpy dtype ${dtypeName(d.str)} is not supported (supported: float16/32/64, int8-64, uint8-64, bool, object)`, 'ERR_FORMAT');
     return { info, big: order === '>' || (order === '=' && !LITTLE_HOST), str: s };
   }
 
@@ -374,7 +376,7 @@ class Unpickler {
     if (obj instanceof PyDtype) {
       if (!Array.isArray(state) || state.length < 8) throw new ParseError(`numpy dtype state ${describe(state)}`);
       if (state[2] !== null || state[3] !== null || state[4] !== null) {
-        throw new EmotorchError(`numpy dtype '${obj.str}' with fields or subarrays (a structured dtype) is not supported`, 'ERR_FORMAT');
+        throw new EmotorchError(`numpy dtype ${dtypeName(obj.str)} with fields or subarrays (a structured dtype) is not supported`, 'ERR_FORMAT');
       }
       if (typeof state[1] === 'string') obj.byteorder = state[1];
       return;
@@ -415,7 +417,7 @@ class Unpickler {
           break;
         }
         case 0x4c: this.push(parseIntText(this.line('LONG').replace(/L$/, ''))); break;   // LONG 'L'
-        case 0x46: { const s = this.line('FLOAT'); const v = Number(s); if (Number.isNaN(v) && !/nan/i.test(s)) throw new ParseError(`bad FLOAT ${JSON.stringify(s)}`); this.push(v); break; }
+        case 0x46: { const s = this.line('FLOAT'); const v = Number(s); if (Number.isNaN(v) && !/nan/i.test(s)) throw new ParseError('a FLOAT opcode whose text is not a number'); this.push(v); break; }
         case 0x4e: this.push(null); break;                                             // NONE 'N'
         case 0x88: this.push(true); break;                                             // NEWTRUE
         case 0x89: this.push(false); break;                                            // NEWFALSE
@@ -536,6 +538,19 @@ class Unpickler {
   }
 }
 
+/** A numpy dtype string quoted when it looks like one ('<f4', 'U10', 'M8[ns]'); never other text. */
+function dtypeName(s: string): string {
+  return /^[<>|=]?[A-Za-z]\w{0,8}(\[\w{1,3}\])?$/.test(s) ? `'${s}'` : '(a str that is not a dtype)';
+}
+
+/** A dict key as a property name under { dict: 'object' }: primitives, and tuples of them ('1,2'). */
+function propertyName(k: unknown): string {
+  const flat = (x: unknown): boolean => x === null || (typeof x !== 'object' && typeof x !== 'function');
+  if (flat(k)) return String(k);
+  if (Array.isArray(k) && k.every(flat)) return k.join(',');
+  throw new ParseError(`a dict key that is ${describe(k)} cannot be a property name under { dict: 'object' } (use { dict: 'map' })`);
+}
+
 function isPlainObject(v: unknown): boolean {
   return v !== null && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype;
 }
@@ -543,13 +558,13 @@ function isPlainObject(v: unknown): boolean {
 function describe(v: unknown): string {
   if (v === null) return 'None';
   if (v instanceof PyGlobal) return v.qualname;
-  if (v instanceof PyDtype) return `dtype('${v.str}')`;
+  if (v instanceof PyDtype) return `dtype(${dtypeName(v.str)})`;
   if (v instanceof NdArray) return `an ndarray`;
   if (Buffer.isBuffer(v)) return `bytes (${v.length})`;
   if (Array.isArray(v)) return `a list/tuple of ${v.length}`;
   if (v instanceof Map) return 'a dict';
   if (v instanceof Set) return 'a set';
-  if (typeof v === 'string') return v.length > 40 ? `a str of ${v.length} characters` : JSON.stringify(v);
+  if (typeof v === 'string') return `a str of ${v.length} characters`;  // never the text: it may be any file's content
   return typeof v === 'object' ? 'an object' : String(v);
 }
 
@@ -567,13 +582,13 @@ function longFrom(b: Buffer): number | bigint {
 }
 
 function parseIntText(s: string): number | bigint {
-  if (!/^[+-]?\d+$/.test(s.trim())) throw new ParseError(`bad integer ${JSON.stringify(s)}`);
+  if (!/^[+-]?\d+$/.test(s.trim())) throw new ParseError('an integer opcode whose text is not an integer');
   const v = BigInt(s.trim());
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 function parseIntNumber(s: string): number {
   const v = parseIntText(s);
-  if (typeof v !== 'number' || v < 0) throw new ParseError(`bad memo index ${JSON.stringify(s)}`);
+  if (typeof v !== 'number' || v < 0) throw new ParseError(`bad memo index ${v}`);
   return v;
 }
 
@@ -652,42 +667,17 @@ export function parsePickle(buffer: Uint8Array, opts: PickleOptions = {}, name =
   }
 }
 
-/** Reads a whole file into one Buffer (works past readFile's 2 GiB limit). */
-async function readWhole(path: string): Promise<Buffer> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(path, 'r');
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${path}': ${(e as Error).message}`, 'ERR_IO');
-  }
-  try {
-    const size = (await fh.stat()).size;
-    const buf = Buffer.allocUnsafe(size);
-    let off = 0;
-    while (off < size) {
-      const { bytesRead } = await fh.read(buf, off, Math.min(size - off, 1 << 30), off);
-      if (bytesRead === 0) break;
-      off += bytesRead;
-    }
-    return off === size ? buf : buf.subarray(0, off);
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${path}': ${(e as Error).message}`, 'ERR_IO');
-  } finally {
-    await fh.close();
-  }
-}
-
 /**
  * Reads a pickle file safely (see {@link parsePickle}); numpy arrays become {@link NdArray}.
  *
  * @param path the file
  * @param opts as {@link parsePickle}
- * @throws EmotorchError ERR_IO when the file cannot be read; ERR_FORMAT as {@link parsePickle}.
+ * @throws EmotorchError ERR_IO when the file cannot be read, is not a regular file (a directory,
+ *   FIFO or device is refused before anything is read) or is over 4 GiB; ERR_FORMAT as {@link parsePickle}.
  * @example
  * const [audioList, items] = await et.io.readPickle('train.pkl') as [et.io.NdArray[], unknown[][]];
  */
 export async function readPickle(path: string, opts: PickleOptions = {}): Promise<unknown> {
   if (typeof path !== 'string') invalid('a file path', 'path', path);
-  const buf = await readWhole(path);
-  return parsePickle(buf, opts, path);
+  return parsePickle(await readRegularFile(path), opts, path);
 }

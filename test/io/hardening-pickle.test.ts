@@ -43,3 +43,49 @@ describe('pickle LONG1 / LONG4 (finding 8: was quadratic, 300 KB took 96 s)', ()
     for (const [bytes, want] of cases) expect(parsePickle(longPickle(Buffer.from(bytes))), `bytes ${bytes}`).toBe(want);
   });
 });
+
+describe('deep nesting (finding 14: stack overflow)', () => {
+  const D = 200_000;
+  const deepTuple = (head: number[], tail: number[]): Buffer => Buffer.concat([Buffer.from(head), Buffer.alloc(D, 0x85), Buffer.from(tail)]);
+  it('builds deeply nested lists and tuples without recursion', () => {
+    let v = parsePickle(Buffer.concat([Buffer.from([0x80, 2]), Buffer.alloc(D, 0x5d), Buffer.alloc(D - 1, 0x61), Buffer.from('.')])) as unknown[];
+    let depth = 1;
+    while (v.length) { v = v[0] as unknown[]; depth++; }
+    expect(depth).toBe(D);
+    expect(Array.isArray(parsePickle(deepTuple([0x80, 2, 0x4e], [0x2e])))).toBe(true);
+  });
+  it('refuses a deep tuple as a dict key under { dict: "object" } or as an encoding, with ERR_FORMAT and no stack overflow', () => {
+    const key = deepTuple([0x80, 2, 0x7d, 0x4e], [0x4e, 0x73, 0x2e]);           // {} then SETITEM(deep tuple → None)
+    expect(parsePickle(key)).toBeInstanceOf(Map);
+    const enc = Buffer.concat([Buffer.from('\x80\x02c_codecs\nencode\n\x8c\x01a', 'latin1'), deepTuple([0x4e], [0x86, 0x52, 0x2e])]);
+    for (const [buf, opts] of [[key, { dict: 'object' as const }], [enc, {}]] as const) {
+      let err: unknown;
+      try { parsePickle(buf, opts); } catch (e) { err = e; }
+      expect(err).toBeInstanceOf(EmotorchError);
+      expect((err as EmotorchError).code).toBe('ERR_FORMAT');
+      expect((err as EmotorchError).message).not.toMatch(/call stack/);
+    }
+  });
+});
+
+describe('messages name the file and the problem, not its content (finding 15)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-hardening-pickle-'));
+  const texts = ['root:x:0:0:secret:/root:/bin/bash\n', 'Isecret-value\n.', 'Lsecret\n.', 'Fsecret-value\n.', 'S"secret\n.', 'g secret\n.', 'c secret\nvalue\n.', '\x80\x02csecret-1\nsecret-2\n.', '\x80\x02cnumpy.core.multiarray\nscalar\ncnumpy\ndtype\nX\x05\x00\x00\x00#sec!\x85RC\x00\x86R.'];
+  texts.forEach((text, i) => {
+    it(`does not quote a file that starts ${JSON.stringify(text.slice(0, 12))}`, async () => {
+      const file = path.join(dir, `content-${i}.pkl`);
+      fs.writeFileSync(file, Buffer.from(text, 'latin1'));
+      let err: unknown;
+      try { await readPickle(file); } catch (e) { err = e; }
+      expect(err).toBeInstanceOf(EmotorchError);
+      const e = err as EmotorchError;
+      expect(e.code).toBe('ERR_FORMAT');
+      expect(e.message).toContain(file);
+      expect(e.message.replace(file, '')).not.toMatch(/secret|root|sec!/);
+    });
+  });
+  it('still names a refused global that is a Python name', () => {
+    expect(codeOf(() => parsePickle(Buffer.from('\x80\x02cos\nsystem\n.', 'latin1')))).toBe('ERR_FORMAT');
+    expect(() => parsePickle(Buffer.from('\x80\x02cos\nsystem\n.', 'latin1'))).toThrow(/os\.system/);
+  });
+});
