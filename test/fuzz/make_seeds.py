@@ -1,0 +1,207 @@
+"""Writes the fuzz seed corpora, test/fuzz/corpus/<format>/ (run by hand, not by tests):
+
+    /work/venv/bin/python test/fuzz/make_seeds.py [sample-data-dir]
+
+The seeds are small valid (and a few edge-case) inputs made by the reference tools, never by
+emotorch: Python's pickle (protocols 0-5, numpy arrays), safetensors written by the official
+`safetensors` library, torch.save archives written by torch, WAV from test/fixtures/wav (made with
+soundfile), tokenizer.json files trained with the `tokenizers` library, and dataset JSON in the
+originals' layouts (audio paths point at wav/a.wav and wav/b.wav, which the targets provide).
+With a sample-data folder (`node scripts/make-sample-data.mjs DIR --per-class 2`), a few of its
+records are added as dataset seeds. Deterministic; keep the whole corpus under ~2 MB.
+"""
+import io
+import json
+import os
+import pickle
+import shutil
+import sys
+
+import numpy as np
+import torch
+from safetensors.numpy import save as st_save_np
+from safetensors.torch import save as st_save_torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FIX = os.path.join(ROOT, "test", "fixtures")
+OUT = os.path.join(HERE, "corpus")
+
+
+def put(fmt, name, data):
+    d = os.path.join(OUT, fmt)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def copy(fmt, src, name=None):
+    with open(src, "rb") as f:
+        put(fmt, name or os.path.basename(src), f.read())
+
+
+def pickles():
+    rng = np.random.default_rng(0)
+    values = {
+        "scalars": [None, True, False, 0, -1, 255, 65535, 2**31, -(2**63), 2**80, 1.5, float("-inf"), "text", "ünï", b"\x00\xff", bytearray(b"ab")],
+        "containers": {"a": [1, 2, (3, 4)], "b": {5, 6}, "c": frozenset([7]), "d": (), "e": [], "f": {}},
+        "shared": None,
+        "numpy": {"f32": rng.standard_normal((2, 3)).astype(np.float32), "i64": np.arange(5), "f16": np.ones(3, np.float16),
+                  "bool": np.array([True, False]), "u8": np.arange(4, dtype=np.uint8), "empty": np.zeros((0, 2), np.float32),
+                  "scalar": np.float64(2.5), "strided": np.arange(12, dtype=np.int32).reshape(3, 4)[:, ::2],
+                  "fortran": np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3))},
+        "spectra": [(rng.standard_normal(40).astype(np.float32), [0, 101, 2], 3, [1, 1, 1], None)],
+    }
+    lst = [1, 2]
+    values["shared"] = [lst, lst, {"self": lst}]
+    for name, v in values.items():
+        for proto in range(0, 6):
+            if name in ("numpy", "spectra") and proto < 2:
+                continue
+            put("pickle", f"{name}_p{proto}.pkl", pickle.dumps(v, protocol=proto))
+    put("pickle", "long4.pkl", pickle.dumps(2**3000, protocol=2))
+    for f in ["arrays_np1_p5.pkl", "arrays_np2_p2.pkl", "text_p0.pkl", "evil_eval.pkl", "evil_os_system.pkl", "spectra_bad.pkl"]:
+        copy("pickle", os.path.join(FIX, "pickle", f))
+
+
+def safetensors():
+    g = torch.Generator().manual_seed(0)
+    put("safetensors", "dtypes.safetensors", st_save_torch({
+        "f32": torch.randn(2, 3, generator=g), "f16": torch.randn(3, generator=g).half(), "bf16": torch.randn(2, 2, generator=g).bfloat16(),
+        "f64": torch.randn(2, generator=g).double(), "i64": torch.arange(4), "i32": torch.arange(3, dtype=torch.int32),
+        "i16": torch.arange(2, dtype=torch.int16), "i8": torch.arange(-2, 2, dtype=torch.int8), "u8": torch.arange(5, dtype=torch.uint8),
+        "bool": torch.tensor([True, False, True]),
+    }))
+    put("safetensors", "metadata.safetensors", st_save_torch({"w": torch.ones(2, 2)}, metadata={"format": "pt", "note": "x"}))
+    put("safetensors", "edge.safetensors", st_save_np({"scalar": np.array(3.0, np.float32), "empty": np.zeros((0, 4), np.float32), "one": np.ones(1, np.int64)}))
+    put("safetensors", "none.safetensors", st_save_torch({}))
+    for f in ["mixed_dtypes.safetensors", "mlp_gelu_io.safetensors"]:
+        copy("safetensors", os.path.join(FIX, "foundation", f))
+
+
+def torchfiles():
+    g = torch.Generator().manual_seed(0)
+
+    def save(obj, name, **kw):
+        b = io.BytesIO()
+        torch.save(obj, b, **kw)
+        put("torchfile", name, b.getvalue())
+
+    base = torch.randn(4, 3, generator=g)
+    save({"weight": torch.randn(3, 2, generator=g), "bias": torch.zeros(2), "step": torch.tensor(7)}, "state_dict.bin")
+    save({"a": base, "view": base[1:3], "t": base.t(), "half": torch.ones(3).half(), "bf16": torch.ones(2).bfloat16(),
+          "i64": torch.arange(5), "bool": torch.tensor([True, False]), "u8": torch.arange(3, dtype=torch.uint8), "empty": torch.zeros(0, 3)},
+         "dtypes_views.bin")
+    save({"cfg": {"layers": 2, "name": "beats", "rates": [0.1, 0.2], "flag": True}, "model": {"w": torch.ones(2, 2)}}, "nested.pt")
+    save([torch.ones(1), (torch.zeros(2), None), "x", 3.5], "list.pt")
+    save({"w": torch.ones(2)}, "proto4.pt", pickle_protocol=4)
+
+
+def wavs():
+    for f in sorted(os.listdir(os.path.join(FIX, "wav"))):
+        if f.endswith(".wav"):
+            copy("wav", os.path.join(FIX, "wav", f))
+
+
+def datasets(sample_dir):
+    salmonn = [
+        {"path": "wav/a.wav", "instruction": "What emotion does the speaker express?", "target": "joy", "task": "emotion_recognition"},
+        {"path": "wav/b.wav", "text": "hello", "task": "asr", "Q": "Transcribe."},
+    ]
+    put("salmonn", "list.json", json.dumps(salmonn))
+    put("salmonn", "annotation.json", json.dumps({"annotation": salmonn}, indent=1))
+    put("salmonn", "unicode.json", json.dumps([{"path": "wav/a.wav", "instruction": "情绪是什么？", "target": "平静", "task": "er"}], ensure_ascii=False))
+    trajectory = [{
+        "dialogue_id": "dlg_0", "task": "task1_emotional_trajectory",
+        "input_text": "A: i feel great\nB: i am sad\nA: we think so",
+        "target_text": "The conversation starts happy, turns sad and ends neutral.",
+        "emotion_sequence": ["happy", "sad", "neutral"], "audio_files": ["wav/a.wav", "wav/b.wav", "wav/a.wav"],
+    }]
+    put("trajectory", "trajectory.json", json.dumps(trajectory, indent=1))
+    put("trajectory", "mixed.json", json.dumps({"annotation": trajectory + salmonn[:1]}))
+    ecf = [
+        {"conversation_ID": 1, "conversation": [
+            {"utterance_ID": 1, "text": "Hi.", "speaker": "Ross", "emotion": "neutral", "video_name": "dia1utt1.mp4"},
+            {"utterance_ID": 2, "text": "You did what?!", "speaker": "Rachel", "emotion": "surprise", "video_name": "dia1utt2.mp4"},
+            {"utterance_ID": 3, "text": "Ugh.", "speaker": "Ross", "emotion": "disgust", "video_name": "dia1utt3.mp4"}],
+         "emotion-cause_pairs": [["2_surprise", "1"], ["3_disgust", "2"]]},
+        {"conversation_ID": 2, "conversation": [
+            {"utterance_ID": 1, "text": "Great!", "speaker": "Joey", "emotion": "joy"}],
+         "emotion-cause_pairs": [["1_joy", "1_Great"]]},
+    ]
+    put("ecf", "ecf.json", json.dumps(ecf, indent=1))
+    put("ecf", "test_no_emotion.json", json.dumps([{"conversation_ID": 3, "conversation": [{"utterance_ID": 1, "text": "x", "speaker": "A"}]}]))
+    swift = [
+        {"query": "<audio>What is the sentiment of the speaker?", "response": "positive", "audios": ["wav/a.wav"]},
+        {"system": "You are helpful.", "query": "<audio>Which emotion?", "response": "anger", "audios": "wav/b.wav"},
+        {"query": "Just text", "response": "ok", "images": [], "videos": None},
+    ]
+    put("swift", "swift.json", json.dumps(swift, indent=1))
+    if sample_dir:
+        with open(os.path.join(sample_dir, "salmonn.json")) as f:
+            s = json.load(f)
+        remap = lambda p: "wav/a.wav" if p.endswith("_0.wav") else "wav/b.wav"
+        plain = [dict(x, path=remap(x["path"])) for x in s if "path" in x][:3]
+        traj = [dict(x, audio_files=[remap(p) for p in x["audio_files"]]) for x in s if "audio_files" in x][:2]
+        put("salmonn", "sample.json", json.dumps(plain, indent=1))
+        put("trajectory", "sample.json", json.dumps(traj, indent=1))
+        with open(os.path.join(sample_dir, "ecf.json")) as f:
+            e = json.load(f)
+        put("ecf", "sample.json", json.dumps([c for c in e if c["conversation_ID"] <= 3], indent=1))
+        with open(os.path.join(sample_dir, "swift.json")) as f:
+            w = json.load(f)
+        put("swift", "sample.json", json.dumps([dict(x, audios=[remap(p) for p in x["audios"]]) for x in w[:4]], indent=1))
+
+
+def tokenizers_():
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    text = ["Hello world, this is a tiny corpus.", "Wörter und Zahlen 123 456.", "emotion: joy, anger, sadness!", "情绪 序列"] * 5
+
+    def save(tok, name):
+        put("tokenizer", name, tok.to_str())
+
+    bl = Tokenizer(models.BPE())
+    bl.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bl.decoder = decoders.ByteLevel()
+    bl.train_from_iterator(text, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bl.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    save(bl, "bytelevel_bpe.json")
+
+    ms = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    ms.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    ms.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    ms.train_from_iterator(text, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]))
+    ms.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)])
+    ms.add_tokens(["<|unit5|>"])
+    save(ms, "metaspace_bpe.json")
+
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.decoder = decoders.WordPiece()
+    wp.train_from_iterator(text, trainers.WordPieceTrainer(vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
+    wp.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+    save(wp, "wordpiece.json")
+
+    ug = Tokenizer(models.Unigram())
+    ug.pre_tokenizer = pre_tokenizers.Metaspace()
+    ug.decoder = decoders.Metaspace()
+    ug.train_from_iterator(text, trainers.UnigramTrainer(vocab_size=60, special_tokens=["<unk>"], unk_token="<unk>"))
+    save(ug, "unigram.json")
+    copy("tokenizer", os.path.join(FIX, "tokenizers", "bytelevel", "tokenizer.json"), "fixture_bytelevel.json")
+
+
+if __name__ == "__main__":
+    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer"]:
+        shutil.rmtree(os.path.join(OUT, fmt), ignore_errors=True)
+    pickles()
+    safetensors()
+    torchfiles()
+    wavs()
+    datasets(sys.argv[1] if len(sys.argv) > 1 else None)
+    tokenizers_()
+    total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
+    print(f"wrote {sum(len(fs) for _, _, fs in os.walk(OUT))} seeds, {total} bytes")

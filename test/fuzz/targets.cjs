@@ -1,0 +1,139 @@
+'use strict';
+// The fuzz targets, one per file format emotorch reads. Each takes the raw bytes of one input
+// and drives the public API the way a user would (through `et`, the library's public names).
+//
+// The contract (what the fuzzer and the corpus replay check): an input either parses or is
+// refused with an `EmotorchError` that carries an `ERR_*` code. Anything else is a finding:
+// another exception type, a crash (signal, abort), or a hang.
+//
+// Used by the Jazzer.js entry (jazzer-entry.cjs, over the built dist/) and by the corpus replay
+// (replay.cjs, over lib/*.ts). To add a format: add a target here, a seed folder
+// test/fuzz/corpus/<format>/, and (optionally) a libFuzzer dictionary test/fuzz/dict/<format>.dict.
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+/** The formats, in the order `npm run fuzz` lists them. */
+const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer'];
+/** Formats that share another's seed corpus (test/fuzz/corpus/<that>/). */
+const SEEDS_OF = { wav16k: 'wav' };
+
+/** True for an error the contract allows: an EmotorchError with an ERR_* code. */
+function isCoded(et, e) {
+  return e instanceof et.EmotorchError && typeof e.code === 'string' && /^ERR_[A-Z_]+$/.test(e.code);
+}
+
+/** Disposes every Tensor in a value (Maps, arrays, plain objects), after reading small ones. */
+function touchAndDispose(et, v, seen = new Set()) {
+  if (v === null || typeof v !== 'object' || seen.has(v)) return;
+  seen.add(v);
+  if (v instanceof et.Tensor) {
+    if (!v.isDisposed) {
+      if (v.numel <= 1 << 16) v.dataSync();
+      v.dispose();
+    }
+    return;
+  }
+  const kids = v instanceof Map ? v.values() : Array.isArray(v) ? v : ArrayBuffer.isView(v) ? [] : Object.values(v);
+  for (const k of kids) touchAndDispose(et, k, seen);
+}
+
+/**
+ * Makes the targets over an emotorch module.
+ * @param et the library (dist/index.js or lib/index.ts)
+ * @returns `{ [format]: (data: Buffer) => unknown | Promise<unknown> }`, and `cleanup()`
+ */
+function makeTargets(et) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-fuzz-'));
+  const file = (name) => path.join(dir, name);
+  let assets = null;
+  // Files the dataset targets' JSON may point at: two short clips and ECF embeddings.
+  const ensureAssets = async () => {
+    if (assets) return assets;
+    fs.mkdirSync(file('wav'), { recursive: true });
+    const tone = (f) => Float32Array.from({ length: 800 }, (_, i) => 0.3 * Math.sin((2 * Math.PI * f * i) / 16000));
+    fs.writeFileSync(file('wav/a.wav'), et.audio.encodeWav(tone(220), 16000));
+    fs.writeFileSync(file('wav/b.wav'), et.audio.encodeWav(tone(330), 8000, { format: 'float32' }));
+    const emb = (seed) => {
+      const m = new Map();
+      for (let c = 1; c <= 3; c++) for (let u = 1; u <= 6; u++) m.set(`${c}_${u}`, et.tensor(Float32Array.from({ length: 4 }, (_, i) => seed + c + u / 10 + i / 100)));
+      return m;
+    };
+    for (const [name, seed] of [['text', 0], ['audio', 1]]) {
+      const m = emb(seed);
+      await et.io.saveSafetensors(file(`${name}.safetensors`), m);
+      for (const t of m.values()) t.dispose();
+    }
+    assets = { features: { files: { text: file('text.safetensors'), audio: file('audio.safetensors') } } };
+    return assets;
+  };
+  const getAll = async (ds, max = 8) => {
+    for (let i = 0; i < Math.min(ds.length, max); i++) await ds.get(i);
+  };
+  const parsePickle = et.io.parsePickle ?? et.data.parsePickle;
+
+  const targets = {
+    pickle(data) {
+      return parsePickle(data);
+    },
+    async safetensors(data) {
+      fs.writeFileSync(file('input.safetensors'), data);
+      const { tensors } = await et.io.loadSafetensors(file('input.safetensors'));
+      touchAndDispose(et, tensors);
+    },
+    async torchfile(data) {
+      fs.writeFileSync(file('pytorch_model.bin'), data);
+      touchAndDispose(et, await et.io.loadTorchFile(file('pytorch_model.bin')));
+    },
+    wav(data) {
+      et.audio.decodeWav(data);
+    },
+    wav16k(data) {
+      // WAV read at 16 kHz: resampled from whatever rate the header names.
+      et.audio.decodeWav(data, { sampleRate: 16000 });
+    },
+    async salmonn(data) {
+      await ensureAssets();
+      fs.writeFileSync(file('salmonn.json'), data);
+      await getAll(await et.data.SalmonnDataset.fromFile(file('salmonn.json'), { maxSeconds: 30 }));
+    },
+    async trajectory(data) {
+      await ensureAssets();
+      fs.writeFileSync(file('trajectory.json'), data);
+      await getAll(await et.data.SalmonnDataset.fromFile(file('trajectory.json'), { prompts: { task1_emotional_trajectory: 'Describe the emotional trajectory.' } }));
+    },
+    async ecf(data) {
+      const a = await ensureAssets();
+      fs.writeFileSync(file('ecf.json'), data);
+      await getAll(await et.data.EcfDataset.fromFile(file('ecf.json'), { features: a.features }));
+    },
+    async swift(data) {
+      await ensureAssets();
+      // ms-swift data is often JSON lines: a file that starts with an object is read as .jsonl.
+      const name = /^\s*\{/.test(data.toString('latin1', 0, 64)) ? 'swift.jsonl' : 'swift.json';
+      fs.writeFileSync(file(name), data);
+      await getAll(await et.data.SwiftDataset.fromFile(file(name), { checkFiles: true, inferTask: true }));
+    },
+    async tokenizer(data) {
+      let json;
+      try {
+        json = JSON.parse(data.toString('utf8'));
+      } catch {
+        return; // not JSON: the user's JSON.parse refuses it, not emotorch
+      }
+      const tok = await et.data.Tokenizer.fromJSON(json);
+      for (const text of ['Hello wörld, 123 <s> ok', '', '  \n\t']) {
+        const ids = await tok.encode(text);
+        await tok.tokenize(text);
+        await tok.decode(ids);
+        await tok.decode(ids, { skipSpecialTokens: true });
+      }
+      await tok.encodeBatch(['a b', 'Hello'], { padding: 'longest', padTokenId: 0 });
+      tok.getVocabSize();
+    },
+  };
+  targets.cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+  return targets;
+}
+
+module.exports = { FORMATS, SEEDS_OF, isCoded, makeTargets };
