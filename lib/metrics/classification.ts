@@ -9,7 +9,7 @@
  */
 import { EmotorchError, invalid } from '../errors';
 import {
-  Label, LabelInput, Metric, PredLabel, checkOptions, compareLabels, nonEmpty, oneOf, pyFixed, pyLen, sameLength, toLabels, uniqueLabels,
+  Label, LabelInput, Metric, PredLabel, checkOptions, nonEmpty, npSum, oneOf, pyFixed, pyLen, sameLength, toLabels, uniqueLabels,
 } from './common';
 
 /** How per-class scores are combined: sklearn's `average` (`'none'` = per class, sklearn's `None`). */
@@ -72,11 +72,12 @@ function nanAverage(a: number[], w: number[] | null): number {
   if (!keep.some(Boolean)) return NaN;
   const av = a.filter((_, i) => keep[i]);
   if (w) {
+    // np.average(a, weights=w) = sum(a * w) / sum(w), numpy's pairwise sums
     const wv = w.filter((_, i) => keep[i]);
-    const ws = wv.reduce((s, v) => s + v, 0);
-    if (ws !== 0) return av.reduce((s, v, i) => s + v * wv[i], 0) / ws;
+    const ws = npSum(wv);
+    if (ws !== 0) return npSum(av.map((v, i) => v * wv[i])) / ws;
   }
-  return av.reduce((s, v) => s + v, 0) / av.length;
+  return npSum(av) / av.length;
 }
 
 function checkLabelList(labels: unknown, name: string): PredLabel[] {

@@ -255,3 +255,31 @@ export function pySplit(s: string): string[] {
 export function pyStrip(s: string): string {
   return s.replace(new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'gu'), '');
 }
+
+/**
+ * numpy's float64 sum (`np.sum`, and so `np.mean` = sum / n) of a 1-D array: pairwise summation
+ * with 8 accumulators in blocks of up to 128, bit for bit, so means match numpy's to the last bit.
+ */
+export function npSum(a: ArrayLike<number>, start = 0, n = a.length - start): number {
+  if (n < 8) {
+    let r = 0;
+    for (let i = 0; i < n; i++) r += a[start + i];
+    return r;
+  }
+  if (n <= 128) {
+    const r = [a[start], a[start + 1], a[start + 2], a[start + 3], a[start + 4], a[start + 5], a[start + 6], a[start + 7]];
+    let i = 8;
+    for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] += a[start + i + j];
+    let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; i++) res += a[start + i];
+    return res;
+  }
+  let n2 = Math.floor(n / 2);
+  n2 -= n2 % 8;
+  return npSum(a, start, n2) + npSum(a, start + n2, n - n2);
+}
+
+/** numpy's `np.mean` of a 1-D float64 array. */
+export function npMean(a: ArrayLike<number>): number {
+  return npSum(a) / a.length;
+}

@@ -5,7 +5,7 @@
  */
 import { Tensor } from '../tensor';
 import { invalid } from '../errors';
-import { Metric, NumberInput, checkOptions, nonEmpty, npRound, oneOf, pyRound, sameLength, toNumbers } from './common';
+import { Metric, NumberInput, checkOptions, nonEmpty, npMean, npRound, oneOf, pyRound, sameLength, toNumbers } from './common';
 import { pearsonOf } from './regression';
 
 /** MOSI / MOSEI results, under metricsTop's own keys. */
@@ -102,7 +102,7 @@ function checkDigits(d: unknown): number | null {
 function mosei(p: number[], t: number[], digits: number | null): MmsaResult {
   nonEmpty(t.length, 'targets');
   if (t.length < 2) invalid('at least two samples (metricsTop correlates them)', 'targets', `${t.length} sample`);
-  const mae = p.reduce((s, v, i) => s + Math.abs(v - t[i]), 0) / t.length;
+  const mae = npMean(p.map((v, i) => Math.abs(v - t[i])));
   const corr = pearsonOf(p, t);
   const a7 = multiclassAcc(p.map((v) => clip(v, -3, 3)), t.map((v) => clip(v, -3, 3)));
   const a5 = multiclassAcc(p.map((v) => clip(v, -2, 2)), t.map((v) => clip(v, -2, 2)));
@@ -143,7 +143,7 @@ function sims(pRaw: number[], tRaw: number[], digits: number | null, f32: boolea
   const ms5 = e([-1.01, -0.7, -0.1, 0.1, 0.7, 1.01]);
   const p2 = p.map((v) => bin(v, ms2));
   const t2 = t.map((v) => bin(v, ms2));
-  const mae = p.reduce((s, v, i) => s + Math.abs(v - t[i]), 0) / t.length;
+  const mae = npMean(p.map((v, i) => Math.abs(v - t[i])));
   const [, f1w] = binaryScores(p2, t2);
   const r = (v: number) => (digits === null ? v : npRound(v, digits));
   return {

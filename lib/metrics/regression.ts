@@ -4,7 +4,7 @@
  * Inputs are flattened; NaN or infinite values are rejected with a clear error.
  */
 import { invalid } from '../errors';
-import { Metric, NumberInput, checkOptions, nonEmpty, sameLength, toNumbers } from './common';
+import { Metric, NumberInput, checkOptions, nonEmpty, npMean, sameLength, toNumbers } from './common';
 
 function readPair(preds: unknown, targets: unknown): [number[], number[]] {
   const p = toNumbers(preds, 'preds');
@@ -13,14 +13,10 @@ function readPair(preds: unknown, targets: unknown): [number[], number[]] {
   return [p, t];
 }
 
-function mean(a: number[]): number {
-  let s = 0;
-  for (const v of a) s += v;
-  return s / a.length;
-}
+const mean = npMean;
 
 /**
- * Mean absolute error, mean |p − t| (sklearn `mean_absolute_error`).
+ * Mean absolute error, mean |p − t| (sklearn `mean_absolute_error`; summed as numpy sums, so bit-equal).
  * @param preds predicted values
  * @param targets true values
  * @throws EmotorchError ERR_INVALID_ARG on empty or mismatched inputs, or NaN
