@@ -41,11 +41,15 @@ export abstract class Optimizer {
   protected readonly native: OptimizerHandle;
   protected readonly groups: GroupInfo[];
   protected abstract readonly kind: 'adamw' | 'sgd';
+  private readonly tensors: Tensor[][];
   /** @internal */
-  protected constructor(kind: 'adamw' | 'sgd', groups: NativeGroup[]) {
+  protected constructor(kind: 'adamw' | 'sgd', groups: NativeGroup[], tensors: Tensor[][]) {
     this.native = binding.createOptimizer(kind, groups);
     this.groups = groups.map((g) => ({ lr: g.lr, weightDecay: g.weightDecay, size: g.params.length }));
+    this.tensors = tensors.map((g) => [...g]);
   }
+  /** The parameters this optimizer updates, group after group (what a GradScaler unscales). */
+  parameters(): Tensor[] { return this.tensors.flat(); }
   /** Applies one update from the current gradients (parameters without a gradient are skipped). */
   step(): Promise<void> { return this.native.step(); }
   /** Drops all gradients (sets them to none, as PyTorch's default). */
@@ -138,13 +142,14 @@ export class AdamW extends Optimizer {
     checkNumber(betas[1], 'betas[1]', 0, 1);
     const eps = checkNumber(opts.eps ?? 1e-8, 'eps', 0);
     const wd = checkNumber(opts.weightDecay ?? 0.01, 'weightDecay', 0);
-    const groups = normalizeGroups(params, 'params').map((g, i) => ({
+    const norm = normalizeGroups(params, 'params');
+    const groups = norm.map((g, i) => ({
       params: g.params.map((p) => p.handle),
       lr: g.lr === undefined ? lr : checkNumber(g.lr, `params[${i}].lr`, 0),
       weightDecay: g.weightDecay === undefined ? wd : checkNumber(g.weightDecay, `params[${i}].weightDecay`, 0),
       beta1: betas[0], beta2: betas[1], eps,
     }));
-    super('adamw', groups);
+    super('adamw', groups, norm.map((g) => g.params));
   }
 }
 
@@ -168,13 +173,14 @@ export class SGD extends Optimizer {
     const nesterov = opts.nesterov ?? false;
     if (nesterov && (momentum <= 0 || dampening !== 0)) invalid('momentum > 0 and dampening 0 with nesterov', 'SGD options', opts);
     const wd = checkNumber(opts.weightDecay ?? 0, 'weightDecay', 0);
-    const groups = normalizeGroups(params, 'params').map((g, i) => ({
+    const norm = normalizeGroups(params, 'params');
+    const groups = norm.map((g, i) => ({
       params: g.params.map((p) => p.handle),
       lr: g.lr === undefined ? lr : checkNumber(g.lr, `params[${i}].lr`, 0),
       weightDecay: g.weightDecay === undefined ? wd : checkNumber(g.weightDecay, `params[${i}].weightDecay`, 0),
       momentum, dampening, nesterov,
     }));
-    super('sgd', groups);
+    super('sgd', groups, norm.map((g) => g.params));
   }
 }
 

@@ -1,0 +1,9 @@
+/** The `et.train` namespace: the Trainer, its arguments, callbacks and writers. */
+export { Trainer, listCheckpoints } from './trainer';
+export type { TrainerOptions, TrainOutput, PredictionOutput, EvalPrediction, Batch } from './trainer';
+export { TrainingArguments } from './args';
+export type { TrainingArgumentsInit, ResolvedTrainingArguments, IntervalStrategy, SaveStrategy } from './args';
+export { EarlyStoppingCallback } from './callbacks';
+export type { TrainerCallback, CallbackContext, TrainerControl, TrainerState, LogRecord, EarlyStoppingOptions } from './callbacks';
+export { TensorBoardWriter } from './tensorboard';
+export { writePlots } from './plots';

@@ -1,0 +1,56 @@
+/**
+ * Learning-curve plots as SVG files, rendered by Apache ECharts' server-side SVG renderer (pure
+ * JavaScript; no browser, canvas or DOM).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import type { LogRecord } from './callbacks';
+
+type Series = { name: string; points: Array<[number, number]> };
+
+function chart(title: string, yName: string, series: Series[], logY = false): string {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const echarts = require('echarts') as typeof import('echarts');
+  const c = echarts.init(null as unknown as Parameters<typeof echarts.init>[0], null, { renderer: 'svg', ssr: true, width: 720, height: 360 });
+  c.setOption({
+    animation: false,
+    backgroundColor: '#ffffff',
+    title: { text: title, left: 'center', textStyle: { fontSize: 14 } },
+    legend: { top: 26 },
+    grid: { left: 70, right: 30, top: 64, bottom: 50 },
+    xAxis: { type: 'value', name: 'step', nameLocation: 'middle', nameGap: 28, minInterval: 1 },
+    yAxis: { type: logY ? 'log' : 'value', name: yName, scale: true },
+    series: series.map((s) => ({ name: s.name, type: 'line', data: s.points, showSymbol: s.points.length < 30, symbolSize: 5 })),
+  });
+  const svg = c.renderToSVGString();
+  c.dispose();
+  return svg;
+}
+
+const SKIP = /(_runtime|_samples_per_second|_steps_per_second|^epoch$|^step$)/;
+
+/**
+ * Writes the learning curves of a log history into `dir`: `plot_loss.svg` (train and eval loss),
+ * `plot_learning_rate.svg`, and `plot_metrics.svg` (every other eval metric) when there are any.
+ * Returns the files written.
+ */
+export async function writePlots(dir: string, history: LogRecord[]): Promise<string[]> {
+  const pick = (key: string): Array<[number, number]> => history.filter((r) => typeof r[key] === 'number' && Number.isFinite(r[key])).map((r) => [r.step, r[key]]);
+  const files: Array<[string, string]> = [];
+  const loss = [{ name: 'train loss', points: pick('loss') }, { name: 'eval loss', points: pick('eval_loss') }].filter((s) => s.points.length);
+  if (loss.length) files.push(['plot_loss.svg', chart('Loss', 'loss', loss)]);
+  const lr = pick('learning_rate');
+  if (lr.length) files.push(['plot_learning_rate.svg', chart('Learning rate', 'lr', [{ name: 'learning rate', points: lr }])]);
+  const metricKeys = [...new Set(history.flatMap((r) => Object.keys(r)))].filter((k) => k.startsWith('eval_') && k !== 'eval_loss' && !SKIP.test(k)).sort();
+  const metrics = metricKeys.map((k) => ({ name: k.slice(5), points: pick(k) })).filter((s) => s.points.length);
+  if (metrics.length) files.push(['plot_metrics.svg', chart('Evaluation metrics', 'value', metrics)]);
+  const out: string[] = [];
+  for (const [name, svg] of files) {
+    const p = path.join(dir, name);
+    const tmp = `${p}.tmp-${process.pid}`;
+    await fs.promises.writeFile(tmp, svg);
+    await fs.promises.rename(tmp, p);
+    out.push(p);
+  }
+  return out;
+}

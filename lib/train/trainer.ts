@@ -1,0 +1,736 @@
+/**
+ * Trainer: the training loop once, with HF TrainingArguments — gradient accumulation normalized
+ * by label tokens, AdamW with decay off biases and norms, clipping, HF schedules, bf16/fp16,
+ * evaluation and metrics, checkpoints that resume bit for bit, progress, log.jsonl, SVG plots,
+ * TensorBoard, callbacks, and a clean stop on an AbortSignal or Ctrl-C. Every piece it uses is
+ * public (DataLoader, AdamW, LRScheduler, GradScaler, autocast, getRngState), so a hand-written
+ * loop can do the same.
+ */
+import { EventEmitter } from 'events';
+import * as fs from 'fs';
+import * as path from 'path';
+import { binding } from '../native';
+import { Tensor, autocast, cat, full, noGrad } from '../tensor';
+import { cuda } from '../device';
+import { EmotorchError, invalid } from '../errors';
+import { Module } from '../nn/module';
+import { DataLoader } from '../data/loader';
+import type { Dataset } from '../data/datasets/base';
+import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+import { AdamW, Optimizer, decayGroups, clipGradNorm } from './optim';
+import { LRScheduler, hfSchedule } from './schedules';
+import { GradScaler } from './amp';
+import { TrainingArguments, TrainingArgumentsInit } from './args';
+import { CallbackContext, LogRecord, TrainerCallback, TrainerControl, TrainerState } from './callbacks';
+import { Progress } from './progress';
+import { writePlots } from './plots';
+import { TensorBoardWriter } from './tensorboard';
+
+/** What `computeMetrics` receives (HF's EvalPrediction): CPU tensors concatenated over the set. */
+export interface EvalPrediction {
+  /** The model's `logits` (or its first non-loss tensor output), padded with -100 along dim 1 where lengths differ. */
+  predictions: Tensor;
+  /** The batches' labels, likewise; null when the batches hold none. */
+  labelIds: Tensor | null;
+}
+
+/** What `predict` resolves to (HF's PredictionOutput). */
+export interface PredictionOutput {
+  predictions: Tensor;
+  labelIds: Tensor | null;
+  metrics: LogRecord;
+}
+
+/** What `train` resolves to (HF's TrainOutput, plus why it stopped). */
+export interface TrainOutput {
+  globalStep: number;
+  trainingLoss: number;
+  metrics: LogRecord;
+  /** 'completed', 'aborted' (signal or Ctrl-C: a checkpoint was saved) or 'callback' (e.g. early stopping). */
+  stopReason: 'completed' | 'aborted' | 'callback';
+}
+
+export type Batch = Record<string, unknown>;
+
+export interface TrainerOptions<T = unknown> {
+  /** Any Module whose forward(batch) returns `{ loss, … }` when the batch holds labels. */
+  model: Module;
+  /** HF TrainingArguments fields (or a TrainingArguments). */
+  args?: TrainingArgumentsInit | TrainingArguments;
+  trainDataset?: Dataset<T>;
+  evalDataset?: Dataset<T>;
+  /** Turns a list of items into a batch object of named inputs (HF data_collator). Default: the list itself. */
+  dataCollator?: (items: T[]) => Batch | Promise<Batch>;
+  /**
+   * Replaces `model.forward(batch).loss`. `numItemsInBatch` is given for token labels; the loss
+   * returned must then be normalized by it (sum / numItemsInBatch), as HF's compute_loss_func.
+   */
+  computeLoss?: (model: Module, batch: Batch, ctx: { numItemsInBatch?: number }) => Promise<Tensor | { loss: Tensor }>;
+  /** Metrics from an evaluation's predictions (plain numbers; keys get the `eval_` prefix). */
+  computeMetrics?: (p: EvalPrediction) => Record<string, number> | Promise<Record<string, number>>;
+  callbacks?: TrainerCallback[];
+  /** Default: AdamW over `decayGroups(model, weight_decay)` with the args' betas and epsilon. */
+  optimizer?: Optimizer;
+  /** Stops training after the current optimizer step, saving a checkpoint first. */
+  signal?: AbortSignal;
+  /** Ctrl-C stops like the signal (a second Ctrl-C restores Node's default). Default false. */
+  handleSigint?: boolean;
+  /** Options for `model.generate` when args.predict_with_generate (its `newTokens` become the predictions). */
+  generateOptions?: Record<string, unknown>;
+}
+
+type Position = { epoch: number; batches: number };
+interface Extra { data: Position; logSum: number; logCount: number; gradNorm: number | null; trainLossSum: number }
+
+const CKPT = /^checkpoint-(\d+)$/;
+const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'computeMetrics', 'callbacks', 'optimizer', 'signal', 'handleSigint', 'generateOptions'];
+
+/** Moves every tensor in a batch to `device` (objects and arrays are walked, other values kept). */
+function toDevice(v: unknown, device: string): unknown {
+  if (v instanceof Tensor) return v.device === device ? v : v.to({ device: device as never });
+  if (Array.isArray(v)) return v.map((x) => toDevice(x, device));
+  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toDevice(x, device)]));
+  }
+  return v;
+}
+
+/** Concatenates along dim 0, padding dim 1 with -100 when lengths differ (HF's nested concat). */
+function concatPadded(ts: Tensor[]): Tensor {
+  if (ts.length === 1) return ts[0];
+  const ndim = ts[0].ndim;
+  if (ndim < 2 || ts.every((t) => t.shape[1] === ts[0].shape[1])) return cat(ts, 0);
+  const len = Math.max(...ts.map((t) => t.shape[1]));
+  return cat(ts.map((t) => {
+    if (t.shape[1] === len) return t;
+    const pad = full([t.shape[0], len - t.shape[1], ...t.shape.slice(2)], -100, { dtype: t.dtype });
+    return cat([t, pad], 1);
+  }), 0);
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.promises.access(p).then(() => true, () => false);
+}
+
+/** Complete checkpoints (with trainer_state.json) in a folder, oldest first. */
+export async function listCheckpoints(outputDir: string): Promise<Array<{ step: number; path: string }>> {
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(outputDir);
+  } catch {
+    return [];
+  }
+  const out: Array<{ step: number; path: string }> = [];
+  for (const n of names) {
+    const m = CKPT.exec(n);
+    if (m && await exists(path.join(outputDir, n, 'trainer_state.json'))) out.push({ step: Number(m[1]), path: path.join(outputDir, n) });
+  }
+  return out.sort((a, b) => a.step - b.step);
+}
+
+/**
+ * Trains and evaluates a model with HF TrainingArguments. Emits 'log' (each log record), 'evaluate'
+ * (each evaluation's metrics) and 'save' ({ step, path }).
+ *
+ * The forward convention: `model.forward(batch)` with the collated batch object; it returns
+ * `{ loss, logits, … }` when the batch holds labels. For token labels (an integer `labels` of
+ * two or more dimensions) the Trainer counts the label tokens of the whole accumulated step
+ * (`labels[:, 1:] != -100` over all its micro-batches) and passes `numItemsInBatch`, so the loss
+ * is normalized by tokens, not averaged per micro-batch; other losses are divided by the number
+ * of micro-batches.
+ * @example
+ * const trainer = new et.train.Trainer({
+ *   model, trainDataset, evalDataset, dataCollator,
+ *   args: { output_dir: 'runs/cls', num_train_epochs: 5, eval_strategy: 'epoch', save_strategy: 'epoch', load_best_model_at_end: true, metric_for_best_model: 'accuracy' },
+ *   computeMetrics: ({ predictions, labelIds }) => ({ accuracy: predictions.argmax(-1).eq(labelIds!).float().mean().item() }),
+ * });
+ * trainer.on('log', (r) => console.log(r));
+ * await trainer.train();
+ */
+export class Trainer<T = unknown> extends EventEmitter {
+  readonly model: Module;
+  readonly args: TrainingArguments;
+  readonly trainDataset?: Dataset<T>;
+  readonly evalDataset?: Dataset<T>;
+  readonly callbacks: TrainerCallback[];
+  /** HF's trainer state (what trainer_state.json holds). */
+  state: TrainerState;
+  optimizer: Optimizer | null;
+  lrScheduler: LRScheduler | null = null;
+  scaler: GradScaler | null = null;
+  private readonly opts: TrainerOptions<T>;
+  private readonly control: TrainerControl = { shouldTrainingStop: false, shouldEpochStop: false, shouldSave: false, shouldEvaluate: false, shouldLog: false };
+  private extra: Extra = { data: { epoch: 0, batches: 0 }, logSum: 0, logCount: 0, gradNorm: null, trainLossSum: 0 };
+  private tb: TensorBoardWriter | null = null;
+  private progress: Progress | null = null;
+  private abortRequested = false;
+  private running = false;
+  private lastSavedStep = -1;
+
+  /**
+   * Checks every argument and option; writes nothing.
+   * @throws EmotorchError ERR_INVALID_ARG naming the field for bad or contradictory arguments.
+   */
+  constructor(opts: TrainerOptions<T>) {
+    super();
+    if (!opts || typeof opts !== 'object') invalid('an options object', 'Trainer options', opts);
+    for (const k of Object.keys(opts)) if (!KNOWN_OPTIONS.includes(k)) invalid(`one of ${KNOWN_OPTIONS.join(', ')}`, 'Trainer option', k);
+    if (!(opts.model instanceof Module)) invalid('an et.nn.Module', 'model', opts.model);
+    const args = opts.args instanceof TrainingArguments ? opts.args : new TrainingArguments(opts.args ?? {});
+    const isDataset = (d: unknown) => !!d && typeof (d as Dataset<T>).get === 'function' && Number.isInteger((d as Dataset<T>).length);
+    if (opts.trainDataset !== undefined && !isDataset(opts.trainDataset)) invalid('a dataset with length and get(i)', 'trainDataset', opts.trainDataset);
+    if (opts.evalDataset !== undefined && !isDataset(opts.evalDataset)) invalid('a dataset with length and get(i)', 'evalDataset', opts.evalDataset);
+    for (const k of ['dataCollator', 'computeLoss', 'computeMetrics'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
+    if (opts.callbacks !== undefined && (!Array.isArray(opts.callbacks) || opts.callbacks.some((c) => !c || typeof c !== 'object'))) invalid('an array of callback objects', 'callbacks', opts.callbacks);
+    if (opts.optimizer !== undefined && !(opts.optimizer instanceof Optimizer)) invalid('an et.optim optimizer', 'optimizer', opts.optimizer);
+    if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', opts.signal);
+    if (opts.handleSigint !== undefined && typeof opts.handleSigint !== 'boolean') invalid('a boolean', 'handleSigint', opts.handleSigint);
+    if (args.eval_strategy !== 'no' && !opts.evalDataset) throw new EmotorchError(`args.eval_strategy is '${args.eval_strategy}' but no evalDataset was given`, 'ERR_INVALID_ARG');
+    if (args.predict_with_generate && typeof (opts.model as unknown as { generate?: unknown }).generate !== 'function') {
+      throw new EmotorchError('args.predict_with_generate needs a model with generate()', 'ERR_INVALID_ARG');
+    }
+    if (args.metric_for_best_model && args.metric_for_best_model.replace(/^eval_/, '') !== 'loss' && !opts.computeMetrics) {
+      throw new EmotorchError(`args.metric_for_best_model is '${args.metric_for_best_model}' but no computeMetrics was given to compute it`, 'ERR_INVALID_ARG');
+    }
+    const names = new Set<string>();
+    for (const c of opts.callbacks ?? []) {
+      const n = c.name ?? c.constructor?.name;
+      if (n && c.stateDict && names.has(n)) invalid('callbacks with distinct names', 'callbacks', n);
+      if (n) names.add(n);
+    }
+    this.opts = opts;
+    this.model = opts.model;
+    this.args = args;
+    this.trainDataset = opts.trainDataset;
+    this.evalDataset = opts.evalDataset;
+    this.callbacks = [...(opts.callbacks ?? [])];
+    this.optimizer = opts.optimizer ?? null;
+    this.state = this.freshState(0);
+  }
+
+  private freshState(maxSteps: number): TrainerState {
+    const a = this.args;
+    return {
+      global_step: 0, epoch: 0, max_steps: maxSteps, num_train_epochs: 0,
+      logging_steps: a.logging_steps, eval_steps: a.eval_steps, save_steps: a.save_steps,
+      train_batch_size: a.per_device_train_batch_size, log_history: [], best_metric: null, best_global_step: null,
+      best_model_checkpoint: null, total_flos: 0, is_local_process_zero: true, is_world_process_zero: true, stateful_callbacks: {},
+    };
+  }
+
+  private ctx(): CallbackContext { return { args: this.args, state: this.state, control: this.control }; }
+  private async fire<K extends keyof TrainerCallback>(hook: K, ...rest: unknown[]): Promise<void> {
+    for (const c of this.callbacks) {
+      const f = c[hook] as ((...a: unknown[]) => unknown) | undefined;
+      if (typeof f === 'function') await f.call(c, this.ctx(), ...rest);
+    }
+  }
+
+  private get device(): string {
+    if (this.args.use_cpu) return 'cpu';
+    return this.model.parameters()[0]?.device ?? 'cpu';
+  }
+  private amp<R>(fn: () => R): R {
+    if (!this.args.bf16 && !this.args.fp16) return fn();
+    const dev = this.device.startsWith('cuda') ? 'cuda' : 'cpu';
+    return autocast({ device: dev, dtype: this.args.bf16 ? 'bfloat16' : 'float16' }, fn);
+  }
+
+  private labelsOf(batch: Batch): Tensor | null {
+    const l = batch[this.args.label_names[0]];
+    return l instanceof Tensor ? l : null;
+  }
+
+  /** Label tokens (`labels[:, 1:] != -100`) of token-label batches; null for other labels. */
+  private countTokens(batch: Batch): number | null {
+    const l = this.labelsOf(batch);
+    if (!l || l.ndim < 2 || !['int64', 'int32'].includes(l.dtype)) return null;
+    return l.slice(l.ndim - 1, 1).ne(-100).sum().item();
+  }
+
+  private async lossOf(batch: Batch, numItemsInBatch?: number): Promise<{ loss: Tensor; outputs: Record<string, unknown> }> {
+    const inputs = numItemsInBatch === undefined ? batch : { ...batch, numItemsInBatch };
+    const out = this.opts.computeLoss
+      ? await this.amp(() => this.opts.computeLoss!(this.model, batch, numItemsInBatch === undefined ? {} : { numItemsInBatch }))
+      : await this.amp(() => this.model.forward(inputs));
+    const loss = out instanceof Tensor ? out : (out as { loss?: unknown })?.loss;
+    if (!(loss instanceof Tensor)) {
+      throw new EmotorchError(`${this.opts.computeLoss ? 'computeLoss' : 'model.forward(batch)'} returned no loss: the batch needs labels (args.label_names: ${this.args.label_names.join(', ')}) or give computeLoss`, 'ERR_INVALID_ARG');
+    }
+    return { loss, outputs: out instanceof Tensor ? { loss } : (out as Record<string, unknown>) };
+  }
+
+  private trainLoader(): DataLoader<T, Batch> {
+    const a = this.args;
+    let bucketBy: ((item: T) => number) | undefined;
+    if (a.train_sampling_strategy === 'group_by_length') {
+      bucketBy = (item: T) => {
+        const it = item as Record<string, unknown>;
+        const v = it?.[a.length_column_name];
+        if (typeof v === 'number') return v;
+        for (const k of ['input_ids', 'inputIds', 'ids']) {
+          const x = it?.[k];
+          if (x instanceof Tensor) return x.shape[x.ndim - 1];
+          if (x && typeof (x as { length?: unknown }).length === 'number') return (x as { length: number }).length;
+        }
+        return invalid(`items with a numeric '${a.length_column_name}' or input_ids to group by length`, 'args.group_by_length', item);
+      };
+    }
+    return new DataLoader<T, Batch>(this.trainDataset!, {
+      batchSize: a.per_device_train_batch_size, shuffle: a.train_sampling_strategy !== 'sequential', seed: a.data_seed ?? a.seed,
+      dropLast: a.dataloader_drop_last, collate: this.opts.dataCollator as never, bucketBy,
+    });
+  }
+
+  private defaultOptimizer(): Optimizer {
+    const a = this.args;
+    return new AdamW(decayGroups(this.model, a.weight_decay), { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon, weightDecay: a.weight_decay });
+  }
+
+  // ---- training --------------------------------------------------------------------------
+
+  /**
+   * Runs training to `max_steps` / `num_train_epochs` (or until stopped), evaluating, logging and
+   * saving per the strategies; resumes first when args.resume_from_checkpoint is set.
+   * @throws EmotorchError ERR_INVALID_ARG without a trainDataset or when already running;
+   *   ERR_IO / ERR_FORMAT for unreadable checkpoints.
+   */
+  async train(): Promise<TrainOutput> {
+    if (!this.trainDataset) throw new EmotorchError('train() needs a trainDataset', 'ERR_INVALID_ARG');
+    if (this.running) throw new EmotorchError('train() is already running', 'ERR_INVALID_ARG');
+    this.running = true;
+    const a = this.args;
+    const loader = this.trainLoader();
+    if (loader.length === 0) { this.running = false; throw new EmotorchError('the training set gives no batches (empty, or smaller than a batch with dataloader_drop_last)', 'ERR_INVALID_ARG'); }
+    const gas = a.gradient_accumulation_steps;
+    const updatesPerEpoch = Math.max(1, Math.ceil(loader.length / gas));
+    const maxSteps = a.max_steps > 0 ? a.max_steps : Math.ceil(a.num_train_epochs * updatesPerEpoch);
+    const numEpochs = Math.ceil(maxSteps / updatesPerEpoch);
+    const interval = (v: number) => TrainingArguments.steps(v, maxSteps);
+
+    const resumeFrom = await this.resolveResume();
+    await fs.promises.mkdir(a.output_dir, { recursive: true });
+    await this.removeStaleTemporaries();
+    this.model.train();
+    if (!this.optimizer) this.optimizer = this.defaultOptimizer();
+    const ks = a.lr_scheduler_kwargs;
+    this.lrScheduler = new LRScheduler(this.optimizer, hfSchedule(a.lr_scheduler_type, {
+      lr: a.learning_rate, warmupSteps: a.warmupFor(maxSteps), totalSteps: maxSteps, numCycles: ks.num_cycles, minLr: ks.min_lr, minLrRate: ks.min_lr_rate,
+    }));
+    this.scaler = a.fp16 ? new GradScaler() : null;
+    this.state = this.freshState(maxSteps);
+    this.state.num_train_epochs = numEpochs;
+    this.extra = { data: { epoch: 0, batches: 0 }, logSum: 0, logCount: 0, gradNorm: null, trainLossSum: 0 };
+    this.control.shouldTrainingStop = false;
+    this.abortRequested = false;
+    this.lastSavedStep = -1;
+    let restoreRng: (() => void) | null = null;
+    if (resumeFrom) restoreRng = await this.loadCheckpoint(resumeFrom);
+    else binding.manualSeed(a.seed);
+    await this.rewriteLogFile();
+    this.tb = a.report_to.includes('tensorboard') ? new TensorBoardWriter(a.logging_dir) : null;
+    this.progress = new Progress(maxSteps, Progress.mode(a.disable_tqdm));
+
+    const onAbort = () => { this.abortRequested = true; };
+    const signal = this.opts.signal;
+    signal?.addEventListener('abort', onAbort);
+    if (signal?.aborted) this.abortRequested = true;
+    let sigints = 0;
+    const onSigint = () => {
+      sigints += 1;
+      this.abortRequested = true;
+      this.progress?.note('Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)');
+      if (sigints > 1) { process.removeListener('SIGINT', onSigint); process.kill(process.pid, 'SIGINT'); }
+    };
+    if (this.opts.handleSigint) process.on('SIGINT', onSigint);
+
+    const t0 = Date.now();
+    const startStep = this.state.global_step;
+    let stopReason: TrainOutput['stopReason'] = 'completed';
+    let it: AsyncIterator<Batch> | null = null;
+    try {
+      await this.fire('onTrainBegin');
+      this.progress.start(this.state.global_step);
+      if (a.eval_on_start && !resumeFrom) await this.evaluate();
+      let { epoch, batches: skip } = this.extra.data;
+      if (skip >= loader.length) { epoch += 1; skip = 0; }
+      outer:
+      for (; epoch < numEpochs && this.state.global_step < maxSteps; epoch++) {
+        loader.setEpoch(epoch);
+        this.extra.data = { epoch, batches: skip };
+        await this.fire('onEpochBegin');
+        it = loader[Symbol.asyncIterator]();
+        for (let i = 0; i < skip; i++) if ((await it.next()).done) break;
+        if (restoreRng) { restoreRng(); restoreRng = null; }
+        let consumed = skip;
+        skip = 0;
+        while (consumed < loader.length && this.state.global_step < maxSteps) {
+          const n = Math.min(gas, loader.length - consumed);
+          const micro: Batch[] = [];
+          for (let k = 0; k < n; k++) {
+            const r = await it!.next();
+            if (r.done) break;
+            micro.push(toDevice(r.value, this.device) as Batch);
+          }
+          if (micro.length === 0) break;
+          consumed += micro.length;
+          await this.fire('onStepBegin');
+          await this.updateStep(micro);
+          this.extra.data = { epoch, batches: consumed };
+          this.state.epoch = epoch + consumed / loader.length;
+          await this.fire('onStepEnd');
+          const s = this.state.global_step;
+          if ((a.logging_strategy === 'steps' && s % interval(a.logging_steps) === 0) || (a.logging_first_step && s === 1)) this.control.shouldLog = true;
+          if (a.eval_strategy === 'steps' && s % interval(a.eval_steps!) === 0) this.control.shouldEvaluate = true;
+          if (a.save_strategy === 'steps' && s % interval(a.save_steps) === 0) this.control.shouldSave = true;
+          if (s >= maxSteps && a.save_strategy === 'steps') this.control.shouldSave = true;
+          this.progress.update(s, { loss: this.extra.logCount ? this.extra.logSum / this.extra.logCount : undefined, lr: this.optimizer.getLr() });
+          const endOfEpoch = consumed >= loader.length;
+          if (endOfEpoch) {
+            await this.fire('onEpochEnd');
+            if (a.logging_strategy === 'epoch') this.control.shouldLog = true;
+            if (a.eval_strategy === 'epoch') this.control.shouldEvaluate = true;
+            if (a.save_strategy === 'epoch') this.control.shouldSave = true;
+          }
+          await this.maybeLogEvaluateSave();
+          if (this.abortRequested) {
+            if (this.lastSavedStep !== this.state.global_step) await this.saveCheckpoint();
+            stopReason = 'aborted';
+            break outer;
+          }
+          if (this.control.shouldTrainingStop) { stopReason = 'callback'; break outer; }
+        }
+        await it.return?.(undefined);
+        it = null;
+      }
+      this.progress.stop();
+      const runtime = (Date.now() - t0) / 1000;
+      const steps = this.state.global_step - startStep;
+      const trainingLoss = this.state.global_step > 0 ? this.extra.trainLossSum / this.state.global_step : 0;
+      if (a.load_best_model_at_end && this.state.best_model_checkpoint && stopReason !== 'aborted') await this.loadBestModel();
+      const metrics: LogRecord = {
+        train_runtime: runtime, train_samples_per_second: (steps * gas * a.per_device_train_batch_size) / Math.max(runtime, 1e-9),
+        train_steps_per_second: steps / Math.max(runtime, 1e-9), total_flos: 0, train_loss: trainingLoss,
+      };
+      await this.log(metrics);
+      await this.fire('onTrainEnd');
+      await this.writeArtifacts();
+      return { globalStep: this.state.global_step, trainingLoss, metrics, stopReason };
+    } finally {
+      await it?.return?.(undefined).catch(() => undefined);
+      this.progress?.stop();
+      signal?.removeEventListener('abort', onAbort);
+      if (this.opts.handleSigint) process.removeListener('SIGINT', onSigint);
+      await this.tb?.close().catch(() => undefined);
+      this.tb = null;
+      this.running = false;
+    }
+  }
+
+  /** One optimizer step over its micro-batches. */
+  private async updateStep(micro: Batch[]): Promise<void> {
+    const a = this.args;
+    const counts = micro.map((b) => this.countTokens(b));
+    const tokenLoss = counts.every((c) => c !== null);
+    const numItems = tokenLoss ? counts.reduce((x, y) => x! + y!, 0)! : undefined;
+    let stepLoss = 0;
+    for (const batch of micro) {
+      let { loss } = await this.lossOf(batch, tokenLoss ? Math.max(numItems!, 1) : undefined);
+      if (!tokenLoss && micro.length > 1) loss = loss.div(micro.length);
+      stepLoss += loss.detach().item();
+      await (this.scaler ? this.scaler.scale(loss) : loss).backward();
+    }
+    const params = this.optimizer!.parameters();
+    let gradNorm: number | null = null;
+    if (a.max_grad_norm > 0) {
+      if (this.scaler) this.scaler.unscale_(this.optimizer!);
+      gradNorm = await clipGradNorm(params.filter((p) => p.grad !== null), a.max_grad_norm);
+    }
+    if (this.scaler) {
+      await this.scaler.step(this.optimizer!);
+      this.scaler.update();
+    } else await this.optimizer!.step();
+    this.lrScheduler!.step();
+    this.optimizer!.zeroGrad();
+    this.state.global_step += 1;
+    this.extra.logSum += stepLoss;
+    this.extra.logCount += 1;
+    this.extra.trainLossSum += stepLoss;
+    this.extra.gradNorm = gradNorm;
+  }
+
+  private async maybeLogEvaluateSave(): Promise<void> {
+    const c = this.control;
+    if (c.shouldLog && this.extra.logCount > 0) {
+      const rec: LogRecord = { loss: this.extra.logSum / this.extra.logCount };
+      if (this.extra.gradNorm !== null) rec.grad_norm = this.extra.gradNorm;
+      rec.learning_rate = this.optimizer!.getLr();
+      rec.epoch = this.state.epoch;
+      this.extra.logSum = 0;
+      this.extra.logCount = 0;
+      await this.log(rec);
+    }
+    c.shouldLog = false;
+    let newBest = false;
+    if (c.shouldEvaluate) {
+      c.shouldEvaluate = false;
+      const metrics = await this.evaluate();
+      newBest = this.updateBest(metrics);
+      if (this.args.save_strategy === 'best' && newBest) c.shouldSave = true;
+    }
+    if (c.shouldSave) {
+      c.shouldSave = false;
+      await this.saveCheckpoint();
+    }
+  }
+
+  private updateBest(metrics: LogRecord): boolean {
+    const name = this.args.metric_for_best_model;
+    if (!name) return false;
+    const key = name.startsWith('eval_') ? name : `eval_${name}`;
+    const v = metrics[key];
+    if (typeof v !== 'number') throw new EmotorchError(`args.metric_for_best_model '${name}': the evaluation gave no '${key}' (it has ${Object.keys(metrics).join(', ')})`, 'ERR_INVALID_ARG');
+    const best = this.state.best_metric;
+    if (best === null || (this.args.greater_is_better ? v > best : v < best)) {
+      this.state.best_metric = v;
+      this.state.best_global_step = this.state.global_step;
+      return true;
+    }
+    return false;
+  }
+
+  /** Adds a record to log_history, log.jsonl, TensorBoard, the 'log' event and callbacks. */
+  private async log(logs: LogRecord): Promise<void> {
+    const rec: LogRecord = { ...logs, step: this.state.global_step };
+    if (rec.epoch === undefined && this.running) rec.epoch = this.state.epoch;
+    this.state.log_history.push(rec);
+    if (this.running) {
+      await fs.promises.appendFile(path.join(this.args.output_dir, 'log.jsonl'), `${JSON.stringify(rec)}\n`);
+      if (this.tb) {
+        for (const [k, v] of Object.entries(logs)) {
+          if (typeof v !== 'number' || k === 'epoch') continue;
+          const tag = k.startsWith('eval_') ? `eval/${k.slice(5)}` : k.startsWith('train_') || k === 'total_flos' ? `train/${k.slice(k.startsWith('train_') ? 6 : 0)}` : `train/${k}`;
+          this.tb.addScalar(tag, v, this.state.global_step);
+        }
+        await this.tb.flush();
+      }
+    }
+    this.emit('log', rec);
+    await this.fire('onLog', rec);
+  }
+
+  // ---- evaluation --------------------------------------------------------------------------
+
+  private async loop(ds: Dataset<T>, wantPredictions: boolean): Promise<{ loss: number | null; predictions: Tensor | null; labelIds: Tensor | null; n: number; batches: number }> {
+    const a = this.args;
+    const loader = new DataLoader<T, Batch>(ds, { batchSize: a.per_device_eval_batch_size, collate: this.opts.dataCollator as never });
+    const wasTraining = this.model.training;
+    this.model.eval();
+    let lossSum = 0, lossN = 0, n = 0, batches = 0;
+    const preds: Tensor[] = [];
+    const labels: Tensor[] = [];
+    try {
+      await noGrad(async () => {
+        for await (const raw of loader) {
+          const batch = toDevice(raw, this.device) as Batch;
+          const lab = this.labelsOf(batch);
+          const size = lab ? lab.shape[0] ?? 1 : 1;
+          batches += 1;
+          n += size;
+          let outputs: Record<string, unknown> = {};
+          if (lab || this.opts.computeLoss) {
+            const r = await this.lossOf(batch);
+            outputs = r.outputs;
+            lossSum += r.loss.detach().float().item() * size;
+            lossN += size;
+          } else if (wantPredictions) {
+            outputs = (await this.amp(() => this.model.forward(batch))) as Record<string, unknown>;
+          }
+          if (!wantPredictions) continue;
+          let p: unknown;
+          if (a.predict_with_generate) {
+            const inputs = Object.fromEntries(Object.entries(batch).filter(([k]) => !a.label_names.includes(k)));
+            const gen = { ...(a.generation_max_length ? { max_new_tokens: a.generation_max_length } : {}), ...this.opts.generateOptions };
+            const out = await (this.model as unknown as { generate(i: unknown, o: unknown): Promise<unknown> }).generate(inputs, gen);
+            p = out instanceof Tensor ? out : (out as { newTokens?: unknown })?.newTokens;
+          } else {
+            p = outputs.logits ?? Object.entries(outputs).find(([k, v]) => k !== 'loss' && v instanceof Tensor)?.[1];
+          }
+          if (p instanceof Tensor) preds.push(p.detach().to({ device: 'cpu' }));
+          if (lab) labels.push(lab.to({ device: 'cpu' }));
+        }
+      });
+    } finally {
+      this.model.train(wasTraining);
+    }
+    return {
+      loss: lossN ? lossSum / lossN : null,
+      predictions: preds.length ? concatPadded(preds) : null,
+      labelIds: labels.length ? concatPadded(labels) : null,
+      n, batches,
+    };
+  }
+
+  /**
+   * Evaluates on the eval set (or `dataset`): mean loss per sample and `computeMetrics`, keys
+   * prefixed `eval_`. Logs the record and emits 'evaluate'.
+   * @throws EmotorchError ERR_INVALID_ARG without an eval dataset.
+   */
+  async evaluate(dataset?: Dataset<T>, metricKeyPrefix = 'eval'): Promise<LogRecord> {
+    const ds = dataset ?? this.evalDataset;
+    if (!ds) throw new EmotorchError('evaluate() needs an evalDataset', 'ERR_INVALID_ARG');
+    const t0 = Date.now();
+    const wantPredictions = !!this.opts.computeMetrics && !this.args.prediction_loss_only;
+    const r = await this.loop(ds, wantPredictions);
+    const metrics: LogRecord = {};
+    if (r.loss !== null) metrics[`${metricKeyPrefix}_loss`] = r.loss;
+    if (wantPredictions && r.predictions) {
+      const m = await this.opts.computeMetrics!({ predictions: r.predictions, labelIds: r.labelIds });
+      if (!m || typeof m !== 'object') invalid('an object of numbers', 'computeMetrics result', m);
+      for (const [k, v] of Object.entries(m)) {
+        if (typeof v !== 'number') invalid('a number', `computeMetrics result '${k}'`, v);
+        metrics[k.startsWith(`${metricKeyPrefix}_`) ? k : `${metricKeyPrefix}_${k}`] = v;
+      }
+    }
+    const runtime = (Date.now() - t0) / 1000;
+    Object.assign(metrics, { [`${metricKeyPrefix}_runtime`]: runtime, [`${metricKeyPrefix}_samples_per_second`]: r.n / Math.max(runtime, 1e-9), [`${metricKeyPrefix}_steps_per_second`]: r.batches / Math.max(runtime, 1e-9) });
+    await this.log(metrics);
+    this.progress?.note(Object.entries(metrics).filter(([k]) => !/_runtime|_per_second/.test(k)).map(([k, v]) => `${k} ${Number(v.toPrecision(5))}`).join('  '));
+    this.emit('evaluate', metrics);
+    await this.fire('onEvaluate', metrics);
+    if (this.running) await this.writeArtifacts();
+    return metrics;
+  }
+
+  /**
+   * Predictions (and labels, and `test_` metrics when the set has labels) for a dataset.
+   * @example
+   * const { predictions, metrics } = await trainer.predict(testSet);
+   */
+  async predict(dataset: Dataset<T>, metricKeyPrefix = 'test'): Promise<PredictionOutput> {
+    if (!dataset || typeof dataset.get !== 'function') invalid('a dataset', 'dataset', dataset);
+    const r = await this.loop(dataset, true);
+    if (!r.predictions) throw new EmotorchError('predict(): the model returned no tensor outputs to predict with', 'ERR_INVALID_ARG');
+    const metrics: LogRecord = {};
+    if (r.loss !== null) metrics[`${metricKeyPrefix}_loss`] = r.loss;
+    if (this.opts.computeMetrics && r.labelIds) {
+      for (const [k, v] of Object.entries(await this.opts.computeMetrics({ predictions: r.predictions, labelIds: r.labelIds }))) metrics[`${metricKeyPrefix}_${k}`] = v;
+    }
+    return { predictions: r.predictions, labelIds: r.labelIds, metrics };
+  }
+
+  // ---- checkpoints -------------------------------------------------------------------------
+
+  private async resolveResume(): Promise<string | null> {
+    const rc = this.args.resume_from_checkpoint;
+    if (rc === null || rc === false) return null;
+    if (rc === true) {
+      const list = await listCheckpoints(this.args.output_dir);
+      if (!list.length) throw new EmotorchError(`args.resume_from_checkpoint is true but '${this.args.output_dir}' holds no complete checkpoint`, 'ERR_INVALID_ARG');
+      return list[list.length - 1].path;
+    }
+    if (!(await exists(path.join(rc, 'trainer_state.json')))) throw new EmotorchError(`args.resume_from_checkpoint: '${rc}' is not a complete checkpoint (no trainer_state.json)`, 'ERR_INVALID_ARG');
+    return rc;
+  }
+
+  private async removeStaleTemporaries(): Promise<void> {
+    for (const n of await fs.promises.readdir(this.args.output_dir)) {
+      if (n.startsWith('tmp-checkpoint-')) await fs.promises.rm(path.join(this.args.output_dir, n), { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Writes `output_dir/checkpoint-<step>/` through a temporary folder renamed into place, so a
+   * crash leaves either the complete folder or none. Then applies save_total_limit.
+   */
+  async saveCheckpoint(): Promise<string> {
+    const a = this.args;
+    const step = this.state.global_step;
+    const final = path.join(a.output_dir, `checkpoint-${step}`);
+    if (this.state.best_global_step === step) this.state.best_model_checkpoint = final;
+    const tmp = path.join(a.output_dir, `tmp-checkpoint-${step}`);
+    await fs.promises.rm(tmp, { recursive: true, force: true });
+    await fs.promises.mkdir(tmp, { recursive: true });
+    await this.model.save(path.join(tmp, 'model.safetensors'), { trainableOnly: a.save_only_trainable });
+    if (!a.save_only_model && this.optimizer) {
+      await this.optimizer.save(path.join(tmp, 'optimizer.safetensors'));
+      await fs.promises.writeFile(path.join(tmp, 'scheduler.json'), JSON.stringify(this.lrScheduler!.stateDict()));
+      if (this.scaler) await fs.promises.writeFile(path.join(tmp, 'scaler.json'), JSON.stringify(this.scaler.stateDict()));
+      const rng = new Map<string, Tensor>([['cpu', new Tensor(binding.getRngState('cpu'))]]);
+      if (cuda.isAvailable()) for (let d = 0; d < cuda.deviceCount(); d++) rng.set(`cuda:${d}`, new Tensor(binding.getRngState(`cuda:${d}`)));
+      await saveSafetensors(path.join(tmp, 'rng_state.safetensors'), rng, { format: 'emotorch-rng' });
+    }
+    for (const c of this.callbacks) if (c.stateDict) this.state.stateful_callbacks[c.name ?? c.constructor.name] = c.stateDict();
+    await fs.promises.writeFile(path.join(tmp, 'training_args.json'), JSON.stringify(a.toJSON(), null, 2));
+    const st = { ...this.state, emotorch: { ...this.extra, save_only_model: a.save_only_model } };
+    await fs.promises.writeFile(path.join(tmp, 'trainer_state.json'), JSON.stringify(st, null, 2));
+    if (await exists(final)) await fs.promises.rm(final, { recursive: true, force: true });
+    await fs.promises.rename(tmp, final);
+    this.lastSavedStep = step;
+    await this.rotateCheckpoints();
+    this.emit('save', { step, path: final });
+    await this.fire('onSave', final);
+    return final;
+  }
+
+  private async rotateCheckpoints(): Promise<void> {
+    const limit = this.args.save_total_limit;
+    if (!limit) return;
+    const all = await listCheckpoints(this.args.output_dir);
+    const best = this.state.best_model_checkpoint ? path.resolve(this.state.best_model_checkpoint) : null;
+    const others = all.filter((c) => path.resolve(c.path) !== best);
+    const hasBest = others.length < all.length;
+    const latestIsBest = hasBest && path.resolve(all[all.length - 1].path) === best;
+    const keepOthers = !hasBest ? limit : latestIsBest ? limit - 1 : Math.max(limit - 1, 1);
+    for (const c of others.slice(0, Math.max(0, others.length - keepOthers))) await fs.promises.rm(c.path, { recursive: true, force: true });
+  }
+
+  /** Restores everything from a checkpoint; returns the RNG restore to run once data is positioned. */
+  private async loadCheckpoint(dir: string): Promise<() => void> {
+    const a = this.args;
+    let st: TrainerState & { emotorch?: Extra & { save_only_model?: boolean } };
+    try {
+      st = JSON.parse(await fs.promises.readFile(path.join(dir, 'trainer_state.json'), 'utf8'));
+    } catch (e) {
+      throw new EmotorchError(`cannot read '${path.join(dir, 'trainer_state.json')}': ${(e as Error).message}`, 'ERR_FORMAT');
+    }
+    if (!st.emotorch || st.emotorch.save_only_model) throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
+    await this.model.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
+    await this.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
+    this.lrScheduler!.loadStateDict(JSON.parse(await fs.promises.readFile(path.join(dir, 'scheduler.json'), 'utf8')));
+    if (this.scaler) {
+      const p = path.join(dir, 'scaler.json');
+      if (await exists(p)) this.scaler.loadStateDict(JSON.parse(await fs.promises.readFile(p, 'utf8')));
+    }
+    const { tensors: rng } = await loadSafetensors(path.join(dir, 'rng_state.safetensors'));
+    const { emotorch, ...hfState } = st;
+    this.state = { ...this.state, ...hfState, max_steps: this.state.max_steps, num_train_epochs: this.state.num_train_epochs };
+    this.extra = { data: emotorch.data, logSum: emotorch.logSum, logCount: emotorch.logCount, gradNorm: emotorch.gradNorm, trainLossSum: emotorch.trainLossSum };
+    this.lastSavedStep = this.state.global_step;
+    for (const c of this.callbacks) {
+      const s = this.state.stateful_callbacks?.[c.name ?? c.constructor.name];
+      if (s !== undefined && c.loadStateDict) c.loadStateDict(s);
+    }
+    return () => {
+      for (const [dev, t] of rng) {
+        if (dev === 'cpu') binding.setRngState('cpu', t.handle);
+        else if (cuda.isAvailable() && Number(dev.split(':')[1]) < cuda.deviceCount()) binding.setRngState(dev, t.handle);
+      }
+    };
+  }
+
+  /** Loads the best checkpoint's weights into the model. */
+  private async loadBestModel(): Promise<void> {
+    const p = path.join(this.state.best_model_checkpoint!, 'model.safetensors');
+    await this.model.load(p, { strict: !this.args.save_only_trainable });
+  }
+
+  private async rewriteLogFile(): Promise<void> {
+    const lines = this.state.log_history.map((r) => `${JSON.stringify(r)}\n`).join('');
+    await fs.promises.writeFile(path.join(this.args.output_dir, 'log.jsonl'), lines);
+  }
+
+  private async writeArtifacts(): Promise<void> {
+    await writePlots(this.args.output_dir, this.state.log_history);
+  }
+}
