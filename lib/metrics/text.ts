@@ -17,14 +17,26 @@ export interface TokenAccuracyOptions {
 }
 export interface TokenAccuracyResult { accuracy: number; correct: number; total: number }
 
-/** Rows of ids (B, T) from ids or logits (B, T, V): a Tensor, number[][] or number[]. */
-function idRows(x: unknown, name: string, logits: boolean): number[][] {
+/** Number of dimensions of a Tensor or a (nested) array. */
+function depth(x: unknown): number {
+  if (x instanceof Tensor) return x.shape.length;
+  let d = 0;
+  for (let v = x; Array.isArray(v); v = v[0]) d++;
+  return d;
+}
+
+/**
+ * Rows of ids (B, T) from ids (B, T) or (T), or from logits with one dimension more than the
+ * labels (argmax over the last one): a Tensor or nested arrays.
+ */
+function idRows(x: unknown, name: string, labelDepth = 0): number[][] {
+  const logits = labelDepth > 0 && depth(x) === labelDepth + 1;
   if (x instanceof Tensor) {
-    const shape = x.shape;
-    if (logits && shape.length >= 2) {
+    if (logits) {
       const ids = x.argmax(-1);
-      try { return idRows(ids, name, false); } finally { ids.dispose(); }
+      try { return idRows(ids, name); } finally { ids.dispose(); }
     }
+    const shape = x.shape;
     const v = tensorValues(x);
     if (shape.length <= 1) return [v];
     const t = shape[shape.length - 1];
@@ -33,10 +45,11 @@ function idRows(x: unknown, name: string, logits: boolean): number[][] {
     return rows;
   }
   if (!Array.isArray(x)) return invalid('a Tensor or an array of token ids', name, x);
+  if (logits && labelDepth === 1) return [(x as number[][]).map(argmax)];
   if (x.length && !Array.isArray(x[0])) return [checkIds(x, name)];
   return x.map((row, i) => {
     if (!Array.isArray(row)) invalid('an array of rows', `${name}[${i}]`, row);
-    if (logits && row.length && Array.isArray(row[0])) return (row as number[][]).map(argmax);
+    if (logits) return (row as number[][]).map(argmax);
     return checkIds(row, `${name}[${i}]`);
   });
 }
@@ -79,7 +92,8 @@ function tokenCounts(pred: number[][], labels: number[][], o: TokenAccuracyOptio
  * of label tokens ≠ −100 whose argmax prediction is right, pooled over all tokens (not averaged per
  * batch). With `shift` (default) the prediction at t is compared with the label at t + 1, as
  * SALMONN compares `logits[:, P-1:-1]` with `targets[:, P:]`.
- * @param preds predicted ids (B, T), or logits (B, T, V) whose argmax is taken (Tensor or nested arrays)
+ * @param preds predicted ids (B, T), or logits (B, T, V) whose argmax is taken: a Tensor or nested
+ *   arrays, read as logits when they have one dimension more than the labels
  * @param labels label ids (B, T) with −100 where not scored
  * @param opts shift, ignoreIndex
  * @throws EmotorchError ERR_INVALID_ARG on mismatched shapes or when no token is scored
@@ -88,7 +102,7 @@ function tokenCounts(pred: number[][], labels: number[][], o: TokenAccuracyOptio
  */
 export function tokenAccuracy(preds: unknown, labels: unknown, opts?: TokenAccuracyOptions): TokenAccuracyResult {
   const o = checkOptions<TokenAccuracyOptions>(opts, 'options', ['shift', 'ignoreIndex']);
-  const [correct, total] = tokenCounts(idRows(preds, 'preds', true), idRows(labels, 'labels', false), o);
+  const [correct, total] = tokenCounts(idRows(preds, 'preds', depth(labels)), idRows(labels, 'labels'), o);
   nonEmpty(total, 'labels (no token differs from ignoreIndex)');
   return { accuracy: correct / total, correct, total };
 }
@@ -106,7 +120,7 @@ export class TokenAccuracy {
   constructor(private readonly opts: TokenAccuracyOptions = {}) { checkOptions(opts, 'options', ['shift', 'ignoreIndex']); }
   /** Adds one batch (predicted ids or logits, and labels). */
   update(preds: unknown, labels: unknown): this {
-    const [c, t] = tokenCounts(idRows(preds, 'preds', true), idRows(labels, 'labels', false), this.opts);
+    const [c, t] = tokenCounts(idRows(preds, 'preds', depth(labels)), idRows(labels, 'labels'), this.opts);
     this.correct += c;
     this.total += t;
     return this;
@@ -483,6 +497,12 @@ function seqScores(gens: string[], gold: string[][], marker: string, syn: Record
   return { exact: exact / gold.length, position: positions ? correct / positions : NaN, byPosition: seen.map((n, j) => right[j] / n), unparsable, total: gold.length };
 }
 
+/** Generations: an array; an element that is not a string (null from a failed call) is unparsable. */
+function readGenerations(g: unknown): string[] {
+  if (!Array.isArray(g)) return invalid('an array of generated texts', 'generations', g);
+  return g as string[];
+}
+
 function readGold(targets: unknown, marker: string, syn: Record<string, string>): string[][] {
   if (!Array.isArray(targets)) return invalid('an array of emotion lists or target texts', 'targets', targets);
   return targets.map((t, i) => {
@@ -513,7 +533,7 @@ export function emotionSequenceAccuracy(generations: readonly string[], targets:
   const o = checkSeqOptions(opts);
   const marker = o.marker ?? '情绪序列';
   const syn = o.synonyms ?? {};
-  return seqScores(toStrings(generations, 'generations'), readGold(targets, marker, syn), marker, syn);
+  return seqScores(readGenerations(generations), readGold(targets, marker, syn), marker, syn);
 }
 
 /** Streaming {@link emotionSequenceAccuracy}: `update(generations, targets)`. */
@@ -526,7 +546,7 @@ export class EmotionSequenceAccuracy extends Metric<string, string[], EmotionSeq
     this.marker = o.marker ?? '情绪序列';
     this.syn = o.synonyms ?? {};
   }
-  protected read(preds: unknown, targets: unknown): [string[], string[][]] { return [toStrings(preds, 'generations'), readGold(targets, this.marker, this.syn)]; }
+  protected read(preds: unknown, targets: unknown): [string[], string[][]] { return [readGenerations(preds), readGold(targets, this.marker, this.syn)]; }
   protected run(p: string[], t: string[][]): EmotionSequenceResult { return seqScores(p, t, this.marker, this.syn); }
 }
 

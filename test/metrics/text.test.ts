@@ -1,0 +1,158 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import * as et from '../../lib/index';
+import { close, closeAll, exact, load, report } from './util';
+import { throwsWith } from '../helpers';
+
+const m = et.metrics;
+const fx = load('text.json');
+
+afterAll(() => report('generated text (torch, torchmetrics ROUGE, sacrebleu, parsing rules)'));
+
+describe('token accuracy (SALMONN)', () => {
+  it(`matches SALMONN's formula in torch on ${fx.tokenAccuracy.length} cases, ids and logits`, () => {
+    expect(fx.tokenAccuracy.length).toBeGreaterThanOrEqual(200);
+    fx.tokenAccuracy.forEach((c: any, i: number) => {
+      const preds = c.logits ?? c.ids;
+      if (c.total === 0) throwsWith(() => m.tokenAccuracy(preds, c.labels), 'ERR_INVALID_ARG', /no token differs from ignoreIndex/);
+      else {
+        const r = m.tokenAccuracy(preds, c.labels);
+        exact('tokenAccuracy counts', [r.correct, r.total], [c.correct, c.total], `case ${i}`);
+        close('tokenAccuracy', r.accuracy, c.correct / c.total, `case ${i}`);
+      }
+      if (c.totalNoShift > 0) {
+        const r = m.tokenAccuracy(preds, c.labels, { shift: false });
+        exact('tokenAccuracy counts (no shift)', [r.correct, r.total], [c.correctNoShift, c.totalNoShift], `case ${i}`);
+      }
+    });
+  });
+
+  it('takes tensors (logits argmax-ed natively) and pools over batches', () => {
+    const acc = new m.TokenAccuracy();
+    let correct = 0;
+    let total = 0;
+    for (const c of fx.tokenAccuracy.slice(0, 40)) {
+      const preds = c.logits ? et.tensor(c.logits, { dtype: 'float32' }) : et.tensor(c.ids, { dtype: 'int64' });
+      acc.update(preds, et.tensor(c.labels, { dtype: 'int64' }));
+      correct += c.correct;
+      total += c.total;
+    }
+    const r = acc.compute();
+    exact('tokenAccuracy counts', [r.correct, r.total], [correct, total], 'stream of tensors');
+    acc.reset();
+    throwsWith(() => acc.compute(), 'ERR_INVALID_ARG');
+    throwsWith(() => m.tokenAccuracy([[1, 2]], [[1, 2, 3]]), 'ERR_INVALID_ARG', /same length/);
+    throwsWith(() => m.tokenAccuracy([[1.5, 2]], [[1, 2]], { shift: false }), 'ERR_INVALID_ARG', /integer token ids/);
+  });
+});
+
+describe('ROUGE (torchmetrics, rouge-score rules)', () => {
+  it(`ROUGE-1/2/L P/R/F per sample and the corpus mean on ${fx.rouge.length} cases`, () => {
+    expect(fx.rouge.length).toBeGreaterThanOrEqual(200);
+    fx.rouge.forEach((c: any, i: number) => {
+      const r = m.rouge(c.predictions, c.references, { tokenizer: c.tokenizer });
+      c.scores.forEach((s: any, j: number) => {
+        for (const t of ['rouge1', 'rouge2', 'rougeL'] as const) {
+          const o = r.samples[j][t];
+          closeAll(`${t} P/R/F (${c.tokenizer})`, [o.precision, o.recall, o.fmeasure], s[t], `case ${i}.${j}`);
+        }
+      });
+      if (c.mean) for (const t of ['rouge1', 'rouge2', 'rougeL'] as const) close(`${t} corpus mean F (${c.tokenizer})`, r[t].fmeasure, c.mean[t], `case ${i}`);
+    });
+  });
+
+  it('streams, tokenizes as named, and rejects bad input', () => {
+    const c = fx.rouge[0];
+    const s = new m.Rouge();
+    c.predictions.forEach((p: string, j: number) => s.update([p], [c.references[j]]));
+    expect(s.compute()).toEqual(m.rouge(c.predictions, c.references));
+    expect(m.rougeTokenize("It's 3.5 Émile, naïve!")).toEqual(['it', 's', '3', '5', 'mile', 'na', 've']);
+    expect(m.rougeTokenize('用户很开心 happy!', 'cjk')).toEqual(['用', '户', '很', '开', '心', 'happy']);
+    expect(m.rougeTokenize('用户很开心', 'rouge-score')).toEqual([]);
+    expect(m.rouge(['a b'], ['a c'], { tokenizer: (t) => t.split(' ') }).rouge1.fmeasure).toBe(0.5);
+    throwsWith(() => m.rouge([], []), 'ERR_INVALID_ARG', /at least one sample/);
+    throwsWith(() => m.rouge(['a'], ['a', 'b']), 'ERR_INVALID_ARG', /same length/);
+    throwsWith(() => m.rouge(['a'], [[]]), 'ERR_INVALID_ARG', /non-empty array/);
+    throwsWith(() => m.rouge(['a'], ['a'], { tokenizer: 'nltk' as any }), 'ERR_INVALID_ARG', /tokenizer/);
+  });
+});
+
+describe('BLEU (sacrebleu)', () => {
+  it(`tokenize13a equals sacrebleu's Tokenizer13a on ${fx.tokenize13a.length} lines`, () => {
+    fx.tokenize13a.forEach(([line, tok]: [string, string], i: number) => exact('bleu 13a tokenization', m.tokenize13a(line), tok, `line ${i}`));
+  });
+
+  it(`corpus BLEU equals sacrebleu's on ${fx.bleu.length} corpora (tokenizers, smoothing, lowercase, effective order, several references)`, () => {
+    expect(fx.bleu.length).toBeGreaterThanOrEqual(200);
+    fx.bleu.forEach((c: any, i: number) => {
+      const r = m.bleu(c.hypotheses, c.references, c.options);
+      close('bleu score', r.score, c.score, `case ${i}`);
+      closeAll('bleu precisions', r.precisions, c.precisions, `case ${i}`);
+      close('bleu bp', r.bp, c.bp, `case ${i}`);
+      exact('bleu lengths', [r.sysLen, r.refLen], [c.sysLen, c.refLen], `case ${i}`);
+      // sacrebleu reports add-k counts with k added; ours are the raw n-gram counts
+      if (c.options.smoothMethod !== 'add-k') exact('bleu n-gram counts', [r.counts, r.totals], [c.counts, c.totals], `case ${i}`);
+    });
+  });
+
+  it('streams and rejects bad input', () => {
+    const c = fx.bleu[0];
+    const s = new m.Bleu(c.options);
+    c.hypotheses.forEach((h: string, j: number) => s.update([h], [c.references[j]]));
+    close('bleu score', s.compute().score, c.score, 'stream');
+    expect(m.bleu([''], ['a b c']).score).toBe(0);
+    throwsWith(() => m.bleu(['a'], ['a'], { tokenize: 'intl' as any }), 'ERR_INVALID_ARG', /tokenize/);
+    throwsWith(() => m.bleu(['a'], []), 'ERR_INVALID_ARG', /same length/);
+    throwsWith(() => m.bleu([1] as any, ['a']), 'ERR_INVALID_ARG', /hypotheses\[0\]/);
+  });
+});
+
+describe('emotion-sequence accuracy (情绪序列 suffix)', () => {
+  it(`matches an independent Python parser on ${fx.emotionSequence.length} cases; unparsable counts as wrong`, () => {
+    expect(fx.emotionSequence.length).toBeGreaterThanOrEqual(200);
+    fx.emotionSequence.forEach((c: any, i: number) => {
+      const opts = c.synonyms ? { synonyms: c.synonyms } : undefined;
+      c.generations.forEach((g: string, j: number) => exact('emotion sequence parse', m.parseEmotionSequence(g, opts), c.parsed[j], `case ${i}.${j}`));
+      const r = m.emotionSequenceAccuracy(c.generations, c.targets, opts);
+      close('emotion sequence exact', r.exact, c.exact, `case ${i}`);
+      close('emotion sequence per-position', r.position, c.position, `case ${i}`);
+      closeAll('emotion sequence by position', r.byPosition, c.byPosition, `case ${i}`);
+      exact('emotion sequence unparsable', r.unparsable, c.unparsable, `case ${i}`);
+      const s = new m.EmotionSequenceAccuracy(opts);
+      c.generations.forEach((g: string, j: number) => s.update([g], [c.targets[j]]));
+      expect(s.compute()).toEqual(r);
+    });
+  });
+
+  it('never throws on a generation; rejects unreadable gold', () => {
+    const r = m.emotionSequenceAccuracy(['', 'no marker', '情绪序列', '情绪序列: ', null as any], [['happy'], ['sad'], ['sad'], ['sad'], ['sad']]);
+    expect(r).toEqual({ exact: 0, position: 0, byPosition: [0], unparsable: 5, total: 5 });
+    throwsWith(() => m.emotionSequenceAccuracy(['x'], ['no sequence here']), 'ERR_INVALID_ARG', /targets\[0\]/);
+    throwsWith(() => m.emotionSequenceAccuracy(['x'], [[]]), 'ERR_INVALID_ARG', /non-empty array/);
+    throwsWith(() => m.emotionSequenceAccuracy([], []), 'ERR_INVALID_ARG', /at least one sample/);
+    expect(m.parseEmotionSequence('Emotion sequence: Happy -> SAD', { marker: 'Emotion sequence' })).toEqual(['happy', 'sad']);
+  });
+});
+
+describe('label parser', () => {
+  it(`matches an independent Python implementation of the rule on ${fx.labelParser.length} cases`, () => {
+    expect(fx.labelParser.length).toBeGreaterThanOrEqual(200);
+    fx.labelParser.forEach((c: any, i: number) => {
+      const p = new m.LabelParser({ labels: c.labels, synonyms: c.synonyms, caseSensitive: c.caseSensitive, match: c.match });
+      const r = p.parseAll(c.texts);
+      exact('label parser', r.labels, c.parsed, `case ${i}`);
+      exact('label parser unparsable', r.unparsable, c.unparsable, `case ${i}`);
+    });
+  });
+
+  it('feeds the classification metrics: unparsable answers are wrong, never a crash', () => {
+    const p = new m.LabelParser({ labels: ['happy', 'sad', 'neutral'], synonyms: m.EMOTION_SYNONYMS });
+    const { labels, unparsable } = p.parseAll(['Joyful!', 'she sounds sad', 'hmm', 'NEUTRAL.']);
+    expect(labels).toEqual(['happy', 'sad', null, 'neutral']);
+    expect(unparsable).toBe(1);
+    expect(m.accuracy(labels, ['happy', 'sad', 'sad', 'neutral'])).toBe(0.75);
+    expect(m.f1(labels, ['happy', 'sad', 'sad', 'neutral'], { average: 'macro', labels: ['happy', 'sad', 'neutral'] })).toBeCloseTo((1 + 2 / 3 + 1) / 3, 15);
+    expect(p.parse(undefined as any)).toBeNull();
+    throwsWith(() => new m.LabelParser({ labels: [] }), 'ERR_INVALID_ARG', /non-empty array/);
+    throwsWith(() => new m.LabelParser({ labels: ['a'], match: 'fuzzy' as any }), 'ERR_INVALID_ARG', /match/);
+  });
+});
