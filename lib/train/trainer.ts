@@ -509,7 +509,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       if (this.tb) {
         for (const [k, v] of Object.entries(logs)) {
           if (typeof v !== 'number' || k === 'epoch') continue;
-          const tag = k.startsWith('eval_') ? `eval/${k.slice(5)}` : k.startsWith('train_') || k === 'total_flos' ? `train/${k.slice(k.startsWith('train_') ? 6 : 0)}` : `train/${k}`;
+          const tag = k.startsWith('eval_') ? `eval/${k.slice(5)}` : `train/${k}`;  // HF's TensorBoardCallback tags
           this.tb.addScalar(tag, v, this.state.global_step);
         }
         await this.tb.flush();
