@@ -5,65 +5,103 @@
  * tensors view (so tensors sharing a storage share memory, as in torch). Nothing in the file is
  * executed.
  */
-import * as fs from 'fs';
+import { inflateRawSync } from 'zlib';
 import { binding } from '../native';
 import { Tensor, op } from '../tensor';
 import { DType } from '../dtype';
 import { EmotorchError, invalid } from '../errors';
 import { parsePickle, PyGlobal } from './pickle';
+import { readRegularFile, MAX_BUFFER } from './file';
 
-interface ZipEntry { name: string; offset: number; size: number; method: number }
+interface ZipEntry { name: string; local: number; offset: number; size: number; usize: number; method: number }
 
 function bad(file: string, why: string): never {
   throw new EmotorchError(`'${file}' is not a readable torch.save file: ${why}`, 'ERR_FORMAT');
 }
 
-/** Stored (uncompressed) zip entries, with zip64 support. */
+/**
+ * The archive's entries from its central directory (zip64 included). Every read is checked
+ * against the file (a directory that points past the end is ERR_FORMAT, not a RangeError), and
+ * entries must not overlap each other or the directory: several entries naming one stored record
+ * would load it once per name (an overlapping-entry zip bomb).
+ */
 function zipEntries(buf: Buffer, file: string): Map<string, ZipEntry> {
-  const min = Math.max(0, buf.length - 65557);
+  const at = (p: number, n: number, what: string): number => {
+    if (!(p >= 0 && p + n <= buf.length)) bad(file, `the zip ${what} points past the end of the file`);
+    return p;
+  };
+  const u16 = (p: number, what: string) => buf.readUInt16LE(at(p, 2, what));
+  const u32 = (p: number, what: string) => buf.readUInt32LE(at(p, 4, what));
+  const u64 = (p: number, what: string) => {
+    const v = buf.readBigUInt64LE(at(p, 8, what));
+    if (v > BigInt(buf.length)) bad(file, `the zip ${what} points past the end of the file`);
+    return Number(v);
+  };
   let eocd = -1;
-  for (let i = buf.length - 22; i >= min; i--) if (buf.readUInt32LE(i) === 0x06054b50) { eocd = i; break; }
+  for (let i = buf.length - 22; i >= Math.max(0, buf.length - 65557); i--) if (buf.readUInt32LE(i) === 0x06054b50) { eocd = i; break; }
   if (eocd < 0) bad(file, 'no zip end-of-directory record (truncated, or a legacy non-zip torch.save file)');
-  let count = buf.readUInt16LE(eocd + 10);
-  let cdOffset = buf.readUInt32LE(eocd + 16);
+  let count = u16(eocd + 10, 'end record');
+  let cdOffset = u32(eocd + 16, 'end record');
   if (cdOffset === 0xffffffff || count === 0xffff) {
-    const loc = eocd - 20;
-    if (loc < 0 || buf.readUInt32LE(loc) !== 0x07064b50) bad(file, 'zip64 locator missing');
-    const z = Number(buf.readBigUInt64LE(loc + 8));
-    if (z + 56 > buf.length || buf.readUInt32LE(z) !== 0x06064b50) bad(file, 'zip64 directory record missing');
-    count = Number(buf.readBigUInt64LE(z + 32));
-    cdOffset = Number(buf.readBigUInt64LE(z + 48));
+    if (u32(eocd - 20, 'zip64 locator') !== 0x07064b50) bad(file, 'zip64 locator missing');
+    const z = u64(eocd - 12, 'zip64 locator');
+    if (u32(z, 'zip64 end record') !== 0x06064b50) bad(file, 'zip64 directory record missing');
+    count = u64(z + 32, 'zip64 end record');
+    cdOffset = u64(z + 48, 'zip64 end record');
   }
   const out = new Map<string, ZipEntry>();
   let p = cdOffset;
   for (let i = 0; i < count; i++) {
-    if (p + 46 > buf.length || buf.readUInt32LE(p) !== 0x02014b50) bad(file, `zip directory entry ${i} is corrupt`);
-    const method = buf.readUInt16LE(p + 10);
-    let size = buf.readUInt32LE(p + 20);
-    const nameLen = buf.readUInt16LE(p + 28), extraLen = buf.readUInt16LE(p + 30), commentLen = buf.readUInt16LE(p + 32);
-    let local = buf.readUInt32LE(p + 42);
-    const name = buf.toString('utf8', p + 46, p + 46 + nameLen);
-    // zip64 extra field: replaces the 0xffffffff sizes / offset, in order
-    let e = p + 46 + nameLen;
-    const end = e + extraLen;
-    while (e + 4 <= end) {
-      const id = buf.readUInt16LE(e), len = buf.readUInt16LE(e + 2);
+    const where = `directory entry ${i}`;
+    if (u32(p, where) !== 0x02014b50) bad(file, `zip ${where} is corrupt`);
+    const method = u16(p + 10, where);
+    let size = u32(p + 20, where);
+    let usize = u32(p + 24, where);
+    const nameLen = u16(p + 28, where), extraLen = u16(p + 30, where), commentLen = u16(p + 32, where);
+    let local = u32(p + 42, where);
+    const name = buf.toString('utf8', at(p + 46, nameLen, where), p + 46 + nameLen);
+    // zip64 extra field: 64-bit values for the fields set to 0xffffffff, in this order
+    for (let e = p + 46 + nameLen, end = e + extraLen; e + 4 <= end;) {
+      const id = u16(e, where), len = u16(e + 2, where);
       if (id === 0x0001) {
         let q = e + 4;
-        if (buf.readUInt32LE(p + 24) === 0xffffffff) { q += 8; }
-        if (size === 0xffffffff) { size = Number(buf.readBigUInt64LE(q)); q += 8; }
-        if (local === 0xffffffff) { local = Number(buf.readBigUInt64LE(q)); q += 8; }
-        if (buf.readUInt32LE(p + 20) === 0xffffffff && size === 0xffffffff) bad(file, 'bad zip64 sizes');
+        if (usize === 0xffffffff) { usize = u64(q, where); q += 8; }
+        if (size === 0xffffffff) { size = u64(q, where); q += 8; }
+        if (local === 0xffffffff) { local = u64(q, where); q += 8; }
       }
       e += 4 + len;
     }
-    if (local + 30 > buf.length || buf.readUInt32LE(local) !== 0x04034b50) bad(file, `zip entry '${name}' has no local header`);
-    const offset = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
-    if (offset + size > buf.length) bad(file, `zip entry '${name}' is truncated`);
-    out.set(name, { name, offset, size, method });
+    if (u32(local, `entry '${name}'`) !== 0x04034b50) bad(file, `zip entry '${name}' has no local header`);
+    const offset = local + 30 + u16(local + 26, `entry '${name}'`) + u16(local + 28, `entry '${name}'`);
+    if (offset + size > cdOffset) bad(file, `zip entry '${name}' runs past the start of the zip directory (truncated or corrupt)`);
+    out.set(name, { name, local, offset, size, usize, method });
     p += 46 + nameLen + extraLen + commentLen;
   }
+  const byStart = [...out.values()].sort((a, b) => a.local - b.local);
+  for (let i = 1; i < byStart.length; i++) {
+    const prev = byStart[i - 1];
+    if (byStart[i].local < prev.offset + prev.size) bad(file, `zip entries '${prev.name}' and '${byStart[i].name}' overlap (several names for one record: refused)`);
+  }
   return out;
+}
+
+/**
+ * An entry's bytes: stored (a view of the file), or deflated (as archives re-zipped by other tools
+ * have; torch reads those too), inflated to exactly its declared size.
+ */
+function entryData(buf: Buffer, e: ZipEntry, file: string): Buffer {
+  const raw = buf.subarray(e.offset, e.offset + e.size);
+  if (e.method === 0) return raw;
+  if (e.method !== 8) bad(file, `zip entry '${e.name}' is compressed with method ${e.method}; only stored and deflate entries are read`);
+  if (e.usize > MAX_BUFFER) bad(file, `zip entry '${e.name}' would inflate to ${e.usize} bytes, more than one Buffer holds`);
+  let data: Buffer;
+  try {
+    data = inflateRawSync(raw, { maxOutputLength: Math.max(1, e.usize) });
+  } catch {
+    return bad(file, `zip entry '${e.name}' is compressed (deflate) and does not inflate to its declared ${e.usize} bytes`);
+  }
+  if (data.length !== e.usize) bad(file, `zip entry '${e.name}' is compressed (deflate) and inflates to ${data.length} bytes, not its declared ${e.usize}`);
+  return data;
 }
 
 const STORAGE_DTYPES: Record<string, DType> = {
@@ -75,49 +113,51 @@ const SIZE: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat
 /**
  * Loads a torch.save file: tensors become CPU Tensors in their saved dtype; dicts come back as
  * Maps (OrderedDicts included), lists and tuples as arrays.
- * @throws EmotorchError ERR_IO when unreadable; ERR_FORMAT for a corrupt archive, a compressed
- *   entry, an unknown storage type, or any global outside the allow-list.
+ * @throws EmotorchError ERR_IO when unreadable, not a regular file (a FIFO or device is refused
+ *   before anything is read) or over 4 GiB; ERR_FORMAT for a corrupt archive (offsets past the
+ *   end, overlapping entries), a compression other than deflate, an unknown
+ *   storage type, or any global outside the allow-list.
  * @example
  * const obj = await et.io.loadTorchFile('BEATs_iter3_plus_AS2M.pt');   // Map { 'cfg' => …, 'model' => Map }
  */
 export async function loadTorchFile(file: string): Promise<unknown> {
   if (typeof file !== 'string') invalid('a file path', 'file', file);
-  let buf: Buffer;
-  try {
-    buf = await fs.promises.readFile(file);
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
-  }
+  const buf = await readRegularFile(file);
   if (buf.length < 4 || buf.readUInt32LE(0) !== 0x04034b50) bad(file, 'not a zip archive (legacy torch.save format is not supported)');
   const entries = zipEntries(buf, file);
   const pkl = [...entries.keys()].find((n) => n.endsWith('/data.pkl') && n.split('/').length === 2);
   if (!pkl) bad(file, 'no data.pkl in the archive');
   const prefix = pkl!.slice(0, -'data.pkl'.length);
   const order = entries.get(`${prefix}byteorder`);
-  if (order && buf.toString('latin1', order.offset, order.offset + order.size) !== 'little') bad(file, 'big-endian storages are not supported');
+  if (order) {
+    const o = entryData(buf, order, file).toString('latin1');
+    if (o !== 'little') bad(file, o === 'big' ? 'big-endian storages are not supported' : 'the byteorder entry is neither little nor big');
+  }
   const storages = new Map<string, Tensor>();
   const storage = (pid: unknown): Tensor => {
     if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) bad(file, 'unexpected persistent id');
-    const [, type, key, , numel] = pid as [string, unknown, string, string, number];
-    const tname = type instanceof PyGlobal ? type.name : '';
-    const dtype = STORAGE_DTYPES[tname];
-    if (!dtype) bad(file, `unsupported storage type ${type instanceof PyGlobal ? type.qualname : String(type)}`);
+    const [, type, key, , numel] = pid as unknown[];
+    if (!(type instanceof PyGlobal)) bad(file, 'a storage type that is not a torch storage class');
+    const dtype = STORAGE_DTYPES[type.name];
+    if (!dtype) bad(file, `unsupported storage type ${type.qualname}`);
+    if (typeof key !== 'string' || !Number.isSafeInteger(numel) || (numel as number) < 0) bad(file, 'a storage without a key and element count');
     const k = `${dtype}:${key}`;
     const have = storages.get(k);
     if (have) return have;
     const entry = entries.get(`${prefix}data/${key}`);
     if (!entry) bad(file, `storage ${key} is missing from the archive`);
-    if (entry!.method !== 0) bad(file, `storage ${key} is compressed (method ${entry!.method}); torch.save writes them stored`);
-    const n = Number(numel);
-    if (!Number.isInteger(n) || n * SIZE[dtype] > entry!.size) bad(file, `storage ${key} holds ${entry!.size} bytes, fewer than ${n} × ${dtype}`);
-    const bytes = new Uint8Array(buf.buffer, buf.byteOffset + entry!.offset, n * SIZE[dtype]);
+    const n = numel as number;
+    const data = entryData(buf, entry!, file);
+    if (n * SIZE[dtype] > data.length) bad(file, `storage ${key} holds ${data.length} bytes, fewer than ${n} × ${dtype}`);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, n * SIZE[dtype]);
     const t = new Tensor(binding.fromData(bytes, [n], dtype, dtype, 'cpu', false));
     storages.set(k, t);
     return t;
   };
   const rebuild = (a: unknown[]): Tensor => {
     const [st, offset, size, stride] = a as [unknown, number, number[], number[]];
-    if (!(st instanceof Tensor) || !Array.isArray(size) || !Array.isArray(stride) || !Number.isInteger(offset)) bad(file, 'bad _rebuild_tensor_v2 arguments');
+    if (!(st instanceof Tensor) || !Array.isArray(size) || !Array.isArray(stride) || size.length !== stride.length || !Number.isSafeInteger(offset)
+      || ![...size, ...stride].every((d) => Number.isSafeInteger(d) && d >= 0)) bad(file, 'bad _rebuild_tensor_v2 arguments');
     const numel = size.reduce((x, y) => x * y, 1);
     if (numel > 0) {
       const last = offset + size.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
@@ -125,8 +165,7 @@ export async function loadTorchFile(file: string): Promise<unknown> {
     }
     return op('as_strided', st.handle, size, stride, offset);
   };
-  const entry = entries.get(pkl!)!;
-  return parsePickle(buf.subarray(entry.offset, entry.offset + entry.size), {
+  return parsePickle(entryData(buf, entries.get(pkl!)!, file), {
     persistentLoad: storage,
     globals: {
       'torch._utils._rebuild_tensor_v2': rebuild,
