@@ -44,5 +44,4 @@ export function report(title: string): void {
   const lines = [...maxDiff].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `  ${k.padEnd(44)} ${v.diff.toExponential(2).padStart(9)}  (${v.n} comparisons)`);
   // eslint-disable-next-line no-console
   console.log(`${title}: max |ours − reference|\n${lines.join('\n')}`);
-  fs.appendFileSync(path.join(require('os').tmpdir(), 'emotorch-metrics-maxdiff.txt'), `${title}\n${lines.join('\n')}\n`);
 }
