@@ -11,7 +11,8 @@
  *   the broadcast shape, and must refuse shapes that do not broadcast.
  * - DISPOSED_USES: every way of touching a disposed tensor must throw ERR_DISPOSED.
  * - MODEL_ROWS: a small model and a random input maker: forwards run in parallel on one module
- *   give the same outputs as run one by one, and a disposed module refuses to run.
+ *   give the same outputs as run one by one; an input of random shape/dtype (or not a tensor)
+ *   gives a result or a coded error; a disposed module refuses to run.
  */
 import * as et from '../../lib/index';
 
