@@ -121,16 +121,17 @@ export function readRegularTextSync(path: string, maxBytes = bufferConstants.MAX
 }
 
 /**
- * Parses JSON text; a syntax error names the file and the position but never quotes the text
- * (V8's messages include a snippet of it).
+ * Parses JSON text; a syntax error names the file (and `where`, e.g. a line) and the position but
+ * never quotes the text (V8's messages include a snippet of it).
  * @throws EmotorchError ERR_FORMAT
  */
-export function parseJson(text: string, file: string, what = 'JSON'): unknown {
+export function parseJson(text: string, file: string, where = ''): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const at = /position (\d+)/.exec((e as Error).message);
-    const where = at ? ` (a syntax error at character ${at[1]})` : /end of JSON/i.test((e as Error).message) ? ' (it ends too early)' : ' (a syntax error)';
-    throw new EmotorchError(`'${file}' is not valid ${what}${where}`, 'ERR_FORMAT');
+    const msg = (e as Error).message;
+    const at = /position (\d+)/.exec(msg);
+    const why = at ? `a syntax error at character ${at[1]}` : /end of JSON/i.test(msg) ? 'it ends too early' : 'a syntax error';
+    throw new EmotorchError(`'${file}'${where} is not JSON (${why})`, 'ERR_FORMAT');
   }
 }

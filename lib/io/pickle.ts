@@ -115,7 +115,7 @@ class Unpickler {
 
   // -- byte reading (every read is bounds-checked) --
   private need(n: number, what: string): void {
-    if (n < 0 || this.pos + n > this.buf.length) throw new ParseError(`truncated: ${what} needs ${n} bytes at byte ${this.pos} but the data ends at byte ${this.buf.length}`);
+    if (n < 0 || this.pos + n > this.buf.length) throw new ParseError(`truncated: ${what} at byte ${this.pos} runs past the end of the data (${this.buf.length} bytes)`);
   }
   private u8(): number { this.need(1, 'a byte'); return this.buf[this.pos++]; }
   private u16(): number { this.need(2, 'a 2-byte integer'); const v = this.buf.readUInt16LE(this.pos); this.pos += 2; return v; }
@@ -125,7 +125,7 @@ class Unpickler {
     this.need(8, 'an 8-byte length');
     const v = this.buf.readBigUInt64LE(this.pos);
     this.pos += 8;
-    if (v > BigInt(this.buf.length)) throw new ParseError(`truncated: a length of ${v} at byte ${this.pos - 8} exceeds the data (${this.buf.length} bytes)`);
+    if (v > BigInt(this.buf.length)) throw new ParseError(`truncated: a length at byte ${this.pos - 8} exceeds the data (${this.buf.length} bytes)`);
     return Number(v);
   }
   private bytes(n: number, what: string): Buffer {
@@ -532,7 +532,7 @@ class Unpickler {
         case 0x82: case 0x83: case 0x84:
           throw new ParseError('the pickle uses the copyreg extension registry (EXT1/2/4), which emotorch does not resolve');
         default:
-          throw new ParseError(`unknown opcode 0x${op.toString(16).padStart(2, '0')} at byte ${at}`);
+          throw new ParseError(`an unknown opcode at byte ${at}`);  // not its value: the file may be any text
       }
     }
   }

@@ -180,7 +180,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
       return b;
     };
     const n = read(8, 0).readBigUInt64LE(0);
-    if (n > BigInt(Math.min(MAX_HEADER, fileSize - 8))) corrupt(path, `header length ${n} exceeds the file (${fileSize} bytes) or the ${MAX_HEADER}-byte limit`);
+    if (n > BigInt(Math.min(MAX_HEADER, fileSize - 8))) corrupt(path, `the header length field exceeds the file (${fileSize} bytes) or the ${MAX_HEADER}-byte limit`);  // not the value: 8 bytes of whatever file this is
     const hlen = Number(n);
     let text: string;
     try {

@@ -66,7 +66,7 @@ describe('safetensors', () => {
 
     const headerCut = path.join(dir, 'headercut.safetensors');
     fs.writeFileSync(headerCut, bytes.subarray(0, 20));
-    await rejectsWith(() => et.io.loadSafetensors(headerCut), 'ERR_FORMAT', /header length \d+ exceeds the file/);
+    await rejectsWith(() => et.io.loadSafetensors(headerCut), 'ERR_FORMAT', /header length field exceeds the file/);
 
     const garbage = path.join(dir, 'garbage.safetensors');
     const g = Buffer.from(bytes);

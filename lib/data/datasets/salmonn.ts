@@ -12,11 +12,10 @@
  *   For trajectory items `input_text` is appended to the instruction by default
  *   (`includeInputText: true`); the original code never fed it to the model, a bug.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import { invalid, checkInt, checkNumber } from '../../errors';
 import { readWav } from '../../audio/wav';
-import { BaseDataset, DatasetOptions, checkDatasetOptions, dataError, resolveFrom, str, describeValue } from './base';
+import { BaseDataset, DatasetOptions, checkDatasetOptions, dataError, resolveFrom, str, describeValue, notAFile } from './base';
 import { readJsonList } from './json';
 
 export interface SalmonnOptions extends DatasetOptions {
@@ -128,7 +127,7 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
       } else if (it.audio !== undefined) files = [str(it.audio, 'audio')!];
       else throw new Error('has no audio (audio_files, path or audio)');
       const audioPaths = files.map((p) => resolveFrom(root, p));
-      if (checkFiles) for (const p of audioPaths) if (!fs.existsSync(p)) throw new Error(`audio file '${p}' does not exist`);
+      if (checkFiles) for (const p of audioPaths) { const why = notAFile(p); if (why) throw new Error(`audio file '${p}' ${why}`); }
       const task = str(it.task, 'task', true);
       // target
       let target: string;
@@ -156,7 +155,9 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
       instruction = (instruction ?? '').replace(/<Speech><SpeechHere><\/Speech>|<SpeechHere>/g, '').trim();
       if (includeInput && inputText) instruction = instruction ? `${instruction}\n${inputText}` : inputText;
       const prompt = instruction ? template.replace('{instruction}', instruction) : template.replace(/ ?\{instruction\}/, '');
-      const id = String(it.dialogue_id ?? it.id ?? files[0]);
+      const rawId = it.dialogue_id ?? it.id ?? files[0];
+      if (typeof rawId !== 'string' && typeof rawId !== 'number') throw new Error(`dialogue_id / id is ${describeValue(rawId)}, not a string or number`);
+      const id = String(rawId);
       return { instruction, prompt, target, task, id, audioPaths, emotionSequence, inputText };
     }));
     return ds;
@@ -165,7 +166,8 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
   protected async load(r: Record_, index: number): Promise<SalmonnItem> {
     const parts: Float32Array[] = [];
     for (const p of r.audioPaths) {
-      if (!fs.existsSync(p)) throw dataError(this.file, index, `audio file '${p}' does not exist`);
+      const why = notAFile(p);
+      if (why) throw dataError(this.file, index, `audio file '${p}' ${why}`);
       try {
         parts.push((await readWav(p, { sampleRate: this.sampleRate })).samples);
       } catch (e) {

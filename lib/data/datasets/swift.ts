@@ -3,10 +3,9 @@
  * `{query, response, videos?|images?|audios?, system?}`. Media paths are resolved against the
  * file's folder (or `mediaRoot`); their existence is checked only under `checkFiles: true`.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import { invalid } from '../../errors';
-import { BaseDataset, DatasetOptions, checkDatasetOptions, resolveFrom, str, describeValue } from './base';
+import { BaseDataset, DatasetOptions, checkDatasetOptions, resolveFrom, str, describeValue, notAFile } from './base';
 import { readJsonList } from './json';
 
 /** The M2SE tasks a record can be inferred to belong to. */
@@ -88,7 +87,7 @@ export class SwiftDataset extends BaseDataset<SwiftItem, SwiftItem> {
         const list = typeof v === 'string' ? [v] : v;
         if (!Array.isArray(list) || !list.every((p) => typeof p === 'string' && p.length > 0)) throw new Error(`${k} is ${describeValue(v)}, not a list of paths`);
         const out = (list as string[]).map((p) => resolveFrom(root, p));
-        if (opts.checkFiles) for (const p of out) if (!fs.existsSync(p)) throw new Error(`${k} file '${p}' does not exist`);
+        if (opts.checkFiles) for (const p of out) { const why = notAFile(p); if (why) throw new Error(`${k} file '${p}' ${why}`); }
         return out;
       };
       const item: SwiftItem = { query: str(it.query, 'query')!, response: str(it.response, 'response')!, videos: media('videos'), images: media('images'), audios: media('audios') };

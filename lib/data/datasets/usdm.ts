@@ -1,6 +1,7 @@
 /** USDM `ids|labels` line files as a dataset. */
-import * as fs from 'fs';
-import { EmotorchError, invalid } from '../../errors';
+import { constants } from 'buffer';
+import { invalid } from '../../errors';
+import { readRegularFile } from '../../io/file';
 import { parseUsdmLine, UsdmExample } from '../usdm';
 import { BaseDataset, DatasetOptions, checkDatasetOptions } from './base';
 
@@ -16,18 +17,14 @@ export class UsdmDataset extends BaseDataset<UsdmExample, UsdmExample> {
 
   /**
    * Reads and validates every line.
-   * @throws EmotorchError ERR_IO when the file cannot be read; ERR_DATA naming the file and line
+   * @throws EmotorchError ERR_IO when the file cannot be read, is not a regular file or is over
+   *   512 MiB; ERR_DATA naming the file and line
    *   for a malformed line (unless skipBad).
    */
   static async fromFile(file: string, opts: DatasetOptions = {}): Promise<UsdmDataset> {
     if (typeof file !== 'string') invalid('a file path', 'path', file);
     checkDatasetOptions(opts, []);
-    let text: string;
-    try {
-      text = await fs.promises.readFile(file, 'utf8');
-    } catch (e) {
-      throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
-    }
+    const text = (await readRegularFile(file, constants.MAX_STRING_LENGTH)).toString('utf8');
     const ds = new UsdmDataset(file);
     text.split('\n').forEach((l, i) => { if (l.trim()) ds.add(i, !!opts.skipBad, () => parseUsdmLine(l, file, i)); });
     return ds;
