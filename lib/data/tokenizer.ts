@@ -140,6 +140,78 @@ function tokenContent(v: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * What is wrong with a Precompiled normalizer's `precompiled_charsmap`, or undefined. The
+ * `tokenizers` package aborts the whole process (a Rust panic it does not catch) on one that does
+ * not parse, and on one whose trie or string offsets point outside it, at load or at the first
+ * text that reaches the bad entry. The charsmap is SentencePiece's: a u32 trie size, a
+ * double-array trie of u32 units, then NUL-ended UTF-8 strings; this walks every lookup path.
+ */
+function charsmapProblem(v: unknown): string | undefined {
+  if (typeof v !== 'string') return 'is not a string';
+  const b = Buffer.from(v, 'base64');
+  if (b.toString('base64') !== v) return 'is not canonical base64';
+  if (b.length < 4) return 'has no trie size';
+  const n = Math.floor(b.readUInt32LE(0) / 4);
+  if (4 + 4 * n > b.length) return 'is shorter than its trie';
+  if (n === 0) return 'has an empty trie';
+  const strings = b.subarray(4 + 4 * n);
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(strings);
+  } catch {
+    return 'has strings that are not UTF-8';
+  }
+  // A unit: low byte and bit 31 the label, bit 8 "has a leaf", bits 10.. the offset (<< 8 when
+  // bit 9 is set); a leaf unit's low 31 bits are a byte offset into the strings.
+  const unit = (i: number): number => b.readUInt32LE(4 + 4 * i);
+  const offset = (u: number): number => (u >>> 10) * (u & 0x200 ? 256 : 1);
+  const seen = new Set<number>();
+  const todo = [offset(unit(0))];
+  while (todo.length > 0) {
+    const base = todo.pop()!;
+    if (seen.has(base)) continue;
+    seen.add(base);
+    for (let c = 1; c < 256; c++) {
+      const p = base ^ c;
+      if (p >= n) return 'has a trie that points outside itself';
+      const u = unit(p);
+      if ((u & 0x800000ff) !== c) continue;
+      const next = p ^ offset(u);
+      if ((u >>> 8) & 1) {
+        if (next >= n) return 'has a trie that points outside itself';
+        const at = unit(next) & 0x7fffffff;
+        if (at > strings.length || (strings[at] & 0xc0) === 0x80) return 'has a string offset outside its strings';
+      }
+      todo.push(next);
+    }
+  }
+  return undefined;
+}
+
+/** Refuses what would abort the process inside the library (see {@link charsmapProblem}). */
+function checkNormalizers(json: Record<string, unknown>, source: string): void {
+  const todo: unknown[] = [json.normalizer];
+  while (todo.length > 0) {
+    const v = todo.pop();
+    if (Array.isArray(v)) {
+      for (const x of v) todo.push(x);
+    } else if (isObject(v)) {
+      if ('precompiled_charsmap' in v) {
+        const why = charsmapProblem(v.precompiled_charsmap);
+        if (why) throw new EmotorchError(`${source}: the Precompiled normalizer's precompiled_charsmap ${why}`, 'ERR_FORMAT');
+      }
+      for (const x of Object.values(v)) todo.push(x);
+    }
+  }
+}
+
+/** The largest id of a BPE/WordPiece/WordLevel vocabulary object (0 for a Unigram list). */
+function maxVocabId(model: Record<string, unknown>): number {
+  let max = 0;
+  if (isObject(model.vocab)) for (const id of Object.values(model.vocab)) if (typeof id === 'number' && id > max) max = id;
+  return max;
+}
+
 function checkTexts(texts: unknown): string[] {
   if (!Array.isArray(texts)) invalid('an array of strings', 'texts', texts);
   texts.forEach((t, i) => { if (typeof t !== 'string') invalid('a string', `texts[${i}]`, t); });
@@ -158,13 +230,18 @@ function checkTexts(texts: unknown): string[] {
 export class Tokenizer {
   #rust: RustTokenizer;
   #config: TokenizerConfig;
+  #source: string;
+  /** The model vocabulary's size and largest id (toJSON writes every id up to the largest). */
+  #vocab: { size: number; maxId: number };
   #special: Partial<Record<SpecialName, string>> = {};
   /** How many special tokens the post-processor adds to one text (for truncation), once known. */
   #numSpecial: Promise<number> | null = null;
 
-  private constructor(rust: RustTokenizer, config: TokenizerConfig) {
+  private constructor(rust: RustTokenizer, config: TokenizerConfig, source: string, maxId: number) {
     this.#rust = rust;
     this.#config = config;
+    this.#source = source;
+    this.#vocab = { size: rust.getVocabSize(false), maxId };
     for (const k of ['bos', 'eos', 'pad', 'unk'] as const) {
       const t = tokenContent(config[`${k}_token`]);
       if (t !== undefined) this.#special[k] = t;
@@ -180,13 +257,23 @@ export class Tokenizer {
     if (config.clean_up_tokenization_spaces !== undefined && typeof config.clean_up_tokenization_spaces !== 'boolean') {
       throw new EmotorchError(`${source}: clean_up_tokenization_spaces in the tokenizer config is not a boolean`, 'ERR_FORMAT');
     }
+    checkNormalizers(json, source);
     let rust: RustTokenizer;
     try {
       rust = RustTokenizer.fromString(text);
     } catch (e) {
       throw new EmotorchError(`${source}: unsupported or malformed tokenizer (${(e as Error).message})`, 'ERR_FORMAT');
     }
-    return new Tokenizer(rust, config as TokenizerConfig);
+    return new Tokenizer(rust, config as TokenizerConfig, source, maxVocabId(json.model as Record<string, unknown>));
+  }
+
+  /** Runs a library call, its errors (a model without an unknown token meeting one, …) as ERR_FORMAT. */
+  async #call<T>(what: string, p: () => Promise<T>): Promise<T> {
+    try {
+      return await p();
+    } catch (e) {
+      throw new EmotorchError(`${this.#source}: cannot ${what} (${(e as Error).message})`, 'ERR_FORMAT');
+    }
   }
 
   /**
@@ -297,7 +384,7 @@ export class Tokenizer {
   async encode(text: string, options?: EncodeOptions): Promise<number[]> {
     if (typeof text !== 'string') invalid('a string', 'text', text);
     const add = checkBool(checkOpts(options).addSpecialTokens, 'addSpecialTokens', true);
-    return (await this.#rust.encode(text, null, { addSpecialTokens: add })).getIds();
+    return (await this.#call('encode the text', () => this.#rust.encode(text, null, { addSpecialTokens: add }))).getIds();
   }
 
   /**
@@ -311,7 +398,7 @@ export class Tokenizer {
   async tokenize(text: string, options?: EncodeOptions): Promise<string[]> {
     if (typeof text !== 'string') invalid('a string', 'text', text);
     const add = checkBool(checkOpts(options).addSpecialTokens, 'addSpecialTokens', false);
-    return (await this.#rust.encode(text, null, { addSpecialTokens: add })).getTokens();
+    return (await this.#call('encode the text', () => this.#rust.encode(text, null, { addSpecialTokens: add }))).getTokens();
   }
 
   /**
@@ -330,7 +417,7 @@ export class Tokenizer {
     const skip = checkBool(o.skipSpecialTokens, 'skipSpecialTokens', false);
     const cleanUp = checkBool(o.cleanUpTokenizationSpaces, 'cleanUpTokenizationSpaces', this.#config.clean_up_tokenization_spaces ?? false);
     // The library takes u32 ids (a larger one would wrap around); those name no token either.
-    const text = await this.#rust.decode(list.filter((id) => id <= 0xffffffff), skip);
+    const text = await this.#call('decode the ids', () => this.#rust.decode(list.filter((id) => id <= 0xffffffff), skip));
     return cleanUp ? CLEAN_UP.reduce((s, [a, b]) => s.split(a).join(b), text) : text;
   }
 
@@ -396,7 +483,7 @@ export class Tokenizer {
     }
 
     // The texts alone, cut to leave room for the special tokens, then the special tokens added.
-    const rows = (await this.#rust.encodeBatch(texts, { addSpecialTokens: false })).map((e) => {
+    const rows = (await this.#call('encode the texts', () => this.#rust.encodeBatch(texts, { addSpecialTokens: false }))).map((e) => {
       if (truncation) e.truncate(maxLength! - numSpecial, 0, truncationSide);
       return this.#rust.postProcess(e, null, add);
     });
@@ -423,7 +510,7 @@ export class Tokenizer {
 
   /** How many ids the post-processor adds to a single text (Python's `num_special_tokens_to_add(False)`). */
   #specialCount(): Promise<number> {
-    this.#numSpecial ??= this.#rust.encode('', null, { addSpecialTokens: false }).then((e) => this.#rust.postProcess(e, null, true).getLength());
+    this.#numSpecial ??= this.#call('encode the text', () => this.#rust.encode('', null, { addSpecialTokens: false })).then((e) => this.#rust.postProcess(e, null, true).getLength());
     return this.#numSpecial;
   }
 
@@ -543,11 +630,17 @@ export class Tokenizer {
 
   /**
    * The tokenizer.json content as the library writes it, added tokens included.
-   * @throws EmotorchError ERR_IO when the temporary file it goes through cannot be written.
+   * @throws EmotorchError ERR_IO when the temporary file it goes through cannot be written;
+   *   ERR_FORMAT for a vocabulary whose ids run far past its size (the library would write every
+   *   id up to the largest).
    * @example
    * fs.writeFileSync('tokenizer.json', JSON.stringify(tok.toJSON()));
    */
   toJSON(): TokenizerJSON {
+    const { size, maxId } = this.#vocab;
+    if (maxId > 2 * size + 1_000_000) {
+      throw new EmotorchError(`${this.#source}: cannot serialize a vocabulary of ${size} tokens with ids up to ${maxId}`, 'ERR_FORMAT');
+    }
     // The package serializes only to a file.
     const tmp = path.join(os.tmpdir(), `emotorch-tokenizer-${crypto.randomUUID()}.json`);
     try {

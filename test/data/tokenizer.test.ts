@@ -193,6 +193,71 @@ describe('Tokenizer', () => {
     throwsWith(() => Tokenizer.fromJSON(toks.llama.toJSON(), { clean_up_tokenization_spaces: 'yes' as never }), 'ERR_FORMAT', /clean_up_tokenization_spaces .* is not a boolean/);
   });
 
+  it('runs a SentencePiece Unigram tokenizer with a Precompiled normalizer as the Python library does', async () => {
+    // Written by scripts/fixtures/tokenizer_precompiled.py with sentencepiece and the Python `tokenizers` library.
+    const ref = JSON.parse(fs.readFileSync(path.join(DIR, 'unigram.json'), 'utf8')) as { cases: { ids: number[]; tokens: string[]; decode: string }[] };
+    const tok = await Tokenizer.fromFile(path.join(DIR, 'unigram'));
+    const bad: string[] = [];
+    for (const [i, text] of cases.texts.entries()) {
+      const c = ref.cases[i];
+      const [ids, tokens] = await Promise.all([tok.encode(text), tok.tokenize(text)]);
+      if (JSON.stringify(ids) !== JSON.stringify(c.ids)) bad.push(`#${i} ids ${ids} vs ${c.ids}`);
+      if (JSON.stringify(tokens) !== JSON.stringify(c.tokens)) bad.push(`#${i} tokens ${tokens} vs ${c.tokens}`);
+      if ((await tok.decode(c.ids)) !== c.decode) bad.push(`#${i} decode`);
+    }
+    expect(bad).toEqual([]);
+    // the normalizer's rules are in use: full-width letters and the ligature become ASCII
+    expect(await tok.tokenize('ＦＵＬＬ ﬁ')).toEqual(await tok.tokenize('FULL fi'));
+  });
+
+  it('refuses a precompiled_charsmap that would abort the process inside the library (ERR_FORMAT, at load)', async () => {
+    const json = JSON.parse(fs.readFileSync(path.join(DIR, 'unigram', 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+    const good = (json.normalizer as { precompiled_charsmap: string }).precompiled_charsmap;
+    /** A charsmap: the trie size, these units, then the strings. */
+    const charsmap = (units: number[], strings: string | Buffer): string => {
+      const b = Buffer.alloc(4 + 4 * units.length);
+      b.writeUInt32LE(4 * units.length, 0);
+      units.forEach((u, i) => b.writeUInt32LE(u >>> 0, 4 + 4 * i));
+      return Buffer.concat([b, Buffer.from(strings)]).toString('base64');
+    };
+    const raw = Buffer.from(good, 'base64');
+    const n = raw.readUInt32LE(0) / 4;
+    const offsets = Buffer.from(raw);   // every leaf's string offset past the strings
+    for (let i = 0; i < n; i++) {
+      const u = offsets.readUInt32LE(4 + 4 * i);
+      if ((u >>> 8) & 1) {
+        const leaf = i ^ ((u >>> 10) * (u & 0x200 ? 256 : 1));
+        offsets.writeUInt32LE(raw.length, 4 + 4 * leaf);
+      }
+    }
+    const cases: [unknown, RegExp][] = [
+      ['', /has no trie size/], [5, /is not a string/], ['AQI=', /has no trie size/], ['!!!!', /is not canonical base64/],
+      [charsmap([], ''), /has an empty trie/], [charsmap([0xffffffff, 0x12345678, 7, 0xdeadbeef], 'abc\0'), /points outside itself/],
+      [charsmap([(1 << 10) | 0x7fffffff, 0, 5], 'x'), /points outside itself/], [charsmap([0, 0xffffff00, 0x80000001], '\0'), /points outside itself/],
+      [Buffer.from([16, 0, 0, 0, 1, 2]).toString('base64'), /is shorter than its trie/], [charsmap([0], Buffer.from([0xff, 0xfe])), /not UTF-8/],
+      [offsets.toString('base64'), /string offset outside its strings/],
+    ];
+    for (const [cm, re] of cases) {
+      const bad = { ...json, normalizer: { type: 'Sequence', normalizers: [{ type: 'NFKC' }, { type: 'Precompiled', precompiled_charsmap: cm }] } };
+      throwsWith(() => Tokenizer.fromJSON(bad), 'ERR_FORMAT', new RegExp(`precompiled_charsmap .*${re.source}`));
+    }
+    expect(await Tokenizer.fromJSON({ ...json, normalizer: { type: 'Precompiled', precompiled_charsmap: good } }).encode('ＡＢ')).toEqual(await Tokenizer.fromJSON(json).encode('AB'));
+  });
+
+  it('reports what the library cannot do as ERR_FORMAT: an unknown character without an unknown token, a vocabulary too sparse to write', async () => {
+    const tok = Tokenizer.fromJSON({ model: { type: 'Unigram', unk_id: null, vocab: [['a', -1], ['b', -1]] } });
+    expect(await tok.encode('ab')).toEqual([0, 1]);
+    await rejectsWith(tok.encode('abc'), 'ERR_FORMAT', /tokenizer JSON: cannot encode the text \(.*unk_id/);
+    await rejectsWith(tok.tokenize('c'), 'ERR_FORMAT', /cannot encode the text/);
+    await rejectsWith(tok.encodeBatch(['a', 'c']), 'ERR_FORMAT', /cannot encode the texts/);
+    const wordLevel = Tokenizer.fromJSON({ model: { type: 'WordLevel', vocab: { a: 0 }, unk_token: '<unk>' } });
+    await rejectsWith(wordLevel.encode('b'), 'ERR_FORMAT', /Missing \[UNK\] token/);
+    // the library would write every id up to 2^31 (a hang)
+    const sparse = Tokenizer.fromJSON({ model: { type: 'BPE', vocab: { a: 0, b: 2 ** 31 }, merges: [] } });
+    expect(await sparse.encode('ba')).toEqual([2 ** 31, 0]);
+    throwsWith(() => sparse.toJSON(), 'ERR_FORMAT', /cannot serialize a vocabulary of 2 tokens with ids up to 2147483648/);
+  });
+
   it('drops ids that name no token, those past 2^32 included (the library would wrap them around)', async () => {
     const tok = toks.bytelevel;
     const ids = await tok.encode('Hello world');
