@@ -4,6 +4,8 @@
  */
 import { binding } from './native';
 import * as os from 'os';
+import { Tensor } from './tensor';
+import { Device, checkDevice } from './device';
 import { checkInt, invalid } from './errors';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -50,6 +52,25 @@ export function setNumThreads(n: number): void {
   const max = Math.min(1024, Math.max(8, 4 * os.availableParallelism()));
   if (!Number.isInteger(n) || n < 1 || n > max) invalid(`an integer from 1 to ${max}`, 'threads', n);
   binding.setNumThreads(n);
+}
+
+/**
+ * The state of a device's default random generator as a 1-D uint8 tensor (what
+ * `torch.get_rng_state()` / `torch.cuda.get_rng_state()` return): save it with a checkpoint and
+ * give it to {@link setRngState} to replay the same random numbers (dropout, sampling, randn).
+ * @param device 'cpu' (default) or a CUDA device
+ */
+export function getRngState(device: Device = 'cpu'): Tensor {
+  return new Tensor(binding.getRngState(checkDevice(device)));
+}
+
+/**
+ * Restores a state from {@link getRngState} on the same device kind.
+ * @throws EmotorchError ERR_INVALID_ARG for a tensor that is not such a state.
+ */
+export function setRngState(state: Tensor, device: Device = 'cpu'): void {
+  if (!(state instanceof Tensor)) invalid('a Tensor from getRngState()', 'state', state);
+  binding.setRngState(checkDevice(device), state.handle);
 }
 
 /** The number of intra-op threads libtorch uses. */

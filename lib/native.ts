@@ -73,6 +73,8 @@ export interface Binding {
   manualSeed(seed: number): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
+  getRngState(device: string): TensorHandle;
+  setRngState(device: string, state: TensorHandle): void;
   setGradEnabled(on: boolean): void;
   isGradEnabled(): boolean;
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: string): [boolean, string];

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import * as et from '../lib/index';
-import { throwsWith, rejectsWith } from './helpers';
+import * as path from 'path';
+import { throwsWith, rejectsWith, FIXTURES } from './helpers';
 
 describe('tensor creation', () => {
   it('infers shape from nested arrays and defaults to float32', () => {
@@ -245,5 +246,18 @@ describe('memory', () => {
     const after = process.memoryUsage().rss;
     // 200 × 4 MB = 800 MB if nothing were ever freed; the external-memory hint lets GC run.
     expect(after - before).toBeLessThan(600 * 1024 * 1024);
+  });
+
+  it("reads and writes the generator state in torch's own layout", async () => {
+    const fx = (await et.io.loadSafetensors(path.join(FIXTURES, 'foundation', 'rng.safetensors'))).tensors;
+    et.manualSeed(7);
+    const state = et.getRngState();
+    expect(state.dtype).toBe('uint8');
+    expect(state.sub(fx.get('state_seed7')!).abs().max().item()).toBe(0);  // same bytes as torch.get_rng_state()
+    et.manualSeed(123);
+    et.setRngState(fx.get('state_seed7')!);
+    expect(et.randn([16]).sub(fx.get('randn_after')!).abs().max().item()).toBe(0);
+    throwsWith(() => et.setRngState(et.zeros([4])), 'ERR_INVALID_ARG', /uint8/);
+    throwsWith(() => et.setRngState(et.zeros([4], { dtype: 'uint8' })), 'ERR_TORCH');
   });
 });

@@ -194,6 +194,17 @@ const std::vector<OpDef>& table() {
       {"dropout", [](const Args& a) -> Out { return at::dropout(a.t(0), a.d(1), a.b(2)); }},
       {"layer_norm", [](const Args& a) -> Out { return at::layer_norm(a.t(0), a.ints(1), a.ot(2), a.ot(3), a.d(4)); }},
       {"embedding", [](const Args& a) -> Out { return at::embedding(a.t(0), a.t(1)); }},
+      // mixed precision: libtorch's own GradScaler kernels (in place; return the state they update)
+      {"amp_unscale", [](const Args& a) -> Out {  // (grads, found_inf, inv_scale)
+         auto grads = a.ts(0);
+         at::Tensor found = a.t(1);
+         at::_amp_foreach_non_finite_check_and_unscale_(grads, found, a.t(2));
+         return found;
+       }},
+      {"amp_update_scale", [](const Args& a) -> Out {  // (scale, growth_tracker, found_inf, growth, backoff, interval)
+         at::Tensor scale = a.t(0), tracker = a.t(1);
+         return at::_amp_update_scale_(scale, tracker, a.t(2), a.d(3), a.d(4), a.i64(5));
+       }},
   };
   return ops;
 }

@@ -478,6 +478,31 @@ static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   });
 }
 
+// The state of a device's default random generator (CPU: the Mersenne Twister and normal cache;
+// CUDA: seed and offset), as a uint8 tensor, and back.
+static at::Generator default_generator(const Napi::Value& v) {
+  at::Device d = to_device(v);
+  return at::globalContext().defaultGenerator(d.is_cuda() && !d.has_index() ? at::Device(at::kCUDA, 0) : d);
+}
+static Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto gen = default_generator(info[0]);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return TensorHandle::wrap(info.Env(), gen.get_state());
+  });
+}
+static Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto gen = default_generator(info[0]);
+    at::Tensor state = to_tensor(info[1], "state");
+    if (state.scalar_type() != at::kByte || state.dim() != 1 || !state.device().is_cpu())
+      throw CodedError("ERR_INVALID_ARG", "an RNG state is a 1-D uint8 CPU tensor (from getRngState)");
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.contiguous());
+    return info.Env().Undefined();
+  });
+}
+
 static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
 
 static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
@@ -536,6 +561,8 @@ void init_tensor(Napi::Env env, Napi::Object exports) {
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("getRngState", Napi::Function::New(env, GetRngState));
+  exports.Set("setRngState", Napi::Function::New(env, SetRngState));
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
   exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
   exports.Set("setAutocast", Napi::Function::New(env, SetAutocast));
