@@ -188,21 +188,45 @@ function charsmapProblem(v: unknown): string | undefined {
   return undefined;
 }
 
-/** Refuses what would abort the process inside the library (see {@link charsmapProblem}). */
-function checkNormalizers(json: Record<string, unknown>, source: string): void {
-  const todo: unknown[] = [json.normalizer];
+/**
+ * Refuses the tokenizer.json parts that make the library abort the process (Rust panics it does
+ * not catch) instead of failing: a bad Precompiled charsmap ({@link charsmapProblem}); a Strip
+ * decoder with `stop` > 0 (it indexes before the start of a token shorter than `stop` made only of
+ * its character); a BPE merge whose right side is shorter than `continuing_subword_prefix`, or
+ * whose merged token is longer than every vocabulary token (it is built in a buffer of that size).
+ */
+function checkLibraryLimits(json: Record<string, unknown>, source: string): void {
+  const fail = (why: string): never => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); };
+  const todo: unknown[] = [json.normalizer, json.decoder];
   while (todo.length > 0) {
     const v = todo.pop();
     if (Array.isArray(v)) {
       for (const x of v) todo.push(x);
     } else if (isObject(v)) {
-      if ('precompiled_charsmap' in v) {
+      if (v.type === 'Precompiled' || 'precompiled_charsmap' in v) {
         const why = charsmapProblem(v.precompiled_charsmap);
-        if (why) throw new EmotorchError(`${source}: the Precompiled normalizer's precompiled_charsmap ${why}`, 'ERR_FORMAT');
+        if (why) fail(`the Precompiled normalizer's precompiled_charsmap ${why}`);
       }
+      if (v.type === 'Strip' && typeof v.stop === 'number' && v.stop > 0) fail(`a Strip decoder with stop ${v.stop} is not supported (only 0)`);
       for (const x of Object.values(v)) todo.push(x);
     }
   }
+  const model = json.model as Record<string, unknown>;
+  if (!Array.isArray(model.merges) || !isObject(model.vocab)) return;
+  const bytes = (t: string): number => Buffer.byteLength(t, 'utf8');
+  let longest = 0;
+  for (const t of Object.keys(model.vocab)) longest = Math.max(longest, bytes(t));
+  const prefix = typeof model.continuing_subword_prefix === 'string' ? bytes(model.continuing_subword_prefix) : 0;
+  const vocab = model.vocab;
+  const check = (a: string, b: string, k: number): void => {
+    if (!Object.hasOwn(vocab, a) || !Object.hasOwn(vocab, b)) return;
+    if (bytes(b) < prefix || bytes(a) + bytes(b) - prefix > longest) fail(`merges[${k}] (${JSON.stringify(a)}, ${JSON.stringify(b)}) makes a token that is not in the vocabulary`);
+  };
+  model.merges.forEach((m, k) => {
+    if (Array.isArray(m) && typeof m[0] === 'string' && typeof m[1] === 'string') check(m[0], m[1], k);
+    // the "a b" form: every split at a space, whichever the library takes
+    else if (typeof m === 'string') for (let i = m.indexOf(' '); i >= 0; i = m.indexOf(' ', i + 1)) check(m.slice(0, i), m.slice(i + 1), k);
+  });
 }
 
 /** The largest id of a BPE/WordPiece/WordLevel vocabulary object (0 for a Unigram list). */
@@ -257,13 +281,16 @@ export class Tokenizer {
     if (config.clean_up_tokenization_spaces !== undefined && typeof config.clean_up_tokenization_spaces !== 'boolean') {
       throw new EmotorchError(`${source}: clean_up_tokenization_spaces in the tokenizer config is not a boolean`, 'ERR_FORMAT');
     }
-    checkNormalizers(json, source);
+    checkLibraryLimits(json, source);
     let rust: RustTokenizer;
     try {
       rust = RustTokenizer.fromString(text);
     } catch (e) {
       throw new EmotorchError(`${source}: unsupported or malformed tokenizer (${(e as Error).message})`, 'ERR_FORMAT');
     }
+    // As transformers does, the file's own truncation and padding are not applied (encodeBatch's options are).
+    rust.disableTruncation();
+    rust.disablePadding();
     return new Tokenizer(rust, config as TokenizerConfig, source, maxVocabId(json.model as Record<string, unknown>));
   }
 

@@ -244,6 +244,25 @@ describe('Tokenizer', () => {
     expect(await Tokenizer.fromJSON({ ...json, normalizer: { type: 'Precompiled', precompiled_charsmap: good } }).encode('ＡＢ')).toEqual(await Tokenizer.fromJSON(json).encode('AB'));
   });
 
+  it('refuses the other tokenizer.json parts that abort the process inside the library, and ignores the file\'s truncation and padding', async () => {
+    const bpe = (model: Record<string, unknown>, rest: Record<string, unknown> = {}) => ({ ...rest, model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2, '##b': 3 }, merges: ['a b'], ...model } });
+    // a merged token longer than every vocabulary token; a right side shorter than the prefix
+    throwsWith(() => Tokenizer.fromJSON(bpe({ vocab: { a: 0, b: 1 } })), 'ERR_FORMAT', /merges\[0\] \("a", "b"\) makes a token that is not in the vocabulary/);
+    throwsWith(() => Tokenizer.fromJSON(bpe({ merges: [['a', 'b']], continuing_subword_prefix: '####' })), 'ERR_FORMAT', /merges\[0\]/);
+    expect(await Tokenizer.fromJSON(bpe({ merges: ['a ##b'], vocab: { a: 0, '##b': 1, ab: 2 }, continuing_subword_prefix: '##' })).encode('ab')).toEqual([2]);
+    // (the library's own refusal, not an abort: the merged token fits but is not there)
+    throwsWith(() => Tokenizer.fromJSON(bpe({ vocab: { a: 0, b: 1, xy: 2 } })), 'ERR_FORMAT', /unsupported or malformed tokenizer \(.*ab/);
+    // a Strip decoder that strips at the end (Mistral's strips one at the start: fine)
+    throwsWith(() => Tokenizer.fromJSON(bpe({}, { decoder: { type: 'Sequence', decoders: [{ type: 'Strip', content: 'a', start: 0, stop: 2 }] } })), 'ERR_FORMAT', /a Strip decoder with stop 2 is not supported/);
+    expect(await Tokenizer.fromJSON(bpe({}, { decoder: { type: 'Strip', content: 'a', start: 5, stop: 0 } })).decode([0, 0])).toBe('');
+    // the file's truncation (with a stride the library would abort on) and padding are not applied
+    const file = bpe({}, {
+      truncation: { direction: 'Right', max_length: 1, strategy: 'LongestFirst', stride: 5 },
+      padding: { strategy: { Fixed: 8 }, direction: 'Right', pad_to_multiple_of: null, pad_id: 1, pad_type_id: 0, pad_token: 'b' },
+    });
+    expect(await Tokenizer.fromJSON(file).encode('ab a a')).toEqual([2, 0, 0]);
+  });
+
   it('reports what the library cannot do as ERR_FORMAT: an unknown character without an unknown token, a vocabulary too sparse to write', async () => {
     const tok = Tokenizer.fromJSON({ model: { type: 'Unigram', unk_id: null, vocab: [['a', -1], ['b', -1]] } });
     expect(await tok.encode('ab')).toEqual([0, 1]);
