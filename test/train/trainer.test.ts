@@ -51,4 +51,71 @@ describe('Trainer', () => {
     expect(pred.predictions.shape).toEqual([data.eval.length, 7]);
     expect(pred.metrics.test_accuracy).toBeCloseTo(after.eval_accuracy, 12);
   });
+
+  /** A metric that follows a script, one value per evaluation (the bookkeeping under test does not care where it comes from). */
+  const scripted = (values: number[]) => { let k = 0; return () => ({ score: values[k++] }); };
+  const small = (out: string, extra: Record<string, unknown>) => ({
+    output_dir: out, per_device_train_batch_size: 16, learning_rate: 1e-2, eval_strategy: 'epoch', save_strategy: 'epoch', disable_tqdm: true, ...extra,
+  });
+
+  it('keeps the best checkpoint under save_total_limit and restores it with load_best_model_at_end', async () => {
+    const steps = Math.ceil(data.train.length / 16);
+    for (const limit of [1, 2]) {
+      const out = path.join(root, `best-${limit}`);
+      const model = new Classifier(0);
+      const saves: number[] = [];
+      const trainer = new et.train.Trainer({
+        model, trainDataset: asDataset(data.train), evalDataset: asDataset(data.eval), dataCollator: collate, computeMetrics: scripted([0.1, 0.9, 0.3, 0.2, 0.4]),
+        args: small(out, { num_train_epochs: 5, save_total_limit: limit, load_best_model_at_end: true, metric_for_best_model: 'score' }),
+      });
+      trainer.on('save', (e: { step: number }) => saves.push(e.step));
+      await trainer.train();
+      expect(saves).toEqual([1, 2, 3, 4, 5].map((e) => e * steps));
+      const best = path.join(out, `checkpoint-${2 * steps}`);
+      expect(fs.readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort()).toEqual([`checkpoint-${2 * steps}`, `checkpoint-${5 * steps}`].sort());
+      const state = JSON.parse(fs.readFileSync(path.join(out, `checkpoint-${5 * steps}`, 'trainer_state.json'), 'utf8'));
+      expect([state.best_metric, state.best_global_step, state.best_model_checkpoint, state.global_step]).toEqual([0.9, 2 * steps, best, 5 * steps]);
+      expect(state.log_history.filter((r: Record<string, number>) => r.eval_score !== undefined).length).toBe(5);
+      const saved = (await et.io.loadSafetensors(path.join(best, 'model.safetensors'))).tensors;
+      const last = (await et.io.loadSafetensors(path.join(out, `checkpoint-${5 * steps}`, 'model.safetensors'))).tensors;
+      for (const [n, p] of model.namedParameters()) {
+        expect(p.sub(saved.get(n)!).abs().max().item(), n).toBe(0);
+        expect(p.sub(last.get(n)!).abs().max().item()).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it('stops early after `patience` evaluations without an improvement above `threshold`', async () => {
+    const out = path.join(root, 'early');
+    const stopper = new et.train.EarlyStoppingCallback({ patience: 2, threshold: 0.05 });
+    const trainer = new et.train.Trainer({
+      model: new Classifier(0), trainDataset: asDataset(data.train), evalDataset: asDataset(data.eval), dataCollator: collate,
+      computeMetrics: scripted([0.5, 0.6, 0.64, 0.59, 0.9, 0.9]), callbacks: [stopper],
+      args: small(out, { num_train_epochs: 6, save_strategy: 'no', metric_for_best_model: 'score' }),
+    });
+    const r = await trainer.train();
+    expect(r.stopReason).toBe('callback');
+    expect(r.globalStep).toBe(4 * Math.ceil(data.train.length / 16));
+    expect(stopper.patienceCounter).toBe(2);
+    expect(trainer.state.best_metric).toBe(0.64);
+    const noMetric = new et.train.Trainer({ model: new Classifier(0), trainDataset: asDataset(data.train), callbacks: [new et.train.EarlyStoppingCallback()], args: { output_dir: path.join(root, 'early2'), disable_tqdm: true } });
+    await expect(noMetric.train()).rejects.toThrow(/EarlyStoppingCallback needs args\.eval_strategy/);
+  });
+
+  it('stops on an AbortSignal after saving a checkpoint, and resume_from_checkpoint: true continues from it', async () => {
+    const out = path.join(root, 'abort');
+    const ac = new AbortController();
+    const args = { output_dir: out, max_steps: 6, per_device_train_batch_size: 8, save_strategy: 'no', disable_tqdm: true, logging_steps: 1 } as const;
+    const t1 = new et.train.Trainer({ model: new Classifier(), trainDataset: asDataset(data.train), dataCollator: collate, signal: ac.signal, args,
+      callbacks: [{ onStepEnd: (ctx) => { if (ctx.state.global_step === 2) ac.abort(); } }] });
+    const r1 = await t1.train();
+    expect([r1.stopReason, r1.globalStep]).toEqual(['aborted', 2]);
+    expect(fs.readdirSync(out).filter((n) => n.startsWith('checkpoint'))).toEqual(['checkpoint-2']);
+    const t2 = new et.train.Trainer({ model: new Classifier(), trainDataset: asDataset(data.train), dataCollator: collate, args: { ...args, resume_from_checkpoint: true } });
+    const r2 = await t2.train();
+    expect([r2.stopReason, r2.globalStep]).toEqual(['completed', 6]);
+    expect(readJsonl(path.join(out, 'log.jsonl')).filter((x) => x.loss !== undefined).map((x) => x.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    const t3 = new et.train.Trainer({ model: new Classifier(), trainDataset: asDataset(data.train), args: { output_dir: path.join(root, 'none'), resume_from_checkpoint: true, disable_tqdm: true } });
+    await expect(t3.train()).rejects.toThrow(/holds no complete checkpoint/);
+  });
 });
