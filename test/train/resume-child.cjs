@@ -1,6 +1,6 @@
 /**
  * A training run in a child process (for the resume tests): node resume-child.cjs '<json>'
- * json: { dist, sampleDir, args (TrainingArguments), initSeed?, abortAt?: step, kill?: { step, at: 'write' | 'rename' } }
+ * json: { dist, sampleDir, args (TrainingArguments), initSeed?, abortAt?: step, sigintAt?: step (Ctrl-C, with handleSigint), kill?: { step, at: 'write' | 'rename' } }
  * With `kill`, the process SIGKILLs itself in the middle of saving checkpoint-<step>: at its first
  * small-file write ('write': model and optimizer already written) or just before the folder's
  * rename ('rename': everything written).
@@ -42,9 +42,15 @@ const collate = (items) => ({
   et.manualSeed(cfg.initSeed ?? 0);
   const model = new Classifier();
   const ac = new AbortController();
-  const stopper = { name: 'stopper', onStepEnd(ctx) { if (ctx.state.global_step === cfg.abortAt) ac.abort(); } };
+  const stopper = {
+    name: 'stopper',
+    onStepEnd(ctx) {
+      if (ctx.state.global_step === cfg.abortAt) ac.abort();
+      if (ctx.state.global_step === cfg.sigintAt) process.kill(process.pid, 'SIGINT');
+    },
+  };
   const trainer = new et.train.Trainer({
-    signal: ac.signal, callbacks: [stopper],
+    signal: ac.signal, callbacks: [stopper], handleSigint: !!cfg.sigintAt,
     model, trainDataset: { length: train.length, get: (i) => train[i] }, evalDataset: { length: evalSet.length, get: (i) => evalSet[i] },
     dataCollator: collate, args: cfg.args,
   });

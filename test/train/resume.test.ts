@@ -69,4 +69,12 @@ describe('resume is exact', () => {
       expect(state.log_history.filter((r: { loss?: number }) => r.loss !== undefined).map((r: { loss: number }) => r.loss)).toEqual(reference.map((r) => (r as { loss: number }).loss));
     });
   }
+
+  it('Ctrl-C (SIGINT with handleSigint) finishes the step, saves a checkpoint and exits cleanly', () => {
+    const out = path.join(root, 'sigint');
+    const a = run(out, {}, { sigintAt: 4 });
+    expect(a.status, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout)).toEqual({ globalStep: 4, stopReason: 'aborted' });
+    expect(fs.existsSync(path.join(out, 'checkpoint-4', 'trainer_state.json'))).toBe(true);
+  });
 });

@@ -119,3 +119,23 @@ describe('Trainer', () => {
     await expect(t3.train()).rejects.toThrow(/holds no complete checkpoint/);
   });
 });
+
+describe('Trainer mixed precision', () => {
+  it('bf16 autocast and fp16 with a GradScaler train, and the scaler state is checkpointed', async () => {
+    for (const mode of ['bf16', 'fp16'] as const) {
+      const out = path.join(root, `amp-${mode}`);
+      const trainer = new et.train.Trainer({
+        model: new Classifier(0), trainDataset: asDataset(data.train), dataCollator: collate,
+        args: { output_dir: out, [mode]: true, max_steps: 6, save_steps: 6, per_device_train_batch_size: 8, learning_rate: 1e-2, logging_steps: 1, disable_tqdm: true },
+      });
+      const r = await trainer.train();
+      const losses = trainer.state.log_history.filter((x) => x.loss !== undefined).map((x) => x.loss);
+      expect(losses.length).toBe(6);
+      expect(losses.every(Number.isFinite)).toBe(true);
+      expect(losses[5]).toBeLessThan(losses[0]);
+      expect(r.globalStep).toBe(6);
+      expect(fs.existsSync(path.join(out, 'checkpoint-6', 'scaler.json'))).toBe(mode === 'fp16');
+      if (mode === 'fp16') expect(JSON.parse(fs.readFileSync(path.join(out, 'checkpoint-6', 'scaler.json'), 'utf8'))).toEqual(trainer.scaler!.stateDict());
+    }
+  });
+});
