@@ -236,6 +236,15 @@ function maxVocabId(model: Record<string, unknown>): number {
   return max;
 }
 
+/** The longest `padding: 'max_length'` target (2^24 tokens a row). */
+const MAX_PAD = 2 ** 24;
+
+/** A token id: the library's ids are u32 (a larger number would wrap around). */
+function checkId(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) invalid('a token id (an integer in [0, 2^32))', name, v);
+  return v;
+}
+
 function checkTexts(texts: unknown): string[] {
   if (!Array.isArray(texts)) invalid('an array of strings', 'texts', texts);
   texts.forEach((t, i) => { if (typeof t !== 'string') invalid('a string', `texts[${i}]`, t); });
@@ -493,16 +502,17 @@ export class Tokenizer {
     if (maxLength === undefined && (padding === 'max_length' || truncation)) {
       invalid(`a maxLength (needed by ${truncation ? 'truncation' : "padding: 'max_length'"})`, 'maxLength', undefined);
     }
+    if (padding === 'max_length' && maxLength! > MAX_PAD) invalid(`a maxLength of at most ${MAX_PAD} with padding: 'max_length'`, 'maxLength', maxLength);
     const truncationSide = checkSide(o.truncationSide, 'truncationSide');
     const padSide = checkSide(o.padSide, 'padSide');
     const returnTensors = checkBool(o.returnTensors, 'returnTensors', false);
     let padId = 0;
     if (padding !== false) {
-      if (o.padTokenId !== undefined) padId = checkInt(o.padTokenId, 'padTokenId', 0);
+      if (o.padTokenId !== undefined) padId = checkId(o.padTokenId, 'padTokenId');
       else if (this.padTokenId !== undefined) padId = this.padTokenId;
       else invalid('a padTokenId (this tokenizer has no pad token; set tokenizer.padToken or pass padTokenId)', 'padTokenId', undefined);
     } else if (o.padTokenId !== undefined) {
-      checkInt(o.padTokenId, 'padTokenId', 0);
+      checkId(o.padTokenId, 'padTokenId');
     }
     const numSpecial = add ? await this.#specialCount() : 0;
     if (truncation && maxLength! < numSpecial) {
@@ -511,7 +521,7 @@ export class Tokenizer {
 
     // The texts alone, cut to leave room for the special tokens, then the special tokens added.
     const rows = (await this.#call('encode the texts', () => this.#rust.encodeBatch(texts, { addSpecialTokens: false }))).map((e) => {
-      if (truncation) e.truncate(maxLength! - numSpecial, 0, truncationSide);
+      if (truncation && e.getLength() > maxLength! - numSpecial) e.truncate(maxLength! - numSpecial, 0, truncationSide);
       return this.#rust.postProcess(e, null, add);
     });
     if (padding !== false) {

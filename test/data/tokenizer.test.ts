@@ -400,6 +400,10 @@ describe('Tokenizer', () => {
     await rejectsWith(() => tok.encodeBatch(['a'], { maxLength: 0 }), 'ERR_INVALID_ARG', /positive integer for maxLength/);
     await rejectsWith(() => tok.encodeBatch(['a'], { padSide: 'top' as never }), 'ERR_INVALID_ARG', /'right' or 'left' for padSide/);
     await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'longest', padTokenId: -1 }), 'ERR_INVALID_ARG', /padTokenId/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'longest', padTokenId: 2 ** 32 + 1 }), 'ERR_INVALID_ARG', /Expected a token id \(an integer in \[0, 2\^32\)\) for padTokenId but received 4294967297/);
+    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'max_length', maxLength: 2 ** 33 }), 'ERR_INVALID_ARG', /maxLength of at most 16777216 with padding: 'max_length'/);
+    // a huge maxLength truncates nothing
+    expect((await tok.encodeBatch(['Hello world'], { truncation: true, maxLength: 2 ** 40 })).inputIds).toEqual([await tok.encode('Hello world')]);
     await rejectsWith(() => toks.llama.encodeBatch(['a'], { padding: 'longest' }), 'ERR_INVALID_ARG', /no pad token/);
     await rejectsWith(() => tok.encodeBatch(['a', 'a b c'], { returnTensors: true }), 'ERR_INVALID_ARG', /sequences of one length for returnTensors/);
     throwsWith(() => tok.addTokens('<x>' as never), 'ERR_INVALID_ARG', /for tokens/);
