@@ -1,6 +1,8 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians and the ratio.
-//   npm run bench -- mlp | features | models [--threads N] [--trials N]
+//   npm run bench -- mlp | features | models | trainer [--threads N] [--trials N]
+// A case may time several steps per call (`stepsPerCall`) and add a bare-loop `baseline` whose
+// median is printed as the overhead of emotorch's own code over it.
 import { spawn } from 'child_process';
 import * as path from 'path';
 import * as readline from 'readline';
@@ -9,7 +11,7 @@ import * as os from 'os';
 import * as et from 'emotorch';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs' };
+const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs' };
 const args = process.argv.slice(2);
 const name = args.find((a) => !a.startsWith('--')) ?? 'mlp';
 if (!(name in BENCHES)) {
@@ -39,17 +41,25 @@ async function runCase(caseName, c) {
   const py = worker(caseName, cfg);
   const step = await c.setup(cfg);
   for (let i = 0; i < cfg.warmup; i++) await step();
+  const base = c.baseline ? await c.baseline(cfg) : null;
+  if (base) for (let i = 0; i < cfg.warmup; i++) await base();
+  const per = c.stepsPerCall ? c.stepsPerCall(cfg) : 1;
+  const timed = async (fn) => {
+    const t0 = process.hrtime.bigint();
+    let out;
+    for (let i = 0; i < cfg.steps; i++) out = await fn();
+    if (out && typeof out.item === 'function' && out.numel === 1) out.item();
+    return Number(process.hrtime.bigint() - t0) / 1e6 / cfg.steps / per;
+  };
+  const bare = [];
   const ready = JSON.parse(await py.next());
   console.log(`emotorch ${et.versions.emotorch} on libtorch ${et.versions.libtorch}; Python: torch ${ready.torch} (default implementations)`);
   const ours = [], theirs = [];
   for (let t = 0; t < cfg.trials; t++) {
-    const t0 = process.hrtime.bigint();
-    let out;
-    for (let i = 0; i < cfg.steps; i++) out = await step();
-    if (out && typeof out.item === 'function' && out.numel === 1) out.item();
-    ours.push(Number(process.hrtime.bigint() - t0) / 1e6 / cfg.steps);
-    theirs.push(JSON.parse(await py.trial()).ms_per_step);
-    console.log(`  trial ${t + 1}: emotorch ${ours[t].toFixed(2)} ms/step   Python ${theirs[t].toFixed(2)} ms/step`);
+    ours.push(await timed(step));
+    theirs.push(JSON.parse(await py.trial()).ms_per_step / per);
+    if (base) bare.push(await timed(base));
+    console.log(`  trial ${t + 1}: emotorch ${ours[t].toFixed(2)} ms/step   Python ${theirs[t].toFixed(2)} ms/step${base ? `   bare emotorch loop ${bare[t].toFixed(2)} ms/step` : ''}`);
   }
   py.end();
   const a = median(ours), b = median(theirs);
@@ -60,6 +70,10 @@ async function runCase(caseName, c) {
     console.log(`speed-up emotorch/Python: ${(b / a).toFixed(2)}×`);
   }
   console.log(`ratio emotorch/Python (time): ${(a / b).toFixed(3)}`);
+  if (base) {
+    const m = median(bare);
+    console.log(`bare emotorch loop: median ${m.toFixed(2)} ms/step; overhead of the emotorch code under test over it: ${(100 * (a / m - 1)).toFixed(1)} %`);
+  }
 }
 
 const mod = await import(path.join(here, BENCHES[name]));

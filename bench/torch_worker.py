@@ -180,7 +180,32 @@ def model_setup(kind):
     return setup
 
 
-SETUPS = {"mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
+def trainer_setup(cfg):
+    """transformers' Trainer on the same tiny LLaMA, data and arguments as bench/trainer.mjs;
+    one call = one train() of cfg["trainSteps"] optimizer steps (logging every step, no saving)."""
+    import tempfile
+
+    from transformers import LlamaConfig, LlamaForCausalLM, PrinterCallback, Trainer, TrainingArguments, logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128))
+    vocab, seq = 512, cfg["seq"]
+    items = []
+    for i in range(cfg["examples"]):
+        ids = [(i * 7 + j * 13 + ((i * j) % 5)) % vocab for j in range(seq)]
+        items.append({"input_ids": ids, "labels": [-100 if j < seq / 4 else x for j, x in enumerate(ids)]})
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="bench-hf-trainer-"), max_steps=cfg["trainSteps"],
+                             per_device_train_batch_size=cfg["batch"], gradient_accumulation_steps=cfg["accumulation"],
+                             learning_rate=1e-3, warmup_steps=2, lr_scheduler_type="linear", weight_decay=0.01,
+                             logging_steps=1, save_strategy="no", report_to=[], disable_tqdm=True, seed=0, use_cpu=True)
+    trainer = Trainer(model=model, args=args, train_dataset=items)
+    trainer.remove_callback(PrinterCallback)  # with disable_tqdm it prints every log to stdout (our protocol channel)
+    return lambda: trainer.train()
+
+
+SETUPS = {"trainer": trainer_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():
@@ -199,7 +224,7 @@ def main():
         if isinstance(out, torch.Tensor) and out.numel() == 1:
             float(out.detach())
         dt = time.perf_counter() - t0
-        print(json.dumps({"ms_per_step": 1000 * dt / cfg["steps"]}), flush=True)
+        print(json.dumps({"ms_per_step": 1000 * dt / cfg["steps"]}), flush=True)  # per call: run.mjs divides by stepsPerCall
 
 
 if __name__ == "__main__":
