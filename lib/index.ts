@@ -30,6 +30,7 @@ export * as io from './io';
 export * as audio from './audio';
 export * as data from './data';
 export * as metrics from './metrics';
+export * as systems from './systems';
 
 /** Versions of emotorch and the libtorch it runs on, and whether CUDA is usable. */
 export const versions: { emotorch: string; libtorch: string; cuda: boolean; cudnn?: string } = (() => {

@@ -28,7 +28,8 @@ export const ROBERTA_DEFAULTS: RobertaConfig = {
   attention_probs_dropout_prob: 0.1, initializer_range: 0.02, hidden_act: 'gelu', add_pooling_layer: true,
 };
 
-const SPEC: ConfigSpec<RobertaConfig> = {
+/** Kind of each config field (for systems that build a RoBERTa config of their own). */
+export const SPEC: ConfigSpec<RobertaConfig> = {
   vocab_size: 'posint', hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint',
   max_position_embeddings: 'posint', type_vocab_size: 'posint', pad_token_id: 'int', layer_norm_eps: 'posnum', hidden_dropout_prob: 'prob',
   attention_probs_dropout_prob: 'prob', initializer_range: 'nonnegnum', hidden_act: 'act', add_pooling_layer: 'bool',

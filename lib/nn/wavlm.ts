@@ -39,7 +39,8 @@ export const WAVLM_DEFAULTS: WavLMConfig = {
   feat_proj_dropout: 0, mask_time_prob: 0.05, mask_feature_prob: 0,
 };
 
-const SPEC: ConfigSpec<WavLMConfig> = {
+/** Kind of each config field (for systems that build a WavLM config of their own). */
+export const SPEC: ConfigSpec<WavLMConfig> = {
   conv_dim: 'any', conv_kernel: 'any', conv_stride: 'any', conv_bias: 'bool', feat_extract_norm: 'string', feat_extract_activation: 'act',
   do_stable_layer_norm: 'bool', hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint',
   hidden_act: 'act', num_conv_pos_embeddings: 'posint', num_conv_pos_embedding_groups: 'posint', num_buckets: 'posint',

@@ -9,6 +9,7 @@
 #include "nn/lora.h"
 #include "nn/qformer.h"
 #include "nn/roberta.h"
+#include "nn/spectra.h"
 #include "nn/wavlm.h"
 #include "nn/whisper.h"
 
@@ -38,6 +39,52 @@ struct Config {
 
 using Factory = std::function<std::shared_ptr<nn::Model>(const Config&)>;
 
+nn::RobertaConfig roberta_config(const Config& c) {
+  nn::RobertaConfig r;
+  r.vocab_size = c.i64("vocab_size", r.vocab_size);
+  r.hidden_size = c.i64("hidden_size", r.hidden_size);
+  r.num_hidden_layers = c.i64("num_hidden_layers", r.num_hidden_layers);
+  r.num_attention_heads = c.i64("num_attention_heads", r.num_attention_heads);
+  r.intermediate_size = c.i64("intermediate_size", r.intermediate_size);
+  r.max_position_embeddings = c.i64("max_position_embeddings", r.max_position_embeddings);
+  r.type_vocab_size = c.i64("type_vocab_size", r.type_vocab_size);
+  r.pad_token_id = c.i64("pad_token_id", r.pad_token_id);
+  r.layer_norm_eps = c.d("layer_norm_eps", r.layer_norm_eps);
+  r.hidden_dropout_prob = c.d("hidden_dropout_prob", r.hidden_dropout_prob);
+  r.attention_probs_dropout_prob = c.d("attention_probs_dropout_prob", r.attention_probs_dropout_prob);
+  r.initializer_range = c.d("initializer_range", r.initializer_range);
+  r.hidden_act = c.s("hidden_act", r.hidden_act);
+  r.add_pooling_layer = c.b("add_pooling_layer", r.add_pooling_layer);
+  return r;
+}
+
+nn::WavLMConfig wavlm_config(const Config& c) {
+  nn::WavLMConfig w;
+  if (c.has("conv_dim")) w.conv_dim = c.ints("conv_dim");
+  if (c.has("conv_kernel")) w.conv_kernel = c.ints("conv_kernel");
+  if (c.has("conv_stride")) w.conv_stride = c.ints("conv_stride");
+  w.conv_bias = c.b("conv_bias", w.conv_bias);
+  w.do_stable_layer_norm = c.b("do_stable_layer_norm", w.do_stable_layer_norm);
+  w.masked_spec_embed = c.b("masked_spec_embed", w.masked_spec_embed);
+  w.feat_extract_norm = c.s("feat_extract_norm", w.feat_extract_norm);
+  w.feat_extract_activation = c.s("feat_extract_activation", w.feat_extract_activation);
+  w.hidden_act = c.s("hidden_act", w.hidden_act);
+  w.hidden_size = c.i64("hidden_size", w.hidden_size);
+  w.num_hidden_layers = c.i64("num_hidden_layers", w.num_hidden_layers);
+  w.num_attention_heads = c.i64("num_attention_heads", w.num_attention_heads);
+  w.intermediate_size = c.i64("intermediate_size", w.intermediate_size);
+  w.num_conv_pos_embeddings = c.i64("num_conv_pos_embeddings", w.num_conv_pos_embeddings);
+  w.num_conv_pos_embedding_groups = c.i64("num_conv_pos_embedding_groups", w.num_conv_pos_embedding_groups);
+  w.num_buckets = c.i64("num_buckets", w.num_buckets);
+  w.max_bucket_distance = c.i64("max_bucket_distance", w.max_bucket_distance);
+  w.layer_norm_eps = c.d("layer_norm_eps", w.layer_norm_eps);
+  w.hidden_dropout = c.d("hidden_dropout", w.hidden_dropout);
+  w.attention_dropout = c.d("attention_dropout", w.attention_dropout);
+  w.activation_dropout = c.d("activation_dropout", w.activation_dropout);
+  w.feat_proj_dropout = c.d("feat_proj_dropout", w.feat_proj_dropout);
+  return w;
+}
+
 const std::map<std::string, Factory>& factories() {
   static const std::map<std::string, Factory> f = {
       {"linear", [](const Config& c) { return std::make_shared<nn::LinearModel>(c.i64("in_features"), c.i64("out_features"), c.b("bias", true)); }},
@@ -50,24 +97,8 @@ const std::map<std::string, Factory>& factories() {
       {"embedding", [](const Config& c) {
          return std::make_shared<nn::EmbeddingModel>(c.i64("num_embeddings"), c.i64("embedding_dim"), c.i64("padding_idx", -1));
        }},
-      {"roberta", [](const Config& c) {
-         nn::RobertaConfig r;
-         r.vocab_size = c.i64("vocab_size", r.vocab_size);
-         r.hidden_size = c.i64("hidden_size", r.hidden_size);
-         r.num_hidden_layers = c.i64("num_hidden_layers", r.num_hidden_layers);
-         r.num_attention_heads = c.i64("num_attention_heads", r.num_attention_heads);
-         r.intermediate_size = c.i64("intermediate_size", r.intermediate_size);
-         r.max_position_embeddings = c.i64("max_position_embeddings", r.max_position_embeddings);
-         r.type_vocab_size = c.i64("type_vocab_size", r.type_vocab_size);
-         r.pad_token_id = c.i64("pad_token_id", r.pad_token_id);
-         r.layer_norm_eps = c.d("layer_norm_eps", r.layer_norm_eps);
-         r.hidden_dropout_prob = c.d("hidden_dropout_prob", r.hidden_dropout_prob);
-         r.attention_probs_dropout_prob = c.d("attention_probs_dropout_prob", r.attention_probs_dropout_prob);
-         r.initializer_range = c.d("initializer_range", r.initializer_range);
-         r.hidden_act = c.s("hidden_act", r.hidden_act);
-         r.add_pooling_layer = c.b("add_pooling_layer", r.add_pooling_layer);
-         return std::make_shared<nn::RobertaModel>(r);
-       }},
+      {"roberta", [](const Config& c) { return std::make_shared<nn::RobertaModel>(roberta_config(c)); }},
+      {"roberta_layers", [](const Config& c) { return std::make_shared<nn::RobertaLayers>(roberta_config(c), c.i64("num_layers")); }},
       {"whisper_encoder", [](const Config& c) {
          nn::WhisperConfig w;
          w.num_mel_bins = c.i64("num_mel_bins", w.num_mel_bins);
@@ -148,31 +179,14 @@ const std::map<std::string, Factory>& factories() {
          l.hidden_act = c.s("hidden_act", l.hidden_act);
          return std::make_shared<nn::LlamaForCausalLM>(l);
        }},
-      {"wavlm", [](const Config& c) {
-         nn::WavLMConfig w;
-         if (c.has("conv_dim")) w.conv_dim = c.ints("conv_dim");
-         if (c.has("conv_kernel")) w.conv_kernel = c.ints("conv_kernel");
-         if (c.has("conv_stride")) w.conv_stride = c.ints("conv_stride");
-         w.conv_bias = c.b("conv_bias", w.conv_bias);
-         w.do_stable_layer_norm = c.b("do_stable_layer_norm", w.do_stable_layer_norm);
-         w.masked_spec_embed = c.b("masked_spec_embed", w.masked_spec_embed);
-         w.feat_extract_norm = c.s("feat_extract_norm", w.feat_extract_norm);
-         w.feat_extract_activation = c.s("feat_extract_activation", w.feat_extract_activation);
-         w.hidden_act = c.s("hidden_act", w.hidden_act);
-         w.hidden_size = c.i64("hidden_size", w.hidden_size);
-         w.num_hidden_layers = c.i64("num_hidden_layers", w.num_hidden_layers);
-         w.num_attention_heads = c.i64("num_attention_heads", w.num_attention_heads);
-         w.intermediate_size = c.i64("intermediate_size", w.intermediate_size);
-         w.num_conv_pos_embeddings = c.i64("num_conv_pos_embeddings", w.num_conv_pos_embeddings);
-         w.num_conv_pos_embedding_groups = c.i64("num_conv_pos_embedding_groups", w.num_conv_pos_embedding_groups);
-         w.num_buckets = c.i64("num_buckets", w.num_buckets);
-         w.max_bucket_distance = c.i64("max_bucket_distance", w.max_bucket_distance);
-         w.layer_norm_eps = c.d("layer_norm_eps", w.layer_norm_eps);
-         w.hidden_dropout = c.d("hidden_dropout", w.hidden_dropout);
-         w.attention_dropout = c.d("attention_dropout", w.attention_dropout);
-         w.activation_dropout = c.d("activation_dropout", w.activation_dropout);
-         w.feat_proj_dropout = c.d("feat_proj_dropout", w.feat_proj_dropout);
-         return std::make_shared<nn::WavLMModel>(w);
+      {"wavlm", [](const Config& c) { return std::make_shared<nn::WavLMModel>(wavlm_config(c)); }},
+      {"spectra_audio", [](const Config& c) {
+         nn::SpectraAudioConfig s;
+         s.wavlm = wavlm_config(c);
+         s.has_audio_cls = c.b("has_audio_cls", s.has_audio_cls);
+         s.mask_audio_cls = c.b("mask_audio_cls", s.mask_audio_cls);
+         s.extra_frame = c.b("extra_frame", s.extra_frame);
+         return std::make_shared<nn::SpectraAudioEncoder>(s);
        }},
   };
   return f;

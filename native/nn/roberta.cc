@@ -87,4 +87,26 @@ Tensors RobertaModel::forward(const Tensors& in) {
   return {x, pooled};
 }
 
+RobertaLayers::RobertaLayers(const RobertaConfig& c, int64_t n) : cfg(c) {
+  for (int64_t i = 0; i < n; ++i)
+    layers.push_back(register_module(std::to_string(i), BertLayer(c.hidden_size, c.num_attention_heads, c.intermediate_size, c.layer_norm_eps,
+                                                                  c.hidden_dropout_prob, c.attention_probs_dropout_prob, c.hidden_act)));
+  init_bert_weights(*this, c.initializer_range);
+}
+
+Tensors RobertaLayers::forward(const Tensors& in) {
+  at::Tensor x = in.at(0);
+  const at::Tensor& keep = in.size() > 1 ? in[1] : at::Tensor();
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size, "RoBERTa layers: hidden_states must be (batch, length, ", cfg.hidden_size, ") but got ",
+              x.sizes());
+  std::optional<at::Tensor> mask;
+  if (keep.defined()) {
+    TORCH_CHECK(keep.dim() == 2 && keep.size(0) == x.size(0) && keep.size(1) == x.size(1), "RoBERTa layers: attention_mask must be (",
+                x.size(0), ", ", x.size(1), ") but got ", keep.sizes());
+    mask = padding_mask_to_additive(keep, x.scalar_type());
+  }
+  for (auto& l : layers) x = l->forward(x, mask);
+  return {x};
+}
+
 }  // namespace et::nn

@@ -41,4 +41,15 @@ struct RobertaModel : Model {
   Linear pooler{nullptr};
 };
 
+// A stack of RoBERTa layers without embeddings, named 0.*, 1.*, … (HF RobertaLayer names inside):
+// SPECTRA's fused encoder (`fused_encoder.N.*`).
+struct RobertaLayers : Model {
+  RobertaLayers(const RobertaConfig& c, int64_t num_layers);
+  // inputs: hidden_states (B, T, H), attention_mask (B, T) 1 = attend / 0 = padding, or undefined
+  // outputs: hidden_states (B, T, H)
+  Tensors forward(const Tensors& in) override;
+  RobertaConfig cfg;
+  std::vector<BertLayer> layers;
+};
+
 }  // namespace et::nn

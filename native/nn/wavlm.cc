@@ -107,12 +107,7 @@ int64_t WavLMModel::frames_for(int64_t n) const {
   return n;
 }
 
-Tensors WavLMModel::forward(const Tensors& in) {
-  const at::Tensor& wave = in.at(0);
-  const at::Tensor& keep = in.size() > 1 ? in[1] : at::Tensor();
-  TORCH_CHECK(wave.dim() == 2, "WavLM: expected input_values (batch, samples) but got ", wave.sizes());
-  TORCH_CHECK(frames_for(wave.size(1)) >= 1, "WavLM: ", wave.size(1), " samples are too few for one frame");
-  bool train = is_training();
+at::Tensor WavLMModel::features(const at::Tensor& wave) {
   auto x = wave.unsqueeze(1);  // (B, 1, N)
   for (size_t i = 0; i < convs.size(); ++i) {
     x = convs[i]->forward(x);
@@ -122,17 +117,12 @@ Tensors WavLMModel::forward(const Tensors& in) {
     x = activate(x, cfg.feat_extract_activation);
   }
   x = x.transpose(1, 2);  // (B, T, C)
-  x = at::dropout(projection(proj_ln(x)), cfg.feat_proj_dropout, train);
-  int64_t B = x.size(0), T = x.size(1);
-  at::Tensor valid;
-  if (keep.defined()) {
-    TORCH_CHECK(keep.dim() == 2 && keep.size(0) == B && keep.size(1) == wave.size(1), "WavLM: attention_mask must be ", wave.sizes(), " but got ", keep.sizes());
-    // Valid frames from each clip's valid sample count, through the conv length formula.
-    auto len = keep.to(at::kLong).sum(1);
-    for (size_t i = 0; i < cfg.conv_kernel.size(); ++i) len = at::div(len - cfg.conv_kernel[i], cfg.conv_stride[i], "floor") + 1;
-    valid = at::arange(T, len.options()).unsqueeze(0).lt(len.unsqueeze(1));  // (B, T)
-    x = x.masked_fill(valid.logical_not().unsqueeze(-1), 0);
-  }
+  return at::dropout(projection(proj_ln(x)), cfg.feat_proj_dropout, is_training());
+}
+
+at::Tensor WavLMModel::encode(at::Tensor x, const at::Tensor& valid) {
+  bool train = is_training();
+  if (valid.defined()) x = x.masked_fill(valid.logical_not().unsqueeze(-1), 0);
   auto w = pos_v * (pos_g / at::linalg_vector_norm(pos_v, 2, at::IntArrayRef{0, 1}, true));
   auto pc = at::conv1d(x.transpose(1, 2), w, pos_bias, 1, cfg.num_conv_pos_embeddings / 2, 1, cfg.num_conv_pos_embedding_groups);
   if (cfg.num_conv_pos_embeddings % 2 == 0) pc = pc.narrow(2, 0, pc.size(2) - 1);
@@ -142,7 +132,25 @@ Tensors WavLMModel::forward(const Tensors& in) {
   at::Tensor bias;
   for (const auto& l : *layers) x = l->as<WavLMLayerImpl>()->forward(x, valid, bias);
   if (cfg.do_stable_layer_norm) x = enc_ln(x);
-  return {x, valid};
+  return x;
+}
+
+Tensors WavLMModel::forward(const Tensors& in) {
+  const at::Tensor& wave = in.at(0);
+  const at::Tensor& keep = in.size() > 1 ? in[1] : at::Tensor();
+  TORCH_CHECK(wave.dim() == 2, "WavLM: expected input_values (batch, samples) but got ", wave.sizes());
+  TORCH_CHECK(frames_for(wave.size(1)) >= 1, "WavLM: ", wave.size(1), " samples are too few for one frame");
+  auto x = features(wave);  // (B, T, H)
+  int64_t B = x.size(0), T = x.size(1);
+  at::Tensor valid;
+  if (keep.defined()) {
+    TORCH_CHECK(keep.dim() == 2 && keep.size(0) == B && keep.size(1) == wave.size(1), "WavLM: attention_mask must be ", wave.sizes(), " but got ", keep.sizes());
+    // Valid frames from each clip's valid sample count, through the conv length formula.
+    auto len = keep.to(at::kLong).sum(1);
+    for (size_t i = 0; i < cfg.conv_kernel.size(); ++i) len = at::div(len - cfg.conv_kernel[i], cfg.conv_stride[i], "floor") + 1;
+    valid = at::arange(T, len.options()).unsqueeze(0).lt(len.unsqueeze(1));  // (B, T)
+  }
+  return {encode(x, valid), valid};
 }
 
 }  // namespace et::nn

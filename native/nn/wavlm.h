@@ -33,6 +33,11 @@ struct WavLMModel : Model {
   // inputs: input_values (B, N), attention_mask (B, N) 1/0 or undefined
   // outputs: last_hidden_state (B, T, H), frame mask (B, T) bool true = valid (undefined without a mask)
   Tensors forward(const Tensors& in) override;
+  // The conv feature encoder and feature projection: waveform (B, N) → (B, T, H), nothing masked.
+  at::Tensor features(const at::Tensor& wave);
+  // The transformer encoder over (B, T, H) states: frames where `valid` (B, T) is false (when
+  // defined) are zeroed and masked out of attention; conv positions, layers.
+  at::Tensor encode(at::Tensor x, const at::Tensor& valid);
   int64_t frames_for(int64_t samples) const;
   WavLMConfig cfg;
   std::vector<torch::nn::Conv1d> convs;

@@ -1,0 +1,32 @@
+// SPECTRA's audio encoder (AlibabaResearch/DAMO-ConvAI spectra/modeling_spectra/wavlm.py,
+// WavLMForMultiTurn): WavLM whose frames are arranged per dialogue sample before the transformer.
+// Two clips per sample (history first) become [audio_cls, history, audio_sep, current] with
+// segment ids 0 (cls + history) / 1 (sep + current); one clip per sample becomes [audio_cls?,
+// current] with segment id 1. Segment ids go through a given (2, H) table (RoBERTa's token-type
+// embeddings) added before the encoder.
+#pragma once
+#include "nn/wavlm.h"
+
+namespace et::nn {
+
+struct SpectraAudioConfig {
+  WavLMConfig wavlm;
+  bool has_audio_cls = false;    // single clip: prepend audio_cls (the original's config.has_audio_cls)
+  bool mask_audio_cls = false;   // single clip: the original masks that audio_cls out (true reproduces it)
+  bool extra_frame = true;       // the original counts one frame more than the conv stack outputs
+};
+
+struct SpectraAudioEncoder : WavLMModel {
+  explicit SpectraAudioEncoder(const SpectraAudioConfig& c);
+  // inputs: input_values (N, S), attention_mask (N, S) 1/0, batch size B (0-dim int64; N = B or 2B,
+  // history clip before current clip), token-type table (2, H) or undefined
+  // outputs: hidden states (B, T', H), attention mask (B, T') int64 1 = frame / 0 = padding
+  Tensors forward(const Tensors& in) override;
+  // Frames of each clip as the original counts them: the conv length formula (truncating
+  // division) on the valid-sample count, plus one when extra_frame, at most `frames`.
+  at::Tensor clip_frames(const at::Tensor& keep, int64_t frames) const;
+  SpectraAudioConfig scfg;
+  at::Tensor audio_cls, audio_sep;
+};
+
+}  // namespace et::nn

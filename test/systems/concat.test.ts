@@ -1,0 +1,74 @@
+// The SemEval-2024 seed classifier against torch.nn.Linear(bias=False) + cross-entropy
+// (scripts/fixtures/concat.py), from embeddings given per modality, from ECF embedding files, and
+// from an encoder through the on-disk embedding cache.
+import { describe, it, expect, beforeAll } from 'vitest';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+
+let io: Map<string, et.Tensor>;
+beforeAll(async () => {
+  io = (await et.io.loadSafetensors(path.join(FIXTURES, 'concat', 'io.safetensors'))).tensors;
+});
+
+async function seeded(): Promise<et.systems.ConcatFusionClassifier> {
+  const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 12, audio: 8 } });
+  await m.loadStateDict({ 'classifier.weight': io.get('weight')! });
+  return m;
+}
+
+describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
+  it('matches logits, loss and the weight gradient', async () => {
+    const m = await seeded();
+    expect(m.namedParameters().map(([n]) => n)).toEqual(['classifier.weight']);
+    const { loss, logits } = await m.forward({ embeddings: { text: io.get('text')!, audio: io.get('audio')! }, labels: io.get('labels') });
+    expect(maxAbsDiff(logits, io.get('logits')!)).toBeLessThan(1e-5);
+    expect(Math.abs(loss!.item() - io.get('loss')!.item())).toBeLessThan(1e-5);
+    await loss!.backward();
+    expect(maxAbsDiff(m.classifier.parameters()[0].grad!, io.get('grad')!)).toBeLessThan(1e-5);
+  });
+
+  it('reads features from ECF embedding files through the dataset and collate', async () => {
+    const dir = tmpdir();
+    const text = io.get('text')!.toArray() as number[][], audio = io.get('audio')!.toArray() as number[][];
+    const labels = io.get('labels')!.toArray() as number[];
+    const emo = ['neutral', 'anger', 'disgust', 'fear', 'joy', 'sadness', 'surprise'];
+    const conv = { conversation_ID: 1, conversation: labels.map((l, i) => ({ utterance_ID: i + 1, text: `u${i}`, speaker: 'A', emotion: emo[l] })), 'emotion-cause_pairs': [] };
+    fs.writeFileSync(path.join(dir, 'ecf.json'), JSON.stringify([conv]));
+    const named = (rows: number[][]) => new Map(rows.map((r, i) => [`1_${i + 1}`, et.tensor(r)] as [string, et.Tensor]));
+    await et.io.saveSafetensors(path.join(dir, 'text.safetensors'), named(text));
+    await et.io.saveSafetensors(path.join(dir, 'audio.safetensors'), named(audio));
+    const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'), { features: { files: { text: 'text.safetensors', audio: 'audio.safetensors' } } });
+    const items = await Promise.all(labels.map((_, i) => ds.get(i)));
+    const batch = et.systems.ConcatFusionClassifier.collate(items);
+    const { loss, logits } = await (await seeded()).forward(batch);
+    expect(maxAbsDiff(logits, io.get('logits')!)).toBeLessThan(1e-5);
+    expect(Math.abs(loss!.item() - io.get('loss')!.item())).toBeLessThan(1e-5);
+  });
+
+  it('caches encoder embeddings (mean over the mask) and does not re-encode', async () => {
+    const file = path.join(tmpdir(), 'cache.safetensors');
+    const states = et.tensor([[[1, 2], [3, 4], [100, 100]], [[5, 6], [0, 0], [0, 0]]]);
+    const mask = et.tensor([[1, 1, 0], [1, 0, 0]], { dtype: 'int64' });
+    let calls = 0;
+    const encode = async (idx: number[]) => { calls++; return { states: states.index(et.tensor(idx, { dtype: 'int64' })), mask: mask.index(et.tensor(idx, { dtype: 'int64' })) }; };
+    const a = await et.systems.embedUtterances(['1_1', '1_2'], encode, { cacheFile: file, batchSize: 1 });
+    expect(calls).toBe(2);
+    expect([...a.get('1_1')!]).toEqual([2, 3]);
+    expect([...a.get('1_2')!]).toEqual([5, 6]);
+    const b = await et.systems.embedUtterances(['1_1', '1_2'], encode, { cacheFile: file });
+    expect(calls).toBe(2);
+    expect([...b.get('1_2')!]).toEqual([5, 6]);
+    await rejectsWith(et.systems.embedUtterances(['1_3'], encode, { cacheFile: file }), 'ERR_FORMAT', /no '1_3'/);
+  });
+
+  it('rejects bad configs and inputs clearly', async () => {
+    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: {} })).toThrow(/at least one modality/);
+    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 0 } })).toThrow(/modalities.text/);
+    const m = await seeded();
+    await rejectsWith(m.forward({ embeddings: { text: io.get('text')! } }), 'ERR_INVALID_ARG', /audio/);
+    await rejectsWith(m.forward({ features: et.zeros([2, 19]) }), 'ERR_INVALID_ARG', /\(batch, 20\)/);
+    expect(() => et.systems.ConcatFusionClassifier.collate([{ label: 1 } as never])).toThrow(/features/);
+  });
+});

@@ -1,0 +1,140 @@
+// SPECTRA against a reference assembled from HF WavLM / RoBERTa pieces following the original
+// ATForSequenceClassification + WavLMForMultiTurn forward (scripts/fixtures/spectra.py):
+// logits, loss and every parameter gradient, single-clip and history batches with padding.
+import { describe, it, expect, beforeAll } from 'vitest';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+
+const DIR = path.join(FIXTURES, 'spectra');
+const TOL = 1e-4;
+let io: Map<string, et.Tensor>;
+
+beforeAll(async () => {
+  io = (await et.io.loadSafetensors(path.join(DIR, 'io.safetensors'))).tensors;
+});
+
+function batch(name: string): et.systems.SpectraInputs {
+  const g = (k: string) => io.get(`${name}.${k}`) ?? null;
+  return {
+    inputValues: g('input_values')!, audioAttentionMask: g('audio_attention_mask')!, inputIds: g('input_ids')!,
+    attentionMask: g('attention_mask')!, tokenTypeIds: g('token_type_ids'), labels: g('labels'),
+  };
+}
+
+/** Logits, loss and every gradient against the reference's (names renamed as a checkpoint's). */
+async function checkCase(model: et.systems.Spectra, name: string, inputs = name): Promise<number> {
+  const out = await model.forward(batch(inputs));
+  expect(maxAbsDiff(out.logits, io.get(`${name}.logits`)!)).toBeLessThan(TOL);
+  expect(Math.abs(out.loss!.item() - io.get(`${name}.loss`)!.item())).toBeLessThan(TOL);
+  await out.loss!.backward();
+  const prefix = `${name}.grad.`;
+  const ref = et.nn.renameKeys(new Map([...io].filter(([k]) => k.startsWith(prefix)).map(([k, t]) => [k.slice(prefix.length), t] as [string, et.Tensor])), et.systems.SPECTRA_RENAMES);
+  const ours = new Map(model.namedParameters().filter(([, p]) => p.grad !== null).map(([n, p]) => [n, p.grad!] as [string, et.Tensor]));
+  expect([...ours.keys()].sort()).toEqual([...ref.keys()].sort());
+  let worst = 0;
+  for (const [k, g] of ref) worst = Math.max(worst, maxAbsDiff(ours.get(k)!, g));
+  expect(worst).toBeLessThan(TOL);
+  if (process.env.ET_PRINT_DIFFS) console.log(name, 'logits', maxAbsDiff(out.logits, io.get(`${name}.logits`)!), 'grads', worst);
+  return worst;
+}
+
+async function withSingleHead(opts: et.systems.SpectraPretrainedOptions = {}): Promise<et.systems.Spectra> {
+  const m = await et.systems.Spectra.fromPretrained(path.join(DIR, 'pretrained'), { numClass: 1, ...opts });
+  const head = new Map([...io].filter(([k]) => k.startsWith('single.head.')).map(([k, t]) => [k.slice('single.'.length), t] as [string, et.Tensor]));
+  await m.head.loadStateDict(new Map([...head].map(([k, t]) => [k.slice('head.'.length), t] as [string, et.Tensor])));
+  return m;
+}
+
+describe('SPECTRA = original ATForSequenceClassification (reference)', () => {
+  it('loads SPECTRA-base as published: pre-training heads skipped and reported, new head reported', async () => {
+    const m = await et.systems.Spectra.fromPretrained(path.join(DIR, 'pretrained'), { task: 'iemocap' });
+    expect(m.config.num_class).toBe(6);
+    expect(m.loadInfo.skipped.length).toBe(20);
+    expect(m.loadInfo.skipped.every((k) => /^(mlm_head|mam_head|selection_head|start_prediction_head|end_prediction_head)\./.test(k))).toBe(true);
+    expect(m.loadInfo.initialized.sort()).toEqual(['head.0.bias', 'head.0.weight', 'head.2.bias', 'head.2.weight']);
+    expect(m.namedParameters().some(([n]) => n === 'model.fused_encoder.0.attention.self.query.weight')).toBe(true);
+    expect(m.namedParameters().some(([n]) => n === 'model.audio_encoder.audio_cls')).toBe(true);
+  });
+
+  it('single clip, regression (L1), audio_cls attended: logits, loss, all gradients', async () => {
+    const m = await withSingleHead();
+    await checkCase(m, 'single');
+  });
+
+  it("single clip with the original's masked audio_cls (maskAudioCls)", async () => {
+    const m = await withSingleHead({ maskAudioCls: true });
+    await checkCase(m, 'single_masked', 'single');
+    // audio_cls is masked out and zeroed: it takes no gradient.
+    const g = m.namedParameters().find(([n]) => n === 'model.audio_encoder.audio_cls')![1].grad!;
+    expect(g.abs().max().item()).toBe(0);
+  });
+
+  it('history + current clips, turn ids, one sample without history, 4 classes (CE), fused_encoder.layer.N layout', async () => {
+    const m = await et.systems.Spectra.fromPretrained(path.join(DIR, 'finetuned'));
+    expect(m.config.num_class).toBe(4);
+    expect(m.loadInfo).toEqual({ skipped: [], initialized: [] });
+    await checkCase(m, 'history');
+  });
+
+  it('collate rebuilds the reference history batch from dataset items', async () => {
+    const b = batch('history');
+    const wave = b.inputValues.toArray() as number[][];
+    const keep = b.audioAttentionMask.toArray() as number[][];
+    const clip = (i: number) => Float32Array.from(wave[i].slice(0, keep[i].reduce((a, x) => a + x, 0)));
+    const hist = [[0, 11, 13, 2], null, [0, 4, 5, 6, 7, 2]];
+    const cur = [[0, 20, 22, 2], [0, 30, 31, 32, 2], [0, 44, 2]];
+    const labels = b.labels!.toArray() as number[];
+    const items = cur.map((textIds, i) => ({
+      audio: clip(2 * i + 1), textIds, label: labels[i],
+      ...(hist[i] ? { prevAudio: clip(2 * i), prevTextIds: hist[i]! } : {}),
+    }));
+    const c = et.systems.Spectra.collate(items, { audioLength: 1200, multiAudio: true });
+    for (const k of ['inputValues', 'audioAttentionMask', 'inputIds', 'attentionMask', 'tokenTypeIds', 'labels'] as const) {
+      expect(c[k]!.shape).toEqual(b[k]!.shape);
+      expect(maxAbsDiff(c[k]!, b[k]!)).toBe(0);
+    }
+    // longer than textLength: <s> and the last tokens are kept (history cut from the left)
+    const cut = et.systems.Spectra.collate([{ audio: new Float32Array(10), textIds: [0, 1, 2, 3, 4, 5, 6], label: 0.5 }], { audioLength: 20, textLength: 4 });
+    expect(cut.inputIds.toArray()).toEqual([[0, 4, 5, 6]]);
+    expect(cut.labels!.dtype).toBe('float32');
+    expect(cut.tokenTypeIds).toBeNull();
+    expect(cut.audioAttentionMask.sum().item()).toBe(10);
+  });
+
+  it('savePretrained writes a folder fromPretrained reads back to the same outputs', async () => {
+    const m = await et.systems.Spectra.fromPretrained(path.join(DIR, 'finetuned'));
+    const dir = tmpdir();
+    await m.savePretrained(dir);
+    const back = await et.systems.Spectra.fromPretrained(dir);
+    const a = await m.forward(batch('history')), b = await back.forward(batch('history'));
+    expect(maxAbsDiff(a.logits, b.logits)).toBe(0);
+  });
+
+  it('is strict about keys and sizes, naming them', async () => {
+    const m = await et.systems.Spectra.fromPretrained(path.join(DIR, 'finetuned'));
+    const dir = tmpdir();
+    for (const f of ['audio_config.json', 'text_config.json']) fs.copyFileSync(path.join(DIR, 'finetuned', f), path.join(dir, f));
+    const sd = m.stateDict();
+    sd.set('model.extra.weight', et.zeros([2]));
+    sd.delete('model.fused_encoder.0.output.dense.bias');
+    await et.io.saveSafetensors(path.join(dir, 'model.safetensors'), sd);
+    const e = await rejectsWith(et.systems.Spectra.fromPretrained(dir), 'ERR_STATE_DICT', /missing keys: 'model\.fused_encoder\.0\.output\.dense\.bias'/);
+    expect(e.message).toMatch(/unexpected keys: 'model\.extra\.weight'/);
+    await rejectsWith(et.systems.Spectra.fromPretrained(path.join(DIR, 'finetuned'), { numClass: 3 }), 'ERR_INVALID_ARG', /numClass/);
+    await rejectsWith(et.systems.Spectra.fromPretrained(path.join(DIR, 'pretrained')), 'ERR_INVALID_ARG', /num_class/);
+    await rejectsWith(et.systems.Spectra.fromPretrained(path.join(DIR, 'missing')), 'ERR_IO');
+  });
+
+  it('rejects malformed batches and configs clearly', async () => {
+    const m = await et.systems.Spectra.fromPretrained(path.join(DIR, 'finetuned'));
+    const b = batch('history');
+    await rejectsWith(m.forward({ ...b, inputValues: b.inputValues.slice(0, 0, 5), audioAttentionMask: b.audioAttentionMask.slice(0, 0, 5) }), 'ERR_INVALID_ARG', /inputValues/);
+    await rejectsWith(m.forward({ ...b, attentionMask: b.attentionMask.slice(1, 0, 2) }), 'ERR_INVALID_ARG', /attentionMask/);
+    await rejectsWith(m.forward(null as never), 'ERR_INVALID_ARG');
+    expect(() => et.systems.Spectra.create({ task: 'mosi', audio: { hidden_size: 32 }, text: { hidden_size: 16 } })).toThrow(/hidden_size/);
+    expect(() => et.systems.Spectra.create({ task: 'nope' as never })).toThrow(/task/);
+    expect(() => et.systems.Spectra.collate([])).toThrow(/non-empty/);
+  });
+});
