@@ -1,0 +1,522 @@
+/**
+ * SALMONN (bytedance/SALMONN, branch `salmonn` models/salmonn.py; v1 model.py): Whisper encoder +
+ * `ln_speech`, BEATs + `ln_audio`, zero-padded and concatenated, a window-level Q-Former (one
+ * query per 17-frame window), `speech_llama_proj`, and a LLaMA/Vicuna with LoRA on q_proj/v_proj.
+ * Attribute and checkpoint key names are the original's (`speech_Qformer.bert.…`,
+ * `speech_query_tokens`, `llama_model.base_model.model.…lora_A.default.weight`).
+ *
+ * Beyond the original: audio longer than 30 s is encoded in 30 s chunks (both encoders), windowed
+ * per chunk, and the audio tokens concatenated in order (the original cuts at 30 s).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { Module } from '../nn/module';
+import type { StateDict } from '../nn/module';
+import { WhisperEncoder } from '../nn/whisper';
+import { BeatsEncoder } from '../nn/beats';
+import { QFormer, QFormerConfig } from '../nn/qformer';
+import { LlamaForCausalLM } from '../nn/llama';
+import { applyLora } from '../nn/lora';
+import { Linear, LayerNorm } from '../nn/layers';
+import { loadCheckpoint } from '../nn/pretrained';
+import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../tensor';
+import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { whisperLogMel, kaldiFbank } from '../audio/features';
+import { Tokenizer } from '../data/tokenizer';
+import { saveSafetensors } from '../io/safetensors';
+
+const SR = 16000;
+const CHUNK = 30 * SR;
+
+/** The original YAML's `model:` and `generate:` keys (defaults: configs/config.yaml, decode_config.yaml), plus emotorch's. */
+export interface SalmonnConfig {
+  freeze_whisper: boolean;
+  freeze_beats: boolean;
+  use_speech_Qformer: boolean;
+  num_speech_query_token: number;
+  freeze_speech_QFormer: boolean;
+  window_level_Qformer: boolean;
+  second_per_window: number;
+  second_stride: number;
+  freeze_speech_llama_proj: boolean;
+  lora: boolean;
+  lora_rank: number;
+  lora_alpha: number;
+  lora_dropout: number;
+  multi_prompt: boolean;
+  prompt_template: string;
+  max_txt_len: number;
+  end_sym: string;
+  // generate:
+  max_new_tokens: number;
+  num_beams: number;
+  do_sample: boolean;
+  min_length: number;
+  temperature: number;
+  top_p: number;
+  repetition_penalty: number;
+  length_penalty: number;
+  /** emotorch: the speech Q-Former's sizes (the original: bert-base-uncased with 2 layers). */
+  qformer: Partial<QFormerConfig>;
+  /** emotorch: cut audio after this many seconds (the original: 30). null: no cap, long audio in 30 s chunks. */
+  maxAudioSeconds: number | null;
+}
+
+export const SALMONN_DEFAULTS: SalmonnConfig = {
+  freeze_whisper: true, freeze_beats: true, use_speech_Qformer: true, num_speech_query_token: 1, freeze_speech_QFormer: false,
+  window_level_Qformer: true, second_per_window: 0.333333, second_stride: 0.333333, freeze_speech_llama_proj: false, lora: true,
+  lora_rank: 8, lora_alpha: 32, lora_dropout: 0.1, multi_prompt: true, prompt_template: 'USER: {}\nASSISTANT:', max_txt_len: 300,
+  end_sym: '</s>', max_new_tokens: 200, num_beams: 4, do_sample: false, min_length: 1, temperature: 1.0, top_p: 0.9,
+  repetition_penalty: 1.0, length_penalty: 1.0,
+  qformer: {}, maxAudioSeconds: null,
+};
+
+/** The Q-Former of the original: BertConfig (bert-base-uncased) with 2 layers, cross-attention in each, 1 query. */
+const QFORMER_BASE: Partial<QFormerConfig> = {
+  hidden_size: 768, num_hidden_layers: 2, num_attention_heads: 12, intermediate_size: 3072, hidden_dropout_prob: 0.1,
+  attention_probs_dropout_prob: 0.1, layer_norm_eps: 1e-12, initializer_range: 0.02, hidden_act: 'gelu',
+};
+
+function resolveSalmonnConfig(given: Partial<SalmonnConfig>): SalmonnConfig {
+  if (!given || typeof given !== 'object' || Array.isArray(given)) invalid('a config object', 'SALMONN config', given);
+  const c = { ...SALMONN_DEFAULTS } as unknown as Record<string, unknown>;
+  for (const [k, d] of Object.entries(SALMONN_DEFAULTS)) {
+    const v = (given as Record<string, unknown>)[k];
+    if (v === undefined) continue;
+    if (k === 'maxAudioSeconds') {
+      if (v !== null) checkNumber(v, 'SALMONN config.maxAudioSeconds', 0.05);
+    } else if (k === 'qformer') {
+      if (!v || typeof v !== 'object' || Array.isArray(v)) invalid('an object of Q-Former sizes', 'SALMONN config.qformer', v);
+    } else if (typeof d !== typeof v || (typeof v === 'number' && !Number.isFinite(v))) {
+      invalid(`a ${typeof d}`, `SALMONN config.${k}`, v);
+    }
+    c[k] = v;
+  }
+  const r = c as unknown as SalmonnConfig;
+  if (!r.use_speech_Qformer) invalid('true (the original raises NotImplementedError otherwise)', 'SALMONN config.use_speech_Qformer', false);
+  checkInt(r.num_speech_query_token, 'SALMONN config.num_speech_query_token', 1);
+  checkNumber(r.second_per_window, 'SALMONN config.second_per_window', 0.02, 30);
+  checkNumber(r.second_stride, 'SALMONN config.second_stride', 0.02, 30);
+  checkInt(r.lora_rank, 'SALMONN config.lora_rank', 1);
+  checkNumber(r.lora_dropout, 'SALMONN config.lora_dropout', 0, 1);
+  checkInt(r.max_txt_len, 'SALMONN config.max_txt_len', 1);
+  checkInt(r.max_new_tokens, 'SALMONN config.max_new_tokens', 1);
+  checkInt(r.num_beams, 'SALMONN config.num_beams', 1);
+  checkInt(r.min_length, 'SALMONN config.min_length', 0);
+  if ((r.prompt_template.match(/\{\}/g) ?? []).length !== 1) invalid("a template with one '{}'", 'SALMONN config.prompt_template', r.prompt_template);
+  return r;
+}
+
+/** A batch as `forward` takes it (what the SALMONN dataset's items give, gathered). */
+export interface SalmonnBatch {
+  /** Mono 16 kHz waveforms, one per item. */
+  audio: Array<Float32Array | Tensor>;
+  /** Full prompts containing `<SpeechHere>` (the dataset's `prompt`); or give `instruction`. */
+  prompt?: string[];
+  /** Instructions: each becomes `prompt_template.format('<Speech><SpeechHere></Speech> ' + instruction)`. */
+  instruction?: string[];
+  /** Answers (`end_sym` is appended). Without targets, forward gives logits only. */
+  target?: string[];
+}
+
+export interface SalmonnOutputs {
+  loss?: Tensor;
+  /** (batch, length, vocab) over [BOS, prompt before, audio tokens, prompt after, target]. */
+  logits: Tensor;
+  /** The labels the loss used: −100 over BOS, prompt, audio and padding. */
+  labels?: Tensor;
+  /** The attention mask fed to the LLM. */
+  attentionMask: Tensor;
+}
+
+export interface SalmonnGenerateOptions {
+  max_new_tokens?: number;
+  num_beams?: number;
+  do_sample?: boolean;
+  min_length?: number;
+  temperature?: number;
+  top_p?: number;
+  repetition_penalty?: number;
+  length_penalty?: number;
+}
+
+/** Keys of original checkpoints that are reported and skipped. */
+export const SALMONN_IGNORABLE: readonly RegExp[] = [
+  /\.position_ids$/,
+  /\.rotary_emb\.inv_freq$/,
+  /^speech_Qformer\.bert\.embeddings\.(word_embeddings|position_embeddings)\./,
+  /^speech_Qformer\.bert\.encoder\.layer\.\d+\.(intermediate|output)\./,
+  /^speech_Qformer\.cls\./,
+  // BEATs' one relative position table, shared by every layer: only layer 0's copy is a parameter
+  /^beats\.encoder\.layers\.([1-9]\d*)\.self_attn\.relative_attention_bias\.weight$/,
+];
+
+/** Our Q-Former (HF Blip2QFormerModel) names → the original LAVIS BERT names, under `speech_Qformer.`. */
+function qformerToOriginal(n: string): string {
+  return n.replace(/^layernorm\./, 'bert.embeddings.LayerNorm.')
+    .replace(/^encoder\.layer\.(\d+)\.(attention|crossattention)\.attention\./, 'bert.encoder.layer.$1.$2.self.')
+    .replace(/^encoder\./, 'bert.encoder.');
+}
+
+/**
+ * SALMONN as one module: `forward(batch) → { loss, logits }`, `generate(audio, instruction)`.
+ * @example
+ * const model = await et.systems.Salmonn.fromPretrained({ whisper: 'whisper-large-v2/', beats: 'BEATs.pt',
+ *   llm: 'vicuna-13b-v1.1/', checkpoint: 'salmonn_v1.pth' });
+ * const [answer] = await model.generate([wave], ['Describe the emotion of the speaker.']);
+ */
+export class Salmonn extends Module {
+  readonly config: SalmonnConfig;
+  readonly tokenizer: Tokenizer;
+  readonly speech_encoder: WhisperEncoder;
+  readonly ln_speech: LayerNorm;
+  readonly beats: BeatsEncoder | null;
+  readonly ln_audio: LayerNorm | null;
+  readonly speech_Qformer: QFormer;
+  speech_query_tokens: Tensor;
+  readonly speech_llama_proj: Linear;
+  readonly llama_model: LlamaForCausalLM;
+  /** Token ids: BOS, EOS (`end_sym`), and the pad the original adds as `[PAD]`. */
+  readonly ids: { bos: number; eos: number; pad: number };
+
+  /**
+   * Assembles SALMONN from its parts (weights as they are; the Q-Former, projection and LoRA
+   * initialized as the original). LoRA is applied here when `config.lora`.
+   * @throws EmotorchError ERR_INVALID_ARG for a bad config or parts that do not fit.
+   */
+  constructor(parts: { whisper: WhisperEncoder; beats?: BeatsEncoder | null; llm: LlamaForCausalLM; tokenizer: Tokenizer }, config: Partial<SalmonnConfig> = {}) {
+    super();
+    const c = resolveSalmonnConfig(config);
+    this.config = c;
+    if (!(parts?.whisper instanceof WhisperEncoder)) invalid('a WhisperEncoder', 'parts.whisper', parts?.whisper);
+    if (!(parts.llm instanceof LlamaForCausalLM)) invalid('a LlamaForCausalLM', 'parts.llm', parts.llm);
+    if (!(parts.tokenizer instanceof Tokenizer)) invalid('an et.data.Tokenizer', 'parts.tokenizer', parts.tokenizer);
+    if (parts.beats != null && !(parts.beats instanceof BeatsEncoder)) invalid('a BeatsEncoder or null', 'parts.beats', parts.beats);
+    this.tokenizer = parts.tokenizer;
+    const dW = parts.whisper.config.d_model;
+    this.speech_encoder = this.registerModule('speech_encoder', parts.whisper);
+    this.ln_speech = this.registerModule('ln_speech', LayerNorm.create({ normalized_shape: dW }));
+    const beats = parts.beats ?? null;
+    this.beats = beats ? this.registerModule('beats', beats) : null;
+    const dB = beats ? beats.config.encoder_embed_dim : 0;
+    this.ln_audio = beats ? this.registerModule('ln_audio', LayerNorm.create({ normalized_shape: dB })) : null;
+    const qcfg = { ...QFORMER_BASE, ...c.qformer, encoder_hidden_size: dW + dB, cross_attention_frequency: 1, num_query_tokens: 0 };
+    this.speech_Qformer = this.registerModule('speech_Qformer', QFormer.create(qcfg));
+    const hq = this.speech_Qformer.config.hidden_size;
+    this.speech_query_tokens = this.registerParameter('speech_query_tokens',
+      randn([1, c.num_speech_query_token, hq]).mul(this.speech_Qformer.config.initializer_range));
+    this.speech_llama_proj = this.registerModule('speech_llama_proj', Linear.create({ in_features: hq, out_features: parts.llm.config.hidden_size }));
+    this.llama_model = this.registerModule('llama_model', parts.llm);
+
+    // Frozen parts, as the original's __init__
+    for (const p of parts.llm.parameters()) p.requiresGrad = false;
+    if (c.lora) applyLora(parts.llm, { r: c.lora_rank, alpha: c.lora_alpha, dropout: c.lora_dropout, targetModules: ['q_proj', 'v_proj'] });
+    if (c.freeze_whisper) parts.whisper.freeze();
+    else parts.whisper.unfreeze();
+    if (beats) {
+      if (c.freeze_beats) beats.freeze();
+      else beats.unfreeze();
+    }
+    if (c.freeze_speech_QFormer) {
+      this.speech_Qformer.freeze();
+      this.speech_query_tokens.requiresGrad = false;
+    }
+    if (c.freeze_speech_llama_proj) this.speech_llama_proj.freeze();
+
+    const tok = this.tokenizer;
+    const bos = tok.bosTokenId;
+    const eos = tok.tokenToId(c.end_sym);
+    if (bos === undefined) invalid('a tokenizer with a BOS token', 'tokenizer', 'none');
+    if (eos === undefined) invalid(`a tokenizer that has end_sym '${c.end_sym}' as one token`, 'tokenizer', 'none');
+    // The original adds '[PAD]' as the pad token (padding side right).
+    let pad = tok.padTokenId;
+    if (pad === undefined) {
+      pad = tok.tokenToId('[PAD]');
+      if (pad === undefined) {
+        tok.addSpecialTokens(['[PAD]']);
+        pad = tok.tokenToId('[PAD]')!;
+      }
+    }
+    this.ids = { bos, eos, pad };
+  }
+
+  /**
+   * Loads the parts users have: an HF Whisper folder, the original BEATs `.pt`, an HF LLaMA/Vicuna
+   * folder (with its tokenizer.json), and a SALMONN checkpoint (`salmonn_v1.pth`,
+   * `salmonn_7b_v0.pth`, the training code's `checkpoint_N.pth`, or a `.safetensors` saved by
+   * {@link saveCheckpoint}). Ignorable keys are skipped and listed in `model.loadReport.ignored`.
+   * @throws EmotorchError ERR_STATE_DICT naming an unknown, missing or mis-shaped key; ERR_IO.
+   */
+  static async fromPretrained(opts: { whisper: string; beats?: string | null; llm: string; checkpoint?: string | null; tokenizer?: string; config?: Partial<SalmonnConfig> }): Promise<Salmonn> {
+    if (!opts || typeof opts !== 'object') invalid('{ whisper, beats, llm, checkpoint }', 'opts', opts);
+    for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path', k, opts[k]);
+    const whisper = await WhisperEncoder.fromPretrained(opts.whisper);
+    const beats = opts.beats ? await BeatsEncoder.fromPretrained(opts.beats) : null;
+    const llm = await LlamaForCausalLM.fromPretrained(opts.llm);
+    const tokFile = opts.tokenizer ?? path.join(opts.llm, 'tokenizer.json');
+    if (!fs.existsSync(tokFile)) throw new EmotorchError(`no tokenizer: '${tokFile}' does not exist (convert the LLaMA tokenizer to tokenizer.json, or pass opts.tokenizer)`, 'ERR_IO');
+    const tokenizer = await Tokenizer.fromFile(tokFile);
+    const model = new Salmonn({ whisper, beats, llm, tokenizer }, opts.config ?? {});
+    if (opts.checkpoint) await model.loadCheckpoint(opts.checkpoint);
+    model.eval();
+    return model;
+  }
+
+  /** What the last {@link loadCheckpoint} skipped as ignorable. */
+  loadReport: { ignored: string[]; loaded: string[] } = { ignored: [], loaded: [] };
+
+  /** Our parameter name → the original checkpoint key. */
+  originalName(n: string): string {
+    if (n.startsWith('speech_Qformer.')) return `speech_Qformer.${qformerToOriginal(n.slice('speech_Qformer.'.length))}`;
+    if (n.startsWith('llama_model.') && this.config.lora) return `llama_model.base_model.model.${n.slice('llama_model.'.length)}`;
+    return n;
+  }
+
+  /** Parameters that are SALMONN's own under this config (must be in a checkpoint). */
+  private requiredNames(): string[] {
+    return this.namedParameters().map(([n]) => n).filter((n) => /^(ln_speech|ln_audio|speech_Qformer|speech_query_tokens|speech_llama_proj)\b/.test(n) || /\.lora_[AB]\./.test(n));
+  }
+
+  /**
+   * Loads a SALMONN checkpoint (torch.save `{'model': state_dict}` or safetensors, original key names).
+   * @throws EmotorchError ERR_STATE_DICT naming every unknown, missing or mis-shaped key.
+   */
+  async loadCheckpoint(file: string): Promise<{ ignored: string[]; loaded: string[] }> {
+    return this.loadCheckpointStateDict(await loadCheckpoint(file), file);
+  }
+
+  /** {@link loadCheckpoint} from a state dict already in memory (original key names). */
+  async loadCheckpointStateDict(sd: StateDict, source = 'state dict'): Promise<{ ignored: string[]; loaded: string[] }> {
+    const byOriginal = new Map(this.namedParameters().map(([n, p]) => [this.originalName(n), [n, p] as [string, Tensor]]));
+    const ignored: string[] = [];
+    const unknown: string[] = [];
+    const mapped = new Map<string, Tensor>();
+    for (const [k, t] of sd) {
+      if (SALMONN_IGNORABLE.some((r) => r.test(k))) { ignored.push(k); continue; }
+      const own = byOriginal.get(k);
+      if (!own) { unknown.push(k); continue; }
+      mapped.set(own[0], t);
+    }
+    const missing = this.requiredNames().filter((n) => !mapped.has(n)).map((n) => this.originalName(n));
+    const problems: string[] = [];
+    if (unknown.length) problems.push(`unexpected keys: ${unknown.map((k) => `'${k}'`).join(', ')}`);
+    if (missing.length) problems.push(`missing keys: ${missing.map((k) => `'${k}'`).join(', ')}`);
+    const own = new Map(this.namedParameters());
+    for (const [n, t] of mapped) {
+      const p = own.get(n)!;
+      if (!(t instanceof Tensor)) problems.push(`'${this.originalName(n)}' is not a tensor`);
+      else if (t.shape.join() !== p.shape.join()) problems.push(`wrong shape for '${this.originalName(n)}': checkpoint [${t.shape}] vs model [${p.shape}]`);
+    }
+    if (problems.length) throw new EmotorchError(`SALMONN checkpoint ${source}: ${problems.join('; ')}`, 'ERR_STATE_DICT');
+    await this.loadStateDict(mapped, { strict: false });
+    this.loadReport = { ignored, loaded: [...mapped.keys()].map((n) => this.originalName(n)) };
+    return this.loadReport;
+  }
+
+  /** The trainable parameters under the original key names (what the original's runner saves, less buffers). */
+  checkpointStateDict(): StateDict {
+    return new Map(this.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [this.originalName(n), p] as [string, Tensor]));
+  }
+
+  /**
+   * Saves {@link checkpointStateDict} as safetensors: the original's key names, so Python loads it
+   * with `model.load_state_dict(safetensors.torch.load_file(f), strict=False)`.
+   */
+  async saveCheckpoint(file: string): Promise<void> {
+    await saveSafetensors(file, this.checkpointStateDict(), { format: 'pt', source: 'emotorch SALMONN' });
+  }
+
+  /** Q-Former window length and stride in encoder frames (the original: round(1500 · seconds / 30)). */
+  get window(): { kernel: number; stride: number } {
+    return { kernel: Math.round((1500 * this.config.second_per_window) / 30), stride: Math.round((1500 * this.config.second_stride) / 30) };
+  }
+
+  /** One clip as the original prepares it: ≥ 1 s (zero-padded), capped at maxAudioSeconds. */
+  private prepare(a: Float32Array | Tensor, i: number): Float32Array {
+    let w: Float32Array;
+    if (a instanceof Tensor) {
+      if (a.ndim !== 1 || !a.dtype.startsWith('float')) invalid('a 1-D float waveform', `audio[${i}]`, `${a.dtype} [${a.shape}]`);
+      w = a.float().dataSync() as Float32Array;
+    } else if (a instanceof Float32Array) w = a;
+    else invalid('a Float32Array or 1-D Tensor at 16 kHz', `audio[${i}]`, a);
+    if (w.length === 0) invalid('a non-empty waveform', `audio[${i}]`, 'no samples');
+    const cap = this.config.maxAudioSeconds;
+    if (cap !== null && w.length > Math.round(cap * SR)) w = w.subarray(0, Math.round(cap * SR));
+    if (w.length < SR) {
+      const p = new Float32Array(SR);
+      p.set(w);
+      w = p;
+    }
+    return w;
+  }
+
+  /** Encoder states for rows of waveforms, padded together as the original batch: (rows, T, C). */
+  private async encodeRows(rows: Float32Array[], padTo30s: boolean): Promise<Tensor> {
+    const n = Math.max(...rows.map((r) => r.length));
+    const wav = new Float32Array(rows.length * n);
+    const mask = new Uint8Array(rows.length * n);
+    rows.forEach((r, i) => { wav.set(r, i * n); mask.fill(1, i * n + r.length, (i + 1) * n); });
+    const wave = tensor(wav).reshape([rows.length, n]);
+    const dev = this.speech_query_tokens.device;
+    const mel = (await whisperLogMel(wave, { padTo30s })).to({ device: dev });
+    let x = await this.ln_speech.forward((await this.speech_encoder.forward({ inputFeatures: mel })).lastHiddenState);  // (rows, Tw, dW)
+    if (this.beats && this.ln_audio) {
+      const fbank = (await kaldiFbank(wave, { beats: true })).to({ device: dev });
+      const paddingMask = mask.some((m) => m) ? tensor(mask).reshape([rows.length, n]).to({ dtype: 'bool', device: dev }) : undefined;
+      let audio = await this.ln_audio.forward((await this.beats.forward({ inputFeatures: fbank, paddingMask })).lastHiddenState);
+      const [tw, tb] = [x.shape[1], audio.shape[1]];
+      if (tb < tw) audio = cat([audio, zeros([rows.length, tw - tb, audio.shape[2]], { dtype: audio.dtype, device: dev })], 1);
+      else if (tb > tw) x = cat([x, zeros([rows.length, tb - tw, x.shape[2]], { dtype: x.dtype, device: dev })], 1);
+      x = cat([x, audio], 2);  // (rows, T, dW + dB)
+    }
+    return x;
+  }
+
+  /** Window-level Q-Former and projection: (rows, T, C) → (rows, L · queries, hidden). */
+  private async qformerTokens(x: Tensor): Promise<Tensor> {
+    const [b, t, c] = x.shape;
+    const { kernel, stride } = this.window;
+    const L = t >= kernel ? Math.floor((t - kernel) / stride) + 1 : 0;
+    if (L === 0) return zeros([b, 0, this.llama_model.config.hidden_size], { device: x.device });
+    let win: Tensor;
+    if (kernel === stride) win = x.slice(1, 0, L * kernel).reshape([b * L, kernel, c]);  // (B·L, kernel, C), as F.unfold
+    else win = cat(Array.from({ length: L }, (_, l) => x.slice(1, l * stride, l * stride + kernel).unsqueeze(1)), 1).reshape([b * L, kernel, c]);
+    const q = this.speech_query_tokens;
+    const { lastHiddenState } = await this.speech_Qformer.forward({ queryEmbeds: q.expand([b * L, q.shape[1], q.shape[2]]), encoderHiddenStates: win });
+    const proj = await this.speech_llama_proj.forward(lastHiddenState);  // (B·L, queries, H)
+    return proj.reshape([b, L * q.shape[1], proj.shape[2]]);
+  }
+
+  /**
+   * Audio tokens for each clip: clips up to 30 s exactly as the original (Whisper padded to 30 s,
+   * BEATs over the batch padded together, 88 tokens); with any longer clip, each clip in 30 s
+   * chunks, one after another (88 tokens per full chunk, fewer for the tail).
+   * @returns one (1, tokens, hidden) tensor per clip
+   */
+  async encodeAudio(audio: Array<Float32Array | Tensor>): Promise<Tensor[]> {
+    if (!Array.isArray(audio) || audio.length === 0) invalid('a non-empty array of waveforms', 'audio', audio);
+    const clips = audio.map((a, i) => this.prepare(a, i));
+    if (clips.every((c) => c.length <= CHUNK)) {
+      const tokens = await this.qformerTokens(await this.encodeRows(clips, true));
+      return clips.map((_, i) => tokens.slice(0, i, i + 1));
+    }
+    const out: Tensor[] = [];
+    for (const clip of clips) {
+      const parts: Tensor[] = [];
+      for (let s = 0; s < clip.length; s += CHUNK) {
+        let chunk = clip.subarray(s, Math.min(s + CHUNK, clip.length));
+        const full = chunk.length === CHUNK || s === 0;
+        if (chunk.length < SR) { const p = new Float32Array(SR); p.set(chunk); chunk = p; }
+        parts.push(await this.qformerTokens(await this.encodeRows([chunk], full)));
+      }
+      out.push(cat(parts, 1));
+    }
+    return out;
+  }
+
+  private prompts(batch: { prompt?: string[]; instruction?: string[] }, b: number): string[] {
+    let prompts: string[];
+    if (batch.prompt !== undefined) {
+      if (!Array.isArray(batch.prompt) || batch.prompt.length !== b || batch.prompt.some((p) => typeof p !== 'string')) invalid(`${b} prompt strings`, 'batch.prompt', batch.prompt);
+      prompts = batch.prompt;
+    } else if (batch.instruction !== undefined) {
+      if (!Array.isArray(batch.instruction) || batch.instruction.length !== b || batch.instruction.some((p) => typeof p !== 'string')) invalid(`${b} instruction strings`, 'batch.instruction', batch.instruction);
+      prompts = batch.instruction.map((s) => this.config.prompt_template.replace('{}', `<Speech><SpeechHere></Speech> ${s.trim()}`));
+    } else invalid('prompt or instruction strings', 'batch', batch);
+    prompts.forEach((p, i) => { if (p.split('<SpeechHere>').length !== 2) invalid("a prompt with exactly one '<SpeechHere>'", `prompt[${i}]`, p); });
+    return prompts;
+  }
+
+  /** Token ids → embeddings, with the pad id (beyond the vocabulary when the original added '[PAD]') read as row 0. */
+  private async embedIds(ids: Tensor): Promise<Tensor> {
+    const v = this.llama_model.config.vocab_size;
+    const safe = this.ids.pad >= v ? ids.maskedFill(ids.eq(this.ids.pad), 0) : ids;
+    return this.llama_model.embed(safe.to({ device: this.speech_query_tokens.device }));
+  }
+
+  /** [BOS, prompt before, audio, prompt after] embeddings and mask, padded per segment as the original. */
+  private async wrap(audioTokens: Tensor[], prompts: string[]): Promise<{ embeds: Tensor; mask: Tensor }> {
+    const b = prompts.length;
+    const tok = this.tokenizer;
+    const dev = this.speech_query_tokens.device;
+    const split = prompts.map((p) => p.split('<SpeechHere>'));
+    const enc = (texts: string[]) => tok.encodeBatch(texts, { addSpecialTokens: false, padding: 'longest', padTokenId: this.ids.pad, returnTensors: true });
+    const before = await enc(split.map((s) => s[0]));
+    const after = await enc(split.map((s) => s[1]));
+    const na = Math.max(...audioTokens.map((t) => t.shape[1]));
+    const h = this.llama_model.config.hidden_size;
+    const audio = cat(audioTokens.map((t) => (t.shape[1] < na ? cat([t, zeros([1, na - t.shape[1], h], { dtype: t.dtype, device: dev })], 1) : t)), 0);
+    const audioMask = tensor(audioTokens.flatMap((t) => Array.from({ length: na }, (_, j) => (j < t.shape[1] ? 1 : 0))), { dtype: 'int64' }).reshape([b, na]);
+    const bos = await this.embedIds(full([b, 1], this.ids.bos, { dtype: 'int64' }));
+    const embeds = cat([bos, await this.embedIds(before.inputIds), audio.to({ dtype: bos.dtype }), await this.embedIds(after.inputIds)], 1);
+    // atts_bos = speech_atts[:, :1]: the first wrapped position's mask (1)
+    const mask = cat([before.attentionMask.slice(1, 0, 1), before.attentionMask, audioMask, after.attentionMask], 1).to({ device: dev });
+    return { embeds, mask };
+  }
+
+  /**
+   * The training forward of the original: HF's shifted causal-LM loss over the targets (+ end_sym).
+   * @param batch `{ audio, prompt | instruction, target }`
+   * @returns `{ loss, logits, labels, attentionMask }` (`loss` only with targets)
+   * @throws EmotorchError ERR_INVALID_ARG for a malformed batch.
+   */
+  async forward(batch: SalmonnBatch): Promise<SalmonnOutputs> {
+    if (!batch || typeof batch !== 'object' || !Array.isArray(batch.audio)) invalid('a batch { audio, prompt | instruction, target }', 'batch', batch);
+    const b = batch.audio.length;
+    const prompts = this.prompts(batch, b);
+    const { embeds, mask } = await this.wrap(await this.encodeAudio(batch.audio), prompts);
+    if (batch.target === undefined) {
+      const { logits } = await this.llama_model.forward({ inputsEmbeds: embeds, attentionMask: mask });
+      return { logits, attentionMask: mask };
+    }
+    if (!Array.isArray(batch.target) || batch.target.length !== b || batch.target.some((t) => typeof t !== 'string')) invalid(`${b} target strings`, 'batch.target', batch.target);
+    const text = batch.target.map((t) => t + this.config.end_sym);
+    const reg = await this.tokenizer.encodeBatch(text, { addSpecialTokens: false, padding: 'longest', truncation: true, maxLength: this.config.max_txt_len, padTokenId: this.ids.pad, returnTensors: true });
+    const ids = reg.inputIds;
+    const targets = ids.maskedFill(ids.eq(this.ids.pad), -100);
+    const dev = embeds.device;
+    const labels = cat([full([b, embeds.shape[1]], -100, { dtype: 'int64' }), targets], 1).to({ device: dev });
+    const inputsEmbeds = cat([embeds, await this.embedIds(ids)], 1);
+    const attentionMask = cat([mask, reg.attentionMask.to({ device: dev })], 1);
+    const { logits, loss } = await this.llama_model.forward({ inputsEmbeds, attentionMask, labels });
+    return { loss, logits, labels, attentionMask };
+  }
+
+  /**
+   * Answers an instruction about each clip (beam search with the original's defaults: 4 beams,
+   * max_new_tokens 200, min_length 1, repetition and length penalty 1, stop at end_sym).
+   * @param audio mono 16 kHz waveforms
+   * @param instruction one instruction for all clips, or one per clip (or full prompts with `<SpeechHere>`)
+   * @returns the answers, decoded up to end_sym without special tokens
+   * @example
+   * const [text] = await model.generate([wave], 'What emotion does the speaker show?');
+   */
+  async generate(audio: Array<Float32Array | Tensor>, instruction: string | string[], opts: SalmonnGenerateOptions = {}): Promise<string[]> {
+    const tokens = await this.generateTokens(audio, instruction, opts);
+    const out: string[] = [];
+    for (const row of tokens) out.push(await this.tokenizer.decode(row, { skipSpecialTokens: true }));
+    return out;
+  }
+
+  /** {@link generate}'s token ids, each cut before the first end_sym. */
+  async generateTokens(audio: Array<Float32Array | Tensor>, instruction: string | string[], opts: SalmonnGenerateOptions = {}): Promise<number[][]> {
+    if (!Array.isArray(audio) || audio.length === 0) invalid('a non-empty array of waveforms', 'audio', audio);
+    const b = audio.length;
+    const given = typeof instruction === 'string' ? Array(b).fill(instruction) : instruction;
+    if (!Array.isArray(given) || given.length !== b) invalid(`a string or ${b} strings`, 'instruction', instruction);
+    const asPrompt = given.every((s) => typeof s === 'string' && s.includes('<SpeechHere>'));
+    const prompts = this.prompts(asPrompt ? { prompt: given } : { instruction: given }, b);
+    if (opts === null || typeof opts !== 'object') invalid('generation options', 'opts', opts);
+    const c = { ...this.config, ...opts };
+    return noGrad(async () => {
+      const { embeds, mask } = await this.wrap(await this.encodeAudio(audio), prompts);
+      const { newTokens } = await this.llama_model.generate({ inputsEmbeds: embeds, attentionMask: mask }, {
+        max_new_tokens: c.max_new_tokens, num_beams: c.num_beams, do_sample: c.do_sample, min_new_tokens: c.min_length,
+        temperature: c.temperature, top_p: c.do_sample ? c.top_p : 1, repetition_penalty: c.repetition_penalty,
+        length_penalty: c.length_penalty, eos_token_id: this.ids.eos, pad_token_id: Math.min(this.ids.pad, this.llama_model.config.vocab_size - 1),
+      });
+      const rows = newTokens.toArray() as number[][];
+      return rows.map((r) => { const e = r.indexOf(this.ids.eos); return e < 0 ? r : r.slice(0, e); });
+    });
+  }
+}

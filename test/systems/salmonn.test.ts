@@ -1,0 +1,119 @@
+// SALMONN parity with a Python re-reading of the original models/salmonn.py on HF modules and
+// the original BEATs math (scripts/fixtures/salmonn.py -> test/fixtures/salmonn/).
+import { describe, it, expect, beforeAll } from 'vitest';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+
+const DIR = path.join(FIXTURES, 'salmonn');
+const TOL = 1e-4;
+const cfg = JSON.parse(fs.readFileSync(path.join(DIR, 'config.json'), 'utf8'));
+const gen = JSON.parse(fs.readFileSync(path.join(DIR, 'gen.json'), 'utf8'));
+const parts = { whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'), llm: path.join(DIR, 'llm') };
+const load = (checkpoint: string | null = path.join(DIR, 'salmonn.pth')) => et.systems.Salmonn.fromPretrained({ ...parts, checkpoint, config: cfg });
+
+let io: Map<string, et.Tensor>;
+let waves: Float32Array[];
+beforeAll(async () => {
+  io = (await et.io.loadSafetensors(path.join(DIR, 'io.safetensors'))).tensors;
+  waves = [io.get('wave_a')!.dataSync() as Float32Array, io.get('wave_b')!.dataSync() as Float32Array];
+});
+
+describe('Salmonn = the original forward (Python reference)', () => {
+  it('gives the same loss, logits and gradients of every trainable tensor', async () => {
+    const m = await load();
+    expect(m.loadReport.ignored.sort()).toEqual([
+      'beats.encoder.layers.1.self_attn.relative_attention_bias.weight',
+      'llama_model.base_model.model.model.layers.0.self_attn.rotary_emb.inv_freq',
+      'llama_model.base_model.model.model.layers.1.self_attn.rotary_emb.inv_freq',
+      'speech_Qformer.bert.embeddings.position_ids',
+    ]);
+    expect(m.window).toEqual({ kernel: 17, stride: 17 });
+    const tokens = await m.encodeAudio(waves);
+    expect(tokens.map((t) => t.shape)).toEqual([[1, 88, 48], [1, 88, 48]]);
+    expect(maxAbsDiff(et.cat(tokens, 0), io.get('audio_tokens')!)).toBeLessThan(TOL);
+
+    const out = await m.forward({ audio: waves, instruction: gen.instructions, target: gen.texts });
+    expect(out.labels!.toArray()).toEqual(io.get('labels')!.toArray());
+    expect(out.attentionMask.toArray()).toEqual(io.get('attention_mask')!.toArray());
+    expect(Math.abs(out.loss!.item() - io.get('loss')!.item())).toBeLessThan(TOL);
+    const t = out.logits.shape[1];
+    expect(maxAbsDiff(out.logits.slice(1, t - 24, t), io.get('logits_tail')!)).toBeLessThan(TOL);
+
+    await out.loss!.backward();
+    const trainable = m.namedParameters().filter(([, p]) => p.requiresGrad);
+    const want = [...io.keys()].filter((k) => k.startsWith('grad.')).sort();
+    expect(trainable.map(([n]) => `grad.${m.originalName(n)}`).sort()).toEqual(want);
+    let worst = 0;
+    for (const [n, p] of trainable) worst = Math.max(worst, maxAbsDiff(p.grad!, io.get(`grad.${m.originalName(n)}`)!));
+    expect(worst).toBeLessThan(TOL);
+    // the same prompts given whole (as the dataset gives them)
+    const again = await et.noGrad(() => m.forward({ audio: waves, prompt: gen.prompts, target: gen.texts }));
+    expect(Math.abs(again.loss!.item() - io.get('loss')!.item())).toBeLessThan(TOL);
+  });
+
+  it('generates the same greedy and beam tokens', async () => {
+    const m = await load();
+    const greedy = await m.generateTokens(waves, gen.gen_instruction, { num_beams: 1, max_new_tokens: gen.max_new_tokens });
+    const cut = (rows: number[][]) => rows.map((r) => (r.includes(2) ? r.slice(0, r.indexOf(2)) : r));
+    expect(greedy).toEqual(cut(gen.greedy));
+    const beam = await m.generateTokens(waves, gen.gen_instruction, { max_new_tokens: gen.max_new_tokens });
+    expect(beam).toEqual(cut(gen.beam));
+    const text = await m.generate([waves[1]], gen.gen_instruction, { max_new_tokens: gen.max_new_tokens });
+    expect(text).toEqual([await m.tokenizer.decode(cut(gen.beam)[1], { skipSpecialTokens: true })]);
+  });
+});
+
+describe('Salmonn checkpoints', () => {
+  it('loads the v1 layout (text branch and cls reported and skipped) and round-trips its own saves', async () => {
+    const m = await load(path.join(DIR, 'salmonn_v1.pth'));
+    expect(m.loadReport.ignored.filter((k) => /cls|intermediate\.|\.output\.|word_embeddings|position_embeddings/.test(k)).length).toBe(9);
+    const file = path.join(tmpdir(), 'ours.safetensors');
+    await m.saveCheckpoint(file);
+    const saved = (await et.io.loadSafetensors(file)).tensors;
+    const orig = (await et.io.loadTorchFile(path.join(DIR, 'salmonn.pth'))) as Map<string, Map<string, et.Tensor>>;
+    const wantKeys = [...orig.get('model')!.keys()].filter((k) => !et.systems.SALMONN_IGNORABLE.some((r) => r.test(k))).sort();
+    expect([...saved.keys()].sort()).toEqual(wantKeys);
+    for (const k of wantKeys) expect(maxAbsDiff(saved.get(k)!, orig.get('model')!.get(k)!)).toBe(0);
+    const back = await load(file);
+    expect(back.loadReport.loaded.length).toBe(wantKeys.length);
+  });
+
+  it('names unknown, missing and mis-shaped keys', async () => {
+    const m = await load(null);
+    const sd = (await et.io.loadTorchFile(path.join(DIR, 'salmonn.pth'))) as Map<string, Map<string, et.Tensor>>;
+    const good = sd.get('model')!;
+    const withExtra = new Map(good).set('speech_Qformer.bert.encoder.layer.0.bogus.weight', et.zeros([2]));
+    await rejectsWith(() => m.loadCheckpointStateDict(withExtra), 'ERR_STATE_DICT', /unexpected keys: 'speech_Qformer\.bert\.encoder\.layer\.0\.bogus\.weight'/);
+    const without = new Map(good);
+    without.delete('speech_llama_proj.bias');
+    await rejectsWith(() => m.loadCheckpointStateDict(without), 'ERR_STATE_DICT', /missing keys: 'speech_llama_proj\.bias'/);
+    const wrong = new Map(good).set('speech_query_tokens', et.zeros([1, 2, 32]));
+    await rejectsWith(() => m.loadCheckpointStateDict(wrong), 'ERR_STATE_DICT', /wrong shape for 'speech_query_tokens': checkpoint \[1,2,32\] vs model \[1,1,32\]/);
+  });
+});
+
+describe('Salmonn long audio and inputs', () => {
+  it('encodes audio longer than 30 s in chunks (88 tokens per full chunk, fewer for the tail) and caps it', async () => {
+    const m = await load();
+    const long = new Float32Array(75 * 16000).map((_, i) => 0.3 * Math.sin(i / 7));
+    const [tokens] = await et.noGrad(() => m.encodeAudio([long]));
+    expect(tokens.shape).toEqual([1, 88 + 88 + 44, 48]);
+    // the first chunk alone is exactly the ≤ 30 s path
+    const [first] = await et.noGrad(() => m.encodeAudio([long.subarray(0, 30 * 16000)]));
+    expect(maxAbsDiff(tokens.slice(1, 0, 88), first)).toBeLessThan(1e-5);
+    const capped = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, maxAudioSeconds: 30 } });
+    const [c] = await et.noGrad(() => capped.encodeAudio([long]));
+    expect(c.shape).toEqual([1, 88, 48]);
+  });
+
+  it('rejects malformed batches and configs', async () => {
+    const m = await load();
+    await rejectsWith(() => m.forward({ audio: waves, instruction: ['only one'] }), 'ERR_INVALID_ARG', /instruction/);
+    await rejectsWith(() => m.forward({ audio: [new Float32Array(0)], instruction: ['x'] }), 'ERR_INVALID_ARG', /non-empty waveform/);
+    await rejectsWith(() => m.forward({ audio: waves, prompt: ['no placeholder', 'x <SpeechHere>'] }), 'ERR_INVALID_ARG', /exactly one '<SpeechHere>'/);
+    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, config: { ...cfg, lora_rank: 0 } }), 'ERR_INVALID_ARG', /lora_rank/);
+    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, config: { ...cfg, prompt_template: 'no slot' } }), 'ERR_INVALID_ARG', /prompt_template/);
+  });
+});
