@@ -17,6 +17,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
 import { createRequire } from 'module';
+import { createHash } from 'crypto';
 import { fileURLToPath } from 'url';
 
 const require = createRequire(import.meta.url);
@@ -28,7 +29,7 @@ const { corpusFiles, replay } = require(path.join(FUZZ, 'replay-runner.cjs'));
 const SYNC = new Set(['pickle', 'wav', 'wav16k']);
 // Numeric inner loops left uninstrumented: coverage there says nothing, and instrumentation makes
 // them 10-20x slower, so a slow-but-finite resample would read as a timeout.
-const EXCLUDE = { wav16k: [path.join('dist', 'audio', 'resample.js')] };
+const EXCLUDE = { wav: [path.join('dist', 'audio', 'resample.js')], wav16k: [path.join('dist', 'audio', 'resample.js')] };
 
 const args = process.argv.slice(2);
 const flag = (name, def) => {
@@ -106,7 +107,8 @@ function jazzer(format, runs) {
       const stat = /stat::number_of_executed_units: (\d+)/.exec(text);
       const pulses = [...text.matchAll(/^#(\d+)\s/gm)].map((m) => Number(m[1]));
       const execs = done ? Number(done[1]) : stat ? Number(stat[1]) : pulses.length ? Math.max(...pulses) : 0;
-      const artifact = /Test unit written to (\S+)/.exec(text)?.[1];
+      let artifact = /Test unit written to (\S+)/.exec(text)?.[1];
+      if (!artifact && /ALARM: working on the last Unit/.test(text)) artifact = salvageTimeout(text, format, work, crashDir);
       const finding = code !== 0 || signal ? {
         artifact: artifact && path.resolve(ROOT, artifact),
         // The first lines of the error identify a finding across restarts.
@@ -115,6 +117,22 @@ function jazzer(format, runs) {
       resolve({ execs, finding, text });
     });
   });
+}
+
+/**
+ * A timeout in Jazzer.js's synchronous mode can end the process before libFuzzer writes the
+ * artifact; the unit was printed (as `0x..,` bytes) first. Write it to the crash corpus, and drop
+ * it from the working corpus, where it would stop the next start.
+ */
+function salvageTimeout(text, format, work, crashDir) {
+  const hex = [...text.matchAll(/^ALARM: working on the last Unit[^]*?^((?:0x[0-9a-f]{1,2},)+)$/gm)].pop()?.[1];
+  if (!hex) return undefined;
+  const bytes = Buffer.from(hex.split(',').filter(Boolean).map((x) => parseInt(x, 16)));
+  const sha = createHash('sha1').update(bytes).digest('hex');
+  fs.rmSync(path.join(work, sha), { force: true });
+  const file = path.join(crashDir, `timeout-${sha}`);
+  fs.writeFileSync(file, bytes);
+  return file;
 }
 
 async function fuzz(format) {

@@ -86,7 +86,7 @@ function makeTargets(et) {
       touchAndDispose(et, await et.io.loadTorchFile(file('pytorch_model.bin')));
     },
     wav(data) {
-      et.audio.decodeWav(data);
+      et.audio.decodeWav(data, { sampleRate: null }); // the file's own rate: decoding only
     },
     wav16k(data) {
       // WAV read at 16 kHz: resampled from whatever rate the header names.
