@@ -1,7 +1,8 @@
 /**
- * safetensors files (the HF format): the JSON header is read and checked here; native code maps
- * the data (copy-on-write mmap, so tensors cost no copy until written) and writes files
- * atomically (temporary file, then rename: a failed save never leaves a half-written file).
+ * safetensors files (the HF format): the JSON header is read and checked here; native code reads
+ * each tensor into memory it owns (no views of a mapping: another program truncating or rewriting
+ * the file can neither crash the process nor change loaded tensors) and writes files atomically
+ * (a uniquely named temporary file, then rename: a failed save never leaves a half-written file).
  */
 import * as fs from 'fs';
 import { resolve as resolvePath } from 'path';
@@ -258,7 +259,7 @@ export interface LoadedSafetensors {
 
 /**
  * Loads tensors from a safetensors file (all of them, or the names in `only`). The tensors are
- * on the CPU in the file's dtype (bf16 and f16 included) and view a private memory map of the file.
+ * on the CPU in the file's dtype (bf16 and f16 included) and own their memory (read on the thread pool).
  * @throws EmotorchError ERR_IO / ERR_FORMAT as {@link readSafetensorsHeader}; ERR_STATE_DICT when a
  *   name in `only` is absent.
  * @example
