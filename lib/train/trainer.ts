@@ -162,6 +162,7 @@ export class Trainer<T = unknown> extends EventEmitter {
   private readonly control: TrainerControl = { shouldTrainingStop: false, shouldEpochStop: false, shouldSave: false, shouldEvaluate: false, shouldLog: false };
   private extra: Extra = { data: { epoch: 0, batches: 0 }, logSum: 0, logCount: 0, gradNorm: null, trainLossSum: 0 };
   private tb: TensorBoardWriter | null = null;
+  private logFile: fs.promises.FileHandle | null = null;
   private progress: Progress | null = null;
   private abortRequested = false;
   private running = false;
@@ -329,6 +330,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     else binding.manualSeed(a.seed);
     await this.rewriteLogFile();
     this.tb = a.report_to.includes('tensorboard') ? new TensorBoardWriter(a.logging_dir) : null;
+    this.logFile = await fs.promises.open(path.join(a.output_dir, 'log.jsonl'), 'a');
     this.progress = new Progress(maxSteps, Progress.mode(a.disable_tqdm));
 
     const onAbort = () => { this.abortRequested = true; };
@@ -423,6 +425,8 @@ export class Trainer<T = unknown> extends EventEmitter {
       if (this.opts.handleSigint) process.removeListener('SIGINT', onSigint);
       await this.tb?.close().catch(() => undefined);
       this.tb = null;
+      await this.logFile?.close().catch(() => undefined);
+      this.logFile = null;
       this.running = false;
     }
   }
@@ -505,7 +509,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (rec.epoch === undefined && this.running) rec.epoch = this.state.epoch;
     this.state.log_history.push(rec);
     if (this.running) {
-      await fs.promises.appendFile(path.join(this.args.output_dir, 'log.jsonl'), `${JSON.stringify(rec)}\n`);
+      await this.logFile?.write(`${JSON.stringify(rec)}\n`);
       if (this.tb) {
         for (const [k, v] of Object.entries(logs)) {
           if (typeof v !== 'number' || k === 'epoch') continue;
