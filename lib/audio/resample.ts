@@ -58,15 +58,17 @@ function gcd(a: number, b: number): number {
 }
 
 /**
- * The largest phase table (phases × taps). Rates whose ratio needs more phases (coprime rates
- * such as 44100 → 16001) get up to 4096 evenly spaced phases (as many as fit), and each output
- * interpolates linearly between the two phases around it: the kernel varies on the scale of
- * 1 / (2·cutoff) ≥ 1 input sample, so the step is tiny. Measured against evaluating the kernel
- * at every output's exact phase: 44100 → 16001, 16000 → 44101 and 767999 → 1000 agree to
- * −139 dB of the peak (float32 rounding), and run 4–9× faster (767999 → 1000 took 14 s per second
- * of audio that way).
+ * The largest phase table (phases × taps), and the most phases tabulated. Rates whose ratio
+ * needs more phases (coprime rates such as 44100 → 16001) get up to 4096 evenly spaced phases,
+ * and each output interpolates linearly between the two phases around it: the kernel varies on
+ * the scale of 1 / (2·cutoff) ≥ 1 input sample, so the step is tiny. Measured against evaluating
+ * the kernel at every output's exact phase: 44100 → 16001, 16000 → 44101 and 767999 → 1000
+ * agree to −139 dB of the peak (float32 rounding), and run 4–9× faster (767999 → 1000 took 14 s
+ * per second of audio that way). Common rates (48k, 44.1k, 22.05k, 8k → 16k) have ≤ 441 phases
+ * and stay exact.
  */
 const MAX_TABLE = 4_000_000;
+const MAX_ROWS = 4096;
 /** The longest filter (taps); the defaults need at most 104 579 (768 kHz → 1 kHz). */
 const MAX_TAPS = 1 << 20;
 
@@ -124,15 +126,17 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   };
 
   // Output m sits at input time t = m·M/L = i + p/L with i = floor(m·M/L), p = (m·M) mod L.
-  // Phase rows at fractions r/rows: all L phases when they fit (exact), else `rows` of them plus
-  // the row at fraction 1, interpolated between.
-  const exact = up * taps <= MAX_TABLE;
-  const rows = exact ? up : Math.max(1, Math.min(4096, Math.floor(MAX_TABLE / taps) - 1));
-  const table = new Float64Array((exact ? rows : rows + 1) * taps);
-  for (let r = 0; r * taps < table.length; r++) {
-    const frac = r / rows;
+  // Kernel rows per phase: all L phases when L ≤ MAX_ROWS and the table fits ('exact'); else rows
+  // at fractions r/rows plus the row at fraction 1, interpolated between. With fewer outputs than
+  // rows, each output's own exact row is computed when it is needed instead ('direct').
+  const exact = up <= MAX_ROWS && up * taps <= MAX_TABLE;
+  const rows = exact ? up : Math.max(1, Math.min(MAX_ROWS, Math.floor(MAX_TABLE / taps) - 1));
+  const direct = outLen < rows;
+  const table = new Float64Array((direct ? 1 : exact ? rows : rows + 1) * taps);
+  const fill = (r: number, frac: number): void => {
     for (let k = 0; k < taps; k++) table[r * taps + k] = kernel(k - left - frac);
-  }
+  };
+  if (!direct) for (let r = 0; r * taps < table.length; r++) fill(r, r / rows);
   const x = samples;
   const dot = (base: number, start: number, k0: number, k1: number): number => {
     let acc = 0;
@@ -146,7 +150,10 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
     const start = i - left;
     const k0 = Math.max(0, -start);
     const k1 = Math.min(taps, n - start);
-    if (exact) {
+    if (direct) {
+      fill(0, p / up);
+      out[m] = dot(0, start, k0, k1);
+    } else if (exact) {
       out[m] = dot(p * taps, start, k0, k1);
     } else {
       const f = (p * rows) / up;
