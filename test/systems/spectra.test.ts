@@ -137,4 +137,42 @@ describe('SPECTRA = original ATForSequenceClassification (reference)', () => {
     expect(() => et.systems.Spectra.create({ task: 'nope' as never })).toThrow(/task/);
     expect(() => et.systems.Spectra.collate([])).toThrow(/non-empty/);
   });
+
+  it("recipe: the original's decay rule, the paper's metrics, and a Trainer run that learns", async () => {
+    const m = await et.systems.Spectra.fromPretrained(path.join(DIR, 'finetuned'));
+    const [decay, noDecay] = et.systems.spectraParamGroups(m, 0.01);
+    const named = new Map(m.namedParameters().map(([n, p]) => [p.handle.key(), n]));
+    const names = (g: { params: et.Tensor[] }) => g.params.map((p) => named.get(p.handle.key())!);
+    expect(names(noDecay).every((n) => n.includes('bias') || n.includes('LayerNorm.'))).toBe(true);
+    expect(names(decay)).toContain('model.audio_encoder.encoder.layer_norm.weight');  // lower-case: decayed, as the original
+    expect(names(decay)).toContain('model.audio_encoder.audio_cls');
+    expect(decay.weightDecay).toBe(0.01);
+    expect(noDecay.weightDecay).toBe(0);
+
+    const logits = et.tensor([[0.1, 2, 0], [3, 0, 1], [0, 0, 5], [1, 0, 0]]);
+    const labels = et.tensor([1, 0, 1, 2], { dtype: 'int64' });
+    const iem = et.systems.spectraMetrics('iemocap')({ predictions: logits, labelIds: labels });
+    expect(iem).toEqual({ accuracy: et.metrics.accuracy([1, 0, 2, 0], [1, 0, 1, 2]), f1_weighted: et.metrics.f1([1, 0, 2, 0], [1, 0, 1, 2], { average: 'weighted' }), ua: et.metrics.balancedAccuracy([1, 0, 2, 0], [1, 0, 1, 2]) });
+    const mintrec = et.systems.spectraMetrics('mintrec')({ predictions: et.tensor([[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]]), labelIds: et.tensor([15], { dtype: 'int64' }) });
+    expect(mintrec).toEqual({ acc_20: 0, f1_20: 0, acc_2: 1, f1_2: 1 });
+    const mosi = et.systems.spectraMetrics('mosi')({ predictions: et.tensor([0.5, -1, 2.2]), labelIds: et.tensor([1, -2, 2]) });
+    expect(mosi.Non0_acc_2).toBe(1);
+
+    // 4 items, regression: the recipe runs on the Trainer and lowers the training loss.
+    et.manualSeed(0);
+    const tiny = et.systems.Spectra.create({
+      task: 'mosi',
+      audio: { hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, conv_dim: [4, 4], conv_kernel: [10, 3], conv_stride: [5, 2],
+        num_conv_pos_embeddings: 4, num_conv_pos_embedding_groups: 2, num_buckets: 8, max_bucket_distance: 16, max_length: 400 },
+      text: { vocab_size: 20, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, max_position_embeddings: 20 },
+    });
+    const items = [0, 1, 2, 3].map((k) => ({ audio: Float32Array.from({ length: 300 }, (_, i) => Math.sin(i * (k + 1) / 10)), textIds: [0, 5 + k, 2], label: k - 1.5 }));
+    const ds = { length: items.length, get: (i: number) => items[i] };
+    const before = (await et.noGrad(() => tiny.eval().forward(et.systems.Spectra.collate(items, { audioLength: 400 })))).loss!.item();
+    const { output } = await et.systems.Spectra.finetune({ task: 'mosi', model: tiny, train: ds, args: { output_dir: tmpdir(), per_device_train_batch_size: 4, num_train_epochs: 30, learning_rate: 1e-2, logging_steps: 1, disable_tqdm: true, report_to: 'none', save_strategy: 'no' } });
+    expect(output.globalStep).toBe(30);
+    const { loss } = await tiny.eval().forward(et.systems.Spectra.collate(items, { audioLength: 400 }));
+    expect(loss!.item()).toBeLessThan(0.75 * before);
+    await rejectsWith(et.systems.Spectra.finetune({ task: 'iemocap', model: tiny, train: ds }), 'ERR_INVALID_ARG', /6 outputs/);
+  });
 });
