@@ -78,6 +78,25 @@ describe('only regular files are read (finding 10: /dev/zero and FIFOs hung; fin
   });
 });
 
+describe('deeply nested dataset JSON (finding 14: stack overflow)', () => {
+  it('refuses items nested 100 000 deep with ERR_DATA that names the field, never a stack overflow', async () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    const deepObj = '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000);
+    const cases: [string, number, string, (f: string) => Promise<{ skippedItems: { reason: string }[] }>][] = [
+      ['salmonn', 4, `[{"path":"x.wav","text":"a","id":${deep}},{"path":${deep},"text":"a"},{"path":"x.wav","text":${deepObj}},${deep}]`, (f) => et.data.SalmonnDataset.fromFile(f, { skipBad: true, checkFiles: false })],
+      ['swift', 3, `[{"query":${deep},"response":"r"},{"query":"q","response":"r","audios":${deep}},${deepObj}]`, (f) => et.data.SwiftDataset.fromFile(f, { skipBad: true })],
+      ['ecf', 2, `[{"conversation_ID":${deep},"conversation":[]},{"conversation_ID":1,"conversation":[{"utterance_ID":${deep}}]}]`, (f) => et.data.EcfDataset.fromFile(f, { skipBad: true })],
+    ];
+    for (const [name, items, text, load] of cases) {
+      const file = path.join(DIR, `deep-${name}.json`);
+      fs.writeFileSync(file, text);
+      const ds = await load(file);
+      expect(ds.skippedItems.length, name).toBe(items);
+      for (const s of ds.skippedItems) expect(s.reason, name).not.toMatch(/call stack/);
+    }
+  });
+});
+
 describe('messages name the file and the problem, never its content (finding 15)', () => {
   const secret = 'root:x:0:0:SECRET-VALUE:/root:/bin/bash\n';
   const file = path.join(DIR, 'passwd');
