@@ -9,7 +9,7 @@
  * user transcript after the first `<|correspond|>`, with the newline before `### Agent` — and
  * (2) `{agent_text}<|correspond|>{agent_units}`.
  */
-import * as fs from 'fs';
+import { readRegularFile } from '../io/file';
 import { EmotorchError, invalid, checkInt } from '../errors';
 
 export const USDM_SYSTEM =
@@ -167,12 +167,7 @@ export function formatUsdmLine(ex: UsdmExample): string {
  */
 export async function readUsdmLines(path: string): Promise<UsdmExample[]> {
   if (typeof path !== 'string') invalid('a file path', 'path', path);
-  let text: string;
-  try {
-    text = await fs.promises.readFile(path, 'utf8');
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${path}': ${(e as Error).message}`, 'ERR_IO');
-  }
+  const text = (await readRegularFile(path)).toString('utf8');
   const out: UsdmExample[] = [];
   text.split('\n').forEach((l, i) => { if (l.trim()) out.push(parseUsdmLine(l, path, i)); });
   return out;

@@ -9,6 +9,7 @@ import { Module, NativeModule } from './module';
 import { Tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+import { parseJson, readRegularTextSync } from '../io/file';
 
 export interface LoraOptions {
   /** Rank. */
@@ -82,13 +83,10 @@ export function unmergeLora(module: Module): number { return mergeAll(module, fa
  * @throws EmotorchError naming a missing or unexpected adapter key, or a bad config.
  */
 export async function loadLoraAdapter(module: Module, dir: string): Promise<string[]> {
-  let cfg: Record<string, unknown>;
+  if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
   const cfgPath = path.join(dir, 'adapter_config.json');
-  try {
-    cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${cfgPath}': ${(e as Error).message}`, 'ERR_IO');
-  }
+  const cfg = parseJson(readRegularTextSync(cfgPath, 64 * 1024 * 1024), cfgPath) as Record<string, unknown>;
+  if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new EmotorchError(`'${cfgPath}' is not an adapter config: not a JSON object`, 'ERR_FORMAT');
   if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw new EmotorchError(`'${cfgPath}': peft_type ${String(cfg.peft_type)} is not LORA`, 'ERR_FORMAT');
   const targets = typeof cfg.target_modules === 'string' ? [cfg.target_modules] : (cfg.target_modules as string[]);
   const names = applyLora(module, { r: cfg.r as number, alpha: cfg.lora_alpha as number, dropout: (cfg.lora_dropout as number) ?? 0, targetModules: targets });

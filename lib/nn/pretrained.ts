@@ -10,25 +10,20 @@ import { Tensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
 import { loadSafetensors } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
+import { parseJson, readRegularTextSync } from '../io/file';
 import type { Module, ModuleOptions, StateDict } from './module';
 
 /** Reads `<dir>/config.json`. @throws EmotorchError ERR_IO / ERR_FORMAT. */
 export function readConfig(dir: string): Record<string, unknown> {
+  if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
   const file = path.join(dir, 'config.json');
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
-  }
-  try {
-    const c = JSON.parse(text);
-    if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new Error('not an object');
-    return c;
-  } catch (e) {
-    throw new EmotorchError(`'${file}' is not a valid config: ${(e as Error).message}`, 'ERR_FORMAT');
-  }
+  const c = parseJson(readRegularTextSync(file, MAX_JSON), file);
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new EmotorchError(`'${file}' is not a valid config: not a JSON object`, 'ERR_FORMAT');
+  return c as Record<string, unknown>;
 }
+
+/** config.json, shard indexes and adapter configs are small: anything larger is not one. */
+const MAX_JSON = 64 * 1024 * 1024;
 
 /**
  * Every tensor of a checkpoint folder or file: `model.safetensors`, the shards of
@@ -48,12 +43,10 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
   if (fs.existsSync(single)) return (await loadSafetensors(single)).tensors;
   const index = path.join(dirOrFile, 'model.safetensors.index.json');
   if (fs.existsSync(index)) {
-    let map: Record<string, string>;
-    try {
-      map = JSON.parse(fs.readFileSync(index, 'utf8')).weight_map;
-      if (!map || typeof map !== 'object') throw new Error('no weight_map');
-    } catch (e) {
-      throw new EmotorchError(`'${index}' is not a valid shard index: ${(e as Error).message}`, 'ERR_FORMAT');
+    const parsed = parseJson(readRegularTextSync(index, MAX_JSON), index) as { weight_map?: unknown } | null;
+    const map = parsed && typeof parsed === 'object' ? parsed.weight_map : undefined;
+    if (!map || typeof map !== 'object' || Array.isArray(map) || !Object.values(map).every((v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\'))) {
+      throw new EmotorchError(`'${index}' is not a valid shard index: weight_map must map names to shard file names in the same folder`, 'ERR_FORMAT');
     }
     const out: StateDict = new Map();
     for (const shard of [...new Set(Object.values(map))]) {
@@ -75,11 +68,6 @@ async function loadFile(file: string): Promise<StateDict> {
   const sd = findStateDict(obj);
   if (!sd) throw new EmotorchError(`'${file}' holds no state dict (a mapping of names to tensors)`, 'ERR_FORMAT');
   return sd;
-}
-
-// Reading torch.save files arrives with the pickle reader (lib/data/pickle.ts).
-async function loadTorchCheckpoint(file: string): Promise<unknown> {
-  throw new EmotorchError(`'${file}': reading torch.save checkpoints is not available in this build yet; convert it to safetensors`, 'ERR_FORMAT');
 }
 
 /** A mapping of names to tensors inside a torch.save object (itself, or under 'model' / 'state_dict'). */
