@@ -1,19 +1,43 @@
 /**
  * The SemEval-2024 Task 3 seed classifier: per-utterance embeddings of any set of modalities,
  * concatenated, into one `Linear(Σd, 7, bias=false)` scoring the 7 ECF emotions; trained with
- * cross-entropy. Embeddings come from the ECF dataset's embedding files
+ * cross-entropy (items without an emotion are ignored). Optionally, dialogue context
+ * ({@link ConcatContextConfig}). Embeddings come from the ECF dataset's embedding files
  * ({@link EcfDataset} `features`) or from {@link embedUtterances} (an emotorch encoder,
  * mean-pooled over the mask, cached to disk).
  */
 import * as fs from 'fs';
 import { Module, ModuleOptions } from '../nn/module';
-import { Linear } from '../nn/layers';
-import { Tensor, tensor, cat, checkTensor, noGrad } from '../tensor';
-import { EmotorchError, checkInt, invalid } from '../errors';
+import { Linear, Embedding, LayerNorm } from '../nn/layers';
+import { ROBERTA_DEFAULTS } from '../nn/roberta';
+import { Tensor, tensor, cat, checkTensor, noGrad, arange } from '../tensor';
+import { RobertaLayers } from './spectra';
+import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 import { crossEntropy } from '../functional';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import type { EcfItem } from '../data/datasets/ecf';
 import type { Device } from '../device';
+
+/**
+ * Dialogue context (beyond the seed, which scores utterances one by one): the concatenated
+ * embeddings are projected to `hidden_size`, given utterance-position and speaker embeddings,
+ * and run through `num_layers` RoBERTa-style transformer layers over the conversation's
+ * utterances before the classifier.
+ */
+export interface ConcatContextConfig {
+  /** Default 128. */
+  hidden_size?: number;
+  /** Default 1. */
+  num_layers?: number;
+  /** Default 4. */
+  num_attention_heads?: number;
+  /** Speakers by order of first appearance in a conversation (later ones share the last id); 0 = none. Default 2. */
+  num_speakers?: number;
+  /** Longest conversation. Default 64. */
+  max_utterances?: number;
+  /** Dropout inside the layers. Default 0.1. */
+  dropout?: number;
+}
 
 export interface ConcatFusionConfig {
   /** Embedding size per modality, in concatenation order (e.g. `{ text: 768, video: 768 }`). */
@@ -22,14 +46,23 @@ export interface ConcatFusionConfig {
   num_labels?: number;
   /** Default false, as the seed. */
   bias?: boolean;
+  /** Dialogue context over each conversation's utterances; default none (the seed). */
+  context?: ConcatContextConfig | null;
 }
 
 export interface ConcatFusionInputs {
-  /** (batch, Σd) already concatenated embeddings; or give `embeddings` per modality. */
+  /**
+   * (batch, Σd) concatenated embeddings, one utterance per row; with `context`, (conversations,
+   * utterances, Σd). Or give `embeddings` per modality (without context).
+   */
   features?: Tensor;
   /** modality → (batch, d) embeddings, concatenated in the config's order. */
   embeddings?: Record<string, Tensor>;
-  /** (batch) int64 class ids; −1 (no label) is ignored by the loss. */
+  /** With context: (conversations, utterances) 1 = utterance, 0 = padding. */
+  utteranceMask?: Tensor;
+  /** With context: (conversations, utterances) speaker ids. */
+  speakerIds?: Tensor;
+  /** int64 class ids, one per utterance (with context: flattened conversations × utterances); −100 is ignored. */
   labels?: Tensor | null;
 }
 
@@ -41,13 +74,29 @@ export interface ConcatFusionInputs {
  * const { loss, logits } = await model.forward(et.systems.ConcatFusionClassifier.collate(items));
  */
 export class ConcatFusionClassifier extends Module {
-  readonly config: Required<ConcatFusionConfig>;
+  readonly config: Required<Omit<ConcatFusionConfig, 'context'>> & { context: Required<ConcatContextConfig> | null };
   readonly classifier: Linear;
-  private constructor(config: Required<ConcatFusionConfig>, opts: ModuleOptions) {
+  readonly projection?: Linear;
+  readonly position_embeddings?: Embedding;
+  readonly speaker_embeddings?: Embedding;
+  readonly input_norm?: LayerNorm;
+  readonly context?: RobertaLayers;
+  private constructor(config: ConcatFusionClassifier['config'], opts: ModuleOptions) {
     super();
     this.config = config;
     const inSize = Object.values(config.modalities).reduce((a, b) => a + b, 0);
-    this.classifier = this.registerModule('classifier', Linear.create({ in_features: inSize, out_features: config.num_labels, bias: config.bias }, opts));
+    const c = config.context;
+    if (c) {
+      this.projection = this.registerModule('projection', Linear.create({ in_features: inSize, out_features: c.hidden_size }, opts));
+      this.position_embeddings = this.registerModule('position_embeddings', Embedding.create({ num_embeddings: c.max_utterances, embedding_dim: c.hidden_size }, opts));
+      if (c.num_speakers > 0) this.speaker_embeddings = this.registerModule('speaker_embeddings', Embedding.create({ num_embeddings: c.num_speakers, embedding_dim: c.hidden_size }, opts));
+      this.input_norm = this.registerModule('input_norm', LayerNorm.create({ normalized_shape: c.hidden_size, eps: 1e-12 }, opts));
+      this.context = this.registerModule('context', new RobertaLayers({
+        ...ROBERTA_DEFAULTS, hidden_size: c.hidden_size, num_attention_heads: c.num_attention_heads, intermediate_size: 4 * c.hidden_size,
+        hidden_dropout_prob: c.dropout, attention_probs_dropout_prob: c.dropout,
+      }, c.num_layers, opts));
+    }
+    this.classifier = this.registerModule('classifier', Linear.create({ in_features: c ? c.hidden_size : inSize, out_features: config.num_labels, bias: config.bias }, opts));
   }
 
   /**
@@ -59,7 +108,18 @@ export class ConcatFusionClassifier extends Module {
     if (mods.length === 0) invalid('at least one modality', 'modalities', config.modalities);
     for (const [m, d] of mods) checkInt(d, `modalities.${m}`, 1);
     if (config.bias !== undefined && typeof config.bias !== 'boolean') invalid('a boolean', 'bias', config.bias);
-    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, num_labels: checkInt(config.num_labels ?? 7, 'num_labels', 2), bias: config.bias ?? false }, opts);
+    let context: Required<ConcatContextConfig> | null = null;
+    if (config.context) {
+      const c = config.context;
+      if (typeof c !== 'object') invalid('a context config object', 'context', c);
+      context = {
+        hidden_size: checkInt(c.hidden_size ?? 128, 'context.hidden_size', 1), num_layers: checkInt(c.num_layers ?? 1, 'context.num_layers', 1),
+        num_attention_heads: checkInt(c.num_attention_heads ?? 4, 'context.num_attention_heads', 1), num_speakers: checkInt(c.num_speakers ?? 2, 'context.num_speakers', 0),
+        max_utterances: checkInt(c.max_utterances ?? 64, 'context.max_utterances', 1), dropout: checkNumber(c.dropout ?? 0.1, 'context.dropout', 0, 1),
+      };
+      if (context.hidden_size % context.num_attention_heads !== 0) invalid(`a multiple of context.num_attention_heads (${context.num_attention_heads})`, 'context.hidden_size', context.hidden_size);
+    }
+    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, num_labels: checkInt(config.num_labels ?? 7, 'num_labels', 2), bias: config.bias ?? false, context }, opts);
   }
 
   /** Size of the concatenated embedding. */
@@ -72,6 +132,7 @@ export class ConcatFusionClassifier extends Module {
    */
   async forward(inputs: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
     if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('{ features } or { embeddings }', 'ConcatFusionClassifier inputs', inputs);
+    if (this.config.context) return this.forwardContext(inputs);
     let x: Tensor;
     if (inputs.features) {
       x = checkTensor(inputs.features, 'features');
@@ -89,7 +150,72 @@ export class ConcatFusionClassifier extends Module {
     const logits = await this.classifier.forward(x);
     if (!inputs.labels) return { logits };
     if (checkTensor(inputs.labels, 'labels').shape.join() !== String(x.shape[0])) invalid(`shape [${x.shape[0]}]`, 'labels', `[${inputs.labels.shape}]`);
-    return { loss: crossEntropy(logits, inputs.labels.long(), { ignoreIndex: -1 }), logits };
+    return { loss: crossEntropy(logits, inputs.labels.long()), logits };
+  }
+
+  /** Conversations (C, U, Σd) → logits (C·U, num_labels), row c·U + u for utterance u of conversation c. */
+  private async forwardContext(inputs: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
+    const c = this.config.context!;
+    const x = checkTensor(inputs.features, 'features');
+    if (x.ndim !== 3 || x.shape[2] !== this.projection!.config.in_features) invalid(`a tensor (conversations, utterances, ${this.projection!.config.in_features})`, 'features', `[${x.shape}]`);
+    const [C, U] = x.shape;
+    if (U > c.max_utterances) invalid(`at most context.max_utterances (${c.max_utterances}) utterances`, 'features', `[${x.shape}]`);
+    const mask = checkTensor(inputs.utteranceMask, 'utteranceMask');
+    if (mask.shape.join() !== `${C},${U}`) invalid(`shape [${C}, ${U}]`, 'utteranceMask', `[${mask.shape}]`);
+    let h = (await this.projection!.forward(x)).add(await this.position_embeddings!.forward(arange(0, U, 1, { dtype: 'int64', device: x.device }).unsqueeze(0)));
+    if (this.speaker_embeddings) {
+      const spk = checkTensor(inputs.speakerIds, 'speakerIds');
+      if (spk.shape.join() !== `${C},${U}`) invalid(`shape [${C}, ${U}]`, 'speakerIds', `[${spk.shape}]`);
+      h = h.add(await this.speaker_embeddings.forward(spk.long().clamp(0, c.num_speakers - 1)));
+    }
+    h = await this.context!.forward({ hiddenStates: await this.input_norm!.forward(h), attentionMask: mask });
+    const logits = (await this.classifier.forward(h)).reshape([C * U, this.config.num_labels]);
+    if (!inputs.labels) return { logits };
+    if (checkTensor(inputs.labels, 'labels').shape.join() !== String(C * U)) invalid(`shape [${C * U}] (conversations × utterances)`, 'labels', `[${inputs.labels.shape}]`);
+    return { loss: crossEntropy(logits, inputs.labels.long()), logits };
+  }
+
+  /**
+   * Batches whole conversations for the context model: features (C, U, Σd) zero-padded,
+   * utteranceMask, speaker ids by order of first appearance, labels flattened to C·U with −100
+   * at padding and for utterances without an emotion.
+   * @throws EmotorchError ERR_INVALID_ARG for an empty batch or items without features.
+   */
+  static collateConversations(convs: EcfItem[][], opts: { device?: Device } = {}): ConcatFusionInputs {
+    if (!Array.isArray(convs) || convs.length === 0 || !convs.every((c) => Array.isArray(c) && c.length > 0)) invalid('a non-empty array of non-empty conversations (arrays of ECF items)', 'conversations', convs);
+    const d = convs[0][0]?.features?.length ?? 0;
+    const C = convs.length, U = Math.max(...convs.map((c) => c.length));
+    const feats = new Float32Array(C * U * d), mask = new Float64Array(C * U), spk = new Float64Array(C * U), labels = new Float64Array(C * U).fill(-100);
+    convs.forEach((conv, ci) => {
+      const speakers = new Map<string, number>();
+      conv.forEach((it, ui) => {
+        if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `conversations[${ci}][${ui}]`, it);
+        const k = ci * U + ui;
+        feats.set(it.features, k * d);
+        mask[k] = 1;
+        if (!speakers.has(it.speaker)) speakers.set(it.speaker, speakers.size);
+        spk[k] = speakers.get(it.speaker)!;
+        if (it.label >= 0) labels[k] = it.label;
+      });
+    });
+    const device = opts.device ?? 'cpu';
+    return {
+      features: tensor(feats, { shape: [C, U, d], device }),
+      utteranceMask: tensor(mask, { shape: [C, U], dtype: 'int64', device }),
+      speakerIds: tensor(spk, { shape: [C, U], dtype: 'int64', device }),
+      labels: tensor(labels, { dtype: 'int64', device }),
+    };
+  }
+
+  /** Groups utterance items into conversations (by conversationId, in first-seen order, utterances in order). */
+  static groupConversations(items: EcfItem[]): EcfItem[][] {
+    if (!Array.isArray(items)) invalid('an array of ECF items', 'items', items);
+    const by = new Map<number, EcfItem[]>();
+    for (const it of items) {
+      if (!by.has(it.conversationId)) by.set(it.conversationId, []);
+      by.get(it.conversationId)!.push(it);
+    }
+    return [...by.values()].map((c) => c.sort((a, b) => a.utteranceId - b.utteranceId));
   }
 
   /**
@@ -107,7 +233,7 @@ export class ConcatFusionClassifier extends Module {
     const device = opts.device ?? 'cpu';
     return {
       features: tensor(flat, { shape: [items.length, d], device }),
-      labels: tensor(Float64Array.from(items.map((it) => it.label)), { dtype: 'int64', device }),
+      labels: tensor(Float64Array.from(items.map((it) => (it.label >= 0 ? it.label : -100))), { dtype: 'int64', device }),
     };
   }
 }

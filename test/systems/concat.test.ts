@@ -71,4 +71,31 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     await rejectsWith(m.forward({ features: et.zeros([2, 19]) }), 'ERR_INVALID_ARG', /\(batch, 20\)/);
     expect(() => et.systems.ConcatFusionClassifier.collate([{ label: 1 } as never])).toThrow(/features/);
   });
+
+  it('dialogue context: conversations in, one row per utterance out; padding changes nothing, order does', async () => {
+    et.manualSeed(0);
+    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 12, audio: 8 }, context: { hidden_size: 16, num_attention_heads: 2, dropout: 0 } }).eval();
+    expect(m.namedParameters().map(([n]) => n)).toContain('context.0.attention.self.query.weight');
+    const feats = io.get('text')!.toArray() as number[][], aud = io.get('audio')!.toArray() as number[][];
+    const labels = io.get('labels')!.toArray() as number[];
+    const item = (i: number, conv: number, utt: number, speaker: string) => ({
+      conversationId: conv, utteranceId: utt, text: '', speaker, emotion: null, label: labels[i], causes: [], features: Float32Array.from([...feats[i], ...aud[i]]),
+    });
+    const items = [item(0, 1, 1, 'A'), item(1, 1, 2, 'B'), item(2, 1, 3, 'A'), item(3, 2, 1, 'C'), item(4, 2, 2, 'A')];
+    const convs = et.systems.ConcatFusionClassifier.groupConversations([...items].reverse());
+    expect(convs.map((c) => c.map((x) => x.utteranceId))).toEqual([[1, 2], [1, 2, 3]]);
+    const both = et.systems.ConcatFusionClassifier.collateConversations([convs[1], convs[0]]);
+    expect(both.features!.shape).toEqual([2, 3, 20]);
+    expect(both.speakerIds!.toArray()).toEqual([[0, 1, 0], [0, 1, 0]]);
+    expect(both.labels!.toArray()).toEqual([labels[0], labels[1], labels[2], labels[3], labels[4], -100]);
+    const { logits, loss } = await m.forward(both);
+    expect(logits.shape).toEqual([6, 7]);
+    const ref = et.functional.crossEntropy(logits.slice(0, 0, 5), both.labels!.slice(0, 0, 5));
+    expect(Math.abs(loss!.item() - ref.item())).toBeLessThan(1e-6);
+    const alone = await m.forward(et.systems.ConcatFusionClassifier.collateConversations([convs[0]]));
+    expect(maxAbsDiff(alone.logits, logits.slice(0, 3, 5))).toBeLessThan(1e-5);
+    const swapped = await m.forward(et.systems.ConcatFusionClassifier.collateConversations([[convs[0][1], convs[0][0]]]));
+    expect(maxAbsDiff(swapped.logits.slice(0, 0, 1), alone.logits.slice(0, 1, 2))).toBeGreaterThan(1e-4);
+    await rejectsWith(m.forward({ features: et.zeros([1, 65, 20]), utteranceMask: et.ones([1, 65], { dtype: 'int64' }) }), 'ERR_INVALID_ARG', /max_utterances/);
+  });
 });
