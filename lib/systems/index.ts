@@ -8,4 +8,4 @@ export type {
   SpectraCollateOptions, SpectraFinetuneOptions,
 } from './spectra';
 export { ConcatFusionClassifier, embedUtterances } from './concat';
-export type { ConcatFusionConfig, ConcatFusionInputs } from './concat';
+export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig } from './concat';
