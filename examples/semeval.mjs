@@ -53,6 +53,16 @@ for (const order of [['text'], ['audio'], ['text', 'audio']]) {
   console.log(`seed     ${order.join('+').padEnd(10)} ${train.length} train / ${test.length} test utterances: macro F1 ${before.eval_macro_f1.toFixed(3)} -> ${after.eval_macro_f1.toFixed(3)}`);
 
   if (order.length < 2) continue;
+  // Subtask 2 (emotion-cause pairs) with the self-cause baseline on the predicted emotions: the
+  // official weighted-average F1, and the submission file CodaLab takes.
+  const testItems = items.filter((it) => held.has(it.conversationId));
+  const { predictions } = await trainer.predict(test);
+  const pred = Array.from(predictions.argmax(-1).dataSync(), Number);
+  const submission = path.join(outDir(), 'Subtask_2_pred.json');
+  et.systems.writeEcfSubmission(submission, testItems, et.systems.selfCausePairs(testItems, pred));
+  const goldConvs = JSON.parse(fs.readFileSync(path.join(dataDir, 'ecf.json'), 'utf8')).filter((c) => held.has(c.conversation_ID));
+  const pairs = et.metrics.ecacPairs(JSON.parse(fs.readFileSync(submission, 'utf8')), goldConvs);
+  console.log(`         subtask 2, self-cause pairs: w-avg F1 ${pairs.weighted.f1.toFixed(3)} (micro ${pairs.micro.f1.toFixed(3)}); wrote ${submission}`);
   // Beyond the seed, on the same split: a 1-layer transformer over each conversation's utterances
   // with utterance-position and speaker embeddings (whole conversations per batch).
   const convs = et.systems.ConcatFusionClassifier.groupConversations(items);

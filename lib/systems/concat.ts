@@ -15,7 +15,9 @@ import { RobertaLayers } from './spectra';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 import { crossEntropy } from '../functional';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
-import type { EcfItem } from '../data/datasets/ecf';
+import { ECF_EMOTIONS } from '../data/datasets/ecf';
+import type { EcfItem, EcfEmotion } from '../data/datasets/ecf';
+import type { EcacConversation } from '../metrics/ecac';
 import type { Device } from '../device';
 
 /**
@@ -293,4 +295,72 @@ export async function embedUtterances(
   }
   await saveSafetensors(opts.cacheFile, save);
   return out;
+}
+
+/** One predicted emotion-cause pair (Subtask 2). */
+export interface EcfPairPrediction {
+  conversationId: number;
+  /** The utterance that shows the emotion. */
+  emotionUtterance: number;
+  emotion: Exclude<EcfEmotion, 'neutral'>;
+  /** The utterance that causes it. */
+  causeUtterance: number;
+}
+
+/**
+ * The official Subtask 2 submission (NUSTM/SemEval-2024_ECAC `Subtask_2_pred.json`): each
+ * conversation of `items` (utterance_ID, text, speaker, video_name) with its predicted
+ * `"emotion-cause_pairs": [["3_surprise", "1"], …]`. The records are what `et.metrics.ecacPairs`
+ * scores.
+ * @throws EmotorchError ERR_INVALID_ARG for a pair naming an unknown conversation, utterance or emotion.
+ */
+export function ecfSubmission(items: EcfItem[], pairs: EcfPairPrediction[]): EcacConversation[] {
+  if (!Array.isArray(items) || !Array.isArray(pairs)) invalid('arrays of ECF items and pair predictions', 'ecfSubmission', [items, pairs]);
+  const convs = ConcatFusionClassifier.groupConversations(items);
+  const out = new Map(convs.map((c) => [c[0].conversationId, {
+    conversation_ID: c[0].conversationId,
+    conversation: c.map((u) => ({ utterance_ID: u.utteranceId, text: u.text, speaker: u.speaker, ...(u.videoName !== undefined ? { video_name: u.videoName } : {}) })),
+    'emotion-cause_pairs': [] as [string, string][],
+  }]));
+  pairs.forEach((p, i) => {
+    const conv = out.get(p?.conversationId);
+    if (!conv) invalid('a conversation of the items', `pairs[${i}].conversationId`, p?.conversationId);
+    const has = (u: number) => conv.conversation.some((x) => x.utterance_ID === u);
+    if (!has(p.emotionUtterance)) invalid(`an utterance of conversation ${p.conversationId}`, `pairs[${i}].emotionUtterance`, p.emotionUtterance);
+    if (!has(p.causeUtterance)) invalid(`an utterance of conversation ${p.conversationId}`, `pairs[${i}].causeUtterance`, p.causeUtterance);
+    if (!(ECF_EMOTIONS as readonly string[]).includes(p.emotion) || (p.emotion as string) === 'neutral') invalid('a non-neutral ECF emotion', `pairs[${i}].emotion`, p.emotion);
+    const pair: [string, string] = [`${p.emotionUtterance}_${p.emotion}`, `${p.causeUtterance}`];
+    if (!conv['emotion-cause_pairs'].some((q) => q[0] === pair[0] && q[1] === pair[1])) conv['emotion-cause_pairs'].push(pair);
+  });
+  return [...out.values()];
+}
+
+/**
+ * A baseline cause rule for an emotion classifier's output: every utterance predicted with a
+ * non-neutral emotion is paired with itself (the most frequent cause in ECF 2.0).
+ * @param labels predicted class per item (indices into ECF_EMOTIONS)
+ */
+export function selfCausePairs(items: EcfItem[], labels: ArrayLike<number>): EcfPairPrediction[] {
+  if (!Array.isArray(items) || labels.length !== items.length) invalid(`${items?.length} labels`, 'labels', labels);
+  const out: EcfPairPrediction[] = [];
+  items.forEach((it, i) => {
+    const e = ECF_EMOTIONS[labels[i]];
+    if (e === undefined) invalid('class indices 0..6', `labels[${i}]`, labels[i]);
+    if (e !== 'neutral') out.push({ conversationId: it.conversationId, emotionUtterance: it.utteranceId, emotion: e, causeUtterance: it.utteranceId });
+  });
+  return out;
+}
+
+/**
+ * Writes {@link ecfSubmission} as JSON (the file CodaLab takes).
+ * @throws EmotorchError ERR_IO when the file cannot be written.
+ */
+export function writeEcfSubmission(file: string, items: EcfItem[], pairs: EcfPairPrediction[]): void {
+  if (typeof file !== 'string') invalid('a file path', 'file', file);
+  const records = ecfSubmission(items, pairs);
+  try {
+    fs.writeFileSync(file, JSON.stringify(records, null, 4));
+  } catch (e) {
+    throw new EmotorchError(`cannot write '${file}': ${(e as Error).message}`, 'ERR_IO');
+  }
 }

@@ -7,5 +7,5 @@ export type {
   SpectraConfig, SpectraConfigInput, SpectraAudioConfig, SpectraTextConfig, SpectraInputs, SpectraOutputs, SpectraPretrainedOptions,
   SpectraCollateOptions, SpectraFinetuneOptions,
 } from './spectra';
-export { ConcatFusionClassifier, embedUtterances } from './concat';
-export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig } from './concat';
+export { ConcatFusionClassifier, embedUtterances, ecfSubmission, writeEcfSubmission, selfCausePairs } from './concat';
+export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig, EcfPairPrediction } from './concat';

@@ -98,4 +98,29 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     expect(maxAbsDiff(swapped.logits.slice(0, 0, 1), alone.logits.slice(0, 1, 2))).toBeGreaterThan(1e-4);
     await rejectsWith(m.forward({ features: et.zeros([1, 65, 20]), utteranceMask: et.ones([1, 65], { dtype: 'int64' }) }), 'ERR_INVALID_ARG', /max_utterances/);
   });
+
+  it('writes the official Subtask 2 submission that et.metrics.ecacPairs scores', async () => {
+    const dir = tmpdir();
+    const gold = [
+      { conversation_ID: 1, conversation: [{ utterance_ID: 1, text: 'a', speaker: 'A', emotion: 'joy', video_name: 'dia1utt1.mp4' }, { utterance_ID: 2, text: 'b', speaker: 'B', emotion: 'surprise' }],
+        'emotion-cause_pairs': [['1_joy', '1'], ['2_surprise', '1']] },
+      { conversation_ID: 2, conversation: [{ utterance_ID: 1, text: 'c', speaker: 'A', emotion: 'neutral' }], 'emotion-cause_pairs': [] },
+    ];
+    fs.writeFileSync(path.join(dir, 'gold.json'), JSON.stringify(gold));
+    const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'gold.json'));
+    const items = await Promise.all([0, 1, 2].map((i) => ds.get(i)));
+    const perfect = ds.conversations.flatMap((c) => c.pairs.map((p) => ({ conversationId: c.id, emotionUtterance: p.emotion.utterance, emotion: p.emotion.emotion as never, causeUtterance: p.cause.utterance })));
+    const file = path.join(dir, 'Subtask_2_pred.json');
+    et.systems.writeEcfSubmission(file, items, perfect);
+    const written = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(written[0]).toEqual({ conversation_ID: 1, conversation: [{ utterance_ID: 1, text: 'a', speaker: 'A', video_name: 'dia1utt1.mp4' }, { utterance_ID: 2, text: 'b', speaker: 'B' }], 'emotion-cause_pairs': [['1_joy', '1'], ['2_surprise', '1']] });
+    expect(et.metrics.ecacPairs(written, gold as never).weighted.f1).toBeCloseTo(1, 6);
+    // the self-cause baseline from predicted emotions: 1_joy→1 is right, 2_surprise→2 is wrong
+    const self = et.systems.selfCausePairs(items, [4, 6, 0]);
+    expect(self.map((p) => [p.emotionUtterance, p.emotion, p.causeUtterance])).toEqual([[1, 'joy', 1], [2, 'surprise', 2]]);
+    const scores = et.metrics.ecacPairs(et.systems.ecfSubmission(items, self), gold as never);
+    expect(scores.micro.precision).toBeCloseTo(0.5, 6);
+    expect(() => et.systems.ecfSubmission(items, [{ conversationId: 9, emotionUtterance: 1, emotion: 'joy', causeUtterance: 1 }])).toThrow(/conversationId/);
+    expect(() => et.systems.ecfSubmission(items, [{ conversationId: 1, emotionUtterance: 1, emotion: 'neutral' as never, causeUtterance: 1 }])).toThrow(/non-neutral/);
+  });
 });
