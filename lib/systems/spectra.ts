@@ -113,6 +113,7 @@ export function resolveSpectraConfig(given: SpectraConfigInput = {}): SpectraCon
     ...resolveConfig('SPECTRA text', { ...ROBERTA_DEFAULTS, type_vocab_size: 2 }, ROBERTA_SPEC, t),
     ...resolveConfig('SPECTRA text', TEXT_EXTRA, { num_fused_layers: 'nonneg', max_length: 'posint' }, t),
   };
+  if (!Array.isArray(audio.conv_dim) || audio.conv_dim.length === 0) invalid('a non-empty array of positive integers', 'SPECTRA audio config.conv_dim', audio.conv_dim);
   for (const k of ['conv_dim', 'conv_kernel', 'conv_stride'] as const) {
     const v = audio[k];
     if (!Array.isArray(v) || v.length !== audio.conv_dim.length || !v.every((x) => Number.isInteger(x) && x > 0)) invalid(`${audio.conv_dim.length} positive integers`, `SPECTRA audio config.${k}`, v);
@@ -122,6 +123,7 @@ export function resolveSpectraConfig(given: SpectraConfigInput = {}): SpectraCon
   if (audio.hidden_size % audio.num_conv_pos_embedding_groups !== 0) invalid('a multiple of num_conv_pos_embedding_groups', 'SPECTRA audio config.hidden_size', audio.hidden_size);
   if (text.hidden_size % text.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'SPECTRA text config.hidden_size', text.hidden_size);
   if (audio.hidden_size !== text.hidden_size) invalid(`the text hidden_size (${text.hidden_size})`, 'SPECTRA audio config.hidden_size', audio.hidden_size);
+  if (text.pad_token_id < 0 || text.pad_token_id >= text.vocab_size) invalid(`a token id in 0..${text.vocab_size - 1}`, 'SPECTRA text config.pad_token_id', text.pad_token_id);
   if (text.type_vocab_size < 2) invalid('at least 2 (turn ids and audio segments use RoBERTa\'s token-type table)', 'SPECTRA text config.type_vocab_size', text.type_vocab_size);
   let numClass = given.num_class;
   if (given.task !== undefined) {

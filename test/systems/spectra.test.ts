@@ -135,6 +135,9 @@ describe('SPECTRA = original ATForSequenceClassification (reference)', () => {
     await rejectsWith(m.forward(null as never), 'ERR_INVALID_ARG');
     expect(() => et.systems.Spectra.create({ task: 'mosi', audio: { hidden_size: 32 }, text: { hidden_size: 16 } })).toThrow(/hidden_size/);
     expect(() => et.systems.Spectra.create({ task: 'nope' as never })).toThrow(/task/);
+    expect(() => et.systems.Spectra.create({ task: 'mosi', audio: { conv_dim: [] } })).toThrow(/conv_dim/);
+    expect(() => et.systems.Spectra.create({ task: 'mosi', text: { pad_token_id: -1 } })).toThrow(/pad_token_id/);
+    expect(() => et.systems.Spectra.create({ task: 'mosi', text: { type_vocab_size: 1 } })).toThrow(/type_vocab_size/);
     expect(() => et.systems.Spectra.collate([])).toThrow(/non-empty/);
   });
 
