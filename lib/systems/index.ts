@@ -7,5 +7,7 @@ export type {
   SpectraConfig, SpectraConfigInput, SpectraAudioConfig, SpectraTextConfig, SpectraInputs, SpectraOutputs, SpectraPretrainedOptions,
   SpectraCollateOptions, SpectraFinetuneOptions,
 } from './spectra';
+export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn';
+export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions } from './salmonn';
 export { ConcatFusionClassifier, embedUtterances, ecfSubmission, writeEcfSubmission, selfCausePairs } from './concat';
 export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig, EcfPairPrediction } from './concat';
