@@ -42,6 +42,7 @@ export interface ModuleHandle {
   generate(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object): Promise<TensorHandle>;
   applyLora(targets: string[], r: number, alpha: number, dropout: number): string[];
   mergeLora(merge: boolean): number;
+  dispose(): void;
 }
 
 export interface OptimizerHandle {

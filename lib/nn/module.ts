@@ -73,12 +73,14 @@ export abstract class Module {
 
   /** All parameters with their full dotted names, children included. */
   namedParameters(): Array<[string, Tensor]> {
+    this.checkLive();
     const out = this.ownNative().params;
     for (const [cn, c] of this._children) for (const [n, p] of c.namedParameters()) out.push([`${cn}.${n}`, p]);
     return out;
   }
   /** All buffers (non-trainable state such as running statistics) with full names. */
   namedBuffers(): Array<[string, Tensor]> {
+    this.checkLive();
     const out = this.ownNative().buffers;
     for (const [cn, c] of this._children) for (const [n, b] of c.namedBuffers()) out.push([`${cn}.${n}`, b]);
     return out;
@@ -126,6 +128,28 @@ export abstract class Module {
   eval(): this { return this.train(false); }
   /** @internal */
   protected setNativeTraining(_on: boolean): void {}
+
+  /**
+   * Frees this module's parameters and buffers now instead of at garbage collection (children
+   * included). Afterwards forward, parameters() and every other use throw ERR_DISPOSED; tensors
+   * taken from it before stay valid. Calling it again does nothing.
+   */
+  dispose(): void {
+    for (const c of this._children.values()) c.dispose();
+    for (const t of this._params.values()) if (!t.isDisposed) t.dispose();
+    this._params.clear();
+    this._disposed = true;
+    this.disposeNative();
+  }
+  /** True after {@link dispose}. */
+  get isDisposed(): boolean { return this._disposed; }
+  private _disposed = false;
+  /** @internal */
+  protected disposeNative(): void {}
+  /** @internal */
+  protected checkLive(): void {
+    if (this._disposed) throw new EmotorchError('this module was disposed', 'ERR_DISPOSED');
+  }
 
   /**
    * Moves parameters and buffers to a device and/or casts floating ones to a dtype, in place (so
@@ -224,6 +248,7 @@ export abstract class NativeModule extends Module {
     return { params: [...wrap(this.native.namedParameters()), ...base.params], buffers: wrap(this.native.namedBuffers()) };
   }
   protected setNativeTraining(on: boolean): void { this.native.setTraining(on); }
+  protected disposeNative(): void { this.native.dispose(); }
   protected moveNative(device: string | null, dtype: string | null): Promise<void> { return this.native.to(device, dtype); }
   /**
    * @internal The one input convention: an object of named inputs, or (where a model has one

@@ -31,7 +31,7 @@ export const ROBERTA_DEFAULTS: RobertaConfig = {
 /** Kind of each config field (for systems that build a RoBERTa config of their own). */
 export const SPEC: ConfigSpec<RobertaConfig> = {
   vocab_size: 'posint', hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint',
-  max_position_embeddings: 'posint', type_vocab_size: 'posint', pad_token_id: 'int', layer_norm_eps: 'posnum', hidden_dropout_prob: 'prob',
+  max_position_embeddings: 'posint', type_vocab_size: 'posint', pad_token_id: 'nonneg', layer_norm_eps: 'posnum', hidden_dropout_prob: 'prob',
   attention_probs_dropout_prob: 'prob', initializer_range: 'nonnegnum', hidden_act: 'act', add_pooling_layer: 'bool',
 };
 
@@ -69,6 +69,7 @@ export class RobertaModel extends NativeModule {
   static create(config: Partial<RobertaConfig> = {}, opts: ModuleOptions = {}): RobertaModel {
     const c = resolveConfig('RoBERTa', ROBERTA_DEFAULTS, SPEC, config);
     if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'RoBERTa config.hidden_size', c.hidden_size);
+    if (c.pad_token_id >= c.vocab_size) invalid(`a token id below vocab_size (${c.vocab_size})`, 'RoBERTa config.pad_token_id', c.pad_token_id);
     return new RobertaModel(c, opts);
   }
 

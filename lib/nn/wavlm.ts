@@ -70,6 +70,9 @@ export class WavLMModel extends NativeModule {
 
   static create(config: Partial<WavLMConfig> = {}, opts: ModuleOptions = {}): WavLMModel {
     const c = resolveConfig('WavLM', WAVLM_DEFAULTS, SPEC, config);
+    if (!Array.isArray(c.conv_dim) || c.conv_dim.length === 0 || !c.conv_dim.every((x) => Number.isSafeInteger(x) && x > 0)) {
+      invalid('a non-empty list of positive integers', 'WavLM config.conv_dim', c.conv_dim);
+    }
     for (const k of ['conv_dim', 'conv_kernel', 'conv_stride'] as const) {
       const v = c[k];
       if (!Array.isArray(v) || v.length !== c.conv_dim.length || !v.every((x) => Number.isInteger(x) && x > 0)) invalid(`${c.conv_dim.length} positive integers`, `WavLM config.${k}`, v);

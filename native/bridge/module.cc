@@ -216,7 +216,8 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
                                        InstanceMethod("to", &ModuleHandle::To),
                                        InstanceMethod("generate", &ModuleHandle::Generate),
                                        InstanceMethod("applyLora", &ModuleHandle::ApplyLora),
-                                       InstanceMethod("mergeLora", &ModuleHandle::MergeLora)});
+                                       InstanceMethod("mergeLora", &ModuleHandle::MergeLora),
+                                       InstanceMethod("dispose", &ModuleHandle::Dispose)});
     data(env).module_ctor = Napi::Persistent(ctor);
     exports.Set("ModuleHandle", ctor);
   }
@@ -225,10 +226,19 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
 
  private:
+  // The module, or ERR_DISPOSED after dispose() (a call in flight holds its own reference).
+  std::shared_ptr<nn::Model> live() const {
+    if (!model) throw CodedError("ERR_DISPOSED", "this module was disposed");
+    return model;
+  }
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    model.reset();
+    return info.Env().Undefined();
+  }
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
       auto inputs = to_tensors(info[0], "forward inputs");
-      auto m = model;
+      auto m = live();
       auto out = std::make_shared<nn::Tensors>();
       return run_async(info.Env(), "emotorch.forward", mutex, [m, inputs, out] { *out = m->forward(inputs); },
                        [out](Napi::Env env) { return from_tensors(env, *out); });
@@ -248,21 +258,26 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
     return out;
   }
   Napi::Value NamedParameters(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), model->named_parameters()); });
+    return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), live()->named_parameters()); });
   }
   Napi::Value NamedBuffers(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), model->named_buffers()); });
+    return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), live()->named_buffers()); });
   }
   Napi::Value SetTraining(const Napi::CallbackInfo& info) {
-    std::lock_guard<std::mutex> l(*mutex);
-    model->train(info[0].ToBoolean().Value());
-    return info.Env().Undefined();
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto m = live();
+      std::lock_guard<std::mutex> l(*mutex);
+      m->train(info[0].ToBoolean().Value());
+      return info.Env().Undefined();
+    });
   }
-  Napi::Value Training(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), model->is_training()); }
+  Napi::Value Training(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), live()->is_training()); });
+  }
   // generate(inputIds|null, inputsEmbeds|null, attentionMask|null, config) → Promise<Tensor (B, new)>
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
-      auto llm = std::dynamic_pointer_cast<nn::LlamaForCausalLM>(model);
+      auto llm = std::dynamic_pointer_cast<nn::LlamaForCausalLM>(live());
       if (!llm) throw CodedError("ERR_INVALID_ARG", "generate() needs a causal language model");
       auto opt = [&](size_t i, const char* what) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what); };
       at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
@@ -294,7 +309,7 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
       auto ta = info[0].As<Napi::Array>();
       std::vector<std::string> targets;
       for (uint32_t i = 0; i < ta.Length(); ++i) targets.push_back(to_string(ta.Get(i), "target module"));
-      auto names = nn::apply_lora(*model, targets, static_cast<int64_t>(to_double(info[1], "r")), to_double(info[2], "alpha"),
+      auto names = nn::apply_lora(*live(), targets, static_cast<int64_t>(to_double(info[1], "r")), to_double(info[2], "alpha"),
                                   to_double(info[3], "dropout"));
       auto arr = Napi::Array::New(info.Env(), names.size());
       for (size_t i = 0; i < names.size(); ++i) arr.Set(i, Napi::String::New(info.Env(), names[i]));
@@ -304,7 +319,7 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   Napi::Value MergeLora(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
       std::lock_guard<std::mutex> l(*mutex);
-      return Napi::Number::New(info.Env(), static_cast<double>(nn::merge_lora(*model, info[0].ToBoolean().Value())));
+      return Napi::Number::New(info.Env(), static_cast<double>(nn::merge_lora(*live(), info[0].ToBoolean().Value())));
     });
   }
   Napi::Value To(const Napi::CallbackInfo& info) {
@@ -313,7 +328,7 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
       std::optional<at::ScalarType> dt;
       if (!info[0].IsNull() && !info[0].IsUndefined()) dev = to_device(info[0]);
       if (!info[1].IsNull() && !info[1].IsUndefined()) dt = to_dtype(info[1]);
-      auto m = model;
+      auto m = live();
       return run_async(info.Env(), "emotorch.to", mutex, [m, dev, dt] { move_module(*m, dev, dt); }, nullptr);
     });
   }
