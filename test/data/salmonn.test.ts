@@ -27,13 +27,16 @@ const trajectory = {
 };
 
 describe('SalmonnDataset', () => {
-  it('joins trajectory turns with 0.1 s silence and appends the emotion sequence to the target', async () => {
+  it('follows each trajectory turn with 0.1 s silence and appends the emotion sequence to the target', async () => {
     const ds = await et.data.SalmonnDataset.fromFile(write('traj.json', [trajectory]));
     const it = await ds.get(0);
-    expect(it.audio.length).toBe(8000 + 1600 + 4000 + 1600 + 8000);
+    // the fork's dataset.py: concatenate([audio_concat, audio, zeros(1600)]) for every turn, the last one too
+    expect(it.audio.length).toBe(8000 + 1600 + 4000 + 1600 + 8000 + 1600);
     expect(it.audio[100]).toBeCloseTo(0.25, 4);
     expect(it.audio[8000 + 800]).toBe(0);        // silence
     expect(it.audio[8000 + 1600 + 100]).toBeCloseTo(-0.5, 4);
+    expect(it.audio[8000 + 1600 + 4000 + 1600 + 4000]).toBeCloseTo(0.125, 4);
+    expect(Array.from(it.audio.subarray(8000 + 1600 + 4000 + 1600 + 8000)).every((v) => v === 0)).toBe(true);
     expect(it.target).toBe('The mood falls, then lifts.\n情绪序列: happy -> sad -> surprise');
     expect(it.emotionSequence).toEqual(['happy', 'sad', 'surprise']);
     expect(it.instruction).toBe(trajectory.input_text);  // fed by default (the original never did)
@@ -51,9 +54,35 @@ describe('SalmonnDataset', () => {
     expect(it.instruction).toBe('');
     expect(it.prompt).toBe('USER: <Speech><SpeechHere></Speech>\nASSISTANT:');
     expect(it.audio.length).toBe(32000);  // cut at 2 s
-    expect(it.audio[8000 + 7999]).toBe(0);  // 0.5 s silence
+    expect(it.audio[8000 + 7999]).toBe(0);  // 0.5 s silence (dataset_v1.py's gap)
+    expect(it.audio[8000 + 8000 + 100]).toBeCloseTo(-0.5, 4);
     const padded = await (await et.data.SalmonnDataset.fromFile(write('short.json', [{ path: 'wav/b.wav', text: 'x' }]), { minSeconds: 1 })).get(0);
     expect(padded.audio.length).toBe(16000);
+  });
+
+  it('lowercases the suffix emotions, adds the suffix to task1 only, fills the challenge prompts with input_text', async () => {
+    const items = [
+      { ...trajectory, emotion_sequence: [' Happy', 'SAD ', 'Surprise'] },
+      { ...trajectory, dialogue_id: 'dlg_2', task: 'task2_emotional_reasoning', target_text: 'Because of the news.' },
+      { ...trajectory, dialogue_id: 'dlg_3', target_text: '', emotion_sequence: undefined },
+    ];
+    const f = write('traj3.json', items);
+    const P = et.data.SALMONN_CHALLENGE_PROMPTS;
+    expect(Object.keys(P)).toEqual(['task1_emotional_trajectory', 'task2_emotional_reasoning', 'task3_empathy']);
+    const ds = await et.data.SalmonnDataset.fromFile(f, { prompts: P as Record<string, string> });
+    const [a, b, c] = [await ds.get(0), await ds.get(1), await ds.get(2)];
+    expect(a.target).toBe('The mood falls, then lifts.\n情绪序列: happy -> sad -> surprise');
+    expect(a.emotionSequence).toEqual(['happy', 'sad', 'surprise']);
+    // train_prompt.json wrapped by prompt_template 'USER: {}\nASSISTANT:', its {} holding input_text
+    expect(a.prompt).toBe(`USER: <Speech><SpeechHere></Speech> 任务类型: task1_emotional_trajectory\nUSER: ${trajectory.input_text}\nASSISTANT: 请根据以上对话，描述用户情绪的变化轨迹：\nASSISTANT:`);
+    expect(b.target).toBe('Because of the news.');  // no suffix outside task1
+    expect(b.prompt).toContain(`任务类型: task2_emotional_reasoning\nUSER: ${trajectory.input_text}\nASSISTANT: 请根据以上对话，分析用户情绪背后的原因：`);
+    expect(c.target).toBe(trajectory.input_text);   // empty target_text: the input text is supervised, no emotions, no suffix
+    expect(c.emotionSequence).toBeUndefined();
+    const orig = await et.data.SalmonnDataset.fromFile(f, { prompts: P as Record<string, string>, includeInputText: false, emotionSuffix: false });
+    const o = await orig.get(0);
+    expect(o.target).toBe('The mood falls, then lifts.');
+    expect(o.prompt).toContain('USER: {}\nASSISTANT: 请根据');  // the original left {} literal
   });
 
   it("reads SALMONN's { annotation: [...] } files with path, expand_wav, Q and text", async () => {
@@ -94,5 +123,7 @@ describe('SalmonnDataset', () => {
     await rejectsWith(et.data.SalmonnDataset.fromFile(path.join(dir, 'absent.json')), 'ERR_IO', /absent\.json/);
     await rejectsWith(et.data.SalmonnDataset.fromFile(write('t.json', []), { silence: -1 }), 'ERR_INVALID_ARG', /for silence but received -1/);
     await rejectsWith(et.data.SalmonnDataset.fromFile(write('t.json', [{ ...trajectory, emotion_sequence: ['happy'] }])), 'ERR_DATA', /emotion_sequence has 1 emotions but audio_files has 3 turns/);
+    await rejectsWith(et.data.SalmonnDataset.fromFile(write('t.json', [{ ...trajectory, target_text: '', input_text: undefined }])), 'ERR_DATA', /target_text and input_text are both missing or empty/);
+    await rejectsWith(et.data.SalmonnDataset.fromFile(write('t.json', []), { emotionSuffix: 1 as never }), 'ERR_INVALID_ARG', /Expected a boolean for emotionSuffix but received 1/);
   });
 });

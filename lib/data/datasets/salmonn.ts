@@ -5,12 +5,17 @@
  * emotion_sequence, audio_files}`.
  *
  * Fields read, first found wins:
- * - audio: `audio_files` (turns, joined with silence) | `path` (+ SALMONN's `expand_wav` list) | `audio`
- * - target: trajectory items: `target_text + "\n情绪序列: " + emotion_sequence.join(" -> ")`;
- *   otherwise `target` | `answer` | `text` (SALMONN's `text` is the answer) | `output`
- * - instruction: `instruction` | `prompt` | `Q` | `question`, else `prompts[task]` (option).
- *   For trajectory items `input_text` is appended to the instruction by default
- *   (`includeInputText: true`); the original code never fed it to the model, a bug.
+ * - audio: `audio_files` (turns, each followed by the silence, as the fork's `dataset.py`) |
+ *   `path` (+ SALMONN's `expand_wav` list, silence between clips) | `audio`
+ * - target: trajectory items (`target_text` / `emotion_sequence` present): `target_text` (or
+ *   `input_text` when it is empty), and for `task1*` items with emotions
+ *   `+ "\n情绪序列: " + emotions.map(trim, lowercase).join(" -> ")` (option `emotionSuffix`,
+ *   the fork's `SALMONN_TASK1_ADD_SUFFIX`); otherwise `target` | `answer` | `text` (SALMONN's
+ *   `text` is the answer) | `output`
+ * - instruction: `instruction` | `prompt` | `Q` | `question`, else `prompts[task]` (option; the
+ *   challenge prompts are {@link SALMONN_CHALLENGE_PROMPTS}). For trajectory items `input_text` is
+ *   fed by default (`includeInputText: true`): it fills a `{}` in the instruction, or is appended
+ *   on a new line; the original code never fed it to the model (its `{}` stayed literal), a bug.
  */
 import * as path from 'path';
 import { invalid, checkInt, checkNumber } from '../../errors';
@@ -23,9 +28,14 @@ export interface SalmonnOptions extends DatasetOptions {
   audioRoot?: string;
   /** Instructions per task key (a string or a list; item i uses entry i mod length). */
   prompts?: Record<string, string | string[]>;
-  /** Append a trajectory item's `input_text` to its instruction. Default true. */
+  /** Feed a trajectory item's `input_text` (fills `{}` in the instruction, else appended). Default true. */
   includeInputText?: boolean;
-  /** Silence between concatenated turns, in seconds. Default 0.1 (1600 samples at 16 kHz). */
+  /** Append `\n情绪序列: a -> b -> c` to task1 targets (the fork's SALMONN_TASK1_ADD_SUFFIX). Default true. */
+  emotionSuffix?: boolean;
+  /**
+   * Silence in seconds after each `audio_files` turn (between `expand_wav` clips). Default 0.1
+   * (1600 samples at 16 kHz, the fork's `dataset.py`); its `dataset_v1.py` layout used 0.5.
+   */
   silence?: number;
   /** Sample rate audio is read at. Default 16000. */
   sampleRate?: number;
@@ -52,15 +62,26 @@ export interface SalmonnItem {
   id: string;
   /** The audio files, resolved. */
   audioPaths: string[];
-  /** Trajectory items: the per-turn emotions. */
+  /** Trajectory items: the per-turn emotions (trimmed, lowercased, as in the target suffix). */
   emotionSequence?: string[];
   /** Trajectory items: the transcript text. */
   inputText?: string;
 }
 
-type Record_ = Omit<SalmonnItem, 'audio'>;
+type Record_ = Omit<SalmonnItem, 'audio'> & { trailingSilence: boolean };
 
 export const SALMONN_TEMPLATE = 'USER: <Speech><SpeechHere></Speech> {instruction}\nASSISTANT:';
+
+/**
+ * The Human-like Spoken Dialogue Challenge prompts for tasks 1–3, as the fine-tune's
+ * `train_prompt.json` (whh07141/Fineutuned-SALMONN) holds them; pass as `prompts`. `{}` takes the
+ * item's `input_text`.
+ */
+export const SALMONN_CHALLENGE_PROMPTS: Readonly<Record<string, string>> = Object.freeze({
+  task1_emotional_trajectory: '<Speech><SpeechHere></Speech> 任务类型: task1_emotional_trajectory\nUSER: {}\nASSISTANT: 请根据以上对话，描述用户情绪的变化轨迹：',
+  task2_emotional_reasoning: '<Speech><SpeechHere></Speech> 任务类型: task2_emotional_reasoning\nUSER: {}\nASSISTANT: 请根据以上对话，分析用户情绪背后的原因：',
+  task3_empathy: '<Speech><SpeechHere></Speech> 任务类型: task3_empathy\nUSER: {}\nASSISTANT: 请生成一个充满共情的文字与语音回复：',
+});
 
 /**
  * A SALMONN / emotional-trajectory JSON file as a dataset; audio is read on `get`.
@@ -92,15 +113,16 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
    */
   static async fromFile(file: string, opts: SalmonnOptions = {}): Promise<SalmonnDataset> {
     if (typeof file !== 'string') invalid('a file path', 'path', file);
-    checkDatasetOptions(opts, ['audioRoot', 'prompts', 'includeInputText', 'silence', 'sampleRate', 'maxSeconds', 'minSeconds', 'checkFiles', 'template']);
+    checkDatasetOptions(opts, ['audioRoot', 'prompts', 'includeInputText', 'silence', 'sampleRate', 'maxSeconds', 'minSeconds', 'checkFiles', 'template', 'emotionSuffix']);
     const root = opts.audioRoot === undefined ? path.dirname(path.resolve(file)) : typeof opts.audioRoot === 'string' ? opts.audioRoot : invalid('a folder path', 'audioRoot', opts.audioRoot);
     const prompts = opts.prompts ?? {};
     if (prompts === null || typeof prompts !== 'object' || Object.values(prompts).some((p) => typeof p !== 'string' && !(Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')))) {
       invalid('an object of task → instruction string or non-empty string list', 'prompts', opts.prompts);
     }
-    for (const k of ['includeInputText', 'checkFiles'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
+    for (const k of ['includeInputText', 'checkFiles', 'emotionSuffix'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
     const includeInput = opts.includeInputText ?? true;
     const checkFiles = opts.checkFiles ?? true;
+    const emotionSuffix = opts.emotionSuffix ?? true;
     const sampleRate = opts.sampleRate === undefined ? 16000 : checkInt(opts.sampleRate, 'sampleRate', 1);
     const silence = opts.silence === undefined ? 0.1 : checkNumber(opts.silence, 'silence', 0, 60);
     const maxSeconds = opts.maxSeconds === undefined ? Infinity : checkNumber(opts.maxSeconds, 'maxSeconds', 1e-3);
@@ -134,13 +156,17 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
       let emotionSequence: string[] | undefined;
       let inputText: string | undefined;
       if (it.target_text !== undefined || it.emotion_sequence !== undefined) {
-        target = str(it.target_text, 'target_text')!;
-        const seq = it.emotion_sequence;
-        if (!Array.isArray(seq) || seq.length === 0 || !seq.every((e) => typeof e === 'string' && e.length > 0)) throw new Error(`emotion_sequence is ${describeValue(seq)}, not a non-empty list of emotion names`);
-        if (it.audio_files !== undefined && seq.length !== files.length) throw new Error(`emotion_sequence has ${seq.length} emotions but audio_files has ${files.length} turns`);
-        emotionSequence = seq as string[];
-        target = `${target}\n情绪序列: ${emotionSequence.join(' -> ')}`;
+        // the fork's EmoMultiTaskDataset: target_text, or input_text when it is empty
         inputText = str(it.input_text, 'input_text', true);
+        target = str(it.target_text, 'target_text', true) || inputText || '';
+        if (!target) throw new Error('target_text and input_text are both missing or empty');
+        const seq = it.emotion_sequence;
+        if (seq !== undefined && seq !== null) {
+          if (!Array.isArray(seq) || !seq.every((e) => typeof e === 'string' && e.trim().length > 0)) throw new Error(`emotion_sequence is ${describeValue(seq)}, not a list of emotion names`);
+          if (it.audio_files !== undefined && seq.length > 0 && seq.length !== files.length) throw new Error(`emotion_sequence has ${seq.length} emotions but audio_files has ${files.length} turns`);
+          emotionSequence = (seq as string[]).map((e) => e.trim().toLowerCase());
+          if (emotionSuffix && task?.startsWith('task1') && emotionSequence.length > 0) target = `${target}\n情绪序列: ${emotionSequence.join(' -> ')}`;
+        }
       } else {
         const t = it.target ?? it.answer ?? it.text ?? it.output;
         target = str(t, 'target (target, answer, text or output)')!;
@@ -153,12 +179,15 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
       }
       // SALMONN's prompt files carry the audio placeholder themselves; the template adds it once.
       instruction = (instruction ?? '').replace(/<Speech><SpeechHere><\/Speech>|<SpeechHere>/g, '').trim();
-      if (includeInput && inputText) instruction = instruction ? `${instruction}\n${inputText}` : inputText;
+      if (includeInput && inputText) {
+        if (instruction.includes('{}')) instruction = instruction.replace('{}', () => inputText!);
+        else instruction = instruction ? `${instruction}\n${inputText}` : inputText;
+      }
       const prompt = instruction ? template.replace('{instruction}', instruction) : template.replace(/ ?\{instruction\}/, '');
       const rawId = it.dialogue_id ?? it.id ?? files[0];
       if (typeof rawId !== 'string' && typeof rawId !== 'number') throw new Error(`dialogue_id / id is ${describeValue(rawId)}, not a string or number`);
       const id = String(rawId);
-      return { instruction, prompt, target, task, id, audioPaths, emotionSequence, inputText };
+      return { instruction, prompt, target, task, id, audioPaths, emotionSequence, inputText, trailingSilence: it.audio_files !== undefined };
     }));
     return ds;
   }
@@ -174,7 +203,10 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
         throw dataError(this.file, index, `cannot read audio '${p}': ${(e as Error).message}`);
       }
     }
-    const total = parts.reduce((n, a) => n + a.length, 0) + this.silenceSamples * (parts.length - 1);
+    // audio_files turns are each followed by the silence (the fork's dataset.py); expand_wav clips
+    // have it between them (SALMONN's dataset.py)
+    const gaps = r.trailingSilence ? parts.length : parts.length - 1;
+    const total = parts.reduce((n, a) => n + a.length, 0) + this.silenceSamples * gaps;
     const len = Math.min(Math.max(total, this.minSamples), this.maxSamples);
     const audio = new Float32Array(len);
     let off = 0;
@@ -184,6 +216,7 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
       audio.set(parts[k].subarray(0, len - off), off);
       off += parts[k].length;
     }
-    return { ...r, audioPaths: [...r.audioPaths], audio };
+    const { trailingSilence: _t, ...item } = r;
+    return { ...item, audioPaths: [...r.audioPaths], emotionSequence: r.emotionSequence && [...r.emotionSequence], audio };
   }
 }
