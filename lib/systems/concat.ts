@@ -9,7 +9,8 @@
 import * as fs from 'fs';
 import { Module, ModuleOptions } from '../nn/module';
 import { Linear, Embedding, LayerNorm } from '../nn/layers';
-import { ROBERTA_DEFAULTS } from '../nn/roberta';
+import { ROBERTA_DEFAULTS, RobertaModel } from '../nn/roberta';
+import { applyLora, LoraOptions } from '../nn/lora';
 import { Tensor, tensor, cat, checkTensor, noGrad, arange } from '../tensor';
 import { RobertaLayers } from './spectra';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
@@ -41,6 +42,24 @@ export interface ConcatContextConfig {
   dropout?: number;
 }
 
+/**
+ * A text encoder inside the classifier, fine-tuned end to end (beyond the seed, which trains on
+ * fixed embeddings): token ids in, states mean-pooled over the mask, the pooled vector taking the
+ * place of `modality` in the concatenation.
+ */
+export interface ConcatTextEncoderOptions {
+  /** A RoBERTa encoder (e.g. `et.nn.RobertaModel.fromPretrained('roberta-base/')`); becomes the child `text_encoder`. */
+  model: RobertaModel;
+  /** The modality it computes; its size in `modalities` must be the encoder's hidden_size. Default 'text'. */
+  modality?: string;
+  /**
+   * LoRA on the encoder: only its adapters (and the classifier's own layers) train, the encoder's
+   * weights stay frozen. Default `{ r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] }`
+   * (RoBERTa's attention projections). `null` fine-tunes every encoder weight.
+   */
+  lora?: LoraOptions | null;
+}
+
 export interface ConcatFusionConfig {
   /** Embedding size per modality, in concatenation order (e.g. `{ text: 768, video: 768 }`). */
   modalities: Record<string, number>;
@@ -50,6 +69,8 @@ export interface ConcatFusionConfig {
   bias?: boolean;
   /** Dialogue context over each conversation's utterances; default none (the seed). */
   context?: ConcatContextConfig | null;
+  /** A text encoder fine-tuned end to end (with LoRA by default) instead of fixed text embeddings; not with `context`. */
+  textEncoder?: ConcatTextEncoderOptions | null;
 }
 
 export interface ConcatFusionInputs {
@@ -64,6 +85,12 @@ export interface ConcatFusionInputs {
   utteranceMask?: Tensor;
   /** With context: (conversations, utterances) speaker ids. */
   speakerIds?: Tensor;
+  /**
+   * With `textEncoder`: (batch, length) token ids and their `attentionMask`; `features` /
+   * `embeddings` then hold only the other modalities.
+   */
+  inputIds?: Tensor;
+  attentionMask?: Tensor;
   /** int64 class ids, one per utterance (with context: flattened conversations × utterances); −100 is ignored. */
   labels?: Tensor | null;
 }
@@ -76,16 +103,27 @@ export interface ConcatFusionInputs {
  * const { loss, logits } = await model.forward(et.systems.ConcatFusionClassifier.collate(items));
  */
 export class ConcatFusionClassifier extends Module {
-  readonly config: Required<Omit<ConcatFusionConfig, 'context'>> & { context: Required<ConcatContextConfig> | null };
+  readonly config: Required<Omit<ConcatFusionConfig, 'context' | 'textEncoder'>> & {
+    context: Required<ConcatContextConfig> | null;
+    /** The encoded modality and the LoRA applied (null: full fine-tuning), when there is a text encoder. */
+    textEncoder: { modality: string; lora: Required<LoraOptions> | null } | null;
+  };
   readonly classifier: Linear;
   readonly projection?: Linear;
   readonly position_embeddings?: Embedding;
   readonly speaker_embeddings?: Embedding;
   readonly input_norm?: LayerNorm;
   readonly context?: RobertaLayers;
-  private constructor(config: ConcatFusionClassifier['config'], opts: ModuleOptions) {
+  readonly text_encoder?: RobertaModel;
+  /** The encoder layers LoRA wrapped (with `textEncoder`). */
+  readonly loraLayers: string[] = [];
+  private constructor(config: ConcatFusionClassifier['config'], opts: ModuleOptions, encoder?: RobertaModel) {
     super();
     this.config = config;
+    if (encoder) {
+      this.text_encoder = this.registerModule('text_encoder', encoder);
+      if (config.textEncoder!.lora) this.loraLayers = applyLora(encoder, config.textEncoder!.lora);
+    }
     const inSize = Object.values(config.modalities).reduce((a, b) => a + b, 0);
     const c = config.context;
     if (c) {
@@ -121,7 +159,19 @@ export class ConcatFusionClassifier extends Module {
       };
       if (context.hidden_size % context.num_attention_heads !== 0) invalid(`a multiple of context.num_attention_heads (${context.num_attention_heads})`, 'context.hidden_size', context.hidden_size);
     }
-    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, num_labels: checkInt(config.num_labels ?? 7, 'num_labels', 2), bias: config.bias ?? false, context }, opts);
+    let textEncoder: ConcatFusionClassifier['config']['textEncoder'] = null;
+    const te = config.textEncoder;
+    if (te) {
+      if (typeof te !== 'object' || !(te.model instanceof RobertaModel)) invalid('{ model: a RobertaModel, modality?, lora? }', 'textEncoder', te);
+      if (context) invalid('no textEncoder with context (encode once, or use the seed classifier)', 'textEncoder', 'with context');
+      const modality = te.modality ?? 'text';
+      if (!(modality in config.modalities)) invalid(`one of the modalities (${Object.keys(config.modalities).join(', ')})`, 'textEncoder.modality', modality);
+      if (config.modalities[modality] !== te.model.config.hidden_size) invalid(`the encoder's hidden_size (${te.model.config.hidden_size})`, `modalities.${modality}`, config.modalities[modality]);
+      const l = te.lora === undefined ? { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } : te.lora;
+      if (l !== null && (typeof l !== 'object' || Array.isArray(l))) invalid('LoRA options { r, alpha, dropout?, targetModules } or null', 'textEncoder.lora', l);
+      textEncoder = { modality, lora: l && { r: l.r, alpha: l.alpha, dropout: l.dropout ?? 0, targetModules: l.targetModules } };
+    }
+    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, num_labels: checkInt(config.num_labels ?? 7, 'num_labels', 2), bias: config.bias ?? false, context, textEncoder }, opts, te?.model);
   }
 
   /** Size of the concatenated embedding. */
@@ -136,7 +186,9 @@ export class ConcatFusionClassifier extends Module {
     if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('{ features } or { embeddings }', 'ConcatFusionClassifier inputs', inputs);
     if (this.config.context) return this.forwardContext(inputs);
     let x: Tensor;
-    if (inputs.features) {
+    if (this.text_encoder) {
+      x = await this.encoded(inputs);
+    } else if (inputs.features) {
       x = checkTensor(inputs.features, 'features');
     } else {
       const e = inputs.embeddings;
@@ -153,6 +205,37 @@ export class ConcatFusionClassifier extends Module {
     if (!inputs.labels) return { logits };
     if (checkTensor(inputs.labels, 'labels').shape.join() !== String(x.shape[0])) invalid(`shape [${x.shape[0]}]`, 'labels', `[${inputs.labels.shape}]`);
     return { loss: crossEntropy(logits, inputs.labels.long()), logits };
+  }
+
+  /** With a text encoder: the pooled text states and the other modalities, concatenated in the config's order. */
+  private async encoded(inputs: ConcatFusionInputs): Promise<Tensor> {
+    const ids = checkTensor(inputs.inputIds, 'inputIds');
+    if (ids.ndim !== 2 || (ids.dtype !== 'int64' && ids.dtype !== 'int32')) invalid('an int64 tensor (batch, length) of token ids', 'inputIds', `${ids.dtype} [${ids.shape}]`);
+    const mask = checkTensor(inputs.attentionMask, 'attentionMask');
+    if (mask.shape.join() !== ids.shape.join()) invalid(`shape [${ids.shape}]`, 'attentionMask', `[${mask.shape}]`);
+    const B = ids.shape[0];
+    const { lastHiddenState } = await this.text_encoder!.forward({ inputIds: ids, attentionMask: mask });
+    const w = mask.to({ dtype: lastHiddenState.dtype }).unsqueeze(2);
+    const pooled = lastHiddenState.mul(w).sum(1).div(w.sum(1).clamp(1));
+    const mine = this.config.textEncoder!.modality;
+    const others = Object.entries(this.config.modalities).filter(([m]) => m !== mine);
+    const otherSize = others.reduce((a, [, d]) => a + d, 0);
+    let offset = 0;
+    const f = inputs.features;
+    if (others.length && !inputs.embeddings) {
+      if (!(f instanceof Tensor) || f.ndim !== 2 || f.shape[0] !== B || f.shape[1] !== otherSize) invalid(`a tensor (${B}, ${otherSize}) of the other modalities (${others.map(([m]) => m).join(', ')})`, 'features', f && `[${f.shape}]`);
+    }
+    return cat(Object.entries(this.config.modalities).map(([m, d]) => {
+      if (m === mine) return pooled;
+      const e = inputs.embeddings?.[m];
+      if (inputs.embeddings) {
+        if (!e) invalid(`a tensor for modality '${m}'`, `embeddings.${m}`, e);
+        if (checkTensor(e, `embeddings.${m}`).ndim !== 2 || e.shape[0] !== B || e.shape[1] !== d) invalid(`a tensor (${B}, ${d})`, `embeddings.${m}`, `[${e.shape}]`);
+        return e.to({ dtype: pooled.dtype });
+      }
+      offset += d;
+      return f!.slice(1, offset - d, offset).to({ dtype: pooled.dtype });
+    }), 1);
   }
 
   /** Conversations (C, U, Σd) → logits (C·U, num_labels), row c·U + u for utterance u of conversation c. */
@@ -221,22 +304,48 @@ export class ConcatFusionClassifier extends Module {
   }
 
   /**
-   * Batches ECF items that carry `features` (the dataset's concatenated embeddings).
-   * @throws EmotorchError ERR_INVALID_ARG for an empty batch or items without features.
+   * Batches ECF items that carry `features` (the dataset's concatenated embeddings). For a
+   * classifier with a `textEncoder`, give `tokenIds` (an item's token ids, e.g. from a tokenizer
+   * run once over the dataset): the batch then has `inputIds` / `attentionMask` padded with
+   * `padTokenId` (default 1, RoBERTa's), and `features` only when the items carry them (the other
+   * modalities).
+   * @throws EmotorchError ERR_INVALID_ARG for an empty batch, items without features (or without
+   *   token ids), or bad options.
+   * @example
+   * const ids = new Map(items.map((it, i) => [it, encoded.inputIds[i]]));
+   * const batch = et.systems.ConcatFusionClassifier.collate(xs, { tokenIds: (it) => ids.get(it) });
    */
-  static collate(items: EcfItem[], opts: { device?: Device } = {}): ConcatFusionInputs {
+  static collate(items: EcfItem[], opts: { device?: Device; tokenIds?: (item: EcfItem) => number[]; padTokenId?: number } = {}): ConcatFusionInputs {
     if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of ECF items', 'items', items);
+    if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
+    if (opts.tokenIds !== undefined && typeof opts.tokenIds !== 'function') invalid('a function (item) => token ids', 'tokenIds', opts.tokenIds);
     const d = items[0]?.features?.length ?? 0;
-    const flat = new Float32Array(items.length * d);
-    items.forEach((it, i) => {
-      if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `items[${i}]`, it);
-      flat.set(it.features, i * d);
-    });
     const device = opts.device ?? 'cpu';
-    return {
-      features: tensor(flat, { shape: [items.length, d], device }),
-      labels: tensor(Float64Array.from(items.map((it) => (it.label >= 0 ? it.label : -100))), { dtype: 'int64', device }),
+    const out: ConcatFusionInputs = {
+      labels: tensor(Float64Array.from(items.map((it) => (it?.label >= 0 ? it.label : -100))), { dtype: 'int64', device }),
     };
+    if (d > 0 || !opts.tokenIds) {
+      const flat = new Float32Array(items.length * d);
+      items.forEach((it, i) => {
+        if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `items[${i}]`, it);
+        flat.set(it.features, i * d);
+      });
+      out.features = tensor(flat, { shape: [items.length, d], device });
+    }
+    if (opts.tokenIds) {
+      const pad = checkInt(opts.padTokenId ?? 1, 'padTokenId', 0);
+      const seqs = items.map((it, i) => {
+        const ids = opts.tokenIds!(it);
+        if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isSafeInteger(x) && x >= 0)) invalid('a non-empty array of token ids', `tokenIds(items[${i}])`, ids);
+        return ids;
+      });
+      const T = Math.max(...seqs.map((q) => q.length));
+      const ids = new Float64Array(items.length * T).fill(pad), mask = new Float64Array(items.length * T);
+      seqs.forEach((q, i) => { ids.set(q, i * T); mask.fill(1, i * T, i * T + q.length); });
+      out.inputIds = tensor(ids, { shape: [items.length, T], dtype: 'int64', device });
+      out.attentionMask = tensor(mask, { shape: [items.length, T], dtype: 'int64', device });
+    }
+    return out;
   }
 }
 
