@@ -139,3 +139,20 @@ describe('Trainer mixed precision', () => {
     }
   });
 });
+
+describe('Trainer data order', () => {
+  it('group_by_length batches items of similar length (length_column_name), and says so when items have none', async () => {
+    const withLength = data.train.map((x, i) => ({ ...x, length: (i * 7) % 5 }));
+    const batches: number[][] = [];
+    const trainer = new et.train.Trainer({
+      model: new Classifier(0), trainDataset: asDataset(withLength), dataCollator: (xs: typeof withLength) => { batches.push(xs.map((x) => x.length)); return collate(xs); },
+      args: { output_dir: path.join(root, 'group'), group_by_length: true, max_steps: 2, per_device_train_batch_size: 8, save_strategy: 'no', disable_tqdm: true },
+    });
+    await trainer.train();
+    expect(batches.length).toBeGreaterThanOrEqual(2);
+    for (const b of batches.slice(0, 2)) expect(Math.max(...b) - Math.min(...b)).toBeLessThanOrEqual(1);
+    const bad = new et.train.Trainer({ model: new Classifier(0), trainDataset: asDataset(data.train), dataCollator: collate,
+      args: { output_dir: path.join(root, 'group2'), group_by_length: true, max_steps: 1, save_strategy: 'no', disable_tqdm: true } });
+    await expect(bad.train()).rejects.toThrow(/args\.group_by_length/);
+  });
+});
