@@ -26,7 +26,13 @@ describe('Trainer', () => {
     });
     for (const k of Object.keys(events)) trainer.on(k, () => { events[k]++; });
     const before = await trainer.evaluate();
+    // the event loop stays free: a chain of setImmediate callbacks keeps running during train()
+    let ticks = 0, live = true;
+    const tick = () => { ticks++; if (live) setImmediate(tick); };
+    setImmediate(tick);
     const r = await trainer.train();
+    live = false;
+    expect(ticks).toBeGreaterThan(r.globalStep);
     const after = await trainer.evaluate();
     console.log(`classifier: eval accuracy ${before.eval_accuracy.toFixed(3)} -> ${after.eval_accuracy.toFixed(3)}, loss ${r.trainingLoss.toFixed(3)}, ${r.globalStep} steps`);
     expect(r.stopReason).toBe('completed');
