@@ -205,7 +205,46 @@ def trainer_setup(cfg):
     return lambda: trainer.train()
 
 
-SETUPS = {"trainer": trainer_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
+def spectra_setup(cfg):
+    """scripts/fixtures/spectra.py's reference SPECTRA (HF WavLM pieces + RobertaModel + RobertaLayer,
+    the original ATForSequenceClassification forward) at the given sizes: one fine-tuning step =
+    forward, cross-entropy, backward, AdamW (PyTorch's default implementation). Train mode;
+    WavLM's layerdrop is 0 (emotorch has none; SPECTRA's audio path never masks time steps)."""
+    import importlib.util
+    import os
+    import warnings
+
+    from transformers import RobertaConfig, WavLMConfig
+
+    warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")  # HF WavLM's bool padding mask + float bias
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "fixtures", "spectra.py")
+    spec = importlib.util.spec_from_file_location("spectra_reference", path)
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    torch.manual_seed(0)
+    audio = WavLMConfig(**cfg["audio"], layerdrop=0.0)
+    model = ref.Classifier(audio, RobertaConfig(**cfg["text"]), num_class=cfg["num_class"], num_fused_layers=cfg["fused"]).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, eps=1e-8, weight_decay=0.01)
+    B, S, T = cfg["batch"], cfg["samples"], cfg["tokens"]
+    wave = 0.1 * torch.randn(B, S)
+    keep = torch.ones(B, S, dtype=torch.long)
+    ids = torch.randint(3, cfg["text"]["vocab_size"], (B, T))
+    ids[:, 0] = 0
+    tam = torch.ones(B, T, dtype=torch.long)
+    labels = torch.randint(0, cfg["num_class"], (B,))
+
+    def step():
+        _, loss = model(wave, keep, ids, tam, None, labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    return step
+
+
+SETUPS = {"trainer": trainer_setup, "spectra": spectra_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():
