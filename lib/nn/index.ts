@@ -18,3 +18,5 @@ export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } f
 export type { LoraOptions } from './lora';
 export { WavLMModel, WAVLM_DEFAULTS, WAVLM_RENAMES } from './wavlm';
 export type { WavLMConfig } from './wavlm';
+export { Wav2Vec2Model, WAV2VEC2_DEFAULTS, WAV2VEC2_RENAMES } from './wav2vec2';
+export type { Wav2Vec2Config, Wav2Vec2Inputs, Wav2Vec2Outputs } from './wav2vec2';

@@ -84,6 +84,13 @@ export interface GenerationOptions {
   early_stopping?: boolean | 'never';
   eos_token_id?: number | number[];
   pad_token_id?: number;
+  /**
+   * Ids that are never generated, as half-open ranges `[start, end)` (HF's `bad_words_ids` of
+   * single tokens, e.g. `[[32000, 42003]]`), applied in C++ as one vocabulary mask per call.
+   */
+  bannedTokenRanges?: Array<[number, number]>;
+  /** When given, only ids inside these half-open ranges can be generated (banned ranges still win). */
+  allowedTokenRanges?: Array<[number, number]>;
 }
 
 export interface GenerateInputs {
@@ -238,10 +245,36 @@ export class LlamaForCausalLM extends NativeModule {
       early_stopping: String(es),
       eos_token_id: eosList,
       pad_token_id: checkInt(opts.pad_token_id ?? this.config.pad_token_id, 'pad_token_id', 0),
+      banned_token_ranges: this.tokenRanges(opts.bannedTokenRanges, 'bannedTokenRanges'),
+      allowed_token_ranges: this.tokenRanges(opts.allowedTokenRanges, 'allowedTokenRanges'),
     };
     if (g.do_sample && g.num_beams > 1) invalid('do_sample false with num_beams > 1 (beam sampling is not supported)', 'generation options', opts);
+    if (banAll(g.banned_token_ranges, opts.allowedTokenRanges ? g.allowed_token_ranges : null, this.config.vocab_size)) {
+      invalid('token ranges that leave at least one id to generate', 'bannedTokenRanges / allowedTokenRanges', { banned: opts.bannedTokenRanges, allowed: opts.allowedTokenRanges });
+    }
     const h = await this.native.generate(inputs.inputIds?.handle ?? null, inputs.inputsEmbeds?.handle ?? null, inputs.attentionMask?.handle ?? null, g);
     const newTokens = new Tensor(h);
     return { newTokens, sequences: inputs.inputIds ? cat([inputs.inputIds.to({ device: newTokens.device }), newTokens], 1) : null };
   }
+
+  /** `[[start, end), …]` checked against the vocabulary and flattened for the native side. */
+  private tokenRanges(r: unknown, name: string): number[] {
+    if (r === undefined || r === null) return [];
+    if (!Array.isArray(r)) invalid('an array of [start, end) id pairs', name, r);
+    const V = this.config.vocab_size;
+    return (r as unknown[]).flatMap((p, i) => {
+      if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => Number.isSafeInteger(x)) || p[0] < 0 || p[0] > p[1] || p[1] > V) {
+        invalid(`a pair [start, end) with 0 ≤ start ≤ end ≤ ${V}`, `${name}[${i}]`, p);
+      }
+      return p as number[];
+    });
+  }
+}
+
+/** Whether flattened banned / allowed ranges forbid every id of a vocabulary of `V`. */
+function banAll(banned: number[], allowed: number[] | null, V: number): boolean {
+  const open = new Uint8Array(V).fill(allowed ? 0 : 1);
+  if (allowed) for (let i = 0; i < allowed.length; i += 2) open.fill(1, allowed[i], allowed[i + 1]);
+  for (let i = 0; i < banned.length; i += 2) open.fill(0, banned[i], banned[i + 1]);
+  return !open.includes(1);
 }

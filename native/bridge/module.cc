@@ -1,5 +1,6 @@
 // Module and optimizer handles, safetensors I/O and state copying: marshalling around
 // native/nn and native/io.
+#include "audio/units.h"
 #include "bridge/bridge.h"
 #include "io/safetensors.h"
 #include "nn/builtin.h"
@@ -10,6 +11,7 @@
 #include "nn/qformer.h"
 #include "nn/roberta.h"
 #include "nn/spectra.h"
+#include "nn/wav2vec2.h"
 #include "nn/wavlm.h"
 #include "nn/whisper.h"
 
@@ -78,6 +80,32 @@ nn::WavLMConfig wavlm_config(const Config& c) {
   w.num_buckets = c.i64("num_buckets", w.num_buckets);
   w.max_bucket_distance = c.i64("max_bucket_distance", w.max_bucket_distance);
   w.layer_norm_eps = c.d("layer_norm_eps", w.layer_norm_eps);
+  w.hidden_dropout = c.d("hidden_dropout", w.hidden_dropout);
+  w.attention_dropout = c.d("attention_dropout", w.attention_dropout);
+  w.activation_dropout = c.d("activation_dropout", w.activation_dropout);
+  w.feat_proj_dropout = c.d("feat_proj_dropout", w.feat_proj_dropout);
+  return w;
+}
+
+nn::Wav2Vec2Config wav2vec2_config(const Config& c) {
+  nn::Wav2Vec2Config w;
+  if (c.has("conv_dim")) w.conv_dim = c.ints("conv_dim");
+  if (c.has("conv_kernel")) w.conv_kernel = c.ints("conv_kernel");
+  if (c.has("conv_stride")) w.conv_stride = c.ints("conv_stride");
+  w.conv_bias = c.b("conv_bias", w.conv_bias);
+  w.do_stable_layer_norm = c.b("do_stable_layer_norm", w.do_stable_layer_norm);
+  w.masked_spec_embed = c.b("masked_spec_embed", w.masked_spec_embed);
+  w.feat_extract_norm = c.s("feat_extract_norm", w.feat_extract_norm);
+  w.feat_extract_activation = c.s("feat_extract_activation", w.feat_extract_activation);
+  w.hidden_act = c.s("hidden_act", w.hidden_act);
+  w.hidden_size = c.i64("hidden_size", w.hidden_size);
+  w.num_hidden_layers = c.i64("num_hidden_layers", w.num_hidden_layers);
+  w.num_attention_heads = c.i64("num_attention_heads", w.num_attention_heads);
+  w.intermediate_size = c.i64("intermediate_size", w.intermediate_size);
+  w.num_conv_pos_embeddings = c.i64("num_conv_pos_embeddings", w.num_conv_pos_embeddings);
+  w.num_conv_pos_embedding_groups = c.i64("num_conv_pos_embedding_groups", w.num_conv_pos_embedding_groups);
+  w.layer_norm_eps = c.d("layer_norm_eps", w.layer_norm_eps);
+  w.layerdrop = c.d("layerdrop", w.layerdrop);
   w.hidden_dropout = c.d("hidden_dropout", w.hidden_dropout);
   w.attention_dropout = c.d("attention_dropout", w.attention_dropout);
   w.activation_dropout = c.d("activation_dropout", w.activation_dropout);
@@ -180,6 +208,8 @@ const std::map<std::string, Factory>& factories() {
          return std::make_shared<nn::LlamaForCausalLM>(l);
        }},
       {"wavlm", [](const Config& c) { return std::make_shared<nn::WavLMModel>(wavlm_config(c)); }},
+      {"wav2vec2", [](const Config& c) { return std::make_shared<nn::Wav2Vec2Model>(wav2vec2_config(c)); }},
+      {"kmeans_units", [](const Config& c) { return std::make_shared<audio::KMeansUnits>(c.i64("num_units"), c.i64("dim")); }},
       {"spectra_audio", [](const Config& c) {
          nn::SpectraAudioConfig s;
          s.wavlm = wavlm_config(c);
@@ -295,6 +325,8 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
       g.early_stopping = c.s("early_stopping", g.early_stopping);
       g.pad_token_id = c.i64("pad_token_id", g.pad_token_id);
       if (c.has("eos_token_id")) g.eos_token_ids = to_ints(c.get("eos_token_id"), "eos_token_id");
+      if (c.has("banned_token_ranges")) g.banned_token_ranges = c.ints("banned_token_ranges");
+      if (c.has("allowed_token_ranges")) g.allowed_token_ranges = c.ints("allowed_token_ranges");
       auto out = std::make_shared<at::Tensor>();
       return run_async(info.Env(), "emotorch.generate", mutex, [llm, ids, embeds, mask, g, out] {
         at::NoGradGuard ng;

@@ -187,6 +187,11 @@ at::Tensor warp(at::Tensor scores, const GenerationConfig& g) {
   return scores;
 }
 
+// Banned ids (HF's bad_words_ids of single tokens) get −inf before any choice is made.
+void apply_bans(at::Tensor& scores, const at::Tensor& banned) {
+  if (banned.defined()) scores.masked_fill_(banned.unsqueeze(0), -std::numeric_limits<float>::infinity());
+}
+
 at::Tensor initial_positions(const at::Tensor& keep) {
   return (keep.cumsum(1) - 1).clamp_min(0);  // left padding: real tokens start at 0
 }
@@ -205,6 +210,23 @@ at::Tensor LlamaForCausalLM::generate(const at::Tensor& ids, const at::Tensor& e
   return g.num_beams > 1 ? beam_search(seen, embeds, keep, g) : greedy_or_sample(seen, embeds, keep, g);
 }
 
+at::Tensor LlamaForCausalLM::banned_mask(const GenerationConfig& g, const at::Device& device) const {
+  if (g.banned_token_ranges.empty() && g.allowed_token_ranges.empty()) return {};
+  auto fill = [&](const std::vector<int64_t>& r, at::Tensor& m, bool value, const char* what) {
+    TORCH_CHECK(r.size() % 2 == 0, "generate: ", what, " must be (start, end) pairs");
+    for (size_t i = 0; i < r.size(); i += 2) {
+      TORCH_CHECK(0 <= r[i] && r[i] <= r[i + 1] && r[i + 1] <= cfg.vocab_size, "generate: ", what, " [", r[i], ", ", r[i + 1],
+                  ") is not inside the vocabulary [0, ", cfg.vocab_size, ")");
+      m.narrow(0, r[i], r[i + 1] - r[i]).fill_(value);
+    }
+  };
+  at::Tensor banned = at::full({cfg.vocab_size}, !g.allowed_token_ranges.empty(), at::TensorOptions().dtype(at::kBool));
+  fill(g.allowed_token_ranges, banned, false, "allowed_token_ranges");
+  fill(g.banned_token_ranges, banned, true, "banned_token_ranges");
+  TORCH_CHECK(!banned.all().item<bool>(), "generate: the token bans leave no token to generate");
+  return banned.to(device);
+}
+
 at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen_in, const at::Tensor& embeds, const at::Tensor& keep_in,
                                               const GenerationConfig& g) {
   int64_t B = embeds.size(0);
@@ -216,10 +238,12 @@ at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen_in, const a
   at::Tensor eos = at::tensor(g.eos_token_ids, lopts);
   at::Tensor finished = at::zeros({B}, lopts.dtype(at::kBool));
   at::Tensor next_pos = pos.select(1, pos.size(1) - 1).unsqueeze(1);
+  at::Tensor banned = banned_mask(g, embeds.device());
   std::vector<at::Tensor> out;
   for (int64_t step = 0; step < g.max_new_tokens; ++step) {
     at::Tensor scores = last.to(at::kFloat);
     apply_repetition_penalty(scores, seen, g.repetition_penalty);
+    apply_bans(scores, banned);
     apply_min_new_tokens(scores, step, g);
     at::Tensor next = g.do_sample ? at::multinomial(warp(scores, g).softmax(1), 1).squeeze(1) : scores.argmax(1);
     next = at::where(finished, at::full({}, g.pad_token_id, lopts), next);
@@ -260,11 +284,13 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
     }
   };
   auto worst = [&](int64_t b) { return std::min_element(hyps[b].begin(), hyps[b].end(), [](auto& a, auto& c) { return a.score < c.score; })->score; };
+  at::Tensor banned = banned_mask(g, embeds.device());
   int64_t steps = 0;
   for (int64_t step = 0; step < g.max_new_tokens; ++step) {
     steps = step + 1;
     at::Tensor logp = last.to(at::kFloat).log_softmax(1);  // (B·K, V)
     apply_repetition_penalty(logp, seen, g.repetition_penalty);
+    apply_bans(logp, banned);
     apply_min_new_tokens(logp, step, g);
     auto bs = at::tensor(std::vector<double>([&] { std::vector<double> f; for (auto& r : beam_scores) f.insert(f.end(), r.begin(), r.end()); return f; }()),
                          at::TensorOptions().dtype(at::kFloat)).to(logp.device());

@@ -28,6 +28,9 @@ struct GenerationConfig {
   std::string early_stopping = "true";  // "true" | "false" (heuristic) | "never"
   std::vector<int64_t> eos_token_ids;
   int64_t pad_token_id = 0;
+  // Half-open id ranges [start, end), flattened as start0, end0, start1, end1, …: banned ranges
+  // can never be generated; when allowed ranges are given, ids outside all of them are banned too.
+  std::vector<int64_t> banned_token_ranges, allowed_token_ranges;
 };
 
 // Per-layer key/value cache: (B, kv_heads, T, D) each.
@@ -68,6 +71,8 @@ struct LlamaForCausalLM : Model {
   Linear lm_head{nullptr};
 
  private:
+  // (V) bool: true where generation.{banned,allowed}_token_ranges forbid the id; undefined when none do.
+  at::Tensor banned_mask(const GenerationConfig& g, const at::Device& device) const;
   at::Tensor greedy_or_sample(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g);
   at::Tensor beam_search(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g);
 };

@@ -138,6 +138,24 @@ export const CONFIG_ROWS: ConfigRow[] = [
     },
     divides: [['hidden_size', 'num_attention_heads'], ['num_attention_heads', 'num_key_value_heads']],
   },
+  {
+    name: 'Wav2Vec2Model',
+    create: (c) => et.nn.Wav2Vec2Model.create(c),
+    valid: {
+      conv_dim: [8, 8], conv_kernel: [10, 3], conv_stride: [5, 2], conv_bias: true, feat_extract_norm: 'layer', feat_extract_activation: 'gelu',
+      do_stable_layer_norm: true, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, hidden_act: 'gelu',
+      num_conv_pos_embeddings: 4, num_conv_pos_embedding_groups: 2, layer_norm_eps: 1e-5, layerdrop: 0, hidden_dropout: 0, attention_dropout: 0,
+      activation_dropout: 0, feat_proj_dropout: 0, mask_time_prob: 0.05, mask_feature_prob: 0,
+    },
+    fields: {
+      conv_dim: 'posintlist', conv_kernel: 'posintlist', conv_stride: 'posintlist', conv_bias: 'bool', feat_extract_norm: { enum: ['group', 'layer'] },
+      feat_extract_activation: 'act', do_stable_layer_norm: 'bool', hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint',
+      intermediate_size: 'posint', hidden_act: 'act', num_conv_pos_embeddings: 'posint', num_conv_pos_embedding_groups: 'posint', layer_norm_eps: 'posnum',
+      ...dropouts('layerdrop', 'hidden_dropout', 'attention_dropout', 'activation_dropout', 'feat_proj_dropout', 'mask_time_prob', 'mask_feature_prob'),
+    },
+    divides: [['hidden_size', 'num_attention_heads'], ['hidden_size', 'num_conv_pos_embedding_groups']],
+    sameLength: [['conv_dim', 'conv_kernel', 'conv_stride']],
+  },
 ];
 
 // ---- tensor ops ------------------------------------------------------------------------------
@@ -274,5 +292,9 @@ export const MODEL_ROWS: ModelRow[] = [
   {
     name: 'LlamaForCausalLM', create: () => et.nn.LlamaForCausalLM.create(CONFIG_ROWS[5].valid),
     input: (s) => ({ inputIds: ids(s, [2, 6], 0, 40) }), output: (o) => (o as { logits: et.Tensor }).logits,
+  },
+  {
+    name: 'Wav2Vec2Model', create: () => et.nn.Wav2Vec2Model.create(CONFIG_ROWS.find((r) => r.name === 'Wav2Vec2Model')!.valid),
+    input: (s) => ({ inputValues: rand(s, [2, 400]) }), output: lastHidden,
   },
 ];

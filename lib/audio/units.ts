@@ -1,0 +1,205 @@
+/**
+ * Discrete speech units (USDM's input): a speech encoder's hidden states at one layer, each frame
+ * assigned its nearest k-means centroid (squared L2) in native code (native/audio/units), batched,
+ * optionally with runs of one unit collapsed. Centroids come from a numpy `.npy` file such as
+ * seamless's `kmeans_10k.npy`.
+ */
+import * as fs from 'fs';
+import { Module, NativeModule } from '../nn/module';
+import type { ModuleOptions } from '../nn/module';
+import type { Wav2Vec2Model } from '../nn/wav2vec2';
+import { Tensor, checkTensor, tensor } from '../tensor';
+import { EmotorchError, invalid } from '../errors';
+
+/** A float array read from a `.npy` file. */
+export interface NpyArray { data: Float32Array; shape: number[] }
+
+/**
+ * Reads a numpy `.npy` file (format 1.0–3.0, C order) of float16/32/64 values into Float32 data.
+ * @param file path of the `.npy` file
+ * @throws EmotorchError ERR_IO (unreadable) / ERR_FORMAT (not a float C-order .npy)
+ * @example
+ * const { data, shape } = et.audio.readNpy('kmeans_10k.npy');  // shape [10000, 1280]
+ */
+export function readNpy(file: string): NpyArray {
+  if (typeof file !== 'string') invalid('a file path', 'file', file);
+  let buf: Buffer;
+  try {
+    if (!fs.statSync(file).isFile()) throw new Error('not a regular file');
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
+  }
+  const bad = (why: string): never => { throw new EmotorchError(`'${file}' is not a readable .npy array: ${why}`, 'ERR_FORMAT'); };
+  if (buf.length < 10 || buf.readUInt8(0) !== 0x93 || buf.toString('latin1', 1, 6) !== 'NUMPY') bad('no \\x93NUMPY magic');
+  const major = buf.readUInt8(6);
+  if (major < 1 || major > 3) bad(`format version ${major}`);
+  const hlen = major === 1 ? buf.readUInt16LE(8) : buf.length >= 12 ? buf.readUInt32LE(8) : bad('truncated header');
+  const start = major === 1 ? 10 : 12;
+  if (start + hlen > buf.length) bad('truncated header');
+  const header = buf.toString(major === 3 ? 'utf8' : 'latin1', start, start + hlen);
+  const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (descr === undefined || fortran === undefined || shapeText === undefined) bad('header lacks descr, fortran_order or shape');
+  if (fortran === 'True') bad('Fortran order is not supported');
+  const shape = shapeText!.split(',').map((s) => s.trim()).filter((s) => s.length).map(Number);
+  if (!shape.every((n) => Number.isSafeInteger(n) && n >= 0)) bad(`shape (${shapeText})`);
+  const count = shape.reduce((a, b) => a * b, 1);
+  const m = /^([<>|=])f([248])$/.exec(descr!);
+  if (!m) bad(`dtype '${descr}' (float16, float32 or float64 expected)`);
+  const size = Number(m![2]);
+  const big = m![1] === '>';
+  const off = start + hlen;
+  if (buf.length - off !== count * size) bad(`${buf.length - off} data bytes for ${count} elements of ${size} bytes`);
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    const p = off + i * size;
+    out[i] = size === 4 ? (big ? buf.readFloatBE(p) : buf.readFloatLE(p)) : size === 8 ? (big ? buf.readDoubleBE(p) : buf.readDoubleLE(p)) : half(big ? buf.readUInt16BE(p) : buf.readUInt16LE(p));
+  }
+  return { data: out, shape };
+}
+
+function half(h: number): number {
+  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+/** Nearest-centroid assignment over (batch, frames, dim) states; the centroids are the buffer `centroids`. @internal */
+class KMeansUnits extends NativeModule {
+  constructor(numUnits: number, dim: number, opts: ModuleOptions) { super('kmeans_units', { num_units: numUnits, dim }, opts); }
+  async forward(inputs: { states: Tensor; frameMask: Tensor | null; dedup: boolean }): Promise<{ units: Tensor; lengths: Tensor }> {
+    const flag = tensor([inputs.dedup ? 1 : 0], { dtype: 'int64' });
+    try {
+      const [units, lengths] = await this.run([inputs.states, inputs.frameMask, flag]);
+      return { units: units!, lengths: lengths! };
+    } finally {
+      flag.dispose();
+    }
+  }
+}
+
+/** Options of {@link UnitExtractor}. */
+export interface UnitExtractorOptions {
+  /** The speech encoder (XLS-R for USDM). */
+  encoder: Wav2Vec2Model;
+  /** Hidden state index: 0 = encoder input, i = output of layer i (USDM: 35 of XLS-R 1B, seamless's `out_layer_idx` 34). */
+  layer: number;
+  /** (units, dim) centroids: a `.npy` path, a float Tensor, or `{ data, shape }`. */
+  centroids: string | Tensor | NpyArray;
+  /** Collapse runs of one unit (default false: USDM keeps every frame's unit). */
+  dedup?: boolean;
+  /** Standardize each clip over its real samples, (x − mean) / sqrt(var + 1e-5), as seamless's UnitExtractor does (default true). */
+  normalize?: boolean;
+}
+
+/**
+ * k-means speech units from a Wav2Vec2 / XLS-R layer: `forward` → `{ units (batch, frames), lengths }`
+ * with −1 after each row's length; `predict` gives plain arrays.
+ * @example
+ * const xlsr = await et.nn.Wav2Vec2Model.fromPretrained('xlsr2_1b_v2/');
+ * const ux = new et.audio.UnitExtractor({ encoder: xlsr, layer: 35, centroids: 'kmeans_10k.npy' });
+ * const [units] = await ux.predict({ inputValues: wave });   // [ 4120, 4120, 873, … ]
+ */
+export class UnitExtractor extends Module {
+  readonly encoder: Wav2Vec2Model;
+  readonly layer: number;
+  readonly dedup: boolean;
+  readonly normalize: boolean;
+  readonly numUnits: number;
+  private readonly kmeans: KMeansUnits;
+
+  /**
+   * @throws EmotorchError ERR_INVALID_ARG for a bad layer or centroids whose width is not the encoder's hidden size; ERR_IO / ERR_FORMAT for the .npy file
+   */
+  constructor(opts: UnitExtractorOptions) {
+    super();
+    if (!opts || typeof opts !== 'object') invalid('an options object ({ encoder, layer, centroids })', 'UnitExtractor options', opts);
+    const enc = opts.encoder as Wav2Vec2Model & { hiddenStateAt?: unknown };
+    if (!(enc instanceof Module) || typeof enc.hiddenStateAt !== 'function') invalid('a Wav2Vec2Model', 'encoder', opts.encoder);
+    const L = opts.encoder.config.num_hidden_layers, H = opts.encoder.config.hidden_size;
+    if (!Number.isSafeInteger(opts.layer) || opts.layer < 0 || opts.layer > L) invalid(`an integer in [0, ${L}]`, 'layer', opts.layer);
+    for (const k of ['dedup', 'normalize'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
+    let c: Tensor;
+    if (opts.centroids instanceof Tensor) {
+      c = checkTensor(opts.centroids, 'centroids');
+    } else {
+      const a = typeof opts.centroids === 'string' ? readNpy(opts.centroids)
+        : opts.centroids && typeof opts.centroids === 'object' && (opts.centroids as NpyArray).data instanceof Float32Array ? opts.centroids as NpyArray
+          : invalid('a .npy path, a Tensor or { data: Float32Array, shape }', 'centroids', opts.centroids);
+      c = tensor(a.data, { shape: a.shape });
+    }
+    if (c.shape.length !== 2 || c.shape[0] < 1 || c.shape[1] !== H) invalid(`centroids (units ≥ 1, ${H})`, 'centroids shape', `[${c.shape}]`);
+    this.encoder = this.registerModule('encoder', opts.encoder);
+    this.layer = opts.layer;
+    this.dedup = opts.dedup ?? false;
+    this.normalize = opts.normalize ?? true;
+    this.numUnits = c.shape[0];
+    const device = opts.encoder.parameters()[0]?.device;
+    this.kmeans = this.registerModule('kmeans', new KMeansUnits(c.shape[0], H, device ? { device } : {}));
+    // Loading is async: forward waits for it (a failure surfaces there, not as an unhandled rejection).
+    const owned = c !== opts.centroids;
+    this.ready = this.kmeans.loadStateDict({ centroids: c }, { strict: true }).then(
+      () => { if (owned) c.dispose(); return null; }, (e: unknown) => e);
+  }
+
+  private readonly ready: Promise<unknown>;
+
+  /**
+   * @param inputs.inputValues (batch, samples) 16 kHz waveform
+   * @param inputs.attentionMask (batch, samples) 1 = real sample, 0 = padding
+   * @returns units (batch, frames) int64, −1 past each row's length; lengths (batch) int64
+   * @throws EmotorchError ERR_INVALID_ARG for bad shapes
+   */
+  async forward(inputs: { inputValues: Tensor; attentionMask?: Tensor | null; dedup?: boolean } | Tensor): Promise<{ units: Tensor; lengths: Tensor }> {
+    const x = inputs instanceof Tensor ? { inputValues: inputs } : inputs;
+    if (!x || typeof x !== 'object') invalid('an inputs object ({ inputValues, attentionMask? }) or a Tensor', 'UnitExtractor inputs', inputs);
+    if (x.dedup !== undefined && typeof x.dedup !== 'boolean') invalid('a boolean', 'dedup', x.dedup);
+    const wave = checkTensor(x.inputValues, 'inputValues');
+    if (wave.shape.length !== 2) invalid('a waveform (batch, samples)', 'inputValues', `[${wave.shape}]`);
+    const mask = x.attentionMask ?? null;
+    const failed = await this.ready;
+    if (failed) throw failed;
+    const values = this.normalize ? standardize(wave, mask) : wave;
+    try {
+      const { hiddenState, frameMask } = await this.encoder.hiddenStateAt({ inputValues: values, attentionMask: mask }, this.layer);
+      try {
+        return await this.kmeans.forward({ states: hiddenState, frameMask, dedup: x.dedup ?? this.dedup });
+      } finally {
+        hiddenState.dispose();
+        frameMask?.dispose();
+      }
+    } finally {
+      if (values !== wave) values.dispose();
+    }
+  }
+
+  /** Unit id lists, one per clip (padding removed). Same parameters as {@link forward}. */
+  async predict(inputs: { inputValues: Tensor; attentionMask?: Tensor | null; dedup?: boolean } | Tensor): Promise<number[][]> {
+    const { units, lengths } = await this.forward(inputs);
+    const u = units.toArray() as number[][], n = lengths.toArray() as number[];
+    units.dispose();
+    lengths.dispose();
+    return u.map((row, i) => row.slice(0, n[i]));
+  }
+}
+
+/** (x − mean) / sqrt(var + 1e-5) over each row's real samples; padding stays 0. */
+function standardize(wave: Tensor, mask: Tensor | null): Tensor {
+  if (!mask) {
+    const mean = wave.mean(1, true);
+    const c = wave.sub(mean);
+    const out = c.div(c.square().mean(1, true).add(1e-5).sqrt());
+    mean.dispose(); c.dispose();
+    return out;
+  }
+  const m = checkTensor(mask, 'attentionMask').to({ dtype: wave.dtype });
+  const n = m.sum(1, true).clamp(1);
+  const mean = wave.mul(m).sum(1, true).div(n);
+  const c = wave.sub(mean).mul(m);
+  const out = c.div(c.square().sum(1, true).div(n).add(1e-5).sqrt());
+  for (const t of [m, n, mean, c]) t.dispose();
+  return out;
+}

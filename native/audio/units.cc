@@ -1,0 +1,73 @@
+#include "audio/units.h"
+
+namespace et::audio {
+
+at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, const at::Tensor& valid) {
+  TORCH_CHECK(states.dim() == 3, "units: expected states (batch, frames, dim) but got ", states.sizes());
+  TORCH_CHECK(centroids.dim() == 2 && centroids.size(1) == states.size(2), "units: centroids ", centroids.sizes(),
+              " do not match the states' dimension ", states.size(2));
+  TORCH_CHECK(centroids.size(0) > 0, "units: no centroids");
+  at::NoGradGuard g;
+  auto dt = states.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  int64_t B = states.size(0), T = states.size(1), H = states.size(2);
+  auto c = centroids.to(states.device(), dt);
+  auto ct = c.t().contiguous();                 // (H, K)
+  auto c2 = (c * c).sum(1).unsqueeze(0);         // (1, K)
+  auto rows = states.reshape({B * T, H}).to(dt);  // (B·T, H)
+  auto out = at::empty({B * T}, at::TensorOptions().dtype(at::kLong).device(states.device()));
+  // argmin_k ‖s − c_k‖² = argmin_k (‖c_k‖² − 2 s·c_k); chunks keep the (rows, K) matrix small.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / c.size(0));
+  for (int64_t s = 0; s < B * T; s += chunk) {
+    int64_t n = std::min(chunk, B * T - s);
+    auto s2 = at::addmm(c2, rows.narrow(0, s, n), ct, 1, -2);  // (n, K)
+    out.narrow(0, s, n).copy_(s2.argmin(1));
+  }
+  out = out.view({B, T});
+  if (valid.defined()) {
+    TORCH_CHECK(valid.sizes() == out.sizes(), "units: valid ", valid.sizes(), " does not match the states' frames ", out.sizes());
+    out.masked_fill_(valid.to(at::kBool).logical_not(), -1);
+  }
+  return out;
+}
+
+std::pair<at::Tensor, at::Tensor> dedup_units(const at::Tensor& units) {
+  TORCH_CHECK(units.dim() == 2, "units: expected (batch, frames) but got ", units.sizes());
+  auto u = units.to(at::kCPU, at::kLong).contiguous();
+  int64_t B = u.size(0), T = u.size(1);
+  auto out = at::full({B, T}, -1, u.options());
+  auto len = at::zeros({B}, u.options());
+  auto src = u.accessor<int64_t, 2>();
+  auto dst = out.accessor<int64_t, 2>();
+  int64_t longest = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      int64_t v = src[b][t];
+      if (v < 0) continue;
+      if (n == 0 || dst[b][n - 1] != v) dst[b][n++] = v;
+    }
+    len[b] = n;
+    longest = std::max(longest, n);
+  }
+  return {out.narrow(1, 0, longest).contiguous().to(units.device()), len.to(units.device())};
+}
+
+KMeansUnits::KMeansUnits(int64_t num_units, int64_t dim) {
+  TORCH_CHECK(num_units > 0 && dim > 0, "units: centroids must be (K > 0, dim > 0)");
+  centroids = register_buffer("centroids", at::zeros({num_units, dim}));
+}
+
+nn::Tensors KMeansUnits::forward(const nn::Tensors& in) {
+  const at::Tensor& states = in.at(0);
+  const at::Tensor valid = in.size() > 1 ? in[1] : at::Tensor();
+  bool dedup = in.size() > 2 && in[2].defined() && in[2].item<double>() != 0;
+  auto units = assign_units(states, centroids, valid);
+  if (dedup) {
+    auto [d, len] = dedup_units(units);
+    return {d, len};
+  }
+  auto len = valid.defined() ? valid.to(at::kLong).sum(1) : at::full({units.size(0)}, units.size(1), units.options());
+  return {units, len};
+}
+
+}  // namespace et::audio

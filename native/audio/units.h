@@ -1,0 +1,25 @@
+// Discrete speech units: nearest k-means centroid (squared L2) for every frame of a layer's
+// hidden states, batched, with optional run-length deduplication (USDM / seamless UnitExtractor).
+#pragma once
+#include "nn/model.h"
+
+namespace et::audio {
+
+// states (B, T, H), centroids (K, H), valid (B, T) bool or undefined → units (B, T) int64, −1 at
+// invalid frames. Distances are computed in float32 (or the states' wider dtype) in row chunks.
+at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, const at::Tensor& valid);
+
+// units (B, T) int64 with −1 padding → (units (B, T') with runs of one unit collapsed, −1 after
+// each row's end; lengths (B) int64).
+std::pair<at::Tensor, at::Tensor> dedup_units(const at::Tensor& units);
+
+// A module holding the centroids as the buffer `centroids` (K, H).
+// inputs: states (B, T, H), valid (B, T) or undefined, dedup (0-d, nonzero = collapse runs) or undefined
+// outputs: units (B, T') int64 (−1 = none), lengths (B) int64
+struct KMeansUnits : nn::Model {
+  KMeansUnits(int64_t num_units, int64_t dim);
+  nn::Tensors forward(const nn::Tensors& in) override;
+  at::Tensor centroids;
+};
+
+}  // namespace et::audio

@@ -1,0 +1,51 @@
+// Wav2Vec2 (HF Wav2Vec2Model; XLS-R is its layer-norm, stable-layer-norm variant): conv feature
+// encoder (group-norm or layer-norm variant), feature projection, weight-normed conv positions,
+// post-LN or stable-layer-norm (pre-LN) transformer encoder, no relative position bias.
+// Raw 16 kHz waveform (B, samples) → (B, frames, hidden), and the hidden state of any layer.
+#pragma once
+#include "nn/lora.h"
+#include "nn/model.h"
+
+namespace et::nn {
+
+struct Wav2Vec2Config {
+  std::vector<int64_t> conv_dim{512, 512, 512, 512, 512, 512, 512}, conv_kernel{10, 3, 3, 3, 3, 2, 2}, conv_stride{5, 2, 2, 2, 2, 2, 2};
+  bool conv_bias = false, do_stable_layer_norm = false, masked_spec_embed = true;
+  std::string feat_extract_norm = "group", feat_extract_activation = "gelu", hidden_act = "gelu";
+  int64_t hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12, intermediate_size = 3072;
+  int64_t num_conv_pos_embeddings = 128, num_conv_pos_embedding_groups = 16;
+  double layer_norm_eps = 1e-5, layerdrop = 0.1, hidden_dropout = 0.1, attention_dropout = 0.1, activation_dropout = 0.1, feat_proj_dropout = 0.0;
+};
+
+struct Wav2Vec2LayerImpl : torch::nn::Module {
+  explicit Wav2Vec2LayerImpl(const Wav2Vec2Config& c);
+  // x (B, T, H); mask additive (B, 1, 1, T) or undefined.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& mask);
+  Wav2Vec2Config cfg;
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, inter{nullptr}, out{nullptr};
+  torch::nn::LayerNorm layer_norm{nullptr}, final_layer_norm{nullptr};
+};
+TORCH_MODULE(Wav2Vec2Layer);
+
+struct Wav2Vec2Model : Model {
+  explicit Wav2Vec2Model(const Wav2Vec2Config& c);
+  // inputs: input_values (B, N); attention_mask (B, N) 1/0 or undefined; states (0-d integer) or
+  // undefined: when given as k (0 ≤ k ≤ layers), only the first k layers run and the outputs
+  // carry hidden states 0..k after the two below.
+  // outputs: last_hidden_state (B, T, H) (undefined when k < layers), frame mask (B, T) bool true
+  // = valid (undefined without a mask), then hidden_states[0..k] (B, T, H): [0] the encoder's
+  // input after the conv positions, [i] the output of layer i (as transformers 5 records them).
+  Tensors forward(const Tensors& in) override;
+  // Conv feature encoder + feature projection: waveform (B, N) → (B, T, H), nothing masked.
+  at::Tensor features(const at::Tensor& wave);
+  int64_t frames_for(int64_t samples) const;
+  Wav2Vec2Config cfg;
+  std::vector<torch::nn::Conv1d> convs;
+  std::vector<torch::nn::AnyModule> norms;  // GroupNorm (layer 0 only) or LayerNorm per layer
+  torch::nn::LayerNorm proj_ln{nullptr}, enc_ln{nullptr};
+  Linear projection{nullptr};
+  at::Tensor pos_g, pos_v, pos_bias, mask_embed;
+  torch::nn::ModuleList layers{nullptr};
+};
+
+}  // namespace et::nn
