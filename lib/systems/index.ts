@@ -11,3 +11,5 @@ export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn';
 export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions } from './salmonn';
 export { ConcatFusionClassifier, embedUtterances, ecfSubmission, writeEcfSubmission, selfCausePairs } from './concat';
 export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig, EcfPairPrediction } from './concat';
+export { Usdm, usdmSftLabels, addUnitVocabulary, USDM_TOKEN_IDS, USDM_SFT_ARGS } from './usdm';
+export type { UsdmTokenIds, UsdmTextCodec, UsdmOptions } from './usdm';
