@@ -5,6 +5,10 @@
  * the emotorch way. Ids, tokens, decodes, added-token ids and truncation are the Python library's
  * by construction. Encoding and decoding run on the libuv thread pool: `encode`, `tokenize`,
  * `decode` and `encodeBatch` return Promises.
+ *
+ * The package aborts the whole process on a Rust panic, which a few malformed tokenizer.json
+ * files cause (found by fuzzing 0.23.2); {@link checkLibraryLimits} refuses those before they
+ * reach it. The file's own `truncation` and `padding` are not applied, as in transformers.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -103,6 +107,7 @@ export interface BatchEncoding<T = number[][]> {
 }
 
 type SpecialName = 'bos' | 'eos' | 'pad' | 'unk';
+type AddedFlags = { normalized: boolean; lstrip: boolean; rstrip: boolean };
 
 /** Model types of tokenizer.json that the library implements. */
 const MODEL_TYPES = ['BPE', 'WordPiece', 'WordLevel', 'Unigram'];
@@ -266,15 +271,19 @@ export class Tokenizer {
   #source: string;
   /** The model vocabulary's size and largest id (toJSON writes every id up to the largest). */
   #vocab: { size: number; maxId: number };
+  /** Added token content → how the library matches it (the last add's flags); see {@link Tokenizer.#checkAdded}. */
+  #added = new Map<string, AddedFlags>();
   #special: Partial<Record<SpecialName, string>> = {};
   /** How many special tokens the post-processor adds to one text (for truncation), once known. */
   #numSpecial: Promise<number> | null = null;
 
-  private constructor(rust: RustTokenizer, config: TokenizerConfig, source: string, maxId: number) {
+  private constructor(rust: RustTokenizer, config: TokenizerConfig, source: string, maxId: number, added: AddedTokenJSON[]) {
     this.#rust = rust;
     this.#config = config;
     this.#source = source;
     this.#vocab = { size: rust.getVocabSize(false), maxId };
+    for (const t of added) this.#added.set(t.content, { normalized: t.normalized !== false, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
+    this.#checkAdded(this.#added, (why) => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); });
     for (const k of ['bos', 'eos', 'pad', 'unk'] as const) {
       const t = tokenContent(config[`${k}_token`]);
       if (t !== undefined) this.#special[k] = t;
@@ -300,7 +309,26 @@ export class Tokenizer {
     // As transformers does, the file's own truncation and padding are not applied (encodeBatch's options are).
     rust.disableTruncation();
     rust.disablePadding();
-    return new Tokenizer(rust, config as TokenizerConfig, source, maxVocabId(json.model as Record<string, unknown>));
+    const added = Array.isArray(json.added_tokens) ? (json.added_tokens as AddedTokenJSON[]) : [];
+    return new Tokenizer(rust, config as TokenizerConfig, source, maxVocabId(json.model as Record<string, unknown>), added);
+  }
+
+  /**
+   * Refuses added tokens that make the library panic (abort the process) at encode: one whose
+   * matched form (its content, normalized when `normalized`) is empty matches inside multi-byte
+   * characters; a whitespace-only one with `lstrip`, when a token has `rstrip`, can fall in the
+   * whitespace that token absorbed and end before it starts ("AddedVocabulary bad split").
+   */
+  #checkAdded(added: Map<string, AddedFlags>, fail: (why: string) => never): void {
+    const normalizer = this.#rust.getNormalizer();
+    const rstrip = [...added.values()].some((f) => f.rstrip);
+    for (const [content, f] of added) {
+      if (content === '') continue; // the library ignores it
+      const form = f.normalized && normalizer ? normalizer.normalizeString(content) : content;
+      if (form === '') fail(`the added token ${JSON.stringify(content)} normalizes to an empty string`);
+      // (JS's \s lacks U+0085, which Rust's has)
+      if (rstrip && f.lstrip && /^[\s\u0085]+$/u.test(form)) fail(`the added token ${JSON.stringify(content)} is whitespace with lstrip while a token has rstrip`);
+    }
   }
 
   /** Runs a library call, its errors (a model without an unknown token meeting one, …) as ERR_FORMAT. */
@@ -575,6 +603,10 @@ export class Tokenizer {
       rightStrip: checkBool(o.rstrip, 'rstrip', false),
       singleWord: checkBool(o.singleWord, 'singleWord', false),
     };
+    const next = new Map(this.#added);
+    for (const t of tokens) next.set(t, { normalized: flags.normalized, lstrip: flags.leftStrip, rstrip: flags.rightStrip });
+    this.#checkAdded(next, (why) => invalid(`tokens the library can match (${why})`, 'tokens', tokens));
+    this.#added = next;
     return this.#rust.addAddedTokens(tokens.map((t) => new AddedToken(t, special, flags)));
   }
 

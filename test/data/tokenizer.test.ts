@@ -263,6 +263,25 @@ describe('Tokenizer', () => {
     expect(await Tokenizer.fromJSON(file).encode('ab a a')).toEqual([2, 0, 0]);
   });
 
+  it('refuses added tokens the library aborts the process on at encode (an empty normalized form; whitespace with lstrip beside rstrip)', async () => {
+    const json = toks.bytelevel.toJSON();
+    json.normalizer = { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: false };
+    const tok = Tokenizer.fromJSON(json);
+    // a soft hyphen normalizes to '' (clean_text): matched as '', it splits inside 'ａ' and '我'
+    throwsWith(() => tok.addTokens(['\u00ad']), 'ERR_INVALID_ARG', /the added token "\u00ad" normalizes to an empty string/);
+    expect(tok.addTokens(['\u00ad'], { normalized: false })).toBe(1);
+    expect(await tok.encode('ａ我 \u00ad b')).toContain(tok.tokenToId('\u00ad'));
+    const file = { ...json, added_tokens: [...json.added_tokens!, { id: 2000, content: '\u00ad', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false }] };
+    throwsWith(() => Tokenizer.fromJSON(file), 'ERR_FORMAT', /tokenizer JSON: the added token "\u00ad" normalizes to an empty string/);
+    // "<r>  " absorbs the spaces a whitespace token with lstrip matched
+    const ws = Tokenizer.fromJSON(toks.bytelevel.toJSON());
+    expect(ws.addTokens(['<r>'], { rstrip: true, special: true })).toBe(1);
+    throwsWith(() => ws.addTokens(['  '], { lstrip: true }), 'ERR_INVALID_ARG', /the added token "  " is whitespace with lstrip while a token has rstrip/);
+    expect(ws.addTokens(['  '])).toBe(1);   // without lstrip it cannot end before it starts
+    expect(ws.addTokens([' x'], { lstrip: true })).toBe(1);
+    expect((await ws.encode('<r>    x  b')).length).toBeGreaterThan(2);
+  });
+
   it('reports what the library cannot do as ERR_FORMAT: an unknown character without an unknown token, a vocabulary too sparse to write', async () => {
     const tok = Tokenizer.fromJSON({ model: { type: 'Unigram', unk_id: null, vocab: [['a', -1], ['b', -1]] } });
     expect(await tok.encode('ab')).toEqual([0, 1]);
