@@ -198,22 +198,25 @@ function charsmapProblem(v: unknown): string | undefined {
  * not catch) instead of failing: a bad Precompiled charsmap ({@link charsmapProblem}); a Strip
  * decoder with `stop` > 0 (it indexes before the start of a token shorter than `stop` made only of
  * its character); a BPE merge whose right side is shorter than `continuing_subword_prefix`, or
- * whose merged token is longer than every vocabulary token (it is built in a buffer of that size).
+ * whose merged token is longer than every vocabulary token (it is built in a buffer of that size);
+ * a Replace normalizer whose pattern matches the empty string (the next normalizer indexes past
+ * the end of its alignments).
  */
 function checkLibraryLimits(json: Record<string, unknown>, source: string): void {
   const fail = (why: string): never => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); };
-  const todo: unknown[] = [json.normalizer, json.decoder];
+  const todo: [unknown, boolean][] = [[json.normalizer, true], [json.decoder, false]];
   while (todo.length > 0) {
-    const v = todo.pop();
+    const [v, inNormalizer] = todo.pop()!;
     if (Array.isArray(v)) {
-      for (const x of v) todo.push(x);
+      for (const x of v) todo.push([x, inNormalizer]);
     } else if (isObject(v)) {
+      if (inNormalizer && v.type === 'Replace' && matchesEmpty(v.pattern)) fail(`a Replace normalizer whose pattern ${JSON.stringify(v.pattern)} matches the empty string`);
       if (v.type === 'Precompiled' || 'precompiled_charsmap' in v) {
         const why = charsmapProblem(v.precompiled_charsmap);
         if (why) fail(`the Precompiled normalizer's precompiled_charsmap ${why}`);
       }
       if (v.type === 'Strip' && typeof v.stop === 'number' && v.stop > 0) fail(`a Strip decoder with stop ${v.stop} is not supported (only 0)`);
-      for (const x of Object.values(v)) todo.push(x);
+      for (const x of Object.values(v)) todo.push([x, inNormalizer]);
     }
   }
   const model = json.model as Record<string, unknown>;
@@ -232,6 +235,24 @@ function checkLibraryLimits(json: Record<string, unknown>, source: string): void
     // the "a b" form: every split at a space, whichever the library takes
     else if (typeof m === 'string') for (let i = m.indexOf(' '); i >= 0; i = m.indexOf(' ', i + 1)) check(m.slice(0, i), m.slice(i + 1), k);
   });
+}
+
+/**
+ * Whether a Replace pattern (`{ String }` or `{ Regex }`) matches the empty string somewhere in a
+ * few short texts, as JavaScript reads the regex (the library's is Oniguruma; one JavaScript cannot
+ * compile is let through).
+ */
+function matchesEmpty(pattern: unknown): boolean {
+  if (!isObject(pattern)) return false;
+  if (typeof pattern.String === 'string') return pattern.String === '';
+  if (typeof pattern.Regex !== 'string') return false;
+  let re: RegExp;
+  try {
+    re = new RegExp(pattern.Regex, 'gu');
+  } catch {
+    return false;
+  }
+  return ['', 'a', 'a b', ' ', '我', '0', '\n', 'Ab.'].some((t) => [...t.matchAll(re)].some((m) => m[0] === ''));
 }
 
 /** The largest id of a BPE/WordPiece/WordLevel vocabulary object (0 for a Unigram list). */

@@ -255,6 +255,13 @@ describe('Tokenizer', () => {
     // a Strip decoder that strips at the end (Mistral's strips one at the start: fine)
     throwsWith(() => Tokenizer.fromJSON(bpe({}, { decoder: { type: 'Sequence', decoders: [{ type: 'Strip', content: 'a', start: 0, stop: 2 }] } })), 'ERR_FORMAT', /a Strip decoder with stop 2 is not supported/);
     expect(await Tokenizer.fromJSON(bpe({}, { decoder: { type: 'Strip', content: 'a', start: 5, stop: 0 } })).decode([0, 0])).toBe('');
+    // a Replace normalizer whose pattern matches the empty string (then NFC indexes past its alignments)
+    for (const pattern of [{ String: '' }, { Regex: '' }, { Regex: 'x*' }, { Regex: '\\b' }]) {
+      const normalizer = { type: 'Sequence', normalizers: [{ type: 'Replace', pattern, content: '_' }, { type: 'NFC' }] };
+      throwsWith(() => Tokenizer.fromJSON(bpe({}, { normalizer })), 'ERR_FORMAT', /a Replace normalizer whose pattern .* matches the empty string/);
+    }
+    const spaces = { type: 'Sequence', normalizers: [{ type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' }, { type: 'NFC' }] };
+    expect(await Tokenizer.fromJSON(bpe({}, { normalizer: spaces })).encode('ab')).toEqual([2]);
     // the file's truncation (with a stride the library would abort on) and padding are not applied
     const file = bpe({}, {
       truncation: { direction: 'Right', max_length: 1, strategy: 'LongestFirst', stride: 5 },
