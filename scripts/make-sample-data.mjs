@@ -11,6 +11,7 @@
  *   wav/<emotion>_<k>.wav          the clips (7 ECF emotions × per-class)
  *   salmonn.json                   SALMONN items (path, instruction, target, task) and
  *                                  emotional-trajectory items (3 turns, emotion_sequence, ...)
+ *   wav/dlg_<d>_<k>.wav            the trajectory turns: 1 s utterances of the turn's emotion
  *   ecf.json                       ECF 2.0 conversations with emotion-cause pairs
  *   ecf_text.safetensors,          per-utterance embeddings (16-dim each, class-dependent means),
  *   ecf_audio.safetensors          tensor names "<conversation_ID>_<utterance_ID>"
@@ -71,11 +72,16 @@ const WORDS = {
 };
 const SR = 16000;
 
-function synth(emotion) {
+/**
+ * One utterance of `emotion`. `r` is the random source (the main one by default), `seconds` a
+ * fixed length (±5 %) instead of the class's own.
+ */
+function synth(emotion, { r = rand, seconds } = {}) {
   const v = VOICE[emotion];
-  const dur = v.dur * uniform(0.85, 1.15);
+  const u = (a, b) => a + (b - a) * r();
+  const dur = seconds === undefined ? v.dur * u(0.85, 1.15) : seconds * u(0.95, 1.05);
   const n = Math.round(dur * SR);
-  const f0 = v.f0 * uniform(0.93, 1.07);
+  const f0 = v.f0 * u(0.93, 1.07);
   const x = new Float32Array(n);
   let phase = 0;
   for (let i = 0; i < n; i++) {
@@ -85,7 +91,8 @@ function synth(emotion) {
     let s = 0;
     for (let k = 1; k <= 5; k++) s += Math.sin(k * phase) / k;
     const env = Math.min(1, t / 0.02, (dur - t) / 0.02) * (1 + (v.tremolo ? 0.5 * Math.sin(2 * Math.PI * v.tremolo * t) : 0));
-    x[i] = Math.max(-1, Math.min(1, (v.amp * env * s) / 2 + 0.005 * gauss()));
+    const g = Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+    x[i] = Math.max(-1, Math.min(1, (v.amp * env * s) / 2 + 0.005 * g));
   }
   return x;
 }
@@ -143,16 +150,24 @@ for (const e of EMOTIONS) {
 }
 const sentence = (e) => `${pick(['i', 'you', 'we'])} ${pick(['feel', 'am', 'think'])} ${pick(WORDS[e])} ${pick(WORDS[e])}`;
 
-// SALMONN: single-clip emotion items and 3-turn trajectories
+// SALMONN: single-clip emotion items and 3-turn trajectories. Each turn is its own 1 s utterance
+// (wav/dlg_<d>_<k>.wav, ~3 Q-Former windows of audio per turn), drawn from a second random source
+// so that everything else in this folder stays as it was.
 const salmonn = clips.map((c) => ({ path: c.file, instruction: 'What emotion does the speaker express? Answer with one word.', target: c.emotion, task: 'emotion_recognition' }));
+const turnRand = et.data.mulberry32(SEED + 7919);
 for (let d = 0; d < 2 * PER_CLASS; d++) {
   const turns = [pick(clips), pick(clips), pick(clips)];
   const seq = turns.map((c) => TRAJECTORY_NAME[c.emotion]);
+  const files = turns.map((c, k) => {
+    const file = `wav/dlg_${d}_${k + 1}.wav`;
+    fs.writeFileSync(path.join(root, file), et.audio.encodeWav(synth(c.emotion, { r: turnRand, seconds: 1 }), SR));
+    return file;
+  });
   salmonn.push({
     dialogue_id: `dlg_${d}`, task: 'task1_emotional_trajectory',
     input_text: turns.map((c, k) => `${k % 2 ? 'B' : 'A'}: ${sentence(c.emotion)}`).join('\n'),
     target_text: `The conversation starts ${seq[0]}, turns ${seq[1]} and ends ${seq[2]}.`,
-    emotion_sequence: seq, audio_files: turns.map((c) => c.file),
+    emotion_sequence: seq, audio_files: files,
   });
 }
 fs.writeFileSync(path.join(root, 'salmonn.json'), JSON.stringify(salmonn, null, 1));
