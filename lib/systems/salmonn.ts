@@ -159,6 +159,29 @@ function qformerToOriginal(n: string): string {
 }
 
 /**
+ * Moves each row's padding (prompts of different lengths pad inside the sequence, as the original
+ * pads them) to the front: the LLaMA's generate takes left-padded prompts, so each row continues
+ * from its own last token, as it would alone. (The original right-pads here too, and HF then
+ * predicts a shorter prompt's first answer token from a pad position.)
+ */
+function leftAlign({ embeds, mask }: { embeds: Tensor; mask: Tensor }): { embeds: Tensor; mask: Tensor } {
+  const rows = mask.toArray() as number[][];
+  if (rows.every((r) => r.every((v) => Number(v) === 1))) return { embeds, mask };
+  const [b, t, hDim] = embeds.shape;
+  const order = rows.flatMap((r, i) => {
+    const pads: number[] = [];
+    const real: number[] = [];
+    r.forEach((v, j) => (Number(v) ? real : pads).push(i * t + j));
+    return [...pads, ...real];
+  });
+  const idx = tensor(order, { dtype: 'int64' }).to({ device: embeds.device });
+  return {
+    embeds: embeds.reshape([b * t, hDim]).indexSelect(0, idx).reshape([b, t, hDim]),  // (B, T, H), pads first
+    mask: tensor(order.map((k) => Number(rows[Math.floor(k / t)][k % t])), { dtype: 'int64' }).reshape([b, t]).to({ device: mask.device }),
+  };
+}
+
+/**
  * SALMONN as one module: `forward(batch) → { loss, logits }`, `generate(audio, instruction)`.
  * @example
  * const model = await et.systems.Salmonn.fromPretrained({ whisper: 'whisper-large-v2/', beats: 'BEATs.pt',
@@ -509,7 +532,7 @@ export class Salmonn extends Module {
     if (opts === null || typeof opts !== 'object') invalid('generation options', 'opts', opts);
     const c = { ...this.config, ...opts };
     return noGrad(async () => {
-      const { embeds, mask } = await this.wrap(await this.encodeAudio(audio), prompts);
+      const { embeds, mask } = leftAlign(await this.wrap(await this.encodeAudio(audio), prompts));
       const { newTokens } = await this.llama_model.generate({ inputsEmbeds: embeds, attentionMask: mask }, {
         max_new_tokens: c.max_new_tokens, num_beams: c.num_beams, do_sample: c.do_sample, min_new_tokens: c.min_length,
         temperature: c.temperature, top_p: c.do_sample ? c.top_p : 1, repetition_penalty: c.repetition_penalty,

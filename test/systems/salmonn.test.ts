@@ -63,6 +63,18 @@ describe('Salmonn = the original forward (Python reference)', () => {
     const text = await m.generate([waves[1]], gen.gen_instruction, { max_new_tokens: gen.max_new_tokens });
     expect(text).toEqual([await m.tokenizer.decode(cut(gen.beam)[1], { skipSpecialTokens: true })]);
   });
+
+  it('generates for different instructions in one batch as for each alone (pads inside the prompt are masked and skipped)', async () => {
+    const m = await load();
+    // one clip twice: clips of different lengths change each other's BEATs states (padded together, as the original)
+    const w = [waves[1], waves[1]];
+    const instr = ['Describe the emotion of the speaker in one word.', 'Feel?'];  // prompts of different lengths
+    for (const num_beams of [1, 4]) {
+      const batched = await m.generateTokens(w, instr, { num_beams, max_new_tokens: 8 });
+      const alone = [(await m.generateTokens([w[0]], [instr[0]], { num_beams, max_new_tokens: 8 }))[0], (await m.generateTokens([w[1]], [instr[1]], { num_beams, max_new_tokens: 8 }))[0]];
+      expect(batched).toEqual(alone);
+    }
+  });
 });
 
 describe('Salmonn checkpoints', () => {
