@@ -244,7 +244,65 @@ def spectra_setup(cfg):
     return step
 
 
-SETUPS = {"trainer": trainer_setup, "spectra": spectra_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
+def salmonn_setup(cfg):
+    """scripts/fixtures/salmonn.py's reference SALMONN (HF Whisper encoder, that file's BEATs written
+    from the original code, Blip2QFormerModel as the window-level Q-Former, LlamaForCausalLM + peft
+    LoRA; the original salmonn.py forward) at the given sizes: one LoRA training step = Whisper
+    features (WhisperFeatureExtractor, as the original's dataset), forward, loss, backward, AdamW
+    (PyTorch's default implementation) on the trainable tensors. Train mode, float32."""
+    import importlib.util
+    import os
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("salmonn_reference", os.path.join(here, "..", "scripts", "fixtures", "salmonn.py"))
+    ref_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref_mod)
+    torch.manual_seed(0)
+    whisper = WhisperModel(WhisperConfig(**cfg["whisper"])).encoder
+    beats = ref_mod.Beats(cfg["beats"])
+    llm = get_peft_model(LlamaForCausalLM(LlamaConfig(**cfg["llm"])), LoraConfig(task_type="CAUSAL_LM", r=cfg["lora_rank"], lora_alpha=cfg["lora_alpha"],
+                                                                                  lora_dropout=cfg["lora_dropout"], target_modules=["q_proj", "v_proj"]))
+    ref = ref_mod.Ref(whisper, beats, llm, qformer=cfg["qformer"]).train()
+    for p in list(ref.speech_encoder.parameters()) + list(ref.beats.parameters()):
+        p.requires_grad = False
+    opt = torch.optim.AdamW([p for p in ref.parameters() if p.requires_grad], lr=1e-4)
+    tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(here, "..", "test", "fixtures", "tokenizers", "llama", "tokenizer.json"),
+                                  bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.add_special_tokens({"pad_token": "[PAD]"})
+    tok.padding_side = "right"
+    fe = WhisperFeatureExtractor(feature_size=80)
+    rng = np.random.default_rng(0)
+    n = int(cfg["seconds"] * 16000)
+    waves = [(0.1 * rng.standard_normal(n)).astype(np.float32) for _ in range(cfg["batch"])]
+    raw = torch.tensor(np.stack(waves))
+    mask = torch.zeros(raw.shape, dtype=torch.bool)
+    prompts = ["USER: <Speech><SpeechHere></Speech> " + cfg["instruction"] + "\nASSISTANT:"] * cfg["batch"]
+    texts = [cfg["target"]] * cfg["batch"]
+    emb = llm.get_input_embeddings()
+
+    def step():
+        spectrogram = torch.tensor(fe(waves, sampling_rate=16000, return_tensors="np").input_features)
+        speech, atts = ref.encode(spectrogram, raw, mask)
+        speech, atts = ref_mod.wrap(ref, tok, speech, atts, prompts)
+        reg = tok([t + "</s>" for t in texts], return_tensors="pt", padding="longest", truncation=True, max_length=300, add_special_tokens=False)
+        targets = reg.input_ids.masked_fill(reg.input_ids == tok.pad_token_id, -100)
+        targets = torch.cat([torch.full([len(texts), atts.shape[1] + 1], -100, dtype=torch.long), targets], 1)
+        bos = emb(torch.full([len(texts), 1], tok.bos_token_id, dtype=torch.long))
+        inputs_embeds = torch.cat([bos, speech, emb(reg.input_ids)], 1)
+        attention_mask = torch.cat([atts[:, :1], atts, reg.attention_mask], 1)
+        loss = llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=targets).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    return step
+
+
+SETUPS = {"salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():
