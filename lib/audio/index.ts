@@ -4,5 +4,5 @@ export { resample } from './resample';
 export type { ResampleOptions } from './resample';
 export { whisperLogMel, kaldiFbank } from './features';
 export type { Waveform, WhisperLogMelOptions, KaldiFbankOptions } from './features';
-export { UnitExtractor, readNpy } from './units';
-export type { UnitExtractorOptions, NpyArray } from './units';
+export { UnitExtractor } from './units';
+export type { UnitExtractorOptions } from './units';

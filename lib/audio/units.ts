@@ -4,68 +4,12 @@
  * optionally with runs of one unit collapsed. Centroids come from a numpy `.npy` file such as
  * seamless's `kmeans_10k.npy`.
  */
-import * as fs from 'fs';
+import { readNpy, NpyArray } from '../io/npy';
 import { Module, NativeModule } from '../nn/module';
 import type { ModuleOptions } from '../nn/module';
 import type { Wav2Vec2Model } from '../nn/wav2vec2';
 import { Tensor, checkTensor, tensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-
-/** A float array read from a `.npy` file. */
-export interface NpyArray { data: Float32Array; shape: number[] }
-
-/**
- * Reads a numpy `.npy` file (format 1.0–3.0, C order) of float16/32/64 values into Float32 data.
- * @param file path of the `.npy` file
- * @throws EmotorchError ERR_IO (unreadable) / ERR_FORMAT (not a float C-order .npy)
- * @example
- * const { data, shape } = et.audio.readNpy('kmeans_10k.npy');  // shape [10000, 1280]
- */
-export function readNpy(file: string): NpyArray {
-  if (typeof file !== 'string') invalid('a file path', 'file', file);
-  let buf: Buffer;
-  try {
-    if (!fs.statSync(file).isFile()) throw new Error('not a regular file');
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
-  }
-  const bad = (why: string): never => { throw new EmotorchError(`'${file}' is not a readable .npy array: ${why}`, 'ERR_FORMAT'); };
-  if (buf.length < 10 || buf.readUInt8(0) !== 0x93 || buf.toString('latin1', 1, 6) !== 'NUMPY') bad('no \\x93NUMPY magic');
-  const major = buf.readUInt8(6);
-  if (major < 1 || major > 3) bad(`format version ${major}`);
-  const hlen = major === 1 ? buf.readUInt16LE(8) : buf.length >= 12 ? buf.readUInt32LE(8) : bad('truncated header');
-  const start = major === 1 ? 10 : 12;
-  if (start + hlen > buf.length) bad('truncated header');
-  const header = buf.toString(major === 3 ? 'utf8' : 'latin1', start, start + hlen);
-  const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
-  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
-  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) bad('header lacks descr, fortran_order or shape');
-  if (fortran === 'True') bad('Fortran order is not supported');
-  const shape = shapeText!.split(',').map((s) => s.trim()).filter((s) => s.length).map(Number);
-  if (!shape.every((n) => Number.isSafeInteger(n) && n >= 0)) bad(`shape (${shapeText})`);
-  const count = shape.reduce((a, b) => a * b, 1);
-  const m = /^([<>|=])f([248])$/.exec(descr!);
-  if (!m) bad(`dtype '${descr}' (float16, float32 or float64 expected)`);
-  const size = Number(m![2]);
-  const big = m![1] === '>';
-  const off = start + hlen;
-  if (buf.length - off !== count * size) bad(`${buf.length - off} data bytes for ${count} elements of ${size} bytes`);
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    const p = off + i * size;
-    out[i] = size === 4 ? (big ? buf.readFloatBE(p) : buf.readFloatLE(p)) : size === 8 ? (big ? buf.readDoubleBE(p) : buf.readDoubleLE(p)) : half(big ? buf.readUInt16BE(p) : buf.readUInt16LE(p));
-  }
-  return { data: out, shape };
-}
-
-function half(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
 
 /** Nearest-centroid assignment over (batch, frames, dim) states; the centroids are the buffer `centroids`. @internal */
 class KMeansUnits extends NativeModule {

@@ -6,3 +6,5 @@ export { readPickle, parsePickle } from './pickle';
 export type { PickleOptions } from './pickle';
 export { NdArray } from './ndarray';
 export type { NdData, NdDtype } from './ndarray';
+export { readNpy } from './npy';
+export type { NpyArray } from './npy';

@@ -38,7 +38,7 @@ describe('UnitExtractor = numpy argmin over HF hidden states', () => {
     expect(await ux.predict(wave.mul(7))).toEqual(alone);
   });
   it('reads .npy float16/32/64 in either byte order and rejects other files', () => {
-    const a = et.audio.readNpy(path.join(dir, 'centroids.npy'));
+    const a = et.io.readNpy(path.join(dir, 'centroids.npy'));
     expect(a.shape).toEqual([50, 32]);
     const d = tmpdir();
     const npy = (descr: string, body: Buffer, shape = '(2, 2)') => {
@@ -52,14 +52,14 @@ describe('UnitExtractor = numpy argmin over HF hidden states', () => {
     };
     const vals = [1.5, -2, 0.25, 3];
     const f8 = Buffer.alloc(32); vals.forEach((v, i) => f8.writeDoubleBE(v, i * 8));
-    expect(Array.from(et.audio.readNpy(npy('>f8', f8)).data)).toEqual(vals);
+    expect(Array.from(et.io.readNpy(npy('>f8', f8)).data)).toEqual(vals);
     const f2 = Buffer.from(new Uint16Array([0x3e00, 0xc000, 0x3400, 0x4200]).buffer);
-    expect(Array.from(et.audio.readNpy(npy('<f2', f2)).data)).toEqual(vals);
-    throwsWith(() => et.audio.readNpy(npy('<i8', Buffer.alloc(32))), 'ERR_FORMAT', /dtype '<i8'/);
-    throwsWith(() => et.audio.readNpy(npy('<f4', Buffer.alloc(12))), 'ERR_FORMAT', /12 data bytes for 4 elements/);
-    throwsWith(() => et.audio.readNpy(path.join(dir, 'units.json')), 'ERR_FORMAT', /magic/);
-    throwsWith(() => et.audio.readNpy(path.join(d, 'absent.npy')), 'ERR_IO');
-    throwsWith(() => et.audio.readNpy(d), 'ERR_IO');
+    expect(Array.from(et.io.readNpy(npy('<f2', f2)).data)).toEqual(vals);
+    throwsWith(() => et.io.readNpy(npy('<i8', Buffer.alloc(32))), 'ERR_FORMAT', /dtype '<i8'/);
+    throwsWith(() => et.io.readNpy(npy('<f4', Buffer.alloc(12))), 'ERR_FORMAT', /12 data bytes for 4 elements/);
+    throwsWith(() => et.io.readNpy(path.join(dir, 'units.json')), 'ERR_FORMAT', /magic/);
+    throwsWith(() => et.io.readNpy(path.join(d, 'absent.npy')), 'ERR_IO');
+    throwsWith(() => et.io.readNpy(d), 'ERR_IO');
   });
   it('rejects bad options and inputs by name', async () => {
     const encoder = await et.nn.Wav2Vec2Model.fromPretrained(path.join(dir, 'xlsr'));
