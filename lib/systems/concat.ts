@@ -12,6 +12,10 @@ import { Linear, Embedding, LayerNorm } from '../nn/layers';
 import { ROBERTA_DEFAULTS, RobertaModel } from '../nn/roberta';
 import { applyLora, LoraOptions } from '../nn/lora';
 import { Tensor, tensor, cat, checkTensor, noGrad, arange } from '../tensor';
+import { WavLMModel } from '../nn/wavlm';
+import { Wav2Vec2Model } from '../nn/wav2vec2';
+import { WhisperEncoder } from '../nn/whisper';
+import { whisperLogMel } from '../audio/features';
 import { RobertaLayers } from './spectra';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 import { crossEntropy } from '../functional';
@@ -60,6 +64,49 @@ export interface ConcatTextEncoderOptions {
   lora?: LoraOptions | null;
 }
 
+/** An audio encoder the classifier can hold. */
+export type ConcatAudioEncoderModel = WavLMModel | Wav2Vec2Model | WhisperEncoder;
+
+/**
+ * An audio encoder inside the classifier, fine-tuned end to end: 16 kHz waveforms in, states
+ * mean-pooled over each clip's frames, the pooled vector taking the place of `modality` in the
+ * concatenation. WavLM and wav2vec 2.0 take the waveform (normalized as the checkpoint's feature
+ * extractor says); Whisper takes its log-mel of the padded batch, computed inside (no 30 s padding).
+ */
+export interface ConcatAudioEncoderOptions {
+  /** A WavLMModel, Wav2Vec2Model or WhisperEncoder; becomes the child `audio_encoder`. */
+  model: ConcatAudioEncoderModel;
+  /** The modality it computes; its size in `modalities` must be the encoder's hidden size. Default 'audio'. */
+  modality?: string;
+  /**
+   * LoRA on the encoder. Default `{ r: 8, alpha: 16, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] }`
+   * (the attention projections of all three). `null` fine-tunes every encoder weight.
+   */
+  lora?: LoraOptions | null;
+}
+
+type EncoderSetting = { modality: string; lora: Required<LoraOptions> | null } | null;
+
+/** Checks an encoder option's modality, size and LoRA options. */
+function encoderSetting(
+  which: 'textEncoder' | 'audioEncoder', o: { modality?: string; lora?: LoraOptions | null }, modalities: Record<string, number>,
+  size: number, defModality: string, defTargets: string[],
+): EncoderSetting {
+  const modality = o.modality ?? defModality;
+  if (typeof modality !== 'string' || !(modality in modalities)) invalid(`one of the modalities (${Object.keys(modalities).join(', ')})`, `${which}.modality`, modality);
+  if (modalities[modality] !== size) invalid(`the encoder's hidden_size (${size})`, `modalities.${modality}`, modalities[modality]);
+  const l = o.lora === undefined ? { r: 8, alpha: 16, dropout: 0.1, targetModules: defTargets } : o.lora;
+  if (l !== null && (typeof l !== 'object' || Array.isArray(l))) invalid('LoRA options { r, alpha, dropout?, targetModules } or null', `${which}.lora`, l);
+  return { modality, lora: l && { r: l.r, alpha: l.alpha, dropout: l.dropout ?? 0, targetModules: l.targetModules } };
+}
+
+/** Mean of (B, T, d) states over the frames where mask (B, T) is nonzero; over all frames without a mask. */
+function meanPool(states: Tensor, mask: Tensor | null): Tensor {
+  if (!mask) return states.mean(1);
+  const w = mask.to({ dtype: states.dtype }).unsqueeze(2);
+  return states.mul(w).sum(1).div(w.sum(1).clamp(1));
+}
+
 export interface ConcatFusionConfig {
   /** Embedding size per modality, in concatenation order (e.g. `{ text: 768, video: 768 }`). */
   modalities: Record<string, number>;
@@ -71,6 +118,8 @@ export interface ConcatFusionConfig {
   context?: ConcatContextConfig | null;
   /** A text encoder fine-tuned end to end (with LoRA by default) instead of fixed text embeddings; not with `context`. */
   textEncoder?: ConcatTextEncoderOptions | null;
+  /** An audio encoder fine-tuned end to end (with LoRA by default) instead of fixed audio embeddings; not with `context`. */
+  audioEncoder?: ConcatAudioEncoderOptions | null;
 }
 
 export interface ConcatFusionInputs {
@@ -91,6 +140,12 @@ export interface ConcatFusionInputs {
    */
   inputIds?: Tensor;
   attentionMask?: Tensor;
+  /**
+   * With `audioEncoder`: (batch, samples) 16 kHz waveforms, zero-padded, and their
+   * `audioAttentionMask` (1 = real sample; without it every sample counts).
+   */
+  inputValues?: Tensor;
+  audioAttentionMask?: Tensor;
   /** int64 class ids, one per utterance (with context: flattened conversations × utterances); −100 is ignored. */
   labels?: Tensor | null;
 }
@@ -103,10 +158,12 @@ export interface ConcatFusionInputs {
  * const { loss, logits } = await model.forward(et.systems.ConcatFusionClassifier.collate(items));
  */
 export class ConcatFusionClassifier extends Module {
-  readonly config: Required<Omit<ConcatFusionConfig, 'context' | 'textEncoder'>> & {
+  readonly config: Required<Omit<ConcatFusionConfig, 'context' | 'textEncoder' | 'audioEncoder'>> & {
     context: Required<ConcatContextConfig> | null;
     /** The encoded modality and the LoRA applied (null: full fine-tuning), when there is a text encoder. */
-    textEncoder: { modality: string; lora: Required<LoraOptions> | null } | null;
+    textEncoder: EncoderSetting;
+    /** The same for the audio encoder. */
+    audioEncoder: EncoderSetting;
   };
   readonly classifier: Linear;
   readonly projection?: Linear;
@@ -115,14 +172,21 @@ export class ConcatFusionClassifier extends Module {
   readonly input_norm?: LayerNorm;
   readonly context?: RobertaLayers;
   readonly text_encoder?: RobertaModel;
-  /** The encoder layers LoRA wrapped (with `textEncoder`). */
+  readonly audio_encoder?: ConcatAudioEncoderModel;
+  /** The text encoder's layers LoRA wrapped (with `textEncoder`), names under `text_encoder.`. */
   readonly loraLayers: string[] = [];
-  private constructor(config: ConcatFusionClassifier['config'], opts: ModuleOptions, encoder?: RobertaModel) {
+  /** The audio encoder's layers LoRA wrapped (with `audioEncoder`), names under `audio_encoder.`. */
+  readonly audioLoraLayers: string[] = [];
+  private constructor(config: ConcatFusionClassifier['config'], opts: ModuleOptions, encoder?: RobertaModel, audio?: ConcatAudioEncoderModel) {
     super();
     this.config = config;
     if (encoder) {
       this.text_encoder = this.registerModule('text_encoder', encoder);
       if (config.textEncoder!.lora) this.loraLayers = applyLora(encoder, config.textEncoder!.lora);
+    }
+    if (audio) {
+      this.audio_encoder = this.registerModule('audio_encoder', audio);
+      if (config.audioEncoder!.lora) this.audioLoraLayers = applyLora(audio, config.audioEncoder!.lora);
     }
     const inSize = Object.values(config.modalities).reduce((a, b) => a + b, 0);
     const c = config.context;
@@ -159,19 +223,25 @@ export class ConcatFusionClassifier extends Module {
       };
       if (context.hidden_size % context.num_attention_heads !== 0) invalid(`a multiple of context.num_attention_heads (${context.num_attention_heads})`, 'context.hidden_size', context.hidden_size);
     }
-    let textEncoder: ConcatFusionClassifier['config']['textEncoder'] = null;
+    let textEncoder: EncoderSetting = null;
     const te = config.textEncoder;
     if (te) {
       if (typeof te !== 'object' || !(te.model instanceof RobertaModel)) invalid('{ model: a RobertaModel, modality?, lora? }', 'textEncoder', te);
       if (context) invalid('no textEncoder with context (encode once, or use the seed classifier)', 'textEncoder', 'with context');
-      const modality = te.modality ?? 'text';
-      if (!(modality in config.modalities)) invalid(`one of the modalities (${Object.keys(config.modalities).join(', ')})`, 'textEncoder.modality', modality);
-      if (config.modalities[modality] !== te.model.config.hidden_size) invalid(`the encoder's hidden_size (${te.model.config.hidden_size})`, `modalities.${modality}`, config.modalities[modality]);
-      const l = te.lora === undefined ? { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } : te.lora;
-      if (l !== null && (typeof l !== 'object' || Array.isArray(l))) invalid('LoRA options { r, alpha, dropout?, targetModules } or null', 'textEncoder.lora', l);
-      textEncoder = { modality, lora: l && { r: l.r, alpha: l.alpha, dropout: l.dropout ?? 0, targetModules: l.targetModules } };
+      textEncoder = encoderSetting('textEncoder', te, config.modalities, te.model.config.hidden_size, 'text', ['query', 'value']);
     }
-    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, num_labels: checkInt(config.num_labels ?? 7, 'num_labels', 2), bias: config.bias ?? false, context, textEncoder }, opts, te?.model);
+    let audioEncoder: EncoderSetting = null;
+    const ae = config.audioEncoder;
+    if (ae) {
+      const am = ae && typeof ae === 'object' ? ae.model : undefined;
+      if (!(am instanceof WavLMModel || am instanceof Wav2Vec2Model || am instanceof WhisperEncoder)) invalid('{ model: a WavLMModel, Wav2Vec2Model or WhisperEncoder, modality?, lora? }', 'audioEncoder', ae);
+      if (context) invalid('no audioEncoder with context (encode once, or use the seed classifier)', 'audioEncoder', 'with context');
+      const size = am instanceof WhisperEncoder ? am.config.d_model : am.config.hidden_size;
+      audioEncoder = encoderSetting('audioEncoder', ae, config.modalities, size, 'audio', ['q_proj', 'v_proj']);
+      if (textEncoder && textEncoder.modality === audioEncoder!.modality) invalid('a modality other than textEncoder\'s', 'audioEncoder.modality', audioEncoder!.modality);
+      if (te && (am as unknown) === te.model) invalid('an encoder other than textEncoder.model', 'audioEncoder.model', 'the same module');
+    }
+    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, num_labels: checkInt(config.num_labels ?? 7, 'num_labels', 2), bias: config.bias ?? false, context, textEncoder, audioEncoder }, opts, te?.model, ae?.model);
   }
 
   /** Size of the concatenated embedding. */
@@ -186,7 +256,7 @@ export class ConcatFusionClassifier extends Module {
     if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('{ features } or { embeddings }', 'ConcatFusionClassifier inputs', inputs);
     if (this.config.context) return this.forwardContext(inputs);
     let x: Tensor;
-    if (this.text_encoder) {
+    if (this.text_encoder || this.audio_encoder) {
       x = await this.encoded(inputs);
     } else if (inputs.features) {
       x = checkTensor(inputs.features, 'features');
@@ -207,18 +277,19 @@ export class ConcatFusionClassifier extends Module {
     return { loss: crossEntropy(logits, inputs.labels.long()), logits };
   }
 
-  /** With a text encoder: the pooled text states and the other modalities, concatenated in the config's order. */
+  /** With encoders: their pooled states and the other modalities, concatenated in the config's order. */
   private async encoded(inputs: ConcatFusionInputs): Promise<Tensor> {
-    const ids = checkTensor(inputs.inputIds, 'inputIds');
-    if (ids.ndim !== 2 || (ids.dtype !== 'int64' && ids.dtype !== 'int32')) invalid('an int64 tensor (batch, length) of token ids', 'inputIds', `${ids.dtype} [${ids.shape}]`);
-    const mask = checkTensor(inputs.attentionMask, 'attentionMask');
-    if (mask.shape.join() !== ids.shape.join()) invalid(`shape [${ids.shape}]`, 'attentionMask', `[${mask.shape}]`);
-    const B = ids.shape[0];
-    const { lastHiddenState } = await this.text_encoder!.forward({ inputIds: ids, attentionMask: mask });
-    const w = mask.to({ dtype: lastHiddenState.dtype }).unsqueeze(2);
-    const pooled = lastHiddenState.mul(w).sum(1).div(w.sum(1).clamp(1));
-    const mine = this.config.textEncoder!.modality;
-    const others = Object.entries(this.config.modalities).filter(([m]) => m !== mine);
+    const pooledBy = new Map<string, Tensor>();
+    if (this.text_encoder) pooledBy.set(this.config.textEncoder!.modality, await this.pooledText(inputs));
+    if (this.audio_encoder) {
+      const a = await this.pooledAudio(inputs);
+      const t = [...pooledBy.values()][0];
+      if (t && t.shape[0] !== a.shape[0]) invalid(`${t.shape[0]} waveforms (one per utterance, as inputIds)`, 'inputValues', `[${inputs.inputValues!.shape}]`);
+      pooledBy.set(this.config.audioEncoder!.modality, t ? a.to({ dtype: t.dtype }) : a);
+    }
+    const pooled = [...pooledBy.values()][0];
+    const B = pooled.shape[0];
+    const others = Object.entries(this.config.modalities).filter(([m]) => !pooledBy.has(m));
     const otherSize = others.reduce((a, [, d]) => a + d, 0);
     let offset = 0;
     const f = inputs.features;
@@ -226,7 +297,8 @@ export class ConcatFusionClassifier extends Module {
       if (!(f instanceof Tensor) || f.ndim !== 2 || f.shape[0] !== B || f.shape[1] !== otherSize) invalid(`a tensor (${B}, ${otherSize}) of the other modalities (${others.map(([m]) => m).join(', ')})`, 'features', f && `[${f.shape}]`);
     }
     return cat(Object.entries(this.config.modalities).map(([m, d]) => {
-      if (m === mine) return pooled;
+      const mine = pooledBy.get(m);
+      if (mine) return mine;
       const e = inputs.embeddings?.[m];
       if (inputs.embeddings) {
         if (!e) invalid(`a tensor for modality '${m}'`, `embeddings.${m}`, e);
@@ -236,6 +308,40 @@ export class ConcatFusionClassifier extends Module {
       offset += d;
       return f!.slice(1, offset - d, offset).to({ dtype: pooled.dtype });
     }), 1);
+  }
+
+  /** The text encoder's states mean-pooled over the attention mask: (batch, hidden). */
+  private async pooledText(inputs: ConcatFusionInputs): Promise<Tensor> {
+    const ids = checkTensor(inputs.inputIds, 'inputIds');
+    if (ids.ndim !== 2 || (ids.dtype !== 'int64' && ids.dtype !== 'int32')) invalid('an int64 tensor (batch, length) of token ids', 'inputIds', `${ids.dtype} [${ids.shape}]`);
+    const mask = checkTensor(inputs.attentionMask, 'attentionMask');
+    if (mask.shape.join() !== ids.shape.join()) invalid(`shape [${ids.shape}]`, 'attentionMask', `[${mask.shape}]`);
+    const { lastHiddenState } = await this.text_encoder!.forward({ inputIds: ids, attentionMask: mask });
+    return meanPool(lastHiddenState, mask);
+  }
+
+  /**
+   * The audio encoder's states mean-pooled over each clip's frames: (batch, hidden). WavLM and
+   * wav2vec 2.0 give their frame mask; for Whisper, encoder frame j (mel frames 2j, 2j + 1)
+   * belongs to a clip when its mel frame 2j starts inside the clip's samples (hop 160).
+   */
+  private async pooledAudio(inputs: ConcatFusionInputs): Promise<Tensor> {
+    const wave = checkTensor(inputs.inputValues, 'inputValues');
+    if (wave.ndim !== 2 || !(wave.dtype.startsWith('float') || wave.dtype === 'bfloat16')) invalid('a float tensor (batch, samples) of waveforms', 'inputValues', `${wave.dtype} [${wave.shape}]`);
+    const mask = inputs.audioAttentionMask === undefined || inputs.audioAttentionMask === null ? null : checkTensor(inputs.audioAttentionMask, 'audioAttentionMask');
+    if (mask && mask.shape.join() !== wave.shape.join()) invalid(`shape [${wave.shape}]`, 'audioAttentionMask', `[${mask.shape}]`);
+    const enc = this.audio_encoder!;
+    if (enc instanceof WhisperEncoder) {
+      if (wave.shape[1] <= 200) invalid('more than 200 samples', 'inputValues length', wave.shape[1]);
+      const feats = await whisperLogMel(wave, { nMels: enc.config.num_mel_bins, padTo30s: false });
+      const { lastHiddenState: h } = await enc.forward({ inputFeatures: feats.to({ dtype: wave.dtype }) });
+      if (!mask) return h.mean(1);
+      const lengths = mask.ne(0).sum(1).unsqueeze(1);  // (B, 1) samples per clip
+      const starts = arange(0, h.shape[1], 1, { dtype: 'int64', device: h.device }).mul(2 * 160).unsqueeze(0);  // (1, frames)
+      return meanPool(h, starts.lt(lengths));
+    }
+    const { lastHiddenState, frameMask } = await enc.forward({ inputValues: wave, ...(mask ? { attentionMask: mask } : {}) });
+    return meanPool(lastHiddenState, frameMask);
   }
 
   /** Conversations (C, U, Σd) → logits (C·U, num_labels), row c·U + u for utterance u of conversation c. */
@@ -308,23 +414,27 @@ export class ConcatFusionClassifier extends Module {
    * classifier with a `textEncoder`, give `tokenIds` (an item's token ids, e.g. from a tokenizer
    * run once over the dataset): the batch then has `inputIds` / `attentionMask` padded with
    * `padTokenId` (default 1, RoBERTa's), and `features` only when the items carry them (the other
-   * modalities).
+   * modalities). For an `audioEncoder`, give `waveform` (an item's 16 kHz samples): the batch then
+   * has `inputValues` zero-padded to the longest clip and `audioAttentionMask`.
    * @throws EmotorchError ERR_INVALID_ARG for an empty batch, items without features (or without
-   *   token ids), or bad options.
+   *   token ids / waveforms), or bad options.
    * @example
    * const ids = new Map(items.map((it, i) => [it, encoded.inputIds[i]]));
-   * const batch = et.systems.ConcatFusionClassifier.collate(xs, { tokenIds: (it) => ids.get(it) });
+   * const batch = et.systems.ConcatFusionClassifier.collate(xs, { tokenIds: (it) => ids.get(it), waveform: (it) => clips.get(it) });
    */
-  static collate(items: EcfItem[], opts: { device?: Device; tokenIds?: (item: EcfItem) => number[]; padTokenId?: number } = {}): ConcatFusionInputs {
+  static collate(items: EcfItem[], opts: {
+    device?: Device; tokenIds?: (item: EcfItem) => number[]; padTokenId?: number; waveform?: (item: EcfItem) => Float32Array | number[];
+  } = {}): ConcatFusionInputs {
     if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of ECF items', 'items', items);
     if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
     if (opts.tokenIds !== undefined && typeof opts.tokenIds !== 'function') invalid('a function (item) => token ids', 'tokenIds', opts.tokenIds);
+    if (opts.waveform !== undefined && typeof opts.waveform !== 'function') invalid('a function (item) => Float32Array of samples', 'waveform', opts.waveform);
     const d = items[0]?.features?.length ?? 0;
     const device = opts.device ?? 'cpu';
     const out: ConcatFusionInputs = {
       labels: tensor(Float64Array.from(items.map((it) => (it?.label >= 0 ? it.label : -100))), { dtype: 'int64', device }),
     };
-    if (d > 0 || !opts.tokenIds) {
+    if (d > 0 || !(opts.tokenIds || opts.waveform)) {
       const flat = new Float32Array(items.length * d);
       items.forEach((it, i) => {
         if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `items[${i}]`, it);
@@ -344,6 +454,19 @@ export class ConcatFusionClassifier extends Module {
       seqs.forEach((q, i) => { ids.set(q, i * T); mask.fill(1, i * T, i * T + q.length); });
       out.inputIds = tensor(ids, { shape: [items.length, T], dtype: 'int64', device });
       out.attentionMask = tensor(mask, { shape: [items.length, T], dtype: 'int64', device });
+    }
+    if (opts.waveform) {
+      const clips = items.map((it, i) => {
+        const w = opts.waveform!(it);
+        if (!(w instanceof Float32Array || (Array.isArray(w) && w.every((x) => typeof x === 'number'))) || w.length === 0) invalid('a non-empty Float32Array of samples', `waveform(items[${i}])`, w);
+        if (!(w as ArrayLike<number> as number[]).every(Number.isFinite)) invalid('finite samples', `waveform(items[${i}])`, 'NaN or Infinity');
+        return w;
+      });
+      const S = Math.max(...clips.map((w) => w.length));
+      const wave = new Float32Array(items.length * S), mask = new Float64Array(items.length * S);
+      clips.forEach((w, i) => { wave.set(w, i * S); mask.fill(1, i * S, i * S + w.length); });
+      out.inputValues = tensor(wave, { shape: [items.length, S], device });
+      out.audioAttentionMask = tensor(mask, { shape: [items.length, S], dtype: 'int64', device });
     }
     return out;
   }
