@@ -36,4 +36,5 @@ exports.trajectory = entry('trajectory');
 exports.ecf = entry('ecf');
 exports.swift = entry('swift');
 exports.tokenizer = entry('tokenizer');
+exports.tokens = entry('tokens');
 for (const f of FORMATS) if (typeof exports[f] !== 'function') throw new Error(`jazzer-entry.cjs does not export '${f}'`);

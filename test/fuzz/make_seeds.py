@@ -8,7 +8,8 @@ emotorch: Python's pickle (protocols 0-5, numpy arrays), safetensors written by 
 soundfile), tokenizer.json files trained with the `tokenizers` library, and dataset JSON in the
 originals' layouts (audio paths point at wav/a.wav and wav/b.wav, which the targets provide).
 With a sample-data folder (`node scripts/make-sample-data.mjs DIR --per-class 2`), a few of its
-records are added as dataset seeds. Deterministic; keep the whole corpus under ~2 MB.
+records are added as dataset seeds. Deterministic except for the order in which the tokenizers
+trainers break ties (regenerate only what changed); keep the whole corpus under ~2 MB.
 """
 import io
 import json
@@ -194,8 +195,23 @@ def tokenizers_():
     copy("tokenizer", os.path.join(FIX, "tokenizers", "bytelevel", "tokenizer.json"), "fixture_bytelevel.json")
 
 
+def tokens():
+    # [tokenizer, count, (flags, length, content) x count, text]: see the `tokens` target.
+    def seed(tok, added, text):
+        b = bytes([tok, len(added)])
+        for flags, content in added:
+            c = content.encode("utf-8")
+            b += bytes([flags, len(c)]) + c
+        return b + text.encode("utf-8")
+
+    put("tokens", "plain.bin", seed(0, [], "Hello world, this is a tiny corpus."))
+    put("tokens", "units.bin", seed(1, [(0, "<|unit5|>"), (32, "<|continue|>")], "A <|unit5|><|unit5|> b <|continue|> c"))
+    put("tokens", "strip.bin", seed(2, [(1 | 4, "[E]"), (8 | 16, "joy"), (2, "Wörter")], " [E]  joy Wörter und Zahlen 123"))
+    put("tokens", "unigram.bin", seed(3, [(1, "<s>"), (0, "情绪")], "<s>情绪 序列 emotion: anger!"))
+
+
 if __name__ == "__main__":
-    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer"]:
+    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens"]:
         shutil.rmtree(os.path.join(OUT, fmt), ignore_errors=True)
     pickles()
     safetensors()
@@ -203,5 +219,6 @@ if __name__ == "__main__":
     wavs()
     datasets(sys.argv[1] if len(sys.argv) > 1 else None)
     tokenizers_()
+    tokens()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {sum(len(fs) for _, _, fs in os.walk(OUT))} seeds, {total} bytes")

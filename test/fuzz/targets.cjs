@@ -14,7 +14,7 @@ const os = require('os');
 const path = require('path');
 
 /** The formats, in the order `npm run fuzz` lists them. */
-const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer'];
+const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens'];
 /** Formats that share another's seed corpus (test/fuzz/corpus/<that>/). */
 const SEEDS_OF = { wav16k: 'wav' };
 
@@ -131,6 +131,30 @@ function makeTargets(et) {
       await tok.encodeBatch(['a b', 'Hello'], { padding: 'longest', padTokenId: 0 });
       tok.getVocabSize();
     },
+  };
+  // Structure-aware: added tokens and text on the small seed tokenizers (JSON mutations rarely get
+  // that far). Bytes: [tokenizer, count, (flags, length, utf-8 content) × count, text…]; flags bit 0
+  // special, 1 normalized, 2 lstrip, 3 rstrip, 4 singleWord, 5 addSpecialTokens instead.
+  const seedTokenizers = ['bytelevel_bpe', 'metaspace_bpe', 'wordpiece', 'unigram']
+    .map((n) => fs.readFileSync(path.join(__dirname, 'corpus', 'tokenizer', `${n}.json`), 'utf8'));
+  targets.tokens = async (data) => {
+    let p = 0;
+    const byte = () => (p < data.length ? data[p++] : 0);
+    const tok = await et.data.Tokenizer.fromJSON(JSON.parse(seedTokenizers[byte() % seedTokenizers.length]));
+    for (let n = byte() % 5; n > 0; n--) {
+      const flags = byte();
+      const len = byte() % 16;
+      const content = data.subarray(p, p + len).toString('utf8');
+      p += len;
+      if (flags & 32) tok.addSpecialTokens([content]);
+      else tok.addTokens([content], { special: !!(flags & 1), normalized: !!(flags & 2), lstrip: !!(flags & 4), rstrip: !!(flags & 8), singleWord: !!(flags & 16) });
+    }
+    const text = data.subarray(p).toString('utf8');
+    const ids = await tok.encode(text);
+    await tok.tokenize(text);
+    await tok.decode(ids);
+    await tok.decode(ids, { skipSpecialTokens: true });
+    await tok.encodeBatch([text, 'x'], { padding: 'longest', padTokenId: 0 });
   };
   targets.cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
   return targets;
