@@ -4,7 +4,8 @@
 // evaluation and saving every epoch, 1 checkpoint kept), on generated ECF 2.0 sample data with
 // text and audio embeddings. Macro F1 over the 7 emotions before and after, per modality set,
 // and the dialogue-context variant (a transformer over each conversation) on the same split; then
-// a RoBERTa text encoder, frozen with cached embeddings vs fine-tuned with LoRA, on the same split.
+// a RoBERTa text encoder, frozen with cached embeddings vs fine-tuned with LoRA, and with a LoRA
+// WavLM audio encoder beside it, on the same split.
 //   npm run example:semeval
 //
 // Real data: ECF 2.0 JSON + one embedding file per modality (tensor names <conv>_<utt>), e.g.
@@ -119,5 +120,26 @@ console.log('(the seed rows use the seed args as they are, except learning_rate 
     (it) => ({ ...it, features: cache.get(`${it.conversationId}_${it.utteranceId}`) }), (xs) => et.systems.ConcatFusionClassifier.collate(xs));
   await run('text encoder, LoRA      ', et.systems.ConcatFusionClassifier.create({ modalities: { text: 32 }, textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } } }),
     (it) => it, (xs) => et.systems.ConcatFusionClassifier.collate(xs, { tokenIds }));
+
+  // The same with an audio encoder as well: each sample utterance is voiced by one of the sample
+  // clips of its emotion (wav/<emotion>_<k>.wav); a tiny random-weight WavLM (with a real
+  // checkpoint: et.nn.WavLMModel.fromPretrained('wavlm-base-plus/')) with LoRA on q_proj / v_proj,
+  // beside the LoRA text encoder, both trained end to end.
+  const clipOf = new Map();
+  for (const it of items) {
+    const file = path.join(dataDir, 'wav', `${it.emotion}_${(7 * it.conversationId + it.utteranceId) % 8}.wav`);
+    if (!clipOf.has(file)) clipOf.set(file, (await et.audio.readWav(file)).samples);
+    clipOf.set(it, clipOf.get(file));
+  }
+  et.manualSeed(0);
+  const wavlm = et.nn.WavLMModel.create({
+    conv_dim: [32, 32, 32], conv_kernel: [10, 8, 4], conv_stride: [5, 8, 4], hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2,
+    intermediate_size: 64, num_conv_pos_embeddings: 16, num_conv_pos_embedding_groups: 4, num_buckets: 32, max_bucket_distance: 64,
+  });
+  await run('text + audio, both LoRA ', et.systems.ConcatFusionClassifier.create({
+    modalities: { text: 32, audio: 32 },
+    textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } },
+    audioEncoder: { model: wavlm, lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] } },
+  }), (it) => it, (xs) => et.systems.ConcatFusionClassifier.collate(xs, { tokenIds, waveform: (it) => clipOf.get(it) }));
 }
 
