@@ -12,6 +12,7 @@ import { applyLora } from '../nn/lora';
 import { Tokenizer } from '../data/tokenizer';
 import { readJsonList } from '../data/datasets/json';
 import { Trainer } from '../train/trainer';
+import { TrainingArguments } from '../train/args';
 import type { TrainingArgumentsInit } from '../train/args';
 
 const IGNORE = -100;
@@ -216,8 +217,6 @@ export interface M2seStageResult {
   trainingLoss: number;
 }
 
-const hasLora = new WeakSet<LlamaForCausalLM>();
-
 /**
  * Runs the M2SE recipe: LoRA on the model (once), then one Trainer run per stage, each over its
  * own datasets and arguments, every stage continuing from the previous one's weights (stage 2
@@ -241,12 +240,12 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
     if (!s || !Array.isArray(s.datasets) || s.datasets.length === 0) invalid('a stage with a non-empty datasets list', `stages[${i}]`, s);
     if (!s.args?.output_dir && typeof opts.outputDir !== 'string') invalid('a string (or output_dir in every stage)', 'outputDir', opts.outputDir);
   });
+  const stageArgs = stages.map((s, i) => new TrainingArguments({ ...M2SE_TRAIN_ARGS, ...s.args, output_dir: s.args?.output_dir ?? path.join(opts.outputDir!, `stage-${i + 1}`) } as TrainingArgumentsInit));
   if (opts.lora !== false && opts.lora !== undefined && typeof opts.lora !== 'object') invalid('LoRA options or false', 'lora', opts.lora);
-  if (opts.lora !== false && !hasLora.has(model)) {
+  if (opts.lora !== false && !model.namedParameters().some(([n]) => n.includes('.lora_'))) {
     const l = { ...M2SE_LORA, ...(opts.lora || {}) };
     checkNumber(l.dropout, 'lora.dropout', 0, 1);
     applyLora(model, l);
-    hasLora.add(model);
   }
   const padId = tokenizer.padTokenId ?? 0;
   const results: M2seStageResult[] = [];
@@ -258,9 +257,9 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
     }
     const { examples, tooLong } = await m2seExamples(recs, tokenizer, opts);
     if (examples.length === 0) throw new EmotorchError(`M2SE stage ${i + 1}: no example fits maxLength (${tooLong} too long)`, 'ERR_DATA');
-    const outputDir = stages[i].args?.output_dir ?? path.join(opts.outputDir!, `stage-${i + 1}`);
+    const outputDir = stageArgs[i].output_dir;
     const trainer = new Trainer<M2seExample>({
-      model, args: { ...M2SE_TRAIN_ARGS, ...stages[i].args, output_dir: outputDir } as TrainingArgumentsInit,
+      model, args: stageArgs[i],
       trainDataset: { length: examples.length, get: (k: number) => examples[k] } as never,
       dataCollator: (b) => m2seCollate(b, padId),
     });

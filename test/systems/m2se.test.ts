@@ -99,6 +99,14 @@ describe('m2seStages and m2seInfer', () => {
     expect(hits).toBeGreaterThanOrEqual(3);
 
     await rejectsWith(() => et.systems.m2seStages({ model, tokenizer: tok, stages: [] }), 'ERR_INVALID_ARG', /stages/);
+    const bad = path.join(out, 'bad');
+    await rejectsWith(() => et.systems.m2seStages({ model, tokenizer: tok, outputDir: bad, stages: [{ datasets: [data] }, { datasets: [data], args: { lr_scheduler_type: 'nope' as never } }] }), 'ERR_INVALID_ARG', /lr_scheduler_type/);
+    expect(fs.existsSync(bad)).toBe(false);  // every stage's arguments are checked before any training
+    // a model that already carries adapters continues with them (no second LoRA)
+    const nLora = model.namedParameters().filter(([n]) => n.includes('.lora_')).length;
+    const more = await et.systems.m2seStages({ model, tokenizer: tok, outputDir: path.join(out, 'more'), stages: [{ datasets: [RECORDS], args: { ...args, num_train_epochs: 1 } }] });
+    expect(more[0].globalStep).toBe(1);
+    expect(model.namedParameters().filter(([n]) => n.includes('.lora_')).length).toBe(nLora);
     await rejectsWith(() => et.systems.m2seStages({ model, tokenizer: tok, stages: [{ datasets: [data] }] }), 'ERR_INVALID_ARG', /outputDir/);
     await rejectsWith(() => et.systems.m2seInfer({ model, tokenizer: tok, dataset: data, outFile: '' }), 'ERR_INVALID_ARG', /outFile/);
   }, 15000);
