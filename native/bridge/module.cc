@@ -60,8 +60,8 @@ nn::RobertaConfig roberta_config(const Config& c) {
   return r;
 }
 
-nn::WavLMConfig wavlm_config(const Config& c) {
-  nn::WavLMConfig w;
+// The fields WavLM and Wav2Vec2 share (HF names), onto `w`'s defaults.
+void speech_encoder_config(const Config& c, nn::SpeechEncoderConfig& w) {
   if (c.has("conv_dim")) w.conv_dim = c.ints("conv_dim");
   if (c.has("conv_kernel")) w.conv_kernel = c.ints("conv_kernel");
   if (c.has("conv_stride")) w.conv_stride = c.ints("conv_stride");
@@ -77,39 +77,25 @@ nn::WavLMConfig wavlm_config(const Config& c) {
   w.intermediate_size = c.i64("intermediate_size", w.intermediate_size);
   w.num_conv_pos_embeddings = c.i64("num_conv_pos_embeddings", w.num_conv_pos_embeddings);
   w.num_conv_pos_embedding_groups = c.i64("num_conv_pos_embedding_groups", w.num_conv_pos_embedding_groups);
-  w.num_buckets = c.i64("num_buckets", w.num_buckets);
-  w.max_bucket_distance = c.i64("max_bucket_distance", w.max_bucket_distance);
   w.layer_norm_eps = c.d("layer_norm_eps", w.layer_norm_eps);
   w.hidden_dropout = c.d("hidden_dropout", w.hidden_dropout);
   w.attention_dropout = c.d("attention_dropout", w.attention_dropout);
   w.activation_dropout = c.d("activation_dropout", w.activation_dropout);
   w.feat_proj_dropout = c.d("feat_proj_dropout", w.feat_proj_dropout);
+}
+
+nn::WavLMConfig wavlm_config(const Config& c) {
+  nn::WavLMConfig w;
+  speech_encoder_config(c, w);
+  w.num_buckets = c.i64("num_buckets", w.num_buckets);
+  w.max_bucket_distance = c.i64("max_bucket_distance", w.max_bucket_distance);
   return w;
 }
 
 nn::Wav2Vec2Config wav2vec2_config(const Config& c) {
   nn::Wav2Vec2Config w;
-  if (c.has("conv_dim")) w.conv_dim = c.ints("conv_dim");
-  if (c.has("conv_kernel")) w.conv_kernel = c.ints("conv_kernel");
-  if (c.has("conv_stride")) w.conv_stride = c.ints("conv_stride");
-  w.conv_bias = c.b("conv_bias", w.conv_bias);
-  w.do_stable_layer_norm = c.b("do_stable_layer_norm", w.do_stable_layer_norm);
-  w.masked_spec_embed = c.b("masked_spec_embed", w.masked_spec_embed);
-  w.feat_extract_norm = c.s("feat_extract_norm", w.feat_extract_norm);
-  w.feat_extract_activation = c.s("feat_extract_activation", w.feat_extract_activation);
-  w.hidden_act = c.s("hidden_act", w.hidden_act);
-  w.hidden_size = c.i64("hidden_size", w.hidden_size);
-  w.num_hidden_layers = c.i64("num_hidden_layers", w.num_hidden_layers);
-  w.num_attention_heads = c.i64("num_attention_heads", w.num_attention_heads);
-  w.intermediate_size = c.i64("intermediate_size", w.intermediate_size);
-  w.num_conv_pos_embeddings = c.i64("num_conv_pos_embeddings", w.num_conv_pos_embeddings);
-  w.num_conv_pos_embedding_groups = c.i64("num_conv_pos_embedding_groups", w.num_conv_pos_embedding_groups);
-  w.layer_norm_eps = c.d("layer_norm_eps", w.layer_norm_eps);
+  speech_encoder_config(c, w);
   w.layerdrop = c.d("layerdrop", w.layerdrop);
-  w.hidden_dropout = c.d("hidden_dropout", w.hidden_dropout);
-  w.attention_dropout = c.d("attention_dropout", w.attention_dropout);
-  w.activation_dropout = c.d("activation_dropout", w.activation_dropout);
-  w.feat_proj_dropout = c.d("feat_proj_dropout", w.feat_proj_dropout);
   return w;
 }
 

@@ -3,18 +3,14 @@
 // post-LN or stable-layer-norm (pre-LN) transformer encoder, no relative position bias.
 // Raw 16 kHz waveform (B, samples) → (B, frames, hidden), and the hidden state of any layer.
 #pragma once
-#include "nn/lora.h"
 #include "nn/model.h"
+#include "nn/speech_front.h"
 
 namespace et::nn {
 
-struct Wav2Vec2Config {
-  std::vector<int64_t> conv_dim{512, 512, 512, 512, 512, 512, 512}, conv_kernel{10, 3, 3, 3, 3, 2, 2}, conv_stride{5, 2, 2, 2, 2, 2, 2};
-  bool conv_bias = false, do_stable_layer_norm = false, masked_spec_embed = true;
-  std::string feat_extract_norm = "group", feat_extract_activation = "gelu", hidden_act = "gelu";
-  int64_t hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12, intermediate_size = 3072;
-  int64_t num_conv_pos_embeddings = 128, num_conv_pos_embedding_groups = 16;
-  double layer_norm_eps = 1e-5, layerdrop = 0.1, hidden_dropout = 0.1, attention_dropout = 0.1, activation_dropout = 0.1, feat_proj_dropout = 0.0;
+struct Wav2Vec2Config : SpeechEncoderConfig {
+  Wav2Vec2Config() { activation_dropout = 0.1; }  // HF's Wav2Vec2Config default
+  double layerdrop = 0.1;
 };
 
 struct Wav2Vec2LayerImpl : torch::nn::Module {
@@ -40,11 +36,9 @@ struct Wav2Vec2Model : Model {
   at::Tensor features(const at::Tensor& wave);
   int64_t frames_for(int64_t samples) const;
   Wav2Vec2Config cfg;
-  std::vector<torch::nn::Conv1d> convs;
-  std::vector<torch::nn::AnyModule> norms;  // GroupNorm (layer 0 only) or LayerNorm per layer
-  torch::nn::LayerNorm proj_ln{nullptr}, enc_ln{nullptr};
-  Linear projection{nullptr};
-  at::Tensor pos_g, pos_v, pos_bias, mask_embed;
+  SpeechFront front;
+  torch::nn::LayerNorm enc_ln{nullptr};
+  at::Tensor mask_embed;
   torch::nn::ModuleList layers{nullptr};
 };
 

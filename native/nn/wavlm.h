@@ -3,18 +3,13 @@
 // layer on the layer's input), post-LN (base, base-plus) or stable-layer-norm (large) encoder.
 // Raw 16 kHz waveform (B, samples) → (B, frames, hidden).
 #pragma once
-#include "nn/lora.h"
 #include "nn/model.h"
+#include "nn/speech_front.h"
 
 namespace et::nn {
 
-struct WavLMConfig {
-  std::vector<int64_t> conv_dim{512, 512, 512, 512, 512, 512, 512}, conv_kernel{10, 3, 3, 3, 3, 2, 2}, conv_stride{5, 2, 2, 2, 2, 2, 2};
-  bool conv_bias = false, do_stable_layer_norm = false, masked_spec_embed = true;
-  std::string feat_extract_norm = "group", feat_extract_activation = "gelu", hidden_act = "gelu";
-  int64_t hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12, intermediate_size = 3072;
-  int64_t num_conv_pos_embeddings = 128, num_conv_pos_embedding_groups = 16, num_buckets = 320, max_bucket_distance = 800;
-  double layer_norm_eps = 1e-5, hidden_dropout = 0.1, attention_dropout = 0.1, activation_dropout = 0.0, feat_proj_dropout = 0.0;
+struct WavLMConfig : SpeechEncoderConfig {
+  int64_t num_buckets = 320, max_bucket_distance = 800;
 };
 
 struct WavLMLayerImpl : torch::nn::Module {
@@ -40,11 +35,9 @@ struct WavLMModel : Model {
   at::Tensor encode(at::Tensor x, const at::Tensor& valid);
   int64_t frames_for(int64_t samples) const;
   WavLMConfig cfg;
-  std::vector<torch::nn::Conv1d> convs;
-  std::vector<torch::nn::AnyModule> norms;  // GroupNorm (layer 0 only) or LayerNorm per layer
-  torch::nn::LayerNorm proj_ln{nullptr}, enc_ln{nullptr};
-  Linear projection{nullptr};
-  at::Tensor pos_g, pos_v, pos_bias, mask_embed;
+  SpeechFront front;
+  torch::nn::LayerNorm enc_ln{nullptr};
+  at::Tensor mask_embed;
   torch::nn::ModuleList layers{nullptr};
 };
 

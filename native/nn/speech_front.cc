@@ -1,0 +1,79 @@
+#include "nn/speech_front.h"
+
+#include "nn/builtin.h"
+
+#include <cmath>
+
+namespace et::nn {
+
+void SpeechFront::build_features(torch::nn::Module& model, const SpeechEncoderConfig& c) {
+  TORCH_CHECK(c.conv_dim.size() == c.conv_kernel.size() && c.conv_dim.size() == c.conv_stride.size() && !c.conv_dim.empty(),
+              "conv_dim, conv_kernel and conv_stride must have the same non-zero length");
+  TORCH_CHECK(c.feat_extract_norm == "group" || c.feat_extract_norm == "layer", "feat_extract_norm must be 'group' or 'layer'");
+  cfg = c;
+  auto fe = model.register_module("feature_extractor", std::make_shared<torch::nn::Module>());
+  auto conv_layers = fe->register_module("conv_layers", torch::nn::ModuleList());
+  int64_t in = 1;
+  for (size_t i = 0; i < c.conv_dim.size(); ++i) {
+    auto layer = std::make_shared<torch::nn::Module>();
+    convs.push_back(layer->register_module(
+        "conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(in, c.conv_dim[i], c.conv_kernel[i]).stride(c.conv_stride[i]).bias(c.conv_bias))));
+    if (c.feat_extract_norm == "layer") {
+      norms.emplace_back(layer->register_module("layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.conv_dim[i]}))));
+    } else if (i == 0) {
+      norms.emplace_back(layer->register_module("layer_norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.conv_dim[0], c.conv_dim[0]))));
+    } else {
+      norms.emplace_back();
+    }
+    conv_layers->push_back(layer);
+    in = c.conv_dim[i];
+  }
+  auto fp = model.register_module("feature_projection", std::make_shared<torch::nn::Module>());
+  proj_ln = fp->register_module("layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({in}).eps(c.layer_norm_eps)));
+  projection = fp->register_module("projection", Linear(in, c.hidden_size));
+}
+
+void SpeechFront::build_positions(torch::nn::Module& encoder, const SpeechEncoderConfig& c) {
+  auto pce = encoder.register_module("pos_conv_embed", std::make_shared<torch::nn::Module>());
+  auto conv = pce->register_module("conv", std::make_shared<torch::nn::Module>());
+  pos_bias = conv->register_parameter("bias", at::zeros({c.hidden_size}));
+  auto par = conv->register_module("parametrizations", std::make_shared<torch::nn::Module>());
+  auto w = par->register_module("weight", std::make_shared<torch::nn::Module>());
+  // weight_norm(dim=2): original0 = g (1, 1, K), original1 = v (H, H / groups, K)
+  pos_v = w->register_parameter("original1", at::randn({c.hidden_size, c.hidden_size / c.num_conv_pos_embedding_groups, c.num_conv_pos_embeddings}) *
+                                                 std::sqrt(4.0 / (c.num_conv_pos_embeddings * c.hidden_size)));
+  pos_g = w->register_parameter("original0", at::linalg_vector_norm(pos_v.detach(), 2, at::IntArrayRef{0, 1}, true));
+}
+
+at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
+  auto x = wave.unsqueeze(1);  // (B, 1, N)
+  for (size_t i = 0; i < convs.size(); ++i) {
+    x = convs[i]->forward(x);  // (B, C, T)
+    if (!norms[i].is_empty()) {
+      x = cfg.feat_extract_norm == "layer" ? norms[i].forward(x.transpose(1, 2)).transpose(1, 2) : norms[i].forward(x);
+    }
+    x = activate(x, cfg.feat_extract_activation);
+  }
+  x = x.transpose(1, 2);  // (B, T, C)
+  return at::dropout(projection(proj_ln(x)), cfg.feat_proj_dropout, train);
+}
+
+at::Tensor SpeechFront::add_positions(const at::Tensor& x) const {
+  auto w = pos_v * (pos_g / at::linalg_vector_norm(pos_v, 2, at::IntArrayRef{0, 1}, true));
+  auto pc = at::conv1d(x.transpose(1, 2), w, pos_bias, 1, cfg.num_conv_pos_embeddings / 2, 1, cfg.num_conv_pos_embedding_groups);  // (B, H, T')
+  if (cfg.num_conv_pos_embeddings % 2 == 0) pc = pc.narrow(2, 0, pc.size(2) - 1);
+  return x + activate(pc, cfg.feat_extract_activation).transpose(1, 2);
+}
+
+int64_t SpeechFront::frames_for(int64_t n) const {
+  for (size_t i = 0; i < cfg.conv_kernel.size(); ++i) n = (n - cfg.conv_kernel[i]) / cfg.conv_stride[i] + 1;
+  return n;
+}
+
+at::Tensor SpeechFront::valid_frames(const at::Tensor& keep, int64_t frames) const {
+  auto len = keep.to(at::kLong).sum(1);
+  for (size_t i = 0; i < cfg.conv_kernel.size(); ++i) len = at::div(len - cfg.conv_kernel[i], cfg.conv_stride[i], "floor") + 1;
+  return at::arange(frames, len.options()).unsqueeze(0).lt(len.unsqueeze(1));  // (B, T)
+}
+
+}  // namespace et::nn

@@ -1,0 +1,41 @@
+// The front end WavLM and Wav2Vec2 share (HF's Wav2Vec2FeatureEncoder, Wav2Vec2FeatureProjection
+// and Wav2Vec2PositionalConvEmbedding): conv feature encoder (group-norm or layer-norm variant),
+// feature projection, weight-normed conv positions, and the conv stack's frame count.
+#pragma once
+#include "nn/lora.h"
+
+namespace et::nn {
+
+// Config fields both encoders have (HF names); each model's config extends it.
+struct SpeechEncoderConfig {
+  std::vector<int64_t> conv_dim{512, 512, 512, 512, 512, 512, 512}, conv_kernel{10, 3, 3, 3, 3, 2, 2}, conv_stride{5, 2, 2, 2, 2, 2, 2};
+  bool conv_bias = false, do_stable_layer_norm = false, masked_spec_embed = true;
+  std::string feat_extract_norm = "group", feat_extract_activation = "gelu", hidden_act = "gelu";
+  int64_t hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12, intermediate_size = 3072;
+  int64_t num_conv_pos_embeddings = 128, num_conv_pos_embedding_groups = 16;
+  double layer_norm_eps = 1e-5, hidden_dropout = 0.1, attention_dropout = 0.1, activation_dropout = 0.0, feat_proj_dropout = 0.0;
+};
+
+struct SpeechFront {
+  // Registers feature_extractor.* and feature_projection.* on `model`.
+  void build_features(torch::nn::Module& model, const SpeechEncoderConfig& c);
+  // Registers pos_conv_embed.* on `encoder`.
+  void build_positions(torch::nn::Module& encoder, const SpeechEncoderConfig& c);
+  // Waveform (B, N) → projected features (B, T, H), nothing masked.
+  at::Tensor features(const at::Tensor& wave, bool train);
+  // x (B, T, H) plus its conv positional embedding.
+  at::Tensor add_positions(const at::Tensor& x) const;
+  // Frames the conv stack makes of `samples`.
+  int64_t frames_for(int64_t samples) const;
+  // Valid frames (B, T) bool from an attention mask over samples (B, N), through the length formula.
+  at::Tensor valid_frames(const at::Tensor& keep, int64_t frames) const;
+
+  SpeechEncoderConfig cfg;
+  std::vector<torch::nn::Conv1d> convs;
+  std::vector<torch::nn::AnyModule> norms;  // GroupNorm (layer 0 only) or LayerNorm per layer
+  torch::nn::LayerNorm proj_ln{nullptr};
+  Linear projection{nullptr};
+  at::Tensor pos_g, pos_v, pos_bias;
+};
+
+}  // namespace et::nn
