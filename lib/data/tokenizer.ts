@@ -171,9 +171,9 @@ function charsmapProblem(v: unknown): string | undefined {
   const unit = (i: number): number => b.readUInt32LE(4 + 4 * i);
   const offset = (u: number): number => (u >>> 10) * (u & 0x200 ? 256 : 1);
   const seen = new Set<number>();
-  const todo = [offset(unit(0))];
-  while (todo.length > 0) {
-    const base = todo.pop()!;
+  const pending = [offset(unit(0))];
+  while (pending.length > 0) {
+    const base = pending.pop()!;
     if (seen.has(base)) continue;
     seen.add(base);
     for (let c = 1; c < 256; c++) {
@@ -187,7 +187,7 @@ function charsmapProblem(v: unknown): string | undefined {
         const at = unit(next) & 0x7fffffff;
         if (at > strings.length || (strings[at] & 0xc0) === 0x80) return 'has a string offset outside its strings';
       }
-      todo.push(next);
+      pending.push(next);
     }
   }
   return undefined;
@@ -204,11 +204,11 @@ function charsmapProblem(v: unknown): string | undefined {
  */
 function checkLibraryLimits(json: Record<string, unknown>, source: string): void {
   const fail = (why: string): never => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); };
-  const todo: [unknown, boolean][] = [[json.normalizer, true], [json.decoder, false]];
-  while (todo.length > 0) {
-    const [v, inNormalizer] = todo.pop()!;
+  const pending: [unknown, boolean][] = [[json.normalizer, true], [json.decoder, false]];
+  while (pending.length > 0) {
+    const [v, inNormalizer] = pending.pop()!;
     if (Array.isArray(v)) {
-      for (const x of v) todo.push([x, inNormalizer]);
+      for (const x of v) pending.push([x, inNormalizer]);
     } else if (isObject(v)) {
       if (inNormalizer && v.type === 'Replace' && matchesEmpty(v.pattern)) fail(`a Replace normalizer whose pattern ${JSON.stringify(v.pattern)} matches the empty string`);
       if (v.type === 'Precompiled' || 'precompiled_charsmap' in v) {
@@ -216,7 +216,7 @@ function checkLibraryLimits(json: Record<string, unknown>, source: string): void
         if (why) fail(`the Precompiled normalizer's precompiled_charsmap ${why}`);
       }
       if (v.type === 'Strip' && typeof v.stop === 'number' && v.stop > 0) fail(`a Strip decoder with stop ${v.stop} is not supported (only 0)`);
-      for (const x of Object.values(v)) todo.push([x, inNormalizer]);
+      for (const x of Object.values(v)) pending.push([x, inNormalizer]);
     }
   }
   const model = json.model as Record<string, unknown>;
