@@ -44,9 +44,12 @@ export function manualSeed(seed: number): void {
 }
 
 /**
- * Sets the number of threads libtorch uses for intra-op parallelism: 1 to 4 × the machine's
- * cores (at least 8). More threads than that only oversubscribe the cores, and absurd counts
- * exhaust the system's threads.
+ * Sets the number of threads libtorch uses for intra-op parallelism in heavy calls (forward,
+ * backward, optimizer steps, feature extraction, generation): 1 to 4 × the machine's cores (at
+ * least 8). More threads than that only oversubscribe the cores, and absurd counts exhaust the
+ * system's threads. Heavy calls all run on one compute thread, so libtorch keeps one OpenMP team
+ * (as in a Python process); the synchronous tensor ops called on the JS thread run on one thread.
+ * Takes effect from the next heavy call.
  * @throws EmotorchError ERR_INVALID_ARG outside that range.
  */
 export function setNumThreads(n: number): void {
@@ -74,7 +77,7 @@ export function setRngState(state: Tensor, device: Device = 'cpu'): void {
   binding.setRngState(checkDevice(device), state.handle);
 }
 
-/** The number of intra-op threads libtorch uses. */
+/** The number of intra-op threads heavy calls use (see {@link setNumThreads}). */
 export function getNumThreads(): number {
   return binding.getNumThreads();
 }

@@ -1,4 +1,7 @@
 import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
 import * as et from '../lib/index';
 import { maxAbsDiff, rejectsWith } from './helpers';
 
@@ -18,6 +21,33 @@ describe('async native calls', () => {
     await y.square().mean().backward();
     expect(fired).toBe(true);
     expect(mlp.parameters()[0].grad).not.toBeNull();
+  });
+
+  // libgomp gives every thread that opens a parallel region an OpenMP team of its own; once a
+  // process has more OpenMP threads than cores, every team sleeps between regions and each region
+  // pays a futex wake-up (a LLaMA training step ran 2.8× slower than PyTorch's because of it).
+  // Heavy calls therefore all run on one compute thread, and the JS thread's own ops are serial:
+  // concurrent forwards on different modules must not add OS threads (run in a fresh process, so
+  // no earlier test has already made the teams).
+  it.runIf(fs.existsSync('/proc/self/task'))('runs heavy calls from many libuv threads on one compute thread (one OpenMP team)', () => {
+    const code = `(async () => {
+      const threads = () => require('fs').readdirSync('/proc/self/task').length;
+      et.setNumThreads(2);
+      const mods = Array.from({ length: 6 }, () => et.nn.Linear.create({ in_features: 256, out_features: 256 }));
+      const x = et.randn([512, 256]);
+      x.matmul(x.transpose(0, 1)).sum().item();  // a parallel-sized op on the JS thread
+      await mods[0].forward(x);
+      const before = threads();
+      for (let r = 0; r < 4; r++) await Promise.all(mods.map((m) => m.forward(x)));
+      x.matmul(x.transpose(0, 1)).sum().item();
+      console.log(JSON.stringify({ before, after: threads(), n: et.getNumThreads() }));
+    })()`;
+    const dist = path.join(__dirname, '..', 'dist', 'index.js');
+    const r = spawnSync(process.execPath, ['-e', `const et = require(${JSON.stringify(dist)});\n${code}`], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const { before, after, n } = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(n).toBe(2);
+    expect(after).toBe(before);
   });
 
   it('serializes concurrent calls on one module and returns each its own result', async () => {

@@ -1,6 +1,6 @@
 // The N-API side of emotorch: the only code that includes napi.h. It marshals values between JS
 // and C++, maps every C++ failure to an EmotorchError, and runs heavy calls on the libuv pool
-// through one helper (Task / run_async). No math lives here.
+// through one helper (Task / run_async) on one compute thread. No math lives here.
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -49,9 +49,10 @@ auto guard(Napi::Env env, F&& f, const std::string& default_code = "ERR_TORCH") 
   }
 }
 
-// The one async helper: `work` runs on the libuv pool with the caller's grad mode (grad mode is
-// thread-local, so it is captured here on the JS thread) and, if given, `lock` held; `done` runs
-// back on the JS thread and gives the Promise's value. Failures reject with an EmotorchError.
+// The one async helper: `work` runs on the one compute thread (reached through the libuv pool,
+// whose thread waits for it) with the caller's grad mode and autocast state (thread-local, so
+// captured here on the JS thread) and, if given, `lock` held; `done` runs back on the JS thread
+// and gives the Promise's value. Failures reject with an EmotorchError.
 Napi::Promise run_async(Napi::Env env, const char* name, std::shared_ptr<std::mutex> lock, std::function<void()> work,
                         std::function<Napi::Value(Napi::Env)> done, std::string default_code = "ERR_TORCH");
 

@@ -8,7 +8,11 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <thread>
 #include <unordered_map>
 
 namespace et::bridge {
@@ -86,6 +90,71 @@ struct AutocastState {
   bool any() const { return cpu || cuda; }
 };
 
+// The one compute thread. Every heavy call runs here, not on the libuv thread that picked it up:
+// libgomp gives each thread that opens a parallel region a team of its own, and once a process
+// has more OpenMP threads than cores, every team stops spinning between regions and pays a futex
+// wake-up per region (the LLaMA step of `npm run bench -- trainer` ran 2.8x slower than PyTorch
+// on 2 cores because of this). One thread, one team: the way PyTorch runs from Python. The libuv
+// thread waits for its job, so Node's async-work lifecycle (cancellation, env teardown) is
+// unchanged. The JS thread itself runs its synchronous ops single-threaded (init_threads).
+class ComputeThread {
+ public:
+  static ComputeThread& get() {
+    static ComputeThread* t = new ComputeThread();  // never destroyed: the thread outlives statics
+    return *t;
+  }
+  // Runs `f` (which must not throw) on the compute thread and returns when it has run.
+  void run(const std::function<void()>& f) {
+    Job job{&f};
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      queue_.push_back(&job);
+    }
+    cv_.notify_one();
+    std::unique_lock<std::mutex> lk(job.m);
+    job.cv.wait(lk, [&] { return job.done; });
+  }
+  void set_threads(int n) { threads_.store(n); }
+  int threads() const { return threads_.load(); }
+
+ private:
+  struct Job {
+    const std::function<void()>* f;
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  ComputeThread() { std::thread([this] { loop(); }).detach(); }
+  void loop() {
+    int applied = -1;
+    for (;;) {
+      Job* job;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return !queue_.empty(); });
+        job = queue_.front();
+        queue_.pop_front();
+      }
+      int want = threads_.load();
+      if (want != applied) {
+        at::get_num_threads();  // libtorch's lazy per-thread init first, so it cannot undo the next line
+        at::set_num_threads(want);
+        applied = want;
+      }
+      (*job->f)();
+      {
+        std::lock_guard<std::mutex> lk(job->m);
+        job->done = true;
+      }
+      job->cv.notify_one();
+    }
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<Job*> queue_;
+  std::atomic<int> threads_{0};
+};
+
 class Task : public Napi::AsyncWorker {
  public:
   Task(Napi::Env env, const char* name, std::shared_ptr<std::mutex> lock, std::function<void()> work,
@@ -100,7 +169,8 @@ class Task : public Napi::AsyncWorker {
         autocast_(AutocastState::capture()) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
-  void Execute() override {
+  void Execute() override { ComputeThread::get().run([this] { compute(); }); }
+  void compute() {
     c10::AutoGradMode grad(grad_);
     std::unique_lock<std::mutex> held;
     if (lock_) held = std::unique_lock<std::mutex>(*lock_);
@@ -473,7 +543,7 @@ static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     double n = to_double(info[0], "threads");
     if (!(n >= 1 && n <= 1024)) throw CodedError("ERR_INVALID_ARG", "threads must be in [1, 1024]");
-    at::set_num_threads(static_cast<int>(n));
+    ComputeThread::get().set_threads(static_cast<int>(n));
     return info.Env().Undefined();
   });
 }
@@ -503,7 +573,7 @@ static Napi::Value SetRngState(const Napi::CallbackInfo& info) {
   });
 }
 
-static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
+static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), ComputeThread::get().threads()); }
 
 static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
   c10::GradMode::set_enabled(info[0].ToBoolean().Value());
@@ -553,7 +623,15 @@ static Napi::Value FromData(const Napi::CallbackInfo& info) {
   });
 }
 
+void init_threads() {
+  static std::once_flag once;
+  std::call_once(once, [] { ComputeThread::get().set_threads(at::get_num_threads()); });  // libtorch's default
+  at::get_num_threads();
+  at::set_num_threads(1);
+}
+
 void init_tensor(Napi::Env env, Napi::Object exports) {
+  init_threads();
   TensorHandle::Init(env, exports);
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("versions", Napi::Function::New(env, Versions));
