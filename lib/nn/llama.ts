@@ -1,8 +1,7 @@
 /** LLaMA-family causal LM (HF LlamaForCausalLM; Mistral and Vicuna configs load too), on native/nn/llama. */
 import { NativeModule, ModuleOptions } from './module';
-import { Tensor, checkTensor, cat } from '../tensor';
+import { Tensor, checkTensor, cat, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
-import { crossEntropy } from '../functional';
 import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig } from './pretrained';
 
 /**
@@ -119,18 +118,6 @@ export interface LlamaOutputs {
 }
 
 /**
- * HF's causal-LM loss: logits at 0..T−2 predict labels at 1..T−1 (in float32), −100 ignored;
- * mean over label tokens, or sum / numItemsInBatch.
- */
-export function causalLmLoss(logits: Tensor, labels: Tensor, numItemsInBatch?: number): Tensor {
-  const [, t, v] = logits.shape;
-  const shifted = logits.slice(1, 0, t - 1).float().reshape([-1, v]);
-  const targets = labels.to({ device: logits.device }).slice(1, 1, t).reshape([-1]);
-  if (numItemsInBatch === undefined) return crossEntropy(shifted, targets, { ignoreIndex: -100 });
-  return crossEntropy(shifted, targets, { ignoreIndex: -100, reduction: 'sum' }).div(numItemsInBatch);
-}
-
-/**
  * A LLaMA-family decoder with an LM head.
  * @example
  * const llm = await et.nn.LlamaForCausalLM.fromPretrained('vicuna-7b/', { dtype: 'float16', device: 'cuda' });
@@ -213,10 +200,13 @@ export class LlamaForCausalLM extends NativeModule {
     if (numItemsInBatch !== undefined) checkNumber(numItemsInBatch, 'numItemsInBatch', Number.MIN_VALUE);
     const device = (inputs.inputIds ?? inputs.inputsEmbeds)!.device;
     if (b === 0) return { logits: this.emptyOutput([0, t, this.config.vocab_size], device) };
-    const out = await this.run([inputs.inputIds ?? null, inputs.attentionMask ?? null, inputs.positionIds ?? null, inputs.inputsEmbeds ?? null]);
+    // The loss is computed in the same native call (on the compute thread, with the intra-op threads).
+    const items = numItemsInBatch === undefined ? null : tensor([numItemsInBatch], { dtype: 'float64' }).reshape([]);
+    const out = await this.run([inputs.inputIds ?? null, inputs.attentionMask ?? null, inputs.positionIds ?? null, inputs.inputsEmbeds ?? null, labels ?? null, items]);
+    items?.dispose();
     const logits = out[0]!;
     if (!labels) return { logits };
-    return { logits, loss: causalLmLoss(logits, labels, numItemsInBatch) };
+    return { logits, loss: out[1]! };
   }
 
   /**

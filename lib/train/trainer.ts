@@ -439,10 +439,13 @@ export class Trainer<T = unknown> extends EventEmitter {
     const numItems = tokenLoss ? counts.reduce((x, y) => x! + y!, 0)! : undefined;
     let stepLoss = 0;
     for (const batch of micro) {
-      let { loss } = await this.lossOf(batch, tokenLoss ? Math.max(numItems!, 1) : undefined);
+      const r = await this.lossOf(batch, tokenLoss ? Math.max(numItems!, 1) : undefined);
+      let loss = r.loss;
       if (!tokenLoss && micro.length > 1) loss = loss.div(micro.length);
-      stepLoss += loss.detach().item();
+      stepLoss += loss.item();
       await (this.scaler ? this.scaler.scale(loss) : loss).backward();
+      if (loss !== r.loss) loss.dispose();
+      releaseOutputs(r.outputs, batch);
     }
     const params = this.optimizer!.parameters();
     let gradNorm: number | null = null;
@@ -737,4 +740,20 @@ export class Trainer<T = unknown> extends EventEmitter {
   private async writeArtifacts(): Promise<void> {
     await writePlots(this.args.output_dir, this.state.log_history);
   }
+}
+
+/**
+ * Frees the tensors a training forward returned once the step no longer needs them (the loss
+ * after its backward, logits, hidden states), so their memory goes back at once instead of at
+ * the garbage collector's next full pass. Parameters (leaves that require grad) and tensors of
+ * the batch itself are left alone, whatever a model passes through.
+ */
+function releaseOutputs(outputs: Record<string, unknown>, batch: Batch): void {
+  const inputs = new Set(Object.values(batch).filter((v): v is Tensor => v instanceof Tensor));
+  const release = (v: unknown): void => {
+    if (v instanceof Tensor) {
+      if (!v.isDisposed && !inputs.has(v) && !(v.isLeaf && v.requiresGrad)) v.dispose();
+    } else if (Array.isArray(v)) v.forEach(release);
+  };
+  Object.values(outputs).forEach(release);
 }

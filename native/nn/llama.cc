@@ -100,7 +100,9 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
     k = k.repeat_interleave(Hq / Hkv, 1);  // (B, Hq, S, D)
     v = v.repeat_interleave(Hq / Hkv, 1);
   }
-  auto a = at::scaled_dot_product_attention(q, k, v, mask, is_training() ? cfg.attention_dropout : 0.0, false);
+  // No mask: nothing is padded and there is no cache, so SDPA's own causal path (as HF takes it).
+  auto a = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
+                                            is_training() ? cfg.attention_dropout : 0.0, !mask.defined());
   auto y = x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D}));
   h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
   return y + down_proj(activate(gate_proj(h), cfg.hidden_act) * up_proj(h));
@@ -130,7 +132,8 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
   auto emb = at::cat({freqs, freqs}, -1);
   auto cos = emb.cos().to(embeds.scalar_type()).unsqueeze(1);  // (B, 1, T, D)
   auto sin = emb.sin().to(embeds.scalar_type()).unsqueeze(1);
-  auto mask = causal_mask(keep, T, embeds.scalar_type());
+  bool padded = keep.size(1) != T || !keep.ne(0).all().item<bool>();
+  auto mask = padded ? causal_mask(keep, T, embeds.scalar_type()) : at::Tensor();  // undefined: causal, no padding
   at::Tensor x = embeds;
   if (cache && cache->k.empty()) {
     cache->k.resize(layers->size());
@@ -152,7 +155,23 @@ Tensors LlamaForCausalLM::forward(const Tensors& in) {
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
   at::Tensor keep = keep_in.defined() ? keep_in.to(lopts) : at::ones({B, T}, lopts);
   at::Tensor pos = pos_in.defined() ? pos_in.to(lopts) : at::arange(T, lopts).unsqueeze(0).expand({B, T});
-  return {run(embeds, keep, pos, nullptr)};
+  at::Tensor logits = run(embeds, keep, pos, nullptr);
+  const at::Tensor& labels = in.size() > 4 ? in[4] : at::Tensor();
+  if (!labels.defined()) return {logits};
+  const at::Tensor& num_items = in.size() > 5 ? in[5] : at::Tensor();
+  return {logits, causal_lm_loss(logits, labels, num_items.defined() ? std::optional<double>(num_items.item<double>()) : std::nullopt)};
+}
+
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels, std::optional<double> num_items) {
+  int64_t T = logits.size(1), V = logits.size(2);
+  TORCH_CHECK(labels.dim() == 2 && labels.size(0) == logits.size(0) && labels.size(1) == T, "LLaMA: labels ", labels.sizes(),
+              " do not match the logits ", logits.sizes());
+  // The logits at t predict the label at t + 1: the labels move left by one and −100 fills the
+  // last place (HF pads the labels rather than slicing the logits, so nothing is copied).
+  auto targets = at::constant_pad_nd(labels.to(logits.device(), at::kLong).narrow(1, 1, T - 1), {0, 1}, -100).reshape({-1});
+  auto flat = logits.reshape({-1, V}).to(at::kFloat);
+  if (!num_items) return at::cross_entropy_loss(flat, targets, {}, at::Reduction::Mean, -100);
+  return at::cross_entropy_loss(flat, targets, {}, at::Reduction::Sum, -100) / *num_items;
 }
 
 namespace {

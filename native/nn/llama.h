@@ -6,6 +6,7 @@
 #include "nn/lora.h"
 #include "nn/model.h"
 
+#include <optional>
 #include <vector>
 
 namespace et::nn {
@@ -54,7 +55,8 @@ struct LlamaForCausalLM : Model {
   explicit LlamaForCausalLM(const LlamaConfig& c);
   // inputs: input_ids (B, T) or undefined, attention_mask (B, T) 1/0 or undefined, position_ids
   // (B, T) or undefined (0..T−1, as HF's plain forward), inputs_embeds (B, T, H) or undefined.
-  // outputs: logits (B, T, V)
+  // labels (B, T) int64 or undefined, num_items () or undefined.
+  // outputs: logits (B, T, V), and with labels the causal-LM loss (see causal_lm_loss).
   Tensors forward(const Tensors& in) override;
   // Prompt as ids (B, T) or embeddings (B, T, H) with a keep-mask (B, T) (left padding) → the new
   // tokens (B, ≤ max_new_tokens), right-filled with pad_token_id after EOS. `prompt_ids` (may be
@@ -76,5 +78,10 @@ struct LlamaForCausalLM : Model {
   at::Tensor greedy_or_sample(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g);
   at::Tensor beam_search(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g);
 };
+
+// HF's causal-LM loss: cross entropy (in float32) of the logits at 0..T−2 against labels 1..T−1,
+// −100 ignored; the mean over label tokens, or their sum divided by num_items (how gradient
+// accumulation normalizes a token loss over all micro-batches).
+at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels, std::optional<double> num_items);
 
 }  // namespace et::nn
