@@ -1,6 +1,7 @@
 // Tensor handles, errors, the async helper, conversions, and process-level functions.
 #include "bridge/bridge.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/GradMode.h>
@@ -90,6 +91,15 @@ struct AutocastState {
   bool any() const { return cpu || cuda; }
 };
 
+// ATen sets a thread's OpenMP thread count from a process-wide value the first time the thread
+// reaches a parallel loop (at::internal::lazy_init_num_threads, inline, so libtorch and this addon
+// each have a per-thread flag of their own). Run both first, so that a later first parallel loop
+// cannot overwrite the count this thread is given.
+void settle_lazy_thread_init() {
+  at::internal::lazy_init_num_threads();  // this addon's copy
+  at::get_num_threads();                  // libtorch's
+}
+
 // The one compute thread. Every heavy call runs here, not on the libuv thread that picked it up:
 // libgomp gives each thread that opens a parallel region a team of its own, and once a process
 // has more OpenMP threads than cores, every team stops spinning between regions and pays a futex
@@ -137,7 +147,7 @@ class ComputeThread {
       }
       int want = threads_.load();
       if (want != applied) {
-        at::get_num_threads();  // libtorch's lazy per-thread init first, so it cannot undo the next line
+        settle_lazy_thread_init();
         at::set_num_threads(want);
         applied = want;
       }
@@ -623,10 +633,10 @@ static Napi::Value FromData(const Napi::CallbackInfo& info) {
   });
 }
 
-void init_threads() {
+static void init_threads() {
   static std::once_flag once;
   std::call_once(once, [] { ComputeThread::get().set_threads(at::get_num_threads()); });  // libtorch's default
-  at::get_num_threads();
+  settle_lazy_thread_init();
   at::set_num_threads(1);
 }
 

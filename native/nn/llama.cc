@@ -2,6 +2,7 @@
 
 #include "nn/attention.h"
 #include "nn/builtin.h"
+#include "nn/fused.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,18 +10,6 @@
 namespace et::nn {
 
 namespace {
-
-// RMSNorm in float32, then back to the input dtype (HF LlamaRMSNorm).
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
-  auto h = x.to(at::kFloat);
-  h = h * at::rsqrt(h.pow(2).mean(-1, true) + eps);
-  return w * h.to(x.scalar_type());
-}
-
-at::Tensor rotate_half(const at::Tensor& x) {
-  int64_t half = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
 
 // inv_freq as transformers computes it (float32), with linear or llama3 scaling.
 at::Tensor rope_inv_freq(const LlamaConfig& c, int64_t dim) {
@@ -83,11 +72,9 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
                                    KVCache* cache, size_t index) {
   int64_t B = x.size(0), T = x.size(1), Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
   auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
-  auto q = q_proj(h).view({B, T, Hq, D}).transpose(1, 2);   // (B, Hq, T, D)
-  auto k = k_proj(h).view({B, T, Hkv, D}).transpose(1, 2);  // (B, Hkv, T, D)
+  auto q = rotary(q_proj(h).view({B, T, Hq, D}), cos, sin).transpose(1, 2);   // (B, Hq, T, D)
+  auto k = rotary(k_proj(h).view({B, T, Hkv, D}), cos, sin).transpose(1, 2);  // (B, Hkv, T, D)
   auto v = v_proj(h).view({B, T, Hkv, D}).transpose(1, 2);
-  q = q * cos + rotate_half(q) * sin;
-  k = k * cos + rotate_half(k) * sin;
   if (cache) {
     if (cache->k[index].defined()) {
       k = at::cat({cache->k[index], k}, 2);  // (B, Hkv, S, D)
@@ -130,8 +117,8 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
   auto inv = inv_freq.to(embeds.device());
   auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv;  // (B, T, D/2)
   auto emb = at::cat({freqs, freqs}, -1);
-  auto cos = emb.cos().to(embeds.scalar_type()).unsqueeze(1);  // (B, 1, T, D)
-  auto sin = emb.sin().to(embeds.scalar_type()).unsqueeze(1);
+  auto cos = emb.cos().to(embeds.scalar_type());  // (B, T, D)
+  auto sin = emb.sin().to(embeds.scalar_type());
   bool padded = keep.size(1) != T || !keep.ne(0).all().item<bool>();
   auto mask = padded ? causal_mask(keep, T, embeds.scalar_type()) : at::Tensor();  // undefined: causal, no padding
   at::Tensor x = embeds;

@@ -92,6 +92,23 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
     expect(maxAbsDiff((await m.forward({ inputsEmbeds: t.get('embeds') })).logits, t.get('logits_from_embeds')!)).toBeLessThan(TOL);
     expect(maxAbsDiff(await m.embed(ids.slice(0, 0, 1)), t.get('embeds')!)).toBe(0);
   });
+  // Full fine-tuning: HF's loss and every parameter's gradient (RMSNorm input and weight grads,
+  // rotary embedding, causal and masked GQA attention, SwiGLU, head, loss), which the fused CPU
+  // kernels for RMSNorm and RoPE and the native loss must reproduce.
+  it('gives HF\'s loss and every parameter gradient (no padding with num_items; left padding with the mean)', async () => {
+    const t = await io('llama_grad');
+    for (const c of ['plain', 'padded']) {
+      const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
+      m.train();
+      const num = t.get(`${c}.num_items`);
+      const { loss } = await m.forward({ inputIds: t.get(`${c}.input_ids`)!, attentionMask: t.get(`${c}.attention_mask`), labels: t.get(`${c}.labels`)!, numItemsInBatch: num?.item() });
+      expect(Math.abs(loss!.item() - t.get(`${c}.loss`)!.item())).toBeLessThan(1e-5);
+      await loss!.backward();
+      const params = m.namedParameters();
+      expect(params.length).toBe(21);
+      for (const [name, p] of params) expect(maxAbsDiff(p.grad!, t.get(`${c}.grad.${name}`)!), `${c} ${name}`).toBeLessThan(1e-5);
+    }
+  });
   it('generates the same tokens as HF generate (greedy and beam search)', async () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
     const t = await io('llama');

@@ -1,0 +1,148 @@
+#include "nn/fused.h"
+
+#include <ATen/Parallel.h>
+#include <torch/autograd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace et::nn {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool fusable(const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.layout() == at::kStrided; }
+
+// Rows per parallel task: about 16K elements each, so small tensors stay on one thread.
+int64_t grain(int64_t row) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(row, 1)); }
+
+// Σ a·b over n floats with eight independent sums (which the compiler vectorizes).
+float dot(const float* a, const float* b, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) s[k] += a[i + k] * b[i + k];
+  float total = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; ++i) total += a[i] * b[i];
+  return total;
+}
+
+struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& w_in, double eps) {
+    at::Tensor x = x_in.contiguous(), w = w_in.contiguous();
+    int64_t H = x.size(-1), N = x.numel() / std::max<int64_t>(H, 1);
+    at::Tensor y = at::empty_like(x), rstd = at::empty({N}, x.options());
+    const float *xp = x.const_data_ptr<float>(), *wp = w.const_data_ptr<float>();
+    float *yp = y.mutable_data_ptr<float>(), *rp = rstd.mutable_data_ptr<float>();
+    const float e = static_cast<float>(eps);
+    at::parallel_for(0, N, grain(H), [&](int64_t b, int64_t end) {
+      for (int64_t i = b; i < end; ++i) {
+        const float* xr = xp + i * H;
+        float r = 1.0f / std::sqrt(dot(xr, xr, H) / static_cast<float>(H) + e);
+        rp[i] = r;
+        float* yr = yp + i * H;
+        for (int64_t j = 0; j < H; ++j) yr[j] = wp[j] * (xr[j] * r);
+      }
+    });
+    ctx->save_for_backward({x, w, rstd});
+    return y;
+  }
+
+  // n = x·r; dw = Σ_rows g·n; dx = r·(g·w − n·mean(g·w·n)).
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1], &rstd = saved[2];
+    at::Tensor g = grads[0].contiguous();
+    int64_t H = x.size(-1), N = x.numel() / std::max<int64_t>(H, 1);
+    bool want_w = ctx->needs_input_grad(1);
+    int threads = at::get_num_threads();
+    at::Tensor dx = at::empty_like(x);
+    at::Tensor partial = at::zeros({want_w ? threads : 0, H}, x.options());  // per-thread Σ g·n
+    const float *xp = x.const_data_ptr<float>(), *wp = w.const_data_ptr<float>(), *rp = rstd.const_data_ptr<float>(),
+                *gp = g.const_data_ptr<float>();
+    float* dxp = dx.mutable_data_ptr<float>();
+    float* pp = want_w ? partial.mutable_data_ptr<float>() : nullptr;
+    at::parallel_for(0, N, grain(H), [&](int64_t b, int64_t end) {
+      float* acc = want_w ? pp + at::get_thread_num() * H : nullptr;
+      std::vector<float> gw(H);
+      for (int64_t i = b; i < end; ++i) {
+        const float *xr = xp + i * H, *gr = gp + i * H;
+        float r = rp[i];
+        for (int64_t j = 0; j < H; ++j) gw[j] = gr[j] * wp[j];
+        float c = dot(gw.data(), xr, H) * r / static_cast<float>(H);  // mean(g·w·n)
+        float* dr = dxp + i * H;
+        for (int64_t j = 0; j < H; ++j) dr[j] = r * (gw[j] - xr[j] * r * c);
+        if (acc)
+          for (int64_t j = 0; j < H; ++j) acc[j] += gr[j] * (xr[j] * r);
+      }
+    });
+    at::Tensor dw = want_w ? partial.sum(0) : at::Tensor();
+    return {dx, dw, at::Tensor()};
+  }
+};
+
+// rotate_half(x)[d] = −x[d + D/2] for d < D/2, x[d − D/2] otherwise; its transpose sends
+// u to (u[d + D/2], −u[d − D/2]).
+struct RotaryFn : torch::autograd::Function<RotaryFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& cos_in, const at::Tensor& sin_in) {
+    at::Tensor x = x_in.contiguous(), cos = cos_in.contiguous(), sin = sin_in.contiguous();
+    at::Tensor y = at::empty_like(x);
+    rotate(x, cos, sin, y, false);
+    ctx->save_for_backward({cos, sin});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    at::Tensor g = grads[0].contiguous();
+    at::Tensor dx = at::empty_like(g);
+    rotate(g, saved[0], saved[1], dx, true);
+    return {dx, at::Tensor(), at::Tensor()};
+  }
+  // x (B, T, heads, D), cos/sin (B, T, D) → out; `transpose`: the backward map.
+  static void rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, at::Tensor& out, bool transpose) {
+    int64_t B = x.size(0), T = x.size(1), heads = x.size(2), D = x.size(3), half = D / 2;
+    const float *xp = x.const_data_ptr<float>(), *cp = cos.const_data_ptr<float>(), *sp = sin.const_data_ptr<float>();
+    float* op = out.mutable_data_ptr<float>();
+    at::parallel_for(0, B * T, grain(heads * D), [&](int64_t b, int64_t end) {
+      for (int64_t bt = b; bt < end; ++bt) {
+        const float *c = cp + bt * D, *s = sp + bt * D;
+        for (int64_t h = 0; h < heads; ++h) {
+          const float* xr = xp + (bt * heads + h) * D;
+          float* o = op + (bt * heads + h) * D;
+          if (!transpose) {
+            for (int64_t d = 0; d < half; ++d) o[d] = xr[d] * c[d] + (-xr[d + half]) * s[d];
+            for (int64_t d = half; d < D; ++d) o[d] = xr[d] * c[d] + xr[d - half] * s[d];
+          } else {
+            for (int64_t d = 0; d < half; ++d) o[d] = xr[d] * c[d] + xr[d + half] * s[d + half];
+            for (int64_t d = half; d < D; ++d) o[d] = xr[d] * c[d] - xr[d - half] * s[d - half];
+          }
+        }
+      }
+    });
+  }
+};
+
+}  // namespace
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  if (fusable(x) && fusable(w) && w.dim() == 1 && x.size(-1) == w.size(0)) return RmsNormFn::apply(x, w, eps);
+  auto h = x.to(at::kFloat);
+  h = h * at::rsqrt(h.pow(2).mean(-1, true) + eps);
+  return w * h.to(x.scalar_type());
+}
+
+at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  TORCH_CHECK(x.dim() == 4 && cos.dim() == 3 && x.size(3) % 2 == 0, "rotary: expected x (B, T, heads, D) and cos/sin (B, T, D), got ",
+              x.sizes(), " and ", cos.sizes());
+  bool same = cos.size(0) == x.size(0) && cos.size(1) == x.size(1) && cos.size(2) == x.size(3) && sin.sizes() == cos.sizes();
+  if (same && fusable(x) && fusable(cos) && fusable(sin) && !cos.requires_grad() && !sin.requires_grad())
+    return RotaryFn::apply(x, cos, sin);
+  int64_t half = x.size(3) / 2;
+  auto rot = at::cat({-x.narrow(3, half, half), x.narrow(3, 0, half)}, 3);
+  return x * cos.unsqueeze(2) + rot * sin.unsqueeze(2);
+}
+
+}  // namespace et::nn
