@@ -36,6 +36,11 @@ export interface LlamaConfig {
   bos_token_id: number;
   eos_token_id: number | number[];
   pad_token_id: number;
+  /**
+   * Mistral's sliding-window attention: a query attends to at most this many positions (itself
+   * and the ones before it); 0 (or `null` in a config.json) attends to all earlier positions.
+   */
+  sliding_window: number;
 }
 
 export const LLAMA_DEFAULTS: LlamaConfig = {
@@ -43,6 +48,7 @@ export const LLAMA_DEFAULTS: LlamaConfig = {
   head_dim: 0, max_position_embeddings: 2048, rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', rope_factor: 1,
   low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192, initializer_range: 0.02, attention_dropout: 0,
   tie_word_embeddings: false, attention_bias: false, mlp_bias: false, hidden_act: 'silu', bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
+  sliding_window: 0,
 };
 
 const SPEC: ConfigSpec<LlamaConfig> = {
@@ -50,7 +56,7 @@ const SPEC: ConfigSpec<LlamaConfig> = {
   num_key_value_heads: 'posint', head_dim: 'nonneg', max_position_embeddings: 'posint', rms_norm_eps: 'posnum', rope_theta: 'posnum',
   rope_type: 'string', rope_factor: 'posnum', low_freq_factor: 'posnum', high_freq_factor: 'posnum', original_max_position_embeddings: 'posint',
   initializer_range: 'nonnegnum', attention_dropout: 'prob', tie_word_embeddings: 'bool', attention_bias: 'bool', mlp_bias: 'bool',
-  hidden_act: 'act', bos_token_id: 'int', eos_token_id: 'any', pad_token_id: 'int',
+  hidden_act: 'act', bos_token_id: 'int', eos_token_id: 'any', pad_token_id: 'int', sliding_window: 'nonneg',
 };
 
 /** Flattens HF's rope settings (`rope_parameters`, or `rope_theta` + `rope_scaling`) into LlamaConfig fields. */
@@ -131,7 +137,9 @@ export class LlamaForCausalLM extends NativeModule {
   }
 
   static create(config: Partial<LlamaConfig> = {}, opts: ModuleOptions = {}): LlamaForCausalLM {
-    const c = resolveConfig('LLaMA', LLAMA_DEFAULTS, SPEC, config);
+    // HF writes `"sliding_window": null` for full attention (Mistral v0.2+).
+    const given = config && (config as { sliding_window?: unknown }).sliding_window === null ? { ...config, sliding_window: 0 } : config;
+    const c = resolveConfig('LLaMA', LLAMA_DEFAULTS, SPEC, given);
     if (c.num_attention_heads % c.num_key_value_heads !== 0) invalid(`a divisor of num_attention_heads (${c.num_attention_heads})`, 'LLaMA config.num_key_value_heads', c.num_key_value_heads);
     if (!['default', 'linear', 'llama3'].includes(c.rope_type)) invalid("'default', 'linear' or 'llama3'", 'LLaMA config.rope_type', c.rope_type);
     if (c.head_dim === 0 && c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'LLaMA config.hidden_size', c.hidden_size);

@@ -191,6 +191,7 @@ const std::map<std::string, Factory>& factories() {
          l.attention_bias = c.b("attention_bias", l.attention_bias);
          l.mlp_bias = c.b("mlp_bias", l.mlp_bias);
          l.hidden_act = c.s("hidden_act", l.hidden_act);
+         l.sliding_window = c.i64("sliding_window", l.sliding_window);
          return std::make_shared<nn::LlamaForCausalLM>(l);
        }},
       {"wavlm", [](const Config& c) { return std::make_shared<nn::WavLMModel>(wavlm_config(c)); }},

@@ -31,13 +31,16 @@ at::Tensor rope_inv_freq(const LlamaConfig& c, int64_t dim) {
 }
 
 // Keep-mask (B, S) over cache + new positions → additive mask (B, 1, T, S): a query may see keys
-// up to its own position that are not padding.
-at::Tensor causal_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype) {
+// up to its own position that are not padding and, with a sliding window, fewer than `window`
+// places back (HF's sliding_window_overlay: kv_idx > q_idx − window, over cache indices).
+at::Tensor causal_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype, int64_t window) {
   int64_t S = keep.size(1), past = S - T;
   auto opts = at::TensorOptions().device(keep.device());
   auto qpos = at::arange(past, S, opts.dtype(at::kLong)).unsqueeze(1);  // (T, 1)
   auto kpos = at::arange(S, opts.dtype(at::kLong)).unsqueeze(0);         // (1, S)
-  auto allowed = kpos.le(qpos).unsqueeze(0).logical_and(keep.ne(0).unsqueeze(1));  // (B, T, S)
+  auto visible = kpos.le(qpos);
+  if (window > 0) visible = visible.logical_and(kpos.gt(qpos - window));
+  auto allowed = visible.unsqueeze(0).logical_and(keep.ne(0).unsqueeze(1));  // (B, T, S)
   double low = dtype == at::kDouble ? std::numeric_limits<double>::lowest() : std::numeric_limits<float>::lowest();
   if (dtype == at::kHalf) low = -65504.0;
   auto z = at::zeros({}, opts.dtype(dtype));
@@ -119,8 +122,9 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
   auto emb = at::cat({freqs, freqs}, -1);
   auto cos = emb.cos().to(embeds.scalar_type());  // (B, T, D)
   auto sin = emb.sin().to(embeds.scalar_type());
-  bool padded = keep.size(1) != T || !keep.ne(0).all().item<bool>();
-  auto mask = padded ? causal_mask(keep, T, embeds.scalar_type()) : at::Tensor();  // undefined: causal, no padding
+  int64_t window = cfg.sliding_window > 0 && keep.size(1) > cfg.sliding_window ? cfg.sliding_window : 0;
+  bool plain = keep.size(1) == T && window == 0 && keep.ne(0).all().item<bool>();
+  auto mask = plain ? at::Tensor() : causal_mask(keep, T, embeds.scalar_type(), window);  // undefined: causal, nothing padded
   at::Tensor x = embeds;
   if (cache && cache->k.empty()) {
     cache->k.resize(layers->size());

@@ -18,6 +18,7 @@ struct LlamaConfig {
   std::string rope_type = "default";  // default | linear | llama3
   double rope_factor = 1.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+  int64_t sliding_window = 0;  // Mistral: a query sees at most this many positions (0: all earlier ones)
   bool tie_word_embeddings = false, attention_bias = false, mlp_bias = false;
   std::string hidden_act = "silu";
 };

@@ -109,6 +109,28 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
       for (const [name, p] of params) expect(maxAbsDiff(p.grad!, t.get(`${c}.grad.${name}`)!), `${c} ${name}`).toBeLessThan(1e-5);
     }
   });
+  it('loads HF MistralForCausalLM and matches its sliding-window attention (forward, greedy, beam)', async () => {
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('mistral'));
+    expect(m.config.sliding_window).toBe(4);
+    const t = await io('mistral');
+    const mask = t.get('attention_mask')!;
+    const ids = t.get('input_ids')!;
+    expect(masked((await m.forward({ inputIds: ids, attentionMask: mask })).logits, t.get('logits')!, mask)).toBeLessThan(TOL);
+    expect(maxAbsDiff((await m.forward({ inputIds: ids.slice(0, 0, 1) })).logits, t.get('logits_plain')!)).toBeLessThan(TOL);
+    const greedy = await m.generate({ inputIds: ids, attentionMask: mask }, { max_new_tokens: 8, eos_token_id: 2, pad_token_id: 0 });
+    expect(greedy.sequences!.toArray()).toEqual(t.get('greedy_ids')!.toArray());
+    const beam = await m.generate({ inputIds: ids, attentionMask: mask }, { max_new_tokens: 8, num_beams: 3, length_penalty: 1, early_stopping: true, eos_token_id: 2, pad_token_id: 0 });
+    const ours = beam.sequences!.toArray() as number[][];
+    const ref = t.get('beam_ids')!.toArray() as number[][];
+    for (let r = 0; r < ref.length; r++) {
+      const end = ref[r].indexOf(2, 12);
+      const upto = end < 0 ? ref[r].length : end + 1;
+      expect(ours[r].slice(0, upto)).toEqual(ref[r].slice(0, upto));
+    }
+    // `"sliding_window": null` (full attention) as later Mistral configs write it
+    expect(et.nn.LlamaForCausalLM.create({ ...m.config, sliding_window: null as unknown as number }).config.sliding_window).toBe(0);
+    expect(() => et.nn.LlamaForCausalLM.create({ sliding_window: -1 })).toThrow(/sliding_window/);
+  });
   it('generates the same tokens as HF generate (greedy and beam search)', async () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
     const t = await io('llama');
