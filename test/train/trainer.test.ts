@@ -91,6 +91,22 @@ describe('Trainer', () => {
     }
   });
 
+  it("save_strategy 'best' saves exactly when an evaluation sets a new best metric", async () => {
+    const steps = Math.ceil(data.train.length / 16);
+    const out = path.join(root, 'save-best');
+    const saves: number[] = [];
+    const trainer = new et.train.Trainer({
+      model: new Classifier(0), trainDataset: asDataset(data.train), evalDataset: asDataset(data.eval), dataCollator: collate,
+      computeMetrics: scripted([0.1, 0.9, 0.3, 0.95, 0.2]),
+      args: small(out, { num_train_epochs: 5, save_strategy: 'best', metric_for_best_model: 'score' }),
+    });
+    trainer.on('save', (e: { step: number }) => saves.push(e.step));
+    await trainer.train();
+    expect(saves).toEqual([1, 2, 4].map((e) => e * steps));
+    expect(fs.readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort()).toEqual([1, 2, 4].map((e) => `checkpoint-${e * steps}`).sort());
+    expect(trainer.state.best_model_checkpoint).toBe(path.join(out, `checkpoint-${4 * steps}`));
+  });
+
   it('stops early after `patience` evaluations without an improvement above `threshold`', async () => {
     const out = path.join(root, 'early');
     const stopper = new et.train.EarlyStoppingCallback({ patience: 2, threshold: 0.05 });
