@@ -297,4 +297,21 @@ export const MODEL_ROWS: ModelRow[] = [
     name: 'Wav2Vec2Model', create: () => et.nn.Wav2Vec2Model.create(CONFIG_ROWS.find((r) => r.name === 'Wav2Vec2Model')!.valid),
     input: (s) => ({ inputValues: rand(s, [2, 400]) }), output: lastHidden,
   },
+  // Systems: their batch tensors, each replaced by junk in turn.
+  {
+    name: 'systems.Spectra',
+    create: () => et.systems.Spectra.create({
+      audio: { ...CONFIG_ROWS[2].valid, hidden_size: 16, mask_time_prob: 0 },
+      text: { ...CONFIG_ROWS[3].valid, type_vocab_size: 2, num_fused_layers: 1 }, num_class: 3,
+    }),
+    input: (s) => ({
+      inputValues: rand(s, [2, 400]), audioAttentionMask: et.ones([2, 400], { dtype: 'int64' }),
+      inputIds: ids(s, [2, 7], 2, 50), attentionMask: et.ones([2, 7], { dtype: 'int64' }), labels: ids(s, [2], 0, 3),
+    }),
+    output: (o) => (o as { logits: et.Tensor }).logits,
+  },
+  {
+    name: 'systems.ConcatFusionClassifier', create: () => et.systems.ConcatFusionClassifier.create({ modalities: { text: 8, audio: 4 } }),
+    input: (s) => ({ features: rand(s, [3, 12]), labels: ids(s, [3], 0, 7) }), output: (o) => (o as { logits: et.Tensor }).logits,
+  },
 ];
