@@ -26,7 +26,7 @@ const FUZZ = path.join(ROOT, 'test', 'fuzz');
 const { FORMATS, SEEDS_OF } = require(path.join(FUZZ, 'targets.cjs'));
 const { corpusFiles, replay } = require(path.join(FUZZ, 'replay-runner.cjs'));
 // Targets that never return a promise run in Jazzer's faster synchronous mode.
-const SYNC = new Set(['pickle', 'wav', 'wav16k']);
+const SYNC = new Set(['pickle', 'wav', 'wav16k', 'npy']);
 // Numeric inner loops left uninstrumented: coverage there says nothing, and instrumentation makes
 // them 10-20x slower, so a slow-but-finite resample would read as a timeout.
 const EXCLUDE = { wav: [path.join('dist', 'audio', 'resample.js')], wav16k: [path.join('dist', 'audio', 'resample.js')] };

@@ -37,4 +37,5 @@ exports.ecf = entry('ecf');
 exports.swift = entry('swift');
 exports.tokenizer = entry('tokenizer');
 exports.tokens = entry('tokens');
+exports.npy = entry('npy');
 for (const f of FORMATS) if (typeof exports[f] !== 'function') throw new Error(`jazzer-entry.cjs does not export '${f}'`);

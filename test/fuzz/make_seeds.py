@@ -1,6 +1,7 @@
 """Writes the fuzz seed corpora, test/fuzz/corpus/<format>/ (run by hand, not by tests):
 
     /work/venv/bin/python test/fuzz/make_seeds.py [sample-data-dir]
+    /work/venv/bin/python test/fuzz/make_seeds.py --only npy      (that corpus alone)
 
 The seeds are small valid (and a few edge-case) inputs made by the reference tools, never by
 emotorch: Python's pickle (protocols 0-5, numpy arrays), safetensors written by the official
@@ -210,8 +211,34 @@ def tokens():
     put("tokens", "unigram.bin", seed(3, [(1, "<s>"), (0, "情绪")], "<s>情绪 序列 emotion: anger!"))
 
 
+def npys():
+    """numpy's own np.save: float16/32/64, both byte orders, 0-d to 3-d, an empty array, a
+    Fortran-order one (refused), an int array (refused), and a version 2.0 header."""
+    def save(arr, name, version=None):
+        b = io.BytesIO()
+        if version is None:
+            np.save(b, arr, allow_pickle=False)
+        else:
+            np.lib.format.write_array(b, arr, version=version, allow_pickle=False)
+        put("npy", name, b.getvalue())
+
+    rng = np.random.default_rng(0)
+    save(rng.standard_normal((4, 3)).astype(np.float32), "f32.npy")
+    save(rng.standard_normal((2, 3, 2)).astype(">f8"), "f64_big.npy")
+    save(rng.standard_normal(5).astype(np.float16), "f16.npy")
+    save(np.float32(1.5), "scalar.npy")
+    save(np.zeros((0, 4), np.float32), "empty.npy")
+    save(np.asfortranarray(rng.standard_normal((3, 2)).astype(np.float32)), "fortran.npy")
+    save(np.arange(6, dtype=np.int64).reshape(2, 3), "int.npy")
+    save(rng.standard_normal((2, 2)).astype(np.float32), "v2.npy", version=(2, 0))
+
+
 if __name__ == "__main__":
-    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens"]:
+    if sys.argv[1:] == ["--only", "npy"]:  # one format on its own, leaving the others as they are
+        shutil.rmtree(os.path.join(OUT, "npy"), ignore_errors=True)
+        npys()
+        sys.exit(0)
+    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy"]:
         shutil.rmtree(os.path.join(OUT, fmt), ignore_errors=True)
     pickles()
     safetensors()
@@ -220,5 +247,6 @@ if __name__ == "__main__":
     datasets(sys.argv[1] if len(sys.argv) > 1 else None)
     tokenizers_()
     tokens()
+    npys()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {sum(len(fs) for _, _, fs in os.walk(OUT))} seeds, {total} bytes")

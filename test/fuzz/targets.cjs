@@ -14,7 +14,7 @@ const os = require('os');
 const path = require('path');
 
 /** The formats, in the order `npm run fuzz` lists them. */
-const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens'];
+const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'npy'];
 /** Formats that share another's seed corpus (test/fuzz/corpus/<that>/). */
 const SEEDS_OF = { wav16k: 'wav' };
 
@@ -87,6 +87,10 @@ function makeTargets(et) {
     },
     wav(data) {
       et.audio.decodeWav(data, { sampleRate: null }); // the file's own rate: decoding only
+    },
+    npy(data) {
+      fs.writeFileSync(file('input.npy'), data);
+      et.io.readNpy(file('input.npy'));
     },
     wav16k(data) {
       // WAV read at 16 kHz: resampled from whatever rate the header names.
