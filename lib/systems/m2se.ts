@@ -255,6 +255,8 @@ function mediaReport(records: readonly M2seRecord[], speech: boolean): { unusedM
  * original; WAV natively, anything else through ffmpeg), concatenated with 0.1 s of silence between.
  * @param files audio or video files
  * @throws EmotorchError ERR_IO / ERR_FORMAT naming the file (missing ffmpeg included)
+ * @example
+ * const wave = await et.systems.m2seAudio(['dia1_utt1.wav', 'dia1_utt2.mp4']);
  */
 export async function m2seAudio(files: readonly string[]): Promise<Float32Array> {
   if (!Array.isArray(files) || files.length === 0 || files.some((f) => typeof f !== 'string')) invalid('a non-empty list of file paths', 'files', files);
