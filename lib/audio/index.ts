@@ -1,4 +1,5 @@
 export { readWav, decodeWav, encodeWav } from './wav';
+export { readAudio, findFfmpeg } from './ffmpeg';
 export type { Wav, WavOptions, WavFormat } from './wav';
 export { resample } from './resample';
 export type { ResampleOptions } from './resample';

@@ -13,5 +13,5 @@ export { ConcatFusionClassifier, embedUtterances, ecfSubmission, writeEcfSubmiss
 export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig, EcfPairPrediction } from './concat';
 export { Usdm, usdmSftLabels, addUnitVocabulary, USDM_TOKEN_IDS, USDM_SFT_ARGS } from './usdm';
 export type { UsdmTokenIds, UsdmTextCodec, UsdmOptions } from './usdm';
-export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seStages, m2seInfer, M2SE_SYSTEM, M2SE_TRAIN_ARGS, M2SE_LORA, M2SE_MAX_LENGTH } from './m2se';
-export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seStage, M2seStagesOptions, M2seStageResult, M2seInferOptions } from './m2se';
+export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seStages, m2seInfer, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_TRAIN_ARGS, M2SE_LORA, M2SE_MAX_LENGTH } from './m2se';
+export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seStage, M2seStagesOptions, M2seStageResult, M2seInferOptions, M2seAudioReport, M2seSalmonnItem } from './m2se';

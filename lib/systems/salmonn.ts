@@ -117,6 +117,8 @@ export interface SalmonnBatch {
   instruction?: string[];
   /** Answers (`end_sym` is appended). Without targets, forward gives logits only. */
   target?: string[];
+  /** Label tokens of the whole accumulated step: the loss is then their sum divided by it (HF's num_items_in_batch). */
+  numItemsInBatch?: number;
 }
 
 export interface SalmonnOutputs {
@@ -501,7 +503,7 @@ export class Salmonn extends Module {
     const labels = cat([full([b, embeds.shape[1]], -100, { dtype: 'int64' }), targets], 1).to({ device: dev });
     const inputsEmbeds = cat([embeds, await this.embedIds(ids)], 1);
     const attentionMask = cat([mask, reg.attentionMask.to({ device: dev })], 1);
-    const { logits, loss } = await this.llama_model.forward({ inputsEmbeds, attentionMask, labels });
+    const { logits, loss } = await this.llama_model.forward({ inputsEmbeds, attentionMask, labels, numItemsInBatch: batch.numItemsInBatch });
     return { loss, logits, labels, attentionMask };
   }
 
