@@ -163,6 +163,9 @@ export class Trainer<T = unknown> extends EventEmitter {
   private extra: Extra = { data: { epoch: 0, batches: 0 }, logSum: 0, logCount: 0, gradNorm: null, trainLossSum: 0 };
   private tb: TensorBoardWriter | null = null;
   private logFile: fs.promises.FileHandle | null = null;
+  /** log.jsonl lines are written in order behind the training loop; the first failure is kept and thrown. */
+  private logWrites: Promise<void> = Promise.resolve();
+  private logWriteError: unknown = null;
   private progress: Progress | null = null;
   private abortRequested = false;
   private running = false;
@@ -331,6 +334,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     await this.rewriteLogFile();
     this.tb = a.report_to.includes('tensorboard') ? new TensorBoardWriter(a.logging_dir) : null;
     this.logFile = await fs.promises.open(path.join(a.output_dir, 'log.jsonl'), 'a');
+    this.logWriteError = null;
     this.progress = new Progress(maxSteps, Progress.mode(a.disable_tqdm));
 
     const onAbort = () => { this.abortRequested = true; };
@@ -356,6 +360,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       if (a.eval_on_start && !resumeFrom) await this.evaluate();
       let { epoch, batches: skip } = this.extra.data;
       if (skip >= loader.length) { epoch += 1; skip = 0; }
+      const device = this.device;  // once: parameters() wraps every parameter anew
       outer:
       for (; epoch < numEpochs && this.state.global_step < maxSteps; epoch++) {
         loader.setEpoch(epoch);
@@ -372,7 +377,7 @@ export class Trainer<T = unknown> extends EventEmitter {
           for (let k = 0; k < n; k++) {
             const r = await it!.next();
             if (r.done) break;
-            micro.push(toDevice(r.value, this.device) as Batch);
+            micro.push(toDevice(r.value, device) as Batch);
           }
           if (micro.length === 0) break;
           consumed += micro.length;
@@ -416,6 +421,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       };
       await this.log(metrics);
       await this.fire('onTrainEnd');
+      await this.flushLog();
       await this.writeArtifacts();
       return { globalStep: this.state.global_step, trainingLoss, metrics, stopReason };
     } finally {
@@ -425,6 +431,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       if (this.opts.handleSigint) process.removeListener('SIGINT', onSigint);
       await this.tb?.close().catch(() => undefined);
       this.tb = null;
+      await this.logWrites;
       await this.logFile?.close().catch(() => undefined);
       this.logFile = null;
       this.running = false;
@@ -451,7 +458,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     let gradNorm: number | null = null;
     if (a.max_grad_norm > 0) {
       if (this.scaler) this.scaler.unscale_(this.optimizer!);
-      gradNorm = await clipGradNorm(params.filter((p) => p.grad !== null), a.max_grad_norm);
+      gradNorm = await clipGradNorm(params, a.max_grad_norm);  // parameters without a grad are skipped
     }
     if (this.scaler) {
       await this.scaler.step(this.optimizer!);
@@ -512,7 +519,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (rec.epoch === undefined && this.running) rec.epoch = this.state.epoch;
     this.state.log_history.push(rec);
     if (this.running) {
-      await this.logFile?.write(`${JSON.stringify(rec)}\n`);
+      this.appendLog(`${JSON.stringify(rec)}\n`);
       if (this.tb) {
         for (const [k, v] of Object.entries(logs)) {
           if (typeof v !== 'number' || k === 'epoch') continue;
@@ -526,6 +533,18 @@ export class Trainer<T = unknown> extends EventEmitter {
     await this.fire('onLog', rec);
   }
 
+  /** Queues a log.jsonl line (the step does not wait for the disk); a failed write is thrown by the next log or flush. */
+  private appendLog(line: string): void {
+    if (this.logWriteError) throw this.logWriteError;
+    const fh = this.logFile;
+    if (!fh) return;
+    this.logWrites = this.logWrites.then(() => fh.write(line)).then(() => undefined, (e) => { this.logWriteError ??= e; });
+  }
+  private async flushLog(): Promise<void> {
+    await this.logWrites;
+    if (this.logWriteError) throw this.logWriteError;
+  }
+
   // ---- evaluation --------------------------------------------------------------------------
 
   private async loop(ds: Dataset<T>, wantPredictions: boolean): Promise<{ loss: number | null; predictions: Tensor | null; labelIds: Tensor | null; n: number; batches: number }> {
@@ -536,10 +555,11 @@ export class Trainer<T = unknown> extends EventEmitter {
     let lossSum = 0, lossN = 0, n = 0, batches = 0;
     const preds: Tensor[] = [];
     const labels: Tensor[] = [];
+    const device = this.device;
     try {
       await noGrad(async () => {
         for await (const raw of loader) {
-          const batch = toDevice(raw, this.device) as Batch;
+          const batch = toDevice(raw, device) as Batch;
           const lab = this.labelsOf(batch);
           const size = lab ? lab.shape[0] ?? 1 : 1;
           batches += 1;
@@ -656,6 +676,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     const final = path.join(a.output_dir, `checkpoint-${step}`);
     if (this.state.best_global_step === step) this.state.best_model_checkpoint = final;
     const tmp = path.join(a.output_dir, `tmp-checkpoint-${step}`);
+    await this.flushLog();  // the log lines up to this step are on disk with the checkpoint
     await fs.promises.rm(tmp, { recursive: true, force: true });
     await fs.promises.mkdir(tmp, { recursive: true });
     await this.model.save(path.join(tmp, 'model.safetensors'), { trainableOnly: a.save_only_trainable });
