@@ -1,3 +1,5 @@
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as net from 'net';
 import { spawn } from 'child_process';
@@ -26,11 +28,12 @@ export const ONE_THREAD = { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' };
 
 /**
  * Starts `world` ranks of worker.cjs with torchrun's variables and the scenario `cfg`; resolves
- * when all have exited (killing all of them after `timeoutMs`). A rank's JSON result is the last
- * stdout line starting with RESULT.
+ * when all have exited (killing all of them after `timeoutMs`). A rank's result is the JSON it
+ * wrote to `<out>.<rank>.json` (null if none).
  */
 export async function runRanks(world: number, cfg: Record<string, unknown>, opts: { timeoutMs?: number; env?: (rank: number) => Record<string, string> } = {}): Promise<RankResult[]> {
   const port = await freePort();
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-dist-')), 'result');
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const procs = Array.from({ length: world }, (_, rank) => {
     const env = {
@@ -38,15 +41,18 @@ export async function runRanks(world: number, cfg: Record<string, unknown>, opts
       RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(world),
       MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ...(opts.env?.(rank) ?? {}),
     };
-    const p = spawn(process.execPath, [WORKER, JSON.stringify({ dist: DIST, ...cfg })], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [WORKER, JSON.stringify({ dist: DIST, out, ...cfg })], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const r: RankResult = { rank, code: null, signal: null, stdout: '', stderr: '', result: null };
     p.stdout.on('data', (d) => { r.stdout += d; });
     p.stderr.on('data', (d) => { r.stderr += d; });
     const done = new Promise<RankResult>((resolve) => p.on('exit', (code, signal) => {
       r.code = code;
       r.signal = signal;
-      const line = r.stdout.split('\n').reverse().find((l) => l.startsWith('RESULT '));
-      r.result = line ? JSON.parse(line.slice(7)) : null;
+      try {
+        r.result = JSON.parse(fs.readFileSync(`${out}.${rank}.json`, 'utf8'));
+      } catch {
+        r.result = null;
+      }
       resolve(r);
     }));
     return { p, done };

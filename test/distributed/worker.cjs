@@ -1,5 +1,5 @@
-// One rank of a distributed test: argv[2] is a JSON config { dist, scenario, ... }. Prints
-// `RESULT <json>` and exits 0, or prints the error (with its code) and exits 1.
+// One rank of a distributed test: argv[2] is a JSON config { dist, out, scenario, ... }. Writes its
+// result to `<out>.<RANK>.json` and exits 0, or prints the error (with its code) and exits 1.
 'use strict';
 const cfg = JSON.parse(process.argv[2]);
 const et = require(cfg.dist);
@@ -25,6 +25,7 @@ const scenarios = {
       const t = input(c.dtype, c.n, c.salt ?? 0);
       let x = t;
       if (c.strided) x = t.reshape([c.n / 2, 2]).transpose(0, 1);  // non-contiguous view, shape [2, n/2]
+      if (process.env.DEBUG_CASES) process.stderr.write(`case ${JSON.stringify(c)}\n`);
       let got;
       if (c.op === 'broadcast') { await D.broadcast(x, c.src); got = await values(x); }
       else if (c.op === 'allGather') got = await Promise.all((await D.allGather(x)).map(values));
@@ -42,10 +43,146 @@ const scenarios = {
   },
 };
 
+// A small classifier composed in TypeScript-style JS: a frozen input layer (DDP leaves it out), a
+// 2-layer MLP and an optional unused branch.
+class Net extends et.nn.Module {
+  constructor(withUnused) {
+    super();
+    this.inp = this.registerModule('inp', et.nn.Linear.create({ in_features: 12, out_features: 16 }));
+    this.inp.freeze();
+    this.body = this.registerModule('body', et.nn.Mlp.create({ sizes: [16, 24, 24] }));
+    this.head = this.registerModule('head', et.nn.Linear.create({ in_features: 24, out_features: 5 }));
+    if (withUnused) this.spare = this.registerModule('spare', et.nn.Linear.create({ in_features: 24, out_features: 5 }));
+  }
+  async forward(b) {
+    const h = await this.body.forward(await this.inp.forward(b.x));
+    const logits = await this.head.forward(h);
+    return { logits, loss: et.functional.crossEntropy(logits, b.y) };
+  }
+}
+
+// The data of step s: the full batch of 8 (every rank makes the same), of which rank r takes rows
+// [r*per, (r+1)*per).
+function batchOf(step, n, lo, hi) {
+  et.manualSeed(1000 + step);
+  const x = et.randn([n, 12]);
+  const y = et.randint(0, 5, [n]);
+  return { x: x.slice(0, lo, hi), y: y.slice(0, lo, hi) };
+}
+
+async function flatGrads(m) {
+  const out = [];
+  for (const [n, p] of m.namedParameters()) out.push([n, p.grad ? Array.from(await p.grad.data()) : null]);
+  return out;
+}
+async function flatWeights(m) {
+  const out = [];
+  for (const [n, p] of m.namedParameters()) out.push([n, Array.from(await p.data())]);
+  return out;
+}
+function maxDiff(a, b) {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i][0] !== b[i][0]) throw new Error(`name mismatch ${a[i][0]} vs ${b[i][0]}`);
+    if ((a[i][1] === null) !== (b[i][1] === null)) throw new Error(`grad presence differs for ${a[i][0]}`);
+    if (a[i][1] === null) continue;
+    for (let k = 0; k < a[i][1].length; k++) d = Math.max(d, Math.abs(a[i][1][k] - b[i][1][k]));
+  }
+  return d;
+}
+
+scenarios.ddp = async function ddp() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank(), w = D.worldSize();
+  const total = 8, per = total / w, steps = cfg.steps ?? 20;
+  et.manualSeed(100 + r);  // different initial weights per rank: DDP must copy rank 0's
+  const model = new Net(false);
+  const ddp = new et.nn.DistributedDataParallel(model, { bucketCapMb: cfg.bucketCapMb ?? 25 });
+  await ddp.ready;
+  const opt = new et.optim.AdamW(ddp.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
+  const out = { rank: r, buckets: ddp.buckets(), gradDiffs: [], accumDiff: null };
+  // The single-process reference (rank 0 only): same initial weights, the whole batch of 8.
+  let ref = null, refOpt = null;
+  if (r === 0) {
+    et.manualSeed(100);
+    ref = new Net(false);
+    refOpt = new et.optim.AdamW(ref.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
+    out.initDiff = maxDiff(await flatWeights(model), await flatWeights(ref));
+  }
+  for (let s = 0; s < steps; s++) {
+    const { loss } = await ddp.forward(batchOf(s, total, r * per, (r + 1) * per));
+    await loss.backward();
+    if (ref) {
+      const { loss: l2 } = await ref.forward(batchOf(s, total, 0, total));
+      await l2.backward();
+      out.gradDiffs.push(maxDiff(await flatGrads(model), await flatGrads(ref)));
+      await refOpt.step();
+      refOpt.zeroGrad();
+    }
+    await opt.step();
+    opt.zeroGrad();
+  }
+  out.weights = await flatWeights(model);
+  if (ref) out.weightDiff = maxDiff(out.weights, await flatWeights(ref));
+  // noSync: per rank two micro-batches of per/2, the first without averaging, then one synced
+  // backward: the gradients are those of the whole batch of 8 (losses scaled by 1/2).
+  const half = per / 2;
+  await ddp.noSync(async () => {
+    const { loss } = await ddp.forward(batchOf(99, total, r * per, r * per + half));
+    await loss.mul(0.5).backward();
+  });
+  const { loss } = await ddp.forward(batchOf(99, total, r * per + half, (r + 1) * per));
+  await loss.mul(0.5).backward();
+  out.accumGrads = await flatGrads(model);
+  if (ref) {
+    refOpt.zeroGrad();
+    // load the DDP model's current weights into ref so both see the same point
+    await ref.loadStateDict(model.stateDict());
+    const { loss: l2 } = await ref.forward(batchOf(99, total, 0, total));
+    await l2.backward();
+    out.accumDiff = maxDiff(out.accumGrads, await flatGrads(ref));
+  }
+  out.frozenGrad = model.inp.parameters().map((p) => p.grad === null);
+  await D.destroy();
+  delete out.weights;
+  delete out.accumGrads;
+  return out;
+};
+
+// A parameter unused in forward: without findUnusedParameters backward names it; with it, the
+// gradients still average and the unused parameter keeps no gradient.
+scenarios.unused = async function unused() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank();
+  et.manualSeed(5);
+  const out = { rank: r };
+  {
+    const ddp = new et.nn.DistributedDataParallel(new Net(true));
+    const { loss } = await ddp.forward(batchOf(0, 8, r * 4, r * 4 + 4));
+    try {
+      await loss.backward();
+      out.plain = 'no error';
+    } catch (e) {
+      out.plain = { code: e.code, message: e.message };
+    }
+    ddp.detach();
+  }
+  const m = new Net(true);
+  const ddp = new et.nn.DistributedDataParallel(m, { findUnusedParameters: true });
+  const { loss } = await ddp.forward(batchOf(0, 8, r * 4, r * 4 + 4));
+  await loss.backward();
+  out.spareGrad = m.spare.parameters().map((p) => p.grad === null);
+  const g = await flatGrads(m.head);
+  const all = await D.allGather(et.tensor(g[0][1]));
+  out.headSame = maxDiff([['w', Array.from(all[0].dataSync())]], [['w', Array.from(all[1].dataSync())]]);
+  await D.destroy();
+  return out;
+};
+
 (async () => {
   try {
     const result = await scenarios[cfg.scenario]();
-    process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
+    require('fs').writeFileSync(`${cfg.out}.${process.env.RANK}.json`, JSON.stringify(result));
     process.exit(0);
   } catch (e) {
     process.stderr.write(`ERROR ${e && e.code} ${e && e.message}\n`);
