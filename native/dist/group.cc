@@ -311,7 +311,7 @@ std::string Group::diagnose(uint64_t seq) {
     if (r == o_.rank) continue;
     if (!b[r].present || b[r].count == a[r].count) {
       why.push_back("rank " + std::to_string(r) + " is gone (no heartbeat for " + ms(kSilence) +
-                    ": its process died or is stopped; it had issued " + std::to_string(b[r].issued) + " collectives)");
+                    ": its process died or is stopped; its last heartbeat reported " + std::to_string(b[r].issued) + " collectives issued)");
     } else if (b[r].issued < seq) {
       why.push_back("rank " + std::to_string(r) + " is alive but has not reached this collective (it has issued " +
                     std::to_string(b[r].issued) + "): it is stuck or slower than the timeout, or the ranks call collectives in different orders");

@@ -14,8 +14,11 @@ describe('DistributedDataParallel on 2 ranks', () => {
     for (const r of res) expect(r.code, `rank ${r.rank}: ${r.stderr}`).toBe(0);
   });
 
-  it('rank 0 weights reach every rank when wrapped', () => {
+  it('rank 0 weights (frozen ones too) reach every rank when wrapped', () => {
     expect(res[0].result.initDiff).toBe(0);
+    expect(res[1].result.before).not.toEqual(res[0].result.before);  // seeded differently
+    expect(res[1].result.wrapped).toEqual(res[0].result.wrapped);
+    expect(res[1].result.wrapped).toEqual(res[0].result.before);
   });
 
   it('gradients equal those of one process with the doubled batch, every step, within 1e-6', () => {

@@ -31,7 +31,7 @@ export const ONE_THREAD = { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' };
  * when all have exited (killing all of them after `timeoutMs`). A rank's result is the JSON it
  * wrote to `<out>.<rank>.json` (null if none).
  */
-export async function runRanks(world: number, cfg: Record<string, unknown>, opts: { timeoutMs?: number; env?: (rank: number) => Record<string, string> } = {}): Promise<RankResult[]> {
+export async function runRanks(world: number, cfg: Record<string, unknown>, opts: { timeoutMs?: number; env?: (rank: number) => Record<string, string>; stopWhenRankExits?: number } = {}): Promise<RankResult[]> {
   const port = await freePort();
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-dist-')), 'result');
   const timeoutMs = opts.timeoutMs ?? 60_000;
@@ -58,6 +58,10 @@ export async function runRanks(world: number, cfg: Record<string, unknown>, opts
     return { p, done };
   });
   const timer = setTimeout(() => { for (const { p } of procs) p.kill('SIGKILL'); }, timeoutMs);
+  // A rank left hanging on purpose is killed once the rank under test is done.
+  if (opts.stopWhenRankExits !== undefined) {
+    procs[opts.stopWhenRankExits].done.then(() => setTimeout(() => { for (const { p } of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); }, 200));
+  }
   try {
     return await Promise.all(procs.map((x) => x.done));
   } finally {

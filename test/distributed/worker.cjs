@@ -97,10 +97,11 @@ scenarios.ddp = async function ddp() {
   const total = 8, per = total / w, steps = cfg.steps ?? 20;
   et.manualSeed(100 + r);  // different initial weights per rank: DDP must copy rank 0's
   const model = new Net(false);
+  const before = await flatWeights(model);
   const ddp = new et.nn.DistributedDataParallel(model, { bucketCapMb: cfg.bucketCapMb ?? 25 });
   await ddp.ready;
   const opt = new et.optim.AdamW(ddp.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
-  const out = { rank: r, buckets: ddp.buckets(), gradDiffs: [], accumDiff: null };
+  const out = { rank: r, buckets: ddp.buckets(), gradDiffs: [], accumDiff: null, wrapped: await flatWeights(model) };
   // The single-process reference (rank 0 only): same initial weights, the whole batch of 8.
   let ref = null, refOpt = null;
   if (r === 0) {
@@ -143,6 +144,7 @@ scenarios.ddp = async function ddp() {
     out.accumDiff = maxDiff(out.accumGrads, await flatGrads(ref));
   }
   out.frozenGrad = model.inp.parameters().map((p) => p.grad === null);
+  out.before = before;
   await D.destroy();
   delete out.weights;
   delete out.accumGrads;
@@ -177,6 +179,48 @@ scenarios.unused = async function unused() {
   out.headSame = maxDiff([['w', Array.from(all[0].dataSync())]], [['w', Array.from(all[1].dataSync())]]);
   await D.destroy();
   return out;
+};
+
+// All-reduces in a loop; rank cfg.failRank, after cfg.failAt iterations, is SIGKILLed ('kill') or
+// stops calling collectives while staying alive ('hang'). The others report the error they get.
+scenarios.loop = async function loop() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank();
+  const out = { rank: r, iterations: 0 };
+  let lastOk = Date.now();
+  try {
+    for (let i = 0; i < (cfg.iterations ?? 1e9); i++) {
+      if (r === cfg.failRank && i === cfg.failAt) {
+        if (cfg.mode === 'kill') process.kill(process.pid, 'SIGKILL');
+        if (cfg.mode === 'exit') process.exit(cfg.exitCode ?? 7);
+        setInterval(() => undefined, 1000);  // alive, but never reaches the next collective
+        await new Promise(() => undefined);
+      }
+      await D.allReduce(et.ones([1000]), 'sum');
+      lastOk = Date.now();
+      out.iterations = i + 1;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  } catch (e) {
+    out.error = { code: e.code, message: e.message, afterMs: Date.now() - lastOk };
+  }
+  return out;
+};
+
+// Prints the torchrun variables it was given (for the launcher test) and a line on each stream.
+scenarios.env = async function env() {
+  const names = ['RANK', 'LOCAL_RANK', 'GROUP_RANK', 'ROLE_RANK', 'ROLE_NAME', 'LOCAL_WORLD_SIZE', 'WORLD_SIZE', 'GROUP_WORLD_SIZE', 'ROLE_WORLD_SIZE',
+    'MASTER_ADDR', 'MASTER_PORT', 'OMP_NUM_THREADS', 'TORCHELASTIC_ERROR_FILE', 'TORCHELASTIC_MAX_RESTARTS', 'TORCHELASTIC_RESTART_COUNT',
+    'TORCHELASTIC_RUN_ID', 'TORCHELASTIC_SIGNALS_TO_HANDLE', 'TORCHELASTIC_USE_AGENT_STORE', 'TORCH_NCCL_ASYNC_ERROR_HANDLING'];
+  const parent = JSON.parse(cfg.parentEnv);
+  const added = {};
+  for (const [k, v] of Object.entries(process.env)) if (parent[k] !== v) added[k] = v;
+  process.stdout.write(`hello from stdout\n`);
+  process.stderr.write(`hello from stderr\n`);
+  await D.init({ timeoutMs: 20000 });
+  const sum = await D.allReduce(et.tensor([D.rank() + 1]), 'sum');
+  await D.destroy();
+  return { added, names, sum: sum.item() };
 };
 
 (async () => {
