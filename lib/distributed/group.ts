@@ -67,7 +67,10 @@ export async function init(opts: InitOptions = {}): Promise<void> {
   const env = readEnv(merged);
   // Missing LOCAL_* (a hand-set environment): one machine.
   const deviceIndex = backend === 'nccl' ? env.localRank : -1;
-  pendingInit = binding.dist.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex });
+  // Under torchrun its agent hosts the store (TORCHELASTIC_USE_AGENT_STORE=True); under
+  // emotorch-run or a hand-set environment rank 0 does.
+  const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
+  pendingInit = binding.dist.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore });
   try {
     await pendingInit;
     state = { ...env, backend, timeoutMs };

@@ -24,10 +24,12 @@ describe('DistributedDataParallel on 2 ranks', () => {
   it('gradients equal those of one process with the doubled batch, every step, within 1e-6', () => {
     const g = res[0].result.gradDiffs as number[];
     expect(g).toHaveLength(20);
+    console.log(`DDP gradients: max diff over 20 steps ${Math.max(...g)}`);
     expect(Math.max(...g)).toBeLessThan(1e-6);
   });
 
   it('weights after 20 AdamW steps equal, within 1e-6', () => {
+    console.log(`DDP weights after 20 AdamW steps: max diff ${res[0].result.weightDiff}`);
     expect(res[0].result.weightDiff).toBeLessThan(1e-6);
   });
 

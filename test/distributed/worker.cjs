@@ -223,6 +223,51 @@ scenarios.env = async function env() {
   return { added, names, sum: sum.item() };
 };
 
+// Trainer: the same run on cfg.world ranks of batch 8/world (or, without a process group, one
+// process of batch 8); resumes from cfg.resume when given.
+class Clf extends et.nn.Module {
+  constructor() {
+    super();
+    this.body = this.registerModule('body', et.nn.Mlp.create({ sizes: [12, 24, 24] }));
+    this.head = this.registerModule('head', et.nn.Linear.create({ in_features: 24, out_features: 4 }));
+  }
+  async forward(b) {
+    const logits = await this.head.forward(await this.body.forward(b.x));
+    return b.labels ? { loss: et.functional.crossEntropy(logits, b.labels), logits } : { logits };
+  }
+}
+function dataset(n, seed) {
+  let s = seed;
+  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+  const items = Array.from({ length: n }, () => {
+    const x = Array.from({ length: 12 }, rnd);
+    return { x, y: (x[0] + x[1] > 0 ? 1 : 0) + (x[2] > 0 ? 2 : 0) };
+  });
+  return { length: n, get: (i) => items[i] };
+}
+scenarios.trainer = async function trainer() {
+  if (cfg.distributed) await D.init({ timeoutMs: 30000 });
+  const world = cfg.distributed ? D.worldSize() : 1;
+  et.manualSeed(11 + (cfg.distributed ? D.rank() : 0));  // rank 0's weights win (the Trainer wraps in DDP)
+  const model = new Clf();
+  const trainer = new et.train.Trainer({
+    model,
+    trainDataset: dataset(48, 5),
+    evalDataset: dataset(13, 9),
+    dataCollator: (items) => ({ x: et.tensor(items.map((i) => i.x)), labels: et.tensor(items.map((i) => i.y), { dtype: 'int64' }) }),
+    computeMetrics: ({ predictions, labelIds }) => ({ accuracy: predictions.argmax(-1).eq(labelIds).float().mean().item(), n: labelIds.shape[0] }),
+    args: {
+      output_dir: cfg.outputDir, max_steps: cfg.maxSteps ?? 8, per_device_train_batch_size: 8 / world, per_device_eval_batch_size: 3,
+      learning_rate: 1e-2, warmup_steps: 2, logging_steps: 1, eval_strategy: 'steps', eval_steps: 4, save_steps: 4, disable_tqdm: true, seed: 3,
+      gradient_accumulation_steps: cfg.gas ?? 1, resume_from_checkpoint: cfg.resume ?? null,
+    },
+  });
+  const out = await trainer.train();
+  const logs = trainer.state.log_history;
+  if (cfg.distributed) await D.destroy();
+  return { logs, globalStep: out.globalStep, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
+};
+
 (async () => {
   try {
     const result = await scenarios[cfg.scenario]();
