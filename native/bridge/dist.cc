@@ -54,6 +54,7 @@ static Napi::Value Init(const Napi::CallbackInfo& info) {
     go.master_port = static_cast<int>(get_int(o, "masterPort"));
     go.timeout = std::chrono::milliseconds(get_int(o, "timeoutMs"));
     go.device_index = static_cast<int>(get_int(o, "deviceIndex"));
+    go.agent_store = o.Get("agentStore").ToBoolean().Value();
     {
       std::lock_guard<std::mutex> lk(group_mutex);
       if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");

@@ -66,16 +66,17 @@ std::shared_ptr<Group> Group::create(const GroupOptions& o) {
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(o.master_port);
-    so.isServer = o.rank == 0;
+    so.isServer = o.rank == 0 && !o.agent_store;
     so.numWorkers = static_cast<size_t>(o.world);
     so.waitWorkers = false;  // joins are checked below, by rank, so that a missing one is named
     so.timeout = o.timeout;
     g->store_ = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
   } catch (...) {
     std::string m = current_message();
-    if (o.rank == 0)
+    if (o.rank == 0 && !o.agent_store)
       throw Error("ERR_DIST_INIT", "rank 0 could not host the rendezvous store at " + where + ": " + m);
-    throw Error("ERR_DIST_INIT", "rank " + std::to_string(o.rank) + " could not reach the rendezvous store that rank 0 hosts at " +
+    throw Error("ERR_DIST_INIT", "rank " + std::to_string(o.rank) + " could not reach the rendezvous store " +
+                                     (o.agent_store ? "that the launcher's agent hosts" : "that rank 0 hosts") + " at " +
                                      where + " within " + ms(o.timeout) + " (rank 0 not started, or MASTER_ADDR/MASTER_PORT wrong): " + m);
   }
   // Joining: every rank writes its key, then waits (in slices, to name who is missing) for all.

@@ -35,6 +35,8 @@ struct GroupOptions {
   int master_port = 29500;
   std::chrono::milliseconds timeout{1800000};
   int device_index = -1;  // NCCL: this rank's CUDA device
+  // Rank 0 hosts the store, unless a launcher's agent does (torchrun: TORCHELASTIC_USE_AGENT_STORE=True).
+  bool agent_store = false;
 };
 
 // What a collective reduces with (Gloo has no AVG: it is SUM then a division).
