@@ -20,3 +20,5 @@ export { WavLMModel, WAVLM_DEFAULTS, WAVLM_RENAMES } from './wavlm';
 export type { WavLMConfig } from './wavlm';
 export { Wav2Vec2Model, WAV2VEC2_DEFAULTS, WAV2VEC2_RENAMES } from './wav2vec2';
 export type { Wav2Vec2Config, Wav2Vec2Inputs, Wav2Vec2Outputs } from './wav2vec2';
+export { DistributedDataParallel } from '../distributed/ddp';
+export type { DdpOptions } from '../distributed/ddp';
