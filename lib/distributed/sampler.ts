@@ -63,7 +63,7 @@ export class DistributedSampler implements Sampler {
   /** Items per rank and epoch. */
   get length(): number {
     const n = this.size, r = this.numReplicas;
-    return this.dropLast && n % r !== 0 ? Math.ceil((n - r) / r) : Math.ceil(n / r);
+    return this.dropLast ? Math.floor(n / r) : Math.ceil(n / r);  // torch: ceil((n - r) / r) with drop_last and n % r ≠ 0
   }
 
   /** The epoch {@link indices} uses by default. */
