@@ -71,6 +71,13 @@ describe('QFormer = HF Blip2QFormerModel', () => {
       expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
     });
   }
+  it('matches qformer through the unfolded cross-attention too (unmerged LoRA on key/value, B = 0 at init)', async () => {
+    const m = await et.nn.QFormer.fromPretrained(fx('qformer'));
+    expect(et.nn.applyLora(m, { r: 2, alpha: 4, dropout: 0, targetModules: ['key', 'value'] }).length).toBe(8);
+    const t = await io('qformer');
+    const out = await m.forward({ queryEmbeds: t.get('query_embeds'), encoderHiddenStates: t.get('encoder_hidden_states')!, encoderAttentionMask: t.get('encoder_attention_mask') });
+    expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
+  });
   it('loads LAVIS / SALMONN names with its own query tokens', async () => {
     const m = await et.nn.QFormer.fromPretrained(path.join(fx('qformer'), 'lavis.safetensors'), { config: et.nn.readConfig(fx('qformer')) });
     expect(m.config.num_query_tokens).toBe(3);
