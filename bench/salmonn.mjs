@@ -25,7 +25,7 @@ export const cases = {
     config: {
       whisper: whisperBase, beats: beatsBase, llm: llama4x1024, qformer, lora_rank: 8, lora_alpha: 32, lora_dropout: 0.1,
       batch: 2, seconds: 10, instruction: 'Describe the emotion of the speaker in one word.',
-      target: 'The speaker starts calm, grows angry in the second turn and ends sad and tired.', warmup: 1, steps: 1, trials: 3,
+      target: 'The speaker starts calm, grows angry in the second turn and ends sad and tired.', warmup: 1, steps: 1, trials: 5,
     },
     describe: (c) => `SALMONN LoRA training step: Whisper-base + BEATs-base + Q-Former (768, 2 layers, 88 windows) + LLaMA 4 × 1024 (LoRA r ${c.lora_rank}), batch ${c.batch} × ${c.seconds} s; features, forward, backward, AdamW`,
     async setup(cfg) {

@@ -31,6 +31,7 @@ export * as audio from './audio';
 export * as data from './data';
 export * as metrics from './metrics';
 export * as systems from './systems';
+export * as distributed from './distributed';
 
 /** Versions of emotorch and the libtorch it runs on, and whether CUDA is usable. */
 export const versions: { emotorch: string; libtorch: string; cuda: boolean; cudnn?: string } = (() => {

@@ -66,7 +66,27 @@ export interface NativeGroup {
   nesterov?: boolean;
 }
 
+/** et.distributed's native surface (native/bridge/dist.cc). */
+export interface DistBinding {
+  init(o: { backend: string; rank: number; world: number; masterAddr: string; masterPort: number; timeoutMs: number; deviceIndex: number; agentStore: boolean }): Promise<void>;
+  destroy(): Promise<void>;
+  isInitialized(): boolean;
+  ncclBuilt(): boolean;
+  allReduce(t: TensorHandle, op: string): Promise<void>;
+  broadcast(ts: TensorHandle[], src: number): Promise<void>;
+  allGather(t: TensorHandle): Promise<TensorHandle[]>;
+  reduceScatter(t: TensorHandle, op: string): Promise<TensorHandle>;
+  barrier(): Promise<void>;
+  broadcastCoalesced(ts: TensorHandle[], src: number): Promise<void>;
+  ddpCreate(params: TensorHandle[], names: string[], o: { bucketCapBytes: number; firstBucketCapBytes: number; findUnused: boolean }): object;
+  ddpSetSync(h: object, on: boolean): void;
+  ddpBuckets(h: object): number[][];
+  ddpDetach(h: object): void;
+  glooLayout(): Array<{ name: string; ok: boolean; detail: string }>;
+}
+
 export interface Binding {
+  dist: DistBinding;
   TensorHandle: new () => TensorHandle;
   setErrorClass(ctor: typeof EmotorchError): void;
   versions(): { libtorch: string; cuda: boolean; cudaBuild: boolean; cudnn?: string };

@@ -7,6 +7,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   et::bridge::init_ops(env, exports);
   et::bridge::init_module(env, exports);
   et::bridge::init_audio(env, exports);
+  et::bridge::init_dist(env, exports);
   return exports;
 }
 

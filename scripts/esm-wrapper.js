@@ -14,3 +14,6 @@ const body = [
   '',
 ].join('\n');
 fs.writeFileSync(path.join(dist, 'index.mjs'), body);
+// The `emotorch-run` bin must be executable (npm sets it on install; this covers the checkout).
+const bin = path.join(dist, 'cli', 'run.js');
+if (fs.existsSync(bin)) fs.chmodSync(bin, 0o755);

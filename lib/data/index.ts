@@ -8,7 +8,7 @@ export * as datasets from './datasets';
 export * as usdm from './usdm';
 export type { UsdmTokenizer, UsdmTurn, UsdmExample } from './usdm';
 export { DataLoader, mulberry32 } from './loader';
-export type { DataLoaderOptions } from './loader';
+export type { DataLoaderOptions, Sampler } from './loader';
 export { padSequences, stackNumbers } from './collate';
 export type { PadOptions, Padded } from './collate';
 export { Tokenizer } from './tokenizer';

@@ -27,6 +27,24 @@ export interface DataLoaderOptions<T, B> {
   bucketBy?: (item: T, index: number) => number;
   /** Batches per bucketing chunk. Default 50. */
   bucketChunk?: number;
+  /**
+   * Where the indices come from instead of the whole dataset (e.g. a DistributedSampler: this
+   * rank's shard). The loader tells it each pass's epoch. Not with `shuffle` (the sampler
+   * shuffles).
+   */
+  sampler?: Sampler;
+}
+
+/**
+ * Chooses which dataset indices an epoch visits, in order (e.g. et.distributed.DistributedSampler).
+ */
+export interface Sampler {
+  /** Indices per epoch. */
+  readonly length: number;
+  /** The indices for an epoch (the same (sampler, epoch) gives the same list). */
+  indices(epoch: number): number[];
+  /** Told the epoch before each pass of a DataLoader. */
+  setEpoch?(epoch: number): void;
 }
 
 interface BatchPlan<T> {
@@ -48,14 +66,14 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** A 32-bit seed mixed from (seed, epoch) with splitmix32-style finalization. */
-function mixSeed(seed: number, epoch: number): number {
+export function mixSeed(seed: number, epoch: number): number {
   let z = (Math.imul(seed | 0, 0x9e3779b9) ^ Math.imul(epoch + 1, 0x85ebca6b) ^ (Math.floor(seed / 4294967296) | 0)) >>> 0;
   z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
   z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
   return (z ^ (z >>> 16)) >>> 0;
 }
 
-function shuffleInPlace<X>(a: X[], rand: () => number): X[] {
+export function shuffleInPlace<X>(a: X[], rand: () => number): X[] {
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [a[i], a[j]] = [a[j], a[i]];
@@ -88,6 +106,8 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
   private readonly bucketBy?: (item: T, index: number) => number;
   private readonly bucketChunk: number;
   private readonly keys = new Map<number, number>();
+  /** The sampler given, if any. */
+  readonly sampler?: Sampler;
   private epochNumber = 0;
 
   /**
@@ -110,13 +130,19 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
     this.dropLast = !!opts.dropLast;
     if (opts.collate !== undefined && typeof opts.collate !== 'function') invalid('a function', 'collate', opts.collate);
     if (opts.bucketBy !== undefined && typeof opts.bucketBy !== 'function') invalid('a function', 'bucketBy', opts.bucketBy);
+    if (opts.sampler !== undefined) {
+      const sm = opts.sampler as Sampler;
+      if (!sm || typeof sm.indices !== 'function' || !Number.isInteger(sm.length) || sm.length < 0) invalid('a sampler with length and indices(epoch)', 'sampler', sm);
+      if (this.shuffle) invalid('shuffle false or absent with a sampler (the sampler decides the order)', 'shuffle', true);
+      this.sampler = sm;
+    }
     this.collate = opts.collate ?? ((items: T[]) => items as unknown as B);
     this.bucketBy = opts.bucketBy;
   }
 
   /** Batches per epoch. */
   get length(): number {
-    const n = this.dataset.length;
+    const n = this.sampler ? this.sampler.length : this.dataset.length;
     return this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
   }
 
@@ -134,11 +160,17 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
   /** The batches' dataset indices for an epoch, without loading anything (no bucketing). */
   indices(epoch = this.epochNumber): number[][] {
     checkInt(epoch, 'epoch', 0);
-    const order = this.order(mulberry32(mixSeed(this.seed, epoch)));
+    const order = this.order(mulberry32(mixSeed(this.seed, epoch)), epoch);
     return this.cut(order);
   }
 
-  private order(rand: () => number): number[] {
+  private order(rand: () => number, epoch: number): number[] {
+    if (this.sampler) {
+      this.sampler.setEpoch?.(epoch);
+      const idx = this.sampler.indices(epoch);
+      for (const i of idx) if (!Number.isInteger(i) || i < 0 || i >= this.dataset.length) invalid(`indices from 0 to ${this.dataset.length - 1}`, 'sampler index', i);
+      return [...idx];
+    }
     const order = Array.from({ length: this.dataset.length }, (_, i) => i);
     return this.shuffle ? shuffleInPlace(order, rand) : order;
   }
@@ -155,7 +187,7 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
 
   private async *plan(epoch: number): AsyncGenerator<BatchPlan<T>> {
     const rand = mulberry32(mixSeed(this.seed, epoch));
-    const order = this.order(rand);
+    const order = this.order(rand, epoch);
     if (!this.bucketBy) {
       for (const indices of this.cut(order)) yield { indices };
       return;

@@ -79,6 +79,12 @@ export interface TrainingArgumentsInit {
   /** No progress bar or progress lines. */
   disable_tqdm?: boolean;
   use_cpu?: boolean;
+  /** DDP (under et.distributed.init()): allow parameters without a gradient in some steps. Default false. */
+  ddp_find_unused_parameters?: boolean | null;
+  /** DDP gradient bucket size in MB. Default 25. */
+  ddp_bucket_cap_mb?: number | null;
+  /** DDP: re-send rank 0's buffers before each training forward. Default true. */
+  ddp_broadcast_buffers?: boolean | null;
   /** Accepted for porting; collate decides what a batch holds. */
   remove_unused_columns?: boolean;
   /** Accepted for porting; no effect (they steer HF example scripts). */
@@ -139,6 +145,9 @@ export interface ResolvedTrainingArguments {
   logging_dir: string;
   disable_tqdm: boolean;
   use_cpu: boolean;
+  ddp_find_unused_parameters: boolean | null;
+  ddp_bucket_cap_mb: number | null;
+  ddp_broadcast_buffers: boolean | null;
   predict_with_generate: boolean;
   generation_max_length: number | null;
 }
@@ -188,6 +197,9 @@ const DEFAULTS: Omit<ResolvedTrainingArguments, 'logging_dir'> = {
   report_to: [],
   disable_tqdm: false,
   use_cpu: false,
+  ddp_find_unused_parameters: null,
+  ddp_bucket_cap_mb: null,
+  ddp_broadcast_buffers: null,
   predict_with_generate: false,
   generation_max_length: null,
 };
@@ -269,6 +281,9 @@ export class TrainingArguments implements ResolvedTrainingArguments {
   logging_dir!: string;
   disable_tqdm!: boolean;
   use_cpu!: boolean;
+  ddp_find_unused_parameters!: boolean | null;
+  ddp_bucket_cap_mb!: number | null;
+  ddp_broadcast_buffers!: boolean | null;
   predict_with_generate!: boolean;
   generation_max_length!: number | null;
 
@@ -390,6 +405,8 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     if (ld !== null && (typeof ld !== 'string' || !ld)) invalid('a folder path', 'args.logging_dir', ld);
     r.logging_dir = ld ?? `${r.output_dir}/runs`;
     r.generation_max_length = a.generation_max_length === null ? null : checkInt(a.generation_max_length, 'args.generation_max_length', 1);
+    for (const k of ['ddp_find_unused_parameters', 'ddp_broadcast_buffers']) r[k] = a[k] === null ? null : bool(a[k], k);
+    r.ddp_bucket_cap_mb = a.ddp_bucket_cap_mb === null ? null : checkNumber(a.ddp_bucket_cap_mb, 'args.ddp_bucket_cap_mb', 1e-6, 1 << 20);
     if (r.predict_with_generate && r.prediction_loss_only) throw new EmotorchError('args.predict_with_generate and args.prediction_loss_only contradict each other', 'ERR_INVALID_ARG');
     Object.freeze(this.label_names);
   }

@@ -10,7 +10,7 @@ import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
 import { binding } from '../native';
-import { Tensor, autocast, cat, full, noGrad } from '../tensor';
+import { Tensor, autocast, cat, full, noGrad, tensor } from '../tensor';
 import { cuda } from '../device';
 import { EmotorchError, invalid } from '../errors';
 import { Module } from '../nn/module';
@@ -25,6 +25,10 @@ import { CallbackContext, LogRecord, TrainerCallback, TrainerControl, TrainerSta
 import { Progress } from './progress';
 import { writePlots } from './plots';
 import { TensorBoardWriter } from './tensorboard';
+import * as dist from '../distributed/group';
+import { DistributedDataParallel } from '../distributed/ddp';
+import { DistributedSampler } from '../distributed/sampler';
+import { DTYPES, DType } from '../dtype';
 
 /** What `computeMetrics` receives (HF's EvalPrediction): CPU tensors concatenated over the set. */
 export interface EvalPrediction {
@@ -79,7 +83,8 @@ export interface TrainerOptions<T = unknown> {
   generateOptions?: Record<string, unknown>;
 }
 
-type Position = { epoch: number; batches: number };
+/** Where training stands in the data: `batches` of this rank's loader in `epoch`; `world` ranks of `perDevice` items per batch (to resume on another number of ranks). */
+type Position = { epoch: number; batches: number; world?: number; perDevice?: number };
 interface Extra { data: Position; logSum: number; logCount: number; gradNorm: number | null; trainLossSum: number }
 
 const CKPT = /^checkpoint-(\d+)$/;
@@ -163,10 +168,17 @@ export class Trainer<T = unknown> extends EventEmitter {
   private extra: Extra = { data: { epoch: 0, batches: 0 }, logSum: 0, logCount: 0, gradNorm: null, trainLossSum: 0 };
   private tb: TensorBoardWriter | null = null;
   private logFile: fs.promises.FileHandle | null = null;
+  /** log.jsonl lines are written in order behind the training loop; the first failure is kept and thrown. */
+  private logWrites: Promise<void> = Promise.resolve();
+  private logWriteError: unknown = null;
   private progress: Progress | null = null;
   private abortRequested = false;
   private running = false;
   private lastSavedStep = -1;
+  /** The DDP wrapper training runs through when a process group is initialized. */
+  private ddp: DistributedDataParallel | null = null;
+  /** Distributed: a stop was requested on some rank (agreed on by all in the last step). */
+  private stopAgreed = false;
 
   /**
    * Checks every argument and option; writes nothing.
@@ -215,11 +227,21 @@ export class Trainer<T = unknown> extends EventEmitter {
       global_step: 0, epoch: 0, max_steps: maxSteps, num_train_epochs: 0,
       logging_steps: a.logging_steps, eval_steps: a.eval_steps, save_steps: a.save_steps,
       train_batch_size: a.per_device_train_batch_size, log_history: [], best_metric: null, best_global_step: null,
-      best_model_checkpoint: null, total_flos: 0, is_local_process_zero: true, is_world_process_zero: true, stateful_callbacks: {},
+      best_model_checkpoint: null, total_flos: 0, is_local_process_zero: !this.distributed || dist.localRank() === 0, is_world_process_zero: this.isMain, stateful_callbacks: {},
     };
   }
 
   private ctx(): CallbackContext { return { args: this.args, state: this.state, control: this.control }; }
+
+  /** Data-parallel: a process group is initialized (et.distributed.init()). */
+  private get distributed(): boolean { return dist.isInitialized(); }
+  private get world(): number { return this.distributed ? dist.worldSize() : 1; }
+  /** Rank 0 (or not distributed): the one that logs, saves and plots. */
+  private get isMain(): boolean { return !this.distributed || dist.rank() === 0; }
+  /** The model without a DDP wrapper: what checkpoints save and load (plain parameter names). */
+  private get core(): Module { return this.model instanceof DistributedDataParallel ? this.model.module : this.model; }
+  /** What training forwards run through: the DDP wrapper when distributed. */
+  private get trainModel(): Module { return this.ddp ?? this.model; }
   private async fire<K extends keyof TrainerCallback>(hook: K, ...rest: unknown[]): Promise<void> {
     for (const c of this.callbacks) {
       const f = c[hook] as ((...a: unknown[]) => unknown) | undefined;
@@ -249,11 +271,11 @@ export class Trainer<T = unknown> extends EventEmitter {
     return l.slice(l.ndim - 1, 1).ne(-100).sum().item();
   }
 
-  private async lossOf(batch: Batch, numItemsInBatch?: number): Promise<{ loss: Tensor; outputs: Record<string, unknown> }> {
+  private async lossOf(batch: Batch, numItemsInBatch?: number, model: Module = this.model): Promise<{ loss: Tensor; outputs: Record<string, unknown> }> {
     const inputs = numItemsInBatch === undefined ? batch : { ...batch, numItemsInBatch };
     const out = this.opts.computeLoss
-      ? await this.amp(() => this.opts.computeLoss!(this.model, batch, numItemsInBatch === undefined ? {} : { numItemsInBatch }))
-      : await this.amp(() => this.model.forward(inputs));
+      ? await this.amp(() => this.opts.computeLoss!(model, batch, numItemsInBatch === undefined ? {} : { numItemsInBatch }))
+      : await this.amp(() => model.forward(inputs));
     const loss = out instanceof Tensor ? out : (out as { loss?: unknown })?.loss;
     if (!(loss instanceof Tensor)) {
       throw new EmotorchError(`${this.opts.computeLoss ? 'computeLoss' : 'model.forward(batch)'} returned no loss: the batch needs labels (args.label_names: ${this.args.label_names.join(', ')}) or give computeLoss`, 'ERR_INVALID_ARG');
@@ -277,8 +299,13 @@ export class Trainer<T = unknown> extends EventEmitter {
         return invalid(`items with a numeric '${a.length_column_name}' or input_ids to group by length`, 'args.group_by_length', item);
       };
     }
+    const shuffle = a.train_sampling_strategy !== 'sequential';
+    const seed = a.data_seed ?? a.seed;
+    // Distributed: each rank its shard of the same permutation (rank r: items r, r+W, … of it), so
+    // that W ranks of batch B see, step by step, the items one process of batch W·B would.
+    const sampler = this.distributed ? new DistributedSampler(this.trainDataset!, { shuffle, seed }) : undefined;
     return new DataLoader<T, Batch>(this.trainDataset!, {
-      batchSize: a.per_device_train_batch_size, shuffle: a.train_sampling_strategy !== 'sequential', seed: a.data_seed ?? a.seed,
+      batchSize: a.per_device_train_batch_size, shuffle: sampler ? false : shuffle, seed, sampler,
       dropLast: a.dataloader_drop_last, collate: this.opts.dataCollator as never, bucketBy,
     });
   }
@@ -310,9 +337,18 @@ export class Trainer<T = unknown> extends EventEmitter {
     const interval = (v: number) => TrainingArguments.steps(v, maxSteps);
 
     const resumeFrom = await this.resolveResume();
-    await fs.promises.mkdir(a.output_dir, { recursive: true });
-    await this.removeStaleTemporaries();
+    if (this.isMain) {
+      await fs.promises.mkdir(a.output_dir, { recursive: true });
+      await this.removeStaleTemporaries();
+    }
     this.model.train();
+    if (this.distributed) {
+      // Wrap (rank 0's weights reach every rank) before the optimizer and any checkpoint load.
+      this.ddp = this.model instanceof DistributedDataParallel ? this.model : new DistributedDataParallel(this.model, {
+        findUnusedParameters: a.ddp_find_unused_parameters ?? false, bucketCapMb: a.ddp_bucket_cap_mb ?? 25, broadcastBuffers: a.ddp_broadcast_buffers ?? true,
+      });
+      await this.ddp.ready;
+    } else this.ddp = null;
     if (!this.optimizer) this.optimizer = this.defaultOptimizer();
     const ks = a.lr_scheduler_kwargs;
     this.lrScheduler = new LRScheduler(this.optimizer, hfSchedule(a.lr_scheduler_type, {
@@ -324,14 +360,18 @@ export class Trainer<T = unknown> extends EventEmitter {
     this.extra = { data: { epoch: 0, batches: 0 }, logSum: 0, logCount: 0, gradNorm: null, trainLossSum: 0 };
     this.control.shouldTrainingStop = false;
     this.abortRequested = false;
+    this.stopAgreed = false;
     this.lastSavedStep = -1;
     let restoreRng: (() => void) | null = null;
     if (resumeFrom) restoreRng = await this.loadCheckpoint(resumeFrom);
     else binding.manualSeed(a.seed);
-    await this.rewriteLogFile();
-    this.tb = a.report_to.includes('tensorboard') ? new TensorBoardWriter(a.logging_dir) : null;
-    this.logFile = await fs.promises.open(path.join(a.output_dir, 'log.jsonl'), 'a');
-    this.progress = new Progress(maxSteps, Progress.mode(a.disable_tqdm));
+    if (this.isMain) {
+      await this.rewriteLogFile();
+      this.tb = a.report_to.includes('tensorboard') ? new TensorBoardWriter(a.logging_dir) : null;
+      this.logFile = await fs.promises.open(path.join(a.output_dir, 'log.jsonl'), 'a');
+    }
+    this.logWriteError = null;
+    this.progress = new Progress(maxSteps, Progress.mode(a.disable_tqdm || !this.isMain));
 
     const onAbort = () => { this.abortRequested = true; };
     const signal = this.opts.signal;
@@ -355,7 +395,9 @@ export class Trainer<T = unknown> extends EventEmitter {
       this.progress.start(this.state.global_step);
       if (a.eval_on_start && !resumeFrom) await this.evaluate();
       let { epoch, batches: skip } = this.extra.data;
+      skip = this.batchesOnThisWorld(this.extra.data, skip);
       if (skip >= loader.length) { epoch += 1; skip = 0; }
+      const device = this.device;  // once: parameters() wraps every parameter anew
       outer:
       for (; epoch < numEpochs && this.state.global_step < maxSteps; epoch++) {
         loader.setEpoch(epoch);
@@ -372,13 +414,13 @@ export class Trainer<T = unknown> extends EventEmitter {
           for (let k = 0; k < n; k++) {
             const r = await it!.next();
             if (r.done) break;
-            micro.push(toDevice(r.value, this.device) as Batch);
+            micro.push(toDevice(r.value, device) as Batch);
           }
           if (micro.length === 0) break;
           consumed += micro.length;
           await this.fire('onStepBegin');
           await this.updateStep(micro);
-          this.extra.data = { epoch, batches: consumed };
+          this.extra.data = { epoch, batches: consumed, world: this.world, perDevice: a.per_device_train_batch_size };
           this.state.epoch = epoch + consumed / loader.length;
           await this.fire('onStepEnd');
           const s = this.state.global_step;
@@ -395,7 +437,7 @@ export class Trainer<T = unknown> extends EventEmitter {
             if (a.save_strategy === 'epoch') this.control.shouldSave = true;
           }
           await this.maybeLogEvaluateSave();
-          if (this.abortRequested) {
+          if (this.world > 1 ? this.stopAgreed : this.abortRequested) {
             if (this.lastSavedStep !== this.state.global_step) await this.saveCheckpoint();
             stopReason = 'aborted';
             break outer;
@@ -411,11 +453,12 @@ export class Trainer<T = unknown> extends EventEmitter {
       const trainingLoss = this.state.global_step > 0 ? this.extra.trainLossSum / this.state.global_step : 0;
       if (a.load_best_model_at_end && this.state.best_model_checkpoint && stopReason !== 'aborted') await this.loadBestModel();
       const metrics: LogRecord = {
-        train_runtime: runtime, train_samples_per_second: (steps * gas * a.per_device_train_batch_size) / Math.max(runtime, 1e-9),
+        train_runtime: runtime, train_samples_per_second: (steps * gas * a.per_device_train_batch_size * this.world) / Math.max(runtime, 1e-9),
         train_steps_per_second: steps / Math.max(runtime, 1e-9), total_flos: 0, train_loss: trainingLoss,
       };
       await this.log(metrics);
       await this.fire('onTrainEnd');
+      await this.flushLog();
       await this.writeArtifacts();
       return { globalStep: this.state.global_step, trainingLoss, metrics, stopReason };
     } finally {
@@ -425,6 +468,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       if (this.opts.handleSigint) process.removeListener('SIGINT', onSigint);
       await this.tb?.close().catch(() => undefined);
       this.tb = null;
+      await this.logWrites;
       await this.logFile?.close().catch(() => undefined);
       this.logFile = null;
       this.running = false;
@@ -436,22 +480,44 @@ export class Trainer<T = unknown> extends EventEmitter {
     const a = this.args;
     const counts = micro.map((b) => this.countTokens(b));
     const tokenLoss = counts.every((c) => c !== null);
-    const numItems = tokenLoss ? counts.reduce((x, y) => x! + y!, 0)! : undefined;
+    let numItems = tokenLoss ? counts.reduce((x, y) => x! + y!, 0)! : undefined;
+    const world = this.world;
+    if (tokenLoss && world > 1) {
+      // Token losses are normalized by the label tokens of all ranks (HF gathers them too); DDP
+      // then averages over ranks, so each rank's loss is scaled by the world size.
+      numItems = (await dist.allReduce(tensor([numItems!], { dtype: 'float64' }), 'sum')).item() as number;
+    }
     let stepLoss = 0;
-    for (const batch of micro) {
-      const r = await this.lossOf(batch, tokenLoss ? Math.max(numItems!, 1) : undefined);
-      let loss = r.loss;
-      if (!tokenLoss && micro.length > 1) loss = loss.div(micro.length);
-      stepLoss += loss.item();
-      await (this.scaler ? this.scaler.scale(loss) : loss).backward();
-      if (loss !== r.loss) loss.dispose();
-      releaseOutputs(r.outputs, batch);
+    for (let k = 0; k < micro.length; k++) {
+      const batch = micro[k];
+      const model = this.trainModel;
+      // Gradient accumulation: only the last micro-batch's backward averages across ranks.
+      const run = async () => {
+        const r = await this.lossOf(batch, tokenLoss ? Math.max(numItems!, 1) : undefined, model);
+        let loss = r.loss;
+        if (!tokenLoss && micro.length > 1) loss = loss.div(micro.length);
+        if (tokenLoss && world > 1) loss = loss.mul(world);
+        stepLoss += loss.item() / (tokenLoss ? world : 1);
+        await (this.scaler ? this.scaler.scale(loss) : loss).backward();
+        if (loss !== r.loss) loss.dispose();
+        releaseOutputs(r.outputs, batch);
+      };
+      if (this.ddp && k < micro.length - 1) await this.ddp.noSync(run);
+      else await run();
+    }
+    if (world > 1) {
+      // The logged loss is the mean over ranks (HF gathers it); a stop requested on any rank
+      // (signal, Ctrl-C) stops every rank after this step.
+      const t = await dist.allReduce(tensor([stepLoss, this.abortRequested ? 1 : 0], { dtype: 'float64' }), 'sum');
+      const [sum, aborts] = t.dataSync() as Float64Array;
+      stepLoss = tokenLoss ? sum : sum / world;
+      this.stopAgreed = aborts > 0;
     }
     const params = this.optimizer!.parameters();
     let gradNorm: number | null = null;
     if (a.max_grad_norm > 0) {
       if (this.scaler) this.scaler.unscale_(this.optimizer!);
-      gradNorm = await clipGradNorm(params.filter((p) => p.grad !== null), a.max_grad_norm);
+      gradNorm = await clipGradNorm(params, a.max_grad_norm);  // parameters without a grad are skipped
     }
     if (this.scaler) {
       await this.scaler.step(this.optimizer!);
@@ -464,6 +530,22 @@ export class Trainer<T = unknown> extends EventEmitter {
     this.extra.logCount += 1;
     this.extra.trainLossSum += stepLoss;
     this.extra.gradNorm = gradNorm;
+  }
+
+  /**
+   * Batches of this rank's loader to skip when resuming at `pos`, written by `pos.world` ranks of
+   * `pos.perDevice` items per batch: the same number of items of the same permutation.
+   */
+  private batchesOnThisWorld(pos: Position, batches: number): number {
+    const per = this.args.per_device_train_batch_size;
+    const savedGlobal = (pos.world ?? 1) * (pos.perDevice ?? per);
+    const global = this.world * per;
+    if (savedGlobal === global) return batches;
+    const items = batches * savedGlobal;
+    if (items % global !== 0) {
+      throw new EmotorchError(`cannot resume: the checkpoint stopped after ${items} items of epoch ${pos.epoch} (${pos.world ?? 1} rank(s) x batch ${pos.perDevice ?? per}), not a multiple of this run's ${this.world} rank(s) x batch ${per}`, 'ERR_INVALID_ARG');
+    }
+    return items / global;
   }
 
   private async maybeLogEvaluateSave(): Promise<void> {
@@ -511,8 +593,8 @@ export class Trainer<T = unknown> extends EventEmitter {
     const rec: LogRecord = { ...logs, step: this.state.global_step };
     if (rec.epoch === undefined && this.running) rec.epoch = this.state.epoch;
     this.state.log_history.push(rec);
-    if (this.running) {
-      await this.logFile?.write(`${JSON.stringify(rec)}\n`);
+    if (this.running && this.isMain) {
+      this.appendLog(`${JSON.stringify(rec)}\n`);
       if (this.tb) {
         for (const [k, v] of Object.entries(logs)) {
           if (typeof v !== 'number' || k === 'epoch') continue;
@@ -526,20 +608,40 @@ export class Trainer<T = unknown> extends EventEmitter {
     await this.fire('onLog', rec);
   }
 
+  /** Queues a log.jsonl line (the step does not wait for the disk); a failed write is thrown by the next log or flush. */
+  private appendLog(line: string): void {
+    if (this.logWriteError) throw this.logWriteError;
+    const fh = this.logFile;
+    if (!fh) return;
+    this.logWrites = this.logWrites.then(() => fh.write(line)).then(() => undefined, (e) => { this.logWriteError ??= e; });
+  }
+  private async flushLog(): Promise<void> {
+    await this.logWrites;
+    if (this.logWriteError) throw this.logWriteError;
+  }
+
   // ---- evaluation --------------------------------------------------------------------------
 
   private async loop(ds: Dataset<T>, wantPredictions: boolean): Promise<{ loss: number | null; predictions: Tensor | null; labelIds: Tensor | null; n: number; batches: number }> {
     const a = this.args;
-    const loader = new DataLoader<T, Batch>(ds, { batchSize: a.per_device_eval_batch_size, collate: this.opts.dataCollator as never });
+    // Distributed: rank r evaluates items r, r+W, … (no padding); sums and predictions are then
+    // gathered, so every rank gets the metrics of the whole set.
+    const world = this.world, rank = this.distributed ? dist.rank() : 0;
+    const shard = world > 1 ? Array.from({ length: Math.max(0, Math.ceil((ds.length - rank) / world)) }, (_, i) => rank + i * world) : null;
+    const loader = new DataLoader<T, Batch>(ds, {
+      batchSize: a.per_device_eval_batch_size, collate: this.opts.dataCollator as never,
+      sampler: shard ? { length: shard.length, indices: () => shard } : undefined,
+    });
     const wasTraining = this.model.training;
     this.model.eval();
     let lossSum = 0, lossN = 0, n = 0, batches = 0;
     const preds: Tensor[] = [];
     const labels: Tensor[] = [];
+    const device = this.device;
     try {
       await noGrad(async () => {
         for await (const raw of loader) {
-          const batch = toDevice(raw, this.device) as Batch;
+          const batch = toDevice(raw, device) as Batch;
           const lab = this.labelsOf(batch);
           const size = lab ? lab.shape[0] ?? 1 : 1;
           batches += 1;
@@ -570,12 +672,17 @@ export class Trainer<T = unknown> extends EventEmitter {
     } finally {
       this.model.train(wasTraining);
     }
-    return {
-      loss: lossN ? lossSum / lossN : null,
-      predictions: preds.length ? concatPadded(preds) : null,
-      labelIds: labels.length ? concatPadded(labels) : null,
-      n, batches,
-    };
+    let predictions = preds.length ? concatPadded(preds) : null;
+    let labelIds = labels.length ? concatPadded(labels) : null;
+    if (world > 1) {
+      const sums = (await dist.allReduce(tensor([lossSum, lossN, n, batches], { dtype: 'float64' }), 'sum')).dataSync() as Float64Array;
+      [lossSum, lossN, n, batches] = Array.from(sums);
+      if (wantPredictions) {
+        predictions = await gatherRows(predictions, world, rank, ds.length);
+        labelIds = await gatherRows(labelIds, world, rank, ds.length);
+      }
+    }
+    return { loss: lossN ? lossSum / lossN : null, predictions, labelIds, n, batches };
   }
 
   /**
@@ -655,10 +762,20 @@ export class Trainer<T = unknown> extends EventEmitter {
     const step = this.state.global_step;
     const final = path.join(a.output_dir, `checkpoint-${step}`);
     if (this.state.best_global_step === step) this.state.best_model_checkpoint = final;
+    if (!this.isMain) {
+      // Rank 0 writes (every rank holds the same weights and optimizer state); the others wait
+      // until the checkpoint is complete.
+      this.lastSavedStep = step;
+      await dist.barrier();
+      this.emit('save', { step, path: final });
+      await this.fire('onSave', final);
+      return final;
+    }
     const tmp = path.join(a.output_dir, `tmp-checkpoint-${step}`);
+    await this.flushLog();  // the log lines up to this step are on disk with the checkpoint
     await fs.promises.rm(tmp, { recursive: true, force: true });
     await fs.promises.mkdir(tmp, { recursive: true });
-    await this.model.save(path.join(tmp, 'model.safetensors'), { trainableOnly: a.save_only_trainable });
+    await this.core.save(path.join(tmp, 'model.safetensors'), { trainableOnly: a.save_only_trainable });
     if (!a.save_only_model && this.optimizer) {
       await this.optimizer.save(path.join(tmp, 'optimizer.safetensors'));
       await fs.promises.writeFile(path.join(tmp, 'scheduler.json'), JSON.stringify(this.lrScheduler!.stateDict()));
@@ -675,6 +792,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     await fs.promises.rename(tmp, final);
     this.lastSavedStep = step;
     await this.rotateCheckpoints();
+    if (this.distributed) await dist.barrier();
     this.emit('save', { step, path: final });
     await this.fire('onSave', final);
     return final;
@@ -702,7 +820,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       throw new EmotorchError(`cannot read '${path.join(dir, 'trainer_state.json')}': ${(e as Error).message}`, 'ERR_FORMAT');
     }
     if (!st.emotorch || st.emotorch.save_only_model) throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
-    await this.model.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
+    await this.core.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
     await this.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
     this.lrScheduler!.loadStateDict(JSON.parse(await fs.promises.readFile(path.join(dir, 'scheduler.json'), 'utf8')));
     if (this.scaler) {
@@ -729,7 +847,7 @@ export class Trainer<T = unknown> extends EventEmitter {
   /** Loads the best checkpoint's weights into the model. */
   private async loadBestModel(): Promise<void> {
     const p = path.join(this.state.best_model_checkpoint!, 'model.safetensors');
-    await this.model.load(p, { strict: !this.args.save_only_trainable });
+    await this.core.load(p, { strict: !this.args.save_only_trainable });
   }
 
   private async rewriteLogFile(): Promise<void> {
@@ -738,6 +856,7 @@ export class Trainer<T = unknown> extends EventEmitter {
   }
 
   private async writeArtifacts(): Promise<void> {
+    if (!this.isMain) return;
     await writePlots(this.args.output_dir, this.state.log_history);
   }
 }
@@ -756,4 +875,43 @@ function releaseOutputs(outputs: Record<string, unknown>, batch: Batch): void {
     } else if (Array.isArray(v)) v.forEach(release);
   };
   Object.values(outputs).forEach(release);
+}
+
+/**
+ * Every rank's `local` rows (rank r holding items r, r+W, … of a set of `total` items), back in
+ * the set's order on every rank; dims after the first padded with -100 to the largest (as
+ * concatPadded). null when no rank has any.
+ */
+async function gatherRows(local: Tensor | null, world: number, rank: number, total: number): Promise<Tensor | null> {
+  const MAXD = 6;
+  if (local && local.ndim > MAXD) throw new EmotorchError(`evaluation outputs of ${local.ndim} dimensions cannot be gathered across ranks (at most ${MAXD})`, 'ERR_INVALID_ARG');
+  const meta = new Array(MAXD + 3).fill(0);
+  if (local) {
+    meta[0] = 1;
+    meta[1] = local.ndim;
+    meta[2] = DTYPES.indexOf(local.dtype);
+    local.shape.forEach((d, i) => { meta[3 + i] = d; });
+  }
+  const metas = (await dist.allGather(tensorOf(meta))).map((t) => Array.from(t.dataSync() as unknown as ArrayLike<number | bigint>, Number));
+  const have = metas.filter((m) => m[0] === 1);
+  if (!have.length) return null;
+  const ndim = have[0][1];
+  const dtype = DTYPES[have[0][2]] as DType;
+  if (have.some((m) => m[1] !== ndim || m[2] !== have[0][2])) throw new EmotorchError('evaluation outputs differ in rank or dtype across ranks', 'ERR_INVALID_ARG');
+  const maxShape = Array.from({ length: ndim }, (_, d) => Math.max(...have.map((m) => m[3 + d])));
+  let t = local ?? full([0, ...maxShape.slice(1)], -100, { dtype });
+  for (let d = ndim - 1; d >= 0; d--) {
+    if (t.shape[d] < maxShape[d]) t = cat([t, full(t.shape.map((x, i) => (i === d ? maxShape[d] - x : x)), -100, { dtype })], d);
+  }
+  const parts = await dist.allGather(t);
+  const rows = metas.map((m) => (m[0] === 1 ? m[3] : 0));
+  const pieces = parts.map((p, r) => p.slice(0, 0, rows[r]));
+  const offsets = rows.map((_, r) => rows.slice(0, r).reduce((x, y) => x + y, 0));
+  const order = Array.from({ length: total }, (_, i) => offsets[i % world] + Math.floor(i / world));
+  void rank;
+  return cat(pieces, 0).indexSelect(0, tensorOf(order));
+}
+
+function tensorOf(v: number[]): Tensor {
+  return tensor(v, { dtype: 'int64' });
 }

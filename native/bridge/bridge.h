@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "error.h"
+
 namespace et::bridge {
 
 // Per-environment state: the JS constructors the bridge creates objects with.
@@ -24,11 +26,9 @@ struct AddonData {
 };
 AddonData& data(Napi::Env env);
 
-// An error with a stable code, thrown from bridge code for bad arguments.
-struct CodedError : std::runtime_error {
-  CodedError(std::string c, const std::string& msg) : std::runtime_error(msg), code(std::move(c)) {}
-  std::string code;
-};
+// An error with a stable code, thrown from bridge code for bad arguments (and from native code
+// outside the bridge, which throws the same type through native/error.h).
+using CodedError = et::CodedError;
 
 // Builds an EmotorchError(message, code) (a plain Error before lib/ registered the class).
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message);
@@ -55,6 +55,14 @@ auto guard(Napi::Env env, F&& f, const std::string& default_code = "ERR_TORCH") 
 // and gives the Promise's value. Failures reject with an EmotorchError.
 Napi::Promise run_async(Napi::Env env, const char* name, std::shared_ptr<std::mutex> lock, std::function<void()> work,
                         std::function<Napi::Value(Napi::Env)> done, std::string default_code = "ERR_TORCH");
+
+// The same for communication with other processes: `issue` runs on the compute thread (so
+// collectives start in the order the JS code called them, after the heavy calls before them),
+// `wait` on the libuv thread that carries the task (it blocks on other processes: never on the
+// compute thread, which stays free for other work meanwhile), then `after` on the compute thread.
+Napi::Promise run_async_comm(Napi::Env env, const char* name, std::function<void()> issue, std::function<void()> wait,
+                             std::function<void()> after, std::function<Napi::Value(Napi::Env)> done,
+                             std::string default_code = "ERR_DIST");
 
 // ---- tensors ----
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
@@ -107,5 +115,6 @@ void init_tensor(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_module(Napi::Env env, Napi::Object exports);
 void init_audio(Napi::Env env, Napi::Object exports);
+void init_dist(Napi::Env env, Napi::Object exports);
 
 }  // namespace et::bridge

@@ -179,7 +179,28 @@ class Task : public Napi::AsyncWorker {
         autocast_(AutocastState::capture()) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
-  void Execute() override { ComputeThread::get().run([this] { compute(); }); }
+  void Execute() override {
+    ComputeThread::get().run([this] { compute(); });
+    if (!failed_ && wait_) {
+      try {
+        wait_();
+      } catch (...) {
+        std::tie(code_, message_) = describe_current_exception(default_code_);
+        failed_ = true;
+      }
+    }
+    wait_ = nullptr;
+    if (!failed_ && after_) {
+      work_ = std::move(after_);
+      ComputeThread::get().run([this] { compute(); });
+    }
+    after_ = nullptr;
+  }
+  // Communication tasks: a wait on this (libuv) thread, then more work on the compute thread.
+  void set_comm(std::function<void()> wait, std::function<void()> after) {
+    wait_ = std::move(wait);
+    after_ = std::move(after);
+  }
   void compute() {
     c10::AutoGradMode grad(grad_);
     std::unique_lock<std::mutex> held;
@@ -231,7 +252,7 @@ class Task : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<std::mutex> lock_;
-  std::function<void()> work_;
+  std::function<void()> work_, wait_, after_;
   std::function<Napi::Value(Napi::Env)> done_;
   std::string default_code_, code_, message_;
   bool grad_, failed_ = false;
@@ -242,6 +263,15 @@ class Task : public Napi::AsyncWorker {
 Napi::Promise run_async(Napi::Env env, const char* name, std::shared_ptr<std::mutex> lock, std::function<void()> work,
                         std::function<Napi::Value(Napi::Env)> done, std::string default_code) {
   auto* task = new Task(env, name, std::move(lock), std::move(work), std::move(done), std::move(default_code));
+  auto p = task->promise();
+  task->Queue();
+  return p;
+}
+
+Napi::Promise run_async_comm(Napi::Env env, const char* name, std::function<void()> issue, std::function<void()> wait,
+                             std::function<void()> after, std::function<Napi::Value(Napi::Env)> done, std::string default_code) {
+  auto* task = new Task(env, name, nullptr, std::move(issue), std::move(done), std::move(default_code));
+  task->set_comm(std::move(wait), std::move(after));
   auto p = task->promise();
   task->Queue();
   return p;

@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll } from 'vitest';
+import { describe, it, expect, beforeAll, vi } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
@@ -176,5 +176,28 @@ describe('Trainer data order', () => {
     const bad = new et.train.Trainer({ model: new Classifier(0), trainDataset: asDataset(data.train), dataCollator: collate,
       args: { output_dir: path.join(root, 'group2'), group_by_length: true, max_steps: 1, save_strategy: 'no', disable_tqdm: true } });
     await expect(bad.train()).rejects.toThrow(/args\.group_by_length/);
+  });
+});
+
+describe('Trainer log file', () => {
+  it('a failing log.jsonl write (the step does not wait for it) fails train() with that error', async () => {
+    const out = path.join(root, 'log-fail');
+    const open = fs.promises.open;
+    const spy = vi.spyOn(fs.promises, 'open').mockImplementation(async (...args: Parameters<typeof open>) => {
+      const fh = await open(...args);
+      if (String(args[0]).endsWith('log.jsonl')) {
+        fh.write = (async () => { throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }); }) as never;
+      }
+      return fh;
+    });
+    try {
+      const trainer = new et.train.Trainer({
+        model: new Classifier(0), trainDataset: asDataset(data.train), dataCollator: collate,
+        args: { output_dir: out, max_steps: 3, per_device_train_batch_size: 8, logging_steps: 1, save_strategy: 'no', disable_tqdm: true },
+      });
+      await expect(trainer.train()).rejects.toThrow(/ENOSPC/);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

@@ -1,0 +1,150 @@
+/**
+ * DistributedDataParallel: wraps a module so that, after each backward pass, every rank holds the
+ * gradients averaged over all ranks (as torch.nn.parallel.DistributedDataParallel).
+ */
+import { binding } from '../native';
+import { Tensor } from '../tensor';
+import { EmotorchError, checkNumber, invalid } from '../errors';
+import { Module } from '../nn/module';
+import * as group from './group';
+
+export interface DdpOptions {
+  /**
+   * Allow parameters that get no gradient in some steps (an unused branch): they are found at
+   * the end of backward and take part with zeros; a parameter no rank used keeps its gradient.
+   * Without it such a parameter makes backward fail with its name. Default false.
+   */
+  findUnusedParameters?: boolean;
+  /** Bucket size in MB (gradients are all-reduced a bucket at a time, during backward). Default 25. */
+  bucketCapMb?: number;
+  /** Re-send rank 0's buffers (running statistics …) before each training forward. Default true (as torch). */
+  broadcastBuffers?: boolean;
+}
+
+/**
+ * Data-parallel training over the process group of {@link init}: the module's parameters and
+ * buffers are copied from rank 0 when wrapped; during each backward pass the gradients of the
+ * parameters that require grad are averaged over all ranks in buckets, each bucket's all-reduce
+ * starting as soon as its gradients are ready (overlapping the rest of the backward pass), so that
+ * `await loss.backward()` resolves with averaged gradients. Frozen parameters (requiresGrad false
+ * when wrapped, e.g. the base of a LoRA fine-tune) are left out. Each rank feeds its own shard of
+ * the data (see {@link DistributedSampler}).
+ *
+ * Wrap after moving the model to its device and before creating the optimizer. Its parameters
+ * are the module's, named `module.<name>` as torch's DDP names them; save `ddp.module` to get the
+ * plain names.
+ * @example
+ * await et.distributed.init();
+ * const ddp = new et.nn.DistributedDataParallel(model);
+ * const opt = new et.optim.AdamW(ddp.trainableParameters(), { lr: 1e-4 });
+ * const { loss } = await ddp.forward(batch);
+ * await loss.backward();      // gradients averaged over the ranks
+ * await opt.step();
+ */
+export class DistributedDataParallel<M extends Module = Module> extends Module {
+  /** The wrapped module. */
+  readonly module: M;
+  /** Resolves when rank 0's parameters and buffers have arrived (forward waits for it). */
+  readonly ready: Promise<void>;
+  private readonly handle: object;
+  private readonly broadcastBuffers: boolean;
+  private sync = true;
+  private readonly ddpParams: Array<[string, Tensor]>;
+
+  /**
+   * @param module the model (its parameters requiring grad are averaged)
+   * @param opts see {@link DdpOptions}
+   * @throws EmotorchError ERR_DIST_STATE before et.distributed.init(); ERR_INVALID_ARG for a bad
+   *   module or option, or parameters on a device the backend cannot reduce.
+   */
+  constructor(module: M, opts: DdpOptions = {}) {
+    super();
+    if (!(module instanceof Module)) invalid('an et.nn.Module', 'module', module);
+    if (opts === null || typeof opts !== 'object') invalid('an options object', 'DistributedDataParallel options', opts);
+    for (const k of Object.keys(opts)) if (!['findUnusedParameters', 'bucketCapMb', 'broadcastBuffers'].includes(k)) invalid('one of findUnusedParameters, bucketCapMb, broadcastBuffers', 'DistributedDataParallel option', k);
+    if (opts.findUnusedParameters !== undefined && typeof opts.findUnusedParameters !== 'boolean') invalid('a boolean', 'findUnusedParameters', opts.findUnusedParameters);
+    if (opts.broadcastBuffers !== undefined && typeof opts.broadcastBuffers !== 'boolean') invalid('a boolean', 'broadcastBuffers', opts.broadcastBuffers);
+    const capMb = opts.bucketCapMb === undefined ? 25 : checkNumber(opts.bucketCapMb, 'bucketCapMb', 1e-6, 1 << 20);
+    if (!group.isInitialized()) throw new EmotorchError('DistributedDataParallel: the process group is not initialized (call et.distributed.init() first)', 'ERR_DIST_STATE');
+    this.module = this.registerModule('module', module);
+    this.broadcastBuffers = opts.broadcastBuffers ?? true;
+    const seen = new Set<string>();
+    const all = module.namedParameters().filter(([, p]) => { const k = p.handle.key(); if (seen.has(k)) return false; seen.add(k); return true; });
+    const onCuda = all.some(([, p]) => p.device.startsWith('cuda'));
+    const be = group.backend();
+    if (be === 'gloo' && onCuda) invalid("parameters on the CPU for backend 'gloo' (use 'nccl' for a model on CUDA)", 'module', 'a module on CUDA');
+    if (be === 'nccl' && all.some(([, p]) => !p.device.startsWith('cuda'))) invalid("parameters on a CUDA device for backend 'nccl'", 'module', 'a module with CPU parameters');
+    this.ddpParams = all.filter(([, p]) => p.requiresGrad);
+    this.handle = binding.dist.ddpCreate(this.ddpParams.map(([, p]) => p.handle), this.ddpParams.map(([n]) => n), {
+      bucketCapBytes: Math.max(1, Math.round(capMb * 1024 * 1024)), firstBucketCapBytes: Math.min(1024 * 1024, Math.max(1, Math.round(capMb * 1024 * 1024))),
+      findUnused: !!opts.findUnusedParameters,
+    });
+    const state = [...all.map(([, p]) => p), ...module.namedBuffers().map(([, b]) => b)];
+    this.ready = group.broadcastMany(state, 0);
+    this.ready.catch(() => undefined);  // reported by forward (and by whoever awaits it)
+  }
+
+  /**
+   * Runs the wrapped module's forward (after {@link ready}; with rank 0's buffers first when
+   * training and broadcastBuffers). The next backward averages gradients unless inside
+   * {@link noSync}.
+   */
+  async forward(...args: unknown[]): Promise<unknown> {
+    await this.ready;
+    binding.dist.ddpSetSync(this.handle, this.sync);
+    if (this.training && this.broadcastBuffers) {
+      const bufs = this.module.namedBuffers().map(([, b]) => b);
+      if (bufs.length) await group.broadcastMany(bufs, 0);
+    }
+    return this.module.forward(...args);
+  }
+
+  /**
+   * Runs `fn` with gradient averaging off: the backward passes of forwards run inside it only
+   * accumulate gradients locally; the first backward after it averages the accumulated sum
+   * (gradient accumulation without a collective per micro-batch, as torch's `no_sync()`).
+   * @example
+   * await ddp.noSync(async () => { await (await ddp.forward(b1)).loss.backward(); });
+   * await (await ddp.forward(b2)).loss.backward();   // averages b1 + b2's gradients
+   * await opt.step();
+   */
+  async noSync<R>(fn: () => R | Promise<R>): Promise<R> {
+    if (typeof fn !== 'function') invalid('a function', 'noSync callback', fn);
+    const before = this.sync;
+    this.sync = false;
+    binding.dist.ddpSetSync(this.handle, false);
+    try {
+      return await fn();
+    } finally {
+      this.sync = before;
+      binding.dist.ddpSetSync(this.handle, before);
+    }
+  }
+
+  /** Whether backward passes average gradients now (false inside {@link noSync}). */
+  get requireBackwardGradSync(): boolean { return this.sync; }
+  set requireBackwardGradSync(on: boolean) {
+    if (typeof on !== 'boolean') invalid('a boolean', 'requireBackwardGradSync', on);
+    this.sync = on;
+    binding.dist.ddpSetSync(this.handle, on);
+  }
+
+  /** The gradient buckets as lists of parameter names, in the order they are all-reduced. */
+  buckets(): string[][] {
+    return binding.dist.ddpBuckets(this.handle).map((b) => b.map((i) => this.ddpParams[i][0]));
+  }
+
+  /** @internal dispose(): stops averaging (Module.dispose then disposes the wrapped module). */
+  protected disposeNative(): void {
+    binding.dist.ddpDetach(this.handle);
+  }
+
+  /**
+   * Stops averaging gradients; the wrapped module is left as it is (not disposed), to be used
+   * alone or wrapped again.
+   */
+  detach(): M {
+    binding.dist.ddpDetach(this.handle);
+    return this.module;
+  }
+}

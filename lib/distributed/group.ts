@@ -1,0 +1,216 @@
+/**
+ * The process group of this process (one, like torch's default group) and the collectives over
+ * it. Collectives start on the compute thread in the order they are called (after the heavy calls
+ * called before them), wait for the other ranks off the JS thread and off the compute thread, and
+ * work in place as torch.distributed's do.
+ */
+import { binding } from '../native';
+import { Tensor, checkTensor } from '../tensor';
+import { isFloating } from '../dtype';
+import { EmotorchError, checkInt, invalid } from '../errors';
+import { DistEnv, readEnv } from './env';
+
+export type Backend = 'gloo' | 'nccl';
+export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
+const OPS: ReduceOp[] = ['sum', 'avg', 'max', 'min', 'product'];
+/** What Gloo reduces (its C++ types); float16 and bfloat16 only sum/avg/max/min on CPU. */
+const GLOO_DTYPES = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int8', 'uint8', 'bool'];
+
+export interface InitOptions {
+  /** 'gloo' (CPU tensors; the default) or 'nccl' (CUDA tensors, in a CUDA build). */
+  backend?: Backend;
+  /**
+   * How long a collective (and the rendezvous) waits for the other ranks before failing with an
+   * error that names the missing rank. Default 1 800 000 (30 min, as torch).
+   */
+  timeoutMs?: number;
+  /** Override the environment (RANK, WORLD_SIZE, … as torchrun sets them). */
+  env?: Partial<DistEnv>;
+}
+
+interface State extends DistEnv { backend: Backend; timeoutMs: number }
+let state: State | null = null;
+let pendingInit: Promise<void> | null = null;
+
+/**
+ * Joins the process group described by torchrun's environment variables (RANK, WORLD_SIZE,
+ * LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), which `npx emotorch-run` sets. Rank 0
+ * hosts the rendezvous store (a c10d TCPStore) at MASTER_ADDR:MASTER_PORT; every rank waits there
+ * for all the others, then connects to them through the backend (c10d's ProcessGroupGloo or
+ * ProcessGroupNCCL).
+ * @throws EmotorchError ERR_DIST_ENV naming a missing or malformed variable; ERR_INVALID_ARG for a
+ *   bad option; ERR_DIST_INIT naming the ranks that never joined within timeoutMs; ERR_DIST_STATE
+ *   when already initialized; ERR_DIST_BACKEND for 'nccl' without an NCCL build.
+ * @example
+ * await et.distributed.init();                 // in a script started by `npx emotorch-run`
+ * console.log(et.distributed.rank(), et.distributed.worldSize());
+ */
+export async function init(opts: InitOptions = {}): Promise<void> {
+  if (opts === null || typeof opts !== 'object') invalid('an options object', 'init options', opts);
+  for (const k of Object.keys(opts)) if (!['backend', 'timeoutMs', 'env'].includes(k)) invalid('one of backend, timeoutMs, env', 'init option', k);
+  const backend = opts.backend ?? 'gloo';
+  if (backend !== 'gloo' && backend !== 'nccl') invalid("'gloo' or 'nccl'", 'backend', backend);
+  const timeoutMs = opts.timeoutMs === undefined ? 1_800_000 : opts.timeoutMs;
+  if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 2 ** 31) invalid('an integer number of milliseconds from 1 to 2^31', 'timeoutMs', timeoutMs);
+  if (state || pendingInit) throw new EmotorchError('the process group is already initialized (destroy() it first)', 'ERR_DIST_STATE');
+  if (backend === 'nccl' && !binding.dist.ncclBuilt()) {
+    throw new EmotorchError("backend 'nccl' needs an emotorch built against a CUDA libtorch with NCCL (scripts/build-cuda.sh); use 'gloo' for CPU tensors", 'ERR_DIST_BACKEND');
+  }
+  if (opts.env !== undefined && (opts.env === null || typeof opts.env !== 'object')) invalid('an object', 'env', opts.env);
+  const e = opts.env ?? {};
+  const VARS = { rank: 'RANK', worldSize: 'WORLD_SIZE', localRank: 'LOCAL_RANK', localWorldSize: 'LOCAL_WORLD_SIZE', masterAddr: 'MASTER_ADDR', masterPort: 'MASTER_PORT' } as const;
+  const merged: NodeJS.ProcessEnv = { ...process.env };
+  for (const [k, v] of Object.entries(e)) {
+    if (!(k in VARS)) invalid(`one of ${Object.keys(VARS).join(', ')}`, 'env key', k);
+    if (v !== undefined) merged[VARS[k as keyof typeof VARS]] = String(v);
+  }
+  const env = readEnv(merged);
+  // Missing LOCAL_* (a hand-set environment): one machine.
+  const deviceIndex = backend === 'nccl' ? env.localRank : -1;
+  // Under torchrun its agent hosts the store (TORCHELASTIC_USE_AGENT_STORE=True); under
+  // emotorch-run or a hand-set environment rank 0 does.
+  const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
+  pendingInit = binding.dist.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore });
+  try {
+    await pendingInit;
+    state = { ...env, backend, timeoutMs };
+  } finally {
+    pendingInit = null;
+  }
+}
+
+/** True between a successful {@link init} and {@link destroy}. */
+export function isInitialized(): boolean { return state !== null; }
+
+function need(what: string): State {
+  if (!state) throw new EmotorchError(`${what}: the process group is not initialized (call et.distributed.init() first)`, 'ERR_DIST_STATE');
+  return state;
+}
+
+/** This process's rank, 0 … worldSize()-1. @throws EmotorchError ERR_DIST_STATE before init(). */
+export function rank(): number { return need('rank()').rank; }
+/** The number of processes in the group. @throws EmotorchError ERR_DIST_STATE before init(). */
+export function worldSize(): number { return need('worldSize()').worldSize; }
+/** This process's rank on its machine (LOCAL_RANK). @throws EmotorchError ERR_DIST_STATE before init(). */
+export function localRank(): number { return need('localRank()').localRank; }
+/** The backend in use. @throws EmotorchError ERR_DIST_STATE before init(). */
+export function backend(): Backend { return need('backend()').backend; }
+/** The timeout given to init(). @internal */
+export function timeoutMs(): number { return need('timeoutMs()').timeoutMs; }
+
+/**
+ * Leaves the group: waits for nothing, stops the heartbeat and the backend's threads. Calling it
+ * when not initialized does nothing. Collectives already started fail.
+ */
+export async function destroy(): Promise<void> {
+  if (pendingInit) await pendingInit.catch(() => undefined);
+  if (!state) return;
+  state = null;
+  await binding.dist.destroy();
+}
+
+function checkCollectiveTensor(t: unknown, name: string, s: State): Tensor {
+  checkTensor(t, name);
+  const x = t as Tensor;
+  if (x.isDisposed) throw new EmotorchError(`${name} was disposed`, 'ERR_DISPOSED');
+  const onCuda = x.device.startsWith('cuda');
+  if (s.backend === 'gloo' && onCuda) invalid("a CPU tensor (backend 'gloo'; use 'nccl' for CUDA tensors)", name, `a tensor on ${x.device}`);
+  if (s.backend === 'nccl' && !onCuda) invalid("a CUDA tensor (backend 'nccl')", name, `a tensor on ${x.device}`);
+  if (s.backend === 'gloo' && !GLOO_DTYPES.includes(x.dtype)) invalid(`a tensor of ${GLOO_DTYPES.join(', ')} (what Gloo reduces)`, name, `a ${x.dtype} tensor`);
+  return x;
+}
+
+function checkOp(op: unknown, t: Tensor): ReduceOp {
+  if (!OPS.includes(op as ReduceOp)) invalid(`one of ${OPS.map((o) => `'${o}'`).join(', ')}`, 'op', op);
+  if (op === 'avg' && !isFloating(t.dtype)) invalid("a floating-point tensor for op 'avg' (use 'sum' for integers)", 'tensor', `a ${t.dtype} tensor`);
+  if (t.dtype === 'bool' && op !== 'max' && op !== 'min') invalid("'max' (any) or 'min' (all) for a bool tensor", 'op', op);
+  return op as ReduceOp;
+}
+
+/**
+ * Reduces `tensor` over all ranks, in place: every rank ends with the sum (or average, maximum,
+ * minimum, product) of every rank's values. Same shape and dtype on every rank.
+ * @param op 'sum' (default), 'avg' (floating tensors), 'max', 'min', 'product'
+ * @returns the same tensor, once reduced
+ * @throws EmotorchError ERR_INVALID_ARG for a bad tensor or op; ERR_DIST_PEER / ERR_DIST_TIMEOUT
+ *   naming the rank that did not take part; ERR_DIST_STATE before init().
+ * @example
+ * const t = et.tensor([et.distributed.rank() + 1]);
+ * await et.distributed.allReduce(t, 'sum');    // 3 on both ranks of 2
+ */
+export async function allReduce(tensor: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {
+  const s = need('allReduce()');
+  const t = checkCollectiveTensor(tensor, 'tensor', s);
+  await binding.dist.allReduce(t.handle, checkOp(op, t));
+  return t;
+}
+
+/**
+ * Copies rank `src`'s `tensor` into every rank's `tensor` (in place; same shape and dtype).
+ * @param src the sending rank, default 0
+ * @returns the same tensor
+ * @throws EmotorchError ERR_INVALID_ARG for a bad tensor or src; ERR_DIST_PEER / ERR_DIST_TIMEOUT.
+ * @example
+ * await et.distributed.broadcast(weights, 0);
+ */
+export async function broadcast(tensor: Tensor, src = 0): Promise<Tensor> {
+  const s = need('broadcast()');
+  const t = checkCollectiveTensor(tensor, 'tensor', s);
+  if (!Number.isInteger(src) || src < 0 || src >= s.worldSize) invalid(`a rank from 0 to ${s.worldSize - 1}`, 'src', src);
+  await binding.dist.broadcast([t.handle], src);
+  return t;
+}
+
+/**
+ * Every rank's `tensor`, in rank order (same shape and dtype on every rank).
+ * @returns worldSize() new tensors
+ * @throws EmotorchError ERR_INVALID_ARG for a bad tensor; ERR_DIST_PEER / ERR_DIST_TIMEOUT.
+ * @example
+ * const all = await et.distributed.allGather(et.tensor([et.distributed.rank()]));  // [[0], [1]]
+ */
+export async function allGather(tensor: Tensor): Promise<Tensor[]> {
+  const s = need('allGather()');
+  const t = checkCollectiveTensor(tensor, 'tensor', s);
+  return (await binding.dist.allGather(t.handle)).map((h) => new Tensor(h));
+}
+
+/**
+ * Reduces `tensor` over all ranks and gives each rank its slice of the result along dim 0: rank r
+ * gets rows r·n … (r+1)·n−1 of the reduction, n = tensor.shape[0] / worldSize()
+ * (torch.distributed.reduce_scatter_tensor).
+ * @param op 'sum' (default), 'avg', 'max', 'min', 'product'
+ * @returns a new tensor of shape [n, …tensor.shape.slice(1)]
+ * @throws EmotorchError ERR_INVALID_ARG when dim 0 is not a multiple of worldSize().
+ * @example
+ * const mine = await et.distributed.reduceScatter(et.ones([4, 3]));   // [2, 3] of 2s on 2 ranks
+ */
+export async function reduceScatter(tensor: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {
+  const s = need('reduceScatter()');
+  const t = checkCollectiveTensor(tensor, 'tensor', s);
+  if (t.ndim < 1 || t.shape[0] % s.worldSize !== 0) invalid(`a tensor whose first dimension is a multiple of the world size ${s.worldSize}`, 'tensor', `shape [${t.shape}]`);
+  return new Tensor(await binding.dist.reduceScatter(t.handle, checkOp(op, t)));
+}
+
+/**
+ * Waits until every rank has called barrier() (and finished the collectives before it).
+ * @throws EmotorchError ERR_DIST_PEER / ERR_DIST_TIMEOUT naming the rank that did not arrive.
+ * @example
+ * if (et.distributed.rank() === 0) await model.save('model.safetensors');
+ * await et.distributed.barrier();
+ */
+export async function barrier(): Promise<void> {
+  need('barrier()');
+  await binding.dist.barrier();
+}
+
+/** @internal Broadcasts several tensors from `src` (grouped by dtype): DDP's wrap-time sync. */
+export async function broadcastMany(tensors: Tensor[], src = 0): Promise<void> {
+  const s = need('broadcast');
+  for (const t of tensors) checkCollectiveTensor(t, 'tensor', s);
+  if (tensors.length) await binding.dist.broadcastCoalesced(tensors.map((t) => t.handle), src);
+}
+
+/** @internal The layout checks of the Gloo backend (see native/dist/gloo_shim/gloo/README.md). */
+export function glooLayoutReport(): Array<{ name: string; ok: boolean; detail: string }> {
+  return binding.dist.glooLayout();
+}

@@ -1,0 +1,266 @@
+// et.distributed's native surface: the process group (one per process, like torch's default
+// group), collectives, and DDP's gradient reducer. Marshalling only: the work is in native/dist.
+// lib/distributed validates every argument before it gets here.
+#include <atomic>
+
+#include "bridge/bridge.h"
+#include "dist/ddp.h"
+#include "dist/group.h"
+
+namespace et::bridge {
+
+namespace {
+std::mutex group_mutex;
+std::shared_ptr<dist::Group> the_group;  // set by init, dropped by destroy
+
+std::shared_ptr<dist::Group> group() {
+  std::lock_guard<std::mutex> lk(group_mutex);
+  if (!the_group) throw CodedError("ERR_DIST_STATE", "the process group is not initialized: call et.distributed.init() first");
+  return the_group;
+}
+
+dist::Op to_op(const Napi::Value& v) {
+  auto s = to_string(v, "op");
+  if (s == "sum") return dist::Op::Sum;
+  if (s == "avg") return dist::Op::Avg;
+  if (s == "max") return dist::Op::Max;
+  if (s == "min") return dist::Op::Min;
+  if (s == "product") return dist::Op::Product;
+  throw CodedError("ERR_INVALID_ARG", "unknown reduce op '" + s + "'");
+}
+
+// A collective as a task: issue on the compute thread, wait on the libuv thread, then `after`.
+Napi::Promise collective(Napi::Env env, const char* name, std::function<dist::Group::Pending(dist::Group&)> start,
+                         std::function<Napi::Value(Napi::Env)> done = nullptr) {
+  auto g = group();
+  auto p = std::make_shared<dist::Group::Pending>();
+  return run_async_comm(
+      env, name, [g, p, start] { *p = start(*g); }, [g, p] { g->wait(*p); }, [p] { dist::Group::complete(*p); }, std::move(done));
+}
+
+int64_t get_int(const Napi::Object& o, const char* k) { return static_cast<int64_t>(to_double(o.Get(k), k)); }
+}  // namespace
+
+// init({ backend, rank, world, masterAddr, masterPort, timeoutMs, deviceIndex }): rendezvous on the
+// libuv thread (it waits for the other ranks).
+static Napi::Value Init(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto o = info[0].As<Napi::Object>();
+    dist::GroupOptions go;
+    go.backend = to_string(o.Get("backend"), "backend");
+    go.rank = static_cast<int>(get_int(o, "rank"));
+    go.world = static_cast<int>(get_int(o, "world"));
+    go.master_addr = to_string(o.Get("masterAddr"), "masterAddr");
+    go.master_port = static_cast<int>(get_int(o, "masterPort"));
+    go.timeout = std::chrono::milliseconds(get_int(o, "timeoutMs"));
+    go.device_index = static_cast<int>(get_int(o, "deviceIndex"));
+    go.agent_store = o.Get("agentStore").ToBoolean().Value();
+    {
+      std::lock_guard<std::mutex> lk(group_mutex);
+      if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");
+    }
+    auto made = std::make_shared<std::shared_ptr<dist::Group>>();
+    return run_async_comm(
+        info.Env(), "emotorch.dist.init", [] {}, [go, made] { *made = dist::Group::create(go); }, nullptr,
+        [made](Napi::Env env) -> Napi::Value {
+          std::lock_guard<std::mutex> lk(group_mutex);
+          if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");
+          the_group = *made;
+          return env.Undefined();
+        },
+        "ERR_DIST_INIT");
+  });
+}
+
+// destroy(): drops the group; the shutdown (joins Gloo's threads) runs off the JS thread.
+static Napi::Value Destroy(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    std::shared_ptr<dist::Group> g;
+    {
+      std::lock_guard<std::mutex> lk(group_mutex);
+      g = std::move(the_group);
+      the_group.reset();
+    }
+    auto held = std::make_shared<std::shared_ptr<dist::Group>>(std::move(g));
+    return run_async_comm(
+        info.Env(), "emotorch.dist.destroy", [] {},
+        [held] {
+          if (*held) (*held)->shutdown();
+          held->reset();
+        },
+        nullptr, nullptr);
+  });
+}
+
+static Napi::Value IsInitialized(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lk(group_mutex);
+  return Napi::Boolean::New(info.Env(), static_cast<bool>(the_group));
+}
+
+static Napi::Value NcclBuilt(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), dist::nccl_built()); }
+
+static Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor t = to_tensor(info[0], "tensor");
+    auto op = to_op(info[1]);
+    return collective(info.Env(), "emotorch.dist.allReduce", [t, op](dist::Group& g) { return g.all_reduce(t, op); });
+  });
+}
+
+static Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto ts = to_tensors(info[0], "tensors");
+    int src = static_cast<int>(to_double(info[1], "src"));
+    return collective(info.Env(), "emotorch.dist.broadcast", [ts, src](dist::Group& g) { return g.broadcast(ts, src); });
+  });
+}
+
+static Napi::Value AllGather(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor t = to_tensor(info[0], "tensor");
+    auto out = std::make_shared<std::vector<at::Tensor>>();
+    return collective(
+        info.Env(), "emotorch.dist.allGather", [t, out](dist::Group& g) { return g.all_gather(t, out); },
+        [out](Napi::Env env) -> Napi::Value { return from_tensors(env, *out); });
+  });
+}
+
+static Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor t = to_tensor(info[0], "tensor");
+    auto op = to_op(info[1]);
+    auto out = std::make_shared<at::Tensor>();
+    return collective(
+        info.Env(), "emotorch.dist.reduceScatter", [t, op, out](dist::Group& g) { return g.reduce_scatter(t, op, out); },
+        [out](Napi::Env env) -> Napi::Value { return TensorHandle::wrap(env, *out); });
+  });
+}
+
+static Napi::Value Barrier(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    return collective(info.Env(), "emotorch.dist.barrier", [](dist::Group& g) { return g.barrier(); });
+  });
+}
+
+// broadcastCoalesced(tensors, src): DDP's wrap-time synchronisation (one collective per dtype).
+static Napi::Value BroadcastCoalesced(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto ts = to_tensors(info[0], "tensors");
+    int src = static_cast<int>(to_double(info[1], "src"));
+    auto g = group();
+    // One task: issue and wait on the compute thread would block it; so group per dtype here.
+    auto pending = std::make_shared<std::vector<dist::Group::Pending>>();
+    return run_async_comm(
+        info.Env(), "emotorch.dist.broadcastCoalesced",
+        [g, ts, src, pending] {
+          constexpr int64_t kCap = 256ll * 1024 * 1024;
+          std::vector<at::Tensor> chunk;
+          int64_t bytes = 0;
+          auto flush = [&] {
+            if (!chunk.empty()) pending->push_back(g->broadcast(chunk, src));
+            chunk.clear();
+            bytes = 0;
+          };
+          for (const auto& t : ts) {
+            if (!chunk.empty() && (t.scalar_type() != chunk[0].scalar_type() || t.device() != chunk[0].device() ||
+                                   bytes + int64_t(t.nbytes()) > kCap))
+              flush();
+            chunk.push_back(t.detach());
+            bytes += t.nbytes();
+          }
+          flush();
+        },
+        [g, pending] {
+          for (auto& p : *pending) g->wait(p);
+        },
+        [pending] {
+          for (auto& p : *pending) dist::Group::complete(p);
+        },
+        nullptr);
+  });
+}
+
+// ---- DDP ----
+// ddpCreate(params, names, { bucketCapBytes, firstBucketCapBytes, findUnused }) -> External
+static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto params = to_tensors(info[0], "params");
+    auto names_arr = info[1].As<Napi::Array>();
+    std::vector<std::string> names;
+    for (uint32_t i = 0; i < names_arr.Length(); ++i) names.push_back(to_string(names_arr.Get(i), "name"));
+    auto o = info[2].As<Napi::Object>();
+    dist::DdpOptions d;
+    d.bucket_cap_bytes = get_int(o, "bucketCapBytes");
+    d.first_bucket_cap_bytes = get_int(o, "firstBucketCapBytes");
+    d.find_unused = o.Get("findUnused").ToBoolean().Value();
+    auto* r = new dist::GradReducer(group(), std::move(params), std::move(names), d);
+    return Napi::External<dist::GradReducer>::New(info.Env(), r, [](Napi::Env, dist::GradReducer* p) { delete p; });
+  });
+}
+
+static dist::GradReducer* reducer(const Napi::Value& v) {
+  if (!v.IsExternal()) throw CodedError("ERR_INVALID_ARG", "expected a DDP handle");
+  return v.As<Napi::External<dist::GradReducer>>().Data();
+}
+
+static Napi::Value DdpSetSync(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    reducer(info[0])->set_sync(info[1].ToBoolean().Value());
+    return info.Env().Undefined();
+  });
+}
+
+static Napi::Value DdpBuckets(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto b = reducer(info[0])->buckets();
+    auto out = Napi::Array::New(info.Env(), b.size());
+    for (size_t i = 0; i < b.size(); ++i) {
+      auto a = Napi::Array::New(info.Env(), b[i].size());
+      for (size_t j = 0; j < b[i].size(); ++j) a.Set(j, Napi::Number::New(info.Env(), static_cast<double>(b[i][j])));
+      out.Set(i, a);
+    }
+    return out;
+  });
+}
+
+static Napi::Value DdpDetach(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    reducer(info[0])->detach();
+    return info.Env().Undefined();
+  });
+}
+
+static Napi::Value GlooLayout(const Napi::CallbackInfo& info) {
+  auto rows = dist::gloo_layout_report();
+  auto out = Napi::Array::New(info.Env(), rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto o = Napi::Object::New(info.Env());
+    o.Set("name", rows[i].name);
+    o.Set("ok", rows[i].ok);
+    o.Set("detail", rows[i].detail);
+    out.Set(i, o);
+  }
+  return out;
+}
+
+void init_dist(Napi::Env env, Napi::Object exports) {
+  auto d = Napi::Object::New(env);
+  d.Set("init", Napi::Function::New(env, Init));
+  d.Set("destroy", Napi::Function::New(env, Destroy));
+  d.Set("isInitialized", Napi::Function::New(env, IsInitialized));
+  d.Set("ncclBuilt", Napi::Function::New(env, NcclBuilt));
+  d.Set("allReduce", Napi::Function::New(env, AllReduce));
+  d.Set("broadcast", Napi::Function::New(env, Broadcast));
+  d.Set("allGather", Napi::Function::New(env, AllGather));
+  d.Set("reduceScatter", Napi::Function::New(env, ReduceScatter));
+  d.Set("barrier", Napi::Function::New(env, Barrier));
+  d.Set("broadcastCoalesced", Napi::Function::New(env, BroadcastCoalesced));
+  d.Set("ddpCreate", Napi::Function::New(env, DdpCreate));
+  d.Set("ddpSetSync", Napi::Function::New(env, DdpSetSync));
+  d.Set("ddpBuckets", Napi::Function::New(env, DdpBuckets));
+  d.Set("ddpDetach", Napi::Function::New(env, DdpDetach));
+  d.Set("glooLayout", Napi::Function::New(env, GlooLayout));
+  exports.Set("dist", d);
+}
+
+}  // namespace et::bridge

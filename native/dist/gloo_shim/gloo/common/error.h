@@ -1,0 +1,2 @@
+// emotorch declaration shim (see README.md): ProcessGroupGloo.hpp needs nothing from this header.
+#pragma once

@@ -1,0 +1,327 @@
+// The process group: rendezvous, collectives, failure diagnosis. See group.h.
+#include "dist/group.h"
+
+#include <ATen/core/grad_mode.h>
+#include <c10/util/Exception.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <sstream>
+
+namespace et::dist {
+
+namespace {
+constexpr auto kBeat = std::chrono::milliseconds(500);       // heartbeat period
+constexpr auto kSilence = std::chrono::milliseconds(1500);   // no beat for this long: gone
+constexpr auto kStoreProbe = std::chrono::milliseconds(3000);  // store ops of the heartbeat / diagnosis
+constexpr auto kGrace = std::chrono::milliseconds(5000);     // past the backend's own timeout
+
+std::string hb_key(int r) { return "et/hb/" + std::to_string(r); }
+std::string join_key(int r) { return "et/join/" + std::to_string(r); }
+
+std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
+std::string text(const std::vector<uint8_t>& b) { return {b.begin(), b.end()}; }
+
+// The message of the exception in flight, without a C++ backtrace.
+std::string current_message() {
+  try {
+    throw;
+  } catch (const c10::Error& e) {
+    std::string m = e.what_without_backtrace();
+    while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+    return m;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown error";
+  }
+}
+
+std::string ms(std::chrono::milliseconds t) { return std::to_string(t.count()) + " ms"; }
+
+c10d::ReduceOp reduce_op(Op op) {
+  switch (op) {
+    case Op::Sum:
+    case Op::Avg:
+      return c10d::ReduceOp::SUM;
+    case Op::Max:
+      return c10d::ReduceOp::MAX;
+    case Op::Min:
+      return c10d::ReduceOp::MIN;
+    case Op::Product:
+      return c10d::ReduceOp::PRODUCT;
+  }
+  return c10d::ReduceOp::SUM;
+}
+
+// Division of an AVG done as SUM (Gloo has no AVG); integer tensors are rejected in lib/.
+void finish_avg(at::Tensor& t, Op op, int world) {
+  if (op == Op::Avg && t.numel()) t.div_(world);
+}
+}  // namespace
+
+std::shared_ptr<Group> Group::create(const GroupOptions& o) {
+  std::shared_ptr<Group> g(new Group(o));
+  const std::string where = o.master_addr + ":" + std::to_string(o.master_port);
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(o.master_port);
+    so.isServer = o.rank == 0 && !o.agent_store;
+    so.numWorkers = static_cast<size_t>(o.world);
+    so.waitWorkers = false;  // joins are checked below, by rank, so that a missing one is named
+    so.timeout = o.timeout;
+    g->store_ = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+  } catch (...) {
+    std::string m = current_message();
+    if (o.rank == 0 && !o.agent_store)
+      throw Error("ERR_DIST_INIT", "rank 0 could not host the rendezvous store at " + where + ": " + m);
+    throw Error("ERR_DIST_INIT", "rank " + std::to_string(o.rank) + " could not reach the rendezvous store " +
+                                     (o.agent_store ? "that the launcher's agent hosts" : "that rank 0 hosts") + " at " +
+                                     where + " within " + ms(o.timeout) + " (rank 0 not started, or MASTER_ADDR/MASTER_PORT wrong): " + m);
+  }
+  // Joining: every rank writes its key, then waits (in slices, to name who is missing) for all.
+  try {
+    g->store_->set(join_key(o.rank), bytes("1"));
+    g->store_->set(hb_key(o.rank), bytes("0 0"));
+    auto deadline = std::chrono::steady_clock::now() + o.timeout;
+    for (;;) {
+      std::vector<int> missing;
+      for (int r = 0; r < o.world; ++r)
+        if (!g->store_->check({join_key(r)})) missing.push_back(r);
+      if (missing.empty()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        std::ostringstream s;
+        s << "rank" << (missing.size() > 1 ? "s " : " ");
+        for (size_t i = 0; i < missing.size(); ++i) s << (i ? ", " : "") << missing[i];
+        s << " never joined the group at " << where << " within " << ms(o.timeout) << " (WORLD_SIZE=" << o.world << ")";
+        throw Error("ERR_DIST_INIT", s.str());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (...) {
+    throw Error("ERR_DIST_INIT", "rendezvous at " + where + " failed: " + current_message());
+  }
+  try {
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("et/pg/", g->store_);
+    if (o.backend == "nccl")
+      g->backend_ = make_nccl(prefixed, o.rank, o.world, o.timeout, o.device_index);
+    else
+      g->backend_ = make_gloo(prefixed, o.rank, o.world, o.timeout, o.master_addr);
+  } catch (const Error&) {
+    throw;
+  } catch (...) {
+    throw Error("ERR_DIST_INIT", "creating the " + o.backend + " process group (rank " + std::to_string(o.rank) + " of " +
+                                     std::to_string(o.world) + ") failed: " + current_message());
+  }
+  g->hb_store_ = g->store_->clone();
+  g->hb_store_->setTimeout(kStoreProbe);
+  g->hb_thread_ = std::thread([p = g.get()] { p->heartbeat_loop(); });
+  return g;
+}
+
+Group::~Group() { shutdown(); }
+
+void Group::shutdown() {
+  if (shut_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lk(hb_m_);
+  }
+  hb_cv_.notify_all();
+  if (hb_thread_.joinable()) hb_thread_.join();
+  std::lock_guard<std::mutex> lk(issue_mutex_);
+  backend_.reset();
+  hb_store_.reset();
+  store_.reset();
+}
+
+void Group::heartbeat_loop() {
+  std::unique_lock<std::mutex> lk(hb_m_);
+  while (!shut_.load()) {
+    ++hb_count_;
+    std::string v = std::to_string(hb_count_) + " " + std::to_string(seq_.load());
+    lk.unlock();
+    try {
+      hb_store_->set(hb_key(o_.rank), bytes(v));
+    } catch (...) {  // the store's host is gone: diagnosis reports it
+    }
+    lk.lock();
+    hb_cv_.wait_for(lk, kBeat, [&] { return shut_.load(); });
+  }
+}
+
+Group::Pending Group::issue(const std::string& what, const std::function<c10::intrusive_ptr<c10d::Work>()>& f) {
+  std::lock_guard<std::mutex> lk(issue_mutex_);
+  if (shut_.load() || !backend_) throw Error("ERR_DIST_STATE", what + ": the process group was destroyed");
+  if (!broken_.empty())
+    throw Error("ERR_DIST_BROKEN", what + ": the process group failed earlier and cannot be used again (" + broken_ +
+                                       "); destroy() it and init() a new one");
+  Pending p;
+  p.seq = ++seq_;
+  p.what = what;
+  at::NoGradGuard no_grad;
+  p.work = f();
+  return p;
+}
+
+Group::Pending Group::all_reduce(at::Tensor t, Op op) {
+  at::Tensor c = t.is_contiguous() ? t : t.contiguous();
+  auto p = issue("allReduce", [&] {
+    std::vector<at::Tensor> v{c};
+    c10d::AllreduceOptions ao;
+    ao.reduceOp = reduce_op(op);
+    return backend_->allreduce(v, ao);
+  });
+  int world = o_.world;
+  p.after = [t, c, op, world]() mutable {
+    at::NoGradGuard no_grad;
+    finish_avg(c, op, world);
+    if (!c.is_same(t)) t.copy_(c);
+  };
+  return p;
+}
+
+Group::Pending Group::all_reduce_flat(at::Tensor flat, const std::string& what) {
+  return issue(what, [&] {
+    std::vector<at::Tensor> v{flat};
+    return backend_->allreduce(v, c10d::AllreduceOptions());
+  });
+}
+
+Group::Pending Group::broadcast(std::vector<at::Tensor> ts, int src) {
+  // One collective: the tensors travel as one flat buffer (of their common dtype).
+  std::vector<at::Tensor> flat_parts;
+  for (auto& t : ts) flat_parts.push_back(t.reshape({-1}));
+  at::Tensor flat = ts.size() == 1 && ts[0].is_contiguous() ? ts[0] : at::cat(flat_parts);
+  auto p = issue("broadcast", [&] {
+    std::vector<at::Tensor> v{flat};
+    c10d::BroadcastOptions bo;
+    bo.rootRank = src;
+    return backend_->broadcast(v, bo);
+  });
+  p.after = [ts, flat]() mutable {
+    at::NoGradGuard no_grad;
+    if (ts.size() == 1 && flat.is_same(ts[0])) return;
+    int64_t off = 0;
+    for (auto& t : ts) {
+      int64_t n = t.numel();
+      t.copy_(flat.narrow(0, off, n).view(t.sizes()));
+      off += n;
+    }
+  };
+  return p;
+}
+
+Group::Pending Group::all_gather(at::Tensor t, std::shared_ptr<std::vector<at::Tensor>> out) {
+  at::Tensor c = t.contiguous();
+  out->clear();
+  for (int r = 0; r < o_.world; ++r) out->push_back(at::empty_like(c, at::MemoryFormat::Contiguous));
+  return issue("allGather", [&] {
+    std::vector<std::vector<at::Tensor>> outs{*out};
+    std::vector<at::Tensor> in{c};
+    return backend_->allgather(outs, in, c10d::AllgatherOptions());
+  });
+}
+
+Group::Pending Group::reduce_scatter(at::Tensor input, Op op, std::shared_ptr<at::Tensor> out) {
+  at::Tensor c = input.contiguous();
+  auto sizes = c.sizes().vec();
+  sizes[0] /= o_.world;
+  *out = at::empty(sizes, c.options());
+  at::Tensor o = *out;
+  auto p = issue("reduceScatter", [&] {
+    c10d::ReduceScatterOptions ro;
+    ro.reduceOp = reduce_op(op);
+    return backend_->_reduce_scatter_base(o, c, ro);
+  });
+  int world = o_.world;
+  p.after = [o, op, world]() mutable {
+    at::NoGradGuard no_grad;
+    finish_avg(o, op, world);
+  };
+  return p;
+}
+
+Group::Pending Group::barrier() {
+  return issue("barrier", [&] { return backend_->barrier(c10d::BarrierOptions()); });
+}
+
+void Group::wait(Pending& p) {
+  bool done = false;
+  try {
+    done = p.work->wait(o_.timeout + kGrace);
+  } catch (...) {
+    std::string m = current_message();
+    bool timed_out = m.find("imed out") != std::string::npos || m.find("imeout") != std::string::npos;
+    fail(p, m, timed_out);
+  }
+  if (!done) fail(p, "no completion", true);
+  p.work.reset();
+}
+
+void Group::complete(Pending& p) {
+  if (p.after) {
+    auto f = std::move(p.after);
+    p.after = nullptr;
+    f();
+  }
+}
+
+void Group::fail(const Pending& p, const std::string& cause, bool timed_out) {
+  std::string who = diagnose(p.seq);
+  std::string msg = p.what + " (collective #" + std::to_string(p.seq) + " of rank " + std::to_string(o_.rank) + ") " +
+                    (timed_out ? "timed out after " + ms(o_.timeout) : "failed") + ": " + who + " [" + o_.backend + ": " + cause + "]";
+  {
+    std::lock_guard<std::mutex> lk(issue_mutex_);
+    if (broken_.empty()) broken_ = p.what + " #" + std::to_string(p.seq) + ": " + who;
+  }
+  throw Error(who.find("rank") != std::string::npos && who.find("every rank") == std::string::npos ? "ERR_DIST_PEER" : "ERR_DIST_TIMEOUT", msg);
+}
+
+// Which ranks did not take part in collective `seq`: reads every rank's heartbeat (count and
+// number of collectives issued) twice, kSilence apart.
+std::string Group::diagnose(uint64_t seq) {
+  if (!hb_store_) return "the process group was destroyed";
+  struct Beat {
+    bool present = false;
+    uint64_t count = 0, issued = 0;
+  };
+  auto read = [&](std::vector<Beat>& out) -> bool {
+    out.assign(o_.world, Beat());
+    try {
+      for (int r = 0; r < o_.world; ++r) {
+        if (!hb_store_->check({hb_key(r)})) continue;
+        std::istringstream s(text(hb_store_->get(hb_key(r))));
+        s >> out[r].count >> out[r].issued;
+        out[r].present = true;
+      }
+      return true;
+    } catch (...) {
+      return false;
+    }
+  };
+  std::vector<Beat> a, b;
+  if (!read(a) || (std::this_thread::sleep_for(kSilence), !read(b))) {
+    if (o_.rank == 0) return "the rendezvous store stopped answering";
+    return "rank 0 is gone (the rendezvous store it hosts at " + o_.master_addr + ":" + std::to_string(o_.master_port) +
+           " stopped answering: its process died or is stopped)";
+  }
+  std::vector<std::string> why;
+  for (int r = 0; r < o_.world; ++r) {
+    if (r == o_.rank) continue;
+    if (!b[r].present || b[r].count == a[r].count) {
+      why.push_back("rank " + std::to_string(r) + " is gone (no heartbeat for " + ms(kSilence) +
+                    ": its process died or is stopped; its last heartbeat reported " + std::to_string(b[r].issued) + " collectives issued)");
+    } else if (b[r].issued < seq) {
+      why.push_back("rank " + std::to_string(r) + " is alive but has not reached this collective (it has issued " +
+                    std::to_string(b[r].issued) + "): it is stuck or slower than the timeout, or the ranks call collectives in different orders");
+    }
+  }
+  if (why.empty()) return "every rank is alive and reached it (mismatched shapes or dtypes across ranks?)";
+  std::string s;
+  for (size_t i = 0; i < why.size(); ++i) s += (i ? "; " : "") + why[i];
+  return s;
+}
+
+}  // namespace et::dist

@@ -1,0 +1,124 @@
+// A c10d process group for emotorch: rendezvous through a TCPStore, a Gloo (CPU) or NCCL (CUDA)
+// backend, collectives that report which rank is missing when one fails, and a heartbeat that
+// tells a dead rank from a slow one. Plain C++ on libtorch; no N-API here (native/bridge/dist.cc
+// marshals). Collectives are issued in call order on the caller's thread and waited for apart
+// from issuing, so the compute thread never blocks on another process except inside DDP's
+// backward (as in PyTorch).
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "error.h"
+
+namespace et::dist {
+
+// A failure with a stable code (ERR_DIST_TIMEOUT, ERR_DIST_PEER, ERR_DIST_INIT, ERR_DIST...).
+using Error = et::CodedError;
+
+struct GroupOptions {
+  std::string backend = "gloo";  // "gloo" | "nccl"
+  int rank = 0, world = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  std::chrono::milliseconds timeout{1800000};
+  int device_index = -1;  // NCCL: this rank's CUDA device
+  // Rank 0 hosts the store, unless a launcher's agent does (torchrun: TORCHELASTIC_USE_AGENT_STORE=True).
+  bool agent_store = false;
+};
+
+// What a collective reduces with (Gloo has no AVG: it is SUM then a division).
+enum class Op { Sum, Avg, Max, Min, Product };
+
+class Group {
+ public:
+  // Connects to the store at master_addr:master_port (rank 0 hosts it), then builds the backend.
+  // Throws Error(ERR_DIST_INIT) naming the ranks that never joined.
+  static std::shared_ptr<Group> create(const GroupOptions& o);
+  ~Group();
+
+  int rank() const { return o_.rank; }
+  int world() const { return o_.world; }
+  const std::string& backend_name() const { return o_.backend; }
+  std::chrono::milliseconds timeout() const { return o_.timeout; }
+
+  // One issued collective: its Work, its number in this rank's sequence and what it was.
+  struct Pending {
+    c10::intrusive_ptr<c10d::Work> work;
+    uint64_t seq = 0;
+    std::string what;
+    std::function<void()> after;  // runs once the work completed (copies back, divisions)
+  };
+
+  // Each issues one collective (never blocks on other ranks) and returns it; finish() waits.
+  // Tensors are worked on in place (non-contiguous ones through a contiguous copy).
+  Pending all_reduce(at::Tensor t, Op op);
+  Pending broadcast(std::vector<at::Tensor> ts, int src);  // one collective for several tensors
+  Pending all_gather(at::Tensor t, std::shared_ptr<std::vector<at::Tensor>> out);
+  Pending reduce_scatter(at::Tensor input, Op op, std::shared_ptr<at::Tensor> out);
+  Pending barrier();
+  Pending all_reduce_flat(at::Tensor flat, const std::string& what);  // contiguous, SUM, for DDP buckets
+
+  // Waits for `p` (at most the group's timeout plus a grace period). On a failure or a timeout
+  // throws Error naming the rank(s) that did not take part, and why.
+  void wait(Pending& p);
+  // Runs `p`'s `after` (copies back, divisions): on the compute thread, after wait().
+  static void complete(Pending& p);
+  void finish(Pending& p) {
+    wait(p);
+    complete(p);
+  }
+
+  // Stops the heartbeat, drops the backend and the store. Idempotent.
+  void shutdown();
+  bool alive() const { return !shut_.load(); }
+
+ private:
+  explicit Group(const GroupOptions& o) : o_(o) {}
+  Pending issue(const std::string& what, const std::function<c10::intrusive_ptr<c10d::Work>()>& f);
+  [[noreturn]] void fail(const Pending& p, const std::string& cause, bool timed_out);
+  std::string diagnose(uint64_t seq);
+  void heartbeat_loop();
+
+  GroupOptions o_;
+  c10::intrusive_ptr<c10d::Store> store_, hb_store_;
+  c10::intrusive_ptr<c10d::Backend> backend_;
+  std::mutex issue_mutex_;
+  std::atomic<uint64_t> seq_{0};
+  std::atomic<bool> shut_{false};
+  std::string broken_;  // set by the first failure (under issue_mutex_)
+  std::thread hb_thread_;
+  std::mutex hb_m_;
+  std::condition_variable hb_cv_;
+  uint64_t hb_count_ = 0;
+};
+
+// The backends (native/dist/gloo.cc, native/dist/nccl.cc): each the only file that includes its
+// ProcessGroup header.
+c10::intrusive_ptr<c10d::Backend> make_gloo(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
+                                           std::chrono::milliseconds timeout, const std::string& master_addr);
+c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
+                                           std::chrono::milliseconds timeout, int device_index);
+bool nccl_built();
+
+// The layout checks gloo.cc runs when it builds a group, as (name, ok, detail) rows (for tests).
+struct LayoutCheck {
+  std::string name;
+  bool ok;
+  std::string detail;
+};
+std::vector<LayoutCheck> gloo_layout_report();
+
+}  // namespace et::dist

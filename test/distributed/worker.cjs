@@ -1,0 +1,280 @@
+// One rank of a distributed test: argv[2] is a JSON config { dist, out, scenario, ... }. Writes its
+// result to `<out>.<RANK>.json` and exits 0, or prints the error (with its code) and exits 1.
+'use strict';
+const cfg = JSON.parse(process.argv[2]);
+const et = require(cfg.dist);
+et.setNumThreads(1);
+const D = et.distributed;
+
+async function values(t) {
+  return Array.from(await t.data(), (v) => (typeof v === 'bigint' ? Number(v) : Number(v)));
+}
+
+const scenarios = {
+  // Collectives over several dtypes and sizes; each rank's input is a function of (rank, i), so the
+  // test computes the expected values itself.
+  async collectives() {
+    await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+    const r = D.rank(), w = D.worldSize();
+    const out = { rank: r, world: w, cases: [] };
+    const input = (dtype, n, salt) => {
+      const v = Array.from({ length: n }, (_, i) => ((r + 1) * (i + 1) * 7 + salt * 3) % 23 - (dtype === 'uint8' || dtype === 'bool' ? 0 : 11));
+      return dtype === 'bool' ? et.tensor(v.map((x) => x % 2 === 0), { dtype }) : et.tensor(v, { dtype });
+    };
+    for (const c of cfg.cases) {
+      const t = input(c.dtype, c.n, c.salt ?? 0);
+      let x = t;
+      if (c.strided) x = t.reshape([c.n / 2, 2]).transpose(0, 1);  // non-contiguous view, shape [2, n/2]
+      if (process.env.DEBUG_CASES) process.stderr.write(`case ${JSON.stringify(c)}\n`);
+      let got;
+      if (c.op === 'broadcast') { await D.broadcast(x, c.src); got = await values(x); }
+      else if (c.op === 'allGather') got = await Promise.all((await D.allGather(x)).map(values));
+      else if (c.op === 'reduceScatter') got = await values(await D.reduceScatter(x, c.reduce));
+      else { await D.allReduce(x, c.op); got = await values(x); }
+      // a strided view writes through to its base
+      out.cases.push({ ...c, got, base: c.strided ? await values(t) : undefined });
+    }
+    const b0 = Date.now();
+    await D.barrier();
+    out.barrierMs = Date.now() - b0;
+    out.layout = D.glooLayoutReport ? D.glooLayoutReport() : null;
+    await D.destroy();
+    return out;
+  },
+};
+
+// A small classifier composed in TypeScript-style JS: a frozen input layer (DDP leaves it out), a
+// 2-layer MLP and an optional unused branch.
+class Net extends et.nn.Module {
+  constructor(withUnused) {
+    super();
+    this.inp = this.registerModule('inp', et.nn.Linear.create({ in_features: 12, out_features: 16 }));
+    this.inp.freeze();
+    this.body = this.registerModule('body', et.nn.Mlp.create({ sizes: [16, 24, 24] }));
+    this.head = this.registerModule('head', et.nn.Linear.create({ in_features: 24, out_features: 5 }));
+    if (withUnused) this.spare = this.registerModule('spare', et.nn.Linear.create({ in_features: 24, out_features: 5 }));
+  }
+  async forward(b) {
+    const h = await this.body.forward(await this.inp.forward(b.x));
+    const logits = await this.head.forward(h);
+    return { logits, loss: et.functional.crossEntropy(logits, b.y) };
+  }
+}
+
+// The data of step s: the full batch of 8 (every rank makes the same), of which rank r takes rows
+// [r*per, (r+1)*per).
+function batchOf(step, n, lo, hi) {
+  et.manualSeed(1000 + step);
+  const x = et.randn([n, 12]);
+  const y = et.randint(0, 5, [n]);
+  return { x: x.slice(0, lo, hi), y: y.slice(0, lo, hi) };
+}
+
+async function flatGrads(m) {
+  const out = [];
+  for (const [n, p] of m.namedParameters()) out.push([n, p.grad ? Array.from(await p.grad.data()) : null]);
+  return out;
+}
+async function flatWeights(m) {
+  const out = [];
+  for (const [n, p] of m.namedParameters()) out.push([n, Array.from(await p.data())]);
+  return out;
+}
+function maxDiff(a, b) {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i][0] !== b[i][0]) throw new Error(`name mismatch ${a[i][0]} vs ${b[i][0]}`);
+    if ((a[i][1] === null) !== (b[i][1] === null)) throw new Error(`grad presence differs for ${a[i][0]}`);
+    if (a[i][1] === null) continue;
+    for (let k = 0; k < a[i][1].length; k++) d = Math.max(d, Math.abs(a[i][1][k] - b[i][1][k]));
+  }
+  return d;
+}
+
+scenarios.ddp = async function ddp() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank(), w = D.worldSize();
+  const total = 8, per = total / w, steps = cfg.steps ?? 20;
+  et.manualSeed(100 + r);  // different initial weights per rank: DDP must copy rank 0's
+  const model = new Net(false);
+  const before = await flatWeights(model);
+  const ddp = new et.nn.DistributedDataParallel(model, { bucketCapMb: cfg.bucketCapMb ?? 25 });
+  await ddp.ready;
+  const opt = new et.optim.AdamW(ddp.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
+  const out = { rank: r, buckets: ddp.buckets(), gradDiffs: [], accumDiff: null, wrapped: await flatWeights(model) };
+  // The single-process reference (rank 0 only): same initial weights, the whole batch of 8.
+  let ref = null, refOpt = null;
+  if (r === 0) {
+    et.manualSeed(100);
+    ref = new Net(false);
+    refOpt = new et.optim.AdamW(ref.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
+    out.initDiff = maxDiff(await flatWeights(model), await flatWeights(ref));
+  }
+  for (let s = 0; s < steps; s++) {
+    const { loss } = await ddp.forward(batchOf(s, total, r * per, (r + 1) * per));
+    await loss.backward();
+    if (ref) {
+      const { loss: l2 } = await ref.forward(batchOf(s, total, 0, total));
+      await l2.backward();
+      out.gradDiffs.push(maxDiff(await flatGrads(model), await flatGrads(ref)));
+      await refOpt.step();
+      refOpt.zeroGrad();
+    }
+    await opt.step();
+    opt.zeroGrad();
+  }
+  out.weights = await flatWeights(model);
+  if (ref) out.weightDiff = maxDiff(out.weights, await flatWeights(ref));
+  // noSync: per rank two micro-batches of per/2, the first without averaging, then one synced
+  // backward: the gradients are those of the whole batch of 8 (losses scaled by 1/2).
+  const half = per / 2;
+  await ddp.noSync(async () => {
+    const { loss } = await ddp.forward(batchOf(99, total, r * per, r * per + half));
+    await loss.mul(0.5).backward();
+  });
+  const { loss } = await ddp.forward(batchOf(99, total, r * per + half, (r + 1) * per));
+  await loss.mul(0.5).backward();
+  out.accumGrads = await flatGrads(model);
+  if (ref) {
+    refOpt.zeroGrad();
+    // load the DDP model's current weights into ref so both see the same point
+    await ref.loadStateDict(model.stateDict());
+    const { loss: l2 } = await ref.forward(batchOf(99, total, 0, total));
+    await l2.backward();
+    out.accumDiff = maxDiff(out.accumGrads, await flatGrads(ref));
+  }
+  out.frozenGrad = model.inp.parameters().map((p) => p.grad === null);
+  out.before = before;
+  await D.destroy();
+  delete out.weights;
+  delete out.accumGrads;
+  return out;
+};
+
+// A parameter unused in forward: without findUnusedParameters backward names it; with it, the
+// gradients still average and the unused parameter keeps no gradient.
+scenarios.unused = async function unused() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank();
+  et.manualSeed(5);
+  const out = { rank: r };
+  {
+    const ddp = new et.nn.DistributedDataParallel(new Net(true));
+    const { loss } = await ddp.forward(batchOf(0, 8, r * 4, r * 4 + 4));
+    try {
+      await loss.backward();
+      out.plain = 'no error';
+    } catch (e) {
+      out.plain = { code: e.code, message: e.message };
+    }
+    ddp.detach();
+  }
+  const m = new Net(true);
+  const ddp = new et.nn.DistributedDataParallel(m, { findUnusedParameters: true });
+  const { loss } = await ddp.forward(batchOf(0, 8, r * 4, r * 4 + 4));
+  await loss.backward();
+  out.spareGrad = m.spare.parameters().map((p) => p.grad === null);
+  const g = await flatGrads(m.head);
+  const all = await D.allGather(et.tensor(g[0][1]));
+  out.headSame = maxDiff([['w', Array.from(all[0].dataSync())]], [['w', Array.from(all[1].dataSync())]]);
+  await D.destroy();
+  return out;
+};
+
+// All-reduces in a loop; rank cfg.failRank, after cfg.failAt iterations, is SIGKILLed ('kill') or
+// stops calling collectives while staying alive ('hang'). The others report the error they get.
+scenarios.loop = async function loop() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank();
+  const out = { rank: r, iterations: 0 };
+  let lastOk = Date.now();
+  try {
+    for (let i = 0; i < (cfg.iterations ?? 1e9); i++) {
+      if (r === cfg.failRank && i === cfg.failAt) {
+        if (cfg.mode === 'kill') process.kill(process.pid, 'SIGKILL');
+        if (cfg.mode === 'exit') process.exit(cfg.exitCode ?? 7);
+        setInterval(() => undefined, 1000);  // alive, but never reaches the next collective
+        await new Promise(() => undefined);
+      }
+      await D.allReduce(et.ones([1000]), 'sum');
+      lastOk = Date.now();
+      out.iterations = i + 1;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  } catch (e) {
+    out.error = { code: e.code, message: e.message, afterMs: Date.now() - lastOk };
+  }
+  return out;
+};
+
+// Prints the torchrun variables it was given (for the launcher test) and a line on each stream.
+scenarios.env = async function env() {
+  const names = ['RANK', 'LOCAL_RANK', 'GROUP_RANK', 'ROLE_RANK', 'ROLE_NAME', 'LOCAL_WORLD_SIZE', 'WORLD_SIZE', 'GROUP_WORLD_SIZE', 'ROLE_WORLD_SIZE',
+    'MASTER_ADDR', 'MASTER_PORT', 'OMP_NUM_THREADS', 'TORCHELASTIC_ERROR_FILE', 'TORCHELASTIC_MAX_RESTARTS', 'TORCHELASTIC_RESTART_COUNT',
+    'TORCHELASTIC_RUN_ID', 'TORCHELASTIC_SIGNALS_TO_HANDLE', 'TORCHELASTIC_USE_AGENT_STORE', 'TORCH_NCCL_ASYNC_ERROR_HANDLING'];
+  const parent = JSON.parse(cfg.parentEnv);
+  const added = {};
+  for (const [k, v] of Object.entries(process.env)) if (parent[k] !== v) added[k] = v;
+  process.stdout.write(`hello from stdout\n`);
+  process.stderr.write(`hello from stderr\n`);
+  await D.init({ timeoutMs: 20000 });
+  const sum = await D.allReduce(et.tensor([D.rank() + 1]), 'sum');
+  await D.destroy();
+  return { added, names, sum: sum.item() };
+};
+
+// Trainer: the same run on cfg.world ranks of batch 8/world (or, without a process group, one
+// process of batch 8); resumes from cfg.resume when given.
+class Clf extends et.nn.Module {
+  constructor() {
+    super();
+    this.body = this.registerModule('body', et.nn.Mlp.create({ sizes: [12, 24, 24] }));
+    this.head = this.registerModule('head', et.nn.Linear.create({ in_features: 24, out_features: 4 }));
+  }
+  async forward(b) {
+    const logits = await this.head.forward(await this.body.forward(b.x));
+    return b.labels ? { loss: et.functional.crossEntropy(logits, b.labels), logits } : { logits };
+  }
+}
+function dataset(n, seed) {
+  let s = seed;
+  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;
+  const items = Array.from({ length: n }, () => {
+    const x = Array.from({ length: 12 }, rnd);
+    return { x, y: (x[0] + x[1] > 0 ? 1 : 0) + (x[2] > 0 ? 2 : 0) };
+  });
+  return { length: n, get: (i) => items[i] };
+}
+scenarios.trainer = async function trainer() {
+  if (cfg.distributed) await D.init({ timeoutMs: 30000 });
+  const world = cfg.distributed ? D.worldSize() : 1;
+  et.manualSeed(11 + (cfg.distributed ? D.rank() : 0));  // rank 0's weights win (the Trainer wraps in DDP)
+  const model = new Clf();
+  const trainer = new et.train.Trainer({
+    model,
+    trainDataset: dataset(48, 5),
+    evalDataset: dataset(13, 9),
+    dataCollator: (items) => ({ x: et.tensor(items.map((i) => i.x)), labels: et.tensor(items.map((i) => i.y), { dtype: 'int64' }) }),
+    computeMetrics: ({ predictions, labelIds }) => ({ accuracy: predictions.argmax(-1).eq(labelIds).float().mean().item(), n: labelIds.shape[0] }),
+    args: {
+      output_dir: cfg.outputDir, max_steps: cfg.maxSteps ?? 8, per_device_train_batch_size: 8 / world, per_device_eval_batch_size: 3,
+      learning_rate: 1e-2, warmup_steps: 2, logging_steps: 1, eval_strategy: 'steps', eval_steps: 4, save_steps: 4, disable_tqdm: true, seed: 3,
+      gradient_accumulation_steps: cfg.gas ?? 1, resume_from_checkpoint: cfg.resume ?? null,
+    },
+  });
+  const out = await trainer.train();
+  const logs = trainer.state.log_history;
+  if (cfg.distributed) await D.destroy();
+  return { logs, globalStep: out.globalStep, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
+};
+
+(async () => {
+  try {
+    const result = await scenarios[cfg.scenario]();
+    require('fs').writeFileSync(`${cfg.out}.${process.env.RANK}.json`, JSON.stringify(result));
+    process.exit(0);
+  } catch (e) {
+    process.stderr.write(`ERROR ${e && e.code} ${e && e.message}\n`);
+    process.exit(1);
+  }
+})();
