@@ -244,8 +244,9 @@ export class Wav2Vec2Model extends NativeModule {
    * `.bin`, `.safetensors`) under fairseq or fairseq2 names (detected by {@link wav2vec2Dialect},
    * converted by {@link WAV2VEC2_FAIRSEQ_RENAMES} / {@link WAV2VEC2_FAIRSEQ2_RENAMES}). A fairseq
    * file's own config is not read: pass `config` (HF fields, e.g. {@link WAV2VEC2_XLSR2_1B_V2}) or
-   * put a `config.json` beside it. A checkpoint's mask embedding (a training-time parameter) is
-   * kept when the config has one (`mask_time_prob` > 0) and otherwise dropped.
+   * put a `config.json` beside it. A fairseq checkpoint's mask embedding (a pretraining-time
+   * parameter) is kept when the config has one (`mask_time_prob` > 0) and otherwise dropped; a
+   * checkpoint without one gives a model without one.
    * @throws EmotorchError ERR_IO / ERR_FORMAT for the files; ERR_INVALID_ARG without a config or for
    *   a bad one; ERR_STATE_DICT naming an unknown, missing or wrong-shape key (with its checkpoint name)
    * @example
@@ -264,7 +265,8 @@ export class Wav2Vec2Model extends NativeModule {
       return finishPretrained(Wav2Vec2Model.create(cfg, {}), sd, opts);
     }
     const { sd, origin } = convertWav2Vec2StateDict(all, dialect, { strict: opts.strict });
-    const model = Wav2Vec2Model.create(cfg, {});
+    // the mask embedding is used only by pretraining's masking: a checkpoint without one loads too
+    const model = Wav2Vec2Model.create(sd.has('masked_spec_embed') ? cfg : { ...cfg, mask_time_prob: 0, mask_feature_prob: 0 }, {});
     const own = model.stateDict();
     if (!own.has('masked_spec_embed')) { sd.get('masked_spec_embed')?.dispose(); sd.delete('masked_spec_embed'); }
     const wrong = [...sd].filter(([k, t]) => own.has(k) && own.get(k)!.shape.join() !== t.shape.join())

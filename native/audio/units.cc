@@ -66,16 +66,17 @@ nn::Tensors KMeansUnits::forward(const nn::Tensors& in) {
   bool dedup = in.size() > 2 && in[2].defined() && in[2].item<double>() != 0;
   // ½‖c‖² is cached until the centroids change: a load copies into them (their version moves), a
   // move or a dtype change gives them new storage (the cached storage is held, so its memory
-  // cannot come back at the same address). Calls on one module are serialized: no lock needed.
+  // cannot come back at the same address; inference tensors have no version: never cached). Calls
+  // on one module are serialized: no lock needed.
   auto dt = states.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  if (!half_norms.defined() || !cached_storage.unsafeGetStorageImpl() ||
+  if (centroids.is_inference() || !half_norms.defined() || !cached_storage.unsafeGetStorageImpl() ||
       centroids.storage().unsafeGetStorageImpl() != cached_storage.unsafeGetStorageImpl() || cached_version != centroids._version() ||
       half_norms.scalar_type() != dt || half_norms.device() != states.device()) {
     at::NoGradGuard g;
     auto c = centroids.to(states.device(), dt);
     half_norms = (c * c).sum(1).mul_(0.5);
     cached_storage = centroids.storage();
-    cached_version = centroids._version();
+    cached_version = centroids.is_inference() ? -1 : centroids._version();
   }
   auto units = assign_units(states, centroids, valid, half_norms);
   if (dedup) {

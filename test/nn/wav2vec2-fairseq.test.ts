@@ -46,6 +46,15 @@ describe('Wav2Vec2Model from fairseq / fairseq2 names = HF Wav2Vec2Model', () =>
     const noMask = await et.nn.Wav2Vec2Model.fromPretrained(fx('base', 'fairseq2.pt'), { config: { ...hfConfig('base'), mask_time_prob: 0 } });
     expect(noMask.stateDict().has('masked_spec_embed')).toBe(false);
     await expectHfOutputs(noMask, 'base');
+    // a checkpoint without the mask embedding loads into a model without one
+    const d = tmpdir();
+    const f2 = (await et.io.loadTorchFile(fx('base', 'fairseq2.pt')) as Map<string, Map<string, et.Tensor>>).get('model')!;
+    f2.delete('masker.temporal_mask_embed');
+    fs.copyFileSync(fx('base', 'config.json'), path.join(d, 'config.json'));
+    await et.io.saveSafetensors(path.join(d, 'model.safetensors'), f2);
+    const unmasked = await et.nn.Wav2Vec2Model.fromPretrained(d);
+    expect(unmasked.stateDict().has('masked_spec_embed')).toBe(false);
+    await expectHfOutputs(unmasked, 'base');
     const xlsr = (await et.io.loadTorchFile(fx('xlsr', 'fairseq.pt')) as Map<string, Map<string, et.Tensor>>).get('model')!;
     expect([...xlsr.keys()].every((k) => k.startsWith('w2v_encoder.'))).toBe(true);
     const conv = et.nn.convertWav2Vec2StateDict(new Map(xlsr), 'fairseq');
