@@ -134,7 +134,13 @@ export const WAV2VEC2_FAIRSEQ2_RENAMES: readonly Rename[] = [
 
 const DIALECT_RENAMES: Record<Exclude<Wav2Vec2Dialect, 'hf'>, readonly Rename[]> = { fairseq: WAV2VEC2_FAIRSEQ_RENAMES, fairseq2: WAV2VEC2_FAIRSEQ2_RENAMES };
 
-/** The dialect of a Wav2Vec2 state dict's names: fairseq2 (`encoder_frontend.*`), fairseq (`post_extract_proj`, `encoder.pos_conv.0`, `w2v_encoder.*`, …) or HF. */
+/**
+ * The dialect of a Wav2Vec2 state dict's names: fairseq2 (`encoder_frontend.*`), fairseq
+ * (`post_extract_proj`, `encoder.pos_conv.0`, `w2v_encoder.*`, …) or HF.
+ * @param keys the checkpoint's tensor names
+ * @example
+ * et.nn.wav2vec2Dialect(['encoder_frontend.model_dim_proj.weight']);   // 'fairseq2'
+ */
 export function wav2vec2Dialect(keys: Iterable<string>): Wav2Vec2Dialect {
   const ks = [...keys];
   if (ks.some((k) => k.startsWith('encoder_frontend.'))) return 'fairseq2';
@@ -145,9 +151,14 @@ export function wav2vec2Dialect(keys: Iterable<string>): Wav2Vec2Dialect {
 /**
  * A fairseq or fairseq2 state dict under our (HF) names, by {@link WAV2VEC2_FAIRSEQ_RENAMES} /
  * {@link WAV2VEC2_FAIRSEQ2_RENAMES}. Dropped heads are disposed.
+ * @param sd the checkpoint's tensors by name
+ * @param dialect 'fairseq' or 'fairseq2' (see {@link wav2vec2Dialect})
+ * @param opts `strict` (default true): unknown keys are an error, else dropped
  * @returns the converted dict and, for each of our names, the checkpoint's name
  * @throws EmotorchError ERR_STATE_DICT naming a key that no rule knows (unless `strict` is false:
  *   it is then dropped), or two keys that convert to one name
+ * @example
+ * const { sd } = et.nn.convertWav2Vec2StateDict(await et.nn.loadCheckpoint('xlsr2_1b_v2.pt'), 'fairseq2');
  */
 export function convertWav2Vec2StateDict(sd: StateDict, dialect: Exclude<Wav2Vec2Dialect, 'hf'>, opts: { strict?: boolean } = {}): { sd: StateDict; origin: Map<string, string> } {
   const rules = DIALECT_RENAMES[dialect];

@@ -103,6 +103,8 @@ export interface UsdmSftExamplesOptions {
  * through the unit extractor (seamless's `predict(wav, 35 - 1)`, no run-length dedup), the texts are
  * lower-cased, the single-turn template is tokenized whole with BOS first, and the labels are the
  * original masking ({@link usdmSftLabels}). `formatUsdmLine` of each gives the `ids|labels` line.
+ * @param pairs `{ userAudio, userText, agentText, agentAudio }` per example
+ * @param opts `unitExtractor`, `codec` (encode without BOS), `tokenIds`, `batchSize`
  * @returns per pair `{ ids, labels, text, userUnits, agentUnits }`, in order
  * @throws EmotorchError ERR_INVALID_ARG naming a bad pair field or option; ERR_IO / ERR_FORMAT for a WAV file
  * @example
