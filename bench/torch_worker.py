@@ -302,7 +302,33 @@ def salmonn_setup(cfg):
     return step
 
 
-SETUPS = {"salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
+def units_setup(cfg):
+    """USDM units: seamless's per-clip layer_norm of the waveform, HF Wav2Vec2Model up to the unit
+    layer (its hidden_states[layer]), nearest centroid by numpy argmin of |x|^2 - 2 x.c + |c|^2."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    c = dict(cfg["config"], num_hidden_layers=cfg["layer"])
+    m = tf.Wav2Vec2Model(tf.Wav2Vec2Config(**c)).eval()
+    rng = np.random.default_rng(0)
+    cent = rng.standard_normal((cfg["units"], c["hidden_size"])).astype(np.float32)
+    c2 = (cent ** 2).sum(1)[None]
+    x = 0.1 * torch.randn(cfg["batch"], cfg["seconds"] * 16000)
+
+    def step():
+        with torch.inference_mode():
+            w = torch.stack([F.layer_norm(r, r.shape) for r in x])
+            h = m(w, output_hidden_states=True).hidden_states[cfg["layer"]].numpy()
+        out = []
+        for s in h:
+            d2 = (s ** 2).sum(1, keepdims=True) - 2 * s @ cent.T + c2
+            out.append(d2.argmin(1))
+        return out
+
+    return step
+
+
+SETUPS = {"units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():

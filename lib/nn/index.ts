@@ -18,6 +18,8 @@ export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } f
 export type { LoraOptions } from './lora';
 export { WavLMModel, WAVLM_DEFAULTS, WAVLM_RENAMES } from './wavlm';
 export type { WavLMConfig } from './wavlm';
+export { WAV2VEC2_FAIRSEQ_RENAMES, WAV2VEC2_FAIRSEQ2_RENAMES, WAV2VEC2_XLSR2_1B_V2, wav2vec2Dialect, convertWav2Vec2StateDict } from './wav2vec2';
+export type { Wav2Vec2Dialect, Wav2Vec2PretrainedOptions } from './wav2vec2';
 export { Wav2Vec2Model, WAV2VEC2_DEFAULTS, WAV2VEC2_RENAMES } from './wav2vec2';
 export type { Wav2Vec2Config, Wav2Vec2Inputs, Wav2Vec2Outputs } from './wav2vec2';
 export { DistributedDataParallel } from '../distributed/ddp';

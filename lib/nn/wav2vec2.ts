@@ -1,7 +1,10 @@
 /** Wav2Vec2 (HF Wav2Vec2Model; XLS-R is its layer-norm, stable-layer-norm variant), on native/nn/wav2vec2. */
 import { NativeModule, ModuleOptions } from './module';
 import { Tensor, checkTensor, tensor, zeros } from '../tensor';
-import { invalid } from '../errors';
+import * as fs from 'fs';
+import * as path from 'path';
+import { EmotorchError, invalid } from '../errors';
+import type { StateDict } from './module';
 import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix } from './pretrained';
 
 /** HF Wav2Vec2Config fields and defaults (wav2vec2-base sizes; XLS-R checkpoints set the layer-norm fields in their config.json). */
@@ -52,6 +55,140 @@ export const WAV2VEC2_RENAMES: readonly Rename[] = [
   { from: /^encoder\.pos_conv_embed\.conv\.weight_g$/, to: 'encoder.pos_conv_embed.conv.parametrizations.weight.original0' },
   { from: /^encoder\.pos_conv_embed\.conv\.weight_v$/, to: 'encoder.pos_conv_embed.conv.parametrizations.weight.original1' },
 ];
+
+/**
+ * seamless_communication's `xlsr2_1b_v2` (the XLS-R 1B that USDM's units come from;
+ * `wav2vec2_layer_output.py`) as HF config fields: seven layer-normed convs with bias
+ * (512 channels; kernels 10, 3×4, 2×2; strides 5, 2×6), 48 pre-norm layers of 1280 with 16 heads
+ * and 5120 inner, a 128-tap positional conv in 16 groups.
+ */
+export const WAV2VEC2_XLSR2_1B_V2: Partial<Wav2Vec2Config> = {
+  conv_dim: [512, 512, 512, 512, 512, 512, 512], conv_kernel: [10, 3, 3, 3, 3, 2, 2], conv_stride: [5, 2, 2, 2, 2, 2, 2], conv_bias: true,
+  feat_extract_norm: 'layer', do_stable_layer_norm: true, hidden_size: 1280, num_hidden_layers: 48, num_attention_heads: 16,
+  intermediate_size: 5120, num_conv_pos_embeddings: 128, num_conv_pos_embedding_groups: 16, layerdrop: 0,
+};
+
+/** Checkpoint name dialects {@link Wav2Vec2Model.fromPretrained} reads. */
+export type Wav2Vec2Dialect = 'hf' | 'fairseq' | 'fairseq2';
+
+// fine-tuned (CTC) fairseq checkpoints hold the encoder under `w2v_encoder.w2v_model.`
+const FS = String.raw`^(?:w2v_encoder\.w2v_model\.)?`;
+const fs1 = (from: string, to: string | null): Rename => ({ from: new RegExp(FS + from), to });
+const fs2 = (from: string, to: string | null): Rename => ({ from: new RegExp(`^${from}`), to });
+
+/**
+ * fairseq (`fairseq/models/wav2vec/wav2vec2.py`: wav2vec 2.0 / XLS-R `.pt` files, pretraining or
+ * fine-tuned `w2v_encoder.*`) names → ours. Every rule matches a whole key; `null` drops the
+ * pretraining and CTC heads, which are not part of `Wav2Vec2Model`.
+ */
+export const WAV2VEC2_FAIRSEQ_RENAMES: readonly Rename[] = [
+  // conv_layers.N = Sequential(conv, dropout, norm, GELU); the layer norm of the XLS-R convs is
+  // Sequential(TransposeLast, LayerNorm, TransposeLast), the group norm (first conv only) is bare
+  fs1(String.raw`feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)$`, 'feature_extractor.conv_layers.$1.conv.$2'),
+  fs1(String.raw`feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)$`, 'feature_extractor.conv_layers.$1.layer_norm.$2'),
+  fs1(String.raw`feature_extractor\.conv_layers\.0\.2\.(weight|bias)$`, 'feature_extractor.conv_layers.0.layer_norm.$1'),
+  fs1(String.raw`layer_norm\.(weight|bias)$`, 'feature_projection.layer_norm.$1'),
+  fs1(String.raw`post_extract_proj\.(weight|bias)$`, 'feature_projection.projection.$1'),
+  // pos_conv = Sequential(weight_norm(Conv1d, dim=2), SamePad, GELU)
+  fs1(String.raw`encoder\.pos_conv\.0\.(?:weight_g|parametrizations\.weight\.original0)$`, 'encoder.pos_conv_embed.conv.parametrizations.weight.original0'),
+  fs1(String.raw`encoder\.pos_conv\.0\.(?:weight_v|parametrizations\.weight\.original1)$`, 'encoder.pos_conv_embed.conv.parametrizations.weight.original1'),
+  fs1(String.raw`encoder\.pos_conv\.0\.bias$`, 'encoder.pos_conv_embed.conv.bias'),
+  fs1(String.raw`encoder\.layer_norm\.(weight|bias)$`, 'encoder.layer_norm.$1'),
+  fs1(String.raw`encoder\.layers\.(\d+)\.self_attn\.(q|k|v|out)_proj\.(weight|bias)$`, 'encoder.layers.$1.attention.$2_proj.$3'),
+  fs1(String.raw`encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)$`, 'encoder.layers.$1.layer_norm.$2'),
+  fs1(String.raw`encoder\.layers\.(\d+)\.fc1\.(weight|bias)$`, 'encoder.layers.$1.feed_forward.intermediate_dense.$2'),
+  fs1(String.raw`encoder\.layers\.(\d+)\.fc2\.(weight|bias)$`, 'encoder.layers.$1.feed_forward.output_dense.$2'),
+  fs1(String.raw`encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)$`, 'encoder.layers.$1.final_layer_norm.$2'),
+  fs1(String.raw`mask_emb$`, 'masked_spec_embed'),
+  fs1(String.raw`(?:quantizer\.(?:vars|weight_proj\.weight|weight_proj\.bias)|project_q\.(?:weight|bias)|final_proj\.(?:weight|bias)|label_embs_concat)$`, null),
+  fs2(String.raw`w2v_encoder\.proj\.(?:weight|bias)$`, null),
+];
+
+/**
+ * fairseq2 (`fairseq2.models.wav2vec2`, as seamless_communication's UnitExtractor loads
+ * `xlsr2_1b_v2`) names → ours. fairseq2 keeps q/k/v separate and the positional conv's weight norm
+ * as `weight_g`/`weight_v` (dim 2), as HF does, so every rule is a rename; `null` drops the
+ * pretraining (quantizer, projections) and CTC (`final_proj`) heads.
+ */
+export const WAV2VEC2_FAIRSEQ2_RENAMES: readonly Rename[] = [
+  fs2(String.raw`encoder_frontend\.feature_extractor\.layers\.(\d+)\.conv\.(weight|bias)$`, 'feature_extractor.conv_layers.$1.conv.$2'),
+  fs2(String.raw`encoder_frontend\.feature_extractor\.layers\.(\d+)\.layer_norm\.(weight|bias)$`, 'feature_extractor.conv_layers.$1.layer_norm.$2'),
+  fs2(String.raw`encoder_frontend\.feature_extractor\.layers\.0\.group_norm\.(weight|bias)$`, 'feature_extractor.conv_layers.0.layer_norm.$1'),
+  fs2(String.raw`encoder_frontend\.post_extract_layer_norm\.(weight|bias)$`, 'feature_projection.layer_norm.$1'),
+  fs2(String.raw`encoder_frontend\.model_dim_proj\.(weight|bias)$`, 'feature_projection.projection.$1'),
+  fs2(String.raw`encoder_frontend\.pos_encoder\.conv\.(?:weight_g|parametrizations\.weight\.original0)$`, 'encoder.pos_conv_embed.conv.parametrizations.weight.original0'),
+  fs2(String.raw`encoder_frontend\.pos_encoder\.conv\.(?:weight_v|parametrizations\.weight\.original1)$`, 'encoder.pos_conv_embed.conv.parametrizations.weight.original1'),
+  fs2(String.raw`encoder_frontend\.pos_encoder\.conv\.bias$`, 'encoder.pos_conv_embed.conv.bias'),
+  // post-norm (base) models normalize in the frontend after the positions, pre-norm (XLS-R) ones after the last layer
+  fs2(String.raw`encoder_frontend\.layer_norm\.(weight|bias)$`, 'encoder.layer_norm.$1'),
+  fs2(String.raw`encoder\.layer_norm\.(weight|bias)$`, 'encoder.layer_norm.$1'),
+  fs2(String.raw`encoder\.layers\.(\d+)\.self_attn\.(q|k|v)_proj\.(weight|bias)$`, 'encoder.layers.$1.attention.$2_proj.$3'),
+  fs2(String.raw`encoder\.layers\.(\d+)\.self_attn\.output_proj\.(weight|bias)$`, 'encoder.layers.$1.attention.out_proj.$2'),
+  fs2(String.raw`encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)$`, 'encoder.layers.$1.layer_norm.$2'),
+  fs2(String.raw`encoder\.layers\.(\d+)\.ffn\.inner_proj\.(weight|bias)$`, 'encoder.layers.$1.feed_forward.intermediate_dense.$2'),
+  fs2(String.raw`encoder\.layers\.(\d+)\.ffn\.output_proj\.(weight|bias)$`, 'encoder.layers.$1.feed_forward.output_dense.$2'),
+  fs2(String.raw`encoder\.layers\.(\d+)\.ffn_layer_norm\.(weight|bias)$`, 'encoder.layers.$1.final_layer_norm.$2'),
+  fs2(String.raw`masker\.temporal_mask_embed$`, 'masked_spec_embed'),
+  fs2(String.raw`(?:quantizer\.(?:entries|entry_proj\.weight|entry_proj\.bias|num_updates)|final_proj\.(?:weight|bias)|final_target_proj\.(?:weight|bias))$`, null),
+];
+
+const DIALECT_RENAMES: Record<Exclude<Wav2Vec2Dialect, 'hf'>, readonly Rename[]> = { fairseq: WAV2VEC2_FAIRSEQ_RENAMES, fairseq2: WAV2VEC2_FAIRSEQ2_RENAMES };
+
+/**
+ * The dialect of a Wav2Vec2 state dict's names: fairseq2 (`encoder_frontend.*`), fairseq
+ * (`post_extract_proj`, `encoder.pos_conv.0`, `w2v_encoder.*`, …) or HF.
+ * @param keys the checkpoint's tensor names
+ * @example
+ * et.nn.wav2vec2Dialect(['encoder_frontend.model_dim_proj.weight']);   // 'fairseq2'
+ */
+export function wav2vec2Dialect(keys: Iterable<string>): Wav2Vec2Dialect {
+  const ks = [...keys];
+  if (ks.some((k) => k.startsWith('encoder_frontend.'))) return 'fairseq2';
+  if (ks.some((k) => /^(?:w2v_encoder\.|post_extract_proj\.|mask_emb$|encoder\.pos_conv\.0\.|feature_extractor\.conv_layers\.\d+\.0\.)/.test(k))) return 'fairseq';
+  return 'hf';
+}
+
+/**
+ * A fairseq or fairseq2 state dict under our (HF) names, by {@link WAV2VEC2_FAIRSEQ_RENAMES} /
+ * {@link WAV2VEC2_FAIRSEQ2_RENAMES}. Dropped heads are disposed.
+ * @param sd the checkpoint's tensors by name
+ * @param dialect 'fairseq' or 'fairseq2' (see {@link wav2vec2Dialect})
+ * @param opts `strict` (default true): unknown keys are an error, else dropped
+ * @returns the converted dict and, for each of our names, the checkpoint's name
+ * @throws EmotorchError ERR_STATE_DICT naming a key that no rule knows (unless `strict` is false:
+ *   it is then dropped), or two keys that convert to one name
+ * @example
+ * const { sd } = et.nn.convertWav2Vec2StateDict(await et.nn.loadCheckpoint('xlsr2_1b_v2.pt'), 'fairseq2');
+ */
+export function convertWav2Vec2StateDict(sd: StateDict, dialect: Exclude<Wav2Vec2Dialect, 'hf'>, opts: { strict?: boolean } = {}): { sd: StateDict; origin: Map<string, string> } {
+  const rules = DIALECT_RENAMES[dialect];
+  if (!rules) invalid("'fairseq' or 'fairseq2'", 'dialect', dialect);
+  const out: StateDict = new Map();
+  const origin = new Map<string, string>();
+  const unknown: string[] = [];
+  for (const [k, t] of sd) {
+    const rule = rules.find((r) => r.from.test(k));
+    if (!rule) { unknown.push(k); continue; }
+    if (rule.to === null) { t.dispose(); continue; }
+    const ours = k.replace(rule.from, rule.to);
+    if (origin.has(ours)) throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: '${origin.get(ours)}' and '${k}' both convert to '${ours}'`, 'ERR_STATE_DICT');
+    out.set(ours, t);
+    origin.set(ours, k);
+  }
+  if (unknown.length && (opts.strict ?? true)) {
+    throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: unknown keys ${unknown.slice(0, 8).map((k) => `'${k}'`).join(', ')}${unknown.length > 8 ? ` and ${unknown.length - 8} more` : ''} (not in the ${dialect} Wav2Vec2 / XLS-R layout)`, 'ERR_STATE_DICT');
+  }
+  return { sd: out, origin };
+}
+
+/** Options of {@link Wav2Vec2Model.fromPretrained}. */
+export interface Wav2Vec2PretrainedOptions extends PretrainedOptions {
+  /**
+   * HF config fields, for checkpoints that come without a `config.json` (fairseq / fairseq2 `.pt`
+   * files), e.g. {@link WAV2VEC2_XLSR2_1B_V2}; replaces the folder's `config.json` when given.
+   */
+  config?: Partial<Wav2Vec2Config>;
+}
 
 /** Inputs of {@link Wav2Vec2Model.forward}. */
 export interface Wav2Vec2Inputs {
@@ -113,15 +250,39 @@ export class Wav2Vec2Model extends NativeModule {
   }
 
   /**
-   * Loads a local HF folder (keys with or without a `wav2vec2.` prefix; heads of task and
-   * pretraining models, such as the quantizer, are ignored).
-   * @throws EmotorchError ERR_IO / ERR_FORMAT / ERR_INVALID_ARG
+   * Loads a local checkpoint: an HF folder (keys with or without a `wav2vec2.` prefix; heads of task
+   * and pretraining models, such as the quantizer, are ignored), or a folder or file (`.pt`,
+   * `.bin`, `.safetensors`) under fairseq or fairseq2 names (detected by {@link wav2vec2Dialect},
+   * converted by {@link WAV2VEC2_FAIRSEQ_RENAMES} / {@link WAV2VEC2_FAIRSEQ2_RENAMES}). A fairseq
+   * file's own config is not read: pass `config` (HF fields, e.g. {@link WAV2VEC2_XLSR2_1B_V2}) or
+   * put a `config.json` beside it. A fairseq checkpoint's mask embedding (a pretraining-time
+   * parameter) is kept when the config has one (`mask_time_prob` > 0) and otherwise dropped; a
+   * checkpoint without one gives a model without one.
+   * @throws EmotorchError ERR_IO / ERR_FORMAT for the files; ERR_INVALID_ARG without a config or for
+   *   a bad one; ERR_STATE_DICT naming an unknown, missing or wrong-shape key (with its checkpoint name)
+   * @example
+   * const xlsr = await et.nn.Wav2Vec2Model.fromPretrained('xlsr2_1b_v2.pt', { config: et.nn.WAV2VEC2_XLSR2_1B_V2 });
    */
-  static async fromPretrained(dir: string, opts: PretrainedOptions = {}): Promise<Wav2Vec2Model> {
-    const cfg = readConfig(dir) as Partial<Wav2Vec2Config>;
-    let sd = renameKeys(stripPrefix(await loadCheckpoint(dir), ['wav2vec2.']), WAV2VEC2_RENAMES);
-    sd = new Map([...sd].filter(([k]) => /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/.test(k)));
-    const model = Wav2Vec2Model.create(cfg, {});
+  static async fromPretrained(dirOrFile: string, opts: Wav2Vec2PretrainedOptions = {}): Promise<Wav2Vec2Model> {
+    if (typeof dirOrFile !== 'string') invalid('a folder or file path', 'dirOrFile', dirOrFile);
+    if (!opts || typeof opts !== 'object') invalid('an options object', 'options', opts);
+    if (opts.config !== undefined && (opts.config === null || typeof opts.config !== 'object' || Array.isArray(opts.config))) invalid('an object of HF config fields', 'config', opts.config);
+    const all = await loadCheckpoint(dirOrFile);
+    const dialect = wav2vec2Dialect(all.keys());
+    const cfg = opts.config ?? readWav2Vec2Config(dirOrFile, dialect);
+    if (dialect === 'hf') {
+      let sd = renameKeys(stripPrefix(all, ['wav2vec2.']), WAV2VEC2_RENAMES);
+      sd = new Map([...sd].filter(([k]) => /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/.test(k)));
+      return finishPretrained(Wav2Vec2Model.create(cfg, {}), sd, opts);
+    }
+    const { sd, origin } = convertWav2Vec2StateDict(all, dialect, { strict: opts.strict });
+    // the mask embedding is used only by pretraining's masking: a checkpoint without one loads too
+    const model = Wav2Vec2Model.create(sd.has('masked_spec_embed') ? cfg : { ...cfg, mask_time_prob: 0, mask_feature_prob: 0 }, {});
+    const own = model.stateDict();
+    if (!own.has('masked_spec_embed')) { sd.get('masked_spec_embed')?.dispose(); sd.delete('masked_spec_embed'); }
+    const wrong = [...sd].filter(([k, t]) => own.has(k) && own.get(k)!.shape.join() !== t.shape.join())
+      .map(([k, t]) => `${dialect} '${origin.get(k)}' (our '${k}'): checkpoint [${t.shape}] vs model [${own.get(k)!.shape}]`);
+    if (wrong.length) { model.dispose(); throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: wrong shape for ${wrong.join(', ')}`, 'ERR_STATE_DICT'); }
     return finishPretrained(model, sd, opts);
   }
 
@@ -189,4 +350,13 @@ export class Wav2Vec2Model extends NativeModule {
       k?.dispose();
     }
   }
+}
+
+/** The HF config of a checkpoint: `config.json` in the folder (or beside the file). */
+function readWav2Vec2Config(dirOrFile: string, dialect: Wav2Vec2Dialect): Partial<Wav2Vec2Config> {
+  const dir = fs.statSync(dirOrFile).isDirectory() ? dirOrFile : path.dirname(dirOrFile);
+  if (dialect !== 'hf' && !fs.existsSync(path.join(dir, 'config.json'))) {
+    invalid(`{ config } (HF Wav2Vec2Config fields, e.g. et.nn.WAV2VEC2_XLSR2_1B_V2) or a config.json in '${dir}'`, `config of the ${dialect} checkpoint`, dirOrFile);
+  }
+  return readConfig(dir) as Partial<Wav2Vec2Config>;
 }

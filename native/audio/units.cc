@@ -2,25 +2,28 @@
 
 namespace et::audio {
 
-at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, const at::Tensor& valid) {
+at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, const at::Tensor& valid, const at::Tensor& half_norms) {
   TORCH_CHECK(states.dim() == 3, "units: expected states (batch, frames, dim) but got ", states.sizes());
   TORCH_CHECK(centroids.dim() == 2 && centroids.size(1) == states.size(2), "units: centroids ", centroids.sizes(),
               " do not match the states' dimension ", states.size(2));
   TORCH_CHECK(centroids.size(0) > 0, "units: no centroids");
   at::NoGradGuard g;
   auto dt = states.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  int64_t B = states.size(0), T = states.size(1), H = states.size(2);
-  auto c = centroids.to(states.device(), dt);
-  auto ct = c.t().contiguous();                 // (H, K)
-  auto c2 = (c * c).sum(1).unsqueeze(0);         // (1, K)
+  int64_t B = states.size(0), T = states.size(1), H = states.size(2), K = centroids.size(0);
+  auto c = centroids.to(states.device(), dt);  // (K, H); a no-op for float32 centroids on the states' device
+  // argmin_k ‖s − c_k‖² = argmin_k (½‖c_k‖² − s·c_k): one GEMM per chunk with the bias as its
+  // initial value. c.t() is a transposed view (BLAS reads it as is, nothing is copied).
+  auto h = half_norms.defined() && half_norms.scalar_type() == dt && half_norms.device() == c.device()
+               ? half_norms.view({1, K}) : (c * c).sum(1).mul_(0.5).unsqueeze(0);  // (1, K)
   auto rows = states.reshape({B * T, H}).to(dt);  // (B·T, H)
   auto out = at::empty({B * T}, at::TensorOptions().dtype(at::kLong).device(states.device()));
-  // argmin_k ‖s − c_k‖² = argmin_k (‖c_k‖² − 2 s·c_k); chunks keep the (rows, K) matrix small.
-  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / c.size(0));
+  // Row chunks keep the (rows, K) score matrix near 16 M entries.
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / K);
+  at::Tensor scores;
   for (int64_t s = 0; s < B * T; s += chunk) {
     int64_t n = std::min(chunk, B * T - s);
-    auto s2 = at::addmm(c2, rows.narrow(0, s, n), ct, 1, -2);  // (n, K)
-    out.narrow(0, s, n).copy_(s2.argmin(1));
+    scores = at::addmm(h, rows.narrow(0, s, n), c.t(), 1, -1);  // (n, K)
+    out.narrow(0, s, n).copy_(scores.argmin(1));
   }
   out = out.view({B, T});
   if (valid.defined()) {
@@ -61,7 +64,21 @@ nn::Tensors KMeansUnits::forward(const nn::Tensors& in) {
   const at::Tensor& states = in.at(0);
   const at::Tensor valid = in.size() > 1 ? in[1] : at::Tensor();
   bool dedup = in.size() > 2 && in[2].defined() && in[2].item<double>() != 0;
-  auto units = assign_units(states, centroids, valid);
+  // ½‖c‖² is cached until the centroids change: a load copies into them (their version moves), a
+  // move or a dtype change gives them new storage (the cached storage is held, so its memory
+  // cannot come back at the same address; inference tensors have no version: never cached). Calls
+  // on one module are serialized: no lock needed.
+  auto dt = states.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  if (centroids.is_inference() || !half_norms.defined() || !cached_storage.unsafeGetStorageImpl() ||
+      centroids.storage().unsafeGetStorageImpl() != cached_storage.unsafeGetStorageImpl() || cached_version != centroids._version() ||
+      half_norms.scalar_type() != dt || half_norms.device() != states.device()) {
+    at::NoGradGuard g;
+    auto c = centroids.to(states.device(), dt);
+    half_norms = (c * c).sum(1).mul_(0.5);
+    cached_storage = centroids.storage();
+    cached_version = centroids.is_inference() ? -1 : centroids._version();
+  }
+  auto units = assign_units(states, centroids, valid, half_norms);
   if (dedup) {
     auto [d, len] = dedup_units(units);
     return {d, len};

@@ -7,7 +7,8 @@ namespace et::audio {
 
 // states (B, T, H), centroids (K, H), valid (B, T) bool or undefined → units (B, T) int64, −1 at
 // invalid frames. Distances are computed in float32 (or the states' wider dtype) in row chunks.
-at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, const at::Tensor& valid);
+// half_norms (K) = ½‖c_k‖² in that dtype on the states' device, or undefined (computed here).
+at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, const at::Tensor& valid, const at::Tensor& half_norms = {});
 
 // units (B, T) int64 with −1 padding → (units (B, T') with runs of one unit collapsed, −1 after
 // each row's end; lengths (B) int64).
@@ -20,6 +21,11 @@ struct KMeansUnits : nn::Model {
   KMeansUnits(int64_t num_units, int64_t dim);
   nn::Tensors forward(const nn::Tensors& in) override;
   at::Tensor centroids;
+
+ private:
+  at::Tensor half_norms;     // ½‖c_k‖² of the centroids in cached_storage at cached_version
+  c10::Storage cached_storage;  // held, so that its address is not reused while cached
+  int64_t cached_version = -1;
 };
 
 }  // namespace et::audio

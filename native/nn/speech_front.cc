@@ -46,15 +46,35 @@ void SpeechFront::build_positions(torch::nn::Module& encoder, const SpeechEncode
 }
 
 at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
-  auto x = wave.unsqueeze(1);  // (B, 1, N)
-  for (size_t i = 0; i < convs.size(); ++i) {
-    x = convs[i]->forward(x);  // (B, C, T)
-    if (!norms[i].is_empty()) {
-      x = cfg.feat_extract_norm == "layer" ? norms[i].forward(x.transpose(1, 2)).transpose(1, 2) : norms[i].forward(x);
+  at::Tensor x;
+  if (cfg.feat_extract_norm == "layer") {
+    // Channels-last: each conv runs as a 2-D conv over (B, C, 1, T) kept in NHWC memory, so its
+    // output is (B, T, C) in memory. The layer norm over C then reads contiguous rows and no
+    // transpose is copied before it or before the next conv (HF's channels-first layer costs
+    // two strided copies per layer, and a conv over a strided input is slower).
+    x = wave.unsqueeze(1).unsqueeze(2);  // (B, 1, 1, N)
+    for (size_t i = 0; i < convs.size(); ++i) {
+      const auto& conv = convs[i];
+      auto w = conv->weight.unsqueeze(2).contiguous(at::MemoryFormat::ChannelsLast);  // (C_out, C_in, 1, k)
+      auto b = conv->options.bias() ? std::optional<at::Tensor>(conv->bias) : std::nullopt;
+      x = at::conv2d(x, w, b, {1, cfg.conv_stride[i]}).contiguous(at::MemoryFormat::ChannelsLast);  // (B, C, 1, T), NHWC
+      auto rows = x.permute({0, 2, 3, 1});  // (B, 1, T, C): a contiguous view
+      rows = norms[i].forward(rows);
+      // in place when no graph is recorded (inference): the first layer's output is B × N/5 × C
+      if (!rows.requires_grad() && cfg.feat_extract_activation == "gelu") at::gelu_(rows);
+      else rows = activate(rows, cfg.feat_extract_activation);
+      x = rows.permute({0, 3, 1, 2});  // (B, C, 1, T), NHWC again
     }
-    x = activate(x, cfg.feat_extract_activation);
+    x = x.squeeze(2).transpose(1, 2);  // (B, T, C), contiguous
+  } else {
+    x = wave.unsqueeze(1);  // (B, 1, N)
+    for (size_t i = 0; i < convs.size(); ++i) {
+      x = convs[i]->forward(x);  // (B, C, T)
+      if (!norms[i].is_empty()) x = norms[i].forward(x);  // GroupNorm, first conv only
+      x = activate(x, cfg.feat_extract_activation);
+    }
+    x = x.transpose(1, 2);  // (B, T, C)
   }
-  x = x.transpose(1, 2);  // (B, T, C)
   return at::dropout(projection(proj_ln(x)), cfg.feat_proj_dropout, train);
 }
 

@@ -37,6 +37,19 @@ describe('UnitExtractor = numpy argmin over HF hidden states', () => {
     // scale invariance of the standardization
     expect(await ux.predict(wave.mul(7))).toEqual(alone);
   });
+  it('follows new centroids loaded into the extractor (the cached centroid norms are refreshed)', async () => {
+    const encoder = await et.nn.Wav2Vec2Model.fromPretrained(path.join(dir, 'xlsr'));
+    const t = (await et.io.loadSafetensors(path.join(dir, 'xlsr', 'io.safetensors'))).tensors;
+    const c = et.io.readNpy(path.join(dir, 'centroids.npy'));
+    const ux = new et.audio.UnitExtractor({ encoder, layer: ref.layer, centroids: c, normalize: false });
+    const inputs = { inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask')! };
+    expect(await ux.predict(inputs)).toEqual(ref.units);
+    // the same centroids in reverse order: unit u becomes 49 − u
+    const rows = et.tensor(c.data, { shape: c.shape });
+    const reversed = et.cat(Array.from({ length: 50 }, (_, i) => rows.slice(0, 49 - i, 50 - i)), 0);
+    await ux.loadStateDict({ 'kmeans.centroids': reversed }, { strict: false });
+    expect(await ux.predict(inputs)).toEqual(ref.units.map((r) => r.map((u) => 49 - u)));
+  });
   it('reads .npy float16/32/64 in either byte order and rejects other files', () => {
     const a = et.io.readNpy(path.join(dir, 'centroids.npy'));
     expect(a.shape).toEqual([50, 32]);

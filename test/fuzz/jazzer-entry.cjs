@@ -38,4 +38,5 @@ exports.swift = entry('swift');
 exports.tokenizer = entry('tokenizer');
 exports.tokens = entry('tokens');
 exports.npy = entry('npy');
+exports.w2v_checkpoint = entry('w2v_checkpoint');
 for (const f of FORMATS) if (typeof exports[f] !== 'function') throw new Error(`jazzer-entry.cjs does not export '${f}'`);

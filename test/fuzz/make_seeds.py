@@ -1,7 +1,7 @@
 """Writes the fuzz seed corpora, test/fuzz/corpus/<format>/ (run by hand, not by tests):
 
     /work/venv/bin/python test/fuzz/make_seeds.py [sample-data-dir]
-    /work/venv/bin/python test/fuzz/make_seeds.py --only npy      (that corpus alone)
+    /work/venv/bin/python test/fuzz/make_seeds.py --only npy      (that corpus alone; also w2v_checkpoint)
 
 The seeds are small valid (and a few edge-case) inputs made by the reference tools, never by
 emotorch: Python's pickle (protocols 0-5, numpy arrays), safetensors written by the official
@@ -233,12 +233,61 @@ def npys():
     save(rng.standard_normal((2, 2)).astype(np.float32), "v2.npy", version=(2, 0))
 
 
+def w2v_checkpoints():
+    """Tiny Wav2Vec2 / XLS-R checkpoints (the w2v_checkpoint target's config: layer-norm convs [8, 8],
+    kernels [10, 3], strides [5, 2], hidden 8, 1 layer, 2 heads, 16 inner, 4-tap positions in 2
+    groups) under HF, fairseq and fairseq2 names, written by transformers / torch."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(conv_dim=[8, 8], conv_kernel=[10, 3], conv_stride=[5, 2], conv_bias=True, feat_extract_norm="layer",
+                         do_stable_layer_norm=True, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                         num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+    m = Wav2Vec2Model(cfg).eval()
+    sd = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    put("w2v_checkpoint", "hf.safetensors", st_save_torch(sd))
+    g, v = sd["encoder.pos_conv_embed.conv.parametrizations.weight.original0"], sd["encoder.pos_conv_embed.conv.parametrizations.weight.original1"]
+    fe, ffn = m.feature_extractor.conv_layers, m.encoder.layers[0].feed_forward
+    a, L = m.encoder.layers[0].attention, m.encoder.layers[0]
+    w = lambda mod: {"weight": mod.weight.detach().clone(), "bias": mod.bias.detach().clone()}
+    def named(pairs):
+        return {f"{n}.{k}": t for n, mod in pairs for k, t in w(mod).items()}
+    fairseq = named([(f"feature_extractor.conv_layers.{i}.0", c.conv) for i, c in enumerate(fe)]
+                    + [(f"feature_extractor.conv_layers.{i}.2.1", c.layer_norm) for i, c in enumerate(fe)]
+                    + [("layer_norm", m.feature_projection.layer_norm), ("post_extract_proj", m.feature_projection.projection),
+                       ("encoder.layer_norm", m.encoder.layer_norm), ("encoder.layers.0.self_attn.q_proj", a.q_proj),
+                       ("encoder.layers.0.self_attn.k_proj", a.k_proj), ("encoder.layers.0.self_attn.v_proj", a.v_proj),
+                       ("encoder.layers.0.self_attn.out_proj", a.out_proj), ("encoder.layers.0.self_attn_layer_norm", L.layer_norm),
+                       ("encoder.layers.0.fc1", ffn.intermediate_dense), ("encoder.layers.0.fc2", ffn.output_dense),
+                       ("encoder.layers.0.final_layer_norm", L.final_layer_norm)])
+    fairseq.update({"encoder.pos_conv.0.weight_g": g, "encoder.pos_conv.0.weight_v": v, "encoder.pos_conv.0.bias": sd["encoder.pos_conv_embed.conv.bias"],
+                    "mask_emb": sd["masked_spec_embed"], "project_q.weight": torch.zeros(2, 4), "project_q.bias": torch.zeros(2)})
+    b = io.BytesIO()
+    torch.save({"model": {f"w2v_encoder.w2v_model.{k}": t for k, t in fairseq.items()}, "extra_state": {"epoch": 1}}, b)
+    put("w2v_checkpoint", "fairseq_ctc.pt", b.getvalue())
+    fairseq2 = named([(f"encoder_frontend.feature_extractor.layers.{i}.conv", c.conv) for i, c in enumerate(fe)]
+                     + [(f"encoder_frontend.feature_extractor.layers.{i}.layer_norm", c.layer_norm) for i, c in enumerate(fe)]
+                     + [("encoder_frontend.post_extract_layer_norm", m.feature_projection.layer_norm),
+                        ("encoder_frontend.model_dim_proj", m.feature_projection.projection), ("encoder.layer_norm", m.encoder.layer_norm),
+                        ("encoder.layers.0.self_attn.q_proj", a.q_proj), ("encoder.layers.0.self_attn.k_proj", a.k_proj),
+                        ("encoder.layers.0.self_attn.v_proj", a.v_proj), ("encoder.layers.0.self_attn.output_proj", a.out_proj),
+                        ("encoder.layers.0.self_attn_layer_norm", L.layer_norm), ("encoder.layers.0.ffn.inner_proj", ffn.intermediate_dense),
+                        ("encoder.layers.0.ffn.output_proj", ffn.output_dense), ("encoder.layers.0.ffn_layer_norm", L.final_layer_norm)])
+    fairseq2.update({"encoder_frontend.pos_encoder.conv.weight_g": g, "encoder_frontend.pos_encoder.conv.weight_v": v,
+                     "encoder_frontend.pos_encoder.conv.bias": sd["encoder.pos_conv_embed.conv.bias"], "masker.temporal_mask_embed": sd["masked_spec_embed"],
+                     "quantizer.num_updates": torch.zeros(())})
+    b = io.BytesIO()
+    torch.save({"model": fairseq2}, b)
+    put("w2v_checkpoint", "fairseq2.pt", b.getvalue())
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--only", "npy"]:  # one format on its own, leaving the others as they are
-        shutil.rmtree(os.path.join(OUT, "npy"), ignore_errors=True)
-        npys()
+    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints}
+    if sys.argv[1:2] == ["--only"] and sys.argv[2:3] and sys.argv[2] in only:  # one format on its own, leaving the others as they are
+        shutil.rmtree(os.path.join(OUT, sys.argv[2]), ignore_errors=True)
+        only[sys.argv[2]]()
         sys.exit(0)
-    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy"]:
+    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint"]:
         shutil.rmtree(os.path.join(OUT, fmt), ignore_errors=True)
     pickles()
     safetensors()
@@ -248,5 +297,6 @@ if __name__ == "__main__":
     tokenizers_()
     tokens()
     npys()
+    w2v_checkpoints()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {sum(len(fs) for _, _, fs in os.walk(OUT))} seeds, {total} bytes")

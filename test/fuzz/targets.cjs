@@ -14,9 +14,15 @@ const os = require('os');
 const path = require('path');
 
 /** The formats, in the order `npm run fuzz` lists them. */
-const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'npy'];
+const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'npy', 'w2v_checkpoint'];
 /** Formats that share another's seed corpus (test/fuzz/corpus/<that>/). */
 const SEEDS_OF = { wav16k: 'wav' };
+
+/** The w2v_checkpoint seeds' config (test/fuzz/make_seeds.py). */
+const W2V_TINY = {
+  conv_dim: [8, 8], conv_kernel: [10, 3], conv_stride: [5, 2], conv_bias: true, feat_extract_norm: 'layer', do_stable_layer_norm: true,
+  hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, num_conv_pos_embeddings: 4, num_conv_pos_embedding_groups: 2,
+};
 
 /** True for an error the contract allows: an EmotorchError with an ERR_* code. */
 function isCoded(et, e) {
@@ -91,6 +97,18 @@ function makeTargets(et) {
     npy(data) {
       fs.writeFileSync(file('input.npy'), data);
       et.io.readNpy(file('input.npy'));
+    },
+    async w2v_checkpoint(data) {
+      // A Wav2Vec2 / XLS-R checkpoint in HF, fairseq or fairseq2 names (safetensors when the 8-byte
+      // header length is followed by '{', torch.save otherwise), converted and loaded into a tiny
+      // model of the seeds' config, then run once.
+      const name = data.length > 8 && data[8] === 0x7b ? 'w2v.safetensors' : 'w2v.pt';
+      fs.writeFileSync(file(name), data);
+      const m = await et.nn.Wav2Vec2Model.fromPretrained(file(name), { config: W2V_TINY });
+      const x = et.zeros([1, 400]);
+      touchAndDispose(et, await m.forward(x));
+      x.dispose();
+      m.dispose();
     },
     wav16k(data) {
       // WAV read at 16 kHz: resampled from whatever rate the header names.

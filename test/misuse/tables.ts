@@ -297,7 +297,26 @@ export const MODEL_ROWS: ModelRow[] = [
     name: 'Wav2Vec2Model', create: () => et.nn.Wav2Vec2Model.create(CONFIG_ROWS.find((r) => r.name === 'Wav2Vec2Model')!.valid),
     input: (s) => ({ inputValues: rand(s, [2, 400]) }), output: lastHidden,
   },
+  {
+    // k-means units over a Wav2Vec2 layer (clip standardization with the mask, native argmin)
+    name: 'audio.UnitExtractor',
+    create: () => {
+      et.manualSeed(5);
+      const encoder = et.nn.Wav2Vec2Model.create(CONFIG_ROWS.find((r) => r.name === 'Wav2Vec2Model')!.valid);
+      return new et.audio.UnitExtractor({ encoder, layer: 1, centroids: et.randn([6, 8]) });
+    },
+    input: (s) => ({ inputValues: rand(s, [2, 400]), attentionMask: et.cat([et.ones([2, 300]), et.zeros([2, 100])], 1) }),
+    output: (o) => (o as { units: et.Tensor }).units,
+  },
   // Systems: their batch tensors, each replaced by junk in turn.
+  {
+    name: 'systems.Usdm',
+    create: () => new et.systems.Usdm(et.nn.LlamaForCausalLM.create(CONFIG_ROWS[5].valid), {
+      tokenIds: { newline: 5, space: 6, continue: 30, correspond: 31, unit0: 32, numUnits: 6, pad: 38, bos: 1 },
+    }),
+    input: (s) => ({ inputIds: ids(s, [2, 6], 0, 40), attentionMask: et.ones([2, 6], { dtype: 'int64' }), labels: ids(s + 1, [2, 6], 0, 40) }),
+    output: (o) => (o as { logits: et.Tensor }).logits,
+  },
   {
     name: 'systems.Spectra',
     create: () => et.systems.Spectra.create({

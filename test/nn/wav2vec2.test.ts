@@ -27,6 +27,20 @@ describe('Wav2Vec2Model = HF Wav2Vec2Model', () => {
       expect(m.framesFor(1600)).toBe(79);
     });
   }
+  it('gives HF\'s gradients through the (channels-last) layer-norm conv stack and the projection', async () => {
+    const m = await et.nn.Wav2Vec2Model.fromPretrained(fx('xlsr'));
+    m.eval();  // no dropout, as the reference
+    const t = (await et.io.loadSafetensors(path.join(fx('xlsr'), 'io.safetensors'))).tensors;
+    const ref = (await et.io.loadSafetensors(path.join(fx('xlsr'), 'grad.safetensors'))).tensors;
+    const { lastHiddenState } = await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') });
+    await lastHiddenState.square().sum().backward();
+    const params = new Map(m.namedParameters());
+    expect(ref.size).toBeGreaterThan(10);
+    for (const [name, g] of ref) {
+      const scale = Math.max(1, g.abs().max().item() as number);
+      expect(maxAbsDiff(params.get(name)!.grad!, g) / scale, name).toBeLessThan(1e-4);
+    }
+  });
   it('stable-layer-norm output differs from the last recorded hidden state by the final layer norm', async () => {
     const m = await et.nn.Wav2Vec2Model.fromPretrained(fx('xlsr'));
     const t = (await et.io.loadSafetensors(path.join(fx('xlsr'), 'io.safetensors'))).tensors;

@@ -1,0 +1,80 @@
+// et.systems.usdmSftExamples against scripts/fixtures/usdm_audio.py: the original preprocessing
+// (seamless-style units: clip standardized, HF Wav2Vec2Model layer, numpy argmin; texts lower-cased;
+// the template tokenized whole with BOS; the original label masking) on (user audio, transcript,
+// response, response audio) pairs gives identical units and identical `ids|labels` lines.
+import { describe, it, expect } from 'vitest';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { FIXTURES, rejectsWith, tmpdir } from '../helpers';
+
+const dir = path.join(FIXTURES, 'usdm');
+const w2v = path.join(FIXTURES, 'wav2vec2');
+const ref = JSON.parse(fs.readFileSync(path.join(dir, 'audio_sft.json'), 'utf8')) as {
+  layer: number; pairs: Array<{ userText: string; agentText: string; userUnits: number[]; agentUnits: number[]; line: string }>;
+};
+const IDS = { newline: 13, space: 28, continue: 100, correspond: 101, unit0: 102, numUnits: 57, pad: 159, bos: 1 };
+const SPECIAL: Record<string, number> = { '<|continue|>': 100, '<|correspond|>': 101, '</s>': 2, '<s>': 1, '<pad>': 159 };
+// the toy character tokenizer of usdm.py (no BOS added)
+const codec = {
+  encode(text: string): number[] {
+    const ids: number[] = [];
+    for (let i = 0; i < text.length;) {
+      const m = /^<\|unit(\d+)\|>/.exec(text.slice(i));
+      if (m) { ids.push(102 + Number(m[1])); i += m[0].length; continue; }
+      const s = Object.keys(SPECIAL).find((k) => text.startsWith(k, i));
+      if (s) { ids.push(SPECIAL[s]); i += s.length; continue; }
+      const c = text[i];
+      ids.push(c === ' ' ? 28 : c === '\n' ? 13 : c >= 'a' && c <= 'z' ? 30 + c.charCodeAt(0) - 97 : c >= 'A' && c <= 'Z' ? 60 + c.charCodeAt(0) - 65
+        : ({ '#': 56, '.': 57, ',': 58, "'": 59 } as Record<string, number>)[c] ?? 3);
+      i += 1;
+    }
+    return ids;
+  },
+};
+
+async function setup() {
+  const encoder = await et.nn.Wav2Vec2Model.fromPretrained(path.join(w2v, 'xlsr'));
+  const unitExtractor = new et.audio.UnitExtractor({ encoder, layer: ref.layer, centroids: path.join(w2v, 'centroids.npy') });
+  const clips = (await et.io.loadSafetensors(path.join(dir, 'audio_pairs.safetensors'))).tensors;
+  const pairs = ref.pairs.map((p, i) => ({ userText: p.userText, agentText: p.agentText,
+    userAudio: clips.get(`user.${i}`)!.dataSync() as Float32Array, agentAudio: clips.get(`agent.${i}`)!.dataSync() as Float32Array }));
+  return { unitExtractor, pairs };
+}
+
+describe('usdmSftExamples = the original preprocessing from audio', () => {
+  it('gives identical units and ids|labels lines, batched with padding', async () => {
+    const { unitExtractor, pairs } = await setup();
+    for (const batchSize of [4, 1]) {
+      const ex = await et.systems.usdmSftExamples(pairs, { unitExtractor, codec, tokenIds: IDS, batchSize });
+      expect(ex.map((e) => e.userUnits)).toEqual(ref.pairs.map((p) => p.userUnits));
+      expect(ex.map((e) => e.agentUnits)).toEqual(ref.pairs.map((p) => p.agentUnits));
+      expect(ex.map((e) => et.data.usdm.formatUsdmLine(e))).toEqual(ref.pairs.map((p) => p.line));
+    }
+  });
+  it('reads WAV paths (16 kHz) like samples, and the lines feed usdm.collate', async () => {
+    const { unitExtractor, pairs } = await setup();
+    const d = tmpdir();
+    const f = path.join(d, 'user0.wav');
+    fs.writeFileSync(f, et.audio.encodeWav(pairs[0].userAudio, 16000, { format: 'float32' }));
+    const [fromFile] = await et.systems.usdmSftExamples([{ ...pairs[0], userAudio: f }], { unitExtractor, codec, tokenIds: IDS });
+    expect(et.data.usdm.formatUsdmLine(fromFile)).toBe(ref.pairs[0].line);
+    const file = path.join(d, 'train.txt');
+    fs.writeFileSync(file, (await et.systems.usdmSftExamples(pairs, { unitExtractor, codec, tokenIds: IDS })).map(et.data.usdm.formatUsdmLine).join('\n'));
+    expect((await et.data.usdm.readUsdmLines(file)).map(et.data.usdm.formatUsdmLine)).toEqual(ref.pairs.map((p) => p.line));
+  });
+  it('rejects bad pairs and options by name', async () => {
+    const { unitExtractor, pairs } = await setup();
+    const o = { unitExtractor, codec, tokenIds: IDS };
+    await rejectsWith(() => et.systems.usdmSftExamples([], o), 'ERR_INVALID_ARG', /pairs/);
+    await rejectsWith(() => et.systems.usdmSftExamples([{ ...pairs[0], userText: 3 as never }], o), 'ERR_INVALID_ARG', /pairs\[0\]\.userText/);
+    await rejectsWith(() => et.systems.usdmSftExamples([pairs[0], { ...pairs[1], agentAudio: [0.1] as never }], o), 'ERR_INVALID_ARG', /pairs\[1\]\.agentAudio/);
+    await rejectsWith(() => et.systems.usdmSftExamples([{ ...pairs[0], agentAudio: new Float32Array(0) }], o), 'ERR_INVALID_ARG', /pairs\[0\]\.agentAudio/);
+    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, unitExtractor: {} as never }), 'ERR_INVALID_ARG', /unitExtractor/);
+    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, codec: {} as never }), 'ERR_INVALID_ARG', /codec/);
+    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, tokenIds: { ...IDS, numUnits: 20 } }), 'ERR_INVALID_ARG', /numUnits/);
+    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, batchSize: 0 }), 'ERR_INVALID_ARG', /batchSize/);
+    await rejectsWith(() => et.systems.usdmSftExamples([{ ...pairs[0], userAudio: '/nonexistent.wav' }], o), 'ERR_IO');
+    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, codec: { encode: () => 'x' as never } }), 'ERR_INVALID_ARG', /codec\.encode/);
+  });
+});
