@@ -6,31 +6,13 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
+import { IDS, codec } from './usdm-toy';
 import { FIXTURES, rejectsWith, tmpdir } from '../helpers';
 
 const dir = path.join(FIXTURES, 'usdm');
 const w2v = path.join(FIXTURES, 'wav2vec2');
 const ref = JSON.parse(fs.readFileSync(path.join(dir, 'audio_sft.json'), 'utf8')) as {
   layer: number; pairs: Array<{ userText: string; agentText: string; userUnits: number[]; agentUnits: number[]; line: string }>;
-};
-const IDS = { newline: 13, space: 28, continue: 100, correspond: 101, unit0: 102, numUnits: 57, pad: 159, bos: 1 };
-const SPECIAL: Record<string, number> = { '<|continue|>': 100, '<|correspond|>': 101, '</s>': 2, '<s>': 1, '<pad>': 159 };
-// the toy character tokenizer of usdm.py (no BOS added)
-const codec = {
-  encode(text: string): number[] {
-    const ids: number[] = [];
-    for (let i = 0; i < text.length;) {
-      const m = /^<\|unit(\d+)\|>/.exec(text.slice(i));
-      if (m) { ids.push(102 + Number(m[1])); i += m[0].length; continue; }
-      const s = Object.keys(SPECIAL).find((k) => text.startsWith(k, i));
-      if (s) { ids.push(SPECIAL[s]); i += s.length; continue; }
-      const c = text[i];
-      ids.push(c === ' ' ? 28 : c === '\n' ? 13 : c >= 'a' && c <= 'z' ? 30 + c.charCodeAt(0) - 97 : c >= 'A' && c <= 'Z' ? 60 + c.charCodeAt(0) - 65
-        : ({ '#': 56, '.': 57, ',': 58, "'": 59 } as Record<string, number>)[c] ?? 3);
-      i += 1;
-    }
-    return ids;
-  },
 };
 
 async function setup() {
