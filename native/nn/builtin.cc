@@ -1,5 +1,7 @@
 #include "nn/builtin.h"
 
+#include "nn/fused.h"
+
 #include <cmath>
 
 namespace et::nn {
@@ -34,7 +36,7 @@ Tensors LinearModel::forward(const Tensors& in) {
   const auto& x = in.at(0);
   TORCH_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: expected input (..., ", weight.size(1),
               ") but got ", x.sizes());
-  return {at::linear(x, weight, bias)};
+  return {nn::linear(x, weight, bias)};
 }
 
 MlpModel::MlpModel(const std::vector<int64_t>& sizes, const std::string& act, double p, bool bias)

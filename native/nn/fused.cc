@@ -1,10 +1,16 @@
 #include "nn/fused.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 namespace et::nn {
@@ -143,6 +149,88 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
   int64_t half = x.size(3) / 2;
   auto rot = at::cat({-x.narrow(3, half, half), x.narrow(3, 0, half)}, 3);
   return x * cos.unsqueeze(2) + rot * sin.unsqueeze(2);
+}
+
+// ---- linear on oneDNN ---------------------------------------------------------------------------
+
+namespace {
+
+using LinearPointwise = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view,
+                                   c10::List<std::optional<at::Scalar>>, std::optional<c10::string_view>);
+
+// ATen's mkldnn::_linear_pointwise (a oneDNN matmul on dense, strided tensors): a Wᵀ (+ b), with
+// a (N, in) and W (out, in). Null where this libtorch has no oneDNN, or EMOTORCH_CPU_LINEAR=aten.
+const c10::TypedOperatorHandle<LinearPointwise>* onednn_op() {
+  static const c10::TypedOperatorHandle<LinearPointwise>* op = []() -> const c10::TypedOperatorHandle<LinearPointwise>* {
+    const char* env = std::getenv("EMOTORCH_CPU_LINEAR");
+    if ((env && std::strcmp(env, "aten") == 0) || !at::hasMKLDNN()) return nullptr;
+    try {
+      auto h = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "").typed<LinearPointwise>();
+      auto probe = at::ones({2, 3});
+      auto y = h.call(probe, probe, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt);  // (2, 2) of 3s
+      if (!y.sizes().equals({2, 2}) || y.min().item<float>() != 3.0f) return nullptr;
+      return new c10::TypedOperatorHandle<LinearPointwise>(h);
+    } catch (...) {
+      return nullptr;
+    }
+  }();
+  return op;
+}
+
+at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+  return onednn_op()->call(a, w, b, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt);
+}
+
+struct OneDnnLinear : torch::autograd::Function<OneDnnLinear> {
+  // b: an optional (an undefined bias is no autograd input)
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+    auto x2 = x.reshape({-1, x.size(-1)}).contiguous();  // (N, in)
+    // Keep only what the backward will use: x for dW, W for dx (a frozen W keeps no activation).
+    ctx->save_for_backward({w.requires_grad() ? x2 : at::Tensor(), x.requires_grad() ? w : at::Tensor()});
+    ctx->saved_data["bias"] = b.has_value() && b->requires_grad();
+    auto shape = x.sizes().vec();
+    shape.back() = w.size(0);
+    return mm_t(x2, w, b).view(shape);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor& g = grads[0];
+    auto dy = g.reshape({-1, g.size(-1)}).contiguous();  // (N, out)
+    // a Wᵀ for the gradients; with grad mode on (a graph of the backward itself) ATen's
+    // differentiable matmul, since the oneDNN op has no derivative
+    auto mm = [](const at::Tensor& a, const at::Tensor& w) { return at::GradMode::is_enabled() ? at::matmul(a, w.t()) : mm_t(a, w, std::nullopt); };
+    at::Tensor dx, dw, db;
+    if (saved[1].defined()) {
+      auto shape = g.sizes().vec();
+      shape.back() = saved[1].size(1);
+      dx = mm(dy, saved[1].t()).view(shape);  // dy W: (N, in)
+    }
+    if (saved[0].defined()) dw = mm(dy.t(), saved[0].t());  // dyᵀ x: (out, in)
+    if (ctx->saved_data["bias"].toBool()) db = dy.sum(0);
+    return {dx, dw, db};
+  }
+};
+
+bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (!fusable(x) || !fusable(w) || (b.defined() && !fusable(b))) return false;
+  if (x.dim() < 1 || w.dim() != 2 || x.numel() == 0 || w.numel() == 0 || (b.defined() && b.dim() != 1)) return false;
+  if (at::autocast::is_autocast_enabled(at::kCPU)) return false;
+  return onednn_op() != nullptr;
+}
+
+}  // namespace
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  auto bias = b.defined() ? std::optional<at::Tensor>(b) : std::nullopt;
+  if (!onednn_linear_applies(x, w, b)) return at::linear(x, w, bias);
+  TORCH_CHECK(x.size(-1) == w.size(1), "linear: input (..., ", x.size(-1), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
+  if (b.defined()) TORCH_CHECK(b.size(0) == w.size(0), "linear: bias (", b.size(0), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
+  if (!at::GradMode::is_enabled() || !(x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()))) {
+    auto shape = x.sizes().vec();
+    shape.back() = w.size(0);
+    return mm_t(x.reshape({-1, x.size(-1)}).contiguous(), w, bias).view(shape);
+  }
+  return OneDnnLinear::apply(x, w, bias);
 }
 
 }  // namespace et::nn

@@ -132,7 +132,7 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
   }
   for (size_t i = 0; i < layers->size(); ++i) x = layers[i]->as<LlamaLayerImpl>()->forward(x, cos, sin, mask, cache, i);
   x = rms_norm(x, norm_weight, cfg.rms_norm_eps);
-  return lm_head ? lm_head(x) : at::linear(x, embed_tokens->weight);
+  return lm_head ? lm_head(x) : nn::linear(x, embed_tokens->weight, {});
 }
 
 Tensors LlamaForCausalLM::forward(const Tensors& in) {

@@ -1,5 +1,7 @@
 #include "nn/lora.h"
 
+#include "nn/fused.h"
+
 #include <cmath>
 
 namespace et::nn {
@@ -18,10 +20,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
 }
 
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
-  auto y = at::linear(x, weight, bias);
+  auto y = nn::linear(x, weight, bias);
   if (!lora_A.defined() || merged) return y;
   auto h = at::dropout(x, lora_dropout, is_training());
-  return y + at::linear(at::linear(h, lora_A), lora_B) * scaling;
+  return y + nn::linear(nn::linear(h, lora_A, {}), lora_B, {}) * scaling;
 }
 
 void LinearImpl::add_lora(int64_t r, double alpha, double dropout) {
