@@ -104,23 +104,35 @@ void settle_lazy_thread_init() {
 // libgomp gives each thread that opens a parallel region a team of its own, and once a process
 // has more OpenMP threads than cores, every team stops spinning between regions and pays a futex
 // wake-up per region (the LLaMA step of `npm run bench -- trainer` ran 2.8x slower than PyTorch
-// on 2 cores because of this). One thread, one team: the way PyTorch runs from Python. The libuv
-// thread waits for its job, so Node's async-work lifecycle (cancellation, env teardown) is
-// unchanged. The JS thread itself runs its synchronous ops single-threaded (init_threads).
+// on 2 cores because of this). One thread, one team: the way PyTorch runs from Python. A call's
+// job is queued on the JS thread when the call is made, so jobs run in call order (collectives
+// must start in the same order on every rank); the libuv thread of its async work only waits for
+// it, so Node's async-work lifecycle (cancellation, env teardown) is unchanged. The JS thread
+// itself runs its synchronous ops single-threaded (init_threads).
 class ComputeThread {
  public:
+  struct Job {
+    std::function<void()> f;  // must not throw
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+  };
   static ComputeThread& get() {
     static ComputeThread* t = new ComputeThread();  // never destroyed: the thread outlives statics
     return *t;
   }
-  // Runs `f` (which must not throw) on the compute thread and returns when it has run.
-  void run(const std::function<void()>& f) {
-    Job job{&f};
+  // Queues `f` behind every job queued before it.
+  std::shared_ptr<Job> submit(std::function<void()> f) {
+    auto job = std::make_shared<Job>();
+    job->f = std::move(f);
     {
       std::lock_guard<std::mutex> lk(m_);
-      queue_.push_back(&job);
+      queue_.push_back(job);
     }
     cv_.notify_one();
+    return job;
+  }
+  static void wait(Job& job) {
     std::unique_lock<std::mutex> lk(job.m);
     job.cv.wait(lk, [&] { return job.done; });
   }
@@ -128,21 +140,15 @@ class ComputeThread {
   int threads() const { return threads_.load(); }
 
  private:
-  struct Job {
-    const std::function<void()>* f;
-    std::mutex m;
-    std::condition_variable cv;
-    bool done = false;
-  };
   ComputeThread() { std::thread([this] { loop(); }).detach(); }
   void loop() {
     int applied = -1;
     for (;;) {
-      Job* job;
+      std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return !queue_.empty(); });
-        job = queue_.front();
+        job = std::move(queue_.front());
         queue_.pop_front();
       }
       int want = threads_.load();
@@ -151,7 +157,8 @@ class ComputeThread {
         at::set_num_threads(want);
         applied = want;
       }
-      (*job->f)();
+      job->f();
+      job->f = nullptr;  // drop what it captured here
       {
         std::lock_guard<std::mutex> lk(job->m);
         job->done = true;
@@ -161,8 +168,40 @@ class ComputeThread {
   }
   std::mutex m_;
   std::condition_variable cv_;
-  std::deque<Job*> queue_;
+  std::deque<std::shared_ptr<Job>> queue_;
   std::atomic<int> threads_{0};
+};
+
+// What a call's jobs share with its async work (owned by both, so a job queued for a task that
+// Node drops still has what it runs on).
+struct TaskState {
+  std::shared_ptr<std::mutex> lock;
+  std::function<void()> work, wait, after;
+  std::string default_code, code, message;
+  bool grad, failed = false;
+  AutocastState autocast;
+
+  void fail() {
+    std::tie(code, message) = describe_current_exception(default_code);
+    failed = true;
+  }
+  // Runs `work` with the caller's grad mode and autocast state (thread-local, so set here).
+  void compute() {
+    c10::AutoGradMode g(grad);
+    std::unique_lock<std::mutex> held;
+    if (lock) held = std::unique_lock<std::mutex>(*lock);
+    AutocastState before = AutocastState::capture();
+    autocast.apply();
+    if (autocast.any()) at::autocast::increment_nesting();
+    try {
+      work();
+    } catch (...) {
+      fail();
+    }
+    if (autocast.any() && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    before.apply();
+    work = nullptr;  // drop captured tensors on the compute thread
+  }
 };
 
 class Task : public Napi::AsyncWorker {
@@ -171,58 +210,49 @@ class Task : public Napi::AsyncWorker {
        std::function<Napi::Value(Napi::Env)> done, std::string default_code)
       : Napi::AsyncWorker(env, name),
         deferred_(Napi::Promise::Deferred::New(env)),
-        lock_(std::move(lock)),
-        work_(std::move(work)),
-        done_(std::move(done)),
-        default_code_(std::move(default_code)),
-        grad_(c10::GradMode::is_enabled()),
-        autocast_(AutocastState::capture()) {}
+        s_(std::make_shared<TaskState>()),
+        done_(std::move(done)) {
+    s_->lock = std::move(lock);
+    s_->work = std::move(work);
+    s_->default_code = std::move(default_code);
+    s_->grad = c10::GradMode::is_enabled();
+    s_->autocast = AutocastState::capture();
+  }
   Napi::Promise promise() { return deferred_.Promise(); }
+  // Communication tasks: a wait on the libuv thread, then more work on the compute thread.
+  void set_comm(std::function<void()> wait, std::function<void()> after) {
+    s_->wait = std::move(wait);
+    s_->after = std::move(after);
+  }
+  // On the JS thread, at call time: the first job joins the compute queue, then the async work.
+  void start() {
+    first_ = ComputeThread::get().submit([s = s_] { s->compute(); });
+    Queue();
+  }
 
   void Execute() override {
-    ComputeThread::get().run([this] { compute(); });
-    if (!failed_ && wait_) {
+    ComputeThread::wait(*first_);
+    first_.reset();
+    TaskState& s = *s_;
+    if (!s.failed && s.wait) {
       try {
-        wait_();
+        s.wait();
       } catch (...) {
-        std::tie(code_, message_) = describe_current_exception(default_code_);
-        failed_ = true;
+        s.fail();
       }
     }
-    wait_ = nullptr;
-    if (!failed_ && after_) {
-      work_ = std::move(after_);
-      ComputeThread::get().run([this] { compute(); });
+    s.wait = nullptr;
+    if (!s.failed && s.after) {
+      s.work = std::move(s.after);
+      ComputeThread::wait(*ComputeThread::get().submit([st = s_] { st->compute(); }));
     }
-    after_ = nullptr;
-  }
-  // Communication tasks: a wait on this (libuv) thread, then more work on the compute thread.
-  void set_comm(std::function<void()> wait, std::function<void()> after) {
-    wait_ = std::move(wait);
-    after_ = std::move(after);
-  }
-  void compute() {
-    c10::AutoGradMode grad(grad_);
-    std::unique_lock<std::mutex> held;
-    if (lock_) held = std::unique_lock<std::mutex>(*lock_);
-    AutocastState before = AutocastState::capture();
-    autocast_.apply();
-    if (autocast_.any()) at::autocast::increment_nesting();
-    try {
-      work_();
-    } catch (...) {
-      std::tie(code_, message_) = describe_current_exception(default_code_);
-      failed_ = true;
-    }
-    if (autocast_.any() && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    before.apply();
-    work_ = nullptr;  // drop captured tensors on the pool thread
+    s.after = nullptr;
   }
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    if (failed_) {
-      deferred_.Reject(make_error(env, code_, message_).Value());
+    if (s_->failed) {
+      deferred_.Reject(make_error(env, s_->code, s_->message).Value());
       return;
     }
     try {
@@ -230,7 +260,7 @@ class Task : public Napi::AsyncWorker {
     } catch (const Napi::Error& e) {
       deferred_.Reject(e.Value());
     } catch (...) {
-      auto [code, msg] = describe_current_exception(default_code_);
+      auto [code, msg] = describe_current_exception(s_->default_code);
       deferred_.Reject(make_error(env, code, msg).Value());
     }
   }
@@ -251,12 +281,9 @@ class Task : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  std::shared_ptr<std::mutex> lock_;
-  std::function<void()> work_, wait_, after_;
+  std::shared_ptr<TaskState> s_;
+  std::shared_ptr<ComputeThread::Job> first_;
   std::function<Napi::Value(Napi::Env)> done_;
-  std::string default_code_, code_, message_;
-  bool grad_, failed_ = false;
-  AutocastState autocast_;
 };
 }  // namespace
 
@@ -264,7 +291,7 @@ Napi::Promise run_async(Napi::Env env, const char* name, std::shared_ptr<std::mu
                         std::function<Napi::Value(Napi::Env)> done, std::string default_code) {
   auto* task = new Task(env, name, std::move(lock), std::move(work), std::move(done), std::move(default_code));
   auto p = task->promise();
-  task->Queue();
+  task->start();
   return p;
 }
 
@@ -273,7 +300,7 @@ Napi::Promise run_async_comm(Napi::Env env, const char* name, std::function<void
   auto* task = new Task(env, name, nullptr, std::move(issue), std::move(done), std::move(default_code));
   task->set_comm(std::move(wait), std::move(after));
   auto p = task->promise();
-  task->Queue();
+  task->start();
   return p;
 }
 
