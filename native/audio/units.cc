@@ -1,5 +1,7 @@
 #include "audio/units.h"
 
+#include "nn/fused.h"
+
 namespace et::audio {
 
 at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, const at::Tensor& valid, const at::Tensor& half_norms) {
@@ -11,10 +13,11 @@ at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, c
   auto dt = states.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   int64_t B = states.size(0), T = states.size(1), H = states.size(2), K = centroids.size(0);
   auto c = centroids.to(states.device(), dt);  // (K, H); a no-op for float32 centroids on the states' device
-  // argmin_k ‖s − c_k‖² = argmin_k (½‖c_k‖² − s·c_k): one GEMM per chunk with the bias as its
-  // initial value. c.t() is a transposed view (BLAS reads it as is, nothing is copied).
+  // argmin_k ‖s − c_k‖² = argmax_k (s·c_k − ½‖c_k‖²): one linear layer per chunk, s Cᵀ with the
+  // bias −½‖c‖² (nn::linear: oneDNN for float32 on CPU, reading C as it is).
   auto h = half_norms.defined() && half_norms.scalar_type() == dt && half_norms.device() == c.device()
-               ? half_norms.view({1, K}) : (c * c).sum(1).mul_(0.5).unsqueeze(0);  // (1, K)
+               ? half_norms.view({K}) : (c * c).sum(1).mul_(0.5);  // (K)
+  auto bias = h.neg();
   auto rows = states.reshape({B * T, H}).to(dt);  // (B·T, H)
   auto out = at::empty({B * T}, at::TensorOptions().dtype(at::kLong).device(states.device()));
   // Row chunks keep the (rows, K) score matrix near 16 M entries.
@@ -22,8 +25,8 @@ at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, c
   at::Tensor scores;
   for (int64_t s = 0; s < B * T; s += chunk) {
     int64_t n = std::min(chunk, B * T - s);
-    scores = at::addmm(h, rows.narrow(0, s, n), c.t(), 1, -1);  // (n, K)
-    out.narrow(0, s, n).copy_(scores.argmin(1));
+    scores = nn::linear(rows.narrow(0, s, n), c, bias);  // (n, K)
+    out.narrow(0, s, n).copy_(scores.argmax(1));
   }
   out = out.view({B, T});
   if (valid.defined()) {
