@@ -309,7 +309,7 @@ function dataset(n, seed) {
   return { length: n, get: (i) => items[i] };
 }
 scenarios.trainer = async function trainer() {
-  if (cfg.distributed) await D.init({ timeoutMs: 30000 });
+  if (cfg.distributed) await D.init({ timeoutMs: cfg.timeoutMs ?? 30000 });
   const world = cfg.distributed ? D.worldSize() : 1;
   et.manualSeed(11 + (cfg.distributed ? D.rank() : 0));  // rank 0's weights win (the Trainer wraps in DDP)
   const model = new Clf();
@@ -321,14 +321,35 @@ scenarios.trainer = async function trainer() {
     computeMetrics: ({ predictions, labelIds }) => ({ accuracy: predictions.argmax(-1).eq(labelIds).float().mean().item(), n: labelIds.shape[0] }),
     args: {
       output_dir: cfg.outputDir, max_steps: cfg.maxSteps ?? 8, per_device_train_batch_size: 8 / world, per_device_eval_batch_size: 3,
-      learning_rate: 1e-2, warmup_steps: 2, logging_steps: 1, eval_strategy: 'steps', eval_steps: 4, save_steps: 4, disable_tqdm: true, seed: 3,
+      learning_rate: 1e-2, warmup_steps: 2, logging_steps: 1, eval_strategy: cfg.twice ? 'no' : 'steps', eval_steps: 4, save_steps: 4,
+      save_strategy: cfg.twice ? 'no' : 'steps', disable_tqdm: true, seed: 3,
       gradient_accumulation_steps: cfg.gas ?? 1, resume_from_checkpoint: cfg.resume ?? null,
     },
   });
+  let first = null;
+  if (cfg.twice) {
+    await trainer.train();
+    first = trainer.state.log_history.slice();
+  }
   const out = await trainer.train();
   const logs = trainer.state.log_history;
+  // After train(), the model is the user's again: a backward on rank 1 alone neither waits for
+  // rank 0 nor fails.
+  let alone = null;
+  if (cfg.twice && cfg.distributed) {
+    if (D.rank() === 1) {
+      try {
+        const b = { x: et.randn([3, 12]), labels: et.tensor([0, 1, 2], { dtype: 'int64' }) };
+        await (await model.forward(b)).loss.backward();
+        alone = 'ok';
+      } catch (e) {
+        alone = `${e.code} ${e.message}`;
+      }
+    }
+    await D.barrier();
+  }
   if (cfg.distributed) await D.destroy();
-  return { logs, globalStep: out.globalStep, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
+  return { logs, first, alone, globalStep: out.globalStep, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
 };
 
 (async () => {
