@@ -4,6 +4,7 @@
  */
 import { binding } from '../native';
 import { Tensor, tensor } from '../tensor';
+import type { Device } from '../device';
 import { EmotorchError, checkNumber, invalid } from '../errors';
 import { Module } from '../nn/module';
 import * as group from './group';
@@ -86,7 +87,9 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
     const state = [...all.map(([, p]) => p), ...buffers.map(([, b]) => b)];
     const described = [...all.map(([n, p]) => describe('parameter', n, p)), ...buffers.map(([n, b]) => describe('buffer', n, b))];
     // The broadcast needs the same tensors on every rank (Gloo aborts the process otherwise).
-    this.ready = verifySameState(described, group.rank(), group.worldSize()).then(() => group.broadcastMany(state, 0));
+    // (NCCL reduces CUDA tensors only: the check's tensors go to the parameters' device.)
+    const device = be === 'nccl' && all.length ? all[0][1].device : 'cpu';
+    this.ready = verifySameState(described, group.rank(), group.worldSize(), device).then(() => group.broadcastMany(state, 0));
     this.ready.catch(() => undefined);  // reported by forward (and by whoever awaits it)
   }
 
@@ -177,11 +180,11 @@ const hashes = (s: string): [number, number] => [fnv(s, 2166136261), fnv(s, 0x97
  * gathered data, so every rank throws (and the group stays in step).
  * @throws EmotorchError ERR_INVALID_ARG naming the ranks that differ from rank 0 and the entry.
  */
-async function verifySameState(entries: string[], rank: number, world: number): Promise<void> {
+async function verifySameState(entries: string[], rank: number, world: number, device: Device): Promise<void> {
   if (world < 2) return;
   const mine = entries.map((e) => hashes(e));
   const total = hashes(entries.join('\n'));
-  const rows = (await group.allGather(tensor([entries.length, ...total], { dtype: 'float64' }))).map((t) => Array.from(t.dataSync() as Float64Array));
+  const rows = (await group.allGather(tensor([entries.length, ...total], { dtype: 'float64', device }))).map((t) => Array.from(t.to({ device: 'cpu' }).dataSync() as Float64Array));
   const differs = rows.map((r, i) => i).filter((i) => rows[i].some((v, k) => v !== rows[0][k]));
   if (!differs.length) return;
   const counts = rows.map((r) => r[0]);
@@ -190,7 +193,7 @@ async function verifySameState(entries: string[], rank: number, world: number): 
   let ranksAt: number[] = [];
   if (n > 0) {
     const flat = mine.slice(0, n).flat();
-    const per = (await group.allGather(tensor(flat, { dtype: 'float64' }))).map((t) => Array.from(t.dataSync() as Float64Array));
+    const per = (await group.allGather(tensor(flat, { dtype: 'float64', device }))).map((t) => Array.from(t.to({ device: 'cpu' }).dataSync() as Float64Array));
     for (let i = 0; i < n && first === n; i++) {
       const at = per.map((p, r) => r).filter((r) => per[r][2 * i] !== per[0][2 * i] || per[r][2 * i + 1] !== per[0][2 * i + 1]);
       if (at.length) { first = i; ranksAt = at; }
