@@ -79,7 +79,7 @@ export interface DistBinding {
   barrier(): Promise<void>;
   broadcastCoalesced(ts: TensorHandle[], src: number): Promise<void>;
   ddpCreate(params: TensorHandle[], names: string[], o: { bucketCapBytes: number; firstBucketCapBytes: number; findUnused: boolean }): object;
-  ddpSetSync(h: object, on: boolean): void;
+  ddpPrepare(h: object, sync: boolean): Promise<void>;
   ddpBuckets(h: object): number[][];
   ddpDetach(h: object): void;
   glooLayout(): Array<{ name: string; ok: boolean; detail: string }>;

@@ -3,7 +3,8 @@
  * gradients averaged over all ranks (as torch.nn.parallel.DistributedDataParallel).
  */
 import { binding } from '../native';
-import { Tensor } from '../tensor';
+import { Tensor, tensor } from '../tensor';
+import type { Device } from '../device';
 import { EmotorchError, checkNumber, invalid } from '../errors';
 import { Module } from '../nn/module';
 import * as group from './group';
@@ -48,7 +49,10 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
   readonly ready: Promise<void>;
   private readonly handle: object;
   private readonly broadcastBuffers: boolean;
-  private sync = true;
+  /** requireBackwardGradSync as set by the user (noSync scopes aside). */
+  private syncWanted = true;
+  /** How many noSync scopes are running. */
+  private noSyncDepth = 0;
   private readonly ddpParams: Array<[string, Tensor]>;
 
   /**
@@ -79,19 +83,26 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
       bucketCapBytes: Math.max(1, Math.round(capMb * 1024 * 1024)), firstBucketCapBytes: Math.min(1024 * 1024, Math.max(1, Math.round(capMb * 1024 * 1024))),
       findUnused: !!opts.findUnusedParameters,
     });
-    const state = [...all.map(([, p]) => p), ...module.namedBuffers().map(([, b]) => b)];
-    this.ready = group.broadcastMany(state, 0);
+    const buffers = module.namedBuffers();
+    const state = [...all.map(([, p]) => p), ...buffers.map(([, b]) => b)];
+    const described = [...all.map(([n, p]) => describe('parameter', n, p)), ...buffers.map(([n, b]) => describe('buffer', n, b))];
+    // The broadcast needs the same tensors on every rank (Gloo aborts the process otherwise).
+    // (NCCL reduces CUDA tensors only: the check's tensors go to the parameters' device.)
+    const device = be === 'nccl' && all.length ? all[0][1].device : 'cpu';
+    this.ready = verifySameState(described, group.rank(), group.worldSize(), device).then(() => group.broadcastMany(state, 0));
     this.ready.catch(() => undefined);  // reported by forward (and by whoever awaits it)
   }
 
   /**
    * Runs the wrapped module's forward (after {@link ready}; with rank 0's buffers first when
-   * training and broadcastBuffers). The next backward averages gradients unless inside
-   * {@link noSync}.
+   * training and broadcastBuffers). The backward of this forward averages gradients unless the
+   * forward ran inside {@link noSync} (or with requireBackwardGradSync false), wherever that
+   * backward runs. Each forward starts a fresh backward state (as torch's prepare_for_backward):
+   * a backward that failed does not affect the next.
    */
   async forward(...args: unknown[]): Promise<unknown> {
     await this.ready;
-    binding.dist.ddpSetSync(this.handle, this.sync);
+    await binding.dist.ddpPrepare(this.handle, this.requireBackwardGradSync);
     if (this.training && this.broadcastBuffers) {
       const bufs = this.module.namedBuffers().map(([, b]) => b);
       if (bufs.length) await group.broadcastMany(bufs, 0);
@@ -101,8 +112,9 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
 
   /**
    * Runs `fn` with gradient averaging off: the backward passes of forwards run inside it only
-   * accumulate gradients locally; the first backward after it averages the accumulated sum
-   * (gradient accumulation without a collective per micro-batch, as torch's `no_sync()`).
+   * accumulate gradients locally (even when the backward itself runs after `fn` returned); the
+   * backward of the first forward after it averages the accumulated sum (gradient accumulation
+   * without a collective per micro-batch, as torch's `no_sync()`).
    * @example
    * await ddp.noSync(async () => { await (await ddp.forward(b1)).loss.backward(); });
    * await (await ddp.forward(b2)).loss.backward();   // averages b1 + b2's gradients
@@ -110,23 +122,22 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
    */
   async noSync<R>(fn: () => R | Promise<R>): Promise<R> {
     if (typeof fn !== 'function') invalid('a function', 'noSync callback', fn);
-    const before = this.sync;
-    this.sync = false;
-    binding.dist.ddpSetSync(this.handle, false);
+    this.noSyncDepth += 1;
     try {
       return await fn();
     } finally {
-      this.sync = before;
-      binding.dist.ddpSetSync(this.handle, before);
+      this.noSyncDepth -= 1;
     }
   }
 
-  /** Whether backward passes average gradients now (false inside {@link noSync}). */
-  get requireBackwardGradSync(): boolean { return this.sync; }
+  /**
+   * Whether the backward of a forward run now averages gradients (false inside {@link noSync}).
+   * Setting it takes effect at the next forward.
+   */
+  get requireBackwardGradSync(): boolean { return this.syncWanted && this.noSyncDepth === 0; }
   set requireBackwardGradSync(on: boolean) {
     if (typeof on !== 'boolean') invalid('a boolean', 'requireBackwardGradSync', on);
-    this.sync = on;
-    binding.dist.ddpSetSync(this.handle, on);
+    this.syncWanted = on;
   }
 
   /** The gradient buckets as lists of parameter names, in the order they are all-reduced. */
@@ -147,4 +158,50 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
     binding.dist.ddpDetach(this.handle);
     return this.module;
   }
+}
+
+/** One entry of the wrapped state, as compared across ranks. */
+function describe(kind: string, name: string, t: Tensor): string {
+  return `${kind} '${name}' [${t.shape.join(', ')}] ${t.dtype}${kind === 'parameter' && !t.requiresGrad ? ' (frozen)' : ''}`;
+}
+
+/** 32-bit FNV-1a of `s` from offset basis `h` (exact in a float64). */
+function fnv(s: string, h: number): number {
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h >>> 0;
+}
+const hashes = (s: string): [number, number] => [fnv(s, 2166136261), fnv(s, 0x9747b28c)];
+
+/**
+ * Checks that every rank wraps the same parameters and buffers (names, shapes, dtypes, frozen or
+ * not) with one all-gather of a fixed size ([count, hash, hash] per rank); on a mismatch a second
+ * all-gather, of the per-entry hashes of the first min(count) entries (the same size on every
+ * rank: every rank knows the counts), finds the first entry that differs. Every rank sees the same
+ * gathered data, so every rank throws (and the group stays in step).
+ * @throws EmotorchError ERR_INVALID_ARG naming the ranks that differ from rank 0 and the entry.
+ */
+async function verifySameState(entries: string[], rank: number, world: number, device: Device): Promise<void> {
+  if (world < 2) return;
+  const mine = entries.map((e) => hashes(e));
+  const total = hashes(entries.join('\n'));
+  const rows = (await group.allGather(tensor([entries.length, ...total], { dtype: 'float64', device }))).map((t) => Array.from(t.to({ device: 'cpu' }).dataSync() as Float64Array));
+  const differs = rows.map((r, i) => i).filter((i) => rows[i].some((v, k) => v !== rows[0][k]));
+  if (!differs.length) return;
+  const counts = rows.map((r) => r[0]);
+  const n = Math.min(...counts);
+  let first = n;  // the first index whose entry differs on some rank (n: only the counts differ)
+  let ranksAt: number[] = [];
+  if (n > 0) {
+    const flat = mine.slice(0, n).flat();
+    const per = (await group.allGather(tensor(flat, { dtype: 'float64', device }))).map((t) => Array.from(t.to({ device: 'cpu' }).dataSync() as Float64Array));
+    for (let i = 0; i < n && first === n; i++) {
+      const at = per.map((p, r) => r).filter((r) => per[r][2 * i] !== per[0][2 * i] || per[r][2 * i + 1] !== per[0][2 * i + 1]);
+      if (at.length) { first = i; ranksAt = at; }
+    }
+  }
+  const here = first < entries.length ? entries[first] : `nothing (${entries.length} entries)`;
+  const where = first < n
+    ? `the first that differs is entry #${first}, rank${ranksAt.length > 1 ? 's' : ''} ${ranksAt.join(', ')} differ${ranksAt.length > 1 ? '' : 's'} there from rank 0; on this rank (${rank}) it is ${here}`
+    : `the first ${n} agree; they have ${counts.map((c, r) => `${c} on rank ${r}`).join(', ')}; entry #${first} on this rank (${rank}) is ${here}`;
+  throw new EmotorchError(`DistributedDataParallel: the wrapped module differs across ranks (rank${differs.length > 1 ? 's' : ''} ${differs.join(', ')} differ${differs.length > 1 ? '' : 's'} from rank 0 in its parameters and buffers: names, shapes, dtypes or frozen state): ${where}. Every rank must wrap the same model`, 'ERR_INVALID_ARG');
 }

@@ -13,7 +13,7 @@ import { DistEnv, readEnv } from './env';
 export type Backend = 'gloo' | 'nccl';
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
 const OPS: ReduceOp[] = ['sum', 'avg', 'max', 'min', 'product'];
-/** What Gloo reduces (its C++ types); float16 and bfloat16 only sum/avg/max/min on CPU. */
+/** What Gloo reduces (its C++ types; float16 and bfloat16 with every op, product included). */
 const GLOO_DTYPES = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int8', 'uint8', 'bool'];
 
 export interface InitOptions {

@@ -342,12 +342,22 @@ export class Trainer<T = unknown> extends EventEmitter {
       await this.removeStaleTemporaries();
     }
     this.model.train();
+    // A wrapper this call makes is detached when it ends (else its autograd hooks would go on
+    // averaging every later backward of the model, alone on this rank).
+    let ownDdp: DistributedDataParallel | null = null;
     if (this.distributed) {
       // Wrap (rank 0's weights reach every rank) before the optimizer and any checkpoint load.
-      this.ddp = this.model instanceof DistributedDataParallel ? this.model : new DistributedDataParallel(this.model, {
+      this.ddp = this.model instanceof DistributedDataParallel ? this.model : (ownDdp = new DistributedDataParallel(this.model, {
         findUnusedParameters: a.ddp_find_unused_parameters ?? false, bucketCapMb: a.ddp_bucket_cap_mb ?? 25, broadcastBuffers: a.ddp_broadcast_buffers ?? true,
-      });
-      await this.ddp.ready;
+      }));
+      try {
+        await this.ddp.ready;
+      } catch (e) {
+        ownDdp?.detach();
+        this.ddp = null;
+        this.running = false;
+        throw e;
+      }
     } else this.ddp = null;
     if (!this.optimizer) this.optimizer = this.defaultOptimizer();
     const ks = a.lr_scheduler_kwargs;
@@ -471,6 +481,10 @@ export class Trainer<T = unknown> extends EventEmitter {
       await this.logWrites;
       await this.logFile?.close().catch(() => undefined);
       this.logFile = null;
+      if (ownDdp) {
+        ownDdp.detach();
+        this.ddp = null;
+      }
       this.running = false;
     }
   }
@@ -678,8 +692,8 @@ export class Trainer<T = unknown> extends EventEmitter {
       const sums = (await dist.allReduce(tensor([lossSum, lossN, n, batches], { dtype: 'float64' }), 'sum')).dataSync() as Float64Array;
       [lossSum, lossN, n, batches] = Array.from(sums);
       if (wantPredictions) {
-        predictions = await gatherRows(predictions, world, rank, ds.length);
-        labelIds = await gatherRows(labelIds, world, rank, ds.length);
+        predictions = await gatherRows(predictions, world, ds.length);
+        labelIds = await gatherRows(labelIds, world, ds.length);
       }
     }
     return { loss: lossN ? lossSum / lossN : null, predictions, labelIds, n, batches };
@@ -882,7 +896,7 @@ function releaseOutputs(outputs: Record<string, unknown>, batch: Batch): void {
  * the set's order on every rank; dims after the first padded with -100 to the largest (as
  * concatPadded). null when no rank has any.
  */
-async function gatherRows(local: Tensor | null, world: number, rank: number, total: number): Promise<Tensor | null> {
+async function gatherRows(local: Tensor | null, world: number, total: number): Promise<Tensor | null> {
   const MAXD = 6;
   if (local && local.ndim > MAXD) throw new EmotorchError(`evaluation outputs of ${local.ndim} dimensions cannot be gathered across ranks (at most ${MAXD})`, 'ERR_INVALID_ARG');
   const meta = new Array(MAXD + 3).fill(0);
@@ -908,7 +922,6 @@ async function gatherRows(local: Tensor | null, world: number, rank: number, tot
   const pieces = parts.map((p, r) => p.slice(0, 0, rows[r]));
   const offsets = rows.map((_, r) => rows.slice(0, r).reduce((x, y) => x + y, 0));
   const order = Array.from({ length: total }, (_, i) => offsets[i % world] + Math.floor(i / world));
-  void rank;
   return cat(pieces, 0).indexSelect(0, tensorOf(order));
 }
 

@@ -148,7 +148,8 @@ static Napi::Value BroadcastCoalesced(const Napi::CallbackInfo& info) {
     auto ts = to_tensors(info[0], "tensors");
     int src = static_cast<int>(to_double(info[1], "src"));
     auto g = group();
-    // One task: issue and wait on the compute thread would block it; so group per dtype here.
+    // One task: the broadcasts (one per dtype/device, at most kCap bytes each) are issued on the
+    // compute thread and waited for on the libuv thread, so the compute thread never blocks.
     auto pending = std::make_shared<std::vector<dist::Group::Pending>>();
     return run_async_comm(
         info.Env(), "emotorch.dist.broadcastCoalesced",
@@ -193,20 +194,25 @@ static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
     d.bucket_cap_bytes = get_int(o, "bucketCapBytes");
     d.first_bucket_cap_bytes = get_int(o, "firstBucketCapBytes");
     d.find_unused = o.Get("findUnused").ToBoolean().Value();
-    auto* r = new dist::GradReducer(group(), std::move(params), std::move(names), d);
-    return Napi::External<dist::GradReducer>::New(info.Env(), r, [](Napi::Env, dist::GradReducer* p) { delete p; });
+    // Shared: a queued ddpPrepare keeps it alive past the handle's finalizer.
+    using Held = std::shared_ptr<dist::GradReducer>;
+    auto* r = new Held(std::make_shared<dist::GradReducer>(group(), std::move(params), std::move(names), d));
+    return Napi::External<Held>::New(info.Env(), r, [](Napi::Env, Held* p) { delete p; });
   });
 }
 
-static dist::GradReducer* reducer(const Napi::Value& v) {
+static std::shared_ptr<dist::GradReducer> reducer(const Napi::Value& v) {
   if (!v.IsExternal()) throw CodedError("ERR_INVALID_ARG", "expected a DDP handle");
-  return v.As<Napi::External<dist::GradReducer>>().Data();
+  return *v.As<Napi::External<std::shared_ptr<dist::GradReducer>>>().Data();
 }
 
-static Napi::Value DdpSetSync(const Napi::CallbackInfo& info) {
+// ddpPrepare(handle, sync) -> Promise: DDP.forward's fresh pass state, on the compute thread (after
+// the backward passes queued before it).
+static Napi::Value DdpPrepare(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    reducer(info[0])->set_sync(info[1].ToBoolean().Value());
-    return info.Env().Undefined();
+    auto r = reducer(info[0]);
+    bool sync = info[1].ToBoolean().Value();
+    return run_async(info.Env(), "emotorch.dist.ddpPrepare", nullptr, [r, sync] { r->prepare(sync); }, nullptr);
   });
 }
 
@@ -256,7 +262,7 @@ void init_dist(Napi::Env env, Napi::Object exports) {
   d.Set("barrier", Napi::Function::New(env, Barrier));
   d.Set("broadcastCoalesced", Napi::Function::New(env, BroadcastCoalesced));
   d.Set("ddpCreate", Napi::Function::New(env, DdpCreate));
-  d.Set("ddpSetSync", Napi::Function::New(env, DdpSetSync));
+  d.Set("ddpPrepare", Napi::Function::New(env, DdpPrepare));
   d.Set("ddpBuckets", Napi::Function::New(env, DdpBuckets));
   d.Set("ddpDetach", Napi::Function::New(env, DdpDetach));
   d.Set("glooLayout", Napi::Function::New(env, GlooLayout));

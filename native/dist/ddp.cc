@@ -34,6 +34,7 @@ struct GradReducer::State : std::enable_shared_from_this<GradReducer::State> {
   std::vector<c10::intrusive_ptr<torch::autograd::Node>> accumulators;
   std::mutex m;
 
+  void reset_pass();
   void on_ready(size_t i);
   void fill(size_t i);
   void launch_ready();
@@ -109,8 +110,27 @@ GradReducer::~GradReducer() = default;
 // and its hooks go when autograd and this state both let go of it.)
 void GradReducer::detach() { s_.reset(); }
 
-void GradReducer::set_sync(bool on) {
-  if (s_) s_->sync.store(on);
+void GradReducer::prepare(bool sync) {
+  if (!s_) return;
+  std::lock_guard<std::mutex> lk(s_->m);
+  s_->sync.store(sync);
+  s_->in_backward = false;
+  s_->reset_pass();
+}
+
+// A fresh pass (under m). A bucket whose all-reduce a failed pass launched and never waited for
+// gets a new buffer: that collective may still be writing into the old one.
+void GradReducer::State::reset_pass() {
+  ready.assign(params.size(), false);
+  next_launch = 0;
+  for (auto& b : buckets) {
+    b.pending = b.members.size();
+    if (b.work.work) {
+      b.flat = at::zeros_like(b.flat);
+      b.work = Group::Pending();
+    }
+    b.launched = false;
+  }
 }
 
 std::vector<std::vector<size_t>> GradReducer::buckets() const {
@@ -125,12 +145,9 @@ void GradReducer::State::on_ready(size_t i) {
   std::lock_guard<std::mutex> lk(m);
   if (!in_backward) {
     in_backward = true;
-    ready.assign(params.size(), false);
-    next_launch = 0;
-    for (auto& b : buckets) {
-      b.pending = b.members.size();
-      b.launched = false;
-    }
+    // Usually already done by prepare() (DDP.forward); again here for a backward without a
+    // forward of its own (a second backward through a retained graph).
+    reset_pass();
     // Runs once this backward pass is over, on the thread that ran it.
     std::weak_ptr<State> weak = weak_from_this();
     torch::autograd::Engine::get_default_engine().queue_callback([weak] {
@@ -181,9 +198,12 @@ void GradReducer::State::finalize() {
       std::string list;
       for (size_t j = 0; j < unused.size() && j < 20; ++j) list += (j ? ", " : "") + names[unused[j]];
       if (unused.size() > 20) list += ", … (" + std::to_string(unused.size()) + " in all)";
-      // Buckets already launched are waited for, so that the group stays in step.
+      // Buckets already launched are waited for; the others were never issued here, while a rank
+      // that used these parameters issues them: the group may be out of step, so it is marked
+      // broken (later collectives fail at once, naming this, instead of pairing wrongly).
       for (auto& b : buckets)
         if (b.launched) group->finish(b.work);
+      group->mark_broken("DDP backward on rank " + std::to_string(group->rank()) + " found parameters with no gradient (" + list + ")");
       throw Error("ERR_DIST_UNUSED", "DistributedDataParallel: these parameters received no gradient in this backward pass: " + list +
                                          ". Pass { findUnusedParameters: true } if some parameters are not used in every step, or freeze "
                                          "them (requiresGrad = false) before wrapping");

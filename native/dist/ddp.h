@@ -26,8 +26,10 @@ class GradReducer {
   // `params`: the parameters to average (those requiring grad), in the module's order, with names.
   GradReducer(std::shared_ptr<Group> group, std::vector<at::Tensor> params, std::vector<std::string> names, DdpOptions o);
   ~GradReducer();
-  // Whether the next backward averages gradients (false inside noSync: they only accumulate).
-  void set_sync(bool on);
+  // Called by DDP's forward (as torch's prepare_for_backward): starts a fresh pass state (so that a
+  // backward that failed half-way cannot leave the next one stuck) and sets whether the backward
+  // of this forward averages gradients (false for a forward inside noSync: they only accumulate).
+  void prepare(bool sync);
   // The buckets as lists of parameter indices, in launch order (for tests and logs).
   std::vector<std::vector<size_t>> buckets() const;
   // Turns the autograd hooks into no-ops (the reducer then does nothing).

@@ -268,6 +268,11 @@ void Group::complete(Pending& p) {
   }
 }
 
+void Group::mark_broken(const std::string& why) {
+  std::lock_guard<std::mutex> lk(issue_mutex_);
+  if (broken_.empty()) broken_ = why;
+}
+
 void Group::fail(const Pending& p, const std::string& cause, bool timed_out) {
   std::string who = diagnose(p.seq);
   std::string msg = p.what + " (collective #" + std::to_string(p.seq) + " of rank " + std::to_string(o_.rank) + ") " +
@@ -282,7 +287,13 @@ void Group::fail(const Pending& p, const std::string& cause, bool timed_out) {
 // Which ranks did not take part in collective `seq`: reads every rank's heartbeat (count and
 // number of collectives issued) twice, kSilence apart.
 std::string Group::diagnose(uint64_t seq) {
-  if (!hb_store_) return "the process group was destroyed";
+  // shutdown() may reset hb_store_ meanwhile (destroy() while a wait fails): use a copy.
+  c10::intrusive_ptr<c10d::Store> hb;
+  {
+    std::lock_guard<std::mutex> lk(issue_mutex_);
+    hb = hb_store_;
+  }
+  if (!hb) return "the process group was destroyed";
   struct Beat {
     bool present = false;
     uint64_t count = 0, issued = 0;
@@ -291,8 +302,8 @@ std::string Group::diagnose(uint64_t seq) {
     out.assign(o_.world, Beat());
     try {
       for (int r = 0; r < o_.world; ++r) {
-        if (!hb_store_->check({hb_key(r)})) continue;
-        std::istringstream s(text(hb_store_->get(hb_key(r))));
+        if (!hb->check({hb_key(r)})) continue;
+        std::istringstream s(text(hb->get(hb_key(r))));
         s >> out[r].count >> out[r].issued;
         out[r].present = true;
       }

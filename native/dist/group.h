@@ -81,6 +81,10 @@ class Group {
     complete(p);
   }
 
+  // Marks the group unusable (the ranks may be out of step): later collectives throw
+  // ERR_DIST_BROKEN with `why`. The first reason is kept.
+  void mark_broken(const std::string& why);
+
   // Stops the heartbeat, drops the backend and the store. Idempotent.
   void shutdown();
   bool alive() const { return !shut_.load(); }
@@ -99,6 +103,8 @@ class Group {
   std::atomic<uint64_t> seq_{0};
   std::atomic<bool> shut_{false};
   std::string broken_;  // set by the first failure (under issue_mutex_)
+  // backend_, store_ and hb_store_ are reset by shutdown() under issue_mutex_: readers off the
+  // issuing path (diagnose) copy them under it.
   std::thread hb_thread_;
   std::mutex hb_m_;
   std::condition_variable hb_cv_;

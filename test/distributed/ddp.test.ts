@@ -37,6 +37,17 @@ describe('DistributedDataParallel on 2 ranks', () => {
     expect(res[0].result.accumDiff).toBeLessThan(1e-6);
   });
 
+  it('noSync around the forward only: its later backward does not average; the next synced one averages the sum', () => {
+    // Without averaging, the two ranks' gradients (of different data) differ.
+    for (const r of res) expect(r.result.deferredRankDiff).toBeGreaterThan(1e-3);
+    expect(res[0].result.deferredAccumDiff).toBeLessThan(1e-6);
+  });
+
+  it('a backward that failed after its buckets were sent does not affect the next one', () => {
+    for (const r of res) expect(r.result.failedBackward).toBe('ERR_TORCH');
+    expect(res[0].result.afterFailureDiff).toBeLessThan(1e-6);
+  });
+
   it('frozen parameters are left out (no bucket, no gradient)', () => {
     for (const r of res) {
       expect(r.result.frozenGrad).toEqual([true, true]);
@@ -48,14 +59,18 @@ describe('DistributedDataParallel on 2 ranks', () => {
   });
 });
 
-describe('unused parameters', () => {
-  let res: RankResult[];
+describe('unused parameters; modules that differ across ranks', () => {
+  let plain: RankResult[], find: RankResult[], mismatch: RankResult[];
   beforeAll(async () => {
-    res = await runRanks(2, { scenario: 'unused' }, { timeoutMs: 60_000 });
+    [plain, find, mismatch] = await Promise.all([
+      runRanks(2, { scenario: 'unused', part: 'plain' }, { timeoutMs: 60_000 }),
+      runRanks(2, { scenario: 'unused', part: 'find' }, { timeoutMs: 60_000 }),
+      runRanks(2, { scenario: 'mismatch' }, { timeoutMs: 60_000 }),
+    ]);
   }, 70_000);
 
   it('without findUnusedParameters, backward names the parameter', () => {
-    for (const r of res) {
+    for (const r of plain) {
       expect(r.code, `rank ${r.rank}: ${r.stderr}`).toBe(0);
       expect(r.result.plain.code).toBe('ERR_DIST_UNUSED');
       expect(r.result.plain.message).toMatch(/spare\.weight/);
@@ -63,8 +78,30 @@ describe('unused parameters', () => {
     }
   });
 
+  it('after ERR_DIST_UNUSED the group is marked broken: the next collective fails at once, saying why', () => {
+    for (const r of plain) {
+      expect(r.result.next.code).toBe('ERR_DIST_BROKEN');
+      expect(r.result.next.message).toMatch(/no gradient \(spare\.weight/);
+      expect(r.result.next.ms).toBeLessThan(1000);
+    }
+  });
+
+  it('a layer of another width on one rank: ERR_INVALID_ARG on both ranks naming it, no abort, group usable', () => {
+    for (const r of mismatch) {
+      expect(r.code, `rank ${r.rank}: ${r.stderr}`).toBe(0);
+      expect(r.result.error.code).toBe('ERR_INVALID_ARG');
+      expect(r.result.error.message).toMatch(/rank 1 differs from rank 0/);
+      expect(r.result.error.message).toMatch(/entry #\d+, rank 1 differs there/);
+      expect(r.result.after).toBe(2);
+    }
+    console.log(mismatch[1].result.error.message);
+    expect(mismatch[0].result.error.message).toMatch(/parameter 'head\.weight' \[5, 24\] float32/);
+    expect(mismatch[1].result.error.message).toMatch(/parameter 'head\.weight' \[6, 24\] float32/);
+  });
+
   it('with it, gradients average and the unused parameter gets none', () => {
-    for (const r of res) {
+    for (const r of find) {
+      expect(r.code, `rank ${r.rank}: ${r.stderr}`).toBe(0);
       expect(r.result.spareGrad).toEqual([true, true]);
       expect(r.result.headSame).toBe(0);
     }

@@ -65,3 +65,29 @@ describe('Trainer over 2 ranks', () => {
     expect(resumed[0].result.globalStep).toBe(8);
   });
 });
+
+describe('Trainer.train() twice on 2 ranks', () => {
+  const root = tmpdir();
+  let two: RankResult[], one: RankResult[];
+  beforeAll(async () => {
+    [two, one] = await Promise.all([
+      runRanks(2, { scenario: 'trainer', distributed: true, twice: true, maxSteps: 4, timeoutMs: 5000, outputDir: path.join(root, 'two') }, { timeoutMs: 60_000 }),
+      runRanks(1, { scenario: 'trainer', distributed: false, twice: true, maxSteps: 4, outputDir: path.join(root, 'one') }, { timeoutMs: 60_000 }),
+    ]);
+  }, 70_000);
+
+  it('both calls give the loss curve of one process x batch 8', () => {
+    for (const r of [...two, ...one]) expect(r.code, `rank ${r.rank}: ${r.stderr}`).toBe(0);
+    const ref1 = losses(one[0].result.first), ref2 = losses(one[0].result.logs);
+    expect(ref1).toHaveLength(4);
+    expect(ref2).toHaveLength(4);
+    for (const r of two) {
+      expect(maxDiff(losses(r.result.first), ref1)).toBeLessThan(1e-5);
+      expect(maxDiff(losses(r.result.logs), ref2)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('the DDP wrapper the Trainer made is detached when train() ends: a backward on one rank alone works', () => {
+    expect(two[1].result.alone).toBe('ok');
+  });
+});

@@ -46,12 +46,12 @@ const scenarios = {
 // A small classifier composed in TypeScript-style JS: a frozen input layer (DDP leaves it out), a
 // 2-layer MLP and an optional unused branch.
 class Net extends et.nn.Module {
-  constructor(withUnused) {
+  constructor(withUnused, headOut = 5) {
     super();
     this.inp = this.registerModule('inp', et.nn.Linear.create({ in_features: 12, out_features: 16 }));
     this.inp.freeze();
     this.body = this.registerModule('body', et.nn.Mlp.create({ sizes: [16, 24, 24] }));
-    this.head = this.registerModule('head', et.nn.Linear.create({ in_features: 24, out_features: 5 }));
+    this.head = this.registerModule('head', et.nn.Linear.create({ in_features: 24, out_features: headOut }));
     if (withUnused) this.spare = this.registerModule('spare', et.nn.Linear.create({ in_features: 24, out_features: 5 }));
   }
   async forward(b) {
@@ -136,13 +136,46 @@ scenarios.ddp = async function ddp() {
   await loss.mul(0.5).backward();
   out.accumGrads = await flatGrads(model);
   if (ref) {
-    refOpt.zeroGrad();
     // load the DDP model's current weights into ref so both see the same point
     await ref.loadStateDict(model.stateDict());
-    const { loss: l2 } = await ref.forward(batchOf(99, total, 0, total));
-    await l2.backward();
-    out.accumDiff = maxDiff(out.accumGrads, await flatGrads(ref));
   }
+  // Rank 0: the DDP model's gradients against the reference's on the whole batch of step s.
+  async function refGradDiff(s) {
+    if (!ref) return null;
+    refOpt.zeroGrad();
+    const { loss: l2 } = await ref.forward(batchOf(s, total, 0, total));
+    await l2.backward();
+    return maxDiff(await flatGrads(model), await flatGrads(ref));
+  }
+  out.accumDiff = await refGradDiff(99);
+  // noSync around the forward only: its backward, run after noSync returned, still only
+  // accumulates (the ranks' gradients differ); the next synced pass averages the sum.
+  opt.zeroGrad();
+  const o1 = await ddp.noSync(() => ddp.forward(batchOf(98, total, r * per, r * per + half)));
+  await o1.loss.mul(0.5).backward();
+  const local = await D.allGather(et.tensor((await flatGrads(model.head))[0][1]));
+  out.deferredRankDiff = maxDiff([['w', Array.from(local[0].dataSync())]], [['w', Array.from(local[1].dataSync())]]);
+  const o2 = await ddp.forward(batchOf(98, total, r * per + half, (r + 1) * per));
+  await o2.loss.mul(0.5).backward();
+  out.deferredAccumDiff = await refGradDiff(98);
+  // A backward that fails after the gradients were bucketed and sent (a freed graph reached last):
+  // the next forward/backward averages as usual.
+  opt.zeroGrad();
+  const leaf = et.randn([3]).requiresGrad_();
+  const e = leaf.exp();
+  await e.sum().backward();  // frees e's graph
+  const dead = e.mean();  // created first: autograd reaches it after every parameter
+  const { loss: lf } = await ddp.forward(batchOf(97, total, r * per, (r + 1) * per));
+  try {
+    await lf.add(dead).backward();
+    out.failedBackward = 'no error';
+  } catch (err) {
+    out.failedBackward = err.code;
+  }
+  opt.zeroGrad();
+  const { loss: la } = await ddp.forward(batchOf(96, total, r * per, (r + 1) * per));
+  await la.backward();
+  out.afterFailureDiff = await refGradDiff(96);
   out.frozenGrad = model.inp.parameters().map((p) => p.grad === null);
   out.before = before;
   await D.destroy();
@@ -153,12 +186,14 @@ scenarios.ddp = async function ddp() {
 
 // A parameter unused in forward: without findUnusedParameters backward names it; with it, the
 // gradients still average and the unused parameter keeps no gradient.
+// cfg.part 'plain': the error, after which the group is marked broken (a rank that used the
+// parameter would have issued collectives this one did not); 'find': findUnusedParameters.
 scenarios.unused = async function unused() {
   await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
   const r = D.rank();
   et.manualSeed(5);
   const out = { rank: r };
-  {
+  if (cfg.part === 'plain') {
     const ddp = new et.nn.DistributedDataParallel(new Net(true));
     const { loss } = await ddp.forward(batchOf(0, 8, r * 4, r * 4 + 4));
     try {
@@ -167,7 +202,16 @@ scenarios.unused = async function unused() {
     } catch (e) {
       out.plain = { code: e.code, message: e.message };
     }
+    const t0 = Date.now();
+    try {
+      await D.allReduce(et.ones([4]), 'sum');
+      out.next = 'no error';
+    } catch (e) {
+      out.next = { code: e.code, message: e.message, ms: Date.now() - t0 };
+    }
     ddp.detach();
+    await D.destroy();
+    return out;
   }
   const m = new Net(true);
   const ddp = new et.nn.DistributedDataParallel(m, { findUnusedParameters: true });
@@ -177,6 +221,25 @@ scenarios.unused = async function unused() {
   const g = await flatGrads(m.head);
   const all = await D.allGather(et.tensor(g[0][1]));
   out.headSame = maxDiff([['w', Array.from(all[0].dataSync())]], [['w', Array.from(all[1].dataSync())]]);
+  await D.destroy();
+  return out;
+};
+
+// Rank 1's model has a wider head: DDP refuses it on both ranks (no Gloo abort), and the group is
+// still usable.
+scenarios.mismatch = async function mismatch() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank();
+  const out = { rank: r };
+  const ddp = new et.nn.DistributedDataParallel(new Net(false, r === 1 ? 6 : 5));
+  try {
+    await ddp.ready;
+    out.error = 'no error';
+  } catch (e) {
+    out.error = { code: e.code, message: e.message };
+  }
+  ddp.detach();
+  out.after = (await D.allReduce(et.ones([2]), 'sum')).dataSync()[0];
   await D.destroy();
   return out;
 };
@@ -246,7 +309,7 @@ function dataset(n, seed) {
   return { length: n, get: (i) => items[i] };
 }
 scenarios.trainer = async function trainer() {
-  if (cfg.distributed) await D.init({ timeoutMs: 30000 });
+  if (cfg.distributed) await D.init({ timeoutMs: cfg.timeoutMs ?? 30000 });
   const world = cfg.distributed ? D.worldSize() : 1;
   et.manualSeed(11 + (cfg.distributed ? D.rank() : 0));  // rank 0's weights win (the Trainer wraps in DDP)
   const model = new Clf();
@@ -258,14 +321,35 @@ scenarios.trainer = async function trainer() {
     computeMetrics: ({ predictions, labelIds }) => ({ accuracy: predictions.argmax(-1).eq(labelIds).float().mean().item(), n: labelIds.shape[0] }),
     args: {
       output_dir: cfg.outputDir, max_steps: cfg.maxSteps ?? 8, per_device_train_batch_size: 8 / world, per_device_eval_batch_size: 3,
-      learning_rate: 1e-2, warmup_steps: 2, logging_steps: 1, eval_strategy: 'steps', eval_steps: 4, save_steps: 4, disable_tqdm: true, seed: 3,
+      learning_rate: 1e-2, warmup_steps: 2, logging_steps: 1, eval_strategy: cfg.twice ? 'no' : 'steps', eval_steps: 4, save_steps: 4,
+      save_strategy: cfg.twice ? 'no' : 'steps', disable_tqdm: true, seed: 3,
       gradient_accumulation_steps: cfg.gas ?? 1, resume_from_checkpoint: cfg.resume ?? null,
     },
   });
+  let first = null;
+  if (cfg.twice) {
+    await trainer.train();
+    first = trainer.state.log_history.slice();
+  }
   const out = await trainer.train();
   const logs = trainer.state.log_history;
+  // After train(), the model is the user's again: a backward on rank 1 alone neither waits for
+  // rank 0 nor fails.
+  let alone = null;
+  if (cfg.twice && cfg.distributed) {
+    if (D.rank() === 1) {
+      try {
+        const b = { x: et.randn([3, 12]), labels: et.tensor([0, 1, 2], { dtype: 'int64' }) };
+        await (await model.forward(b)).loss.backward();
+        alone = 'ok';
+      } catch (e) {
+        alone = `${e.code} ${e.message}`;
+      }
+    }
+    await D.barrier();
+  }
   if (cfg.distributed) await D.destroy();
-  return { logs, globalStep: out.globalStep, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
+  return { logs, first, alone, globalStep: out.globalStep, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
 };
 
 (async () => {
