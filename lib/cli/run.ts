@@ -26,7 +26,7 @@ export interface LaunchOptions {
   noNode: boolean;
   /** Prefix each output line with `[rankN]: `. */
   prefix: boolean;
-  /** After a failure, how long the other ranks get between SIGTERM and SIGKILL. */
+  /** After a failure (or a signal forwarded to them), how long the ranks get before SIGKILL. */
   killGraceMs: number;
   command: string[];
 }
@@ -46,7 +46,8 @@ Options (torchrun's names; '-' or '_', '--x v' or '--x=v'):
   --rdzv-id ID         job id given to the ranks as TORCHELASTIC_RUN_ID (default none)
   --no-node            run the command as given instead of \`node script\` (torchrun's --no-python)
   --no-prefix          do not prefix output lines with [rankN]:
-  --kill-grace-ms T    after a rank fails, the others get SIGTERM, then SIGKILL after T ms (default 5000)
+  --kill-grace-ms T    after a rank fails, the others get SIGTERM, and after a signal to the launcher
+                       the ranks get that signal; ranks alive T ms later get SIGKILL (default 30000)
   -h, --help           this text
 
 The job ends when every rank has exited; as soon as one fails, the others are stopped and
@@ -62,7 +63,7 @@ function int(v: string | undefined, name: string, min: number, max = Number.MAX_
 /** Parses argv (without node and the launcher's path). @throws UsageError */
 export function parseArgs(argv: string[]): LaunchOptions | 'help' {
   const o: LaunchOptions = {
-    nprocPerNode: 1, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 29500, rdzvId: 'none', noNode: false, prefix: true, killGraceMs: 5000, command: [],
+    nprocPerNode: 1, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 29500, rdzvId: 'none', noNode: false, prefix: true, killGraceMs: 30000, command: [],
   };
   let i = 0;
   for (; i < argv.length; i++) {
@@ -171,9 +172,13 @@ export async function launch(o: LaunchOptions, log: (s: string) => void = (s) =>
   };
 
   const onSignal = (sig: NodeJS.Signals) => {
-    log(`got ${sig}: forwarding it to the ranks`);
+    log(`got ${sig}: forwarding it to the ranks (SIGKILL for those still running after ${o.killGraceMs} ms)`);
     for (const c of children) if (!c.done) c.p.kill(sig);
     if (!failure) failure = { rank: -1, status: 128 + (os.constants.signals[sig] ?? 15), why: `stopped by ${sig}` };
+    if (!killTimer) {
+      killTimer = setTimeout(() => { for (const c of children) if (!c.done) c.p.kill('SIGKILL'); }, o.killGraceMs);
+      killTimer.unref();
+    }
   };
   for (const s of SIGNALS_TO_HANDLE) process.on(s, onSignal);
 

@@ -67,6 +67,31 @@ describe('emotorch-run', () => {
     expect(r.stderr).toMatch(/rank 0 .*exited with code 7/);
   }, 45_000);
 
+  it('forwards a signal to the ranks and SIGKILLs a rank that ignores it after the grace period', async () => {
+    const dir = tmpdir();
+    const script = path.join(dir, 'ignore-term.cjs');
+    fs.writeFileSync(script, "process.on('SIGTERM', () => console.log('ignoring SIGTERM')); console.log('ready'); setInterval(() => {}, 1000);");
+    const port = await freePort();
+    const t0 = Date.now();
+    const p = spawn(process.execPath, [LAUNCHER, '--nproc-per-node', '2', '--master-port', String(port), '--kill-grace-ms', '800', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    p.stderr.on('data', (d) => { err += d; });
+    const ready = new Promise<void>((resolve) => p.stdout.on('data', (d) => { out += d; if ((out.match(/ready/g) ?? []).length === 2) resolve(); }));
+    const exited = new Promise<{ code: number | null; ms: number }>((resolve) => p.on('exit', (code) => resolve({ code, ms: Date.now() - t0 })));
+    const guard = setTimeout(() => p.kill('SIGKILL'), 20_000);
+    await ready;
+    const sent = Date.now();
+    p.kill('SIGTERM');
+    const r = await exited;
+    clearTimeout(guard);
+    expect(r.code).toBe(128 + 15);
+    expect(out).toMatch(/\[rank0\]: ignoring SIGTERM/);
+    expect(out).toMatch(/\[rank1\]: ignoring SIGTERM/);
+    expect(err).toMatch(/got SIGTERM: forwarding it to the ranks/);
+    expect(Date.now() - sent).toBeGreaterThanOrEqual(700);
+    expect(Date.now() - sent).toBeLessThan(10_000);
+  }, 30_000);
+
   it('rejects bad options with a usage error naming the option', async () => {
     const r = await launch(['--nproc-per-node', 'two', 'x.mjs'], 10_000);
     expect(r.code).toBe(2);
