@@ -452,7 +452,10 @@ export class Trainer<T = unknown> extends EventEmitter {
             stopReason = 'aborted';
             break outer;
           }
-          if (this.control.shouldTrainingStop) { stopReason = 'callback'; break outer; }
+          let stop = this.control.shouldTrainingStop;
+          // a callback's stop on any rank stops every rank here (the others would wait in the next step's collectives)
+          if (this.world > 1) stop = (await dist.allReduce(tensor([stop ? 1 : 0], { dtype: 'float64' }), 'max')).item() > 0;
+          if (stop) { stopReason = 'callback'; break outer; }
         }
         await it.return?.(undefined);
         it = null;

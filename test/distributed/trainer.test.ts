@@ -90,4 +90,13 @@ describe('Trainer.train() twice on 2 ranks', () => {
   it('the DDP wrapper the Trainer made is detached when train() ends: a backward on one rank alone works', () => {
     expect(two[1].result.alone).toBe('ok');
   });
+
+  it('a callback that stops training on one rank stops every rank at that step', async () => {
+    const r = await runRanks(2, { scenario: 'trainer', distributed: true, stopOnRank: 1, maxSteps: 8, timeoutMs: 10_000, outputDir: path.join(root, 'stop') }, { timeoutMs: 60_000 });
+    for (const x of r) {
+      expect(x.code, x.stderr).toBe(0);
+      expect(x.result.globalStep).toBe(3);
+      expect(x.result.stopReason).toBe('callback');
+    }
+  }, 70_000);
 });

@@ -313,8 +313,11 @@ scenarios.trainer = async function trainer() {
   const world = cfg.distributed ? D.worldSize() : 1;
   et.manualSeed(11 + (cfg.distributed ? D.rank() : 0));  // rank 0's weights win (the Trainer wraps in DDP)
   const model = new Clf();
+  // cfg.stopOnRank: a callback on that rank alone asks to stop after step 3
+  const callbacks = cfg.stopOnRank !== undefined && (cfg.distributed ? D.rank() : 0) === cfg.stopOnRank
+    ? [{ onStepEnd(ctx) { if (ctx.state.global_step === 3) ctx.control.shouldTrainingStop = true; } }] : [];
   const trainer = new et.train.Trainer({
-    model,
+    model, callbacks,
     trainDataset: dataset(48, 5),
     evalDataset: dataset(13, 9),
     dataCollator: (items) => ({ x: et.tensor(items.map((i) => i.x)), labels: et.tensor(items.map((i) => i.y), { dtype: 'int64' }) }),
@@ -349,7 +352,7 @@ scenarios.trainer = async function trainer() {
     await D.barrier();
   }
   if (cfg.distributed) await D.destroy();
-  return { logs, first, alone, globalStep: out.globalStep, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
+  return { logs, first, alone, globalStep: out.globalStep, stopReason: out.stopReason, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
 };
 
 (async () => {
