@@ -11,6 +11,7 @@
  * ranks (et.distributed.init(): rank 0 hosts the store at MASTER_ADDR:MASTER_PORT).
  */
 import { spawn, ChildProcess } from 'child_process';
+import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -43,7 +44,8 @@ Options (torchrun's names; '-' or '_', '--x v' or '--x=v'):
   --node-rank R        this machine's index, 0 … M-1 (default 0)
   --master-addr A      address of node 0, where rank 0 hosts the rendezvous store (default 127.0.0.1)
   --master-port P      its port (default 29500)
-  --rdzv-id ID         job id given to the ranks as TORCHELASTIC_RUN_ID (default none)
+  --rdzv-id ID         job id given to the ranks as TORCHELASTIC_RUN_ID; their store keys are under it
+                       (default: a random id on one node, none with --nnodes > 1: give the same on every node)
   --no-node            run the command as given instead of \`node script\` (torchrun's --no-python)
   --no-prefix          do not prefix output lines with [rankN]:
   --kill-grace-ms T    after a rank fails, the others get SIGTERM, and after a signal to the launcher
@@ -63,7 +65,7 @@ function int(v: string | undefined, name: string, min: number, max = Number.MAX_
 /** Parses argv (without node and the launcher's path). @throws UsageError */
 export function parseArgs(argv: string[]): LaunchOptions | 'help' {
   const o: LaunchOptions = {
-    nprocPerNode: 1, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 29500, rdzvId: 'none', noNode: false, prefix: true, killGraceMs: 30000, command: [],
+    nprocPerNode: 1, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 29500, rdzvId: '', noNode: false, prefix: true, killGraceMs: 30000, command: [],
   };
   let i = 0;
   for (; i < argv.length; i++) {
@@ -84,7 +86,7 @@ export function parseArgs(argv: string[]): LaunchOptions | 'help' {
       case 'node-rank': o.nodeRank = int(value(), name, 0); break;
       case 'master-addr': o.masterAddr = value(); if (!o.masterAddr) throw new UsageError('--master-addr needs a host name or address'); break;
       case 'master-port': o.masterPort = int(value(), name, 1, 65535); break;
-      case 'rdzv-id': o.rdzvId = value(); break;
+      case 'rdzv-id': o.rdzvId = value(); if (!o.rdzvId) throw new UsageError('--rdzv-id needs a non-empty id'); break;
       case 'kill-grace-ms': o.killGraceMs = int(value(), name, 0); break;
       case 'no-node': o.noNode = true; break;
       case 'no-prefix': o.prefix = false; break;
@@ -94,6 +96,8 @@ export function parseArgs(argv: string[]): LaunchOptions | 'help' {
   o.command = argv.slice(i);
   if (!o.command.length) throw new UsageError('no script given (see --help)');
   if (o.nodeRank >= o.nnodes) throw new UsageError(`Expected --node-rank from 0 to ${o.nnodes - 1} (--nnodes ${o.nnodes}) but received ${o.nodeRank}`);
+  // One node: a fresh id per job. Several: every node's launcher must give the same (torchrun's 'none' unless --rdzv-id).
+  if (!o.rdzvId) o.rdzvId = o.nnodes === 1 ? `et-${randomBytes(6).toString('hex')}` : 'none';
   return o;
 }
 

@@ -70,7 +70,9 @@ export async function init(opts: InitOptions = {}): Promise<void> {
   // Under torchrun its agent hosts the store (TORCHELASTIC_USE_AGENT_STORE=True); under
   // emotorch-run or a hand-set environment rank 0 does.
   const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
-  pendingInit = binding.dist.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore });
+  // The store keys are under the job's id, so another job on the same port cannot mix with this one.
+  const jobId = process.env.TORCHELASTIC_RUN_ID || 'none';
+  pendingInit = binding.dist.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore, jobId });
   try {
     await pendingInit;
     state = { ...env, backend, timeoutMs };

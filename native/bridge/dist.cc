@@ -41,7 +41,7 @@ Napi::Promise collective(Napi::Env env, const char* name, std::function<dist::Gr
 int64_t get_int(const Napi::Object& o, const char* k) { return static_cast<int64_t>(to_double(o.Get(k), k)); }
 }  // namespace
 
-// init({ backend, rank, world, masterAddr, masterPort, timeoutMs, deviceIndex }): rendezvous on the
+// init({ backend, rank, world, masterAddr, masterPort, timeoutMs, deviceIndex, agentStore, jobId }): rendezvous on the
 // libuv thread (it waits for the other ranks).
 static Napi::Value Init(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
@@ -55,6 +55,7 @@ static Napi::Value Init(const Napi::CallbackInfo& info) {
     go.timeout = std::chrono::milliseconds(get_int(o, "timeoutMs"));
     go.device_index = static_cast<int>(get_int(o, "deviceIndex"));
     go.agent_store = o.Get("agentStore").ToBoolean().Value();
+    go.job_id = to_string(o.Get("jobId"), "jobId");
     {
       std::lock_guard<std::mutex> lk(group_mutex);
       if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");

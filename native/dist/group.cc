@@ -70,7 +70,7 @@ std::shared_ptr<Group> Group::create(const GroupOptions& o) {
     so.numWorkers = static_cast<size_t>(o.world);
     so.waitWorkers = false;  // joins are checked below, by rank, so that a missing one is named
     so.timeout = o.timeout;
-    g->store_ = c10::make_intrusive<c10d::TCPStore>(o.master_addr, so);
+    g->store_ = c10::make_intrusive<c10d::PrefixStore>("et/" + o.job_id, c10::make_intrusive<c10d::TCPStore>(o.master_addr, so));
   } catch (...) {
     std::string m = current_message();
     if (o.rank == 0 && !o.agent_store)

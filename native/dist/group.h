@@ -37,6 +37,9 @@ struct GroupOptions {
   int device_index = -1;  // NCCL: this rank's CUDA device
   // Rank 0 hosts the store, unless a launcher's agent does (torchrun: TORCHELASTIC_USE_AGENT_STORE=True).
   bool agent_store = false;
+  // Every store key of the group is under this (TORCHELASTIC_RUN_ID): ranks of another job that
+  // reach the same store (the same MASTER_PORT) neither see nor overwrite this job's keys.
+  std::string job_id = "none";
 };
 
 // What a collective reduces with (Gloo has no AVG: it is SUM then a division).

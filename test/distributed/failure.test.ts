@@ -31,6 +31,17 @@ describe('failure of a rank', () => {
     expect(res[1].signal).toBe('SIGKILL');  // the hung rank was killed by the harness
   }, 45_000);
 
+  it('ranks of different jobs (TORCHELASTIC_RUN_ID) on one store do not form a group: each names the rank it misses', async () => {
+    const res = await runRanks(2, { scenario: 'loop', iterations: 2, timeoutMs: 2000 }, { timeoutMs: 20_000, env: (rank) => ({ TORCHELASTIC_RUN_ID: `job-${rank}` }) });
+    expect(res[0].code).toBe(1);
+    expect(res[0].stderr).toMatch(/ERR_DIST_INIT rank 1 never joined/);
+    expect(res[1].code).toBe(1);  // it times out too, or sees rank 0's store go when rank 0 gives up first
+    expect(res[1].stderr).toMatch(/ERR_DIST_INIT (rank 0 never joined|rendezvous at 127\.0\.0\.1:\d+ failed)/);
+    // the same id: one group
+    const ok = await runRanks(2, { scenario: 'loop', iterations: 2, timeoutMs: 5000 }, { timeoutMs: 20_000, env: () => ({ TORCHELASTIC_RUN_ID: 'job-a' }) });
+    expect(ok.map((r) => r.result?.iterations)).toEqual([2, 2]);
+  }, 45_000);
+
   it('a rank that never starts is named by init (ERR_DIST_INIT)', async () => {
     // Only rank 0 of 2 is started.
     const res = await runRanks(1, { scenario: 'loop', timeoutMs: 2000 }, { timeoutMs: 20_000, env: () => ({ WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2' }) });

@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn } from 'child_process';
 import { DIST, WORKER, LAUNCHER, freePort, ONE_THREAD } from './util';
+import { parseArgs } from '../../lib/cli/run';
 import { tmpdir } from '../helpers';
 
 const FIXTURE = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'torchrun-env.json'), 'utf8'));
@@ -41,8 +42,11 @@ describe('emotorch-run', () => {
         if (k === 'MASTER_PORT') expect(added[k]).toBe(String(port));
         else if (k === 'TORCHELASTIC_ERROR_FILE') expect(added[k]).toMatch(new RegExp(`${rank}/error\\.json$`));
         else if (k === 'TORCHELASTIC_USE_AGENT_STORE') expect(added[k]).toBe('False');
+        // one node without --rdzv-id: a fresh id per job (torchrun: 'none'), the same for every rank
+        else if (k === 'TORCHELASTIC_RUN_ID') expect(added[k]).toMatch(/^et-[0-9a-f]{12}$/);
         else expect(added[k], k).toBe(v);
       }
+      expect(added.TORCHELASTIC_RUN_ID).toBe(JSON.parse(fs.readFileSync(`${out}.0.json`, 'utf8')).added.TORCHELASTIC_RUN_ID);
       expect(r.stdout).toContain(`[rank${rank}]: hello from stdout`);
       expect(r.stderr).toContain(`[rank${rank}]: hello from stderr`);
     }
@@ -91,6 +95,15 @@ describe('emotorch-run', () => {
     expect(Date.now() - sent).toBeGreaterThanOrEqual(700);
     expect(Date.now() - sent).toBeLessThan(10_000);
   }, 30_000);
+
+  it('job ids: a fresh one per single-node job, --rdzv-id as given, none for several nodes', () => {
+    const a = parseArgs(['x.mjs']), b = parseArgs(['x.mjs']);
+    if (a === 'help' || b === 'help') throw new Error('help');
+    expect(a.rdzvId).toMatch(/^et-[0-9a-f]{12}$/);
+    expect(b.rdzvId).not.toBe(a.rdzvId);
+    expect((parseArgs(['--rdzv-id', 'run7', 'x.mjs']) as { rdzvId: string }).rdzvId).toBe('run7');
+    expect((parseArgs(['--nnodes', '2', 'x.mjs']) as { rdzvId: string }).rdzvId).toBe('none');
+  });
 
   it('rejects bad options with a usage error naming the option', async () => {
     const r = await launch(['--nproc-per-node', 'two', 'x.mjs'], 10_000);
