@@ -277,10 +277,7 @@ void Group::fail(const Pending& p, const std::string& cause, bool timed_out) {
   std::string who = diagnose(p.seq);
   std::string msg = p.what + " (collective #" + std::to_string(p.seq) + " of rank " + std::to_string(o_.rank) + ") " +
                     (timed_out ? "timed out after " + ms(o_.timeout) : "failed") + ": " + who + " [" + o_.backend + ": " + cause + "]";
-  {
-    std::lock_guard<std::mutex> lk(issue_mutex_);
-    if (broken_.empty()) broken_ = p.what + " #" + std::to_string(p.seq) + ": " + who;
-  }
+  mark_broken(p.what + " #" + std::to_string(p.seq) + ": " + who);
   throw Error(who.find("rank") != std::string::npos && who.find("every rank") == std::string::npos ? "ERR_DIST_PEER" : "ERR_DIST_TIMEOUT", msg);
 }
 
