@@ -101,8 +101,10 @@ export function backend(): Backend { return need('backend()').backend; }
 export function timeoutMs(): number { return need('timeoutMs()').timeoutMs; }
 
 /**
- * Leaves the group: waits for nothing, stops the heartbeat and the backend's threads. Calling it
- * when not initialized does nothing. Collectives already started fail.
+ * Leaves the group: stops the heartbeat and the backend's threads, off the JS thread. It runs
+ * after the calls made before it; a collective still waiting for another rank holds it until that
+ * collective completes or passes timeoutMs (Gloo joins its workers). Later collectives fail with
+ * ERR_DIST_STATE. Calling it when not initialized does nothing.
  */
 export async function destroy(): Promise<void> {
   if (pendingInit) await pendingInit.catch(() => undefined);
