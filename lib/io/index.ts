@@ -2,7 +2,7 @@
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader } from './safetensors';
 export type { LoadedSafetensors, SafetensorsHeader, SafetensorsEntry } from './safetensors';
 export { loadTorchFile } from './torchfile';
-export { readPickle, parsePickle } from './pickle';
+export { readPickle, parsePickle, pickleAttributes } from './pickle';
 export type { PickleOptions } from './pickle';
 export { NdArray } from './ndarray';
 export type { NdData, NdDtype } from './ndarray';

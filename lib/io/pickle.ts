@@ -13,7 +13,9 @@
  * - str → string; bytes / bytearray → Buffer (bytes are views of the file's buffer)
  * - list and tuple → Array; set / frozenset → Set
  * - dict and OrderedDict → Map (keys keep their types; tuple keys become arrays, compared by
- *   identity) — or plain objects with string keys under `{ dict: 'object' }`
+ *   identity) — or plain objects with string keys under `{ dict: 'object' }`. An OrderedDict's
+ *   instance attributes (the BUILD state torch writes for a `state_dict()`: `_metadata`) are not
+ *   items, as in Python: {@link pickleAttributes} holds them
  * - numpy arrays → {@link NdArray} (C order, little-endian; float16 widened to float32);
  *   numpy scalars → number (bigint for int64 beyond ±2^53, boolean for bool_)
  *
@@ -58,6 +60,14 @@ class PyDtype {
 }
 
 class ParseError extends Error {}
+
+/**
+ * The instance attributes a pickle gave an OrderedDict (its BUILD state, as Python's
+ * `inst.__dict__.update(state)`): torch's `state_dict()` carries `_metadata` (each module's
+ * version) this way. They are kept apart from the items, so a state dict read from a
+ * `torch.save(model.state_dict())` file holds exactly its tensors.
+ */
+export const pickleAttributes = new WeakMap<object, Map<unknown, unknown> | Record<string, unknown>>();
 
 /** Text known to be latin-1, held as its bytes (see Unpickler.text). */
 class Latin1Text {
@@ -108,6 +118,7 @@ class Unpickler {
   private owned = new WeakSet<object>();  // Buffers made here (not views of the file): reusable as array storage
   private bufferIndex = 0;
   private readonly dictMode: 'map' | 'object';
+  private readonly orderedDicts = new WeakSet<object>();
 
   constructor(private readonly buf: Buffer, private readonly opts: PickleOptions) {
     this.dictMode = opts.dict ?? 'map';
@@ -255,6 +266,7 @@ class Unpickler {
     if (key === 'collections.OrderedDict') {
       return g((a) => {
         const d = this.newDict();
+        this.orderedDicts.add(d);
         if (a.length && Array.isArray(a[0])) for (const kv of a[0] as unknown[]) { if (Array.isArray(kv) && kv.length === 2) this.setItem(d, kv[0], kv[1]); }
         return d;
       });
@@ -379,6 +391,11 @@ class Unpickler {
         throw new EmotorchError(`numpy dtype ${dtypeName(obj.str)} with fields or subarrays (a structured dtype) is not supported`, 'ERR_FORMAT');
       }
       if (typeof state[1] === 'string') obj.byteorder = state[1];
+      return;
+    }
+    if (this.orderedDicts.has(obj as object) && (state instanceof Map || isPlainObject(state))) {
+      // OrderedDict has no __setstate__: its state is instance attributes, not items
+      pickleAttributes.set(obj as object, state as Map<unknown, unknown> | Record<string, unknown>);
       return;
     }
     if ((obj instanceof Map || isPlainObject(obj)) && (state instanceof Map || isPlainObject(state))) {

@@ -76,8 +76,7 @@ function findStateDict(obj: unknown): StateDict | null {
     o instanceof Map ? (o as Map<string, unknown>) : o && typeof o === 'object' && !Array.isArray(o) ? new Map(Object.entries(o)) : null;
   const m = asMap(obj);
   if (!m) return null;
-  // torch's state_dict OrderedDict pickles its `_metadata` attribute alongside the tensors.
-  const tensors = [...m].filter(([k, v]) => v instanceof Tensor || k !== '_metadata');
+  const tensors = [...m];
   if (tensors.length > 0 && tensors.every(([, v]) => v instanceof Tensor)) return new Map(tensors) as StateDict;
   for (const key of ['model', 'state_dict', 'module']) {
     const inner = findStateDict(m.get(key));

@@ -45,8 +45,14 @@ describe('torch.save files', () => {
   });
 
   it("loads the original BEATs {cfg, model} file, shared storages shared", async () => {
+    // written as the BEATs authors do: torch.save({'cfg': cfg, 'model': model.state_dict()})
     const obj = (await et.io.loadTorchFile(path.join(FIXTURES, 'beats', 'beats.pt'))) as Map<string, unknown>;
     const sd = obj.get('model') as Map<string, et.Tensor>;
+    // the OrderedDict's `_metadata` attribute is an attribute, as in Python: not an item
+    expect([...sd.values()].every((v) => v instanceof et.Tensor)).toBe(true);
+    const meta = et.io.pickleAttributes.get(sd) as Map<string, unknown>;
+    expect(meta.get('_metadata')).toBeInstanceOf(Map);
+    expect((meta.get('_metadata') as Map<string, Map<string, unknown>>).get('encoder')?.get('version')).toBe(1);
     const a = sd.get('encoder.layers.0.self_attn.relative_attention_bias.weight')!;
     const b = sd.get('encoder.layers.1.self_attn.relative_attention_bias.weight')!;
     expect(a.handle.sameStorage(b.handle)).toBe(true);
