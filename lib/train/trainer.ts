@@ -165,6 +165,8 @@ export class Trainer<T = unknown> extends EventEmitter {
   scaler: GradScaler | null = null;
   private readonly opts: TrainerOptions<T>;
   private readonly control: TrainerControl = { shouldTrainingStop: false, shouldEpochStop: false, shouldSave: false, shouldEvaluate: false, shouldLog: false };
+  /** The learning rate the last optimizer step used (what HF logs as learning_rate). */
+  private stepLr = 0;
   private extra: Extra = { data: { epoch: 0, batches: 0 }, logSum: 0, logCount: 0, gradNorm: null, trainLossSum: 0 };
   private tb: TensorBoardWriter | null = null;
   private logFile: fs.promises.FileHandle | null = null;
@@ -438,7 +440,7 @@ export class Trainer<T = unknown> extends EventEmitter {
           if (a.eval_strategy === 'steps' && s % interval(a.eval_steps!) === 0) this.control.shouldEvaluate = true;
           if (a.save_strategy === 'steps' && s % interval(a.save_steps) === 0) this.control.shouldSave = true;
           if (s >= maxSteps && a.save_strategy === 'steps') this.control.shouldSave = true;
-          this.progress.update(s, { loss: this.extra.logCount ? this.extra.logSum / this.extra.logCount : undefined, lr: this.optimizer.getLr() });
+          this.progress.update(s, { loss: this.extra.logCount ? this.extra.logSum / this.extra.logCount : undefined, lr: this.stepLr });
           const endOfEpoch = consumed >= loader.length;
           if (endOfEpoch) {
             await this.fire('onEpochEnd');
@@ -536,11 +538,16 @@ export class Trainer<T = unknown> extends EventEmitter {
       if (this.scaler) this.scaler.unscale_(this.optimizer!);
       gradNorm = await clipGradNorm(params, a.max_grad_norm);  // parameters without a grad are skipped
     }
+    let stepped = true;
     if (this.scaler) {
-      await this.scaler.step(this.optimizer!);
+      stepped = await this.scaler.step(this.optimizer!);
       this.scaler.update();
     } else await this.optimizer!.step();
-    this.lrScheduler!.step();
+    // HF logs the rate this step used, read before the scheduler moves on; a step the scaler
+    // skipped (inf/NaN gradients) does not move the schedule, as accelerate's
+    // optimizer_step_was_skipped.
+    this.stepLr = this.optimizer!.getLr();
+    if (stepped) this.lrScheduler!.step();
     this.optimizer!.zeroGrad();
     this.state.global_step += 1;
     this.extra.logSum += stepLoss;
@@ -570,7 +577,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (c.shouldLog && this.extra.logCount > 0) {
       const rec: LogRecord = { loss: this.extra.logSum / this.extra.logCount };
       if (this.extra.gradNorm !== null) rec.grad_norm = this.extra.gradNorm;
-      rec.learning_rate = this.optimizer!.getLr();
+      rec.learning_rate = this.stepLr;
       rec.epoch = this.state.epoch;
       this.extra.logSum = 0;
       this.extra.logCount = 0;
