@@ -1,6 +1,6 @@
 /** LLaMA-family causal LM (HF LlamaForCausalLM; Mistral and Vicuna configs load too), on native/nn/llama. */
 import { NativeModule, ModuleOptions } from './module';
-import { Tensor, checkTensor, cat, tensor } from '../tensor';
+import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig } from './pretrained';
 
@@ -156,6 +156,56 @@ export class LlamaForCausalLM extends NativeModule {
     return finishPretrained(model, sd, opts);
   }
 
+  /**
+   * A copy of this model with `newSize` token rows, as HF's `resize_token_embeddings(newSize)`:
+   * `model.embed_tokens.weight` (and an untied `lm_head.weight`) keep their first rows, and the
+   * added rows are `opts.rows` when given, else drawn as transformers ≥ 4.46 does by default
+   * (`mean_resizing`): from a normal distribution with the old rows' mean and 1e-9 × their
+   * covariance (sampled with libtorch's generator: `et.manualSeed` makes it repeatable). Shrinking
+   * keeps the first `newSize` rows. Call it before `applyLora`; the copy keeps which parameters
+   * require grad and the training mode. Costs one extra copy of the model while it runs.
+   * @param newSize the new vocabulary size
+   * @param opts.rows the added rows: `embed` (added, hidden), and `lmHead` (added, hidden) for an
+   *   untied head (default: the embedding rows' HF initialisation drawn for the head's own rows)
+   * @throws EmotorchError ERR_INVALID_ARG for a bad size, rows of the wrong shape, or a model with LoRA
+   * @example
+   * tokenizer.addSpecialTokens(['[PAD]']);
+   * llm = await llm.resizeTokenEmbeddings(tokenizer.vocabSize);   // SALMONN's models/salmonn.py
+   */
+  async resizeTokenEmbeddings(newSize: number, opts: { rows?: { embed: Tensor; lmHead?: Tensor } } = {}): Promise<LlamaForCausalLM> {
+    checkInt(newSize, 'newSize', 1);
+    if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
+    const unknown = Object.keys(opts).filter((k) => k !== 'rows');
+    if (unknown.length) invalid("only the option 'rows'", 'resizeTokenEmbeddings opts', unknown.join(', '));
+    const sd = this.stateDict();
+    if ([...sd.keys()].some((k) => k.includes('.lora_'))) throw new EmotorchError('resizeTokenEmbeddings: the model has LoRA adapters; resize before applyLora', 'ERR_INVALID_ARG');
+    const { vocab_size: v, hidden_size: h, tie_word_embeddings: tied } = this.config;
+    const added = newSize - v;
+    const rows = opts.rows;
+    if (rows !== undefined) {
+      if (added <= 0) invalid(`no rows when not growing (${v} → ${newSize})`, 'opts.rows', 'rows');
+      for (const [name, t] of [['embed', rows.embed], ['lmHead', rows.lmHead]] as const) {
+        if (t === undefined && name === 'lmHead') continue;
+        if (checkTensor(t, `opts.rows.${name}`).shape.join() !== `${added},${h}`) invalid(`shape [${added}, ${h}]`, `opts.rows.${name}`, `[${t!.shape}]`);
+      }
+      if (tied && rows.lmHead) invalid('no lmHead rows for tied embeddings', 'opts.rows.lmHead', 'a tensor');
+    }
+    const grow = (w: Tensor, given?: Tensor): Tensor => {
+      if (added <= 0) return w.slice(0, 0, newSize);
+      const extra = given ? given.to({ dtype: w.dtype, device: w.device as never }) : meanResizedRows(w, added);
+      return cat([w.detach(), extra], 0);
+    };
+    const out = new Map(sd);
+    out.set('model.embed_tokens.weight', grow(sd.get('model.embed_tokens.weight')!, rows?.embed));
+    if (!tied) out.set('lm_head.weight', grow(sd.get('lm_head.weight')!, rows?.lmHead));
+    const p = sd.get('model.embed_tokens.weight')!;
+    const model = LlamaForCausalLM.create({ ...this.config, vocab_size: newSize }, { device: p.device as never, dtype: p.dtype });
+    await model.loadStateDict(out);
+    const frozen = new Set(this.namedParameters().filter(([, q]) => !q.requiresGrad).map(([n]) => n));
+    for (const [n, q] of model.namedParameters()) q.requiresGrad = !frozen.has(n);
+    return this.training ? model.train() : model.eval();
+  }
+
   /** The token embedding table applied to ids: (batch, length) → (batch, length, hidden). */
   async embed(ids: Tensor): Promise<Tensor> {
     this.checkIds(ids, 'ids');
@@ -275,4 +325,21 @@ function banAll(banned: number[], allowed: number[] | null, V: number): boolean 
   if (allowed) for (let i = 0; i < allowed.length; i += 2) open.fill(1, allowed[i], allowed[i + 1]);
   for (let i = 0; i < banned.length; i += 2) open.fill(0, banned[i], banned[i + 1]);
   return !open.includes(1);
+}
+
+/**
+ * `added` rows drawn as transformers' `_init_added_embeddings_weights_with_mean`: from
+ * N(mean, 1e-9 · Σ) with the mean and covariance Σ of the rows of `w` (float32). The sample is
+ * taken as mean + √(1e-9 / n) · zᵀC with z ~ N(0, I_n) and C the centred rows (Cov(zᵀC) = CᵀC =
+ * n·Σ): the same distribution without a Cholesky factor. HF falls back to the mean alone when
+ * 1e-9 · Σ is not positive definite; the sample here is then the mean plus noise of that
+ * (degenerate) covariance, which is as close.
+ */
+function meanResizedRows(w: Tensor, added: number): Tensor {
+  const x = w.detach().to({ dtype: 'float32' });
+  const n = x.shape[0];
+  const mean = x.mean(0, true);                  // (1, hidden)
+  const centred = x.sub(mean);                   // (n, hidden)
+  const z = randn([added, n], { device: x.device as never });  // (added, n)
+  return mean.add(z.matmul(centred).mul(Math.sqrt(1e-9 / n))).to({ dtype: w.dtype });
 }

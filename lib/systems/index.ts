@@ -8,7 +8,7 @@ export type {
   SpectraCollateOptions, SpectraFinetuneOptions,
 } from './spectra';
 export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn';
-export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions } from './salmonn';
+export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions, SalmonnPretrainedOptions } from './salmonn';
 export { ConcatFusionClassifier, embedUtterances, ecfSubmission, writeEcfSubmission, selfCausePairs } from './concat';
 export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig, EcfPairPrediction } from './concat';
 export { Usdm, usdmSftLabels, usdmSftExamples, addUnitVocabulary, USDM_TOKEN_IDS, USDM_SFT_ARGS } from './usdm';

@@ -183,6 +183,32 @@ function leftAlign({ embeds, mask }: { embeds: Tensor; mask: Tensor }): { embeds
   };
 }
 
+/** What {@link Salmonn.fromPretrained} takes. */
+export interface SalmonnPretrainedOptions {
+  /** an HF Whisper folder (`openai/whisper-large-v2`) */
+  whisper: string;
+  /** the original BEATs `.pt` (or a folder); null or absent: no BEATs */
+  beats?: string | null;
+  /** an HF LLaMA / Vicuna folder */
+  llm: string;
+  /** a SALMONN checkpoint (`.pth` or our `.safetensors`) */
+  checkpoint?: string | null;
+  /** the tokenizer file (default `<llm>/tokenizer.json`) */
+  tokenizer?: string;
+  /** SALMONN config fields (its YAML names) */
+  config?: Partial<SalmonnConfig>;
+  /**
+   * Grow the LLaMA's vocabulary to the tokenizer's after `[PAD]` is added, as the original
+   * `models/salmonn.py` does (`resize_token_embeddings(len(tokenizer))`: 32 001 rows for Vicuna,
+   * the last one not in any checkpoint and present in every softmax). `true`: the new row is drawn
+   * as HF's resize does (mean of the rows + 1e-9-covariance noise; seed with `et.manualSeed`);
+   * `{ rows: { embed, lmHead? } }`: the rows you pass (e.g. the ones your Python run drew).
+   * Default false: the LLaMA keeps its size and padded positions read row 0, which no loss or
+   * unmasked position sees.
+   */
+  resizeTokenEmbeddings?: boolean | { rows: { embed: Tensor; lmHead?: Tensor } };
+}
+
 /**
  * SALMONN as one module: `forward(batch) → { loss, logits }`, `generate(audio, instruction)`.
  * @example
@@ -272,15 +298,26 @@ export class Salmonn extends Module {
    * {@link saveCheckpoint}). Ignorable keys are skipped and listed in `model.loadReport.ignored`.
    * @throws EmotorchError ERR_STATE_DICT naming an unknown, missing or mis-shaped key; ERR_IO.
    */
-  static async fromPretrained(opts: { whisper: string; beats?: string | null; llm: string; checkpoint?: string | null; tokenizer?: string; config?: Partial<SalmonnConfig> }): Promise<Salmonn> {
+  static async fromPretrained(opts: SalmonnPretrainedOptions): Promise<Salmonn> {
     if (!opts || typeof opts !== 'object') invalid('{ whisper, beats, llm, checkpoint }', 'opts', opts);
     for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path', k, opts[k]);
+    const resize = opts.resizeTokenEmbeddings ?? false;
+    if (typeof resize !== 'boolean' && !(resize && typeof resize === 'object' && resize.rows && typeof resize.rows === 'object')) invalid('true, false or { rows: { embed, lmHead? } }', 'resizeTokenEmbeddings', resize);
     const whisper = await WhisperEncoder.fromPretrained(opts.whisper);
     const beats = opts.beats ? await BeatsEncoder.fromPretrained(opts.beats) : null;
-    const llm = await LlamaForCausalLM.fromPretrained(opts.llm);
+    let llm = await LlamaForCausalLM.fromPretrained(opts.llm);
     const tokFile = opts.tokenizer ?? path.join(opts.llm, 'tokenizer.json');
     if (!fs.existsSync(tokFile)) throw new EmotorchError(`no tokenizer: '${tokFile}' does not exist (convert the LLaMA tokenizer to tokenizer.json, or pass opts.tokenizer)`, 'ERR_IO');
     const tokenizer = await Tokenizer.fromFile(tokFile);
+    if (resize) {
+      // models/salmonn.py: add '[PAD]', then llama_model.resize_token_embeddings(len(tokenizer))
+      if (tokenizer.padTokenId === undefined && tokenizer.tokenToId('[PAD]') === undefined) tokenizer.addSpecialTokens(['[PAD]']);
+      if (tokenizer.vocabSize > llm.config.vocab_size) {
+        const old = llm;
+        llm = await old.resizeTokenEmbeddings(tokenizer.vocabSize, resize === true ? {} : { rows: resize.rows });
+        old.dispose();
+      }
+    }
     const model = new Salmonn({ whisper, beats, llm, tokenizer }, opts.config ?? {});
     if (opts.checkpoint) await model.loadCheckpoint(opts.checkpoint);
     model.eval();
