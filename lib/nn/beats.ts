@@ -1,10 +1,10 @@
 /** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/nn/beats. */
-import { NativeModule, ModuleOptions } from './module';
+import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
 import { loadTorchFile } from '../io/torchfile';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig } from './pretrained';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides } from './pretrained';
 
 /** The original BEATsConfig fields and defaults. */
 export interface BeatsConfig {
@@ -67,10 +67,10 @@ export interface BeatsOutputs {
  * const { lastHiddenState } = await beats.forward({ inputFeatures: await et.audio.kaldiFbank(wave, { beats: true }) });
  */
 export class BeatsEncoder extends NativeModule {
-  readonly config: BeatsConfig;
+  declare readonly config: BeatsConfig;
   private constructor(config: BeatsConfig, opts: ModuleOptions) {
     super('beats', config, opts);
-    this.config = config;
+    lockConfig(this, 'BEATs', config);
   }
 
   static create(config: Partial<BeatsConfig> = {}, opts: ModuleOptions = {}): BeatsEncoder {
@@ -84,7 +84,7 @@ export class BeatsEncoder extends NativeModule {
    * Loads a folder with the original cfg as `config.json` and weights as `model.safetensors`, or
    * the original `{cfg, model}` torch.save file.
    */
-  static async fromPretrained(dirOrFile: string, opts: PretrainedOptions = {}): Promise<BeatsEncoder> {
+  static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<BeatsConfig> = {}): Promise<BeatsEncoder> {
     let cfg: Partial<BeatsConfig>;
     let sd: StateDict;
     if (/\.(pt|pth|bin)$/.test(dirOrFile)) {
@@ -100,7 +100,7 @@ export class BeatsEncoder extends NativeModule {
       sd = await loadCheckpoint(dirOrFile);
     }
     sd = new Map([...sd].filter(([k]) => !k.startsWith('predictor.')));
-    const model = BeatsEncoder.create(cfg, {});
+    const model = BeatsEncoder.create(withOverrides('BEATs', SPEC, cfg, opts.config), {});
     return finishPretrained(model, sd, opts);
   }
 

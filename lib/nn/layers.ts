@@ -1,5 +1,5 @@
 /** Built-in general layers on native modules: Linear, Mlp, LayerNorm, Embedding. */
-import { NativeModule, ModuleOptions } from './module';
+import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 
@@ -25,10 +25,10 @@ export interface LinearConfig {
  * const y = await lin.forward(et.randn([8, 4]));   // [8, 2]
  */
 export class Linear extends NativeModule {
-  readonly config: Required<LinearConfig>;
+  declare readonly config: Required<LinearConfig>;
   private constructor(config: Required<LinearConfig>, opts: ModuleOptions) {
     super('linear', config, opts);
-    this.config = config;
+    lockConfig(this, 'Linear', config);
   }
   /** @throws EmotorchError for a bad config, dtype or device. */
   static create(config: LinearConfig, opts: ModuleOptions = {}): Linear {
@@ -61,10 +61,10 @@ export interface MlpConfig {
  * const mlp = et.nn.Mlp.create({ sizes: [16, 64, 4], activation: 'gelu', dropout: 0.1 });
  */
 export class Mlp extends NativeModule {
-  readonly config: Required<MlpConfig>;
+  declare readonly config: Required<MlpConfig>;
   private constructor(config: Required<MlpConfig>, opts: ModuleOptions) {
     super('mlp', config, opts);
-    this.config = config;
+    lockConfig(this, 'Mlp', config);
   }
   static create(config: MlpConfig, opts: ModuleOptions = {}): Mlp {
     if (!config || typeof config !== 'object') invalid('a config object', 'Mlp config', config);
@@ -89,10 +89,10 @@ export interface LayerNormConfig {
 
 /** Layer normalization over the last dimension (torch.nn.LayerNorm). */
 export class LayerNorm extends NativeModule {
-  readonly config: Required<LayerNormConfig>;
+  declare readonly config: Required<LayerNormConfig>;
   private constructor(config: Required<LayerNormConfig>, opts: ModuleOptions) {
     super('layer_norm', config, opts);
-    this.config = config;
+    lockConfig(this, 'LayerNorm', config);
   }
   static create(config: LayerNormConfig, opts: ModuleOptions = {}): LayerNorm {
     const c = { normalized_shape: checkInt(config?.normalized_shape, 'normalized_shape', 1), eps: checkNumber(config.eps ?? 1e-5, 'eps', 0), elementwise_affine: config.elementwise_affine ?? true };
@@ -112,10 +112,10 @@ export interface EmbeddingConfig {
 
 /** A lookup table of `num_embeddings` vectors (torch.nn.Embedding). */
 export class Embedding extends NativeModule {
-  readonly config: EmbeddingConfig;
+  declare readonly config: EmbeddingConfig;
   private constructor(config: EmbeddingConfig, opts: ModuleOptions) {
     super('embedding', config, opts);
-    this.config = config;
+    lockConfig(this, 'Embedding', config);
   }
   static create(config: EmbeddingConfig, opts: ModuleOptions = {}): Embedding {
     const n = checkInt(config?.num_embeddings, 'num_embeddings', 1);

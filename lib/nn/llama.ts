@@ -1,8 +1,8 @@
 /** LLaMA-family causal LM (HF LlamaForCausalLM; Mistral and Vicuna configs load too), on native/nn/llama. */
-import { NativeModule, ModuleOptions } from './module';
+import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig } from './pretrained';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides } from './pretrained';
 
 /**
  * HF LlamaConfig fields. RoPE settings are flat here: `rope_theta`, `rope_type` ('default' |
@@ -130,10 +130,10 @@ export interface LlamaOutputs {
  * const { sequences } = await llm.generate({ inputIds, attentionMask }, { max_new_tokens: 200, num_beams: 4 });
  */
 export class LlamaForCausalLM extends NativeModule {
-  readonly config: LlamaConfig;
+  declare readonly config: LlamaConfig;
   private constructor(config: LlamaConfig, opts: ModuleOptions) {
     super('llama', config, opts);
-    this.config = config;
+    lockConfig(this, 'LLaMA', config);
   }
 
   static create(config: Partial<LlamaConfig> = {}, opts: ModuleOptions = {}): LlamaForCausalLM {
@@ -147,9 +147,9 @@ export class LlamaForCausalLM extends NativeModule {
   }
 
   /** Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`). */
-  static async fromPretrained(dir: string, opts: PretrainedOptions = {}): Promise<LlamaForCausalLM> {
+  static async fromPretrained(dir: string, opts: PretrainedOptions<LlamaConfig> = {}): Promise<LlamaForCausalLM> {
     const raw = readConfig(dir);
-    const model = LlamaForCausalLM.create({ ...(raw as Partial<LlamaConfig>), ...normalizeRope(raw) }, {});
+    const model = LlamaForCausalLM.create(withOverrides('LLaMA', SPEC, { ...raw, ...normalizeRope(raw) }, opts.config), {});
     const sd = await loadCheckpoint(dir);
     if (model.config.tie_word_embeddings) sd.delete('lm_head.weight');
     for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);

@@ -229,6 +229,49 @@ export abstract class Module {
   }
 }
 
+const readOnlyViews = new WeakMap<object, object>();
+
+/** A view of `o` (and of the objects inside it) that throws a coded error on every write. */
+function readOnlyView<T extends object>(o: T, name: string): T {
+  const seen = readOnlyViews.get(o);
+  if (seen) return seen as T;
+  const refuse = (k: string | symbol): never => {
+    throw new EmotorchError(`${name} is read-only (${String(k)}): a model's config is fixed when it is made; pass changes to create(config) or fromPretrained(dir, { config: { … } })`, 'ERR_INVALID_ARG');
+  };
+  const view = new Proxy(o, {
+    get(t, k, r) {
+      const v = Reflect.get(t, k, r);
+      return v !== null && typeof v === 'object' && !ArrayBuffer.isView(v) && !(v instanceof Tensor) ? readOnlyView(v as object, name) : v;
+    },
+    set: (_t, k) => refuse(k),
+    deleteProperty: (_t, k) => refuse(k),
+    defineProperty: (_t, k) => refuse(k),
+    setPrototypeOf: () => refuse('prototype'),
+  });
+  readOnlyViews.set(o, view);
+  return view;
+}
+
+/**
+ * Makes `target.config` a read-only view of `config`: assigning a field (or the whole config)
+ * throws a coded `EmotorchError` in strict and sloppy code alike, where a frozen object would
+ * throw an uncoded TypeError in one and ignore the write in the other. The model reads its
+ * config once when it is made, so a later write could only be silently ignored.
+ * @internal
+ */
+export function lockConfig<C extends object>(target: object, model: string, config: C): C {
+  let own: C;
+  try { own = structuredClone(config); } catch { own = { ...config }; }  // a copy the caller cannot change either
+  const view = readOnlyView(own, `${model} config`);
+  Object.defineProperty(target, 'config', {
+    get: () => view,
+    set: () => { throw new EmotorchError(`${model} config is read-only: pass changes to create(config) or fromPretrained(dir, { config: { … } })`, 'ERR_INVALID_ARG'); },
+    enumerable: true,
+    configurable: false,
+  });
+  return view;
+}
+
 /**
  * A module backed by one native libtorch module (built-in layers and the model zoo).
  * @internal

@@ -22,6 +22,11 @@ export function readConfig(dir: string): Record<string, unknown> {
   return c as Record<string, unknown>;
 }
 
+/** Whether `dirOrFile` is a folder with a `config.json`. */
+export function hasConfigJson(dirOrFile: string): boolean {
+  return fs.existsSync(path.join(dirOrFile, 'config.json'));
+}
+
 /** config.json, shard indexes and adapter configs are small: anything larger is not one. */
 const MAX_JSON = 64 * 1024 * 1024;
 
@@ -169,9 +174,30 @@ export function resolveConfig<C extends object>(model: string, defaults: C, spec
 }
 
 
-export interface PretrainedOptions extends ModuleOptions {
+export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOptions {
   /** Default true: missing or unexpected keys are an error (after the model's own renames). */
   strict?: boolean;
+  /**
+   * Config fields that replace the checkpoint's (HF `from_pretrained(dir, **kwargs)`), validated
+   * as `create` validates them; a name the model's config does not have is an error.
+   */
+  config?: Partial<C>;
+}
+
+/**
+ * The checkpoint's config with the caller's overrides (`fromPretrained(dir, { config })`) laid
+ * over it. The overrides must name fields of the model's config (`spec`, plus `extra` names the
+ * model also reads); the values are checked by `create`. A config.json's own extra fields stay
+ * accepted, as HF accepts them.
+ * @throws EmotorchError ERR_INVALID_ARG for a non-object or an unknown field name.
+ */
+export function withOverrides(model: string, spec: object, fromFile: Record<string, unknown>, overrides: unknown, extra: readonly string[] = []): Record<string, unknown> {
+  if (overrides === undefined) return fromFile;
+  if (overrides === null || typeof overrides !== 'object' || Array.isArray(overrides)) invalid(`an object of ${model} config fields`, 'opts.config', overrides);
+  for (const k of Object.keys(overrides)) {
+    if (!Object.prototype.hasOwnProperty.call(spec, k) && !extra.includes(k)) invalid(`a field of the ${model} config`, `opts.config.${k}`, 'a name it does not have');
+  }
+  return { ...fromFile, ...(overrides as Record<string, unknown>) };
 }
 
 /**

@@ -1,8 +1,8 @@
 /** Q-Former (HF Blip2QFormerModel; LAVIS / SALMONN checkpoints through a rename table), on native/nn/qformer. */
-import { NativeModule, ModuleOptions } from './module';
+import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix } from './pretrained';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson } from './pretrained';
 
 /** Blip2QFormerConfig fields and defaults, plus `num_query_tokens` (queries the model owns; 0 = given per call). */
 export interface QFormerConfig {
@@ -65,10 +65,10 @@ export const LAVIS_QFORMER_RENAMES: readonly Rename[] = [
  * const { lastHiddenState } = await qf.forward({ encoderHiddenStates: windows });
  */
 export class QFormer extends NativeModule {
-  readonly config: QFormerConfig;
+  declare readonly config: QFormerConfig;
   private constructor(config: QFormerConfig, opts: ModuleOptions) {
     super('qformer', config, opts);
-    this.config = config;
+    lockConfig(this, 'QFormer', config);
   }
 
   static create(config: Partial<QFormerConfig> = {}, opts: ModuleOptions = {}): QFormer {
@@ -83,16 +83,21 @@ export class QFormer extends NativeModule {
    * optionally under `Qformer.` or `speech_Qformer.`) with `config` giving the sizes when the
    * folder has no config.json.
    */
-  static async fromPretrained(dirOrFile: string, opts: PretrainedOptions & { config?: Partial<QFormerConfig> } = {}): Promise<QFormer> {
+  static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<QFormerConfig> = {}): Promise<QFormer> {
     const all = await loadCheckpoint(dirOrFile);
     const tokens = all.get('query_tokens') ?? all.get('speech_query_tokens');
     let sd = stripPrefix(all, ['speech_Qformer.', 'Qformer.', 'qformer.']);
     if ([...sd.keys()].some((k) => k.startsWith('bert.'))) sd = renameKeys(sd, LAVIS_QFORMER_RENAMES);
     if (tokens) sd.set('query_tokens', tokens);
-    let cfg: Partial<QFormerConfig> = opts.config ?? {};
-    if (!opts.config) {
+    // a checkpoint file without a config.json (SALMONN's .pth) takes its config from opts.config alone
+    // (a config.json's object, extra fields accepted); over a config.json it names fields to change
+    let cfg: Record<string, unknown>;
+    if (opts.config && !hasConfigJson(dirOrFile)) {
+      if (typeof opts.config !== 'object' || Array.isArray(opts.config)) invalid('an object of QFormer config fields', 'opts.config', opts.config);
+      cfg = opts.config as Record<string, unknown>;
+    } else {
       const raw = readConfig(dirOrFile) as Record<string, unknown>;
-      cfg = (raw.qformer_config as Partial<QFormerConfig>) ?? (raw as Partial<QFormerConfig>);
+      cfg = withOverrides('QFormer', SPEC, (raw.qformer_config as Record<string, unknown>) ?? raw, opts.config);
     }
     const model = QFormer.create({ ...cfg, num_query_tokens: tokens ? tokens.shape[1] : 0 }, {});
     return finishPretrained(model, sd, opts);

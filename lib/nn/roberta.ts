@@ -1,8 +1,8 @@
 /** RoBERTa (HF RobertaModel), on native/nn/roberta. */
-import { NativeModule, ModuleOptions } from './module';
+import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix } from './pretrained';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides } from './pretrained';
 
 /** HF RobertaConfig fields (defaults: RobertaConfig's), plus `add_pooling_layer`. */
 export interface RobertaConfig {
@@ -59,10 +59,10 @@ export interface RobertaOutputs {
  * const { lastHiddenState } = await roberta.forward({ inputIds, attentionMask });
  */
 export class RobertaModel extends NativeModule {
-  readonly config: RobertaConfig;
+  declare readonly config: RobertaConfig;
   private constructor(config: RobertaConfig, opts: ModuleOptions) {
     super('roberta', config, opts);
-    this.config = config;
+    lockConfig(this, 'RoBERTa', config);
   }
 
   /** A randomly initialized model (BERT init, N(0, initializer_range)). */
@@ -78,12 +78,12 @@ export class RobertaModel extends NativeModule {
    * prefix (from *ForSequenceClassification checkpoints); other heads are ignored. A checkpoint
    * without pooler weights loads without the pooler.
    */
-  static async fromPretrained(dir: string, opts: PretrainedOptions & { addPoolingLayer?: boolean } = {}): Promise<RobertaModel> {
+  static async fromPretrained(dir: string, opts: PretrainedOptions<RobertaConfig> & { addPoolingLayer?: boolean } = {}): Promise<RobertaModel> {
     const cfg = readConfig(dir);
     let sd = stripPrefix(await loadCheckpoint(dir), ['roberta.']);
     sd = new Map([...sd].filter(([k]) => /^(embeddings|encoder|pooler)\./.test(k) && !k.endsWith('.position_ids') && !k.endsWith('.token_type_ids')));
     const pool = opts.addPoolingLayer ?? [...sd.keys()].some((k) => k.startsWith('pooler.'));
-    const model = RobertaModel.create({ ...(cfg as Partial<RobertaConfig>), add_pooling_layer: pool }, {});
+    const model = RobertaModel.create({ ...withOverrides('RoBERTa', SPEC, cfg, opts.config), add_pooling_layer: pool }, {});
     return finishPretrained(model, sd, opts);
   }
 

@@ -1,11 +1,11 @@
 /** Wav2Vec2 (HF Wav2Vec2Model; XLS-R is its layer-norm, stable-layer-norm variant), on native/nn/wav2vec2. */
-import { NativeModule, ModuleOptions } from './module';
+import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, tensor, zeros } from '../tensor';
 import * as fs from 'fs';
 import * as path from 'path';
 import { EmotorchError, invalid } from '../errors';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix } from './pretrained';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson } from './pretrained';
 
 /** HF Wav2Vec2Config fields and defaults (wav2vec2-base sizes; XLS-R checkpoints set the layer-norm fields in their config.json). */
 export interface Wav2Vec2Config {
@@ -182,10 +182,10 @@ export function convertWav2Vec2StateDict(sd: StateDict, dialect: Exclude<Wav2Vec
 }
 
 /** Options of {@link Wav2Vec2Model.fromPretrained}. */
-export interface Wav2Vec2PretrainedOptions extends PretrainedOptions {
+export interface Wav2Vec2PretrainedOptions extends PretrainedOptions<Wav2Vec2Config> {
   /**
-   * HF config fields, for checkpoints that come without a `config.json` (fairseq / fairseq2 `.pt`
-   * files), e.g. {@link WAV2VEC2_XLSR2_1B_V2}; replaces the folder's `config.json` when given.
+   * HF config fields: over the folder's `config.json`, or the whole config for checkpoints that
+   * come without one (fairseq / fairseq2 `.pt` files), e.g. {@link WAV2VEC2_XLSR2_1B_V2}.
    */
   config?: Partial<Wav2Vec2Config>;
 }
@@ -222,10 +222,10 @@ export interface Wav2Vec2Outputs {
  * const { lastHiddenState, hiddenStates } = await xlsr.forward({ inputValues: wave, outputHiddenStates: true });
  */
 export class Wav2Vec2Model extends NativeModule {
-  readonly config: Wav2Vec2Config;
+  declare readonly config: Wav2Vec2Config;
   private constructor(config: Wav2Vec2Config, opts: ModuleOptions) {
     super('wav2vec2', { ...config, masked_spec_embed: config.mask_time_prob > 0 || config.mask_feature_prob > 0 }, opts);
-    this.config = config;
+    lockConfig(this, 'Wav2Vec2', config);
   }
 
   /**
@@ -266,10 +266,12 @@ export class Wav2Vec2Model extends NativeModule {
   static async fromPretrained(dirOrFile: string, opts: Wav2Vec2PretrainedOptions = {}): Promise<Wav2Vec2Model> {
     if (typeof dirOrFile !== 'string') invalid('a folder or file path', 'dirOrFile', dirOrFile);
     if (!opts || typeof opts !== 'object') invalid('an options object', 'options', opts);
-    if (opts.config !== undefined && (opts.config === null || typeof opts.config !== 'object' || Array.isArray(opts.config))) invalid('an object of HF config fields', 'config', opts.config);
     const all = await loadCheckpoint(dirOrFile);
     const dialect = wav2vec2Dialect(all.keys());
-    const cfg = opts.config ?? readWav2Vec2Config(dirOrFile, dialect);
+    // fairseq / fairseq2 files come without a config.json: opts.config is then the whole config
+    // (a config.json's object, extra fields accepted); over a config.json it names fields to change
+    if (opts.config !== undefined && (opts.config === null || typeof opts.config !== 'object' || Array.isArray(opts.config))) invalid('an object of Wav2Vec2 config fields', 'opts.config', opts.config);
+    const cfg = (opts.config && !hasConfigJson(dirOrFile) ? opts.config : withOverrides('Wav2Vec2', SPEC, readWav2Vec2Config(dirOrFile, dialect), opts.config)) as Partial<Wav2Vec2Config>;
     if (dialect === 'hf') {
       let sd = renameKeys(stripPrefix(all, ['wav2vec2.']), WAV2VEC2_RENAMES);
       sd = new Map([...sd].filter(([k]) => /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/.test(k)));

@@ -1,8 +1,8 @@
 /** WavLM (HF WavLMModel), on native/nn/wavlm. */
-import { NativeModule, ModuleOptions } from './module';
+import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix } from './pretrained';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides } from './pretrained';
 
 /** HF WavLMConfig fields and defaults (wavlm-base-plus sizes). */
 export interface WavLMConfig {
@@ -62,10 +62,10 @@ export const WAVLM_RENAMES: readonly Rename[] = [
  * const { lastHiddenState } = await wavlm.forward({ inputValues: wave, attentionMask });
  */
 export class WavLMModel extends NativeModule {
-  readonly config: WavLMConfig;
+  declare readonly config: WavLMConfig;
   private constructor(config: WavLMConfig, opts: ModuleOptions) {
     super('wavlm', { ...config, masked_spec_embed: config.mask_time_prob > 0 || config.mask_feature_prob > 0 }, opts);
-    this.config = config;
+    lockConfig(this, 'WavLM', config);
   }
 
   static create(config: Partial<WavLMConfig> = {}, opts: ModuleOptions = {}): WavLMModel {
@@ -84,11 +84,11 @@ export class WavLMModel extends NativeModule {
   }
 
   /** Loads a local HF folder (keys with or without a `wavlm.` prefix; heads of task models are ignored). */
-  static async fromPretrained(dir: string, opts: PretrainedOptions = {}): Promise<WavLMModel> {
+  static async fromPretrained(dir: string, opts: PretrainedOptions<WavLMConfig> = {}): Promise<WavLMModel> {
     const cfg = readConfig(dir) as Partial<WavLMConfig>;
     let sd = renameKeys(stripPrefix(await loadCheckpoint(dir), ['wavlm.']), WAVLM_RENAMES);
     sd = new Map([...sd].filter(([k]) => /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/.test(k)));
-    const model = WavLMModel.create(cfg, {});
+    const model = WavLMModel.create(withOverrides('WavLM', SPEC, cfg, opts.config), {});
     return finishPretrained(model, sd, opts);
   }
 

@@ -1,8 +1,8 @@
 /** Whisper encoder (HF WhisperModel(...).encoder), on native/nn/whisper. */
-import { NativeModule, ModuleOptions } from './module';
+import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix } from './pretrained';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides } from './pretrained';
 
 /** HF WhisperConfig's encoder fields (defaults: whisper-large-v2's sizes). */
 export interface WhisperConfig {
@@ -71,10 +71,10 @@ function openaiDims(sd: Map<string, Tensor>): Partial<WhisperConfig> {
  * const { lastHiddenState } = await enc.forward({ inputFeatures: await et.audio.whisperLogMel(wave) });
  */
 export class WhisperEncoder extends NativeModule {
-  readonly config: WhisperConfig;
+  declare readonly config: WhisperConfig;
   private constructor(config: WhisperConfig, opts: ModuleOptions) {
     super('whisper_encoder', config, opts);
-    this.config = config;
+    lockConfig(this, 'Whisper', config);
   }
 
   static create(config: Partial<WhisperConfig> = {}, opts: ModuleOptions = {}): WhisperEncoder {
@@ -89,7 +89,7 @@ export class WhisperEncoder extends NativeModule {
    * `.safetensors` file) through {@link OPENAI_WHISPER_RENAMES}. `numHeads` is needed for OpenAI
    * files without a config.json (64-dim heads are assumed otherwise).
    */
-  static async fromPretrained(dirOrFile: string, opts: PretrainedOptions & { numHeads?: number } = {}): Promise<WhisperEncoder> {
+  static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<WhisperConfig> & { numHeads?: number } = {}): Promise<WhisperEncoder> {
     const all = await loadCheckpoint(dirOrFile);
     let sd = stripPrefix(all, ['model.encoder.', 'encoder.']);
     let cfg: Partial<WhisperConfig>;
@@ -100,7 +100,7 @@ export class WhisperEncoder extends NativeModule {
     } else {
       cfg = readConfig(dirOrFile) as Partial<WhisperConfig>;
     }
-    const model = WhisperEncoder.create(cfg, {});
+    const model = WhisperEncoder.create(withOverrides('Whisper', SPEC, cfg, opts.config), {});
     return finishPretrained(model, sd, opts);
   }
 

@@ -7,7 +7,7 @@
  * mean-pooled over the mask, cached to disk).
  */
 import * as fs from 'fs';
-import { Module, ModuleOptions } from '../nn/module';
+import { Module, ModuleOptions, lockConfig } from '../nn/module';
 import { Linear, Embedding, LayerNorm } from '../nn/layers';
 import { ROBERTA_DEFAULTS, RobertaModel } from '../nn/roberta';
 import { applyLora, LoraOptions } from '../nn/lora';
@@ -158,7 +158,7 @@ export interface ConcatFusionInputs {
  * const { loss, logits } = await model.forward(et.systems.ConcatFusionClassifier.collate(items));
  */
 export class ConcatFusionClassifier extends Module {
-  readonly config: Required<Omit<ConcatFusionConfig, 'context' | 'textEncoder' | 'audioEncoder'>> & {
+  declare readonly config: Required<Omit<ConcatFusionConfig, 'context' | 'textEncoder' | 'audioEncoder'>> & {
     context: Required<ConcatContextConfig> | null;
     /** The encoded modality and the LoRA applied (null: full fine-tuning), when there is a text encoder. */
     textEncoder: EncoderSetting;
@@ -179,7 +179,7 @@ export class ConcatFusionClassifier extends Module {
   readonly audioLoraLayers: string[] = [];
   private constructor(config: ConcatFusionClassifier['config'], opts: ModuleOptions, encoder?: RobertaModel, audio?: ConcatAudioEncoderModel) {
     super();
-    this.config = config;
+    lockConfig(this, 'ConcatFusionClassifier', config);
     if (encoder) {
       this.text_encoder = this.registerModule('text_encoder', encoder);
       if (config.textEncoder!.lora) this.loraLayers = applyLora(encoder, config.textEncoder!.lora);

@@ -10,7 +10,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Module } from '../nn/module';
+import { Module, lockConfig } from '../nn/module';
 import type { StateDict } from '../nn/module';
 import { WhisperEncoder } from '../nn/whisper';
 import { BeatsEncoder } from '../nn/beats';
@@ -217,7 +217,7 @@ export interface SalmonnPretrainedOptions {
  * const [answer] = await model.generate([wave], ['Describe the emotion of the speaker.']);
  */
 export class Salmonn extends Module {
-  readonly config: SalmonnConfig;
+  declare readonly config: SalmonnConfig;
   readonly tokenizer: Tokenizer;
   readonly speech_encoder: WhisperEncoder;
   readonly ln_speech: LayerNorm;
@@ -238,7 +238,7 @@ export class Salmonn extends Module {
   constructor(parts: { whisper: WhisperEncoder; beats?: BeatsEncoder | null; llm: LlamaForCausalLM; tokenizer: Tokenizer }, config: Partial<SalmonnConfig> = {}) {
     super();
     const c = resolveSalmonnConfig(config);
-    this.config = c;
+    lockConfig(this, 'SALMONN', c);
     if (!(parts?.whisper instanceof WhisperEncoder)) invalid('a WhisperEncoder', 'parts.whisper', parts?.whisper);
     if (!(parts.llm instanceof LlamaForCausalLM)) invalid('a LlamaForCausalLM', 'parts.llm', parts.llm);
     if (!(parts.tokenizer instanceof Tokenizer)) invalid('an et.data.Tokenizer', 'parts.tokenizer', parts.tokenizer);

@@ -7,11 +7,11 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Module, NativeModule, ModuleOptions } from '../nn/module';
+import { Module, NativeModule, ModuleOptions, lockConfig } from '../nn/module';
 import { RobertaModel, RobertaConfig, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../nn/roberta';
 import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../nn/wavlm';
 import { Linear, Embedding } from '../nn/layers';
-import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig } from '../nn/pretrained';
+import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides } from '../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../tensor';
 import { EmotorchError, checkInt, invalid } from '../errors';
 import { crossEntropy, l1Loss } from '../functional';
@@ -146,10 +146,10 @@ export function resolveSpectraConfig(given: SpectraConfigInput = {}): SpectraCon
  * `audio_sep`.
  */
 export class SpectraAudioEncoder extends NativeModule {
-  readonly config: SpectraConfig;
+  declare readonly config: SpectraConfig;
   constructor(config: SpectraConfig, opts: ModuleOptions = {}) {
     super('spectra_audio', { ...config.audio, has_audio_cls: config.audio.has_audio_cls, mask_audio_cls: config.mask_audio_cls, extra_frame: config.extra_audio_frame }, opts);
-    this.config = config;
+    lockConfig(this, 'SPECTRA', config);
   }
   /** Frames the conv stack gives a clip of `samples`. */
   framesFor(samples: number): number {
@@ -183,14 +183,14 @@ export class RobertaLayers extends NativeModule {
 
 /** `ATModel`: the two encoders, the modality embeddings and the fused layers. */
 export class SpectraModel extends Module {
-  readonly config: SpectraConfig;
+  declare readonly config: SpectraConfig;
   readonly audio_encoder: SpectraAudioEncoder;
   readonly text_encoder: RobertaModel;
   readonly token_type_embeddings: Embedding;
   readonly fused_encoder: RobertaLayers;
   constructor(config: SpectraConfig, opts: ModuleOptions = {}, addPoolingLayer = true) {
     super();
-    this.config = config;
+    lockConfig(this, 'SPECTRA', config);
     this.audio_encoder = this.registerModule('audio_encoder', new SpectraAudioEncoder(config, opts));
     this.text_encoder = this.registerModule('text_encoder', RobertaModel.create({ ...config.text, add_pooling_layer: addPoolingLayer }, opts));
     this.token_type_embeddings = this.registerModule('token_type_embeddings', Embedding.create({ num_embeddings: 2, embedding_dim: config.text.hidden_size }, opts));
@@ -264,6 +264,11 @@ export const SPECTRA_RENAMES: readonly Rename[] = [
 const PRETRAINING_HEADS = /^(mlm_head|mam_head|selection_head|start_prediction_head|end_prediction_head)\./;
 
 export interface SpectraPretrainedOptions extends PretrainedOptions {
+  /**
+   * Fields that replace the checkpoint's `audio_config.json` / `text_config.json` ones (e.g.
+   * `{ audio: { has_audio_cls: false } }`); a name neither config has is an error.
+   */
+  config?: { audio?: Partial<SpectraAudioConfig>; text?: Partial<SpectraTextConfig> };
   /** Head outputs (default: the checkpoint's head, else from `task`). */
   numClass?: number;
   task?: SpectraTask;
@@ -302,7 +307,7 @@ export interface SpectraCollateOptions {
  * const { loss, logits } = await model.forward(batch);
  */
 export class Spectra extends Module {
-  readonly config: SpectraConfig;
+  declare readonly config: SpectraConfig;
   readonly model: SpectraModel;
   readonly head: SpectraHead;
   /** What fromPretrained did: checkpoint keys skipped (pre-training heads) and parameters left at their initial values. */
@@ -310,7 +315,7 @@ export class Spectra extends Module {
 
   private constructor(config: SpectraConfig, opts: ModuleOptions, addPoolingLayer: boolean) {
     super();
-    this.config = config;
+    lockConfig(this, 'SPECTRA', config);
     this.model = this.registerModule('model', new SpectraModel(config, opts, addPoolingLayer));
     this.head = this.registerModule('head', new SpectraHead(config.text.hidden_size, config.num_class, opts));
   }
@@ -342,8 +347,10 @@ export class Spectra extends Module {
    */
   static async fromPretrained(dir: string, opts: SpectraPretrainedOptions = {}): Promise<Spectra> {
     if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
-    const audio = readJson(path.join(dir, 'audio_config.json'));
-    const text = readJson(path.join(dir, 'text_config.json'));
+    const o = opts.config;
+    if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text'))) invalid('{ audio?, text? } config fields', 'opts.config', o);
+    const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJson(path.join(dir, 'audio_config.json')), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
+    const text = withOverrides('SPECTRA text', { ...ROBERTA_SPEC, ...TEXT_EXTRA }, readJson(path.join(dir, 'text_config.json')), o?.text);
     let sd = await loadCheckpoint(dir);
     if (![...sd.keys()].some((k) => k.startsWith('model.')) && [...sd.keys()].some((k) => k.startsWith('audio_encoder.'))) {
       sd = new Map([...sd].map(([k, t]) => [PRETRAINING_HEADS.test(k) || k.startsWith('head.') ? k : `model.${k}`, t] as [string, Tensor]));

@@ -199,7 +199,7 @@ export class Usdm extends Module {
    * @throws EmotorchError as LlamaForCausalLM.fromPretrained; ERR_INVALID_ARG when the vocabulary lacks the unit ids
    */
   static async fromPretrained(dir: string, opts: UsdmOptions = {}): Promise<Usdm> {
-    let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict });
+    let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config });
     if (opts.addUnitVocabulary) llm = await addUnitVocabulary(llm, opts.tokenIds?.numUnits ?? USDM_TOKEN_IDS.numUnits);
     if (opts.device || opts.dtype) await llm.to({ device: opts.device, dtype: opts.dtype });
     return new Usdm(llm, opts);
@@ -280,16 +280,11 @@ function stripAll(s: string, pieces: string[]): string {
  */
 export async function addUnitVocabulary(llm: LlamaForCausalLM, numUnits = 10000): Promise<LlamaForCausalLM> {
   checkInt(numUnits, 'numUnits', 1);
-  const V = llm.config.vocab_size + numUnits + 3;
-  const bigger = LlamaForCausalLM.create({ ...llm.config, vocab_size: V });
-  const sd = new Map(llm.stateDict());
-  const std = llm.config.initializer_range;
-  for (const k of ['model.embed_tokens.weight', 'lm_head.weight']) {
-    const w = sd.get(k);
-    if (!w) continue;
-    sd.set(k, cat([w, randn([V - w.shape[0], w.shape[1]]).mul(std).to({ dtype: w.dtype })], 0));
-  }
-  await bigger.loadStateDict(sd, { strict: true });
+  const { vocab_size: v, hidden_size: h, initializer_range: std, tie_word_embeddings: tied } = llm.config;
+  const V = v + numUnits + 3;
+  const embed = randn([V - v, h]).mul(std);                      // drawn in this order: embed, then head
+  const lmHead = tied ? undefined : randn([V - v, h]).mul(std);
+  const bigger = await llm.resizeTokenEmbeddings(V, { rows: { embed, lmHead } });
   llm.dispose();
   bigger.eval();
   return bigger;
