@@ -127,6 +127,14 @@ const CLEAN_UP: [string, string][] = [
   [' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"], [" n't", "n't"], [" 'm", "'m"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"],
 ];
 
+/**
+ * The library's message without what it quotes (serde's errors quote the file's values between
+ * backticks or double quotes; emotorch's messages never quote a file's content).
+ */
+function unquoted(msg: string): string {
+  return msg.replace(/`[^`]*`/g, '…').replace(/"(?:[^"\\]|\\.)*"/g, '…');
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
@@ -220,7 +228,7 @@ function checkLibraryLimits(json: Record<string, unknown>, source: string): void
     if (Array.isArray(v)) {
       for (const x of v) pending.push([x, inNormalizer]);
     } else if (isObject(v)) {
-      if (inNormalizer && v.type === 'Replace' && matchesEmpty(v.pattern)) fail(`a Replace normalizer whose pattern ${JSON.stringify(v.pattern)} matches the empty string`);
+      if (inNormalizer && v.type === 'Replace' && matchesEmpty(v.pattern)) fail('a Replace normalizer whose pattern matches the empty string');
       if (v.type === 'Precompiled' || 'precompiled_charsmap' in v) {
         const why = charsmapProblem(v.precompiled_charsmap);
         if (why) fail(`the Precompiled normalizer's precompiled_charsmap ${why}`);
@@ -229,6 +237,7 @@ function checkLibraryLimits(json: Record<string, unknown>, source: string): void
       for (const x of Object.values(v)) pending.push([x, inNormalizer]);
     }
   }
+  checkTemplates(json.post_processor, fail);
   const model = json.model as Record<string, unknown>;
   if (!Array.isArray(model.merges) || !isObject(model.vocab)) return;
   const bytes = (t: string): number => Buffer.byteLength(t, 'utf8');
@@ -238,13 +247,47 @@ function checkLibraryLimits(json: Record<string, unknown>, source: string): void
   const vocab = model.vocab;
   const check = (a: string, b: string, k: number): void => {
     if (!Object.hasOwn(vocab, a) || !Object.hasOwn(vocab, b)) return;
-    if (bytes(b) < prefix || bytes(a) + bytes(b) - prefix > longest) fail(`merges[${k}] (${JSON.stringify(a)}, ${JSON.stringify(b)}) makes a token that is not in the vocabulary`);
+    if (bytes(b) < prefix || bytes(a) + bytes(b) - prefix > longest) fail(`merges[${k}] makes a token that is not in the vocabulary`);
   };
   model.merges.forEach((m, k) => {
     if (Array.isArray(m) && typeof m[0] === 'string' && typeof m[1] === 'string') check(m[0], m[1], k);
     // the "a b" form: every split at a space, whichever the library takes
     else if (typeof m === 'string') for (let i = m.indexOf(' '); i >= 0; i = m.indexOf(' ', i + 1)) check(m.slice(0, i), m.slice(i + 1), k);
   });
+}
+
+/**
+ * Refuses a TemplateProcessing post-processor (alone or in a Sequence) that the library accepts
+ * but panics on at the first encode: a template that names a special token `special_tokens` does
+ * not define, or a sequence other than A in `single` (A or B in `pair`).
+ */
+function checkTemplates(pp: unknown, fail: (why: string) => never): void {
+  if (Array.isArray(pp)) {
+    for (const x of pp) checkTemplates(x, fail);
+    return;
+  }
+  if (!isObject(pp)) return;
+  if (pp.type === 'Sequence') checkTemplates(pp.processors, fail);
+  if (pp.type !== 'TemplateProcessing') return;
+  const defined = new Set<string>();
+  if (isObject(pp.special_tokens)) {
+    for (const [k, v] of Object.entries(pp.special_tokens)) if (isObject(v) && v.id === k) defined.add(k);
+  }
+  for (const [name, allowed] of [['single', ['A']], ['pair', ['A', 'B']]] as const) {
+    const tpl = pp[name];
+    if (!Array.isArray(tpl)) continue; // the library refuses it at load
+    tpl.forEach((piece, i) => {
+      if (!isObject(piece)) return;
+      const special = piece.SpecialToken;
+      if (isObject(special) && !(typeof special.id === 'string' && defined.has(special.id))) {
+        fail(`the post-processor's ${name} template (item ${i}) names a special token that its special_tokens do not define`);
+      }
+      const seq = piece.Sequence;
+      if (isObject(seq) && !(allowed as readonly unknown[]).includes(seq.id)) {
+        fail(`the post-processor's ${name} template (item ${i}) names a sequence other than ${allowed.join(' or ')}`);
+      }
+    });
+  }
 }
 
 /**
@@ -314,7 +357,7 @@ export class Tokenizer {
     this.#source = source;
     this.#vocab = { size: rust.getVocabSize(false), maxId };
     for (const t of added) this.#added.set(t.content, { normalized: t.normalized !== false, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
-    this.#checkAdded(this.#added, (why) => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); });
+    this.#checkAdded(this.#added, false, (why) => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); });
     for (const k of ['bos', 'eos', 'pad', 'unk'] as const) {
       const t = tokenContent(config[`${k}_token`]);
       if (t !== undefined) this.#special[k] = t;
@@ -325,7 +368,7 @@ export class Tokenizer {
   static #create(json: Record<string, unknown>, text: string, config: Record<string, unknown>, source: string): Tokenizer {
     const type = (json.model as Record<string, unknown>).type;
     if (type !== undefined && !MODEL_TYPES.includes(type as string)) {
-      throw new EmotorchError(`${source}: unsupported model type ${JSON.stringify(type)} (supported: ${MODEL_TYPES.join(', ')})`, 'ERR_FORMAT');
+      throw new EmotorchError(`${source}: unsupported model type (supported: ${MODEL_TYPES.join(', ')})`, 'ERR_FORMAT');
     }
     if (config.clean_up_tokenization_spaces !== undefined && typeof config.clean_up_tokenization_spaces !== 'boolean') {
       throw new EmotorchError(`${source}: clean_up_tokenization_spaces in the tokenizer config is not a boolean`, 'ERR_FORMAT');
@@ -335,7 +378,7 @@ export class Tokenizer {
     try {
       rust = RustTokenizer.fromString(text);
     } catch (e) {
-      throw new EmotorchError(`${source}: unsupported or malformed tokenizer (${(e as Error).message})`, 'ERR_FORMAT');
+      throw new EmotorchError(`${source}: unsupported or malformed tokenizer (${unquoted((e as Error).message)})`, 'ERR_FORMAT');
     }
     // As transformers does, the file's own truncation and padding are not applied (encodeBatch's options are).
     rust.disableTruncation();
@@ -350,15 +393,19 @@ export class Tokenizer {
    * characters; a whitespace-only one with `lstrip`, when a token has `rstrip`, can fall in the
    * whitespace that token absorbed and end before it starts ("AddedVocabulary bad split").
    */
-  #checkAdded(added: Map<string, AddedFlags>, fail: (why: string) => never): void {
+  #checkAdded(added: Map<string, AddedFlags>, quote: boolean, fail: (why: string) => never): void {
     const normalizer = this.#rust.getNormalizer();
     const rstrip = [...added.values()].some((f) => f.rstrip);
+    let k = -1;
     for (const [content, f] of added) {
+      k++;
+      // (a file's tokens are named by their place, as messages never quote a file's content)
+      const name = quote ? JSON.stringify(content) : `number ${k}`;
       if (content === '') continue; // the library ignores it
       const form = f.normalized && normalizer ? normalizer.normalizeString(content) : content;
-      if (form === '') fail(`the added token ${JSON.stringify(content)} normalizes to an empty string`);
+      if (form === '') fail(`the added token ${name} normalizes to an empty string`);
       // (JS's \s lacks U+0085, which Rust's has)
-      if (rstrip && f.lstrip && /^[\s\u0085]+$/u.test(form)) fail(`the added token ${JSON.stringify(content)} is whitespace with lstrip while a token has rstrip`);
+      if (rstrip && f.lstrip && /^[\s\u0085]+$/u.test(form)) fail(`the added token ${name} is whitespace with lstrip while a token has rstrip`);
     }
   }
 
@@ -769,7 +816,7 @@ export class Tokenizer {
     };
     const next = new Map(this.#added);
     for (const t of tokens) next.set(t, { normalized: flags.normalized, lstrip: flags.leftStrip, rstrip: flags.rightStrip });
-    this.#checkAdded(next, (why) => invalid(`tokens the library can match (${why})`, 'tokens', tokens));
+    this.#checkAdded(next, true, (why) => invalid(`tokens the library can match (${why})`, 'tokens', tokens));
     this.#added = next;
     return this.#rust.addAddedTokens(tokens.map((t) => new AddedToken(t, special, flags)));
   }
