@@ -158,7 +158,7 @@ export function parseSentencePieceModel(buf: Buffer, source: string): SentencePi
     if (num === 1) {
       expectWire(top, wire, 2, 'pieces');
       const i = m.pieces.length;
-      const r = top.message('pieces', `ModelProto.pieces[${i}]`);
+      const r = top.message(`pieces[${i}]`, `ModelProto.pieces[${i}]`);
       const p: SentencePiece = { piece: '', score: 0, type: 'normal' };
       let hasPiece = false;
       r.fields((n, w) => {

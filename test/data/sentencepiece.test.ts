@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
 import * as et from '../../lib/index';
-import { FIXTURES } from '../helpers';
+import { FIXTURES, rejectsWith, tmpdir } from '../helpers';
 
 const { Tokenizer } = et.data;
 type Model = 'bpe_llama' | 'unigram_nfkc' | 'unigram_llama';
@@ -83,5 +83,86 @@ describe.each(MODELS)('SentencePiece parity with Python sentencepiece: %s', (nam
     } else {
       expect(badTokens).toEqual(KNOWN_IDS[name]);
     }
+  });
+});
+
+describe('SentencePiece folders and files', () => {
+  it('loads a Vicuna-like folder (tokenizer.model only) with its special tokens and added [PAD], as the slow LlamaTokenizer', async () => {
+    const vicuna = path.join(DIR, 'vicuna');
+    const ref = cases.models.bpe_llama;
+    for (const tok of [await Tokenizer.fromFile(vicuna), Tokenizer.fromFileSync(vicuna)]) {
+      expect(tok.getVocabSize(false)).toBe(800);
+      expect(tok.vocabSize).toBe(801);
+      expect([tok.bosTokenId, tok.eosTokenId, tok.unkTokenId, tok.padTokenId]).toEqual([1, 2, 0, 800]);
+      expect(tok.padToken).toBe('[PAD]');
+      const text = 'Hello world, <sep> how are you?';
+      const body = ref.ids[cases.texts.indexOf('Hello world')];
+      expect(await tok.encode('Hello world')).toEqual([1, ...body]);
+      // the special and added tokens are matched in the text; each chunk between them is encoded on its own
+      const sp = await toks.bpe_llama.encode(text, { addSpecialTokens: false });
+      expect(await tok.encode(`${text}[PAD]`, { addSpecialTokens: false })).toEqual([...sp, 800]);
+      expect(await tok.encode('<s>Hello world</s>', { addSpecialTokens: false })).toEqual([1, ...body, 2]);
+      expect(await tok.decode([1, ...body, 2, 800], { skipSpecialTokens: true })).toBe('Hello world');
+      const { inputIds, attentionMask } = await tok.encodeBatch(['Hello world', 'a'], { padding: 'longest' });
+      expect(inputIds[1].slice(2)).toEqual(Array(inputIds[0].length - 2).fill(800));
+      expect(attentionMask[1].filter((x) => x === 1).length).toBe(2);
+    }
+  });
+
+  it('follows add_bos_token / add_eos_token and the config files; checks added-token ids', async () => {
+    const dir = tmpdir();
+    fs.copyFileSync(path.join(DIR, 'bpe_llama.model'), path.join(dir, 'tokenizer.model'));
+    const hello = cases.models.bpe_llama.ids[cases.texts.indexOf('Hello world')];
+    // a bare .model: LlamaTokenizer's defaults (BOS, no EOS)
+    expect(await (await Tokenizer.fromFile(path.join(dir, 'tokenizer.model'))).encode('Hello world')).toEqual([1, ...hello]);
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ add_bos_token: false, add_eos_token: true }));
+    expect(await (await Tokenizer.fromFile(dir)).encode('Hello world')).toEqual([...hello, 2]);
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ add_bos_token: 'yes' }));
+    await rejectsWith(Tokenizer.fromFile(dir), 'ERR_FORMAT', /tokenizer_config\.json': add_bos_token is not a boolean/);
+    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({
+      added_tokens_decoder: { 800: { content: '<|a|>', special: true }, 801: { content: '<|b|>', lstrip: false } },
+    }));
+    const tok = await Tokenizer.fromFile(dir);
+    expect([tok.tokenToId('<|a|>'), tok.tokenToId('<|b|>')]).toEqual([800, 801]);
+    expect(await tok.decode([801, 800, 801], { skipSpecialTokens: true })).toBe('<|b|><|b|>');
+    fs.rmSync(path.join(dir, 'tokenizer_config.json'));
+    fs.writeFileSync(path.join(dir, 'added_tokens.json'), JSON.stringify({ '[PAD]': 801 }));
+    await rejectsWith(Tokenizer.fromFile(dir), 'ERR_FORMAT', /added_tokens\.json': the added token with id 801 does not follow the 800 tokens before it/);
+    fs.writeFileSync(path.join(dir, 'added_tokens.json'), JSON.stringify({ '<s>': 5 }));
+    await rejectsWith(Tokenizer.fromFile(dir), 'ERR_FORMAT', /the added token with id 5 is already token 1/);
+  });
+
+  it('refuses malformed and unsupported .model files with ERR_FORMAT naming the file and the field', async () => {
+    const good = fs.readFileSync(path.join(DIR, 'bpe_llama.model'));
+    const dir = tmpdir();
+    const f = path.join(dir, 'tokenizer.model');
+    const check = async (data: Buffer, re: RegExp): Promise<void> => {
+      fs.writeFileSync(f, data);
+      const e = await rejectsWith(Tokenizer.fromFile(f), 'ERR_FORMAT', re);
+      expect(e.message).toContain(f);
+    };
+    // every truncation is a coded error
+    for (let n = 0; n < good.length; n += 97) {
+      fs.writeFileSync(f, good.subarray(0, n));
+      await rejectsWith(Tokenizer.fromFile(f), 'ERR_FORMAT');
+    }
+    await check(good.subarray(0, 100), /is not a SentencePiece model: ModelProto\.pieces\[\d+\]\S* (ends inside|is longer than)/);
+    await check(Buffer.from('{"model": {}}'), /is not a SentencePiece model/);
+    await check(Buffer.alloc(0), /it has no pieces/);
+    // one piece with a bad type; a piece without its string
+    await check(Buffer.from([0x0a, 0x04, 0x0a, 0x00, 0x18, 0x09, 0x12, 0x00]), /pieces\[0\]\.type is not a known piece type/);
+    await check(Buffer.from([0x0a, 0x02, 0x18, 0x02, 0x12, 0x00]), /pieces\[0\] has no piece string/);
+    // a WORD model; no unknown piece
+    const unk = [0x0a, 0x09, 0x0a, 0x05, ...Buffer.from('<unk>'), 0x18, 0x02];
+    await check(Buffer.from([...unk, 0x12, 0x02, 0x18, 0x03]), /model type 3 \(WORD\) is not supported/);
+    await check(Buffer.from([0x0a, 0x03, 0x0a, 0x01, 0x61, 0x12, 0x00]), /it has no unknown piece/);
+    // a minimal Unigram model loads (bos/eos ids default to 1 and 2: out of range here)
+    await check(Buffer.from([...unk, 0x12, 0x00]), /trainer_spec\.bos_id 1 is not a piece id/);
+    const minus1 = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]; // int32 -1, as protobuf writes it
+    await check(Buffer.from([...unk, 0x12, 0x04, 0xc8, 0x02, 0xff, 0xff]), /trainer_spec\.bos_id ends inside a varint/);
+    fs.writeFileSync(f, Buffer.from([...unk, 0x12, 0x18, 0xc8, 0x02, ...minus1, 0xd0, 0x02, ...minus1]));
+    const tok = await Tokenizer.fromFile(f);
+    expect(await tok.encode('ab')).toEqual([0]);
+    expect(await tok.decode([0])).toBe(' \u2047 ');
   });
 });
