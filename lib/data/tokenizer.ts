@@ -9,6 +9,7 @@
  * The package aborts the whole process on a Rust panic, which a few malformed tokenizer.json
  * files cause (found by fuzzing 0.23.2); {@link checkLibraryLimits} refuses those before they
  * reach it. The file's own `truncation` and `padding` are not applied, as in transformers.
+ * SentencePiece `.model` files are turned into the equivalent tokenizer.json by ./sentencepiece.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -218,7 +219,8 @@ function charsmapProblem(v: unknown): string | undefined {
  * its character); a BPE merge whose right side is shorter than `continuing_subword_prefix`, or
  * whose merged token is longer than every vocabulary token (it is built in a buffer of that size);
  * a Replace normalizer whose pattern matches the empty string (the next normalizer indexes past
- * the end of its alignments).
+ * the end of its alignments); a post-processor template naming an undefined special token or
+ * sequence ({@link checkTemplates}).
  */
 function checkLibraryLimits(json: Record<string, unknown>, source: string): void {
   const fail = (why: string): never => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); };
