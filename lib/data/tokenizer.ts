@@ -9,6 +9,7 @@
  * The package aborts the whole process on a Rust panic, which a few malformed tokenizer.json
  * files cause (found by fuzzing 0.23.2); {@link checkLibraryLimits} refuses those before they
  * reach it. The file's own `truncation` and `padding` are not applied, as in transformers.
+ * SentencePiece `.model` files are turned into the equivalent tokenizer.json by ./sentencepiece.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -17,6 +18,8 @@ import * as path from 'path';
 import { AddedToken, Tokenizer as RustTokenizer } from 'tokenizers';
 import { EmotorchError, invalid, checkInt } from '../errors';
 import { Tensor, tensor } from '../tensor';
+import { openRegularSync, parseJson, readRegularFile, readRegularTextSync } from '../io/file';
+import { parseSentencePieceModel, sentencePieceToJSON } from './sentencepiece';
 
 /** One entry of tokenizer.json's `added_tokens`. */
 export interface AddedTokenJSON {
@@ -109,6 +112,14 @@ export interface BatchEncoding<T = number[][]> {
 type SpecialName = 'bos' | 'eos' | 'pad' | 'unk';
 type AddedFlags = { normalized: boolean; lstrip: boolean; rstrip: boolean };
 
+/** The largest config file read (tokenizer_config.json, special_tokens_map.json, added_tokens.json). */
+const MAX_CONFIG = 256 * 1024 * 1024;
+
+/** A SentencePiece model file (read as a ModelProto, not as JSON). */
+function isModelFile(file: string): boolean {
+  return file.endsWith('.model');
+}
+
 /** Model types of tokenizer.json that the library implements. */
 const MODEL_TYPES = ['BPE', 'WordPiece', 'WordLevel', 'Unigram'];
 
@@ -116,6 +127,14 @@ const MODEL_TYPES = ['BPE', 'WordPiece', 'WordLevel', 'Unigram'];
 const CLEAN_UP: [string, string][] = [
   [' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"], [" n't", "n't"], [" 'm", "'m"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"],
 ];
+
+/**
+ * The library's message without what it quotes (serde's errors quote the file's values between
+ * backticks or double quotes; emotorch's messages never quote a file's content).
+ */
+function unquoted(msg: string): string {
+  return msg.replace(/`[^`]*`/g, '…').replace(/"(?:[^"\\]|\\.)*"/g, '…');
+}
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -200,7 +219,8 @@ function charsmapProblem(v: unknown): string | undefined {
  * its character); a BPE merge whose right side is shorter than `continuing_subword_prefix`, or
  * whose merged token is longer than every vocabulary token (it is built in a buffer of that size);
  * a Replace normalizer whose pattern matches the empty string (the next normalizer indexes past
- * the end of its alignments).
+ * the end of its alignments); a post-processor template naming an undefined special token or
+ * sequence ({@link checkTemplates}).
  */
 function checkLibraryLimits(json: Record<string, unknown>, source: string): void {
   const fail = (why: string): never => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); };
@@ -210,7 +230,7 @@ function checkLibraryLimits(json: Record<string, unknown>, source: string): void
     if (Array.isArray(v)) {
       for (const x of v) pending.push([x, inNormalizer]);
     } else if (isObject(v)) {
-      if (inNormalizer && v.type === 'Replace' && matchesEmpty(v.pattern)) fail(`a Replace normalizer whose pattern ${JSON.stringify(v.pattern)} matches the empty string`);
+      if (inNormalizer && v.type === 'Replace' && matchesEmpty(v.pattern)) fail('a Replace normalizer whose pattern matches the empty string');
       if (v.type === 'Precompiled' || 'precompiled_charsmap' in v) {
         const why = charsmapProblem(v.precompiled_charsmap);
         if (why) fail(`the Precompiled normalizer's precompiled_charsmap ${why}`);
@@ -219,6 +239,7 @@ function checkLibraryLimits(json: Record<string, unknown>, source: string): void
       for (const x of Object.values(v)) pending.push([x, inNormalizer]);
     }
   }
+  checkTemplates(json.post_processor, fail);
   const model = json.model as Record<string, unknown>;
   if (!Array.isArray(model.merges) || !isObject(model.vocab)) return;
   const bytes = (t: string): number => Buffer.byteLength(t, 'utf8');
@@ -228,13 +249,47 @@ function checkLibraryLimits(json: Record<string, unknown>, source: string): void
   const vocab = model.vocab;
   const check = (a: string, b: string, k: number): void => {
     if (!Object.hasOwn(vocab, a) || !Object.hasOwn(vocab, b)) return;
-    if (bytes(b) < prefix || bytes(a) + bytes(b) - prefix > longest) fail(`merges[${k}] (${JSON.stringify(a)}, ${JSON.stringify(b)}) makes a token that is not in the vocabulary`);
+    if (bytes(b) < prefix || bytes(a) + bytes(b) - prefix > longest) fail(`merges[${k}] makes a token that is not in the vocabulary`);
   };
   model.merges.forEach((m, k) => {
     if (Array.isArray(m) && typeof m[0] === 'string' && typeof m[1] === 'string') check(m[0], m[1], k);
     // the "a b" form: every split at a space, whichever the library takes
     else if (typeof m === 'string') for (let i = m.indexOf(' '); i >= 0; i = m.indexOf(' ', i + 1)) check(m.slice(0, i), m.slice(i + 1), k);
   });
+}
+
+/**
+ * Refuses a TemplateProcessing post-processor (alone or in a Sequence) that the library accepts
+ * but panics on at the first encode: a template that names a special token `special_tokens` does
+ * not define, or a sequence other than A in `single` (A or B in `pair`).
+ */
+function checkTemplates(pp: unknown, fail: (why: string) => never): void {
+  if (Array.isArray(pp)) {
+    for (const x of pp) checkTemplates(x, fail);
+    return;
+  }
+  if (!isObject(pp)) return;
+  if (pp.type === 'Sequence') checkTemplates(pp.processors, fail);
+  if (pp.type !== 'TemplateProcessing') return;
+  const defined = new Set<string>();
+  if (isObject(pp.special_tokens)) {
+    for (const [k, v] of Object.entries(pp.special_tokens)) if (isObject(v) && v.id === k) defined.add(k);
+  }
+  for (const [name, allowed] of [['single', ['A']], ['pair', ['A', 'B']]] as const) {
+    const tpl = pp[name];
+    if (!Array.isArray(tpl)) continue; // the library refuses it at load
+    tpl.forEach((piece, i) => {
+      if (!isObject(piece)) return;
+      const special = piece.SpecialToken;
+      if (isObject(special) && !(typeof special.id === 'string' && defined.has(special.id))) {
+        fail(`the post-processor's ${name} template (item ${i}) names a special token that its special_tokens do not define`);
+      }
+      const seq = piece.Sequence;
+      if (isObject(seq) && !(allowed as readonly unknown[]).includes(seq.id)) {
+        fail(`the post-processor's ${name} template (item ${i}) names a sequence other than ${allowed.join(' or ')}`);
+      }
+    });
+  }
 }
 
 /**
@@ -304,7 +359,7 @@ export class Tokenizer {
     this.#source = source;
     this.#vocab = { size: rust.getVocabSize(false), maxId };
     for (const t of added) this.#added.set(t.content, { normalized: t.normalized !== false, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
-    this.#checkAdded(this.#added, (why) => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); });
+    this.#checkAdded(this.#added, false, (why) => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); });
     for (const k of ['bos', 'eos', 'pad', 'unk'] as const) {
       const t = tokenContent(config[`${k}_token`]);
       if (t !== undefined) this.#special[k] = t;
@@ -315,7 +370,7 @@ export class Tokenizer {
   static #create(json: Record<string, unknown>, text: string, config: Record<string, unknown>, source: string): Tokenizer {
     const type = (json.model as Record<string, unknown>).type;
     if (type !== undefined && !MODEL_TYPES.includes(type as string)) {
-      throw new EmotorchError(`${source}: unsupported model type ${JSON.stringify(type)} (supported: ${MODEL_TYPES.join(', ')})`, 'ERR_FORMAT');
+      throw new EmotorchError(`${source}: unsupported model type (supported: ${MODEL_TYPES.join(', ')})`, 'ERR_FORMAT');
     }
     if (config.clean_up_tokenization_spaces !== undefined && typeof config.clean_up_tokenization_spaces !== 'boolean') {
       throw new EmotorchError(`${source}: clean_up_tokenization_spaces in the tokenizer config is not a boolean`, 'ERR_FORMAT');
@@ -325,7 +380,7 @@ export class Tokenizer {
     try {
       rust = RustTokenizer.fromString(text);
     } catch (e) {
-      throw new EmotorchError(`${source}: unsupported or malformed tokenizer (${(e as Error).message})`, 'ERR_FORMAT');
+      throw new EmotorchError(`${source}: unsupported or malformed tokenizer (${unquoted((e as Error).message)})`, 'ERR_FORMAT');
     }
     // As transformers does, the file's own truncation and padding are not applied (encodeBatch's options are).
     rust.disableTruncation();
@@ -340,15 +395,19 @@ export class Tokenizer {
    * characters; a whitespace-only one with `lstrip`, when a token has `rstrip`, can fall in the
    * whitespace that token absorbed and end before it starts ("AddedVocabulary bad split").
    */
-  #checkAdded(added: Map<string, AddedFlags>, fail: (why: string) => never): void {
+  #checkAdded(added: Map<string, AddedFlags>, quote: boolean, fail: (why: string) => never): void {
     const normalizer = this.#rust.getNormalizer();
     const rstrip = [...added.values()].some((f) => f.rstrip);
+    let k = -1;
     for (const [content, f] of added) {
+      k++;
+      // (a file's tokens are named by their place, as messages never quote a file's content)
+      const name = quote ? JSON.stringify(content) : `number ${k}`;
       if (content === '') continue; // the library ignores it
       const form = f.normalized && normalizer ? normalizer.normalizeString(content) : content;
-      if (form === '') fail(`the added token ${JSON.stringify(content)} normalizes to an empty string`);
+      if (form === '') fail(`the added token ${name} normalizes to an empty string`);
       // (JS's \s lacks U+0085, which Rust's has)
-      if (rstrip && f.lstrip && /^[\s\u0085]+$/u.test(form)) fail(`the added token ${JSON.stringify(content)} is whitespace with lstrip while a token has rstrip`);
+      if (rstrip && f.lstrip && /^[\s\u0085]+$/u.test(form)) fail(`the added token ${name} is whitespace with lstrip while a token has rstrip`);
     }
   }
 
@@ -362,82 +421,215 @@ export class Tokenizer {
   }
 
   /**
-   * Reads a `tokenizer.json`, and `tokenizer_config.json` from the same folder when there is one
-   * (for `padTokenId`, `bosTokenId`, `eosTokenId`, `clean_up_tokenization_spaces`).
+   * Reads a `tokenizer.json`, or a SentencePiece `tokenizer.model` (any `*.model` file), with the
+   * HF files beside it: `tokenizer_config.json` when there is one (for `padTokenId`, `bosTokenId`,
+   * `eosTokenId`, `clean_up_tokenization_spaces`), and for a `.model` also `special_tokens_map.json`
+   * and `added_tokens.json`. A folder is read through its `tokenizer.json`, else its
+   * `tokenizer.model`.
    *
-   * @param file the tokenizer.json, or a folder that holds one
+   * A `.model` tokenizes as transformers' slow `LlamaTokenizer` (`use_fast=False`, legacy) does:
+   * the text is split at the special and added tokens, and each piece between them is what
+   * `sentencepiece`'s `encode` makes of it (see lib/data/sentencepiece.ts); `encode` adds the BOS
+   * piece when `add_bos_token` (default true) and the EOS piece when `add_eos_token` (default
+   * false). Added tokens come from `added_tokens.json`, `added_tokens_decoder` and the special
+   * tokens of the config files, with the ids those files give.
+   *
+   * @param file the tokenizer.json or .model file, or a folder that holds one
    * @returns the tokenizer
-   * @throws EmotorchError ERR_INVALID_ARG when file is not a string; ERR_IO when the file cannot
-   *   be read; ERR_FORMAT (naming the file) when it, or tokenizer_config.json, is not valid JSON
-   *   or not a tokenizer the library supports.
+   * @throws EmotorchError ERR_INVALID_ARG when file is not a string; ERR_IO when a file cannot be
+   *   read or is not a regular file (a FIFO, a device); ERR_FORMAT (naming the file, never quoting
+   *   it) when it, or a config file, is not valid JSON (or not a SentencePiece model), or not a
+   *   tokenizer the library supports.
    * @example
    * const tok = await et.data.Tokenizer.fromFile('models/roberta-base');
+   * const llama = await et.data.Tokenizer.fromFile('vicuna-7b-v1.1');   // only tokenizer.model there
    */
   static async fromFile(file: string): Promise<Tokenizer> {
     if (typeof file !== 'string' || file === '') invalid('a path to a tokenizer.json file or its folder', 'file', file);
-    let target = file;
-    try {
-      if ((await fs.promises.stat(file)).isDirectory()) target = path.join(file, 'tokenizer.json');
-    } catch {
-      // reported by the read below
+    const target = Tokenizer.#resolve(file);
+    const dir = path.dirname(target);
+    const optional = async (name: string): Promise<string | null> => {
+      const f = path.join(dir, name);
+      if (!fs.existsSync(f)) return null;
+      return (await readRegularFile(f, MAX_CONFIG)).toString('utf8');
+    };
+    const data = await readRegularFile(target);
+    const configs = { config: await optional('tokenizer_config.json'), specialMap: null as string | null, added: null as string | null };
+    if (isModelFile(target)) {
+      configs.specialMap = await optional('special_tokens_map.json');
+      configs.added = await optional('added_tokens.json');
     }
-    const configFile = path.join(path.dirname(target), 'tokenizer_config.json');
-    const text = await fs.promises.readFile(target, 'utf8').catch((e: Error) => {
-      throw new EmotorchError(`cannot read tokenizer file '${target}': ${e.message}`, 'ERR_IO');
-    });
-    const configText = await fs.promises.readFile(configFile, 'utf8').catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return null;
-      throw new EmotorchError(`cannot read '${configFile}': ${e.message}`, 'ERR_IO');
-    });
-    return Tokenizer.#fromText(text, target, configText, configFile);
+    return Tokenizer.#fromData(data, target, configs);
   }
 
   /**
    * {@link Tokenizer.fromFile}, synchronously.
-   * @param file the tokenizer.json, or a folder that holds one
+   * @param file the tokenizer.json or .model file, or a folder that holds one
    * @throws EmotorchError as fromFile.
    * @example
    * const tok = et.data.Tokenizer.fromFileSync('models/mistral/tokenizer.json');
    */
   static fromFileSync(file: string): Tokenizer {
     if (typeof file !== 'string' || file === '') invalid('a path to a tokenizer.json file or its folder', 'file', file);
-    let target = file;
+    const target = Tokenizer.#resolve(file);
+    const dir = path.dirname(target);
+    const optional = (name: string): string | null => {
+      const f = path.join(dir, name);
+      return fs.existsSync(f) ? readRegularTextSync(f, MAX_CONFIG) : null;
+    };
+    let data: Buffer;
+    const { fd, size } = openRegularSync(target);
     try {
-      if (fs.statSync(file).isDirectory()) target = path.join(file, 'tokenizer.json');
-    } catch {
-      // reported by the read below
-    }
-    const configFile = path.join(path.dirname(target), 'tokenizer_config.json');
-    let text: string;
-    try {
-      text = fs.readFileSync(target, 'utf8');
+      data = Buffer.alloc(size);
+      let off = 0;
+      while (off < size) {
+        const n = fs.readSync(fd, data, off, size - off, off);
+        if (n === 0) break;
+        off += n;
+      }
+      data = data.subarray(0, off);
     } catch (e) {
-      throw new EmotorchError(`cannot read tokenizer file '${target}': ${(e as Error).message}`, 'ERR_IO');
+      throw new EmotorchError(`cannot read '${target}': ${(e as Error).message}`, 'ERR_IO');
+    } finally {
+      fs.closeSync(fd);
     }
-    let configText: string | null = null;
-    try {
-      configText = fs.readFileSync(configFile, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new EmotorchError(`cannot read '${configFile}': ${(e as Error).message}`, 'ERR_IO');
-    }
-    return Tokenizer.#fromText(text, target, configText, configFile);
+    const model = isModelFile(target);
+    return Tokenizer.#fromData(data, target, {
+      config: optional('tokenizer_config.json'), specialMap: model ? optional('special_tokens_map.json') : null, added: model ? optional('added_tokens.json') : null,
+    });
   }
 
-  static #fromText(text: string, file: string, configText: string | null, configFile: string): Tokenizer {
+  /** The file to read: `file`, or in a folder its tokenizer.json, else its tokenizer.model. */
+  static #resolve(file: string): string {
+    let isDir = false;
+    try {
+      isDir = fs.statSync(file).isDirectory();
+    } catch {
+      // reported by the read
+    }
+    if (!isDir) return file;
+    const json = path.join(file, 'tokenizer.json');
+    const model = path.join(file, 'tokenizer.model');
+    return !fs.existsSync(json) && fs.existsSync(model) ? model : json;
+  }
+
+  static #fromData(data: Buffer, file: string, configs: { config: string | null; specialMap: string | null; added: string | null }): Tokenizer {
+    const dir = path.dirname(file);
     const parse = (s: string, f: string, what: string): Record<string, unknown> => {
-      let v: unknown;
-      try {
-        v = JSON.parse(s);
-      } catch (e) {
-        throw new EmotorchError(`'${f}' is not valid JSON: ${(e as Error).message}`, 'ERR_FORMAT');
-      }
+      const v = parseJson(s, f);
       if (!isObject(v)) throw new EmotorchError(`'${f}' is not ${what} (expected a JSON object)`, 'ERR_FORMAT');
       return v;
     };
+    const configFile = path.join(dir, 'tokenizer_config.json');
+    const config = configs.config === null ? {} : parse(configs.config, configFile, 'a tokenizer_config.json');
+    if (isModelFile(file)) {
+      const specialFile = path.join(dir, 'special_tokens_map.json');
+      const addedFile = path.join(dir, 'added_tokens.json');
+      const specialMap = configs.specialMap === null ? {} : parse(configs.specialMap, specialFile, 'a special_tokens_map.json');
+      const added = configs.added === null ? {} : parse(configs.added, addedFile, 'an added_tokens.json');
+      return Tokenizer.#fromSentencePiece(data, file, config, specialMap, added);
+    }
+    const text = data.toString('utf8');
     const json = parse(text, file, 'a tokenizer.json');
     if (!isObject(json.model)) throw new EmotorchError(`'${file}' is not a tokenizer.json (it has no "model" object)`, 'ERR_FORMAT');
-    const config = configText === null ? {} : parse(configText, configFile, 'a tokenizer_config.json');
     return Tokenizer.#create(json, text, config, `'${file}'`);
+  }
+
+  /**
+   * A `.model` file with the HF config files beside it, as transformers' slow LlamaTokenizer
+   * reads them: special tokens from special_tokens_map.json, else tokenizer_config.json, else the
+   * model's own pieces; added tokens from added_tokens.json and `added_tokens_decoder`, which must
+   * give each new token the next id after the pieces (a piece keeps its own id).
+   */
+  static #fromSentencePiece(data: Buffer, file: string, config: Record<string, unknown>, specialMap: Record<string, unknown>, addedJson: Record<string, unknown>): Tokenizer {
+    const source = `'${file}'`;
+    const dir = path.dirname(file);
+    const sp = parseSentencePieceModel(data, source);
+    const fmt = (f: string, why: string): never => { throw new EmotorchError(`'${path.join(dir, f)}': ${why}`, 'ERR_FORMAT'); };
+    const pieceIds = new Map(sp.pieces.map((p, i) => [p.piece, i]));
+    const t = sp.trainerSpec;
+
+    // The special tokens: special_tokens_map.json wins over tokenizer_config.json; absent: the model's piece.
+    type Entry = { content: string; special: boolean; lstrip: boolean; rstrip: boolean; singleWord: boolean };
+    const entryOf = (v: unknown, f: string, name: string, special: boolean): Entry | null => {
+      if (v === null) return null;
+      const content = tokenContent(v);
+      if (content === undefined) fmt(f, `${name} is not a token (a string or an object with a "content" string)`);
+      const o = isObject(v) ? v : {};
+      const flag = (k: string): boolean => {
+        if (o[k] !== undefined && typeof o[k] !== 'boolean') fmt(f, `${name}.${k} is not a boolean`);
+        return o[k] === true;
+      };
+      return { content: content!, special: special || flag('special'), lstrip: flag('lstrip'), rstrip: flag('rstrip'), singleWord: flag('single_word') };
+    };
+    const specials: Partial<Record<SpecialName, Entry | null>> = {};
+    const modelPiece: Record<SpecialName, number> = { bos: t.bosId, eos: t.eosId, unk: t.unkId, pad: -1 };
+    for (const k of ['bos', 'eos', 'unk', 'pad'] as const) {
+      const key = `${k}_token`;
+      if (key in specialMap) specials[k] = entryOf(specialMap[key], 'special_tokens_map.json', key, true);
+      else if (key in config) specials[k] = entryOf(config[key], 'tokenizer_config.json', key, true);
+      else if (modelPiece[k] >= 0 && modelPiece[k] < sp.pieces.length) specials[k] = { content: sp.pieces[modelPiece[k]].piece, special: true, lstrip: false, rstrip: false, singleWord: false };
+    }
+    const extra: Entry[] = [];
+    for (const [f, o] of [['special_tokens_map.json', specialMap], ['tokenizer_config.json', config]] as const) {
+      const list = o.additional_special_tokens;
+      if (list === undefined || list === null) continue;
+      if (!Array.isArray(list)) fmt(f, 'additional_special_tokens is not a list');
+      (list as unknown[]).forEach((v, i) => { const e = entryOf(v, f, `additional_special_tokens[${i}]`, true); if (e) extra.push(e); });
+      break;
+    }
+
+    // Tokens with ids: added_tokens.json ({ content: id }) and tokenizer_config.json's added_tokens_decoder ({ id: token }).
+    const withIds: [number, Entry, string][] = [];
+    for (const [content, id] of Object.entries(addedJson)) {
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) fmt('added_tokens.json', `entry ${withIds.length} has an id that is not a non-negative integer`);
+      withIds.push([id as number, { content, special: false, lstrip: false, rstrip: false, singleWord: false }, 'added_tokens.json']);
+    }
+    const decoderTable = config.added_tokens_decoder;
+    if (decoderTable !== undefined && decoderTable !== null) {
+      if (!isObject(decoderTable)) fmt('tokenizer_config.json', 'added_tokens_decoder is not an object');
+      for (const [key, v] of Object.entries(decoderTable as Record<string, unknown>)) {
+        const id = Number(key);
+        if (!/^\d+$/.test(key) || !Number.isSafeInteger(id)) fmt('tokenizer_config.json', 'added_tokens_decoder has a key that is not an id');
+        withIds.push([id, entryOf(v, 'tokenizer_config.json', `added_tokens_decoder[${id}]`, false) ?? fmt('tokenizer_config.json', `added_tokens_decoder[${id}] is null`), 'tokenizer_config.json']);
+      }
+    }
+    withIds.sort((a, b) => a[0] - b[0]);
+    const added: Entry[] = [];
+    const addedIds = new Map<string, number>();
+    let next = sp.pieces.length;
+    for (const [id, e, f] of withIds) {
+      const own = pieceIds.get(e.content) ?? addedIds.get(e.content);
+      if (own !== undefined) {
+        if (own !== id) fmt(f, `the added token with id ${id} is already token ${own}`);
+      } else {
+        if (id !== next) fmt(f, `the added token with id ${id} does not follow the ${next} tokens before it (ids must run on from the model's pieces)`);
+        addedIds.set(e.content, next++);
+      }
+      added.push(e);
+    }
+    // The special tokens are added tokens too (new ones after those), matched in the text as the slow tokenizer does.
+    const specialSet = new Set<string>();
+    for (const e of [...Object.values(specials), ...extra]) {
+      if (!e) continue;
+      specialSet.add(e.content);
+      const k = added.findIndex((a) => a.content === e.content);
+      if (k >= 0) added[k] = { ...added[k], special: true };
+      else added.push(e);
+    }
+    for (const a of added) if (specialSet.has(a.content)) a.special = true;
+
+    const bool = (k: string, dflt: boolean): boolean => {
+      if (config[k] === undefined || config[k] === null) return dflt;
+      if (typeof config[k] !== 'boolean') fmt('tokenizer_config.json', `${k} is not a boolean`);
+      return config[k] as boolean;
+    };
+    const json = sentencePieceToJSON(sp, source, {
+      addBos: bool('add_bos_token', true), addEos: bool('add_eos_token', false), bos: specials.bos?.content, eos: specials.eos?.content, added,
+    });
+    const cfg: Record<string, unknown> = { ...config };
+    for (const k of ['bos', 'eos', 'unk', 'pad'] as const) cfg[`${k}_token`] = specials[k]?.content ?? null;
+    return Tokenizer.#create(json, JSON.stringify(json), cfg, source);
   }
 
   /**
@@ -626,7 +818,7 @@ export class Tokenizer {
     };
     const next = new Map(this.#added);
     for (const t of tokens) next.set(t, { normalized: flags.normalized, lstrip: flags.leftStrip, rstrip: flags.rightStrip });
-    this.#checkAdded(next, (why) => invalid(`tokens the library can match (${why})`, 'tokens', tokens));
+    this.#checkAdded(next, true, (why) => invalid(`tokens the library can match (${why})`, 'tokens', tokens));
     this.#added = next;
     return this.#rust.addAddedTokens(tokens.map((t) => new AddedToken(t, special, flags)));
   }

@@ -293,7 +293,7 @@ export class Salmonn extends Module {
 
   /**
    * Loads the parts users have: an HF Whisper folder, the original BEATs `.pt`, an HF LLaMA/Vicuna
-   * folder (with its tokenizer.json), and a SALMONN checkpoint (`salmonn_v1.pth`,
+   * folder (with its tokenizer.json, or only its SentencePiece tokenizer.model), and a SALMONN checkpoint (`salmonn_v1.pth`,
    * `salmonn_7b_v0.pth`, the training code's `checkpoint_N.pth`, or a `.safetensors` saved by
    * {@link saveCheckpoint}). Ignorable keys are skipped and listed in `model.loadReport.ignored`.
    * @throws EmotorchError ERR_STATE_DICT naming an unknown, missing or mis-shaped key; ERR_IO.
@@ -306,8 +306,11 @@ export class Salmonn extends Module {
     const whisper = await WhisperEncoder.fromPretrained(opts.whisper);
     const beats = opts.beats ? await BeatsEncoder.fromPretrained(opts.beats) : null;
     let llm = await LlamaForCausalLM.fromPretrained(opts.llm);
-    const tokFile = opts.tokenizer ?? path.join(opts.llm, 'tokenizer.json');
-    if (!fs.existsSync(tokFile)) throw new EmotorchError(`no tokenizer: '${tokFile}' does not exist (convert the LLaMA tokenizer to tokenizer.json, or pass opts.tokenizer)`, 'ERR_IO');
+    // the LLaMA folder's tokenizer.json, else its tokenizer.model (SentencePiece, as Vicuna v1.1 ships it)
+    const tokFile = opts.tokenizer ?? opts.llm;
+    if (opts.tokenizer === undefined && !['tokenizer.json', 'tokenizer.model'].some((f) => fs.existsSync(path.join(opts.llm, f)))) {
+      throw new EmotorchError(`no tokenizer: '${opts.llm}' has neither tokenizer.json nor tokenizer.model (pass opts.tokenizer)`, 'ERR_IO');
+    }
     const tokenizer = await Tokenizer.fromFile(tokFile);
     if (resize) {
       // models/salmonn.py: add '[PAD]', then llama_model.resize_token_embeddings(len(tokenizer))

@@ -14,6 +14,7 @@ import { Linear, Embedding } from '../nn/layers';
 import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides } from '../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../tensor';
 import { EmotorchError, checkInt, invalid } from '../errors';
+import { parseJson, readRegularTextSync } from '../io/file';
 import { crossEntropy, l1Loss } from '../functional';
 import { saveSafetensors } from '../io/safetensors';
 import type { SpectraItem, SpectraTask } from '../data/datasets/spectra';
@@ -490,19 +491,10 @@ export class Spectra extends Module {
 }
 
 function readJson(file: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
-  }
-  try {
-    const c = JSON.parse(text);
-    if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new Error('not an object');
-    return c;
-  } catch (e) {
-    throw new EmotorchError(`'${file}' is not a valid config: ${(e as Error).message}`, 'ERR_FORMAT');
-  }
+  // (regular files only; a syntax error is named by position, never quoting the file)
+  const c = parseJson(readRegularTextSync(file, 64 * 1024 * 1024), file);
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new EmotorchError(`'${file}' is not a valid config (not a JSON object)`, 'ERR_FORMAT');
+  return c as Record<string, unknown>;
 }
 
 /**

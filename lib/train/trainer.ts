@@ -13,6 +13,7 @@ import { binding } from '../native';
 import { Tensor, autocast, cat, full, noGrad, tensor } from '../tensor';
 import { cuda } from '../device';
 import { EmotorchError, invalid } from '../errors';
+import { parseJson, readRegularFile } from '../io/file';
 import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
@@ -838,18 +839,17 @@ export class Trainer<T = unknown> extends EventEmitter {
   private async loadCheckpoint(dir: string): Promise<() => void> {
     const a = this.args;
     let st: TrainerState & { emotorch?: Extra & { save_only_model?: boolean } };
-    try {
-      st = JSON.parse(await fs.promises.readFile(path.join(dir, 'trainer_state.json'), 'utf8'));
-    } catch (e) {
-      throw new EmotorchError(`cannot read '${path.join(dir, 'trainer_state.json')}': ${(e as Error).message}`, 'ERR_FORMAT');
-    }
+    // (regular files only; a syntax error is named by position, never quoting the file)
+    const readJson = async (f: string): Promise<any> => parseJson((await readRegularFile(f, 256 * 1024 * 1024)).toString('utf8'), f);
+    st = await readJson(path.join(dir, 'trainer_state.json'));
+    if (st === null || typeof st !== 'object') throw new EmotorchError(`'${path.join(dir, 'trainer_state.json')}' is not a trainer state (not a JSON object)`, 'ERR_FORMAT');
     if (!st.emotorch || st.emotorch.save_only_model) throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
     await this.core.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
     await this.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
-    this.lrScheduler!.loadStateDict(JSON.parse(await fs.promises.readFile(path.join(dir, 'scheduler.json'), 'utf8')));
+    this.lrScheduler!.loadStateDict(await readJson(path.join(dir, 'scheduler.json')));
     if (this.scaler) {
       const p = path.join(dir, 'scaler.json');
-      if (await exists(p)) this.scaler.loadStateDict(JSON.parse(await fs.promises.readFile(p, 'utf8')));
+      if (await exists(p)) this.scaler.loadStateDict(await readJson(p));
     }
     const { tensors: rng } = await loadSafetensors(path.join(dir, 'rng_state.safetensors'));
     const { emotorch, ...hfState } = st;

@@ -36,6 +36,7 @@ exports.trajectory = entry('trajectory');
 exports.ecf = entry('ecf');
 exports.swift = entry('swift');
 exports.tokenizer = entry('tokenizer');
+exports.sentencepiece = entry('sentencepiece');
 exports.tokens = entry('tokens');
 exports.npy = entry('npy');
 exports.w2v_checkpoint = entry('w2v_checkpoint');

@@ -1,7 +1,7 @@
 """Writes the fuzz seed corpora, test/fuzz/corpus/<format>/ (run by hand, not by tests):
 
     /work/venv/bin/python test/fuzz/make_seeds.py [sample-data-dir]
-    /work/venv/bin/python test/fuzz/make_seeds.py --only npy      (that corpus alone; also w2v_checkpoint)
+    /work/venv/bin/python test/fuzz/make_seeds.py --only npy      (that corpus alone; also w2v_checkpoint, sentencepiece)
 
 The seeds are small valid (and a few edge-case) inputs made by the reference tools, never by
 emotorch: Python's pickle (protocols 0-5, numpy arrays), safetensors written by the official
@@ -196,6 +196,29 @@ def tokenizers_():
     copy("tokenizer", os.path.join(FIX, "tokenizers", "bytelevel", "tokenizer.json"), "fixture_bytelevel.json")
 
 
+def sentencepieces():
+    """Small SentencePiece .model files trained by `sentencepiece` (identity normalization, and a
+    tiny rule set so the precompiled charsmap stays small), BPE and Unigram."""
+    import sentencepiece as spm
+
+    text = ["Hello world, this is a tiny corpus.", "Wörter und Zahlen 123 456.", "emotion: joy, anger, sadness!", "情绪 序列"] * 20
+    rules = os.path.join(OUT, "rules.tsv")
+    with open(rules, "w") as f:
+        f.write("FF21\t41\nA0\t20\n65 301\tE9\n")
+    common = dict(num_threads=1, minloglevel=2, character_coverage=1.0, hard_vocab_limit=False)
+    kinds = {
+        "bpe_llama.model": dict(model_type="bpe", vocab_size=330, normalization_rule_name="identity", remove_extra_whitespaces=False,
+                                byte_fallback=True, user_defined_symbols=["<sep>"]),
+        "unigram_rules.model": dict(model_type="unigram", vocab_size=60, normalization_rule_tsv=rules, user_defined_symbols=["[M]"]),
+        "unigram_bytes.model": dict(model_type="unigram", vocab_size=330, byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=False),
+    }
+    for name, kw in kinds.items():
+        b = io.BytesIO()
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_writer=b, **common, **kw)
+        put("sentencepiece", name, b.getvalue())
+    os.remove(rules)
+
+
 def tokens():
     # [tokenizer, count, (flags, length, content) x count, text]: see the `tokens` target.
     def seed(tok, added, text):
@@ -282,12 +305,12 @@ def w2v_checkpoints():
 
 
 if __name__ == "__main__":
-    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints}
+    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints, "sentencepiece": sentencepieces}
     if sys.argv[1:2] == ["--only"] and sys.argv[2:3] and sys.argv[2] in only:  # one format on its own, leaving the others as they are
         shutil.rmtree(os.path.join(OUT, sys.argv[2]), ignore_errors=True)
         only[sys.argv[2]]()
         sys.exit(0)
-    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint"]:
+    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint", "sentencepiece"]:
         shutil.rmtree(os.path.join(OUT, fmt), ignore_errors=True)
     pickles()
     safetensors()
@@ -298,5 +321,6 @@ if __name__ == "__main__":
     tokens()
     npys()
     w2v_checkpoints()
+    sentencepieces()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {sum(len(fs) for _, _, fs in os.walk(OUT))} seeds, {total} bytes")

@@ -14,7 +14,7 @@ const os = require('os');
 const path = require('path');
 
 /** The formats, in the order `npm run fuzz` lists them. */
-const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'npy', 'w2v_checkpoint'];
+const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'sentencepiece', 'npy', 'w2v_checkpoint'];
 /** Formats that share another's seed corpus (test/fuzz/corpus/<that>/). */
 const SEEDS_OF = { wav16k: 'wav' };
 
@@ -153,6 +153,19 @@ function makeTargets(et) {
       await tok.encodeBatch(['a b', 'Hello'], { padding: 'longest', padTokenId: 0 });
       tok.getVocabSize();
     },
+  };
+  // A SentencePiece .model (tokenizer.model) read by Tokenizer.fromFile, then used.
+  targets.sentencepiece = async (data) => {
+    fs.writeFileSync(file('tokenizer.model'), data);
+    const tok = await et.data.Tokenizer.fromFile(file('tokenizer.model'));
+    for (const text of ['Hello wörld, 123 <s> ok <sep>', '', '  \n\t', 'Ａ\u00a0e\u0301 情绪']) {
+      const ids = await tok.encode(text);
+      await tok.tokenize(text);
+      await tok.decode(ids);
+      await tok.decode(ids, { skipSpecialTokens: true });
+    }
+    await tok.decode([0, 1, 2, 3, 5, 100, 1000]);
+    await tok.encodeBatch(['a b', 'Hello'], { padding: 'longest', padTokenId: 0 });
   };
   // Structure-aware: added tokens and text on the small seed tokenizers (JSON mutations rarely get
   // that far). Bytes: [tokenizer, count, (flags, length, utf-8 content) × count, text…]; flags bit 0

@@ -16,6 +16,6 @@ export function readJsonList(file: string, key?: string): unknown[] {
   if (key && json !== null && typeof json === 'object' && !Array.isArray(json) && Array.isArray((json as Record<string, unknown>)[key])) {
     return (json as Record<string, unknown[]>)[key];
   }
-  if (!Array.isArray(json)) throw new EmotorchError(`'${file}' holds ${describeValue(json)}, not a JSON list${key ? ` (or { "${key}": [...] })` : ''}`, 'ERR_FORMAT');
+  if (!Array.isArray(json)) throw new EmotorchError(`'${file}' holds ${typeof json === 'string' ? 'a string' : describeValue(json)}, not a JSON list${key ? ` (or { "${key}": [...] })` : ''}`, 'ERR_FORMAT');
   return json;
 }
