@@ -12,6 +12,7 @@ import { Linear, Embedding, LayerNorm } from '../nn/layers';
 import { ROBERTA_DEFAULTS, RobertaModel } from '../nn/roberta';
 import { applyLora, LoraOptions } from '../nn/lora';
 import { Tensor, tensor, cat, checkTensor, noGrad, arange } from '../tensor';
+import { isFloating } from '../dtype';
 import { WavLMModel } from '../nn/wavlm';
 import { Wav2Vec2Model } from '../nn/wav2vec2';
 import { WhisperEncoder } from '../nn/whisper';
@@ -86,6 +87,14 @@ export interface ConcatAudioEncoderOptions {
 }
 
 type EncoderSetting = { modality: string; lora: Required<LoraOptions> | null } | null;
+
+/** Integer class ids of shape [n] (a float tensor is refused, not truncated), as int64. */
+function checkLabels(labels: unknown, n: number, shapeNote: string): Tensor {
+  const l = checkTensor(labels, 'labels');
+  if (isFloating(l.dtype) || l.dtype === 'bool') invalid('an integer tensor of class ids (int64)', 'labels', `a ${l.dtype} tensor`);
+  if (l.shape.join() !== String(n)) invalid(`shape [${n}]${shapeNote}`, 'labels', `[${l.shape}]`);
+  return l.long();
+}
 
 /** Checks an encoder option's modality, size and LoRA options. */
 function encoderSetting(
@@ -250,10 +259,23 @@ export class ConcatFusionClassifier extends Module {
   /**
    * @returns `{ logits }` (batch, num_labels), and the mean cross-entropy `loss` over labelled
    *   items when `labels` are given
-   * @throws EmotorchError ERR_INVALID_ARG for missing modalities or wrong sizes.
+   * @throws EmotorchError ERR_INVALID_ARG for missing or unknown modalities, wrong sizes, both
+   *   `features` and `embeddings`, or labels that are not integer class ids.
    */
   async forward(inputs: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
     if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('{ features } or { embeddings }', 'ConcatFusionClassifier inputs', inputs);
+    if (inputs.features !== undefined && inputs.features !== null && inputs.embeddings !== undefined && inputs.embeddings !== null) {
+      throw new EmotorchError('Expected either features or embeddings for ConcatFusionClassifier inputs but received both', 'ERR_INVALID_ARG');
+    }
+    if (inputs.embeddings !== undefined && inputs.embeddings !== null) {
+      const e = inputs.embeddings;
+      if (typeof e !== 'object' || e instanceof Tensor || Array.isArray(e)) invalid('an object { modality: (batch, d) tensor }', 'embeddings', e);
+      if (this.config.context) invalid('features (conversations, utterances, Σd) with context (embeddings are for the model without it)', 'embeddings', e);
+      // the modalities an encoder computes come from inputIds / inputValues, not from embeddings
+      const encoded = [this.text_encoder && this.config.textEncoder!.modality, this.audio_encoder && this.config.audioEncoder!.modality];
+      const known = Object.keys(this.config.modalities).filter((m) => !encoded.includes(m));
+      for (const m of Object.keys(e)) if (!known.includes(m)) invalid(`a modality of the config without an encoder (${known.join(', ')})`, 'embeddings key', m);
+    }
     if (this.config.context) return this.forwardContext(inputs);
     let x: Tensor;
     if (this.text_encoder || this.audio_encoder) {
@@ -273,8 +295,7 @@ export class ConcatFusionClassifier extends Module {
     if (x.ndim !== 2 || x.shape[1] !== this.inputSize) invalid(`a tensor (batch, ${this.inputSize})`, 'features', `[${x.shape}]`);
     const logits = await this.classifier.forward(x);
     if (!inputs.labels) return { logits };
-    if (checkTensor(inputs.labels, 'labels').shape.join() !== String(x.shape[0])) invalid(`shape [${x.shape[0]}]`, 'labels', `[${inputs.labels.shape}]`);
-    return { loss: crossEntropy(logits, inputs.labels.long()), logits };
+    return { loss: crossEntropy(logits, checkLabels(inputs.labels, x.shape[0], '')), logits };
   }
 
   /** With encoders: their pooled states and the other modalities, concatenated in the config's order. */
@@ -362,8 +383,7 @@ export class ConcatFusionClassifier extends Module {
     h = await this.context!.forward({ hiddenStates: await this.input_norm!.forward(h), attentionMask: mask });
     const logits = (await this.classifier.forward(h)).reshape([C * U, this.config.num_labels]);
     if (!inputs.labels) return { logits };
-    if (checkTensor(inputs.labels, 'labels').shape.join() !== String(C * U)) invalid(`shape [${C * U}] (conversations × utterances)`, 'labels', `[${inputs.labels.shape}]`);
-    return { loss: crossEntropy(logits, inputs.labels.long()), logits };
+    return { loss: crossEntropy(logits, checkLabels(inputs.labels, C * U, ' (conversations × utterances)')), logits };
   }
 
   /**

@@ -129,8 +129,17 @@ export function m2seMedia(records: readonly M2seRecord[]): M2seMediaReport {
  * assistant header; the response follows, ended by `<|im_end|>` (or the tokenizer's EOS).
  * @param rec the record
  * @param system default system prompt
+ * @throws EmotorchError ERR_INVALID_ARG for a record without a string query and a history of string pairs
  */
 export function m2sePrompt(rec: Pick<M2seRecord, 'query' | 'history' | 'system'>, system: string = M2SE_SYSTEM): string {
+  if (!rec || typeof rec !== 'object' || Array.isArray(rec)) invalid('a record { query, history, system? } (see m2seRecords)', 'record', rec);
+  if (typeof rec.query !== 'string') invalid('a string', 'record.query', rec.query);
+  if (!Array.isArray(rec.history)) invalid('an array of [query, response] pairs', 'record.history', rec.history);
+  rec.history.forEach((h, i) => {
+    if (!Array.isArray(h) || h.length !== 2 || typeof h[0] !== 'string' || typeof h[1] !== 'string') invalid('a [query, response] pair of strings', `record.history[${i}]`, h);
+  });
+  if (rec.system !== undefined && typeof rec.system !== 'string') invalid('a string', 'record.system', rec.system);
+  if (typeof system !== 'string') invalid('a string', 'system', system);
   const turn = (role: string, text: string): string => `<|im_start|>${role}\n${text}<|im_end|>\n`;
   let s = turn('system', rec.system ?? system);
   for (const [q, a] of rec.history) s += turn('user', q) + turn('assistant', a);
@@ -182,9 +191,18 @@ export async function m2seExamples(records: readonly M2seRecord[], tokenizer: To
  * Pads examples on the right into `{ inputIds, attentionMask, labels }` (labels −100 on padding).
  * @param examples SFT examples
  * @param padId the pad id (default 0)
+ * @throws EmotorchError ERR_INVALID_ARG for examples whose ids and labels differ in length or are
+ *   not token ids, or a pad id that is not a non-negative integer
  */
 export function m2seCollate(examples: readonly M2seExample[], padId = 0): { inputIds: Tensor; attentionMask: Tensor; labels: Tensor } {
   if (!Array.isArray(examples) || examples.length === 0) invalid('a non-empty array of { ids, labels }', 'examples', examples);
+  checkInt(padId, 'padId', 0);
+  examples.forEach((e, i) => {
+    if (!e || typeof e !== 'object') invalid('{ ids, labels }', `examples[${i}]`, e);
+    if (!Array.isArray(e.ids) || e.ids.length === 0 || !e.ids.every((t: number) => Number.isSafeInteger(t) && t >= 0)) invalid('a non-empty array of token ids (integers ≥ 0)', `examples[${i}].ids`, e.ids);
+    if (!Array.isArray(e.labels) || !e.labels.every((t: number) => Number.isSafeInteger(t) && (t >= 0 || t === IGNORE))) invalid(`an array of token ids or ${IGNORE}`, `examples[${i}].labels`, e.labels);
+    if (e.labels.length !== e.ids.length) invalid(`${e.ids.length} labels (one per id)`, `examples[${i}].labels`, `${e.labels.length} labels`);
+  });
   const T = Math.max(...examples.map((e) => e.ids.length));
   const pad = <V>(a: readonly V[], v: V): V[] => [...a, ...Array<V>(T - a.length).fill(v)];
   return {
