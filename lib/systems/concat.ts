@@ -18,7 +18,7 @@ import { Wav2Vec2Model } from '../nn/wav2vec2';
 import { WhisperEncoder } from '../nn/whisper';
 import { whisperLogMel } from '../audio/features';
 import { RobertaLayers } from './spectra';
-import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { crossEntropy } from '../functional';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { ECF_EMOTIONS } from '../data/datasets/ecf';
@@ -393,6 +393,7 @@ export class ConcatFusionClassifier extends Module {
    * @throws EmotorchError ERR_INVALID_ARG for an empty batch or items without features.
    */
   static collateConversations(convs: EcfItem[][], opts: { device?: Device } = {}): ConcatFusionInputs {
+    checkOptionNames(opts, ['device'], 'ConcatFusionClassifier.collateConversations');
     if (!Array.isArray(convs) || convs.length === 0 || !convs.every((c) => Array.isArray(c) && c.length > 0)) invalid('a non-empty array of non-empty conversations (arrays of ECF items)', 'conversations', convs);
     const d = convs[0][0]?.features?.length ?? 0;
     const C = convs.length, U = Math.max(...convs.map((c) => c.length));
@@ -447,6 +448,7 @@ export class ConcatFusionClassifier extends Module {
   } = {}): ConcatFusionInputs {
     if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of ECF items', 'items', items);
     if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
+    checkOptionNames(opts, ['device', 'tokenIds', 'padTokenId', 'waveform'], 'ConcatFusionClassifier.collate');
     if (opts.tokenIds !== undefined && typeof opts.tokenIds !== 'function') invalid('a function (item) => token ids', 'tokenIds', opts.tokenIds);
     if (opts.waveform !== undefined && typeof opts.waveform !== 'function') invalid('a function (item) => Float32Array of samples', 'waveform', opts.waveform);
     const d = items[0]?.features?.length ?? 0;
@@ -518,6 +520,7 @@ export async function embedUtterances(
   if (new Set(keys).size !== keys.length) invalid('distinct keys', 'keys', keys);
   if (typeof encode !== 'function') invalid('a function', 'encode', encode);
   if (!opts || typeof opts.cacheFile !== 'string') invalid('{ cacheFile }', 'embedUtterances options', opts);
+  checkOptionNames(opts, ['cacheFile', 'batchSize'], 'embedUtterances');
   const bs = checkInt(opts.batchSize ?? 16, 'batchSize', 1);
   const out = new Map<string, Float32Array>();
   if (fs.existsSync(opts.cacheFile)) {

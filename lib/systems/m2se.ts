@@ -6,7 +6,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { EmotorchError, invalid, checkInt, checkNumber } from '../errors';
+import { EmotorchError, invalid, checkInt, checkNumber, checkOptionNames } from '../errors';
 import { tensor, Tensor } from '../tensor';
 import { LlamaForCausalLM } from '../nn/llama';
 import { applyLora } from '../nn/lora';
@@ -172,6 +172,7 @@ function checkTokenizer(tok: unknown): Tokenizer {
 export async function m2seExamples(records: readonly M2seRecord[], tokenizer: Tokenizer, opts: M2seFormatOptions = {}): Promise<{ examples: M2seExample[]; tooLong: number }> {
   checkTokenizer(tokenizer);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
+  checkOptionNames(opts, ['system', 'maxLength'], 'm2seExamples');
   const maxLength = checkInt(opts.maxLength ?? M2SE_MAX_LENGTH, 'maxLength', 2);
   const system = opts.system ?? M2SE_SYSTEM;
   if (typeof system !== 'string') invalid('a string', 'system', system);
@@ -305,6 +306,7 @@ export async function m2seAudio(files: readonly string[]): Promise<Float32Array>
 export async function m2seSalmonnItems(records: readonly M2seRecord[], model: Salmonn, opts: { mediaRoot?: string; maxLength?: number; where?: string } = {}): Promise<{ items: M2seSalmonnItem[]; tooLong: number }> {
   if (!(model instanceof Salmonn)) invalid('an et.systems.Salmonn', 'model', model);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
+  checkOptionNames(opts, ['mediaRoot', 'maxLength', 'where'], 'm2seSalmonnItems');
   const root = opts.mediaRoot ?? process.cwd();
   if (typeof root !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);
   const maxLength = checkInt(opts.maxLength ?? M2SE_MAX_LENGTH, 'maxLength', 2);
@@ -438,6 +440,7 @@ function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | nu
  */
 export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResult[]> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
+  checkOptionNames(opts, ['model', 'tokenizer', 'stages', 'outputDir', 'lora', 'mediaRoot', 'system', 'maxLength'], 'm2seStages');
   const { model, stages } = opts;
   const { salmonn, tokenizer } = checkModel(model, opts.tokenizer);
   if (!Array.isArray(stages) || stages.length === 0) invalid('a non-empty array of stages', 'stages', stages);
@@ -463,7 +466,7 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
       }
       data.push({ recs, examples: items, tooLong });
     } else {
-      const { examples, tooLong } = await m2seExamples(recs, tokenizer, opts);
+      const { examples, tooLong } = await m2seExamples(recs, tokenizer, { system: opts.system, maxLength: opts.maxLength });
       data.push({ recs, examples, tooLong });
     }
   }
@@ -529,6 +532,7 @@ export interface M2seInferOptions {
  */
 export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string; count: number; unusedMedia: M2seMediaReport; audio?: M2seAudioReport }> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
+  checkOptionNames(opts, ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot'], 'm2seInfer');
   const { salmonn, tokenizer } = checkModel(opts.model, opts.tokenizer);
   if (typeof opts.outFile !== 'string' || !opts.outFile) invalid('a file path', 'outFile', opts.outFile);
   const maxNew = checkInt(opts.maxNewTokens ?? 64, 'maxNewTokens', 1);
@@ -548,10 +552,10 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
       const r = recs[i];
       let toks: number[];
       if (items && items[i].audio.length) {
-        [toks] = await salmonn!.generateTokens([await m2seAudio(items[i].audio)], [items[i].prompt], { num_beams: 1, max_new_tokens: maxNew });
+        [toks] = await salmonn!.generateTokens([await m2seAudio(items[i].audio)], [items[i].prompt], { numBeams: 1, maxNewTokens: maxNew });
       } else {
         const ids = items ? [salmonn!.ids.bos, ...(await tokenizer.encode(items[i].prompt, { addSpecialTokens: false }))] : await tokenizer.encode(m2sePrompt(r, system));
-        const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { max_new_tokens: maxNew, eos_token_id: end, pad_token_id: end });
+        const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { maxNewTokens: maxNew, eosTokenId: end, padTokenId: end });
         toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
       }
       const cut = toks.indexOf(end);

@@ -13,7 +13,7 @@ import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../nn/wavlm';
 import { Linear, Embedding } from '../nn/layers';
 import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig } from '../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../tensor';
-import { EmotorchError, checkInt, invalid } from '../errors';
+import { EmotorchError, checkInt, invalid, checkOptionNames } from '../errors';
 import { crossEntropy, l1Loss } from '../functional';
 import { saveSafetensors } from '../io/safetensors';
 import type { SpectraItem, SpectraTask } from '../data/datasets/spectra';
@@ -357,6 +357,7 @@ export class Spectra extends Module {
    */
   static async fromPretrained(dir: string, opts: SpectraPretrainedOptions = {}): Promise<Spectra> {
     if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
+    checkOptionNames(opts, ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame', 'strict', 'device', 'dtype'], 'Spectra.fromPretrained');
     const audio = readJson(path.join(dir, 'audio_config.json'));
     const text = readJson(path.join(dir, 'text_config.json'));
     let sd = await loadCheckpoint(dir);
@@ -441,6 +442,7 @@ export class Spectra extends Module {
   static collate(items: SpectraItem[], opts: SpectraCollateOptions = {}): SpectraInputs {
     if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of SPECTRA items', 'items', items);
     if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
+    checkOptionNames(opts, ['audioLength', 'textLength', 'multiAudio', 'regression', 'padTokenId', 'device'], 'Spectra.collate');
     const S = checkInt(opts.audioLength ?? 160000, 'audioLength', 1);
     const maxText = checkInt(opts.textLength ?? 512, 'textLength', 2);
     const pad = checkInt(opts.padTokenId ?? 1, 'padTokenId', 0);
@@ -590,6 +592,7 @@ export interface SpectraFinetuneOptions {
  */
 export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ model: Spectra; trainer: Trainer<SpectraItem>; output: TrainOutput }> {
   if (!opts || typeof opts !== 'object') invalid('{ task, model, train, … }', 'finetune options', opts);
+  checkOptionNames(opts, ['task', 'model', 'train', 'eval', 'args', 'collate', 'load'], 'Spectra.finetune');
   const { task } = opts;
   if (!(task in SPECTRA_LABEL_NUM)) invalid("'mosi', 'mosei', 'iemocap' or 'mintrec'", 'task', task);
   if (!opts.train || typeof opts.train.length !== 'number') invalid('a dataset', 'train', opts.train);

@@ -705,7 +705,7 @@ export class Trainer<T = unknown> extends EventEmitter {
           let p: unknown;
           if (a.predict_with_generate) {
             const inputs = Object.fromEntries(Object.entries(batch).filter(([k]) => !a.label_names.includes(k)));
-            const gen = { ...(a.generation_max_length ? { max_new_tokens: a.generation_max_length } : {}), ...this.opts.generateOptions };
+            const gen = { ...(a.generation_max_length ? { maxNewTokens: a.generation_max_length } : {}), ...this.opts.generateOptions };
             const out = await (this.model as unknown as { generate(i: unknown, o: unknown): Promise<unknown> }).generate(inputs, gen);
             p = out instanceof Tensor ? out : (out as { newTokens?: unknown })?.newTokens;
           } else {

@@ -118,7 +118,7 @@ describe('M2SE with SALMONN', () => {
     expect(lines.map((l) => l.response)).toEqual(['Joy.', 'Anger.', 'Positive.']);
     expect(lines[1].images).toEqual(['face.png']);
     // the answer for an audio record is SALMONN's greedy answer for that clip
-    const [direct] = await m.generate([(await et.audio.readWav(path.join(dir, 'loud.wav'))).samples], Q, { num_beams: 1, max_new_tokens: 6 });
+    const [direct] = await m.generate([(await et.audio.readWav(path.join(dir, 'loud.wav'))).samples], Q, { numBeams: 1, maxNewTokens: 6 });
     expect(direct).toBe('Anger.');
   }, 60000);
 
