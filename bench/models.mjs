@@ -55,7 +55,7 @@ export const cases = {
     async setup(cfg) {
       const m = et.nn.LlamaForCausalLM.create(cfg.config).eval();
       const ids = et.randint(3, cfg.config.vocab_size, [1, cfg.prompt]);
-      return () => m.generate({ inputIds: ids }, { max_new_tokens: cfg.new_tokens, min_new_tokens: cfg.new_tokens, eos_token_id: 2, pad_token_id: 0 });
+      return () => m.generate({ inputIds: ids }, { maxNewTokens: cfg.new_tokens, minNewTokens: cfg.new_tokens, eosTokenId: 2, padTokenId: 0 });
     },
   },
 };

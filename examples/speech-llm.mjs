@@ -49,5 +49,5 @@ const bos = await llm.embed(et.tensor([[1]], { dtype: 'int64' }));
 const instr = await llm.embed(et.tensor([[5, 6, 7]], { dtype: 'int64' }));
 const prompt = et.cat([bos, audioTokens, instr], 1);
 llm.eval();
-const { newTokens } = await et.noGrad(() => llm.generate({ inputsEmbeds: prompt }, { max_new_tokens: 8, num_beams: 4, eos_token_id: 2 }));
+const { newTokens } = await et.noGrad(() => llm.generate({ inputsEmbeds: prompt }, { maxNewTokens: 8, numBeams: 4, eosTokenId: 2 }));
 console.log('generated ids', newTokens.toArray());

@@ -43,3 +43,16 @@ export function checkNumber(v: unknown, name: string, min = -Infinity, max = Inf
   }
   return v;
 }
+
+/**
+ * Checks an options argument is an object (or undefined) whose names are all known: a misspelt
+ * or foreign name (snake_case for a camelCase option, an option of another call) is an
+ * ERR_INVALID_ARG naming it, never ignored.
+ * @returns the options (`{}` for undefined)
+ */
+export function checkOptionNames<T extends object>(opts: T | undefined, known: readonly string[], name: string): T {
+  if (opts === undefined) return {} as T;
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) invalid('an options object', name, opts);
+  for (const k of Object.keys(opts)) if (!known.includes(k)) invalid(`one of ${known.join(', ')}`, `an option of ${name}`, k);
+  return opts;
+}

@@ -34,7 +34,7 @@ function flatten(v: readonly unknown[], out: unknown[]): void {
 /**
  * Reads labels: a Tensor, a TypedArray or a (nested) array of numbers, strings, booleans, bigints
  * or null (null = unparsable prediction, allowed only where `allowNull`).
- * @throws EmotorchError ERR_INVALID_ARG for any other element, or strings mixed with numbers.
+ * @throws EmotorchError ERR_INVALID_ARG for any other element (NaN and ±Infinity included), or strings mixed with numbers.
  */
 export function toLabels(x: unknown, name: string, allowNull = false): PredLabel[] {
   let raw: unknown[];
@@ -50,7 +50,7 @@ export function toLabels(x: unknown, name: string, allowNull = false): PredLabel
     else if (typeof v === 'bigint') v = Number(v);
     if (v === null && allowNull) { out[i] = null; continue; }
     const k = typeof v === 'number' ? 'number' : typeof v === 'string' ? 'string' : null;
-    if (k === null || (k === 'number' && Number.isNaN(v))) invalid(`labels that are numbers or strings${allowNull ? ' (or null)' : ''}`, `${name}[${i}]`, v);
+    if (k === null || (k === 'number' && !Number.isFinite(v))) invalid(`labels that are finite numbers or strings${allowNull ? ' (or null)' : ''}`, `${name}[${i}]`, v);
     if (kind === null) kind = k;
     else if (kind !== k) invalid(`labels of one type (all numbers or all strings)`, `${name}[${i}]`, v);
     out[i] = v as Label;

@@ -158,8 +158,13 @@ export interface RougeResult {
 
 const CJK = '\\u3040-\\u30ff\\u3400-\\u4dbf\\u4e00-\\u9fff\\uac00-\\ud7af\\uf900-\\ufaff';
 
-/** Tokens by the named scheme (see {@link RougeOptions.tokenizer}). */
+/**
+ * Tokens by the named scheme (see {@link RougeOptions.tokenizer}).
+ * @throws EmotorchError ERR_INVALID_ARG for a text that is not a string or an unknown tokenizer
+ */
 export function rougeTokenize(text: string, tokenizer: RougeTokenizer = 'rouge-score'): string[] {
+  if (typeof text !== 'string') invalid('a string', 'text', text);
+  checkTokenizer(tokenizer);
   if (typeof tokenizer === 'function') {
     const t = tokenizer(text);
     if (!Array.isArray(t) || t.some((x) => typeof x !== 'string')) invalid('a tokenizer returning an array of strings', 'tokenizer', t);
@@ -196,18 +201,109 @@ function rougeN(pred: string[], ref: string[], n: number): RougePrf {
   return { precision, recall, fmeasure: fmeasure(precision, recall) };
 }
 
-function rougeLcs(pred: string[], ref: string[]): RougePrf {
-  if (pred.length === 0 || ref.length === 0) return { precision: 0, recall: 0, fmeasure: 0 };
-  let prev = new Array<number>(pred.length + 1).fill(0);
-  for (let i = 1; i <= ref.length; i++) {
-    const cur = new Array<number>(pred.length + 1).fill(0);
-    for (let j = 1; j <= pred.length; j++) cur[j] = ref[i - 1] === pred[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], cur[j - 1]);
-    prev = cur;
+/** Bits per limb of the LCS bit vector: 30, so sums and differences stay int32 (fast). */
+const LIMB = 30;
+const LIMB_MASK = (1 << LIMB) - 1;
+
+/**
+ * Length of the longest common subsequence of two token lists, computed bit-parallel (Hyyrö's
+ * form of Allison–Dix): one bit per token of `a` in a vector V, one pass over V's limbs per token
+ * of `b` (a token of `b` that `a` lacks leaves V as it is), LCS = the zero bits of V. Exact, and
+ * memory linear in the lengths (V, a scratch match mask, and each token's positions in `a`), so
+ * 200 000-word texts fit. {@link step} runs a bounded amount of work, so a caller can yield to the
+ * event loop between chunks.
+ */
+class LcsRun {
+  private readonly n: number;
+  private readonly limbs: number;
+  private readonly v: Int32Array;
+  private readonly mask: Int32Array;
+  /** Per token of `a`: its positions as limb index and bit, in order. */
+  private readonly positions = new Map<string, number[]>();
+  private row = 0;
+
+  constructor(a: readonly string[], private readonly b: readonly string[]) {
+    this.n = a.length;
+    this.limbs = Math.ceil(a.length / LIMB);
+    this.v = new Int32Array(this.limbs).fill(LIMB_MASK);
+    this.mask = new Int32Array(this.limbs);
+    a.forEach((t, i) => {
+      const p = this.positions.get(t);
+      if (p) p.push(i); else this.positions.set(t, [i]);
+    });
   }
-  const lcs = prev[pred.length];
+
+  /** Processes tokens of `b` until about `budget` limb operations are spent; true when done. */
+  step(budget = Infinity): boolean {
+    const { v, mask, b, limbs } = this;
+    let spent = 0;
+    while (this.row < b.length && spent < budget) {
+      const pos = this.positions.get(b[this.row++]);
+      spent += 1;
+      if (!pos) continue;
+      for (const i of pos) mask[(i / LIMB) | 0] |= 1 << (i % LIMB);
+      const lo = (pos[0] / LIMB) | 0, hi = (pos[pos.length - 1] / LIMB) | 0;
+      // V = (V + U) | (V - U), U = V & M, over limbs lo.. (below lo U is 0 and V stays); above
+      // hi the carry and borrow run out and V stays again
+      let carry = 0, borrow = 0, w = lo;
+      for (; w < limbs && (w <= hi || carry | borrow); w++) {
+        const x = v[w];
+        const u = x & mask[w];
+        const sum = x + u + carry;
+        carry = sum >> LIMB;
+        const diff = x - u - borrow;
+        borrow = diff < 0 ? 1 : 0;
+        v[w] = (sum | diff) & LIMB_MASK;
+      }
+      spent += w - lo;
+      for (const i of pos) mask[(i / LIMB) | 0] = 0;
+    }
+    return this.row >= b.length;
+  }
+
+  /** The LCS length (once {@link step} has returned true). */
+  get length(): number {
+    let ones = 0;
+    for (let w = 0; w < this.limbs; w++) {
+      let x = this.v[w];
+      if (w === this.limbs - 1 && this.n % LIMB) x &= (1 << (this.n % LIMB)) - 1;
+      x -= (x >>> 1) & 0x55555555;
+      x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+      ones += Math.imul((x + (x >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+    }
+    return this.n - ones;
+  }
+}
+
+/** Word operations of LCS work between yields of the async ROUGE (a few milliseconds). */
+const LCS_CHUNK = 1 << 20;
+
+/** ROUGE-L of two token lists; yields between chunks of LCS work. */
+function* rougeLcs(pred: string[], ref: string[]): Generator<void, RougePrf> {
+  if (pred.length === 0 || ref.length === 0) return { precision: 0, recall: 0, fmeasure: 0 };
+  const run = new LcsRun(pred, ref);
+  while (!run.step(LCS_CHUNK)) yield;
+  const lcs = run.length;
   const precision = lcs / pred.length;
   const recall = lcs / ref.length;
   return { precision, recall, fmeasure: fmeasure(precision, recall) };
+}
+
+/** Runs a ROUGE generator to its end without yielding (the sync API). */
+function runSync<R>(g: Generator<void, R>): R {
+  for (;;) {
+    const r = g.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** Runs a ROUGE generator, letting the event loop run (setImmediate) at each of its yields. */
+async function runYielding<R>(g: Generator<void, R>): Promise<R> {
+  for (;;) {
+    const r = g.next();
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 type Refs = string | readonly string[];
@@ -221,15 +317,19 @@ function readRefs(refs: unknown, name: string): string[][] {
   });
 }
 
-function rougeOf(preds: string[], refs: string[][], tokenizer: RougeTokenizer): RougeResult {
+function* rougeOf(preds: string[], refs: string[][], tokenizer: RougeTokenizer): Generator<void, RougeResult> {
   sameLength(preds, refs, 'predictions and references');
   nonEmpty(preds.length, 'predictions');
-  const samples = preds.map((p, i) => {
-    const pt = rougeTokenize(p, tokenizer);
-    // several references: per ROUGE type, the reference with the best F (rouge-score score_multi)
-    const best = (f: (r: string[]) => RougePrf) => refs[i].map((r) => f(rougeTokenize(r, tokenizer))).reduce((a, b) => (b.fmeasure > a.fmeasure ? b : a));
-    return { rouge1: best((r) => rougeN(pt, r, 1)), rouge2: best((r) => rougeN(pt, r, 2)), rougeL: best((r) => rougeLcs(pt, r)) };
-  });
+  // several references: per ROUGE type, the reference with the best F (rouge-score score_multi)
+  const best = (scores: RougePrf[]) => scores.reduce((a, b) => (b.fmeasure > a.fmeasure ? b : a));
+  const samples: RougeResult['samples'] = [];
+  for (let i = 0; i < preds.length; i++) {
+    const pt = rougeTokenize(preds[i], tokenizer);
+    const rt = refs[i].map((r) => rougeTokenize(r, tokenizer));
+    const l: RougePrf[] = [];
+    for (const r of rt) l.push(yield* rougeLcs(pt, r));
+    samples.push({ rouge1: best(rt.map((r) => rougeN(pt, r, 1))), rouge2: best(rt.map((r) => rougeN(pt, r, 2))), rougeL: best(l) });
+  }
   const avg = (k: 'rouge1' | 'rouge2' | 'rougeL'): RougePrf => {
     const m = (f: keyof RougePrf) => samples.reduce((s, x) => s + x[k][f], 0) / samples.length;
     return { precision: m('precision'), recall: m('recall'), fmeasure: m('fmeasure') };
@@ -256,15 +356,36 @@ function checkTokenizer(t: unknown): RougeTokenizer {
  */
 export function rouge(predictions: readonly string[], references: readonly Refs[], opts?: RougeOptions): RougeResult {
   const o = checkOptions<RougeOptions>(opts, 'options', ['tokenizer']);
-  return rougeOf(toStrings(predictions, 'predictions'), readRefs(references, 'references'), checkTokenizer(o.tokenizer));
+  return runSync(rougeOf(toStrings(predictions, 'predictions'), readRefs(references, 'references'), checkTokenizer(o.tokenizer)));
 }
 
-/** Streaming {@link rouge}: `update(predictions, references)`. */
+/**
+ * {@link rouge} without blocking the event loop: the same results, with the ROUGE-L work (the
+ * quadratic part: long texts take seconds) cut into chunks of a few milliseconds, and timers and
+ * I/O served between them.
+ * @param predictions generated texts
+ * @param references one reference (or several) per prediction
+ * @param opts tokenizer ('rouge-score' default; 'cjk' for Chinese)
+ * @throws EmotorchError ERR_INVALID_ARG on empty or mismatched input (the promise rejects)
+ * @example
+ * const { rougeL } = await et.metrics.rougeAsync(longAnswers, references);
+ */
+export async function rougeAsync(predictions: readonly string[], references: readonly Refs[], opts?: RougeOptions): Promise<RougeResult> {
+  const o = checkOptions<RougeOptions>(opts, 'options', ['tokenizer']);
+  return runYielding(rougeOf(toStrings(predictions, 'predictions'), readRefs(references, 'references'), checkTokenizer(o.tokenizer)));
+}
+
+/** Streaming {@link rouge}: `update(predictions, references)`; `computeAsync()` as {@link rougeAsync}. */
 export class Rouge extends Metric<string, string[], RougeResult> {
   private readonly tokenizer: RougeTokenizer;
   constructor(opts: RougeOptions = {}) { super(); this.tokenizer = checkTokenizer(checkOptions<RougeOptions>(opts, 'options', ['tokenizer']).tokenizer); }
   protected read(preds: unknown, targets: unknown): [string[], string[][]] { return [toStrings(preds, 'predictions'), readRefs(targets, 'references')]; }
-  protected run(p: string[], t: string[][]): RougeResult { return rougeOf(p, t, this.tokenizer); }
+  protected run(p: string[], t: string[][]): RougeResult { return runSync(rougeOf(p, t, this.tokenizer)); }
+  /**
+   * {@link compute} without blocking the event loop (see {@link rougeAsync}).
+   * @throws EmotorchError ERR_INVALID_ARG when nothing was added (the promise rejects)
+   */
+  async computeAsync(): Promise<RougeResult> { return runYielding(rougeOf(this.preds, this.targets, this.tokenizer)); }
 }
 
 // ---------------------------------------------------------------- BLEU
@@ -304,8 +425,12 @@ const RE_13A: [RegExp, string][] = [
   [/([0-9])(-)/g, '$1 $2 '],
 ];
 
-/** sacrebleu's `13a` tokenizer (mteval-v13a), exactly. */
+/**
+ * sacrebleu's `13a` tokenizer (mteval-v13a), exactly.
+ * @throws EmotorchError ERR_INVALID_ARG for a line that is not a string
+ */
 export function tokenize13a(line: string): string {
+  if (typeof line !== 'string') invalid('a string', 'line', line);
   let s = line.split('<skipped>').join('').split('-\n').join('').split('\n').join(' ');
   if (s.includes('&')) s = s.split('&quot;').join('"').split('&amp;').join('&').split('&lt;').join('<').split('&gt;').join('>');
   s = ` ${s} `;
@@ -426,10 +551,12 @@ const SEQ_TRIM = /^[\s"'“”‘’「」『』()[\]（）【】.,;:!?。，；
  * `synonyms`. Returns null when there is no marker, or nothing after it.
  * @param text a generated answer
  * @param opts marker, synonyms
+ * @throws EmotorchError ERR_INVALID_ARG for a text that is not a string or bad options
  * @example
  * et.metrics.parseEmotionSequence('用户先平静后开心。\n情绪序列: Neutral -> happy');  // ['neutral', 'happy']
  */
 export function parseEmotionSequence(text: string, opts?: EmotionSequenceOptions): string[] | null {
+  if (typeof text !== 'string') invalid('a string', 'text', text);
   const o = checkSeqOptions(opts);
   return parseSeq(text, o.marker ?? '情绪序列', o.synonyms ?? {});
 }

@@ -1,7 +1,7 @@
 /** LLaMA-family causal LM (HF LlamaForCausalLM; Mistral and Vicuna configs load too), on native/nn/llama. */
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
-import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides } from './pretrained';
 
 /**
@@ -74,21 +74,27 @@ export function normalizeRope(raw: Record<string, unknown>): Partial<LlamaConfig
   return out;
 }
 
-/** HF generate() settings (names as generation_config.json). */
+/** HF generate() settings, in camelCase (HF's generation_config.json names: `maxNewTokens` is `max_new_tokens`). */
 export interface GenerationOptions {
-  max_new_tokens?: number;
-  min_new_tokens?: number;
-  do_sample?: boolean;
+  /** Tokens to generate at most. Default 20. */
+  maxNewTokens?: number;
+  /** Tokens before EOS may end a row. Default 0. */
+  minNewTokens?: number;
+  /** Sample (temperature, topK, topP) instead of greedy / beam search. Default false. */
+  doSample?: boolean;
   temperature?: number;
-  top_k?: number;
-  top_p?: number;
-  repetition_penalty?: number;
-  num_beams?: number;
-  length_penalty?: number;
-  /** true: stop an item at num_beams finished hypotheses; false: HF's heuristic; 'never'. */
-  early_stopping?: boolean | 'never';
-  eos_token_id?: number | number[];
-  pad_token_id?: number;
+  /** 0: off. */
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  numBeams?: number;
+  lengthPenalty?: number;
+  /** true: stop an item at numBeams finished hypotheses; false: HF's heuristic; 'never'. */
+  earlyStopping?: boolean | 'never';
+  /** Default: the config's eos_token_id. */
+  eosTokenId?: number | number[];
+  /** Fills finished rows. Default: the config's pad_token_id. */
+  padTokenId?: number;
   /**
    * Ids that are never generated, as half-open ranges `[start, end)` (HF's `bad_words_ids` of
    * single tokens, e.g. `[[32000, 42003]]`), applied in C++ as one vocabulary mask per call.
@@ -97,6 +103,12 @@ export interface GenerationOptions {
   /** When given, only ids inside these half-open ranges can be generated (banned ranges still win). */
   allowedTokenRanges?: Array<[number, number]>;
 }
+
+/** The names {@link GenerationOptions} has (any other is an error). */
+export const GENERATION_OPTIONS: readonly (keyof GenerationOptions)[] = [
+  'maxNewTokens', 'minNewTokens', 'doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'numBeams', 'lengthPenalty',
+  'earlyStopping', 'eosTokenId', 'padTokenId', 'bannedTokenRanges', 'allowedTokenRanges',
+];
 
 export interface GenerateInputs {
   /** (batch, length) prompt ids, left-padded. */
@@ -127,7 +139,7 @@ export interface LlamaOutputs {
  * A LLaMA-family decoder with an LM head.
  * @example
  * const llm = await et.nn.LlamaForCausalLM.fromPretrained('vicuna-7b/', { dtype: 'float16', device: 'cuda' });
- * const { sequences } = await llm.generate({ inputIds, attentionMask }, { max_new_tokens: 200, num_beams: 4 });
+ * const { sequences } = await llm.generate({ inputIds, attentionMask }, { maxNewTokens: 200, numBeams: 4 });
  */
 export class LlamaForCausalLM extends NativeModule {
   declare readonly config: LlamaConfig;
@@ -269,34 +281,43 @@ export class LlamaForCausalLM extends NativeModule {
 
   /**
    * Generates continuations in one native call (the whole loop runs in C++ with a KV cache):
-   * greedy, sampling (temperature, top_k, top_p), or beam search, with repetition_penalty,
-   * min_new_tokens and EOS handling; finished rows are right-filled with pad_token_id.
-   * @returns `newTokens` (batch, ≤ max_new_tokens) and, for an ids prompt, `sequences` = prompt + new.
+   * greedy, sampling (temperature, topK, topP), or beam search, with repetitionPenalty,
+   * minNewTokens and EOS handling; finished rows are right-filled with padTokenId.
+   * @param inputs `{ inputIds | inputsEmbeds, attentionMask? }` (left-padded prompts)
+   * @param opts {@link GenerationOptions}, camelCase
+   * @returns `newTokens` (batch, ≤ maxNewTokens) and, for an ids prompt, `sequences` = prompt + new.
+   * @throws EmotorchError ERR_INVALID_ARG for bad inputs, a bad option value, or an unknown option
+   *   name (e.g. `max_new_tokens`)
+   * @example
+   * const { newTokens } = await llm.generate({ inputIds }, { maxNewTokens: 32, numBeams: 4 });
    */
   async generate(inputs: GenerateInputs, opts: GenerationOptions = {}): Promise<{ newTokens: Tensor; sequences: Tensor | null }> {
+    checkOptionNames(opts, GENERATION_OPTIONS, 'generate');
     this.checkInputs(inputs);
-    const eos = opts.eos_token_id ?? this.config.eos_token_id;
+    const eos = opts.eosTokenId ?? this.config.eos_token_id;
     const eosList = Array.isArray(eos) ? eos : [eos];
-    eosList.forEach((e, i) => checkInt(e, `eos_token_id[${i}]`, 0));
-    const es = opts.early_stopping ?? true;
-    if (es !== true && es !== false && es !== 'never') invalid("true, false or 'never'", 'early_stopping', es);
+    eosList.forEach((e, i) => checkInt(e, Array.isArray(eos) ? `eosTokenId[${i}]` : 'eosTokenId', 0));
+    const es = opts.earlyStopping ?? true;
+    if (es !== true && es !== false && es !== 'never') invalid("true, false or 'never'", 'earlyStopping', es);
+    if (opts.doSample !== undefined && typeof opts.doSample !== 'boolean') invalid('a boolean', 'doSample', opts.doSample);
+    // the native side reads generation_config.json's names
     const g = {
-      max_new_tokens: checkInt(opts.max_new_tokens ?? 20, 'max_new_tokens', 1),
-      min_new_tokens: checkInt(opts.min_new_tokens ?? 0, 'min_new_tokens', 0),
-      num_beams: checkInt(opts.num_beams ?? 1, 'num_beams', 1),
-      top_k: checkInt(opts.top_k ?? 0, 'top_k', 0),
+      max_new_tokens: checkInt(opts.maxNewTokens ?? 20, 'maxNewTokens', 1),
+      min_new_tokens: checkInt(opts.minNewTokens ?? 0, 'minNewTokens', 0),
+      num_beams: checkInt(opts.numBeams ?? 1, 'numBeams', 1),
+      top_k: checkInt(opts.topK ?? 0, 'topK', 0),
       temperature: checkNumber(opts.temperature ?? 1, 'temperature', Number.MIN_VALUE),
-      top_p: checkNumber(opts.top_p ?? 1, 'top_p', 0, 1),
-      repetition_penalty: checkNumber(opts.repetition_penalty ?? 1, 'repetition_penalty', Number.MIN_VALUE),
-      length_penalty: checkNumber(opts.length_penalty ?? 1, 'length_penalty'),
-      do_sample: opts.do_sample ?? false,
+      top_p: checkNumber(opts.topP ?? 1, 'topP', 0, 1),
+      repetition_penalty: checkNumber(opts.repetitionPenalty ?? 1, 'repetitionPenalty', Number.MIN_VALUE),
+      length_penalty: checkNumber(opts.lengthPenalty ?? 1, 'lengthPenalty'),
+      do_sample: opts.doSample ?? false,
       early_stopping: String(es),
       eos_token_id: eosList,
-      pad_token_id: checkInt(opts.pad_token_id ?? this.config.pad_token_id, 'pad_token_id', 0),
+      pad_token_id: checkInt(opts.padTokenId ?? this.config.pad_token_id, 'padTokenId', 0),
       banned_token_ranges: this.tokenRanges(opts.bannedTokenRanges, 'bannedTokenRanges'),
       allowed_token_ranges: this.tokenRanges(opts.allowedTokenRanges, 'allowedTokenRanges'),
     };
-    if (g.do_sample && g.num_beams > 1) invalid('do_sample false with num_beams > 1 (beam sampling is not supported)', 'generation options', opts);
+    if (g.do_sample && g.num_beams > 1) invalid('doSample false with numBeams > 1 (beam sampling is not supported)', 'generation options', opts);
     if (banAll(g.banned_token_ranges, opts.allowedTokenRanges ? g.allowed_token_ranges : null, this.config.vocab_size)) {
       invalid('token ranges that leave at least one id to generate', 'bannedTokenRanges / allowedTokenRanges', { banned: opts.bannedTokenRanges, allowed: opts.allowedTokenRanges });
     }

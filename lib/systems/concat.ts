@@ -12,12 +12,13 @@ import { Linear, Embedding, LayerNorm } from '../nn/layers';
 import { ROBERTA_DEFAULTS, RobertaModel } from '../nn/roberta';
 import { applyLora, LoraOptions } from '../nn/lora';
 import { Tensor, tensor, cat, checkTensor, noGrad, arange } from '../tensor';
+import { isFloating } from '../dtype';
 import { WavLMModel } from '../nn/wavlm';
 import { Wav2Vec2Model } from '../nn/wav2vec2';
 import { WhisperEncoder } from '../nn/whisper';
 import { whisperLogMel } from '../audio/features';
 import { RobertaLayers } from './spectra';
-import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { crossEntropy } from '../functional';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { ECF_EMOTIONS } from '../data/datasets/ecf';
@@ -86,6 +87,14 @@ export interface ConcatAudioEncoderOptions {
 }
 
 type EncoderSetting = { modality: string; lora: Required<LoraOptions> | null } | null;
+
+/** Integer class ids of shape [n] (a float tensor is refused, not truncated), as int64. */
+function checkLabels(labels: unknown, n: number, shapeNote: string): Tensor {
+  const l = checkTensor(labels, 'labels');
+  if (isFloating(l.dtype) || l.dtype === 'bool') invalid('an integer tensor of class ids (int64)', 'labels', `a ${l.dtype} tensor`);
+  if (l.shape.join() !== String(n)) invalid(`shape [${n}]${shapeNote}`, 'labels', `[${l.shape}]`);
+  return l.long();
+}
 
 /** Checks an encoder option's modality, size and LoRA options. */
 function encoderSetting(
@@ -250,10 +259,23 @@ export class ConcatFusionClassifier extends Module {
   /**
    * @returns `{ logits }` (batch, num_labels), and the mean cross-entropy `loss` over labelled
    *   items when `labels` are given
-   * @throws EmotorchError ERR_INVALID_ARG for missing modalities or wrong sizes.
+   * @throws EmotorchError ERR_INVALID_ARG for missing or unknown modalities, wrong sizes, both
+   *   `features` and `embeddings`, or labels that are not integer class ids.
    */
   async forward(inputs: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
     if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('{ features } or { embeddings }', 'ConcatFusionClassifier inputs', inputs);
+    if (inputs.features !== undefined && inputs.features !== null && inputs.embeddings !== undefined && inputs.embeddings !== null) {
+      throw new EmotorchError('Expected either features or embeddings for ConcatFusionClassifier inputs but received both', 'ERR_INVALID_ARG');
+    }
+    if (inputs.embeddings !== undefined && inputs.embeddings !== null) {
+      const e = inputs.embeddings;
+      if (typeof e !== 'object' || e instanceof Tensor || Array.isArray(e)) invalid('an object { modality: (batch, d) tensor }', 'embeddings', e);
+      if (this.config.context) invalid('features (conversations, utterances, Σd) with context (embeddings are for the model without it)', 'embeddings', e);
+      // the modalities an encoder computes come from inputIds / inputValues, not from embeddings
+      const encoded = [this.text_encoder && this.config.textEncoder!.modality, this.audio_encoder && this.config.audioEncoder!.modality];
+      const known = Object.keys(this.config.modalities).filter((m) => !encoded.includes(m));
+      for (const m of Object.keys(e)) if (!known.includes(m)) invalid(`a modality of the config without an encoder (${known.join(', ')})`, 'embeddings key', m);
+    }
     if (this.config.context) return this.forwardContext(inputs);
     let x: Tensor;
     if (this.text_encoder || this.audio_encoder) {
@@ -273,8 +295,7 @@ export class ConcatFusionClassifier extends Module {
     if (x.ndim !== 2 || x.shape[1] !== this.inputSize) invalid(`a tensor (batch, ${this.inputSize})`, 'features', `[${x.shape}]`);
     const logits = await this.classifier.forward(x);
     if (!inputs.labels) return { logits };
-    if (checkTensor(inputs.labels, 'labels').shape.join() !== String(x.shape[0])) invalid(`shape [${x.shape[0]}]`, 'labels', `[${inputs.labels.shape}]`);
-    return { loss: crossEntropy(logits, inputs.labels.long()), logits };
+    return { loss: crossEntropy(logits, checkLabels(inputs.labels, x.shape[0], '')), logits };
   }
 
   /** With encoders: their pooled states and the other modalities, concatenated in the config's order. */
@@ -362,8 +383,7 @@ export class ConcatFusionClassifier extends Module {
     h = await this.context!.forward({ hiddenStates: await this.input_norm!.forward(h), attentionMask: mask });
     const logits = (await this.classifier.forward(h)).reshape([C * U, this.config.num_labels]);
     if (!inputs.labels) return { logits };
-    if (checkTensor(inputs.labels, 'labels').shape.join() !== String(C * U)) invalid(`shape [${C * U}] (conversations × utterances)`, 'labels', `[${inputs.labels.shape}]`);
-    return { loss: crossEntropy(logits, inputs.labels.long()), logits };
+    return { loss: crossEntropy(logits, checkLabels(inputs.labels, C * U, ' (conversations × utterances)')), logits };
   }
 
   /**
@@ -373,6 +393,7 @@ export class ConcatFusionClassifier extends Module {
    * @throws EmotorchError ERR_INVALID_ARG for an empty batch or items without features.
    */
   static collateConversations(convs: EcfItem[][], opts: { device?: Device } = {}): ConcatFusionInputs {
+    checkOptionNames(opts, ['device'], 'ConcatFusionClassifier.collateConversations');
     if (!Array.isArray(convs) || convs.length === 0 || !convs.every((c) => Array.isArray(c) && c.length > 0)) invalid('a non-empty array of non-empty conversations (arrays of ECF items)', 'conversations', convs);
     const d = convs[0][0]?.features?.length ?? 0;
     const C = convs.length, U = Math.max(...convs.map((c) => c.length));
@@ -427,6 +448,7 @@ export class ConcatFusionClassifier extends Module {
   } = {}): ConcatFusionInputs {
     if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of ECF items', 'items', items);
     if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
+    checkOptionNames(opts, ['device', 'tokenIds', 'padTokenId', 'waveform'], 'ConcatFusionClassifier.collate');
     if (opts.tokenIds !== undefined && typeof opts.tokenIds !== 'function') invalid('a function (item) => token ids', 'tokenIds', opts.tokenIds);
     if (opts.waveform !== undefined && typeof opts.waveform !== 'function') invalid('a function (item) => Float32Array of samples', 'waveform', opts.waveform);
     const d = items[0]?.features?.length ?? 0;
@@ -498,6 +520,7 @@ export async function embedUtterances(
   if (new Set(keys).size !== keys.length) invalid('distinct keys', 'keys', keys);
   if (typeof encode !== 'function') invalid('a function', 'encode', encode);
   if (!opts || typeof opts.cacheFile !== 'string') invalid('{ cacheFile }', 'embedUtterances options', opts);
+  checkOptionNames(opts, ['cacheFile', 'batchSize'], 'embedUtterances');
   const bs = checkInt(opts.batchSize ?? 16, 'batchSize', 1);
   const out = new Map<string, Float32Array>();
   if (fs.existsSync(opts.cacheFile)) {

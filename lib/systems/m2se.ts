@@ -6,7 +6,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { EmotorchError, invalid, checkInt, checkNumber } from '../errors';
+import { EmotorchError, invalid, checkInt, checkNumber, checkOptionNames } from '../errors';
 import { tensor, Tensor } from '../tensor';
 import { LlamaForCausalLM } from '../nn/llama';
 import { applyLora } from '../nn/lora';
@@ -129,8 +129,17 @@ export function m2seMedia(records: readonly M2seRecord[]): M2seMediaReport {
  * assistant header; the response follows, ended by `<|im_end|>` (or the tokenizer's EOS).
  * @param rec the record
  * @param system default system prompt
+ * @throws EmotorchError ERR_INVALID_ARG for a record without a string query and a history of string pairs
  */
 export function m2sePrompt(rec: Pick<M2seRecord, 'query' | 'history' | 'system'>, system: string = M2SE_SYSTEM): string {
+  if (!rec || typeof rec !== 'object' || Array.isArray(rec)) invalid('a record { query, history, system? } (see m2seRecords)', 'record', rec);
+  if (typeof rec.query !== 'string') invalid('a string', 'record.query', rec.query);
+  if (!Array.isArray(rec.history)) invalid('an array of [query, response] pairs', 'record.history', rec.history);
+  rec.history.forEach((h, i) => {
+    if (!Array.isArray(h) || h.length !== 2 || typeof h[0] !== 'string' || typeof h[1] !== 'string') invalid('a [query, response] pair of strings', `record.history[${i}]`, h);
+  });
+  if (rec.system !== undefined && typeof rec.system !== 'string') invalid('a string', 'record.system', rec.system);
+  if (typeof system !== 'string') invalid('a string', 'system', system);
   const turn = (role: string, text: string): string => `<|im_start|>${role}\n${text}<|im_end|>\n`;
   let s = turn('system', rec.system ?? system);
   for (const [q, a] of rec.history) s += turn('user', q) + turn('assistant', a);
@@ -163,6 +172,7 @@ function checkTokenizer(tok: unknown): Tokenizer {
 export async function m2seExamples(records: readonly M2seRecord[], tokenizer: Tokenizer, opts: M2seFormatOptions = {}): Promise<{ examples: M2seExample[]; tooLong: number }> {
   checkTokenizer(tokenizer);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
+  checkOptionNames(opts, ['system', 'maxLength'], 'm2seExamples');
   const maxLength = checkInt(opts.maxLength ?? M2SE_MAX_LENGTH, 'maxLength', 2);
   const system = opts.system ?? M2SE_SYSTEM;
   if (typeof system !== 'string') invalid('a string', 'system', system);
@@ -182,9 +192,18 @@ export async function m2seExamples(records: readonly M2seRecord[], tokenizer: To
  * Pads examples on the right into `{ inputIds, attentionMask, labels }` (labels −100 on padding).
  * @param examples SFT examples
  * @param padId the pad id (default 0)
+ * @throws EmotorchError ERR_INVALID_ARG for examples whose ids and labels differ in length or are
+ *   not token ids, or a pad id that is not a non-negative integer
  */
 export function m2seCollate(examples: readonly M2seExample[], padId = 0): { inputIds: Tensor; attentionMask: Tensor; labels: Tensor } {
   if (!Array.isArray(examples) || examples.length === 0) invalid('a non-empty array of { ids, labels }', 'examples', examples);
+  checkInt(padId, 'padId', 0);
+  examples.forEach((e, i) => {
+    if (!e || typeof e !== 'object') invalid('{ ids, labels }', `examples[${i}]`, e);
+    if (!Array.isArray(e.ids) || e.ids.length === 0 || !e.ids.every((t: number) => Number.isSafeInteger(t) && t >= 0)) invalid('a non-empty array of token ids (integers ≥ 0)', `examples[${i}].ids`, e.ids);
+    if (!Array.isArray(e.labels) || !e.labels.every((t: number) => Number.isSafeInteger(t) && (t >= 0 || t === IGNORE))) invalid(`an array of token ids or ${IGNORE}`, `examples[${i}].labels`, e.labels);
+    if (e.labels.length !== e.ids.length) invalid(`${e.ids.length} labels (one per id)`, `examples[${i}].labels`, `${e.labels.length} labels`);
+  });
   const T = Math.max(...examples.map((e) => e.ids.length));
   const pad = <V>(a: readonly V[], v: V): V[] => [...a, ...Array<V>(T - a.length).fill(v)];
   return {
@@ -287,6 +306,7 @@ export async function m2seAudio(files: readonly string[]): Promise<Float32Array>
 export async function m2seSalmonnItems(records: readonly M2seRecord[], model: Salmonn, opts: { mediaRoot?: string; maxLength?: number; where?: string } = {}): Promise<{ items: M2seSalmonnItem[]; tooLong: number }> {
   if (!(model instanceof Salmonn)) invalid('an et.systems.Salmonn', 'model', model);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
+  checkOptionNames(opts, ['mediaRoot', 'maxLength', 'where'], 'm2seSalmonnItems');
   const root = opts.mediaRoot ?? process.cwd();
   if (typeof root !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);
   const maxLength = checkInt(opts.maxLength ?? M2SE_MAX_LENGTH, 'maxLength', 2);
@@ -420,6 +440,7 @@ function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | nu
  */
 export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResult[]> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
+  checkOptionNames(opts, ['model', 'tokenizer', 'stages', 'outputDir', 'lora', 'mediaRoot', 'system', 'maxLength'], 'm2seStages');
   const { model, stages } = opts;
   const { salmonn, tokenizer } = checkModel(model, opts.tokenizer);
   if (!Array.isArray(stages) || stages.length === 0) invalid('a non-empty array of stages', 'stages', stages);
@@ -445,7 +466,7 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
       }
       data.push({ recs, examples: items, tooLong });
     } else {
-      const { examples, tooLong } = await m2seExamples(recs, tokenizer, opts);
+      const { examples, tooLong } = await m2seExamples(recs, tokenizer, { system: opts.system, maxLength: opts.maxLength });
       data.push({ recs, examples, tooLong });
     }
   }
@@ -511,6 +532,7 @@ export interface M2seInferOptions {
  */
 export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string; count: number; unusedMedia: M2seMediaReport; audio?: M2seAudioReport }> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
+  checkOptionNames(opts, ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot'], 'm2seInfer');
   const { salmonn, tokenizer } = checkModel(opts.model, opts.tokenizer);
   if (typeof opts.outFile !== 'string' || !opts.outFile) invalid('a file path', 'outFile', opts.outFile);
   const maxNew = checkInt(opts.maxNewTokens ?? 64, 'maxNewTokens', 1);
@@ -530,10 +552,10 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
       const r = recs[i];
       let toks: number[];
       if (items && items[i].audio.length) {
-        [toks] = await salmonn!.generateTokens([await m2seAudio(items[i].audio)], [items[i].prompt], { num_beams: 1, max_new_tokens: maxNew });
+        [toks] = await salmonn!.generateTokens([await m2seAudio(items[i].audio)], [items[i].prompt], { numBeams: 1, maxNewTokens: maxNew });
       } else {
         const ids = items ? [salmonn!.ids.bos, ...(await tokenizer.encode(items[i].prompt, { addSpecialTokens: false }))] : await tokenizer.encode(m2sePrompt(r, system));
-        const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { max_new_tokens: maxNew, eos_token_id: end, pad_token_id: end });
+        const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { maxNewTokens: maxNew, eosTokenId: end, padTokenId: end });
         toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
       }
       const cut = toks.indexOf(end);

@@ -20,7 +20,7 @@ import { applyLora } from '../nn/lora';
 import { Linear, LayerNorm } from '../nn/layers';
 import { loadCheckpoint } from '../nn/pretrained';
 import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../tensor';
-import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { whisperLogMel, kaldiFbank } from '../audio/features';
 import { Tokenizer } from '../data/tokenizer';
 import { saveSafetensors } from '../io/safetensors';
@@ -131,16 +131,25 @@ export interface SalmonnOutputs {
   attentionMask: Tensor;
 }
 
+/**
+ * Options of {@link Salmonn.generate}, camelCase; each defaults to the config's YAML key of the
+ * same meaning (`maxNewTokens` ← `max_new_tokens`, `minLength` ← `min_length`, …).
+ */
 export interface SalmonnGenerateOptions {
-  max_new_tokens?: number;
-  num_beams?: number;
-  do_sample?: boolean;
-  min_length?: number;
+  maxNewTokens?: number;
+  numBeams?: number;
+  doSample?: boolean;
+  /** Tokens before end_sym may end an answer (the original's `min_length`). */
+  minLength?: number;
   temperature?: number;
-  top_p?: number;
-  repetition_penalty?: number;
-  length_penalty?: number;
+  /** Used when sampling. */
+  topP?: number;
+  repetitionPenalty?: number;
+  lengthPenalty?: number;
 }
+
+/** The names {@link SalmonnGenerateOptions} has (any other is an error). */
+const SALMONN_GENERATE_OPTIONS: readonly (keyof SalmonnGenerateOptions)[] = ['maxNewTokens', 'numBeams', 'doSample', 'minLength', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty'];
 
 /** Keys of original checkpoints that are reported and skipped. */
 export const SALMONN_IGNORABLE: readonly RegExp[] = [
@@ -300,6 +309,7 @@ export class Salmonn extends Module {
    */
   static async fromPretrained(opts: SalmonnPretrainedOptions): Promise<Salmonn> {
     if (!opts || typeof opts !== 'object') invalid('{ whisper, beats, llm, checkpoint }', 'opts', opts);
+    checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings'], 'Salmonn.fromPretrained');
     for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path', k, opts[k]);
     const resize = opts.resizeTokenEmbeddings ?? false;
     if (typeof resize !== 'boolean' && !(resize && typeof resize === 'object' && resize.rows && typeof resize.rows === 'object')) invalid('true, false or { rows: { embed, lmHead? } }', 'resizeTokenEmbeddings', resize);
@@ -552,9 +562,12 @@ export class Salmonn extends Module {
    * max_new_tokens 200, min_length 1, repetition and length penalty 1, stop at end_sym).
    * @param audio mono 16 kHz waveforms
    * @param instruction one instruction for all clips, or one per clip (or full prompts with `<SpeechHere>`)
+   * @param opts {@link SalmonnGenerateOptions} (camelCase; defaults from the config's YAML keys)
    * @returns the answers, decoded up to end_sym without special tokens
+   * @throws EmotorchError ERR_INVALID_ARG for bad audio or instructions, a bad option value, or an
+   *   unknown option name (e.g. the YAML spelling `max_new_tokens`)
    * @example
-   * const [text] = await model.generate([wave], 'What emotion does the speaker show?');
+   * const [text] = await model.generate([wave], 'What emotion does the speaker show?', { maxNewTokens: 64 });
    */
   async generate(audio: Array<Float32Array | Tensor>, instruction: string | string[], opts: SalmonnGenerateOptions = {}): Promise<string[]> {
     const tokens = await this.generateTokens(audio, instruction, opts);
@@ -571,15 +584,17 @@ export class Salmonn extends Module {
     if (!Array.isArray(given) || given.length !== b) invalid(`a string or ${b} strings`, 'instruction', instruction);
     const asPrompt = given.every((s) => typeof s === 'string' && s.includes('<SpeechHere>'));
     const prompts = this.prompts(asPrompt ? { prompt: given } : { instruction: given }, b);
-    if (opts === null || typeof opts !== 'object') invalid('generation options', 'opts', opts);
-    const c = { ...this.config, ...opts };
+    const o = checkOptionNames(opts, SALMONN_GENERATE_OPTIONS, 'Salmonn.generate');
+    const c = this.config;
+    const doSample = o.doSample ?? c.do_sample;
+    const gen = {
+      maxNewTokens: o.maxNewTokens ?? c.max_new_tokens, numBeams: o.numBeams ?? c.num_beams, doSample, minNewTokens: o.minLength ?? c.min_length,
+      temperature: o.temperature ?? c.temperature, topP: doSample ? o.topP ?? c.top_p : 1, repetitionPenalty: o.repetitionPenalty ?? c.repetition_penalty,
+      lengthPenalty: o.lengthPenalty ?? c.length_penalty, eosTokenId: this.ids.eos, padTokenId: Math.min(this.ids.pad, this.llama_model.config.vocab_size - 1),
+    };
     return noGrad(async () => {
       const { embeds, mask } = leftAlign(await this.wrap(await this.encodeAudio(audio), prompts));
-      const { newTokens } = await this.llama_model.generate({ inputsEmbeds: embeds, attentionMask: mask }, {
-        max_new_tokens: c.max_new_tokens, num_beams: c.num_beams, do_sample: c.do_sample, min_new_tokens: c.min_length,
-        temperature: c.temperature, top_p: c.do_sample ? c.top_p : 1, repetition_penalty: c.repetition_penalty,
-        length_penalty: c.length_penalty, eos_token_id: this.ids.eos, pad_token_id: Math.min(this.ids.pad, this.llama_model.config.vocab_size - 1),
-      });
+      const { newTokens } = await this.llama_model.generate({ inputsEmbeds: embeds, attentionMask: mask }, gen);
       const rows = newTokens.toArray() as number[][];
       return rows.map((r) => { const e = r.indexOf(this.ids.eos); return e < 0 ? r : r.slice(0, e); });
     });

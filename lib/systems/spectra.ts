@@ -13,7 +13,7 @@ import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../nn/wavlm';
 import { Linear, Embedding } from '../nn/layers';
 import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides } from '../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../tensor';
-import { EmotorchError, checkInt, invalid } from '../errors';
+import { EmotorchError, checkInt, invalid, checkOptionNames } from '../errors';
 import { parseJson, readRegularTextSync } from '../io/file';
 import { crossEntropy, l1Loss } from '../functional';
 import { saveSafetensors } from '../io/safetensors';
@@ -205,6 +205,7 @@ export class SpectraModel extends Module {
    */
   async forward(inputs: SpectraInputs): Promise<{ lastHiddenState: Tensor; attentionMask: Tensor }> {
     const B = checkSpectraInputs(inputs);
+    await checkClipsNotEmpty(inputs.audioAttentionMask, B);
     const table = this.text_encoder.namedParameters().find(([n]) => n === 'embeddings.token_type_embeddings.weight')![1];
     const audio = await this.audio_encoder.forward({
       inputValues: inputs.inputValues, attentionMask: inputs.audioAttentionMask, batchSize: B,
@@ -248,6 +249,20 @@ function checkSpectraInputs(inputs: SpectraInputs): number {
   if (checkTensor(inputs.audioAttentionMask, 'audioAttentionMask').shape.join() !== wave.shape.join()) invalid(`shape [${wave.shape}]`, 'audioAttentionMask', `[${inputs.audioAttentionMask.shape}]`);
   if (inputs.labels && checkTensor(inputs.labels, 'labels').shape.join() !== String(B)) invalid(`shape [${B}]`, 'labels', `[${inputs.labels.shape}]`);
   return B;
+}
+
+/**
+ * Every sample's current clip has at least one sample (an empty clip would be encoded as padding
+ * without a word, as SALMONN refuses it); with two clips per sample (history, current) the history
+ * may be empty.
+ */
+async function checkClipsNotEmpty(mask: Tensor, B: number): Promise<void> {
+  const current = mask.shape[0] === 2 * B ? mask.reshape([B, 2, mask.shape[1]]).select(1, 1) : mask;
+  const has = current.ne(0).any(1);
+  const flags = await has.to({ device: 'cpu' }).data();
+  has.dispose();
+  const i = Array.from(flags as ArrayLike<number>).findIndex((v) => !v);
+  if (i >= 0) invalid('a non-empty clip (audioAttentionMask with a 1)', `the audio of sample ${i}`, 'no samples');
 }
 
 /** Renames from the published checkpoints to our names (the original's names, HF's weight norm). */
@@ -348,6 +363,7 @@ export class Spectra extends Module {
    */
   static async fromPretrained(dir: string, opts: SpectraPretrainedOptions = {}): Promise<Spectra> {
     if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
+    checkOptionNames(opts, ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame', 'config', 'strict', 'device', 'dtype'], 'Spectra.fromPretrained');
     const o = opts.config;
     if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text'))) invalid('{ audio?, text? } config fields', 'opts.config', o);
     const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJson(path.join(dir, 'audio_config.json')), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
@@ -406,7 +422,7 @@ export class Spectra extends Module {
   /**
    * @param inputs a {@link SpectraInputs} batch (what {@link Spectra.collate} makes)
    * @returns `{ logits }`, and `loss` when `labels` are given
-   * @throws EmotorchError ERR_INVALID_ARG for malformed inputs.
+   * @throws EmotorchError ERR_INVALID_ARG for malformed inputs, or a sample whose (current) clip is empty.
    */
   async forward(inputs: SpectraInputs): Promise<SpectraOutputs> {
     const fused = await this.model.forward(inputs);
@@ -427,19 +443,21 @@ export class Spectra extends Module {
    * in samples (the original's is in seconds and cannot run as released).
    * @param items from {@link SpectraDataset.get}
    * @param opts `audioLength`, `textLength`, `multiAudio`, `regression`, `padTokenId`, `device`
-   * @throws EmotorchError ERR_INVALID_ARG for an empty batch or bad options.
+   * @throws EmotorchError ERR_INVALID_ARG for an empty batch, an item with an empty clip, or bad options.
    * @example
    * const loader = new et.data.DataLoader(ds, { batchSize: 24, shuffle: true, collate: (items) => et.systems.Spectra.collate(items) });
    */
   static collate(items: SpectraItem[], opts: SpectraCollateOptions = {}): SpectraInputs {
     if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of SPECTRA items', 'items', items);
     if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
+    checkOptionNames(opts, ['audioLength', 'textLength', 'multiAudio', 'regression', 'padTokenId', 'device'], 'Spectra.collate');
     const S = checkInt(opts.audioLength ?? 160000, 'audioLength', 1);
     const maxText = checkInt(opts.textLength ?? 512, 'textLength', 2);
     const pad = checkInt(opts.padTokenId ?? 1, 'padTokenId', 0);
     const device = opts.device ?? 'cpu';
     items.forEach((it, i) => {
       if (!it || typeof it !== 'object' || !(it.audio instanceof Float32Array) || !Array.isArray(it.textIds) || typeof it.label !== 'number') invalid('a SPECTRA item ({ audio, textIds, label, … })', `items[${i}]`, it);
+      if (it.audio.length === 0) invalid('a non-empty clip', `items[${i}].audio`, 'no samples');
     });
     const multi = opts.multiAudio ?? items.some((it) => it.prevAudio !== undefined || it.prevTextIds !== undefined);
     const words: number[][] = [], turns: (number[] | null)[] = [], clips: Float32Array[] = [];
@@ -573,6 +591,7 @@ export interface SpectraFinetuneOptions {
  */
 export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ model: Spectra; trainer: Trainer<SpectraItem>; output: TrainOutput }> {
   if (!opts || typeof opts !== 'object') invalid('{ task, model, train, … }', 'finetune options', opts);
+  checkOptionNames(opts, ['task', 'model', 'train', 'eval', 'args', 'collate', 'load'], 'Spectra.finetune');
   const { task } = opts;
   if (!(task in SPECTRA_LABEL_NUM)) invalid("'mosi', 'mosei', 'iemocap' or 'mintrec'", 'task', task);
   if (!opts.train || typeof opts.train.length !== 'number') invalid('a dataset', 'train', opts.train);

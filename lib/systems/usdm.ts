@@ -15,7 +15,7 @@ import { IGNORE_INDEX, USDM_SYSTEM, unitString, usdmText } from '../data/usdm';
 import type { UsdmExample } from '../data/usdm';
 import { UnitExtractor } from '../audio/units';
 import { readWav } from '../audio/wav';
-import { invalid, checkInt } from '../errors';
+import { invalid, checkInt, checkOptionNames } from '../errors';
 
 /** The token ids USDM relies on (defaults: Mistral-7B-v0.1 extended as `src/train_pt.py`). */
 export interface UsdmTokenIds {
@@ -115,6 +115,7 @@ export interface UsdmSftExamplesOptions {
 export async function usdmSftExamples(pairs: readonly UsdmAudioPair[], opts: UsdmSftExamplesOptions): Promise<Array<UsdmExample & { text: string; userUnits: number[]; agentUnits: number[] }>> {
   if (!Array.isArray(pairs) || pairs.length === 0) invalid('a non-empty array of { userAudio, userText, agentText, agentAudio }', 'pairs', pairs);
   if (!opts || typeof opts !== 'object') invalid('an options object ({ unitExtractor, codec })', 'options', opts);
+  checkOptionNames(opts, ['unitExtractor', 'codec', 'tokenIds', 'batchSize'], 'usdmSftExamples');
   if (!(opts.unitExtractor instanceof UnitExtractor)) invalid('an et.audio.UnitExtractor', 'unitExtractor', opts.unitExtractor);
   if (!opts.codec || typeof opts.codec.encode !== 'function') invalid('an object with encode(text)', 'codec', opts.codec);
   const ids = { ...USDM_TOKEN_IDS, ...(opts.tokenIds ?? {}) } as UsdmTokenIds;
@@ -187,6 +188,7 @@ export class Usdm extends Module {
   constructor(llm: LlamaForCausalLM, opts: { tokenIds?: Partial<UsdmTokenIds>; lora?: UsdmOptions['lora'] } = {}) {
     super();
     if (!(llm instanceof LlamaForCausalLM)) invalid('a LlamaForCausalLM', 'llm', llm);
+    checkOptionNames(opts, ['tokenIds', 'lora'], 'Usdm');
     this.tokenIds = checkIds(opts.tokenIds, llm.config.vocab_size);
     this.llm = this.registerModule('model', llm);
     const l = opts.lora === true ? { r: 8, alpha: 16, dropout: 0.1 } : opts.lora || null;
@@ -199,10 +201,11 @@ export class Usdm extends Module {
    * @throws EmotorchError as LlamaForCausalLM.fromPretrained; ERR_INVALID_ARG when the vocabulary lacks the unit ids
    */
   static async fromPretrained(dir: string, opts: UsdmOptions = {}): Promise<Usdm> {
+    checkOptionNames(opts, ['addUnitVocabulary', 'lora', 'tokenIds', 'config', 'device', 'dtype', 'strict'], 'Usdm.fromPretrained');
     let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config });
     if (opts.addUnitVocabulary) llm = await addUnitVocabulary(llm, opts.tokenIds?.numUnits ?? USDM_TOKEN_IDS.numUnits);
     if (opts.device || opts.dtype) await llm.to({ device: opts.device, dtype: opts.dtype });
-    return new Usdm(llm, opts);
+    return new Usdm(llm, { tokenIds: opts.tokenIds, lora: opts.lora });
   }
 
   /** SFT forward: `{ inputIds, attentionMask?, labels? }` → `{ logits, loss? }` (HF's shifted causal-LM loss). */
@@ -233,17 +236,19 @@ export class Usdm extends Module {
    * @param userUnits the user's speech units (0 ≤ u < numUnits)
    * @param codec encode (no BOS) / decode (special tokens kept) of the model's tokenizer
    * @param opts maxNewTokens per stage (default 512)
+   * @throws EmotorchError ERR_INVALID_ARG for bad units, codec or option value, or an unknown option name
    */
   async infer(userUnits: number[], codec: UsdmTextCodec, opts: { maxNewTokens?: number } = {}): Promise<{ userText: string; agentText: string; agentUnits: number[] }> {
     const I = this.tokenIds;
     if (!Array.isArray(userUnits) || userUnits.length === 0 || !userUnits.every((u) => Number.isSafeInteger(u) && u >= 0 && u < I.numUnits)) invalid(`a non-empty array of units in [0, ${I.numUnits})`, 'userUnits', userUnits);
     if (!codec || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') invalid('an object with encode(text) and decode(ids)', 'codec', codec);
+    checkOptionNames(opts, ['maxNewTokens'], 'Usdm.infer');
     const maxNew = checkInt(opts.maxNewTokens ?? 512, 'maxNewTokens', 1);
     const V = this.llm.config.vocab_size;
     const stage = async (prompt: string, banned: Array<[number, number]>, eos: number): Promise<string> => {
       const ids = [I.bos, ...(await codec.encode(prompt))];
       const inputIds = tensor([ids], { dtype: 'int64' });
-      const { newTokens } = await this.llm.generate({ inputIds }, { max_new_tokens: maxNew, eos_token_id: eos, pad_token_id: 0, bannedTokenRanges: banned.filter(([a, b]) => b > a) });
+      const { newTokens } = await this.llm.generate({ inputIds }, { maxNewTokens: maxNew, eosTokenId: eos, padTokenId: 0, bannedTokenRanges: banned.filter(([a, b]) => b > a) });
       const out = [...ids, ...(newTokens.toArray() as number[][])[0]];
       inputIds.dispose(); newTokens.dispose();
       return codec.decode(out);

@@ -12,7 +12,7 @@ import * as path from 'path';
 import { binding } from '../native';
 import { Tensor, autocast, cat, full, noGrad, tensor } from '../tensor';
 import { cuda } from '../device';
-import { EmotorchError, invalid } from '../errors';
+import { EmotorchError, invalid, show } from '../errors';
 import { parseJson, readRegularFile } from '../io/file';
 import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
@@ -116,6 +116,20 @@ function concatPadded(ts: Tensor[]): Tensor {
 
 async function exists(p: string): Promise<boolean> {
   return fs.promises.access(p).then(() => true, () => false);
+}
+
+/**
+ * Creates args.output_dir (and its parents): a path that is a file, or lies under one, is an
+ * ERR_INVALID_ARG naming it rather than a raw EEXIST / ENOTDIR; another failure is ERR_IO.
+ */
+async function makeOutputDir(dir: string): Promise<void> {
+  try {
+    await fs.promises.mkdir(dir, { recursive: true });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new EmotorchError(`Expected a folder for args.output_dir but received ${show(dir)}, which is a file or lies under one`, 'ERR_INVALID_ARG');
+    throw new EmotorchError(`cannot create args.output_dir ${show(dir)}: ${(e as Error).message}`, 'ERR_IO');
+  }
 }
 
 /** Complete checkpoints (with trainer_state.json) in a folder, oldest first. */
@@ -323,8 +337,9 @@ export class Trainer<T = unknown> extends EventEmitter {
   /**
    * Runs training to `max_steps` / `num_train_epochs` (or until stopped), evaluating, logging and
    * saving per the strategies; resumes first when args.resume_from_checkpoint is set.
-   * @throws EmotorchError ERR_INVALID_ARG without a trainDataset or when already running;
-   *   ERR_IO / ERR_FORMAT for unreadable checkpoints.
+   * @throws EmotorchError ERR_INVALID_ARG without a trainDataset, when already running, or when
+   *   args.output_dir is a file or lies under one; ERR_IO / ERR_FORMAT for unreadable checkpoints
+   *   (a trainer_state.json field of the wrong kind is ERR_FORMAT naming the file and the field).
    */
   async train(): Promise<TrainOutput> {
     if (!this.trainDataset) throw new EmotorchError('train() needs a trainDataset', 'ERR_INVALID_ARG');
@@ -339,10 +354,16 @@ export class Trainer<T = unknown> extends EventEmitter {
     const numEpochs = Math.ceil(maxSteps / updatesPerEpoch);
     const interval = (v: number) => TrainingArguments.steps(v, maxSteps);
 
-    const resumeFrom = await this.resolveResume();
-    if (this.isMain) {
-      await fs.promises.mkdir(a.output_dir, { recursive: true });
-      await this.removeStaleTemporaries();
+    let resumeFrom: string | null;
+    try {
+      resumeFrom = await this.resolveResume();
+      if (this.isMain) {
+        await makeOutputDir(a.output_dir);
+        await this.removeStaleTemporaries();
+      }
+    } catch (e) {
+      this.running = false;
+      throw e;
     }
     this.model.train();
     // A wrapper this call makes is detached when it ends (else its autograd hooks would go on
@@ -376,8 +397,16 @@ export class Trainer<T = unknown> extends EventEmitter {
     this.stopAgreed = false;
     this.lastSavedStep = -1;
     let restoreRng: (() => void) | null = null;
-    if (resumeFrom) restoreRng = await this.loadCheckpoint(resumeFrom);
-    else binding.manualSeed(a.seed);
+    if (resumeFrom) {
+      try {
+        restoreRng = await this.loadCheckpoint(resumeFrom);
+      } catch (e) {
+        ownDdp?.detach();
+        this.ddp = null;
+        this.running = false;
+        throw e;
+      }
+    } else binding.manualSeed(a.seed);
     if (this.isMain) {
       await this.rewriteLogFile();
       this.tb = a.report_to.includes('tensorboard') ? new TensorBoardWriter(a.logging_dir) : null;
@@ -684,7 +713,7 @@ export class Trainer<T = unknown> extends EventEmitter {
           let p: unknown;
           if (a.predict_with_generate) {
             const inputs = Object.fromEntries(Object.entries(batch).filter(([k]) => !a.label_names.includes(k)));
-            const gen = { ...(a.generation_max_length ? { max_new_tokens: a.generation_max_length } : {}), ...this.opts.generateOptions };
+            const gen = { ...(a.generation_max_length ? { maxNewTokens: a.generation_max_length } : {}), ...this.opts.generateOptions };
             const out = await (this.model as unknown as { generate(i: unknown, o: unknown): Promise<unknown> }).generate(inputs, gen);
             p = out instanceof Tensor ? out : (out as { newTokens?: unknown })?.newTokens;
           } else {
@@ -798,6 +827,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     }
     const tmp = path.join(a.output_dir, `tmp-checkpoint-${step}`);
     await this.flushLog();  // the log lines up to this step are on disk with the checkpoint
+    await makeOutputDir(a.output_dir);
     await fs.promises.rm(tmp, { recursive: true, force: true });
     await fs.promises.mkdir(tmp, { recursive: true });
     await this.core.save(path.join(tmp, 'model.safetensors'), { trainableOnly: a.save_only_trainable });
@@ -838,22 +868,24 @@ export class Trainer<T = unknown> extends EventEmitter {
   /** Restores everything from a checkpoint; returns the RNG restore to run once data is positioned. */
   private async loadCheckpoint(dir: string): Promise<() => void> {
     const a = this.args;
-    let st: TrainerState & { emotorch?: Extra & { save_only_model?: boolean } };
-    // (regular files only; a syntax error is named by position, never quoting the file)
-    const readJson = async (f: string): Promise<any> => parseJson((await readRegularFile(f, 256 * 1024 * 1024)).toString('utf8'), f);
-    st = await readJson(path.join(dir, 'trainer_state.json'));
-    if (st === null || typeof st !== 'object') throw new EmotorchError(`'${path.join(dir, 'trainer_state.json')}' is not a trainer state (not a JSON object)`, 'ERR_FORMAT');
-    if (!st.emotorch || st.emotorch.save_only_model) throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
+    const stateFile = path.join(dir, 'trainer_state.json');
+    const raw = await readJson(stateFile);
+    if (!isRecord(raw) || !isRecord(raw.emotorch) || raw.emotorch.save_only_model) throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
+    const st = checkTrainerState(raw, stateFile);
     await this.core.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
     await this.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
-    this.lrScheduler!.loadStateDict(await readJson(path.join(dir, 'scheduler.json')));
+    this.lrScheduler!.loadStateDict(await readJson(path.join(dir, 'scheduler.json')) as { step: number });
     if (this.scaler) {
       const p = path.join(dir, 'scaler.json');
-      if (await exists(p)) this.scaler.loadStateDict(await readJson(p));
+      if (await exists(p)) this.scaler.loadStateDict(await readJson(p) as never);
     }
     const { tensors: rng } = await loadSafetensors(path.join(dir, 'rng_state.safetensors'));
     const { emotorch, ...hfState } = st;
-    this.state = { ...this.state, ...hfState, max_steps: this.state.max_steps, num_train_epochs: this.state.num_train_epochs };
+    // max_steps and num_train_epochs are this run's; which process is rank 0 is this process's
+    this.state = {
+      ...this.state, ...hfState, max_steps: this.state.max_steps, num_train_epochs: this.state.num_train_epochs,
+      is_local_process_zero: this.state.is_local_process_zero, is_world_process_zero: this.state.is_world_process_zero,
+    };
     this.extra = { data: emotorch.data, logSum: emotorch.logSum, logCount: emotorch.logCount, gradNorm: emotorch.gradNorm, trainLossSum: emotorch.trainLossSum };
     this.lastSavedStep = this.state.global_step;
     for (const c of this.callbacks) {
@@ -883,6 +915,74 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (!this.isMain) return;
     await writePlots(this.args.output_dir, this.state.log_history);
   }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return !!v && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** A checkpoint's JSON file: ERR_IO when it cannot be read, ERR_FORMAT (without quoting it) when it is not JSON. */
+async function readJson(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(file, 'utf8');
+  } catch (e) {
+    throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new EmotorchError(`'${file}' is not valid JSON`, 'ERR_FORMAT');
+  }
+}
+
+type SavedState = TrainerState & { emotorch: Extra };
+
+/**
+ * Checks a trainer_state.json read for resuming, field by field, as any input: a wrong field is an
+ * ERR_FORMAT naming the file and the field (never the content). JSON writes a NaN loss sum as
+ * null; it comes back as NaN.
+ */
+function checkTrainerState(st: Record<string, unknown>, file: string): SavedState {
+  const bad = (field: string, what: string): never => {
+    throw new EmotorchError(`'${file}' is not a valid trainer state: ${field} must be ${what}`, 'ERR_FORMAT');
+  };
+  const int = (v: unknown, min: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
+  const num = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+  if (!int(st.global_step, 0)) bad('global_step', 'a non-negative integer');
+  if (!num(st.epoch) || (st.epoch as number) < 0) bad('epoch', 'a non-negative number');
+  if (!Array.isArray(st.log_history)) bad('log_history', 'an array of log records');
+  (st.log_history as unknown[]).forEach((r, i) => {
+    if (!isRecord(r) || Object.values(r).some((v) => v !== null && typeof v !== 'number')) bad(`log_history[${i}]`, 'an object of numbers');
+  });
+  if (st.best_metric !== null && st.best_metric !== undefined && typeof st.best_metric !== 'number') bad('best_metric', 'a number or null');
+  if (st.best_global_step !== null && st.best_global_step !== undefined && !int(st.best_global_step, 0)) bad('best_global_step', 'a non-negative integer or null');
+  if (st.best_model_checkpoint !== null && st.best_model_checkpoint !== undefined && typeof st.best_model_checkpoint !== 'string') bad('best_model_checkpoint', 'a path or null');
+  if (st.stateful_callbacks !== undefined && !isRecord(st.stateful_callbacks)) bad('stateful_callbacks', 'an object');
+  if (st.total_flos !== undefined && !num(st.total_flos)) bad('total_flos', 'a number');
+  for (const k of ['logging_steps', 'eval_steps', 'save_steps', 'train_batch_size']) if (st[k] !== undefined && st[k] !== null && !num(st[k])) bad(k, 'a number or null');
+  const e = st.emotorch as Record<string, unknown>;
+  const d = e.data;
+  if (!isRecord(d)) bad('emotorch.data', 'a data position { epoch, batches }');
+  const pos = d as Record<string, unknown>;
+  if (!int(pos.epoch, 0)) bad('emotorch.data.epoch', 'a non-negative integer');
+  if (!int(pos.batches, 0)) bad('emotorch.data.batches', 'a non-negative integer');
+  for (const k of ['world', 'perDevice']) if (pos[k] !== undefined && !int(pos[k], 1)) bad(`emotorch.data.${k}`, 'a positive integer');
+  for (const k of ['logSum', 'trainLossSum']) if (e[k] !== null && typeof e[k] !== 'number') bad(`emotorch.${k}`, 'a number');
+  if (!int(e.logCount, 0)) bad('emotorch.logCount', 'a non-negative integer');
+  if (e.gradNorm !== null && typeof e.gradNorm !== 'number') bad('emotorch.gradNorm', 'a number or null');
+  const nan = (v: unknown) => (v === null ? NaN : v as number);
+  return {
+    ...(st as unknown as SavedState),
+    best_metric: (st.best_metric ?? null) as number | null,
+    best_global_step: (st.best_global_step ?? null) as number | null,
+    best_model_checkpoint: (st.best_model_checkpoint ?? null) as string | null,
+    stateful_callbacks: (st.stateful_callbacks ?? {}) as Record<string, unknown>,
+    emotorch: {
+      data: { epoch: pos.epoch as number, batches: pos.batches as number, ...(pos.world !== undefined ? { world: pos.world as number } : {}), ...(pos.perDevice !== undefined ? { perDevice: pos.perDevice as number } : {}) },
+      logSum: nan(e.logSum), logCount: e.logCount as number, gradNorm: e.gradNorm as number | null, trainLossSum: nan(e.trainLossSum),
+    },
+  };
 }
 
 /**

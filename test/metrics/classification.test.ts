@@ -162,3 +162,14 @@ describe('classification edge cases', () => {
     expect(m.classificationReport([null, 'a'], ['a', 'a'])).toContain('None');
   });
 });
+
+// Issue 18 point 10: an infinite class label is not a class.
+describe('classification labels are finite', () => {
+  it('±Infinity as a label (prediction or target, array or Tensor) is ERR_INVALID_ARG naming the element', () => {
+    throwsWith(() => m.accuracy([0, Infinity], [0, 1]), 'ERR_INVALID_ARG', /finite numbers or strings.* for preds\[1\] but received Infinity/);
+    throwsWith(() => m.f1([0, 1], [-Infinity, 1], { average: 'macro' }), 'ERR_INVALID_ARG', /targets\[0\] but received -Infinity/);
+    throwsWith(() => m.confusionMatrix(Float64Array.from([1, Infinity]), [1, 1]), 'ERR_INVALID_ARG', /preds\[1\]/);
+    throwsWith(() => m.accuracy(et.tensor([0, Infinity]), [0, 1]), 'ERR_INVALID_ARG', /preds\[1\]/);
+    throwsWith(() => new m.Accuracy().update([Infinity], [1]), 'ERR_INVALID_ARG', /preds\[0\]/);
+  });
+});

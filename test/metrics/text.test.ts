@@ -156,3 +156,66 @@ describe('label parser', () => {
     throwsWith(() => new m.LabelParser({ labels: ['a'], match: 'fuzzy' as any }), 'ERR_INVALID_ARG', /match/);
   });
 });
+
+// Issue 18 point 10: non-strings are coded errors; long ROUGE-L does not block the event loop.
+describe('text metrics: inputs and long texts', () => {
+  it('rougeTokenize, tokenize13a and parseEmotionSequence refuse a non-string with ERR_INVALID_ARG (not a TypeError or null)', () => {
+    throwsWith(() => m.rougeTokenize(5 as any), 'ERR_INVALID_ARG', /a string for text but received 5/);
+    throwsWith(() => m.rougeTokenize('a b', 'nltk' as any), 'ERR_INVALID_ARG', /tokenizer/);
+    throwsWith(() => m.tokenize13a(null as any), 'ERR_INVALID_ARG', /a string for line but received null/);
+    throwsWith(() => m.parseEmotionSequence(5 as any), 'ERR_INVALID_ARG', /a string for text but received 5/);
+    // a generation that is not a string still counts as unparsable in the accuracy (it never throws there)
+    expect(m.emotionSequenceAccuracy([null as any], [['happy']]).unparsable).toBe(1);
+  });
+
+  it('ROUGE-L is the exact longest common subsequence (checked against a plain DP on random token lists)', () => {
+    const dp = (a: string[], b: string[]) => {
+      let prev = new Array<number>(a.length + 1).fill(0);
+      for (const y of b) {
+        const cur = new Array<number>(a.length + 1).fill(0);
+        for (let j = 1; j <= a.length; j++) cur[j] = y === a[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], cur[j - 1]);
+        prev = cur;
+      }
+      return prev[a.length];
+    };
+    let seed = 7;
+    const rnd = (k: number) => { seed = (seed * 48271) % 2147483647; return seed % k; };
+    for (let c = 0; c < 400; c++) {
+      const V = 1 + rnd(8);
+      const a = Array.from({ length: rnd(140) }, () => `w${rnd(V)}`);
+      const b = Array.from({ length: rnd(140) }, () => `w${rnd(V)}`);
+      const l = m.rouge([a.join(' ')], [b.join(' ')]).rougeL;
+      const lcs = dp(a, b);
+      expect([l.precision, l.recall]).toEqual(a.length && b.length ? [lcs / a.length, lcs / b.length] : [0, 0]);
+    }
+  });
+
+  it('rougeAsync and Rouge.computeAsync give the sync results while timers keep firing during a long ROUGE-L', async () => {
+    // two 30 000-word texts: 9e8 cells of the plain DP (seconds of blocking before the fix)
+    const words = (mul: number) => Array.from({ length: 30000 }, (_, i) => `w${(i * mul) % 997}`).join(' ');
+    const pred = words(31), ref = words(37);
+    let ticks = 0, maxGap = 0, last = Date.now(), running = true;
+    const tick = () => {
+      const now = Date.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+      ticks++;
+      if (running) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const firstTimer = new Promise<number>((resolve) => { const t0 = Date.now(); setTimeout(() => resolve(Date.now() - t0), 1); });
+    let timerDone = false;
+    void firstTimer.then(() => { timerDone = true; });
+    const got = await m.rougeAsync([pred], [ref]);
+    running = false;
+    expect(timerDone).toBe(true);  // a timer set before the call fired before it finished
+    expect(ticks).toBeGreaterThan(2);
+    expect(maxGap).toBeLessThan(3000);  // generous: the loop is served between chunks of a few ms
+    const sync = m.rouge([pred], [ref]);
+    expect(got).toEqual(sync);
+    const s = new m.Rouge();
+    s.update([pred, 'the cat'], [ref, ['a cat', 'the cat sat']]);
+    expect(await s.computeAsync()).toEqual(s.compute());
+    await expect(new m.Rouge().computeAsync()).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' });
+  });
+});

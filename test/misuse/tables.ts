@@ -334,3 +334,67 @@ export const MODEL_ROWS: ModelRow[] = [
     input: (s) => ({ features: rand(s, [3, 12]), labels: ids(s, [3], 0, 7) }), output: (o) => (o as { logits: et.Tensor }).logits,
   },
 ];
+
+// ---- call options: one spelling, unknown names refused ------------------------------------------
+
+/**
+ * A public call that takes an options object: `call(opts)` runs it with `valid` (cheap values)
+ * merged with the names under test. An unknown name, and each spelling in `wrong` (snake_case or
+ * a config's name for a camelCase call option), must be an ERR_INVALID_ARG naming it, never
+ * ignored (rule 11: camelCase call options, one spelling per knob).
+ */
+export interface OptionRow {
+  name: string;
+  call(opts: Record<string, unknown>): unknown;
+  valid: Record<string, unknown>;
+  wrong: string[];
+}
+
+const FIX = `${__dirname}/../fixtures`;
+const once = <T>(make: () => Promise<T>) => { let p: Promise<T> | null = null; return () => (p ??= make()); };
+const tinyLlama = once(async () => et.nn.LlamaForCausalLM.create(CONFIG_ROWS[5].valid));
+const salmonn = once(async () => et.systems.Salmonn.fromPretrained({
+  whisper: `${FIX}/whisper`, beats: `${FIX}/beats/beats.pt`, llm: `${FIX}/salmonn/llm`, checkpoint: null,
+  config: JSON.parse(require('fs').readFileSync(`${FIX}/salmonn/config.json`, 'utf8')),
+}));
+const llamaTok = once(() => et.data.Tokenizer.fromFile(`${FIX}/tokenizers/llama/tokenizer.json`));
+const usdmIds = { newline: 5, space: 6, continue: 30, correspond: 31, unit0: 32, numUnits: 6, pad: 38, bos: 1 };
+const codec = { encode: () => [7], decode: () => '' };
+const spectraItem = { audio: new Float32Array(800).fill(0.1), textIds: [0, 5, 2], label: 1 };
+const ecfItem = { conversationId: 1, utteranceId: 1, text: '', speaker: 'A', emotion: null, label: 1, causes: [], features: new Float32Array(4) };
+
+export const OPTION_ROWS: OptionRow[] = [
+  {
+    name: 'nn.LlamaForCausalLM.generate', valid: { maxNewTokens: 1 }, wrong: ['max_new_tokens', 'num_beams', 'eos_token_id', 'do_sample', 'min_new_tokens'],
+    call: async (o) => (await tinyLlama()).generate({ inputIds: et.tensor([[1, 2]], { dtype: 'int64' }) }, o),
+  },
+  {
+    name: 'systems.Salmonn.generate', valid: { maxNewTokens: 1, numBeams: 1 }, wrong: ['max_new_tokens', 'num_beams', 'min_length', 'top_p'],
+    call: async (o) => (await salmonn()).generate([new Float32Array(4000)], 'Feel?', o),
+  },
+  {
+    name: 'systems.Salmonn.generateTokens', valid: { maxNewTokens: 1, numBeams: 1 }, wrong: ['max_new_tokens', 'repetition_penalty'],
+    call: async (o) => (await salmonn()).generateTokens([new Float32Array(4000)], 'Feel?', o),
+  },
+  {
+    name: 'systems.Usdm.infer', valid: { maxNewTokens: 1 }, wrong: ['max_new_tokens'],
+    call: async (o) => new et.systems.Usdm(await tinyLlama(), { tokenIds: usdmIds }).infer([1, 2], codec, o),
+  },
+  { name: 'systems.Usdm (constructor)', valid: { tokenIds: usdmIds }, wrong: ['token_ids'], call: async (o) => new et.systems.Usdm(await tinyLlama(), o) },
+  { name: 'systems.Usdm.fromPretrained', valid: {}, wrong: ['add_unit_vocabulary'], call: (o) => et.systems.Usdm.fromPretrained('/nonexistent', o) },
+  { name: 'systems.usdmSftExamples', valid: { codec }, wrong: ['batch_size'], call: (o) => et.systems.usdmSftExamples([{ userAudio: 'a.wav', userText: 'a', agentText: 'b', agentAudio: 'b.wav' }], o as never) },
+  {
+    name: 'systems.m2seInfer', valid: { dataset: [], outFile: `${require('os').tmpdir()}/emotorch-options-row.jsonl`, maxNewTokens: 1 }, wrong: ['max_new_tokens', 'out_file'],
+    call: async (o) => et.systems.m2seInfer({ model: await tinyLlama(), tokenizer: await llamaTok(), ...o } as never),
+  },
+  { name: 'systems.m2seStages', valid: { stages: [] }, wrong: ['output_dir'], call: async (o) => et.systems.m2seStages({ model: await tinyLlama(), tokenizer: await llamaTok(), ...o } as never) },
+  { name: 'systems.m2seExamples', valid: { maxLength: 64 }, wrong: ['max_length'], call: async (o) => et.systems.m2seExamples([], await llamaTok(), o) },
+  { name: 'systems.m2seSalmonnItems', valid: {}, wrong: ['media_root'], call: async (o) => et.systems.m2seSalmonnItems([], await salmonn(), o) },
+  { name: 'systems.Salmonn.fromPretrained', valid: { whisper: '/nonexistent', llm: '/nonexistent' }, wrong: ['max_new_tokens'], call: (o) => et.systems.Salmonn.fromPretrained(o as never) },
+  { name: 'systems.Spectra.fromPretrained', valid: {}, wrong: ['num_class', 'mask_audio_cls'], call: (o) => et.systems.Spectra.fromPretrained('/nonexistent', o) },
+  { name: 'systems.Spectra.collate', valid: { audioLength: 800 }, wrong: ['audio_length', 'pad_token_id'], call: (o) => et.systems.Spectra.collate([spectraItem] as never, o) },
+  { name: 'systems.Spectra.finetune', valid: { task: 'mosi' }, wrong: ['train_dataset'], call: (o) => et.systems.Spectra.finetune(o as never) },
+  { name: 'systems.ConcatFusionClassifier.collate', valid: {}, wrong: ['pad_token_id'], call: (o) => et.systems.ConcatFusionClassifier.collate([ecfItem] as never, o) },
+  { name: 'systems.ConcatFusionClassifier.collateConversations', valid: {}, wrong: ['dtype'], call: (o) => et.systems.ConcatFusionClassifier.collateConversations([[ecfItem]] as never, o) },
+  { name: 'systems.embedUtterances', valid: { cacheFile: '/nonexistent/cache.safetensors' }, wrong: ['batch_size'], call: (o) => et.systems.embedUtterances(['k'], async () => { throw new Error('not called'); }, o as never) },
+];

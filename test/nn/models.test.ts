@@ -124,9 +124,9 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
     const ids = t.get('input_ids')!;
     expect(masked((await m.forward({ inputIds: ids, attentionMask: mask })).logits, t.get('logits')!, mask)).toBeLessThan(TOL);
     expect(maxAbsDiff((await m.forward({ inputIds: ids.slice(0, 0, 1) })).logits, t.get('logits_plain')!)).toBeLessThan(TOL);
-    const greedy = await m.generate({ inputIds: ids, attentionMask: mask }, { max_new_tokens: 8, eos_token_id: 2, pad_token_id: 0 });
+    const greedy = await m.generate({ inputIds: ids, attentionMask: mask }, { maxNewTokens: 8, eosTokenId: 2, padTokenId: 0 });
     expect(greedy.sequences!.toArray()).toEqual(t.get('greedy_ids')!.toArray());
-    const beam = await m.generate({ inputIds: ids, attentionMask: mask }, { max_new_tokens: 8, num_beams: 3, length_penalty: 1, early_stopping: true, eos_token_id: 2, pad_token_id: 0 });
+    const beam = await m.generate({ inputIds: ids, attentionMask: mask }, { maxNewTokens: 8, numBeams: 3, lengthPenalty: 1, earlyStopping: true, eosTokenId: 2, padTokenId: 0 });
     const ours = beam.sequences!.toArray() as number[][];
     const ref = t.get('beam_ids')!.toArray() as number[][];
     for (let r = 0; r < ref.length; r++) {
@@ -142,9 +142,9 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
     const t = await io('llama');
     const inputs = { inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask')! };
-    const greedy = await m.generate(inputs, { max_new_tokens: 8, eos_token_id: 2, pad_token_id: 0 });
+    const greedy = await m.generate(inputs, { maxNewTokens: 8, eosTokenId: 2, padTokenId: 0 });
     expect(greedy.sequences!.toArray()).toEqual(t.get('greedy_ids')!.toArray());
-    const beam = await m.generate(inputs, { max_new_tokens: 8, num_beams: 3, length_penalty: 1, early_stopping: true, eos_token_id: 2, pad_token_id: 0 });
+    const beam = await m.generate(inputs, { maxNewTokens: 8, numBeams: 3, lengthPenalty: 1, earlyStopping: true, eosTokenId: 2, padTokenId: 0 });
     // Equal up to and including EOS; after it HF fills beam outputs with EOS because pad id 0 is
     // falsy in Python (`pad or eos`), emotorch with the pad id asked for.
     const ours = beam.sequences!.toArray() as number[][];
@@ -160,13 +160,13 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
     const inputs = { inputIds: et.tensor([[1, 5, 9]], { dtype: 'int64' }) };
     et.manualSeed(5);
-    const a = await m.generate(inputs, { do_sample: true, temperature: 0.8, top_k: 20, top_p: 0.9, max_new_tokens: 6 });
+    const a = await m.generate(inputs, { doSample: true, temperature: 0.8, topK: 20, topP: 0.9, maxNewTokens: 6 });
     et.manualSeed(5);
-    const b = await m.generate(inputs, { do_sample: true, temperature: 0.8, top_k: 20, top_p: 0.9, max_new_tokens: 6 });
+    const b = await m.generate(inputs, { doSample: true, temperature: 0.8, topK: 20, topP: 0.9, maxNewTokens: 6 });
     expect(a.newTokens.toArray()).toEqual(b.newTokens.toArray());
     const { logits } = await m.forward(inputs);
     const favourite = logits.select(1, 2).argmax(-1).item();
-    const forced = await m.generate(inputs, { max_new_tokens: 2, min_new_tokens: 2, eos_token_id: favourite });
+    const forced = await m.generate(inputs, { maxNewTokens: 2, minNewTokens: 2, eosTokenId: favourite });
     expect((forced.newTokens.toArray() as number[][])[0][0]).not.toBe(favourite);
   });
   it('matches the tied-embedding llama3-RoPE variant', async () => {
@@ -183,9 +183,9 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
   it('validates generation options', async () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
     const inputIds = et.tensor([[1, 5]], { dtype: 'int64' });
-    await rejectsWith(() => m.generate({ inputIds }, { max_new_tokens: 0 }), 'ERR_INVALID_ARG', /max_new_tokens/);
-    await rejectsWith(() => m.generate({ inputIds }, { do_sample: true, num_beams: 2 }), 'ERR_INVALID_ARG', /beam sampling/);
-    await rejectsWith(() => m.generate({ inputIds }, { top_p: 2 }), 'ERR_INVALID_ARG', /top_p/);
+    await rejectsWith(() => m.generate({ inputIds }, { maxNewTokens: 0 }), 'ERR_INVALID_ARG', /maxNewTokens/);
+    await rejectsWith(() => m.generate({ inputIds }, { doSample: true, numBeams: 2 }), 'ERR_INVALID_ARG', /beam sampling/);
+    await rejectsWith(() => m.generate({ inputIds }, { topP: 2 }), 'ERR_INVALID_ARG', /topP/);
     await rejectsWith(() => m.generate({ inputIds, inputsEmbeds: et.zeros([1, 2, 64]) }), 'ERR_INVALID_ARG', /exactly one/);
   });
 });

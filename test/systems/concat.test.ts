@@ -124,3 +124,24 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     expect(() => et.systems.ecfSubmission(items, [{ conversationId: 1, emotionUtterance: 1, emotion: 'neutral' as never, causeUtterance: 1 }])).toThrow(/non-neutral/);
   });
 });
+
+// Issue 18 point 10: inputs the forward used to truncate or ignore are coded errors.
+describe('ConcatFusionClassifier refuses what it would ignore or truncate', () => {
+  const emb = () => ({ text: et.randn([3, 12]), audio: et.randn([3, 8]) });
+  it('float labels (1.7 would train as class 1)', async () => {
+    const m = await seeded();
+    await rejectsWith(() => m.forward({ features: et.randn([3, 20]), labels: et.tensor([1.7, 0, 2]) }), 'ERR_INVALID_ARG', /integer tensor of class ids .*for labels but received "a float32 tensor"/);
+    await rejectsWith(() => m.forward({ features: et.randn([3, 20]), labels: et.tensor([true, false, true]) }), 'ERR_INVALID_ARG', /labels/);
+    expect((await m.forward({ features: et.randn([3, 20]), labels: et.tensor([1, 0, 2], { dtype: 'int32' }) })).loss).toBeDefined();
+  });
+  it('an embeddings modality the config does not have', async () => {
+    const m = await seeded();
+    await rejectsWith(() => m.forward({ embeddings: { ...emb(), video: et.randn([3, 4]) } }), 'ERR_INVALID_ARG', /modality of the config.*\(text, audio\) for embeddings key but received "video"/);
+  });
+  it('embeddings given together with features (one of them was silently ignored)', async () => {
+    const m = await seeded();
+    await rejectsWith(() => m.forward({ features: et.randn([3, 20]), embeddings: emb() }), 'ERR_INVALID_ARG', /either features or embeddings .* but received both/);
+    const ctx = et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, context: { hidden_size: 8, num_attention_heads: 2 } });
+    await rejectsWith(() => ctx.forward({ embeddings: { text: et.randn([2, 4]) } }), 'ERR_INVALID_ARG', /embeddings/);
+  });
+});

@@ -111,3 +111,28 @@ describe('m2seStages and m2seInfer', () => {
     await rejectsWith(() => et.systems.m2seInfer({ model, tokenizer: tok, dataset: data, outFile: '' }), 'ERR_INVALID_ARG', /outFile/);
   }, 15000);
 });
+
+// Issue 18 point 10: m2seCollate and m2sePrompt check what they are given.
+describe('m2seCollate and m2sePrompt refuse malformed input', () => {
+  it('ids and labels of different lengths, non-id entries, and a negative or fractional pad id are ERR_INVALID_ARG', () => {
+    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2, 3], labels: [-100, 5] }]), 'ERR_INVALID_ARG', /3 labels \(one per id\) for examples\[0\]\.labels but received "2 labels"/);
+    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }, { ids: [4], labels: [4, 4] }]), 'ERR_INVALID_ARG', /examples\[1\]\.labels/);
+    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }], -1), 'ERR_INVALID_ARG', /non-negative integer for padId but received -1/);
+    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }], 0.5), 'ERR_INVALID_ARG', /padId/);
+    throwsWith(() => et.systems.m2seCollate([{ ids: [1, -7], labels: [-100, 2] }]), 'ERR_INVALID_ARG', /examples\[0\]\.ids/);
+    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2.5] }]), 'ERR_INVALID_ARG', /examples\[0\]\.labels/);
+    throwsWith(() => et.systems.m2seCollate([null as never]), 'ERR_INVALID_ARG', /examples\[0\]/);
+    const ok = et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }, { ids: [3], labels: [3] }], 7);
+    expect(ok.inputIds.toArray()).toEqual([[1, 2], [3, 7]]);
+    expect(ok.labels.toArray()).toEqual([[-100, 2], [3, -100]]);
+  });
+  it('m2sePrompt on a foreign record is ERR_INVALID_ARG naming the field (not a TypeError)', () => {
+    throwsWith(() => et.systems.m2sePrompt({ query: 'hi' } as never), 'ERR_INVALID_ARG', /record\.history/);
+    throwsWith(() => et.systems.m2sePrompt({ messages: [] } as never), 'ERR_INVALID_ARG', /record\.query/);
+    throwsWith(() => et.systems.m2sePrompt(null as never), 'ERR_INVALID_ARG', /record/);
+    throwsWith(() => et.systems.m2sePrompt({ query: 'q', history: [['a']] } as never), 'ERR_INVALID_ARG', /record\.history\[0\]/);
+    throwsWith(() => et.systems.m2sePrompt({ query: 'q', history: [], system: 3 } as never), 'ERR_INVALID_ARG', /record\.system/);
+    throwsWith(() => et.systems.m2sePrompt({ query: 'q', history: [] }, 5 as never), 'ERR_INVALID_ARG', /for system/);
+    expect(et.systems.m2sePrompt({ query: 'q', history: [['a', 'b']] })).toContain('<|im_start|>user\nq<|im_end|>');
+  });
+});

@@ -55,12 +55,12 @@ describe('Salmonn = the original forward (Python reference)', () => {
 
   it('generates the same greedy and beam tokens', async () => {
     const m = await load();
-    const greedy = await m.generateTokens(waves, gen.gen_instruction, { num_beams: 1, max_new_tokens: gen.max_new_tokens });
+    const greedy = await m.generateTokens(waves, gen.gen_instruction, { numBeams: 1, maxNewTokens: gen.max_new_tokens });
     const cut = (rows: number[][]) => rows.map((r) => (r.includes(2) ? r.slice(0, r.indexOf(2)) : r));
     expect(greedy).toEqual(cut(gen.greedy));
-    const beam = await m.generateTokens(waves, gen.gen_instruction, { max_new_tokens: gen.max_new_tokens });
+    const beam = await m.generateTokens(waves, gen.gen_instruction, { maxNewTokens: gen.max_new_tokens });
     expect(beam).toEqual(cut(gen.beam));
-    const text = await m.generate([waves[1]], gen.gen_instruction, { max_new_tokens: gen.max_new_tokens });
+    const text = await m.generate([waves[1]], gen.gen_instruction, { maxNewTokens: gen.max_new_tokens });
     expect(text).toEqual([await m.tokenizer.decode(cut(gen.beam)[1], { skipSpecialTokens: true })]);
   });
 
@@ -70,8 +70,8 @@ describe('Salmonn = the original forward (Python reference)', () => {
     const w = [waves[1], waves[1]];
     const instr = ['Describe the emotion of the speaker in one word.', 'Feel?'];  // prompts of different lengths
     for (const num_beams of [1, 4]) {
-      const batched = await m.generateTokens(w, instr, { num_beams, max_new_tokens: 8 });
-      const alone = [(await m.generateTokens([w[0]], [instr[0]], { num_beams, max_new_tokens: 8 }))[0], (await m.generateTokens([w[1]], [instr[1]], { num_beams, max_new_tokens: 8 }))[0]];
+      const batched = await m.generateTokens(w, instr, { numBeams: num_beams, maxNewTokens: 8 });
+      const alone = [(await m.generateTokens([w[0]], [instr[0]], { numBeams: num_beams, maxNewTokens: 8 }))[0], (await m.generateTokens([w[1]], [instr[1]], { numBeams: num_beams, maxNewTokens: 8 }))[0]];
       expect(batched).toEqual(alone);
     }
   });

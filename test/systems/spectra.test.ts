@@ -179,3 +179,23 @@ describe('SPECTRA = original ATForSequenceClassification (reference)', () => {
     await rejectsWith(et.systems.Spectra.finetune({ task: 'iemocap', model: tiny, train: ds }), 'ERR_INVALID_ARG', /6 outputs/);
   });
 });
+
+// Issue 18 point 10: an empty clip is refused (as SALMONN refuses it), in collate and in forward.
+describe('SPECTRA refuses an empty audio clip', () => {
+  const tiny = () => et.systems.Spectra.create({
+    audio: { vocab_size: 1, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, conv_dim: [16, 16], conv_stride: [5, 2], conv_kernel: [10, 3], num_conv_pos_embeddings: 16, num_conv_pos_embedding_groups: 2, mask_time_prob: 0 },
+    text: { vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 40, type_vocab_size: 2, num_fused_layers: 1 }, num_class: 3,
+  });
+  const item = (n: number, label = 1) => ({ audio: new Float32Array(n).fill(0.1), textIds: [0, 5, 6, 2], label });
+  it('collate: an item whose clip has no samples', () => {
+    expect(() => et.systems.Spectra.collate([item(0), item(800)] as never, { audioLength: 800 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/non-empty clip for items\[0\]\.audio/) }));
+  });
+  it('forward: a sample whose (current) clip is all padding; an empty history clip is fine', async () => {
+    const m = tiny().eval();
+    const b = et.systems.Spectra.collate([item(800), item(800)] as never, { audioLength: 800 });
+    b.audioAttentionMask = et.cat([et.ones([1, 800], { dtype: 'int64' }), et.zeros([1, 800], { dtype: 'int64' })], 0);
+    await rejectsWith(() => m.forward(b), 'ERR_INVALID_ARG', /non-empty clip .*for the audio of sample 1/);
+    const hist = et.systems.Spectra.collate([item(800), { ...item(800), prevAudio: new Float32Array(0), prevTextIds: [] }] as never, { audioLength: 800, multiAudio: true });
+    expect((await m.forward(hist)).logits.shape).toEqual([2, 3]);
+  });
+});

@@ -8,7 +8,7 @@ import { FIXTURES, rejectsWith } from '../helpers';
 
 const dir = path.join(FIXTURES, 'usdm');
 const gen = JSON.parse(fs.readFileSync(path.join(dir, 'generate.json'), 'utf8')) as {
-  prompts: number[][]; attention_mask: number[][]; cases: Array<{ name: string; options: et.nn.GenerationOptions; tokens: number[][] }>;
+  prompts: number[][]; attention_mask: number[][]; cases: Array<{ name: string; options: Record<string, unknown>; tokens: number[][] }>;
 };
 
 describe('generate with bannedTokenRanges / allowedTokenRanges = HF bad_words_ids', () => {
@@ -17,7 +17,9 @@ describe('generate with bannedTokenRanges / allowedTokenRanges = HF bad_words_id
       const m = await et.nn.LlamaForCausalLM.fromPretrained(path.join(dir, 'mistral'));
       const inputIds = et.tensor(gen.prompts, { dtype: 'int64' });
       const attentionMask = et.tensor(gen.attention_mask, { dtype: 'int64' });
-      const { newTokens } = await m.generate({ inputIds, attentionMask }, { ...c.options, pad_token_id: 0 });
+      // the fixture keeps HF's generate() names; emotorch's options are their camelCase
+      const options = Object.fromEntries(Object.entries(c.options).map(([k, v]) => [k.replace(/_([a-z])/g, (_, x: string) => x.toUpperCase()), v]));
+      const { newTokens } = await m.generate({ inputIds, attentionMask }, { ...options, padTokenId: 0 });
       expect(newTokens.toArray()).toEqual(c.tokens);
     });
   }

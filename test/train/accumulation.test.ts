@@ -63,13 +63,13 @@ describe('predict_with_generate', () => {
     const model = et.nn.LlamaForCausalLM.create(CONFIG);
     let seen: et.Tensor | null = null;
     const trainer = new et.train.Trainer({
-      model, evalDataset: dataset, dataCollator: collate, generateOptions: { min_new_tokens: 3 },
+      model, evalDataset: dataset, dataCollator: collate, generateOptions: { minNewTokens: 3 },
       computeMetrics: ({ predictions }) => { seen = predictions; return { n: predictions.shape[0] }; },
       args: { output_dir: path.join(tmpdir(), 'gen'), predict_with_generate: true, generation_max_length: 3, per_device_eval_batch_size: 4, disable_tqdm: true },
     });
     const m = await trainer.evaluate();
     expect(m.eval_n).toBe(8);
-    const direct = await model.generate({ inputIds: collate(items.slice(4)).inputIds }, { max_new_tokens: 3, min_new_tokens: 3 });
+    const direct = await model.generate({ inputIds: collate(items.slice(4)).inputIds }, { maxNewTokens: 3, minNewTokens: 3 });
     expect(seen!.shape).toEqual([8, 3]);
     expect(seen!.slice(0, 4).toArray()).toEqual(direct.newTokens.toArray());
     expect(m.eval_loss).toBeGreaterThan(0);

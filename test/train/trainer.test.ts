@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, vi } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { tmpdir } from '../helpers';
+import { rejectsWith, tmpdir } from '../helpers';
 import { Classifier, Item, accuracy, collate, ecfSplits, makeSampleData, readJsonl } from './util';
 
 let data: { train: Item[]; eval: Item[] };
@@ -199,5 +199,78 @@ describe('Trainer log file', () => {
     } finally {
       spy.mockRestore();
     }
+  });
+});
+
+// Issue 18 point 10: the state file is validated like any input, and output_dir errors are coded.
+describe('Trainer resume validates trainer_state.json', () => {
+  const base = path.join(root, 'state-base');
+  const args = { max_steps: 2, save_steps: 2, per_device_train_batch_size: 8, logging_steps: 1, disable_tqdm: true } as const;
+  const make = (out: string, extra: Record<string, unknown> = {}) => new et.train.Trainer({
+    model: new Classifier(0), trainDataset: asDataset(data.train), dataCollator: collate, args: { ...args, output_dir: out, ...extra },
+  });
+  beforeAll(async () => { await make(base).train(); });
+  /** A copy of checkpoint-2 whose trainer_state.json is changed by `edit`. */
+  const corrupt = (name: string, edit: (st: Record<string, any>) => void | string) => {
+    const out = path.join(root, `state-${name}`);
+    fs.cpSync(path.join(base, 'checkpoint-2'), path.join(out, 'checkpoint-2'), { recursive: true });
+    const file = path.join(out, 'checkpoint-2', 'trainer_state.json');
+    const st = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const text = edit(st);
+    fs.writeFileSync(file, typeof text === 'string' ? text : JSON.stringify(st));
+    return { out, file };
+  };
+  const cases: Array<[string, string, (st: Record<string, any>) => void | string]> = [
+    ['a string global_step', 'global_step', (st) => { st.global_step = 'SECRET-four'; }],
+    ['a negative global_step', 'global_step', (st) => { st.global_step = -5; }],
+    ['a fractional global_step', 'global_step', (st) => { st.global_step = 1.5; }],
+    ['a missing global_step', 'global_step', (st) => { delete st.global_step; }],
+    ['a string epoch', 'epoch', (st) => { st.epoch = 'SECRET'; }],
+    ['a non-array log_history', 'log_history', (st) => { st.log_history = 'SECRET'; }],
+    ['a log record of strings', 'log_history\\[0\\]', (st) => { st.log_history[0] = { loss: 'SECRET' }; }],
+    ['a string best_metric', 'best_metric', (st) => { st.best_metric = 'SECRET'; }],
+    ['a string data epoch', 'emotorch\\.data\\.epoch', (st) => { st.emotorch.data.epoch = 'SECRET'; }],
+    ['a huge garbage data epoch', 'emotorch\\.data\\.epoch', (st) => { st.emotorch.data.epoch = 1e300; }],
+    ['negative data batches', 'emotorch\\.data\\.batches', (st) => { st.emotorch.data.batches = -3; }],
+    ['a missing data position', 'emotorch\\.data', (st) => { delete st.emotorch.data; }],
+    ['a zero world', 'emotorch\\.data\\.world', (st) => { st.emotorch.data.world = 0; }],
+    ['a string logSum', 'emotorch\\.logSum', (st) => { st.emotorch.logSum = 'SECRET'; }],
+    ['a negative logCount', 'emotorch\\.logCount', (st) => { st.emotorch.logCount = -1; }],
+    ['a numeric stateful_callbacks', 'stateful_callbacks', (st) => { st.stateful_callbacks = 5; }],
+  ];
+  for (const [name, field, edit] of cases) {
+    it(`${name} is ERR_FORMAT naming the file and the field, not the content (and train() can be called again)`, async () => {
+      const { out, file } = corrupt(name.replace(/\W+/g, '-'), edit);
+      const t = make(out, { resume_from_checkpoint: true });
+      const e = await rejectsWith(() => t.train(), 'ERR_FORMAT', new RegExp(`${field} must be`));
+      expect(e.message).toContain(file);
+      expect(e.message.replace(file, '')).not.toMatch(/SECRET|1e\+300|-3|-5/);
+      await rejectsWith(() => t.train(), 'ERR_FORMAT', new RegExp(`${field} must be`));
+      expect(fs.readdirSync(out).filter((n) => n.startsWith('checkpoint-'))).toEqual(['checkpoint-2']);
+    });
+  }
+  it('a state file that is not JSON is ERR_FORMAT without quoting it', async () => {
+    const { out, file } = corrupt('not-json', () => '{"global_step": SECRET');
+    const e = await rejectsWith(() => make(out, { resume_from_checkpoint: true }).train(), 'ERR_FORMAT', /is not valid JSON/);
+    expect(e.message).toContain(file);
+    expect(e.message).not.toMatch(/SECRET/);
+  });
+  it('a valid state still resumes (NaN sums written as null come back)', async () => {
+    const { out } = corrupt('valid', (st) => { st.emotorch.logSum = null; });
+    const r = await make(out, { resume_from_checkpoint: true, max_steps: 3, save_steps: 3 }).train();
+    expect([r.stopReason, r.globalStep]).toEqual(['completed', 3]);
+  });
+});
+
+describe('Trainer output_dir', () => {
+  it('an existing file, or a path under one, is ERR_INVALID_ARG naming output_dir (not a raw EEXIST / ENOTDIR)', async () => {
+    const file = path.join(root, 'a-file');
+    fs.writeFileSync(file, 'x');
+    for (const out of [file, path.join(file, 'run')]) {
+      const t = new et.train.Trainer({ model: new Classifier(0), trainDataset: asDataset(data.train), dataCollator: collate, args: { output_dir: out, max_steps: 1, disable_tqdm: true } });
+      await rejectsWith(() => t.train(), 'ERR_INVALID_ARG', /Expected a folder for args\.output_dir but received/);
+      await rejectsWith(() => t.saveCheckpoint(), 'ERR_INVALID_ARG', /args\.output_dir/);
+    }
+    expect(fs.readFileSync(file, 'utf8')).toBe('x');
   });
 });
