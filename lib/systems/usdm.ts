@@ -10,7 +10,7 @@ import { LlamaForCausalLM } from '../nn/llama';
 import type { LlamaOutputs } from '../nn/llama';
 import type { PretrainedOptions } from '../nn/pretrained';
 import { applyLora } from '../nn/lora';
-import { Tensor, cat, randn, tensor } from '../tensor';
+import { Tensor, randn, tensor } from '../tensor';
 import { IGNORE_INDEX, USDM_SYSTEM, unitString, usdmText } from '../data/usdm';
 import type { UsdmExample } from '../data/usdm';
 import { UnitExtractor } from '../audio/units';

@@ -13,7 +13,6 @@ import { binding } from '../native';
 import { Tensor, autocast, cat, full, noGrad, tensor } from '../tensor';
 import { cuda } from '../device';
 import { EmotorchError, invalid, show } from '../errors';
-import { parseJson, readRegularFile } from '../io/file';
 import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
