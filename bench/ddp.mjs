@@ -36,7 +36,9 @@ export const cases = {
       console.log(`${base.warmup} warm-up + ${base.steps} timed steps per configuration (median step time); 1 process x ${procs} threads vs ${procs} processes x 1 thread (DDP, Gloo, 127.0.0.1)`);
       const configs = [
         ['emotorch 1 x 2 threads', () => run(process.execPath, [ws, JSON.stringify({ ...base, threads: procs })], { OMP_NUM_THREADS: String(procs) })],
-        ['emotorch 2 x 1 thread DDP', () => run(process.execPath, [launcher, '--nproc-per-node', String(procs), '--master-port', String(opt('port', 29531)), ws, JSON.stringify({ ...base, threads: 1 })], {})],
+        ['emotorch 2 x 1 thread DDP', () => run(process.execPath, [launcher, '--nproc-per-node', String(procs), '--master-port', String(opt('port', 29531)), ws, JSON.stringify({ ...base, threads: 1 })], { EMOTORCH_DIST_CHECKS: '1' })],
+        // The same without the check that the ranks call the same collectives (one small all-gather per collective).
+        ['emotorch DDP, checks off', () => run(process.execPath, [launcher, '--nproc-per-node', String(procs), '--master-port', String(opt('port', 29531) + 2), ws, JSON.stringify({ ...base, threads: 1 })], { EMOTORCH_DIST_CHECKS: '0' })],
         ['PyTorch 1 x 2 threads', () => run(python, [pt, JSON.stringify({ ...base, threads: procs })], { OMP_NUM_THREADS: String(procs) })],
         ['PyTorch 2 x 1 thread DDP', () => run(python, ['-m', 'torch.distributed.run', '--nproc-per-node', String(procs), '--master-port', String(opt('port', 29531) + 1), pt, JSON.stringify({ ...base, threads: 1 })], { OMP_NUM_THREADS: '1' })],
       ];
@@ -48,6 +50,7 @@ export const cases = {
       }
       const sps = (k) => 1000 / res[k];
       console.log(`DDP speed-up over 1 process x ${procs} threads: emotorch ${(sps('emotorch 2 x 1 thread DDP') / sps('emotorch 1 x 2 threads')).toFixed(2)}x, PyTorch ${(sps('PyTorch 2 x 1 thread DDP') / sps('PyTorch 1 x 2 threads')).toFixed(2)}x`);
+      console.log(`collective checks (EMOTORCH_DIST_CHECKS, on by default): ${((res['emotorch 2 x 1 thread DDP'] / res['emotorch DDP, checks off'] - 1) * 100).toFixed(1)} % of the DDP step time`);
       console.log(`emotorch/PyTorch steps/s: 1 x ${procs} threads ${(sps('emotorch 1 x 2 threads') / sps('PyTorch 1 x 2 threads')).toFixed(2)}, ${procs} x 1 thread DDP ${(sps('emotorch 2 x 1 thread DDP') / sps('PyTorch 2 x 1 thread DDP')).toFixed(2)}`);
     },
   },

@@ -68,7 +68,7 @@ export interface NativeGroup {
 
 /** et.distributed's native surface (native/bridge/dist.cc). */
 export interface DistBinding {
-  init(o: { backend: string; rank: number; world: number; masterAddr: string; masterPort: number; timeoutMs: number; deviceIndex: number; agentStore: boolean; jobId: string }): Promise<void>;
+  init(o: { backend: string; rank: number; world: number; masterAddr: string; masterPort: number; timeoutMs: number; deviceIndex: number; agentStore: boolean; jobId: string; checkCollectives: boolean }): Promise<void>;
   destroy(): Promise<void>;
   isInitialized(): boolean;
   ncclBuilt(): boolean;

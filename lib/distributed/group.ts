@@ -26,6 +26,27 @@ export interface InitOptions {
   timeoutMs?: number;
   /** Override the environment (RANK, WORLD_SIZE, … as torchrun sets them). */
   env?: Partial<DistEnv>;
+  /**
+   * Before each collective (DDP's gradient buckets included) the ranks exchange what they are
+   * about to call (op, dtype, shape, source rank, its number) and every rank fails with
+   * ERR_DIST_MISMATCH naming each rank's call when they differ, where Gloo would otherwise abort
+   * the process on buffers of different sizes. One small all-gather per collective (its cost on
+   * `npm run bench -- ddp` is in the README). Default true, or the environment variable
+   * EMOTORCH_DIST_CHECKS ('1' or '0'). Every rank must use the same setting.
+   */
+  checkCollectives?: boolean;
+}
+
+/** checkCollectives from the option, else EMOTORCH_DIST_CHECKS, else on. */
+function collectiveChecks(opt: unknown): boolean {
+  if (opt !== undefined) {
+    if (typeof opt !== 'boolean') invalid('true or false', 'checkCollectives', opt);
+    return opt;
+  }
+  const v = process.env.EMOTORCH_DIST_CHECKS;
+  if (v === undefined || v === '') return true;
+  if (v !== '0' && v !== '1') throw new EmotorchError(`Expected '1' or '0' for the environment variable EMOTORCH_DIST_CHECKS but received '${v.slice(0, 40)}'`, 'ERR_DIST_ENV');
+  return v === '1';
 }
 
 interface State extends DistEnv { backend: Backend; timeoutMs: number }
@@ -40,14 +61,16 @@ let pendingInit: Promise<void> | null = null;
  * ProcessGroupNCCL).
  * @throws EmotorchError ERR_DIST_ENV naming a missing or malformed variable; ERR_INVALID_ARG for a
  *   bad option; ERR_DIST_INIT naming the ranks that never joined within timeoutMs; ERR_DIST_STATE
- *   when already initialized; ERR_DIST_BACKEND for 'nccl' without an NCCL build.
+ *   when already initialized, ERR_DIST_INIT when the ranks differ in checkCollectives; ERR_DIST_BACKEND
+ *   for 'nccl' without an NCCL build.
  * @example
  * await et.distributed.init();                 // in a script started by `npx emotorch-run`
  * console.log(et.distributed.rank(), et.distributed.worldSize());
  */
 export async function init(opts: InitOptions = {}): Promise<void> {
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'init options', opts);
-  for (const k of Object.keys(opts)) if (!['backend', 'timeoutMs', 'env'].includes(k)) invalid('one of backend, timeoutMs, env', 'init option', k);
+  for (const k of Object.keys(opts)) if (!['backend', 'timeoutMs', 'env', 'checkCollectives'].includes(k)) invalid('one of backend, timeoutMs, env, checkCollectives', 'init option', k);
+  const checkCollectives = collectiveChecks(opts.checkCollectives);
   const backend = opts.backend ?? 'gloo';
   if (backend !== 'gloo' && backend !== 'nccl') invalid("'gloo' or 'nccl'", 'backend', backend);
   const timeoutMs = opts.timeoutMs === undefined ? 1_800_000 : opts.timeoutMs;
@@ -72,7 +95,7 @@ export async function init(opts: InitOptions = {}): Promise<void> {
   const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
   // The store keys are under the job's id, so another job on the same port cannot mix with this one.
   const jobId = process.env.TORCHELASTIC_RUN_ID || 'none';
-  pendingInit = binding.dist.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore, jobId });
+  pendingInit = binding.dist.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore, jobId, checkCollectives });
   try {
     await pendingInit;
     state = { ...env, backend, timeoutMs };
@@ -137,7 +160,8 @@ function checkOp(op: unknown, t: Tensor): ReduceOp {
  * @param op 'sum' (default), 'avg' (floating tensors), 'max', 'min', 'product'
  * @returns the same tensor, once reduced
  * @throws EmotorchError ERR_INVALID_ARG for a bad tensor or op; ERR_DIST_PEER / ERR_DIST_TIMEOUT
- *   naming the rank that did not take part; ERR_DIST_STATE before init().
+ *   naming the rank that did not take part; ERR_DIST_MISMATCH (on every rank) naming what each rank
+ *   called when the ranks differ in op, shape or dtype; ERR_DIST_STATE before init().
  * @example
  * const t = et.tensor([et.distributed.rank() + 1]);
  * await et.distributed.allReduce(t, 'sum');    // 3 on both ranks of 2
@@ -153,7 +177,8 @@ export async function allReduce(tensor: Tensor, op: ReduceOp = 'sum'): Promise<T
  * Copies rank `src`'s `tensor` into every rank's `tensor` (in place; same shape and dtype).
  * @param src the sending rank, default 0
  * @returns the same tensor
- * @throws EmotorchError ERR_INVALID_ARG for a bad tensor or src; ERR_DIST_PEER / ERR_DIST_TIMEOUT.
+ * @throws EmotorchError ERR_INVALID_ARG for a bad tensor or src; ERR_DIST_PEER / ERR_DIST_TIMEOUT;
+ *   ERR_DIST_MISMATCH when the ranks differ in shapes, dtypes or src.
  * @example
  * await et.distributed.broadcast(weights, 0);
  */
@@ -168,7 +193,8 @@ export async function broadcast(tensor: Tensor, src = 0): Promise<Tensor> {
 /**
  * Every rank's `tensor`, in rank order (same shape and dtype on every rank).
  * @returns worldSize() new tensors
- * @throws EmotorchError ERR_INVALID_ARG for a bad tensor; ERR_DIST_PEER / ERR_DIST_TIMEOUT.
+ * @throws EmotorchError ERR_INVALID_ARG for a bad tensor; ERR_DIST_PEER / ERR_DIST_TIMEOUT;
+ *   ERR_DIST_MISMATCH when the ranks differ in shape or dtype.
  * @example
  * const all = await et.distributed.allGather(et.tensor([et.distributed.rank()]));  // [[0], [1]]
  */

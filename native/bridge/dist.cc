@@ -56,6 +56,7 @@ static Napi::Value Init(const Napi::CallbackInfo& info) {
     go.device_index = static_cast<int>(get_int(o, "deviceIndex"));
     go.agent_store = o.Get("agentStore").ToBoolean().Value();
     go.job_id = to_string(o.Get("jobId"), "jobId");
+    go.check_collectives = o.Get("checkCollectives").ToBoolean().Value();
     {
       std::lock_guard<std::mutex> lk(group_mutex);
       if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");

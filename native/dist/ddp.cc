@@ -181,7 +181,7 @@ void GradReducer::State::launch(size_t bi) {
   auto& b = buckets[bi];
   at::NoGradGuard no_grad;
   b.flat.div_(group->world());  // averaged as torch's DDP does: divide, then sum
-  b.work = group->all_reduce_flat(b.flat, "DDP gradient bucket " + std::to_string(bi));
+  b.work = group->all_reduce_flat(b.flat, "DDP gradient bucket", static_cast<int64_t>(bi));
   b.launched = true;
 }
 

@@ -54,6 +54,76 @@ c10d::ReduceOp reduce_op(Op op) {
   return c10d::ReduceOp::SUM;
 }
 
+const char* op_name(int64_t op) {
+  static const char* names[] = {"sum", "avg", "max", "min", "product"};
+  return op >= 0 && op < 5 ? names[op] : "?";
+}
+
+// The dtype as emotorch names it.
+std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(t);
+  }
+}
+
+// A fingerprint as the int64 row the ranks exchange: [version, op, detail, dtype, tensors, seq,
+// ndim, hash of all sizes, the first kDims sizes].
+constexpr int kDims = 16, kSlots = 8 + kDims;
+const char* kOps[] = {"allReduce", "broadcast", "allGather", "reduceScatter", "barrier", "DDP gradient bucket", "DDP used-parameter map"};
+constexpr int kNumOps = sizeof(kOps) / sizeof(kOps[0]);
+
+std::vector<int64_t> encode(const Fingerprint& fp, uint64_t seq) {
+  std::vector<int64_t> row(kSlots, 0);
+  int64_t op = -1;
+  for (int i = 0; i < kNumOps; ++i)
+    if (fp.op == kOps[i]) op = i;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the sizes
+  for (int64_t d : fp.sizes) h = (h ^ static_cast<uint64_t>(d)) * 1099511628211ull;
+  row[0] = 0x45540001;
+  row[1] = op;
+  row[2] = fp.detail;
+  row[3] = static_cast<int64_t>(fp.dtype);
+  row[4] = fp.tensors;
+  row[5] = static_cast<int64_t>(seq);
+  row[6] = static_cast<int64_t>(fp.sizes.size());
+  row[7] = static_cast<int64_t>(h >> 1);
+  for (size_t i = 0; i < fp.sizes.size() && i < kDims; ++i) row[8 + i] = fp.sizes[i];
+  return row;
+}
+
+// What a row says a rank called, e.g. "allReduce(sum) of a float32 [2, 3] tensor".
+std::string describe(const int64_t* row) {
+  int64_t op = row[1];
+  std::string name = op >= 0 && op < kNumOps ? kOps[op] : "an unknown collective";
+  std::ostringstream s;
+  if (op == 4) return "barrier()";
+  if (op == 0 || op == 3) s << name << "(" << op_name(row[2]) << ")";
+  else if (op == 1) s << name << "(from rank " << row[2] << ")";
+  else if (op == 5) s << name << " " << row[2];
+  else s << name;
+  auto dtype = dtype_name(static_cast<at::ScalarType>(row[3]));
+  int64_t nd = row[6];
+  if (op == 1 && row[4] != 1) {
+    s << " of " << row[4] << " " << dtype << " tensors (" << (nd ? row[8] : 0) << " elements)";
+    return s.str();
+  }
+  s << " of a " << dtype << " [";
+  for (int64_t i = 0; i < nd && i < kDims; ++i) s << (i ? ", " : "") << row[8 + i];
+  if (nd > kDims) s << ", … (" << nd << " dims)";
+  s << "] tensor";
+  return s.str();
+}
+
 // Division of an AVG done as SUM (Gloo has no AVG); integer tensors are rejected in lib/.
 void finish_avg(at::Tensor& t, Op op, int world) {
   if (op == Op::Avg && t.numel()) t.div_(world);
@@ -81,7 +151,9 @@ std::shared_ptr<Group> Group::create(const GroupOptions& o) {
   }
   // Joining: every rank writes its key, then waits (in slices, to name who is missing) for all.
   try {
-    g->store_->set(join_key(o.rank), bytes("1"));
+    // The join key says whether this rank checks collectives: a rank that checks and one that does
+    // not would meet a check with a collective, so the ranks must agree.
+    g->store_->set(join_key(o.rank), bytes(o.check_collectives ? "checks" : "no checks"));
     g->store_->set(hb_key(o.rank), bytes("0 0"));
     auto deadline = std::chrono::steady_clock::now() + o.timeout;
     for (;;) {
@@ -97,6 +169,17 @@ std::shared_ptr<Group> Group::create(const GroupOptions& o) {
         throw Error("ERR_DIST_INIT", s.str());
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::vector<int> other;
+    for (int r = 0; r < o.world; ++r)
+      if ((text(g->store_->get(join_key(r))) == "checks") != o.check_collectives) other.push_back(r);
+    if (!other.empty()) {
+      std::ostringstream s;
+      s << "rank " << o.rank << (o.check_collectives ? " checks" : " does not check") << " collectives across ranks but rank"
+        << (other.size() > 1 ? "s " : " ");
+      for (size_t i = 0; i < other.size(); ++i) s << (i ? ", " : "") << other[i];
+      s << (o.check_collectives ? " do not" : " do") << ": set checkCollectives (EMOTORCH_DIST_CHECKS) the same on every rank";
+      throw Error("ERR_DIST_INIT", s.str());
     }
   } catch (const Error&) {
     throw;
@@ -140,7 +223,7 @@ void Group::heartbeat_loop() {
   std::unique_lock<std::mutex> lk(hb_m_);
   while (!shut_.load()) {
     ++hb_count_;
-    std::string v = std::to_string(hb_count_) + " " + std::to_string(seq_.load());
+    std::string v = std::to_string(hb_count_) + " " + std::to_string(reached_.load());
     lk.unlock();
     try {
       hb_store_->set(hb_key(o_.rank), bytes(v));
@@ -151,12 +234,24 @@ void Group::heartbeat_loop() {
   }
 }
 
-Group::Pending Group::issue(const std::string& what, const std::function<c10::intrusive_ptr<c10d::Work>()>& f) {
+Group::Pending Group::issue(const Fingerprint& fp, const std::function<c10::intrusive_ptr<c10d::Work>()>& f) {
+  std::lock_guard<std::mutex> order(order_mutex_);
+  std::string what = fp.op == "DDP gradient bucket" ? fp.op + " " + std::to_string(fp.detail) : fp.op;
+  auto usable = [&] {
+    if (shut_.load() || !backend_) throw Error("ERR_DIST_STATE", what + ": the process group was destroyed");
+    if (!broken_.empty())
+      throw Error("ERR_DIST_BROKEN", what + ": the process group failed earlier and cannot be used again (" + broken_ +
+                                         "); destroy() it and init() a new one");
+  };
+  {
+    std::lock_guard<std::mutex> lk(issue_mutex_);
+    usable();
+  }
+  uint64_t seq = seq_.load() + 1;
+  reached_.store(seq);
+  if (o_.check_collectives) check_same(fp, what, seq);
   std::lock_guard<std::mutex> lk(issue_mutex_);
-  if (shut_.load() || !backend_) throw Error("ERR_DIST_STATE", what + ": the process group was destroyed");
-  if (!broken_.empty())
-    throw Error("ERR_DIST_BROKEN", what + ": the process group failed earlier and cannot be used again (" + broken_ +
-                                       "); destroy() it and init() a new one");
+  usable();
   Pending p;
   p.seq = ++seq_;
   p.what = what;
@@ -165,9 +260,61 @@ Group::Pending Group::issue(const std::string& what, const std::function<c10::in
   return p;
 }
 
+void Group::check_same(const Fingerprint& fp, const std::string& what, uint64_t seq) {
+  c10::intrusive_ptr<c10d::Backend> backend;
+  {
+    std::lock_guard<std::mutex> lk(issue_mutex_);
+    backend = backend_;
+  }
+  auto row = encode(fp, seq);
+  at::Tensor mine = at::tensor(row, at::kLong);
+  if (o_.backend == "nccl") mine = mine.to(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(o_.device_index)));
+  std::vector<std::vector<at::Tensor>> outs(1);
+  for (int r = 0; r < o_.world; ++r) outs[0].push_back(at::empty_like(mine));
+  std::vector<at::Tensor> in{mine};
+  Pending chk;
+  chk.seq = seq;
+  chk.what = what;  // a peer lost during the check is reported as for the collective itself
+  {
+    at::NoGradGuard no_grad;
+    chk.work = backend->allgather(outs, in, c10d::AllgatherOptions());
+  }
+  wait(chk);
+  std::vector<at::Tensor> rows;
+  bool same = true;
+  for (int r = 0; r < o_.world; ++r) {
+    rows.push_back(outs[0][r].cpu().contiguous());
+    if (!at::equal(rows[r], rows[0])) same = false;
+  }
+  if (same) return;
+  // Every rank has every row, so every rank throws the same message; none issued the collective,
+  // so the group stays in step and usable.
+  std::vector<bool> told(o_.world, false);
+  std::ostringstream s;
+  s << "the ranks called different collectives at collective #" << rows[0].data_ptr<int64_t>()[5]
+    << " of rank 0 (every rank must call the same collectives, in the same order, with the same shapes and dtypes): ";
+  bool first = true;
+  for (int r = 0; r < o_.world; ++r) {
+    if (told[r]) continue;
+    std::vector<int> same_as;
+    for (int q = r; q < o_.world; ++q)
+      if (!told[q] && at::equal(rows[q], rows[r])) {
+        same_as.push_back(q);
+        told[q] = true;
+      }
+    s << (first ? "" : "; ") << (same_as.size() > 1 ? "ranks " : "rank ");
+    for (size_t i = 0; i < same_as.size(); ++i) s << (i ? ", " : "") << same_as[i];
+    const int64_t* x = rows[r].data_ptr<int64_t>();
+    s << " called " << describe(x);
+    if (x[5] != rows[0].data_ptr<int64_t>()[5]) s << " as collective #" << x[5];
+    first = false;
+  }
+  throw Error("ERR_DIST_MISMATCH", s.str());
+}
+
 Group::Pending Group::all_reduce(at::Tensor t, Op op) {
   at::Tensor c = t.is_contiguous() ? t : t.contiguous();
-  auto p = issue("allReduce", [&] {
+  auto p = issue(Fingerprint::of("allReduce", c, static_cast<int64_t>(op)), [&] {
     std::vector<at::Tensor> v{c};
     c10d::AllreduceOptions ao;
     ao.reduceOp = reduce_op(op);
@@ -182,8 +329,8 @@ Group::Pending Group::all_reduce(at::Tensor t, Op op) {
   return p;
 }
 
-Group::Pending Group::all_reduce_flat(at::Tensor flat, const std::string& what) {
-  return issue(what, [&] {
+Group::Pending Group::all_reduce_flat(at::Tensor flat, const std::string& what, int64_t number) {
+  return issue(Fingerprint::of(what, flat, number), [&] {
     std::vector<at::Tensor> v{flat};
     return backend_->allreduce(v, c10d::AllreduceOptions());
   });
@@ -194,7 +341,9 @@ Group::Pending Group::broadcast(std::vector<at::Tensor> ts, int src) {
   std::vector<at::Tensor> flat_parts;
   for (auto& t : ts) flat_parts.push_back(t.reshape({-1}));
   at::Tensor flat = ts.size() == 1 && ts[0].is_contiguous() ? ts[0] : at::cat(flat_parts);
-  auto p = issue("broadcast", [&] {
+  Fingerprint fp = Fingerprint::of("broadcast", flat, src);
+  if (ts.size() != 1) fp.sizes = {flat.numel()}, fp.tensors = static_cast<int64_t>(ts.size());
+  auto p = issue(fp, [&] {
     std::vector<at::Tensor> v{flat};
     c10d::BroadcastOptions bo;
     bo.rootRank = src;
@@ -217,7 +366,7 @@ Group::Pending Group::all_gather(at::Tensor t, std::shared_ptr<std::vector<at::T
   at::Tensor c = t.contiguous();
   out->clear();
   for (int r = 0; r < o_.world; ++r) out->push_back(at::empty_like(c, at::MemoryFormat::Contiguous));
-  return issue("allGather", [&] {
+  return issue(Fingerprint::of("allGather", c), [&] {
     std::vector<std::vector<at::Tensor>> outs{*out};
     std::vector<at::Tensor> in{c};
     return backend_->allgather(outs, in, c10d::AllgatherOptions());
@@ -230,7 +379,7 @@ Group::Pending Group::reduce_scatter(at::Tensor input, Op op, std::shared_ptr<at
   sizes[0] /= o_.world;
   *out = at::empty(sizes, c.options());
   at::Tensor o = *out;
-  auto p = issue("reduceScatter", [&] {
+  auto p = issue(Fingerprint::of("reduceScatter", c, static_cast<int64_t>(op)), [&] {
     c10d::ReduceScatterOptions ro;
     ro.reduceOp = reduce_op(op);
     return backend_->_reduce_scatter_base(o, c, ro);
@@ -244,7 +393,8 @@ Group::Pending Group::reduce_scatter(at::Tensor input, Op op, std::shared_ptr<at
 }
 
 Group::Pending Group::barrier() {
-  return issue("barrier", [&] { return backend_->barrier(c10d::BarrierOptions()); });
+  Fingerprint fp{"barrier", 0, at::kByte, {}, 0};
+  return issue(fp, [&] { return backend_->barrier(c10d::BarrierOptions()); });
 }
 
 void Group::wait(Pending& p) {

@@ -40,10 +40,27 @@ struct GroupOptions {
   // Every store key of the group is under this (TORCHELASTIC_RUN_ID): ranks of another job that
   // reach the same store (the same MASTER_PORT) neither see nor overwrite this job's keys.
   std::string job_id = "none";
+  // Before each collective the ranks exchange a fingerprint of it (op, dtype, shape, root, number)
+  // and all fail with ERR_DIST_MISMATCH when they differ, instead of Gloo aborting the process on
+  // buffers of different sizes (what PyTorch's ProcessGroupWrapper does under
+  // TORCH_DISTRIBUTED_DEBUG=DETAIL). One small all-gather per collective.
+  bool check_collectives = true;
 };
 
 // What a collective reduces with (Gloo has no AVG: it is SUM then a division).
 enum class Op { Sum, Avg, Max, Min, Product };
+
+// What one rank is about to call, as the other ranks must call it too.
+struct Fingerprint {
+  std::string op;      // "allReduce", "broadcast", "DDP gradient bucket", ...
+  int64_t detail = 0;  // the reduce op, the broadcast's source rank, the DDP bucket's number
+  at::ScalarType dtype = at::kFloat;
+  std::vector<int64_t> sizes;  // one tensor's shape; several tensors: their element count
+  int64_t tensors = 1;
+  static Fingerprint of(std::string op, const at::Tensor& t, int64_t detail = 0) {
+    return {std::move(op), detail, t.scalar_type(), t.sizes().vec(), 1};
+  }
+};
 
 class Group {
  public:
@@ -72,7 +89,8 @@ class Group {
   Pending all_gather(at::Tensor t, std::shared_ptr<std::vector<at::Tensor>> out);
   Pending reduce_scatter(at::Tensor input, Op op, std::shared_ptr<at::Tensor> out);
   Pending barrier();
-  Pending all_reduce_flat(at::Tensor flat, const std::string& what);  // contiguous, SUM, for DDP buckets
+  // Contiguous, SUM, for DDP: `what` is "DDP gradient bucket" (`number` the bucket's) or "DDP used-parameter map".
+  Pending all_reduce_flat(at::Tensor flat, const std::string& what, int64_t number = 0);
 
   // Waits for `p` (at most the group's timeout plus a grace period). On a failure or a timeout
   // throws Error naming the rank(s) that did not take part, and why.
@@ -94,7 +112,10 @@ class Group {
 
  private:
   explicit Group(const GroupOptions& o) : o_(o) {}
-  Pending issue(const std::string& what, const std::function<c10::intrusive_ptr<c10d::Work>()>& f);
+  Pending issue(const Fingerprint& fp, const std::function<c10::intrusive_ptr<c10d::Work>()>& f);
+  // Exchanges `fp` (for collective number `seq`) with every rank; throws ERR_DIST_MISMATCH on all
+  // of them, naming what each called, when they differ.
+  void check_same(const Fingerprint& fp, const std::string& what, uint64_t seq);
   [[noreturn]] void fail(const Pending& p, const std::string& cause, bool timed_out);
   std::string diagnose(uint64_t seq);
   void heartbeat_loop();
@@ -102,8 +123,10 @@ class Group {
   GroupOptions o_;
   c10::intrusive_ptr<c10d::Store> store_, hb_store_;
   c10::intrusive_ptr<c10d::Backend> backend_;
+  std::mutex order_mutex_;  // held across a collective's check and its issuing (keeps the order)
   std::mutex issue_mutex_;
-  std::atomic<uint64_t> seq_{0};
+  std::atomic<uint64_t> seq_{0};      // collectives issued
+  std::atomic<uint64_t> reached_{0};  // the number of the collective this rank reached (checked or issued)
   std::atomic<bool> shut_{false};
   std::string broken_;  // set by the first failure (under issue_mutex_)
   // backend_, store_ and hb_store_ are reset by shutdown() under issue_mutex_: readers off the

@@ -244,6 +244,50 @@ scenarios.mismatch = async function mismatch() {
   return out;
 };
 
+// The ranks call collectives that differ (shape, dtype, op, source rank, a collective against DDP's
+// backward): each is refused on both ranks with ERR_DIST_MISMATCH (where Gloo would abort the
+// process), and the group stays usable after each.
+scenarios.collectiveMismatch = async function collectiveMismatch() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank();
+  const out = { rank: r, cases: [] };
+  const attempt = async (name, f) => {
+    let error = null;
+    try {
+      await f();
+    } catch (e) {
+      error = { code: e.code, message: e.message };
+    }
+    const after = (await D.allReduce(et.ones([3]), 'sum')).dataSync()[0];  // the group still works
+    out.cases.push({ name, error, after });
+  };
+  await attempt('shape', () => D.allReduce(r === 0 ? et.ones([2, 3]) : et.ones([3, 2]), 'sum'));
+  await attempt('numel', () => D.allReduce(et.ones([r === 0 ? 1000 : 10]), 'sum'));
+  await attempt('dtype', () => D.allGather(et.ones([4], { dtype: r === 0 ? 'float32' : 'float64' })));
+  await attempt('op', () => (r === 0 ? D.allReduce(et.ones([4]), 'max') : D.barrier()));
+  await attempt('reduce', () => D.allReduce(et.ones([4]), r === 0 ? 'sum' : 'max'));
+  await attempt('src', () => D.broadcast(et.ones([4]), r));
+  await attempt('same', () => D.allReduce(et.ones([2, 3]), 'sum'));
+  // Rank 0 all-reduces a loss while rank 1 goes on to DDP's backward (its first gradient bucket).
+  const ddp = new et.nn.DistributedDataParallel(new Net(false));
+  await ddp.ready;
+  await attempt('ddp', async () => {
+    const b = batchOf(0, 8, r * 4, r * 4 + 4);
+    const { loss } = await ddp.forward(b);
+    if (r === 0) await D.allReduce(loss.detach(), 'sum');
+    else await loss.backward();
+  });
+  ddp.detach();
+  await D.destroy();
+  return out;
+};
+
+// Only rank 0 checks collectives: init refuses on both ranks.
+scenarios.checksDiffer = async function checksDiffer() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000, checkCollectives: process.env.RANK === '0' });
+  return {};
+};
+
 // All-reduces in a loop; rank cfg.failRank, after cfg.failAt iterations, is SIGKILLed ('kill') or
 // stops calling collectives while staying alive ('hang'). The others report the error they get.
 scenarios.loop = async function loop() {
