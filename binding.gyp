@@ -4,7 +4,7 @@
   "targets": [{
     "target_name": "emotorch",
     "sources": ["<!@(node scripts/libtorch.js --sources)"],
-    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<!@(node scripts/libtorch.js --include)", "native", "native/dist/gloo_shim"],
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "<!@(node scripts/libtorch.js --include)", "native", "native/distributed/gloo_shim"],
     "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED",
                 "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/libtorch.js --abi)"],
     "cflags!": ["-fno-exceptions"],

@@ -52,6 +52,7 @@ export interface OptimizerHandle {
   lr(group: number): number;
   state(): Named;
   setState(names: string[], tensors: TensorHandle[]): Promise<void>;
+  clipGradNorm(maxNorm: number, normType: number): Promise<number>;
 }
 
 export interface NativeGroup {
@@ -66,7 +67,14 @@ export interface NativeGroup {
   nesterov?: boolean;
 }
 
-/** et.distributed's native surface (native/bridge/dist.cc). */
+/** DDP's gradient reducer for one wrapped module (native/bridge/distributed.cc). */
+export interface DdpHandle {
+  prepare(sync: boolean): Promise<void>;
+  buckets(): number[][];
+  detach(): void;
+}
+
+/** et.distributed's native surface (native/bridge/distributed.cc). */
 export interface DistBinding {
   init(o: { backend: string; rank: number; world: number; masterAddr: string; masterPort: number; timeoutMs: number; deviceIndex: number; agentStore: boolean; jobId: string; checkCollectives: boolean }): Promise<void>;
   destroy(): Promise<void>;
@@ -78,15 +86,12 @@ export interface DistBinding {
   reduceScatter(t: TensorHandle, op: string): Promise<TensorHandle>;
   barrier(): Promise<void>;
   broadcastCoalesced(ts: TensorHandle[], src: number): Promise<void>;
-  ddpCreate(params: TensorHandle[], names: string[], o: { bucketCapBytes: number; firstBucketCapBytes: number; findUnused: boolean }): object;
-  ddpPrepare(h: object, sync: boolean): Promise<void>;
-  ddpBuckets(h: object): number[][];
-  ddpDetach(h: object): void;
+  ddpCreate(params: TensorHandle[], names: string[], o: { bucketCapBytes: number; firstBucketCapBytes: number; findUnused: boolean }): DdpHandle;
   glooLayout(): Array<{ name: string; ok: boolean; detail: string }>;
 }
 
 export interface Binding {
-  dist: DistBinding;
+  distributed: DistBinding;
   TensorHandle: new () => TensorHandle;
   setErrorClass(ctor: typeof EmotorchError): void;
   versions(): { libtorch: string; cuda: boolean; cudaBuild: boolean; cudnn?: string };

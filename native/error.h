@@ -1,5 +1,5 @@
 // An exception with a stable code (`EmotorchError.code` in JS), for native code that must not
-// include napi.h (native/dist, ...). The bridge maps it to an EmotorchError with that code.
+// include napi.h (native/distributed, ...). The bridge maps it to an EmotorchError with that code.
 #pragma once
 #include <stdexcept>
 #include <string>

@@ -12,7 +12,7 @@ if [ ! -f "$LT/lib/libtorch_cuda.so" ]; then
   python3 -m pip install --no-deps --no-compile --disable-pip-version-check --target "$PWD/.libtorch-cuda" torch==2.14.1
   LT=$PWD/.libtorch-cuda/torch
 fi
-# NCCL (native/dist/nccl.cc) needs nccl.h and the CUDA runtime headers: the nvidia-nccl-* and
+# NCCL (native/distributed/nccl.cc) needs nccl.h and the CUDA runtime headers: the nvidia-nccl-* and
 # nvidia-cuda-runtime-* wheels this torch requires (versions from its METADATA), next to it.
 SITE=$(dirname "$LT")
 if [ ! -f "$SITE/nvidia/nccl/include/nccl.h" ] && ls "$SITE"/torch-*.dist-info/METADATA >/dev/null 2>&1; then

@@ -2,7 +2,7 @@
  * DistributedDataParallel: wraps a module so that, after each backward pass, every rank holds the
  * gradients averaged over all ranks (as torch.nn.parallel.DistributedDataParallel).
  */
-import { binding } from '../native';
+import { binding, DdpHandle } from '../native';
 import { Tensor, tensor } from '../tensor';
 import type { Device } from '../device';
 import { EmotorchError, checkNumber, invalid } from '../errors';
@@ -47,7 +47,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
   readonly module: M;
   /** Resolves when rank 0's parameters and buffers have arrived (forward waits for it). */
   readonly ready: Promise<void>;
-  private readonly handle: object;
+  private readonly handle: DdpHandle;
   private readonly broadcastBuffers: boolean;
   /** requireBackwardGradSync as set by the user (noSync scopes aside). */
   private syncWanted = true;
@@ -79,7 +79,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
     if (be === 'gloo' && onCuda) invalid("parameters on the CPU for backend 'gloo' (use 'nccl' for a model on CUDA)", 'module', 'a module on CUDA');
     if (be === 'nccl' && all.some(([, p]) => !p.device.startsWith('cuda'))) invalid("parameters on a CUDA device for backend 'nccl'", 'module', 'a module with CPU parameters');
     this.ddpParams = all.filter(([, p]) => p.requiresGrad);
-    this.handle = binding.dist.ddpCreate(this.ddpParams.map(([, p]) => p.handle), this.ddpParams.map(([n]) => n), {
+    this.handle = binding.distributed.ddpCreate(this.ddpParams.map(([, p]) => p.handle), this.ddpParams.map(([n]) => n), {
       bucketCapBytes: Math.max(1, Math.round(capMb * 1024 * 1024)), firstBucketCapBytes: Math.min(1024 * 1024, Math.max(1, Math.round(capMb * 1024 * 1024))),
       findUnused: !!opts.findUnusedParameters,
     });
@@ -102,7 +102,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
    */
   async forward(...args: unknown[]): Promise<unknown> {
     await this.ready;
-    await binding.dist.ddpPrepare(this.handle, this.requireBackwardGradSync);
+    await this.handle.prepare(this.requireBackwardGradSync);
     if (this.training && this.broadcastBuffers) {
       const bufs = this.module.namedBuffers().map(([, b]) => b);
       if (bufs.length) await group.broadcastMany(bufs, 0);
@@ -142,12 +142,12 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
 
   /** The gradient buckets as lists of parameter names, in the order they are all-reduced. */
   buckets(): string[][] {
-    return binding.dist.ddpBuckets(this.handle).map((b) => b.map((i) => this.ddpParams[i][0]));
+    return this.handle.buckets().map((b) => b.map((i) => this.ddpParams[i][0]));
   }
 
   /** @internal dispose(): stops averaging (Module.dispose then disposes the wrapped module). */
   protected disposeNative(): void {
-    binding.dist.ddpDetach(this.handle);
+    this.handle.detach();
   }
 
   /**
@@ -155,7 +155,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
    * alone or wrapped again.
    */
   detach(): M {
-    binding.dist.ddpDetach(this.handle);
+    this.handle.detach();
     return this.module;
   }
 }

@@ -76,7 +76,7 @@ export async function init(opts: InitOptions = {}): Promise<void> {
   const timeoutMs = opts.timeoutMs === undefined ? 1_800_000 : opts.timeoutMs;
   if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 2 ** 31) invalid('an integer number of milliseconds from 1 to 2^31', 'timeoutMs', timeoutMs);
   if (state || pendingInit) throw new EmotorchError('the process group is already initialized (destroy() it first)', 'ERR_DIST_STATE');
-  if (backend === 'nccl' && !binding.dist.ncclBuilt()) {
+  if (backend === 'nccl' && !binding.distributed.ncclBuilt()) {
     throw new EmotorchError("backend 'nccl' needs an emotorch built against a CUDA libtorch with NCCL (scripts/build-cuda.sh); use 'gloo' for CPU tensors", 'ERR_DIST_BACKEND');
   }
   if (opts.env !== undefined && (opts.env === null || typeof opts.env !== 'object')) invalid('an object', 'env', opts.env);
@@ -95,7 +95,7 @@ export async function init(opts: InitOptions = {}): Promise<void> {
   const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
   // The store keys are under the job's id, so another job on the same port cannot mix with this one.
   const jobId = process.env.TORCHELASTIC_RUN_ID || 'none';
-  pendingInit = binding.dist.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore, jobId, checkCollectives });
+  pendingInit = binding.distributed.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore, jobId, checkCollectives });
   try {
     await pendingInit;
     state = { ...env, backend, timeoutMs };
@@ -133,7 +133,7 @@ export async function destroy(): Promise<void> {
   if (pendingInit) await pendingInit.catch(() => undefined);
   if (!state) return;
   state = null;
-  await binding.dist.destroy();
+  await binding.distributed.destroy();
 }
 
 function checkCollectiveTensor(t: unknown, name: string, s: State): Tensor {
@@ -169,7 +169,7 @@ function checkOp(op: unknown, t: Tensor): ReduceOp {
 export async function allReduce(tensor: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {
   const s = need('allReduce()');
   const t = checkCollectiveTensor(tensor, 'tensor', s);
-  await binding.dist.allReduce(t.handle, checkOp(op, t));
+  await binding.distributed.allReduce(t.handle, checkOp(op, t));
   return t;
 }
 
@@ -186,7 +186,7 @@ export async function broadcast(tensor: Tensor, src = 0): Promise<Tensor> {
   const s = need('broadcast()');
   const t = checkCollectiveTensor(tensor, 'tensor', s);
   if (!Number.isInteger(src) || src < 0 || src >= s.worldSize) invalid(`a rank from 0 to ${s.worldSize - 1}`, 'src', src);
-  await binding.dist.broadcast([t.handle], src);
+  await binding.distributed.broadcast([t.handle], src);
   return t;
 }
 
@@ -201,7 +201,7 @@ export async function broadcast(tensor: Tensor, src = 0): Promise<Tensor> {
 export async function allGather(tensor: Tensor): Promise<Tensor[]> {
   const s = need('allGather()');
   const t = checkCollectiveTensor(tensor, 'tensor', s);
-  return (await binding.dist.allGather(t.handle)).map((h) => new Tensor(h));
+  return (await binding.distributed.allGather(t.handle)).map((h) => new Tensor(h));
 }
 
 /**
@@ -218,7 +218,7 @@ export async function reduceScatter(tensor: Tensor, op: ReduceOp = 'sum'): Promi
   const s = need('reduceScatter()');
   const t = checkCollectiveTensor(tensor, 'tensor', s);
   if (t.ndim < 1 || t.shape[0] % s.worldSize !== 0) invalid(`a tensor whose first dimension is a multiple of the world size ${s.worldSize}`, 'tensor', `shape [${t.shape}]`);
-  return new Tensor(await binding.dist.reduceScatter(t.handle, checkOp(op, t)));
+  return new Tensor(await binding.distributed.reduceScatter(t.handle, checkOp(op, t)));
 }
 
 /**
@@ -230,17 +230,17 @@ export async function reduceScatter(tensor: Tensor, op: ReduceOp = 'sum'): Promi
  */
 export async function barrier(): Promise<void> {
   need('barrier()');
-  await binding.dist.barrier();
+  await binding.distributed.barrier();
 }
 
 /** @internal Broadcasts several tensors from `src` (grouped by dtype): DDP's wrap-time sync. */
 export async function broadcastMany(tensors: Tensor[], src = 0): Promise<void> {
   const s = need('broadcast');
   for (const t of tensors) checkCollectiveTensor(t, 'tensor', s);
-  if (tensors.length) await binding.dist.broadcastCoalesced(tensors.map((t) => t.handle), src);
+  if (tensors.length) await binding.distributed.broadcastCoalesced(tensors.map((t) => t.handle), src);
 }
 
-/** @internal The layout checks of the Gloo backend (see native/dist/gloo_shim/gloo/README.md). */
+/** @internal The layout checks of the Gloo backend (see native/distributed/gloo_shim/gloo/README.md). */
 export function glooLayoutReport(): Array<{ name: string; ok: boolean; detail: string }> {
-  return binding.dist.glooLayout();
+  return binding.distributed.glooLayout();
 }

@@ -114,7 +114,7 @@ export interface EmbeddingConfig {
 export class Embedding extends NativeModule {
   declare readonly config: EmbeddingConfig;
   private constructor(config: EmbeddingConfig, opts: ModuleOptions) {
-    super('embedding', config, opts);
+    super('embedding', { ...config, padding_idx: config.padding_idx ?? -1 }, opts);  // -1: no padding row (torch's None)
     lockConfig(this, 'Embedding', config);
   }
   static create(config: EmbeddingConfig, opts: ModuleOptions = {}): Embedding {

@@ -149,7 +149,7 @@ export function resolveSpectraConfig(given: SpectraConfigInput = {}): SpectraCon
 export class SpectraAudioEncoder extends NativeModule {
   declare readonly config: SpectraConfig;
   constructor(config: SpectraConfig, opts: ModuleOptions = {}) {
-    super('spectra_audio', { ...config.audio, has_audio_cls: config.audio.has_audio_cls, mask_audio_cls: config.mask_audio_cls, extra_frame: config.extra_audio_frame }, opts);
+    super('spectra_audio', { ...config.audio, masked_spec_embed: false, has_audio_cls: config.audio.has_audio_cls, mask_audio_cls: config.mask_audio_cls, extra_frame: config.extra_audio_frame }, opts);
     lockConfig(this, 'SPECTRA', config);
   }
   /** Frames the conv stack gives a clip of `samples`. */

@@ -52,6 +52,18 @@ export abstract class Optimizer {
   parameters(): Tensor[] { return this.tensors.flat(); }
   /** Applies one update from the current gradients (parameters without a gradient are skipped). */
   step(): Promise<void> { return this.native.step(); }
+  /**
+   * Scales the gradients of this optimizer's parameters in place so that their global `normType`
+   * norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_ over them); resolves to the norm
+   * before clipping. One native call: the parameter list is not sent again.
+   * @example
+   * await loss.backward(); await opt.clipGradNorm(1.0); await opt.step();
+   */
+  clipGradNorm(maxNorm: number, normType = 2): Promise<number> {
+    checkNumber(maxNorm, 'maxNorm', 0);
+    checkNumber(normType, 'normType', 0);
+    return this.native.clipGradNorm(maxNorm, normType);
+  }
   /** Drops all gradients (sets them to none, as PyTorch's default). */
   zeroGrad(): void { this.native.zeroGrad(); }
   /** Sets the learning rate of every group, or of one. */
@@ -115,6 +127,11 @@ export abstract class Optimizer {
   }
 }
 
+/** AdamW's defaults (torch.optim.AdamW's): the one table; the native side sets none. */
+export const ADAMW_DEFAULTS = { lr: 1e-3, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01 } as const;
+/** SGD's defaults (torch.optim.SGD's; lr is required): the one table; the native side sets none. */
+export const SGD_DEFAULTS = { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false } as const;
+
 export interface AdamWOptions {
   /** default 1e-3 */
   lr?: number;
@@ -135,13 +152,13 @@ export interface AdamWOptions {
 export class AdamW extends Optimizer {
   protected readonly kind = 'adamw' as const;
   constructor(params: Tensor[] | ParamGroup[], opts: AdamWOptions = {}) {
-    const lr = checkNumber(opts.lr ?? 1e-3, 'lr', 0);
-    const betas = opts.betas ?? [0.9, 0.999];
+    const lr = checkNumber(opts.lr ?? ADAMW_DEFAULTS.lr, 'lr', 0);
+    const betas = opts.betas ?? ADAMW_DEFAULTS.betas;
     if (!Array.isArray(betas) || betas.length !== 2) invalid('two numbers', 'betas', betas);
     checkNumber(betas[0], 'betas[0]', 0, 1);
     checkNumber(betas[1], 'betas[1]', 0, 1);
-    const eps = checkNumber(opts.eps ?? 1e-8, 'eps', 0);
-    const wd = checkNumber(opts.weightDecay ?? 0.01, 'weightDecay', 0);
+    const eps = checkNumber(opts.eps ?? ADAMW_DEFAULTS.eps, 'eps', 0);
+    const wd = checkNumber(opts.weightDecay ?? ADAMW_DEFAULTS.weightDecay, 'weightDecay', 0);
     const norm = normalizeGroups(params, 'params');
     const groups = norm.map((g, i) => ({
       params: g.params.map((p) => p.handle),
@@ -168,11 +185,11 @@ export class SGD extends Optimizer {
   constructor(params: Tensor[] | ParamGroup[], opts: SGDOptions) {
     if (!opts || typeof opts !== 'object') invalid('options with lr', 'SGD options', opts);
     const lr = checkNumber(opts.lr, 'lr', 0);
-    const momentum = checkNumber(opts.momentum ?? 0, 'momentum', 0);
-    const dampening = checkNumber(opts.dampening ?? 0, 'dampening', 0, 1);
-    const nesterov = opts.nesterov ?? false;
+    const momentum = checkNumber(opts.momentum ?? SGD_DEFAULTS.momentum, 'momentum', 0);
+    const dampening = checkNumber(opts.dampening ?? SGD_DEFAULTS.dampening, 'dampening', 0, 1);
+    const nesterov = opts.nesterov ?? SGD_DEFAULTS.nesterov;
     if (nesterov && (momentum <= 0 || dampening !== 0)) invalid('momentum > 0 and dampening 0 with nesterov', 'SGD options', opts);
-    const wd = checkNumber(opts.weightDecay ?? 0, 'weightDecay', 0);
+    const wd = checkNumber(opts.weightDecay ?? SGD_DEFAULTS.weightDecay, 'weightDecay', 0);
     const norm = normalizeGroups(params, 'params');
     const groups = norm.map((g, i) => ({
       params: g.params.map((p) => p.handle),

@@ -90,4 +90,8 @@ nn::Tensors KMeansUnits::forward(const nn::Tensors& in) {
   return {units, len};
 }
 
+static const nn::ModelKind kmeans_units_kind("kmeans_units", [](const nn::ConfigReader& c) {
+  return std::make_shared<KMeansUnits>(c.i64("num_units"), c.i64("dim"));
+});
+
 }  // namespace et::audio

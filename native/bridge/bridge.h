@@ -1,6 +1,9 @@
 // The N-API side of emotorch: the only code that includes napi.h. It marshals values between JS
 // and C++, maps every C++ failure to an EmotorchError, and runs heavy calls on the libuv pool
 // through one helper (Task / run_async) on one compute thread. No math lives here.
+// One concern per file: errors.cc, async.cc (the compute thread), convert.cc, tensor.cc,
+// runtime.cc (seed, threads, autocast), module.cc, optimizer.cc, io.cc, ops.cc, audio.cc,
+// distributed.cc; addon.cc registers them.
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "error.h"
+#include "nn/config.h"
 
 namespace et::bridge {
 
@@ -23,6 +27,7 @@ struct AddonData {
   Napi::FunctionReference tensor_ctor;  // TensorHandle
   Napi::FunctionReference module_ctor;  // ModuleHandle
   Napi::FunctionReference optim_ctor;   // OptimizerHandle
+  Napi::FunctionReference ddp_ctor;     // DdpHandle
 };
 AddonData& data(Napi::Env env);
 
@@ -63,6 +68,13 @@ Napi::Promise run_async(Napi::Env env, const char* name, std::shared_ptr<std::mu
 Napi::Promise run_async_comm(Napi::Env env, const char* name, std::function<void()> issue, std::function<void()> wait,
                              std::function<void()> after, std::function<Napi::Value(Napi::Env)> done,
                              std::string default_code = "ERR_DIST");
+
+// The compute thread's intra-op thread count (set by setNumThreads; libtorch's default at load).
+int compute_threads();
+void set_compute_threads(int n);
+// At load: the compute thread takes libtorch's default thread count; the JS thread runs its own
+// synchronous ops single-threaded.
+void init_compute_thread();
 
 // ---- tensors ----
 class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
@@ -109,12 +121,18 @@ at::Device to_device(const Napi::Value& v);
 std::vector<int64_t> to_ints(const Napi::Value& v, const char* what);
 std::string to_string(const Napi::Value& v, const char* what);
 double to_double(const Napi::Value& v, const char* what);
+// A model's (or optimizer group's) config object, read field by field by its native declaration.
+std::unique_ptr<nn::ConfigReader> config_reader(const Napi::Value& v, const std::string& kind);
 
 // ---- registration (each .cc of the bridge adds its functions to exports) ----
+void init_errors(Napi::Env env, Napi::Object exports);
+void init_runtime(Napi::Env env, Napi::Object exports);
 void init_tensor(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_module(Napi::Env env, Napi::Object exports);
+void init_optimizer(Napi::Env env, Napi::Object exports);
+void init_io(Napi::Env env, Napi::Object exports);
 void init_audio(Napi::Env env, Napi::Object exports);
-void init_dist(Napi::Env env, Napi::Object exports);
+void init_distributed(Napi::Env env, Napi::Object exports);
 
 }  // namespace et::bridge

@@ -144,4 +144,31 @@ Tensors BeatsEncoder::forward(const Tensors& in) {
   return {x, pad};
 }
 
+BeatsConfig BeatsConfig::from(const ConfigReader& c) {
+  BeatsConfig x;
+  x.input_patch_size = c.i64("input_patch_size");
+  x.embed_dim = c.i64("embed_dim");
+  x.encoder_layers = c.i64("encoder_layers");
+  x.encoder_embed_dim = c.i64("encoder_embed_dim");
+  x.encoder_ffn_embed_dim = c.i64("encoder_ffn_embed_dim");
+  x.encoder_attention_heads = c.i64("encoder_attention_heads");
+  x.conv_pos = c.i64("conv_pos");
+  x.conv_pos_groups = c.i64("conv_pos_groups");
+  x.num_buckets = c.i64("num_buckets");
+  x.max_distance = c.i64("max_distance");
+  x.conv_bias = c.flag("conv_bias");
+  x.layer_norm_first = c.flag("layer_norm_first");
+  x.deep_norm = c.flag("deep_norm");
+  x.relative_position_embedding = c.flag("relative_position_embedding");
+  x.gru_rel_pos = c.flag("gru_rel_pos");
+  x.dropout = c.f64("dropout");
+  x.attention_dropout = c.f64("attention_dropout");
+  x.activation_dropout = c.f64("activation_dropout");
+  x.dropout_input = c.f64("dropout_input");
+  x.activation_fn = c.str("activation_fn");
+  return x;
+}
+
+static const ModelKind beats_kind("beats", [](const ConfigReader& c) { return std::make_shared<BeatsEncoder>(BeatsConfig::from(c)); });
+
 }  // namespace et::nn

@@ -8,13 +8,15 @@
 
 namespace et::nn {
 
+// lib/nn/beats.ts declares the fields, the original's names and defaults.
 struct BeatsConfig {
-  int64_t input_patch_size = 16, embed_dim = 512, encoder_layers = 12, encoder_embed_dim = 768;
-  int64_t encoder_ffn_embed_dim = 3072, encoder_attention_heads = 12, conv_pos = 128, conv_pos_groups = 16;
-  int64_t num_buckets = 320, max_distance = 1280;
-  bool conv_bias = false, layer_norm_first = false, deep_norm = false, relative_position_embedding = false, gru_rel_pos = false;
-  double dropout = 0.1, attention_dropout = 0.1, activation_dropout = 0.0, dropout_input = 0.0;
-  std::string activation_fn = "gelu";
+  int64_t input_patch_size, embed_dim, encoder_layers, encoder_embed_dim;
+  int64_t encoder_ffn_embed_dim, encoder_attention_heads, conv_pos, conv_pos_groups;
+  int64_t num_buckets, max_distance;
+  bool conv_bias, layer_norm_first, deep_norm, relative_position_embedding, gru_rel_pos;
+  double dropout, attention_dropout, activation_dropout, dropout_input;
+  std::string activation_fn;
+  static BeatsConfig from(const ConfigReader& c);
 };
 
 struct BeatsLayerImpl : torch::nn::Module {

@@ -83,4 +83,17 @@ Tensors EmbeddingModel::forward(const Tensors& in) {
   return {at::embedding(weight, ids, padding_idx)};
 }
 
+static const ModelKind linear_kind("linear", [](const ConfigReader& c) {
+  return std::make_shared<LinearModel>(c.i64("in_features"), c.i64("out_features"), c.flag("bias"));
+});
+static const ModelKind mlp_kind("mlp", [](const ConfigReader& c) {
+  return std::make_shared<MlpModel>(c.ints("sizes"), c.str("activation"), c.f64("dropout"), c.flag("bias"));
+});
+static const ModelKind layer_norm_kind("layer_norm", [](const ConfigReader& c) {
+  return std::make_shared<LayerNormModel>(c.i64("normalized_shape"), c.f64("eps"), c.flag("elementwise_affine"));
+});
+static const ModelKind embedding_kind("embedding", [](const ConfigReader& c) {
+  return std::make_shared<EmbeddingModel>(c.i64("num_embeddings"), c.i64("embedding_dim"), c.i64("padding_idx"));
+});
+
 }  // namespace et::nn

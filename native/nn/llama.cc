@@ -372,4 +372,52 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
   return out.to(lopts.device());
 }
 
+LlamaConfig LlamaConfig::from(const ConfigReader& c) {
+  LlamaConfig x;
+  x.vocab_size = c.i64("vocab_size");
+  x.hidden_size = c.i64("hidden_size");
+  x.intermediate_size = c.i64("intermediate_size");
+  x.num_hidden_layers = c.i64("num_hidden_layers");
+  x.num_attention_heads = c.i64("num_attention_heads");
+  x.num_key_value_heads = c.i64("num_key_value_heads");
+  x.head_dim = c.i64("head_dim");
+  x.max_position_embeddings = c.i64("max_position_embeddings");
+  x.rms_norm_eps = c.f64("rms_norm_eps");
+  x.rope_theta = c.f64("rope_theta");
+  x.initializer_range = c.f64("initializer_range");
+  x.attention_dropout = c.f64("attention_dropout");
+  x.rope_type = c.str("rope_type");
+  x.rope_factor = c.f64("rope_factor");
+  x.low_freq_factor = c.f64("low_freq_factor");
+  x.high_freq_factor = c.f64("high_freq_factor");
+  x.original_max_position_embeddings = c.i64("original_max_position_embeddings");
+  x.sliding_window = c.i64("sliding_window");
+  x.tie_word_embeddings = c.flag("tie_word_embeddings");
+  x.attention_bias = c.flag("attention_bias");
+  x.mlp_bias = c.flag("mlp_bias");
+  x.hidden_act = c.str("hidden_act");
+  return x;
+}
+
+static const ModelKind llama_kind("llama", [](const ConfigReader& c) { return std::make_shared<LlamaForCausalLM>(LlamaConfig::from(c)); });
+
+GenerationConfig GenerationConfig::from(const ConfigReader& c) {
+  GenerationConfig g;
+  g.max_new_tokens = c.i64("max_new_tokens");
+  g.min_new_tokens = c.i64("min_new_tokens");
+  g.num_beams = c.i64("num_beams");
+  g.top_k = c.i64("top_k");
+  g.temperature = c.f64("temperature");
+  g.top_p = c.f64("top_p");
+  g.repetition_penalty = c.f64("repetition_penalty");
+  g.length_penalty = c.f64("length_penalty");
+  g.do_sample = c.flag("do_sample");
+  g.early_stopping = c.str("early_stopping");
+  g.eos_token_ids = c.ints("eos_token_id");
+  g.pad_token_id = c.i64("pad_token_id");
+  g.banned_token_ranges = c.ints("banned_token_ranges");
+  g.allowed_token_ranges = c.ints("allowed_token_ranges");
+  return g;
+}
+
 }  // namespace et::nn

@@ -11,28 +11,32 @@
 
 namespace et::nn {
 
+// lib/nn/llama.ts declares the fields, HF names and defaults.
 struct LlamaConfig {
-  int64_t vocab_size = 32000, hidden_size = 4096, intermediate_size = 11008, num_hidden_layers = 32;
-  int64_t num_attention_heads = 32, num_key_value_heads = 32, head_dim = 0, max_position_embeddings = 2048;
-  double rms_norm_eps = 1e-6, rope_theta = 10000.0, initializer_range = 0.02, attention_dropout = 0.0;
-  std::string rope_type = "default";  // default | linear | llama3
-  double rope_factor = 1.0, low_freq_factor = 1.0, high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 8192;
-  int64_t sliding_window = 0;  // Mistral: a query sees at most this many positions (0: all earlier ones)
-  bool tie_word_embeddings = false, attention_bias = false, mlp_bias = false;
-  std::string hidden_act = "silu";
+  int64_t vocab_size, hidden_size, intermediate_size, num_hidden_layers;
+  int64_t num_attention_heads, num_key_value_heads, head_dim, max_position_embeddings;
+  double rms_norm_eps, rope_theta, initializer_range, attention_dropout;
+  std::string rope_type;  // default | linear | llama3
+  double rope_factor, low_freq_factor, high_freq_factor;
+  int64_t original_max_position_embeddings;
+  int64_t sliding_window;  // Mistral: a query sees at most this many positions (0: all earlier ones)
+  bool tie_word_embeddings, attention_bias, mlp_bias;
+  std::string hidden_act;
+  static LlamaConfig from(const ConfigReader& c);
 };
 
+// generate()'s settings (generation_config.json names); lib/nn/llama.ts declares their defaults.
 struct GenerationConfig {
-  int64_t max_new_tokens = 20, min_new_tokens = 0, num_beams = 1, top_k = 0;
-  double temperature = 1.0, top_p = 1.0, repetition_penalty = 1.0, length_penalty = 1.0;
-  bool do_sample = false;
-  std::string early_stopping = "true";  // "true" | "false" (heuristic) | "never"
+  int64_t max_new_tokens, min_new_tokens, num_beams, top_k;
+  double temperature, top_p, repetition_penalty, length_penalty;
+  bool do_sample;
+  std::string early_stopping;  // "true" | "false" (heuristic) | "never"
   std::vector<int64_t> eos_token_ids;
-  int64_t pad_token_id = 0;
+  int64_t pad_token_id;
   // Half-open id ranges [start, end), flattened as start0, end0, start1, end1, …: banned ranges
   // can never be generated; when allowed ranges are given, ids outside all of them are banned too.
   std::vector<int64_t> banned_token_ranges, allowed_token_ranges;
+  static GenerationConfig from(const ConfigReader& c);
 };
 
 // Per-layer key/value cache: (B, kv_heads, T, D) each.

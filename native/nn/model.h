@@ -3,6 +3,8 @@
 #pragma once
 #include <torch/nn.h>
 
+#include "nn/config.h"
+
 #include <vector>
 
 namespace et::nn {

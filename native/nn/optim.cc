@@ -13,6 +13,29 @@ Optimizer::Optimizer(std::string k, std::vector<ParamGroup> gs) : groups(std::mo
   for (size_t g = 0; g < groups.size(); ++g) state_[g].resize(groups[g].params.size());
 }
 
+ParamGroup ParamGroup::from(const ConfigReader& c, const std::string& kind, std::vector<at::Tensor> params) {
+  ParamGroup g;
+  g.params = std::move(params);
+  g.lr = c.f64("lr");
+  g.weight_decay = c.f64("weightDecay");
+  if (kind == "adamw") {
+    g.beta1 = c.f64("beta1");
+    g.beta2 = c.f64("beta2");
+    g.eps = c.f64("eps");
+  } else {
+    g.momentum = c.f64("momentum");
+    g.dampening = c.f64("dampening");
+    g.nesterov = c.flag("nesterov");
+  }
+  return g;
+}
+
+double Optimizer::clip_grad_norm(double max_norm, double norm_type) {
+  std::vector<at::Tensor> all;
+  for (const auto& g : groups) all.insert(all.end(), g.params.begin(), g.params.end());
+  return nn::clip_grad_norm(all, max_norm, norm_type);
+}
+
 void Optimizer::zero_grad() {
   for (auto& grp : groups)
     for (auto& p : grp.params) p.mutable_grad() = at::Tensor();

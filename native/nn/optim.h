@@ -4,18 +4,23 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include "nn/config.h"
+
 #include <mutex>
 #include <string>
 #include <vector>
 
 namespace et::nn {
 
+// One parameter group; lib/train/optim.ts holds each optimizer's one defaults table and sends
+// every field its kind uses (`from` reads them, requiring each).
 struct ParamGroup {
   std::vector<at::Tensor> params;
-  double lr = 1e-3, weight_decay = 0;
-  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // AdamW
-  double momentum = 0, dampening = 0;             // SGD
+  double lr = 0, weight_decay = 0;
+  double beta1 = 0, beta2 = 0, eps = 0;  // AdamW
+  double momentum = 0, dampening = 0;    // SGD
   bool nesterov = false;
+  static ParamGroup from(const ConfigReader& c, const std::string& kind, std::vector<at::Tensor> params);
 };
 
 class Optimizer {
@@ -27,6 +32,8 @@ class Optimizer {
   // "g.i.momentum_buffer"); set_state checks names and shapes before changing anything.
   std::vector<std::pair<std::string, at::Tensor>> state() const;
   void set_state(const std::vector<std::pair<std::string, at::Tensor>>& entries);
+  // clip_grad_norm over every parameter of every group.
+  double clip_grad_norm(double max_norm, double norm_type);
   std::vector<ParamGroup> groups;
   const std::string kind;
   std::mutex mutex;

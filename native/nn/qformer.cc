@@ -119,4 +119,23 @@ Tensors QFormer::forward(const Tensors& in) {
   return {h};
 }
 
+QFormerConfig QFormerConfig::from(const ConfigReader& c) {
+  QFormerConfig x;
+  x.hidden_size = c.i64("hidden_size");
+  x.num_hidden_layers = c.i64("num_hidden_layers");
+  x.num_attention_heads = c.i64("num_attention_heads");
+  x.intermediate_size = c.i64("intermediate_size");
+  x.encoder_hidden_size = c.i64("encoder_hidden_size");
+  x.cross_attention_frequency = c.i64("cross_attention_frequency");
+  x.num_query_tokens = c.i64("num_query_tokens");
+  x.layer_norm_eps = c.f64("layer_norm_eps");
+  x.hidden_dropout_prob = c.f64("hidden_dropout_prob");
+  x.attention_probs_dropout_prob = c.f64("attention_probs_dropout_prob");
+  x.initializer_range = c.f64("initializer_range");
+  x.hidden_act = c.str("hidden_act");
+  return x;
+}
+
+static const ModelKind qformer_kind("qformer", [](const ConfigReader& c) { return std::make_shared<QFormer>(QFormerConfig::from(c)); });
+
 }  // namespace et::nn

@@ -7,11 +7,13 @@
 
 namespace et::nn {
 
+// lib/nn/qformer.ts declares the fields, HF names and defaults.
 struct QFormerConfig {
-  int64_t hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12, intermediate_size = 3072;
-  int64_t encoder_hidden_size = 1408, cross_attention_frequency = 2, num_query_tokens = 0;
-  double layer_norm_eps = 1e-12, hidden_dropout_prob = 0.1, attention_probs_dropout_prob = 0.1, initializer_range = 0.02;
-  std::string hidden_act = "gelu";
+  int64_t hidden_size, num_hidden_layers, num_attention_heads, intermediate_size;
+  int64_t encoder_hidden_size, cross_attention_frequency, num_query_tokens;
+  double layer_norm_eps, hidden_dropout_prob, attention_probs_dropout_prob, initializer_range;
+  std::string hidden_act;
+  static QFormerConfig from(const ConfigReader& c);
 };
 
 // BERT attention block with post-LN: names attention.{query,key,value}, output.{dense,LayerNorm}.

@@ -109,4 +109,28 @@ Tensors RobertaLayers::forward(const Tensors& in) {
   return {x};
 }
 
+RobertaConfig RobertaConfig::from(const ConfigReader& c) {
+  RobertaConfig r;
+  r.vocab_size = c.i64("vocab_size");
+  r.hidden_size = c.i64("hidden_size");
+  r.num_hidden_layers = c.i64("num_hidden_layers");
+  r.num_attention_heads = c.i64("num_attention_heads");
+  r.intermediate_size = c.i64("intermediate_size");
+  r.max_position_embeddings = c.i64("max_position_embeddings");
+  r.type_vocab_size = c.i64("type_vocab_size");
+  r.pad_token_id = c.i64("pad_token_id");
+  r.layer_norm_eps = c.f64("layer_norm_eps");
+  r.hidden_dropout_prob = c.f64("hidden_dropout_prob");
+  r.attention_probs_dropout_prob = c.f64("attention_probs_dropout_prob");
+  r.initializer_range = c.f64("initializer_range");
+  r.hidden_act = c.str("hidden_act");
+  r.add_pooling_layer = c.flag("add_pooling_layer");
+  return r;
+}
+
+static const ModelKind roberta_kind("roberta", [](const ConfigReader& c) { return std::make_shared<RobertaModel>(RobertaConfig::from(c)); });
+static const ModelKind roberta_layers_kind("roberta_layers", [](const ConfigReader& c) {
+  return std::make_shared<RobertaLayers>(RobertaConfig::from(c), c.i64("num_layers"));
+});
+
 }  // namespace et::nn

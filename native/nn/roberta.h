@@ -6,12 +6,14 @@
 
 namespace et::nn {
 
+// lib/nn/roberta.ts declares the fields, HF names and defaults.
 struct RobertaConfig {
-  int64_t vocab_size = 50265, hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12;
-  int64_t intermediate_size = 3072, max_position_embeddings = 514, type_vocab_size = 1, pad_token_id = 1;
-  double layer_norm_eps = 1e-12, hidden_dropout_prob = 0.1, attention_probs_dropout_prob = 0.1, initializer_range = 0.02;
-  std::string hidden_act = "gelu";
-  bool add_pooling_layer = true;
+  int64_t vocab_size, hidden_size, num_hidden_layers, num_attention_heads;
+  int64_t intermediate_size, max_position_embeddings, type_vocab_size, pad_token_id;
+  double layer_norm_eps, hidden_dropout_prob, attention_probs_dropout_prob, initializer_range;
+  std::string hidden_act;
+  bool add_pooling_layer;
+  static RobertaConfig from(const ConfigReader& c);
 };
 
 // One post-LN transformer layer with BERT names (attention.self.query, …, output.LayerNorm).

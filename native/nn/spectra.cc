@@ -68,4 +68,17 @@ Tensors SpectraAudioEncoder::forward(const Tensors& in) {
   return {encode(x, valid), valid.to(at::kLong)};
 }
 
+SpectraAudioConfig SpectraAudioConfig::from(const ConfigReader& c) {
+  SpectraAudioConfig s;
+  s.wavlm = WavLMConfig::from(c);
+  s.has_audio_cls = c.flag("has_audio_cls");
+  s.mask_audio_cls = c.flag("mask_audio_cls");
+  s.extra_frame = c.flag("extra_frame");
+  return s;
+}
+
+static const ModelKind spectra_audio_kind("spectra_audio", [](const ConfigReader& c) {
+  return std::make_shared<SpectraAudioEncoder>(SpectraAudioConfig::from(c));
+});
+
 }  // namespace et::nn

@@ -9,11 +9,13 @@
 
 namespace et::nn {
 
+// lib/systems/spectra declares the fields and defaults.
 struct SpectraAudioConfig {
   WavLMConfig wavlm;
-  bool has_audio_cls = false;    // single clip: prepend audio_cls (the original's config.has_audio_cls)
-  bool mask_audio_cls = false;   // single clip: the original masks that audio_cls out (true reproduces it)
-  bool extra_frame = true;       // the original counts one frame more than the conv stack outputs
+  bool has_audio_cls;   // single clip: prepend audio_cls (the original's config.has_audio_cls)
+  bool mask_audio_cls;  // single clip: the original masks that audio_cls out (true reproduces it)
+  bool extra_frame;     // the original counts one frame more than the conv stack outputs
+  static SpectraAudioConfig from(const ConfigReader& c);
 };
 
 struct SpectraAudioEncoder : WavLMModel {

@@ -2,18 +2,22 @@
 // and Wav2Vec2PositionalConvEmbedding): conv feature encoder (group-norm or layer-norm variant),
 // feature projection, weight-normed conv positions, and the conv stack's frame count.
 #pragma once
+#include "nn/config.h"
 #include "nn/lora.h"
 
 namespace et::nn {
 
 // Config fields both encoders have (HF names); each model's config extends it.
+// lib/nn/wavlm.ts and lib/nn/wav2vec2.ts declare the fields, HF names and defaults.
 struct SpeechEncoderConfig {
-  std::vector<int64_t> conv_dim{512, 512, 512, 512, 512, 512, 512}, conv_kernel{10, 3, 3, 3, 3, 2, 2}, conv_stride{5, 2, 2, 2, 2, 2, 2};
-  bool conv_bias = false, do_stable_layer_norm = false, masked_spec_embed = true;
-  std::string feat_extract_norm = "group", feat_extract_activation = "gelu", hidden_act = "gelu";
-  int64_t hidden_size = 768, num_hidden_layers = 12, num_attention_heads = 12, intermediate_size = 3072;
-  int64_t num_conv_pos_embeddings = 128, num_conv_pos_embedding_groups = 16;
-  double layer_norm_eps = 1e-5, hidden_dropout = 0.1, attention_dropout = 0.1, activation_dropout = 0.0, feat_proj_dropout = 0.0;
+  std::vector<int64_t> conv_dim, conv_kernel, conv_stride;
+  bool conv_bias, do_stable_layer_norm, masked_spec_embed;
+  std::string feat_extract_norm, feat_extract_activation, hidden_act;
+  int64_t hidden_size, num_hidden_layers, num_attention_heads, intermediate_size;
+  int64_t num_conv_pos_embeddings, num_conv_pos_embedding_groups;
+  double layer_norm_eps, hidden_dropout, attention_dropout, activation_dropout, feat_proj_dropout;
+  // Reads these fields into `w`.
+  static void read(const ConfigReader& c, SpeechEncoderConfig& w);
 };
 
 struct SpeechFront {

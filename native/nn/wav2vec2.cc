@@ -89,4 +89,13 @@ Tensors Wav2Vec2Model::forward(const Tensors& in) {
   return out;
 }
 
+Wav2Vec2Config Wav2Vec2Config::from(const ConfigReader& c) {
+  Wav2Vec2Config w;
+  SpeechEncoderConfig::read(c, w);
+  w.layerdrop = c.f64("layerdrop");
+  return w;
+}
+
+static const ModelKind wav2vec2_kind("wav2vec2", [](const ConfigReader& c) { return std::make_shared<Wav2Vec2Model>(Wav2Vec2Config::from(c)); });
+
 }  // namespace et::nn

@@ -9,8 +9,8 @@
 namespace et::nn {
 
 struct Wav2Vec2Config : SpeechEncoderConfig {
-  Wav2Vec2Config() { activation_dropout = 0.1; }  // HF's Wav2Vec2Config default
-  double layerdrop = 0.1;
+  double layerdrop;
+  static Wav2Vec2Config from(const ConfigReader& c);
 };
 
 struct Wav2Vec2LayerImpl : torch::nn::Module {

@@ -103,4 +103,14 @@ Tensors WavLMModel::forward(const Tensors& in) {
   return {encode(x, valid), valid};
 }
 
+WavLMConfig WavLMConfig::from(const ConfigReader& c) {
+  WavLMConfig w;
+  SpeechEncoderConfig::read(c, w);
+  w.num_buckets = c.i64("num_buckets");
+  w.max_bucket_distance = c.i64("max_bucket_distance");
+  return w;
+}
+
+static const ModelKind wavlm_kind("wavlm", [](const ConfigReader& c) { return std::make_shared<WavLMModel>(WavLMConfig::from(c)); });
+
 }  // namespace et::nn

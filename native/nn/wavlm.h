@@ -9,7 +9,8 @@
 namespace et::nn {
 
 struct WavLMConfig : SpeechEncoderConfig {
-  int64_t num_buckets = 320, max_bucket_distance = 800;
+  int64_t num_buckets, max_bucket_distance;
+  static WavLMConfig from(const ConfigReader& c);
 };
 
 struct WavLMLayerImpl : torch::nn::Module {

@@ -67,4 +67,22 @@ Tensors WhisperEncoder::forward(const Tensors& in) {
   return {layer_norm(x)};
 }
 
+WhisperConfig WhisperConfig::from(const ConfigReader& c) {
+  WhisperConfig x;
+  x.num_mel_bins = c.i64("num_mel_bins");
+  x.d_model = c.i64("d_model");
+  x.encoder_layers = c.i64("encoder_layers");
+  x.encoder_attention_heads = c.i64("encoder_attention_heads");
+  x.encoder_ffn_dim = c.i64("encoder_ffn_dim");
+  x.max_source_positions = c.i64("max_source_positions");
+  x.dropout = c.f64("dropout");
+  x.attention_dropout = c.f64("attention_dropout");
+  x.activation_dropout = c.f64("activation_dropout");
+  x.init_std = c.f64("init_std");
+  x.activation_function = c.str("activation_function");
+  return x;
+}
+
+static const ModelKind whisper_kind("whisper_encoder", [](const ConfigReader& c) { return std::make_shared<WhisperEncoder>(WhisperConfig::from(c)); });
+
 }  // namespace et::nn

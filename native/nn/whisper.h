@@ -8,11 +8,13 @@
 
 namespace et::nn {
 
+// lib/nn/whisper.ts declares the fields, HF names and defaults.
 struct WhisperConfig {
-  int64_t num_mel_bins = 80, d_model = 1280, encoder_layers = 32, encoder_attention_heads = 20, encoder_ffn_dim = 5120;
-  int64_t max_source_positions = 1500;
-  double dropout = 0.0, attention_dropout = 0.0, activation_dropout = 0.0, init_std = 0.02;
-  std::string activation_function = "gelu";
+  int64_t num_mel_bins, d_model, encoder_layers, encoder_attention_heads, encoder_ffn_dim;
+  int64_t max_source_positions;
+  double dropout, attention_dropout, activation_dropout, init_std;
+  std::string activation_function;
+  static WhisperConfig from(const ConfigReader& c);
 };
 
 struct WhisperLayerImpl : torch::nn::Module {

@@ -1,7 +1,7 @@
 // The NCCL backend, for CUDA tensors: the only file that includes ProcessGroupNCCL.hpp. Built when
 // the libtorch is a CUDA build and nccl.h is found (CMakeLists.txt / scripts/build-cuda.sh define
 // ET_WITH_NCCL); otherwise `init({ backend: 'nccl' })` says this build has no NCCL.
-#include "dist/group.h"
+#include "distributed/group.h"
 
 #ifdef ET_WITH_NCCL
 #ifndef USE_C10D_NCCL
@@ -11,7 +11,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
-namespace et::dist {
+namespace et::distributed {
 
 bool nccl_built() {
 #ifdef ET_WITH_NCCL
@@ -34,4 +34,4 @@ c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store
 #endif
 }
 
-}  // namespace et::dist
+}  // namespace et::distributed

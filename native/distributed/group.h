@@ -23,7 +23,7 @@
 
 #include "error.h"
 
-namespace et::dist {
+namespace et::distributed {
 
 // A failure with a stable code (ERR_DIST_TIMEOUT, ERR_DIST_PEER, ERR_DIST_INIT, ERR_DIST...).
 using Error = et::CodedError;
@@ -137,7 +137,7 @@ class Group {
   uint64_t hb_count_ = 0;
 };
 
-// The backends (native/dist/gloo.cc, native/dist/nccl.cc): each the only file that includes its
+// The backends (native/distributed/gloo.cc, native/distributed/nccl.cc): each the only file that includes its
 // ProcessGroup header.
 c10::intrusive_ptr<c10d::Backend> make_gloo(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
                                            std::chrono::milliseconds timeout, const std::string& master_addr);
@@ -153,4 +153,4 @@ struct LayoutCheck {
 };
 std::vector<LayoutCheck> gloo_layout_report();
 
-}  // namespace et::dist
+}  // namespace et::distributed

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "dist/group.h"
+#include "distributed/group.h"
 
-namespace et::dist {
+namespace et::distributed {
 
 struct DdpOptions {
   int64_t bucket_cap_bytes = 25 * 1024 * 1024;
@@ -41,4 +41,4 @@ class GradReducer {
   std::shared_ptr<State> s_;
 };
 
-}  // namespace et::dist
+}  // namespace et::distributed

@@ -1,6 +1,6 @@
 // The Gloo backend: the only file that includes ProcessGroupGloo.hpp. The pip-wheel libtorch ships
 // that header but not Gloo's own, so the Gloo names it mentions come from emotorch's declaration
-// shim (native/dist/gloo_shim, after libtorch's include directories: real Gloo headers win where
+// shim (native/distributed/gloo_shim, after libtorch's include directories: real Gloo headers win where
 // a libtorch has them). Why that is safe, and what is checked: gloo_shim/gloo/README.md.
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
@@ -10,9 +10,9 @@
 #include <cstdlib>
 #include <mutex>
 
-#include "dist/group.h"
+#include "distributed/group.h"
 
-namespace et::dist {
+namespace et::distributed {
 
 namespace {
 // Reads the protected members the library's constructor sets, at the offsets this translation
@@ -79,4 +79,4 @@ c10::intrusive_ptr<c10d::Backend> make_gloo(const c10::intrusive_ptr<c10d::Store
   return pg;
 }
 
-}  // namespace et::dist
+}  // namespace et::distributed

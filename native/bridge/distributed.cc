@@ -1,41 +1,41 @@
 // et.distributed's native surface: the process group (one per process, like torch's default
-// group), collectives, and DDP's gradient reducer. Marshalling only: the work is in native/dist.
+// group), collectives, and DDP's gradient reducer (DdpHandle). Marshalling only: the work is in native/distributed.
 // lib/distributed validates every argument before it gets here.
 #include <atomic>
 
 #include "bridge/bridge.h"
-#include "dist/ddp.h"
-#include "dist/group.h"
+#include "distributed/ddp.h"
+#include "distributed/group.h"
 
 namespace et::bridge {
 
 namespace {
 std::mutex group_mutex;
-std::shared_ptr<dist::Group> the_group;  // set by init, dropped by destroy
+std::shared_ptr<distributed::Group> the_group;  // set by init, dropped by destroy
 
-std::shared_ptr<dist::Group> group() {
+std::shared_ptr<distributed::Group> group() {
   std::lock_guard<std::mutex> lk(group_mutex);
   if (!the_group) throw CodedError("ERR_DIST_STATE", "the process group is not initialized: call et.distributed.init() first");
   return the_group;
 }
 
-dist::Op to_op(const Napi::Value& v) {
+distributed::Op to_op(const Napi::Value& v) {
   auto s = to_string(v, "op");
-  if (s == "sum") return dist::Op::Sum;
-  if (s == "avg") return dist::Op::Avg;
-  if (s == "max") return dist::Op::Max;
-  if (s == "min") return dist::Op::Min;
-  if (s == "product") return dist::Op::Product;
+  if (s == "sum") return distributed::Op::Sum;
+  if (s == "avg") return distributed::Op::Avg;
+  if (s == "max") return distributed::Op::Max;
+  if (s == "min") return distributed::Op::Min;
+  if (s == "product") return distributed::Op::Product;
   throw CodedError("ERR_INVALID_ARG", "unknown reduce op '" + s + "'");
 }
 
 // A collective as a task: issue on the compute thread, wait on the libuv thread, then `after`.
-Napi::Promise collective(Napi::Env env, const char* name, std::function<dist::Group::Pending(dist::Group&)> start,
+Napi::Promise collective(Napi::Env env, const char* name, std::function<distributed::Group::Pending(distributed::Group&)> start,
                          std::function<Napi::Value(Napi::Env)> done = nullptr) {
   auto g = group();
-  auto p = std::make_shared<dist::Group::Pending>();
+  auto p = std::make_shared<distributed::Group::Pending>();
   return run_async_comm(
-      env, name, [g, p, start] { *p = start(*g); }, [g, p] { g->wait(*p); }, [p] { dist::Group::complete(*p); }, std::move(done));
+      env, name, [g, p, start] { *p = start(*g); }, [g, p] { g->wait(*p); }, [p] { distributed::Group::complete(*p); }, std::move(done));
 }
 
 int64_t get_int(const Napi::Object& o, const char* k) { return static_cast<int64_t>(to_double(o.Get(k), k)); }
@@ -46,7 +46,7 @@ int64_t get_int(const Napi::Object& o, const char* k) { return static_cast<int64
 static Napi::Value Init(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto o = info[0].As<Napi::Object>();
-    dist::GroupOptions go;
+    distributed::GroupOptions go;
     go.backend = to_string(o.Get("backend"), "backend");
     go.rank = static_cast<int>(get_int(o, "rank"));
     go.world = static_cast<int>(get_int(o, "world"));
@@ -61,9 +61,9 @@ static Napi::Value Init(const Napi::CallbackInfo& info) {
       std::lock_guard<std::mutex> lk(group_mutex);
       if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");
     }
-    auto made = std::make_shared<std::shared_ptr<dist::Group>>();
+    auto made = std::make_shared<std::shared_ptr<distributed::Group>>();
     return run_async_comm(
-        info.Env(), "emotorch.dist.init", [] {}, [go, made] { *made = dist::Group::create(go); }, nullptr,
+        info.Env(), "emotorch.distributed.init", [] {}, [go, made] { *made = distributed::Group::create(go); }, nullptr,
         [made](Napi::Env env) -> Napi::Value {
           std::lock_guard<std::mutex> lk(group_mutex);
           if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");
@@ -77,15 +77,15 @@ static Napi::Value Init(const Napi::CallbackInfo& info) {
 // destroy(): drops the group; the shutdown (joins Gloo's threads) runs off the JS thread.
 static Napi::Value Destroy(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    std::shared_ptr<dist::Group> g;
+    std::shared_ptr<distributed::Group> g;
     {
       std::lock_guard<std::mutex> lk(group_mutex);
       g = std::move(the_group);
       the_group.reset();
     }
-    auto held = std::make_shared<std::shared_ptr<dist::Group>>(std::move(g));
+    auto held = std::make_shared<std::shared_ptr<distributed::Group>>(std::move(g));
     return run_async_comm(
-        info.Env(), "emotorch.dist.destroy", [] {},
+        info.Env(), "emotorch.distributed.destroy", [] {},
         [held] {
           if (*held) (*held)->shutdown();
           held->reset();
@@ -99,13 +99,13 @@ static Napi::Value IsInitialized(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), static_cast<bool>(the_group));
 }
 
-static Napi::Value NcclBuilt(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), dist::nccl_built()); }
+static Napi::Value NcclBuilt(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), distributed::nccl_built()); }
 
 static Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     at::Tensor t = to_tensor(info[0], "tensor");
     auto op = to_op(info[1]);
-    return collective(info.Env(), "emotorch.dist.allReduce", [t, op](dist::Group& g) { return g.all_reduce(t, op); });
+    return collective(info.Env(), "emotorch.distributed.allReduce", [t, op](distributed::Group& g) { return g.all_reduce(t, op); });
   });
 }
 
@@ -113,7 +113,7 @@ static Napi::Value Broadcast(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto ts = to_tensors(info[0], "tensors");
     int src = static_cast<int>(to_double(info[1], "src"));
-    return collective(info.Env(), "emotorch.dist.broadcast", [ts, src](dist::Group& g) { return g.broadcast(ts, src); });
+    return collective(info.Env(), "emotorch.distributed.broadcast", [ts, src](distributed::Group& g) { return g.broadcast(ts, src); });
   });
 }
 
@@ -122,7 +122,7 @@ static Napi::Value AllGather(const Napi::CallbackInfo& info) {
     at::Tensor t = to_tensor(info[0], "tensor");
     auto out = std::make_shared<std::vector<at::Tensor>>();
     return collective(
-        info.Env(), "emotorch.dist.allGather", [t, out](dist::Group& g) { return g.all_gather(t, out); },
+        info.Env(), "emotorch.distributed.allGather", [t, out](distributed::Group& g) { return g.all_gather(t, out); },
         [out](Napi::Env env) -> Napi::Value { return from_tensors(env, *out); });
   });
 }
@@ -133,14 +133,14 @@ static Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
     auto op = to_op(info[1]);
     auto out = std::make_shared<at::Tensor>();
     return collective(
-        info.Env(), "emotorch.dist.reduceScatter", [t, op, out](dist::Group& g) { return g.reduce_scatter(t, op, out); },
+        info.Env(), "emotorch.distributed.reduceScatter", [t, op, out](distributed::Group& g) { return g.reduce_scatter(t, op, out); },
         [out](Napi::Env env) -> Napi::Value { return TensorHandle::wrap(env, *out); });
   });
 }
 
 static Napi::Value Barrier(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    return collective(info.Env(), "emotorch.dist.barrier", [](dist::Group& g) { return g.barrier(); });
+    return collective(info.Env(), "emotorch.distributed.barrier", [](distributed::Group& g) { return g.barrier(); });
   });
 }
 
@@ -152,9 +152,9 @@ static Napi::Value BroadcastCoalesced(const Napi::CallbackInfo& info) {
     auto g = group();
     // One task: the broadcasts (one per dtype/device, at most kCap bytes each) are issued on the
     // compute thread and waited for on the libuv thread, so the compute thread never blocks.
-    auto pending = std::make_shared<std::vector<dist::Group::Pending>>();
+    auto pending = std::make_shared<std::vector<distributed::Group::Pending>>();
     return run_async_comm(
-        info.Env(), "emotorch.dist.broadcastCoalesced",
+        info.Env(), "emotorch.distributed.broadcastCoalesced",
         [g, ts, src, pending] {
           constexpr int64_t kCap = 256ll * 1024 * 1024;
           std::vector<at::Tensor> chunk;
@@ -177,14 +177,57 @@ static Napi::Value BroadcastCoalesced(const Napi::CallbackInfo& info) {
           for (auto& p : *pending) g->wait(p);
         },
         [pending] {
-          for (auto& p : *pending) dist::Group::complete(p);
+          for (auto& p : *pending) distributed::Group::complete(p);
         },
         nullptr);
   });
 }
 
 // ---- DDP ----
-// ddpCreate(params, names, { bucketCapBytes, firstBucketCapBytes, findUnused }) -> External
+// DdpHandle: DDP's gradient reducer for one wrapped module (prepare, buckets, detach).
+class DdpHandle : public Napi::ObjectWrap<DdpHandle> {
+ public:
+  static void Init(Napi::Env env) {
+    data(env).ddp_ctor = Napi::Persistent(DefineClass(env, "DdpHandle",
+                                          {InstanceMethod("prepare", &DdpHandle::Prepare), InstanceMethod("buckets", &DdpHandle::Buckets),
+                                           InstanceMethod("detach", &DdpHandle::Detach)}));
+  }
+  explicit DdpHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DdpHandle>(info) {}
+  // Shared: a queued prepare keeps it alive past the handle's finalizer.
+  std::shared_ptr<distributed::GradReducer> reducer;
+
+ private:
+  // prepare(sync) -> Promise: DDP.forward's fresh pass state, on the compute thread (after the
+  // backward passes queued before it).
+  Napi::Value Prepare(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto r = reducer;
+      bool sync = info[0].ToBoolean().Value();
+      return run_async(info.Env(), "emotorch.distributed.ddpPrepare", nullptr, [r, sync] { r->prepare(sync); }, nullptr);
+    });
+  }
+  // buckets() -> the parameter indices of each gradient bucket.
+  Napi::Value Buckets(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto b = reducer->buckets();
+      auto out = Napi::Array::New(info.Env(), b.size());
+      for (size_t i = 0; i < b.size(); ++i) {
+        auto a = Napi::Array::New(info.Env(), b[i].size());
+        for (size_t j = 0; j < b[i].size(); ++j) a.Set(j, Napi::Number::New(info.Env(), static_cast<double>(b[i][j])));
+        out.Set(i, a);
+      }
+      return out;
+    });
+  }
+  Napi::Value Detach(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      reducer->detach();
+      return info.Env().Undefined();
+    });
+  }
+};
+
+// ddpCreate(params, names, { bucketCapBytes, firstBucketCapBytes, findUnused }) -> DdpHandle
 static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto params = to_tensors(info[0], "params");
@@ -192,54 +235,19 @@ static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
     std::vector<std::string> names;
     for (uint32_t i = 0; i < names_arr.Length(); ++i) names.push_back(to_string(names_arr.Get(i), "name"));
     auto o = info[2].As<Napi::Object>();
-    dist::DdpOptions d;
+    distributed::DdpOptions d;
     d.bucket_cap_bytes = get_int(o, "bucketCapBytes");
     d.first_bucket_cap_bytes = get_int(o, "firstBucketCapBytes");
     d.find_unused = o.Get("findUnused").ToBoolean().Value();
-    // Shared: a queued ddpPrepare keeps it alive past the handle's finalizer.
-    using Held = std::shared_ptr<dist::GradReducer>;
-    auto* r = new Held(std::make_shared<dist::GradReducer>(group(), std::move(params), std::move(names), d));
-    return Napi::External<Held>::New(info.Env(), r, [](Napi::Env, Held* p) { delete p; });
-  });
-}
-
-static std::shared_ptr<dist::GradReducer> reducer(const Napi::Value& v) {
-  if (!v.IsExternal()) throw CodedError("ERR_INVALID_ARG", "expected a DDP handle");
-  return *v.As<Napi::External<std::shared_ptr<dist::GradReducer>>>().Data();
-}
-
-// ddpPrepare(handle, sync) -> Promise: DDP.forward's fresh pass state, on the compute thread (after
-// the backward passes queued before it).
-static Napi::Value DdpPrepare(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    auto r = reducer(info[0]);
-    bool sync = info[1].ToBoolean().Value();
-    return run_async(info.Env(), "emotorch.dist.ddpPrepare", nullptr, [r, sync] { r->prepare(sync); }, nullptr);
-  });
-}
-
-static Napi::Value DdpBuckets(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    auto b = reducer(info[0])->buckets();
-    auto out = Napi::Array::New(info.Env(), b.size());
-    for (size_t i = 0; i < b.size(); ++i) {
-      auto a = Napi::Array::New(info.Env(), b[i].size());
-      for (size_t j = 0; j < b[i].size(); ++j) a.Set(j, Napi::Number::New(info.Env(), static_cast<double>(b[i][j])));
-      out.Set(i, a);
-    }
-    return out;
-  });
-}
-
-static Napi::Value DdpDetach(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    reducer(info[0])->detach();
-    return info.Env().Undefined();
+    auto r = std::make_shared<distributed::GradReducer>(group(), std::move(params), std::move(names), d);
+    Napi::Object obj = data(info.Env()).ddp_ctor.New({});
+    DdpHandle::Unwrap(obj)->reducer = std::move(r);
+    return obj;
   });
 }
 
 static Napi::Value GlooLayout(const Napi::CallbackInfo& info) {
-  auto rows = dist::gloo_layout_report();
+  auto rows = distributed::gloo_layout_report();
   auto out = Napi::Array::New(info.Env(), rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     auto o = Napi::Object::New(info.Env());
@@ -251,7 +259,8 @@ static Napi::Value GlooLayout(const Napi::CallbackInfo& info) {
   return out;
 }
 
-void init_dist(Napi::Env env, Napi::Object exports) {
+void init_distributed(Napi::Env env, Napi::Object exports) {
+  DdpHandle::Init(env);
   auto d = Napi::Object::New(env);
   d.Set("init", Napi::Function::New(env, Init));
   d.Set("destroy", Napi::Function::New(env, Destroy));
@@ -264,11 +273,8 @@ void init_dist(Napi::Env env, Napi::Object exports) {
   d.Set("barrier", Napi::Function::New(env, Barrier));
   d.Set("broadcastCoalesced", Napi::Function::New(env, BroadcastCoalesced));
   d.Set("ddpCreate", Napi::Function::New(env, DdpCreate));
-  d.Set("ddpPrepare", Napi::Function::New(env, DdpPrepare));
-  d.Set("ddpBuckets", Napi::Function::New(env, DdpBuckets));
-  d.Set("ddpDetach", Napi::Function::New(env, DdpDetach));
   d.Set("glooLayout", Napi::Function::New(env, GlooLayout));
-  exports.Set("dist", d);
+  exports.Set("distributed", d);
 }
 
 }  // namespace et::bridge

@@ -1,5 +1,5 @@
 // The process group: rendezvous, collectives, failure diagnosis. See group.h.
-#include "dist/group.h"
+#include "distributed/group.h"
 
 #include <ATen/core/grad_mode.h>
 #include <c10/util/Exception.h>
@@ -8,7 +8,7 @@
 
 #include <sstream>
 
-namespace et::dist {
+namespace et::distributed {
 
 namespace {
 constexpr auto kBeat = std::chrono::milliseconds(500);       // heartbeat period
@@ -482,4 +482,4 @@ std::string Group::diagnose(uint64_t seq) {
   return s;
 }
 
-}  // namespace et::dist
+}  // namespace et::distributed

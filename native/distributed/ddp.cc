@@ -1,5 +1,5 @@
 // DDP gradient buckets over autograd hooks. See ddp.h.
-#include "dist/ddp.h"
+#include "distributed/ddp.h"
 
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/engine.h>
@@ -8,7 +8,7 @@
 
 #include <mutex>
 
-namespace et::dist {
+namespace et::distributed {
 
 struct GradReducer::State : std::enable_shared_from_this<GradReducer::State> {
   std::shared_ptr<Group> group;
@@ -239,4 +239,4 @@ void GradReducer::State::finalize() {
   }
 }
 
-}  // namespace et::dist
+}  // namespace et::distributed

@@ -1,0 +1,111 @@
+// Process-level state: versions and CUDA devices, seeds and random generator states, thread
+// count, grad mode and autocast.
+#include "bridge/bridge.h"
+
+#include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/GradMode.h>
+#include <torch/cuda.h>
+#include <torch/utils.h>
+#include <torch/version.h>
+
+namespace et::bridge {
+
+static Napi::Value Versions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto o = Napi::Object::New(env);
+  o.Set("libtorch", Napi::String::New(env, TORCH_VERSION));
+  bool cuda = torch::cuda::is_available();
+  o.Set("cuda", Napi::Boolean::New(env, cuda));
+  o.Set("cudaBuild", Napi::Boolean::New(env, at::detail::getCUDAHooks().hasCUDA() || cuda));
+  if (cuda && at::detail::getCUDAHooks().hasCuDNN())
+    o.Set("cudnn", Napi::String::New(env, std::to_string(at::detail::getCUDAHooks().versionCuDNN())));
+  return o;
+}
+
+static Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(torch::cuda::device_count()));
+}
+
+static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    torch::manual_seed(static_cast<uint64_t>(to_double(info[0], "seed")));
+    return info.Env().Undefined();
+  });
+}
+
+static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    double n = to_double(info[0], "threads");
+    if (!(n >= 1 && n <= 1024)) throw CodedError("ERR_INVALID_ARG", "threads must be in [1, 1024]");
+    set_compute_threads(static_cast<int>(n));
+    return info.Env().Undefined();
+  });
+}
+
+// The state of a device's default random generator (CPU: the Mersenne Twister and normal cache;
+// CUDA: seed and offset), as a uint8 tensor, and back.
+static at::Generator default_generator(const Napi::Value& v) {
+  at::Device d = to_device(v);
+  return at::globalContext().defaultGenerator(d.is_cuda() && !d.has_index() ? at::Device(at::kCUDA, 0) : d);
+}
+static Napi::Value GetRngState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto gen = default_generator(info[0]);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    return TensorHandle::wrap(info.Env(), gen.get_state());
+  });
+}
+static Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto gen = default_generator(info[0]);
+    at::Tensor state = to_tensor(info[1], "state");
+    if (state.scalar_type() != at::kByte || state.dim() != 1 || !state.device().is_cpu())
+      throw CodedError("ERR_INVALID_ARG", "an RNG state is a 1-D uint8 CPU tensor (from getRngState)");
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state.contiguous());
+    return info.Env().Undefined();
+  });
+}
+
+static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), compute_threads()); }
+
+static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
+  c10::GradMode::set_enabled(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+// setAutocast('cpu' | 'cuda', enabled, dtype) on the JS thread; returns the previous [enabled, dtype].
+static Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto dev = to_string(info[0], "autocast device");
+    if (dev != "cpu" && dev != "cuda") throw CodedError("ERR_INVALID_ARG", "autocast device must be 'cpu' or 'cuda'");
+    auto type = dev == "cpu" ? at::kCPU : at::kCUDA;
+    auto prev = Napi::Array::New(info.Env(), 2);
+    prev.Set(0u, Napi::Boolean::New(info.Env(), at::autocast::is_autocast_enabled(type)));
+    prev.Set(1u, Napi::String::New(info.Env(), dtype_name(at::autocast::get_autocast_dtype(type))));
+    at::autocast::set_autocast_enabled(type, info[1].ToBoolean().Value());
+    at::autocast::set_autocast_dtype(type, to_dtype(info[2]));
+    return prev;
+  });
+}
+
+static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled());
+}
+
+void init_runtime(Napi::Env env, Napi::Object exports) {
+  init_compute_thread();
+  exports.Set("versions", Napi::Function::New(env, Versions));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("getRngState", Napi::Function::New(env, GetRngState));
+  exports.Set("setRngState", Napi::Function::New(env, SetRngState));
+  exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
+  exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
+  exports.Set("setAutocast", Napi::Function::New(env, SetAutocast));
+}
+
+}  // namespace et::bridge
