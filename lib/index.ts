@@ -18,7 +18,7 @@ export {
   cat, stack, where, noGrad, isGradEnabled, autocast,
 } from './tensor';
 export * as functional from './functional';
-export * as nn from './nn';
+export * as nn from './api/nn';
 export * as optim from './train';
 export * as train from './train/api';
 export * as amp from './train/amp';

@@ -35,6 +35,21 @@ function checkStat(path: string, st: fs.Stats, maxBytes: number): number {
 }
 
 /**
+ * Why a path cannot be read as a data file ('does not exist', 'is a directory, not a regular
+ * file', …), or null when it is a regular file (symlinks followed). Opens nothing.
+ */
+export function notAFile(p: string): string | null {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    return 'does not exist';
+  }
+  if (st.isFile()) return null;
+  return `is ${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'a socket or other special file'}, not a regular file`;
+}
+
+/**
  * Opens a regular file for reading (symlinks followed) and returns its descriptor and size.
  * The caller closes the descriptor.
  * @throws EmotorchError ERR_IO when it cannot be opened, is not a regular file, or is larger than

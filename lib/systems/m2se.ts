@@ -16,7 +16,8 @@ import { Trainer } from '../train/trainer';
 import type { Batch } from '../train/trainer';
 import { Salmonn } from './salmonn';
 import { readAudio, findFfmpeg, ffmpegMissing } from '../audio/ffmpeg';
-import { notAFile, resolveFrom } from '../data/datasets/base';
+import { resolveFrom } from '../data/datasets/base';
+import { notAFile } from '../io/file';
 import { TrainingArguments } from '../train/args';
 import type { TrainingArgumentsInit } from '../train/args';
 
