@@ -150,3 +150,35 @@ export function parseJson(text: string, file: string, where = ''): unknown {
     throw new EmotorchError(`'${file}'${where} is not JSON (${why})`, 'ERR_FORMAT');
   }
 }
+
+/** Config-like JSON files (config.json, shard indexes, adapter configs) are small: anything larger is not one. */
+export const MAX_JSON = 64 * 1024 * 1024;
+
+/**
+ * Reads and parses a JSON file: the one JSON-file reader (regular files only, at most `maxBytes`,
+ * a syntax error named by position without quoting the text).
+ * @throws EmotorchError ERR_IO as {@link readRegularTextSync}; ERR_FORMAT as {@link parseJson}.
+ */
+export function readJsonSync(path: string, maxBytes?: number): unknown {
+  return parseJson(readRegularTextSync(path, maxBytes), path);
+}
+
+/**
+ * {@link readJsonSync} on the thread pool, up to V8's longest string.
+ * @throws EmotorchError ERR_IO as {@link readRegularFile}; ERR_FORMAT as {@link parseJson}.
+ */
+export async function readJson(path: string, maxBytes: number = bufferConstants.MAX_STRING_LENGTH): Promise<unknown> {
+  const buf = await readRegularFile(path, Math.min(maxBytes, bufferConstants.MAX_STRING_LENGTH));
+  return parseJson(buf.toString('utf8'), path);
+}
+
+/**
+ * A JSON file that must hold an object (a config), of at most {@link MAX_JSON} bytes.
+ * @param what what it should be, for the message: `'<path>' is not <what>: not a JSON object`
+ * @throws EmotorchError ERR_IO / ERR_FORMAT as {@link readJsonSync}; ERR_FORMAT when not an object.
+ */
+export function readJsonObjectSync(path: string, what: string): Record<string, unknown> {
+  const c = readJsonSync(path, MAX_JSON);
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new EmotorchError(`'${path}' is not ${what}: not a JSON object`, 'ERR_FORMAT');
+  return c as Record<string, unknown>;
+}

@@ -14,7 +14,7 @@ import { Linear, Embedding } from '../nn/layers';
 import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides } from '../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../tensor';
 import { EmotorchError, checkInt, invalid, checkOptionNames } from '../errors';
-import { parseJson, readRegularTextSync } from '../io/file';
+import { readJsonObjectSync } from '../io/file';
 import { crossEntropy, l1Loss } from '../functional';
 import { saveSafetensors } from '../io/safetensors';
 import type { SpectraItem, SpectraTask } from '../data/datasets/spectra';
@@ -366,8 +366,8 @@ export class Spectra extends Module {
     checkOptionNames(opts, ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame', 'config', 'strict', 'device', 'dtype'], 'Spectra.fromPretrained');
     const o = opts.config;
     if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text'))) invalid('{ audio?, text? } config fields', 'opts.config', o);
-    const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJson(path.join(dir, 'audio_config.json')), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
-    const text = withOverrides('SPECTRA text', { ...ROBERTA_SPEC, ...TEXT_EXTRA }, readJson(path.join(dir, 'text_config.json')), o?.text);
+    const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJsonObjectSync(path.join(dir, 'audio_config.json'), 'a valid config'), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
+    const text = withOverrides('SPECTRA text', { ...ROBERTA_SPEC, ...TEXT_EXTRA }, readJsonObjectSync(path.join(dir, 'text_config.json'), 'a valid config'), o?.text);
     let sd = await loadCheckpoint(dir);
     if (![...sd.keys()].some((k) => k.startsWith('model.')) && [...sd.keys()].some((k) => k.startsWith('audio_encoder.'))) {
       sd = new Map([...sd].map(([k, t]) => [PRETRAINING_HEADS.test(k) || k.startsWith('head.') ? k : `model.${k}`, t] as [string, Tensor]));
@@ -506,13 +506,6 @@ export class Spectra extends Module {
       labels: tensor(Float64Array.from(labels), { dtype: regression ? 'float32' : 'int64', device }),
     };
   }
-}
-
-function readJson(file: string): Record<string, unknown> {
-  // (regular files only; a syntax error is named by position, never quoting the file)
-  const c = parseJson(readRegularTextSync(file, 64 * 1024 * 1024), file);
-  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new EmotorchError(`'${file}' is not a valid config (not a JSON object)`, 'ERR_FORMAT');
-  return c as Record<string, unknown>;
 }
 
 /**

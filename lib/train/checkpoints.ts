@@ -12,6 +12,7 @@ import { EmotorchError, show } from '../errors';
 import { getRngState, setRngState } from '../runtime';
 import type { Module } from '../nn/module';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+import { readJson } from '../io/file';
 import type { Optimizer } from './optim';
 import type { LRScheduler } from './schedules';
 import type { GradScaler } from './amp';
@@ -131,15 +132,15 @@ export async function rotateCheckpoints(outputDir: string, limit: number | null,
 export async function readCheckpoint(dir: string, p: Omit<CheckpointParts, 'state' | 'extra'>): Promise<{ state: SavedState; restoreRng: () => void }> {
   const a = p.args;
   const stateFile = path.join(dir, 'trainer_state.json');
-  const raw = await readJson(stateFile);
+  const raw = await readStateJson(stateFile);
   if (!isRecord(raw) || !isRecord(raw.emotorch) || raw.emotorch.save_only_model) throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
   const st = checkTrainerState(raw, stateFile);
   await p.model.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
   await p.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
-  p.lrScheduler!.loadStateDict(await readJson(path.join(dir, 'scheduler.json')) as { step: number });
+  p.lrScheduler!.loadStateDict(await readStateJson(path.join(dir, 'scheduler.json')) as { step: number });
   if (p.scaler) {
     const f = path.join(dir, 'scaler.json');
-    if (await exists(f)) p.scaler.loadStateDict(await readJson(f) as never);
+    if (await exists(f)) p.scaler.loadStateDict(await readStateJson(f) as never);
   }
   const restoreRng = await loadRngState(path.join(dir, 'rng_state.safetensors'));
   return { state: st, restoreRng };
@@ -167,18 +168,17 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return !!v && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** A checkpoint's JSON file: ERR_IO when it cannot be read, ERR_FORMAT (without quoting it) when it is not JSON. */
-export async function readJson(file: string): Promise<unknown> {
-  let text: string;
+/**
+ * A checkpoint's JSON file, through the one JSON reader (ERR_IO when it cannot be read or is not
+ * a regular file); a syntax error keeps the Trainer's wording, '<file>' is not valid JSON (ERR_FORMAT,
+ * without quoting it).
+ */
+async function readStateJson(file: string): Promise<unknown> {
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    return await readJson(file);
   } catch (e) {
-    throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new EmotorchError(`'${file}' is not valid JSON`, 'ERR_FORMAT');
+    if (e instanceof EmotorchError && e.code === 'ERR_FORMAT') throw new EmotorchError(`'${file}' is not valid JSON`, 'ERR_FORMAT');
+    throw e;
   }
 }
 
