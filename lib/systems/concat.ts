@@ -9,7 +9,7 @@
 import * as fs from 'fs';
 import { Module, ModuleOptions, lockConfig } from '../nn/module';
 import { Linear, Embedding, LayerNorm } from '../nn/layers';
-import { ROBERTA_DEFAULTS, RobertaModel } from '../nn/roberta';
+import { ROBERTA_DEFAULTS, RobertaLayers, RobertaModel } from '../nn/roberta';
 import { applyLora, LoraOptions } from '../nn/lora';
 import { Tensor, tensor, cat, checkTensor, noGrad, arange } from '../tensor';
 import { isFloating } from '../dtype';
@@ -17,7 +17,6 @@ import { WavLMModel } from '../nn/wavlm';
 import { Wav2Vec2Model } from '../nn/wav2vec2';
 import { WhisperEncoder } from '../nn/whisper';
 import { whisperLogMel } from '../audio/features';
-import { RobertaLayers } from './spectra';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { crossEntropy } from '../functional';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';

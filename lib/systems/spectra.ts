@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Module, NativeModule, ModuleOptions, lockConfig } from '../nn/module';
-import { RobertaModel, RobertaConfig, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../nn/roberta';
+import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../nn/roberta';
 import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../nn/wavlm';
 import { Linear, Embedding } from '../nn/layers';
 import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides } from '../nn/pretrained';
@@ -166,19 +166,6 @@ export class SpectraAudioEncoder extends NativeModule {
   async forward(inputs: { inputValues: Tensor; attentionMask: Tensor; batchSize: number; tokenTypeTable?: Tensor | null }): Promise<{ lastHiddenState: Tensor; attentionMask: Tensor }> {
     const [h, m] = await this.run([inputs.inputValues, inputs.attentionMask, tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]), inputs.tokenTypeTable ?? null]);
     return { lastHiddenState: h!, attentionMask: m! };
-  }
-}
-
-/** `num_layers` RoBERTa layers over given hidden states (SPECTRA's `fused_encoder`, keys `N.*`). */
-export class RobertaLayers extends NativeModule {
-  readonly numLayers: number;
-  constructor(config: RobertaConfig, numLayers: number, opts: ModuleOptions = {}) {
-    super('roberta_layers', { ...config, num_layers: numLayers }, opts);
-    this.numLayers = numLayers;
-  }
-  /** @returns (batch, length, hidden) after every layer; `attentionMask` (batch, length) 1 = attend. */
-  async forward(inputs: { hiddenStates: Tensor; attentionMask?: Tensor | null }): Promise<Tensor> {
-    return (await this.run([inputs.hiddenStates, inputs.attentionMask ?? null]))[0]!;
   }
 }
 
