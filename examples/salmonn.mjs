@@ -55,7 +55,7 @@ for (let i = 0; i < ds.length; i++) {
 const evalItems = items.slice(0, HELD_OUT);
 const trainItems = items.slice(HELD_OUT);
 const asDataset = (xs) => ({ length: xs.length, get: (i) => xs[i] });
-const dataCollator = (batch) => ({ audio: batch.map((x) => x.audio), prompt: batch.map((x) => x.prompt), target: batch.map((x) => x.target) });
+const dataCollator = (batch) => et.systems.Salmonn.collate(batch);
 console.log(`${trainItems.length} training and ${evalItems.length} held-out dialogues; target e.g. ${JSON.stringify(evalItems[0].target)}`);
 
 // ---- the model

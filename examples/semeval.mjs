@@ -61,7 +61,7 @@ for (const order of [['text'], ['audio'], ['text', 'audio']]) {
   const { predictions } = await trainer.predict(test);
   const pred = Array.from(predictions.argmax(-1).dataSync(), Number);
   const submission = path.join(outDir(), 'Subtask_2_pred.json');
-  et.systems.writeEcfSubmission(submission, testItems, et.systems.selfCausePairs(testItems, pred));
+  et.metrics.writeEcfSubmission(submission, testItems, et.systems.selfCausePairs(testItems, pred));
   const goldConvs = JSON.parse(fs.readFileSync(path.join(dataDir, 'ecf.json'), 'utf8')).filter((c) => held.has(c.conversation_ID));
   const pairs = et.metrics.ecacPairs(JSON.parse(fs.readFileSync(submission, 'utf8')), goldConvs);
   console.log(`         subtask 2, self-cause pairs: w-avg F1 ${pairs.weighted.f1.toFixed(3)} (micro ${pairs.micro.f1.toFixed(3)}); wrote ${submission}`);

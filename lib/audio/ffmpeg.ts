@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { execFile } from 'child_process';
 import { EmotorchError, invalid } from '../errors';
-import { notAFile } from '../data/datasets/base';
+import { notAFile } from '../io/file';
 import { readWav, Wav, WavOptions } from './wav';
 
 /**

@@ -35,6 +35,21 @@ function checkStat(path: string, st: fs.Stats, maxBytes: number): number {
 }
 
 /**
+ * Why a path cannot be read as a data file ('does not exist', 'is a directory, not a regular
+ * file', …), or null when it is a regular file (symlinks followed). Opens nothing.
+ */
+export function notAFile(p: string): string | null {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    return 'does not exist';
+  }
+  if (st.isFile()) return null;
+  return `is ${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'a socket or other special file'}, not a regular file`;
+}
+
+/**
  * Opens a regular file for reading (symlinks followed) and returns its descriptor and size.
  * The caller closes the descriptor.
  * @throws EmotorchError ERR_IO when it cannot be opened, is not a regular file, or is larger than
@@ -134,4 +149,36 @@ export function parseJson(text: string, file: string, where = ''): unknown {
     const why = at ? `a syntax error at character ${at[1]}` : /end of JSON/i.test(msg) ? 'it ends too early' : 'a syntax error';
     throw new EmotorchError(`'${file}'${where} is not JSON (${why})`, 'ERR_FORMAT');
   }
+}
+
+/** Config-like JSON files (config.json, shard indexes, adapter configs) are small: anything larger is not one. */
+export const MAX_JSON = 64 * 1024 * 1024;
+
+/**
+ * Reads and parses a JSON file: the one JSON-file reader (regular files only, at most `maxBytes`,
+ * a syntax error named by position without quoting the text).
+ * @throws EmotorchError ERR_IO as {@link readRegularTextSync}; ERR_FORMAT as {@link parseJson}.
+ */
+export function readJsonSync(path: string, maxBytes?: number): unknown {
+  return parseJson(readRegularTextSync(path, maxBytes), path);
+}
+
+/**
+ * {@link readJsonSync} on the thread pool, up to V8's longest string.
+ * @throws EmotorchError ERR_IO as {@link readRegularFile}; ERR_FORMAT as {@link parseJson}.
+ */
+export async function readJson(path: string, maxBytes: number = bufferConstants.MAX_STRING_LENGTH): Promise<unknown> {
+  const buf = await readRegularFile(path, Math.min(maxBytes, bufferConstants.MAX_STRING_LENGTH));
+  return parseJson(buf.toString('utf8'), path);
+}
+
+/**
+ * A JSON file that must hold an object (a config), of at most {@link MAX_JSON} bytes.
+ * @param what what it should be, for the message: `'<path>' is not <what>: not a JSON object`
+ * @throws EmotorchError ERR_IO / ERR_FORMAT as {@link readJsonSync}; ERR_FORMAT when not an object.
+ */
+export function readJsonObjectSync(path: string, what: string): Record<string, unknown> {
+  const c = readJsonSync(path, MAX_JSON);
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new EmotorchError(`'${path}' is not ${what}: not a JSON object`, 'ERR_FORMAT');
+  return c as Record<string, unknown>;
 }

@@ -6,8 +6,12 @@
  * - subtask 1 (textual cause spans): the same under strict (exact span) and proportional
  *   (token-overlap) matching.
  * The scorer's 1e-8 smoothing terms are kept, so values are those the leaderboard printed.
+ * Also the Subtask 2 submission file these scores read (ecfSubmission, writeEcfSubmission).
  */
+import * as fs from 'fs';
 import { EmotorchError, invalid } from '../errors';
+import { ECF_EMOTIONS, groupEcfConversations } from '../data/datasets/ecf';
+import type { EcfItem, EcfEmotion } from '../data/datasets/ecf';
 import { Metric, nonEmpty, pySplit, pyStrip } from './common';
 
 /** The scorer's emotion order; index 0 (neutral) is left out of every average. */
@@ -342,4 +346,58 @@ export class EcacPairs extends ConversationMetric<EcacScores> {
 /** Streaming {@link ecacSpans}. */
 export class EcacSpans extends ConversationMetric<EcacSpanScores> {
   protected run(p: EcacConversation[], t: EcacConversation[]): EcacSpanScores { return spansScore(byId(p, 'preds'), byId(t, 'targets')); }
+}
+
+// ---------------------------------------------------------------- the Subtask 2 submission file
+
+/** One predicted emotion-cause pair (Subtask 2). */
+export interface EcfPairPrediction {
+  conversationId: number;
+  /** The utterance that shows the emotion. */
+  emotionUtterance: number;
+  emotion: Exclude<EcfEmotion, 'neutral'>;
+  /** The utterance that causes it. */
+  causeUtterance: number;
+}
+
+/**
+ * The official Subtask 2 submission (NUSTM/SemEval-2024_ECAC `Subtask_2_pred.json`): each
+ * conversation of `items` (utterance_ID, text, speaker, video_name) with its predicted
+ * `"emotion-cause_pairs": [["3_surprise", "1"], …]`. The records are what `et.metrics.ecacPairs`
+ * scores.
+ * @throws EmotorchError ERR_INVALID_ARG for a pair naming an unknown conversation, utterance or emotion.
+ */
+export function ecfSubmission(items: EcfItem[], pairs: EcfPairPrediction[]): EcacConversation[] {
+  if (!Array.isArray(items) || !Array.isArray(pairs)) invalid('arrays of ECF items and pair predictions', 'ecfSubmission', [items, pairs]);
+  const convs = groupEcfConversations(items);
+  const out = new Map(convs.map((c) => [c[0].conversationId, {
+    conversation_ID: c[0].conversationId,
+    conversation: c.map((u) => ({ utterance_ID: u.utteranceId, text: u.text, speaker: u.speaker, ...(u.videoName !== undefined ? { video_name: u.videoName } : {}) })),
+    'emotion-cause_pairs': [] as [string, string][],
+  }]));
+  pairs.forEach((p, i) => {
+    const conv = out.get(p?.conversationId);
+    if (!conv) invalid('a conversation of the items', `pairs[${i}].conversationId`, p?.conversationId);
+    const has = (u: number) => conv.conversation.some((x) => x.utterance_ID === u);
+    if (!has(p.emotionUtterance)) invalid(`an utterance of conversation ${p.conversationId}`, `pairs[${i}].emotionUtterance`, p.emotionUtterance);
+    if (!has(p.causeUtterance)) invalid(`an utterance of conversation ${p.conversationId}`, `pairs[${i}].causeUtterance`, p.causeUtterance);
+    if (!(ECF_EMOTIONS as readonly string[]).includes(p.emotion) || (p.emotion as string) === 'neutral') invalid('a non-neutral ECF emotion', `pairs[${i}].emotion`, p.emotion);
+    const pair: [string, string] = [`${p.emotionUtterance}_${p.emotion}`, `${p.causeUtterance}`];
+    if (!conv['emotion-cause_pairs'].some((q) => q[0] === pair[0] && q[1] === pair[1])) conv['emotion-cause_pairs'].push(pair);
+  });
+  return [...out.values()];
+}
+
+/**
+ * Writes {@link ecfSubmission} as JSON (the file CodaLab takes).
+ * @throws EmotorchError ERR_IO when the file cannot be written.
+ */
+export function writeEcfSubmission(file: string, items: EcfItem[], pairs: EcfPairPrediction[]): void {
+  if (typeof file !== 'string') invalid('a file path', 'file', file);
+  const records = ecfSubmission(items, pairs);
+  try {
+    fs.writeFileSync(file, JSON.stringify(records, null, 4));
+  } catch (e) {
+    throw new EmotorchError(`cannot write '${file}': ${(e as Error).message}`, 'ERR_IO');
+  }
 }

@@ -2,7 +2,7 @@ export { Module, NativeModule } from './module';
 export type { ModuleOptions, LoadReport, StateDict } from './module';
 export { Linear, Mlp, LayerNorm, Embedding } from './layers';
 export type { LinearConfig, MlpConfig, Activation, LayerNormConfig, EmbeddingConfig } from './layers';
-export { RobertaModel, ROBERTA_DEFAULTS } from './roberta';
+export { RobertaModel, RobertaLayers, ROBERTA_DEFAULTS } from './roberta';
 export type { RobertaConfig, RobertaInputs, RobertaOutputs } from './roberta';
 export { WhisperEncoder, WHISPER_DEFAULTS, OPENAI_WHISPER_RENAMES } from './whisper';
 export type { WhisperConfig } from './whisper';
@@ -22,5 +22,3 @@ export { WAV2VEC2_FAIRSEQ_RENAMES, WAV2VEC2_FAIRSEQ2_RENAMES, WAV2VEC2_XLSR2_1B_
 export type { Wav2Vec2Dialect, Wav2Vec2PretrainedOptions } from './wav2vec2';
 export { Wav2Vec2Model, WAV2VEC2_DEFAULTS, WAV2VEC2_RENAMES } from './wav2vec2';
 export type { Wav2Vec2Config, Wav2Vec2Inputs, Wav2Vec2Outputs } from './wav2vec2';
-export { DistributedDataParallel } from '../distributed/ddp';
-export type { DdpOptions } from '../distributed/ddp';

@@ -9,7 +9,7 @@ import { Module, NativeModule } from './module';
 import { Tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
-import { parseJson, readRegularTextSync } from '../io/file';
+import { readJsonObjectSync } from '../io/file';
 
 export interface LoraOptions {
   /** Rank. */
@@ -85,8 +85,7 @@ export function unmergeLora(module: Module): number { return mergeAll(module, fa
 export async function loadLoraAdapter(module: Module, dir: string): Promise<string[]> {
   if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
   const cfgPath = path.join(dir, 'adapter_config.json');
-  const cfg = parseJson(readRegularTextSync(cfgPath, 64 * 1024 * 1024), cfgPath) as Record<string, unknown>;
-  if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new EmotorchError(`'${cfgPath}' is not an adapter config: not a JSON object`, 'ERR_FORMAT');
+  const cfg = readJsonObjectSync(cfgPath, 'an adapter config');
   if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw new EmotorchError(`'${cfgPath}': peft_type ${String(cfg.peft_type)} is not LORA`, 'ERR_FORMAT');
   const targets = typeof cfg.target_modules === 'string' ? [cfg.target_modules] : (cfg.target_modules as string[]);
   const names = applyLora(module, { r: cfg.r as number, alpha: cfg.lora_alpha as number, dropout: (cfg.lora_dropout as number) ?? 0, targetModules: targets });

@@ -10,25 +10,20 @@ import { Tensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
 import { loadSafetensors } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
-import { parseJson, readRegularTextSync } from '../io/file';
+import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import type { Module, ModuleOptions, StateDict } from './module';
 
 /** Reads `<dir>/config.json`. @throws EmotorchError ERR_IO / ERR_FORMAT. */
 export function readConfig(dir: string): Record<string, unknown> {
   if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
   const file = path.join(dir, 'config.json');
-  const c = parseJson(readRegularTextSync(file, MAX_JSON), file);
-  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new EmotorchError(`'${file}' is not a valid config: not a JSON object`, 'ERR_FORMAT');
-  return c as Record<string, unknown>;
+  return readJsonObjectSync(file, 'a valid config');
 }
 
 /** Whether `dirOrFile` is a folder with a `config.json`. */
 export function hasConfigJson(dirOrFile: string): boolean {
   return fs.existsSync(path.join(dirOrFile, 'config.json'));
 }
-
-/** config.json, shard indexes and adapter configs are small: anything larger is not one. */
-const MAX_JSON = 64 * 1024 * 1024;
 
 /**
  * Every tensor of a checkpoint folder or file: `model.safetensors`, the shards of
@@ -48,7 +43,7 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
   if (fs.existsSync(single)) return (await loadSafetensors(single)).tensors;
   const index = path.join(dirOrFile, 'model.safetensors.index.json');
   if (fs.existsSync(index)) {
-    const parsed = parseJson(readRegularTextSync(index, MAX_JSON), index) as { weight_map?: unknown } | null;
+    const parsed = readJsonSync(index, MAX_JSON) as { weight_map?: unknown } | null;
     const map = parsed && typeof parsed === 'object' ? parsed.weight_map : undefined;
     if (!map || typeof map !== 'object' || Array.isArray(map) || !Object.values(map).every((v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\'))) {
       throw new EmotorchError(`'${index}' is not a valid shard index: weight_map must map names to shard file names in the same folder`, 'ERR_FORMAT');

@@ -119,3 +119,19 @@ export class RobertaModel extends NativeModule {
     return { lastHiddenState: h!, poolerOutput: pooled };
   }
 }
+
+/**
+ * `num_layers` RoBERTa layers over given hidden states, keys `N.*` (SPECTRA's `fused_encoder`, the
+ * ECF classifier's dialogue context), on native/nn/roberta's RobertaLayers.
+ */
+export class RobertaLayers extends NativeModule {
+  readonly numLayers: number;
+  constructor(config: RobertaConfig, numLayers: number, opts: ModuleOptions = {}) {
+    super('roberta_layers', { ...config, num_layers: numLayers }, opts);
+    this.numLayers = numLayers;
+  }
+  /** @returns (batch, length, hidden) after every layer; `attentionMask` (batch, length) 1 = attend. */
+  async forward(inputs: { hiddenStates: Tensor; attentionMask?: Tensor | null }): Promise<Tensor> {
+    return (await this.run([inputs.hiddenStates, inputs.attentionMask ?? null]))[0]!;
+  }
+}

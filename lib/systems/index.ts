@@ -1,17 +1,41 @@
 /** Assembled seed systems: encoders and heads composed into the originals' models. */
 export {
-  Spectra, SpectraModel, SpectraAudioEncoder, RobertaLayers, resolveSpectraConfig, SPECTRA_LABEL_NUM, SPECTRA_RENAMES, SPECTRA_BEST_METRIC,
-  spectraMetrics, spectraParamGroups, finetuneSpectra,
-} from './spectra';
+  Spectra, SpectraModel, SpectraAudioEncoder, resolveSpectraConfig, SPECTRA_LABEL_NUM, SPECTRA_RENAMES,
+} from './spectra/model';
 export type {
   SpectraConfig, SpectraConfigInput, SpectraAudioConfig, SpectraTextConfig, SpectraInputs, SpectraOutputs, SpectraPretrainedOptions,
-  SpectraCollateOptions, SpectraFinetuneOptions,
-} from './spectra';
-export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn';
-export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions, SalmonnPretrainedOptions } from './salmonn';
-export { ConcatFusionClassifier, embedUtterances, ecfSubmission, writeEcfSubmission, selfCausePairs } from './concat';
-export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig, EcfPairPrediction } from './concat';
-export { Usdm, usdmSftLabels, usdmSftExamples, addUnitVocabulary, USDM_TOKEN_IDS, USDM_SFT_ARGS } from './usdm';
-export type { UsdmTokenIds, UsdmTextCodec, UsdmOptions, UsdmAudioPair, UsdmSftExamplesOptions } from './usdm';
-export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seStages, m2seInfer, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_TRAIN_ARGS, M2SE_LORA, M2SE_MAX_LENGTH } from './m2se';
-export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seStage, M2seStagesOptions, M2seStageResult, M2seInferOptions, M2seAudioReport, M2seSalmonnItem } from './m2se';
+} from './spectra/model';
+export type { SpectraCollateOptions } from './spectra/data';
+export { SPECTRA_BEST_METRIC, spectraMetrics, spectraParamGroups, finetuneSpectra } from './spectra/recipe';
+export type { SpectraFinetuneOptions } from './spectra/recipe';
+export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn/model';
+export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions, SalmonnPretrainedOptions } from './salmonn/model';
+export type { SalmonnCollateItem } from './salmonn/data';
+export { ConcatFusionClassifier } from './concat/model';
+export type { ConcatFusionConfig, ConcatFusionInputs, ConcatContextConfig } from './concat/model';
+export { embedUtterances } from './concat/data';
+export { selfCausePairs } from './concat/recipe';
+export { Usdm, addUnitVocabulary } from './usdm/model';
+export type { UsdmOptions } from './usdm/model';
+export { usdmSftLabels, usdmSftExamples, USDM_TOKEN_IDS } from './usdm/data';
+export type { UsdmTokenIds, UsdmTextCodec, UsdmAudioPair, UsdmSftExamplesOptions } from './usdm/data';
+export { USDM_SFT_ARGS } from './usdm/recipe';
+export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_MAX_LENGTH } from './m2se/data';
+export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seAudioReport, M2seSalmonnItem } from './m2se/data';
+export { m2seStages, m2seInfer, M2SE_TRAIN_ARGS, M2SE_LORA } from './m2se/recipe';
+export type { M2seStage, M2seStagesOptions, M2seStageResult, M2seInferOptions } from './m2se/recipe';
+
+// ---- deprecated aliases: names that moved out of et.systems (removed in the next release) ----
+import { RobertaLayers as NnRobertaLayers } from '../nn/roberta';
+import { ecfSubmission as metricsEcfSubmission, writeEcfSubmission as metricsWriteEcfSubmission } from '../metrics/ecac';
+import type { EcfPairPrediction as MetricsEcfPairPrediction } from '../metrics/ecac';
+/** @deprecated use `et.nn.RobertaLayers` (an nn block, not a system). */
+export const RobertaLayers = NnRobertaLayers;
+/** @deprecated use `et.nn.RobertaLayers`. */
+export type RobertaLayers = NnRobertaLayers;
+/** @deprecated use `et.metrics.ecfSubmission` (the submission file sits with the ECAC scores). */
+export const ecfSubmission = metricsEcfSubmission;
+/** @deprecated use `et.metrics.writeEcfSubmission`. */
+export const writeEcfSubmission = metricsWriteEcfSubmission;
+/** @deprecated use `et.metrics.EcfPairPrediction`. */
+export type EcfPairPrediction = MetricsEcfPairPrediction;

@@ -1,5 +1,6 @@
 /** The `et.train` namespace: the Trainer, its arguments, callbacks and writers. */
-export { Trainer, listCheckpoints } from './trainer';
+export { Trainer } from './trainer';
+export { listCheckpoints } from './checkpoints';
 export type { TrainerOptions, TrainOutput, PredictionOutput, EvalPrediction, Batch } from './trainer';
 export { TrainingArguments } from './args';
 export type { TrainingArgumentsInit, ResolvedTrainingArguments, IntervalStrategy, SaveStrategy } from './args';

@@ -9,14 +9,12 @@
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
-import { binding } from '../native';
 import { Tensor, autocast, cat, full, noGrad, tensor } from '../tensor';
-import { cuda } from '../device';
-import { EmotorchError, invalid, show } from '../errors';
+import { EmotorchError, invalid } from '../errors';
 import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
-import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+import { manualSeed } from '../runtime';
 import { AdamW, Optimizer, decayGroups, clipGradNorm } from './optim';
 import { LRScheduler, hfSchedule } from './schedules';
 import { GradScaler } from './amp';
@@ -29,6 +27,7 @@ import * as dist from '../distributed/group';
 import { DistributedDataParallel } from '../distributed/ddp';
 import { DistributedSampler } from '../distributed/sampler';
 import { DTYPES, DType } from '../dtype';
+import { Extra, Position, makeOutputDir, readCheckpoint, removeStaleTemporaries, resolveResume, rotateCheckpoints, writeCheckpoint } from './checkpoints';
 
 /** What `computeMetrics` receives (HF's EvalPrediction): CPU tensors concatenated over the set. */
 export interface EvalPrediction {
@@ -83,11 +82,6 @@ export interface TrainerOptions<T = unknown> {
   generateOptions?: Record<string, unknown>;
 }
 
-/** Where training stands in the data: `batches` of this rank's loader in `epoch`; `world` ranks of `perDevice` items per batch (to resume on another number of ranks). */
-type Position = { epoch: number; batches: number; world?: number; perDevice?: number };
-interface Extra { data: Position; logSum: number; logCount: number; gradNorm: number | null; trainLossSum: number }
-
-const CKPT = /^checkpoint-(\d+)$/;
 const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'computeMetrics', 'callbacks', 'optimizer', 'signal', 'handleSigint', 'generateOptions'];
 
 /** Moves every tensor in a batch to `device` (objects and arrays are walked, other values kept). */
@@ -111,40 +105,6 @@ function concatPadded(ts: Tensor[]): Tensor {
     const pad = full([t.shape[0], len - t.shape[1], ...t.shape.slice(2)], -100, { dtype: t.dtype });
     return cat([t, pad], 1);
   }), 0);
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs.promises.access(p).then(() => true, () => false);
-}
-
-/**
- * Creates args.output_dir (and its parents): a path that is a file, or lies under one, is an
- * ERR_INVALID_ARG naming it rather than a raw EEXIST / ENOTDIR; another failure is ERR_IO.
- */
-async function makeOutputDir(dir: string): Promise<void> {
-  try {
-    await fs.promises.mkdir(dir, { recursive: true });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new EmotorchError(`Expected a folder for args.output_dir but received ${show(dir)}, which is a file or lies under one`, 'ERR_INVALID_ARG');
-    throw new EmotorchError(`cannot create args.output_dir ${show(dir)}: ${(e as Error).message}`, 'ERR_IO');
-  }
-}
-
-/** Complete checkpoints (with trainer_state.json) in a folder, oldest first. */
-export async function listCheckpoints(outputDir: string): Promise<Array<{ step: number; path: string }>> {
-  let names: string[];
-  try {
-    names = await fs.promises.readdir(outputDir);
-  } catch {
-    return [];
-  }
-  const out: Array<{ step: number; path: string }> = [];
-  for (const n of names) {
-    const m = CKPT.exec(n);
-    if (m && await exists(path.join(outputDir, n, 'trainer_state.json'))) out.push({ step: Number(m[1]), path: path.join(outputDir, n) });
-  }
-  return out.sort((a, b) => a.step - b.step);
 }
 
 /**
@@ -355,10 +315,10 @@ export class Trainer<T = unknown> extends EventEmitter {
 
     let resumeFrom: string | null;
     try {
-      resumeFrom = await this.resolveResume();
+      resumeFrom = await resolveResume(a);
       if (this.isMain) {
         await makeOutputDir(a.output_dir);
-        await this.removeStaleTemporaries();
+        await removeStaleTemporaries(a.output_dir);
       }
     } catch (e) {
       this.running = false;
@@ -405,7 +365,7 @@ export class Trainer<T = unknown> extends EventEmitter {
         this.running = false;
         throw e;
       }
-    } else binding.manualSeed(a.seed);
+    } else manualSeed(a.seed);
     if (this.isMain) {
       await this.rewriteLogFile();
       this.tb = a.report_to.includes('tensorboard') ? new TensorBoardWriter(a.logging_dir) : null;
@@ -788,24 +748,6 @@ export class Trainer<T = unknown> extends EventEmitter {
 
   // ---- checkpoints -------------------------------------------------------------------------
 
-  private async resolveResume(): Promise<string | null> {
-    const rc = this.args.resume_from_checkpoint;
-    if (rc === null || rc === false) return null;
-    if (rc === true) {
-      const list = await listCheckpoints(this.args.output_dir);
-      if (!list.length) throw new EmotorchError(`args.resume_from_checkpoint is true but '${this.args.output_dir}' holds no complete checkpoint`, 'ERR_INVALID_ARG');
-      return list[list.length - 1].path;
-    }
-    if (!(await exists(path.join(rc, 'trainer_state.json')))) throw new EmotorchError(`args.resume_from_checkpoint: '${rc}' is not a complete checkpoint (no trainer_state.json)`, 'ERR_INVALID_ARG');
-    return rc;
-  }
-
-  private async removeStaleTemporaries(): Promise<void> {
-    for (const n of await fs.promises.readdir(this.args.output_dir)) {
-      if (n.startsWith('tmp-checkpoint-')) await fs.promises.rm(path.join(this.args.output_dir, n), { recursive: true, force: true });
-    }
-  }
-
   /**
    * Writes `output_dir/checkpoint-<step>/` through a temporary folder renamed into place, so a
    * crash leaves either the complete folder or none. Then applies save_total_limit.
@@ -824,61 +766,22 @@ export class Trainer<T = unknown> extends EventEmitter {
       await this.fire('onSave', final);
       return final;
     }
-    const tmp = path.join(a.output_dir, `tmp-checkpoint-${step}`);
     await this.flushLog();  // the log lines up to this step are on disk with the checkpoint
-    await makeOutputDir(a.output_dir);
-    await fs.promises.rm(tmp, { recursive: true, force: true });
-    await fs.promises.mkdir(tmp, { recursive: true });
-    await this.core.save(path.join(tmp, 'model.safetensors'), { trainableOnly: a.save_only_trainable });
-    if (!a.save_only_model && this.optimizer) {
-      await this.optimizer.save(path.join(tmp, 'optimizer.safetensors'));
-      await fs.promises.writeFile(path.join(tmp, 'scheduler.json'), JSON.stringify(this.lrScheduler!.stateDict()));
-      if (this.scaler) await fs.promises.writeFile(path.join(tmp, 'scaler.json'), JSON.stringify(this.scaler.stateDict()));
-      const rng = new Map<string, Tensor>([['cpu', new Tensor(binding.getRngState('cpu'))]]);
-      if (cuda.isAvailable()) for (let d = 0; d < cuda.deviceCount(); d++) rng.set(`cuda:${d}`, new Tensor(binding.getRngState(`cuda:${d}`)));
-      await saveSafetensors(path.join(tmp, 'rng_state.safetensors'), rng, { format: 'emotorch-rng' });
-    }
     for (const c of this.callbacks) if (c.stateDict) this.state.stateful_callbacks[c.name ?? c.constructor.name] = c.stateDict();
-    await fs.promises.writeFile(path.join(tmp, 'training_args.json'), JSON.stringify(a.toJSON(), null, 2));
-    const st = { ...this.state, emotorch: { ...this.extra, save_only_model: a.save_only_model } };
-    await fs.promises.writeFile(path.join(tmp, 'trainer_state.json'), JSON.stringify(st, null, 2));
-    if (await exists(final)) await fs.promises.rm(final, { recursive: true, force: true });
-    await fs.promises.rename(tmp, final);
+    await writeCheckpoint(path.join(a.output_dir, `tmp-checkpoint-${step}`), final, {
+      model: this.core, args: a, optimizer: this.optimizer, lrScheduler: this.lrScheduler, scaler: this.scaler, state: this.state, extra: this.extra,
+    });
     this.lastSavedStep = step;
-    await this.rotateCheckpoints();
+    await rotateCheckpoints(a.output_dir, a.save_total_limit, this.state.best_model_checkpoint);
     if (this.distributed) await dist.barrier();
     this.emit('save', { step, path: final });
     await this.fire('onSave', final);
     return final;
   }
 
-  private async rotateCheckpoints(): Promise<void> {
-    const limit = this.args.save_total_limit;
-    if (!limit) return;
-    const all = await listCheckpoints(this.args.output_dir);
-    const best = this.state.best_model_checkpoint ? path.resolve(this.state.best_model_checkpoint) : null;
-    const others = all.filter((c) => path.resolve(c.path) !== best);
-    const hasBest = others.length < all.length;
-    const latestIsBest = hasBest && path.resolve(all[all.length - 1].path) === best;
-    const keepOthers = !hasBest ? limit : latestIsBest ? limit - 1 : Math.max(limit - 1, 1);
-    for (const c of others.slice(0, Math.max(0, others.length - keepOthers))) await fs.promises.rm(c.path, { recursive: true, force: true });
-  }
-
   /** Restores everything from a checkpoint; returns the RNG restore to run once data is positioned. */
   private async loadCheckpoint(dir: string): Promise<() => void> {
-    const a = this.args;
-    const stateFile = path.join(dir, 'trainer_state.json');
-    const raw = await readJson(stateFile);
-    if (!isRecord(raw) || !isRecord(raw.emotorch) || raw.emotorch.save_only_model) throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
-    const st = checkTrainerState(raw, stateFile);
-    await this.core.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
-    await this.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
-    this.lrScheduler!.loadStateDict(await readJson(path.join(dir, 'scheduler.json')) as { step: number });
-    if (this.scaler) {
-      const p = path.join(dir, 'scaler.json');
-      if (await exists(p)) this.scaler.loadStateDict(await readJson(p) as never);
-    }
-    const { tensors: rng } = await loadSafetensors(path.join(dir, 'rng_state.safetensors'));
+    const { state: st, restoreRng } = await readCheckpoint(dir, { model: this.core, args: this.args, optimizer: this.optimizer, lrScheduler: this.lrScheduler, scaler: this.scaler });
     const { emotorch, ...hfState } = st;
     // max_steps and num_train_epochs are this run's; which process is rank 0 is this process's
     this.state = {
@@ -891,12 +794,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       const s = this.state.stateful_callbacks?.[c.name ?? c.constructor.name];
       if (s !== undefined && c.loadStateDict) c.loadStateDict(s);
     }
-    return () => {
-      for (const [dev, t] of rng) {
-        if (dev === 'cpu') binding.setRngState('cpu', t.handle);
-        else if (cuda.isAvailable() && Number(dev.split(':')[1]) < cuda.deviceCount()) binding.setRngState(dev, t.handle);
-      }
-    };
+    return restoreRng;
   }
 
   /** Loads the best checkpoint's weights into the model. */
@@ -914,74 +812,6 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (!this.isMain) return;
     await writePlots(this.args.output_dir, this.state.log_history);
   }
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return !!v && typeof v === 'object' && !Array.isArray(v);
-}
-
-/** A checkpoint's JSON file: ERR_IO when it cannot be read, ERR_FORMAT (without quoting it) when it is not JSON. */
-async function readJson(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(file, 'utf8');
-  } catch (e) {
-    throw new EmotorchError(`cannot read '${file}': ${(e as Error).message}`, 'ERR_IO');
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new EmotorchError(`'${file}' is not valid JSON`, 'ERR_FORMAT');
-  }
-}
-
-type SavedState = TrainerState & { emotorch: Extra };
-
-/**
- * Checks a trainer_state.json read for resuming, field by field, as any input: a wrong field is an
- * ERR_FORMAT naming the file and the field (never the content). JSON writes a NaN loss sum as
- * null; it comes back as NaN.
- */
-function checkTrainerState(st: Record<string, unknown>, file: string): SavedState {
-  const bad = (field: string, what: string): never => {
-    throw new EmotorchError(`'${file}' is not a valid trainer state: ${field} must be ${what}`, 'ERR_FORMAT');
-  };
-  const int = (v: unknown, min: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= min;
-  const num = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
-  if (!int(st.global_step, 0)) bad('global_step', 'a non-negative integer');
-  if (!num(st.epoch) || (st.epoch as number) < 0) bad('epoch', 'a non-negative number');
-  if (!Array.isArray(st.log_history)) bad('log_history', 'an array of log records');
-  (st.log_history as unknown[]).forEach((r, i) => {
-    if (!isRecord(r) || Object.values(r).some((v) => v !== null && typeof v !== 'number')) bad(`log_history[${i}]`, 'an object of numbers');
-  });
-  if (st.best_metric !== null && st.best_metric !== undefined && typeof st.best_metric !== 'number') bad('best_metric', 'a number or null');
-  if (st.best_global_step !== null && st.best_global_step !== undefined && !int(st.best_global_step, 0)) bad('best_global_step', 'a non-negative integer or null');
-  if (st.best_model_checkpoint !== null && st.best_model_checkpoint !== undefined && typeof st.best_model_checkpoint !== 'string') bad('best_model_checkpoint', 'a path or null');
-  if (st.stateful_callbacks !== undefined && !isRecord(st.stateful_callbacks)) bad('stateful_callbacks', 'an object');
-  if (st.total_flos !== undefined && !num(st.total_flos)) bad('total_flos', 'a number');
-  for (const k of ['logging_steps', 'eval_steps', 'save_steps', 'train_batch_size']) if (st[k] !== undefined && st[k] !== null && !num(st[k])) bad(k, 'a number or null');
-  const e = st.emotorch as Record<string, unknown>;
-  const d = e.data;
-  if (!isRecord(d)) bad('emotorch.data', 'a data position { epoch, batches }');
-  const pos = d as Record<string, unknown>;
-  if (!int(pos.epoch, 0)) bad('emotorch.data.epoch', 'a non-negative integer');
-  if (!int(pos.batches, 0)) bad('emotorch.data.batches', 'a non-negative integer');
-  for (const k of ['world', 'perDevice']) if (pos[k] !== undefined && !int(pos[k], 1)) bad(`emotorch.data.${k}`, 'a positive integer');
-  for (const k of ['logSum', 'trainLossSum']) if (e[k] !== null && typeof e[k] !== 'number') bad(`emotorch.${k}`, 'a number');
-  if (!int(e.logCount, 0)) bad('emotorch.logCount', 'a non-negative integer');
-  if (e.gradNorm !== null && typeof e.gradNorm !== 'number') bad('emotorch.gradNorm', 'a number or null');
-  const nan = (v: unknown) => (v === null ? NaN : v as number);
-  return {
-    ...(st as unknown as SavedState),
-    best_metric: (st.best_metric ?? null) as number | null,
-    best_global_step: (st.best_global_step ?? null) as number | null,
-    best_model_checkpoint: (st.best_model_checkpoint ?? null) as string | null,
-    stateful_callbacks: (st.stateful_callbacks ?? {}) as Record<string, unknown>,
-    emotorch: {
-      data: { epoch: pos.epoch as number, batches: pos.batches as number, ...(pos.world !== undefined ? { world: pos.world as number } : {}), ...(pos.perDevice !== undefined ? { perDevice: pos.perDevice as number } : {}) },
-      logSum: nan(e.logSum), logCount: e.logCount as number, gradNorm: e.gradNorm as number | null, trainLossSum: nan(e.trainLossSum),
-    },
-  };
 }
 
 /**

@@ -2,7 +2,6 @@
  * What every dataset shares: a length, async `get(i)`, async iteration, and `skipBad`, which
  * drops items that fail validation when the file is loaded and records why.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import { EmotorchError, invalid, checkInt } from '../../errors';
 import { NdArray } from '../../io/ndarray';
@@ -116,21 +115,6 @@ export abstract class BaseDataset<T, R> implements Dataset<T>, AsyncIterable<T> 
 }
 
 // ---- conversions shared by the datasets ---------------------------------------------------
-
-/**
- * Why a path cannot be read as a data file ('does not exist', 'is a directory, not a regular
- * file', …), or null when it is a regular file (symlinks followed). Opens nothing.
- */
-export function notAFile(p: string): string | null {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch {
-    return 'does not exist';
-  }
-  if (st.isFile()) return null;
-  return `is ${st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'a socket or other special file'}, not a regular file`;
-}
 
 /** A file path resolved against a root folder (absolute paths are kept). */
 export function resolveFrom(root: string, p: string): string {

@@ -242,3 +242,14 @@ export class EcfDataset extends BaseDataset<EcfItem, EcfRecord> {
     return out;
   }
 }
+
+/** Groups utterance items into conversations (by conversationId, in first-seen order, utterances in order). */
+export function groupEcfConversations(items: EcfItem[]): EcfItem[][] {
+  if (!Array.isArray(items)) invalid('an array of ECF items', 'items', items);
+  const by = new Map<number, EcfItem[]>();
+  for (const it of items) {
+    if (!by.has(it.conversationId)) by.set(it.conversationId, []);
+    by.get(it.conversationId)!.push(it);
+  }
+  return [...by.values()].map((c) => c.sort((a, b) => a.utteranceId - b.utteranceId));
+}

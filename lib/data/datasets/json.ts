@@ -1,6 +1,6 @@
 /** Reading the JSON files the datasets are stored in. */
 import { EmotorchError } from '../../errors';
-import { readRegularTextSync, parseJson } from '../../io/file';
+import { readJsonSync, readRegularTextSync, parseJson } from '../../io/file';
 import { describeValue } from './base';
 
 /**
@@ -8,11 +8,10 @@ import { describeValue } from './base';
  * read (a FIFO or device is refused before anything is read), up to 512 MiB (V8's longest string).
  */
 export function readJsonList(file: string, key?: string): unknown[] {
-  const text = readRegularTextSync(file);
   if (file.endsWith('.jsonl')) {
-    return text.split('\n').map((l, i) => [l, i] as const).filter(([l]) => l.trim()).map(([l, i]) => parseJson(l, file, ` line ${i + 1}`));
+    return readRegularTextSync(file).split('\n').map((l, i) => [l, i] as const).filter(([l]) => l.trim()).map(([l, i]) => parseJson(l, file, ` line ${i + 1}`));
   }
-  const json = parseJson(text, file);
+  const json = readJsonSync(file);
   if (key && json !== null && typeof json === 'object' && !Array.isArray(json) && Array.isArray((json as Record<string, unknown>)[key])) {
     return (json as Record<string, unknown[]>)[key];
   }

@@ -20,7 +20,8 @@
 import * as path from 'path';
 import { invalid, checkInt, checkNumber } from '../../errors';
 import { readWav } from '../../audio/wav';
-import { BaseDataset, DatasetOptions, checkDatasetOptions, dataError, resolveFrom, str, describeValue, notAFile } from './base';
+import { BaseDataset, DatasetOptions, checkDatasetOptions, dataError, resolveFrom, str, describeValue } from './base';
+import { notAFile } from '../../io/file';
 import { readJsonList } from './json';
 
 export interface SalmonnOptions extends DatasetOptions {

@@ -5,7 +5,8 @@
  */
 import * as path from 'path';
 import { invalid } from '../../errors';
-import { BaseDataset, DatasetOptions, checkDatasetOptions, resolveFrom, str, describeValue, notAFile } from './base';
+import { BaseDataset, DatasetOptions, checkDatasetOptions, resolveFrom, str, describeValue } from './base';
+import { notAFile } from '../../io/file';
 import { readJsonList } from './json';
 
 /** The M2SE tasks a record can be inferred to belong to. */

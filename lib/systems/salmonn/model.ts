@@ -10,20 +10,21 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Module, lockConfig } from '../nn/module';
-import type { StateDict } from '../nn/module';
-import { WhisperEncoder } from '../nn/whisper';
-import { BeatsEncoder } from '../nn/beats';
-import { QFormer, QFormerConfig } from '../nn/qformer';
-import { LlamaForCausalLM } from '../nn/llama';
-import { applyLora } from '../nn/lora';
-import { Linear, LayerNorm } from '../nn/layers';
-import { loadCheckpoint } from '../nn/pretrained';
-import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../tensor';
-import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
-import { whisperLogMel, kaldiFbank } from '../audio/features';
-import { Tokenizer } from '../data/tokenizer';
-import { saveSafetensors } from '../io/safetensors';
+import { Module, lockConfig } from '../../nn/module';
+import type { StateDict } from '../../nn/module';
+import { WhisperEncoder } from '../../nn/whisper';
+import { BeatsEncoder } from '../../nn/beats';
+import { QFormer, QFormerConfig } from '../../nn/qformer';
+import { LlamaForCausalLM } from '../../nn/llama';
+import { applyLora } from '../../nn/lora';
+import { Linear, LayerNorm } from '../../nn/layers';
+import { loadCheckpoint } from '../../nn/pretrained';
+import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../../tensor';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../../errors';
+import { whisperLogMel, kaldiFbank } from '../../audio/features';
+import { Tokenizer } from '../../data/tokenizer';
+import { saveSafetensors } from '../../io/safetensors';
+import { SalmonnCollateItem, salmonnCollate } from './data';
 
 const SR = 16000;
 const CHUNK = 30 * SR;
@@ -527,6 +528,17 @@ export class Salmonn extends Module {
     // atts_bos = speech_atts[:, :1]: the first wrapped position's mask (1)
     const mask = cat([before.attentionMask.slice(1, 0, 1), before.attentionMask, audioMask, after.attentionMask], 1).to({ device: dev });
     return { embeds, mask };
+  }
+
+  /**
+   * Gathers SALMONN items (`{ audio, prompt, target }`, e.g. from et.data.SalmonnDataset) into the
+   * batch {@link forward} takes; the waveforms stay as they are (forward pads them as the original).
+   * @throws EmotorchError ERR_INVALID_ARG for an empty batch.
+   * @example
+   * const trainer = new et.train.Trainer({ model, trainDataset, dataCollator: (items) => et.systems.Salmonn.collate(items), args });
+   */
+  static collate(items: readonly SalmonnCollateItem[]): SalmonnBatch {
+    return salmonnCollate(items);
   }
 
   /**

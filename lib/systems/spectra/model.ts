@@ -7,24 +7,20 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Module, NativeModule, ModuleOptions, lockConfig } from '../nn/module';
-import { RobertaModel, RobertaConfig, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../nn/roberta';
-import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../nn/wavlm';
-import { Linear, Embedding } from '../nn/layers';
-import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides } from '../nn/pretrained';
-import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../tensor';
-import { EmotorchError, checkInt, invalid, checkOptionNames } from '../errors';
-import { parseJson, readRegularTextSync } from '../io/file';
-import { crossEntropy, l1Loss } from '../functional';
-import { saveSafetensors } from '../io/safetensors';
-import type { SpectraItem, SpectraTask } from '../data/datasets/spectra';
-import type { Dataset } from '../data/datasets/base';
-import type { Device } from '../device';
-import { AdamW, ParamGroup } from '../train/optim';
-import { Trainer, TrainOutput, EvalPrediction } from '../train/trainer';
-import type { TrainingArgumentsInit } from '../train/args';
-import { accuracy, balancedAccuracy, f1 } from '../metrics/classification';
-import { mmsa } from '../metrics/mmsa';
+import { Module, NativeModule, ModuleOptions, lockConfig } from '../../nn/module';
+import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../../nn/roberta';
+import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../nn/wavlm';
+import { Linear, Embedding } from '../../nn/layers';
+import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides } from '../../nn/pretrained';
+import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
+import { EmotorchError, checkInt, invalid, checkOptionNames } from '../../errors';
+import { readJsonObjectSync } from '../../io/file';
+import { crossEntropy, l1Loss } from '../../functional';
+import { saveSafetensors } from '../../io/safetensors';
+import type { SpectraItem, SpectraTask } from '../../data/datasets/spectra';
+import type { Trainer, TrainOutput } from '../../train/trainer';
+import { SpectraCollateOptions, spectraCollate } from './data';
+import { SpectraFinetuneOptions, finetuneSpectra } from './recipe';
 
 /** Output size per task (the original's main.py LABEL_NUM). */
 export const SPECTRA_LABEL_NUM: Record<SpectraTask, number> = { mosi: 1, mosei: 1, mintrec: 20, iemocap: 6 };
@@ -169,19 +165,6 @@ export class SpectraAudioEncoder extends NativeModule {
   }
 }
 
-/** `num_layers` RoBERTa layers over given hidden states (SPECTRA's `fused_encoder`, keys `N.*`). */
-export class RobertaLayers extends NativeModule {
-  readonly numLayers: number;
-  constructor(config: RobertaConfig, numLayers: number, opts: ModuleOptions = {}) {
-    super('roberta_layers', { ...config, num_layers: numLayers }, opts);
-    this.numLayers = numLayers;
-  }
-  /** @returns (batch, length, hidden) after every layer; `attentionMask` (batch, length) 1 = attend. */
-  async forward(inputs: { hiddenStates: Tensor; attentionMask?: Tensor | null }): Promise<Tensor> {
-    return (await this.run([inputs.hiddenStates, inputs.attentionMask ?? null]))[0]!;
-  }
-}
-
 /** `ATModel`: the two encoders, the modality embeddings and the fused layers. */
 export class SpectraModel extends Module {
   declare readonly config: SpectraConfig;
@@ -294,24 +277,6 @@ export interface SpectraPretrainedOptions extends PretrainedOptions {
   extraAudioFrame?: boolean;
 }
 
-export interface SpectraCollateOptions {
-  /** Samples every clip is cut or zero-padded to (all clips, as the original). Default 160000 (10 s). */
-  audioLength?: number;
-  /** Longest token sequence; longer ones keep `<s>` and the last tokens. Default 512. */
-  textLength?: number;
-  /**
-   * Two clips per sample, history first (the original's `--multi_audio`; a sample without history
-   * gets an empty clip), token sequence = history + current without its `<s>`, turn ids 0/1.
-   * Default: true when any item has a previous turn.
-   */
-  multiAudio?: boolean;
-  /** Float labels (MOSI/MOSEI regression); default: int64 when every label is an integer. */
-  regression?: boolean;
-  /** Padding token id. Default 1 (RoBERTa's `<pad>`; the original pads with 0, which changes no valid output). */
-  padTokenId?: number;
-  device?: Device;
-}
-
 /**
  * SPECTRA for sequence classification / regression (`ATForSequenceClassification`): the fused
  * sequence's first position (the text `<s>`) through Linear → GELU → Linear; L1 loss for one
@@ -366,8 +331,8 @@ export class Spectra extends Module {
     checkOptionNames(opts, ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame', 'config', 'strict', 'device', 'dtype'], 'Spectra.fromPretrained');
     const o = opts.config;
     if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text'))) invalid('{ audio?, text? } config fields', 'opts.config', o);
-    const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJson(path.join(dir, 'audio_config.json')), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
-    const text = withOverrides('SPECTRA text', { ...ROBERTA_SPEC, ...TEXT_EXTRA }, readJson(path.join(dir, 'text_config.json')), o?.text);
+    const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJsonObjectSync(path.join(dir, 'audio_config.json'), 'a valid config'), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
+    const text = withOverrides('SPECTRA text', { ...ROBERTA_SPEC, ...TEXT_EXTRA }, readJsonObjectSync(path.join(dir, 'text_config.json'), 'a valid config'), o?.text);
     let sd = await loadCheckpoint(dir);
     if (![...sd.keys()].some((k) => k.startsWith('model.')) && [...sd.keys()].some((k) => k.startsWith('audio_encoder.'))) {
       sd = new Map([...sd].map(([k, t]) => [PRETRAINING_HEADS.test(k) || k.startsWith('head.') ? k : `model.${k}`, t] as [string, Tensor]));
@@ -448,177 +413,6 @@ export class Spectra extends Module {
    * const loader = new et.data.DataLoader(ds, { batchSize: 24, shuffle: true, collate: (items) => et.systems.Spectra.collate(items) });
    */
   static collate(items: SpectraItem[], opts: SpectraCollateOptions = {}): SpectraInputs {
-    if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of SPECTRA items', 'items', items);
-    if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
-    checkOptionNames(opts, ['audioLength', 'textLength', 'multiAudio', 'regression', 'padTokenId', 'device'], 'Spectra.collate');
-    const S = checkInt(opts.audioLength ?? 160000, 'audioLength', 1);
-    const maxText = checkInt(opts.textLength ?? 512, 'textLength', 2);
-    const pad = checkInt(opts.padTokenId ?? 1, 'padTokenId', 0);
-    const device = opts.device ?? 'cpu';
-    items.forEach((it, i) => {
-      if (!it || typeof it !== 'object' || !(it.audio instanceof Float32Array) || !Array.isArray(it.textIds) || typeof it.label !== 'number') invalid('a SPECTRA item ({ audio, textIds, label, … })', `items[${i}]`, it);
-      if (it.audio.length === 0) invalid('a non-empty clip', `items[${i}].audio`, 'no samples');
-    });
-    const multi = opts.multiAudio ?? items.some((it) => it.prevAudio !== undefined || it.prevTextIds !== undefined);
-    const words: number[][] = [], turns: (number[] | null)[] = [], clips: Float32Array[] = [];
-    for (const it of items) {
-      if (multi) {
-        const hist = it.prevTextIds;
-        if (hist && hist.length) {
-          words.push([...hist, ...it.textIds.slice(1)]);
-          turns.push([...hist.map(() => 0), ...it.textIds.slice(1).map(() => 1)]);
-        } else {
-          words.push([...it.textIds]);
-          turns.push(it.turnIds ? [...it.turnIds] : it.textIds.map(() => 1));
-        }
-        clips.push(it.prevAudio ?? new Float32Array(0), it.audio);
-      } else {
-        words.push([...it.textIds]);
-        turns.push(it.turnIds ? [...it.turnIds] : null);
-        clips.push(it.audio);
-      }
-    }
-    const T = Math.min(Math.max(...words.map((w) => w.length)), maxText);
-    const cut = (s: number[]) => (s.length > T ? [s[0], ...s.slice(s.length - (T - 1))] : s);
-    const B = items.length;
-    const ids = new Float64Array(B * T).fill(pad), tam = new Float64Array(B * T), tt = new Float64Array(B * T);
-    const withTurns = multi || turns.some((t) => t !== null);
-    words.forEach((w, b) => {
-      const c = cut(w);
-      ids.set(c, b * T);
-      tam.fill(1, b * T, b * T + c.length);
-      if (withTurns) tt.set(cut(turns[b] ?? w.map(() => 1)), b * T);
-    });
-    const wave = new Float32Array(clips.length * S), keep = new Float64Array(clips.length * S);
-    clips.forEach((a, i) => {
-      const n = Math.min(a.length, S);
-      wave.set(a.subarray(0, n), i * S);
-      keep.fill(1, i * S, i * S + n);
-    });
-    const labels = items.map((it) => it.label);
-    const regression = opts.regression ?? !labels.every(Number.isInteger);
-    return {
-      inputValues: tensor(wave, { shape: [clips.length, S], device }),
-      audioAttentionMask: tensor(keep, { shape: [clips.length, S], dtype: 'int64', device }),
-      inputIds: tensor(ids, { shape: [B, T], dtype: 'int64', device }),
-      attentionMask: tensor(tam, { shape: [B, T], dtype: 'int64', device }),
-      tokenTypeIds: withTurns ? tensor(tt, { shape: [B, T], dtype: 'int64', device }) : null,
-      labels: tensor(Float64Array.from(labels), { dtype: regression ? 'float32' : 'int64', device }),
-    };
+    return spectraCollate(items, opts);
   }
-}
-
-function readJson(file: string): Record<string, unknown> {
-  // (regular files only; a syntax error is named by position, never quoting the file)
-  const c = parseJson(readRegularTextSync(file, 64 * 1024 * 1024), file);
-  if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new EmotorchError(`'${file}' is not a valid config (not a JSON object)`, 'ERR_FORMAT');
-  return c as Record<string, unknown>;
-}
-
-/**
- * The paper's metrics per task, from logits and labels (the original's downstream_metrics.py,
- * computed by et.metrics): MOSI/MOSEI the MMSA suite (Has0/Non0 acc-2 and weighted F1, acc-5,
- * acc-7, MAE, Corr); IEMOCAP accuracy (WA), weighted F1 and UA (balanced accuracy); MIntRec
- * 20-class accuracy and macro F1 plus the binary split (label > 10) accuracy and macro F1.
- * @throws EmotorchError ERR_INVALID_ARG for an unknown task.
- * @example
- * const m = et.systems.spectraMetrics('iemocap')({ predictions: logits, labelIds: labels });
- */
-export function spectraMetrics(task: SpectraTask): (p: EvalPrediction) => Record<string, number> {
-  if (!(task in SPECTRA_LABEL_NUM)) invalid("'mosi', 'mosei', 'iemocap' or 'mintrec'", 'task', task);
-  return ({ predictions, labelIds }) => {
-    if (!labelIds) throw new EmotorchError('SPECTRA metrics need labels', 'ERR_INVALID_ARG');
-    const truth = Array.from(labelIds.to({ dtype: 'float64' }).dataSync() as Float64Array);
-    if (task === 'mosi' || task === 'mosei') {
-      const pred = Array.from(predictions.reshape([-1]).to({ dtype: 'float64' }).dataSync() as Float64Array);
-      return { ...mmsa(pred, truth) } as unknown as Record<string, number>;
-    }
-    const pred = Array.from(predictions.argmax(-1).to({ dtype: 'float64' }).dataSync() as Float64Array);
-    if (task === 'iemocap') {
-      return { accuracy: accuracy(pred, truth), f1_weighted: f1(pred, truth, { average: 'weighted' }), ua: balancedAccuracy(pred, truth) };
-    }
-    const bin = (xs: number[]) => xs.map((x) => (x > 10 ? 1 : 0));
-    return {
-      acc_20: accuracy(pred, truth), f1_20: f1(pred, truth, { average: 'macro' }),
-      acc_2: accuracy(bin(pred), bin(truth)), f1_2: f1(bin(pred), bin(truth), { average: 'macro' }),
-    };
-  };
-}
-
-/** The metric that picks the best checkpoint per task. */
-export const SPECTRA_BEST_METRIC: Record<SpectraTask, string> = { mosi: 'Non0_acc_2', mosei: 'Non0_acc_2', iemocap: 'accuracy', mintrec: 'acc_20' };
-
-/**
- * The original's optimizer groups (main.py): weight decay on every parameter whose name contains
- * none of 'bias', 'LayerNorm.weight', 'LayerNorm.bias' (so WavLM's lower-case `layer_norm`
- * weights, audio_cls/audio_sep and the embeddings are decayed, as in the original).
- */
-export function spectraParamGroups(model: Module, weightDecay = 0.01): ParamGroup[] {
-  const noDecay = ['bias', 'LayerNorm.weight', 'LayerNorm.bias'];
-  const groups: [Tensor[], Tensor[]] = [[], []];
-  for (const [n, p] of model.namedParameters()) if (p.requiresGrad) groups[noDecay.some((k) => n.includes(k)) ? 1 : 0].push(p);
-  return [{ params: groups[0], weightDecay }, { params: groups[1], weightDecay: 0 }].filter((g) => g.params.length > 0);
-}
-
-export interface SpectraFinetuneOptions {
-  task: SpectraTask;
-  /** A SPECTRA model (e.g. from fromPretrained) or a checkpoint folder to load with this task. */
-  model: Spectra | string;
-  train: Dataset<SpectraItem>;
-  eval?: Dataset<SpectraItem>;
-  /** TrainingArguments overriding the paper's (output_dir at least). */
-  args?: TrainingArgumentsInit;
-  /** Collate options (audioLength in samples, textLength, multiAudio; IEMOCAP's default is multiAudio). */
-  collate?: SpectraCollateOptions;
-  /** Load options when `model` is a folder (device, maskAudioCls, …). */
-  load?: SpectraPretrainedOptions;
-}
-
-/**
- * The paper's fine-tuning recipe on {@link Trainer}: batch 24, 5 epochs, lr 2e-5, AdamW eps 1e-8,
- * weight decay 0.01 by the original's name rule ({@link spectraParamGroups}), clipping 1.0, warmup
- * int(1 % of the steps) then linear decay (cosine when that is 0 steps, as the original), audio
- * cut to 10 s, text to 512 tokens with the history cut from the left, evaluation and saving every
- * epoch, the best checkpoint by the task's metric ({@link SPECTRA_BEST_METRIC}) loaded at the end.
- * @returns the trainer (for evaluate / predict) and its TrainOutput
- * @throws EmotorchError ERR_INVALID_ARG for bad options (and what the Trainer and loaders throw).
- * @example
- * const { trainer } = await et.systems.Spectra.finetune({
- *   task: 'iemocap', model: 'SPECTRA-base/', train, eval: valid, args: { output_dir: 'runs/iemocap' },
- *   load: { device: 'cuda' },
- * });
- * console.log(await trainer.evaluate(test, 'test'));
- */
-export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ model: Spectra; trainer: Trainer<SpectraItem>; output: TrainOutput }> {
-  if (!opts || typeof opts !== 'object') invalid('{ task, model, train, … }', 'finetune options', opts);
-  checkOptionNames(opts, ['task', 'model', 'train', 'eval', 'args', 'collate', 'load'], 'Spectra.finetune');
-  const { task } = opts;
-  if (!(task in SPECTRA_LABEL_NUM)) invalid("'mosi', 'mosei', 'iemocap' or 'mintrec'", 'task', task);
-  if (!opts.train || typeof opts.train.length !== 'number') invalid('a dataset', 'train', opts.train);
-  const model = typeof opts.model === 'string' ? await Spectra.fromPretrained(opts.model, { ...opts.load, task }) : opts.model;
-  if (!(model instanceof Spectra)) invalid('a Spectra model or a folder', 'model', opts.model);
-  if (model.config.num_class !== SPECTRA_LABEL_NUM[task]) invalid(`a model with ${SPECTRA_LABEL_NUM[task]} outputs for ${task}`, 'model', `${model.config.num_class} outputs`);
-  const given = opts.args ?? {};
-  const batch = given.per_device_train_batch_size ?? 24;
-  const accum = given.gradient_accumulation_steps ?? 1;
-  const epochs = given.num_train_epochs ?? 5;
-  const steps = epochs * Math.ceil(opts.train.length / batch / accum);
-  const warmup = Math.floor(0.01 * steps);
-  const args: TrainingArgumentsInit = {
-    per_device_train_batch_size: 24, per_device_eval_batch_size: 24, num_train_epochs: 5, learning_rate: 2e-5, adam_epsilon: 1e-8,
-    weight_decay: 0.01, max_grad_norm: 1.0, warmup_steps: warmup, lr_scheduler_type: warmup === 0 ? 'cosine' : 'linear',
-    eval_strategy: opts.eval ? 'epoch' : 'no', save_strategy: 'epoch', save_total_limit: 1,
-    load_best_model_at_end: !!opts.eval, metric_for_best_model: opts.eval ? SPECTRA_BEST_METRIC[task] : null, greater_is_better: true, seed: 42,
-    ...given,
-  };
-  const collate: SpectraCollateOptions = { audioLength: model.config.audio.max_length, textLength: model.config.text.max_length, regression: SPECTRA_LABEL_NUM[task] === 1, ...(task === 'iemocap' ? { multiAudio: true } : {}), ...opts.collate };
-  const params = spectraParamGroups(model, args.weight_decay ?? 0.01);
-  const trainer = new Trainer<SpectraItem>({
-    model, args, trainDataset: opts.train, evalDataset: opts.eval,
-    dataCollator: (items) => Spectra.collate(items, collate) as unknown as Record<string, unknown>,
-    computeMetrics: spectraMetrics(task),
-    optimizer: new AdamW(params, { lr: args.learning_rate ?? 2e-5, eps: args.adam_epsilon ?? 1e-8, weightDecay: args.weight_decay ?? 0.01 }),
-  });
-  const output = await trainer.train();
-  return { model, trainer, output };
 }

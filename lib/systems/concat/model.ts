@@ -6,25 +6,22 @@
  * ({@link EcfDataset} `features`) or from {@link embedUtterances} (an emotorch encoder,
  * mean-pooled over the mask, cached to disk).
  */
-import * as fs from 'fs';
-import { Module, ModuleOptions, lockConfig } from '../nn/module';
-import { Linear, Embedding, LayerNorm } from '../nn/layers';
-import { ROBERTA_DEFAULTS, RobertaModel } from '../nn/roberta';
-import { applyLora, LoraOptions } from '../nn/lora';
-import { Tensor, tensor, cat, checkTensor, noGrad, arange } from '../tensor';
-import { isFloating } from '../dtype';
-import { WavLMModel } from '../nn/wavlm';
-import { Wav2Vec2Model } from '../nn/wav2vec2';
-import { WhisperEncoder } from '../nn/whisper';
-import { whisperLogMel } from '../audio/features';
-import { RobertaLayers } from './spectra';
-import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
-import { crossEntropy } from '../functional';
-import { loadSafetensors, saveSafetensors } from '../io/safetensors';
-import { ECF_EMOTIONS } from '../data/datasets/ecf';
-import type { EcfItem, EcfEmotion } from '../data/datasets/ecf';
-import type { EcacConversation } from '../metrics/ecac';
-import type { Device } from '../device';
+import { Module, ModuleOptions, lockConfig } from '../../nn/module';
+import { Linear, Embedding, LayerNorm } from '../../nn/layers';
+import { ROBERTA_DEFAULTS, RobertaLayers, RobertaModel } from '../../nn/roberta';
+import { applyLora, LoraOptions } from '../../nn/lora';
+import { Tensor, cat, checkTensor, arange } from '../../tensor';
+import { isFloating } from '../../dtype';
+import { WavLMModel } from '../../nn/wavlm';
+import { Wav2Vec2Model } from '../../nn/wav2vec2';
+import { WhisperEncoder } from '../../nn/whisper';
+import { whisperLogMel } from '../../audio/features';
+import { EmotorchError, checkInt, checkNumber, invalid } from '../../errors';
+import { crossEntropy } from '../../functional';
+import { groupEcfConversations } from '../../data/datasets/ecf';
+import type { EcfItem } from '../../data/datasets/ecf';
+import type { Device } from '../../device';
+import { ConcatCollateOptions, concatCollate, concatCollateConversations } from './data';
 
 /**
  * Dialogue context (beyond the seed, which scores utterances one by one): the concatenated
@@ -393,41 +390,12 @@ export class ConcatFusionClassifier extends Module {
    * @throws EmotorchError ERR_INVALID_ARG for an empty batch or items without features.
    */
   static collateConversations(convs: EcfItem[][], opts: { device?: Device } = {}): ConcatFusionInputs {
-    checkOptionNames(opts, ['device'], 'ConcatFusionClassifier.collateConversations');
-    if (!Array.isArray(convs) || convs.length === 0 || !convs.every((c) => Array.isArray(c) && c.length > 0)) invalid('a non-empty array of non-empty conversations (arrays of ECF items)', 'conversations', convs);
-    const d = convs[0][0]?.features?.length ?? 0;
-    const C = convs.length, U = Math.max(...convs.map((c) => c.length));
-    const feats = new Float32Array(C * U * d), mask = new Float64Array(C * U), spk = new Float64Array(C * U), labels = new Float64Array(C * U).fill(-100);
-    convs.forEach((conv, ci) => {
-      const speakers = new Map<string, number>();
-      conv.forEach((it, ui) => {
-        if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `conversations[${ci}][${ui}]`, it);
-        const k = ci * U + ui;
-        feats.set(it.features, k * d);
-        mask[k] = 1;
-        if (!speakers.has(it.speaker)) speakers.set(it.speaker, speakers.size);
-        spk[k] = speakers.get(it.speaker)!;
-        if (it.label >= 0) labels[k] = it.label;
-      });
-    });
-    const device = opts.device ?? 'cpu';
-    return {
-      features: tensor(feats, { shape: [C, U, d], device }),
-      utteranceMask: tensor(mask, { shape: [C, U], dtype: 'int64', device }),
-      speakerIds: tensor(spk, { shape: [C, U], dtype: 'int64', device }),
-      labels: tensor(labels, { dtype: 'int64', device }),
-    };
+    return concatCollateConversations(convs, opts);
   }
 
   /** Groups utterance items into conversations (by conversationId, in first-seen order, utterances in order). */
   static groupConversations(items: EcfItem[]): EcfItem[][] {
-    if (!Array.isArray(items)) invalid('an array of ECF items', 'items', items);
-    const by = new Map<number, EcfItem[]>();
-    for (const it of items) {
-      if (!by.has(it.conversationId)) by.set(it.conversationId, []);
-      by.get(it.conversationId)!.push(it);
-    }
-    return [...by.values()].map((c) => c.sort((a, b) => a.utteranceId - b.utteranceId));
+    return groupEcfConversations(items);
   }
 
   /**
@@ -443,179 +411,8 @@ export class ConcatFusionClassifier extends Module {
    * const ids = new Map(items.map((it, i) => [it, encoded.inputIds[i]]));
    * const batch = et.systems.ConcatFusionClassifier.collate(xs, { tokenIds: (it) => ids.get(it), waveform: (it) => clips.get(it) });
    */
-  static collate(items: EcfItem[], opts: {
-    device?: Device; tokenIds?: (item: EcfItem) => number[]; padTokenId?: number; waveform?: (item: EcfItem) => Float32Array | number[];
-  } = {}): ConcatFusionInputs {
-    if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of ECF items', 'items', items);
-    if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
-    checkOptionNames(opts, ['device', 'tokenIds', 'padTokenId', 'waveform'], 'ConcatFusionClassifier.collate');
-    if (opts.tokenIds !== undefined && typeof opts.tokenIds !== 'function') invalid('a function (item) => token ids', 'tokenIds', opts.tokenIds);
-    if (opts.waveform !== undefined && typeof opts.waveform !== 'function') invalid('a function (item) => Float32Array of samples', 'waveform', opts.waveform);
-    const d = items[0]?.features?.length ?? 0;
-    const device = opts.device ?? 'cpu';
-    const out: ConcatFusionInputs = {
-      labels: tensor(Float64Array.from(items.map((it) => (it?.label >= 0 ? it.label : -100))), { dtype: 'int64', device }),
-    };
-    if (d > 0 || !(opts.tokenIds || opts.waveform)) {
-      const flat = new Float32Array(items.length * d);
-      items.forEach((it, i) => {
-        if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `items[${i}]`, it);
-        flat.set(it.features, i * d);
-      });
-      out.features = tensor(flat, { shape: [items.length, d], device });
-    }
-    if (opts.tokenIds) {
-      const pad = checkInt(opts.padTokenId ?? 1, 'padTokenId', 0);
-      const seqs = items.map((it, i) => {
-        const ids = opts.tokenIds!(it);
-        if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isSafeInteger(x) && x >= 0)) invalid('a non-empty array of token ids', `tokenIds(items[${i}])`, ids);
-        return ids;
-      });
-      const T = Math.max(...seqs.map((q) => q.length));
-      const ids = new Float64Array(items.length * T).fill(pad), mask = new Float64Array(items.length * T);
-      seqs.forEach((q, i) => { ids.set(q, i * T); mask.fill(1, i * T, i * T + q.length); });
-      out.inputIds = tensor(ids, { shape: [items.length, T], dtype: 'int64', device });
-      out.attentionMask = tensor(mask, { shape: [items.length, T], dtype: 'int64', device });
-    }
-    if (opts.waveform) {
-      const clips = items.map((it, i) => {
-        const w = opts.waveform!(it);
-        if (!(w instanceof Float32Array || (Array.isArray(w) && w.every((x) => typeof x === 'number'))) || w.length === 0) invalid('a non-empty Float32Array of samples', `waveform(items[${i}])`, w);
-        if (!(w as ArrayLike<number> as number[]).every(Number.isFinite)) invalid('finite samples', `waveform(items[${i}])`, 'NaN or Infinity');
-        return w;
-      });
-      const S = Math.max(...clips.map((w) => w.length));
-      const wave = new Float32Array(items.length * S), mask = new Float64Array(items.length * S);
-      clips.forEach((w, i) => { wave.set(w, i * S); mask.fill(1, i * S, i * S + w.length); });
-      out.inputValues = tensor(wave, { shape: [items.length, S], device });
-      out.audioAttentionMask = tensor(mask, { shape: [items.length, S], dtype: 'int64', device });
-    }
-    return out;
+  static collate(items: EcfItem[], opts: ConcatCollateOptions = {}): ConcatFusionInputs {
+    return concatCollate(items, opts);
   }
 }
 
-/**
- * Per-utterance embeddings from an emotorch encoder, mean-pooled over the mask, computed once and
- * cached in a safetensors file (tensor names are the given keys, as the ECF embedding files):
- * a later call with the same file reads the cache and never runs the encoder.
- * @param keys one name per utterance (e.g. `${conversationId}_${utteranceId}`)
- * @param encode runs the encoder on a slice of utterances: (batch, length, d) states and their
- *   (batch, length) mask (1 = real)
- * @param opts `cacheFile` (safetensors), `batchSize` (default 16)
- * @returns key → Float32Array embedding
- * @throws EmotorchError ERR_IO when the cache cannot be written; ERR_FORMAT when it lacks a key.
- * @example
- * const text = await et.systems.embedUtterances(keys, async (idx) => {
- *   const enc = await tok.encodeBatch(idx.map((i) => items[i].text), { padding: true });
- *   const { lastHiddenState } = await roberta.forward({ inputIds: enc.inputIds, attentionMask: enc.attentionMask });
- *   return { states: lastHiddenState, mask: enc.attentionMask };
- * }, { cacheFile: 'cache/roberta.safetensors' });
- */
-export async function embedUtterances(
-  keys: string[],
-  encode: (indices: number[]) => Promise<{ states: Tensor; mask: Tensor }>,
-  opts: { cacheFile: string; batchSize?: number },
-): Promise<Map<string, Float32Array>> {
-  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'string')) invalid('a non-empty array of key strings', 'keys', keys);
-  if (new Set(keys).size !== keys.length) invalid('distinct keys', 'keys', keys);
-  if (typeof encode !== 'function') invalid('a function', 'encode', encode);
-  if (!opts || typeof opts.cacheFile !== 'string') invalid('{ cacheFile }', 'embedUtterances options', opts);
-  checkOptionNames(opts, ['cacheFile', 'batchSize'], 'embedUtterances');
-  const bs = checkInt(opts.batchSize ?? 16, 'batchSize', 1);
-  const out = new Map<string, Float32Array>();
-  if (fs.existsSync(opts.cacheFile)) {
-    const { tensors } = await loadSafetensors(opts.cacheFile);
-    for (const k of keys) {
-      const t = tensors.get(k);
-      if (!t) throw new EmotorchError(`embedding cache '${opts.cacheFile}' has no '${k}' (delete it to recompute)`, 'ERR_FORMAT');
-      out.set(k, t.to({ dtype: 'float32' }).dataSync() as Float32Array);
-    }
-    return out;
-  }
-  const save = new Map<string, Tensor>();
-  for (let s = 0; s < keys.length; s += bs) {
-    const idx = Array.from({ length: Math.min(bs, keys.length - s) }, (_, i) => s + i);
-    const pooled = await noGrad(async () => {
-      const { states, mask } = await encode(idx);
-      if (checkTensor(states, 'states').ndim !== 3 || states.shape[0] !== idx.length) invalid(`states (${idx.length}, length, d)`, 'encode result', `[${states.shape}]`);
-      if (checkTensor(mask, 'mask').shape.join() !== states.shape.slice(0, 2).join()) invalid(`mask [${states.shape.slice(0, 2)}]`, 'encode result', `[${mask.shape}]`);
-      const m = mask.to({ dtype: states.dtype }).unsqueeze(2);  // (B, T, 1)
-      return states.mul(m).sum(1).div(m.sum(1).clamp(1)).to({ dtype: 'float32', device: 'cpu' });  // (B, d)
-    });
-    idx.forEach((i, j) => {
-      const row = pooled.select(0, j).contiguous();
-      save.set(keys[i], row);
-      out.set(keys[i], row.dataSync() as Float32Array);
-    });
-  }
-  await saveSafetensors(opts.cacheFile, save);
-  return out;
-}
-
-/** One predicted emotion-cause pair (Subtask 2). */
-export interface EcfPairPrediction {
-  conversationId: number;
-  /** The utterance that shows the emotion. */
-  emotionUtterance: number;
-  emotion: Exclude<EcfEmotion, 'neutral'>;
-  /** The utterance that causes it. */
-  causeUtterance: number;
-}
-
-/**
- * The official Subtask 2 submission (NUSTM/SemEval-2024_ECAC `Subtask_2_pred.json`): each
- * conversation of `items` (utterance_ID, text, speaker, video_name) with its predicted
- * `"emotion-cause_pairs": [["3_surprise", "1"], …]`. The records are what `et.metrics.ecacPairs`
- * scores.
- * @throws EmotorchError ERR_INVALID_ARG for a pair naming an unknown conversation, utterance or emotion.
- */
-export function ecfSubmission(items: EcfItem[], pairs: EcfPairPrediction[]): EcacConversation[] {
-  if (!Array.isArray(items) || !Array.isArray(pairs)) invalid('arrays of ECF items and pair predictions', 'ecfSubmission', [items, pairs]);
-  const convs = ConcatFusionClassifier.groupConversations(items);
-  const out = new Map(convs.map((c) => [c[0].conversationId, {
-    conversation_ID: c[0].conversationId,
-    conversation: c.map((u) => ({ utterance_ID: u.utteranceId, text: u.text, speaker: u.speaker, ...(u.videoName !== undefined ? { video_name: u.videoName } : {}) })),
-    'emotion-cause_pairs': [] as [string, string][],
-  }]));
-  pairs.forEach((p, i) => {
-    const conv = out.get(p?.conversationId);
-    if (!conv) invalid('a conversation of the items', `pairs[${i}].conversationId`, p?.conversationId);
-    const has = (u: number) => conv.conversation.some((x) => x.utterance_ID === u);
-    if (!has(p.emotionUtterance)) invalid(`an utterance of conversation ${p.conversationId}`, `pairs[${i}].emotionUtterance`, p.emotionUtterance);
-    if (!has(p.causeUtterance)) invalid(`an utterance of conversation ${p.conversationId}`, `pairs[${i}].causeUtterance`, p.causeUtterance);
-    if (!(ECF_EMOTIONS as readonly string[]).includes(p.emotion) || (p.emotion as string) === 'neutral') invalid('a non-neutral ECF emotion', `pairs[${i}].emotion`, p.emotion);
-    const pair: [string, string] = [`${p.emotionUtterance}_${p.emotion}`, `${p.causeUtterance}`];
-    if (!conv['emotion-cause_pairs'].some((q) => q[0] === pair[0] && q[1] === pair[1])) conv['emotion-cause_pairs'].push(pair);
-  });
-  return [...out.values()];
-}
-
-/**
- * A baseline cause rule for an emotion classifier's output: every utterance predicted with a
- * non-neutral emotion is paired with itself (the most frequent cause in ECF 2.0).
- * @param labels predicted class per item (indices into ECF_EMOTIONS)
- */
-export function selfCausePairs(items: EcfItem[], labels: ArrayLike<number>): EcfPairPrediction[] {
-  if (!Array.isArray(items) || labels.length !== items.length) invalid(`${items?.length} labels`, 'labels', labels);
-  const out: EcfPairPrediction[] = [];
-  items.forEach((it, i) => {
-    const e = ECF_EMOTIONS[labels[i]];
-    if (e === undefined) invalid('class indices 0..6', `labels[${i}]`, labels[i]);
-    if (e !== 'neutral') out.push({ conversationId: it.conversationId, emotionUtterance: it.utteranceId, emotion: e, causeUtterance: it.utteranceId });
-  });
-  return out;
-}
-
-/**
- * Writes {@link ecfSubmission} as JSON (the file CodaLab takes).
- * @throws EmotorchError ERR_IO when the file cannot be written.
- */
-export function writeEcfSubmission(file: string, items: EcfItem[], pairs: EcfPairPrediction[]): void {
-  if (typeof file !== 'string') invalid('a file path', 'file', file);
-  const records = ecfSubmission(items, pairs);
-  try {
-    fs.writeFileSync(file, JSON.stringify(records, null, 4));
-  } catch (e) {
-    throw new EmotorchError(`cannot write '${file}': ${(e as Error).message}`, 'ERR_IO');
-  }
-}

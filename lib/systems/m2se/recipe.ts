@@ -1,0 +1,258 @@
+/**
+ * M2SE / EmoVerse (seed 004) as a recipe: multistage, multitask LoRA SFT of a text-only
+ * LLaMA-family model, or of the SALMONN speech LLM when the records carry audio, over ms-swift
+ * records, and `swift infer`-style evaluation whose JSONL the M2SE metrics
+ * (`et.metrics.m2seComputeResult`) score.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { EmotorchError, invalid, checkInt, checkNumber, checkOptionNames } from '../../errors';
+import { tensor, Tensor } from '../../tensor';
+import { LlamaForCausalLM } from '../../nn/llama';
+import { applyLora } from '../../nn/lora';
+import type { Tokenizer } from '../../data/tokenizer';
+import { Trainer } from '../../train/trainer';
+import type { Batch } from '../../train/trainer';
+import { TrainingArguments } from '../../train/args';
+import type { TrainingArgumentsInit } from '../../train/args';
+import { Salmonn } from '../salmonn/model';
+import {
+  IGNORE, M2SE_SYSTEM, M2seAudioReport, M2seExample, M2seFormatOptions, M2seMediaReport, M2seRecord, M2seSalmonnItem,
+  checkTokenizer, endId, m2seAudio, m2seCollate, m2seExamples, m2sePrompt, m2seRecords, m2seSalmonnCollate, m2seSalmonnItems, mediaReport,
+} from './data';
+
+/**
+ * The recipe's Trainer defaults: the original scripts' flags (batch 1 × accumulation 8, 2 epochs
+ * per stage) and ms-swift 2.x's defaults for what they leave unset (LoRA learning rate 1e-4,
+ * warmup ratio 0.05, cosine schedule); one save per epoch of the adapters only.
+ */
+export const M2SE_TRAIN_ARGS = {
+  per_device_train_batch_size: 1, gradient_accumulation_steps: 8, num_train_epochs: 2, learning_rate: 1e-4,
+  lr_scheduler_type: 'cosine', warmup_ratio: 0.05, weight_decay: 0.1, max_grad_norm: 0.5,
+  save_strategy: 'epoch', save_only_trainable: true, logging_steps: 5, disable_tqdm: true,
+} as const;
+
+/** ms-swift 2.x's LoRA defaults (the original passes none): rank 8, alpha 32, dropout 0.05, q_proj/v_proj. */
+export const M2SE_LORA = { r: 8, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] };
+
+/** Sum of the batch's token losses divided by numItemsInBatch (default: its own label tokens). */
+async function salmonnLoss(model: Salmonn, batch: Batch, numItemsInBatch?: number): Promise<Tensor> {
+  const n = numItemsInBatch ?? Math.max((batch.labels as Tensor).slice(1, 1).ne(IGNORE).sum().item(), 1);
+  let loss: Tensor | null = null;
+  if (batch.speech) {
+    const out = await model.forward({ ...(batch.speech as { audio: Float32Array[]; prompt: string[]; target: string[] }), numItemsInBatch: n });
+    for (const t of [out.logits, out.labels, out.attentionMask]) t?.dispose();
+    loss = out.loss!;
+  }
+  if (batch.text) {
+    const out = await model.llama_model.forward({ ...(batch.text as ReturnType<typeof m2seCollate>), numItemsInBatch: n });
+    out.logits.dispose();
+    loss = loss ? loss.add(out.loss!) : out.loss!;
+  }
+  return loss!;
+}
+
+// ---- the recipe ----
+
+/** One stage of the recipe. */
+export interface M2seStage {
+  /** ms-swift JSON / JSONL files (or records), concatenated in order. */
+  datasets: Array<string | readonly unknown[]>;
+  /** Trainer arguments over {@link M2SE_TRAIN_ARGS}; `output_dir` default `<outputDir>/stage-<n>`. */
+  args?: TrainingArgumentsInit;
+}
+
+export interface M2seStagesOptions extends M2seFormatOptions {
+  /** A text-only LLaMA, or SALMONN (records with audio then go through its audio path). */
+  model: LlamaForCausalLM | Salmonn;
+  /** The LLaMA's tokenizer (SALMONN uses its own; this is ignored for it). */
+  tokenizer?: Tokenizer;
+  stages: M2seStage[];
+  /** Where stages write when their args name no output_dir. */
+  outputDir?: string;
+  /** LoRA over {@link M2SE_LORA}, or false for a full fine-tune. Skipped when the model (SALMONN: its LLaMA) already has adapters. */
+  lora?: Partial<typeof M2SE_LORA> | false;
+  /** Folder for relative media paths (SALMONN): default the dataset file's folder, or the working directory for records given in memory. */
+  mediaRoot?: string;
+}
+
+export interface M2seStageResult {
+  outputDir: string;
+  examples: number;
+  tooLong: number;
+  /** Media the model could not use: everything for a text-only LLaMA; images and video frames for SALMONN. */
+  unusedMedia: M2seMediaReport;
+  /** SALMONN only: the audio it took. */
+  audio?: M2seAudioReport;
+  globalStep: number;
+  trainingLoss: number;
+}
+
+/** A dataset's records and the folder its relative media paths resolve against. */
+function readDatasets(datasets: Array<string | readonly unknown[]>, mediaRoot?: string): Array<{ records: M2seRecord[]; root: string; name: string }> {
+  return datasets.map((d, k) => ({
+    records: m2seRecords(d),
+    root: mediaRoot ?? (typeof d === 'string' ? path.dirname(path.resolve(d)) : process.cwd()),
+    name: typeof d === 'string' ? `'${d}'` : `datasets[${k}]`,
+  }));
+}
+
+function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | null; tokenizer: Tokenizer } {
+  if (model instanceof Salmonn) return { salmonn: model, tokenizer: model.tokenizer };
+  if (!(model instanceof LlamaForCausalLM)) invalid('a LlamaForCausalLM or an et.systems.Salmonn', 'model', model);
+  return { salmonn: null, tokenizer: checkTokenizer(tokenizer) };
+}
+
+/**
+ * Runs the M2SE recipe: LoRA on the model (once), then one Trainer run per stage, each over its
+ * own datasets and arguments, every stage continuing from the previous one's weights (stage 2
+ * starts from stage 1's adapter). With a text-only LLaMA, media in the records are counted per
+ * stage, warned about and returned, not used: the model trains on the text. With SALMONN, records
+ * with `audios` (or, without them, `videos`, whose audio track ffmpeg decodes) train through its
+ * audio path with its prompt and target; images and video frames are counted, warned about and
+ * returned.
+ * @param opts model, tokenizer, stages, outputDir, lora, system, maxLength, mediaRoot
+ * @returns one result per stage
+ * @throws EmotorchError ERR_INVALID_ARG for bad options, ERR_IO / ERR_FORMAT on a dataset or a media
+ *   file (missing files and a missing ffmpeg are found before any training), ERR_DATA when a stage
+ *   has no example that fits maxLength
+ * @example
+ * await et.systems.m2seStages({ model, tokenizer, outputDir: 'runs/m2se', stages: [
+ *   { datasets: ['emt_data_first.json'] }, { datasets: ['emt_data_second.json'] }] });
+ */
+export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResult[]> {
+  if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
+  checkOptionNames(opts, ['model', 'tokenizer', 'stages', 'outputDir', 'lora', 'mediaRoot', 'system', 'maxLength'], 'm2seStages');
+  const { model, stages } = opts;
+  const { salmonn, tokenizer } = checkModel(model, opts.tokenizer);
+  if (!Array.isArray(stages) || stages.length === 0) invalid('a non-empty array of stages', 'stages', stages);
+  stages.forEach((s, i) => {
+    if (!s || !Array.isArray(s.datasets) || s.datasets.length === 0) invalid('a stage with a non-empty datasets list', `stages[${i}]`, s);
+    if (!s.args?.output_dir && typeof opts.outputDir !== 'string') invalid('a string (or output_dir in every stage)', 'outputDir', opts.outputDir);
+  });
+  if (opts.mediaRoot !== undefined && typeof opts.mediaRoot !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);
+  const stageArgs = stages.map((s, i) => new TrainingArguments({ ...M2SE_TRAIN_ARGS, ...s.args, output_dir: s.args?.output_dir ?? path.join(opts.outputDir!, `stage-${i + 1}`) } as TrainingArgumentsInit));
+  if (opts.lora !== false && opts.lora !== undefined && typeof opts.lora !== 'object') invalid('LoRA options or false', 'lora', opts.lora);
+  // every stage's records (and for SALMONN its media files and ffmpeg) are checked before any training
+  const data: Array<{ recs: M2seRecord[]; examples: M2seExample[] | M2seSalmonnItem[]; tooLong: number }> = [];
+  for (const s of stages) {
+    const sets = readDatasets(s.datasets, opts.mediaRoot);
+    const recs = sets.flatMap((d) => d.records);
+    if (salmonn) {
+      const items: M2seSalmonnItem[] = [];
+      let tooLong = 0;
+      for (const d of sets) {
+        const r = await m2seSalmonnItems(d.records, salmonn, { mediaRoot: d.root, maxLength: opts.maxLength, where: d.name });
+        items.push(...r.items);
+        tooLong += r.tooLong;
+      }
+      data.push({ recs, examples: items, tooLong });
+    } else {
+      const { examples, tooLong } = await m2seExamples(recs, tokenizer, { system: opts.system, maxLength: opts.maxLength });
+      data.push({ recs, examples, tooLong });
+    }
+  }
+  const loraTarget = salmonn ? salmonn.llama_model : model;
+  if (opts.lora !== false && !loraTarget.namedParameters().some(([n]) => n.includes('.lora_'))) {
+    const l = { ...M2SE_LORA, ...(opts.lora || {}) };
+    checkNumber(l.dropout, 'lora.dropout', 0, 1);
+    applyLora(loraTarget, l);
+  }
+  const padId = tokenizer.padTokenId ?? 0;
+  const results: M2seStageResult[] = [];
+  for (let i = 0; i < stages.length; i++) {
+    const { recs, examples, tooLong } = data[i];
+    const media = mediaReport(recs, !!salmonn);
+    if (media.unusedMedia.records) {
+      const u = media.unusedMedia;
+      process.emitWarning(salmonn
+        ? `M2SE stage ${i + 1}: ${u.records} records carry media SALMONN cannot encode (${u.images} images, the frames of ${u.videos} videos); trained on their audio and text`
+        : `M2SE stage ${i + 1}: ${u.records} records carry media a text-only model cannot use (${u.images} images, ${u.videos} videos, ${u.audios} audios); trained on their text`);
+    }
+    if (examples.length === 0) throw new EmotorchError(`M2SE stage ${i + 1}: no example fits maxLength (${tooLong} too long)`, 'ERR_DATA');
+    const outputDir = stageArgs[i].output_dir;
+    const trainDataset = { length: examples.length, get: (k: number) => examples[k] } as never;
+    const trainer = salmonn
+      ? new Trainer<M2seSalmonnItem>({
+        model: salmonn, args: stageArgs[i], trainDataset, dataCollator: m2seSalmonnCollate,
+        computeLoss: (_m, batch, ctx) => salmonnLoss(salmonn, batch, ctx.numItemsInBatch),
+      })
+      : new Trainer<M2seExample>({ model, args: stageArgs[i], trainDataset, dataCollator: (b) => m2seCollate(b, padId) });
+    const out = await trainer.train();
+    results.push({ outputDir, examples: examples.length, tooLong, ...media, globalStep: out.globalStep, trainingLoss: out.trainingLoss });
+  }
+  return results;
+}
+
+export interface M2seInferOptions {
+  /** A text-only LLaMA, or SALMONN (records with audio are answered from their audio). */
+  model: LlamaForCausalLM | Salmonn;
+  /** The LLaMA's tokenizer (SALMONN uses its own). */
+  tokenizer?: Tokenizer;
+  /** The test JSON / JSONL (or records). */
+  dataset: string | readonly unknown[];
+  /** The JSONL to write. */
+  outFile: string;
+  system?: string;
+  /** Default 64. */
+  maxNewTokens?: number;
+  /** Folder for relative media paths (SALMONN): default the dataset file's folder, or the working directory. */
+  mediaRoot?: string;
+}
+
+/**
+ * `swift infer` over a test set: greedy generation per record (stopping at the end token), written
+ * as JSONL lines `{ system, query, response, label, history, images?, videos?, audios? }` that
+ * `et.metrics.readSwiftResults` / `m2seComputeResult` score. With SALMONN, records with audio are
+ * answered from it (greedy, SALMONN's prompt); its system field is then SALMONN's (none: '').
+ * @returns the file, the record count, the media the model could not use (and SALMONN's audio)
+ * @throws EmotorchError ERR_INVALID_ARG for bad options, ERR_IO / ERR_FORMAT on the files (a
+ *   missing media file or ffmpeg before anything is generated)
+ * @example
+ * await et.systems.m2seInfer({ model, tokenizer, dataset: 'meld_test_data.json', outFile: 'meld.jsonl' });
+ * et.metrics.m2seComputeResult('meld.jsonl', 'emotion');
+ */
+export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string; count: number; unusedMedia: M2seMediaReport; audio?: M2seAudioReport }> {
+  if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
+  checkOptionNames(opts, ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot'], 'm2seInfer');
+  const { salmonn, tokenizer } = checkModel(opts.model, opts.tokenizer);
+  if (typeof opts.outFile !== 'string' || !opts.outFile) invalid('a file path', 'outFile', opts.outFile);
+  const maxNew = checkInt(opts.maxNewTokens ?? 64, 'maxNewTokens', 1);
+  const system = opts.system ?? M2SE_SYSTEM;
+  if (typeof system !== 'string') invalid('a string', 'system', system);
+  if (opts.mediaRoot !== undefined && typeof opts.mediaRoot !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);
+  const [set] = readDatasets([opts.dataset], opts.mediaRoot);
+  const recs = set.records;
+  const items = salmonn ? (await m2seSalmonnItems(recs, salmonn, { mediaRoot: set.root, maxLength: Number.MAX_SAFE_INTEGER, where: set.name })).items : null;
+  const end = salmonn ? salmonn.ids.eos : endId(tokenizer);
+  const llm = salmonn ? salmonn.llama_model : opts.model as LlamaForCausalLM;
+  const wasTraining = opts.model.training;
+  opts.model.eval();
+  const lines: string[] = [];
+  try {
+    for (let i = 0; i < recs.length; i++) {
+      const r = recs[i];
+      let toks: number[];
+      if (items && items[i].audio.length) {
+        [toks] = await salmonn!.generateTokens([await m2seAudio(items[i].audio)], [items[i].prompt], { numBeams: 1, maxNewTokens: maxNew });
+      } else {
+        const ids = items ? [salmonn!.ids.bos, ...(await tokenizer.encode(items[i].prompt, { addSpecialTokens: false }))] : await tokenizer.encode(m2sePrompt(r, system));
+        const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { maxNewTokens: maxNew, eosTokenId: end, padTokenId: end });
+        toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
+      }
+      const cut = toks.indexOf(end);
+      const response = (await tokenizer.decode(cut < 0 ? toks : toks.slice(0, cut), { skipSpecialTokens: true })).trim();
+      const media = Object.fromEntries((['images', 'videos', 'audios'] as const).filter((k) => r[k].length).map((k) => [k, r[k]]));
+      lines.push(JSON.stringify({ system: salmonn ? '' : r.system ?? system, query: r.query, response, label: r.response, history: r.history, ...media }));
+    }
+  } finally {
+    if (wasTraining) opts.model.train();
+  }
+  try {
+    await fs.promises.mkdir(path.dirname(path.resolve(opts.outFile)), { recursive: true });
+    await fs.promises.writeFile(opts.outFile, lines.map((l) => `${l}\n`).join(''));
+  } catch (e) {
+    throw new EmotorchError(`cannot write '${opts.outFile}': ${(e as Error).message}`, 'ERR_IO');
+  }
+  return { file: opts.outFile, count: recs.length, ...mediaReport(recs, !!salmonn) };
+}

@@ -1,0 +1,121 @@
+/** SPECTRA's fine-tuning recipe: the paper's metrics per task, optimizer groups and Trainer settings. */
+import type { Tensor } from '../../tensor';
+import { EmotorchError, invalid, checkOptionNames } from '../../errors';
+import type { Module } from '../../nn/module';
+import type { SpectraItem, SpectraTask } from '../../data/datasets/spectra';
+import type { Dataset } from '../../data/datasets/base';
+import { AdamW, ParamGroup } from '../../train/optim';
+import { Trainer, TrainOutput, EvalPrediction } from '../../train/trainer';
+import type { TrainingArgumentsInit } from '../../train/args';
+import { accuracy, balancedAccuracy, f1 } from '../../metrics/classification';
+import { mmsa } from '../../metrics/mmsa';
+import { SPECTRA_LABEL_NUM, Spectra, SpectraPretrainedOptions } from './model';
+import type { SpectraCollateOptions } from './data';
+
+/**
+ * The paper's metrics per task, from logits and labels (the original's downstream_metrics.py,
+ * computed by et.metrics): MOSI/MOSEI the MMSA suite (Has0/Non0 acc-2 and weighted F1, acc-5,
+ * acc-7, MAE, Corr); IEMOCAP accuracy (WA), weighted F1 and UA (balanced accuracy); MIntRec
+ * 20-class accuracy and macro F1 plus the binary split (label > 10) accuracy and macro F1.
+ * @throws EmotorchError ERR_INVALID_ARG for an unknown task.
+ * @example
+ * const m = et.systems.spectraMetrics('iemocap')({ predictions: logits, labelIds: labels });
+ */
+export function spectraMetrics(task: SpectraTask): (p: EvalPrediction) => Record<string, number> {
+  if (!(task in SPECTRA_LABEL_NUM)) invalid("'mosi', 'mosei', 'iemocap' or 'mintrec'", 'task', task);
+  return ({ predictions, labelIds }) => {
+    if (!labelIds) throw new EmotorchError('SPECTRA metrics need labels', 'ERR_INVALID_ARG');
+    const truth = Array.from(labelIds.to({ dtype: 'float64' }).dataSync() as Float64Array);
+    if (task === 'mosi' || task === 'mosei') {
+      const pred = Array.from(predictions.reshape([-1]).to({ dtype: 'float64' }).dataSync() as Float64Array);
+      return { ...mmsa(pred, truth) } as unknown as Record<string, number>;
+    }
+    const pred = Array.from(predictions.argmax(-1).to({ dtype: 'float64' }).dataSync() as Float64Array);
+    if (task === 'iemocap') {
+      return { accuracy: accuracy(pred, truth), f1_weighted: f1(pred, truth, { average: 'weighted' }), ua: balancedAccuracy(pred, truth) };
+    }
+    const bin = (xs: number[]) => xs.map((x) => (x > 10 ? 1 : 0));
+    return {
+      acc_20: accuracy(pred, truth), f1_20: f1(pred, truth, { average: 'macro' }),
+      acc_2: accuracy(bin(pred), bin(truth)), f1_2: f1(bin(pred), bin(truth), { average: 'macro' }),
+    };
+  };
+}
+
+/** The metric that picks the best checkpoint per task. */
+export const SPECTRA_BEST_METRIC: Record<SpectraTask, string> = { mosi: 'Non0_acc_2', mosei: 'Non0_acc_2', iemocap: 'accuracy', mintrec: 'acc_20' };
+
+/**
+ * The original's optimizer groups (main.py): weight decay on every parameter whose name contains
+ * none of 'bias', 'LayerNorm.weight', 'LayerNorm.bias' (so WavLM's lower-case `layer_norm`
+ * weights, audio_cls/audio_sep and the embeddings are decayed, as in the original).
+ */
+export function spectraParamGroups(model: Module, weightDecay = 0.01): ParamGroup[] {
+  const noDecay = ['bias', 'LayerNorm.weight', 'LayerNorm.bias'];
+  const groups: [Tensor[], Tensor[]] = [[], []];
+  for (const [n, p] of model.namedParameters()) if (p.requiresGrad) groups[noDecay.some((k) => n.includes(k)) ? 1 : 0].push(p);
+  return [{ params: groups[0], weightDecay }, { params: groups[1], weightDecay: 0 }].filter((g) => g.params.length > 0);
+}
+
+export interface SpectraFinetuneOptions {
+  task: SpectraTask;
+  /** A SPECTRA model (e.g. from fromPretrained) or a checkpoint folder to load with this task. */
+  model: Spectra | string;
+  train: Dataset<SpectraItem>;
+  eval?: Dataset<SpectraItem>;
+  /** TrainingArguments overriding the paper's (output_dir at least). */
+  args?: TrainingArgumentsInit;
+  /** Collate options (audioLength in samples, textLength, multiAudio; IEMOCAP's default is multiAudio). */
+  collate?: SpectraCollateOptions;
+  /** Load options when `model` is a folder (device, maskAudioCls, …). */
+  load?: SpectraPretrainedOptions;
+}
+
+/**
+ * The paper's fine-tuning recipe on {@link Trainer}: batch 24, 5 epochs, lr 2e-5, AdamW eps 1e-8,
+ * weight decay 0.01 by the original's name rule ({@link spectraParamGroups}), clipping 1.0, warmup
+ * int(1 % of the steps) then linear decay (cosine when that is 0 steps, as the original), audio
+ * cut to 10 s, text to 512 tokens with the history cut from the left, evaluation and saving every
+ * epoch, the best checkpoint by the task's metric ({@link SPECTRA_BEST_METRIC}) loaded at the end.
+ * @returns the trainer (for evaluate / predict) and its TrainOutput
+ * @throws EmotorchError ERR_INVALID_ARG for bad options (and what the Trainer and loaders throw).
+ * @example
+ * const { trainer } = await et.systems.Spectra.finetune({
+ *   task: 'iemocap', model: 'SPECTRA-base/', train, eval: valid, args: { output_dir: 'runs/iemocap' },
+ *   load: { device: 'cuda' },
+ * });
+ * console.log(await trainer.evaluate(test, 'test'));
+ */
+export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ model: Spectra; trainer: Trainer<SpectraItem>; output: TrainOutput }> {
+  if (!opts || typeof opts !== 'object') invalid('{ task, model, train, … }', 'finetune options', opts);
+  checkOptionNames(opts, ['task', 'model', 'train', 'eval', 'args', 'collate', 'load'], 'Spectra.finetune');
+  const { task } = opts;
+  if (!(task in SPECTRA_LABEL_NUM)) invalid("'mosi', 'mosei', 'iemocap' or 'mintrec'", 'task', task);
+  if (!opts.train || typeof opts.train.length !== 'number') invalid('a dataset', 'train', opts.train);
+  const model = typeof opts.model === 'string' ? await Spectra.fromPretrained(opts.model, { ...opts.load, task }) : opts.model;
+  if (!(model instanceof Spectra)) invalid('a Spectra model or a folder', 'model', opts.model);
+  if (model.config.num_class !== SPECTRA_LABEL_NUM[task]) invalid(`a model with ${SPECTRA_LABEL_NUM[task]} outputs for ${task}`, 'model', `${model.config.num_class} outputs`);
+  const given = opts.args ?? {};
+  const batch = given.per_device_train_batch_size ?? 24;
+  const accum = given.gradient_accumulation_steps ?? 1;
+  const epochs = given.num_train_epochs ?? 5;
+  const steps = epochs * Math.ceil(opts.train.length / batch / accum);
+  const warmup = Math.floor(0.01 * steps);
+  const args: TrainingArgumentsInit = {
+    per_device_train_batch_size: 24, per_device_eval_batch_size: 24, num_train_epochs: 5, learning_rate: 2e-5, adam_epsilon: 1e-8,
+    weight_decay: 0.01, max_grad_norm: 1.0, warmup_steps: warmup, lr_scheduler_type: warmup === 0 ? 'cosine' : 'linear',
+    eval_strategy: opts.eval ? 'epoch' : 'no', save_strategy: 'epoch', save_total_limit: 1,
+    load_best_model_at_end: !!opts.eval, metric_for_best_model: opts.eval ? SPECTRA_BEST_METRIC[task] : null, greater_is_better: true, seed: 42,
+    ...given,
+  };
+  const collate: SpectraCollateOptions = { audioLength: model.config.audio.max_length, textLength: model.config.text.max_length, regression: SPECTRA_LABEL_NUM[task] === 1, ...(task === 'iemocap' ? { multiAudio: true } : {}), ...opts.collate };
+  const params = spectraParamGroups(model, args.weight_decay ?? 0.01);
+  const trainer = new Trainer<SpectraItem>({
+    model, args, trainDataset: opts.train, evalDataset: opts.eval,
+    dataCollator: (items) => Spectra.collate(items, collate) as unknown as Record<string, unknown>,
+    computeMetrics: spectraMetrics(task),
+    optimizer: new AdamW(params, { lr: args.learning_rate ?? 2e-5, eps: args.adam_epsilon ?? 1e-8, weightDecay: args.weight_decay ?? 0.01 }),
+  });
+  const output = await trainer.train();
+  return { model, trainer, output };
+}
