@@ -104,15 +104,15 @@ export function checkOptionNames<T extends object>(opts: T | undefined, known: r
 /**
  * Maps the deprecated spellings given in `obj` (options, named inputs, a config) onto their
  * current names: a copy of `obj` with each old name moved to its new one, or `obj` itself when
- * none is given (an undefined value counts as not given).
+ * none is given (undefined and null count as not given).
  * @throws EmotorchError ERR_INVALID_ARG when a name is given in both spellings.
  */
 export function renameDeprecated<T extends object>(obj: T, deprecated: Renames, name: string): T {
   let out: Record<string, unknown> | null = null;
   const o = obj as Record<string, unknown>;
   for (const [old, now] of Object.entries(deprecated)) {
-    if (!Object.prototype.hasOwnProperty.call(o, old) || o[old] === undefined) continue;
-    if (o[now] !== undefined) invalid(`${now} or its deprecated spelling ${old}, not both`, name, `both ${now} and ${old}`);
+    if (!Object.prototype.hasOwnProperty.call(o, old) || o[old] === undefined || o[old] === null) continue;
+    if (o[now] !== undefined && o[now] !== null) invalid(`${now} or its deprecated spelling ${old}, not both`, name, `both ${now} and ${old}`);
     out ??= { ...o };
     out[now] = out[old];
     delete out[old];
@@ -126,7 +126,7 @@ export function renameDeprecated<T extends object>(obj: T, deprecated: Renames, 
  * `Object.keys`, `for…in`, spreads and disposal loops see each tensor once, under `now`.
  * @returns `obj`
  */
-export function withDeprecatedAlias<T extends object>(obj: T, old: string, now: keyof T & string): T {
+export function withDeprecatedAlias<T extends object, Old extends string, Now extends keyof T & string>(obj: T, old: Old, now: Now): T & { readonly [K in Old]: T[Now] } {
   Object.defineProperty(obj, old, { get: () => obj[now], enumerable: false, configurable: true });
-  return obj;
+  return obj as T & { readonly [K in Old]: T[Now] };
 }

@@ -17,7 +17,7 @@ export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';
 export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } from './lora';
 export type { LoraOptions } from './lora';
 export { WavLMModel, WAVLM_DEFAULTS, WAVLM_RENAMES } from './wavlm';
-export type { WavLMConfig } from './wavlm';
+export type { WavLMConfig, WavLMInputs, WavLMOutputs } from './wavlm';
 export { WAV2VEC2_FAIRSEQ_RENAMES, WAV2VEC2_FAIRSEQ2_RENAMES, WAV2VEC2_XLSR2_1B_V2, wav2vec2Dialect, convertWav2Vec2StateDict } from './wav2vec2';
 export type { Wav2Vec2Dialect, Wav2Vec2PretrainedOptions } from './wav2vec2';
 export { Wav2Vec2Model, WAV2VEC2_DEFAULTS, WAV2VEC2_RENAMES } from './wav2vec2';

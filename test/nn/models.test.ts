@@ -56,9 +56,22 @@ describe('BeatsEncoder = original microsoft/unilm BEATs', () => {
     expect(named.length).toBe(2);
     expect(m.parameters().length).toBe(m.namedParameters().length - 1);
     const t = await io('beats', 'inputs.safetensors');
-    const pad = et.zeros([2, 21920], { dtype: 'bool' });
-    const { paddingMask } = await m.forward({ inputFeatures: t.get('fbank')!, paddingMask: pad });
+    const keep = et.ones([2, 21920], { dtype: 'int64' });
+    const { paddingMask } = await m.forward({ inputFeatures: t.get('fbank')!, attentionMask: keep });
     expect(paddingMask!.shape).toEqual([2, 64]);
+  });
+  it('takes attentionMask (1 = keep) and still the deprecated paddingMask (true = pad), its inverse', async () => {
+    const m = await et.nn.BeatsEncoder.fromPretrained(fx('beats'));
+    const fbank = (await io('beats', 'inputs.safetensors')).get('fbank')!;
+    const keep = Array.from({ length: 2 }, (_, b) => Array.from({ length: 21920 }, (_, i) => (b === 1 && i >= 12000 ? 0 : 1)));
+    const attentionMask = et.tensor(keep, { dtype: 'int64' });
+    const a = await m.forward({ inputFeatures: fbank, attentionMask });
+    const b = await m.forward({ inputFeatures: fbank, paddingMask: attentionMask.eq(0) });
+    expect(a.paddingMask!.toArray()).toEqual(b.paddingMask!.toArray());
+    expect((a.paddingMask!.long().sum(1).toArray() as number[])[1]).toBeGreaterThan(0);
+    expect(maxAbsDiff(a.lastHiddenState, b.lastHiddenState)).toBe(0);
+    expect(Object.keys(a)).toEqual(['lastHiddenState', 'paddingMask']);
+    await rejectsWith(m.forward({ inputFeatures: fbank, attentionMask, paddingMask: attentionMask.eq(0) }), 'ERR_INVALID_ARG', /attentionMask or its deprecated spelling paddingMask, not both/);
   });
 });
 
@@ -276,7 +289,10 @@ describe('WavLMModel = HF WavLMModel', () => {
       const m = await et.nn.WavLMModel.fromPretrained(fx(name));
       const t = await io(name);
       const out = await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') });
-      expect(out.frameMask!.long().sum(1).toArray()).toEqual([199, 149]);
+      expect(out.attentionMask!.long().sum(1).toArray()).toEqual([199, 149]);
+      // the deprecated name reads the same tensor, and is not enumerated
+      expect(out.frameMask).toBe(out.attentionMask);
+      expect(Object.keys(out)).toEqual(['lastHiddenState', 'attentionMask']);
       const valid = t.get('frame_mask')!.unsqueeze(-1).eq(1);
       expect(et.where(valid, out.lastHiddenState.sub(t.get('last_hidden_state')!).abs(), 0).max().item()).toBeLessThan(TOL);
       const single = await m.forward({ inputValues: t.get('input_values')!.slice(0, 0, 1) });
