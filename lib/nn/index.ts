@@ -3,7 +3,7 @@ export type { ModuleOptions, LoadReport, StateDict } from './module';
 export { Linear, Mlp, LayerNorm, Embedding } from './layers';
 export type { LinearConfig, MlpConfig, Activation, LayerNormConfig, EmbeddingConfig } from './layers';
 export { RobertaModel, ROBERTA_DEFAULTS } from './roberta';
-export type { RobertaConfig, RobertaInputs, RobertaOutputs } from './roberta';
+export type { RobertaConfig, RobertaOptions, RobertaPretrainedOptions, RobertaInputs, RobertaOutputs } from './roberta';
 export { WhisperEncoder, WHISPER_DEFAULTS, OPENAI_WHISPER_RENAMES } from './whisper';
 export type { WhisperConfig } from './whisper';
 export { readConfig, loadCheckpoint, renameKeys, stripPrefix } from './pretrained';

@@ -4,7 +4,7 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+import { FIXTURES, maxAbsDiff, rejectsWith, throwsWith, tmpdir } from '../helpers';
 
 const fx = (name: string) => path.join(FIXTURES, name);
 const io = async (name: string, file = 'io.safetensors') => (await et.io.loadSafetensors(path.join(fx(name), file))).tensors;
@@ -24,6 +24,25 @@ describe('RobertaModel = HF RobertaModel', () => {
     await rejectsWith(() => m.forward({ inputIds: et.ones([2, 3], { dtype: 'int64' }), attentionMask: et.ones([2, 4]) }), 'ERR_INVALID_ARG', /attentionMask/);
     await rejectsWith(() => m.forward({ inputIds: et.full([1, 3], 77, { dtype: 'int64' }) }), 'ERR_INDEX', /index out of range/);
     await rejectsWith(() => m.forward({ inputIds: et.full([1, 600], 5, { dtype: 'int64' }) }), 'ERR_TORCH', /exceeds max_position_embeddings/);
+  });
+  it('builds the pooler as addPoolingLayer says; config.add_pooling_layer is its deprecated spelling', async () => {
+    const cfg = { vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32 };
+    const inputIds = et.ones([1, 3], { dtype: 'int64' });
+    const plain = et.nn.RobertaModel.create(cfg, { addPoolingLayer: false });
+    const legacy = et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: false });
+    for (const m of [plain, legacy]) {
+      expect(m.addPoolingLayer).toBe(false);
+      expect(m.namedParameters().some(([n]) => n.startsWith('pooler.'))).toBe(false);
+      expect((await m.forward({ inputIds })).poolerOutput).toBeNull();
+    }
+    expect(et.nn.RobertaModel.create(cfg).addPoolingLayer).toBe(true);
+    expect(et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: true }, { addPoolingLayer: true }).addPoolingLayer).toBe(true);
+    throwsWith(() => et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: true }, { addPoolingLayer: false }), 'ERR_INVALID_ARG', /addPoolingLayer or its deprecated spelling config\.add_pooling_layer, not both/);
+    throwsWith(() => et.nn.RobertaModel.create(cfg, { addPoolingLayer: 'no' as never }), 'ERR_INVALID_ARG', /a boolean for addPoolingLayer/);
+    const loaded = await et.nn.RobertaModel.fromPretrained(fx('roberta'), { addPoolingLayer: true });
+    expect(loaded.addPoolingLayer).toBe(true);
+    const dropped = await et.nn.RobertaModel.fromPretrained(fx('roberta'), { config: { add_pooling_layer: false }, strict: false });
+    expect(dropped.addPoolingLayer).toBe(false);
   });
 });
 
