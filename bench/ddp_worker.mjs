@@ -14,7 +14,7 @@ const rank = ddp ? et.distributed.rank() : 0;
 class Classifier extends et.nn.Module {
   constructor() {
     super();
-    this.roberta = this.registerModule('roberta', et.nn.RobertaModel.create({ ...cfg.model, add_pooling_layer: false }));
+    this.roberta = this.registerModule('roberta', et.nn.RobertaModel.create(cfg.model, { addPoolingLayer: false }));
     this.head = this.registerModule('head', et.nn.Linear.create({ in_features: cfg.model.hidden_size, out_features: cfg.labels }));
   }
   async forward(b) {

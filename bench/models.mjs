@@ -25,7 +25,7 @@ export const cases = {
     config: { config: robertaBase, tokens: 128, warmup: 2, steps: 5, trials: 3 },
     describe: (c) => `RoBERTa, base dims (768 × 12 layers), ${c.tokens} tokens`,
     async setup(cfg) {
-      const m = et.nn.RobertaModel.create({ ...cfg.config, add_pooling_layer: false }).eval();
+      const m = et.nn.RobertaModel.create(cfg.config, { addPoolingLayer: false }).eval();
       const ids = et.randint(3, cfg.config.vocab_size, [1, cfg.tokens]);
       return noGrad(() => m.forward({ inputIds: ids }));
     },

@@ -53,7 +53,7 @@ async function concatCache({ opt }) {
   console.log(`\n[concat_cache] SemEval seed classifier (Linear(768, 7, bias=false)) on mean-pooled RoBERTa-base text embeddings: one epoch of ${c.utterances} utterances × ${c.tokens} tokens, batch ${c.batch} × accumulation ${c.accumulation}, AdamW`);
   console.log(`${c.trials} alternating trials of one epoch each: re-encoding every batch vs et.systems.embedUtterances' cache (read from disk every epoch)`);
   et.manualSeed(0);
-  const encoder = et.nn.RobertaModel.create({ ...robertaBase, type_vocab_size: 1, add_pooling_layer: false }).eval();
+  const encoder = et.nn.RobertaModel.create({ ...robertaBase, type_vocab_size: 1 }, { addPoolingLayer: false }).eval();
   const ids = et.randint(3, robertaBase.vocab_size, [c.utterances, c.tokens]);
   const mask = et.ones([c.utterances, c.tokens], { dtype: 'int64' });
   const labels = et.randint(0, 7, [c.utterances]);

@@ -96,7 +96,7 @@ console.log('(the seed rows use the seed args as they are, except learning_rate 
   const vocab = new Map();  // <s> 0, <pad> 1, </s> 2, then the words
   for (const it of items) for (const w of words(it.text)) if (!vocab.has(w)) vocab.set(w, 3 + vocab.size);
   const tokenIds = (it) => [0, ...words(it.text).map((w) => vocab.get(w)), 2];
-  const encoder = () => { et.manualSeed(0); return et.nn.RobertaModel.create({ vocab_size: 3 + vocab.size, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 40, add_pooling_layer: false }); };
+  const encoder = () => { et.manualSeed(0); return et.nn.RobertaModel.create({ vocab_size: 3 + vocab.size, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 40 }, { addPoolingLayer: false }); };
   const args = { ...common, num_train_epochs: 20, per_device_train_batch_size: 4, eval_strategy: 'no', save_strategy: 'no', learning_rate: 1e-2 };
   const run = async (name, model, withFeatures, collate) => {
     const t0 = performance.now();

@@ -1,15 +1,48 @@
 /**
+ * Every `code` an {@link EmotorchError} can carry, each with what it means: the one documented
+ * list (README "Error codes" is kept equal to it by test/misuse/error-codes.test.ts, which also
+ * fails when lib/ or native/ uses a code missing here). Programs branch on `code`; the message is
+ * for people.
+ */
+export const ERROR_CODES = {
+  ERR_INVALID_ARG: 'a bad argument or option: the message names it, what was expected and what was received',
+  ERR_DISPOSED: 'a tensor or module used after dispose()',
+  ERR_IO: 'a file or folder that cannot be read or written (missing, not a regular file, too large, no ffmpeg)',
+  ERR_FORMAT: 'a file that is corrupt, truncated or in an unsupported format; the message names the file, never quotes it',
+  ERR_DATA: 'a dataset item that is malformed (the message names the file and the item); skipBad datasets skip these',
+  ERR_STATE_DICT: 'missing, unexpected or wrong-shape state dict keys, each named (with both shapes)',
+  ERR_NO_CUDA: 'a CUDA device was asked for where CUDA is not available, or one that does not exist',
+  ERR_OUT_OF_MEMORY: 'libtorch (CPU or CUDA) could not allocate memory',
+  ERR_TORCH: 'any other libtorch error (c10::Error), its message without the C++ backtrace',
+  ERR_INDEX: 'a libtorch IndexError (an index out of range inside a native op)',
+  ERR_VALUE: 'a libtorch ValueError',
+  ERR_TYPE: 'a libtorch TypeError (a dtype an op does not support)',
+  ERR_NOT_IMPLEMENTED: 'a libtorch NotImplementedError (an op without a kernel for this dtype or device)',
+  ERR_NATIVE: 'a native failure that is not a libtorch error (a std::exception)',
+  ERR_NATIVE_LOAD: 'the native addon or libtorch could not be loaded; the message lists possible solutions',
+  ERR_DIST: 'a distributed (c10d) failure without a more precise code',
+  ERR_DIST_ENV: 'a missing or malformed launcher variable (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), named',
+  ERR_DIST_INIT: 'the process group could not be set up: the rendezvous store was unreachable or ranks never joined (named)',
+  ERR_DIST_STATE: 'a distributed call before et.distributed.init(), after destroy(), or init() twice',
+  ERR_DIST_BACKEND: "a backend this build does not have ('nccl' without an NCCL build of libtorch)",
+  ERR_DIST_ABI: "libtorch's ProcessGroupGloo does not have the layout emotorch was built for: rebuild against this libtorch",
+  ERR_DIST_PEER: 'a collective failed or timed out because of another rank, which the message names',
+  ERR_DIST_TIMEOUT: 'a collective passed timeoutMs with no single rank to blame',
+  ERR_DIST_BROKEN: 'the process group failed earlier and cannot be used again (the first failure is named)',
+  ERR_DIST_UNUSED: 'DistributedDataParallel: parameters that received no gradient in a backward pass (named)',
+} as const;
+
+/** A stable error code: a key of {@link ERROR_CODES}. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
  * The one error class emotorch throws, from TypeScript validation and from native code alike.
- * `code` is stable and meant for programs; `message` is meant for people (no C++ backtrace).
- *
- * Codes: ERR_INVALID_ARG (a bad option or argument), ERR_DISPOSED (use after dispose),
- * ERR_TORCH / ERR_INDEX / ERR_VALUE / ERR_TYPE / ERR_NOT_IMPLEMENTED (raised by libtorch),
- * ERR_OUT_OF_MEMORY, ERR_NO_CUDA, ERR_IO (file read or write), ERR_FORMAT (a corrupt or
- * unsupported file), ERR_STATE_DICT (missing, unexpected or wrong-shape keys), ERR_NATIVE.
+ * `code` is stable and meant for programs (one of {@link ERROR_CODES}, exported as
+ * `et.errorCodes`); `message` is meant for people (no C++ backtrace).
  */
 export class EmotorchError extends Error {
-  readonly code: string;
-  constructor(message: string, code = 'ERR_TORCH') {
+  readonly code: ErrorCode;
+  constructor(message: string, code: ErrorCode = 'ERR_TORCH') {
     super(message);
     this.name = 'EmotorchError';
     this.code = code;
@@ -45,14 +78,55 @@ export function checkNumber(v: unknown, name: string, min = -Infinity, max = Inf
 }
 
 /**
+ * Deprecated spellings of names (old → current). An old spelling stays accepted for one release
+ * after a rename (DESIGN rule 11), mapped onto the current name where options and inputs are
+ * checked, and marked `@deprecated` in the JSDoc of the type that still declares it.
+ */
+export type Renames = Readonly<Record<string, string>>;
+
+/**
  * Checks an options argument is an object (or undefined) whose names are all known: a misspelt
  * or foreign name (snake_case for a camelCase option, an option of another call) is an
- * ERR_INVALID_ARG naming it, never ignored.
- * @returns the options (`{}` for undefined)
+ * ERR_INVALID_ARG naming it, never ignored. Names in `deprecated` are accepted too and come back
+ * under their current names.
+ * @param deprecated old spelling → current name (the current name must be in `known`)
+ * @returns the options (`{}` for undefined; a copy when a deprecated spelling was mapped)
  */
-export function checkOptionNames<T extends object>(opts: T | undefined, known: readonly string[], name: string): T {
+export function checkOptionNames<T extends object>(opts: T | undefined, known: readonly string[], name: string, deprecated: Renames = {}): T {
   if (opts === undefined) return {} as T;
   if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) invalid('an options object', name, opts);
-  for (const k of Object.keys(opts)) if (!known.includes(k)) invalid(`one of ${known.join(', ')}`, `an option of ${name}`, k);
-  return opts;
+  for (const k of Object.keys(opts)) {
+    if (!known.includes(k) && !Object.prototype.hasOwnProperty.call(deprecated, k)) invalid(`one of ${known.join(', ')}`, `an option of ${name}`, k);
+  }
+  return renameDeprecated(opts, deprecated, name);
+}
+
+/**
+ * Maps the deprecated spellings given in `obj` (options, named inputs, a config) onto their
+ * current names: a copy of `obj` with each old name moved to its new one, or `obj` itself when
+ * none is given (undefined and null count as not given).
+ * @throws EmotorchError ERR_INVALID_ARG when a name is given in both spellings.
+ */
+export function renameDeprecated<T extends object>(obj: T, deprecated: Renames, name: string): T {
+  let out: Record<string, unknown> | null = null;
+  const o = obj as Record<string, unknown>;
+  for (const [old, now] of Object.entries(deprecated)) {
+    if (!Object.prototype.hasOwnProperty.call(o, old) || o[old] === undefined || o[old] === null) continue;
+    if (o[now] !== undefined && o[now] !== null) invalid(`${now} or its deprecated spelling ${old}, not both`, name, `both ${now} and ${old}`);
+    out ??= { ...o };
+    out[now] = out[old];
+    delete out[old];
+  }
+  return (out ?? obj) as T;
+}
+
+/**
+ * Adds `old` to an output object as a deprecated, read-only and non-enumerable alias of its
+ * `now` field, so code written against the old name keeps working for one release while
+ * `Object.keys`, `for…in`, spreads and disposal loops see each tensor once, under `now`.
+ * @returns `obj`
+ */
+export function withDeprecatedAlias<T extends object, Old extends string, Now extends keyof T & string>(obj: T, old: Old, now: Now): T & { readonly [K in Old]: T[Now] } {
+  Object.defineProperty(obj, old, { get: () => obj[now], enumerable: false, configurable: true });
+  return obj as T & { readonly [K in Old]: T[Now] };
 }

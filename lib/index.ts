@@ -7,7 +7,8 @@ import { binding } from './native';
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const pkg = require('../package.json') as { version: string };
 
-export { EmotorchError } from './errors';
+export { EmotorchError, ERROR_CODES as errorCodes } from './errors';
+export type { ErrorCode } from './errors';
 export { DTYPES } from './dtype';
 export type { DType, TypedArray } from './dtype';
 export { cuda } from './device';

@@ -14,10 +14,10 @@ import { EmotorchError, invalid } from '../errors';
 /** Nearest-centroid assignment over (batch, frames, dim) states; the centroids are the buffer `centroids`. @internal */
 class KMeansUnits extends NativeModule {
   constructor(numUnits: number, dim: number, opts: ModuleOptions) { super('kmeans_units', { num_units: numUnits, dim }, opts); }
-  async forward(inputs: { states: Tensor; frameMask: Tensor | null; dedup: boolean }): Promise<{ units: Tensor; lengths: Tensor }> {
+  async forward(inputs: { states: Tensor; attentionMask: Tensor | null; dedup: boolean }): Promise<{ units: Tensor; lengths: Tensor }> {
     const flag = tensor([inputs.dedup ? 1 : 0], { dtype: 'int64' });
     try {
-      const [units, lengths] = await this.run([inputs.states, inputs.frameMask, flag]);
+      const [units, lengths] = await this.run([inputs.states, inputs.attentionMask, flag]);
       return { units: units!, lengths: lengths! };
     } finally {
       flag.dispose();
@@ -108,12 +108,12 @@ export class UnitExtractor extends Module {
     if (failed) throw failed;
     const values = this.normalize ? standardize(wave, mask) : wave;
     try {
-      const { hiddenState, frameMask } = await this.encoder.hiddenStateAt({ inputValues: values, attentionMask: mask }, this.layer);
+      const { hiddenState, attentionMask } = await this.encoder.hiddenStateAt({ inputValues: values, attentionMask: mask }, this.layer);
       try {
-        return await this.kmeans.forward({ states: hiddenState, frameMask, dedup: x.dedup ?? this.dedup });
+        return await this.kmeans.forward({ states: hiddenState, attentionMask, dedup: x.dedup ?? this.dedup });
       } finally {
         hiddenState.dispose();
-        frameMask?.dispose();
+        attentionMask?.dispose();
       }
     } finally {
       if (values !== wave) values.dispose();

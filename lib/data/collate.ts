@@ -1,7 +1,7 @@
 /**
  * Collate helpers: turn a batch's variable-length sequences and scalar labels into tensors.
  */
-import { invalid, checkInt, checkNumber } from '../errors';
+import { invalid, checkInt, checkNumber, withDeprecatedAlias } from '../errors';
 import { Tensor, tensor } from '../tensor';
 import { DType, checkDtype } from '../dtype';
 import { Device } from '../device';
@@ -13,7 +13,7 @@ export interface PadOptions {
   dtype?: DType;
   /** Cut sequences longer than this (lengths report the cut length). Default: no limit. */
   maxLength?: number;
-  /** dtype of `mask`: 'bool' (default) or 'int64' (1 = real, 0 = pad). */
+  /** dtype of `attentionMask`: 'bool' (default) or 'int64' (1 = real, 0 = pad). */
   maskDtype?: 'bool' | 'int64';
   /** Where the tensors go. Default 'cpu'. */
   device?: Device;
@@ -22,8 +22,10 @@ export interface PadOptions {
 export interface Padded {
   /** (B, T) with T = the longest (cut) sequence. */
   values: Tensor;
-  /** (B, T): true / 1 where values are real, false / 0 where padded. */
-  mask: Tensor;
+  /** (B, T): true / 1 where values are real, false / 0 where padded (HF's `pad` returns it as `attention_mask`). */
+  attentionMask: Tensor;
+  /** @deprecated the same tensor as `attentionMask` (non-enumerable); readable until the next release. */
+  readonly mask: Tensor;
   /** The (cut) length of each sequence. */
   lengths: number[];
 }
@@ -33,12 +35,12 @@ export interface Padded {
  *
  * @param arrays the batch's sequences (number[] or Float32Array)
  * @param opts `padValue`, `dtype`, `maxLength`, `maskDtype`, `device`
- * @returns `{ values, mask, lengths }`
+ * @returns `{ values, attentionMask, lengths }`
  * @throws EmotorchError ERR_INVALID_ARG for an empty batch, a sequence that is not an array, or
  *   non-integer values for an integer dtype.
  * @example
- * const { values, mask } = et.data.padSequences([[1, 2, 3], [4]], { dtype: 'int64', padValue: 0 });
- * // values [[1,2,3],[4,0,0]], mask [[true,true,true],[true,false,false]]
+ * const { values, attentionMask } = et.data.padSequences([[1, 2, 3], [4]], { dtype: 'int64', padValue: 0 });
+ * // values [[1,2,3],[4,0,0]], attentionMask [[true,true,true],[true,false,false]]
  */
 export function padSequences(arrays: ArrayLike<number>[], opts: PadOptions = {}): Padded {
   if (!Array.isArray(arrays) || arrays.length === 0) invalid('a non-empty array of sequences', 'arrays', arrays);
@@ -71,11 +73,11 @@ export function padSequences(arrays: ArrayLike<number>[], opts: PadOptions = {})
     mask.fill(1, off, off + L);
   }
   const device = opts.device ?? 'cpu';
-  return {
+  return withDeprecatedAlias({
     values: tensor(flat, { shape: [B, T], dtype, device }),
-    mask: tensor(mask, { shape: [B, T], dtype: maskDtype, device }),
+    attentionMask: tensor(mask, { shape: [B, T], dtype: maskDtype, device }),
     lengths,
-  };
+  }, 'mask', 'attentionMask');
 }
 
 /**

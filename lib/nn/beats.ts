@@ -1,7 +1,7 @@
 /** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/nn/beats. */
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
-import { EmotorchError, invalid } from '../errors';
+import { EmotorchError, invalid, renameDeprecated } from '../errors';
 import { loadTorchFile } from '../io/torchfile';
 import type { StateDict } from './module';
 import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides } from './pretrained';
@@ -47,16 +47,27 @@ const SPEC: ConfigSpec<BeatsConfig> = {
 export interface BeatsInputs {
   /** (batch, frames, 128) normalized Kaldi fbank. */
   inputFeatures: Tensor;
-  /** (batch, samples) bool, true at padded waveform samples. */
+  /** (batch, samples) of the waveform: 1 (true) = real sample, 0 (false) = padding. */
+  attentionMask?: Tensor;
+  /**
+   * (batch, samples) bool, true at padded waveform samples: the inverse of `attentionMask`.
+   * @deprecated use `attentionMask` (1 = keep); accepted until the next release.
+   */
   paddingMask?: Tensor;
 }
 
 export interface BeatsOutputs {
   /** (batch, 8·⌊frames/16⌋, encoder_embed_dim) */
   lastHiddenState: Tensor;
-  /** (batch, tokens) true at padding; null without an input mask. */
+  /**
+   * (batch, tokens) bool, true at padding (the original BEATs' `padding_mask` output, which has
+   * no HF counterpart); null without an input mask.
+   */
   paddingMask: Tensor | null;
 }
+
+/** Deprecated input names of {@link BeatsEncoder.forward}. */
+const BEATS_INPUT_RENAMES = { paddingMask: 'attentionMask' } as const;
 
 /**
  * BEATs: normalized Kaldi fbank (from `et.audio.kaldiFbank(wave, { beats: true })`) →
@@ -106,25 +117,38 @@ export class BeatsEncoder extends NativeModule {
 
   /**
    * @param inputs.inputFeatures (batch, frames, 128) normalized Kaldi fbank (`et.audio.kaldiFbank(x, { beats: true })`); or that tensor alone
-   * @param inputs.paddingMask (batch, samples) bool, true at padded waveform samples (optional)
-   * @returns `{ lastHiddenState }` (batch, 8·⌊frames/16⌋, encoder_embed_dim) and the token `paddingMask` (or null)
+   * @param inputs.attentionMask (batch, samples) 1 = real waveform sample, 0 = padding (optional;
+   *   `paddingMask`, true = padding, is its deprecated inverse)
+   * @returns `{ lastHiddenState }` (batch, 8·⌊frames/16⌋, encoder_embed_dim) and the token `paddingMask` (true = padding, or null)
+   * @throws EmotorchError ERR_INVALID_ARG for a bad shape, or both attentionMask and paddingMask
+   * @example
+   * const { lastHiddenState, paddingMask } = await beats.forward({ inputFeatures: fbank, attentionMask });
    */
   async forward(inputs: BeatsInputs | Tensor): Promise<BeatsOutputs> {
-    const { inputFeatures, paddingMask } = this.namedInputs<BeatsInputs>(inputs, 'inputFeatures', 'BEATs');
+    const x = this.namedInputs<BeatsInputs>(inputs, 'inputFeatures', 'BEATs');
+    const legacy = x.paddingMask !== undefined && x.paddingMask !== null && (x.attentionMask === undefined || x.attentionMask === null);
+    const { inputFeatures, attentionMask } = renameDeprecated(x, BEATS_INPUT_RENAMES, 'BEATs inputs');
+    const maskName = legacy ? 'paddingMask' : 'attentionMask';
     checkTensor(inputFeatures, 'inputFeatures');
     const s = inputFeatures.shape;
     const p = this.config.input_patch_size;
     if (s.length !== 3 || s[2] % p !== 0 || s[2] === 0) invalid(`fbank (batch, frames ≥ ${p}, bins divisible by ${p})`, 'inputFeatures', `[${s}]`);
     this.checkLength(s[1], 'inputFeatures', p);
-    if (paddingMask) {
-      const m = checkTensor(paddingMask, 'paddingMask').shape;
-      if (m.length !== 2 || m[0] !== s[0] || m[1] < s[1]) invalid(`a (batch, samples) mask with batch ${s[0]}`, 'paddingMask', `[${m}]`);
+    if (attentionMask) {
+      const m = checkTensor(attentionMask, maskName).shape;
+      if (m.length !== 2 || m[0] !== s[0] || m[1] < s[1]) invalid(`a (batch, samples) mask with batch ${s[0]}`, maskName, `[${m}]`);
     }
     if (s[0] === 0) {
       const tokens = Math.floor(s[1] / p) * (s[2] / p);
-      return { lastHiddenState: this.emptyOutput([0, tokens, this.config.encoder_embed_dim], inputFeatures.device), paddingMask: paddingMask ? zeros([0, tokens], { dtype: 'bool' }) : null };
+      return { lastHiddenState: this.emptyOutput([0, tokens, this.config.encoder_embed_dim], inputFeatures.device), paddingMask: attentionMask ? zeros([0, tokens], { dtype: 'bool' }) : null };
     }
-    const [h, pad] = await this.run([inputFeatures, paddingMask ?? null]);
-    return { lastHiddenState: h!, paddingMask: pad };
+    // the native encoder takes the original's padding mask (true = padding)
+    const padding = attentionMask && !legacy ? attentionMask.logicalNot() : attentionMask ?? null;
+    try {
+      const [h, pad] = await this.run([inputFeatures, padding]);
+      return { lastHiddenState: h!, paddingMask: pad };
+    } finally {
+      if (padding && padding !== attentionMask) padding.dispose();
+    }
   }
 }

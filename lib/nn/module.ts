@@ -26,12 +26,16 @@ export interface LoadReport {
 export type StateDict = Map<string, Tensor>;
 
 /**
- * Base class of every model. Subclass it to compose native modules in TypeScript:
+ * Base class of every model. Subclass it to compose native modules in TypeScript; like every
+ * model, take one object of named inputs and return one of named outputs (DESIGN rule 10), so the
+ * Trainer and a hand-written loop drive it alike:
  * @example
  * class Classifier extends et.nn.Module {
  *   encoder = this.registerModule('encoder', et.nn.Mlp.create({ sizes: [16, 32, 32] }));
  *   head = this.registerModule('head', et.nn.Linear.create({ in_features: 32, out_features: 4 }));
- *   async forward(x: et.Tensor) { return this.head.forward(await this.encoder.forward(x)); }
+ *   async forward({ inputFeatures }: { inputFeatures: et.Tensor }) {
+ *     return { logits: await this.head.forward(await this.encoder.forward(inputFeatures)) };
+ *   }
  * }
  */
 export abstract class Module {

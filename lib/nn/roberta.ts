@@ -4,7 +4,11 @@ import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
 import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides } from './pretrained';
 
-/** HF RobertaConfig fields (defaults: RobertaConfig's), plus `add_pooling_layer`. */
+/**
+ * HF RobertaConfig fields (config.json names; defaults: RobertaConfig's). Whether the pooler is
+ * built is not a config.json field: it is the `addPoolingLayer` option of `create` and
+ * `fromPretrained`, as HF's `RobertaModel(config, add_pooling_layer)`.
+ */
 export interface RobertaConfig {
   vocab_size: number;
   hidden_size: number;
@@ -19,7 +23,24 @@ export interface RobertaConfig {
   attention_probs_dropout_prob: number;
   initializer_range: number;
   hidden_act: string;
+  /**
+   * Whether the model has the pooler, as built (always set in `model.config`).
+   * @deprecated as an input: pass `{ addPoolingLayer }` to `create` or `fromPretrained`; a config
+   *   that gives it is still accepted until the next release. Read `model.addPoolingLayer`.
+   */
   add_pooling_layer: boolean;
+}
+
+/** Options of {@link RobertaModel.create}. */
+export interface RobertaOptions extends ModuleOptions {
+  /** Build the pooler (tanh(dense(first token)) → `poolerOutput`); HF's `add_pooling_layer`. Default true. */
+  addPoolingLayer?: boolean;
+}
+
+/** Options of {@link RobertaModel.fromPretrained}. */
+export interface RobertaPretrainedOptions extends PretrainedOptions<RobertaConfig> {
+  /** Build the pooler; default: when the checkpoint has pooler weights. */
+  addPoolingLayer?: boolean;
 }
 
 export const ROBERTA_DEFAULTS: RobertaConfig = {
@@ -65,9 +86,27 @@ export class RobertaModel extends NativeModule {
     lockConfig(this, 'RoBERTa', config);
   }
 
-  /** A randomly initialized model (BERT init, N(0, initializer_range)). */
-  static create(config: Partial<RobertaConfig> = {}, opts: ModuleOptions = {}): RobertaModel {
+  /** Whether the model has the pooler (`poolerOutput` is null without it). */
+  get addPoolingLayer(): boolean { return this.config.add_pooling_layer; }
+
+  /**
+   * A randomly initialized model (BERT init, N(0, initializer_range)).
+   * @param config HF config.json fields (missing ones take the defaults)
+   * @param opts `device`, `dtype`, `addPoolingLayer` (default true)
+   * @throws EmotorchError ERR_INVALID_ARG naming a bad field or option
+   * @example
+   * const encoder = et.nn.RobertaModel.create({ vocab_size: 100, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64 }, { addPoolingLayer: false });
+   */
+  static create(config: Partial<RobertaConfig> = {}, opts: RobertaOptions = {}): RobertaModel {
     const c = resolveConfig('RoBERTa', ROBERTA_DEFAULTS, SPEC, config);
+    if (opts.addPoolingLayer !== undefined) {
+      if (typeof opts.addPoolingLayer !== 'boolean') invalid('a boolean', 'addPoolingLayer', opts.addPoolingLayer);
+      const legacy = (config as Partial<RobertaConfig>).add_pooling_layer;
+      if (legacy !== undefined && legacy !== null && legacy !== opts.addPoolingLayer) {
+        invalid('addPoolingLayer or its deprecated spelling config.add_pooling_layer, not both', 'RobertaModel.create', `addPoolingLayer ${opts.addPoolingLayer} and add_pooling_layer ${legacy}`);
+      }
+      c.add_pooling_layer = opts.addPoolingLayer;
+    }
     if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'RoBERTa config.hidden_size', c.hidden_size);
     if (c.pad_token_id >= c.vocab_size) invalid(`a token id below vocab_size (${c.vocab_size})`, 'RoBERTa config.pad_token_id', c.pad_token_id);
     return new RobertaModel(c, opts);
@@ -76,14 +115,16 @@ export class RobertaModel extends NativeModule {
   /**
    * Loads a local HF checkpoint folder (`config.json` + weights). Keys may carry a `roberta.`
    * prefix (from *ForSequenceClassification checkpoints); other heads are ignored. A checkpoint
-   * without pooler weights loads without the pooler.
+   * without pooler weights loads without the pooler (`addPoolingLayer` decides otherwise; the
+   * deprecated `config: { add_pooling_layer }` is read as it).
    */
-  static async fromPretrained(dir: string, opts: PretrainedOptions<RobertaConfig> & { addPoolingLayer?: boolean } = {}): Promise<RobertaModel> {
+  static async fromPretrained(dir: string, opts: RobertaPretrainedOptions = {}): Promise<RobertaModel> {
     const cfg = readConfig(dir);
     let sd = stripPrefix(await loadCheckpoint(dir), ['roberta.']);
     sd = new Map([...sd].filter(([k]) => /^(embeddings|encoder|pooler)\./.test(k) && !k.endsWith('.position_ids') && !k.endsWith('.token_type_ids')));
-    const pool = opts.addPoolingLayer ?? [...sd.keys()].some((k) => k.startsWith('pooler.'));
-    const model = RobertaModel.create({ ...withOverrides('RoBERTa', SPEC, cfg, opts.config), add_pooling_layer: pool }, {});
+    const legacy = (opts.config as Partial<RobertaConfig> | undefined)?.add_pooling_layer;
+    const pool = opts.addPoolingLayer ?? legacy ?? [...sd.keys()].some((k) => k.startsWith('pooler.'));
+    const model = RobertaModel.create({ ...withOverrides('RoBERTa', SPEC, cfg, opts.config), add_pooling_layer: undefined }, { addPoolingLayer: pool });
     return finishPretrained(model, sd, opts);
   }
 

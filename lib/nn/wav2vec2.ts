@@ -3,7 +3,7 @@ import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, tensor, zeros } from '../tensor';
 import * as fs from 'fs';
 import * as path from 'path';
-import { EmotorchError, invalid } from '../errors';
+import { EmotorchError, invalid, withDeprecatedAlias } from '../errors';
 import type { StateDict } from './module';
 import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson } from './pretrained';
 
@@ -204,8 +204,15 @@ export interface Wav2Vec2Inputs {
 export interface Wav2Vec2Outputs {
   /** (batch, frames, hidden): the encoder output (after the final layer norm in the stable-layer-norm variant). */
   lastHiddenState: Tensor;
-  /** (batch, frames) true = valid frame, or null without an attention mask. */
-  frameMask: Tensor | null;
+  /**
+   * (batch, frames) bool, true = real frame: the input `attentionMask` brought down to the frames
+   * (what HF's `_get_feature_vector_attention_mask` computes and its forward passes on as
+   * `attention_mask`; HF does not return it), ready to be the next model's `attentionMask`; null
+   * without an input mask.
+   */
+  attentionMask: Tensor | null;
+  /** @deprecated the same tensor as `attentionMask` (non-enumerable); readable until the next release. */
+  readonly frameMask: Tensor | null;
   /**
    * With `outputHiddenStates`: layers + 1 tensors (batch, frames, hidden): [0] the encoder input
    * after the conv positions, [i] the output of layer i (transformers 5's recording; the last
@@ -305,7 +312,7 @@ export class Wav2Vec2Model extends NativeModule {
 
   /**
    * @param inputs `{ inputValues, attentionMask?, outputHiddenStates? }`, or the waveform alone
-   * @returns `{ lastHiddenState, frameMask, hiddenStates? }`
+   * @returns `{ lastHiddenState, attentionMask, hiddenStates? }` (`attentionMask`: the frames' mask, true = real frame)
    * @throws EmotorchError ERR_INVALID_ARG for a bad shape or too short a clip
    */
   async forward(inputs: Wav2Vec2Inputs | Tensor): Promise<Wav2Vec2Outputs> {
@@ -316,32 +323,33 @@ export class Wav2Vec2Model extends NativeModule {
     if (s[0] === 0) {
       const frames = this.framesFor(s[1]);
       const empty = () => this.emptyOutput([0, frames, this.config.hidden_size], x.inputValues.device);
-      return {
-        lastHiddenState: empty(), frameMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null,
+      return withDeprecatedAlias({
+        lastHiddenState: empty(), attentionMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null,
         ...(x.outputHiddenStates ? { hiddenStates: Array.from({ length: L + 1 }, empty) } : {}),
-      };
+      }, 'frameMask', 'attentionMask');
     }
     const out = await this.runStates(x, x.outputHiddenStates ? L : null);
-    return { lastHiddenState: out[0]!, frameMask: out[1], ...(x.outputHiddenStates ? { hiddenStates: out.slice(2) as Tensor[] } : {}) };
+    return withDeprecatedAlias({ lastHiddenState: out[0]!, attentionMask: out[1], ...(x.outputHiddenStates ? { hiddenStates: out.slice(2) as Tensor[] } : {}) }, 'frameMask', 'attentionMask');
   }
 
   /**
    * The hidden state of one layer (0 = encoder input, i = output of layer i), running only the
    * first `layer` layers.
-   * @returns `{ hiddenState (batch, frames, hidden), frameMask }`
+   * @returns `{ hiddenState (batch, frames, hidden), attentionMask }` (the frames' mask as in
+   *   {@link forward}; `frameMask` is its deprecated, non-enumerable alias)
    * @throws EmotorchError ERR_INVALID_ARG for a layer outside 0..num_hidden_layers
    */
-  async hiddenStateAt(inputs: Wav2Vec2Inputs | Tensor, layer: number): Promise<{ hiddenState: Tensor; frameMask: Tensor | null }> {
+  async hiddenStateAt(inputs: Wav2Vec2Inputs | Tensor, layer: number): Promise<{ hiddenState: Tensor; attentionMask: Tensor | null; /** @deprecated use attentionMask */ readonly frameMask: Tensor | null }> {
     const x = this.namedInputs(inputs, 'inputValues', 'Wav2Vec2');
     if (!Number.isSafeInteger(layer) || layer < 0 || layer > this.config.num_hidden_layers) invalid(`an integer in [0, ${this.config.num_hidden_layers}]`, 'layer', layer);
     const s = this.checkInputs(x);
     if (s[0] === 0) {
       const frames = this.framesFor(s[1]);
-      return { hiddenState: this.emptyOutput([0, frames, this.config.hidden_size], x.inputValues.device), frameMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null };
+      return withDeprecatedAlias({ hiddenState: this.emptyOutput([0, frames, this.config.hidden_size], x.inputValues.device), attentionMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null }, 'frameMask', 'attentionMask');
     }
     const out = await this.runStates(x, layer);
     out[0]?.dispose();
-    return { hiddenState: out[out.length - 1]!, frameMask: out[1] };
+    return withDeprecatedAlias({ hiddenState: out[out.length - 1]!, attentionMask: out[1] }, 'frameMask', 'attentionMask');
   }
 
   private async runStates(x: Wav2Vec2Inputs, upTo: number | null): Promise<Array<Tensor | null>> {

@@ -1,7 +1,7 @@
 /** WavLM (HF WavLMModel), on native/nn/wavlm. */
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
-import { invalid } from '../errors';
+import { invalid, withDeprecatedAlias } from '../errors';
 import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides } from './pretrained';
 
 /** HF WavLMConfig fields and defaults (wavlm-base-plus sizes). */
@@ -47,6 +47,28 @@ export const SPEC: ConfigSpec<WavLMConfig> = {
   max_bucket_distance: 'posint', layer_norm_eps: 'posnum', hidden_dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob',
   feat_proj_dropout: 'prob', mask_time_prob: 'prob', mask_feature_prob: 'prob',
 };
+
+/** Inputs of {@link WavLMModel.forward}. */
+export interface WavLMInputs {
+  /** (batch, samples) float waveform at 16 kHz. */
+  inputValues: Tensor;
+  /** (batch, samples) 1 = real sample, 0 = padding. */
+  attentionMask?: Tensor;
+}
+
+/** Outputs of {@link WavLMModel.forward}. */
+export interface WavLMOutputs {
+  /** (batch, frames, hidden) */
+  lastHiddenState: Tensor;
+  /**
+   * (batch, frames) bool, true = real frame: the input `attentionMask` brought down to the frames
+   * (HF computes it with `_get_feature_vector_attention_mask` and passes it on as `attention_mask`
+   * without returning it); null without an input mask.
+   */
+  attentionMask: Tensor | null;
+  /** @deprecated the same tensor as `attentionMask` (non-enumerable); readable until the next release. */
+  readonly frameMask: Tensor | null;
+}
 
 /** Older checkpoints' weight-norm names → transformers 5's parametrization names. */
 export const WAVLM_RENAMES: readonly Rename[] = [
@@ -102,9 +124,11 @@ export class WavLMModel extends NativeModule {
   /**
    * @param inputs.inputValues (batch, samples) float waveform (normalized as the checkpoint's feature extractor says); or that tensor alone
    * @param inputs.attentionMask (batch, samples) 1 = real sample, 0 = padding
-   * @returns lastHiddenState (batch, frames, hidden) and frameMask (batch, frames) true = valid, or null
+   * @returns lastHiddenState (batch, frames, hidden) and attentionMask (batch, frames) bool, true =
+   *   real frame (the input mask brought down to the frames, as HF's forward computes it with
+   *   `_get_feature_vector_attention_mask`), or null without an input mask
    */
-  async forward(inputs: { inputValues: Tensor; attentionMask?: Tensor } | Tensor): Promise<{ lastHiddenState: Tensor; frameMask: Tensor | null }> {
+  async forward(inputs: WavLMInputs | Tensor): Promise<WavLMOutputs> {
     inputs = this.namedInputs(inputs, 'inputValues', 'WavLM');
     const s = checkTensor(inputs.inputValues, 'inputValues').shape;
     if (s.length !== 2) invalid('a waveform (batch, samples)', 'inputValues', `[${s}]`);
@@ -112,9 +136,9 @@ export class WavLMModel extends NativeModule {
     if (inputs.attentionMask && checkTensor(inputs.attentionMask, 'attentionMask').shape.join() !== s.join()) invalid(`shape [${s}]`, 'attentionMask', `[${inputs.attentionMask.shape}]`);
     if (s[0] === 0) {
       const frames = this.framesFor(s[1]);
-      return { lastHiddenState: this.emptyOutput([0, frames, this.config.hidden_size], inputs.inputValues.device), frameMask: inputs.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null };
+      return withDeprecatedAlias({ lastHiddenState: this.emptyOutput([0, frames, this.config.hidden_size], inputs.inputValues.device), attentionMask: inputs.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null }, 'frameMask', 'attentionMask');
     }
     const [h, m] = await this.run([inputs.inputValues, inputs.attentionMask ?? null]);
-    return { lastHiddenState: h!, frameMask: m };
+    return withDeprecatedAlias({ lastHiddenState: h!, attentionMask: m }, 'frameMask', 'attentionMask');
   }
 }

@@ -94,18 +94,21 @@ describe('DataLoader', () => {
 
 describe('collate', () => {
   it('pads sequences with masks and lengths', () => {
-    const { values, mask, lengths } = et.data.padSequences([[1, 2, 3], [4], []], { dtype: 'int64', padValue: -1 });
+    const { values, attentionMask, lengths } = et.data.padSequences([[1, 2, 3], [4], []], { dtype: 'int64', padValue: -1 });
     expect(values.dtype).toBe('int64');
     expect(values.toArray()).toEqual([[1, 2, 3], [4, -1, -1], [-1, -1, -1]]);
-    expect(mask.dtype).toBe('bool');
-    expect(mask.toArray()).toEqual([[true, true, true], [true, false, false], [false, false, false]]);
+    expect(attentionMask.dtype).toBe('bool');
+    expect(attentionMask.toArray()).toEqual([[true, true, true], [true, false, false], [false, false, false]]);
     expect(lengths).toEqual([3, 1, 0]);
     const f = et.data.padSequences([Float32Array.from([0.5, 0.25]), Float32Array.from([1, 2, 3, 4])], { maxLength: 3, maskDtype: 'int64' });
     expect(f.values.shape).toEqual([2, 3]);
     expect(f.values.dtype).toBe('float32');
     expect(f.values.toArray()).toEqual([[0.5, 0.25, 0], [1, 2, 3]]);
-    expect(f.mask.dtype).toBe('int64');
-    expect(f.mask.toArray()).toEqual([[1, 1, 0], [1, 1, 1]]);
+    expect(f.attentionMask.dtype).toBe('int64');
+    expect(f.attentionMask.toArray()).toEqual([[1, 1, 0], [1, 1, 1]]);
+    // the deprecated name reads the same tensor and is not enumerated
+    expect(f.mask).toBe(f.attentionMask);
+    expect(Object.keys(f)).toEqual(['values', 'attentionMask', 'lengths']);
     expect(f.lengths).toEqual([2, 3]);
     expect(et.data.stackNumbers([1, 0, 5]).dtype).toBe('int64');
     expect(et.data.stackNumbers([1.5, -0.5]).toArray()).toEqual([1.5, -0.5]);

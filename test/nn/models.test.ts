@@ -4,7 +4,7 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+import { FIXTURES, maxAbsDiff, rejectsWith, throwsWith, tmpdir } from '../helpers';
 
 const fx = (name: string) => path.join(FIXTURES, name);
 const io = async (name: string, file = 'io.safetensors') => (await et.io.loadSafetensors(path.join(fx(name), file))).tensors;
@@ -24,6 +24,25 @@ describe('RobertaModel = HF RobertaModel', () => {
     await rejectsWith(() => m.forward({ inputIds: et.ones([2, 3], { dtype: 'int64' }), attentionMask: et.ones([2, 4]) }), 'ERR_INVALID_ARG', /attentionMask/);
     await rejectsWith(() => m.forward({ inputIds: et.full([1, 3], 77, { dtype: 'int64' }) }), 'ERR_INDEX', /index out of range/);
     await rejectsWith(() => m.forward({ inputIds: et.full([1, 600], 5, { dtype: 'int64' }) }), 'ERR_TORCH', /exceeds max_position_embeddings/);
+  });
+  it('builds the pooler as addPoolingLayer says; config.add_pooling_layer is its deprecated spelling', async () => {
+    const cfg = { vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32 };
+    const inputIds = et.ones([1, 3], { dtype: 'int64' });
+    const plain = et.nn.RobertaModel.create(cfg, { addPoolingLayer: false });
+    const legacy = et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: false });
+    for (const m of [plain, legacy]) {
+      expect(m.addPoolingLayer).toBe(false);
+      expect(m.namedParameters().some(([n]) => n.startsWith('pooler.'))).toBe(false);
+      expect((await m.forward({ inputIds })).poolerOutput).toBeNull();
+    }
+    expect(et.nn.RobertaModel.create(cfg).addPoolingLayer).toBe(true);
+    expect(et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: true }, { addPoolingLayer: true }).addPoolingLayer).toBe(true);
+    throwsWith(() => et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: true }, { addPoolingLayer: false }), 'ERR_INVALID_ARG', /addPoolingLayer or its deprecated spelling config\.add_pooling_layer, not both/);
+    throwsWith(() => et.nn.RobertaModel.create(cfg, { addPoolingLayer: 'no' as never }), 'ERR_INVALID_ARG', /a boolean for addPoolingLayer/);
+    const loaded = await et.nn.RobertaModel.fromPretrained(fx('roberta'), { addPoolingLayer: true });
+    expect(loaded.addPoolingLayer).toBe(true);
+    const dropped = await et.nn.RobertaModel.fromPretrained(fx('roberta'), { config: { add_pooling_layer: false }, strict: false });
+    expect(dropped.addPoolingLayer).toBe(false);
   });
 });
 
@@ -56,9 +75,22 @@ describe('BeatsEncoder = original microsoft/unilm BEATs', () => {
     expect(named.length).toBe(2);
     expect(m.parameters().length).toBe(m.namedParameters().length - 1);
     const t = await io('beats', 'inputs.safetensors');
-    const pad = et.zeros([2, 21920], { dtype: 'bool' });
-    const { paddingMask } = await m.forward({ inputFeatures: t.get('fbank')!, paddingMask: pad });
+    const keep = et.ones([2, 21920], { dtype: 'int64' });
+    const { paddingMask } = await m.forward({ inputFeatures: t.get('fbank')!, attentionMask: keep });
     expect(paddingMask!.shape).toEqual([2, 64]);
+  });
+  it('takes attentionMask (1 = keep) and still the deprecated paddingMask (true = pad), its inverse', async () => {
+    const m = await et.nn.BeatsEncoder.fromPretrained(fx('beats'));
+    const fbank = (await io('beats', 'inputs.safetensors')).get('fbank')!;
+    const keep = Array.from({ length: 2 }, (_, b) => Array.from({ length: 21920 }, (_, i) => (b === 1 && i >= 12000 ? 0 : 1)));
+    const attentionMask = et.tensor(keep, { dtype: 'int64' });
+    const a = await m.forward({ inputFeatures: fbank, attentionMask });
+    const b = await m.forward({ inputFeatures: fbank, paddingMask: attentionMask.eq(0) });
+    expect(a.paddingMask!.toArray()).toEqual(b.paddingMask!.toArray());
+    expect((a.paddingMask!.long().sum(1).toArray() as number[])[1]).toBeGreaterThan(0);
+    expect(maxAbsDiff(a.lastHiddenState, b.lastHiddenState)).toBe(0);
+    expect(Object.keys(a)).toEqual(['lastHiddenState', 'paddingMask']);
+    await rejectsWith(m.forward({ inputFeatures: fbank, attentionMask, paddingMask: attentionMask.eq(0) }), 'ERR_INVALID_ARG', /attentionMask or its deprecated spelling paddingMask, not both/);
   });
 });
 
@@ -276,7 +308,10 @@ describe('WavLMModel = HF WavLMModel', () => {
       const m = await et.nn.WavLMModel.fromPretrained(fx(name));
       const t = await io(name);
       const out = await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') });
-      expect(out.frameMask!.long().sum(1).toArray()).toEqual([199, 149]);
+      expect(out.attentionMask!.long().sum(1).toArray()).toEqual([199, 149]);
+      // the deprecated name reads the same tensor, and is not enumerated
+      expect(out.frameMask).toBe(out.attentionMask);
+      expect(Object.keys(out)).toEqual(['lastHiddenState', 'attentionMask']);
       const valid = t.get('frame_mask')!.unsqueeze(-1).eq(1);
       expect(et.where(valid, out.lastHiddenState.sub(t.get('last_hidden_state')!).abs(), 0).max().item()).toBeLessThan(TOL);
       const single = await m.forward({ inputValues: t.get('input_values')!.slice(0, 0, 1) });

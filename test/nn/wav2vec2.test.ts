@@ -14,16 +14,20 @@ describe('Wav2Vec2Model = HF Wav2Vec2Model', () => {
       const m = await et.nn.Wav2Vec2Model.fromPretrained(fx(name));
       const t = (await et.io.loadSafetensors(path.join(fx(name), 'io.safetensors'))).tensors;
       const out = await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask'), outputHiddenStates: true });
-      expect(out.frameMask!.long().sum(1).toArray()).toEqual([79, 54]);
+      expect(out.attentionMask!.long().sum(1).toArray()).toEqual([79, 54]);
+      expect(out.frameMask).toBe(out.attentionMask);  // the deprecated name, not enumerated
+      expect(Object.keys(out)).toEqual(['lastHiddenState', 'attentionMask', 'hiddenStates']);
       expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
       expect(out.hiddenStates).toHaveLength(4);
       out.hiddenStates!.forEach((h, i) => expect(maxAbsDiff(h, t.get(`hidden_states.${i}`)!)).toBeLessThan(TOL));
       // one layer only, the rest not run
-      const { hiddenState } = await m.hiddenStateAt({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') }, 2);
-      expect(maxAbsDiff(hiddenState, t.get('hidden_states.2')!)).toBeLessThan(TOL);
+      const at = await m.hiddenStateAt({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') }, 2);
+      expect(maxAbsDiff(at.hiddenState, t.get('hidden_states.2')!)).toBeLessThan(TOL);
+      expect(at.attentionMask!.long().sum(1).toArray()).toEqual([79, 54]);
+      expect(at.frameMask).toBe(at.attentionMask);
       const plain = await m.forward(t.get('input_values')!);
       expect(plain.hiddenStates).toBeUndefined();
-      expect(plain.frameMask).toBeNull();
+      expect(plain.attentionMask).toBeNull();
       expect(m.framesFor(1600)).toBe(79);
     });
   }

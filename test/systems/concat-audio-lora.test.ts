@@ -13,8 +13,7 @@ const tinyWavLM = () => et.nn.WavLMModel.create({
 });
 const tinyRoberta = () => et.nn.RobertaModel.create({
   vocab_size: 40, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 24,
-  add_pooling_layer: false,
-});
+}, { addPoolingLayer: false });
 
 const LENGTHS = [400, 250, 330, 180];
 const clip = (i: number) => Float32Array.from({ length: LENGTHS[i] }, (_, t) => 0.5 * Math.sin((0.05 + 0.03 * i) * t) + 0.1 * Math.cos(0.7 * t * (i + 1)));

@@ -7,8 +7,7 @@ import { maxAbsDiff, rejectsWith } from '../helpers';
 
 const tinyRoberta = () => et.nn.RobertaModel.create({
   vocab_size: 40, hidden_size: 16, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 24,
-  add_pooling_layer: false,
-});
+}, { addPoolingLayer: false });
 
 function batch() {
   // 4 utterances of 3–6 tokens (padded with 1), audio embeddings of size 4.
