@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   ERR_DIST_PEER: 'a collective failed or timed out because of another rank, which the message names',
   ERR_DIST_TIMEOUT: 'a collective passed timeoutMs with no single rank to blame',
   ERR_DIST_BROKEN: 'the process group failed earlier and cannot be used again (the first failure is named)',
+  ERR_DIST_MISMATCH: 'the ranks called different collectives (op, shape, dtype or source rank; each rank\'s call is named); nothing was sent and the group stays usable',
   ERR_DIST_UNUSED: 'DistributedDataParallel: parameters that received no gradient in a backward pass (named)',
 } as const;
 

@@ -221,9 +221,13 @@ export class LlamaForCausalLM extends NativeModule {
   /** The token embedding table applied to ids: (batch, length) → (batch, length, hidden). */
   async embed(ids: Tensor): Promise<Tensor> {
     this.checkIds(ids, 'ids');
-    const w = this.namedParameters().find(([n]) => n === 'model.embed_tokens.weight')![1];
-    return w.indexSelect(0, ids.flatten()).reshape([...ids.shape, this.config.hidden_size]);
+    this.checkLive();
+    // Found once: namedParameters() wraps every parameter in a new handle. The table's handle stays
+    // valid across to() and loadStateDict (both work in place); resizeTokenEmbeddings makes a new model.
+    this.embedWeight ??= this.namedParameters().find(([n]) => n === 'model.embed_tokens.weight')![1];
+    return this.embedWeight.indexSelect(0, ids.flatten()).reshape([...ids.shape, this.config.hidden_size]);
   }
+  private embedWeight: Tensor | null = null;
 
   private checkIds(ids: Tensor, name: string): void {
     checkTensor(ids, name);

@@ -171,8 +171,8 @@ export class RobertaLayers extends NativeModule {
     super('roberta_layers', { ...config, num_layers: numLayers }, opts);
     this.numLayers = numLayers;
   }
-  /** @returns (batch, length, hidden) after every layer; `attentionMask` (batch, length) 1 = attend. */
-  async forward(inputs: { hiddenStates: Tensor; attentionMask?: Tensor | null }): Promise<Tensor> {
-    return (await this.run([inputs.hiddenStates, inputs.attentionMask ?? null]))[0]!;
+  /** @returns `{ lastHiddenState }` (batch, length, hidden) after every layer; `attentionMask` (batch, length) 1 = attend. */
+  async forward(inputs: { hiddenStates: Tensor; attentionMask?: Tensor | null }): Promise<{ lastHiddenState: Tensor }> {
+    return { lastHiddenState: (await this.run([inputs.hiddenStates, inputs.attentionMask ?? null]))[0]! };
   }
 }

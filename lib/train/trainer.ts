@@ -15,7 +15,7 @@ import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
 import { manualSeed } from '../runtime';
-import { AdamW, Optimizer, decayGroups, clipGradNorm } from './optim';
+import { AdamW, Optimizer, decayGroups } from './optim';
 import { LRScheduler, hfSchedule } from './schedules';
 import { GradScaler } from './amp';
 import { TrainingArguments, TrainingArgumentsInit } from './args';
@@ -225,10 +225,13 @@ export class Trainer<T = unknown> extends EventEmitter {
     }
   }
 
+  /** The model's device, read once per train()/evaluate()/predict() (parameters() wraps every parameter anew). */
   private get device(): string {
     if (this.args.use_cpu) return 'cpu';
-    return this.model.parameters()[0]?.device ?? 'cpu';
+    this.deviceOfRun ??= this.model.parameters()[0]?.device ?? 'cpu';
+    return this.deviceOfRun;
   }
+  private deviceOfRun: string | null = null;
   private amp<R>(fn: () => R): R {
     if (!this.args.bf16 && !this.args.fp16) return fn();
     const dev = this.device.startsWith('cuda') ? 'cuda' : 'cpu';
@@ -304,6 +307,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (!this.trainDataset) throw new EmotorchError('train() needs a trainDataset', 'ERR_INVALID_ARG');
     if (this.running) throw new EmotorchError('train() is already running', 'ERR_INVALID_ARG');
     this.running = true;
+    this.deviceOfRun = null;
     const a = this.args;
     const loader = this.trainLoader();
     if (loader.length === 0) { this.running = false; throw new EmotorchError('the training set gives no batches (empty, or smaller than a batch with dataloader_drop_last)', 'ERR_INVALID_ARG'); }
@@ -521,11 +525,10 @@ export class Trainer<T = unknown> extends EventEmitter {
       stepLoss = tokenLoss ? sum : sum / world;
       this.stopAgreed = aborts > 0;
     }
-    const params = this.optimizer!.parameters();
     let gradNorm: number | null = null;
     if (a.max_grad_norm > 0) {
       if (this.scaler) this.scaler.unscale_(this.optimizer!);
-      gradNorm = await clipGradNorm(params, a.max_grad_norm);  // parameters without a grad are skipped
+      gradNorm = await this.optimizer!.clipGradNorm(a.max_grad_norm);  // its parameters; those without a grad are skipped
     }
     let stepped = true;
     if (this.scaler) {
@@ -706,6 +709,7 @@ export class Trainer<T = unknown> extends EventEmitter {
   async evaluate(dataset?: Dataset<T>, metricKeyPrefix = 'eval'): Promise<LogRecord> {
     const ds = dataset ?? this.evalDataset;
     if (!ds) throw new EmotorchError('evaluate() needs an evalDataset', 'ERR_INVALID_ARG');
+    this.deviceOfRun = null;
     const t0 = Date.now();
     const wantPredictions = !!this.opts.computeMetrics && !this.args.prediction_loss_only;
     const r = await this.loop(ds, wantPredictions);
@@ -736,6 +740,7 @@ export class Trainer<T = unknown> extends EventEmitter {
    */
   async predict(dataset: Dataset<T>, metricKeyPrefix = 'test'): Promise<PredictionOutput> {
     if (!dataset || typeof dataset.get !== 'function') invalid('a dataset', 'dataset', dataset);
+    this.deviceOfRun = null;
     const r = await this.loop(dataset, true);
     if (!r.predictions) throw new EmotorchError('predict(): the model returned no tensor outputs to predict with', 'ERR_INVALID_ARG');
     const metrics: LogRecord = {};

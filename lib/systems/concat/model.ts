@@ -358,8 +358,8 @@ export class ConcatFusionClassifier extends Module {
       const starts = arange(0, h.shape[1], 1, { dtype: 'int64', device: h.device }).mul(2 * 160).unsqueeze(0);  // (1, frames)
       return meanPool(h, starts.lt(lengths));
     }
-    const { lastHiddenState, frameMask } = await enc.forward({ inputValues: wave, ...(mask ? { attentionMask: mask } : {}) });
-    return meanPool(lastHiddenState, frameMask);
+    const out = await enc.forward({ inputValues: wave, ...(mask ? { attentionMask: mask } : {}) });
+    return meanPool(out.lastHiddenState, out.attentionMask);
   }
 
   /** Conversations (C, U, Σd) → logits (C·U, num_labels), row c·U + u for utterance u of conversation c. */
@@ -377,7 +377,7 @@ export class ConcatFusionClassifier extends Module {
       if (spk.shape.join() !== `${C},${U}`) invalid(`shape [${C}, ${U}]`, 'speakerIds', `[${spk.shape}]`);
       h = h.add(await this.speaker_embeddings.forward(spk.long().clamp(0, c.num_speakers - 1)));
     }
-    h = await this.context!.forward({ hiddenStates: await this.input_norm!.forward(h), attentionMask: mask });
+    h = (await this.context!.forward({ hiddenStates: await this.input_norm!.forward(h), attentionMask: mask })).lastHiddenState;
     const logits = (await this.classifier.forward(h)).reshape([C * U, this.config.num_labels]);
     if (!inputs.labels) return { logits };
     return { loss: crossEntropy(logits, checkLabels(inputs.labels, C * U, ' (conversations × utterances)')), logits };

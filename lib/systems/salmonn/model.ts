@@ -438,8 +438,8 @@ export class Salmonn extends Module {
     let x = await this.ln_speech.forward((await this.speech_encoder.forward({ inputFeatures: mel })).lastHiddenState);  // (rows, Tw, dW)
     if (this.beats && this.ln_audio) {
       const fbank = (await kaldiFbank(wave, { beats: true })).to({ device: dev });
-      const paddingMask = mask.some((m) => m) ? tensor(mask).reshape([rows.length, n]).to({ dtype: 'bool', device: dev }) : undefined;
-      let audio = await this.ln_audio.forward((await this.beats.forward({ inputFeatures: fbank, paddingMask })).lastHiddenState);
+      const attentionMask = mask.some((m) => m) ? tensor(mask.map((m) => 1 - m)).reshape([rows.length, n]).to({ dtype: 'bool', device: dev }) : undefined;
+      let audio = await this.ln_audio.forward((await this.beats.forward({ inputFeatures: fbank, attentionMask })).lastHiddenState);
       const [tw, tb] = [x.shape[1], audio.shape[1]];
       if (tb < tw) audio = cat([audio, zeros([rows.length, tw - tb, audio.shape[2]], { dtype: audio.dtype, device: dev })], 1);
       else if (tb > tw) x = cat([x, zeros([rows.length, tb - tw, x.shape[2]], { dtype: x.dtype, device: dev })], 1);

@@ -200,7 +200,7 @@ export class SpectraModel extends Module {
     const modal = cat([zeros([B, Tt], { dtype: 'int64', device: dev }), ones([B, Ta], { dtype: 'int64', device: dev })], 1);
     const fused = cat([text.lastHiddenState, audio.lastHiddenState], 1).add(await this.token_type_embeddings.forward(modal));
     const mask = cat([inputs.attentionMask.long(), audio.attentionMask], 1);
-    return { lastHiddenState: await this.fused_encoder.forward({ hiddenStates: fused, attentionMask: mask }), attentionMask: mask };
+    return { lastHiddenState: (await this.fused_encoder.forward({ hiddenStates: fused, attentionMask: mask })).lastHiddenState, attentionMask: mask };
   }
 }
 
@@ -213,8 +213,8 @@ class SpectraHead extends Module {
     this.first = this.registerModule('0', Linear.create({ in_features: hidden, out_features: hidden }, opts));
     this.last = this.registerModule('2', Linear.create({ in_features: hidden, out_features: numClass }, opts));
   }
-  async forward(x: Tensor): Promise<Tensor> {
-    return this.last.forward((await this.first.forward(x)).gelu());
+  async forward(inputs: { hiddenStates: Tensor }): Promise<{ logits: Tensor }> {
+    return { logits: await this.last.forward((await this.first.forward(inputs.hiddenStates)).gelu()) };
   }
 }
 
@@ -391,7 +391,7 @@ export class Spectra extends Module {
    */
   async forward(inputs: SpectraInputs): Promise<SpectraOutputs> {
     const fused = await this.model.forward(inputs);
-    let logits = await this.head.forward(fused.lastHiddenState.select(1, 0));
+    let { logits } = await this.head.forward({ hiddenStates: fused.lastHiddenState.select(1, 0) });
     if (this.config.num_class === 1) logits = logits.squeeze(1);
     if (!inputs.labels) return { logits };
     const loss = this.config.num_class === 1 ? l1Loss(logits, inputs.labels.to({ dtype: logits.dtype })) : crossEntropy(logits, inputs.labels.long());
