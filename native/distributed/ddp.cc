@@ -181,7 +181,9 @@ void GradReducer::State::launch(size_t bi) {
   auto& b = buckets[bi];
   at::NoGradGuard no_grad;
   b.flat.div_(group->world());  // averaged as torch's DDP does: divide, then sum
-  b.work = group->all_reduce_flat(b.flat, "DDP gradient bucket", static_cast<int64_t>(bi));
+  // Only the first bucket of a pass is checked across ranks (with the number of buckets): the
+  // others follow from the model, which every rank wrapped identically (verified at wrap time).
+  b.work = group->all_reduce_flat(b.flat, "DDP gradient bucket", static_cast<int64_t>(bi), bi == 0, static_cast<int64_t>(buckets.size()));
   b.launched = true;
 }
 

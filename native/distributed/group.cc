@@ -109,11 +109,11 @@ std::string describe(const int64_t* row) {
   if (op == 4) return "barrier()";
   if (op == 0 || op == 3) s << name << "(" << op_name(row[2]) << ")";
   else if (op == 1) s << name << "(from rank " << row[2] << ")";
-  else if (op == 5) s << name << " " << row[2];
+  else if (op == 5) s << name << " " << row[2] << " (of " << row[4] << ")";
   else s << name;
   auto dtype = dtype_name(static_cast<at::ScalarType>(row[3]));
   int64_t nd = row[6];
-  if (op == 1 && row[4] != 1) {
+  if (op == 1 && row[4] != 1) {  // several tensors broadcast as one
     s << " of " << row[4] << " " << dtype << " tensors (" << (nd ? row[8] : 0) << " elements)";
     return s.str();
   }
@@ -234,7 +234,7 @@ void Group::heartbeat_loop() {
   }
 }
 
-Group::Pending Group::issue(const Fingerprint& fp, const std::function<c10::intrusive_ptr<c10d::Work>()>& f) {
+Group::Pending Group::issue(const Fingerprint& fp, const std::function<c10::intrusive_ptr<c10d::Work>()>& f, bool check) {
   std::lock_guard<std::mutex> order(order_mutex_);
   std::string what = fp.op == "DDP gradient bucket" ? fp.op + " " + std::to_string(fp.detail) : fp.op;
   auto usable = [&] {
@@ -249,7 +249,7 @@ Group::Pending Group::issue(const Fingerprint& fp, const std::function<c10::intr
   }
   uint64_t seq = seq_.load() + 1;
   reached_.store(seq);
-  if (o_.check_collectives) check_same(fp, what, seq);
+  if (o_.check_collectives && check) check_same(fp, what, seq);
   std::lock_guard<std::mutex> lk(issue_mutex_);
   usable();
   Pending p;
@@ -329,11 +329,13 @@ Group::Pending Group::all_reduce(at::Tensor t, Op op) {
   return p;
 }
 
-Group::Pending Group::all_reduce_flat(at::Tensor flat, const std::string& what, int64_t number) {
-  return issue(Fingerprint::of(what, flat, number), [&] {
+Group::Pending Group::all_reduce_flat(at::Tensor flat, const std::string& what, int64_t number, bool check, int64_t count) {
+  Fingerprint fp = Fingerprint::of(what, flat, number);
+  fp.tensors = count;
+  return issue(fp, [&] {
     std::vector<at::Tensor> v{flat};
     return backend_->allreduce(v, c10d::AllreduceOptions());
-  });
+  }, check);
 }
 
 Group::Pending Group::broadcast(std::vector<at::Tensor> ts, int src) {

@@ -89,8 +89,11 @@ class Group {
   Pending all_gather(at::Tensor t, std::shared_ptr<std::vector<at::Tensor>> out);
   Pending reduce_scatter(at::Tensor input, Op op, std::shared_ptr<at::Tensor> out);
   Pending barrier();
-  // Contiguous, SUM, for DDP: `what` is "DDP gradient bucket" (`number` the bucket's) or "DDP used-parameter map".
-  Pending all_reduce_flat(at::Tensor flat, const std::string& what, int64_t number = 0);
+  // Contiguous, SUM, for DDP: `what` is "DDP gradient bucket" (`number` the bucket's) or "DDP
+  // used-parameter map". `check`: false skips the check across ranks (DDP checks the first bucket
+  // of each backward pass; the others follow from the model, verified identical when wrapped).
+  // `count` goes into the check's fingerprint (DDP: the number of buckets).
+  Pending all_reduce_flat(at::Tensor flat, const std::string& what, int64_t number = 0, bool check = true, int64_t count = 1);
 
   // Waits for `p` (at most the group's timeout plus a grace period). On a failure or a timeout
   // throws Error naming the rank(s) that did not take part, and why.
@@ -112,7 +115,7 @@ class Group {
 
  private:
   explicit Group(const GroupOptions& o) : o_(o) {}
-  Pending issue(const Fingerprint& fp, const std::function<c10::intrusive_ptr<c10d::Work>()>& f);
+  Pending issue(const Fingerprint& fp, const std::function<c10::intrusive_ptr<c10d::Work>()>& f, bool check = true);
   // Exchanges `fp` (for collective number `seq`) with every rank; throws ERR_DIST_MISMATCH on all
   // of them, naming what each called, when they differ.
   void check_same(const Fingerprint& fp, const std::string& what, uint64_t seq);

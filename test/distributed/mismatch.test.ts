@@ -24,7 +24,7 @@ describe('collectives that differ across ranks', () => {
       op: /rank 0 called allReduce\(max\) of a float32 \[4\] tensor; rank 1 called barrier\(\)/,
       reduce: /rank 0 called allReduce\(sum\) .*; rank 1 called allReduce\(max\)/,
       src: /rank 0 called broadcast\(from rank 0\) .*; rank 1 called broadcast\(from rank 1\)/,
-      ddp: /rank 0 called allReduce\(sum\) of a float32 \[\] tensor; rank 1 called DDP gradient bucket 0 of a float32 \[\d+\] tensor/,
+      ddp: /rank 0 called allReduce\(sum\) of a float32 \[\] tensor; rank 1 called DDP gradient bucket 0 \(of \d+\) of a float32 \[\d+\] tensor/,
     };
     for (const [name, re] of Object.entries(want)) {
       const a = caseOf(0, name).error, b = caseOf(1, name).error;
