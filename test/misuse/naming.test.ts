@@ -22,16 +22,16 @@ const LIB = path.join(__dirname, '..', '..', 'lib');
 const MIRRORS = new Set([
   'AddedTokenJSON', 'TokenizerConfig', 'TokenizerJSON', 'EcacConversation', 'MmsaResult', 'MmsaSimsResult', 'BeatsConfig',
   'EmbeddingConfig', 'LayerNormConfig', 'LinearConfig', 'LlamaConfig', 'QFormerConfig', 'RobertaConfig', 'Wav2Vec2Config',
-  'WavLMConfig', 'WhisperConfig', 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
+  'WavLMConfig', 'WhisperConfig', 'SalmonnConfig', 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
   'SpectraTextConfig', 'GradScalerState', 'ResolvedTrainingArguments', 'TrainingArgumentsInit', 'TrainerState',
   'lr_scheduler_kwargs', 'parsed', 'given',
 ]);
 
 /**
  * Types that still mix both spellings, to be split in lib/systems (issue 19 point 5): a mirrored
- * block (SALMONN's YAML, the config's `num_labels`) beside emotorch's own camelCase knobs.
+ * block (the config's `num_labels`) beside emotorch's own camelCase knobs.
  */
-const KNOWN_MIXED = new Set(['SalmonnConfig', 'ConcatFusionConfig']);
+const KNOWN_MIXED = new Set(['ConcatFusionConfig']);
 
 function files(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {

@@ -115,9 +115,13 @@ describe('Salmonn long audio and inputs', () => {
     // the first chunk alone is exactly the ≤ 30 s path
     const [first] = await et.noGrad(() => m.encodeAudio([long.subarray(0, 30 * 16000)]));
     expect(maxAbsDiff(tokens.slice(1, 0, 88), first)).toBeLessThan(1e-5);
-    const capped = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, maxAudioSeconds: 30 } });
+    const capped = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, max_audio_seconds: 30 } });
     const [c] = await et.noGrad(() => capped.encodeAudio([long]));
     expect(c.shape).toEqual([1, 88, 48]);
+    // the deprecated spelling still works, and both at once are refused
+    const old = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, maxAudioSeconds: 30 } });
+    expect(old.config.max_audio_seconds).toBe(30);
+    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, config: { ...cfg, maxAudioSeconds: 30, max_audio_seconds: 20 } }), 'ERR_INVALID_ARG', /max_audio_seconds or its deprecated spelling maxAudioSeconds/);
   });
 
   it('rejects malformed batches and configs', async () => {

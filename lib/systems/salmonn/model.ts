@@ -20,7 +20,7 @@ import { applyLora } from '../../nn/lora';
 import { Linear, LayerNorm } from '../../nn/layers';
 import { loadCheckpoint } from '../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../../tensor';
-import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid, renameDeprecated } from '../../errors';
 import { whisperLogMel, kaldiFbank } from '../../audio/features';
 import { Tokenizer } from '../../data/tokenizer';
 import { saveSafetensors } from '../../io/safetensors';
@@ -60,8 +60,14 @@ export interface SalmonnConfig {
   /** emotorch: the speech Q-Former's sizes (the original: bert-base-uncased with 2 layers). */
   qformer: Partial<QFormerConfig>;
   /** emotorch: cut audio after this many seconds (the original: 30). null: no cap, long audio in 30 s chunks. */
-  maxAudioSeconds: number | null;
+  max_audio_seconds: number | null;
 }
+
+/** A SALMONN config as given: any of its fields, and the deprecated spelling of one. */
+export type SalmonnConfigInput = Partial<SalmonnConfig> & {
+  /** @deprecated use `max_audio_seconds` (the config mirrors the YAML, so its names are snake_case); accepted until the next release. */
+  maxAudioSeconds?: number | null;
+};
 
 export const SALMONN_DEFAULTS: SalmonnConfig = {
   freeze_whisper: true, freeze_beats: true, use_speech_Qformer: true, num_speech_query_token: 1, freeze_speech_QFormer: false,
@@ -69,7 +75,7 @@ export const SALMONN_DEFAULTS: SalmonnConfig = {
   lora_rank: 8, lora_alpha: 32, lora_dropout: 0.1, multi_prompt: true, prompt_template: 'USER: {}\nASSISTANT:', max_txt_len: 300,
   end_sym: '</s>', max_new_tokens: 200, num_beams: 4, do_sample: false, min_length: 1, temperature: 1.0, top_p: 0.9,
   repetition_penalty: 1.0, length_penalty: 1.0,
-  qformer: {}, maxAudioSeconds: null,
+  qformer: {}, max_audio_seconds: null,
 };
 
 /** The Q-Former of the original: BertConfig (bert-base-uncased) with 2 layers, cross-attention in each, 1 query. */
@@ -78,14 +84,15 @@ const QFORMER_BASE: Partial<QFormerConfig> = {
   attention_probs_dropout_prob: 0.1, layer_norm_eps: 1e-12, initializer_range: 0.02, hidden_act: 'gelu',
 };
 
-function resolveSalmonnConfig(given: Partial<SalmonnConfig>): SalmonnConfig {
-  if (!given || typeof given !== 'object' || Array.isArray(given)) invalid('a config object', 'SALMONN config', given);
+function resolveSalmonnConfig(input: SalmonnConfigInput): SalmonnConfig {
+  if (!input || typeof input !== 'object' || Array.isArray(input)) invalid('a config object', 'SALMONN config', input);
+  const given = renameDeprecated(input, { maxAudioSeconds: 'max_audio_seconds' }, 'SALMONN config');
   const c = { ...SALMONN_DEFAULTS } as unknown as Record<string, unknown>;
   for (const [k, d] of Object.entries(SALMONN_DEFAULTS)) {
     const v = (given as Record<string, unknown>)[k];
     if (v === undefined) continue;
-    if (k === 'maxAudioSeconds') {
-      if (v !== null) checkNumber(v, 'SALMONN config.maxAudioSeconds', 0.05);
+    if (k === 'max_audio_seconds') {
+      if (v !== null) checkNumber(v, 'SALMONN config.max_audio_seconds', 0.05);
     } else if (k === 'qformer') {
       if (!v || typeof v !== 'object' || Array.isArray(v)) invalid('an object of Q-Former sizes', 'SALMONN config.qformer', v);
     } else if (typeof d !== typeof v || (typeof v === 'number' && !Number.isFinite(v))) {
@@ -206,7 +213,7 @@ export interface SalmonnPretrainedOptions {
   /** the tokenizer file (default `<llm>/tokenizer.json`) */
   tokenizer?: string;
   /** SALMONN config fields (its YAML names) */
-  config?: Partial<SalmonnConfig>;
+  config?: SalmonnConfigInput;
   /**
    * Grow the LLaMA's vocabulary to the tokenizer's after `[PAD]` is added, as the original
    * `models/salmonn.py` does (`resize_token_embeddings(len(tokenizer))`: 32 001 rows for Vicuna,
@@ -245,7 +252,7 @@ export class Salmonn extends Module {
    * initialized as the original). LoRA is applied here when `config.lora`.
    * @throws EmotorchError ERR_INVALID_ARG for a bad config or parts that do not fit.
    */
-  constructor(parts: { whisper: WhisperEncoder; beats?: BeatsEncoder | null; llm: LlamaForCausalLM; tokenizer: Tokenizer }, config: Partial<SalmonnConfig> = {}) {
+  constructor(parts: { whisper: WhisperEncoder; beats?: BeatsEncoder | null; llm: LlamaForCausalLM; tokenizer: Tokenizer }, config: SalmonnConfigInput = {}) {
     super();
     const c = resolveSalmonnConfig(config);
     lockConfig(this, 'SALMONN', c);
@@ -407,7 +414,7 @@ export class Salmonn extends Module {
     return { kernel: Math.round((1500 * this.config.second_per_window) / 30), stride: Math.round((1500 * this.config.second_stride) / 30) };
   }
 
-  /** One clip as the original prepares it: ≥ 1 s (zero-padded), capped at maxAudioSeconds. */
+  /** One clip as the original prepares it: ≥ 1 s (zero-padded), capped at max_audio_seconds. */
   private prepare(a: Float32Array | Tensor, i: number): Float32Array {
     let w: Float32Array;
     if (a instanceof Tensor) {
@@ -416,7 +423,7 @@ export class Salmonn extends Module {
     } else if (a instanceof Float32Array) w = a;
     else invalid('a Float32Array or 1-D Tensor at 16 kHz', `audio[${i}]`, a);
     if (w.length === 0) invalid('a non-empty waveform', `audio[${i}]`, 'no samples');
-    const cap = this.config.maxAudioSeconds;
+    const cap = this.config.max_audio_seconds;
     if (cap !== null && w.length > Math.round(cap * SR)) w = w.subarray(0, Math.round(cap * SR));
     if (w.length < SR) {
       const p = new Float32Array(SR);
