@@ -115,6 +115,9 @@ describe('Salmonn long audio and inputs', () => {
     // the first chunk alone is exactly the ≤ 30 s path
     const [first] = await et.noGrad(() => m.encodeAudio([long.subarray(0, 30 * 16000)]));
     expect(maxAbsDiff(tokens.slice(1, 0, 88), first)).toBeLessThan(1e-5);
+    // a waveform given as a Tensor stays native and gives the same tokens
+    const [viaTensor] = await et.noGrad(() => m.encodeAudio([et.tensor(long)]));
+    expect(maxAbsDiff(viaTensor, tokens)).toBe(0);
     const capped = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, max_audio_seconds: 30 } });
     const [c] = await et.noGrad(() => capped.encodeAudio([long]));
     expect(c.shape).toEqual([1, 88, 48]);

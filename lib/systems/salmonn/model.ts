@@ -20,6 +20,7 @@ import { applyLora } from '../../nn/lora';
 import { Linear, LayerNorm } from '../../nn/layers';
 import { loadCheckpoint } from '../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../../tensor';
+import type { Device } from '../../device';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid, renameDeprecated } from '../../errors';
 import { whisperLogMel, kaldiFbank } from '../../audio/features';
 import { Tokenizer } from '../../data/tokenizer';
@@ -175,6 +176,12 @@ function qformerToOriginal(n: string): string {
   return n.replace(/^layernorm\./, 'bert.embeddings.LayerNorm.')
     .replace(/^encoder\.layer\.(\d+)\.(attention|crossattention)\.attention\./, 'bert.encoder.layer.$1.$2.self.')
     .replace(/^encoder\./, 'bert.encoder.');
+}
+
+/** `w` (samples) zero-padded at the end to at least `n` samples, natively. */
+function padTo(w: Tensor, n: number): Tensor {
+  const len = w.shape[0];
+  return len >= n ? w : cat([w, zeros([n - len], { dtype: w.dtype, device: w.device as Device })], 0);
 }
 
 /**
@@ -414,32 +421,30 @@ export class Salmonn extends Module {
     return { kernel: Math.round((1500 * this.config.second_per_window) / 30), stride: Math.round((1500 * this.config.second_stride) / 30) };
   }
 
-  /** One clip as the original prepares it: ≥ 1 s (zero-padded), capped at max_audio_seconds. */
-  private prepare(a: Float32Array | Tensor, i: number): Float32Array {
-    let w: Float32Array;
+  /**
+   * One clip as the original prepares it: ≥ 1 s (zero-padded), capped at max_audio_seconds. A
+   * Tensor stays native (never read back to JS); a Float32Array is uploaded once.
+   */
+  private prepare(a: Float32Array | Tensor, i: number): Tensor {
+    let w: Tensor;
     if (a instanceof Tensor) {
       if (a.ndim !== 1 || !a.dtype.startsWith('float')) invalid('a 1-D float waveform', `audio[${i}]`, `${a.dtype} [${a.shape}]`);
-      w = a.float().dataSync() as Float32Array;
-    } else if (a instanceof Float32Array) w = a;
+      w = a.float();
+    } else if (a instanceof Float32Array) w = tensor(a);
     else invalid('a Float32Array or 1-D Tensor at 16 kHz', `audio[${i}]`, a);
-    if (w.length === 0) invalid('a non-empty waveform', `audio[${i}]`, 'no samples');
+    if (w.shape[0] === 0) invalid('a non-empty waveform', `audio[${i}]`, 'no samples');
     const cap = this.config.max_audio_seconds;
-    if (cap !== null && w.length > Math.round(cap * SR)) w = w.subarray(0, Math.round(cap * SR));
-    if (w.length < SR) {
-      const p = new Float32Array(SR);
-      p.set(w);
-      w = p;
-    }
-    return w;
+    if (cap !== null && w.shape[0] > Math.round(cap * SR)) w = w.slice(0, 0, Math.round(cap * SR));
+    return padTo(w, SR);
   }
 
   /** Encoder states for rows of waveforms, padded together as the original batch: (rows, T, C). */
-  private async encodeRows(rows: Float32Array[], padTo30s: boolean): Promise<Tensor> {
-    const n = Math.max(...rows.map((r) => r.length));
-    const wav = new Float32Array(rows.length * n);
-    const mask = new Uint8Array(rows.length * n);
-    rows.forEach((r, i) => { wav.set(r, i * n); mask.fill(1, i * n + r.length, (i + 1) * n); });
-    const wave = tensor(wav).reshape([rows.length, n]);
+  private async encodeRows(rows: Tensor[], padTo30s: boolean): Promise<Tensor> {
+    const n = Math.max(...rows.map((r) => r.shape[0]));
+    const mask = new Uint8Array(rows.length * n);  // 1 = padding, from the lengths alone
+    rows.forEach((r, i) => mask.fill(1, i * n + r.shape[0], (i + 1) * n));
+    const at = rows[0].device;
+    const wave = cat(rows.map((r) => padTo(r.to({ device: at as Device }), n).reshape([1, n])), 0);  // (rows, n)
     const dev = this.speech_query_tokens.device;
     const mel = (await whisperLogMel(wave, { padTo30s })).to({ device: dev });
     let x = await this.ln_speech.forward((await this.speech_encoder.forward({ inputFeatures: mel })).lastHiddenState);  // (rows, Tw, dW)
@@ -479,18 +484,17 @@ export class Salmonn extends Module {
   async encodeAudio(audio: Array<Float32Array | Tensor>): Promise<Tensor[]> {
     if (!Array.isArray(audio) || audio.length === 0) invalid('a non-empty array of waveforms', 'audio', audio);
     const clips = audio.map((a, i) => this.prepare(a, i));
-    if (clips.every((c) => c.length <= CHUNK)) {
+    if (clips.every((c) => c.shape[0] <= CHUNK)) {
       const tokens = await this.qformerTokens(await this.encodeRows(clips, true));
       return clips.map((_, i) => tokens.slice(0, i, i + 1));
     }
     const out: Tensor[] = [];
     for (const clip of clips) {
       const parts: Tensor[] = [];
-      for (let s = 0; s < clip.length; s += CHUNK) {
-        let chunk = clip.subarray(s, Math.min(s + CHUNK, clip.length));
-        const full = chunk.length === CHUNK || s === 0;
-        if (chunk.length < SR) { const p = new Float32Array(SR); p.set(chunk); chunk = p; }
-        parts.push(await this.qformerTokens(await this.encodeRows([chunk], full)));
+      for (let s = 0; s < clip.shape[0]; s += CHUNK) {
+        const chunk = clip.slice(0, s, Math.min(s + CHUNK, clip.shape[0]));
+        const full = chunk.shape[0] === CHUNK || s === 0;
+        parts.push(await this.qformerTokens(await this.encodeRows([padTo(chunk, SR)], full)));
       }
       out.push(cat(parts, 1));
     }
