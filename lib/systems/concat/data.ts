@@ -4,7 +4,7 @@
  */
 import * as fs from 'fs';
 import { Tensor, tensor, checkTensor, noGrad } from '../../tensor';
-import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors';
+import { EmotorchError, checkInt, checkOptionNames, invalid, withDeprecatedAlias } from '../../errors';
 import { loadSafetensors, saveSafetensors } from '../../io/safetensors';
 import type { EcfItem } from '../../data/datasets/ecf';
 import type { Device } from '../../device';
@@ -84,12 +84,12 @@ export function concatCollateConversations(convs: EcfItem[][], opts: { device?: 
     });
   });
   const device = opts.device ?? 'cpu';
-  return {
+  return withDeprecatedAlias({
     features: tensor(feats, { shape: [C, U, d], device }),
-    utteranceMask: tensor(mask, { shape: [C, U], dtype: 'int64', device }),
+    utteranceAttentionMask: tensor(mask, { shape: [C, U], dtype: 'int64', device }),
     speakerIds: tensor(spk, { shape: [C, U], dtype: 'int64', device }),
     labels: tensor(labels, { dtype: 'int64', device }),
-  };
+  }, 'utteranceMask', 'utteranceAttentionMask');
 }
 
 /**
