@@ -63,9 +63,9 @@ async function concatCache({ opt }) {
     const at = rows(idx);
     const m = mask.indexSelect(0, at);
     const { lastHiddenState } = await encoder.forward({ inputIds: ids.indexSelect(0, at), attentionMask: m });
-    return { states: lastHiddenState, mask: m };
+    return { lastHiddenState, attentionMask: m };
   };
-  const pool = ({ states, mask: m }) => { const w = m.to({ dtype: states.dtype }).unsqueeze(2); return states.mul(w).sum(1).div(w.sum(1).clamp(1)); };
+  const pool = ({ lastHiddenState: h, attentionMask: m }) => { const w = m.to({ dtype: h.dtype }).unsqueeze(2); return h.mul(w).sum(1).div(w.sum(1).clamp(1)); };
   const model = et.systems.ConcatFusionClassifier.create({ modalities: { text: robertaBase.hidden_size } });
   const optim = new et.optim.AdamW(model.parameters(), { lr: 1e-3 });
   // One epoch: batches of 4 utterances, an optimizer step every 16 batches.

@@ -114,7 +114,8 @@ console.log('(the seed rows use the seed args as they are, except learning_rate 
   const frozen = encoder().eval();
   const cache = await et.systems.embedUtterances(items.map((it) => `${it.conversationId}_${it.utteranceId}`), async (idx) => {
     const b = et.systems.ConcatFusionClassifier.collate(idx.map((i) => items[i]), { tokenIds });
-    return { states: (await frozen.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask })).lastHiddenState, mask: b.attentionMask };
+    const { lastHiddenState } = await frozen.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask });
+    return { lastHiddenState, attentionMask: b.attentionMask };
   }, { cacheFile: path.join(outDir(), 'roberta_text.safetensors') });
   await run('text encoder, cached   ', et.systems.ConcatFusionClassifier.create({ modalities: { text: 32 } }),
     (it) => ({ ...it, features: cache.get(`${it.conversationId}_${it.utteranceId}`) }), (xs) => et.systems.ConcatFusionClassifier.collate(xs));

@@ -5,7 +5,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+import { FIXTURES, maxAbsDiff, rejectsWith, throwsWith, tmpdir } from '../helpers';
 
 let io: Map<string, et.Tensor>;
 beforeAll(async () => {
@@ -52,7 +52,7 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     const states = et.tensor([[[1, 2], [3, 4], [100, 100]], [[5, 6], [0, 0], [0, 0]]]);
     const mask = et.tensor([[1, 1, 0], [1, 0, 0]], { dtype: 'int64' });
     let calls = 0;
-    const encode = async (idx: number[]) => { calls++; return { states: states.index(et.tensor(idx, { dtype: 'int64' })), mask: mask.index(et.tensor(idx, { dtype: 'int64' })) }; };
+    const encode = async (idx: number[]) => { calls++; return { lastHiddenState: states.index(et.tensor(idx, { dtype: 'int64' })), attentionMask: mask.index(et.tensor(idx, { dtype: 'int64' })) }; };
     const a = await et.systems.embedUtterances(['1_1', '1_2'], encode, { cacheFile: file, batchSize: 1 });
     expect(calls).toBe(2);
     expect([...a.get('1_1')!]).toEqual([2, 3]);
@@ -96,7 +96,7 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     expect(maxAbsDiff(alone.logits, logits.slice(0, 3, 5))).toBeLessThan(1e-5);
     const swapped = await m.forward(et.systems.ConcatFusionClassifier.collateConversations([[convs[0][1], convs[0][0]]]));
     expect(maxAbsDiff(swapped.logits.slice(0, 0, 1), alone.logits.slice(0, 1, 2))).toBeGreaterThan(1e-4);
-    await rejectsWith(m.forward({ features: et.zeros([1, 65, 20]), utteranceMask: et.ones([1, 65], { dtype: 'int64' }) }), 'ERR_INVALID_ARG', /max_utterances/);
+    await rejectsWith(m.forward({ features: et.zeros([1, 65, 20]), utteranceAttentionMask: et.ones([1, 65], { dtype: 'int64' }) }), 'ERR_INVALID_ARG', /max_utterances/);
   });
 
   it('writes the official Subtask 2 submission that et.metrics.ecacPairs scores', async () => {
@@ -122,6 +122,60 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     expect(scores.micro.precision).toBeCloseTo(0.5, 6);
     expect(() => et.systems.ecfSubmission(items, [{ conversationId: 9, emotionUtterance: 1, emotion: 'joy', causeUtterance: 1 }])).toThrow(/conversationId/);
     expect(() => et.systems.ecfSubmission(items, [{ conversationId: 1, emotionUtterance: 1, emotion: 'neutral' as never, causeUtterance: 1 }])).toThrow(/non-neutral/);
+  });
+});
+
+// DESIGN rule 11: the renamed names, each old spelling accepted for one release; both spellings refused.
+describe('ConcatFusionClassifier deprecated spellings', () => {
+  it('config num_labels → numLabels', async () => {
+    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 3 });
+    expect(m.config.numLabels).toBe(3);
+    expect(m.classifier.config.out_features).toBe(3);
+    expect(et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 } }).config.numLabels).toBe(7);
+    const old = et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, num_labels: 5 });
+    expect(old.config.numLabels).toBe(5);
+    expect('num_labels' in old.config).toBe(false);
+    expect((await old.forward({ features: et.zeros([2, 4]) })).logits.shape).toEqual([2, 5]);
+    throwsWith(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 3, num_labels: 3 }), 'ERR_INVALID_ARG', /numLabels or its deprecated spelling num_labels, not both/);
+    throwsWith(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 1 }), 'ERR_INVALID_ARG', /numLabels/);
+  });
+
+  it('input utteranceMask → utteranceAttentionMask; collateConversations keeps the old name readable', async () => {
+    et.manualSeed(0);
+    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, context: { hidden_size: 8, num_attention_heads: 2, dropout: 0 } }).eval();
+    const item = (conv: number, utt: number, label: number) => ({
+      conversationId: conv, utteranceId: utt, text: '', speaker: 'A', emotion: null, label, causes: [], features: Float32Array.from([utt, -utt, conv, 1]),
+    });
+    const batch = et.systems.ConcatFusionClassifier.collateConversations([[item(1, 1, 0), item(1, 2, 3)], [item(2, 1, 4)]]);
+    expect(batch.utteranceAttentionMask!.toArray()).toEqual([[1, 1], [1, 0]]);
+    // the old key: the same tensor, non-enumerable (not seen by keys or spreads, not taken as given twice)
+    expect(batch.utteranceMask).toBe(batch.utteranceAttentionMask);
+    expect(Object.keys(batch)).not.toContain('utteranceMask');
+    const ref = (await m.forward(batch)).logits;
+    expect(ref.shape).toEqual([4, 7]);
+    const { utteranceAttentionMask, ...rest } = batch;
+    const old = await m.forward({ ...rest, utteranceMask: utteranceAttentionMask });
+    expect(maxAbsDiff(old.logits, ref)).toBe(0);
+    expect(maxAbsDiff((await m.forward({ ...batch })).logits, ref)).toBe(0);
+    await rejectsWith(m.forward({ ...batch, utteranceMask: utteranceAttentionMask }), 'ERR_INVALID_ARG', /utteranceAttentionMask or its deprecated spelling utteranceMask, not both/);
+    await rejectsWith(m.forward({ features: batch.features, speakerIds: batch.speakerIds }), 'ERR_INVALID_ARG', /utteranceAttentionMask/);
+  });
+
+  it('embedUtterances encode result { states, mask } → { lastHiddenState, attentionMask }', async () => {
+    const dir = tmpdir();
+    const h = et.tensor([[[1, 2], [3, 4]], [[5, 6], [7, 8]]]);
+    const mask = et.tensor([[1, 1], [1, 0]], { dtype: 'int64' });
+    const a = await et.systems.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask }), { cacheFile: path.join(dir, 'new.safetensors') });
+    const b = await et.systems.embedUtterances(['a', 'b'], async () => ({ states: h, mask }), { cacheFile: path.join(dir, 'old.safetensors') });
+    expect([...a.get('a')!]).toEqual([2, 3]);
+    expect([...a.get('b')!]).toEqual([5, 6]);
+    expect([...b.get('a')!]).toEqual([...a.get('a')!]);
+    expect([...b.get('b')!]).toEqual([...a.get('b')!]);
+    await rejectsWith(et.systems.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask, states: h }) as never, { cacheFile: path.join(dir, 'both.safetensors') }),
+      'ERR_INVALID_ARG', /lastHiddenState or its deprecated spelling states, not both/);
+    await rejectsWith(et.systems.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask, mask }) as never, { cacheFile: path.join(dir, 'both2.safetensors') }),
+      'ERR_INVALID_ARG', /attentionMask or its deprecated spelling mask, not both/);
+    expect(fs.existsSync(path.join(dir, 'both.safetensors'))).toBe(false);
   });
 });
 

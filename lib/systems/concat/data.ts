@@ -4,7 +4,7 @@
  */
 import * as fs from 'fs';
 import { Tensor, tensor, checkTensor, noGrad } from '../../tensor';
-import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors';
+import { EmotorchError, checkInt, checkOptionNames, invalid, renameDeprecated, withDeprecatedAlias } from '../../errors';
 import { loadSafetensors, saveSafetensors } from '../../io/safetensors';
 import type { EcfItem } from '../../data/datasets/ecf';
 import type { Device } from '../../device';
@@ -84,34 +84,48 @@ export function concatCollateConversations(convs: EcfItem[][], opts: { device?: 
     });
   });
   const device = opts.device ?? 'cpu';
-  return {
+  return withDeprecatedAlias({
     features: tensor(feats, { shape: [C, U, d], device }),
-    utteranceMask: tensor(mask, { shape: [C, U], dtype: 'int64', device }),
+    utteranceAttentionMask: tensor(mask, { shape: [C, U], dtype: 'int64', device }),
     speakerIds: tensor(spk, { shape: [C, U], dtype: 'int64', device }),
     labels: tensor(labels, { dtype: 'int64', device }),
-  };
+  }, 'utteranceMask', 'utteranceAttentionMask');
 }
+
+/** What {@link embedUtterances}' `encode` returns. */
+export type EncodedUtterances =
+  | { /** (batch, length, d) */ lastHiddenState: Tensor; /** (batch, length): 1 = real token. */ attentionMask: Tensor }
+  | {
+    /** @deprecated use `lastHiddenState`; accepted until the next release. */
+    states: Tensor;
+    /** @deprecated use `attentionMask` (1 = keep); accepted until the next release. */
+    mask: Tensor;
+  };
+
+const ENCODED_RENAMES = { states: 'lastHiddenState', mask: 'attentionMask' } as const;
 
 /**
  * Per-utterance embeddings from an emotorch encoder, mean-pooled over the mask, computed once and
  * cached in a safetensors file (tensor names are the given keys, as the ECF embedding files):
  * a later call with the same file reads the cache and never runs the encoder.
  * @param keys one name per utterance (e.g. `${conversationId}_${utteranceId}`)
- * @param encode runs the encoder on a slice of utterances: (batch, length, d) states and their
- *   (batch, length) mask (1 = real)
+ * @param encode runs the encoder on a slice of utterances: `{ lastHiddenState, attentionMask }`,
+ *   the (batch, length, d) states and their (batch, length) mask (1 = real token). The older
+ *   `{ states, mask }` is a deprecated spelling, accepted until the next release.
  * @param opts `cacheFile` (safetensors), `batchSize` (default 16)
  * @returns key → Float32Array embedding
- * @throws EmotorchError ERR_IO when the cache cannot be written; ERR_FORMAT when it lacks a key.
+ * @throws EmotorchError ERR_IO when the cache cannot be written; ERR_FORMAT when it lacks a key;
+ *   ERR_INVALID_ARG when `encode` returns a name in both spellings or a bad shape.
  * @example
  * const text = await et.systems.embedUtterances(keys, async (idx) => {
  *   const enc = await tok.encodeBatch(idx.map((i) => items[i].text), { padding: true });
  *   const { lastHiddenState } = await roberta.forward({ inputIds: enc.inputIds, attentionMask: enc.attentionMask });
- *   return { states: lastHiddenState, mask: enc.attentionMask };
+ *   return { lastHiddenState, attentionMask: enc.attentionMask };
  * }, { cacheFile: 'cache/roberta.safetensors' });
  */
 export async function embedUtterances(
   keys: string[],
-  encode: (indices: number[]) => Promise<{ states: Tensor; mask: Tensor }>,
+  encode: (indices: number[]) => Promise<EncodedUtterances>,
   opts: { cacheFile: string; batchSize?: number },
 ): Promise<Map<string, Float32Array>> {
   if (!Array.isArray(keys) || keys.length === 0 || !keys.every((k) => typeof k === 'string')) invalid('a non-empty array of key strings', 'keys', keys);
@@ -134,9 +148,11 @@ export async function embedUtterances(
   for (let s = 0; s < keys.length; s += bs) {
     const idx = Array.from({ length: Math.min(bs, keys.length - s) }, (_, i) => s + i);
     const pooled = await noGrad(async () => {
-      const { states, mask } = await encode(idx);
-      if (checkTensor(states, 'states').ndim !== 3 || states.shape[0] !== idx.length) invalid(`states (${idx.length}, length, d)`, 'encode result', `[${states.shape}]`);
-      if (checkTensor(mask, 'mask').shape.join() !== states.shape.slice(0, 2).join()) invalid(`mask [${states.shape.slice(0, 2)}]`, 'encode result', `[${mask.shape}]`);
+      const got = await encode(idx);
+      if (!got || typeof got !== 'object' || got instanceof Tensor) invalid('{ lastHiddenState, attentionMask }', 'encode result', got);
+      const { lastHiddenState: states, attentionMask: mask } = renameDeprecated(got, ENCODED_RENAMES, 'encode result') as { lastHiddenState: Tensor; attentionMask: Tensor };
+      if (checkTensor(states, 'lastHiddenState').ndim !== 3 || states.shape[0] !== idx.length) invalid(`lastHiddenState (${idx.length}, length, d)`, 'encode result', `[${states.shape}]`);
+      if (checkTensor(mask, 'attentionMask').shape.join() !== states.shape.slice(0, 2).join()) invalid(`attentionMask [${states.shape.slice(0, 2)}]`, 'encode result', `[${mask.shape}]`);
       const m = mask.to({ dtype: states.dtype }).unsqueeze(2);  // (B, T, 1)
       return states.mul(m).sum(1).div(m.sum(1).clamp(1)).to({ dtype: 'float32', device: 'cpu' });  // (B, d)
     });

@@ -16,7 +16,7 @@ import { WavLMModel } from '../../nn/wavlm';
 import { Wav2Vec2Model } from '../../nn/wav2vec2';
 import { WhisperEncoder } from '../../nn/whisper';
 import { whisperLogMel } from '../../audio/features';
-import { EmotorchError, checkInt, checkNumber, invalid } from '../../errors';
+import { EmotorchError, checkInt, checkNumber, invalid, renameDeprecated } from '../../errors';
 import { crossEntropy } from '../../functional';
 import { groupEcfConversations } from '../../data/datasets/ecf';
 import type { EcfItem } from '../../data/datasets/ecf';
@@ -113,11 +113,15 @@ function meanPool(states: Tensor, mask: Tensor | null): Tensor {
   return states.mul(w).sum(1).div(w.sum(1).clamp(1));
 }
 
+/**
+ * The classifier's settings. emotorch's own (no config file is read or written), so its names
+ * are camelCase; the `context` block keeps the RoBERTa config's names.
+ */
 export interface ConcatFusionConfig {
   /** Embedding size per modality, in concatenation order (e.g. `{ text: 768, video: 768 }`). */
   modalities: Record<string, number>;
   /** Classes. Default 7 (the ECF emotions). */
-  num_labels?: number;
+  numLabels?: number;
   /** Default false, as the seed. */
   bias?: boolean;
   /** Dialogue context over each conversation's utterances; default none (the seed). */
@@ -128,6 +132,15 @@ export interface ConcatFusionConfig {
   audioEncoder?: ConcatAudioEncoderOptions | null;
 }
 
+/** A ConcatFusionClassifier config as given: its fields, and the deprecated spelling of one. */
+export type ConcatFusionConfigInput = ConcatFusionConfig & {
+  /** @deprecated use `numLabels` (the config mirrors no file, so its names are camelCase); accepted until the next release. */
+  num_labels?: number;
+};
+
+const CONFIG_RENAMES = { num_labels: 'numLabels' } as const;
+const INPUT_RENAMES = { utteranceMask: 'utteranceAttentionMask' } as const;
+
 export interface ConcatFusionInputs {
   /**
    * (batch, Σd) concatenated embeddings, one utterance per row; with `context`, (conversations,
@@ -137,6 +150,11 @@ export interface ConcatFusionInputs {
   /** modality → (batch, d) embeddings, concatenated in the config's order. */
   embeddings?: Record<string, Tensor>;
   /** With context: (conversations, utterances) 1 = utterance, 0 = padding. */
+  utteranceAttentionMask?: Tensor;
+  /**
+   * With context: the same as `utteranceAttentionMask`.
+   * @deprecated use `utteranceAttentionMask` (1 = utterance); accepted until the next release.
+   */
   utteranceMask?: Tensor;
   /** With context: (conversations, utterances) speaker ids. */
   speakerIds?: Tensor;
@@ -206,14 +224,16 @@ export class ConcatFusionClassifier extends Module {
         hidden_dropout_prob: c.dropout, attention_probs_dropout_prob: c.dropout,
       }, c.num_layers, opts));
     }
-    this.classifier = this.registerModule('classifier', Linear.create({ in_features: c ? c.hidden_size : inSize, out_features: config.num_labels, bias: config.bias }, opts));
+    this.classifier = this.registerModule('classifier', Linear.create({ in_features: c ? c.hidden_size : inSize, out_features: config.numLabels, bias: config.bias }, opts));
   }
 
   /**
+   * @param input `num_labels` is a deprecated spelling of `numLabels` (both: ERR_INVALID_ARG)
    * @throws EmotorchError ERR_INVALID_ARG for a bad config.
    */
-  static create(config: ConcatFusionConfig, opts: ModuleOptions = {}): ConcatFusionClassifier {
-    if (!config || typeof config !== 'object' || !config.modalities || typeof config.modalities !== 'object') invalid('{ modalities: { name: size }, num_labels?, bias? }', 'ConcatFusionClassifier config', config);
+  static create(input: ConcatFusionConfigInput, opts: ModuleOptions = {}): ConcatFusionClassifier {
+    if (!input || typeof input !== 'object' || !input.modalities || typeof input.modalities !== 'object') invalid('{ modalities: { name: size }, numLabels?, bias? }', 'ConcatFusionClassifier config', input);
+    const config: ConcatFusionConfig = renameDeprecated(input, CONFIG_RENAMES, 'ConcatFusionClassifier config');
     const mods = Object.entries(config.modalities);
     if (mods.length === 0) invalid('at least one modality', 'modalities', config.modalities);
     for (const [m, d] of mods) checkInt(d, `modalities.${m}`, 1);
@@ -247,20 +267,24 @@ export class ConcatFusionClassifier extends Module {
       if (textEncoder && textEncoder.modality === audioEncoder!.modality) invalid('a modality other than textEncoder\'s', 'audioEncoder.modality', audioEncoder!.modality);
       if (te && (am as unknown) === te.model) invalid('an encoder other than textEncoder.model', 'audioEncoder.model', 'the same module');
     }
-    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, num_labels: checkInt(config.num_labels ?? 7, 'num_labels', 2), bias: config.bias ?? false, context, textEncoder, audioEncoder }, opts, te?.model, ae?.model);
+    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, numLabels: checkInt(config.numLabels ?? 7, 'numLabels', 2), bias: config.bias ?? false, context, textEncoder, audioEncoder }, opts, te?.model, ae?.model);
   }
 
   /** Size of the concatenated embedding. */
   get inputSize(): number { return this.classifier.config.in_features; }
 
   /**
-   * @returns `{ logits }` (batch, num_labels), and the mean cross-entropy `loss` over labelled
+   * @returns `{ logits }` (batch, numLabels), and the mean cross-entropy `loss` over labelled
    *   items when `labels` are given
    * @throws EmotorchError ERR_INVALID_ARG for missing or unknown modalities, wrong sizes, both
-   *   `features` and `embeddings`, or labels that are not integer class ids.
+   *   `features` and `embeddings`, both `utteranceAttentionMask` and its deprecated spelling
+   *   `utteranceMask`, or labels that are not integer class ids.
    */
-  async forward(inputs: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
-    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('{ features } or { embeddings }', 'ConcatFusionClassifier inputs', inputs);
+  async forward(given: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
+    if (!given || typeof given !== 'object' || given instanceof Tensor) invalid('{ features } or { embeddings }', 'ConcatFusionClassifier inputs', given);
+    // collateConversations' batch carries `utteranceMask` as a non-enumerable alias of
+    // `utteranceAttentionMask`: that is not the deprecated spelling given, only an own enumerable one is
+    const inputs = Object.prototype.propertyIsEnumerable.call(given, 'utteranceMask') ? renameDeprecated(given, INPUT_RENAMES, 'ConcatFusionClassifier inputs') : given;
     if (inputs.features !== undefined && inputs.features !== null && inputs.embeddings !== undefined && inputs.embeddings !== null) {
       throw new EmotorchError('Expected either features or embeddings for ConcatFusionClassifier inputs but received both', 'ERR_INVALID_ARG');
     }
@@ -362,15 +386,15 @@ export class ConcatFusionClassifier extends Module {
     return meanPool(out.lastHiddenState, out.attentionMask);
   }
 
-  /** Conversations (C, U, Σd) → logits (C·U, num_labels), row c·U + u for utterance u of conversation c. */
+  /** Conversations (C, U, Σd) → logits (C·U, numLabels), row c·U + u for utterance u of conversation c. */
   private async forwardContext(inputs: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
     const c = this.config.context!;
     const x = checkTensor(inputs.features, 'features');
     if (x.ndim !== 3 || x.shape[2] !== this.projection!.config.in_features) invalid(`a tensor (conversations, utterances, ${this.projection!.config.in_features})`, 'features', `[${x.shape}]`);
     const [C, U] = x.shape;
     if (U > c.max_utterances) invalid(`at most context.max_utterances (${c.max_utterances}) utterances`, 'features', `[${x.shape}]`);
-    const mask = checkTensor(inputs.utteranceMask, 'utteranceMask');
-    if (mask.shape.join() !== `${C},${U}`) invalid(`shape [${C}, ${U}]`, 'utteranceMask', `[${mask.shape}]`);
+    const mask = checkTensor(inputs.utteranceAttentionMask, 'utteranceAttentionMask');
+    if (mask.shape.join() !== `${C},${U}`) invalid(`shape [${C}, ${U}]`, 'utteranceAttentionMask', `[${mask.shape}]`);
     let h = (await this.projection!.forward(x)).add(await this.position_embeddings!.forward(arange(0, U, 1, { dtype: 'int64', device: x.device }).unsqueeze(0)));
     if (this.speaker_embeddings) {
       const spk = checkTensor(inputs.speakerIds, 'speakerIds');
@@ -378,14 +402,15 @@ export class ConcatFusionClassifier extends Module {
       h = h.add(await this.speaker_embeddings.forward(spk.long().clamp(0, c.num_speakers - 1)));
     }
     h = (await this.context!.forward({ hiddenStates: await this.input_norm!.forward(h), attentionMask: mask })).lastHiddenState;
-    const logits = (await this.classifier.forward(h)).reshape([C * U, this.config.num_labels]);
+    const logits = (await this.classifier.forward(h)).reshape([C * U, this.config.numLabels]);
     if (!inputs.labels) return { logits };
     return { loss: crossEntropy(logits, checkLabels(inputs.labels, C * U, ' (conversations × utterances)')), logits };
   }
 
   /**
    * Batches whole conversations for the context model: features (C, U, Σd) zero-padded,
-   * utteranceMask, speaker ids by order of first appearance, labels flattened to C·U with −100
+   * `utteranceAttentionMask` (1 = utterance; also readable as the deprecated, non-enumerable
+   * `utteranceMask`), speaker ids by order of first appearance, labels flattened to C·U with −100
    * at padding and for utterances without an emotion.
    * @throws EmotorchError ERR_INVALID_ARG for an empty batch or items without features.
    */
