@@ -105,14 +105,15 @@ export function checkOptionNames<T extends object>(opts: T | undefined, known: r
 /**
  * Maps the deprecated spellings given in `obj` (options, named inputs, a config) onto their
  * current names: a copy of `obj` with each old name moved to its new one, or `obj` itself when
- * none is given (undefined and null count as not given).
+ * none is given (undefined and null count as not given; so does a non-enumerable property: the
+ * deprecated alias {@link withDeprecatedAlias} puts on an output, which may come back as an input).
  * @throws EmotorchError ERR_INVALID_ARG when a name is given in both spellings.
  */
 export function renameDeprecated<T extends object>(obj: T, deprecated: Renames, name: string): T {
   let out: Record<string, unknown> | null = null;
   const o = obj as Record<string, unknown>;
   for (const [old, now] of Object.entries(deprecated)) {
-    if (!Object.prototype.hasOwnProperty.call(o, old) || o[old] === undefined || o[old] === null) continue;
+    if (!Object.prototype.propertyIsEnumerable.call(o, old) || o[old] === undefined || o[old] === null) continue;
     if (o[now] !== undefined && o[now] !== null) invalid(`${now} or its deprecated spelling ${old}, not both`, name, `both ${now} and ${old}`);
     out ??= { ...o };
     out[now] = out[old];

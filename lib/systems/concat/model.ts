@@ -282,9 +282,8 @@ export class ConcatFusionClassifier extends Module {
    */
   async forward(given: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
     if (!given || typeof given !== 'object' || given instanceof Tensor) invalid('{ features } or { embeddings }', 'ConcatFusionClassifier inputs', given);
-    // collateConversations' batch carries `utteranceMask` as a non-enumerable alias of
-    // `utteranceAttentionMask`: that is not the deprecated spelling given, only an own enumerable one is
-    const inputs = Object.prototype.propertyIsEnumerable.call(given, 'utteranceMask') ? renameDeprecated(given, INPUT_RENAMES, 'ConcatFusionClassifier inputs') : given;
+    // (collateConversations' non-enumerable `utteranceMask` alias does not count as given)
+    const inputs = renameDeprecated(given, INPUT_RENAMES, 'ConcatFusionClassifier inputs');
     if (inputs.features !== undefined && inputs.features !== null && inputs.embeddings !== undefined && inputs.embeddings !== null) {
       throw new EmotorchError('Expected either features or embeddings for ConcatFusionClassifier inputs but received both', 'ERR_INVALID_ARG');
     }
