@@ -174,6 +174,16 @@ std::shared_ptr<Group> Group::create(const GroupOptions& o) {
     for (int r = 0; r < o.world; ++r)
       if ((text(g->store_->get(join_key(r))) == "checks") != o.check_collectives) other.push_back(r);
     if (!other.empty()) {
+      // Every rank has read the join keys (and says so); the rank that hosts the store waits for
+      // that before failing, so that the store does not go away under a rank still reading it:
+      // each rank then names the disagreement itself.
+      g->store_->set("et/seen/" + std::to_string(o.rank), bytes("1"));
+      if (o.rank == 0 && !o.agent_store) {
+        auto until = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(o.timeout, std::chrono::milliseconds(10000));
+        for (int r = 0; r < o.world; ++r)
+          while (!g->store_->check({"et/seen/" + std::to_string(r)}) && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
       std::ostringstream s;
       s << "rank " << o.rank << (o.check_collectives ? " checks" : " does not check") << " collectives across ranks but rank"
         << (other.size() > 1 ? "s " : " ");
@@ -343,7 +353,8 @@ Group::Pending Group::broadcast(std::vector<at::Tensor> ts, int src) {
   std::vector<at::Tensor> flat_parts;
   for (auto& t : ts) flat_parts.push_back(t.reshape({-1}));
   at::Tensor flat = ts.size() == 1 && ts[0].is_contiguous() ? ts[0] : at::cat(flat_parts);
-  Fingerprint fp = Fingerprint::of("broadcast", flat, src);
+  // One tensor: its own shape (a strided view and a contiguous tensor of one shape match).
+  Fingerprint fp = Fingerprint::of("broadcast", ts.size() == 1 ? ts[0] : flat, src);
   if (ts.size() != 1) fp.sizes = {flat.numel()}, fp.tensors = static_cast<int64_t>(ts.size());
   auto p = issue(fp, [&] {
     std::vector<at::Tensor> v{flat};

@@ -268,6 +268,8 @@ scenarios.collectiveMismatch = async function collectiveMismatch() {
   await attempt('reduce', () => D.allReduce(et.ones([4]), r === 0 ? 'sum' : 'max'));
   await attempt('src', () => D.broadcast(et.ones([4]), r));
   await attempt('same', () => D.allReduce(et.ones([2, 3]), 'sum'));
+  // the same shape as a contiguous tensor on one rank and a strided view on the other
+  await attempt('layout', () => D.broadcast(r === 0 ? et.ones([2, 3]) : et.ones([3, 2]).transpose(0, 1), 0));
   // Rank 0 all-reduces a loss while rank 1 goes on to DDP's backward (its first gradient bucket).
   const ddp = new et.nn.DistributedDataParallel(new Net(false));
   await ddp.ready;
