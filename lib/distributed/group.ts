@@ -27,12 +27,12 @@ export interface InitOptions {
   /** Override the environment (RANK, WORLD_SIZE, … as torchrun sets them). */
   env?: Partial<DistEnv>;
   /**
-   * Before each collective (DDP's gradient buckets included) the ranks exchange what they are
-   * about to call (op, dtype, shape, source rank, its number) and every rank fails with
-   * ERR_DIST_MISMATCH naming each rank's call when they differ, where Gloo would otherwise abort
-   * the process on buffers of different sizes. One small all-gather per collective (its cost on
-   * `npm run bench -- ddp` is in the README). Default true, or the environment variable
-   * EMOTORCH_DIST_CHECKS ('1' or '0'). Every rank must use the same setting.
+   * Before each collective the ranks exchange what they are about to call (op, dtype, shape,
+   * source rank, its number) and every rank fails with ERR_DIST_MISMATCH naming each rank's call
+   * when they differ, where Gloo would otherwise abort the process on buffers of different sizes.
+   * One small all-gather per collective; DDP checks the first gradient bucket of each backward
+   * pass (its cost on `npm run bench -- ddp` is in the README). Default true, or the environment
+   * variable EMOTORCH_DIST_CHECKS ('1' or '0'). Every rank must use the same setting.
    */
   checkCollectives?: boolean;
 }
