@@ -86,5 +86,42 @@ export function layerNorm(x: Tensor, normalizedShape: number[], weight?: Tensor,
   return op('layer_norm', checkTensor(x, 'x').handle, normalizedShape, weight?.handle ?? null, bias?.handle ?? null, eps);
 }
 
+/** Options of {@link interpolate}. */
+export interface InterpolateOptions {
+  /** Output (height, width). */
+  size: [number, number];
+  /** 'bilinear' (default), 'bicubic' or 'nearest'. */
+  mode?: 'bilinear' | 'bicubic' | 'nearest';
+  /** As torch's `align_corners` (default false; not for 'nearest'). */
+  alignCorners?: boolean;
+  /** As torch's `antialias` (default false; 'bilinear' and 'bicubic' only). */
+  antialias?: boolean;
+}
+
+/**
+ * Resizes the last two dimensions of a float (N, C, H, W) tensor, as
+ * torch.nn.functional.interpolate(x, size, mode, align_corners, antialias).
+ * @throws EmotorchError for a non-4-D or non-float input, a bad size or mode.
+ * @example
+ * const small = et.functional.interpolate(frames, { size: [224, 298], mode: 'bilinear' });
+ */
+export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
+  checkTensor(x, 'x');
+  if (x.ndim !== 4 || !isFloating(x.dtype)) invalid('a floating-point (N, C, H, W) tensor', 'interpolate x', `${x.dtype} [${x.shape}]`);
+  if (!opts || typeof opts !== 'object') invalid('interpolate options ({ size, mode })', 'opts', opts);
+  const size = opts.size;
+  if (!Array.isArray(size) || size.length !== 2) invalid('[height, width]', 'interpolate size', size);
+  const hw = size.map((v, i) => checkInt(v, `interpolate size[${i}]`, 1));
+  if (hw[0] * hw[1] > 1 << 28) invalid('an output of at most 2^28 pixels', 'interpolate size', size);
+  const mode = opts.mode ?? 'bilinear';
+  if (!['bilinear', 'bicubic', 'nearest'].includes(mode)) invalid("'bilinear', 'bicubic' or 'nearest'", 'interpolate mode', mode);
+  const alignCorners = opts.alignCorners ?? false, antialias = opts.antialias ?? false;
+  if (typeof alignCorners !== 'boolean') invalid('a boolean', 'interpolate alignCorners', alignCorners);
+  if (typeof antialias !== 'boolean') invalid('a boolean', 'interpolate antialias', antialias);
+  if (mode === 'nearest' && (alignCorners || antialias)) invalid("alignCorners and antialias off for mode 'nearest'", 'interpolate options', opts);
+  if (x.numel === 0) invalid('a non-empty tensor', 'interpolate x', `[${x.shape}]`);
+  return op('interpolate', x.handle, hw, mode, alignCorners, antialias);
+}
+
 export function softmax(x: Tensor, dim: number): Tensor { return x.softmax(dim); }
 export function logSoftmax(x: Tensor, dim: number): Tensor { return x.logSoftmax(dim); }

@@ -42,8 +42,8 @@ export class Linear extends NativeModule {
   }
 }
 
-export type Activation = 'relu' | 'gelu' | 'gelu_tanh' | 'tanh' | 'silu' | 'sigmoid' | 'identity';
-const ACTIVATIONS: Activation[] = ['relu', 'gelu', 'gelu_tanh', 'tanh', 'silu', 'sigmoid', 'identity'];
+export type Activation = 'relu' | 'gelu' | 'quick_gelu' | 'gelu_tanh' | 'tanh' | 'silu' | 'sigmoid' | 'identity';
+const ACTIVATIONS: Activation[] = ['relu', 'gelu', 'quick_gelu', 'gelu_tanh', 'tanh', 'silu', 'sigmoid', 'identity'];
 
 export interface MlpConfig {
   /** Layer widths, input first: [in, hidden…, out]. */

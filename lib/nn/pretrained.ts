@@ -124,7 +124,7 @@ export type ConfigSpec<C> = {
 };
 
 /** Activation names the native layers implement (HF `ACT2FN` aliases are mapped onto them). */
-export const ACTIVATIONS = ['relu', 'gelu', 'gelu_tanh', 'tanh', 'silu', 'sigmoid', 'identity'] as const;
+export const ACTIVATIONS = ['relu', 'gelu', 'quick_gelu', 'gelu_tanh', 'tanh', 'silu', 'sigmoid', 'identity'] as const;
 const ACT_ALIASES: Record<string, string> = { swish: 'silu', gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', linear: 'identity' };
 
 const KIND_TEXT: Record<string, string> = {

@@ -194,6 +194,16 @@ const std::vector<OpDef>& table() {
       {"dropout", [](const Args& a) -> Out { return at::dropout(a.t(0), a.d(1), a.b(2)); }},
       {"layer_norm", [](const Args& a) -> Out { return at::layer_norm(a.t(0), a.ints(1), a.ot(2), a.ot(3), a.d(4)); }},
       {"embedding", [](const Args& a) -> Out { return at::embedding(a.t(0), a.t(1)); }},
+      // (x, [outH, outW], mode, align_corners, antialias): torch.nn.functional.interpolate on (N, C, H, W)
+      {"interpolate", [](const Args& a) -> Out {
+         std::vector<int64_t> size = a.ints(1);
+         std::string mode = a.str(2);
+         bool ac = a.b(3), aa = a.b(4);
+         if (mode == "bilinear") return aa ? at::_upsample_bilinear2d_aa(a.t(0), size, ac) : at::upsample_bilinear2d(a.t(0), size, ac);
+         if (mode == "bicubic") return aa ? at::_upsample_bicubic2d_aa(a.t(0), size, ac) : at::upsample_bicubic2d(a.t(0), size, ac);
+         if (mode == "nearest") return at::upsample_nearest2d(a.t(0), size);
+         TORCH_CHECK(false, "interpolate: unknown mode '", mode, "'");
+       }},
       // mixed precision: libtorch's own GradScaler kernels (in place; return the state they update)
       {"amp_unscale", [](const Args& a) -> Out {  // (grads, found_inf, inv_scale)
          auto grads = a.ts(0);

@@ -19,6 +19,7 @@ at::Tensor activate(const at::Tensor& x, const std::string& name) {
   if (name == "relu") return at::relu(x);
   if (name == "gelu") return at::gelu(x);
   if (name == "gelu_tanh") return at::gelu(x, "tanh");
+  if (name == "quick_gelu") return x * at::sigmoid(1.702 * x);
   if (name == "tanh") return at::tanh(x);
   if (name == "silu") return at::silu(x);
   if (name == "sigmoid") return at::sigmoid(x);
