@@ -117,6 +117,11 @@ struct JsConfig : nn::ConfigReader {
   }
   std::string str(const char* k) const override { return to_string(get(k), name(k).c_str()); }
   std::vector<int64_t> ints(const char* k) const override { return to_ints(get(k), name(k).c_str()); }
+  std::unique_ptr<nn::ConfigReader> sub(const char* k) const override {
+    auto v = get(k);
+    if (!v.IsObject() || v.IsArray()) throw CodedError("ERR_INVALID_ARG", "expected an object for " + name(k));
+    return std::make_unique<JsConfig>(v.As<Napi::Object>(), kind + "." + k);
+  }
 };
 }  // namespace
 

@@ -1,0 +1,415 @@
+/**
+ * CLIP (HF CLIPModel, CLIPVisionModel[WithProjection], CLIPTextModel[WithProjection]) on
+ * native/nn/clip, and the LanguageBind towers that are CLIP folders with extras: video with
+ * temporal attention in every layer (and the V1.5 tube embedding), audio as a non-square fbank
+ * "image", and the LoRA-tuned releases whose vision encoder peft wrapped.
+ */
+import { NativeModule, ModuleOptions, StateDict, lockConfig } from './module';
+import { Tensor, checkTensor } from '../tensor';
+import { EmotorchError, invalid } from '../errors';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides } from './pretrained';
+import { applyLora } from './lora';
+
+/** HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's). */
+export interface ClipTextConfig {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  /** Context length (77 for OpenAI's and LanguageBind's). */
+  max_position_embeddings: number;
+  /** HF: 2 (the legacy value) pools at argmax(input_ids), any other id at its first occurrence. */
+  eos_token_id: number;
+  hidden_act: string;
+  layer_norm_eps: number;
+  attention_dropout: number;
+  initializer_range: number;
+  initializer_factor: number;
+  /** Width of `text_projection` (used when the model has one). */
+  projection_dim: number;
+}
+
+/**
+ * HF CLIPVisionConfig fields, with LanguageBind's: `add_time_attn` and `num_frames` (video), and
+ * `tube_size` (> 0: the V1.5 Conv3d tube embedding; 0: the 2-D patch embedding). `image_size` is a
+ * side or `[height, width]` (LanguageBind audio: `[num_mel_bins, target_length]`).
+ */
+export interface ClipVisionConfig {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_channels: number;
+  image_size: number | [number, number];
+  patch_size: number;
+  hidden_act: string;
+  layer_norm_eps: number;
+  attention_dropout: number;
+  initializer_range: number;
+  initializer_factor: number;
+  /** Width of `visual_projection` (used when the model has one). */
+  projection_dim: number;
+  add_time_attn: boolean;
+  num_frames: number;
+  tube_size: number;
+}
+
+/** HF CLIPConfig: both towers, the shared projection width and the initial `logit_scale`. */
+export interface ClipConfig {
+  text_config: Partial<ClipTextConfig>;
+  vision_config: Partial<ClipVisionConfig>;
+  projection_dim: number;
+  logit_scale_init_value: number;
+}
+
+export const CLIP_TEXT_DEFAULTS: ClipTextConfig = {
+  vocab_size: 49408, hidden_size: 512, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 8, max_position_embeddings: 77,
+  eos_token_id: 49407, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1,
+  projection_dim: 512,
+};
+
+export const CLIP_VISION_DEFAULTS: ClipVisionConfig = {
+  hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, num_channels: 3, image_size: 224, patch_size: 32,
+  hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1, projection_dim: 512,
+  add_time_attn: false, num_frames: 1, tube_size: 0,
+};
+
+const TEXT_SPEC: ConfigSpec<ClipTextConfig> = {
+  vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint',
+  max_position_embeddings: 'posint', eos_token_id: 'int', hidden_act: 'act', layer_norm_eps: 'posnum', attention_dropout: 'prob',
+  initializer_range: 'nonnegnum', initializer_factor: 'nonnegnum', projection_dim: 'posint',
+};
+
+const VISION_SPEC: ConfigSpec<ClipVisionConfig> = {
+  hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', num_channels: 'posint',
+  image_size: 'any', patch_size: 'posint', hidden_act: 'act', layer_norm_eps: 'posnum', attention_dropout: 'prob', initializer_range: 'nonnegnum',
+  initializer_factor: 'nonnegnum', projection_dim: 'posint', add_time_attn: 'bool', num_frames: 'posint', tube_size: 'nonneg',
+};
+
+/** Kind of each config field, per tower. */
+export const SPEC = { text: TEXT_SPEC, vision: VISION_SPEC };
+
+function textConfig(given: object): ClipTextConfig {
+  const c = resolveConfig('CLIP text', CLIP_TEXT_DEFAULTS, TEXT_SPEC, given);
+  if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP text config.hidden_size', c.hidden_size);
+  return c;
+}
+
+function visionConfig(given: object): ClipVisionConfig {
+  const c = resolveConfig('CLIP vision', CLIP_VISION_DEFAULTS, VISION_SPEC, given);
+  const s = c.image_size;
+  const hw = typeof s === 'number' ? [s, s] : s;
+  if (!Array.isArray(hw) || hw.length !== 2 || !hw.every((v) => Number.isSafeInteger(v) && v > 0)) invalid('a positive integer or [height, width]', 'CLIP vision config.image_size', s);
+  if (hw[0] < c.patch_size || hw[1] < c.patch_size) invalid(`at least patch_size (${c.patch_size}) on each side`, 'CLIP vision config.image_size', s);
+  c.image_size = [hw[0], hw[1]];
+  if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP vision config.hidden_size', c.hidden_size);
+  if (c.tube_size > 0 && c.num_frames % c.tube_size !== 0) invalid(`a divisor of num_frames (${c.num_frames})`, 'CLIP vision config.tube_size', c.tube_size);
+  return c;
+}
+
+/**
+ * The vision config of a config.json (a CLIPModel's `vision_config`, or a vision model's own), with
+ * LanguageBind's fields read as its code reads them: an audio tower's patch grid comes from
+ * `num_mel_bins` × `target_length` (its `resize_pos`), a video tower with `add_time_attn` and
+ * `clip_type: "vl_new"` embeds tubes of `tube_size` (default 1) frames.
+ */
+function visionFromFile(raw: Record<string, unknown>): Record<string, unknown> {
+  const v = { ...raw };
+  if (Number(raw.num_mel_bins) > 0 && Number(raw.target_length) > 0) v.image_size = [raw.num_mel_bins, raw.target_length];
+  v.tube_size = raw.add_time_attn === true && raw.clip_type === 'vl_new' ? raw.tube_size ?? 1 : 0;
+  if (raw.add_time_attn === undefined) v.add_time_attn = false;
+  return v;
+}
+
+function subConfig(raw: Record<string, unknown>, key: 'text_config' | 'vision_config', dir: string): Record<string, unknown> | null {
+  const sub = raw[key];
+  if (sub === undefined) return null;
+  if (!sub || typeof sub !== 'object' || Array.isArray(sub)) throw new EmotorchError(`'${dir}/config.json': ${key} is not an object`, 'ERR_FORMAT');
+  return sub as Record<string, unknown>;
+}
+
+/** How `fromPretrained` treats a LoRA-tuned LanguageBind release. */
+export interface ClipPretrainedOptions<C> extends PretrainedOptions<C> {
+  /**
+   * For a vision encoder that peft wrapped (`vision_model.encoder.base_model.model.…` with
+   * `lora_A` / `lora_B`): 'merge' (default) folds each adapter into its weight
+   * (W += lora_alpha / r · B·A) and gives a plain model; 'keep' keeps the adapters as LoRA layers,
+   * trainable, with everything else frozen (as `et.nn.applyLora` leaves a model).
+   */
+  lora?: 'merge' | 'keep';
+  /** Build the projection head (`visual_projection` / `text_projection`); default: when the checkpoint has it. */
+  withProjection?: boolean;
+}
+
+interface LoraFound { targets: string[]; r: number; alpha: number; dropout: number }
+
+/**
+ * The checkpoint with a peft-wrapped encoder unwrapped (`encoder.base_model.model.` → `encoder.`,
+ * `.base_layer.` dropped) and its adapters found; 'merge' folds them in.
+ */
+function unwrapLora(sd: StateDict, vcfg: Record<string, unknown>, mode: 'merge' | 'keep', where: string): { sd: StateDict; lora: LoraFound | null } {
+  const out: StateDict = new Map();
+  for (const [k, t] of sd) out.set(k.replace('.encoder.base_model.model.', '.encoder.').replace('.base_layer.', '.'), t);
+  const targets = [...out.keys()].filter((k) => k.endsWith('.lora_A.default.weight')).map((k) => k.slice(0, -'.lora_A.default.weight'.length));
+  if (!targets.length) return { sd: out, lora: null };
+  const a0 = out.get(`${targets[0]}.lora_A.default.weight`)!;
+  const r = Number(vcfg.lora_r) > 0 ? Number(vcfg.lora_r) : a0.shape[0];
+  const alpha = Number(vcfg.lora_alpha);
+  if (!Number.isFinite(alpha)) throw new EmotorchError(`${where}: the checkpoint has LoRA adapters but vision_config.lora_alpha is ${String(vcfg.lora_alpha)}`, 'ERR_FORMAT');
+  for (const n of targets) {
+    const A = out.get(`${n}.lora_A.default.weight`), B = out.get(`${n}.lora_B.default.weight`), W = out.get(`${n}.weight`);
+    if (!A || !B || !W) throw new EmotorchError(`${where}: the adapter of '${n}' lacks ${!B ? 'lora_B' : 'its base weight'}`, 'ERR_STATE_DICT');
+    if (A.shape[0] !== r || B.shape[1] !== r || B.shape[0] !== W.shape[0] || A.shape[1] !== W.shape[1]) {
+      throw new EmotorchError(`${where}: the adapter of '${n}' has A [${A.shape}] and B [${B.shape}], which do not fit rank ${r} and weight [${W.shape}]`, 'ERR_STATE_DICT');
+    }
+    if (mode === 'merge') {
+      out.set(`${n}.weight`, W.to({ dtype: 'float32' }).add(B.to({ dtype: 'float32' }).matmul(A.to({ dtype: 'float32' })).mul(alpha / r)).to({ dtype: W.dtype }));
+      out.delete(`${n}.lora_A.default.weight`);
+      out.delete(`${n}.lora_B.default.weight`);
+    }
+  }
+  return { sd: out, lora: { targets, r, alpha, dropout: Number(vcfg.lora_dropout) || 0 } };
+}
+
+function checkMode(mode: unknown): 'merge' | 'keep' {
+  if (mode !== undefined && mode !== 'merge' && mode !== 'keep') invalid("'merge' or 'keep'", 'opts.lora', mode);
+  return (mode as 'merge' | 'keep' | undefined) ?? 'merge';
+}
+
+export interface ClipVisionInputs {
+  /** (batch, channels, height, width) images, or (batch, channels, frames, height, width) video. */
+  pixelValues: Tensor;
+}
+export interface ClipVisionOutputs {
+  /** (batch · frames, patches + 1, hidden). */
+  lastHiddenState: Tensor;
+  /** (batch, hidden): post_layernorm of the CLS token, averaged over the frames. */
+  poolerOutput: Tensor;
+  /** (batch, projection_dim): `visual_projection(poolerOutput)`, not normalised; null without the head. */
+  imageEmbeds: Tensor | null;
+}
+
+function checkPixels(x: Tensor, c: ClipVisionConfig, name: string): void {
+  checkTensor(x, name);
+  if ((x.ndim !== 4 && x.ndim !== 5) || x.shape[1] !== c.num_channels || !['float32', 'float64', 'float16', 'bfloat16'].includes(x.dtype)) {
+    invalid(`a float tensor (batch, ${c.num_channels}, height, width) or (batch, ${c.num_channels}, frames, height, width)`, name, `${x.dtype} [${x.shape}]`);
+  }
+  const [h, w] = c.image_size as [number, number];
+  const H = x.shape[x.ndim - 2], W = x.shape[x.ndim - 1], p = c.patch_size;
+  if (Math.floor(H / p) !== Math.floor(h / p) || Math.floor(W / p) !== Math.floor(w / p)) {
+    invalid(`${h} × ${w} pixels (a ${Math.floor(h / p)} × ${Math.floor(w / p)} patch grid, as the position table)`, `${name} size`, `${H} × ${W}`);
+  }
+  if (x.ndim === 5) {
+    const T = x.shape[2];
+    if (T < 1) invalid('at least one frame', `${name} frames`, T);
+    if (c.add_time_attn && T > c.num_frames) invalid(`at most num_frames (${c.num_frames}) frames`, `${name} frames`, T);
+    if (c.tube_size > 0 && T !== c.num_frames) invalid(`exactly num_frames (${c.num_frames}) frames for the tube embedding`, `${name} frames`, T);
+  } else if (c.tube_size > 0) invalid(`a video (batch, ${c.num_channels}, ${c.num_frames}, height, width) for the tube embedding`, name, `[${x.shape}]`);
+}
+
+/**
+ * CLIP's vision tower (`vision_model.*`), with `visual_projection` when built with a projection
+ * (HF CLIPVisionModelWithProjection); LanguageBind's video and audio towers.
+ * @example
+ * const tower = await et.nn.ClipVisionModel.fromPretrained('LanguageBind_Video_FT/');
+ * const { imageEmbeds } = await tower.forward({ pixelValues: video });  // video (B, 3, 8, 224, 224)
+ */
+export class ClipVisionModel extends NativeModule {
+  declare readonly config: ClipVisionConfig;
+  /** Whether `visual_projection` exists (`imageEmbeds` is null without it). */
+  readonly withProjection: boolean;
+  private constructor(config: ClipVisionConfig, withProjection: boolean, opts: ModuleOptions) {
+    super('clip_vision', { ...config, projection_dim: withProjection ? config.projection_dim : 0 }, opts);
+    this.withProjection = withProjection;
+    lockConfig(this, 'CLIP vision', config);
+  }
+
+  /**
+   * A randomly initialised tower (HF CLIP's init).
+   * @param opts `withProjection` (default true), `device`, `dtype`
+   * @throws EmotorchError ERR_INVALID_ARG naming a bad field
+   */
+  static create(config: Partial<ClipVisionConfig> = {}, opts: ModuleOptions & { withProjection?: boolean } = {}): ClipVisionModel {
+    const wp = opts.withProjection ?? true;
+    if (typeof wp !== 'boolean') invalid('a boolean', 'withProjection', wp);
+    return new ClipVisionModel(visionConfig(config), wp, opts);
+  }
+
+  /**
+   * Loads a local folder: an HF CLIPModel (its vision half), a CLIPVisionModel[WithProjection], or a
+   * LanguageBind video / audio release (`LanguageBind_Video_FT`, `LanguageBind_Audio_FT`, and the
+   * LoRA-tuned `LanguageBind_Video` / `LanguageBind_Audio`, see `opts.lora`).
+   * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
+   */
+  static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipVisionConfig> = {}): Promise<ClipVisionModel> {
+    const mode = checkMode(opts.lora);
+    const raw = readConfig(dir);
+    const top = subConfig(raw, 'vision_config', dir);
+    const vraw = top ?? raw;
+    const file = visionFromFile(vraw);
+    if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
+    const { sd, lora } = unwrapLora(await loadCheckpoint(dir), vraw, mode, `'${dir}'`);
+    const keep = new Map([...sd].filter(([k]) => k.startsWith('vision_model.') || k === 'visual_projection.weight'));
+    for (const k of [...keep.keys()]) if (k.endsWith('.position_ids')) keep.delete(k);
+    const wp = opts.withProjection ?? keep.has('visual_projection.weight');
+    if (!wp) keep.delete('visual_projection.weight');
+    const model = ClipVisionModel.create(withOverrides('CLIP vision', VISION_SPEC, file, opts.config), { withProjection: wp });
+    if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
+    return finishPretrained(model, keep, opts);
+  }
+
+  /**
+   * @returns `{ lastHiddenState, poolerOutput, imageEmbeds }`
+   * @throws EmotorchError for a missing input, a wrong channel count, size or frame count
+   */
+  async forward(inputs: ClipVisionInputs | Tensor): Promise<ClipVisionOutputs> {
+    const { pixelValues } = this.namedInputs<ClipVisionInputs>(inputs, 'pixelValues', 'CLIP vision');
+    checkPixels(pixelValues, this.config, 'pixelValues');
+    const [last, pooled, embeds] = await this.run([pixelValues]);
+    return { lastHiddenState: last!, poolerOutput: pooled!, imageEmbeds: embeds };
+  }
+}
+
+export interface ClipTextInputs {
+  /** (batch, length) int64 token ids (with the EOS token: pooling reads it). */
+  inputIds: Tensor;
+  /** (batch, length): 1 for tokens, 0 for padding. */
+  attentionMask?: Tensor | null;
+}
+export interface ClipTextOutputs {
+  lastHiddenState: Tensor;
+  /** (batch, hidden): the final-norm hidden state at the EOS token. */
+  poolerOutput: Tensor;
+  /** (batch, projection_dim): `text_projection(poolerOutput)`, not normalised; null without the head. */
+  textEmbeds: Tensor | null;
+}
+
+function checkText(ids: Tensor, mask: Tensor | null | undefined, c: ClipTextConfig): void {
+  checkTensor(ids, 'inputIds');
+  if (ids.ndim !== 2 || (ids.dtype !== 'int64' && ids.dtype !== 'int32')) invalid('an int64 tensor (batch, length)', 'inputIds', `${ids.dtype} [${ids.shape}]`);
+  if (ids.shape[1] < 1 || ids.shape[1] > c.max_position_embeddings) invalid(`1 to max_position_embeddings (${c.max_position_embeddings}) tokens`, 'inputIds length', ids.shape[1]);
+  if (ids.numel > 0) {
+    const lo = ids.min().item() as number, hi = ids.max().item() as number;
+    if (lo < 0 || hi >= c.vocab_size) invalid(`token ids in [0, ${c.vocab_size})`, 'inputIds', `ids from ${lo} to ${hi}`);
+  }
+  if (mask && checkTensor(mask, 'attentionMask').shape.join() !== ids.shape.join()) invalid(`shape [${ids.shape}]`, 'attentionMask', `[${mask.shape}]`);
+}
+
+/**
+ * CLIP's text tower (`text_model.*`), with `text_projection` when built with a projection (HF
+ * CLIPTextModelWithProjection): causal, pooled at the EOS token.
+ * @example
+ * const text = await et.nn.ClipTextModel.fromPretrained('LanguageBind_Video_FT/');
+ * const { textEmbeds } = await text.forward({ inputIds, attentionMask });
+ */
+export class ClipTextModel extends NativeModule {
+  declare readonly config: ClipTextConfig;
+  readonly withProjection: boolean;
+  private constructor(config: ClipTextConfig, withProjection: boolean, opts: ModuleOptions) {
+    super('clip_text', { ...config, projection_dim: withProjection ? config.projection_dim : 0 }, opts);
+    this.withProjection = withProjection;
+    lockConfig(this, 'CLIP text', config);
+  }
+
+  /** A randomly initialised tower. @param opts `withProjection` (default true), `device`, `dtype` */
+  static create(config: Partial<ClipTextConfig> = {}, opts: ModuleOptions & { withProjection?: boolean } = {}): ClipTextModel {
+    const wp = opts.withProjection ?? true;
+    if (typeof wp !== 'boolean') invalid('a boolean', 'withProjection', wp);
+    return new ClipTextModel(textConfig(config), wp, opts);
+  }
+
+  /** Loads a local folder: an HF CLIPModel (its text half), a CLIPTextModel[WithProjection], or a LanguageBind release. */
+  static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipTextConfig> = {}): Promise<ClipTextModel> {
+    const raw = readConfig(dir);
+    const top = subConfig(raw, 'text_config', dir);
+    const file = { ...(top ?? raw) };
+    if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
+    const sd = await loadCheckpoint(dir);
+    const keep = new Map([...sd].filter(([k]) => (k.startsWith('text_model.') && !k.endsWith('.position_ids')) || k === 'text_projection.weight'));
+    const wp = opts.withProjection ?? keep.has('text_projection.weight');
+    if (!wp) keep.delete('text_projection.weight');
+    const model = ClipTextModel.create(withOverrides('CLIP text', TEXT_SPEC, file, opts.config), { withProjection: wp });
+    return finishPretrained(model, keep, opts);
+  }
+
+  /** @returns `{ lastHiddenState, poolerOutput, textEmbeds }` */
+  async forward(inputs: ClipTextInputs | Tensor): Promise<ClipTextOutputs> {
+    const { inputIds, attentionMask } = this.namedInputs<ClipTextInputs>(inputs, 'inputIds', 'CLIP text');
+    checkText(inputIds, attentionMask, this.config);
+    const [last, pooled, embeds] = await this.run([inputIds, attentionMask ?? null]);
+    return { lastHiddenState: last!, poolerOutput: pooled!, textEmbeds: embeds };
+  }
+}
+
+export interface ClipInputs {
+  inputIds?: Tensor | null;
+  attentionMask?: Tensor | null;
+  pixelValues?: Tensor | null;
+}
+export interface ClipOutputs {
+  /** (images, texts) = logit_scale.exp() · image_embeds · text_embedsᵀ; null unless both are given. */
+  logitsPerImage: Tensor | null;
+  logitsPerText: Tensor | null;
+  /** L2-normalised projections; null when that input is not given. */
+  textEmbeds: Tensor | null;
+  imageEmbeds: Tensor | null;
+  textPoolerOutput: Tensor | null;
+  visionPoolerOutput: Tensor | null;
+  textLastHiddenState: Tensor | null;
+  visionLastHiddenState: Tensor | null;
+}
+
+/**
+ * HF CLIPModel: both towers, their projections and `logit_scale`.
+ * @example
+ * const clip = await et.nn.ClipModel.fromPretrained('clip-vit-base-patch32/');
+ * const { logitsPerImage } = await clip.forward({ inputIds, attentionMask, pixelValues });
+ */
+export class ClipModel extends NativeModule {
+  declare readonly config: ClipConfig & { text_config: ClipTextConfig; vision_config: ClipVisionConfig };
+  private constructor(config: ClipModel['config'], opts: ModuleOptions) {
+    super('clip', config, opts);
+    lockConfig(this, 'CLIP', config);
+  }
+
+  /** A randomly initialised model. @throws EmotorchError ERR_INVALID_ARG naming a bad field */
+  static create(config: Partial<ClipConfig> = {}, opts: ModuleOptions = {}): ClipModel {
+    if (!config || typeof config !== 'object') invalid('a config object', 'CLIP config', config);
+    const c = resolveConfig('CLIP', { text_config: {}, vision_config: {}, projection_dim: 512, logit_scale_init_value: 2.6592 },
+      { text_config: 'any', vision_config: 'any', projection_dim: 'posint', logit_scale_init_value: 'number' }, config);
+    for (const k of ['text_config', 'vision_config'] as const) if (!c[k] || typeof c[k] !== 'object' || Array.isArray(c[k])) invalid('an object', `CLIP config.${k}`, c[k]);
+    const text = textConfig({ ...c.text_config, projection_dim: c.projection_dim });
+    const vision = visionConfig({ ...c.vision_config, projection_dim: c.projection_dim });
+    return new ClipModel({ ...c, text_config: text, vision_config: vision }, opts);
+  }
+
+  /** Loads a local HF CLIPModel folder (or a LanguageBind release; LoRA adapters as `opts.lora`). */
+  static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipConfig> = {}): Promise<ClipModel> {
+    const mode = checkMode(opts.lora);
+    const raw = readConfig(dir);
+    const text = subConfig(raw, 'text_config', dir), vision = subConfig(raw, 'vision_config', dir);
+    if (!text || !vision) throw new EmotorchError(`'${dir}/config.json' is not a CLIPModel config (it needs text_config and vision_config)`, 'ERR_FORMAT');
+    const file = { ...raw, text_config: text, vision_config: visionFromFile(vision) };
+    const { sd, lora } = unwrapLora(await loadCheckpoint(dir), vision, mode, `'${dir}'`);
+    for (const k of [...sd.keys()]) if (k.endsWith('.position_ids')) sd.delete(k);
+    const model = ClipModel.create(withOverrides('CLIP', { text_config: 1, vision_config: 1, projection_dim: 1, logit_scale_init_value: 1 }, file, opts.config) as Partial<ClipConfig>);
+    if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
+    return finishPretrained(model, sd, opts);
+  }
+
+  /** @returns every output of the towers given (see {@link ClipOutputs}) */
+  async forward(inputs: ClipInputs): Promise<ClipOutputs> {
+    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ inputIds, attentionMask, pixelValues })', 'CLIP inputs', inputs);
+    const { inputIds, attentionMask, pixelValues } = inputs;
+    if (!inputIds && !pixelValues) invalid('inputIds, pixelValues or both', 'CLIP inputs', 'neither');
+    if (inputIds) checkText(inputIds, attentionMask, this.config.text_config);
+    else if (attentionMask) invalid('inputIds with it', 'attentionMask', 'no inputIds');
+    if (pixelValues) checkPixels(pixelValues, this.config.vision_config, 'pixelValues');
+    const o = await this.run([inputIds ?? null, attentionMask ?? null, pixelValues ?? null]);
+    return {
+      logitsPerImage: o[0], logitsPerText: o[1], textEmbeds: o[2], imageEmbeds: o[3], textPoolerOutput: o[4], visionPoolerOutput: o[5],
+      textLastHiddenState: o[6], visionLastHiddenState: o[7],
+    };
+  }
+}
