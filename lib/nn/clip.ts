@@ -140,6 +140,8 @@ export interface ClipPretrainedOptions<C> extends PretrainedOptions<C> {
   lora?: 'merge' | 'keep';
   /** Build the projection head (`visual_projection` / `text_projection`); default: when the checkpoint has it. */
   withProjection?: boolean;
+  /** The folder's checkpoint when already read (a caller loading both towers of one folder reads it once). */
+  stateDict?: StateDict;
 }
 
 interface LoraFound { targets: string[]; r: number; alpha: number; dropout: number }
@@ -249,7 +251,7 @@ export class ClipVisionModel extends NativeModule {
     const vraw = top ?? raw;
     const file = visionFromFile(vraw);
     if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
-    const { sd, lora } = unwrapLora(await loadCheckpoint(dir), vraw, mode, `'${dir}'`);
+    const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vraw, mode, `'${dir}'`);
     const keep = new Map([...sd].filter(([k]) => k.startsWith('vision_model.') || k === 'visual_projection.weight'));
     for (const k of [...keep.keys()]) if (k.endsWith('.position_ids')) keep.delete(k);
     const wp = opts.withProjection ?? keep.has('visual_projection.weight');
@@ -325,7 +327,7 @@ export class ClipTextModel extends NativeModule {
     const top = subConfig(raw, 'text_config', dir);
     const file = { ...(top ?? raw) };
     if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
-    const sd = await loadCheckpoint(dir);
+    const sd = opts.stateDict ?? await loadCheckpoint(dir);
     const keep = new Map([...sd].filter(([k]) => (k.startsWith('text_model.') && !k.endsWith('.position_ids')) || k === 'text_projection.weight'));
     const wp = opts.withProjection ?? keep.has('text_projection.weight');
     if (!wp) keep.delete('text_projection.weight');
@@ -391,7 +393,7 @@ export class ClipModel extends NativeModule {
     const text = subConfig(raw, 'text_config', dir), vision = subConfig(raw, 'vision_config', dir);
     if (!text || !vision) throw new EmotorchError(`'${dir}/config.json' is not a CLIPModel config (it needs text_config and vision_config)`, 'ERR_FORMAT');
     const file = { ...raw, text_config: text, vision_config: visionFromFile(vision) };
-    const { sd, lora } = unwrapLora(await loadCheckpoint(dir), vision, mode, `'${dir}'`);
+    const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vision, mode, `'${dir}'`);
     for (const k of [...sd.keys()]) if (k.endsWith('.position_ids')) sd.delete(k);
     const model = ClipModel.create(withOverrides('CLIP', { text_config: 1, vision_config: 1, projection_dim: 1, logit_scale_init_value: 1 }, file, opts.config) as Partial<ClipConfig>);
     if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });

@@ -21,6 +21,10 @@ export type { UsdmOptions } from './usdm/model';
 export { usdmSftLabels, usdmSftExamples, USDM_TOKEN_IDS } from './usdm/data';
 export type { UsdmTokenIds, UsdmTextCodec, UsdmAudioPair, UsdmSftExamplesOptions } from './usdm/data';
 export { USDM_SFT_ARGS } from './usdm/recipe';
+export { LanguageBind, LanguageBindClassifier, LANGUAGEBIND_MODALITIES, LANGUAGEBIND_ECF_LABELS } from './languagebind/model';
+export type {
+  LanguageBindModality, LanguageBindKey, LanguageBindOptions, LanguageBindInputs, LanguageBindOutputs, LanguageBindClassifierConfig, LanguageBindClassifierInputs,
+} from './languagebind/model';
 export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_MAX_LENGTH } from './m2se/data';
 export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seAudioReport, M2seSalmonnItem } from './m2se/data';
 export { m2seStages, m2seInfer, M2SE_TRAIN_ARGS, M2SE_LORA } from './m2se/recipe';
