@@ -1,0 +1,28 @@
+/**
+ * The SemEval-2024 Task 3 team's LanguageBind recipe (julia-bel/semeval_multimodal_task_3,
+ * `languagebind_classification_video_audio_text.py`): their TrainingArguments and the scores they
+ * watched per epoch.
+ */
+import { Tensor } from '../../tensor';
+import { f1 } from '../../metrics/classification';
+
+/**
+ * The team's `TrainingArguments` (Experiment 2), HF names; the learning rate is HF's default
+ * 5e-5. `bf16` runs under autocast on CPU and CUDA. Add `output_dir`.
+ */
+export const LANGUAGEBIND_SEMEVAL_ARGS = Object.freeze({
+  evaluation_strategy: 'epoch', num_train_epochs: 10, save_strategy: 'epoch', save_total_limit: 1, logging_steps: 5,
+  per_device_train_batch_size: 4, per_device_eval_batch_size: 4, gradient_accumulation_steps: 16, bf16: true, remove_unused_columns: false,
+} as const);
+
+/**
+ * `computeMetrics` for the Trainer: the team's macro F1 (`f1_score(labels, predictions, average="macro")`)
+ * and the weighted F1 of their reported figures, over the items with a label (≠ -100).
+ * @example
+ * new et.train.Trainer({ model, args, computeMetrics: et.systems.languageBindMetrics, … });
+ */
+export function languageBindMetrics({ predictions, labelIds }: { predictions: Tensor; labelIds: Tensor }): { macro_f1: number; weighted_f1: number } {
+  const keep = labelIds.ne(-100);
+  const pred = predictions.argmax(-1).index(keep), gold = labelIds.index(keep);
+  return { macro_f1: f1(pred, gold, { average: 'macro' }) as number, weighted_f1: f1(pred, gold, { average: 'weighted' }) as number };
+}
