@@ -19,7 +19,11 @@
  */
 import { EmotorchError } from '../errors';
 
-/** CLIP's pre-tokenizer regex (as transformers' CLIPTokenizer writes it). */
+/**
+ * CLIP's pre-tokenizer regex (as transformers' CLIPTokenizer writes it; Oniguruma syntax).
+ * @example
+ * { type: 'Split', pattern: { Regex: CLIP_PATTERN }, behavior: 'Removed', invert: true }
+ */
 export const CLIP_PATTERN = "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
 
 /** CLIPTokenizer's default special tokens (its `__init__` signature). */
@@ -33,6 +37,9 @@ export type SpecialAttr = (typeof SPECIAL_ATTRS)[number];
  * Whether a `tokenizer_config.json` `tokenizer_class` is CLIP's: `CLIPTokenizer`,
  * `CLIPTokenizerFast`, or one of LanguageBind's subclasses (`LanguageBindVideoTokenizer`, …,
  * which only change defaults the config files give anyway).
+ * @example
+ * isClipClass('CLIPTokenizerFast');   // true
+ * isClipClass('GPT2Tokenizer');       // false
  */
 export function isClipClass(name: unknown): boolean {
   return typeof name === 'string' && /^(CLIPTokenizer(Fast)?|LanguageBind(Video|Audio|Image|Depth|Thermal)Tokenizer)$/.test(name);
@@ -59,6 +66,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * @param file the path, for messages
  * @throws EmotorchError ERR_FORMAT naming the file (never quoting it) for text that is not JSON, not
  *   an object, empty, or has an id that is not a non-negative integer or is given to two tokens.
+ * @example
+ * const vocab = parseVocabJson(fs.readFileSync('clip/vocab.json', 'utf8'), 'clip/vocab.json');
  */
 export function parseVocabJson(text: string, file: string): Record<string, number> {
   let v: unknown;
@@ -92,6 +101,8 @@ export function parseVocabJson(text: string, file: string): Record<string, numbe
  * @param vocab the vocabulary from {@link parseVocabJson}
  * @returns the merges, highest priority first
  * @throws EmotorchError ERR_FORMAT naming the file and the line (never quoting it).
+ * @example
+ * const merges = parseMerges(fs.readFileSync('clip/merges.txt', 'utf8'), 'clip/merges.txt', vocab);   // [['i', 'n'], ['t', 'h'], …]
  */
 export function parseMerges(text: string, file: string, vocab: Record<string, number>): [string, string][] {
   const lines = text.split('\n');
@@ -141,6 +152,11 @@ export interface ClipConfigFiles {
  * @param files the config files
  * @param fmt throws ERR_FORMAT naming a file and what is wrong in it
  * @returns the special token contents (undefined: none) and the added tokens
+ * @throws EmotorchError (through `fmt`) for a special or added token that is not a string, a token
+ *   object or null, or a flag that is not a boolean.
+ * @example
+ * const { specials, added } = clipAddedTokens({ config, specialMap, addedJson: {}, jsonAdded: [] }, fmt);
+ * specials.pad;   // '<|endoftext|>'
  */
 export function clipAddedTokens(files: ClipConfigFiles, fmt: (file: string, why: string) => never): {
   specials: Partial<Record<SpecialAttr, string>>; added: ClipAddedToken[];
@@ -250,6 +266,8 @@ export function clipAddedTokens(files: ClipConfigFiles, fmt: (file: string, why:
  * @param opts the unknown, bos and eos tokens and the added tokens
  * @param source how messages name the files
  * @throws EmotorchError ERR_FORMAT when there is no bos or eos token.
+ * @example
+ * const json = clipToJSON(vocab, merges, { unk: specials.unk, bos: specials.bos, eos: specials.eos, added }, "'clip/vocab.json'");
  */
 export function clipToJSON(
   vocab: Record<string, number>, merges: unknown[], opts: { unk?: string; bos?: string; eos?: string; added: ClipAddedToken[] }, source: string,
@@ -295,8 +313,16 @@ export function clipToJSON(
 }
 
 /** What Python's `str.strip()` strips (`str.isspace`): JavaScript's `\s` less U+FEFF, plus U+001C–U+001F and U+0085. */
-const PY_SPACE = '[\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
-const PY_STRIP = new RegExp(`^${PY_SPACE}+|${PY_SPACE}+$`, 'g');
+const PY_SPACE = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$/;
+
+/** Python's `str.strip()` (all these characters are single UTF-16 units). */
+function pyStrip(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && PY_SPACE.test(s[a])) a++;
+  while (b > a && PY_SPACE.test(s[b - 1])) b--;
+  return s.slice(a, b);
+}
 
 /**
  * CLIPTokenizer's decode after the byte-level decoder: every `</w>` becomes a space, then the text
@@ -307,5 +333,5 @@ const PY_STRIP = new RegExp(`^${PY_SPACE}+|${PY_SPACE}+$`, 'g');
  * clipDecodeText('<|startoftext|>a</w>photo</w><|endoftext|>');   // '<|startoftext|>a photo <|endoftext|>'
  */
 export function clipDecodeText(text: string): string {
-  return text.split('</w>').join(' ').replace(PY_STRIP, '');
+  return pyStrip(text.split('</w>').join(' '));
 }
