@@ -15,13 +15,17 @@ interface Case {
   input_ids: number[]; attention_mask: number[]; decode_padded: string; decode_padded_skip_special: string;
 }
 interface Info {
-  vocab_size: number; pad_token: string; pad_token_id: number; bos_token_id: number; eos_token_id: number; unk_token_id: number;
-  added_tokens: Record<string, { content: string; normalized: boolean; special: boolean }>;
+  vocab_size: number; pad_token: string | null; pad_token_id: number | null; bos_token_id: number; eos_token_id: number; unk_token_id: number;
+  added_tokens: Record<string, { content: string; normalized: boolean; special: boolean; lstrip: boolean; rstrip: boolean }>;
 }
 interface Batch { input_ids: number[][]; attention_mask: number[][] }
 const ref = JSON.parse(zlib.gunzipSync(fs.readFileSync(path.join(DIR, 'cases.json.gz'))).toString('utf8')) as {
   texts: string[]; info: Info; cases: Case[]; batch_texts: string[]; longest: Batch; longest_trunc8: Batch;
   pad_bang: Info & { special_tokens_map: Record<string, unknown>; batch: Batch }; raw_tokenizers: { ids: number[]; decode: string }[];
+  config_variants: {
+    texts: string[];
+    variants: Record<string, Info & { base: 'languagebind' | 'openai'; files: Record<string, unknown>; ids: number[][]; decode_skip_special: string[]; padded: Batch | null }>;
+  };
 };
 const LANGUAGEBIND = { padding: 'max_length', maxLength: 77, truncation: true } as const;
 
@@ -38,8 +42,8 @@ function variant(from: string, files: Record<string, string | null>): string {
 
 function checkInfo(tok: Tok, info: Info): void {
   expect(tok.vocabSize).toBe(info.vocab_size);
-  expect([tok.padToken, tok.padTokenId, tok.bosTokenId, tok.eosTokenId, tok.unkTokenId]).toEqual([info.pad_token, info.pad_token_id, info.bos_token_id, info.eos_token_id, info.unk_token_id]);
-  const added = Object.fromEntries(tok.addedTokens.map((t) => [String(t.id), { content: t.content, normalized: t.normalized, special: t.special }]));
+  expect([tok.padToken ?? null, tok.padTokenId ?? null, tok.bosTokenId, tok.eosTokenId, tok.unkTokenId]).toEqual([info.pad_token, info.pad_token_id, info.bos_token_id, info.eos_token_id, info.unk_token_id]);
+  const added = Object.fromEntries(tok.addedTokens.map((t) => [String(t.id), { content: t.content, normalized: t.normalized, special: t.special, lstrip: t.lstrip, rstrip: t.rstrip }]));
   expect(added).toEqual(info.added_tokens);
 }
 
@@ -141,6 +145,23 @@ describe('CLIP tokenizer', () => {
     const out = await tok.encodeBatch(ref.batch_texts, LANGUAGEBIND);
     expect(out.inputIds).toEqual(ref.pad_bang.batch.input_ids);
     expect(out.attentionMask).toEqual(ref.pad_bang.batch.attention_mask);
+  });
+
+  it.each(Object.keys(ref.config_variants.variants))('reads the special and added tokens of the config files as transformers does: %s', async (name) => {
+    const v = ref.config_variants.variants[name];
+    const files = Object.fromEntries(Object.entries(v.files).map(([f, c]) => [f, c === null ? null : JSON.stringify(c)]));
+    const tok = await Tokenizer.fromFile(variant(v.base, files));
+    checkInfo(tok, v);
+    const { texts } = ref.config_variants;
+    const ids = await Promise.all(texts.map((t) => tok.encode(t)));
+    expect(ids).toEqual(v.ids);
+    expect(await Promise.all(ids.map((i) => tok.decode(i, { skipSpecialTokens: true })))).toEqual(v.decode_skip_special);
+    if (v.padded) {
+      const out = await tok.encodeBatch(texts, { padding: 'max_length', maxLength: 20, truncation: true });
+      expect({ input_ids: out.inputIds, attention_mask: out.attentionMask }).toEqual(v.padded);
+    } else {
+      await rejectsWith(tok.encodeBatch(texts, { padding: 'max_length', maxLength: 20 }), 'ERR_INVALID_ARG', /this tokenizer has no pad token/);
+    }
   });
 
   it('runs a CLIP tokenizer.json without its config as the tokenizers library does (no CLIP decode), and toJSON round-trips with the class', async () => {
