@@ -9,7 +9,9 @@
  * The package aborts the whole process on a Rust panic, which a few malformed tokenizer.json
  * files cause (found by fuzzing 0.23.2); {@link checkLibraryLimits} refuses those before they
  * reach it. The file's own `truncation` and `padding` are not applied, as in transformers.
- * SentencePiece `.model` files are turned into the equivalent tokenizer.json by ./sentencepiece.
+ * SentencePiece `.model` files are turned into the equivalent tokenizer.json by ./sentencepiece,
+ * and CLIP's tokenizer (`vocab.json` + `merges.txt`, or a tokenizer.json whose config names
+ * `CLIPTokenizer`) into transformers' CLIPTokenizer pipeline by ./clip.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -20,6 +22,7 @@ import { EmotorchError, invalid, checkInt } from '../errors';
 import { Tensor, tensor } from '../tensor';
 import { openRegularSync, parseJson, readRegularFile, readRegularTextSync } from '../io/file';
 import { parseSentencePieceModel, sentencePieceToJSON } from './sentencepiece';
+import { clipAddedTokens, clipDecodeText, clipToJSON, isClipClass, parseMerges, parseVocabJson } from './clip';
 
 /** One entry of tokenizer.json's `added_tokens`. */
 export interface AddedTokenJSON {
@@ -52,8 +55,13 @@ export interface TokenizerConfig {
   eos_token?: ConfigToken;
   pad_token?: ConfigToken;
   unk_token?: ConfigToken;
-  /** Apply transformers' `clean_up_tokenization` (" ." → ".", " n't" → "n't", …) in decode. Default false. */
+  /**
+   * Apply transformers' `clean_up_tokenization` (" ." → ".", " n't" → "n't", …) in decode. Default
+   * false. A CLIP tokenizer ignores it (transformers 5 does for BPE tokenizers).
+   */
   clean_up_tokenization_spaces?: boolean;
+  /** The transformers class; `CLIPTokenizer` (or `CLIPTokenizerFast`, a LanguageBind subclass) builds CLIP's tokenizer. */
+  tokenizer_class?: string;
   [k: string]: unknown;
 }
 
@@ -118,6 +126,22 @@ const MAX_CONFIG = 256 * 1024 * 1024;
 /** A SentencePiece model file (read as a ModelProto, not as JSON). */
 function isModelFile(file: string): boolean {
   return file.endsWith('.model');
+}
+
+/** A BPE vocabulary with its merges.txt beside it (CLIP's released form). */
+function isVocabFile(file: string): boolean {
+  return path.basename(file) === 'vocab.json';
+}
+
+/** Whether a tokenizer_config.json text names a CLIP tokenizer class (false when it does not parse: reported later). */
+function configNamesClip(text: string | null): boolean {
+  if (text === null) return false;
+  try {
+    const v = JSON.parse(text) as unknown;
+    return isObject(v) && isClipClass(v.tokenizer_class);
+  } catch {
+    return false;
+  }
 }
 
 /** Model types of tokenizer.json that the library implements. */
@@ -333,7 +357,8 @@ function checkTexts(texts: unknown): string[] {
 }
 
 /**
- * A tokenizer from a HF `tokenizer.json` (and, optionally, its `tokenizer_config.json`).
+ * A tokenizer from a HF `tokenizer.json` (and, optionally, its `tokenizer_config.json`), a
+ * SentencePiece `tokenizer.model`, or CLIP's `vocab.json` + `merges.txt` (see {@link Tokenizer.fromFile}).
  *
  * @example
  * const tok = await et.data.Tokenizer.fromFile('mistral/tokenizer.json');
@@ -352,11 +377,14 @@ export class Tokenizer {
   #special: Partial<Record<SpecialName, string>> = {};
   /** How many special tokens the post-processor adds to one text (for truncation), once known. */
   #numSpecial: Promise<number> | null = null;
+  /** CLIP's decode: `</w>` → space, then stripped; the config's clean_up_tokenization_spaces ignored. */
+  #clip: boolean;
 
-  private constructor(rust: RustTokenizer, config: TokenizerConfig, source: string, maxId: number, added: AddedTokenJSON[]) {
+  private constructor(rust: RustTokenizer, config: TokenizerConfig, source: string, maxId: number, added: AddedTokenJSON[], clip: boolean) {
     this.#rust = rust;
     this.#config = config;
     this.#source = source;
+    this.#clip = clip;
     this.#vocab = { size: rust.getVocabSize(false), maxId };
     for (const t of added) this.#added.set(t.content, { normalized: t.normalized !== false, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
     this.#checkAdded(this.#added, false, (why) => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); });
@@ -367,7 +395,7 @@ export class Tokenizer {
   }
 
   /** Checks what the library's own messages would say less clearly, then lets the library parse `text`. */
-  static #create(json: Record<string, unknown>, text: string, config: Record<string, unknown>, source: string): Tokenizer {
+  static #create(json: Record<string, unknown>, text: string, config: Record<string, unknown>, source: string, clip = false): Tokenizer {
     const type = (json.model as Record<string, unknown>).type;
     if (type !== undefined && !MODEL_TYPES.includes(type as string)) {
       throw new EmotorchError(`${source}: unsupported model type (supported: ${MODEL_TYPES.join(', ')})`, 'ERR_FORMAT');
@@ -386,7 +414,7 @@ export class Tokenizer {
     rust.disableTruncation();
     rust.disablePadding();
     const added = Array.isArray(json.added_tokens) ? (json.added_tokens as AddedTokenJSON[]) : [];
-    return new Tokenizer(rust, config as TokenizerConfig, source, maxVocabId(json.model as Record<string, unknown>), added);
+    return new Tokenizer(rust, config as TokenizerConfig, source, maxVocabId(json.model as Record<string, unknown>), added, clip);
   }
 
   /**
@@ -421,11 +449,12 @@ export class Tokenizer {
   }
 
   /**
-   * Reads a `tokenizer.json`, or a SentencePiece `tokenizer.model` (any `*.model` file), with the
-   * HF files beside it: `tokenizer_config.json` when there is one (for `padTokenId`, `bosTokenId`,
-   * `eosTokenId`, `clean_up_tokenization_spaces`), and for a `.model` also `special_tokens_map.json`
-   * and `added_tokens.json`. A folder is read through its `tokenizer.json`, else its
-   * `tokenizer.model`.
+   * Reads a tokenizer: a `tokenizer.json`, a SentencePiece `tokenizer.model` (any `*.model` file),
+   * or CLIP's `vocab.json` (with `merges.txt` beside it), with the HF files beside it:
+   * `tokenizer_config.json` when there is one (for `padTokenId`, `bosTokenId`, `eosTokenId`,
+   * `clean_up_tokenization_spaces`, `tokenizer_class`), and for a `.model`, a `vocab.json` or a
+   * CLIP tokenizer.json also `special_tokens_map.json` and `added_tokens.json`. A folder is read
+   * through its `tokenizer.json`, else its `tokenizer.model`, else its `vocab.json`.
    *
    * A `.model` tokenizes as transformers' slow `LlamaTokenizer` (`use_fast=False`, legacy) does:
    * the text is split at the special and added tokens, and each piece between them is what
@@ -434,15 +463,27 @@ export class Tokenizer {
    * false). Added tokens come from `added_tokens.json`, `added_tokens_decoder` and the special
    * tokens of the config files, with the ids those files give.
    *
-   * @param file the tokenizer.json or .model file, or a folder that holds one
+   * CLIP (a `vocab.json` + `merges.txt` folder, as OpenAI's and LanguageBind's CLIP folders ship,
+   * or a tokenizer.json whose tokenizer_config.json names `CLIPTokenizer`, `CLIPTokenizerFast` or
+   * a LanguageBind tokenizer) tokenizes as transformers 5's `CLIPTokenizer` does: lowercased, runs
+   * of whitespace made one space, `<|startoftext|>` … `<|endoftext|>` around the text, the pad
+   * token the config files name (`<|endoftext|>` by default); decode turns `</w>` into spaces and
+   * strips the text (see lib/data/clip.ts). A `vocab.json` whose config names another class is
+   * refused. LanguageBind's processor call is `encodeBatch(texts, { padding: 'max_length',
+   * maxLength: 77, truncation: true })`.
+   *
+   * @param file the tokenizer.json, .model or vocab.json file, or a folder that holds one
    * @returns the tokenizer
    * @throws EmotorchError ERR_INVALID_ARG when file is not a string; ERR_IO when a file cannot be
-   *   read or is not a regular file (a FIFO, a device); ERR_FORMAT (naming the file, never quoting
-   *   it) when it, or a config file, is not valid JSON (or not a SentencePiece model), or not a
-   *   tokenizer the library supports.
+   *   read or is not a regular file (a FIFO, a device), or a vocab.json has no merges.txt beside
+   *   it; ERR_FORMAT (naming the file, never quoting it) when it, or a config file, is not valid
+   *   JSON (or not a SentencePiece model), a merges.txt line is not a merge of two vocab.json
+   *   tokens, or it is not a tokenizer the library supports.
    * @example
    * const tok = await et.data.Tokenizer.fromFile('models/roberta-base');
    * const llama = await et.data.Tokenizer.fromFile('vicuna-7b-v1.1');   // only tokenizer.model there
+   * const clip = await et.data.Tokenizer.fromFile('LanguageBind_Video_FT');   // vocab.json + merges.txt
+   * const { inputIds, attentionMask } = await clip.encodeBatch(['a dog barking'], { padding: 'max_length', maxLength: 77, truncation: true });
    */
   static async fromFile(file: string): Promise<Tokenizer> {
     if (typeof file !== 'string' || file === '') invalid('a path to a tokenizer.json file or its folder', 'file', file);
@@ -454,17 +495,20 @@ export class Tokenizer {
       return (await readRegularFile(f, MAX_CONFIG)).toString('utf8');
     };
     const data = await readRegularFile(target);
-    const configs = { config: await optional('tokenizer_config.json'), specialMap: null as string | null, added: null as string | null };
-    if (isModelFile(target)) {
+    const config = await optional('tokenizer_config.json');
+    const needs = Tokenizer.#needs(target, config);
+    const configs = { config, specialMap: null as string | null, added: null as string | null, merges: null as string | null };
+    if (needs.maps) {
       configs.specialMap = await optional('special_tokens_map.json');
       configs.added = await optional('added_tokens.json');
     }
+    if (needs.merges) configs.merges = (await readRegularFile(Tokenizer.#mergesFile(target))).toString('utf8');
     return Tokenizer.#fromData(data, target, configs);
   }
 
   /**
    * {@link Tokenizer.fromFile}, synchronously.
-   * @param file the tokenizer.json or .model file, or a folder that holds one
+   * @param file the tokenizer.json, .model or vocab.json file, or a folder that holds one
    * @throws EmotorchError as fromFile.
    * @example
    * const tok = et.data.Tokenizer.fromFileSync('models/mistral/tokenizer.json');
@@ -493,13 +537,17 @@ export class Tokenizer {
     } finally {
       fs.closeSync(fd);
     }
-    const model = isModelFile(target);
+    const config = optional('tokenizer_config.json');
+    const needs = Tokenizer.#needs(target, config);
     return Tokenizer.#fromData(data, target, {
-      config: optional('tokenizer_config.json'), specialMap: model ? optional('special_tokens_map.json') : null, added: model ? optional('added_tokens.json') : null,
+      config,
+      specialMap: needs.maps ? optional('special_tokens_map.json') : null,
+      added: needs.maps ? optional('added_tokens.json') : null,
+      merges: needs.merges ? readRegularTextSync(Tokenizer.#mergesFile(target)) : null,
     });
   }
 
-  /** The file to read: `file`, or in a folder its tokenizer.json, else its tokenizer.model. */
+  /** The file to read: `file`, or in a folder its tokenizer.json, else its tokenizer.model, else its vocab.json. */
   static #resolve(file: string): string {
     let isDir = false;
     try {
@@ -509,11 +557,25 @@ export class Tokenizer {
     }
     if (!isDir) return file;
     const json = path.join(file, 'tokenizer.json');
-    const model = path.join(file, 'tokenizer.model');
-    return !fs.existsSync(json) && fs.existsSync(model) ? model : json;
+    if (fs.existsSync(json)) return json;
+    for (const name of ['tokenizer.model', 'vocab.json']) if (fs.existsSync(path.join(file, name))) return path.join(file, name);
+    return json;
   }
 
-  static #fromData(data: Buffer, file: string, configs: { config: string | null; specialMap: string | null; added: string | null }): Tokenizer {
+  /** Which files beside `target` are read: the special-token maps (.model, vocab.json, a CLIP tokenizer.json) and merges.txt (vocab.json). */
+  static #needs(target: string, config: string | null): { maps: boolean; merges: boolean } {
+    const vocab = isVocabFile(target);
+    return { maps: vocab || isModelFile(target) || configNamesClip(config), merges: vocab };
+  }
+
+  /** The merges.txt beside a vocab.json; ERR_IO when there is none. */
+  static #mergesFile(vocabFile: string): string {
+    const f = path.join(path.dirname(vocabFile), 'merges.txt');
+    if (!fs.existsSync(f)) throw new EmotorchError(`'${f}' is missing: a vocab.json tokenizer ('${vocabFile}') needs its merges.txt beside it`, 'ERR_IO');
+    return f;
+  }
+
+  static #fromData(data: Buffer, file: string, configs: { config: string | null; specialMap: string | null; added: string | null; merges: string | null }): Tokenizer {
     const dir = path.dirname(file);
     const parse = (s: string, f: string, what: string): Record<string, unknown> => {
       const v = parseJson(s, f);
@@ -522,17 +584,60 @@ export class Tokenizer {
     };
     const configFile = path.join(dir, 'tokenizer_config.json');
     const config = configs.config === null ? {} : parse(configs.config, configFile, 'a tokenizer_config.json');
+    const maps = (): { specialMap: Record<string, unknown>; added: Record<string, unknown> } => ({
+      specialMap: configs.specialMap === null ? {} : parse(configs.specialMap, path.join(dir, 'special_tokens_map.json'), 'a special_tokens_map.json'),
+      added: configs.added === null ? {} : parse(configs.added, path.join(dir, 'added_tokens.json'), 'an added_tokens.json'),
+    });
     if (isModelFile(file)) {
-      const specialFile = path.join(dir, 'special_tokens_map.json');
-      const addedFile = path.join(dir, 'added_tokens.json');
-      const specialMap = configs.specialMap === null ? {} : parse(configs.specialMap, specialFile, 'a special_tokens_map.json');
-      const added = configs.added === null ? {} : parse(configs.added, addedFile, 'an added_tokens.json');
+      const { specialMap, added } = maps();
       return Tokenizer.#fromSentencePiece(data, file, config, specialMap, added);
     }
+    const source = `'${file}'`;
     const text = data.toString('utf8');
+    if (isVocabFile(file)) {
+      const vocab = parseVocabJson(text, file);
+      const cls = config.tokenizer_class;
+      if (cls !== undefined && cls !== null && !isClipClass(cls)) {
+        throw new EmotorchError(`${source}: a vocab.json + merges.txt tokenizer is read as CLIP's, but '${configFile}' names another tokenizer_class (supported: CLIPTokenizer, CLIPTokenizerFast, LanguageBind's)`, 'ERR_FORMAT');
+      }
+      if ((cls === undefined || cls === null) && !Object.hasOwn(vocab, '<|startoftext|>') && !Object.keys(vocab).some((t) => t.endsWith('</w>'))) {
+        throw new EmotorchError(`${source}: not CLIP's vocabulary (no <|startoftext|>, no </w> tokens), and no tokenizer_config.json tokenizer_class says what it is`, 'ERR_FORMAT');
+      }
+      const merges = parseMerges(configs.merges ?? '', path.join(dir, 'merges.txt'), vocab);
+      const { specialMap, added } = maps();
+      return Tokenizer.#fromClip(vocab, merges, [], source, (f) => `'${path.join(dir, f)}'`, { config, specialMap, added });
+    }
     const json = parse(text, file, 'a tokenizer.json');
     if (!isObject(json.model)) throw new EmotorchError(`'${file}' is not a tokenizer.json (it has no "model" object)`, 'ERR_FORMAT');
-    return Tokenizer.#create(json, text, config, `'${file}'`);
+    if (isClipClass(config.tokenizer_class)) {
+      const { specialMap, added } = maps();
+      return Tokenizer.#fromClipJSON(json, source, (f) => `'${path.join(dir, f)}'`, { config, specialMap, added });
+    }
+    return Tokenizer.#create(json, text, config, source);
+  }
+
+  /** A tokenizer.json whose config names CLIP: its vocabulary, merges and added tokens in CLIPTokenizer's pipeline. */
+  static #fromClipJSON(json: Record<string, unknown>, source: string, name: (f: string) => string, files: { config: Record<string, unknown>; specialMap: Record<string, unknown>; added: Record<string, unknown> }): Tokenizer {
+    const model = json.model as Record<string, unknown>;
+    if ((model.type !== undefined && model.type !== 'BPE') || !isObject(model.vocab) || !Array.isArray(model.merges)) {
+      throw new EmotorchError(`${source}: the config names a CLIP tokenizer but the model is not a BPE with a vocab object and a merges list`, 'ERR_FORMAT');
+    }
+    const jsonAdded = json.added_tokens === undefined || json.added_tokens === null ? [] : json.added_tokens;
+    if (!Array.isArray(jsonAdded)) throw new EmotorchError(`${source}: added_tokens is not a list`, 'ERR_FORMAT');
+    return Tokenizer.#fromClip(model.vocab as Record<string, number>, model.merges, jsonAdded, source, name, files);
+  }
+
+  /** CLIPTokenizer from a vocabulary, merges, and the config files (see lib/data/clip.ts). */
+  static #fromClip(
+    vocab: Record<string, number>, merges: unknown[], jsonAdded: unknown[], source: string, name: (f: string) => string,
+    files: { config: Record<string, unknown>; specialMap: Record<string, unknown>; added: Record<string, unknown> },
+  ): Tokenizer {
+    const fmt = (f: string, why: string): never => { throw new EmotorchError(`${name(f)}: ${why}`, 'ERR_FORMAT'); };
+    const { specials, added } = clipAddedTokens({ config: files.config, specialMap: files.specialMap, addedJson: files.added, jsonAdded }, fmt);
+    const json = clipToJSON(vocab, merges, { unk: specials.unk, bos: specials.bos, eos: specials.eos, added }, source);
+    const cfg: Record<string, unknown> = { ...files.config };
+    for (const k of ['bos', 'eos', 'unk', 'pad'] as const) cfg[`${k}_token`] = specials[k] ?? null;
+    return Tokenizer.#create(json, JSON.stringify(json), cfg, source, true);
   }
 
   /**
@@ -633,7 +738,9 @@ export class Tokenizer {
   }
 
   /**
-   * A tokenizer from an already parsed `tokenizer.json` object (copied; not modified).
+   * A tokenizer from an already parsed `tokenizer.json` object (copied; not modified). With a
+   * config whose `tokenizer_class` names CLIP, the object's vocabulary, merges and added tokens
+   * run in CLIPTokenizer's pipeline, as {@link Tokenizer.fromFile} does.
    *
    * @param obj the tokenizer.json content
    * @param config the tokenizer_config.json content, if any
@@ -641,10 +748,14 @@ export class Tokenizer {
    *   obj is not a tokenizer the library supports.
    * @example
    * const tok = et.data.Tokenizer.fromJSON(JSON.parse(fs.readFileSync('tokenizer.json', 'utf8')), { pad_token: '<pad>' });
+   * const clip = et.data.Tokenizer.fromJSON(clipTok.toJSON(), { tokenizer_class: 'CLIPTokenizer' });   // decodes as CLIP again
    */
   static fromJSON(obj: TokenizerJSON | Record<string, unknown>, config: TokenizerConfig = {}): Tokenizer {
     if (!isObject(obj) || !isObject(obj.model)) invalid('a tokenizer.json object (with a "model" object)', 'tokenizer', obj);
     if (!isObject(config)) invalid('a tokenizer_config.json object', 'config', config);
+    if (isClipClass(config.tokenizer_class)) {
+      return Tokenizer.#fromClipJSON(obj, 'tokenizer JSON', (f) => f, { config: structuredClone(config), specialMap: {}, added: {} });
+    }
     return Tokenizer.#create(obj, JSON.stringify(obj), structuredClone(config), 'tokenizer JSON');
   }
 
@@ -679,7 +790,9 @@ export class Tokenizer {
   }
 
   /**
-   * Token ids → text. Ids that name no token are dropped (as in the Python library).
+   * Token ids → text. Ids that name no token are dropped (as in the Python library). A CLIP
+   * tokenizer then turns each `</w>` into a space and strips the text, as transformers'
+   * CLIPTokenizer does (and applies clean-up only when `cleanUpTokenizationSpaces` is passed).
    * @param ids number[], or a typed array such as a tensor's `dataSync()` (BigInt64Array)
    * @param options `skipSpecialTokens` (default false), `cleanUpTokenizationSpaces`
    * @returns the text
@@ -687,14 +800,16 @@ export class Tokenizer {
    * @example
    * await tok.decode([1, 15043, 3186]);                              // '<s> Hello world'
    * await tok.decode([1, 15043, 3186], { skipSpecialTokens: true }); // 'Hello world'
+   * await clip.decode([49406, 320, 1125, 49407]);                    // '<|startoftext|>a photo <|endoftext|>'
    */
   async decode(ids: ArrayLike<number | bigint>, options?: DecodeOptions): Promise<string> {
     const list = this.#checkIds(ids, 'ids');
     const o = checkOpts(options);
     const skip = checkBool(o.skipSpecialTokens, 'skipSpecialTokens', false);
-    const cleanUp = checkBool(o.cleanUpTokenizationSpaces, 'cleanUpTokenizationSpaces', this.#config.clean_up_tokenization_spaces ?? false);
+    const cleanUp = checkBool(o.cleanUpTokenizationSpaces, 'cleanUpTokenizationSpaces', this.#clip ? false : this.#config.clean_up_tokenization_spaces ?? false);
     // The library takes u32 ids (a larger one would wrap around); those name no token either.
-    const text = await this.#call('decode the ids', () => this.#rust.decode(list.filter((id) => id <= 0xffffffff), skip));
+    let text = await this.#call('decode the ids', () => this.#rust.decode(list.filter((id) => id <= 0xffffffff), skip));
+    if (this.#clip) text = clipDecodeText(text);
     return cleanUp ? CLEAN_UP.reduce((s, [a, b]) => s.split(a).join(b), text) : text;
   }
 

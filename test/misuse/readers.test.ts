@@ -17,10 +17,15 @@ const dir = tmpdir();
 interface ReaderRow { name: string; file: string; contents: (string | Buffer)[]; read(file: string): unknown }
 
 const json = [`not json ${MARK}`, `{"x": ${MARK}}`, `["${MARK}"`, `{"${MARK}": [1, 2, {"${MARK}": "${MARK}"}]}`, `"${MARK}"`];
+/** Writes a file beside `f` (for readers of two files). */
+const beside = (f: string, name: string, text: string): void => fs.writeFileSync(path.join(path.dirname(f), name), text);
+const CLIP_VOCAB = '{"a": 0, "b": 1, "ab": 2, "<|startoftext|>": 3, "<|endoftext|>": 4}';
 const le64 = (n: number): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(n)); return b; };
 const READERS: ReaderRow[] = [
   { name: 'Tokenizer.fromFile (tokenizer.json)', file: 'tokenizer.json', contents: [...json, `{"model": {"type": "${MARK}"}}`, `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "dropout": "${MARK}"}}`], read: (f) => et.data.Tokenizer.fromFile(f) },
   { name: 'Tokenizer.fromFileSync (tokenizer.json)', file: 'tokenizer.json', contents: json, read: (f) => et.data.Tokenizer.fromFileSync(f) },
+  { name: 'Tokenizer.fromFile (vocab.json)', file: 'vocab.json', contents: [...json, `{"${MARK}": -1}`, `{"a": 0, "${MARK}": 0}`, `{"${MARK}": 0}`], read: (f) => { beside(f, 'merges.txt', '#version: 0.2\n'); return et.data.Tokenizer.fromFile(f); } },
+  { name: 'Tokenizer.fromFile (merges.txt)', file: 'merges.txt', contents: [MARK, `a ${MARK}`, `${MARK} b`, `a b ${MARK}`, `a b\n\n${MARK} x`], read: (f) => { beside(f, 'vocab.json', CLIP_VOCAB); return et.data.Tokenizer.fromFile(path.dirname(f)); } },
   { name: 'Tokenizer.fromFile (tokenizer.model)', file: 'tokenizer.model', contents: [MARK, Buffer.concat([Buffer.from([0x0a, 0x20, 0x0a, 0x1e]), Buffer.from(MARK.repeat(3))])], read: (f) => et.data.Tokenizer.fromFile(f) },
   { name: 'SalmonnDataset.fromFile', file: 'salmonn.json', contents: json, read: (f) => et.data.SalmonnDataset.fromFile(f) },
   { name: 'SwiftDataset.fromFile', file: 'swift.json', contents: json, read: (f) => et.data.SwiftDataset.fromFile(f) },
