@@ -1,5 +1,5 @@
 export { readWav, decodeWav, encodeWav } from './wav';
-export { readAudio, findFfmpeg } from './ffmpeg';
+export { readAudio, findFfmpeg, findFfprobe } from './ffmpeg';
 export type { Wav, WavOptions, WavFormat } from './wav';
 export { resample } from './resample';
 export type { ResampleOptions } from './resample';
