@@ -45,7 +45,7 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   if (w * h > maxPixels) throw new EmotorchError(`cannot ${what} '${file}': it is ${w}×${h} (${w * h} pixels), more than the ${maxPixels} decoded (maxPixels)`, 'ERR_FORMAT');
   const bytes = w * h * 3;
   const raw = await runTool(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', file, '-map', '0:v:0', '-frames:v', '1',
-    '-vf', `scale=${w}:${h},format=rgb24`, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { ...run, maxBytes: bytes });
+    '-vf', `scale=${w}:${h}:flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24`, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'], { ...run, maxBytes: bytes });
   if (raw.length !== bytes) throw new EmotorchError(`cannot ${what} '${file}': ffmpeg decoded no complete ${w}×${h} picture from it`, 'ERR_FORMAT');
   const hwc = tensor(new Uint8Array(raw.buffer, raw.byteOffset, raw.length), { shape: [h, w, 3], dtype: 'uint8' });
   const chw = hwc.permute([2, 0, 1]).contiguous(); // (H, W, 3) → (3, H, W)
