@@ -20,9 +20,17 @@ import { Tensor, arange, checkTensor, tensor, cat } from '../tensor';
 import { interpolate } from '../functional';
 import { mulberry32 } from '../runtime';
 
-/** OpenAI CLIP's per-channel RGB mean, as LanguageBind's OPENAI_DATASET_MEAN. */
+/**
+ * OpenAI CLIP's per-channel RGB mean, as LanguageBind's OPENAI_DATASET_MEAN (the default `mean`).
+ * @example
+ * et.vision.videoTransform(frames, { mean: [...et.vision.OPENAI_CLIP_MEAN] });
+ */
 export const OPENAI_CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
-/** OpenAI CLIP's per-channel RGB std, as LanguageBind's OPENAI_DATASET_STD. */
+/**
+ * OpenAI CLIP's per-channel RGB std, as LanguageBind's OPENAI_DATASET_STD (the default `std`).
+ * @example
+ * et.vision.clipImageTransform(image, { std: [...et.vision.OPENAI_CLIP_STD] });
+ */
 export const OPENAI_CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 
 /** Options of {@link videoTransform}. */

@@ -14,7 +14,12 @@ import { notAFile } from '../io/file';
 import { Tensor, tensor } from '../tensor';
 import { DEFAULT_TIMEOUT_MS, runTool, tools } from './tool';
 
-/** The largest frame decoded, in pixels (width · height): 8192 · 8192 (192 MiB of rgb24). */
+/**
+ * The largest frame decoded by default, in pixels (width · height): 8192 · 8192 (192 MiB of
+ * rgb24). Larger frames are refused from the header, before decoding (`maxPixels` changes it).
+ * @example
+ * await et.vision.readVideoFrames('8k.mp4', { maxPixels: 2 * et.vision.MAX_FRAME_PIXELS });
+ */
 export const MAX_FRAME_PIXELS = 8192 * 8192;
 /** The most bytes of rgb24 frames one call decodes into memory (2 GiB). */
 const MAX_OUTPUT_BYTES = 2 ** 31;
@@ -84,6 +89,7 @@ export interface VideoFrames {
   fps: number;
 }
 
+/** ffprobe's JSON (`-of json`): its own snake_case names. */
 interface StreamJson {
   index?: number;
   codec_type?: string;
@@ -97,6 +103,11 @@ interface StreamJson {
   disposition?: { attached_pic?: number };
   tags?: { rotate?: string };
   side_data_list?: { rotation?: number }[];
+}
+
+interface ProbeJson {
+  streams?: StreamJson[];
+  format?: { duration?: string; start_time?: string };
 }
 
 /** A video stream as ffprobe describes it, and its frames' timestamps. */
@@ -142,7 +153,7 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   const head = await runTool(ffprobe, ['-v', 'error', '-show_entries',
     'stream=index,codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,time_base,duration:stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration,start_time',
     '-of', 'json', file], { ...run, maxBytes: MAX_PROBE_BYTES });
-  let json: { streams?: StreamJson[]; format?: { duration?: string; start_time?: string } };
+  let json: ProbeJson;
   try {
     json = JSON.parse(head.toString('utf8'));
   } catch {
@@ -295,16 +306,23 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   let raw: Buffer;
   if (useSeek) {
     const parts: Buffer[] = new Array(wanted.length);
+    const seekOne = async (i: number): Promise<Buffer> => {
+      // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
+      const ss = i === 0 ? [] : ['-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6)];
+      const buf = await runTool(ffmpeg, [...base, ...ss, '-i', file, ...out, '-vf', scale, '-frames:v', '1', ...sink], { ...run, maxBytes: frameBytes });
+      if (buf.length !== frameBytes) bad(file, `frame ${i} of its ${n} frames could not be decoded`);
+      return buf;
+    };
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < wanted.length) {
         const j = next++;
-        const i = wanted[j];
-        // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
-        const ss = i === 0 ? [] : ['-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6)];
-        const buf = await runTool(ffmpeg, [...base, ...ss, '-i', file, ...out, '-vf', scale, '-frames:v', '1', ...sink], { ...run, maxBytes: frameBytes });
-        if (buf.length !== frameBytes) bad(file, `frame ${i} of its ${n} frames could not be decoded`);
-        parts[j] = buf;
+        try {
+          parts[j] = await seekOne(wanted[j]);
+        } catch (e) {
+          next = wanted.length; // start no more runs
+          throw e;
+        }
       }
     };
     await Promise.all([worker(), worker()]);
