@@ -236,6 +236,23 @@ export function linspaceIndices(n: number, num: number): number[] {
   return out;
 }
 
+/**
+ * The `select` filter expression true exactly on the frames `sorted` (ascending, distinct):
+ * consecutive runs as `between(n,a,b)`, the terms summed as a balanced tree (ffmpeg's expression
+ * evaluator runs out of memory on a long flat sum: its depth stays log2(terms) here).
+ */
+function selectExpr(sorted: readonly number[]): string {
+  const terms: string[] = [];
+  for (let k = 0; k < sorted.length;) {
+    let e = k;
+    while (e + 1 < sorted.length && sorted[e + 1] === sorted[e] + 1) e++;
+    terms.push(e === k ? `eq(n\\,${sorted[k]})` : `between(n\\,${sorted[k]}\\,${sorted[e]})`);
+    k = e + 1;
+  }
+  const sum = (lo: number, hi: number): string => (hi - lo === 1 ? terms[lo] : `(${sum(lo, (lo + hi) >> 1)})+(${sum((lo + hi) >> 1, hi)})`);
+  return sum(0, terms.length);
+}
+
 /** ffmpeg's spelling of "no frame-rate conversion" (-fps_mode from 5.1, -vsync before). */
 let passthrough: string[] = ['-fps_mode', 'passthrough'];
 
@@ -328,7 +345,7 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
     await Promise.all([worker(), worker()]);
     raw = Buffer.concat(parts);
   } else {
-    const select = `select='${wanted.map((i) => `eq(n\\,${i})`).join('+')}',${scale}`;
+    const select = `select='${selectExpr(wanted)}',${scale}`;
     const args = (fps: string[]) => [...base, '-i', file, ...out, '-vf', select, ...fps, '-frames:v', String(wanted.length), ...sink];
     try {
       raw = await runTool(ffmpeg, args(passthrough), { ...run, maxBytes: wanted.length * frameBytes });

@@ -69,6 +69,15 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
     for (const [t, i] of [299, 0, 150, 150, 37].entries()) expect(maxAbsDiff(all.frames.select(1, t), (await one(i)).select(1, 0))).toBe(0);
   });
 
+  it('many indices (up to 4000, 150 separate runs): scanning and seeking agree frame for frame', async () => {
+    const file = path.join(DIR, META.video.v64x48_25fps_300f.file);
+    const every = await et.vision.readVideoFrames(file, { indices: Array.from({ length: 300 }, (_, i) => i), decode: 'seek' });
+    for (const indices of [Array.from({ length: 4000 }, (_, i) => (i * 7919) % 300), Array.from({ length: 150 }, (_, i) => 2 * i), [5, 6, 7, 9, 100, 101, 299]]) {
+      const r = await et.vision.readVideoFrames(file, { indices, decode: 'scan' });
+      expect(maxAbsDiff(r.frames, every.frames.indexSelect(1, et.tensor(indices, { dtype: 'int64' })))).toBe(0);
+    }
+  });
+
   it('a 1-frame video gives 8 copies of frame 0 and a 5-frame one linspace\'s repeats', async () => {
     const one = await et.vision.readVideoFrames(path.join(DIR, META.video.v60x100_1f.file));
     expect(one.indices).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
