@@ -37,11 +37,20 @@ export function tools(file: string, what: string): { ffmpeg: string; ffprobe: st
  * @throws EmotorchError ERR_FORMAT naming the file when it fails (with ffmpeg's last stderr
  *   lines) or writes more than `maxBytes`; ERR_IO when it cannot start or passes `timeoutMs`.
  */
-export function runTool(exe: string, args: string[], o: RunOptions): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
-    const child = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
-    const chunks: Buffer[] = [];
-    let bytes = 0;
+export async function runTool(exe: string, args: string[], o: RunOptions): Promise<Buffer> {
+  return (await runToolPipes(exe, args, o, 0))[0];
+}
+
+/**
+ * As {@link runTool}, with `extra` more output pipes (file descriptors 3, 4, …; ffmpeg writes to
+ * them as `pipe:3`, `pipe:4`, …): resolves with [stdout, pipe 3, pipe 4, …]; `maxBytes` bounds each.
+ */
+export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: number): Promise<Buffer[]> {
+  return new Promise<Buffer[]>((resolve, reject) => {
+    const child = spawn(exe, args, { stdio: ['ignore', 'pipe', 'pipe', ...Array<'pipe'>(extra).fill('pipe')], windowsHide: true });
+    const outs = [1, ...Array.from({ length: extra }, (_, k) => 3 + k)];
+    const chunks: Buffer[][] = outs.map(() => []);
+    const bytes = outs.map(() => 0);
     let stderr = '';
     let failure: EmotorchError | null = null;
     const fail = (e: EmotorchError): void => {
@@ -49,16 +58,19 @@ export function runTool(exe: string, args: string[], o: RunOptions): Promise<Buf
       child.kill('SIGKILL');
     };
     const timer = setTimeout(() => fail(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} ran longer than ${o.timeoutMs} ms and was stopped (raise timeoutMs for very long files)`, 'ERR_IO')), o.timeoutMs);
-    child.stdout.on('data', (c: Buffer) => {
-      if (failure) return;
-      bytes += c.length;
-      if (bytes > o.maxBytes) {
-        fail(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} wrote more than the ${o.maxBytes} bytes expected (the file's metadata does not describe its content)`, 'ERR_FORMAT'));
-        return;
-      }
-      chunks.push(c);
+    outs.forEach((fd, k) => {
+      const stream = child.stdio[fd] as NodeJS.ReadableStream;
+      stream.on('data', (c: Buffer) => {
+        if (failure) return;
+        bytes[k] += c.length;
+        if (bytes[k] > o.maxBytes) {
+          fail(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} wrote more than the ${o.maxBytes} bytes expected (the file's metadata does not describe its content)`, 'ERR_FORMAT'));
+          return;
+        }
+        chunks[k].push(c);
+      });
     });
-    child.stderr.on('data', (c: Buffer) => {
+    child.stderr!.on('data', (c: Buffer) => {
       stderr = (stderr + c.toString('utf8')).slice(-4096);
     });
     child.on('error', (e) => {
@@ -68,7 +80,7 @@ export function runTool(exe: string, args: string[], o: RunOptions): Promise<Buf
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (failure) return reject(failure);
-      if (code === 0) return resolve(Buffer.concat(chunks, bytes));
+      if (code === 0) return resolve(chunks.map((c, k) => Buffer.concat(c, bytes[k])));
       // The tool's own last words, as printable ASCII and briefly (never file content at length).
       const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-2).join('; ').replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
       reject(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} failed (${signal ? `signal ${signal}` : `exit status ${code}`})${lines ? `: ${lines}` : ''}`, 'ERR_FORMAT'));

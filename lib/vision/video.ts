@@ -12,7 +12,7 @@
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { notAFile } from '../io/file';
 import { Tensor, tensor } from '../tensor';
-import { DEFAULT_TIMEOUT_MS, runTool, tools } from './tool';
+import { DEFAULT_TIMEOUT_MS, runTool, runToolPipes, tools } from './tool';
 
 /**
  * The largest frame decoded by default, in pixels (width · height): 8192 · 8192 (192 MiB of
@@ -32,7 +32,9 @@ const MAX_PACKET_BYTES = 128 << 20;
  * Starting an ffmpeg process and seeking costs about as much as decoding this many small frames:
  * the cost model that picks one sequential pass or one seek per frame.
  */
-const SEEK_OVERHEAD_FRAMES = 60;
+const SEEK_OVERHEAD_FRAMES = 20;
+/** Frames read by one seeking ffmpeg run (one input and one output pipe each). */
+const SEEK_GROUP = 16;
 
 /** What {@link probeVideo} reports. */
 export interface VideoInfo {
@@ -65,7 +67,7 @@ export interface ReadVideoFramesOptions {
   indices?: readonly number[];
   /**
    * 'auto' (default) picks by a cost model from the keyframe positions: one sequential pass up to
-   * the last wanted frame ('scan'), or one accurate seek per distinct frame ('seek', which
+   * the last wanted frame ('scan'), or an accurate seek per distinct frame ('seek', which
    * decodes only from the keyframe before each). Both give the same frames.
    */
   decode?: 'auto' | 'scan' | 'seek';
@@ -262,9 +264,10 @@ let passthrough: string[] = ['-fps_mode', 'passthrough'];
  * backend reads them (`VideoReader.get_batch` of those indices).
  *
  * Decoding stops at the last wanted frame: either one ffmpeg pass from the start selecting the
- * wanted frames (`-vf select`), or one ffmpeg run per distinct frame that seeks to the keyframe
+ * wanted frames (`-vf select`), or, per distinct frame, an ffmpeg input that seeks to the keyframe
  * before it and decodes from there (ffmpeg's accurate `-ss`, aimed half a frame before the frame's
- * own timestamp so rounding cannot skip it). 'auto' picks the cheaper from the keyframe table.
+ * own timestamp so rounding cannot skip it; up to 16 such inputs per ffmpeg run, each writing its
+ * frame to its own pipe). 'auto' picks the cheaper from the keyframe table.
  * Every frame is checked against the size the stream declares before anything is decoded.
  * @param file a video file
  * @param opts numFrames (8) or indices, decode ('auto'), maxPixels, timeoutMs
@@ -322,20 +325,31 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   const scale = `scale=${width}:${height},format=rgb24`;
   let raw: Buffer;
   if (useSeek) {
+    // One ffmpeg run per group of frames: one input per frame, each seeked (-ss before -i), each
+    // mapped to one output of one frame written to its own pipe (fd 3, 4, …).
     const parts: Buffer[] = new Array(wanted.length);
-    const seekOne = async (i: number): Promise<Buffer> => {
-      // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
-      const ss = i === 0 ? [] : ['-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6)];
-      const buf = await runTool(ffmpeg, [...base, ...ss, '-i', file, ...out, '-vf', scale, '-frames:v', '1', ...sink], { ...run, maxBytes: frameBytes });
-      if (buf.length !== frameBytes) bad(file, `frame ${i} of its ${n} frames could not be decoded`);
-      return buf;
+    const seekGroup = async (first: number, count: number): Promise<void> => {
+      const inputs: string[] = [], outputs: string[] = [];
+      for (let k = 0; k < count; k++) {
+        const i = wanted[first + k];
+        // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
+        if (i > 0) inputs.push('-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6));
+        inputs.push('-i', file);
+        outputs.push('-map', `${k}:${p.stream}`, '-an', '-sn', '-dn', '-vf', scale, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${3 + k}`);
+      }
+      const bufs = await runToolPipes(ffmpeg, [...base, ...inputs, ...outputs], { ...run, maxBytes: frameBytes }, count);
+      for (let k = 0; k < count; k++) {
+        if (bufs[1 + k].length !== frameBytes) bad(file, `frame ${wanted[first + k]} of its ${n} frames could not be decoded`);
+        parts[first + k] = bufs[1 + k];
+      }
     };
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < wanted.length) {
-        const j = next++;
+        const first = next;
+        next += SEEK_GROUP;
         try {
-          parts[j] = await seekOne(wanted[j]);
+          await seekGroup(first, Math.min(SEEK_GROUP, wanted.length - first));
         } catch (e) {
           next = wanted.length; // start no more runs
           throw e;
