@@ -12,7 +12,7 @@
 import { EmotorchError, checkNumber, checkOptionNames, checkInt, invalid } from '../errors';
 import { notAFile } from '../io/file';
 import { Tensor, tensor, cat, stack } from '../tensor';
-import { DEFAULT_TIMEOUT_MS, runTool, tools } from './tool';
+import { DEFAULT_TIMEOUT_MS, inputArg, runTool, tools } from './tool';
 import { MAX_FRAME_PIXELS } from './video';
 
 /** Options of {@link readImage}. */
@@ -42,7 +42,7 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   const timeoutMs = o.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkNumber(o.timeoutMs, 'timeoutMs', 1);
   const { ffmpeg, ffprobe } = tools(file, what);
   const run = { file, what, timeoutMs };
-  const head = await runTool(ffprobe, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,codec_name,pix_fmt', '-of', 'default=noprint_wrappers=1', file], { ...run, maxBytes: 4096 });
+  const head = await runTool(ffprobe, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,codec_name,pix_fmt', '-of', 'default=noprint_wrappers=1', inputArg(file)], { ...run, maxBytes: 4096 });
   const field: Record<string, string> = {};
   for (const line of head.toString('latin1').split('\n')) {
     const eq = line.indexOf('=');
@@ -53,7 +53,7 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
     throw new EmotorchError(`cannot ${what} '${file}': it is not an image ffmpeg can read`, 'ERR_FORMAT');
   }
   if (w * h > maxPixels) throw new EmotorchError(`cannot ${what} '${file}': it is ${w}×${h} (${w * h} pixels), more than the ${maxPixels} decoded (maxPixels)`, 'ERR_FORMAT');
-  const decode = (pix: string, bytes: number) => runTool(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', file, '-map', '0:v:0', '-frames:v', '1',
+  const decode = (pix: string, bytes: number) => runTool(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', inputArg(file), '-map', '0:v:0', '-frames:v', '1',
     ...(pix === 'rgb24' ? ['-vf', `scale=${w}:${h}:flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24`] : []), '-f', 'rawvideo', '-pix_fmt', pix, 'pipe:1'], { ...run, maxBytes: bytes });
   const incomplete = () => new EmotorchError(`cannot ${what} '${file}': ffmpeg decoded no complete ${w}×${h} picture from it`, 'ERR_FORMAT');
   const layout = codec === 'mjpeg' ? JPEG_LAYOUTS[pixFmt] : undefined;

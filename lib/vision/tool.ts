@@ -5,6 +5,7 @@
  * @internal
  */
 import { spawn } from 'child_process';
+import * as path from 'path';
 import { EmotorchError } from '../errors';
 import { findFfmpeg, findFfprobe } from '../audio/ffmpeg';
 
@@ -19,6 +20,15 @@ export interface RunOptions {
   /** Kill the process when its stdout passes this many bytes. */
   maxBytes: number;
   timeoutMs: number;
+}
+
+/**
+ * A user's path as an ffmpeg / ffprobe input: `file:` + the absolute path, so that a name that
+ * starts with '-' is not read as an option and one with ':' ("concat:…", "http://…") not as a
+ * protocol.
+ */
+export function inputArg(file: string): string {
+  return `file:${path.resolve(file)}`;
 }
 
 /** The ffmpeg / ffprobe executables, or an ERR_IO error naming the file and the missing tool. */

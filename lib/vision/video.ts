@@ -12,7 +12,7 @@
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { notAFile } from '../io/file';
 import { Tensor, tensor } from '../tensor';
-import { DEFAULT_TIMEOUT_MS, runTool, runToolPipes, tools } from './tool';
+import { DEFAULT_TIMEOUT_MS, inputArg, runTool, runToolPipes, tools } from './tool';
 
 /**
  * The largest frame decoded by default, in pixels (width · height): 8192 · 8192 (192 MiB of
@@ -154,7 +154,7 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   const run = { file, what, timeoutMs };
   const head = await runTool(ffprobe, ['-v', 'error', '-show_entries',
     'stream=index,codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,time_base,duration:stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration,start_time',
-    '-of', 'json', file], { ...run, maxBytes: MAX_PROBE_BYTES });
+    '-of', 'json', inputArg(file)], { ...run, maxBytes: MAX_PROBE_BYTES });
   let json: ProbeJson;
   try {
     json = JSON.parse(head.toString('utf8'));
@@ -171,7 +171,7 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   if (Number.isFinite(rot) && Math.abs(Math.round(rot)) % 180 === 90) [width, height] = [height, width];
 
   // Every packet of the stream, demuxed (not decoded): decord's frame table.
-  const listing = await runTool(ffprobe, ['-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts,dts,flags', '-of', 'csv=p=0', file],
+  const listing = await runTool(ffprobe, ['-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts,dts,flags', '-of', 'csv=p=0', inputArg(file)],
     { ...run, maxBytes: MAX_PACKET_BYTES });
   const tb = rate(v.time_base);
   const rows: [number, boolean][] = [];
@@ -334,7 +334,7 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
         const i = wanted[first + k];
         // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
         if (i > 0) inputs.push('-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6));
-        inputs.push('-i', file);
+        inputs.push('-i', inputArg(file));
         outputs.push('-map', `${k}:${p.stream}`, '-an', '-sn', '-dn', '-vf', scale, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${3 + k}`);
       }
       const bufs = await runToolPipes(ffmpeg, [...base, ...inputs, ...outputs], { ...run, maxBytes: frameBytes }, count);
@@ -360,7 +360,7 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
     raw = Buffer.concat(parts);
   } else {
     const select = `select='${selectExpr(wanted)}',${scale}`;
-    const args = (fps: string[]) => [...base, '-i', file, ...out, '-vf', select, ...fps, '-frames:v', String(wanted.length), ...sink];
+    const args = (fps: string[]) => [...base, '-i', inputArg(file), ...out, '-vf', select, ...fps, '-frames:v', String(wanted.length), ...sink];
     try {
       raw = await runTool(ffmpeg, args(passthrough), { ...run, maxBytes: wanted.length * frameBytes });
     } catch (e) {

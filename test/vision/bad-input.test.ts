@@ -141,6 +141,21 @@ describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMP
     }
   });
 
+  it('file names that look like options or protocols are read as files', async () => {
+    for (const name of ['-y.mp4', 'concat:x.mp4', 'a b%d.mp4']) {
+      fs.copyFileSync(VALID, at(name));
+      const r = await et.vision.readVideoFrames(at(name));
+      expect(r.frames.shape).toEqual([3, 8, 61, 97]);
+    }
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      expect((await et.vision.probeVideo('-y.mp4')).frameCount).toBe(21);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   it('a run past timeoutMs is stopped: ERR_IO', async () => {
     await rejectsWith(et.vision.readVideoFrames(VALID, { timeoutMs: 1 }), 'ERR_IO', /longer than 1 ms/);
   });
