@@ -75,7 +75,8 @@ export async function readAudio(file: string, opts: WavOptions = {}): Promise<Wa
   const out = path.join(dir, 'audio.wav');
   try {
     await new Promise<void>((resolve, reject) => {
-      execFile(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', file, '-map', '0:a:0', '-vn', '-c:a', 'pcm_f32le', '-f', 'wav', '-y', out],
+      // `file:` + the absolute path: a name starting with '-' is not an option, one with ':' not a protocol
+      execFile(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', `file:${path.resolve(file)}`, '-map', '0:a:0', '-vn', '-c:a', 'pcm_f32le', '-f', 'wav', '-y', out],
         { maxBuffer: 1 << 20, windowsHide: true }, (err, _stdout, stderr) => {
           if (!err) return resolve();
           const msg = String(stderr).trim().split('\n').filter(Boolean).slice(-2).join('; ') || err.message;
