@@ -25,6 +25,7 @@ export * as train from './train/api';
 export * as amp from './train/amp';
 export * as io from './io';
 export * as audio from './audio';
+export * as vision from './vision';
 export * as data from './data';
 export * as metrics from './metrics';
 export * as systems from './systems';

@@ -51,3 +51,24 @@ export function setRngState(state: Tensor, device: Device = 'cpu'): void {
 export function getNumThreads(): number {
   return binding.getNumThreads();
 }
+
+/**
+ * mulberry32: a small, fast, seedable 32-bit PRNG (not libtorch's generator); the returned
+ * function gives floats in [0, 1). emotorch uses it where the originals draw with Python's
+ * `random` or numpy (DataLoader shuffles, LanguageBind's random flip and audio chunks), so a seed
+ * replays the same draws.
+ * @param seed any number; its low 32 bits are used
+ * @example
+ * const rand = et.data.mulberry32(42);
+ * rand(); // 0.6011037519201636
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

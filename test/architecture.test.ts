@@ -21,13 +21,14 @@ const ROOMS: Record<string, { paths: string[]; mayImport: string[] }> = {
   io: { paths: ['io/'], mayImport: ['core', 'tensor'] },
   nn: { paths: ['nn/'], mayImport: ['core', 'tensor', 'io'] },
   audio: { paths: ['audio/'], mayImport: ['core', 'tensor', 'io', 'nn'] },
-  data: { paths: ['data/'], mayImport: ['core', 'tensor', 'io', 'audio'] },
+  vision: { paths: ['vision/'], mayImport: ['core', 'tensor', 'io', 'audio'] },
+  data: { paths: ['data/'], mayImport: ['core', 'tensor', 'io', 'audio', 'vision'] },
   distributed: { paths: ['distributed/'], mayImport: ['core', 'tensor', 'nn', 'data'] },
   train: { paths: ['train/'], mayImport: ['core', 'tensor', 'io', 'nn', 'data', 'distributed'] },
   metrics: { paths: ['metrics/'], mayImport: ['core', 'tensor', 'io', 'data'] },
-  systems: { paths: ['systems/'], mayImport: ['core', 'tensor', 'io', 'nn', 'audio', 'data', 'distributed', 'train', 'metrics'] },
+  systems: { paths: ['systems/'], mayImport: ['core', 'tensor', 'io', 'nn', 'audio', 'vision', 'data', 'distributed', 'train', 'metrics'] },
   cli: { paths: ['cli/'], mayImport: ['api'] },
-  api: { paths: ['index.ts', 'api/'], mayImport: ['core', 'tensor', 'io', 'nn', 'audio', 'data', 'distributed', 'train', 'metrics', 'systems'] },
+  api: { paths: ['index.ts', 'api/'], mayImport: ['core', 'tensor', 'io', 'nn', 'audio', 'vision', 'data', 'distributed', 'train', 'metrics', 'systems'] },
 };
 
 /**

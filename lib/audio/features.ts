@@ -5,6 +5,7 @@
 import { binding } from '../native';
 import { Tensor, tensor } from '../tensor';
 import { checkInt, checkNumber, invalid } from '../errors';
+import { fbankOps, KaldiWindow, KALDI_WINDOWS } from './fbank';
 
 /** A waveform: Tensor (samples) or (batch, samples), or a Float32Array of samples. */
 export type Waveform = Tensor | Float32Array;
@@ -63,14 +64,22 @@ export interface KaldiFbankOptions {
   scale?: number;
   /** Apply BEATs' normalization (x − 15.41663) / (2 · 6.55582) and its settings (128 bins, scale 32768). */
   beats?: boolean;
+  /**
+   * torchaudio's `window_type`: 'povey' (default; computed natively), or 'hanning' (LanguageBind),
+   * 'hamming', 'rectangular', 'blackman', computed by tensor ops (a float64 DFT by matmul, slower
+   * than the native FFT path but as exact).
+   */
+  windowType?: KaldiWindow;
+  /** The 'blackman' window's coefficient (torchaudio's `blackman_coeff`, default 0.42). */
+  blackmanCoeff?: number;
 }
 
 const BEATS_MEAN = 15.41663;
 const BEATS_STD = 6.55582;
 
 /**
- * Kaldi filter-bank features with torchaudio.compliance.kaldi.fbank semantics (povey window,
- * dither 0, pre-emphasis 0.97, DC removal, snip edges, power spectrum, log):
+ * Kaldi filter-bank features with torchaudio.compliance.kaldi.fbank semantics (povey window unless
+ * `windowType`, dither 0, pre-emphasis 0.97, DC removal, snip edges, power spectrum, log):
  * (batch, samples) → (batch, frames, numMelBins), frames = 1 + (samples − 400) / 160 at 16 kHz.
  * `beats: true` gives exactly BEATs' input (128 bins, ×32768, normalized).
  * @throws EmotorchError for a bad shape or option, or a clip shorter than one frame.
@@ -94,8 +103,13 @@ export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Pro
     scale: checkNumber(opts.scale ?? (beats ? 32768 : 1), 'scale'),
     normMean: beats ? BEATS_MEAN : 0,
     normScale: beats ? 2 * BEATS_STD : 1,
+    windowType: opts.windowType ?? 'povey',
+    blackmanCoeff: checkNumber(opts.blackmanCoeff ?? 0.42, 'blackmanCoeff'),
   };
+  if (!KALDI_WINDOWS.includes(o.windowType)) invalid(KALDI_WINDOWS.map((k) => `'${k}'`).join(', '), 'windowType', o.windowType);
   const frame = Math.floor((o.sampleRate * o.frameLength) / 1000);
   if (w.shape[1] < frame) invalid(`at least one frame (${frame} samples)`, 'waveform length', w.shape[1]);
-  return new Tensor(await binding.kaldiFbank(w.handle, o));
+  if (o.windowType !== 'povey') return fbankOps(w, o);
+  const { windowType: _w, blackmanCoeff: _b, ...native } = o;
+  return new Tensor(await binding.kaldiFbank(w.handle, native));
 }

@@ -12,13 +12,9 @@ import { EmotorchError, invalid } from '../errors';
 import { notAFile } from '../io/file';
 import { readWav, Wav, WavOptions } from './wav';
 
-/**
- * The `ffmpeg` executable on PATH (as `PATH` is now), or null when there is none.
- * @example
- * if (!et.audio.findFfmpeg()) console.log('install ffmpeg to read video files');
- */
-export function findFfmpeg(): string | null {
-  const names = process.platform === 'win32' ? ['ffmpeg.exe', 'ffmpeg'] : ['ffmpeg'];
+/** An executable named `name` (plus `.exe` on Windows) on PATH as `PATH` is now, or null. */
+function findOnPath(name: string): string | null {
+  const names = process.platform === 'win32' ? [`${name}.exe`, name] : [name];
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
     if (!dir) continue;
     for (const n of names) {
@@ -29,6 +25,25 @@ export function findFfmpeg(): string | null {
     }
   }
   return null;
+}
+
+/**
+ * The `ffmpeg` executable on PATH (as `PATH` is now), or null when there is none.
+ * @example
+ * if (!et.audio.findFfmpeg()) console.log('install ffmpeg to read video files');
+ */
+export function findFfmpeg(): string | null {
+  return findOnPath('ffmpeg');
+}
+
+/**
+ * The `ffprobe` executable on PATH (as `PATH` is now; it ships with ffmpeg), or null when there is
+ * none. `et.vision` reads video metadata and frame timestamps with it.
+ * @example
+ * if (!et.audio.findFfprobe()) console.log('install ffmpeg (with ffprobe) to read video files');
+ */
+export function findFfprobe(): string | null {
+  return findOnPath('ffprobe');
 }
 
 /** The error for a file that needs ffmpeg when none is on PATH. */
@@ -60,7 +75,8 @@ export async function readAudio(file: string, opts: WavOptions = {}): Promise<Wa
   const out = path.join(dir, 'audio.wav');
   try {
     await new Promise<void>((resolve, reject) => {
-      execFile(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', file, '-map', '0:a:0', '-vn', '-c:a', 'pcm_f32le', '-f', 'wav', '-y', out],
+      // `file:` + the absolute path: a name starting with '-' is not an option, one with ':' not a protocol
+      execFile(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', `file:${path.resolve(file)}`, '-map', '0:a:0', '-vn', '-c:a', 'pcm_f32le', '-f', 'wav', '-y', out],
         { maxBuffer: 1 << 20, windowsHide: true }, (err, _stdout, stderr) => {
           if (!err) return resolve();
           const msg = String(stderr).trim().split('\n').filter(Boolean).slice(-2).join('; ') || err.message;

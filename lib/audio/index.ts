@@ -1,9 +1,12 @@
 export { readWav, decodeWav, encodeWav } from './wav';
-export { readAudio, findFfmpeg } from './ffmpeg';
+export { readAudio, findFfmpeg, findFfprobe } from './ffmpeg';
 export type { Wav, WavOptions, WavFormat } from './wav';
 export { resample } from './resample';
 export type { ResampleOptions } from './resample';
 export { whisperLogMel, kaldiFbank } from './features';
+export type { KaldiWindow } from './fbank';
+export { languageBindAudio } from './languagebind';
+export type { LanguageBindAudioOptions } from './languagebind';
 export type { Waveform, WhisperLogMelOptions, KaldiFbankOptions } from './features';
 export { UnitExtractor } from './units';
 export type { UnitExtractorOptions } from './units';

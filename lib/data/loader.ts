@@ -4,6 +4,7 @@
  * `dataset.get` calls running concurrently, while the consumer works on the current one).
  */
 import { invalid, checkInt } from '../errors';
+import { mulberry32 } from '../runtime';
 import type { Dataset } from './datasets/base';
 
 export interface DataLoaderOptions<T, B> {
@@ -53,17 +54,7 @@ interface BatchPlan<T> {
   items?: (T | undefined)[];
 }
 
-/** mulberry32: a small, fast 32-bit PRNG; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /** A 32-bit seed mixed from (seed, epoch) with splitmix32-style finalization. */
 export function mixSeed(seed: number, epoch: number): number {

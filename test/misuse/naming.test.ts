@@ -18,14 +18,14 @@ const LIB = path.join(__dirname, '..', '..', 'lib');
  * Types whose field names mirror a file or an original's own names, so snake_case (or the
  * original's spelling) is right: model configs (config.json), tokenizer files, TrainingArguments,
  * trainer_state.json, torch's GradScaler state, the originals' metric dicts and data files,
- * SPECTRA's argparse arguments; `parsed` / `given` are local views of JSON files.
+ * SPECTRA's argparse arguments, ffprobe's JSON; `parsed` / `given` are local views of JSON files.
  */
 const MIRRORS = new Set([
   'AddedTokenJSON', 'TokenizerConfig', 'TokenizerJSON', 'EcacConversation', 'MmsaResult', 'MmsaSimsResult', 'BeatsConfig',
   'EmbeddingConfig', 'LayerNormConfig', 'LinearConfig', 'LlamaConfig', 'QFormerConfig', 'RobertaConfig', 'Wav2Vec2Config',
   'WavLMConfig', 'WhisperConfig', 'SalmonnConfig', 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
   'SpectraTextConfig', 'GradScalerState', 'ResolvedTrainingArguments', 'TrainingArgumentsInit', 'TrainerState',
-  'lr_scheduler_kwargs', 'parsed', 'given',
+  'lr_scheduler_kwargs', 'parsed', 'given', 'ProbeJson', 'StreamJson',
 ]);
 
 function files(dir: string): string[] {

@@ -1,0 +1,8 @@
+export { probeVideo, readVideoFrames, linspaceIndices, MAX_FRAME_PIXELS } from './video';
+export type { VideoInfo, ProbeVideoOptions, ReadVideoFramesOptions, VideoFrames } from './video';
+export { readImage } from './image';
+export type { ReadImageOptions } from './image';
+export { videoTransform, clipImageTransform, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from './transforms';
+export type { VideoTransformOptions, ClipImageTransformOptions } from './transforms';
+export { processVideo, processImage } from './processors';
+export type { ProcessVideoOptions, ProcessImageOptions } from './processors';
