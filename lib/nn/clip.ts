@@ -63,6 +63,12 @@ export interface ClipConfig {
   logit_scale_init_value: number;
 }
 
+/** A ClipModel's config as built: both towers resolved. */
+export interface ClipResolvedConfig extends ClipConfig {
+  text_config: ClipTextConfig;
+  vision_config: ClipVisionConfig;
+}
+
 export const CLIP_TEXT_DEFAULTS: ClipTextConfig = {
   vocab_size: 49408, hidden_size: 512, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 8, max_position_embeddings: 77,
   eos_token_id: 49407, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1,
@@ -369,8 +375,8 @@ export interface ClipOutputs {
  * const { logitsPerImage } = await clip.forward({ inputIds, attentionMask, pixelValues });
  */
 export class ClipModel extends NativeModule {
-  declare readonly config: ClipConfig & { text_config: ClipTextConfig; vision_config: ClipVisionConfig };
-  private constructor(config: ClipModel['config'], opts: ModuleOptions) {
+  declare readonly config: ClipResolvedConfig;
+  private constructor(config: ClipResolvedConfig, opts: ModuleOptions) {
     super('clip', config, opts);
     lockConfig(this, 'CLIP', config);
   }

@@ -25,7 +25,8 @@ const MIRRORS = new Set([
   'EmbeddingConfig', 'LayerNormConfig', 'LinearConfig', 'LlamaConfig', 'QFormerConfig', 'RobertaConfig', 'Wav2Vec2Config',
   'WavLMConfig', 'WhisperConfig', 'SalmonnConfig', 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
   'SpectraTextConfig', 'GradScalerState', 'ResolvedTrainingArguments', 'TrainingArgumentsInit', 'TrainerState',
-  'lr_scheduler_kwargs', 'parsed', 'given', 'ProbeJson', 'StreamJson',
+  'lr_scheduler_kwargs', 'parsed', 'given', 'ProbeJson', 'StreamJson', 'ClipTextConfig', 'ClipVisionConfig', 'ClipConfig',
+  'ClipResolvedConfig', 'LanguageBindScores',
 ]);
 
 function files(dir: string): string[] {

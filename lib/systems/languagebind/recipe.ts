@@ -15,13 +15,16 @@ export const LANGUAGEBIND_SEMEVAL_ARGS = Object.freeze({
   per_device_train_batch_size: 4, per_device_eval_batch_size: 4, gradient_accumulation_steps: 16, bf16: true, remove_unused_columns: false,
 } as const);
 
+/** The scores of {@link languageBindMetrics}, named as the Trainer logs them (`eval_macro_f1`, …). */
+export interface LanguageBindScores { macro_f1: number; weighted_f1: number }
+
 /**
  * `computeMetrics` for the Trainer: the team's macro F1 (`f1_score(labels, predictions, average="macro")`)
  * and the weighted F1 of their reported figures, over the items with a label (≠ -100).
  * @example
  * new et.train.Trainer({ model, args, computeMetrics: et.systems.languageBindMetrics, … });
  */
-export function languageBindMetrics({ predictions, labelIds }: { predictions: Tensor; labelIds: Tensor }): { macro_f1: number; weighted_f1: number } {
+export function languageBindMetrics({ predictions, labelIds }: { predictions: Tensor; labelIds: Tensor }): LanguageBindScores {
   const keep = labelIds.ne(-100);
   const pred = predictions.argmax(-1).index(keep), gold = labelIds.index(keep);
   return { macro_f1: f1(pred, gold, { average: 'macro' }) as number, weighted_f1: f1(pred, gold, { average: 'weighted' }) as number };
