@@ -1,6 +1,6 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians and the ratio.
-//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units [--threads N] [--trials N]
+//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind [--threads N] [--trials N]
 // A case may time several steps per call (`stepsPerCall`) and add a bare-loop `baseline` whose
 // median is printed as the overhead of emotorch's own code over it.
 import { spawn } from 'child_process';
@@ -11,7 +11,7 @@ import * as os from 'os';
 import * as et from 'emotorch';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs' };
+const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs' };
 const args = process.argv.slice(2);
 const name = args.find((a) => !a.startsWith('--')) ?? 'mlp';
 if (!(name in BENCHES)) {
