@@ -63,3 +63,42 @@ describe('LanguageBind wrapper', () => {
     expect(lora.every(([, p]) => p.grad !== null && p.grad.abs().max().item() > 0)).toBe(true);
   });
 });
+
+describe('LanguageBind ECF data (clips made by ffmpeg)', () => {
+  const hasFfmpeg = !!et.audio.findFfmpeg();
+  it.skipIf(!hasFfmpeg)('collates clips and caches embeddings readable by EcfDataset, in the team label order', async () => {
+    const { execFileSync } = await import('child_process');
+    const fs = await import('fs');
+    const { tmpdir } = await import('../helpers');
+    const dir = tmpdir();
+    const convs = [{ conversation_ID: 7, conversation: [
+      { utterance_ID: 1, text: 'hi', speaker: 'A', emotion: 'joy', video_name: 'dia7utt1.mp4' },
+      { utterance_ID: 2, text: 'oh no', speaker: 'B', emotion: 'fear', video_name: 'dia7utt2.mp4' },
+    ], 'emotion-cause_pairs': [] }];
+    fs.writeFileSync(path.join(dir, 'ecf.json'), JSON.stringify(convs));
+    for (const [u, c] of [[1, 'red'], [2, 'blue']]) {
+      execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', `color=c=${c}:s=40x30:r=5:d=1`, '-f', 'lavfi', '-i', 'sine=frequency=440:duration=1',
+        '-shortest', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-y', path.join(dir, `dia7utt${u}.mp4`)]);
+    }
+    const ds0 = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'));
+    const items = [await ds0.get(0), await ds0.get(1)];
+    const opts = { videoDir: dir, modalities: ['video', 'audio'] as et.systems.LanguageBindKey[], video: { numFrames: 4, size: 12 }, audio: { numMelBins: 8, targetLength: 20, chunks: 'first' as const } };
+    const batch = await et.systems.languageBindCollate(items, opts);
+    expect(batch.video!.shape).toEqual([2, 3, 4, 12, 12]);
+    expect(batch.audio!.shape).toEqual([2, 3, 8, 20]);
+    expect(Array.from(batch.labels!.dataSync(), Number)).toEqual([4, 1]);  // joy, fear in surprise, fear, sadness, neutral, joy, …
+    const lb = await et.systems.LanguageBind.fromPretrained({ video: fx('lb_video'), audio: fx('lb_audio') });
+    const direct = await lb.forward({ video: batch.video, audio: batch.audio });
+    const files = await et.systems.languageBindEmbeddings(lb, items, { ...opts, outDir: path.join(dir, 'cache'), batchSize: 1 });
+    const mtime = fs.statSync(files.video).mtimeMs;
+    expect(await et.systems.languageBindEmbeddings(lb, items, { ...opts, outDir: path.join(dir, 'cache') })).toEqual(files);
+    expect(fs.statSync(files.video).mtimeMs).toBe(mtime);  // reused, not recomputed
+    const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'), { features: { files, order: ['video', 'audio'] } });
+    const cached = et.systems.languageBindCachedCollate([await ds.get(0), await ds.get(1)]);
+    expect(maxAbsDiff(cached.features!, et.cat([direct.video!, direct.audio!], -1))).toBeLessThan(1e-5);
+    const head = et.systems.LanguageBindClassifier.create({ modalities: ['video', 'audio'], embedDim: 24 });
+    expect((await head.forward(cached)).loss!.item()).toBeGreaterThan(0);
+    fs.rmSync(path.join(dir, 'dia7utt2.mp4'));
+    await rejectsWith(() => et.systems.languageBindCollate(items, opts), 'ERR_IO', /dia7utt2\.mp4/);
+  });
+});
