@@ -156,6 +156,35 @@ export const CONFIG_ROWS: ConfigRow[] = [
     divides: [['hidden_size', 'num_attention_heads'], ['hidden_size', 'num_conv_pos_embedding_groups']],
     sameLength: [['conv_dim', 'conv_kernel', 'conv_stride']],
   },
+  {
+    name: 'ClipVisionModel',
+    create: (c) => et.nn.ClipVisionModel.create(c),
+    valid: {
+      hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_channels: 3, image_size: 16, patch_size: 8,
+      hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1, projection_dim: 4,
+      add_time_attn: true, num_frames: 2, tube_size: 0,
+    },
+    fields: {
+      hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', num_channels: 'posint',
+      patch_size: 'posint', hidden_act: 'act', layer_norm_eps: 'posnum', attention_dropout: 'prob', initializer_range: 'nonnegnum',
+      initializer_factor: 'nonnegnum', projection_dim: 'posint', add_time_attn: 'bool', num_frames: 'posint', tube_size: 'nonneg',
+    },
+    divides: [['hidden_size', 'num_attention_heads']],
+  },
+  {
+    name: 'ClipTextModel',
+    create: (c) => et.nn.ClipTextModel.create(c),
+    valid: {
+      vocab_size: 30, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 10,
+      eos_token_id: 29, hidden_act: 'gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1, projection_dim: 4,
+    },
+    fields: {
+      vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint',
+      max_position_embeddings: 'posint', hidden_act: 'act', layer_norm_eps: 'posnum', attention_dropout: 'prob', initializer_range: 'nonnegnum',
+      initializer_factor: 'nonnegnum', projection_dim: 'posint',
+    },
+    divides: [['hidden_size', 'num_attention_heads']],
+  },
 ];
 
 // ---- tensor ops ------------------------------------------------------------------------------
@@ -328,6 +357,18 @@ export const MODEL_ROWS: ModelRow[] = [
       inputIds: ids(s, [2, 7], 2, 50), attentionMask: et.ones([2, 7], { dtype: 'int64' }), labels: ids(s, [2], 0, 3),
     }),
     output: (o) => (o as { logits: et.Tensor }).logits,
+  },
+  {
+    name: 'ClipVisionModel', create: () => et.nn.ClipVisionModel.create(CONFIG_ROWS.find((r) => r.name === 'ClipVisionModel')!.valid),
+    input: (s) => ({ pixelValues: rand(s, [2, 3, 2, 16, 16]) }), output: lastHidden,
+  },
+  {
+    name: 'ClipTextModel', create: () => et.nn.ClipTextModel.create(CONFIG_ROWS.find((r) => r.name === 'ClipTextModel')!.valid),
+    input: (s) => ({ inputIds: ids(s, [2, 6], 0, 30), attentionMask: et.ones([2, 6], { dtype: 'int64' }) }), output: lastHidden,
+  },
+  {
+    name: 'systems.LanguageBindClassifier', create: () => et.systems.LanguageBindClassifier.create({ modalities: ['video', 'language'], embedDim: 4 }),
+    input: (s) => ({ features: rand(s, [3, 8]), labels: ids(s, [3], 0, 7) }), output: (o) => (o as { logits: et.Tensor }).logits,
   },
   {
     name: 'systems.ConcatFusionClassifier', create: () => et.systems.ConcatFusionClassifier.create({ modalities: { text: 8, audio: 4 } }),

@@ -23,6 +23,9 @@ describe('LanguageBind wrapper', () => {
     const u = (await plain.forward({ video: v.get('pixel_values')! })).video!;
     expect(maxAbsDiff(u.mul(Math.exp(1.3)), v.get('video')!)).toBeLessThan(TOL);
     await rejectsWith(() => plain.forward({ audio: a.get('pixel_values')! }), 'ERR_INVALID_ARG', /video/);
+    await plain.to({ dtype: 'float64' });  // own parameters are replaced: the scale read is the moved one
+    expect(plain.logitScale('video').dtype).toBe('float64');
+    expect(maxAbsDiff((await plain.forward({ video: v.get('pixel_values')!.to({ dtype: 'float64' }) })).video!.to({ dtype: 'float32' }), u)).toBeLessThan(1e-5);
     await rejectsWith(() => et.systems.LanguageBind.fromPretrained({ depth: fx('lb_video') } as never), 'ERR_INVALID_ARG', /depth/);
   });
 

@@ -16,6 +16,7 @@ import { processVideo, ProcessVideoOptions } from '../../vision/processors';
 import type { Tokenizer } from '../../data/tokenizer';
 import type { EcfItem } from '../../data/datasets/ecf';
 import type { Device } from '../../device';
+import { concatCollate } from '../concat/data';
 import { LANGUAGEBIND_ECF_LABELS, LanguageBind, LanguageBindKey, LanguageBindClassifierInputs } from './model';
 
 /** The clip of an ECF utterance: its `video_name`, or `dia{D}utt{U}.mp4`, in `videoDir`. */
@@ -116,17 +117,8 @@ export async function languageBindCollate(items: EcfItem[], opts: LanguageBindCo
  * `order` = the classifier's modalities), labels in the team's order.
  */
 export function languageBindCachedCollate(items: EcfItem[], opts: { device?: Device } = {}): LanguageBindClassifierInputs {
-  if (!Array.isArray(items) || !items.length) invalid('a non-empty array of ECF items', 'items', items);
-  const d = items[0]?.features?.length ?? 0;
-  const flat = new Float32Array(items.length * d);
-  items.forEach((it, i) => {
-    if (!(it?.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with the embedding files)`, `items[${i}]`, it);
-    flat.set(it.features, i * d);
-  });
-  return {
-    features: tensor(flat, { shape: [items.length, d], device: opts.device }),
-    labels: tensor(items.map((it) => languageBindLabel(it.emotion)), { dtype: 'int64', device: opts.device }),
-  };
+  const { features } = concatCollate(items, { device: opts.device });
+  return { features, labels: tensor(items.map((it) => languageBindLabel(it.emotion)), { dtype: 'int64', device: opts.device }) };
 }
 
 /** Options of {@link languageBindEmbeddings}. */
@@ -167,7 +159,7 @@ export async function languageBindEmbeddings(binder: LanguageBind, items: EcfIte
     throw new EmotorchError(`languageBindEmbeddings: cannot create '${o.outDir}': ${(e as Error).message}`, 'ERR_IO');
   }
   const files = Object.fromEntries(mods.map((m) => [m, path.join(o.outDir, `languagebind_${m}.safetensors`)]));
-  const todo: LanguageBindKey[] = [];
+  const missing: LanguageBindKey[] = [];
   for (const m of mods) {
     let have = false;
     if (fs.existsSync(files[m])) {
@@ -176,18 +168,18 @@ export async function languageBindEmbeddings(binder: LanguageBind, items: EcfIte
         have = keys.every((k) => names.has(k));
       } catch { have = false; }
     }
-    if (!have) todo.push(m);
+    if (!have) missing.push(m);
   }
-  if (!todo.length) return files;
-  const out = new Map(todo.map((m) => [m, new Map<string, Tensor>()]));
+  if (!missing.length) return files;
+  const out = new Map(missing.map((m) => [m, new Map<string, Tensor>()]));
   const wasTraining = binder.training;
   binder.eval();
   try {
     for (let i = 0; i < items.length; i += batch) {
       const chunk = items.slice(i, i + batch);
-      const inputs = await towerInputs(chunk, o, todo);
+      const inputs = await towerInputs(chunk, o, missing);
       const e = await noGrad(() => binder.forward(inputs));
-      for (const m of todo) {
+      for (const m of missing) {
         const t = e[m]!.to({ dtype: 'float32', device: 'cpu' });
         chunk.forEach((it, j) => out.get(m)!.set(key(it), t.select(0, j).contiguous()));
       }
@@ -196,6 +188,6 @@ export async function languageBindEmbeddings(binder: LanguageBind, items: EcfIte
   } finally {
     binder.train(wasTraining);
   }
-  for (const m of todo) await saveSafetensors(files[m], out.get(m)!);
+  for (const m of missing) await saveSafetensors(files[m], out.get(m)!);
   return files;
 }

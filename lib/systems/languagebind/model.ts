@@ -62,16 +62,26 @@ export class LanguageBind extends Module {
     this.useTemp = useTemp;
     for (const [m, t, scale] of towers) {
       this.towers[m] = this.registerModule(m, t);
-      this.registerParameter(`${m}_logit_scale`, tensor([scale]).reshape([]));
+      this.scales.set(m, this.registerParameter(`${m}_logit_scale`, tensor([scale]).reshape([])));
     }
     this.language = this.registerModule('language', language);
   }
 
+  /** Each tower's `logit_scale` parameter, by modality (refreshed by `to`, which replaces own parameters). */
+  private readonly scales = new Map<LanguageBindModality, Tensor>();
+
+  async to(opts: ModuleOptions): Promise<this> {
+    await super.to(opts);
+    const own = new Map(this.ownNative().params);
+    for (const m of this.modalities) this.scales.set(m, own.get(`${m}_logit_scale`)!);
+    return this;
+  }
+
   /** The tower's `logit_scale` parameter (a scalar; the embeddings are multiplied by its exp()). */
   logitScale(m: LanguageBindModality): Tensor {
-    const p = this.namedParameters().find(([n]) => n === `${m}_logit_scale`);
+    const p = this.scales.get(m);
     if (!p) invalid(`one of ${this.modalities.join(', ')}`, 'modality', m);
-    return p![1];
+    return p!;
   }
 
   /**
