@@ -30,7 +30,8 @@ export * as data from './data';
 export * as metrics from './metrics';
 export * as systems from './systems';
 export * as distributed from './distributed';
-export { manualSeed, setNumThreads, getNumThreads, getRngState, setRngState } from './runtime';
+export { manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, cpu } from './runtime';
+export type { CpuCacheStats, CpuCacheOptions } from './runtime';
 
 /** Versions of emotorch and the libtorch it runs on, and whether CUDA is usable. */
 export const versions: { emotorch: string; libtorch: string; cuda: boolean; cudnn?: string } = (() => {

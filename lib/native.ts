@@ -104,6 +104,8 @@ export interface Binding {
   setGradEnabled(on: boolean): void;
   isGradEnabled(): boolean;
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: string): [boolean, string];
+  cpuCache(enabled?: boolean, limitBytes?: number): { enabled: boolean; limitBytes: number; cachedBytes: number; cachedBlocks: number; hits: number; misses: number; released: number };
+  emptyCpuCache(): number;
   fromData(data: ArrayBufferView, shape: number[], sourceDtype: string, dtype: string, device: string, requiresGrad: boolean): TensorHandle;
   opNames(): string[];
   op(index: number, ...args: unknown[]): TensorHandle | TensorHandle[];

@@ -53,6 +53,12 @@ export interface ClipVisionConfig {
   add_time_attn: boolean;
   num_frames: number;
   tube_size: number;
+  /**
+   * LanguageBind's PatchDropout, in training only: keep max(1, ⌊n·(1 − p)⌋) of the n patch tokens
+   * (the CLS always), drawn per video with `randn` on the CPU generator (as the original, so a seed
+   * replays it), the same patches in all frames. In [0, 1); default 0.
+   */
+  force_patch_dropout: number;
 }
 
 /** HF CLIPConfig: both towers, the shared projection width and the initial `logit_scale`. */
@@ -78,7 +84,7 @@ export const CLIP_TEXT_DEFAULTS: ClipTextConfig = {
 export const CLIP_VISION_DEFAULTS: ClipVisionConfig = {
   hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, num_channels: 3, image_size: 224, patch_size: 32,
   hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1, projection_dim: 512,
-  add_time_attn: false, num_frames: 1, tube_size: 0,
+  add_time_attn: false, num_frames: 1, tube_size: 0, force_patch_dropout: 0,
 };
 
 const TEXT_SPEC: ConfigSpec<ClipTextConfig> = {
@@ -91,6 +97,7 @@ const VISION_SPEC: ConfigSpec<ClipVisionConfig> = {
   hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', num_channels: 'posint',
   image_size: 'any', patch_size: 'posint', hidden_act: 'act', layer_norm_eps: 'posnum', attention_dropout: 'prob', initializer_range: 'nonnegnum',
   initializer_factor: 'nonnegnum', projection_dim: 'posint', add_time_attn: 'bool', num_frames: 'posint', tube_size: 'nonneg',
+  force_patch_dropout: 'prob',
 };
 
 /** Kind of each config field, per tower. */
@@ -111,6 +118,7 @@ function visionConfig(given: object): ClipVisionConfig {
   c.image_size = [hw[0], hw[1]];
   if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP vision config.hidden_size', c.hidden_size);
   if (c.tube_size > 0 && c.num_frames % c.tube_size !== 0) invalid(`a divisor of num_frames (${c.num_frames})`, 'CLIP vision config.tube_size', c.tube_size);
+  if (c.force_patch_dropout >= 1) invalid('a number in [0, 1)', 'CLIP vision config.force_patch_dropout', c.force_patch_dropout);
   return c;
 }
 

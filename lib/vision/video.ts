@@ -89,6 +89,8 @@ export interface VideoFrames {
   height: number;
   /** As {@link VideoInfo.fps}. */
   fps: number;
+  /** How the frames were decoded: one pass from the start ('scan') or from the keyframe before each ('seek'). */
+  decode: 'scan' | 'seek';
 }
 
 /** ffprobe's JSON (`-of json`): its own snake_case names. */
@@ -384,5 +386,5 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   const frames = unique.indexSelect(0, pick).permute([3, 0, 1, 2]).contiguous(); // (T, H, W, 3) → (3, T, H, W)
   unique.dispose();
   pick.dispose();
-  return { frames, indices, frameCount: n, width, height, fps: p.info.fps };
+  return { frames, indices, frameCount: n, width, height, fps: p.info.fps, decode: useSeek ? 'seek' : 'scan' };
 }

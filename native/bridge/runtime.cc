@@ -1,6 +1,7 @@
 // Process-level state: versions and CUDA devices, seeds and random generator states, thread
 // count, grad mode and autocast.
 #include "bridge/bridge.h"
+#include "memory/cpu_cache.h"
 
 #include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -94,8 +95,35 @@ static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled());
 }
 
+// cpuCache(enabled, limitBytes) sets the CPU caching allocator (lib/runtime.ts validates);
+// cpuCache() leaves it; both return its stats.
+static Napi::Value CpuCache(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() >= 2)
+      memory::configure_cpu_cache(info[0].ToBoolean().Value(), static_cast<size_t>(to_double(info[1], "limitBytes")));
+    auto s = memory::cpu_cache_stats();
+    Napi::Env env = info.Env();
+    auto o = Napi::Object::New(env);
+    o.Set("enabled", Napi::Boolean::New(env, s.enabled));
+    o.Set("limitBytes", Napi::Number::New(env, static_cast<double>(s.limit_bytes)));
+    o.Set("cachedBytes", Napi::Number::New(env, static_cast<double>(s.cached_bytes)));
+    o.Set("cachedBlocks", Napi::Number::New(env, static_cast<double>(s.cached_blocks)));
+    o.Set("hits", Napi::Number::New(env, static_cast<double>(s.hits)));
+    o.Set("misses", Napi::Number::New(env, static_cast<double>(s.misses)));
+    o.Set("released", Napi::Number::New(env, static_cast<double>(s.released)));
+    return o;
+  });
+}
+
+static Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(memory::empty_cpu_cache()));
+}
+
 void init_runtime(Napi::Env env, Napi::Object exports) {
   init_compute_thread();
+  // On from the start, with the default limit; lib/runtime.ts applies EMOTORCH_CPU_ALLOCATOR /
+  // EMOTORCH_CPU_CACHE_MB when it loads.
+  memory::install_cpu_cache();
   exports.Set("versions", Napi::Function::New(env, Versions));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
@@ -106,6 +134,8 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
   exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
   exports.Set("setAutocast", Napi::Function::New(env, SetAutocast));
+  exports.Set("cpuCache", Napi::Function::New(env, CpuCache));
+  exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache));
 }
 
 }  // namespace et::bridge

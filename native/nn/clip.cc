@@ -136,10 +136,23 @@ std::pair<at::Tensor, at::Tensor> ClipVisionTowerImpl::forward(const at::Tensor&
     auto e = patch_embedding(frames).flatten(2).transpose(1, 2);  // (B·T, gh·gw, D)
     x = at::cat({class_embedding.view({1, 1, D}).expand({B * T, 1, D}), e}, 1) + position_embedding->weight;
   }
-  x = pre_layrnorm(x);
+  x = pre_layrnorm(drop_patches(x, B, T));
   for (auto& l : layers) x = l->forward(x, std::nullopt, T);
   auto pooled = post_layernorm(x.select(1, 0)).view({B, T, D}).mean(1);
   return {x, pooled};
+}
+
+at::Tensor ClipVisionTowerImpl::drop_patches(const at::Tensor& x, int64_t B, int64_t T) {
+  double p = cfg.force_patch_dropout;
+  if (!is_training() || p == 0) return x;
+  int64_t n = x.size(1) - 1, D = x.size(2);
+  int64_t keep = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(n) * (1 - p)));
+  // The original draws on the CPU whatever the device (torch.randn(B, n)), per video; with the
+  // tube embedding T counts tubes (the original passes the frame count there, which fails for
+  // tube_size > 1).
+  auto idx = std::get<1>(at::randn({B, n}, at::kFloat).topk(keep, -1));   // (B, keep)
+  idx = idx.unsqueeze(1).expand({B, T, keep}).reshape({B * T, keep, 1}).expand({B * T, keep, D}).to(x.device());
+  return at::cat({x.narrow(1, 0, 1), x.narrow(1, 1, n).gather(1, idx)}, 1);
 }
 
 ClipTextTowerImpl::ClipTextTowerImpl(const ClipTextConfig& c) : cfg(c) {
@@ -260,6 +273,7 @@ ClipVisionConfig ClipVisionConfig::from(const ConfigReader& c) {
   x.add_time_attn = c.flag("add_time_attn");
   x.num_frames = c.i64("num_frames");
   x.tube_size = c.i64("tube_size");
+  x.force_patch_dropout = c.f64("force_patch_dropout");
   x.projection_dim = c.i64("projection_dim");
   return x;
 }

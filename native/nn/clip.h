@@ -20,6 +20,9 @@ struct ClipVisionConfig {
   // tube_size > 0 embeds (tube_size, patch, patch) tubes with a Conv3d (V1.5, `clip_type: vl_new`).
   bool add_time_attn;
   int64_t num_frames, tube_size;
+  // LanguageBind's PatchDropout in training: keep max(1, int(n·(1 − p))) of the n patch tokens
+  // (and the CLS), drawn per video from the CPU generator, the same patches in all its frames.
+  double force_patch_dropout;
   int64_t projection_dim;  // visual_projection (no bias) when > 0
   static ClipVisionConfig from(const ConfigReader& c);
 };
@@ -64,6 +67,8 @@ struct ClipVisionTowerImpl : torch::nn::Module {
   // pixel_values (B, C, H, W) or video (B, C, T, H, W) → last_hidden_state (B·T, N + 1, D) and
   // pooled (B, D): post_layernorm of each frame's CLS, averaged over the frames.
   std::pair<at::Tensor, at::Tensor> forward(const at::Tensor& pixel_values);
+  // x (B·T, N + 1, D) → (B·T, keep + 1, D) in training with force_patch_dropout > 0; else x
+  at::Tensor drop_patches(const at::Tensor& x, int64_t B, int64_t T);
   ClipVisionConfig cfg;
   at::Tensor class_embedding;
   torch::nn::Conv2d patch_embedding{nullptr};

@@ -86,6 +86,34 @@ describe('LanguageBind towers (released folder layouts)', () => {
     });
   }
 
+  for (const [dir, keep, frames] of [['lb_video', 4, 4], ['lb_video3d', 6, 4], ['lb_audio', 5, 1]] as const) {
+    it(`${dir}: force_patch_dropout in training keeps the original's patches (same seed, same draws)`, async () => {
+      const t = await io(dir);
+      const ref = await io(dir, 'patch_dropout.safetensors');
+      const prob = ref.get('prob')!.item(), seed = ref.get('seed')!.item();
+      const raw = JSON.parse(fs.readFileSync(path.join(fx(dir), 'config.json'), 'utf8'));
+      const tmp = tmpdir();
+      fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify({ ...raw, vision_config: { ...raw.vision_config, force_patch_dropout: prob } }));
+      fs.copyFileSync(path.join(fx(dir), 'pytorch_model.bin'), path.join(tmp, 'pytorch_model.bin'));
+      const tower = await et.nn.ClipVisionModel.fromPretrained(tmp);
+      expect(tower.config.force_patch_dropout).toBeCloseTo(prob, 6);
+      tower.train();
+      et.manualSeed(seed);
+      const out = await tower.forward(t.get('pixel_values')!);
+      expect(out.lastHiddenState.shape).toEqual([2 * frames, keep + 1, 32]);
+      expect(maxAbsDiff(out.lastHiddenState, ref.get('last_hidden_state')!)).toBeLessThan(TOL);
+      expect(maxAbsDiff(out.poolerOutput, ref.get('pooler_output')!)).toBeLessThan(TOL);
+      // gradients flow through the kept patches
+      await out.poolerOutput.square().sum().backward();
+      const tower_ = tower.namedParameters().filter(([n]) => n.startsWith('vision_model.'));
+      expect(tower_.filter(([, p]) => p.grad === null).map(([n]) => n)).toEqual([]);
+      // evaluation drops nothing: the reference without dropout
+      tower.eval();
+      const full = await tower.forward(t.get('pixel_values')!);
+      expect(maxAbsDiff(full.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
+    });
+  }
+
   for (const [dir, key, per] of [['lb_video_lora', 'video', 4], ['lb_audio_lora', 'audio', 4]] as const) {
     it(`${dir}: a peft-wrapped encoder merges (W += alpha/r·B·A) or stays LoRA, both equal to peft's output`, async () => {
       const t = await io(dir);
@@ -114,6 +142,8 @@ describe('CLIP bad input', () => {
     throwsWith(() => et.nn.ClipVisionModel.create({ image_size: [30, 0] as never, patch_size: 8 }), 'ERR_INVALID_ARG', /image_size/);
     throwsWith(() => et.nn.ClipVisionModel.create({ hidden_size: 30, num_attention_heads: 4 }), 'ERR_INVALID_ARG', /hidden_size/);
     throwsWith(() => et.nn.ClipTextModel.create({ hidden_act: 'swishy' }), 'ERR_INVALID_ARG', /hidden_act/);
+    throwsWith(() => et.nn.ClipVisionModel.create({ force_patch_dropout: 1 }), 'ERR_INVALID_ARG', /force_patch_dropout/);
+    throwsWith(() => et.nn.ClipVisionModel.create({ force_patch_dropout: -0.1 }), 'ERR_INVALID_ARG', /force_patch_dropout/);
     const v = et.nn.ClipVisionModel.create({ hidden_size: 16, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, image_size: [16, 24], patch_size: 8, add_time_attn: true, num_frames: 2 });
     const ok = await v.forward(et.randn([1, 3, 2, 16, 24]));
     expect(ok.lastHiddenState.shape).toEqual([2, 7, 16]);

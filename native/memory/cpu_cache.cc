@@ -1,0 +1,181 @@
+#include "memory/cpu_cache.h"
+
+#include <c10/core/Allocator.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/util/Exception.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace et::memory {
+namespace {
+
+constexpr size_t kAlign = 64;               // c10's alignment for CPU tensors
+constexpr size_t kHeader = 64;              // before each block: keeps the data 64-byte aligned
+constexpr size_t kMinCached = size_t(1) << 20;  // smaller blocks: the C library's heap reuses them
+
+// The block's own bookkeeping, in the kHeader bytes before the pointer handed out.
+struct Header {
+  size_t bytes;  // what was allocated, header included
+  bool cached;   // a large block (a size class) that may go back to the cache
+};
+static_assert(sizeof(Header) <= kHeader, "header too large");
+
+// Rounds up to 3 significant bits: 1 MiB, 1.125 MiB, … 2 MiB, 2.25 MiB, …
+size_t size_class(size_t n) {
+  int top = 63 - __builtin_clzll(static_cast<unsigned long long>(n));
+  size_t step = size_t(1) << (top - 3);
+  return (n + step - 1) & ~(step - 1);
+}
+
+class CpuCache final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t n) override {
+    if (n == 0) return {nullptr, nullptr, &release, c10::Device(c10::DeviceType::CPU)};
+    TORCH_CHECK_WITH(OutOfMemoryError, n <= SIZE_MAX - 2 * kHeader, "CPU allocator: not enough memory: you tried to allocate ", n, " bytes.");
+    size_t total = n + kHeader;
+    bool large = total >= kMinCached;
+    size_t bytes = large ? size_class(total) : total;
+    char* block = large ? take(bytes) : nullptr;
+    if (!block) block = fresh(bytes, n);
+    auto* h = reinterpret_cast<Header*>(block);
+    h->bytes = bytes;
+    h->cached = large;
+    void* data = block + kHeader;
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+  void copy_data(void* dest, const void* src, size_t count) const override { default_copy_data(dest, src, count); }
+
+  static void release(void* data) {
+    if (!data) return;
+    char* block = static_cast<char*>(data) - kHeader;
+    auto* h = reinterpret_cast<Header*>(block);
+    if (h->cached && instance().keep(block, h->bytes)) return;
+    std::free(block);
+  }
+
+  static CpuCache& instance() {
+    static CpuCache* c = new CpuCache();  // never destroyed: tensors may be freed during exit
+    return *c;
+  }
+
+  void configure(bool enabled, size_t limit) {
+    std::vector<char*> drop;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      enabled_ = enabled;
+      limit_ = enabled ? limit : 0;
+      trim_to(limit_, drop);
+    }
+    for (char* b : drop) std::free(b);
+  }
+
+  size_t empty() {
+    std::vector<char*> drop;
+    size_t before;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      before = cached_;
+      trim_to(0, drop);
+    }
+    for (char* b : drop) std::free(b);
+    return before;
+  }
+
+  CpuCacheStats stats() {
+    std::lock_guard<std::mutex> g(mu_);
+    size_t blocks = 0;
+    for (auto& [size, list] : free_) blocks += list.size();
+    return {enabled_, limit_, cached_, blocks, hits_, misses_, released_};
+  }
+
+ private:
+  char* take(size_t bytes) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = free_.find(bytes);
+    if (it == free_.end() || it->second.empty()) {
+      ++misses_;
+      return nullptr;
+    }
+    char* b = it->second.back();
+    it->second.pop_back();
+    cached_ -= bytes;
+    ++hits_;
+    return b;
+  }
+
+  // A new block from the C library; when it has none, the cache is emptied and it is asked again.
+  char* fresh(size_t bytes, size_t asked) {
+    void* p = nullptr;
+    if (posix_memalign(&p, kAlign, bytes) != 0 || !p) {
+      p = nullptr;
+      if (empty() > 0 && posix_memalign(&p, kAlign, bytes) != 0) p = nullptr;
+    }
+    TORCH_CHECK_WITH(OutOfMemoryError, p, "CPU allocator: not enough memory: you tried to allocate ", asked, " bytes.");
+    return static_cast<char*>(p);
+  }
+
+  bool keep(char* block, size_t bytes) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!enabled_ || cached_ + bytes > limit_) {
+      ++released_;
+      return false;
+    }
+    free_[bytes].push_back(block);
+    cached_ += bytes;
+    return true;
+  }
+
+  // With mu_ held: moves blocks out until at most `limit` bytes stay (the largest first).
+  void trim_to(size_t limit, std::vector<char*>& out) {
+    while (cached_ > limit) {
+      auto largest = free_.end();
+      for (auto it = free_.begin(); it != free_.end(); ++it)
+        if (!it->second.empty() && (largest == free_.end() || it->first > largest->first)) largest = it;
+      if (largest == free_.end()) break;
+      out.push_back(largest->second.back());
+      largest->second.pop_back();
+      cached_ -= largest->first;
+    }
+  }
+
+  std::mutex mu_;
+  std::unordered_map<size_t, std::vector<char*>> free_;
+  bool enabled_ = true;
+  size_t limit_ = 0, cached_ = 0;
+  uint64_t hits_ = 0, misses_ = 0, released_ = 0;
+};
+
+}  // namespace
+
+size_t default_cpu_cache_limit() {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return size_t(1) << 30;
+  return static_cast<size_t>(pages) * static_cast<size_t>(page) / 4;
+}
+
+void install_cpu_cache() {
+  static std::once_flag installed;
+  std::call_once(installed, [] {
+    auto& cache = CpuCache::instance();
+    cache.configure(true, default_cpu_cache_limit());
+    // Above the default allocator's priority (0), and never taken out: blocks it gave out come back to it.
+    c10::SetCPUAllocator(&cache, /*priority=*/1);
+  });
+}
+
+void configure_cpu_cache(bool enabled, size_t limit_bytes) {
+  install_cpu_cache();
+  CpuCache::instance().configure(enabled, limit_bytes);
+}
+
+CpuCacheStats cpu_cache_stats() { return CpuCache::instance().stats(); }
+
+size_t empty_cpu_cache() { return CpuCache::instance().empty(); }
+
+}  // namespace et::memory

@@ -1,0 +1,37 @@
+// A caching CPU allocator. libtorch's default CPU allocator hands every block back to the C library
+// on free, and glibc returns blocks above its mmap threshold (32 MiB at most) to the kernel: the
+// next step's activations of the same size are then mapped and page-faulted in again, page by page.
+// On a ViT-L video tower's training step that was a third of the time (perf: 14 % of the samples
+// in the page-fault handler; forward + backward 8.4 s → 5.7 s with the blocks kept). It keeps freed
+// blocks of 1 MiB and more in size classes (3 significant bits: ≤ 12.5 % rounding) up to a limit,
+// and hands them out again; smaller blocks go to the C library as before (its heap reuses them).
+// CPU only; CUDA has its own caching allocator.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace et::memory {
+
+struct CpuCacheStats {
+  bool enabled;
+  size_t limit_bytes;    // the most bytes kept while free
+  size_t cached_bytes;   // bytes kept now (free, ready for reuse)
+  size_t cached_blocks;
+  uint64_t hits;         // large allocations served from the cache
+  uint64_t misses;       // large allocations that went to the C library
+  uint64_t released;     // freed large blocks handed back because the cache was full
+};
+
+// Makes the caching allocator libtorch's CPU allocator, on, with the default limit (once per
+// process; later calls do nothing).
+void install_cpu_cache();
+// enabled = false hands every block back on free (libtorch's behaviour) and empties the cache; the
+// allocator stays installed, so the blocks it gave out are freed correctly.
+void configure_cpu_cache(bool enabled, size_t limit_bytes);
+CpuCacheStats cpu_cache_stats();
+// Hands every cached block back to the C library; returns the bytes released.
+size_t empty_cpu_cache();
+// A quarter of the machine's physical memory: the default limit.
+size_t default_cpu_cache_limit();
+
+}  // namespace et::memory

@@ -1,0 +1,106 @@
+// The CPU caching allocator (lib/runtime.ts `et.cpu`, native/memory/cpu_cache.cc).
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import * as et from '../lib/index';
+import { throwsWith } from './helpers';
+
+const MB = 2 ** 20;
+const DIST = path.join(__dirname, '..', 'dist', 'index.js');
+
+/** Runs `body` in a fresh node process that loaded emotorch with `env`; returns its stdout, stderr and status. */
+function child(body: string, env: Record<string, string>) {
+  const script = `const et = require(${JSON.stringify(DIST)});\n(async () => { ${body} })().catch((e) => { console.error(e.code + ': ' + e.message); process.exit(3); });`;
+  return spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
+}
+
+describe('et.cpu: the CPU caching allocator', () => {
+  it('reuses a freed block of the same size class, and what is written into it is right', () => {
+    et.cpu.configureCache({ enabled: true, limitMb: 512 });
+    et.cpu.emptyCache();
+    expect(et.cpu.cacheStats()).toMatchObject({ enabled: true, limitBytes: 512 * MB, cachedBytes: 0, cachedBlocks: 0 });
+    const a = et.full([512, 1024], 3); // 2 MiB + its 64-byte header: the 2.25 MiB class
+    expect(a.sum().item()).toBe(3 * 512 * 1024);
+    a.dispose();
+    const s1 = et.cpu.cacheStats();
+    expect(s1.cachedBytes).toBeGreaterThanOrEqual(2.25 * MB);
+    const b = et.zeros([520, 1024]); // another size in the same class (2 MiB < 2.03 MiB + 64 bytes ≤ 2.25 MiB)
+    const s2 = et.cpu.cacheStats();
+    expect(s2.hits).toBe(s1.hits + 1);
+    expect(s2.cachedBytes).toBe(s1.cachedBytes - 2.25 * MB);
+    const abs = b.abs();
+    expect(abs.sum().item()).toBe(0); // the old block's 3s are overwritten
+    for (const t of [b, abs]) t.dispose();
+  });
+
+  it('a training step gives the same numbers with the cache on and off', async () => {
+    const run = async () => {
+      et.manualSeed(3);
+      const lin = et.nn.Linear.create({ in_features: 256, out_features: 1024, bias: true });
+      const x = et.randn([600, 256]);
+      const losses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const y = await lin.forward(x);
+        const sq = y.pow(2);
+        const loss = sq.mean();
+        await loss.backward();
+        const g = lin.parameters()[0].grad!.abs();
+        losses.push(loss.item(), g.sum().item());
+        for (const t of [y, sq, loss, g]) t.dispose();
+      }
+      x.dispose();
+      lin.dispose();
+      return losses;
+    };
+    et.cpu.configureCache({ enabled: true });
+    const on = await run();
+    const hits = et.cpu.cacheStats().hits;
+    expect(hits).toBeGreaterThan(0);
+    et.cpu.configureCache({ enabled: false });
+    expect(et.cpu.cacheStats().cachedBytes).toBe(0);
+    const off = await run();
+    expect(et.cpu.cacheStats().hits).toBe(hits); // off: nothing served from the cache
+    expect(off).toEqual(on);
+    et.cpu.configureCache({ enabled: true });
+  });
+
+  it('keeps at most the limit, and emptyCache hands everything back', () => {
+    et.cpu.configureCache({ enabled: true, limitMb: 3 });
+    et.cpu.emptyCache();
+    const released0 = et.cpu.cacheStats().released;
+    const ts = [et.zeros([512, 1024]), et.zeros([512, 1024]), et.zeros([512, 1024])]; // 3 × 2 MiB (+ header: the 2.25 MiB class)
+    for (const t of ts) t.dispose();
+    const s = et.cpu.cacheStats();
+    expect(s.cachedBytes).toBeLessThanOrEqual(3 * MB);
+    expect(s.released).toBeGreaterThanOrEqual(released0 + 2); // one 2.25 MiB block fits in 3 MiB, not two
+    expect(et.cpu.emptyCache()).toBe(s.cachedBytes);
+    expect(et.cpu.cacheStats().cachedBytes).toBe(0);
+    et.cpu.configureCache({ limitMb: 512 });
+  });
+
+  it('refuses bad settings by name', () => {
+    throwsWith(() => et.cpu.configureCache({ limitMb: -1 }), 'ERR_INVALID_ARG', /limitMb/);
+    throwsWith(() => et.cpu.configureCache({ limitMb: 1.5 }), 'ERR_INVALID_ARG', /limitMb/);
+    throwsWith(() => et.cpu.configureCache({ limitMb: 2 ** 40 }), 'ERR_INVALID_ARG', /limitMb/);
+    throwsWith(() => et.cpu.configureCache({ enabled: 'yes' as never }), 'ERR_INVALID_ARG', /enabled/);
+    throwsWith(() => et.cpu.configureCache({ limitMB: 4 } as never), 'ERR_INVALID_ARG', /limitMB/);
+    throwsWith(() => et.cpu.configureCache(null as never), 'ERR_INVALID_ARG', /configureCache/);
+    throwsWith(() => et.zeros([2 ** 40]), 'ERR_OUT_OF_MEMORY', /allocate/);
+  });
+
+  it('reads EMOTORCH_CPU_ALLOCATOR and EMOTORCH_CPU_CACHE_MB when it loads', () => {
+    const show = 'console.log(JSON.stringify(et.cpu.cacheStats()));';
+    const off = child(show, { EMOTORCH_CPU_ALLOCATOR: 'default' });
+    expect(off.status, off.stderr).toBe(0);
+    expect(JSON.parse(off.stdout)).toMatchObject({ enabled: false, limitBytes: 0 });
+    const limited = child(show, { EMOTORCH_CPU_ALLOCATOR: 'cache', EMOTORCH_CPU_CACHE_MB: '64' });
+    expect(limited.status, limited.stderr).toBe(0);
+    expect(JSON.parse(limited.stdout)).toMatchObject({ enabled: true, limitBytes: 64 * MB });
+    const bad = child(show, { EMOTORCH_CPU_ALLOCATOR: 'jemalloc' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/EMOTORCH_CPU_ALLOCATOR.*jemalloc/);
+    const badMb = child(show, { EMOTORCH_CPU_CACHE_MB: '1e3' });
+    expect(badMb.status).not.toBe(0);
+    expect(badMb.stderr).toMatch(/EMOTORCH_CPU_CACHE_MB/);
+  });
+});
