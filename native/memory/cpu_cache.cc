@@ -95,18 +95,27 @@ class CpuCache final : public c10::Allocator {
   }
 
  private:
+  // A cached block of the class, or nullptr. On a miss, cached blocks of other classes worth at
+  // least `bytes` go back to the C library first, so a miss does not grow the process beyond what
+  // the default allocator would hold: in use + cached stays near the high-water mark of what is in
+  // use (give or take the size-class rounding).
   char* take(size_t bytes) {
-    std::lock_guard<std::mutex> g(mu_);
-    auto it = free_.find(bytes);
-    if (it == free_.end() || it->second.empty()) {
+    std::vector<char*> drop;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.empty()) {
+        char* b = it->second.back();
+        it->second.pop_back();
+        cached_ -= bytes;
+        ++hits_;
+        return b;
+      }
       ++misses_;
-      return nullptr;
+      evict_for(bytes, drop);
     }
-    char* b = it->second.back();
-    it->second.pop_back();
-    cached_ -= bytes;
-    ++hits_;
-    return b;
+    for (char* b : drop) std::free(b);
+    return nullptr;
   }
 
   // A new block from the C library; when it has none, the cache is emptied and it is asked again.
@@ -129,6 +138,21 @@ class CpuCache final : public c10::Allocator {
     free_[bytes].push_back(block);
     cached_ += bytes;
     return true;
+  }
+
+  // With mu_ held: moves out the smallest cached block of at least `bytes`, or, when there is none,
+  // the largest smaller ones until they add up to `bytes` (or the cache is empty).
+  void evict_for(size_t bytes, std::vector<char*>& out) {
+    auto best = free_.end();
+    for (auto it = free_.begin(); it != free_.end(); ++it)
+      if (!it->second.empty() && it->first >= bytes && (best == free_.end() || it->first < best->first)) best = it;
+    if (best != free_.end()) {
+      out.push_back(best->second.back());
+      best->second.pop_back();
+      cached_ -= best->first;
+      return;
+    }
+    trim_to(cached_ > bytes ? cached_ - bytes : 0, out);
   }
 
   // With mu_ held: moves blocks out until at most `limit` bytes stay (the largest first).
