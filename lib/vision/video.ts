@@ -150,19 +150,37 @@ function checkFile(file: unknown, what: string): string {
   return file;
 }
 
-/** The stream header, then every packet's timestamp (demuxing only). @internal */
-async function probe(file: string, what: string, timeoutMs: number, maxPixels = MAX_FRAME_PIXELS): Promise<Probed> {
+interface PacketJson {
+  stream_index?: number;
+  pts?: number;
+  dts?: number;
+  flags?: string;
+}
+
+const STREAM_ENTRIES = 'stream=index,codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,time_base,duration:stream_disposition=attached_pic'
+  + ':stream_tags=rotate:stream_side_data=rotation:format=duration,start_time';
+
+/**
+ * The stream header and every packet's timestamp (demuxing only). With `withAudio` (probeVideo)
+ * two ffprobe runs: the header of every stream, then the chosen stream's packets. Without it
+ * (readVideoFrames, which needs no audio) one run over the video streams (header and packets in
+ * one JSON): an ffprobe start costs about 0.12 s (its 200-odd shared libraries), a third of a
+ * short clip's read. @internal
+ */
+async function probe(file: string, what: string, timeoutMs: number, maxPixels = MAX_FRAME_PIXELS, withAudio = true): Promise<Probed> {
   const { ffprobe } = tools(file, what);
   const run = { file, what, timeoutMs };
-  const head = await runTool(ffprobe, ['-v', 'error', '-show_entries',
-    'stream=index,codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,time_base,duration:stream_disposition=attached_pic:stream_tags=rotate:stream_side_data=rotation:format=duration,start_time',
-    '-of', 'json', inputArg(file)], { ...run, maxBytes: MAX_PROBE_BYTES });
-  let json: ProbeJson;
-  try {
-    json = JSON.parse(head.toString('utf8'));
-  } catch {
-    bad(file, 'ffprobe did not describe it');
-  }
+  const parse = (buf: Buffer): ProbeJson & { packets?: PacketJson[] } => {
+    try {
+      return JSON.parse(buf.toString('utf8'));
+    } catch {
+      bad(file, 'ffprobe did not describe it');
+    }
+  };
+  const json = withAudio
+    ? parse(await runTool(ffprobe, ['-v', 'error', '-show_entries', STREAM_ENTRIES, '-of', 'json', inputArg(file)], { ...run, maxBytes: MAX_PROBE_BYTES }))
+    : parse(await runTool(ffprobe, ['-v', 'error', '-select_streams', 'v', '-show_entries', `${STREAM_ENTRIES}:packet=stream_index,pts,dts,flags`, '-of', 'json=c=1',
+      inputArg(file)], { ...run, maxBytes: MAX_PACKET_BYTES }));
   const streams = Array.isArray(json.streams) ? json.streams : [];
   const v = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
   if (!v || typeof v.index !== 'number') bad(file, streams.some((s) => s.codec_type === 'video') ? 'its only video stream is a cover picture' : 'it has no video stream');
@@ -173,15 +191,22 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   if (Number.isFinite(rot) && Math.abs(Math.round(rot)) % 180 === 90) [width, height] = [height, width];
 
   // Every packet of the stream, demuxed (not decoded): decord's frame table.
-  const listing = await runTool(ffprobe, ['-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts,dts,flags', '-of', 'csv=p=0', inputArg(file)],
-    { ...run, maxBytes: MAX_PACKET_BYTES });
   const tb = rate(v.time_base);
   const rows: [number, boolean][] = [];
-  for (const line of listing.toString('latin1').split('\n')) {
-    if (!line) continue;
-    const [pts, dts, flags] = line.split(',');
-    const t = num(pts === 'N/A' ? dts : pts);
+  const add = (pts: number | string | undefined, dts: number | string | undefined, flags: string | undefined) => {
+    const t = num(pts === undefined || pts === 'N/A' ? dts : pts);
     rows.push([tb > 0 ? t * tb : NaN, (flags ?? '').includes('K')]);
+  };
+  if (withAudio) {
+    const listing = await runTool(ffprobe, ['-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts,dts,flags', '-of', 'csv=p=0', inputArg(file)],
+      { ...run, maxBytes: MAX_PACKET_BYTES });
+    for (const line of listing.toString('latin1').split('\n')) {
+      if (!line) continue;
+      const [pts, dts, flags] = line.split(',');
+      add(pts, dts, flags);
+    }
+  } else {
+    for (const pk of Array.isArray(json.packets) ? json.packets : []) if (pk && pk.stream_index === v.index) add(pk.pts, pk.dts, pk.flags);
   }
   const timed = rows.every((r) => Number.isFinite(r[0]));
   if (timed) rows.sort((a, b) => a[0] - b[0]);
@@ -302,7 +327,7 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   const maxPixels = o.maxPixels === undefined ? MAX_FRAME_PIXELS : checkInt(o.maxPixels, 'maxPixels', 1);
   const timeoutMs = timeoutOf(o.timeoutMs);
 
-  const p = await probe(file, what, timeoutMs, maxPixels);
+  const p = await probe(file, what, timeoutMs, maxPixels, false);
   const { width, height, frameCount: n } = p.info;
   if (n === 0) bad(file, 'its video stream has no frames');
   const indices = o.indices ? [...o.indices] : linspaceIndices(n, numFrames);

@@ -35,7 +35,8 @@ class CpuCache final : public c10::Allocator {
  public:
   c10::DataPtr allocate(size_t n) override {
     if (n == 0) return {nullptr, nullptr, &release, c10::Device(c10::DeviceType::CPU)};
-    TORCH_CHECK_WITH(OutOfMemoryError, n <= SIZE_MAX - 2 * kHeader, "CPU allocator: not enough memory: you tried to allocate ", n, " bytes.");
+    // 2^48 bytes (256 TiB) is beyond any machine, and keeps the size-class rounding from overflowing
+    TORCH_CHECK_WITH(OutOfMemoryError, n <= (size_t(1) << 48), "CPU allocator: not enough memory: you tried to allocate ", n, " bytes.");
     size_t total = n + kHeader;
     bool large = total >= kMinCached;
     size_t bytes = large ? size_class(total) : total;

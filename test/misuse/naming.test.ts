@@ -25,7 +25,7 @@ const MIRRORS = new Set([
   'EmbeddingConfig', 'LayerNormConfig', 'LinearConfig', 'LlamaConfig', 'QFormerConfig', 'RobertaConfig', 'Wav2Vec2Config',
   'WavLMConfig', 'WhisperConfig', 'SalmonnConfig', 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
   'SpectraTextConfig', 'GradScalerState', 'ResolvedTrainingArguments', 'TrainingArgumentsInit', 'TrainerState',
-  'lr_scheduler_kwargs', 'parsed', 'given', 'ProbeJson', 'StreamJson', 'ClipTextConfig', 'ClipVisionConfig', 'ClipConfig',
+  'lr_scheduler_kwargs', 'parsed', 'given', 'ProbeJson', 'StreamJson', 'PacketJson', 'ClipTextConfig', 'ClipVisionConfig', 'ClipConfig',
   'ClipResolvedConfig', 'LanguageBindScores',
 ]);
 
