@@ -1,9 +1,14 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians and the ratio.
-//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind [--threads N] [--trials N]
+//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind [--threads N] [--trials N] [--profile native|avx2]
+// --profile avx2 runs both sides on AVX2 kernels whatever the CPU has (ONEDNN_MAX_CPU_ISA=AVX2,
+// ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2, which libtorch and PyTorch both read at
+// start: the command runs itself again with them set); the header line names the CPU and the
+// ATen dispatch level each side reports, so a profile that did not take effect shows.
 // A case may time several steps per call (`stepsPerCall`) and add a bare-loop `baseline` whose
 // median is printed as the overhead of emotorch's own code over it.
-import { spawn } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 import * as readline from 'readline';
 import { fileURLToPath } from 'url';
@@ -19,6 +24,27 @@ if (!(name in BENCHES)) {
   process.exit(2);
 }
 const opt = (k, d) => { const i = args.indexOf(`--${k}`); return i >= 0 ? Number(args[i + 1]) : d; };
+const PROFILES = { native: {}, avx2: { ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2' } };
+const profile = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : 'native';
+if (!(profile in PROFILES)) {
+  console.error(`unknown profile '${profile}'; available: ${Object.keys(PROFILES).join(', ')}`);
+  process.exit(2);
+}
+const wanted = PROFILES[profile];
+if (Object.entries(wanted).some(([k, v]) => process.env[k] !== v)) {
+  // the variables are read when the libraries start: run again with them set
+  const r = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: { ...process.env, ...wanted } });
+  process.exit(r.status ?? 1);
+}
+{
+  const py = spawnSync(process.env.EMOTORCH_PYTHON || 'python3', ['-c', 'import torch; print(torch.backends.cpu.get_cpu_capability())'], { encoding: 'utf8' });
+  let cpuModel = os.cpus()[0]?.model ?? '?';
+  try { cpuModel = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpuModel; } catch { /* not Linux */ }
+  const flags = (() => { try { return fs.readFileSync('/proc/cpuinfo', 'utf8').match(/flags\s*:\s*(.*)/)?.[1].split(' ') ?? []; } catch { return []; } })();
+  const isa = flags.includes('avx512f') ? 'AVX-512' : flags.includes('avx2') ? 'AVX2' : flags.length ? 'no AVX2' : '?';
+  console.log(`profile ${profile}${Object.keys(wanted).length ? ` (${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(' ')})` : ''}; CPU ${cpuModel} (${isa}); `
+    + `ATen dispatch level: emotorch ${et.versions.cpuCapability}, Python ${py.status === 0 ? py.stdout.trim() : 'unknown (no torch)'}`);
+}
 const threads = opt('threads', os.availableParallelism?.() ?? os.cpus().length);
 et.setNumThreads(threads);
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };

@@ -33,8 +33,12 @@ export * as distributed from './distributed';
 export { manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, cpu } from './runtime';
 export type { CpuCacheStats, CpuCacheOptions } from './runtime';
 
-/** Versions of emotorch and the libtorch it runs on, and whether CUDA is usable. */
-export const versions: { emotorch: string; libtorch: string; cuda: boolean; cudnn?: string } = (() => {
+/**
+ * Versions of emotorch and the libtorch it runs on, whether CUDA is usable, and the CPU kernel level
+ * ATen dispatches to (`cpuCapability`: 'AVX512', 'AVX2', 'DEFAULT', …; `ATEN_CPU_CAPABILITY=avx2`
+ * caps it, as `torch.backends.cpu.get_cpu_capability()` reports it in Python).
+ */
+export const versions: { emotorch: string; libtorch: string; cpuCapability: string; cuda: boolean; cudnn?: string } = (() => {
   const v = binding.versions();
-  return { emotorch: pkg.version, libtorch: v.libtorch, cuda: v.cuda, ...(v.cudnn ? { cudnn: v.cudnn } : {}) };
+  return { emotorch: pkg.version, libtorch: v.libtorch, cpuCapability: v.cpuCapability, cuda: v.cuda, ...(v.cudnn ? { cudnn: v.cudnn } : {}) };
 })();

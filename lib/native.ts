@@ -94,7 +94,7 @@ export interface Binding {
   distributed: DistBinding;
   TensorHandle: new () => TensorHandle;
   setErrorClass(ctor: typeof EmotorchError): void;
-  versions(): { libtorch: string; cuda: boolean; cudaBuild: boolean; cudnn?: string };
+  versions(): { libtorch: string; cpuCapability: string; cuda: boolean; cudaBuild: boolean; cudnn?: string };
   cudaDeviceCount(): number;
   manualSeed(seed: number): void;
   setNumThreads(n: number): void;

@@ -82,6 +82,7 @@ describe('process', () => {
     expect(et.versions.emotorch).toMatch(/^\d+\.\d+\.\d+/);
     expect(et.versions.libtorch).toMatch(/^2\.\d+/);
     expect(typeof et.versions.cuda).toBe('boolean');
+    expect(et.versions.cpuCapability).toMatch(/^[A-Z0-9_]+$/); // ATen's dispatch level: AVX2, AVX512, DEFAULT, …
     expect(et.cuda.isAvailable()).toBe(et.cuda.deviceCount() > 0);
     et.setNumThreads(1);
     expect(et.getNumThreads()).toBe(1);

@@ -3,6 +3,7 @@
 #include "bridge/bridge.h"
 #include "memory/cpu_cache.h"
 
+#include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/GradMode.h>
@@ -16,6 +17,7 @@ static Napi::Value Versions(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto o = Napi::Object::New(env);
   o.Set("libtorch", Napi::String::New(env, TORCH_VERSION));
+  o.Set("cpuCapability", Napi::String::New(env, at::get_cpu_capability()));
   bool cuda = torch::cuda::is_available();
   o.Set("cuda", Napi::Boolean::New(env, cuda));
   o.Set("cudaBuild", Napi::Boolean::New(env, at::detail::getCUDAHooks().hasCUDA() || cuda));
