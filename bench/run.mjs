@@ -60,7 +60,13 @@ function worker(caseName, cfg) {
   return { next, trial: () => { py.stdin.write('trial\n'); return next(); }, end: () => py.stdin.end() };
 }
 
+// Peak resident memory of this process since the last reset (Linux: VmHWM, reset through
+// /proc/self/clear_refs), so each case's peak is its own; null elsewhere.
+function resetPeakRss() { try { fs.writeFileSync('/proc/self/clear_refs', '5'); return true; } catch { return false; } }
+function peakRssKb() { try { return Number(fs.readFileSync('/proc/self/status', 'utf8').match(/VmHWM:\s*(\d+)/)[1]); } catch { return null; } }
+
 async function runCase(caseName, c) {
+  const ownPeak = resetPeakRss();
   const cfg = { ...c.config, threads, trials: opt('trials', c.config.trials) };
   console.log(`\n[${caseName}] ${c.describe(cfg)}`);
   console.log(`threads: ${threads} each; ${cfg.trials} alternating trials of ${cfg.steps} steps after ${cfg.warmup} warm-up steps`);
@@ -81,9 +87,12 @@ async function runCase(caseName, c) {
   const ready = JSON.parse(await py.next());
   console.log(`emotorch ${et.versions.emotorch} on libtorch ${et.versions.libtorch}; Python: torch ${ready.torch} (default implementations)`);
   const ours = [], theirs = [];
+  let pyPeak = null;
   for (let t = 0; t < cfg.trials; t++) {
     ours.push(await timed(step));
-    theirs.push(JSON.parse(await py.trial()).ms_per_step / per);
+    const r = JSON.parse(await py.trial());
+    theirs.push(r.ms_per_step / per);
+    pyPeak = r.peak_rss_kb ?? null;
     if (base) bare.push(await timed(base));
     console.log(`  trial ${t + 1}: emotorch ${ours[t].toFixed(2)} ms/step   Python ${theirs[t].toFixed(2)} ms/step${base ? `   bare emotorch loop ${bare[t].toFixed(2)} ms/step` : ''}`);
   }
@@ -96,6 +105,8 @@ async function runCase(caseName, c) {
     console.log(`speed-up emotorch/Python: ${(b / a).toFixed(2)}×`);
   }
   console.log(`ratio emotorch/Python (time): ${(a / b).toFixed(3)}`);
+  const ourPeak = ownPeak ? peakRssKb() : null;
+  if (ourPeak && pyPeak) console.log(`peak RSS: emotorch ${(ourPeak / 1024).toFixed(0)} MiB, Python ${(pyPeak / 1024).toFixed(0)} MiB (ratio ${(ourPeak / pyPeak).toFixed(2)})`);
   if (base) {
     const m = median(bare);
     console.log(`bare emotorch loop: median ${m.toFixed(2)} ms/step; overhead of the emotorch code under test over it: ${(100 * (a / m - 1)).toFixed(1)} %`);

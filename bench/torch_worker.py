@@ -3,6 +3,7 @@ asks for one timed trial, answered by one JSON line on stdout, so trials alterna
 emotorch's in one command without paying Python's start-up per trial."""
 import json
 import math
+import resource
 import sys
 import time
 
@@ -347,7 +348,8 @@ def main():
         if isinstance(out, torch.Tensor) and out.numel() == 1:
             float(out.detach())
         dt = time.perf_counter() - t0
-        print(json.dumps({"ms_per_step": 1000 * dt / cfg["steps"]}), flush=True)  # per call: run.mjs divides by stepsPerCall
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux: this process's peak
+        print(json.dumps({"ms_per_step": 1000 * dt / cfg["steps"], "peak_rss_kb": peak_kb}), flush=True)  # per call: run.mjs divides by stepsPerCall
 
 
 if __name__ == "__main__":
