@@ -66,6 +66,9 @@ function resetPeakRss() { try { fs.writeFileSync('/proc/self/clear_refs', '5'); 
 function peakRssKb() { try { return Number(fs.readFileSync('/proc/self/status', 'utf8').match(/VmHWM:\s*(\d+)/)[1]); } catch { return null; } }
 
 async function runCase(caseName, c) {
+  // what earlier cases of this command left resident still counts (their models until GC runs);
+  // the cache's blocks do not
+  et.cpu.emptyCache();
   const ownPeak = resetPeakRss();
   const cfg = { ...c.config, threads, trials: opt('trials', c.config.trials) };
   console.log(`\n[${caseName}] ${c.describe(cfg)}`);
@@ -106,7 +109,7 @@ async function runCase(caseName, c) {
   }
   console.log(`ratio emotorch/Python (time): ${(a / b).toFixed(3)}`);
   const ourPeak = ownPeak ? peakRssKb() : null;
-  if (ourPeak && pyPeak) console.log(`peak RSS: emotorch ${(ourPeak / 1024).toFixed(0)} MiB, Python ${(pyPeak / 1024).toFixed(0)} MiB (ratio ${(ourPeak / pyPeak).toFixed(2)})`);
+  if (ourPeak && pyPeak) console.log(`peak RSS: emotorch ${(ourPeak / 1024).toFixed(0)} MiB, Python ${(pyPeak / 1024).toFixed(0)} MiB (ratio ${(ourPeak / pyPeak).toFixed(2)}; emotorch's includes what earlier cases of this command left resident)`);
   if (base) {
     const m = median(bare);
     console.log(`bare emotorch loop: median ${m.toFixed(2)} ms/step; overhead of the emotorch code under test over it: ${(100 * (a / m - 1)).toFixed(1)} %`);

@@ -56,7 +56,7 @@ export function getNumThreads(): number {
 export interface CpuCacheStats {
   /** Whether freed blocks are kept (`EMOTORCH_CPU_ALLOCATOR` is not 'default'). */
   enabled: boolean;
-  /** The most bytes kept while free. */
+  /** The most bytes kept while free (kept while the cache is off, for when it is turned on again). */
   limitBytes: number;
   /** Bytes kept now, free and ready for reuse, and in how many blocks. */
   cachedBytes: number;

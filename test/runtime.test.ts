@@ -56,12 +56,13 @@ describe('et.cpu: the CPU caching allocator', () => {
     const on = await run();
     const hits = et.cpu.cacheStats().hits;
     expect(hits).toBeGreaterThan(0);
+    const limit = et.cpu.cacheStats().limitBytes;
     et.cpu.configureCache({ enabled: false });
-    expect(et.cpu.cacheStats().cachedBytes).toBe(0);
+    expect(et.cpu.cacheStats()).toMatchObject({ enabled: false, cachedBytes: 0, limitBytes: limit });
     const off = await run();
     expect(et.cpu.cacheStats().hits).toBe(hits); // off: nothing served from the cache
     expect(off).toEqual(on);
-    et.cpu.configureCache({ enabled: true });
+    expect(et.cpu.configureCache({ enabled: true }).limitBytes).toBe(limit); // on again, with its limit
   });
 
   it('keeps at most the limit, and emptyCache hands everything back', () => {
@@ -92,7 +93,7 @@ describe('et.cpu: the CPU caching allocator', () => {
     const show = 'console.log(JSON.stringify(et.cpu.cacheStats()));';
     const off = child(show, { EMOTORCH_CPU_ALLOCATOR: 'default' });
     expect(off.status, off.stderr).toBe(0);
-    expect(JSON.parse(off.stdout)).toMatchObject({ enabled: false, limitBytes: 0 });
+    expect(JSON.parse(off.stdout)).toMatchObject({ enabled: false, cachedBytes: 0 });
     const limited = child(show, { EMOTORCH_CPU_ALLOCATOR: 'cache', EMOTORCH_CPU_CACHE_MB: '64' });
     expect(limited.status, limited.stderr).toBe(0);
     expect(JSON.parse(limited.stdout)).toMatchObject({ enabled: true, limitBytes: 64 * MB });

@@ -70,8 +70,8 @@ class CpuCache final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> g(mu_);
       enabled_ = enabled;
-      limit_ = enabled ? limit : 0;
-      trim_to(limit_, drop);
+      limit_ = limit;  // kept while off, so turning it on again restores it
+      trim_to(enabled ? limit : 0, drop);
     }
     for (char* b : drop) std::free(b);
   }
