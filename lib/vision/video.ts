@@ -177,10 +177,20 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
       bad(file, 'ffprobe did not describe it');
     }
   };
-  const json = withAudio
-    ? parse(await runTool(ffprobe, ['-v', 'error', '-show_entries', STREAM_ENTRIES, '-of', 'json', inputArg(file)], { ...run, maxBytes: MAX_PROBE_BYTES }))
-    : parse(await runTool(ffprobe, ['-v', 'error', '-select_streams', 'v', '-show_entries', `${STREAM_ENTRIES}:packet=stream_index,pts,dts,flags`, '-of', 'json=c=1',
-      inputArg(file)], { ...run, maxBytes: MAX_PACKET_BYTES }));
+  let json: ProbeJson & { packets?: PacketJson[] };
+  if (withAudio) {
+    json = parse(await runTool(ffprobe, ['-v', 'error', '-show_entries', STREAM_ENTRIES, '-of', 'json', inputArg(file)], { ...run, maxBytes: MAX_PROBE_BYTES }));
+  } else {
+    try {
+      json = parse(await runTool(ffprobe, ['-v', 'error', '-select_streams', 'v', '-show_entries', `${STREAM_ENTRIES}:packet=stream_index,pts,dts,flags`,
+        '-of', 'json=c=1', inputArg(file)], { ...run, maxBytes: MAX_PACKET_BYTES }));
+    } catch (e) {
+      // JSON takes about 60 bytes a packet (2 M packets fit): longer files take the two runs, whose
+      // packet listing is CSV (about 20 bytes a packet)
+      if (e instanceof EmotorchError && /wrote more than/.test(e.message)) return probe(file, what, timeoutMs, maxPixels, true);
+      throw e;
+    }
+  }
   const streams = Array.isArray(json.streams) ? json.streams : [];
   const v = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
   if (!v || typeof v.index !== 'number') bad(file, streams.some((s) => s.codec_type === 'video') ? 'its only video stream is a cover picture' : 'it has no video stream');

@@ -151,7 +151,7 @@ at::Tensor ClipVisionTowerImpl::drop_patches(const at::Tensor& x, int64_t B, int
   // tube embedding T counts tubes (the original passes the frame count there, which fails for
   // tube_size > 1).
   auto idx = std::get<1>(at::randn({B, n}, at::kFloat).topk(keep, -1));   // (B, keep)
-  idx = idx.unsqueeze(1).expand({B, T, keep}).reshape({B * T, keep, 1}).expand({B * T, keep, D}).to(x.device());
+  idx = idx.to(x.device()).unsqueeze(1).expand({B, T, keep}).reshape({B * T, keep, 1}).expand({B * T, keep, D});
   return at::cat({x.narrow(1, 0, 1), x.narrow(1, 1, n).gather(1, idx)}, 1);
 }
 
