@@ -224,6 +224,24 @@ function checkPixels(x: Tensor, c: ClipVisionConfig, name: string): void {
   } else if (c.tube_size > 0) invalid(`a video (batch, ${c.num_channels}, ${c.num_frames}, height, width) for the tube embedding`, name, `[${x.shape}]`);
 }
 
+/** `opts.withProjection`, checked (default true). */
+function projectionOption(opts: { withProjection?: boolean }): boolean {
+  const wp = opts.withProjection ?? true;
+  if (typeof wp !== 'boolean') invalid('a boolean', 'withProjection', wp);
+  return wp;
+}
+
+/**
+ * One tower's part of a checkpoint: its `prefix` keys (no `position_ids` buffers) and its
+ * projection `head` when wanted (default: when the checkpoint has it).
+ */
+function towerState(sd: StateDict, prefix: string, head: string, wanted: boolean | undefined): { keep: StateDict; withProjection: boolean } {
+  const keep = new Map([...sd].filter(([k]) => (k.startsWith(prefix) && !k.endsWith('.position_ids')) || k === head));
+  const withProjection = wanted ?? keep.has(head);
+  if (!withProjection) keep.delete(head);
+  return { keep, withProjection };
+}
+
 /**
  * CLIP's vision tower (`vision_model.*`), with `visual_projection` when built with a projection
  * (HF CLIPVisionModelWithProjection); LanguageBind's video and audio towers.
@@ -247,9 +265,7 @@ export class ClipVisionModel extends NativeModule {
    * @throws EmotorchError ERR_INVALID_ARG naming a bad field
    */
   static create(config: Partial<ClipVisionConfig> = {}, opts: ModuleOptions & { withProjection?: boolean } = {}): ClipVisionModel {
-    const wp = opts.withProjection ?? true;
-    if (typeof wp !== 'boolean') invalid('a boolean', 'withProjection', wp);
-    return new ClipVisionModel(visionConfig(config), wp, opts);
+    return new ClipVisionModel(visionConfig(config), projectionOption(opts), opts);
   }
 
   /**
@@ -266,11 +282,8 @@ export class ClipVisionModel extends NativeModule {
     const file = visionFromFile(vraw);
     if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
     const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vraw, mode, `'${dir}'`);
-    const keep = new Map([...sd].filter(([k]) => k.startsWith('vision_model.') || k === 'visual_projection.weight'));
-    for (const k of [...keep.keys()]) if (k.endsWith('.position_ids')) keep.delete(k);
-    const wp = opts.withProjection ?? keep.has('visual_projection.weight');
-    if (!wp) keep.delete('visual_projection.weight');
-    const model = ClipVisionModel.create(withOverrides('CLIP vision', VISION_SPEC, file, opts.config), { withProjection: wp });
+    const { keep, withProjection } = towerState(sd, 'vision_model.', 'visual_projection.weight', opts.withProjection);
+    const model = ClipVisionModel.create(withOverrides('CLIP vision', VISION_SPEC, file, opts.config), { withProjection });
     if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
     return finishPretrained(model, keep, opts);
   }
@@ -330,9 +343,7 @@ export class ClipTextModel extends NativeModule {
 
   /** A randomly initialised tower. @param opts `withProjection` (default true), `device`, `dtype` */
   static create(config: Partial<ClipTextConfig> = {}, opts: ModuleOptions & { withProjection?: boolean } = {}): ClipTextModel {
-    const wp = opts.withProjection ?? true;
-    if (typeof wp !== 'boolean') invalid('a boolean', 'withProjection', wp);
-    return new ClipTextModel(textConfig(config), wp, opts);
+    return new ClipTextModel(textConfig(config), projectionOption(opts), opts);
   }
 
   /** Loads a local folder: an HF CLIPModel (its text half), a CLIPTextModel[WithProjection], or a LanguageBind release. */
@@ -341,11 +352,8 @@ export class ClipTextModel extends NativeModule {
     const top = subConfig(raw, 'text_config', dir);
     const file = { ...(top ?? raw) };
     if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
-    const sd = opts.stateDict ?? await loadCheckpoint(dir);
-    const keep = new Map([...sd].filter(([k]) => (k.startsWith('text_model.') && !k.endsWith('.position_ids')) || k === 'text_projection.weight'));
-    const wp = opts.withProjection ?? keep.has('text_projection.weight');
-    if (!wp) keep.delete('text_projection.weight');
-    const model = ClipTextModel.create(withOverrides('CLIP text', TEXT_SPEC, file, opts.config), { withProjection: wp });
+    const { keep, withProjection } = towerState(opts.stateDict ?? await loadCheckpoint(dir), 'text_model.', 'text_projection.weight', opts.withProjection);
+    const model = ClipTextModel.create(withOverrides('CLIP text', TEXT_SPEC, file, opts.config), { withProjection });
     return finishPretrained(model, keep, opts);
   }
 

@@ -7,7 +7,8 @@
 
 #include <cstdlib>
 #include <mutex>
-#include <unordered_map>
+#include <iterator>
+#include <map>
 #include <vector>
 
 namespace et::memory {
@@ -105,12 +106,9 @@ class CpuCache final : public c10::Allocator {
     {
       std::lock_guard<std::mutex> g(mu_);
       auto it = free_.find(bytes);
-      if (it != free_.end() && !it->second.empty()) {
-        char* b = it->second.back();
-        it->second.pop_back();
-        cached_ -= bytes;
+      if (it != free_.end()) {
         ++hits_;
-        return b;
+        return pop(it);
       }
       ++misses_;
       evict_for(bytes, drop);
@@ -141,36 +139,30 @@ class CpuCache final : public c10::Allocator {
     return true;
   }
 
+  // With mu_ held: takes one block of the class out of the cache (the class goes when emptied).
+  char* pop(std::map<size_t, std::vector<char*>>::iterator it) {
+    char* b = it->second.back();
+    it->second.pop_back();
+    cached_ -= it->first;
+    if (it->second.empty()) free_.erase(it);
+    return b;
+  }
+
   // With mu_ held: moves out the smallest cached block of at least `bytes`, or, when there is none,
   // the largest smaller ones until they add up to `bytes` (or the cache is empty).
   void evict_for(size_t bytes, std::vector<char*>& out) {
-    auto best = free_.end();
-    for (auto it = free_.begin(); it != free_.end(); ++it)
-      if (!it->second.empty() && it->first >= bytes && (best == free_.end() || it->first < best->first)) best = it;
-    if (best != free_.end()) {
-      out.push_back(best->second.back());
-      best->second.pop_back();
-      cached_ -= best->first;
-      return;
-    }
-    trim_to(cached_ > bytes ? cached_ - bytes : 0, out);
+    auto it = free_.lower_bound(bytes);
+    if (it != free_.end()) out.push_back(pop(it));
+    else trim_to(cached_ > bytes ? cached_ - bytes : 0, out);
   }
 
   // With mu_ held: moves blocks out until at most `limit` bytes stay (the largest first).
   void trim_to(size_t limit, std::vector<char*>& out) {
-    while (cached_ > limit) {
-      auto largest = free_.end();
-      for (auto it = free_.begin(); it != free_.end(); ++it)
-        if (!it->second.empty() && (largest == free_.end() || it->first > largest->first)) largest = it;
-      if (largest == free_.end()) break;
-      out.push_back(largest->second.back());
-      largest->second.pop_back();
-      cached_ -= largest->first;
-    }
+    while (cached_ > limit && !free_.empty()) out.push_back(pop(std::prev(free_.end())));
   }
 
   std::mutex mu_;
-  std::unordered_map<size_t, std::vector<char*>> free_;
+  std::map<size_t, std::vector<char*>> free_;  // size class → free blocks; no empty lists
   bool enabled_ = true;
   size_t limit_ = 0, cached_ = 0;
   uint64_t hits_ = 0, misses_ = 0, released_ = 0;
