@@ -1,4 +1,9 @@
-/** LLaMA-family causal LM (HF LlamaForCausalLM; Mistral and Vicuna configs load too), on native/nn/llama. */
+/**
+ * LLaMA-family causal LM on native/nn/llama: HF LlamaForCausalLM (Vicuna, Mistral and Qwen2 configs
+ * load too) and the InternVL2 family's LLMs under their own checkpoint names: InternLM2 (remote
+ * code: `attention.wqkv`, `feed_forward.w1/w2/w3`, `tok_embeddings`, `output`, dynamic NTK RoPE)
+ * and Phi-3 (`qkv_proj`, `gate_up_proj`, su / longrope RoPE). `config.model_type` picks the layout.
+ */
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
@@ -11,6 +16,12 @@ import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readCo
  * `rope_parameters` or older `rope_theta` + `rope_scaling`.
  */
 export interface LlamaConfig {
+  /**
+   * The checkpoint layout: 'llama' | 'mistral' (HF LLaMA names), 'qwen2' (the same names, bias on
+   * q/k/v), 'internlm2' (InternLM2's remote-code names and grouped `wqkv`), 'phi3' (fused
+   * `qkv_proj` and `gate_up_proj`). Default 'llama'.
+   */
+  model_type: string;
   vocab_size: number;
   hidden_size: number;
   intermediate_size: number;
@@ -22,16 +33,28 @@ export interface LlamaConfig {
   max_position_embeddings: number;
   rms_norm_eps: number;
   rope_theta: number;
+  /** 'default' | 'linear' | 'llama3' | 'dynamic' (InternLM2's dynamic NTK) | 'longrope' (Phi-3's 'su') */
   rope_type: string;
   rope_factor: number;
   low_freq_factor: number;
   high_freq_factor: number;
   original_max_position_embeddings: number;
+  /** longrope: head_dim / 2 divisors of the frequencies up to original_max_position_embeddings positions. */
+  short_factor: number[];
+  /** longrope: the divisors past original_max_position_embeddings positions. */
+  long_factor: number[];
+  /**
+   * longrope: cos and sin are multiplied by it; 0 derives Phi-3's
+   * √(1 + ln s / ln original_max_position_embeddings), s = max_position_embeddings / original_max_position_embeddings (1 when s ≤ 1).
+   */
+  attention_factor: number;
   initializer_range: number;
   attention_dropout: number;
   tie_word_embeddings: boolean;
   attention_bias: boolean;
   mlp_bias: boolean;
+  /** Bias on q/k/v only (Qwen2; true by default for model_type 'qwen2'). */
+  qkv_bias: boolean;
   hidden_act: string;
   bos_token_id: number;
   eos_token_id: number | number[];
@@ -44,33 +67,60 @@ export interface LlamaConfig {
 }
 
 export const LLAMA_DEFAULTS: LlamaConfig = {
-  vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32,
+  model_type: 'llama', vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32,
   head_dim: 0, max_position_embeddings: 2048, rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', rope_factor: 1,
-  low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192, initializer_range: 0.02, attention_dropout: 0,
-  tie_word_embeddings: false, attention_bias: false, mlp_bias: false, hidden_act: 'silu', bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
+  low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192, short_factor: [], long_factor: [], attention_factor: 0,
+  initializer_range: 0.02, attention_dropout: 0, tie_word_embeddings: false, attention_bias: false, mlp_bias: false, qkv_bias: false, hidden_act: 'silu', bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
   sliding_window: 0,
 };
 
 const SPEC: ConfigSpec<LlamaConfig> = {
-  vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint',
+  model_type: 'string', vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint',
   num_key_value_heads: 'posint', head_dim: 'nonneg', max_position_embeddings: 'posint', rms_norm_eps: 'posnum', rope_theta: 'posnum',
   rope_type: 'string', rope_factor: 'posnum', low_freq_factor: 'posnum', high_freq_factor: 'posnum', original_max_position_embeddings: 'posint',
-  initializer_range: 'nonnegnum', attention_dropout: 'prob', tie_word_embeddings: 'bool', attention_bias: 'bool', mlp_bias: 'bool',
+  short_factor: 'any', long_factor: 'any', attention_factor: 'nonnegnum',
+  initializer_range: 'nonnegnum', attention_dropout: 'prob', tie_word_embeddings: 'bool', attention_bias: 'bool', mlp_bias: 'bool', qkv_bias: 'bool',
   hidden_act: 'act', bos_token_id: 'int', eos_token_id: 'any', pad_token_id: 'int', sliding_window: 'nonneg',
 };
 
-/** Flattens HF's rope settings (`rope_parameters`, or `rope_theta` + `rope_scaling`) into LlamaConfig fields. */
+/** The layouts {@link LlamaConfig.model_type} names. */
+export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'internlm2', 'phi3'] as const;
+
+/**
+ * Flattens HF's rope settings (`rope_parameters`, or `rope_theta` + `rope_scaling`) into LlamaConfig
+ * fields: InternLM2's `{type: 'dynamic', factor}` and Phi-3's `{type: 'su' | 'longrope',
+ * short_factor, long_factor}` included.
+ */
 export function normalizeRope(raw: Record<string, unknown>): Partial<LlamaConfig> {
   const p = (raw.rope_parameters ?? raw.rope_scaling ?? {}) as Record<string, unknown>;
   const out: Partial<LlamaConfig> = {};
   const theta = p.rope_theta ?? raw.rope_theta;
   if (theta !== undefined) out.rope_theta = theta as number;
-  const type = (p.rope_type ?? p.type) as string | undefined;
+  let type = (p.rope_type ?? p.type) as string | undefined;
+  if (type === 'su') type = 'longrope';
   if (type) out.rope_type = type;
   if (p.factor !== undefined) out.rope_factor = p.factor as number;
   if (p.low_freq_factor !== undefined) out.low_freq_factor = p.low_freq_factor as number;
   if (p.high_freq_factor !== undefined) out.high_freq_factor = p.high_freq_factor as number;
-  if (p.original_max_position_embeddings !== undefined) out.original_max_position_embeddings = p.original_max_position_embeddings as number;
+  const orig = p.original_max_position_embeddings ?? raw.original_max_position_embeddings;
+  if (orig !== undefined && orig !== null) out.original_max_position_embeddings = orig as number;
+  if (p.short_factor !== undefined) out.short_factor = p.short_factor as number[];
+  if (p.long_factor !== undefined) out.long_factor = p.long_factor as number[];
+  if (p.attention_factor !== undefined && p.attention_factor !== null) out.attention_factor = p.attention_factor as number;
+  return out;
+}
+
+/**
+ * A config.json of any {@link LLAMA_MODEL_TYPES} as LlamaConfig fields: the rope settings
+ * flattened; InternLM2's `bias` (on wqkv and wo) as `attention_bias`; Qwen2's window only when
+ * `use_sliding_window`.
+ */
+export function normalizeLlamaConfig(raw: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...raw, ...normalizeRope(raw) };
+  const type = raw.model_type;
+  if (type === 'internlm2' && raw.bias !== undefined) out.attention_bias = raw.bias;
+  if (type === 'qwen2' && raw.use_sliding_window !== true) out.sliding_window = 0;
+  if (typeof type === 'string' && !(LLAMA_MODEL_TYPES as readonly string[]).includes(type)) out.model_type = type;  // refused by create, naming it
   return out;
 }
 
@@ -152,18 +202,37 @@ export class LlamaForCausalLM extends NativeModule {
     // HF writes `"sliding_window": null` for full attention (Mistral v0.2+).
     const given = config && (config as { sliding_window?: unknown }).sliding_window === null ? { ...config, sliding_window: 0 } : config;
     const c = resolveConfig('LLaMA', LLAMA_DEFAULTS, SPEC, given);
+    if (!(LLAMA_MODEL_TYPES as readonly string[]).includes(c.model_type)) invalid(LLAMA_MODEL_TYPES.map((t) => `'${t}'`).join(', '), 'LLaMA config.model_type', c.model_type);
+    if ((given as Partial<LlamaConfig>).qkv_bias === undefined && c.model_type === 'qwen2') c.qkv_bias = true;
     if (c.num_attention_heads % c.num_key_value_heads !== 0) invalid(`a divisor of num_attention_heads (${c.num_attention_heads})`, 'LLaMA config.num_key_value_heads', c.num_key_value_heads);
-    if (!['default', 'linear', 'llama3'].includes(c.rope_type)) invalid("'default', 'linear' or 'llama3'", 'LLaMA config.rope_type', c.rope_type);
+    if (!['default', 'linear', 'llama3', 'dynamic', 'longrope'].includes(c.rope_type)) invalid("'default', 'linear', 'llama3', 'dynamic' or 'longrope' ('su')", 'LLaMA config.rope_type', c.rope_type);
     if (c.head_dim === 0 && c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'LLaMA config.hidden_size', c.hidden_size);
+    if (c.model_type === 'internlm2' && c.tie_word_embeddings) invalid('false for InternLM2 (its head is output.weight)', 'LLaMA config.tie_word_embeddings', true);
+    const half = (c.head_dim || c.hidden_size / c.num_attention_heads) / 2;
+    for (const k of ['short_factor', 'long_factor'] as const) {
+      const f = c[k];
+      if (!Array.isArray(f) || !f.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) invalid('an array of positive numbers', `LLaMA config.${k}`, f);
+      if (c.rope_type === 'longrope' && f.length !== half) invalid(`${half} factors (head_dim / 2) for longrope`, `LLaMA config.${k}`, `${f.length} factors`);
+    }
+    if (c.rope_type === 'longrope' && c.attention_factor === 0) {
+      const scale = c.max_position_embeddings / c.original_max_position_embeddings;
+      c.attention_factor = scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(c.original_max_position_embeddings));
+    }
+    if (c.attention_factor === 0) c.attention_factor = 1;
     return new LlamaForCausalLM(c, opts);
+  }
+
+  /** The embedding table's and the untied head's checkpoint names for this layout. */
+  get embeddingKeys(): { embed: string; head: string } {
+    return this.config.model_type === 'internlm2' ? { embed: 'model.tok_embeddings.weight', head: 'output.weight' } : { embed: 'model.embed_tokens.weight', head: 'lm_head.weight' };
   }
 
   /** Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`). */
   static async fromPretrained(dir: string, opts: PretrainedOptions<LlamaConfig> = {}): Promise<LlamaForCausalLM> {
     const raw = readConfig(dir);
-    const model = LlamaForCausalLM.create(withOverrides('LLaMA', SPEC, { ...raw, ...normalizeRope(raw) }, opts.config), {});
+    const model = LlamaForCausalLM.create(withOverrides('LLaMA', SPEC, normalizeLlamaConfig(raw), opts.config), {});
     const sd = await loadCheckpoint(dir);
-    if (model.config.tie_word_embeddings) sd.delete('lm_head.weight');
+    if (model.config.tie_word_embeddings) sd.delete(model.embeddingKeys.head);
     for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);
     return finishPretrained(model, sd, opts);
   }
@@ -208,9 +277,10 @@ export class LlamaForCausalLM extends NativeModule {
       return cat([w.detach(), extra], 0);
     };
     const out = new Map(sd);
-    out.set('model.embed_tokens.weight', grow(sd.get('model.embed_tokens.weight')!, rows?.embed));
-    if (!tied) out.set('lm_head.weight', grow(sd.get('lm_head.weight')!, rows?.lmHead));
-    const p = sd.get('model.embed_tokens.weight')!;
+    const keys = this.embeddingKeys;
+    out.set(keys.embed, grow(sd.get(keys.embed)!, rows?.embed));
+    if (!tied) out.set(keys.head, grow(sd.get(keys.head)!, rows?.lmHead));
+    const p = sd.get(keys.embed)!;
     const model = LlamaForCausalLM.create({ ...this.config, vocab_size: newSize }, { device: p.device as never, dtype: p.dtype });
     await model.loadStateDict(out);
     const frozen = new Set(this.namedParameters().filter(([, q]) => !q.requiresGrad).map(([n]) => n));
@@ -224,7 +294,8 @@ export class LlamaForCausalLM extends NativeModule {
     this.checkLive();
     // Found once: namedParameters() wraps every parameter in a new handle. The table's handle stays
     // valid across to() and loadStateDict (both work in place); resizeTokenEmbeddings makes a new model.
-    this.embedWeight ??= this.namedParameters().find(([n]) => n === 'model.embed_tokens.weight')![1];
+    const key = this.embeddingKeys.embed;
+    this.embedWeight ??= this.namedParameters().find(([n]) => n === key)![1];
     return this.embedWeight.indexSelect(0, ids.flatten()).reshape([...ids.shape, this.config.hidden_size]);
   }
   private embedWeight: Tensor | null = null;

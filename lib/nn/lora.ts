@@ -18,7 +18,7 @@ export interface LoraOptions {
   alpha: number;
   /** Dropout on the adapter's input while training (default 0). */
   dropout?: number;
-  /** Layer names to wrap: last name components (`q_proj`) or full names. */
+  /** Layer names to wrap, matched as peft matches a list: a full name, or a name's tail after a dot (`q_proj`, `attention.wqkv`). */
   targetModules: string[];
 }
 

@@ -163,7 +163,8 @@ export function resolveConfig<C extends object>(model: string, defaults: C, spec
     const v = (given as Record<string, unknown>)[k];
     if (v === undefined || v === null) continue;
     if (!fits(kind, v)) invalid(KIND_TEXT[kind] ?? 'a value', `${model} config.${k}`, v);
-    out[k] = kind === 'act' ? ACT_ALIASES[v as string] ?? v : v;
+    // Arrays are copied: one read from a model's locked config is a Proxy, which N-API does not see as an array.
+    out[k] = kind === 'act' ? ACT_ALIASES[v as string] ?? v : Array.isArray(v) ? [...v] : v;
   }
   return out as C;
 }

@@ -117,6 +117,14 @@ struct JsConfig : nn::ConfigReader {
   }
   std::string str(const char* k) const override { return to_string(get(k), name(k).c_str()); }
   std::vector<int64_t> ints(const char* k) const override { return to_ints(get(k), name(k).c_str()); }
+  std::vector<double> nums(const char* k) const override {
+    auto v = get(k);
+    if (!v.IsArray()) throw CodedError("ERR_INVALID_ARG", "expected an array of numbers for " + name(k));
+    auto a = v.As<Napi::Array>();
+    std::vector<double> out(a.Length());
+    for (uint32_t i = 0; i < a.Length(); ++i) out[i] = to_double(a.Get(i), name(k).c_str());
+    return out;
+  }
   std::unique_ptr<nn::ConfigReader> sub(const char* k) const override {
     auto v = get(k);
     if (!v.IsObject() || v.IsArray()) throw CodedError("ERR_INVALID_ARG", "expected an object for " + name(k));

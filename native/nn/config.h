@@ -24,6 +24,7 @@ struct ConfigReader {
   virtual bool flag(const char* key) const = 0;
   virtual std::string str(const char* key) const = 0;
   virtual std::vector<int64_t> ints(const char* key) const = 0;
+  virtual std::vector<double> nums(const char* key) const = 0;
   // A nested config object (CLIP's text_config / vision_config), read the same way.
   virtual std::unique_ptr<ConfigReader> sub(const char* key) const = 0;
 };

@@ -11,10 +11,16 @@ namespace et::nn {
 
 namespace {
 
-// inv_freq as transformers computes it (float32), with linear or llama3 scaling.
-at::Tensor rope_inv_freq(const LlamaConfig& c, int64_t dim) {
+// 1 / base^(2i / dim) in float32, as transformers and the remote-code models compute it.
+at::Tensor base_inv_freq(double base, int64_t dim) {
   auto exps = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
-  auto inv = 1.0 / at::pow(at::scalar_tensor(c.rope_theta, at::kFloat), exps);
+  return 1.0 / at::pow(at::scalar_tensor(base, at::kFloat), exps);
+}
+
+// inv_freq at construction (float32), with linear or llama3 scaling; dynamic and longrope start
+// from the plain table and are adjusted per run (rope_for).
+at::Tensor rope_inv_freq(const LlamaConfig& c, int64_t dim) {
+  auto inv = base_inv_freq(c.rope_theta, dim);
   if (c.rope_type == "linear") return inv / c.rope_factor;
   if (c.rope_type == "llama3") {
     double old_len = static_cast<double>(c.original_max_position_embeddings);
@@ -26,7 +32,13 @@ at::Tensor rope_inv_freq(const LlamaConfig& c, int64_t dim) {
     auto medium = wavelen.ge(high_wavelen).logical_and(wavelen.le(low_wavelen));
     return at::where(medium, smoothed, scaled);
   }
-  TORCH_CHECK(c.rope_type == "default", "LLaMA: unsupported rope type '", c.rope_type, "'");
+  TORCH_CHECK(c.rope_type == "default" || c.rope_type == "dynamic" || c.rope_type == "longrope", "LLaMA: unsupported rope type '",
+              c.rope_type, "'");
+  if (c.rope_type == "longrope") {
+    TORCH_CHECK(static_cast<int64_t>(c.short_factor.size()) == dim / 2 && static_cast<int64_t>(c.long_factor.size()) == dim / 2,
+                "LLaMA: longrope short_factor and long_factor need ", dim / 2, " entries each, got ", c.short_factor.size(), " and ",
+                c.long_factor.size());
+  }
   return inv;
 }
 
@@ -55,29 +67,63 @@ void KVCache::select(const at::Tensor& rows) {
 }
 
 LlamaLayerImpl::LlamaLayerImpl(const LlamaConfig& c) : cfg(c) {
-  int64_t H = c.hidden_size, D = c.head_dim;
+  int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size, Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
+  auto norm = [&](const char* name) { return register_module(name, std::make_shared<torch::nn::Module>())->register_parameter("weight", at::ones({H})); };
+  if (c.model_type == "internlm2") {
+    auto attn = register_module("attention", std::make_shared<torch::nn::Module>());
+    qkv = attn->register_module("wqkv", Linear(H, (Hq + 2 * Hkv) * D, c.attention_bias));
+    o_proj = attn->register_module("wo", Linear(Hq * D, H, c.attention_bias));
+    auto ff = register_module("feed_forward", std::make_shared<torch::nn::Module>());
+    gate_proj = ff->register_module("w1", Linear(H, I, c.mlp_bias));
+    up_proj = ff->register_module("w3", Linear(H, I, c.mlp_bias));
+    down_proj = ff->register_module("w2", Linear(I, H, c.mlp_bias));
+    input_layernorm = norm("attention_norm");
+    post_attention_layernorm = norm("ffn_norm");
+    return;
+  }
   auto attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
-  q_proj = attn->register_module("q_proj", Linear(H, c.num_attention_heads * D, c.attention_bias));
-  k_proj = attn->register_module("k_proj", Linear(H, c.num_key_value_heads * D, c.attention_bias));
-  v_proj = attn->register_module("v_proj", Linear(H, c.num_key_value_heads * D, c.attention_bias));
-  o_proj = attn->register_module("o_proj", Linear(c.num_attention_heads * D, H, c.attention_bias));
   auto mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-  gate_proj = mlp->register_module("gate_proj", Linear(H, c.intermediate_size, c.mlp_bias));
-  up_proj = mlp->register_module("up_proj", Linear(H, c.intermediate_size, c.mlp_bias));
-  down_proj = mlp->register_module("down_proj", Linear(c.intermediate_size, H, c.mlp_bias));
-  auto in_ln = register_module("input_layernorm", std::make_shared<torch::nn::Module>());
-  input_layernorm = in_ln->register_parameter("weight", at::ones({H}));
-  auto post_ln = register_module("post_attention_layernorm", std::make_shared<torch::nn::Module>());
-  post_attention_layernorm = post_ln->register_parameter("weight", at::ones({H}));
+  bool qkv_bias = c.attention_bias || c.qkv_bias;
+  if (c.model_type == "phi3") {
+    qkv = attn->register_module("qkv_proj", Linear(H, (Hq + 2 * Hkv) * D, qkv_bias));
+    gate_up = mlp->register_module("gate_up_proj", Linear(H, 2 * I, c.mlp_bias));
+  } else {
+    q_proj = attn->register_module("q_proj", Linear(H, Hq * D, qkv_bias));
+    k_proj = attn->register_module("k_proj", Linear(H, Hkv * D, qkv_bias));
+    v_proj = attn->register_module("v_proj", Linear(H, Hkv * D, qkv_bias));
+    gate_proj = mlp->register_module("gate_proj", Linear(H, I, c.mlp_bias));
+    up_proj = mlp->register_module("up_proj", Linear(H, I, c.mlp_bias));
+  }
+  // Registered after q/k/v as in HF, so parameters() lists them in the checkpoint's order.
+  o_proj = attn->register_module("o_proj", Linear(Hq * D, H, c.attention_bias));
+  down_proj = mlp->register_module("down_proj", Linear(I, H, c.mlp_bias));
+  input_layernorm = norm("input_layernorm");
+  post_attention_layernorm = norm("post_attention_layernorm");
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> LlamaLayerImpl::project_qkv(const at::Tensor& h) {
+  int64_t B = h.size(0), T = h.size(1), Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
+  if (!qkv) return {q_proj(h).view({B, T, Hq, D}), k_proj(h).view({B, T, Hkv, D}), v_proj(h).view({B, T, Hkv, D})};
+  auto x = qkv(h);
+  if (cfg.model_type == "internlm2") {
+    // wqkv's rows per kv head: its g = Hq / Hkv query heads, then its key, then its value.
+    int64_t g = Hq / Hkv;
+    auto grouped = x.view({B, T, Hkv, g + 2, D});
+    return {grouped.narrow(3, 0, g).reshape({B, T, Hq, D}), grouped.select(3, g), grouped.select(3, g + 1)};
+  }
+  // Phi-3: all query heads, then the key heads, then the value heads.
+  return {x.narrow(2, 0, Hq * D).view({B, T, Hq, D}), x.narrow(2, Hq * D, Hkv * D).view({B, T, Hkv, D}),
+          x.narrow(2, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D})};
 }
 
 at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                                    KVCache* cache, size_t index) {
   int64_t B = x.size(0), T = x.size(1), Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
   auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
-  auto q = rotary(q_proj(h).view({B, T, Hq, D}), cos, sin).transpose(1, 2);   // (B, Hq, T, D)
-  auto k = rotary(k_proj(h).view({B, T, Hkv, D}), cos, sin).transpose(1, 2);  // (B, Hkv, T, D)
-  auto v = v_proj(h).view({B, T, Hkv, D}).transpose(1, 2);
+  auto [q0, k0, v0] = project_qkv(h);
+  auto q = rotary(q0, cos, sin).transpose(1, 2);  // (B, Hq, T, D)
+  auto k = rotary(k0, cos, sin).transpose(1, 2);  // (B, Hkv, T, D)
+  auto v = v0.transpose(1, 2);
   if (cache) {
     if (cache->k[index].defined()) {
       k = at::cat({cache->k[index], k}, 2);  // (B, Hkv, S, D)
@@ -95,6 +141,10 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
                                             is_training() ? cfg.attention_dropout : 0.0, !mask.defined());
   auto y = x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D}));
   h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
+  if (gate_up) {
+    auto gu = gate_up(h).chunk(2, -1);  // Phi-3: gate, then up
+    return y + down_proj(activate(gu[0], cfg.hidden_act) * gu[1]);
+  }
   return y + down_proj(activate(gate_proj(h), cfg.hidden_act) * up_proj(h));
 }
 
@@ -102,27 +152,57 @@ LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c) : cfg(c) {
   if (cfg.head_dim <= 0) cfg.head_dim = c.hidden_size / c.num_attention_heads;
   TORCH_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, "LLaMA: num_attention_heads ", c.num_attention_heads,
               " is not a multiple of num_key_value_heads ", c.num_key_value_heads);
+  TORCH_CHECK(c.model_type != "internlm2" || !c.tie_word_embeddings, "LLaMA: InternLM2 has no tied head (output.weight)");
+  bool internlm2 = c.model_type == "internlm2";
   auto model = register_module("model", std::make_shared<torch::nn::Module>());
-  embed_tokens = model->register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  embed_tokens = model->register_module(internlm2 ? "tok_embeddings" : "embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
   layers = model->register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaLayer(cfg));
   auto norm = model->register_module("norm", std::make_shared<torch::nn::Module>());
   norm_weight = norm->register_parameter("weight", at::ones({c.hidden_size}));
-  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", Linear(c.hidden_size, c.vocab_size, false));
+  if (!c.tie_word_embeddings) lm_head = register_module(internlm2 ? "output" : "lm_head", Linear(c.hidden_size, c.vocab_size, false));
   init_bert_weights(*this, c.initializer_range);
   inv_freq = rope_inv_freq(cfg, cfg.head_dim);  // not a parameter or buffer: derived from the config
 }
 
 at::Tensor LlamaForCausalLM::embed(const at::Tensor& ids) { return embed_tokens(ids); }
 
+std::pair<at::Tensor, double> LlamaForCausalLM::rope_for(int64_t S) const {
+  const int64_t dim = cfg.head_dim;
+  if (cfg.rope_type == "dynamic" && S > cfg.max_position_embeddings) {
+    // InternLM2's dynamic NTK: the base grows with the length once it passes max_position_embeddings.
+    double f = cfg.rope_factor;
+    double base = cfg.rope_theta * std::pow(f * static_cast<double>(S) / static_cast<double>(cfg.max_position_embeddings) - (f - 1),
+                                            static_cast<double>(dim) / static_cast<double>(dim - 2));
+    return {base_inv_freq(base, dim), 1.0};
+  }
+  if (cfg.rope_type == "longrope") {
+    // Phi-3's su / longrope: each frequency divided by its short or long factor.
+    const auto& ext = S > cfg.original_max_position_embeddings ? cfg.long_factor : cfg.short_factor;
+    auto exps = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
+    auto inv = 1.0 / (at::tensor(ext, at::kDouble).to(at::kFloat) * at::pow(at::scalar_tensor(cfg.rope_theta, at::kFloat), exps));
+    return {inv, cfg.attention_factor};
+  }
+  return {inv_freq, 1.0};
+}
+
 at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache) {
   int64_t T = embeds.size(1);
-  auto inv = inv_freq.to(embeds.device());
+  auto [inv_cpu, scale] = rope_for(keep.size(1));
+  auto inv = inv_cpu.to(embeds.device());
   auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv;  // (B, T, D/2)
   auto emb = at::cat({freqs, freqs}, -1);
-  auto cos = emb.cos().to(embeds.scalar_type());  // (B, T, D)
-  auto sin = emb.sin().to(embeds.scalar_type());
-  int64_t window = cfg.sliding_window > 0 && keep.size(1) > cfg.sliding_window ? cfg.sliding_window : 0;
+  auto cos = emb.cos(), sin = emb.sin();
+  if (scale != 1.0) {
+    cos = cos * scale;
+    sin = sin * scale;
+  }
+  cos = cos.to(embeds.scalar_type());  // (B, T, D)
+  sin = sin.to(embeds.scalar_type());
+  // Phi-3's remote code masks with _prepare_4d_causal_attention_mask, which lets a query see
+  // sliding_window + 1 positions (itself and sliding_window before it); Mistral's sees sliding_window.
+  int64_t span = cfg.sliding_window > 0 && cfg.model_type == "phi3" ? cfg.sliding_window + 1 : cfg.sliding_window;
+  int64_t window = span > 0 && keep.size(1) > span ? span : 0;
   bool plain = keep.size(1) == T && window == 0 && keep.ne(0).all().item<bool>();
   auto mask = plain ? at::Tensor() : causal_mask(keep, T, embeds.scalar_type(), window);  // undefined: causal, nothing padded
   at::Tensor x = embeds;
@@ -374,6 +454,7 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
 
 LlamaConfig LlamaConfig::from(const ConfigReader& c) {
   LlamaConfig x;
+  x.model_type = c.str("model_type");
   x.vocab_size = c.i64("vocab_size");
   x.hidden_size = c.i64("hidden_size");
   x.intermediate_size = c.i64("intermediate_size");
@@ -390,11 +471,15 @@ LlamaConfig LlamaConfig::from(const ConfigReader& c) {
   x.rope_factor = c.f64("rope_factor");
   x.low_freq_factor = c.f64("low_freq_factor");
   x.high_freq_factor = c.f64("high_freq_factor");
+  x.short_factor = c.nums("short_factor");
+  x.long_factor = c.nums("long_factor");
+  x.attention_factor = c.f64("attention_factor");
   x.original_max_position_embeddings = c.i64("original_max_position_embeddings");
   x.sliding_window = c.i64("sliding_window");
   x.tie_word_embeddings = c.flag("tie_word_embeddings");
   x.attention_bias = c.flag("attention_bias");
   x.mlp_bias = c.flag("mlp_bias");
+  x.qkv_bias = c.flag("qkv_bias");
   x.hidden_act = c.str("hidden_act");
   return x;
 }

@@ -1,7 +1,9 @@
-// LLaMA-family decoder (HF LlamaForCausalLM; Mistral / Vicuna configs load too): RMSNorm, RoPE
-// (default, linear and llama3 scaling), grouped-query attention, SwiGLU, tied or untied head, KV
-// cache, inputs_embeds (audio tokens spliced in as embeddings), left-padding masks, and the whole
-// generation loop (greedy, sampling, beam search) in C++.
+// LLaMA-family decoder (HF LlamaForCausalLM; Mistral / Vicuna / Qwen2 configs load too, and the
+// InternVL2 family's InternLM2 and Phi-3 under their own module names with their fused
+// projections): RMSNorm, RoPE (default, linear, llama3, dynamic NTK, Phi-3's longrope),
+// grouped-query attention, SwiGLU, tied or untied head, KV cache, inputs_embeds (audio or image
+// tokens spliced in as embeddings), left-padding masks, and the whole generation loop (greedy,
+// sampling, beam search) in C++.
 #pragma once
 #include "nn/lora.h"
 #include "nn/model.h"
@@ -13,14 +15,21 @@ namespace et::nn {
 
 // lib/nn/llama.ts declares the fields, HF names and defaults.
 struct LlamaConfig {
+  // llama | mistral | qwen2: HF's LLaMA names (q_proj, …, embed_tokens, lm_head);
+  // internlm2: attention.wqkv (grouped q…q k v per kv head), attention.wo, feed_forward.w1/w3/w2,
+  //   attention_norm, ffn_norm, model.tok_embeddings, output;
+  // phi3: self_attn.qkv_proj (q, k, v stacked), mlp.gate_up_proj (gate, up stacked).
+  std::string model_type;
   int64_t vocab_size, hidden_size, intermediate_size, num_hidden_layers;
   int64_t num_attention_heads, num_key_value_heads, head_dim, max_position_embeddings;
   double rms_norm_eps, rope_theta, initializer_range, attention_dropout;
-  std::string rope_type;  // default | linear | llama3
+  std::string rope_type;  // default | linear | llama3 | dynamic (InternLM2's NTK) | longrope (Phi-3's su)
   double rope_factor, low_freq_factor, high_freq_factor;
+  std::vector<double> short_factor, long_factor;  // longrope: per-frequency divisors below / above original_max_position_embeddings
+  double attention_factor;                        // longrope: cos and sin are multiplied by it
   int64_t original_max_position_embeddings;
   int64_t sliding_window;  // Mistral: a query sees at most this many positions (0: all earlier ones)
-  bool tie_word_embeddings, attention_bias, mlp_bias;
+  bool tie_word_embeddings, attention_bias, mlp_bias, qkv_bias;  // qkv_bias: q, k, v only (Qwen2)
   std::string hidden_act;
   static LlamaConfig from(const ConfigReader& c);
 };
@@ -51,8 +60,13 @@ struct LlamaLayerImpl : torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask, KVCache* cache,
                      size_t index);
   LlamaConfig cfg;
-  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr}, gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  // q/k/v_proj, or one fused qkv (InternLM2's wqkv, Phi-3's qkv_proj); gate/up_proj, or Phi-3's gate_up.
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, qkv{nullptr}, o_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, gate_up{nullptr}, down_proj{nullptr};
   at::Tensor input_layernorm, post_attention_layernorm;
+
+ private:
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const at::Tensor& h);  // each (B, T, heads, D)
 };
 TORCH_MODULE(LlamaLayer);
 
@@ -72,12 +86,15 @@ struct LlamaForCausalLM : Model {
   at::Tensor run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache);
   at::Tensor embed(const at::Tensor& ids);
   LlamaConfig cfg;
-  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::Embedding embed_tokens{nullptr};  // model.embed_tokens (model.tok_embeddings for InternLM2)
   torch::nn::ModuleList layers{nullptr};
   at::Tensor norm_weight, inv_freq;
-  Linear lm_head{nullptr};
+  Linear lm_head{nullptr};  // lm_head (output for InternLM2); null when tied
 
  private:
+  // inv_freq (D/2) and the cos/sin multiplier for a run over S positions (cache + new): dynamic NTK
+  // and longrope depend on S, as the originals' rotary embeddings do on kv_seq_len.
+  std::pair<at::Tensor, double> rope_for(int64_t S) const;
   // (V) bool: true where generation.{banned,allowed}_token_ranges forbid the id; undefined when none do.
   at::Tensor banned_mask(const GenerationConfig& g, const at::Device& device) const;
   at::Tensor greedy_or_sample(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g);

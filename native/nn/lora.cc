@@ -64,10 +64,11 @@ std::vector<std::string> apply_lora(torch::nn::Module& root, const std::vector<s
     auto* lin = item.value()->as<LinearImpl>();
     if (!lin || lin->has_lora()) continue;
     const std::string& name = item.key();
-    auto dot = name.rfind('.');
-    std::string last = dot == std::string::npos ? name : name.substr(dot + 1);
     for (const auto& t : targets) {
-      if (t == last || t == name) {
+      // peft's rule for a list of targets: the whole name, or its tail after a dot ('q_proj',
+      // 'attention.wqkv', 'model.layers.0.mlp.down_proj').
+      bool tail = name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0 && name[name.size() - t.size() - 1] == '.';
+      if (t == name || tail) {
         lin->add_lora(r, alpha, dropout);
         done.push_back(name);
         break;
