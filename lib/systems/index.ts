@@ -29,6 +29,8 @@ export { LANGUAGEBIND_SEMEVAL_ARGS, languageBindMetrics } from './languagebind/r
 export type { LanguageBindScores } from './languagebind/recipe';
 export { ecfVideoFile, ecfAudioFile, languageBindLabel, languageBindCollate, languageBindCachedCollate, languageBindEmbeddings } from './languagebind/data';
 export type { LanguageBindCollateOptions, LanguageBindEmbeddingsOptions } from './languagebind/data';
+export { InternVL, INTERNVL_DEFAULTS, INTERNVL_IMAGE_TOKENS, resolveInternVLConfig } from './internvl/model';
+export type { InternVLConfig, InternVLInputs, InternVLOutputs, InternVLCreateOptions } from './internvl/model';
 export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_MAX_LENGTH } from './m2se/data';
 export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seAudioReport, M2seSalmonnItem } from './m2se/data';
 export { m2seStages, m2seInfer, M2SE_TRAIN_ARGS, M2SE_LORA } from './m2se/recipe';
