@@ -193,8 +193,8 @@ function pilPass(x: Tensor, outSize: number): Tensor {
   return sums.add(1 << (PRECISION_BITS - 1)).div(1 << PRECISION_BITS).floor().clamp(0, 255);
 }
 
-/** PIL's `Image.resize((w, h), BICUBIC)` of an RGB uint8 image [3, H, W] → float64 [3, h, w] of integers. */
-function pilResizeBicubic(img: Tensor, h: number, w: number): Tensor {
+/** PIL's `Image.resize((w, h), BICUBIC)` of an RGB uint8 image [3, H, W] → float64 [3, h, w] of integers. @internal */
+export function pilResizeBicubic(img: Tensor, h: number, w: number): Tensor {
   let x = img.to({ dtype: 'float64' });
   if (w !== x.shape[2]) x = pilPass(x, w);                                      // horizontal first
   if (h !== x.shape[1]) x = pilPass(x.transpose(1, 2), h).transpose(1, 2);      // then vertical

@@ -1,0 +1,104 @@
+/**
+ * InternVL's image preprocessing (InternVL `internvl_chat/internvl/train/dataset.py` and ms-swift
+ * 2.6.1 `vision_utils.py`, which copies it): `dynamic_preprocess` cuts a picture into up to
+ * `maxNum` square tiles on the grid whose aspect ratio is closest to the picture's (resized with
+ * PIL's bicubic filter, reproduced bit for bit), adds a thumbnail of the whole picture when there
+ * is more than one tile, and `build_transform` scales each tile to [0, 1] and normalises it with
+ * ImageNet's mean and std.
+ */
+import { checkInt, checkOptionNames, invalid } from '../errors';
+import { Tensor, checkTensor, stack, tensor } from '../tensor';
+import { pilResizeBicubic } from './transforms';
+
+/** ImageNet's RGB mean, InternVL's IMAGENET_MEAN. */
+export const IMAGENET_MEAN: readonly [number, number, number] = [0.485, 0.456, 0.406];
+/** ImageNet's RGB std, InternVL's IMAGENET_STD. */
+export const IMAGENET_STD: readonly [number, number, number] = [0.229, 0.224, 0.225];
+
+/** Options of {@link internvlTiles}. */
+export interface InternVLTilesOptions {
+  /** The tile side (InternVL2: 448). */
+  imageSize?: number;
+  /** Fewest tiles of a grid (default 1). */
+  minNum?: number;
+  /** Most tiles of a grid (default 12, ms-swift's MAX_NUM; InternVL's chat examples use 12, its config's max_dynamic_patch is 6). Frames of a video: 1. */
+  maxNum?: number;
+  /** Add the whole picture as a last tile when there is more than one (default true, as ms-swift). */
+  useThumbnail?: boolean;
+}
+
+/** What {@link internvlTiles} returns. */
+export interface InternVLTiles {
+  /** (tiles, 3, imageSize, imageSize) float32, normalised. */
+  pixelValues: Tensor;
+  /** The grid chosen: [columns, rows]. */
+  grid: [number, number];
+}
+
+/** The largest grid a call may ask for: 64 tiles of 448 px are already 38 M pixels. */
+const MAX_TILES = 64;
+
+/**
+ * InternVL's `find_closest_aspect_ratio`: the [columns, rows] grid (from `ratios`, in order) whose
+ * aspect ratio is nearest `aspect`; on an exact tie the later grid wins only when the picture's
+ * area is more than half the grid's pixel area.
+ */
+export function findClosestAspectRatio(aspect: number, ratios: ReadonlyArray<[number, number]>, width: number, height: number, imageSize: number): [number, number] {
+  let bestDiff = Infinity;
+  let best: [number, number] = [1, 1];
+  const area = width * height;
+  for (const r of ratios) {
+    const diff = Math.abs(aspect - r[0] / r[1]);
+    if (diff < bestDiff) {
+      bestDiff = diff;
+      best = r;
+    } else if (diff === bestDiff && area > 0.5 * imageSize * imageSize * r[0] * r[1]) {
+      best = r;
+    }
+  }
+  return best;
+}
+
+/**
+ * The grids `dynamic_preprocess` considers, fewest tiles first. Python takes them from a set, so
+ * grids of equal tile count come in set order; here they come columns-ascending (the order only
+ * matters on an exact tie of both tile count and aspect distance).
+ */
+export function internvlGrids(minNum: number, maxNum: number): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let i = 1; i <= maxNum; i++) for (let j = 1; j <= maxNum; j++) if (i * j >= minNum && i * j <= maxNum) out.push([i, j]);
+  return out.sort((a, b) => a[0] * a[1] - b[0] * b[1] || a[0] - b[0]);
+}
+
+/**
+ * A picture as InternVL's model input: `dynamic_preprocess` (tiles on the closest grid + thumbnail)
+ * then `build_transform` (ToTensor, ImageNet normalisation) on each tile.
+ * @param image uint8 RGB [3, H, W] (as {@link readImage} gives)
+ * @throws EmotorchError ERR_INVALID_ARG for another shape or dtype, or bad options (more than 64 tiles)
+ * @example
+ * const { pixelValues } = et.vision.internvlTiles(await et.vision.readImage('scene.jpg'), { imageSize: 448, maxNum: 12 });
+ */
+export function internvlTiles(image: Tensor, opts: InternVLTilesOptions = {}): InternVLTiles {
+  const o = checkOptionNames(opts, ['imageSize', 'minNum', 'maxNum', 'useThumbnail'], 'internvlTiles options');
+  checkTensor(image, 'image');
+  const s = image.shape;
+  if (s.length !== 3 || s[0] !== 3 || s[1] === 0 || s[2] === 0 || image.dtype !== 'uint8') invalid('a uint8 RGB image of shape [3, H, W]', 'image', `${image.dtype} [${s}]`);
+  const size = o.imageSize === undefined ? 448 : checkInt(o.imageSize, 'imageSize', 1);
+  const minNum = o.minNum === undefined ? 1 : checkInt(o.minNum, 'minNum', 1);
+  const maxNum = o.maxNum === undefined ? 12 : checkInt(o.maxNum, 'maxNum', 1);
+  if (maxNum < minNum || maxNum > MAX_TILES) invalid(`an integer in [minNum (${minNum}), ${MAX_TILES}]`, 'maxNum', maxNum);
+  if (o.useThumbnail !== undefined && typeof o.useThumbnail !== 'boolean') invalid('a boolean', 'useThumbnail', o.useThumbnail);
+  const thumb = o.useThumbnail ?? true;
+  const [h, w] = [s[1], s[2]];
+  const grid = findClosestAspectRatio(w / h, internvlGrids(minNum, maxNum), w, h, size);
+  const [cols, rows] = grid;
+  const resized = pilResizeBicubic(image, rows * size, cols * size);   // float64 of PIL's uint8 values
+  const tiles: Tensor[] = [];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) tiles.push(resized.slice(1, r * size, (r + 1) * size).slice(2, c * size, (c + 1) * size));
+  if (thumb && tiles.length !== 1) tiles.push(pilResizeBicubic(image, size, size));
+  const mean = tensor([...IMAGENET_MEAN]).reshape([1, 3, 1, 1]);
+  const std = tensor([...IMAGENET_STD]).reshape([1, 3, 1, 1]);
+  // ToTensor (uint8 → float32 / 255) then Normalize, in float32 as torchvision.
+  const pixelValues = stack(tiles).float().div(255).sub(mean).div(std).contiguous();
+  return { pixelValues, grid };
+}
