@@ -1,0 +1,134 @@
+/**
+ * InternVL2's prompts as ms-swift 2.6.1 builds them for training and inference (`template.py`:
+ * `internvl2` for the InternLM2 / Qwen2 models, `internvl2-phi3` for InternVL2-4B): the system
+ * block, history turns, `<image>` / `<video>` tags (missing tags prepended to the first query,
+ * videos as `Frame{i}: ` + one tile per frame), each image as `<img>` + `<IMG_CONTEXT>` ×
+ * numImageToken × tiles + `</img>\n`, and labels on every response and the separator after it.
+ */
+import { EmotorchError, invalid } from '../../errors';
+import type { Tokenizer } from '../../data/tokenizer';
+
+/** ms-swift's `Internvl2Template.system` (both templates' default system text). */
+export const INTERNVL2_SYSTEM = '你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。';
+
+/** One chat template's strings: `user` + query + `assistant`, then the response and `sep`. */
+export interface InternVLTemplate {
+  user: string;
+  assistant: string;
+  /** After each response (chat_sep between turns, suffix after the last: the same string here). */
+  sep: string;
+  systemStart: string;
+  systemEnd: string;
+}
+
+/** ms-swift 2.6.1's InternVL2 templates (template.py L2437-2445, L2594-2609), no newline after the separators. */
+export const INTERNVL_TEMPLATES: Readonly<Record<'internvl2' | 'internvl2-phi3', InternVLTemplate>> = {
+  internvl2: { user: '<|im_start|>user\n', assistant: '<|im_end|><|im_start|>assistant\n', sep: '<|im_end|>', systemStart: '<|im_start|>system\n', systemEnd: '<|im_end|>' },
+  'internvl2-phi3': { user: '<|user|>\n', assistant: '<|end|><|assistant|>\n', sep: '<|end|>', systemStart: '<|system|>\n', systemEnd: '<|end|>' },
+};
+
+/** One conversation to encode. */
+export interface InternVLConversation {
+  /** undefined: the template's default system; '' or null: no system block (swift's `--system ''`). */
+  system?: string | null;
+  /** Earlier [query, response] turns (their responses are trained on too, as swift does). */
+  history?: Array<[string, string]>;
+  query: string;
+  /** The target; omitted at inference (the prompt ends after the assistant header). */
+  response?: string;
+  /** Tiles of each image, in order (thumbnail included). */
+  imageTiles?: number[];
+  /** Frames of each video (one tile each). */
+  videoFrames?: number[];
+}
+
+export interface InternVLEncoded {
+  inputIds: number[];
+  /** −100 except on the responses and the separator after each. */
+  labels: number[];
+  /** Tokens counting each image and frame as one, what swift compares with max_length ('delete' drops longer records). */
+  lengthBeforeImages: number;
+  /** Tiles in prompt order (videos' frames, then images, as the tags come). */
+  tiles: number;
+}
+
+type Seg = { text: string; train: boolean } | { tiles: number };
+
+/**
+ * Encodes a conversation as ms-swift's InternVL2 templates do: text runs of the same kind
+ * tokenized separately (prompt runs, response runs), BOS first when the tokenizer adds one to an
+ * empty string (InternLM2, Phi-3), the image context tokens between `<img>` and `</img>\n`.
+ * @param tok a tokenizer that knows the template's special tokens and `<img>`, `</img>`, `<IMG_CONTEXT>`
+ * @throws EmotorchError ERR_INVALID_ARG when a tag has no media, media have no tag left to fill,
+ *   or the tokenizer lacks a special token
+ */
+export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation, opts: { template: keyof typeof INTERNVL_TEMPLATES; numImageToken: number }): Promise<InternVLEncoded> {
+  const t = INTERNVL_TEMPLATES[opts.template];
+  if (!t) invalid(Object.keys(INTERNVL_TEMPLATES).map((k) => `'${k}'`).join(' or '), 'template', opts.template);
+  if (!conv || typeof conv.query !== 'string') invalid('a conversation with a query string', 'conversation', conv);
+  const ctx = tok.tokenToId('<IMG_CONTEXT>');
+  if (ctx === undefined) throw new EmotorchError("InternVL: the tokenizer has no '<IMG_CONTEXT>' token", 'ERR_INVALID_ARG');
+  const images = [...(conv.imageTiles ?? [])];
+  const videos = [...(conv.videoFrames ?? [])];
+  const history = (conv.history ?? []).map(([q, r]) => [q, r] as [string, string]);
+  // add_default_tags: missing tags go in front of the first query (videos first, then images in front of them).
+  const first = history.length ? history[0][0] : conv.query;
+  const all = [...history.map(([q]) => q), conv.query].join('');
+  const count = (s: string, tag: string) => s.split(tag).length - 1;
+  const missing = (n: number, tag: string) => tag.repeat(Math.max(0, n - count(all, tag)));
+  const firstTagged = missing(images.length, '<image>') + missing(videos.length, '<video>') + first;
+  if (history.length) history[0][0] = firstTagged;
+  const query = history.length ? conv.query : firstTagged;
+
+  const segs: Seg[] = [];
+  const text = (s: string, train: boolean) => { if (s) segs.push({ text: s, train }); };
+  let tiles = 0;
+  const media = (s: string) => {
+    // <video> → Frame{i}: <img>…</img>\n per frame (1 tile each); <image> → <img>…</img>\n
+    for (const part of s.split(/(<image>|<video>)/)) {
+      if (part === '<image>') {
+        const n = images.shift();
+        if (n === undefined) invalid('as many images as <image> tags', 'conversation.imageTiles', conv.imageTiles ?? []);
+        text('<img>', false); segs.push({ tiles: n! }); text('</img>\n', false); tiles += n!;
+      } else if (part === '<video>') {
+        const n = videos.shift();
+        if (n === undefined) invalid('as many videos as <video> tags', 'conversation.videoFrames', conv.videoFrames ?? []);
+        for (let i = 0; i < n!; i++) { text(`Frame${i + 1}: <img>`, false); segs.push({ tiles: 1 }); text('</img>\n', false); }
+        tiles += n!;
+      } else text(part, false);
+    }
+  };
+  const system = conv.system === undefined ? INTERNVL2_SYSTEM : conv.system;
+  if (system) text(t.systemStart + system + t.systemEnd, false);
+  for (const [q, r] of history) {
+    text(t.user, false); media(q); text(t.assistant, false); text(r + t.sep, true);
+  }
+  text(t.user, false); media(query); text(t.assistant, false);
+  if (conv.response !== undefined) text(conv.response + t.sep, true);
+
+  // Adjacent runs of the same kind are joined and tokenized as one string (_simplify_context_list).
+  const inputIds: number[] = [], labels: number[] = [];
+  let lengthBeforeImages = 0;
+  const bos = tok.bosTokenId;
+  if (bos !== undefined && (await tok.encode('')).includes(bos)) { inputIds.push(bos); labels.push(-100); lengthBeforeImages++; }
+  for (let i = 0; i < segs.length;) {
+    const s = segs[i];
+    if ('tiles' in s) {
+      const n = s.tiles * opts.numImageToken;
+      for (let k = 0; k < n; k++) { inputIds.push(ctx); labels.push(-100); }
+      lengthBeforeImages++;
+      i++;
+      continue;
+    }
+    let joined = '';
+    let j = i;
+    for (; j < segs.length && !('tiles' in segs[j]) && (segs[j] as { train: boolean }).train === s.train; j++) joined += (segs[j] as { text: string }).text;
+    const ids = await tok.encode(joined, { addSpecialTokens: false });
+    inputIds.push(...ids);
+    labels.push(...(s.train ? ids : ids.map(() => -100)));
+    lengthBeforeImages += ids.length;
+    i = j;
+  }
+  if (images.length || videos.length) invalid('a <image> / <video> tag for every image and video', 'conversation', `${images.length} images and ${videos.length} videos left over`);
+  return { inputIds, labels, lengthBeforeImages, tiles };
+}
