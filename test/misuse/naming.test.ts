@@ -26,7 +26,9 @@ const MIRRORS = new Set([
   'WavLMConfig', 'WhisperConfig', 'SalmonnConfig', 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
   'SpectraTextConfig', 'GradScalerState', 'ResolvedTrainingArguments', 'TrainingArgumentsInit', 'TrainerState',
   'lr_scheduler_kwargs', 'parsed', 'given', 'ProbeJson', 'StreamJson', 'PacketJson', 'ClipTextConfig', 'ClipVisionConfig', 'ClipConfig',
-  'ClipResolvedConfig', 'LanguageBindScores',
+  'ClipResolvedConfig', 'LanguageBindScores', 'InternVisionConfig', 'InternVLConfig',
+  // the bridge's native config: InternVLChatConfig's downsample_ratio / ps_version and the two widths, read by name in C++
+  'InternVLProjectorConfig',
 ]);
 
 function files(dir: string): string[] {

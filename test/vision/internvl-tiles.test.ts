@@ -5,12 +5,13 @@ import { describe, it, expect } from 'vitest';
 import * as path from 'path';
 import * as et from '../../lib/index';
 import { FIXTURES, maxAbsDiff, throwsWith } from '../helpers';
+import { HAVE_FFMPEG, NO_FFMPEG } from './helpers';
 
 const dir = path.join(FIXTURES, 'internvl_tiles');
 const CASES: Array<[string, number]> = [['wide', 6], ['tall', 12], ['square', 6], ['dot', 12], ['odd', 12], ['small', 4]];
 
 describe('et.vision.internvlTiles = InternVL dynamic_preprocess + build_transform', () => {
-  it('cuts every picture into the original tiles (PIL bicubic, thumbnail, ImageNet normalisation)', async () => {
+  it.skipIf(!HAVE_FFMPEG)(`cuts every picture into the original tiles (PIL bicubic, thumbnail, ImageNet normalisation; skipped when ${NO_FFMPEG})`, async () => {
     const t = (await et.io.loadSafetensors(path.join(dir, 'io.safetensors'))).tensors;
     for (const [name, maxNum] of CASES) {
       const img = await et.vision.readImage(path.join(dir, `${name}.png`));
