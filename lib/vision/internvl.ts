@@ -102,3 +102,21 @@ export function internvlTiles(image: Tensor, opts: InternVLTilesOptions = {}): I
   const pixelValues = stack(tiles).float().div(255).sub(mean).div(std).contiguous();
   return { pixelValues, grid };
 }
+
+/**
+ * The frames ms-swift 2.6.1 reads of a video for InternVL2 (`vision_utils._get_index` with no
+ * bound, `load_video_internvl`): the midpoints of `numSegments` equal segments of frames
+ * 0 … frameCount − 1, `int(seg / 2 + round(seg · i))` with seg = (frameCount − 1) / numSegments
+ * and Python's round-half-to-even. `VIDEO_SEGMENTS` (default 8) is `numSegments`.
+ * @throws EmotorchError ERR_INVALID_ARG for a frame count below 1 or a bad segment count
+ * @example
+ * const { frames } = await et.vision.readVideoFrames('clip.mp4', { indices: et.vision.internvlFrameIndices(info.frameCount) });
+ */
+export function internvlFrameIndices(frameCount: number, numSegments = 8): number[] {
+  checkInt(frameCount, 'frameCount', 1);
+  checkInt(numSegments, 'numSegments', 1);
+  if (numSegments > 4096) invalid('at most 4096 segments', 'numSegments', numSegments);
+  const seg = (frameCount - 1) / numSegments;
+  const roundEven = (x: number) => { const f = Math.floor(x), d = x - f; return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f; };
+  return Array.from({ length: numSegments }, (_, i) => Math.trunc(seg / 2 + roundEven(seg * i)));
+}

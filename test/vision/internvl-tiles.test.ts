@@ -2,6 +2,7 @@
 // scripts/fixtures/internvl2.py tiles from InternVL's dataset.py with PIL): the grid, the tiles, the
 // thumbnail, the normalisation.
 import { describe, it, expect } from 'vitest';
+import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
 import { FIXTURES, maxAbsDiff, throwsWith } from '../helpers';
@@ -29,6 +30,12 @@ describe('et.vision.internvlTiles = InternVL dynamic_preprocess + build_transfor
     expect(et.vision.findClosestAspectRatio(2, grids, 896, 448, 448)).toEqual([2, 1]);
     expect(et.vision.findClosestAspectRatio(1, grids, 700, 700, 448)).toEqual([2, 2]);
     expect(et.vision.findClosestAspectRatio(1, grids, 300, 300, 448)).toEqual([1, 1]);
+  });
+  it('samples video frames as ms-swift 2.6.1 _get_index (segment midpoints, half-to-even rounding)', () => {
+    const cases = JSON.parse(fs.readFileSync(path.join(dir, 'frame_indices.json'), 'utf8')) as Array<{ frames: number; segments: number; indices: number[] }>;
+    for (const c of cases) expect(et.vision.internvlFrameIndices(c.frames, c.segments), `${c.frames} frames, ${c.segments} segments`).toEqual(c.indices);
+    throwsWith(() => et.vision.internvlFrameIndices(0), 'ERR_INVALID_ARG', /frameCount/);
+    throwsWith(() => et.vision.internvlFrameIndices(10, 1e6), 'ERR_INVALID_ARG', /numSegments/);
   });
   it('refuses bad pictures and absurd tilings', () => {
     throwsWith(() => et.vision.internvlTiles(et.zeros([3, 4, 4])), 'ERR_INVALID_ARG', /uint8 RGB image/);
