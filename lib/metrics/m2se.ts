@@ -20,6 +20,7 @@
 import { EmotorchError, invalid } from '../errors';
 import { readJsonList } from '../data/datasets/json';
 import { Metric, PredLabel, checkOptions, nonEmpty, sameLength, toStrings } from './common';
+import { Tensor, checkTensor } from '../tensor';
 import { precisionRecallFscoreSupport } from './classification';
 
 /** One ms-swift inference record (`swift infer` JSONL): the fields compute_result reads. */
@@ -262,4 +263,42 @@ export class M2seEmotion extends TextMetric<M2seClassResult> {
 /** Streaming {@link m2sePairs}: `update(responses, labels)`. */
 export class M2sePairs extends TextMetric<M2sePairResult> {
   protected run(p: string[], t: string[]): M2sePairResult { return pairs(p, t); }
+}
+
+/**
+ * ms-swift's training accuracy of a causal LM (`Seq2SeqTrainer.compute_loss`, logged as `acc`):
+ * the argmax of the logits at positions 0..T−2 against the labels at 1..T−1 where they are not
+ * −100. `'token'`: the fraction of label tokens right; `'sentence'` (`--acc_strategy sentence`, as
+ * M2SE trains): the fraction of rows whose label tokens are all right (a row without label tokens
+ * counts as right, as `torch.all` of nothing).
+ * @param logits (batch, T, vocab)
+ * @param labels (batch, T) int64, −100 where nothing is scored
+ * @throws EmotorchError ERR_INVALID_ARG for mis-shaped inputs or an unknown strategy
+ * @example
+ * et.metrics.lmAccuracy(out.logits, batch.labels, 'sentence');
+ */
+export function lmAccuracy(logits: Tensor, labels: Tensor, strategy: 'token' | 'sentence' = 'token'): number {
+  checkTensor(logits, 'logits');
+  checkTensor(labels, 'labels');
+  if (strategy !== 'token' && strategy !== 'sentence') invalid("'token' or 'sentence'", 'strategy', strategy);
+  if (logits.ndim !== 3 || labels.ndim !== 2 || logits.shape[0] !== labels.shape[0] || logits.shape[1] !== labels.shape[1]) {
+    invalid(`logits (batch, T, vocab) and labels (batch, T) of one batch and length`, 'logits / labels', `[${logits.shape}] / [${labels.shape}]`);
+  }
+  const T = labels.shape[1];
+  if (T < 2) return strategy === 'sentence' ? 1 : 0;
+  const pred = logits.slice(1, 0, T - 1).argmax(-1).to({ device: 'cpu' });
+  const gold = labels.slice(1, 1, T).to({ device: 'cpu', dtype: 'int64' });
+  const p = pred.toArray() as number[][], g = gold.toArray() as number[][];
+  pred.dispose(); gold.dispose();
+  let right = 0, total = 0, rows = 0;
+  for (let i = 0; i < g.length; i++) {
+    let all = true;
+    for (let t = 0; t < g[i].length; t++) {
+      if (g[i][t] === -100) continue;
+      total++;
+      if (Number(p[i][t]) === Number(g[i][t])) right++; else all = false;
+    }
+    if (all) rows++;
+  }
+  return strategy === 'sentence' ? rows / g.length : total ? right / total : 0;
 }

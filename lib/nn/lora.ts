@@ -18,11 +18,30 @@ export interface LoraOptions {
   alpha: number;
   /** Dropout on the adapter's input while training (default 0). */
   dropout?: number;
-  /** Layer names to wrap, matched as peft matches a list: a full name, or a name's tail after a dot (`q_proj`, `attention.wqkv`). */
-  targetModules: string[];
+  /**
+   * Layers to wrap, matched on their full names as peft matches: a list of names, each the full
+   * name or its tail after a dot (`q_proj`, `attention.wqkv`, `mlp1.1`); or a string, a regular
+   * expression the whole name must match (peft's `re.fullmatch`, as ms-swift passes its
+   * multimodal defaults). Only Linear layers are wrapped.
+   */
+  targetModules: string[] | string;
 }
 
 const applied = new WeakMap<Module, Required<LoraOptions>>();
+
+/** peft's `_check_target_module_exists`: a regex string fully matches the name; a list entry is the name or its tail after a dot. */
+function targetMatcher(targets: string[] | string): (name: string) => boolean {
+  if (typeof targets === 'string') {
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(?:${targets})$`);
+    } catch (e) {
+      throw new EmotorchError(`targetModules: '${targets}' is not a regular expression (${(e as Error).message})`, 'ERR_INVALID_ARG');
+    }
+    return (n) => re.test(n);
+  }
+  return (n) => targets.some((t) => n === t || n.endsWith(`.${t}`));
+}
 
 function* nativeModules(m: Module, prefix = ''): Generator<[string, NativeModule]> {
   if (m instanceof NativeModule) yield [prefix, m];
@@ -46,21 +65,27 @@ export function applyLora(module: Module, opts: LoraOptions): string[] {
     dropout: checkNumber(opts.dropout ?? 0, 'dropout', 0, 1),
     targetModules: opts.targetModules,
   };
-  if (!Array.isArray(o.targetModules) || o.targetModules.length === 0 || o.targetModules.some((t) => typeof t !== 'string')) {
-    invalid('a non-empty array of layer names', 'targetModules', o.targetModules);
+  const t = o.targetModules;
+  if (!(typeof t === 'string' && t.length > 0) && (!Array.isArray(t) || t.length === 0 || t.some((x) => typeof x !== 'string' || x === ''))) {
+    invalid('a non-empty array of layer names or a regular expression string', 'targetModules', t);
   }
+  const matches = targetMatcher(t);
   if (applied.has(module)) throw new EmotorchError('LoRA was already applied to this module', 'ERR_INVALID_ARG');
   const names: string[] = [];
   for (const [prefix, m] of nativeModules(module)) {
+    // the layers of this native module whose full names match (parameter owners; only Linear ones get wrapped)
+    const local = [...new Set((m.native.namedParameters()[0] as string[]).map((n) => n.slice(0, Math.max(n.lastIndexOf('.'), 0))))]
+      .filter((n) => n && matches(prefix ? `${prefix}.${n}` : n));
+    if (local.length === 0) continue;
     let wrapped: string[] = [];
     try {
-      wrapped = m.native.applyLora(o.targetModules, o.r, o.alpha, o.dropout);
+      wrapped = m.native.applyLora(local, o.r, o.alpha, o.dropout);
     } catch (e) {
       if (!/no Linear layer matches/.test((e as Error).message)) throw e;
     }
     names.push(...wrapped.map((n) => (prefix ? `${prefix}.${n}` : n)));
   }
-  if (names.length === 0) throw new EmotorchError(`LoRA: no Linear layer is named any of ${o.targetModules.join(', ')}`, 'ERR_INVALID_ARG');
+  if (names.length === 0) throw new EmotorchError(`LoRA: no Linear layer is named ${typeof t === 'string' ? `to match /${t}/` : `any of ${t.join(', ')}`}`, 'ERR_INVALID_ARG');
   for (const [n, p] of module.namedParameters()) p.requiresGrad = /\.lora_[AB]\.default\.weight$/.test(n);
   applied.set(module, o);
   return names;
@@ -87,7 +112,8 @@ export async function loadLoraAdapter(module: Module, dir: string): Promise<stri
   const cfgPath = path.join(dir, 'adapter_config.json');
   const cfg = readJsonObjectSync(cfgPath, 'an adapter config');
   if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw new EmotorchError(`'${cfgPath}': peft_type ${String(cfg.peft_type)} is not LORA`, 'ERR_FORMAT');
-  const targets = typeof cfg.target_modules === 'string' ? [cfg.target_modules] : (cfg.target_modules as string[]);
+  // a string is a regular expression over the full names, as peft reads it
+  const targets = cfg.target_modules as string[] | string;
   const names = applyLora(module, { r: cfg.r as number, alpha: cfg.lora_alpha as number, dropout: (cfg.lora_dropout as number) ?? 0, targetModules: targets });
   const { tensors } = await loadSafetensors(path.join(dir, 'adapter_model.safetensors'));
   const sd = new Map<string, Tensor>();

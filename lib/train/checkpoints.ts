@@ -21,7 +21,11 @@ import type { TrainerState } from './callbacks';
 
 /** Where training stands in the data: `batches` of this rank's loader in `epoch`; `world` ranks of `perDevice` items per batch (to resume on another number of ranks). */
 export type Position = { epoch: number; batches: number; world?: number; perDevice?: number };
-export interface Extra { data: Position; logSum: number; logCount: number; gradNorm: number | null; trainLossSum: number }
+export interface Extra {
+  data: Position; logSum: number; logCount: number; gradNorm: number | null; trainLossSum: number;
+  /** trainMetrics' sums since the last log (each micro-batch's value / gradient_accumulation_steps). */
+  custom?: Record<string, number>;
+}
 
 const CKPT = /^checkpoint-(\d+)$/;
 export async function exists(p: string): Promise<boolean> {

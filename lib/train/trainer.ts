@@ -69,6 +69,13 @@ export interface TrainerOptions<T = unknown> {
    * returned must then be normalized by it (sum / numItemsInBatch), as HF's compute_loss_func.
    */
   computeLoss?: (model: Module, batch: Batch, ctx: { numItemsInBatch?: number }) => Promise<Tensor | { loss: Tensor }>;
+  /**
+   * Training metrics of each micro-batch from the forward's outputs (e.g. ms-swift's `acc`, see
+   * `et.train.tokenAccuracy`), logged next to the loss as ms-swift's trainer logs them: each value
+   * divided by gradient_accumulation_steps and summed, the sum divided by the optimizer steps since
+   * the last log.
+   */
+  trainMetrics?: (outputs: Record<string, unknown>, batch: Batch) => Record<string, number>;
   /** Metrics from an evaluation's predictions (plain numbers; keys get the `eval_` prefix). */
   computeMetrics?: (p: EvalPrediction) => Record<string, number> | Promise<Record<string, number>>;
   callbacks?: TrainerCallback[];
@@ -82,7 +89,7 @@ export interface TrainerOptions<T = unknown> {
   generateOptions?: Record<string, unknown>;
 }
 
-const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'computeMetrics', 'callbacks', 'optimizer', 'signal', 'handleSigint', 'generateOptions'];
+const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'trainMetrics', 'computeMetrics', 'callbacks', 'optimizer', 'signal', 'handleSigint', 'generateOptions'];
 
 /** Moves every tensor in a batch to `device` (objects and arrays are walked, other values kept). */
 function toDevice(v: unknown, device: string): unknown {
@@ -169,7 +176,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     const isDataset = (d: unknown) => !!d && typeof (d as Dataset<T>).get === 'function' && Number.isInteger((d as Dataset<T>).length);
     if (opts.trainDataset !== undefined && !isDataset(opts.trainDataset)) invalid('a dataset with length and get(i)', 'trainDataset', opts.trainDataset);
     if (opts.evalDataset !== undefined && !isDataset(opts.evalDataset)) invalid('a dataset with length and get(i)', 'evalDataset', opts.evalDataset);
-    for (const k of ['dataCollator', 'computeLoss', 'computeMetrics'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
+    for (const k of ['dataCollator', 'computeLoss', 'trainMetrics', 'computeMetrics'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
     if (opts.callbacks !== undefined && (!Array.isArray(opts.callbacks) || opts.callbacks.some((c) => !c || typeof c !== 'object'))) invalid('an array of callback objects', 'callbacks', opts.callbacks);
     if (opts.optimizer !== undefined && !(opts.optimizer instanceof Optimizer)) invalid('an et.optim optimizer', 'optimizer', opts.optimizer);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', opts.signal);
@@ -487,6 +494,16 @@ export class Trainer<T = unknown> extends EventEmitter {
     }
   }
 
+  private addTrainMetrics(outputs: Record<string, unknown>, batch: Batch): void {
+    const m = this.opts.trainMetrics!(outputs, batch);
+    if (!m || typeof m !== 'object') invalid('an object of numbers', 'trainMetrics() result', m);
+    const sums = (this.extra.custom ??= {});
+    for (const [k, v] of Object.entries(m)) {
+      if (typeof v !== 'number' || !Number.isFinite(v)) invalid('finite numbers', `trainMetrics() result '${k}'`, v);
+      sums[k] = (sums[k] ?? 0) + v / this.args.gradient_accumulation_steps;
+    }
+  }
+
   /** One optimizer step over its micro-batches. */
   private async updateStep(micro: Batch[]): Promise<void> {
     const a = this.args;
@@ -510,6 +527,7 @@ export class Trainer<T = unknown> extends EventEmitter {
         if (!tokenLoss && micro.length > 1) loss = loss.div(micro.length);
         if (tokenLoss && world > 1) loss = loss.mul(world);
         stepLoss += loss.item() / (tokenLoss ? world : 1);
+        if (this.opts.trainMetrics) this.addTrainMetrics(r.outputs, batch);
         await (this.scaler ? this.scaler.scale(loss) : loss).backward();
         if (loss !== r.loss) loss.dispose();
         releaseOutputs(r.outputs, batch);
@@ -568,6 +586,8 @@ export class Trainer<T = unknown> extends EventEmitter {
     const c = this.control;
     if (c.shouldLog && this.extra.logCount > 0) {
       const rec: LogRecord = { loss: this.extra.logSum / this.extra.logCount };
+      for (const [k, v] of Object.entries(this.extra.custom ?? {})) rec[k] = v / this.extra.logCount;
+      this.extra.custom = {};
       if (this.extra.gradNorm !== null) rec.grad_norm = this.extra.gradNorm;
       rec.learning_rate = this.stepLr;
       rec.epoch = this.state.epoch;
@@ -793,7 +813,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       ...this.state, ...hfState, max_steps: this.state.max_steps, num_train_epochs: this.state.num_train_epochs,
       is_local_process_zero: this.state.is_local_process_zero, is_world_process_zero: this.state.is_world_process_zero,
     };
-    this.extra = { data: emotorch.data, logSum: emotorch.logSum, logCount: emotorch.logCount, gradNorm: emotorch.gradNorm, trainLossSum: emotorch.trainLossSum };
+    this.extra = { data: emotorch.data, logSum: emotorch.logSum, logCount: emotorch.logCount, gradNorm: emotorch.gradNorm, trainLossSum: emotorch.trainLossSum, custom: emotorch.custom ?? {} };
     this.lastSavedStep = this.state.global_step;
     for (const c of this.callbacks) {
       const s = this.state.stateful_callbacks?.[c.name ?? c.constructor.name];

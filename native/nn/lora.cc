@@ -3,6 +3,7 @@
 #include "nn/fused.h"
 
 #include <cmath>
+#include <algorithm>
 
 namespace et::nn {
 
@@ -64,15 +65,10 @@ std::vector<std::string> apply_lora(torch::nn::Module& root, const std::vector<s
     auto* lin = item.value()->as<LinearImpl>();
     if (!lin || lin->has_lora()) continue;
     const std::string& name = item.key();
-    for (const auto& t : targets) {
-      // peft's rule for a list of targets: the whole name, or its tail after a dot ('q_proj',
-      // 'attention.wqkv', 'model.layers.0.mlp.down_proj').
-      bool tail = name.size() > t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0 && name[name.size() - t.size() - 1] == '.';
-      if (t == name || tail) {
-        lin->add_lora(r, alpha, dropout);
-        done.push_back(name);
-        break;
-      }
+    // The names are chosen in TypeScript (peft's matching on the full names); here they match exactly.
+    if (std::find(targets.begin(), targets.end(), name) != targets.end()) {
+      lin->add_lora(r, alpha, dropout);
+      done.push_back(name);
     }
   }
   TORCH_CHECK(!done.empty(), "LoRA: no Linear layer matches the target modules");

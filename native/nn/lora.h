@@ -26,7 +26,7 @@ struct LinearImpl : torch::nn::Module {
 };
 TORCH_MODULE(Linear);
 
-// Adds LoRA to every Linear whose last name component is in `targets` (or whose full name is);
+// Adds LoRA to every Linear whose name (relative to root) is one of `targets`;
 // returns the wrapped modules' names. Throws when nothing matches.
 std::vector<std::string> apply_lora(torch::nn::Module& root, const std::vector<std::string>& targets, int64_t r, double alpha,
                                     double dropout);

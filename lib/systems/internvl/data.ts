@@ -48,8 +48,10 @@ export interface InternVLEncoded {
   labels: number[];
   /** Tokens counting each image and frame as one, what swift compares with max_length ('delete' drops longer records). */
   lengthBeforeImages: number;
-  /** Tiles in prompt order (videos' frames, then images, as the tags come). */
+  /** Tiles in all (images' and videos' frames). */
   tiles: number;
+  /** The images and videos in the order their tags come in the prompt (the order of their tiles): kind and index in imageTiles / videoFrames. */
+  order: Array<{ kind: 'image' | 'video'; index: number }>;
 }
 
 type Seg = { text: string; train: boolean } | { tiles: number };
@@ -83,16 +85,19 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
   const segs: Seg[] = [];
   const text = (s: string, train: boolean) => { if (s) segs.push({ text: s, train }); };
   let tiles = 0;
+  const order: InternVLEncoded['order'] = [];
   const media = (s: string) => {
     // <video> → Frame{i}: <img>…</img>\n per frame (1 tile each); <image> → <img>…</img>\n
     for (const part of s.split(/(<image>|<video>)/)) {
       if (part === '<image>') {
         const n = images.shift();
         if (n === undefined) invalid('as many images as <image> tags', 'conversation.imageTiles', conv.imageTiles ?? []);
+        order.push({ kind: 'image', index: (conv.imageTiles ?? []).length - images.length - 1 });
         text('<img>', false); segs.push({ tiles: n! }); text('</img>\n', false); tiles += n!;
       } else if (part === '<video>') {
         const n = videos.shift();
         if (n === undefined) invalid('as many videos as <video> tags', 'conversation.videoFrames', conv.videoFrames ?? []);
+        order.push({ kind: 'video', index: (conv.videoFrames ?? []).length - videos.length - 1 });
         for (let i = 0; i < n!; i++) { text(`Frame${i + 1}: <img>`, false); segs.push({ tiles: 1 }); text('</img>\n', false); }
         tiles += n!;
       } else text(part, false);
@@ -130,5 +135,5 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
     i = j;
   }
   if (images.length || videos.length) invalid('a <image> / <video> tag for every image and video', 'conversation', `${images.length} images and ${videos.length} videos left over`);
-  return { inputIds, labels, lengthBeforeImages, tiles };
+  return { inputIds, labels, lengthBeforeImages, tiles, order };
 }

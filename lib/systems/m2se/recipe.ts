@@ -1,5 +1,6 @@
 /**
- * M2SE / EmoVerse (seed 004) as a recipe: multistage, multitask LoRA SFT of a text-only
+ * M2SE / EmoVerse (seed 004) as a recipe: multistage, multitask LoRA SFT of InternVL2 (the
+ * original's model: images and video frames through its vision tower), of a text-only
  * LLaMA-family model, or of the SALMONN speech LLM when the records carry audio, over ms-swift
  * records, and `swift infer`-style evaluation whose JSONL the M2SE metrics
  * (`et.metrics.m2seComputeResult`) score.
@@ -16,6 +17,10 @@ import type { Batch } from '../../train/trainer';
 import { TrainingArguments } from '../../train/args';
 import type { TrainingArgumentsInit } from '../../train/args';
 import { Salmonn } from '../salmonn/model';
+import { InternVL } from '../internvl/model';
+import { INTERNVL_TEMPLATES } from '../internvl/data';
+import { lmAccuracy } from '../../metrics/m2se';
+import { INTERNVL_LORA_TARGETS, M2seInternVLItem, internvlTemplateOf, internvlUnused, m2seInternVLCollate, m2seInternVLItems } from './internvl';
 import {
   IGNORE, M2SE_SYSTEM, M2seAudioReport, M2seExample, M2seFormatOptions, M2seMediaReport, M2seRecord, M2seSalmonnItem,
   checkTokenizer, endId, m2seAudio, m2seCollate, m2seExamples, m2sePrompt, m2seRecords, m2seSalmonnCollate, m2seSalmonnItems, mediaReport,
@@ -32,8 +37,12 @@ export const M2SE_TRAIN_ARGS = {
   save_strategy: 'epoch', save_only_trainable: true, logging_steps: 5, disable_tqdm: true,
 } as const;
 
-/** ms-swift 2.x's LoRA defaults (the original passes none): rank 8, alpha 32, dropout 0.05, q_proj/v_proj. */
-export const M2SE_LORA = { r: 8, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] };
+/**
+ * ms-swift 2.x's LoRA defaults (the original passes none): rank 8, alpha 32, dropout 0.05;
+ * targets q_proj/v_proj for a LLaMA, and for InternVL2 every Linear of the LLM and mlp1
+ * ({@link INTERNVL_LORA_TARGETS}, swift's multimodal DEFAULT).
+ */
+export const M2SE_LORA: { r: number; alpha: number; dropout: number; targetModules: string[] | string } = { r: 8, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] };
 
 /** Sum of the batch's token losses divided by numItemsInBatch (default: its own label tokens). */
 async function salmonnLoss(model: Salmonn, batch: Batch, numItemsInBatch?: number): Promise<Tensor> {
@@ -63,10 +72,18 @@ export interface M2seStage {
 }
 
 export interface M2seStagesOptions extends M2seFormatOptions {
-  /** A text-only LLaMA, or SALMONN (records with audio then go through its audio path). */
-  model: LlamaForCausalLM | Salmonn;
-  /** The LLaMA's tokenizer (SALMONN uses its own; this is ignored for it). */
+  /** InternVL2 (images and videos through its vision tower), a text-only LLaMA, or SALMONN (records with audio then go through its audio path). */
+  model: InternVL | LlamaForCausalLM | Salmonn;
+  /** The tokenizer of InternVL2 or the LLaMA (SALMONN uses its own; this is ignored for it). */
   tokenizer?: Tokenizer;
+  /** Logged training accuracy (`acc`), as swift's `--acc_strategy`: 'sentence' (the original scripts' choice, default) or 'token'. Not for SALMONN. */
+  accStrategy?: 'token' | 'sentence';
+  /** InternVL2: most tiles of an image (swift's MAX_NUM, default 12; 1 in a record with a video). */
+  maxNum?: number;
+  /** InternVL2: frames of a video (swift's VIDEO_SEGMENTS, default 8). */
+  videoSegments?: number;
+  /** InternVL2: ms-swift's template, default from the LLM ('internvl2-phi3' for Phi-3, else 'internvl2'). */
+  template?: keyof typeof INTERNVL_TEMPLATES;
   stages: M2seStage[];
   /** Where stages write when their args name no output_dir. */
   outputDir?: string;
@@ -80,7 +97,7 @@ export interface M2seStageResult {
   outputDir: string;
   examples: number;
   tooLong: number;
-  /** Media the model could not use: everything for a text-only LLaMA; images and video frames for SALMONN. */
+  /** Media the model could not use: everything for a text-only LLaMA; images and video frames for SALMONN; audio for InternVL2. */
   unusedMedia: M2seMediaReport;
   /** SALMONN only: the audio it took. */
   audio?: M2seAudioReport;
@@ -97,16 +114,50 @@ function readDatasets(datasets: Array<string | readonly unknown[]>, mediaRoot?: 
   }));
 }
 
-function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | null; tokenizer: Tokenizer } {
-  if (model instanceof Salmonn) return { salmonn: model, tokenizer: model.tokenizer };
-  if (!(model instanceof LlamaForCausalLM)) invalid('a LlamaForCausalLM or an et.systems.Salmonn', 'model', model);
-  return { salmonn: null, tokenizer: checkTokenizer(tokenizer) };
+function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | null; internvl: InternVL | null; tokenizer: Tokenizer } {
+  if (model instanceof Salmonn) return { salmonn: model, internvl: null, tokenizer: model.tokenizer };
+  if (model instanceof InternVL) {
+    const tok = checkTokenizer(tokenizer);
+    const ctx = tok.tokenToId('<IMG_CONTEXT>');
+    if (ctx === undefined) throw new EmotorchError("M2SE: the tokenizer has no '<IMG_CONTEXT>' token (InternVL2's tokenizer has it)", 'ERR_INVALID_ARG');
+    if (model.imgContextTokenId !== null && model.imgContextTokenId !== ctx) {
+      throw new EmotorchError(`M2SE: the model's imgContextTokenId is ${model.imgContextTokenId} but the tokenizer's <IMG_CONTEXT> is ${ctx}`, 'ERR_INVALID_ARG');
+    }
+    model.imgContextTokenId = ctx;
+    return { salmonn: null, internvl: model, tokenizer: tok };
+  }
+  if (!(model instanceof LlamaForCausalLM)) invalid('an et.systems.InternVL, a LlamaForCausalLM or an et.systems.Salmonn', 'model', model);
+  return { salmonn: null, internvl: null, tokenizer: checkTokenizer(tokenizer) };
+}
+
+/** The options InternVL2's items take, checked. */
+function internvlOptions(opts: { maxNum?: number; videoSegments?: number; template?: string; system?: string; maxLength?: number }, internvl: InternVL | null): Record<string, unknown> {
+  if (!internvl) {
+    for (const k of ['maxNum', 'videoSegments', 'template'] as const) if (opts[k] !== undefined) invalid('unset (it is for an InternVL2 model)', k, opts[k]);
+    return {};
+  }
+  return { maxNum: opts.maxNum, videoSegments: opts.videoSegments, template: opts.template ?? internvlTemplateOf(internvl), system: opts.system, maxLength: opts.maxLength };
+}
+
+/** The ids that end an answer: the template's separator (`<|im_end|>` / `<|end|>`) and EOS. */
+function endIds(tok: Tokenizer, internvl: InternVL | null, template?: keyof typeof INTERNVL_TEMPLATES): number[] {
+  if (!internvl) return [endId(tok)];
+  const sep = tok.tokenToId(INTERNVL_TEMPLATES[template ?? internvlTemplateOf(internvl)].sep);
+  return [...new Set([sep, tok.eosTokenId].filter((x): x is number => x !== undefined))];
+}
+
+function accMetric(strategy: unknown): (outputs: Record<string, unknown>, batch: Batch) => Record<string, number> {
+  if (strategy !== 'token' && strategy !== 'sentence') invalid("'token' or 'sentence'", 'accStrategy', strategy);
+  return (outputs, batch): Record<string, number> => (outputs.logits instanceof Tensor && batch.labels instanceof Tensor ? { acc: lmAccuracy(outputs.logits, batch.labels, strategy) } : {});
 }
 
 /**
  * Runs the M2SE recipe: LoRA on the model (once), then one Trainer run per stage, each over its
  * own datasets and arguments, every stage continuing from the previous one's weights (stage 2
- * starts from stage 1's adapter). With a text-only LLaMA, media in the records are counted per
+ * starts from stage 1's adapter), logging swift's `acc` next to the loss. With InternVL2 (the
+ * original's model), records go through ms-swift 2.6.1's template with their images as tiles and
+ * their videos as 8 frames, through the vision tower; LoRA on every Linear of the LLM and mlp1,
+ * the vision tower frozen; audio is counted, warned about and returned. With a text-only LLaMA, media in the records are counted per
  * stage, warned about and returned, not used: the model trains on the text. With SALMONN, records
  * with `audios` (or, without them, `videos`, whose audio track ffmpeg decodes) train through its
  * audio path with its prompt and target; images and video frames are counted, warned about and
@@ -122,9 +173,12 @@ function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | nu
  */
 export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResult[]> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
-  checkOptionNames(opts, ['model', 'tokenizer', 'stages', 'outputDir', 'lora', 'mediaRoot', 'system', 'maxLength'], 'm2seStages');
+  checkOptionNames(opts, ['model', 'tokenizer', 'stages', 'outputDir', 'lora', 'mediaRoot', 'system', 'maxLength', 'accStrategy', 'maxNum', 'videoSegments', 'template'], 'm2seStages');
   const { model, stages } = opts;
-  const { salmonn, tokenizer } = checkModel(model, opts.tokenizer);
+  const { salmonn, internvl, tokenizer } = checkModel(model, opts.tokenizer);
+  const ivlOpts = internvlOptions(opts, internvl);
+  const trainMetrics = salmonn ? undefined : accMetric(opts.accStrategy ?? 'sentence');
+  if (salmonn && opts.accStrategy !== undefined) invalid('unset (SALMONN logs no accuracy)', 'accStrategy', opts.accStrategy);
   if (!Array.isArray(stages) || stages.length === 0) invalid('a non-empty array of stages', 'stages', stages);
   stages.forEach((s, i) => {
     if (!s || !Array.isArray(s.datasets) || s.datasets.length === 0) invalid('a stage with a non-empty datasets list', `stages[${i}]`, s);
@@ -134,11 +188,20 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
   const stageArgs = stages.map((s, i) => new TrainingArguments({ ...M2SE_TRAIN_ARGS, ...s.args, output_dir: s.args?.output_dir ?? path.join(opts.outputDir!, `stage-${i + 1}`) } as TrainingArgumentsInit));
   if (opts.lora !== false && opts.lora !== undefined && typeof opts.lora !== 'object') invalid('LoRA options or false', 'lora', opts.lora);
   // every stage's records (and for SALMONN its media files and ffmpeg) are checked before any training
-  const data: Array<{ recs: M2seRecord[]; examples: M2seExample[] | M2seSalmonnItem[]; tooLong: number }> = [];
+  const data: Array<{ recs: M2seRecord[]; examples: M2seExample[] | M2seSalmonnItem[] | M2seInternVLItem[]; tooLong: number }> = [];
   for (const s of stages) {
     const sets = readDatasets(s.datasets, opts.mediaRoot);
     const recs = sets.flatMap((d) => d.records);
-    if (salmonn) {
+    if (internvl) {
+      const items: M2seInternVLItem[] = [];
+      let tooLong = 0;
+      for (const d of sets) {
+        const r = await m2seInternVLItems(d.records, internvl, tokenizer, { ...ivlOpts, mediaRoot: d.root, where: d.name });
+        items.push(...r.items);
+        tooLong += r.tooLong;
+      }
+      data.push({ recs, examples: items, tooLong });
+    } else if (salmonn) {
       const items: M2seSalmonnItem[] = [];
       let tooLong = 0;
       for (const d of sets) {
@@ -154,7 +217,7 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
   }
   const loraTarget = salmonn ? salmonn.llama_model : model;
   if (opts.lora !== false && !loraTarget.namedParameters().some(([n]) => n.includes('.lora_'))) {
-    const l = { ...M2SE_LORA, ...(opts.lora || {}) };
+    const l = { ...M2SE_LORA, ...(internvl ? { targetModules: INTERNVL_LORA_TARGETS } : {}), ...(opts.lora || {}) };
     checkNumber(l.dropout, 'lora.dropout', 0, 1);
     applyLora(loraTarget, l);
   }
@@ -162,22 +225,30 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
   const results: M2seStageResult[] = [];
   for (let i = 0; i < stages.length; i++) {
     const { recs, examples, tooLong } = data[i];
-    const media = mediaReport(recs, !!salmonn);
+    const media = internvl ? { unusedMedia: internvlUnused(recs) } : mediaReport(recs, !!salmonn);
     if (media.unusedMedia.records) {
       const u = media.unusedMedia;
-      process.emitWarning(salmonn
+      process.emitWarning(internvl
+        ? `M2SE stage ${i + 1}: ${u.records} records carry audio InternVL2 cannot encode (${u.audios} files); trained on their text, images and video frames`
+        : salmonn
         ? `M2SE stage ${i + 1}: ${u.records} records carry media SALMONN cannot encode (${u.images} images, the frames of ${u.videos} videos); trained on their audio and text`
         : `M2SE stage ${i + 1}: ${u.records} records carry media a text-only model cannot use (${u.images} images, ${u.videos} videos, ${u.audios} audios); trained on their text`);
     }
     if (examples.length === 0) throw new EmotorchError(`M2SE stage ${i + 1}: no example fits maxLength (${tooLong} too long)`, 'ERR_DATA');
     const outputDir = stageArgs[i].output_dir;
     const trainDataset = { length: examples.length, get: (k: number) => examples[k] } as never;
-    const trainer = salmonn
+    const side = internvl ? internvl.config.force_image_size ?? internvl.vision_model.config.image_size : 0;
+    const trainer = internvl
+      ? new Trainer<M2seInternVLItem>({
+        model: internvl, args: stageArgs[i], trainDataset, trainMetrics,
+        dataCollator: (b) => m2seInternVLCollate(b, { imageSize: side, padId, videoSegments: opts.videoSegments }),
+      })
+      : salmonn
       ? new Trainer<M2seSalmonnItem>({
         model: salmonn, args: stageArgs[i], trainDataset, dataCollator: m2seSalmonnCollate,
         computeLoss: (_m, batch, ctx) => salmonnLoss(salmonn, batch, ctx.numItemsInBatch),
       })
-      : new Trainer<M2seExample>({ model, args: stageArgs[i], trainDataset, dataCollator: (b) => m2seCollate(b, padId) });
+      : new Trainer<M2seExample>({ model, args: stageArgs[i], trainDataset, trainMetrics, dataCollator: (b) => m2seCollate(b, padId) });
     const out = await trainer.train();
     results.push({ outputDir, examples: examples.length, tooLong, ...media, globalStep: out.globalStep, trainingLoss: out.trainingLoss });
   }
@@ -185,10 +256,16 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
 }
 
 export interface M2seInferOptions {
-  /** A text-only LLaMA, or SALMONN (records with audio are answered from their audio). */
-  model: LlamaForCausalLM | Salmonn;
-  /** The LLaMA's tokenizer (SALMONN uses its own). */
+  /** InternVL2 (records' images and videos through its vision tower), a text-only LLaMA, or SALMONN (records with audio are answered from their audio). */
+  model: InternVL | LlamaForCausalLM | Salmonn;
+  /** The tokenizer of InternVL2 or the LLaMA (SALMONN uses its own). */
   tokenizer?: Tokenizer;
+  /** InternVL2: as {@link M2seStagesOptions.maxNum}. */
+  maxNum?: number;
+  /** InternVL2: as {@link M2seStagesOptions.videoSegments}. */
+  videoSegments?: number;
+  /** InternVL2: as {@link M2seStagesOptions.template}. */
+  template?: keyof typeof INTERNVL_TEMPLATES;
   /** The test JSON / JSONL (or records). */
   dataset: string | readonly unknown[];
   /** The JSONL to write. */
@@ -201,7 +278,8 @@ export interface M2seInferOptions {
 }
 
 /**
- * `swift infer` over a test set: greedy generation per record (stopping at the end token), written
+ * `swift infer` over a test set: greedy generation per record (stopping at the end token; for
+ * InternVL2 the template's separator or EOS, with the record's images and videos), written
  * as JSONL lines `{ system, query, response, label, history, images?, videos?, audios? }` that
  * `et.metrics.readSwiftResults` / `m2seComputeResult` score. With SALMONN, records with audio are
  * answered from it (greedy, SALMONN's prompt); its system field is then SALMONN's (none: '').
@@ -214,8 +292,9 @@ export interface M2seInferOptions {
  */
 export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string; count: number; unusedMedia: M2seMediaReport; audio?: M2seAudioReport }> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
-  checkOptionNames(opts, ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot'], 'm2seInfer');
-  const { salmonn, tokenizer } = checkModel(opts.model, opts.tokenizer);
+  checkOptionNames(opts, ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot', 'maxNum', 'videoSegments', 'template'], 'm2seInfer');
+  const { salmonn, internvl, tokenizer } = checkModel(opts.model, opts.tokenizer);
+  const ivlOpts = internvlOptions(opts, internvl);
   if (typeof opts.outFile !== 'string' || !opts.outFile) invalid('a file path', 'outFile', opts.outFile);
   const maxNew = checkInt(opts.maxNewTokens ?? 64, 'maxNewTokens', 1);
   const system = opts.system ?? M2SE_SYSTEM;
@@ -224,8 +303,11 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
   const [set] = readDatasets([opts.dataset], opts.mediaRoot);
   const recs = set.records;
   const items = salmonn ? (await m2seSalmonnItems(recs, salmonn, { mediaRoot: set.root, maxLength: Number.MAX_SAFE_INTEGER, where: set.name })).items : null;
-  const end = salmonn ? salmonn.ids.eos : endId(tokenizer);
-  const llm = salmonn ? salmonn.llama_model : opts.model as LlamaForCausalLM;
+  const ivlItems = internvl ? (await m2seInternVLItems(recs, internvl, tokenizer, { ...ivlOpts, system, mediaRoot: set.root, where: set.name, inference: true })).items : null;
+  const ends = salmonn ? [salmonn.ids.eos] : endIds(tokenizer, internvl, opts.template);
+  const end = ends[0];
+  const llm = salmonn ? salmonn.llama_model : internvl ? internvl.language_model : opts.model as LlamaForCausalLM;
+  const side = internvl ? internvl.config.force_image_size ?? internvl.vision_model.config.image_size : 0;
   const wasTraining = opts.model.training;
   opts.model.eval();
   const lines: string[] = [];
@@ -233,14 +315,21 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
     for (let i = 0; i < recs.length; i++) {
       const r = recs[i];
       let toks: number[];
-      if (items && items[i].audio.length) {
+      if (ivlItems) {
+        const b = await m2seInternVLCollate([ivlItems[i]], { imageSize: side, videoSegments: opts.videoSegments });
+        const newTokens = await internvl!.generate({ inputIds: b.inputIds as Tensor, pixelValues: (b.pixelValues as Tensor | undefined) ?? null },
+          { maxNewTokens: maxNew, eosTokenId: ends, padTokenId: end });
+        toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
+        for (const v of Object.values(b)) if (v instanceof Tensor) v.dispose();
+        newTokens.dispose();
+      } else if (items && items[i].audio.length) {
         [toks] = await salmonn!.generateTokens([await m2seAudio(items[i].audio)], [items[i].prompt], { numBeams: 1, maxNewTokens: maxNew });
       } else {
         const ids = items ? [salmonn!.ids.bos, ...(await tokenizer.encode(items[i].prompt, { addSpecialTokens: false }))] : await tokenizer.encode(m2sePrompt(r, system));
         const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { maxNewTokens: maxNew, eosTokenId: end, padTokenId: end });
         toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
       }
-      const cut = toks.indexOf(end);
+      const cut = toks.findIndex((t) => ends.includes(t));
       const response = (await tokenizer.decode(cut < 0 ? toks : toks.slice(0, cut), { skipSpecialTokens: true })).trim();
       const media = Object.fromEntries((['images', 'videos', 'audios'] as const).filter((k) => r[k].length).map((k) => [k, r[k]]));
       lines.push(JSON.stringify({ system: salmonn ? '' : r.system ?? system, query: r.query, response, label: r.response, history: r.history, ...media }));
@@ -254,5 +343,5 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
   } catch (e) {
     throw new EmotorchError(`cannot write '${opts.outFile}': ${(e as Error).message}`, 'ERR_IO');
   }
-  return { file: opts.outFile, count: recs.length, ...mediaReport(recs, !!salmonn) };
+  return { file: opts.outFile, count: recs.length, ...(internvl ? { unusedMedia: internvlUnused(recs) } : mediaReport(recs, !!salmonn)) };
 }
