@@ -177,3 +177,19 @@ describe('M2SE compute_result parity', () => {
     throwsWith(() => m.m2sePairs(['a'], []), 'ERR_INVALID_ARG', /same length/);
   });
 });
+
+describe('lmAccuracy (ms-swift acc)', () => {
+  it('scores next-token argmax against labels at −100-free positions, by token or by row', () => {
+    // argmax at positions 0..2 of row 0: 2, 1, 0; of row 1: 0, 0, 2 (vocab 3)
+    const oneHot = (ids: number[]) => ids.map((i) => [0, 1, 2].map((v) => (v === i ? 5 : 0)));
+    const logits = et.tensor([oneHot([2, 1, 0, 1]), oneHot([0, 0, 2, 1])]);
+    const labels = et.tensor([[-100, 2, 1, 1], [-100, -100, 0, 2]], { dtype: 'int64' });
+    // row 0: labels 2,1,1 at 1..3 vs preds 2,1,0 -> 2 of 3 right, row wrong; row 1: 0,2 vs 0,2 -> both right, row right
+    expect(et.metrics.lmAccuracy(logits, labels, 'token')).toBeCloseTo(4 / 5, 12);
+    expect(et.metrics.lmAccuracy(logits, labels, 'sentence')).toBe(0.5);
+    // a row without label tokens counts as right (torch.all of nothing), as swift's sentence accuracy
+    expect(et.metrics.lmAccuracy(logits, et.tensor([[-100, -100, -100, -100], [-100, -100, 0, 2]], { dtype: 'int64' }), 'sentence')).toBe(1);
+    throwsWith(() => et.metrics.lmAccuracy(logits, labels, 'word' as never), 'ERR_INVALID_ARG', /strategy/);
+    throwsWith(() => et.metrics.lmAccuracy(logits, labels.slice(1, 0, 3)), 'ERR_INVALID_ARG', /logits/);
+  });
+});

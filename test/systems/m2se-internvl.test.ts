@@ -81,6 +81,18 @@ describe.skipIf(!hasFfmpeg)('M2SE on InternVL2 = ms-swift 2.6.1 + remote code + 
   }
 });
 
+describe('applyLora targets on full names, as peft', () => {
+  it('takes a list entry that spans modules (mlp1.1) and a regex string; refuses a bad regex', async () => {
+    const m = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
+    expect(et.nn.applyLora(m, { r: 2, alpha: 4, targetModules: ['mlp1.1', 'attention.wo'] }).sort()).toEqual(['language_model.model.layers.0.attention.wo', 'language_model.model.layers.1.attention.wo', 'mlp1.1']);
+    const m2 = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
+    expect(et.nn.applyLora(m2, { r: 2, alpha: 4, targetModules: 'vision_model\\.encoder\\.layers\\.1\\.mlp\\.fc\\d' }).sort()).toEqual(['vision_model.encoder.layers.1.mlp.fc1', 'vision_model.encoder.layers.1.mlp.fc2']);
+    const m3 = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
+    expect(() => et.nn.applyLora(m3, { r: 2, alpha: 4, targetModules: '(' })).toThrow(/not a regular expression/);
+    expect(() => et.nn.applyLora(m3, { r: 2, alpha: 4, targetModules: 'wqkv' })).toThrow(/no Linear layer is named to match/);   // a string must match the whole name
+  });
+});
+
 describe.skipIf(!hasFfmpeg)('m2seStages / m2seInfer with InternVL2', () => {
   it('trains two stages on records with an image and a video, logs swift\'s acc, writes adapters and a swift infer JSONL', async () => {
     const m = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));

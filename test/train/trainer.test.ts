@@ -274,3 +274,22 @@ describe('Trainer output_dir', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe('x');
   });
 });
+
+describe('Trainer trainMetrics (ms-swift custom metrics)', () => {
+  it('logs each micro-batch value / accumulation steps, summed, over the optimizer steps since the last log', async () => {
+    et.manualSeed(0);
+    const values = [1, 0, 1, 1, 0, 0, 1, 0];   // micro-batch by micro-batch
+    let k = 0;
+    const trainer = new et.train.Trainer({
+      model: new Classifier(0.1), trainDataset: asDataset(data.train.slice(0, 8)), dataCollator: collate,
+      trainMetrics: (outputs) => { expect(outputs.logits).toBeInstanceOf(et.Tensor); return { acc: values[k++] }; },
+      args: { output_dir: path.join(root, 'custom'), max_steps: 4, per_device_train_batch_size: 1, gradient_accumulation_steps: 2, logging_steps: 2, save_strategy: 'no', disable_tqdm: true, train_sampling_strategy: 'sequential' },
+    });
+    await trainer.train();
+    const logged = readJsonl(path.join(root, 'custom', 'log.jsonl')).filter((x) => x.loss !== undefined).map((x) => x.acc);
+    // steps 1-2: (1+0)/2 + (1+1)/2 over 2 steps = 0.75; steps 3-4: (0+0)/2 + (1+0)/2 over 2 = 0.25
+    expect(logged).toEqual([0.75, 0.25]);
+    await rejectsWith(new et.train.Trainer({ model: new Classifier(0.1), trainDataset: asDataset(data.train.slice(0, 2)), dataCollator: collate,
+      trainMetrics: () => ({ acc: NaN }), args: { output_dir: path.join(root, 'custom2'), max_steps: 1, save_strategy: 'no', disable_tqdm: true } }).train(), 'ERR_INVALID_ARG', /trainMetrics\(\) result 'acc'/);
+  });
+});
