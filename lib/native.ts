@@ -42,6 +42,7 @@ export interface ModuleHandle {
   generate(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object): Promise<TensorHandle>;
   applyLora(targets: string[], r: number, alpha: number, dropout: number): string[];
   mergeLora(merge: boolean): number;
+  setGradientCheckpointing(on: boolean): boolean;
   dispose(): void;
 }
 
@@ -104,8 +105,9 @@ export interface Binding {
   setGradEnabled(on: boolean): void;
   isGradEnabled(): boolean;
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: string): [boolean, string];
-  cpuCache(enabled?: boolean, limitBytes?: number): { enabled: boolean; limitBytes: number; cachedBytes: number; cachedBlocks: number; hits: number; misses: number; released: number };
+  cpuCache(enabled?: boolean, limitBytes?: number): { enabled: boolean; limitBytes: number; cachedBytes: number; cachedBlocks: number; hits: number; misses: number; released: number; allocatedBytes: number; peakAllocatedBytes: number };
   emptyCpuCache(): number;
+  resetPeakCpuMemory(): void;
   fromData(data: ArrayBufferView, shape: number[], sourceDtype: string, dtype: string, device: string, requiresGrad: boolean): TensorHandle;
   opNames(): string[];
   op(index: number, ...args: unknown[]): TensorHandle | TensorHandle[];

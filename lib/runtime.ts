@@ -66,6 +66,10 @@ export interface CpuCacheStats {
   misses: number;
   /** Freed blocks handed back because the cache was full (or off). */
   released: number;
+  /** Bytes held by live CPU tensors now (with the allocator's rounding and headers). */
+  allocatedBytes: number;
+  /** The most allocatedBytes since emotorch loaded or the last {@link cpu.resetPeakMemory}. */
+  peakAllocatedBytes: number;
 }
 
 /** Options of {@link cpu.configureCache}. */
@@ -97,6 +101,10 @@ export const cpu = {
   /** Hands every cached block back to the C library; returns the bytes released. */
   emptyCache(): number {
     return binding.emptyCpuCache();
+  },
+  /** Starts `peakAllocatedBytes` over from the bytes allocated now (as torch.cuda.reset_peak_memory_stats). */
+  resetPeakMemory(): void {
+    binding.resetPeakCpuMemory();
   },
   /**
    * Changes the settings; `enabled: false` also empties the cache.

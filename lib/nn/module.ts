@@ -134,6 +134,24 @@ export abstract class Module {
   protected setNativeTraining(_on: boolean): void {}
 
   /**
+   * Gradient (activation) checkpointing, as HF's `gradient_checkpointing_enable()`: while training,
+   * the layers of the models that support it (LLaMA-family LLMs, InternViT) keep only their inputs
+   * and run again in backward — less memory for about one more forward of time; gradients unchanged
+   * (dropout draws the same masks again).
+   * @returns how many of this module's models recompute their layers (0: none supports it)
+   * @example
+   * ivl.setGradientCheckpointing(true);   // the vision tower and the LLM
+   */
+  setGradientCheckpointing(on: boolean): number {
+    if (typeof on !== 'boolean') invalid('a boolean', 'on', on);
+    let n = this.setNativeGradientCheckpointing(on) ? 1 : 0;
+    for (const c of this._children.values()) n += c.setGradientCheckpointing(on);
+    return n;
+  }
+  /** @internal */
+  protected setNativeGradientCheckpointing(_on: boolean): boolean { return false; }
+
+  /**
    * Frees this module's parameters and buffers now instead of at garbage collection (children
    * included). Afterwards forward, parameters() and every other use throw ERR_DISPOSED; tensors
    * taken from it before stay valid. Calling it again does nothing.
@@ -295,6 +313,7 @@ export abstract class NativeModule extends Module {
     return { params: [...wrap(this.native.namedParameters()), ...base.params], buffers: wrap(this.native.namedBuffers()) };
   }
   protected setNativeTraining(on: boolean): void { this.native.setTraining(on); }
+  protected setNativeGradientCheckpointing(on: boolean): boolean { return this.native.setGradientCheckpointing(on); }
   protected disposeNative(): void { this.native.dispose(); }
   protected moveNative(device: string | null, dtype: string | null): Promise<void> { return this.native.to(device, dtype); }
   /**

@@ -336,6 +336,10 @@ export class Trainer<T = unknown> extends EventEmitter {
       throw e;
     }
     this.model.train();
+    if (a.gradient_checkpointing && this.model.setGradientCheckpointing(true) === 0) {
+      this.running = false;
+      throw new EmotorchError('args.gradient_checkpointing: the model has no layers emotorch can recompute (LLaMA-family LLMs and InternViT can)', 'ERR_INVALID_ARG');
+    }
     // A wrapper this call makes is detached when it ends (else its autograd hooks would go on
     // averaging every later backward of the model, alone on this rank).
     let ownDdp: DistributedDataParallel | null = null;

@@ -35,6 +35,7 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
                                        InstanceMethod("generate", &ModuleHandle::Generate),
                                        InstanceMethod("applyLora", &ModuleHandle::ApplyLora),
                                        InstanceMethod("mergeLora", &ModuleHandle::MergeLora),
+                                       InstanceMethod("setGradientCheckpointing", &ModuleHandle::SetGradientCheckpointing),
                                        InstanceMethod("dispose", &ModuleHandle::Dispose)});
     data(env).module_ctor = Napi::Persistent(ctor);
     exports.Set("ModuleHandle", ctor);
@@ -119,6 +120,16 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
       auto arr = Napi::Array::New(info.Env(), names.size());
       for (size_t i = 0; i < names.size(); ++i) arr.Set(i, Napi::String::New(info.Env(), names[i]));
       return arr;
+    });
+  }
+  // setGradientCheckpointing(on) → whether the model supports it (then it is set)
+  Napi::Value SetGradientCheckpointing(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      std::lock_guard<std::mutex> l(*mutex);
+      auto m = live();
+      bool ok = m->supports_gradient_checkpointing();
+      if (ok) m->gradient_checkpointing = info[0].ToBoolean().Value();
+      return Napi::Boolean::New(info.Env(), ok);
     });
   }
   Napi::Value MergeLora(const Napi::CallbackInfo& info) {

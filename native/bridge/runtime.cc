@@ -113,12 +113,19 @@ static Napi::Value CpuCache(const Napi::CallbackInfo& info) {
     o.Set("hits", Napi::Number::New(env, static_cast<double>(s.hits)));
     o.Set("misses", Napi::Number::New(env, static_cast<double>(s.misses)));
     o.Set("released", Napi::Number::New(env, static_cast<double>(s.released)));
+    o.Set("allocatedBytes", Napi::Number::New(env, static_cast<double>(s.allocated_bytes)));
+    o.Set("peakAllocatedBytes", Napi::Number::New(env, static_cast<double>(s.peak_bytes)));
     return o;
   });
 }
 
 static Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(memory::empty_cpu_cache()));
+}
+
+static Napi::Value ResetPeakCpuMemory(const Napi::CallbackInfo& info) {
+  memory::reset_peak_cpu_memory();
+  return info.Env().Undefined();
 }
 
 void init_runtime(Napi::Env env, Napi::Object exports) {
@@ -138,6 +145,7 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("setAutocast", Napi::Function::New(env, SetAutocast));
   exports.Set("cpuCache", Napi::Function::New(env, CpuCache));
   exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache));
+  exports.Set("resetPeakCpuMemory", Napi::Function::New(env, ResetPeakCpuMemory));
 }
 
 }  // namespace et::bridge

@@ -5,6 +5,7 @@
 #include <c10/util/Exception.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <iterator>
@@ -46,6 +47,7 @@ class CpuCache final : public c10::Allocator {
     auto* h = reinterpret_cast<Header*>(block);
     h->bytes = bytes;
     h->cached = large;
+    instance().count(bytes);
     void* data = block + kHeader;
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
@@ -57,6 +59,7 @@ class CpuCache final : public c10::Allocator {
     if (!data) return;
     char* block = static_cast<char*>(data) - kHeader;
     auto* h = reinterpret_cast<Header*>(block);
+    instance().live_.fetch_sub(h->bytes, std::memory_order_relaxed);
     if (h->cached && instance().keep(block, h->bytes)) return;
     std::free(block);
   }
@@ -93,8 +96,17 @@ class CpuCache final : public c10::Allocator {
     std::lock_guard<std::mutex> g(mu_);
     size_t blocks = 0;
     for (auto& [size, list] : free_) blocks += list.size();
-    return {enabled_, limit_, cached_, blocks, hits_, misses_, released_};
+    return {enabled_, limit_, cached_, blocks, hits_, misses_, released_, live_.load(), peak_.load()};
   }
+
+  // Bytes of tensors alive now (headers and size-class rounding included), and the peak.
+  void count(size_t bytes) {
+    size_t now = live_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+    size_t peak = peak_.load(std::memory_order_relaxed);
+    while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {}
+  }
+  void reset_peak() { peak_.store(live_.load()); }
+  std::atomic<size_t> live_{0}, peak_{0};
 
  private:
   // A cached block of the class, or nullptr. On a miss, cached blocks of other classes worth at
@@ -194,5 +206,7 @@ void configure_cpu_cache(bool enabled, size_t limit_bytes) {
 CpuCacheStats cpu_cache_stats() { return CpuCache::instance().stats(); }
 
 size_t empty_cpu_cache() { return CpuCache::instance().empty(); }
+
+void reset_peak_cpu_memory() { CpuCache::instance().reset_peak(); }
 
 }  // namespace et::memory

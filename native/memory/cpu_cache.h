@@ -20,6 +20,8 @@ struct CpuCacheStats {
   uint64_t hits;         // large allocations served from the cache
   uint64_t misses;       // large allocations that went to the C library
   uint64_t released;     // freed large blocks handed back because the cache was full
+  size_t allocated_bytes;  // held by live CPU tensors now (with the allocator's rounding)
+  size_t peak_bytes;       // the most allocated_bytes since start or the last reset_peak_cpu_memory()
 };
 
 // Makes the caching allocator libtorch's CPU allocator, on, with the default limit (once per
@@ -31,6 +33,8 @@ void configure_cpu_cache(bool enabled, size_t limit_bytes);
 CpuCacheStats cpu_cache_stats();
 // Hands every cached block back to the C library; returns the bytes released.
 size_t empty_cpu_cache();
+// Starts the peak of allocated_bytes over from now.
+void reset_peak_cpu_memory();
 // A quarter of the machine's physical memory: the default limit.
 size_t default_cpu_cache_limit();
 

@@ -1,5 +1,7 @@
 #include "nn/intern_vit.h"
 
+#include "nn/checkpoint.h"
+
 #include "nn/builtin.h"
 #include "nn/fused.h"
 
@@ -107,8 +109,14 @@ Tensors InternVisionModel::forward(const Tensors& in) {
   TORCH_CHECK(want >= 0 && want <= L, "InternViT: hidden state index out of range for ", L, " layers");
   at::Tensor x = embed(pixels), asked;
   if (want == 0) asked = x;
+  bool recompute = recompute_layers(x);
   for (int64_t i = 0; i < L; ++i) {
-    x = layers[i]->as<InternVisionLayerImpl>()->forward(x);
+    if (recompute) {
+      std::shared_ptr<torch::nn::Module> layer = layers[i];
+      x = checkpoint([layer](const at::Tensor& h) { return layer->as<InternVisionLayerImpl>()->forward(h); }, x);
+    } else {
+      x = layers[i]->as<InternVisionLayerImpl>()->forward(x);
+    }
     if (want == i + 1) asked = x;
   }
   return {x, x.select(1, 0), in.size() > 1 && in[1].defined() ? asked : at::Tensor()};

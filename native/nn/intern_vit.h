@@ -49,6 +49,7 @@ struct InternVisionModel : Model {
   // outputs: last_hidden_state (B, 1 + H/p · W/p, D), pooler_output (B, D) (the class token's),
   //   the asked hidden state or undefined.
   Tensors forward(const Tensors& in) override;
+  bool supports_gradient_checkpointing() const override { return true; }
   at::Tensor embed(const at::Tensor& pixel_values);
   InternVisionConfig cfg;
   at::Tensor class_embedding, position_embedding;  // (1, 1, D), (1, 1 + (image_size / p)², D)

@@ -1,5 +1,7 @@
 #include "nn/llama.h"
 
+#include "nn/checkpoint.h"
+
 #include "nn/attention.h"
 #include "nn/builtin.h"
 #include "nn/fused.h"
@@ -210,7 +212,15 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
     cache->k.resize(layers->size());
     cache->v.resize(layers->size());
   }
-  for (size_t i = 0; i < layers->size(); ++i) x = layers[i]->as<LlamaLayerImpl>()->forward(x, cos, sin, mask, cache, i);
+  bool recompute = !cache && recompute_layers(x);
+  for (size_t i = 0; i < layers->size(); ++i) {
+    if (recompute) {
+      std::shared_ptr<torch::nn::Module> layer = layers[i];
+      x = checkpoint([layer, cos, sin, mask, i](const at::Tensor& h) { return layer->as<LlamaLayerImpl>()->forward(h, cos, sin, mask, nullptr, i); }, x);
+    } else {
+      x = layers[i]->as<LlamaLayerImpl>()->forward(x, cos, sin, mask, cache, i);
+    }
+  }
   x = rms_norm(x, norm_weight, cfg.rms_norm_eps);
   return lm_head ? lm_head(x) : nn::linear(x, embed_tokens->weight, {});
 }

@@ -77,6 +77,7 @@ struct LlamaForCausalLM : Model {
   // labels (B, T) int64 or undefined, num_items () or undefined.
   // outputs: logits (B, T, V), and with labels the causal-LM loss (see causal_lm_loss).
   Tensors forward(const Tensors& in) override;
+  bool supports_gradient_checkpointing() const override { return true; }
   // Prompt as ids (B, T) or embeddings (B, T, H) with a keep-mask (B, T) (left padding) → the new
   // tokens (B, ≤ max_new_tokens), right-filled with pad_token_id after EOS. `prompt_ids` (may be
   // undefined) feeds the repetition penalty.

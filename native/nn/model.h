@@ -13,6 +13,18 @@ using Tensors = std::vector<at::Tensor>;
 
 struct Model : torch::nn::Module {
   virtual Tensors forward(const Tensors& inputs) = 0;
+  // HF's gradient_checkpointing: while training with autograd on, a model that supports it runs
+  // its layers through nn::checkpoint (native/nn/checkpoint.h), recomputing them in backward.
+  bool gradient_checkpointing = false;
+  virtual bool supports_gradient_checkpointing() const { return false; }
+  // Whether layers fed x should be checkpointed now: on, training, autograd on, and a gradient to
+  // compute (x or a parameter needs one; a frozen tower on constant input is run plainly).
+  bool recompute_layers(const at::Tensor& x) const {
+    if (!gradient_checkpointing || !is_training() || !at::GradMode::is_enabled()) return false;
+    if (x.requires_grad()) return true;
+    for (const auto& p : parameters()) if (p.requires_grad()) return true;
+    return false;
+  }
 };
 
 // Copies each source into its destination (dtype and device converted) without recording autograd.

@@ -29,11 +29,12 @@ import {
 /**
  * The recipe's Trainer defaults: the original scripts' flags (batch 1 × accumulation 8, 2 epochs
  * per stage) and ms-swift 2.x's defaults for what they leave unset (LoRA learning rate 1e-4,
- * warmup ratio 0.05, cosine schedule); one save per epoch of the adapters only.
+ * warmup ratio 0.05, cosine schedule, gradient checkpointing on: swift turns it on for every model
+ * that supports it, the vision tower included); one save per epoch of the adapters only.
  */
 export const M2SE_TRAIN_ARGS = {
   per_device_train_batch_size: 1, gradient_accumulation_steps: 8, num_train_epochs: 2, learning_rate: 1e-4,
-  lr_scheduler_type: 'cosine', warmup_ratio: 0.05, weight_decay: 0.1, max_grad_norm: 0.5,
+  lr_scheduler_type: 'cosine', warmup_ratio: 0.05, weight_decay: 0.1, max_grad_norm: 0.5, gradient_checkpointing: true,
   save_strategy: 'epoch', save_only_trainable: true, logging_steps: 5, disable_tqdm: true,
 } as const;
 
