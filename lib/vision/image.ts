@@ -7,8 +7,12 @@
  * and its fixed-point YCbCr → RGB, in tensor ops. What remains is the IDCT: ffmpeg's and
  * libjpeg's differ by ±1 in about 1% of samples, so pixels differ from PIL's by at most a few
  * levels (3 on the fixture; ffmpeg's own YUV → RGB, which interpolates chroma differently, was 54
- * there, at sharp colour edges).
+ * there, at sharp colour edges). Where PIL's `convert('RGB')` is known to go wrong, this does
+ * not follow it: a 16-bit grey PNG is scaled to 8 bits (PIL clips it at 255, a white picture).
+ * Lossy WebP is decoded by ffmpeg, whose chroma upsampling is not libwebp's: 5 levels from PIL's
+ * on average on a picture of per-pixel colour noise, less on photographs.
  */
+import * as fs from 'fs';
 import { EmotorchError, checkNumber, checkOptionNames, checkInt, invalid } from '../errors';
 import { notAFile } from '../io/file';
 import { Tensor, tensor, cat, stack } from '../tensor';
@@ -50,6 +54,9 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   }
   const [codec, w, h, pixFmt] = [field.codec_name, Number(field.width), Number(field.height), field.pix_fmt];
   if (!(Number.isInteger(w) && w > 0 && Number.isInteger(h) && h > 0)) {
+    // ffmpeg reports no size for pictures beyond its own limit (about 16 000 × 16 000): say what the header declares
+    const d = declaredSize(file);
+    if (d && d[0] * d[1] > maxPixels) throw new EmotorchError(`cannot ${what} '${file}': it is ${d[0]}×${d[1]} (${d[0] * d[1]} pixels), more than the ${maxPixels} decoded (maxPixels)`, 'ERR_FORMAT');
     throw new EmotorchError(`cannot ${what} '${file}': it is not an image ffmpeg can read`, 'ERR_FORMAT');
   }
   if (w * h > maxPixels) throw new EmotorchError(`cannot ${what} '${file}': it is ${w}×${h} (${w * h} pixels), more than the ${maxPixels} decoded (maxPixels)`, 'ERR_FORMAT');
@@ -72,6 +79,40 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   const chw = hwc.permute([2, 0, 1]).contiguous(); // (H, W, 3) → (3, H, W)
   hwc.dispose();
   return chw;
+}
+
+/**
+ * The width and height a PNG, GIF, BMP or JPEG header declares (null when it is none of these or
+ * says nothing readable in its first 64 KiB): only for the error message of pictures too large
+ * for ffmpeg to report.
+ */
+function declaredSize(file: string): [number, number] | null {
+  let b: Buffer;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      b = Buffer.alloc(65536);
+      b = b.subarray(0, fs.readSync(fd, b, 0, b.length, 0));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+  if (b.length >= 24 && b.readUInt32BE(0) === 0x89504e47 && b.toString('latin1', 12, 16) === 'IHDR') return [b.readUInt32BE(16), b.readUInt32BE(20)];
+  if (b.length >= 10 && b.toString('latin1', 0, 4) === 'GIF8') return [b.readUInt16LE(6), b.readUInt16LE(8)];
+  if (b.length >= 26 && b.toString('latin1', 0, 2) === 'BM') return [Math.abs(b.readInt32LE(18)), Math.abs(b.readInt32LE(22))];
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8) {
+    // markers up to the first start-of-frame (SOF0–SOF15 but DHT 0xC4, JPG 0xC8, DAC 0xCC)
+    for (let i = 2; i + 9 < b.length;) {
+      if (b[i] !== 0xff) return null;
+      const m = b[i + 1];
+      if (m === 0xff) { i++; continue; }
+      if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) return [b.readUInt16BE(i + 7), b.readUInt16BE(i + 5)];
+      i += 2 + b.readUInt16BE(i + 2);
+    }
+  }
+  return null;
 }
 
 /** JPEG pixel formats decoded as libjpeg does: chroma subsampling [x, y] (0: grey, no chroma). */

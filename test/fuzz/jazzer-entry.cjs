@@ -40,4 +40,5 @@ exports.sentencepiece = entry('sentencepiece');
 exports.tokens = entry('tokens');
 exports.npy = entry('npy');
 exports.w2v_checkpoint = entry('w2v_checkpoint');
+exports.image = entry('image');
 for (const f of FORMATS) if (typeof exports[f] !== 'function') throw new Error(`jazzer-entry.cjs does not export '${f}'`);

@@ -304,13 +304,22 @@ def w2v_checkpoints():
     put("w2v_checkpoint", "fairseq2.pt", b.getvalue())
 
 
+def images():
+    # the pictures of scripts/fixtures/images.py (PIL, and ffmpeg for 16-bit RGB): every mode and
+    # container, a cut JPEG, a PNG declaring 20000x20000, a text file
+    src = os.path.join(os.path.dirname(OUT), "..", "fixtures", "images")
+    for name in sorted(os.listdir(src)):
+        if name not in ("io.safetensors", "README.md"):
+            copy("image", os.path.join(src, name))
+
+
 if __name__ == "__main__":
-    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints, "sentencepiece": sentencepieces}
+    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints, "sentencepiece": sentencepieces, "image": images}
     if sys.argv[1:2] == ["--only"] and sys.argv[2:3] and sys.argv[2] in only:  # one format on its own, leaving the others as they are
         shutil.rmtree(os.path.join(OUT, sys.argv[2]), ignore_errors=True)
         only[sys.argv[2]]()
         sys.exit(0)
-    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint", "sentencepiece"]:
+    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint", "sentencepiece", "image"]:
         shutil.rmtree(os.path.join(OUT, fmt), ignore_errors=True)
     pickles()
     safetensors()
@@ -322,5 +331,6 @@ if __name__ == "__main__":
     npys()
     w2v_checkpoints()
     sentencepieces()
+    images()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {sum(len(fs) for _, _, fs in os.walk(OUT))} seeds, {total} bytes")

@@ -14,7 +14,7 @@ const os = require('os');
 const path = require('path');
 
 /** The formats, in the order `npm run fuzz` lists them. */
-const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'sentencepiece', 'npy', 'w2v_checkpoint'];
+const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'sentencepiece', 'npy', 'w2v_checkpoint', 'image'];
 /** Formats that share another's seed corpus (test/fuzz/corpus/<that>/). */
 const SEEDS_OF = { wav16k: 'wav' };
 
@@ -97,6 +97,14 @@ function makeTargets(et) {
     npy(data) {
       fs.writeFileSync(file('input.npy'), data);
       et.io.readNpy(file('input.npy'));
+    },
+    async image(data) {
+      // Any picture ffmpeg decodes (headers of PNG, JPEG, GIF, BMP, TIFF, WebP), then InternVL's tiles;
+      // the file name says nothing, as in datasets whose extensions lie.
+      fs.writeFileSync(file('input.img'), data);
+      const img = await et.vision.readImage(file('input.img'), { maxPixels: 4096 * 4096, timeoutMs: 5000 });
+      touchAndDispose(et, et.vision.internvlTiles(img, { imageSize: 28, maxNum: 6 }));
+      img.dispose();
     },
     async w2v_checkpoint(data) {
       // A Wav2Vec2 / XLS-R checkpoint in HF, fairseq or fairseq2 names (safetensors when the 8-byte
