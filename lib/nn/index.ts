@@ -25,4 +25,4 @@ export type { Wav2Vec2Config, Wav2Vec2Inputs, Wav2Vec2Outputs } from './wav2vec2
 export { ClipModel, ClipVisionModel, ClipTextModel, CLIP_TEXT_DEFAULTS, CLIP_VISION_DEFAULTS } from './clip';
 export type { ClipConfig, ClipResolvedConfig, ClipTextConfig, ClipVisionConfig, ClipPretrainedOptions, ClipInputs, ClipOutputs, ClipVisionInputs, ClipVisionOutputs, ClipTextInputs, ClipTextOutputs } from './clip';
 export { InternVisionModel, InternVLProjector, INTERN_VISION_DEFAULTS, internVisionConfig } from './intern_vit';
-export type { InternVisionConfig, InternVisionInputs, InternVisionOutputs, InternVLProjectorConfig } from './intern_vit';
+export type { InternVisionConfig, InternVisionInputs, InternVisionOutputs, InternVLProjectorConfig, InternVLProjectorInputs, InternVLProjectorOutputs } from './intern_vit';

@@ -150,6 +150,16 @@ export interface InternVLProjectorConfig {
   ps_version: string;
 }
 
+export interface InternVLProjectorInputs {
+  /** (tiles, 1 + side², vit_hidden_size): the vision tower's hidden states, class token first. */
+  hiddenStates: Tensor;
+}
+
+export interface InternVLProjectorOutputs {
+  /** (tiles, side² · ratio², llm_hidden_size): the tiles' tokens for the LLM. */
+  imageTokens: Tensor;
+}
+
 const PROJECTOR_SPEC: ConfigSpec<InternVLProjectorConfig> = { vit_hidden_size: 'posint', llm_hidden_size: 'posint', downsample_ratio: 'posnum', ps_version: 'string' };
 
 /**
@@ -158,7 +168,7 @@ const PROJECTOR_SPEC: ConfigSpec<InternVLProjectorConfig> = { vit_hidden_size: '
  * LayerNorm, Linear, GELU, Linear (parameters `0.*`, `1.*`, `3.*`, as the original Sequential).
  * @example
  * const mlp1 = et.nn.InternVLProjector.create({ vit_hidden_size: 1024, llm_hidden_size: 4096, downsample_ratio: 0.5, ps_version: 'v2' });
- * const imageTokens = await mlp1.forward(lastHiddenState);   // (tiles, 256, 4096) from (tiles, 1025, 1024)
+ * const { imageTokens } = await mlp1.forward({ hiddenStates: lastHiddenState });   // (tiles, 256, 4096) from (tiles, 1025, 1024)
  */
 export class InternVLProjector extends NativeModule {
   declare readonly config: InternVLProjectorConfig;
@@ -178,18 +188,21 @@ export class InternVLProjector extends NativeModule {
   }
 
   /**
-   * @param hidden (tiles, 1 + side², vit_hidden_size): the vision tower's hidden states, class token first
-   * @returns (tiles, side² · ratio², llm_hidden_size)
+   * @param inputs `hiddenStates` (tiles, 1 + side², vit_hidden_size): the vision tower's hidden
+   *   states, class token first (or that tensor alone)
+   * @returns `imageTokens` (tiles, side² · ratio², llm_hidden_size)
    * @throws EmotorchError ERR_INVALID_ARG for another width, or a patch grid that is not a square
    *   whose side the ratio divides
    */
-  async forward(hidden: Tensor): Promise<Tensor> {
-    const s = checkTensor(hidden, 'hidden').shape;
+  async forward(inputs: InternVLProjectorInputs | Tensor): Promise<InternVLProjectorOutputs> {
+    if (!(inputs instanceof Tensor) && (!inputs || typeof inputs !== 'object')) invalid('{ hiddenStates } or a tensor', 'InternVL projector inputs', inputs);
+    const hidden = inputs instanceof Tensor ? inputs : inputs.hiddenStates;
+    const s = checkTensor(hidden, 'hiddenStates').shape;
     const { vit_hidden_size: d, downsample_ratio: r } = this.config;
-    if (s.length !== 3 || s[2] !== d) invalid(`a (tiles, 1 + patches, ${d}) tensor`, 'hidden', `[${s}]`);
+    if (s.length !== 3 || s[2] !== d) invalid(`a (tiles, 1 + patches, ${d}) tensor`, 'hiddenStates', `[${s}]`);
     const side = Math.round(Math.sqrt(s[1] - 1));
-    if (side < 1 || side * side !== s[1] - 1 || !Number.isInteger(side * r)) invalid(`1 + side² tokens with side a multiple of ${1 / r}`, 'hidden', `[${s}]`);
-    if (s[0] === 0) return this.emptyOutput([0, side * side * r * r, this.config.llm_hidden_size], hidden.device);
-    return (await this.run([hidden]))[0]!;
+    if (side < 1 || side * side !== s[1] - 1 || !Number.isInteger(side * r)) invalid(`1 + side² tokens with side a multiple of ${1 / r}`, 'hiddenStates', `[${s}]`);
+    if (s[0] === 0) return { imageTokens: this.emptyOutput([0, side * side * r * r, this.config.llm_hidden_size], hidden.device) };
+    return { imageTokens: (await this.run([hidden]))[0]! };
   }
 }

@@ -185,6 +185,27 @@ export const CONFIG_ROWS: ConfigRow[] = [
     },
     divides: [['hidden_size', 'num_attention_heads']],
   },
+  {
+    name: 'InternVisionModel',
+    create: (c) => et.nn.InternVisionModel.create(c),
+    valid: {
+      hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_channels: 3, patch_size: 4, image_size: 8,
+      qkv_bias: true, qk_normalization: false, norm_type: 'layer_norm', hidden_act: 'gelu', layer_norm_eps: 1e-6, dropout: 0, attention_dropout: 0,
+      drop_path_rate: 0, initializer_range: 0.02,
+    },
+    fields: {
+      hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', num_channels: 'posint',
+      patch_size: 'posint', image_size: 'posint', qkv_bias: 'bool', qk_normalization: 'bool', norm_type: { enum: ['layer_norm', 'rms_norm'] },
+      hidden_act: 'act', layer_norm_eps: 'posnum', ...dropouts('dropout', 'attention_dropout', 'drop_path_rate'), initializer_range: 'nonnegnum',
+    },
+    divides: [['hidden_size', 'num_attention_heads'], ['image_size', 'patch_size']],
+  },
+  {
+    name: 'InternVLProjector',
+    create: (c) => et.nn.InternVLProjector.create(c),
+    valid: { vit_hidden_size: 8, llm_hidden_size: 6, downsample_ratio: 0.5, ps_version: 'v2' },
+    fields: { vit_hidden_size: 'posint', llm_hidden_size: 'posint', ps_version: { enum: ['v1', 'v2'] } },
+  },
 ];
 
 // ---- tensor ops ------------------------------------------------------------------------------
@@ -365,6 +386,14 @@ export const MODEL_ROWS: ModelRow[] = [
   {
     name: 'ClipTextModel', create: () => et.nn.ClipTextModel.create(CONFIG_ROWS.find((r) => r.name === 'ClipTextModel')!.valid),
     input: (s) => ({ inputIds: ids(s, [2, 6], 0, 30), attentionMask: et.ones([2, 6], { dtype: 'int64' }) }), output: lastHidden,
+  },
+  {
+    name: 'InternVisionModel', create: () => et.nn.InternVisionModel.create(CONFIG_ROWS.find((r) => r.name === 'InternVisionModel')!.valid),
+    input: (s) => ({ pixelValues: rand(s, [2, 3, 8, 8]) }), output: lastHidden,
+  },
+  {
+    name: 'InternVLProjector', create: () => et.nn.InternVLProjector.create(CONFIG_ROWS.find((r) => r.name === 'InternVLProjector')!.valid),
+    input: (s) => ({ hiddenStates: rand(s, [2, 5, 8]) }), output: (o) => (o as { imageTokens: et.Tensor }).imageTokens,
   },
   {
     name: 'systems.LanguageBindClassifier', create: () => et.systems.LanguageBindClassifier.create({ modalities: ['video', 'language'], embedDim: 4 }),

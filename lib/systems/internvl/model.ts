@@ -139,7 +139,7 @@ export class InternVL extends Module {
   async extractFeature(pixelValues: Tensor): Promise<Tensor> {
     const sel = this.config.select_layer;
     const out = await this.vision_model.forward(sel === -1 ? { pixelValues } : { pixelValues, hiddenStateIndex: sel });
-    return this.mlp1.forward(sel === -1 ? out.lastHiddenState : out.hiddenState!);
+    return (await this.mlp1.forward({ hiddenStates: sel === -1 ? out.lastHiddenState : out.hiddenState! })).imageTokens;
   }
 
   /** Token embeddings with the image tokens written over the `<IMG_CONTEXT>` positions. */
