@@ -1,6 +1,6 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians and the ratio.
-//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind [--threads N] [--trials N] [--profile native|avx2]
+//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2]
 // --profile avx2 runs both sides on AVX2 kernels whatever the CPU has (ONEDNN_MAX_CPU_ISA=AVX2,
 // ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2, which libtorch and PyTorch both read at
 // start: the command runs itself again with them set); the header line names the CPU and the
@@ -16,7 +16,7 @@ import * as os from 'os';
 import * as et from 'emotorch';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs' };
+const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs' };
 const args = process.argv.slice(2);
 const name = args.find((a) => !a.startsWith('--')) ?? 'mlp';
 if (!(name in BENCHES)) {
