@@ -68,13 +68,8 @@ def main():
 
     targets = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and re.fullmatch(cfg["lora_regex"], n)]
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.0, target_modules=targets))
-    g = torch.Generator().manual_seed(cfg["seed"] + 2)
-    lora = {}
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.copy_(0.02 * torch.randn(p.shape, generator=g))
-                lora[name.removeprefix("base_model.model.")] = p.detach().clone()
+    lora = fx.random_lora(model, cfg["seed"] + 2, 0.02)
+    g = torch.Generator().manual_seed(cfg["seed"] + 3)
     save_file(lora, os.path.join(cfg["dir"], "lora.safetensors"))
     if cfg["gradient_checkpointing"]:
         inner = model.base_model.model

@@ -4,6 +4,7 @@
  * (`dynamic_preprocess`, max_num 12, or 1 in a record with a video) and their videos as
  * `VIDEO_SEGMENTS` (8) frames of one tile each, all through the vision tower.
  */
+import * as fs from 'fs';
 import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors';
 import { Tensor, cat, tensor } from '../../tensor';
 import type { Tokenizer } from '../../data/tokenizer';
@@ -141,35 +142,75 @@ export async function m2seInternVLItems(records: readonly M2seRecord[], model: I
 }
 
 /**
+ * Decoded tiles kept between batches (epochs read the same files again), keyed by file, its size
+ * and mtime and how it was tiled; the least recently used go past {@link TILE_CACHE_BYTES}.
+ */
+const tileCache = new Map<string, Tensor>();
+let tileCacheBytes = 0;
+/** The most bytes of decoded tiles kept (256 MiB). */
+export const TILE_CACHE_BYTES = 256 * 2 ** 20;
+
+async function cachedTiles(key: string, make: () => Promise<Tensor>): Promise<Tensor> {
+  const hit = tileCache.get(key);
+  if (hit) {
+    tileCache.delete(key);
+    tileCache.set(key, hit);
+    return hit;
+  }
+  const t = await make();
+  const bytes = t.numel * 4;
+  if (bytes > TILE_CACHE_BYTES) return t;
+  tileCache.set(key, t);
+  tileCacheBytes += bytes;
+  for (const [k, v] of tileCache) {
+    if (tileCacheBytes <= TILE_CACHE_BYTES) break;
+    tileCache.delete(k);
+    tileCacheBytes -= v.numel * 4;
+    v.dispose();
+  }
+  return t;
+}
+
+/**
  * The tiles of an item's media in prompt order, (tiles, 3, side, side) float32, or null without media:
- * images through `dynamic_preprocess` + `build_transform`, videos as their sampled frames, one tile each.
+ * images through `dynamic_preprocess` + `build_transform`, videos as their sampled frames, one tile
+ * each. Decoded tiles are kept (up to {@link TILE_CACHE_BYTES}) while the file is unchanged.
  * @throws EmotorchError ERR_IO / ERR_FORMAT naming the file when it cannot be decoded, or gives
  *   another tile count than when the item was made (the file changed)
  */
 export async function m2seInternVLPixels(item: M2seInternVLItem, imageSize: number, videoSegments = 8): Promise<Tensor | null> {
   const parts: Tensor[] = [];
   for (const m of item.media) {
-    if (m.kind === 'image') {
-      const img = await readImage(m.file);
-      parts.push(internvlTiles(img, { imageSize, maxNum: item.maxNum }).pixelValues);
-      img.dispose();
-    } else {
+    let stamp = '';
+    try {
+      const st = fs.statSync(m.file);
+      stamp = `${st.size}:${st.mtimeMs}`;
+    } catch { /* readImage / probeVideo name the missing file */ }
+    const key = `${m.kind}|${m.file}|${stamp}|${imageSize}|${m.kind === 'image' ? item.maxNum : videoSegments}`;
+    const tiles = await cachedTiles(key, async () => {
+      if (m.kind === 'image') {
+        const img = await readImage(m.file);
+        const { pixelValues } = internvlTiles(img, { imageSize, maxNum: item.maxNum });
+        img.dispose();
+        return pixelValues;
+      }
       const info = await probeVideo(m.file);
       const { frames } = await readVideoFrames(m.file, { indices: internvlFrameIndices(info.frameCount, videoSegments) });
+      const per: Tensor[] = [];
       for (let t = 0; t < frames.shape[1]; t++) {
         const frame = frames.select(1, t).contiguous();
-        parts.push(internvlTiles(frame, { imageSize, maxNum: 1 }).pixelValues);
+        per.push(internvlTiles(frame, { imageSize, maxNum: 1 }).pixelValues);
         frame.dispose();
       }
       frames.dispose();
-    }
-    const got = parts.slice(-(m.kind === 'image' ? 1 : m.tiles)).reduce((n, p) => n + p.shape[0], 0);
-    if (got !== m.tiles) throw new EmotorchError(`'${m.file}' now gives ${got} tiles, ${m.tiles} when its record was read (did the file change?)`, 'ERR_FORMAT');
+      const all = cat(per, 0);
+      per.forEach((p) => p.dispose());
+      return all;
+    });
+    if (tiles.shape[0] !== m.tiles) throw new EmotorchError(`'${m.file}' now gives ${tiles.shape[0]} tiles, ${m.tiles} when its record was read (did the file change?)`, 'ERR_FORMAT');
+    parts.push(tiles);
   }
-  if (!parts.length) return null;
-  const out = cat(parts, 0);
-  parts.forEach((p) => p.dispose());
-  return out;
+  return parts.length ? cat(parts, 0) : null;   // a new tensor: the cached tiles stay
 }
 
 /**
