@@ -1,0 +1,91 @@
+// `npx emotorch m2se sft | infer | score` (dist/cli/main.js, spawned as a user runs it) on the tiny
+// InternVL2 fixture: swift's flags, its output layout, the exit statuses (0 done, 1 runtime error
+// with the coded message and no stack trace, 2 usage), and compute_result's numbers.
+import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { findFfmpeg } from '../../lib/audio/ffmpeg';
+import { FIXTURES, tmpdir } from '../helpers';
+
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+const FX = path.join(FIXTURES, 'm2se_internvl');
+const run = (...args: string[]) => {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+};
+
+describe('emotorch CLI: usage and errors', () => {
+  it('prints usage (0 with --help, 2 without a command) and refuses unknown systems, commands and flags with 2', () => {
+    expect(run('--help')).toMatchObject({ code: 0 });
+    expect(run('--help').out).toMatch(/m2se/);
+    expect(run().code).toBe(2);
+    expect(run('m2se', '--help').out).toMatch(/sft .*infer|sft[\s\S]*infer[\s\S]*score/);
+    expect(run('m2se', 'sft', '--help').out).toMatch(/--gradient_checkpointing \[true\|false\][\s\S]*--acc_strategy/);
+    expect(run('salmonnn', 'x')).toMatchObject({ code: 2 });
+    const bad = run('m2se', 'score', 'x.jsonl', '--task', 'emotion', '--bogus', '1');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/unknown flag --bogus/);
+    expect(run('m2se', 'sft', '--num_train_epochs', 'two').err).toMatch(/--num_train_epochs takes a number, not 'two'/);
+    expect(run('m2se', 'sft', '--gradient_checkpointing', 'yes').err).toMatch(/takes true or false/);
+  });
+  it('a missing file is a runtime error (1) with its code and no stack trace', () => {
+    const r = run('m2se', 'score', path.join(tmpdir(), 'none.jsonl'), '--task', 'emotion');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/ERR_IO/);
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+});
+
+describe('emotorch m2se score = et.metrics.m2seComputeResult', () => {
+  it('prints compute_result\'s numbers for each task, and the whole result with --json', () => {
+    const dir = tmpdir();
+    const file = path.join(dir, 'infer.jsonl');
+    const rows = [['Joy.', 'Joy.'], ['Anger.', 'Joy.'], ['Fear.', 'Fear.'], ['Neutral.', 'Sadness.']];
+    fs.writeFileSync(file, rows.map(([response, label]) => JSON.stringify({ query: 'q', response, label })).join('\n'));
+    const want = et.metrics.m2seComputeResult(file, 'emotion');
+    const r = run('m2se', 'score', file, '--task', 'emotion');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`accuracy ${want.accuracy.toFixed(4)} (2 of 4`);
+    expect(r.out).toContain(`weighted F1 ${want.weightedF1.toFixed(4)}`);
+    expect(JSON.parse(run('m2se', 'score', file, '--task', 'emotion', '--json').out)).toEqual(JSON.parse(JSON.stringify(want)));
+    const pairs = path.join(dir, 'pairs.jsonl');
+    fs.writeFileSync(pairs, [JSON.stringify({ response: '3_joy,2', label: '3_joy,2;3_joy,3' }), JSON.stringify({ response: '2_anger,1', label: '2_anger,2' })].join('\n'));
+    const p = et.metrics.m2seComputeResult(pairs, 'pairs');
+    expect(run('m2se', 'score', pairs, '--task', 'pairs').out).toContain(`F1 ${p.micro.f1.toFixed(4)}`);
+  });
+});
+
+describe.skipIf(findFfmpeg() === null)('emotorch m2se sft / infer on a tiny InternVL2', () => {
+  it('trains with swift\'s flags into swift\'s layout (a peft checkpoint), stage 2 from it, and answers with it', () => {
+    const out = tmpdir();
+    const common = ['--model', path.join(FX, 'internlm2'), '--tokenizer', path.join(FX, 'tokenizer.json'), '--model_type', 'internvl2-8b'];
+    const s1 = run('m2se', 'sft', ...common, '--dataset', path.join(FX, 'records.json'), '--sft_type', 'lora', '--num_train_epochs', '2', '--max_steps', '2',
+      '--max_length', '2048', '--gradient_checkpointing', 'true', '--batch_size', '1', '--gradient_accumulation_steps', '1', '--acc_strategy', 'sentence',
+      '--logging_steps', '1', '--output_dir', out);
+    expect(s1.err).not.toMatch(/\n\s+at /);
+    expect(s1.code).toBe(0);
+    const ckpt = /last_model_checkpoint: (.*)/.exec(s1.out)![1].trim();
+    expect(path.relative(out, ckpt)).toMatch(/^internvl2-8b[/\\]v0-\d{8}-\d{6}[/\\]checkpoint-2$/);
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'sft_args.json']) expect(fs.existsSync(path.join(ckpt, f))).toBe(true);
+    const cfg = JSON.parse(fs.readFileSync(path.join(ckpt, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 32, target_modules: et.systems.INTERNVL_LORA_TARGETS });
+    const log = fs.readFileSync(path.join(path.dirname(ckpt), 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((x) => 'loss' in x && 'learning_rate' in x);
+    expect(log.length).toBe(2);
+    expect(log.every((x) => x.acc === 0 || x.acc === 1)).toBe(true);
+
+    // stage 2 from the stage-1 checkpoint: a second version folder
+    const s2 = run('m2se', 'sft', ...common, '--dataset', path.join(FX, 'records.json'), '--max_steps', '1', '--resume_from_checkpoint', ckpt, '--output_dir', out);
+    expect(s2.code).toBe(0);
+    expect(/last_model_checkpoint: (.*)/.exec(s2.out)![1]).toMatch(/v1-\d{8}-\d{6}[/\\]checkpoint-1$/);
+
+    const inf = run('m2se', 'infer', '--ckpt_dir', ckpt, '--tokenizer', path.join(FX, 'tokenizer.json'), '--val_dataset', path.join(FX, 'records.json'), '--max_new_tokens', '3');
+    expect(inf.code).toBe(0);
+    const jsonl = /-> (.*\.jsonl)/.exec(inf.out)![1];
+    expect(path.dirname(jsonl)).toBe(path.join(ckpt, 'infer_result'));
+    const lines = fs.readFileSync(jsonl, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.label)).toEqual(['Joy.', 'Negative.', '2_joy,2']);
+    expect(lines[0].images).toEqual(['face.png']);
+  }, 300_000);
+});
