@@ -1,0 +1,154 @@
+/** `emotorch m2se sft | infer | score`: M2SE's ms-swift command lines and compute_result. */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../index';
+import { Command, UsageError, need, num, str } from './common';
+
+/** A model folder: InternVL2 when its config.json has vision_config and llm_config, else a LLaMA-family LLM; its tokenizer from the folder. */
+async function loadModel(dir: string, tokenizerPath?: string): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer }> {
+  const cfgFile = path.join(dir, 'config.json');
+  if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
+  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  const tokenizer = await et.data.Tokenizer.fromFile(tokenizerPath ?? dir);
+  const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
+  const model = cfg.vision_config && cfg.llm_config
+    ? await et.systems.InternVL.fromPretrained(dir, ctx === undefined ? {} : { imgContextTokenId: ctx })
+    : await et.nn.LlamaForCausalLM.fromPretrained(dir);
+  return { model, tokenizer };
+}
+
+const stamp = (): string => new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+
+/** swift 2.x's output folder: `<output_dir>/<model_type>/v<N>-<timestamp>`. */
+function versionDir(outputDir: string, modelType: string): string {
+  const base = path.join(outputDir, modelType);
+  const taken = fs.existsSync(base) ? fs.readdirSync(base).map((d) => /^v(\d+)-/.exec(d)?.[1]).filter((x): x is string => !!x).map(Number) : [];
+  return path.join(base, `v${taken.length ? Math.max(...taken) + 1 : 0}-${stamp()}`);
+}
+
+export const M2SE_SFT: Command = {
+  summary: "LoRA SFT over ms-swift records, as M2SE's first_stage.sh / second_stage.sh run `swift sft`",
+  flags: {
+    model: { kind: 'string', help: 'the model folder (InternVL2 / EmoVerse, or a LLaMA-family LLM)' },
+    model_id_or_path: { kind: 'string', help: 'swift\'s name for --model' },
+    model_type: { kind: 'string', help: 'names the output subfolder (swift: internvl2-4b); default the model folder\'s name' },
+    tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
+    dataset: { kind: 'list', help: 'ms-swift JSON / JSONL files' },
+    sft_type: { kind: 'string', help: 'lora or full', default: 'lora' },
+    system: { kind: 'string', help: 'the system prompt', default: et.systems.M2SE_SYSTEM },
+    num_train_epochs: { kind: 'number', help: 'epochs', default: '1' },
+    max_steps: { kind: 'number', help: 'stop after this many optimizer steps (-1: the epochs decide)', default: '-1' },
+    max_length: { kind: 'number', help: 'longer records are dropped (swift\'s delete)', default: '2048' },
+    batch_size: { kind: 'number', help: 'per device', default: '1' },
+    gradient_accumulation_steps: { kind: 'number', help: 'micro-batches per step', default: '1' },
+    gradient_checkpointing: { kind: 'bool', help: 'recompute layers in backward', default: 'true' },
+    learning_rate: { kind: 'number', help: 'default 1e-4 for lora, 1e-5 for full (swift)' },
+    lora_rank: { kind: 'number', help: 'LoRA rank', default: '8' },
+    lora_alpha: { kind: 'number', help: 'LoRA alpha', default: '32' },
+    lora_dropout: { kind: 'number', help: 'LoRA dropout', default: '0.05' },
+    lora_dropout_p: { kind: 'number', help: 'swift 2.x\'s older name for --lora_dropout' },
+    acc_strategy: { kind: 'string', help: 'token or sentence (logged acc)', default: 'token' },
+    logging_steps: { kind: 'number', help: 'log every N steps', default: '5' },
+    seed: { kind: 'number', help: 'random seed', default: '42' },
+    output_dir: { kind: 'string', help: 'where runs go', default: 'output' },
+    resume_from_checkpoint: { kind: 'string', help: 'a checkpoint folder (peft adapter) to start from: stage 2 from stage 1' },
+  },
+  async run(v, _pos, out) {
+    const dir = str(v, 'model') ?? str(v, 'model_id_or_path');
+    if (!dir) throw new UsageError('--model is required (a local folder; names on the hub come with the Hugging Face cache support)');
+    const datasets = need(v, 'dataset') as unknown as string[];
+    const sftType = str(v, 'sft_type')!;
+    if (sftType !== 'lora' && sftType !== 'full') throw new UsageError(`--sft_type takes lora or full, not '${sftType}'`);
+    const acc = str(v, 'acc_strategy')!;
+    if (acc !== 'token' && acc !== 'sentence') throw new UsageError(`--acc_strategy takes token or sentence, not '${acc}'`);
+    const { model, tokenizer } = await loadModel(dir, str(v, 'tokenizer'));
+    const resume = str(v, 'resume_from_checkpoint');
+    if (resume) {
+      if (sftType !== 'lora') throw new UsageError('--resume_from_checkpoint starts from a LoRA adapter: use it with --sft_type lora');
+      await et.nn.loadLoraAdapter(model, resume);
+    }
+    const runDir = versionDir(str(v, 'output_dir')!, str(v, 'model_type') ?? path.basename(path.resolve(dir)));
+    fs.mkdirSync(runDir, { recursive: true });
+    fs.writeFileSync(path.join(runDir, 'sft_args.json'), JSON.stringify({ ...v, model: path.resolve(dir) }, null, 2));
+    out(`output: ${runDir}`);
+    et.manualSeed(num(v, 'seed')!);
+    const [r] = await et.systems.m2seStages({
+      model, tokenizer, system: str(v, 'system'), maxLength: num(v, 'max_length'), accStrategy: acc,
+      lora: sftType === 'full' ? false : { r: num(v, 'lora_rank')!, alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout_p') ?? num(v, 'lora_dropout')! },
+      stages: [{
+        datasets: datasets.map((d) => path.resolve(d)),
+        args: {
+          output_dir: runDir, num_train_epochs: num(v, 'num_train_epochs'), max_steps: num(v, 'max_steps'), per_device_train_batch_size: num(v, 'batch_size'),
+          gradient_accumulation_steps: num(v, 'gradient_accumulation_steps'), gradient_checkpointing: v.gradient_checkpointing as boolean,
+          learning_rate: num(v, 'learning_rate') ?? (sftType === 'lora' ? 1e-4 : 1e-5), logging_steps: num(v, 'logging_steps'), seed: num(v, 'seed'),
+          save_strategy: 'no', disable_tqdm: false,
+        },
+      }],
+    });
+    const ckpt = path.join(runDir, `checkpoint-${r.globalStep}`);
+    if (sftType === 'lora') await et.nn.saveLoraAdapter(model, ckpt, { baseModel: path.resolve(dir) });
+    else await model.save(path.join(ckpt, 'model.safetensors'));
+    fs.writeFileSync(path.join(ckpt, 'sft_args.json'), JSON.stringify({ ...v, model: path.resolve(dir) }, null, 2));
+    out(`${r.examples} examples (${r.tooLong} longer than max_length dropped), ${r.globalStep} steps, train_loss ${r.trainingLoss.toFixed(6)}`);
+    out(`last_model_checkpoint: ${ckpt}`);
+  },
+};
+
+export const M2SE_INFER: Command = {
+  summary: "greedy answers to ms-swift records as `swift infer` writes them (M2SE's test.sh)",
+  flags: {
+    model: { kind: 'string', help: 'the model folder (default: the one --ckpt_dir was trained from)' },
+    model_id_or_path: { kind: 'string', help: 'swift\'s name for --model' },
+    model_type: { kind: 'string', help: 'accepted for swift\'s command lines; the model folder decides' },
+    tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
+    ckpt_dir: { kind: 'string', help: 'a LoRA checkpoint folder (peft adapter) written by sft' },
+    val_dataset: { kind: 'list', help: 'ms-swift JSON / JSONL test files' },
+    system: { kind: 'string', help: 'the system prompt', default: et.systems.M2SE_SYSTEM },
+    max_length: { kind: 'number', help: 'accepted for swift\'s command lines (prompts are not cut)' },
+    max_new_tokens: { kind: 'number', help: 'most tokens per answer', default: '2048' },
+    result_dir: { kind: 'string', help: 'where the JSONL goes (default <ckpt_dir or model>/infer_result)' },
+  },
+  async run(v, _pos, out) {
+    const ckpt = str(v, 'ckpt_dir');
+    let dir = str(v, 'model') ?? str(v, 'model_id_or_path');
+    if (!dir && ckpt) {
+      const args = path.join(ckpt, 'sft_args.json');
+      if (fs.existsSync(args)) dir = (JSON.parse(fs.readFileSync(args, 'utf8')) as { model?: string }).model;
+    }
+    if (!dir) throw new UsageError('--model is required (or --ckpt_dir of a checkpoint sft wrote)');
+    const sets = need(v, 'val_dataset') as unknown as string[];
+    const { model, tokenizer } = await loadModel(dir, str(v, 'tokenizer'));
+    if (ckpt) await et.nn.loadLoraAdapter(model, ckpt);
+    const resultDir = str(v, 'result_dir') ?? path.join(ckpt ?? dir, 'infer_result');
+    for (const set of sets) {
+      const file = path.join(resultDir, `${stamp()}${sets.length > 1 ? `-${path.basename(set).replace(/\.[^.]*$/, '')}` : ''}.jsonl`);
+      const r = await et.systems.m2seInfer({ model, tokenizer, dataset: path.resolve(set), outFile: file, system: str(v, 'system'), maxNewTokens: num(v, 'max_new_tokens') });
+      out(`${r.count} records of ${set} -> ${r.file}`);
+    }
+  },
+};
+
+export const M2SE_SCORE: Command = {
+  summary: "compute_result's numbers for a `swift infer` JSONL (sentiment, emotion or emotion-cause pairs)",
+  args: '<infer.jsonl>',
+  flags: {
+    task: { kind: 'string', help: 'sentiment, emotion or pairs' },
+    json: { kind: 'bool', help: 'print the whole result as JSON' },
+  },
+  async run(v, pos, out) {
+    if (pos.length !== 1) throw new UsageError('give one infer JSONL file');
+    const task = need(v, 'task');
+    if (!['sentiment', 'emotion', 'pairs'].includes(task)) throw new UsageError(`--task takes sentiment, emotion or pairs, not '${task}'`);
+    const r = task === 'pairs' ? et.metrics.m2seComputeResult(pos[0], 'pairs') : et.metrics.m2seComputeResult(pos[0], task as 'sentiment' | 'emotion');
+    if (v.json) { out(JSON.stringify(r, null, 2)); return; }
+    if ('micro' in r) {
+      out(`F1 ${r.micro.f1.toFixed(4)}  P ${r.micro.precision.toFixed(4)}  R ${r.micro.recall.toFixed(4)}`);
+      out(`WF1 ${r.weightedF1.toFixed(4)}`);
+    } else {
+      out(`accuracy ${r.accuracy.toFixed(4)} (${r.correct} of ${r.total}; ${r.unparsable} answers none of the labels)`);
+      out(`weighted F1 ${r.weightedF1.toFixed(4)}`);
+      out(`recall ${Object.entries(r.recall).map(([k, x]) => `${k} ${x.toFixed(4)}`).join('  ')}`);
+    }
+  },
+};
+
