@@ -54,3 +54,35 @@ export async function writePlots(dir: string, history: LogRecord[]): Promise<str
   }
   return out;
 }
+
+/**
+ * A confusion matrix as an SVG heatmap (rows: true class, columns: predicted), each cell's count
+ * written in it; the colour scale is the row's share, so rare classes read as well as common ones.
+ * @param matrix matrix[i][j]: samples of true class i predicted as j
+ * @param names the classes' names, in matrix order
+ */
+export function confusionMatrixSvg(matrix: number[][], names: string[], title: string): string {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const echarts = require('echarts') as typeof import('echarts');
+  const n = names.length;
+  const side = Math.max(360, Math.min(1200, 120 + 48 * n));
+  const c = echarts.init(null as unknown as Parameters<typeof echarts.init>[0], null, { renderer: 'svg', ssr: true, width: side + 80, height: side });
+  const data: Array<[number, number, number, number]> = [];
+  matrix.forEach((row, i) => {
+    const total = row.reduce((a, b) => a + b, 0) || 1;
+    row.forEach((v, j) => data.push([j, n - 1 - i, v / total, v]));
+  });
+  c.setOption({
+    animation: false,
+    backgroundColor: '#ffffff',
+    title: { text: title, left: 'center', textStyle: { fontSize: 14 } },
+    grid: { left: 110, right: 90, top: 50, bottom: 70 },
+    xAxis: { type: 'category', data: names, name: 'predicted', nameLocation: 'middle', nameGap: 45, axisLabel: { rotate: n > 6 ? 45 : 0 } },
+    yAxis: { type: 'category', data: [...names].reverse(), name: 'true', nameLocation: 'middle', nameGap: 90 },
+    visualMap: { min: 0, max: 1, dimension: 2, calculable: false, orient: 'vertical', right: 10, top: 'middle', text: ['row share 1', '0'], inRange: { color: ['#f7fbff', '#08306b'] } },
+    series: [{ type: 'heatmap', data, label: { show: true, formatter: (p: { value: number[] }) => String(p.value[3]) }, emphasis: { disabled: true } }],
+  });
+  const svg = c.renderToSVGString();
+  c.dispose();
+  return svg;
+}

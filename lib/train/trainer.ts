@@ -21,12 +21,13 @@ import { GradScaler } from './amp';
 import { TrainingArguments, TrainingArgumentsInit } from './args';
 import { CallbackContext, LogRecord, TrainerCallback, TrainerControl, TrainerState } from './callbacks';
 import { Progress } from './progress';
-import { writePlots } from './plots';
+import { writePlots, confusionMatrixSvg } from './plots';
+import { classificationReport, confusionMatrix } from '../metrics/classification';
 import { TensorBoardWriter } from './tensorboard';
 import * as dist from '../distributed/group';
 import { DistributedDataParallel } from '../distributed/ddp';
 import { DistributedSampler } from '../distributed/sampler';
-import { DTYPES, DType } from '../dtype';
+import { DTYPES, DType, isFloating } from '../dtype';
 import { Extra, Position, makeOutputDir, readCheckpoint, removeStaleTemporaries, resolveResume, rotateCheckpoints, writeCheckpoint } from './checkpoints';
 
 /** What `computeMetrics` receives (HF's EvalPrediction): CPU tensors concatenated over the set. */
@@ -76,6 +77,11 @@ export interface TrainerOptions<T = unknown> {
    * the last log.
    */
   trainMetrics?: (outputs: Record<string, unknown>, batch: Batch) => Record<string, number>;
+  /**
+   * Names of the classes, by index, for the confusion matrix and report an evaluation of a
+   * classification task writes (default: the indices).
+   */
+  classNames?: string[];
   /** Metrics from an evaluation's predictions (plain numbers; keys get the `eval_` prefix). */
   computeMetrics?: (p: EvalPrediction) => Record<string, number> | Promise<Record<string, number>>;
   callbacks?: TrainerCallback[];
@@ -89,7 +95,7 @@ export interface TrainerOptions<T = unknown> {
   generateOptions?: Record<string, unknown>;
 }
 
-const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'trainMetrics', 'computeMetrics', 'callbacks', 'optimizer', 'signal', 'handleSigint', 'generateOptions'];
+const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'trainMetrics', 'classNames', 'computeMetrics', 'callbacks', 'optimizer', 'signal', 'handleSigint', 'generateOptions'];
 
 /** Moves every tensor in a batch to `device` (objects and arrays are walked, other values kept). */
 function toDevice(v: unknown, device: string): unknown {
@@ -746,6 +752,7 @@ export class Trainer<T = unknown> extends EventEmitter {
         if (typeof v !== 'number') invalid('a number', `computeMetrics result '${k}'`, v);
         metrics[k.startsWith(`${metricKeyPrefix}_`) ? k : `${metricKeyPrefix}_${k}`] = v;
       }
+      await this.writeConfusion(r.predictions, r.labelIds, metricKeyPrefix);
     }
     const runtime = (Date.now() - t0) / 1000;
     Object.assign(metrics, { [`${metricKeyPrefix}_runtime`]: runtime, [`${metricKeyPrefix}_samples_per_second`]: r.n / Math.max(runtime, 1e-9), [`${metricKeyPrefix}_steps_per_second`]: r.batches / Math.max(runtime, 1e-9) });
@@ -835,6 +842,28 @@ export class Trainer<T = unknown> extends EventEmitter {
   private async rewriteLogFile(): Promise<void> {
     const lines = this.state.log_history.map((r) => `${JSON.stringify(r)}\n`).join('');
     await fs.promises.writeFile(path.join(this.args.output_dir, 'log.jsonl'), lines);
+  }
+
+  /**
+   * For a classification evaluation (logits (N, C), integer labels (N)): `confusion_matrix_<prefix>.svg`
+   * and `classification_report_<prefix>.txt` (sklearn's layout) in output_dir, next to the curves.
+   */
+  private async writeConfusion(predictions: Tensor, labelIds: Tensor | null, prefix: string): Promise<void> {
+    if (!this.isMain || !labelIds || predictions.ndim !== 2 || labelIds.ndim !== 1 || labelIds.shape[0] !== predictions.shape[0]) return;
+    if (!['int64', 'int32'].includes(labelIds.dtype) || !isFloating(predictions.dtype) || predictions.shape[0] === 0) return;
+    const C = predictions.shape[1];
+    const names = this.opts.classNames ?? Array.from({ length: C }, (_, i) => String(i));
+    if (names.length !== C) invalid(`${C} class names (one per logit)`, 'classNames', `${names.length} names`);
+    const gold = (labelIds.toArray() as Array<number | bigint>).map(Number);
+    if (gold.some((g) => !(g >= 0 && g < C))) return;   // ignored (-100) or out-of-range labels: no class table
+    const pred = (predictions.argmax(1).toArray() as Array<number | bigint>).map(Number);
+    const labels = Array.from({ length: C }, (_, i) => i);
+    const { matrix } = confusionMatrix(pred, gold, { labels });
+    const report = classificationReport(pred, gold, { labels, targetNames: names, digits: 4, zeroDivision: 0 });
+    const dir = this.args.output_dir;
+    await fs.promises.mkdir(dir, { recursive: true });
+    await fs.promises.writeFile(path.join(dir, `confusion_matrix_${prefix}.svg`), confusionMatrixSvg(matrix, names, `confusion matrix (${prefix}, step ${this.state.global_step})`));
+    await fs.promises.writeFile(path.join(dir, `classification_report_${prefix}.txt`), `${report}\n`);
   }
 
   private async writeArtifacts(): Promise<void> {

@@ -293,3 +293,31 @@ describe('Trainer trainMetrics (ms-swift custom metrics)', () => {
       trainMetrics: () => ({ acc: NaN }), args: { output_dir: path.join(root, 'custom2'), max_steps: 1, save_strategy: 'no', disable_tqdm: true } }).train(), 'ERR_INVALID_ARG', /trainMetrics\(\) result 'acc'/);
   });
 });
+
+describe('Trainer: confusion matrix and report of a classification evaluation', () => {
+  it('writes confusion_matrix_eval.svg (the counts in its cells) and classification_report_eval.txt next to the curves', async () => {
+    et.manualSeed(1);
+    const out = path.join(root, 'confusion');
+    const names = ['anger', 'disgust', 'fear', 'joy', 'neutral', 'sadness', 'surprise'];
+    const trainer = new et.train.Trainer({
+      model: new Classifier(0.1), trainDataset: asDataset(data.train), evalDataset: asDataset(data.eval), dataCollator: collate, computeMetrics: accuracy, classNames: names,
+      args: { output_dir: out, max_steps: 6, per_device_train_batch_size: 8, learning_rate: 1e-2, eval_strategy: 'no', save_strategy: 'no', disable_tqdm: true },
+    });
+    await trainer.train();
+    await trainer.evaluate();
+    const pred = await trainer.predict(asDataset(data.eval));
+    const p = (pred.predictions.argmax(1).toArray() as number[]).map(Number);
+    const g = (pred.labelIds!.toArray() as number[]).map(Number);
+    const counts = names.map((_, i) => names.map((__, j) => p.filter((x, k) => g[k] === i && x === j).length));   // counted here, by hand
+    const svg = fs.readFileSync(path.join(out, 'confusion_matrix_eval.svg'), 'utf8');
+    expect(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>')).toBe(true);
+    const cells = [...svg.matchAll(/<text[^>]*>(\d+)<\/text>/g)].map((m) => Number(m[1]));
+    expect(cells.filter((c) => c > 0).sort((a, b) => a - b)).toEqual(counts.flat().filter((c) => c > 0).sort((a, b) => a - b));
+    for (const n of names) expect(svg).toContain(`>${n}<`);
+    const report = fs.readFileSync(path.join(out, 'classification_report_eval.txt'), 'utf8');
+    expect(report.trim()).toBe(et.metrics.classificationReport(p, g, { labels: names.map((_, i) => i), targetNames: names, digits: 4, zeroDivision: 0 }).trim());
+    const bad = new et.train.Trainer({ model: new Classifier(0.1), evalDataset: asDataset(data.eval), dataCollator: collate, computeMetrics: accuracy, classNames: ['a', 'b'],
+      args: { output_dir: path.join(root, 'confusion-bad'), disable_tqdm: true } });
+    await rejectsWith(bad.evaluate(), 'ERR_INVALID_ARG', /classNames/);
+  });
+});
