@@ -11,6 +11,7 @@ export type { SpectraFinetuneOptions } from './spectra/recipe';
 export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn/model';
 export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions, SalmonnPretrainedOptions } from './salmonn/model';
 export type { SalmonnCollateItem } from './salmonn/data';
+export { salmonnTrajectorySvg } from './salmonn/data';
 export { ConcatFusionClassifier } from './concat/model';
 export type { ConcatFusionConfig, ConcatFusionConfigInput, ConcatFusionInputs, ConcatContextConfig } from './concat/model';
 export { embedUtterances } from './concat/data';

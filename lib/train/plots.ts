@@ -86,3 +86,28 @@ export function confusionMatrixSvg(matrix: number[][], names: string[], title: s
   c.dispose();
   return svg;
 }
+
+/**
+ * A per-turn emotion timeline as SVG: turn 1 … n along x, each distinct emotion a row (in order of
+ * first appearance), the turns joined by a step line with the emotion written at each point.
+ * @param emotions one per turn
+ * @param title the chart's title
+ */
+export function emotionTimelineSvg(emotions: readonly string[], title: string): string {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const echarts = require('echarts') as typeof import('echarts');
+  const rows = [...new Set(emotions)];
+  const c = echarts.init(null as unknown as Parameters<typeof echarts.init>[0], null, { renderer: 'svg', ssr: true, width: Math.max(480, 140 + 90 * emotions.length), height: 120 + 40 * rows.length });
+  c.setOption({
+    animation: false,
+    backgroundColor: '#ffffff',
+    title: { text: title, left: 'center', textStyle: { fontSize: 14 } },
+    grid: { left: 110, right: 40, top: 50, bottom: 50 },
+    xAxis: { type: 'category', data: emotions.map((_, i) => `turn ${i + 1}`), boundaryGap: true },
+    yAxis: { type: 'category', data: rows, boundaryGap: true },
+    series: [{ type: 'line', step: 'middle', data: emotions.map((e, i) => [i, rows.indexOf(e)]), symbolSize: 10, label: { show: true, position: 'top', formatter: (p: { dataIndex: number }) => emotions[p.dataIndex] } }],
+  });
+  const svg = c.renderToSVGString();
+  c.dispose();
+  return svg;
+}

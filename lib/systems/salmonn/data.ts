@@ -2,6 +2,8 @@
 import type { Tensor } from '../../tensor';
 import { invalid } from '../../errors';
 import type { SalmonnBatch } from './model';
+import { emotionTimelineSvg } from '../../train/plots';
+import { parseEmotionSequence } from '../../metrics/text';
 
 /** What {@link salmonnCollate} gathers: an et.data.SalmonnItem, or any item with its audio, prompt and target. */
 export interface SalmonnCollateItem {
@@ -19,4 +21,20 @@ export function salmonnCollate(items: readonly SalmonnCollateItem[]): SalmonnBat
   const batch: SalmonnBatch = { audio: items.map((x) => x.audio), prompt: items.map((x) => x.prompt) };
   if (items.some((x) => x.target !== undefined)) batch.target = items.map((x) => x.target as string);
   return batch;
+}
+
+/**
+ * An emotional trajectory drawn as a per-turn timeline SVG (turns along x, one row per emotion).
+ * @param trajectory the answer text (its last `情绪序列:` line, read by `et.metrics.parseEmotionSequence`) or the emotions, one per turn
+ * @param opts title (default 'emotional trajectory')
+ * @throws EmotorchError ERR_INVALID_ARG when there is no emotion to draw
+ * @example
+ * fs.writeFileSync('trajectory.svg', et.systems.salmonnTrajectorySvg(answer));
+ */
+export function salmonnTrajectorySvg(trajectory: string | readonly string[], opts: { title?: string } = {}): string {
+  const emotions = typeof trajectory === 'string' ? parseEmotionSequence(trajectory) ?? [] : trajectory;
+  if (!Array.isArray(emotions) || emotions.length === 0 || emotions.some((e) => typeof e !== 'string' || !e.trim())) {
+    invalid('an answer with a 情绪序列: a -> b line, or a non-empty list of emotion names', 'trajectory', trajectory);
+  }
+  return emotionTimelineSvg(emotions.map((e) => e.trim()), opts.title ?? 'emotional trajectory');
 }
