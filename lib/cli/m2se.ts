@@ -26,16 +26,21 @@ function versionDir(outputDir: string, modelType: string): string {
   return path.join(base, `v${taken.length ? Math.max(...taken) + 1 : 0}-${stamp()}`);
 }
 
+/** The flags naming the model's files, shared by sft and infer. */
+const MODEL_FLAGS = {
+  model_id_or_path: { kind: 'string', help: 'swift\'s name for --model' },
+  tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
+  system: { kind: 'string', help: 'the system prompt', default: et.systems.M2SE_SYSTEM },
+} as const;
+
 export const M2SE_SFT: Command = {
   summary: "LoRA SFT over ms-swift records, as M2SE's first_stage.sh / second_stage.sh run `swift sft`",
   flags: {
     model: { kind: 'string', help: 'the model folder (InternVL2 / EmoVerse, or a LLaMA-family LLM)' },
-    model_id_or_path: { kind: 'string', help: 'swift\'s name for --model' },
+    ...MODEL_FLAGS,
     model_type: { kind: 'string', help: 'names the output subfolder (swift: internvl2-4b); default the model folder\'s name' },
-    tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
     dataset: { kind: 'list', help: 'ms-swift JSON / JSONL files' },
     sft_type: { kind: 'string', help: 'lora or full', default: 'lora' },
-    system: { kind: 'string', help: 'the system prompt', default: et.systems.M2SE_SYSTEM },
     num_train_epochs: { kind: 'number', help: 'epochs', default: '1' },
     max_steps: { kind: 'number', help: 'stop after this many optimizer steps (-1: the epochs decide)', default: '-1' },
     max_length: { kind: 'number', help: 'longer records are dropped (swift\'s delete)', default: '2048' },
@@ -98,12 +103,10 @@ export const M2SE_INFER: Command = {
   summary: "greedy answers to ms-swift records as `swift infer` writes them (M2SE's test.sh)",
   flags: {
     model: { kind: 'string', help: 'the model folder (default: the one --ckpt_dir was trained from)' },
-    model_id_or_path: { kind: 'string', help: 'swift\'s name for --model' },
+    ...MODEL_FLAGS,
     model_type: { kind: 'string', help: 'accepted for swift\'s command lines; the model folder decides' },
-    tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
     ckpt_dir: { kind: 'string', help: 'a LoRA checkpoint folder (peft adapter) written by sft' },
     val_dataset: { kind: 'list', help: 'ms-swift JSON / JSONL test files' },
-    system: { kind: 'string', help: 'the system prompt', default: et.systems.M2SE_SYSTEM },
     max_length: { kind: 'number', help: 'accepted for swift\'s command lines (prompts are not cut)' },
     max_new_tokens: { kind: 'number', help: 'most tokens per answer', default: '2048' },
     result_dir: { kind: 'string', help: 'where the JSONL goes (default <ckpt_dir or model>/infer_result)' },
