@@ -8,7 +8,12 @@ import { Command, UsageError, need, num, str } from './common';
 async function loadModel(dir: string, tokenizerPath?: string): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer }> {
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
-  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new et.EmotorchError(`cannot read '${cfgFile}': ${(e as Error).message}`, 'ERR_FORMAT');
+  }
   const tokenizer = await et.data.Tokenizer.fromFile(tokenizerPath ?? dir);
   const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
   const model = cfg.vision_config && cfg.llm_config

@@ -286,19 +286,12 @@ export function lmAccuracy(logits: Tensor, labels: Tensor, strategy: 'token' | '
   }
   const T = labels.shape[1];
   if (T < 2) return strategy === 'sentence' ? 1 : 0;
-  const pred = logits.slice(1, 0, T - 1).argmax(-1).to({ device: 'cpu' });
-  const gold = labels.slice(1, 1, T).to({ device: 'cpu', dtype: 'int64' });
-  const p = pred.toArray() as number[][], g = gold.toArray() as number[][];
-  pred.dispose(); gold.dispose();
-  let right = 0, total = 0, rows = 0;
-  for (let i = 0; i < g.length; i++) {
-    let all = true;
-    for (let t = 0; t < g[i].length; t++) {
-      if (g[i][t] === -100) continue;
-      total++;
-      if (Number(p[i][t]) === Number(g[i][t])) right++; else all = false;
-    }
-    if (all) rows++;
-  }
-  return strategy === 'sentence' ? rows / g.length : total ? right / total : 0;
+  const gold = labels.slice(1, 1, T).to({ device: logits.device, dtype: 'int64' });
+  const scored = gold.ne(-100);
+  const right = logits.slice(1, 0, T - 1).argmax(-1).eq(gold);
+  const out = strategy === 'sentence'
+    ? right.logicalOr(scored.logicalNot()).all(1).float().mean().item()      // rows whose scored tokens are all right
+    : (() => { const n = scored.sum().item(); return n ? right.logicalAnd(scored).sum().item() / n : 0; })();
+  for (const t of [gold, scored, right]) t.dispose();
+  return out;
 }

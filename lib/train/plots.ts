@@ -8,13 +8,19 @@ import type { LogRecord } from './callbacks';
 
 type Series = { name: string; points: Array<[number, number]> };
 
-function chart(title: string, yName: string, series: Series[], logY = false): string {
+/** An ECharts option rendered to an SVG string on a white background, without animation. */
+function render(width: number, height: number, option: Record<string, unknown>): string {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const echarts = require('echarts') as typeof import('echarts');
-  const c = echarts.init(null as unknown as Parameters<typeof echarts.init>[0], null, { renderer: 'svg', ssr: true, width: 720, height: 360 });
-  c.setOption({
-    animation: false,
-    backgroundColor: '#ffffff',
+  const c = echarts.init(null as unknown as Parameters<typeof echarts.init>[0], null, { renderer: 'svg', ssr: true, width, height });
+  c.setOption({ animation: false, backgroundColor: '#ffffff', ...option });
+  const svg = c.renderToSVGString();
+  c.dispose();
+  return svg;
+}
+
+function chart(title: string, yName: string, series: Series[], logY = false): string {
+  return render(720, 360, {
     title: { text: title, left: 'center', textStyle: { fontSize: 14 } },
     legend: { top: 26 },
     grid: { left: 70, right: 30, top: 64, bottom: 50 },
@@ -22,9 +28,6 @@ function chart(title: string, yName: string, series: Series[], logY = false): st
     yAxis: { type: logY ? 'log' : 'value', name: yName, scale: true },
     series: series.map((s) => ({ name: s.name, type: 'line', data: s.points, showSymbol: s.points.length < 30, symbolSize: 5 })),
   });
-  const svg = c.renderToSVGString();
-  c.dispose();
-  return svg;
 }
 
 const SKIP = /(_runtime|_samples_per_second|_steps_per_second|^epoch$|^step$)/;
@@ -62,19 +65,14 @@ export async function writePlots(dir: string, history: LogRecord[]): Promise<str
  * @param names the classes' names, in matrix order
  */
 export function confusionMatrixSvg(matrix: number[][], names: string[], title: string): string {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const echarts = require('echarts') as typeof import('echarts');
   const n = names.length;
   const side = Math.max(360, Math.min(1200, 120 + 48 * n));
-  const c = echarts.init(null as unknown as Parameters<typeof echarts.init>[0], null, { renderer: 'svg', ssr: true, width: side + 80, height: side });
   const data: Array<[number, number, number, number]> = [];
   matrix.forEach((row, i) => {
-    const total = row.reduce((a, b) => a + b, 0) || 1;
+    const total = row.reduce((x, y) => x + y, 0) || 1;
     row.forEach((v, j) => data.push([j, n - 1 - i, v / total, v]));
   });
-  c.setOption({
-    animation: false,
-    backgroundColor: '#ffffff',
+  return render(side + 80, side, {
     title: { text: title, left: 'center', textStyle: { fontSize: 14 } },
     grid: { left: 110, right: 90, top: 50, bottom: 70 },
     xAxis: { type: 'category', data: names, name: 'predicted', nameLocation: 'middle', nameGap: 45, axisLabel: { rotate: n > 6 ? 45 : 0 } },
@@ -82,9 +80,6 @@ export function confusionMatrixSvg(matrix: number[][], names: string[], title: s
     visualMap: { min: 0, max: 1, dimension: 2, calculable: false, orient: 'vertical', right: 10, top: 'middle', text: ['row share 1', '0'], inRange: { color: ['#f7fbff', '#08306b'] } },
     series: [{ type: 'heatmap', data, label: { show: true, formatter: (p: { value: number[] }) => String(p.value[3]) }, emphasis: { disabled: true } }],
   });
-  const svg = c.renderToSVGString();
-  c.dispose();
-  return svg;
 }
 
 /**
@@ -94,20 +89,12 @@ export function confusionMatrixSvg(matrix: number[][], names: string[], title: s
  * @param title the chart's title
  */
 export function emotionTimelineSvg(emotions: readonly string[], title: string): string {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const echarts = require('echarts') as typeof import('echarts');
   const rows = [...new Set(emotions)];
-  const c = echarts.init(null as unknown as Parameters<typeof echarts.init>[0], null, { renderer: 'svg', ssr: true, width: Math.max(480, 140 + 90 * emotions.length), height: 120 + 40 * rows.length });
-  c.setOption({
-    animation: false,
-    backgroundColor: '#ffffff',
+  return render(Math.max(480, 140 + 90 * emotions.length), 120 + 40 * rows.length, {
     title: { text: title, left: 'center', textStyle: { fontSize: 14 } },
     grid: { left: 110, right: 40, top: 50, bottom: 50 },
     xAxis: { type: 'category', data: emotions.map((_, i) => `turn ${i + 1}`), boundaryGap: true },
     yAxis: { type: 'category', data: rows, boundaryGap: true },
     series: [{ type: 'line', step: 'middle', data: emotions.map((e, i) => [i, rows.indexOf(e)]), symbolSize: 10, label: { show: true, position: 'top', formatter: (p: { dataIndex: number }) => emotions[p.dataIndex] } }],
   });
-  const svg = c.renderToSVGString();
-  c.dispose();
-  return svg;
 }

@@ -6,5 +6,5 @@ export { videoTransform, clipImageTransform, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD }
 export type { VideoTransformOptions, ClipImageTransformOptions } from './transforms';
 export { processVideo, processImage } from './processors';
 export type { ProcessVideoOptions, ProcessImageOptions } from './processors';
-export { internvlTiles, internvlGrids, internvlFrameIndices, findClosestAspectRatio, IMAGENET_MEAN, IMAGENET_STD } from './internvl';
+export { internvlTiles, internvlTileCount, internvlGrids, internvlFrameIndices, findClosestAspectRatio, IMAGENET_MEAN, IMAGENET_STD } from './internvl';
 export type { InternVLTilesOptions, InternVLTiles } from './internvl';

@@ -70,6 +70,37 @@ export function internvlGrids(minNum: number, maxNum: number): Array<[number, nu
   return out.sort((a, b) => a[0] * a[1] - b[0] * b[1] || a[0] - b[0]);
 }
 
+/** The grid dynamic_preprocess picks for a width × height picture, and the tiles it gives (the thumbnail counted). */
+function tileGrid(w: number, h: number, size: number, minNum: number, maxNum: number, thumb: boolean): { grid: [number, number]; tiles: number } {
+  const grid = findClosestAspectRatio(w / h, internvlGrids(minNum, maxNum), w, h, size);
+  const n = grid[0] * grid[1];
+  return { grid, tiles: thumb && n !== 1 ? n + 1 : n };
+}
+
+/**
+ * How many tiles {@link internvlTiles} makes of a width × height picture with these options,
+ * without the pixels (to lay out a prompt's image tokens before decoding).
+ * @throws EmotorchError ERR_INVALID_ARG for a size or option that internvlTiles refuses
+ * @example
+ * et.vision.internvlTileCount(1280, 720, { maxNum: 12 });   // 9: a 4 × 2 grid + the thumbnail
+ */
+export function internvlTileCount(width: number, height: number, opts: InternVLTilesOptions = {}): number {
+  const o = checkOptionNames(opts, ['imageSize', 'minNum', 'maxNum', 'useThumbnail'], 'internvlTileCount options');
+  checkInt(width, 'width', 1);
+  checkInt(height, 'height', 1);
+  const { size, minNum, maxNum, thumb } = tileOptions(o);
+  return tileGrid(width, height, size, minNum, maxNum, thumb).tiles;
+}
+
+function tileOptions(o: InternVLTilesOptions): { size: number; minNum: number; maxNum: number; thumb: boolean } {
+  const size = o.imageSize === undefined ? 448 : checkInt(o.imageSize, 'imageSize', 1);
+  const minNum = o.minNum === undefined ? 1 : checkInt(o.minNum, 'minNum', 1);
+  const maxNum = o.maxNum === undefined ? 12 : checkInt(o.maxNum, 'maxNum', 1);
+  if (maxNum < minNum || maxNum > MAX_TILES) invalid(`an integer in [minNum (${minNum}), ${MAX_TILES}]`, 'maxNum', maxNum);
+  if (o.useThumbnail !== undefined && typeof o.useThumbnail !== 'boolean') invalid('a boolean', 'useThumbnail', o.useThumbnail);
+  return { size, minNum, maxNum, thumb: o.useThumbnail ?? true };
+}
+
 /**
  * A picture as InternVL's model input: `dynamic_preprocess` (tiles on the closest grid + thumbnail)
  * then `build_transform` (ToTensor, ImageNet normalisation) on each tile.
@@ -83,14 +114,9 @@ export function internvlTiles(image: Tensor, opts: InternVLTilesOptions = {}): I
   checkTensor(image, 'image');
   const s = image.shape;
   if (s.length !== 3 || s[0] !== 3 || s[1] === 0 || s[2] === 0 || image.dtype !== 'uint8') invalid('a uint8 RGB image of shape [3, H, W]', 'image', `${image.dtype} [${s}]`);
-  const size = o.imageSize === undefined ? 448 : checkInt(o.imageSize, 'imageSize', 1);
-  const minNum = o.minNum === undefined ? 1 : checkInt(o.minNum, 'minNum', 1);
-  const maxNum = o.maxNum === undefined ? 12 : checkInt(o.maxNum, 'maxNum', 1);
-  if (maxNum < minNum || maxNum > MAX_TILES) invalid(`an integer in [minNum (${minNum}), ${MAX_TILES}]`, 'maxNum', maxNum);
-  if (o.useThumbnail !== undefined && typeof o.useThumbnail !== 'boolean') invalid('a boolean', 'useThumbnail', o.useThumbnail);
-  const thumb = o.useThumbnail ?? true;
+  const { size, minNum, maxNum, thumb } = tileOptions(o);
   const [h, w] = [s[1], s[2]];
-  const grid = findClosestAspectRatio(w / h, internvlGrids(minNum, maxNum), w, h, size);
+  const { grid } = tileGrid(w, h, size, minNum, maxNum, thumb);
   const [cols, rows] = grid;
   const resized = pilResizeBicubic(image, rows * size, cols * size);   // float64 of PIL's uint8 values
   const tiles: Tensor[] = [];
@@ -110,7 +136,7 @@ export function internvlTiles(image: Tensor, opts: InternVLTilesOptions = {}): I
  * and Python's round-half-to-even. `VIDEO_SEGMENTS` (default 8) is `numSegments`.
  * @throws EmotorchError ERR_INVALID_ARG for a frame count below 1 or a bad segment count
  * @example
- * const { frames } = await et.vision.readVideoFrames('clip.mp4', { indices: et.vision.internvlFrameIndices(info.frameCount) });
+ * const { frames } = await et.vision.readVideoFrames('clip.mp4', { indices: (n) => et.vision.internvlFrameIndices(n) });
  */
 export function internvlFrameIndices(frameCount: number, numSegments = 8): number[] {
   checkInt(frameCount, 'frameCount', 1);

@@ -63,8 +63,12 @@ export interface ProbeVideoOptions {
 export interface ReadVideoFramesOptions {
   /** Frames spread evenly over the video, as `np.linspace(0, n − 1, numFrames).astype(int)` (default 8). */
   numFrames?: number;
-  /** Exact frame indices to read instead (0 ≤ i < frameCount; repeats allowed). */
-  indices?: readonly number[];
+  /**
+   * Exact frame indices to read instead (0 ≤ i < frameCount; repeats allowed), or a function of
+   * the frame count that gives them (a sampler such as `internvlFrameIndices`, without a second
+   * probe of the file).
+   */
+  indices?: readonly number[] | ((frameCount: number) => readonly number[]);
   /**
    * 'auto' (default) picks by a cost model from the keyframe positions: one sequential pass up to
    * the last wanted frame ('scan'), or an accurate seek per distinct frame ('seek', which
@@ -313,7 +317,7 @@ let passthrough: string[] = ['-fps_mode', 'passthrough'];
  * by test/vision/bad-input.test.ts on 2 busy cores). Frames equal decord's numbering and PyAV's
  * rgb24 pixels bit for bit on the fixtures (h264 4:2:0 and 4:4:4 with B-frames, MPEG-4 in AVI).
  * @param file a video file
- * @param opts numFrames (8) or indices, decode ('auto'), maxPixels, timeoutMs
+ * @param opts numFrames (8) or indices (a list, or a function of the frame count), decode ('auto'), maxPixels, timeoutMs
  * @throws EmotorchError ERR_IO when the file is missing, ffmpeg/ffprobe is not on PATH, or a run
  *   passes `timeoutMs`; ERR_FORMAT naming the file when it is corrupt, has no video stream or no
  *   frames, declares frames larger than `maxPixels`, or a wanted frame cannot be decoded;
@@ -327,10 +331,14 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   checkFile(file, what);
   const numFrames = o.numFrames === undefined ? 8 : checkInt(o.numFrames, 'numFrames', 1);
   if (numFrames > MAX_FRAMES) invalid(`at most ${MAX_FRAMES} frames`, 'numFrames', numFrames);
+  const checkIndices = (list: unknown): readonly number[] => {
+    if (!Array.isArray(list) || list.length === 0 || list.length > MAX_FRAMES) invalid(`an array of 1 to ${MAX_FRAMES} frame indices`, 'indices', list);
+    list.forEach((v, i) => checkInt(v, `indices[${i}]`, 0));
+    return list as readonly number[];
+  };
   if (o.indices !== undefined) {
     if (o.numFrames !== undefined) invalid('numFrames or indices, not both', 'readVideoFrames options', 'both');
-    if (!Array.isArray(o.indices) || o.indices.length === 0 || o.indices.length > MAX_FRAMES) invalid(`an array of 1 to ${MAX_FRAMES} frame indices`, 'indices', o.indices);
-    o.indices.forEach((v, i) => checkInt(v, `indices[${i}]`, 0));
+    if (typeof o.indices !== 'function') checkIndices(o.indices);
   }
   const decode = o.decode ?? 'auto';
   if (!['auto', 'scan', 'seek'].includes(decode)) invalid("'auto', 'scan' or 'seek'", 'decode', decode);
@@ -340,7 +348,8 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   const p = await probe(file, what, timeoutMs, maxPixels, false);
   const { width, height, frameCount: n } = p.info;
   if (n === 0) bad(file, 'its video stream has no frames');
-  const indices = o.indices ? [...o.indices] : linspaceIndices(n, numFrames);
+  const given = typeof o.indices === 'function' ? checkIndices(o.indices(n)) : o.indices;
+  const indices = given ? [...given] : linspaceIndices(n, numFrames);
   const over = indices.find((i) => i >= n);
   if (over !== undefined) invalid(`frame indices below the video's ${n} frames`, 'indices', over);
   const frameBytes = width * height * 3;

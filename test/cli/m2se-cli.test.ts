@@ -35,6 +35,12 @@ describe('emotorch CLI: usage and errors', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/ERR_IO/);
     expect(r.err).not.toMatch(/\n\s+at /);
+    const dir = tmpdir();
+    fs.writeFileSync(path.join(dir, 'config.json'), '{ not json');
+    const bad = run('m2se', 'infer', '--model', dir, '--val_dataset', path.join(FX, 'records.json'));
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/ERR_FORMAT: cannot read .*config\.json/);
+    expect(bad.err).not.toMatch(/\n\s+at /);
   });
 });
 

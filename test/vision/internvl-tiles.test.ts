@@ -20,7 +20,11 @@ describe('et.vision.internvlTiles = InternVL dynamic_preprocess + build_transfor
       const ref = t.get(`${name}.pixel_values`)!;
       expect(pixelValues.shape, name).toEqual(ref.shape);
       expect(maxAbsDiff(pixelValues, ref), name).toBeLessThan(1e-5);
+      // the count alone, from the size, as the original's tiles number
+      expect(et.vision.internvlTileCount(img.shape[2], img.shape[1], { imageSize: 28, maxNum }), name).toBe(ref.shape[0]);
     }
+    throwsWith(() => et.vision.internvlTileCount(0, 5), 'ERR_INVALID_ARG', /width/);
+    throwsWith(() => et.vision.internvlTileCount(5, 5, { maxNum: 65 }), 'ERR_INVALID_ARG', /maxNum/);
   });
   it('chooses grids as find_closest_aspect_ratio does, including its tie rule', () => {
     const grids = et.vision.internvlGrids(1, 6);

@@ -67,6 +67,13 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
     expect(all.indices).toEqual([299, 0, 150, 150, 37]);
     const one = async (i: number) => (await et.vision.readVideoFrames(file, { indices: [i], decode: 'seek' })).frames;
     for (const [t, i] of [299, 0, 150, 150, 37].entries()) expect(maxAbsDiff(all.frames.select(1, t), (await one(i)).select(1, 0))).toBe(0);
+    // indices as a function of the frame count (one probe): InternVL's 8 segment midpoints
+    const seen: number[] = [];
+    const bySampler = await et.vision.readVideoFrames(file, { indices: (n) => { seen.push(n); return et.vision.internvlFrameIndices(n, 8); } });
+    expect(seen).toEqual([300]);
+    expect(bySampler.indices).toEqual(et.vision.internvlFrameIndices(300, 8));
+    expect(maxAbsDiff(bySampler.frames, (await et.vision.readVideoFrames(file, { indices: et.vision.internvlFrameIndices(300, 8) })).frames)).toBe(0);
+    await expect(et.vision.readVideoFrames(file, { indices: () => [] })).rejects.toThrow(/indices/);
   });
 
   it('many indices (up to 4000, 150 separate runs): scanning and seeking agree frame for frame', async () => {

@@ -13,7 +13,7 @@ import { notAFile } from '../../io/file';
 import type { Batch } from '../../train/trainer';
 import { readImage } from '../../vision/image';
 import { probeVideo, readVideoFrames } from '../../vision/video';
-import { internvlTiles, internvlGrids, findClosestAspectRatio, internvlFrameIndices } from '../../vision/internvl';
+import { internvlTiles, internvlTileCount, internvlFrameIndices } from '../../vision/internvl';
 import { InternVL } from '../internvl/model';
 import { INTERNVL_TEMPLATES, internvlEncode } from '../internvl/data';
 import { IGNORE, M2SE_MAX_LENGTH, M2SE_SYSTEM, M2seRecord } from './data';
@@ -61,11 +61,6 @@ export interface M2seInternVLOptions {
 /** The ms-swift template of a model: InternVL2-4B's Phi-3 LLM takes `internvl2-phi3`, the others `internvl2`. */
 export function internvlTemplateOf(model: InternVL): keyof typeof INTERNVL_TEMPLATES {
   return model.language_model.config.model_type === 'phi3' ? 'internvl2-phi3' : 'internvl2';
-}
-
-function imageTiles(w: number, h: number, size: number, maxNum: number): number {
-  const [c, r] = findClosestAspectRatio(w / h, internvlGrids(1, maxNum), w, h, size);
-  return c * r === 1 ? 1 : c * r + 1;
 }
 
 /**
@@ -119,7 +114,7 @@ export async function m2seInternVLItems(records: readonly M2seRecord[], model: I
       }
       const [, h, w] = img.shape;
       img.dispose();
-      imageTileCounts.push(imageTiles(w, h, size, recMaxNum));
+      imageTileCounts.push(internvlTileCount(w, h, { imageSize: size, maxNum: recMaxNum }));
     }
     for (const f of videos) {
       try {
@@ -194,8 +189,7 @@ export async function m2seInternVLPixels(item: M2seInternVLItem, imageSize: numb
         img.dispose();
         return pixelValues;
       }
-      const info = await probeVideo(m.file);
-      const { frames } = await readVideoFrames(m.file, { indices: internvlFrameIndices(info.frameCount, videoSegments) });
+      const { frames } = await readVideoFrames(m.file, { indices: (n) => internvlFrameIndices(n, videoSegments) });
       const per: Tensor[] = [];
       for (let t = 0; t < frames.shape[1]; t++) {
         const frame = frames.select(1, t).contiguous();
