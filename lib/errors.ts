@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   ERR_DIST_BROKEN: 'the process group failed earlier and cannot be used again (the first failure is named)',
   ERR_DIST_MISMATCH: 'the ranks called different collectives (op, shape, dtype or source rank; each rank\'s call is named); nothing was sent and the group stays usable',
   ERR_DIST_UNUSED: 'DistributedDataParallel: parameters that received no gradient in a backward pass (named)',
+  ERR_ABORTED: "a call stopped by its AbortSignal (generate's `signal`): a client that went away, a request past its time",
 } as const;
 
 /** A stable error code: a key of {@link ERROR_CODES}. */

@@ -39,7 +39,8 @@ export interface ModuleHandle {
   setTraining(on: boolean): void;
   training(): boolean;
   to(device: string | null, dtype: string | null): Promise<void>;
-  generate(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object): Promise<TensorHandle>;
+  generate(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object,
+    onTokens: ((ids: number[]) => void) | null): { result: Promise<TensorHandle>; cancel(): void };
   applyLora(targets: string[], r: number, alpha: number, dropout: number): string[];
   mergeLora(merge: boolean): number;
   setGradientCheckpointing(on: boolean): boolean;

@@ -1,4 +1,8 @@
 /** The command-line framework of `emotorch`: flags as the originals spell them, usage errors. */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../index';
+
 /** A mistake on the command line: exit status 2. */
 export class UsageError extends Error {}
 
@@ -68,5 +72,24 @@ export function need(v: Values, k: string): string {
   const s = v[k];
   if (s === undefined || (Array.isArray(s) && !s.length)) throw new UsageError(`--${k} is required`);
   return s as string;
+}
+
+
+/** A model folder as a chat model: InternVL2 (config.json with vision_config and llm_config) or a LLaMA-family LLM, with its tokenizer. */
+export async function loadChatModel(dir: string, tokenizerPath?: string): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer }> {
+  const cfgFile = path.join(dir, 'config.json');
+  if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new et.EmotorchError(`cannot read '${cfgFile}': ${(e as Error).message}`, 'ERR_FORMAT');
+  }
+  const tokenizer = await et.data.Tokenizer.fromFile(tokenizerPath ?? dir);
+  const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
+  const model = cfg.vision_config && cfg.llm_config
+    ? await et.systems.InternVL.fromPretrained(dir, ctx === undefined ? {} : { imgContextTokenId: ctx })
+    : await et.nn.LlamaForCausalLM.fromPretrained(dir);
+  return { model, tokenizer };
 }
 

@@ -2,25 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
-import { Command, UsageError, need, num, str } from './common';
-
-/** A model folder: InternVL2 when its config.json has vision_config and llm_config, else a LLaMA-family LLM; its tokenizer from the folder. */
-async function loadModel(dir: string, tokenizerPath?: string): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer }> {
-  const cfgFile = path.join(dir, 'config.json');
-  if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
-  let cfg: Record<string, unknown>;
-  try {
-    cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new et.EmotorchError(`cannot read '${cfgFile}': ${(e as Error).message}`, 'ERR_FORMAT');
-  }
-  const tokenizer = await et.data.Tokenizer.fromFile(tokenizerPath ?? dir);
-  const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
-  const model = cfg.vision_config && cfg.llm_config
-    ? await et.systems.InternVL.fromPretrained(dir, ctx === undefined ? {} : { imgContextTokenId: ctx })
-    : await et.nn.LlamaForCausalLM.fromPretrained(dir);
-  return { model, tokenizer };
-}
+import { Command, UsageError, loadChatModel, need, num, str } from './common';
 
 const stamp = (): string => new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 
@@ -71,7 +53,7 @@ export const M2SE_SFT: Command = {
     if (sftType !== 'lora' && sftType !== 'full') throw new UsageError(`--sft_type takes lora or full, not '${sftType}'`);
     const acc = str(v, 'acc_strategy')!;
     if (acc !== 'token' && acc !== 'sentence') throw new UsageError(`--acc_strategy takes token or sentence, not '${acc}'`);
-    const { model, tokenizer } = await loadModel(dir, str(v, 'tokenizer'));
+    const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'));
     const resume = str(v, 'resume_from_checkpoint');
     if (resume) {
       if (sftType !== 'lora') throw new UsageError('--resume_from_checkpoint starts from a LoRA adapter: use it with --sft_type lora');
@@ -125,7 +107,7 @@ export const M2SE_INFER: Command = {
     }
     if (!dir) throw new UsageError('--model is required (or --ckpt_dir of a checkpoint sft wrote)');
     const sets = need(v, 'val_dataset') as unknown as string[];
-    const { model, tokenizer } = await loadModel(dir, str(v, 'tokenizer'));
+    const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'));
     if (ckpt) await et.nn.loadLoraAdapter(model, ckpt);
     const resultDir = str(v, 'result_dir') ?? path.join(ckpt ?? dir, 'infer_result');
     for (const set of sets) {

@@ -8,6 +8,8 @@
  *
  *   npx emotorch salmonn infer --cfg-path configs/decode_config.yaml [--wav a.wav --prompt '…']
  *
+ *   npx emotorch serve --cfg-path configs/decode_config.yaml | --model InternVL2-8B/ [--port 8000]
+ *
  * Flags keep the original tool's names (ms-swift 2.x's for M2SE, cli_inference.py's for SALMONN). Exit status: 0 done, 1 a
  * runtime error (its code and message on stderr, no stack trace), 2 a usage error.
  */
@@ -15,6 +17,7 @@ import * as et from '../index';
 import { Command, UsageError, parseFlags } from './common';
 import { M2SE_INFER, M2SE_SCORE, M2SE_SFT } from './m2se';
 import { SALMONN_INFER } from './salmonn';
+import { SERVE } from './serve';
 
 export { UsageError, parseFlags } from './common';
 
@@ -23,16 +26,20 @@ export const SYSTEMS: Record<string, { summary: string; commands: Record<string,
   salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml', commands: { infer: SALMONN_INFER } },
 };
 
+/** Commands that belong to no one system. */
+export const TOP: Record<string, Command> = { serve: SERVE };
+
 function usage(system?: string, command?: string): string {
-  if (system && command) {
-    const c = SYSTEMS[system].commands[command];
+  if (system && (command || TOP[system])) {
+    const c = TOP[system] ?? SYSTEMS[system].commands[command!];
     const rows = Object.entries(c.flags).map(([n, f]) => `  --${n}${f.kind === 'list' ? ' <v…>' : f.kind === 'bool' ? ' [true|false]' : ' <v>'}`.padEnd(36) + f.help + (f.default !== undefined ? ` (default ${f.default})` : ''));
-    return `Usage: emotorch ${system} ${command}${c.args ? ` ${c.args}` : ''} [flags]\n\n${c.summary}\n\n${rows.join('\n')}\n`;
+    const name = TOP[system] ? system : `${system} ${command}`;
+    return `Usage: emotorch ${name}${c.args ? ` ${c.args}` : ''} [flags]\n\n${c.summary}\n\n${rows.join('\n')}\n`;
   }
   if (system) {
     return `Usage: emotorch ${system} <command> [flags]\n\n${SYSTEMS[system].summary}\n\n${Object.entries(SYSTEMS[system].commands).map(([n, c]) => `  ${n.padEnd(8)}${c.summary}`).join('\n')}\n\nemotorch ${system} <command> --help for its flags.\n`;
   }
-  return `Usage: emotorch <system> <command> [flags]\n\n${Object.entries(SYSTEMS).map(([n, s]) => `  ${n.padEnd(8)}${s.summary}`).join('\n')}\n\nemotorch <system> --help for its commands. Exit status: 0 done, 1 error, 2 usage.\n`;
+  return `Usage: emotorch <system> <command> [flags]\n       emotorch serve [flags]\n\n${Object.entries(SYSTEMS).map(([n, s]) => `  ${n.padEnd(8)}${s.summary}`).join('\n')}\n\n${Object.entries(TOP).map(([n, c]) => `  ${n.padEnd(8)}${c.summary}`).join('\n')}\n\nemotorch <system> --help for its commands. Exit status: 0 done, 1 error, 2 usage.\n`;
 }
 
 /**
@@ -43,20 +50,25 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   const [system, command, ...rest] = argv;
   const help = (a: string | undefined) => a === '--help' || a === '-h';
   if (!system || help(system)) { (system ? out : err)(usage()); return system ? 0 : 2; }
+  if (TOP[system]) return runCommand(system, TOP[system], argv.slice(1), usage(system), out, err);
   if (!SYSTEMS[system]) { err(`emotorch: unknown system '${system}'\n\n${usage()}`); return 2; }
   if (!command || help(command)) { (command ? out : err)(usage(system)); return command ? 0 : 2; }
   const c = SYSTEMS[system].commands[command];
   if (!c) { err(`emotorch: unknown command '${system} ${command}'\n\n${usage(system)}`); return 2; }
-  if (rest.some(help)) { out(usage(system, command)); return 0; }
+  return runCommand(`${system} ${command}`, c, rest, usage(system, command), out, err);
+}
+
+async function runCommand(name: string, c: Command, rest: string[], help: string, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  if (rest.some((a) => a === '--help' || a === '-h')) { out(help); return 0; }
   try {
     const { values, positionals } = parseFlags(rest, c.flags);
     if (positionals.length && !c.args) throw new UsageError(`unexpected argument '${positionals[0]}'`);
     await c.run(values, positionals, out);
     return 0;
   } catch (e) {
-    if (e instanceof UsageError) { err(`emotorch ${system} ${command}: ${e.message}\n(emotorch ${system} ${command} --help lists the flags)`); return 2; }
-    if (e instanceof et.EmotorchError) { err(`emotorch ${system} ${command}: ${e.code}: ${e.message}`); return 1; }
-    err(`emotorch ${system} ${command}: ${(e as Error)?.stack ?? String(e)}`);
+    if (e instanceof UsageError) { err(`emotorch ${name}: ${e.message}\n(emotorch ${name} --help lists the flags)`); return 2; }
+    if (e instanceof et.EmotorchError) { err(`emotorch ${name}: ${e.code}: ${e.message}`); return 1; }
+    err(`emotorch ${name}: ${(e as Error)?.stack ?? String(e)}`);
     return 1;
   }
 }

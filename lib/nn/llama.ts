@@ -152,12 +152,23 @@ export interface GenerationOptions {
   bannedTokenRanges?: Array<[number, number]>;
   /** When given, only ids inside these half-open ranges can be generated (banned ranges still win). */
   allowedTokenRanges?: Array<[number, number]>;
+  /**
+   * Streaming: called on the JS thread after every step with each row's new token (greedy and
+   * sampling; not with numBeams > 1, whose beams change their past). Calls can arrive after the
+   * returned promise settles; the promise's tokens are the whole answer. A throw is ignored.
+   */
+  onTokens?: (ids: number[]) => void;
+  /**
+   * Cancellation: when it aborts, the loop stops before its next step (or never starts) and the
+   * call rejects with ERR_ABORTED (e.g. a client that went away, a request past its time).
+   */
+  signal?: AbortSignal;
 }
 
 /** The names {@link GenerationOptions} has (any other is an error). */
 export const GENERATION_OPTIONS: readonly (keyof GenerationOptions)[] = [
   'maxNewTokens', 'minNewTokens', 'doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'numBeams', 'lengthPenalty',
-  'earlyStopping', 'eosTokenId', 'padTokenId', 'bannedTokenRanges', 'allowedTokenRanges',
+  'earlyStopping', 'eosTokenId', 'padTokenId', 'bannedTokenRanges', 'allowedTokenRanges', 'onTokens', 'signal',
 ];
 
 export interface GenerateInputs {
@@ -396,8 +407,24 @@ export class LlamaForCausalLM extends NativeModule {
     if (banAll(g.banned_token_ranges, opts.allowedTokenRanges ? g.allowed_token_ranges : null, this.config.vocab_size)) {
       invalid('token ranges that leave at least one id to generate', 'bannedTokenRanges / allowedTokenRanges', { banned: opts.bannedTokenRanges, allowed: opts.allowedTokenRanges });
     }
-    const h = await this.native.generate(inputs.inputIds?.handle ?? null, inputs.inputsEmbeds?.handle ?? null, inputs.attentionMask?.handle ?? null, g);
+    const { onTokens, signal } = opts;
+    if (onTokens !== undefined && typeof onTokens !== 'function') invalid('a function (ids: number[]) => void', 'onTokens', onTokens);
+    if (onTokens && g.num_beams > 1) invalid('numBeams 1 with onTokens (beam search revises its past tokens; stream greedy or sampled answers)', 'generation options', opts);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', signal);
+    const aborted = () => new EmotorchError(`generate: aborted (${String(signal?.reason ?? 'signal')})`, 'ERR_ABORTED');
+    if (signal?.aborted) throw aborted();
+    const listener = onTokens ? (ids: number[]) => { try { onTokens(ids); } catch { /* a listener's failure is its own */ } } : null;
+    const call = this.native.generate(inputs.inputIds?.handle ?? null, inputs.inputsEmbeds?.handle ?? null, inputs.attentionMask?.handle ?? null, g, listener);
+    const cancel = () => call.cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    let h;
+    try {
+      h = await call.result;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
     const newTokens = new Tensor(h);
+    if (signal?.aborted) { newTokens.dispose(); throw aborted(); }
     return { newTokens, sequences: inputs.inputIds ? cat([inputs.inputIds.to({ device: newTokens.device }), newTokens], 1) : null };
   }
 

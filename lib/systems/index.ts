@@ -38,7 +38,7 @@ export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seSalm
 export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seAudioReport, M2seSalmonnItem } from './m2se/data';
 export { m2seStages, m2seInfer, M2SE_TRAIN_ARGS, M2SE_LORA } from './m2se/recipe';
 export type { M2seStage, M2seStagesOptions, M2seStageResult, M2seInferOptions } from './m2se/recipe';
-export { m2seInternVLItems, m2seInternVLCollate, m2seInternVLPixels, INTERNVL_LORA_TARGETS } from './m2se/internvl';
+export { m2seInternVLItems, m2seInternVLCollate, m2seInternVLPixels, internvlTemplateOf, INTERNVL_LORA_TARGETS } from './m2se/internvl';
 export type { M2seInternVLItem, M2seInternVLMedium, M2seInternVLOptions } from './m2se/internvl';
 
 // ---- deprecated aliases: names that moved out of et.systems (removed in the next release) ----

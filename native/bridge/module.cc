@@ -93,19 +93,54 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   Napi::Value Training(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), live()->is_training()); });
   }
-  // generate(inputIds|null, inputsEmbeds|null, attentionMask|null, config) → Promise<Tensor (B, new)>
+  // generate(inputIds|null, inputsEmbeds|null, attentionMask|null, config, onTokens|null)
+  //   → { result: Promise<Tensor (B, new)>, cancel(): void }
+  // onTokens(ids: number[]) gets each greedy / sampling step's tokens on the JS thread (a
+  // thread-safe function: calls may still arrive after `result` settles); cancel() makes the loop
+  // stop before its next step (or skip the prompt pass when it has not started).
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
       auto llm = std::dynamic_pointer_cast<nn::LlamaForCausalLM>(live());
       if (!llm) throw CodedError("ERR_INVALID_ARG", "generate() needs a causal language model");
       auto opt = [&](size_t i, const char* what) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what); };
       at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
       auto g = nn::GenerationConfig::from(*config_reader(info[3], "generation"));
+      auto stop = std::make_shared<std::atomic<bool>>(false);
+      g.stop = [stop] { return stop->load(); };
+      std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
+      if (info.Length() > 4 && info[4].IsFunction()) {
+        tsfn = std::shared_ptr<Napi::ThreadSafeFunction>(
+            new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "emotorch.generate.tokens", 0, 1)),
+            [](Napi::ThreadSafeFunction* f) { f->Release(); delete f; });
+        g.on_tokens = [tsfn](const std::vector<int64_t>& t) {
+          auto* data = new std::vector<int64_t>(t);
+          auto call = [](Napi::Env e, Napi::Function fn, std::vector<int64_t>* d) {
+            std::unique_ptr<std::vector<int64_t>> own(d);
+            if (!e || !fn) return;
+            auto arr = Napi::Array::New(e, d->size());
+            for (uint32_t i = 0; i < d->size(); ++i) arr.Set(i, Napi::Number::New(e, static_cast<double>((*d)[i])));
+            try {
+              fn.Call({arr});
+            } catch (const Napi::Error&) {  // a throwing listener must not stop generation
+            }
+          };
+          if (tsfn->NonBlockingCall(data, call) != napi_ok) delete data;
+        };
+      }
       auto out = std::make_shared<at::Tensor>();
-      return run_async(info.Env(), "emotorch.generate", mutex, [llm, ids, embeds, mask, g, out] {
+      auto result = run_async(env, "emotorch.generate", mutex, [llm, ids, embeds, mask, g, out]() mutable {
         at::NoGradGuard ng;
         *out = llm->generate(ids, embeds, mask, g);
+        g.on_tokens = nullptr;  // releases the thread-safe function here, after the last call
       }, [out](Napi::Env env) { return TensorHandle::wrap(env, *out); });
+      auto handle = Napi::Object::New(env);
+      handle.Set("result", result);
+      handle.Set("cancel", Napi::Function::New(env, [stop](const Napi::CallbackInfo& ci) {
+        stop->store(true);
+        return ci.Env().Undefined();
+      }, "cancel"));
+      return handle;
     });
   }
   // applyLora(targets, r, alpha, dropout) → names of the wrapped layers

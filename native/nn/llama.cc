@@ -333,6 +333,7 @@ at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen_in, const a
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
   at::Tensor keep = keep_in, seen = seen_in;
   at::Tensor pos = initial_positions(keep);
+  if (g.stopped()) return at::empty({B, 0}, lopts);
   KVCache cache;
   at::Tensor last = run(embeds, keep, pos, &cache).select(1, embeds.size(1) - 1);  // (B, V)
   at::Tensor eos = at::tensor(g.eos_token_ids, lopts);
@@ -348,8 +349,12 @@ at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen_in, const a
     at::Tensor next = g.do_sample ? at::multinomial(warp(scores, g).softmax(1), 1).squeeze(1) : scores.argmax(1);
     next = at::where(finished, at::full({}, g.pad_token_id, lopts), next);
     out.push_back(next);
+    if (g.on_tokens) {
+      at::Tensor c = next.to(at::kCPU).contiguous();
+      g.on_tokens(std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + B));
+    }
     if (eos.numel()) finished = finished.logical_or(at::isin(next, eos));
-    if (step + 1 == g.max_new_tokens || finished.all().item<bool>()) break;
+    if (step + 1 == g.max_new_tokens || finished.all().item<bool>() || g.stopped()) break;
     seen = at::cat({seen, next.unsqueeze(1)}, 1);
     keep = at::cat({keep, at::ones({B, 1}, lopts)}, 1);
     next_pos = next_pos + 1;
@@ -365,6 +370,7 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
   // Every beam starts from the prompt; only beam 0 is live at first.
   at::Tensor embeds = embeds_in.repeat_interleave(K, 0), keep = keep_in.repeat_interleave(K, 0), seen = seen_in.repeat_interleave(K, 0);
   at::Tensor pos = initial_positions(keep);
+  if (g.stopped()) return at::empty({B, 0}, lopts);
   KVCache cache;
   at::Tensor last = run(embeds, keep, pos, &cache).select(1, embeds.size(1) - 1);  // (B·K, V)
   at::Tensor next_pos = pos.select(1, pos.size(1) - 1).unsqueeze(1);
@@ -434,7 +440,7 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
     }
     running = std::move(next_running);
     beam_scores = std::move(next_scores);
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step + 1 == g.max_new_tokens) break;
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || step + 1 == g.max_new_tokens || g.stopped()) break;
     auto row_t = at::tensor(rows, lopts);
     auto tok_t = at::tensor(tokens, lopts);
     cache.select(row_t);

@@ -8,6 +8,7 @@
 #include "nn/lora.h"
 #include "nn/model.h"
 
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -45,6 +46,12 @@ struct GenerationConfig {
   // Half-open id ranges [start, end), flattened as start0, end0, start1, end1, …: banned ranges
   // can never be generated; when allowed ranges are given, ids outside all of them are banned too.
   std::vector<int64_t> banned_token_ranges, allowed_token_ranges;
+  // Not from the config. on_tokens: called after every greedy / sampling step with each row's
+  // new token (streaming). stop: polled before the prompt pass and every step; true ends the
+  // loop with the tokens made so far (cancellation).
+  std::function<void(const std::vector<int64_t>&)> on_tokens;
+  std::function<bool()> stop;
+  bool stopped() const { return stop && stop(); }
   static GenerationConfig from(const ConfigReader& c);
 };
 

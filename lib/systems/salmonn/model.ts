@@ -16,6 +16,7 @@ import { WhisperEncoder } from '../../nn/whisper';
 import { BeatsEncoder } from '../../nn/beats';
 import { QFormer, QFormerConfig } from '../../nn/qformer';
 import { LlamaForCausalLM } from '../../nn/llama';
+import type { GenerationOptions } from '../../nn/llama';
 import { applyLora } from '../../nn/lora';
 import { Linear, LayerNorm } from '../../nn/layers';
 import { loadCheckpoint } from '../../nn/pretrained';
@@ -155,10 +156,16 @@ export interface SalmonnGenerateOptions {
   topP?: number;
   repetitionPenalty?: number;
   lengthPenalty?: number;
+  /** Streaming: each step's tokens as they come ({@link GenerationOptions.onTokens}; numBeams 1 only). */
+  onTokens?: GenerationOptions['onTokens'];
+  /** Cancellation ({@link GenerationOptions.signal}): rejects with ERR_ABORTED. */
+  signal?: AbortSignal;
+  /** Called before generation with the LLM prompt's length in positions (speech tokens + text tokens, padding included). */
+  onPromptLength?: (positions: number) => void;
 }
 
 /** The names {@link SalmonnGenerateOptions} has (any other is an error). */
-const SALMONN_GENERATE_OPTIONS: readonly (keyof SalmonnGenerateOptions)[] = ['maxNewTokens', 'numBeams', 'doSample', 'minLength', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty'];
+const SALMONN_GENERATE_OPTIONS: readonly (keyof SalmonnGenerateOptions)[] = ['maxNewTokens', 'numBeams', 'doSample', 'minLength', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty', 'onTokens', 'signal', 'onPromptLength'];
 
 /** Keys of original checkpoints that are reported and skipped. */
 export const SALMONN_IGNORABLE: readonly RegExp[] = [
@@ -614,9 +621,12 @@ export class Salmonn extends Module {
       maxNewTokens: o.maxNewTokens ?? c.max_new_tokens, numBeams: o.numBeams ?? c.num_beams, doSample, minNewTokens: o.minLength ?? c.min_length,
       temperature: o.temperature ?? c.temperature, topP: doSample ? o.topP ?? c.top_p : 1, repetitionPenalty: o.repetitionPenalty ?? c.repetition_penalty,
       lengthPenalty: o.lengthPenalty ?? c.length_penalty, eosTokenId: this.ids.eos, padTokenId: Math.min(this.ids.pad, this.llama_model.config.vocab_size - 1),
+      ...(o.onTokens ? { onTokens: o.onTokens } : {}), ...(o.signal ? { signal: o.signal } : {}),
     };
+    if (o.onPromptLength !== undefined && typeof o.onPromptLength !== 'function') invalid('a function (positions: number) => void', 'onPromptLength', o.onPromptLength);
     return noGrad(async () => {
       const { embeds, mask } = leftAlign(await this.wrap(await this.encodeAudio(audio), prompts));
+      o.onPromptLength?.(embeds.shape[1]);
       const { newTokens } = await this.llama_model.generate({ inputsEmbeds: embeds, attentionMask: mask }, gen);
       const rows = newTokens.toArray() as number[][];
       return rows.map((r) => { const e = r.indexOf(this.ids.eos); return e < 0 ? r : r.slice(0, e); });

@@ -1,0 +1,514 @@
+/**
+ * `emotorch serve`: an OpenAI-compatible chat server for one loaded model (SALMONN from its
+ * decode_config.yaml, an InternVL2 folder, or any LLaMA-family LLM folder with a chat template).
+ *
+ * `POST /v1/chat/completions` (messages of `text`, `input_audio` and `image_url` data-URL parts;
+ * `stream: true` answers as server-sent events, as the OpenAI API streams), `GET /v1/models`,
+ * `GET /health`, and a page at `/` to record or upload audio, type a prompt and watch the answer.
+ * Requests wait in a bounded queue in front of the one compute thread (429 when it is full); body
+ * size, audio length, images and `max_tokens` are bounded; a request past its time, or one whose
+ * client goes away, stops generating at the next token. Errors are OpenAI error objects.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { randomUUID } from 'crypto';
+import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Template } from '@huggingface/jinja';
+import * as et from '../index';
+import { Command, UsageError, loadChatModel, num, str } from './common';
+import { readSalmonnYaml } from './salmonn';
+import { SERVE_PAGE } from './page';
+
+/** One message of a request, its parts decoded. */
+export interface ChatTurn {
+  role: 'system' | 'user' | 'assistant';
+  text: string;
+  /** 16 kHz mono waveforms of its `input_audio` parts. */
+  audio: Float32Array[];
+  /** uint8 RGB [3, H, W] images of its `image_url` parts. */
+  images: et.Tensor[];
+}
+
+/** What a backend's generation gets from a request. */
+export interface ChatGeneration {
+  maxTokens: number;
+  /** 0: greedy; above: sampling at this temperature; undefined: the model's own setting. */
+  temperature?: number;
+  topP?: number;
+  onTokens: (ids: number[]) => void;
+  signal: AbortSignal;
+}
+
+/** A loaded model as the server drives it. */
+export interface ChatBackend {
+  /** The name `/v1/models` lists and requests give as `model`. */
+  id: string;
+  /** What the model is, for /health and the page. */
+  kind: 'salmonn' | 'internvl' | 'llm';
+  /** Content parts it takes besides text. */
+  accepts: { audio: boolean; image: boolean };
+  /** Answers a conversation: the new token ids (cut before the first stop id) and the prompt length. */
+  answer(turns: ChatTurn[], g: ChatGeneration): Promise<{ tokens: number[]; promptTokens: number; finish: 'stop' | 'length' }>;
+  /** Text of answer ids (special tokens left out). */
+  decode(ids: number[]): Promise<string>;
+}
+
+/** A request the server refuses: an HTTP status and an OpenAI error object. */
+export class ApiError extends Error {
+  constructor(readonly status: number, message: string, readonly type = 'invalid_request_error', readonly param: string | null = null, readonly code: string | null = null) {
+    super(message);
+  }
+}
+
+const cut = (ids: number[], stops: number[]): number[] => {
+  const i = ids.findIndex((t) => stops.includes(t));
+  return i < 0 ? ids : ids.slice(0, i);
+};
+
+/** Sampling options of a request in the library's names. */
+function sampling(g: ChatGeneration): { doSample?: boolean; temperature?: number; topP?: number } {
+  if (g.temperature === undefined) return g.topP === undefined ? {} : { topP: g.topP };
+  return g.temperature === 0 ? { doSample: false } : { doSample: true, temperature: g.temperature, ...(g.topP === undefined ? {} : { topP: g.topP }) };
+}
+
+/** SALMONN: one user message with one audio clip and its instruction (the original's cli_inference.py turn). */
+export function salmonnBackend(model: et.systems.Salmonn, id: string): ChatBackend {
+  const eos = model.ids.eos;
+  return {
+    id, kind: 'salmonn', accepts: { audio: true, image: false },
+    async answer(turns, g) {
+      if (turns.length !== 1 || turns[0].role !== 'user') throw new ApiError(400, `SALMONN answers one user message (an audio clip and its instruction); this request has ${turns.map((t) => t.role).join(', ')}`, 'invalid_request_error', 'messages');
+      const [t] = turns;
+      if (t.audio.length !== 1) throw new ApiError(400, `SALMONN takes exactly one input_audio part; the message has ${t.audio.length}`, 'invalid_request_error', 'messages');
+      if (!t.text.trim()) throw new ApiError(400, 'the message has no text part (the instruction)', 'invalid_request_error', 'messages');
+      let promptTokens = 0;
+      const beams = model.config.num_beams;
+      const s = sampling(g);
+      const [tokens] = await model.generateTokens([t.audio[0]], t.text.trim(), {
+        maxNewTokens: g.maxTokens, ...s, ...(s.doSample ? { numBeams: 1 } : {}), signal: g.signal,
+        ...(beams === 1 || s.doSample ? { onTokens: g.onTokens } : {}), onPromptLength: (n) => { promptTokens = n; },
+      });
+      return { tokens, promptTokens, finish: tokens.length >= g.maxTokens ? 'length' : 'stop' };
+    },
+    decode: (ids) => model.tokenizer.decode(cut(ids, [eos]), { skipSpecialTokens: true }),
+  };
+}
+
+/** A chat template (Jinja, as `tokenizer.apply_chat_template` renders it) from a model folder. */
+export function readChatTemplate(dir: string, file?: string): string | null {
+  if (file) return fs.readFileSync(file, 'utf8');
+  const jinja = path.join(dir, 'chat_template.jinja');
+  if (fs.existsSync(jinja)) return fs.readFileSync(jinja, 'utf8');
+  const cfgFile = path.join(dir, 'tokenizer_config.json');
+  if (!fs.existsSync(cfgFile)) return null;
+  const t = (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { chat_template?: unknown }).chat_template;
+  if (typeof t === 'string') return t;
+  if (Array.isArray(t)) {
+    const d = t.find((x) => x && typeof x === 'object' && (x as { name?: unknown }).name === 'default') as { template?: unknown } | undefined;
+    if (d && typeof d.template === 'string') return d.template;
+  }
+  return null;
+}
+
+/** A LLaMA-family LLM on text: messages rendered by its chat template (add_generation_prompt), tokenized without special tokens. */
+export function llmBackend(llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Tokenizer, template: string, id: string): ChatBackend {
+  const tpl = new Template(template);
+  const eosCfg = llm.config.eos_token_id as number | number[];
+  const stops = [...new Set([...(Array.isArray(eosCfg) ? eosCfg : [eosCfg]), tokenizer.eosTokenId].filter((x): x is number => Number.isInteger(x)))];
+  return {
+    id, kind: 'llm', accepts: { audio: false, image: false },
+    async answer(turns, g) {
+      let prompt: string;
+      try {
+        prompt = tpl.render({
+          messages: turns.map((t) => ({ role: t.role, content: t.text })), add_generation_prompt: true,
+          bos_token: tokenizer.bosToken ?? '', eos_token: tokenizer.eosToken ?? '', pad_token: tokenizer.padToken ?? '', unk_token: tokenizer.unkToken ?? '',
+        });
+      } catch (e) {   // the template's raise_exception('…') lands here too
+        throw new ApiError(400, `the chat template refuses these messages: ${(e as Error).message}`, 'invalid_request_error', 'messages');
+      }
+      const ids = await tokenizer.encode(prompt, { addSpecialTokens: false });
+      if (!ids.length) throw new ApiError(400, 'the messages render to an empty prompt', 'invalid_request_error', 'messages');
+      if (ids.length + g.maxTokens > llm.config.max_position_embeddings) throw new ApiError(400, `the prompt (${ids.length} tokens) and max_tokens (${g.maxTokens}) pass the model's ${llm.config.max_position_embeddings} positions`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
+      const inputIds = et.tensor([ids], { dtype: 'int64' });
+      const { newTokens } = await et.noGrad(() => llm.generate({ inputIds }, { maxNewTokens: g.maxTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
+      const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
+      inputIds.dispose(); newTokens.dispose();
+      return { tokens, promptTokens: ids.length, finish: tokens.length >= g.maxTokens ? 'length' : 'stop' };
+    },
+    decode: (ids) => tokenizer.decode(cut(ids, stops), { skipSpecialTokens: true }),
+  };
+}
+
+/** InternVL2: a conversation (system, history, images as dynamic tiles) in ms-swift's template, as `swift infer` prompts it. */
+export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.Tokenizer, id: string, opts: { maxNum?: number } = {}): ChatBackend {
+  const template = et.systems.internvlTemplateOf(model);
+  const sep = tokenizer.tokenToId(et.systems.INTERNVL_TEMPLATES[template].sep);
+  const stops = [...new Set([sep, tokenizer.eosTokenId].filter((x): x is number => x !== undefined))];
+  const side = model.config.force_image_size ?? model.vision_model.config.image_size;
+  return {
+    id, kind: 'internvl', accepts: { audio: false, image: true },
+    async answer(turns, g) {
+      const system = turns[0]?.role === 'system' ? turns[0].text : undefined;
+      const rest = system === undefined ? turns : turns.slice(1);
+      if (rest.some((t, i) => t.role !== (i % 2 ? 'assistant' : 'user')) || rest.length % 2 !== 1) {
+        throw new ApiError(400, `InternVL2 takes an optional system message, then user and assistant messages in turn, ending with a user message; this request has ${turns.map((t) => t.role).join(', ')}`, 'invalid_request_error', 'messages');
+      }
+      const tiles: et.Tensor[] = [];
+      const imageTiles: number[] = [];
+      for (const t of rest) for (const img of t.images) {
+        const { pixelValues } = et.vision.internvlTiles(img, { imageSize: side, maxNum: opts.maxNum ?? 12 });
+        tiles.push(pixelValues); imageTiles.push(pixelValues.shape[0]);
+      }
+      const history = [];
+      for (let i = 0; i + 1 < rest.length; i += 2) history.push([rest[i].text, rest[i + 1].text] as [string, string]);
+      const enc = await et.systems.internvlEncode(tokenizer, { system, history, query: rest[rest.length - 1].text, imageTiles }, { template, numImageToken: model.numImageToken });
+      const inputIds = et.tensor([enc.inputIds], { dtype: 'int64' });
+      const pixelValues = tiles.length ? et.cat(tiles, 0) : null;
+      const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues }, { maxNewTokens: g.maxTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
+      const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
+      inputIds.dispose(); newTokens.dispose(); pixelValues?.dispose();
+      return { tokens, promptTokens: enc.inputIds.length, finish: tokens.length >= g.maxTokens ? 'length' : 'stop' };
+    },
+    decode: (ids) => tokenizer.decode(cut(ids, stops), { skipSpecialTokens: true }),
+  };
+}
+
+/** The server's bounds. */
+export interface ServeLimits {
+  /** Requests waiting for the compute thread beyond the running one; more get 429. Default 16. */
+  maxQueue: number;
+  /** Request body bytes (base64 media included); more get 413. Default 32 MiB. */
+  maxBodyBytes: number;
+  /** Seconds of audio per request. Default 120. */
+  maxAudioSeconds: number;
+  /** Images per request. Default 8. */
+  maxImages: number;
+  /** The largest `max_tokens` (also the default). Default 512. */
+  maxTokens: number;
+  /** A request's time from arrival to its last token, in ms; then 504 (or an error event). Default 300 000. */
+  timeoutMs: number;
+}
+
+export const SERVE_DEFAULTS: ServeLimits = { maxQueue: 16, maxBodyBytes: 32 << 20, maxAudioSeconds: 120, maxImages: 8, maxTokens: 512, timeoutMs: 300_000 };
+
+/** One job at a time on the model, the rest waiting in order, at most `max` of them. */
+class Gate {
+  running = false;
+  private waiting: Array<{ go: () => void; fail: (e: Error) => void }> = [];
+  constructor(private max: number) {}
+  get queued(): number { return this.waiting.length; }
+  async run<T>(job: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    if (this.running) {
+      if (this.waiting.length >= this.max) throw new ApiError(429, `the server is busy: ${this.waiting.length} requests are waiting (--max-queue ${this.max}); retry later`, 'rate_limit_error', null, 'queue_full');
+      await new Promise<void>((go, fail) => {
+        const w = { go, fail };
+        this.waiting.push(w);
+        signal.addEventListener('abort', () => {
+          const i = this.waiting.indexOf(w);
+          if (i >= 0) { this.waiting.splice(i, 1); fail(signal.reason as Error); }
+        }, { once: true });
+      });
+    }
+    this.running = true;
+    try {
+      if (signal.aborted) throw signal.reason as Error;
+      return await job();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next.go(); else this.running = false;
+    }
+  }
+}
+
+const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+function base64(data: unknown, param: string): Buffer {
+  if (typeof data !== 'string' || !data.length) throw new ApiError(400, `${param} must be a non-empty base64 string`, 'invalid_request_error', param);
+  const s = data.replace(/\s+/g, '');
+  if (s.length % 4 !== 0 || !B64.test(s)) throw new ApiError(400, `${param} is not valid base64`, 'invalid_request_error', param);
+  return Buffer.from(s, 'base64');
+}
+
+/** Writes bytes to a private temporary file for ffmpeg, runs `f` on it, removes it. */
+async function withTempFile<T>(bytes: Buffer, ext: string, f: (file: string) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-serve-'));
+  const file = path.join(dir, `input.${ext}`);
+  try {
+    fs.writeFileSync(file, bytes);
+    return await f(file);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const AUDIO_FORMATS = ['wav', 'mp3', 'flac'];
+const IMAGE_TYPES: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/jpg': 'jpg', 'image/webp': 'webp', 'image/bmp': 'bmp', 'image/gif': 'gif' };
+
+/** The request's messages, media decoded and checked against the backend and the limits. */
+async function readMessages(body: Record<string, unknown>, backend: ChatBackend, limits: ServeLimits): Promise<ChatTurn[]> {
+  const messages = body.messages;
+  if (!Array.isArray(messages) || !messages.length) throw new ApiError(400, 'messages must be a non-empty array', 'invalid_request_error', 'messages');
+  let seconds = 0, images = 0;
+  const turns: ChatTurn[] = [];
+  for (const [i, m] of messages.entries()) {
+    const p = `messages[${i}]`;
+    if (!m || typeof m !== 'object') throw new ApiError(400, `${p} must be an object`, 'invalid_request_error', p);
+    const { role, content } = m as { role?: unknown; content?: unknown };
+    const r = role === 'developer' ? 'system' : role;
+    if (r !== 'system' && r !== 'user' && r !== 'assistant') throw new ApiError(400, `${p}.role must be 'system', 'developer', 'user' or 'assistant', not ${JSON.stringify(role)}`, 'invalid_request_error', `${p}.role`);
+    const turn: ChatTurn = { role: r, text: '', audio: [], images: [] };
+    const texts: string[] = [];
+    if (typeof content === 'string') texts.push(content);
+    else if (Array.isArray(content)) {
+      for (const [j, part] of content.entries()) {
+        const q = `${p}.content[${j}]`;
+        const type = part && typeof part === 'object' ? (part as { type?: unknown }).type : undefined;
+        if (type === 'text') {
+          const t = (part as { text?: unknown }).text;
+          if (typeof t !== 'string') throw new ApiError(400, `${q}.text must be a string`, 'invalid_request_error', `${q}.text`);
+          texts.push(t);
+        } else if (type === 'input_audio') {
+          if (!backend.accepts.audio) throw new ApiError(400, `model '${backend.id}' does not take audio (${q})`, 'invalid_request_error', q);
+          const a = (part as { input_audio?: { data?: unknown; format?: unknown } }).input_audio;
+          const format = a?.format;
+          if (typeof format !== 'string' || !AUDIO_FORMATS.includes(format)) throw new ApiError(400, `${q}.input_audio.format must be one of ${AUDIO_FORMATS.join(', ')}`, 'invalid_request_error', `${q}.input_audio.format`);
+          const bytes = base64(a?.data, `${q}.input_audio.data`);
+          let wav: et.audio.Wav;
+          try {
+            wav = format === 'wav' ? et.audio.decodeWav(bytes, { sampleRate: 16000, channel: 0 }, q)
+              : await withTempFile(bytes, format, (f) => et.audio.readAudio(f, { sampleRate: 16000, channel: 0 }));
+          } catch (e) {
+            if (e instanceof et.EmotorchError) throw new ApiError(400, `${q}: the audio cannot be decoded as ${format} (${e.message.replace(/'[^']*emotorch-serve-[^']*'/g, 'it')})`, 'invalid_request_error', `${q}.input_audio.data`);
+            throw e;
+          }
+          seconds += wav.samples.length / 16000;
+          if (seconds > limits.maxAudioSeconds) throw new ApiError(400, `the request's audio is longer than ${limits.maxAudioSeconds} s (--max-audio-seconds)`, 'invalid_request_error', `${q}.input_audio`);
+          turn.audio.push(wav.samples);
+        } else if (type === 'image_url') {
+          if (!backend.accepts.image) throw new ApiError(400, `model '${backend.id}' does not take images (${q})`, 'invalid_request_error', q);
+          if (++images > limits.maxImages) throw new ApiError(400, `more than ${limits.maxImages} images in one request (--max-images)`, 'invalid_request_error', q);
+          const url = (part as { image_url?: { url?: unknown } }).image_url?.url;
+          const m2 = typeof url === 'string' ? /^data:([\w/+.-]+);base64,(.*)$/s.exec(url) : null;
+          if (!m2) throw new ApiError(400, `${q}.image_url.url must be a data: URL (data:image/png;base64,…); the server fetches nothing`, 'invalid_request_error', `${q}.image_url.url`);
+          const ext = IMAGE_TYPES[m2[1].toLowerCase()];
+          if (!ext) throw new ApiError(400, `${q}: image type ${m2[1]} is not one of ${Object.keys(IMAGE_TYPES).join(', ')}`, 'invalid_request_error', `${q}.image_url.url`);
+          const bytes = base64(m2[2], `${q}.image_url.url`);
+          try {
+            turn.images.push(await withTempFile(bytes, ext, (f) => et.vision.readImage(f)));
+          } catch (e) {
+            if (e instanceof et.EmotorchError) throw new ApiError(400, `${q}: the image cannot be decoded as ${m2[1]}`, 'invalid_request_error', `${q}.image_url.url`);
+            throw e;
+          }
+        } else throw new ApiError(400, `${q}.type must be 'text', 'input_audio' or 'image_url', not ${JSON.stringify(type)}`, 'invalid_request_error', `${q}.type`);
+      }
+    } else throw new ApiError(400, `${p}.content must be a string or an array of parts`, 'invalid_request_error', `${p}.content`);
+    turn.text = texts.join('\n');
+    turns.push(turn);
+  }
+  return turns;
+}
+
+/** The generation settings of a request, checked. */
+function readSettings(body: Record<string, unknown>, limits: ServeLimits): { maxTokens: number; temperature?: number; topP?: number; seed?: number } {
+  const bad = (param: string, what: string) => new ApiError(400, `${param} must be ${what}, not ${JSON.stringify(body[param])}`, 'invalid_request_error', param);
+  const mt = body.max_completion_tokens ?? body.max_tokens;
+  const param = body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens';
+  if (mt !== undefined && mt !== null && !(Number.isInteger(mt) && (mt as number) >= 1 && (mt as number) <= limits.maxTokens)) throw bad(param, `an integer from 1 to ${limits.maxTokens} (--max-tokens)`);
+  const t = body.temperature;
+  if (t !== undefined && t !== null && !(typeof t === 'number' && t >= 0 && t <= 2)) throw bad('temperature', 'a number from 0 to 2');
+  const p = body.top_p;
+  if (p !== undefined && p !== null && !(typeof p === 'number' && p > 0 && p <= 1)) throw bad('top_p', 'a number in (0, 1]');
+  if (body.n !== undefined && body.n !== null && body.n !== 1) throw bad('n', '1 (one answer per request)');
+  const seed = body.seed;
+  if (seed !== undefined && seed !== null && !Number.isSafeInteger(seed)) throw bad('seed', 'an integer');
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('stream', 'a boolean');
+  return {
+    maxTokens: (mt as number | undefined) ?? limits.maxTokens,
+    ...(typeof t === 'number' ? { temperature: t } : {}), ...(typeof p === 'number' ? { topP: p } : {}), ...(typeof seed === 'number' ? { seed } : {}),
+  };
+}
+
+const errorBody = (e: ApiError) => ({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });
+
+/** What a failure is to a client. */
+function asApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  if (e instanceof et.EmotorchError && e.code === 'ERR_ABORTED') return new ApiError(504, 'the request took longer than the server allows (--timeout-s)', 'timeout_error', null, 'timeout');
+  if (e instanceof et.EmotorchError && e.code === 'ERR_INVALID_ARG') return new ApiError(400, e.message, 'invalid_request_error');
+  const f = e as { statusCode?: number; code?: string; message?: string };
+  if (typeof f?.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
+    const msg = f.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'the request body is larger than the server takes (--max-body-mb)' : f.message ?? 'bad request';
+    return new ApiError(f.statusCode, msg, 'invalid_request_error', null, f.code ?? null);
+  }
+  return new ApiError(500, `the server failed on this request: ${e instanceof et.EmotorchError ? `${e.code}: ${e.message}` : String((e as Error)?.message ?? e)}`, 'server_error');
+}
+
+/** Counters the server keeps (for /health and tests). */
+export interface ServeStats { served: number; failed: number; cancelled: number; rejected: number }
+
+/**
+ * A Fastify server for a backend (not yet listening: call `listen`).
+ * @param backend {@link salmonnBackend}, {@link internvlBackend} or {@link llmBackend}
+ */
+export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> = {}): FastifyInstance & { stats: ServeStats } {
+  const L: ServeLimits = { ...SERVE_DEFAULTS, ...limits };
+  const app = Fastify({ bodyLimit: L.maxBodyBytes, logger: false }) as unknown as FastifyInstance & { stats: ServeStats };
+  const gate = new Gate(L.maxQueue);
+  const stats: ServeStats = { served: 0, failed: 0, cancelled: 0, rejected: 0 };
+  app.stats = stats;
+
+  app.setErrorHandler((err, _req, reply) => {
+    const e = asApiError(err);
+    stats.rejected++;
+    void reply.code(e.status).send(errorBody(e));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send(errorBody(new ApiError(404, `no route ${req.method} ${req.url}`, 'invalid_request_error', null, 'not_found')));
+  });
+
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(SERVE_PAGE));
+  app.get('/health', async () => ({ status: 'ok', model: backend.id, kind: backend.kind, accepts: backend.accepts, running: gate.running, queued: gate.queued, ...stats }));
+  const card = { id: backend.id, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'emotorch' };
+  app.get('/v1/models', async () => ({ object: 'list', data: [card] }));
+  app.get<{ Params: { id: string } }>('/v1/models/:id', async (req, reply) => {
+    if (req.params.id !== backend.id) return reply.code(404).send(errorBody(new ApiError(404, `model '${req.params.id}' does not exist; this server has '${backend.id}'`, 'invalid_request_error', 'model', 'model_not_found')));
+    return card;
+  });
+
+  app.post('/v1/chat/completions', async (req: FastifyRequest, reply: FastifyReply) => {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new et.EmotorchError('timeout', 'ERR_ABORTED')), L.timeoutMs);
+    let gone = false;
+    // the client went away before the answer ended: stop at the next token
+    reply.raw.on('close', () => { if (!reply.raw.writableFinished) { gone = true; ac.abort(new et.EmotorchError('client disconnected', 'ERR_ABORTED')); } });
+    const body = req.body as Record<string, unknown> | null;
+    const stream = !!body && typeof body === 'object' && body.stream === true;
+    const id = `chatcmpl-${randomUUID()}`;
+    const created = Math.floor(Date.now() / 1000);
+    let sent = '';        // text streamed so far
+    let headers = false;  // SSE headers written
+    const sse = (o: unknown) => { if (!reply.raw.destroyed) reply.raw.write(`data: ${JSON.stringify(o)}\n\n`); };
+    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({ id, object: 'chat.completion.chunk', created, model: backend.id, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
+    try {
+      if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ApiError(400, 'the body must be a JSON object', 'invalid_request_error');
+      if (body.model !== undefined && body.model !== backend.id) throw new ApiError(404, `model '${String(body.model)}' does not exist; this server has '${backend.id}'`, 'invalid_request_error', 'model', 'model_not_found');
+      const settings = readSettings(body, L);
+      const turns = await readMessages(body, backend, L);
+      const includeUsage = stream && !!(body.stream_options as { include_usage?: unknown } | undefined)?.include_usage;
+      // streamed text: every new token re-decodes the answer so far and sends what was not sent
+      // (held back while it ends in an incomplete UTF-8 sequence); decodes run one after another
+      const ids: number[] = [];
+      let decoding = Promise.resolve();
+      let done = false;
+      const push = (text: string) => {
+        if (!text.startsWith(sent) || text.length === sent.length || text.endsWith('\uFFFD')) return;
+        if (!headers) startStream();
+        sse(chunk({ content: text.slice(sent.length) }, null));
+        sent = text;
+      };
+      const startStream = () => {
+        headers = true;
+        reply.hijack();
+        reply.raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+        sse(chunk({ role: 'assistant', content: '' }, null));
+      };
+      const onTokens = (t: number[]) => {
+        if (!stream || done) return;
+        ids.push(t[0]);
+        const snapshot = ids.slice();
+        decoding = decoding.then(async () => { if (!done) push(await backend.decode(snapshot)); }).catch(() => {});
+      };
+      const result = await gate.run(async () => {
+        if (settings.seed !== undefined) et.manualSeed(settings.seed);
+        return backend.answer(turns, { maxTokens: settings.maxTokens, temperature: settings.temperature, topP: settings.topP, onTokens, signal: ac.signal });
+      }, ac.signal);
+      await decoding;
+      done = true;
+      const text = await backend.decode(result.tokens);
+      const usage = { prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length };
+      stats.served++;
+      if (!stream) {
+        return reply.send({ id, object: 'chat.completion', created, model: backend.id, choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: result.finish }], usage });
+      }
+      if (!headers) startStream();
+      if (text.length > sent.length && text.startsWith(sent)) sse(chunk({ content: text.slice(sent.length) }, null));
+      sse(chunk({}, result.finish));
+      if (includeUsage) sse({ id, object: 'chat.completion.chunk', created, model: backend.id, choices: [], usage });
+      reply.raw.end('data: [DONE]\n\n');
+      return reply;
+    } catch (err) {
+      if (gone) { stats.cancelled++; return reply; }
+      const e = asApiError(err);
+      stats.failed++;
+      if (headers) {   // mid-stream: an error event, as the OpenAI API sends one
+        sse(errorBody(e));
+        reply.raw.end('data: [DONE]\n\n');
+        return reply;
+      }
+      return reply.code(e.status).send(errorBody(e));
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+  return app;
+}
+
+export const SERVE: Command = {
+  summary: 'an OpenAI-compatible chat server (POST /v1/chat/completions, streaming; a page at /) for SALMONN, InternVL2 or a LLaMA-family LLM',
+  flags: {
+    cfg_path: { kind: 'string', help: "SALMONN: the original decode_config.yaml (as 'salmonn infer')" },
+    model: { kind: 'string', help: 'an InternVL2 folder, or a LLaMA-family LLM folder with a chat template' },
+    tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
+    chat_template: { kind: 'string', help: "an LLM's Jinja chat template file (default: the folder's chat_template.jinja or tokenizer_config.json's)" },
+    served_model_name: { kind: 'string', help: "the model's name in the API (default: the folder's or YAML's base name)" },
+    host: { kind: 'string', help: 'address to listen on', default: '127.0.0.1' },
+    port: { kind: 'number', help: 'port (0: any free one)', default: '8000' },
+    max_queue: { kind: 'number', help: 'requests waiting beyond the running one; more get 429', default: String(SERVE_DEFAULTS.maxQueue) },
+    max_body_mb: { kind: 'number', help: 'request body limit in MiB (413 above)', default: '32' },
+    max_audio_seconds: { kind: 'number', help: 'audio per request', default: String(SERVE_DEFAULTS.maxAudioSeconds) },
+    max_images: { kind: 'number', help: 'images per request', default: String(SERVE_DEFAULTS.maxImages) },
+    max_tokens: { kind: 'number', help: 'the largest max_tokens, and the default', default: String(SERVE_DEFAULTS.maxTokens) },
+    timeout_s: { kind: 'number', help: "a request's time limit from arrival to its last token", default: String(SERVE_DEFAULTS.timeoutMs / 1000) },
+  },
+  async run(v, _pos, out) {
+    const cfg = str(v, 'cfg_path'), dir = str(v, 'model');
+    if (!!cfg === !!dir) throw new UsageError('give exactly one of --cfg-path (SALMONN) and --model (an InternVL2 or LLM folder)');
+    const positive = (k: string, int: boolean) => {
+      const x = num(v, k)!;
+      if (!(x > 0) || (int && !Number.isInteger(x))) throw new UsageError(`--${k.replace(/_/g, '-')} must be a positive ${int ? 'integer' : 'number'}`);
+      return x;
+    };
+    const port = num(v, 'port')!;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be an integer from 0 to 65535');
+    const limits: ServeLimits = {
+      maxQueue: num(v, 'max_queue')! >= 0 && Number.isInteger(num(v, 'max_queue')) ? num(v, 'max_queue')! : (() => { throw new UsageError('--max-queue must be an integer ≥ 0'); })(),
+      maxBodyBytes: Math.floor(positive('max_body_mb', false) * 1024 * 1024), maxAudioSeconds: positive('max_audio_seconds', false),
+      maxImages: positive('max_images', true), maxTokens: positive('max_tokens', true), timeoutMs: positive('timeout_s', false) * 1000,
+    };
+    const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(p)).replace(/\.ya?ml$/, '');
+    let backend: ChatBackend;
+    if (cfg) {
+      const { options, ignored } = readSalmonnYaml(cfg);
+      if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
+      const model = await et.systems.Salmonn.fromPretrained(options);
+      backend = salmonnBackend(model.eval(), name(cfg));
+    } else {
+      const { model, tokenizer } = await loadChatModel(dir!, str(v, 'tokenizer'));
+      if (model instanceof et.systems.InternVL) backend = internvlBackend(model.eval() as et.systems.InternVL, tokenizer, name(dir!));
+      else {
+        const template = readChatTemplate(dir!, str(v, 'chat_template'));
+        if (!template) throw new et.EmotorchError(`'${dir}' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): pass --chat-template <file>`, 'ERR_IO');
+        backend = llmBackend(model.eval() as et.nn.LlamaForCausalLM, tokenizer, template, name(dir!));
+      }
+    }
+    const app = createServer(backend, limits);
+    const address = await app.listen({ host: str(v, 'host')!, port });
+    out(`emotorch serve: '${backend.id}' (${backend.kind}) listening on ${address}`);
+    await new Promise<void>((resolve) => {
+      const stop = () => { void app.close().then(() => resolve()); };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  },
+};
