@@ -32,7 +32,10 @@ export interface ChatTurn {
 
 /** What a backend's generation gets from a request. */
 export interface ChatGeneration {
-  maxTokens: number;
+  /** The request's max_tokens; undefined: the model's own default, at most `limit`. */
+  maxTokens?: number;
+  /** The server's largest max_tokens. */
+  limit: number;
   /** 0: greedy; above: sampling at this temperature; undefined: the model's own setting. */
   temperature?: number;
   topP?: number;
@@ -50,8 +53,13 @@ export interface ChatBackend {
   accepts: { audio: boolean; image: boolean };
   /** Answers a conversation: the new token ids (cut before the first stop id) and the prompt length. */
   answer(turns: ChatTurn[], g: ChatGeneration): Promise<{ tokens: number[]; promptTokens: number; finish: 'stop' | 'length' }>;
-  /** Text of answer ids (special tokens left out). */
-  decode(ids: number[]): Promise<string>;
+  /**
+   * Text of answer ids (special tokens left out). `partial`: ids of an answer still growing, so a
+   * trailing run of byte-fallback tokens (`<0xE2>`, …) is left out: the bytes decode as one group,
+   * and a group that later turns out invalid becomes U+FFFD as a whole, which would change text
+   * already streamed.
+   */
+  decode(ids: number[], partial?: boolean): Promise<string>;
 }
 
 /** A request the server refuses: an HTTP status and an OpenAI error object. */
@@ -65,6 +73,16 @@ const cut = (ids: number[], stops: number[]): number[] => {
   const i = ids.findIndex((t) => stops.includes(t));
   return i < 0 ? ids : ids.slice(0, i);
 };
+
+/** `decode` for a backend: ids cut at the first stop id, a growing answer's trailing byte tokens left out. */
+function decoder(tok: et.data.Tokenizer, stops: number[]): ChatBackend['decode'] {
+  const isByte = (id: number) => /^<0x[0-9A-Fa-f]{2}>$/.test(tok.idToToken(id) ?? '');
+  return (ids, partial) => {
+    let r = cut(ids, stops);
+    if (partial) { let n = r.length; while (n > 0 && isByte(r[n - 1])) n--; r = r.slice(0, n); }
+    return tok.decode(r, { skipSpecialTokens: true });
+  };
+}
 
 /** Sampling options of a request in the library's names. */
 function sampling(g: ChatGeneration): { doSample?: boolean; temperature?: number; topP?: number } {
@@ -85,13 +103,14 @@ export function salmonnBackend(model: et.systems.Salmonn, id: string): ChatBacke
       let promptTokens = 0;
       const beams = model.config.num_beams;
       const s = sampling(g);
+      const maxNewTokens = g.maxTokens ?? Math.min(model.config.max_new_tokens, g.limit);   // the YAML's generate block
       const [tokens] = await model.generateTokens([t.audio[0]], t.text.trim(), {
-        maxNewTokens: g.maxTokens, ...s, ...(s.doSample ? { numBeams: 1 } : {}), signal: g.signal,
+        maxNewTokens, ...s, ...(s.doSample ? { numBeams: 1 } : {}), signal: g.signal,
         ...(beams === 1 || s.doSample ? { onTokens: g.onTokens } : {}), onPromptLength: (n) => { promptTokens = n; },
       });
-      return { tokens, promptTokens, finish: tokens.length >= g.maxTokens ? 'length' : 'stop' };
+      return { tokens, promptTokens, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
     },
-    decode: (ids) => model.tokenizer.decode(cut(ids, [eos]), { skipSpecialTokens: true }),
+    decode: decoder(model.tokenizer, [eos]),
   };
 }
 
@@ -130,14 +149,15 @@ export function llmBackend(llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Token
       }
       const ids = await tokenizer.encode(prompt, { addSpecialTokens: false });
       if (!ids.length) throw new ApiError(400, 'the messages render to an empty prompt', 'invalid_request_error', 'messages');
-      if (ids.length + g.maxTokens > llm.config.max_position_embeddings) throw new ApiError(400, `the prompt (${ids.length} tokens) and max_tokens (${g.maxTokens}) pass the model's ${llm.config.max_position_embeddings} positions`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
+      const maxNewTokens = g.maxTokens ?? Math.min(g.limit, llm.config.max_position_embeddings - ids.length);
+      if (maxNewTokens < 1 || ids.length + maxNewTokens > llm.config.max_position_embeddings) throw new ApiError(400, `the prompt (${ids.length} tokens) and max_tokens (${maxNewTokens}) pass the model's ${llm.config.max_position_embeddings} positions`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
       const inputIds = et.tensor([ids], { dtype: 'int64' });
-      const { newTokens } = await et.noGrad(() => llm.generate({ inputIds }, { maxNewTokens: g.maxTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
+      const { newTokens } = await et.noGrad(() => llm.generate({ inputIds }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
       const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
       inputIds.dispose(); newTokens.dispose();
-      return { tokens, promptTokens: ids.length, finish: tokens.length >= g.maxTokens ? 'length' : 'stop' };
+      return { tokens, promptTokens: ids.length, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
     },
-    decode: (ids) => tokenizer.decode(cut(ids, stops), { skipSpecialTokens: true }),
+    decode: decoder(tokenizer, stops),
   };
 }
 
@@ -166,12 +186,13 @@ export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.T
       const enc = await et.systems.internvlEncode(tokenizer, { system, history, query: rest[rest.length - 1].text, imageTiles }, { template, numImageToken: model.numImageToken });
       const inputIds = et.tensor([enc.inputIds], { dtype: 'int64' });
       const pixelValues = tiles.length ? et.cat(tiles, 0) : null;
-      const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues }, { maxNewTokens: g.maxTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
+      const maxNewTokens = g.maxTokens ?? g.limit;
+      const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
       const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
       inputIds.dispose(); newTokens.dispose(); pixelValues?.dispose();
-      return { tokens, promptTokens: enc.inputIds.length, finish: tokens.length >= g.maxTokens ? 'length' : 'stop' };
+      return { tokens, promptTokens: enc.inputIds.length, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
     },
-    decode: (ids) => tokenizer.decode(cut(ids, stops), { skipSpecialTokens: true }),
+    decode: decoder(tokenizer, stops),
   };
 }
 
@@ -185,7 +206,7 @@ export interface ServeLimits {
   maxAudioSeconds: number;
   /** Images per request. Default 8. */
   maxImages: number;
-  /** The largest `max_tokens` (also the default). Default 512. */
+  /** The largest `max_tokens` (and the default where the model has none: SALMONN's is its YAML's max_new_tokens). Default 512. */
   maxTokens: number;
   /** A request's time from arrival to its last token, in ms; then 504 (or an error event). Default 300 000. */
   timeoutMs: number;
@@ -310,7 +331,7 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
 }
 
 /** The generation settings of a request, checked. */
-function readSettings(body: Record<string, unknown>, limits: ServeLimits): { maxTokens: number; temperature?: number; topP?: number; seed?: number } {
+function readSettings(body: Record<string, unknown>, limits: ServeLimits): { maxTokens?: number; temperature?: number; topP?: number; seed?: number } {
   const bad = (param: string, what: string) => new ApiError(400, `${param} must be ${what}, not ${JSON.stringify(body[param])}`, 'invalid_request_error', param);
   const mt = body.max_completion_tokens ?? body.max_tokens;
   const param = body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens';
@@ -324,7 +345,7 @@ function readSettings(body: Record<string, unknown>, limits: ServeLimits): { max
   if (seed !== undefined && seed !== null && !Number.isSafeInteger(seed)) throw bad('seed', 'an integer');
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('stream', 'a boolean');
   return {
-    maxTokens: (mt as number | undefined) ?? limits.maxTokens,
+    ...(typeof mt === 'number' ? { maxTokens: mt } : {}),
     ...(typeof t === 'number' ? { temperature: t } : {}), ...(typeof p === 'number' ? { topP: p } : {}), ...(typeof seed === 'number' ? { seed } : {}),
   };
 }
@@ -417,11 +438,11 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
         if (!stream || done) return;
         ids.push(t[0]);
         const snapshot = ids.slice();
-        decoding = decoding.then(async () => { if (!done) push(await backend.decode(snapshot)); }).catch(() => {});
+        decoding = decoding.then(async () => { if (!done) push(await backend.decode(snapshot, true)); }).catch(() => {});
       };
       const result = await gate.run(async () => {
         if (settings.seed !== undefined) et.manualSeed(settings.seed);
-        return backend.answer(turns, { maxTokens: settings.maxTokens, temperature: settings.temperature, topP: settings.topP, onTokens, signal: ac.signal });
+        return backend.answer(turns, { maxTokens: settings.maxTokens, limit: L.maxTokens, temperature: settings.temperature, topP: settings.topP, onTokens, signal: ac.signal });
       }, ac.signal);
       await decoding;
       done = true;
@@ -468,7 +489,7 @@ export const SERVE: Command = {
     max_body_mb: { kind: 'number', help: 'request body limit in MiB (413 above)', default: '32' },
     max_audio_seconds: { kind: 'number', help: 'audio per request', default: String(SERVE_DEFAULTS.maxAudioSeconds) },
     max_images: { kind: 'number', help: 'images per request', default: String(SERVE_DEFAULTS.maxImages) },
-    max_tokens: { kind: 'number', help: 'the largest max_tokens, and the default', default: String(SERVE_DEFAULTS.maxTokens) },
+    max_tokens: { kind: 'number', help: "the largest max_tokens, and the default (SALMONN's: its YAML's, at most this)", default: String(SERVE_DEFAULTS.maxTokens) },
     timeout_s: { kind: 'number', help: "a request's time limit from arrival to its last token", default: String(SERVE_DEFAULTS.timeoutMs / 1000) },
   },
   async run(v, _pos, out) {

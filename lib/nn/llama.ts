@@ -154,8 +154,8 @@ export interface GenerationOptions {
   allowedTokenRanges?: Array<[number, number]>;
   /**
    * Streaming: called on the JS thread after every step with each row's new token (greedy and
-   * sampling; not with numBeams > 1, whose beams change their past). Calls can arrive after the
-   * returned promise settles; the promise's tokens are the whole answer. A throw is ignored.
+   * sampling; not with numBeams > 1, whose beams change their past), every call before the
+   * returned promise resolves. A throw is ignored.
    */
   onTokens?: (ids: number[]) => void;
   /**
@@ -413,7 +413,15 @@ export class LlamaForCausalLM extends NativeModule {
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', signal);
     const aborted = () => new EmotorchError(`generate: aborted (${String(signal?.reason ?? 'signal')})`, 'ERR_ABORTED');
     if (signal?.aborted) throw aborted();
-    const listener = onTokens ? (ids: number[]) => { try { onTokens(ids); } catch { /* a listener's failure is its own */ } } : null;
+    // every step's call reaches the JS thread before the promise resolves: count them in
+    let received = 0;
+    let flushed: (() => void) | null = null;
+    let want = -1;
+    const listener = onTokens ? (ids: number[]) => {
+      received++;
+      try { onTokens(ids); } catch { /* a listener's failure is its own */ }
+      if (received === want) flushed?.();
+    } : null;
     const call = this.native.generate(inputs.inputIds?.handle ?? null, inputs.inputsEmbeds?.handle ?? null, inputs.attentionMask?.handle ?? null, g, listener);
     const cancel = () => call.cancel();
     signal?.addEventListener('abort', cancel, { once: true });
@@ -424,6 +432,8 @@ export class LlamaForCausalLM extends NativeModule {
       signal?.removeEventListener('abort', cancel);
     }
     const newTokens = new Tensor(h);
+    want = newTokens.shape[1];   // one call per step
+    if (listener && received < want) await new Promise<void>((resolve) => { flushed = resolve; });
     if (signal?.aborted) { newTokens.dispose(); throw aborted(); }
     return { newTokens, sequences: inputs.inputIds ? cat([inputs.inputIds.to({ device: newTokens.device }), newTokens], 1) : null };
   }

@@ -96,7 +96,8 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   // generate(inputIds|null, inputsEmbeds|null, attentionMask|null, config, onTokens|null)
   //   → { result: Promise<Tensor (B, new)>, cancel(): void }
   // onTokens(ids: number[]) gets each greedy / sampling step's tokens on the JS thread (a
-  // thread-safe function: calls may still arrive after `result` settles); cancel() makes the loop
+  // thread-safe function: calls may still arrive after `result` settles, so lib/ counts them in:
+  // one per step, the result's width); cancel() makes the loop
   // stop before its next step (or skip the prompt pass when it has not started).
   Napi::Value Generate(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {

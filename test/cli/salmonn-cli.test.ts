@@ -6,7 +6,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, tmpdir } from '../helpers';
+import { FIXTURES, salmonnDecodeYaml, tmpdir } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const run = (args: string[], input = '') => {
@@ -14,21 +14,9 @@ const run = (args: string[], input = '') => {
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 
-function yamlFile(): { file: string; config: Record<string, unknown> } {
-  const config = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'config.json'), 'utf8'));
-  const model = { llama_path: path.join(FIXTURES, 'salmonn', 'llm'), whisper_path: path.join(FIXTURES, 'whisper'), beats_path: path.join(FIXTURES, 'beats', 'beats.pt'),
-    ckpt: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'), token: '', low_resource: false, ...Object.fromEntries(Object.entries(config).filter(([k]) => k !== 'qformer')) };
-  const lines = ['model:', ...Object.entries(model).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`),
-    '  qformer:', ...Object.entries(config.qformer).map(([k, v]) => `    ${k}: ${v}`),
-    'generate:', '  max_new_tokens: 5', '  num_beams: 2', '  do_sample: false', '  min_length: 1', '  temperature: 1.0', '  top_p: 0.9', '  repetition_penalty: 1.0', '  length_penalty: 1.0'];
-  const file = path.join(tmpdir(), 'decode_config.yaml');
-  fs.writeFileSync(file, `${lines.join('\n')}\n`);
-  return { file, config: { ...config, max_new_tokens: 5, num_beams: 2, do_sample: false, min_length: 1, temperature: 1.0, top_p: 0.9, repetition_penalty: 1.0, length_penalty: 1.0 } };
-}
-
 describe('emotorch salmonn infer', () => {
   it('answers as Salmonn.generate does, one-shot and in the interactive loop; names the YAML keys it does not use', async () => {
-    const { file, config } = yamlFile();
+    const { file, config } = salmonnDecodeYaml(tmpdir());
     const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
     const model = await et.systems.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
       llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'), config: config as never });
