@@ -270,7 +270,11 @@ const IMAGE_TYPES: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 
 async function readMessages(body: Record<string, unknown>, backend: ChatBackend, limits: ServeLimits): Promise<ChatTurn[]> {
   const messages = body.messages;
   if (!Array.isArray(messages) || !messages.length) throw new ApiError(400, 'messages must be a non-empty array', 'invalid_request_error', 'messages');
-  let seconds = 0, images = 0;
+  // images counted before any is decoded
+  const parts = messages.flatMap((m) => (m && typeof m === 'object' && Array.isArray((m as { content?: unknown }).content) ? (m as { content: unknown[] }).content : []));
+  const images = parts.filter((p) => p && typeof p === 'object' && (p as { type?: unknown }).type === 'image_url').length;
+  if (images > limits.maxImages) throw new ApiError(400, `the request has ${images} images, more than ${limits.maxImages} (--max-images)`, 'invalid_request_error', 'messages');
+  let seconds = 0;
   const turns: ChatTurn[] = [];
   for (const [i, m] of messages.entries()) {
     const p = `messages[${i}]`;
@@ -308,7 +312,6 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
           turn.audio.push(wav.samples);
         } else if (type === 'image_url') {
           if (!backend.accepts.image) throw new ApiError(400, `model '${backend.id}' does not take images (${q})`, 'invalid_request_error', q);
-          if (++images > limits.maxImages) throw new ApiError(400, `more than ${limits.maxImages} images in one request (--max-images)`, 'invalid_request_error', q);
           const url = (part as { image_url?: { url?: unknown } }).image_url?.url;
           const m2 = typeof url === 'string' ? /^data:([\w/+.-]+);base64,(.*)$/s.exec(url) : null;
           if (!m2) throw new ApiError(400, `${q}.image_url.url must be a data: URL (data:image/png;base64,…); the server fetches nothing`, 'invalid_request_error', `${q}.image_url.url`);
