@@ -105,8 +105,9 @@ export function salmonnBackend(model: et.systems.Salmonn, id: string): ChatBacke
       const s = sampling(g);
       const maxNewTokens = g.maxTokens ?? Math.min(model.config.max_new_tokens, g.limit);   // the YAML's generate block
       const [tokens] = await model.generateTokens([t.audio[0]], t.text.trim(), {
-        maxNewTokens, ...s, ...(s.doSample ? { numBeams: 1 } : {}), signal: g.signal,
-        ...(beams === 1 || s.doSample ? { onTokens: g.onTokens } : {}), onPromptLength: (n) => { promptTokens = n; },
+        // a request's temperature asks for one sequence (0 greedy, above sampled), which streams; without one, the YAML's beams
+        maxNewTokens, ...s, ...(g.temperature !== undefined ? { numBeams: 1 } : {}), signal: g.signal,
+        ...(beams === 1 || g.temperature !== undefined ? { onTokens: g.onTokens } : {}), onPromptLength: (n) => { promptTokens = n; },
       });
       return { tokens, promptTokens, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
     },
