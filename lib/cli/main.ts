@@ -8,6 +8,9 @@
  *
  *   npx emotorch salmonn infer --cfg-path configs/decode_config.yaml [--wav a.wav --prompt '…']
  *
+ *   npx emotorch semeval train --train_file ecf_train.json --eval_file ecf_dev.json --features text=text.safetensors video=video.safetensors
+ *   npx emotorch semeval predict --model_dir output --test_file ecf_test.json --features text=… video=…
+ *
  *   npx emotorch serve --cfg-path configs/decode_config.yaml | --model InternVL2-8B/ [--port 8000]
  *
  * Flags keep the original tool's names (ms-swift 2.x's for M2SE, cli_inference.py's for SALMONN). Exit status: 0 done, 1 a
@@ -18,12 +21,14 @@ import { Command, UsageError, parseFlags } from './common';
 import { M2SE_INFER, M2SE_SCORE, M2SE_SFT } from './m2se';
 import { SALMONN_INFER } from './salmonn';
 import { SERVE } from './serve';
+import { SEMEVAL_PREDICT, SEMEVAL_TRAIN } from './semeval';
 
 export { UsageError, parseFlags } from './common';
 
 export const SYSTEMS: Record<string, { summary: string; commands: Record<string, Command> }> = {
   m2se: { summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result', commands: { sft: M2SE_SFT, infer: M2SE_INFER, score: M2SE_SCORE } },
   salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml', commands: { infer: SALMONN_INFER } },
+  semeval: { summary: "SemEval-2024 Task 3: the seed's embedding classifier and the Subtask 2 submission file", commands: { train: SEMEVAL_TRAIN, predict: SEMEVAL_PREDICT } },
 };
 
 /** Commands that belong to no one system. */
