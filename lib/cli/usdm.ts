@@ -1,0 +1,70 @@
+/**
+ * `emotorch usdm infer`: USDM's `src/inference.py` (speech → XLS-R k-means units → the three
+ * greedy stages: user transcript, agent text, agent units), on local files. emotorch has no
+ * Voicebox / BigVGAN speech decoder, so the agent's units are written instead of a wav.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../index';
+import { Command, UsageError, need, num, str } from './common';
+
+/** The unit vocabulary's ids as the tokenizer has them (USDM's Mistral layout by default). */
+async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.UsdmTokenIds> {
+  const d = et.systems.USDM_TOKEN_IDS;
+  const id = (t: string, fallback: number) => tok.tokenToId(t) ?? fallback;
+  const unit0 = id('<|unit0|>', d.unit0);
+  let numUnits = 0;
+  while (tok.tokenToId(`<|unit${numUnits}|>`) === unit0 + numUnits) numUnits++;
+  const nl = await tok.encode('\n');   // the original: tokenizer("\n").input_ids[-1]
+  return {
+    newline: nl[nl.length - 1] ?? d.newline, space: id('▁', d.space), continue: id('<|continue|>', d.continue), correspond: id('<|correspond|>', d.correspond),
+    unit0, numUnits: numUnits || d.numUnits, pad: id('<pad>', d.pad), bos: tok.bosTokenId ?? d.bos,
+  };
+}
+
+export const USDM_INFER: Command = {
+  summary: "USDM's inference.py: a wav (or its units) → user transcript, agent text and agent units (JSON; no speech decoder)",
+  flags: {
+    input_path: { kind: 'string', help: 'the user\'s speech (wav, or any format ffmpeg reads), 16 kHz after resampling' },
+    units: { kind: 'string', help: 'instead of --input_path: the user\'s units, space-separated' },
+    model: { kind: 'string', help: 'the USDM folder (naver-ai/USDM-DailyTalk layout: config.json, safetensors, tokenizer)' },
+    tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
+    xlsr: { kind: 'string', help: 'the unit extractor\'s encoder: xlsr2_1b_v2.pt (fairseq2) or an HF Wav2Vec2 folder' },
+    kmeans: { kind: 'string', help: 'the k-means centroids (kmeans_10k.npy)' },
+    layer: { kind: 'number', help: 'the XLS-R hidden state the units are read at (seamless: 35)', default: '35' },
+    max_new_tokens: { kind: 'number', help: 'tokens per stage at most', default: '512' },
+    output_path: { kind: 'string', help: 'write the JSON here too (default: stdout only)' },
+    reference_path: { kind: 'string', help: "the original's speaker reference for Voicebox (not supported: no speech decoder)" },
+  },
+  async run(v, _pos, out) {
+    if (v.reference_path !== undefined) throw new UsageError('--reference_path feeds the Voicebox speech decoder, which emotorch does not have; the agent units are written instead');
+    if ((v.input_path === undefined) === (v.units === undefined)) throw new UsageError('give exactly one of --input_path and --units');
+    const dir = need(v, 'model');
+    const maxNewTokens = num(v, 'max_new_tokens')!;
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new UsageError('--max-new-tokens must be a positive integer');
+    const tok = await et.data.Tokenizer.fromFile(str(v, 'tokenizer') ?? dir);
+    const ids = await tokenIds(tok);
+    let userUnits: number[];
+    if (v.units !== undefined) {
+      userUnits = str(v, 'units')!.trim().split(/[\s,]+/).map(Number);
+      if (!userUnits.length || !userUnits.every((u) => Number.isInteger(u) && u >= 0)) throw new UsageError(`--units takes non-negative integers, not '${str(v, 'units')}'`);
+    } else {
+      const xlsr = need(v, 'xlsr'), kmeans = need(v, 'kmeans');
+      const layer = num(v, 'layer')!;
+      const encoder = await et.nn.Wav2Vec2Model.fromPretrained(xlsr, xlsr.endsWith('.pt') ? { config: et.nn.WAV2VEC2_XLSR2_1B_V2 } : {});
+      const ux = new et.audio.UnitExtractor({ encoder: encoder.eval(), layer, centroids: kmeans });
+      const { samples } = await et.audio.readAudio(str(v, 'input_path')!, { sampleRate: 16000 });
+      [userUnits] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(samples).reshape([1, samples.length]) }));
+    }
+    const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids });
+    const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
+    const r = await et.noGrad(() => usdm.infer(userUnits, codec, { maxNewTokens }));
+    const json = JSON.stringify({ user_units: userUnits, user_text: r.userText, agent_text: r.agentText, agent_units: r.agentUnits });
+    const file = str(v, 'output_path');
+    if (file) {
+      fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      fs.writeFileSync(file, `${json}\n`);
+    }
+    out(json);
+  },
+};
