@@ -8,6 +8,8 @@
  *
  *   npx emotorch salmonn infer --cfg-path configs/decode_config.yaml [--wav a.wav --prompt '…']
  *
+ *   npx emotorch spectra finetune --apex_level=1 --batch_size=24 --epochs=5 --grad_acc=1 --lr=2e-5 --model_path=SPECTRA-base --task=iemocap --multi_audio --use_turn_ids
+ *
  *   npx emotorch usdm infer --model USDM-DailyTalk/ --xlsr xlsr2_1b_v2.pt --kmeans kmeans_10k.npy --input_path a.wav
  *
  *   npx emotorch semeval train --train_file ecf_train.json --eval_file ecf_dev.json --features text=text.safetensors video=video.safetensors
@@ -25,12 +27,14 @@ import { SALMONN_INFER } from './salmonn';
 import { SERVE } from './serve';
 import { SEMEVAL_PREDICT, SEMEVAL_TRAIN } from './semeval';
 import { USDM_INFER } from './usdm';
+import { SPECTRA_FINETUNE } from './spectra';
 
 export { UsageError, parseFlags } from './common';
 
 export const SYSTEMS: Record<string, { summary: string; commands: Record<string, Command> }> = {
   m2se: { summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result', commands: { sft: M2SE_SFT, infer: M2SE_INFER, score: M2SE_SCORE } },
   salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml', commands: { infer: SALMONN_INFER } },
+  spectra: { summary: "SPECTRA: main.py's fine-tuning with scripts/finetune.sh's flags", commands: { finetune: SPECTRA_FINETUNE } },
   usdm: { summary: "USDM: inference.py's three greedy stages from speech or units", commands: { infer: USDM_INFER } },
   semeval: { summary: "SemEval-2024 Task 3: the seed's embedding classifier and the Subtask 2 submission file", commands: { train: SEMEVAL_TRAIN, predict: SEMEVAL_PREDICT } },
 };

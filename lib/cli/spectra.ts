@@ -1,0 +1,75 @@
+/**
+ * `emotorch spectra finetune`: SPECTRA's `main.py --mode finetune` with the flags of
+ * `scripts/finetune.sh` as main.py parses them, on `{data_path}/{task}/{train,valid,test}.pkl`,
+ * through `et.systems.Spectra.finetune` (the paper's recipe on the Trainer).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../index';
+import { Command, UsageError, need, num, str } from './common';
+
+const TASKS = ['mosi', 'mosei', 'iemocap', 'mintrec'] as const;
+
+export const SPECTRA_FINETUNE: Command = {
+  summary: "SPECTRA's main.py fine-tuning (scripts/finetune.sh's flags): train on train.pkl, choose the best epoch on valid.pkl, score test.pkl",
+  flags: {
+    model_path: { kind: 'string', help: 'the pre-trained SPECTRA folder (audio_config.json, text_config.json, pytorch_model.bin)' },
+    data_path: { kind: 'string', help: 'the data root: <data_path>/<task>/{train,valid,test}.pkl', default: './data' },
+    task: { kind: 'string', help: 'iemocap | mosi | mosei | mintrec' },
+    batch_size: { kind: 'number', help: 'samples per batch (finetune.sh: 24)', default: '256' },
+    epochs: { kind: 'number', help: 'epochs (finetune.sh: 5)', default: '10' },
+    grad_acc: { kind: 'number', help: 'batches per optimizer step (finetune.sh: 1)', default: '16' },
+    lr: { kind: 'number', help: 'learning rate (finetune.sh: 2e-5)', default: '1e-4' },
+    warmup: { kind: 'number', help: 'warmup as a share of the steps; 0 steps → cosine, else linear decay', default: '0.01' },
+    weight_decay: { kind: 'number', help: 'AdamW weight decay (not on biases and LayerNorms)', default: '0.01' },
+    grad_norm: { kind: 'number', help: 'gradient clipping norm (0: none)', default: '1' },
+    audio_length: { kind: 'number', help: 'seconds every clip is cut or padded to', default: '10' },
+    text_length: { kind: 'number', help: 'tokens at most (the history is cut from the left)', default: '512' },
+    seed: { kind: 'number', help: 'random seed', default: '42' },
+    multi_audio: { kind: 'bool', help: 'the [audio_list, items] pickle layout with the previous turn\'s clip (iemocap: always)' },
+    use_turn_ids: { kind: 'bool', help: 'accepted as main.py does; turn ids are used whenever the data has them' },
+    apex_level: { kind: 'number', help: 'apex AMP level: above 0 trains in float16 autocast on CUDA (main.py sets 0 on CPU)', default: '0' },
+    mode: { kind: 'string', help: "main.py's mode: this command is 'finetune' (finetune.sh leaves main.py's default 'pretrain')" },
+    transcripts: { kind: 'string', help: 'required by main.py, read only when pre-training: accepted and not used' },
+    patience: { kind: 'number', help: "main.py's early stop: not used (the best epoch by the task's metric is loaded at the end)" },
+    dont_show: { kind: 'bool', help: 'no progress bar' },
+    output_dir: { kind: 'string', help: 'checkpoints and logs (main.py saves nothing when fine-tuning)' },
+  },
+  async run(v, _pos, out) {
+    const task = need(v, 'task') as (typeof TASKS)[number];
+    if (!TASKS.includes(task)) throw new UsageError(`--task takes ${TASKS.join(', ')}, not '${task}'`);
+    if (v.mode !== undefined && v.mode !== 'finetune') throw new UsageError(`--mode ${str(v, 'mode')}: this command fine-tunes; pre-training is not part of emotorch's CLI`);
+    if (v.patience !== undefined) process.stderr.write('emotorch: --patience is not used: the best epoch by the task\'s metric is loaded at the end\n');
+    const int = (k: string, min: number) => {
+      const x = num(v, k)!;
+      if (!Number.isInteger(x) || x < min) throw new UsageError(`--${k} must be an integer ≥ ${min}`);
+      return x;
+    };
+    const batch = int('batch_size', 1), epochs = int('epochs', 1), accum = int('grad_acc', 1);
+    const root = path.join(str(v, 'data_path')!, task);
+    const split = async (name: string) => {
+      const file = path.join(root, `${name}.pkl`);
+      if (!fs.existsSync(file)) throw new et.EmotorchError(`'${file}' does not exist (main.py reads <data_path>/<task>/${name}.pkl)`, 'ERR_IO');
+      return et.data.SpectraDataset.fromFile(file, { task });
+    };
+    const [train, valid, test] = [await split('train'), await split('valid'), await split('test')];
+    const steps = epochs * Math.ceil(train.length / batch / accum);
+    const warmupSteps = Math.floor(num(v, 'warmup')! * steps);
+    const fp16 = num(v, 'apex_level')! > 0 && et.cuda.isAvailable();
+    const outputDir = str(v, 'output_dir') ?? path.join('output', `spectra-${task}`);
+    et.manualSeed(int('seed', 0));   // main.py seeds before it builds the model (a new head is drawn at load)
+    const { trainer } = await et.systems.Spectra.finetune({
+      task, model: need(v, 'model_path'), train, eval: valid,
+      load: fp16 || et.cuda.isAvailable() ? { device: 'cuda' } : {},
+      collate: { audioLength: Math.round(num(v, 'audio_length')! * 16000), textLength: int('text_length', 2), ...(v.multi_audio === true ? { multiAudio: true } : {}) },
+      args: {
+        output_dir: outputDir, per_device_train_batch_size: batch, per_device_eval_batch_size: batch, num_train_epochs: epochs, gradient_accumulation_steps: accum,
+        learning_rate: num(v, 'lr'), weight_decay: num(v, 'weight_decay'), max_grad_norm: num(v, 'grad_norm'), seed: int('seed', 0),
+        warmup_steps: warmupSteps, lr_scheduler_type: warmupSteps === 0 ? 'cosine' : 'linear', fp16, disable_tqdm: v.dont_show === true, report_to: 'none',
+      },
+    });
+    const m = await trainer.evaluate(test, 'test');
+    out(`test: ${Object.entries(m).filter(([k]) => k.startsWith('test_') && !/runtime|per_second/.test(k)).map(([k, x]) => `${k.slice(5)} ${Number(x).toFixed(4)}`).join(' - ')}`);
+    out(`checkpoints and log in ${outputDir}`);
+  },
+};
