@@ -20,6 +20,11 @@ import { Command, UsageError, loadChatModel, num, str } from './common';
 import { readSalmonnYaml } from './salmonn';
 import { SERVE_PAGE } from './page';
 
+// The request's JSON as the OpenAI API spells it (snake_case: the wire format), and tokenizer_config.json's key.
+interface OpenAiContentPart { type?: unknown; text?: unknown; input_audio?: { data?: unknown; format?: unknown }; image_url?: { url?: unknown } }
+interface OpenAiStreamOptions { include_usage?: unknown }
+interface TokenizerConfigJson { chat_template?: unknown }
+
 /** One message of a request, its parts decoded. */
 export interface ChatTurn {
   role: 'system' | 'user' | 'assistant';
@@ -122,7 +127,7 @@ export function readChatTemplate(dir: string, file?: string): string | null {
   if (fs.existsSync(jinja)) return fs.readFileSync(jinja, 'utf8');
   const cfgFile = path.join(dir, 'tokenizer_config.json');
   if (!fs.existsSync(cfgFile)) return null;
-  const t = (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as { chat_template?: unknown }).chat_template;
+  const t = (JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as TokenizerConfigJson).chat_template;
   if (typeof t === 'string') return t;
   if (Array.isArray(t)) {
     const d = t.find((x) => x && typeof x === 'object' && (x as { name?: unknown }).name === 'default') as { template?: unknown } | undefined;
@@ -296,7 +301,7 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
           texts.push(t);
         } else if (type === 'input_audio') {
           if (!backend.accepts.audio) throw new ApiError(400, `model '${backend.id}' does not take audio (${q})`, 'invalid_request_error', q);
-          const a = (part as { input_audio?: { data?: unknown; format?: unknown } }).input_audio;
+          const a = (part as OpenAiContentPart).input_audio;
           const format = a?.format;
           if (typeof format !== 'string' || !AUDIO_FORMATS.includes(format)) throw new ApiError(400, `${q}.input_audio.format must be one of ${AUDIO_FORMATS.join(', ')}`, 'invalid_request_error', `${q}.input_audio.format`);
           const bytes = base64(a?.data, `${q}.input_audio.data`);
@@ -313,7 +318,7 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
           turn.audio.push(wav.samples);
         } else if (type === 'image_url') {
           if (!backend.accepts.image) throw new ApiError(400, `model '${backend.id}' does not take images (${q})`, 'invalid_request_error', q);
-          const url = (part as { image_url?: { url?: unknown } }).image_url?.url;
+          const url = (part as OpenAiContentPart).image_url?.url;
           const m2 = typeof url === 'string' ? /^data:([\w/+.-]+);base64,(.*)$/s.exec(url) : null;
           if (!m2) throw new ApiError(400, `${q}.image_url.url must be a data: URL (data:image/png;base64,…); the server fetches nothing`, 'invalid_request_error', `${q}.image_url.url`);
           const ext = IMAGE_TYPES[m2[1].toLowerCase()];
@@ -363,7 +368,7 @@ function asApiError(e: unknown): ApiError {
   if (e instanceof et.EmotorchError && e.code === 'ERR_INVALID_ARG') return new ApiError(400, e.message, 'invalid_request_error');
   const f = e as { statusCode?: number; code?: string; message?: string };
   if (typeof f?.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
-    const msg = f.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? 'the request body is larger than the server takes (--max-body-mb)' : f.message ?? 'bad request';
+    const msg = f.statusCode === 413 ? 'the request body is larger than the server takes (--max-body-mb)' : f.message ?? 'bad request';
     return new ApiError(f.statusCode, msg, 'invalid_request_error', null, f.code ?? null);
   }
   return new ApiError(500, `the server failed on this request: ${e instanceof et.EmotorchError ? `${e.code}: ${e.message}` : String((e as Error)?.message ?? e)}`, 'server_error');
@@ -420,7 +425,7 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
       if (body.model !== undefined && body.model !== backend.id) throw new ApiError(404, `model '${String(body.model)}' does not exist; this server has '${backend.id}'`, 'invalid_request_error', 'model', 'model_not_found');
       const settings = readSettings(body, L);
       const turns = await readMessages(body, backend, L);
-      const includeUsage = stream && !!(body.stream_options as { include_usage?: unknown } | undefined)?.include_usage;
+      const includeUsage = stream && !!(body.stream_options as OpenAiStreamOptions | undefined)?.include_usage;
       // streamed text: every new token re-decodes the answer so far and sends what was not sent
       // (held back while it ends in an incomplete UTF-8 sequence); decodes run one after another
       const ids: number[] = [];

@@ -29,6 +29,8 @@ const MIRRORS = new Set([
   'ClipResolvedConfig', 'LanguageBindScores', 'InternVisionConfig', 'InternVLConfig',
   // the bridge's native config: InternVLChatConfig's downsample_ratio / ps_version and the two widths, read by name in C++
   'InternVLProjectorConfig',
+  // emotorch serve: the OpenAI chat request's JSON, and tokenizer_config.json's chat_template
+  'OpenAiContentPart', 'OpenAiStreamOptions', 'TokenizerConfigJson',
 ]);
 
 function files(dir: string): string[] {
