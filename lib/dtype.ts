@@ -3,8 +3,10 @@ import { invalid } from './errors';
 /** Element types a Tensor can hold. */
 export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
+/** Every dtype emotorch tensors take, as torch names them. */
 export const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 
+/** The JavaScript typed arrays a tensor's data can be read into or built from. */
 export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
 export function checkDtype(v: unknown, name = 'dtype'): DType {

@@ -1,8 +1,11 @@
-/** Losses and stateless layers on tensors (`et.functional`). */
+/** Losses and stateless layers on tensors (`et.functional`).
+ * @module
+ */
 import { Tensor, op, reductionArg, Reduction, checkTensor } from './tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from './errors';
 import { isFloating } from './dtype';
 
+/** Options of `et.functional.crossEntropy` (torch's `F.cross_entropy` arguments, camelCase). */
 export interface CrossEntropyOptions {
   /** Targets equal to this are ignored (default -100, as PyTorch). */
   ignoreIndex?: number;
@@ -123,5 +126,7 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   return op('interpolate', x.handle, hw, mode, alignCorners, antialias);
 }
 
+/** Softmax along `dim` (`F.softmax`). */
 export function softmax(x: Tensor, dim: number): Tensor { return x.softmax(dim); }
+/** Log-softmax along `dim` (`F.log_softmax`). */
 export function logSoftmax(x: Tensor, dim: number): Tensor { return x.logSoftmax(dim); }

@@ -7,10 +7,14 @@ import { EmotorchError, invalid, checkInt } from './errors';
 import { DType, TypedArray, checkDtype, dtypeOfArray, arrayOf, isFloating } from './dtype';
 import { Device, checkDevice } from './device';
 
+/** A single number or boolean operand. */
 export type Scalar = number | boolean;
+/** A number, a boolean, or an array of them nested to any depth (one level per dimension). */
 export type NestedArray = number | boolean | NestedArray[];
+/** What `tensor(data)` accepts: a typed array, (nested) number or boolean arrays, or a scalar. */
 export type TensorData = TypedArray | Uint8ClampedArray | number[] | boolean[] | NestedArray[] | number | boolean;
 
+/** dtype and device of a new tensor (as torch's `dtype=` and `device=`). */
 export interface TensorOptions {
   /** Shape to give flat data; inferred from nesting when omitted. */
   shape?: readonly number[];
@@ -21,6 +25,7 @@ export interface TensorOptions {
   requiresGrad?: boolean;
 }
 
+/** Options of the tensor factories (`zeros`, `ones`, `full`, `randn`, …): dtype, device and autograd. */
 export interface CreateOptions {
   dtype?: DType;
   device?: Device;
@@ -67,6 +72,7 @@ function shapeArg(shape: readonly number[], name = 'shape', allowInfer: boolean 
 }
 
 const REDUCTION = { none: 0, mean: 1, sum: 2 } as const;
+/** How a loss reduces over elements: 'mean', 'sum' or 'none' (torch's `reduction=`). */
 export type Reduction = keyof typeof REDUCTION;
 /** @internal */
 export function reductionArg(r: unknown): number {
@@ -96,13 +102,17 @@ export class Tensor {
 
   /** Sizes of each dimension. */
   get shape(): number[] { return this.handle.shape(); }
+  /** The element type (torch's dtype name). */
   get dtype(): DType { return this.handle.dtype() as DType; }
+  /** Where the data lives: 'cpu' or 'cuda:N'. */
   get device(): Device { return this.handle.device() as Device; }
   /** Number of dimensions. */
   get ndim(): number { return this.handle.shape().length; }
   /** Number of elements. */
   get numel(): number { return this.handle.numel(); }
+  /** Whether autograd records operations on this tensor (settable on leaves, as `requires_grad_`). */
   get requiresGrad(): boolean { return this.handle.requiresGrad(); }
+  /** Turns autograd recording on or off for this leaf tensor. */
   set requiresGrad(v: boolean) {
     if (typeof v !== 'boolean') invalid('a boolean', 'requiresGrad', v);
     this.handle.setRequiresGrad(v);
@@ -200,45 +210,75 @@ export class Tensor {
     const dt = opts.dtype === undefined ? null : checkDtype(opts.dtype);
     return op('to', this.handle, dt, dev);
   }
+  /** A copy with its own storage (`torch.clone`). */
   clone(): Tensor { return op('clone', this.handle); }
+  /** This tensor in contiguous memory (itself when it already is; `Tensor.contiguous`). */
   contiguous(): Tensor { return op('contiguous', this.handle); }
+  /** This tensor as float32 (`Tensor.float`). */
   float(): Tensor { return this.to({ dtype: 'float32' }); }
+  /** This tensor as int64 (`Tensor.long`). */
   long(): Tensor { return this.to({ dtype: 'int64' }); }
 
   // ---- arithmetic (broadcasting; a number is a scalar operand) ----
+  /** Elementwise sum with broadcasting (`torch.add`). */
   add(o: Tensor | Scalar): Tensor { return op('add', this.handle, h(o, 'other')); }
+  /** Elementwise difference with broadcasting (`torch.sub`). */
   sub(o: Tensor | Scalar): Tensor { return op('sub', this.handle, h(o, 'other')); }
+  /** Elementwise product with broadcasting (`torch.mul`). */
   mul(o: Tensor | Scalar): Tensor { return op('mul', this.handle, h(o, 'other')); }
   /** True division (integer tensors give floating results). */
   div(o: Tensor | Scalar): Tensor { return op('div', this.handle, h(o, 'other')); }
+  /** Elementwise power (`torch.pow`). */
   pow(o: Tensor | Scalar): Tensor { return op('pow', this.handle, h(o, 'exponent')); }
+  /** Elementwise remainder with the divisor's sign, Python's % (`torch.remainder`). */
   remainder(o: Tensor | Scalar): Tensor { return op('remainder', this.handle, h(o, 'other')); }
   /** Elementwise maximum with another tensor or a number. */
   maximum(o: Tensor | Scalar): Tensor { return op('maximum', this.handle, h(o, 'other')); }
+  /** Elementwise minimum of two tensors (`torch.minimum`). */
   minimum(o: Tensor | Scalar): Tensor { return op('minimum', this.handle, h(o, 'other')); }
   /** `scalar - this` */
   rsub(s: number): Tensor { return op('rsub', this.handle, h(s, 'other')); }
   /** `scalar / this` */
   rdiv(s: number): Tensor { return op('rdiv', this.handle, h(s, 'other')); }
+  /** Elementwise negation (`torch.neg`). */
   neg(): Tensor { return op('neg', this.handle); }
+  /** Elementwise absolute value (`torch.abs`). */
   abs(): Tensor { return op('abs', this.handle); }
+  /** Elementwise exponential (`torch.exp`). */
   exp(): Tensor { return op('exp', this.handle); }
+  /** Elementwise natural logarithm (`torch.log`). */
   log(): Tensor { return op('log', this.handle); }
+  /** Elementwise log(1 + x) (`torch.log1p`). */
   log1p(): Tensor { return op('log1p', this.handle); }
+  /** Elementwise square root (`torch.sqrt`). */
   sqrt(): Tensor { return op('sqrt', this.handle); }
+  /** Elementwise 1 / √x (`torch.rsqrt`). */
   rsqrt(): Tensor { return op('rsqrt', this.handle); }
+  /** Elementwise square (`torch.square`). */
   square(): Tensor { return op('square', this.handle); }
+  /** Elementwise 1 / x (`torch.reciprocal`). */
   reciprocal(): Tensor { return op('reciprocal', this.handle); }
+  /** Elementwise sine (`torch.sin`). */
   sin(): Tensor { return op('sin', this.handle); }
+  /** Elementwise cosine (`torch.cos`). */
   cos(): Tensor { return op('cos', this.handle); }
+  /** Elementwise tanh (`torch.tanh`). */
   tanh(): Tensor { return op('tanh', this.handle); }
+  /** Elementwise logistic sigmoid (`torch.sigmoid`). */
   sigmoid(): Tensor { return op('sigmoid', this.handle); }
+  /** Elementwise ReLU (`torch.relu`). */
   relu(): Tensor { return op('relu', this.handle); }
+  /** Elementwise GELU, the exact erf form (`F.gelu`). */
   gelu(): Tensor { return op('gelu', this.handle); }
+  /** Elementwise SiLU, x·σ(x) (`F.silu`). */
   silu(): Tensor { return op('silu', this.handle); }
+  /** Elementwise floor (`torch.floor`). */
   floor(): Tensor { return op('floor', this.handle); }
+  /** Elementwise ceiling (`torch.ceil`). */
   ceil(): Tensor { return op('ceil', this.handle); }
+  /** Elementwise rounding, halves to even (`torch.round`). */
   round(): Tensor { return op('round', this.handle); }
+  /** Elementwise sign: −1, 0 or 1 (`torch.sign`). */
   sign(): Tensor { return op('sign', this.handle); }
   /** Clamp into [min, max]; either bound may be omitted (null). */
   clamp(min: number | null, max: number | null = null): Tensor {
@@ -262,44 +302,70 @@ export class Tensor {
   }
 
   // ---- comparison and logic (results are bool tensors) ----
+  /** Elementwise `==`, a bool tensor (`torch.eq`). */
   eq(o: Tensor | Scalar): Tensor { return op('eq', this.handle, h(o, 'other')); }
+  /** Elementwise `!=`, a bool tensor (`torch.ne`). */
   ne(o: Tensor | Scalar): Tensor { return op('ne', this.handle, h(o, 'other')); }
+  /** Elementwise `<`, a bool tensor (`torch.lt`). */
   lt(o: Tensor | Scalar): Tensor { return op('lt', this.handle, h(o, 'other')); }
+  /** Elementwise `<=`, a bool tensor (`torch.le`). */
   le(o: Tensor | Scalar): Tensor { return op('le', this.handle, h(o, 'other')); }
+  /** Elementwise `>`, a bool tensor (`torch.gt`). */
   gt(o: Tensor | Scalar): Tensor { return op('gt', this.handle, h(o, 'other')); }
+  /** Elementwise `>=`, a bool tensor (`torch.ge`). */
   ge(o: Tensor | Scalar): Tensor { return op('ge', this.handle, h(o, 'other')); }
+  /** Elementwise logical and (`torch.logical_and`). */
   logicalAnd(o: Tensor | Scalar): Tensor { return op('logical_and', this.handle, h(o, 'other')); }
+  /** Elementwise logical or (`torch.logical_or`). */
   logicalOr(o: Tensor | Scalar): Tensor { return op('logical_or', this.handle, h(o, 'other')); }
+  /** Elementwise logical not (`torch.logical_not`). */
   logicalNot(): Tensor { return op('logical_not', this.handle); }
+  /** Elementwise NaN test, a bool tensor (`torch.isnan`). */
   isnan(): Tensor { return op('isnan', this.handle); }
+  /** Elementwise ±∞ test, a bool tensor (`torch.isinf`). */
   isinf(): Tensor { return op('isinf', this.handle); }
+  /** Elementwise finiteness, a bool tensor (`torch.isfinite`). */
   isfinite(): Tensor { return op('isfinite', this.handle); }
   /** Elements where `mask` is true set to `value`. */
   maskedFill(mask: Tensor, value: number): Tensor { return op('masked_fill', this.handle, h(mask, 'mask'), value); }
 
   // ---- reductions: `dim` omitted reduces over everything ----
+  /** Sum, overall or along `dim` (`torch.sum`). */
   sum(dim?: number | number[], keepdim = false): Tensor { return op('sum', this.handle, dimsArg(dim, 'dim'), keepdim); }
+  /** Mean, overall or along `dim` (`torch.mean`). */
   mean(dim?: number | number[], keepdim = false): Tensor { return op('mean', this.handle, dimsArg(dim, 'dim'), keepdim); }
   /** Variance with Bessel's correction by default (correction 1). */
   var(dim?: number | number[], keepdim = false, correction = 1): Tensor { return op('var', this.handle, dimsArg(dim, 'dim'), keepdim, correction); }
+  /** Standard deviation with Bessel's `correction` (default 1), overall or along `dim` (`torch.std`). */
   std(dim?: number | number[], keepdim = false, correction = 1): Tensor { return op('std', this.handle, dimsArg(dim, 'dim'), keepdim, correction); }
+  /** log Σ exp along `dim`, computed stably (`torch.logsumexp`). */
   logsumexp(dim: number | number[], keepdim = false): Tensor { return op('logsumexp', this.handle, dimsArg(dim, 'dim'), keepdim); }
   /** Vector p-norm (default 2) over `dim` or everything. */
   norm(p = 2, dim?: number | number[], keepdim = false): Tensor { return op('norm', this.handle, p, dimsArg(dim, 'dim'), keepdim); }
+  /** The largest element, or the largest values along `dim` (values only, as `torch.amax`). */
   max(dim?: number, keepdim = false): Tensor { return op('max', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  /** The smallest element, or the smallest values along `dim` (values only, as `torch.amin`). */
   min(dim?: number, keepdim = false): Tensor { return op('min', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  /** Index of the largest element, over the flattened tensor or along `dim` (`torch.argmax`). */
   argmax(dim?: number, keepdim = false): Tensor { return op('argmax', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  /** Index of the smallest element, over the flattened tensor or along `dim` (`torch.argmin`). */
   argmin(dim?: number, keepdim = false): Tensor { return op('argmin', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  /** Whether every element is true, overall or along `dim` (`torch.all`). */
   all(dim?: number, keepdim = false): Tensor { return op('all', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  /** Whether any element is true, overall or along `dim` (`torch.any`). */
   any(dim?: number, keepdim = false): Tensor { return op('any', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  /** Cumulative sum along `dim` (`torch.cumsum`). */
   cumsum(dim: number): Tensor { return op('cumsum', this.handle, checkInt(dim, 'dim')); }
+  /** Softmax along `dim` (`torch.softmax`). */
   softmax(dim: number): Tensor { return op('softmax', this.handle, checkInt(dim, 'dim')); }
+  /** Log of the softmax along `dim` (`torch.log_softmax`). */
   logSoftmax(dim: number): Tensor { return op('log_softmax', this.handle, checkInt(dim, 'dim')); }
   /** The k largest (or smallest) values along `dim` and their indices. */
   topk(k: number, dim = -1, largest = true): [Tensor, Tensor] {
     const [v, i] = opList('topk', this.handle, checkInt(k, 'k', 0), checkInt(dim, 'dim'), largest);
     return [v, i];
   }
+  /** Sorted values and their indices along `dim` (`torch.sort`). */
   sort(dim = -1, descending = false): [Tensor, Tensor] {
     const [v, i] = opList('sort', this.handle, checkInt(dim, 'dim'), descending);
     return [v, i];
@@ -310,15 +376,23 @@ export class Tensor {
   reshape(shape: readonly number[]): Tensor { return op('reshape', this.handle, shapeArg(shape, 'shape', true)); }
   /** Like reshape, but never copies (fails on non-contiguous layouts). */
   view(shape: readonly number[]): Tensor { return op('view', this.handle, shapeArg(shape, 'shape', true)); }
+  /** Swaps dims `dim0` and `dim1` (`torch.transpose`). */
   transpose(dim0: number, dim1: number): Tensor { return op('transpose', this.handle, checkInt(dim0, 'dim0'), checkInt(dim1, 'dim1')); }
+  /** The dimensions reordered (`torch.permute`). */
   permute(dims: readonly number[]): Tensor { return op('permute', this.handle, dimsArg(dims, 'dims')); }
+  /** Removes size-1 dims, or only `dim` (`torch.squeeze`). */
   squeeze(dim?: number): Tensor { return op('squeeze', this.handle, dim === undefined ? null : checkInt(dim, 'dim')); }
+  /** Inserts a size-1 dim at `dim` (`torch.unsqueeze`). */
   unsqueeze(dim: number): Tensor { return op('unsqueeze', this.handle, checkInt(dim, 'dim')); }
+  /** Flattens dims `startDim`..`endDim` into one (`torch.flatten`). */
   flatten(startDim = 0, endDim = -1): Tensor { return op('flatten', this.handle, checkInt(startDim, 'startDim'), checkInt(endDim, 'endDim')); }
   /** Broadcasts to a larger shape without copying; -1 keeps a dimension. */
   expand(shape: readonly number[]): Tensor { return op('expand', this.handle, shapeArg(shape, 'shape', 'many')); }
+  /** The tensor tiled `times` along each dim (`Tensor.repeat`). */
   repeat(times: readonly number[]): Tensor { return op('repeat', this.handle, shapeArg(times, 'times')); }
+  /** The lower triangle from `diagonal`, the rest zero (`torch.tril`). */
   tril(diagonal = 0): Tensor { return op('tril', this.handle, checkInt(diagonal, 'diagonal')); }
+  /** The upper triangle from `diagonal`, the rest zero (`torch.triu`). */
   triu(diagonal = 0): Tensor { return op('triu', this.handle, checkInt(diagonal, 'diagonal')); }
 
   // ---- indexing ----
@@ -330,14 +404,18 @@ export class Tensor {
   select(dim: number, index: number): Tensor { return op('select', this.handle, checkInt(dim, 'dim'), checkInt(index, 'index')); }
   /** Rows of dim 0 picked by an int64 index tensor or a bool mask. */
   index(indices: Tensor): Tensor { return op('index', this.handle, h(indices, 'indices')); }
+  /** The entries at `index` along `dim` (`torch.index_select`). */
   indexSelect(dim: number, indices: Tensor): Tensor { return op('index_select', this.handle, checkInt(dim, 'dim'), h(indices, 'indices')); }
+  /** Values along `dim` at `indices` (`torch.gather`). */
   gather(dim: number, indices: Tensor): Tensor { return op('gather', this.handle, checkInt(dim, 'dim'), h(indices, 'indices')); }
   /** Pieces of `size` along `dim` (the last may be smaller). */
   split(size: number, dim = 0): Tensor[] { return opList('split', this.handle, checkInt(size, 'size', 1), checkInt(dim, 'dim')); }
+  /** Splits into `chunks` pieces along `dim` (`torch.chunk`). */
   chunk(chunks: number, dim = 0): Tensor[] { return opList('chunk', this.handle, checkInt(chunks, 'chunks', 1), checkInt(dim, 'dim')); }
   /** Integer class ids → one-hot int64 of `numClasses` (-1: max + 1). */
   oneHot(numClasses = -1): Tensor { return op('one_hot', this.handle, checkInt(numClasses, 'numClasses', -1)); }
 
+  /** A one-line description: shape, dtype, device and whether it requires grad. */
   toString(): string {
     if (this.isDisposed) return 'Tensor(disposed)';
     return `Tensor(shape=[${this.shape}], dtype=${this.dtype}, device=${this.device}${this.requiresGrad ? ', requiresGrad' : ''})`;

@@ -20,6 +20,7 @@ function batched(x: Waveform, name: string): Tensor {
   return t;
 }
 
+/** Options of `whisperLogMel` (HF WhisperFeatureExtractor's settings, camelCase). */
 export interface WhisperLogMelOptions {
   /** 80 (default; Whisper up to large-v2) or 128 (large-v3). */
   nMels?: number;
@@ -46,6 +47,7 @@ export async function whisperLogMel(x: Waveform, opts: WhisperLogMelOptions = {}
   return new Tensor(await binding.whisperLogMel(w.handle, nMels, pad));
 }
 
+/** Options of `kaldiFbank` (torchaudio.compliance.kaldi.fbank's arguments, camelCase). */
 export interface KaldiFbankOptions {
   /** Mel bins (torchaudio default 23; BEATs 128). */
   numMelBins?: number;

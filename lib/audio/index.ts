@@ -1,3 +1,7 @@
+/**
+ * Audio: WAV and ffmpeg decoding, resampling, Whisper log-mel and Kaldi fbank features, k-means speech units.
+ * @module
+ */
 export { readWav, decodeWav, encodeWav } from './wav';
 export { readAudio, findFfmpeg, findFfprobe } from './ffmpeg';
 export type { Wav, WavOptions, WavFormat } from './wav';

@@ -8,6 +8,7 @@ import { EmotorchError, invalid, checkInt, show } from '../errors';
 import { readRegularFile } from '../io/file';
 import { resample, ResampleOptions, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, MAX_SAMPLES, checkRate } from './resample';
 
+/** Options of `readWav`, `decodeWav` and `readAudio`: output sample rate, channel, cut files and resampler. */
 export interface WavOptions {
   /** Output sample rate in Hz (1000..768000), or null to keep the file's own. Default 16000. */
   sampleRate?: number | null;
@@ -22,6 +23,7 @@ export interface WavOptions {
   resample?: ResampleOptions;
 }
 
+/** Decoded audio: samples and the sample rate (and the file's own format). */
 export interface Wav {
   /** Mono float32 samples at `sampleRate`. */
   samples: Float32Array;
@@ -35,6 +37,7 @@ export interface Wav {
   duration: number;
 }
 
+/** What a WAV file's header says: encoding, channels, sample rate and bit depth. */
 export interface WavFormat {
   /** 1 = integer PCM, 3 = IEEE float (after resolving WAVE_FORMAT_EXTENSIBLE). */
   format: 1 | 3;

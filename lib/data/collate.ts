@@ -6,6 +6,7 @@ import { Tensor, tensor } from '../tensor';
 import { DType, checkDtype } from '../dtype';
 import { Device } from '../device';
 
+/** Options of `padSequences`. */
 export interface PadOptions {
   /** Value of padded positions. Default 0. */
   padValue?: number;
@@ -19,6 +20,7 @@ export interface PadOptions {
   device?: Device;
 }
 
+/** Padded sequences: the values, their attention mask and lengths. */
 export interface Padded {
   /** (B, T) with T = the longest (cut) sequence. */
   values: Tensor;

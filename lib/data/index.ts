@@ -1,4 +1,6 @@
-/** Data: safe pickle reading with numpy arrays, datasets per seed format, USDM, batching. */
+/** Data: safe pickle reading with numpy arrays, datasets per seed format, USDM, batching.
+ * @module
+ */
 export { readPickle, parsePickle } from '../io/pickle';
 export type { PickleOptions } from '../io/pickle';
 export { NdArray } from '../io/ndarray';

@@ -7,6 +7,7 @@ import { invalid, checkInt } from '../errors';
 import { mulberry32 } from '../runtime';
 import type { Dataset } from './datasets/base';
 
+/** Options of `new DataLoader` (torch DataLoader's arguments, camelCase). */
 export interface DataLoaderOptions<T, B> {
   /** Items per batch. Default 1. */
   batchSize?: number;
@@ -212,6 +213,7 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
     return this.collate(items);
   }
 
+  /** Yields the batches of one epoch (`for await (const batch of loader)`). */
   async *[Symbol.asyncIterator](): AsyncGenerator<B> {
     const epoch = this.epochNumber++;
     const planIt = this.plan(epoch);

@@ -65,11 +65,13 @@ export interface TokenizerConfig {
   [k: string]: unknown;
 }
 
+/** Options of `Tokenizer.encode` and `Tokenizer.tokenize`. */
 export interface EncodeOptions {
   /** Add the post-processor's special tokens (`<s>` … `</s>`, BOS, …). Default true (tokenize: false). */
   addSpecialTokens?: boolean;
 }
 
+/** Options of `Tokenizer.decode`. */
 export interface DecodeOptions {
   /** Leave out special added tokens. Default false. */
   skipSpecialTokens?: boolean;
@@ -77,6 +79,7 @@ export interface DecodeOptions {
   cleanUpTokenizationSpaces?: boolean;
 }
 
+/** Options of `Tokenizer.addTokens`. */
 export interface AddTokensOptions {
   /** Mark the tokens special (skipped by `decode({ skipSpecialTokens: true })`). Default false. */
   special?: boolean;
@@ -90,8 +93,10 @@ export interface AddTokensOptions {
   singleWord?: boolean;
 }
 
+/** How a batch is padded: not at all, to its longest row, or to `maxLength` (HF's `padding=`). */
 export type Padding = false | 'longest' | 'max_length';
 
+/** Options of `Tokenizer.encodeBatch` (HF tokenizer call arguments, camelCase). */
 export interface EncodeBatchOptions {
   /** Add the special tokens to each text. Default true. */
   addSpecialTokens?: boolean;
@@ -111,6 +116,7 @@ export interface EncodeBatchOptions {
   returnTensors?: boolean;
 }
 
+/** What `Tokenizer.encodeBatch` returns: input ids and attention masks, as arrays or tensors. */
 export interface BatchEncoding<T = number[][]> {
   inputIds: T;
   /** 1 where inputIds are real tokens, 0 where padded. */
@@ -1006,12 +1012,15 @@ export class Tokenizer {
 
   /** The padding token (tokenizer_config.json's `pad_token`); settable to any token of the vocabulary. */
   get padToken(): string | undefined { return this.#special.pad; }
+  /** Sets the pad token (it must be in the vocabulary). */
   set padToken(v: string | undefined) { this.#setSpecial('pad', v); }
   /** The beginning-of-sequence token (`bos_token`). */
   get bosToken(): string | undefined { return this.#special.bos; }
+  /** Sets the bos token (it must be in the vocabulary). */
   set bosToken(v: string | undefined) { this.#setSpecial('bos', v); }
   /** The end-of-sequence token (`eos_token`). */
   get eosToken(): string | undefined { return this.#special.eos; }
+  /** Sets the eos token (it must be in the vocabulary). */
   set eosToken(v: string | undefined) { this.#setSpecial('eos', v); }
   /** The unknown token (`unk_token`). */
   get unkToken(): string | undefined { return this.#special.unk; }

@@ -8,13 +8,18 @@
  * Units are written `<|unit{N}|>`. Loss (labels ≠ −100) falls only on (1) `{user_text}\n` — the
  * user transcript after the first `<|correspond|>`, with the newline before `### Agent` — and
  * (2) `{agent_text}<|correspond|>{agent_units}`.
+ *
+ * @module
  */
 import { readRegularFile } from '../io/file';
 import { EmotorchError, invalid, checkInt } from '../errors';
 
+/** The instruction every USDM prompt starts with (the original template's first line). */
 export const USDM_SYSTEM =
   "Below is a conversation between the user and the agent. Each turn includes the user's speech and its corresponding transcript, along with the agent's response text and the corresponding speech.\n";
+/** The token between speech units and their text in USDM prompts. */
 export const USDM_CORRESPOND = '<|correspond|>';
+/** The end of a USDM SFT example. */
 export const USDM_EOS = '</s>';
 /** The label that marks a position without loss. */
 export const IGNORE_INDEX = -100;
@@ -24,9 +29,11 @@ export const IGNORE_INDEX = -100;
  * BOS/EOS added; synchronously, or as a Promise (as `et.data.Tokenizer`'s encode).
  */
 export interface UsdmTokenizer {
+  /** Text → ids, special tokens recognised, no BOS / EOS added. */
   encode(text: string): number[] | Promise<number[]>;
 }
 
+/** One turn of a USDM dialogue: speech units and their transcript. */
 export interface UsdmTurn {
   /** The user's speech as unit indices (0..9999). */
   userUnits: number[];
@@ -38,6 +45,7 @@ export interface UsdmTurn {
   agentUnits: number[];
 }
 
+/** One USDM SFT example: token ids and labels (−100 where not trained). */
 export interface UsdmExample {
   ids: number[];
   /** ids where the loss applies, −100 elsewhere. */

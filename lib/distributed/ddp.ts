@@ -9,6 +9,7 @@ import { EmotorchError, checkNumber, invalid } from '../errors';
 import { Module } from '../nn/module';
 import * as group from './group';
 
+/** Options of `new et.nn.DistributedDataParallel` (torch DDP's arguments, camelCase). */
 export interface DdpOptions {
   /**
    * Allow parameters that get no gradient in some steps (an unused branch): they are found at
@@ -23,13 +24,13 @@ export interface DdpOptions {
 }
 
 /**
- * Data-parallel training over the process group of {@link init}: the module's parameters and
+ * Data-parallel training over the process group of `et.distributed.init`: the module's parameters and
  * buffers are copied from rank 0 when wrapped; during each backward pass the gradients of the
  * parameters that require grad are averaged over all ranks in buckets, each bucket's all-reduce
  * starting as soon as its gradients are ready (overlapping the rest of the backward pass), so that
  * `await loss.backward()` resolves with averaged gradients. Frozen parameters (requiresGrad false
  * when wrapped, e.g. the base of a LoRA fine-tune) are left out. Each rank feeds its own shard of
- * the data (see {@link DistributedSampler}).
+ * the data (see `et.distributed.DistributedSampler`).
  *
  * Wrap after moving the model to its device and before creating the optimizer. Its parameters
  * are the module's, named `module.<name>` as torch's DDP names them; save `ddp.module` to get the
@@ -135,6 +136,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
    * Setting it takes effect at the next forward.
    */
   get requireBackwardGradSync(): boolean { return this.syncWanted && this.noSyncDepth === 0; }
+  /** Turns gradient synchronization in backward on or off (as DDP's `require_backward_grad_sync`). */
   set requireBackwardGradSync(on: boolean) {
     if (typeof on !== 'boolean') invalid('a boolean', 'requireBackwardGradSync', on);
     this.syncWanted = on;

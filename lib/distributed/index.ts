@@ -1,6 +1,8 @@
 /**
  * Scaling out: data-parallel training over processes and machines on libtorch's c10d (Gloo for
  * CPU tensors, NCCL for CUDA), launched by `npx emotorch-run` (torchrun's environment contract).
+ *
+ * @module
  */
 export { init, isInitialized, rank, worldSize, localRank, backend, destroy, allReduce, broadcast, allGather, reduceScatter, barrier, glooLayoutReport } from './group';
 export type { InitOptions, Backend, ReduceOp } from './group';

@@ -6,6 +6,7 @@ import { mulberry32, mixSeed, shuffleInPlace } from '../data/loader';
 import type { Sampler } from '../data/loader';
 import * as group from './group';
 
+/** Options of `new DistributedSampler` (torch's arguments, camelCase). */
 export interface DistributedSamplerOptions {
   /** Number of shards. Default: et.distributed.worldSize(). */
   numReplicas?: number;

@@ -1,4 +1,6 @@
-/** File formats: safetensors, torch.save checkpoints, and Python pickles (numpy arrays included). */
+/** File formats: safetensors, torch.save checkpoints, and Python pickles (numpy arrays included).
+ * @module
+ */
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader } from './safetensors';
 export type { LoadedSafetensors, SafetensorsHeader, SafetensorsEntry } from './safetensors';
 export { loadTorchFile } from './torchfile';

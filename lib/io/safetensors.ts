@@ -24,6 +24,7 @@ const MAX_DEPTH = 127;
 /** Every dtype name the official format defines (those emotorch lacks are "unsupported", not "unknown"). */
 const OFFICIAL_DTYPES = new Set(['BOOL', 'F4', 'F6_E2M3', 'F6_E3M2', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'F8_E8M0', 'I16', 'U16', 'F16', 'BF16', 'I32', 'U32', 'F32', 'C64', 'F64', 'I64', 'U64']);
 
+/** One tensor's entry in a safetensors header: dtype, shape and byte range. */
 export interface SafetensorsEntry {
   dtype: DType;
   shape: number[];
@@ -32,6 +33,7 @@ export interface SafetensorsEntry {
   end: number;
 }
 
+/** A safetensors file's header: the entries, the metadata and where the data starts. */
 export interface SafetensorsHeader {
   /** Tensor entries in file order. */
   entries: Map<string, SafetensorsEntry>;
@@ -252,6 +254,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
   }
 }
 
+/** A loaded safetensors file: its tensors by name and its metadata. */
 export interface LoadedSafetensors {
   tensors: Map<string, Tensor>;
   metadata: Record<string, string>;

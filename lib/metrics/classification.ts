@@ -17,6 +17,7 @@ export type Average = 'macro' | 'micro' | 'weighted' | 'binary' | 'none';
 /** The value a 0/0 precision, recall or F takes: sklearn's `zero_division` ('warn' acts as 0). */
 export type ZeroDivision = 0 | 1 | 'warn' | 'nan';
 
+/** Options of the precision, recall and F scores (scikit-learn's `average`, `labels`, `pos_label`, `zero_division`). */
 export interface PrfOptions {
   /** Default 'macro' (note: scikit-learn's default is 'binary'). */
   average?: Average;
@@ -27,6 +28,7 @@ export interface PrfOptions {
   /** Value of a 0/0 ratio. Default 'warn' (= 0, as sklearn). */
   zeroDivision?: ZeroDivision;
 }
+/** Options of `fbeta` and `precisionRecallFscoreSupport`: those of the F1 family plus `beta`. */
 export interface FbetaOptions extends PrfOptions {
   /** Weight of recall in the F-score. Default 1. */
   beta?: number;
@@ -242,6 +244,7 @@ function accuracyOf(p: PredLabel[], t: Label[]): number {
 /** IEMOCAP's weighted accuracy (WA): the overall {@link accuracy}. */
 export const weightedAccuracy = accuracy;
 
+/** Options of `balancedAccuracy` (scikit-learn's `balanced_accuracy_score`). */
 export interface BalancedAccuracyOptions {
   /** Rescale so chance scores 0 and perfect 1 (sklearn `adjusted`). Default false. */
   adjusted?: boolean;
@@ -280,6 +283,7 @@ function balancedOf(p: PredLabel[], t: Label[], options?: BalancedAccuracyOption
 /** IEMOCAP's unweighted accuracy (UA): {@link balancedAccuracy}. */
 export const unweightedAccuracy = balancedAccuracy;
 
+/** Options of `confusionMatrix` (scikit-learn's `labels` and `normalize`). */
 export interface ConfusionMatrixOptions {
   /** Row and column classes, in order; samples with other labels are dropped. Default: sorted union. */
   labels?: readonly PredLabel[];
@@ -287,6 +291,7 @@ export interface ConfusionMatrixOptions {
   normalize?: 'true' | 'pred' | 'all';
 }
 
+/** A confusion matrix (rows true, columns predicted) and the classes of its rows and columns. */
 export interface ConfusionMatrixResult {
   /** matrix[i][j] = samples of true class labels[i] predicted as labels[j]. */
   matrix: number[][];
@@ -340,6 +345,7 @@ function confusionOf(p: PredLabel[], t: Label[], options?: ConfusionMatrixOption
   return { matrix: m, labels };
 }
 
+/** Options of `classificationReport` (scikit-learn's `labels`, `target_names`, `digits`, …). */
 export interface ClassificationReportOptions {
   /** Classes to report, in order. Default: sorted union of preds and targets. */
   labels?: readonly PredLabel[];

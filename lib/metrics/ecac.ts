@@ -16,6 +16,7 @@ import { Metric, nonEmpty, pySplit, pyStrip } from './common';
 
 /** The scorer's emotion order; index 0 (neutral) is left out of every average. */
 export const ECAC_EMOTIONS = ['neutral', 'anger', 'disgust', 'fear', 'joy', 'sadness', 'surprise'] as const;
+/** One of the six non-neutral emotions the SemEval-2024 Task 3 scorer weights. */
 export type EcacEmotion = (typeof ECAC_EMOTIONS)[number];
 
 /** One conversation in the official JSON layout (gold and prediction files alike). */
@@ -33,7 +34,9 @@ export interface EcacConversation {
 
 /** P/R/F1 of one emotion, with the counts behind them (token counts for proportional matching). */
 export interface EcacEmotionScore { precision: number; recall: number; f1: number; correct: number; predicted: number; gold: number }
+/** Precision, recall and F1. */
 export interface Prf { precision: number; recall: number; f1: number }
+/** SemEval-2024 Task 3 scores of one kind: weighted-average and micro precision, recall and F1, as the official scorer reports them. */
 export interface EcacScores {
   /** Per emotion (the six non-neutral ones). */
   perEmotion: Record<Exclude<EcacEmotion, 'neutral'>, EcacEmotionScore>;
@@ -42,6 +45,7 @@ export interface EcacScores {
   /** From the counts summed over the six emotions. */
   micro: Prf;
 }
+/** Subtask 1 scores: strict (exact span) and proportional (overlap) matching. */
 export interface EcacSpanScores { strict: EcacScores; proportional: EcacScores }
 
 const EPS = 1e-8;

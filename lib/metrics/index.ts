@@ -3,6 +3,8 @@
  * (`update(preds, targets)`, `compute()`, `reset()`), over plain arrays or Tensors.
  * Every suite is checked against its reference (scikit-learn, scipy, MMSA metricsTop.py, the
  * SemEval-2024 ECAC scorer, M2SE compute_result, rouge-score, sacrebleu): see README "Metrics".
+ *
+ * @module
  */
 export { Metric, pyRound, pyFixed } from './common';
 export type { Label, PredLabel, LabelInput, NumberInput } from './common';

@@ -49,6 +49,7 @@ export function readSwiftResults(file: string): SwiftRecord[] {
 
 // ---------------------------------------------------------------- sentiment and emotion
 
+/** Options of M2SE's sentiment and emotion scores (`compute_result`): the answer strings of the classes. */
 export interface M2seClassOptions {
   /** The answer strings, one per class. Defaults: sentiment `Positive.`/`Negative.`; emotion MELD's seven. */
   labels?: readonly string[];
@@ -144,6 +145,7 @@ export function m2seEmotion(responses: readonly string[], labels: readonly strin
 /** compute_result's six pair categories. */
 export const M2SE_PAIR_EMOTIONS = ['disgust', 'anger', 'joy', 'sadness', 'surprise', 'fear'] as const;
 
+/** M2SE's emotion-cause pair scores as compute_result computes them: per emotion, weighted F1 and F1 over all pairs. */
 export interface M2sePairResult {
   /** P = correct/predicted, R = correct/gold, F1 per emotion (0 where a ratio is 0/0). */
   perEmotion: Record<string, { precision: number; recall: number; f1: number; correct: number; predicted: number; gold: number }>;

@@ -119,6 +119,7 @@ function spearmanOf(p: number[], t: number[]): number {
   return pearsonOf(rankAverage(p), rankAverage(t));
 }
 
+/** Options of `ccc` (the concordance correlation coefficient). */
 export interface CccOptions {
   /** Delta degrees of freedom of the variances and covariance: 0 (Lin 1989, default) or 1 (torchmetrics). */
   ddof?: 0 | 1;

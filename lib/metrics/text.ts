@@ -9,12 +9,14 @@ import { Metric, checkOptions, nonEmpty, oneOf, pySplit, sameLength, tensorValue
 
 // ---------------------------------------------------------------- token accuracy
 
+/** Options of `TokenAccuracy`. */
 export interface TokenAccuracyOptions {
   /** Compare the prediction at t with the label at t + 1, as a causal LM's logits are laid out (SALMONN, HF). Default true. */
   shift?: boolean;
   /** Label value that is not scored. Default −100. */
   ignoreIndex?: number;
 }
+/** Token accuracy: correct tokens over counted tokens, and both counts. */
 export interface TokenAccuracyResult { accuracy: number; correct: number; total: number }
 
 /** Number of dimensions of a Tensor or a (nested) array. */
@@ -130,6 +132,7 @@ export class TokenAccuracy {
     nonEmpty(this.total, 'labels (no token differs from ignoreIndex)');
     return { accuracy: this.correct / this.total, correct: this.correct, total: this.total };
   }
+  /** Forgets every update. */
   reset(): void { this.correct = 0; this.total = 0; }
 }
 
@@ -137,6 +140,7 @@ export class TokenAccuracy {
 
 /** A tokenizer: a named one or a function from text to tokens. */
 export type RougeTokenizer = 'rouge-score' | 'cjk' | 'whitespace' | ((text: string) => string[]);
+/** Options of `Rouge` and `rouge`: tokenizer, stemming and the ROUGE variants. */
 export interface RougeOptions {
   /**
    * 'rouge-score' (default): Google rouge-score's tokenizer, lowercase, every character outside
@@ -146,7 +150,9 @@ export interface RougeOptions {
    */
   tokenizer?: RougeTokenizer;
 }
+/** One ROUGE variant's precision, recall and F-measure (rouge-score's Score). */
 export interface RougePrf { precision: number; recall: number; fmeasure: number }
+/** ROUGE scores per variant (rouge1, rouge2, rougeL, rougeLsum as asked). */
 export interface RougeResult {
   /** Means over the samples (what papers report as ROUGE-1/2/L F). */
   rouge1: RougePrf;
@@ -390,6 +396,7 @@ export class Rouge extends Metric<string, string[], RougeResult> {
 
 // ---------------------------------------------------------------- BLEU
 
+/** Options of `Bleu` and `bleu` (sacrebleu's tokenizer, lowercase and smoothing). */
 export interface BleuOptions {
   /** sacrebleu tokenizer: '13a' (default), 'char' (every non-space character), 'none'. */
   tokenize?: '13a' | 'char' | 'none';
@@ -404,6 +411,7 @@ export interface BleuOptions {
   /** Average only over the n-gram orders the hypotheses have (sacrebleu `effective_order`). Default false. */
   effectiveOrder?: boolean;
 }
+/** Corpus BLEU as sacrebleu reports it: the score, n-gram precisions, brevity penalty and lengths. */
 export interface BleuResult {
   /** BLEU in [0, 100], as sacrebleu prints it. */
   score: number;
@@ -535,6 +543,7 @@ export class Bleu extends Metric<string, string[], BleuResult> {
 
 // ---------------------------------------------------------------- emotion sequence
 
+/** Options of the emotional-trajectory readers (`parseEmotionSequence`, `EmotionSequenceAccuracy`). */
 export interface EmotionSequenceOptions {
   /** The marker before the sequence. Default '情绪序列' (the fine-tune's suffix `\n情绪序列: a -> b -> c`). */
   marker?: string;
@@ -590,6 +599,7 @@ function parseSeq(text: string, marker: string, synonyms: Record<string, string>
   return items;
 }
 
+/** Emotional-trajectory scores: exact sequences and per-turn agreement. */
 export interface EmotionSequenceResult {
   /** Share of samples whose whole sequence equals the gold one (unparsable = wrong). */
   exact: number;
@@ -679,6 +689,7 @@ export class EmotionSequenceAccuracy extends Metric<string, string[], EmotionSeq
 
 // ---------------------------------------------------------------- label parser
 
+/** Options of `new LabelParser`: the classes and the other words that name them. */
 export interface LabelParserOptions {
   /** The classes, as returned by {@link LabelParser.parse}. */
   labels: readonly string[];

@@ -30,6 +30,7 @@ export interface BeatsConfig {
   gru_rel_pos: boolean;
 }
 
+/** The BeatsConfig values used for the fields a config leaves out. */
 export const BEATS_DEFAULTS: BeatsConfig = {
   input_patch_size: 16, embed_dim: 512, conv_bias: false, encoder_layers: 12, encoder_embed_dim: 768, encoder_ffn_embed_dim: 3072,
   encoder_attention_heads: 12, activation_fn: 'gelu', layer_norm_first: false, deep_norm: false, dropout: 0.1, attention_dropout: 0.1,
@@ -56,6 +57,7 @@ export interface BeatsInputs {
   paddingMask?: Tensor;
 }
 
+/** Named outputs of `BeatsEncoder.forward`. */
 export interface BeatsOutputs {
   /** (batch, 8·⌊frames/16⌋, encoder_embed_dim) */
   lastHiddenState: Tensor;
@@ -84,6 +86,7 @@ export class BeatsEncoder extends NativeModule {
     lockConfig(this, 'BEATs', config);
   }
 
+  /** A BeatsEncoder with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<BeatsConfig> = {}, opts: ModuleOptions = {}): BeatsEncoder {
     const c = resolveConfig('BEATs', BEATS_DEFAULTS, SPEC, config);
     if (c.encoder_embed_dim % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);

@@ -75,12 +75,14 @@ export interface ClipResolvedConfig extends ClipConfig {
   vision_config: ClipVisionConfig;
 }
 
+/** The ClipTextConfig values used for the fields a config leaves out. */
 export const CLIP_TEXT_DEFAULTS: ClipTextConfig = {
   vocab_size: 49408, hidden_size: 512, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 8, max_position_embeddings: 77,
   eos_token_id: 49407, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1,
   projection_dim: 512,
 };
 
+/** The ClipVisionConfig values used for the fields a config leaves out. */
 export const CLIP_VISION_DEFAULTS: ClipVisionConfig = {
   hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, num_channels: 3, image_size: 224, patch_size: 32,
   hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1, projection_dim: 512,
@@ -193,10 +195,12 @@ function checkMode(mode: unknown): 'merge' | 'keep' {
   return (mode as 'merge' | 'keep' | undefined) ?? 'merge';
 }
 
+/** Named inputs of `ClipVisionModel.forward` (HF's argument names, camelCase). */
 export interface ClipVisionInputs {
   /** (batch, channels, height, width) images, or (batch, channels, frames, height, width) video. */
   pixelValues: Tensor;
 }
+/** Named outputs of `ClipVisionModel.forward` (HF's output names, camelCase). */
 export interface ClipVisionOutputs {
   /** (batch · frames, patches + 1, hidden). */
   lastHiddenState: Tensor;
@@ -300,12 +304,14 @@ export class ClipVisionModel extends NativeModule {
   }
 }
 
+/** Named inputs of `ClipTextModel.forward` (HF's argument names, camelCase). */
 export interface ClipTextInputs {
   /** (batch, length) int64 token ids (with the EOS token: pooling reads it). */
   inputIds: Tensor;
   /** (batch, length): 1 for tokens, 0 for padding. */
   attentionMask?: Tensor | null;
 }
+/** Named outputs of `ClipTextModel.forward` (HF's output names, camelCase). */
 export interface ClipTextOutputs {
   lastHiddenState: Tensor;
   /** (batch, hidden): the final-norm hidden state at the EOS token. */
@@ -366,11 +372,13 @@ export class ClipTextModel extends NativeModule {
   }
 }
 
+/** Named inputs of `ClipModel.forward` (HF's argument names, camelCase). */
 export interface ClipInputs {
   inputIds?: Tensor | null;
   attentionMask?: Tensor | null;
   pixelValues?: Tensor | null;
 }
+/** Named outputs of `ClipModel.forward` (HF's output names, camelCase). */
 export interface ClipOutputs {
   /** (images, texts) = logit_scale.exp() · image_embeds · text_embedsᵀ; null unless both are given. */
   logitsPerImage: Tensor | null;

@@ -58,6 +58,7 @@ export function internVisionConfig(given: Partial<InternVisionConfig> | Record<s
   return c;
 }
 
+/** Named inputs of `InternVisionModel.forward`. */
 export interface InternVisionInputs {
   /** (batch, channels, height, width) float pixels, height and width multiples of patch_size. */
   pixelValues: Tensor;
@@ -68,6 +69,7 @@ export interface InternVisionInputs {
   hiddenStateIndex?: number;
 }
 
+/** Named outputs of `InternVisionModel.forward`. */
 export interface InternVisionOutputs {
   /** (batch, 1 + patches, hidden): the class token first. */
   lastHiddenState: Tensor;
@@ -150,11 +152,13 @@ export interface InternVLProjectorConfig {
   ps_version: string;
 }
 
+/** Named inputs of `InternVLProjector.forward`. */
 export interface InternVLProjectorInputs {
   /** (tiles, 1 + side², vit_hidden_size): the vision tower's hidden states, class token first. */
   hiddenStates: Tensor;
 }
 
+/** Named outputs of `InternVLProjector.forward`. */
 export interface InternVLProjectorOutputs {
   /** (tiles, side² · ratio², llm_hidden_size): the tiles' tokens for the LLM. */
   imageTokens: Tensor;

@@ -11,6 +11,7 @@ function lastDim(x: Tensor, want: number, who: string): void {
   }
 }
 
+/** A Linear layer's sizes and bias (torch.nn.Linear's arguments). */
 export interface LinearConfig {
   in_features: number;
   out_features: number;
@@ -42,9 +43,11 @@ export class Linear extends NativeModule {
   }
 }
 
+/** The activation functions layers take by name (HF's `hidden_act` names). */
 export type Activation = 'relu' | 'gelu' | 'quick_gelu' | 'gelu_tanh' | 'tanh' | 'silu' | 'sigmoid' | 'identity';
 const ACTIVATIONS: Activation[] = ['relu', 'gelu', 'quick_gelu', 'gelu_tanh', 'tanh', 'silu', 'sigmoid', 'identity'];
 
+/** An Mlp's layer sizes, activation and dropout. */
 export interface MlpConfig {
   /** Layer widths, input first: [in, hidden…, out]. */
   sizes: number[];
@@ -66,6 +69,7 @@ export class Mlp extends NativeModule {
     super('mlp', config, opts);
     lockConfig(this, 'Mlp', config);
   }
+  /** An Mlp with random weights. */
   static create(config: MlpConfig, opts: ModuleOptions = {}): Mlp {
     if (!config || typeof config !== 'object') invalid('a config object', 'Mlp config', config);
     if (!Array.isArray(config.sizes) || config.sizes.length < 2) invalid('an array of at least two layer sizes', 'sizes', config.sizes);
@@ -81,6 +85,7 @@ export class Mlp extends NativeModule {
   }
 }
 
+/** A LayerNorm's size and epsilon (torch.nn.LayerNorm's arguments). */
 export interface LayerNormConfig {
   normalized_shape: number;
   eps?: number;
@@ -94,6 +99,7 @@ export class LayerNorm extends NativeModule {
     super('layer_norm', config, opts);
     lockConfig(this, 'LayerNorm', config);
   }
+  /** A LayerNorm with weight 1 and bias 0 (as torch). */
   static create(config: LayerNormConfig, opts: ModuleOptions = {}): LayerNorm {
     const c = { normalized_shape: checkInt(config?.normalized_shape, 'normalized_shape', 1), eps: checkNumber(config.eps ?? 1e-5, 'eps', 0), elementwise_affine: config.elementwise_affine ?? true };
     return new LayerNorm(c, opts);
@@ -104,6 +110,7 @@ export class LayerNorm extends NativeModule {
   }
 }
 
+/** An Embedding table's size and padding index (torch.nn.Embedding's arguments). */
 export interface EmbeddingConfig {
   num_embeddings: number;
   embedding_dim: number;
@@ -117,6 +124,7 @@ export class Embedding extends NativeModule {
     super('embedding', { ...config, padding_idx: config.padding_idx ?? -1 }, opts);  // -1: no padding row (torch's None)
     lockConfig(this, 'Embedding', config);
   }
+  /** An Embedding with random weights (as torch: N(0, 1)). */
   static create(config: EmbeddingConfig, opts: ModuleOptions = {}): Embedding {
     const n = checkInt(config?.num_embeddings, 'num_embeddings', 1);
     const c: EmbeddingConfig = { num_embeddings: n, embedding_dim: checkInt(config.embedding_dim, 'embedding_dim', 1) };
@@ -126,7 +134,10 @@ export class Embedding extends NativeModule {
     }
     return new Embedding(c, opts);
   }
-  /** @param ids integer ids of any shape → (...ids.shape, embedding_dim) */
+  /**
+   * The table's rows at `ids`.
+   * @param ids integer ids of any shape → (...ids.shape, embedding_dim)
+   */
   async forward(ids: Tensor): Promise<Tensor> {
     checkTensor(ids, 'Embedding ids');
     if (ids.dtype !== 'int64' && ids.dtype !== 'int32') invalid('an int64 or int32 tensor of ids', 'Embedding ids', `dtype ${ids.dtype}`);

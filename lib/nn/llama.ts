@@ -66,6 +66,7 @@ export interface LlamaConfig {
   sliding_window: number;
 }
 
+/** The LlamaConfig values used for the fields a config leaves out. */
 export const LLAMA_DEFAULTS: LlamaConfig = {
   model_type: 'llama', vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32,
   head_dim: 0, max_position_embeddings: 2048, rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', rope_factor: 1,
@@ -171,6 +172,7 @@ export const GENERATION_OPTIONS: readonly (keyof GenerationOptions)[] = [
   'earlyStopping', 'eosTokenId', 'padTokenId', 'bannedTokenRanges', 'allowedTokenRanges', 'onTokens', 'signal',
 ];
 
+/** Inputs of `LlamaForCausalLM.generate`: prompt ids or embeddings, and their attention mask (left padding). */
 export interface GenerateInputs {
   /** (batch, length) prompt ids, left-padded. */
   inputIds?: Tensor;
@@ -209,6 +211,7 @@ export class LlamaForCausalLM extends NativeModule {
     lockConfig(this, 'LLaMA', config);
   }
 
+  /** A LlamaForCausalLM with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<LlamaConfig> = {}, opts: ModuleOptions = {}): LlamaForCausalLM {
     // HF writes `"sliding_window": null` for full attention (Mistral v0.2+).
     const given = config && (config as { sliding_window?: unknown }).sliding_window === null ? { ...config, sliding_window: 0 } : config;

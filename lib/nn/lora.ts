@@ -11,6 +11,7 @@ import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { readJsonObjectSync } from '../io/file';
 
+/** Options of `applyLora` (peft's LoraConfig fields, camelCase). */
 export interface LoraOptions {
   /** Rank. */
   r: number;

@@ -10,11 +10,13 @@ import { Device, checkDevice } from '../device';
 import { EmotorchError, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 
+/** Where a module's parameters live: device and dtype (as `module.to(device, dtype)`). */
 export interface ModuleOptions {
   device?: Device;
   dtype?: DType;
 }
 
+/** What loading a state dict did: the keys that were missing and those that were unexpected. */
 export interface LoadReport {
   /** Keys the module has but the state dict lacks. */
   missing: string[];
@@ -120,6 +122,7 @@ export abstract class Module {
     return this;
   }
 
+  /** Whether the module is in training mode (`train()` / `eval()`; dropout is active only in training). */
   get training(): boolean { return this._training; }
   /** Training mode (dropout on) for this module and its children. */
   train(on = true): this {

@@ -170,6 +170,7 @@ export function resolveConfig<C extends object>(model: string, defaults: C, spec
 }
 
 
+/** Options of the models' `fromPretrained`: strictness, config overrides, device and dtype. */
 export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOptions {
   /** Default true: missing or unexpected keys are an error (after the model's own renames). */
   strict?: boolean;

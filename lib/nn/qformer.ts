@@ -20,6 +20,7 @@ export interface QFormerConfig {
   hidden_act: string;
 }
 
+/** The QFormerConfig values used for the fields a config leaves out. */
 export const QFORMER_DEFAULTS: QFormerConfig = {
   hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, encoder_hidden_size: 1408,
   cross_attention_frequency: 2, num_query_tokens: 0, layer_norm_eps: 1e-12, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1,
@@ -71,6 +72,7 @@ export class QFormer extends NativeModule {
     lockConfig(this, 'QFormer', config);
   }
 
+  /** A QFormer with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<QFormerConfig> = {}, opts: ModuleOptions = {}): QFormer {
     const c = resolveConfig('Q-Former', QFORMER_DEFAULTS, SPEC, config);
     if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'Q-Former config.hidden_size', c.hidden_size);

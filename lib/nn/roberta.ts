@@ -43,6 +43,7 @@ export interface RobertaPretrainedOptions extends PretrainedOptions<RobertaConfi
   addPoolingLayer?: boolean;
 }
 
+/** The RobertaConfig values (HF's roberta-base) used for the fields a config leaves out. */
 export const ROBERTA_DEFAULTS: RobertaConfig = {
   vocab_size: 50265, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072,
   max_position_embeddings: 514, type_vocab_size: 1, pad_token_id: 1, layer_norm_eps: 1e-12, hidden_dropout_prob: 0.1,
@@ -56,6 +57,7 @@ export const SPEC: ConfigSpec<RobertaConfig> = {
   attention_probs_dropout_prob: 'prob', initializer_range: 'nonnegnum', hidden_act: 'act', add_pooling_layer: 'bool',
 };
 
+/** Named inputs of `RobertaModel.forward` (HF's argument names, camelCase). */
 export interface RobertaInputs {
   /** (batch, length) int64 token ids; or give `inputsEmbeds`. */
   inputIds?: Tensor;
@@ -67,6 +69,7 @@ export interface RobertaInputs {
   inputsEmbeds?: Tensor;
 }
 
+/** Named outputs of `RobertaModel.forward` (HF's output names, camelCase). */
 export interface RobertaOutputs {
   lastHiddenState: Tensor;
   /** tanh(dense(first token)); null without the pooler. */

@@ -34,6 +34,7 @@ export interface Wav2Vec2Config {
   add_adapter: boolean;
 }
 
+/** The Wav2Vec2Config values used for the fields a config leaves out. */
 export const WAV2VEC2_DEFAULTS: Wav2Vec2Config = {
   conv_dim: [512, 512, 512, 512, 512, 512, 512], conv_kernel: [10, 3, 3, 3, 3, 2, 2], conv_stride: [5, 2, 2, 2, 2, 2, 2], conv_bias: false,
   feat_extract_norm: 'group', feat_extract_activation: 'gelu', do_stable_layer_norm: false, hidden_size: 768, num_hidden_layers: 12,

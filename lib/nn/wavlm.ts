@@ -31,6 +31,7 @@ export interface WavLMConfig {
   mask_feature_prob: number;
 }
 
+/** The WavLMConfig values used for the fields a config leaves out. */
 export const WAVLM_DEFAULTS: WavLMConfig = {
   conv_dim: [512, 512, 512, 512, 512, 512, 512], conv_kernel: [10, 3, 3, 3, 3, 2, 2], conv_stride: [5, 2, 2, 2, 2, 2, 2], conv_bias: false,
   feat_extract_norm: 'group', feat_extract_activation: 'gelu', do_stable_layer_norm: false, hidden_size: 768, num_hidden_layers: 12,
@@ -90,6 +91,7 @@ export class WavLMModel extends NativeModule {
     lockConfig(this, 'WavLM', config);
   }
 
+  /** A WavLMModel with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<WavLMConfig> = {}, opts: ModuleOptions = {}): WavLMModel {
     const c = resolveConfig('WavLM', WAVLM_DEFAULTS, SPEC, config);
     if (!Array.isArray(c.conv_dim) || c.conv_dim.length === 0 || !c.conv_dim.every((x) => Number.isSafeInteger(x) && x > 0)) {

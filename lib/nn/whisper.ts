@@ -19,6 +19,7 @@ export interface WhisperConfig {
   activation_function: string;
 }
 
+/** The WhisperConfig values used for the fields a config leaves out. */
 export const WHISPER_DEFAULTS: WhisperConfig = {
   num_mel_bins: 80, d_model: 1280, encoder_layers: 32, encoder_attention_heads: 20, encoder_ffn_dim: 5120, max_source_positions: 1500,
   dropout: 0, attention_dropout: 0, activation_dropout: 0, init_std: 0.02, activation_function: 'gelu',
@@ -77,6 +78,7 @@ export class WhisperEncoder extends NativeModule {
     lockConfig(this, 'Whisper', config);
   }
 
+  /** A WhisperEncoder with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<WhisperConfig> = {}, opts: ModuleOptions = {}): WhisperEncoder {
     const c = resolveConfig('Whisper', WHISPER_DEFAULTS, SPEC, config);
     if (c.d_model % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads (${c.encoder_attention_heads})`, 'Whisper config.d_model', c.d_model);

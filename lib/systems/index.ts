@@ -1,4 +1,6 @@
-/** Assembled seed systems: encoders and heads composed into the originals' models. */
+/** Assembled seed systems: encoders and heads composed into the originals' models.
+ * @module
+ */
 export {
   Spectra, SpectraModel, SpectraAudioEncoder, resolveSpectraConfig, SPECTRA_LABEL_NUM, SPECTRA_RENAMES,
 } from './spectra/model';

@@ -2,12 +2,15 @@
  * Mixed precision: a dynamic loss scaler for float16 training, as torch.amp.GradScaler, on
  * libtorch's own kernels (`_amp_foreach_non_finite_check_and_unscale_`, `_amp_update_scale_`).
  * bfloat16 needs no scaler: wrap the forward in `et.autocast({ dtype: 'bfloat16' }, fn)`.
+ *
+ * @module
  */
 import { Tensor, op, full } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 import type { Device } from '../device';
 import type { Optimizer } from './optim';
 
+/** Options of `new et.amp.GradScaler` (torch.amp.GradScaler's arguments, camelCase). */
 export interface GradScalerOptions {
   /** Initial scale; default 2^16. */
   initScale?: number;

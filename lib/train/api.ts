@@ -1,4 +1,6 @@
-/** The `et.train` namespace: the Trainer, its arguments, callbacks and writers. */
+/** The `et.train` namespace: the Trainer, its arguments, callbacks and writers.
+ * @module
+ */
 export { Trainer } from './trainer';
 export { listCheckpoints } from './checkpoints';
 export type { TrainerOptions, TrainOutput, PredictionOutput, EvalPrediction, Batch } from './trainer';

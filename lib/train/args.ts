@@ -7,7 +7,9 @@
 import { EmotorchError, checkInt, checkNumber, invalid, show } from '../errors';
 import { HF_SCHEDULES, HfScheduleType } from './schedules';
 
+/** When to evaluate or log: never, every N steps, or every epoch (HF's IntervalStrategy). */
 export type IntervalStrategy = 'no' | 'steps' | 'epoch';
+/** When to save a checkpoint: as IntervalStrategy, or 'best' (HF's SaveStrategy). */
 export type SaveStrategy = IntervalStrategy | 'best';
 
 /** What a user passes: HF names, every field optional. */

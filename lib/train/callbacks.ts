@@ -58,13 +58,19 @@ export interface CallbackContext {
  */
 export interface TrainerCallback {
   name?: string;
+  /** When train() starts, after resuming. */
   onTrainBegin?(ctx: CallbackContext): void | Promise<void>;
+  /** When train() ends. */
   onTrainEnd?(ctx: CallbackContext): void | Promise<void>;
+  /** At the start of an epoch. */
   onEpochBegin?(ctx: CallbackContext): void | Promise<void>;
+  /** At the end of an epoch. */
   onEpochEnd?(ctx: CallbackContext): void | Promise<void>;
+  /** Before the first micro-batch of an optimizer step. */
   onStepBegin?(ctx: CallbackContext): void | Promise<void>;
   /** After the optimizer step, before logging, evaluation and saving of that step. */
   onStepEnd?(ctx: CallbackContext): void | Promise<void>;
+  /** When the Trainer logs, with the record. */
   onLog?(ctx: CallbackContext, logs: LogRecord): void | Promise<void>;
   /** After an evaluation, with its metrics (`eval_` prefixed), before the best metric is updated. */
   onEvaluate?(ctx: CallbackContext, metrics: LogRecord): void | Promise<void>;
@@ -72,6 +78,7 @@ export interface TrainerCallback {
   onSave?(ctx: CallbackContext, checkpoint: string): void | Promise<void>;
   /** State to keep in checkpoints (JSON), restored by {@link loadStateDict} on resume. */
   stateDict?(): unknown;
+  /** Restores what stateDict returned (on resume). */
   loadStateDict?(state: unknown): void;
 }
 
@@ -105,6 +112,7 @@ export class EarlyStoppingCallback implements TrainerCallback {
     this.threshold = checkNumber(opts.threshold ?? 0, 'threshold', 0);
   }
 
+  /** Refuses to run without evaluation and a metric to watch. */
   onTrainBegin(ctx: CallbackContext): void {
     if (ctx.args.eval_strategy === 'no' || !ctx.args.metric_for_best_model) {
       throw new EmotorchError('EarlyStoppingCallback needs args.eval_strategy and args.metric_for_best_model (or load_best_model_at_end)', 'ERR_INVALID_ARG');
@@ -124,6 +132,7 @@ export class EarlyStoppingCallback implements TrainerCallback {
   }
 
   stateDict(): unknown { return { patienceCounter: this.patienceCounter }; }
+  /** Restores the patience counter from a checkpoint. */
   loadStateDict(s: unknown): void {
     const c = (s as { patienceCounter?: unknown })?.patienceCounter;
     this.patienceCounter = checkInt(c, 'EarlyStoppingCallback state.patienceCounter', 0);

@@ -8,6 +8,7 @@ import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, checkNumber, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 
+/** A parameter group: its parameters and the options that differ from the optimizer's (torch's param groups). */
 export interface ParamGroup {
   params: Tensor[];
   /** Overrides the optimizer's lr for this group. */
@@ -77,6 +78,7 @@ export abstract class Optimizer {
   }
   /** The learning rate of a group (default the first). */
   getLr(group = 0): number { return this.native.lr(this.groupIndex(group)); }
+  /** How many parameter groups the optimizer has. */
   get numGroups(): number { return this.groups.length; }
   private groupIndex(g: number): number {
     if (!Number.isInteger(g) || g < 0 || g >= this.groups.length) invalid(`a group index below ${this.groups.length}`, 'group', g);
@@ -132,6 +134,7 @@ export const ADAMW_DEFAULTS = { lr: 1e-3, betas: [0.9, 0.999] as [number, number
 /** SGD's defaults (torch.optim.SGD's; lr is required): the one table; the native side sets none. */
 export const SGD_DEFAULTS = { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false } as const;
 
+/** Options of `new AdamW` (torch.optim.AdamW's arguments, camelCase). */
 export interface AdamWOptions {
   /** default 1e-3 */
   lr?: number;
@@ -170,6 +173,7 @@ export class AdamW extends Optimizer {
   }
 }
 
+/** Options of `new SGD` (torch.optim.SGD's arguments, camelCase). */
 export interface SGDOptions {
   lr: number;
   momentum?: number;

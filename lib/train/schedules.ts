@@ -1,11 +1,15 @@
 /**
  * Learning-rate schedules: pure functions from the step number (0-based) to a learning rate, and
  * a small scheduler that applies one to an optimizer.
+ *
+ * @module
  */
 import { checkInt, checkNumber, invalid } from '../errors';
 
+/** A learning-rate schedule: the rate at an optimizer step. */
 export type Schedule = (step: number) => number;
 
+/** The peak rate, warmup steps and total steps of a warmup schedule. */
 export interface WarmupOptions {
   /** Steps of linear warmup from `startLr` to `peakLr`. */
   warmupSteps: number;
@@ -73,6 +77,7 @@ export class LRScheduler {
     this.optimizer.setLr(lr);
     return lr;
   }
+  /** How many times `step()` has been called. */
   get currentStep(): number { return this.n; }
   /** The state to checkpoint: the number of steps taken. */
   stateDict(): { step: number } { return { step: this.n }; }
@@ -89,8 +94,10 @@ export class LRScheduler {
 
 /** The learning-rate schedule types of HF `TrainingArguments.lr_scheduler_type` emotorch implements. */
 export const HF_SCHEDULES = ['linear', 'cosine', 'cosine_with_min_lr', 'constant', 'constant_with_warmup'] as const;
+/** The `lr_scheduler_type` names of HF's TrainingArguments that `hfSchedule` implements. */
 export type HfScheduleType = (typeof HF_SCHEDULES)[number];
 
+/** Options of `hfSchedule`: HF's scheduler type, steps and its `lr_scheduler_kwargs`. */
 export interface HfScheduleOptions {
   /** The optimizer's learning rate (the schedule multiplies it). */
   lr: number;

@@ -54,8 +54,10 @@ export interface TrainOutput {
   stopReason: 'completed' | 'aborted' | 'callback';
 }
 
+/** A collated batch: named inputs for a model's forward. */
 export type Batch = Record<string, unknown>;
 
+/** Options of `new et.train.Trainer` (HF Trainer's arguments, camelCase). */
 export interface TrainerOptions<T = unknown> {
   /** Any Module whose forward(batch) returns `{ loss, … }` when the batch holds labels. */
   model: Module;

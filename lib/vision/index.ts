@@ -1,3 +1,7 @@
+/**
+ * Vision: images and video frames (ffmpeg), CLIP / LanguageBind transforms and InternVL2's dynamic tiles.
+ * @module
+ */
 export { probeVideo, readVideoFrames, linspaceIndices, MAX_FRAME_PIXELS } from './video';
 export type { VideoInfo, ProbeVideoOptions, ReadVideoFramesOptions, VideoFrames } from './video';
 export { readImage } from './image';

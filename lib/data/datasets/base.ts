@@ -9,15 +9,18 @@ import { NdArray } from '../../io/ndarray';
 /** Anything a DataLoader can draw from. */
 export interface Dataset<T> {
   readonly length: number;
+  /** The item at `index` (0 ≤ index < length), or a Promise of it. */
   get(index: number): Promise<T> | T;
 }
 
+/** An item a `skipBad` dataset skipped: its index and why. */
 export interface SkippedItem {
   /** The item's index in the file (before skipping). */
   index: number;
   reason: string;
 }
 
+/** Options every file dataset takes (`skipBad`: skip malformed items and report them). */
 export interface DatasetOptions {
   /**
    * Skip items that fail validation (recording them in `skippedItems`) instead of throwing.
@@ -109,6 +112,7 @@ export abstract class BaseDataset<T, R> implements Dataset<T>, AsyncIterable<T> 
   /** Makes an item from its record. @internal */
   protected abstract load(record: R, sourceIndex: number): Promise<T> | T;
 
+  /** Yields the items in order (`for await (const item of dataset)`). */
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
     for (let i = 0; i < this.records.length; i++) yield await this.get(i);
   }

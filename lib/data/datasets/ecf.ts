@@ -15,8 +15,10 @@ import { readJsonList } from './json';
 
 /** The 7 ECF emotions, in label-index order. */
 export const ECF_EMOTIONS = ['neutral', 'anger', 'disgust', 'fear', 'joy', 'sadness', 'surprise'] as const;
+/** One of the seven ECF 2.0 emotions. */
 export type EcfEmotion = typeof ECF_EMOTIONS[number];
 
+/** Per-utterance embedding files to attach to ECF items, one per modality. */
 export interface EcfFeatureOptions {
   /** Modality name → safetensors file (relative paths resolve against the JSON file's folder). */
   files: Record<string, string>;
@@ -26,11 +28,13 @@ export interface EcfFeatureOptions {
   key?: (conversationId: number, utteranceId: number, modality: string) => string;
 }
 
+/** Options of `EcfDataset.fromFile`. */
 export interface EcfOptions extends DatasetOptions {
   /** Per-utterance embeddings to attach as `features`. */
   features?: EcfFeatureOptions;
 }
 
+/** One emotion-cause pair of a conversation (the cause with its span where the file gives one). */
 export interface EcfPair {
   /** The utterance that shows the emotion, and the emotion. */
   emotion: { utterance: number; emotion: EcfEmotion };
@@ -38,6 +42,7 @@ export interface EcfPair {
   cause: { utterance: number; span?: string };
 }
 
+/** One ECF 2.0 conversation: its id, utterance ids and emotion-cause pairs. */
 export interface EcfConversation {
   id: number;
   /** The utterance IDs in order. */
@@ -45,6 +50,7 @@ export interface EcfConversation {
   pairs: EcfPair[];
 }
 
+/** One utterance of an ECF 2.0 conversation, with its emotion, causes and (optionally) embeddings. */
 export interface EcfItem {
   conversationId: number;
   utteranceId: number;

@@ -1,3 +1,7 @@
+/**
+ * Datasets of the seed systems' file formats (SALMONN, SPECTRA, ECF 2.0, ms-swift), read and validated.
+ * @module
+ */
 export { BaseDataset } from './base';
 export type { Dataset, DatasetOptions, SkippedItem } from './base';
 export { SpectraDataset } from './spectra';

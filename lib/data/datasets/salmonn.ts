@@ -24,6 +24,7 @@ import { BaseDataset, DatasetOptions, checkDatasetOptions, dataError, resolveFro
 import { notAFile } from '../../io/file';
 import { readJsonList } from './json';
 
+/** Options of `SalmonnDataset.fromFile`. */
 export interface SalmonnOptions extends DatasetOptions {
   /** Folder that relative audio paths are resolved against. Default: the JSON file's folder. */
   audioRoot?: string;
@@ -50,6 +51,7 @@ export interface SalmonnOptions extends DatasetOptions {
   template?: string;
 }
 
+/** One SALMONN annotation item: the audio path, its instruction and target text, the task. */
 export interface SalmonnItem {
   /** Mono audio at `sampleRate`, turns joined with silence. */
   audio: Float32Array;
@@ -71,6 +73,7 @@ export interface SalmonnItem {
 
 type Record_ = Omit<SalmonnItem, 'audio'> & { trailingSilence: boolean };
 
+/** SALMONN's prompt template: the speech goes where `<SpeechHere>` is, the instruction at `{instruction}`. */
 export const SALMONN_TEMPLATE = 'USER: <Speech><SpeechHere></Speech> {instruction}\nASSISTANT:';
 
 /**

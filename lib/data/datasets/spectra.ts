@@ -9,8 +9,10 @@ import { readPickle } from '../../io/pickle';
 import { NdArray } from '../../io/ndarray';
 import { BaseDataset, DatasetOptions, checkDatasetOptions, toWaveform, toIds, toScalar, describeValue } from './base';
 
+/** The SPECTRA fine-tuning tasks. */
 export type SpectraTask = 'mosi' | 'mosei' | 'iemocap' | 'mintrec';
 
+/** Options of `SpectraDataset.fromFile`: the task, whose label range is checked. */
 export interface SpectraOptions extends DatasetOptions {
   /**
    * Fixes the label's type and range: 'mosi'/'mosei' a float sentiment in [−3, 3]; 'iemocap' an
@@ -19,6 +21,7 @@ export interface SpectraOptions extends DatasetOptions {
   task?: SpectraTask;
 }
 
+/** One SPECTRA fine-tuning sample: audio, token ids, label and the previous turn when present. */
 export interface SpectraItem {
   /** The current turn's waveform (16 kHz). Shared with the dataset (and other items): do not modify. */
   audio: Float32Array;

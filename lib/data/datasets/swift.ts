@@ -12,6 +12,7 @@ import { readJsonList } from './json';
 /** The M2SE tasks a record can be inferred to belong to. */
 export type SwiftTask = 'sentiment' | 'emotion' | 'action_units' | 'emotion_cause' | 'emotion_reason';
 
+/** Options of `SwiftDataset.fromFile`. */
 export interface SwiftOptions extends DatasetOptions {
   /** Folder relative media paths are resolved against. Default: the JSON file's folder. */
   mediaRoot?: string;
@@ -21,6 +22,7 @@ export interface SwiftOptions extends DatasetOptions {
   inferTask?: boolean;
 }
 
+/** One ms-swift record: the query, response, history and media files. */
 export interface SwiftItem {
   query: string;
   response: string;

@@ -141,6 +141,7 @@ export type ConcatFusionConfigInput = ConcatFusionConfig & {
 const CONFIG_RENAMES = { num_labels: 'numLabels' } as const;
 const INPUT_RENAMES = { utteranceMask: 'utteranceAttentionMask' } as const;
 
+/** Named inputs of `ConcatFusionClassifier.forward` (what its `collate` builds). */
 export interface ConcatFusionInputs {
   /**
    * (batch, Σd) concatenated embeddings, one utterance per row; with `context`, (conversations,

@@ -42,6 +42,7 @@ export interface InternVLConversation {
   videoFrames?: number[];
 }
 
+/** A conversation encoded by `internvlEncode`: ids, labels and how its media fill the prompt. */
 export interface InternVLEncoded {
   inputIds: number[];
   /** −100 except on the responses and the separator after each. */

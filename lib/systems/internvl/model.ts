@@ -33,6 +33,7 @@ export interface InternVLConfig {
   max_dynamic_patch: number;
 }
 
+/** InternVLChatConfig's values used for the fields a config leaves out. */
 export const INTERNVL_DEFAULTS: Omit<InternVLConfig, 'vision_config' | 'llm_config'> = {
   select_layer: -1, force_image_size: null, downsample_ratio: 0.5, ps_version: 'v1', template: null, dynamic_image_size: false,
   use_thumbnail: false, min_dynamic_patch: 1, max_dynamic_patch: 6,
@@ -46,6 +47,7 @@ const LLM_TYPES: Record<string, string> = {
 /** InternVL's image tokens: each tile is `<img>` + `<IMG_CONTEXT>` × numImageToken + `</img>`. */
 export const INTERNVL_IMAGE_TOKENS = { start: '<img>', end: '</img>', context: '<IMG_CONTEXT>' } as const;
 
+/** Named inputs of `InternVL.forward` (the remote code's argument names, camelCase). */
 export interface InternVLInputs {
   /** (batch, length) int64 ids with numImageToken `<IMG_CONTEXT>` ids per tile of `pixelValues`, in order. */
   inputIds: Tensor;
@@ -63,11 +65,13 @@ export interface InternVLInputs {
   numItemsInBatch?: number;
 }
 
+/** Named outputs of `InternVL.forward`: logits, and the loss with labels. */
 export interface InternVLOutputs {
   logits: Tensor;
   loss?: Tensor;
 }
 
+/** Options of `InternVL.create` and `InternVL.fromPretrained`: the `<IMG_CONTEXT>` id, device and dtype. */
 export interface InternVLCreateOptions extends ModuleOptions {
   /** The `<IMG_CONTEXT>` token id (fromPretrained reads it from the tokenizer). */
   imgContextTokenId?: number;

@@ -13,6 +13,7 @@ import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors
 
 /** The towers LanguageBind releases for its binding wrapper (`clip_type` keys). */
 export const LANGUAGEBIND_MODALITIES = ['video', 'audio', 'image'] as const;
+/** The LanguageBind towers: 'video', 'audio' and 'language'. */
 export type LanguageBindModality = typeof LANGUAGEBIND_MODALITIES[number];
 /** A modality of the wrapper's output: a tower's, or 'language'. */
 export type LanguageBindKey = LanguageBindModality | 'language';
@@ -27,6 +28,7 @@ export interface LanguageBindOptions extends ModuleOptions {
   language?: string;
 }
 
+/** Named inputs of `LanguageBind.forward`: each tower's inputs, as its processor makes them. */
 export interface LanguageBindInputs {
   /** (batch, 3, frames, 224, 224): `et.vision.processVideo` output, stacked. */
   video?: Tensor | null;
@@ -159,6 +161,7 @@ export interface LanguageBindClassifierConfig {
   numLabels?: number;
 }
 
+/** Named inputs of `LanguageBindClassifier.forward`: the towers' inputs and the labels. */
 export interface LanguageBindClassifierInputs extends LanguageBindInputs {
   /** (batch, embedDim · k): cached embeddings concatenated in `modalities` order, instead of the towers' inputs. */
   features?: Tensor | null;

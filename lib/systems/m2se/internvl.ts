@@ -39,6 +39,7 @@ export interface M2seInternVLItem {
   maxNum: number;
 }
 
+/** Options of `m2seInternVLItems` (how ms-swift builds InternVL2 items). */
 export interface M2seInternVLOptions {
   /** Folder for relative media paths (default: the working directory). */
   mediaRoot?: string;
@@ -138,7 +139,7 @@ export async function m2seInternVLItems(records: readonly M2seRecord[], model: I
 
 /**
  * Decoded tiles kept between batches (epochs read the same files again), keyed by file, its size
- * and mtime and how it was tiled; the least recently used go past {@link TILE_CACHE_BYTES}.
+ * and mtime and how it was tiled; the least recently used go past `TILE_CACHE_BYTES` (256 MiB).
  */
 const tileCache = new Map<string, Tensor>();
 let tileCacheBytes = 0;
@@ -169,7 +170,7 @@ async function cachedTiles(key: string, make: () => Promise<Tensor>): Promise<Te
 /**
  * The tiles of an item's media in prompt order, (tiles, 3, side, side) float32, or null without media:
  * images through `dynamic_preprocess` + `build_transform`, videos as their sampled frames, one tile
- * each. Decoded tiles are kept (up to {@link TILE_CACHE_BYTES}) while the file is unchanged.
+ * each. Decoded tiles are kept (up to `TILE_CACHE_BYTES` (256 MiB)) while the file is unchanged.
  * @throws EmotorchError ERR_IO / ERR_FORMAT naming the file when it cannot be decoded, or gives
  *   another tile count than when the item was made (the file changed)
  */

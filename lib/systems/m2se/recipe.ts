@@ -72,6 +72,7 @@ export interface M2seStage {
   args?: TrainingArgumentsInit;
 }
 
+/** Options of `m2seStages`. */
 export interface M2seStagesOptions extends M2seFormatOptions {
   /** InternVL2 (images and videos through its vision tower), a text-only LLaMA, or SALMONN (records with audio then go through its audio path). */
   model: InternVL | LlamaForCausalLM | Salmonn;
@@ -94,6 +95,7 @@ export interface M2seStagesOptions extends M2seFormatOptions {
   mediaRoot?: string;
 }
 
+/** What one M2SE stage left: its output folder and the Trainer's result. */
 export interface M2seStageResult {
   outputDir: string;
   examples: number;
@@ -256,6 +258,7 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
   return results;
 }
 
+/** Options of `m2seInfer`. */
 export interface M2seInferOptions {
   /** InternVL2 (records' images and videos through its vision tower), a text-only LLaMA, or SALMONN (records with audio are answered from their audio). */
   model: InternVL | LlamaForCausalLM | Salmonn;

@@ -5,7 +5,7 @@ import type { SalmonnBatch } from './model';
 import { emotionTimelineSvg } from '../../train/plots';
 import { parseEmotionSequence } from '../../metrics/text';
 
-/** What {@link salmonnCollate} gathers: an et.data.SalmonnItem, or any item with its audio, prompt and target. */
+/** What `salmonnCollate` (Salmonn.collate) gathers: an et.data.SalmonnItem, or any item with its audio, prompt and target. */
 export interface SalmonnCollateItem {
   /** Mono 16 kHz waveform. */
   audio: Float32Array | Tensor;

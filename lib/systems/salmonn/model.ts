@@ -71,6 +71,7 @@ export type SalmonnConfigInput = Partial<SalmonnConfig> & {
   maxAudioSeconds?: number | null;
 };
 
+/** SALMONN's config defaults (configs/config.yaml and decode_config.yaml), used for the fields a config leaves out. */
 export const SALMONN_DEFAULTS: SalmonnConfig = {
   freeze_whisper: true, freeze_beats: true, use_speech_Qformer: true, num_speech_query_token: 1, freeze_speech_QFormer: false,
   window_level_Qformer: true, second_per_window: 0.333333, second_stride: 0.333333, freeze_speech_llama_proj: false, lora: true,
@@ -131,6 +132,7 @@ export interface SalmonnBatch {
   numItemsInBatch?: number;
 }
 
+/** Named outputs of `Salmonn.forward`: the loss and the LLM's logits. */
 export interface SalmonnOutputs {
   loss?: Tensor;
   /** (batch, length, vocab) over [BOS, prompt before, audio tokens, prompt after, target]. */

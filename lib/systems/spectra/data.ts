@@ -5,6 +5,7 @@ import type { SpectraItem } from '../../data/datasets/spectra';
 import type { Device } from '../../device';
 import type { SpectraInputs } from './model';
 
+/** Options of `Spectra.collate`. */
 export interface SpectraCollateOptions {
   /** Samples every clip is cut or zero-padded to (all clips, as the original). Default 160000 (10 s). */
   audioLength?: number;

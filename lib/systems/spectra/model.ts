@@ -43,6 +43,7 @@ export interface SpectraTextConfig extends RobertaConfig {
   max_length: number;
 }
 
+/** SPECTRA's configuration: the audio and text encoder configs (audio_config.json, text_config.json) and the head. */
 export interface SpectraConfig {
   audio: SpectraAudioConfig;
   text: SpectraTextConfig;
@@ -62,6 +63,7 @@ export interface SpectraConfig {
   extra_audio_frame: boolean;
 }
 
+/** A SPECTRA config as given: its two parts partly filled, the rest from the defaults. */
 export type SpectraConfigInput = {
   audio?: Partial<SpectraAudioConfig> | Record<string, unknown>;
   text?: Partial<SpectraTextConfig> | Record<string, unknown>;
@@ -87,6 +89,7 @@ export interface SpectraInputs {
   labels?: Tensor | null;
 }
 
+/** Named outputs of `Spectra.forward`: logits, and the loss with labels. */
 export interface SpectraOutputs {
   /** Mean L1 (1 output) or cross-entropy, when labels are given. */
   loss?: Tensor;
@@ -262,6 +265,7 @@ export const SPECTRA_RENAMES: readonly Rename[] = [
 /** ATForPreTraining's heads: in SPECTRA-base's pytorch_model.bin, unused when fine-tuning. */
 const PRETRAINING_HEADS = /^(mlm_head|mam_head|selection_head|start_prediction_head|end_prediction_head)\./;
 
+/** Options of `Spectra.fromPretrained`. */
 export interface SpectraPretrainedOptions extends PretrainedOptions {
   /**
    * Fields that replace the checkpoint's `audio_config.json` / `text_config.json` ones (e.g.
@@ -406,7 +410,7 @@ export class Spectra extends Module {
   /**
    * Batches SPECTRA dataset items as the original's DataCollatorForDownstream, with the audio length
    * in samples (the original's is in seconds and cannot run as released).
-   * @param items from {@link SpectraDataset.get}
+   * @param items from `et.data.SpectraDataset` (`get`)
    * @param opts `audioLength`, `textLength`, `multiAudio`, `regression`, `padTokenId`, `device`
    * @throws EmotorchError ERR_INVALID_ARG for an empty batch, an item with an empty clip, or bad options.
    * @example

@@ -57,6 +57,7 @@ export function spectraParamGroups(model: Module, weightDecay = 0.01): ParamGrou
   return [{ params: groups[0], weightDecay }, { params: groups[1], weightDecay: 0 }].filter((g) => g.params.length > 0);
 }
 
+/** Options of `Spectra.finetune`. */
 export interface SpectraFinetuneOptions {
   task: SpectraTask;
   /** A SPECTRA model (e.g. from fromPretrained) or a checkpoint folder to load with this task. */

@@ -29,11 +29,14 @@ export interface UsdmTokenIds {
   bos: number;
 }
 
+/** USDM's token ids in its extended Mistral vocabulary (newline, space, `<|correspond|>`, units, pad, BOS). */
 export const USDM_TOKEN_IDS: UsdmTokenIds = { newline: 13, space: 28705, continue: 32000, correspond: 32001, unit0: 32002, numUnits: 10000, pad: 42002, bos: 1 };
 
 /** What Usdm needs from a tokenizer: text → ids (no BOS added), ids → text with special tokens kept. */
 export interface UsdmTextCodec {
+  /** Text → ids, without BOS. */
   encode(text: string): number[] | Promise<number[]>;
+  /** Ids → text, special tokens kept. */
   decode(ids: number[]): string | Promise<string>;
 }
 
