@@ -32,7 +32,7 @@ import { EmotorchError, invalid } from '../errors';
 import { readRegularFile } from './file';
 import { NdArray, NdData, NdDtype } from './ndarray';
 
-/** Options of `readPickle` and `parsePickle` (limits on what a pickle may build). */
+/** How `readPickle` and `parsePickle` build values (dict form, protocol-5 buffers, …). */
 export interface PickleOptions {
   /** How dicts come back: 'map' (default; keys keep their Python types) or 'object' (String(key)). */
   dict?: 'map' | 'object';

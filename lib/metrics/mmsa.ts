@@ -44,7 +44,7 @@ export interface MmsaSimsResult {
   Corr: number;
 }
 
-/** Options of `mmsaMetrics`: which MMSA metric set (metricsTop.py) and its rounding. */
+/** Options of `mmsa`: which MMSA metric set (metricsTop.py) and its rounding. */
 export interface MmsaOptions {
   /** 'mosi' and 'mosei' (the same computation) or 'sims' (also SIMS v2). Default 'mosi'. */
   dataset?: 'mosi' | 'mosei' | 'sims';

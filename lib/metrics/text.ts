@@ -9,7 +9,7 @@ import { Metric, checkOptions, nonEmpty, oneOf, pySplit, sameLength, tensorValue
 
 // ---------------------------------------------------------------- token accuracy
 
-/** Options of `TokenAccuracy`. */
+/** Options of `tokenAccuracy` and `TokenAccuracy`. */
 export interface TokenAccuracyOptions {
   /** Compare the prediction at t with the label at t + 1, as a causal LM's logits are laid out (SALMONN, HF). Default true. */
   shift?: boolean;
@@ -140,7 +140,7 @@ export class TokenAccuracy {
 
 /** A tokenizer: a named one or a function from text to tokens. */
 export type RougeTokenizer = 'rouge-score' | 'cjk' | 'whitespace' | ((text: string) => string[]);
-/** Options of `Rouge` and `rouge`: tokenizer, stemming and the ROUGE variants. */
+/** Options of `Rouge` and `rouge`: the tokenizer. */
 export interface RougeOptions {
   /**
    * 'rouge-score' (default): Google rouge-score's tokenizer, lowercase, every character outside
@@ -152,7 +152,7 @@ export interface RougeOptions {
 }
 /** One ROUGE variant's precision, recall and F-measure (rouge-score's Score). */
 export interface RougePrf { precision: number; recall: number; fmeasure: number }
-/** ROUGE scores per variant (rouge1, rouge2, rougeL, rougeLsum as asked). */
+/** Mean ROUGE-1, ROUGE-2 and ROUGE-L scores, and each sample's. */
 export interface RougeResult {
   /** Means over the samples (what papers report as ROUGE-1/2/L F). */
   rouge1: RougePrf;

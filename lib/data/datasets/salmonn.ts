@@ -51,7 +51,7 @@ export interface SalmonnOptions extends DatasetOptions {
   template?: string;
 }
 
-/** One SALMONN annotation item: the audio path, its instruction and target text, the task. */
+/** One SALMONN training item: the audio, the instruction and full prompt, and the target text. */
 export interface SalmonnItem {
   /** Mono audio at `sampleRate`, turns joined with silence. */
   audio: Float32Array;

@@ -22,7 +22,7 @@ export interface SwiftOptions extends DatasetOptions {
   inferTask?: boolean;
 }
 
-/** One ms-swift record: the query, response, history and media files. */
+/** One ms-swift record: query, response, system prompt and media files. */
 export interface SwiftItem {
   query: string;
   response: string;

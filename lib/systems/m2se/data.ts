@@ -40,7 +40,7 @@ export interface M2seMediaReport { records: number; images: number; videos: numb
 /** One SFT example: ids and labels (−100 over the prompt). */
 export interface M2seExample { ids: number[]; labels: number[] }
 
-/** How M2SE records become prompts (system text, history, lengths). */
+/** How M2SE records become examples: the system prompt and the length limit. */
 export interface M2seFormatOptions {
   /** System prompt when a record has none. Default {@link M2SE_SYSTEM}. */
   system?: string;

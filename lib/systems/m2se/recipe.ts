@@ -95,7 +95,7 @@ export interface M2seStagesOptions extends M2seFormatOptions {
   mediaRoot?: string;
 }
 
-/** What one M2SE stage left: its output folder and the Trainer's result. */
+/** What one M2SE stage did: its output folder, the examples used and dropped, media the model could not use, the steps run. */
 export interface M2seStageResult {
   outputDir: string;
   examples: number;
