@@ -9,6 +9,9 @@ const wavlmBase = { hidden_size: 768, num_hidden_layers: 12, num_attention_heads
 const llamaSmall = { vocab_size: 32000, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 512 };
 
 const noGrad = (f) => () => et.noGrad(f);
+/** The model and inputs on the bench's device (--device). */
+const on = (cfg, m) => m.to({ device: cfg.device });
+const at = (cfg, t) => t.to({ device: cfg.device });
 
 export const cases = {
   whisper: {
@@ -16,8 +19,8 @@ export const cases = {
     describe: () => 'Whisper encoder, base dims (512 × 6 layers), 30 s (3000 frames)',
     async setup(cfg) {
       et.manualSeed(0);
-      const m = et.nn.WhisperEncoder.create(cfg.config).eval();
-      const x = et.randn([1, 80, 3000]);
+      const m = await on(cfg, et.nn.WhisperEncoder.create(cfg.config).eval());
+      const x = at(cfg, et.randn([1, 80, 3000]));
       return noGrad(() => m.forward(x));
     },
   },
@@ -25,8 +28,8 @@ export const cases = {
     config: { config: robertaBase, tokens: 128, warmup: 2, steps: 5, trials: 3 },
     describe: (c) => `RoBERTa, base dims (768 × 12 layers), ${c.tokens} tokens`,
     async setup(cfg) {
-      const m = et.nn.RobertaModel.create(cfg.config, { addPoolingLayer: false }).eval();
-      const ids = et.randint(3, cfg.config.vocab_size, [1, cfg.tokens]);
+      const m = await on(cfg, et.nn.RobertaModel.create(cfg.config, { addPoolingLayer: false }).eval());
+      const ids = at(cfg, et.randint(3, cfg.config.vocab_size, [1, cfg.tokens]));
       return noGrad(() => m.forward({ inputIds: ids }));
     },
   },
@@ -34,8 +37,8 @@ export const cases = {
     config: { config: wavlmBase, samples: 160000, warmup: 1, steps: 2, trials: 3 },
     describe: () => 'WavLM, base dims (768 × 12 layers), 10 s of audio',
     async setup(cfg) {
-      const m = et.nn.WavLMModel.create(cfg.config).eval();
-      const x = et.randn([1, cfg.samples]);
+      const m = await on(cfg, et.nn.WavLMModel.create(cfg.config).eval());
+      const x = at(cfg, et.randn([1, cfg.samples]));
       return noGrad(() => m.forward({ inputValues: x }));
     },
   },
@@ -44,8 +47,8 @@ export const cases = {
       conv_pos: 128, conv_pos_groups: 16 }, frames: 998, warmup: 1, steps: 2, trials: 3 },
     describe: (c) => `BEATs, base dims (768 × 12 layers, deep norm, gated relative bias), 10 s (${c.frames} fbank frames → 496 tokens); Python side: an eager PyTorch port of the original code`,
     async setup(cfg) {
-      const m = et.nn.BeatsEncoder.create({ ...cfg.config, deep_norm: true, relative_position_embedding: true, gru_rel_pos: true, max_distance: 800 }).eval();
-      const x = et.randn([1, cfg.frames, 128]);
+      const m = await on(cfg, et.nn.BeatsEncoder.create({ ...cfg.config, deep_norm: true, relative_position_embedding: true, gru_rel_pos: true, max_distance: 800 }).eval());
+      const x = at(cfg, et.randn([1, cfg.frames, 128]));
       return noGrad(() => m.forward(x));
     },
   },
@@ -53,8 +56,8 @@ export const cases = {
     config: { config: llamaSmall, prompt: 16, new_tokens: 64, warmup: 1, steps: 2, trials: 3 },
     describe: (c) => `LLaMA 4 layers × 512 hidden: greedy decoding of ${c.new_tokens} tokens after a ${c.prompt}-token prompt (KV cache)`,
     async setup(cfg) {
-      const m = et.nn.LlamaForCausalLM.create(cfg.config).eval();
-      const ids = et.randint(3, cfg.config.vocab_size, [1, cfg.prompt]);
+      const m = await on(cfg, et.nn.LlamaForCausalLM.create(cfg.config).eval());
+      const ids = at(cfg, et.randint(3, cfg.config.vocab_size, [1, cfg.prompt]));
       return () => m.generate({ inputIds: ids }, { maxNewTokens: cfg.new_tokens, minNewTokens: cfg.new_tokens, eosTokenId: 2, padTokenId: 0 });
     },
   },

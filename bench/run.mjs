@@ -1,6 +1,8 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians and the ratio.
-//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2]
+//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda]
+// --device cuda (models, salmonn): both sides on the GPU (Python: torch.set_default_device), each
+// trial timed up to a device synchronize.
 // --profile avx2 runs both sides on AVX2 kernels whatever the CPU has (ONEDNN_MAX_CPU_ISA=AVX2,
 // ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2, which libtorch and PyTorch both read at
 // start: the command runs itself again with them set); the header line names the CPU and the
@@ -28,6 +30,19 @@ const PROFILES = { native: {}, avx2: { ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPA
 const profile = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : 'native';
 if (!(profile in PROFILES)) {
   console.error(`unknown profile '${profile}'; available: ${Object.keys(PROFILES).join(', ')}`);
+  process.exit(2);
+}
+const device = args.includes('--device') ? args[args.indexOf('--device') + 1] : 'cpu';
+if (!/^(cpu|cuda(:\d+)?)$/.test(device)) {
+  console.error(`unknown device '${device}': cpu or cuda`);
+  process.exit(2);
+}
+if (device !== 'cpu' && !['models', 'salmonn'].includes(name)) {
+  console.error(`--device ${device}: only the models and salmonn benchmarks run on a GPU`);
+  process.exit(2);
+}
+if (device !== 'cpu' && !et.cuda.isAvailable()) {
+  console.error(`--device ${device}: this emotorch has no CUDA device (a CUDA build: scripts/build-cuda.sh)`);
   process.exit(2);
 }
 const wanted = PROFILES[profile];
@@ -70,8 +85,9 @@ async function runCase(caseName, c) {
   // the cache's blocks do not
   et.cpu.emptyCache();
   const ownPeak = resetPeakRss();
-  const cfg = { ...c.config, threads, trials: opt('trials', c.config.trials) };
+  const cfg = { ...c.config, threads, trials: opt('trials', c.config.trials), device };
   console.log(`\n[${caseName}] ${c.describe(cfg)}`);
+  if (device !== 'cpu') console.log(`device: ${device} on both sides`);
   console.log(`threads: ${threads} each; ${cfg.trials} alternating trials of ${cfg.steps} steps after ${cfg.warmup} warm-up steps`);
   const py = worker(caseName, cfg);
   const step = await c.setup(cfg);
@@ -84,6 +100,7 @@ async function runCase(caseName, c) {
     let out;
     for (let i = 0; i < cfg.steps; i++) out = await fn();
     if (out && typeof out.item === 'function' && out.numel === 1) out.item();
+    if (device !== 'cpu') et.cuda.synchronize();
     return Number(process.hrtime.bigint() - t0) / 1e6 / cfg.steps / per;
   };
   const bare = [];

@@ -35,6 +35,7 @@ export const cases = {
         whisper: et.nn.WhisperEncoder.create(cfg.whisper), beats: et.nn.BeatsEncoder.create(cfg.beats),
         llm: et.nn.LlamaForCausalLM.create(cfg.llm), tokenizer,
       }, { qformer: cfg.qformer, lora_rank: cfg.lora_rank, lora_alpha: cfg.lora_alpha, lora_dropout: cfg.lora_dropout }).train();
+      await model.to({ device: cfg.device });
       const opt = new et.optim.AdamW(model.trainableParameters(), { lr: 1e-4 });
       const n = cfg.seconds * 16000;
       const audio = Array.from({ length: cfg.batch }, () => et.randn([n]).mul(0.1).dataSync());

@@ -335,6 +335,9 @@ SETUPS = {"units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_set
 def main():
     name, cfg = sys.argv[1], json.loads(sys.argv[2])
     torch.set_num_threads(cfg["threads"])
+    device = cfg.get("device", "cpu")
+    if device != "cpu":
+        torch.set_default_device(device)  # the references build their models and inputs where the bench runs
     step = SETUPS[name](cfg)
     for _ in range(cfg["warmup"]):
         step()
@@ -347,6 +350,8 @@ def main():
             out = step()
         if isinstance(out, torch.Tensor) and out.numel() == 1:
             float(out.detach())
+        if device != "cpu":
+            torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux: this process's peak
         print(json.dumps({"ms_per_step": 1000 * dt / cfg["steps"], "peak_rss_kb": peak_kb}), flush=True)  # per call: run.mjs divides by stepsPerCall

@@ -29,4 +29,11 @@ export const cuda = {
   deviceCount(): number {
     return binding.cudaDeviceCount();
   },
+  /**
+   * Waits until every kernel queued on the current CUDA device has finished (CUDA runs them
+   * asynchronously: time GPU work after this). Returns at once without CUDA.
+   */
+  synchronize(): void {
+    binding.cudaSynchronize();
+  },
 };

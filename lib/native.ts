@@ -98,6 +98,7 @@ export interface Binding {
   setErrorClass(ctor: typeof EmotorchError): void;
   versions(): { libtorch: string; cpuCapability: string; cuda: boolean; cudaBuild: boolean; cudnn?: string };
   cudaDeviceCount(): number;
+  cudaSynchronize(): void;
   manualSeed(seed: number): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;

@@ -84,6 +84,7 @@ describe('process', () => {
     expect(typeof et.versions.cuda).toBe('boolean');
     expect(et.versions.cpuCapability).toMatch(/^[A-Z0-9_]+$/); // ATen's dispatch level: AVX2, AVX512, DEFAULT, …
     expect(et.cuda.isAvailable()).toBe(et.cuda.deviceCount() > 0);
+    expect(et.cuda.synchronize()).toBeUndefined(); // waits for the GPU where there is one, returns at once elsewhere
     et.setNumThreads(1);
     expect(et.getNumThreads()).toBe(1);
     et.setNumThreads(2);

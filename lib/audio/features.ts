@@ -20,7 +20,7 @@ function batched(x: Waveform, name: string): Tensor {
   return t;
 }
 
-/** Options of `whisperLogMel` (HF WhisperFeatureExtractor's settings, camelCase). */
+/** Options of `whisperLogMel`: mel bins (WhisperFeatureExtractor's `feature_size`) and 30 s padding. */
 export interface WhisperLogMelOptions {
   /** 80 (default; Whisper up to large-v2) or 128 (large-v3). */
   nMels?: number;

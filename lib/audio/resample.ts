@@ -30,7 +30,7 @@ export function checkRate(v: unknown, name: string): number {
   return v;
 }
 
-/** Options of `resample` (torchaudio's `resample` filter arguments, camelCase). */
+/** Filter design of `resample`: the Kaiser-windowed sinc's half-width, cutoff and window β. */
 export interface ResampleOptions {
   /** Zero crossings of the sinc kept on each side of the centre (filter half-width). Default 64. */
   halfWidth?: number;

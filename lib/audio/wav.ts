@@ -23,7 +23,7 @@ export interface WavOptions {
   resample?: ResampleOptions;
 }
 
-/** Decoded audio: samples and the sample rate (and the file's own format). */
+/** Decoded mono audio: samples, their rate, the file's own rate and channel count, and the duration. */
 export interface Wav {
   /** Mono float32 samples at `sampleRate`. */
   samples: Float32Array;
@@ -37,7 +37,7 @@ export interface Wav {
   duration: number;
 }
 
-/** What a WAV file's header says: encoding, channels, sample rate and bit depth. */
+/** What a WAV file's header says: encoding, channels, sample rate, sample size and block align. */
 export interface WavFormat {
   /** 1 = integer PCM, 3 = IEEE float (after resolving WAVE_FORMAT_EXTENSIBLE). */
   format: 1 | 3;

@@ -1012,15 +1012,15 @@ export class Tokenizer {
 
   /** The padding token (tokenizer_config.json's `pad_token`); settable to any token of the vocabulary. */
   get padToken(): string | undefined { return this.#special.pad; }
-  /** Sets the pad token (it must be in the vocabulary). */
+  /** Sets the pad token: a token of the vocabulary, or undefined to unset it. */
   set padToken(v: string | undefined) { this.#setSpecial('pad', v); }
   /** The beginning-of-sequence token (`bos_token`). */
   get bosToken(): string | undefined { return this.#special.bos; }
-  /** Sets the bos token (it must be in the vocabulary). */
+  /** Sets the bos token: a token of the vocabulary, or undefined to unset it. */
   set bosToken(v: string | undefined) { this.#setSpecial('bos', v); }
   /** The end-of-sequence token (`eos_token`). */
   get eosToken(): string | undefined { return this.#special.eos; }
-  /** Sets the eos token (it must be in the vocabulary). */
+  /** Sets the eos token: a token of the vocabulary, or undefined to unset it. */
   set eosToken(v: string | undefined) { this.#setSpecial('eos', v); }
   /** The unknown token (`unk_token`). */
   get unkToken(): string | undefined { return this.#special.unk; }

@@ -12,13 +12,13 @@ import { DistEnv, readEnv } from './env';
 
 /** The c10d backends: Gloo (CPU) and NCCL (CUDA). */
 export type Backend = 'gloo' | 'nccl';
-/** How `allReduce` and `reduce` combine values across ranks. */
+/** How `allReduce` and `reduceScatter` combine values across ranks (torch.distributed.ReduceOp). */
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
 const OPS: ReduceOp[] = ['sum', 'avg', 'max', 'min', 'product'];
 /** What Gloo reduces (its C++ types; float16 and bfloat16 with every op, product included). */
 const GLOO_DTYPES = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int8', 'uint8', 'bool'];
 
-/** Options of `et.distributed.init` (torch's `init_process_group` arguments, camelCase). */
+/** Options of `et.distributed.init` (as torch's `init_process_group`): backend, timeout, environment and collective checks. */
 export interface InitOptions {
   /** 'gloo' (CPU tensors; the default) or 'nccl' (CUDA tensors, in a CUDA build). */
   backend?: Backend;

@@ -16,7 +16,7 @@ import { Metric, nonEmpty, pySplit, pyStrip } from './common';
 
 /** The scorer's emotion order; index 0 (neutral) is left out of every average. */
 export const ECAC_EMOTIONS = ['neutral', 'anger', 'disgust', 'fear', 'joy', 'sadness', 'surprise'] as const;
-/** One of the six non-neutral emotions the SemEval-2024 Task 3 scorer weights. */
+/** One of the scorer's seven emotion names (neutral included; the averages leave it out). */
 export type EcacEmotion = (typeof ECAC_EMOTIONS)[number];
 
 /** One conversation in the official JSON layout (gold and prediction files alike). */

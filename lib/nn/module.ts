@@ -177,8 +177,9 @@ export abstract class Module {
   }
 
   /**
-   * Moves parameters and buffers to a device and/or casts floating ones to a dtype, in place (so
-   * tensors obtained from parameters() stay valid). Create optimizers after moving.
+   * Moves parameters and buffers to a device and/or casts floating ones to a dtype. A native
+   * model's tensors move in place; parameters registered from TypeScript (`registerParameter`) are
+   * replaced by moved copies: take `parameters()` and create optimizers after moving.
    */
   async to(opts: ModuleOptions): Promise<this> {
     const device = opts.device === undefined ? null : checkDevice(opts.device);

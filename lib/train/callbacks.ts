@@ -66,7 +66,7 @@ export interface TrainerCallback {
   onEpochBegin?(ctx: CallbackContext): void | Promise<void>;
   /** At the end of an epoch. */
   onEpochEnd?(ctx: CallbackContext): void | Promise<void>;
-  /** Before the first micro-batch of an optimizer step. */
+  /** Before each optimizer step's forward and backward passes (its micro-batches already drawn). */
   onStepBegin?(ctx: CallbackContext): void | Promise<void>;
   /** After the optimizer step, before logging, evaluation and saving of that step. */
   onStepEnd?(ctx: CallbackContext): void | Promise<void>;

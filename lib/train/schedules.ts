@@ -77,7 +77,7 @@ export class LRScheduler {
     this.optimizer.setLr(lr);
     return lr;
   }
-  /** How many times `step()` has been called. */
+  /** The steps taken: calls of `step()`, or the step `loadStateDict` restored. */
   get currentStep(): number { return this.n; }
   /** The state to checkpoint: the number of steps taken. */
   stateDict(): { step: number } { return { step: this.n }; }

@@ -30,6 +30,13 @@ static Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(torch::cuda::device_count()));
 }
 
+static Napi::Value CudaSynchronize(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    if (torch::cuda::device_count() > 0) torch::cuda::synchronize();
+    return info.Env().Undefined();
+  });
+}
+
 static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     torch::manual_seed(static_cast<uint64_t>(to_double(info[0], "seed")));
@@ -135,6 +142,7 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   memory::install_cpu_cache();
   exports.Set("versions", Napi::Function::New(env, Versions));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
+  exports.Set("cudaSynchronize", Napi::Function::New(env, CudaSynchronize));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));

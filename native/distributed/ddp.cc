@@ -30,8 +30,9 @@ struct GradReducer::State : std::enable_shared_from_this<GradReducer::State> {
   bool in_backward = false;
   std::vector<bool> ready;
   size_t next_launch = 0;
-  // Autograd: each parameter's grad accumulator (kept alive) and our hook's key on it.
-  std::vector<c10::intrusive_ptr<torch::autograd::Node>> accumulators;
+  // Autograd: each parameter's grad accumulator (kept alive) and our hook's key on it. The pointer
+  // type is grad_accumulator's own: std::shared_ptr up to libtorch 2.12, c10::intrusive_ptr after.
+  std::vector<decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()))> accumulators;
   std::mutex m;
 
   void reset_pass();

@@ -53,6 +53,18 @@ describe('Salmonn = the original forward (Python reference)', () => {
     expect(Math.abs(again.loss!.item() - io.get('loss')!.item())).toBeLessThan(TOL);
   });
 
+  it('keeps speech_query_tokens the registered parameter after to() (a GPU move once left it behind on the CPU)', async () => {
+    const m = await load();
+    const before = m.speech_query_tokens.toArray();
+    await m.to({ dtype: 'float64' });
+    const registered = new Map(m.namedParameters()).get('speech_query_tokens')!;
+    expect(m.speech_query_tokens).toBe(registered);
+    expect(m.speech_query_tokens.dtype).toBe('float64');
+    expect(m.speech_query_tokens.requiresGrad).toBe(true);
+    expect(m.speech_query_tokens.toArray()).toEqual(before);
+    expect(m.trainableParameters()).toContain(registered);
+  });
+
   it('generates the same greedy and beam tokens', async () => {
     const m = await load();
     const greedy = await m.generateTokens(waves, gen.gen_instruction, { numBeams: 1, maxNewTokens: gen.max_new_tokens });

@@ -11,7 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Module, lockConfig } from '../../nn/module';
-import type { StateDict } from '../../nn/module';
+import type { ModuleOptions, StateDict } from '../../nn/module';
 import { WhisperEncoder } from '../../nn/whisper';
 import { BeatsEncoder } from '../../nn/beats';
 import { QFormer, QFormerConfig } from '../../nn/qformer';
@@ -369,6 +369,13 @@ export class Salmonn extends Module {
     if (n.startsWith('speech_Qformer.')) return `speech_Qformer.${qformerToOriginal(n.slice('speech_Qformer.'.length))}`;
     if (n.startsWith('llama_model.') && this.config.lora) return `llama_model.base_model.model.${n.slice('llama_model.'.length)}`;
     return n;
+  }
+
+  /** Moves or casts as `Module.to`, then points `speech_query_tokens` at the moved parameter (`to` replaces own parameters). */
+  async to(opts: ModuleOptions): Promise<this> {
+    await super.to(opts);
+    this.speech_query_tokens = new Map(this.ownNative().params).get('speech_query_tokens')!;
+    return this;
   }
 
   /** Parameters that are SALMONN's own under this config (must be in a checkpoint). */
