@@ -7,6 +7,7 @@
  *   npx emotorch m2se score output/…/infer_result/20261123-101500.jsonl --task emotion
  *
  *   npx emotorch salmonn infer --cfg-path configs/decode_config.yaml [--wav a.wav --prompt '…']
+ *   npx emotorch salmonn train --cfg-path configs/config.yaml [--resume]
  *
  *   npx emotorch spectra finetune --apex_level=1 --batch_size=24 --epochs=5 --grad_acc=1 --lr=2e-5 --model_path=SPECTRA-base --task=iemocap --multi_audio --use_turn_ids
  *
@@ -23,7 +24,7 @@
 import * as et from '../index';
 import { Command, UsageError, parseFlags } from './common';
 import { M2SE_INFER, M2SE_SCORE, M2SE_SFT } from './m2se';
-import { SALMONN_INFER } from './salmonn';
+import { SALMONN_INFER, SALMONN_TRAIN } from './salmonn';
 import { SERVE } from './serve';
 import { SEMEVAL_PREDICT, SEMEVAL_TRAIN } from './semeval';
 import { USDM_INFER } from './usdm';
@@ -33,7 +34,7 @@ export { UsageError, parseFlags } from './common';
 
 export const SYSTEMS: Record<string, { summary: string; commands: Record<string, Command> }> = {
   m2se: { summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result', commands: { sft: M2SE_SFT, infer: M2SE_INFER, score: M2SE_SCORE } },
-  salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml', commands: { infer: SALMONN_INFER } },
+  salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml, train.py on its config.yaml', commands: { infer: SALMONN_INFER, train: SALMONN_TRAIN } },
   spectra: { summary: "SPECTRA: main.py's fine-tuning with scripts/finetune.sh's flags", commands: { finetune: SPECTRA_FINETUNE } },
   usdm: { summary: "USDM: inference.py's three greedy stages from speech or units", commands: { infer: USDM_INFER } },
   semeval: { summary: "SemEval-2024 Task 3: the seed's embedding classifier and the Subtask 2 submission file", commands: { train: SEMEVAL_TRAIN, predict: SEMEVAL_PREDICT } },

@@ -1,5 +1,6 @@
 /** `emotorch salmonn infer`: SALMONN's cli_inference.py on its own decode_config.yaml. */
 import * as fs from 'fs';
+import * as path from 'path';
 import * as readline from 'readline';
 import * as YAML from 'yaml';
 import * as et from '../index';
@@ -87,5 +88,176 @@ export const SALMONN_INFER: Command = {
       }
     }
     rl.close();
+  },
+};
+
+/** A YAML block as an object (absent: empty). */
+function block(y: Record<string, unknown>, name: string, file: string): Record<string, unknown> {
+  const b = y[name];
+  if (b === undefined || b === null) return {};
+  if (typeof b !== 'object' || Array.isArray(b)) throw new et.EmotorchError(`'${file}': ${name}: is not a block of settings`, 'ERR_FORMAT');
+  return b as Record<string, unknown>;
+}
+
+/** A setting of the YAML: its value, or the default when absent; a wrong type names the key. */
+function setting<T extends 'number' | 'string' | 'boolean'>(b: Record<string, unknown>, key: string, type: T, dflt: unknown, file: string):
+  T extends 'number' ? number : T extends 'string' ? string : boolean {
+  let v = b[key] ?? dflt;
+  // YAML 1.2 reads 1e-6 as a string (no dot): the original's float(...) accepts it
+  if (type === 'number' && typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) v = Number(v);
+  if (typeof v !== type) throw new et.EmotorchError(`'${file}': ${key} must be a ${type}, not ${JSON.stringify(v)}`, 'ERR_FORMAT');
+  return v as never;
+}
+
+/** `{task: [prompts]}` from model.prompt_path, keeping those with `<SpeechHere>` as the original. */
+function readPrompts(file: string): Record<string, string[]> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new et.EmotorchError(`cannot read model.prompt_path '${file}': ${(e as Error).message}`, (e as NodeJS.ErrnoException).code ? 'ERR_IO' : 'ERR_FORMAT');
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new et.EmotorchError(`model.prompt_path '${file}' is not a JSON object of task → prompts`, 'ERR_FORMAT');
+  const out: Record<string, string[]> = {};
+  for (const [task, v] of Object.entries(doc as Record<string, unknown>)) {
+    const list = (Array.isArray(v) ? v : [v]).filter((p): p is string => typeof p === 'string' && p.includes('<SpeechHere>'));
+    if (list.length) out[task] = list;
+  }
+  return out;
+}
+
+/** The mean of numbers as the original's stats show them: "{:.3f}". */
+const fmt3 = (xs: number[]): string => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0).toFixed(3);
+
+export const SALMONN_TRAIN: Command = {
+  summary: "SALMONN's train.py on its config.yaml (model, datasets and run blocks): runner.py's schedule, optimizer groups, per-epoch validation and checkpoints, on the Trainer",
+  flags: {
+    cfg_path: { kind: 'string', help: 'the original training YAML (--cfg-path): model paths and settings, datasets, run and run.optims' },
+    resume: { kind: 'bool', help: "continue from the newest checkpoint-N in run.output_dir (optimizer, schedule, data order, best metric)", default: 'false' },
+  },
+  async run(v, _pos, out) {
+    const cfg = str(v, 'cfg_path');
+    if (!cfg) throw new UsageError('--cfg-path is required');
+    const { options, ignored } = readSalmonnYaml(cfg);
+    const y = YAML.parse(fs.readFileSync(cfg, 'utf8')) as Record<string, unknown>;
+    const model_ = block(y, 'model', cfg), data = block(y, 'datasets', cfg), run = block(y, 'run', cfg), optims = block(run, 'optims', cfg);
+    if (setting(run, 'evaluate', 'boolean', false, cfg)) throw new et.EmotorchError(`'${cfg}': run.evaluate is true (test-set decoding): use \`emotorch salmonn infer\` for answers; train reads run.evaluate: False`, 'ERR_FORMAT');
+    const trainFile = setting(data, 'train_ann_path', 'string', undefined, cfg);
+    const validFile = data.valid_ann_path ? setting(data, 'valid_ann_path', 'string', '', cfg) : '';
+    const outputDir = setting(run, 'output_dir', 'string', undefined, cfg);
+    const seed = setting(run, 'seed', 'number', 42, cfg);
+    const batch = setting(run, 'batch_size_train', 'number', 8, cfg);
+    const evalBatch = setting(run, 'batch_size_eval', 'number', batch, cfg);
+    const accum = setting(run, 'accum_grad_iters', 'number', 1, cfg);
+    const logFreq = setting(run, 'log_freq', 'number', 5, cfg);
+    const amp = setting(run, 'amp', 'boolean', false, cfg);
+    const wantDevice = setting(run, 'device', 'string', 'cuda', cfg);
+    const notUsed = ignored.filter((k) => !['prompt_path', 'test_prompt_path', 'prompt_template'].includes(k));
+    const RUN = ['seed', 'output_dir', 'evaluate', 'log_freq', 'epoch_based', 'iters_per_epoch', 'accum_grad_iters', 'batch_size_train', 'batch_size_eval', 'device', 'use_distributed', 'amp', 'optims'];
+    const OPTIMS = ['max_epoch', 'warmup_steps', 'warmup_start_lr', 'init_lr', 'min_lr', 'weight_decay', 'beta2'];
+    for (const [b, known, name] of [[data, ['train_ann_path', 'valid_ann_path'], 'datasets'], [run, RUN, 'run'], [optims, OPTIMS, 'run.optims']] as const) {
+      for (const k of Object.keys(b)) if (!(known as readonly string[]).includes(k)) notUsed.push(`${name}.${k}`);
+    }
+    if (setting(run, 'use_distributed', 'boolean', false, cfg)) notUsed.push('run.use_distributed (one process here; several: npx emotorch-run)');
+    if (notUsed.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${notUsed.join(', ')}\n`);
+
+    // data: the annotation JSON(s), prompts from prompt_path wrapped in prompt_template
+    const template = setting(model_, 'prompt_template', 'string', 'USER: {}\nASSISTANT:', cfg);
+    if (!template.includes('{}')) throw new et.EmotorchError(`'${cfg}': model.prompt_template must contain {} (where the prompt goes)`, 'ERR_FORMAT');
+    const promptPath = model_.prompt_path ? setting(model_, 'prompt_path', 'string', '', cfg) : '';
+    const dsOpts = { prompts: promptPath ? readPrompts(promptPath) : undefined, template: template.replace('{}', '{instruction}'), minSeconds: 1 };
+    const train = await et.data.SalmonnDataset.fromFile(trainFile, dsOpts);
+    const valid = validFile ? await et.data.SalmonnDataset.fromFile(validFile, dsOpts) : null;
+    // a question (`Q`) is the instruction: the original puts it after the speech, "<Speech><SpeechHere></Speech> {}"
+    const speechFirst = (it: et.data.SalmonnItem): et.data.SalmonnItem =>
+      (it.prompt.includes('<SpeechHere>') ? it : { ...it, prompt: dsOpts.template.replace('{instruction}', `<Speech><SpeechHere></Speech> ${it.instruction}`) });
+    const asDataset = (ds: et.data.SalmonnDataset) => ({ length: ds.length, get: async (i: number) => speechFirst(await ds.get(i)) });
+
+    // the run's counts and schedule
+    const epochBased = setting(run, 'epoch_based', 'boolean', false, cfg);
+    const itersPerEpoch = epochBased ? Math.ceil(train.length / batch) : setting(run, 'iters_per_epoch', 'number', undefined, cfg);
+    const sched = {
+      max_epoch: setting(optims, 'max_epoch', 'number', undefined, cfg), iters_per_epoch: itersPerEpoch, accum_grad_iters: accum,
+      init_lr: setting(optims, 'init_lr', 'number', undefined, cfg), min_lr: setting(optims, 'min_lr', 'number', undefined, cfg),
+      warmup_steps: setting(optims, 'warmup_steps', 'number', 0, cfg), warmup_start_lr: setting(optims, 'warmup_start_lr', 'number', -1, cfg),
+    };
+    const schedule = et.systems.salmonnSchedule(sched);
+    const maxSteps = et.systems.salmonnTotalSteps(sched);
+    const stepsPerEpoch = itersPerEpoch / accum;
+
+    // the model (seeded first, as train.py's setup_seeds), its optimizer groups
+    et.manualSeed(seed);
+    const model = await et.systems.Salmonn.fromPretrained(options);
+    const cuda = wantDevice.startsWith('cuda') && et.cuda.isAvailable();
+    if (wantDevice.startsWith('cuda') && !cuda) process.stderr.write('emotorch: run.device is cuda but no CUDA device is available: training on the CPU\n');
+    const weightDecay = setting(optims, 'weight_decay', 'number', 0.05, cfg);
+    const beta2 = setting(optims, 'beta2', 'number', 0.999, cfg);
+    if (cuda) await model.to({ device: 'cuda' });
+    const optimizer = new et.optim.AdamW(et.systems.salmonnParamGroups(model, weightDecay), { lr: sched.init_lr, betas: [0.9, beta2], weightDecay });
+    const fp16 = amp && cuda;  // torch.cuda.amp: float16 autocast and a GradScaler, on CUDA only
+    out(`SALMONN: ${train.length} training${valid ? ` and ${valid.length} validation` : ''} items; ${sched.max_epoch} epochs × ${itersPerEpoch} iterations`
+      + `${accum > 1 ? ` (${accum} per optimizer step)` : ''} of batch ${batch} = ${maxSteps} optimizer steps; ${model.numParameters(true)} trainable parameters; ${cuda ? 'CUDA' : 'CPU'}${fp16 ? ', fp16 autocast' : ''}`);
+
+    // runner.py's files: log.txt (the config, then the stats of each epoch), checkpoint_{epoch} and checkpoint_best
+    fs.mkdirSync(outputDir, { recursive: true });
+    const logTxt = path.join(outputDir, 'log.txt');
+    const resume = v.resume === true;
+    if (!resume) fs.appendFileSync(logTxt, JSON.stringify(y, null, 4) + '\n');
+    const logStats = (stats: Record<string, unknown>) => fs.appendFileSync(logTxt, JSON.stringify(stats) + '\n');
+    const losses: number[] = [];
+    const best = { aggMetrics: 0, epoch: 0 };
+    const validate = async (): Promise<{ loss: number; aggMetrics: number }> => {
+      model.eval();
+      const acc = new et.metrics.TokenAccuracy();
+      let lossSum = 0;
+      for (let i = 0; i < valid!.length; i += evalBatch) {
+        const items: et.data.SalmonnItem[] = [];
+        for (let j = i; j < Math.min(i + evalBatch, valid!.length); j++) items.push(speechFirst(await valid!.get(j)));
+        const fwd = () => model.forward(et.systems.Salmonn.collate(items));
+        const o = await et.noGrad(() => (fp16 ? et.autocast({ device: 'cuda', dtype: 'float16' }, fwd) : fwd()));
+        lossSum += o.loss!.item() * items.length;
+        acc.update(o.logits, o.labels);
+      }
+      model.train();
+      return { loss: lossSum / valid!.length, aggMetrics: acc.compute().accuracy };
+    };
+    const epochEnd: et.train.TrainerCallback = {
+      name: 'salmonn_runner',
+      async onStepEnd(ctx) {
+        const step = ctx.state.global_step;
+        if (step % stepsPerEpoch !== 0) return;
+        const epoch = step / stepsPerEpoch - 1;
+        const lrs = Array.from({ length: itersPerEpoch }, (_, i) => et.systems.salmonnIterationLr(sched, epoch, i));
+        logStats({ train_lr: fmt3(lrs), train_loss: fmt3(losses.splice(0)) });
+        if (valid) {
+          const r = await validate();
+          if (r.aggMetrics > best.aggMetrics) {
+            Object.assign(best, { aggMetrics: r.aggMetrics, epoch });
+            await model.saveCheckpoint(path.join(outputDir, 'checkpoint_best.safetensors'));
+          }
+          logStats({ valid_loss: r.loss, valid_agg_metrics: r.aggMetrics, valid_best_epoch: best.epoch });
+          out(`epoch ${epoch}: valid loss ${r.loss.toFixed(4)}, token accuracy ${r.aggMetrics.toFixed(4)} (best: epoch ${best.epoch})`);
+        }
+        await model.saveCheckpoint(path.join(outputDir, `checkpoint_${epoch}.safetensors`));
+      },
+      stateDict: () => ({ ...best }),
+      loadStateDict(s) { Object.assign(best, s as typeof best); },
+    };
+    const trainer = new et.train.Trainer({
+      model, trainDataset: asDataset(train), dataCollator: (items: et.data.SalmonnItem[]) => et.systems.Salmonn.collate(items) as unknown as et.train.Batch,
+      optimizer, schedule, callbacks: [epochEnd],
+      computeLoss: async (m, b) => {
+        const { loss } = await (m as et.systems.Salmonn).forward(b as unknown as et.systems.SalmonnBatch);
+        losses.push(loss!.item());  // runner.py's metric_logger: each iteration's loss
+        return loss!;
+      },
+      args: {
+        output_dir: outputDir, max_steps: maxSteps, per_device_train_batch_size: batch, gradient_accumulation_steps: accum,
+        logging_steps: logFreq, save_strategy: 'steps', save_steps: stepsPerEpoch, save_total_limit: 2, eval_strategy: 'no',
+        max_grad_norm: 0, seed, fp16, use_cpu: !cuda, report_to: ['tensorboard'], disable_tqdm: false, resume_from_checkpoint: resume || null,
+      },
+    });
+    const res = await trainer.train();
+    out(`done: ${res.globalStep} steps, training loss ${res.trainingLoss.toFixed(4)}; ${outputDir}: log.txt, checkpoint_<epoch>.safetensors${valid ? ', checkpoint_best.safetensors' : ''}, checkpoint-N/ (resume with --resume)`);
   },
 };

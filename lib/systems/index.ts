@@ -14,6 +14,8 @@ export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn/model';
 export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions, SalmonnPretrainedOptions } from './salmonn/model';
 export type { SalmonnCollateItem } from './salmonn/data';
 export { salmonnTrajectorySvg } from './salmonn/data';
+export { salmonnSchedule, salmonnIterationLr, salmonnTotalSteps, salmonnParamGroups } from './salmonn/recipe';
+export type { SalmonnOptimsOptions } from './salmonn/recipe';
 export { ConcatFusionClassifier } from './concat/model';
 export type { ConcatFusionConfig, ConcatFusionConfigInput, ConcatFusionInputs, ConcatContextConfig } from './concat/model';
 export { embedUtterances } from './concat/data';

@@ -16,7 +16,7 @@ import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
 import { manualSeed } from '../runtime';
 import { AdamW, Optimizer, decayGroups } from './optim';
-import { LRScheduler, hfSchedule } from './schedules';
+import { LRScheduler, Schedule, hfSchedule } from './schedules';
 import { GradScaler } from './amp';
 import { TrainingArguments, TrainingArgumentsInit } from './args';
 import { CallbackContext, LogRecord, TrainerCallback, TrainerControl, TrainerState } from './callbacks';
@@ -89,6 +89,12 @@ export interface TrainerOptions<T = unknown> {
   callbacks?: TrainerCallback[];
   /** Default: AdamW over `decayGroups(model, weight_decay)` with the args' betas and epsilon. */
   optimizer?: Optimizer;
+  /**
+   * The learning rate at each optimizer step (0-based), replacing `args.lr_scheduler_type`'s
+   * schedule (and `learning_rate`, `warmup_*`): e.g. `et.systems.salmonnSchedule`. Checkpoints
+   * keep the step, so a resumed run continues on it.
+   */
+  schedule?: Schedule;
   /** Stops training after the current optimizer step, saving a checkpoint first. */
   signal?: AbortSignal;
   /** Ctrl-C stops like the signal (a second Ctrl-C restores Node's default). Default false. */
@@ -97,9 +103,18 @@ export interface TrainerOptions<T = unknown> {
   generateOptions?: Record<string, unknown>;
 }
 
-const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'trainMetrics', 'classNames', 'computeMetrics', 'callbacks', 'optimizer', 'signal', 'handleSigint', 'generateOptions'];
+const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'trainMetrics', 'classNames', 'computeMetrics', 'callbacks', 'optimizer', 'schedule', 'signal', 'handleSigint', 'generateOptions'];
 
 /** Moves every tensor in a batch to `device` (objects and arrays are walked, other values kept). */
+/** A user's schedule whose rates are checked as they are asked for (a NaN or negative rate names the step). */
+function checkedSchedule(f: Schedule): Schedule {
+  return (step: number) => {
+    const lr = f(step);
+    if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) invalid('a finite non-negative learning rate', `schedule(${step})`, lr);
+    return lr;
+  };
+}
+
 function toDevice(v: unknown, device: string): unknown {
   if (v instanceof Tensor) return v.device === device ? v : v.to({ device: device as never });
   if (Array.isArray(v)) return v.map((x) => toDevice(x, device));
@@ -184,7 +199,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     const isDataset = (d: unknown) => !!d && typeof (d as Dataset<T>).get === 'function' && Number.isInteger((d as Dataset<T>).length);
     if (opts.trainDataset !== undefined && !isDataset(opts.trainDataset)) invalid('a dataset with length and get(i)', 'trainDataset', opts.trainDataset);
     if (opts.evalDataset !== undefined && !isDataset(opts.evalDataset)) invalid('a dataset with length and get(i)', 'evalDataset', opts.evalDataset);
-    for (const k of ['dataCollator', 'computeLoss', 'trainMetrics', 'computeMetrics'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
+    for (const k of ['dataCollator', 'computeLoss', 'trainMetrics', 'computeMetrics', 'schedule'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
     if (opts.callbacks !== undefined && (!Array.isArray(opts.callbacks) || opts.callbacks.some((c) => !c || typeof c !== 'object'))) invalid('an array of callback objects', 'callbacks', opts.callbacks);
     if (opts.optimizer !== undefined && !(opts.optimizer instanceof Optimizer)) invalid('an et.optim optimizer', 'optimizer', opts.optimizer);
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', opts.signal);
@@ -367,7 +382,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     } else this.ddp = null;
     if (!this.optimizer) this.optimizer = this.defaultOptimizer();
     const ks = a.lr_scheduler_kwargs;
-    this.lrScheduler = new LRScheduler(this.optimizer, hfSchedule(a.lr_scheduler_type, {
+    this.lrScheduler = new LRScheduler(this.optimizer, this.opts.schedule ? checkedSchedule(this.opts.schedule) : hfSchedule(a.lr_scheduler_type, {
       lr: a.learning_rate, warmupSteps: a.warmupFor(maxSteps), totalSteps: maxSteps, numCycles: ks.num_cycles, minLr: ks.min_lr, minLrRate: ks.min_lr_rate,
     }));
     this.scaler = a.fp16 ? new GradScaler() : null;

@@ -30,7 +30,7 @@ const MIRRORS = new Set([
   // the bridge's native config: InternVLChatConfig's downsample_ratio / ps_version and the two widths, read by name in C++
   'InternVLProjectorConfig',
   // emotorch serve: the OpenAI chat request's JSON, and tokenizer_config.json's chat_template
-  'OpenAiContentPart', 'OpenAiStreamOptions', 'TokenizerConfigJson',
+  'OpenAiContentPart', 'OpenAiStreamOptions', 'TokenizerConfigJson', 'SalmonnOptimsOptions',
 ]);
 
 function files(dir: string): string[] {
