@@ -30,6 +30,7 @@ export * as data from './data';
 export * as metrics from './metrics';
 export * as systems from './systems';
 export * as distributed from './distributed';
+export * as hub from './io/hub';
 export { manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, cpu } from './runtime';
 export type { CpuCacheStats, CpuCacheOptions } from './runtime';
 

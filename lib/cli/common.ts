@@ -75,8 +75,9 @@ export function need(v: Values, k: string): string {
 }
 
 
-/** A model folder as a chat model: InternVL2 (config.json with vision_config and llm_config) or a LLaMA-family LLM, with its tokenizer. */
+/** A model folder (or a Hugging Face repo id) as a chat model: InternVL2 (config.json with vision_config and llm_config) or a LLaMA-family LLM, with its tokenizer. */
 export async function loadChatModel(dir: string, tokenizerPath?: string): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer }> {
+  dir = await et.hub.resolvePretrainedPath(dir);   // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
   let cfg: Record<string, unknown>;

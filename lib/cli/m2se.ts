@@ -47,7 +47,7 @@ export const M2SE_SFT: Command = {
   },
   async run(v, _pos, out) {
     const dir = str(v, 'model') ?? str(v, 'model_id_or_path');
-    if (!dir) throw new UsageError('--model is required (a local folder; names on the hub come with the Hugging Face cache support)');
+    if (!dir) throw new UsageError('--model is required (a local folder or a Hugging Face repo id, read from the hub cache)');
     const datasets = need(v, 'dataset') as unknown as string[];
     const sftType = str(v, 'sft_type')!;
     if (sftType !== 'lora' && sftType !== 'full') throw new UsageError(`--sft_type takes lora or full, not '${sftType}'`);

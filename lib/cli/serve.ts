@@ -524,10 +524,11 @@ export const SERVE: Command = {
       const model = await et.systems.Salmonn.fromPretrained(options);
       backend = salmonnBackend(model.eval(), name(cfg));
     } else {
-      const { model, tokenizer } = await loadChatModel(dir!, str(v, 'tokenizer'));
+      const local = await et.hub.resolvePretrainedPath(dir!);   // a repo id: its hub cache folder
+      const { model, tokenizer } = await loadChatModel(local, str(v, 'tokenizer'));
       if (model instanceof et.systems.InternVL) backend = internvlBackend(model.eval() as et.systems.InternVL, tokenizer, name(dir!));
       else {
-        const template = readChatTemplate(dir!, str(v, 'chat_template'));
+        const template = readChatTemplate(local, str(v, 'chat_template'));
         if (!template) throw new et.EmotorchError(`'${dir}' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): pass --chat-template <file>`, 'ERR_IO');
         backend = llmBackend(model.eval() as et.nn.LlamaForCausalLM, tokenizer, template, name(dir!));
       }

@@ -18,6 +18,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { AddedToken, Tokenizer as RustTokenizer } from 'tokenizers';
+import { HubOptions, hubSnapshot, isRepoId } from '../io/hub';
 import { EmotorchError, invalid, checkInt } from '../errors';
 import { Tensor, tensor } from '../tensor';
 import { openRegularSync, parseJson, readRegularFile, readRegularTextSync } from '../io/file';
@@ -487,12 +488,17 @@ export class Tokenizer {
    *   tokens, or it is not a tokenizer the library supports.
    * @example
    * const tok = await et.data.Tokenizer.fromFile('models/roberta-base');
+   * const same = await et.data.Tokenizer.fromFile('FacebookAI/roberta-base');   // a repo id: the hub cache
    * const llama = await et.data.Tokenizer.fromFile('vicuna-7b-v1.1');   // only tokenizer.model there
    * const clip = await et.data.Tokenizer.fromFile('LanguageBind_Video_FT');   // vocab.json + merges.txt
    * const { inputIds, attentionMask } = await clip.encodeBatch(['a dog barking'], { padding: 'max_length', maxLength: 77, truncation: true });
    */
-  static async fromFile(file: string): Promise<Tokenizer> {
+  static async fromFile(file: string, opts: { revision?: string; hub?: Omit<HubOptions, 'revision'> } = {}): Promise<Tokenizer> {
     if (typeof file !== 'string' || file === '') invalid('a path to a tokenizer.json file or its folder', 'file', file);
+    // a repo id ('FacebookAI/roberta-base') is its hub cache folder (downloading the tokenizer files when missing)
+    if (!fs.existsSync(file) && isRepoId(file)) {
+      file = await hubSnapshot(file, { ...opts.hub, revision: opts.revision, allowPatterns: opts.hub?.allowPatterns ?? ['*.json', '*.txt', '*.model', '*.jinja', '*.tiktoken'] });
+    }
     const target = Tokenizer.#resolve(file);
     const dir = path.dirname(target);
     const optional = async (name: string): Promise<string | null> => {

@@ -4,7 +4,7 @@ import { Tensor, checkTensor, zeros } from '../tensor';
 import { EmotorchError, invalid, renameDeprecated } from '../errors';
 import { loadTorchFile } from '../io/torchfile';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides } from './pretrained';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
 
 /** The original BEATsConfig fields and defaults. */
 export interface BeatsConfig {
@@ -99,6 +99,7 @@ export class BeatsEncoder extends NativeModule {
    * the original `{cfg, model}` torch.save file.
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<BeatsConfig> = {}): Promise<BeatsEncoder> {
+    dirOrFile = await pretrainedPath(dirOrFile, opts);
     let cfg: Partial<BeatsConfig>;
     let sd: StateDict;
     if (/\.(pt|pth|bin)$/.test(dirOrFile)) {

@@ -7,7 +7,7 @@
 import { NativeModule, ModuleOptions, StateDict, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides } from './pretrained';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
 import { applyLora } from './lora';
 
 /** HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's). */
@@ -279,6 +279,7 @@ export class ClipVisionModel extends NativeModule {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
    */
   static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipVisionConfig> = {}): Promise<ClipVisionModel> {
+    dir = await pretrainedPath(dir, opts);
     const mode = checkMode(opts.lora);
     const raw = readConfig(dir);
     const top = subConfig(raw, 'vision_config', dir);
@@ -354,6 +355,7 @@ export class ClipTextModel extends NativeModule {
 
   /** Loads a local folder: an HF CLIPModel (its text half), a CLIPTextModel[WithProjection], or a LanguageBind release. */
   static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipTextConfig> = {}): Promise<ClipTextModel> {
+    dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     const top = subConfig(raw, 'text_config', dir);
     const file = { ...(top ?? raw) };
@@ -418,6 +420,7 @@ export class ClipModel extends NativeModule {
 
   /** Loads a local HF CLIPModel folder (or a LanguageBind release; LoRA adapters as `opts.lora`). */
   static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipConfig> = {}): Promise<ClipModel> {
+    dir = await pretrainedPath(dir, opts);
     const mode = checkMode(opts.lora);
     const raw = readConfig(dir);
     const text = subConfig(raw, 'text_config', dir), vision = subConfig(raw, 'vision_config', dir);

@@ -7,7 +7,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, tensor } from '../tensor';
 import { checkInt, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides } from './pretrained';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
 
 /** InternVisionConfig fields (the remote code's config.json names). */
 export interface InternVisionConfig {
@@ -106,6 +106,7 @@ export class InternVisionModel extends NativeModule {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
    */
   static async fromPretrained(dir: string, opts: PretrainedOptions<InternVisionConfig> = {}): Promise<InternVisionModel> {
+    dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     const vraw = (raw.vision_config && typeof raw.vision_config === 'object' ? raw.vision_config : raw) as Record<string, unknown>;
     const model = InternVisionModel.create(withOverrides('InternViT', SPEC, vraw, opts.config));

@@ -7,7 +7,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides } from './pretrained';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
 
 /**
  * HF LlamaConfig fields. RoPE settings are flat here: `rope_theta`, `rope_type` ('default' |
@@ -243,6 +243,7 @@ export class LlamaForCausalLM extends NativeModule {
 
   /** Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`). */
   static async fromPretrained(dir: string, opts: PretrainedOptions<LlamaConfig> = {}): Promise<LlamaForCausalLM> {
+    dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     const model = LlamaForCausalLM.create(withOverrides('LLaMA', SPEC, normalizeLlamaConfig(raw), opts.config), {});
     const sd = await loadCheckpoint(dir);

@@ -1,5 +1,6 @@
 /**
- * Loading models from local checkpoint folders (no downloads): `config.json` plus
+ * Loading models from checkpoint folders (local, or a Hugging Face repo id's hub cache snapshot:
+ * {@link pretrainedPath}): `config.json` plus
  * `model.safetensors`, a sharded `model.safetensors.index.json`, or a torch.save `.bin`/`.pt`;
  * configs resolved against each model's defaults; key renames between checkpoint dialects as
  * declarative tables.
@@ -12,6 +13,7 @@ import { loadSafetensors } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import type { Module, ModuleOptions, StateDict } from './module';
+import { HubOptions, resolvePretrainedPath } from '../io/hub';
 
 /** Reads `<dir>/config.json`. @throws EmotorchError ERR_IO / ERR_FORMAT. */
 export function readConfig(dir: string): Record<string, unknown> {
@@ -179,6 +181,22 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOp
    * as `create` validates them; a name the model's config does not have is an error.
    */
   config?: Partial<C>;
+  /** For a Hugging Face repo id: the branch, tag or commit. Default 'main'. A local path ignores it. */
+  revision?: string;
+  /** For a Hugging Face repo id: the cache folder, token, offline mode, … ({@link HubOptions}). */
+  hub?: Omit<HubOptions, 'revision'>;
+}
+
+/**
+ * The local path behind a `fromPretrained` argument: an existing path as it is, a Hugging Face
+ * repo id (`org/name`) as its hub cache snapshot (downloading what is missing), with the options'
+ * `revision` and `hub`.
+ * @throws EmotorchError ERR_IO for neither; for a repo id, the codes of `hubSnapshot` (ERR_HUB_NOT_FOUND, ERR_HUB_AUTH, ERR_HUB_NETWORK, ERR_HUB_INTEGRITY)
+ */
+export function pretrainedPath(dirOrId: string, opts: unknown = {}): Promise<string> {
+  const o = (opts && typeof opts === 'object' ? opts : {}) as { revision?: string; hub?: Omit<HubOptions, 'revision'> };
+  if (o.hub !== undefined && (o.hub === null || typeof o.hub !== 'object')) invalid('an object of hub options', 'opts.hub', o.hub);
+  return resolvePretrainedPath(dirOrId, { ...o.hub, revision: o.revision });
 }
 
 /**

@@ -2,7 +2,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson } from './pretrained';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath } from './pretrained';
 
 /** Blip2QFormerConfig fields and defaults, plus `num_query_tokens` (queries the model owns; 0 = given per call). */
 export interface QFormerConfig {
@@ -86,6 +86,7 @@ export class QFormer extends NativeModule {
    * folder has no config.json.
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<QFormerConfig> = {}): Promise<QFormer> {
+    dirOrFile = await pretrainedPath(dirOrFile, opts);
     const all = await loadCheckpoint(dirOrFile);
     const tokens = all.get('query_tokens') ?? all.get('speech_query_tokens');
     let sd = stripPrefix(all, ['speech_Qformer.', 'Qformer.', 'qformer.']);

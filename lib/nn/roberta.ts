@@ -2,7 +2,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides } from './pretrained';
+import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
 
 /**
  * HF RobertaConfig fields (config.json names; defaults: RobertaConfig's). Whether the pooler is
@@ -122,6 +122,7 @@ export class RobertaModel extends NativeModule {
    * deprecated `config: { add_pooling_layer }` is read as it).
    */
   static async fromPretrained(dir: string, opts: RobertaPretrainedOptions = {}): Promise<RobertaModel> {
+    dir = await pretrainedPath(dir, opts);
     const cfg = readConfig(dir);
     let sd = stripPrefix(await loadCheckpoint(dir), ['roberta.']);
     sd = new Map([...sd].filter(([k]) => /^(embeddings|encoder|pooler)\./.test(k) && !k.endsWith('.position_ids') && !k.endsWith('.token_type_ids')));

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EmotorchError, invalid, withDeprecatedAlias } from '../errors';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson } from './pretrained';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath } from './pretrained';
 
 /** HF Wav2Vec2Config fields and defaults (wav2vec2-base sizes; XLS-R checkpoints set the layer-norm fields in their config.json). */
 export interface Wav2Vec2Config {
@@ -272,6 +272,7 @@ export class Wav2Vec2Model extends NativeModule {
    * const xlsr = await et.nn.Wav2Vec2Model.fromPretrained('xlsr2_1b_v2.pt', { config: et.nn.WAV2VEC2_XLSR2_1B_V2 });
    */
   static async fromPretrained(dirOrFile: string, opts: Wav2Vec2PretrainedOptions = {}): Promise<Wav2Vec2Model> {
+    dirOrFile = await pretrainedPath(dirOrFile, opts);
     if (typeof dirOrFile !== 'string') invalid('a folder or file path', 'dirOrFile', dirOrFile);
     if (!opts || typeof opts !== 'object') invalid('an options object', 'options', opts);
     const all = await loadCheckpoint(dirOrFile);

@@ -2,7 +2,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { invalid, withDeprecatedAlias } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides } from './pretrained';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
 
 /** HF WavLMConfig fields and defaults (wavlm-base-plus sizes). */
 export interface WavLMConfig {
@@ -109,6 +109,7 @@ export class WavLMModel extends NativeModule {
 
   /** Loads a local HF folder (keys with or without a `wavlm.` prefix; heads of task models are ignored). */
   static async fromPretrained(dir: string, opts: PretrainedOptions<WavLMConfig> = {}): Promise<WavLMModel> {
+    dir = await pretrainedPath(dir, opts);
     const cfg = readConfig(dir) as Partial<WavLMConfig>;
     let sd = renameKeys(stripPrefix(await loadCheckpoint(dir), ['wavlm.']), WAVLM_RENAMES);
     sd = new Map([...sd].filter(([k]) => /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/.test(k)));

@@ -2,7 +2,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides } from './pretrained';
+import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
 
 /** HF WhisperConfig's encoder fields (defaults: whisper-large-v2's sizes). */
 export interface WhisperConfig {
@@ -92,6 +92,7 @@ export class WhisperEncoder extends NativeModule {
    * files without a config.json (64-dim heads are assumed otherwise).
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<WhisperConfig> & { numHeads?: number } = {}): Promise<WhisperEncoder> {
+    dirOrFile = await pretrainedPath(dirOrFile, opts);
     const all = await loadCheckpoint(dirOrFile);
     let sd = stripPrefix(all, ['model.encoder.', 'encoder.']);
     let cfg: Partial<WhisperConfig>;

@@ -6,7 +6,8 @@
 import { Module, ModuleOptions } from '../../nn/module';
 import { ClipTextModel, ClipVisionModel } from '../../nn/clip';
 import { Linear } from '../../nn/layers';
-import { loadCheckpoint } from '../../nn/pretrained';
+import { loadCheckpoint, pretrainedPath } from '../../nn/pretrained';
+import type { HubOptions } from '../../io/hub';
 import { Tensor, cat, checkTensor, tensor } from '../../tensor';
 import { crossEntropy } from '../../functional';
 import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors';
@@ -20,6 +21,8 @@ export type LanguageBindKey = LanguageBindModality | 'language';
 
 /** Options of {@link LanguageBind.fromPretrained}. */
 export interface LanguageBindOptions extends ModuleOptions {
+  /** Hub options when folders are given as repo ids (`LanguageBind/LanguageBind_Video_FT`): revision, cache folder, token, offline. */
+  hub?: HubOptions;
   /** Multiply non-language embeddings by their tower's `logit_scale.exp()` (the wrapper's `use_temp`, default true). */
   useTemp?: boolean;
   /** LoRA-tuned releases: 'merge' (default) or 'keep' the adapters trainable (see `ClipVisionModel.fromPretrained`). */
@@ -94,13 +97,16 @@ export class LanguageBind extends Module {
    */
   static async fromPretrained(clipType: Partial<Record<LanguageBindModality, string>>, opts: LanguageBindOptions = {}): Promise<LanguageBind> {
     if (!clipType || typeof clipType !== 'object' || Array.isArray(clipType)) invalid('an object { video?, audio?, image? } of folders', 'clipType', clipType);
-    checkOptionNames(opts, ['useTemp', 'lora', 'language', 'device', 'dtype'], 'LanguageBind.fromPretrained');
+    checkOptionNames(opts, ['useTemp', 'lora', 'language', 'device', 'dtype', 'hub'], 'LanguageBind.fromPretrained');
     const entries = Object.entries(clipType) as Array<[LanguageBindModality, string]>;
     if (!entries.length) invalid('at least one of video, audio, image', 'clipType', clipType);
     for (const [m, dir] of entries) {
       if (!(LANGUAGEBIND_MODALITIES as readonly string[]).includes(m)) invalid(`one of ${LANGUAGEBIND_MODALITIES.join(', ')}`, 'clipType key', m);
-      if (typeof dir !== 'string' || !dir) invalid('a folder path', `clipType.${m}`, dir);
+      if (typeof dir !== 'string' || !dir) invalid('a folder path or a Hugging Face repo id', `clipType.${m}`, dir);
     }
+    // repo ids become their hub cache folders
+    for (const e of entries) e[1] = await pretrainedPath(e[1], { hub: opts.hub });
+    if (opts.language !== undefined) opts = { ...opts, language: await pretrainedPath(opts.language, { hub: opts.hub }) };
     const useTemp = opts.useTemp ?? true;
     if (typeof useTemp !== 'boolean') invalid('a boolean', 'useTemp', useTemp);
     const towers: Array<[LanguageBindModality, ClipVisionModel, number]> = [];

@@ -19,7 +19,8 @@ import { LlamaForCausalLM } from '../../nn/llama';
 import type { GenerationOptions } from '../../nn/llama';
 import { applyLora } from '../../nn/lora';
 import { Linear, LayerNorm } from '../../nn/layers';
-import { loadCheckpoint } from '../../nn/pretrained';
+import { loadCheckpoint, pretrainedPath } from '../../nn/pretrained';
+import type { HubOptions } from '../../io/hub';
 import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../../tensor';
 import type { Device } from '../../device';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid, renameDeprecated } from '../../errors';
@@ -218,12 +219,14 @@ function leftAlign({ embeds, mask }: { embeds: Tensor; mask: Tensor }): { embeds
 
 /** What {@link Salmonn.fromPretrained} takes. */
 export interface SalmonnPretrainedOptions {
-  /** an HF Whisper folder (`openai/whisper-large-v2`) */
+  /** an HF Whisper folder, or its repo id (`openai/whisper-large-v2`, read from the hub cache: {@link HubOptions}) */
   whisper: string;
   /** the original BEATs `.pt` (or a folder); null or absent: no BEATs */
   beats?: string | null;
-  /** an HF LLaMA / Vicuna folder */
+  /** an HF LLaMA / Vicuna folder, or its repo id (`lmsys/vicuna-13b-v1.1`) */
   llm: string;
+  /** Hub options for the repo ids (revision, cache folder, token, offline). */
+  hub?: HubOptions;
   /** a SALMONN checkpoint (`.pth` or our `.safetensors`) */
   checkpoint?: string | null;
   /** the tokenizer file (default `<llm>/tokenizer.json`) */
@@ -333,8 +336,10 @@ export class Salmonn extends Module {
    */
   static async fromPretrained(opts: SalmonnPretrainedOptions): Promise<Salmonn> {
     if (!opts || typeof opts !== 'object') invalid('{ whisper, beats, llm, checkpoint }', 'opts', opts);
-    checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings'], 'Salmonn.fromPretrained');
-    for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path', k, opts[k]);
+    checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings', 'hub'], 'Salmonn.fromPretrained');
+    for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path or a Hugging Face repo id', k, opts[k]);
+    // repo ids ('openai/whisper-large-v2', 'lmsys/vicuna-13b-v1.1') become their hub cache folders
+    opts = { ...opts, whisper: await pretrainedPath(opts.whisper, { hub: opts.hub }), llm: await pretrainedPath(opts.llm, { hub: opts.hub }) };
     const resize = opts.resizeTokenEmbeddings ?? false;
     if (typeof resize !== 'boolean' && !(resize && typeof resize === 'object' && resize.rows && typeof resize.rows === 'object')) invalid('true, false or { rows: { embed, lmHead? } }', 'resizeTokenEmbeddings', resize);
     const whisper = await WhisperEncoder.fromPretrained(opts.whisper);

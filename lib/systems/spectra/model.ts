@@ -11,7 +11,7 @@ import { Module, NativeModule, ModuleOptions, lockConfig } from '../../nn/module
 import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../../nn/roberta';
 import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../nn/wavlm';
 import { Linear, Embedding } from '../../nn/layers';
-import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides } from '../../nn/pretrained';
+import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
 import { EmotorchError, checkInt, invalid, checkOptionNames } from '../../errors';
 import { readJsonObjectSync } from '../../io/file';
@@ -332,7 +332,8 @@ export class Spectra extends Module {
    */
   static async fromPretrained(dir: string, opts: SpectraPretrainedOptions = {}): Promise<Spectra> {
     if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
-    checkOptionNames(opts, ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame', 'config', 'strict', 'device', 'dtype'], 'Spectra.fromPretrained');
+    checkOptionNames(opts, ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame', 'config', 'strict', 'device', 'dtype', 'revision', 'hub'], 'Spectra.fromPretrained');
+    dir = await pretrainedPath(dir, opts);
     const o = opts.config;
     if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text'))) invalid('{ audio?, text? } config fields', 'opts.config', o);
     const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJsonObjectSync(path.join(dir, 'audio_config.json'), 'a valid config'), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);

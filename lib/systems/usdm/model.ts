@@ -8,6 +8,7 @@
 import { Module } from '../../nn/module';
 import { LlamaForCausalLM } from '../../nn/llama';
 import type { LlamaOutputs } from '../../nn/llama';
+import { pretrainedPath } from '../../nn/pretrained';
 import type { PretrainedOptions } from '../../nn/pretrained';
 import { applyLora } from '../../nn/lora';
 import { Tensor, randn, tensor } from '../../tensor';
@@ -61,7 +62,8 @@ export class Usdm extends Module {
    * @throws EmotorchError as LlamaForCausalLM.fromPretrained; ERR_INVALID_ARG when the vocabulary lacks the unit ids
    */
   static async fromPretrained(dir: string, opts: UsdmOptions = {}): Promise<Usdm> {
-    checkOptionNames(opts, ['addUnitVocabulary', 'lora', 'tokenIds', 'config', 'device', 'dtype', 'strict'], 'Usdm.fromPretrained');
+    checkOptionNames(opts, ['addUnitVocabulary', 'lora', 'tokenIds', 'config', 'device', 'dtype', 'strict', 'revision', 'hub'], 'Usdm.fromPretrained');
+    dir = await pretrainedPath(dir, opts);
     let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config });
     if (opts.addUnitVocabulary) llm = await addUnitVocabulary(llm, opts.tokenIds?.numUnits ?? USDM_TOKEN_IDS.numUnits);
     if (opts.device || opts.dtype) await llm.to({ device: opts.device, dtype: opts.dtype });

@@ -1,0 +1,407 @@
+/**
+ * Models by name: a Hugging Face repo id (`org/name`) resolved to a folder of the hub cache that
+ * Python's huggingface_hub keeps (`models--org--name/{blobs,refs,snapshots}`), downloading the
+ * files a model needs over the hub's HTTP API when they are missing. Files Python downloaded are
+ * used as they are; files downloaded here are laid out as Python lays them out (blob names are the
+ * ETags, `refs/<revision>` holds the commit, snapshot entries are relative symlinks into `blobs/`).
+ *
+ * @module
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { EmotorchError, checkInt, invalid } from '../errors';
+
+/** Options of {@link hubSnapshot} and {@link resolvePretrainedPath}. */
+export interface HubOptions {
+  /** Branch, tag or commit. Default 'main'. */
+  revision?: string;
+  /** The hub cache folder. Default {@link hubCacheDir}: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub. */
+  cacheDir?: string;
+  /** An access token for gated and private repos; false sends none. Default HF_TOKEN, else the token file huggingface_hub writes (HF_TOKEN_PATH, HF_HOME/token). */
+  token?: string | false;
+  /** Never use the network (as HF_HUB_OFFLINE=1, the default when that is set): the cache only. */
+  localFilesOnly?: boolean;
+  /** The hub's address. Default HF_ENDPOINT or https://huggingface.co. */
+  endpoint?: string;
+  /**
+   * Which of the repo's files to fetch, as globs on their paths (`*` within a folder name, `**`
+   * across folders). Default: the top-level files a model loads: `*.json`, the weights (safetensors
+   * when the repo has them, else `.bin` / `.pt` / `.pth`), `tokenizer.model`, `*.txt`, `*.jinja`.
+   */
+  allowPatterns?: string[];
+  /** A progress bar on stderr while downloading. Default: when stderr is a terminal. */
+  progress?: boolean;
+  /** Files downloaded at once. Default 4. */
+  concurrency?: number;
+  /** Attempts per file when a connection breaks mid-file (each resumes where the last stopped). Default 3. */
+  retries?: number;
+}
+
+const DEFAULT_ENDPOINT = 'https://huggingface.co';
+const COMMIT = /^[0-9a-f]{40}$/;
+/** huggingface_hub's rule for an `org/name` id: letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters. */
+const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
+
+/** The hub cache folder as huggingface_hub picks it: HF_HUB_CACHE, else HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub or ~/.cache/huggingface/hub. */
+export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
+  return path.join(hfHome(env), 'hub');
+}
+
+function hfHome(env: NodeJS.ProcessEnv): string {
+  if (env.HF_HOME) return env.HF_HOME;
+  return path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'huggingface');
+}
+
+/** True for an `org/name` repo id (not a path that exists: callers check the path first). */
+export function isRepoId(s: unknown): s is string {
+  return typeof s === 'string' && REPO_ID.test(s) && !s.includes('--') && !s.includes('..');
+}
+
+/** The token to send: the option, HF_TOKEN, or the token file. */
+function findToken(opt: string | false | undefined): string | null {
+  if (opt === false) return null;
+  if (typeof opt === 'string' && opt) return opt;
+  const env = process.env;
+  if (env.HF_TOKEN) return env.HF_TOKEN;
+  if (env.HUGGING_FACE_HUB_TOKEN) return env.HUGGING_FACE_HUB_TOKEN;
+  try {
+    const t = fs.readFileSync(env.HF_TOKEN_PATH || path.join(hfHome(env), 'token'), 'utf8').trim();
+    return t || null;
+  } catch {
+    return null;
+  }
+}
+
+const offlineEnv = () => ['1', 'ON', 'YES', 'TRUE'].includes((process.env.HF_HUB_OFFLINE ?? '').toUpperCase());
+
+function repoDir(cacheDir: string, id: string): string {
+  return path.join(cacheDir, `models--${id.replace('/', '--')}`);
+}
+
+/**
+ * The cached snapshot folder of a repo at a revision, when the cache has one: a commit names its
+ * snapshot, a branch or tag is read from `refs/<revision>`. Null when nothing is cached.
+ */
+export function cachedSnapshot(id: string, opts: { revision?: string; cacheDir?: string } = {}): string | null {
+  const dir = repoDir(opts.cacheDir ?? hubCacheDir(), id);
+  const rev = opts.revision ?? 'main';
+  let commit = COMMIT.test(rev) ? rev : null;
+  if (!commit) {
+    try {
+      commit = fs.readFileSync(path.join(dir, 'refs', rev), 'utf8').trim();
+    } catch {
+      return null;
+    }
+  }
+  const snap = path.join(dir, 'snapshots', commit);
+  return fs.existsSync(snap) ? snap : null;
+}
+
+/** A glob on a repo path: `*` within a name, `**` across folders, `?` one character. */
+function globToRegExp(g: string): RegExp {
+  let re = '';
+  for (let i = 0; i < g.length; i++) {
+    const c = g[i];
+    if (c === '*' && g[i + 1] === '*') { re += '.*'; i++; if (g[i + 1] === '/') i++; }
+    else if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** The files a model loads, from a repo's file list (see HubOptions.allowPatterns). */
+export function modelFiles(names: readonly string[]): string[] {
+  const top = names.filter((n) => !n.includes('/'));
+  const keep = top.filter((n) => /\.(json|safetensors|bin|pt|pth|txt|jinja|tiktoken)$/i.test(n) || n === 'tokenizer.model' || /\.model$/.test(n));
+  const hasSafetensors = keep.some((n) => n.endsWith('.safetensors'));
+  return keep.filter((n) => !hasSafetensors || !(/\.(bin|pt|pth)$/i.test(n) || n === 'pytorch_model.bin.index.json'));
+}
+
+/** An error of the hub: the code says what kind, the message names the repo and what was tried. */
+function hubError(msg: string, code: 'ERR_HUB_NOT_FOUND' | 'ERR_HUB_AUTH' | 'ERR_HUB_NETWORK' | 'ERR_HUB_INTEGRITY' | 'ERR_IO'): EmotorchError {
+  return new EmotorchError(msg, code);
+}
+
+interface Ctx { id: string; endpoint: string; token: string | null; cacheDir: string; retries: number }
+
+/** One request; redirects followed by hand so the token never goes to another host (a CDN). */
+async function request(ctx: Ctx, url: string, init: { method?: string; headers?: Record<string, string>; follow?: boolean } = {}): Promise<Response> {
+  let u = url;
+  for (let hop = 0; hop < 10; hop++) {
+    const headers: Record<string, string> = { 'user-agent': 'emotorch', ...init.headers };
+    if (ctx.token && new URL(u).origin === new URL(ctx.endpoint).origin) headers.authorization = `Bearer ${ctx.token}`;
+    let res: Response;
+    try {
+      res = await fetch(u, { method: init.method ?? 'GET', headers, redirect: 'manual' });
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      throw hubError(`the hub at ${new URL(u).origin} cannot be reached for '${ctx.id}': ${cause?.code ?? cause?.message ?? (e as Error).message}`, 'ERR_HUB_NETWORK');
+    }
+    const loc = res.headers.get('location');
+    if (res.status >= 300 && res.status < 400 && loc && init.follow !== false) {
+      await res.body?.cancel();
+      u = new URL(loc, u).toString();
+      continue;
+    }
+    return res;
+  }
+  throw hubError(`too many redirects fetching ${url} for '${ctx.id}'`, 'ERR_HUB_NETWORK');
+}
+
+/** Throws the coded error a failed hub response means (as huggingface_hub's hf_raise_for_status). */
+async function raiseFor(ctx: Ctx, res: Response, what: string): Promise<void> {
+  if (res.ok || (res.status >= 300 && res.status < 400)) return;
+  const errorCode = res.headers.get('x-error-code') ?? '';
+  let body = '';
+  try { body = (await res.text()).slice(0, 300); } catch { /* no body */ }
+  const detail = body ? `: ${body.replace(/\s+/g, ' ')}` : '';
+  if (res.status === 401 || res.status === 403 || errorCode === 'GatedRepo') {
+    throw hubError(`'${ctx.id}' needs access (HTTP ${res.status}${errorCode ? ` ${errorCode}` : ''}) for ${what}: it is gated or private; `
+      + `${ctx.token ? 'the token sent was refused' : 'no token was found: set HF_TOKEN or log in with `hf auth login`'}${detail}`, 'ERR_HUB_AUTH');
+  }
+  if (res.status === 404) {
+    const kind = errorCode === 'RevisionNotFound' ? 'revision' : errorCode === 'EntryNotFound' ? 'file' : errorCode === 'RepoNotFound' ? 'repo' : 'repo, revision or file';
+    throw hubError(`${what}: no such ${kind} on ${ctx.endpoint} (HTTP 404${errorCode ? ` ${errorCode}` : ''})`, 'ERR_HUB_NOT_FOUND');
+  }
+  throw hubError(`${what}: HTTP ${res.status} from ${ctx.endpoint}${detail}`, 'ERR_HUB_NETWORK');
+}
+
+const normEtag = (e: string | null): string | null => (e ? e.replace(/^W\//, '').replace(/^"|"$/g, '') : null);
+
+/** Creates or replaces the snapshot entry: a relative symlink into blobs/ (a copy where links are refused). */
+function linkSnapshot(blob: string, entry: string): void {
+  fs.mkdirSync(path.dirname(entry), { recursive: true });
+  try { fs.unlinkSync(entry); } catch { /* not there */ }
+  try {
+    fs.symlinkSync(path.relative(path.dirname(entry), blob), entry);
+  } catch {
+    fs.copyFileSync(blob, entry);
+  }
+}
+
+/** A lock file beside huggingface_hub's (its own name: Python holds its `.lock` files with flock); stale locks of dead processes are taken over. */
+async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw hubError(`cannot create the lock ${file}: ${(e as Error).message}`, 'ERR_IO');
+      let pid = 0;
+      try { pid = Number(fs.readFileSync(file, 'utf8')); } catch { continue; }
+      let alive = true;
+      try { process.kill(pid, 0); } catch (err) { alive = (err as NodeJS.ErrnoException).code === 'EPERM'; }
+      if (!pid || !alive) { try { fs.unlinkSync(file); } catch { /* taken by another */ } continue; }
+      if (Date.now() - t0 > 3_600_000) throw hubError(`waited an hour for ${file} (process ${pid} holds it)`, 'ERR_IO');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    try { fs.unlinkSync(file); } catch { /* gone */ }
+  }
+}
+
+interface Progress { add(n: number): void; total(n: number): void; stop(): void }
+
+function progressBar(enabled: boolean, id: string): Progress {
+  if (!enabled) return { add() {}, total() {}, stop() {} };
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const cp = require('cli-progress') as typeof import('cli-progress');
+  const bar = new cp.SingleBar({ format: `downloading ${id} |{bar}| {percentage}% {mb}/{totalMb} MB`, stream: process.stderr, hideCursor: false }, cp.Presets.shades_classic);
+  let value = 0, total = 0, started = false;
+  const mb = (n: number) => (n / 1e6).toFixed(1);
+  return {
+    total(n) { total += n; if (!started) { bar.start(total, value, { mb: mb(value), totalMb: mb(total) }); started = true; } else bar.setTotal(total); },
+    add(n) { value += n; if (started) bar.update(value, { mb: mb(value), totalMb: mb(total) }); },
+    stop() { if (started) bar.stop(); },
+  };
+}
+
+/** Downloads one file of a commit into blobs/ (resuming an `.incomplete`, sha256-checked for LFS files) and links it into the snapshot. */
+async function fetchFile(ctx: Ctx, commit: string, file: string, bar: Progress): Promise<void> {
+  const dir = repoDir(ctx.cacheDir, ctx.id);
+  const entry = path.join(dir, 'snapshots', commit, ...file.split('/'));
+  if (fs.existsSync(entry)) return;
+  const url = `${ctx.endpoint}/${ctx.id}/resolve/${commit}/${file.split('/').map(encodeURIComponent).join('/')}`;
+  const head = await request(ctx, url, { method: 'HEAD', headers: { 'accept-encoding': 'identity' }, follow: false });
+  await raiseFor(ctx, head, `'${file}' of '${ctx.id}' at ${commit}`);
+  const etag = normEtag(head.headers.get('x-linked-etag') ?? head.headers.get('etag'));
+  if (!etag || !/^[A-Za-z0-9._-]+$/.test(etag)) throw hubError(`the hub sent no usable ETag for '${file}' of '${ctx.id}' (cannot name its blob)`, 'ERR_HUB_NETWORK');
+  const isRedirect = head.status >= 300 && head.status < 400;
+  const sizeHeader = head.headers.get('x-linked-size') ?? (isRedirect ? null : head.headers.get('content-length'));
+  const size = sizeHeader === null ? null : Number(sizeHeader);
+  const location = isRedirect && head.headers.get('location') ? new URL(head.headers.get('location')!, url).toString() : url;
+  const blob = path.join(dir, 'blobs', etag);
+  await withLock(path.join(ctx.cacheDir, '.locks', path.basename(dir), `${etag}.emotorch.lock`), async () => {
+    if (!fs.existsSync(blob)) await download(ctx, location, blob, etag, size, file, bar);
+  });
+  linkSnapshot(blob, entry);
+}
+
+async function download(ctx: Ctx, url: string, blob: string, etag: string, size: number | null, file: string, bar: Progress): Promise<void> {
+  fs.mkdirSync(path.dirname(blob), { recursive: true });
+  const part = `${blob}.incomplete`;
+  const lfs = /^[0-9a-f]{64}$/.test(etag);   // an LFS file's ETag is its sha256; a small file's is its git blob id
+  if (size !== null) bar.total(size);
+  let lastError: EmotorchError | null = null;
+  let shown = 0;   // this file's bytes on the bar
+  for (let attempt = 0; attempt < ctx.retries; attempt++) {
+    let have = 0;
+    try { have = fs.statSync(part).size; } catch { /* nothing yet */ }
+    if (size !== null && have > size) { fs.truncateSync(part, 0); have = 0; }
+    const res = await request(ctx, url, { headers: { 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) } });
+    await raiseFor(ctx, res, `'${file}' of '${ctx.id}'`);
+    if (have > 0 && res.status !== 206) { fs.truncateSync(part, 0); have = 0; }   // the server sent it whole
+    bar.add(have - shown);
+    shown = have;
+    const hash = crypto.createHash('sha256');
+    if (lfs && have > 0) {
+      for await (const chunk of fs.createReadStream(part)) hash.update(chunk as Buffer);
+    }
+    let fd: number;
+    try {
+      fd = fs.openSync(part, have > 0 ? 'a' : 'w');
+    } catch (e) {
+      throw hubError(`cannot write ${part}: ${(e as Error).message}`, 'ERR_IO');
+    }
+    let got = have;
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        try {
+          fs.writeSync(fd, chunk);
+        } catch (e) {
+          throw hubError(`cannot write ${part} (${(e as NodeJS.ErrnoException).code ?? 'error'}: ${(e as Error).message}); the part written stays as .incomplete and resumes on the next try`, 'ERR_IO');
+        }
+        if (lfs) hash.update(chunk);
+        got += chunk.length;
+        shown += chunk.length;
+        bar.add(chunk.length);
+      }
+    } catch (e) {
+      fs.closeSync(fd);
+      if (e instanceof EmotorchError && e.code === 'ERR_IO') throw e;
+      lastError = hubError(`the download of '${file}' of '${ctx.id}' broke off after ${got} bytes: ${(e as Error).message}`, 'ERR_HUB_NETWORK');
+      continue;
+    }
+    fs.closeSync(fd);
+    if (size !== null && got !== size) {
+      lastError = hubError(`the download of '${file}' of '${ctx.id}' ended after ${got} of ${size} bytes`, 'ERR_HUB_NETWORK');
+      continue;
+    }
+    if (lfs) {
+      const sha = hash.digest('hex');
+      if (sha !== etag) {
+        fs.rmSync(part, { force: true });
+        lastError = hubError(`'${file}' of '${ctx.id}' arrived with sha256 ${sha}, not the ${etag} the hub announced: discarded`, 'ERR_HUB_INTEGRITY');
+        continue;
+      }
+    }
+    fs.renameSync(part, blob);   // a blob appears whole or not at all
+    return;
+  }
+  throw lastError!;
+}
+
+/** Runs `fn` on each item with at most `n` at once; the first failure rejects after the others settle. */
+async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown = null;
+  const worker = async () => {
+    while (next < items.length && failure === null) {
+      const x = items[next++];
+      try { await fn(x); } catch (e) { failure ??= e; }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  if (failure !== null) throw failure;
+}
+
+/**
+ * The local folder of a hub repo at a revision with the files a model needs (or `allowPatterns`'):
+ * from the cache when it has them (no download), downloading what is missing otherwise. Offline
+ * (`localFilesOnly`, HF_HUB_OFFLINE=1) and when the hub cannot be reached, the cached snapshot of
+ * the revision is used.
+ * @throws EmotorchError ERR_INVALID_ARG for an id that is not `org/name`; ERR_HUB_NOT_FOUND for an
+ *   unknown repo, revision or file; ERR_HUB_AUTH for a gated or private repo without a working
+ *   token; ERR_HUB_NETWORK when the hub is unreachable and nothing is cached (the message names
+ *   the endpoint and the cache folder tried) or a download keeps breaking off; ERR_HUB_INTEGRITY
+ *   for a file whose sha256 is not the announced one; ERR_IO when the cache cannot be written
+ * @example
+ * const dir = await et.hub.hubSnapshot('openai/whisper-large-v2');
+ * const whisper = await et.nn.WhisperEncoder.fromPretrained('openai/whisper-large-v2');   // the same, inside
+ */
+export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<string> {
+  if (!isRepoId(id)) invalid("a Hugging Face repo id 'org/name'", 'repo id', id);
+  if (!opts || typeof opts !== 'object') invalid('an options object', 'hub options', opts);
+  const revision = opts.revision ?? 'main';
+  if (typeof revision !== 'string' || !revision || revision.includes('..')) invalid('a branch, tag or commit', 'revision', opts.revision);
+  const cacheDir = opts.cacheDir ?? hubCacheDir();
+  const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
+  const ctx: Ctx = { id, endpoint, token: findToken(opts.token), cacheDir, retries: checkInt(opts.retries ?? 3, 'retries', 1) };
+  const concurrency = checkInt(opts.concurrency ?? 4, 'concurrency', 1);
+  const cached = () => cachedSnapshot(id, { revision, cacheDir });
+  if (opts.localFilesOnly ?? offlineEnv()) {
+    const snap = cached();
+    if (snap) return snap;
+    throw hubError(`'${id}' (revision ${revision}) is not in the hub cache ${repoDir(cacheDir, id)} and downloads are off (${opts.localFilesOnly ? 'localFilesOnly' : 'HF_HUB_OFFLINE'})`, 'ERR_HUB_NOT_FOUND');
+  }
+  let info: { sha?: unknown; siblings?: Array<{ rfilename?: unknown }> };
+  try {
+    const res = await request(ctx, `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}`);
+    await raiseFor(ctx, res, `'${id}' at revision '${revision}'`);
+    info = await res.json() as typeof info;
+  } catch (e) {
+    if (e instanceof EmotorchError && e.code === 'ERR_HUB_NETWORK') {
+      const snap = cached();   // as huggingface_hub: no connection, the cache answers
+      if (snap) return snap;
+      throw hubError(`${e.message}; and the hub cache has no '${id}' at revision ${revision} (looked in ${repoDir(cacheDir, id)})`, 'ERR_HUB_NETWORK');
+    }
+    if (e instanceof SyntaxError) throw hubError(`the hub's answer for '${id}' is not JSON`, 'ERR_HUB_NETWORK');
+    throw e;
+  }
+  const commit = typeof info.sha === 'string' && COMMIT.test(info.sha) ? info.sha : null;
+  if (!commit || !Array.isArray(info.siblings)) throw hubError(`the hub's answer for '${id}' at '${revision}' has no commit or file list`, 'ERR_HUB_NETWORK');
+  const names = info.siblings.map((s) => s?.rfilename).filter((n): n is string => typeof n === 'string' && !n.split('/').includes('..'));
+  let files: string[];
+  if (opts.allowPatterns) {
+    if (!Array.isArray(opts.allowPatterns) || opts.allowPatterns.some((p) => typeof p !== 'string')) invalid('a list of glob strings', 'allowPatterns', opts.allowPatterns);
+    const res = opts.allowPatterns.map(globToRegExp);
+    files = names.filter((n) => res.some((r) => r.test(n)));
+  } else files = modelFiles(names);
+  const bar = progressBar(opts.progress ?? !!process.stderr.isTTY, id);
+  try {
+    await pool(files, concurrency, (f) => fetchFile(ctx, commit, f, bar));
+  } finally {
+    bar.stop();
+  }
+  const dir = repoDir(cacheDir, id);
+  const snap = path.join(dir, 'snapshots', commit);
+  fs.mkdirSync(snap, { recursive: true });
+  if (revision !== commit) {
+    fs.mkdirSync(path.dirname(path.join(dir, 'refs', revision)), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'refs', revision), commit);
+  }
+  return snap;
+}
+
+/**
+ * What every `fromPretrained` calls on its path argument: an existing file or folder is used as it
+ * is; an `org/name` repo id becomes its hub snapshot folder ({@link hubSnapshot}); anything else is
+ * an error naming both readings.
+ * @throws EmotorchError ERR_IO for a path that does not exist and is not a repo id; the errors of {@link hubSnapshot}
+ */
+export async function resolvePretrainedPath(pathOrId: string, opts: HubOptions = {}): Promise<string> {
+  if (typeof pathOrId !== 'string' || !pathOrId) invalid('a local path or a Hugging Face repo id', 'path', pathOrId);
+  if (fs.existsSync(pathOrId)) return pathOrId;
+  if (!isRepoId(pathOrId)) throw new EmotorchError(`'${pathOrId}' is neither an existing file or folder nor a Hugging Face repo id 'org/name'`, 'ERR_IO');
+  return hubSnapshot(pathOrId, opts);
+}

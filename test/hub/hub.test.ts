@@ -1,0 +1,224 @@
+// Models by name through the Hugging Face cache (et.hub, every fromPretrained): a loopback hub
+// (test/hub/server.ts) answering as the real one answers huggingface_hub; the cache layout Python
+// uses (blobs named by ETag, refs/<revision>, relative snapshot symlinks); revisions, offline
+// mode, gated repos, 404s, an unreachable hub, a cut connection resumed by Range, a corrupted
+// file, a full disk, two downloads of one file at once; and Python's huggingface_hub reading what
+// emotorch downloaded and the other way round (skipped, saying so, where it is not installed).
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFile, spawnSync } from 'child_process';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+import { LoopbackHub, startHub } from './server';
+import { loadChatModel } from '../../lib/cli/common';
+
+const read = (f: string) => fs.readFileSync(path.join(FIXTURES, f));
+const C1 = crypto.createHash('sha1').update('one').digest('hex');
+const C2 = crypto.createHash('sha1').update('two').digest('hex');
+const whisperFiles = () => ({
+  'config.json': read('whisper/config.json'),
+  'model.safetensors': read('whisper/model.safetensors'),
+  'pytorch_model.bin': Buffer.from('not needed: the repo has safetensors'),
+  'flax_model.msgpack': Buffer.from('not needed'),
+  'README.md': Buffer.from('# tiny whisper'),
+  'onnx/encoder.onnx': Buffer.from('not needed'),
+});
+const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+
+/** A python3 with huggingface_hub: EMOTORCH_HUB_PYTHON, CI's .ci/pyhub, the reference venv, python3. */
+function hubPython(): string | null {
+  const candidates = [process.env.EMOTORCH_HUB_PYTHON, path.join(__dirname, '..', '..', '.ci', 'pyhub', 'bin', 'python'), '/root/refvenv/bin/python', 'python3'];
+  for (const py of candidates) {
+    if (!py) continue;
+    const r = spawnSync(py, ['-c', 'import huggingface_hub'], { encoding: 'utf8' });
+    if (r.status === 0) return py;
+  }
+  return null;
+}
+
+/** Runs Python without blocking this process: the loopback hub it talks to lives here. */
+function pyRun(py: string, code: string, env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(py, ['-c', code], { env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+let hub: LoopbackHub;
+beforeAll(async () => {
+  hub = await startHub({
+    'tiny/whisper': { commits: { [C1]: whisperFiles(), [C2]: { ...whisperFiles(), 'config.json': Buffer.from(read('whisper/config.json').toString().replace('"encoder_layers"', '"extra_field": 1, "encoder_layers"')) } },
+      refs: { main: C1, v2: C2 } },
+    'tiny/llm': { commits: { [C1]: Object.fromEntries(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map((f) => [f, read(`salmonn/llm/${f}`)])) } },
+    'tiny/gated-llama': { commits: { [C1]: { 'tokenizer.json': read('tokenizers/llama/tokenizer.json'), 'tokenizer_config.json': Buffer.from('{}'), 'model.safetensors': read('whisper/model.safetensors') } }, token: 'hf_secret' },
+  });
+});
+afterAll(async () => { await hub?.close(); });
+const opts = (cacheDir: string, extra: Partial<et.hub.HubOptions> = {}): et.hub.HubOptions => ({ endpoint: hub.url, cacheDir, progress: false, ...extra });
+
+describe('et.hub: repo ids through the Hugging Face cache', () => {
+  it("downloads only what a model loads, in huggingface_hub's layout, and loads it; the second time nothing is downloaded", async () => {
+    const cache = tmpdir();
+    hub.log.length = 0;
+    const m = await et.nn.WhisperEncoder.fromPretrained('tiny/whisper', { hub: opts(cache) });
+    const local = await et.nn.WhisperEncoder.fromPretrained(path.join(FIXTURES, 'whisper'));
+    for (const [k, t] of local.stateDict()) expect(maxAbsDiff(m.stateDict().get(k)!, t)).toBe(0);
+    const repo = path.join(cache, 'models--tiny--whisper');
+    expect(fs.readFileSync(path.join(repo, 'refs', 'main'), 'utf8')).toBe(C1);
+    const snap = path.join(repo, 'snapshots', C1);
+    expect(fs.readdirSync(snap).sort()).toEqual(['config.json', 'model.safetensors']);   // not .bin, .msgpack, README, onnx/
+    const link = fs.readlinkSync(path.join(snap, 'model.safetensors'));
+    expect(link).toBe(`../../blobs/${sha256(read('whisper/model.safetensors'))}`);   // LFS: the blob is named by its sha256
+    const gitSha = crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${read('whisper/config.json').length}\0`), read('whisper/config.json')])).digest('hex');
+    expect(fs.readlinkSync(path.join(snap, 'config.json'))).toBe(`../../blobs/${gitSha}`);   // a small file: its git blob id
+    expect(fs.readdirSync(path.join(repo, 'blobs')).every((b) => !b.endsWith('.incomplete'))).toBe(true);
+    expect(hub.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(1);
+
+    hub.log.length = 0;
+    await et.nn.WhisperEncoder.fromPretrained('tiny/whisper', { hub: opts(cache) });
+    expect(hub.log).toEqual(['GET /api/models/tiny/whisper/revision/main']);   // the commit is checked; no file moves
+    hub.log.length = 0;
+    expect(await et.hub.hubSnapshot('tiny/whisper', opts(cache, { localFilesOnly: true }))).toBe(snap);
+    const prev = process.env.HF_HUB_OFFLINE;
+    process.env.HF_HUB_OFFLINE = '1';
+    try {
+      expect(await et.hub.resolvePretrainedPath('tiny/whisper', opts(cache))).toBe(snap);
+    } finally {
+      if (prev === undefined) delete process.env.HF_HUB_OFFLINE; else process.env.HF_HUB_OFFLINE = prev;
+    }
+    expect(hub.log).toEqual([]);   // offline: no request at all
+  });
+
+  it('takes a branch, tag or commit as revision; an unknown one is ERR_HUB_NOT_FOUND naming it', async () => {
+    const cache = tmpdir();
+    const v2 = await et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: 'v2' }));
+    expect(path.basename(v2)).toBe(C2);
+    expect(fs.readFileSync(path.join(cache, 'models--tiny--whisper', 'refs', 'v2'), 'utf8')).toBe(C2);
+    await expect(et.nn.WhisperEncoder.fromPretrained('tiny/whisper', { revision: C2, hub: opts(cache) })).resolves.toBeTruthy();
+    expect(JSON.parse(fs.readFileSync(path.join(v2, 'config.json'), 'utf8')).extra_field).toBe(1);
+    expect(path.basename(await et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: C1 })))).toBe(C1);
+    // the same bytes at both commits: one blob
+    expect(fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs')).length).toBe(3);
+    await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: 'no-such-branch' })), 'ERR_HUB_NOT_FOUND', /no-such-branch.*no such revision/);
+    await rejectsWith(et.hub.hubSnapshot('tiny/none', opts(cache)), 'ERR_HUB_NOT_FOUND', /'tiny\/none'.*no such repo/);
+  });
+
+  it('sends the token to a gated repo (HF_TOKEN, the token file or the option), and says what is missing without one', async () => {
+    const cache = tmpdir();
+    const home = tmpdir();
+    const saved = { HF_TOKEN: process.env.HF_TOKEN, HF_HOME: process.env.HF_HOME };
+    delete process.env.HF_TOKEN;
+    process.env.HF_HOME = home;   // no token file there
+    try {
+      await rejectsWith(et.data.Tokenizer.fromFile('tiny/gated-llama', { hub: opts(cache) }), 'ERR_HUB_AUTH', /gated or private.*no token was found: set HF_TOKEN/);
+      await rejectsWith(et.hub.hubSnapshot('tiny/gated-llama', opts(cache, { token: 'wrong' })), 'ERR_HUB_AUTH', /the token sent was refused/);
+      fs.writeFileSync(path.join(home, 'token'), 'hf_secret\n');   // what `hf auth login` writes
+      const tok = await et.data.Tokenizer.fromFile('tiny/gated-llama', { hub: opts(cache) });
+      expect(tok.vocabSize).toBeGreaterThan(100);
+      fs.rmSync(path.join(home, 'token'));
+      process.env.HF_TOKEN = 'hf_secret';
+      hub.log.length = 0;
+      expect(await et.hub.hubSnapshot('tiny/gated-llama', opts(tmpdir()))).toMatch(new RegExp(`snapshots/${C1}$`));
+      // the token goes to the hub, never to the CDN the weights are redirected to
+      expect(hub.log.filter((l) => l.includes('/resolve/')).every((l) => l.endsWith('+token'))).toBe(true);
+      expect(hub.log.filter((l) => l.startsWith('GET /cdn/'))).toEqual([`GET /cdn/${sha256(read('whisper/model.safetensors'))}`]);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+  });
+
+  it('uses the cache when the hub cannot be reached, and names the endpoint and cache folder when it has nothing', async () => {
+    const cache = tmpdir();
+    const snap = await et.hub.hubSnapshot('tiny/whisper', opts(cache));
+    const down = { endpoint: 'http://127.0.0.1:9', cacheDir: cache, progress: false };   // nothing listens on port 9
+    expect(await et.hub.hubSnapshot('tiny/whisper', down)).toBe(snap);
+    await rejectsWith(et.hub.hubSnapshot('tiny/other', down), 'ERR_HUB_NETWORK', /127\.0\.0\.1:9 cannot be reached.*models--tiny--other/);
+    await rejectsWith(et.hub.hubSnapshot('tiny/other', { ...down, localFilesOnly: true }), 'ERR_HUB_NOT_FOUND', /not in the hub cache.*localFilesOnly/);
+    await rejectsWith(et.nn.WhisperEncoder.fromPretrained('not a repo id!'), 'ERR_IO', /neither an existing file or folder nor a Hugging Face repo id/);
+    await rejectsWith(et.hub.hubSnapshot('a/b/c', down), 'ERR_INVALID_ARG', /org\/name/);
+    await rejectsWith(et.hub.hubSnapshot('org/../x', down), 'ERR_INVALID_ARG', /org\/name/);
+  });
+
+  it('resumes a download cut mid-file with a Range request; discards a file whose sha256 is wrong; leaves no blob when the disk is full', async () => {
+    const weights = read('whisper/model.safetensors');
+    const faulty = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { cut: ['model.safetensors'], slowMs: 1 });
+    try {
+      const cache = tmpdir();
+      const snap = await et.hub.hubSnapshot('tiny/whisper', { endpoint: faulty.url, cacheDir: cache, progress: false });
+      expect(faulty.log.filter((l) => l.startsWith('GET /cdn/'))).toEqual([`GET /cdn/${sha256(weights)}`, `GET /cdn/${sha256(weights)} bytes=${weights.length >> 1}-`]);
+      expect(sha256(fs.readFileSync(path.join(snap, 'model.safetensors')))).toBe(sha256(weights));
+    } finally {
+      await faulty.close();
+    }
+    const bad = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { corrupt: ['model.safetensors'] });
+    try {
+      const cache = tmpdir();
+      await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: bad.url, cacheDir: cache, progress: false, retries: 2 }), 'ERR_HUB_INTEGRITY', /sha256 [0-9a-f]{64}, not the [0-9a-f]{64}/);
+      const blobs = fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs'));
+      expect(blobs.some((b) => b.startsWith(sha256(weights)))).toBe(false);   // neither a blob nor a part of it
+      expect(bad.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(2);   // fetched again once, then given up
+    } finally {
+      await bad.close();
+    }
+    // a full disk: the part file is /dev/full, where every write fails with ENOSPC
+    if (fs.existsSync('/dev/full')) {
+      const cache = tmpdir();
+      const blobs = path.join(cache, 'models--tiny--whisper', 'blobs');
+      fs.mkdirSync(blobs, { recursive: true });
+      fs.symlinkSync('/dev/full', path.join(blobs, `${sha256(weights)}.incomplete`));
+      await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache)), 'ERR_IO', /ENOSPC/);
+      expect(fs.existsSync(path.join(blobs, sha256(weights)))).toBe(false);
+      expect(fs.existsSync(path.join(cache, 'models--tiny--whisper', 'snapshots', C1, 'model.safetensors'))).toBe(false);
+    }
+  });
+
+  it('lets two downloads of one repo run at once (a lock per blob): both end with the same intact files', async () => {
+    const cache = tmpdir();
+    const [a, b] = await Promise.all([et.hub.hubSnapshot('tiny/whisper', opts(cache)), et.hub.hubSnapshot('tiny/whisper', opts(cache))]);
+    expect(a).toBe(b);
+    expect(sha256(fs.readFileSync(path.join(a, 'model.safetensors')))).toBe(sha256(read('whisper/model.safetensors')));
+    expect(fs.readdirSync(path.join(cache, '.locks', 'models--tiny--whisper'))).toEqual([]);   // locks released
+  });
+
+  it("resolves the CLI's --model the same way (HF_ENDPOINT, HF_HUB_CACHE from the environment)", async () => {
+    const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE };
+    process.env.HF_ENDPOINT = hub.url;
+    process.env.HF_HUB_CACHE = tmpdir();
+    try {
+      const { model, tokenizer } = await loadChatModel('tiny/llm');
+      expect(model).toBeInstanceOf(et.nn.LlamaForCausalLM);
+      expect(tokenizer.vocabSize).toBeGreaterThan(100);
+      expect(fs.existsSync(path.join(process.env.HF_HUB_CACHE, 'models--tiny--llm', 'refs', 'main'))).toBe(true);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    }
+  });
+
+  const py = hubPython();
+  it.skipIf(!py)("shares the cache with Python's huggingface_hub both ways", async () => {
+    // Python downloads (from the loopback hub), emotorch reads without a download
+    const cacheA = tmpdir();
+    const env = { ...process.env, HF_ENDPOINT: hub.url, HF_HUB_CACHE: cacheA, HF_HUB_DISABLE_PROGRESS_BARS: '1', HF_HUB_DISABLE_TELEMETRY: '1', HF_TOKEN: '' };
+    const dl = await pyRun(py!, "import huggingface_hub as h; print(h.snapshot_download('tiny/whisper', allow_patterns=['*.json', '*.safetensors']))", env);
+    expect(dl.stderr).toBe('');
+    expect(dl.status).toBe(0);
+    hub.log.length = 0;
+    const snap = await et.hub.hubSnapshot('tiny/whisper', opts(cacheA));
+    expect(snap).toBe(dl.stdout.trim());
+    expect(hub.log.filter((l) => !l.startsWith('GET /api/'))).toEqual([]);
+    await et.nn.WhisperEncoder.fromPretrained('tiny/whisper', { hub: opts(cacheA, { localFilesOnly: true }) });
+    // emotorch downloads, Python reads with local_files_only
+    const cacheB = tmpdir();
+    const ours = await et.hub.hubSnapshot('tiny/whisper', opts(cacheB));
+    const check = await pyRun(py!, [
+      'import hashlib, huggingface_hub as h',
+      "p = h.snapshot_download('tiny/whisper', local_files_only=True)",
+      "f = h.hf_hub_download('tiny/whisper', 'model.safetensors', local_files_only=True)",
+      "print(p); print(hashlib.sha256(open(f, 'rb').read()).hexdigest())",
+    ].join('\n'), { ...env, HF_HUB_CACHE: cacheB, HF_HUB_OFFLINE: '1' });
+    expect(check.stderr).toBe('');
+    expect(check.stdout.trim().split('\n')).toEqual([ours, sha256(read('whisper/model.safetensors'))]);
+  });
+  if (!py) it('(huggingface_hub is not installed for any python3 here: the Python interop case is skipped)', () => {});
+});
