@@ -129,8 +129,12 @@ function hubError(msg: string, code: 'ERR_HUB_NOT_FOUND' | 'ERR_HUB_AUTH' | 'ERR
 
 interface Ctx { id: string; endpoint: string; token: string | null; cacheDir: string; retries: number }
 
-/** One request; redirects followed by hand so the token never goes to another host (a CDN). */
-async function request(ctx: Ctx, url: string, init: { method?: string; headers?: Record<string, string>; follow?: boolean } = {}): Promise<Response> {
+/**
+ * One request; redirects followed by hand so the token never goes to another host (a CDN).
+ * `follow`: true (default) follows every redirect; 'hub' only those that stay on the hub's host
+ * (a renamed repo's 307), as huggingface_hub reads a file's metadata off the CDN redirect itself.
+ */
+async function request(ctx: Ctx, url: string, init: { method?: string; headers?: Record<string, string>; follow?: true | 'hub' } = {}): Promise<Response> {
   let u = url;
   for (let hop = 0; hop < 10; hop++) {
     const headers: Record<string, string> = { 'user-agent': 'emotorch', ...init.headers };
@@ -143,9 +147,11 @@ async function request(ctx: Ctx, url: string, init: { method?: string; headers?:
       throw hubError(`the hub at ${new URL(u).origin} cannot be reached for '${ctx.id}': ${cause?.code ?? cause?.message ?? (e as Error).message}`, 'ERR_HUB_NETWORK');
     }
     const loc = res.headers.get('location');
-    if (res.status >= 300 && res.status < 400 && loc && init.follow !== false) {
+    if (res.status >= 300 && res.status < 400 && loc) {
+      const next = new URL(loc, u);
+      if (init.follow === 'hub' && next.hostname !== new URL(ctx.endpoint).hostname) return res;
       await res.body?.cancel();
-      u = new URL(loc, u).toString();
+      u = next.toString();
       continue;
     }
     return res;
@@ -232,14 +238,14 @@ async function fetchFile(ctx: Ctx, commit: string, file: string, bar: Progress):
   const entry = path.join(dir, 'snapshots', commit, ...file.split('/'));
   if (fs.existsSync(entry)) return;
   const url = `${ctx.endpoint}/${ctx.id}/resolve/${commit}/${file.split('/').map(encodeURIComponent).join('/')}`;
-  const head = await request(ctx, url, { method: 'HEAD', headers: { 'accept-encoding': 'identity' }, follow: false });
+  const head = await request(ctx, url, { method: 'HEAD', headers: { 'accept-encoding': 'identity' }, follow: 'hub' });
   await raiseFor(ctx, head, `'${file}' of '${ctx.id}' at ${commit}`);
   const etag = normEtag(head.headers.get('x-linked-etag') ?? head.headers.get('etag'));
   if (!etag || !/^[A-Za-z0-9._-]+$/.test(etag)) throw hubError(`the hub sent no usable ETag for '${file}' of '${ctx.id}' (cannot name its blob)`, 'ERR_HUB_NETWORK');
   const isRedirect = head.status >= 300 && head.status < 400;
   const sizeHeader = head.headers.get('x-linked-size') ?? (isRedirect ? null : head.headers.get('content-length'));
   const size = sizeHeader === null ? null : Number(sizeHeader);
-  const location = isRedirect && head.headers.get('location') ? new URL(head.headers.get('location')!, url).toString() : url;
+  const location = isRedirect && head.headers.get('location') ? new URL(head.headers.get('location')!, head.url || url).toString() : (head.url || url);
   const blob = path.join(dir, 'blobs', etag);
   await withLock(path.join(ctx.cacheDir, '.locks', path.basename(dir), `${etag}.emotorch.lock`), async () => {
     if (!fs.existsSync(blob)) await download(ctx, location, blob, etag, size, file, bar);

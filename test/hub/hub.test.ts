@@ -52,7 +52,7 @@ beforeAll(async () => {
       refs: { main: C1, v2: C2 } },
     'tiny/llm': { commits: { [C1]: Object.fromEntries(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map((f) => [f, read(`salmonn/llm/${f}`)])) } },
     'tiny/gated-llama': { commits: { [C1]: { 'tokenizer.json': read('tokenizers/llama/tokenizer.json'), 'tokenizer_config.json': Buffer.from('{}'), 'model.safetensors': read('whisper/model.safetensors') } }, token: 'hf_secret' },
-  });
+  }, {}, { 'tiny/old-whisper': 'tiny/whisper' });
 });
 afterAll(async () => { await hub?.close(); });
 const opts = (cacheDir: string, extra: Partial<et.hub.HubOptions> = {}): et.hub.HubOptions => ({ endpoint: hub.url, cacheDir, progress: false, ...extra });
@@ -102,6 +102,10 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     expect(fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs')).length).toBe(3);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: 'no-such-branch' })), 'ERR_HUB_NOT_FOUND', /no-such-branch.*no such revision/);
     await rejectsWith(et.hub.hubSnapshot('tiny/none', opts(cache)), 'ERR_HUB_NOT_FOUND', /'tiny\/none'.*no such repo/);
+    // a renamed repo: the hub answers the old id with relative 307s to the new one, followed on the hub's host
+    const renamed = await et.hub.hubSnapshot('tiny/old-whisper', opts(cache));
+    expect(renamed).toBe(path.join(cache, 'models--tiny--old-whisper', 'snapshots', C1));
+    expect(fs.readdirSync(renamed).sort()).toEqual(['config.json', 'model.safetensors']);
   });
 
   it('sends the token to a gated repo (HF_TOKEN, the token file or the option), and says what is missing without one', async () => {

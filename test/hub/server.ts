@@ -36,7 +36,10 @@ const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex'
 const gitSha1 = (b: Buffer) => crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${b.length}\0`), b])).digest('hex');
 const isLfs = (f: string) => /\.(safetensors|bin|pt|pth|model)$/.test(f);
 
-export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults = {}): Promise<LoopbackHub> {
+/** Renamed repos: old id → new id (the hub answers the old one with a 307 to the new path). */
+export type HubRenames = Record<string, string>;
+
+export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults = {}, renames: HubRenames = {}): Promise<LoopbackHub> {
   const log: string[] = [];
   const cdn = new Map<string, { file: string; data: Buffer }>();
   for (const r of Object.values(repos)) for (const files of Object.values(r.commits)) for (const [f, d] of Object.entries(files)) if (isLfs(f)) cdn.set(sha256(d), { file: f, data: d });
@@ -60,6 +63,15 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
       if (!c) { fail(404, 'RevisionNotFound', `Invalid rev id: ${rev}`); return null; }
       return c;
     };
+    for (const [from, to] of Object.entries(renames)) {
+      for (const prefix of [`/api/models/${from}/`, `/${from}/`]) {
+        if (u.pathname.startsWith(prefix)) {
+          res.writeHead(307, { location: prefix.replace(from, to) + u.pathname.slice(prefix.length) + u.search });   // relative, as the hub sends it
+          res.end();
+          return;
+        }
+      }
+    }
     let m = /^\/api\/models\/([^/]+)\/([^/]+)\/revision\/(.+)$/.exec(u.pathname);
     if (m && req.method === 'GET') {
       const r = repoOf(m[1], m[2]);
