@@ -185,6 +185,25 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     expect(fs.readdirSync(path.join(cache, '.locks', 'models--tiny--whisper'))).toEqual([]);   // locks released
   });
 
+  it('two processes fetching one repo at once: the lock lets one download each file, the other waits and links it', async () => {
+    const slow = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { slowMs: 20 });
+    try {
+      const cache = tmpdir();
+      const dist = path.join(__dirname, '..', '..', 'dist', 'index.js');
+      const code = `require(${JSON.stringify(dist)}).hub.hubSnapshot('tiny/whisper', { endpoint: ${JSON.stringify(slow.url)}, cacheDir: ${JSON.stringify(cache)}, progress: false }).then((p) => console.log(p), (e) => { console.error(e.code, e.message); process.exit(1); })`;
+      const child = () => new Promise<{ code: number; out: string; err: string }>((resolve) => {
+        execFile(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 120_000 }, (err, out, errOut) => resolve({ code: err ? 1 : 0, out: out.trim(), err: errOut }));
+      });
+      const [a, b] = await Promise.all([child(), child()]);
+      expect([a.err, b.err]).toEqual(['', '']);
+      expect(a.out).toBe(b.out);
+      expect(sha256(fs.readFileSync(path.join(a.out, 'model.safetensors')))).toBe(sha256(read('whisper/model.safetensors')));
+      expect(slow.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(1);   // downloaded once
+    } finally {
+      await slow.close();
+    }
+  });
+
   it("resolves the CLI's --model the same way (HF_ENDPOINT, HF_HUB_CACHE from the environment)", async () => {
     const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE };
     process.env.HF_ENDPOINT = hub.url;
