@@ -51,6 +51,7 @@ beforeAll(async () => {
     'tiny/whisper': { commits: { [C1]: whisperFiles(), [C2]: { ...whisperFiles(), 'config.json': Buffer.from(read('whisper/config.json').toString().replace('"encoder_layers"', '"extra_field": 1, "encoder_layers"')) } },
       refs: { main: C1, v2: C2 } },
     'tiny/llm': { commits: { [C1]: Object.fromEntries(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map((f) => [f, read(`salmonn/llm/${f}`)])) } },
+    'tiny/sharded-llama': { commits: { [C1]: Object.fromEntries(fs.readdirSync(path.join(FIXTURES, 'pytorch_bin', 'sharded')).map((f) => [f, read(`pytorch_bin/sharded/${f}`)])) } },
     'tiny/gated-llama': { commits: { [C1]: { 'tokenizer.json': read('tokenizers/llama/tokenizer.json'), 'tokenizer_config.json': Buffer.from('{}'), 'model.safetensors': read('whisper/model.safetensors') } }, token: 'hf_secret' },
   }, {}, { 'tiny/old-whisper': 'tiny/whisper' });
 });
@@ -88,6 +89,21 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
       if (prev === undefined) delete process.env.HF_HUB_OFFLINE; else process.env.HF_HUB_OFFLINE = prev;
     }
     expect(hub.log).toEqual([]);   // offline: no request at all
+  });
+
+  it('downloads a sharded checkpoint (its index and every shard) and loads it as the local folder', async () => {
+    const cache = tmpdir();
+    hub.log.length = 0;
+    const m = await et.nn.LlamaForCausalLM.fromPretrained('tiny/sharded-llama', { hub: opts(cache, { concurrency: 4 }) });
+    const local = await et.nn.LlamaForCausalLM.fromPretrained(path.join(FIXTURES, 'pytorch_bin', 'sharded'));
+    expect(m.stateDict().size).toBe(local.stateDict().size);
+    for (const [k, t] of local.stateDict()) expect(maxAbsDiff(m.stateDict().get(k)!, t)).toBe(0);
+    const snap = path.join(cache, 'models--tiny--sharded-llama', 'snapshots', C1);
+    const shards = fs.readdirSync(snap).filter((f) => /^model-\d{5}-of-00014\.safetensors$/.test(f));
+    expect(shards.length).toBe(14);
+    expect(fs.existsSync(path.join(snap, 'model.safetensors.index.json'))).toBe(true);
+    expect(fs.existsSync(path.join(snap, 'README.md'))).toBe(false);
+    expect(hub.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(14);   // each shard once, from the CDN
   });
 
   it('takes a branch, tag or commit as revision; an unknown one is ERR_HUB_NOT_FOUND naming it', async () => {
