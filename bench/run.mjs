@@ -1,6 +1,8 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians and the ratio.
-//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda]
+//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
+// --neighbour: the trials again beside one busy process (a spinning loop), each side's slowdown printed.
+// --ops: after the trials, each side's op profile of one call, side by side (see opsTable).
 // --device cuda (models, salmonn): both sides on the GPU (Python: torch.set_default_device), each
 // trial timed up to a device synchronize.
 // --profile avx2 runs both sides on AVX2 kernels whatever the CPU has (ONEDNN_MAX_CPU_ISA=AVX2,
@@ -51,7 +53,7 @@ if (Object.entries(wanted).some(([k, v]) => process.env[k] !== v)) {
   const r = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: { ...process.env, ...wanted } });
   process.exit(r.status ?? 1);
 }
-{
+if (!process.env.EMOTORCH_BENCH_CHILD) {
   const py = spawnSync(process.env.EMOTORCH_PYTHON || 'python3', ['-c', 'import torch; print(torch.backends.cpu.get_cpu_capability())'], { encoding: 'utf8' });
   let cpuModel = os.cpus()[0]?.model ?? '?';
   try { cpuModel = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpuModel; } catch { /* not Linux */ }
@@ -72,7 +74,12 @@ function worker(caseName, cfg) {
   readline.createInterface({ input: py.stdout }).on('line', (l) => (waiting.length ? waiting.shift().resolve(l) : queue.push(l)));
   py.on('exit', (code) => waiting.splice(0).forEach((w) => w.reject(new Error(`the Python worker exited (${code})`))));
   const next = () => new Promise((resolve, reject) => (queue.length ? resolve(queue.shift()) : waiting.push({ resolve, reject })));
-  return { next, trial: () => { py.stdin.write('trial\n'); return next(); }, end: () => py.stdin.end() };
+  return {
+    next,
+    trial: () => { py.stdin.write('trial\n'); return next(); },
+    profile: () => { py.stdin.write('profile\n'); return next(); },
+    end: () => py.stdin.end(),
+  };
 }
 
 // Peak resident memory of this process since the last reset (Linux: VmHWM, reset through
@@ -116,6 +123,25 @@ async function runCase(caseName, c) {
     if (base) bare.push(await timed(base));
     console.log(`  trial ${t + 1}: emotorch ${ours[t].toFixed(2)} ms/step   Python ${theirs[t].toFixed(2)} ms/step${base ? `   bare emotorch loop ${bare[t].toFixed(2)} ms/step` : ''}`);
   }
+  if (args.includes('--ops')) await opsTable(step, py, cfg, per);
+  let busy = null;
+  if (args.includes('--neighbour')) {
+    // the same trials again with one busy process beside both sides (a spinning loop, as a
+    // neighbour's compute job would be): how much slower a step gets when a core is taken
+    const spinner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 500));
+    const o = [], p = [];
+    try {
+      for (let t = 0; t < cfg.trials; t++) {
+        o.push(await timed(step));
+        p.push(JSON.parse(await py.trial()).ms_per_step / per);
+        console.log(`  busy neighbour, trial ${t + 1}: emotorch ${o[t].toFixed(2)} ms/step   Python ${p[t].toFixed(2)} ms/step`);
+      }
+    } finally {
+      spinner.kill('SIGKILL');
+    }
+    busy = { ours: median(o), theirs: median(p) };
+  }
   py.end();
   const a = median(ours), b = median(theirs);
   console.log(`median: emotorch ${a.toFixed(2)} ms/step, Python ${b.toFixed(2)} ms/step`);
@@ -125,14 +151,60 @@ async function runCase(caseName, c) {
     console.log(`speed-up emotorch/Python: ${(b / a).toFixed(2)}×`);
   }
   console.log(`ratio emotorch/Python (time): ${(a / b).toFixed(3)}`);
+  if (busy) {
+    console.log(`with a busy neighbour: emotorch ${busy.ours.toFixed(2)} ms/step (${(busy.ours / a).toFixed(2)}× its quiet time), Python ${busy.theirs.toFixed(2)} ms/step (${(busy.theirs / b).toFixed(2)}×); ratio ${(busy.ours / busy.theirs).toFixed(3)}`);
+  }
   const ourPeak = ownPeak ? peakRssKb() : null;
-  if (ourPeak && pyPeak) console.log(`peak RSS: emotorch ${(ourPeak / 1024).toFixed(0)} MiB, Python ${(pyPeak / 1024).toFixed(0)} MiB (ratio ${(ourPeak / pyPeak).toFixed(2)}; emotorch's includes what earlier cases of this command left resident)`);
+  if (ourPeak && pyPeak) console.log(`peak RSS: emotorch ${(ourPeak / 1024).toFixed(0)} MiB, Python ${(pyPeak / 1024).toFixed(0)} MiB (ratio ${(ourPeak / pyPeak).toFixed(2)})`);
   if (base) {
     const m = median(bare);
     console.log(`bare emotorch loop: median ${m.toFixed(2)} ms/step; overhead of the emotorch code under test over it: ${(100 * (a / m - 1)).toFixed(1)} %`);
   }
 }
 
+// --ops: one more call of each side under its op profiler (et.profiler; torch.profiler), the
+// ops' self time per step side by side, largest first, and the profiled totals.
+async function opsTable(step, py, cfg, per) {
+  const rows = Number(opt('ops-rows', 25));
+  await et.profiler.start();
+  for (let i = 0; i < cfg.steps; i++) await step();
+  const prof = await et.profiler.stop();
+  const theirs = JSON.parse(await py.profile()).ops;
+  const ours = prof.keyAverages().map((o) => ({ name: o.name, calls: o.calls / cfg.steps, self_ms: o.selfMs / cfg.steps }));
+  const names = new Map();
+  for (const [side, list] of [['ours', ours], ['theirs', theirs]]) {
+    for (const o of list) {
+      const r = names.get(o.name) ?? { name: o.name, ours: 0, theirs: 0, oursCalls: 0, theirsCalls: 0 };
+      r[side] += o.self_ms / per;
+      r[`${side}Calls`] += o.calls / per;
+      names.set(o.name, r);
+    }
+  }
+  const sorted = [...names.values()].sort((x, y) => Math.max(y.ours, y.theirs) - Math.max(x.ours, x.theirs));
+  const w = Math.max(...sorted.slice(0, rows).map((r) => r.name.length), 10);
+  console.log(`op self time per step (ms; calls), emotorch (et.profiler) vs Python (torch.profiler):`);
+  for (const r of sorted.slice(0, rows)) {
+    console.log(`  ${r.name.padEnd(w)}  ${r.ours.toFixed(1).padStart(9)} (${String(Math.round(r.oursCalls)).padStart(5)})  ${r.theirs.toFixed(1).padStart(9)} (${String(Math.round(r.theirsCalls)).padStart(5)})`);
+  }
+  const sum = (k) => sorted.reduce((s, r) => s + r[k], 0);
+  console.log(`  ${'(all ops)'.padEnd(w)}  ${sum('ours').toFixed(1).padStart(9)}          ${sum('theirs').toFixed(1).padStart(9)}`);
+}
+
 const mod = await import(path.join(here, BENCHES[name]));
 // A case with its own `run` compares within emotorch (no Python side).
-for (const [caseName, c] of Object.entries(mod.cases)) await (c.run ? c.run({ threads, opt }) : runCase(caseName, c));
+// --case a,b: only these cases of the command
+const only = args.includes('--case') ? args[args.indexOf('--case') + 1].split(',') : null;
+const unknownCase = only?.find((c) => !(c in mod.cases));
+if (unknownCase) {
+  console.error(`unknown case '${unknownCase}' of ${name}; available: ${Object.keys(mod.cases).join(', ')}`);
+  process.exit(2);
+}
+if (!only && Object.keys(mod.cases).length > 1) {
+  // each case in a process of its own, so its peak RSS is its own (not what earlier cases left)
+  for (const k of Object.keys(mod.cases)) {
+    const r = spawnSync(process.execPath, [...process.argv.slice(1), '--case', k], { stdio: 'inherit', env: { ...process.env, EMOTORCH_BENCH_CHILD: '1' } });
+    if (r.status !== 0) process.exit(r.status ?? 1);
+  }
+  process.exit(0);
+}
+for (const [caseName, c] of Object.entries(mod.cases).filter(([k]) => !only || only.includes(k))) await (c.run ? c.run({ threads, opt }) : runCase(caseName, c));

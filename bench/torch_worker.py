@@ -343,6 +343,19 @@ def main():
         step()
     print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
+        if line.strip() == "profile":
+            # one step under torch.profiler (CPU activity): each op's calls, self and total time
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(cfg["steps"]):
+                    out = step()
+                if device != "cpu":
+                    torch.cuda.synchronize()
+            ops = [{"name": e.key, "calls": e.count / cfg["steps"], "self_ms": e.self_cpu_time_total / 1000 / cfg["steps"],
+                    "total_ms": e.cpu_time_total / 1000 / cfg["steps"]} for e in prof.key_averages()]
+            print(json.dumps({"ops": ops}), flush=True)
+            continue
         if line.strip() != "trial":
             break
         t0 = time.perf_counter()

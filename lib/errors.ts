@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   ERR_DIST_BROKEN: 'the process group failed earlier and cannot be used again (the first failure is named)',
   ERR_DIST_MISMATCH: 'the ranks called different collectives (op, shape, dtype or source rank; each rank\'s call is named); nothing was sent and the group stays usable',
   ERR_DIST_UNUSED: 'DistributedDataParallel: parameters that received no gradient in a backward pass (named)',
+  ERR_PROFILER_STATE: 'et.profiler.start() while it runs, or stop() when it does not',
   ERR_ABORTED: "a call stopped by its AbortSignal (generate's `signal`): a client that went away, a request past its time",
   ERR_HUB_NOT_FOUND: 'a Hugging Face repo, revision or file that the hub does not have (HTTP 404), or that is not cached while downloads are off (HF_HUB_OFFLINE)',
   ERR_HUB_AUTH: 'a gated or private Hugging Face repo (HTTP 401 / 403): no token was found (HF_TOKEN, the token file) or the hub refused it',

@@ -31,8 +31,9 @@ export * as metrics from './metrics';
 export * as systems from './systems';
 export * as distributed from './distributed';
 export * as hub from './io/hub';
+export * as profiler from './api/profiler';
 export { manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, cpu } from './runtime';
-export type { CpuCacheStats, CpuCacheOptions } from './runtime';
+export type { CpuCacheStats, CpuCacheOptions, LinearBackend } from './runtime';
 
 /**
  * Versions of emotorch and the libtorch it runs on, whether CUDA is usable, and the CPU kernel level

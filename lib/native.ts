@@ -109,7 +109,10 @@ export interface Binding {
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: string): [boolean, string];
   cpuCache(enabled?: boolean, limitBytes?: number): { enabled: boolean; limitBytes: number; cachedBytes: number; cachedBlocks: number; hits: number; misses: number; released: number; allocatedBytes: number; peakAllocatedBytes: number };
   emptyCpuCache(): number;
+  linearBackends(): Array<{ rows: number; inner: number; outer: number; threads: number; aTransposed: boolean; weightTransposed: boolean; bias: boolean; backend: 'onednn' | 'blas' }>;
   resetPeakCpuMemory(): void;
+  profilerStart(recordShapes: boolean): Promise<void>;
+  profilerStop(tracePath: string): Promise<{ names: string[]; shapes: string[]; start: Float64Array; duration: Float64Array; thread: Float64Array }>;
   fromData(data: ArrayBufferView, shape: number[], sourceDtype: string, dtype: string, device: string, requiresGrad: boolean): TensorHandle;
   opNames(): string[];
   op(index: number, ...args: unknown[]): TensorHandle | TensorHandle[];

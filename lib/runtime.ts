@@ -72,6 +72,26 @@ export interface CpuCacheStats {
   peakAllocatedBytes: number;
 }
 
+/**
+ * One kind of float32 CPU matrix product of the linear layers, and the backend it runs on (see
+ * {@link cpu.linearBackends}).
+ */
+export interface LinearBackend {
+  /** The product's rows rounded up to a power of two, its inner (reduced) and outer sizes. */
+  rows: number;
+  inner: number;
+  outer: number;
+  /** The intra-op threads it was timed with. */
+  threads: number;
+  /** Whether the left operand and the weight were transposed views (the backward products). */
+  aTransposed: boolean;
+  weightTransposed: boolean;
+  /** Whether a bias was added in the product. */
+  bias: boolean;
+  /** 'onednn' (oneDNN's matmul) or 'blas' (ATen's at::mm / at::addmm: MKL in PyTorch's builds). */
+  backend: 'onednn' | 'blas';
+}
+
 /** Options of {@link cpu.configureCache}. */
 export interface CpuCacheOptions {
   /** Keep freed blocks (default: as now). */
@@ -98,6 +118,17 @@ export const cpu = {
   cacheStats(): CpuCacheStats {
     return binding.cpuCache();
   },
+  /**
+   * The float32 linear layers' products timed so far, each with the backend it keeps. The first
+   * product of each kind runs on oneDNN and on the BLAS, twice each, and the faster is used from
+   * then on in this process: which one wins depends on the CPU, the ISA and the shape (oneDNN ran
+   * twice as fast as MKL on an AMD EPYC; MKL ran an Intel Xeon's transposed backward products,
+   * capped at AVX2, in 0.6 of oneDNN's time). `EMOTORCH_CPU_LINEAR=onednn` or `=blas` pins one
+   * (nothing is timed then, and this list stays empty); `=aten` runs ATen's own linear.
+   */
+  linearBackends(): LinearBackend[] {
+    return binding.linearBackends();
+  },
   /** Hands every cached block back to the C library; returns the bytes released. */
   emptyCache(): number {
     return binding.emptyCpuCache();
@@ -122,6 +153,16 @@ export const cpu = {
     return binding.cpuCache(enabled, limitBytes);
   },
 };
+
+/** Starts libtorch's op profiler on the compute thread (see `et.profiler`). @internal */
+export function profilerStart(recordShapes: boolean): Promise<void> {
+  return binding.profilerStart(recordShapes);
+}
+
+/** Stops it and hands back the op calls it recorded (see `et.profiler`). @internal */
+export function profilerStop(tracePath: string): Promise<{ names: string[]; shapes: string[]; start: Float64Array; duration: Float64Array; thread: Float64Array }> {
+  return binding.profilerStop(tracePath);
+}
 
 /** Applies EMOTORCH_CPU_ALLOCATOR ('cache' | 'default') and EMOTORCH_CPU_CACHE_MB. @internal */
 export function applyCpuCacheEnv(env: NodeJS.ProcessEnv): void {

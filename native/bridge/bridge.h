@@ -132,6 +132,7 @@ void init_ops(Napi::Env env, Napi::Object exports);
 void init_module(Napi::Env env, Napi::Object exports);
 void init_optimizer(Napi::Env env, Napi::Object exports);
 void init_io(Napi::Env env, Napi::Object exports);
+void init_profiler(Napi::Env env, Napi::Object exports);
 void init_audio(Napi::Env env, Napi::Object exports);
 void init_distributed(Napi::Env env, Napi::Object exports);
 

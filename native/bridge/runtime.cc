@@ -2,6 +2,7 @@
 // count, grad mode and autocast.
 #include "bridge/bridge.h"
 #include "memory/cpu_cache.h"
+#include "nn/fused.h"
 
 #include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
@@ -126,6 +127,27 @@ static Napi::Value CpuCache(const Napi::CallbackInfo& info) {
   });
 }
 
+// The float32 CPU products timed on both backends so far, and the one each kept (nn/fused.h).
+static Napi::Value LinearBackends(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto table = nn::linear_backend_table();
+  auto out = Napi::Array::New(env, table.size());
+  for (size_t i = 0; i < table.size(); i++) {
+    const auto& r = table[i];
+    auto o = Napi::Object::New(env);
+    o.Set("rows", Napi::Number::New(env, static_cast<double>(r[0])));
+    o.Set("inner", Napi::Number::New(env, static_cast<double>(r[1])));
+    o.Set("outer", Napi::Number::New(env, static_cast<double>(r[2])));
+    o.Set("threads", Napi::Number::New(env, static_cast<double>(r[3])));
+    o.Set("aTransposed", Napi::Boolean::New(env, r[4] != 0));
+    o.Set("weightTransposed", Napi::Boolean::New(env, r[5] != 0));
+    o.Set("bias", Napi::Boolean::New(env, r[6] != 0));
+    o.Set("backend", Napi::String::New(env, r[7] == 0 ? "onednn" : "blas"));
+    out.Set(i, o);
+  }
+  return out;
+}
+
 static Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(memory::empty_cpu_cache()));
 }
@@ -152,6 +174,7 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
   exports.Set("setAutocast", Napi::Function::New(env, SetAutocast));
   exports.Set("cpuCache", Napi::Function::New(env, CpuCache));
+  exports.Set("linearBackends", Napi::Function::New(env, LinearBackends));
   exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache));
   exports.Set("resetPeakCpuMemory", Napi::Function::New(env, ResetPeakCpuMemory));
 }

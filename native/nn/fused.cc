@@ -6,6 +6,9 @@
 #include <torch/autograd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -177,8 +180,84 @@ const c10::TypedOperatorHandle<LinearPointwise>* onednn_op() {
   return op;
 }
 
-at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+at::Tensor onednn_mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& b) {
   return onednn_op()->call(a, w, b, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt);
+}
+
+// ATen's product (the BLAS libtorch was built with, MKL in PyTorch's wheels): a Wᵀ (+ b).
+at::Tensor aten_mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+  return b.has_value() ? at::addmm(*b, a, w.t()) : at::mm(a, w.t());
+}
+
+// Which of the two runs a product faster is neither a rule of the ISA nor of the shape: on an
+// AMD EPYC oneDNN's fp32 GEMM ran twice as fast as MKL's, on an Intel Xeon capped at AVX2 MKL ran
+// the transposed backward products of a training step in 0.6 of oneDNN's time. So the first
+// product of each kind (rows bucketed to a power of two, inner and outer sizes, which operand
+// is transposed, bias, thread count) runs on both, twice each, alternating, and the faster by
+// its best time is kept for the rest of the process. EMOTORCH_CPU_LINEAR=onednn or =blas pins one
+// (=aten also keeps ATen's whole linear, see onednn_op).
+enum class Gemm : uint8_t { OneDnn, Blas };
+
+std::optional<Gemm> pinned_gemm() {
+  static const std::optional<Gemm> pin = []() -> std::optional<Gemm> {
+    const char* env = std::getenv("EMOTORCH_CPU_LINEAR");
+    if (env && std::strcmp(env, "onednn") == 0) return Gemm::OneDnn;
+    if (env && std::strcmp(env, "blas") == 0) return Gemm::Blas;
+    return std::nullopt;
+  }();
+  return pin;
+}
+
+struct GemmKey {
+  int64_t rows, inner, outer, threads;
+  bool a_t, w_t, bias;
+  bool operator==(const GemmKey& o) const {
+    return rows == o.rows && inner == o.inner && outer == o.outer && threads == o.threads && a_t == o.a_t && w_t == o.w_t && bias == o.bias;
+  }
+};
+struct GemmKeyHash {
+  size_t operator()(const GemmKey& k) const {
+    size_t h = std::hash<int64_t>()(k.rows);
+    for (int64_t v : {k.inner, k.outer, k.threads, int64_t(k.a_t) | int64_t(k.w_t) << 1 | int64_t(k.bias) << 2}) h = h * 1000003 ^ std::hash<int64_t>()(v);
+    return h;
+  }
+};
+
+std::mutex gemm_mutex;
+std::unordered_map<GemmKey, Gemm, GemmKeyHash>& gemm_table() {
+  static auto* t = new std::unordered_map<GemmKey, Gemm, GemmKeyHash>();
+  return *t;
+}
+
+int64_t pow2_at_least(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+// a Wᵀ (+ b) with a (N, in) and W (out, in), each as it lies (either may be a transposed view).
+at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& b) {
+  if (auto pin = pinned_gemm()) return *pin == Gemm::OneDnn ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
+  GemmKey key{pow2_at_least(a.size(0)), a.size(1), w.size(0), at::get_num_threads(), a.stride(0) == 1 && a.size(0) > 1,
+              w.stride(0) == 1 && w.size(0) > 1, b.has_value()};
+  {
+    std::lock_guard<std::mutex> lk(gemm_mutex);
+    auto it = gemm_table().find(key);
+    if (it != gemm_table().end()) return it->second == Gemm::OneDnn ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
+  }
+  using clock = std::chrono::steady_clock;
+  double best[2] = {1e300, 1e300};
+  at::Tensor y;
+  for (int round = 0; round < 2; round++) {
+    for (int which = 0; which < 2; which++) {
+      auto t0 = clock::now();
+      y = which == 0 ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
+      best[which] = std::min(best[which], std::chrono::duration<double>(clock::now() - t0).count());
+    }
+  }
+  std::lock_guard<std::mutex> lk(gemm_mutex);
+  gemm_table().emplace(key, best[0] <= best[1] ? Gemm::OneDnn : Gemm::Blas);
+  return y;
 }
 
 struct OneDnnLinear : torch::autograd::Function<OneDnnLinear> {
@@ -219,6 +298,13 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::T
 }
 
 }  // namespace
+
+std::vector<std::array<int64_t, 8>> linear_backend_table() {
+  std::lock_guard<std::mutex> lk(gemm_mutex);
+  std::vector<std::array<int64_t, 8>> out;
+  for (const auto& [k, g] : gemm_table()) out.push_back({k.rows, k.inner, k.outer, k.threads, k.a_t, k.w_t, k.bias, g == Gemm::OneDnn ? 0 : 1});
+  return out;
+}
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   auto bias = b.defined() ? std::optional<at::Tensor>(b) : std::nullopt;

@@ -6,6 +6,9 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <array>
+#include <vector>
+
 namespace et::nn {
 
 // HF LlamaRMSNorm: w · (x / sqrt(mean(x², -1) + eps)), statistics in float32, result in x's dtype
@@ -22,5 +25,10 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
 // on the same fp32 product) this halves the time of every linear layer. Same fp32 arithmetic,
 // other summation order. EMOTORCH_CPU_LINEAR=aten keeps ATen's path everywhere.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+
+// The products linear has timed on both backends so far and the one each keeps (see mm_t in
+// fused.cc): per product kind { rows bucket, inner, outer, threads, a transposed, W transposed,
+// bias, 0 = oneDNN | 1 = BLAS }.
+std::vector<std::array<int64_t, 8>> linear_backend_table();
 
 }  // namespace et::nn

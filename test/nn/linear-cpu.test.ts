@@ -1,6 +1,8 @@
-// The float32 CPU linear layer runs its products on oneDNN (native/nn/fused.cc); EMOTORCH_CPU_LINEAR=aten
-// keeps ATen's BLAS path. Both must give the same outputs and gradients (the model parity tests
-// check the oneDNN path against HF; this checks the switch and the bias / no-bias / frozen cases).
+// The float32 CPU linear layer runs each kind of product on oneDNN or on ATen's BLAS, whichever a
+// first timing of both finds faster (native/nn/fused.cc); EMOTORCH_CPU_LINEAR=onednn or =blas pins
+// one, =aten keeps ATen's whole linear. All must give the same outputs and gradients (the model
+// parity tests check the default path against HF; this checks the switch and the bias / no-bias /
+// frozen cases, and the table of what was chosen).
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
@@ -20,10 +22,12 @@ const et = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'in
     out[name] = { y: Array.from(y.dataSync()), dx: Array.from(x.grad.dataSync()),
       grads: m.parameters().map((p) => (p.grad ? Array.from(p.grad.dataSync()) : null)) };
   }
+  out.backends = et.cpu.linearBackends();
   process.stdout.write(JSON.stringify(out));
 })();`;
 
-function run(env: Record<string, string>): Record<string, { y: number[]; dx: number[]; grads: Array<number[] | null> }> {
+type Run = Record<string, { y: number[]; dx: number[]; grads: Array<number[] | null> }> & { backends: Array<Record<string, unknown>> };
+function run(env: Record<string, string>): Run {
   const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout);
@@ -31,17 +35,29 @@ function run(env: Record<string, string>): Record<string, { y: number[]; dx: num
 const maxDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
 describe('float32 CPU linear: oneDNN and ATen paths', () => {
-  it('give the same outputs and gradients (bias, no bias, frozen weights)', () => {
-    const onednn = run({});
+  it('give the same outputs and gradients (bias, no bias, frozen weights) whichever backend runs', () => {
     const aten = run({ EMOTORCH_CPU_LINEAR: 'aten' });
-    for (const k of ['bias', 'nobias', 'frozen']) {
-      expect(onednn[k].y.length).toBe(2 * 7 * 40);
-      expect(maxDiff(onednn[k].y, aten[k].y)).toBeLessThan(1e-5);
-      expect(maxDiff(onednn[k].dx, aten[k].dx)).toBeLessThan(1e-4);
-      expect(onednn[k].grads.map((g) => g === null)).toEqual(aten[k].grads.map((g) => g === null));
-      onednn[k].grads.forEach((g, i) => { if (g) expect(maxDiff(g, aten[k].grads[i]!)).toBeLessThan(1e-4); });
+    for (const mode of ['', 'onednn', 'blas']) {
+      const r = run(mode ? { EMOTORCH_CPU_LINEAR: mode } : {});
+      for (const k of ['bias', 'nobias', 'frozen']) {
+        expect(r[k].y.length).toBe(2 * 7 * 40);
+        expect(maxDiff(r[k].y, aten[k].y)).toBeLessThan(1e-5);
+        expect(maxDiff(r[k].dx, aten[k].dx)).toBeLessThan(1e-4);
+        expect(r[k].grads.map((g) => g === null)).toEqual(aten[k].grads.map((g) => g === null));
+        r[k].grads.forEach((g, i) => { if (g) expect(maxDiff(g, aten[k].grads[i]!)).toBeLessThan(1e-4); });
+      }
+      expect(r.frozen.grads).toEqual([null, null]);
+      expect(r.nobias.grads.length).toBe(1);
+      if (mode) {
+        expect(r.backends).toEqual([]);   // pinned: nothing timed
+      } else {
+        // timed per kind: the forward with and without bias (14 rows → 16), dx = dy W (W
+        // transposed), dW = dyᵀ x (dy transposed: 40 rows, inner 14, outer 48)
+        const kinds = r.backends.map((b) => `${b.rows}:${b.inner}:${b.outer}:${b.aTransposed}:${b.weightTransposed}:${b.bias}`).sort();
+        expect(kinds).toEqual(['16:40:48:false:true:false', '16:48:40:false:false:false', '16:48:40:false:false:true', '64:14:48:true:true:false'].sort());
+        for (const b of r.backends) expect(['onednn', 'blas']).toContain(b.backend);
+      }
     }
-    expect(onednn.frozen.grads).toEqual([null, null]);
-    expect(onednn.nobias.grads.length).toBe(1);
+    expect(aten.backends).toEqual([]);
   });
 });
