@@ -100,7 +100,7 @@ at::Tensor BeatsEncoder::relative_bias(int64_t L, const at::Device& dev) {
   large = at::clamp_max(large, nb - 1);
   bucket = bucket + at::where(a.lt(max_exact), a, large);
   auto table = layers[0]->as<BeatsLayerImpl>()->relative_attention_bias;
-  return table(bucket).permute({2, 0, 1});  // (heads, L, L)
+  return table(bucket).permute({2, 0, 1}).contiguous();  // (heads, L, L), laid out so each layer's gate · bias reads it in order
 }
 
 // The original's forward_padding_mask: drop the remainder, then a position is padding when all
@@ -132,7 +132,7 @@ Tensors BeatsEncoder::forward(const Tensors& in) {
   x = at::dropout(x, cfg.dropout_input, train);
   if (pad.defined()) x = x.masked_fill(pad.unsqueeze(-1), 0);
   // Conv positions: weight-normed grouped conv, drop the last frame (even kernel), GELU.
-  auto w = pos_weight_v * (pos_weight_g / at::linalg_vector_norm(pos_weight_v, 2, at::IntArrayRef{0, 1}, true));
+  auto w = at::_weight_norm(pos_weight_v, pos_weight_g, 2);  // ATen's kernel: one pass over v
   auto c = at::conv1d(x.transpose(1, 2), w, pos_bias, 1, cfg.conv_pos / 2, 1, cfg.conv_pos_groups);  // (B, C, L + 1)
   if (cfg.conv_pos % 2 == 0) c = c.narrow(2, 0, c.size(2) - 1);
   x = x + at::gelu(c).transpose(1, 2);

@@ -79,7 +79,7 @@ at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
 }
 
 at::Tensor SpeechFront::add_positions(const at::Tensor& x) const {
-  auto w = pos_v * (pos_g / at::linalg_vector_norm(pos_v, 2, at::IntArrayRef{0, 1}, true));
+  auto w = at::_weight_norm(pos_v, pos_g, 2);  // ATen's kernel: one pass over v (a norm over dims 0, 1 reads it strided)
   auto pc = at::conv1d(x.transpose(1, 2), w, pos_bias, 1, cfg.num_conv_pos_embeddings / 2, 1, cfg.num_conv_pos_embedding_groups);  // (B, H, T')
   if (cfg.num_conv_pos_embeddings % 2 == 0) pc = pc.narrow(2, 0, pc.size(2) - 1);
   return x + activate(pc, cfg.feat_extract_activation).transpose(1, 2);

@@ -37,7 +37,7 @@ at::Tensor WavLMLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, a
     auto large = (max_exact + at::log(a.to(at::kFloat) / max_exact) / std::log(static_cast<double>(cfg.max_bucket_distance) / max_exact) *
                                   (nb - max_exact)).to(at::kLong);
     auto bucket = rel.gt(0).to(at::kLong) * nb + at::where(a.lt(max_exact), a, at::clamp_max(large, nb - 1));
-    bias = rel_attn_embed(bucket).permute({2, 0, 1}).to(x.scalar_type());  // (heads, T, T)
+    bias = rel_attn_embed(bucket).permute({2, 0, 1}).to(x.scalar_type()).contiguous();  // (heads, T, T), in order for each layer's gate · bias
   }
   auto attention = [&](const at::Tensor& h) {
     auto g = at::sigmoid(gru_rel_pos_linear(h.view({B, T, Hh, D}).permute({0, 2, 1, 3})).view({B, Hh, T, 2, 4}).sum(-1));  // (B, Hh, T, 2)
