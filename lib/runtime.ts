@@ -119,9 +119,10 @@ export const cpu = {
     return binding.cpuCache();
   },
   /**
-   * The float32 linear layers' products timed so far, each with the backend it keeps. The first
-   * product of each kind runs on oneDNN and on the BLAS, twice each, and the faster is used from
-   * then on in this process: which one wins depends on the CPU, the ISA and the shape (oneDNN ran
+   * The kinds of float32 linear-layer products this process has run, each with its backend. The
+   * first product of each kind on a machine runs on oneDNN and on the BLAS, twice each, and the
+   * faster is used from then on, and by later processes (the choice is kept in a file in
+   * `EMOTORCH_CACHE_DIR`, else `~/.cache/emotorch`): which one wins depends on the CPU, the ISA and the shape (oneDNN ran
    * twice as fast as MKL on an AMD EPYC; MKL ran an Intel Xeon's transposed backward products,
    * capped at AVX2, in 0.6 of oneDNN's time). `EMOTORCH_CPU_LINEAR=onednn` or `=blas` pins one
    * (nothing is timed then, and this list stays empty); `=aten` runs ATen's own linear.

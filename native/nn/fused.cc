@@ -4,9 +4,13 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <unordered_map>
 #include <cmath>
@@ -194,7 +198,9 @@ at::Tensor aten_mm_t(const at::Tensor& a, const at::Tensor& w, const std::option
 // the transposed backward products of a training step in 0.6 of oneDNN's time. So the first
 // product of each kind (rows bucketed to a power of two, inner and outer sizes, which operand
 // is transposed, bias, thread count) runs on both, twice each, alternating, and the faster by
-// its best time is kept for the rest of the process. EMOTORCH_CPU_LINEAR=onednn or =blas pins one
+// its best time is kept. The choice is written to a small file per machine (CPU model, ISA caps,
+// libtorch version) in emotorch's cache folder and read by later processes, so a run and its
+// resumption (or two ranks) use the same backend for the same product: same bits. EMOTORCH_CPU_LINEAR=onednn or =blas pins one
 // (=aten also keeps ATen's whole linear, see onednn_op).
 enum class Gemm : uint8_t { OneDnn, Blas };
 
@@ -224,9 +230,76 @@ struct GemmKeyHash {
 };
 
 std::mutex gemm_mutex;
+// the kinds this process has used (listed by linear_backend_table)
 std::unordered_map<GemmKey, Gemm, GemmKeyHash>& gemm_table() {
   static auto* t = new std::unordered_map<GemmKey, Gemm, GemmKeyHash>();
   return *t;
+}
+
+// The file of choices made on this machine: <cache>/linear-backends-<hash>.txt, <cache> being
+// EMOTORCH_CACHE_DIR, else $XDG_CACHE_HOME/emotorch, else ~/.cache/emotorch; the hash is of the CPU
+// model, the ISA caps in the environment and the libtorch version. "" when there is no home.
+std::string find_choice_file() {
+  std::string dir;
+  if (const char* d = std::getenv("EMOTORCH_CACHE_DIR"); d && *d) dir = d;
+  else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = std::string(x) + "/emotorch";
+  else if (const char* h = std::getenv("HOME"); h && *h) dir = std::string(h) + "/.cache/emotorch";
+  else return "";
+  std::string id = std::string(TORCH_VERSION) + "|" + at::get_cpu_capability();
+  for (const char* v : {"ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY"}) {
+    const char* e = std::getenv(v);
+    id += std::string("|") + (e ? e : "");
+  }
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      id += "|" + line;
+      break;
+    }
+  }
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char c : id) h = (h ^ c) * 1099511628211ULL;
+  char name[64];
+  std::snprintf(name, sizeof name, "/linear-backends-%016llx.txt", static_cast<unsigned long long>(h));
+  return dir + name;
+}
+const std::string& choice_file() {
+  static const std::string f = find_choice_file();
+  return f;
+}
+
+// The choices written to the file so far (the first line of a kind wins).
+std::unordered_map<GemmKey, Gemm, GemmKeyHash> read_choices() {
+  std::unordered_map<GemmKey, Gemm, GemmKeyHash> m;
+  const std::string& f = choice_file();
+  if (f.empty()) return m;
+  std::ifstream in(f);
+  GemmKey k{};
+  int64_t a_t, w_t, bias, g;
+  while (in >> k.rows >> k.inner >> k.outer >> k.threads >> a_t >> w_t >> bias >> g) {
+    k.a_t = a_t != 0;
+    k.w_t = w_t != 0;
+    k.bias = bias != 0;
+    if (g == 0 || g == 1) m.emplace(k, g == 0 ? Gemm::OneDnn : Gemm::Blas);
+  }
+  return m;
+}
+
+// What earlier processes chose, read once.
+const std::unordered_map<GemmKey, Gemm, GemmKeyHash>& saved_choices() {
+  static const auto* t = new std::unordered_map<GemmKey, Gemm, GemmKeyHash>(read_choices());
+  return *t;
+}
+
+// Appends one choice (best effort: an unwritable cache folder only means the next process times again).
+void save_choice(const GemmKey& k, Gemm g) {
+  const std::string& f = choice_file();
+  if (f.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(f).parent_path(), ec);
+  std::ofstream out(f, std::ios::app);
+  if (out) out << k.rows << ' ' << k.inner << ' ' << k.outer << ' ' << k.threads << ' ' << k.a_t << ' ' << k.w_t << ' ' << k.bias << ' '
+               << (g == Gemm::OneDnn ? 0 : 1) << '\n';
 }
 
 int64_t pow2_at_least(int64_t n) {
@@ -243,6 +316,10 @@ at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at
   {
     std::lock_guard<std::mutex> lk(gemm_mutex);
     auto it = gemm_table().find(key);
+    if (it == gemm_table().end()) {
+      auto saved = saved_choices().find(key);
+      if (saved != saved_choices().end()) it = gemm_table().emplace(key, saved->second).first;
+    }
     if (it != gemm_table().end()) return it->second == Gemm::OneDnn ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
   }
   using clock = std::chrono::steady_clock;
@@ -255,8 +332,13 @@ at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at
       best[which] = std::min(best[which], std::chrono::duration<double>(clock::now() - t0).count());
     }
   }
+  Gemm chosen = best[0] <= best[1] ? Gemm::OneDnn : Gemm::Blas;
   std::lock_guard<std::mutex> lk(gemm_mutex);
-  gemm_table().emplace(key, best[0] <= best[1] ? Gemm::OneDnn : Gemm::Blas);
+  // another process may have chosen for this kind meanwhile: its choice, written first, is the one
+  // later processes read, so take it too
+  auto now = read_choices();
+  if (auto it = now.find(key); it != now.end()) chosen = it->second;
+  if (gemm_table().emplace(key, chosen).second && !now.count(key)) save_choice(key, chosen);
   return y;
 }
 

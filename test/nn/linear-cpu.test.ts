@@ -5,7 +5,9 @@
 // frozen cases, and the table of what was chosen).
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
+import { tmpdir } from '../helpers';
 
 const script = `
 const et = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'index.js'))});
@@ -36,9 +38,10 @@ const maxDiff = (a: number[], b: number[]) => a.reduce((m, v, i) => Math.max(m, 
 
 describe('float32 CPU linear: oneDNN and ATen paths', () => {
   it('give the same outputs and gradients (bias, no bias, frozen weights) whichever backend runs', () => {
-    const aten = run({ EMOTORCH_CPU_LINEAR: 'aten' });
+    const cache = tmpdir();
+    const aten = run({ EMOTORCH_CPU_LINEAR: 'aten', EMOTORCH_CACHE_DIR: cache });
     for (const mode of ['', 'onednn', 'blas']) {
-      const r = run(mode ? { EMOTORCH_CPU_LINEAR: mode } : {});
+      const r = run(mode ? { EMOTORCH_CPU_LINEAR: mode, EMOTORCH_CACHE_DIR: cache } : { EMOTORCH_CACHE_DIR: cache });
       for (const k of ['bias', 'nobias', 'frozen']) {
         expect(r[k].y.length).toBe(2 * 7 * 40);
         expect(maxDiff(r[k].y, aten[k].y)).toBeLessThan(1e-5);
@@ -59,5 +62,16 @@ describe('float32 CPU linear: oneDNN and ATen paths', () => {
       }
     }
     expect(aten.backends).toEqual([]);
+    // the choices were written once, and a later process takes them as they are (same backend, same bits)
+    const files = fs.readdirSync(cache).filter((f) => /^linear-backends-[0-9a-f]{16}\.txt$/.test(f));
+    expect(files.length).toBe(1);
+    const lines = fs.readFileSync(path.join(cache, files[0]), 'utf8').trim().split('\n');
+    expect(lines.length).toBe(4);
+    const again = run({ EMOTORCH_CACHE_DIR: cache });
+    const chosen = (r: Run) => r.backends.map((b) => `${b.rows}:${b.inner}:${b.outer}:${b.aTransposed}:${b.weightTransposed}:${b.bias}:${b.backend}`).sort();
+    const first = lines.map((l) => l.split(' ')).map(([rows, inner, outer, , aT, wT, bias, g]) => `${rows}:${inner}:${outer}:${aT === '1'}:${wT === '1'}:${bias === '1'}:${g === '0' ? 'onednn' : 'blas'}`).sort();
+    expect(chosen(again)).toEqual(first);
+    expect(fs.readFileSync(path.join(cache, files[0]), 'utf8').trim().split('\n').length).toBe(4);   // nothing timed again
+    expect(again.bias.y).toEqual(run({ EMOTORCH_CACHE_DIR: cache }).bias.y);   // bit-equal run to run
   });
 });

@@ -8,6 +8,11 @@ import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
 
 const DIR = path.join(FIXTURES, 'salmonn');
 const TOL = 1e-4;
+// The audio tokens (Whisper + BEATs + window Q-Former + projection on tiny random weights) move by
+// 2.5e-4 (of values up to 1.9) between the reference as computed on an AMD EPYC and the same script
+// run on an Intel Xeon; emotorch agrees with the reference of its own CPU to 1.2e-6. The bound is
+// what the reference itself varies by across CPUs, with margin.
+const TOL_AUDIO_TOKENS = 1e-3;
 const cfg = JSON.parse(fs.readFileSync(path.join(DIR, 'config.json'), 'utf8'));
 const gen = JSON.parse(fs.readFileSync(path.join(DIR, 'gen.json'), 'utf8'));
 const parts = { whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'), llm: path.join(DIR, 'llm') };
@@ -32,7 +37,7 @@ describe('Salmonn = the original forward (Python reference)', () => {
     expect(m.window).toEqual({ kernel: 17, stride: 17 });
     const tokens = await m.encodeAudio(waves);
     expect(tokens.map((t) => t.shape)).toEqual([[1, 88, 48], [1, 88, 48]]);
-    expect(maxAbsDiff(et.cat(tokens, 0), io.get('audio_tokens')!)).toBeLessThan(TOL);
+    expect(maxAbsDiff(et.cat(tokens, 0), io.get('audio_tokens')!)).toBeLessThan(TOL_AUDIO_TOKENS);
 
     const out = await m.forward({ audio: waves, instruction: gen.instructions, target: gen.texts });
     expect(out.labels!.toArray()).toEqual(io.get('labels')!.toArray());
