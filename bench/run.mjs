@@ -97,6 +97,9 @@ async function runCase(caseName, c) {
   if (device !== 'cpu') console.log(`device: ${device} on both sides`);
   console.log(`threads: ${threads} each; ${cfg.trials} alternating trials of ${cfg.steps} steps after ${cfg.warmup} warm-up steps`);
   const py = worker(caseName, cfg);
+  // the Python side builds and warms up first, so neither side's warm-up (where emotorch times its
+  // first products of each kind, see et.cpu.linearBackends) runs beside the other's
+  const ready = JSON.parse(await py.next());
   const step = await c.setup(cfg);
   for (let i = 0; i < cfg.warmup; i++) await step();
   const base = c.baseline ? await c.baseline(cfg) : null;
@@ -111,7 +114,6 @@ async function runCase(caseName, c) {
     return Number(process.hrtime.bigint() - t0) / 1e6 / cfg.steps / per;
   };
   const bare = [];
-  const ready = JSON.parse(await py.next());
   console.log(`emotorch ${et.versions.emotorch} on libtorch ${et.versions.libtorch}; Python: torch ${ready.torch} (default implementations)`);
   const ours = [], theirs = [];
   let pyPeak = null;

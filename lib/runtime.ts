@@ -77,14 +77,17 @@ export interface CpuCacheStats {
  * {@link cpu.linearBackends}).
  */
 export interface LinearBackend {
-  /** The product's rows rounded up to a power of two, its inner (reduced) and outer sizes. */
+  /** The product's rows, rounded up to a power of two. */
   rows: number;
+  /** Its inner (summed over) size. */
   inner: number;
+  /** Its outer size (the output's columns). */
   outer: number;
   /** The intra-op threads it was timed with. */
   threads: number;
-  /** Whether the left operand and the weight were transposed views (the backward products). */
+  /** Whether the left operand was a transposed view (the weight gradient's dyᵀ). */
   aTransposed: boolean;
+  /** Whether the weight operand was a transposed view (the backward products). */
   weightTransposed: boolean;
   /** Whether a bias was added in the product. */
   bias: boolean;
@@ -120,8 +123,8 @@ export const cpu = {
   },
   /**
    * The kinds of float32 linear-layer products this process has run, each with its backend. The
-   * first product of each kind on a machine runs on oneDNN and on the BLAS, twice each, and the
-   * faster is used from then on, and by later processes (the choice is kept in a file in
+   * first product of each kind on a machine runs on oneDNN and on the BLAS, three times each, and
+   * the BLAS is kept where clearly (5 %) faster, else oneDNN, from then on and by later processes (the choice is kept in a file in
    * `EMOTORCH_CACHE_DIR`, else `~/.cache/emotorch`): which one wins depends on the CPU, the ISA and the shape (oneDNN ran
    * twice as fast as MKL on an AMD EPYC; MKL ran an Intel Xeon's transposed backward products,
    * capped at AVX2, in 0.6 of oneDNN's time). `EMOTORCH_CPU_LINEAR=onednn` or `=blas` pins one

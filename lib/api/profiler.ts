@@ -1,7 +1,7 @@
 /**
  * The op profiler: libtorch's own (Kineto, CPU activity), the one `torch.profiler.profile(
  * activities=[ProfilerActivity.CPU])` runs in Python, so a step's breakdown here and in PyTorch can
- * be read side by side (`npm run bench -- … --profile-ops` prints both).
+ * be read side by side (`npm run bench -- … --ops` prints both).
  * @module
  */
 import * as fs from 'fs';
@@ -15,9 +15,11 @@ export interface ProfileEvent {
   name: string;
   /** Its input shapes (`[[4, 768], [768, 768]]`), when `recordShapes` was on; else ''. */
   shapes: string;
-  /** Start (ns, the profiler's clock) and duration (ns), the calling thread's id. */
+  /** When it started (ns, on the profiler's clock). */
   startNs: number;
+  /** How long it ran (ns), the ops it called included. */
   durationNs: number;
+  /** The id of the thread that called it. */
   thread: number;
   /** Its own time: the duration less that of the ops it called (ns). */
   selfNs: number;
@@ -25,9 +27,11 @@ export interface ProfileEvent {
 
 /** The calls of one op name (and shapes, when grouped by them), added up. */
 export interface OpStats {
+  /** The op's name. */
   name: string;
   /** The shapes these calls had, when grouped by shapes; else ''. */
   shapes: string;
+  /** How many calls were added up. */
   calls: number;
   /** Time in the op itself, in milliseconds (torch.profiler's "Self CPU"). */
   selfMs: number;
