@@ -6,7 +6,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { checkOptionNames, invalid } from '../errors';
+import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { profilerStart, profilerStop } from '../runtime';
 
 /** One op call as the profiler recorded it. */
@@ -133,8 +133,8 @@ export async function start(opts: ProfilerStartOptions = {}): Promise<void> {
 
 /**
  * Stops the profiler once the calls made before this one have run, and returns what it recorded.
- * @throws EmotorchError ERR_PROFILER_STATE when it is not running; ERR_IO when `tracePath` is in a
- *   folder that does not exist; ERR_INVALID_ARG for a bad option
+ * @throws EmotorchError ERR_PROFILER_STATE when it is not running; ERR_IO when `tracePath` cannot be
+ *   written (the profiler is stopped all the same); ERR_INVALID_ARG for a bad option
  */
 export async function stop(opts: ProfilerStopOptions = {}): Promise<ProfileResult> {
   if (!opts || typeof opts !== 'object') invalid('an object { tracePath? }', 'profiler stop options', opts);
@@ -143,10 +143,11 @@ export async function stop(opts: ProfilerStopOptions = {}): Promise<ProfileResul
   if (opts.tracePath !== undefined) {
     if (typeof opts.tracePath !== 'string' || !opts.tracePath) invalid('a file path', 'tracePath', opts.tracePath);
     trace = path.resolve(opts.tracePath);
-    if (!fs.statSync(path.dirname(trace), { throwIfNoEntry: false })?.isDirectory()) {
-      // stop anyway, so the profiler is not left running, then report the path
-      await profilerStop('');
-      invalid('a file in an existing folder', 'tracePath', opts.tracePath);
+    try {
+      fs.writeFileSync(trace, '');   // libtorch only logs a trace it cannot write: find out here
+    } catch (e) {
+      await profilerStop('');   // stop anyway, so the profiler is not left running
+      throw new EmotorchError(`cannot write the profiler trace to ${trace}: ${(e as Error).message}`, 'ERR_IO');
     }
   }
   const raw = await profilerStop(trace);

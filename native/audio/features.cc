@@ -157,6 +157,13 @@ at::Tensor kaldi_fbank(const at::Tensor& waveform, const FbankOptions& o) {
   int64_t shift = static_cast<int64_t>(o.sample_rate * o.frame_shift_ms * 0.001);
   TORCH_CHECK(win > 1 && shift > 0, "kaldi_fbank: frame length ", win, " and shift ", shift, " samples are too small");
   TORCH_CHECK(o.snip_edges, "kaldi_fbank: only snip_edges=true is supported");
+  if (waveform.size(0) > 1) {
+    // clip by clip: the frames, spectra and their temporaries of one clip at a time (a batch of
+    // 8 × 10 s held some 240 MB of them at once), the same numbers
+    std::vector<at::Tensor> out;
+    for (int64_t i = 0; i < waveform.size(0); i++) out.push_back(kaldi_fbank(waveform.narrow(0, i, 1), o));
+    return at::cat(out, 0);
+  }
   at::Tensor x = waveform.to(at::kFloat) * o.scale;
   int64_t n = x.size(1);
   TORCH_CHECK(n >= win, "kaldi_fbank: a clip of ", n, " samples is shorter than one frame (", win, ")");
