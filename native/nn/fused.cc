@@ -8,16 +8,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <unordered_map>
-#include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace et::nn {
@@ -198,10 +198,11 @@ at::Tensor aten_mm_t(const at::Tensor& a, const at::Tensor& w, const std::option
 // the transposed backward products of a training step in 0.6 of oneDNN's time. So the first
 // product of each kind (rows bucketed to a power of two, inner and outer sizes, which operand
 // is transposed, bias, thread count) runs on both, three times each, alternating, and the BLAS is
-// kept when its best time is 5 % below oneDNN's, else oneDNN. The choice is written to a small file per machine (CPU model, ISA caps,
-// libtorch version) in emotorch's cache folder and read by later processes, so a run and its
-// resumption (or two ranks) use the same backend for the same product: same bits. EMOTORCH_CPU_LINEAR=onednn or =blas pins one
-// (=aten also keeps ATen's whole linear, see onednn_op).
+// kept when its best time is 5 % below oneDNN's, else oneDNN. The choice is written to a small
+// file per machine (CPU model, ISA caps, libtorch version) in emotorch's cache folder and read by
+// later processes, so a run and its resumption (or two ranks) use the same backend for the same
+// product: same bits. EMOTORCH_CPU_LINEAR=onednn or =blas pins one (=aten also keeps ATen's whole
+// linear, see onednn_op).
 enum class Gemm : uint8_t { OneDnn, Blas };
 
 std::optional<Gemm> pinned_gemm() {
