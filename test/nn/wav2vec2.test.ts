@@ -20,6 +20,11 @@ describe('Wav2Vec2Model = HF Wav2Vec2Model', () => {
       expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
       expect(out.hiddenStates).toHaveLength(4);
       out.hiddenStates!.forEach((h, i) => expect(maxAbsDiff(h, t.get(`hidden_states.${i}`)!)).toBeLessThan(TOL));
+      // the same without a graph (inference: in-place activations)
+      const inf = await et.noGrad(() => m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask'), outputHiddenStates: true }));
+      expect(maxAbsDiff(inf.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
+      inf.hiddenStates!.forEach((h, i) => expect(maxAbsDiff(h, t.get(`hidden_states.${i}`)!)).toBeLessThan(TOL));
+      expect(maxAbsDiff(inf.lastHiddenState, out.lastHiddenState)).toBeLessThan(1e-4);
       // one layer only, the rest not run
       const at = await m.hiddenStateAt({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') }, 2);
       expect(maxAbsDiff(at.hiddenState, t.get('hidden_states.2')!)).toBeLessThan(TOL);
