@@ -179,6 +179,16 @@ export function applyCpuCacheEnv(env: NodeJS.ProcessEnv): void {
 applyCpuCacheEnv(process.env);
 
 /**
+ * Checks EMOTORCH_CPU_LINEAR ('auto' | 'onednn' | 'blas' | 'aten'; read by the native side when
+ * the first linear layer runs): a misspelt value would otherwise mean 'auto' without a word. @internal
+ */
+export function checkCpuLinearEnv(env: NodeJS.ProcessEnv): void {
+  const v = env.EMOTORCH_CPU_LINEAR;
+  if (v !== undefined && v !== '' && !['auto', 'onednn', 'blas', 'aten'].includes(v)) invalid("'auto', 'onednn', 'blas' or 'aten'", 'EMOTORCH_CPU_LINEAR', v);
+}
+checkCpuLinearEnv(process.env);
+
+/**
  * mulberry32: a small, fast, seedable 32-bit PRNG (not libtorch's generator); the returned
  * function gives floats in [0, 1). emotorch uses it where the originals draw with Python's
  * `random` or numpy (DataLoader shuffles, LanguageBind's random flip and audio chunks), so a seed

@@ -104,4 +104,12 @@ describe('et.cpu: the CPU caching allocator', () => {
     expect(badMb.status).not.toBe(0);
     expect(badMb.stderr).toMatch(/EMOTORCH_CPU_CACHE_MB/);
   });
+
+  it('refuses a misspelt EMOTORCH_CPU_LINEAR when it loads, naming it', () => {
+    const show = 'console.log(JSON.stringify(et.cpu.linearBackends()));';
+    for (const ok of ['auto', 'onednn', 'blas', 'aten']) expect(child(show, { EMOTORCH_CPU_LINEAR: ok }).status).toBe(0);
+    const bad = child(show, { EMOTORCH_CPU_LINEAR: 'mkl' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/EMOTORCH_CPU_LINEAR.*mkl/);
+  });
 });
