@@ -105,6 +105,17 @@ describe('et.cpu: the CPU caching allocator', () => {
     expect(badMb.stderr).toMatch(/EMOTORCH_CPU_CACHE_MB/);
   });
 
+  it("sets libgomp's spin count only while the addon loads: children do not inherit it, a user's value stays", () => {
+    const show = 'console.log(String(process.env.GOMP_SPINCOUNT) + " " + String(process.env.OMP_WAIT_POLICY));';
+    const env = { ...process.env };
+    delete env.GOMP_SPINCOUNT;
+    delete env.OMP_WAIT_POLICY;
+    const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(DIST)}); ${show}`], { env, encoding: 'utf8' });
+    expect(r.stdout.trim()).toBe('undefined undefined');
+    expect(child(show, { GOMP_SPINCOUNT: '123' }).stdout.trim()).toMatch(/^123 /);
+    expect(child(show, { OMP_WAIT_POLICY: 'passive' }).stdout.trim()).toMatch(/ passive$/);
+  });
+
   it('refuses a misspelt EMOTORCH_CPU_LINEAR when it loads, naming it', () => {
     const show = 'console.log(JSON.stringify(et.cpu.linearBackends()));';
     for (const ok of ['auto', 'onednn', 'blas', 'aten']) expect(child(show, { EMOTORCH_CPU_LINEAR: ok }).status).toBe(0);
