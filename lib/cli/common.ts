@@ -75,8 +75,8 @@ export function need(v: Values, k: string): string {
 }
 
 
-/** A model folder (or a Hugging Face repo id) as a chat model: InternVL2 (config.json with vision_config and llm_config) or a LLaMA-family LLM, with its tokenizer. */
-export async function loadChatModel(dir: string, tokenizerPath?: string): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer }> {
+/** A model folder (or a Hugging Face repo id) as a chat model: InternVL2 (config.json with vision_config and llm_config) or a LLaMA-family LLM, with its tokenizer and the local folder it was read from. */
+export async function loadChatModel(dir: string, tokenizerPath?: string): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
   dir = await et.hub.resolvePretrainedPath(dir);   // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
@@ -91,6 +91,6 @@ export async function loadChatModel(dir: string, tokenizerPath?: string): Promis
   const model = cfg.vision_config && cfg.llm_config
     ? await et.systems.InternVL.fromPretrained(dir, ctx === undefined ? {} : { imgContextTokenId: ctx })
     : await et.nn.LlamaForCausalLM.fromPretrained(dir);
-  return { model, tokenizer };
+  return { model, tokenizer, dir };
 }
 

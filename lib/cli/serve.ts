@@ -524,8 +524,7 @@ export const SERVE: Command = {
       const model = await et.systems.Salmonn.fromPretrained(options);
       backend = salmonnBackend(model.eval(), name(cfg));
     } else {
-      const local = await et.hub.resolvePretrainedPath(dir!);   // a repo id: its hub cache folder
-      const { model, tokenizer } = await loadChatModel(local, str(v, 'tokenizer'));
+      const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'));   // local: a repo id's hub cache folder
       if (model instanceof et.systems.InternVL) backend = internvlBackend(model.eval() as et.systems.InternVL, tokenizer, name(dir!));
       else {
         const template = readChatTemplate(local, str(v, 'chat_template'));

@@ -11,7 +11,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { EmotorchError, checkInt, invalid } from '../errors';
+import { EmotorchError, checkInt, checkOptionNames, invalid } from '../errors';
 
 /** Options of {@link hubSnapshot} and {@link resolvePretrainedPath}. */
 export interface HubOptions {
@@ -348,6 +348,11 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
 export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<string> {
   if (!isRepoId(id)) invalid("a Hugging Face repo id 'org/name'", 'repo id', id);
   if (!opts || typeof opts !== 'object') invalid('an options object', 'hub options', opts);
+  checkOptionNames(opts, ['revision', 'cacheDir', 'token', 'localFilesOnly', 'endpoint', 'allowPatterns', 'progress', 'concurrency', 'retries'], 'hub options');
+  for (const k of ['localFilesOnly', 'progress'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
+  if (opts.cacheDir !== undefined && (typeof opts.cacheDir !== 'string' || !opts.cacheDir)) invalid('a folder path', 'cacheDir', opts.cacheDir);
+  if (opts.token !== undefined && opts.token !== false && typeof opts.token !== 'string') invalid('a token string or false', 'token', opts.token);
+  if (opts.endpoint !== undefined && (typeof opts.endpoint !== 'string' || !/^https?:\/\/[^\s/]+/.test(opts.endpoint))) invalid('an http(s) URL', 'endpoint', opts.endpoint);
   const revision = opts.revision ?? 'main';
   if (typeof revision !== 'string' || !revision || revision.includes('..')) invalid('a branch, tag or commit', 'revision', opts.revision);
   const cacheDir = opts.cacheDir ?? hubCacheDir();

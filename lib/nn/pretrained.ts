@@ -196,7 +196,8 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOp
 export function pretrainedPath(dirOrId: string, opts: unknown = {}): Promise<string> {
   const o = (opts && typeof opts === 'object' ? opts : {}) as { revision?: string; hub?: Omit<HubOptions, 'revision'> };
   if (o.hub !== undefined && (o.hub === null || typeof o.hub !== 'object')) invalid('an object of hub options', 'opts.hub', o.hub);
-  return resolvePretrainedPath(dirOrId, { ...o.hub, revision: o.revision });
+  // the top-level revision wins; a system's shared hub options may carry one of their own
+  return resolvePretrainedPath(dirOrId, o.revision === undefined ? { ...o.hub } : { ...o.hub, revision: o.revision });
 }
 
 /**

@@ -117,6 +117,12 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     // the same bytes at both commits: one blob
     expect(fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs')).length).toBe(3);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: 'no-such-branch' })), 'ERR_HUB_NOT_FOUND', /no-such-branch.*no such revision/);
+    // a system's shared hub options carry the revision to every repo id (tiny/llm has no v2: refused, naming it)
+    await rejectsWith(et.systems.Salmonn.fromPretrained({ whisper: 'tiny/whisper', llm: 'tiny/llm', hub: opts(cache, { revision: 'v2' }) }), 'ERR_HUB_NOT_FOUND', /'tiny\/llm' at revision 'v2'.*no such revision/);
+    // misspelt or mistyped hub options are named
+    await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revison: 'v2' } as never)), 'ERR_INVALID_ARG', /revison/);
+    await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { localFilesOnly: 'yes' } as never)), 'ERR_INVALID_ARG', /localFilesOnly/);
+    await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { endpoint: 'huggingface.co' })), 'ERR_INVALID_ARG', /endpoint/);
     await rejectsWith(et.hub.hubSnapshot('tiny/none', opts(cache)), 'ERR_HUB_NOT_FOUND', /'tiny\/none'.*no such repo/);
     // a renamed repo: the hub answers the old id with relative 307s to the new one, followed on the hub's host
     const renamed = await et.hub.hubSnapshot('tiny/old-whisper', opts(cache));
