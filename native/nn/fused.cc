@@ -269,20 +269,29 @@ const std::string& choice_file() {
   return f;
 }
 
-// The choices written to the file so far (the first line of a kind wins).
-std::unordered_map<GemmKey, Gemm, GemmKeyHash> read_choices() {
+// The choices written to the file so far (the first line of a kind wins). `damaged`: the file has
+// something after the last line it could read.
+std::unordered_map<GemmKey, Gemm, GemmKeyHash> read_choices(bool* damaged = nullptr) {
   std::unordered_map<GemmKey, Gemm, GemmKeyHash> m;
+  if (damaged) *damaged = false;
   const std::string& f = choice_file();
   if (f.empty()) return m;
   std::ifstream in(f);
+  if (!in) return m;
   GemmKey k{};
   int64_t a_t, w_t, bias, g;
+  bool bad = false;
   while (in >> k.rows >> k.inner >> k.outer >> k.threads >> a_t >> w_t >> bias >> g) {
+    if (g != 0 && g != 1) {
+      bad = true;
+      break;
+    }
     k.a_t = a_t != 0;
     k.w_t = w_t != 0;
     k.bias = bias != 0;
-    if (g == 0 || g == 1) m.emplace(k, g == 0 ? Gemm::OneDnn : Gemm::Blas);
+    m.emplace(k, g == 0 ? Gemm::OneDnn : Gemm::Blas);
   }
+  if (damaged) *damaged = bad || !in.eof();
   return m;
 }
 
@@ -292,15 +301,22 @@ const std::unordered_map<GemmKey, Gemm, GemmKeyHash>& saved_choices() {
   return *t;
 }
 
-// Appends one choice (best effort: an unwritable cache folder only means the next process times again).
-void save_choice(const GemmKey& k, Gemm g) {
+// Writes `choices` (best effort: an unwritable cache folder only means the next process times
+// again): appended to the file, or, when it was damaged, the file written anew with `keep` first.
+void save_choices(const std::unordered_map<GemmKey, Gemm, GemmKeyHash>& keep, const GemmKey& k, Gemm g, bool damaged) {
   const std::string& f = choice_file();
   if (f.empty()) return;
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(f).parent_path(), ec);
-  std::ofstream out(f, std::ios::app);
-  if (out) out << k.rows << ' ' << k.inner << ' ' << k.outer << ' ' << k.threads << ' ' << k.a_t << ' ' << k.w_t << ' ' << k.bias << ' '
-               << (g == Gemm::OneDnn ? 0 : 1) << '\n';
+  std::ofstream out(f, damaged ? std::ios::trunc : std::ios::app);
+  auto line = [&](const GemmKey& c, Gemm b) {
+    out << c.rows << ' ' << c.inner << ' ' << c.outer << ' ' << c.threads << ' ' << c.a_t << ' ' << c.w_t << ' ' << c.bias << ' '
+        << (b == Gemm::OneDnn ? 0 : 1) << '\n';
+  };
+  if (!out) return;
+  if (damaged)
+    for (const auto& [c, b] : keep) line(c, b);
+  line(k, g);
 }
 
 int64_t pow2_at_least(int64_t n) {
@@ -340,9 +356,10 @@ at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at
   std::lock_guard<std::mutex> lk(gemm_mutex);
   // another process may have chosen for this kind meanwhile: its choice, written first, is the one
   // later processes read, so take it too
-  auto now = read_choices();
+  bool damaged = false;
+  auto now = read_choices(&damaged);
   if (auto it = now.find(key); it != now.end()) chosen = it->second;
-  if (gemm_table().emplace(key, chosen).second && !now.count(key)) save_choice(key, chosen);
+  if (gemm_table().emplace(key, chosen).second && !now.count(key)) save_choices(now, key, chosen, damaged);
   return y;
 }
 

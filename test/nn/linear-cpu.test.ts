@@ -73,5 +73,15 @@ describe('float32 CPU linear: oneDNN and ATen paths', () => {
     expect(chosen(again)).toEqual(first);
     expect(fs.readFileSync(path.join(cache, files[0]), 'utf8').trim().split('\n').length).toBe(4);   // nothing timed again
     expect(again.bias.y).toEqual(run({ EMOTORCH_CACHE_DIR: cache }).bias.y);   // bit-equal run to run
+    // a damaged file is read up to the damage: the rest is timed again (the numbers are the same)
+    // and the file is written anew, whole, so the process after that times nothing
+    fs.writeFileSync(path.join(cache, files[0]), `${lines[0]}\n\u0000garbage 7 -1\n99999999999999999999999 1\n`);
+    const damaged = run({ EMOTORCH_CACHE_DIR: cache });
+    expect(damaged.backends.length).toBe(4);
+    expect(maxDiff(damaged.bias.y, aten.bias.y)).toBeLessThan(1e-5);
+    const mended = fs.readFileSync(path.join(cache, files[0]), 'utf8');
+    expect(mended).not.toMatch(/garbage/);
+    expect(mended.trim().split('\n').length).toBe(4);
+    expect(chosen(run({ EMOTORCH_CACHE_DIR: cache }))).toEqual(chosen(damaged));
   });
 });
