@@ -33,7 +33,7 @@ export * as distributed from './distributed';
 export * as hub from './io/hub';
 export * as profiler from './api/profiler';
 export { manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, cpu } from './runtime';
-export type { CpuCacheStats, CpuCacheOptions, LinearBackend } from './runtime';
+export type { CpuCacheStats, CpuCacheOptions, ConvBackend, LinearBackend } from './runtime';
 
 /**
  * Versions of emotorch and the libtorch it runs on, whether CUDA is usable, and the CPU kernel level

@@ -109,6 +109,7 @@ export interface Binding {
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: string): [boolean, string];
   cpuCache(enabled?: boolean, limitBytes?: number): { enabled: boolean; limitBytes: number; cachedBytes: number; cachedBlocks: number; hits: number; misses: number; released: number; allocatedBytes: number; peakAllocatedBytes: number };
   emptyCpuCache(): number;
+  convBackends(): Array<{ inChannels: number; outChannels: number; kernel: number; stride: number; padding: number; groups: number; rows: number; threads: number; bias: boolean; backend: 'onednn-rows' | 'channels-first' | 'blas' }>;
   linearBackends(): Array<{ rows: number; inner: number; outer: number; threads: number; aTransposed: boolean; weightTransposed: boolean; bias: boolean; backend: 'onednn' | 'blas' }>;
   resetPeakCpuMemory(): void;
   profilerStart(recordShapes: boolean): Promise<void>;

@@ -95,6 +95,31 @@ export interface LinearBackend {
   backend: 'onednn' | 'blas';
 }
 
+/**
+ * One kind of float32 CPU convolution over time-major rows (the Wav2Vec2 / WavLM feature encoder's
+ * convs and the conv positions of Wav2Vec2, WavLM and BEATs, at inference) and the implementation it
+ * runs on (see {@link cpu.convBackends}).
+ */
+export interface ConvBackend {
+  inChannels: number;
+  outChannels: number;
+  kernel: number;
+  stride: number;
+  padding: number;
+  groups: number;
+  /** Batch × output frames, rounded up to a power of two. */
+  rows: number;
+  /** The intra-op threads it was timed with. */
+  threads: number;
+  bias: boolean;
+  /**
+   * 'onednn-rows': oneDNN's convolution on the rows as they lie (NHWC); 'channels-first': the
+   * (B, C, T) convolution PyTorch runs, the rows transposed in and out; 'blas': BLAS products over
+   * strided views of the rows (groups 1, no padding).
+   */
+  backend: 'onednn-rows' | 'channels-first' | 'blas';
+}
+
 /** Options of {@link cpu.configureCache}. */
 export interface CpuCacheOptions {
   /** Keep freed blocks (default: as now). */
@@ -132,6 +157,19 @@ export const cpu = {
    */
   linearBackends(): LinearBackend[] {
     return binding.linearBackends();
+  },
+  /**
+   * The kinds of float32 convolutions over time-major rows this process has run at inference (no
+   * autograd graph), each with its implementation: the first of each kind on a machine runs on
+   * every applicable one ({@link ConvBackend}), three times each, and the fastest is kept (the
+   * first, oneDNN on the rows, unless another is 5 % faster), from then on and by later processes
+   * (`conv-backends-<hash>.txt` beside the linear choices). Which wins depends on the CPU, the ISA
+   * and the shape: capped at AVX2, an Intel Xeon ran the XLS-R feature encoder's second conv as
+   * BLAS products in 0.85 of oneDNN's time, its later convs at parity. `EMOTORCH_CPU_LINEAR=aten`
+   * runs the channels-first convolution throughout (nothing is timed).
+   */
+  convBackends(): ConvBackend[] {
+    return binding.convBackends();
   },
   /** Hands every cached block back to the C library; returns the bytes released. */
   emptyCache(): number {

@@ -148,6 +148,24 @@ static Napi::Value LinearBackends(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// The float32 CPU convolutions over time-major rows timed so far, and the implementation each kept.
+static Napi::Value ConvBackends(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto table = nn::conv_backend_table();
+  auto out = Napi::Array::New(env, table.size());
+  static const char* names[] = {"onednn-rows", "channels-first", "blas"};
+  static const char* fields[] = {"inChannels", "outChannels", "kernel", "stride", "padding", "groups", "rows", "threads"};
+  for (size_t i = 0; i < table.size(); i++) {
+    const auto& r = table[i];
+    auto o = Napi::Object::New(env);
+    for (size_t f = 0; f < 8; f++) o.Set(fields[f], Napi::Number::New(env, static_cast<double>(r[f])));
+    o.Set("bias", Napi::Boolean::New(env, r[8] != 0));
+    o.Set("backend", Napi::String::New(env, names[r[9]]));
+    out.Set(i, o);
+  }
+  return out;
+}
+
 static Napi::Value EmptyCpuCache(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(memory::empty_cpu_cache()));
 }
@@ -175,6 +193,7 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("setAutocast", Napi::Function::New(env, SetAutocast));
   exports.Set("cpuCache", Napi::Function::New(env, CpuCache));
   exports.Set("linearBackends", Napi::Function::New(env, LinearBackends));
+  exports.Set("convBackends", Napi::Function::New(env, ConvBackends));
   exports.Set("emptyCpuCache", Napi::Function::New(env, EmptyCpuCache));
   exports.Set("resetPeakCpuMemory", Napi::Function::New(env, ResetPeakCpuMemory));
 }

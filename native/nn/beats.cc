@@ -1,6 +1,7 @@
 #include "nn/beats.h"
 
 #include "nn/builtin.h"
+#include "nn/fused.h"
 
 #include <cmath>
 
@@ -133,9 +134,9 @@ Tensors BeatsEncoder::forward(const Tensors& in) {
   if (pad.defined()) x = x.masked_fill(pad.unsqueeze(-1), 0);
   // Conv positions: weight-normed grouped conv, drop the last frame (even kernel), GELU.
   auto w = at::_weight_norm(pos_weight_v, pos_weight_g, 2);  // ATen's kernel: one pass over v
-  auto c = at::conv1d(x.transpose(1, 2), w, pos_bias, 1, cfg.conv_pos / 2, 1, cfg.conv_pos_groups);  // (B, C, L + 1)
-  if (cfg.conv_pos % 2 == 0) c = c.narrow(2, 0, c.size(2) - 1);
-  x = x + at::gelu(c).transpose(1, 2);
+  auto c = conv1d_rows(x, w, pos_bias, 1, cfg.conv_pos / 2, cfg.conv_pos_groups);  // (B, L + 1, C)
+  if (cfg.conv_pos % 2 == 0) c = c.narrow(1, 0, c.size(1) - 1);
+  x = x + at::gelu(c);
   if (!cfg.layer_norm_first) x = encoder_layer_norm(x);
   x = at::dropout(x, cfg.dropout, train);
   at::Tensor bias = cfg.relative_position_embedding ? relative_bias(L, x.device()).to(x.scalar_type()) : at::Tensor();

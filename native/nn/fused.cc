@@ -7,12 +7,14 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <optional>
@@ -215,108 +217,159 @@ std::optional<Gemm> pinned_gemm() {
   return pin;
 }
 
-struct GemmKey {
-  int64_t rows, inner, outer, threads;
-  bool a_t, w_t, bias;
-  bool operator==(const GemmKey& o) const {
-    return rows == o.rows && inner == o.inner && outer == o.outer && threads == o.threads && a_t == o.a_t && w_t == o.w_t && bias == o.bias;
-  }
-};
-struct GemmKeyHash {
-  size_t operator()(const GemmKey& k) const {
-    size_t h = std::hash<int64_t>()(k.rows);
-    for (int64_t v : {k.inner, k.outer, k.threads, int64_t(k.a_t) | int64_t(k.w_t) << 1 | int64_t(k.bias) << 2}) h = h * 1000003 ^ std::hash<int64_t>()(v);
-    return h;
-  }
-};
+// A file of measured choices between two implementations of one kind of work (the first, 0, is
+// the default), one line per kind: the kind's N numbers, then the choice. The file is per machine:
+// <cache>/<prefix>-<hash>.txt, <cache> being EMOTORCH_CACHE_DIR, else $XDG_CACHE_HOME/emotorch,
+// else ~/.cache/emotorch; the hash is of the CPU model, the ISA caps in the environment and the
+// libtorch version. Later processes read it, so a run and its resumption (or two ranks) make the
+// same choice for the same kind: same bits.
+template <size_t N>
+class ChoiceStore {
+ public:
+  using Key = std::array<int64_t, N>;
+  // `choices`: how many implementations there are (0 … choices − 1)
+  ChoiceStore(const char* prefix, int choices) : prefix_(prefix), choices_(choices) {}
 
-std::mutex gemm_mutex;
-// the kinds this process has used (listed by linear_backend_table)
-std::unordered_map<GemmKey, Gemm, GemmKeyHash>& gemm_table() {
-  static auto* t = new std::unordered_map<GemmKey, Gemm, GemmKeyHash>();
-  return *t;
-}
-
-// The file of choices made on this machine: <cache>/linear-backends-<hash>.txt, <cache> being
-// EMOTORCH_CACHE_DIR, else $XDG_CACHE_HOME/emotorch, else ~/.cache/emotorch; the hash is of the CPU
-// model, the ISA caps in the environment and the libtorch version. "" when there is no home.
-std::string find_choice_file() {
-  std::string dir;
-  if (const char* d = std::getenv("EMOTORCH_CACHE_DIR"); d && *d) dir = d;
-  else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = std::string(x) + "/emotorch";
-  else if (const char* h = std::getenv("HOME"); h && *h) dir = std::string(h) + "/.cache/emotorch";
-  else return "";
-  std::string id = std::string(TORCH_VERSION) + "|" + at::get_cpu_capability();
-  for (const char* v : {"ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY"}) {
-    const char* e = std::getenv(v);
-    id += std::string("|") + (e ? e : "");
+  // This process's choice for `k`, else an earlier process's, else none.
+  std::optional<int> find(const Key& k) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (auto it = used_.find(k); it != used_.end()) return it->second;
+    if (!saved_) saved_ = read(nullptr);
+    if (auto it = saved_->find(k); it != saved_->end()) return used_.emplace(k, it->second).first->second;
+    return std::nullopt;
   }
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      id += "|" + line;
-      break;
+
+  // Keeps `chosen` for `k` (written to the file) unless another process wrote a choice for `k`
+  // meanwhile: its choice, written first, is the one later processes read, so it is taken too.
+  int record(const Key& k, int chosen) {
+    std::lock_guard<std::mutex> lk(mu_);
+    bool damaged = false;
+    auto now = read(&damaged);
+    if (auto it = now.find(k); it != now.end()) chosen = it->second;
+    if (used_.emplace(k, chosen).second && !now.count(k)) save(now, k, chosen, damaged);
+    return used_.at(k);
+  }
+
+  // The kinds this process used, each with its choice.
+  std::vector<std::pair<Key, int>> table() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return {used_.begin(), used_.end()};
+  }
+
+ private:
+  struct Hash {
+    size_t operator()(const Key& k) const {
+      size_t h = 0;
+      for (int64_t v : k) h = h * 1000003 ^ std::hash<int64_t>()(v);
+      return h;
     }
-  }
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a
-  for (unsigned char c : id) h = (h ^ c) * 1099511628211ULL;
-  char name[64];
-  std::snprintf(name, sizeof name, "/linear-backends-%016llx.txt", static_cast<unsigned long long>(h));
-  return dir + name;
-}
-const std::string& choice_file() {
-  static const std::string f = find_choice_file();
-  return f;
-}
-
-// The choices written to the file so far (the first line of a kind wins). `damaged`: the file has
-// something after the last line it could read.
-std::unordered_map<GemmKey, Gemm, GemmKeyHash> read_choices(bool* damaged = nullptr) {
-  std::unordered_map<GemmKey, Gemm, GemmKeyHash> m;
-  if (damaged) *damaged = false;
-  const std::string& f = choice_file();
-  if (f.empty()) return m;
-  std::ifstream in(f);
-  if (!in) return m;
-  GemmKey k{};
-  int64_t a_t, w_t, bias, g;
-  bool bad = false;
-  while (in >> k.rows >> k.inner >> k.outer >> k.threads >> a_t >> w_t >> bias >> g) {
-    if (g != 0 && g != 1) {
-      bad = true;
-      break;
-    }
-    k.a_t = a_t != 0;
-    k.w_t = w_t != 0;
-    k.bias = bias != 0;
-    m.emplace(k, g == 0 ? Gemm::OneDnn : Gemm::Blas);
-  }
-  if (damaged) *damaged = bad || !in.eof();
-  return m;
-}
-
-// What earlier processes chose, read once.
-const std::unordered_map<GemmKey, Gemm, GemmKeyHash>& saved_choices() {
-  static const auto* t = new std::unordered_map<GemmKey, Gemm, GemmKeyHash>(read_choices());
-  return *t;
-}
-
-// Writes `choices` (best effort: an unwritable cache folder only means the next process times
-// again): appended to the file, or, when it was damaged, the file written anew with `keep` first.
-void save_choices(const std::unordered_map<GemmKey, Gemm, GemmKeyHash>& keep, const GemmKey& k, Gemm g, bool damaged) {
-  const std::string& f = choice_file();
-  if (f.empty()) return;
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(f).parent_path(), ec);
-  std::ofstream out(f, damaged ? std::ios::trunc : std::ios::app);
-  auto line = [&](const GemmKey& c, Gemm b) {
-    out << c.rows << ' ' << c.inner << ' ' << c.outer << ' ' << c.threads << ' ' << c.a_t << ' ' << c.w_t << ' ' << c.bias << ' '
-        << (b == Gemm::OneDnn ? 0 : 1) << '\n';
   };
-  if (!out) return;
-  if (damaged)
-    for (const auto& [c, b] : keep) line(c, b);
-  line(k, g);
+  using Map = std::unordered_map<Key, int, Hash>;
+
+  const std::string& file() {
+    if (!file_) file_ = find_file();
+    return *file_;
+  }
+  std::string find_file() const {
+    std::string dir;
+    if (const char* d = std::getenv("EMOTORCH_CACHE_DIR"); d && *d) dir = d;
+    else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = std::string(x) + "/emotorch";
+    else if (const char* h = std::getenv("HOME"); h && *h) dir = std::string(h) + "/.cache/emotorch";
+    else return "";
+    std::string id = std::string(TORCH_VERSION) + "|" + at::get_cpu_capability();
+    for (const char* v : {"ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY"}) {
+      const char* e = std::getenv(v);
+      id += std::string("|") + (e ? e : "");
+    }
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);) {
+      if (line.rfind("model name", 0) == 0) {
+        id += "|" + line;
+        break;
+      }
+    }
+    uint64_t h = 1469598103934665603ULL;  // FNV-1a
+    for (unsigned char c : id) h = (h ^ c) * 1099511628211ULL;
+    char name[64];
+    std::snprintf(name, sizeof name, "-%016llx.txt", static_cast<unsigned long long>(h));
+    return dir + "/" + prefix_ + name;
+  }
+
+  // The choices written to the file so far (the first line of a kind wins). `damaged`: the file
+  // has something after the last line it could read.
+  Map read(bool* damaged) {
+    Map m;
+    if (damaged) *damaged = false;
+    const std::string& f = file();
+    if (f.empty()) return m;
+    std::ifstream in(f);
+    if (!in) return m;
+    Key k{};
+    int64_t g;
+    bool bad = false;
+    for (;;) {
+      size_t i = 0;
+      while (i < N && in >> k[i]) i++;
+      if (i < N || !(in >> g)) break;
+      if (g < 0 || g >= choices_) {
+        bad = true;
+        break;
+      }
+      m.emplace(k, static_cast<int>(g));
+    }
+    if (damaged) *damaged = bad || !in.eof();
+    return m;
+  }
+
+  // Writes the choice for `k` (best effort: an unwritable cache folder only means the next process
+  // times again): appended to the file, or, when it was damaged, the file written anew with `keep` first.
+  void save(const Map& keep, const Key& k, int g, bool damaged) {
+    const std::string& f = file();
+    if (f.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(f).parent_path(), ec);
+    std::ofstream out(f, damaged ? std::ios::trunc : std::ios::app);
+    if (!out) return;
+    auto line = [&](const Key& c, int b) {
+      for (int64_t v : c) out << v << ' ';
+      out << b << '\n';
+    };
+    if (damaged)
+      for (const auto& [c, b] : keep) line(c, b);
+    line(k, g);
+  }
+
+  const char* prefix_;
+  int choices_;
+  std::mutex mu_;
+  Map used_;
+  std::optional<Map> saved_;
+  std::optional<std::string> file_;
+};
+
+// Runs each candidate three times, in turn (a burst of another process's work has to slow every
+// run of one to turn the choice), and returns the fastest by best time, the first (the default)
+// unless another is at least 5 % faster (where they are within timing noise, one answer), with
+// the last result in `out`.
+int time_each(const std::vector<std::function<at::Tensor()>>& candidates, at::Tensor& out) {
+  using clock = std::chrono::steady_clock;
+  std::vector<double> best(candidates.size(), 1e300);
+  for (int round = 0; round < 3; round++) {
+    for (size_t i = 0; i < candidates.size(); i++) {
+      auto t0 = clock::now();
+      out = candidates[i]();
+      best[i] = std::min(best[i], std::chrono::duration<double>(clock::now() - t0).count());
+    }
+  }
+  size_t fastest = std::min_element(best.begin() + 1, best.end()) - best.begin();
+  return best[fastest] < 0.95 * best[0] ? static_cast<int>(fastest) : 0;
+}
+
+// linear's products: { rows bucket, inner, outer, threads, a transposed, W transposed, bias } →
+// 0 = oneDNN, 1 = BLAS
+ChoiceStore<7>& gemm_choices() {
+  static auto* s = new ChoiceStore<7>("linear-backends", 2);
+  return *s;
 }
 
 int64_t pow2_at_least(int64_t n) {
@@ -328,38 +381,11 @@ int64_t pow2_at_least(int64_t n) {
 // a Wᵀ (+ b) with a (N, in) and W (out, in), each as it lies (either may be a transposed view).
 at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& b) {
   if (auto pin = pinned_gemm()) return *pin == Gemm::OneDnn ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
-  GemmKey key{pow2_at_least(a.size(0)), a.size(1), w.size(0), at::get_num_threads(), a.stride(0) == 1 && a.size(0) > 1,
-              w.stride(0) == 1 && w.size(0) > 1, b.has_value()};
-  {
-    std::lock_guard<std::mutex> lk(gemm_mutex);
-    auto it = gemm_table().find(key);
-    if (it == gemm_table().end()) {
-      auto saved = saved_choices().find(key);
-      if (saved != saved_choices().end()) it = gemm_table().emplace(key, saved->second).first;
-    }
-    if (it != gemm_table().end()) return it->second == Gemm::OneDnn ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
-  }
-  using clock = std::chrono::steady_clock;
-  double best[2] = {1e300, 1e300};
+  ChoiceStore<7>::Key key{pow2_at_least(a.size(0)), a.size(1), w.size(0), at::get_num_threads(), a.stride(0) == 1 && a.size(0) > 1,
+                          w.stride(0) == 1 && w.size(0) > 1, b.has_value()};
+  if (auto g = gemm_choices().find(key)) return *g == 0 ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
   at::Tensor y;
-  // three rounds, alternating: a burst of another process's work has to slow every run of one
-  // backend to turn the choice
-  for (int round = 0; round < 3; round++) {
-    for (int which = 0; which < 2; which++) {
-      auto t0 = clock::now();
-      y = which == 0 ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
-      best[which] = std::min(best[which], std::chrono::duration<double>(clock::now() - t0).count());
-    }
-  }
-  // the BLAS only when clearly faster (5 %): where the two are within timing noise, one answer
-  Gemm chosen = best[1] < 0.95 * best[0] ? Gemm::Blas : Gemm::OneDnn;
-  std::lock_guard<std::mutex> lk(gemm_mutex);
-  // another process may have chosen for this kind meanwhile: its choice, written first, is the one
-  // later processes read, so take it too
-  bool damaged = false;
-  auto now = read_choices(&damaged);
-  if (auto it = now.find(key); it != now.end()) chosen = it->second;
-  if (gemm_table().emplace(key, chosen).second && !now.count(key)) save_choices(now, key, chosen, damaged);
+  gemm_choices().record(key, time_each({[&] { return onednn_mm_t(a, w, b); }, [&] { return aten_mm_t(a, w, b); }}, y));
   return y;
 }
 
@@ -403,9 +429,8 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::T
 }  // namespace
 
 std::vector<std::array<int64_t, 8>> linear_backend_table() {
-  std::lock_guard<std::mutex> lk(gemm_mutex);
   std::vector<std::array<int64_t, 8>> out;
-  for (const auto& [k, g] : gemm_table()) out.push_back({k.rows, k.inner, k.outer, k.threads, k.a_t, k.w_t, k.bias, g == Gemm::OneDnn ? 0 : 1});
+  for (const auto& [k, g] : gemm_choices().table()) out.push_back({k[0], k[1], k[2], k[3], k[4], k[5], k[6], g});
   return out;
 }
 
@@ -420,6 +445,103 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
     return mm_t(x.reshape({-1, x.size(-1)}).contiguous(), w, bias).view(shape);
   }
   return OneDnnLinear::apply(x, w, bias);
+}
+
+// ---- 1-D convolution over time-major rows ---------------------------------------------------------
+
+namespace {
+
+std::optional<at::Tensor> opt(const at::Tensor& b) { return b.defined() ? std::optional<at::Tensor>(b) : std::nullopt; }
+
+// oneDNN's convolution on the rows as they lie: (B, T, C) contiguous is (B, C, 1, T) in NHWC memory.
+at::Tensor conv_rows_nhwc(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t s, int64_t pad, int64_t groups) {
+  auto w4 = w.unsqueeze(2).contiguous(at::MemoryFormat::ChannelsLast);
+  std::array<int64_t, 2> st{1, s}, pd{0, pad}, dil{1, 1};
+  auto y = at::conv2d(x.permute({0, 2, 1}).unsqueeze(2), w4, opt(b), st, pd, dil, groups);
+  return y.contiguous(at::MemoryFormat::ChannelsLast).squeeze(2).permute({0, 2, 1});  // (B, T, C_out), contiguous
+}
+
+// The channels-first convolution (B, C, T) on the rows transposed (a copy), what PyTorch runs for
+// HF's Conv1d; returns its output transposed, a view.
+at::Tensor conv_rows_ncw(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t s, int64_t pad, int64_t groups) {
+  return at::conv1d(x.transpose(1, 2), w, opt(b), s, pad, 1, groups).transpose(1, 2);
+}
+
+// Groups 1, no padding: y[t] = b + Σ_j W_j x[s·t + j] as BLAS products over views of the rows,
+// nothing copied. The taps go in blocks of s: block q (taps q·s … q·s + n − 1) reads, for output t,
+// the rows s·(t + q) … s·(t + q) + n − 1, which lie together (n·C_in numbers) one stride of s·C_in
+// from output t to t + 1; so the block is a (T, n·C_in) matrix with leading dimension s·C_in ≥
+// n·C_in, times the matching columns of the weight laid out [o, j·C_in + c]. A thin input (C_in < 16,
+// the waveform) whose taps overlap is unfolded into one (T, k·C_in) copy instead.
+at::Tensor conv_rows_gemm(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t s) {
+  int64_t B = x.size(0), Tin = x.size(1), Ci = x.size(2), Co = w.size(0), k = w.size(2), T = (Tin - k) / s + 1;
+  auto wf = w.permute({0, 2, 1}).contiguous().view({Co, k * Ci});
+  at::Tensor src = x;
+  int64_t row = s * Ci, per_batch = Tin * Ci;
+  std::vector<std::pair<int64_t, int64_t>> blocks;  // (first column, width)
+  if (Ci < 16 && k > s) {
+    src = x.as_strided({B, T, k * Ci}, {Tin * Ci, s * Ci, 1}).contiguous();
+    row = k * Ci;
+    per_batch = T * k * Ci;
+    blocks.emplace_back(0, k * Ci);
+  } else {
+    for (int64_t q = 0; q * s < k; q++) blocks.emplace_back(q * s * Ci, std::min(s, k - q * s) * Ci);
+  }
+  auto y = at::empty({B, T, Co}, x.options());
+  for (int64_t i = 0; i < B; i++) {
+    auto yi = y.select(0, i);
+    for (size_t q = 0; q < blocks.size(); q++) {
+      auto [col, n] = blocks[q];
+      auto a = src.as_strided({T, n}, {row, 1}, src.storage_offset() + i * per_batch + col);
+      auto wq = wf.narrow(1, col, n).t();
+      if (q > 0) yi.addmm_(a, wq);
+      else if (b.defined()) at::addmm_out(yi, b, a, wq);
+      else at::mm_out(yi, a, wq);
+    }
+  }
+  return y;
+}
+
+// conv1d_rows's kinds: { C_in, C_out, kernel, stride, padding, groups, rows bucket (B·T_out),
+// threads, bias } → 0 = oneDNN on the rows (NHWC), 1 = channels-first, 2 = BLAS products
+ChoiceStore<9>& conv_choices() {
+  static auto* s = new ChoiceStore<9>("conv-backends", 3);
+  return *s;
+}
+
+}  // namespace
+
+at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b, int64_t stride, int64_t padding, int64_t groups) {
+  TORCH_CHECK(x_in.dim() == 3 && w.dim() == 3 && groups > 0 && x_in.size(2) == w.size(1) * groups && w.size(0) % groups == 0,
+              "conv1d_rows: expected x (B, T, C_in) and weight (C_out, C_in / groups, k), got ", x_in.sizes(), " and ", w.sizes());
+  TORCH_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "conv1d_rows: bias must be (", w.size(0), ")");
+  TORCH_CHECK(x_in.size(1) + 2 * padding >= w.size(2), "conv1d_rows: ", x_in.size(1), " frames (padding ", padding, ") are fewer than the kernel (",
+              w.size(2), ")");
+  bool graph = at::GradMode::is_enabled() && (x_in.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
+  const char* env = std::getenv("EMOTORCH_CPU_LINEAR");
+  if (graph || !fusable(x_in) || !fusable(w) || (b.defined() && !fusable(b)) || !at::hasMKLDNN() || (env && std::strcmp(env, "aten") == 0))
+    return conv_rows_ncw(x_in, w, b, stride, padding, groups);
+  at::Tensor x = x_in.contiguous();
+  int64_t T = (x.size(1) + 2 * padding - w.size(2)) / stride + 1;
+  bool gemm = groups == 1 && padding == 0;
+  ChoiceStore<9>::Key key{x.size(2), w.size(0), w.size(2), stride, padding, groups, pow2_at_least(x.size(0) * T), at::get_num_threads(), b.defined()};
+  auto run = [&](int c) {
+    if (c == 0) return conv_rows_nhwc(x, w, b, stride, padding, groups);
+    if (c == 2 && gemm) return conv_rows_gemm(x, w, b, stride);
+    return conv_rows_ncw(x, w, b, stride, padding, groups).contiguous();
+  };
+  if (auto c = conv_choices().find(key)) return run(*c);
+  std::vector<std::function<at::Tensor()>> candidates{[&] { return run(0); }, [&] { return run(1); }};
+  if (gemm) candidates.push_back([&] { return run(2); });
+  at::Tensor y;
+  conv_choices().record(key, time_each(candidates, y));
+  return y;
+}
+
+std::vector<std::array<int64_t, 10>> conv_backend_table() {
+  std::vector<std::array<int64_t, 10>> out;
+  for (const auto& [k, c] : conv_choices().table()) out.push_back({k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], c});
+  return out;
 }
 
 }  // namespace et::nn

@@ -31,4 +31,18 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 // bias, 0 = oneDNN | 1 = BLAS }.
 std::vector<std::array<int64_t, 8>> linear_backend_table();
 
+// Conv1d (no dilation) over time-major rows: x (B, T_in, C_in) → (B, T_out, C_out), weight
+// (C_out, C_in / groups, k), bias (C_out) or undefined, zero padding on both ends. Same numbers as
+// at::conv1d on x transposed, without the two transposed copies. With no autograd graph recorded,
+// for float32 CPU tensors, each kind of convolution runs the fastest of oneDNN's convolution on the
+// rows as they lie (NHWC), the channels-first one, and (groups 1, no padding) BLAS products over
+// strided views of the rows, timed on first use like linear's products and kept in
+// conv-backends-<hash>.txt beside them; otherwise (a graph, other dtypes or devices,
+// EMOTORCH_CPU_LINEAR=aten) the channels-first at::conv1d, its output a transposed view.
+at::Tensor conv1d_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride, int64_t padding, int64_t groups);
+
+// The convolutions conv1d_rows has timed so far: { C_in, C_out, kernel, stride, padding, groups,
+// rows bucket, threads, bias, 0 = oneDNN NHWC | 1 = channels-first | 2 = BLAS }.
+std::vector<std::array<int64_t, 10>> conv_backend_table();
+
 }  // namespace et::nn

@@ -1,6 +1,7 @@
 #include "nn/speech_front.h"
 
 #include "nn/builtin.h"
+#include "nn/fused.h"
 
 #include <cmath>
 
@@ -46,8 +47,32 @@ void SpeechFront::build_positions(torch::nn::Module& encoder, const SpeechEncode
 }
 
 at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
+  bool graph = false;
+  if (at::GradMode::is_enabled()) {
+    graph = wave.requires_grad();
+    for (const auto& conv : convs)
+      for (const auto& p : conv->parameters()) graph = graph || p.requires_grad();
+    for (const auto& n : norms)
+      if (!n.is_empty())
+        for (const auto& p : n.ptr()->parameters()) graph = graph || p.requires_grad();
+  }
   at::Tensor x;
-  if (cfg.feat_extract_norm == "layer") {
+  if (!graph) {
+    // Nothing to differentiate (inference, or a frozen feature encoder): the rows stay time-major,
+    // (B, T, C) contiguous, from the waveform (B, N, 1) on; each conv runs on them as they lie
+    // (conv1d_rows: the faster of oneDNN's convolution and BLAS products over strided views,
+    // timed once per kind), the layer norm reads contiguous rows, the group norm (first layer)
+    // reads them as NHWC, and nothing is transposed.
+    x = wave.unsqueeze(2);  // (B, N, 1)
+    for (size_t i = 0; i < convs.size(); ++i) {
+      const auto& conv = convs[i];
+      x = conv1d_rows(x, conv->weight, conv->options.bias() ? conv->bias : at::Tensor(), cfg.conv_stride[i], 0, 1);
+      if (cfg.feat_extract_norm == "layer") x = norms[i].forward(x);
+      else if (!norms[i].is_empty()) x = norms[i].forward(x.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2);  // (B, C, 1, T) NHWC
+      if (cfg.feat_extract_activation == "gelu") at::gelu_(x);
+      else x = activate(x, cfg.feat_extract_activation);
+    }
+  } else if (cfg.feat_extract_norm == "layer") {
     // Channels-last: each conv runs as a 2-D conv over (B, C, 1, T) kept in NHWC memory, so its
     // output is (B, T, C) in memory. The layer norm over C then reads contiguous rows and no
     // transpose is copied before it or before the next conv (HF's channels-first layer costs
@@ -59,10 +84,7 @@ at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
       auto b = conv->options.bias() ? std::optional<at::Tensor>(conv->bias) : std::nullopt;
       x = at::conv2d(x, w, b, {1, cfg.conv_stride[i]}).contiguous(at::MemoryFormat::ChannelsLast);  // (B, C, 1, T), NHWC
       auto rows = x.permute({0, 2, 3, 1});  // (B, 1, T, C): a contiguous view
-      rows = norms[i].forward(rows);
-      // in place when no graph is recorded (inference): the first layer's output is B × N/5 × C
-      if (!rows.requires_grad() && cfg.feat_extract_activation == "gelu") at::gelu_(rows);
-      else rows = activate(rows, cfg.feat_extract_activation);
+      rows = activate(norms[i].forward(rows), cfg.feat_extract_activation);
       x = rows.permute({0, 3, 1, 2});  // (B, C, 1, T), NHWC again
     }
     x = x.squeeze(2).transpose(1, 2);  // (B, T, C), contiguous
@@ -80,9 +102,9 @@ at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
 
 at::Tensor SpeechFront::add_positions(const at::Tensor& x) const {
   auto w = at::_weight_norm(pos_v, pos_g, 2);  // ATen's kernel: one pass over v (a norm over dims 0, 1 reads it strided)
-  auto pc = at::conv1d(x.transpose(1, 2), w, pos_bias, 1, cfg.num_conv_pos_embeddings / 2, 1, cfg.num_conv_pos_embedding_groups);  // (B, H, T')
-  if (cfg.num_conv_pos_embeddings % 2 == 0) pc = pc.narrow(2, 0, pc.size(2) - 1);
-  return x + activate(pc, cfg.feat_extract_activation).transpose(1, 2);
+  auto pc = conv1d_rows(x, w, pos_bias, 1, cfg.num_conv_pos_embeddings / 2, cfg.num_conv_pos_embedding_groups);  // (B, T', H)
+  if (cfg.num_conv_pos_embeddings % 2 == 0) pc = pc.narrow(1, 0, pc.size(1) - 1);
+  return x + activate(pc, cfg.feat_extract_activation);
 }
 
 int64_t SpeechFront::frames_for(int64_t n) const {
