@@ -201,10 +201,12 @@ if (unknownCase) {
   console.error(`unknown case '${unknownCase}' of ${name}; available: ${Object.keys(mod.cases).join(', ')}`);
   process.exit(2);
 }
-if (!only && Object.keys(mod.cases).length > 1) {
+const selected = Object.keys(mod.cases).filter((k) => !only || only.includes(k));
+if (selected.length > 1) {
   // each case in a process of its own, so its peak RSS is its own (not what earlier cases left)
-  for (const k of Object.keys(mod.cases)) {
-    const r = spawnSync(process.execPath, [...process.argv.slice(1), '--case', k], { stdio: 'inherit', env: { ...process.env, EMOTORCH_BENCH_CHILD: '1' } });
+  const rest = process.argv.slice(1).filter((a, i, all) => a !== '--case' && all[i - 1] !== '--case');
+  for (const k of selected) {
+    const r = spawnSync(process.execPath, [...rest, '--case', k], { stdio: 'inherit', env: { ...process.env, EMOTORCH_BENCH_CHILD: '1' } });
     if (r.status !== 0) process.exit(r.status ?? 1);
   }
   process.exit(0);
