@@ -14,7 +14,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
 #include <mutex>
 #include <optional>
@@ -28,6 +27,8 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+
+std::optional<at::Tensor> opt(const at::Tensor& b) { return b.defined() ? std::optional<at::Tensor>(b) : std::nullopt; }
 
 bool fusable(const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.layout() == at::kStrided; }
 
@@ -167,12 +168,25 @@ namespace {
 using LinearPointwise = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view,
                                    c10::List<std::optional<at::Scalar>>, std::optional<c10::string_view>);
 
+// EMOTORCH_CPU_LINEAR (lib/runtime.ts checks its value), read once: auto (time each kind), onednn
+// or blas (pin linear's products), aten (ATen's own linear and conv1d throughout).
+enum class CpuLinear : uint8_t { Auto, OneDnn, Blas, Aten };
+CpuLinear cpu_linear_env() {
+  static const CpuLinear mode = [] {
+    const char* env = std::getenv("EMOTORCH_CPU_LINEAR");
+    if (env && std::strcmp(env, "onednn") == 0) return CpuLinear::OneDnn;
+    if (env && std::strcmp(env, "blas") == 0) return CpuLinear::Blas;
+    if (env && std::strcmp(env, "aten") == 0) return CpuLinear::Aten;
+    return CpuLinear::Auto;
+  }();
+  return mode;
+}
+
 // ATen's mkldnn::_linear_pointwise (a oneDNN matmul on dense, strided tensors): a Wᵀ (+ b), with
 // a (N, in) and W (out, in). Null where this libtorch has no oneDNN, or EMOTORCH_CPU_LINEAR=aten.
 const c10::TypedOperatorHandle<LinearPointwise>* onednn_op() {
   static const c10::TypedOperatorHandle<LinearPointwise>* op = []() -> const c10::TypedOperatorHandle<LinearPointwise>* {
-    const char* env = std::getenv("EMOTORCH_CPU_LINEAR");
-    if ((env && std::strcmp(env, "aten") == 0) || !at::hasMKLDNN()) return nullptr;
+    if (cpu_linear_env() == CpuLinear::Aten || !at::hasMKLDNN()) return nullptr;
     try {
       auto h = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "").typed<LinearPointwise>();
       auto probe = at::ones({2, 3});
@@ -205,17 +219,6 @@ at::Tensor aten_mm_t(const at::Tensor& a, const at::Tensor& w, const std::option
 // later processes, so a run and its resumption (or two ranks) use the same backend for the same
 // product: same bits. EMOTORCH_CPU_LINEAR=onednn or =blas pins one (=aten also keeps ATen's whole
 // linear, see onednn_op).
-enum class Gemm : uint8_t { OneDnn, Blas };
-
-std::optional<Gemm> pinned_gemm() {
-  static const std::optional<Gemm> pin = []() -> std::optional<Gemm> {
-    const char* env = std::getenv("EMOTORCH_CPU_LINEAR");
-    if (env && std::strcmp(env, "onednn") == 0) return Gemm::OneDnn;
-    if (env && std::strcmp(env, "blas") == 0) return Gemm::Blas;
-    return std::nullopt;
-  }();
-  return pin;
-}
 
 // A file of measured choices between two implementations of one kind of work (the first, 0, is
 // the default), one line per kind: the kind's N numbers, then the choice. The file is per machine:
@@ -347,23 +350,48 @@ class ChoiceStore {
   std::optional<std::string> file_;
 };
 
-// Runs each candidate three times, in turn (a burst of another process's work has to slow every
-// run of one to turn the choice), and returns the fastest by best time, the first (the default)
-// unless another is at least 5 % faster (where they are within timing noise, one answer), with
-// the last candidate's result in `out`: the caller hands out the kept candidate's own result,
-// so that the first call gives the same bits as every later one.
-int time_each(const std::vector<std::function<at::Tensor()>>& candidates, at::Tensor& out) {
+// Runs candidates 0 … count − 1 (run(i)) three times each, in turn (a burst of another process's
+// work has to slow every run of one to turn the choice), and returns the fastest by best time, the
+// first (the default) unless another is at least 5 % faster (where they are within timing noise,
+// one answer), with the last candidate's result in `out`.
+template <class Run>
+int time_each(int count, const Run& run, at::Tensor& out) {
   using clock = std::chrono::steady_clock;
-  std::vector<double> best(candidates.size(), 1e300);
+  std::vector<double> best(count, 1e300);
   for (int round = 0; round < 3; round++) {
-    for (size_t i = 0; i < candidates.size(); i++) {
+    for (int i = 0; i < count; i++) {
       auto t0 = clock::now();
-      out = candidates[i]();
+      out = run(i);
       best[i] = std::min(best[i], std::chrono::duration<double>(clock::now() - t0).count());
     }
   }
-  size_t fastest = std::min_element(best.begin() + 1, best.end()) - best.begin();
-  return best[fastest] < 0.95 * best[0] ? static_cast<int>(fastest) : 0;
+  int fastest = static_cast<int>(std::min_element(best.begin() + 1, best.end()) - best.begin());
+  return best[fastest] < 0.95 * best[0] ? fastest : 0;
+}
+
+// run(choice) for `key`: the choice this process or an earlier one made (one out of range, from a
+// damaged file, runs the default), else the candidates timed and the choice recorded. Hands out the
+// kept candidate's own result, so the call that timed them gives the bits of every later call.
+template <size_t N, class Run>
+at::Tensor run_chosen(ChoiceStore<N>& store, const typename ChoiceStore<N>::Key& key, int count, const Run& run) {
+  auto valid = [count](int c) { return c < count ? c : 0; };
+  if (auto c = store.find(key)) return run(valid(*c));
+  at::Tensor y;
+  int kept = valid(store.record(key, time_each(count, run, y)));
+  return kept == count - 1 ? y : run(kept);
+}
+
+// The kinds `store` has chosen for in this process, each key followed by its choice.
+template <size_t N>
+std::vector<std::array<int64_t, N + 1>> flat_table(ChoiceStore<N>& store) {
+  std::vector<std::array<int64_t, N + 1>> out;
+  for (const auto& [k, c] : store.table()) {
+    std::array<int64_t, N + 1> r{};
+    std::copy(k.begin(), k.end(), r.begin());
+    r[N] = c;
+    out.push_back(r);
+  }
+  return out;
 }
 
 // linear's products: { rows bucket, inner, outer, threads, a transposed, W transposed, bias } →
@@ -381,13 +409,11 @@ int64_t pow2_at_least(int64_t n) {
 
 // a Wᵀ (+ b) with a (N, in) and W (out, in), each as it lies (either may be a transposed view).
 at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& b) {
-  if (auto pin = pinned_gemm()) return *pin == Gemm::OneDnn ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
+  auto run = [&](int c) { return c == 0 ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b); };
+  if (cpu_linear_env() == CpuLinear::OneDnn || cpu_linear_env() == CpuLinear::Blas) return run(cpu_linear_env() == CpuLinear::OneDnn ? 0 : 1);
   ChoiceStore<7>::Key key{pow2_at_least(a.size(0)), a.size(1), w.size(0), at::get_num_threads(), a.stride(0) == 1 && a.size(0) > 1,
                           w.stride(0) == 1 && w.size(0) > 1, b.has_value()};
-  if (auto g = gemm_choices().find(key)) return *g == 0 ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b);
-  at::Tensor y;
-  int kept = gemm_choices().record(key, time_each({[&] { return onednn_mm_t(a, w, b); }, [&] { return aten_mm_t(a, w, b); }}, y));
-  return kept == 1 ? y : onednn_mm_t(a, w, b);
+  return run_chosen(gemm_choices(), key, 2, run);
 }
 
 struct OneDnnLinear : torch::autograd::Function<OneDnnLinear> {
@@ -429,14 +455,10 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::T
 
 }  // namespace
 
-std::vector<std::array<int64_t, 8>> linear_backend_table() {
-  std::vector<std::array<int64_t, 8>> out;
-  for (const auto& [k, g] : gemm_choices().table()) out.push_back({k[0], k[1], k[2], k[3], k[4], k[5], k[6], g});
-  return out;
-}
+std::vector<std::array<int64_t, 8>> linear_backend_table() { return flat_table(gemm_choices()); }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  auto bias = b.defined() ? std::optional<at::Tensor>(b) : std::nullopt;
+  auto bias = opt(b);
   if (!onednn_linear_applies(x, w, b)) return at::linear(x, w, bias);
   TORCH_CHECK(x.size(-1) == w.size(1), "linear: input (..., ", x.size(-1), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
   if (b.defined()) TORCH_CHECK(b.size(0) == w.size(0), "linear: bias (", b.size(0), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
@@ -451,8 +473,6 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
 // ---- 1-D convolution over time-major rows ---------------------------------------------------------
 
 namespace {
-
-std::optional<at::Tensor> opt(const at::Tensor& b) { return b.defined() ? std::optional<at::Tensor>(b) : std::nullopt; }
 
 // oneDNN's convolution on the rows as they lie: (B, T, C) contiguous is (B, C, 1, T) in NHWC memory.
 at::Tensor conv_rows_nhwc(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t s, int64_t pad, int64_t groups) {
@@ -519,8 +539,7 @@ at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Te
   TORCH_CHECK(x_in.size(1) + 2 * padding >= w.size(2), "conv1d_rows: ", x_in.size(1), " frames (padding ", padding, ") are fewer than the kernel (",
               w.size(2), ")");
   bool graph = at::GradMode::is_enabled() && (x_in.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
-  const char* env = std::getenv("EMOTORCH_CPU_LINEAR");
-  if (graph || !fusable(x_in) || !fusable(w) || (b.defined() && !fusable(b)) || !at::hasMKLDNN() || (env && std::strcmp(env, "aten") == 0))
+  if (graph || !fusable(x_in) || !fusable(w) || (b.defined() && !fusable(b)) || !at::hasMKLDNN() || cpu_linear_env() == CpuLinear::Aten)
     return conv_rows_ncw(x_in, w, b, stride, padding, groups);
   at::Tensor x = x_in.contiguous();
   int64_t T = (x.size(1) + 2 * padding - w.size(2)) / stride + 1;
@@ -528,21 +547,12 @@ at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Te
   ChoiceStore<9>::Key key{x.size(2), w.size(0), w.size(2), stride, padding, groups, pow2_at_least(x.size(0) * T), at::get_num_threads(), b.defined()};
   auto run = [&](int c) {
     if (c == 0) return conv_rows_nhwc(x, w, b, stride, padding, groups);
-    if (c == 2 && gemm) return conv_rows_gemm(x, w, b, stride);
-    return conv_rows_ncw(x, w, b, stride, padding, groups).contiguous();
+    if (c == 1) return conv_rows_ncw(x, w, b, stride, padding, groups).contiguous();
+    return conv_rows_gemm(x, w, b, stride);
   };
-  if (auto c = conv_choices().find(key)) return run(*c);
-  std::vector<std::function<at::Tensor()>> candidates{[&] { return run(0); }, [&] { return run(1); }};
-  if (gemm) candidates.push_back([&] { return run(2); });
-  at::Tensor y;
-  int kept = conv_choices().record(key, time_each(candidates, y));
-  return kept == static_cast<int>(candidates.size()) - 1 ? y : run(kept);
+  return run_chosen(conv_choices(), key, gemm ? 3 : 2, run);
 }
 
-std::vector<std::array<int64_t, 10>> conv_backend_table() {
-  std::vector<std::array<int64_t, 10>> out;
-  for (const auto& [k, c] : conv_choices().table()) out.push_back({k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], c});
-  return out;
-}
+std::vector<std::array<int64_t, 10>> conv_backend_table() { return flat_table(conv_choices()); }
 
 }  // namespace et::nn
