@@ -65,6 +65,29 @@ describe('et.cpu: the CPU caching allocator', () => {
     expect(et.cpu.configureCache({ enabled: true }).limitBytes).toBe(limit); // on again, with its limit
   });
 
+  it('on a miss keeps its blocks while in use + cached stays under the high-water mark of in use', () => {
+    et.cpu.configureCache({ enabled: true, limitMb: 512 });
+    const big = [et.zeros([2 * MB]), et.zeros([2 * MB])]; // 2 × 8 MiB at once: the mark is at least 16 MiB above what is in use now
+    for (const t of big) t.dispose();
+    et.cpu.emptyCache();
+    et.zeros([MB]).dispose(); // 4 MiB, kept
+    const s0 = et.cpu.cacheStats();
+    const q = et.zeros([MB / 2]); // 2 MiB: a miss, and 4 + 2 MiB stay under the mark, so the 4 MiB block stays
+    const s1 = et.cpu.cacheStats();
+    expect(s1.misses).toBe(s0.misses + 1);
+    expect(s1.cachedBytes).toBe(s0.cachedBytes);
+    const p = et.zeros([MB]);
+    expect(et.cpu.cacheStats().hits).toBe(s1.hits + 1);
+    // a block past the mark: what is cached goes back first (in use + cached + new ≤ in use + new)
+    const s2 = et.cpu.cacheStats();
+    q.dispose();
+    const huge = et.zeros([16 * MB]); // 64 MiB
+    const s3 = et.cpu.cacheStats();
+    expect(s3.misses).toBe(s2.misses + 1);
+    expect(s3.cachedBytes).toBe(0);
+    for (const t of [p, huge]) t.dispose();
+  });
+
   it('keeps at most the limit, and emptyCache hands everything back', () => {
     et.cpu.configureCache({ enabled: true, limitMb: 3 });
     et.cpu.emptyCache();

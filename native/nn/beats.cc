@@ -133,7 +133,7 @@ Tensors BeatsEncoder::forward(const Tensors& in) {
   x = at::dropout(x, cfg.dropout_input, train);
   if (pad.defined()) x = x.masked_fill(pad.unsqueeze(-1), 0);
   // Conv positions: weight-normed grouped conv, drop the last frame (even kernel), GELU.
-  auto w = at::_weight_norm(pos_weight_v, pos_weight_g, 2);  // ATen's kernel: one pass over v
+  auto w = pos_w.get(pos_weight_v, pos_weight_g);  // kept while v and g stay as they are, when nothing is differentiated
   auto c = conv1d_rows(x, w, pos_bias, 1, cfg.conv_pos / 2, cfg.conv_pos_groups);  // (B, L + 1, C)
   if (cfg.conv_pos % 2 == 0) c = c.narrow(1, 0, c.size(1) - 1);
   x = x + at::gelu(c);

@@ -3,6 +3,7 @@
 // relative position bias (computed from layer 0's table, shared by all layers), padding mask.
 // Normalized Kaldi fbank (B, T, 128) → (B, 8·⌊T/16⌋, encoder_embed_dim).
 #pragma once
+#include "nn/fused.h"
 #include "nn/lora.h"
 #include "nn/model.h"
 
@@ -44,6 +45,7 @@ struct BeatsEncoder : Model {
   torch::nn::LayerNorm layer_norm{nullptr}, encoder_layer_norm{nullptr};
   Linear post_extract_proj{nullptr};
   at::Tensor pos_weight_g, pos_weight_v, pos_bias;
+  WeightNormCache pos_w;  // the weight-normed pos conv weight at inference
   torch::nn::ModuleList layers{nullptr};
 };
 

@@ -555,4 +555,70 @@ at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Te
 
 std::vector<std::array<int64_t, 10>> conv_backend_table() { return flat_table(conv_choices()); }
 
+// ---- norm + GELU in place, and the cached weight norm -------------------------------------------
+
+namespace {
+
+// Rows per block: about 64K floats (256 KiB, in L2 with its normalized copy).
+int64_t block_rows(int64_t C) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(C, 1)); }
+
+void check_in_place(const at::Tensor& x, const char* what) {
+  TORCH_CHECK(fusable(x) && x.is_contiguous() && x.dim() >= 2, what, ": expected a contiguous float32 CPU tensor, got ", x.sizes(), " ",
+              x.scalar_type(), " on ", x.device());
+  TORCH_CHECK(!(at::GradMode::is_enabled() && x.requires_grad()), what, ": works in place, without an autograd graph");
+}
+
+}  // namespace
+
+void layer_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
+  check_in_place(x, "layer_norm_gelu_");
+  int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1), block = block_rows(C);
+  auto rows = x.view({N, C});
+  auto wd = w.defined() ? std::optional<at::Tensor>(w.detach()) : std::nullopt, bd = b.defined() ? std::optional<at::Tensor>(b.detach()) : std::nullopt;
+  std::array<int64_t, 1> shape{C};
+  // Inside a task ATen's kernels run on the calling thread; grad mode is per thread, so off here too.
+  at::parallel_for(0, (N + block - 1) / block, 1, [&](int64_t first, int64_t end) {
+    at::NoGradGuard no_grad;
+    for (int64_t i = first; i < end; ++i) {
+      auto r = rows.narrow(0, i * block, std::min(block, N - i * block));
+      auto y = at::layer_norm(r, shape, wd, bd, eps);
+      at::gelu_(y);
+      r.copy_(y);
+    }
+  });
+}
+
+void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
+  check_in_place(x, "channel_norm_gelu_");
+  TORCH_CHECK(x.dim() == 3, "channel_norm_gelu_: expected x (B, T, C), got ", x.sizes());
+  at::NoGradGuard no_grad;
+  int64_t B = x.size(0), T = x.size(1), C = x.size(2), block = block_rows(C), per = (T + block - 1) / block;
+  auto [var, mean] = at::var_mean(x, {1}, /*correction=*/0, /*keepdim=*/true);  // (B, 1, C)
+  auto scale = var.add_(eps).rsqrt_();
+  if (w.defined()) scale.mul_(w.detach());
+  auto shift = mean.mul_(scale).neg_();
+  if (b.defined()) shift.add_(b.detach());
+  at::parallel_for(0, B * per, 1, [&](int64_t first, int64_t end) {
+    at::NoGradGuard no_grad_here;
+    for (int64_t i = first; i < end; ++i) {
+      int64_t n = i / per, t = (i % per) * block;
+      auto r = x.select(0, n).narrow(0, t, std::min(block, T - t));
+      r.mul_(scale.select(0, n)).add_(shift.select(0, n));
+      at::gelu_(r);
+    }
+  });
+}
+
+at::Tensor WeightNormCache::get(const at::Tensor& v, const at::Tensor& g) {
+  if (at::GradMode::is_enabled() && (v.requires_grad() || g.requires_grad())) return at::_weight_norm(v, g, 2);
+  if (w_.defined() && v_ == v.data_ptr() && g_ == g.data_ptr() && v_version_ == v._version() && g_version_ == g._version()) return w_;
+  at::NoGradGuard no_grad;
+  w_ = at::_weight_norm(v, g, 2).permute({0, 2, 1}).contiguous().permute({0, 2, 1});  // (C_out, C_in / groups, k), stored (C_out, k, C_in / groups)
+  v_ = v.data_ptr();
+  g_ = g.data_ptr();
+  v_version_ = v._version();
+  g_version_ = g._version();
+  return w_;
+}
+
 }  // namespace et::nn

@@ -41,6 +41,34 @@ std::vector<std::array<int64_t, 8>> linear_backend_table();
 // EMOTORCH_CPU_LINEAR=aten) the channels-first at::conv1d, its output a transposed view.
 at::Tensor conv1d_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride, int64_t padding, int64_t groups);
 
+// In place on x (..., C), contiguous float32 CPU, with no autograd graph wanted: layer norm over C
+// (weight, bias (C) or undefined) then exact GELU, a block of rows at a time (each block normalized
+// into a small buffer that stays in cache, GELU'd there and copied back): one pass over x in memory
+// where layer_norm then gelu_ make three, and no new tensor of x's size. ATen's own layer_norm and
+// gelu kernels on each block: the same numbers as the two calls on the whole.
+void layer_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps);
+
+// In place on x (B, T, C), contiguous float32 CPU, with no autograd graph wanted: torch's
+// GroupNorm(C, C) over each channel's T values (as on (B, C, T)), then exact GELU. The statistics
+// in one pass (var_mean), then x·scale + shift and GELU a block of rows at a time, in cache.
+void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps);
+
+// torch's weight_norm(dim=2) of a conv positional embedding's weight: W[:, :, k] = g[k] · v[:, :, k]
+// / ‖v[:, :, k]‖. With no autograd graph (inference, or v and g frozen) the result is kept, laid out
+// (C_out, k, C_in / groups) in memory, which conv1d_rows reads without the copy it would make
+// otherwise, and handed out again until v or g change (another tensor, or an in-place write: their
+// version counters); with a graph it is computed on every call. One forward at a time (the compute
+// thread).
+class WeightNormCache {
+ public:
+  at::Tensor get(const at::Tensor& v, const at::Tensor& g);
+
+ private:
+  at::Tensor w_;
+  const void *v_ = nullptr, *g_ = nullptr;
+  uint32_t v_version_ = 0, g_version_ = 0;
+};
+
 // The convolutions conv1d_rows has timed so far: { C_in, C_out, kernel, stride, padding, groups,
 // rows bucket, threads, bias, 0 = oneDNN NHWC | 1 = channels-first | 2 = BLAS }.
 std::vector<std::array<int64_t, 10>> conv_backend_table();

@@ -67,6 +67,19 @@ at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
     for (size_t i = 0; i < convs.size(); ++i) {
       const auto& conv = convs[i];
       x = conv1d_rows(x, conv->weight, conv->options.bias() ? conv->bias : at::Tensor(), cfg.conv_stride[i], 0, 1);
+      // norm + GELU in one pass over the rows, in place (a fresh tensor of conv1d_rows's, contiguous
+      // unless EMOTORCH_CPU_LINEAR=aten made it a transposed view)
+      bool in_place = cfg.feat_extract_activation == "gelu" && x.is_contiguous() && x.device().is_cpu() && x.scalar_type() == at::kFloat;
+      if (in_place && cfg.feat_extract_norm == "layer") {
+        auto ln = norms[i].get<torch::nn::LayerNorm>();
+        layer_norm_gelu_(x, ln->weight, ln->bias, ln->options.eps());
+        continue;
+      }
+      if (in_place && !norms[i].is_empty()) {
+        auto gn = norms[i].get<torch::nn::GroupNorm>();
+        channel_norm_gelu_(x, gn->weight, gn->bias, gn->options.eps());
+        continue;
+      }
       if (cfg.feat_extract_norm == "layer") x = norms[i].forward(x);
       else if (!norms[i].is_empty()) x = norms[i].forward(x.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2);  // (B, C, 1, T) NHWC
       if (cfg.feat_extract_activation == "gelu") at::gelu_(x);
@@ -101,7 +114,7 @@ at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
 }
 
 at::Tensor SpeechFront::add_positions(const at::Tensor& x) const {
-  auto w = at::_weight_norm(pos_v, pos_g, 2);  // ATen's kernel: one pass over v (a norm over dims 0, 1 reads it strided)
+  auto w = pos_w.get(pos_v, pos_g);  // kept while v and g stay as they are, when nothing is differentiated
   auto pc = conv1d_rows(x, w, pos_bias, 1, cfg.num_conv_pos_embeddings / 2, cfg.num_conv_pos_embedding_groups);  // (B, T', H)
   if (cfg.num_conv_pos_embeddings % 2 == 0) pc = pc.narrow(1, 0, pc.size(1) - 1);
   return x + activate(pc, cfg.feat_extract_activation);

@@ -3,6 +3,7 @@
 // feature projection, weight-normed conv positions, and the conv stack's frame count.
 #pragma once
 #include "nn/config.h"
+#include "nn/fused.h"
 #include "nn/lora.h"
 
 namespace et::nn {
@@ -40,6 +41,7 @@ struct SpeechFront {
   torch::nn::LayerNorm proj_ln{nullptr};
   Linear projection{nullptr};
   at::Tensor pos_g, pos_v, pos_bias;
+  mutable WeightNormCache pos_w;  // the weight-normed pos conv weight at inference
 };
 
 }  // namespace et::nn

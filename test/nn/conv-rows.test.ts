@@ -72,3 +72,45 @@ describe('float32 CPU convolutions over time-major rows', () => {
     for (const d of Object.values(aten.diffs)) expect(d).toBeLessThan(1e-4);
   });
 });
+
+// The weight-normed conv positions (native/nn/fused.cc WeightNormCache): at inference the weight is
+// computed once and kept; a change of g (loadStateDict) or of v (an optimizer step, in place) must
+// show in the next call, exactly as a model loaded fresh with the changed weights computes it.
+describe('the conv positions\' weight norm at inference', () => {
+  const dir = path.join(FIXTURES, 'wav2vec2', 'xlsr');
+  const G = 'encoder.pos_conv_embed.conv.parametrizations.weight.original0';
+  const V = 'encoder.pos_conv_embed.conv.parametrizations.weight.original1';
+
+  it('is kept between calls and follows loadStateDict and an optimizer step', async () => {
+    const et = await import('../../lib/index');
+    const io = (await et.io.loadSafetensors(path.join(dir, 'io.safetensors'))).tensors;
+    const inputs = { inputValues: io.get('input_values')!, attentionMask: io.get('attention_mask')! };
+    const out = async (m: InstanceType<typeof et.nn.Wav2Vec2Model>) => Array.from((await et.noGrad(() => m.forward(inputs))).lastHiddenState.dataSync());
+    const param = (m: InstanceType<typeof et.nn.Wav2Vec2Model>, name: string) => new Map(m.namedParameters()).get(name)!;
+    const fresh = async (sd: Record<string, InstanceType<typeof et.Tensor>>) => {
+      const m = await et.nn.Wav2Vec2Model.fromPretrained(dir);
+      await m.loadStateDict(sd, { strict: false });
+      return out(m);
+    };
+
+    const m = await et.nn.Wav2Vec2Model.fromPretrained(dir);
+    const y0 = await out(m);
+    expect(await out(m)).toEqual(y0);
+
+    const g = param(m, G).mul(0.5);
+    await m.loadStateDict({ [G]: g }, { strict: false });
+    const y1 = await out(m);
+    expect(y1).not.toEqual(y0);
+    expect(y1).toEqual(await fresh({ [G]: g }));
+
+    // one SGD step on v (and g): the parameters change in place
+    const y = await m.forward(inputs);
+    const loss = y.lastHiddenState.pow(2).mean();
+    await loss.backward();
+    const opt = new et.optim.SGD([param(m, V), param(m, G)], { lr: 10 });
+    opt.step();
+    const y2 = await out(m);
+    expect(y2).not.toEqual(y1);
+    expect(y2).toEqual(await fresh({ [G]: param(m, G).mul(1), [V]: param(m, V).mul(1) }));
+  });
+});
