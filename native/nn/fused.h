@@ -50,7 +50,7 @@ void layer_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, d
 
 // In place on x (B, T, C), contiguous float32 CPU, with no autograd graph wanted: torch's
 // GroupNorm(C, C) over each channel's T values (as on (B, C, T)), then exact GELU. The statistics
-// in one pass (var_mean), then x·scale + shift and GELU a block of rows at a time, in cache.
+// in one pass (sums in double), then x·scale + shift and GELU a block of rows at a time, in cache.
 void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps);
 
 // torch's weight_norm(dim=2) of a conv positional embedding's weight: W[:, :, k] = g[k] · v[:, :, k]
