@@ -55,7 +55,7 @@ at::Tensor BeatsLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, c
     return out_proj(a.transpose(1, 2).reshape({B, L, H * D}));
   };
   auto ffn = [&](const at::Tensor& h) {
-    auto f = at::dropout(activate(fc1(h), cfg.activation_fn), cfg.activation_dropout, train);
+    auto f = at::dropout(activate_temp(fc1(h), cfg.activation_fn), cfg.activation_dropout, train);
     return at::dropout(fc2(f), cfg.dropout, train);
   };
   if (cfg.layer_norm_first) {

@@ -27,6 +27,17 @@ at::Tensor activate(const at::Tensor& x, const std::string& name) {
   TORCH_CHECK(false, "unknown activation '", name, "'");
 }
 
+at::Tensor activate_temp(at::Tensor x, const std::string& name) {
+  if (at::GradMode::is_enabled() && x.requires_grad()) return activate(x, name);
+  if (name == "gelu") return at::gelu_(x);
+  if (name == "gelu_tanh") return at::gelu_(x, "tanh");
+  if (name == "relu") return at::relu_(x);
+  if (name == "silu") return at::silu_(x);
+  if (name == "tanh") return at::tanh_(x);
+  if (name == "sigmoid") return at::sigmoid_(x);
+  return activate(x, name);
+}
+
 LinearModel::LinearModel(int64_t in_features, int64_t out_features, bool has_bias) {
   weight = register_parameter("weight", at::empty({out_features, in_features}));
   if (has_bias) bias = register_parameter("bias", at::empty({out_features}));

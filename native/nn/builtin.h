@@ -42,5 +42,9 @@ struct EmbeddingModel : Model {
 };
 
 at::Tensor activate(const at::Tensor& x, const std::string& name);
+// activate on a temporary of the caller's own (a layer's fresh output that nothing else holds):
+// with no autograd graph to record, in place where the activation has an in-place kernel (no
+// second tensor of the FFN's width written and read back).
+at::Tensor activate_temp(at::Tensor x, const std::string& name);
 
 }  // namespace et::nn

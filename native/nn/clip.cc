@@ -79,7 +79,7 @@ at::Tensor ClipLayerImpl::forward(at::Tensor x, const std::optional<at::Tensor>&
     x = x + h.view({B, N, T, D}).transpose(1, 2).reshape({BT, N, D});
   }
   x = x + self_attn(layer_norm1(x), mask);
-  return x + fc2(activate(fc1(layer_norm2(x)), act));
+  return x + fc2(activate_temp(fc1(layer_norm2(x)), act));
 }
 
 ClipVisionTowerImpl::ClipVisionTowerImpl(const ClipVisionConfig& c) : cfg(c) {

@@ -66,7 +66,7 @@ at::Tensor drop_branch(const at::Tensor& y, double p, bool training) {
 
 at::Tensor InternVisionLayerImpl::forward(const at::Tensor& x) {
   auto h = x + drop_branch(attn(norm(x, norm1_weight, norm1_bias)) * ls1, drop_path, is_training());
-  auto m = fc2(activate(fc1(norm(h, norm2_weight, norm2_bias)), cfg.hidden_act));
+  auto m = fc2(activate_temp(fc1(norm(h, norm2_weight, norm2_bias)), cfg.hidden_act));
   return h + drop_branch(m * ls2, drop_path, is_training());
 }
 

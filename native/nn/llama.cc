@@ -147,7 +147,7 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
     auto gu = gate_up(h).chunk(2, -1);  // Phi-3: gate, then up
     return y + down_proj(activate(gu[0], cfg.hidden_act) * gu[1]);
   }
-  return y + down_proj(activate(gate_proj(h), cfg.hidden_act) * up_proj(h));
+  return y + down_proj(activate_temp(gate_proj(h), cfg.hidden_act) * up_proj(h));
 }
 
 LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c) : cfg(c) {

@@ -84,7 +84,7 @@ QFormerLayerImpl::QFormerLayerImpl(const QFormerConfig& c, bool cross) : cfg(c) 
 at::Tensor QFormerLayerImpl::forward(at::Tensor h, const at::Tensor& enc, const std::optional<at::Tensor>& enc_mask) {
   h = attention(h, h, std::nullopt, cfg.attention_probs_dropout_prob, cfg.hidden_dropout_prob);
   if (crossattention) h = crossattention(h, enc, enc_mask, cfg.attention_probs_dropout_prob, cfg.hidden_dropout_prob);
-  auto f = out(activate(inter(h), cfg.hidden_act));
+  auto f = out(activate_temp(inter(h), cfg.hidden_act));
   return out_ln(at::dropout(f, cfg.hidden_dropout_prob, is_training()) + h);
 }
 

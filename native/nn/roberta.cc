@@ -27,7 +27,7 @@ at::Tensor BertLayerImpl::forward(const at::Tensor& x, const std::optional<at::T
   bool train = is_training();
   auto a = attend(query(x), key(x), value(x), heads, heads, mask, train ? attn_drop : 0.0, false);  // (B, T, H)
   auto h = attn_ln(x + at::dropout(attn_out(a), hidden_drop, train));
-  auto f = out(activate(inter(h), act));
+  auto f = out(activate_temp(inter(h), act));
   return out_ln(h + at::dropout(f, hidden_drop, train));
 }
 

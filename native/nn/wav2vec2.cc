@@ -29,7 +29,7 @@ at::Tensor Wav2Vec2LayerImpl::forward(const at::Tensor& x, const at::Tensor& mas
     return out_proj(attend(q_proj(h), k_proj(h), v_proj(h), heads, heads, m, train ? cfg.attention_dropout : 0.0, false));
   };
   auto ffn = [&](const at::Tensor& h) {
-    auto f = at::dropout(activate(inter(h), cfg.hidden_act), cfg.activation_dropout, train);
+    auto f = at::dropout(activate_temp(inter(h), cfg.hidden_act), cfg.activation_dropout, train);
     return at::dropout(out(f), cfg.hidden_dropout, train);
   };
   if (cfg.do_stable_layer_norm) {

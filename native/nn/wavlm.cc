@@ -51,7 +51,7 @@ at::Tensor WavLMLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, a
     return out_proj(a.transpose(1, 2).reshape({B, T, Hh * D}));
   };
   auto ffn = [&](const at::Tensor& h) {
-    auto f = at::dropout(activate(inter(h), cfg.hidden_act), cfg.activation_dropout, train);
+    auto f = at::dropout(activate_temp(inter(h), cfg.hidden_act), cfg.activation_dropout, train);
     return at::dropout(out(f), cfg.hidden_dropout, train);
   };
   if (cfg.do_stable_layer_norm) {

@@ -26,7 +26,7 @@ at::Tensor WhisperLayerImpl::forward(at::Tensor x) {
   auto a = attend(q_proj(h), k_proj(h), v_proj(h), cfg.encoder_attention_heads, cfg.encoder_attention_heads, std::nullopt,
                   train ? cfg.attention_dropout : 0.0, false);
   x = x + at::dropout(out_proj(a), cfg.dropout, train);
-  h = at::dropout(activate(fc1(final_layer_norm(x)), cfg.activation_function), cfg.activation_dropout, train);
+  h = at::dropout(activate_temp(fc1(final_layer_norm(x)), cfg.activation_function), cfg.activation_dropout, train);
   return x + at::dropout(fc2(h), cfg.dropout, train);
 }
 
