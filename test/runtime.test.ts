@@ -80,7 +80,7 @@ describe('et.cpu: the CPU caching allocator', () => {
     expect(et.cpu.cacheStats().hits).toBe(s1.hits + 1);
     for (const t of [p, q]) t.dispose();
     // fill the cache (8 × 8 MiB), then ask for a block past the mark: what is cached goes back
-    // first, down to an eighth of the mark (in use + cached + new ≤ max(mark, in use + new) + mark / 8)
+    // first, down to an eighth of the mark (in use + cached + new ≤ max(mark, in use + new) + min(mark / 8, 256 MiB))
     const blocks = Array.from({ length: 8 }, () => et.zeros([2 * MB]));
     for (const t of blocks) t.dispose();
     const s2 = et.cpu.cacheStats();

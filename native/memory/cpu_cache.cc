@@ -19,6 +19,7 @@ namespace {
 constexpr size_t kAlign = 64;               // c10's alignment for CPU tensors
 constexpr size_t kHeader = 64;              // before each block: keeps the data 64-byte aligned
 constexpr size_t kMinCached = size_t(1) << 20;  // smaller blocks: the C library's heap reuses them
+constexpr size_t kRoom = size_t(256) << 20;      // the most kept beyond the high-water mark (see take)
 
 // The block's own bookkeeping, in the kHeader bytes before the pointer handed out.
 struct Header {
@@ -116,12 +117,12 @@ class CpuCache final : public c10::Allocator {
  private:
   // A cached block of the class, or nullptr. On a miss, cached blocks go back to the C library
   // first where in use + cached + the new block would pass the high-water mark of what has been in
-  // use (or in use + the new block, when that is higher) by more than an eighth of that mark: the
-  // process holds at most 1/8 more than the default allocator would have held at its peak (give or
-  // take the size-class rounding), and blocks under that stay for the next step. Without the
-  // eighth, a step whose peak leaves no room beside it turns the cache over on every step (BEATs'
-  // forward: 37 of 197 large allocations missed per forward, each one new pages faulted in; with
-  // it 1). Handing back a block's worth on every miss, as at first, emptied the cache within each
+  // use (or in use + the new block, when that is higher) by more than an eighth of that mark, 256
+  // MiB at most: the process holds at most that much more than the default allocator would have
+  // held at its peak (give or take the size-class rounding), and blocks under that stay for the
+  // next step. Without the room, a step whose peak leaves none beside it turns the cache over on
+  // every step (BEATs' forward: 37 of 197 large allocations missed per forward, each one new pages
+  // faulted in; with it 1). (An eighth without the cap put the SPECTRA step's peak RSS 0.9 GB up.) Handing back a block's worth on every miss, as at first, emptied the cache within each
   // forward of a feature encoder, whose activations halve from conv to conv (53 of 86 missed).
   char* take(size_t bytes) {
     std::vector<char*> drop;
@@ -135,7 +136,7 @@ class CpuCache final : public c10::Allocator {
       ++misses_;
       size_t live = live_.load(std::memory_order_relaxed);
       size_t high = high_.load(std::memory_order_relaxed);
-      size_t cap = std::max(high, live + bytes) + high / 8;
+      size_t cap = std::max(high, live + bytes) + std::min(high / 8, kRoom);
       if (live + cached_ + bytes > cap) evict_for(live + cached_ + bytes - cap, drop);
     }
     for (char* b : drop) std::free(b);
