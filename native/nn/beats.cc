@@ -62,8 +62,9 @@ at::Tensor BeatsLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, c
     auto y = x + at::dropout(attention(self_attn_layer_norm(x)), cfg.dropout, train);
     return y + ffn(final_layer_norm(y));
   }
-  auto y = self_attn_layer_norm(x * alpha + at::dropout(attention(x), cfg.dropout, train));
-  return final_layer_norm(y * alpha + ffn(y));
+  // deep norm: LN(x·α + f(x)), as one add (f(x) + α·x) instead of a product and a sum
+  auto y = self_attn_layer_norm(at::add(at::dropout(attention(x), cfg.dropout, train), x, alpha));
+  return final_layer_norm(at::add(ffn(y), y, alpha));
 }
 
 BeatsEncoder::BeatsEncoder(const BeatsConfig& c) : cfg(c) {
