@@ -631,15 +631,24 @@ void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
   });
 }
 
+bool WeightNormCache::Seen::is(const at::Tensor& t) const {
+  return !storage.expired() && storage._unsafe_get_target() == t.storage().unsafeGetStorageImpl() && data == t.data_ptr() &&
+         version == t._version();
+}
+
+void WeightNormCache::Seen::take(const at::Tensor& t) {
+  storage = t.storage().getWeakStorageImpl();
+  data = t.data_ptr();
+  version = t._version();
+}
+
 at::Tensor WeightNormCache::get(const at::Tensor& v, const at::Tensor& g) {
   if (at::GradMode::is_enabled() && (v.requires_grad() || g.requires_grad())) return at::_weight_norm(v, g, 2);
-  if (w_.defined() && v_ == v.data_ptr() && g_ == g.data_ptr() && v_version_ == v._version() && g_version_ == g._version()) return w_;
+  if (w_.defined() && v_.is(v) && g_.is(g)) return w_;
   at::NoGradGuard no_grad;
   w_ = at::_weight_norm(v, g, 2).permute({0, 2, 1}).contiguous().permute({0, 2, 1});  // (C_out, C_in / groups, k), stored (C_out, k, C_in / groups)
-  v_ = v.data_ptr();
-  g_ = g.data_ptr();
-  v_version_ = v._version();
-  g_version_ = g._version();
+  v_.take(v);
+  g_.take(g);
   return w_;
 }
 

@@ -64,9 +64,17 @@ class WeightNormCache {
   at::Tensor get(const at::Tensor& v, const at::Tensor& g);
 
  private:
+  // What w_ was computed from: the storage (a weak reference: a tensor made later at the same
+  // address is not taken for it), the data pointer and the version counter.
+  struct Seen {
+    c10::weak_intrusive_ptr<c10::StorageImpl> storage{c10::weak_intrusive_ptr<c10::StorageImpl>(c10::intrusive_ptr<c10::StorageImpl>())};
+    const void* data = nullptr;
+    uint32_t version = 0;
+    bool is(const at::Tensor& t) const;
+    void take(const at::Tensor& t);
+  };
   at::Tensor w_;
-  const void *v_ = nullptr, *g_ = nullptr;
-  uint32_t v_version_ = 0, g_version_ = 0;
+  Seen v_, g_;
 };
 
 // The convolutions conv1d_rows has timed so far: { C_in, C_out, kernel, stride, padding, groups,
