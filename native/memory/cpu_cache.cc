@@ -122,8 +122,9 @@ class CpuCache final : public c10::Allocator {
   // held at its peak (give or take the size-class rounding), and blocks under that stay for the
   // next step. Without the room, a step whose peak leaves none beside it turns the cache over on
   // every step (BEATs' forward: 37 of 197 large allocations missed per forward, each one new pages
-  // faulted in; with it 1). (An eighth without the cap put the SPECTRA step's peak RSS 0.9 GB up.) Handing back a block's worth on every miss, as at first, emptied the cache within each
-  // forward of a feature encoder, whose activations halve from conv to conv (53 of 86 missed).
+  // faulted in; with it 1); an eighth without the cap put the SPECTRA step's peak RSS 0.9 GB up.
+  // Handing back a block's worth on every miss, as at first, emptied the cache within each forward
+  // of a feature encoder, whose activations halve from conv to conv (53 of 86 missed).
   char* take(size_t bytes) {
     std::vector<char*> drop;
     {

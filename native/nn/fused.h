@@ -56,8 +56,8 @@ void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
 // torch's weight_norm(dim=2) of a conv positional embedding's weight: W[:, :, k] = g[k] · v[:, :, k]
 // / ‖v[:, :, k]‖. With no autograd graph (inference, or v and g frozen) the result is kept, laid out
 // (C_out, k, C_in / groups) in memory, which conv1d_rows reads without the copy it would make
-// otherwise, and handed out again until v or g change (another tensor, or an in-place write: their
-// version counters); with a graph it is computed on every call. One forward at a time (the compute
+// otherwise, and handed out again until v or g change (another tensor: its storage; an in-place
+// write: its version counter); with a graph it is computed on every call. One forward at a time (the compute
 // thread).
 class WeightNormCache {
  public:
