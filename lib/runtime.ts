@@ -2,7 +2,9 @@
  * The process-wide libtorch state: random generators (seed, RNG state) and intra-op threads.
  * `index.ts` exports these as `et.manualSeed` & co.; the Trainer seeds and checkpoints through them.
  */
+import * as fs from 'fs';
 import * as os from 'os';
+import * as path from 'path';
 import { binding } from './native';
 import { Tensor } from './tensor';
 import { Device, checkDevice } from './device';
@@ -19,7 +21,9 @@ export function manualSeed(seed: number): void {
  * least 8). More threads than that only oversubscribe the cores, and absurd counts exhaust the
  * system's threads. Heavy calls all run on one compute thread, so libtorch keeps one OpenMP team
  * (as in a Python process); the synchronous tensor ops called on the JS thread run on one thread.
- * Takes effect from the next heavy call.
+ * Takes effect from the next heavy call. The default is libtorch's (the CPUs the process may run
+ * on, or OMP_NUM_THREADS), lowered to a container's CPU quota where that is less (read from
+ * cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`).
  * @throws EmotorchError ERR_INVALID_ARG outside that range.
  */
 export function setNumThreads(n: number): void {
@@ -215,6 +219,72 @@ export function applyCpuCacheEnv(env: NodeJS.ProcessEnv): void {
   if (mode || mb) cpu.configureCache({ ...(mode ? { enabled: mode === 'cache' } : {}), ...(mb ? { limitMb: Number(mb) } : {}) });
 }
 applyCpuCacheEnv(process.env);
+
+/**
+ * The CPUs this process may use by its cgroup's CPU quota, rounded up: cgroup v2 `cpu.max`, v1
+ * `cpu.cfs_quota_us` / `cpu.cfs_period_us`, the lowest along its cgroup's path; undefined where
+ * there is none. libgomp sizes its team by the CPUs the process may run on (its affinity), not by
+ * a quota: in a container limited to 2 CPUs on a 64-core host it would start 64 threads, each
+ * given 1/32 of a core's time, and every parallel loop would wait for the slowest.
+ * @param root where `proc/` and `sys/` are found (tests give a made-up tree) @internal
+ */
+export function cgroupCpuLimit(root = '/'): number | undefined {
+  let lines: string[];
+  try {
+    lines = fs.readFileSync(path.join(root, 'proc/self/cgroup'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(f, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  // each folder from the cgroup's own up to the hierarchy's root
+  const upward = (mount: string, p: string) => {
+    const dirs: string[] = [];
+    for (let q = p; ; q = path.posix.dirname(q)) {
+      dirs.push(path.join(mount, q));
+      if (q === '/' || q === '.' || q === '') break;
+    }
+    return dirs;
+  };
+  let limit = Infinity;
+  for (const line of lines) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const [, id, controllers, p] = m;
+    if (id === '0' && controllers === '') {
+      for (const dir of upward(path.join(root, 'sys/fs/cgroup'), p)) {
+        const [quota, period] = (read(path.join(dir, 'cpu.max')) ?? '').split(/\s+/);
+        if (/^\d+$/.test(quota ?? '') && Number(period) > 0) limit = Math.min(limit, Number(quota) / Number(period));
+      }
+    } else if (controllers.split(',').includes('cpu')) {
+      const mounts = [path.join(root, 'sys/fs/cgroup', controllers), path.join(root, 'sys/fs/cgroup/cpu')];
+      const mount = mounts.find((d) => fs.existsSync(d));
+      if (!mount) continue;
+      for (const dir of upward(mount, p)) {
+        const quota = Number(read(path.join(dir, 'cpu.cfs_quota_us')) ?? -1);
+        const period = Number(read(path.join(dir, 'cpu.cfs_period_us')) ?? 0);
+        if (quota > 0 && period > 0) limit = Math.min(limit, quota / period);
+      }
+    }
+  }
+  return Number.isFinite(limit) ? Math.max(1, Math.ceil(limit)) : undefined;
+}
+
+/**
+ * Lowers the intra-op thread count to the cgroup CPU quota ({@link cgroupCpuLimit}) where that is
+ * below libtorch's default, unless OMP_NUM_THREADS or MKL_NUM_THREADS says how many. @internal
+ */
+export function applyCgroupThreads(env: NodeJS.ProcessEnv, root = '/'): void {
+  if (env.OMP_NUM_THREADS?.trim() || env.MKL_NUM_THREADS?.trim()) return;
+  const limit = cgroupCpuLimit(root);
+  if (limit !== undefined && limit < binding.getNumThreads()) binding.setNumThreads(limit);
+}
+applyCgroupThreads(process.env);
 
 /**
  * Checks EMOTORCH_CPU_LINEAR ('auto' | 'onednn' | 'blas' | 'aten'; read by the native side when

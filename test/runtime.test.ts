@@ -1,9 +1,11 @@
 // The CPU caching allocator (lib/runtime.ts `et.cpu`, native/memory/cpu_cache.cc).
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../lib/index';
-import { throwsWith } from './helpers';
+import { applyCgroupThreads, cgroupCpuLimit } from '../lib/runtime';
+import { throwsWith, tmpdir } from './helpers';
 
 const MB = 2 ** 20;
 const DIST = path.join(__dirname, '..', 'dist', 'index.js');
@@ -151,5 +153,49 @@ describe('et.cpu: the CPU caching allocator', () => {
     const bad = child(show, { EMOTORCH_CPU_LINEAR: 'mkl' });
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/EMOTORCH_CPU_LINEAR.*mkl/);
+  });
+});
+
+describe('threads by the cgroup CPU quota', () => {
+  /** A made-up root with proc/self/cgroup and the given files under sys/fs/cgroup. */
+  function tree(cgroup: string, files: Record<string, string>): string {
+    const root = tmpdir();
+    fs.mkdirSync(path.join(root, 'proc/self'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'proc/self/cgroup'), cgroup);
+    for (const [f, text] of Object.entries(files)) {
+      fs.mkdirSync(path.dirname(path.join(root, 'sys/fs/cgroup', f)), { recursive: true });
+      fs.writeFileSync(path.join(root, 'sys/fs/cgroup', f), text);
+    }
+    return root;
+  }
+
+  it('reads cgroup v2 cpu.max (the lowest along the path, rounded up) and v1 cfs quota / period', () => {
+    const v2 = tree('0::/kubepods/pod1/c1\n', { 'kubepods/cpu.max': '800000 100000\n', 'kubepods/pod1/cpu.max': '250000 100000\n', 'kubepods/pod1/c1/cpu.max': 'max 100000\n' });
+    expect(cgroupCpuLimit(v2)).toBe(3); // 2.5 CPUs, from pod1
+    expect(cgroupCpuLimit(tree('0::/\n', { 'cpu.max': 'max 100000\n' }))).toBeUndefined();
+    expect(cgroupCpuLimit(tree('0::/\n', { 'cpu.max': '50000 100000\n' }))).toBe(1); // half a CPU: at least one thread
+    const v1 = tree('4:memory:/x\n2:cpu,cpuacct:/docker/abc\n', { 'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '200000\n', 'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n' });
+    expect(cgroupCpuLimit(v1)).toBe(2);
+    expect(cgroupCpuLimit(tree('1:cpu:/\n', { 'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n' }))).toBeUndefined();
+    expect(cgroupCpuLimit(path.join(tmpdir(), 'nothing'))).toBeUndefined();
+  });
+
+  it('lowers the thread count to the quota unless OMP_NUM_THREADS or MKL_NUM_THREADS is set', () => {
+    const before = et.getNumThreads();
+    try {
+      et.setNumThreads(2);
+      const one = tree('0::/\n', { 'cpu.max': '100000 100000\n' });
+      applyCgroupThreads({ OMP_NUM_THREADS: '2' }, one);
+      expect(et.getNumThreads()).toBe(2);
+      applyCgroupThreads({ MKL_NUM_THREADS: '2' }, one);
+      expect(et.getNumThreads()).toBe(2);
+      applyCgroupThreads({}, one);
+      expect(et.getNumThreads()).toBe(1);
+      et.setNumThreads(1);
+      applyCgroupThreads({}, tree('0::/\n', { 'cpu.max': '400000 100000\n' })); // a quota above the count changes nothing
+      expect(et.getNumThreads()).toBe(1);
+    } finally {
+      et.setNumThreads(before);
+    }
   });
 });
