@@ -137,7 +137,7 @@ Tensors BeatsEncoder::forward(const Tensors& in) {
   auto w = pos_w.get(pos_weight_v, pos_weight_g);  // kept while v and g stay as they are, when nothing is differentiated
   auto c = conv1d_rows(x, w, pos_bias, 1, cfg.conv_pos / 2, cfg.conv_pos_groups);  // (B, L + 1, C)
   if (cfg.conv_pos % 2 == 0) c = c.narrow(1, 0, c.size(1) - 1);
-  x = x + at::gelu(c);
+  x = x + activate_temp(c, "gelu");
   if (!cfg.layer_norm_first) x = encoder_layer_norm(x);
   x = at::dropout(x, cfg.dropout, train);
   at::Tensor bias = cfg.relative_position_embedding ? relative_bias(L, x.device()).to(x.scalar_type()) : at::Tensor();

@@ -279,23 +279,32 @@ class ChoiceStore {
     else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = std::string(x) + "/emotorch";
     else if (const char* h = std::getenv("HOME"); h && *h) dir = std::string(h) + "/.cache/emotorch";
     else return "";
-    std::string id = std::string(TORCH_VERSION) + "|" + at::get_cpu_capability();
-    for (const char* v : {"ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY"}) {
-      const char* e = std::getenv(v);
-      id += std::string("|") + (e ? e : "");
-    }
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    for (std::string line; std::getline(cpuinfo, line);) {
-      if (line.rfind("model name", 0) == 0) {
-        id += "|" + line;
-        break;
+    return dir + "/" + prefix_ + machine_suffix();
+  }
+
+  // "-<hash>.txt": the hash (FNV-1a) of the libtorch version, the ISA caps and the CPU model, worked
+  // out once for every store.
+  static const std::string& machine_suffix() {
+    static const std::string suffix = [] {
+      std::string id = std::string(TORCH_VERSION) + "|" + at::get_cpu_capability();
+      for (const char* v : {"ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY"}) {
+        const char* e = std::getenv(v);
+        id += std::string("|") + (e ? e : "");
       }
-    }
-    uint64_t h = 1469598103934665603ULL;  // FNV-1a
-    for (unsigned char c : id) h = (h ^ c) * 1099511628211ULL;
-    char name[64];
-    std::snprintf(name, sizeof name, "-%016llx.txt", static_cast<unsigned long long>(h));
-    return dir + "/" + prefix_ + name;
+      std::ifstream cpuinfo("/proc/cpuinfo");
+      for (std::string line; std::getline(cpuinfo, line);) {
+        if (line.rfind("model name", 0) == 0) {
+          id += "|" + line;
+          break;
+        }
+      }
+      uint64_t h = 1469598103934665603ULL;
+      for (unsigned char c : id) h = (h ^ c) * 1099511628211ULL;
+      char name[64];
+      std::snprintf(name, sizeof name, "-%016llx.txt", static_cast<unsigned long long>(h));
+      return std::string(name);
+    }();
+    return suffix;
   }
 
   // The choices written to the file so far (the first line of a kind wins). `damaged`: the file
@@ -563,12 +572,14 @@ namespace {
 int64_t block_rows(int64_t C) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(C, 1)); }
 
 void check_in_place(const at::Tensor& x, const char* what) {
-  TORCH_CHECK(fusable(x) && x.is_contiguous() && x.dim() >= 2, what, ": expected a contiguous float32 CPU tensor, got ", x.sizes(), " ",
-              x.scalar_type(), " on ", x.device());
+  TORCH_CHECK(norm_gelu_applies(x), what, ": expected a contiguous float32 CPU tensor, got ", x.sizes(), " ", x.scalar_type(), " on ",
+              x.device());
   TORCH_CHECK(!(at::GradMode::is_enabled() && x.requires_grad()), what, ": works in place, without an autograd graph");
 }
 
 }  // namespace
+
+bool norm_gelu_applies(const at::Tensor& x) { return fusable(x) && x.is_contiguous() && x.dim() >= 2; }
 
 void layer_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps) {
   check_in_place(x, "layer_norm_gelu_");

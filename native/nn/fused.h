@@ -41,6 +41,9 @@ std::vector<std::array<int64_t, 8>> linear_backend_table();
 // EMOTORCH_CPU_LINEAR=aten) the channels-first at::conv1d, its output a transposed view.
 at::Tensor conv1d_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride, int64_t padding, int64_t groups);
 
+// Whether x is what layer_norm_gelu_ and channel_norm_gelu_ take: contiguous float32 CPU, 2-D or more.
+bool norm_gelu_applies(const at::Tensor& x);
+
 // In place on x (..., C), contiguous float32 CPU, with no autograd graph wanted: layer norm over C
 // (weight, bias (C) or undefined) then exact GELU, a block of rows at a time (each block normalized
 // into a small buffer that stays in cache, GELU'd there and copied back): one pass over x in memory

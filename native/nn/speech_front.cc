@@ -69,7 +69,7 @@ at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
       x = conv1d_rows(x, conv->weight, conv->options.bias() ? conv->bias : at::Tensor(), cfg.conv_stride[i], 0, 1);
       // norm + GELU in one pass over the rows, in place (a fresh tensor of conv1d_rows's, contiguous
       // unless EMOTORCH_CPU_LINEAR=aten made it a transposed view)
-      bool in_place = cfg.feat_extract_activation == "gelu" && x.is_contiguous() && x.device().is_cpu() && x.scalar_type() == at::kFloat;
+      bool in_place = cfg.feat_extract_activation == "gelu" && norm_gelu_applies(x);
       if (in_place && cfg.feat_extract_norm == "layer") {
         auto ln = norms[i].get<torch::nn::LayerNorm>();
         layer_norm_gelu_(x, ln->weight, ln->bias, ln->options.eps());
@@ -82,8 +82,7 @@ at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
       }
       if (cfg.feat_extract_norm == "layer") x = norms[i].forward(x);
       else if (!norms[i].is_empty()) x = norms[i].forward(x.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2);  // (B, C, 1, T) NHWC
-      if (cfg.feat_extract_activation == "gelu") at::gelu_(x);
-      else x = activate(x, cfg.feat_extract_activation);
+      x = activate_temp(x, cfg.feat_extract_activation);
     }
   } else if (cfg.feat_extract_norm == "layer") {
     // Channels-last: each conv runs as a 2-D conv over (B, C, 1, T) kept in NHWC memory, so its
@@ -117,7 +116,7 @@ at::Tensor SpeechFront::add_positions(const at::Tensor& x) const {
   auto w = pos_w.get(pos_v, pos_g);  // kept while v and g stay as they are, when nothing is differentiated
   auto pc = conv1d_rows(x, w, pos_bias, 1, cfg.num_conv_pos_embeddings / 2, cfg.num_conv_pos_embedding_groups);  // (B, T', H)
   if (cfg.num_conv_pos_embeddings % 2 == 0) pc = pc.narrow(1, 0, pc.size(1) - 1);
-  return x + activate(pc, cfg.feat_extract_activation);
+  return x + activate_temp(pc, cfg.feat_extract_activation);
 }
 
 int64_t SpeechFront::frames_for(int64_t n) const {
