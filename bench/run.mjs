@@ -1,7 +1,8 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians and the ratio.
 //   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
-// --neighbour: the trials again beside one busy process (a spinning loop), each side's slowdown printed.
+// --neighbour: the trials again beside one busy process (a spinning loop), each side's slowdown printed;
+// then emotorch's with adaptive threads (et.setAdaptiveThreads), beside it and on the quiet machine.
 // --ops: after the trials, each side's op profile of one call, side by side (see opsTable).
 // --device cuda (models, salmonn): both sides on the GPU (Python: torch.set_default_device), each
 // trial timed up to a device synchronize.
@@ -132,17 +133,40 @@ async function runCase(caseName, c) {
     // neighbour's compute job would be): how much slower a step gets when a core is taken
     const spinner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 500));
-    const o = [], p = [];
+    const o = [], p = [], oa = [], qa = [];
     try {
       for (let t = 0; t < cfg.trials; t++) {
         o.push(await timed(step));
         p.push(JSON.parse(await py.trial()).ms_per_step / per);
         console.log(`  busy neighbour, trial ${t + 1}: emotorch ${o[t].toFixed(2)} ms/step   Python ${p[t].toFixed(2)} ms/step`);
       }
+      // emotorch again with adaptive threads (et.setAdaptiveThreads), the Python trials between
+      // its trials as before
+      et.setAdaptiveThreads(true);
+      for (let t = 0; t < cfg.trials; t++) {
+        oa.push(await timed(step));
+        const active = et.getActiveThreads();
+        await py.trial();
+        console.log(`  busy neighbour, adaptive threads, trial ${t + 1}: emotorch ${oa[t].toFixed(2)} ms/step (${active} threads at the end)`);
+      }
     } finally {
       spinner.kill('SIGKILL');
     }
-    busy = { ours: median(o), theirs: median(p) };
+    // and on the quiet machine, where adaptive threads must cost nothing: fixed-count and adaptive
+    // trials alternating (with the Python trials between them as before)
+    const qf = [];
+    for (let t = 0; t < cfg.trials; t++) {
+      et.setAdaptiveThreads(false);
+      qf.push(await timed(step));
+      await py.trial();
+      et.setAdaptiveThreads(true);
+      qa.push(await timed(step));
+      const active = et.getActiveThreads();
+      await py.trial();
+      console.log(`  quiet again, trial ${t + 1}: emotorch fixed count ${qf[t].toFixed(2)} ms/step, adaptive threads ${qa[t].toFixed(2)} ms/step (${active} threads at the end)`);
+    }
+    et.setAdaptiveThreads(false);
+    busy = { ours: median(o), theirs: median(p), adaptive: median(oa), quietFixed: median(qf), quietAdaptive: median(qa) };
   }
   py.end();
   const a = median(ours), b = median(theirs);
@@ -155,6 +179,8 @@ async function runCase(caseName, c) {
   console.log(`ratio emotorch/Python (time): ${(a / b).toFixed(3)}`);
   if (busy) {
     console.log(`with a busy neighbour: emotorch ${busy.ours.toFixed(2)} ms/step (${(busy.ours / a).toFixed(2)}× its quiet time), Python ${busy.theirs.toFixed(2)} ms/step (${(busy.theirs / b).toFixed(2)}×); ratio ${(busy.ours / busy.theirs).toFixed(3)}`);
+    console.log(`adaptive threads: with a busy neighbour ${busy.adaptive.toFixed(2)} ms/step (${(busy.adaptive / a).toFixed(2)}× the quiet time above); quiet again, alternating: adaptive ${busy.quietAdaptive.toFixed(2)} ms/step, fixed count ${busy.quietFixed.toFixed(2)} ms/step (ratio ${(busy.quietAdaptive / busy.quietFixed).toFixed(3)})`);
+    console.log(`against the second quiet time (fixed count ${busy.quietFixed.toFixed(2)} ms/step): busy neighbour ${(busy.ours / busy.quietFixed).toFixed(2)}× with a fixed count, ${(busy.adaptive / busy.quietFixed).toFixed(2)}× adaptive`);
   }
   const ourPeak = ownPeak ? peakRssKb() : null;
   if (ourPeak && pyPeak) console.log(`peak RSS: emotorch ${(ourPeak / 1024).toFixed(0)} MiB, Python ${(pyPeak / 1024).toFixed(0)} MiB (ratio ${(ourPeak / pyPeak).toFixed(2)})`);

@@ -32,7 +32,7 @@ export * as systems from './systems';
 export * as distributed from './distributed';
 export * as hub from './io/hub';
 export * as profiler from './api/profiler';
-export { manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, cpu } from './runtime';
+export { manualSeed, setNumThreads, getNumThreads, setAdaptiveThreads, getAdaptiveThreads, getActiveThreads, getRngState, setRngState, cpu } from './runtime';
 export type { CpuCacheStats, CpuCacheOptions, ConvBackend, LinearBackend } from './runtime';
 
 /**

@@ -102,6 +102,10 @@ export interface Binding {
   manualSeed(seed: number): void;
   setNumThreads(n: number): void;
   getNumThreads(): number;
+  setAdaptiveThreads(on: boolean): void;
+  getAdaptiveThreads(): boolean;
+  getActiveThreads(): number;
+  shareThreads(want: number, current: number, cpus: number, others: number, pending: boolean): [number, boolean];
   getRngState(device: string): TensorHandle;
   setRngState(device: string, state: TensorHandle): void;
   setGradEnabled(on: boolean): void;

@@ -33,6 +33,50 @@ export function setNumThreads(n: number): void {
 }
 
 /**
+ * Adaptive threads, for machines shared with other busy processes: before each heavy call (at
+ * most every 0.2 s), the compute thread reads how much of its CPUs other processes took (Linux
+ * `/proc/stat` less this process's own CPU time) and runs with fewer threads than
+ * {@link getNumThreads} while they hold cores, so that no thread of the team waits behind a
+ * neighbour (a parallel region is as slow as its slowest thread). A core counts as taken when
+ * others use 0.6 of it, and as free again under 0.4; threads are given up when two such windows in
+ * a row agree and taken back at once. With one busy process beside a 2-thread MLP training step on
+ * 2 cores, the step took 2.5× its quiet time with a fixed count and about 1.7× adaptive
+ * (`npm run bench -- mlp --neighbour`); on a quiet machine nothing changes.
+ *
+ * Off by default: with the count following the machine's load, results can differ run to run in
+ * the last bits (parallel reductions are split by thread), so a run is only bit-reproducible with
+ * a fixed count. Also on with the environment variable EMOTORCH_ADAPTIVE_THREADS=1. Does nothing
+ * where `/proc/stat` cannot be read.
+ */
+export function setAdaptiveThreads(enabled: boolean): void {
+  if (typeof enabled !== 'boolean') invalid('a boolean', 'enabled', enabled);
+  binding.setAdaptiveThreads(enabled);
+}
+
+/** Whether adaptive threads are on (see {@link setAdaptiveThreads}). */
+export function getAdaptiveThreads(): boolean {
+  return binding.getAdaptiveThreads();
+}
+
+/**
+ * The intra-op threads the last heavy call ran with: {@link getNumThreads}, or fewer while
+ * adaptive threads ({@link setAdaptiveThreads}) leave cores to other processes.
+ */
+export function getActiveThreads(): number {
+  return binding.getActiveThreads();
+}
+
+/**
+ * Reads EMOTORCH_ADAPTIVE_THREADS ('1' on; '0' or unset off) and applies it. @internal
+ */
+export function applyAdaptiveThreadsEnv(env: NodeJS.ProcessEnv): void {
+  const v = env.EMOTORCH_ADAPTIVE_THREADS?.trim();
+  if (v === undefined || v === '') return;
+  if (v !== '0' && v !== '1') invalid("'1' (on) or '0' (off)", 'EMOTORCH_ADAPTIVE_THREADS', v);
+  binding.setAdaptiveThreads(v === '1');
+}
+
+/**
  * The state of a device's default random generator as a 1-D uint8 tensor (what
  * `torch.get_rng_state()` / `torch.cuda.get_rng_state()` return): save it with a checkpoint and
  * give it to {@link setRngState} to replay the same random numbers (dropout, sampling, randn).
@@ -285,6 +329,7 @@ export function applyCgroupThreads(env: NodeJS.ProcessEnv, root = '/'): void {
   if (limit !== undefined && limit < binding.getNumThreads()) binding.setNumThreads(limit);
 }
 applyCgroupThreads(process.env);
+applyAdaptiveThreadsEnv(process.env);
 
 /**
  * Checks EMOTORCH_CPU_LINEAR ('auto' | 'onednn' | 'blas' | 'aten'; read by the native side when

@@ -1,10 +1,12 @@
 // The CPU caching allocator (lib/runtime.ts `et.cpu`, native/memory/cpu_cache.cc).
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
+import * as os from 'os';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../lib/index';
 import { applyCgroupThreads, cgroupCpuLimit } from '../lib/runtime';
+import { binding } from '../lib/native';
 import { throwsWith, tmpdir } from './helpers';
 
 const MB = 2 ** 20;
@@ -198,4 +200,63 @@ describe('threads by the cgroup CPU quota', () => {
       et.setNumThreads(before);
     }
   });
+});
+
+describe('adaptive threads', () => {
+  const share = (want: number, current: number, cpus: number, others: number, pending = false) => binding.shareThreads(want, current, cpus, others, pending);
+
+  it('gives a thread up when two windows in a row see a core taken, takes it back at once, never below 1', () => {
+    expect(share(2, 2, 2, 0.05)).toEqual([2, false]); // quiet
+    expect(share(2, 2, 2, 0.7)).toEqual([2, true]); // one window: a vote only
+    expect(share(2, 2, 2, 0.7, true)).toEqual([1, false]); // the second agrees
+    expect(share(2, 2, 2, 0.1, true)).toEqual([2, false]); // a neighbour that ended costs nothing
+    expect(share(2, 1, 2, 1.0)).toEqual([1, false]); // still taken
+    expect(share(2, 1, 2, 0.5)).toEqual([1, false]); // between 0.4 and 0.6: as it was (hysteresis)
+    expect(share(2, 2, 2, 0.5, true)).toEqual([2, false]);
+    expect(share(2, 1, 2, 0.3)).toEqual([2, false]); // free again: at once
+    expect(share(2, 2, 2, 1.9, true)).toEqual([1, false]); // at least one thread
+    expect(share(8, 8, 8, 2.8, true)).toEqual([5, false]); // 2.8 cores taken of 8
+    expect(share(4, 4, 64, 30, true)).toEqual([4, false]); // a big host: 34 free cores, 4 asked for
+    expect(share(2, 4, 4, 0)).toEqual([2, false]); // asked for fewer since: never more than asked
+  });
+
+  it('refuses a non-boolean and a misspelt EMOTORCH_ADAPTIVE_THREADS, naming them', () => {
+    throwsWith(() => et.setAdaptiveThreads('yes' as unknown as boolean), 'ERR_INVALID_ARG', /enabled/);
+    const on = child('console.log(et.getAdaptiveThreads())', { EMOTORCH_ADAPTIVE_THREADS: '1' });
+    expect(on.stdout.trim()).toBe('true');
+    const off = child('console.log(et.getAdaptiveThreads())', { EMOTORCH_ADAPTIVE_THREADS: '0' });
+    expect(off.stdout.trim()).toBe('false');
+    const bad = child('console.log(et.getAdaptiveThreads())', { EMOTORCH_ADAPTIVE_THREADS: 'yes' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/EMOTORCH_ADAPTIVE_THREADS/);
+  });
+
+  // Busy processes on all but one of the CPUs: the count drops below what was asked for (other
+  // test processes only take more), and comes back when adaptive threads are turned off.
+  const cpus = os.availableParallelism();
+  const quota = cgroupCpuLimit('/');
+  it.skipIf(cpus < 2 || cpus > 8 || (quota !== undefined && quota < cpus) || os.platform() !== 'linux')(
+    'runs with fewer threads beside busy processes, and with the count asked for when turned off', async () => {
+      const before = et.getNumThreads();
+      const lin = et.nn.Linear.create({ in_features: 512, out_features: 512 });
+      const x = et.randn([256, 512]);
+      const spinners = Array.from({ length: cpus - 1 }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+      try {
+        et.setNumThreads(cpus);
+        await et.noGrad(() => lin.forward(x));
+        expect(et.getActiveThreads()).toBe(cpus); // off by default: the count asked for
+        et.setAdaptiveThreads(true);
+        const t0 = Date.now();
+        while (et.getActiveThreads() === cpus && Date.now() - t0 < 5000) await et.noGrad(() => lin.forward(x));
+        expect(et.getActiveThreads()).toBeLessThan(cpus);
+        expect(et.getNumThreads()).toBe(cpus); // what was asked for stays
+        et.setAdaptiveThreads(false);
+        await et.noGrad(() => lin.forward(x));
+        expect(et.getActiveThreads()).toBe(cpus);
+      } finally {
+        spinners.forEach((p) => p.kill('SIGKILL'));
+        et.setAdaptiveThreads(false);
+        et.setNumThreads(before);
+      }
+    });
 });

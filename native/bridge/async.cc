@@ -1,6 +1,7 @@
 // The one async helper (run_async, run_async_comm) and the one compute thread every heavy call
 // runs on; grad mode and autocast are captured on the JS thread and applied there.
 #include "bridge/bridge.h"
+#include "runtime/cpu_share.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
@@ -83,11 +84,21 @@ class ComputeThread {
   }
   void set_threads(int n) { threads_.store(n); }
   int threads() const { return threads_.load(); }
+  // Adaptive threads (runtime/cpu_share.h): fewer than threads() while other processes take cores.
+  void set_adaptive(bool on) { adaptive_.store(on); }
+  bool adaptive() const { return adaptive_.load(); }
+  // The count the last heavy call ran with (threads() before the first).
+  int active_threads() const {
+    int a = active_.load();
+    return a > 0 ? a : threads_.load();
+  }
 
  private:
   ComputeThread() { std::thread([this] { loop(); }).detach(); }
   void loop() {
     int applied = -1;
+    bool was_adaptive = false;
+    runtime::CpuShare share;
     for (;;) {
       std::shared_ptr<Job> job;
       {
@@ -97,12 +108,23 @@ class ComputeThread {
         queue_.pop_front();
       }
       int want = threads_.load();
+      bool adaptive = adaptive_.load();
+      if (adaptive && !was_adaptive) share.reset();
+      was_adaptive = adaptive;
+      if (adaptive) want = share.threads_for(want);
       if (want != applied) {
         settle_lazy_thread_init();
         at::set_num_threads(want);
         applied = want;
+        active_.store(want);
       }
-      job->f();
+      if (adaptive) {
+        double t0 = runtime::CpuShare::now();
+        job->f();
+        share.ran(runtime::CpuShare::now() - t0);
+      } else {
+        job->f();
+      }
       job->f = nullptr;  // drop what it captured here
       {
         std::lock_guard<std::mutex> lk(job->m);
@@ -115,6 +137,8 @@ class ComputeThread {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Job>> queue_;
   std::atomic<int> threads_{0};
+  std::atomic<int> active_{0};
+  std::atomic<bool> adaptive_{false};
 };
 
 // What a call's jobs share with its async work (owned by both, so a job queued for a task that
@@ -251,6 +275,9 @@ Napi::Promise run_async_comm(Napi::Env env, const char* name, std::function<void
 
 int compute_threads() { return ComputeThread::get().threads(); }
 void set_compute_threads(int n) { ComputeThread::get().set_threads(n); }
+void set_adaptive_threads(bool on) { ComputeThread::get().set_adaptive(on); }
+bool adaptive_threads() { return ComputeThread::get().adaptive(); }
+int active_compute_threads() { return ComputeThread::get().active_threads(); }
 
 void init_compute_thread() {
   static std::once_flag once;

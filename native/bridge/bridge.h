@@ -72,6 +72,9 @@ Napi::Promise run_async_comm(Napi::Env env, const char* name, std::function<void
 // The compute thread's intra-op thread count (set by setNumThreads; libtorch's default at load).
 int compute_threads();
 void set_compute_threads(int n);
+void set_adaptive_threads(bool on);
+bool adaptive_threads();
+int active_compute_threads();
 // At load: the compute thread takes libtorch's default thread count; the JS thread runs its own
 // synchronous ops single-threaded.
 void init_compute_thread();

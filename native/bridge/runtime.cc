@@ -3,6 +3,7 @@
 #include "bridge/bridge.h"
 #include "memory/cpu_cache.h"
 #include "nn/fused.h"
+#include "runtime/cpu_share.h"
 
 #include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
@@ -80,6 +81,24 @@ static Napi::Value SetRngState(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), compute_threads()); }
+static Napi::Value SetAdaptiveThreads(const Napi::CallbackInfo& info) {
+  set_adaptive_threads(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+static Napi::Value GetAdaptiveThreads(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), adaptive_threads()); }
+static Napi::Value GetActiveThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), active_compute_threads()); }
+// The adaptive-threads policy on given numbers (for tests): [threads, pending].
+static Napi::Value ShareThreads(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    bool pending = info[4].ToBoolean().Value();
+    int n = runtime::share_threads(static_cast<int>(to_double(info[0], "want")), static_cast<int>(to_double(info[1], "current")),
+                                   static_cast<int>(to_double(info[2], "cpus")), to_double(info[3], "others"), pending);
+    auto out = Napi::Array::New(info.Env(), 2);
+    out.Set(0u, Napi::Number::New(info.Env(), n));
+    out.Set(1u, Napi::Boolean::New(info.Env(), pending));
+    return out;
+  });
+}
 
 static Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
   c10::GradMode::set_enabled(info[0].ToBoolean().Value());
@@ -186,6 +205,10 @@ void init_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("setAdaptiveThreads", Napi::Function::New(env, SetAdaptiveThreads));
+  exports.Set("getAdaptiveThreads", Napi::Function::New(env, GetAdaptiveThreads));
+  exports.Set("getActiveThreads", Napi::Function::New(env, GetActiveThreads));
+  exports.Set("shareThreads", Napi::Function::New(env, ShareThreads));
   exports.Set("getRngState", Napi::Function::New(env, GetRngState));
   exports.Set("setRngState", Napi::Function::New(env, SetRngState));
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
