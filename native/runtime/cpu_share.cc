@@ -100,8 +100,8 @@ int CpuShare::threads_for(int want) {
   }
   if (t_ >= 0) {
     // /proc/stat counts in ticks (10 ms) and this process's time more finely: clamp the noise
-    others_ = std::max(0.0, ((busy - busy_) - (self - self_)) / (t - t_));
-    int next = share_threads(want, current_, cpus, others_, pending_);
+    double others = std::max(0.0, ((busy - busy_) - (self - self_)) / (t - t_));
+    int next = share_threads(want, current_, cpus, others, pending_);
     if (ran_ < 0.5 * (t - t_) && (next < current_ || pending_)) {
       pending_ = false;  // mostly idle: no vote to give threads up
       next = std::clamp(current_, 1, std::max(want, 1));

@@ -28,13 +28,11 @@ class CpuShare {
   // Adds a heavy call's wall time to the current window.
   void ran(double seconds) { ran_ += seconds; }
   static double now();
-  // Cores' worth other processes took over the last window (-1 before the first window).
-  double last_others() const { return others_; }
   // Forgets the windows so far (when adaptive threads are turned on again).
   void reset() { *this = CpuShare(); }
 
  private:
-  double t_ = -1, busy_ = 0, self_ = 0, others_ = -1, ran_ = 0;
+  double t_ = -1, busy_ = 0, self_ = 0, ran_ = 0;
   int current_ = 0;
   bool pending_ = false, unavailable_ = false;
 };
