@@ -96,7 +96,7 @@ async function runCase(caseName, c) {
   const cfg = { ...c.config, threads, trials: opt('trials', c.config.trials), device };
   console.log(`\n[${caseName}] ${c.describe(cfg)}`);
   if (device !== 'cpu') console.log(`device: ${device} on both sides`);
-  console.log(`threads: ${threads} each; ${cfg.trials} alternating trials of ${cfg.steps} steps after ${cfg.warmup} warm-up steps`);
+  console.log(`threads: ${threads} each${et.getAdaptiveThreads() ? ' (emotorch: adaptive, EMOTORCH_ADAPTIVE_THREADS=1)' : ''}; ${cfg.trials} alternating trials of ${cfg.steps} steps after ${cfg.warmup} warm-up steps`);
   const py = worker(caseName, cfg);
   // the Python side builds and warms up first, so neither side's warm-up (where emotorch times its
   // first products of each kind, see et.cpu.linearBackends) runs beside the other's
@@ -131,6 +131,7 @@ async function runCase(caseName, c) {
   if (args.includes('--neighbour')) {
     // the same trials again with one busy process beside both sides (a spinning loop, as a
     // neighbour's compute job would be): how much slower a step gets when a core is taken
+    const adaptiveAtStart = et.getAdaptiveThreads();
     const spinner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 500));
     const o = [], p = [], oa = [], qa = [];
@@ -165,7 +166,7 @@ async function runCase(caseName, c) {
       await py.trial();
       console.log(`  quiet again, trial ${t + 1}: emotorch fixed count ${qf[t].toFixed(2)} ms/step, adaptive threads ${qa[t].toFixed(2)} ms/step (${active} threads at the end)`);
     }
-    et.setAdaptiveThreads(false);
+    et.setAdaptiveThreads(adaptiveAtStart);
     busy = { ours: median(o), theirs: median(p), adaptive: median(oa), quietFixed: median(qf), quietAdaptive: median(qa) };
   }
   py.end();
