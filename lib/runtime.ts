@@ -40,9 +40,9 @@ export function setNumThreads(n: number): void {
  * neighbour (a parallel region is as slow as its slowest thread). A core counts as taken when
  * others use 0.6 of it, and as free again under 0.4; threads are given up when two such windows in
  * a row agree (a window in which the compute thread was mostly idle gives no vote) and taken back
- * at once. {@link getActiveThreads} says the count in use. With one busy process beside a 2-thread MLP training step on
- * 2 cores, the step took 2.5× its quiet time with a fixed count and about 1.7× adaptive
- * (`npm run bench -- mlp --neighbour`); on a quiet machine nothing changes.
+ * at once; {@link getActiveThreads} says the count in use. With one busy process beside a
+ * 2-thread MLP training step on 2 cores, the step took 2.5× its quiet time with a fixed count and
+ * about 1.7× adaptive (`npm run bench -- mlp --neighbour`); on a quiet machine nothing changes.
  *
  * Off by default: with the count following the machine's load, results can differ run to run in
  * the last bits (parallel reductions are split by thread), so a run is only bit-reproducible with

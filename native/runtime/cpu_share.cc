@@ -62,9 +62,9 @@ bool busy_cpu_s(double* busy, int* cpus) {
 int share_threads(int want, int current, int cpus, double others, bool& pending) {
   want = std::max(want, 1);
   current = std::clamp(current, 1, want);
-  double free = cpus - std::max(others, 0.0);
-  int keep = std::clamp(static_cast<int>(std::floor(free + 0.6)), 1, want);  // others < 0.4 of a core: free
-  int take = std::clamp(static_cast<int>(std::floor(free + 0.4)), 1, want);  // others ≥ 0.6: taken
+  double idle = cpus - std::max(others, 0.0);
+  int keep = std::clamp(static_cast<int>(std::floor(idle + 0.6)), 1, want);  // others < 0.4 of a core: free
+  int take = std::clamp(static_cast<int>(std::floor(idle + 0.4)), 1, want);  // others ≥ 0.6: taken
   if (current < take) {
     pending = false;
     return take;
@@ -89,9 +89,10 @@ double CpuShare::now() {
 
 int CpuShare::threads_for(int want) {
   if (unavailable_) return want;
-  if (current_ <= 0) current_ = want;
+  want = std::max(want, 1);
+  current_ = current_ > 0 ? std::min(current_, want) : want;
   double t = now();
-  if (t_ >= 0 && t - t_ < 0.2) return std::clamp(current_, 1, std::max(want, 1));
+  if (t_ >= 0 && t - t_ < 0.2) return current_;
   double busy = 0, self = self_cpu_s();
   int cpus = 0;
   if (self < 0 || !busy_cpu_s(&busy, &cpus)) {
@@ -102,17 +103,14 @@ int CpuShare::threads_for(int want) {
     // /proc/stat counts in ticks (10 ms) and this process's time more finely: clamp the noise
     double others = std::max(0.0, ((busy - busy_) - (self - self_)) / (t - t_));
     int next = share_threads(want, current_, cpus, others, pending_);
-    if (ran_ < 0.5 * (t - t_) && (next < current_ || pending_)) {
-      pending_ = false;  // mostly idle: no vote to give threads up
-      next = std::clamp(current_, 1, std::max(want, 1));
-    }
-    current_ = next;
+    if (ran_ < 0.5 * (t - t_) && (next < current_ || pending_)) pending_ = false;  // mostly idle: no vote to give threads up
+    else current_ = next;
   }
   ran_ = 0;
   t_ = t;
   busy_ = busy;
   self_ = self;
-  return std::clamp(current_, 1, std::max(want, 1));
+  return current_;
 }
 
 }  // namespace et::runtime
