@@ -1,5 +1,6 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
-// thread count, trials alternating in one command. Prints both medians and the ratio.
+// thread count, trials alternating in one command. Prints both medians, the ratio and the range of
+// the per-pair ratios (an emotorch trial and the Python trial after it).
 //   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
 // --neighbour: the trials again beside one busy process (a spinning loop), each side's slowdown printed;
 // then emotorch's with adaptive threads (et.setAdaptiveThreads), beside it and on the quiet machine.
@@ -177,7 +178,10 @@ async function runCase(caseName, c) {
     console.log(`throughput: emotorch ${(work / (a / 1000)).toFixed(0)} s of audio/s, Python ${(work / (b / 1000)).toFixed(0)} s of audio/s`);
     console.log(`speed-up emotorch/Python: ${(b / a).toFixed(2)}×`);
   }
-  console.log(`ratio emotorch/Python (time): ${(a / b).toFixed(3)}`);
+  // each trial pair ran back to back, so a drift of the machine's speed moves both of its sides:
+  // the spread of the pair ratios says how far the ratio of the medians can be trusted
+  const pairs = ours.map((o, i) => o / theirs[i]);
+  console.log(`ratio emotorch/Python (time): ${(a / b).toFixed(3)} (trial pairs ${Math.min(...pairs).toFixed(3)}–${Math.max(...pairs).toFixed(3)}, their median ${median(pairs).toFixed(3)})`);
   if (busy) {
     console.log(`with a busy neighbour: emotorch ${busy.ours.toFixed(2)} ms/step (${(busy.ours / a).toFixed(2)}× its quiet time), Python ${busy.theirs.toFixed(2)} ms/step (${(busy.theirs / b).toFixed(2)}×); ratio ${(busy.ours / busy.theirs).toFixed(3)}`);
     console.log(`adaptive threads: with a busy neighbour ${busy.adaptive.toFixed(2)} ms/step (${(busy.adaptive / a).toFixed(2)}× the quiet time above); quiet again, alternating: adaptive ${busy.quietAdaptive.toFixed(2)} ms/step, fixed count ${busy.quietFixed.toFixed(2)} ms/step (ratio ${(busy.quietAdaptive / busy.quietFixed).toFixed(3)})`);
