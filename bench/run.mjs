@@ -30,7 +30,10 @@ if (!(name in BENCHES)) {
   process.exit(2);
 }
 const opt = (k, d) => { const i = args.indexOf(`--${k}`); return i >= 0 ? Number(args[i + 1]) : d; };
-const PROFILES = { native: {}, avx2: { ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2' } };
+// OPENBLAS_CORETYPE: numpy's and scipy's OpenBLAS on the Python side (the k-means distances of
+// `units`, the mel products of `features`), which picks its kernels by CPUID and reads none of the
+// other three (Haswell is its AVX2 kernel set)
+const PROFILES = { native: {}, avx2: { ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', OPENBLAS_CORETYPE: 'Haswell' } };
 const profile = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : 'native';
 if (!(profile in PROFILES)) {
   console.error(`unknown profile '${profile}'; available: ${Object.keys(PROFILES).join(', ')}`);
@@ -56,13 +59,20 @@ if (Object.entries(wanted).some(([k, v]) => process.env[k] !== v)) {
   process.exit(r.status ?? 1);
 }
 if (!process.env.EMOTORCH_BENCH_CHILD) {
-  const py = spawnSync(process.env.EMOTORCH_PYTHON || 'python3', ['-c', 'import torch; print(torch.backends.cpu.get_cpu_capability())'], { encoding: 'utf8' });
+  // the Python side's ATen dispatch level, and the kernel set numpy's OpenBLAS chose
+  const probe = [
+    'import torch, io, re, contextlib', 'print(torch.backends.cpu.get_cpu_capability())',
+    'import numpy', 'f = io.StringIO()', 'with contextlib.redirect_stdout(f): numpy.show_runtime()',
+    "print(','.join(sorted(set(re.findall(r\"'architecture': '(\\w+)'\", f.getvalue())))) or '?')",
+  ].join('\n');
+  const py = spawnSync(process.env.EMOTORCH_PYTHON || 'python3', ['-c', probe], { encoding: 'utf8' });
+  const [pyCap, blasCore] = py.status === 0 ? py.stdout.trim().split('\n') : [];
   let cpuModel = os.cpus()[0]?.model ?? '?';
   try { cpuModel = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpuModel; } catch { /* not Linux */ }
   const flags = (() => { try { return fs.readFileSync('/proc/cpuinfo', 'utf8').match(/flags\s*:\s*(.*)/)?.[1].split(' ') ?? []; } catch { return []; } })();
   const isa = flags.includes('avx512f') ? 'AVX-512' : flags.includes('avx2') ? 'AVX2' : flags.length ? 'no AVX2' : '?';
   console.log(`profile ${profile}${Object.keys(wanted).length ? ` (${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(' ')})` : ''}; CPU ${cpuModel} (${isa}); `
-    + `ATen dispatch level: emotorch ${et.versions.cpuCapability}, Python ${py.status === 0 ? py.stdout.trim() : 'unknown (no torch)'}`);
+    + `ATen dispatch level: emotorch ${et.versions.cpuCapability}, Python ${pyCap ?? 'unknown (no torch)'}${blasCore ? `; numpy's OpenBLAS: ${blasCore}` : ''}`);
 }
 const threads = opt('threads', os.availableParallelism?.() ?? os.cpus().length);
 et.setNumThreads(threads);
