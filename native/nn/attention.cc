@@ -1,5 +1,6 @@
 #include "nn/attention.h"
 
+#include "nn/fused.h"
 #include "nn/lora.h"
 
 namespace et::nn {
@@ -16,6 +17,25 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   }
   auto out = at::scaled_dot_product_attention(qh, kh, vh, mask, dropout, causal, scale);  // (B, heads, Tq, D)
   return out.transpose(1, 2).reshape({B, Tq, heads * D});
+}
+
+RelativeBias::RelativeBias(at::Tensor bucket, torch::nn::Embedding table, at::ScalarType dtype)
+    : bucket_(std::move(bucket)), table_(std::move(table)), dtype_(dtype) {}
+
+at::Tensor RelativeBias::gated(const at::Tensor& gate) {
+  if (at::GradMode::is_enabled() && (gate.requires_grad() || table_->weight.requires_grad())) return gate * full().unsqueeze(0);
+  if (!diag_.defined()) diag_ = table_(bucket_).t().to(dtype_).contiguous();  // (H, 2T − 1)
+  return gated_relative_bias(gate, diag_);
+}
+
+at::Tensor RelativeBias::full() {
+  if (!full_.defined()) {
+    int64_t T = (bucket_.size(0) + 1) / 2;
+    auto pos = at::arange(T, bucket_.options());
+    auto at_ij = (pos.unsqueeze(0) - pos.unsqueeze(1) + (T - 1)).view({-1});  // the offset's index at [i, j]
+    full_ = table_(bucket_.index_select(0, at_ij)).view({T, T, -1}).permute({2, 0, 1}).to(dtype_).contiguous();
+  }
+  return full_;
 }
 
 at::Tensor padding_mask_to_additive(const at::Tensor& keep, at::ScalarType dtype) {

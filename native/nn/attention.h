@@ -18,6 +18,27 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 // with the dtype's lowest value at padding, as transformers' get_extended_attention_mask.
 at::Tensor padding_mask_to_additive(const at::Tensor& keep, at::ScalarType dtype);
 
+// The relative-position bias of WavLM and BEATs, shared by the layers of one forward. It depends
+// on key − query only, so it is kept as one bucket per offset (2T − 1 of them), and gated() reads
+// the table's rows for them as diagonals (gated_relative_bias) instead of a (H, T, T) bias; where an
+// autograd graph is wanted, it multiplies the full bias, built once per forward.
+class RelativeBias {
+ public:
+  RelativeBias() = default;
+  // bucket (2T − 1) int64: at d, the bucket of offset key − query = d − (T − 1); table (buckets, H)
+  RelativeBias(at::Tensor bucket, torch::nn::Embedding table, at::ScalarType dtype);
+  bool defined() const { return bucket_.defined(); }
+  // gate (B, H, T, 1) → gate · bias, (B, H, T, T)
+  at::Tensor gated(const at::Tensor& gate);
+  // The bias, (H, T, T)
+  at::Tensor full();
+
+ private:
+  at::Tensor bucket_, diag_, full_;
+  torch::nn::Embedding table_{nullptr};
+  at::ScalarType dtype_ = at::kFloat;
+};
+
 // Normal(0, std) weights and zero biases for Linear/Embedding, ones/zeros for LayerNorm: the
 // BERT / HF `_init_weights` scheme.
 void init_bert_weights(torch::nn::Module& m, double std);

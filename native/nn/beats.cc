@@ -27,7 +27,7 @@ BeatsLayerImpl::BeatsLayerImpl(const BeatsConfig& c, torch::nn::Embedding rel_bi
   final_layer_norm = register_module("final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
 }
 
-at::Tensor BeatsLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, const at::Tensor& bias) {
+at::Tensor BeatsLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, RelativeBias& bias) {
   bool train = is_training();
   int64_t B = x.size(0), L = x.size(1), H = cfg.encoder_attention_heads, D = x.size(2) / H;
   auto attention = [&](const at::Tensor& h) {
@@ -37,14 +37,14 @@ at::Tensor BeatsLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, c
     auto vh = v_proj(h).view({B, L, H, D}).transpose(1, 2);
     at::Tensor mask;                                                        // additive (B, H, L, L)
     if (bias.defined()) {
-      at::Tensor b = bias.unsqueeze(0);                                     // (1, H, L, L)
       if (grep_linear) {
         // Gate from the unscaled per-head query (bias included): g = σ(Σ₄ grep_linear(q)).
         auto g = at::sigmoid(grep_linear(qh).view({B, H, L, 2, 4}).sum(-1));  // (B, H, L, 2)
         auto gate = g.narrow(-1, 0, 1) * (g.narrow(-1, 1, 1) * grep_a - 1.0) + 2.0;  // (B, H, L, 1)
-        b = gate * b;                                                        // (B, H, L, L)
+        mask = bias.gated(gate);                                             // (B, H, L, L)
+      } else {
+        mask = bias.full().unsqueeze(0).expand({B, H, L, L});
       }
-      mask = b.expand({B, H, L, L});
     }
     if (pad.defined()) {
       auto neg = at::zeros({B, 1, 1, L}, x.options()).masked_fill(pad.view({B, 1, 1, L}), -std::numeric_limits<float>::infinity());
@@ -90,10 +90,9 @@ BeatsEncoder::BeatsEncoder(const BeatsConfig& c) : cfg(c) {
   for (int64_t i = 0; i < c.encoder_layers; ++i) layers->push_back(BeatsLayer(c, rel));
 }
 
-// (heads, L, L) bias from the shared table, with the original's bucketing in float32 arithmetic.
-at::Tensor BeatsEncoder::relative_bias(int64_t L, const at::Device& dev) {
-  auto pos = at::arange(L, at::TensorOptions().dtype(at::kLong).device(dev));
-  auto rel = pos.unsqueeze(0) - pos.unsqueeze(1);  // key − query
+// The relative bias from the shared table, with the original's bucketing in float32 arithmetic.
+RelativeBias BeatsEncoder::relative_bias(int64_t L, const at::Device& dev, at::ScalarType dtype) {
+  auto rel = at::arange(-(L - 1), L, at::TensorOptions().dtype(at::kLong).device(dev));  // key − query
   int64_t nb = cfg.num_buckets / 2, max_exact = nb / 2;
   auto bucket = rel.gt(0).to(at::kLong) * nb;
   auto a = rel.abs();
@@ -101,8 +100,7 @@ at::Tensor BeatsEncoder::relative_bias(int64_t L, const at::Device& dev) {
                             (nb - max_exact)).to(at::kLong);
   large = at::clamp_max(large, nb - 1);
   bucket = bucket + at::where(a.lt(max_exact), a, large);
-  auto table = layers[0]->as<BeatsLayerImpl>()->relative_attention_bias;
-  return table(bucket).permute({2, 0, 1}).contiguous();  // (heads, L, L), laid out so each layer's gate · bias reads it in order
+  return RelativeBias(bucket, layers[0]->as<BeatsLayerImpl>()->relative_attention_bias, dtype);
 }
 
 // The original's forward_padding_mask: drop the remainder, then a position is padding when all
@@ -140,7 +138,7 @@ Tensors BeatsEncoder::forward(const Tensors& in) {
   x = x + activate_temp(c, "gelu");
   if (!cfg.layer_norm_first) x = encoder_layer_norm(x);
   x = at::dropout(x, cfg.dropout, train);
-  at::Tensor bias = cfg.relative_position_embedding ? relative_bias(L, x.device()).to(x.scalar_type()) : at::Tensor();
+  RelativeBias bias = cfg.relative_position_embedding ? relative_bias(L, x.device(), x.scalar_type()) : RelativeBias();
   for (const auto& l : *layers) x = l->as<BeatsLayerImpl>()->forward(x, pad, bias);
   if (cfg.layer_norm_first) x = encoder_layer_norm(x);
   return {x, pad};

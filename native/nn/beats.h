@@ -3,6 +3,7 @@
 // relative position bias (computed from layer 0's table, shared by all layers), padding mask.
 // Normalized Kaldi fbank (B, T, 128) → (B, 8·⌊T/16⌋, encoder_embed_dim).
 #pragma once
+#include "nn/attention.h"
 #include "nn/fused.h"
 #include "nn/lora.h"
 #include "nn/model.h"
@@ -22,8 +23,8 @@ struct BeatsConfig {
 
 struct BeatsLayerImpl : torch::nn::Module {
   BeatsLayerImpl(const BeatsConfig& c, torch::nn::Embedding rel_bias);
-  // x (B, L, C); pad (B, L) bool or undefined; bias (heads, L, L) raw relative bias or undefined
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& pad, const at::Tensor& bias);
+  // x (B, L, C); pad (B, L) bool or undefined; bias: the raw relative bias, or undefined
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& pad, RelativeBias& bias);
   BeatsConfig cfg;
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, grep_linear{nullptr}, fc1{nullptr}, fc2{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
@@ -39,7 +40,7 @@ struct BeatsEncoder : Model {
   // waveform's sample level (or at fbank frames), or undefined.
   // outputs: features (B, L, C), padding mask (B, L) bool (undefined without an input mask)
   Tensors forward(const Tensors& in) override;
-  at::Tensor relative_bias(int64_t L, const at::Device& dev);
+  RelativeBias relative_bias(int64_t L, const at::Device& dev, at::ScalarType dtype);
   BeatsConfig cfg;
   torch::nn::Conv2d patch_embedding{nullptr};
   torch::nn::LayerNorm layer_norm{nullptr}, encoder_layer_norm{nullptr};

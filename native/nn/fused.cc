@@ -642,6 +642,34 @@ void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
   });
 }
 
+at::Tensor gated_relative_bias(const at::Tensor& gate_in, const at::Tensor& diag_in) {
+  TORCH_CHECK(gate_in.dim() == 4 && gate_in.size(3) == 1 && diag_in.dim() == 2 && diag_in.size(0) == gate_in.size(1) &&
+                  diag_in.size(1) == 2 * gate_in.size(2) - 1,
+              "gated_relative_bias: expected gate (B, H, T, 1) and diagonals (H, 2T - 1), got ", gate_in.sizes(), " and ", diag_in.sizes());
+  TORCH_CHECK(!(at::GradMode::is_enabled() && (gate_in.requires_grad() || diag_in.requires_grad())),
+              "gated_relative_bias: no autograd graph (multiply the full bias for one)");
+  int64_t B = gate_in.size(0), H = gate_in.size(1), T = gate_in.size(2), W = 2 * T - 1;
+  if (!fusable(gate_in) || !fusable(diag_in) || gate_in.scalar_type() != diag_in.scalar_type()) {
+    auto pos = at::arange(T, gate_in.options().dtype(at::kLong));
+    auto at_ij = (pos.unsqueeze(0) - pos.unsqueeze(1) + (T - 1)).view({-1});  // T − 1 + j − i at [i, j]
+    return gate_in * diag_in.index_select(1, at_ij).view({1, H, T, T});
+  }
+  at::Tensor gate = gate_in.contiguous(), diag = diag_in.contiguous();
+  at::Tensor out = at::empty({B, H, T, T}, gate.options());
+  const float *gp = gate.const_data_ptr<float>(), *dp = diag.const_data_ptr<float>();
+  float* op = out.mutable_data_ptr<float>();
+  at::parallel_for(0, B * H * T, grain(T), [&](int64_t first, int64_t end) {
+    for (int64_t r = first; r < end; ++r) {  // r: the row (b, h, i)
+      int64_t h = (r / T) % H, i = r % T;
+      const float g = gp[r];
+      const float* d = dp + h * W + (T - 1 - i);  // d[j] = diag[h, T − 1 + j − i]
+      float* o = op + r * T;
+      for (int64_t j = 0; j < T; ++j) o[j] = g * d[j];
+    }
+  });
+  return out;
+}
+
 bool WeightNormCache::Seen::is(const at::Tensor& t) const {
   return !storage.expired() && storage._unsafe_get_target() == t.storage().unsafeGetStorageImpl() && data == t.data_ptr() &&
          version == t._version();

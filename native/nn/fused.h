@@ -56,6 +56,14 @@ void layer_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, d
 // in one pass (sums in double), then x·scale + shift and GELU a block of rows at a time, in cache.
 void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, double eps);
 
+// A relative-position bias that depends on key − query only, kept as its 2T − 1 diagonals: diag
+// (H, 2T − 1), diag[h, T − 1 + j − i] being head h's bias of query i and key j; times a gate per
+// query, gate (B, H, T, 1): returns (B, H, T, T) = gate[b, h, i] · diag[h, T − 1 + j − i], the
+// products gate · bias makes on the full (H, T, T) bias, bit for bit, without reading T² numbers
+// per head. No autograd graph (it refuses one); float32 CPU tensors in one pass, others through
+// the full bias.
+at::Tensor gated_relative_bias(const at::Tensor& gate, const at::Tensor& diag);
+
 // torch's weight_norm(dim=2) of a conv positional embedding's weight: W[:, :, k] = g[k] · v[:, :, k]
 // / ‖v[:, :, k]‖. With no autograd graph (inference, or v and g frozen) the result is kept, laid out
 // (C_out, k, C_in / groups) in memory, which conv1d_rows reads without the copy it would make

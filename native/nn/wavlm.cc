@@ -24,25 +24,24 @@ WavLMLayerImpl::WavLMLayerImpl(const WavLMConfig& c, bool has_bias) : cfg(c) {
   final_layer_norm = register_module("final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({H}).eps(c.layer_norm_eps)));
 }
 
-// `bias` comes in undefined to layer 0, which computes the (heads, T, T) relative bias and hands
-// it on; every layer gates it with its own gru_rel_pos_* on its attention input.
-at::Tensor WavLMLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, at::Tensor& bias) {
+// `bias` comes in undefined to layer 0, which buckets the offsets and hands the bias on; every layer
+// gates it with its own gru_rel_pos_* on its attention input.
+at::Tensor WavLMLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, RelativeBias& bias) {
   bool train = is_training();
   int64_t B = x.size(0), T = x.size(1), Hh = cfg.num_attention_heads, D = x.size(2) / Hh;
   if (!bias.defined()) {
-    auto pos = at::arange(T, at::TensorOptions().dtype(at::kLong).device(x.device()));
-    auto rel = pos.unsqueeze(0) - pos.unsqueeze(1);  // key − query
+    auto rel = at::arange(-(T - 1), T, at::TensorOptions().dtype(at::kLong).device(x.device()));  // key − query
     int64_t nb = cfg.num_buckets / 2, max_exact = nb / 2;
     auto a = rel.abs();
     auto large = (max_exact + at::log(a.to(at::kFloat) / max_exact) / std::log(static_cast<double>(cfg.max_bucket_distance) / max_exact) *
                                   (nb - max_exact)).to(at::kLong);
     auto bucket = rel.gt(0).to(at::kLong) * nb + at::where(a.lt(max_exact), a, at::clamp_max(large, nb - 1));
-    bias = rel_attn_embed(bucket).permute({2, 0, 1}).to(x.scalar_type()).contiguous();  // (heads, T, T), in order for each layer's gate · bias
+    bias = RelativeBias(bucket, rel_attn_embed, x.scalar_type());
   }
   auto attention = [&](const at::Tensor& h) {
     auto g = at::sigmoid(gru_rel_pos_linear(h.view({B, T, Hh, D}).permute({0, 2, 1, 3})).view({B, Hh, T, 2, 4}).sum(-1));  // (B, Hh, T, 2)
     auto gate = g.narrow(-1, 0, 1) * (g.narrow(-1, 1, 1) * gru_rel_pos_const - 1.0) + 2.0;  // (B, Hh, T, 1)
-    at::Tensor mask = gate * bias.unsqueeze(0);                                                 // (B, Hh, T, T)
+    at::Tensor mask = bias.gated(gate);                                                         // (B, Hh, T, T)
     if (pad.defined()) mask = mask.masked_fill(pad.logical_not().view({B, 1, 1, T}), -std::numeric_limits<float>::infinity());
     auto q = q_proj(h).view({B, T, Hh, D}).transpose(1, 2);
     auto k = k_proj(h).view({B, T, Hh, D}).transpose(1, 2);
@@ -82,7 +81,7 @@ at::Tensor WavLMModel::encode(at::Tensor x, const at::Tensor& valid) {
   x = front.add_positions(x);
   if (!cfg.do_stable_layer_norm) x = enc_ln(x);
   x = at::dropout(x, cfg.hidden_dropout, train);
-  at::Tensor bias;
+  RelativeBias bias;
   for (const auto& l : *layers) x = l->as<WavLMLayerImpl>()->forward(x, valid, bias);
   if (cfg.do_stable_layer_norm) x = enc_ln(x);
   return x;

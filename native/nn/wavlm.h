@@ -3,6 +3,7 @@
 // layer on the layer's input), post-LN (base, base-plus) or stable-layer-norm (large) encoder.
 // Raw 16 kHz waveform (B, samples) → (B, frames, hidden).
 #pragma once
+#include "nn/attention.h"
 #include "nn/model.h"
 #include "nn/speech_front.h"
 
@@ -15,7 +16,7 @@ struct WavLMConfig : SpeechEncoderConfig {
 
 struct WavLMLayerImpl : torch::nn::Module {
   WavLMLayerImpl(const WavLMConfig& c, bool has_bias);
-  at::Tensor forward(const at::Tensor& x, const at::Tensor& pad, at::Tensor& bias);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& pad, RelativeBias& bias);
   WavLMConfig cfg;
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, gru_rel_pos_linear{nullptr}, inter{nullptr}, out{nullptr};
   torch::nn::Embedding rel_attn_embed{nullptr};

@@ -69,6 +69,16 @@ describe('BeatsEncoder = original microsoft/unilm BEATs', () => {
     const fb = await et.audio.kaldiFbank(t.get('waveform')!, { beats: true });
     expect(maxAbsDiff((await m.forward(fb)).lastHiddenState, t.get('output')!)).toBeLessThan(1e-3);
   });
+  it('matches it without an autograd graph too (the gated bias from its diagonals)', async () => {
+    const m = await et.nn.BeatsEncoder.fromPretrained(fx('beats'));
+    const t = await io('beats', 'inputs.safetensors');
+    const out = await et.noGrad(() => m.forward({ inputFeatures: t.get('fbank')! }));
+    expect(maxAbsDiff(out.lastHiddenState, t.get('output')!)).toBeLessThan(TOL);
+    // frozen (as SALMONN's BEATs): no graph either, with grad mode on
+    m.freeze();
+    const frozen = await m.forward({ inputFeatures: t.get('fbank')! });
+    expect(maxAbsDiff(frozen.lastHiddenState, t.get('output')!)).toBeLessThan(TOL);
+  });
   it('shares one relative-position table across layers and reduces the padding mask', async () => {
     const m = await et.nn.BeatsEncoder.fromPretrained(fx('beats'));
     const named = m.namedParameters().map(([n]) => n).filter((n) => n.includes('relative_attention_bias'));
@@ -317,6 +327,9 @@ describe('WavLMModel = HF WavLMModel', () => {
       const single = await m.forward({ inputValues: t.get('input_values')!.slice(0, 0, 1) });
       expect(maxAbsDiff(single.lastHiddenState, t.get('last_hidden_state_nomask')!)).toBeLessThan(TOL);
       expect(m.framesFor(4000)).toBe(199);
+      // without an autograd graph (each layer's gate times the bias's diagonals)
+      const inference = await et.noGrad(() => m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') }));
+      expect(et.where(valid, inference.lastHiddenState.sub(t.get('last_hidden_state')!).abs(), 0).max().item()).toBeLessThan(TOL);
     });
   }
   it('rejects a clip shorter than the first kernel', async () => {
