@@ -27,14 +27,15 @@ const escapeXml = (t: string): string => t.replace(/&/g, '&amp;').replace(/</g, 
 
 /** Round ticks covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about `count` of them. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
-  if (!(hi > lo)) {
-    const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
-    [lo, hi] = [lo - pad, hi + pad];
+  // a span too small for round ticks at this magnitude (or none): a range around the values
+  if (!(hi - lo > Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9)) {
+    const mid = (lo + hi) / 2, pad = mid === 0 ? 1 : Math.abs(mid) * 0.1;
+    [lo, hi] = [mid - pad, mid + pad];
   }
   const raw = (hi - lo) / count, mag = 10 ** Math.floor(Math.log10(raw)), f = raw / mag;
   const step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
   const ticks: number[] = [];
-  for (let k = Math.floor(lo / step); k * step <= hi + step * 1e-9; k++) ticks.push(Number((k * step).toPrecision(12)));
+  for (let k = Math.floor(lo / step); k * step <= hi + step * 1e-9 && ticks.length < 4 * count; k++) ticks.push(Number((k * step).toPrecision(12)));
   if (ticks[ticks.length - 1] < hi) ticks.push(Number((ticks[ticks.length - 1] + step).toPrecision(12)));
   return ticks;
 }
@@ -49,9 +50,14 @@ const tickLabel = (v: number): string => (v === 0 ? '0' : Math.abs(v) >= 1e5 || 
  */
 function chart(title: string, yName: string, series: Series[]): string {
   const W = 720, H = 360, left = 70, right = 30, top = 64, bottom = 50;
-  const all = series.flatMap((s) => s.points);
-  const xs = niceTicks(Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0])));
-  const ys = niceTicks(Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1])));
+  // the ranges by a loop: a run logs millions of points, too many for Math.min's arguments
+  const lo = [Infinity, Infinity], hi = [-Infinity, -Infinity];
+  for (const s of series) {
+    for (const p of s.points) {
+      for (const d of [0, 1]) [lo[d], hi[d]] = [Math.min(lo[d], p[d]), Math.max(hi[d], p[d])];
+    }
+  }
+  const xs = niceTicks(lo[0], hi[0]), ys = niceTicks(lo[1], hi[1]);
   const [x0, x1, y0, y1] = [xs[0], xs[xs.length - 1], ys[0], ys[ys.length - 1]];
   const px = (x: number) => (left + ((x - x0) / (x1 - x0)) * (W - left - right)).toFixed(1);
   const py = (y: number) => (H - bottom - ((y - y0) / (y1 - y0)) * (H - top - bottom)).toFixed(1);
