@@ -62,7 +62,11 @@ if (!process.env.EMOTORCH_BENCH_CHILD) {
   // the Python side's ATen dispatch level, and the kernel set numpy's OpenBLAS chose
   const probe = [
     'import torch, io, re, contextlib', 'print(torch.backends.cpu.get_cpu_capability())',
-    'import numpy', 'f = io.StringIO()', 'with contextlib.redirect_stdout(f): numpy.show_runtime()',
+    'f = io.StringIO()',
+    'try:',  // numpy.show_runtime is numpy 1.24's
+    '    import numpy',
+    '    with contextlib.redirect_stdout(f): numpy.show_runtime()',
+    'except Exception: pass',
     "print(','.join(sorted(set(re.findall(r\"'architecture': '(\\w+)'\", f.getvalue())))) or '?')",
   ].join('\n');
   const py = spawnSync(process.env.EMOTORCH_PYTHON || 'python3', ['-c', probe], { encoding: 'utf8' });
@@ -72,7 +76,7 @@ if (!process.env.EMOTORCH_BENCH_CHILD) {
   const flags = (() => { try { return fs.readFileSync('/proc/cpuinfo', 'utf8').match(/flags\s*:\s*(.*)/)?.[1].split(' ') ?? []; } catch { return []; } })();
   const isa = flags.includes('avx512f') ? 'AVX-512' : flags.includes('avx2') ? 'AVX2' : flags.length ? 'no AVX2' : '?';
   console.log(`profile ${profile}${Object.keys(wanted).length ? ` (${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(' ')})` : ''}; CPU ${cpuModel} (${isa}); `
-    + `ATen dispatch level: emotorch ${et.versions.cpuCapability}, Python ${pyCap ?? 'unknown (no torch)'}${blasCore ? `; numpy's OpenBLAS: ${blasCore}` : ''}`);
+    + `ATen dispatch level: emotorch ${et.versions.cpuCapability}, Python ${pyCap ?? 'unknown (no torch)'}${blasCore && blasCore !== '?' ? `; numpy's OpenBLAS: ${blasCore}` : ''}`);
 }
 const threads = opt('threads', os.availableParallelism?.() ?? os.cpus().length);
 et.setNumThreads(threads);

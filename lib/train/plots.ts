@@ -25,7 +25,7 @@ const COLORS = ['#5470c6', '#91cc75', '#fac858', '#ee6666', '#73c0de', '#3ba272'
 
 const escapeXml = (t: string): string => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
-/** Round ticks covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about `count` of them. */
+/** Round ticks covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about `count` of them. @internal */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
   // a span too small for round ticks at this magnitude (or none): a range around the values
   if (!(hi - lo > Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9)) {

@@ -31,9 +31,7 @@ at::Tensor RelativeBias::gated(const at::Tensor& gate) {
 at::Tensor RelativeBias::full() {
   if (!full_.defined()) {
     int64_t T = (bucket_.size(0) + 1) / 2;
-    auto pos = at::arange(T, bucket_.options());
-    auto at_ij = (pos.unsqueeze(0) - pos.unsqueeze(1) + (T - 1)).view({-1});  // the offset's index at [i, j]
-    full_ = table_(bucket_.index_select(0, at_ij)).view({T, T, -1}).permute({2, 0, 1}).to(dtype_).contiguous();
+    full_ = table_(bucket_.index_select(0, relative_offsets(T, bucket_.options()))).view({T, T, -1}).permute({2, 0, 1}).to(dtype_).contiguous();
   }
   return full_;
 }

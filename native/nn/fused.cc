@@ -642,6 +642,11 @@ void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
   });
 }
 
+at::Tensor relative_offsets(int64_t T, const at::TensorOptions& opts) {
+  auto pos = at::arange(T, opts.dtype(at::kLong));
+  return (pos.unsqueeze(0) - pos.unsqueeze(1) + (T - 1)).view({-1});
+}
+
 at::Tensor gated_relative_bias(const at::Tensor& gate_in, const at::Tensor& diag_in) {
   TORCH_CHECK(gate_in.dim() == 4 && gate_in.size(3) == 1 && diag_in.dim() == 2 && diag_in.size(0) == gate_in.size(1) &&
                   diag_in.size(1) == 2 * gate_in.size(2) - 1,
@@ -650,9 +655,7 @@ at::Tensor gated_relative_bias(const at::Tensor& gate_in, const at::Tensor& diag
               "gated_relative_bias: no autograd graph (multiply the full bias for one)");
   int64_t B = gate_in.size(0), H = gate_in.size(1), T = gate_in.size(2), W = 2 * T - 1;
   if (!fusable(gate_in) || !fusable(diag_in) || gate_in.scalar_type() != diag_in.scalar_type()) {
-    auto pos = at::arange(T, gate_in.options().dtype(at::kLong));
-    auto at_ij = (pos.unsqueeze(0) - pos.unsqueeze(1) + (T - 1)).view({-1});  // T − 1 + j − i at [i, j]
-    return gate_in * diag_in.index_select(1, at_ij).view({1, H, T, T});
+    return gate_in * diag_in.index_select(1, relative_offsets(T, gate_in.options())).view({1, H, T, T});
   }
   at::Tensor gate = gate_in.contiguous(), diag = diag_in.contiguous();
   at::Tensor out = at::empty({B, H, T, T}, gate.options());

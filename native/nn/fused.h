@@ -64,6 +64,10 @@ void channel_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
 // the full bias.
 at::Tensor gated_relative_bias(const at::Tensor& gate, const at::Tensor& diag);
 
+// (T · T) int64 on `opts`' device: T − 1 + j − i at [i, j], the index of query i and key j's
+// offset among a relative bias's 2T − 1 diagonals.
+at::Tensor relative_offsets(int64_t T, const at::TensorOptions& opts);
+
 // torch's weight_norm(dim=2) of a conv positional embedding's weight: W[:, :, k] = g[k] · v[:, :, k]
 // / ‖v[:, :, k]‖. With no autograd graph (inference, or v and g frozen) the result is kept, laid out
 // (C_out, k, C_in / groups) in memory, which conv1d_rows reads without the copy it would make
