@@ -19,6 +19,15 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   return out.transpose(1, 2).reshape({B, Tq, heads * D});
 }
 
+at::Tensor relative_buckets(int64_t T, int64_t num_buckets, int64_t max_distance, bool truncate_first, const at::Device& dev) {
+  auto rel = at::arange(-(T - 1), T, at::TensorOptions().dtype(at::kLong).device(dev));  // key − query
+  int64_t nb = num_buckets / 2, max_exact = nb / 2;
+  auto a = rel.abs();
+  auto x = at::log(a.to(at::kFloat) / max_exact) / std::log(static_cast<double>(max_distance) / max_exact) * (nb - max_exact);
+  auto large = truncate_first ? max_exact + x.to(at::kLong) : (max_exact + x).to(at::kLong);
+  return rel.gt(0).to(at::kLong) * nb + at::where(a.lt(max_exact), a, at::clamp_max(large, nb - 1));
+}
+
 RelativeBias::RelativeBias(at::Tensor bucket, torch::nn::Embedding table, at::ScalarType dtype)
     : bucket_(std::move(bucket)), table_(std::move(table)), dtype_(dtype) {}
 

@@ -22,6 +22,13 @@ at::Tensor padding_mask_to_additive(const at::Tensor& keep, at::ScalarType dtype
 // on key − query only, so it is kept as one bucket per offset (2T − 1 of them), and gated() reads
 // the table's rows for them as diagonals (gated_relative_bias) instead of a (H, T, T) bias; where an
 // autograd graph is wanted, it multiplies the full bias, built once per forward.
+// The bucket of each offset key − query = −(T − 1) … T − 1 (2T − 1 of them, in that order): the
+// bidirectional log buckets of WavLM and BEATs in float32 arithmetic, half of num_buckets for
+// positive offsets, exact below a quarter of them, logarithmic up to max_distance. The originals
+// round the logarithmic part differently: HF WavLM truncates max_exact + x, BEATs adds max_exact to
+// x truncated (`truncate_first`); they differ where the float32 sum rounds up to a whole number.
+at::Tensor relative_buckets(int64_t T, int64_t num_buckets, int64_t max_distance, bool truncate_first, const at::Device& dev);
+
 class RelativeBias {
  public:
   RelativeBias() = default;

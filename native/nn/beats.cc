@@ -90,17 +90,10 @@ BeatsEncoder::BeatsEncoder(const BeatsConfig& c) : cfg(c) {
   for (int64_t i = 0; i < c.encoder_layers; ++i) layers->push_back(BeatsLayer(c, rel));
 }
 
-// The relative bias from the shared table, with the original's bucketing in float32 arithmetic.
+// The relative bias from the shared table, with the original's bucketing.
 RelativeBias BeatsEncoder::relative_bias(int64_t L, const at::Device& dev, at::ScalarType dtype) {
-  auto rel = at::arange(-(L - 1), L, at::TensorOptions().dtype(at::kLong).device(dev));  // key − query
-  int64_t nb = cfg.num_buckets / 2, max_exact = nb / 2;
-  auto bucket = rel.gt(0).to(at::kLong) * nb;
-  auto a = rel.abs();
-  auto large = max_exact + (at::log(a.to(at::kFloat) / max_exact) / std::log(static_cast<double>(cfg.max_distance) / max_exact) *
-                            (nb - max_exact)).to(at::kLong);
-  large = at::clamp_max(large, nb - 1);
-  bucket = bucket + at::where(a.lt(max_exact), a, large);
-  return RelativeBias(bucket, layers[0]->as<BeatsLayerImpl>()->relative_attention_bias, dtype);
+  return RelativeBias(relative_buckets(L, cfg.num_buckets, cfg.max_distance, /*truncate_first=*/true, dev),
+                      layers[0]->as<BeatsLayerImpl>()->relative_attention_bias, dtype);
 }
 
 // The original's forward_padding_mask: drop the remainder, then a position is padding when all

@@ -29,15 +29,9 @@ WavLMLayerImpl::WavLMLayerImpl(const WavLMConfig& c, bool has_bias) : cfg(c) {
 at::Tensor WavLMLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, RelativeBias& bias) {
   bool train = is_training();
   int64_t B = x.size(0), T = x.size(1), Hh = cfg.num_attention_heads, D = x.size(2) / Hh;
-  if (!bias.defined()) {
-    auto rel = at::arange(-(T - 1), T, at::TensorOptions().dtype(at::kLong).device(x.device()));  // key − query
-    int64_t nb = cfg.num_buckets / 2, max_exact = nb / 2;
-    auto a = rel.abs();
-    auto large = (max_exact + at::log(a.to(at::kFloat) / max_exact) / std::log(static_cast<double>(cfg.max_bucket_distance) / max_exact) *
-                                  (nb - max_exact)).to(at::kLong);
-    auto bucket = rel.gt(0).to(at::kLong) * nb + at::where(a.lt(max_exact), a, at::clamp_max(large, nb - 1));
-    bias = RelativeBias(bucket, rel_attn_embed, x.scalar_type());
-  }
+  if (!bias.defined())
+    bias = RelativeBias(relative_buckets(T, cfg.num_buckets, cfg.max_bucket_distance, /*truncate_first=*/false, x.device()), rel_attn_embed,
+                        x.scalar_type());
   auto attention = [&](const at::Tensor& h) {
     auto g = at::sigmoid(gru_rel_pos_linear(h.view({B, T, Hh, D}).permute({0, 2, 1, 3})).view({B, Hh, T, 2, 4}).sum(-1));  // (B, Hh, T, 2)
     auto gate = g.narrow(-1, 0, 1) * (g.narrow(-1, 1, 1) * gru_rel_pos_const - 1.0) + 2.0;  // (B, Hh, T, 1)
