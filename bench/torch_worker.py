@@ -344,7 +344,9 @@ def main():
     print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         if line.strip() == "profile":
-            # one step under torch.profiler (CPU activity): each op's calls, self and total time
+            # the steps under torch.profiler (CPU activity): each op's calls, self and total time per
+            # step; then once more recording input shapes, for the calls per op and shapes alone (run.mjs
+            # works out the products' flops from them; recording shapes slows the ops, up to 4× here)
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -354,7 +356,13 @@ def main():
                     torch.cuda.synchronize()
             ops = [{"name": e.key, "calls": e.count / cfg["steps"], "self_ms": e.self_cpu_time_total / 1000 / cfg["steps"],
                     "total_ms": e.cpu_time_total / 1000 / cfg["steps"]} for e in prof.key_averages()]
-            print(json.dumps({"ops": ops}), flush=True)
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                for _ in range(cfg["steps"]):
+                    out = step()
+                if device != "cpu":
+                    torch.cuda.synchronize()
+            shaped = [{"name": e.key, "shapes": e.input_shapes, "calls": e.count / cfg["steps"]} for e in prof.key_averages(group_by_input_shape=True)]
+            print(json.dumps({"ops": ops, "shaped": shaped}), flush=True)
             continue
         if line.strip() != "trial":
             break
