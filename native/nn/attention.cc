@@ -5,6 +5,19 @@
 
 namespace et::nn {
 
+at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh, const std::optional<at::Tensor>& mask, double dropout,
+                bool causal, std::optional<double> scale, bool rows_keep_a_key) {
+  // (the math path computes half and bfloat16 in float32: those stay with it)
+  bool full_precision = qh.scalar_type() == at::kFloat || qh.scalar_type() == at::kDouble;
+  bool fast = dropout > 0 && !causal && rows_keep_a_key && qh.device().is_cpu() && full_precision &&
+              (!mask || at::isFloatingType(mask->scalar_type()));
+  if (!fast) return at::scaled_dot_product_attention(qh, kh, vh, mask, dropout, causal, scale);
+  double root = std::sqrt(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(qh.size(-1))));
+  auto scores = at::matmul(qh * root, kh.transpose(-2, -1) * root);  // (B, heads, Tq, Tk)
+  if (mask) scores.add_(*mask);
+  return at::matmul(at::dropout(at::softmax(scores, -1), dropout, true), vh);
+}
+
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, int64_t kv_heads,
                   const std::optional<at::Tensor>& mask, double dropout, bool causal, std::optional<double> scale) {
   int64_t B = q.size(0), Tq = q.size(1), Tk = k.size(1), D = q.size(2) / heads;
@@ -15,7 +28,10 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     kh = kh.repeat_interleave(heads / kv_heads, 1);         // (B, heads, Tk, D)
     vh = vh.repeat_interleave(heads / kv_heads, 1);
   }
-  auto out = at::scaled_dot_product_attention(qh, kh, vh, mask, dropout, causal, scale);  // (B, heads, Tq, D)
+  // the masks given here are (B, 1, 1, Tk) or (B, 1, Tq, Tk): a look for -inf is cheap (and only
+  // needed with dropout)
+  bool rows_keep_a_key = dropout == 0 || !mask || !at::isFloatingType(mask->scalar_type()) || !mask->isneginf().any().item<bool>();
+  auto out = sdpa(qh, kh, vh, mask, dropout, causal, scale, rows_keep_a_key);  // (B, heads, Tq, D)
   return out.transpose(1, 2).reshape({B, Tq, heads * D});
 }
 

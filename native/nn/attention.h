@@ -1,11 +1,22 @@
 // Shared attention pieces: scaled dot-product attention over packed heads, masks, and BERT-style
-// initialization. Every model's attention goes through attend() (at::scaled_dot_product_attention).
+// initialization. Every model's attention goes through attend() or sdpa() (at::scaled_dot_product_attention).
 #pragma once
 #include <torch/nn.h>
 
 #include <optional>
 
 namespace et::nn {
+
+// at::scaled_dot_product_attention on heads, q (B, heads, Tq, D), k and v (B, heads, Tk, D), except
+// with dropout on CPU: ATen then runs its math path, whose _safe_softmax adds three passes over the
+// (B, heads, Tq, Tk) scores and one more in the backward (an == -inf test, a row reduction and a
+// where, which set a row masked throughout to 0 where softmax gives NaN). Where no row of `mask` is
+// -inf throughout (`rows_keep_a_key`, the caller's to know; a finite mask always) the same steps
+// run without them: q and k each scaled by √scale, the mask added, softmax, dropout, the product
+// with v (float32 and float64; half and bfloat16, which the math path computes in float32, stay
+// with it). Without dropout, or on a GPU, ATen's SDPA runs.
+at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh, const std::optional<at::Tensor>& mask, double dropout,
+                bool causal, std::optional<double> scale, bool rows_keep_a_key);
 
 // q (B, Tq, heads·D), k and v (B, Tk, kv_heads·D) → (B, Tq, heads·D). `mask` is additive (float,
 // broadcastable to (B, heads, Tq, Tk)) or boolean (true = attend). kv_heads < heads repeats

@@ -50,8 +50,9 @@ at::Tensor BeatsLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, R
       auto neg = at::zeros({B, 1, 1, L}, x.options()).masked_fill(pad.view({B, 1, 1, L}), -std::numeric_limits<float>::infinity());
       mask = mask.defined() ? mask + neg : neg;
     }
-    auto a = at::scaled_dot_product_attention(qh, kh, vh, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
-                                              train ? cfg.attention_dropout : 0.0, false);
+    double drop = train ? cfg.attention_dropout : 0.0;
+    bool rows_keep_a_key = drop == 0 || !pad.defined() || pad.logical_not().any(1).all().item<bool>();  // no clip of padding only
+    auto a = sdpa(qh, kh, vh, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt, drop, false, std::nullopt, rows_keep_a_key);
     return out_proj(a.transpose(1, 2).reshape({B, L, H * D}));
   };
   auto ffn = [&](const at::Tensor& h) {

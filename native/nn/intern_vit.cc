@@ -1,5 +1,6 @@
 #include "nn/intern_vit.h"
 
+#include "nn/attention.h"
 #include "nn/checkpoint.h"
 
 #include "nn/builtin.h"
@@ -28,7 +29,8 @@ at::Tensor InternAttentionImpl::forward(const at::Tensor& x) {
     k = rms_norm(k, k_norm, cfg.layer_norm_eps);
   }
   auto heads = [&](const at::Tensor& t) { return t.reshape({B, N, H, hd}).transpose(1, 2); };  // (B, H, N, hd)
-  auto a = at::scaled_dot_product_attention(heads(q), heads(k), heads(v), std::nullopt, is_training() ? cfg.attention_dropout : 0.0);
+  auto a = sdpa(heads(q), heads(k), heads(v), std::nullopt, is_training() ? cfg.attention_dropout : 0.0, false, std::nullopt,
+                /*rows_keep_a_key=*/true);
   auto y = proj(a.transpose(1, 2).reshape({B, N, D}));
   return is_training() && cfg.dropout > 0 ? at::dropout(y, cfg.dropout, true) : y;
 }

@@ -139,8 +139,9 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
     v = v.repeat_interleave(Hq / Hkv, 1);
   }
   // No mask: nothing is padded and there is no cache, so SDPA's own causal path (as HF takes it).
-  auto a = at::scaled_dot_product_attention(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt,
-                                            is_training() ? cfg.attention_dropout : 0.0, !mask.defined());
+  // (the mask is finite, causal_mask's lowest value where masked: every row keeps a key)
+  auto a = sdpa(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt, is_training() ? cfg.attention_dropout : 0.0,
+                !mask.defined(), std::nullopt, /*rows_keep_a_key=*/true);
   auto y = x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D}));
   h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
   if (gate_up) {

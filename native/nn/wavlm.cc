@@ -40,7 +40,9 @@ at::Tensor WavLMLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, R
     auto q = q_proj(h).view({B, T, Hh, D}).transpose(1, 2);
     auto k = k_proj(h).view({B, T, Hh, D}).transpose(1, 2);
     auto v = v_proj(h).view({B, T, Hh, D}).transpose(1, 2);
-    auto a = at::scaled_dot_product_attention(q, k, v, mask, train ? cfg.attention_dropout : 0.0, false);
+    double drop = train ? cfg.attention_dropout : 0.0;
+    bool rows_keep_a_key = drop == 0 || !pad.defined() || pad.ne(0).any(1).all().item<bool>();  // no clip without a frame
+    auto a = sdpa(q, k, v, mask, drop, false, std::nullopt, rows_keep_a_key);
     return out_proj(a.transpose(1, 2).reshape({B, T, Hh * D}));
   };
   auto ffn = [&](const at::Tensor& h) {
