@@ -24,20 +24,19 @@ static double now(void) {
 /* The 12 chains as named variables (an array indexed in a loop may be kept in memory, where each
  * FMA would wait on a store), each multiplied by a and added b: x -> 0.999999 x + 1e-7 stays near
  * 0.1, never denormal. Each function returns the lanes' sum, so the compiler keeps the chains. */
-#define CHAIN_STEP(FMA)                                                                   \
-  x0 = FMA(x0, a, b), x1 = FMA(x1, a, b), x2 = FMA(x2, a, b), x3 = FMA(x3, a, b);         \
-  x4 = FMA(x4, a, b), x5 = FMA(x5, a, b), x6 = FMA(x6, a, b), x7 = FMA(x7, a, b);         \
-  x8 = FMA(x8, a, b), x9 = FMA(x9, a, b), x10 = FMA(x10, a, b), x11 = FMA(x11, a, b)
+#define CHAIN_STEP(FMA) /* one statement: the loop body */                               \
+  (x0 = FMA(x0, a, b), x1 = FMA(x1, a, b), x2 = FMA(x2, a, b), x3 = FMA(x3, a, b),        \
+   x4 = FMA(x4, a, b), x5 = FMA(x5, a, b), x6 = FMA(x6, a, b), x7 = FMA(x7, a, b),        \
+   x8 = FMA(x8, a, b), x9 = FMA(x9, a, b), x10 = FMA(x10, a, b), x11 = FMA(x11, a, b))
 #define CHAIN_SUM(ADD) ADD(ADD(ADD(ADD(x0, x1), ADD(x2, x3)), ADD(ADD(x4, x5), ADD(x6, x7))), ADD(ADD(x8, x9), ADD(x10, x11)))
+#define CHAIN_DECL(V, SET1)                                                                         \
+  const V a = SET1(0.999999f), b = SET1(1e-7f);                                                   \
+  V x0 = SET1(0.f), x1 = SET1(1.f), x2 = SET1(2.f), x3 = SET1(3.f), x4 = SET1(4.f), x5 = SET1(5.f); \
+  V x6 = SET1(6.f), x7 = SET1(7.f), x8 = SET1(8.f), x9 = SET1(9.f), x10 = SET1(10.f), x11 = SET1(11.f)
 
 __attribute__((target("avx2,fma"))) static float run_avx2(long iters) {
-  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-  __m256 x0 = _mm256_set1_ps(0.f), x1 = _mm256_set1_ps(1.f), x2 = _mm256_set1_ps(2.f), x3 = _mm256_set1_ps(3.f);
-  __m256 x4 = _mm256_set1_ps(4.f), x5 = _mm256_set1_ps(5.f), x6 = _mm256_set1_ps(6.f), x7 = _mm256_set1_ps(7.f);
-  __m256 x8 = _mm256_set1_ps(8.f), x9 = _mm256_set1_ps(9.f), x10 = _mm256_set1_ps(10.f), x11 = _mm256_set1_ps(11.f);
-  for (long i = 0; i < iters; i++) {
-    CHAIN_STEP(_mm256_fmadd_ps);
-  }
+  CHAIN_DECL(__m256, _mm256_set1_ps);
+  for (long i = 0; i < iters; i++) CHAIN_STEP(_mm256_fmadd_ps);
   float lanes[8], s = 0;
   _mm256_storeu_ps(lanes, CHAIN_SUM(_mm256_add_ps));
   for (int l = 0; l < 8; l++) s += lanes[l];
@@ -45,13 +44,8 @@ __attribute__((target("avx2,fma"))) static float run_avx2(long iters) {
 }
 
 __attribute__((target("avx512f"))) static float run_avx512(long iters) {
-  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-  __m512 x0 = _mm512_set1_ps(0.f), x1 = _mm512_set1_ps(1.f), x2 = _mm512_set1_ps(2.f), x3 = _mm512_set1_ps(3.f);
-  __m512 x4 = _mm512_set1_ps(4.f), x5 = _mm512_set1_ps(5.f), x6 = _mm512_set1_ps(6.f), x7 = _mm512_set1_ps(7.f);
-  __m512 x8 = _mm512_set1_ps(8.f), x9 = _mm512_set1_ps(9.f), x10 = _mm512_set1_ps(10.f), x11 = _mm512_set1_ps(11.f);
-  for (long i = 0; i < iters; i++) {
-    CHAIN_STEP(_mm512_fmadd_ps);
-  }
+  CHAIN_DECL(__m512, _mm512_set1_ps);
+  for (long i = 0; i < iters; i++) CHAIN_STEP(_mm512_fmadd_ps);
   return _mm512_reduce_add_ps(CHAIN_SUM(_mm512_add_ps));
 }
 

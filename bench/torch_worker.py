@@ -349,19 +349,18 @@ def main():
             # works out the products' flops from them; recording shapes slows the ops, up to 4× here)
             from torch.profiler import ProfilerActivity, profile
 
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
-                for _ in range(cfg["steps"]):
-                    out = step()
-                if device != "cpu":
-                    torch.cuda.synchronize()
+            def profiled(record_shapes):
+                with profile(activities=[ProfilerActivity.CPU], record_shapes=record_shapes) as prof:
+                    for _ in range(cfg["steps"]):
+                        step()
+                    if device != "cpu":
+                        torch.cuda.synchronize()
+                return prof
+
             ops = [{"name": e.key, "calls": e.count / cfg["steps"], "self_ms": e.self_cpu_time_total / 1000 / cfg["steps"],
-                    "total_ms": e.cpu_time_total / 1000 / cfg["steps"]} for e in prof.key_averages()]
-            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-                for _ in range(cfg["steps"]):
-                    out = step()
-                if device != "cpu":
-                    torch.cuda.synchronize()
-            shaped = [{"name": e.key, "shapes": e.input_shapes, "calls": e.count / cfg["steps"]} for e in prof.key_averages(group_by_input_shape=True)]
+                    "total_ms": e.cpu_time_total / 1000 / cfg["steps"]} for e in profiled(False).key_averages()]
+            shaped = [{"name": e.key, "shapes": e.input_shapes, "calls": e.count / cfg["steps"]}
+                      for e in profiled(True).key_averages(group_by_input_shape=True)]
             print(json.dumps({"ops": ops, "shaped": shaped}), flush=True)
             continue
         if line.strip() != "trial":

@@ -318,49 +318,39 @@ describe('SALMONN training step = PyTorch (Q-Former + projection + LoRA LLaMA)',
 // through multi_head_attention_forward) and give their outputs and gradients
 // (scripts/fixtures/attention_dropout.py).
 describe('attention dropout in training = HF from the same seed', () => {
-  const cases = [
-    {
-      name: 'roberta',
-      load: () => et.nn.RobertaModel.fromPretrained(fx('roberta'), { config: { attention_probs_dropout_prob: 0.3 } }),
-      run: async (m: et.nn.RobertaModel, t: Map<string, et.Tensor>) => {
-        const h = (await m.forward({ inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask'), tokenTypeIds: t.get('token_type_ids') })).lastHiddenState;
-        return { h, keep: t.get('attention_mask')!.unsqueeze(-1).float() };
-      },
-    },
-    {
-      name: 'wavlm_base',
-      load: () => et.nn.WavLMModel.fromPretrained(fx('wavlm_base'), { config: { attention_dropout: 0.3 } }),
-      run: async (m: et.nn.WavLMModel, t: Map<string, et.Tensor>) => {
-        const h = (await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') })).lastHiddenState;
-        return { h, keep: t.get('frame_mask')!.unsqueeze(-1).float() };
-      },
-    },
-  ] as const;
-  for (const c of cases) {
-    it(`${c.name}: the output over real positions and every parameter's gradient`, async () => {
-      const ref = await io('attention_dropout');
-      const t = await io(c.name);
-      const key = c.name === 'roberta' ? 'roberta' : 'wavlm';
-      const m = (await c.load()) as never;
-      (m as et.nn.Module).train();
-      et.manualSeed(ref.get('seed')!.item());
-      const { h, keep } = await c.run(m, t);
-      expect(maxAbsDiff(h.mul(keep), ref.get(`${key}.last_hidden_state`)!.mul(keep))).toBeLessThan(TOL);
-      await h.mul(keep).square().sum().backward();
-      const grads = new Map((m as et.nn.Module).namedParameters().filter(([, p]) => p.grad !== null).map(([n, p]) => [n, p.grad!]));
-      const names = [...ref.keys()].filter((k) => k.startsWith(`${key}.grad.`)).map((k) => k.slice(`${key}.grad.`.length));
-      expect([...grads.keys()].sort()).toEqual(names.sort());
-      for (const n of names) {
-        const want = ref.get(`${key}.grad.${n}`)!;
-        const scale = Math.max(1, want.abs().max().item());
-        expect(maxAbsDiff(grads.get(n)!, want) / scale, n).toBeLessThan(TOL);
-      }
-      // the dropout was on: the same forward in evaluation mode differs
-      (m as et.nn.Module).eval();
-      const plain = (await c.run(m, t)).h;
-      expect(maxAbsDiff(plain.mul(keep), h.mul(keep))).toBeGreaterThan(10 * TOL);
-    });
+  /** `m` in training from the fixture's seed: `run()`'s output over the real positions `keep`, and
+   *  every parameter's gradient of its sum of squares, against HF's (`key`.* in the fixture). */
+  async function matchesHF(key: string, m: et.nn.Module, run: () => Promise<et.Tensor>, keep: et.Tensor) {
+    const ref = await io('attention_dropout');
+    m.train();
+    et.manualSeed(ref.get('seed')!.item());
+    const h = await run();
+    expect(maxAbsDiff(h.mul(keep), ref.get(`${key}.last_hidden_state`)!.mul(keep))).toBeLessThan(TOL);
+    await h.mul(keep).square().sum().backward();
+    const grads = new Map(m.namedParameters().filter(([, p]) => p.grad !== null).map(([n, p]) => [n, p.grad!]));
+    const names = [...ref.keys()].filter((k) => k.startsWith(`${key}.grad.`)).map((k) => k.slice(`${key}.grad.`.length));
+    expect([...grads.keys()].sort()).toEqual(names.sort());
+    for (const n of names) {
+      const want = ref.get(`${key}.grad.${n}`)!;
+      const scale = Math.max(1, want.abs().max().item());
+      expect(maxAbsDiff(grads.get(n)!, want) / scale, n).toBeLessThan(TOL);
+    }
+    // the dropout was on: the same forward in evaluation mode differs
+    m.eval();
+    expect(maxAbsDiff((await run()).mul(keep), h.mul(keep))).toBeGreaterThan(10 * TOL);
   }
+  it('roberta: the output over real tokens and every parameter\'s gradient', async () => {
+    const m = await et.nn.RobertaModel.fromPretrained(fx('roberta'), { config: { attention_probs_dropout_prob: 0.3 } });
+    const t = await io('roberta');
+    const run = async () => (await m.forward({ inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask'), tokenTypeIds: t.get('token_type_ids') })).lastHiddenState;
+    await matchesHF('roberta', m, run, t.get('attention_mask')!.unsqueeze(-1).float());
+  });
+  it('wavlm_base: the output over real frames and every parameter\'s gradient', async () => {
+    const m = await et.nn.WavLMModel.fromPretrained(fx('wavlm_base'), { config: { attention_dropout: 0.3 } });
+    const t = await io('wavlm_base');
+    const run = async () => (await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') })).lastHiddenState;
+    await matchesHF('wavlm', m, run, t.get('frame_mask')!.unsqueeze(-1).float());
+  });
   it('a batch with a clip of padding only keeps ATen\'s SDPA (rows masked throughout give 0, not NaN)', async () => {
     const m = await et.nn.WavLMModel.fromPretrained(fx('wavlm_base'), { config: { attention_dropout: 0.3 } });
     m.train();
