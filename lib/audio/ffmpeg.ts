@@ -1,96 +1,80 @@
 /**
  * Audio from any file: WAV is decoded by emotorch itself; other audio and the audio track of video
- * containers (mp4, mkv, avi, …) are decoded by the `ffmpeg` program found on PATH into a float WAV
- * at the file's own rate and channels, which emotorch then reads like any WAV (same channel pick
- * and resampler). Nothing but the decoding is left to ffmpeg.
+ * containers (mp4, mkv, avi, …) are decoded by the `ffmpeg` program found on PATH into float WAV
+ * at the file's own rate and channels, streamed through a pipe (no temporary file), which emotorch
+ * then reads like any WAV (same channel pick and resampler). Nothing but the decoding is left to
+ * ffmpeg, and ffmpeg reads only the named file (see lib/io/media.ts).
  */
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { execFile } from 'child_process';
 import { EmotorchError, invalid } from '../errors';
 import { notAFile } from '../io/file';
-import { readWav, Wav, WavOptions } from './wav';
+import { findFfmpeg, mediaInput, runTool, sniffMedia } from '../io/media';
+import { MAX_SAMPLE_RATE } from './resample';
+import { checkOptions, decodeWav, readWav, Wav, WavOptions } from './wav';
 
-/** An executable named `name` (plus `.exe` on Windows) on PATH as `PATH` is now, or null. */
-function findOnPath(name: string): string | null {
-  const names = process.platform === 'win32' ? [`${name}.exe`, name] : [name];
-  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
-    if (!dir) continue;
-    for (const n of names) {
-      const p = path.join(dir, n);
-      try {
-        if (fs.statSync(p).isFile()) { fs.accessSync(p, fs.constants.X_OK); return p; }
-      } catch { /* not here */ }
-    }
-  }
-  return null;
-}
-
-/**
- * The `ffmpeg` executable on PATH (as `PATH` is now), or null when there is none.
- * @example
- * if (!et.audio.findFfmpeg()) console.log('install ffmpeg to read video files');
- */
-export function findFfmpeg(): string | null {
-  return findOnPath('ffmpeg');
-}
-
-/**
- * The `ffprobe` executable on PATH (as `PATH` is now; it ships with ffmpeg), or null when there is
- * none. `et.vision` reads video metadata and frame timestamps with it.
- * @example
- * if (!et.audio.findFfprobe()) console.log('install ffmpeg (with ffprobe) to read video files');
- */
-export function findFfprobe(): string | null {
-  return findOnPath('ffprobe');
-}
+export { findFfmpeg, findFfprobe } from '../io/media';
 
 /** The error for a file that needs ffmpeg when none is on PATH. */
 export function ffmpegMissing(file: string): EmotorchError {
   return new EmotorchError(`cannot read the audio of '${file}': it is not a WAV file, and ffmpeg (which emotorch uses for other audio and for the audio track of video files) is not on PATH; install ffmpeg (e.g. apt-get install ffmpeg) or convert the file to WAV`, 'ERR_IO');
 }
 
+/** The most bytes of decoded audio one readAudio call takes from ffmpeg (2 GiB). */
+const MAX_DECODED_BYTES = 2 ** 31;
+/** The most channels a decoded stream may have. */
+const MAX_CHANNELS = 64;
+
 /**
- * Reads the audio of a file as mono float32 at the wanted rate: `.wav` natively (as
- * {@link readWav}), anything else (mp3, flac, m4a, the audio track of mp4/mkv/avi/… video) through
- * `ffmpeg` on PATH, which only decodes the first audio stream; channel choice and resampling are
- * emotorch's, as for a WAV.
+ * The byte limit of ffmpeg's float WAV output, from its header (fmt first, as ffmpeg writes it):
+ * `seconds` of the stream's rate and channels, plus the header; at most 2 GiB.
+ */
+function decodedLimit(head: Buffer, seconds: number): number {
+  const ok = head.toString('latin1', 0, 4) === 'RIFF' && head.toString('latin1', 8, 16) === 'WAVEfmt ';
+  const channels = ok ? head.readUInt16LE(22) : 0;
+  const rate = ok ? head.readUInt32LE(24) : 0;
+  if (!ok || channels < 1 || channels > MAX_CHANNELS || rate < 1 || rate > MAX_SAMPLE_RATE) return 0;
+  return Math.min(MAX_DECODED_BYTES, 4096 + Math.ceil(seconds * rate) * channels * 4);
+}
+
+/**
+ * Reads the audio of a file as mono float32 at the wanted rate: WAV natively (as
+ * {@link readWav}), anything else (MP3, FLAC, Ogg, ADTS AAC, the audio track of MP4 / M4A / MOV,
+ * Matroska / WebM and AVI) through `ffmpeg` on PATH, which only decodes the first audio stream;
+ * channel choice and resampling are emotorch's, as for a WAV. The container is named from the
+ * file's own bytes, not its extension, and ffmpeg is let open that one file only: a playlist,
+ * manifest or concat script is refused whatever it is called.
  * @param file the audio or video file
- * @param opts as {@link readWav}: sampleRate (default 16000), channel ('mix' or an index)
- * @throws EmotorchError ERR_IO when the file is missing or unreadable, or needs ffmpeg and none is
- *   on PATH (the message names the file and says so); ERR_FORMAT naming the file when ffmpeg cannot
- *   decode it (no audio stream, corrupt) or the WAV is malformed.
+ * @param opts as {@link readWav}: sampleRate (default 16000), channel ('mix' or an index),
+ *   maxSeconds (default an hour: ffmpeg stops there, and a longer file is refused), timeoutMs
+ *   (default 120000: ffmpeg is killed after it)
+ * @throws EmotorchError ERR_IO when the file is missing or unreadable, needs ffmpeg and none is
+ *   on PATH (the message names the file and says so), or ffmpeg runs past `timeoutMs`; ERR_FORMAT
+ *   naming the file when it is none of the formats above, ffmpeg cannot decode it (no audio
+ *   stream, corrupt), it lasts longer than `maxSeconds` or decodes to more than 2 GiB, or the WAV
+ *   is malformed.
  * @example
  * const { samples } = await et.audio.readAudio('dia1_utt3.mp4', { sampleRate: 16000 });
  */
 export async function readAudio(file: string, opts: WavOptions = {}): Promise<Wav> {
   if (typeof file !== 'string' || !file) invalid('a file path', 'file', file);
+  const o = checkOptions(opts);
+  const what = 'read the audio of';
   const why = notAFile(file);
   if (why) throw new EmotorchError(`cannot read audio: '${file}' ${why}`, 'ERR_IO');
-  if (path.extname(file).toLowerCase() === '.wav') return readWav(file, opts);
+  const format = sniffMedia(file, 'audio', what);
+  if (format === 'wav') return readWav(file, opts);
   const ffmpeg = findFfmpeg();
   if (!ffmpeg) throw ffmpegMissing(file);
-  const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'emotorch-ffmpeg-'));
-  const out = path.join(dir, 'audio.wav');
+  // A second past the limit is decoded, so that a file longer than maxSeconds is told from one as long.
+  const seconds = o.maxSeconds + 1;
+  const limit = Number.isFinite(seconds) ? ['-t', String(seconds)] : [];
+  const raw = await runTool(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', ...mediaInput(file, format), ...limit,
+    '-map', '0:a:0', '-vn', '-c:a', 'pcm_f32le', '-f', 'wav', 'pipe:1'], { file, what, timeoutMs: o.timeoutMs, maxBytes: (head) => decodedLimit(head, seconds) });
   try {
-    await new Promise<void>((resolve, reject) => {
-      // `file:` + the absolute path: a name starting with '-' is not an option, one with ':' not a protocol
-      execFile(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', `file:${path.resolve(file)}`, '-map', '0:a:0', '-vn', '-c:a', 'pcm_f32le', '-f', 'wav', '-y', out],
-        { maxBuffer: 1 << 20, windowsHide: true }, (err, _stdout, stderr) => {
-          if (!err) return resolve();
-          const msg = String(stderr).trim().split('\n').filter(Boolean).slice(-2).join('; ') || err.message;
-          reject(new EmotorchError(`ffmpeg cannot decode the audio of '${file}': ${msg}`, 'ERR_FORMAT'));
-        });
-    });
-    const wav = await readWav(out, opts);
-    return wav;
+    return decodeWav(raw, { ...opts, timeoutMs: undefined }, file);
   } catch (e) {
-    if (e instanceof EmotorchError && e.code === 'ERR_FORMAT' && !e.message.startsWith('ffmpeg')) {
+    if (e instanceof EmotorchError && e.code === 'ERR_FORMAT' && !/maxSeconds/.test(e.message)) {
       throw new EmotorchError(`the audio ffmpeg decoded from '${file}' is unreadable: ${e.message}`, 'ERR_FORMAT');
     }
     throw e;
-  } finally {
-    await fs.promises.rm(dir, { recursive: true, force: true });
   }
 }

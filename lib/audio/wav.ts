@@ -4,7 +4,7 @@
  * unknown chunks (LIST, fact, cue, ...) skipped with RIFF's odd-size padding. Samples come back as
  * float32 in [-1, 1), mixed down or picked to one channel, resampled to the wanted rate.
  */
-import { EmotorchError, invalid, checkInt, show } from '../errors';
+import { EmotorchError, invalid, checkInt, checkNumber, checkOptionNames, show } from '../errors';
 import { readRegularFile } from '../io/file';
 import { resample, ResampleOptions, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE, MAX_SAMPLES, checkRate } from './resample';
 
@@ -21,7 +21,23 @@ export interface WavOptions {
   allowTruncated?: boolean;
   /** Filter design for the resampler. */
   resample?: ResampleOptions;
+  /**
+   * The longest audio read, in seconds (default {@link MAX_AUDIO_SECONDS}, an hour; `Infinity`
+   * lifts it). A WAV that declares more is refused from its header; other files are decoded by
+   * ffmpeg for at most this long (its `-t`) and refused when they last longer.
+   */
+  maxSeconds?: number;
+  /** `readAudio` only: kill ffmpeg after this many milliseconds (default 120000). */
+  timeoutMs?: number;
 }
+
+/**
+ * The default longest audio read by `readWav`, `decodeWav` and `readAudio`: 3600 s (230 MB of
+ * 16 kHz float32; `maxSeconds` changes it).
+ * @example
+ * await et.audio.readAudio('podcast.mp3', { maxSeconds: 3 * et.audio.MAX_AUDIO_SECONDS });
+ */
+export const MAX_AUDIO_SECONDS = 3600;
 
 /** Decoded mono audio: samples, their rate, the file's own rate and channel count, and the duration. */
 export interface Wav {
@@ -55,15 +71,22 @@ function bad(file: string, why: string): never {
   throw new EmotorchError(`'${file}' is not a readable WAV file: ${why}`, 'ERR_FORMAT');
 }
 
-function checkOptions(opts: WavOptions): { sampleRate: number | null; channel: 'mix' | number; allowTruncated: boolean; resample: ResampleOptions } {
+const OPTION_NAMES = ['sampleRate', 'channel', 'allowTruncated', 'resample', 'maxSeconds', 'timeoutMs'];
+
+/** Checks the options of readWav / decodeWav / readAudio and fills in the defaults. @internal */
+export function checkOptions(opts: WavOptions): { sampleRate: number | null; channel: 'mix' | number; allowTruncated: boolean; resample: ResampleOptions; maxSeconds: number; timeoutMs: number } {
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
+  checkOptionNames(opts, OPTION_NAMES, 'audio options');
   const sampleRate = opts.sampleRate === undefined ? 16000 : opts.sampleRate === null ? null : checkRate(opts.sampleRate, 'sampleRate');
   const channel = opts.channel === undefined ? 'mix' : opts.channel;
   if (channel !== 'mix' && !(typeof channel === 'number' && Number.isInteger(channel) && channel >= 0)) {
     invalid("'mix' or a non-negative channel index", 'channel', channel);
   }
   if (opts.allowTruncated !== undefined && typeof opts.allowTruncated !== 'boolean') invalid('a boolean', 'allowTruncated', opts.allowTruncated);
-  return { sampleRate, channel, allowTruncated: !!opts.allowTruncated, resample: opts.resample ?? {} };
+  const maxSeconds = opts.maxSeconds === undefined ? MAX_AUDIO_SECONDS : opts.maxSeconds;
+  if (typeof maxSeconds !== 'number' || !(maxSeconds > 0)) invalid('a positive number of seconds (Infinity for no limit)', 'maxSeconds', maxSeconds);
+  const timeoutMs = opts.timeoutMs === undefined ? 120_000 : checkNumber(opts.timeoutMs, 'timeoutMs', 1);
+  return { sampleRate, channel, allowTruncated: !!opts.allowTruncated, resample: opts.resample ?? {}, maxSeconds, timeoutMs };
 }
 
 function parseFmt(buf: Buffer, off: number, size: number, file: string): WavFormat {
@@ -174,12 +197,12 @@ function decodeSamples(buf: Buffer, fmt: WavFormat, start: number, frames: numbe
  *
  * @param buffer the whole file
  * @param opts `sampleRate` (default 16000, null keeps the file's), `channel` ('mix' or an
- *   index), `allowTruncated`, `resample` (filter design)
+ *   index), `allowTruncated`, `resample` (filter design), `maxSeconds` (default an hour)
  * @param name the file name used in error messages (default '<buffer>')
  * @throws EmotorchError ERR_INVALID_ARG for bad options or a channel index the file lacks;
  *   ERR_FORMAT (naming the file) when it is not RIFF/WAVE, lacks a fmt or data chunk, uses an
  *   unsupported format code or bit depth, has a sample rate outside 1000..768000 Hz, is truncated,
- *   or would resample to more than 2^30 samples.
+ *   lasts longer than `maxSeconds`, or would resample to more than 2^30 samples.
  * @example
  * const { samples, sampleRate } = et.audio.decodeWav(fs.readFileSync('a.wav'), { sampleRate: 16000 });
  */
@@ -190,6 +213,9 @@ export function decodeWav(buffer: Buffer | Uint8Array, opts: WavOptions = {}, na
   const { fmt, dataStart, frames } = parseChunks(buf, name, o.allowTruncated);
   if (o.channel !== 'mix' && o.channel >= fmt.channels) {
     invalid(`a channel index below ${fmt.channels} (the channels of ${show(name)})`, 'channel', o.channel);
+  }
+  if (frames / fmt.sampleRate > o.maxSeconds) {
+    throw new EmotorchError(`'${name}' holds ${(frames / fmt.sampleRate).toFixed(3)} s of audio, more than the ${o.maxSeconds} s read (maxSeconds)`, 'ERR_FORMAT');
   }
   const rate = o.sampleRate ?? fmt.sampleRate;
   const outLen = Math.ceil((frames * rate) / fmt.sampleRate);

@@ -41,6 +41,8 @@ export interface ChatGeneration {
   maxTokens?: number;
   /** The server's largest max_tokens. */
   limit: number;
+  /** The server's largest prompt, in tokens. */
+  maxPromptTokens: number;
   /** 0: greedy; above: sampling at this temperature; undefined: the model's own setting. */
   temperature?: number;
   topP?: number;
@@ -87,6 +89,11 @@ function decoder(tok: et.data.Tokenizer, stops: number[]): ChatBackend['decode']
     if (partial) { let n = r.length; while (n > 0 && isByte(r[n - 1])) n--; r = r.slice(0, n); }
     return tok.decode(r, { skipSpecialTokens: true });
   };
+}
+
+/** Refuses a prompt of more tokens than the server takes (--max-prompt-tokens). */
+function checkPrompt(n: number, g: ChatGeneration): void {
+  if (n > g.maxPromptTokens) throw new ApiError(400, `the prompt has ${n} tokens, more than ${g.maxPromptTokens} (--max-prompt-tokens)`, 'invalid_request_error', 'messages', 'context_length_exceeded');
 }
 
 /** Sampling options of a request in the library's names. */
@@ -155,6 +162,7 @@ export function llmBackend(llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Token
       }
       const ids = await tokenizer.encode(prompt, { addSpecialTokens: false });
       if (!ids.length) throw new ApiError(400, 'the messages render to an empty prompt', 'invalid_request_error', 'messages');
+      checkPrompt(ids.length, g);
       const maxNewTokens = g.maxTokens ?? Math.min(g.limit, llm.config.max_position_embeddings - ids.length);
       if (maxNewTokens < 1 || ids.length + maxNewTokens > llm.config.max_position_embeddings) throw new ApiError(400, `the prompt (${ids.length} tokens) and max_tokens (${maxNewTokens}) pass the model's ${llm.config.max_position_embeddings} positions`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
       const inputIds = et.tensor([ids], { dtype: 'int64' });
@@ -190,6 +198,7 @@ export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.T
       const history = [];
       for (let i = 0; i + 1 < rest.length; i += 2) history.push([rest[i].text, rest[i + 1].text] as [string, string]);
       const enc = await et.systems.internvlEncode(tokenizer, { system, history, query: rest[rest.length - 1].text, imageTiles }, { template, numImageToken: model.numImageToken });
+      checkPrompt(enc.inputIds.length, g);
       const inputIds = et.tensor([enc.inputIds], { dtype: 'int64' });
       const pixelValues = tiles.length ? et.cat(tiles, 0) : null;
       const maxNewTokens = g.maxTokens ?? g.limit;
@@ -212,13 +221,22 @@ export interface ServeLimits {
   maxAudioSeconds: number;
   /** Images per request. Default 8. */
   maxImages: number;
+  /** Pixels (width · height) of one image, checked from its header before it is decoded. Default 4096 · 4096. */
+  maxImagePixels: number;
+  /** Prompt tokens per request (and 32 characters of text a token, checked before tokenizing). Default 8192. */
+  maxPromptTokens: number;
   /** The largest `max_tokens` (and the default where the model has none: SALMONN's is its YAML's max_new_tokens). Default 512. */
   maxTokens: number;
   /** A request's time from arrival to its last token, in ms; then 504 (or an error event). Default 300 000. */
   timeoutMs: number;
 }
 
-export const SERVE_DEFAULTS: ServeLimits = { maxQueue: 16, maxBodyBytes: 32 << 20, maxAudioSeconds: 120, maxImages: 8, maxTokens: 512, timeoutMs: 300_000 };
+export const SERVE_DEFAULTS: ServeLimits = {
+  maxQueue: 16, maxBodyBytes: 32 << 20, maxAudioSeconds: 120, maxImages: 8, maxImagePixels: 4096 * 4096, maxPromptTokens: 8192, maxTokens: 512, timeoutMs: 300_000,
+};
+
+/** Characters of text a prompt token may stand for at most, for the check before tokenizing. */
+const CHARS_PER_TOKEN = 32;
 
 /** One job at a time on the model, the rest waiting in order, at most `max` of them. */
 class Gate {
@@ -272,8 +290,11 @@ async function withTempFile<T>(bytes: Buffer, ext: string, f: (file: string) => 
 const AUDIO_FORMATS = ['wav', 'mp3', 'flac'];
 const IMAGE_TYPES: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/jpg': 'jpg', 'image/webp': 'webp', 'image/bmp': 'bmp', 'image/gif': 'gif' };
 
-/** The request's messages, media decoded and checked against the backend and the limits. */
-async function readMessages(body: Record<string, unknown>, backend: ChatBackend, limits: ServeLimits): Promise<ChatTurn[]> {
+/**
+ * The request's messages, media decoded and checked against the backend and the limits, pushed
+ * onto `turns` as they are read (so that the caller disposes the images of a request refused midway).
+ */
+async function readMessages(body: Record<string, unknown>, backend: ChatBackend, limits: ServeLimits, turns: ChatTurn[]): Promise<ChatTurn[]> {
   const messages = body.messages;
   if (!Array.isArray(messages) || !messages.length) throw new ApiError(400, 'messages must be a non-empty array', 'invalid_request_error', 'messages');
   // images counted before any is decoded
@@ -281,7 +302,8 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
   const images = parts.filter((p) => p && typeof p === 'object' && (p as { type?: unknown }).type === 'image_url').length;
   if (images > limits.maxImages) throw new ApiError(400, `the request has ${images} images, more than ${limits.maxImages} (--max-images)`, 'invalid_request_error', 'messages');
   let seconds = 0;
-  const turns: ChatTurn[] = [];
+  let chars = 0;
+  const maxChars = limits.maxPromptTokens * CHARS_PER_TOKEN;
   for (const [i, m] of messages.entries()) {
     const p = `messages[${i}]`;
     if (!m || typeof m !== 'object') throw new ApiError(400, `${p} must be an object`, 'invalid_request_error', p);
@@ -289,8 +311,14 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
     const r = role === 'developer' ? 'system' : role;
     if (r !== 'system' && r !== 'user' && r !== 'assistant') throw new ApiError(400, `${p}.role must be 'system', 'developer', 'user' or 'assistant', not ${JSON.stringify(role)}`, 'invalid_request_error', `${p}.role`);
     const turn: ChatTurn = { role: r, text: '', audio: [], images: [] };
+    turns.push(turn);
     const texts: string[] = [];
-    if (typeof content === 'string') texts.push(content);
+    const addText = (t: string, param: string) => {
+      chars += t.length;
+      if (chars > maxChars) throw new ApiError(400, `the request's text has more than ${maxChars} characters, more than ${limits.maxPromptTokens} prompt tokens can hold (--max-prompt-tokens)`, 'invalid_request_error', param, 'context_length_exceeded');
+      texts.push(t);
+    };
+    if (typeof content === 'string') addText(content, `${p}.content`);
     else if (Array.isArray(content)) {
       for (const [j, part] of content.entries()) {
         const q = `${p}.content[${j}]`;
@@ -298,7 +326,7 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
         if (type === 'text') {
           const t = (part as { text?: unknown }).text;
           if (typeof t !== 'string') throw new ApiError(400, `${q}.text must be a string`, 'invalid_request_error', `${q}.text`);
-          texts.push(t);
+          addText(t, `${q}.text`);
         } else if (type === 'input_audio') {
           if (!backend.accepts.audio) throw new ApiError(400, `model '${backend.id}' does not take audio (${q})`, 'invalid_request_error', q);
           const a = (part as OpenAiContentPart).input_audio;
@@ -306,10 +334,13 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
           if (typeof format !== 'string' || !AUDIO_FORMATS.includes(format)) throw new ApiError(400, `${q}.input_audio.format must be one of ${AUDIO_FORMATS.join(', ')}`, 'invalid_request_error', `${q}.input_audio.format`);
           const bytes = base64(a?.data, `${q}.input_audio.data`);
           let wav: et.audio.Wav;
+          // the request's audio seconds still free: ffmpeg decodes no more than these (and a WAV declaring more is refused from its header)
+          const opts = { sampleRate: 16000, channel: 0, maxSeconds: Math.max(limits.maxAudioSeconds - seconds, 1e-6), timeoutMs: limits.timeoutMs };
           try {
-            wav = format === 'wav' ? et.audio.decodeWav(bytes, { sampleRate: 16000, channel: 0 }, q)
-              : await withTempFile(bytes, format, (f) => et.audio.readAudio(f, { sampleRate: 16000, channel: 0 }));
+            wav = format === 'wav' ? et.audio.decodeWav(bytes, { ...opts, timeoutMs: undefined }, q)
+              : await withTempFile(bytes, format, (f) => et.audio.readAudio(f, opts));
           } catch (e) {
+            if (e instanceof et.EmotorchError && /maxSeconds/.test(e.message)) throw new ApiError(400, `the request's audio is longer than ${limits.maxAudioSeconds} s (--max-audio-seconds)`, 'invalid_request_error', `${q}.input_audio`);
             if (e instanceof et.EmotorchError) throw new ApiError(400, `${q}: the audio cannot be decoded as ${format} (${e.message.replace(/'[^']*emotorch-serve-[^']*'/g, 'it')})`, 'invalid_request_error', `${q}.input_audio.data`);
             throw e;
           }
@@ -325,8 +356,9 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
           if (!ext) throw new ApiError(400, `${q}: image type ${m2[1]} is not one of ${Object.keys(IMAGE_TYPES).join(', ')}`, 'invalid_request_error', `${q}.image_url.url`);
           const bytes = base64(m2[2], `${q}.image_url.url`);
           try {
-            turn.images.push(await withTempFile(bytes, ext, (f) => et.vision.readImage(f)));
+            turn.images.push(await withTempFile(bytes, ext, (f) => et.vision.readImage(f, { maxPixels: limits.maxImagePixels, timeoutMs: limits.timeoutMs })));
           } catch (e) {
+            if (e instanceof et.EmotorchError && /maxPixels/.test(e.message)) throw new ApiError(400, `${q}: the image has more than ${limits.maxImagePixels} pixels (--max-image-pixels)`, 'invalid_request_error', `${q}.image_url.url`);
             if (e instanceof et.EmotorchError) throw new ApiError(400, `${q}: the image cannot be decoded as ${m2[1]}`, 'invalid_request_error', `${q}.image_url.url`);
             throw e;
           }
@@ -334,7 +366,6 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
       }
     } else throw new ApiError(400, `${p}.content must be a string or an array of parts`, 'invalid_request_error', `${p}.content`);
     turn.text = texts.join('\n');
-    turns.push(turn);
   }
   return turns;
 }
@@ -376,6 +407,15 @@ function asApiError(e: unknown): ApiError {
 
 /** Counters the server keeps (for /health and tests). */
 export interface ServeStats { served: number; failed: number; cancelled: number; rejected: number }
+
+/**
+ * The CPU memory a request left cached is handed back once the server is idle and the cache
+ * holds more than this: a request with large inputs does not keep the server's memory up.
+ */
+const IDLE_CACHE_BYTES = 256 << 20;
+function releaseMemory(): void {
+  if (et.cpu.cacheStats().cachedBytes > IDLE_CACHE_BYTES) et.cpu.emptyCache();
+}
 
 /**
  * A Fastify server for a backend (not yet listening: call `listen`).
@@ -420,11 +460,12 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
     let headers = false;  // SSE headers written
     const sse = (o: unknown) => { if (!reply.raw.destroyed) reply.raw.write(`data: ${JSON.stringify(o)}\n\n`); };
     const chunk = (delta: Record<string, unknown>, finish: string | null) => ({ id, object: 'chat.completion.chunk', created, model: backend.id, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
+    const turns: ChatTurn[] = [];
     try {
       if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ApiError(400, 'the body must be a JSON object', 'invalid_request_error');
       if (body.model !== undefined && body.model !== backend.id) throw new ApiError(404, `model '${String(body.model)}' does not exist; this server has '${backend.id}'`, 'invalid_request_error', 'model', 'model_not_found');
       const settings = readSettings(body, L);
-      const turns = await readMessages(body, backend, L);
+      await readMessages(body, backend, L, turns);
       const includeUsage = stream && !!(body.stream_options as OpenAiStreamOptions | undefined)?.include_usage;
       // streamed text: every new token re-decodes the answer so far and sends what was not sent
       // (held back while it ends in an incomplete UTF-8 sequence); decodes run one after another
@@ -451,7 +492,7 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
       };
       const result = await gate.run(async () => {
         if (settings.seed !== undefined) et.manualSeed(settings.seed);
-        return backend.answer(turns, { maxTokens: settings.maxTokens, limit: L.maxTokens, temperature: settings.temperature, topP: settings.topP, onTokens, signal: ac.signal });
+        return backend.answer(turns, { maxTokens: settings.maxTokens, limit: L.maxTokens, maxPromptTokens: L.maxPromptTokens, temperature: settings.temperature, topP: settings.topP, onTokens, signal: ac.signal });
       }, ac.signal);
       await decoding;
       done = true;
@@ -479,6 +520,8 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
       return reply.code(e.status).send(errorBody(e));
     } finally {
       clearTimeout(timer);
+      for (const t of turns) for (const img of t.images) img.dispose();
+      releaseMemory();
     }
   });
   return app;
@@ -498,6 +541,8 @@ export const SERVE: Command = {
     max_body_mb: { kind: 'number', help: 'request body limit in MiB (413 above)', default: '32' },
     max_audio_seconds: { kind: 'number', help: 'audio per request', default: String(SERVE_DEFAULTS.maxAudioSeconds) },
     max_images: { kind: 'number', help: 'images per request', default: String(SERVE_DEFAULTS.maxImages) },
+    max_image_pixels: { kind: 'number', help: 'pixels (width × height) of one image, checked before decoding', default: String(SERVE_DEFAULTS.maxImagePixels) },
+    max_prompt_tokens: { kind: 'number', help: 'prompt tokens per request (text past 32 characters a token is refused before tokenizing)', default: String(SERVE_DEFAULTS.maxPromptTokens) },
     max_tokens: { kind: 'number', help: "the largest max_tokens, and the default (SALMONN's: its YAML's, at most this)", default: String(SERVE_DEFAULTS.maxTokens) },
     timeout_s: { kind: 'number', help: "a request's time limit from arrival to its last token", default: String(SERVE_DEFAULTS.timeoutMs / 1000) },
   },
@@ -514,7 +559,8 @@ export const SERVE: Command = {
     const limits: ServeLimits = {
       maxQueue: num(v, 'max_queue')! >= 0 && Number.isInteger(num(v, 'max_queue')) ? num(v, 'max_queue')! : (() => { throw new UsageError('--max-queue must be an integer ≥ 0'); })(),
       maxBodyBytes: Math.floor(positive('max_body_mb', false) * 1024 * 1024), maxAudioSeconds: positive('max_audio_seconds', false),
-      maxImages: positive('max_images', true), maxTokens: positive('max_tokens', true), timeoutMs: positive('timeout_s', false) * 1000,
+      maxImages: positive('max_images', true), maxImagePixels: positive('max_image_pixels', true), maxPromptTokens: positive('max_prompt_tokens', true),
+      maxTokens: positive('max_tokens', true), timeoutMs: positive('timeout_s', false) * 1000,
     };
     const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(p)).replace(/\.ya?ml$/, '');
     let backend: ChatBackend;

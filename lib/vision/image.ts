@@ -16,7 +16,7 @@ import * as fs from 'fs';
 import { EmotorchError, checkNumber, checkOptionNames, checkInt, invalid } from '../errors';
 import { notAFile } from '../io/file';
 import { Tensor, tensor, cat, stack } from '../tensor';
-import { DEFAULT_TIMEOUT_MS, inputArg, runTool, tools } from './tool';
+import { DEFAULT_TIMEOUT_MS, mediaInput, runTool, sniffMedia, tools } from '../io/media';
 import { MAX_FRAME_PIXELS } from './video';
 
 /** Options of {@link readImage}. */
@@ -44,9 +44,14 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   if (why) throw new EmotorchError(`cannot ${what} '${file}': it ${why}`, 'ERR_IO');
   const maxPixels = o.maxPixels === undefined ? MAX_FRAME_PIXELS : checkInt(o.maxPixels, 'maxPixels', 1);
   const timeoutMs = o.timeoutMs === undefined ? DEFAULT_TIMEOUT_MS : checkNumber(o.timeoutMs, 'timeoutMs', 1);
+  const format = sniffMedia(file, 'image', what);
+  // The size the header declares, checked before ffmpeg reads anything.
+  const declared = declaredSize(file);
+  if (declared && declared[0] * declared[1] > maxPixels) throw tooLarge(file, what, declared[0], declared[1], maxPixels);
   const { ffmpeg, ffprobe } = tools(file, what);
   const run = { file, what, timeoutMs };
-  const head = await runTool(ffprobe, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,codec_name,pix_fmt', '-of', 'default=noprint_wrappers=1', inputArg(file)], { ...run, maxBytes: 4096 });
+  const input = mediaInput(file, format);
+  const head = await runTool(ffprobe, ['-v', 'error', ...input, '-select_streams', 'v:0', '-show_entries', 'stream=width,height,codec_name,pix_fmt', '-of', 'default=noprint_wrappers=1'], { ...run, maxBytes: 4096 });
   const field: Record<string, string> = {};
   for (const line of head.toString('latin1').split('\n')) {
     const eq = line.indexOf('=');
@@ -54,13 +59,10 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   }
   const [codec, w, h, pixFmt] = [field.codec_name, Number(field.width), Number(field.height), field.pix_fmt];
   if (!(Number.isInteger(w) && w > 0 && Number.isInteger(h) && h > 0)) {
-    // ffmpeg reports no size for pictures beyond its own limit (about 16 000 × 16 000): say what the header declares
-    const d = declaredSize(file);
-    if (d && d[0] * d[1] > maxPixels) throw new EmotorchError(`cannot ${what} '${file}': it is ${d[0]}×${d[1]} (${d[0] * d[1]} pixels), more than the ${maxPixels} decoded (maxPixels)`, 'ERR_FORMAT');
     throw new EmotorchError(`cannot ${what} '${file}': it is not an image ffmpeg can read`, 'ERR_FORMAT');
   }
-  if (w * h > maxPixels) throw new EmotorchError(`cannot ${what} '${file}': it is ${w}×${h} (${w * h} pixels), more than the ${maxPixels} decoded (maxPixels)`, 'ERR_FORMAT');
-  const decode = (pix: string, bytes: number) => runTool(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', '-i', inputArg(file), '-map', '0:v:0', '-frames:v', '1',
+  if (w * h > maxPixels) throw tooLarge(file, what, w, h, maxPixels);
+  const decode = (pix: string, bytes: number) => runTool(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', ...input, '-map', '0:v:0', '-frames:v', '1',
     ...(pix === 'rgb24' ? ['-vf', `scale=${w}:${h}:flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24`] : []), '-f', 'rawvideo', '-pix_fmt', pix, 'pipe:1'], { ...run, maxBytes: bytes });
   const incomplete = () => new EmotorchError(`cannot ${what} '${file}': ffmpeg decoded no complete ${w}×${h} picture from it`, 'ERR_FORMAT');
   const layout = codec === 'mjpeg' ? JPEG_LAYOUTS[pixFmt] : undefined;
@@ -81,10 +83,14 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   return chw;
 }
 
+function tooLarge(file: string, what: string, w: number, h: number, maxPixels: number): EmotorchError {
+  return new EmotorchError(`cannot ${what} '${file}': it is ${w}×${h} (${w * h} pixels), more than the ${maxPixels} decoded (maxPixels)`, 'ERR_FORMAT');
+}
+
 /**
  * The width and height a PNG, GIF, BMP or JPEG header declares (null when it is none of these or
- * says nothing readable in its first 64 KiB): only for the error message of pictures too large
- * for ffmpeg to report.
+ * says nothing readable in its first 64 KiB): checked against `maxPixels` before ffmpeg runs, and
+ * the only size known of pictures too large for ffmpeg to report.
  */
 function declaredSize(file: string): [number, number] | null {
   let b: Buffer;

@@ -17,11 +17,11 @@ export const IMAGENET_STD: readonly [number, number, number] = [0.229, 0.224, 0.
 
 /** Options of {@link internvlTiles}. */
 export interface InternVLTilesOptions {
-  /** The tile side (InternVL2: 448). */
+  /** The tile side (InternVL2: 448), an integer in [1, 4096]; maxNum × imageSize² may not exceed 4096² pixels. */
   imageSize?: number;
-  /** Fewest tiles of a grid (default 1). */
+  /** Fewest tiles of a grid (default 1), an integer in [1, maxNum]. */
   minNum?: number;
-  /** Most tiles of a grid (default 12, ms-swift's MAX_NUM; InternVL's chat examples use 12, its config's max_dynamic_patch is 6). Frames of a video: 1. */
+  /** Most tiles of a grid (default 12, ms-swift's MAX_NUM; InternVL's chat examples use 12, its config's max_dynamic_patch is 6), an integer in [minNum, 64]. Frames of a video: 1. */
   maxNum?: number;
   /** Add the whole picture as a last tile when there is more than one (default true, as ms-swift). */
   useThumbnail?: boolean;
@@ -35,15 +35,57 @@ export interface InternVLTiles {
   grid: [number, number];
 }
 
-/** The largest grid a call may ask for: 64 tiles of 448 px are already 38 M pixels. */
-const MAX_TILES = 64;
+/**
+ * The largest grid a call may ask for (`maxNum`, and `minNum`, at most 64): InternVL2 uses 6 to
+ * 12, and 64 tiles of 448 px are already 38 M values; a picture gives at most 65 tiles with its
+ * thumbnail ({@link INTERNVL_MAX_TILES_PER_IMAGE}).
+ */
+const INTERNVL_MAX_GRID = 64;
+/** The most tiles {@link internvlTiles} can make of one picture: the largest grid and its thumbnail. */
+export const INTERNVL_MAX_TILES_PER_IMAGE = INTERNVL_MAX_GRID + 1;
+/** The largest tile side (`imageSize`): InternVL2 uses 448. */
+const INTERNVL_MAX_IMAGE_SIZE = 4096;
+/**
+ * The most pixels the grid of one call may hold, `maxNum × imageSize²`: 4096² (16.8 M, the float32
+ * tiles 201 MB), which takes 64 tiles of 448 px, 12 of 1024 px or one of 4096 px.
+ */
+const INTERNVL_MAX_GRID_PIXELS = 4096 * 4096;
+
+function checkImageSize(v: unknown, name = 'imageSize'): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > INTERNVL_MAX_IMAGE_SIZE) invalid(`an integer in [1, ${INTERNVL_MAX_IMAGE_SIZE}]`, name, v);
+  return v;
+}
+
+/** minNum and maxNum as internvlGrids takes them: integers with 1 ≤ minNum ≤ maxNum ≤ 64. */
+function checkGridBounds(minNum: unknown, maxNum: unknown): [number, number] {
+  if (typeof minNum !== 'number' || !Number.isInteger(minNum) || minNum < 1 || minNum > INTERNVL_MAX_GRID) invalid(`an integer in [1, ${INTERNVL_MAX_GRID}]`, 'minNum', minNum);
+  if (typeof maxNum !== 'number' || !Number.isInteger(maxNum) || maxNum < minNum || maxNum > INTERNVL_MAX_GRID) invalid(`an integer in [minNum (${minNum}), ${INTERNVL_MAX_GRID}]`, 'maxNum', maxNum);
+  return [minNum, maxNum];
+}
 
 /**
  * InternVL's `find_closest_aspect_ratio`: the [columns, rows] grid (from `ratios`, in order) whose
  * aspect ratio is nearest `aspect`; on an exact tie the later grid wins only when the picture's
  * area is more than half the grid's pixel area.
+ * @param aspect width / height of the picture: a finite number above 0
+ * @param ratios at least one [columns, rows] grid of positive integers, columns × rows ≤ 64 (as {@link internvlGrids} gives)
+ * @param width the picture's width in pixels (a positive integer)
+ * @param height the picture's height in pixels (a positive integer)
+ * @param imageSize the tile side, an integer in [1, 4096]
+ * @throws EmotorchError ERR_INVALID_ARG naming a bad argument (no ratios, a NaN or non-positive aspect)
  */
 export function findClosestAspectRatio(aspect: number, ratios: ReadonlyArray<[number, number]>, width: number, height: number, imageSize: number): [number, number] {
+  if (typeof aspect !== 'number' || !(aspect > 0) || !Number.isFinite(aspect)) invalid('a finite number above 0', 'aspect', aspect);
+  if (!Array.isArray(ratios) || ratios.length === 0) invalid('a non-empty array of [columns, rows] grids', 'ratios', ratios);
+  for (let i = 0; i < ratios.length; i++) {
+    const r = ratios[i];
+    if (!Array.isArray(r) || r.length !== 2 || !Number.isInteger(r[0]) || !Number.isInteger(r[1]) || r[0] < 1 || r[1] < 1 || r[0] * r[1] > INTERNVL_MAX_GRID) {
+      invalid(`a [columns, rows] grid of positive integers with at most ${INTERNVL_MAX_GRID} tiles`, `ratios[${i}]`, r);
+    }
+  }
+  checkInt(width, 'width', 1);
+  checkInt(height, 'height', 1);
+  checkImageSize(imageSize);
   let bestDiff = Infinity;
   let best: [number, number] = [1, 1];
   const area = width * height;
@@ -63,10 +105,14 @@ export function findClosestAspectRatio(aspect: number, ratios: ReadonlyArray<[nu
  * The grids `dynamic_preprocess` considers, fewest tiles first. Python takes them from a set, so
  * grids of equal tile count come in set order; here they come columns-ascending (the order only
  * matters on an exact tie of both tile count and aspect distance).
+ * @param minNum fewest tiles, an integer in [1, 64]
+ * @param maxNum most tiles, an integer in [minNum, 64]
+ * @throws EmotorchError ERR_INVALID_ARG naming minNum or maxNum when they are not such integers
  */
 export function internvlGrids(minNum: number, maxNum: number): Array<[number, number]> {
+  checkGridBounds(minNum, maxNum);
   const out: Array<[number, number]> = [];
-  for (let i = 1; i <= maxNum; i++) for (let j = 1; j <= maxNum; j++) if (i * j >= minNum && i * j <= maxNum) out.push([i, j]);
+  for (let i = 1; i <= maxNum; i++) for (let j = 1; i * j <= maxNum; j++) if (i * j >= minNum) out.push([i, j]);
   return out.sort((a, b) => a[0] * a[1] - b[0] * b[1] || a[0] - b[0]);
 }
 
@@ -79,7 +125,7 @@ function tileGrid(w: number, h: number, size: number, minNum: number, maxNum: nu
 
 /**
  * How many tiles {@link internvlTiles} makes of a width × height picture with these options,
- * without the pixels (to lay out a prompt's image tokens before decoding).
+ * without the pixels (to lay out a prompt's image tokens before decoding): at most maxNum + 1.
  * @throws EmotorchError ERR_INVALID_ARG for a size or option that internvlTiles refuses
  * @example
  * et.vision.internvlTileCount(1280, 720, { maxNum: 12 });   // 9: a 4 × 2 grid + the thumbnail
@@ -92,11 +138,13 @@ export function internvlTileCount(width: number, height: number, opts: InternVLT
   return tileGrid(width, height, size, minNum, maxNum, thumb).tiles;
 }
 
+/** The options of internvlTiles and internvlTileCount, checked and bounded (imageSize ≤ 4096, maxNum ≤ 64, maxNum × imageSize² ≤ 4096²). */
 function tileOptions(o: InternVLTilesOptions): { size: number; minNum: number; maxNum: number; thumb: boolean } {
-  const size = o.imageSize === undefined ? 448 : checkInt(o.imageSize, 'imageSize', 1);
-  const minNum = o.minNum === undefined ? 1 : checkInt(o.minNum, 'minNum', 1);
-  const maxNum = o.maxNum === undefined ? 12 : checkInt(o.maxNum, 'maxNum', 1);
-  if (maxNum < minNum || maxNum > MAX_TILES) invalid(`an integer in [minNum (${minNum}), ${MAX_TILES}]`, 'maxNum', maxNum);
+  const size = o.imageSize === undefined ? 448 : checkImageSize(o.imageSize);
+  const [minNum, maxNum] = checkGridBounds(o.minNum === undefined ? 1 : o.minNum, o.maxNum === undefined ? 12 : o.maxNum);
+  if (maxNum * size * size > INTERNVL_MAX_GRID_PIXELS) {
+    invalid(`at most ${INTERNVL_MAX_GRID_PIXELS} pixels of tiles (maxNum × imageSize²)`, 'imageSize and maxNum', `${maxNum} × ${size}²`);
+  }
   if (o.useThumbnail !== undefined && typeof o.useThumbnail !== 'boolean') invalid('a boolean', 'useThumbnail', o.useThumbnail);
   return { size, minNum, maxNum, thumb: o.useThumbnail ?? true };
 }
@@ -105,7 +153,9 @@ function tileOptions(o: InternVLTilesOptions): { size: number; minNum: number; m
  * A picture as InternVL's model input: `dynamic_preprocess` (tiles on the closest grid + thumbnail)
  * then `build_transform` (ToTensor, ImageNet normalisation) on each tile.
  * @param image uint8 RGB [3, H, W] (as {@link readImage} gives)
- * @throws EmotorchError ERR_INVALID_ARG for another shape or dtype, or bad options (more than 64 tiles)
+ * @throws EmotorchError ERR_INVALID_ARG for another shape or dtype, or bad options: imageSize not an
+ *   integer in [1, 4096], minNum / maxNum not integers with 1 ≤ minNum ≤ maxNum ≤ 64, or a grid of
+ *   more than 4096² pixels (maxNum × imageSize²; 64 tiles of 448 px, 12 of 1024 px)
  * @example
  * const { pixelValues } = et.vision.internvlTiles(await et.vision.readImage('scene.jpg'), { imageSize: 448, maxNum: 12 });
  */

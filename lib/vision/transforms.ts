@@ -19,6 +19,7 @@ import { isFloating } from '../dtype';
 import { Tensor, arange, checkTensor, tensor, cat } from '../tensor';
 import { interpolate } from '../functional';
 import { mulberry32 } from '../runtime';
+import { MAX_FRAME_PIXELS } from './video';
 
 /**
  * OpenAI CLIP's per-channel RGB mean, as LanguageBind's OPENAI_DATASET_MEAN (the default `mean`).
@@ -113,11 +114,22 @@ export function videoTransform(frames: Tensor, opts: VideoTransformOptions = {})
   const x = (frames.dtype === 'uint8' ? frames : frames.float()).div(255).sub(mean).div(std); // (3, T, H, W) float32
   const [h, w] = [s[2], s[3]];
   const [nh, nw] = w < h ? [Math.floor((h / w) * size), size] : [size, Math.floor((w / h) * size)];
+  checkResized('frames', h, w, nh, nw);
   const scaled = interpolate(x, { size: [nh, nw], mode: 'bilinear', alignCorners: false }); // (3, T, nh, nw): T as channels
   const i = roundHalfEven((nh - size) / 2), j = roundHalfEven((nw - size) / 2);
   let out = scaled.slice(2, i, i + size).slice(3, j, j + size);
   if (p > 0 && rand() < p) out = out.indexSelect(3, arange(size - 1, -1, -1));
   return out.contiguous();
+}
+
+/**
+ * Refuses a resize to more than {@link MAX_FRAME_PIXELS} pixels: a picture of an extreme aspect
+ * ratio (1 × 65535 resized to a 224 short side is 224 × 14 680 064) or an absurd `size`.
+ */
+function checkResized(name: string, h: number, w: number, nh: number, nw: number): void {
+  if (nh * nw > MAX_FRAME_PIXELS) {
+    invalid(`a picture whose resize stays within ${MAX_FRAME_PIXELS} pixels (its aspect ratio or size is too extreme)`, name, `${w}×${h} resized to ${nw}×${nh}`);
+  }
 }
 
 // ---- PIL's resampling (Pillow src/libImaging/Resample.c), reproduced ----
@@ -226,6 +238,7 @@ export function clipImageTransform(image: Tensor, opts: ClipImageTransformOption
   const [short, long] = w <= h ? [w, h] : [h, w];
   const newLong = Math.trunc((size * long) / short);
   const [nh, nw] = w <= h ? [newLong, size] : [size, newLong];
+  checkResized('image', h, w, nh, nw);
   const resized = nh === h && nw === w ? image.to({ dtype: 'float64' }) : pilResizeBicubic(image, nh, nw);
   const top = Math.floor((nh - crop) / 2), left = Math.floor((nw - crop) / 2);
   const cropped = resized.slice(1, top, top + crop).slice(2, left, left + crop);

@@ -12,7 +12,7 @@
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { notAFile } from '../io/file';
 import { Tensor, tensor } from '../tensor';
-import { DEFAULT_TIMEOUT_MS, inputArg, runTool, runToolPipes, tools } from './tool';
+import { DEFAULT_TIMEOUT_MS, mediaInput, runTool, runToolPipes, sniffMedia, tools } from '../io/media';
 
 /**
  * The largest frame decoded by default, in pixels (width · height): 8192 · 8192 (192 MiB of
@@ -129,6 +129,8 @@ interface Probed {
   key: Uint8Array;
   /** The container's start time in seconds (ffmpeg's `-ss` counts from it). */
   start: number;
+  /** The container's demuxer, from the file's own bytes (the one ffmpeg is let use). */
+  format: string;
 }
 
 function rate(s: string | undefined): number {
@@ -172,8 +174,10 @@ const STREAM_ENTRIES = 'stream=index,codec_type,codec_name,width,height,avg_fram
  * short clip's read. @internal
  */
 async function probe(file: string, what: string, timeoutMs: number, maxPixels = MAX_FRAME_PIXELS, withAudio = true): Promise<Probed> {
+  const format = sniffMedia(file, 'video', what);
   const { ffprobe } = tools(file, what);
   const run = { file, what, timeoutMs };
+  const input = mediaInput(file, format);
   const parse = (buf: Buffer): ProbeJson & { packets?: PacketJson[] } => {
     try {
       return JSON.parse(buf.toString('utf8'));
@@ -183,11 +187,11 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   };
   let json: ProbeJson & { packets?: PacketJson[] };
   if (withAudio) {
-    json = parse(await runTool(ffprobe, ['-v', 'error', '-show_entries', STREAM_ENTRIES, '-of', 'json', inputArg(file)], { ...run, maxBytes: MAX_PROBE_BYTES }));
+    json = parse(await runTool(ffprobe, ['-v', 'error', '-show_entries', STREAM_ENTRIES, '-of', 'json', ...input], { ...run, maxBytes: MAX_PROBE_BYTES }));
   } else {
     try {
       json = parse(await runTool(ffprobe, ['-v', 'error', '-select_streams', 'v', '-show_entries', `${STREAM_ENTRIES}:packet=stream_index,pts,dts,flags`,
-        '-of', 'json=c=1', inputArg(file)], { ...run, maxBytes: MAX_PACKET_BYTES }));
+        '-of', 'json=c=1', ...input], { ...run, maxBytes: MAX_PACKET_BYTES }));
     } catch (e) {
       // JSON takes about 60 bytes a packet (2 M packets fit): longer files take the two runs, whose
       // packet listing is CSV (about 20 bytes a packet)
@@ -212,7 +216,7 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
     rows.push([tb > 0 ? t * tb : NaN, (flags ?? '').includes('K')]);
   };
   if (withAudio) {
-    const listing = await runTool(ffprobe, ['-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts,dts,flags', '-of', 'csv=p=0', inputArg(file)],
+    const listing = await runTool(ffprobe, ['-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts,dts,flags', '-of', 'csv=p=0', ...input],
       { ...run, maxBytes: MAX_PACKET_BYTES });
     for (const line of listing.toString('latin1').split('\n')) {
       if (!line) continue;
@@ -236,7 +240,7 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
     hasAudio: streams.some((s) => s.codec_type === 'audio'),
     codec: String(v.codec_name ?? 'unknown'),
   };
-  return { info, stream: v.index, times, key, start: Number.isFinite(start) ? start : 0 };
+  return { info, stream: v.index, times, key, start: Number.isFinite(start) ? start : 0, format };
 }
 
 function timeoutOf(v: unknown): number {
@@ -385,8 +389,7 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
       for (let k = 0; k < count; k++) {
         const i = wanted[first + k];
         // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
-        if (i > 0) inputs.push('-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6));
-        inputs.push('-i', inputArg(file));
+        inputs.push(...mediaInput(file, p.format, i > 0 ? ['-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6)] : []));
         outputs.push('-map', `${k}:${p.stream}`, '-an', '-sn', '-dn', '-vf', scale, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${3 + k}`);
       }
       const bufs = await runToolPipes(ffmpeg, [...base, ...inputs, ...outputs], { ...run, maxBytes: frameBytes }, count);
@@ -412,7 +415,7 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
     raw = Buffer.concat(parts);
   } else {
     const select = `select='${selectExpr(wanted)}',${scale}`;
-    const args = (fps: string[]) => [...base, '-i', inputArg(file), ...out, '-vf', select, ...fps, '-frames:v', String(wanted.length), ...sink];
+    const args = (fps: string[]) => [...base, ...mediaInput(file, p.format), ...out, '-vf', select, ...fps, '-frames:v', String(wanted.length), ...sink];
     try {
       raw = await runTool(ffmpeg, args(passthrough), { ...run, maxBytes: wanted.length * frameBytes });
     } catch (e) {

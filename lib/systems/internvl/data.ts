@@ -5,8 +5,21 @@
  * videos as `Frame{i}: ` + one tile per frame), each image as `<img>` + `<IMG_CONTEXT>` ×
  * numImageToken × tiles + `</img>\n`, and labels on every response and the separator after it.
  */
-import { EmotorchError, invalid } from '../../errors';
+import { EmotorchError, checkOptionNames, invalid } from '../../errors';
 import type { Tokenizer } from '../../data/tokenizer';
+import { INTERNVL_MAX_TILES_PER_IMAGE } from '../../vision/internvl';
+
+/** The most `<IMG_CONTEXT>` tokens per tile (`numImageToken`): InternVL2 uses 256 (448 px tiles, patch 14, downsample 0.5). */
+const INTERNVL_MAX_IMAGE_TOKEN = 4096;
+/** The most frames of one video (`videoFrames`): as many as `internvlFrameIndices` samples (4096 segments). */
+const INTERNVL_MAX_VIDEO_FRAMES = 4096;
+/**
+ * The most image tokens of one prompt (tiles of every image and frame × numImageToken): 2²⁰, eight
+ * times the longest context of InternVL2's LLMs (Phi-3's 128 Ki), 8 MB of ids.
+ */
+const INTERNVL_MAX_PROMPT_IMAGE_TOKENS = 2 ** 20;
+
+const CONVERSATION_FIELDS = ['system', 'history', 'query', 'response', 'imageTiles', 'videoFrames'];
 
 /** ms-swift's `Internvl2Template.system` (both templates' default system text). */
 export const INTERNVL2_SYSTEM = '你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。';
@@ -31,14 +44,14 @@ export const INTERNVL_TEMPLATES: Readonly<Record<'internvl2' | 'internvl2-phi3',
 export interface InternVLConversation {
   /** undefined: the template's default system; '' or null: no system block (swift's `--system ''`). */
   system?: string | null;
-  /** Earlier [query, response] turns (their responses are trained on too, as swift does). */
+  /** Earlier [query, response] turns, each a pair of strings (their responses are trained on too, as swift does). */
   history?: Array<[string, string]>;
   query: string;
   /** The target; omitted at inference (the prompt ends after the assistant header). */
   response?: string;
-  /** Tiles of each image, in order (thumbnail included). */
+  /** Tiles of each image, in order (thumbnail included): integers in [1, 65], what internvlTiles can make of a picture. */
   imageTiles?: number[];
-  /** Frames of each video (one tile each). */
+  /** Frames of each video (one tile each): integers in [1, 4096]. */
   videoFrames?: number[];
 }
 
@@ -62,13 +75,25 @@ type Seg = { text: string; train: boolean } | { tiles: number };
  * tokenized separately (prompt runs, response runs), BOS first when the tokenizer adds one to an
  * empty string (InternLM2, Phi-3), the image context tokens between `<img>` and `</img>\n`.
  * @param tok a tokenizer that knows the template's special tokens and `<img>`, `</img>`, `<IMG_CONTEXT>`
- * @throws EmotorchError ERR_INVALID_ARG when a tag has no media, media have no tag left to fill,
- *   or the tokenizer lacks a special token
+ * @param conv the conversation: only the fields of {@link InternVLConversation}; imageTiles
+ *   integers in [1, 65] (a 64-tile grid and its thumbnail), videoFrames integers in [1, 4096]
+ * @param opts `template`, and `numImageToken`, an integer in [1, 4096] (InternVL2: 256); the
+ *   prompt's image tokens (all tiles × numImageToken) may not exceed 2²⁰
+ * @throws EmotorchError ERR_INVALID_ARG naming the field: an unknown field or option, a field of
+ *   the wrong type, a size out of those bounds, a tag without media, media without a tag left to
+ *   fill, or a tokenizer without a special token
  */
 export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation, opts: { template: keyof typeof INTERNVL_TEMPLATES; numImageToken: number }): Promise<InternVLEncoded> {
+  if (!tok || typeof tok !== 'object' || typeof tok.tokenToId !== 'function' || typeof tok.encode !== 'function') invalid('an et.data.Tokenizer', 'tokenizer', tok);
+  if (opts === undefined || opts === null) invalid('an options object { template, numImageToken }', 'internvlEncode options', opts);
+  checkOptionNames(opts, ['template', 'numImageToken'], 'internvlEncode options');
+  if (typeof opts.template !== 'string' || !Object.prototype.hasOwnProperty.call(INTERNVL_TEMPLATES, opts.template)) {
+    invalid(Object.keys(INTERNVL_TEMPLATES).map((k) => `'${k}'`).join(' or '), 'template', opts.template);
+  }
   const t = INTERNVL_TEMPLATES[opts.template];
-  if (!t) invalid(Object.keys(INTERNVL_TEMPLATES).map((k) => `'${k}'`).join(' or '), 'template', opts.template);
-  if (!conv || typeof conv.query !== 'string') invalid('a conversation with a query string', 'conversation', conv);
+  const per = opts.numImageToken;
+  if (typeof per !== 'number' || !Number.isInteger(per) || per < 1 || per > INTERNVL_MAX_IMAGE_TOKEN) invalid(`an integer in [1, ${INTERNVL_MAX_IMAGE_TOKEN}]`, 'numImageToken', per);
+  checkConversation(conv, per);
   const ctx = tok.tokenToId('<IMG_CONTEXT>');
   if (ctx === undefined) throw new EmotorchError("InternVL: the tokenizer has no '<IMG_CONTEXT>' token", 'ERR_INVALID_ARG');
   const images = [...(conv.imageTiles ?? [])];
@@ -120,7 +145,7 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
   for (let i = 0; i < segs.length;) {
     const s = segs[i];
     if ('tiles' in s) {
-      const n = s.tiles * opts.numImageToken;
+      const n = s.tiles * per;
       for (let k = 0; k < n; k++) { inputIds.push(ctx); labels.push(-100); }
       lengthBeforeImages++;
       i++;
@@ -137,4 +162,37 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
   }
   if (images.length || videos.length) invalid('a <image> / <video> tag for every image and video', 'conversation', `${images.length} images and ${videos.length} videos left over`);
   return { inputIds, labels, lengthBeforeImages, tiles, order };
+}
+
+/** Checks a conversation's fields (names, types, sizes) and that its image tokens stay within INTERNVL_MAX_PROMPT_IMAGE_TOKENS. */
+function checkConversation(conv: InternVLConversation, numImageToken: number): void {
+  if (!conv || typeof conv !== 'object' || Array.isArray(conv)) invalid('a conversation object { query, … }', 'conversation', conv);
+  for (const k of Object.keys(conv)) if (!CONVERSATION_FIELDS.includes(k)) invalid(`one of ${CONVERSATION_FIELDS.join(', ')}`, 'a field of conversation', k);
+  if (typeof conv.query !== 'string') invalid('a string', 'conversation.query', conv.query);
+  if (conv.response !== undefined && typeof conv.response !== 'string') invalid('a string (or undefined)', 'conversation.response', conv.response);
+  if (conv.system !== undefined && conv.system !== null && typeof conv.system !== 'string') invalid('a string, null or undefined', 'conversation.system', conv.system);
+  if (conv.history !== undefined) {
+    if (!Array.isArray(conv.history)) invalid('an array of [query, response] pairs of strings', 'conversation.history', conv.history);
+    for (let i = 0; i < conv.history.length; i++) {
+      const h: unknown = conv.history[i];
+      if (!Array.isArray(h) || h.length !== 2 || typeof h[0] !== 'string' || typeof h[1] !== 'string') invalid('a [query, response] pair of strings', `conversation.history[${i}]`, h);
+    }
+  }
+  // Each count bounded, and the running total of tiles so that a long list stops as soon as the prompt would be too long.
+  const maxTiles = Math.floor(INTERNVL_MAX_PROMPT_IMAGE_TOKENS / numImageToken);
+  let tiles = 0;
+  const counts = (v: unknown, field: string, max: number, what: string) => {
+    if (v === undefined) return;
+    if (!Array.isArray(v)) invalid(`an array of ${what}`, `conversation.${field}`, v);
+    for (let i = 0; i < v.length; i++) {
+      const n: unknown = v[i];
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) invalid(`an integer in [1, ${max}]`, `conversation.${field}[${i}]`, n);
+      tiles += n;
+      if (tiles > maxTiles) {
+        invalid(`at most ${INTERNVL_MAX_PROMPT_IMAGE_TOKENS} image tokens in a prompt (${maxTiles} tiles of ${numImageToken} tokens)`, `conversation.imageTiles and conversation.videoFrames`, `more than ${maxTiles} tiles`);
+      }
+    }
+  };
+  counts(conv.imageTiles, 'imageTiles', INTERNVL_MAX_TILES_PER_IMAGE, 'tile counts');
+  counts(conv.videoFrames, 'videoFrames', INTERNVL_MAX_VIDEO_FRAMES, 'frame counts');
 }
