@@ -223,17 +223,28 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
     const bytes = outs.map(() => 0);
     const limits: (number | null)[] = outs.map(() => (typeof o.maxBytes === 'number' ? o.maxBytes : null));
     let stderr = '';
-    let failure: EmotorchError | null = null;
+    let settled = false;
+    const settle = (e: EmotorchError | null, value?: Buffer[]): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (e) reject(e); else resolve(value!);
+    };
+    // A failure settles at once: the child is killed and its pipes closed, without waiting for
+    // them to end (a grandchild, such as a wrapper's, may hold them open).
     const fail = (e: EmotorchError): void => {
-      if (!failure) failure = e;
+      if (settled) return;
+      settle(e);
       child.kill('SIGKILL');
+      for (const fd of [...outs, 2]) (child.stdio[fd] as NodeJS.ReadableStream & { destroy(): void } | null)?.destroy();
     };
     const timer = setTimeout(() => fail(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} ran longer than ${o.timeoutMs} ms and was stopped (raise timeoutMs for very long files)`, 'ERR_IO')), o.timeoutMs);
     const tooMuch = (limit: number) => fail(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} wrote more than the ${limit} bytes expected (the file's metadata does not describe its content, or it decodes to more than the bounds allow)`, 'ERR_FORMAT'));
     outs.forEach((fd, k) => {
       const stream = child.stdio[fd] as NodeJS.ReadableStream;
+      stream.on('error', () => { /* destroyed after a failure */ });
       stream.on('data', (c: Buffer) => {
-        if (failure) return;
+        if (settled) return;
         bytes[k] += c.length;
         chunks[k].push(c);
         let limit = limits[k];
@@ -245,20 +256,19 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
         if (bytes[k] > limit) tooMuch(limit);
       });
     });
+    child.stderr!.on('error', () => { /* destroyed after a failure */ });
     child.stderr!.on('data', (c: Buffer) => {
       stderr = (stderr + c.toString('utf8')).slice(-4096);
     });
     child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} could not be started: ${e.message}`, 'ERR_IO'));
+      settle(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} could not be started: ${e.message}`, 'ERR_IO'));
     });
     child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (failure) return reject(failure);
-      if (code === 0) return resolve(chunks.map((c, k) => Buffer.concat(c, bytes[k])));
+      if (settled) return;
+      if (code === 0) return settle(null, chunks.map((c, k) => Buffer.concat(c, bytes[k])));
       // The tool's own last words, as printable ASCII and briefly (never file content at length).
       const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-2).join('; ').replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
-      reject(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} failed (${signal ? `signal ${signal}` : `exit status ${code}`})${lines ? `: ${lines}` : ''}`, 'ERR_FORMAT'));
+      settle(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} failed (${signal ? `signal ${signal}` : `exit status ${code}`})${lines ? `: ${lines}` : ''}`, 'ERR_FORMAT'));
     });
   });
 }
