@@ -220,7 +220,7 @@ export const cpu = {
   convBackends(): ConvBackend[] {
     return binding.convBackends();
   },
-  /** Hands every cached block back to the C library; returns the bytes released. */
+  /** Hands every cached block back to the C library (on glibc, the free pages of its heaps then go back to the system: `malloc_trim`); returns the bytes released. */
   emptyCache(): number {
     return binding.emptyCpuCache();
   },

@@ -205,6 +205,7 @@ export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.T
       const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
       const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
       inputIds.dispose(); newTokens.dispose(); pixelValues?.dispose();
+      for (const t of tiles) t.dispose();
       return { tokens, promptTokens: enc.inputIds.length, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
     },
     decode: decoder(tokenizer, stops),
@@ -408,13 +409,45 @@ function asApiError(e: unknown): ApiError {
 /** Counters the server keeps (for /health and tests). */
 export interface ServeStats { served: number; failed: number; cancelled: number; rejected: number }
 
+
 /**
- * The CPU memory a request left cached is handed back once the server is idle and the cache
- * holds more than this: a request with large inputs does not keep the server's memory up.
+ * Hands memory back once the server is idle, so that a request with large inputs (an image
+ * decoded and tiled, a long prompt) does not keep the server's RSS up: 100 ms after the last
+ * request ends, with none running or waiting, a full garbage collection (tensors a request left to
+ * the GC are freed by it) and then the CPU cache emptied, the C library's free pages with it.
  */
-const IDLE_CACHE_BYTES = 256 << 20;
-function releaseMemory(): void {
-  if (et.cpu.cacheStats().cachedBytes > IDLE_CACHE_BYTES) et.cpu.emptyCache();
+class IdleRelease {
+  private timer: NodeJS.Timeout | null = null;
+  private static gc: (() => void) | null | undefined;
+  constructor(private isIdle: () => boolean) {}
+  soon(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.isIdle()) return;
+      IdleRelease.collect();
+      setImmediate(() => { if (this.isIdle()) et.cpu.emptyCache(); });
+    }, 100);
+    this.timer.unref();
+  }
+  cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+  /** V8's full collection (exposed for this process on first use), or nothing where it cannot be had. */
+  private static collect(): void {
+    if (IdleRelease.gc === undefined) {
+      try {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        require('v8').setFlagsFromString('--expose-gc');
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        IdleRelease.gc = require('vm').runInNewContext('gc') as () => void;
+      } catch {
+        IdleRelease.gc = null;
+      }
+    }
+    IdleRelease.gc?.();
+  }
 }
 
 /**
@@ -425,6 +458,8 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
   const L: ServeLimits = { ...SERVE_DEFAULTS, ...limits };
   const app = Fastify({ bodyLimit: L.maxBodyBytes, logger: false }) as unknown as FastifyInstance & { stats: ServeStats };
   const gate = new Gate(L.maxQueue);
+  const idle = new IdleRelease(() => !gate.running && !gate.queued);
+  app.addHook('onClose', async () => idle.cancel());
   const stats: ServeStats = { served: 0, failed: 0, cancelled: 0, rejected: 0 };
   app.stats = stats;
 
@@ -521,7 +556,7 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
     } finally {
       clearTimeout(timer);
       for (const t of turns) for (const img of t.images) img.dispose();
-      releaseMemory();
+      if (!gate.running && !gate.queued) idle.soon();
     }
   });
   return app;

@@ -26,7 +26,7 @@ export function tensorValues(t: Tensor): number[] {
 function flatten(v: readonly unknown[], out: unknown[]): void {
   for (const x of v) {
     if (Array.isArray(x)) flatten(x, out);
-    else if (ArrayBuffer.isView(x) && !(x instanceof DataView)) out.push(...Array.from(x as unknown as ArrayLike<unknown>));
+    else if (ArrayBuffer.isView(x) && !(x instanceof DataView)) for (const y of x as unknown as ArrayLike<unknown> & Iterable<unknown>) out.push(y);   // no spread: a long array passes V8's argument limit
     else out.push(x);
   }
 }

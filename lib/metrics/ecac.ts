@@ -329,8 +329,8 @@ abstract class ConversationMetric<R> extends Metric<EcacConversation, EcacConver
   }
   update(preds: unknown, targets: unknown): this {
     const [p, t] = this.read(preds, targets);
-    this.preds.push(...p);
-    this.targets.push(...t);
+    for (const x of p) this.preds.push(x);   // no spread: a long batch passes V8's argument limit
+    for (const x of t) this.targets.push(x);
     return this;
   }
 }

@@ -4,6 +4,9 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -91,6 +94,11 @@ class CpuCache final : public c10::Allocator {
       trim_to(0, drop);
     }
     for (char* b : drop) std::free(b);
+#if defined(__GLIBC__)
+    // Freed blocks below glibc's mmap threshold stay in the heap of the arena (one per thread that
+    // allocated them) until trimmed: hand every arena's free pages back, so emptying means the RSS.
+    malloc_trim(0);
+#endif
     return before;
   }
 

@@ -155,8 +155,11 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
     let j = i;
     for (; j < segs.length && !('tiles' in segs[j]) && (segs[j] as { train: boolean }).train === s.train; j++) joined += (segs[j] as { text: string }).text;
     const ids = await tok.encode(joined, { addSpecialTokens: false });
-    inputIds.push(...ids);
-    labels.push(...(s.train ? ids : ids.map(() => -100)));
+    // a loop, not push(...ids): a spread of a long prompt's ids passes V8's argument limit
+    for (const id of ids) {
+      inputIds.push(id);
+      labels.push(s.train ? id : -100);
+    }
     lengthBeforeImages += ids.length;
     i = j;
   }

@@ -200,7 +200,7 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
       let tooLong = 0;
       for (const d of sets) {
         const r = await m2seInternVLItems(d.records, internvl, tokenizer, { ...ivlOpts, mediaRoot: d.root, where: d.name });
-        items.push(...r.items);
+        for (const it of r.items) items.push(it);
         tooLong += r.tooLong;
       }
       data.push({ recs, examples: items, tooLong });
@@ -209,7 +209,7 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
       let tooLong = 0;
       for (const d of sets) {
         const r = await m2seSalmonnItems(d.records, salmonn, { mediaRoot: d.root, maxLength: opts.maxLength, where: d.name });
-        items.push(...r.items);
+        for (const it of r.items) items.push(it);
         tooLong += r.tooLong;
       }
       data.push({ recs, examples: items, tooLong });
