@@ -2,7 +2,7 @@
  * Audio: WAV and ffmpeg decoding, resampling, Whisper log-mel and Kaldi fbank features, k-means speech units.
  * @module
  */
-export { readWav, decodeWav, encodeWav } from './wav';
+export { readWav, decodeWav, encodeWav, MAX_AUDIO_SECONDS } from './wav';
 export { readAudio, findFfmpeg, findFfprobe } from './ffmpeg';
 export type { Wav, WavOptions, WavFormat } from './wav';
 export { resample } from './resample';
