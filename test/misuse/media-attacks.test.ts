@@ -153,7 +153,40 @@ describe.skipIf(!HAVE_FFMPEG)('playlists, manifests and scripts under any name: 
   });
 });
 
-describe.skipIf(!HAVE_FFMPEG)('decodes are bounded in duration, time and lifetime', () => {
+/**
+ * A GIF of w × h pixels of one colour, written here: LZW codes of 3 bits (minimum code size 2) with
+ * a clear code before every two pixels, so the code size never grows.
+ */
+function flatGif(w: number, h: number): Buffer {
+  const codes: number[] = [];
+  for (let i = 0; i < w * h; i += 2) codes.push(4, 0, ...(i + 1 < w * h ? [0] : []));
+  codes.push(5);
+  const bytes: number[] = [];
+  let acc = 0, nbits = 0;
+  for (const c of codes) {
+    acc |= c << nbits;
+    nbits += 3;
+    while (nbits >= 8) { bytes.push(acc & 255); acc >>= 8; nbits -= 8; }
+  }
+  if (nbits) bytes.push(acc & 255);
+  const blocks: number[] = [];
+  for (let i = 0; i < bytes.length; i += 255) { const part = bytes.slice(i, i + 255); blocks.push(part.length, ...part); }
+  const u16 = (v: number) => [v & 255, v >> 8];
+  return Buffer.from([...Buffer.from('GIF89a'), ...u16(w), ...u16(h), 0x80, 0, 0, 255, 0, 0, 0, 0, 255,
+    0x2c, 0, 0, 0, 0, ...u16(w), ...u16(h), 0, 2, ...blocks, 0, 0x3b]);
+}
+
+describe.skipIf(!HAVE_FFMPEG)('decodes are bounded in size, duration, time and lifetime', () => {
+  it('a 1 × 65535 GIF (37 KB) is decoded, and its resize to a 224 short side is refused, not gigabytes', async () => {
+    fs.writeFileSync(at('tall.gif'), flatGif(1, 65535));
+    const img = await et.vision.readImage(at('tall.gif'));
+    expect(img.shape).toEqual([3, 65535, 1]);
+    await rejectsWith(et.vision.processImage(at('tall.gif')), 'ERR_INVALID_ARG', /1×65535 resized to 224×14679840/);
+    expect(() => et.vision.videoTransform(et.zeros([3, 2, 1, 65535], { dtype: 'uint8' }))).toThrow(/resize stays within/);
+    fs.writeFileSync(at('small.gif'), flatGif(3, 5));
+    expect((await et.vision.processImage(at('small.gif'))).shape).toEqual([3, 224, 224]);
+  });
+
   it('readAudio stops at maxSeconds (ffmpeg decodes no further) and refuses a longer file; a WAV from its header', async () => {
     // 60 s of silence: a few KB of FLAC that decode to 60 s × 48 kHz × 2 channels of float
     ffmpeg('-f', 'lavfi', '-i', 'anullsrc=r=48000:cl=stereo', '-t', '60', '-c:a', 'flac', at('long.flac'));
