@@ -1,6 +1,10 @@
-/** The command-line framework of `emotorch`: flags as the originals spell them, usage errors. */
+/**
+ * The command-line framework of `emotorch`: flags as the originals spell them, usage errors, and
+ * the files a command line names read as the library reads files (regular files only, bounded).
+ */
 import * as fs from 'fs';
 import * as path from 'path';
+import { constants as bufferConstants } from 'buffer';
 import * as et from '../index';
 
 /** A mistake on the command line: exit status 2. */
@@ -66,6 +70,133 @@ export function parseFlags(argv: string[], flags: Record<string, Flag>): { value
   return { values, positionals };
 }
 
+// ---- files the command line names ----
+
+/**
+ * The largest config file the command line reads (a YAML, a config.json, sft_args.json, a prompt
+ * file): configs are small, so anything larger is not one (16 MiB).
+ */
+export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
+/** The largest data file read whole (a dataset JSON): V8's longest string (512 MiB on 64-bit Node). */
+export const MAX_DATA_BYTES = bufferConstants.MAX_STRING_LENGTH;
+
+/**
+ * Reads a file the command line names as UTF-8 text, as the library reads files
+ * (`et.io.readRegularTextSync`: regular files only, a FIFO's open never blocks), of at most `maxBytes`.
+ * @param what what the file is, for the message (`the SALMONN config (--cfg-path)`)
+ * @throws EmotorchError ERR_IO naming `what` and the file
+ */
+export function readTextFile(file: string, what: string, maxBytes = MAX_CONFIG_BYTES): string {
+  try {
+    return et.io.readRegularTextSync(file, maxBytes);
+  } catch (e) {
+    if (e instanceof et.EmotorchError) throw new et.EmotorchError(`${what}: ${e.message}`, e.code);
+    throw e;
+  }
+}
+
+/**
+ * Reads and parses a JSON file the command line names (`et.io.readJsonSync`: a syntax error names
+ * the file and the position, never the text).
+ * @throws EmotorchError ERR_IO / ERR_FORMAT naming `what` and the file
+ */
+export function readJsonFile(file: string, what: string, maxBytes = MAX_CONFIG_BYTES): unknown {
+  try {
+    return et.io.readJsonSync(file, maxBytes);
+  } catch (e) {
+    if (e instanceof et.EmotorchError) throw new et.EmotorchError(`${what}: ${e.message}`, e.code);
+    throw e;
+  }
+}
+
+/**
+ * A folder the command line writes into (`--output_dir`, `run.output_dir`), created when missing
+ * (with `create` false, only checked: a command checks before its slow work and creates after).
+ * @param option the flag or config key that named it, for the message
+ * @throws EmotorchError ERR_INVALID_ARG naming `option` when it, or a path above it, exists and is
+ *   not a folder; ERR_IO when it cannot be created
+ */
+export function outputFolder(dir: string, option: string, create = true): string {
+  const want = path.resolve(dir);
+  for (let p = want; ;) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(p);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const up = path.dirname(p);
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && up !== p) { p = up; continue; }
+      throw new et.EmotorchError(`${option} '${dir}' cannot be used: ${code ?? 'error'} on '${p}'`, code === 'ENOTDIR' ? 'ERR_INVALID_ARG' : 'ERR_IO');
+    }
+    if (!st.isDirectory()) {
+      const what = st.isFile() ? 'a regular file' : 'a special file';
+      throw new et.EmotorchError(p === want
+        ? `${option} '${dir}' is ${what}, not a folder: name a folder to write into`
+        : `${option} '${dir}' cannot be a folder: '${p}' above it is ${what}`, 'ERR_INVALID_ARG');
+    }
+    break;
+  }
+  if (!create) return dir;
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new et.EmotorchError(`${option} '${dir}' cannot be created (${(e as NodeJS.ErrnoException).code ?? 'error'}: ${(e as Error).message})`, 'ERR_IO');
+  }
+  return dir;
+}
+
+/**
+ * A file the command line will write (`--output_path`): checked (and its folder created with
+ * `create`) before the work, so a folder in its place fails at once.
+ * @throws EmotorchError ERR_INVALID_ARG when the path is a folder or special file, or its folder cannot be one
+ */
+export function checkOutputFile(file: string, option: string, create = false): string {
+  outputFolder(path.dirname(path.resolve(file)), `the folder of ${option}`, create);
+  let st: fs.Stats | undefined;
+  try { st = fs.statSync(file); } catch { /* a new file */ }
+  if (st && !st.isFile()) throw new et.EmotorchError(`${option} '${file}' is not a regular file (it is ${st.isDirectory() ? 'a folder' : 'a special file'})`, 'ERR_INVALID_ARG');
+  return file;
+}
+
+/**
+ * Writes a whole text file the command line names (its folder created when missing).
+ * @throws EmotorchError ERR_INVALID_ARG when the path is a folder or its folder is a file; ERR_IO when it cannot be written
+ */
+export function writeTextFile(file: string, text: string, option: string): void {
+  checkOutputFile(file, option, true);
+  try {
+    fs.writeFileSync(file, text);
+  } catch (e) {
+    throw new et.EmotorchError(`${option} '${file}' cannot be written (${(e as NodeJS.ErrnoException).code ?? 'error'}: ${(e as Error).message})`, 'ERR_IO');
+  }
+}
+
+/**
+ * The context length of a loaded chat LLM (`max_position_embeddings` of its config): the most
+ * tokens a generation may ask for.
+ */
+export function contextLength(model: et.nn.LlamaForCausalLM | et.systems.InternVL | et.systems.Salmonn | et.systems.Usdm): number {
+  const llm = model instanceof et.nn.LlamaForCausalLM ? model
+    : model instanceof et.systems.InternVL ? model.language_model
+      : model instanceof et.systems.Salmonn ? model.llama_model : model.llm;
+  return llm.config.max_position_embeddings;
+}
+
+/**
+ * A generation cap (`--max_new_tokens`, a YAML's `max_new_tokens`): a positive integer of at most
+ * the model's context length; `undefined` (not given) becomes `dflt`, lowered to the context.
+ * @param name the flag or key that gave it, for the message
+ * @throws EmotorchError ERR_INVALID_ARG naming it
+ */
+export function maxNewTokens(value: unknown, context: number, name: string, dflt: number): number {
+  if (value === undefined) return Math.min(dflt, context);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > context) {
+    throw new et.EmotorchError(`Expected a positive integer of at most ${context} (the model's context length, max_position_embeddings) for ${name} but received ${typeof value === 'number' ? String(value) : JSON.stringify(value) ?? String(value)}`, 'ERR_INVALID_ARG');
+  }
+  return value;
+}
+
 export const num = (v: Values, k: string): number | undefined => (v[k] === undefined ? undefined : Number(v[k]));
 export const str = (v: Values, k: string): string | undefined => v[k] as string | undefined;
 export function need(v: Values, k: string): string {
@@ -80,12 +211,9 @@ export async function loadChatModel(dir: string, tokenizerPath?: string): Promis
   dir = await et.hub.resolvePretrainedPath(dir);   // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
-  let cfg: Record<string, unknown>;
-  try {
-    cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new et.EmotorchError(`cannot read '${cfgFile}': ${(e as Error).message}`, 'ERR_FORMAT');
-  }
+  const parsed = readJsonFile(cfgFile, 'the model config');
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new et.EmotorchError(`cannot read the model config '${cfgFile}': it is not a JSON object`, 'ERR_FORMAT');
+  const cfg = parsed as Record<string, unknown>;
   const tokenizer = await et.data.Tokenizer.fromFile(tokenizerPath ?? dir);
   const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
   const model = cfg.vision_config && cfg.llm_config

@@ -2,14 +2,18 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
-import { Command, UsageError, loadChatModel, need, num, str } from './common';
+import { Command, UsageError, contextLength, loadChatModel, maxNewTokens, need, num, outputFolder, readJsonFile, str, writeTextFile } from './common';
 
 const stamp = (): string => new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 
-/** swift 2.x's output folder: `<output_dir>/<model_type>/v<N>-<timestamp>`. */
+/**
+ * swift 2.x's output folder: `<output_dir>/<model_type>/v<N>-<timestamp>`.
+ * @throws EmotorchError ERR_INVALID_ARG naming --output_dir when it (or `<output_dir>/<model_type>`) is not a folder
+ */
 function versionDir(outputDir: string, modelType: string): string {
-  const base = path.join(outputDir, modelType);
-  const taken = fs.existsSync(base) ? fs.readdirSync(base).map((d) => /^v(\d+)-/.exec(d)?.[1]).filter((x): x is string => !!x).map(Number) : [];
+  outputFolder(outputDir, '--output_dir');
+  const base = outputFolder(path.join(outputDir, modelType), '--output_dir/--model_type');
+  const taken = fs.readdirSync(base).map((d) => /^v(\d+)-/.exec(d)?.[1]).filter((x): x is string => !!x).map(Number);
   return path.join(base, `v${taken.length ? Math.max(...taken) + 1 : 0}-${stamp()}`);
 }
 
@@ -53,15 +57,16 @@ export const M2SE_SFT: Command = {
     if (sftType !== 'lora' && sftType !== 'full') throw new UsageError(`--sft_type takes lora or full, not '${sftType}'`);
     const acc = str(v, 'acc_strategy')!;
     if (acc !== 'token' && acc !== 'sentence') throw new UsageError(`--acc_strategy takes token or sentence, not '${acc}'`);
+    const runDir0 = str(v, 'output_dir')!;
+    outputFolder(runDir0, '--output_dir', false);   // checked before the model loads: a file there fails at once
     const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'));
     const resume = str(v, 'resume_from_checkpoint');
     if (resume) {
       if (sftType !== 'lora') throw new UsageError('--resume_from_checkpoint starts from a LoRA adapter: use it with --sft_type lora');
       await et.nn.loadLoraAdapter(model, resume);
     }
-    const runDir = versionDir(str(v, 'output_dir')!, str(v, 'model_type') ?? path.basename(path.resolve(dir)));
-    fs.mkdirSync(runDir, { recursive: true });
-    fs.writeFileSync(path.join(runDir, 'sft_args.json'), JSON.stringify({ ...v, model: path.resolve(dir) }, null, 2));
+    const runDir = outputFolder(versionDir(runDir0, str(v, 'model_type') ?? path.basename(path.resolve(dir))), '--output_dir');
+    writeTextFile(path.join(runDir, 'sft_args.json'), JSON.stringify({ ...v, model: path.resolve(dir) }, null, 2), '--output_dir');
     out(`output: ${runDir}`);
     et.manualSeed(num(v, 'seed')!);
     const [r] = await et.systems.m2seStages({
@@ -80,7 +85,7 @@ export const M2SE_SFT: Command = {
     const ckpt = path.join(runDir, `checkpoint-${r.globalStep}`);
     if (sftType === 'lora') await et.nn.saveLoraAdapter(model, ckpt, { baseModel: path.resolve(dir) });
     else await model.save(path.join(ckpt, 'model.safetensors'));
-    fs.writeFileSync(path.join(ckpt, 'sft_args.json'), JSON.stringify({ ...v, model: path.resolve(dir) }, null, 2));
+    writeTextFile(path.join(ckpt, 'sft_args.json'), JSON.stringify({ ...v, model: path.resolve(dir) }, null, 2), '--output_dir');
     out(`${r.examples} examples (${r.tooLong} longer than max_length dropped), ${r.globalStep} steps, train_loss ${r.trainingLoss.toFixed(6)}`);
     out(`last_model_checkpoint: ${ckpt}`);
   },
@@ -95,7 +100,7 @@ export const M2SE_INFER: Command = {
     ckpt_dir: { kind: 'string', help: 'a LoRA checkpoint folder (peft adapter) written by sft' },
     val_dataset: { kind: 'list', help: 'ms-swift JSON / JSONL test files' },
     max_length: { kind: 'number', help: 'accepted for swift\'s command lines (prompts are not cut)' },
-    max_new_tokens: { kind: 'number', help: 'most tokens per answer', default: '2048' },
+    max_new_tokens: { kind: 'number', help: "most tokens per answer, at most the model's context (max_position_embeddings); default 2048 or the context if smaller" },
     result_dir: { kind: 'string', help: 'where the JSONL goes (default <ckpt_dir or model>/infer_result)' },
   },
   async run(v, _pos, out) {
@@ -103,16 +108,20 @@ export const M2SE_INFER: Command = {
     let dir = str(v, 'model') ?? str(v, 'model_id_or_path');
     if (!dir && ckpt) {
       const args = path.join(ckpt, 'sft_args.json');
-      if (fs.existsSync(args)) dir = (JSON.parse(fs.readFileSync(args, 'utf8')) as { model?: string }).model;
+      if (fs.existsSync(args)) {
+        const a = readJsonFile(args, "the checkpoint's sft_args.json (--ckpt_dir)") as { model?: unknown } | null;
+        if (a && typeof a === 'object' && typeof a.model === 'string') dir = a.model;
+      }
     }
     if (!dir) throw new UsageError('--model is required (or --ckpt_dir of a checkpoint sft wrote)');
     const sets = need(v, 'val_dataset') as unknown as string[];
     const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'));
+    const maxNew = maxNewTokens(num(v, 'max_new_tokens'), contextLength(model), '--max_new_tokens', 2048);
     if (ckpt) await et.nn.loadLoraAdapter(model, ckpt);
-    const resultDir = str(v, 'result_dir') ?? path.join(ckpt ?? dir, 'infer_result');
+    const resultDir = outputFolder(str(v, 'result_dir') ?? path.join(ckpt ?? dir, 'infer_result'), '--result_dir');
     for (const set of sets) {
       const file = path.join(resultDir, `${stamp()}${sets.length > 1 ? `-${path.basename(set).replace(/\.[^.]*$/, '')}` : ''}.jsonl`);
-      const r = await et.systems.m2seInfer({ model, tokenizer, dataset: path.resolve(set), outFile: file, system: str(v, 'system'), maxNewTokens: num(v, 'max_new_tokens') });
+      const r = await et.systems.m2seInfer({ model, tokenizer, dataset: path.resolve(set), outFile: file, system: str(v, 'system'), maxNewTokens: maxNew });
       out(`${r.count} records of ${set} -> ${r.file}`);
     }
   },

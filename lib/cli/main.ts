@@ -82,6 +82,9 @@ async function runCommand(name: string, c: Command, rest: string[], help: string
   } catch (e) {
     if (e instanceof UsageError) { err(`emotorch ${name}: ${e.message}\n(emotorch ${name} --help lists the flags)`); return 2; }
     if (e instanceof et.EmotorchError) { err(`emotorch ${name}: ${e.code}: ${e.message}`); return 1; }
+    // a file system failure that reached here uncoded (EACCES, ENOSPC, …): the message names the path, a stack adds nothing
+    const sys = e as NodeJS.ErrnoException;
+    if (sys instanceof Error && typeof sys.syscall === 'string' && typeof sys.code === 'string') { err(`emotorch ${name}: ERR_IO: ${sys.message}`); return 1; }
     err(`emotorch ${name}: ${(e as Error)?.stack ?? String(e)}`);
     return 1;
   }

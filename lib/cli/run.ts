@@ -16,6 +16,34 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
+/** The most of a rank's error file that is shown (the rest is cut: it is a message, not a log). */
+const MAX_ERROR_FILE_BYTES = 64 * 1024;
+
+/**
+ * The start of a rank's error file, or '' when there is none. Only a regular file is read (opened
+ * without blocking, so a FIFO put in its place cannot hang the launcher), and at most
+ * {@link MAX_ERROR_FILE_BYTES} of it.
+ */
+function readErrorFile(file: string): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  } catch {
+    return '';   // no error file: only Python's elastic error handler writes one
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return '';
+    const buf = Buffer.alloc(Math.min(st.size, MAX_ERROR_FILE_BYTES));
+    const n = fs.readSync(fd, buf, 0, buf.length, 0);
+    return buf.toString('utf8', 0, n).trim() + (st.size > MAX_ERROR_FILE_BYTES ? ` … (${st.size - MAX_ERROR_FILE_BYTES} more bytes in the error file)` : '');
+  } catch {
+    return '';
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export interface LaunchOptions {
   nprocPerNode: number;
   nnodes: number;
@@ -212,12 +240,7 @@ export async function launch(o: LaunchOptions, log: (s: string) => void = (s) =>
           if ((code !== 0 || signal) && !failure) {
             const status = signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? 1;
             failure = { rank, status, why: describeExit(code, signal) };
-            let detail = '';
-            try {
-              detail = fs.readFileSync(errorFile, 'utf8').trim();
-            } catch {
-              // no error file: only Python's elastic error handler writes one
-            }
+            const detail = readErrorFile(errorFile);
             log(`rank ${rank} (local rank ${rank - o.nodeRank * o.nprocPerNode}, pid ${p.pid}) ${failure.why}: stopping the other ranks${detail ? `\n${detail}` : ''}`);
             stopOthers('SIGTERM');
           }

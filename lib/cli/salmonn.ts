@@ -4,10 +4,24 @@ import * as path from 'path';
 import * as readline from 'readline';
 import * as YAML from 'yaml';
 import * as et from '../index';
-import { Command, UsageError, str } from './common';
+import { Command, UsageError, contextLength, maxNewTokens, outputFolder, readJsonFile, readTextFile, str } from './common';
 
 /** The YAML's paths: read here, not config fields. */
 const PATHS = ['llama_path', 'whisper_path', 'beats_path', 'ckpt'];
+
+/**
+ * Reads and parses a SALMONN YAML (a regular file of at most 16 MiB, MAX_CONFIG_BYTES: a FIFO or
+ * /dev/zero is refused before a byte is read).
+ * @throws EmotorchError ERR_IO for an unreadable file, ERR_FORMAT for one that is not YAML
+ */
+function parseSalmonnYaml(file: string): unknown {
+  const text = readTextFile(file, 'the SALMONN config (--cfg-path)');
+  try {
+    return YAML.parse(text);
+  } catch (e) {
+    throw new et.EmotorchError(`cannot read the SALMONN config '${file}': ${(e as Error).message.split('\n')[0]}`, 'ERR_FORMAT');
+  }
+}
 
 /**
  * The original YAML (`model:` and `generate:` blocks, configs/decode_config.yaml's layout) as
@@ -15,13 +29,7 @@ const PATHS = ['llama_path', 'whisper_path', 'beats_path', 'ckpt'];
  * @throws EmotorchError ERR_IO / ERR_FORMAT for an unreadable file or one that is not such a YAML
  */
 export function readSalmonnYaml(file: string): { options: Parameters<typeof et.systems.Salmonn.fromPretrained>[0]; ignored: string[] } {
-  let doc: unknown;
-  try {
-    doc = YAML.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ? 'ERR_IO' : 'ERR_FORMAT';
-    throw new et.EmotorchError(`cannot read the SALMONN config '${file}': ${(e as Error).message.split('\n')[0]}`, code);
-  }
+  const doc = parseSalmonnYaml(file);
   const y = doc as { model?: Record<string, unknown>; generate?: Record<string, unknown> } | null;
   if (!y || typeof y !== 'object' || !y.model || typeof y.model !== 'object') throw new et.EmotorchError(`'${file}' has no model: block (SALMONN's decode_config.yaml layout)`, 'ERR_FORMAT');
   const known = new Set(Object.keys(et.systems.SALMONN_DEFAULTS));
@@ -42,6 +50,16 @@ export function readSalmonnYaml(file: string): { options: Parameters<typeof et.s
   return { options: { whisper, beats: p('beats_path'), llm, checkpoint: p('ckpt'), config: config as never }, ignored };
 }
 
+/**
+ * The YAML's `generate.max_new_tokens` against the loaded LLM's context length (SALMONN's checks
+ * only that it is a positive integer; 1e12 would generate until memory runs out).
+ * @throws EmotorchError ERR_INVALID_ARG naming the key and the file
+ */
+function checkGenerationCap(model: et.systems.Salmonn, options: { config?: unknown }, file: string): void {
+  const given = (options.config as Record<string, unknown> | undefined)?.max_new_tokens;
+  if (given !== undefined) maxNewTokens(given, contextLength(model), `'${file}': generate.max_new_tokens`, 0);
+}
+
 export const SALMONN_INFER: Command = {
   summary: "SALMONN's cli_inference.py: load the model of a decode_config.yaml, then answer a wav and a prompt (or many, typed in turn)",
   flags: {
@@ -56,6 +74,7 @@ export const SALMONN_INFER: Command = {
     const { options, ignored } = readSalmonnYaml(cfg);
     if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
     const model = await et.systems.Salmonn.fromPretrained(options);
+    checkGenerationCap(model, options, cfg);
     model.eval();
     const answer = async (wav: string, prompt: string): Promise<string> => {
       const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
@@ -111,12 +130,7 @@ function setting<T extends 'number' | 'string' | 'boolean'>(b: Record<string, un
 
 /** `{task: [prompts]}` from model.prompt_path, keeping those with `<SpeechHere>` as the original. */
 function readPrompts(file: string): Record<string, string[]> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new et.EmotorchError(`cannot read model.prompt_path '${file}': ${(e as Error).message}`, (e as NodeJS.ErrnoException).code ? 'ERR_IO' : 'ERR_FORMAT');
-  }
+  const doc = readJsonFile(file, 'model.prompt_path');
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new et.EmotorchError(`model.prompt_path '${file}' is not a JSON object of task → prompts`, 'ERR_FORMAT');
   const out: Record<string, string[]> = {};
   for (const [task, v] of Object.entries(doc as Record<string, unknown>)) {
@@ -139,12 +153,13 @@ export const SALMONN_TRAIN: Command = {
     const cfg = str(v, 'cfg_path');
     if (!cfg) throw new UsageError('--cfg-path is required');
     const { options, ignored } = readSalmonnYaml(cfg);
-    const y = YAML.parse(fs.readFileSync(cfg, 'utf8')) as Record<string, unknown>;
+    const y = parseSalmonnYaml(cfg) as Record<string, unknown>;
     const model_ = block(y, 'model', cfg), data = block(y, 'datasets', cfg), run = block(y, 'run', cfg), optims = block(run, 'optims', cfg);
     if (setting(run, 'evaluate', 'boolean', false, cfg)) throw new et.EmotorchError(`'${cfg}': run.evaluate is true (test-set decoding): use \`emotorch salmonn infer\` for answers; train reads run.evaluate: False`, 'ERR_FORMAT');
     const trainFile = setting(data, 'train_ann_path', 'string', undefined, cfg);
     const validFile = data.valid_ann_path ? setting(data, 'valid_ann_path', 'string', '', cfg) : '';
     const outputDir = setting(run, 'output_dir', 'string', undefined, cfg);
+    outputFolder(outputDir, `'${cfg}': run.output_dir`, false);   // checked before the model loads
     const seed = setting(run, 'seed', 'number', 42, cfg);
     const batch = setting(run, 'batch_size_train', 'number', 8, cfg);
     const evalBatch = setting(run, 'batch_size_eval', 'number', batch, cfg);
@@ -188,6 +203,7 @@ export const SALMONN_TRAIN: Command = {
     // the model (seeded first, as train.py's setup_seeds), its optimizer groups
     et.manualSeed(seed);
     const model = await et.systems.Salmonn.fromPretrained(options);
+    checkGenerationCap(model, options, cfg);
     const cuda = wantDevice.startsWith('cuda') && et.cuda.isAvailable();
     if (wantDevice.startsWith('cuda') && !cuda) process.stderr.write('emotorch: run.device is cuda but no CUDA device is available: training on the CPU\n');
     const weightDecay = setting(optims, 'weight_decay', 'number', 0.05, cfg);
@@ -199,7 +215,7 @@ export const SALMONN_TRAIN: Command = {
       + `${accum > 1 ? ` (${accum} per optimizer step)` : ''} of batch ${batch} = ${maxSteps} optimizer steps; ${model.numParameters(true)} trainable parameters; ${cuda ? 'CUDA' : 'CPU'}${fp16 ? ', fp16 autocast' : ''}`);
 
     // runner.py's files: log.txt (the config, then the stats of each epoch), checkpoint_{epoch} and checkpoint_best
-    fs.mkdirSync(outputDir, { recursive: true });
+    outputFolder(outputDir, `'${cfg}': run.output_dir`);
     const logTxt = path.join(outputDir, 'log.txt');
     const resume = v.resume === true;
     if (!resume) fs.appendFileSync(logTxt, JSON.stringify(y, null, 4) + '\n');

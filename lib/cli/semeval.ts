@@ -4,10 +4,9 @@
  * seed's TrainingArguments on ECF 2.0 conversations, and the Subtask 2 submission file
  * (`Subtask_2_pred.json`) from its predictions with the self-cause pairing.
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
-import { Command, UsageError, Values, need, num, str } from './common';
+import { Command, MAX_DATA_BYTES, UsageError, Values, need, num, outputFolder, readJsonFile, str, writeTextFile } from './common';
 
 /** `--features text=text.safetensors video=video.safetensors` → files in that order. */
 function features(v: Values): Record<string, string> {
@@ -63,10 +62,10 @@ export const SEMEVAL_TRAIN: Command = {
   },
   async run(v, _pos, out) {
     const files = features(v);
+    const outDir = outputFolder(str(v, 'output_dir')!, '--output_dir', false);   // checked before the work
     const train = await dataset(need(v, 'train_file'), files);
     const evalSet = str(v, 'eval_file') ? await dataset(str(v, 'eval_file')!, files) : null;
     const modalities = train.sizes;
-    const outDir = str(v, 'output_dir')!;
     et.manualSeed(num(v, 'seed')!);
     const model = et.systems.ConcatFusionClassifier.create({ modalities });
     const trainer = new et.train.Trainer({
@@ -82,9 +81,9 @@ export const SEMEVAL_TRAIN: Command = {
       },
     });
     await trainer.train();
-    fs.mkdirSync(outDir, { recursive: true });
+    outputFolder(outDir, '--output_dir');
     await model.save(path.join(outDir, WEIGHTS));
-    fs.writeFileSync(path.join(outDir, CONFIG), `${JSON.stringify({ modalities, emotions: et.data.ECF_EMOTIONS }, null, 2)}\n`);
+    writeTextFile(path.join(outDir, CONFIG), `${JSON.stringify({ modalities, emotions: et.data.ECF_EMOTIONS }, null, 2)}\n`, '--output_dir');
     if (evalSet) {
       const m = await trainer.evaluate();
       out(`eval: macro F1 ${m.eval_macro_f1.toFixed(4)}, weighted F1 ${m.eval_weighted_f1.toFixed(4)} (${evalSet.items.length} utterances)`);
@@ -104,11 +103,15 @@ export const SEMEVAL_PREDICT: Command = {
   },
   async run(v, _pos, out) {
     const dir = need(v, 'model_dir');
-    let cfg: { modalities?: Record<string, number> };
+    let cfg: { modalities?: Record<string, number> } | null;
     try {
-      cfg = JSON.parse(fs.readFileSync(path.join(dir, CONFIG), 'utf8'));
+      cfg = readJsonFile(path.join(dir, CONFIG), CONFIG) as typeof cfg;
     } catch (e) {
-      throw new et.EmotorchError(`'${dir}' is not a 'semeval train' output: cannot read ${CONFIG} (${(e as Error).message})`, (e as NodeJS.ErrnoException).code ? 'ERR_IO' : 'ERR_FORMAT');
+      throw new et.EmotorchError(`--model_dir '${dir}' is not a 'semeval train' output: ${(e as Error).message}`, (e as et.EmotorchError).code);
+    }
+    const mods = cfg?.modalities;
+    if (!cfg || typeof cfg !== 'object' || !mods || typeof mods !== 'object' || Array.isArray(mods) || !Object.values(mods).every((d) => Number.isSafeInteger(d) && d > 0)) {
+      throw new et.EmotorchError(`'${path.join(dir, CONFIG)}' is not a 'semeval train' ${CONFIG}: no "modalities" object of embedding sizes`, 'ERR_FORMAT');
     }
     const files = features(v);
     const trained = Object.keys(cfg.modalities ?? {});
@@ -139,8 +142,9 @@ export const SEMEVAL_PREDICT: Command = {
     out(`wrote ${file}: ${test.ds.conversations.length} conversations, ${pairs.length} emotion-cause pairs (predicted: ${counts})`);
     if (test.items.some((it) => it.label >= 0)) {
       const s = scores({ predictions: et.cat(logitsAll, 0), labelIds: et.tensor(test.items.map((it) => (it.label >= 0 ? it.label : -100)), { dtype: 'int64' }) });
-      const gold = JSON.parse(fs.readFileSync(need(v, 'test_file'), 'utf8'));
-      const sub = et.metrics.ecacPairs(JSON.parse(fs.readFileSync(file, 'utf8')), gold);
+      type Conversations = Parameters<typeof et.metrics.ecacPairs>[0];
+      const gold = readJsonFile(need(v, 'test_file'), '--test_file', MAX_DATA_BYTES) as Conversations;
+      const sub = et.metrics.ecacPairs(readJsonFile(file, '--output_file', MAX_DATA_BYTES) as Conversations, gold);
       out(`gold labels in the file: macro F1 ${s.macro_f1.toFixed(4)}, weighted F1 ${s.weighted_f1.toFixed(4)}; Subtask 2 w-avg F1 ${sub.weighted.f1.toFixed(4)} (micro ${sub.micro.f1.toFixed(4)})`);
     }
   },

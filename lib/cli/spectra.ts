@@ -3,10 +3,14 @@
  * `scripts/finetune.sh` as main.py parses them, on `{data_path}/{task}/{train,valid,test}.pkl`,
  * through `et.systems.Spectra.finetune` (the paper's recipe on the Trainer).
  */
-import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
-import { Command, UsageError, need, num, str } from './common';
+import { Command, UsageError, need, num, outputFolder, str } from './common';
+
+/** The longest clip `--audio_length` may ask for, in seconds (every clip is padded to it: 24 clips of 10 min are 0.9 GB). */
+const MAX_AUDIO_SECONDS = 600;
+/** The most tokens `--text_length` may ask for (RoBERTa-style text encoders have 512 positions; SPECTRA's 514). */
+const MAX_TEXT_LENGTH = 1 << 16;
 
 const TASKS = ['mosi', 'mosei', 'iemocap', 'mintrec'] as const;
 
@@ -46,22 +50,27 @@ export const SPECTRA_FINETUNE: Command = {
       return x;
     };
     const batch = int('batch_size', 1), epochs = int('epochs', 1), accum = int('grad_acc', 1);
+    const audioSeconds = num(v, 'audio_length')!;
+    if (!(audioSeconds > 0 && audioSeconds <= MAX_AUDIO_SECONDS)) throw new et.EmotorchError(`Expected a number of seconds in (0, ${MAX_AUDIO_SECONDS}] for --audio_length but received ${audioSeconds}`, 'ERR_INVALID_ARG');
+    const textLength = int('text_length', 2);
+    if (textLength > MAX_TEXT_LENGTH) throw new et.EmotorchError(`Expected an integer in [2, ${MAX_TEXT_LENGTH}] for --text_length but received ${textLength}`, 'ERR_INVALID_ARG');
     const root = path.join(str(v, 'data_path')!, task);
     const split = async (name: string) => {
       const file = path.join(root, `${name}.pkl`);
-      if (!fs.existsSync(file)) throw new et.EmotorchError(`'${file}' does not exist (main.py reads <data_path>/<task>/${name}.pkl)`, 'ERR_IO');
+      const why = et.io.notAFile(file);
+      if (why) throw new et.EmotorchError(`'${file}' ${why} (main.py reads <data_path>/<task>/${name}.pkl)`, 'ERR_IO');
       return et.data.SpectraDataset.fromFile(file, { task });
     };
     const [train, valid, test] = [await split('train'), await split('valid'), await split('test')];
     const steps = epochs * Math.ceil(train.length / batch / accum);
     const warmupSteps = Math.floor(num(v, 'warmup')! * steps);
     const fp16 = num(v, 'apex_level')! > 0 && et.cuda.isAvailable();
-    const outputDir = str(v, 'output_dir') ?? path.join('output', `spectra-${task}`);
+    const outputDir = outputFolder(str(v, 'output_dir') ?? path.join('output', `spectra-${task}`), '--output_dir', false);
     et.manualSeed(int('seed', 0));   // main.py seeds before it builds the model (a new head is drawn at load)
     const { trainer } = await et.systems.Spectra.finetune({
       task, model: need(v, 'model_path'), train, eval: valid,
       load: fp16 || et.cuda.isAvailable() ? { device: 'cuda' } : {},
-      collate: { audioLength: Math.round(num(v, 'audio_length')! * 16000), textLength: int('text_length', 2), ...(v.multi_audio === true ? { multiAudio: true } : {}) },
+      collate: { audioLength: Math.round(audioSeconds * 16000), textLength, ...(v.multi_audio === true ? { multiAudio: true } : {}) },
       args: {
         output_dir: outputDir, per_device_train_batch_size: batch, per_device_eval_batch_size: batch, num_train_epochs: epochs, gradient_accumulation_steps: accum,
         learning_rate: num(v, 'lr'), weight_decay: num(v, 'weight_decay'), max_grad_norm: num(v, 'grad_norm'), seed: int('seed', 0),

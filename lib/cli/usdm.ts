@@ -3,10 +3,8 @@
  * greedy stages: user transcript, agent text, agent units), on local files. emotorch has no
  * Voicebox / BigVGAN speech decoder, so the agent's units are written instead of a wav.
  */
-import * as fs from 'fs';
-import * as path from 'path';
 import * as et from '../index';
-import { Command, UsageError, need, num, str } from './common';
+import { Command, UsageError, checkOutputFile, contextLength, maxNewTokens, need, num, str, writeTextFile } from './common';
 
 /** The unit vocabulary's ids as the tokenizer has them (USDM's Mistral layout by default). */
 async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.UsdmTokenIds> {
@@ -32,7 +30,7 @@ export const USDM_INFER: Command = {
     xlsr: { kind: 'string', help: 'the unit extractor\'s encoder: xlsr2_1b_v2.pt (fairseq2) or an HF Wav2Vec2 folder' },
     kmeans: { kind: 'string', help: 'the k-means centroids (kmeans_10k.npy)' },
     layer: { kind: 'number', help: 'the XLS-R hidden state the units are read at (seamless: 35)', default: '35' },
-    max_new_tokens: { kind: 'number', help: 'tokens per stage at most', default: '512' },
+    max_new_tokens: { kind: 'number', help: "tokens per stage at most, at most the model's context (max_position_embeddings); default 512 or the context if smaller" },
     output_path: { kind: 'string', help: 'write the JSON here too (default: stdout only)' },
     reference_path: { kind: 'string', help: "the original's speaker reference for Voicebox (not supported: no speech decoder)" },
   },
@@ -40,8 +38,10 @@ export const USDM_INFER: Command = {
     if (v.reference_path !== undefined) throw new UsageError('--reference_path feeds the Voicebox speech decoder, which emotorch does not have; the agent units are written instead');
     if ((v.input_path === undefined) === (v.units === undefined)) throw new UsageError('give exactly one of --input_path and --units');
     const dir = need(v, 'model');
-    const maxNewTokens = num(v, 'max_new_tokens')!;
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new UsageError('--max-new-tokens must be a positive integer');
+    const outFile = str(v, 'output_path');
+    if (outFile) checkOutputFile(outFile, '--output_path');   // checked before the work
+    const maxNew = num(v, 'max_new_tokens');
+    if (maxNew !== undefined && (!Number.isInteger(maxNew) || maxNew < 1)) throw new UsageError('--max-new-tokens must be a positive integer');
     const tok = await et.data.Tokenizer.fromFile(str(v, 'tokenizer') ?? dir);
     const ids = await tokenIds(tok);
     let userUnits: number[];
@@ -57,14 +57,11 @@ export const USDM_INFER: Command = {
       [userUnits] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(samples).reshape([1, samples.length]) }));
     }
     const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids });
+    const maxNewTokensPerStage = maxNewTokens(maxNew, contextLength(usdm), '--max_new_tokens', 512);
     const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
-    const r = await et.noGrad(() => usdm.infer(userUnits, codec, { maxNewTokens }));
+    const r = await et.noGrad(() => usdm.infer(userUnits, codec, { maxNewTokens: maxNewTokensPerStage }));
     const json = JSON.stringify({ user_units: userUnits, user_text: r.userText, agent_text: r.agentText, agent_units: r.agentUnits });
-    const file = str(v, 'output_path');
-    if (file) {
-      fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-      fs.writeFileSync(file, `${json}\n`);
-    }
+    if (outFile) writeTextFile(outFile, `${json}\n`, '--output_path');
     out(json);
   },
 };

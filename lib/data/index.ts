@@ -13,7 +13,7 @@ export { DataLoader, mulberry32 } from './loader';
 export type { DataLoaderOptions, Sampler } from './loader';
 export { padSequences, stackNumbers } from './collate';
 export type { PadOptions, Padded } from './collate';
-export { Tokenizer } from './tokenizer';
+export { Tokenizer, MAX_ENCODE_CHARS } from './tokenizer';
 export type {
   TokenizerJSON, TokenizerConfig, AddedTokenJSON, ConfigToken, EncodeOptions, DecodeOptions, AddTokensOptions,
   EncodeBatchOptions, BatchEncoding, Padding,

@@ -357,9 +357,26 @@ function checkId(v: unknown, name: string): number {
   return v;
 }
 
+/**
+ * The longest text one encode call takes, in UTF-16 code units (8 Mi; for `encodeBatch`, all its
+ * texts together). The `tokenizers` library keeps about 85 bytes per token and aborts the whole
+ * process when an allocation fails (a 100 MB text needs about 8 GB), so a longer text is refused
+ * with ERR_INVALID_ARG instead. 8 Mi characters are millions of tokens, past any model's context:
+ * cut long documents before encoding them.
+ */
+export const MAX_ENCODE_CHARS = 8 * 1024 * 1024;
+
+function checkText(text: unknown, name: string): string {
+  if (typeof text !== 'string') invalid('a string', name, text);
+  if (text.length > MAX_ENCODE_CHARS) invalid(`a text of at most ${MAX_ENCODE_CHARS} characters (MAX_ENCODE_CHARS)`, name, `a text of ${text.length} characters`);
+  return text;
+}
+
 function checkTexts(texts: unknown): string[] {
   if (!Array.isArray(texts)) invalid('an array of strings', 'texts', texts);
-  texts.forEach((t, i) => { if (typeof t !== 'string') invalid('a string', `texts[${i}]`, t); });
+  let total = 0;
+  texts.forEach((t, i) => { total += checkText(t, `texts[${i}]`).length; });
+  if (total > MAX_ENCODE_CHARS) invalid(`texts of at most ${MAX_ENCODE_CHARS} characters in all (MAX_ENCODE_CHARS; encode long batches in parts)`, 'texts', `${texts.length} texts of ${total} characters`);
   return texts;
 }
 
@@ -776,13 +793,14 @@ export class Tokenizer {
    * @param text the text
    * @param options `addSpecialTokens` (default true): add the post-processor's tokens (BOS, `<s>` … `</s>`)
    * @returns the ids
-   * @throws EmotorchError ERR_INVALID_ARG (a rejection) when text is not a string or an option is malformed.
+   * @throws EmotorchError ERR_INVALID_ARG (a rejection) when text is not a string, is longer than
+   *   {@link MAX_ENCODE_CHARS}, or an option is malformed.
    * @example
    * await tok.encode('Hello world');                                // [0, 31414, 232, 2] with RoBERTa
    * await tok.encode('Hello world', { addSpecialTokens: false });   // [31414, 232]
    */
   async encode(text: string, options?: EncodeOptions): Promise<number[]> {
-    if (typeof text !== 'string') invalid('a string', 'text', text);
+    checkText(text, 'text');
     const add = checkBool(checkOpts(options).addSpecialTokens, 'addSpecialTokens', true);
     return (await this.#call('encode the text', () => this.#rust.encode(text, null, { addSpecialTokens: add }))).getIds();
   }
@@ -791,12 +809,12 @@ export class Tokenizer {
    * Text → token strings (as the model sees them: `Ġworld`, `▁world`, `<0xE4>`).
    * @param text the text
    * @param options `addSpecialTokens` (default false)
-   * @throws EmotorchError ERR_INVALID_ARG (a rejection) when text is not a string.
+   * @throws EmotorchError ERR_INVALID_ARG (a rejection) when text is not a string or is longer than {@link MAX_ENCODE_CHARS}.
    * @example
    * await tok.tokenize('Hello world');   // ['Hello', 'Ġworld']
    */
   async tokenize(text: string, options?: EncodeOptions): Promise<string[]> {
-    if (typeof text !== 'string') invalid('a string', 'text', text);
+    checkText(text, 'text');
     const add = checkBool(checkOpts(options).addSpecialTokens, 'addSpecialTokens', false);
     return (await this.#call('encode the text', () => this.#rust.encode(text, null, { addSpecialTokens: add }))).getTokens();
   }

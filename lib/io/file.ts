@@ -37,6 +37,9 @@ function checkStat(path: string, st: fs.Stats, maxBytes: number): number {
 /**
  * Why a path cannot be read as a data file ('does not exist', 'is a directory, not a regular
  * file', …), or null when it is a regular file (symlinks followed). Opens nothing.
+ * @param p the path
+ * @example
+ * const why = et.io.notAFile(p); if (why) console.error(`${p} ${why}`);
  */
 export function notAFile(p: string): string | null {
   let st: fs.Stats;
@@ -114,8 +117,14 @@ export async function readRegularFile(path: string, maxBytes = MAX_BUFFER): Prom
 }
 
 /**
- * Reads a regular text file (UTF-8) synchronously, up to V8's longest string.
- * @throws EmotorchError ERR_IO as {@link readRegularFile}.
+ * Reads a regular text file (UTF-8) synchronously, up to V8's longest string, as every emotorch
+ * reader reads files: a directory, FIFO, socket or device (/dev/zero) is refused before a byte is
+ * read, and a FIFO's open never blocks.
+ * @param path the file
+ * @param maxBytes refuse larger files (default: V8's longest string, 512 MiB)
+ * @throws EmotorchError ERR_IO when it cannot be read, is not a regular file or is too large.
+ * @example
+ * const yaml = et.io.readRegularTextSync('decode_config.yaml', 16 << 20);
  */
 export function readRegularTextSync(path: string, maxBytes = bufferConstants.MAX_STRING_LENGTH): string {
   const { fd, size } = openRegularSync(path, Math.min(maxBytes, bufferConstants.MAX_STRING_LENGTH));
@@ -157,7 +166,11 @@ export const MAX_JSON = 64 * 1024 * 1024;
 /**
  * Reads and parses a JSON file: the one JSON-file reader (regular files only, at most `maxBytes`,
  * a syntax error named by position without quoting the text).
- * @throws EmotorchError ERR_IO as {@link readRegularTextSync}; ERR_FORMAT as {@link parseJson}.
+ * @param path the file
+ * @param maxBytes refuse larger files (default: V8's longest string)
+ * @throws EmotorchError ERR_IO as {@link readRegularTextSync}; ERR_FORMAT when it is not JSON (named by the syntax error's position, never quoting the text).
+ * @example
+ * const cfg = et.io.readJsonSync('config.json', 16 << 20);
  */
 export function readJsonSync(path: string, maxBytes?: number): unknown {
   return parseJson(readRegularTextSync(path, maxBytes), path);

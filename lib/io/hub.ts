@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { EmotorchError, checkInt, checkOptionNames, invalid } from '../errors';
+import { readRegularTextSync } from './file';
 
 /** Options of {@link hubSnapshot} and {@link resolvePretrainedPath}. */
 export interface HubOptions {
@@ -37,9 +38,29 @@ export interface HubOptions {
   concurrency?: number;
   /** Attempts per file when a connection breaks mid-file (each resumes where the last stopped). Default 3. */
   retries?: number;
+  /**
+   * The most milliseconds one metadata request may take from start to end (the model info, a
+   * file's HEAD: connecting, redirects, headers and the whole body), and the longest a download
+   * may go without receiving a byte (then it is retried from where it stopped). A hub that answers
+   * slower (a body trickled a byte at a time) is ERR_HUB_NETWORK. Default 60 000 (one minute).
+   */
+  timeoutMs?: number;
+  /**
+   * The most milliseconds the download of one file may take, all its attempts together. Default
+   * 21 600 000 (6 hours: 14 GB at 650 kB/s).
+   */
+  downloadTimeoutMs?: number;
 }
 
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
+/** {@link HubOptions.timeoutMs}'s default. */
+const DEFAULT_TIMEOUT_MS = 60_000;
+/** {@link HubOptions.downloadTimeoutMs}'s default. */
+const DEFAULT_DOWNLOAD_TIMEOUT_MS = 6 * 3600_000;
+/** The largest model-info answer read (a repo with 100 000 files lists them in about 10 MB). */
+const MAX_INFO_BYTES = 64 * 1024 * 1024;
+/** The most of an error answer's body read for its message. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
 const COMMIT = /^[0-9a-f]{40}$/;
 /** huggingface_hub's rule for an `org/name` id: letters, digits, '-', '_', '.'; no '--' or '..'; at most 96 characters. */
 const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$/;
@@ -69,7 +90,7 @@ function findToken(opt: string | false | undefined): string | null {
   if (env.HF_TOKEN) return env.HF_TOKEN;
   if (env.HUGGING_FACE_HUB_TOKEN) return env.HUGGING_FACE_HUB_TOKEN;
   try {
-    const t = fs.readFileSync(env.HF_TOKEN_PATH || path.join(hfHome(env), 'token'), 'utf8').trim();
+    const t = readRegularTextSync(env.HF_TOKEN_PATH || path.join(hfHome(env), 'token'), 64 * 1024).trim();   // a regular file only: never a FIFO that blocks
     return t || null;
   } catch {
     return null;
@@ -92,10 +113,11 @@ export function cachedSnapshot(id: string, opts: { revision?: string; cacheDir?:
   let commit = COMMIT.test(rev) ? rev : null;
   if (!commit) {
     try {
-      commit = fs.readFileSync(path.join(dir, 'refs', rev), 'utf8').trim();
+      commit = readRegularTextSync(path.join(dir, 'refs', rev), 4096).trim();
     } catch {
       return null;
     }
+    if (!COMMIT.test(commit)) return null;   // a ref holds a commit id, nothing that could name another folder
   }
   const snap = path.join(dir, 'snapshots', commit);
   return fs.existsSync(snap) ? snap : null;
@@ -127,22 +149,111 @@ function hubError(msg: string, code: 'ERR_HUB_NOT_FOUND' | 'ERR_HUB_AUTH' | 'ERR
   return new EmotorchError(msg, code);
 }
 
-interface Ctx { id: string; endpoint: string; token: string | null; cacheDir: string; retries: number }
+interface Ctx { id: string; endpoint: string; token: string | null; cacheDir: string; retries: number; timeoutMs: number; downloadTimeoutMs: number }
+
+/**
+ * Stops a request (its connection, redirects and body) when a limit passes, and says which: an
+ * overall deadline, a time without progress, or another Limit it follows (a file's deadline over
+ * each attempt).
+ */
+class Limit {
+  private readonly ctrl = new AbortController();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private idleTimer: NodeJS.Timeout | null = null;
+  private unfollow: (() => void) | null = null;
+  /** The limit that stopped it (`timeoutMs = 60000 ms`), or null. */
+  why: string | null = null;
+
+  get signal(): AbortSignal { return this.ctrl.signal; }
+
+  /** Stops it `ms` from now. */
+  deadline(ms: number, why: string): this {
+    const t = setTimeout(() => this.abort(why), ms);
+    t.unref();
+    this.timers.push(t);
+    return this;
+  }
+
+  /** Stops it when `ms` pass without {@link progress}. */
+  idle(ms: number, why: string): this {
+    this.idleTimer = setTimeout(() => this.abort(why), ms);
+    this.idleTimer.unref();
+    return this;
+  }
+
+  /** Bytes arrived: the idle time starts again. */
+  progress(): void { this.idleTimer?.refresh(); }
+
+  /** Stops it too when `other` stops. */
+  follow(other: Limit): this {
+    if (other.why) { this.abort(other.why); return this; }
+    const onAbort = () => this.abort(other.why ?? 'aborted');
+    other.signal.addEventListener('abort', onAbort, { once: true });
+    this.unfollow = () => other.signal.removeEventListener('abort', onAbort);
+    return this;
+  }
+
+  abort(why: string): void {
+    if (this.why) return;
+    this.why = why;
+    this.ctrl.abort(new Error(`past ${why}`));
+  }
+
+  clear(): void {
+    for (const t of this.timers) clearTimeout(t);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.unfollow?.();
+  }
+}
+
+/** The coded error of a request a {@link Limit} stopped. */
+function limitError(ctx: Ctx, url: string, what: string, limit: Limit): EmotorchError {
+  return hubError(`the hub at ${new URL(url).origin} did not answer ${what} in time: stopped at ${limit.why}`, 'ERR_HUB_NETWORK');
+}
+
+/**
+ * A response's body, at most `maxBytes` of it (the rest refused, or with `cut` left unread).
+ * @throws EmotorchError ERR_HUB_NETWORK when the limit stops it, the connection breaks, or (without `cut`) it is larger
+ */
+async function readBody(ctx: Ctx, res: Response, url: string, what: string, limit: Limit, maxBytes: number, cut = false): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  try {
+    if (!res.body) return Buffer.alloc(0);
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      limit.progress();
+      if (n + chunk.length > maxBytes) {
+        if (!cut) throw hubError(`the hub's answer for ${what} is larger than ${maxBytes} bytes: not read`, 'ERR_HUB_NETWORK');
+        parts.push(Buffer.from(chunk.subarray(0, maxBytes - n)));
+        n = maxBytes;
+        break;   // leaving the loop cancels the rest of the body
+      }
+      parts.push(Buffer.from(chunk));
+      n += chunk.length;
+    }
+  } catch (e) {
+    if (e instanceof EmotorchError) throw e;
+    if (limit.why) throw limitError(ctx, url, what, limit);
+    throw hubError(`the hub's answer for ${what} broke off after ${n} bytes: ${(e as Error).message}`, 'ERR_HUB_NETWORK');
+  }
+  return Buffer.concat(parts, n);
+}
 
 /**
  * One request; redirects followed by hand so the token never goes to another host (a CDN).
  * `follow`: true (default) follows every redirect; 'hub' only those that stay on the hub's host
  * (a renamed repo's 307), as huggingface_hub reads a file's metadata off the CDN redirect itself.
  */
-async function request(ctx: Ctx, url: string, init: { method?: string; headers?: Record<string, string>; follow?: true | 'hub' } = {}): Promise<Response> {
+async function request(ctx: Ctx, url: string, limit: Limit, init: { method?: string; headers?: Record<string, string>; follow?: true | 'hub' } = {}): Promise<Response> {
   let u = url;
   for (let hop = 0; hop < 10; hop++) {
     const headers: Record<string, string> = { 'user-agent': 'emotorch', ...init.headers };
     if (ctx.token && new URL(u).origin === new URL(ctx.endpoint).origin) headers.authorization = `Bearer ${ctx.token}`;
     let res: Response;
     try {
-      res = await fetch(u, { method: init.method ?? 'GET', headers, redirect: 'manual' });
+      res = await fetch(u, { method: init.method ?? 'GET', headers, redirect: 'manual', signal: limit.signal });
     } catch (e) {
+      if (limit.why) throw limitError(ctx, u, `${init.method ?? 'GET'} ${new URL(u).pathname} for '${ctx.id}'`, limit);
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       throw hubError(`the hub at ${new URL(u).origin} cannot be reached for '${ctx.id}': ${cause?.code ?? cause?.message ?? (e as Error).message}`, 'ERR_HUB_NETWORK');
     }
@@ -160,11 +271,11 @@ async function request(ctx: Ctx, url: string, init: { method?: string; headers?:
 }
 
 /** Throws the coded error a failed hub response means (as huggingface_hub's hf_raise_for_status). */
-async function raiseFor(ctx: Ctx, res: Response, what: string): Promise<void> {
+async function raiseFor(ctx: Ctx, res: Response, what: string, limit: Limit): Promise<void> {
   if (res.ok || (res.status >= 300 && res.status < 400)) return;
   const errorCode = res.headers.get('x-error-code') ?? '';
   let body = '';
-  try { body = (await res.text()).slice(0, 300); } catch { /* no body */ }
+  try { body = (await readBody(ctx, res, res.url || ctx.endpoint, what, limit, MAX_ERROR_BODY_BYTES, true)).toString('utf8').slice(0, 300); } catch { /* no body, or not in time */ }
   const detail = body ? `: ${body.replace(/\s+/g, ' ')}` : '';
   if (res.status === 401 || res.status === 403 || errorCode === 'GatedRepo') {
     throw hubError(`'${ctx.id}' needs access (HTTP ${res.status}${errorCode ? ` ${errorCode}` : ''}) for ${what}: it is gated or private; `
@@ -238,8 +349,14 @@ async function fetchFile(ctx: Ctx, commit: string, file: string, bar: Progress):
   const entry = path.join(dir, 'snapshots', commit, ...file.split('/'));
   if (fs.existsSync(entry)) return;
   const url = `${ctx.endpoint}/${ctx.id}/resolve/${commit}/${file.split('/').map(encodeURIComponent).join('/')}`;
-  const head = await request(ctx, url, { method: 'HEAD', headers: { 'accept-encoding': 'identity' }, follow: 'hub' });
-  await raiseFor(ctx, head, `'${file}' of '${ctx.id}' at ${commit}`);
+  const limit = new Limit().deadline(ctx.timeoutMs, `timeoutMs = ${ctx.timeoutMs} ms`);
+  let head: Response;
+  try {
+    head = await request(ctx, url, limit, { method: 'HEAD', headers: { 'accept-encoding': 'identity' }, follow: 'hub' });
+    await raiseFor(ctx, head, `'${file}' of '${ctx.id}' at ${commit}`, limit);
+  } finally {
+    limit.clear();
+  }
   const etag = normEtag(head.headers.get('x-linked-etag') ?? head.headers.get('etag'));
   if (!etag || !/^[A-Za-z0-9._-]+$/.test(etag)) throw hubError(`the hub sent no usable ETag for '${file}' of '${ctx.id}' (cannot name its blob)`, 'ERR_HUB_NETWORK');
   const isRedirect = head.status >= 300 && head.status < 400;
@@ -260,61 +377,100 @@ async function download(ctx: Ctx, url: string, blob: string, etag: string, size:
   if (size !== null) bar.total(size);
   let lastError: EmotorchError | null = null;
   let shown = 0;   // this file's bytes on the bar
-  for (let attempt = 0; attempt < ctx.retries; attempt++) {
-    let have = 0;
-    try { have = fs.statSync(part).size; } catch { /* nothing yet */ }
-    if (size !== null && have > size) { fs.truncateSync(part, 0); have = 0; }
-    const res = await request(ctx, url, { headers: { 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) } });
-    await raiseFor(ctx, res, `'${file}' of '${ctx.id}'`);
-    if (have > 0 && res.status !== 206) { fs.truncateSync(part, 0); have = 0; }   // the server sent it whole
-    bar.add(have - shown);
-    shown = have;
-    const hash = crypto.createHash('sha256');
-    if (lfs && have > 0) {
-      for await (const chunk of fs.createReadStream(part)) hash.update(chunk as Buffer);
-    }
-    let fd: number;
-    try {
-      fd = fs.openSync(part, have > 0 ? 'a' : 'w');
-    } catch (e) {
-      throw hubError(`cannot write ${part}: ${(e as Error).message}`, 'ERR_IO');
-    }
-    let got = have;
-    try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        try {
-          fs.writeSync(fd, chunk);
-        } catch (e) {
-          throw hubError(`cannot write ${part} (${(e as NodeJS.ErrnoException).code ?? 'error'}: ${(e as Error).message}); the part written stays as .incomplete and resumes on the next try`, 'ERR_IO');
+  const whole = new Limit().deadline(ctx.downloadTimeoutMs, `downloadTimeoutMs = ${ctx.downloadTimeoutMs} ms`);
+  try {
+    for (let attempt = 0; attempt < ctx.retries; attempt++) {
+      const limit = new Limit().follow(whole).idle(ctx.timeoutMs, `timeoutMs = ${ctx.timeoutMs} ms without a byte`);
+      try {
+        const r = await downloadAttempt(ctx, url, part, size, file, bar, limit, lfs, etag, shown);
+        shown = r.shown;
+        if (r.error === null) {
+          fs.renameSync(part, blob);   // a blob appears whole or not at all
+          return;
         }
-        if (lfs) hash.update(chunk);
-        got += chunk.length;
-        shown += chunk.length;
-        bar.add(chunk.length);
-      }
-    } catch (e) {
-      fs.closeSync(fd);
-      if (e instanceof EmotorchError && e.code === 'ERR_IO') throw e;
-      lastError = hubError(`the download of '${file}' of '${ctx.id}' broke off after ${got} bytes: ${(e as Error).message}`, 'ERR_HUB_NETWORK');
-      continue;
-    }
-    fs.closeSync(fd);
-    if (size !== null && got !== size) {
-      lastError = hubError(`the download of '${file}' of '${ctx.id}' ended after ${got} of ${size} bytes`, 'ERR_HUB_NETWORK');
-      continue;
-    }
-    if (lfs) {
-      const sha = hash.digest('hex');
-      if (sha !== etag) {
-        fs.rmSync(part, { force: true });
-        lastError = hubError(`'${file}' of '${ctx.id}' arrived with sha256 ${sha}, not the ${etag} the hub announced: discarded`, 'ERR_HUB_INTEGRITY');
-        continue;
+        lastError = r.error;
+        if (whole.why) throw lastError;   // the file's own deadline: no retry
+      } finally {
+        limit.clear();
       }
     }
-    fs.renameSync(part, blob);   // a blob appears whole or not at all
-    return;
+  } finally {
+    whole.clear();
   }
   throw lastError!;
+}
+
+/**
+ * One attempt at a file: resumes a `.incomplete` part with a Range request, appends what arrives.
+ * @returns `error` null when the part is whole (and, for LFS files, its sha256 is the ETag); else
+ *   the error to retry on
+ * @throws EmotorchError for what no retry mends (a refusal of the hub, a disk that cannot be written)
+ */
+async function downloadAttempt(ctx: Ctx, url: string, part: string, size: number | null, file: string, bar: Progress, limit: Limit, lfs: boolean, etag: string, shownBefore: number):
+  Promise<{ error: EmotorchError | null; shown: number }> {
+  let shown = shownBefore;
+  let have = 0;
+  try { have = fs.statSync(part).size; } catch { /* nothing yet */ }
+  if (size !== null && have > size) { fs.truncateSync(part, 0); have = 0; }
+  let res: Response;
+  try {
+    res = await request(ctx, url, limit, { headers: { 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) } });
+  } catch (e) {
+    if (limit.why && e instanceof EmotorchError) return { error: e, shown };   // no answer in time: retried
+    throw e;
+  }
+  await raiseFor(ctx, res, `'${file}' of '${ctx.id}'`, limit);
+  if (have > 0 && res.status !== 206) { fs.truncateSync(part, 0); have = 0; }   // the server sent it whole
+  bar.add(have - shown);
+  shown = have;
+  const hash = crypto.createHash('sha256');
+  if (lfs && have > 0) {
+    for await (const chunk of fs.createReadStream(part)) { hash.update(chunk as Buffer); limit.progress(); }   // a long re-hash is not a silent hub
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(part, have > 0 ? 'a' : 'w');
+  } catch (e) {
+    throw hubError(`cannot write ${part}: ${(e as Error).message}`, 'ERR_IO');
+  }
+  let got = have;
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      limit.progress();
+      try {
+        fs.writeSync(fd, chunk);
+      } catch (e) {
+        throw hubError(`cannot write ${part} (${(e as NodeJS.ErrnoException).code ?? 'error'}: ${(e as Error).message}); the part written stays as .incomplete and resumes on the next try`, 'ERR_IO');
+      }
+      if (lfs) hash.update(chunk);
+      got += chunk.length;
+      shown += chunk.length;
+      bar.add(chunk.length);
+    }
+  } catch (e) {
+    fs.closeSync(fd);
+    if (e instanceof EmotorchError && e.code === 'ERR_IO') throw e;
+    const why = limit.why ? `stopped at ${limit.why}` : (e as Error).message;
+    return { error: hubError(`the download of '${file}' of '${ctx.id}' broke off after ${got} bytes: ${why}`, 'ERR_HUB_NETWORK'), shown };
+  }
+  fs.closeSync(fd);
+  if (size !== null && got !== size) {
+    return { error: hubError(`the download of '${file}' of '${ctx.id}' ended after ${got} of ${size} bytes`, 'ERR_HUB_NETWORK'), shown };
+  }
+  if (lfs) {
+    const sha = hash.digest('hex');
+    if (sha !== etag) {
+      fs.rmSync(part, { force: true });
+      return { error: hubError(`'${file}' of '${ctx.id}' arrived with sha256 ${sha}, not the ${etag} the hub announced: discarded`, 'ERR_HUB_INTEGRITY'), shown };
+    }
+  }
+  return { error: null, shown };
+}
+
+function checkTimeout(v: unknown, name: string): number {
+  // setTimeout's longest delay is 2^31 − 1 ms (24.8 days); a longer one would fire at once
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 2 ** 31 - 1) invalid(`a whole number of milliseconds from 1 to ${2 ** 31 - 1}`, name, v);
+  return v;
 }
 
 /** Runs `fn` on each item with at most `n` at once; the first failure rejects after the others settle. */
@@ -348,7 +504,7 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
 export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<string> {
   if (!isRepoId(id)) invalid("a Hugging Face repo id 'org/name'", 'repo id', id);
   if (!opts || typeof opts !== 'object') invalid('an options object', 'hub options', opts);
-  checkOptionNames(opts, ['revision', 'cacheDir', 'token', 'localFilesOnly', 'endpoint', 'allowPatterns', 'progress', 'concurrency', 'retries'], 'hub options');
+  checkOptionNames(opts, ['revision', 'cacheDir', 'token', 'localFilesOnly', 'endpoint', 'allowPatterns', 'progress', 'concurrency', 'retries', 'timeoutMs', 'downloadTimeoutMs'], 'hub options');
   for (const k of ['localFilesOnly', 'progress'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
   if (opts.cacheDir !== undefined && (typeof opts.cacheDir !== 'string' || !opts.cacheDir)) invalid('a folder path', 'cacheDir', opts.cacheDir);
   if (opts.token !== undefined && opts.token !== false && typeof opts.token !== 'string') invalid('a token string or false', 'token', opts.token);
@@ -357,7 +513,10 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
   if (typeof revision !== 'string' || !revision || revision.includes('..')) invalid('a branch, tag or commit', 'revision', opts.revision);
   const cacheDir = opts.cacheDir ?? hubCacheDir();
   const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
-  const ctx: Ctx = { id, endpoint, token: findToken(opts.token), cacheDir, retries: checkInt(opts.retries ?? 3, 'retries', 1) };
+  const ctx: Ctx = {
+    id, endpoint, token: findToken(opts.token), cacheDir, retries: checkInt(opts.retries ?? 3, 'retries', 1),
+    timeoutMs: checkTimeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs'), downloadTimeoutMs: checkTimeout(opts.downloadTimeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS, 'downloadTimeoutMs'),
+  };
   const concurrency = checkInt(opts.concurrency ?? 4, 'concurrency', 1);
   const cached = () => cachedSnapshot(id, { revision, cacheDir });
   if (opts.localFilesOnly ?? offlineEnv()) {
@@ -366,10 +525,14 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
     throw hubError(`'${id}' (revision ${revision}) is not in the hub cache ${repoDir(cacheDir, id)} and downloads are off (${opts.localFilesOnly ? 'localFilesOnly' : 'HF_HUB_OFFLINE'})`, 'ERR_HUB_NOT_FOUND');
   }
   let info: { sha?: unknown; siblings?: Array<{ rfilename?: unknown }> };
+  const limit = new Limit().deadline(ctx.timeoutMs, `timeoutMs = ${ctx.timeoutMs} ms`);
   try {
-    const res = await request(ctx, `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}`);
-    await raiseFor(ctx, res, `'${id}' at revision '${revision}'`);
-    info = await res.json() as typeof info;
+    const url = `${endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}`;
+    const what = `'${id}' at revision '${revision}'`;
+    const res = await request(ctx, url, limit);
+    await raiseFor(ctx, res, what, limit);
+    info = JSON.parse((await readBody(ctx, res, url, `the model info of ${what}`, limit, MAX_INFO_BYTES)).toString('utf8')) as typeof info;
+    if (info === null || typeof info !== 'object') throw new SyntaxError('not an object');
   } catch (e) {
     if (e instanceof EmotorchError && e.code === 'ERR_HUB_NETWORK') {
       const snap = cached();   // as huggingface_hub: no connection, the cache answers
@@ -378,6 +541,8 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
     }
     if (e instanceof SyntaxError) throw hubError(`the hub's answer for '${id}' is not JSON`, 'ERR_HUB_NETWORK');
     throw e;
+  } finally {
+    limit.clear();
   }
   const commit = typeof info.sha === 'string' && COMMIT.test(info.sha) ? info.sha : null;
   if (!commit || !Array.isArray(info.siblings)) throw hubError(`the hub's answer for '${id}' at '${revision}' has no commit or file list`, 'ERR_HUB_NETWORK');

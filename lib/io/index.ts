@@ -9,4 +9,5 @@ export type { PickleOptions } from './pickle';
 export { NdArray } from './ndarray';
 export type { NdData, NdDtype } from './ndarray';
 export { readNpy } from './npy';
+export { readRegularTextSync, readJsonSync, notAFile } from './file';
 export type { NpyArray } from './npy';

@@ -3,7 +3,7 @@
  * corpus BLEU (sacrebleu, 13a tokenization), the emotional-trajectory task's emotion-sequence
  * accuracy, and a label parser that maps a free-text answer to a class.
  */
-import { invalid } from '../errors';
+import { checkInt, invalid } from '../errors';
 import { Tensor } from '../tensor';
 import { Metric, checkOptions, nonEmpty, oneOf, pySplit, sameLength, tensorValues, toStrings } from './common';
 
@@ -149,7 +149,20 @@ export interface RougeOptions {
    * emotional-trajectory task's). 'whitespace': Python `str.split()`. Or a function.
    */
   tokenizer?: RougeTokenizer;
+  /**
+   * The most tokens one prediction or reference may have (default {@link ROUGE_MAX_TOKENS},
+   * 100 000): ROUGE-L's time grows with the product of the two lengths, so a longer text is
+   * refused with ERR_INVALID_ARG naming it (before it is all tokenized), not left to run for
+   * minutes or exhaust memory. Raise it knowingly: two texts of 200 000 tokens take 3–7 s.
+   */
+  maxTokens?: number;
 }
+/**
+ * {@link RougeOptions.maxTokens}'s default: 100 000 tokens per text (a 200-page book). At the cap,
+ * ROUGE-L of one pair is at most about 3.3·10⁸ word operations (1–2 s) in memory linear in the
+ * shorter text.
+ */
+export const ROUGE_MAX_TOKENS = 100_000;
 /** One ROUGE variant's precision, recall and F-measure (rouge-score's Score). */
 export interface RougePrf { precision: number; recall: number; fmeasure: number }
 /** Mean ROUGE-1, ROUGE-2 and ROUGE-L scores, and each sample's. */
@@ -169,17 +182,40 @@ const CJK = '\\u3040-\\u30ff\\u3400-\\u4dbf\\u4e00-\\u9fff\\uac00-\\ud7af\\uf900
  * @throws EmotorchError ERR_INVALID_ARG for a text that is not a string or an unknown tokenizer
  */
 export function rougeTokenize(text: string, tokenizer: RougeTokenizer = 'rouge-score'): string[] {
-  if (typeof text !== 'string') invalid('a string', 'text', text);
-  checkTokenizer(tokenizer);
+  return boundedTokens(text, checkTokenizer(tokenizer), Infinity, 'text');
+}
+
+/** rouge-score's tokens are the runs of [a-z0-9] of the lowercased text; 'cjk' adds each CJK character as a token of its own. */
+const TOKEN_RE = { 'rouge-score': /[a-z0-9]+/g, cjk: new RegExp(`[a-z0-9]+|[${CJK}]`, 'g') };
+
+/**
+ * The tokens of `text` ({@link rougeTokenize}), refused once there are more than `max` of them:
+ * the named tokenizers stop matching there, so a huge text never becomes a huge array.
+ * @throws EmotorchError ERR_INVALID_ARG naming `name` for a non-string, a bad tokenizer output or too many tokens
+ */
+function boundedTokens(text: string, tokenizer: RougeTokenizer, max: number, name: string): string[] {
+  if (typeof text !== 'string') invalid('a string', name, text);
+  const tooMany = (n: string): never => invalid(`a text of at most ${max} tokens (the maxTokens option; ROUGE-L's time grows with the product of the lengths)`, name, `a text of ${n} tokens`);
   if (typeof tokenizer === 'function') {
     const t = tokenizer(text);
     if (!Array.isArray(t) || t.some((x) => typeof x !== 'string')) invalid('a tokenizer returning an array of strings', 'tokenizer', t);
+    if (t.length > max) tooMany(String(t.length));
     return t;
   }
-  if (tokenizer === 'whitespace') return pySplit(text);
+  if (tokenizer === 'whitespace') {
+    const t = pySplit(text);
+    if (t.length > max) tooMany(String(t.length));
+    return t;
+  }
+  // the same tokens as lower.replace(/[^a-z0-9]+/g, ' ').split(/\s+/) (and, for 'cjk', each CJK character spaced apart)
+  const re = new RegExp(TOKEN_RE[tokenizer]);
   const lower = text.toLowerCase();
-  if (tokenizer === 'rouge-score') return lower.replace(/[^a-z0-9]+/g, ' ').split(/\s+/).filter((x) => x.length > 0);
-  return lower.replace(new RegExp(`[^a-z0-9${CJK}]+`, 'g'), ' ').replace(new RegExp(`([${CJK}])`, 'g'), ' $1 ').split(/\s+/).filter((x) => x.length > 0);
+  const out: string[] = [];
+  for (let m = re.exec(lower); m !== null; m = re.exec(lower)) {
+    if (out.length === max) tooMany(`more than ${max}`);
+    out.push(m[0]);
+  }
+  return out;
 }
 
 function ngramCounts(tokens: string[], n: number): Map<string, number> {
@@ -214,9 +250,11 @@ const LIMB_MASK = (1 << LIMB) - 1;
 /**
  * Length of the longest common subsequence of two token lists, computed bit-parallel (Hyyrö's
  * form of Allison–Dix): one bit per token of `a` in a vector V, one pass over V's limbs per token
- * of `b` (a token of `b` that `a` lacks leaves V as it is), LCS = the zero bits of V. Exact, and
- * memory linear in the lengths (V, a scratch match mask, and each token's positions in `a`), so
- * 200 000-word texts fit. {@link step} runs a bounded amount of work, so a caller can yield to the
+ * of `b` (a token of `b` that `a` lacks leaves V as it is), LCS = the zero bits of V. Exact; time
+ * O(|a|·|b| / 30) word operations, memory linear in |a| (callers pass the shorter list as `a`):
+ * V, a scratch match mask, and per token of `a` either its positions or, for a token that occurs
+ * at least once per limb of its span, its match bits over that span (never more words than it
+ * has occurrences). {@link step} runs a bounded amount of work, so a caller can yield to the
  * event loop between chunks.
  */
 class LcsRun {
@@ -224,8 +262,8 @@ class LcsRun {
   private readonly limbs: number;
   private readonly v: Int32Array;
   private readonly mask: Int32Array;
-  /** Per token of `a`: its positions as limb index and bit, in order. */
-  private readonly positions = new Map<string, number[]>();
+  /** Per token of `a`: its positions in order (rare tokens), or its match bits over limbs lo.. (frequent ones). */
+  private readonly matches = new Map<string, number[] | { lo: number; bits: Int32Array }>();
   private row = 0;
 
   constructor(a: readonly string[], private readonly b: readonly string[]) {
@@ -233,10 +271,20 @@ class LcsRun {
     this.limbs = Math.ceil(a.length / LIMB);
     this.v = new Int32Array(this.limbs).fill(LIMB_MASK);
     this.mask = new Int32Array(this.limbs);
+    const positions = new Map<string, number[]>();
     a.forEach((t, i) => {
-      const p = this.positions.get(t);
-      if (p) p.push(i); else this.positions.set(t, [i]);
+      const p = positions.get(t);
+      if (p) p.push(i); else positions.set(t, [i]);
     });
+    for (const [t, pos] of positions) {
+      const lo = (pos[0] / LIMB) | 0, hi = (pos[pos.length - 1] / LIMB) | 0;
+      if (pos.length < hi - lo + 1) { this.matches.set(t, pos); continue; }
+      // as many occurrences as limbs spanned: the bits themselves take no more room, and spare
+      // setting and clearing every position for each matching token of b
+      const bits = new Int32Array(hi - lo + 1);
+      for (const i of pos) bits[((i / LIMB) | 0) - lo] |= 1 << (i % LIMB);
+      this.matches.set(t, { lo, bits });
+    }
   }
 
   /** Processes tokens of `b` until about `budget` limb operations are spent; true when done. */
@@ -244,25 +292,39 @@ class LcsRun {
     const { v, mask, b, limbs } = this;
     let spent = 0;
     while (this.row < b.length && spent < budget) {
-      const pos = this.positions.get(b[this.row++]);
+      const match = this.matches.get(b[this.row++]);
       spent += 1;
-      if (!pos) continue;
-      for (const i of pos) mask[(i / LIMB) | 0] |= 1 << (i % LIMB);
-      const lo = (pos[0] / LIMB) | 0, hi = (pos[pos.length - 1] / LIMB) | 0;
+      if (!match) continue;
+      let m: Int32Array, lo: number, hi: number, off: number;
+      if (Array.isArray(match)) {
+        for (const i of match) mask[(i / LIMB) | 0] |= 1 << (i % LIMB);
+        m = mask; off = 0;
+        lo = (match[0] / LIMB) | 0; hi = (match[match.length - 1] / LIMB) | 0;
+      } else {
+        m = match.bits; lo = match.lo; off = lo; hi = lo + match.bits.length - 1;
+      }
       // V = (V + U) | (V - U), U = V & M, over limbs lo.. (below lo U is 0 and V stays); above
       // hi the carry and borrow run out and V stays again
       let carry = 0, borrow = 0, w = lo;
-      for (; w < limbs && (w <= hi || carry | borrow); w++) {
+      for (; w <= hi; w++) {
         const x = v[w];
-        const u = x & mask[w];
+        const u = x & m[w - off];
         const sum = x + u + carry;
         carry = sum >> LIMB;
         const diff = x - u - borrow;
         borrow = diff < 0 ? 1 : 0;
         v[w] = (sum | diff) & LIMB_MASK;
       }
+      for (; w < limbs && carry | borrow; w++) {
+        const x = v[w];
+        const sum = x + carry;
+        carry = sum >> LIMB;
+        const diff = x - borrow;
+        borrow = diff < 0 ? 1 : 0;
+        v[w] = (sum | diff) & LIMB_MASK;
+      }
       spent += w - lo;
-      for (const i of pos) mask[(i / LIMB) | 0] = 0;
+      if (Array.isArray(match)) for (const i of match) mask[(i / LIMB) | 0] = 0;
     }
     return this.row >= b.length;
   }
@@ -287,7 +349,8 @@ const LCS_CHUNK = 1 << 20;
 /** ROUGE-L of two token lists; yields between chunks of LCS work. */
 function* rougeLcs(pred: string[], ref: string[]): Generator<void, RougePrf> {
   if (pred.length === 0 || ref.length === 0) return { precision: 0, recall: 0, fmeasure: 0 };
-  const run = new LcsRun(pred, ref);
+  // the LCS is symmetric: the bit vector (and the position lists) over the shorter list, memory O(min(n, m))
+  const run = pred.length <= ref.length ? new LcsRun(pred, ref) : new LcsRun(ref, pred);
   while (!run.step(LCS_CHUNK)) yield;
   const lcs = run.length;
   const precision = lcs / pred.length;
@@ -323,15 +386,15 @@ function readRefs(refs: unknown, name: string): string[][] {
   });
 }
 
-function* rougeOf(preds: string[], refs: string[][], tokenizer: RougeTokenizer): Generator<void, RougeResult> {
+function* rougeOf(preds: string[], refs: string[][], tokenizer: RougeTokenizer, maxTokens: number): Generator<void, RougeResult> {
   sameLength(preds, refs, 'predictions and references');
   nonEmpty(preds.length, 'predictions');
   // several references: per ROUGE type, the reference with the best F (rouge-score score_multi)
   const best = (scores: RougePrf[]) => scores.reduce((a, b) => (b.fmeasure > a.fmeasure ? b : a));
   const samples: RougeResult['samples'] = [];
   for (let i = 0; i < preds.length; i++) {
-    const pt = rougeTokenize(preds[i], tokenizer);
-    const rt = refs[i].map((r) => rougeTokenize(r, tokenizer));
+    const pt = boundedTokens(preds[i], tokenizer, maxTokens, `predictions[${i}]`);
+    const rt = refs[i].map((r, j) => boundedTokens(r, tokenizer, maxTokens, refs[i].length > 1 ? `references[${i}][${j}]` : `references[${i}]`));
     const l: RougePrf[] = [];
     for (const r of rt) l.push(yield* rougeLcs(pt, r));
     samples.push({ rouge1: best(rt.map((r) => rougeN(pt, r, 1))), rouge2: best(rt.map((r) => rougeN(pt, r, 2))), rougeL: best(l) });
@@ -348,6 +411,12 @@ function checkTokenizer(t: unknown): RougeTokenizer {
   return oneOf(t ?? 'rouge-score', ['rouge-score', 'cjk', 'whitespace'] as const, 'tokenizer');
 }
 
+/** The options of `rouge`, `rougeAsync` and `Rouge`, checked. */
+function rougeOptions(opts: unknown): { tokenizer: RougeTokenizer; maxTokens: number } {
+  const o = checkOptions<RougeOptions>(opts, 'options', ['tokenizer', 'maxTokens']);
+  return { tokenizer: checkTokenizer(o.tokenizer), maxTokens: o.maxTokens === undefined ? ROUGE_MAX_TOKENS : checkInt(o.maxTokens, 'maxTokens', 1) };
+}
+
 /**
  * ROUGE-1, ROUGE-2 (n-gram overlap) and ROUGE-L (longest common subsequence) precision, recall
  * and F-measure per sample, as Google's rouge-score `RougeScorer(['rouge1','rouge2','rougeL'])`
@@ -361,8 +430,8 @@ function checkTokenizer(t: unknown): RougeTokenizer {
  * et.metrics.rouge(['the cat sat'], ['the cat sat down']).rougeL.fmeasure;  // 0.857
  */
 export function rouge(predictions: readonly string[], references: readonly Refs[], opts?: RougeOptions): RougeResult {
-  const o = checkOptions<RougeOptions>(opts, 'options', ['tokenizer']);
-  return runSync(rougeOf(toStrings(predictions, 'predictions'), readRefs(references, 'references'), checkTokenizer(o.tokenizer)));
+  const o = rougeOptions(opts);
+  return runSync(rougeOf(toStrings(predictions, 'predictions'), readRefs(references, 'references'), o.tokenizer, o.maxTokens));
 }
 
 /**
@@ -377,21 +446,22 @@ export function rouge(predictions: readonly string[], references: readonly Refs[
  * const { rougeL } = await et.metrics.rougeAsync(longAnswers, references);
  */
 export async function rougeAsync(predictions: readonly string[], references: readonly Refs[], opts?: RougeOptions): Promise<RougeResult> {
-  const o = checkOptions<RougeOptions>(opts, 'options', ['tokenizer']);
-  return runYielding(rougeOf(toStrings(predictions, 'predictions'), readRefs(references, 'references'), checkTokenizer(o.tokenizer)));
+  const o = rougeOptions(opts);
+  return runYielding(rougeOf(toStrings(predictions, 'predictions'), readRefs(references, 'references'), o.tokenizer, o.maxTokens));
 }
 
 /** Streaming {@link rouge}: `update(predictions, references)`; `computeAsync()` as {@link rougeAsync}. */
 export class Rouge extends Metric<string, string[], RougeResult> {
   private readonly tokenizer: RougeTokenizer;
-  constructor(opts: RougeOptions = {}) { super(); this.tokenizer = checkTokenizer(checkOptions<RougeOptions>(opts, 'options', ['tokenizer']).tokenizer); }
+  private readonly maxTokens: number;
+  constructor(opts: RougeOptions = {}) { super(); ({ tokenizer: this.tokenizer, maxTokens: this.maxTokens } = rougeOptions(opts)); }
   protected read(preds: unknown, targets: unknown): [string[], string[][]] { return [toStrings(preds, 'predictions'), readRefs(targets, 'references')]; }
-  protected run(p: string[], t: string[][]): RougeResult { return runSync(rougeOf(p, t, this.tokenizer)); }
+  protected run(p: string[], t: string[][]): RougeResult { return runSync(rougeOf(p, t, this.tokenizer, this.maxTokens)); }
   /**
    * {@link compute} without blocking the event loop (see {@link rougeAsync}).
    * @throws EmotorchError ERR_INVALID_ARG when nothing was added (the promise rejects)
    */
-  async computeAsync(): Promise<RougeResult> { return runYielding(rougeOf(this.preds, this.targets, this.tokenizer)); }
+  async computeAsync(): Promise<RougeResult> { return runYielding(rougeOf(this.preds, this.targets, this.tokenizer, this.maxTokens)); }
 }
 
 // ---------------------------------------------------------------- BLEU

@@ -38,7 +38,7 @@ export { InternVL, INTERNVL_DEFAULTS, INTERNVL_IMAGE_TOKENS, resolveInternVLConf
 export type { InternVLConfig, InternVLInputs, InternVLOutputs, InternVLCreateOptions } from './internvl/model';
 export { internvlEncode, INTERNVL_TEMPLATES, INTERNVL2_SYSTEM } from './internvl/data';
 export type { InternVLTemplate, InternVLConversation, InternVLEncoded } from './internvl/data';
-export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_MAX_LENGTH } from './m2se/data';
+export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_MAX_LENGTH, M2SE_MAX_RECORD_CHARS } from './m2se/data';
 export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seAudioReport, M2seSalmonnItem } from './m2se/data';
 export { m2seStages, m2seInfer, M2SE_TRAIN_ARGS, M2SE_LORA } from './m2se/recipe';
 export type { M2seStage, M2seStagesOptions, M2seStageResult, M2seInferOptions } from './m2se/recipe';

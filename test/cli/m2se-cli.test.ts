@@ -39,7 +39,7 @@ describe('emotorch CLI: usage and errors', () => {
     fs.writeFileSync(path.join(dir, 'config.json'), '{ not json');
     const bad = run('m2se', 'infer', '--model', dir, '--val_dataset', path.join(FX, 'records.json'));
     expect(bad.code).toBe(1);
-    expect(bad.err).toMatch(/ERR_FORMAT: cannot read .*config\.json/);
+    expect(bad.err).toMatch(/ERR_FORMAT: the model config: .*config\.json. is not JSON/);
     expect(bad.err).not.toMatch(/\n\s+at /);
   });
 });

@@ -71,4 +71,20 @@ describe('emotorch usdm infer', () => {
     expect(big.code).toBe(1);
     expect(big.err).toMatch(/ERR_INVALID_ARG: .*userUnits/);
   }, 300_000);
+
+  it("--max_new_tokens is at most the model's context (256 here): 1e12 or 257 is ERR_INVALID_ARG naming it; an --output_path that is a folder is refused before the work", () => {
+    const dir = tmpdir();
+    const tokFile = path.join(dir, 'tokenizer.json');
+    toyTokenizer(tokFile);
+    const model = path.join(FIXTURES, 'usdm', 'mistral');
+    for (const n of ['1e12', '257']) {
+      const r = run(['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--units', '3 3 17', '--max_new_tokens', n]);
+      expect(r.err).toMatch(new RegExp(`ERR_INVALID_ARG: Expected a positive integer of at most 256 \\(the model's context length, max_position_embeddings\\) for --max_new_tokens but received ${Number(n)}`));
+      expect(r.err).not.toMatch(/\n\s+at /);
+      expect(r.code).toBe(1);
+    }
+    const folder = run(['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--units', '3 3 17', '--output_path', dir]);
+    expect(folder.err).toMatch(/ERR_INVALID_ARG: --output_path '.*' is not a regular file \(it is a folder\)/);
+    expect(folder.code).toBe(1);
+  }, 120_000);
 });

@@ -267,3 +267,97 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
   });
   if (!py) it('(huggingface_hub is not installed for any python3 here: the Python interop case is skipped)', () => {});
 });
+
+/**
+ * A hub that answers too slowly (issue 43): `trickle` sends the model info one byte a second;
+ * `slowFile` sends a file's body one byte every 50 ms (never idle, never done in time); `silentFile`
+ * sends a file's headers and then nothing. Every socket and timer is dropped on close.
+ */
+async function slowHub(mode: 'trickle' | 'slowFile' | 'silentFile'): Promise<{ url: string; log: string[]; close(): Promise<void> }> {
+  const http = await import('http');
+  const body = Buffer.from('{"model_type": "x", "pad": "' + 'p'.repeat(1000) + '"}');
+  const etag = crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${body.length}\0`), body])).digest('hex');
+  const info = Buffer.from(JSON.stringify({ id: 'tiny/slow', sha: C1, siblings: [{ rfilename: 'config.json' }] }));
+  const timers = new Set<NodeJS.Timeout>();
+  const log: string[] = [];
+  const drip = (res: import('http').ServerResponse, data: Buffer, everyMs: number) => {
+    let i = 0;
+    const t = setInterval(() => {
+      if (i >= data.length || res.destroyed) { clearInterval(t); timers.delete(t); res.end(); return; }
+      res.write(data.subarray(i, ++i));
+    }, everyMs);
+    timers.add(t);
+  };
+  const server = http.createServer((req, res) => {
+    log.push(`${req.method} ${req.url}`);
+    if (req.url!.startsWith('/api/models/')) {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(info.length) });
+      if (mode === 'trickle') drip(res, info, 1000);
+      else res.end(info);
+      return;
+    }
+    res.writeHead(200, { etag: `"${etag}"`, 'x-repo-commit': C1, 'content-length': String(body.length), 'content-type': 'application/octet-stream' });
+    if (req.method === 'HEAD') { res.end(); return; }
+    if (mode === 'slowFile') drip(res, body, 50);
+    else if (mode === 'trickle') res.end(body);
+    else res.flushHeaders();   // silentFile: headers, then nothing
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as import('net').AddressInfo).port}`,
+    log,
+    close: () => new Promise<void>((r) => { for (const t of timers) clearInterval(t); server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+describe('et.hub: every request has a deadline', () => {
+  it('a model info sent one byte a second is ERR_HUB_NETWORK at timeoutMs (it hung before), and the cache answers when it has the snapshot', async () => {
+    const slow = await slowHub('trickle');
+    try {
+      const cache = tmpdir();
+      const t0 = Date.now();
+      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: slow.url, cacheDir: cache, progress: false, timeoutMs: 1500 }), 'ERR_HUB_NETWORK',
+        /did not answer the model info of 'tiny\/slow' at revision 'main' in time: stopped at timeoutMs = 1500 ms; and the hub cache has no 'tiny\/slow'/);
+      const took = Date.now() - t0;
+      expect(took).toBeGreaterThanOrEqual(1400);
+      expect(took).toBeLessThan(10_000);
+      // as when the hub is unreachable: a cached snapshot of the revision answers
+      const snap = path.join(cache, 'models--tiny--slow', 'snapshots', C1);
+      fs.mkdirSync(snap, { recursive: true });
+      fs.mkdirSync(path.join(cache, 'models--tiny--slow', 'refs'));
+      fs.writeFileSync(path.join(cache, 'models--tiny--slow', 'refs', 'main'), C1);
+      expect(await et.hub.hubSnapshot('tiny/slow', { endpoint: slow.url, cacheDir: cache, progress: false, timeoutMs: 500 })).toBe(snap);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('a file whose bytes keep coming but too slowly stops at downloadTimeoutMs, without retries; one whose bytes stop is retried, then ERR_HUB_NETWORK', async () => {
+    const slow = await slowHub('slowFile');
+    try {
+      const t0 = Date.now();
+      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: slow.url, cacheDir: tmpdir(), progress: false, timeoutMs: 1000, downloadTimeoutMs: 2000 }), 'ERR_HUB_NETWORK',
+        /download of 'config\.json' of 'tiny\/slow' broke off after \d+ bytes: stopped at downloadTimeoutMs = 2000 ms/);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(slow.log.filter((l) => l.startsWith('GET /tiny/slow/resolve/')).length).toBe(1);   // the file's deadline is not retried
+    } finally {
+      await slow.close();
+    }
+    const silent = await slowHub('silentFile');
+    try {
+      const t0 = Date.now();
+      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false, timeoutMs: 400, retries: 2 }), 'ERR_HUB_NETWORK',
+        /broke off after 0 bytes: stopped at timeoutMs = 400 ms without a byte/);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(silent.log.filter((l) => l.startsWith('GET /tiny/slow/resolve/')).length).toBe(2);   // each attempt
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('timeoutMs and downloadTimeoutMs must be whole milliseconds (ERR_INVALID_ARG naming them)', async () => {
+    for (const [k, v] of [['timeoutMs', 0], ['timeoutMs', 1.5], ['timeoutMs', '100'], ['downloadTimeoutMs', -1], ['downloadTimeoutMs', 2 ** 31]] as const) {
+      await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: 'http://127.0.0.1:9', cacheDir: tmpdir(), [k]: v } as never), 'ERR_INVALID_ARG', new RegExp(`for ${k}`));
+    }
+  });
+});

@@ -219,3 +219,47 @@ describe('text metrics: inputs and long texts', () => {
     await expect(new m.Rouge().computeAsync()).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' });
   });
 });
+
+// Issue 43: ROUGE-L's time grows with n·m: the inputs are bounded, the LCS memory is that of the shorter text.
+describe('ROUGE: bounded inputs', () => {
+  it(`a text of more than maxTokens (default ROUGE_MAX_TOKENS = 100 000) tokens is ERR_INVALID_ARG naming it, at once, in every entry point`, async () => {
+    expect(m.ROUGE_MAX_TOKENS).toBe(100_000);
+    const over = 'w '.repeat(m.ROUGE_MAX_TOKENS + 1);   // two such texts: 10¹⁰ LCS cells, and the time grew with them
+    const t0 = Date.now();
+    throwsWith(() => m.rouge([over], [over]), 'ERR_INVALID_ARG', /at most 100000 tokens \(the maxTokens option.* for predictions\[0\] but received "a text of more than 100000 tokens"/);
+    throwsWith(() => m.rouge(['a b', 'c'], ['a', ['x', over]]), 'ERR_INVALID_ARG', /for references\[1\]\[1\]/);
+    throwsWith(() => m.rouge(['a'], [over], { tokenizer: 'whitespace' }), 'ERR_INVALID_ARG', /for references\[0\] but received "a text of 100001 tokens"/);
+    throwsWith(() => m.rouge(['a'], [over], { tokenizer: (t) => t.split(' ') }), 'ERR_INVALID_ARG', /for references\[0\]/);
+    await expect(m.rougeAsync([over], ['a'])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG' });
+    const s = new m.Rouge();
+    s.update([over], ['a']);
+    throwsWith(() => s.compute(), 'ERR_INVALID_ARG', /predictions\[0\]/);
+    // a text of millions of tokens is refused without becoming an array of them
+    throwsWith(() => m.rouge(['x '.repeat(5_000_000)], ['x']), 'ERR_INVALID_ARG', /predictions\[0\]/);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    // at the cap, and past it with a raised maxTokens, it is computed
+    const at = 'w '.repeat(m.ROUGE_MAX_TOKENS);
+    expect(m.rouge([at], ['w w']).rougeL.recall).toBe(1);
+    throwsWith(() => m.rouge(['w w w'], ['w w'], { maxTokens: 2 }), 'ERR_INVALID_ARG', /at most 2 tokens/);
+    expect(m.rouge(['w w w'], ['w w'], { maxTokens: 3 }).rougeL.precision).toBeCloseTo(2 / 3, 12);
+    for (const bad of [0, 1.5, -1, '10', NaN]) throwsWith(() => m.rouge(['a'], ['a'], { maxTokens: bad as number }), 'ERR_INVALID_ARG', /maxTokens/);
+  });
+
+  it('the named tokenizers give the same tokens as before (runs of [a-z0-9], CJK characters alone) and ROUGE-L is symmetric in which text is longer', () => {
+    const old = (text: string, cjk: boolean) => {
+      const CJK = '\\u3040-\\u30ff\\u3400-\\u4dbf\\u4e00-\\u9fff\\uac00-\\ud7af\\uf900-\\ufaff';
+      const lower = text.toLowerCase();
+      if (!cjk) return lower.replace(/[^a-z0-9]+/g, ' ').split(/\s+/).filter((x) => x.length > 0);
+      return lower.replace(new RegExp(`[^a-z0-9${CJK}]+`, 'g'), ' ').replace(new RegExp(`([${CJK}])`, 'g'), ' $1 ').split(/\s+/).filter((x) => x.length > 0);
+    };
+    const texts = ['', '  ', 'Hello, World! 42x', 'İstanbul ÉTÉ straße', '我们 release 的7B模型，用的是 Vicuna 1.5', 'カタカナ and 한국어 text_with-under', 'a\tb\nc\u00a0d'];
+    for (const t of texts) {
+      expect(m.rougeTokenize(t)).toEqual(old(t, false));
+      expect(m.rougeTokenize(t, 'cjk')).toEqual(old(t, true));
+    }
+    const long = 'the cat sat on the mat and the dog sat on the log while a bird sang';
+    const short = 'a cat sat on a log';
+    const ab = m.rouge([long], [short]).rougeL, ba = m.rouge([short], [long]).rougeL;
+    expect([ab.precision, ab.recall, ab.fmeasure]).toEqual([ba.recall, ba.precision, ba.fmeasure]);
+  });
+});

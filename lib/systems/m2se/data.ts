@@ -22,6 +22,14 @@ export const M2SE_SYSTEM = 'You are an sentiment and emotion analysis expert.';
 /** `max_length` of the original scripts. */
 export const M2SE_MAX_LENGTH = 2048;
 
+/**
+ * The most characters of text one record may have (query, response, history and system
+ * together): 2 Mi, hundreds of thousands of tokens, beyond any model's context. A longer record is
+ * refused naming its file and item (and line) before it reaches the tokenizer, which would
+ * otherwise run out of memory on it (a 100 MB record needs about 8 GB there).
+ */
+export const M2SE_MAX_RECORD_CHARS = 2 * 1024 * 1024;
+
 /** One ms-swift record reduced to what a text-only model sees, with its media listed. */
 export interface M2seRecord {
   query: string;
@@ -60,39 +68,52 @@ function mediaList(v: unknown, k: string, where: string): string[] {
  * (system / user / assistant; the last assistant turn is the response), with `images`, `videos`,
  * `audios` kept as lists.
  * @param source a .json list or .jsonl file, or the records themselves
- * @throws EmotorchError ERR_IO / ERR_FORMAT on an unreadable file or a malformed record (named by index)
+ * @throws EmotorchError ERR_IO / ERR_FORMAT on an unreadable file or a malformed record (named by
+ *   index, and line in a .jsonl file); ERR_DATA for a record with more than
+ *   {@link M2SE_MAX_RECORD_CHARS} characters of text
  * @example
  * const recs = et.systems.m2seRecords('meld_test_data.json');
  */
 export function m2seRecords(source: string | readonly unknown[]): M2seRecord[] {
-  const raw = typeof source === 'string' ? readJsonList(source) : Array.isArray(source) ? source : invalid('a file path or an array of records', 'source', source);
+  const lines: number[] = [];
+  const raw = typeof source === 'string' ? readJsonList(source, undefined, lines) : Array.isArray(source) ? source : invalid('a file path or an array of records', 'source', source);
   const name = typeof source === 'string' ? `'${source}'` : 'records';
   return raw.map((r, i) => {
-    const where = `${name} item ${i}`;
-    if (!r || typeof r !== 'object' || Array.isArray(r)) throw new EmotorchError(`${where} is not an object`, 'ERR_FORMAT');
-    const o = r as Record<string, unknown>;
-    const media = { images: mediaList(o.images, 'images', where), videos: mediaList(o.videos, 'videos', where), audios: mediaList(o.audios, 'audios', where) };
-    if (Array.isArray(o.messages)) {
-      const msgs = o.messages as Array<{ role?: unknown; content?: unknown }>;
-      if (!msgs.every((m) => m && typeof m.role === 'string' && typeof m.content === 'string')) throw new EmotorchError(`${where}: messages need string role and content`, 'ERR_FORMAT');
-      let system: string | undefined;
-      const turns = msgs.filter((m) => (m.role === 'system' ? ((system = m.content as string), false) : true));
-      if (turns.length < 2 || turns.length % 2 || turns.some((m, j) => m.role !== (j % 2 ? 'assistant' : 'user'))) {
-        throw new EmotorchError(`${where}: messages must alternate user / assistant and end with assistant`, 'ERR_FORMAT');
-      }
-      const pairs: Array<[string, string]> = [];
-      for (let j = 0; j < turns.length; j += 2) pairs.push([turns[j].content as string, turns[j + 1].content as string]);
-      const [query, response] = pairs.pop()!;
-      return { query, response, history: pairs, ...(system !== undefined ? { system } : {}), ...media };
+    const where = `${name} item ${i}${lines.length ? ` (line ${lines[i]})` : ''}`;
+    const rec = m2seRecord(r, where);
+    const chars = rec.query.length + rec.response.length + (rec.system?.length ?? 0) + rec.history.reduce((n, [q, a]) => n + q.length + a.length, 0);
+    if (chars > M2SE_MAX_RECORD_CHARS) {
+      throw new EmotorchError(`${where}: its text (query, response, history and system) has ${chars} characters, more than the ${M2SE_MAX_RECORD_CHARS} a record may have (M2SE_MAX_RECORD_CHARS: far beyond any model's context)`, 'ERR_DATA');
     }
-    if (typeof o.query !== 'string' || typeof o.response !== 'string') throw new EmotorchError(`${where} lacks a string "query" and "response" (or "messages")`, 'ERR_FORMAT');
-    const history = o.history === undefined || o.history === null ? [] : o.history;
-    if (!Array.isArray(history) || !history.every((h) => Array.isArray(h) && h.length === 2 && h.every((s) => typeof s === 'string'))) {
-      throw new EmotorchError(`${where}: "history" is not a list of [query, response] pairs`, 'ERR_FORMAT');
-    }
-    if (o.system !== undefined && typeof o.system !== 'string') throw new EmotorchError(`${where}: "system" is not a string`, 'ERR_FORMAT');
-    return { query: o.query, response: o.response, history: history as Array<[string, string]>, ...(typeof o.system === 'string' ? { system: o.system } : {}), ...media };
+    return rec;
   });
+}
+
+/** One ms-swift record, checked; `where` names it in errors. */
+function m2seRecord(r: unknown, where: string): M2seRecord {
+  if (!r || typeof r !== 'object' || Array.isArray(r)) throw new EmotorchError(`${where} is not an object`, 'ERR_FORMAT');
+  const o = r as Record<string, unknown>;
+  const media = { images: mediaList(o.images, 'images', where), videos: mediaList(o.videos, 'videos', where), audios: mediaList(o.audios, 'audios', where) };
+  if (Array.isArray(o.messages)) {
+    const msgs = o.messages as Array<{ role?: unknown; content?: unknown }>;
+    if (!msgs.every((m) => m && typeof m.role === 'string' && typeof m.content === 'string')) throw new EmotorchError(`${where}: messages need string role and content`, 'ERR_FORMAT');
+    let system: string | undefined;
+    const turns = msgs.filter((m) => (m.role === 'system' ? ((system = m.content as string), false) : true));
+    if (turns.length < 2 || turns.length % 2 || turns.some((m, j) => m.role !== (j % 2 ? 'assistant' : 'user'))) {
+      throw new EmotorchError(`${where}: messages must alternate user / assistant and end with assistant`, 'ERR_FORMAT');
+    }
+    const pairs: Array<[string, string]> = [];
+    for (let j = 0; j < turns.length; j += 2) pairs.push([turns[j].content as string, turns[j + 1].content as string]);
+    const [query, response] = pairs.pop()!;
+    return { query, response, history: pairs, ...(system !== undefined ? { system } : {}), ...media };
+  }
+  if (typeof o.query !== 'string' || typeof o.response !== 'string') throw new EmotorchError(`${where} lacks a string "query" and "response" (or "messages")`, 'ERR_FORMAT');
+  const history = o.history === undefined || o.history === null ? [] : o.history;
+  if (!Array.isArray(history) || !history.every((h) => Array.isArray(h) && h.length === 2 && h.every((s) => typeof s === 'string'))) {
+    throw new EmotorchError(`${where}: "history" is not a list of [query, response] pairs`, 'ERR_FORMAT');
+  }
+  if (o.system !== undefined && typeof o.system !== 'string') throw new EmotorchError(`${where}: "system" is not a string`, 'ERR_FORMAT');
+  return { query: o.query, response: o.response, history: history as Array<[string, string]>, ...(typeof o.system === 'string' ? { system: o.system } : {}), ...media };
 }
 
 /** Counts the media of records (a text-only model uses none of them). */

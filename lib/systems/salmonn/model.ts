@@ -88,9 +88,18 @@ const QFORMER_BASE: Partial<QFormerConfig> = {
   attention_probs_dropout_prob: 0.1, layer_norm_eps: 1e-12, initializer_range: 0.02, hidden_act: 'gelu',
 };
 
+/** The original YAML's path keys (not config fields): where each goes in {@link Salmonn.fromPretrained}'s options. */
+const SALMONN_PATH_KEYS: Record<string, string> = { llama_path: 'llm', whisper_path: 'whisper', beats_path: 'beats', ckpt: 'checkpoint' };
+
 function resolveSalmonnConfig(input: SalmonnConfigInput): SalmonnConfig {
   if (!input || typeof input !== 'object' || Array.isArray(input)) invalid('a config object', 'SALMONN config', input);
   const given = renameDeprecated(input, { maxAudioSeconds: 'max_audio_seconds' }, 'SALMONN config');
+  // a misspelt or foreign key is an error naming it, never dropped (as every fromPretrained's opts.config)
+  for (const k of Object.keys(given)) {
+    if (Object.prototype.hasOwnProperty.call(SALMONN_DEFAULTS, k)) continue;
+    const goes = Object.prototype.hasOwnProperty.call(SALMONN_PATH_KEYS, k) ? SALMONN_PATH_KEYS[k] : null;
+    invalid(goes ? `a field of the SALMONN config (the YAML's model.${k} is a path: pass it as fromPretrained's ${goes})` : 'a field of the SALMONN config (SALMONN_DEFAULTS names them all)', `SALMONN config.${k}`, 'a name it does not have');
+  }
   const c = { ...SALMONN_DEFAULTS } as unknown as Record<string, unknown>;
   for (const [k, d] of Object.entries(SALMONN_DEFAULTS)) {
     const v = (given as Record<string, unknown>)[k];
@@ -332,11 +341,14 @@ export class Salmonn extends Module {
    * folder (with its tokenizer.json, or only its SentencePiece tokenizer.model), and a SALMONN checkpoint (`salmonn_v1.pth`,
    * `salmonn_7b_v0.pth`, the training code's `checkpoint_N.pth`, or a `.safetensors` saved by
    * {@link saveCheckpoint}). Ignorable keys are skipped and listed in `model.loadReport.ignored`.
-   * @throws EmotorchError ERR_STATE_DICT naming an unknown, missing or mis-shaped key; ERR_IO.
+   * @throws EmotorchError ERR_STATE_DICT naming an unknown, missing or mis-shaped key; ERR_IO;
+   *   ERR_INVALID_ARG naming a `config` key that is not a field of the SALMONN config (a misspelling
+   *   is never dropped silently) or a bad value.
    */
   static async fromPretrained(opts: SalmonnPretrainedOptions): Promise<Salmonn> {
     if (!opts || typeof opts !== 'object') invalid('{ whisper, beats, llm, checkpoint }', 'opts', opts);
     checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings', 'hub'], 'Salmonn.fromPretrained');
+    resolveSalmonnConfig(opts.config ?? {});   // a bad config fails before the parts load
     for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path or a Hugging Face repo id', k, opts[k]);
     // repo ids ('openai/whisper-large-v2', 'lmsys/vicuna-13b-v1.1') become their hub cache folders
     opts = { ...opts, whisper: await pretrainedPath(opts.whisper, { hub: opts.hub }), llm: await pretrainedPath(opts.llm, { hub: opts.hub }) };
