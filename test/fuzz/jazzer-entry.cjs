@@ -41,4 +41,6 @@ exports.tokens = entry('tokens');
 exports.npy = entry('npy');
 exports.w2v_checkpoint = entry('w2v_checkpoint');
 exports.image = entry('image');
+exports.video = entry('video');
+exports.audio = entry('audio');
 for (const f of FORMATS) if (typeof exports[f] !== 'function') throw new Error(`jazzer-entry.cjs does not export '${f}'`);

@@ -1,12 +1,13 @@
 """Writes the fuzz seed corpora, test/fuzz/corpus/<format>/ (run by hand, not by tests):
 
     /work/venv/bin/python test/fuzz/make_seeds.py [sample-data-dir]
-    /work/venv/bin/python test/fuzz/make_seeds.py --only npy      (that corpus alone; also w2v_checkpoint, sentencepiece)
+    /work/venv/bin/python test/fuzz/make_seeds.py --only npy      (that corpus alone; also w2v_checkpoint, sentencepiece, image, video, audio)
 
 The seeds are small valid (and a few edge-case) inputs made by the reference tools, never by
 emotorch: Python's pickle (protocols 0-5, numpy arrays), safetensors written by the official
 `safetensors` library, torch.save archives written by torch, WAV from test/fixtures/wav (made with
-soundfile), tokenizer.json files trained with the `tokenizers` library, and dataset JSON in the
+soundfile), pictures, video and audio (media_seeds.py: ffmpeg CLI, PIL, soundfile; it runs on its own
+without torch), tokenizer.json files trained with the `tokenizers` library, and dataset JSON in the
 originals' layouts (audio paths point at wav/a.wav and wav/b.wav, which the targets provide).
 With a sample-data folder (`node scripts/make-sample-data.mjs DIR --per-class 2`), a few of its
 records are added as dataset seeds. Deterministic except for the order in which the tokenizers
@@ -311,15 +312,31 @@ def images():
     for name in sorted(os.listdir(src)):
         if name not in ("io.safetensors", "README.md"):
             copy("image", os.path.join(src, name))
+    media_seeds().images()  # animated GIF / APNG, BMP variants, the attack files
+
+
+def media_seeds():
+    # test/fuzz/media_seeds.py (ffmpeg CLI, PIL, soundfile): the image extras and the video and audio corpora
+    sys.path.insert(0, HERE)
+    import media_seeds as m
+    return m
+
+
+def videos():
+    media_seeds().videos()
+
+
+def audios():
+    media_seeds().audios()
 
 
 if __name__ == "__main__":
-    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints, "sentencepiece": sentencepieces, "image": images}
+    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints, "sentencepiece": sentencepieces, "image": images, "video": videos, "audio": audios}
     if sys.argv[1:2] == ["--only"] and sys.argv[2:3] and sys.argv[2] in only:  # one format on its own, leaving the others as they are
         shutil.rmtree(os.path.join(OUT, sys.argv[2]), ignore_errors=True)
         only[sys.argv[2]]()
         sys.exit(0)
-    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint", "sentencepiece", "image"]:
+    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint", "sentencepiece", "image", "video", "audio"]:
         shutil.rmtree(os.path.join(OUT, fmt), ignore_errors=True)
     pickles()
     safetensors()
@@ -332,5 +349,7 @@ if __name__ == "__main__":
     w2v_checkpoints()
     sentencepieces()
     images()
+    videos()
+    audios()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {sum(len(fs) for _, _, fs in os.walk(OUT))} seeds, {total} bytes")

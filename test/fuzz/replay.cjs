@@ -2,7 +2,7 @@
 // Child process of the corpus replay: runs one format's target over the files named on the
 // command line, one after another, and reports each on stdout as a line
 //   @@fuzz {"start": file}                      before the file is run
-//   @@fuzz {"file", "outcome": "ok" | "coded" | "finding", "code"?, "error"?, "ms"}
+//   @@fuzz {"file", "outcome": "ok" | "coded" | "finding", "code"?, "message"?, "error"?, "ms"}
 // A crash or hang kills only this process; the parent (replay-runner.cjs) attributes it to the
 // last file started and goes on with the rest in a new child.
 //   node -r ./test/fuzz/register-ts.cjs test/fuzz/replay.cjs <format> <file>...
@@ -26,7 +26,7 @@ async function main() {
         await targets[format](data);
         report({ file, outcome: 'ok', ms: performance.now() - t0 });
       } catch (e) {
-        if (isCoded(et, e)) report({ file, outcome: 'coded', code: e.code, ms: performance.now() - t0 });
+        if (isCoded(et, e)) report({ file, outcome: 'coded', code: e.code, message: String(e.message).slice(0, 500), ms: performance.now() - t0 });
         else report({ file, outcome: 'finding', error: e && e.stack ? String(e.stack).split('\n').slice(0, 6).join('\n') : String(e), ms: performance.now() - t0 });
       }
     }

@@ -14,7 +14,7 @@ const os = require('os');
 const path = require('path');
 
 /** The formats, in the order `npm run fuzz` lists them. */
-const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'sentencepiece', 'npy', 'w2v_checkpoint', 'image'];
+const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'sentencepiece', 'npy', 'w2v_checkpoint', 'image', 'video', 'audio'];
 /** Formats that share another's seed corpus (test/fuzz/corpus/<that>/). */
 const SEEDS_OF = { wav16k: 'wav' };
 
@@ -42,6 +42,26 @@ function touchAndDispose(et, v, seen = new Set()) {
   }
   const kids = v instanceof Map ? v.values() : Array.isArray(v) ? v : ArrayBuffer.isView(v) ? [] : Object.values(v);
   for (const k of kids) touchAndDispose(et, k, seen);
+}
+
+/**
+ * Runs two calls on the same input, one after the other, whatever the first did. Rejects with the
+ * first error that is not coded; else with the first coded error when both failed; else resolves
+ * with both results (undefined for the one that failed with a coded error).
+ */
+async function settleBoth(et, a, b) {
+  const run = async (fn) => {
+    try {
+      return { value: await fn() };
+    } catch (error) {
+      return { error };
+    }
+  };
+  const rs = [await run(a), await run(b)];
+  const bad = rs.find((r) => 'error' in r && !isCoded(et, r.error));
+  if (bad) throw bad.error;
+  if (rs.every((r) => 'error' in r)) throw rs[0].error;
+  return rs.map((r) => r.value);
 }
 
 /**
@@ -99,12 +119,56 @@ function makeTargets(et) {
       et.io.readNpy(file('input.npy'));
     },
     async image(data) {
-      // Any picture ffmpeg decodes (headers of PNG, JPEG, GIF, BMP, TIFF, WebP), then InternVL's tiles;
-      // the file name says nothing, as in datasets whose extensions lie.
+      // Any picture (PNG, JPEG, GIF, WebP, BMP, TIFF, sniffed from its bytes), then InternVL's tiles
+      // and LanguageBind's processor (CLIPImageProcessor) on the decoded picture; the file name says
+      // nothing, as in datasets whose extensions lie. Two tool runs (ffprobe, ffmpeg) of at most 2 s.
       fs.writeFileSync(file('input.img'), data);
-      const img = await et.vision.readImage(file('input.img'), { maxPixels: 4096 * 4096, timeoutMs: 5000 });
-      touchAndDispose(et, et.vision.internvlTiles(img, { imageSize: 28, maxNum: 6 }));
-      img.dispose();
+      const img = await et.vision.readImage(file('input.img'), { maxPixels: 4096 * 4096, timeoutMs: 2000 });
+      try {
+        const [c, h, w] = img.shape;
+        if (img.dtype !== 'uint8' || img.shape.length !== 3 || c !== 3 || h * w > 4096 * 4096) throw new Error(`readImage gave ${img.dtype} [${img.shape}] (maxPixels ${4096 * 4096})`);
+        touchAndDispose(et, et.vision.internvlTiles(img, { imageSize: 28, maxNum: 6 }));
+        touchAndDispose(et, await et.vision.processImage(img, { size: 32, cropSize: 32 }));
+      } finally {
+        img.dispose();
+      }
+    },
+    async video(data) {
+      // A video (MP4/MOV, Matroska/WebM, AVI, YUV4MPEG, sniffed from its bytes): probeVideo, then
+      // readVideoFrames of 2 frames (seek or scan, as 'auto' picks). Both are always called; each
+      // must succeed or give a coded error, and where both succeed they must agree. At most
+      // 2 × 0.8 s + 2 × 1.2 s of tool runs.
+      const f = file('input.vid');
+      fs.writeFileSync(f, data);
+      const [info, read] = await settleBoth(et,
+        () => et.vision.probeVideo(f, { timeoutMs: 800 }),
+        () => et.vision.readVideoFrames(f, { numFrames: 2, maxPixels: 2048 * 2048, timeoutMs: 1200 }));
+      if (read) {
+        const { frames, width, height, frameCount, indices } = read;
+        try {
+          const s = frames.shape;
+          if (frames.dtype !== 'uint8' || s.length !== 4 || s[0] !== 3 || s[1] !== 2 || s[2] !== height || s[3] !== width || width * height > 2048 * 2048
+            || indices.length !== 2 || !indices.every((i) => Number.isInteger(i) && i >= 0 && i < frameCount)) {
+            throw new Error(`readVideoFrames gave ${frames.dtype} [${s}] for ${width}×${height}, indices [${indices}] of ${frameCount} frames`);
+          }
+          if (info && (info.width !== width || info.height !== height || info.frameCount !== frameCount)) {
+            throw new Error(`probeVideo says ${info.width}×${info.height}, ${info.frameCount} frames; readVideoFrames ${width}×${height}, ${frameCount} frames`);
+          }
+          frames.dataSync();
+        } finally {
+          frames.dispose();
+        }
+      }
+    },
+    async audio(data) {
+      // Any audio (WAV, MP3, FLAC, Ogg, ADTS AAC, or the audio track of MP4/M4A, Matroska, AVI,
+      // sniffed from its bytes) through readAudio at the file's own rate (resampling is wav16k's),
+      // at most 30 s of it, one ffmpeg run of at most 3 s.
+      fs.writeFileSync(file('input.aud'), data);
+      const { samples, sampleRate } = await et.audio.readAudio(file('input.aud'), { sampleRate: null, maxSeconds: 30, timeoutMs: 3000 });
+      if (!(samples instanceof Float32Array) || !(sampleRate > 0) || samples.length > 30 * sampleRate) {
+        throw new Error(`readAudio gave ${samples && samples.length} samples at ${sampleRate} Hz (maxSeconds 30)`);
+      }
     },
     async w2v_checkpoint(data) {
       // A Wav2Vec2 / XLS-R checkpoint in HF, fairseq or fairseq2 names (safetensors when the 8-byte
