@@ -137,7 +137,8 @@ describe('M2SE with SALMONN', () => {
     const m = await tinySalmonn();
     const empty = path.join(dir, 'empty-bin');
     fs.mkdirSync(empty, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'clip.mp4'), 'not really a video');
+    // an MP4's first box (ftyp) and nothing else: a container ffmpeg would be run on
+    fs.writeFileSync(path.join(dir, 'clip.mp4'), Buffer.concat([Buffer.from([0, 0, 0, 16]), Buffer.from('ftypisom\0\0\0\0', 'latin1')]));
     const saved = process.env.PATH;
     process.env.PATH = empty;
     try {
