@@ -121,10 +121,11 @@ export interface Binding {
   fromData(data: ArrayBufferView, shape: number[], sourceDtype: string, dtype: string, device: string, requiresGrad: boolean): TensorHandle;
   opNames(): string[];
   op(index: number, ...args: unknown[]): TensorHandle | TensorHandle[];
-  createModule(kind: string, config: object, device: string | null, dtype: string | null): ModuleHandle;
+  createModule(kind: string, config: object, device: string | null, dtype: string | null, skipInit?: boolean): ModuleHandle;
   createOptimizer(kind: 'adamw' | 'sgd', groups: NativeGroup[]): OptimizerHandle;
   clipGradNorm(params: TensorHandle[], maxNorm: number, normType: number): Promise<number>;
   copyState(dst: TensorHandle[], src: TensorHandle[]): Promise<void>;
+  assignState(dst: TensorHandle[], src: TensorHandle[], dtype: string | null): Promise<void>;
   readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][]): Promise<TensorHandle[]>;
   writeSafetensors(path: string, header: string, tensors: TensorHandle[]): Promise<void>;
   whisperLogMel(waveform: TensorHandle, nMels: number, padTo30s: boolean): Promise<TensorHandle>;

@@ -4,7 +4,7 @@ import { Tensor, checkTensor, zeros } from '../tensor';
 import { EmotorchError, invalid, renameDeprecated } from '../errors';
 import { loadTorchFile } from '../io/torchfile';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
 
 /** The original BEATsConfig fields and defaults. */
 export interface BeatsConfig {
@@ -115,7 +115,7 @@ export class BeatsEncoder extends NativeModule {
       sd = await loadCheckpoint(dirOrFile);
     }
     sd = new Map([...sd].filter(([k]) => !k.startsWith('predictor.')));
-    const model = BeatsEncoder.create(withOverrides('BEATs', SPEC, cfg, opts.config), {});
+    const model = createForCheckpoint(opts, () => BeatsEncoder.create(withOverrides('BEATs', SPEC, cfg, opts.config), {}));
     return finishPretrained(model, sd, opts);
   }
 

@@ -7,7 +7,7 @@
 import { NativeModule, ModuleOptions, StateDict, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
 import { applyLora } from './lora';
 
 /** HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's). */
@@ -288,7 +288,7 @@ export class ClipVisionModel extends NativeModule {
     if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
     const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vraw, mode, `'${dir}'`);
     const { keep, withProjection } = towerState(sd, 'vision_model.', 'visual_projection.weight', opts.withProjection);
-    const model = ClipVisionModel.create(withOverrides('CLIP vision', VISION_SPEC, file, opts.config), { withProjection });
+    const model = createForCheckpoint(opts, () => ClipVisionModel.create(withOverrides('CLIP vision', VISION_SPEC, file, opts.config), { withProjection }));
     if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
     return finishPretrained(model, keep, opts);
   }
@@ -361,7 +361,7 @@ export class ClipTextModel extends NativeModule {
     const file = { ...(top ?? raw) };
     if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
     const { keep, withProjection } = towerState(opts.stateDict ?? await loadCheckpoint(dir), 'text_model.', 'text_projection.weight', opts.withProjection);
-    const model = ClipTextModel.create(withOverrides('CLIP text', TEXT_SPEC, file, opts.config), { withProjection });
+    const model = createForCheckpoint(opts, () => ClipTextModel.create(withOverrides('CLIP text', TEXT_SPEC, file, opts.config), { withProjection }));
     return finishPretrained(model, keep, opts);
   }
 
@@ -428,7 +428,7 @@ export class ClipModel extends NativeModule {
     const file = { ...raw, text_config: text, vision_config: visionFromFile(vision) };
     const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vision, mode, `'${dir}'`);
     for (const k of [...sd.keys()]) if (k.endsWith('.position_ids')) sd.delete(k);
-    const model = ClipModel.create(withOverrides('CLIP', { text_config: 1, vision_config: 1, projection_dim: 1, logit_scale_init_value: 1 }, file, opts.config) as Partial<ClipConfig>);
+    const model = createForCheckpoint(opts, () => ClipModel.create(withOverrides('CLIP', { text_config: 1, vision_config: 1, projection_dim: 1, logit_scale_init_value: 1 }, file, opts.config) as Partial<ClipConfig>));
     if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
     return finishPretrained(model, sd, opts);
   }

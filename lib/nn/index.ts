@@ -1,5 +1,5 @@
 export { Module, NativeModule } from './module';
-export type { ModuleOptions, LoadReport, StateDict } from './module';
+export type { ModuleOptions, LoadReport, LoadStateDictOptions, StateDict } from './module';
 export { Linear, Mlp, LayerNorm, Embedding } from './layers';
 export type { LinearConfig, MlpConfig, Activation, LayerNormConfig, EmbeddingConfig } from './layers';
 export { RobertaModel, RobertaLayers, ROBERTA_DEFAULTS } from './roberta';

@@ -7,7 +7,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, tensor } from '../tensor';
 import { checkInt, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
 
 /** InternVisionConfig fields (the remote code's config.json names). */
 export interface InternVisionConfig {
@@ -109,7 +109,7 @@ export class InternVisionModel extends NativeModule {
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     const vraw = (raw.vision_config && typeof raw.vision_config === 'object' ? raw.vision_config : raw) as Record<string, unknown>;
-    const model = InternVisionModel.create(withOverrides('InternViT', SPEC, vraw, opts.config));
+    const model = createForCheckpoint(opts, () => InternVisionModel.create(withOverrides('InternViT', SPEC, vraw, opts.config)));
     const sd = stripPrefix(await loadCheckpoint(dir), ['vision_model.']);
     for (const k of [...sd.keys()]) if (!k.startsWith('embeddings.') && !k.startsWith('encoder.')) sd.delete(k);
     return finishPretrained(model, sd, opts);

@@ -7,7 +7,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
 
 /**
  * HF LlamaConfig fields. RoPE settings are flat here: `rope_theta`, `rope_type` ('default' |
@@ -245,7 +245,7 @@ export class LlamaForCausalLM extends NativeModule {
   static async fromPretrained(dir: string, opts: PretrainedOptions<LlamaConfig> = {}): Promise<LlamaForCausalLM> {
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
-    const model = LlamaForCausalLM.create(withOverrides('LLaMA', SPEC, normalizeLlamaConfig(raw), opts.config), {});
+    const model = createForCheckpoint(opts, () => LlamaForCausalLM.create(withOverrides('LLaMA', SPEC, normalizeLlamaConfig(raw), opts.config), {}));
     const sd = await loadCheckpoint(dir);
     if (model.config.tie_word_embeddings) sd.delete(model.embeddingKeys.head);
     for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);

@@ -7,7 +7,7 @@ import { binding, ModuleHandle } from '../native';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { DType, checkDtype, isFloating } from '../dtype';
 import { Device, checkDevice } from '../device';
-import { EmotorchError, invalid } from '../errors';
+import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 
 /** Where a module's parameters live: device and dtype (as `module.to(device, dtype)`). */
@@ -22,6 +22,20 @@ export interface LoadReport {
   missing: string[];
   /** Keys the state dict has but the module lacks. */
   unexpected: string[];
+}
+
+/** Options of `loadStateDict`. */
+export interface LoadStateDictOptions {
+  /** Default true: missing or unexpected keys are an error. A wrong shape is always an error. */
+  strict?: boolean;
+  /**
+   * Make the state dict's tensors the parameters' data instead of copying into them (PyTorch's
+   * `load_state_dict(assign=True)`): a tensor already in the wanted dtype and device is used as
+   * it is, storage shared with the state dict; the parameters' old storage is released. Default false.
+   */
+  assign?: boolean;
+  /** With `assign`: the dtype floating tensors take (default: each parameter's own). */
+  dtype?: DType;
 }
 
 /** A state dict: parameter and buffer names (the original checkpoints' names) to tensors. */
@@ -204,14 +218,23 @@ export abstract class Module {
 
   /**
    * Copies values from a state dict into this module's parameters and buffers (dtype and device
-   * converted). Checks everything before copying anything.
+   * converted), or with `assign` makes them the parameters' data. Checks everything before
+   * copying anything.
    * @param opts.strict default true: missing or unexpected keys are an error. A wrong shape is
    *   always an error.
+   * @param opts.assign share the state dict's tensors instead of copying (see {@link LoadStateDictOptions})
+   * @param opts.dtype with `assign`, the dtype of floating tensors
    * @returns the missing and unexpected keys (empty when strict).
-   * @throws EmotorchError ERR_STATE_DICT naming each offending key (and both shapes).
+   * @throws EmotorchError ERR_STATE_DICT naming each offending key (and both shapes); ERR_INVALID_ARG for a bad option.
+   * @example
+   * await model.loadStateDict((await et.io.loadSafetensors('model.safetensors')).tensors, { assign: true, dtype: 'bfloat16' });
    */
-  async loadStateDict(sd: StateDict | Record<string, Tensor>, opts: { strict?: boolean } = {}): Promise<LoadReport> {
+  async loadStateDict(sd: StateDict | Record<string, Tensor>, opts: LoadStateDictOptions = {}): Promise<LoadReport> {
+    checkOptionNames(opts, ['strict', 'assign', 'dtype'], 'loadStateDict options');
     const strict = opts.strict ?? true;
+    if (opts.assign !== undefined && typeof opts.assign !== 'boolean') invalid('a boolean', 'assign', opts.assign);
+    const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype);
+    if (dtype && !opts.assign) invalid('dtype only with assign: true (a copy keeps the model\'s dtype)', 'loadStateDict options', 'dtype');
     const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !src.has(k));
@@ -232,7 +255,8 @@ export abstract class Module {
     if (strict && missing.length) problems.push(`missing keys: ${missing.map((k) => `'${k}'`).join(', ')}`);
     if (strict && unexpected.length) problems.push(`unexpected keys: ${unexpected.map((k) => `'${k}'`).join(', ')}`);
     if (problems.length) throw new EmotorchError(`loadStateDict: ${problems.join('; ')}`, 'ERR_STATE_DICT');
-    await binding.copyState(dst.map((t) => t.handle), from.map((t) => t.handle));
+    if (opts.assign) await binding.assignState(dst.map((t) => t.handle), from.map((t) => t.handle), dtype);
+    else await binding.copyState(dst.map((t) => t.handle), from.map((t) => t.handle));
     return { missing, unexpected };
   }
 
@@ -298,6 +322,25 @@ export function lockConfig<C extends object>(target: object, model: string, conf
   return view;
 }
 
+/** Nonzero while {@link createUninitialized} runs its builder. */
+let skipInitDepth = 0;
+
+/**
+ * Runs `build` (which creates native modules synchronously) so that the modules it creates leave
+ * their parameters uninitialized: a checkpoint is about to replace every one of them (through
+ * `loadStateDict(sd, { assign: true })`), so nothing is written (no pages faulted in, no float32
+ * copy of a half-precision checkpoint filled with random numbers) and the RNG is not consumed.
+ * @internal
+ */
+export function createUninitialized<T>(build: () => T): T {
+  skipInitDepth++;
+  try {
+    return build();
+  } finally {
+    skipInitDepth--;
+  }
+}
+
 /**
  * A module backed by one native libtorch module (built-in layers and the model zoo).
  * @internal
@@ -309,7 +352,7 @@ export abstract class NativeModule extends Module {
     super();
     const device = opts.device === undefined ? null : checkDevice(opts.device);
     const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype);
-    this.native = binding.createModule(kind, config, device, dtype);
+    this.native = binding.createModule(kind, config, device, dtype, skipInitDepth > 0);
   }
   protected ownNative(): { params: Array<[string, Tensor]>; buffers: Array<[string, Tensor]> } {
     const base = super.ownNative();

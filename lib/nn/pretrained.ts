@@ -12,7 +12,9 @@ import { EmotorchError, invalid } from '../errors';
 import { loadSafetensors } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
+import { createUninitialized } from './module';
 import type { Module, ModuleOptions, StateDict } from './module';
+import { binding } from '../native';
 import { HubOptions, resolvePretrainedPath } from '../io/hub';
 
 /** Reads `<dir>/config.json`. @throws EmotorchError ERR_IO / ERR_FORMAT. */
@@ -188,6 +190,15 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOp
 }
 
 /**
+ * Builds a model for a checkpoint: unless the load is not strict (a checkpoint that may leave
+ * parameters out, which keep their initialization), its parameters are left uninitialized for
+ * the checkpoint to replace ({@link createUninitialized}): nothing random is drawn or written.
+ */
+export function createForCheckpoint<M>(opts: { strict?: boolean }, build: () => M): M {
+  return opts.strict === false ? build() : createUninitialized(build);
+}
+
+/**
  * The local path behind a `fromPretrained` argument: an existing path as it is, a Hugging Face
  * repo id (`org/name`) as its hub cache snapshot (downloading what is missing), with the options'
  * `revision` and `hub`.
@@ -221,7 +232,12 @@ export function withOverrides(model: string, spec: object, fromFile: Record<stri
  * `fromPretrained`.
  */
 export async function finishPretrained<M extends Module>(model: M, sd: StateDict, opts: PretrainedOptions): Promise<M> {
-  await model.loadStateDict(sd, { strict: opts.strict ?? true });
+  // the checkpoint's tensors become the parameters (converted to the dtype asked for, else kept in
+  // the model's), then the state dict lets go of them: nothing is copied twice
+  await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(opts.dtype ? { dtype: opts.dtype } : {}) });
+  for (const t of sd.values()) t.dispose();
+  sd.clear();
+  binding.emptyCpuCache();
   if (opts.device || opts.dtype) await model.to({ device: opts.device, dtype: opts.dtype });
   model.eval();
   return model;

@@ -2,7 +2,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath } from './pretrained';
 
 /** Blip2QFormerConfig fields and defaults, plus `num_query_tokens` (queries the model owns; 0 = given per call). */
 export interface QFormerConfig {
@@ -102,7 +102,7 @@ export class QFormer extends NativeModule {
       const raw = readConfig(dirOrFile) as Record<string, unknown>;
       cfg = withOverrides('QFormer', SPEC, (raw.qformer_config as Record<string, unknown>) ?? raw, opts.config);
     }
-    const model = QFormer.create({ ...cfg, num_query_tokens: tokens ? tokens.shape[1] : 0 }, {});
+    const model = createForCheckpoint(opts, () => QFormer.create({ ...cfg, num_query_tokens: tokens ? tokens.shape[1] : 0 }, {}));
     return finishPretrained(model, sd, opts);
   }
 

@@ -2,7 +2,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
 
 /**
  * HF RobertaConfig fields (config.json names; defaults: RobertaConfig's). Whether the pooler is
@@ -128,7 +128,7 @@ export class RobertaModel extends NativeModule {
     sd = new Map([...sd].filter(([k]) => /^(embeddings|encoder|pooler)\./.test(k) && !k.endsWith('.position_ids') && !k.endsWith('.token_type_ids')));
     const legacy = (opts.config as Partial<RobertaConfig> | undefined)?.add_pooling_layer;
     const pool = opts.addPoolingLayer ?? legacy ?? [...sd.keys()].some((k) => k.startsWith('pooler.'));
-    const model = RobertaModel.create({ ...withOverrides('RoBERTa', SPEC, cfg, opts.config), add_pooling_layer: undefined }, { addPoolingLayer: pool });
+    const model = createForCheckpoint(opts, () => RobertaModel.create({ ...withOverrides('RoBERTa', SPEC, cfg, opts.config), add_pooling_layer: undefined }, { addPoolingLayer: pool }));
     return finishPretrained(model, sd, opts);
   }
 

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { EmotorchError, invalid, withDeprecatedAlias } from '../errors';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath } from './pretrained';
 
 /** HF Wav2Vec2Config fields and defaults (wav2vec2-base sizes; XLS-R checkpoints set the layer-norm fields in their config.json). */
 export interface Wav2Vec2Config {
@@ -284,11 +284,11 @@ export class Wav2Vec2Model extends NativeModule {
     if (dialect === 'hf') {
       let sd = renameKeys(stripPrefix(all, ['wav2vec2.']), WAV2VEC2_RENAMES);
       sd = new Map([...sd].filter(([k]) => /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/.test(k)));
-      return finishPretrained(Wav2Vec2Model.create(cfg, {}), sd, opts);
+      return finishPretrained(createForCheckpoint(opts, () => Wav2Vec2Model.create(cfg, {})), sd, opts);
     }
     const { sd, origin } = convertWav2Vec2StateDict(all, dialect, { strict: opts.strict });
     // the mask embedding is used only by pretraining's masking: a checkpoint without one loads too
-    const model = Wav2Vec2Model.create(sd.has('masked_spec_embed') ? cfg : { ...cfg, mask_time_prob: 0, mask_feature_prob: 0 }, {});
+    const model = createForCheckpoint(opts, () => Wav2Vec2Model.create(sd.has('masked_spec_embed') ? cfg : { ...cfg, mask_time_prob: 0, mask_feature_prob: 0 }, {}));
     const own = model.stateDict();
     if (!own.has('masked_spec_embed')) { sd.get('masked_spec_embed')?.dispose(); sd.delete('masked_spec_embed'); }
     const wrong = [...sd].filter(([k, t]) => own.has(k) && own.get(k)!.shape.join() !== t.shape.join())

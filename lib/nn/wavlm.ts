@@ -2,7 +2,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { invalid, withDeprecatedAlias } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
 
 /** HF WavLMConfig fields and defaults (wavlm-base-plus sizes). */
 export interface WavLMConfig {
@@ -113,7 +113,7 @@ export class WavLMModel extends NativeModule {
     const cfg = readConfig(dir) as Partial<WavLMConfig>;
     let sd = renameKeys(stripPrefix(await loadCheckpoint(dir), ['wavlm.']), WAVLM_RENAMES);
     sd = new Map([...sd].filter(([k]) => /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/.test(k)));
-    const model = WavLMModel.create(withOverrides('WavLM', SPEC, cfg, opts.config), {});
+    const model = createForCheckpoint(opts, () => WavLMModel.create(withOverrides('WavLM', SPEC, cfg, opts.config), {}));
     return finishPretrained(model, sd, opts);
   }
 

@@ -2,7 +2,7 @@
 import { NativeModule, ModuleOptions, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
 
 /** HF WhisperConfig's encoder fields (defaults: whisper-large-v2's sizes). */
 export interface WhisperConfig {
@@ -103,7 +103,7 @@ export class WhisperEncoder extends NativeModule {
     } else {
       cfg = readConfig(dirOrFile) as Partial<WhisperConfig>;
     }
-    const model = WhisperEncoder.create(withOverrides('Whisper', SPEC, cfg, opts.config), {});
+    const model = createForCheckpoint(opts, () => WhisperEncoder.create(withOverrides('Whisper', SPEC, cfg, opts.config), {}));
     return finishPretrained(model, sd, opts);
   }
 

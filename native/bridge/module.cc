@@ -187,8 +187,9 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
 };
 
 
-// createModule(kind, config, device|null, dtype|null) → ModuleHandle (parameters created on CPU in
-// float32, then moved).
+// createModule(kind, config, device|null, dtype|null, skipInit) → ModuleHandle (parameters created
+// on CPU in float32, then moved; with skipInit, for a checkpoint to fill: never initialized, see
+// nn::SkipInitGuard).
 Napi::Value CreateModule(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto kind = to_string(info[0], "module kind");
@@ -199,7 +200,13 @@ Napi::Value CreateModule(const Napi::CallbackInfo& info) {
     std::optional<at::ScalarType> dt;
     if (!info[2].IsNull() && !info[2].IsUndefined()) dev = to_device(info[2]);
     if (!info[3].IsNull() && !info[3].IsUndefined()) dt = to_dtype(info[3]);
-    auto model = it->second(*cfg);
+    std::shared_ptr<nn::Model> model;
+    if (info.Length() > 4 && info[4].ToBoolean()) {
+      nn::SkipInitGuard skip;
+      model = it->second(*cfg);
+    } else {
+      model = it->second(*cfg);
+    }
     if (dev || dt) move_module(*model, dev, dt);
     Napi::Object obj = data(info.Env()).module_ctor.New({});
     ModuleHandle::Unwrap(obj)->model = model;
@@ -216,12 +223,23 @@ Napi::Value CopyState(const Napi::CallbackInfo& info) {
 }
 
 
+// assignState(dst, src, dtype|null): nn::assign_state on the compute thread.
+Napi::Value AssignState(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto dst = to_tensors(info[0], "destination tensors"), src = to_tensors(info[1], "source tensors");
+    std::optional<at::ScalarType> dt;
+    if (!info[2].IsNull() && !info[2].IsUndefined()) dt = to_dtype(info[2]);
+    return run_async(info.Env(), "emotorch.assignState", nullptr, [dst, src, dt] { nn::assign_state(dst, src, dt); }, nullptr);
+  });
+}
+
 }  // namespace
 
 void init_module(Napi::Env env, Napi::Object exports) {
   ModuleHandle::Init(env, exports);
   exports.Set("createModule", Napi::Function::New(env, CreateModule));
   exports.Set("copyState", Napi::Function::New(env, CopyState));
+  exports.Set("assignState", Napi::Function::New(env, AssignState));
 }
 
 }  // namespace et::bridge

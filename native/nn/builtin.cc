@@ -2,9 +2,45 @@
 
 #include "nn/fused.h"
 
+#include <ATen/core/stack.h>
+#include <torch/library.h>
+
 #include <cmath>
 
 namespace et::nn {
+
+namespace {
+// A random initializer under SkipInitGuard: its arguments dropped, its tensor (the first) returned.
+void keep_self(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  const auto n = op.schema().arguments().size();
+  c10::IValue self = std::move((*stack)[stack->size() - n]);
+  torch::jit::drop(*stack, n);
+  stack->push_back(std::move(self));
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(_, DeferredInit, m) { m.fallback(torch::CppFunction::makeFallthrough()); }
+
+TORCH_LIBRARY_IMPL(aten, DeferredInit, m) {
+  for (const char* op : {"uniform_", "normal_", "random_", "random_.from", "random_.to", "bernoulli_.Tensor", "bernoulli_.float",
+                         "exponential_", "cauchy_", "log_normal_", "geometric_"}) {
+    m.impl(op, torch::CppFunction::makeFromBoxedFunction<&keep_self>());
+  }
+}
+
+void assign_state(const Tensors& dst, const Tensors& src, std::optional<at::ScalarType> dtype) {
+  TORCH_CHECK(dst.size() == src.size(), "assign_state: ", dst.size(), " destinations but ", src.size(), " sources");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < dst.size(); ++i) {
+    TORCH_CHECK(dst[i].sizes() == src[i].sizes(), "assign_state: shape ", dst[i].sizes(), " vs ", src[i].sizes());
+    const bool floating = at::isFloatingType(src[i].scalar_type()) && at::isFloatingType(dst[i].scalar_type());
+    const auto s = floating ? dtype.value_or(dst[i].scalar_type()) : dst[i].scalar_type();
+    auto v = src[i].to(dst[i].device(), s);
+    // a view of a larger storage (a shard read as one buffer) is copied, so the rest can be freed
+    if (v.storage().nbytes() > static_cast<size_t>(v.numel()) * v.element_size() || !v.is_contiguous()) v = v.clone(at::MemoryFormat::Contiguous);
+    const_cast<at::Tensor&>(dst[i]).set_data(v);
+  }
+}
 
 void copy_state(const Tensors& dst, const Tensors& src) {
   TORCH_CHECK(dst.size() == src.size(), "copy_state: ", dst.size(), " destinations but ", src.size(), " sources");

@@ -5,6 +5,9 @@
 
 #include "nn/config.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
+#include <optional>
 #include <vector>
 
 namespace et::nn {
@@ -29,5 +32,20 @@ struct Model : torch::nn::Module {
 
 // Copies each source into its destination (dtype and device converted) without recording autograd.
 void copy_state(const Tensors& dst, const Tensors& src);
+
+// Makes each source the data of its destination (as PyTorch's load_state_dict(assign=True)): a
+// floating source converted to `dtype` (or the destination's own dtype when none is given) and
+// to the destination's device, else used as it is, storage shared. The destination's old storage
+// is released. No autograd is recorded; requires_grad stays the destination's.
+void assign_state(const Tensors& dst, const Tensors& src, std::optional<at::ScalarType> dtype);
+
+// While one lives, this thread builds models for a checkpoint: the random initializers (uniform_,
+// normal_, bernoulli_, …) leave their tensors untouched, so a parameter the checkpoint will replace
+// is never written (its pages are never faulted in) and the RNG is not consumed. Deterministic
+// fills (LayerNorm's ones) still run. The mechanism is libtorch's DeferredInit dispatch key,
+// included in the thread-local key set, with a fallthrough for every other op.
+struct SkipInitGuard {
+  c10::impl::IncludeDispatchKeyGuard include{c10::DispatchKey::DeferredInit};
+};
 
 }  // namespace et::nn

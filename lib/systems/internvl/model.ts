@@ -10,7 +10,7 @@ import { InternVisionModel, InternVLProjector, internVisionConfig } from '../../
 import type { InternVisionConfig } from '../../nn/intern_vit';
 import { LlamaForCausalLM, normalizeLlamaConfig } from '../../nn/llama';
 import type { GenerationOptions, LlamaConfig } from '../../nn/llama';
-import { PretrainedOptions, finishPretrained, loadCheckpoint, readConfig, pretrainedPath } from '../../nn/pretrained';
+import { PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, pretrainedPath } from '../../nn/pretrained';
 import { Tensor, cat, checkTensor, tensor } from '../../tensor';
 import { EmotorchError, checkInt, invalid } from '../../errors';
 
@@ -129,7 +129,7 @@ export class InternVL extends Module {
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     if (!raw.vision_config || !raw.llm_config) throw new EmotorchError(`'${dir}' is not an InternVL chat folder: its config.json has no vision_config and llm_config`, 'ERR_FORMAT');
-    const model = InternVL.create(raw as unknown as InternVLConfig, { imgContextTokenId: opts.imgContextTokenId });
+    const model = createForCheckpoint(opts, () => InternVL.create(raw as unknown as InternVLConfig, { imgContextTokenId: opts.imgContextTokenId }));
     const sd = await loadCheckpoint(dir);
     for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);
     return finishPretrained(model, sd, opts);

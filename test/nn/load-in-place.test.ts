@@ -1,0 +1,96 @@
+// Loading in place (issue 44, first part): fromPretrained builds a model whose parameters the
+// checkpoint replaces without initializing them (no random numbers drawn, no pages written), and
+// the checkpoint's tensors become the parameters (converted once to the dtype asked for), so a
+// half-precision checkpoint loads in about its own size. Values are checked against the
+// checkpoint file itself (read by et.io.loadSafetensors).
+import { describe, it, expect } from 'vitest';
+import * as fs from 'fs';
+import * as path from 'path';
+import { execFileSync } from 'child_process';
+import * as et from '../../lib/index';
+import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
+
+const LLAMA = path.join(FIXTURES, 'llama');
+const DIST = path.join(__dirname, '..', '..', 'dist', 'index.js');
+
+describe('fromPretrained loads in place', () => {
+  it('draws nothing from the RNG (every model kind), and strict: false still initializes what the checkpoint leaves out', async () => {
+    const loads: Array<[string, () => Promise<et.nn.Module>]> = [
+      ['LLaMA', () => et.nn.LlamaForCausalLM.fromPretrained(LLAMA)],
+      ['Whisper', () => et.nn.WhisperEncoder.fromPretrained(path.join(FIXTURES, 'whisper'))],
+      ['WavLM', () => et.nn.WavLMModel.fromPretrained(path.join(FIXTURES, 'wavlm_base'))],
+      ['RoBERTa', () => et.nn.RobertaModel.fromPretrained(path.join(FIXTURES, 'roberta'))],
+    ];
+    for (const [name, load] of loads) {
+      et.manualSeed(7);
+      const want = et.randn([8]).dataSync();
+      et.manualSeed(7);
+      (await load()).dispose?.();
+      expect(Array.from(et.randn([8]).dataSync()), name).toEqual(Array.from(want));
+    }
+    // a non-strict load keeps the initialization of what the checkpoint lacks (and draws it)
+    const { tensors } = await et.io.loadSafetensors(path.join(LLAMA, 'model.safetensors'));
+    const dir = tmpdir();
+    fs.copyFileSync(path.join(LLAMA, 'config.json'), path.join(dir, 'config.json'));
+    tensors.delete('lm_head.weight');
+    await et.io.saveSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    const partial = await et.nn.LlamaForCausalLM.fromPretrained(dir, { strict: false });
+    const head = partial.namedParameters().find(([n]) => n === 'lm_head.weight')![1];
+    const std = head.float().std().item();
+    expect(std).toBeGreaterThan(0.01);   // drawn (not left as whatever memory held), as the original's init
+    expect(Number.isFinite(head.abs().max().item())).toBe(true);
+  });
+
+  it('the parameters are the checkpoint tensors, in the dtype asked for (converted once), and the model generates', async () => {
+    const { tensors } = await et.io.loadSafetensors(path.join(LLAMA, 'model.safetensors'));
+    for (const dtype of [undefined, 'bfloat16', 'float16'] as const) {
+      const m = await et.nn.LlamaForCausalLM.fromPretrained(LLAMA, dtype ? { dtype } : {});
+      for (const [name, p] of m.namedParameters()) {
+        expect(p.dtype, name).toBe(dtype ?? 'float32');
+        const ref = tensors.get(name)!;
+        expect(maxAbsDiff(p, ref.to({ dtype: dtype ?? 'float32' }))).toBe(0);
+      }
+      const { newTokens } = await et.noGrad(() => m.generate({ inputIds: et.tensor([[1, 5, 9]], { dtype: 'int64' }) }, { maxNewTokens: 3 }));
+      expect(newTokens.shape).toEqual([1, 3]);
+    }
+  });
+
+  it('loadStateDict assign shares or converts the tensors; options are checked', async () => {
+    const m = et.nn.LlamaForCausalLM.create({ vocab_size: 16, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 });
+    const sd = new Map([...m.stateDict()].map(([k, t]) => [k, et.randn(t.shape)] as [string, et.Tensor]));
+    await m.loadStateDict(sd, { assign: true, dtype: 'bfloat16' });
+    for (const [k, p] of m.namedParameters()) {
+      expect(p.dtype).toBe('bfloat16');
+      expect(maxAbsDiff(p, sd.get(k)!.to({ dtype: 'bfloat16' }))).toBe(0);
+      expect(p.requiresGrad).toBe(true);
+    }
+    await m.loadStateDict(sd, { assign: true });   // each parameter's own dtype (now bfloat16)
+    expect(m.parameters()[0].dtype).toBe('bfloat16');
+    await rejectsWith(m.loadStateDict(sd, { dtype: 'float16' }), 'ERR_INVALID_ARG', /dtype only with assign/);
+    await rejectsWith(m.loadStateDict(sd, { assign: 'yes' as never }), 'ERR_INVALID_ARG', /assign/);
+    await rejectsWith(m.loadStateDict(sd, { asign: true } as never), 'ERR_INVALID_ARG', /asign/);
+  });
+
+  it('a float16 checkpoint loads in about its own size of memory (peak RSS of a fresh process)', async () => {
+    // 56 M parameters in float16 (112 MB), written here by emotorch itself; loaded by a child process
+    const dir = tmpdir();
+    const cfg = { vocab_size: 8000, hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 16, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 512 };
+    const m = et.nn.LlamaForCausalLM.create(cfg, { dtype: 'float16' });
+    await m.save(path.join(dir, 'model.safetensors'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'llama', torch_dtype: 'float16' }));
+    const bytes = fs.statSync(path.join(dir, 'model.safetensors')).size;
+    const script = `const et = require(${JSON.stringify(DIST)});
+      const fs = require('fs');
+      const hwm = () => Number(/VmHWM:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) * 1024;
+      (async () => {
+        const before = hwm();
+        const m = await et.nn.LlamaForCausalLM.fromPretrained(${JSON.stringify(dir)}, { dtype: 'float16' });
+        console.log(JSON.stringify({ before, after: hwm(), dtype: m.parameters()[0].dtype }));
+      })();`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim());
+    expect(out.dtype).toBe('float16');
+    const grown = out.after - out.before;
+    // before: a float32 model (224 MB) initialized, then the checkpoint, then the cast: ≥ 3 × its size
+    expect(grown, `peak RSS grew by ${(grown / 2 ** 20).toFixed(0)} MiB for a ${(bytes / 2 ** 20).toFixed(0)} MiB checkpoint`).toBeLessThan(1.1 * bytes + 48 * 2 ** 20);
+  }, 120_000);
+});
