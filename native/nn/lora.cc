@@ -23,14 +23,19 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
   auto y = nn::linear(x, weight, bias);
   if (!lora_A.defined() || merged) return y;
-  auto h = at::dropout(x, lora_dropout, is_training());
-  return y + nn::linear(nn::linear(h, lora_A, {}), lora_B, {}) * scaling;
+  // adapters kept in float32 on a half-precision base (peft's autocast_adapter_dtype): the input
+  // cast to theirs, the update cast back to the base's output dtype
+  auto h = at::dropout(x.scalar_type() == lora_A.scalar_type() ? x : x.to(lora_A.scalar_type()), lora_dropout, is_training());
+  auto delta = nn::linear(nn::linear(h, lora_A, {}), lora_B, {}) * scaling;
+  return y + (delta.scalar_type() == y.scalar_type() ? delta : delta.to(y.scalar_type()));
 }
 
 void LinearImpl::add_lora(int64_t r, double alpha, double dropout) {
   TORCH_CHECK(!lora_A.defined(), "LoRA was already added to this layer");
   TORCH_CHECK(r > 0, "LoRA rank must be positive");
+  // float32 adapters on a float16 / bfloat16 base, as peft makes them (autocast_adapter_dtype)
   auto opts = weight.options();
+  if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16) opts = opts.dtype(at::kFloat);
   auto a_mod = register_module("lora_A", std::make_shared<torch::nn::Module>());
   auto b_mod = register_module("lora_B", std::make_shared<torch::nn::Module>());
   auto a_def = a_mod->register_module("default", std::make_shared<torch::nn::Module>());
@@ -47,14 +52,14 @@ void LinearImpl::add_lora(int64_t r, double alpha, double dropout) {
 void LinearImpl::merge() {
   if (!lora_A.defined() || merged) return;
   at::NoGradGuard g;
-  weight.add_(at::matmul(lora_B, lora_A) * scaling);
+  weight.add_((at::matmul(lora_B, lora_A) * scaling).to(weight.scalar_type()));
   merged = true;
 }
 
 void LinearImpl::unmerge() {
   if (!lora_A.defined() || !merged) return;
   at::NoGradGuard g;
-  weight.sub_(at::matmul(lora_B, lora_A) * scaling);
+  weight.sub_((at::matmul(lora_B, lora_A) * scaling).to(weight.scalar_type()));
   merged = false;
 }
 
