@@ -1,7 +1,7 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians, the ratio and the range of
 // the per-pair ratios (an emotorch trial and the Python trial after it).
-//   npm run bench -- mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
+//   npm run bench -- load | mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
 // --neighbour: the trials again beside one busy process (a spinning loop), each side's slowdown printed;
 // then emotorch's with adaptive threads (et.setAdaptiveThreads), beside it and on the quiet machine.
 // --ops: after the trials, each side's op profile of one call, side by side (see opsTable).
@@ -22,7 +22,7 @@ import * as os from 'os';
 import * as et from 'emotorch';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = { mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs' };
+const BENCHES = { load: 'load.mjs', mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs' };
 const args = process.argv.slice(2);
 const name = args.find((a) => !a.startsWith('--')) ?? 'mlp';
 if (!(name in BENCHES)) {

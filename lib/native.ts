@@ -126,7 +126,7 @@ export interface Binding {
   clipGradNorm(params: TensorHandle[], maxNorm: number, normType: number): Promise<number>;
   copyState(dst: TensorHandle[], src: TensorHandle[]): Promise<void>;
   assignState(dst: TensorHandle[], src: TensorHandle[], dtype: string | null): Promise<void>;
-  readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][]): Promise<TensorHandle[]>;
+  readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][], map?: boolean): Promise<TensorHandle[]>;
   writeSafetensors(path: string, header: string, tensors: TensorHandle[]): Promise<void>;
   whisperLogMel(waveform: TensorHandle, nMels: number, padTo30s: boolean): Promise<TensorHandle>;
   kaldiFbank(waveform: TensorHandle, opts: object): Promise<TensorHandle>;

@@ -2,7 +2,7 @@
  * @module
  */
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader } from './safetensors';
-export type { LoadedSafetensors, SafetensorsHeader, SafetensorsEntry } from './safetensors';
+export type { LoadedSafetensors, LoadSafetensorsOptions, SafetensorsHeader, SafetensorsEntry } from './safetensors';
 export { loadTorchFile } from './torchfile';
 export { readPickle, parsePickle, pickleAttributes } from './pickle';
 export type { PickleOptions } from './pickle';

@@ -9,7 +9,7 @@ import { resolve as resolvePath } from 'path';
 import { binding } from '../native';
 import { Tensor } from '../tensor';
 import { DType } from '../dtype';
-import { EmotorchError, invalid } from '../errors';
+import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { openRegularSync } from './file';
 
 const TO_DTYPE: Record<string, DType> = {
@@ -260,15 +260,32 @@ export interface LoadedSafetensors {
   metadata: Record<string, string>;
 }
 
+/** Options of {@link loadSafetensors}. */
+export interface LoadSafetensorsOptions {
+  /** Only these tensors (each must be in the file). */
+  only?: Iterable<string>;
+  /**
+   * Map the file instead of reading it (default false): the tensors view its pages (private,
+   * copy-on-write: writing to a tensor never changes the file), nothing is read until used, and
+   * the memory is the page cache's. The file must not shrink while they live. What
+   * `fromPretrained` uses.
+   */
+  mmap?: boolean;
+}
+
 /**
  * Loads tensors from a safetensors file (all of them, or the names in `only`). The tensors are
- * on the CPU in the file's dtype (bf16 and f16 included) and own their memory (read on the thread pool).
+ * on the CPU in the file's dtype (bf16 and f16 included) and own their memory (read on the thread
+ * pool), or with `mmap` view the mapped file.
  * @throws EmotorchError ERR_IO / ERR_FORMAT as {@link readSafetensorsHeader}; ERR_STATE_DICT when a
- *   name in `only` is absent.
+ *   name in `only` is absent; ERR_INVALID_ARG for a bad option.
  * @example
  * const { tensors, metadata } = await et.io.loadSafetensors('model.safetensors');
+ * const mapped = await et.io.loadSafetensors('model.safetensors', { mmap: true });
  */
-export async function loadSafetensors(path: string, opts: { only?: Iterable<string> } = {}): Promise<LoadedSafetensors> {
+export async function loadSafetensors(path: string, opts: LoadSafetensorsOptions = {}): Promise<LoadedSafetensors> {
+  checkOptionNames(opts, ['only', 'mmap'], 'loadSafetensors options');
+  if (opts.mmap !== undefined && typeof opts.mmap !== 'boolean') invalid('a boolean', 'mmap', opts.mmap);
   const header = readSafetensorsHeader(path);
   let names = [...header.entries.keys()];
   if (opts.only) {
@@ -280,7 +297,7 @@ export async function loadSafetensors(path: string, opts: { only?: Iterable<stri
     const e = header.entries.get(n)!;
     return [n, e.dtype, e.shape, e.begin, e.end] as [string, string, number[], number, number];
   });
-  const handles = await binding.readSafetensors(path, header.dataStart, list);
+  const handles = await binding.readSafetensors(path, header.dataStart, list, !!opts.mmap);
   return { tensors: new Map(names.map((n, i) => [n, new Tensor(handles[i])])), metadata: header.metadata };
 }
 

@@ -44,7 +44,7 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
   }
   if (stat.isFile()) return loadFile(dirOrFile);
   const single = path.join(dirOrFile, 'model.safetensors');
-  if (fs.existsSync(single)) return (await loadSafetensors(single)).tensors;
+  if (fs.existsSync(single)) return (await loadSafetensors(single, { mmap: true })).tensors;
   const index = path.join(dirOrFile, 'model.safetensors.index.json');
   if (fs.existsSync(index)) {
     const parsed = readJsonSync(index, MAX_JSON) as { weight_map?: unknown } | null;
@@ -54,7 +54,7 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
     }
     const out: StateDict = new Map();
     for (const shard of [...new Set(Object.values(map))]) {
-      const { tensors } = await loadSafetensors(path.join(dirOrFile, shard));
+      const { tensors } = await loadSafetensors(path.join(dirOrFile, shard), { mmap: true });
       for (const [k, t] of tensors) out.set(k, t);
     }
     const absent = Object.keys(map).filter((k) => !out.has(k));
@@ -67,7 +67,7 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
 }
 
 async function loadFile(file: string): Promise<StateDict> {
-  if (file.endsWith('.safetensors')) return (await loadSafetensors(file)).tensors;
+  if (file.endsWith('.safetensors')) return (await loadSafetensors(file, { mmap: true })).tensors;
   const obj: unknown = await loadTorchFile(file);
   const sd = findStateDict(obj);
   if (!sd) throw new EmotorchError(`'${file}' holds no state dict (a mapping of names to tensors)`, 'ERR_FORMAT');

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,7 +81,7 @@ struct Fd {
 // dies with SIGBUS when another program truncates the file, and changes silently when it is
 // rewritten in place.
 std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start,
-                                         const std::vector<TensorEntry>& entries) {
+                                         const std::vector<TensorEntry>& entries, bool map) {
   struct stat st;
   Fd file{open_regular(path, &st)};
   uint64_t size = static_cast<uint64_t>(st.st_size);
@@ -89,6 +90,12 @@ std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_
   uint64_t data_size = size - data_start;
   std::vector<at::Tensor> out;
   out.reserve(entries.size());
+  std::shared_ptr<void> mapping;
+  if (map && size > 0) {
+    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd, 0);
+    TORCH_CHECK(base != MAP_FAILED, sys_error("cannot map", path));
+    mapping = std::shared_ptr<void>(base, [size](void* p) { ::munmap(p, size); });
+  }
   for (const auto& e : entries) {
     TORCH_CHECK(e.begin <= e.end && e.end <= data_size, "safetensors file '", path, "' is truncated: tensor '", e.name,
                 "' needs bytes [", e.begin, ", ", e.end, ") of a data section of ", data_size);
@@ -97,6 +104,12 @@ std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_
     uint64_t nbytes = static_cast<uint64_t>(numel) * at::elementSize(e.dtype);
     TORCH_CHECK(nbytes == e.end - e.begin, "safetensors file '", path, "': tensor '", e.name, "' has ", e.end - e.begin,
                 " bytes but its dtype and shape need ", nbytes);
+    char* at_file = mapping ? static_cast<char*>(mapping.get()) + data_start + e.begin : nullptr;
+    if (nbytes && at_file && reinterpret_cast<uintptr_t>(at_file) % at::elementSize(e.dtype) == 0) {
+      // the tensor views the mapping; its deleter holds the mapping
+      out.push_back(at::from_blob(at_file, e.shape, [mapping](void*) {}, at::TensorOptions().dtype(e.dtype)));
+      continue;
+    }
     auto t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
     if (nbytes) read_exact(file.fd, static_cast<char*>(t.data_ptr()), nbytes, data_start + e.begin, path);
     out.push_back(std::move(t));

@@ -71,6 +71,34 @@ describe('fromPretrained loads in place', () => {
     await rejectsWith(m.loadStateDict(sd, { asign: true } as never), 'ERR_INVALID_ARG', /asign/);
   });
 
+  it('loadSafetensors with mmap gives the same tensors, copy-on-write (the file never changes), unaligned ones read', async () => {
+    const dir = tmpdir();
+    const file = path.join(dir, 'a.safetensors');
+    // an odd-length uint8 tensor first, so the float32 one after it lies unaligned in the file
+    await et.io.saveSafetensors(file, new Map([['odd', et.tensor([1, 2, 3], { dtype: 'uint8' })], ['w', et.randn([4, 5])], ['h', et.randn([3]).to({ dtype: 'float16' })]]));
+    const bytes = fs.readFileSync(file);
+    const read = (await et.io.loadSafetensors(file)).tensors;
+    const mapped = (await et.io.loadSafetensors(file, { mmap: true })).tensors;
+    for (const k of ['odd', 'w', 'h']) expect(maxAbsDiff(mapped.get(k)!.to({ dtype: 'float32' }), read.get(k)!.to({ dtype: 'float32' })), k).toBe(0);
+    expect(fs.readFileSync(file).equals(bytes)).toBe(true);
+    // a model loaded from the mapping and trained in place (SGD writes every parameter): the
+    // checkpoint file stays as it was
+    const small = { vocab_size: 16, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 };
+    await et.nn.LlamaForCausalLM.create(small).save(path.join(dir, 'model.safetensors'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...small, model_type: 'llama' }));
+    const ckpt = fs.readFileSync(path.join(dir, 'model.safetensors'));
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(dir);
+    m.train();
+    const opt = new et.optim.SGD(m.parameters(), { lr: 0.5 });
+    const ids = et.tensor([[1, 2, 3, 4]], { dtype: 'int64' });
+    await (await m.forward({ inputIds: ids, labels: ids })).loss!.backward();
+    await opt.step();
+    expect(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(ckpt)).toBe(true);
+    const again = await et.nn.LlamaForCausalLM.fromPretrained(dir);
+    expect(maxAbsDiff(m.parameters()[0], again.parameters()[0])).toBeGreaterThan(0);
+    await rejectsWith(et.io.loadSafetensors(file, { mmap: 'yes' } as never), 'ERR_INVALID_ARG', /mmap/);
+  });
+
   it('a float16 checkpoint loads in about its own size of memory (peak RSS of a fresh process)', async () => {
     // 56 M parameters in float16 (112 MB), written here by emotorch itself; loaded by a child process
     const dir = tmpdir();
