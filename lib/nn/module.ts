@@ -234,6 +234,7 @@ export abstract class Module {
     const strict = opts.strict ?? true;
     if (opts.assign !== undefined && typeof opts.assign !== 'boolean') invalid('a boolean', 'assign', opts.assign);
     const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype);
+    if (dtype && !isFloating(dtype)) invalid('a floating dtype', 'loadStateDict options.dtype', dtype);
     if (dtype && !opts.assign) invalid('dtype only with assign: true (a copy keeps the model\'s dtype)', 'loadStateDict options', 'dtype');
     const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
     const own = this.stateDict();

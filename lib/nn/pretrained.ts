@@ -13,6 +13,8 @@ import { loadSafetensors } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import { createUninitialized } from './module';
+import { checkDtype, isFloating } from '../dtype';
+import { checkDevice } from '../device';
 import type { Module, ModuleOptions, StateDict } from './module';
 import { binding } from '../native';
 import { HubOptions, resolvePretrainedPath } from '../io/hub';
@@ -194,7 +196,10 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOp
  * parameters out, which keep their initialization), its parameters are left uninitialized for
  * the checkpoint to replace ({@link createUninitialized}): nothing random is drawn or written.
  */
-export function createForCheckpoint<M>(opts: { strict?: boolean }, build: () => M): M {
+export function createForCheckpoint<M>(opts: { strict?: boolean; dtype?: unknown; device?: unknown }, build: () => M): M {
+  // the dtype and device are checked before anything is read or built
+  if (opts.dtype !== undefined && !isFloating(checkDtype(opts.dtype))) invalid('a floating dtype (float32, float64, float16, bfloat16)', 'fromPretrained dtype', opts.dtype);
+  if (opts.device !== undefined) checkDevice(opts.device);
   return opts.strict === false ? build() : createUninitialized(build);
 }
 

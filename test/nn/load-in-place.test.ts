@@ -122,3 +122,47 @@ describe('fromPretrained loads in place', () => {
     expect(grown, `peak RSS grew by ${(grown / 2 ** 20).toFixed(0)} MiB for a ${(bytes / 2 ** 20).toFixed(0)} MiB checkpoint`).toBeLessThan(1.1 * bytes + 48 * 2 ** 20);
   }, 120_000);
 });
+
+describe('sharded checkpoints and bad input', () => {
+  /** The fixture LLaMA split into two shards with an index, as transformers writes a large checkpoint. */
+  async function sharded(): Promise<{ dir: string; names: string[][] }> {
+    const dir = tmpdir();
+    fs.copyFileSync(path.join(LLAMA, 'config.json'), path.join(dir, 'config.json'));
+    const { tensors } = await et.io.loadSafetensors(path.join(LLAMA, 'model.safetensors'));
+    const keys = [...tensors.keys()];
+    const names = [keys.slice(0, 10), keys.slice(10)];
+    const map: Record<string, string> = {};
+    for (const [i, part] of names.entries()) {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      await et.io.saveSafetensors(path.join(dir, file), new Map(part.map((k) => [k, tensors.get(k)!])));
+      for (const k of part) map[k] = file;
+    }
+    fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: map }));
+    return { dir, names };
+  }
+
+  it('loads shards as the single file, and refuses shards that disagree with the index, naming the file or tensor', async () => {
+    const { dir, names } = await sharded();
+    const one = await et.nn.LlamaForCausalLM.fromPretrained(LLAMA, { dtype: 'bfloat16' });
+    const two = await et.nn.LlamaForCausalLM.fromPretrained(dir, { dtype: 'bfloat16' });
+    for (const [[n, a], [, b]] of one.namedParameters().map((p, i) => [p, two.namedParameters()[i]] as const)) expect(maxAbsDiff(a, b), n).toBe(0);
+    const index = path.join(dir, 'model.safetensors.index.json');
+    const map = JSON.parse(fs.readFileSync(index, 'utf8'));
+    // the index lists a tensor no shard has
+    fs.writeFileSync(index, JSON.stringify({ weight_map: { ...map.weight_map, 'model.extra.weight': 'model-00001-of-00002.safetensors' } }));
+    await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(dir), 'ERR_FORMAT', /lists tensors its shards lack: model\.extra\.weight/);
+    // the index names a shard that is not there
+    fs.writeFileSync(index, JSON.stringify({ weight_map: { ...map.weight_map, [names[1][0]]: 'model-00003-of-00002.safetensors' } }));
+    await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(dir), 'ERR_IO', /model-00003-of-00002\.safetensors/);
+    // a shard cut short
+    fs.writeFileSync(index, JSON.stringify(map));
+    const shard = path.join(dir, 'model-00002-of-00002.safetensors');
+    fs.truncateSync(shard, fs.statSync(shard).size - 100);
+    await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(dir), 'ERR_FORMAT', /model-00002-of-00002\.safetensors/);
+  });
+
+  it('a device or dtype that cannot be had is a coded error before anything is loaded', async () => {
+    if (!et.cuda.isAvailable()) await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(LLAMA, { device: 'cuda' }), 'ERR_NO_CUDA');
+    await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(LLAMA, { dtype: 'int8' as never }), 'ERR_INVALID_ARG', /dtype/);
+  });
+});
