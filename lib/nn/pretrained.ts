@@ -13,7 +13,7 @@ import { loadSafetensors } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import { createUninitialized } from './module';
-import { checkDtype, isFloating } from '../dtype';
+import { DType, checkDtype, isFloating } from '../dtype';
 import { checkDevice } from '../device';
 import type { Module, ModuleOptions, StateDict } from './module';
 import { binding } from '../native';
@@ -177,7 +177,15 @@ export function resolveConfig<C extends object>(model: string, defaults: C, spec
 
 
 /** Options of the models' `fromPretrained`: strictness, config overrides, device and dtype. */
-export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOptions {
+export interface PretrainedOptions<C = Record<string, unknown>> extends Omit<ModuleOptions, 'dtype'> {
+  /**
+   * The parameters' dtype: float32 by default (every op has its fastest CPU kernels there, and the
+   * systems join towers whose released checkpoints differ: Vicuna in float16, Whisper in float32),
+   * a floating dtype, or 'auto': the checkpoint's own (the dtype most of its floating tensors
+   * have), as transformers 5's default `dtype="auto"`, which loads a half-precision checkpoint in
+   * its own size, without a conversion.
+   */
+  dtype?: DType | 'auto';
   /** Default true: missing or unexpected keys are an error (after the model's own renames). */
   strict?: boolean;
   /**
@@ -191,6 +199,15 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOp
   hub?: Omit<HubOptions, 'revision'>;
 }
 
+/** The floating dtype most of a checkpoint's floating elements have (undefined when it has none). */
+export function checkpointDtype(sd: StateDict): DType | undefined {
+  const count = new Map<DType, number>();
+  for (const t of sd.values()) if (isFloating(t.dtype)) count.set(t.dtype, (count.get(t.dtype) ?? 0) + t.numel);
+  let best: DType | undefined;
+  for (const [d, n] of count) if (best === undefined || n > count.get(best)!) best = d;
+  return best;
+}
+
 /**
  * Builds a model for a checkpoint: unless the load is not strict (a checkpoint that may leave
  * parameters out, which keep their initialization), its parameters are left uninitialized for
@@ -198,7 +215,7 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends ModuleOp
  */
 export function createForCheckpoint<M>(opts: { strict?: boolean; dtype?: unknown; device?: unknown }, build: () => M): M {
   // the dtype and device are checked before anything is read or built
-  if (opts.dtype !== undefined && !isFloating(checkDtype(opts.dtype))) invalid('a floating dtype (float32, float64, float16, bfloat16)', 'fromPretrained dtype', opts.dtype);
+  if (opts.dtype !== undefined && opts.dtype !== 'auto' && !isFloating(checkDtype(opts.dtype))) invalid('a floating dtype (float32, float64, float16, bfloat16)', 'fromPretrained dtype', opts.dtype);
   if (opts.device !== undefined) checkDevice(opts.device);
   return opts.strict === false ? build() : createUninitialized(build);
 }
@@ -237,13 +254,14 @@ export function withOverrides(model: string, spec: object, fromFile: Record<stri
  * `fromPretrained`.
  */
 export async function finishPretrained<M extends Module>(model: M, sd: StateDict, opts: PretrainedOptions): Promise<M> {
+  const dtype = opts.dtype === 'auto' ? checkpointDtype(sd) : opts.dtype;
   // the checkpoint's tensors become the parameters (converted to the dtype asked for, else kept in
   // the model's), then the state dict lets go of them: nothing is copied twice
-  await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(opts.dtype ? { dtype: opts.dtype } : {}) });
+  await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(dtype ? { dtype } : {}) });
   for (const t of sd.values()) t.dispose();
   sd.clear();
   binding.emptyCpuCache();
-  if (opts.device || opts.dtype) await model.to({ device: opts.device, dtype: opts.dtype });
+  if (opts.device || dtype) await model.to({ device: opts.device, dtype });
   model.eval();
   return model;
 }

@@ -53,6 +53,14 @@ describe('fromPretrained loads in place', () => {
       const { newTokens } = await et.noGrad(() => m.generate({ inputIds: et.tensor([[1, 5, 9]], { dtype: 'int64' }) }, { maxNewTokens: 3 }));
       expect(newTokens.shape).toEqual([1, 3]);
     }
+    // dtype 'auto': the checkpoint's own (the fixture's float32; a bfloat16 copy of it)
+    expect((await et.nn.LlamaForCausalLM.fromPretrained(LLAMA, { dtype: 'auto' })).parameters()[0].dtype).toBe('float32');
+    const dir = tmpdir();
+    fs.copyFileSync(path.join(LLAMA, 'config.json'), path.join(dir, 'config.json'));
+    await et.io.saveSafetensors(path.join(dir, 'model.safetensors'), new Map([...tensors].map(([k, t]) => [k, t.to({ dtype: 'bfloat16' })] as [string, et.Tensor])));
+    const auto = await et.nn.LlamaForCausalLM.fromPretrained(dir, { dtype: 'auto' });
+    for (const [name, p] of auto.namedParameters()) expect(maxAbsDiff(p, tensors.get(name)!.to({ dtype: 'bfloat16' })), name).toBe(0);
+    expect(auto.parameters().every((p) => p.dtype === 'bfloat16')).toBe(true);
   });
 
   it('loadStateDict assign shares or converts the tensors; options are checked', async () => {

@@ -11,7 +11,7 @@ import { Module, NativeModule, ModuleOptions, lockConfig } from '../../nn/module
 import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../../nn/roberta';
 import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../nn/wavlm';
 import { Linear, Embedding } from '../../nn/layers';
-import { PretrainedOptions, Rename, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../nn/pretrained';
+import { PretrainedOptions, Rename, checkpointDtype, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
 import { EmotorchError, checkInt, invalid, checkOptionNames } from '../../errors';
 import { readJsonObjectSync } from '../../io/file';
@@ -366,7 +366,8 @@ export class Spectra extends Module {
     if (report.unexpected.length) problems.push(`unexpected keys: ${report.unexpected.map((k) => `'${k}'`).join(', ')}`);
     if (problems.length && opts.strict !== false) throw new EmotorchError(`SPECTRA checkpoint '${dir}': ${problems.join('; ')}`, 'ERR_STATE_DICT');
     model.loadInfo = { skipped, initialized: report.missing };
-    if (opts.device || opts.dtype) await model.to({ device: opts.device, dtype: opts.dtype });
+    const dtype = opts.dtype === 'auto' ? checkpointDtype(sd) : opts.dtype;
+    if (opts.device || dtype) await model.to({ device: opts.device, dtype });
     model.eval();
     return model;
   }

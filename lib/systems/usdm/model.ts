@@ -64,9 +64,10 @@ export class Usdm extends Module {
   static async fromPretrained(dir: string, opts: UsdmOptions = {}): Promise<Usdm> {
     checkOptionNames(opts, ['addUnitVocabulary', 'lora', 'tokenIds', 'config', 'device', 'dtype', 'strict', 'revision', 'hub'], 'Usdm.fromPretrained');
     dir = await pretrainedPath(dir, opts);
-    let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config });
+    // loaded in place in the dtype asked for (the unit rows, when added, take it too), then moved
+    let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config, dtype: opts.dtype });
     if (opts.addUnitVocabulary) llm = await addUnitVocabulary(llm, opts.tokenIds?.numUnits ?? USDM_TOKEN_IDS.numUnits);
-    if (opts.device || opts.dtype) await llm.to({ device: opts.device, dtype: opts.dtype });
+    if (opts.device) await llm.to({ device: opts.device });
     return new Usdm(llm, { tokenIds: opts.tokenIds, lora: opts.lora });
   }
 
