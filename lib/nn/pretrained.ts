@@ -16,7 +16,7 @@ import { createUninitialized } from './module';
 import { DType, checkDtype, isFloating } from '../dtype';
 import { checkDevice } from '../device';
 import type { Module, ModuleOptions, StateDict } from './module';
-import { binding } from '../native';
+import { cpu } from '../runtime';
 import { HubOptions, resolvePretrainedPath } from '../io/hub';
 
 /** Reads `<dir>/config.json`. @throws EmotorchError ERR_IO / ERR_FORMAT. */
@@ -260,7 +260,7 @@ export async function finishPretrained<M extends Module>(model: M, sd: StateDict
   await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(dtype ? { dtype } : {}) });
   for (const t of sd.values()) t.dispose();
   sd.clear();
-  binding.emptyCpuCache();
+  cpu.emptyCache();
   if (opts.device || dtype) await model.to({ device: opts.device, dtype });
   model.eval();
   return model;
