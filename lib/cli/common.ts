@@ -81,6 +81,16 @@ export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 /** The largest data file read whole (a dataset JSON): V8's longest string (512 MiB on 64-bit Node). */
 export const MAX_DATA_BYTES = bufferConstants.MAX_STRING_LENGTH;
 
+/** Runs a read, its coded errors prefixed with what the file is (`the SALMONN config (--cfg-path): …`). */
+function naming<T>(what: string, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (e instanceof et.EmotorchError) throw new et.EmotorchError(`${what}: ${e.message}`, e.code);
+    throw e;
+  }
+}
+
 /**
  * Reads a file the command line names as UTF-8 text, as the library reads files
  * (`et.io.readRegularTextSync`: regular files only, a FIFO's open never blocks), of at most `maxBytes`.
@@ -88,12 +98,7 @@ export const MAX_DATA_BYTES = bufferConstants.MAX_STRING_LENGTH;
  * @throws EmotorchError ERR_IO naming `what` and the file
  */
 export function readTextFile(file: string, what: string, maxBytes = MAX_CONFIG_BYTES): string {
-  try {
-    return et.io.readRegularTextSync(file, maxBytes);
-  } catch (e) {
-    if (e instanceof et.EmotorchError) throw new et.EmotorchError(`${what}: ${e.message}`, e.code);
-    throw e;
-  }
+  return naming(what, () => et.io.readRegularTextSync(file, maxBytes));
 }
 
 /**
@@ -102,12 +107,7 @@ export function readTextFile(file: string, what: string, maxBytes = MAX_CONFIG_B
  * @throws EmotorchError ERR_IO / ERR_FORMAT naming `what` and the file
  */
 export function readJsonFile(file: string, what: string, maxBytes = MAX_CONFIG_BYTES): unknown {
-  try {
-    return et.io.readJsonSync(file, maxBytes);
-  } catch (e) {
-    if (e instanceof et.EmotorchError) throw new et.EmotorchError(`${what}: ${e.message}`, e.code);
-    throw e;
-  }
+  return naming(what, () => et.io.readJsonSync(file, maxBytes));
 }
 
 /**

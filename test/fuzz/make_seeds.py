@@ -32,12 +32,8 @@ OUT = os.path.join(HERE, "corpus")
 
 
 def put(fmt, name, data):
-    d = os.path.join(OUT, fmt)
-    os.makedirs(d, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    with open(os.path.join(d, name), "wb") as f:
-        f.write(data)
+    """Writes one seed to corpus/<fmt>/<name> (media_seeds.py's writer, the one of both scripts)."""
+    media_seeds().put(fmt, name, data)
 
 
 def copy(fmt, src, name=None):
