@@ -74,6 +74,7 @@ describe('LoRA on a half-precision base', () => {
       await trainer.train();
       for (const [n, p] of m.namedParameters()) expect(p.dtype, n).toBe(n.includes('lora_') ? 'float32' : 'bfloat16');
       const loss1 = (await et.noGrad(() => m.forward({ inputIds: ids, labels: ids }))).loss!.item();
+      console.log(`bf16 LoRA training, checkpointing ${checkpointing}: loss ${loss0.toFixed(3)} → ${loss1.toFixed(3)}`);
       expect(loss1, `checkpointing ${checkpointing}: ${loss0} → ${loss1}`).toBeLessThan(loss0 * 0.8);
     }
   }, 120_000);
