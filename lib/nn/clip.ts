@@ -290,7 +290,7 @@ export class ClipVisionModel extends NativeModule {
     const { keep, withProjection } = towerState(sd, 'vision_model.', 'visual_projection.weight', opts.withProjection);
     const model = createForCheckpoint(opts, () => ClipVisionModel.create(withOverrides('CLIP vision', VISION_SPEC, file, opts.config), { withProjection }));
     if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
-    return finishPretrained(model, keep, opts);
+    return finishPretrained(model, keep, opts, !opts.stateDict);
   }
 
   /**
@@ -362,7 +362,7 @@ export class ClipTextModel extends NativeModule {
     if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
     const { keep, withProjection } = towerState(opts.stateDict ?? await loadCheckpoint(dir), 'text_model.', 'text_projection.weight', opts.withProjection);
     const model = createForCheckpoint(opts, () => ClipTextModel.create(withOverrides('CLIP text', TEXT_SPEC, file, opts.config), { withProjection }));
-    return finishPretrained(model, keep, opts);
+    return finishPretrained(model, keep, opts, !opts.stateDict);
   }
 
   /** @returns `{ lastHiddenState, poolerOutput, textEmbeds }` */
@@ -430,7 +430,7 @@ export class ClipModel extends NativeModule {
     for (const k of [...sd.keys()]) if (k.endsWith('.position_ids')) sd.delete(k);
     const model = createForCheckpoint(opts, () => ClipModel.create(withOverrides('CLIP', { text_config: 1, vision_config: 1, projection_dim: 1, logit_scale_init_value: 1 }, file, opts.config) as Partial<ClipConfig>));
     if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
-    return finishPretrained(model, sd, opts);
+    return finishPretrained(model, sd, opts, !opts.stateDict);
   }
 
   /** @returns every output of the towers given (see {@link ClipOutputs}) */

@@ -251,15 +251,19 @@ export function withOverrides(model: string, spec: object, fromFile: Record<stri
 
 /**
  * Loads converted weights into a freshly created model and moves it: the common tail of every
- * `fromPretrained`.
+ * `fromPretrained`. The state dict's tensors become the parameters (`assign`); with `owned` (the
+ * state dict was read here, not handed in by the caller) its handles are released afterwards.
  */
-export async function finishPretrained<M extends Module>(model: M, sd: StateDict, opts: PretrainedOptions): Promise<M> {
+export async function finishPretrained<M extends Module>(model: M, sd: StateDict, opts: PretrainedOptions, owned = true): Promise<M> {
   const dtype = opts.dtype === 'auto' ? checkpointDtype(sd) : opts.dtype;
   // the checkpoint's tensors become the parameters (converted to the dtype asked for, else kept in
   // the model's), then the state dict lets go of them: nothing is copied twice
   await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(dtype ? { dtype } : {}) });
-  for (const t of sd.values()) t.dispose();
-  sd.clear();
+  // (tensors a caller handed in, `owned` false, stay the caller's)
+  if (owned) {
+    for (const t of sd.values()) t.dispose();
+    sd.clear();
+  }
   cpu.emptyCache();
   if (opts.device || dtype) await model.to({ device: opts.device, dtype });
   model.eval();
