@@ -6,6 +6,7 @@
  * declarative tables.
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { Tensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
@@ -199,6 +200,44 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends Omit<Mod
   hub?: Omit<HubOptions, 'revision'>;
 }
 
+const DTYPE_BYTES: Record<string, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2 };
+
+/** The memory the system can give now: /proc/meminfo's MemAvailable (Linux), else os.freemem(). */
+function availableMemory(): number {
+  try {
+    const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch { /* not Linux */ }
+  return os.freemem();
+}
+
+/**
+ * Refuses a load whose dtype conversions need more memory than the machine has available, before
+ * any is made: a mapped checkpoint in its own dtype costs no memory of its own, but each tensor
+ * converted (a bfloat16 7B loaded in the default float32: 27 GB) is new memory, and running out of
+ * it midway would bring the kernel's OOM killer, not an error.
+ * @throws EmotorchError ERR_OUT_OF_MEMORY saying how much the conversions need and how much is available
+ */
+function checkConversionMemory(model: Module, sd: StateDict, dtype: DType | undefined): void {
+  let need = 0;
+  const convert = new Set<string>();
+  for (const [name, p] of model.stateDict()) {
+    const t = sd.get(name);
+    if (!t || !isFloating(t.dtype) || !isFloating(p.dtype)) continue;
+    const to = dtype ?? p.dtype;
+    if (t.dtype === to) continue;
+    need += t.numel * DTYPE_BYTES[to];
+    convert.add(`${t.dtype} → ${to}`);
+  }
+  const have = availableMemory();
+  // a margin for what runs beside the load
+  if (need > 0.9 * have) {
+    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+    throw new EmotorchError(`loading this checkpoint converts ${gib(need)} of tensors (${[...convert].join(', ')}) and the machine has ${gib(have)} available: `
+      + "load it in its own dtype (dtype: 'auto') or a half-precision one, or free memory", 'ERR_OUT_OF_MEMORY');
+  }
+}
+
 /** The floating dtype most of a checkpoint's floating elements have (undefined when it has none). */
 export function checkpointDtype(sd: StateDict): DType | undefined {
   const count = new Map<DType, number>();
@@ -256,6 +295,7 @@ export function withOverrides(model: string, spec: object, fromFile: Record<stri
  */
 export async function finishPretrained<M extends Module>(model: M, sd: StateDict, opts: PretrainedOptions, owned = true): Promise<M> {
   const dtype = opts.dtype === 'auto' ? checkpointDtype(sd) : opts.dtype;
+  checkConversionMemory(model, sd, dtype);
   // the checkpoint's tensors become the parameters (converted to the dtype asked for, else kept in
   // the model's), then the state dict lets go of them: nothing is copied twice
   await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(dtype ? { dtype } : {}) });

@@ -174,3 +174,45 @@ describe('sharded checkpoints and bad input', () => {
     await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(LLAMA, { dtype: 'int8' as never }), 'ERR_INVALID_ARG', /dtype/);
   });
 });
+
+describe('not enough memory', () => {
+  it('a load whose conversions need more than the machine has is ERR_OUT_OF_MEMORY before any is made, and loads in its own dtype', async () => {
+    // A LLaMA-7B-shaped bfloat16 checkpoint with enough layers that float32 needs twice the memory
+    // available now: a sparse file (a header, then a hole: no disk used, all zeros).
+    const avail = Number(/MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
+    const [H, I, V] = [4096, 11008, 32000];
+    const perLayer = (4 * H * H + 3 * H * I + 2 * H) * 4;
+    const layers = Math.ceil((2 * avail) / perLayer);
+    const shapes: Array<[string, number[]]> = [['model.embed_tokens.weight', [V, H]], ['model.norm.weight', [H]], ['lm_head.weight', [V, H]]];
+    for (let l = 0; l < layers; l++) {
+      const p = `model.layers.${l}.`;
+      for (const k of ['q', 'k', 'v', 'o']) shapes.push([`${p}self_attn.${k}_proj.weight`, [H, H]]);
+      shapes.push([`${p}mlp.gate_proj.weight`, [I, H]], [`${p}mlp.up_proj.weight`, [I, H]], [`${p}mlp.down_proj.weight`, [H, I]]);
+      shapes.push([`${p}input_layernorm.weight`, [H]], [`${p}post_attention_layernorm.weight`, [H]]);
+    }
+    const header: Record<string, unknown> = {};
+    let off = 0;
+    for (const [k, s] of shapes) {
+      const n = s.reduce((a, b) => a * b, 1) * 2;
+      header[k] = { dtype: 'BF16', shape: s, data_offsets: [off, off + n] };
+      off += n;
+    }
+    let json = JSON.stringify(header);
+    json += ' '.repeat((8 - (json.length % 8)) % 8);
+    const dir = tmpdir();
+    const file = path.join(dir, 'model.safetensors');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(file, Buffer.concat([len, Buffer.from(json)]));
+    fs.truncateSync(file, 8 + json.length + off);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: layers, num_attention_heads: 32, num_key_value_heads: 32 }));
+    const t0 = Date.now();
+    const e = await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(dir), 'ERR_OUT_OF_MEMORY', /converts [\d.]+ GiB of tensors \(bfloat16 → float32\) and the machine has [\d.]+ GiB available: load it in its own dtype \(dtype: 'auto'\)/);
+    expect(Date.now() - t0, e.message).toBeLessThan(30_000);
+    // in its own dtype nothing is converted: it loads (the mapped zeros), in about no memory
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(dir, { dtype: 'auto' });
+    expect(m.parameters()[0].dtype).toBe('bfloat16');
+    expect(m.config.num_hidden_layers).toBe(layers);
+    fs.rmSync(dir, { recursive: true, force: true });   // the sparse file (its mapping stays valid while m lives)
+  }, 120_000);
+});
