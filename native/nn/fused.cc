@@ -1,7 +1,9 @@
 #include "nn/fused.h"
 
 #include <ATen/Parallel.h>
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
@@ -495,6 +497,7 @@ float bf16_to_float(uint16_t v) {
   return f;
 }
 
+#if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 void gemv_bf16_avx512(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, int64_t n1, int64_t K) {
   for (int64_t n = n0; n < n1; ++n) {
@@ -537,6 +540,8 @@ void gemv_bf16_avx2(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, 
   }
 }
 
+#endif
+
 void gemv_bf16_scalar(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, int64_t n1, int64_t K) {
   for (int64_t n = n0; n < n1; ++n) {
     const uint16_t* w = W + n * K;
@@ -555,9 +560,12 @@ GemvBf16 gemv_bf16_kernel() {
   static const GemvBf16 k = [] {
     auto capped = [](const char* var, const char* avx2) { const char* v = std::getenv(var); return v && std::string_view(v).find(avx2) == 0; };
     const bool avx2_only = capped("ONEDNN_MAX_CPU_ISA", "AVX2") || capped("ATEN_CPU_CAPABILITY", "avx2");
+#if defined(__x86_64__)
     __builtin_cpu_init();
     if (!avx2_only && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")) return &gemv_bf16_avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &gemv_bf16_avx2;
+#endif
+    (void)avx2_only;
     return &gemv_bf16_scalar;
   }();
   return k;
