@@ -9,6 +9,9 @@ export const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloa
 /** The JavaScript typed arrays a tensor's data can be read into or built from. */
 export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
+/** Bytes of one element of each dtype. @internal */
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
+
 export function checkDtype(v: unknown, name = 'dtype'): DType {
   if (typeof v !== 'string' || !(DTYPES as readonly string[]).includes(v)) invalid(`one of ${DTYPES.join(', ')}`, name, v);
   return v as DType;

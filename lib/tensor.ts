@@ -4,7 +4,7 @@
  */
 import { binding, opId, TensorHandle } from './native';
 import { EmotorchError, invalid, checkInt } from './errors';
-import { DType, TypedArray, checkDtype, dtypeOfArray, arrayOf, isFloating } from './dtype';
+import { DType, DTYPE_BYTES, TypedArray, checkDtype, dtypeOfArray, arrayOf, isFloating } from './dtype';
 import { Device, checkDevice } from './device';
 
 /** A single number or boolean operand. */
@@ -32,7 +32,6 @@ export interface CreateOptions {
   requiresGrad?: boolean;
 }
 
-const BYTES: Record<string, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
 /** The largest ArrayBuffer this Node.js can allocate. */
 const MAX_BUFFER: number = require('buffer').constants.MAX_LENGTH;
 /** toArray() builds one JS number per element: beyond this, use data(). */
@@ -177,7 +176,7 @@ export class Tensor {
     return build(0, 0);
   }
   private checkReadable(what: string): void {
-    const itemBytes = ({ float16: 4, bfloat16: 4 } as Record<string, number>)[this.dtype] ?? BYTES[this.dtype];
+    const itemBytes = ({ float16: 4, bfloat16: 4 } as Record<string, number>)[this.dtype] ?? DTYPE_BYTES[this.dtype];
     const bytes = this.numel * itemBytes;
     if (bytes > MAX_BUFFER) {
       throw new EmotorchError(`${what}: the tensor needs ${bytes} bytes on the JS side, more than the ${MAX_BUFFER} an ArrayBuffer can hold; read it in slices`, 'ERR_INVALID_ARG');

@@ -11,7 +11,6 @@ const stamp = (): string => new Date().toISOString().replace(/[-:]/g, '').replac
  * @throws EmotorchError ERR_INVALID_ARG naming --output_dir when it (or `<output_dir>/<model_type>`) is not a folder
  */
 function versionDir(outputDir: string, modelType: string): string {
-  outputFolder(outputDir, '--output_dir');
   const base = outputFolder(path.join(outputDir, modelType), '--output_dir/--model_type');
   const taken = fs.readdirSync(base).map((d) => /^v(\d+)-/.exec(d)?.[1]).filter((x): x is string => !!x).map(Number);
   return path.join(base, `v${taken.length ? Math.max(...taken) + 1 : 0}-${stamp()}`);

@@ -10,26 +10,20 @@ import { Command, UsageError, contextLength, maxNewTokens, outputFolder, readJso
 const PATHS = ['llama_path', 'whisper_path', 'beats_path', 'ckpt'];
 
 /**
- * Reads and parses a SALMONN YAML (a regular file of at most 16 MiB, MAX_CONFIG_BYTES: a FIFO or
- * /dev/zero is refused before a byte is read).
- * @throws EmotorchError ERR_IO for an unreadable file, ERR_FORMAT for one that is not YAML
+ * The original YAML (`model:` and `generate:` blocks, configs/decode_config.yaml's layout) as
+ * fromPretrained options: paths, and the fields SALMONN's config has; the rest named back; and the
+ * parsed YAML itself (`doc`, for `salmonn train`'s other blocks).
+ * @throws EmotorchError ERR_IO / ERR_FORMAT for an unreadable file or one that is not such a YAML
  */
-function parseSalmonnYaml(file: string): unknown {
+export function readSalmonnYaml(file: string): { options: Parameters<typeof et.systems.Salmonn.fromPretrained>[0]; ignored: string[]; doc: Record<string, unknown> } {
+  // a regular file of at most 16 MiB (a FIFO or /dev/zero is refused before a byte is read)
   const text = readTextFile(file, 'the SALMONN config (--cfg-path)');
+  let doc: unknown;
   try {
-    return YAML.parse(text);
+    doc = YAML.parse(text);
   } catch (e) {
     throw new et.EmotorchError(`cannot read the SALMONN config '${file}': ${(e as Error).message.split('\n')[0]}`, 'ERR_FORMAT');
   }
-}
-
-/**
- * The original YAML (`model:` and `generate:` blocks, configs/decode_config.yaml's layout) as
- * fromPretrained options: paths, and the fields SALMONN's config has; the rest named back.
- * @throws EmotorchError ERR_IO / ERR_FORMAT for an unreadable file or one that is not such a YAML
- */
-export function readSalmonnYaml(file: string): { options: Parameters<typeof et.systems.Salmonn.fromPretrained>[0]; ignored: string[] } {
-  const doc = parseSalmonnYaml(file);
   const y = doc as { model?: Record<string, unknown>; generate?: Record<string, unknown> } | null;
   if (!y || typeof y !== 'object' || !y.model || typeof y.model !== 'object') throw new et.EmotorchError(`'${file}' has no model: block (SALMONN's decode_config.yaml layout)`, 'ERR_FORMAT');
   const known = new Set(Object.keys(et.systems.SALMONN_DEFAULTS));
@@ -47,7 +41,7 @@ export function readSalmonnYaml(file: string): { options: Parameters<typeof et.s
   };
   const llm = p('llama_path'), whisper = p('whisper_path');
   if (!llm || !whisper) throw new et.EmotorchError(`'${file}': model.llama_path and model.whisper_path are required`, 'ERR_FORMAT');
-  return { options: { whisper, beats: p('beats_path'), llm, checkpoint: p('ckpt'), config: config as never }, ignored };
+  return { options: { whisper, beats: p('beats_path'), llm, checkpoint: p('ckpt'), config: config as never }, ignored, doc: y as Record<string, unknown> };
 }
 
 /**
@@ -152,8 +146,7 @@ export const SALMONN_TRAIN: Command = {
   async run(v, _pos, out) {
     const cfg = str(v, 'cfg_path');
     if (!cfg) throw new UsageError('--cfg-path is required');
-    const { options, ignored } = readSalmonnYaml(cfg);
-    const y = parseSalmonnYaml(cfg) as Record<string, unknown>;
+    const { options, ignored, doc: y } = readSalmonnYaml(cfg);
     const model_ = block(y, 'model', cfg), data = block(y, 'datasets', cfg), run = block(y, 'run', cfg), optims = block(run, 'optims', cfg);
     if (setting(run, 'evaluate', 'boolean', false, cfg)) throw new et.EmotorchError(`'${cfg}': run.evaluate is true (test-set decoding): use \`emotorch salmonn infer\` for answers; train reads run.evaluate: False`, 'ERR_FORMAT');
     const trainFile = setting(data, 'train_ann_path', 'string', undefined, cfg);

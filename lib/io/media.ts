@@ -17,6 +17,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, ChildProcess } from 'child_process';
 import { EmotorchError } from '../errors';
+import { openRegularSync } from './file';
 
 /** Default limit for one ffmpeg / ffprobe run, in milliseconds. */
 export const DEFAULT_TIMEOUT_MS = 120_000;
@@ -126,12 +127,7 @@ function sniffHead(b: Buffer): string | null {
  *   bytes are no container this kind of reader takes (a playlist, manifest or script included).
  */
 export function sniffMedia(file: string, kind: MediaKind, what: string): string {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
-  } catch (e) {
-    throw new EmotorchError(`cannot ${what} '${file}': ${(e as Error).message}`, 'ERR_IO');
-  }
+  const { fd } = openRegularSync(file);
   let fmt: string | null;
   try {
     const read = (pos: number, n: number): Buffer => {

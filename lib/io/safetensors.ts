@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import { resolve as resolvePath } from 'path';
 import { binding } from '../native';
 import { Tensor } from '../tensor';
-import { DType } from '../dtype';
+import { DType, DTYPE_BYTES } from '../dtype';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { openRegularSync } from './file';
 
@@ -17,7 +17,6 @@ const TO_DTYPE: Record<string, DType> = {
   I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool',
 };
 const FROM_DTYPE: Record<DType, string> = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>;
-const SIZE: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
 /** The official reader's limits: header bytes, and JSON nesting (serde_json's recursion limit). */
 const MAX_HEADER = 100_000_000;
 const MAX_DEPTH = 127;
@@ -231,7 +230,7 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
       const off = e.get('data_offsets');
       if (!Array.isArray(off) || off.length !== 2 || !off.every(isIndex)) corrupt(path, `tensor '${name}' has no data_offsets of two non-negative integers`);
       const [begin, end] = off as number[];
-      let need = SIZE[dtype];
+      let need = DTYPE_BYTES[dtype];
       for (const d of shape as number[]) {
         need *= d;
         if (!Number.isSafeInteger(need)) corrupt(path, `tensor '${name}' has a shape whose size overflows`);
@@ -319,7 +318,7 @@ export async function saveSafetensors(path: string, tensors: Map<string, Tensor>
   for (const [name, t] of items) {
     if (!(t instanceof Tensor)) invalid('a Tensor', `tensors['${name}']`, t);
     if (name === '__metadata__') invalid('a tensor name other than __metadata__', 'tensors', name);
-    const n = t.numel * SIZE[t.dtype];
+    const n = t.numel * DTYPE_BYTES[t.dtype];
     header[name] = { dtype: FROM_DTYPE[t.dtype], shape: t.shape, data_offsets: [offset, offset + n] };
     offset += n;
   }

@@ -14,7 +14,7 @@ import { loadSafetensors } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import { createUninitialized } from './module';
-import { DType, checkDtype, isFloating } from '../dtype';
+import { DType, DTYPE_BYTES, checkDtype, isFloating } from '../dtype';
 import { checkDevice } from '../device';
 import type { Module, ModuleOptions, StateDict } from './module';
 import { cpu } from '../runtime';
@@ -199,8 +199,6 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends Omit<Mod
   /** For a Hugging Face repo id: the cache folder, token, offline mode, … ({@link HubOptions}). */
   hub?: Omit<HubOptions, 'revision'>;
 }
-
-const DTYPE_BYTES: Record<string, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2 };
 
 /** The memory the system can give now: /proc/meminfo's MemAvailable (Linux), else os.freemem(). */
 function availableMemory(): number {

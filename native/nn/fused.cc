@@ -497,6 +497,12 @@ float bf16_to_float(uint16_t v) {
   return f;
 }
 
+// s + Σ x[k]·w[k] over k in [k0, K): the elements the vector loops leave.
+float dot_bf16_tail(float s, const uint16_t* x, const uint16_t* w, int64_t k0, int64_t K) {
+  for (int64_t k = k0; k < K; ++k) s += bf16_to_float(x[k]) * bf16_to_float(w[k]);
+  return s;
+}
+
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 void gemv_bf16_avx512(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, int64_t n1, int64_t K) {
@@ -509,9 +515,7 @@ void gemv_bf16_avx512(const uint16_t* W, const uint16_t* x, float* y, int64_t n0
       a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(x + k + 32), (__m512bh)_mm512_loadu_si512(w + k + 32));
     }
     for (; k + 32 <= K; k += 32) a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x + k), (__m512bh)_mm512_loadu_si512(w + k));
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-    for (; k < K; ++k) s += bf16_to_float(x[k]) * bf16_to_float(w[k]);
-    y[n] = s;
+    y[n] = dot_bf16_tail(_mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), x, w, k, K);
   }
 }
 
@@ -534,21 +538,14 @@ void gemv_bf16_avx2(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, 
     __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     h = _mm_add_ps(h, _mm_movehl_ps(h, h));
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
-    for (; k < K; ++k) s += bf16_to_float(x[k]) * bf16_to_float(w[k]);
-    y[n] = s;
+    y[n] = dot_bf16_tail(_mm_cvtss_f32(h), x, w, k, K);
   }
 }
 
 #endif
 
 void gemv_bf16_scalar(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, int64_t n1, int64_t K) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const uint16_t* w = W + n * K;
-    float s = 0;
-    for (int64_t k = 0; k < K; ++k) s += bf16_to_float(x[k]) * bf16_to_float(w[k]);
-    y[n] = s;
-  }
+  for (int64_t n = n0; n < n1; ++n) y[n] = dot_bf16_tail(0.f, x, W + n * K, 0, K);
 }
 
 using GemvBf16 = void (*)(const uint16_t*, const uint16_t*, float*, int64_t, int64_t, int64_t);
