@@ -245,6 +245,11 @@ export function checkpointDtype(sd: StateDict): DType | undefined {
   return best;
 }
 
+/** A `fromPretrained` dtype: absent, 'auto' or a floating dtype. @throws EmotorchError ERR_INVALID_ARG */
+export function checkPretrainedDtype(dtype: unknown): void {
+  if (dtype !== undefined && dtype !== 'auto' && !isFloating(checkDtype(dtype))) invalid('a floating dtype (float32, float64, float16, bfloat16) or \'auto\'', 'fromPretrained dtype', dtype);
+}
+
 /**
  * Builds a model for a checkpoint: unless the load is not strict (a checkpoint that may leave
  * parameters out, which keep their initialization), its parameters are left uninitialized for
@@ -252,7 +257,7 @@ export function checkpointDtype(sd: StateDict): DType | undefined {
  */
 export function createForCheckpoint<M>(opts: { strict?: boolean; dtype?: unknown; device?: unknown }, build: () => M): M {
   // the dtype and device are checked before anything is read or built
-  if (opts.dtype !== undefined && opts.dtype !== 'auto' && !isFloating(checkDtype(opts.dtype))) invalid('a floating dtype (float32, float64, float16, bfloat16)', 'fromPretrained dtype', opts.dtype);
+  checkPretrainedDtype(opts.dtype);
   if (opts.device !== undefined) checkDevice(opts.device);
   return opts.strict === false ? build() : createUninitialized(build);
 }

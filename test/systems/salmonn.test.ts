@@ -94,6 +94,56 @@ describe('Salmonn = the original forward (Python reference)', () => {
   });
 });
 
+describe("Salmonn.fromPretrained({ dtype }): half-precision towers, SALMONN's own parts in float32", () => {
+  // The reference is the float32 one: a half-precision tower moves the outputs by its rounding, so
+  // each bound is a few times what that rounding gives here (bfloat16: audio tokens 1.2 % of their
+  // largest value, logits 0.042, loss 6e-4; float16: 0.1 %, 0.005, 4e-4), not a last-bit match.
+  const bounds = { bfloat16: { audio: 0.05, logits: 0.2, loss: 0.02 }, float16: { audio: 0.01, logits: 0.03, loss: 0.01 } } as const;
+  for (const dtype of ['bfloat16', 'float16'] as const) {
+    it(`${dtype}: Whisper, BEATs and the LLaMA load in ${dtype}, and loss, logits, audio tokens and gradients stay near the float32 reference`, async () => {
+      const m = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: cfg, dtype });
+      const dtypes = (mod: et.nn.Module, frozen: boolean) => new Set(mod.namedParameters().filter(([n]) => frozen === !/\.lora_[AB]\./.test(n)).map(([, p]) => p.dtype));
+      expect(dtypes(m.speech_encoder, true)).toEqual(new Set([dtype]));
+      expect(dtypes(m.beats!, true)).toEqual(new Set([dtype]));
+      expect(dtypes(m.llama_model, true)).toEqual(new Set([dtype]));
+      expect(dtypes(m.llama_model, false)).toEqual(new Set(['float32']));  // the LoRA adapters
+      for (const own of [m.speech_Qformer, m.speech_llama_proj, m.ln_speech, m.ln_audio!]) expect(dtypes(own, true)).toEqual(new Set(['float32']));
+      expect(m.speech_query_tokens.dtype).toBe('float32');
+
+      const b = bounds[dtype];
+      const want = io.get('audio_tokens')!;
+      const tokens = et.cat(await et.noGrad(() => m.encodeAudio(waves)), 0);
+      expect(tokens.dtype).toBe('float32');
+      expect(maxAbsDiff(tokens, want)).toBeLessThan(b.audio * want.abs().max().item());
+      const out = await m.forward({ audio: waves, instruction: gen.instructions, target: gen.texts });
+      expect(Math.abs(out.loss!.item() - io.get('loss')!.item())).toBeLessThan(b.loss);
+      const t = out.logits.shape[1];
+      expect(maxAbsDiff(out.logits.slice(1, t - 24, t).float(), io.get('logits_tail')!)).toBeLessThan(b.logits);
+      // the trainable float32 parts get float32 gradients through the half-precision LLaMA, pointing
+      // where the reference's do
+      await out.loss!.backward();
+      for (const [n, p] of m.namedParameters().filter(([, q]) => q.requiresGrad)) {
+        const ref = io.get(`grad.${m.originalName(n)}`)!;
+        expect(p.grad!.dtype).toBe('float32');
+        const norm = ref.norm().item();
+        if (norm < 1e-6) continue;  // the one-query self-attention's q/k and key biases get none
+        const cos = p.grad!.mul(ref).sum().item() / (p.grad!.norm().item() * norm);
+        expect(cos, n).toBeGreaterThan(0.98);
+      }
+      const answers = await m.generateTokens(waves, gen.gen_instruction, { numBeams: 1, maxNewTokens: 4 });
+      expect(answers.map((a) => a.length > 0)).toEqual([true, true]);
+    });
+  }
+
+  it("'auto' keeps each tower's checkpoint dtype (float32 here); a bad dtype fails before anything loads", async () => {
+    const m = await et.systems.Salmonn.fromPretrained({ ...parts, config: cfg, dtype: 'auto' });
+    expect(m.speech_encoder.parameters()[0].dtype).toBe('float32');
+    expect(m.llama_model.parameters()[0].dtype).toBe('float32');
+    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, config: cfg, dtype: 'int8' as never }), 'ERR_INVALID_ARG', /dtype/);
+    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, whisper: '/nonexistent', config: cfg, dtype: 'half' as never }), 'ERR_INVALID_ARG', /dtype/);
+  });
+});
+
 describe('Salmonn checkpoints', () => {
   it('loads the v1 layout (text branch and cls reported and skipped) and round-trips its own saves', async () => {
     const m = await load(path.join(DIR, 'salmonn_v1.pth'));

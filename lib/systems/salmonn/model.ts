@@ -19,10 +19,11 @@ import { LlamaForCausalLM } from '../../nn/llama';
 import type { GenerationOptions } from '../../nn/llama';
 import { applyLora } from '../../nn/lora';
 import { Linear, LayerNorm } from '../../nn/layers';
-import { loadCheckpoint, pretrainedPath } from '../../nn/pretrained';
+import { checkPretrainedDtype, loadCheckpoint, pretrainedPath } from '../../nn/pretrained';
 import type { HubOptions } from '../../io/hub';
 import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../../tensor';
 import type { Device } from '../../device';
+import type { DType } from '../../dtype';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid, renameDeprecated } from '../../errors';
 import { whisperLogMel, kaldiFbank } from '../../audio/features';
 import { Tokenizer } from '../../data/tokenizer';
@@ -226,6 +227,12 @@ function leftAlign({ embeds, mask }: { embeds: Tensor; mask: Tensor }): { embeds
   };
 }
 
+/** The dtype of a tower's weights (its first parameter's). */
+function towerDtype(m: Module): DType {
+  const [first] = m.parameters();
+  return first ? first.dtype : 'float32';
+}
+
 /** What {@link Salmonn.fromPretrained} takes. */
 export interface SalmonnPretrainedOptions {
   /** an HF Whisper folder, or its repo id (`openai/whisper-large-v2`, read from the hub cache: {@link HubOptions}) */
@@ -252,6 +259,15 @@ export interface SalmonnPretrainedOptions {
    * unmasked position sees.
    */
   resizeTokenEmbeddings?: boolean | { rows: { embed: Tensor; lmHead?: Tensor } };
+  /**
+   * The frozen towers' dtype (Whisper, BEATs and the LLaMA), each loaded in place in it: float32 by
+   * default; `'float16'` as the original loads Vicuna (`torch_dtype=torch.float16`), or
+   * `'bfloat16'`; `'auto'`: each tower's checkpoint's own. SALMONN's own small parts (the
+   * LayerNorms, Q-Former, query tokens, projection and LoRA adapters) stay float32, as the
+   * original keeps its trainable parts under autocast; the audio tokens are cast to the LLaMA's
+   * dtype where they join the prompt.
+   */
+  dtype?: DType | 'auto';
 }
 
 /**
@@ -347,16 +363,18 @@ export class Salmonn extends Module {
    */
   static async fromPretrained(opts: SalmonnPretrainedOptions): Promise<Salmonn> {
     if (!opts || typeof opts !== 'object') invalid('{ whisper, beats, llm, checkpoint }', 'opts', opts);
-    checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings', 'hub'], 'Salmonn.fromPretrained');
-    resolveSalmonnConfig(opts.config ?? {});   // a bad config fails before the parts load
+    checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings', 'hub', 'dtype'], 'Salmonn.fromPretrained');
+    resolveSalmonnConfig(opts.config ?? {});   // a bad config or dtype fails before the parts load
+    checkPretrainedDtype(opts.dtype);
     for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path or a Hugging Face repo id', k, opts[k]);
     // repo ids ('openai/whisper-large-v2', 'lmsys/vicuna-13b-v1.1') become their hub cache folders
     opts = { ...opts, whisper: await pretrainedPath(opts.whisper, { hub: opts.hub }), llm: await pretrainedPath(opts.llm, { hub: opts.hub }) };
     const resize = opts.resizeTokenEmbeddings ?? false;
     if (typeof resize !== 'boolean' && !(resize && typeof resize === 'object' && resize.rows && typeof resize.rows === 'object')) invalid('true, false or { rows: { embed, lmHead? } }', 'resizeTokenEmbeddings', resize);
-    const whisper = await WhisperEncoder.fromPretrained(opts.whisper);
-    const beats = opts.beats ? await BeatsEncoder.fromPretrained(opts.beats) : null;
-    let llm = await LlamaForCausalLM.fromPretrained(opts.llm);
+    const dtype = opts.dtype === undefined ? {} : { dtype: opts.dtype };
+    const whisper = await WhisperEncoder.fromPretrained(opts.whisper, dtype);
+    const beats = opts.beats ? await BeatsEncoder.fromPretrained(opts.beats, dtype) : null;
+    let llm = await LlamaForCausalLM.fromPretrained(opts.llm, dtype);
     // the LLaMA folder's tokenizer.json, else its tokenizer.model (SentencePiece, as Vicuna v1.1 ships it)
     const tokFile = opts.tokenizer ?? opts.llm;
     if (opts.tokenizer === undefined && !['tokenizer.json', 'tokenizer.model'].some((f) => fs.existsSync(path.join(opts.llm, f)))) {
@@ -479,12 +497,14 @@ export class Salmonn extends Module {
     const at = rows[0].device;
     const wave = cat(rows.map((r) => padTo(r.to({ device: at as Device }), n).reshape([1, n])), 0);  // (rows, n)
     const dev = this.speech_query_tokens.device;
-    const mel = (await whisperLogMel(wave, { padTo30s })).to({ device: dev });
-    let x = await this.ln_speech.forward((await this.speech_encoder.forward({ inputFeatures: mel })).lastHiddenState);  // (rows, Tw, dW)
+    // a tower in half precision takes its input in its dtype; its states go on in float32
+    const own = this.speech_query_tokens.dtype;
+    const mel = (await whisperLogMel(wave, { padTo30s })).to({ device: dev, dtype: towerDtype(this.speech_encoder) });
+    let x = await this.ln_speech.forward((await this.speech_encoder.forward({ inputFeatures: mel })).lastHiddenState.to({ dtype: own }));  // (rows, Tw, dW)
     if (this.beats && this.ln_audio) {
-      const fbank = (await kaldiFbank(wave, { beats: true })).to({ device: dev });
+      const fbank = (await kaldiFbank(wave, { beats: true })).to({ device: dev, dtype: towerDtype(this.beats) });
       const attentionMask = mask.some((m) => m) ? tensor(mask.map((m) => 1 - m)).reshape([rows.length, n]).to({ dtype: 'bool', device: dev }) : undefined;
-      let audio = await this.ln_audio.forward((await this.beats.forward({ inputFeatures: fbank, attentionMask })).lastHiddenState);
+      let audio = await this.ln_audio.forward((await this.beats.forward({ inputFeatures: fbank, attentionMask })).lastHiddenState.to({ dtype: own }));
       const [tw, tb] = [x.shape[1], audio.shape[1]];
       if (tb < tw) audio = cat([audio, zeros([rows.length, tw - tb, audio.shape[2]], { dtype: audio.dtype, device: dev })], 1);
       else if (tb > tw) x = cat([x, zeros([rows.length, tb - tw, x.shape[2]], { dtype: x.dtype, device: dev })], 1);
