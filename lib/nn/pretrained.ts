@@ -297,17 +297,23 @@ export function withOverrides(model: string, spec: object, fromFile: Record<stri
  * state dict was read here, not handed in by the caller) its handles are released afterwards.
  */
 export async function finishPretrained<M extends Module>(model: M, sd: StateDict, opts: PretrainedOptions, owned = true): Promise<M> {
-  const dtype = opts.dtype === 'auto' ? checkpointDtype(sd) : opts.dtype;
-  checkConversionMemory(model, sd, dtype);
+  const own = checkpointDtype(sd);
+  const dtype = opts.dtype === 'auto' ? own : opts.dtype;
+  // bound for another device: a checkpoint of one floating dtype goes over in it and is converted
+  // there, so the host never holds a converted (e.g. float32) copy
+  const elsewhere = opts.device !== undefined && String(opts.device) !== 'cpu' && own !== undefined && dtype !== undefined && dtype !== own
+    && [...sd.values()].every((t) => !isFloating(t.dtype) || t.dtype === own);
+  if (!elsewhere) checkConversionMemory(model, sd, dtype);
   // the checkpoint's tensors become the parameters (converted to the dtype asked for, else kept in
   // the model's), then the state dict lets go of them: nothing is copied twice
-  await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(dtype ? { dtype } : {}) });
+  await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(elsewhere ? { dtype: own } : dtype ? { dtype } : {}) });
   // (tensors a caller handed in, `owned` false, stay the caller's)
   if (owned) {
     for (const t of sd.values()) t.dispose();
     sd.clear();
   }
   cpu.emptyCache();
+  if (elsewhere) await model.to({ device: opts.device });
   if (opts.device || dtype) await model.to({ device: opts.device, dtype });
   model.eval();
   return model;
