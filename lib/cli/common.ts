@@ -17,6 +17,11 @@ interface Flag {
   kind: 'string' | 'number' | 'bool' | 'list';
   help: string;
   default?: string;
+  /**
+   * A flag of the original's command lines that this command accepts and does not use: given, it
+   * is named on stderr with its help (why), so a script runs as written and says what differs.
+   */
+  unused?: true;
 }
 
 export interface Command {
@@ -36,13 +41,17 @@ export interface Command {
 export function parseFlags(argv: string[], flags: Record<string, Flag>): { values: Values; positionals: string[] } {
   const values: Values = {};
   const positionals: string[] = [];
+  const byKey = new Map(Object.keys(flags).map((k) => [k.replace(/-/g, '_'), k]));
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) { positionals.push(a); continue; }
     const eq = a.indexOf('=');
-    const name = a.slice(2, eq < 0 ? undefined : eq).replace(/-/g, '_');
-    const f = flags[name];
-    if (!f) throw new UsageError(`unknown flag --${name}`);
+    // '-' and '_' are one (argparse's --cfg-path is cfg_path); messages name the flag as typed
+    const typed = a.slice(2, eq < 0 ? undefined : eq);
+    const key = byKey.get(typed.replace(/-/g, '_'));
+    if (key === undefined) throw new UsageError(`unknown flag --${typed}`);
+    const f = flags[key];
+    const name = typed;
     const inline = eq < 0 ? undefined : a.slice(eq + 1);
     const take = (): string => {
       if (inline !== undefined) return inline;
@@ -54,16 +63,16 @@ export function parseFlags(argv: string[], flags: Record<string, Flag>): { value
     if (f.kind === 'bool') {
       const next = inline ?? (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--') ? argv[++i] : 'true');
       if (next !== 'true' && next !== 'false') throw new UsageError(`--${name} takes true or false, not '${next}'`);
-      values[name] = next === 'true';
+      values[key] = next === 'true';
     } else if (f.kind === 'list') {
-      const list = (values[name] as string[] | undefined) ?? [];
+      const list = (values[key] as string[] | undefined) ?? [];
       list.push(take());
       while (inline === undefined && argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) list.push(argv[++i]);
-      values[name] = list;
+      values[key] = list;
     } else {
       const v = take();
       if (f.kind === 'number' && !(v.trim() !== '' && Number.isFinite(Number(v)))) throw new UsageError(`--${name} takes a number, not '${v}'`);
-      values[name] = v;
+      values[key] = v;
     }
   }
   for (const [n, f] of Object.entries(flags)) if (values[n] === undefined && f.default !== undefined) values[n] = f.kind === 'bool' ? f.default === 'true' : f.default;

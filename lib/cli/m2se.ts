@@ -23,6 +23,21 @@ const MODEL_FLAGS = {
   system: { kind: 'string', help: 'the system prompt', default: et.systems.M2SE_SYSTEM },
 } as const;
 
+/**
+ * swift's `--model_id_or_path` may name a LoRA checkpoint that sft wrote (second_stage.sh's
+ * `first_model_ckpt`, test.sh's `emoverse-4b`): its base model (sft_args.json's, else the adapter's
+ * base_model_name_or_path) and the adapter. Null for a model folder.
+ */
+function loraCheckpoint(dir: string): { base: string; adapter: string } | null {
+  if (!fs.existsSync(path.join(dir, 'adapter_config.json')) || fs.existsSync(path.join(dir, 'config.json'))) return null;
+  for (const [file, key] of [['sft_args.json', 'model'], ['adapter_config.json', 'base_model_name_or_path']] as const) {
+    if (!fs.existsSync(path.join(dir, file))) continue;
+    const a = readJsonFile(path.join(dir, file), `the checkpoint's ${file} (--model_id_or_path)`) as Record<string, unknown> | null;
+    if (a && typeof a === 'object' && typeof a[key] === 'string' && a[key]) return { base: a[key] as string, adapter: dir };
+  }
+  throw new et.EmotorchError(`'${dir}' is a LoRA checkpoint without its base model (sft_args.json's model or adapter_config.json's base_model_name_or_path): pass --model`, 'ERR_IO');
+}
+
 export const M2SE_SFT: Command = {
   summary: "LoRA SFT over ms-swift records, as M2SE's first_stage.sh / second_stage.sh run `swift sft`",
   flags: {
@@ -47,10 +62,22 @@ export const M2SE_SFT: Command = {
     seed: { kind: 'number', help: 'random seed', default: '42' },
     output_dir: { kind: 'string', help: 'where runs go', default: 'output' },
     resume_from_checkpoint: { kind: 'string', help: 'a checkpoint folder (peft adapter) to start from: stage 2 from stage 1' },
+    // first_stage.sh / second_stage.sh pass these; swift evaluates on a held-out share of the data and saves every N steps
+    eval_steps: { kind: 'number', help: "swift's evaluation every N steps on its held-out 1 % (dataset_test_ratio): no split is held out here (score with m2se infer + m2se score)", unused: true },
+    save_steps: { kind: 'number', help: 'swift saves every N steps: the adapter is saved once, at the end (checkpoint-<last step>)', unused: true },
+    save_total_limit: { kind: 'number', help: 'swift keeps the newest N checkpoints: one is written', unused: true },
+    ignore_args_error: { kind: 'bool', help: "swift's switch for unknown flags", unused: true },
   },
   async run(v, _pos, out) {
-    const dir = str(v, 'model') ?? str(v, 'model_id_or_path');
+    let dir = str(v, 'model') ?? str(v, 'model_id_or_path');
     if (!dir) throw new UsageError('--model is required (a local folder or a Hugging Face repo id, read from the hub cache)');
+    let resume = str(v, 'resume_from_checkpoint');
+    const stage = fs.existsSync(dir) ? loraCheckpoint(dir) : null;   // second_stage.sh: the first stage's checkpoint
+    if (stage) {
+      if (resume) throw new UsageError(`--model_id_or_path '${dir}' is a LoRA checkpoint and --resume_from_checkpoint names another: give one`);
+      dir = stage.base;
+      resume = stage.adapter;
+    }
     const datasets = need(v, 'dataset') as unknown as string[];
     const sftType = str(v, 'sft_type')!;
     if (sftType !== 'lora' && sftType !== 'full') throw new UsageError(`--sft_type takes lora or full, not '${sftType}'`);
@@ -59,7 +86,6 @@ export const M2SE_SFT: Command = {
     const runDir0 = str(v, 'output_dir')!;
     outputFolder(runDir0, '--output_dir', false);   // checked before the model loads: a file there fails at once
     const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'));
-    const resume = str(v, 'resume_from_checkpoint');
     if (resume) {
       if (sftType !== 'lora') throw new UsageError('--resume_from_checkpoint starts from a LoRA adapter: use it with --sft_type lora');
       await et.nn.loadLoraAdapter(model, resume);
@@ -103,8 +129,18 @@ export const M2SE_INFER: Command = {
     result_dir: { kind: 'string', help: 'where the JSONL goes (default <ckpt_dir or model>/infer_result)' },
   },
   async run(v, _pos, out) {
-    const ckpt = str(v, 'ckpt_dir');
+    let ckpt = str(v, 'ckpt_dir');
     let dir = str(v, 'model') ?? str(v, 'model_id_or_path');
+    const trained = dir && fs.existsSync(dir) ? loraCheckpoint(dir) : null;   // test.sh: --model_id_or_path emoverse-4b
+    if (trained) {
+      if (ckpt) throw new UsageError(`--model_id_or_path '${dir}' is a LoRA checkpoint and --ckpt_dir names another: give one`);
+      dir = trained.base;
+      ckpt = trained.adapter;
+    }
+    if (ckpt) {
+      const why = fs.existsSync(ckpt) ? (fs.statSync(ckpt).isDirectory() ? null : 'is not a folder') : 'does not exist';
+      if (why) throw new et.EmotorchError(`--ckpt_dir '${ckpt}' ${why} (a checkpoint folder that sft wrote: adapter_config.json, adapter_model.safetensors, sft_args.json)`, 'ERR_IO');
+    }
     if (!dir && ckpt) {
       const args = path.join(ckpt, 'sft_args.json');
       if (fs.existsSync(args)) {

@@ -46,7 +46,7 @@ export const TOP: Record<string, Command> = { serve: SERVE };
 function usage(system?: string, command?: string): string {
   if (system && (command || TOP[system])) {
     const c = TOP[system] ?? SYSTEMS[system].commands[command!];
-    const rows = Object.entries(c.flags).map(([n, f]) => `  --${n}${f.kind === 'list' ? ' <v…>' : f.kind === 'bool' ? ' [true|false]' : ' <v>'}`.padEnd(36) + f.help + (f.default !== undefined ? ` (default ${f.default})` : ''));
+    const rows = Object.entries(c.flags).map(([n, f]) => `  --${n}${f.kind === 'list' ? ' <v…>' : f.kind === 'bool' ? ' [true|false]' : ' <v>'}`.padEnd(36) + (f.unused ? 'not used: ' : '') + f.help + (f.default !== undefined ? ` (default ${f.default})` : ''));
     const name = TOP[system] ? system : `${system} ${command}`;
     return `Usage: emotorch ${name}${c.args ? ` ${c.args}` : ''} [flags]\n\n${c.summary}\n\n${rows.join('\n')}\n`;
   }
@@ -77,6 +77,7 @@ async function runCommand(name: string, c: Command, rest: string[], help: string
   try {
     const { values, positionals } = parseFlags(rest, c.flags);
     if (positionals.length && !c.args) throw new UsageError(`unexpected argument '${positionals[0]}'`);
+    for (const [n, f] of Object.entries(c.flags)) if (f.unused && values[n] !== undefined) err(`emotorch ${name}: --${n} is accepted as the original's command lines have it and not used: ${f.help}`);
     await c.run(values, positionals, out);
     return 0;
   } catch (e) {

@@ -15,7 +15,7 @@ const PATHS = ['llama_path', 'whisper_path', 'beats_path', 'ckpt'];
  * parsed YAML itself (`doc`, for `salmonn train`'s other blocks).
  * @throws EmotorchError ERR_IO / ERR_FORMAT for an unreadable file or one that is not such a YAML
  */
-export function readSalmonnYaml(file: string): { options: Parameters<typeof et.systems.Salmonn.fromPretrained>[0]; ignored: string[]; doc: Record<string, unknown> } {
+export function readSalmonnYaml(file: string, overrides: readonly string[] = []): { options: Parameters<typeof et.systems.Salmonn.fromPretrained>[0]; ignored: string[]; doc: Record<string, unknown> } {
   // a regular file of at most 16 MiB (a FIFO or /dev/zero is refused before a byte is read)
   const text = readTextFile(file, 'the SALMONN config (--cfg-path)');
   let doc: unknown;
@@ -26,6 +26,7 @@ export function readSalmonnYaml(file: string): { options: Parameters<typeof et.s
   }
   const y = doc as { model?: Record<string, unknown>; generate?: Record<string, unknown> } | null;
   if (!y || typeof y !== 'object' || !y.model || typeof y.model !== 'object') throw new et.EmotorchError(`'${file}' has no model: block (SALMONN's decode_config.yaml layout)`, 'ERR_FORMAT');
+  applyOptions(y as Record<string, unknown>, overrides);
   const known = new Set(Object.keys(et.systems.SALMONN_DEFAULTS));
   const config: Record<string, unknown> = {};
   const ignored: string[] = [];
@@ -41,7 +42,56 @@ export function readSalmonnYaml(file: string): { options: Parameters<typeof et.s
   };
   const llm = p('llama_path'), whisper = p('whisper_path');
   if (!llm || !whisper) throw new et.EmotorchError(`'${file}': model.llama_path and model.whisper_path are required`, 'ERR_FORMAT');
+  if (config.qformer === undefined) {
+    const bert = bertBaseUncased();
+    if (bert) config.qformer = bert;
+  }
   return { options: { whisper, beats: p('beats_path'), llm, checkpoint: p('ckpt'), config: config as never }, ignored, doc: y as Record<string, unknown> };
+}
+
+/**
+ * The original's `--options`: `key=value` items (or `key value` pairs) merged over the YAML as
+ * OmegaConf.from_dotlist does (`model.ckpt=x.pth generate.num_beams=1`), each value read as YAML.
+ * @throws UsageError for an item without a value or a key through a setting that is not a block
+ */
+function applyOptions(y: Record<string, unknown>, items: readonly string[]): void {
+  const pairs: Array<[string, string]> = [];
+  for (let i = 0; i < items.length; i++) {
+    const eq = items[i].indexOf('=');
+    if (eq > 0) pairs.push([items[i].slice(0, eq), items[i].slice(eq + 1)]);
+    else if (i + 1 < items.length) pairs.push([items[i], items[++i]]);
+    else throw new UsageError(`--options ${items[i]}: a key=value item (e.g. model.ckpt=salmonn_v1.pth)`);
+  }
+  for (const [key, text] of pairs) {
+    const parts = key.split('.');
+    if (parts.some((k) => k === '' || k === '__proto__' || k === 'constructor' || k === 'prototype')) throw new UsageError(`--options: '${key}' is not a dotted key`);
+    let at = y;
+    for (const k of parts.slice(0, -1)) {
+      if (at[k] === undefined || at[k] === null) at[k] = {};
+      if (typeof at[k] !== 'object' || Array.isArray(at[k])) throw new UsageError(`--options ${key}: ${k} is a setting, not a block`);
+      at = at[k] as Record<string, unknown>;
+    }
+    let value: unknown;
+    try { value = YAML.parse(text); } catch { value = text; }
+    at[parts[parts.length - 1]] = value ?? '';
+  }
+}
+
+/**
+ * The Q-Former's sizes as the original takes them: `BertConfig.from_pretrained("bert-base-uncased")`
+ * reads a `bert-base-uncased` folder in the working folder, else the hub cache; its BERT sizes
+ * (the layer count stays SALMONN's 2). Null when neither has it: the built-in bert-base sizes,
+ * which are bert-base-uncased's.
+ */
+function bertBaseUncased(): Record<string, unknown> | null {
+  const local = path.join('bert-base-uncased', 'config.json');
+  const cached = et.hub.cachedSnapshot('bert-base-uncased');
+  const file = fs.existsSync(local) ? local : cached && fs.existsSync(path.join(cached, 'config.json')) ? path.join(cached, 'config.json') : null;
+  if (!file) return null;
+  const c = readJsonFile(file, "the Q-Former's BERT config (bert-base-uncased/config.json, as the original's BertConfig.from_pretrained reads it)") as Record<string, unknown>;
+  if (!c || typeof c !== 'object' || Array.isArray(c)) throw new et.EmotorchError(`'${file}' is not a BERT config`, 'ERR_FORMAT');
+  const keys = ['hidden_size', 'num_attention_heads', 'intermediate_size', 'hidden_act', 'layer_norm_eps', 'initializer_range', 'hidden_dropout_prob', 'attention_probs_dropout_prob'];
+  return Object.fromEntries(keys.filter((k) => c[k] !== undefined).map((k) => [k, c[k]]));
 }
 
 /**
@@ -57,18 +107,22 @@ function checkGenerationCap(model: et.systems.Salmonn, options: { config?: unkno
 export const SALMONN_INFER: Command = {
   summary: "SALMONN's cli_inference.py: load the model of a decode_config.yaml, then answer a wav and a prompt (or many, typed in turn)",
   flags: {
-    cfg_path: { kind: 'string', help: 'the original YAML (--cfg-path): model paths, model and generate blocks' },
+    'cfg-path': { kind: 'string', help: 'the original YAML (--cfg-path): model paths, model and generate blocks' },
+    device: { kind: 'string', help: "where the model runs (cli_inference.py's default cuda:0; the CPU when CUDA is absent)", default: 'cuda:0' },
+    options: { kind: 'list', help: 'key=value settings merged over the YAML (model.ckpt=… generate.num_beams=1), as the original' },
     wav: { kind: 'string', help: 'answer this file and stop (with --prompt)' },
     prompt: { kind: 'string', help: 'the instruction for --wav' },
   },
   async run(v, _pos, out) {
-    const cfg = str(v, 'cfg_path');
+    const cfg = str(v, 'cfg-path');
     if (!cfg) throw new UsageError('--cfg-path is required');
     if ((v.wav === undefined) !== (v.prompt === undefined)) throw new UsageError('--wav and --prompt go together');
-    const { options, ignored } = readSalmonnYaml(cfg);
+    const device = runDevice(str(v, 'device')!);
+    const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
     if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
     const model = await et.systems.Salmonn.fromPretrained(options);
     checkGenerationCap(model, options, cfg);
+    if (device !== 'cpu') await model.to({ device });
     model.eval();
     const answer = async (wav: string, prompt: string): Promise<string> => {
       const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
@@ -103,6 +157,19 @@ export const SALMONN_INFER: Command = {
     rl.close();
   },
 };
+
+/**
+ * The original's `--device` (`cuda:0`, `cuda`, `cpu`): CUDA when asked and present, else the CPU
+ * (said on stderr when CUDA was asked for).
+ * @throws UsageError for another device name
+ */
+export function runDevice(given: string): 'cpu' | 'cuda' {
+  if (given === 'cpu') return 'cpu';
+  if (!/^cuda(:\d+)?$/.test(given)) throw new UsageError(`--device takes cpu, cuda or cuda:N, not '${given}'`);
+  if (et.cuda.isAvailable()) return 'cuda';
+  process.stderr.write(`emotorch: --device ${given}: no CUDA device is available: running on the CPU\n`);
+  return 'cpu';
+}
 
 /** A YAML block as an object (absent: empty). */
 function block(y: Record<string, unknown>, name: string, file: string): Record<string, unknown> {
@@ -140,13 +207,14 @@ const fmt3 = (xs: number[]): string => (xs.length ? xs.reduce((a, b) => a + b, 0
 export const SALMONN_TRAIN: Command = {
   summary: "SALMONN's train.py on its config.yaml (model, datasets and run blocks): runner.py's schedule, optimizer groups, per-epoch validation and checkpoints, on the Trainer",
   flags: {
-    cfg_path: { kind: 'string', help: 'the original training YAML (--cfg-path): model paths and settings, datasets, run and run.optims' },
+    'cfg-path': { kind: 'string', help: 'the original training YAML (--cfg-path): model paths and settings, datasets, run and run.optims' },
+    options: { kind: 'list', help: 'key=value settings merged over the YAML (run.optims.max_epoch=1 …), as the original' },
     resume: { kind: 'bool', help: "continue from the newest checkpoint-N in run.output_dir (optimizer, schedule, data order, best metric)", default: 'false' },
   },
   async run(v, _pos, out) {
-    const cfg = str(v, 'cfg_path');
+    const cfg = str(v, 'cfg-path');
     if (!cfg) throw new UsageError('--cfg-path is required');
-    const { options, ignored, doc: y } = readSalmonnYaml(cfg);
+    const { options, ignored, doc: y } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
     const model_ = block(y, 'model', cfg), data = block(y, 'datasets', cfg), run = block(y, 'run', cfg), optims = block(run, 'optims', cfg);
     if (setting(run, 'evaluate', 'boolean', false, cfg)) throw new et.EmotorchError(`'${cfg}': run.evaluate is true (test-set decoding): use \`emotorch salmonn infer\` for answers; train reads run.evaluate: False`, 'ERR_FORMAT');
     const trainFile = setting(data, 'train_ann_path', 'string', undefined, cfg);

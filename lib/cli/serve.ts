@@ -17,7 +17,7 @@ import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Template } from '@huggingface/jinja';
 import * as et from '../index';
 import { Command, UsageError, loadChatModel, num, str } from './common';
-import { readSalmonnYaml } from './salmonn';
+import { readSalmonnYaml, runDevice } from './salmonn';
 import { SERVE_PAGE } from './page';
 
 // The request's JSON as the OpenAI API spells it (snake_case: the wire format), and tokenizer_config.json's key.
@@ -565,7 +565,9 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
 export const SERVE: Command = {
   summary: 'an OpenAI-compatible chat server (POST /v1/chat/completions, streaming; a page at /) for SALMONN, InternVL2 or a LLaMA-family LLM',
   flags: {
-    cfg_path: { kind: 'string', help: "SALMONN: the original decode_config.yaml (as 'salmonn infer')" },
+    'cfg-path': { kind: 'string', help: "SALMONN: the original decode_config.yaml (as 'salmonn infer' and web_demo.py)" },
+    device: { kind: 'string', help: "where SALMONN runs (web_demo.py's --device, default cuda:0; the CPU when CUDA is absent); --model folders run on the CPU", default: 'cuda:0' },
+    options: { kind: 'list', help: "SALMONN: key=value settings merged over the YAML, as web_demo.py's --options" },
     model: { kind: 'string', help: 'an InternVL2 folder, or a LLaMA-family LLM folder with a chat template' },
     tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
     chat_template: { kind: 'string', help: "an LLM's Jinja chat template file (default: the folder's chat_template.jinja or tokenizer_config.json's)" },
@@ -582,7 +584,8 @@ export const SERVE: Command = {
     timeout_s: { kind: 'number', help: "a request's time limit from arrival to its last token", default: String(SERVE_DEFAULTS.timeoutMs / 1000) },
   },
   async run(v, _pos, out) {
-    const cfg = str(v, 'cfg_path'), dir = str(v, 'model');
+    const cfg = str(v, 'cfg-path'), dir = str(v, 'model');
+    if (dir && v.options !== undefined) throw new UsageError('--options sets keys of a SALMONN YAML: use it with --cfg-path');
     if (!!cfg === !!dir) throw new UsageError('give exactly one of --cfg-path (SALMONN) and --model (an InternVL2 or LLM folder)');
     const positive = (k: string, int: boolean) => {
       const x = num(v, k)!;
@@ -600,9 +603,11 @@ export const SERVE: Command = {
     const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(p)).replace(/\.ya?ml$/, '');
     let backend: ChatBackend;
     if (cfg) {
-      const { options, ignored } = readSalmonnYaml(cfg);
+      const device = runDevice(str(v, 'device')!);
+      const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
       if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
       const model = await et.systems.Salmonn.fromPretrained(options);
+      if (device !== 'cpu') await model.to({ device });
       backend = salmonnBackend(model.eval(), name(cfg));
     } else {
       const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'));   // local: a repo id's hub cache folder

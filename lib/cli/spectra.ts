@@ -34,16 +34,32 @@ export const SPECTRA_FINETUNE: Command = {
     use_turn_ids: { kind: 'bool', help: 'accepted as main.py does; turn ids are used whenever the data has them' },
     apex_level: { kind: 'number', help: 'apex AMP level: above 0 trains in float16 autocast on CUDA (main.py sets 0 on CPU)', default: '0' },
     mode: { kind: 'string', help: "main.py's mode: this command is 'finetune' (finetune.sh leaves main.py's default 'pretrain')" },
-    transcripts: { kind: 'string', help: 'required by main.py, read only when pre-training: accepted and not used' },
-    patience: { kind: 'number', help: "main.py's early stop: not used (the best epoch by the task's metric is loaded at the end)" },
+    transcripts: { kind: 'string', help: 'required by main.py, read only when pre-training', unused: true },
+    patience: { kind: 'number', help: "main.py's early stop (the best epoch by the task's metric is loaded at the end)", unused: true },
+    show_inner_progress: { kind: 'bool', help: "main.py's progress within an epoch: shown (unless --dont_show)" },
     dont_show: { kind: 'bool', help: 'no progress bar' },
+    // main.py's other flags, as finetune.sh and train-960.sh may pass them
+    audio_model_class: { kind: 'string', help: "the audio tower's class: --model_path's audio_config.json decides", unused: true },
+    text_model_class: { kind: 'string', help: "the text tower's class: --model_path's text_config.json decides", unused: true },
+    num_turns: { kind: 'number', help: "the model's dialogue turns: --model_path's config decides", unused: true },
+    num_fused_layers: { kind: 'number', help: "the model's fused layers: --model_path's config decides", unused: true },
+    ds_config: { kind: 'string', help: 'DeepSpeed: training runs on one device, or data-parallel under npx emotorch-run', unused: true },
+    ds_stage: { kind: 'number', help: 'DeepSpeed: training runs on one device, or data-parallel under npx emotorch-run', unused: true },
+    grad_ckpt: { kind: 'bool', help: "activation checkpointing: SPECTRA's towers are not recomputed here", unused: true },
+    loss_scale: { kind: 'number', help: "apex's static loss scale: float16 (--apex_level) scales dynamically", unused: true },
+    local_rank: { kind: 'number', help: 'torch.distributed.launch passes it: npx emotorch-run sets LOCAL_RANK instead', unused: true },
+    dont_use_ckpts: { kind: 'bool', help: 'pre-training only', unused: true },
+    audio_path: { kind: 'string', help: "pre-training only (the WavLM to start from): fine-tuning reads --model_path", unused: true },
+    text_path: { kind: 'string', help: "pre-training only (the RoBERTa to start from): fine-tuning reads --model_path", unused: true },
+    model_save_path: { kind: 'string', help: 'pre-training only: fine-tuning writes to --output_dir', unused: true },
+    model_name: { kind: 'string', help: 'pre-training only', unused: true },
+    save_interval: { kind: 'number', help: 'pre-training only', unused: true },
     output_dir: { kind: 'string', help: 'checkpoints and logs (main.py saves nothing when fine-tuning)' },
   },
   async run(v, _pos, out) {
     const task = need(v, 'task') as (typeof TASKS)[number];
     if (!TASKS.includes(task)) throw new UsageError(`--task takes ${TASKS.join(', ')}, not '${task}'`);
     if (v.mode !== undefined && v.mode !== 'finetune') throw new UsageError(`--mode ${str(v, 'mode')}: this command fine-tunes; pre-training is not part of emotorch's CLI`);
-    if (v.patience !== undefined) process.stderr.write('emotorch: --patience is not used: the best epoch by the task\'s metric is loaded at the end\n');
     const int = (k: string, min: number) => {
       const x = num(v, k)!;
       if (!Number.isInteger(x) || x < min) throw new UsageError(`--${k} must be an integer ≥ ${min}`);

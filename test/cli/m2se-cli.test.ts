@@ -95,3 +95,61 @@ describe.skipIf(findFfmpeg() === null)('emotorch m2se sft / infer on a tiny Inte
     expect(lines[0].images).toEqual(['face.png']);
   }, 300_000);
 });
+
+// liaolea/EmoVerse first_stage.sh, second_stage.sh and test.sh as written after `swift sft` /
+// `swift infer`, run in a working folder where the names they use are the fixtures: the tiny
+// InternVL2-4B-shaped (Phi-3) folder as InternVL2-4B_model_path, records.json as each data file,
+// and the checkpoints the stages write as first_model_ckpt and emoverse-4b
+const FIRST_STAGE = ['--model_type', 'internvl2-4b', '--model_id_or_path', 'InternVL2-4B_model_path', '--dataset', 'emt_data_first.json', '--sft_type', 'lora',
+  '--output_dir', 'output', '--system', 'You are an sentiment and emotion analysis expert.', '--num_train_epochs', '2', '--max_length', '2048',
+  '--gradient_checkpointing', 'true', '--batch_size', '1', '--gradient_accumulation_steps', '8', '--eval_steps', '1000', '--save_steps', '500',
+  '--save_total_limit', '3', '--logging_steps', '10', '--acc_strategy', 'sentence'];
+const SECOND_STAGE = FIRST_STAGE.map((a) => (a === 'InternVL2-4B_model_path' ? 'first_model_ckpt' : a === 'emt_data_first.json' ? 'emt_data_second.json' : a));
+const TEST_SH = ['--model_type', 'internvl2-4b', '--model_id_or_path', 'emoverse-4b', '--system', 'You are an sentiment and emotion analysis expert.',
+  '--val_dataset', 'sentiment_test_non_neg.json', '--max_length', '2048'];
+
+describe.skipIf(findFfmpeg() === null)("EmoVerse's first_stage.sh, second_stage.sh and test.sh as written", () => {
+  it('runs the three lines: swift flags it does not use are named, stage 2 starts from stage 1\'s checkpoint, test.sh answers with stage 2\'s', () => {
+    const cwd = tmpdir();
+    const runIn = (...args: string[]) => {
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd, env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
+      return { code: r.status, out: r.stdout, err: r.stderr };
+    };
+    const model = path.join(cwd, 'InternVL2-4B_model_path');
+    fs.cpSync(path.join(FX, 'phi3'), model, { recursive: true });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(FX, f), path.join(model, f));
+    for (const f of ['emt_data_first.json', 'emt_data_second.json', 'sentiment_test_non_neg.json']) fs.copyFileSync(path.join(FX, 'records.json'), path.join(cwd, f));
+    for (const f of ['face.png', 'clip.mkv']) fs.copyFileSync(path.join(FX, f), path.join(cwd, f));
+
+    const s1 = runIn('m2se', 'sft', ...FIRST_STAGE);
+    expect(s1.code, s1.err).toBe(0);
+    for (const f of ['eval_steps', 'save_steps', 'save_total_limit']) expect(s1.err).toMatch(new RegExp(`--${f} is accepted .* not used`));
+    const ckpt1 = path.resolve(cwd, /last_model_checkpoint: (.*)/.exec(s1.out)![1].trim());
+    expect(path.relative(cwd, ckpt1)).toMatch(/^output[/\\]internvl2-4b[/\\]v0-\d{8}-\d{6}[/\\]checkpoint-\d+$/);
+    fs.symlinkSync(ckpt1, path.join(cwd, 'first_model_ckpt'));
+
+    const s2 = runIn('m2se', 'sft', ...SECOND_STAGE);
+    expect(s2.code, s2.err).toBe(0);
+    const ckpt2 = path.resolve(cwd, /last_model_checkpoint: (.*)/.exec(s2.out)![1].trim());
+    expect(ckpt2).toMatch(/v1-\d{8}-\d{6}[/\\]checkpoint-\d+$/);
+    // stage 2 trained on from stage 1's adapter: its adapter differs from stage 1's and from a fresh one
+    const a1 = fs.readFileSync(path.join(ckpt1, 'adapter_model.safetensors'));
+    const a2 = fs.readFileSync(path.join(ckpt2, 'adapter_model.safetensors'));
+    expect(a2.equals(a1)).toBe(false);
+    fs.symlinkSync(ckpt2, path.join(cwd, 'emoverse-4b'));
+
+    const t = runIn('m2se', 'infer', ...TEST_SH);
+    expect(t.code, t.err).toBe(0);
+    const jsonl = /-> (.*\.jsonl)/.exec(t.out)![1];
+    expect(fs.realpathSync(path.resolve(cwd, path.dirname(jsonl)))).toBe(fs.realpathSync(path.join(ckpt2, 'infer_result')));
+    const lines = fs.readFileSync(path.resolve(cwd, jsonl), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.label)).toEqual(['Joy.', 'Negative.', '2_joy,2']);
+    expect(lines.every((l) => typeof l.response === 'string')).toBe(true);
+  }, 600_000);
+
+  it('a --ckpt_dir that does not exist is named as missing (1), not a usage error about --model', () => {
+    const r = run('m2se', 'infer', '--ckpt_dir', '/nonexistent/checkpoint-84', '--val_dataset', path.join(FX, 'records.json'));
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/ERR_IO: --ckpt_dir '\/nonexistent\/checkpoint-84' does not exist/);
+  });
+});

@@ -10,8 +10,8 @@ import * as et from '../../lib/index';
 import { FIXTURES, tmpdir } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
-const run = (args: string[]) => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
+const run = (args: string[], cwd?: string) => {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd, env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 
@@ -53,4 +53,42 @@ describe('emotorch spectra finetune', () => {
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/ERR_IO: .*iemocap.train\.pkl' does not exist/);
   }, 300_000);
+});
+
+// AlibabaResearch/DAMO-ConvAI spectra/scripts/finetune.sh (lines 4, 6, 8, 10), each line as written
+// after `python ../main.py`; only /PATH/OF/YOUR/SPECTRA/CHECKPOINT is mapped (to the tiny fixture),
+// and main.py's default --data_path ./data is a folder of the fixtures' pickles in the working folder
+const FINETUNE_SH = [
+  '--apex_level=1 --batch_size=24 --epochs=5 --grad_acc=1 --show_inner_progress --lr=2e-5 --model_path=/PATH/OF/YOUR/SPECTRA/CHECKPOINT --task=mosi',
+  '--apex_level=1 --batch_size=24 --epochs=5 --grad_acc=1 --show_inner_progress --lr=2e-5 --model_path=/PATH/OF/YOUR/SPECTRA/CHECKPOINT --task=mosei',
+  '--apex_level=1 --batch_size=24 --epochs=5 --grad_acc=1 --show_inner_progress --lr=2e-5 --model_path=/PATH/OF/YOUR/SPECTRA/CHECKPOINT --task=iemocap --multi_audio --use_turn_ids',
+  '--apex_level=1 --batch_size=24 --epochs=5 --grad_acc=1 --show_inner_progress --lr=2e-5 --model_path=/PATH/OF/YOUR/SPECTRA/CHECKPOINT --task=mosi',
+];
+
+describe("SPECTRA's scripts/finetune.sh, every line as written", () => {
+  it('runs each line and prints its test scores; main.py flags it does not use are named on stderr, not refused', () => {
+    const root = tmpdir();
+    // the tiny fixture with WavLM's 320-sample frame step (its strides 5·2·2 would give 8000 frames
+    // for main.py's default 10 s of audio, and attention over them tens of GB; strides shape no weight)
+    const model = path.join(root, 'spectra-checkpoint');
+    fs.cpSync(path.join(FIXTURES, 'spectra', 'pretrained'), model, { recursive: true });
+    const audioConfig = JSON.parse(fs.readFileSync(path.join(model, 'audio_config.json'), 'utf8'));
+    fs.writeFileSync(path.join(model, 'audio_config.json'), JSON.stringify({ ...audioConfig, conv_stride: [5, 8, 8] }));
+    for (const [task, pkl] of [['mosi', 'spectra_samples.pkl'], ['mosei', 'spectra_samples.pkl'], ['iemocap', 'spectra_indexed.pkl']]) {
+      fs.mkdirSync(path.join(root, 'data', task), { recursive: true });
+      for (const s of ['train', 'valid', 'test']) fs.copyFileSync(path.join(FIXTURES, 'pickle', pkl), path.join(root, 'data', task, `${s}.pkl`));
+    }
+    for (const line of FINETUNE_SH) {
+      const argv = line.replace('/PATH/OF/YOUR/SPECTRA/CHECKPOINT', model).split(' ');
+      const r = run(['spectra', 'finetune', ...argv], root);
+      expect(r.code, `${line}\n${r.err}`).toBe(0);
+      expect(r.out).toMatch(/^test: /m);
+    }
+    expect(fs.readdirSync(path.join(root, 'output')).sort()).toEqual(['spectra-iemocap', 'spectra-mosei', 'spectra-mosi']);
+    // train-960.sh's pre-training flags and the launcher's --local_rank are accepted and named as not used
+    const r = run(['spectra', 'finetune', `--model_path=${model}`, '--task=mosi', '--audio_path=/PATH/OF/YOUR/WAVLM', '--text_path=/PATH/OF/YOUR/ROBERTA',
+      '--model_save_path=/x', '--model_name=spectra', '--save_interval=25', '--local_rank=0', '--epochs=1', '--dont_show'], root);
+    expect(r.code, r.err).toBe(0);
+    for (const f of ['audio_path', 'text_path', 'model_save_path', 'model_name', 'save_interval', 'local_rank']) expect(r.err).toMatch(new RegExp(`--${f} is accepted .* not used`));
+  }, 600_000);
 });

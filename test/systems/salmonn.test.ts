@@ -169,7 +169,7 @@ describe('Salmonn checkpoints', () => {
     without.delete('speech_llama_proj.bias');
     await rejectsWith(() => m.loadCheckpointStateDict(without), 'ERR_STATE_DICT', /missing keys: 'speech_llama_proj\.bias'/);
     const wrong = new Map(good).set('speech_query_tokens', et.zeros([1, 2, 32]));
-    await rejectsWith(() => m.loadCheckpointStateDict(wrong), 'ERR_STATE_DICT', /wrong shape for 'speech_query_tokens': checkpoint \[1,2,32\] vs model \[1,1,32\]/);
+    await rejectsWith(() => m.loadCheckpointStateDict(wrong), 'ERR_STATE_DICT', /wrong shapes: 'speech_query_tokens': checkpoint \[1,2,32\] vs model \[1,1,32\]/);
   });
 });
 

@@ -439,14 +439,28 @@ export class Salmonn extends Module {
       mapped.set(own[0], t);
     }
     const missing = this.requiredNames().filter((n) => !mapped.has(n)).map((n) => this.originalName(n));
+    // each kind of problem names its first few keys and counts the rest (55 mismatched Q-Former keys are one cause)
+    const some = (keys: string[]) => keys.slice(0, 5).join(', ') + (keys.length > 5 ? ` and ${keys.length - 5} more` : '');
     const problems: string[] = [];
-    if (unknown.length) problems.push(`unexpected keys: ${unknown.map((k) => `'${k}'`).join(', ')}`);
-    if (missing.length) problems.push(`missing keys: ${missing.map((k) => `'${k}'`).join(', ')}`);
+    if (unknown.length) problems.push(`${unknown.length} unexpected keys: ${some(unknown.map((k) => `'${k}'`))}`);
+    if (missing.length) problems.push(`${missing.length} missing keys: ${some(missing.map((k) => `'${k}'`))}`);
     const own = new Map(this.namedParameters());
+    const notTensor: string[] = [], shapes: string[] = [];
+    let qformerShapes = false;
     for (const [n, t] of mapped) {
       const p = own.get(n)!;
-      if (!(t instanceof Tensor)) problems.push(`'${this.originalName(n)}' is not a tensor`);
-      else if (t.shape.join() !== p.shape.join()) problems.push(`wrong shape for '${this.originalName(n)}': checkpoint [${t.shape}] vs model [${p.shape}]`);
+      if (!(t instanceof Tensor)) notTensor.push(`'${this.originalName(n)}'`);
+      else if (t.shape.join() !== p.shape.join()) {
+        shapes.push(`'${this.originalName(n)}': checkpoint [${t.shape}] vs model [${p.shape}]`);
+        qformerShapes ||= n.startsWith('speech_Qformer.') || n === 'speech_query_tokens';
+      }
+    }
+    if (notTensor.length) problems.push(`${notTensor.length} entries that are not tensors: ${some(notTensor)}`);
+    if (shapes.length) problems.push(`${shapes.length} wrong shapes: ${some(shapes)}`);
+    if (qformerShapes) {
+      problems.push(`the Q-Former's sizes (${this.speech_Qformer.config.hidden_size} hidden, ${this.speech_Qformer.config.num_attention_heads} heads) are not the checkpoint's: `
+        + "the original takes them from BertConfig.from_pretrained('bert-base-uncased'); give config.qformer the checkpoint's sizes "
+        + "(on the command line: a bert-base-uncased/config.json in the working folder, as the original reads it, or a qformer: block in the YAML's model:)");
     }
     if (problems.length) throw new EmotorchError(`SALMONN checkpoint ${source}: ${problems.join('; ')}`, 'ERR_STATE_DICT');
     await this.loadStateDict(mapped, { strict: false });
