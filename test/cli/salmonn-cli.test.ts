@@ -41,3 +41,95 @@ describe('emotorch salmonn infer', () => {
     expect(run(['salmonn', 'infer', '--cfg-path', path.join(tmpdir(), 'none.yaml'), '--wav', 'a', '--prompt', 'b']).err).toMatch(/ERR_IO/);
   });
 });
+
+// bytedance/SALMONN (branch salmonn) configs/decode_config.yaml lines 15-58 as written; the test
+// replaces only its four path placeholders with the tiny fixtures
+const DECODE_CONFIG = `model:
+  # paths
+  llama_path: "path to llama model"
+  whisper_path: "path to whisper model"
+  beats_path: "path to beats model"
+
+  ckpt: "model ckpt" # model used for decoding
+
+  freeze_whisper: True
+  freeze_beats: True
+
+  # window-level Q-Former
+  use_speech_Qformer: True
+  freeze_speech_QFormer: False
+  window_level_Qformer: True
+  num_speech_query_token: 1
+  second_per_window: 0.333333
+  second_stride: 0.333333
+
+  speech_llama_proj_model: ""
+  freeze_speech_llama_proj: False
+
+  # LoRA
+  lora: True
+  lora_rank: 8
+  lora_alpha: 32
+  lora_dropout: 0.1
+
+  multi_prompt: True
+  prompt_template: "USER: {}\\nASSISTANT:"
+  prompt_path: "prompts/train_prompt.json"
+  test_prompt_path: "prompts/test_prompt.json"
+  max_txt_len: 300
+  end_sym: "</s>"
+
+generate:
+  max_new_tokens: 200
+  num_beams: 4
+  do_sample: False
+  min_length: 1
+  temperature: 1.0
+  top_p: 0.9
+  repetition_penalty: 1.0
+  length_penalty: 1.0
+`;
+
+describe("SALMONN's cli_inference.py line with its decode_config.yaml as written", () => {
+  it("`--cfg-path configs/decode_config.yaml` answers as the API does, the Q-Former's sizes from a bert-base-uncased folder as the original reads them; --device and --options as the original", async () => {
+    const cwd = tmpdir();
+    const runIn = (args: string[], input = '') => {
+      const r = spawnSync(process.execPath, [CLI, ...args], { input, cwd, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
+      return { code: r.status, out: r.stdout, err: r.stderr };
+    };
+    const paths = { 'path to llama model': path.join(FIXTURES, 'salmonn', 'llm'), 'path to whisper model': path.join(FIXTURES, 'whisper'),
+      'path to beats model': path.join(FIXTURES, 'beats', 'beats.pt'), 'model ckpt': path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth') };
+    fs.mkdirSync(path.join(cwd, 'configs'));
+    fs.writeFileSync(path.join(cwd, 'configs', 'decode_config.yaml'), Object.entries(paths).reduce((t, [k, v]) => t.replace(`"${k}"`, JSON.stringify(v)), DECODE_CONFIG));
+    const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
+    const qformer = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'config.json'), 'utf8')).qformer;
+
+    // without a bert-base-uncased folder the Q-Former is bert-base's size: the tiny checkpoint does not fit, and the error says why, briefly
+    const unsized = runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml'], `${wav}\nDescribe the sound.\n`);
+    expect(unsized.code).toBe(1);
+    expect(unsized.err).toMatch(/ERR_STATE_DICT: .*\d+ wrong shapes: .* and \d+ more; .*bert-base-uncased/);
+    expect(unsized.err.length).toBeLessThan(2500);
+
+    // BertConfig.from_pretrained("bert-base-uncased") reads the folder of that name in the working folder
+    fs.mkdirSync(path.join(cwd, 'bert-base-uncased'));
+    fs.writeFileSync(path.join(cwd, 'bert-base-uncased', 'config.json'), JSON.stringify({ model_type: 'bert', ...qformer, num_hidden_layers: 12, vocab_size: 30522 }));
+    const model = await et.systems.Salmonn.fromPretrained({ whisper: paths['path to whisper model'], beats: paths['path to beats model'], llm: paths['path to llama model'],
+      checkpoint: paths['model ckpt'], config: { lora_dropout: 0.1, max_txt_len: 300, qformer: { ...qformer, num_hidden_layers: 2 } } });
+    model.eval();
+    const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
+    const [want] = await model.generate([samples], 'Describe the sound.', { maxNewTokens: 200, numBeams: 4 });
+    const loop = runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml'], `${wav}\nDescribe the sound.\n`);
+    expect(loop.code, loop.err).toBe(0);
+    expect(loop.out).toContain(`Output:\n${want}`);
+    expect(loop.err).toMatch(/--device cuda:0: no CUDA device is available: running on the CPU|^$/);
+
+    // the original's --device and --options key=value (OmegaConf's dotlist over the YAML)
+    const [greedy] = await model.generate([samples], 'Describe the sound.', { maxNewTokens: 5, numBeams: 1 });
+    const opts = runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--device', 'cpu', '--options', 'generate.num_beams=1', 'generate.max_new_tokens=5',
+      '--wav', wav, '--prompt', 'Describe the sound.']);
+    expect(opts.code, opts.err).toBe(0);
+    expect(opts.out.trim()).toBe(greedy.trim());
+    expect(runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--device', 'tpu', '--wav', wav, '--prompt', 'x'])).toMatchObject({ code: 2, err: expect.stringMatching(/--device takes cpu, cuda or cuda:N/) });
+    expect(runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--options', 'generate.num_beams', '--wav', wav, '--prompt', 'x']).code).toBe(2);
+  }, 300_000);
+});

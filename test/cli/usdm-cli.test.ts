@@ -87,4 +87,41 @@ describe('emotorch usdm infer', () => {
     expect(folder.err).toMatch(/ERR_INVALID_ARG: --output_path '.*' is not a regular file \(it is a folder\)/);
     expect(folder.code).toBe(1);
   }, 120_000);
+
+  // naver-ai/usdm README.md lines 82 and 92 (`python src/inference.py …`) with their placeholders
+  // mapped: YOUR_MODEL_CACHE_DIR a Hugging Face cache holding naver-ai/USDM-DailyTalk (the tiny
+  // fixture), INPUT_WAV_PATH / REFERENCE_WAV_PATH a fixture wav, PATH_TO_SAVE_SPOKEN_RESPONSE a
+  // .wav path. Added, since the tiny unit extractor is not seamless's xlsr2_1b_v2 (which the
+  // original downloads itself): --xlsr, --kmeans, --layer 2; and --max_new_tokens 12 for time.
+  it("README's inference.py lines: --model_cache_dir is the cache naver-ai/USDM-DailyTalk is read from; the .wav answer path gets the JSON beside it; --reference_path is named as not used", async () => {
+    const dir = tmpdir();
+    const cache = path.join(dir, 'YOUR_MODEL_CACHE_DIR');
+    const snap = path.join(cache, 'models--naver-ai--USDM-DailyTalk', 'snapshots', '0123456789abcdef0123456789abcdef01234567');
+    fs.mkdirSync(snap, { recursive: true });
+    fs.mkdirSync(path.join(cache, 'models--naver-ai--USDM-DailyTalk', 'refs'));
+    fs.writeFileSync(path.join(cache, 'models--naver-ai--USDM-DailyTalk', 'refs', 'main'), '0123456789abcdef0123456789abcdef01234567');
+    for (const f of fs.readdirSync(path.join(FIXTURES, 'usdm', 'mistral'))) fs.copyFileSync(path.join(FIXTURES, 'usdm', 'mistral', f), path.join(snap, f));
+    toyTokenizer(path.join(snap, 'tokenizer.json'));
+    const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
+    const extractor = ['--xlsr', path.join(FIXTURES, 'wav2vec2', 'xlsr'), '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2', '--max_new_tokens', '12'];
+    const answer = path.join(dir, 'answer.wav');
+    const env = { ...process.env, OMP_NUM_THREADS: '1', HF_HUB_OFFLINE: '1' };
+    const runEnv = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env, timeout: 240_000 });
+    const line82 = runEnv(['usdm', 'infer', '--input_path', wav, '--output_path', answer, '--model_cache_dir', cache, ...extractor]);
+    expect(line82.status, line82.stderr).toBe(0);
+    expect(line82.stderr).toMatch(/--output_path .*answer\.wav: the original writes the spoken answer there .* go to .*answer\.json/);
+    expect(fs.existsSync(answer)).toBe(false);
+    const written = JSON.parse(fs.readFileSync(path.join(dir, 'answer.json'), 'utf8'));
+    // the same answer as --model on the snapshot folder
+    const direct = run(['usdm', 'infer', '--model', snap, '--input_path', wav, ...extractor]);
+    expect(direct.code, direct.err).toBe(0);
+    expect(written).toEqual(JSON.parse(direct.out));
+    const line92 = runEnv(['usdm', 'infer', '--input_path', wav, '--reference_path', wav, '--output_path', answer, '--model_cache_dir', cache, ...extractor]);
+    expect(line92.status, line92.stderr).toBe(0);
+    expect(line92.stderr).toMatch(/--reference_path is accepted .* not used/);
+    // without the extractor's files the message says where they go
+    const bare = runEnv(['usdm', 'infer', '--input_path', wav, '--output_path', answer, '--model_cache_dir', cache]);
+    expect(bare.status).toBe(2);
+    expect(bare.stderr).toMatch(/--xlsr is required .*xlsr2_1b_v2\.pt .*--model_cache_dir/);
+  }, 300_000);
 });
