@@ -106,4 +106,14 @@ describe('emotorch salmonn train', () => {
     expect(run(['salmonn', 'train', '--cfg-path', configYaml(dir, { batch_size_train: 'eight' })])).toMatchObject({ code: 1, err: expect.stringMatching(/batch_size_train must be a number/) });
     expect(run(['salmonn', 'train']).code).toBe(2);
   }, 120_000);
+
+  it("train.py's --options key=value (OmegaConf's dotlist) overrides the YAML's settings", () => {
+    const dir = tmpdir();
+    const cfg = configYaml(dir, { iters_per_epoch: 3000 });
+    const r = run(['salmonn', 'train', '--cfg-path', cfg, '--options', 'run.iters_per_epoch=1', 'run.optims.max_epoch=1', `run.output_dir=${path.join(dir, 'o2')}`]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/1 epochs × 1 iterations of batch 2 = 1 optimizer steps/);
+    expect(fs.existsSync(path.join(dir, 'o2', 'log.txt'))).toBe(true);
+    expect(run(['salmonn', 'train', '--cfg-path', cfg, '--options', 'run.seed.x=1']).err).toMatch(/--options run\.seed\.x: seed is a setting, not a block/);
+  }, 300_000);
 });
