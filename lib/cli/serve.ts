@@ -400,8 +400,12 @@ function asApiError(e: unknown): ApiError {
   if (e instanceof et.EmotorchError && e.code === 'ERR_INVALID_ARG') return new ApiError(400, e.message, 'invalid_request_error');
   const f = e as { statusCode?: number; code?: string; message?: string };
   if (typeof f?.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
-    const msg = f.statusCode === 413 ? 'the request body is larger than the server takes (--max-body-mb)' : f.message ?? 'bad request';
-    return new ApiError(f.statusCode, msg, 'invalid_request_error', null, f.code ?? null);
+    // the web framework's own failures in OpenAI's terms: its codes (FST_ERR_…) are not the API's
+    // vocabulary, which gives these no code
+    const msg = f.statusCode === 413 ? 'the request body is larger than the server takes (--max-body-mb)'
+      : f.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || f.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? `We could not parse the JSON body of your request: ${f.message ?? 'not JSON'}`
+        : f.statusCode === 415 ? "the request's Content-Type must be application/json" : f.message ?? 'bad request';
+    return new ApiError(f.statusCode, msg, 'invalid_request_error', null, null);
   }
   return new ApiError(500, `the server failed on this request: ${e instanceof et.EmotorchError ? `${e.code}: ${e.message}` : String((e as Error)?.message ?? e)}`, 'server_error');
 }

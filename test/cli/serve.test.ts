@@ -94,6 +94,7 @@ describe('emotorch serve (an LLM with a chat template)', () => {
       expect(r.body.error.message).toMatch(re);
       expect(r.body.error.param).toBe(param);
       expect(typeof r.body.error.type).toBe('string');
+      expect(r.body.error.code ?? '').not.toMatch(/^FST_/);
     }
     // a 1 GB body is refused from its header, before it is read
     const big = await new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -107,7 +108,8 @@ describe('emotorch serve (an LLM with a chat template)', () => {
       req.write(Buffer.alloc(1 << 16, 32));
     });
     expect(big.status).toBe(413);
-    expect(JSON.parse(big.body).error.code).toBe('FST_ERR_CTP_BODY_TOO_LARGE');
+    // OpenAI's API has no code for these; the web framework's own (FST_ERR_CTP_BODY_TOO_LARGE) is not passed on
+    expect(JSON.parse(big.body).error).toMatchObject({ type: 'invalid_request_error', code: null, message: expect.stringMatching(/--max-body-mb/) });
     // the openai client sees them as its typed errors
     await expect(client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(client.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 0 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
