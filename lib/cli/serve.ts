@@ -403,7 +403,7 @@ function asApiError(e: unknown): ApiError {
     // the web framework's own failures in OpenAI's terms: its codes (FST_ERR_…) are not the API's
     // vocabulary, which gives these no code
     const msg = f.statusCode === 413 ? 'the request body is larger than the server takes (--max-body-mb)'
-      : f.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || f.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? `We could not parse the JSON body of your request: ${f.message ?? 'not JSON'}`
+      : /_(INVALID|EMPTY)_JSON_BODY$/.test(f.code ?? '') ? `We could not parse the JSON body of your request: ${f.message ?? 'not JSON'}`
         : f.statusCode === 415 ? "the request's Content-Type must be application/json" : f.message ?? 'bad request';
     return new ApiError(f.statusCode, msg, 'invalid_request_error', null, null);
   }
