@@ -4,7 +4,7 @@
  * temporal attention in every layer (and the V1.5 tube embedding), audio as a non-square fbank
  * "image", and the LoRA-tuned releases whose vision encoder peft wrapped.
  */
-import { NativeModule, ModuleOptions, StateDict, lockConfig } from './module';
+import { Module, NativeModule, ModuleOptions, StateDict, lockConfig } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
 import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
@@ -145,15 +145,22 @@ function subConfig(raw: Record<string, unknown>, key: 'text_config' | 'vision_co
   return sub as Record<string, unknown>;
 }
 
+/** What `fromPretrained` does with a LoRA-tuned release's adapters. */
+export type LoraMode = 'merge' | 'keep' | 'convert_to_lora';
+
 /** How `fromPretrained` treats a LoRA-tuned LanguageBind release. */
 export interface ClipPretrainedOptions<C> extends PretrainedOptions<C> {
   /**
    * For a vision encoder that peft wrapped (`vision_model.encoder.base_model.model.…` with
    * `lora_A` / `lora_B`): 'merge' (default) folds each adapter into its weight
    * (W += lora_alpha / r · B·A) and gives a plain model; 'keep' keeps the adapters as LoRA layers,
-   * trainable, with everything else frozen (as `et.nn.applyLora` leaves a model).
+   * trainable, with everything else frozen (as `et.nn.applyLora` leaves a model);
+   * 'convert_to_lora' keeps them with the trainable set the original's `convert_to_lora` leaves:
+   * peft wraps only `vision_model.encoder`, so the embeddings, `pre_layrnorm`, `post_layernorm`
+   * and the projection stay trainable beside the adapters ('keep' is the default of the two: it
+   * trains what LoRA names, a fraction of the tower's tensors).
    */
-  lora?: 'merge' | 'keep';
+  lora?: LoraMode;
   /** Build the projection head (`visual_projection` / `text_projection`); default: when the checkpoint has it. */
   withProjection?: boolean;
   /** The folder's checkpoint when already read (a caller loading both towers of one folder reads it once). */
@@ -166,7 +173,7 @@ interface LoraFound { targets: string[]; r: number; alpha: number; dropout: numb
  * The checkpoint with a peft-wrapped encoder unwrapped (`encoder.base_model.model.` → `encoder.`,
  * `.base_layer.` dropped) and its adapters found; 'merge' folds them in.
  */
-function unwrapLora(sd: StateDict, vcfg: Record<string, unknown>, mode: 'merge' | 'keep', where: string): { sd: StateDict; lora: LoraFound | null } {
+function unwrapLora(sd: StateDict, vcfg: Record<string, unknown>, mode: LoraMode, where: string): { sd: StateDict; lora: LoraFound | null } {
   const out: StateDict = new Map();
   for (const [k, t] of sd) out.set(k.replace('.encoder.base_model.model.', '.encoder.').replace('.base_layer.', '.'), t);
   const targets = [...out.keys()].filter((k) => k.endsWith('.lora_A.default.weight')).map((k) => k.slice(0, -'.lora_A.default.weight'.length));
@@ -190,9 +197,19 @@ function unwrapLora(sd: StateDict, vcfg: Record<string, unknown>, mode: 'merge' 
   return { sd: out, lora: { targets, r, alpha, dropout: Number(vcfg.lora_dropout) || 0 } };
 }
 
-function checkMode(mode: unknown): 'merge' | 'keep' {
-  if (mode !== undefined && mode !== 'merge' && mode !== 'keep') invalid("'merge' or 'keep'", 'opts.lora', mode);
-  return (mode as 'merge' | 'keep' | undefined) ?? 'merge';
+function checkMode(mode: unknown): LoraMode {
+  if (mode !== undefined && mode !== 'merge' && mode !== 'keep' && mode !== 'convert_to_lora') invalid("'merge', 'keep' or 'convert_to_lora'", 'opts.lora', mode);
+  return (mode as LoraMode | undefined) ?? 'merge';
+}
+
+/**
+ * Applies a release's adapters as LoRA layers ('keep': everything else frozen); with
+ * 'convert_to_lora', what lies outside `vision_model.encoder` is trainable again, as the original
+ * leaves it after `get_peft_model(vision_model.encoder, …)`.
+ */
+function keepLora(model: Module, lora: LoraFound, mode: LoraMode): void {
+  applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
+  if (mode === 'convert_to_lora') for (const [n, p] of model.namedParameters()) if (!n.startsWith('vision_model.encoder.')) p.requiresGrad = true;
 }
 
 /** Named inputs of `ClipVisionModel.forward` (HF's argument names, camelCase). */
@@ -289,7 +306,7 @@ export class ClipVisionModel extends NativeModule {
     const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vraw, mode, `'${dir}'`);
     const { keep, withProjection } = towerState(sd, 'vision_model.', 'visual_projection.weight', opts.withProjection);
     const model = createForCheckpoint(opts, () => ClipVisionModel.create(withOverrides('CLIP vision', VISION_SPEC, file, opts.config), { withProjection }));
-    if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
+    if (lora && mode !== 'merge') keepLora(model, lora, mode);
     return finishPretrained(model, keep, opts, !opts.stateDict);
   }
 
@@ -429,7 +446,7 @@ export class ClipModel extends NativeModule {
     const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vision, mode, `'${dir}'`);
     for (const k of [...sd.keys()]) if (k.endsWith('.position_ids')) sd.delete(k);
     const model = createForCheckpoint(opts, () => ClipModel.create(withOverrides('CLIP', { text_config: 1, vision_config: 1, projection_dim: 1, logit_scale_init_value: 1 }, file, opts.config) as Partial<ClipConfig>));
-    if (lora && mode === 'keep') applyLora(model, { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets });
+    if (lora && mode !== 'merge') keepLora(model, lora, mode);
     return finishPretrained(model, sd, opts, !opts.stateDict);
   }
 

@@ -57,6 +57,7 @@ export type StateDict = Map<string, Tensor>;
 export abstract class Module {
   private readonly _children = new Map<string, Module>();
   private readonly _params = new Map<string, Tensor>();
+  private readonly _buffers = new Map<string, Tensor>();
   private _training = true;
 
   /** Runs the module. Native modules run on the thread pool; calls on one module are serialized. */
@@ -83,12 +84,26 @@ export abstract class Module {
     return t;
   }
 
+  /**
+   * Adds a buffer owned by this TypeScript module: state that moves and casts with the module and
+   * is in its state dict, but is no parameter (never trained, `unfreeze` leaves it alone).
+   */
+  registerBuffer(name: string, t: Tensor): Tensor {
+    if (typeof name !== 'string' || !name || name.includes('.')) invalid('a non-empty name without dots', 'buffer name', name);
+    checkTensor(t, `buffer '${name}'`);
+    t = t.contiguous();
+    if (!t.isLeaf) t = t.detach();
+    t.requiresGrad = false;
+    this._buffers.set(name, t);
+    return t;
+  }
+
   /** Direct children, by name. */
   children(): Array<[string, Module]> { return [...this._children.entries()]; }
 
   /** @internal Native parameters and buffers of this module itself (not of children). */
   protected ownNative(): { params: Array<[string, Tensor]>; buffers: Array<[string, Tensor]> } {
-    return { params: [...this._params.entries()], buffers: [] };
+    return { params: [...this._params.entries()], buffers: [...this._buffers.entries()] };
   }
 
   /** All parameters with their full dotted names, children included. */
@@ -204,6 +219,7 @@ export abstract class Module {
       moved.requiresGrad = p.requiresGrad;
       this._params.set(n, moved);
     }
+    for (const [n, b] of this._buffers) this._buffers.set(n, b.to({ device: device ?? undefined, dtype: dtype && isFloating(b.dtype) ? dtype : undefined }).detach());
     for (const c of this._children.values()) await c.to(opts);
     return this;
   }

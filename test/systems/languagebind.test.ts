@@ -58,12 +58,40 @@ describe('LanguageBind wrapper', () => {
     const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n);
     expect(trainable.filter((n) => n.includes('.lora_')).length).toBe(16);
     expect(trainable).toContain('classifier.weight');
+    // the towers' logit_scale is no parameter, as the original wrapper (a plain dict) holds it: never trained, even after unfreeze
+    expect(trainable.some((n) => n.includes('logit_scale'))).toBe(false);
+    expect(lb.namedBuffers().map(([n]) => n)).toEqual(['video_logit_scale']);
+    const ft = await et.systems.LanguageBind.fromPretrained({ video: fx('lb_video') });
+    ft.unfreeze();
+    expect(ft.logitScale('video').requiresGrad).toBe(false);
+    expect(ft.trainableParameters().length).toBe(ft.parameters().length);
+    expect(ft.stateDict().has('video_logit_scale')).toBe(true);
     lb.language.freeze();
     const v = await io('lb_video');
     const { loss } = await model.forward({ video: v.get('pixel_values')!, inputIds: v.get('input_ids')!, attentionMask: v.get('attention_mask')!, labels: et.tensor([1, 5], { dtype: 'int64' }) });
     await loss!.backward();
     const lora = model.namedParameters().filter(([n]) => n.includes('lora_B'));
     expect(lora.every(([, p]) => p.grad !== null && p.grad.abs().max().item() > 0)).toBe(true);
+  });
+
+  it("lora: 'convert_to_lora' trains what the original's convert_to_lora leaves trainable: peft wraps vision_model.encoder only", async () => {
+    const orig = await et.systems.LanguageBind.fromPretrained({ video: fx('lb_video_lora') }, { lora: 'convert_to_lora' });
+    const keep = await et.systems.LanguageBind.fromPretrained({ video: fx('lb_video_lora') }, { lora: 'keep' });
+    const trainableOf = (m: et.nn.Module) => m.namedParameters().filter(([n, p]) => p.requiresGrad && n.startsWith('video.')).map(([n]) => n).sort();
+    const all = orig.namedParameters().map(([n]) => n).filter((n) => n.startsWith('video.'));
+    // get_peft_model(vision_model.encoder, …) freezes the encoder's own tensors; the rest of the tower keeps requires_grad
+    const want = all.filter((n) => /\.lora_[AB]\./.test(n) || !n.startsWith('video.vision_model.encoder.')).sort();
+    expect(trainableOf(orig)).toEqual(want);
+    expect(want.filter((n) => !/\.lora_[AB]\./.test(n))).toEqual(['video.vision_model.embeddings.class_embedding', 'video.vision_model.embeddings.patch_embedding.weight',
+      'video.vision_model.embeddings.position_embedding.weight', 'video.vision_model.post_layernorm.bias', 'video.vision_model.post_layernorm.weight',
+      'video.vision_model.pre_layrnorm.bias', 'video.vision_model.pre_layrnorm.weight', 'video.visual_projection.weight']);
+    expect(trainableOf(keep)).toEqual(want.filter((n) => /\.lora_[AB]\./.test(n)));
+    // the weights are the same either way
+    const v = await io('lb_video');
+    const a = (await et.noGrad(() => orig.forward({ video: v.get('pixel_values')! }))).video!;
+    const b = (await et.noGrad(() => keep.forward({ video: v.get('pixel_values')! }))).video!;
+    expect(maxAbsDiff(a, b)).toBe(0);
+    await rejectsWith(() => et.systems.LanguageBind.fromPretrained({ video: fx('lb_video_lora') }, { lora: 'peft' as never }), 'ERR_INVALID_ARG', /convert_to_lora/);
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import { Module, ModuleOptions } from '../../nn/module';
 import { ClipTextModel, ClipVisionModel } from '../../nn/clip';
+import type { LoraMode } from '../../nn/clip';
 import { Linear } from '../../nn/layers';
 import { loadCheckpoint, pretrainedPath } from '../../nn/pretrained';
 import type { HubOptions } from '../../io/hub';
@@ -25,8 +26,12 @@ export interface LanguageBindOptions extends ModuleOptions {
   hub?: HubOptions;
   /** Multiply non-language embeddings by their tower's `logit_scale.exp()` (the wrapper's `use_temp`, default true). */
   useTemp?: boolean;
-  /** LoRA-tuned releases: 'merge' (default) or 'keep' the adapters trainable (see `ClipVisionModel.fromPretrained`). */
-  lora?: 'merge' | 'keep';
+  /**
+   * LoRA-tuned releases: 'merge' (default), 'keep' the adapters trainable (only they), or
+   * 'convert_to_lora': the adapters plus what the original's `convert_to_lora` leaves trainable
+   * (embeddings, pre / post layer norms, projection). See `ClipVisionModel.fromPretrained`.
+   */
+  lora?: LoraMode;
   /** The folder whose text tower is the language encoder; default: the last of `clipType` (as the original). */
   language?: string;
 }
@@ -67,22 +72,23 @@ export class LanguageBind extends Module {
     this.useTemp = useTemp;
     for (const [m, t, scale] of towers) {
       this.towers[m] = this.registerModule(m, t);
-      this.scales.set(m, this.registerParameter(`${m}_logit_scale`, tensor([scale]).reshape([])));
+      // the original wrapper holds each tower's logit_scale in a plain dict: used, never registered, so never trained
+      this.scales.set(m, this.registerBuffer(`${m}_logit_scale`, tensor([scale]).reshape([])));
     }
     this.language = this.registerModule('language', language);
   }
 
-  /** Each tower's `logit_scale` parameter, by modality (refreshed by `to`, which replaces own parameters). */
+  /** Each tower's `logit_scale` (a buffer), by modality (refreshed by `to`, which replaces own tensors). */
   private readonly scales = new Map<LanguageBindModality, Tensor>();
 
   async to(opts: ModuleOptions): Promise<this> {
     await super.to(opts);
-    const own = new Map(this.ownNative().params);
+    const own = new Map(this.ownNative().buffers);
     for (const m of this.modalities) this.scales.set(m, own.get(`${m}_logit_scale`)!);
     return this;
   }
 
-  /** The tower's `logit_scale` parameter (a scalar; the embeddings are multiplied by its exp()). */
+  /** The tower's `logit_scale` (a scalar buffer, not trained, as the original's; the embeddings are multiplied by its exp()). */
   logitScale(m: LanguageBindModality): Tensor {
     const p = this.scales.get(m);
     if (!p) invalid(`one of ${this.modalities.join(', ')}`, 'modality', m);
