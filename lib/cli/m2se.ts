@@ -127,6 +127,7 @@ export const M2SE_INFER: Command = {
     max_length: { kind: 'number', help: 'accepted for swift\'s command lines (prompts are not cut)' },
     max_new_tokens: { kind: 'number', help: "most tokens per answer, at most the model's context (max_position_embeddings); default 2048 or the context if smaller" },
     result_dir: { kind: 'string', help: 'where the JSONL goes (default <ckpt_dir or model>/infer_result)' },
+    trim_response: { kind: 'bool', help: "write responses with special tokens skipped and trimmed (default: as swift writes them, special tokens kept)", default: 'false' },
   },
   async run(v, _pos, out) {
     let ckpt = str(v, 'ckpt_dir');
@@ -156,7 +157,7 @@ export const M2SE_INFER: Command = {
     const resultDir = outputFolder(str(v, 'result_dir') ?? path.join(ckpt ?? dir, 'infer_result'), '--result_dir');
     for (const set of sets) {
       const file = path.join(resultDir, `${stamp()}${sets.length > 1 ? `-${path.basename(set).replace(/\.[^.]*$/, '')}` : ''}.jsonl`);
-      const r = await et.systems.m2seInfer({ model, tokenizer, dataset: path.resolve(set), outFile: file, system: str(v, 'system'), maxNewTokens: maxNew });
+      const r = await et.systems.m2seInfer({ model, tokenizer, dataset: path.resolve(set), outFile: file, system: str(v, 'system'), maxNewTokens: maxNew, trimResponse: v.trim_response === true });
       out(`${r.count} records of ${set} -> ${r.file}`);
     }
   },

@@ -40,7 +40,7 @@ export { internvlEncode, INTERNVL_TEMPLATES, INTERNVL2_SYSTEM } from './internvl
 export type { InternVLTemplate, InternVLConversation, InternVLEncoded } from './internvl/data';
 export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_MAX_LENGTH, M2SE_MAX_RECORD_CHARS } from './m2se/data';
 export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seAudioReport, M2seSalmonnItem } from './m2se/data';
-export { m2seStages, m2seInfer, M2SE_TRAIN_ARGS, M2SE_LORA } from './m2se/recipe';
+export { m2seStages, m2seInfer, m2seResponse, M2SE_TRAIN_ARGS, M2SE_LORA } from './m2se/recipe';
 export type { M2seStage, M2seStagesOptions, M2seStageResult, M2seInferOptions } from './m2se/recipe';
 export { m2seInternVLItems, m2seInternVLCollate, m2seInternVLPixels, internvlTemplateOf, INTERNVL_LORA_TARGETS } from './m2se/internvl';
 export type { M2seInternVLItem, M2seInternVLMedium, M2seInternVLOptions } from './m2se/internvl';

@@ -132,3 +132,24 @@ describe.skipIf(!hasFfmpeg)('m2seStages / m2seInfer with InternVL2', () => {
     await rejectsWith(et.systems.m2seStages({ model: m, tokenizer: tok, outputDir: dir, maxNum: 0, stages: [{ datasets: [[base]] }] }), 'ERR_INVALID_ARG', /maxNum/);
   });
 });
+
+describe("m2seInfer's response = swift 2.6.1's generate_ids_to_response", () => {
+  // test/fixtures/m2se_internvl/responses.json (scripts/fixtures/m2se_responses.py): each family's
+  // greedy answers, as generated and with the end token that stops them, decoded as swift does
+  const want = JSON.parse(fs.readFileSync(path.join(DIR, 'responses.json'), 'utf8')) as Record<string, Array<{ ids: number[]; response: string }>>;
+  it('keeps special tokens and spaces, drops the end token; trimResponse skips specials and trims', async () => {
+    for (const [family, rows] of Object.entries(want)) {
+      const ends = [tok.tokenToId(family === 'phi3' ? '<|end|>' : '<|im_end|>')!, tok.eosTokenId!];
+      for (const { ids, response } of rows) {
+        expect(await et.systems.m2seResponse(tok, ids, ends), `${family} ${ids}`).toBe(response);
+        const trimmed = await et.systems.m2seResponse(tok, ids, ends, true);
+        expect(trimmed).toBe(trimmed.trim());
+      }
+    }
+    // a special token inside an answer stays in swift's text and goes with trimResponse
+    const special = tok.tokenToId('<img>')!;
+    const ids = [...want.internlm2[0].ids.slice(0, 2), special, ...want.internlm2[0].ids.slice(2, 4)];
+    expect(await et.systems.m2seResponse(tok, ids, [])).toContain('<img>');
+    expect(await et.systems.m2seResponse(tok, ids, [], true)).not.toContain('<img>');
+  });
+});

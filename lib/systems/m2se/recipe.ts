@@ -279,6 +279,23 @@ export interface M2seInferOptions {
   maxNewTokens?: number;
   /** Folder for relative media paths (SALMONN): default the dataset file's folder, or the working directory. */
   mediaRoot?: string;
+  /**
+   * `response` as swift 2.6.1's `generate_ids_to_response` writes it (default false): the answer
+   * up to its end token, decoded with special tokens kept and its spaces as they are. true: with
+   * special tokens skipped and the ends trimmed.
+   */
+  trimResponse?: boolean;
+}
+
+/**
+ * An answer's text as swift 2.6.1's `generate_ids_to_response` writes it: the tokens before the
+ * first end token (the template's suffix or EOS), decoded with special tokens kept and spaces as
+ * they are; with `trim`, special tokens skipped and the ends trimmed.
+ */
+export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number[], ends: readonly number[], trim = false): Promise<string> {
+  const cut = tokens.findIndex((t) => ends.includes(t));
+  const answer = cut < 0 ? [...tokens] : tokens.slice(0, cut);
+  return trim ? (await tokenizer.decode(answer, { skipSpecialTokens: true })).trim() : tokenizer.decode(answer, { skipSpecialTokens: false });
 }
 
 /**
@@ -296,11 +313,13 @@ export interface M2seInferOptions {
  */
 export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string; count: number; unusedMedia: M2seMediaReport; audio?: M2seAudioReport }> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
-  checkOptionNames(opts, ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot', 'maxNum', 'videoSegments', 'template'], 'm2seInfer');
+  checkOptionNames(opts, ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot', 'maxNum', 'videoSegments', 'template', 'trimResponse'], 'm2seInfer');
   const { salmonn, internvl, tokenizer } = checkModel(opts.model, opts.tokenizer);
   const ivlOpts = internvlOptions(opts, internvl);
   if (typeof opts.outFile !== 'string' || !opts.outFile) invalid('a file path', 'outFile', opts.outFile);
   const maxNew = checkInt(opts.maxNewTokens ?? 64, 'maxNewTokens', 1);
+  const trim = opts.trimResponse ?? false;
+  if (typeof trim !== 'boolean') invalid('a boolean', 'trimResponse', opts.trimResponse);
   const system = opts.system ?? M2SE_SYSTEM;
   if (typeof system !== 'string') invalid('a string', 'system', system);
   if (opts.mediaRoot !== undefined && typeof opts.mediaRoot !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);
@@ -333,8 +352,7 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
         const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { maxNewTokens: maxNew, eosTokenId: end, padTokenId: end });
         toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
       }
-      const cut = toks.findIndex((t) => ends.includes(t));
-      const response = (await tokenizer.decode(cut < 0 ? toks : toks.slice(0, cut), { skipSpecialTokens: true })).trim();
+      const response = await m2seResponse(tokenizer, toks, ends, trim);
       const media = Object.fromEntries((['images', 'videos', 'audios'] as const).filter((k) => r[k].length).map((k) => [k, r[k]]));
       lines.push(JSON.stringify({ system: salmonn ? '' : r.system ?? system, query: r.query, response, label: r.response, history: r.history, ...media }));
     }
