@@ -216,7 +216,52 @@ export function need(v: Values, k: string): string {
 
 
 /** A model folder (or a Hugging Face repo id) as a chat model: InternVL2 (config.json with vision_config and llm_config) or a LLaMA-family LLM, with its tokenizer and the local folder it was read from. */
-export async function loadChatModel(dir: string, tokenizerPath?: string): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
+/**
+ * swift's `--model_id_or_path` may name a LoRA checkpoint that sft wrote (second_stage.sh's
+ * `first_model_ckpt`, test.sh's `emoverse-4b`): its base model (sft_args.json's, else the adapter's
+ * base_model_name_or_path) and the adapter. Null for a model folder.
+ */
+export function loraCheckpoint(dir: string): { base: string; adapter: string } | null {
+  if (!fs.existsSync(path.join(dir, 'adapter_config.json')) || fs.existsSync(path.join(dir, 'config.json'))) return null;
+  for (const [file, key] of [['sft_args.json', 'model'], ['adapter_config.json', 'base_model_name_or_path']] as const) {
+    if (!fs.existsSync(path.join(dir, file))) continue;
+    const a = readJsonFile(path.join(dir, file), `the checkpoint's ${file} (--model_id_or_path)`) as Record<string, unknown> | null;
+    if (a && typeof a === 'object' && typeof a[key] === 'string' && a[key]) return { base: a[key] as string, adapter: dir };
+  }
+  throw new et.EmotorchError(`'${dir}' is a LoRA checkpoint without its base model (sft_args.json's model or adapter_config.json's base_model_name_or_path): pass --model`, 'ERR_IO');
+}
+
+/**
+ * The base model folder and the adapter a command line names: `--model` / `--model_id_or_path`
+ * (a LoRA checkpoint there means its base and itself, as swift reads test.sh's `emoverse-4b`),
+ * `--ckpt_dir` (a checkpoint sft wrote; its base from sft_args.json or adapter_config.json unless
+ * `--model` names it).
+ * @throws UsageError with no model to be found, or two adapters named; EmotorchError ERR_IO for a
+ *   --ckpt_dir that is missing or not a folder
+ */
+export function modelAndAdapter(model: string | undefined, ckptDir: string | undefined, flag = '--ckpt_dir'): { dir: string; adapter?: string } {
+  let dir = model, adapter = ckptDir;
+  const trained = dir && fs.existsSync(dir) ? loraCheckpoint(dir) : null;
+  if (trained) {
+    if (adapter) throw new UsageError(`--model_id_or_path '${dir}' is a LoRA checkpoint and ${flag} names another: give one`);
+    dir = trained.base;
+    adapter = trained.adapter;
+  }
+  if (adapter) {
+    const why = fs.existsSync(adapter) ? (fs.statSync(adapter).isDirectory() ? null : 'is not a folder') : 'does not exist';
+    if (why) throw new et.EmotorchError(`${flag} '${adapter}' ${why} (a LoRA checkpoint folder: adapter_config.json, adapter_model.safetensors${flag === '--ckpt_dir' ? ', sft_args.json' : ''})`, 'ERR_IO');
+    if (!dir) dir = loraCheckpoint(adapter)?.base;
+  }
+  if (!dir) throw new UsageError('--model is required (or --ckpt_dir of a checkpoint sft wrote)');
+  return adapter ? { dir, adapter } : { dir };
+}
+
+/**
+ * Loads a chat model folder (InternVL2 when its config has vision_config and llm_config, else a
+ * LLaMA-family LLM) with its tokenizer; `adapter`, a peft folder, is applied on top, and merged
+ * into the weights with `merge`.
+ */
+export async function loadChatModel(dir: string, tokenizerPath?: string, opts: { adapter?: string; merge?: boolean } = {}): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
   dir = await et.hub.resolvePretrainedPath(dir);   // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
@@ -228,6 +273,10 @@ export async function loadChatModel(dir: string, tokenizerPath?: string): Promis
   const model = cfg.vision_config && cfg.llm_config
     ? await et.systems.InternVL.fromPretrained(dir, ctx === undefined ? {} : { imgContextTokenId: ctx })
     : await et.nn.LlamaForCausalLM.fromPretrained(dir);
+  if (opts.adapter) {
+    await et.nn.loadLoraAdapter(model, opts.adapter);
+    if (opts.merge) et.nn.mergeLora(model);
+  }
   return { model, tokenizer, dir };
 }
 

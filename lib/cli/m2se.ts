@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
-import { Command, UsageError, contextLength, loadChatModel, maxNewTokens, need, num, outputFolder, readJsonFile, str, writeTextFile } from './common';
+import { Command, UsageError, contextLength, loadChatModel, loraCheckpoint, maxNewTokens, modelAndAdapter, need, num, outputFolder, str, writeTextFile } from './common';
 
 const stamp = (): string => new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 
@@ -22,21 +22,6 @@ const MODEL_FLAGS = {
   tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
   system: { kind: 'string', help: 'the system prompt', default: et.systems.M2SE_SYSTEM },
 } as const;
-
-/**
- * swift's `--model_id_or_path` may name a LoRA checkpoint that sft wrote (second_stage.sh's
- * `first_model_ckpt`, test.sh's `emoverse-4b`): its base model (sft_args.json's, else the adapter's
- * base_model_name_or_path) and the adapter. Null for a model folder.
- */
-function loraCheckpoint(dir: string): { base: string; adapter: string } | null {
-  if (!fs.existsSync(path.join(dir, 'adapter_config.json')) || fs.existsSync(path.join(dir, 'config.json'))) return null;
-  for (const [file, key] of [['sft_args.json', 'model'], ['adapter_config.json', 'base_model_name_or_path']] as const) {
-    if (!fs.existsSync(path.join(dir, file))) continue;
-    const a = readJsonFile(path.join(dir, file), `the checkpoint's ${file} (--model_id_or_path)`) as Record<string, unknown> | null;
-    if (a && typeof a === 'object' && typeof a[key] === 'string' && a[key]) return { base: a[key] as string, adapter: dir };
-  }
-  throw new et.EmotorchError(`'${dir}' is a LoRA checkpoint without its base model (sft_args.json's model or adapter_config.json's base_model_name_or_path): pass --model`, 'ERR_IO');
-}
 
 export const M2SE_SFT: Command = {
   summary: "LoRA SFT over ms-swift records, as M2SE's first_stage.sh / second_stage.sh run `swift sft`",
@@ -130,36 +115,70 @@ export const M2SE_INFER: Command = {
     trim_response: { kind: 'bool', help: "write responses with special tokens skipped and trimmed (default: as swift writes them, special tokens kept)", default: 'false' },
   },
   async run(v, _pos, out) {
-    let ckpt = str(v, 'ckpt_dir');
-    let dir = str(v, 'model') ?? str(v, 'model_id_or_path');
-    const trained = dir && fs.existsSync(dir) ? loraCheckpoint(dir) : null;   // test.sh: --model_id_or_path emoverse-4b
-    if (trained) {
-      if (ckpt) throw new UsageError(`--model_id_or_path '${dir}' is a LoRA checkpoint and --ckpt_dir names another: give one`);
-      dir = trained.base;
-      ckpt = trained.adapter;
-    }
-    if (ckpt) {
-      const why = fs.existsSync(ckpt) ? (fs.statSync(ckpt).isDirectory() ? null : 'is not a folder') : 'does not exist';
-      if (why) throw new et.EmotorchError(`--ckpt_dir '${ckpt}' ${why} (a checkpoint folder that sft wrote: adapter_config.json, adapter_model.safetensors, sft_args.json)`, 'ERR_IO');
-    }
-    if (!dir && ckpt) {
-      const args = path.join(ckpt, 'sft_args.json');
-      if (fs.existsSync(args)) {
-        const a = readJsonFile(args, "the checkpoint's sft_args.json (--ckpt_dir)") as { model?: unknown } | null;
-        if (a && typeof a === 'object' && typeof a.model === 'string') dir = a.model;
-      }
-    }
-    if (!dir) throw new UsageError('--model is required (or --ckpt_dir of a checkpoint sft wrote)');
+    const { dir, adapter: ckpt } = modelAndAdapter(str(v, 'model') ?? str(v, 'model_id_or_path'), str(v, 'ckpt_dir'));
     const sets = need(v, 'val_dataset') as unknown as string[];
-    const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'));
+    const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'), { adapter: ckpt });
     const maxNew = maxNewTokens(num(v, 'max_new_tokens'), contextLength(model), '--max_new_tokens', 2048);
-    if (ckpt) await et.nn.loadLoraAdapter(model, ckpt);
     const resultDir = outputFolder(str(v, 'result_dir') ?? path.join(ckpt ?? dir, 'infer_result'), '--result_dir');
     for (const set of sets) {
       const file = path.join(resultDir, `${stamp()}${sets.length > 1 ? `-${path.basename(set).replace(/\.[^.]*$/, '')}` : ''}.jsonl`);
       const r = await et.systems.m2seInfer({ model, tokenizer, dataset: path.resolve(set), outFile: file, system: str(v, 'system'), maxNewTokens: maxNew, trimResponse: v.trim_response === true });
       out(`${r.count} records of ${set} -> ${r.file}`);
     }
+  },
+};
+
+/** The weight files of a model folder (not copied by export: the merged weights replace them). */
+const WEIGHT_FILE = /(\.safetensors|\.bin|\.pt|\.pth|\.safetensors\.index\.json|\.bin\.index\.json)$/;
+
+export const M2SE_EXPORT: Command = {
+  summary: "`swift export --ckpt_dir … --merge_lora true`: the base model with the checkpoint's LoRA folded in, as a model folder in the base's released layout",
+  flags: {
+    ckpt_dir: { kind: 'string', help: 'a LoRA checkpoint folder that sft wrote (its base model from sft_args.json)' },
+    merge_lora: { kind: 'bool', help: 'fold the adapters into the weights (the one export this command makes)', default: 'false' },
+    model: { kind: 'string', help: 'the base model folder (default: the one --ckpt_dir was trained from)' },
+    ...MODEL_FLAGS,
+    model_type: { kind: 'string', help: "swift's model type: the base folder's config decides", unused: true },
+    output_dir: { kind: 'string', help: "where the merged folder goes (default <ckpt_dir>-merged, as swift)" },
+  },
+  async run(v, _pos, out) {
+    if (v.merge_lora !== true) throw new UsageError('this command exports with --merge_lora true (swift export\'s other exports, quantization and pushing, are not part of emotorch)');
+    const ckpt = need(v, 'ckpt_dir');
+    const { dir, adapter } = modelAndAdapter(str(v, 'model') ?? str(v, 'model_id_or_path'), ckpt);
+    const target = str(v, 'output_dir') ?? `${ckpt.replace(/[/\\]+$/, '')}-merged`;
+    if (fs.existsSync(target)) throw new et.EmotorchError(`--output_dir '${target}' exists: export writes a new folder (remove it or name another)`, 'ERR_INVALID_ARG');
+    outputFolder(path.dirname(path.resolve(target)), '--output_dir', false);
+    const { model, dir: base } = await loadChatModel(dir, str(v, 'tokenizer'), { adapter, merge: true });
+    // the base checkpoint's own tensor names, in its own dtypes: the merged folder loads wherever the base does
+    const released = await et.nn.loadCheckpoint(base);
+    const own = model.stateDict();
+    const merged = new Map<string, et.Tensor>();
+    for (const [k, t] of released) {
+      const p = own.get(k);
+      if (!p && k.endsWith('.rotary_emb.inv_freq')) { merged.set(k, t); continue; }   // a buffer the loader recomputes
+      if (!p) throw new et.EmotorchError(`the base checkpoint's '${k}' has no tensor in the loaded model (export keeps the base's layout)`, 'ERR_STATE_DICT');
+      merged.set(k, p.dtype === t.dtype ? p : p.to({ dtype: t.dtype }));
+    }
+    const tmp = `${target}.tmp-${process.pid}`;
+    fs.mkdirSync(tmp, { recursive: true });
+    try {
+      await et.io.saveSafetensors(path.join(tmp, 'model.safetensors'), merged, { format: 'pt' });
+      for (const f of fs.readdirSync(base)) {
+        const from = path.join(base, f);
+        if (!WEIGHT_FILE.test(f) && fs.statSync(from).isFile()) fs.copyFileSync(from, path.join(tmp, f));
+      }
+      const tok = str(v, 'tokenizer');
+      if (tok) {
+        const files = fs.statSync(tok).isDirectory() ? fs.readdirSync(tok).filter((f) => /^(tokenizer|special_tokens_map|added_tokens|vocab|merges)/.test(f)).map((f) => path.join(tok, f)) : [tok];
+        for (const f of files) fs.copyFileSync(f, path.join(tmp, path.basename(f)));
+      }
+      fs.renameSync(tmp, target);
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    out(`merged ${path.basename(adapter!)} into ${base}: ${merged.size} tensors`);
+    out(`output_dir: ${target}`);
   },
 };
 

@@ -4,6 +4,7 @@
  *
  *   npx emotorch m2se sft --model InternVL2-4B/ --dataset emt_data_first.json --num_train_epochs 2 …
  *   npx emotorch m2se infer --ckpt_dir output/internvl2-4b/v0-…/checkpoint-84 --val_dataset meld_test_data.json
+ *   npx emotorch m2se export --ckpt_dir output/internvl2-4b/v0-…/checkpoint-84 --merge_lora true
  *   npx emotorch m2se score output/…/infer_result/20261123-101500.jsonl --task emotion
  *
  *   npx emotorch salmonn infer --cfg-path configs/decode_config.yaml [--wav a.wav --prompt '…']
@@ -23,7 +24,7 @@
  */
 import * as et from '../index';
 import { Command, UsageError, parseFlags } from './common';
-import { M2SE_INFER, M2SE_SCORE, M2SE_SFT } from './m2se';
+import { M2SE_EXPORT, M2SE_INFER, M2SE_SCORE, M2SE_SFT } from './m2se';
 import { SALMONN_INFER, SALMONN_TRAIN } from './salmonn';
 import { SERVE } from './serve';
 import { SEMEVAL_PREDICT, SEMEVAL_TRAIN } from './semeval';
@@ -33,7 +34,7 @@ import { SPECTRA_FINETUNE } from './spectra';
 export { UsageError, parseFlags } from './common';
 
 export const SYSTEMS: Record<string, { summary: string; commands: Record<string, Command> }> = {
-  m2se: { summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result', commands: { sft: M2SE_SFT, infer: M2SE_INFER, score: M2SE_SCORE } },
+  m2se: { summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result', commands: { sft: M2SE_SFT, infer: M2SE_INFER, export: M2SE_EXPORT, score: M2SE_SCORE } },
   salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml, train.py on its config.yaml', commands: { infer: SALMONN_INFER, train: SALMONN_TRAIN } },
   spectra: { summary: "SPECTRA: main.py's fine-tuning with scripts/finetune.sh's flags", commands: { finetune: SPECTRA_FINETUNE } },
   usdm: { summary: "USDM: inference.py's three greedy stages from speech or units", commands: { infer: USDM_INFER } },

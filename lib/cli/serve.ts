@@ -16,7 +16,7 @@ import { randomUUID } from 'crypto';
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Template } from '@huggingface/jinja';
 import * as et from '../index';
-import { Command, UsageError, loadChatModel, num, str } from './common';
+import { Command, UsageError, loadChatModel, modelAndAdapter, num, str } from './common';
 import { readSalmonnYaml, runDevice } from './salmonn';
 import { SERVE_PAGE } from './page';
 
@@ -573,6 +573,9 @@ export const SERVE: Command = {
     device: { kind: 'string', help: "where SALMONN runs (web_demo.py's --device, default cuda:0; the CPU when CUDA is absent); --model folders run on the CPU", default: 'cuda:0' },
     options: { kind: 'list', help: "SALMONN: key=value settings merged over the YAML, as web_demo.py's --options" },
     model: { kind: 'string', help: 'an InternVL2 folder, or a LLaMA-family LLM folder with a chat template' },
+    ckpt_dir: { kind: 'string', help: "a LoRA checkpoint that 'm2se sft' wrote: served on its base model (sft_args.json's, or --model), as swift deploy --ckpt_dir" },
+    adapter: { kind: 'string', help: 'a peft adapter folder (adapter_config.json, adapter_model.safetensors) served on --model' },
+    merge_lora: { kind: 'bool', help: "fold --ckpt_dir's or --adapter's LoRA into the weights (faster answers; the same ones)", default: 'false' },
     tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
     chat_template: { kind: 'string', help: "an LLM's Jinja chat template file (default: the folder's chat_template.jinja or tokenizer_config.json's)" },
     served_model_name: { kind: 'string', help: "the model's name in the API (default: the folder's or YAML's base name)" },
@@ -588,9 +591,14 @@ export const SERVE: Command = {
     timeout_s: { kind: 'number', help: "a request's time limit from arrival to its last token", default: String(SERVE_DEFAULTS.timeoutMs / 1000) },
   },
   async run(v, _pos, out) {
-    const cfg = str(v, 'cfg-path'), dir = str(v, 'model');
-    if (dir && v.options !== undefined) throw new UsageError('--options sets keys of a SALMONN YAML: use it with --cfg-path');
-    if (!!cfg === !!dir) throw new UsageError('give exactly one of --cfg-path (SALMONN) and --model (an InternVL2 or LLM folder)');
+    const cfg = str(v, 'cfg-path'), given = str(v, 'model'), ckptDir = str(v, 'ckpt_dir'), adapterDir = str(v, 'adapter');
+    if (!!cfg === !!(given || ckptDir)) throw new UsageError('give exactly one of --cfg-path (SALMONN) and --model / --ckpt_dir (an InternVL2 or LLM folder, or a LoRA checkpoint on one)');
+    if (cfg && adapterDir) throw new UsageError("--adapter goes with --model (SALMONN's checkpoint is its YAML's model.ckpt)");
+    if (!cfg && v.options !== undefined) throw new UsageError('--options sets keys of a SALMONN YAML: use it with --cfg-path');
+    if (adapterDir && ckptDir) throw new UsageError('give one of --adapter and --ckpt_dir');
+    if (adapterDir && !given) throw new UsageError('--adapter needs --model, the base it was trained on');
+    const chosen = cfg ? null : modelAndAdapter(given, ckptDir ?? adapterDir, adapterDir ? '--adapter' : '--ckpt_dir');
+    const dir = chosen?.dir;
     const positive = (k: string, int: boolean) => {
       const x = num(v, k)!;
       if (!(x > 0) || (int && !Number.isInteger(x))) throw new UsageError(`--${k.replace(/_/g, '-')} must be a positive ${int ? 'integer' : 'number'}`);
@@ -604,7 +612,7 @@ export const SERVE: Command = {
       maxImages: positive('max_images', true), maxImagePixels: positive('max_image_pixels', true), maxPromptTokens: positive('max_prompt_tokens', true),
       maxTokens: positive('max_tokens', true), timeoutMs: positive('timeout_s', false) * 1000,
     };
-    const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(p)).replace(/\.ya?ml$/, '');
+    const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(ckptDir ?? p)).replace(/\.ya?ml$/, '');
     let backend: ChatBackend;
     if (cfg) {
       const device = runDevice(str(v, 'device')!);
@@ -614,7 +622,7 @@ export const SERVE: Command = {
       if (device !== 'cpu') await model.to({ device });
       backend = salmonnBackend(model.eval(), name(cfg));
     } else {
-      const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'));   // local: a repo id's hub cache folder
+      const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'), { adapter: chosen!.adapter, merge: v.merge_lora === true });   // local: a repo id's hub cache folder
       if (model instanceof et.systems.InternVL) backend = internvlBackend(model.eval() as et.systems.InternVL, tokenizer, name(dir!));
       else {
         const template = readChatTemplate(local, str(v, 'chat_template'));

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
 import { findFfmpeg } from '../../lib/audio/ffmpeg';
-import { FIXTURES, tmpdir } from '../helpers';
+import { FIXTURES, maxAbsDiff, spawnServer, tmpdir } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const FX = path.join(FIXTURES, 'm2se_internvl');
@@ -109,7 +109,7 @@ const TEST_SH = ['--model_type', 'internvl2-4b', '--model_id_or_path', 'emoverse
   '--val_dataset', 'sentiment_test_non_neg.json', '--max_length', '2048'];
 
 describe.skipIf(findFfmpeg() === null)("EmoVerse's first_stage.sh, second_stage.sh and test.sh as written", () => {
-  it('runs the three lines: swift flags it does not use are named, stage 2 starts from stage 1\'s checkpoint, test.sh answers with stage 2\'s', () => {
+  it('runs the three lines: swift flags it does not use are named, stage 2 starts from stage 1\'s checkpoint, test.sh answers with stage 2\'s; export merges it', async () => {
     const cwd = tmpdir();
     const runIn = (...args: string[]) => {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd, env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
@@ -145,6 +145,50 @@ describe.skipIf(findFfmpeg() === null)("EmoVerse's first_stage.sh, second_stage.
     const lines = fs.readFileSync(path.resolve(cwd, jsonl), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.label)).toEqual(['Joy.', 'Negative.', '2_joy,2']);
     expect(lines.every((l) => typeof l.response === 'string')).toBe(true);
+
+    // swift export --ckpt_dir emoverse-4b --merge_lora true: a folder in the base's layout, answering as the checkpoint does
+    const ex = runIn('m2se', 'export', '--ckpt_dir', 'emoverse-4b', '--merge_lora', 'true');
+    expect(ex.code, ex.err).toBe(0);
+    const merged = path.join(cwd, 'emoverse-4b-merged');
+    const header = (f: string) => Object.fromEntries([...et.io.readSafetensorsHeader(f).entries].map(([k, e]) => [k, `${e.dtype} [${e.shape}]`]));
+    expect(header(path.join(merged, 'model.safetensors'))).toEqual(header(path.join(model, 'model.safetensors')));
+    for (const f of ['config.json', 'tokenizer.json']) expect(fs.readFileSync(path.join(merged, f))).toEqual(fs.readFileSync(path.join(model, f)));
+    // every adapted weight is peft's merge, W + lora_alpha / r · B·A, of the checkpoint's adapter
+    const adapter = (await et.io.loadSafetensors(path.join(ckpt2, 'adapter_model.safetensors'))).tensors;
+    const acfg = JSON.parse(fs.readFileSync(path.join(ckpt2, 'adapter_config.json'), 'utf8'));
+    const baseW = (await et.io.loadSafetensors(path.join(model, 'model.safetensors'))).tensors;
+    const mergedW = (await et.io.loadSafetensors(path.join(merged, 'model.safetensors'))).tensors;
+    const targets = [...adapter.keys()].filter((k) => k.endsWith('.lora_A.weight')).map((k) => k.slice('base_model.model.'.length, -'.lora_A.weight'.length));
+    expect(targets.length).toBeGreaterThan(0);
+    let moved = 0;
+    for (const t of targets) {
+      const A = adapter.get(`base_model.model.${t}.lora_A.weight`)!, B = adapter.get(`base_model.model.${t}.lora_B.weight`)!;
+      const want = baseW.get(`${t}.weight`)!.add(B.matmul(A).mul(acfg.lora_alpha / acfg.r));
+      expect(maxAbsDiff(mergedW.get(`${t}.weight`)!, want), t).toBeLessThan(1e-6);
+      moved = Math.max(moved, maxAbsDiff(mergedW.get(`${t}.weight`)!, baseW.get(`${t}.weight`)!));
+    }
+    expect(moved).toBeGreaterThan(0);   // the adapters trained: the merge changed the weights
+    const m = runIn('m2se', 'infer', '--model', 'emoverse-4b-merged', '--val_dataset', 'sentiment_test_non_neg.json', '--result_dir', 'merged-results');
+    expect(m.code, m.err).toBe(0);
+    const mergedLines = fs.readFileSync(path.resolve(cwd, /-> (.*\.jsonl)/.exec(m.out)![1]), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(mergedLines.map((l) => l.response)).toEqual(lines.map((l) => l.response));
+    // serving the fine-tune: its checkpoint on the base (swift deploy --ckpt_dir), the adapter merged, and the exported folder answer alike
+    const ask = async (args: string[]) => {
+      const server = await spawnServer(args);
+      try {
+        const r = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ messages: [{ role: 'user', content: 'Which emotion does this sentence show? I lost my keys again.' }], max_tokens: 6, temperature: 0 }) });
+        expect(r.status).toBe(200);
+        return ((await r.json()) as { choices: Array<{ message: { content: string } }> }).choices[0].message.content;
+      } finally {
+        expect(await server.stop()).toBe(0);
+      }
+    };
+    const viaCkpt = await ask(['--ckpt_dir', path.join(cwd, 'emoverse-4b')]);
+    expect(await ask(['--model', model, '--adapter', path.join(cwd, 'emoverse-4b'), '--merge_lora', 'true'])).toBe(viaCkpt);
+    expect(await ask(['--model', merged])).toBe(viaCkpt);
+    expect(runIn('m2se', 'export', '--ckpt_dir', 'emoverse-4b', '--merge_lora', 'true')).toMatchObject({ code: 1, err: expect.stringMatching(/exists/) });
+    expect(runIn('m2se', 'export', '--ckpt_dir', 'emoverse-4b').code).toBe(2);
   }, 600_000);
 
   it('a --ckpt_dir that does not exist is named as missing (1), not a usage error about --model', () => {
