@@ -33,7 +33,7 @@ export const ERROR_CODES = {
   ERR_DIST_UNUSED: 'DistributedDataParallel: parameters that received no gradient in a backward pass (named)',
   ERR_PROFILER_STATE: 'et.profiler.start() while it runs, or stop() when it does not',
   ERR_ABORTED: "a call stopped by its AbortSignal (generate's `signal`): a client that went away, a request past its time",
-  ERR_HUB_NOT_FOUND: 'a Hugging Face repo, revision or file that the hub does not have (HTTP 404), or that is not cached while downloads are off (HF_HUB_OFFLINE)',
+  ERR_HUB_NOT_FOUND: 'a Hugging Face repo, revision or file that the hub does not have (HTTP 404, or 401 RepoNotFound for a repo asked without a token), or that is not cached while downloads are off (HF_HUB_OFFLINE)',
   ERR_HUB_AUTH: 'a gated or private Hugging Face repo (HTTP 401 / 403): no token was found (HF_TOKEN, the token file) or the hub refused it',
   ERR_HUB_NETWORK: 'the Hugging Face hub could not be reached and the cache has no copy (the endpoint and cache folder tried are named), or a download kept breaking off',
   ERR_HUB_INTEGRITY: "a downloaded file whose sha256 is not the one the hub announced (it is discarded, never kept as a blob)",

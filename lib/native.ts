@@ -128,6 +128,9 @@ export interface Binding {
   assignState(dst: TensorHandle[], src: TensorHandle[], dtype: string | null): Promise<void>;
   readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][], map?: boolean): Promise<TensorHandle[]>;
   writeSafetensors(path: string, header: string, tensors: TensorHandle[]): Promise<void>;
+  /** An exclusive flock(2) on an open descriptor, not waiting: false when held elsewhere. */
+  tryLockFile(fd: number): boolean;
+  unlockFile(fd: number): void;
   whisperLogMel(waveform: TensorHandle, nMels: number, padTo30s: boolean): Promise<TensorHandle>;
   kaldiFbank(waveform: TensorHandle, opts: object): Promise<TensorHandle>;
 }

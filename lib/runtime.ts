@@ -362,3 +362,17 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * @internal An exclusive advisory lock (flock(2), as Python's filelock takes huggingface_hub's
+ * `.lock` files) on an open descriptor, without waiting: true when taken, false when another
+ * holder has it. Closing the descriptor, or the process ending, releases it.
+ */
+export function tryLockFile(fd: number): boolean {
+  return binding.tryLockFile(fd);
+}
+
+/** @internal Releases {@link tryLockFile}'s lock. */
+export function unlockFile(fd: number): void {
+  binding.unlockFile(fd);
+}

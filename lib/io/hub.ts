@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { EmotorchError, checkInt, checkOptionNames, invalid } from '../errors';
+import { tryLockFile, unlockFile } from '../runtime';
 import { readRegularTextSync } from './file';
 
 /** Options of {@link hubSnapshot} and {@link resolvePretrainedPath}. */
@@ -36,15 +37,20 @@ export interface HubOptions {
   progress?: boolean;
   /** Files downloaded at once. Default 4. */
   concurrency?: number;
-  /** Attempts per file when a connection breaks mid-file (each resumes where the last stopped). Default 3. */
+  /** Attempts per file when a connection breaks or stalls mid-file (each resumes where the last stopped). Default 5, as huggingface_hub. */
   retries?: number;
   /**
    * The most milliseconds one metadata request may take from start to end (the model info, a
-   * file's HEAD: connecting, redirects, headers and the whole body), and the longest a download
-   * may go without receiving a byte (then it is retried from where it stopped). A hub that answers
-   * slower (a body trickled a byte at a time) is ERR_HUB_NETWORK. Default 60 000 (one minute).
+   * file's HEAD: connecting, redirects, headers and the whole body). A hub that answers slower (a
+   * body trickled a byte at a time) is ERR_HUB_NETWORK. Default HF_HUB_ETAG_TIMEOUT seconds, else
+   * 10 s, as huggingface_hub.
    */
   timeoutMs?: number;
+  /**
+   * The longest a download may go without receiving a byte: then it is retried from where it
+   * stopped. Default HF_HUB_DOWNLOAD_TIMEOUT seconds, else 10 s, as huggingface_hub.
+   */
+  readTimeoutMs?: number;
   /**
    * The most milliseconds the download of one file may take, all its attempts together. Default
    * 21 600 000 (6 hours: 14 GB at 650 kB/s).
@@ -53,8 +59,16 @@ export interface HubOptions {
 }
 
 const DEFAULT_ENDPOINT = 'https://huggingface.co';
-/** {@link HubOptions.timeoutMs}'s default. */
-const DEFAULT_TIMEOUT_MS = 60_000;
+/** huggingface_hub's DEFAULT_ETAG_TIMEOUT and DEFAULT_DOWNLOAD_TIMEOUT: 10 s each. */
+const HUB_DEFAULT_TIMEOUT_S = 10;
+/** A timeout of huggingface_hub's environment (seconds, as it reads them) in milliseconds. */
+function envTimeoutMs(name: 'HF_HUB_ETAG_TIMEOUT' | 'HF_HUB_DOWNLOAD_TIMEOUT'): number {
+  const v = process.env[name];
+  if (v === undefined || v.trim() === '') return HUB_DEFAULT_TIMEOUT_S * 1000;
+  const sec = Number(v);
+  if (!(sec > 0) || !Number.isFinite(sec)) throw new EmotorchError(`${name}=${JSON.stringify(v)}: huggingface_hub reads a number of seconds there`, 'ERR_INVALID_ARG');
+  return Math.min(Math.max(1, Math.round(sec * 1000)), 2 ** 31 - 1);
+}
 /** {@link HubOptions.downloadTimeoutMs}'s default. */
 const DEFAULT_DOWNLOAD_TIMEOUT_MS = 6 * 3600_000;
 /** The largest model-info answer read (a repo with 100 000 files lists them in about 10 MB). */
@@ -149,7 +163,7 @@ function hubError(msg: string, code: 'ERR_HUB_NOT_FOUND' | 'ERR_HUB_AUTH' | 'ERR
   return new EmotorchError(msg, code);
 }
 
-interface Ctx { id: string; endpoint: string; token: string | null; cacheDir: string; retries: number; timeoutMs: number; downloadTimeoutMs: number }
+interface Ctx { id: string; endpoint: string; token: string | null; cacheDir: string; retries: number; timeoutMs: number; readTimeoutMs: number; downloadTimeoutMs: number }
 
 /**
  * Stops a request (its connection, redirects and body) when a limit passes, and says which: an
@@ -270,6 +284,9 @@ async function request(ctx: Ctx, url: string, limit: Limit, init: { method?: str
   throw hubError(`too many redirects fetching ${url} for '${ctx.id}'`, 'ERR_HUB_NETWORK');
 }
 
+/** The errors that say the revision does not exist (the one refusal the cache does not answer, as huggingface_hub). */
+const REVISION_NOT_FOUND = new WeakSet<Error>();
+
 /** Throws the coded error a failed hub response means (as huggingface_hub's hf_raise_for_status). */
 async function raiseFor(ctx: Ctx, res: Response, what: string, limit: Limit): Promise<void> {
   if (res.ok || (res.status >= 300 && res.status < 400)) return;
@@ -277,13 +294,20 @@ async function raiseFor(ctx: Ctx, res: Response, what: string, limit: Limit): Pr
   let body = '';
   try { body = (await readBody(ctx, res, res.url || ctx.endpoint, what, limit, MAX_ERROR_BODY_BYTES, true)).toString('utf8').slice(0, 300); } catch { /* no body, or not in time */ }
   const detail = body ? `: ${body.replace(/\s+/g, ' ')}` : '';
+  // the hub answers an unknown repo without a token with 401 RepoNotFound (a private one looks the
+  // same): huggingface_hub's RepositoryNotFoundError, not an access problem
+  if (errorCode === 'RepoNotFound') {
+    throw hubError(`${what}: no repo '${ctx.id}' on ${ctx.endpoint} (HTTP ${res.status}${errorCode ? ` ${errorCode}` : ''}): check the id${ctx.token ? '' : '; a private repo answers the same without a token (set HF_TOKEN or log in with `hf auth login`)'}`, 'ERR_HUB_NOT_FOUND');
+  }
   if (res.status === 401 || res.status === 403 || errorCode === 'GatedRepo') {
     throw hubError(`'${ctx.id}' needs access (HTTP ${res.status}${errorCode ? ` ${errorCode}` : ''}) for ${what}: it is gated or private; `
       + `${ctx.token ? 'the token sent was refused' : 'no token was found: set HF_TOKEN or log in with `hf auth login`'}${detail}`, 'ERR_HUB_AUTH');
   }
   if (res.status === 404) {
-    const kind = errorCode === 'RevisionNotFound' ? 'revision' : errorCode === 'EntryNotFound' ? 'file' : errorCode === 'RepoNotFound' ? 'repo' : 'repo, revision or file';
-    throw hubError(`${what}: no such ${kind} on ${ctx.endpoint} (HTTP 404${errorCode ? ` ${errorCode}` : ''})`, 'ERR_HUB_NOT_FOUND');
+    const kind = errorCode === 'RevisionNotFound' ? 'revision' : errorCode === 'EntryNotFound' ? 'file' : 'repo, revision or file';
+    const e = hubError(`${what}: no such ${kind} on ${ctx.endpoint} (HTTP 404${errorCode ? ` ${errorCode}` : ''})`, 'ERR_HUB_NOT_FOUND');
+    if (kind === 'revision') REVISION_NOT_FOUND.add(e);
+    throw e;
   }
   throw hubError(`${what}: HTTP ${res.status} from ${ctx.endpoint}${detail}`, 'ERR_HUB_NETWORK');
 }
@@ -301,36 +325,49 @@ function linkSnapshot(blob: string, entry: string): void {
   }
 }
 
-/** A lock file beside huggingface_hub's (its own name: Python holds its `.lock` files with flock); stale locks of dead processes are taken over. */
+/**
+ * Holds huggingface_hub's lock of a blob while `fn` runs: `.locks/<repo folder>/<etag>.lock`, an
+ * exclusive flock as Python's filelock takes it (any huggingface_hub version, other emotorch
+ * processes). The kernel releases a dead holder's lock: nothing is judged stale.
+ */
 async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw hubError(`cannot create the lock ${file}: ${(e as Error).message}`, 'ERR_IO');
-      let pid = 0;
-      try { pid = Number(fs.readFileSync(file, 'utf8')); } catch { continue; }
-      let alive = true;
-      try { process.kill(pid, 0); } catch (err) { alive = (err as NodeJS.ErrnoException).code === 'EPERM'; }
-      if (!pid || !alive) { try { fs.unlinkSync(file); } catch { /* taken by another */ } continue; }
-      if (Date.now() - t0 > 3_600_000) throw hubError(`waited an hour for ${file} (process ${pid} holds it)`, 'ERR_IO');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | (fs.constants.O_NOFOLLOW ?? 0), 0o664);
+  } catch (e) {
+    throw hubError(`cannot open the lock ${file}: ${(e as Error).message}`, 'ERR_IO');
   }
   try {
-    return await fn();
+    const t0 = Date.now();
+    while (!tryLockFile(fd)) {
+      if (Date.now() - t0 > 3_600_000) throw hubError(`waited an hour for the lock ${file} (another download of this file holds it)`, 'ERR_IO');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      return await fn();
+    } finally {
+      unlockFile(fd);
+    }
   } finally {
-    try { fs.unlinkSync(file); } catch { /* gone */ }
+    fs.closeSync(fd);
   }
 }
 
-interface Progress { add(n: number): void; total(n: number): void; stop(): void }
+interface Progress { add(n: number): void; total(n: number): void; stop(): void; done(file: string, bytes: number, ms: number): void }
 
 function progressBar(enabled: boolean, id: string): Progress {
-  if (!enabled) return { add() {}, total() {}, stop() {} };
+  if (!enabled) return { add() {}, total() {}, stop() {}, done() {} };
+  if (!process.stderr.isTTY) {
+    // no terminal to redraw a bar on: a line per file when it is done, as tqdm leaves in a log
+    return {
+      add() {}, total() {}, stop() {},
+      done(file, bytes, ms) {
+        const mb = bytes / 1e6;
+        process.stderr.write(`${id}: ${file}: 100% ${mb.toFixed(1)} MB in ${(ms / 1000).toFixed(1)} s (${(mb / Math.max(ms / 1000, 1e-3)).toFixed(1)} MB/s)\n`);
+      },
+    };
+  }
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const cp = require('cli-progress') as typeof import('cli-progress');
   const bar = new cp.SingleBar({ format: `downloading ${id} |{bar}| {percentage}% {mb}/{totalMb} MB`, stream: process.stderr, hideCursor: false }, cp.Presets.shades_classic);
@@ -340,6 +377,7 @@ function progressBar(enabled: boolean, id: string): Progress {
     total(n) { total += n; if (!started) { bar.start(total, value, { mb: mb(value), totalMb: mb(total) }); started = true; } else bar.setTotal(total); },
     add(n) { value += n; if (started) bar.update(value, { mb: mb(value), totalMb: mb(total) }); },
     stop() { if (started) bar.stop(); },
+    done() {},
   };
 }
 
@@ -364,8 +402,13 @@ async function fetchFile(ctx: Ctx, commit: string, file: string, bar: Progress):
   const size = sizeHeader === null ? null : Number(sizeHeader);
   const location = isRedirect && head.headers.get('location') ? new URL(head.headers.get('location')!, head.url || url).toString() : (head.url || url);
   const blob = path.join(dir, 'blobs', etag);
-  await withLock(path.join(ctx.cacheDir, '.locks', path.basename(dir), `${etag}.emotorch.lock`), async () => {
-    if (!fs.existsSync(blob)) await download(ctx, location, blob, etag, size, file, bar);
+  const t0 = Date.now();
+  await withLock(path.join(ctx.cacheDir, '.locks', path.basename(dir), `${etag}.lock`), async () => {
+    // another process (huggingface_hub, emotorch) may have made it while this one waited
+    if (!fs.existsSync(blob)) {
+      await download(ctx, location, blob, etag, size, file, bar);
+      bar.done(file, fs.statSync(blob).size, Date.now() - t0);
+    }
   });
   linkSnapshot(blob, entry);
 }
@@ -380,10 +423,13 @@ async function download(ctx: Ctx, url: string, blob: string, etag: string, size:
   const whole = new Limit().deadline(ctx.downloadTimeoutMs, `downloadTimeoutMs = ${ctx.downloadTimeoutMs} ms`);
   try {
     for (let attempt = 0; attempt < ctx.retries; attempt++) {
-      const limit = new Limit().follow(whole).idle(ctx.timeoutMs, `timeoutMs = ${ctx.timeoutMs} ms without a byte`);
+      const limit = new Limit().follow(whole).idle(ctx.readTimeoutMs, `readTimeoutMs = ${ctx.readTimeoutMs} ms without a byte`);
       try {
-        const r = await downloadAttempt(ctx, url, part, size, file, bar, limit, lfs, etag, shown);
+        const r = await downloadAttempt(ctx, url, part, size, file, bar, limit, shown);
         shown = r.shown;
+        // the file as it lies on disk, whole, is what must match its ETag (an LFS file's sha256, a
+        // small file's git blob id), checked before it becomes the blob
+        if (r.error === null) r.error = await verify(ctx, part, etag, lfs, file, limit);
         if (r.error === null) {
           fs.renameSync(part, blob);   // a blob appears whole or not at all
           return;
@@ -406,7 +452,24 @@ async function download(ctx: Ctx, url: string, blob: string, etag: string, size:
  *   the error to retry on
  * @throws EmotorchError for what no retry mends (a refusal of the hub, a disk that cannot be written)
  */
-async function downloadAttempt(ctx: Ctx, url: string, part: string, size: number | null, file: string, bar: Progress, limit: Limit, lfs: boolean, etag: string, shownBefore: number):
+/**
+ * Checks a downloaded file, whole, against its ETag: an LFS file's is its sha256, another's its git
+ * blob id (sha1 of `blob <size>\0` and the bytes). A mismatch removes it.
+ * @returns null when it matches, else the ERR_HUB_INTEGRITY error to retry on
+ */
+async function verify(ctx: Ctx, part: string, etag: string, lfs: boolean, file: string, limit: Limit): Promise<EmotorchError | null> {
+  const gitBlob = /^[0-9a-f]{40}$/.test(etag);
+  if (!lfs && !gitBlob) return null;   // an ETag of another form names no hash
+  const hash = crypto.createHash(lfs ? 'sha256' : 'sha1');
+  if (!lfs) hash.update(`blob ${fs.statSync(part).size}\0`);
+  for await (const chunk of fs.createReadStream(part)) { hash.update(chunk as Buffer); limit.progress(); }   // a long hash is not a silent hub
+  const got = hash.digest('hex');
+  if (got === etag) return null;
+  fs.rmSync(part, { force: true });
+  return hubError(`'${file}' of '${ctx.id}' arrived as a file whose ${lfs ? 'sha256' : 'git blob id'} is ${got}, not the ${etag} the hub announced: discarded`, 'ERR_HUB_INTEGRITY');
+}
+
+async function downloadAttempt(ctx: Ctx, url: string, part: string, size: number | null, file: string, bar: Progress, limit: Limit, shownBefore: number):
   Promise<{ error: EmotorchError | null; shown: number }> {
   let shown = shownBefore;
   let have = 0;
@@ -423,10 +486,6 @@ async function downloadAttempt(ctx: Ctx, url: string, part: string, size: number
   if (have > 0 && res.status !== 206) { fs.truncateSync(part, 0); have = 0; }   // the server sent it whole
   bar.add(have - shown);
   shown = have;
-  const hash = crypto.createHash('sha256');
-  if (lfs && have > 0) {
-    for await (const chunk of fs.createReadStream(part)) { hash.update(chunk as Buffer); limit.progress(); }   // a long re-hash is not a silent hub
-  }
   let fd: number;
   try {
     fd = fs.openSync(part, have > 0 ? 'a' : 'w');
@@ -442,7 +501,6 @@ async function downloadAttempt(ctx: Ctx, url: string, part: string, size: number
       } catch (e) {
         throw hubError(`cannot write ${part} (${(e as NodeJS.ErrnoException).code ?? 'error'}: ${(e as Error).message}); the part written stays as .incomplete and resumes on the next try`, 'ERR_IO');
       }
-      if (lfs) hash.update(chunk);
       got += chunk.length;
       shown += chunk.length;
       bar.add(chunk.length);
@@ -456,13 +514,6 @@ async function downloadAttempt(ctx: Ctx, url: string, part: string, size: number
   fs.closeSync(fd);
   if (size !== null && got !== size) {
     return { error: hubError(`the download of '${file}' of '${ctx.id}' ended after ${got} of ${size} bytes`, 'ERR_HUB_NETWORK'), shown };
-  }
-  if (lfs) {
-    const sha = hash.digest('hex');
-    if (sha !== etag) {
-      fs.rmSync(part, { force: true });
-      return { error: hubError(`'${file}' of '${ctx.id}' arrived with sha256 ${sha}, not the ${etag} the hub announced: discarded`, 'ERR_HUB_INTEGRITY'), shown };
-    }
   }
   return { error: null, shown };
 }
@@ -504,7 +555,7 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
 export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<string> {
   if (!isRepoId(id)) invalid("a Hugging Face repo id 'org/name'", 'repo id', id);
   if (!opts || typeof opts !== 'object') invalid('an options object', 'hub options', opts);
-  checkOptionNames(opts, ['revision', 'cacheDir', 'token', 'localFilesOnly', 'endpoint', 'allowPatterns', 'progress', 'concurrency', 'retries', 'timeoutMs', 'downloadTimeoutMs'], 'hub options');
+  checkOptionNames(opts, ['revision', 'cacheDir', 'token', 'localFilesOnly', 'endpoint', 'allowPatterns', 'progress', 'concurrency', 'retries', 'timeoutMs', 'readTimeoutMs', 'downloadTimeoutMs'], 'hub options');
   for (const k of ['localFilesOnly', 'progress'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
   if (opts.cacheDir !== undefined && (typeof opts.cacheDir !== 'string' || !opts.cacheDir)) invalid('a folder path', 'cacheDir', opts.cacheDir);
   if (opts.token !== undefined && opts.token !== false && typeof opts.token !== 'string') invalid('a token string or false', 'token', opts.token);
@@ -514,8 +565,9 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
   const cacheDir = opts.cacheDir ?? hubCacheDir();
   const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
   const ctx: Ctx = {
-    id, endpoint, token: findToken(opts.token), cacheDir, retries: checkInt(opts.retries ?? 3, 'retries', 1),
-    timeoutMs: checkTimeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, 'timeoutMs'), downloadTimeoutMs: checkTimeout(opts.downloadTimeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS, 'downloadTimeoutMs'),
+    id, endpoint, token: findToken(opts.token), cacheDir, retries: checkInt(opts.retries ?? 5, 'retries', 1),
+    timeoutMs: checkTimeout(opts.timeoutMs ?? envTimeoutMs('HF_HUB_ETAG_TIMEOUT'), 'timeoutMs'), readTimeoutMs: checkTimeout(opts.readTimeoutMs ?? envTimeoutMs('HF_HUB_DOWNLOAD_TIMEOUT'), 'readTimeoutMs'),
+    downloadTimeoutMs: checkTimeout(opts.downloadTimeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS, 'downloadTimeoutMs'),
   };
   const concurrency = checkInt(opts.concurrency ?? 4, 'concurrency', 1);
   const cached = () => cachedSnapshot(id, { revision, cacheDir });
@@ -523,6 +575,11 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
     const snap = cached();
     if (snap) return snap;
     throw hubError(`'${id}' (revision ${revision}) is not in the hub cache ${repoDir(cacheDir, id)} and downloads are off (${opts.localFilesOnly ? 'localFilesOnly' : 'HF_HUB_OFFLINE'})`, 'ERR_HUB_NOT_FOUND');
+  }
+  // a commit is immutable: its cached snapshot is the answer, with no request (as huggingface_hub)
+  if (COMMIT.test(revision)) {
+    const snap = cached();
+    if (snap) return snap;
   }
   let info: { sha?: unknown; siblings?: Array<{ rfilename?: unknown }> };
   const limit = new Limit().deadline(ctx.timeoutMs, `timeoutMs = ${ctx.timeoutMs} ms`);
@@ -534,10 +591,12 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
     info = JSON.parse((await readBody(ctx, res, url, `the model info of ${what}`, limit, MAX_INFO_BYTES)).toString('utf8')) as typeof info;
     if (info === null || typeof info !== 'object') throw new SyntaxError('not an object');
   } catch (e) {
-    if (e instanceof EmotorchError && e.code === 'ERR_HUB_NETWORK') {
-      const snap = cached();   // as huggingface_hub: no connection, the cache answers
+    // as huggingface_hub: when the hub cannot be reached or refuses (a private repo without its
+    // token, a server error), the cache answers; a revision it says does not exist is not looked up
+    if (e instanceof EmotorchError && ['ERR_HUB_NETWORK', 'ERR_HUB_AUTH', 'ERR_HUB_NOT_FOUND'].includes(e.code) && !REVISION_NOT_FOUND.has(e)) {
+      const snap = cached();
       if (snap) return snap;
-      throw hubError(`${e.message}; and the hub cache has no '${id}' at revision ${revision} (looked in ${repoDir(cacheDir, id)})`, 'ERR_HUB_NETWORK');
+      if (e.code === 'ERR_HUB_NETWORK') throw hubError(`${e.message}; and the hub cache has no '${id}' at revision ${revision} (looked in ${repoDir(cacheDir, id)})`, 'ERR_HUB_NETWORK');
     }
     if (e instanceof SyntaxError) throw hubError(`the hub's answer for '${id}' is not JSON`, 'ERR_HUB_NETWORK');
     throw e;

@@ -1,5 +1,6 @@
-// File I/O that runs native: safetensors read (mmap) and write.
+// File I/O that runs native: safetensors read (mmap) and write; flock on a descriptor.
 #include "bridge/bridge.h"
+#include "io/filelock.h"
 #include "io/safetensors.h"
 
 namespace et::bridge {
@@ -36,9 +37,26 @@ Napi::Value WriteSafetensors(const Napi::CallbackInfo& info) {
   });
 }
 
+// tryLockFile(fd) → boolean: an exclusive flock taken without waiting (false: held elsewhere)
+Napi::Value TryLockFile(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    return Napi::Boolean::New(info.Env(), io::try_lock_file(static_cast<int>(to_double(info[0], "fd"))));
+  }, "ERR_IO");
+}
+
+// unlockFile(fd)
+Napi::Value UnlockFile(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    io::unlock_file(static_cast<int>(to_double(info[0], "fd")));
+    return info.Env().Undefined();
+  }, "ERR_IO");
+}
+
 }  // namespace
 
 void init_io(Napi::Env env, Napi::Object exports) {
+  exports.Set("tryLockFile", Napi::Function::New(env, TryLockFile));
+  exports.Set("unlockFile", Napi::Function::New(env, UnlockFile));
   exports.Set("readSafetensors", Napi::Function::New(env, ReadSafetensors));
   exports.Set("writeSafetensors", Napi::Function::New(env, WriteSafetensors));
 }

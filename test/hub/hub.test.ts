@@ -13,6 +13,7 @@ import * as et from '../../lib/index';
 import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
 import { LoopbackHub, startHub } from './server';
 import { loadChatModel } from '../../lib/cli/common';
+import { tryLockFile } from '../../lib/runtime';
 
 const read = (f: string) => fs.readFileSync(path.join(FIXTURES, f));
 const C1 = crypto.createHash('sha1').update('one').digest('hex');
@@ -123,7 +124,9 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revison: 'v2' } as never)), 'ERR_INVALID_ARG', /revison/);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { localFilesOnly: 'yes' } as never)), 'ERR_INVALID_ARG', /localFilesOnly/);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { endpoint: 'huggingface.co' })), 'ERR_INVALID_ARG', /endpoint/);
-    await rejectsWith(et.hub.hubSnapshot('tiny/none', opts(cache)), 'ERR_HUB_NOT_FOUND', /'tiny\/none'.*no such repo/);
+    // a mistyped repo without a token: the hub's 401 RepoNotFound is huggingface_hub's RepositoryNotFoundError, not an access problem
+    await rejectsWith(et.hub.hubSnapshot('tiny/none', opts(cache, { token: false })), 'ERR_HUB_NOT_FOUND', /no repo 'tiny\/none' .*HTTP 401 RepoNotFound.*check the id; a private repo answers the same without a token/);
+    await rejectsWith(et.hub.hubSnapshot('tiny/none', opts(cache, { token: 'hf_x' })), 'ERR_HUB_NOT_FOUND', /no repo 'tiny\/none' .*HTTP 404 RepoNotFound/);
     // a renamed repo: the hub answers the old id with relative 307s to the new one, followed on the hub's host
     const renamed = await et.hub.hubSnapshot('tiny/old-whisper', opts(cache));
     expect(renamed).toBe(path.join(cache, 'models--tiny--old-whisper', 'snapshots', C1));
@@ -180,7 +183,7 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     const bad = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { corrupt: ['model.safetensors'] });
     try {
       const cache = tmpdir();
-      await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: bad.url, cacheDir: cache, progress: false, retries: 2 }), 'ERR_HUB_INTEGRITY', /sha256 [0-9a-f]{64}, not the [0-9a-f]{64}/);
+      await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: bad.url, cacheDir: cache, progress: false, retries: 2 }), 'ERR_HUB_INTEGRITY', /sha256 is [0-9a-f]{64}, not the [0-9a-f]{64}/);
       const blobs = fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs'));
       expect(blobs.some((b) => b.startsWith(sha256(weights)))).toBe(false);   // neither a blob nor a part of it
       expect(bad.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(2);   // fetched again once, then given up
@@ -204,7 +207,14 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     const [a, b] = await Promise.all([et.hub.hubSnapshot('tiny/whisper', opts(cache)), et.hub.hubSnapshot('tiny/whisper', opts(cache))]);
     expect(a).toBe(b);
     expect(sha256(fs.readFileSync(path.join(a, 'model.safetensors')))).toBe(sha256(read('whisper/model.safetensors')));
-    expect(fs.readdirSync(path.join(cache, '.locks', 'models--tiny--whisper'))).toEqual([]);   // locks released
+    // huggingface_hub's lock files, released (they stay, as filelock leaves them): each can be taken at once
+    const locks = fs.readdirSync(path.join(cache, '.locks', 'models--tiny--whisper'));
+    expect(locks.sort()).toEqual(fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs')).map((b) => `${b}.lock`).sort());
+    for (const l of locks) {
+      const fd = fs.openSync(path.join(cache, '.locks', 'models--tiny--whisper', l), 'r+');
+      expect(tryLockFile(fd)).toBe(true);
+      fs.closeSync(fd);
+    }
   });
 
   it('two processes fetching one repo at once: the lock lets one download each file, the other waits and links it', async () => {
@@ -310,6 +320,153 @@ async function slowHub(mode: 'trickle' | 'slowFile' | 'silentFile'): Promise<{ u
   };
 }
 
+describe('et.hub beside huggingface_hub on one cache', () => {
+  const py = hubPython();
+  const weights = read('whisper/model.safetensors');
+  const etag = sha256(weights);   // an LFS file's ETag: its blob's name and its lock's
+
+  /**
+   * Another downloader of the 0.x protocol in a child process: it takes huggingface_hub's lock of
+   * the weights' blob (Python's filelock when a python3 has it, else the same flock from Node),
+   * appends the file to `blobs/<etag>.incomplete` in two halves `holdMs` apart, renames it to the
+   * blob and only then lets go. Resolves once the lock is held.
+   */
+  async function foreignWriter(cache: string, holdMs: number): Promise<{ done: Promise<number | null> }> {
+    const lock = path.join(cache, '.locks', 'models--tiny--whisper', `${etag}.lock`);
+    const blobs = path.join(cache, 'models--tiny--whisper', 'blobs');
+    fs.mkdirSync(path.dirname(lock), { recursive: true });
+    fs.mkdirSync(blobs, { recursive: true });
+    const src = path.join(tmpdir(), 'weights.bin');
+    fs.writeFileSync(src, weights);
+    const { spawn } = await import('child_process');
+    const child = py
+      ? spawn(py, ['-c', [
+        'import os, sys, time, filelock',
+        `lock, blobs, src, etag, hold = ${JSON.stringify(lock)}, ${JSON.stringify(blobs)}, ${JSON.stringify(src)}, ${JSON.stringify(etag)}, ${holdMs / 1000}`,
+        'data = open(src, "rb").read()',
+        'with filelock.FileLock(lock):',
+        '    print("held", flush=True)',
+        '    part = os.path.join(blobs, etag + ".incomplete")',
+        '    with open(part, "ab") as f: f.write(data[: len(data) // 2])',
+        '    time.sleep(hold)',
+        '    with open(part, "ab") as f: f.write(data[len(data) // 2 :])',
+        '    os.replace(part, os.path.join(blobs, etag))',
+      ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
+      : spawn(process.execPath, ['-e', [
+        `const fs = require('fs'), path = require('path'), { tryLockFile } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'runtime.js'))});`,
+        `const [lock, blobs, src, etag, hold] = [${JSON.stringify(lock)}, ${JSON.stringify(blobs)}, ${JSON.stringify(src)}, ${JSON.stringify(etag)}, ${holdMs}];`,
+        "const fd = fs.openSync(lock, 'a+'); while (!tryLockFile(fd)) {}",
+        "console.log('held'); const data = fs.readFileSync(src), part = path.join(blobs, etag + '.incomplete');",
+        "fs.appendFileSync(part, data.subarray(0, data.length >> 1));",
+        "setTimeout(() => { fs.appendFileSync(part, data.subarray(data.length >> 1)); fs.renameSync(part, path.join(blobs, etag)); fs.closeSync(fd); }, hold);",
+      ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d) => { if (String(d).includes('held')) resolve(); });
+      child.on('exit', (code) => reject(new Error(`the writer exited (${code}) before it held the lock`)));
+    });
+    return { done: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
+  }
+
+  it(`waits on huggingface_hub's lock of a blob (${py ? "Python's filelock" : 'flock from Node: no python3 has filelock here'}) and uses the blob the holder wrote, never its part file`, async () => {
+    const cache = tmpdir();
+    const writer = await foreignWriter(cache, 1500);
+    hub.log.length = 0;
+    const t0 = Date.now();
+    const snap = await et.hub.hubSnapshot('tiny/whisper', opts(cache));
+    expect(Date.now() - t0).toBeGreaterThan(1000);   // it waited for the holder
+    expect(await writer.done).toBe(0);
+    expect(sha256(fs.readFileSync(path.join(snap, 'model.safetensors')))).toBe(etag);
+    expect(hub.log.filter((l) => l.includes(`/cdn/${etag}`))).toEqual([]);   // the weights were not downloaded again
+    expect(hub.log.filter((l) => l.startsWith('GET /cdn/') || l.startsWith('GET /tiny/')).length).toBeGreaterThan(0);   // config.json was
+  });
+
+  it("checks the whole file as it lies on disk before it becomes a blob: a foreign part file's bytes are caught, discarded, and the file fetched again", async () => {
+    const cache = tmpdir();
+    const blobs = path.join(cache, 'models--tiny--whisper', 'blobs');
+    fs.mkdirSync(blobs, { recursive: true });
+    // half a file of other bytes where the download resumes (what two writers appending to one part leave)
+    fs.writeFileSync(path.join(blobs, `${etag}.incomplete`), Buffer.alloc(weights.length >> 1, 7));
+    hub.log.length = 0;
+    const snap = await et.hub.hubSnapshot('tiny/whisper', opts(cache));
+    expect(sha256(fs.readFileSync(path.join(snap, 'model.safetensors')))).toBe(etag);
+    expect(hub.log.filter((l) => l.startsWith(`GET /cdn/${etag}`))).toEqual([`GET /cdn/${etag} bytes=${weights.length >> 1}-`, `GET /cdn/${etag}`]);
+    // a small file is checked too: its ETag is its git blob id
+    const config = read('whisper/config.json');
+    const gitId = crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${config.length}\0`), config])).digest('hex');
+    expect(fs.existsSync(path.join(blobs, gitId))).toBe(true);
+  });
+
+  it.skipIf(!py)("downloads beside a running huggingface_hub into one cache: each blob fetched once, both snapshots whole", async () => {
+    const slow = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { slowMs: 30 });
+    try {
+      const cache = tmpdir();
+      const env = { ...process.env, HF_ENDPOINT: slow.url, HF_HUB_CACHE: cache, HF_HUB_DISABLE_PROGRESS_BARS: '1', HF_HUB_DISABLE_TELEMETRY: '1', HF_TOKEN: '' };
+      const [pyRes, ours] = await Promise.all([
+        pyRun(py!, "import huggingface_hub as h; print(h.snapshot_download('tiny/whisper', allow_patterns=['*.json', '*.safetensors']))", env),
+        et.hub.hubSnapshot('tiny/whisper', { endpoint: slow.url, cacheDir: cache, progress: false }),
+      ]);
+      expect(pyRes.status, pyRes.stderr).toBe(0);
+      expect(pyRes.stdout.trim()).toBe(ours);
+      expect(sha256(fs.readFileSync(path.join(ours, 'model.safetensors')))).toBe(etag);
+      expect(slow.log.filter((l) => l.startsWith(`GET /cdn/${etag}`)).length).toBe(1);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it("takes huggingface_hub's timeouts from its environment: HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT (seconds)", async () => {
+    const saved = { e: process.env.HF_HUB_ETAG_TIMEOUT, d: process.env.HF_HUB_DOWNLOAD_TIMEOUT };
+    const trickle = await slowHub('trickle');
+    const silent = await slowHub('silentFile');
+    try {
+      process.env.HF_HUB_ETAG_TIMEOUT = '0.5';
+      let t0 = Date.now();
+      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: trickle.url, cacheDir: tmpdir(), progress: false }), 'ERR_HUB_NETWORK', /timeoutMs = 500 ms/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      process.env.HF_HUB_DOWNLOAD_TIMEOUT = '0.3';
+      t0 = Date.now();
+      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false, retries: 2 }), 'ERR_HUB_NETWORK', /readTimeoutMs = 300 ms without a byte/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      process.env.HF_HUB_DOWNLOAD_TIMEOUT = 'soon';
+      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false }), 'ERR_INVALID_ARG', /HF_HUB_DOWNLOAD_TIMEOUT="soon"/);
+    } finally {
+      for (const [k, v] of [['HF_HUB_ETAG_TIMEOUT', saved.e], ['HF_HUB_DOWNLOAD_TIMEOUT', saved.d]] as const) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      await trickle.close();
+      await silent.close();
+    }
+  });
+
+  it('progress without a terminal: one line per file downloaded, on stderr', async () => {
+    const cache = tmpdir();
+    const dist = path.join(__dirname, '..', '..', 'dist', 'index.js');
+    const code = `require(${JSON.stringify(dist)}).hub.hubSnapshot('tiny/whisper', { endpoint: ${JSON.stringify(hub.url)}, cacheDir: ${JSON.stringify(cache)}, progress: true }).then(() => {}, (e) => { console.error(e.code, e.message); process.exit(1); })`;
+    const r = await new Promise<{ err: string; status: number }>((resolve) => execFile(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 }, (e, _o, err) => resolve({ err, status: e ? 1 : 0 })));
+    expect(r.status, r.err).toBe(0);
+    const lines = r.err.trim().split('\n');
+    expect(lines.length).toBe(2);   // config.json and model.safetensors
+    for (const f of ['config.json', 'model.safetensors']) expect(lines.some((l) => new RegExp(`^tiny/whisper: ${f.replace('.', '\\.')}: 100% [\\d.]+ MB in [\\d.]+ s`).test(l)), f).toBe(true);
+  });
+
+  it('the cache answers before the hub where Python would: a pinned commit (no request at all), a private repo whose token is gone', async () => {
+    const cache = tmpdir();
+    await et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: C1 }));
+    hub.log.length = 0;
+    expect(path.basename(await et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: C1 })))).toBe(C1);
+    expect(hub.log).toEqual([]);
+    const priv = await startHub({ 'tiny/private': { commits: { [C1]: { 'config.json': read('whisper/config.json') } }, token: 'hf_secret', private: true } });
+    try {
+      const snap = await et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: cache, progress: false, token: 'hf_secret' });
+      expect(await et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: cache, progress: false, token: false })).toBe(snap);
+      // not cached: the refusal stands, as huggingface_hub's RepositoryNotFoundError
+      await rejectsWith(et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: tmpdir(), progress: false, token: false }), 'ERR_HUB_NOT_FOUND', /no repo 'tiny\/private'/);
+      // a revision the hub says does not exist is not answered from the cache
+      await rejectsWith(et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: cache, progress: false, token: 'hf_secret', revision: 'nope' }), 'ERR_HUB_NOT_FOUND', /no such revision/);
+    } finally {
+      await priv.close();
+    }
+  });
+});
+
 describe('et.hub: every request has a deadline', () => {
   it('a model info sent one byte a second is ERR_HUB_NETWORK at timeoutMs (it hung before), and the cache answers when it has the snapshot', async () => {
     const slow = await slowHub('trickle');
@@ -346,8 +503,8 @@ describe('et.hub: every request has a deadline', () => {
     const silent = await slowHub('silentFile');
     try {
       const t0 = Date.now();
-      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false, timeoutMs: 400, retries: 2 }), 'ERR_HUB_NETWORK',
-        /broke off after 0 bytes: stopped at timeoutMs = 400 ms without a byte/);
+      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false, readTimeoutMs: 400, retries: 2 }), 'ERR_HUB_NETWORK',
+        /broke off after 0 bytes: stopped at readTimeoutMs = 400 ms without a byte/);
       expect(Date.now() - t0).toBeLessThan(10_000);
       expect(silent.log.filter((l) => l.startsWith('GET /tiny/slow/resolve/')).length).toBe(2);   // each attempt
     } finally {
@@ -356,7 +513,7 @@ describe('et.hub: every request has a deadline', () => {
   });
 
   it('timeoutMs and downloadTimeoutMs must be whole milliseconds (ERR_INVALID_ARG naming them)', async () => {
-    for (const [k, v] of [['timeoutMs', 0], ['timeoutMs', 1.5], ['timeoutMs', '100'], ['downloadTimeoutMs', -1], ['downloadTimeoutMs', 2 ** 31]] as const) {
+    for (const [k, v] of [['timeoutMs', 0], ['timeoutMs', 1.5], ['timeoutMs', '100'], ['readTimeoutMs', 0], ['downloadTimeoutMs', -1], ['downloadTimeoutMs', 2 ** 31]] as const) {
       await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: 'http://127.0.0.1:9', cacheDir: tmpdir(), [k]: v } as never), 'ERR_INVALID_ARG', new RegExp(`for ${k}`));
     }
   });

@@ -14,6 +14,8 @@ export interface HubRepo {
   refs?: Record<string, string>;
   /** Needs `Authorization: Bearer <token>`. */
   token?: string;
+  /** With `token`: private rather than gated (without the token the hub denies it exists: 401 RepoNotFound). */
+  private?: boolean;
 }
 
 export interface HubFaults {
@@ -53,8 +55,13 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
     };
     const repoOf = (org: string, name: string): HubRepo | null => {
       const r = repos[`${org}/${name}`];
-      if (!r) { fail(404, 'RepoNotFound', 'Repository not found'); return null; }
-      if (r.token && req.headers.authorization !== `Bearer ${r.token}`) { fail(401, 'GatedRepo', 'Access to this model is restricted'); return null; }
+      // as the hub: an unknown repo asked without a token is 401 RepoNotFound (a private one looks the same), with one 404
+      if (!r) { fail(req.headers.authorization ? 404 : 401, 'RepoNotFound', 'Repository not found'); return null; }
+      if (r.token && req.headers.authorization !== `Bearer ${r.token}`) {
+        if (r.private) fail(401, 'RepoNotFound', 'Repository not found');
+        else fail(401, 'GatedRepo', 'Access to this model is restricted');
+        return null;
+      }
       return r;
     };
     const commitOf = (r: HubRepo, rev: string): string | null => {
