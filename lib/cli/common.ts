@@ -215,19 +215,30 @@ export function need(v: Values, k: string): string {
 }
 
 
-/** A model folder (or a Hugging Face repo id) as a chat model: InternVL2 (config.json with vision_config and llm_config) or a LLaMA-family LLM, with its tokenizer and the local folder it was read from. */
+/**
+ * The base model a checkpoint that sft wrote was trained from: its sft_args.json's `model`, else its
+ * adapter_config.json's `base_model_name_or_path`; undefined when it names none.
+ * @throws EmotorchError ERR_IO / ERR_FORMAT for an unreadable or malformed one of those files
+ */
+function checkpointBase(dir: string, flag: string): string | undefined {
+  for (const [file, key] of [['sft_args.json', 'model'], ['adapter_config.json', 'base_model_name_or_path']] as const) {
+    if (!fs.existsSync(path.join(dir, file))) continue;
+    const a = readJsonFile(path.join(dir, file), `the checkpoint's ${file} (${flag})`) as Record<string, unknown> | null;
+    if (a && typeof a === 'object' && typeof a[key] === 'string' && a[key]) return a[key] as string;
+  }
+  return undefined;
+}
+
 /**
  * swift's `--model_id_or_path` may name a LoRA checkpoint that sft wrote (second_stage.sh's
- * `first_model_ckpt`, test.sh's `emoverse-4b`): its base model (sft_args.json's, else the adapter's
- * base_model_name_or_path) and the adapter. Null for a model folder.
+ * `first_model_ckpt`, test.sh's `emoverse-4b`): its base model ({@link checkpointBase}) and the
+ * adapter. Null for a model folder.
+ * @throws EmotorchError ERR_IO for a LoRA checkpoint that names no base model
  */
 export function loraCheckpoint(dir: string): { base: string; adapter: string } | null {
   if (!fs.existsSync(path.join(dir, 'adapter_config.json')) || fs.existsSync(path.join(dir, 'config.json'))) return null;
-  for (const [file, key] of [['sft_args.json', 'model'], ['adapter_config.json', 'base_model_name_or_path']] as const) {
-    if (!fs.existsSync(path.join(dir, file))) continue;
-    const a = readJsonFile(path.join(dir, file), `the checkpoint's ${file} (--model_id_or_path)`) as Record<string, unknown> | null;
-    if (a && typeof a === 'object' && typeof a[key] === 'string' && a[key]) return { base: a[key] as string, adapter: dir };
-  }
+  const base = checkpointBase(dir, '--model_id_or_path');
+  if (base) return { base, adapter: dir };
   throw new et.EmotorchError(`'${dir}' is a LoRA checkpoint without its base model (sft_args.json's model or adapter_config.json's base_model_name_or_path): pass --model`, 'ERR_IO');
 }
 
@@ -250,7 +261,7 @@ export function modelAndAdapter(model: string | undefined, ckptDir: string | und
   if (adapter) {
     const why = fs.existsSync(adapter) ? (fs.statSync(adapter).isDirectory() ? null : 'is not a folder') : 'does not exist';
     if (why) throw new et.EmotorchError(`${flag} '${adapter}' ${why} (a LoRA checkpoint folder: adapter_config.json, adapter_model.safetensors${flag === '--ckpt_dir' ? ', sft_args.json' : ''})`, 'ERR_IO');
-    if (!dir) dir = loraCheckpoint(adapter)?.base;
+    if (!dir) dir = checkpointBase(adapter, flag);
   }
   if (!dir) throw new UsageError('--model is required (or --ckpt_dir of a checkpoint sft wrote)');
   return adapter ? { dir, adapter } : { dir };
