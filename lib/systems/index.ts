@@ -8,6 +8,8 @@ export type {
   SpectraConfig, SpectraConfigInput, SpectraAudioConfig, SpectraTextConfig, SpectraInputs, SpectraOutputs, SpectraPretrainedOptions,
 } from './spectra/model';
 export type { SpectraCollateOptions } from './spectra/data';
+export { SpectraPretrainDataset, spectraPretrainCollate } from './spectra/pretrain';
+export type { SpectraPretrainEntry, SpectraPretrainItem, SpectraPretrainBatch, SpectraPretrainCollateOptions, SpectraPretrainDatasetOptions, SpectraItemMlm, SpectraMlmChoices, SpectraWord } from './spectra/pretrain';
 export { SPECTRA_BEST_METRIC, spectraMetrics, spectraParamGroups, finetuneSpectra } from './spectra/recipe';
 export type { SpectraFinetuneOptions } from './spectra/recipe';
 export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn/model';
