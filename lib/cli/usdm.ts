@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
-import { Command, UsageError, checkOutputFile, contextLength, maxNewTokens, need, num, str, writeTextFile } from './common';
+import { Command, UsageError, Values, checkOutputFile, contextLength, maxNewTokens, need, num, outputFolder, readTextFile, str, writeTextFile } from './common';
 
 /** The unit vocabulary's ids as the tokenizer has them (USDM's Mistral layout by default). */
 async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.UsdmTokenIds> {
@@ -20,6 +20,22 @@ async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.UsdmTokenIds
     newline: nl[nl.length - 1] ?? d.newline, space: id('▁', d.space), continue: id('<|continue|>', d.continue), correspond: id('<|correspond|>', d.correspond),
     unit0, numUnits: numUnits || d.numUnits, pad: id('<pad>', d.pad), bos: tok.bosTokenId ?? d.bos,
   };
+}
+
+/**
+ * seamless's unit extractor as the originals use it (xlsr2_1b_v2, layer 35, kmeans_10k.npy): the
+ * files given (--xlsr, --kmeans) or found in --model_cache_dir under those names (the originals
+ * download them themselves).
+ * @throws UsageError naming the missing file
+ */
+async function unitExtractor(v: Values, cacheDir: string | undefined, when: string, script: string): Promise<et.audio.UnitExtractor> {
+  const found = (name: string) => (cacheDir !== undefined && fs.existsSync(path.join(cacheDir, name)) ? path.join(cacheDir, name) : undefined);
+  const file = (k: 'xlsr' | 'kmeans', name: string) => str(v, k) ?? found(name) ?? (() => {
+    throw new UsageError(`--${k} is required ${when}: the unit extractor's ${name} (${script} downloads it from seamless; put it in --model_cache_dir or pass --${k})`);
+  })();
+  const xlsr = file('xlsr', 'xlsr2_1b_v2.pt'), kmeans = file('kmeans', 'kmeans_10k.npy');
+  const encoder = await et.nn.Wav2Vec2Model.fromPretrained(xlsr, xlsr.endsWith('.pt') ? { config: et.nn.WAV2VEC2_XLSR2_1B_V2 } : {});
+  return new et.audio.UnitExtractor({ encoder: encoder.eval(), layer: num(v, 'layer')!, centroids: kmeans });
 }
 
 /** The model inference.py loads. */
@@ -63,16 +79,7 @@ export const USDM_INFER: Command = {
       userUnits = str(v, 'units')!.trim().split(/[\s,]+/).map(Number);
       if (!userUnits.length || !userUnits.every((u) => Number.isInteger(u) && u >= 0)) throw new UsageError(`--units takes non-negative integers, not '${str(v, 'units')}'`);
     } else {
-      // the original downloads seamless's xlsr2_1b_v2 and kmeans_10k.npy itself; here they are files,
-      // given or found in --model_cache_dir under those names
-      const found = (name: string) => (cacheDir !== undefined && fs.existsSync(path.join(cacheDir, name)) ? path.join(cacheDir, name) : undefined);
-      const file = (k: 'xlsr' | 'kmeans', name: string) => str(v, k) ?? found(name) ?? (() => {
-        throw new UsageError(`--${k} is required with --input_path: the unit extractor's ${name} (inference.py downloads it from seamless; put it in --model_cache_dir or pass --${k})`);
-      })();
-      const xlsr = file('xlsr', 'xlsr2_1b_v2.pt'), kmeans = file('kmeans', 'kmeans_10k.npy');
-      const layer = num(v, 'layer')!;
-      const encoder = await et.nn.Wav2Vec2Model.fromPretrained(xlsr, xlsr.endsWith('.pt') ? { config: et.nn.WAV2VEC2_XLSR2_1B_V2 } : {});
-      const ux = new et.audio.UnitExtractor({ encoder: encoder.eval(), layer, centroids: kmeans });
+      const ux = await unitExtractor(v, cacheDir, 'with --input_path', 'inference.py');
       const { samples } = await et.audio.readAudio(str(v, 'input_path')!, { sampleRate: 16000 });
       [userUnits] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(samples).reshape([1, samples.length]) }));
     }
@@ -85,3 +92,126 @@ export const USDM_INFER: Command = {
     out(json);
   },
 };
+
+/** The longest example dailytalk_single_turn.py keeps, in tokens (its MAX_LENGTH). */
+const DAILYTALK_MAX_LENGTH = 8192;
+
+/** One turn of DailyTalk's metadata: `<turn>_<speaker>_d<dialogue>|…|text|…`. */
+interface DailyTalkTurn { id: string; turn: number; speaker: string; text: string }
+
+/**
+ * The original's get_dict: the turns of each dialogue in turn order; a dialogue whose numbering
+ * has a gap is ERR_FORMAT (the original asserts), one where a speaker talks twice in a row is
+ * dropped (as the original drops it) and counted.
+ */
+function dailyTalkDialogues(file: string, what: string): { dialogues: Map<string, DailyTalkTurn[]>; dropped: number } {
+  const text = readTextFile(file, what, 1 << 30);
+  const dialogues = new Map<string, DailyTalkTurn[]>();
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (!line) return;
+    const f = line.split('|');
+    const id = f[0];
+    const m = /^(\d+)_([^_]+)_(.+)$/.exec(id);
+    if (f.length < 3 || !m) throw new et.EmotorchError(`${what} '${file}' line ${i + 1}: not DailyTalk's '<turn>_<speaker>_d<dialogue>|…|text|…' (${JSON.stringify(line.slice(0, 80))})`, 'ERR_FORMAT');
+    const dialogue = id.split('_').pop()!;
+    const turns = dialogues.get(dialogue) ?? [];
+    turns.push({ id, turn: Number(m[1]), speaker: m[2], text: f[f.length - 2] });
+    dialogues.set(dialogue, turns);
+  });
+  let dropped = 0;
+  for (const [d, turns] of dialogues) {
+    turns.sort((a, b) => a.turn - b.turn);
+    if (turns[turns.length - 1].turn !== turns.length - 1) {
+      throw new et.EmotorchError(`${what} '${file}': dialogue ${d} has turns ${turns.map((t) => t.turn).join(', ')}, not 0 to ${turns.length - 1} (the metadata does not match the split)`, 'ERR_FORMAT');
+    }
+    if (turns.some((t, k) => k > 0 && t.speaker === turns[k - 1].speaker)) { dialogues.delete(d); dropped++; }
+  }
+  return { dialogues, dropped };
+}
+
+export const USDM_PREPROCESS: Command = {
+  summary: "USDM's preprocess/fine-tuning/dailytalk_single_turn.py: DailyTalk → train.txt / test.txt of `ids|labels` lines (every pair of consecutive turns, units from speech)",
+  flags: {
+    pretrained_model_name_or_path: { kind: 'string', help: 'the tokenizer: a folder, or a repo id read through the Hugging Face cache', default: 'naver-ai/USTM' },
+    model_cache_dir: { kind: 'string', help: "the Hugging Face cache folder for a repo id (and where xlsr2_1b_v2.pt / kmeans_10k.npy may lie)" },
+    train_metadata_path: { kind: 'string', help: "the training split's metadata (DailyTalk's train_phone.txt renamed)", default: '../../dataset/fine-tuning/dailytalk/raw/train.txt' },
+    test_metadata_path: { kind: 'string', help: "the test split's metadata (val_phone.txt renamed)", default: '../../dataset/fine-tuning/dailytalk/raw/test.txt' },
+    output_path: { kind: 'string', help: 'where train.txt and test.txt go (units are cached under units/ there: a run resumes)', default: '../../dataset/fine-tuning/dailytalk/preprocessed' },
+    data_dir: { kind: 'string', help: "DailyTalk's data/ folder: <data_dir>/<dialogue>/<turn>_<speaker>_d<dialogue>.wav" },
+    xlsr: { kind: 'string', help: "the unit extractor's encoder: xlsr2_1b_v2.pt (fairseq2) or an HF Wav2Vec2 folder" },
+    kmeans: { kind: 'string', help: 'the k-means centroids (kmeans_10k.npy)' },
+    layer: { kind: 'number', help: 'the XLS-R hidden state the units are read at (seamless: 35)', default: '35' },
+    batch_size: { kind: 'number', help: 'clips per unit-extraction batch', default: '8' },
+    seed: { kind: 'number', help: "the lines' shuffle (the original shuffles without a seed)", default: '42' },
+  },
+  async run(v, _pos, out) {
+    const dataDir = need(v, 'data_dir');
+    const outDir = outputFolder(str(v, 'output_path')!, '--output_path');
+    const batch = num(v, 'batch_size')!;
+    if (!Number.isInteger(batch) || batch < 1) throw new UsageError('--batch_size must be a positive integer');
+    const seed = num(v, 'seed')!;
+    if (!Number.isInteger(seed) || seed < 0) throw new UsageError('--seed must be a non-negative integer');
+    const train = dailyTalkDialogues(str(v, 'train_metadata_path')!, '--train_metadata_path');
+    const test = dailyTalkDialogues(str(v, 'test_metadata_path')!, '--test_metadata_path');
+    const cacheDir = str(v, 'model_cache_dir');
+    const tokDir = await et.hub.resolvePretrainedPath(str(v, 'pretrained_model_name_or_path')!, cacheDir ? { cacheDir } : {});
+    const tok = await et.data.Tokenizer.fromFile(tokDir);
+    const ids = await tokenIds(tok);
+    // every clip's units (cached per clip: an interrupted run resumes), in batches
+    const turns = [...train.dialogues.values(), ...test.dialogues.values()].flat();
+    const wavOf = (t: DailyTalkTurn) => path.join(dataDir, t.id.split('_').pop()!.slice(1), `${t.id}.wav`);
+    for (const t of turns) {
+      const why = et.io.notAFile(wavOf(t));
+      if (why) throw new et.EmotorchError(`the audio of ${t.id} '${wavOf(t)}' ${why} (DailyTalk keeps <data_dir>/<dialogue>/<turn>_<speaker>_d<dialogue>.wav)`, 'ERR_IO');
+    }
+    const unitDir = path.join(outDir, 'units');
+    fs.mkdirSync(unitDir, { recursive: true });
+    const cached = (t: DailyTalkTurn) => path.join(unitDir, `${t.id}.txt`);
+    const todo = turns.filter((t) => !fs.existsSync(cached(t)));
+    process.stderr.write(`emotorch usdm preprocess: ${train.dialogues.size} training and ${test.dialogues.size} test dialogues (${train.dropped + test.dropped} dropped: a speaker twice in a row), ${turns.length} clips, ${turns.length - todo.length} with units already\n`);
+    if (todo.length) {
+      const ux = await unitExtractor(v, cacheDir, 'for the units of DailyTalk\'s speech', 'dailytalk_single_turn.py');
+      const t0 = Date.now();
+      for (let s = 0; s < todo.length; s += batch) {
+        const part = todo.slice(s, s + batch);
+        const waves = await Promise.all(part.map(async (t) => (await et.audio.readAudio(wavOf(t), { sampleRate: 16000 })).samples));
+        const T = Math.max(...waves.map((w) => w.length));
+        const wave = new Float32Array(part.length * T), mask = new Float32Array(part.length * T);
+        waves.forEach((w, b) => { wave.set(w, b * T); mask.fill(1, b * T, b * T + w.length); });
+        const units = await et.noGrad(() => ux.predict({ inputValues: et.tensor(wave, { shape: [part.length, T] }), attentionMask: et.tensor(mask, { shape: [part.length, T] }), dedup: false }));
+        part.forEach((t, b) => fs.writeFileSync(cached(t), units[b].join(' ')));
+        const done = Math.min(s + batch, todo.length);
+        process.stderr.write(`emotorch usdm preprocess: units of ${done}/${todo.length} clips (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+      }
+    }
+    const unitsOf = (t: DailyTalkTurn) => fs.readFileSync(cached(t), 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    const newline = ids.newline, bos = ids.bos;
+    let tooLong = 0;
+    // each dialogue's consecutive pairs from turn 0 and from turn 1 (the original's even and odd metadata)
+    const lines = async (dialogues: Map<string, DailyTalkTurn[]>) => {
+      const outLines: string[] = [];
+      for (const turnsOf of dialogues.values()) {
+        for (const start of [0, 1]) {
+          for (let k = start; k + 1 < turnsOf.length; k += 2) {
+            const user = turnsOf[k], agent = turnsOf[k + 1];
+            const text = et.data.usdm.usdmText({ userUnits: unitsOf(user), userText: user.text.toLowerCase(), agentText: agent.text.toLowerCase(), agentUnits: unitsOf(agent) }, { numUnits: ids.numUnits });
+            const exIds = [bos, ...(await tok.encode(text, { addSpecialTokens: false }))];
+            if (exIds.length > DAILYTALK_MAX_LENGTH) { tooLong++; continue; }
+            outLines.push(et.data.usdm.formatUsdmLine({ ids: exIds, labels: et.systems.usdmSftLabels(exIds, { newline, correspond: ids.correspond }) }));
+          }
+        }
+      }
+      return outLines;
+    };
+    // a seeded shuffle (mulberry32 + Fisher–Yates) where the original shuffles unseeded
+    let st = seed >>> 0;
+    const rand = () => { st = (st + 0x6d2b79f5) >>> 0; let r = Math.imul(st ^ (st >>> 15), st | 1); r ^= r + Math.imul(r ^ (r >>> 7), r | 61); return ((r ^ (r >>> 14)) >>> 0) / 4294967296; };
+    const shuffle = (xs: string[]) => { for (let i = xs.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [xs[i], xs[j]] = [xs[j], xs[i]]; } return xs; };
+    const trainLines = shuffle(await lines(train.dialogues)), testLines = shuffle(await lines(test.dialogues));
+    writeTextFile(path.join(outDir, 'train.txt'), trainLines.join('\n'), '--output_path');
+    writeTextFile(path.join(outDir, 'test.txt'), testLines.join('\n'), '--output_path');
+    out(`train.txt: ${trainLines.length} examples, test.txt: ${testLines.length}${tooLong ? ` (${tooLong} longer than ${DAILYTALK_MAX_LENGTH} tokens left out)` : ''} in ${outDir}`);
+  },
+};
+

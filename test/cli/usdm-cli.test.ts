@@ -124,4 +124,46 @@ describe('emotorch usdm infer', () => {
     expect(bare.status).toBe(2);
     expect(bare.stderr).toMatch(/--xlsr is required .*xlsr2_1b_v2\.pt .*--model_cache_dir/);
   }, 300_000);
+
+  // naver-ai/usdm preprocess/fine-tuning/README.md's line, `python dailytalk_single_turn.py
+  // --pretrained_model_name_or_path naver-ai/USTM --model_cache_dir YOUR_MODEL_CACHE_DIR --data_dir
+  // YOUR_DATA_PATH/data`, with the split files named (the script's defaults are paths relative to
+  // its own folder) and the placeholders mapped: the tokenizer a folder holding the toy tokenizer,
+  // the data the DailyTalk-shaped fixture that scripts/fixtures/usdm_dailytalk.py ran the ORIGINAL
+  // script on; --xlsr/--kmeans/--layer 2 name the tiny unit extractor (the original downloads seamless's)
+  it("usdm preprocess gives the original dailytalk_single_turn.py's train.txt / test.txt lines, resumes from its cached units, and names bad input", async () => {
+    const FX = path.join(FIXTURES, 'usdm_dailytalk');
+    const dir = tmpdir();
+    const ustm = path.join(dir, 'USTM');
+    fs.mkdirSync(ustm);
+    toyTokenizer(path.join(ustm, 'tokenizer.json'));
+    const out = path.join(dir, 'preprocessed');
+    const line = ['usdm', 'preprocess', '--pretrained_model_name_or_path', ustm, '--model_cache_dir', path.join(dir, 'cache'), '--data_dir', path.join(FX, 'data'),
+      '--train_metadata_path', path.join(FX, 'raw', 'train.txt'), '--test_metadata_path', path.join(FX, 'raw', 'test.txt'), '--output_path', out,
+      '--xlsr', path.join(FIXTURES, 'wav2vec2', 'xlsr'), '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2'];
+    const r = run(line);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/2 training and 1 test dialogues \(1 dropped: a speaker twice in a row\), 10 clips, 0 with units already/);
+    const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n').sort();
+    for (const split of ['train', 'test']) expect(lines(path.join(out, `${split}.txt`)), split).toEqual(lines(path.join(FX, 'expected', `${split}.txt`)));
+    // an interrupted run resumes: the units are cached per clip
+    fs.rmSync(path.join(out, 'units', '1_2_d1.txt'));
+    const again = run(line);
+    expect(again.code, again.err).toBe(0);
+    expect(again.err).toMatch(/10 clips, 9 with units already/);
+    expect(lines(path.join(out, 'test.txt'))).toEqual(lines(path.join(FX, 'expected', 'test.txt')));
+    // bad input: a missing wav, a dialogue whose turns do not run 0..n-1
+    const data = path.join(dir, 'data');
+    fs.cpSync(path.join(FX, 'data'), data, { recursive: true });
+    fs.rmSync(path.join(data, '2', '1_1_d2.wav'));
+    const missing = run([...line.slice(0, 7), data, ...line.slice(8, 13), path.join(dir, 'out2'), ...line.slice(14)]);
+    expect(missing.code).toBe(1);
+    expect(missing.err).toMatch(/ERR_IO: the audio of 1_1_d2 '.*1_1_d2\.wav' does not exist/);
+    const gap = path.join(dir, 'gap.txt');
+    fs.writeFileSync(gap, fs.readFileSync(path.join(FX, 'raw', 'test.txt'), 'utf8').split('\n').filter((l) => !l.startsWith('1_')).join('\n'));
+    const bad = run([...line.slice(0, 11), gap, ...line.slice(12)]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/ERR_FORMAT: --test_metadata_path '.*gap\.txt': dialogue d1 has turns 0, 2, not 0 to 1/);
+  }, 300_000);
 });
+
