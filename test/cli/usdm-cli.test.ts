@@ -131,7 +131,7 @@ describe('emotorch usdm infer', () => {
   // its own folder) and the placeholders mapped: the tokenizer a folder holding the toy tokenizer,
   // the data the DailyTalk-shaped fixture that scripts/fixtures/usdm_dailytalk.py ran the ORIGINAL
   // script on; --xlsr/--kmeans/--layer 2 name the tiny unit extractor (the original downloads seamless's)
-  it("usdm preprocess gives the original dailytalk_single_turn.py's train.txt / test.txt lines, resumes from its cached units, and names bad input", async () => {
+  it("usdm preprocess gives the original dailytalk_single_turn.py's train.txt / test.txt lines and resumes from its cached units; usdm sft (train_sft.py's line) trains on them, usdm infer answers with the result; bad input is named", async () => {
     const FX = path.join(FIXTURES, 'usdm_dailytalk');
     const dir = tmpdir();
     const ustm = path.join(dir, 'USTM');
@@ -152,6 +152,33 @@ describe('emotorch usdm infer', () => {
     expect(again.code, again.err).toBe(0);
     expect(again.err).toMatch(/10 clips, 9 with units already/);
     expect(lines(path.join(out, 'test.txt'))).toEqual(lines(path.join(FX, 'expected', 'test.txt')));
+    // then src/README.md's train_sft.py line (full fine-tuning) on those files, mapped to the tiny
+    // model, with --max_steps 2 (emotorch's) for time; then usdm infer with what it wrote
+    const model = path.join(dir, 'USTM-model');
+    fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
+    toyTokenizer(path.join(model, 'tokenizer.json'));
+    const sftOut = path.join(dir, 'sft');
+    const sft = run(['usdm', 'sft', '--output_dir', sftOut, '--data_path_train', path.join(out, 'train.txt'), '--data_path_test', path.join(out, 'test.txt'),
+      '--data_path_cache', path.join(dir, 'ds-cache'), '--model_name_or_path', model, '--model_cache_dir', path.join(dir, 'cache'), '--train_batch_size', '2',
+      '--gradient_accumulation_steps', '1', '--max_input_length', '8192', '--num_train_epochs', '1', '--seed', '1', '--logging_steps', '1',
+      '--deepspeed_config', '../configs/ds_config_zero3_bf16.json', '--learning_rate', '2e-5', '--evaluation_strategy', 'steps', '--save_strategy', 'steps',
+      '--eval_steps', '2', '--save_steps', '2', '--save_total_limit', '1', '--max_steps', '2']);
+    expect(sft.code, sft.err).toBe(0);
+    for (const f of ['data_path_cache', 'max_input_length', 'deepspeed_config']) expect(sft.err).toMatch(new RegExp(`--${f} is accepted .* not used`));
+    expect(sft.out).toMatch(/5 training and 2 evaluation examples, 2 steps, train_loss \d/);
+    expect(sft.out).toMatch(/"eval_loss":/);
+    expect(fs.readdirSync(sftOut).filter((d) => d.startsWith('checkpoint-'))).toEqual(['checkpoint-2']);
+    const wav = path.join(FX, 'data', '1', '2_1_d1.wav');
+    const answer = run(['usdm', 'infer', '--model', sftOut, '--input_path', wav, '--xlsr', path.join(FIXTURES, 'wav2vec2', 'xlsr'),
+      '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2', '--max_new_tokens', '8']);
+    expect(answer.code, answer.err).toBe(0);
+    expect(Object.keys(JSON.parse(answer.out))).toEqual(['user_units', 'user_text', 'agent_text', 'agent_units']);
+    // --resume continues from checkpoint-2
+    const resumed = run(['usdm', 'sft', '--output_dir', sftOut, '--data_path_train', path.join(out, 'train.txt'), '--data_path_test', path.join(out, 'test.txt'),
+      '--model_name_or_path', model, '--train_batch_size', '2', '--gradient_accumulation_steps', '1', '--max_steps', '3', '--save_steps', '3', '--eval_steps', '3', '--resume']);
+    expect(resumed.code, resumed.err).toBe(0);
+    expect(resumed.out).toMatch(/, 3 steps,/);
+
     // bad input: a missing wav, a dialogue whose turns do not run 0..n-1
     const data = path.join(dir, 'data');
     fs.cpSync(path.join(FX, 'data'), data, { recursive: true });
