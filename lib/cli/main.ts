@@ -28,7 +28,7 @@ import { M2SE_EXPORT, M2SE_INFER, M2SE_SCORE, M2SE_SFT } from './m2se';
 import { SALMONN_INFER, SALMONN_TRAIN } from './salmonn';
 import { SERVE } from './serve';
 import { SEMEVAL_PREDICT, SEMEVAL_TRAIN } from './semeval';
-import { USDM_INFER, USDM_PREPROCESS, USDM_SFT } from './usdm';
+import { USDM_EXTEND_VOCAB, USDM_INFER, USDM_PREPROCESS, USDM_SFT } from './usdm';
 import { SPECTRA_FINETUNE } from './spectra';
 
 export { UsageError, parseFlags } from './common';
@@ -37,7 +37,7 @@ export const SYSTEMS: Record<string, { summary: string; commands: Record<string,
   m2se: { summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result', commands: { sft: M2SE_SFT, infer: M2SE_INFER, export: M2SE_EXPORT, score: M2SE_SCORE } },
   salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml, train.py on its config.yaml', commands: { infer: SALMONN_INFER, train: SALMONN_TRAIN } },
   spectra: { summary: "SPECTRA: main.py's fine-tuning with scripts/finetune.sh's flags", commands: { finetune: SPECTRA_FINETUNE } },
-  usdm: { summary: "USDM: dailytalk_single_turn.py's preprocessing, train_sft.py's fine-tuning, inference.py's three greedy stages from speech or units", commands: { preprocess: USDM_PREPROCESS, sft: USDM_SFT, infer: USDM_INFER } },
+  usdm: { summary: "USDM: dailytalk_single_turn.py's preprocessing, train_sft.py's fine-tuning, inference.py's three greedy stages from speech or units", commands: { preprocess: USDM_PREPROCESS, 'extend-vocab': USDM_EXTEND_VOCAB, sft: USDM_SFT, infer: USDM_INFER } },
   semeval: { summary: "SemEval-2024 Task 3: the seed's embedding classifier and the Subtask 2 submission file", commands: { train: SEMEVAL_TRAIN, predict: SEMEVAL_PREDICT } },
 };
 

@@ -323,3 +323,47 @@ export const USDM_SFT: Command = {
     out(`${trainSet.length} training and ${testSet.length} evaluation examples, ${result.globalStep} steps, train_loss ${result.trainingLoss.toFixed(6)}; ${lora ? 'adapter' : 'model'} in ${outDir}`);
   },
 };
+
+export const USDM_EXTEND_VOCAB: Command = {
+  summary: "USDM's src/train_pt.py vocabulary step: a Mistral-family model and tokenizer extended with <|continue|>, <|correspond|>, the <|unitN|> tokens and <pad>, the new rows drawn as the original",
+  flags: {
+    model_name_or_path: { kind: 'string', help: 'the base model folder (or a repo id read through the hub cache)', default: 'mistralai/Mistral-7B-v0.1' },
+    model_cache_dir: { kind: 'string', help: 'the Hugging Face cache folder for a repo id' },
+    num_unit_tokens: { kind: 'number', help: 'speech unit tokens (<|unit0|> …)', default: '10000' },
+    output_dir: { kind: 'string', help: 'the extended model folder (config.json, model.safetensors, tokenizer files)' },
+    seed: { kind: 'number', help: 'random seed (the new rows are drawn)', default: '42' },
+  },
+  async run(v, _pos, out) {
+    const outDir = outputFolder(need(v, 'output_dir'), '--output_dir', false);
+    const n = num(v, 'num_unit_tokens')!;
+    if (!Number.isInteger(n) || n < 1) throw new UsageError('--num_unit_tokens must be a positive integer');
+    const cacheDir = str(v, 'model_cache_dir');
+    const dir = await et.hub.resolvePretrainedPath(str(v, 'model_name_or_path')!, cacheDir ? { cacheDir } : {});
+    const tok = await et.data.Tokenizer.fromFile(dir);
+    et.manualSeed(num(v, 'seed')!);
+    const llm = await et.nn.LlamaForCausalLM.fromPretrained(dir);
+    const v0 = llm.config.vocab_size;
+    // train_pt.py resizes to len(tokenizer): with the two of one size (Mistral's 32 000), the new tokens are the new rows
+    if (tok.getVocabSize() !== v0) throw new et.EmotorchError(`the tokenizer of '${dir}' has ${tok.getVocabSize()} tokens and the model ${v0} rows: the new tokens would not be the new rows (train_pt.py resizes the model to the tokenizer)`, 'ERR_FORMAT');
+    // train_pt.py: add_special_tokens for <|continue|>, <|correspond|> and each unit, then <pad> when there is no pad token
+    tok.addSpecialTokens(['<|continue|>', '<|correspond|>', ...Array.from({ length: n }, (_, i) => `<|unit${i}|>`)]);
+    const addPad = tok.padTokenId === undefined;
+    if (addPad) tok.addSpecialTokens(['<pad>']);
+    const V = tok.getVocabSize(), added = V - v0;
+    // resize_token_embeddings(len(tokenizer)), the new rows of the embeddings and then of the head drawn from N(0, initializer_range)
+    const std = llm.config.initializer_range, h = llm.config.hidden_size;
+    const embed = et.randn([added, h]).mul(std);
+    const lmHead = llm.config.tie_word_embeddings ? undefined : et.randn([added, h]).mul(std);
+    const bigger = added > 0 ? await llm.resizeTokenEmbeddings(V, { rows: { embed, lmHead } }) : llm;
+    fs.mkdirSync(outDir, { recursive: true });
+    await bigger.save(path.join(outDir, 'model.safetensors'));
+    const cfg = JSON.parse(readTextFile(path.join(dir, 'config.json'), 'the model config'));
+    const padId = tok.padTokenId ?? tok.tokenToId('<pad>');
+    writeTextFile(path.join(outDir, 'config.json'), JSON.stringify({ ...cfg, vocab_size: V, pad_token_id: padId, end_token_id: tok.eosTokenId ?? cfg.eos_token_id }, null, 2), '--output_dir');
+    writeTextFile(path.join(outDir, 'tokenizer.json'), JSON.stringify(tok.toJSON()), '--output_dir');
+    const tcFile = path.join(dir, 'tokenizer_config.json');
+    const tc = fs.existsSync(tcFile) ? JSON.parse(readTextFile(tcFile, 'the tokenizer config')) : {};
+    writeTextFile(path.join(outDir, 'tokenizer_config.json'), JSON.stringify({ ...tc, ...(addPad ? { pad_token: '<pad>' } : {}) }, null, 2), '--output_dir');
+    out(`${added} tokens added (${n} units${addPad ? ', <pad>' : ''}): vocabulary ${v0} -> ${V}; written to ${outDir}`);
+  },
+};

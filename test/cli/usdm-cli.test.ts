@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, tmpdir } from '../helpers';
+import { FIXTURES, maxAbsDiff, tmpdir } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const run = (args: string[]) => {
@@ -191,6 +191,43 @@ describe('emotorch usdm infer', () => {
     const bad = run([...line.slice(0, 11), gap, ...line.slice(12)]);
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/ERR_FORMAT: --test_metadata_path '.*gap\.txt': dialogue d1 has turns 0, 2, not 0 to 1/);
+  }, 300_000);
+
+  it("usdm extend-vocab is train_pt.py's vocabulary step: <|continue|>, <|correspond|>, the units and <pad> added, the new rows drawn from N(0, initializer_range), the old ones kept", async () => {
+    const dir = tmpdir();
+    // a LLaMA-family base whose tokenizer and embedding table have one size (as Mistral's 32 000)
+    const base = path.join(dir, 'base');
+    fs.mkdirSync(base);
+    const full = await et.nn.LlamaForCausalLM.fromPretrained(path.join(FIXTURES, 'salmonn', 'llm'));
+    const small = await full.resizeTokenEmbeddings(1500);
+    await small.save(path.join(base, 'model.safetensors'));
+    fs.writeFileSync(path.join(base, 'config.json'), JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'llm', 'config.json'), 'utf8')), vocab_size: 1500 }));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(FIXTURES, 'tokenizers', 'llama', f), path.join(base, f));
+    const ext = path.join(dir, 'ext');
+    const r = run(['usdm', 'extend-vocab', '--model_name_or_path', base, '--num_unit_tokens', '57', '--output_dir', ext, '--seed', '3']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/60 tokens added \(57 units, <pad>\): vocabulary 1500 -> 1560/);
+    const tok = await et.data.Tokenizer.fromFile(ext);
+    expect([tok.tokenToId('<|continue|>'), tok.tokenToId('<|correspond|>'), tok.tokenToId('<|unit0|>'), tok.tokenToId('<|unit56|>'), tok.tokenToId('<pad>')]).toEqual([1500, 1501, 1502, 1558, 1559]);
+    expect(await tok.encode('<|unit3|><|correspond|>', { addSpecialTokens: false })).toEqual([1505, 1501]);
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(ext);
+    expect(m.config.vocab_size).toBe(1560);
+    const w = (mod: et.nn.Module, n: string) => new Map(mod.namedParameters()).get(n)!;
+    for (const n of ['model.embed_tokens.weight', 'lm_head.weight']) {
+      expect(maxAbsDiff(w(m, n).slice(0, 0, 1500), w(small, n))).toBe(0);
+      const fresh = w(m, n).slice(0, 1500, 1560);
+      const std = fresh.std().item();
+      expect(std, n).toBeGreaterThan(0.07);   // initializer_range 0.1 over 60 × 48 draws
+      expect(std, n).toBeLessThan(0.13);
+    }
+    expect(JSON.parse(fs.readFileSync(path.join(ext, 'config.json'), 'utf8'))).toMatchObject({ vocab_size: 1560, pad_token_id: 1559 });
+    // the extended folder is a USDM model: its unit ids are read from the tokenizer
+    const usdm = await et.systems.Usdm.fromPretrained(ext, { tokenIds: { unit0: 1502, numUnits: 57, continue: 1500, correspond: 1501, pad: 1559, newline: 13, space: 28, bos: 1 } });
+    const { logits } = await et.noGrad(() => usdm.forward({ inputIds: et.tensor([[1, 1505, 1501, 40]], { dtype: 'int64' }) }));
+    expect(logits.shape).toEqual([1, 4, 1560]);
+    const mismatch = run(['usdm', 'extend-vocab', '--model_name_or_path', path.join(FIXTURES, 'salmonn', 'llm'), '--num_unit_tokens', '4', '--output_dir', path.join(dir, 'x')]);
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.err).toMatch(/ERR_FORMAT: the tokenizer of .* has 1500 tokens and the model 1501 rows/);
   }, 300_000);
 });
 
