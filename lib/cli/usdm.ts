@@ -265,64 +265,77 @@ export const USDM_SFT: Command = {
   },
   async run(v, _pos, out) {
     const outDir = outputFolder(need(v, 'output_dir'), '--output_dir', false);
-    const cacheDir = str(v, 'model_cache_dir');
-    const dir = await et.hub.resolvePretrainedPath(str(v, 'model_name_or_path')!, cacheDir ? { cacheDir } : {});
-    const train = await usdmLines(need(v, 'data_path_train') as unknown as string[], '--data_path_train');
-    const test = await usdmLines(need(v, 'data_path_test') as unknown as string[], '--data_path_test');
-    const int = (k: string, min: number) => {
-      const x = num(v, k)!;
-      if (!Number.isInteger(x) || x < min) throw new UsageError(`--${k} must be an integer ≥ ${min}`);
-      return x;
-    };
-    const seed = int('seed', 0);
-    const tok = await et.data.Tokenizer.fromFile(dir);
-    const ids = await tokenIds(tok);
-    et.manualSeed(seed);   // train_sft.py's set_seed, before the model (LoRA's A matrices are drawn)
-    const lora = v.lora === true ? { r: int('lora_r', 1), alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout')!, targetModules: ['q_proj', 'v_proj'] } : false;
-    const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids, lora });
-    // datasets' shuffle(seed): the order here comes from a seeded shuffle of our own
-    let st = seed >>> 0;
-    const rand = () => { st = (st + 0x6d2b79f5) >>> 0; let r = Math.imul(st ^ (st >>> 15), st | 1); r ^= r + Math.imul(r ^ (r >>> 7), r | 61); return ((r ^ (r >>> 14)) >>> 0) / 4294967296; };
-    const shuffled = <T>(xs: T[]) => { const a = [...xs]; for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [a[i], a[j]] = [a[j], a[i]]; } return a; };
-    const trainSet = shuffled(train), testSet = shuffled(test);
-    const strategy = (k: string) => {
-      const s = str(v, k)!;
-      if (!['no', 'steps', 'epoch'].includes(s)) throw new UsageError(`--${k} takes no, steps or epoch, not '${s}'`);
-      return s as 'no' | 'steps' | 'epoch';
-    };
-    let resume: string | null = null;
-    if (v.resume === true) {
-      const steps = fs.existsSync(outDir) ? fs.readdirSync(outDir).flatMap((d) => (/^checkpoint-\d+$/.test(d) ? [Number(d.slice(11))] : [])) : [];
-      if (steps.length) resume = path.join(outDir, `checkpoint-${Math.max(...steps)}`);
-      else process.stderr.write(`emotorch usdm sft: --resume: there are no checkpoints in ${outDir}: training from the start\n`);
+    // under npx emotorch-run (accelerate launch's place): data-parallel over its ranks, rank 0 writing
+    const ddp = Number(process.env.WORLD_SIZE ?? '1') > 1;
+    if (ddp) await et.distributed.init();
+    try {
+      await usdmSft(v, outDir, ddp && et.distributed.rank() !== 0 ? () => {} : out);
+    } finally {
+      if (ddp) await et.distributed.destroy();
     }
-    const trainer = new et.train.Trainer({
-      model: usdm, trainDataset: { length: trainSet.length, get: (i) => trainSet[i] }, evalDataset: { length: testSet.length, get: (i) => testSet[i] },
-      dataCollator: (items) => usdm.collate(items as Array<{ ids: number[]; labels: number[] }>),
-      args: {
-        output_dir: outputFolder(outDir, '--output_dir'), learning_rate: num(v, 'learning_rate'), per_device_train_batch_size: int('train_batch_size', 1), per_device_eval_batch_size: int('eval_batch_size', 1),
-        gradient_accumulation_steps: int('gradient_accumulation_steps', 1), lr_scheduler_type: str(v, 'lr_scheduler_type') as never, warmup_ratio: num(v, 'warmup_ratio'),
-        num_train_epochs: num(v, 'num_train_epochs'), max_steps: int('max_steps', -1), logging_steps: int('logging_steps', 1), seed,
-        eval_strategy: strategy('evaluation_strategy'), eval_steps: int('eval_steps', 1), save_strategy: strategy('save_strategy'), save_steps: int('save_steps', 1),
-        save_total_limit: int('save_total_limit', 1), load_best_model_at_end: v.load_best_model_at_end === true,
-        ...(v.load_best_model_at_end === true ? { metric_for_best_model: 'loss' } : {}),
-        // train_sft.py's fixed settings: gradient checkpointing, bfloat16, AdamW betas 0.9 / 0.95, weight decay 0.01
-        gradient_checkpointing: true, bf16: true, adam_beta1: 0.9, adam_beta2: 0.95, weight_decay: 0.01, report_to: [], resume_from_checkpoint: resume,
-      },
-    });
-    trainer.on('log', (r) => out(JSON.stringify(r)));
-    const result = await trainer.train();
-    // the fine-tuned model as a folder `usdm infer --model` loads (LoRA: a peft adapter on the base)
-    if (lora) await et.nn.saveLoraAdapter(usdm.llm, outDir, { baseModel: path.resolve(dir) });
-    else {
-      await usdm.llm.save(path.join(outDir, 'model.safetensors'));
-      for (const f of fs.readdirSync(dir)) {
-        if (/^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map)\.json$|^tokenizer\.model$/.test(f)) fs.copyFileSync(path.join(dir, f), path.join(outDir, f));
-      }
-    }
-    out(`${trainSet.length} training and ${testSet.length} evaluation examples, ${result.globalStep} steps, train_loss ${result.trainingLoss.toFixed(6)}; ${lora ? 'adapter' : 'model'} in ${outDir}`);
   },
 };
+
+/** `usdm sft`'s work on one rank (`out` silent on all but the first). */
+async function usdmSft(v: Values, outDir: string, out: (line: string) => void): Promise<void> {
+  const cacheDir = str(v, 'model_cache_dir');
+  const dir = await et.hub.resolvePretrainedPath(str(v, 'model_name_or_path')!, cacheDir ? { cacheDir } : {});
+  const train = await usdmLines(need(v, 'data_path_train') as unknown as string[], '--data_path_train');
+  const test = await usdmLines(need(v, 'data_path_test') as unknown as string[], '--data_path_test');
+  const int = (k: string, min: number) => {
+    const x = num(v, k)!;
+    if (!Number.isInteger(x) || x < min) throw new UsageError(`--${k} must be an integer ≥ ${min}`);
+    return x;
+  };
+  const seed = int('seed', 0);
+  const tok = await et.data.Tokenizer.fromFile(dir);
+  const ids = await tokenIds(tok);
+  et.manualSeed(seed);   // train_sft.py's set_seed, before the model (LoRA's A matrices are drawn)
+  const lora = v.lora === true ? { r: int('lora_r', 1), alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout')!, targetModules: ['q_proj', 'v_proj'] } : false;
+  const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids, lora });
+  // datasets' shuffle(seed): the order here comes from a seeded shuffle of our own
+  let st = seed >>> 0;
+  const rand = () => { st = (st + 0x6d2b79f5) >>> 0; let r = Math.imul(st ^ (st >>> 15), st | 1); r ^= r + Math.imul(r ^ (r >>> 7), r | 61); return ((r ^ (r >>> 14)) >>> 0) / 4294967296; };
+  const shuffled = <T>(xs: T[]) => { const a = [...xs]; for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [a[i], a[j]] = [a[j], a[i]]; } return a; };
+  const trainSet = shuffled(train), testSet = shuffled(test);
+  const strategy = (k: string) => {
+    const s = str(v, k)!;
+    if (!['no', 'steps', 'epoch'].includes(s)) throw new UsageError(`--${k} takes no, steps or epoch, not '${s}'`);
+    return s as 'no' | 'steps' | 'epoch';
+  };
+  let resume: string | null = null;
+  if (v.resume === true) {
+    const steps = fs.existsSync(outDir) ? fs.readdirSync(outDir).flatMap((d) => (/^checkpoint-\d+$/.test(d) ? [Number(d.slice(11))] : [])) : [];
+    if (steps.length) resume = path.join(outDir, `checkpoint-${Math.max(...steps)}`);
+    else process.stderr.write(`emotorch usdm sft: --resume: there are no checkpoints in ${outDir}: training from the start\n`);
+  }
+  const trainer = new et.train.Trainer({
+    model: usdm, trainDataset: { length: trainSet.length, get: (i) => trainSet[i] }, evalDataset: { length: testSet.length, get: (i) => testSet[i] },
+    dataCollator: (items) => usdm.collate(items as Array<{ ids: number[]; labels: number[] }>),
+    args: {
+      output_dir: outputFolder(outDir, '--output_dir'), learning_rate: num(v, 'learning_rate'), per_device_train_batch_size: int('train_batch_size', 1), per_device_eval_batch_size: int('eval_batch_size', 1),
+      gradient_accumulation_steps: int('gradient_accumulation_steps', 1), lr_scheduler_type: str(v, 'lr_scheduler_type') as never, warmup_ratio: num(v, 'warmup_ratio'),
+      num_train_epochs: num(v, 'num_train_epochs'), max_steps: int('max_steps', -1), logging_steps: int('logging_steps', 1), seed,
+      eval_strategy: strategy('evaluation_strategy'), eval_steps: int('eval_steps', 1), save_strategy: strategy('save_strategy'), save_steps: int('save_steps', 1),
+      save_total_limit: int('save_total_limit', 1), load_best_model_at_end: v.load_best_model_at_end === true,
+      ...(v.load_best_model_at_end === true ? { metric_for_best_model: 'loss' } : {}),
+      // train_sft.py's fixed settings: gradient checkpointing, bfloat16, AdamW betas 0.9 / 0.95, weight decay 0.01
+      gradient_checkpointing: true, bf16: true, adam_beta1: 0.9, adam_beta2: 0.95, weight_decay: 0.01, report_to: [], resume_from_checkpoint: resume,
+    },
+  });
+  trainer.on('log', (r) => out(JSON.stringify(r)));
+  const result = await trainer.train();
+  // the fine-tuned model as a folder `usdm infer --model` loads (LoRA: a peft adapter on the base), by the first rank
+  if (et.distributed.isInitialized() && et.distributed.rank() !== 0) return;
+  if (lora) await et.nn.saveLoraAdapter(usdm.llm, outDir, { baseModel: path.resolve(dir) });
+  else {
+    await usdm.llm.save(path.join(outDir, 'model.safetensors'));
+    for (const f of fs.readdirSync(dir)) {
+      if (/^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map)\.json$|^tokenizer\.model$/.test(f)) fs.copyFileSync(path.join(dir, f), path.join(outDir, f));
+    }
+  }
+  out(`${trainSet.length} training and ${testSet.length} evaluation examples, ${result.globalStep} steps, train_loss ${result.trainingLoss.toFixed(6)}${et.distributed.isInitialized() ? ` (${et.distributed.worldSize()} ranks)` : ''}; ${lora ? 'adapter' : 'model'} in ${outDir}`);
+}
 
 export const USDM_EXTEND_VOCAB: Command = {
   summary: "USDM's src/train_pt.py vocabulary step: a Mistral-family model and tokenizer extended with <|continue|>, <|correspond|>, the <|unitN|> tokens and <pad>, the new rows drawn as the original",

@@ -229,5 +229,22 @@ describe('emotorch usdm infer', () => {
     expect(mismatch.code).toBe(1);
     expect(mismatch.err).toMatch(/ERR_FORMAT: the tokenizer of .* has 1500 tokens and the model 1501 rows/);
   }, 300_000);
+
+  it('usdm sft under npx emotorch-run (accelerate launch\'s place) trains data-parallel on 2 ranks, the first writing the model', () => {
+    const dir = tmpdir();
+    const model = path.join(dir, 'USTM');
+    fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
+    toyTokenizer(path.join(model, 'tokenizer.json'));
+    const data = path.join(FIXTURES, 'usdm_dailytalk', 'expected');
+    const out = path.join(dir, 'sft');
+    const r = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'cli', 'run.js'), '--nproc-per-node', '2', CLI, 'usdm', 'sft', '--output_dir', out,
+      '--data_path_train', path.join(data, 'train.txt'), '--data_path_test', path.join(data, 'test.txt'), '--model_name_or_path', model,
+      '--train_batch_size', '1', '--gradient_accumulation_steps', '1', '--max_steps', '2', '--save_strategy', 'no', '--evaluation_strategy', 'no', '--logging_steps', '1'],
+    { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
+    expect(r.status, r.stderr).toBe(0);
+    // one summary (rank 0's), saying the ranks
+    expect(r.stdout.match(/training and \d+ evaluation examples, 2 steps, train_loss [\d.]+ \(2 ranks\)/g)?.length).toBe(1);
+    expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
+  }, 300_000);
 });
 
