@@ -3,6 +3,7 @@
  * greedy stages: user transcript, agent text, agent units), on local files. emotorch has no
  * Voicebox / BigVGAN speech decoder, so the agent's units are written instead of a wav.
  */
+import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
@@ -137,7 +138,7 @@ export const USDM_PREPROCESS: Command = {
     model_cache_dir: { kind: 'string', help: "the Hugging Face cache folder for a repo id (and where xlsr2_1b_v2.pt / kmeans_10k.npy may lie)" },
     train_metadata_path: { kind: 'string', help: "the training split's metadata (DailyTalk's train_phone.txt renamed)", default: '../../dataset/fine-tuning/dailytalk/raw/train.txt' },
     test_metadata_path: { kind: 'string', help: "the test split's metadata (val_phone.txt renamed)", default: '../../dataset/fine-tuning/dailytalk/raw/test.txt' },
-    output_path: { kind: 'string', help: 'where train.txt and test.txt go (units are cached under units/ there: a run resumes)', default: '../../dataset/fine-tuning/dailytalk/preprocessed' },
+    output_path: { kind: 'string', help: 'where train.txt and test.txt go (units are cached under units/<extractor>/ there: a run resumes)', default: '../../dataset/fine-tuning/dailytalk/preprocessed' },
     data_dir: { kind: 'string', help: "DailyTalk's data/ folder: <data_dir>/<dialogue>/<turn>_<speaker>_d<dialogue>.wav" },
     xlsr: { kind: 'string', help: "the unit extractor's encoder: xlsr2_1b_v2.pt (fairseq2) or an HF Wav2Vec2 folder" },
     kmeans: { kind: 'string', help: 'the k-means centroids (kmeans_10k.npy)' },
@@ -165,7 +166,9 @@ export const USDM_PREPROCESS: Command = {
       const why = et.io.notAFile(wavOf(t));
       if (why) throw new et.EmotorchError(`the audio of ${t.id} '${wavOf(t)}' ${why} (DailyTalk keeps <data_dir>/<dialogue>/<turn>_<speaker>_d<dialogue>.wav)`, 'ERR_IO');
     }
-    const unitDir = path.join(outDir, 'units');
+    // cached per extractor (its files and layer): a run with another one does not take stale units
+    const extractorKey = createHash('sha1').update(JSON.stringify([str(v, 'xlsr') ?? null, str(v, 'kmeans') ?? null, cacheDir ?? null, num(v, 'layer')])).digest('hex').slice(0, 12);
+    const unitDir = path.join(outDir, 'units', extractorKey);
     fs.mkdirSync(unitDir, { recursive: true });
     const cached = (t: DailyTalkTurn) => path.join(unitDir, `${t.id}.txt`);
     const todo = turns.filter((t) => !fs.existsSync(cached(t)));
