@@ -94,6 +94,25 @@ export const USDM_INFER: Command = {
   },
 };
 
+/** A shuffle seeded once (mulberry32 draws, Fisher–Yates): the same seed, the same orders. Returns shuffled copies. */
+function seededShuffle(seed: number): <T>(xs: readonly T[]) => T[] {
+  let st = seed >>> 0;
+  const rand = () => {
+    st = (st + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(st ^ (st >>> 15), st | 1);
+    r ^= r + Math.imul(r ^ (r >>> 7), r | 61);
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+  return <T>(xs: readonly T[]) => {
+    const a = [...xs];
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
+  };
+}
+
 /** The longest example dailytalk_single_turn.py keeps, in tokens (its MAX_LENGTH). */
 const DAILYTALK_MAX_LENGTH = 8192;
 
@@ -207,10 +226,8 @@ export const USDM_PREPROCESS: Command = {
       }
       return outLines;
     };
-    // a seeded shuffle (mulberry32 + Fisher–Yates) where the original shuffles unseeded
-    let st = seed >>> 0;
-    const rand = () => { st = (st + 0x6d2b79f5) >>> 0; let r = Math.imul(st ^ (st >>> 15), st | 1); r ^= r + Math.imul(r ^ (r >>> 7), r | 61); return ((r ^ (r >>> 14)) >>> 0) / 4294967296; };
-    const shuffle = (xs: string[]) => { for (let i = xs.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [xs[i], xs[j]] = [xs[j], xs[i]]; } return xs; };
+    // a seeded shuffle where the original shuffles unseeded
+    const shuffle = seededShuffle(seed);
     const trainLines = shuffle(await lines(train.dialogues)), testLines = shuffle(await lines(test.dialogues));
     writeTextFile(path.join(outDir, 'train.txt'), trainLines.join('\n'), '--output_path');
     writeTextFile(path.join(outDir, 'test.txt'), testLines.join('\n'), '--output_path');
@@ -297,10 +314,8 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
   const lora = v.lora === true ? { r: int('lora_r', 1), alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout')!, targetModules: ['q_proj', 'v_proj'] } : false;
   const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids, lora });
   // datasets' shuffle(seed): the order here comes from a seeded shuffle of our own
-  let st = seed >>> 0;
-  const rand = () => { st = (st + 0x6d2b79f5) >>> 0; let r = Math.imul(st ^ (st >>> 15), st | 1); r ^= r + Math.imul(r ^ (r >>> 7), r | 61); return ((r ^ (r >>> 14)) >>> 0) / 4294967296; };
-  const shuffled = <T>(xs: T[]) => { const a = [...xs]; for (let i = a.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [a[i], a[j]] = [a[j], a[i]]; } return a; };
-  const trainSet = shuffled(train), testSet = shuffled(test);
+  const shuffle = seededShuffle(seed);
+  const trainSet = shuffle(train), testSet = shuffle(test);
   const strategy = (k: string) => {
     const s = str(v, k)!;
     if (!['no', 'steps', 'epoch'].includes(s)) throw new UsageError(`--${k} takes no, steps or epoch, not '${s}'`);
