@@ -85,6 +85,47 @@ function breaches(rel: string, source: string): string[] {
   return out;
 }
 
+/** lib/ files that a file imports by relative path (type imports included), resolved. */
+function importsOf(rel: string, source: string): string[] {
+  return ts.preProcessFile(source, true, true).importedFiles.map((i) => i.fileName)
+    .filter((spec) => spec.startsWith('./') || spec.startsWith('../'))
+    .map((spec) => resolve(rel, spec)).filter((t): t is string => t !== null && t !== rel);
+}
+
+/** The import circles of a graph (file → the files it imports): each circle's files, sorted (Tarjan's strongly connected components). */
+function circles(graph: Map<string, string[]>): string[][] {
+  let next = 0;
+  const index = new Map<string, number>(), low = new Map<string, number>(), stack: string[] = [], onStack = new Set<string>(), out: string[][] = [];
+  const visit = (v: string): void => {
+    index.set(v, next); low.set(v, next); next++;
+    stack.push(v); onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!index.has(w)) { visit(w); low.set(v, Math.min(low.get(v)!, low.get(w)!)); }
+      else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) === index.get(v)) {
+      const scc: string[] = [];
+      let w: string;
+      do { w = stack.pop()!; onStack.delete(w); scc.push(w); } while (w !== v);
+      if (scc.length > 1) out.push(scc.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return out;
+}
+
+describe('architecture: no import circles', () => {
+  it('the check finds a circle through three files, and not a file that only points into it', () => {
+    expect(circles(new Map([['a.ts', ['b.ts']], ['b.ts', ['c.ts']], ['c.ts', ['a.ts']], ['d.ts', ['a.ts']]]))).toEqual([['a.ts', 'b.ts', 'c.ts']]);
+    expect(circles(new Map([['data.ts', []], ['model.ts', ['data.ts']], ['recipe.ts', ['model.ts', 'data.ts']]]))).toEqual([]);
+  });
+
+  it("no files of lib/ import each other, directly or through others, type imports included (a system's folder reads data → model → recipe)", () => {
+    const graph = new Map(libFiles().map((rel) => [rel, importsOf(rel, fs.readFileSync(path.join(LIB, rel), 'utf8'))] as [string, string[]]));
+    expect(circles(graph)).toEqual([]);
+  });
+});
+
 describe('architecture: imports', () => {
   it('the rule catches an upward import, a dynamic import, a require and a raw binding import', () => {
     const src = [

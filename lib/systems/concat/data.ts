@@ -8,7 +8,6 @@ import { EmotorchError, checkInt, checkOptionNames, invalid, renameDeprecated, w
 import { loadSafetensors, saveSafetensors } from '../../io/safetensors';
 import type { EcfItem } from '../../data/datasets/ecf';
 import type { Device } from '../../device';
-import type { ConcatFusionInputs } from './model';
 
 /** Options of {@link ConcatFusionClassifier.collate}. */
 export interface ConcatCollateOptions {
@@ -164,4 +163,38 @@ export async function embedUtterances(
   }
   await saveSafetensors(opts.cacheFile, save);
   return out;
+}
+
+/** Named inputs of `ConcatFusionClassifier.forward` (what its `collate` builds). */
+export interface ConcatFusionInputs {
+  /**
+   * (batch, Σd) concatenated embeddings, one utterance per row; with `context`, (conversations,
+   * utterances, Σd). Or give `embeddings` per modality (without context).
+   */
+  features?: Tensor;
+  /** modality → (batch, d) embeddings, concatenated in the config's order. */
+  embeddings?: Record<string, Tensor>;
+  /** With context: (conversations, utterances) 1 = utterance, 0 = padding. */
+  utteranceAttentionMask?: Tensor;
+  /**
+   * With context: the same as `utteranceAttentionMask`.
+   * @deprecated use `utteranceAttentionMask` (1 = utterance); accepted until the next release.
+   */
+  utteranceMask?: Tensor;
+  /** With context: (conversations, utterances) speaker ids. */
+  speakerIds?: Tensor;
+  /**
+   * With `textEncoder`: (batch, length) token ids and their `attentionMask`; `features` /
+   * `embeddings` then hold only the other modalities.
+   */
+  inputIds?: Tensor;
+  attentionMask?: Tensor;
+  /**
+   * With `audioEncoder`: (batch, samples) 16 kHz waveforms, zero-padded, and their
+   * `audioAttentionMask` (1 = real sample; without it every sample counts).
+   */
+  inputValues?: Tensor;
+  audioAttentionMask?: Tensor;
+  /** int64 class ids, one per utterance (with context: flattened conversations × utterances); −100 is ignored. */
+  labels?: Tensor | null;
 }

@@ -21,7 +21,8 @@ import { crossEntropy } from '../../functional';
 import { groupEcfConversations } from '../../data/datasets/ecf';
 import type { EcfItem } from '../../data/datasets/ecf';
 import type { Device } from '../../device';
-import { ConcatCollateOptions, concatCollate, concatCollateConversations } from './data';
+import { ConcatCollateOptions, ConcatFusionInputs, concatCollate, concatCollateConversations } from './data';
+export type { ConcatFusionInputs } from './data';
 
 /**
  * Dialogue context (beyond the seed, which scores utterances one by one): the concatenated
@@ -141,39 +142,6 @@ export type ConcatFusionConfigInput = ConcatFusionConfig & {
 const CONFIG_RENAMES = { num_labels: 'numLabels' } as const;
 const INPUT_RENAMES = { utteranceMask: 'utteranceAttentionMask' } as const;
 
-/** Named inputs of `ConcatFusionClassifier.forward` (what its `collate` builds). */
-export interface ConcatFusionInputs {
-  /**
-   * (batch, Σd) concatenated embeddings, one utterance per row; with `context`, (conversations,
-   * utterances, Σd). Or give `embeddings` per modality (without context).
-   */
-  features?: Tensor;
-  /** modality → (batch, d) embeddings, concatenated in the config's order. */
-  embeddings?: Record<string, Tensor>;
-  /** With context: (conversations, utterances) 1 = utterance, 0 = padding. */
-  utteranceAttentionMask?: Tensor;
-  /**
-   * With context: the same as `utteranceAttentionMask`.
-   * @deprecated use `utteranceAttentionMask` (1 = utterance); accepted until the next release.
-   */
-  utteranceMask?: Tensor;
-  /** With context: (conversations, utterances) speaker ids. */
-  speakerIds?: Tensor;
-  /**
-   * With `textEncoder`: (batch, length) token ids and their `attentionMask`; `features` /
-   * `embeddings` then hold only the other modalities.
-   */
-  inputIds?: Tensor;
-  attentionMask?: Tensor;
-  /**
-   * With `audioEncoder`: (batch, samples) 16 kHz waveforms, zero-padded, and their
-   * `audioAttentionMask` (1 = real sample; without it every sample counts).
-   */
-  inputValues?: Tensor;
-  audioAttentionMask?: Tensor;
-  /** int64 class ids, one per utterance (with context: flattened conversations × utterances); −100 is ignored. */
-  labels?: Tensor | null;
-}
 
 /**
  * One linear layer over concatenated per-utterance embeddings (parameter `classifier.weight`).

@@ -1,7 +1,6 @@
 /** SALMONN's batches: items gathered into the batch {@link Salmonn.forward} takes. */
 import type { Tensor } from '../../tensor';
 import { invalid } from '../../errors';
-import type { SalmonnBatch } from './model';
 import { emotionTimelineSvg } from '../../train/plots';
 import { parseEmotionSequence } from '../../metrics/text';
 
@@ -37,4 +36,18 @@ export function salmonnTrajectorySvg(trajectory: string | readonly string[], opt
     invalid('an answer with a 情绪序列: a -> b line, or a non-empty list of emotion names', 'trajectory', trajectory);
   }
   return emotionTimelineSvg(emotions.map((e) => e.trim()), opts.title ?? 'emotional trajectory');
+}
+
+/** A batch as `forward` takes it (what the SALMONN dataset's items give, gathered). */
+export interface SalmonnBatch {
+  /** Mono 16 kHz waveforms, one per item. */
+  audio: Array<Float32Array | Tensor>;
+  /** Full prompts containing `<SpeechHere>` (the dataset's `prompt`); or give `instruction`. */
+  prompt?: string[];
+  /** Instructions: each becomes `prompt_template.format('<Speech><SpeechHere></Speech> ' + instruction)`. */
+  instruction?: string[];
+  /** Answers (`end_sym` is appended). Without targets, forward gives logits only. */
+  target?: string[];
+  /** Label tokens of the whole accumulated step: the loss is then their sum divided by it (HF's num_items_in_batch). */
+  numItemsInBatch?: number;
 }

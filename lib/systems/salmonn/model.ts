@@ -28,7 +28,8 @@ import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid, rename
 import { whisperLogMel, kaldiFbank } from '../../audio/features';
 import { Tokenizer } from '../../data/tokenizer';
 import { saveSafetensors } from '../../io/safetensors';
-import { SalmonnCollateItem, salmonnCollate } from './data';
+import { SalmonnBatch, SalmonnCollateItem, salmonnCollate } from './data';
+export type { SalmonnBatch } from './data';
 
 const SR = 16000;
 const CHUNK = 30 * SR;
@@ -129,19 +130,6 @@ function resolveSalmonnConfig(input: SalmonnConfigInput): SalmonnConfig {
   return r;
 }
 
-/** A batch as `forward` takes it (what the SALMONN dataset's items give, gathered). */
-export interface SalmonnBatch {
-  /** Mono 16 kHz waveforms, one per item. */
-  audio: Array<Float32Array | Tensor>;
-  /** Full prompts containing `<SpeechHere>` (the dataset's `prompt`); or give `instruction`. */
-  prompt?: string[];
-  /** Instructions: each becomes `prompt_template.format('<Speech><SpeechHere></Speech> ' + instruction)`. */
-  instruction?: string[];
-  /** Answers (`end_sym` is appended). Without targets, forward gives logits only. */
-  target?: string[];
-  /** Label tokens of the whole accumulated step: the loss is then their sum divided by it (HF's num_items_in_batch). */
-  numItemsInBatch?: number;
-}
 
 /** Named outputs of `Salmonn.forward`: the loss and the LLM's logits. */
 export interface SalmonnOutputs {

@@ -1,9 +1,8 @@
 /** SPECTRA's batches: the original's DataCollatorForDownstream over SpectraDataset items. */
-import { tensor } from '../../tensor';
+import { Tensor, tensor } from '../../tensor';
 import { checkInt, invalid, checkOptionNames } from '../../errors';
 import type { SpectraItem } from '../../data/datasets/spectra';
 import type { Device } from '../../device';
-import type { SpectraInputs } from './model';
 
 /** Options of `Spectra.collate`. */
 export interface SpectraCollateOptions {
@@ -83,4 +82,20 @@ export function spectraCollate(items: SpectraItem[], opts: SpectraCollateOptions
     tokenTypeIds: withTurns ? tensor(tt, { shape: [B, T], dtype: 'int64', device }) : null,
     labels: tensor(Float64Array.from(labels), { dtype: regression ? 'float32' : 'int64', device }),
   };
+}
+
+/** The collated batch {@link Spectra.collate} makes and {@link Spectra.forward} takes. */
+export interface SpectraInputs {
+  /** (clips, samples) float waveforms at 16 kHz: one clip per sample, or two (history, then current). */
+  inputValues: Tensor;
+  /** (clips, samples): 1 = real sample, 0 = padding. */
+  audioAttentionMask: Tensor;
+  /** (batch, length) RoBERTa token ids: history tokens, then the current turn without its `<s>`. */
+  inputIds: Tensor;
+  /** (batch, length): 1 = token, 0 = padding. */
+  attentionMask: Tensor;
+  /** (batch, length) turn ids: 0 history, 1 current (RoBERTa token types); optional. */
+  tokenTypeIds?: Tensor | null;
+  /** (batch) float targets (1 output) or int64 classes. */
+  labels?: Tensor | null;
 }

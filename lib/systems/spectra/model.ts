@@ -18,9 +18,8 @@ import { readJsonObjectSync } from '../../io/file';
 import { crossEntropy, l1Loss } from '../../functional';
 import { saveSafetensors } from '../../io/safetensors';
 import type { SpectraItem, SpectraTask } from '../../data/datasets/spectra';
-import type { Trainer, TrainOutput } from '../../train/trainer';
-import { SpectraCollateOptions, spectraCollate } from './data';
-import { SpectraFinetuneOptions, finetuneSpectra } from './recipe';
+import { SpectraCollateOptions, SpectraInputs, spectraCollate } from './data';
+export type { SpectraInputs } from './data';
 
 /** Output size per task (the original's main.py LABEL_NUM). */
 export const SPECTRA_LABEL_NUM: Record<SpectraTask, number> = { mosi: 1, mosei: 1, mintrec: 20, iemocap: 6 };
@@ -73,21 +72,6 @@ export type SpectraConfigInput = {
   extra_audio_frame?: boolean;
 };
 
-/** The collated batch {@link Spectra.collate} makes and {@link Spectra.forward} takes. */
-export interface SpectraInputs {
-  /** (clips, samples) float waveforms at 16 kHz: one clip per sample, or two (history, then current). */
-  inputValues: Tensor;
-  /** (clips, samples): 1 = real sample, 0 = padding. */
-  audioAttentionMask: Tensor;
-  /** (batch, length) RoBERTa token ids: history tokens, then the current turn without its `<s>`. */
-  inputIds: Tensor;
-  /** (batch, length): 1 = token, 0 = padding. */
-  attentionMask: Tensor;
-  /** (batch, length) turn ids: 0 history, 1 current (RoBERTa token types); optional. */
-  tokenTypeIds?: Tensor | null;
-  /** (batch) float targets (1 output) or int64 classes. */
-  labels?: Tensor | null;
-}
 
 /** Named outputs of `Spectra.forward`: logits, and the loss with labels. */
 export interface SpectraOutputs {
@@ -402,11 +386,6 @@ export class Spectra extends Module {
     if (!inputs.labels) return { logits };
     const loss = this.config.num_class === 1 ? l1Loss(logits, inputs.labels.to({ dtype: logits.dtype })) : crossEntropy(logits, inputs.labels.long());
     return { loss, logits };
-  }
-
-  /** The paper's fine-tuning recipe: see {@link finetuneSpectra}. */
-  static finetune(opts: SpectraFinetuneOptions): Promise<{ model: Spectra; trainer: Trainer<SpectraItem>; output: TrainOutput }> {
-    return finetuneSpectra(opts);
   }
 
   /**

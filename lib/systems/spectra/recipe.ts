@@ -120,3 +120,16 @@ export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ m
   const output = await trainer.train();
   return { model, trainer, output };
 }
+
+// `Spectra.finetune`: the recipe as a static of the model class. It is declared here, beside what it
+// runs, so that the folder reads data → model → recipe without a circle (model.ts never imports this).
+declare module './model' {
+  /** The statics of {@link Spectra} that its recipe adds: {@link Spectra.finetune}. */
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Spectra {
+    /** The paper's fine-tuning recipe: see {@link finetuneSpectra}. */
+    let finetune: typeof finetuneSpectra;
+  }
+}
+Spectra.finetune = finetuneSpectra;
+
