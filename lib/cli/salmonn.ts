@@ -108,7 +108,7 @@ export const SALMONN_INFER: Command = {
   summary: "SALMONN's cli_inference.py: load the model of a decode_config.yaml, then answer a wav and a prompt (or many, typed in turn)",
   flags: {
     'cfg-path': { kind: 'string', help: 'the original YAML (--cfg-path): model paths, model and generate blocks' },
-    device: { kind: 'string', help: "where the model runs (cli_inference.py's default cuda:0; the CPU when CUDA is absent)", default: 'cuda:0' },
+    device: { kind: 'string', help: "where the model runs: cpu, cuda or cuda:N (default, as cli_inference.py's cuda:0, CUDA when present, else the CPU)" },
     options: { kind: 'list', help: 'key=value settings merged over the YAML (model.ckpt=… generate.num_beams=1), as the original' },
     wav: { kind: 'string', help: 'answer this file and stop (with --prompt)' },
     prompt: { kind: 'string', help: 'the instruction for --wav' },
@@ -117,7 +117,7 @@ export const SALMONN_INFER: Command = {
     const cfg = str(v, 'cfg-path');
     if (!cfg) throw new UsageError('--cfg-path is required');
     if ((v.wav === undefined) !== (v.prompt === undefined)) throw new UsageError('--wav and --prompt go together');
-    const device = runDevice(str(v, 'device')!);
+    const device = runDevice(str(v, 'device'));
     const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
     if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
     const model = await et.systems.Salmonn.fromPretrained(options);
@@ -163,7 +163,8 @@ export const SALMONN_INFER: Command = {
  * (said on stderr when CUDA was asked for).
  * @throws UsageError for another device name
  */
-export function runDevice(given: string): 'cpu' | 'cuda' {
+export function runDevice(given: string | undefined): 'cpu' | 'cuda' {
+  if (given === undefined) return et.cuda.isAvailable() ? 'cuda' : 'cpu';   // the original's cuda:0, where there is one
   if (given === 'cpu') return 'cpu';
   if (!/^cuda(:\d+)?$/.test(given)) throw new UsageError(`--device takes cpu, cuda or cuda:N, not '${given}'`);
   if (et.cuda.isAvailable()) return 'cuda';

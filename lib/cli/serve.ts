@@ -570,7 +570,7 @@ export const SERVE: Command = {
   summary: 'an OpenAI-compatible chat server (POST /v1/chat/completions, streaming; a page at /) for SALMONN, InternVL2 or a LLaMA-family LLM',
   flags: {
     'cfg-path': { kind: 'string', help: "SALMONN: the original decode_config.yaml (as 'salmonn infer' and web_demo.py)" },
-    device: { kind: 'string', help: "where SALMONN runs (web_demo.py's --device, default cuda:0; the CPU when CUDA is absent); --model folders run on the CPU", default: 'cuda:0' },
+    device: { kind: 'string', help: "where SALMONN runs: cpu, cuda or cuda:N (web_demo.py's --device; default CUDA when present, else the CPU); --model folders run on the CPU" },
     options: { kind: 'list', help: "SALMONN: key=value settings merged over the YAML, as web_demo.py's --options" },
     model: { kind: 'string', help: 'an InternVL2 folder, or a LLaMA-family LLM folder with a chat template' },
     ckpt_dir: { kind: 'string', help: "a LoRA checkpoint that 'm2se sft' wrote: served on its base model (sft_args.json's, or --model), as swift deploy --ckpt_dir" },
@@ -615,7 +615,7 @@ export const SERVE: Command = {
     const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(ckptDir ?? p)).replace(/\.ya?ml$/, '');
     let backend: ChatBackend;
     if (cfg) {
-      const device = runDevice(str(v, 'device')!);
+      const device = runDevice(str(v, 'device'));
       const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
       if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
       const model = await et.systems.Salmonn.fromPretrained(options);
