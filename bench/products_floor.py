@@ -5,7 +5,7 @@ so they come cold from memory as in the model) timed in a loop, in PyTorch, four
   mkl         torch.addmm (what PyTorch's nn.Linear runs: the BLAS, MKL in PyTorch's wheels)
   packed      the weights pre-packed once (mkldnn._reorder_linear_weight), then _linear_pointwise
   transposed  W·xᵀ on oneDNN (W read as it lies), then transposed back with the bias added
-The README's "Where the time goes" cites its output. Usage (set the AVX2 profile's variables by hand):
+docs/performance.md's "Where the time goes" cites its output. Usage (set the AVX2 profile's variables by hand):
   python bench/products_floor.py [rows ...]        default rows: 128 496
   ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python bench/products_floor.py
   THP_MEM_ALLOC_ENABLE=1 python bench/products_floor.py   (PyTorch's 2 MiB pages for large blocks)

@@ -1,6 +1,6 @@
 /**
  * Every `code` an {@link EmotorchError} can carry, each with what it means: the one documented
- * list (README "Error codes" is kept equal to it by test/misuse/error-codes.test.ts, which also
+ * list (docs/errors.md is kept equal to it by test/misuse/error-codes.test.ts, which also
  * fails when lib/ or native/ uses a code missing here). Programs branch on `code`; the message is
  * for people.
  */

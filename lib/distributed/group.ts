@@ -34,7 +34,7 @@ export interface InitOptions {
    * source rank, its number) and every rank fails with ERR_DIST_MISMATCH naming each rank's call
    * when they differ, where Gloo would otherwise abort the process on buffers of different sizes.
    * One small all-gather per collective; DDP checks the first gradient bucket of each backward
-   * pass (its cost on `npm run bench -- ddp` is in the README). Default true, or the environment
+   * pass (its cost on `npm run bench -- ddp` is in docs/distributed.md). Default true, or the environment
    * variable EMOTORCH_DIST_CHECKS ('1' or '0'). Every rank must use the same setting.
    */
   checkCollectives?: boolean;

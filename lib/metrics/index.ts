@@ -2,7 +2,7 @@
  * et.metrics: the field's metric suites, each a one-shot function and a streaming class
  * (`update(preds, targets)`, `compute()`, `reset()`), over plain arrays or Tensors.
  * Every suite is checked against its reference (scikit-learn, scipy, MMSA metricsTop.py, the
- * SemEval-2024 ECAC scorer, M2SE compute_result, rouge-score, sacrebleu): see README "Metrics".
+ * SemEval-2024 ECAC scorer, M2SE compute_result, rouge-score, sacrebleu): see docs/metrics.md.
  *
  * @module
  */

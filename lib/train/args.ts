@@ -302,7 +302,7 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     if (init === null || typeof init !== 'object' || Array.isArray(init)) invalid('an object of TrainingArguments fields', 'args', init);
     const raw: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(init)) {
-      if (!KNOWN.has(k)) invalid('a TrainingArguments field emotorch supports (see README, Trainer)', 'args field', k);
+      if (!KNOWN.has(k)) invalid('a TrainingArguments field emotorch supports (see docs/training.md)', 'args field', k);
       if (v === undefined) continue;
       const name = ALIASES[k] ?? k;
       if (name !== k && (init as Record<string, unknown>)[name] !== undefined) {
