@@ -145,6 +145,7 @@ const INPUT_RENAMES = { utteranceMask: 'utteranceAttentionMask' } as const;
 
 /**
  * One linear layer over concatenated per-utterance embeddings (parameter `classifier.weight`).
+ * Guide: [SemEval-2024 classifiers](../../../docs/semeval.md).
  * @example
  * const ds = await et.data.EcfDataset.fromFile('train.json', { features: { files: { text: 'text.safetensors', video: 'video.safetensors' } } });
  * const model = et.systems.ConcatFusionClassifier.create({ modalities: { text: 768, video: 768 } });

@@ -79,6 +79,7 @@ export interface InternVLCreateOptions extends ModuleOptions {
 
 /**
  * InternVL2 as one Module: `vision_model` (InternViT), `mlp1` (the bridge), `language_model`.
+ * Guide: [M2SE and InternVL2](../../../docs/m2se.md).
  * @example
  * const ivl = await et.systems.InternVL.fromPretrained('InternVL2-8B/', { imgContextTokenId: 92546 });
  * const { loss } = await ivl.forward({ inputIds, attentionMask, pixelValues, labels });

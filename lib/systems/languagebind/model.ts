@@ -55,6 +55,7 @@ export type LanguageBindOutputs = Partial<Record<LanguageBindKey, Tensor>>;
 /**
  * The wrapper `LanguageBind(clip_type={...})`: one vision tower per modality (its
  * `vision_model`, `visual_projection` and `logit_scale`) and the language tower of the last one.
+ * Guide: [SemEval-2024 classifiers](../../../docs/semeval.md).
  * @example
  * const lb = await et.systems.LanguageBind.fromPretrained({ video: 'LanguageBind_Video_FT/', audio: 'LanguageBind_Audio_FT/' });
  * const { video, audio, language } = await lb.forward({ video: frames, audio: fbank, inputIds, attentionMask });
@@ -186,6 +187,7 @@ export interface LanguageBindClassifierInputs extends LanguageBindInputs {
  * `Linear(embedDim · k, numLabels, bias=False)` (parameter `classifier.weight`); cross-entropy when
  * labels are given. With frozen towers, cache the embeddings once ({@link languageBindEmbeddings})
  * and train on `features`; with LoRA on the towers (`lora: 'keep'`), feed the towers' inputs.
+ * Guide: [SemEval-2024 classifiers](../../../docs/semeval.md).
  * @example
  * const model = et.systems.LanguageBindClassifier.create({ modalities: ['video', 'audio', 'language'], binder: lb });
  * const { loss, logits } = await model.forward({ video, audio, inputIds, attentionMask, labels });

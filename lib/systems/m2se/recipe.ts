@@ -165,6 +165,7 @@ function accMetric(strategy: unknown): (outputs: Record<string, unknown>, batch:
  * with `audios` (or, without them, `videos`, whose audio track ffmpeg decodes) train through its
  * audio path with its prompt and target; images and video frames are counted, warned about and
  * returned.
+ * Guide: [M2SE and InternVL2](../../../docs/m2se.md).
  * @param opts model, tokenizer, stages, outputDir, lora, system, maxLength, mediaRoot
  * @returns one result per stage
  * @throws EmotorchError ERR_INVALID_ARG for bad options, ERR_IO / ERR_FORMAT on a dataset or a media

@@ -260,6 +260,7 @@ export interface SalmonnPretrainedOptions {
 
 /**
  * SALMONN as one module: `forward(batch) → { loss, logits }`, `generate(audio, instruction)`.
+ * Guide: [SALMONN](../../../docs/salmonn.md).
  * @example
  * const model = await et.systems.Salmonn.fromPretrained({ whisper: 'whisper-large-v2/', beats: 'BEATs.pt',
  *   llm: 'vicuna-13b-v1.1/', checkpoint: 'salmonn_v1.pth' });

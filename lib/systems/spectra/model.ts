@@ -269,6 +269,7 @@ export interface SpectraPretrainedOptions extends PretrainedOptions {
  * SPECTRA for sequence classification / regression (`ATForSequenceClassification`): the fused
  * sequence's first position (the text `<s>`) through Linear → GELU → Linear; L1 loss for one
  * output, cross-entropy otherwise.
+ * Guide: [SPECTRA](../../../docs/spectra.md).
  * @example
  * const model = await et.systems.Spectra.fromPretrained('SPECTRA-base/', { task: 'iemocap' });
  * const ds = await et.data.SpectraDataset.fromFile('iemocap/train.pkl', { task: 'iemocap' });

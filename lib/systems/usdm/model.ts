@@ -37,6 +37,7 @@ export interface UsdmOptions extends PretrainedOptions {
 /**
  * USDM: the decoder with the unit vocabulary, SFT forward (`{ inputIds, attentionMask, labels }` →
  * `{ loss, logits }`), and the three-stage inference.
+ * Guide: [USDM](../../../docs/usdm.md).
  * @example
  * const usdm = await et.systems.Usdm.fromPretrained('USDM-DailyTalk/');
  * const { userText, agentText, agentUnits } = await usdm.infer(units, tokenizerCodec);
