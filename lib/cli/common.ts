@@ -270,9 +270,9 @@ export function modelAndAdapter(model: string | undefined, ckptDir: string | und
 /**
  * Loads a chat model folder (InternVL2 when its config has vision_config and llm_config, else a
  * LLaMA-family LLM) with its tokenizer; `adapter`, a peft folder, is applied on top, and merged
- * into the weights with `merge`.
+ * into the weights with `merge`; `dtype: 'auto'` keeps the checkpoint's own dtype (default float32).
  */
-export async function loadChatModel(dir: string, tokenizerPath?: string, opts: { adapter?: string; merge?: boolean } = {}): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
+export async function loadChatModel(dir: string, tokenizerPath?: string, opts: { adapter?: string; merge?: boolean; dtype?: 'auto' } = {}): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
   dir = await et.hub.resolvePretrainedPath(dir);   // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
@@ -281,9 +281,10 @@ export async function loadChatModel(dir: string, tokenizerPath?: string, opts: {
   const cfg = parsed as Record<string, unknown>;
   const tokenizer = await et.data.Tokenizer.fromFile(tokenizerPath ?? dir);
   const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
+  const dtype = opts.dtype ? { dtype: opts.dtype } : {};
   const model = cfg.vision_config && cfg.llm_config
-    ? await et.systems.InternVL.fromPretrained(dir, ctx === undefined ? {} : { imgContextTokenId: ctx })
-    : await et.nn.LlamaForCausalLM.fromPretrained(dir);
+    ? await et.systems.InternVL.fromPretrained(dir, { ...dtype, ...(ctx === undefined ? {} : { imgContextTokenId: ctx }) })
+    : await et.nn.LlamaForCausalLM.fromPretrained(dir, dtype);
   if (opts.adapter) {
     await et.nn.loadLoraAdapter(model, opts.adapter);
     if (opts.merge) et.nn.mergeLora(model);

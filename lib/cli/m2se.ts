@@ -148,7 +148,8 @@ export const M2SE_EXPORT: Command = {
     const target = str(v, 'output_dir') ?? `${ckpt.replace(/[/\\]+$/, '')}-merged`;
     if (fs.existsSync(target)) throw new et.EmotorchError(`--output_dir '${target}' exists: export writes a new folder (remove it or name another)`, 'ERR_INVALID_ARG');
     outputFolder(path.dirname(path.resolve(target)), '--output_dir', false);
-    const { model, dir: base } = await loadChatModel(dir, str(v, 'tokenizer'), { adapter, merge: true });
+    // the base in its own dtype (a bfloat16 8B stays 16 GB), the adapters folded into it
+    const { model, dir: base } = await loadChatModel(dir, str(v, 'tokenizer'), { adapter, merge: true, dtype: 'auto' });
     // the base checkpoint's own tensor names, in its own dtypes: the merged folder loads wherever the base does
     const released = await et.nn.loadCheckpoint(base);
     const own = model.stateDict();

@@ -126,7 +126,7 @@ export class InternVL extends Module {
    * @param opts `imgContextTokenId` (the tokenizer's `<IMG_CONTEXT>` id), `strict` (default true), `device`, `dtype`
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
    */
-  static async fromPretrained(dir: string, opts: PretrainedOptions & InternVLCreateOptions = {}): Promise<InternVL> {
+  static async fromPretrained(dir: string, opts: PretrainedOptions & Omit<InternVLCreateOptions, 'dtype' | 'device'> = {}): Promise<InternVL> {
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     if (!raw.vision_config || !raw.llm_config) throw new EmotorchError(`'${dir}' is not an InternVL chat folder: its config.json has no vision_config and llm_config`, 'ERR_FORMAT');
