@@ -190,8 +190,9 @@ export abstract class Module {
    */
   dispose(): void {
     for (const c of this._children.values()) c.dispose();
-    for (const t of this._params.values()) if (!t.isDisposed) t.dispose();
+    for (const t of [...this._params.values(), ...this._buffers.values()]) if (!t.isDisposed) t.dispose();
     this._params.clear();
+    this._buffers.clear();
     this._disposed = true;
     this.disposeNative();
   }
