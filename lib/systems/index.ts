@@ -10,6 +10,8 @@ export type {
 export type { SpectraCollateOptions } from './spectra/data';
 export { SpectraPretrainDataset, spectraPretrainCollate } from './spectra/pretrain';
 export type { SpectraPretrainEntry, SpectraPretrainItem, SpectraPretrainBatch, SpectraPretrainCollateOptions, SpectraPretrainDatasetOptions, SpectraItemMlm, SpectraMlmChoices, SpectraWord } from './spectra/pretrain';
+export { SpectraForPreTraining, drawSpectraMam } from './spectra/pretraining';
+export type { SpectraMamClip, SpectraPretrainInputs, SpectraPretrainOutputs, SpectraPretrainingOptions } from './spectra/pretraining';
 export { SPECTRA_BEST_METRIC, spectraMetrics, spectraParamGroups, finetuneSpectra } from './spectra/recipe';
 export type { SpectraFinetuneOptions } from './spectra/recipe';
 export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn/model';

@@ -46,7 +46,13 @@ void SpeechFront::build_positions(torch::nn::Module& encoder, const SpeechEncode
   pos_g = w->register_parameter("original0", at::linalg_vector_norm(pos_v.detach(), 2, at::IntArrayRef{0, 1}, true));
 }
 
-at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
+at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) { return project(conv_features(wave), train); }
+
+at::Tensor SpeechFront::project(const at::Tensor& x, bool train) {
+  return at::dropout(projection(proj_ln(x)), cfg.feat_proj_dropout, train);
+}
+
+at::Tensor SpeechFront::conv_features(const at::Tensor& wave) {
   bool graph = false;
   if (at::GradMode::is_enabled()) {
     graph = wave.requires_grad();
@@ -109,7 +115,7 @@ at::Tensor SpeechFront::features(const at::Tensor& wave, bool train) {
     }
     x = x.transpose(1, 2);  // (B, T, C)
   }
-  return at::dropout(projection(proj_ln(x)), cfg.feat_proj_dropout, train);
+  return x;
 }
 
 at::Tensor SpeechFront::add_positions(const at::Tensor& x) const {

@@ -28,6 +28,10 @@ struct SpeechFront {
   void build_positions(torch::nn::Module& encoder, const SpeechEncoderConfig& c);
   // Waveform (B, N) → projected features (B, T, H), nothing masked.
   at::Tensor features(const at::Tensor& wave, bool train);
+  // The two halves of features: the conv stack's output (B, T, C), and its layer norm + projection
+  // (+ dropout) to (B, T, H).
+  at::Tensor conv_features(const at::Tensor& wave);
+  at::Tensor project(const at::Tensor& x, bool train);
   // x (B, T, H) plus its conv positional embedding.
   at::Tensor add_positions(const at::Tensor& x) const;
   // Frames the conv stack makes of `samples`.

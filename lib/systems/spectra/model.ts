@@ -142,13 +142,21 @@ export class SpectraAudioEncoder extends NativeModule {
     return n;
   }
   /**
-   * @param inputs.inputValues (clips, samples); `batchSize` samples hold one or two clips each
+   * @param inputs.inputValues (clips, samples); `batchSize` samples hold one, two (history,
+   *   current) or three (pre-training: context, response, negative) clips each
    * @param inputs.tokenTypeTable (2, hidden) segment embeddings, or null
-   * @returns hidden states (batch, frames', hidden) and their attention mask (batch, frames') int64
+   * @param inputs.mamZero (clips, frames) bool: conv frames set to zero (masked acoustic modelling)
+   * @param inputs.mamSource (clips, frames) int64: the clean frame each frame takes (its own index
+   *   unless replaced); given together with `mamZero`
+   * @param inputs.detachTarget the returned target without gradient (the original keeps it)
+   * @returns hidden states (rows, frames', hidden) and their attention mask (rows, frames') int64,
+   *   rows = batch, or two per sample with three clips; with the masking inputs also `target`, the
+   *   clean conv features (clips, frames, conv_dim[-1])
    */
-  async forward(inputs: { inputValues: Tensor; attentionMask: Tensor; batchSize: number; tokenTypeTable?: Tensor | null }): Promise<{ lastHiddenState: Tensor; attentionMask: Tensor }> {
-    const [h, m] = await this.run([inputs.inputValues, inputs.attentionMask, tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]), inputs.tokenTypeTable ?? null]);
-    return { lastHiddenState: h!, attentionMask: m! };
+  async forward(inputs: { inputValues: Tensor; attentionMask: Tensor; batchSize: number; tokenTypeTable?: Tensor | null; mamZero?: Tensor; mamSource?: Tensor; detachTarget?: boolean }): Promise<{ lastHiddenState: Tensor; attentionMask: Tensor; target?: Tensor }> {
+    const mam = inputs.mamZero ? [inputs.mamZero, inputs.mamSource ?? null, tensor([inputs.detachTarget ? 1 : 0], { dtype: 'bool' }).reshape([])] : [];
+    const [h, m, target] = await this.run([inputs.inputValues, inputs.attentionMask, tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]), inputs.tokenTypeTable ?? null, ...mam]);
+    return target ? { lastHiddenState: h!, attentionMask: m!, target } : { lastHiddenState: h!, attentionMask: m! };
   }
 }
 
@@ -247,7 +255,27 @@ export const SPECTRA_RENAMES: readonly Rename[] = [
 ];
 
 /** ATForPreTraining's heads: in SPECTRA-base's pytorch_model.bin, unused when fine-tuning. */
-const PRETRAINING_HEADS = /^(mlm_head|mam_head|selection_head|start_prediction_head|end_prediction_head)\./;
+export const PRETRAINING_HEADS = /^(mlm_head|mam_head|selection_head|start_prediction_head|end_prediction_head)\./;
+
+/**
+ * @internal A SPECTRA folder's two configs (`audio_config.json`, `text_config.json`) with the given
+ * fields replacing theirs.
+ */
+export function readSpectraConfigs(dir: string, o: SpectraPretrainedOptions['config']): { audio: Record<string, unknown>; text: Record<string, unknown> } {
+  if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text'))) invalid('{ audio?, text? } config fields', 'opts.config', o);
+  const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJsonObjectSync(path.join(dir, 'audio_config.json'), 'a valid config'), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
+  const text = withOverrides('SPECTRA text', { ...ROBERTA_SPEC, ...TEXT_EXTRA }, readJsonObjectSync(path.join(dir, 'text_config.json'), 'a valid config'), o?.text);
+  return { audio, text };
+}
+
+/** @internal A SPECTRA folder's weights under our names (`model.` added where a checkpoint lacks it, HF's weight norm, both fused-layer layouts). */
+export async function loadSpectraStateDict(dir: string): Promise<Map<string, Tensor>> {
+  let sd = await loadCheckpoint(dir);
+  if (![...sd.keys()].some((k) => k.startsWith('model.')) && [...sd.keys()].some((k) => k.startsWith('audio_encoder.'))) {
+    sd = new Map([...sd].map(([k, t]) => [PRETRAINING_HEADS.test(k) || k.startsWith('head.') ? k : `model.${k}`, t] as [string, Tensor]));
+  }
+  return renameKeys(sd, SPECTRA_RENAMES);
+}
 
 /** Options of `Spectra.fromPretrained`. */
 export interface SpectraPretrainedOptions extends PretrainedOptions {
@@ -319,15 +347,8 @@ export class Spectra extends Module {
     if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
     checkOptionNames(opts, ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame', 'config', 'strict', 'device', 'dtype', 'revision', 'hub'], 'Spectra.fromPretrained');
     dir = await pretrainedPath(dir, opts);
-    const o = opts.config;
-    if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text'))) invalid('{ audio?, text? } config fields', 'opts.config', o);
-    const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJsonObjectSync(path.join(dir, 'audio_config.json'), 'a valid config'), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
-    const text = withOverrides('SPECTRA text', { ...ROBERTA_SPEC, ...TEXT_EXTRA }, readJsonObjectSync(path.join(dir, 'text_config.json'), 'a valid config'), o?.text);
-    let sd = await loadCheckpoint(dir);
-    if (![...sd.keys()].some((k) => k.startsWith('model.')) && [...sd.keys()].some((k) => k.startsWith('audio_encoder.'))) {
-      sd = new Map([...sd].map(([k, t]) => [PRETRAINING_HEADS.test(k) || k.startsWith('head.') ? k : `model.${k}`, t] as [string, Tensor]));
-    }
-    sd = renameKeys(sd, SPECTRA_RENAMES);
+    const { audio, text } = readSpectraConfigs(dir, opts.config);
+    const sd = await loadSpectraStateDict(dir);
     const skipped = [...sd.keys()].filter((k) => PRETRAINING_HEADS.test(k));
     for (const k of skipped) sd.delete(k);
     const headW = sd.get('head.2.weight');
