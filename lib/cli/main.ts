@@ -10,6 +10,8 @@
  *   npx emotorch salmonn infer --cfg-path configs/decode_config.yaml [--wav a.wav --prompt '…']
  *   npx emotorch salmonn train --cfg-path configs/config.yaml [--resume]
  *
+ *   npx emotorch spectra process-pretrain --speech_dir SPEECH --text_dir TEXT --save_processed_speech_dir OUT --save_processed_text_filename transcripts.pkl --hours 960
+ *   npx emotorch spectra pretrain --audio_path=wavlm-base-plus --text_path=roberta-base --transcripts=OUT/transcripts.pkl --batch_size=24 --epochs=5 --grad_acc=4 --model_save_path=runs --model_name=spectra --save_interval=25
  *   npx emotorch spectra finetune --apex_level=1 --batch_size=24 --epochs=5 --grad_acc=1 --lr=2e-5 --model_path=SPECTRA-base --task=iemocap --multi_audio --use_turn_ids
  *
  *   npx emotorch usdm infer --model USDM-DailyTalk/ --xlsr xlsr2_1b_v2.pt --kmeans kmeans_10k.npy --input_path a.wav
@@ -29,14 +31,14 @@ import { SALMONN_INFER, SALMONN_TRAIN } from './salmonn';
 import { SERVE } from './serve';
 import { SEMEVAL_PREDICT, SEMEVAL_TRAIN } from './semeval';
 import { USDM_EXTEND_VOCAB, USDM_INFER, USDM_PREPROCESS, USDM_SFT } from './usdm';
-import { SPECTRA_FINETUNE } from './spectra';
+import { SPECTRA_FINETUNE, SPECTRA_PRETRAIN, SPECTRA_PROCESS_PRETRAIN } from './spectra';
 
 export { UsageError, parseFlags } from './common';
 
 export const SYSTEMS: Record<string, { summary: string; commands: Record<string, Command> }> = {
   m2se: { summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result', commands: { sft: M2SE_SFT, infer: M2SE_INFER, export: M2SE_EXPORT, score: M2SE_SCORE } },
   salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml, train.py on its config.yaml', commands: { infer: SALMONN_INFER, train: SALMONN_TRAIN } },
-  spectra: { summary: "SPECTRA: main.py's fine-tuning with scripts/finetune.sh's flags", commands: { finetune: SPECTRA_FINETUNE } },
+  spectra: { summary: "SPECTRA: main.py's pre-training and fine-tuning with scripts/train-960.sh's and finetune.sh's flags", commands: { finetune: SPECTRA_FINETUNE, pretrain: SPECTRA_PRETRAIN, 'process-pretrain': SPECTRA_PROCESS_PRETRAIN } },
   usdm: { summary: "USDM: dailytalk_single_turn.py's preprocessing, train_sft.py's fine-tuning, inference.py's three greedy stages from speech or units", commands: { preprocess: USDM_PREPROCESS, 'extend-vocab': USDM_EXTEND_VOCAB, sft: USDM_SFT, infer: USDM_INFER } },
   semeval: { summary: "SemEval-2024 Task 3: the seed's embedding classifier and the Subtask 2 submission file", commands: { train: SEMEVAL_TRAIN, predict: SEMEVAL_PREDICT } },
 };

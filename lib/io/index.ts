@@ -4,10 +4,10 @@
 export { loadSafetensors, saveSafetensors, readSafetensorsHeader } from './safetensors';
 export type { LoadedSafetensors, LoadSafetensorsOptions, SafetensorsHeader, SafetensorsEntry } from './safetensors';
 export { loadTorchFile } from './torchfile';
-export { readPickle, parsePickle, pickleAttributes } from './pickle';
-export type { PickleOptions } from './pickle';
+export { readPickle, parsePickle, pickleAttributes, pickleValue } from './pickle';
+export type { PickleOptions, PicklableValue } from './pickle';
 export { NdArray } from './ndarray';
 export type { NdData, NdDtype } from './ndarray';
-export { readNpy } from './npy';
+export { readNpy, writeNpy } from './npy';
 export { readRegularTextSync, readJsonSync, notAFile } from './file';
 export type { NpyArray } from './npy';

@@ -63,3 +63,35 @@ function half(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
+
+/**
+ * Writes a float32 array as a numpy `.npy` file (format 1.0, little-endian, C order), as
+ * `np.save` writes it.
+ * @param file path of the `.npy` file (created or replaced)
+ * @param data the values
+ * @param shape default `[data.length]`
+ * @throws EmotorchError ERR_INVALID_ARG for a shape that does not hold the data; ERR_IO when the file cannot be written
+ * @example
+ * et.io.writeNpy('clip.npy', samples);
+ */
+export function writeNpy(file: string, data: Float32Array, shape: number[] = [data?.length]): void {
+  if (typeof file !== 'string') invalid('a file path', 'file', file);
+  if (!(data instanceof Float32Array)) invalid('a Float32Array', 'data', data);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0) || shape.reduce((a, b) => a * b, 1) !== data.length) invalid(`a shape of ${data.length} values`, 'shape', shape);
+  const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims}), }`;
+  // magic (6) + version (2) + length (2) + header + '\n', padded with spaces to a multiple of 64
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
+  const head = Buffer.alloc(10);
+  head.writeUInt8(0x93, 0);
+  head.write('NUMPY', 1, 'latin1');
+  head.writeUInt8(1, 6);
+  head.writeUInt8(0, 7);
+  head.writeUInt16LE(header.length, 8);
+  const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  try {
+    fs.writeFileSync(file, Buffer.concat([head, Buffer.from(header, 'latin1'), body]));
+  } catch (e) {
+    throw new EmotorchError(`cannot write '${file}': ${(e as Error).message}`, 'ERR_IO');
+  }
+}

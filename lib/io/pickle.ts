@@ -699,3 +699,64 @@ export async function readPickle(path: string, opts: PickleOptions = {}): Promis
   if (typeof path !== 'string') invalid('a file path', 'path', path);
   return parsePickle(await readRegularFile(path), opts, path);
 }
+
+/** What {@link pickleValue} writes: Python's None, bool, int, float, str, and lists and dicts of them. */
+export type PicklableValue = null | boolean | number | string | PicklableValue[] | { [key: string]: PicklableValue };
+
+/**
+ * A Python pickle (protocol 2) of a plain value — lists, string-keyed dicts, strings, integers,
+ * floats, booleans and None — that `pickle.load` reads back as the same Python value (an integral
+ * number becomes an int, any other a float).
+ * @throws EmotorchError ERR_INVALID_ARG naming the first value it cannot write (a non-finite
+ *   number, an integer beyond ±2^53, a function, a cycle, …).
+ * @example
+ * fs.writeFileSync('transcripts.pkl', et.io.pickleValue([['0.npy', [0, 713, 2], -1]]));
+ */
+export function pickleValue(value: PicklableValue): Buffer {
+  const parts: Buffer[] = [Buffer.from([0x80, 2])];   // PROTO 2
+  const op = (...bytes: number[]) => parts.push(Buffer.from(bytes));
+  const seen = new Set<object>();
+  const put = (v: unknown, where: string): void => {
+    if (v === null || v === undefined) op(0x4e);   // NONE
+    else if (v === true) op(0x88);
+    else if (v === false) op(0x89);
+    else if (typeof v === 'number') {
+      if (!Number.isFinite(v)) invalid('a finite number', where, v);
+      if (Number.isInteger(v) && Math.abs(v) <= 2 ** 31 - 1) {
+        const b = Buffer.alloc(5); b.writeUInt8(0x4a, 0); b.writeInt32LE(v, 1); parts.push(b);   // BININT
+      } else if (Number.isInteger(v)) {
+        if (!Number.isSafeInteger(v)) invalid('an integer within ±2^53', where, v);
+        const b = Buffer.alloc(10); b.writeUInt8(0x8a, 0); b.writeUInt8(8, 1); b.writeBigInt64LE(BigInt(v), 2); parts.push(b);   // LONG1, 8 bytes
+      } else {
+        const b = Buffer.alloc(9); b.writeUInt8(0x47, 0); b.writeDoubleBE(v, 1); parts.push(b);   // BINFLOAT
+      }
+    } else if (typeof v === 'string') {
+      const s = Buffer.from(v, 'utf8');
+      const b = Buffer.alloc(5); b.writeUInt8(0x58, 0); b.writeUInt32LE(s.length, 1);   // BINUNICODE
+      parts.push(b, s);
+    } else if (Array.isArray(v) || (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype)) {
+      if (seen.has(v as object)) invalid('a value without cycles', where, '(a cycle)');
+      seen.add(v as object);
+      if (Array.isArray(v)) {
+        op(0x5d);   // EMPTY_LIST
+        for (let i = 0; i < v.length; i += 1000) {
+          op(0x28);   // MARK
+          v.slice(i, i + 1000).forEach((x, j) => put(x, `${where}[${i + j}]`));
+          op(0x65);   // APPENDS
+        }
+      } else {
+        op(0x7d);   // EMPTY_DICT
+        const entries = Object.entries(v as Record<string, unknown>);
+        if (entries.length) {
+          op(0x28);
+          for (const [k, x] of entries) { put(k, `${where} key`); put(x, `${where}.${k}`); }
+          op(0x75);   // SETITEMS
+        }
+      }
+      seen.delete(v as object);
+    } else invalid('None, a bool, number, string, list or dict', where, v);
+  };
+  put(value, 'value');
+  op(0x2e);   // STOP
+  return Buffer.concat(parts);
+}

@@ -8,12 +8,12 @@ export type {
   SpectraConfig, SpectraConfigInput, SpectraAudioConfig, SpectraTextConfig, SpectraInputs, SpectraOutputs, SpectraPretrainedOptions,
 } from './spectra/model';
 export type { SpectraCollateOptions } from './spectra/data';
-export { SpectraPretrainDataset, spectraPretrainCollate } from './spectra/pretrain';
-export type { SpectraPretrainEntry, SpectraPretrainItem, SpectraPretrainBatch, SpectraPretrainCollateOptions, SpectraPretrainDatasetOptions, SpectraItemMlm, SpectraMlmChoices, SpectraWord } from './spectra/pretrain';
+export { SpectraPretrainDataset, spectraPretrainCollate, buildSpectraPretrainCorpus } from './spectra/pretrain';
+export type { SpectraPretrainEntry, SpectraPretrainItem, SpectraPretrainBatch, SpectraPretrainCollateOptions, SpectraPretrainDatasetOptions, SpectraItemMlm, SpectraMlmChoices, SpectraWord, SpectraCorpusOptions } from './spectra/pretrain';
 export { SpectraForPreTraining, drawSpectraMam } from './spectra/pretraining';
 export type { SpectraMamClip, SpectraPretrainInputs, SpectraPretrainOutputs, SpectraPretrainingOptions } from './spectra/pretraining';
-export { SPECTRA_BEST_METRIC, spectraMetrics, spectraParamGroups, finetuneSpectra } from './spectra/recipe';
-export type { SpectraFinetuneOptions } from './spectra/recipe';
+export { SPECTRA_BEST_METRIC, spectraMetrics, spectraParamGroups, finetuneSpectra, pretrainSpectra } from './spectra/recipe';
+export type { SpectraFinetuneOptions, SpectraPretrainRecipeOptions } from './spectra/recipe';
 export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE } from './salmonn/model';
 export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions, SalmonnPretrainedOptions } from './salmonn/model';
 export type { SalmonnCollateItem } from './salmonn/data';

@@ -9,8 +9,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Tensor, tensor } from '../../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../../errors';
-import { readPickle } from '../../io/pickle';
-import { readNpy } from '../../io/npy';
+import { readPickle, pickleValue } from '../../io/pickle';
+import { readNpy, writeNpy } from '../../io/npy';
+import { readAudio } from '../../audio/ffmpeg';
+import { readJsonObjectSync } from '../../io/file';
 
 /** One word of a turn: its text, first token, end token (exclusive; tokens count from `<s>`), first and end sample in its clip. */
 export type SpectraWord = [word: string, firstToken: number, endToken: number, firstSample: number, endSample: number];
@@ -60,10 +62,12 @@ export interface SpectraPretrainDatasetOptions {
   dataPath?: string;
   /** Turns of text per example: context, response and up to `numTurns − 2` earlier ones (main.py's `--num_turns`, 8). */
   numTurns?: number;
+  /** Seeds the negatives' draws of `get` (default Math.random). */
+  seed?: number;
 }
 
 /** A uniform draw in [0, 1) from a seeded generator (mulberry32), or Math.random without a seed. */
-function generator(seed?: number): () => number {
+export function generator(seed?: number): () => number {
   if (seed === undefined) return Math.random;
   let t = checkInt(seed, 'seed', 0) >>> 0;
   return () => {
@@ -105,7 +109,7 @@ function entryOf(raw: unknown, i: number, n: number, where: string): SpectraPret
  * const batch = et.systems.spectraPretrainCollate([await ds.get(0), await ds.get(1)], { seed: 1 });
  */
 export class SpectraPretrainDataset {
-  private constructor(readonly entries: SpectraPretrainEntry[], readonly dataPath: string, readonly numTurns: number, private readonly withPrev: number[]) {}
+  private constructor(readonly entries: SpectraPretrainEntry[], readonly dataPath: string, readonly numTurns: number, private readonly withPrev: number[], private readonly random: () => number) {}
 
   /**
    * Reads `transcripts.pkl`, or every file in the leaf folders of a folder of them, in name order
@@ -115,7 +119,7 @@ export class SpectraPretrainDataset {
    */
   static async fromFile(transcripts: string, opts: SpectraPretrainDatasetOptions = {}): Promise<SpectraPretrainDataset> {
     if (typeof transcripts !== 'string' || !transcripts) invalid('a transcripts.pkl file or folder', 'transcripts', transcripts);
-    checkOptionNames(opts, ['dataPath', 'numTurns'], 'SpectraPretrainDataset.fromFile');
+    checkOptionNames(opts, ['dataPath', 'numTurns', 'seed'], 'SpectraPretrainDataset.fromFile');
     const numTurns = checkInt(opts.numTurns ?? 8, 'numTurns', 2);
     let files: string[];
     let stat: fs.Stats;
@@ -139,7 +143,7 @@ export class SpectraPretrainDataset {
     const entries = raw.map((r, i) => entryOf(r, i, raw.length, transcripts));
     if (entries.length < 3) invalid('at least 3 turns (an example and a negative from two other turns)', 'transcripts', `${entries.length}`);
     const withPrev = entries.flatMap((e, i) => (e.prev >= 0 ? [i] : []));
-    return new SpectraPretrainDataset(entries, opts.dataPath ?? path.dirname(transcripts), numTurns, withPrev);
+    return new SpectraPretrainDataset(entries, opts.dataPath ?? path.dirname(transcripts), numTurns, withPrev, generator(opts.seed));
   }
 
   /** Examples: the turns that have a previous turn. */
@@ -158,10 +162,10 @@ export class SpectraPretrainDataset {
    * text, and a negative: audio and text drawn (uniformly, each on its own) from the turns other
    * than the response and the one after it, as the original draws them.
    * @param choose the negatives' corpus indices (an item's `negAudio` / `negText`) to replay a draw
-   * @param random the uniform draw to use (default Math.random)
+   * @param random the uniform draw to use (default: the dataset's, seeded by `seed`)
    * @throws EmotorchError ERR_INVALID_ARG for a bad index or choice; ERR_IO / ERR_FORMAT for a clip
    */
-  async get(index: number, choose: { negAudio?: number; negText?: number } = {}, random: () => number = Math.random): Promise<SpectraPretrainItem> {
+  async get(index: number, choose: { negAudio?: number; negText?: number } = {}, random: () => number = this.random): Promise<SpectraPretrainItem> {
     checkInt(index, 'index', 0);
     if (index >= this.length) invalid(`an index below ${this.length}`, 'index', index);
     const n = this.entries.length;
@@ -214,6 +218,8 @@ export interface SpectraPretrainCollateOptions {
   padTokenId?: number;
   /** Seeds the MLM draws (default Math.random). */
   seed?: number;
+  /** The uniform draw in [0, 1) to use for the MLM choices instead (a training loop's generator); `seed` is then not allowed. */
+  random?: () => number;
   /** The MLM choices of each item, to replay a batch (see the returned `mlm`). */
   mlm?: SpectraItemMlm[];
 }
@@ -256,7 +262,7 @@ export interface SpectraPretrainBatch {
 export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: SpectraPretrainCollateOptions = {}): SpectraPretrainBatch {
   if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of SPECTRA pre-training items', 'items', items);
   if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
-  checkOptionNames(opts, ['audioLength', 'textLength', 'mlmProbability', 'specialIds', 'maskTokenId', 'vocabSize', 'padTokenId', 'seed', 'mlm'], 'spectraPretrainCollate');
+  checkOptionNames(opts, ['audioLength', 'textLength', 'mlmProbability', 'specialIds', 'maskTokenId', 'vocabSize', 'padTokenId', 'seed', 'random', 'mlm'], 'spectraPretrainCollate');
   const S = checkInt(opts.audioLength ?? 160000, 'audioLength', 1);
   const maxText = checkInt(opts.textLength ?? 512, 'textLength', 2);
   const prob = checkNumber(opts.mlmProbability ?? 0.15, 'mlmProbability', 0, 1);
@@ -264,7 +270,8 @@ export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: Spect
   const maskId = checkInt(opts.maskTokenId ?? 50264, 'maskTokenId', 0);
   const vocab = checkInt(opts.vocabSize ?? 50265, 'vocabSize', 1);
   const padId = checkInt(opts.padTokenId ?? 0, 'padTokenId', 0);
-  const random = generator(opts.seed);
+  if (opts.random !== undefined && (typeof opts.random !== 'function' || opts.seed !== undefined)) invalid('a function returning a number in [0, 1), without seed', 'random', opts.random);
+  const random = opts.random ?? generator(opts.seed);
   if (opts.mlm !== undefined && (!Array.isArray(opts.mlm) || opts.mlm.length !== items.length)) invalid(`${items.length} items' MLM choices`, 'mlm', opts.mlm);
   items.forEach((it, i) => {
     if (!it || typeof it !== 'object' || !(it.contextAudio instanceof Float32Array) || !(it.responseAudio instanceof Float32Array) || !(it.negativeAudio instanceof Float32Array)
@@ -365,4 +372,141 @@ export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: Spect
     startValid: tensor(sv.flat(), { dtype: 'bool' }).reshape([B, ml]), endValid: tensor(ev.flat(), { dtype: 'bool' }).reshape([B, ml]),
     turnId: ints(turn, 2 * B), starts: tensor(new Float32Array(starts)), ends: tensor(new Float32Array(ends)), mlm,
   };
+}
+
+/** Options of {@link buildSpectraPretrainCorpus} (process_pretrain.py's arguments). */
+export interface SpectraCorpusOptions {
+  /** A tree of audio files; each leaf folder is one show (`--speech_dir`). */
+  speechDir: string;
+  /** The same tree with one alignment JSON per audio file, `<name>.json` (`--text_dir`). */
+  textDir: string;
+  /** Where the clips are written, in the same tree (`--save_processed_speech_dir`). */
+  outDir: string;
+  /** The corpus file's name, written in `outDir` (`--save_processed_text_filename`). */
+  transcriptsName: string;
+  /** Word → token ids with `<s>` and `</s>` (RoBERTa's tokenizer encodes each word alone, lower-cased). */
+  encode: (word: string) => Promise<number[]> | number[];
+  /** Stop once this many hours are processed (`--hours`, default 60000). */
+  hours?: number;
+  /** Longest clip in seconds (`--max_speech_slice_length`, default 10). */
+  maxSliceSeconds?: number;
+  /** Default 16000 (`--sample_rate`). */
+  sampleRate?: number;
+  /**
+   * Link a clip to the one before it when they are in the same folder and less than 5 s apart, as
+   * the original does: the last clip of one episode then precedes the first of the next episode in
+   * the same show. Default false: only clips of the same audio file are linked.
+   */
+  linkAcrossFiles?: boolean;
+  /** Called after each audio file with the files done and the clips and tenths of a second so far. */
+  onProgress?: (p: { files: number; clips: number; tenths: number }) => void;
+}
+
+/** Python's round() (half to even) of a number of tenths. */
+function tenths(t: string, where: string): number {
+  if (typeof t !== 'string' || !/^[0-9]+(\.[0-9]*)?s$/.test(t)) throw new EmotorchError(`${where}: a time like "1.300s", not ${JSON.stringify(t)}`, 'ERR_FORMAT');
+  const x = Number(t.slice(0, -1)) * 10;
+  const f = Math.floor(x), d = x - f;
+  return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+}
+
+/**
+ * Builds a pre-training corpus as the original `preprocess/process_pretrain.py` does, from audio and
+ * word alignments (no aligner runs): each file's words (Google Speech-to-Text JSON, as the
+ * original reads: `results[-1].alternatives[0].words`, each `{ startTime: "1.300s", endTime, word }`)
+ * are cut into clips of at most `maxSliceSeconds` (a word over 3 s is cut to 3 s — from its end if
+ * capitalised, else from its start; each word's end is extended by 0.1 s); each clip's samples
+ * become `<outDir>/<folder>/<n>.npy` and its entry `[npy path, token ids, …words, previous clip]`
+ * with each word `[word, first token, end token, first sample, end sample]` (its tokens from
+ * `encode` of the lower-cased word without `<s>` / `</s>`). Clips less than 5 s after the previous
+ * one are linked as a dialogue. Clip paths are absolute, as the original's are for an absolute
+ * `outDir`; the corpus file is `transcriptsName` in `outDir` (or that path when absolute, as
+ * Python's os.path.join).
+ * Where the original is broken: it reads audio at librosa's 22 050 Hz into a tuple, so its clips
+ * are not the audio (here: `sampleRate`); it links clips only when the hours cap is reached (else
+ * its entries end with a time, read as a previous-clip index; here always); see
+ * {@link SpectraCorpusOptions.linkAcrossFiles}.
+ * @returns the corpus file's path and its clip count
+ * @throws EmotorchError ERR_IO for a missing alignment or unreadable audio, ERR_FORMAT for a bad alignment
+ */
+export async function buildSpectraPretrainCorpus(opts: SpectraCorpusOptions): Promise<{ transcripts: string; clips: number; tenths: number }> {
+  if (!opts || typeof opts !== 'object') invalid('corpus options', 'opts', opts);
+  checkOptionNames(opts, ['speechDir', 'textDir', 'outDir', 'transcriptsName', 'encode', 'hours', 'maxSliceSeconds', 'sampleRate', 'linkAcrossFiles', 'onProgress'], 'buildSpectraPretrainCorpus');
+  for (const k of ['speechDir', 'textDir', 'outDir', 'transcriptsName'] as const) if (typeof opts[k] !== 'string' || !opts[k]) invalid('a path', k, opts[k]);
+  if (typeof opts.encode !== 'function') invalid('a function word → token ids', 'encode', opts.encode);
+  const cap = checkNumber(opts.hours ?? 60000, 'hours', 0) * 36000;
+  const maxLen = checkInt(opts.maxSliceSeconds ?? 10, 'maxSliceSeconds', 1) * 10 - 1;
+  const rate = checkInt(opts.sampleRate ?? 16000, 'sampleRate', 10);
+  const perTenth = Math.floor(rate / 10);
+  type Clip = { entry: (string | number | number[] | (string | number)[])[]; folder: string; file: string; start: number; end: number };
+  const clips: Clip[] = [];
+  let total = 0, files = 0;
+  const leaves: string[] = [];
+  const walk = (d: string) => {
+    let kids: fs.Dirent[];
+    try { kids = fs.readdirSync(d, { withFileTypes: true }); } catch (e) { throw new EmotorchError(`cannot read the folder '${d}': ${(e as Error).message}`, 'ERR_IO'); }
+    kids.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    if (!kids.some((k) => k.isDirectory())) leaves.push(d);
+    for (const k of kids) if (k.isDirectory()) walk(path.join(d, k.name));
+  };
+  walk(opts.speechDir);
+  done: for (const leaf of leaves) {
+    const rel = path.relative(opts.speechDir, leaf);
+    fs.mkdirSync(path.join(opts.outDir, rel), { recursive: true });
+    const names = fs.readdirSync(leaf, { withFileTypes: true }).filter((k) => k.isFile()).map((k) => k.name).sort();
+    for (const name of names) {
+      const file = path.join(leaf, name);
+      const json = path.join(opts.textDir, rel, `${path.parse(name).name}.json`);
+      const doc = readJsonObjectSync(json, 'a speech-to-text result') as { results?: Array<{ alternatives?: Array<{ words?: unknown }> }> };
+      const words = doc.results?.[doc.results.length - 1]?.alternatives?.[0]?.words;
+      if (!Array.isArray(words)) throw new EmotorchError(`'${json}': no results[-1].alternatives[0].words list`, 'ERR_FORMAT');
+      const audio = (await readAudio(file, { sampleRate: rate, maxSeconds: Infinity })).samples;
+      // cut_by_limit: words as [start, end + 1] tenths, a new clip when a word would end more than maxLen after the clip's start
+      let cut: { times: number[][]; words: string[] } | null = null;
+      const slices: Array<{ times: number[][]; words: string[] }> = [];
+      words.forEach((w: { startTime?: string; endTime?: string; word?: string }, j) => {
+        const where = `'${json}' word ${j}`;
+        if (!w || typeof w.word !== 'string' || !w.word) throw new EmotorchError(`${where}: no word`, 'ERR_FORMAT');
+        let st = tenths(w.startTime ?? '0s', where), et = tenths(w.endTime ?? '0s', where);
+        if (et < st) throw new EmotorchError(`${where} ('${w.word}') ends before it starts`, 'ERR_FORMAT');
+        if (et - st > 30) { if (w.word[0] !== w.word[0].toLowerCase() && w.word[0] === w.word[0].toUpperCase()) st = et - 30; else et = st + 30; }
+        if (cut && et - cut.times[0][0] > maxLen) { slices.push(cut); cut = null; }
+        if (cut) { cut.times.push([st, et + 1]); cut.words.push(w.word.toLowerCase()); } else cut = { times: [[st, et + 1]], words: [w.word.toLowerCase()] };
+      });
+      if (cut) slices.push(cut);
+      for (const c of slices) {
+        const start = c.times[0][0], end = c.times[c.times.length - 1][1];
+        const npy = path.resolve(opts.outDir, rel, `${clips.length}.npy`);
+        if ((end - 1) * perTenth > audio.length) throw new EmotorchError(`'${json}': the words run to ${((end - 1) / 10).toFixed(1)} s, past the end of '${file}' (${(audio.length / rate).toFixed(1)} s): the alignment does not match the audio`, 'ERR_FORMAT');
+        const ids: number[] = [];
+        const entryWords: (string | number)[][] = [];
+        let cls = 0, sep = 2;
+        for (let i = 0; i < c.words.length; i++) {
+          const t = await opts.encode(c.words[i]);
+          if (!Array.isArray(t) || t.length < 2 || !t.every((x) => Number.isInteger(x) && x >= 0)) invalid('token ids with <s> and </s>', `encode('${c.words[i]}')`, t);
+          [cls, sep] = [t[0], t[t.length - 1]];
+          entryWords.push([c.words[i], ids.length + 1, ids.length + t.length - 1, (c.times[i][0] - start) * perTenth, (c.times[i][1] - start) * perTenth]);
+          ids.push(...t.slice(1, -1));
+        }
+        writeNpy(npy, audio.slice(start * perTenth, end * perTenth));
+        clips.push({ entry: [npy, [cls, ...ids, sep], ...entryWords], folder: rel, file, start, end });
+        total += end - start;
+      }
+      files++;
+      opts.onProgress?.({ files, clips: clips.length, tenths: total });
+      if (total >= cap) break done;
+    }
+  }
+  const entries = clips.map((c, i) => {
+    const p = clips[i - 1];
+    const linked = i > 0 && p.folder === c.folder && (opts.linkAcrossFiles || p.file === c.file) && p.end + 50 > c.start;
+    return [...c.entry, linked ? i - 1 : -1];
+  });
+  const transcripts = path.resolve(opts.outDir, opts.transcriptsName);
+  try {
+    fs.writeFileSync(transcripts, pickleValue(entries as never));
+  } catch (e) {
+    throw new EmotorchError(`cannot write '${transcripts}': ${(e as Error).message}`, 'ERR_IO');
+  }
+  return { transcripts, clips: clips.length, tenths: total };
 }

@@ -18,7 +18,7 @@ import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors
 import { crossEntropy, l1Loss, mseLoss } from '../../functional';
 import { saveSafetensors } from '../../io/safetensors';
 import { SpectraConfig, SpectraConfigInput, SpectraModel, SpectraPretrainedOptions, loadSpectraStateDict, readSpectraConfigs, resolveSpectraConfig } from './model';
-import type { SpectraPretrainBatch } from './pretrain';
+import { SpectraPretrainBatch, generator } from './pretrain';
 
 /**
  * The masked acoustic frames of one clip: the frames chosen (span after span, in order) and what
@@ -92,18 +92,6 @@ class OneLinear extends Module {
     this.linear = this.registerModule('0', Linear.create({ in_features: hidden, out_features: 1 }, opts));
   }
   async forward(x: Tensor): Promise<Tensor> { return (await this.linear.forward(x)).squeeze(-1); }
-}
-
-/** A uniform draw in [0, 1) from a seeded generator (mulberry32), or Math.random without a seed. */
-function generator(seed?: number): () => number {
-  if (seed === undefined) return Math.random;
-  let t = checkInt(seed, 'seed', 0) >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), t | 1);
-    r ^= r + Math.imul(r ^ (r >>> 7), r | 61);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
@@ -182,6 +170,9 @@ export class SpectraForPreTraining extends Module {
     this.end_prediction_head = this.registerModule('end_prediction_head', new OneLinear(H, opts));
     this.options = checkPretrainingOptions(pre);
     this.random = generator(pre.seed);
+    // RoBERTa's pooler is in the original's checkpoints but no loss reaches it: frozen, so that
+    // data-parallel training need not look for unused parameters (the original passes find_unused_parameters)
+    for (const [n, p] of this.model.text_encoder.namedParameters()) if (n.startsWith('pooler.')) p.requiresGrad = false;
   }
 
   /**
