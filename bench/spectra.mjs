@@ -3,6 +3,10 @@
 //   layer; batch 4, 10 s of audio and 128 tokens per sample; forward, cross-entropy, backward,
 //   AdamW) against the Python reference model of scripts/fixtures/spectra.py (HF WavLM / RoBERTa
 //   modules, same sizes, same step) in bench/torch_worker.py. Random weights on both sides.
+// - spectra_pretrain: one pre-training step of SPECTRA at base size (3 clips and 2 texts per sample:
+//   masked acoustic frames, the four combinations through the fused layer, MLM + MAM + response
+//   selection + span losses, backward, AdamW) against the ORIGINAL ATForPreTraining on HF modules
+//   (SPECTRA_SRC = a folder holding DAMO-ConvAI's spectra/, with the fixture's shims for transformers 5).
 // - concat_cache: seconds per training epoch of the SemEval seed classifier
 //   (et.systems.ConcatFusionClassifier) on RoBERTa-base text embeddings, re-encoding every batch
 //   versus reading et.systems.embedUtterances' cache. emotorch only (no Python side).
@@ -35,6 +39,31 @@ async function spectraSetup(cfg) {
     inputIds: et.cat([et.zeros([B, 1], { dtype: 'int64' }), ids.slice(1, 1)], 1),  // <s> first
     attentionMask: et.ones([B, cfg.tokens], { dtype: 'int64' }),
     labels: et.randint(0, cfg.num_class, [B]),
+  };
+  return async function step() {
+    const { loss } = await model.forward(batch);
+    await loss.backward();
+    await opt.step();
+    opt.zeroGrad();
+    return loss;
+  };
+}
+
+async function spectraPretrainSetup(cfg) {
+  et.manualSeed(0);
+  const model = et.systems.SpectraForPreTraining.create({ audio: { ...cfg.audio, max_length: cfg.samples }, text: { ...cfg.text, num_fused_layers: cfg.fused, max_length: cfg.tokens } }, { seed: 1 }).train();
+  const opt = new et.optim.AdamW(model.parameters().filter((p) => p.requiresGrad), { lr: 1e-4, eps: 1e-8, weightDecay: 0.01 });
+  const B = cfg.batch, S = cfg.samples, L = cfg.tokens;
+  const text = et.cat([et.zeros([2 * B, 1], { dtype: 'int64' }), et.randint(3, cfg.text.vocab_size - 1, [2 * B, L - 1])], 1);
+  const pick = et.rand([B, L]).lt(0.15);
+  const labels = text.reshape([B, 2, L]).select(1, 0).maskedFill(pick.logicalNot(), -100);
+  const valid = et.tensor(Array.from({ length: B * L }, (_, i) => i % L % 4 === 1), { dtype: 'bool' }).reshape([B, L]);
+  const n = valid.sum().item();
+  const batch = {
+    audio: et.randn([3 * B, S]).mul(0.1), audioAttentionMask: et.ones([3 * B, S]),
+    textInput: text, mlmLabel: labels, textAttentionMask: et.ones([2 * B, L], { dtype: 'int64' }),
+    turnId: et.cat([et.zeros([2 * B, L >> 1], { dtype: 'int64' }), et.ones([2 * B, L - (L >> 1)], { dtype: 'int64' })], 1),
+    startValid: valid, endValid: valid, starts: et.rand([n]), ends: et.rand([n]),
   };
   return async function step() {
     const { loss } = await model.forward(batch);
@@ -111,6 +140,11 @@ export const cases = {
     config: { audio: wavlmBasePlus, text: robertaBase, fused: 1, num_class: 6, batch: 4, samples: 160000, tokens: 128, warmup: 1, steps: 1, trials: 3 },
     describe: (c) => `SPECTRA fine-tuning step at base size (WavLM-base-plus + RoBERTa-base + ${c.fused} fused layer), batch ${c.batch}, ${c.samples / 16000} s audio + ${c.tokens} tokens per sample: forward, cross-entropy, backward, AdamW; Python: scripts/fixtures/spectra.py's reference on HF modules (train mode, layerdrop 0)`,
     setup: spectraSetup,
+  },
+  spectra_pretrain: {
+    config: { audio: wavlmBasePlus, text: robertaBase, fused: 1, batch: 2, samples: 64000, tokens: 96, warmup: 1, steps: 1, trials: 3 },
+    describe: (c) => `SPECTRA pre-training step at base size (WavLM-base-plus + RoBERTa-base + ${c.fused} fused layer), batch ${c.batch} × (3 clips of ${c.samples / 16000} s, 2 texts of ${c.tokens} tokens): masked frames, 4 combinations, MLM + MAM + selection + span, backward, AdamW; Python: the ORIGINAL ATForPreTraining (SPECTRA_SRC) on HF modules`,
+    setup: spectraPretrainSetup,
   },
   concat_cache: { run: concatCache },
 };

@@ -303,6 +303,69 @@ def salmonn_setup(cfg):
     return step
 
 
+def spectra_pretrain_setup(cfg):
+    """The ORIGINAL ATForPreTraining (AlibabaResearch/DAMO-ConvAI spectra/modeling_spectra, from the
+    folder in SPECTRA_SRC holding spectra/) with scripts/fixtures/spectra_pretrain_model.py's shims
+    for transformers 5, at the given sizes: one pre-training step = forward (its own masked acoustic
+    frames, the four losses), backward of their sum, AdamW (PyTorch's default implementation).
+    Train mode; WavLM's layerdrop 0 (emotorch has none)."""
+    import importlib.util
+    import os
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
+    src = os.environ.get("SPECTRA_SRC")
+    if not src or not os.path.isfile(os.path.join(src, "spectra", "modeling_spectra", "model.py")):
+        raise SystemExit("spectra_pretrain: set SPECTRA_SRC to a folder holding the original spectra/ (git archive of DAMO-ConvAI)")
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("spectra_pretrain_fixture", os.path.join(here, "..", "scripts", "fixtures", "spectra_pretrain_model.py"))
+    fx = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fx)
+    fx.shim()
+    sys.path.insert(0, os.path.join(src, "spectra"))
+    import modeling_spectra.model as M
+    from transformers import RobertaConfig, WavLMConfig
+    from utils import ATConfig
+
+    torch.manual_seed(0)
+    config = ATConfig()
+    config.audio = WavLMConfig(**cfg["audio"], layerdrop=0.0)
+    config.text = RobertaConfig(**cfg["text"])
+    config.text._attn_implementation = "eager"  # the 2023 code's attention
+    config.text.num_fused_layers = cfg["fused"]
+    config.set_length(cfg["samples"], cfg["tokens"])
+    model = M.ATForPreTraining(config).train()
+    model.mlm_head.decoder.bias = model.mlm_head.bias
+    fx.tuple_layers(model.model.fused_encoder)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-8, weight_decay=0.01)
+    B, S, L = cfg["batch"], cfg["samples"], cfg["tokens"]
+    g = torch.Generator().manual_seed(1)
+    audio = 0.1 * torch.randn(3 * B, S, generator=g)
+    a_mask = torch.ones(3 * B, S)
+    text = torch.randint(3, cfg["text"]["vocab_size"] - 1, (2 * B, L), generator=g)
+    text[:, 0] = 0
+    labels = torch.full((B, L), -100, dtype=torch.long)
+    pick = torch.rand(B, L, generator=g) < 0.15
+    labels[pick] = text.view(B, 2, L)[:, 0][pick]
+    t_mask = torch.ones(2 * B, L, dtype=torch.long)
+    turn = torch.zeros(2 * B, L, dtype=torch.long)
+    turn[:, L // 2:] = 1
+    valid = torch.zeros(B, L, dtype=torch.bool)
+    valid[:, 1::4] = True
+    n = int(valid.sum())
+    starts, ends = torch.rand(n, generator=g), torch.rand(n, generator=g)
+
+    def step():
+        mlm, mam, rs, span = model(audio, text, a_mask, t_mask, labels, turn, valid, valid, starts, ends)
+        loss = mlm + mam + rs + span
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+
+    return step
+
+
 def units_setup(cfg):
     """USDM units: seamless's per-clip layer_norm of the waveform, HF Wav2Vec2Model up to the unit
     layer (its hidden_states[layer]), nearest centroid by numpy argmin of |x|^2 - 2 x.c + |c|^2."""
@@ -329,7 +392,7 @@ def units_setup(cfg):
     return step
 
 
-SETUPS = {"units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
+SETUPS = {"units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "spectra_pretrain": spectra_pretrain_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():

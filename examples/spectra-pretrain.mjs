@@ -8,7 +8,7 @@
 //
 // At full size, on LibriSpeech-960 / Spotify-style data (GPU), the command line does the same:
 //   npx emotorch spectra process-pretrain --speech_dir SPEECH --text_dir TEXT --save_processed_speech_dir OUT --save_processed_text_filename transcripts.pkl --hours 960
-//   npx emotorch-run --nproc_per_node 8 spectra pretrain --apex_level=1 --audio_length=10 --audio_path=wavlm-base-plus \
+//   npx emotorch-run --nproc-per-node 8 node_modules/emotorch/dist/cli/main.js spectra pretrain --apex_level=1 --audio_length=10 --audio_path=wavlm-base-plus \
 //     --batch_size=24 --data_path OUT --epochs=5 --grad_acc=4 --lr=1e-4 --model_save_path=runs --model_name=spectra \
 //     --save_interval=1 --text_path=roberta-base --transcripts=OUT/transcripts.pkl
 import * as et from 'emotorch';
