@@ -72,7 +72,7 @@ console.log(`pre-training on ${train.length} (context, response) pairs, ${model.
 const t0 = Date.now();
 const { trainer, output, saved } = await et.systems.pretrainSpectra({
   model, train, saveDir: path.join(work, 'runs'), modelName: 'spectra', saveInterval: 2, seed: 3,
-  collate: { vocabSize: tokenizer.vocabSize, maskTokenId: vocab['<mask>'] },
+  collate: { tokenizer },
   args: { per_device_train_batch_size: 4, gradient_accumulation_steps: 1, num_train_epochs: 4, learning_rate: 2e-3, logging_steps: 2, disable_tqdm: true },
 });
 const logged = trainer.state.log_history.filter((r) => r.mlm !== undefined);

@@ -168,9 +168,7 @@ async function spectraPretrain(v: Values, out: (line: string) => void): Promise<
   } catch (e) {
     throw new et.EmotorchError(`no tokenizer in '${tokDir}' (main.py reads RoBERTa's from --text_path): ${(e as Error).message}`, 'ERR_IO');
   }
-  const maskId = tok.tokenToId('<mask>');
-  if (maskId === undefined) throw new et.EmotorchError(`the tokenizer in '${tokDir}' has no <mask> token (masked language modelling needs RoBERTa's)`, 'ERR_INVALID_ARG');
-  const specialIds = [...new Set([...tok.addedTokens.filter((t) => t.special).map((t) => t.id), tok.bosTokenId, tok.eosTokenId, tok.unkTokenId, tok.padTokenId, maskId].filter((x): x is number => x !== undefined))];
+  et.systems.tokenizerMasking(tok);   // its <mask> is needed: refused here rather than at the first batch
   const fp16 = num(v, 'apex_level')! > 0 && et.cuda.isAvailable();
   const device = et.cuda.isAvailable() ? 'cuda' : undefined;
   const audioLength = Math.round(audioSeconds * 16000);
@@ -187,7 +185,7 @@ async function spectraPretrain(v: Values, out: (line: string) => void): Promise<
   const saveDir = str(v, 'model_save_path');
   const { saved, output } = await et.systems.pretrainSpectra({
     model, train, saveDir, modelName: str(v, 'model_name'), saveInterval: int('save_interval', 1), seed,
-    collate: { audioLength, textLength, specialIds, maskTokenId: maskId, vocabSize: tok.vocabSize },
+    collate: { audioLength, textLength, tokenizer: tok },
     args: {
       output_dir: saveDir ?? path.join('output', 'spectra-pretrain'), per_device_train_batch_size: batch, num_train_epochs: epochs, gradient_accumulation_steps: accum,
       learning_rate: num(v, 'lr'), weight_decay: num(v, 'weight_decay'), max_grad_norm: num(v, 'grad_norm'), seed,

@@ -8,7 +8,7 @@ export type {
   SpectraConfig, SpectraConfigInput, SpectraAudioConfig, SpectraTextConfig, SpectraInputs, SpectraOutputs, SpectraPretrainedOptions,
 } from './spectra/model';
 export type { SpectraCollateOptions } from './spectra/data';
-export { SpectraPretrainDataset, spectraPretrainCollate, buildSpectraPretrainCorpus } from './spectra/pretrain';
+export { SpectraPretrainDataset, spectraPretrainCollate, buildSpectraPretrainCorpus, tokenizerMasking } from './spectra/pretrain';
 export type { SpectraPretrainEntry, SpectraPretrainItem, SpectraPretrainBatch, SpectraPretrainCollateOptions, SpectraPretrainDatasetOptions, SpectraItemMlm, SpectraMlmChoices, SpectraWord, SpectraCorpusOptions } from './spectra/pretrain';
 export { SpectraForPreTraining, drawSpectraMam } from './spectra/pretraining';
 export type { SpectraMamClip, SpectraPretrainInputs, SpectraPretrainOutputs, SpectraPretrainingOptions } from './spectra/pretraining';

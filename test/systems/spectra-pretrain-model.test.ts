@@ -153,6 +153,8 @@ describe('SpectraForPreTraining = the original ATForPreTraining', () => {
     await rejectsWith(model.forward({ ...base, mam: choices.mam.slice(1) }), 'ERR_INVALID_ARG', /9 clips' masked frames/);
     await rejectsWith(model.forward({ ...base, mam: choices.mam.map((c, i) => (i === 2 ? { frames: [9999], action: [-1] } : c)) }), 'ERR_INVALID_ARG', /mam\[2\]\.frames\[0\]/);
     await rejectsWith(model.forward({ ...base, starts: base.starts.slice(0, 0, 2) }), 'ERR_INVALID_ARG', /one start per startValid flag/);
+    // a collate with RoBERTa's default <mask> (50264) against a 60-token model
+    await rejectsWith(model.forward({ ...base, textInput: base.textInput.maskedFill(base.textInput.eq(5), 50264) }), 'ERR_INVALID_ARG', /token ids in 0\.\.59 .*give it the tokenizer/);
     await rejectsWith(model.forward({ ...base, audio: base.audio.slice(0, 0, 6), audioAttentionMask: base.audioAttentionMask.slice(0, 0, 6) }), 'ERR_INVALID_ARG', /9 clips/);
     const emptyResp = et.cat([base.audioAttentionMask.slice(0, 0, 4), et.zeros([1, base.audio.shape[1]]), base.audioAttentionMask.slice(0, 5)], 0);
     await rejectsWith(model.forward({ ...base, audioAttentionMask: emptyResp }), 'ERR_INVALID_ARG', /response audio of sample 1/);

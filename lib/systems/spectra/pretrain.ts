@@ -13,6 +13,7 @@ import { readPickle, pickleValue } from '../../io/pickle';
 import { readNpy, writeNpy } from '../../io/npy';
 import { readAudio } from '../../audio/ffmpeg';
 import { readJsonObjectSync } from '../../io/file';
+import type { Tokenizer } from '../../data/tokenizer';
 
 /** One word of a turn: its text, first token, end token (exclusive; tokens count from `<s>`), first and end sample in its clip. */
 export type SpectraWord = [word: string, firstToken: number, endToken: number, firstSample: number, endSample: number];
@@ -208,6 +209,12 @@ export interface SpectraPretrainCollateOptions {
   textLength?: number;
   /** Share of tokens masked. Default 0.15. */
   mlmProbability?: number;
+  /**
+   * The tokenizer whose special ids are never masked, whose `<mask>` masks, and whose size bounds
+   * the random tokens (the original's collator takes RoBERTa's tokenizer); replaces the three
+   * options below.
+   */
+  tokenizer?: Tokenizer;
   /** Never masked: RoBERTa's special ids by default (`<s>` 0, `<pad>` 1, `</s>` 2, `<unk>` 3, `<mask>` 50264). */
   specialIds?: number[];
   /** Default 50264, RoBERTa's `<mask>`. */
@@ -250,6 +257,19 @@ export interface SpectraPretrainBatch {
 }
 
 /**
+ * What the MLM masking takes from a tokenizer: its special ids (added special tokens, BOS, EOS,
+ * UNK, PAD, `<mask>`), the `<mask>` id and its size (`len(tokenizer)`).
+ * @throws EmotorchError ERR_INVALID_ARG when it has no `<mask>` token
+ */
+export function tokenizerMasking(tok: Tokenizer): { specialIds: number[]; maskTokenId: number; vocabSize: number } {
+  if (!tok || typeof tok.tokenToId !== 'function') invalid('a Tokenizer', 'tokenizer', tok);
+  const mask = tok.tokenToId('<mask>');
+  if (mask === undefined) invalid("a tokenizer with a <mask> token (RoBERTa's) for masked language modelling", 'tokenizer', 'no <mask>');
+  const ids = [...tok.addedTokens.filter((t) => t.special).map((t) => t.id), tok.bosTokenId, tok.eosTokenId, tok.unkTokenId, tok.padTokenId, mask];
+  return { specialIds: [...new Set(ids.filter((x): x is number => x !== undefined))], maskTokenId: mask!, vocabSize: tok.vocabSize };
+}
+
+/**
  * The original `DataCollatorForPreTraining`: MLM masking of every sequence (15 % of the non-special
  * tokens; of those 80 % `<mask>`, 10 % a random token, 10 % kept), the positive and negative texts,
  * their turn ids, the word-boundary targets of the context and response, and the three clips.
@@ -262,7 +282,11 @@ export interface SpectraPretrainBatch {
 export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: SpectraPretrainCollateOptions = {}): SpectraPretrainBatch {
   if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of SPECTRA pre-training items', 'items', items);
   if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
-  checkOptionNames(opts, ['audioLength', 'textLength', 'mlmProbability', 'specialIds', 'maskTokenId', 'vocabSize', 'padTokenId', 'seed', 'random', 'mlm'], 'spectraPretrainCollate');
+  checkOptionNames(opts, ['audioLength', 'textLength', 'mlmProbability', 'tokenizer', 'specialIds', 'maskTokenId', 'vocabSize', 'padTokenId', 'seed', 'random', 'mlm'], 'spectraPretrainCollate');
+  if (opts.tokenizer !== undefined) {
+    if (opts.specialIds !== undefined || opts.maskTokenId !== undefined || opts.vocabSize !== undefined) invalid('a tokenizer, or specialIds / maskTokenId / vocabSize, not both', 'collate options', Object.keys(opts));
+    opts = { ...opts, ...tokenizerMasking(opts.tokenizer) };
+  }
   const S = checkInt(opts.audioLength ?? 160000, 'audioLength', 1);
   const maxText = checkInt(opts.textLength ?? 512, 'textLength', 2);
   const prob = checkNumber(opts.mlmProbability ?? 0.15, 'mlmProbability', 0, 1);

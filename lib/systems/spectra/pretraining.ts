@@ -304,7 +304,7 @@ export class SpectraForPreTraining extends Module {
    *   whose context or response clip is empty, or word targets that do not match the boundary flags.
    */
   async forward(inputs: SpectraPretrainInputs): Promise<SpectraPretrainOutputs> {
-    const { B, L, S, W } = checkPretrainInputs(inputs);
+    const { B, L, S, W } = checkPretrainInputs(inputs, this.config.text.vocab_size);
     const cfg = this.config;
     const H = cfg.text.hidden_size, C = cfg.audio.conv_dim[cfg.audio.conv_dim.length - 1];
     const dev = inputs.textInput.device;
@@ -404,7 +404,7 @@ function checkPretrainingOptions(o: SpectraPretrainingOptions): Required<Omit<Sp
 }
 
 /** Checks a pre-training batch's shapes and dtypes; returns its sizes. */
-function checkPretrainInputs(inputs: SpectraPretrainInputs): { B: number; L: number; S: number; W: number } {
+function checkPretrainInputs(inputs: SpectraPretrainInputs, vocab?: number): { B: number; L: number; S: number; W: number } {
   if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('a pre-training batch object ({ audio, audioAttentionMask, textInput, … })', 'SPECTRA pre-training inputs', inputs);
   const lab = checkTensor(inputs.mlmLabel, 'mlmLabel');
   if (lab.ndim !== 2 || lab.dtype !== 'int64') invalid('an int64 tensor (batch, length)', 'mlmLabel', `${lab.dtype} [${lab.shape}]`);
@@ -424,6 +424,10 @@ function checkPretrainInputs(inputs: SpectraPretrainInputs): { B: number; L: num
   const starts = checkTensor(inputs.starts, 'starts'), ends = checkTensor(inputs.ends, 'ends');
   if (starts.ndim !== 1 || ends.ndim !== 1) invalid('1-D tensors of word boundaries', 'starts / ends', `[${starts.shape}] / [${ends.shape}]`);
   const ns = Number(inputs.startValid.sum().item()), ne = Number(inputs.endValid.sum().item());
+  if (vocab !== undefined) {
+    const top = Number(inputs.textInput.max().item()), low = Number(inputs.textInput.min().item());
+    if (low < 0 || top >= vocab) invalid(`token ids in 0..${vocab - 1} (the model's vocabulary; a collate's maskTokenId / vocabSize must fit it: give it the tokenizer)`, 'textInput', `ids ${low}..${top}`);
+  }
   // the original's view(-1, H) and subtraction break (or broadcast one value) when these differ (dataset.py:30, model.py:100)
   if (ns !== starts.shape[0] || ne !== ends.shape[0]) invalid(`one start per startValid flag (${ns}) and one end per endValid flag (${ne})`, 'starts / ends', `${starts.shape[0]} / ${ends.shape[0]}`);
   return { B, L, S: audio.shape[1], W: starts.shape[0] };

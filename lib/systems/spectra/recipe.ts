@@ -135,7 +135,10 @@ export interface SpectraPretrainRecipeOptions {
    * rule, clipping 1.0, warmup int(1 % of the steps) then linear decay, cosine at 0 warmup steps).
    */
   args?: TrainingArgumentsInit;
-  /** Collate options (default: the model's audio / text lengths, RoBERTa's special ids and `<mask>`). */
+  /**
+   * Collate options (default: the model's audio / text lengths, RoBERTa's special ids and
+   * `<mask>`); give `tokenizer` for a tokenizer of your own.
+   */
   collate?: Omit<SpectraPretrainCollateOptions, 'seed' | 'random' | 'mlm'>;
   /** Where `{modelName}-{epoch}` folders are saved (main.py's `--model_save_path`); none: nothing is saved. */
   saveDir?: string;
@@ -192,7 +195,7 @@ export async function pretrainSpectra(opts: SpectraPretrainRecipeOptions): Promi
   };
   const text = model.config.text;
   const collate: SpectraPretrainCollateOptions = {
-    audioLength: model.config.audio.max_length, textLength: text.max_length, vocabSize: text.vocab_size,
+    audioLength: model.config.audio.max_length, textLength: text.max_length, ...(opts.collate?.tokenizer ? {} : { vocabSize: text.vocab_size }),
     ...opts.collate, random: generator(opts.seed ?? 42),
   };
   const saved: string[] = [];
