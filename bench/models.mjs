@@ -8,7 +8,9 @@ const robertaBase = { vocab_size: 50265, hidden_size: 768, num_hidden_layers: 12
 const wavlmBase = { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072 };
 const llamaSmall = { vocab_size: 32000, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 512 };
 
-const noGrad = (f) => () => et.noGrad(f);
+/** No grad, under bfloat16 autocast with --bf16. */
+const amp = (cfg, f) => (cfg.bf16 ? () => et.autocast({ device: 'cpu', dtype: 'bfloat16' }, f) : f);
+const noGrad = (f, cfg = {}) => amp(cfg, () => et.noGrad(f));
 /** The model and inputs on the bench's device (--device). */
 const on = (cfg, m) => m.to({ device: cfg.device });
 const at = (cfg, t) => t.to({ device: cfg.device });
@@ -21,7 +23,7 @@ export const cases = {
       et.manualSeed(0);
       const m = await on(cfg, et.nn.WhisperEncoder.create(cfg.config).eval());
       const x = at(cfg, et.randn([1, 80, 3000]));
-      return noGrad(() => m.forward(x));
+      return noGrad(() => m.forward(x), cfg);
     },
   },
   roberta: {
@@ -30,7 +32,7 @@ export const cases = {
     async setup(cfg) {
       const m = await on(cfg, et.nn.RobertaModel.create(cfg.config, { addPoolingLayer: false }).eval());
       const ids = at(cfg, et.randint(3, cfg.config.vocab_size, [1, cfg.tokens]));
-      return noGrad(() => m.forward({ inputIds: ids }));
+      return noGrad(() => m.forward({ inputIds: ids }), cfg);
     },
   },
   wavlm: {
@@ -39,7 +41,7 @@ export const cases = {
     async setup(cfg) {
       const m = await on(cfg, et.nn.WavLMModel.create(cfg.config).eval());
       const x = at(cfg, et.randn([1, cfg.samples]));
-      return noGrad(() => m.forward({ inputValues: x }));
+      return noGrad(() => m.forward({ inputValues: x }), cfg);
     },
   },
   beats: {
@@ -49,7 +51,7 @@ export const cases = {
     async setup(cfg) {
       const m = await on(cfg, et.nn.BeatsEncoder.create({ ...cfg.config, deep_norm: true, relative_position_embedding: true, gru_rel_pos: true, max_distance: 800 }).eval());
       const x = at(cfg, et.randn([1, cfg.frames, 128]));
-      return noGrad(() => m.forward(x));
+      return noGrad(() => m.forward(x), cfg);
     },
   },
   llama: {
@@ -58,7 +60,7 @@ export const cases = {
     async setup(cfg) {
       const m = await on(cfg, et.nn.LlamaForCausalLM.create(cfg.config).eval());
       const ids = at(cfg, et.randint(3, cfg.config.vocab_size, [1, cfg.prompt]));
-      return () => m.generate({ inputIds: ids }, { maxNewTokens: cfg.new_tokens, minNewTokens: cfg.new_tokens, eosTokenId: 2, padTokenId: 0 });
+      return amp(cfg, () => m.generate({ inputIds: ids }, { maxNewTokens: cfg.new_tokens, minNewTokens: cfg.new_tokens, eosTokenId: 2, padTokenId: 0 }));
     },
   },
 };

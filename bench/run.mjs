@@ -1,7 +1,10 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians, the ratio and the range of
 // the per-pair ratios (an emotorch trial and the Python trial after it).
-//   npm run bench -- load | mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
+//   npm run bench -- load | mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
+// --bf16 (models, spectra, salmonn): both sides under CPU autocast to bfloat16 (et.autocast /
+// torch.autocast('cpu', dtype=torch.bfloat16)) around each forward, the backward and the optimizer
+// outside it, as users write it; parameters stay float32.
 // --neighbour: the trials again beside one busy process (a spinning loop), each side's slowdown printed;
 // then emotorch's with adaptive threads (et.setAdaptiveThreads), beside it and on the quiet machine.
 // --ops: after the trials, each side's op profile of one call, side by side (see opsTable).
@@ -50,6 +53,11 @@ if (device !== 'cpu' && !['models', 'salmonn'].includes(name)) {
 }
 if (device !== 'cpu' && !et.cuda.isAvailable()) {
   console.error(`--device ${device}: this emotorch has no CUDA device (a CUDA build: scripts/build-cuda.sh)`);
+  process.exit(2);
+}
+const bf16 = args.includes('--bf16');
+if (bf16 && !['models', 'spectra', 'salmonn'].includes(name)) {
+  console.error('--bf16: the models, spectra and salmonn benchmarks take it');
   process.exit(2);
 }
 const wanted = PROFILES[profile];
@@ -108,9 +116,10 @@ async function runCase(caseName, c) {
   // the cache's blocks do not
   et.cpu.emptyCache();
   const ownPeak = resetPeakRss();
-  const cfg = { ...c.config, threads, trials: opt('trials', c.config.trials), device };
+  const cfg = { ...c.config, threads, trials: opt('trials', c.config.trials), device, bf16 };
   console.log(`\n[${caseName}] ${c.describe(cfg)}`);
   if (device !== 'cpu') console.log(`device: ${device} on both sides`);
+  if (bf16) console.log('autocast to bfloat16 on both sides (the forward; parameters float32)');
   console.log(`threads: ${threads} each${et.getAdaptiveThreads() ? ' (emotorch: adaptive, EMOTORCH_ADAPTIVE_THREADS=1)' : ''}; ${cfg.trials} alternating trials of ${cfg.steps} steps after ${cfg.warmup} warm-up steps`);
   const py = worker(caseName, cfg);
   // the Python side builds and warms up first, so neither side's warm-up (where emotorch times its

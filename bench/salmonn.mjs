@@ -41,7 +41,8 @@ export const cases = {
       const audio = Array.from({ length: cfg.batch }, () => et.randn([n]).mul(0.1).dataSync());
       const batch = { audio, instruction: audio.map(() => cfg.instruction), target: audio.map(() => cfg.target) };
       return async function step() {
-        const { loss } = await model.forward(batch);
+        // with --bf16 the forward under bfloat16 autocast (the backward and the optimizer outside it)
+        const { loss } = await (cfg.bf16 ? et.autocast({ device: 'cpu', dtype: 'bfloat16' }, () => model.forward(batch)) : model.forward(batch));
         await loss.backward();
         await opt.step();
         opt.zeroGrad();

@@ -15,6 +15,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
+/** The forward under bfloat16 autocast with --bf16 (the backward and the optimizer outside it). */
+const amp = (cfg, f) => (cfg.bf16 ? et.autocast({ device: 'cpu', dtype: 'bfloat16' }, f) : f());
+
 // microsoft/wavlm-base-plus and roberta-base dimensions (HF defaults otherwise), dropout as they ship.
 const wavlmBasePlus = {
   hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072,
@@ -41,7 +44,7 @@ async function spectraSetup(cfg) {
     labels: et.randint(0, cfg.num_class, [B]),
   };
   return async function step() {
-    const { loss } = await model.forward(batch);
+    const { loss } = await amp(cfg, () => model.forward(batch));
     await loss.backward();
     await opt.step();
     opt.zeroGrad();
@@ -66,7 +69,7 @@ async function spectraPretrainSetup(cfg) {
     startValid: valid, endValid: valid, starts: et.rand([n]), ends: et.rand([n]),
   };
   return async function step() {
-    const { loss } = await model.forward(batch);
+    const { loss } = await amp(cfg, () => model.forward(batch));
     await loss.backward();
     await opt.step();
     opt.zeroGrad();

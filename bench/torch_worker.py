@@ -12,6 +12,13 @@ import torch
 import torch.nn.functional as F
 
 
+def amp(cfg):
+    """CPU autocast to bfloat16 with --bf16 (around the forward; parameters stay float32)."""
+    import contextlib
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if cfg.get("bf16") else contextlib.nullcontext()
+
+
 def mlp_setup(cfg):
     torch.manual_seed(0)
     sizes = cfg["sizes"]
@@ -173,7 +180,7 @@ def model_setup(kind):
             f = lambda: m.generate(x, max_new_tokens=cfg["new_tokens"], min_new_tokens=cfg["new_tokens"], do_sample=False, pad_token_id=0)
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), amp(cfg):
                 return f()
 
         return step
@@ -236,7 +243,8 @@ def spectra_setup(cfg):
     labels = torch.randint(0, cfg["num_class"], (B,))
 
     def step():
-        _, loss = model(wave, keep, ids, tam, None, labels)
+        with amp(cfg):
+            _, loss = model(wave, keep, ids, tam, None, labels)
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -286,15 +294,16 @@ def salmonn_setup(cfg):
 
     def step():
         spectrogram = torch.tensor(fe(waves, sampling_rate=16000, return_tensors="np").input_features)
-        speech, atts = ref.encode(spectrogram, raw, mask)
-        speech, atts = ref_mod.wrap(ref, tok, speech, atts, prompts)
-        reg = tok([t + "</s>" for t in texts], return_tensors="pt", padding="longest", truncation=True, max_length=300, add_special_tokens=False)
-        targets = reg.input_ids.masked_fill(reg.input_ids == tok.pad_token_id, -100)
-        targets = torch.cat([torch.full([len(texts), atts.shape[1] + 1], -100, dtype=torch.long), targets], 1)
-        bos = emb(torch.full([len(texts), 1], tok.bos_token_id, dtype=torch.long))
-        inputs_embeds = torch.cat([bos, speech, emb(reg.input_ids)], 1)
-        attention_mask = torch.cat([atts[:, :1], atts, reg.attention_mask], 1)
-        loss = llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=targets).loss
+        with amp(cfg):
+            speech, atts = ref.encode(spectrogram, raw, mask)
+            speech, atts = ref_mod.wrap(ref, tok, speech, atts, prompts)
+            reg = tok([t + "</s>" for t in texts], return_tensors="pt", padding="longest", truncation=True, max_length=300, add_special_tokens=False)
+            targets = reg.input_ids.masked_fill(reg.input_ids == tok.pad_token_id, -100)
+            targets = torch.cat([torch.full([len(texts), atts.shape[1] + 1], -100, dtype=torch.long), targets], 1)
+            bos = emb(torch.full([len(texts), 1], tok.bos_token_id, dtype=torch.long))
+            inputs_embeds = torch.cat([bos, speech, emb(reg.input_ids)], 1)
+            attention_mask = torch.cat([atts[:, :1], atts, reg.attention_mask], 1)
+            loss = llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=targets).loss
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -356,8 +365,9 @@ def spectra_pretrain_setup(cfg):
     starts, ends = torch.rand(n, generator=g), torch.rand(n, generator=g)
 
     def step():
-        mlm, mam, rs, span = model(audio, text, a_mask, t_mask, labels, turn, valid, valid, starts, ends)
-        loss = mlm + mam + rs + span
+        with amp(cfg):
+            mlm, mam, rs, span = model(audio, text, a_mask, t_mask, labels, turn, valid, valid, starts, ends)
+            loss = mlm + mam + rs + span
         loss.backward()
         opt.step()
         opt.zero_grad()

@@ -14,6 +14,7 @@
  *   npx emotorch spectra pretrain --audio_path=wavlm-base-plus --text_path=roberta-base --transcripts=OUT/transcripts.pkl --batch_size=24 --epochs=5 --grad_acc=4 --model_save_path=runs --model_name=spectra --save_interval=25
  *   npx emotorch spectra finetune --apex_level=1 --batch_size=24 --epochs=5 --grad_acc=1 --lr=2e-5 --model_path=SPECTRA-base --task=iemocap --multi_audio --use_turn_ids
  *
+ *   npx emotorch usdm preprocess | sft | extend-vocab … (the USDM READMEs' lines)
  *   npx emotorch usdm infer --model USDM-DailyTalk/ --xlsr xlsr2_1b_v2.pt --kmeans kmeans_10k.npy --input_path a.wav
  *
  *   npx emotorch semeval train --train_file ecf_train.json --eval_file ecf_dev.json --features text=text.safetensors video=video.safetensors
@@ -54,7 +55,7 @@ function usage(system?: string, command?: string): string {
     return `Usage: emotorch ${name}${c.args ? ` ${c.args}` : ''} [flags]\n\n${c.summary}\n\n${rows.join('\n')}\n`;
   }
   if (system) {
-    return `Usage: emotorch ${system} <command> [flags]\n\n${SYSTEMS[system].summary}\n\n${Object.entries(SYSTEMS[system].commands).map(([n, c]) => `  ${n.padEnd(8)}${c.summary}`).join('\n')}\n\nemotorch ${system} <command> --help for its flags.\n`;
+    return `Usage: emotorch ${system} <command> [flags]\n\n${SYSTEMS[system].summary}\n\n${Object.entries(SYSTEMS[system].commands).map(([n, c]) => `  ${n.padEnd(Math.max(8, ...Object.keys(SYSTEMS[system].commands).map((k) => k.length + 2)))}${c.summary}`).join('\n')}\n\nemotorch ${system} <command> --help for its flags.\n`;
   }
   return `Usage: emotorch <system> <command> [flags]\n       emotorch serve [flags]\n\n${Object.entries(SYSTEMS).map(([n, s]) => `  ${n.padEnd(8)}${s.summary}`).join('\n')}\n\n${Object.entries(TOP).map(([n, c]) => `  ${n.padEnd(8)}${c.summary}`).join('\n')}\n\nemotorch <system> --help for its commands. Exit status: 0 done, 1 error, 2 usage.\n`;
 }

@@ -235,7 +235,7 @@ export const SALMONN_TRAIN: Command = {
     for (const [b, known, name] of [[data, ['train_ann_path', 'valid_ann_path'], 'datasets'], [run, RUN, 'run'], [optims, OPTIMS, 'run.optims']] as const) {
       for (const k of Object.keys(b)) if (!(known as readonly string[]).includes(k)) notUsed.push(`${name}.${k}`);
     }
-    if (setting(run, 'use_distributed', 'boolean', false, cfg)) notUsed.push('run.use_distributed (one process here; several: npx emotorch-run)');
+    if (setting(run, 'use_distributed', 'boolean', false, cfg)) notUsed.push('run.use_distributed (salmonn train runs in one process)');
     if (notUsed.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${notUsed.join(', ')}\n`);
 
     // data: the annotation JSON(s), prompts from prompt_path wrapped in prompt_template

@@ -1,4 +1,7 @@
 // Audio feature extraction on the thread pool: marshalling around native/audio.
+// Features are float32 whatever autocast the caller has on (as a feature extractor outside the
+// model computes them): their mel products never run in bfloat16 / float16.
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include "audio/features.h"
 #include "bridge/bridge.h"
 
@@ -14,6 +17,7 @@ Napi::Value WhisperLogMel(const Napi::CallbackInfo& info) {
     auto out = std::make_shared<at::Tensor>();
     return run_async(info.Env(), "emotorch.whisperLogMel", nullptr, [x, n_mels, pad, out] {
       at::NoGradGuard g;
+      c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
       *out = audio::whisper_log_mel(x, n_mels, pad);
     }, [out](Napi::Env env) { return TensorHandle::wrap(env, *out); });
   });
@@ -45,6 +49,7 @@ Napi::Value KaldiFbank(const Napi::CallbackInfo& info) {
     auto out = std::make_shared<at::Tensor>();
     return run_async(info.Env(), "emotorch.kaldiFbank", nullptr, [x, opt, out] {
       at::NoGradGuard g;
+      c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
       *out = audio::kaldi_fbank(x, opt);
     }, [out](Napi::Env env) { return TensorHandle::wrap(env, *out); });
   });
