@@ -153,7 +153,7 @@ async function runCase(caseName, c) {
   // the peaks of the timed trials (Python's is its last trial's), before the profiles below add
   // theirs (recorded shapes, events)
   const ourPeak = ownPeak ? peakRssKb() : null;
-  if (args.includes('--ops')) await opsTable(step, py, cfg, per, median(theirs));
+  if (args.includes('--ops')) await opsTable(step, py, cfg, per, median(theirs), median(ours));
   let busy = null;
   if (args.includes('--neighbour')) {
     // the same trials again with one busy process beside both sides (a spinning loop, as a
@@ -225,7 +225,7 @@ async function runCase(caseName, c) {
 // products' work (from one more call each recording input shapes, which slows the ops, so only
 // the calls are read from it) and speed on each side against this CPU's float32 FMA peak
 // (productFloor).
-async function opsTable(step, py, cfg, per, pyMedianMs) {
+async function opsTable(step, py, cfg, per, pyMedianMs, ourMedianMs) {
   const rows = Number(opt('ops-rows', 25));
   const profiledSteps = async (recordShapes) => {
     await et.profiler.start({ recordShapes });
@@ -256,7 +256,7 @@ async function opsTable(step, py, cfg, per, pyMedianMs) {
   console.log(`  ${'(all ops)'.padEnd(w)}  ${sum('ours').toFixed(1).padStart(9)}          ${sum('theirs').toFixed(1).padStart(9)}`);
   const oursShaped = shapedProf.keyAverages({ groupByShapes: true }).map((o) => ({ name: o.name, shapes: o.shapes, calls: o.calls / cfg.steps }));
   // on a GPU the profiles time the launches, and the FMA peak is the CPU's: no floor there
-  if (device === 'cpu') productFloor(products(ours, oursShaped, per), products(theirs, profiled.shaped, per), pyMedianMs);
+  if (device === 'cpu') productFloor(products(ours, oursShaped, per), products(theirs, profiled.shaped, per), pyMedianMs, ourMedianMs);
 }
 
 // The matrix-product ops and their float32 work from their input shapes, one formula for both
@@ -315,11 +315,14 @@ function fmaPeak(nThreads) {
 // Python's (same kernels at the same speed), or at this CPU's float32 FMA peak, which no GEMM
 // passes. Both against Python's median step time from the trials (unprofiled). Products inside
 // other kernels (SDPA, convolutions) are not counted, so the real floor lies above these.
-function productFloor(ours, theirs, pyMedianMs) {
+function productFloor(ours, theirs, pyMedianMs, ourMedianMs) {
   if (!theirs.ms || !ours.ms) return;
   const line = (s) => `${s.ms.toFixed(1)} ms, ${(s.flops / 1e9).toFixed(2)} GFLOP (${(s.flops / s.ms / 1e6).toFixed(0)} GFLOP/s)${s.unread ? `; ${Math.round(s.unread)} calls with unread shapes not counted` : ''}`;
   console.log(`matrix products per step (${Object.keys(PRODUCT_FLOPS).join(', ')}): emotorch ${line(ours)}; Python ${line(theirs)}`);
   console.log(`a step of nothing but products as fast as Python's: ratio ${(theirs.ms / pyMedianMs).toFixed(3)} (Python's ${theirs.ms.toFixed(1)} ms of its ${pyMedianMs.toFixed(1)} ms median step)`);
+  // issue 48's yardstick: emotorch's whole step against a step of only PyTorch-speed products
+  // (1.00 = everything but the products is free); the time outside them is the rest of the step
+  console.log(`product-floor ratio: emotorch's step / Python's products = ${(ourMedianMs / theirs.ms).toFixed(3)} (${ourMedianMs.toFixed(1)} ms / ${theirs.ms.toFixed(1)} ms); outside the products: emotorch ${(ourMedianMs - ours.ms).toFixed(1)} ms, Python ${(pyMedianMs - theirs.ms).toFixed(1)} ms`);
   const peaks = fmaPeak(threads);
   if (!peaks) { console.log('(bench/fma_peak.c could not be compiled or run here: the FMA peak lines are left out)'); return; }
   // the ISA the GEMMs run on: AVX2 under the profile (or on an AVX2-only CPU), else AVX-512
