@@ -1,7 +1,7 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians, the ratio and the range of
 // the per-pair ratios (an emotorch trial and the Python trial after it).
-//   npm run bench -- load | mlp | features | models | trainer | spectra | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
+//   npm run bench -- load | mlp | features | models | trainer | spectra | spectra-pretrain | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
 // --bf16 (models, spectra, salmonn): both sides under CPU autocast to bfloat16 (et.autocast /
 // torch.autocast('cpu', dtype=torch.bfloat16)) around each forward, the backward and the optimizer
 // outside it, as users write it; parameters stay float32.
@@ -25,7 +25,9 @@ import * as os from 'os';
 import * as et from 'emotorch';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = { load: 'load.mjs', mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs' };
+const BENCHES = { load: 'load.mjs', mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', 'spectra-pretrain': 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs' };
+// `spectra-pretrain` is the spectra module's spectra_pretrain case (issue 46's name for it)
+const CASE_OF = { 'spectra-pretrain': 'spectra_pretrain' };
 const args = process.argv.slice(2);
 const name = args.find((a) => !a.startsWith('--')) ?? 'mlp';
 if (!(name in BENCHES)) {
@@ -56,7 +58,7 @@ if (device !== 'cpu' && !et.cuda.isAvailable()) {
   process.exit(2);
 }
 const bf16 = args.includes('--bf16');
-if (bf16 && !['models', 'spectra', 'salmonn'].includes(name)) {
+if (bf16 && !['models', 'spectra', 'spectra-pretrain', 'salmonn'].includes(name)) {
   console.error('--bf16: the models, spectra and salmonn benchmarks take it');
   process.exit(2);
 }
@@ -339,7 +341,7 @@ function productFloor(ours, theirs, pyMedianMs, ourMedianMs) {
 const mod = await import(path.join(here, BENCHES[name]));
 // A case with its own `run` compares within emotorch (no Python side).
 // --case a,b: only these cases of the command
-const only = args.includes('--case') ? args[args.indexOf('--case') + 1].split(',') : null;
+const only = args.includes('--case') ? args[args.indexOf('--case') + 1].split(',') : CASE_OF[name] ? [CASE_OF[name]] : null;
 const unknownCase = only?.find((c) => !(c in mod.cases));
 if (unknownCase) {
   console.error(`unknown case '${unknownCase}' of ${name}; available: ${Object.keys(mod.cases).join(', ')}`);
