@@ -32,6 +32,9 @@ export interface TensorHandle {
 
 export type Named = [string[], TensorHandle[]];
 
+/** A native decoding row (nn::DecodeRow), opaque on this side. */
+export type DecodeRowHandle = { readonly __decodeRow: unique symbol };
+
 export interface ModuleHandle {
   forward(inputs: (TensorHandle | null)[]): Promise<(TensorHandle | null)[]>;
   namedParameters(): Named;
@@ -41,6 +44,13 @@ export interface ModuleHandle {
   to(device: string | null, dtype: string | null): Promise<void>;
   generate(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object,
     onTokens: ((ids: number[]) => void) | null): { result: Promise<TensorHandle>; cancel(): void };
+  /** A decoding row (an opaque External): the prompt run, nothing chosen yet. */
+  startDecode(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object,
+    seed: number | null): Promise<DecodeRowHandle>;
+  /** One step of every row: each one's next token, −1 for a row done before. */
+  decodeStep(rows: DecodeRowHandle[]): Promise<number[]>;
+  /** The row done, its cache freed. */
+  endDecode(row: DecodeRowHandle): Promise<void>;
   applyLora(targets: string[], r: number, alpha: number, dropout: number): string[];
   mergeLora(merge: boolean): number;
   setGradientCheckpointing(on: boolean): boolean;

@@ -12,7 +12,7 @@ export { BeatsEncoder, BEATS_DEFAULTS } from './beats';
 export type { BeatsConfig, BeatsOutputs } from './beats';
 export { QFormer, QFORMER_DEFAULTS, LAVIS_QFORMER_RENAMES } from './qformer';
 export type { QFormerConfig } from './qformer';
-export { LlamaForCausalLM, LLAMA_DEFAULTS, LLAMA_MODEL_TYPES, normalizeRope, normalizeLlamaConfig } from './llama';
+export { LlamaForCausalLM, DecodeBatch, LLAMA_DEFAULTS, LLAMA_MODEL_TYPES, normalizeRope, normalizeLlamaConfig } from './llama';
 export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';
 export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } from './lora';
 export type { LoraOptions } from './lora';

@@ -5,6 +5,7 @@
  * and Phi-3 (`qkv_proj`, `gate_up_proj`, su / longrope RoPE). `config.model_type` picks the layout.
  */
 import { NativeModule, ModuleOptions, lockConfig } from './module';
+import type { DecodeRowHandle } from '../native';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
@@ -164,13 +165,32 @@ export interface GenerationOptions {
    * call rejects with ERR_ABORTED (e.g. a client that went away, a request past its time).
    */
   signal?: AbortSignal;
+  /**
+   * Sampling from a generator of its own, seeded with this (row b of a batch with `seed + b`):
+   * the same seed gives the same answer, decoded alone or in a {@link DecodeBatch}, whatever else
+   * draws random numbers meanwhile. Default: the global generator ({@link manualSeed}).
+   */
+  seed?: number;
+  /**
+   * Decode in this running batch (continuous batching) instead of alone: the prompt is run, then
+   * its tokens are chosen in the same steps as every other call's in the batch. Greedy and sampling
+   * only (numBeams > 1 decodes alone); one prompt per call. See {@link DecodeBatch}.
+   */
+  batch?: DecodeBatch;
 }
 
 /** The names {@link GenerationOptions} has (any other is an error). */
 export const GENERATION_OPTIONS: readonly (keyof GenerationOptions)[] = [
   'maxNewTokens', 'minNewTokens', 'doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'numBeams', 'lengthPenalty',
-  'earlyStopping', 'eosTokenId', 'padTokenId', 'bannedTokenRanges', 'allowedTokenRanges', 'onTokens', 'signal',
+  'earlyStopping', 'eosTokenId', 'padTokenId', 'bannedTokenRanges', 'allowedTokenRanges', 'onTokens', 'signal', 'seed', 'batch',
 ];
+
+/** generation_config.json's names, as the native side reads them. */
+interface NativeGeneration {
+  max_new_tokens: number; min_new_tokens: number; num_beams: number; top_k: number; temperature: number; top_p: number;
+  repetition_penalty: number; length_penalty: number; do_sample: boolean; early_stopping: string; eos_token_id: number[];
+  pad_token_id: number; banned_token_ranges: number[]; allowed_token_ranges: number[]; seed: number;
+}
 
 /** Inputs of `LlamaForCausalLM.generate`: prompt ids or embeddings, and their attention mask (left padding). */
 export interface GenerateInputs {
@@ -320,7 +340,8 @@ export class LlamaForCausalLM extends NativeModule {
     if (ids.ndim !== 2 || ids.dtype !== 'int64') invalid('an int64 tensor (batch, length)', name, `${ids.dtype} [${ids.shape}]`);
   }
 
-  private checkInputs(i: GenerateInputs & { positionIds?: Tensor }): number[] {
+  /** @internal Inputs checked; their (batch, length). */
+  checkInputs(i: GenerateInputs & { positionIds?: Tensor }): number[] {
     if (!i || typeof i !== 'object' || i instanceof Tensor) invalid('an inputs object ({ inputIds | inputsEmbeds, attentionMask, … })', 'LLaMA inputs', i);
     if (!!i.inputIds === !!i.inputsEmbeds) throw new EmotorchError('LLaMA: give exactly one of inputIds and inputsEmbeds', 'ERR_INVALID_ARG');
     let bt: number[];
@@ -383,34 +404,13 @@ export class LlamaForCausalLM extends NativeModule {
    */
   async generate(inputs: GenerateInputs, opts: GenerationOptions = {}): Promise<{ newTokens: Tensor; sequences: Tensor | null }> {
     checkOptionNames(opts, GENERATION_OPTIONS, 'generate');
-    this.checkInputs(inputs);
-    const eos = opts.eosTokenId ?? this.config.eos_token_id;
-    const eosList = Array.isArray(eos) ? eos : [eos];
-    eosList.forEach((e, i) => checkInt(e, Array.isArray(eos) ? `eosTokenId[${i}]` : 'eosTokenId', 0));
-    const es = opts.earlyStopping ?? true;
-    if (es !== true && es !== false && es !== 'never') invalid("true, false or 'never'", 'earlyStopping', es);
-    if (opts.doSample !== undefined && typeof opts.doSample !== 'boolean') invalid('a boolean', 'doSample', opts.doSample);
-    // the native side reads generation_config.json's names
-    const g = {
-      max_new_tokens: checkInt(opts.maxNewTokens ?? 20, 'maxNewTokens', 1),
-      min_new_tokens: checkInt(opts.minNewTokens ?? 0, 'minNewTokens', 0),
-      num_beams: checkInt(opts.numBeams ?? 1, 'numBeams', 1),
-      top_k: checkInt(opts.topK ?? 0, 'topK', 0),
-      temperature: checkNumber(opts.temperature ?? 1, 'temperature', Number.MIN_VALUE),
-      top_p: checkNumber(opts.topP ?? 1, 'topP', 0, 1),
-      repetition_penalty: checkNumber(opts.repetitionPenalty ?? 1, 'repetitionPenalty', Number.MIN_VALUE),
-      length_penalty: checkNumber(opts.lengthPenalty ?? 1, 'lengthPenalty'),
-      do_sample: opts.doSample ?? false,
-      early_stopping: String(es),
-      eos_token_id: eosList,
-      pad_token_id: checkInt(opts.padTokenId ?? this.config.pad_token_id, 'padTokenId', 0),
-      banned_token_ranges: this.tokenRanges(opts.bannedTokenRanges, 'bannedTokenRanges'),
-      allowed_token_ranges: this.tokenRanges(opts.allowedTokenRanges, 'allowedTokenRanges'),
-    };
-    if (g.do_sample && g.num_beams > 1) invalid('doSample false with numBeams > 1 (beam sampling is not supported)', 'generation options', opts);
-    if (banAll(g.banned_token_ranges, opts.allowedTokenRanges ? g.allowed_token_ranges : null, this.config.vocab_size)) {
-      invalid('token ranges that leave at least one id to generate', 'bannedTokenRanges / allowedTokenRanges', { banned: opts.bannedTokenRanges, allowed: opts.allowedTokenRanges });
+    if (opts.batch !== undefined) {
+      if (!(opts.batch instanceof DecodeBatch) || opts.batch.model !== this) invalid('a DecodeBatch of this model', 'batch', opts.batch);
+      const { batch, ...rest } = opts;
+      if ((rest.numBeams ?? 1) === 1) return batch.generate(inputs, rest);
     }
+    this.checkInputs(inputs);
+    const g = this.generationConfig(opts);
     const { onTokens, signal } = opts;
     if (onTokens !== undefined && typeof onTokens !== 'function') invalid('a function (ids: number[]) => void', 'onTokens', onTokens);
     if (onTokens && g.num_beams > 1) invalid('numBeams 1 with onTokens (beam search revises its past tokens; stream greedy or sampled answers)', 'generation options', opts);
@@ -442,6 +442,41 @@ export class LlamaForCausalLM extends NativeModule {
     return { newTokens, sequences: inputs.inputIds ? cat([inputs.inputIds.to({ device: newTokens.device }), newTokens], 1) : null };
   }
 
+  /**
+   * {@link GenerationOptions} checked and in generation_config.json's names.
+   * @internal
+   */
+  generationConfig(opts: GenerationOptions): NativeGeneration {
+    const eos = opts.eosTokenId ?? this.config.eos_token_id;
+    const eosList = Array.isArray(eos) ? eos : [eos];
+    eosList.forEach((e, i) => checkInt(e, Array.isArray(eos) ? `eosTokenId[${i}]` : 'eosTokenId', 0));
+    const es = opts.earlyStopping ?? true;
+    if (es !== true && es !== false && es !== 'never') invalid("true, false or 'never'", 'earlyStopping', es);
+    if (opts.doSample !== undefined && typeof opts.doSample !== 'boolean') invalid('a boolean', 'doSample', opts.doSample);
+    const g: NativeGeneration = {
+      max_new_tokens: checkInt(opts.maxNewTokens ?? 20, 'maxNewTokens', 1),
+      min_new_tokens: checkInt(opts.minNewTokens ?? 0, 'minNewTokens', 0),
+      num_beams: checkInt(opts.numBeams ?? 1, 'numBeams', 1),
+      top_k: checkInt(opts.topK ?? 0, 'topK', 0),
+      temperature: checkNumber(opts.temperature ?? 1, 'temperature', Number.MIN_VALUE),
+      top_p: checkNumber(opts.topP ?? 1, 'topP', 0, 1),
+      repetition_penalty: checkNumber(opts.repetitionPenalty ?? 1, 'repetitionPenalty', Number.MIN_VALUE),
+      length_penalty: checkNumber(opts.lengthPenalty ?? 1, 'lengthPenalty'),
+      do_sample: opts.doSample ?? false,
+      early_stopping: String(es),
+      eos_token_id: eosList,
+      pad_token_id: checkInt(opts.padTokenId ?? this.config.pad_token_id, 'padTokenId', 0),
+      banned_token_ranges: this.tokenRanges(opts.bannedTokenRanges, 'bannedTokenRanges'),
+      allowed_token_ranges: this.tokenRanges(opts.allowedTokenRanges, 'allowedTokenRanges'),
+      seed: opts.seed === undefined ? -1 : checkInt(opts.seed, 'seed', 0),
+    };
+    if (g.do_sample && g.num_beams > 1) invalid('doSample false with numBeams > 1 (beam sampling is not supported)', 'generation options', opts);
+    if (banAll(g.banned_token_ranges, opts.allowedTokenRanges ? g.allowed_token_ranges : null, this.config.vocab_size)) {
+      invalid('token ranges that leave at least one id to generate', 'bannedTokenRanges / allowedTokenRanges', { banned: opts.bannedTokenRanges, allowed: opts.allowedTokenRanges });
+    }
+    return g;
+  }
+
   /** `[[start, end), …]` checked against the vocabulary and flattened for the native side. */
   private tokenRanges(r: unknown, name: string): number[] {
     if (r === undefined || r === null) return [];
@@ -453,6 +488,117 @@ export class LlamaForCausalLM extends NativeModule {
       }
       return p as number[];
     });
+  }
+}
+
+/** One call of {@link DecodeBatch.generate} while it decodes. */
+interface BatchRow {
+  handle: DecodeRowHandle;
+  tokens: number[];
+  eos: number[];
+  max: number;
+  onTokens?: (ids: number[]) => void;
+  signal?: AbortSignal;
+  resolve: (tokens: number[]) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Continuous batching over one {@link LlamaForCausalLM}: each `generate` call runs its prompt, then
+ * joins the rows decoding at the next step, and leaves when it ends (an end token, maxNewTokens,
+ * or its signal), so concurrent requests share every step's pass over the weights (decoding is
+ * bound by memory: sixteen rows take little more time per step than one). A row's tokens are the
+ * ones it gets decoded alone: on the CPU, in float32 and bfloat16, every product sums each row as
+ * if it were alone (and norms, attention and activations run row by row), so greedy answers are
+ * identical bit for bit; on CUDA the products of a step run as one, so they agree up to the last
+ * bits of the kernels. `emotorch serve --max-batch` decodes its requests this way.
+ * @example
+ * const batch = new et.nn.DecodeBatch(llm);
+ * const answers = await Promise.all(prompts.map((inputIds) => batch.generate({ inputIds }, { maxNewTokens: 64 })));
+ * // the same as: llm.generate({ inputIds }, { maxNewTokens: 64, batch })
+ */
+export class DecodeBatch {
+  private rows: BatchRow[] = [];
+  private loop: Promise<void> | null = null;
+
+  /** @param model the model every call decodes on */
+  constructor(readonly model: LlamaForCausalLM) {
+    if (!(model instanceof LlamaForCausalLM)) invalid('a LlamaForCausalLM', 'DecodeBatch model', model);
+  }
+
+  /** Rows decoding now. */
+  get size(): number { return this.rows.length; }
+
+  /**
+   * Decodes one prompt in the batch: its prompt pass, then its tokens in the batch's steps.
+   * @param inputs `{ inputIds | inputsEmbeds, attentionMask? }` of one prompt (batch 1)
+   * @param opts {@link GenerationOptions} (greedy or sampling: numBeams 1); `onTokens` gets this row's token each step
+   * @returns `newTokens` (1, n) and, for an ids prompt, `sequences` = prompt + new, as {@link LlamaForCausalLM.generate}
+   * @throws EmotorchError ERR_INVALID_ARG for a bad input or option (a batch of more than one prompt,
+   *   numBeams > 1), ERR_ABORTED when `signal` aborts (the other rows go on)
+   * @example
+   * const { newTokens } = await batch.generate({ inputIds }, { maxNewTokens: 32, onTokens: ([t]) => stream(t) });
+   */
+  async generate(inputs: GenerateInputs, opts: GenerationOptions = {}): Promise<{ newTokens: Tensor; sequences: Tensor | null }> {
+    checkOptionNames(opts, GENERATION_OPTIONS, 'DecodeBatch.generate');
+    const m = this.model;
+    const [b] = m.checkInputs(inputs);
+    if (b !== 1) invalid('one prompt (batch 1): concurrent calls are what a DecodeBatch batches', 'DecodeBatch.generate inputs', `batch ${b}`);
+    const g = m.generationConfig(opts);
+    if (g.num_beams !== 1) invalid('numBeams 1 (beam search decodes alone: call the model\'s generate)', 'numBeams', opts.numBeams);
+    const { onTokens, signal } = opts;
+    if (onTokens !== undefined && typeof onTokens !== 'function') invalid('a function (ids: number[]) => void', 'onTokens', onTokens);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', signal);
+    const aborted = () => new EmotorchError(`generate: aborted (${String(signal?.reason ?? 'signal')})`, 'ERR_ABORTED');
+    if (signal?.aborted) throw aborted();
+    const native = m.native;
+    const handle = await native.startDecode(inputs.inputIds?.handle ?? null, inputs.inputsEmbeds?.handle ?? null, inputs.attentionMask?.handle ?? null,
+      g, g.seed >= 0 ? g.seed : null);
+    if (signal?.aborted) { void native.endDecode(handle).catch(() => {}); throw aborted(); }
+    const tokens = await new Promise<number[]>((resolve, reject) => {
+      this.rows.push({ handle, tokens: [], eos: g.eos_token_id, max: g.max_new_tokens, onTokens, signal, resolve, reject });
+      this.loop ??= this.run();
+    });
+    const device = (inputs.inputIds ?? inputs.inputsEmbeds)!.device;
+    const newTokens = tensor([tokens], { dtype: 'int64', shape: [1, tokens.length] }).to({ device });
+    return { newTokens, sequences: inputs.inputIds ? cat([inputs.inputIds.to({ device }), newTokens], 1) : null };
+  }
+
+  /** Steps every row until none is left; rows join and leave between steps. */
+  private async run(): Promise<void> {
+    const native = this.model.native;
+    try {
+      while (this.rows.length) {
+        for (const r of this.rows.filter((x) => x.signal?.aborted)) {   // cancelled: leaves before the step
+          this.leave(r);
+          void native.endDecode(r.handle).catch(() => {});
+          r.reject(new EmotorchError(`generate: aborted (${String(r.signal!.reason ?? 'signal')})`, 'ERR_ABORTED'));
+        }
+        const step = this.rows.slice();
+        if (!step.length) break;
+        let next: number[];
+        try {
+          next = await native.decodeStep(step.map((r) => r.handle));
+        } catch (e) {
+          for (const r of step) { this.leave(r); r.reject(e); }
+          continue;
+        }
+        step.forEach((r, i) => {
+          const t = next[i];
+          if (t < 0) { this.leave(r); r.resolve(r.tokens); return; }
+          r.tokens.push(t);
+          if (r.onTokens) { try { r.onTokens([t]); } catch { /* a listener's failure is its own */ } }
+          if (r.eos.includes(t) || r.tokens.length >= r.max) { this.leave(r); r.resolve(r.tokens); }
+        });
+      }
+    } finally {
+      this.loop = null;
+    }
+  }
+
+  private leave(r: BatchRow): void {
+    const i = this.rows.indexOf(r);
+    if (i >= 0) this.rows.splice(i, 1);
   }
 }
 

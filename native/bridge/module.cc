@@ -22,6 +22,9 @@ void move_module(nn::Model& m, std::optional<at::Device> dev, std::optional<at::
   for (auto& b : m.buffers()) move(b);
 }
 
+using RowRef = std::shared_ptr<nn::DecodeRow>;
+const napi_type_tag kRowTag = {0x656d6f746f726368ULL, 0x6465636f6465726fULL};  // "emotorch" "decodero"
+
 class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -33,6 +36,9 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
                                        InstanceMethod("training", &ModuleHandle::Training),
                                        InstanceMethod("to", &ModuleHandle::To),
                                        InstanceMethod("generate", &ModuleHandle::Generate),
+                                       InstanceMethod("startDecode", &ModuleHandle::StartDecode),
+                                       InstanceMethod("decodeStep", &ModuleHandle::DecodeStep),
+                                       InstanceMethod("endDecode", &ModuleHandle::EndDecode),
                                        InstanceMethod("applyLora", &ModuleHandle::ApplyLora),
                                        InstanceMethod("mergeLora", &ModuleHandle::MergeLora),
                                        InstanceMethod("setGradientCheckpointing", &ModuleHandle::SetGradientCheckpointing),
@@ -142,6 +148,70 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
         return ci.Env().Undefined();
       }, "cancel"));
       return handle;
+    });
+  }
+  std::shared_ptr<nn::LlamaForCausalLM> llm() const {
+    auto m = std::dynamic_pointer_cast<nn::LlamaForCausalLM>(live());
+    if (!m) throw CodedError("ERR_INVALID_ARG", "decoding needs a causal language model");
+    return m;
+  }
+  // The decoding row an External from startDecode holds (type-tagged: nothing else is taken for one).
+  static std::shared_ptr<nn::DecodeRow> row_of(const Napi::Value& v) {
+    if (!v.IsExternal() || !v.As<Napi::External<RowRef>>().CheckTypeTag(&kRowTag)) throw CodedError("ERR_INVALID_ARG", "expected a decoding row from startDecode");
+    return *v.As<Napi::External<RowRef>>().Data();
+  }
+  // startDecode(inputIds|null, inputsEmbeds|null, attentionMask|null, config, seed|null) → Promise<row>
+  // (an External): the prompt run, nothing chosen yet (nn::LlamaForCausalLM::start_row).
+  Napi::Value StartDecode(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto m = llm();
+      auto opt = [&](size_t i, const char* what) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what); };
+      at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
+      auto g = nn::GenerationConfig::from(*config_reader(info[3], "generation"));
+      std::optional<uint64_t> seed;
+      if (info.Length() > 4 && info[4].IsNumber()) seed = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
+      auto out = std::make_shared<RowRef>();
+      return run_async(info.Env(), "emotorch.startDecode", mutex, [m, ids, embeds, mask, g, seed, out] {
+        at::NoGradGuard ng;
+        *out = m->start_row(ids, embeds, mask, g, seed);
+      }, [out](Napi::Env env) -> Napi::Value {
+        auto ext = Napi::External<RowRef>::New(env, new RowRef(*out), [](Napi::Env, RowRef* r) { delete r; });
+        ext.TypeTag(&kRowTag);
+        return ext;
+      });
+    });
+  }
+  // decodeStep(rows) → Promise<number[]>: each row's next token, −1 for a row done before
+  // (nn::LlamaForCausalLM::decode_rows).
+  Napi::Value DecodeStep(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto m = llm();
+      if (!info[0].IsArray()) throw CodedError("ERR_INVALID_ARG", "decodeStep takes an array of decoding rows");
+      auto arr = info[0].As<Napi::Array>();
+      std::vector<std::shared_ptr<nn::DecodeRow>> rows;
+      for (uint32_t i = 0; i < arr.Length(); ++i) rows.push_back(row_of(arr.Get(i)));
+      auto out = std::make_shared<std::vector<int64_t>>();
+      return run_async(info.Env(), "emotorch.decodeStep", mutex, [m, rows, out] {
+        at::NoGradGuard ng;
+        std::vector<nn::DecodeRow*> raw;
+        for (auto& r : rows) raw.push_back(r.get());
+        *out = m->decode_rows(raw);
+      }, [out](Napi::Env env) -> Napi::Value {
+        auto a = Napi::Array::New(env, out->size());
+        for (uint32_t i = 0; i < out->size(); ++i) a.Set(i, Napi::Number::New(env, static_cast<double>((*out)[i])));
+        return a;
+      });
+    });
+  }
+  // endDecode(row) → Promise<void>: the row done, its cache freed (a request that left the batch).
+  Napi::Value EndDecode(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto row = row_of(info[0]);
+      return run_async(info.Env(), "emotorch.endDecode", mutex, [row] {
+        row->done = true;
+        row->cache = nn::KVCache();
+        row->last = at::Tensor();
+      }, nullptr);
     });
   }
   // applyLora(targets, r, alpha, dropout) → names of the wrapped layers

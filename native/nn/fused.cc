@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -484,11 +485,15 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::T
   return onednn_op() != nullptr;
 }
 
-// ---- bfloat16 products of one row (decoding) -------------------------------------------------------
+// ---- products of a few rows, each as if alone (decoding) -----------------------------------------
 //
-// y = W x for a bfloat16 weight (N, K) and one bfloat16 row x: every weight byte is read once, so
-// the product runs at the speed memory streams the weight. ATen's bfloat16 GEMV ran at half that
-// (a 1.1B LLaMA decoded at 7 tok/s in bfloat16, 14 in float16). Sums in float32, as oneDNN's.
+// y[r] = W x[r] for a weight (N, K) and R rows x (R, K), float32 or bfloat16, sums in float32: the
+// weight is read once for all rows (decoding is bound by memory: one row, or sixteen, take the time
+// the weight takes to stream), and each output is one fixed chain of sums over k, the same whatever
+// R is and wherever the row lies, so a request decoded beside others gets the numbers it gets
+// alone. ATen's bfloat16 GEMV ran at half the speed memory allows (a 1.1B LLaMA decoded at 7 tok/s
+// in bfloat16, 14 in float16); the products of R rows on oneDNN or the BLAS pick their kernels and
+// summation orders by R.
 
 float bf16_to_float(uint16_t v) {
   uint32_t u = static_cast<uint32_t>(v) << 16;
@@ -496,100 +501,177 @@ float bf16_to_float(uint16_t v) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+inline float as_float(float v) { return v; }
+inline float as_float(uint16_t v) { return bf16_to_float(v); }
 
 // s + Σ x[k]·w[k] over k in [k0, K): the elements the vector loops leave.
-float dot_bf16_tail(float s, const uint16_t* x, const uint16_t* w, int64_t k0, int64_t K) {
-  for (int64_t k = k0; k < K; ++k) s += bf16_to_float(x[k]) * bf16_to_float(w[k]);
+template <typename T>
+float dot_tail(float s, const T* x, const T* w, int64_t k0, int64_t K) {
+  for (int64_t k = k0; k < K; ++k) s += as_float(x[k]) * as_float(w[k]);
   return s;
 }
 
+// A kernel computes Y[r·ldy + n] for r < R, n in [n0, n1).
+template <typename T>
+using RowsKernel = void (*)(const T* W, const T* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K);
+
 #if defined(__x86_64__)
+// Each kernel takes the rows M at a time (M accumulator pairs in registers, the weight's vector
+// loaded once for them); the chain of one output does not depend on M.
+template <int M>
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-void gemv_bf16_avx512(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, int64_t n1, int64_t K) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const uint16_t* w = W + n * K;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 64 <= K; k += 64) {
-      a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x + k), (__m512bh)_mm512_loadu_si512(w + k));
-      a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(x + k + 32), (__m512bh)_mm512_loadu_si512(w + k + 32));
+void block_bf16_avx512(const uint16_t* w, const uint16_t* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+  __m512 a0[M], a1[M];
+  for (int j = 0; j < M; ++j) a0[j] = a1[j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + k), w1 = (__m512bh)_mm512_loadu_si512(w + k + 32);
+    for (int j = 0; j < M; ++j) {
+      a0[j] = _mm512_dpbf16_ps(a0[j], (__m512bh)_mm512_loadu_si512(X + j * K + k), w0);
+      a1[j] = _mm512_dpbf16_ps(a1[j], (__m512bh)_mm512_loadu_si512(X + j * K + k + 32), w1);
     }
-    for (; k + 32 <= K; k += 32) a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x + k), (__m512bh)_mm512_loadu_si512(w + k));
-    y[n] = dot_bf16_tail(_mm512_reduce_add_ps(_mm512_add_ps(a0, a1)), x, w, k, K);
   }
+  for (; k + 32 <= K; k += 32) {
+    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + k);
+    for (int j = 0; j < M; ++j) a0[j] = _mm512_dpbf16_ps(a0[j], (__m512bh)_mm512_loadu_si512(X + j * K + k), w0);
+  }
+  for (int j = 0; j < M; ++j) Y[j * ldy + n] = dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(a0[j], a1[j])), X + j * K, w, k, K);
+}
+
+template <int M>
+__attribute__((target("avx512f")))
+void block_f32_avx512(const float* w, const float* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+  __m512 a0[M], a1[M];
+  for (int j = 0; j < M; ++j) a0[j] = a1[j] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
+    for (int j = 0; j < M; ++j) {
+      a0[j] = _mm512_fmadd_ps(_mm512_loadu_ps(X + j * K + k), w0, a0[j]);
+      a1[j] = _mm512_fmadd_ps(_mm512_loadu_ps(X + j * K + k + 16), w1, a1[j]);
+    }
+  }
+  for (; k + 16 <= K; k += 16) {
+    const __m512 w0 = _mm512_loadu_ps(w + k);
+    for (int j = 0; j < M; ++j) a0[j] = _mm512_fmadd_ps(_mm512_loadu_ps(X + j * K + k), w0, a0[j]);
+  }
+  for (int j = 0; j < M; ++j) Y[j * ldy + n] = dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(a0[j], a1[j])), X + j * K, w, k, K);
 }
 
 // 8 bfloat16 → 8 float32
-__attribute__((target("avx2,fma"))) inline __m256 widen_bf16(const uint16_t* p) {
+__attribute__((target("avx2,fma"))) inline __m256 widen8(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
 }
+__attribute__((target("avx2,fma"))) inline __m256 widen8(const float* p) { return _mm256_loadu_ps(p); }
 
+__attribute__((target("avx2,fma"))) inline float hsum8(__m256 a) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+template <int M, typename T>
 __attribute__((target("avx2,fma")))
-void gemv_bf16_avx2(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, int64_t n1, int64_t K) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const uint16_t* w = W + n * K;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-      a0 = _mm256_fmadd_ps(widen_bf16(x + k), widen_bf16(w + k), a0);
-      a1 = _mm256_fmadd_ps(widen_bf16(x + k + 8), widen_bf16(w + k + 8), a1);
+void block_avx2(const T* w, const T* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+  __m256 a0[M], a1[M];
+  for (int j = 0; j < M; ++j) a0[j] = a1[j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m256 w0 = widen8(w + k), w1 = widen8(w + k + 8);
+    for (int j = 0; j < M; ++j) {
+      a0[j] = _mm256_fmadd_ps(widen8(X + j * K + k), w0, a0[j]);
+      a1[j] = _mm256_fmadd_ps(widen8(X + j * K + k + 8), w1, a1[j]);
     }
-    __m256 a = _mm256_add_ps(a0, a1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    y[n] = dot_bf16_tail(_mm_cvtss_f32(h), x, w, k, K);
+  }
+  for (int j = 0; j < M; ++j) Y[j * ldy + n] = dot_tail(hsum8(_mm256_add_ps(a0[j], a1[j])), X + j * K, w, k, K);
+}
+
+// Rows four at a time, then the one to three left.
+template <typename T, void (*B1)(const T*, const T*, float*, int64_t, int64_t, int64_t), void (*B2)(const T*, const T*, float*, int64_t, int64_t, int64_t),
+          void (*B3)(const T*, const T*, float*, int64_t, int64_t, int64_t), void (*B4)(const T*, const T*, float*, int64_t, int64_t, int64_t)>
+void rows_by_four(const T* W, const T* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
+  for (int64_t n = n0; n < n1; ++n) {
+    const T* w = W + n * K;
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) B4(w, X + r * K, Y + r * ldy, ldy, n, K);
+    switch (R - r) {
+      case 3: B3(w, X + r * K, Y + r * ldy, ldy, n, K); break;
+      case 2: B2(w, X + r * K, Y + r * ldy, ldy, n, K); break;
+      case 1: B1(w, X + r * K, Y + r * ldy, ldy, n, K); break;
+      default: break;
+    }
   }
 }
-
 #endif
 
-void gemv_bf16_scalar(const uint16_t* W, const uint16_t* x, float* y, int64_t n0, int64_t n1, int64_t K) {
-  for (int64_t n = n0; n < n1; ++n) y[n] = dot_bf16_tail(0.f, x, W + n * K, 0, K);
+template <typename T>
+void rows_scalar(const T* W, const T* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t r = 0; r < R; ++r) Y[r * ldy + n] = dot_tail(0.f, X + r * K, W + n * K, 0, K);
 }
 
-using GemvBf16 = void (*)(const uint16_t*, const uint16_t*, float*, int64_t, int64_t, int64_t);
+// Whether the process asks libtorch to stay at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2 or
+// ATEN_CPU_CAPABILITY=avx2, as the AVX2 benchmark profile and CI's second pass set).
+bool capped_at_avx2() {
+  auto capped = [](const char* var, const char* avx2) { const char* v = std::getenv(var); return v && std::string_view(v).find(avx2) == 0; };
+  return capped("ONEDNN_MAX_CPU_ISA", "AVX2") || capped("ATEN_CPU_CAPABILITY", "avx2");
+}
 
-// The kernel for this CPU: AVX-512 BF16, else AVX2, else plain C++; capped at AVX2 where the
-// process asks libtorch to be (ONEDNN_MAX_CPU_ISA=AVX2 or ATEN_CPU_CAPABILITY=avx2, as the AVX2
-// benchmark profile and CI's second pass set).
-GemvBf16 gemv_bf16_kernel() {
-  static const GemvBf16 k = [] {
-    auto capped = [](const char* var, const char* avx2) { const char* v = std::getenv(var); return v && std::string_view(v).find(avx2) == 0; };
-    const bool avx2_only = capped("ONEDNN_MAX_CPU_ISA", "AVX2") || capped("ATEN_CPU_CAPABILITY", "avx2");
+// The kernels for this CPU: AVX-512 (with BF16 for bfloat16), else AVX2, else plain C++; chosen once.
+template <typename T>
+RowsKernel<T> rows_kernel() {
+  static const RowsKernel<T> k = []() -> RowsKernel<T> {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (!avx2_only && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")) return &gemv_bf16_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &gemv_bf16_avx2;
+    const bool avx2_only = capped_at_avx2();
+    if constexpr (std::is_same_v<T, uint16_t>) {
+      if (!avx2_only && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
+        return &rows_by_four<T, block_bf16_avx512<1>, block_bf16_avx512<2>, block_bf16_avx512<3>, block_bf16_avx512<4>>;
+    } else {
+      if (!avx2_only && __builtin_cpu_supports("avx512f"))
+        return &rows_by_four<T, block_f32_avx512<1>, block_f32_avx512<2>, block_f32_avx512<3>, block_f32_avx512<4>>;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      return &rows_by_four<T, block_avx2<1, T>, block_avx2<2, T>, block_avx2<3, T>, block_avx2<4, T>>;
 #endif
-    (void)avx2_only;
-    return &gemv_bf16_scalar;
+    return &rows_scalar<T>;
   }();
   return k;
 }
 
-// Whether a product is one bfloat16 row by a contiguous bfloat16 weight on the CPU, no autograd.
-bool gemv_bf16_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  if (!x.device().is_cpu() || x.scalar_type() != at::kBFloat16 || w.scalar_type() != at::kBFloat16 || w.dim() != 2 || !w.is_contiguous()) return false;
-  if (x.dim() < 1 || x.size(-1) != w.size(1) || x.numel() != w.size(1) || w.numel() == 0) return false;
-  if (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0))) return false;
+// Whether the row kernels take this product: float32 or bfloat16 rows and weight on the CPU, a
+// contiguous weight, no autograd graph, no autocast.
+bool rows_kernel_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (!x.device().is_cpu() || w.dim() != 2 || !w.is_contiguous() || x.scalar_type() != w.scalar_type() || w.layout() != at::kStrided) return false;
+  if (w.scalar_type() != at::kBFloat16 && w.scalar_type() != at::kFloat) return false;
+  if (x.dim() < 1 || x.size(-1) != w.size(1) || w.numel() == 0 || x.numel() == 0) return false;
+  if (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0) || !b.device().is_cpu())) return false;
   if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()))) return false;
   return !at::autocast::is_autocast_enabled(at::kCPU);
 }
 
-at::Tensor gemv_bf16(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  const int64_t N = w.size(0), K = w.size(1);
+at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const int64_t N = w.size(0), K = w.size(1), R = x.numel() / K;
   auto xc = x.contiguous();
-  auto y = at::empty({N}, x.options().dtype(at::kFloat));
-  const auto* W = reinterpret_cast<const uint16_t*>(w.const_data_ptr());
-  const auto* X = reinterpret_cast<const uint16_t*>(xc.const_data_ptr());
+  auto y = at::empty({R, N}, x.options().dtype(at::kFloat));
   float* Y = y.data_ptr<float>();
-  const GemvBf16 kernel = gemv_bf16_kernel();
-  at::parallel_for(0, N, std::max<int64_t>(1, 65536 / std::max<int64_t>(K, 1)), [&](int64_t n0, int64_t n1) { kernel(W, X, Y, n0, n1, K); });
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(K * R, 1));
+  if (w.scalar_type() == at::kBFloat16) {
+    const auto* W = reinterpret_cast<const uint16_t*>(w.const_data_ptr());
+    const auto* X = reinterpret_cast<const uint16_t*>(xc.const_data_ptr());
+    const auto kernel = rows_kernel<uint16_t>();
+    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(W, X, Y, R, N, n0, n1, K); });
+  } else {
+    const float* W = w.const_data_ptr<float>();
+    const float* X = xc.const_data_ptr<float>();
+    const auto kernel = rows_kernel<float>();
+    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(W, X, Y, R, N, n0, n1, K); });
+  }
   if (b.defined()) y.add_(b);
   auto shape = x.sizes().vec();
   shape.back() = N;
-  return y.to(at::kBFloat16).view(shape);
+  return (w.scalar_type() == at::kFloat ? y : y.to(w.scalar_type())).view(shape);
 }
 
 }  // namespace
@@ -598,7 +680,8 @@ std::vector<std::array<int64_t, 8>> linear_backend_table() { return flat_table(g
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   auto bias = opt(b);
-  if (gemv_bf16_applies(x, w, b)) return gemv_bf16(x, w, b);
+  // one bfloat16 row (decoding): the row kernel, at the speed memory streams the weight
+  if (x.scalar_type() == at::kBFloat16 && x.numel() == w.size(-1) && rows_kernel_applies(x, w, b)) return rows_product(x, w, b);
   if (!onednn_linear_applies(x, w, b)) return at::linear(x, w, bias);
   TORCH_CHECK(x.size(-1) == w.size(1), "linear: input (..., ", x.size(-1), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
   if (b.defined()) TORCH_CHECK(b.size(0) == w.size(0), "linear: bias (", b.size(0), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
@@ -608,6 +691,19 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
     return mm_t(x.reshape({-1, x.size(-1)}).contiguous(), w, bias).view(shape);
   }
   return OneDnnLinear::apply(x, w, bias);
+}
+
+at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  TORCH_CHECK(x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1), "linear_rows: input ", x.sizes(), " does not match weight ", w.sizes());
+  if (rows_kernel_applies(x, w, b)) return rows_product(x, w, b);
+  const int64_t R = x.numel() / std::max<int64_t>(x.size(-1), 1);
+  if (R <= 1 || !x.device().is_cpu()) return linear(x, w, b);  // CUDA: one product for all rows
+  auto x2 = x.reshape({R, 1, x.size(-1)});
+  std::vector<at::Tensor> ys;
+  for (int64_t r = 0; r < R; ++r) ys.push_back(linear(x2[r], w, b));
+  auto shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  return at::cat(ys, 0).view(shape);
 }
 
 // ---- 1-D convolution over time-major rows ---------------------------------------------------------

@@ -26,6 +26,13 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
 // other summation order. EMOTORCH_CPU_LINEAR=aten keeps ATen's path everywhere.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
 
+// linear for decoding: every row of x (..., in) computed as if it were alone, so that a row's
+// result does not depend on how many rows go with it (a request decoded beside others gets the
+// tokens it gets alone). float32 and bfloat16 on the CPU: one pass over W for all rows, each output
+// one fixed chain of float32 sums (see fused.cc); other CPU dtypes one product per row; CUDA one
+// product for all rows.
+at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
+
 // The products linear has timed on both backends so far and the one each keeps (see mm_t in
 // fused.cc): per product kind { rows bucket, inner, outer, threads, a transposed, W transposed,
 // bias, 0 = oneDNN | 1 = BLAS }.

@@ -1,5 +1,7 @@
 #include "nn/llama.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include "nn/checkpoint.h"
 
 #include "nn/attention.h"
@@ -103,10 +105,11 @@ LlamaLayerImpl::LlamaLayerImpl(const LlamaConfig& c) : cfg(c) {
   post_attention_layernorm = norm("post_attention_layernorm");
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> LlamaLayerImpl::project_qkv(const at::Tensor& h) {
+std::tuple<at::Tensor, at::Tensor, at::Tensor> LlamaLayerImpl::project_qkv(const at::Tensor& h, bool rows) {
   int64_t B = h.size(0), T = h.size(1), Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
-  if (!qkv) return {q_proj(h).view({B, T, Hq, D}), k_proj(h).view({B, T, Hkv, D}), v_proj(h).view({B, T, Hkv, D})};
-  auto x = qkv(h);
+  auto lin = [rows, &h](Linear& l) { return rows ? l->rows(h) : l(h); };
+  if (!qkv) return {lin(q_proj).view({B, T, Hq, D}), lin(k_proj).view({B, T, Hkv, D}), lin(v_proj).view({B, T, Hkv, D})};
+  auto x = lin(qkv);
   if (cfg.model_type == "internlm2") {
     // wqkv's rows per kv head: its g = Hq / Hkv query heads, then its key, then its value.
     int64_t g = Hq / Hkv;
@@ -118,11 +121,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> LlamaLayerImpl::project_qkv(const
           x.narrow(2, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D})};
 }
 
-at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
-                                   KVCache* cache, size_t index) {
-  int64_t B = x.size(0), T = x.size(1), Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
-  auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
-  auto [q0, k0, v0] = project_qkv(h);
+at::Tensor LlamaLayerImpl::attend(at::Tensor q0, at::Tensor k0, at::Tensor v0, const at::Tensor& cos, const at::Tensor& sin,
+                                  const at::Tensor& mask, KVCache* cache, size_t index) {
+  int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads;
   auto q = rotary(q0, cos, sin).transpose(1, 2);  // (B, Hq, T, D)
   auto k = rotary(k0, cos, sin).transpose(1, 2);  // (B, Hkv, T, D)
   auto v = v0.transpose(1, 2);
@@ -140,8 +141,16 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
   }
   // No mask: nothing is padded and there is no cache, so SDPA's own causal path (as HF takes it).
   // (the mask is finite, causal_mask's lowest value where masked: every row keeps a key)
-  auto a = sdpa(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt, is_training() ? cfg.attention_dropout : 0.0,
-                !mask.defined(), std::nullopt, /*rows_keep_a_key=*/true);
+  return sdpa(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt, is_training() ? cfg.attention_dropout : 0.0,
+              !mask.defined(), std::nullopt, /*rows_keep_a_key=*/true);
+}
+
+at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                                   KVCache* cache, size_t index) {
+  int64_t B = x.size(0), T = x.size(1), Hq = cfg.num_attention_heads, D = cfg.head_dim;
+  auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
+  auto [q0, k0, v0] = project_qkv(h, false);
+  auto a = attend(q0, k0, v0, cos, sin, mask, cache, index);
   auto y = x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D}));
   h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
   if (gate_up) {
@@ -149,6 +158,29 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
     return y + down_proj(activate(gu[0], cfg.hidden_act) * gu[1]);
   }
   return y + down_proj(activate_temp(gate_proj(h), cfg.hidden_act) * up_proj(h));
+}
+
+at::Tensor LlamaLayerImpl::forward_rows(const at::Tensor& x, const std::vector<RowStep>& rows, size_t index) {
+  const int64_t R = x.size(0), Hq = cfg.num_attention_heads, D = cfg.head_dim;
+  auto each = [R](const std::function<at::Tensor(int64_t)>& f) {
+    std::vector<at::Tensor> out;
+    for (int64_t r = 0; r < R; ++r) out.push_back(f(r));
+    return at::cat(out, 0);
+  };
+  auto h = each([&](int64_t r) { return rms_norm(x.narrow(0, r, 1), input_layernorm, cfg.rms_norm_eps); });  // (R, 1, H)
+  auto [q0, k0, v0] = project_qkv(h, true);
+  auto a = each([&, &q0 = q0, &k0 = k0, &v0 = v0](int64_t r) {
+    const auto& s = rows[r];
+    return attend(q0.narrow(0, r, 1), k0.narrow(0, r, 1), v0.narrow(0, r, 1), s.cos, s.sin, s.mask, s.cache, index);
+  });  // (R, Hq, 1, D)
+  auto y = x + o_proj->rows(a.transpose(1, 2).reshape({R, 1, Hq * D}));
+  h = each([&](int64_t r) { return rms_norm(y.narrow(0, r, 1), post_attention_layernorm, cfg.rms_norm_eps); });
+  if (gate_up) {
+    auto gu = gate_up->rows(h).chunk(2, -1);  // Phi-3: gate, then up
+    return y + down_proj->rows(each([&](int64_t r) { return activate(gu[0].narrow(0, r, 1), cfg.hidden_act) * gu[1].narrow(0, r, 1); }));
+  }
+  auto g = gate_proj->rows(h), u = up_proj->rows(h);
+  return y + down_proj->rows(each([&](int64_t r) { return activate_temp(g.narrow(0, r, 1), cfg.hidden_act) * u.narrow(0, r, 1); }));
 }
 
 LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c) : cfg(c) {
@@ -189,10 +221,9 @@ std::pair<at::Tensor, double> LlamaForCausalLM::rope_for(int64_t S) const {
   return {inv_freq, 1.0};
 }
 
-at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache) {
-  int64_t T = embeds.size(1);
-  auto [inv_cpu, scale] = rope_for(keep.size(1));
-  auto inv = inv_cpu.to(embeds.device());
+std::pair<at::Tensor, at::Tensor> LlamaForCausalLM::rope_cos_sin(const at::Tensor& positions, int64_t S, at::ScalarType dtype) const {
+  auto [inv_cpu, scale] = rope_for(S);
+  auto inv = inv_cpu.to(positions.device());
   auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv;  // (B, T, D/2)
   auto emb = at::cat({freqs, freqs}, -1);
   auto cos = emb.cos(), sin = emb.sin();
@@ -200,14 +231,22 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
     cos = cos * scale;
     sin = sin * scale;
   }
-  cos = cos.to(embeds.scalar_type());  // (B, T, D)
-  sin = sin.to(embeds.scalar_type());
+  return {cos.to(dtype), sin.to(dtype)};  // (B, T, D)
+}
+
+at::Tensor LlamaForCausalLM::attention_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype) const {
   // Phi-3's remote code masks with _prepare_4d_causal_attention_mask, which lets a query see
   // sliding_window + 1 positions (itself and sliding_window before it); Mistral's sees sliding_window.
   int64_t span = cfg.sliding_window > 0 && cfg.model_type == "phi3" ? cfg.sliding_window + 1 : cfg.sliding_window;
   int64_t window = span > 0 && keep.size(1) > span ? span : 0;
   bool plain = keep.size(1) == T && window == 0 && keep.ne(0).all().item<bool>();
-  auto mask = plain ? at::Tensor() : causal_mask(keep, T, embeds.scalar_type(), window);  // undefined: causal, nothing padded
+  return plain ? at::Tensor() : causal_mask(keep, T, dtype, window);  // undefined: causal, nothing padded
+}
+
+at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache) {
+  int64_t T = embeds.size(1);
+  auto [cos, sin] = rope_cos_sin(positions.to(embeds.device()), keep.size(1), embeds.scalar_type());
+  auto mask = attention_mask(keep, T, embeds.scalar_type());
   at::Tensor x = embeds;
   if (cache && cache->k.empty()) {
     cache->k.resize(layers->size());
@@ -224,6 +263,23 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
   }
   x = rms_norm(x, norm_weight, cfg.rms_norm_eps);
   return lm_head ? lm_head(x) : nn::linear(x, embed_tokens->weight, {});
+}
+
+// embeds (R, 1, H): each row's new token; each row's keep already covers it. → logits (R, V)
+at::Tensor LlamaForCausalLM::run_rows(const at::Tensor& embeds, const std::vector<DecodeRow*>& rows) {
+  const int64_t R = embeds.size(0);
+  std::vector<RowStep> steps;
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
+  for (auto* row : rows) {
+    auto [cos, sin] = rope_cos_sin(at::full({1, 1}, row->next_pos, lopts), row->keep.size(1), embeds.scalar_type());
+    steps.push_back({cos, sin, attention_mask(row->keep, 1, embeds.scalar_type()), &row->cache});
+  }
+  at::Tensor x = embeds;
+  for (size_t i = 0; i < layers->size(); ++i) x = layers[i]->as<LlamaLayerImpl>()->forward_rows(x, steps, i);
+  std::vector<at::Tensor> normed;
+  for (int64_t r = 0; r < R; ++r) normed.push_back(rms_norm(x.narrow(0, r, 1), norm_weight, cfg.rms_norm_eps));
+  x = at::cat(normed, 0);
+  return (lm_head ? lm_head->rows(x) : nn::linear_rows(x, embed_tokens->weight, {})).select(1, 0);
 }
 
 Tensors LlamaForCausalLM::forward(const Tensors& in) {
@@ -293,7 +349,7 @@ void apply_bans(at::Tensor& scores, const at::Tensor& banned) {
   if (banned.defined()) scores.masked_fill_(banned.unsqueeze(0), -std::numeric_limits<float>::infinity());
 }
 
-at::Tensor initial_positions(const at::Tensor& keep) {
+at::Tensor initial_positions(const at::Tensor& keep) {  // beam search's
   return (keep.cumsum(1) - 1).clamp_min(0);  // left padding: real tokens start at 0
 }
 
@@ -328,40 +384,105 @@ at::Tensor LlamaForCausalLM::banned_mask(const GenerationConfig& g, const at::De
   return banned.to(device);
 }
 
-at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen_in, const at::Tensor& embeds, const at::Tensor& keep_in,
-                                              const GenerationConfig& g) {
-  int64_t B = embeds.size(0);
+std::shared_ptr<DecodeRow> LlamaForCausalLM::start_row(const at::Tensor& ids, const at::Tensor& embeds_in, const at::Tensor& keep_in,
+                                                       const GenerationConfig& g, std::optional<uint64_t> seed) {
+  TORCH_CHECK(ids.defined() || embeds_in.defined(), "generate: needs input_ids or inputs_embeds");
+  TORCH_CHECK(g.max_new_tokens > 0, "generate: max_new_tokens must be positive");
+  TORCH_CHECK(g.num_beams == 1, "generate: a decoding row takes greedy or sampling settings, not num_beams ", g.num_beams);
+  for (auto e : g.eos_token_ids) TORCH_CHECK(e >= 0 && e < cfg.vocab_size, "generate: eos token ", e, " is outside the vocabulary");
+  at::Tensor embeds = embeds_in.defined() ? embeds_in : embed(ids);
+  TORCH_CHECK(embeds.dim() == 3 && embeds.size(0) == 1, "generate: a decoding row takes one prompt, got embeddings ", embeds.sizes());
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
-  at::Tensor keep = keep_in, seen = seen_in;
-  at::Tensor pos = initial_positions(keep);
-  if (g.stopped()) return at::empty({B, 0}, lopts);
-  KVCache cache;
-  at::Tensor last = run(embeds, keep, pos, &cache).select(1, embeds.size(1) - 1);  // (B, V)
-  at::Tensor eos = at::tensor(g.eos_token_ids, lopts);
-  at::Tensor finished = at::zeros({B}, lopts.dtype(at::kBool));
-  at::Tensor next_pos = pos.select(1, pos.size(1) - 1).unsqueeze(1);
-  at::Tensor banned = banned_mask(g, embeds.device());
-  std::vector<at::Tensor> out;
-  for (int64_t step = 0; step < g.max_new_tokens; ++step) {
-    at::Tensor scores = last.to(at::kFloat);
-    apply_repetition_penalty(scores, seen, g.repetition_penalty);
-    apply_bans(scores, banned);
-    apply_min_new_tokens(scores, step, g);
-    at::Tensor next = g.do_sample ? at::multinomial(warp(scores, g).softmax(1), 1).squeeze(1) : scores.argmax(1);
-    next = at::where(finished, at::full({}, g.pad_token_id, lopts), next);
-    out.push_back(next);
-    if (g.on_tokens) {
-      at::Tensor c = next.to(at::kCPU).contiguous();
-      g.on_tokens(std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + B));
-    }
-    if (eos.numel()) finished = finished.logical_or(at::isin(next, eos));
-    if (step + 1 == g.max_new_tokens || finished.all().item<bool>() || g.stopped()) break;
-    seen = at::cat({seen, next.unsqueeze(1)}, 1);
-    keep = at::cat({keep, at::ones({B, 1}, lopts)}, 1);
-    next_pos = next_pos + 1;
-    last = run(embed(next.unsqueeze(1)), keep, next_pos, &cache).select(1, 0);
+  auto row = std::make_shared<DecodeRow>();
+  row->g = g;
+  row->g.on_tokens = nullptr;
+  row->g.stop = nullptr;
+  if (seed) {
+    row->generator = at::make_generator<at::CPUGeneratorImpl>(*seed);
   }
-  return at::stack(out, 1);
+  row->seen = ids.defined() ? ids.to(lopts) : at::empty({1, 0}, lopts);
+  if (keep_in.defined()) {
+    // padding (left or inside) left out: the same sums as masking it, over the real positions only
+    auto idx = keep_in.to(lopts).select(0, 0).nonzero().select(1, 0);
+    TORCH_CHECK(idx.numel() > 0, "generate: the attention mask keeps no position of the prompt");
+    if (idx.numel() < embeds.size(1)) embeds = embeds.index_select(1, idx);
+  }
+  const int64_t T = embeds.size(1);
+  row->keep = at::ones({1, T}, lopts);
+  row->banned = banned_mask(g, embeds.device());
+  row->last = run(embeds, row->keep, at::arange(T, lopts).unsqueeze(0), &row->cache).select(1, T - 1);  // (1, V)
+  row->next_pos = T;
+  return row;
+}
+
+int64_t LlamaForCausalLM::choose(DecodeRow& row) const {
+  at::Tensor scores = row.last.to(at::kFloat);
+  apply_repetition_penalty(scores, row.seen, row.g.repetition_penalty);
+  apply_bans(scores, row.banned);
+  apply_min_new_tokens(scores, row.steps, row.g);
+  if (!row.g.do_sample) return scores.argmax(1).item<int64_t>();
+  auto probs = warp(scores, row.g).softmax(1);
+  if (row.generator) return at::multinomial(probs.to(at::kCPU), 1, false, *row.generator).item<int64_t>();
+  return at::multinomial(probs, 1).item<int64_t>();
+}
+
+std::vector<int64_t> LlamaForCausalLM::decode_rows(const std::vector<DecodeRow*>& rows) {
+  std::vector<int64_t> out(rows.size(), -1);
+  std::vector<DecodeRow*> going;
+  std::vector<int64_t> tokens;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    DecodeRow& r = *rows[i];
+    if (r.done) continue;
+    const int64_t t = choose(r);
+    out[i] = t;
+    r.steps++;
+    const bool eos = std::find(r.g.eos_token_ids.begin(), r.g.eos_token_ids.end(), t) != r.g.eos_token_ids.end();
+    if (eos || r.steps >= r.g.max_new_tokens) {
+      r.done = true;
+      r.cache = KVCache();  // its memory back now
+      r.last = at::Tensor();
+      continue;
+    }
+    auto lopts = r.seen.options();
+    r.seen = at::cat({r.seen, at::full({1, 1}, t, lopts)}, 1);
+    r.keep = at::cat({r.keep, at::ones({1, 1}, lopts)}, 1);
+    going.push_back(&r);
+    tokens.push_back(t);
+  }
+  if (going.empty()) return out;
+  auto ids = at::tensor(tokens, at::TensorOptions().dtype(at::kLong)).to(going[0]->seen.device()).unsqueeze(1);  // (R, 1)
+  at::Tensor logits = run_rows(embed(ids), going);  // (R, V)
+  for (size_t j = 0; j < going.size(); ++j) {
+    going[j]->last = logits.narrow(0, static_cast<int64_t>(j), 1);
+    going[j]->next_pos++;
+  }
+  return out;
+}
+
+// Greedy or sampling: each prompt a decoding row (its padding left out), the rows stepping together.
+at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen, const at::Tensor& embeds, const at::Tensor& keep,
+                                              const GenerationConfig& g) {
+  const int64_t B = embeds.size(0);
+  auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
+  if (g.stopped()) return at::empty({B, 0}, lopts);
+  std::vector<std::shared_ptr<DecodeRow>> own;
+  std::vector<DecodeRow*> rows;
+  for (int64_t b = 0; b < B; ++b) {
+    own.push_back(start_row(seen.size(1) ? seen.narrow(0, b, 1) : at::Tensor(), embeds.narrow(0, b, 1), keep.narrow(0, b, 1), g,
+                            g.seed >= 0 ? std::optional<uint64_t>(static_cast<uint64_t>(g.seed + b)) : std::nullopt));
+    rows.push_back(own.back().get());
+  }
+  std::vector<at::Tensor> out;
+  while (std::any_of(rows.begin(), rows.end(), [](DecodeRow* r) { return !r->done; })) {
+    auto t = decode_rows(rows);
+    for (auto& x : t)
+      if (x < 0) x = g.pad_token_id;
+    out.push_back(at::tensor(t, at::TensorOptions().dtype(at::kLong)));
+    if (g.on_tokens) g.on_tokens(t);
+    if (g.stopped()) break;
+  }
+  if (out.empty()) return at::empty({B, 0}, lopts);
+  return at::stack(out, 1).to(embeds.device());
 }
 
 at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Tensor& embeds_in, const at::Tensor& keep_in,
@@ -517,6 +638,7 @@ GenerationConfig GenerationConfig::from(const ConfigReader& c) {
   g.early_stopping = c.str("early_stopping");
   g.eos_token_ids = c.ints("eos_token_id");
   g.pad_token_id = c.i64("pad_token_id");
+  g.seed = c.i64("seed");
   g.banned_token_ranges = c.ints("banned_token_ranges");
   g.allowed_token_ranges = c.ints("allowed_token_ranges");
   return g;

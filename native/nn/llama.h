@@ -43,6 +43,8 @@ struct GenerationConfig {
   std::string early_stopping;  // "true" | "false" (heuristic) | "never"
   std::vector<int64_t> eos_token_ids;
   int64_t pad_token_id;
+  // Sampling: row b draws from its own generator seeded seed + b; −1: the global generator.
+  int64_t seed;
   // Half-open id ranges [start, end), flattened as start0, end0, start1, end1, …: banned ranges
   // can never be generated; when allowed ranges are given, ids outside all of them are banned too.
   std::vector<int64_t> banned_token_ranges, allowed_token_ranges;
@@ -62,10 +64,36 @@ struct KVCache {
   void select(const at::Tensor& rows);  // reorder / expand the batch (beam search)
 };
 
+// One sequence of a decoding batch (continuous batching): its prompt run by
+// LlamaForCausalLM::start_row, its own cache and choices. Rows of any lengths step together
+// (decode_rows), join between steps and leave when done; a row gets the tokens it gets alone.
+struct DecodeRow {
+  GenerationConfig g;  // greedy or sampling (num_beams 1); its callbacks are not used
+  KVCache cache;
+  at::Tensor keep;     // (1, S): the cache's positions, all kept
+  at::Tensor seen;     // (1, n): the prompt's ids and the tokens chosen (for the repetition penalty)
+  at::Tensor last;     // (1, V): the logits the next token is chosen from
+  at::Tensor banned;   // (V) bool, or undefined when no range is banned
+  int64_t next_pos = 0, steps = 0;
+  bool done = false;
+  std::optional<at::Generator> generator;  // its own sampling generator (a seed), else the global one
+};
+
+// What one row brings to a layer in a decoding step: its rotary cos / sin (1, 1, D), its mask
+// (1, 1, 1, S) or undefined, its cache.
+struct RowStep {
+  at::Tensor cos, sin, mask;
+  KVCache* cache;
+};
+
 struct LlamaLayerImpl : torch::nn::Module {
   LlamaLayerImpl(const LlamaConfig& c);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask, KVCache* cache,
                      size_t index);
+  // One decoding step of R rows (x (R, 1, H)), each with its own RowStep: the products once for
+  // all rows (Linear::rows), norms, attention and activations row by row, so each row's result is
+  // the one it gets alone, bit for bit.
+  at::Tensor forward_rows(const at::Tensor& x, const std::vector<RowStep>& rows, size_t index);
   LlamaConfig cfg;
   // q/k/v_proj, or one fused qkv (InternLM2's wqkv, Phi-3's qkv_proj); gate/up_proj, or Phi-3's gate_up.
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, qkv{nullptr}, o_proj{nullptr};
@@ -73,7 +101,10 @@ struct LlamaLayerImpl : torch::nn::Module {
   at::Tensor input_layernorm, post_attention_layernorm;
 
  private:
-  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const at::Tensor& h);  // each (B, T, heads, D)
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const at::Tensor& h, bool rows);  // each (B, T, heads, D)
+  // rotary, the cache, SDPA: (B, Hq, T, D)
+  at::Tensor attend(at::Tensor q0, at::Tensor k0, at::Tensor v0, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                    KVCache* cache, size_t index);
 };
 TORCH_MODULE(LlamaLayer);
 
@@ -92,6 +123,14 @@ struct LlamaForCausalLM : Model {
                       const GenerationConfig& g);
   // Runs the decoder over embeddings with a keep-mask covering cache + new positions.
   at::Tensor run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache);
+  // A decoding row for one prompt (ids (1, T) and / or embeddings (1, T, H), keep-mask (1, T) or
+  // undefined): its padding left out, the prompt run, nothing chosen yet. g: greedy or sampling.
+  std::shared_ptr<DecodeRow> start_row(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g,
+                                       std::optional<uint64_t> seed);
+  // One step of every row: each row not done chooses its next token (returned; −1 for a row done
+  // before this step) and, unless that ends it (an end token, max_new_tokens), the rows still going
+  // run it together and have their next logits.
+  std::vector<int64_t> decode_rows(const std::vector<DecodeRow*>& rows);
   at::Tensor embed(const at::Tensor& ids);
   LlamaConfig cfg;
   torch::nn::Embedding embed_tokens{nullptr};  // model.embed_tokens (model.tok_embeddings for InternLM2)
@@ -103,6 +142,12 @@ struct LlamaForCausalLM : Model {
   // inv_freq (D/2) and the cos/sin multiplier for a run over S positions (cache + new): dynamic NTK
   // and longrope depend on S, as the originals' rotary embeddings do on kv_seq_len.
   std::pair<at::Tensor, double> rope_for(int64_t S) const;
+  // cos and sin (B, T, D) in `dtype` for positions (B, T) of a run over S positions.
+  std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& positions, int64_t S, at::ScalarType dtype) const;
+  // The additive mask for T new positions over keep (B, S), or undefined where SDPA's causal path is it.
+  at::Tensor attention_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype) const;
+  at::Tensor run_rows(const at::Tensor& embeds, const std::vector<DecodeRow*>& rows);
+  int64_t choose(DecodeRow& row) const;
   // (V) bool: true where generation.{banned,allowed}_token_ranges forbid the id; undefined when none do.
   at::Tensor banned_mask(const GenerationConfig& g, const at::Device& device) const;
   at::Tensor greedy_or_sample(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g);

@@ -30,6 +30,14 @@ at::Tensor LinearImpl::forward(const at::Tensor& x) {
   return y + (delta.scalar_type() == y.scalar_type() ? delta : delta.to(y.scalar_type()));
 }
 
+at::Tensor LinearImpl::rows(const at::Tensor& x) {
+  auto y = nn::linear_rows(x, weight, bias);
+  if (!lora_A.defined() || merged) return y;
+  auto h = at::dropout(x.scalar_type() == lora_A.scalar_type() ? x : x.to(lora_A.scalar_type()), lora_dropout, is_training());
+  auto delta = nn::linear_rows(nn::linear_rows(h, lora_A, {}), lora_B, {}) * scaling;
+  return y + (delta.scalar_type() == y.scalar_type() ? delta : delta.to(y.scalar_type()));
+}
+
 void LinearImpl::add_lora(int64_t r, double alpha, double dropout) {
   TORCH_CHECK(!lora_A.defined(), "LoRA was already added to this layer");
   TORCH_CHECK(r > 0, "LoRA rank must be positive");

@@ -16,6 +16,8 @@ void reset_linear(at::Tensor& weight, at::Tensor& bias);
 struct LinearImpl : torch::nn::Module {
   LinearImpl(int64_t in, int64_t out, bool bias = true);
   at::Tensor forward(const at::Tensor& x);
+  // forward for decoding rows, each computed as if alone (nn::linear_rows).
+  at::Tensor rows(const at::Tensor& x);
   void add_lora(int64_t r, double alpha, double dropout);
   void merge();
   void unmerge();

@@ -163,10 +163,14 @@ export interface SalmonnGenerateOptions {
   signal?: AbortSignal;
   /** Called before generation with the LLM prompt's length in positions (speech tokens + text tokens, padding included). */
   onPromptLength?: (positions: number) => void;
+  /** Sampling from a generator of its own seeded with this ({@link GenerationOptions.seed}). */
+  seed?: number;
+  /** Decode in this running batch of the LLM's ({@link GenerationOptions.batch}; one clip, numBeams 1). */
+  batch?: GenerationOptions['batch'];
 }
 
 /** The names {@link SalmonnGenerateOptions} has (any other is an error). */
-const SALMONN_GENERATE_OPTIONS: readonly (keyof SalmonnGenerateOptions)[] = ['maxNewTokens', 'numBeams', 'doSample', 'minLength', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty', 'onTokens', 'signal', 'onPromptLength'];
+const SALMONN_GENERATE_OPTIONS: readonly (keyof SalmonnGenerateOptions)[] = ['maxNewTokens', 'numBeams', 'doSample', 'minLength', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty', 'onTokens', 'signal', 'onPromptLength', 'seed', 'batch'];
 
 /** Keys of original checkpoints that are reported and skipped. */
 export const SALMONN_IGNORABLE: readonly RegExp[] = [
@@ -671,6 +675,7 @@ export class Salmonn extends Module {
       temperature: o.temperature ?? c.temperature, topP: doSample ? o.topP ?? c.top_p : 1, repetitionPenalty: o.repetitionPenalty ?? c.repetition_penalty,
       lengthPenalty: o.lengthPenalty ?? c.length_penalty, eosTokenId: this.ids.eos, padTokenId: Math.min(this.ids.pad, this.llama_model.config.vocab_size - 1),
       ...(o.onTokens ? { onTokens: o.onTokens } : {}), ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.batch ? { batch: o.batch } : {}),
     };
     if (o.onPromptLength !== undefined && typeof o.onPromptLength !== 'function') invalid('a function (positions: number) => void', 'onPromptLength', o.onPromptLength);
     return noGrad(async () => {
