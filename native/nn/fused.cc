@@ -775,6 +775,13 @@ at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Te
   TORCH_CHECK(x_in.size(1) + 2 * padding >= w.size(2), "conv1d_rows: ", x_in.size(1), " frames (padding ", padding, ") are fewer than the kernel (",
               w.size(2), ")");
   bool graph = at::GradMode::is_enabled() && (x_in.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
+  // oneDNN's bfloat16 grouped convolution on AMX CPUs (libtorch 2.13) returns wrong numbers when a
+  // group has fewer than 16 input channels (48 channels in 4 groups: errors the size of the output,
+  // PyTorch's own F.conv1d alike); such convolutions run in float32 and are rounded back.
+  if (x_in.device().is_cpu() && x_in.scalar_type() == at::kBFloat16 && groups > 1 && w.size(1) < 16) {
+    auto y = conv_rows_ncw(x_in.to(at::kFloat), w.to(at::kFloat), b.defined() ? b.to(at::kFloat) : b, stride, padding, groups);
+    return y.to(at::kBFloat16);
+  }
   if (graph || !fusable(x_in) || !fusable(w) || (b.defined() && !fusable(b)) || !at::hasMKLDNN() || cpu_linear_env() == CpuLinear::Aten)
     return conv_rows_ncw(x_in, w, b, stride, padding, groups);
   at::Tensor x = x_in.contiguous();
