@@ -54,7 +54,7 @@ function weightBytes(dir) {
     : /\.(safetensors|pt|pth)$/.test(e.name) ? fs.statSync(path.join(dir, e.name)).size : 0), 0);
 }
 
-function checkpoint(name, dtype) {
+export function checkpoint(name, dtype) {
   const dir = path.join(process.env.EMOTORCH_BENCH_DIR || os.tmpdir(), `emotorch-bench-${name}-${dtype}`);
   const done = path.join(dir, name === 'salmonn' ? 'salmonn.pth' : 'config.json');
   if (!fs.existsSync(done)) {

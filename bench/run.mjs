@@ -1,7 +1,7 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians, the ratio and the range of
 // the per-pair ratios (an emotorch trial and the Python trial after it).
-//   npm run bench -- load | mlp | features | models | trainer | spectra | spectra-pretrain | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
+//   npm run bench -- load | serve | mlp | features | models | trainer | spectra | spectra-pretrain | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
 // --bf16 (models, spectra, salmonn): both sides under CPU autocast to bfloat16 (et.autocast /
 // torch.autocast('cpu', dtype=torch.bfloat16)) around each forward, the backward and the optimizer
 // outside it, as users write it; parameters stay float32.
@@ -25,7 +25,7 @@ import * as os from 'os';
 import * as et from 'emotorch';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = { load: 'load.mjs', mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', 'spectra-pretrain': 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs' };
+const BENCHES = { load: 'load.mjs', mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', 'spectra-pretrain': 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs', serve: 'serve.mjs' };
 // `spectra-pretrain` is the spectra module's spectra_pretrain case (issue 46's name for it)
 const CASE_OF = { 'spectra-pretrain': 'spectra_pretrain' };
 const args = process.argv.slice(2);

@@ -5,7 +5,9 @@
  * `POST /v1/chat/completions` (messages of `text`, `input_audio` and `image_url` data-URL parts;
  * `stream: true` answers as server-sent events, as the OpenAI API streams), `GET /v1/models`,
  * `GET /health`, and a page at `/` to record or upload audio, type a prompt and watch the answer.
- * Requests wait in a bounded queue in front of the one compute thread (429 when it is full); body
+ * Up to `--max-batch` requests decode together (continuous batching: a request's prompt runs, then
+ * it joins the running batch between steps and leaves when its answer ends), the rest wait in a
+ * bounded queue (429 when it is full); body
  * size, audio length, images and `max_tokens` are bounded; a request past its time, or one whose
  * client goes away, stops generating at the next token. Errors are OpenAI error objects.
  */
@@ -46,6 +48,10 @@ export interface ChatGeneration {
   /** 0: greedy; above: sampling at this temperature; undefined: the model's own setting. */
   temperature?: number;
   topP?: number;
+  /** The request's seed: sampling from a generator of its own. */
+  seed?: number;
+  /** Decode in the server's running batch (with other requests' rows) rather than alone. */
+  batched: boolean;
   onTokens: (ids: number[]) => void;
   signal: AbortSignal;
 }
@@ -97,14 +103,16 @@ function checkPrompt(n: number, g: ChatGeneration): void {
 }
 
 /** Sampling options of a request in the library's names. */
-function sampling(g: ChatGeneration): { doSample?: boolean; temperature?: number; topP?: number } {
-  if (g.temperature === undefined) return g.topP === undefined ? {} : { topP: g.topP };
-  return g.temperature === 0 ? { doSample: false } : { doSample: true, temperature: g.temperature, ...(g.topP === undefined ? {} : { topP: g.topP }) };
+function sampling(g: ChatGeneration): { doSample?: boolean; temperature?: number; topP?: number; seed?: number } {
+  const seed = g.seed === undefined ? {} : { seed: g.seed };
+  if (g.temperature === undefined) return g.topP === undefined ? seed : { topP: g.topP, ...seed };
+  return g.temperature === 0 ? { doSample: false } : { doSample: true, temperature: g.temperature, ...(g.topP === undefined ? {} : { topP: g.topP }), ...seed };
 }
 
 /** SALMONN: one user message with one audio clip and its instruction (the original's cli_inference.py turn). */
 export function salmonnBackend(model: et.systems.Salmonn, id: string): ChatBackend {
   const eos = model.ids.eos;
+  const batch = new et.nn.DecodeBatch(model.llama_model);
   return {
     id, kind: 'salmonn', accepts: { audio: true, image: false },
     async answer(turns, g) {
@@ -118,7 +126,8 @@ export function salmonnBackend(model: et.systems.Salmonn, id: string): ChatBacke
       const maxNewTokens = g.maxTokens ?? Math.min(model.config.max_new_tokens, g.limit);   // the YAML's generate block
       const [tokens] = await model.generateTokens([t.audio[0]], t.text.trim(), {
         // a request's temperature asks for one sequence (0 greedy, above sampled), which streams; without one, the YAML's beams
-        maxNewTokens, ...s, ...(g.temperature !== undefined ? { numBeams: 1 } : {}), signal: g.signal,
+        // its YAML's beams decode alone; one sequence joins the batch
+        maxNewTokens, ...s, ...(g.temperature !== undefined ? { numBeams: 1 } : {}), signal: g.signal, ...(g.batched ? { batch } : {}),
         ...(beams === 1 || g.temperature !== undefined ? { onTokens: g.onTokens } : {}), onPromptLength: (n) => { promptTokens = n; },
       });
       return { tokens, promptTokens, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
@@ -148,6 +157,7 @@ export function llmBackend(llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Token
   const tpl = new Template(template);
   const eosCfg = llm.config.eos_token_id as number | number[];
   const stops = [...new Set([...(Array.isArray(eosCfg) ? eosCfg : [eosCfg]), tokenizer.eosTokenId].filter((x): x is number => Number.isInteger(x)))];
+  const batch = new et.nn.DecodeBatch(llm);
   return {
     id, kind: 'llm', accepts: { audio: false, image: false },
     async answer(turns, g) {
@@ -166,7 +176,7 @@ export function llmBackend(llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Token
       const maxNewTokens = g.maxTokens ?? Math.min(g.limit, llm.config.max_position_embeddings - ids.length);
       if (maxNewTokens < 1 || ids.length + maxNewTokens > llm.config.max_position_embeddings) throw new ApiError(400, `the prompt (${ids.length} tokens) and max_tokens (${maxNewTokens}) pass the model's ${llm.config.max_position_embeddings} positions`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
       const inputIds = et.tensor([ids], { dtype: 'int64' });
-      const { newTokens } = await et.noGrad(() => llm.generate({ inputIds }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
+      const { newTokens } = await et.noGrad(() => llm.generate({ inputIds }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal, ...(g.batched ? { batch } : {}) }));
       const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
       inputIds.dispose(); newTokens.dispose();
       return { tokens, promptTokens: ids.length, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
@@ -181,6 +191,7 @@ export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.T
   const sep = tokenizer.tokenToId(et.systems.INTERNVL_TEMPLATES[template].sep);
   const stops = [...new Set([sep, tokenizer.eosTokenId].filter((x): x is number => x !== undefined))];
   const side = model.config.force_image_size ?? model.vision_model.config.image_size;
+  const batch = new et.nn.DecodeBatch(model.language_model);
   return {
     id, kind: 'internvl', accepts: { audio: false, image: true },
     async answer(turns, g) {
@@ -202,7 +213,7 @@ export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.T
       const inputIds = et.tensor([enc.inputIds], { dtype: 'int64' });
       const pixelValues = tiles.length ? et.cat(tiles, 0) : null;
       const maxNewTokens = g.maxTokens ?? g.limit;
-      const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal }));
+      const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal, ...(g.batched ? { batch } : {}) }));
       const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
       inputIds.dispose(); newTokens.dispose(); pixelValues?.dispose();
       for (const t of tiles) t.dispose();
@@ -214,7 +225,13 @@ export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.T
 
 /** The server's bounds. */
 export interface ServeLimits {
-  /** Requests waiting for the compute thread beyond the running one; more get 429. Default 16. */
+  /**
+   * Requests decoded together (continuous batching: each joins the running batch between steps and
+   * leaves when its answer ends; greedy answers equal the ones decoded alone). 1: one request at a
+   * time. Default 16.
+   */
+  maxBatch: number;
+  /** Requests waiting beyond the `maxBatch` running ones; more get 429. Default 16. */
   maxQueue: number;
   /** Request body bytes (base64 media included); more get 413. Default 32 MiB. */
   maxBodyBytes: number;
@@ -233,20 +250,20 @@ export interface ServeLimits {
 }
 
 export const SERVE_DEFAULTS: ServeLimits = {
-  maxQueue: 16, maxBodyBytes: 32 << 20, maxAudioSeconds: 120, maxImages: 8, maxImagePixels: 4096 * 4096, maxPromptTokens: 8192, maxTokens: 512, timeoutMs: 300_000,
+  maxBatch: 16, maxQueue: 16, maxBodyBytes: 32 << 20, maxAudioSeconds: 120, maxImages: 8, maxImagePixels: 4096 * 4096, maxPromptTokens: 8192, maxTokens: 512, timeoutMs: 300_000,
 };
 
 /** Characters of text a prompt token may stand for at most, for the check before tokenizing. */
 const CHARS_PER_TOKEN = 32;
 
-/** One job at a time on the model, the rest waiting in order, at most `max` of them. */
+/** Up to `slots` jobs at a time on the model, the rest waiting in order, at most `max` of them. */
 class Gate {
-  running = false;
+  running = 0;
   private waiting: Array<{ go: () => void; fail: (e: Error) => void }> = [];
-  constructor(private max: number) {}
+  constructor(private slots: number, private max: number) {}
   get queued(): number { return this.waiting.length; }
   async run<T>(job: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    if (this.running) {
+    if (this.running >= this.slots) {
       if (this.waiting.length >= this.max) throw new ApiError(429, `the server is busy: ${this.waiting.length} requests are waiting (--max-queue ${this.max}); retry later`, 'rate_limit_error', null, 'queue_full');
       await new Promise<void>((go, fail) => {
         const w = { go, fail };
@@ -256,14 +273,13 @@ class Gate {
           if (i >= 0) { this.waiting.splice(i, 1); fail(signal.reason as Error); }
         }, { once: true });
       });
-    }
-    this.running = true;
+    } else this.running++;   // a waiter let go takes over the slot of the job that let it go
     try {
       if (signal.aborted) throw signal.reason as Error;
       return await job();
     } finally {
       const next = this.waiting.shift();
-      if (next) next.go(); else this.running = false;
+      if (next) next.go(); else this.running--;
     }
   }
 }
@@ -461,7 +477,7 @@ class IdleRelease {
 export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> = {}): FastifyInstance & { stats: ServeStats } {
   const L: ServeLimits = { ...SERVE_DEFAULTS, ...limits };
   const app = Fastify({ bodyLimit: L.maxBodyBytes, logger: false }) as unknown as FastifyInstance & { stats: ServeStats };
-  const gate = new Gate(L.maxQueue);
+  const gate = new Gate(L.maxBatch, L.maxQueue);
   const idle = new IdleRelease(() => !gate.running && !gate.queued);
   app.addHook('onClose', async () => idle.cancel());
   const stats: ServeStats = { served: 0, failed: 0, cancelled: 0, rejected: 0 };
@@ -477,7 +493,7 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
   });
 
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(SERVE_PAGE));
-  app.get('/health', async () => ({ status: 'ok', model: backend.id, kind: backend.kind, accepts: backend.accepts, running: gate.running, queued: gate.queued, ...stats }));
+  app.get('/health', async () => ({ status: 'ok', model: backend.id, kind: backend.kind, accepts: backend.accepts, running: gate.running, max_batch: L.maxBatch, queued: gate.queued, ...stats }));
   const card = { id: backend.id, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'emotorch' };
   app.get('/v1/models', async () => ({ object: 'list', data: [card] }));
   app.get<{ Params: { id: string } }>('/v1/models/:id', async (req, reply) => {
@@ -529,10 +545,10 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
         const snapshot = ids.slice();
         decoding = decoding.then(async () => { if (!done) push(await backend.decode(snapshot, true)); }).catch(() => {});
       };
-      const result = await gate.run(async () => {
-        if (settings.seed !== undefined) et.manualSeed(settings.seed);
-        return backend.answer(turns, { maxTokens: settings.maxTokens, limit: L.maxTokens, maxPromptTokens: L.maxPromptTokens, temperature: settings.temperature, topP: settings.topP, onTokens, signal: ac.signal });
-      }, ac.signal);
+      const result = await gate.run(() => backend.answer(turns, {
+        maxTokens: settings.maxTokens, limit: L.maxTokens, maxPromptTokens: L.maxPromptTokens, temperature: settings.temperature, topP: settings.topP,
+        seed: settings.seed, batched: L.maxBatch > 1, onTokens, signal: ac.signal,
+      }), ac.signal);
       await decoding;
       done = true;
       const text = await backend.decode(result.tokens);
@@ -581,7 +597,8 @@ export const SERVE: Command = {
     served_model_name: { kind: 'string', help: "the model's name in the API (default: the folder's or YAML's base name)" },
     host: { kind: 'string', help: 'address to listen on', default: '127.0.0.1' },
     port: { kind: 'number', help: 'port (0: any free one)', default: '8000' },
-    max_queue: { kind: 'number', help: 'requests waiting beyond the running one; more get 429', default: String(SERVE_DEFAULTS.maxQueue) },
+    max_batch: { kind: 'number', help: 'requests decoded together (continuous batching: greedy answers equal the ones decoded alone); 1: one at a time', default: String(SERVE_DEFAULTS.maxBatch) },
+    max_queue: { kind: 'number', help: 'requests waiting beyond the --max-batch running ones; more get 429', default: String(SERVE_DEFAULTS.maxQueue) },
     max_body_mb: { kind: 'number', help: 'request body limit in MiB (413 above)', default: '32' },
     max_audio_seconds: { kind: 'number', help: 'audio per request', default: String(SERVE_DEFAULTS.maxAudioSeconds) },
     max_images: { kind: 'number', help: 'images per request', default: String(SERVE_DEFAULTS.maxImages) },
@@ -607,6 +624,7 @@ export const SERVE: Command = {
     const port = num(v, 'port')!;
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be an integer from 0 to 65535');
     const limits: ServeLimits = {
+      maxBatch: positive('max_batch', true),
       maxQueue: num(v, 'max_queue')! >= 0 && Number.isInteger(num(v, 'max_queue')) ? num(v, 'max_queue')! : (() => { throw new UsageError('--max-queue must be an integer ≥ 0'); })(),
       maxBodyBytes: Math.floor(positive('max_body_mb', false) * 1024 * 1024), maxAudioSeconds: positive('max_audio_seconds', false),
       maxImages: positive('max_images', true), maxImagePixels: positive('max_image_pixels', true), maxPromptTokens: positive('max_prompt_tokens', true),

@@ -42,7 +42,7 @@ const until = async (f: () => boolean) => { for (let i = 0; i < 400 && !f(); i++
 describe('emotorch serve: limits', () => {
   it('queues in order behind the running request and answers 429 past --max-queue', async () => {
     const { backend, pending } = handBackend();
-    const { post } = await start(backend, { maxQueue: 2 });
+    const { post } = await start(backend, { maxQueue: 2, maxBatch: 1 });
     const first = post(user('a'));
     await until(() => pending.length === 1);
     const queued = [post(user('b')), post(user('c'))];
@@ -56,6 +56,28 @@ describe('emotorch serve: limits', () => {
     expect(pending.map((p) => p.turns[0].text)).toEqual(['a', 'b', 'c']);
   });
 
+  it('runs --max-batch requests at once, the next one taking the first slot freed, 429 past --max-queue', async () => {
+    const { backend, pending } = handBackend();
+    const { app, post, url } = await start(backend, { maxQueue: 1, maxBatch: 2 });
+    const first = [post(user('a')), post(user('b'))];
+    await until(() => pending.length === 2);   // both running, neither answered
+    expect(pending.every((p) => p.g.batched)).toBe(true);
+    const waiting = post(user('c'));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(pending.length).toBe(2);
+    expect(await (await fetch(`${url}/health`)).json()).toMatchObject({ running: 2, max_batch: 2, queued: 1 });
+    const over = await post(user('d'));
+    expect(over.status).toBe(429);
+    pending[1].release();   // b ends: c takes its slot while a still runs
+    await until(() => pending.length === 3);
+    expect(pending[2].turns[0].text).toBe('c');
+    pending[0].release(); pending[2].release();
+    const answers = await Promise.all([...first, waiting].map(async (p) => (await (await p).json()).choices[0].message.content));
+    expect(answers).toEqual(['a', 'b', 'c']);
+    expect(app.stats.served).toBe(3);
+    expect(await (await fetch(`${url}/health`)).json()).toMatchObject({ running: 0, queued: 0 });
+  });
+
   it('times out a request (504) whether it is running or waiting, and mid-stream sends an error event', async () => {
     // running: the answer stops at the time limit
     const { backend, pending } = handBackend();
@@ -65,7 +87,7 @@ describe('emotorch serve: limits', () => {
     expect((await running.json()).error).toMatchObject({ type: 'timeout_error', code: 'timeout' });
     // waiting: behind one that does not stop, it times out in the queue and never runs
     const hand = handBackend(undefined, true);
-    const q = await start(hand.backend, { timeoutMs: 150 });
+    const q = await start(hand.backend, { timeoutMs: 150, maxBatch: 1 });
     const first = q.post(user('x'));
     await until(() => hand.pending.length === 1);
     const waiting = await q.post(user('y'));

@@ -114,7 +114,7 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     await expect(client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(client.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 0 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     const health = await (await fetch(`${server.url}/health`)).json();
-    expect(health).toMatchObject({ status: 'ok', model: 'tiny-chat', running: false, queued: 0 });
+    expect(health).toMatchObject({ status: 'ok', model: 'tiny-chat', running: 0, max_batch: 16, queued: 0 });
     expect((await fetch(`${server.url}/`)).headers.get('content-type')).toMatch(/text\/html/);
   });
 
@@ -144,7 +144,14 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     const kinds = CASES.flatMap((c) => [3, 5, 8].map((n) => ({ c, n })));
     const want = await Promise.all(kinds.map(async ({ c, n }) => (await expected(c.ids, n)).text));
     const latencies: number[] = [];
-    let wrong = 0, failed = 0;
+    let wrong = 0, failed = 0, peak = 0, polling = true;
+    // requests decoding at once (the server's continuous batch, --max-batch 16 by default)
+    const poll = (async () => {
+      while (polling) {
+        peak = Math.max(peak, ((await (await fetch(`${server.url}/health`)).json()) as { running: number }).running);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
     const t0 = performance.now();
     await Promise.all(Array.from({ length: 32 }, async (_, client_) => {
       const cl = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -164,11 +171,15 @@ describe('emotorch serve (an LLM with a chat template)', () => {
       }
     }));
     const secs = (performance.now() - t0) / 1000;
+    polling = false;
+    await poll;
     latencies.sort((a, b) => a - b);
     const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
-    console.log(`serve load: 1600 requests in ${secs.toFixed(1)} s (${(1600 / secs).toFixed(0)}/s), p50 ${q(0.5).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms, failed ${failed}, mixed up ${wrong}`);
+    console.log(`serve load: 1600 requests in ${secs.toFixed(1)} s (${(1600 / secs).toFixed(0)}/s), p50 ${q(0.5).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms, failed ${failed}, mixed up ${wrong}, at most ${peak} decoding together`);
     expect(latencies.length).toBe(1600);
     expect(failed).toBe(0);
-    expect(wrong).toBe(0);
+    expect(wrong).toBe(0);   // batched greedy answers are the ones generate gives each alone
+    expect(peak).toBeGreaterThan(1);
+    expect(peak).toBeLessThanOrEqual(16);
   }, 300_000);
 });
