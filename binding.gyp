@@ -9,8 +9,8 @@
                 "_GLIBCXX_USE_CXX11_ABI=<!(node scripts/libtorch.js --abi)"],
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
-    "cflags_cc": ["-std=c++<!(node scripts/libtorch.js --std)", "-fexceptions", "-frtti", "-O2", "-fvisibility=hidden",
+    "cflags_cc": ["-std=c++<!(node scripts/libtorch.js --std)", "-fexceptions", "-frtti", "-O2", "-fopenmp", "-fvisibility=hidden",
                   "-Wno-unused-parameter", "-Wno-unused-variable"],
-    "ldflags": ["<!@(node scripts/libtorch.js --gyp-ldflags)", "-Wl,-rpath,'$$ORIGIN/../../.libtorch/torch/lib'"]
+    "ldflags": ["<!@(node scripts/libtorch.js --gyp-ldflags)", "-fopenmp", "-Wl,-rpath,'$$ORIGIN/../../.libtorch/torch/lib'"]
   }]
 }

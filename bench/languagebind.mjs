@@ -110,13 +110,17 @@ async function forwardCase(common) {
   return worst;
 }
 
+/** `npm run bench -- languagebind --bf16`: the train case's forward under bfloat16 autocast. */
+const BF16 = process.argv.includes('--bf16');
+
 async function trainCase(common) {
   const tower = towerConfig(), batch = int('LB_BATCH', 2), warmup = 1 + int('LB_WARMUP', 0), runs = int('LB_TRAIN_RUNS', 1);
   const lora = { r: 16, alpha: 16, dropout: 0, targets: ['temporal_attn.q_proj', 'temporal_attn.k_proj', 'temporal_attn.v_proj', 'temporal_attn.out_proj'] };
   const classes = 7, labels = Array.from({ length: batch }, (_, i) => (3 * i + 1) % classes), lr = 1e-3, weightDecay = 0.01;
   console.log(`\n[train] one LoRA training step: ${describeTower(tower, batch)}; LoRA r ${lora.r}, alpha ${lora.alpha} on temporal_attn.{q,k,v,out}_proj; `
     + `Linear(${tower.projection_dim}, ${classes}, bias=False) on the L2-normalised embedding; cross-entropy, backward, AdamW (lr ${lr}, weight decay ${weightDecay})`);
-  const py = worker('train', { ...common, tower, batch, lora, classes, labels, lr, weight_decay: weightDecay });
+  if (BF16) console.log('  --bf16: the forward under bfloat16 autocast on both sides (parameters float32), the loss in float32');
+  const py = worker('train', { ...common, tower, batch, lora, classes, labels, lr, weight_decay: weightDecay, bf16: BF16 });
   const ready = await py.next();
   const model = et.nn.ClipVisionModel.create(tower, { withProjection: true });
   // applyLora matches full layer names or last components ('q_proj' alone would hit self_attn too).
@@ -135,17 +139,23 @@ async function trainCase(common) {
   const opt = new et.optim.AdamW(params, { lr, weightDecay });
   const io = await load(path.join(common.dir, 'train_io.safetensors'));
   const pixelValues = io.get('pixel_values'), y = io.get('labels');
-  async function step() {
+  // --bf16: the forward (tower, normalisation, head) under bfloat16 autocast, the loss in float32,
+  // as the Python side's torch.autocast('cpu', dtype=torch.bfloat16)
+  const forward = async () => {
     const o = await model.forward({ pixelValues });
     const n = o.imageEmbeds.norm(2, -1, true);
     const e = o.imageEmbeds.div(n);
-    const logits = await head.forward(e);
+    return { o, n, e, logits: await head.forward(e) };
+  };
+  async function step() {
+    const { o, n, e, logits: raw } = BF16 ? await et.autocast({ device: 'cpu', dtype: 'bfloat16' }, forward) : await forward();
+    const logits = raw.dtype === 'float32' ? raw : raw.to({ dtype: 'float32' });
     const loss = et.functional.crossEntropy(logits, y);
     await loss.backward();
     await opt.step();
     opt.zeroGrad();
     const v = loss.item();
-    dispose(o.lastHiddenState, o.poolerOutput, o.imageEmbeds, n, e, logits, loss);
+    dispose(o.lastHiddenState, o.poolerOutput, o.imageEmbeds, n, e, raw, logits, loss);
     return v;
   }
   console.log(`  ${ready.lora_layers} LoRA layers, ${trainable} trainable parameters on both sides; ${warmup} warm-up + ${runs} alternating steps each; Python: torch ${ready.torch}, peft`);

@@ -13,6 +13,7 @@ the reference outputs) and prints one JSON line `{"ready": true, ...}`; then eve
 line on stdin runs one timed call and answers one JSON line. Nothing runs between requests, so the
 two sides never share the cores.
 """
+import contextlib
 import importlib.util
 import json
 import os
@@ -115,10 +116,14 @@ def train_setup(cfg):
     save(cfg, "train_io.safetensors", {"pixel_values": pixels, "labels": labels})
     info = {"trainable": sum(p.numel() for p in params), "lora_layers": sum(1 for n, _ in tower.named_modules() if n.endswith("lora_A"))}
 
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.get("bf16") else contextlib.nullcontext()
+
     def trial(_):
-        _, _, e = tower(pixels)
-        e = e / e.norm(p=2, dim=-1, keepdim=True)
-        loss = F.cross_entropy(head(e), labels)
+        with amp:
+            _, _, e = tower(pixels)
+            e = e / e.norm(p=2, dim=-1, keepdim=True)
+            logits = head(e)
+        loss = F.cross_entropy(logits.float(), labels)
         loss.backward()
         opt.step()
         opt.zero_grad()

@@ -2,7 +2,7 @@
 // thread count, trials alternating in one command. Prints both medians, the ratio and the range of
 // the per-pair ratios (an emotorch trial and the Python trial after it).
 //   npm run bench -- load | serve | mlp | features | models | trainer | spectra | spectra-pretrain | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
-// --bf16 (models, spectra, salmonn): both sides under CPU autocast to bfloat16 (et.autocast /
+// --bf16 (models, spectra, salmonn, languagebind's train case): both sides under CPU autocast to bfloat16 (et.autocast /
 // torch.autocast('cpu', dtype=torch.bfloat16)) around each forward, the backward and the optimizer
 // outside it, as users write it; parameters stay float32.
 // --neighbour: the trials again beside one busy process (a spinning loop), each side's slowdown printed;
@@ -58,8 +58,8 @@ if (device !== 'cpu' && !et.cuda.isAvailable()) {
   process.exit(2);
 }
 const bf16 = args.includes('--bf16');
-if (bf16 && !['models', 'spectra', 'spectra-pretrain', 'salmonn'].includes(name)) {
-  console.error('--bf16: the models, spectra and salmonn benchmarks take it');
+if (bf16 && !['models', 'spectra', 'spectra-pretrain', 'salmonn', 'languagebind'].includes(name)) {
+  console.error('--bf16: the models, spectra, salmonn and languagebind (its train case) benchmarks take it');
   process.exit(2);
 }
 const wanted = PROFILES[profile];

@@ -19,6 +19,13 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps);
 // heads-major): x · cos + rotate_half(x) · sin, with cos and sin (B, T, D). Returns (B, T, heads, D).
 at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
+// rms_norm and rotary for decoding rows (x (R, …)): each row computed by one loop whatever R, so a
+// row's result is what it gets alone. float32: the fused kernels above (row by row already);
+// bfloat16 / float16 on the CPU: kernels of their own, their sums in float32 and the dtype's
+// rounding where the composite ATen ops round; anything else row by row (CUDA: one call).
+at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& w, double eps);
+at::Tensor rotary_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
 // at::linear (x Wᵀ + b; x (..., in), W (out, in), b (out) or undefined), with the forward and both
 // backward products (dx = dy W, dW = dyᵀ x) on oneDNN's matmul for float32 CPU tensors outside
 // autocast: on CPUs where the BLAS ATen uses is slow (MKL on AMD runs about half as fast as oneDNN

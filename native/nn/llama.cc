@@ -121,11 +121,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> LlamaLayerImpl::project_qkv(const
           x.narrow(2, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D})};
 }
 
-at::Tensor LlamaLayerImpl::attend(at::Tensor q0, at::Tensor k0, at::Tensor v0, const at::Tensor& cos, const at::Tensor& sin,
-                                  const at::Tensor& mask, KVCache* cache, size_t index) {
+at::Tensor LlamaLayerImpl::attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask, KVCache* cache,
+                                  size_t index) {
   int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads;
-  auto q = rotary(q0, cos, sin).transpose(1, 2);  // (B, Hq, T, D)
-  auto k = rotary(k0, cos, sin).transpose(1, 2);  // (B, Hkv, T, D)
+  auto q = q_rot.transpose(1, 2);  // (B, Hq, T, D)
+  auto k = k_rot.transpose(1, 2);  // (B, Hkv, T, D)
   auto v = v0.transpose(1, 2);
   if (cache) {
     if (cache->k[index].defined()) {
@@ -150,7 +150,7 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
   int64_t B = x.size(0), T = x.size(1), Hq = cfg.num_attention_heads, D = cfg.head_dim;
   auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
   auto [q0, k0, v0] = project_qkv(h, false);
-  auto a = attend(q0, k0, v0, cos, sin, mask, cache, index);
+  auto a = attend(rotary(q0, cos, sin), rotary(k0, cos, sin), v0, mask, cache, index);
   auto y = x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D}));
   h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
   if (gate_up) {
@@ -160,21 +160,22 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
   return y + down_proj(activate_temp(gate_proj(h), cfg.hidden_act) * up_proj(h));
 }
 
-at::Tensor LlamaLayerImpl::forward_rows(const at::Tensor& x, const std::vector<RowStep>& rows, size_t index) {
+at::Tensor LlamaLayerImpl::forward_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const std::vector<RowStep>& rows,
+                                        size_t index) {
   const int64_t R = x.size(0), Hq = cfg.num_attention_heads, D = cfg.head_dim;
   auto each = [R](const std::function<at::Tensor(int64_t)>& f) {
     std::vector<at::Tensor> out;
     for (int64_t r = 0; r < R; ++r) out.push_back(f(r));
     return at::cat(out, 0);
   };
-  auto h = each([&](int64_t r) { return rms_norm(x.narrow(0, r, 1), input_layernorm, cfg.rms_norm_eps); });  // (R, 1, H)
+  auto h = rms_norm_rows(x, input_layernorm, cfg.rms_norm_eps);  // (R, 1, H)
   auto [q0, k0, v0] = project_qkv(h, true);
-  auto a = each([&, &q0 = q0, &k0 = k0, &v0 = v0](int64_t r) {
-    const auto& s = rows[r];
-    return attend(q0.narrow(0, r, 1), k0.narrow(0, r, 1), v0.narrow(0, r, 1), s.cos, s.sin, s.mask, s.cache, index);
-  });  // (R, Hq, 1, D)
+  auto q = rotary_rows(q0, cos, sin), k = rotary_rows(k0, cos, sin);
+  auto a = each([&, &v0 = v0](int64_t r) {
+    return attend(q.narrow(0, r, 1), k.narrow(0, r, 1), v0.narrow(0, r, 1), rows[r].mask, rows[r].cache, index);
+  });  // (R, Hq, 1, D): each row over its own cache
   auto y = x + o_proj->rows(a.transpose(1, 2).reshape({R, 1, Hq * D}));
-  h = each([&](int64_t r) { return rms_norm(y.narrow(0, r, 1), post_attention_layernorm, cfg.rms_norm_eps); });
+  h = rms_norm_rows(y, post_attention_layernorm, cfg.rms_norm_eps);
   if (gate_up) {
     auto gu = gate_up->rows(h).chunk(2, -1);  // Phi-3: gate, then up
     return y + down_proj->rows(each([&](int64_t r) { return activate(gu[0].narrow(0, r, 1), cfg.hidden_act) * gu[1].narrow(0, r, 1); }));
@@ -269,16 +270,19 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
 at::Tensor LlamaForCausalLM::run_rows(const at::Tensor& embeds, const std::vector<DecodeRow*>& rows) {
   const int64_t R = embeds.size(0);
   std::vector<RowStep> steps;
+  std::vector<at::Tensor> coss, sins;
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
   for (auto* row : rows) {
+    // each row's own rotary table (dynamic NTK and longrope depend on its length)
     auto [cos, sin] = rope_cos_sin(at::full({1, 1}, row->next_pos, lopts), row->keep.size(1), embeds.scalar_type());
-    steps.push_back({cos, sin, attention_mask(row->keep, 1, embeds.scalar_type()), &row->cache});
+    coss.push_back(cos);
+    sins.push_back(sin);
+    steps.push_back({attention_mask(row->keep, 1, embeds.scalar_type()), &row->cache});
   }
+  auto cos = at::cat(coss, 0), sin = at::cat(sins, 0);  // (R, 1, D)
   at::Tensor x = embeds;
-  for (size_t i = 0; i < layers->size(); ++i) x = layers[i]->as<LlamaLayerImpl>()->forward_rows(x, steps, i);
-  std::vector<at::Tensor> normed;
-  for (int64_t r = 0; r < R; ++r) normed.push_back(rms_norm(x.narrow(0, r, 1), norm_weight, cfg.rms_norm_eps));
-  x = at::cat(normed, 0);
+  for (size_t i = 0; i < layers->size(); ++i) x = layers[i]->as<LlamaLayerImpl>()->forward_rows(x, cos, sin, steps, i);
+  x = rms_norm_rows(x, norm_weight, cfg.rms_norm_eps);
   return (lm_head ? lm_head->rows(x) : nn::linear_rows(x, embed_tokens->weight, {})).select(1, 0);
 }
 

@@ -79,10 +79,10 @@ struct DecodeRow {
   std::optional<at::Generator> generator;  // its own sampling generator (a seed), else the global one
 };
 
-// What one row brings to a layer in a decoding step: its rotary cos / sin (1, 1, D), its mask
-// (1, 1, 1, S) or undefined, its cache.
+// What one row brings to a layer's attention in a decoding step: its mask (1, 1, 1, S) or
+// undefined, its cache.
 struct RowStep {
-  at::Tensor cos, sin, mask;
+  at::Tensor mask;
   KVCache* cache;
 };
 
@@ -90,10 +90,11 @@ struct LlamaLayerImpl : torch::nn::Module {
   LlamaLayerImpl(const LlamaConfig& c);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask, KVCache* cache,
                      size_t index);
-  // One decoding step of R rows (x (R, 1, H)), each with its own RowStep: the products once for
-  // all rows (Linear::rows), norms, attention and activations row by row, so each row's result is
-  // the one it gets alone, bit for bit.
-  at::Tensor forward_rows(const at::Tensor& x, const std::vector<RowStep>& rows, size_t index);
+  // One decoding step of R rows (x (R, 1, H); cos / sin (R, 1, D), each row's own), each with its
+  // own RowStep: products, norms and rotary once for all rows by kernels that compute each row as
+  // if alone (Linear::rows, rms_norm_rows, rotary_rows), attention and activations row by row, so
+  // each row's result is the one it gets alone, bit for bit.
+  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const std::vector<RowStep>& rows, size_t index);
   LlamaConfig cfg;
   // q/k/v_proj, or one fused qkv (InternLM2's wqkv, Phi-3's qkv_proj); gate/up_proj, or Phi-3's gate_up.
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, qkv{nullptr}, o_proj{nullptr};
@@ -102,9 +103,8 @@ struct LlamaLayerImpl : torch::nn::Module {
 
  private:
   std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const at::Tensor& h, bool rows);  // each (B, T, heads, D)
-  // rotary, the cache, SDPA: (B, Hq, T, D)
-  at::Tensor attend(at::Tensor q0, at::Tensor k0, at::Tensor v0, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
-                    KVCache* cache, size_t index);
+  // q and k rotated (B, T, heads, D), v: the cache, SDPA → (B, Hq, T, D)
+  at::Tensor attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask, KVCache* cache, size_t index);
 };
 TORCH_MODULE(LlamaLayer);
 
