@@ -5,7 +5,6 @@
  * and Phi-3 (`qkv_proj`, `gate_up_proj`, su / longrope RoPE). `config.model_type` picks the layout.
  */
 import { NativeModule, ModuleOptions, lockConfig } from './module';
-import type { DecodeRowHandle } from '../native';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
@@ -491,6 +490,9 @@ export class LlamaForCausalLM extends NativeModule {
   }
 }
 
+/** A native decoding row, as the model's handle hands it out. */
+type DecodeRowHandle = Awaited<ReturnType<LlamaForCausalLM['native']['startDecode']>>;
+
 /** One call of {@link DecodeBatch.generate} while it decodes. */
 interface BatchRow {
   handle: DecodeRowHandle;
@@ -507,9 +509,10 @@ interface BatchRow {
  * Continuous batching over one {@link LlamaForCausalLM}: each `generate` call runs its prompt, then
  * joins the rows decoding at the next step, and leaves when it ends (an end token, maxNewTokens,
  * or its signal), so concurrent requests share every step's pass over the weights (decoding is
- * bound by memory: sixteen rows take little more time per step than one). A row's tokens are the
- * ones it gets decoded alone: on the CPU, in float32 and bfloat16, every product sums each row as
- * if it were alone (and norms, attention and activations run row by row), so greedy answers are
+ * bound by memory: sixteen rows take about twice the time of one per step). A row's tokens are the
+ * ones it gets decoded alone: on the CPU every product, norm and rotary embedding computes each
+ * row as if it were alone (bfloat16 products on AMX tiles where the CPU has them, else vector
+ * kernels; attention and activations row by row, each over its own cache), so greedy answers are
  * identical bit for bit; on CUDA the products of a step run as one, so they agree up to the last
  * bits of the kernels. `emotorch serve --max-batch` decodes its requests this way.
  * @example

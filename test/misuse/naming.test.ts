@@ -31,6 +31,8 @@ const MIRRORS = new Set([
   'InternVLProjectorConfig',
   // emotorch serve: the OpenAI chat request's JSON, and tokenizer_config.json's chat_template
   'OpenAiContentPart', 'OpenAiStreamOptions', 'TokenizerConfigJson', 'SalmonnOptimsOptions',
+  // generation_config.json's names, as generate's native side reads them
+  'NativeGeneration',
 ]);
 
 function files(dir: string): string[] {
