@@ -272,7 +272,7 @@ export function modelAndAdapter(model: string | undefined, ckptDir: string | und
  * LLaMA-family LLM) with its tokenizer; `adapter`, a peft folder, is applied on top, and merged
  * into the weights with `merge`; `dtype: 'auto'` keeps the checkpoint's own dtype (default float32).
  */
-export async function loadChatModel(dir: string, tokenizerPath?: string, opts: { adapter?: string; merge?: boolean; dtype?: 'auto' } = {}): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
+export async function loadChatModel(dir: string, tokenizerPath?: string, opts: { adapter?: string; merge?: boolean; dtype?: 'auto' | et.DType } = {}): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
   dir = await et.hub.resolvePretrainedPath(dir);   // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');

@@ -589,6 +589,7 @@ export const SERVE: Command = {
     device: { kind: 'string', help: "where SALMONN runs: cpu, cuda or cuda:N (web_demo.py's --device; default CUDA when present, else the CPU); --model folders run on the CPU" },
     options: { kind: 'list', help: "SALMONN: key=value settings merged over the YAML, as web_demo.py's --options" },
     model: { kind: 'string', help: 'an InternVL2 folder, or a LLaMA-family LLM folder with a chat template' },
+    dtype: { kind: 'string', help: "the weights' dtype: auto (the checkpoint's own), float32, bfloat16 or float16; default auto for --model (as vLLM and transformers), float32 for SALMONN (its towers' own with auto)" },
     ckpt_dir: { kind: 'string', help: "a LoRA checkpoint that 'm2se sft' wrote: served on its base model (sft_args.json's, or --model), as swift deploy --ckpt_dir" },
     adapter: { kind: 'string', help: 'a peft adapter folder (adapter_config.json, adapter_model.safetensors) served on --model' },
     merge_lora: { kind: 'bool', help: "fold --ckpt_dir's or --adapter's LoRA into the weights (faster answers; the same ones)", default: 'false' },
@@ -615,6 +616,9 @@ export const SERVE: Command = {
     if (adapterDir && ckptDir) throw new UsageError('give one of --adapter and --ckpt_dir');
     if (adapterDir && !given) throw new UsageError('--adapter needs --model, the base it was trained on');
     const chosen = cfg ? null : modelAndAdapter(given, ckptDir ?? adapterDir, adapterDir ? '--adapter' : '--ckpt_dir');
+    const givenDtype = str(v, 'dtype') as 'auto' | et.DType | undefined;
+    if (givenDtype !== undefined && !['auto', 'float32', 'bfloat16', 'float16'].includes(givenDtype)) throw new UsageError(`--dtype must be auto, float32, bfloat16 or float16, not '${givenDtype}'`);
+    const modelDtype = givenDtype ?? 'auto';
     const dir = chosen?.dir;
     const positive = (k: string, int: boolean) => {
       const x = num(v, k)!;
@@ -636,11 +640,11 @@ export const SERVE: Command = {
       const device = runDevice(str(v, 'device'));
       const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
       if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
-      const model = await et.systems.Salmonn.fromPretrained(options);
+      const model = await et.systems.Salmonn.fromPretrained({ ...options, ...(givenDtype ? { dtype: givenDtype } : {}) });
       if (device !== 'cpu') await model.to({ device });
       backend = salmonnBackend(model.eval(), name(cfg));
     } else {
-      const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'), { adapter: chosen!.adapter, merge: v.merge_lora === true });   // local: a repo id's hub cache folder
+      const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'), { adapter: chosen!.adapter, merge: v.merge_lora === true, dtype: modelDtype });   // local: a repo id's hub cache folder
       if (model instanceof et.systems.InternVL) backend = internvlBackend(model.eval() as et.systems.InternVL, tokenizer, name(dir!));
       else {
         const template = readChatTemplate(local, str(v, 'chat_template'));

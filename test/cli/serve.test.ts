@@ -10,6 +10,7 @@ import * as http from 'http';
 import * as path from 'path';
 import OpenAI from 'openai';
 import * as et from '../../lib/index';
+import { spawnSync } from 'child_process';
 import { FIXTURES, spawnServer, tmpdir } from '../helpers';
 
 interface Case { messages: Array<{ role: 'system' | 'user' | 'assistant'; content: string }>; text: string; ids: number[] }
@@ -138,6 +139,27 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     const again = await client.chat.completions.create({ model: 'tiny-chat', messages: CASES[0].messages, max_tokens: 4, temperature: 0 });
     expect(again.choices[0].message.content).toBe(want.text);
   });
+
+  it('--dtype bfloat16 serves the weights in bfloat16, batched answers equal generate alone on that model; a bad --dtype is a usage error', async () => {
+    const bad = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js'), 'serve', '--model', dir, '--dtype', 'int8'], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--dtype must be auto, float32, bfloat16 or float16, not 'int8'/);
+    const half = (await et.nn.LlamaForCausalLM.fromPretrained(dir, { dtype: 'bfloat16' })).eval();
+    const s = await spawnServer(['--model', dir, '--dtype', 'bfloat16', '--max-tokens', '16']);
+    try {
+      const cl = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const got = await Promise.all(CASES.map((c) => cl.chat.completions.create({ model: 'tiny-chat', messages: c.messages, max_tokens: 10, temperature: 0 })));
+      for (const [i, c] of CASES.entries()) {
+        const { newTokens } = await et.noGrad(() => half.generate({ inputIds: et.tensor([c.ids], { dtype: 'int64' }) }, { maxNewTokens: 10 }));
+        let row = (newTokens.toArray() as number[][])[0].map(Number);
+        const e = row.indexOf(half.config.eos_token_id as number);
+        if (e >= 0) row = row.slice(0, e);
+        expect(got[i].choices[0].message.content).toBe(await tok.decode(row, { skipSpecialTokens: true }));
+      }
+    } finally {
+      expect(await s.stop()).toBe(0);
+    }
+  }, 120_000);
 
   it('load: 32 concurrent clients × 50 requests, none dropped or mixed up', async () => {
     // 9 distinct requests (3 conversations × 3 lengths), each client cycling through them
