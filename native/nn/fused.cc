@@ -594,8 +594,8 @@ inline float as_float(float v) { return v; }
 inline float as_float(uint16_t v) { return bf16_to_float(v); }
 
 // s + Σ x[k]·w[k] over k in [k0, K): the elements the vector loops leave.
-template <typename T>
-float dot_tail(float s, const T* x, const T* w, int64_t k0, int64_t K) {
+template <typename TX, typename TW>
+float dot_tail(float s, const TX* x, const TW* w, int64_t k0, int64_t K) {
   for (int64_t k = k0; k < K; ++k) s += as_float(x[k]) * as_float(w[k]);
   return s;
 }
@@ -691,19 +691,21 @@ __attribute__((target("avx2,fma"))) inline float hsum8(__m256 a) {
   return _mm_cvtss_f32(h);
 }
 
-template <typename T>
+// AVX2 has no bfloat16 products: a bfloat16 weight is widened to float32 as it is read, the rows
+// are widened once per call (rows_avx2_bf16), the same numbers either way.
+template <typename TW, typename TX>
 struct BlockAvx2 {
   template <int NB, int M>
   struct At {
     __attribute__((target("avx2,fma")))
-    static void run(const T* W, const T* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+    static void run(const TW* W, const TX* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
       __m256 a0[NB][M], a1[NB][M];
       for (int i = 0; i < NB; ++i)
         for (int j = 0; j < M; ++j) a0[i][j] = a1[i][j] = _mm256_setzero_ps();
       int64_t k = 0;
       for (; k + 16 <= K; k += 16) {
         for (int i = 0; i < NB; ++i) {
-          const T* w = W + (n + i) * K;
+          const TW* w = W + (n + i) * K;
           const __m256 w0 = widen8(w + k), w1 = widen8(w + k + 8);
           for (int j = 0; j < M; ++j) {
             a0[i][j] = _mm256_fmadd_ps(widen8(X + j * K + k), w0, a0[i][j]);
@@ -716,23 +718,32 @@ struct BlockAvx2 {
     }
   };
 };
-template <int NB, int M> using BlockAvx2Bf16 = BlockAvx2<uint16_t>::At<NB, M>;
-template <int NB, int M> using BlockAvx2F32 = BlockAvx2<float>::At<NB, M>;
+template <int NB, int M> using BlockAvx2Bf16 = BlockAvx2<uint16_t, float>::At<NB, M>;
+template <int NB, int M> using BlockAvx2F32 = BlockAvx2<float, float>::At<NB, M>;
 
-// Weight rows NB at a time (the last ones one by one), input rows two at a time (an odd last one alone).
-template <typename T, template <int, int> class Blk, int NB>
-void rows_blocked(const T* W, const T* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
+// Weight rows NB at a time (the last ones one by one), input rows MM at a time (MM 2 or 4; the
+// rest two and one at a time).
+template <typename TW, typename TX, template <int, int> class Blk, int NB, int MM = 2>
+void rows_blocked(const TW* W, const TX* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
+  auto rows = [&](auto nb, int64_t n) {
+    constexpr int B = decltype(nb)::value;
+    int64_t r = 0;
+    if constexpr (MM == 4)
+      for (; r + 4 <= R; r += 4) Blk<B, 4>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
+    for (; r + 2 <= R; r += 2) Blk<B, 2>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
+    if (r < R) Blk<B, 1>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
+  };
   int64_t n = n0;
-  for (; n + NB <= n1; n += NB) {
-    int64_t r = 0;
-    for (; r + 2 <= R; r += 2) Blk<NB, 2>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
-    if (r < R) Blk<NB, 1>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
-  }
-  for (; n < n1; ++n) {
-    int64_t r = 0;
-    for (; r + 2 <= R; r += 2) Blk<1, 2>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
-    if (r < R) Blk<1, 1>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
-  }
+  for (; n + NB <= n1; n += NB) rows(std::integral_constant<int, NB>{}, n);
+  for (; n < n1; ++n) rows(std::integral_constant<int, 1>{}, n);
+}
+
+// bfloat16 on AVX2: the rows widened once (exactly), then the weight rows one at a time against four rows.
+void rows_avx2_bf16(const uint16_t* W, const uint16_t* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
+  thread_local std::vector<float> xf;
+  xf.resize(static_cast<size_t>(R * K));
+  for (int64_t i = 0; i < R * K; ++i) xf[i] = bf16_to_float(X[i]);
+  rows_blocked<uint16_t, float, BlockAvx2Bf16, 1, 4>(W, xf.data(), Y, R, ldy, n0, n1, K);
 }
 #endif
 
@@ -758,14 +769,14 @@ RowsKernel<T> rows_kernel() {
     const bool avx2_only = capped_at_avx2();
     if constexpr (std::is_same_v<T, uint16_t>) {
       if (!avx2_only && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
-        return &rows_blocked<T, BlockBf16Avx512, 4>;
+        return &rows_blocked<T, T, BlockBf16Avx512, 4>;
     } else {
       if (!avx2_only && __builtin_cpu_supports("avx512f"))
-        return &rows_blocked<T, BlockF32Avx512, 4>;
+        return &rows_blocked<T, T, BlockF32Avx512, 4>;
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      if constexpr (std::is_same_v<T, uint16_t>) return &rows_blocked<T, BlockAvx2Bf16, 2>;
-      else return &rows_blocked<T, BlockAvx2F32, 2>;
+      if constexpr (std::is_same_v<T, uint16_t>) return &rows_avx2_bf16;
+      else return &rows_blocked<T, T, BlockAvx2F32, 1, 4>;
     }
 #endif
     return &rows_scalar<T>;
