@@ -610,73 +610,64 @@ using RowsKernel = void (*)(const T* W, const T* X, float* Y, int64_t R, int64_t
 // vector once for the NB weight rows (one weight row at a time left a core at half the bandwidth
 // memory gives, and sixteen rows compute-bound at 0.7 of what this blocking reaches). The chain of
 // one output is the same whatever NB, M and the rows around it.
-template <int NB, int M>
-struct BlockBf16Avx512 {
-  __attribute__((target("avx512f,avx512bw,avx512bf16")))
-  static void run(const uint16_t* W, const uint16_t* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
-    __m512 a0[NB][M], a1[NB][M];
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) a0[i][j] = a1[i][j] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 64 <= K; k += 64) {
-      __m512bh x0[M], x1[M];
-      for (int j = 0; j < M; ++j) {
-        x0[j] = (__m512bh)_mm512_loadu_si512(X + j * K + k);
-        x1[j] = (__m512bh)_mm512_loadu_si512(X + j * K + k + 32);
-      }
-      for (int i = 0; i < NB; ++i) {
-        const uint16_t* w = W + (n + i) * K;
-        const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w + k), w1 = (__m512bh)_mm512_loadu_si512(w + k + 32);
-        for (int j = 0; j < M; ++j) {
-          a0[i][j] = _mm512_dpbf16_ps(a0[i][j], x0[j], w0);
-          a1[i][j] = _mm512_dpbf16_ps(a1[i][j], x1[j], w1);
-        }
-      }
-    }
-    for (; k + 32 <= K; k += 32)
-      for (int i = 0; i < NB; ++i) {
-        const __m512bh w0 = (__m512bh)_mm512_loadu_si512(W + (n + i) * K + k);
-        for (int j = 0; j < M; ++j) a0[i][j] = _mm512_dpbf16_ps(a0[i][j], (__m512bh)_mm512_loadu_si512(X + j * K + k), w0);
-      }
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j)
-        Y[j * ldy + n + i] = dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(a0[i][j], a1[i][j])), X + j * K, W + (n + i) * K, k, K);
-  }
+// The AVX-512 vector step of each dtype: L inputs per product into 16 float32 sums.
+struct Bf16Avx512 {
+  using T = uint16_t;
+  using V = __m512bh;
+  static constexpr int L = 32;
+  __attribute__((target("avx512f,avx512bw,avx512bf16"))) static V load(const T* p) { return (V)_mm512_loadu_si512(p); }
+  __attribute__((target("avx512f,avx512bw,avx512bf16"))) static __m512 madd(__m512 a, V x, V w) { return _mm512_dpbf16_ps(a, x, w); }
+};
+struct F32Avx512 {
+  using T = float;
+  using V = __m512;
+  static constexpr int L = 16;
+  __attribute__((target("avx512f"))) static V load(const T* p) { return _mm512_loadu_ps(p); }
+  __attribute__((target("avx512f"))) static __m512 madd(__m512 a, V x, V w) { return _mm512_fmadd_ps(x, w, a); }
 };
 
-template <int NB, int M>
-struct BlockF32Avx512 {
-  __attribute__((target("avx512f")))
-  static void run(const float* W, const float* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
-    __m512 a0[NB][M], a1[NB][M];
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) a0[i][j] = a1[i][j] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 32 <= K; k += 32) {
-      __m512 x0[M], x1[M];
-      for (int j = 0; j < M; ++j) {
-        x0[j] = _mm512_loadu_ps(X + j * K + k);
-        x1[j] = _mm512_loadu_ps(X + j * K + k + 16);
-      }
-      for (int i = 0; i < NB; ++i) {
-        const float* w = W + (n + i) * K;
-        const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
+// One output's chain: a0 takes the inputs [k, k + L) and a1 [k + L, k + 2L) of every 2L, a last
+// block of L goes to a0, then a0 + a1 summed across lanes, then the scalar tail.
+template <typename Op>
+struct BlockAvx512 {
+  template <int NB, int M>
+  struct At {
+    using T = typename Op::T;
+    __attribute__((target("avx512f,avx512bw,avx512bf16")))
+    static void run(const T* W, const T* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+      constexpr int L = Op::L;
+      __m512 a0[NB][M], a1[NB][M];
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) a0[i][j] = a1[i][j] = _mm512_setzero_ps();
+      int64_t k = 0;
+      for (; k + 2 * L <= K; k += 2 * L) {
+        typename Op::V x0[M], x1[M];
         for (int j = 0; j < M; ++j) {
-          a0[i][j] = _mm512_fmadd_ps(x0[j], w0, a0[i][j]);
-          a1[i][j] = _mm512_fmadd_ps(x1[j], w1, a1[i][j]);
+          x0[j] = Op::load(X + j * K + k);
+          x1[j] = Op::load(X + j * K + k + L);
+        }
+        for (int i = 0; i < NB; ++i) {
+          const T* w = W + (n + i) * K;
+          const auto w0 = Op::load(w + k), w1 = Op::load(w + k + L);
+          for (int j = 0; j < M; ++j) {
+            a0[i][j] = Op::madd(a0[i][j], x0[j], w0);
+            a1[i][j] = Op::madd(a1[i][j], x1[j], w1);
+          }
         }
       }
+      for (; k + L <= K; k += L)
+        for (int i = 0; i < NB; ++i) {
+          const auto w0 = Op::load(W + (n + i) * K + k);
+          for (int j = 0; j < M; ++j) a0[i][j] = Op::madd(a0[i][j], Op::load(X + j * K + k), w0);
+        }
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j)
+          Y[j * ldy + n + i] = dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(a0[i][j], a1[i][j])), X + j * K, W + (n + i) * K, k, K);
     }
-    for (; k + 16 <= K; k += 16)
-      for (int i = 0; i < NB; ++i) {
-        const __m512 w0 = _mm512_loadu_ps(W + (n + i) * K + k);
-        for (int j = 0; j < M; ++j) a0[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(X + j * K + k), w0, a0[i][j]);
-      }
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j)
-        Y[j * ldy + n + i] = dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(a0[i][j], a1[i][j])), X + j * K, W + (n + i) * K, k, K);
-  }
+  };
 };
+template <int NB, int M> using BlockBf16Avx512 = BlockAvx512<Bf16Avx512>::At<NB, M>;
+template <int NB, int M> using BlockF32Avx512 = BlockAvx512<F32Avx512>::At<NB, M>;
 
 // 8 bfloat16 → 8 float32
 __attribute__((target("avx2,fma"))) inline __m256 widen8(const uint16_t* p) {
@@ -771,7 +762,7 @@ RowsKernel<T> rows_kernel() {
       if (!avx2_only && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
         return &rows_blocked<T, T, BlockBf16Avx512, 4>;
     } else {
-      if (!avx2_only && __builtin_cpu_supports("avx512f"))
+      if (!avx2_only && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))  // the block kernel's target
         return &rows_blocked<T, T, BlockF32Avx512, 4>;
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {

@@ -20,21 +20,17 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
   reset_linear(weight, bias);
 }
 
-at::Tensor LinearImpl::forward(const at::Tensor& x) {
-  auto y = nn::linear(x, weight, bias);
+at::Tensor LinearImpl::forward(const at::Tensor& x) { return apply(x, nn::linear); }
+
+at::Tensor LinearImpl::rows(const at::Tensor& x) { return apply(x, nn::linear_rows); }
+
+at::Tensor LinearImpl::apply(const at::Tensor& x, at::Tensor (*product)(const at::Tensor&, const at::Tensor&, const at::Tensor&)) {
+  auto y = product(x, weight, bias);
   if (!lora_A.defined() || merged) return y;
   // adapters kept in float32 on a half-precision base (peft's autocast_adapter_dtype): the input
   // cast to theirs, the update cast back to the base's output dtype
   auto h = at::dropout(x.scalar_type() == lora_A.scalar_type() ? x : x.to(lora_A.scalar_type()), lora_dropout, is_training());
-  auto delta = nn::linear(nn::linear(h, lora_A, {}), lora_B, {}) * scaling;
-  return y + (delta.scalar_type() == y.scalar_type() ? delta : delta.to(y.scalar_type()));
-}
-
-at::Tensor LinearImpl::rows(const at::Tensor& x) {
-  auto y = nn::linear_rows(x, weight, bias);
-  if (!lora_A.defined() || merged) return y;
-  auto h = at::dropout(x.scalar_type() == lora_A.scalar_type() ? x : x.to(lora_A.scalar_type()), lora_dropout, is_training());
-  auto delta = nn::linear_rows(nn::linear_rows(h, lora_A, {}), lora_B, {}) * scaling;
+  auto delta = product(product(h, lora_A, {}), lora_B, {}) * scaling;
   return y + (delta.scalar_type() == y.scalar_type() ? delta : delta.to(y.scalar_type()));
 }
 

@@ -25,6 +25,10 @@ struct LinearImpl : torch::nn::Module {
   at::Tensor weight, bias, lora_A, lora_B;
   double scaling = 0, lora_dropout = 0;
   bool merged = false;
+
+ private:
+  // y = product(x, W, b) plus the adapters' update through the same product
+  at::Tensor apply(const at::Tensor& x, at::Tensor (*product)(const at::Tensor&, const at::Tensor&, const at::Tensor&));
 };
 TORCH_MODULE(Linear);
 
