@@ -143,6 +143,28 @@ export interface Binding {
   unlockFile(fd: number): void;
   whisperLogMel(waveform: TensorHandle, nMels: number, padTo30s: boolean): Promise<TensorHandle>;
   kaldiFbank(waveform: TensorHandle, opts: object): Promise<TensorHandle>;
+  /** null when the in-process video reader runs here (FFmpeg's libraries found), else why not. */
+  videoAvailable(): string | null;
+  openVideo(fd: number, format: string, maxPixels: number, checkPixels: boolean, timeoutMs: number): Promise<NativeVideo>;
+  readVideo(handle: unknown, wanted: number[], seek: boolean, timeoutMs: number): Promise<{ frames: TensorHandle; sought: boolean }>;
+  closeVideo(handle: unknown): void;
+}
+
+/** An open in-process video reader (native/media/video.h) and what it read of the file. */
+export interface NativeVideo {
+  handle: unknown;
+  width: number;
+  height: number;
+  frameCount: number;
+  fps: number;
+  duration: number;
+  hasAudio: boolean;
+  codec: string;
+  rotation: number;
+  /** Not empty: frames cannot be made here as the ffmpeg executable makes them (the reason). */
+  needsCli: string;
+  times: Float64Array;
+  key: Uint8Array;
 }
 
 export const ROOT = path.resolve(__dirname, '..');

@@ -122,12 +122,13 @@ function sniffHead(b: Buffer): string | null {
 }
 
 /**
- * Names the container of a file from its first bytes: one of `MEDIA_FORMATS[kind]`.
+ * Names the container of a file from its first bytes: one of `MEDIA_FORMATS[kind]`. With `openFd`
+ * (the file opened by the caller, who closes it) those bytes are read from that descriptor.
  * @throws EmotorchError ERR_IO when the file cannot be read; ERR_FORMAT naming the file when its
  *   bytes are no container this kind of reader takes (a playlist, manifest or script included).
  */
-export function sniffMedia(file: string, kind: MediaKind, what: string): string {
-  const { fd } = openRegularSync(file);
+export function sniffMedia(file: string, kind: MediaKind, what: string, openFd?: number): string {
+  const fd = openFd ?? openRegularSync(file).fd;
   let fmt: string | null;
   try {
     const read = (pos: number, n: number): Buffer => {
@@ -146,7 +147,7 @@ export function sniffMedia(file: string, kind: MediaKind, what: string): string 
   } catch (e) {
     throw new EmotorchError(`cannot ${what} '${file}': ${(e as Error).message}`, 'ERR_IO');
   } finally {
-    fs.closeSync(fd);
+    if (openFd === undefined) fs.closeSync(fd);
   }
   const allowed: readonly string[] = MEDIA_FORMATS[kind];
   if (!fmt || !allowed.includes(fmt)) {

@@ -1,9 +1,9 @@
 /**
- * Vision: images and video frames (ffmpeg), CLIP / LanguageBind transforms and InternVL2's dynamic tiles.
+ * Vision: images and video frames (FFmpeg's libraries or executables), CLIP / LanguageBind transforms and InternVL2's dynamic tiles.
  * @module
  */
-export { probeVideo, readVideoFrames, linspaceIndices, MAX_FRAME_PIXELS } from './video';
-export type { VideoInfo, ProbeVideoOptions, ReadVideoFramesOptions, VideoFrames } from './video';
+export { probeVideo, readVideoFrames, linspaceIndices, libavAvailable, MAX_FRAME_PIXELS } from './video';
+export type { VideoInfo, ProbeVideoOptions, ReadVideoFramesOptions, VideoFrames, VideoBackend } from './video';
 export { readImage } from './image';
 export type { ReadImageOptions } from './image';
 export { videoTransform, clipImageTransform, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD } from './transforms';

@@ -1,5 +1,9 @@
 /**
- * Video metadata and exact frames by index, through `ffprobe` and `ffmpeg` child processes.
+ * Video metadata and exact frames by index: inside the process through FFmpeg's libraries
+ * (libavformat, libavcodec, libswscale, opened by the addon at first use) where they are installed,
+ * else through `ffprobe` and `ffmpeg` child processes. Both give the same frames, byte for byte:
+ * the in-process reader converts and turns them as the executable's `scale=W:H,format=rgb24` after
+ * its autorotate does, with the same libraries (test/vision/video-backends.test.ts).
  *
  * Frames are numbered as decord numbers them (LanguageBind's decoder): the video stream's packets
  * sorted by presentation time, so `frameCount` is the stream's packet count (decord's
@@ -10,9 +14,11 @@
  * `to_ndarray('rgb24')`), rotated upright when the stream says it is rotated (as decord).
  */
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
-import { notAFile } from '../io/file';
+import * as fs from 'fs';
+import { notAFile, openRegularSync } from '../io/file';
 import { Tensor, tensor } from '../tensor';
 import { DEFAULT_TIMEOUT_MS, mediaInput, runTool, runToolPipes, sniffMedia, tools } from '../io/media';
+import { binding, NativeVideo, TensorHandle } from '../native';
 
 /**
  * The largest frame decoded by default, in pixels (width · height): 8192 · 8192 (192 MiB of
@@ -53,10 +59,19 @@ export interface VideoInfo {
   codec: string;
 }
 
+/**
+ * Which decoder reads a video: 'auto' (default) FFmpeg's libraries inside the process where they
+ * are installed ({@link libavAvailable}), else the `ffmpeg` / `ffprobe` executables; 'libav' or
+ * 'ffmpeg' to insist on one. Frames are the same either way.
+ */
+export type VideoBackend = 'auto' | 'libav' | 'ffmpeg';
+
 /** Options of {@link probeVideo}. */
 export interface ProbeVideoOptions {
-  /** Kill ffprobe after this many milliseconds (default 120000). */
+  /** Stop after this many milliseconds (default 120000). */
   timeoutMs?: number;
+  /** 'auto' (default), 'libav' or 'ffmpeg': see {@link VideoBackend}. */
+  backend?: VideoBackend;
 }
 
 /** Options of {@link readVideoFrames}. */
@@ -77,8 +92,10 @@ export interface ReadVideoFramesOptions {
   decode?: 'auto' | 'scan' | 'seek';
   /** Refuse frames of more pixels than this before decoding (default 8192 · 8192). */
   maxPixels?: number;
-  /** Kill any one ffmpeg / ffprobe run after this many milliseconds (default 120000). */
+  /** Stop reading the header, or decoding (each ffmpeg / ffprobe run), after this many milliseconds (default 120000). */
   timeoutMs?: number;
+  /** 'auto' (default), 'libav' or 'ffmpeg': see {@link VideoBackend}. */
+  backend?: VideoBackend;
 }
 
 /** What {@link readVideoFrames} returns. */
@@ -95,6 +112,8 @@ export interface VideoFrames {
   fps: number;
   /** How the frames were decoded: one pass from the start ('scan') or from the keyframe before each ('seek'). */
   decode: 'scan' | 'seek';
+  /** Which decoder read them: FFmpeg's libraries in the process, or the ffmpeg executable. */
+  backend: 'libav' | 'ffmpeg';
 }
 
 /** ffprobe's JSON (`-of json`): its own snake_case names. */
@@ -260,9 +279,68 @@ function timeoutOf(v: unknown): number {
  * const { width, height, frameCount, fps } = await et.vision.probeVideo('dia1_utt3.mp4');
  */
 export async function probeVideo(file: string, opts: ProbeVideoOptions = {}): Promise<VideoInfo> {
-  const o = checkOptionNames(opts, ['timeoutMs'], 'probeVideo options');
-  checkFile(file, 'probe the video');
-  return (await probe(file, 'probe the video', timeoutOf(o.timeoutMs), Infinity)).info;
+  const o = checkOptionNames(opts, ['timeoutMs', 'backend'], 'probeVideo options');
+  const what = 'probe the video';
+  checkFile(file, what);
+  const timeoutMs = timeoutOf(o.timeoutMs);
+  const lib = await openLibav(file, what, backendOf(o.backend), Number.MAX_SAFE_INTEGER, timeoutMs, true);
+  if (!lib) return (await probe(file, what, timeoutMs, Infinity)).info;
+  binding.closeVideo(lib.handle);
+  return infoOf(lib);
+}
+
+/**
+ * Whether FFmpeg's libraries decode video inside this process here (emotorch built with their
+ * headers, and libavformat / libavcodec / libswscale of the same major versions installed). When
+ * not, video is read through the `ffmpeg` and `ffprobe` executables, with the same frames, slower
+ * (each read starts two processes).
+ * @example
+ * if (!et.vision.libavAvailable()) console.log('install libavformat, libavcodec and libswscale for faster video reads');
+ */
+export function libavAvailable(): boolean {
+  return binding.videoAvailable() === null;
+}
+
+function backendOf(v: unknown): VideoBackend {
+  if (v === undefined) return 'auto';
+  if (v !== 'auto' && v !== 'libav' && v !== 'ffmpeg') invalid("'auto', 'libav' or 'ffmpeg'", 'backend', v);
+  return v;
+}
+
+function infoOf(v: NativeVideo): VideoInfo {
+  return { width: v.width, height: v.height, frameCount: v.frameCount, fps: v.fps, durationSeconds: v.duration, hasAudio: v.hasAudio, codec: v.codec };
+}
+
+/**
+ * The file opened by the in-process reader (its header and packet table read), or null where the
+ * executables are to read it ('ffmpeg' asked for; 'auto' without the libraries, or for a file whose
+ * frames only the executable makes: a picture turned by an odd angle). The file is opened here
+ * once; its container is sniffed from that descriptor and the reader reads a duplicate of it.
+ */
+async function openLibav(file: string, what: string, backend: VideoBackend, maxPixels: number, timeoutMs: number, probeOnly = false): Promise<NativeVideo | null> {
+  if (backend === 'ffmpeg') return null;
+  const why = binding.videoAvailable();
+  if (why !== null) {
+    if (backend === 'libav') throw new EmotorchError(`cannot ${what} '${file}' with backend 'libav': ${why}`, 'ERR_IO');
+    return null;
+  }
+  const { fd } = openRegularSync(file);
+  let v: NativeVideo;
+  try {
+    const format = sniffMedia(file, 'video', what, fd);
+    v = await binding.openVideo(fd, format, maxPixels, !probeOnly, timeoutMs);
+  } catch (e) {
+    if (e instanceof EmotorchError && !e.message.includes(`'${file}'`)) throw new EmotorchError(`cannot ${what} '${file}': ${e.message}`, e.code);
+    throw e;
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (v.needsCli && !probeOnly) {
+    binding.closeVideo(v.handle);
+    if (backend === 'libav') bad(file, `${v.needsCli}, which only the ffmpeg executable turns (backend 'ffmpeg' or 'auto')`);
+    return null;
+  }
+  return v;
 }
 
 /**
@@ -330,7 +408,7 @@ let passthrough: string[] = ['-fps_mode', 'passthrough'];
  * const { frames, indices } = await et.vision.readVideoFrames('clip.mp4');   // uint8 [3, 8, H, W]
  */
 export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions = {}): Promise<VideoFrames> {
-  const o = checkOptionNames(opts, ['numFrames', 'indices', 'decode', 'maxPixels', 'timeoutMs'], 'readVideoFrames options');
+  const o = checkOptionNames(opts, ['numFrames', 'indices', 'decode', 'maxPixels', 'timeoutMs', 'backend'], 'readVideoFrames options');
   const what = 'read the frames of';
   checkFile(file, what);
   const numFrames = o.numFrames === undefined ? 8 : checkInt(o.numFrames, 'numFrames', 1);
@@ -348,19 +426,23 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   if (!['auto', 'scan', 'seek'].includes(decode)) invalid("'auto', 'scan' or 'seek'", 'decode', decode);
   const maxPixels = o.maxPixels === undefined ? MAX_FRAME_PIXELS : checkInt(o.maxPixels, 'maxPixels', 1);
   const timeoutMs = timeoutOf(o.timeoutMs);
+  const backend = backendOf(o.backend);
 
+  const lib = await openLibav(file, what, backend, maxPixels, timeoutMs);
+  if (lib) {
+    try {
+      return await readLibav(file, what, lib, o.indices, numFrames, checkIndices, decode, timeoutMs);
+    } finally {
+      binding.closeVideo(lib.handle);
+    }
+  }
   const p = await probe(file, what, timeoutMs, maxPixels, false);
   const { width, height, frameCount: n } = p.info;
   if (n === 0) bad(file, 'its video stream has no frames');
   const given = typeof o.indices === 'function' ? checkIndices(o.indices(n)) : o.indices;
-  const indices = given ? [...given] : linspaceIndices(n, numFrames);
-  const over = indices.find((i) => i >= n);
-  if (over !== undefined) invalid(`frame indices below the video's ${n} frames`, 'indices', over);
-  const frameBytes = width * height * 3;
-  const wanted = [...new Set(indices)].sort((a, b) => a - b);
-  if (wanted.length * frameBytes > MAX_OUTPUT_BYTES) bad(file, `${wanted.length} frames of ${width}×${height} need ${wanted.length * frameBytes} bytes, more than the ${MAX_OUTPUT_BYTES} decoded at once`);
+  const { indices, wanted, frameBytes } = chooseFrames(file, n, width, height, given, numFrames);
 
-  const seekable = Number.isFinite(p.times[0]) && p.times.every((t, i) => i === 0 || t > p.times[i - 1]);
+  const seekable = isSeekable(p.times);
   let useSeek = decode === 'seek';
   if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct timestamps to seek to (use decode: 'scan')");
   if (decode === 'auto' && seekable) {
@@ -428,10 +510,56 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
     }
   }
   const unique = tensor(new Uint8Array(raw.buffer, raw.byteOffset, raw.length), { shape: [wanted.length, height, width, 3], dtype: 'uint8' });
+  return { frames: arrange(unique, wanted, indices), indices, frameCount: n, width, height, fps: p.info.fps, decode: useSeek ? 'seek' : 'scan', backend: 'ffmpeg' };
+}
+
+/** The indices asked for (checked against the frame count), the distinct ones ascending, and the output bound. */
+function chooseFrames(file: string, n: number, width: number, height: number, given: readonly number[] | undefined, numFrames: number) {
+  const indices = given ? [...given] : linspaceIndices(n, numFrames);
+  const over = indices.find((i) => i >= n);
+  if (over !== undefined) invalid(`frame indices below the video's ${n} frames`, 'indices', over);
+  const frameBytes = width * height * 3;
+  const wanted = [...new Set(indices)].sort((a, b) => a - b);
+  if (wanted.length * frameBytes > MAX_OUTPUT_BYTES) bad(file, `${wanted.length} frames of ${width}×${height} need ${wanted.length * frameBytes} bytes, more than the ${MAX_OUTPUT_BYTES} decoded at once`);
+  return { indices, wanted, frameBytes };
+}
+
+/** Whether every frame has its own timestamp (frames can then be found by seeking). */
+function isSeekable(times: Float64Array): boolean {
+  return times.length > 0 && Number.isFinite(times[0]) && times.every((t, i) => i === 0 || t > times[i - 1]);
+}
+
+/** The distinct frames (T', H, W, 3) in the order `indices` asks for them, as (3, T, H, W); disposes `unique`. */
+function arrange(unique: Tensor, wanted: number[], indices: number[]): Tensor {
   const pos = new Map(wanted.map((v, j) => [v, j] as [number, number]));
   const pick = tensor(indices.map((i) => pos.get(i) as number), { dtype: 'int64' });
   const frames = unique.indexSelect(0, pick).permute([3, 0, 1, 2]).contiguous(); // (T, H, W, 3) → (3, T, H, W)
   unique.dispose();
   pick.dispose();
-  return { frames, indices, frameCount: n, width, height, fps: p.info.fps, decode: useSeek ? 'seek' : 'scan' };
+  return frames;
+}
+
+/**
+ * readVideoFrames through the in-process reader. 'auto' seeks whenever frames have their own
+ * timestamps: in the process a seek costs no process start, the reader seeks only where a keyframe
+ * lies between the frames, and going forward it skips the frames that are neither wanted nor
+ * referred to (non-reference B-frames).
+ */
+async function readLibav(file: string, what: string, v: NativeVideo, given: ReadVideoFramesOptions['indices'], numFrames: number,
+  checkIndices: (list: unknown) => readonly number[], decode: string, timeoutMs: number): Promise<VideoFrames> {
+  const { width, height, frameCount: n } = v;
+  if (n === 0) bad(file, 'its video stream has no frames');
+  const list = typeof given === 'function' ? checkIndices(given(n)) : given;
+  const { indices, wanted } = chooseFrames(file, n, width, height, list, numFrames);
+  const seekable = isSeekable(v.times);
+  if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct timestamps to seek to (use decode: 'scan')");
+  const seek = decode === 'seek' || (decode === 'auto' && seekable);
+  let r: { frames: TensorHandle; sought: boolean };
+  try {
+    r = await binding.readVideo(v.handle, wanted, seek, timeoutMs);
+  } catch (e) {
+    if (e instanceof EmotorchError) throw new EmotorchError(`cannot ${what} '${file}': ${e.message}`, e.code);
+    throw e;
+  }
+  return { frames: arrange(new Tensor(r.frames), wanted, indices), indices, frameCount: n, width, height, fps: v.fps, decode: seek ? 'seek' : 'scan', backend: 'libav' };
 }

@@ -3,7 +3,7 @@
 // through one helper (Task / run_async) on one compute thread. No math lives here.
 // One concern per file: errors.cc, async.cc (the compute thread), convert.cc, tensor.cc,
 // runtime.cc (seed, threads, autocast), module.cc, optimizer.cc, io.cc, ops.cc, audio.cc,
-// distributed.cc; addon.cc registers them.
+// distributed.cc, media.cc (the in-process video reader); addon.cc registers them.
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -138,5 +138,6 @@ void init_io(Napi::Env env, Napi::Object exports);
 void init_profiler(Napi::Env env, Napi::Object exports);
 void init_audio(Napi::Env env, Napi::Object exports);
 void init_distributed(Napi::Env env, Napi::Object exports);
+void init_media(Napi::Env env, Napi::Object exports);
 
 }  // namespace et::bridge
