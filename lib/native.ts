@@ -165,6 +165,8 @@ export interface NativeVideo {
   needsCli: string;
   times: Float64Array;
   key: Uint8Array;
+  /** Whether every packet had a presentation timestamp (not just a decode one). */
+  ptsEverywhere: boolean;
 }
 
 export const ROOT = path.resolve(__dirname, '..');

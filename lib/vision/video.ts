@@ -146,6 +146,8 @@ interface Probed {
   times: Float64Array;
   /** Whether frame i (in display order) is a keyframe. */
   key: Uint8Array;
+  /** Whether every packet had a presentation timestamp (not just a decode one). */
+  ptsEverywhere: boolean;
   /** The container's start time in seconds (ffmpeg's `-ss` counts from it). */
   start: number;
   /** The container's demuxer, from the file's own bytes (the one ffmpeg is let use). */
@@ -230,7 +232,9 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   // Every packet of the stream, demuxed (not decoded): decord's frame table.
   const tb = rate(v.time_base);
   const rows: [number, boolean][] = [];
+  let ptsEverywhere = true;
   const add = (pts: number | string | undefined, dts: number | string | undefined, flags: string | undefined) => {
+    if (pts === undefined || pts === 'N/A' || pts === '') ptsEverywhere = false;
     const t = num(pts === undefined || pts === 'N/A' ? dts : pts);
     rows.push([tb > 0 ? t * tb : NaN, (flags ?? '').includes('K')]);
   };
@@ -259,7 +263,7 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
     hasAudio: streams.some((s) => s.codec_type === 'audio'),
     codec: String(v.codec_name ?? 'unknown'),
   };
-  return { info, stream: v.index, times, key, start: Number.isFinite(start) ? start : 0, format };
+  return { info, stream: v.index, times, key, ptsEverywhere, start: Number.isFinite(start) ? start : 0, format };
 }
 
 function timeoutOf(v: unknown): number {
@@ -442,9 +446,9 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   const given = typeof o.indices === 'function' ? checkIndices(o.indices(n)) : o.indices;
   const { indices, wanted, frameBytes } = chooseFrames(file, n, width, height, given, numFrames);
 
-  const seekable = isSeekable(p.times);
+  const seekable = isSeekable(p.times, p.ptsEverywhere);
   let useSeek = decode === 'seek';
-  if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct timestamps to seek to (use decode: 'scan')");
+  if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct presentation timestamps to seek to (use decode: 'scan')");
   if (decode === 'auto' && seekable) {
     let lastKey = 0, k = 0, seekCost = 0;
     for (const i of wanted) {
@@ -524,9 +528,13 @@ function chooseFrames(file: string, n: number, width: number, height: number, gi
   return { indices, wanted, frameBytes };
 }
 
-/** Whether every frame has its own timestamp (frames can then be found by seeking). */
-function isSeekable(times: Float64Array): boolean {
-  return times.length > 0 && Number.isFinite(times[0]) && times.every((t, i) => i === 0 || t > times[i - 1]);
+/**
+ * Whether every frame has its own presentation timestamp (frames can then be found by seeking).
+ * Packets with only a decode timestamp (MPEG-4 with B-frames in AVI) do not count: the decoder's
+ * frames come out with other times than those packets had.
+ */
+function isSeekable(times: Float64Array, ptsEverywhere: boolean): boolean {
+  return ptsEverywhere && times.length > 0 && Number.isFinite(times[0]) && times.every((t, i) => i === 0 || t > times[i - 1]);
 }
 
 /** The distinct frames (T', H, W, 3) in the order `indices` asks for them, as (3, T, H, W); disposes `unique`. */
@@ -551,8 +559,8 @@ async function readLibav(file: string, what: string, v: NativeVideo, given: Read
   if (n === 0) bad(file, 'its video stream has no frames');
   const list = typeof given === 'function' ? checkIndices(given(n)) : given;
   const { indices, wanted } = chooseFrames(file, n, width, height, list, numFrames);
-  const seekable = isSeekable(v.times);
-  if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct timestamps to seek to (use decode: 'scan')");
+  const seekable = isSeekable(v.times, v.ptsEverywhere);
+  if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct presentation timestamps to seek to (use decode: 'scan')");
   const seek = decode === 'seek' || (decode === 'auto' && seekable);
   let r: { frames: TensorHandle; sought: boolean };
   try {

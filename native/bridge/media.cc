@@ -97,6 +97,7 @@ Napi::Value OpenVideo(const Napi::CallbackInfo& info) {
       o.Set("codec", v.codec);
       o.Set("rotation", v.rotation);
       o.Set("needsCli", v.needs_cli);
+      o.Set("ptsEverywhere", v.pts_everywhere);
       auto times = Napi::Float64Array::New(env, v.times.size());
       std::copy(v.times.begin(), v.times.end(), times.Data());
       auto key = Napi::Uint8Array::New(env, v.key.size());

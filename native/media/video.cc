@@ -359,7 +359,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   for (int q : {90, 180, 270})
     if (std::fabs(theta - q) < 1.0) info.rotation = q;
   if (info.rotation == 0 && std::fabs(theta) > 1.0) {
-    info.needs_cli = "its picture is turned by " + std::to_string(theta) + " degrees";
+    info.needs_cli = "its picture is turned by " + std::to_string(static_cast<int>(std::lround(theta))) + " degrees";
   } else if (info.rotation != 0 && !turnable(a.av_pix_fmt_desc_get(static_cast<AVPixelFormat>(par->format)))) {
     info.needs_cli = "its rotated pictures' pixel format is turned through a conversion";
   }
@@ -394,6 +394,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   AVPacket* pkt = a.av_packet_alloc();
   if (!pkt) throw CodedError("ERR_OOM", "out of memory");
   constexpr size_t kMaxPackets = size_t(8) << 20;
+  bool no_pts = false;
   try {
     for (;;) {
       ret = a.av_read_frame(fmt, pkt);
@@ -403,6 +404,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
       if (pkt->stream_index == s.stream) {
         if (s.dec_ts.size() >= kMaxPackets) throw CodedError("ERR_FORMAT", "its video stream has more than " + std::to_string(kMaxPackets) + " packets");
         s.dec_ts.push_back(pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts);
+        if (pkt->pts == AV_NOPTS_VALUE) no_pts = true;
         s.dec_key.push_back((pkt->flags & AV_PKT_FLAG_KEY) ? 1 : 0);
       }
       a.av_packet_unref(pkt);
@@ -415,6 +417,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   last_log.clear();
   const size_t n = s.dec_ts.size();
   info.frame_count = static_cast<int64_t>(n);
+  info.pts_everywhere = !no_pts;
   s.timed = std::none_of(s.dec_ts.begin(), s.dec_ts.end(), [](int64_t t) { return t == AV_NOPTS_VALUE; });
   std::vector<int64_t> order(n);
   for (size_t i = 0; i < n; i++) order[i] = static_cast<int64_t>(i);
@@ -469,7 +472,7 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
   VideoInfo& info = s.info;
   last_log.clear();
   if (!s.dec) throw CodedError("ERR_FORMAT", info.needs_cli);
-  if (seek && !s.timed) throw CodedError("ERR_FORMAT", "its frames have no timestamps to seek to");
+  if (seek && !(s.timed && info.pts_everywhere)) throw CodedError("ERR_FORMAT", "its frames have no presentation timestamps to seek to");
   s.arm(timeout_ms);
   const int W = info.width, H = info.height;
   const size_t frame_bytes = static_cast<size_t>(W) * H * 3;

@@ -33,6 +33,7 @@ struct VideoInfo {
   // whether frame i (display order) is a keyframe.
   std::vector<double> times;
   std::vector<uint8_t> key;
+  bool pts_everywhere = false;  // every packet had a presentation timestamp (not only a decode one)
   // When not empty, frames cannot be produced here exactly as the ffmpeg executable makes them
   // (a rotation other than a quarter turn, a pixel format ffmpeg's transpose does not take): the
   // caller decodes through the executable instead.
