@@ -14,7 +14,7 @@ export type ProcessVideoOptions = ReadVideoFramesOptions & VideoTransformOptions
 /** Options of {@link processImage}: {@link readImage}'s and {@link clipImageTransform}'s. */
 export type ProcessImageOptions = ReadImageOptions & ClipImageTransformOptions;
 
-const READ_VIDEO = ['numFrames', 'indices', 'decode', 'maxPixels', 'timeoutMs'] as const;
+const READ_VIDEO = ['numFrames', 'indices', 'decode', 'maxPixels', 'timeoutMs', 'backend'] as const;
 const VIDEO_TRANSFORM = ['size', 'mean', 'std', 'hflipProb', 'seed', 'rng'] as const;
 const READ_IMAGE = ['maxPixels', 'timeoutMs'] as const;
 const IMAGE_TRANSFORM = ['size', 'cropSize', 'mean', 'std'] as const;

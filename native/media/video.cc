@@ -399,8 +399,9 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
     for (;;) {
       ret = a.av_read_frame(fmt, pkt);
       if (ret == AVERROR_EXIT || s.late()) s.timeout();
-      if (ret == AVERROR(ENOMEM)) throw CodedError("ERR_OOM", "out of memory demuxing it");
-      if (ret < 0) break;  // the end, or damage: the packets read so far are the stream (as ffprobe lists them)
+      // the end, or damage (a size past what can be allocated included): the packets read so far
+      // are the stream, as ffprobe lists them
+      if (ret < 0) break;
       if (pkt->stream_index == s.stream) {
         if (s.dec_ts.size() >= kMaxPackets) throw CodedError("ERR_FORMAT", "its video stream has more than " + std::to_string(kMaxPackets) + " packets");
         s.dec_ts.push_back(pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts);

@@ -130,8 +130,8 @@ describe.skipIf(!HAVE_FFMPEG)('playlists, manifests and scripts under any name: 
       ['a.bmp', ['-f', 'lavfi', '-i', 'testsrc=size=32x24', '-frames:v', '1'], (f) => et.vision.readImage(f)],
       ['a.webp', ['-f', 'lavfi', '-i', 'testsrc=size=32x24', '-frames:v', '1'], (f) => et.vision.readImage(f)],
       ['a.tiff', ['-f', 'lavfi', '-i', 'testsrc=size=32x24', '-frames:v', '1'], (f) => et.vision.readImage(f)],
-      ['a.mkv', ['-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '1'], (f) => et.vision.readVideoFrames(f, { numFrames: 2 })],
-      ['a.avi', ['-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '1', '-c:v', 'mpeg4'], (f) => et.vision.readVideoFrames(f, { numFrames: 2, decode: 'seek' })],
+      ['a.mkv', ['-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '1'], (f) => et.vision.readVideoFrames(f, { numFrames: 2, backend: 'ffmpeg' })],
+      ['a.avi', ['-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '1', '-c:v', 'mpeg4'], (f) => et.vision.readVideoFrames(f, { numFrames: 2, decode: 'seek', backend: 'ffmpeg' })],
       ['a.mp3', ['-f', 'lavfi', '-i', 'sine=sample_rate=16000', '-t', '0.5'], (f) => et.audio.readAudio(f)],
       ['a.flac', ['-f', 'lavfi', '-i', 'sine=sample_rate=16000', '-t', '0.5'], (f) => et.audio.readAudio(f)],
       ['a.ogg', ['-f', 'lavfi', '-i', 'sine=sample_rate=16000', '-t', '0.5', '-c:a', 'libvorbis'], (f) => et.audio.readAudio(f)],
@@ -146,10 +146,46 @@ describe.skipIf(!HAVE_FFMPEG)('playlists, manifests and scripts under any name: 
       await read(file);
       expect([...opened()], name).toEqual([file]);
     }
-    for (const [file, read] of [[OTHER_VIDEO, (f: string) => et.vision.processVideo(f, { numFrames: 2 })], [OTHER_VIDEO, (f: string) => et.audio.readAudio(f)], [OTHER_IMAGE, (f: string) => et.vision.processImage(f)]] as const) {
+    for (const [file, read] of [[OTHER_VIDEO, (f: string) => et.vision.processVideo(f, { numFrames: 2, backend: 'ffmpeg' })], [OTHER_VIDEO, (f: string) => et.audio.readAudio(f)], [OTHER_IMAGE, (f: string) => et.vision.processImage(f)]] as const) {
       await read(file);
       expect([...opened()]).toEqual([file]);
     }
+  });
+
+  it.skipIf(!STRACE || !et.vision.libavAvailable())('the in-process video reader (FFmpeg\'s libraries) opens the named file and nothing else, and starts no process', async () => {
+    const env = { ...process.env, PATH: savedPath };
+    const files = ['b.mkv', 'b.mp4', 'b.avi', 'b.webm'].map(at);
+    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', files[0]], { env });
+    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-f', 'lavfi', '-i', 'sine', '-t', '2', '-c:a', 'aac', files[1]], { env });
+    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', '-c:v', 'mpeg4', files[2]], { env });
+    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', '-c:v', 'libvpx', files[3]], { env });
+    // a playlist of those files under a video's name: refused before any reader opens it
+    fs.writeFileSync(at('list.mp4'), attacks(files[1]).hls);
+    const lib = path.join(__dirname, '..', '..', 'dist', 'index.js');
+    const script = `const et = require(${JSON.stringify(lib)});
+(async () => {
+  const out = [];
+  for (const f of ${JSON.stringify(files)}) {
+    const r = await et.vision.readVideoFrames(f, { numFrames: 3, backend: 'libav' });
+    const p = await et.vision.probeVideo(f, { backend: 'libav' });
+    out.push([r.backend, r.frames.shape.join('x'), p.frameCount]);
+  }
+  try { await et.vision.readVideoFrames(${JSON.stringify(at('list.mp4'))}, { backend: 'libav' }); out.push('read'); } catch (e) { out.push(e.code); }
+  process.stdout.write(JSON.stringify(out));
+})();`;
+    const log = at('node.strace');
+    const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=open,openat,openat2,creat,execve', '-o', log, process.execPath, '-e', script], { env, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.slice(0, 4)).toEqual([['libav', '3x3x24x32', 10], ['libav', '3x3x24x32', 10], ['libav', '3x3x24x32', 10], ['libav', '3x3x24x32', 10]]);
+    expect(out[4]).toBe('ERR_FORMAT');
+    const text = fs.readFileSync(log, 'utf8');
+    fs.rmSync(log);
+    const seen = new Set<string>();
+    for (const m of text.matchAll(/(?:open|openat|openat2|creat)\((?:AT_FDCWD, )?"([^"]*)"/g)) if (m[1].startsWith(dir)) seen.add(m[1]);
+    expect([...seen].sort()).toEqual([...files, at('list.mp4')].sort());
+    const started = [...text.matchAll(/execve\("([^"]*)"/g)].map((m) => m[1]).filter((p) => p !== process.execPath);
+    expect(started, 'processes started').toEqual([]);
   });
 });
 

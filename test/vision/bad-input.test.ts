@@ -129,13 +129,19 @@ describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMP
     await rejectsWith(et.vision.processImage(42 as never), 'ERR_INVALID_ARG', /image/);
   });
 
-  it('ffmpeg missing from PATH: ERR_IO saying so', async () => {
+  it('ffmpeg missing from PATH: ERR_IO saying so (video still read where FFmpeg\'s libraries are)', async () => {
     const saved = process.env.PATH;
     process.env.PATH = '';
     try {
-      await rejectsWith(et.vision.readVideoFrames(VALID), 'ERR_IO', /ffmpeg.*not on PATH/);
-      await rejectsWith(et.vision.probeVideo(VALID), 'ERR_IO', /not on PATH/);
+      await rejectsWith(et.vision.readVideoFrames(VALID, { backend: 'ffmpeg' }), 'ERR_IO', /ffmpeg.*not on PATH/);
+      await rejectsWith(et.vision.probeVideo(VALID, { backend: 'ffmpeg' }), 'ERR_IO', /not on PATH/);
       await rejectsWith(et.vision.processImage(path.join(DIR, 'img_97x61.png')), 'ERR_IO', /not on PATH/);
+      if (et.vision.libavAvailable()) {
+        expect((await et.vision.readVideoFrames(VALID)).backend).toBe('libav');
+        expect((await et.vision.probeVideo(VALID)).frameCount).toBe(21);
+      } else {
+        await rejectsWith(et.vision.readVideoFrames(VALID), 'ERR_IO', /ffmpeg.*not on PATH/);
+      }
     } finally {
       process.env.PATH = saved;
     }
@@ -157,7 +163,11 @@ describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMP
   });
 
   it('a run past timeoutMs is stopped: ERR_IO', async () => {
-    await rejectsWith(et.vision.readVideoFrames(VALID, { timeoutMs: 1 }), 'ERR_IO', /longer than 1 ms/);
+    for (const backend of ['ffmpeg', 'auto'] as const) {
+      await rejectsWith(et.vision.readVideoFrames(VALID, { timeoutMs: 1, backend }), 'ERR_IO', /longer than 1 ms/);
+      await rejectsWith(et.vision.probeVideo(VALID, { timeoutMs: 1, backend }), 'ERR_IO', /longer than 1 ms/);
+    }
+    await rejectsWith(et.vision.readVideoFrames(VALID, { backend: 'other' as never }), 'ERR_INVALID_ARG', /backend/);
   });
 
   it('a 10-hour video: 8 frames cost a bounded read, not a full decode', async () => {
