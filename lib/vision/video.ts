@@ -341,7 +341,7 @@ async function openLibav(file: string, what: string, backend: VideoBackend, maxP
   }
   if (v.needsCli && !probeOnly) {
     binding.closeVideo(v.handle);
-    if (backend === 'libav') bad(file, `${v.needsCli}, which only the ffmpeg executable turns (backend 'ffmpeg' or 'auto')`);
+    if (backend === 'libav') bad(file, `${v.needsCli}: only the ffmpeg executable reads it here (backend 'ffmpeg' or 'auto')`);
     return null;
   }
   return v;

@@ -1,7 +1,8 @@
 // Video frames decoded inside the process by the system's FFmpeg libraries (libavformat,
 // libavcodec, libswscale), opened with dlopen at first use: the addon keeps no link dependency on
-// them, and builds without their headers leave this reader out (lib/vision/video.ts then runs the
-// ffmpeg / ffprobe executables instead). No torch here: bytes in, bytes out.
+// them, and builds without their headers (or with -DET_NO_LIBAV) leave this reader out
+// (lib/vision/video.ts then runs the ffmpeg / ffprobe executables instead). No torch here: bytes
+// in, bytes out.
 //
 // Only the named file is read: the caller opens it and passes the descriptor; the demuxer reads it
 // through a custom AVIOContext (pread on a private duplicate), is forced to the one container the
