@@ -271,14 +271,14 @@ function timeoutOf(v: unknown): number {
 }
 
 /**
- * Describes a video file through `ffprobe`: frame size, frame count (as decord's
- * `len(VideoReader)`: the video stream's packets, all demuxed, none decoded), average frame rate,
- * duration and whether it has audio. The first video stream that is not a cover picture is the
- * one described.
+ * Describes a video file (through FFmpeg's libraries in the process, else `ffprobe`; the same
+ * answer): frame size, frame count (as decord's `len(VideoReader)`: the video stream's packets,
+ * all demuxed, none decoded), average frame rate, duration and whether it has audio. The first
+ * video stream that is not a cover picture is the one described.
  * @param file a video file (mp4, mkv, avi, webm, mov, …)
- * @throws EmotorchError ERR_IO when the file is missing or not a regular file, or ffmpeg/ffprobe
- *   is not on PATH, or ffprobe runs past `timeoutMs`; ERR_FORMAT naming the file when it is not a
- *   video ffprobe can read or has no video stream.
+ * @throws EmotorchError ERR_IO when the file is missing or not a regular file, the executables are
+ *   needed and not on PATH, or reading runs past `timeoutMs`; ERR_FORMAT naming the file when it is
+ *   not a video FFmpeg can read or has no video stream.
  * @example
  * const { width, height, frameCount, fps } = await et.vision.probeVideo('dia1_utt3.mp4');
  */
@@ -390,24 +390,30 @@ let passthrough: string[] = ['-fps_mode', 'passthrough'];
  * `numFrames` (8) frames at `np.linspace(0, frameCount − 1, numFrames).astype(int)`, as its decord
  * backend reads them (`VideoReader.get_batch` of those indices).
  *
- * Decoding stops at the last wanted frame: either one ffmpeg pass from the start selecting the
- * wanted frames (`-vf select`), or, per distinct frame, an ffmpeg input that seeks to the keyframe
- * before it and decodes from there (ffmpeg's accurate `-ss`, aimed half a frame before the frame's
+ * Decoding stops at the last wanted frame. In the process (FFmpeg's libraries, `backend` 'auto'
+ * where {@link libavAvailable}): one demux pass reads the frame table, then one decoder goes
+ * forward, jumping to the keyframe before a wanted frame only where a keyframe lies between, and
+ * skipping packets that are neither wanted nor referred to; 'auto' seeks this way whenever every
+ * frame has its own presentation time. Through the executables: either one ffmpeg pass from the
+ * start selecting the wanted frames (`-vf select`), or, per distinct frame, an ffmpeg input that
+ * seeks to the keyframe before it (ffmpeg's accurate `-ss`, aimed half a frame before the frame's
  * own timestamp so rounding cannot skip it; up to 16 such inputs per ffmpeg run, each writing its
- * frame to its own pipe). 'auto' picks the cheaper from the keyframe table.
- * Every frame is checked against the size the stream declares before anything is decoded.
+ * frame to its own pipe), 'auto' picking the cheaper from the keyframe table. Both give the same
+ * bytes. Every frame is checked against the size the stream declares before anything is decoded.
  *
- * Cost: the demux of every packet (≈ 10–20 µs a packet: 0.7 s for the 36 000 packets of a
- * 10-hour 1 fps file) plus at most one keyframe interval of decoding per wanted frame, however
- * long the file: 8 frames of that 10-hour file took 0.8 s in all (a full decode 2.4 s; measured
- * by test/vision/bad-input.test.ts on 2 busy cores). Frames equal decord's numbering and PyAV's
- * rgb24 pixels bit for bit on the fixtures (h264 4:2:0 and 4:4:4 with B-frames, MPEG-4 in AVI).
+ * Cost: the demux of every packet (58 ms in the process, 0.7 s through ffprobe, for the 36 000
+ * packets of a 10-hour 1 fps file) plus at most one keyframe interval of decoding per wanted
+ * frame, however long the file: 8 frames of that file took 82 ms in the process, 0.8 s through the
+ * executables (a full decode 2.3 s; test/vision/bad-input.test.ts on 2 cores). Frames equal
+ * decord's numbering and PyAV's rgb24 pixels bit for bit on the fixtures (h264 4:2:0 and 4:4:4
+ * with B-frames, MPEG-4 in AVI).
  * @param file a video file
- * @param opts numFrames (8) or indices (a list, or a function of the frame count), decode ('auto'), maxPixels, timeoutMs
- * @throws EmotorchError ERR_IO when the file is missing, ffmpeg/ffprobe is not on PATH, or a run
- *   passes `timeoutMs`; ERR_FORMAT naming the file when it is corrupt, has no video stream or no
- *   frames, declares frames larger than `maxPixels`, or a wanted frame cannot be decoded;
- *   ERR_INVALID_ARG for bad options or an index out of range.
+ * @param opts numFrames (8) or indices (a list, or a function of the frame count), decode ('auto'), maxPixels, timeoutMs, backend ('auto')
+ * @throws EmotorchError ERR_IO when the file is missing, the executables are needed and not on
+ *   PATH, 'libav' is asked for where the libraries are missing, or reading passes `timeoutMs`;
+ *   ERR_FORMAT naming the file when it is corrupt, has no video stream or no frames, declares
+ *   frames larger than `maxPixels`, or a wanted frame cannot be decoded; ERR_INVALID_ARG for bad
+ *   options or an index out of range.
  * @example
  * const { frames, indices } = await et.vision.readVideoFrames('clip.mp4');   // uint8 [3, 8, H, W]
  */
