@@ -11,6 +11,7 @@
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
     "cflags_cc": ["-std=c++<!(node scripts/libtorch.js --std)", "-fexceptions", "-frtti", "-O2", "-fopenmp", "-fvisibility=hidden",
                   "-Wno-unused-parameter", "-Wno-unused-variable"],
-    "ldflags": ["<!@(node scripts/libtorch.js --gyp-ldflags)", "-fopenmp", "-Wl,-rpath,'$$ORIGIN/../../.libtorch/torch/lib'"]
+    "ldflags": ["<!@(node scripts/libtorch.js --gyp-ldflags)", "-fopenmp", "-Wl,-rpath,'$$ORIGIN/../../.libtorch/torch/lib'"],
+    "libraries": ["-ldl"]
   }]
 }
