@@ -12,7 +12,7 @@ export const ERROR_CODES = {
   ERR_DATA: 'a dataset item that is malformed (the message names the file and the item); skipBad datasets skip these',
   ERR_STATE_DICT: 'missing, unexpected or wrong-shape state dict keys, each named (with both shapes)',
   ERR_NO_CUDA: 'a CUDA device was asked for where CUDA is not available, or one that does not exist',
-  ERR_OUT_OF_MEMORY: 'libtorch (CPU or CUDA) could not allocate memory',
+  ERR_OUT_OF_MEMORY: 'libtorch (CPU or CUDA), or the in-process video reader, could not allocate memory',
   ERR_TORCH: 'any other libtorch error (c10::Error), its message without the C++ backtrace',
   ERR_INDEX: 'a libtorch IndexError (an index out of range inside a native op)',
   ERR_VALUE: 'a libtorch ValueError',

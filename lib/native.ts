@@ -146,7 +146,7 @@ export interface Binding {
   /** null when the in-process video reader runs here (FFmpeg's libraries found), else why not. */
   videoAvailable(): string | null;
   openVideo(fd: number, format: string, maxPixels: number, checkPixels: boolean, timeoutMs: number): Promise<NativeVideo>;
-  readVideo(handle: unknown, wanted: number[], seek: boolean, timeoutMs: number): Promise<{ frames: TensorHandle; sought: boolean }>;
+  readVideo(handle: unknown, wanted: number[], seek: boolean, timeoutMs: number): Promise<TensorHandle>;
   closeVideo(handle: unknown): void;
 }
 

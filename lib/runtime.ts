@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { binding } from './native';
+import { binding, NativeVideo } from './native';
 import { Tensor } from './tensor';
 import { Device, checkDevice } from './device';
 import { checkInt, checkOptionNames, invalid } from './errors';
@@ -375,4 +375,32 @@ export function tryLockFile(fd: number): boolean {
 /** @internal Releases {@link tryLockFile}'s lock. */
 export function unlockFile(fd: number): void {
   binding.unlockFile(fd);
+}
+
+export type { NativeVideo } from './native';
+
+/**
+ * @internal The in-process video reader (native/media/video.h, used by lib/vision/video.ts): null
+ * when it runs here, else why not (built without FFmpeg's headers, libraries missing).
+ */
+export function videoReaderUnavailable(): string | null {
+  return binding.videoAvailable();
+}
+
+/**
+ * @internal Opens `fd` (a duplicate is kept; the caller closes its own once this settles) as a video
+ * of container `format`: its header and packet table. Messages name no file.
+ */
+export function openVideoReader(fd: number, format: string, maxPixels: number, checkPixels: boolean, timeoutMs: number): Promise<NativeVideo> {
+  return binding.openVideo(fd, format, maxPixels, checkPixels, timeoutMs);
+}
+
+/** @internal The frames at display indices `wanted` (ascending, distinct) as uint8 (T, H, W, 3). */
+export async function readVideoReader(handle: unknown, wanted: number[], seek: boolean, timeoutMs: number): Promise<Tensor> {
+  return new Tensor(await binding.readVideo(handle, wanted, seek, timeoutMs));
+}
+
+/** @internal Closes a reader of {@link openVideoReader} (its descriptor too). */
+export function closeVideoReader(handle: unknown): void {
+  binding.closeVideo(handle);
 }

@@ -18,7 +18,7 @@ import * as fs from 'fs';
 import { notAFile, openRegularSync } from '../io/file';
 import { Tensor, tensor } from '../tensor';
 import { DEFAULT_TIMEOUT_MS, mediaInput, runTool, runToolPipes, sniffMedia, tools } from '../io/media';
-import { binding, NativeVideo, TensorHandle } from '../native';
+import { closeVideoReader, NativeVideo, openVideoReader, readVideoReader, videoReaderUnavailable } from '../runtime';
 
 /**
  * The largest frame decoded by default, in pixels (width · height): 8192 · 8192 (192 MiB of
@@ -289,7 +289,7 @@ export async function probeVideo(file: string, opts: ProbeVideoOptions = {}): Pr
   const timeoutMs = timeoutOf(o.timeoutMs);
   const lib = await openLibav(file, what, backendOf(o.backend), Number.MAX_SAFE_INTEGER, timeoutMs, true);
   if (!lib) return (await probe(file, what, timeoutMs, Infinity)).info;
-  binding.closeVideo(lib.handle);
+  closeVideoReader(lib.handle);
   return infoOf(lib);
 }
 
@@ -302,7 +302,7 @@ export async function probeVideo(file: string, opts: ProbeVideoOptions = {}): Pr
  * if (!et.vision.libavAvailable()) console.log('install libavformat, libavcodec and libswscale for faster video reads');
  */
 export function libavAvailable(): boolean {
-  return binding.videoAvailable() === null;
+  return videoReaderUnavailable() === null;
 }
 
 function backendOf(v: unknown): VideoBackend {
@@ -323,7 +323,7 @@ function infoOf(v: NativeVideo): VideoInfo {
  */
 async function openLibav(file: string, what: string, backend: VideoBackend, maxPixels: number, timeoutMs: number, probeOnly = false): Promise<NativeVideo | null> {
   if (backend === 'ffmpeg') return null;
-  const why = binding.videoAvailable();
+  const why = videoReaderUnavailable();
   if (why !== null) {
     if (backend === 'libav') throw new EmotorchError(`cannot ${what} '${file}' with backend 'libav': ${why}`, 'ERR_IO');
     return null;
@@ -332,7 +332,7 @@ async function openLibav(file: string, what: string, backend: VideoBackend, maxP
   let v: NativeVideo;
   try {
     const format = sniffMedia(file, 'video', what, fd);
-    v = await binding.openVideo(fd, format, maxPixels, !probeOnly, timeoutMs);
+    v = await openVideoReader(fd, format, maxPixels, !probeOnly, timeoutMs);
   } catch (e) {
     if (e instanceof EmotorchError && !e.message.includes(`'${file}'`)) throw new EmotorchError(`cannot ${what} '${file}': ${e.message}`, e.code);
     throw e;
@@ -340,7 +340,7 @@ async function openLibav(file: string, what: string, backend: VideoBackend, maxP
     fs.closeSync(fd);
   }
   if (v.needsCli && !probeOnly) {
-    binding.closeVideo(v.handle);
+    closeVideoReader(v.handle);
     if (backend === 'libav') bad(file, `${v.needsCli}: only the ffmpeg executable reads it here (backend 'ffmpeg' or 'auto')`);
     return null;
   }
@@ -443,7 +443,7 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
     try {
       return await readLibav(file, what, lib, o.indices, numFrames, checkIndices, decode, timeoutMs);
     } finally {
-      binding.closeVideo(lib.handle);
+      closeVideoReader(lib.handle);
     }
   }
   const p = await probe(file, what, timeoutMs, maxPixels, false);
@@ -568,12 +568,12 @@ async function readLibav(file: string, what: string, v: NativeVideo, given: Read
   const seekable = isSeekable(v.times, v.ptsEverywhere);
   if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct presentation timestamps to seek to (use decode: 'scan')");
   const seek = decode === 'seek' || (decode === 'auto' && seekable);
-  let r: { frames: TensorHandle; sought: boolean };
+  let unique: Tensor;
   try {
-    r = await binding.readVideo(v.handle, wanted, seek, timeoutMs);
+    unique = await readVideoReader(v.handle, wanted, seek, timeoutMs);
   } catch (e) {
     if (e instanceof EmotorchError) throw new EmotorchError(`cannot ${what} '${file}': ${e.message}`, e.code);
     throw e;
   }
-  return { frames: arrange(new Tensor(r.frames), wanted, indices), indices, frameCount: n, width, height, fps: v.fps, decode: seek ? 'seek' : 'scan', backend: 'libav' };
+  return { frames: arrange(unique, wanted, indices), indices, frameCount: n, width, height, fps: v.fps, decode: seek ? 'seek' : 'scan', backend: 'libav' };
 }

@@ -109,7 +109,7 @@ Napi::Value OpenVideo(const Napi::CallbackInfo& info) {
   }, "ERR_FORMAT");
 }
 
-// readVideo(handle, wanted (ascending distinct), seek, timeoutMs) → Promise<{ frames: uint8 (T, H, W, 3), sought }>
+// readVideo(handle, wanted (ascending distinct), seek, timeoutMs) → Promise<uint8 Tensor (T, H, W, 3)>
 Napi::Value ReadVideo(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto h = held(info[0]);
@@ -119,17 +119,11 @@ Napi::Value ReadVideo(const Napi::CallbackInfo& info) {
     if (!h->reader) throw CodedError("ERR_DISPOSED", "the video reader was closed");
     const auto& v = h->reader->info();
     at::Tensor out = at::empty({static_cast<int64_t>(wanted.size()), v.height, v.width, 3}, at::kByte);
-    auto sought = std::make_shared<bool>(false);
-    return start(info.Env(), [h, wanted, seek, timeout, out, sought] {
+    return start(info.Env(), [h, wanted, seek, timeout, out] {
       std::lock_guard<std::mutex> lk(h->m);
       if (!h->reader) throw CodedError("ERR_DISPOSED", "the video reader was closed");
-      *sought = h->reader->read(wanted, seek, timeout, out.data_ptr<uint8_t>());
-    }, [out, sought](Napi::Env env) -> Napi::Value {
-      auto o = Napi::Object::New(env);
-      o.Set("frames", TensorHandle::wrap(env, out));
-      o.Set("sought", *sought);
-      return o;
-    });
+      h->reader->read(wanted, seek, timeout, out.data_ptr<uint8_t>());
+    }, [out](Napi::Env env) -> Napi::Value { return TensorHandle::wrap(env, out); });
   }, "ERR_FORMAT");
 }
 

@@ -48,7 +48,7 @@ VideoReader::VideoReader(int, const std::string&, int64_t, bool, double) {
 }
 VideoReader::~VideoReader() = default;
 const VideoInfo& VideoReader::info() const { throw CodedError("ERR_IO", "no in-process video reader"); }
-bool VideoReader::read(const std::vector<int64_t>&, bool, double, uint8_t*) { return false; }
+void VideoReader::read(const std::vector<int64_t>&, bool, double, uint8_t*) {}
 
 #else
 
@@ -267,11 +267,11 @@ struct VideoReader::State {
     if (!ifmt) throw CodedError("ERR_FORMAT", "FFmpeg's libraries here have no '" + format + "' demuxer");
     in->fmt = a.avformat_alloc_context();
     auto* buf = static_cast<unsigned char*>(a.av_malloc(1 << 16));
-    if (!in->fmt || !buf) throw CodedError("ERR_OOM", "out of memory opening a demuxer");
+    if (!in->fmt || !buf) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory opening a demuxer");
     in->io = a.avio_alloc_context(buf, 1 << 16, 0, in.get(), &Input::read, nullptr, &Input::seek);
     if (!in->io) {
       a.av_free(buf);
-      throw CodedError("ERR_OOM", "out of memory opening a demuxer");
+      throw CodedError("ERR_OUT_OF_MEMORY", "out of memory opening a demuxer");
     }
     in->fmt->pb = in->io;
     in->fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
@@ -392,7 +392,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   const AVCodec* codec = in_process_codec(par->codec_id) ? a.avcodec_find_decoder(par->codec_id) : nullptr;
   if (codec) {
     s.dec = a.avcodec_alloc_context3(codec);
-    if (!s.dec) throw CodedError("ERR_OOM", "out of memory opening a decoder");
+    if (!s.dec) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory opening a decoder");
     if ((ret = a.avcodec_parameters_to_context(s.dec, par)) < 0) s.fail(ret, "its video stream's parameters are invalid");
     s.dec->pkt_timebase = s.tb;
     s.dec->thread_count = 0;  // one per core, frame and slice threads, as the ffmpeg executable
@@ -408,7 +408,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   for (unsigned i = 0; i < fmt->nb_streams; i++)
     if (static_cast<int>(i) != s.stream) fmt->streams[i]->discard = AVDISCARD_ALL;
   AVPacket* pkt = a.av_packet_alloc();
-  if (!pkt) throw CodedError("ERR_OOM", "out of memory");
+  if (!pkt) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory");
   constexpr size_t kMaxPackets = size_t(8) << 20;
   bool no_pts = false;
   try {
@@ -486,7 +486,7 @@ void turn_plane(const uint8_t* src, int sls, int w, int h, uint8_t* dst, int dls
 
 }  // namespace
 
-bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double timeout_ms, uint8_t* out) {
+void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double timeout_ms, uint8_t* out) {
   const Av& a = av();
   State& s = *s_;
   VideoInfo& info = s.info;
@@ -524,11 +524,11 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
       if (!s.turned || s.turned->width != tw || s.turned->height != th || s.turned->format != f->format) {
         if (s.turned) a.av_frame_free(&s.turned);
         s.turned = a.av_frame_alloc();
-        if (!s.turned) throw CodedError("ERR_OOM", "out of memory");
+        if (!s.turned) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory");
         s.turned->width = tw;
         s.turned->height = th;
         s.turned->format = f->format;
-        if (a.av_frame_get_buffer(s.turned, 0) < 0) throw CodedError("ERR_OOM", "out of memory for a turned frame");
+        if (a.av_frame_get_buffer(s.turned, 0) < 0) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory for a turned frame");
       }
       int steps[4];
       a.av_image_fill_max_pixsteps(steps, nullptr, d);
@@ -563,11 +563,11 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
     // into a padded frame (swscale's vector code writes past a row's end), then row by row out
     if (!s.rgb) {
       s.rgb = a.av_frame_alloc();
-      if (!s.rgb) throw CodedError("ERR_OOM", "out of memory");
+      if (!s.rgb) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory");
       s.rgb->width = W;
       s.rgb->height = H;
       s.rgb->format = AV_PIX_FMT_RGB24;
-      if (a.av_frame_get_buffer(s.rgb, 0) < 0) throw CodedError("ERR_OOM", "out of memory for an RGB frame");
+      if (a.av_frame_get_buffer(s.rgb, 0) < 0) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory for an RGB frame");
     }
     if (a.sws_scale(s.sws, src->data, src->linesize, 0, src->height, s.rgb->data, s.rgb->linesize) != H) {
       throw CodedError("ERR_FORMAT", "a frame could not be converted to RGB");
@@ -580,7 +580,6 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
 
   AVPacket* pkt = a.av_packet_alloc();
   AVFrame* frame = a.av_frame_alloc();
-  bool sought = false;
   int64_t counted = 0;  // frames out of the decoder since the start (scan mode)
   int64_t floor_ts = 0; // seek mode: frames before this time are not the ones asked for
   bool have_floor = false;
@@ -589,7 +588,7 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
     a.av_frame_free(&frame);
   };
   try {
-    if (!pkt || !frame) throw CodedError("ERR_OOM", "out of memory");
+    if (!pkt || !frame) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory");
     // a fresh pass from the start (the table's demuxer is closed; decoding has its own)
     auto restart = [&] {
       s.in.reset();
@@ -615,7 +614,7 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
     auto drain = [&]() {
       for (;;) {
         int r = a.avcodec_receive_frame(s.dec, frame);
-        if (r == AVERROR(ENOMEM)) throw CodedError("ERR_OOM", "out of memory decoding it");
+        if (r == AVERROR(ENOMEM)) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory decoding it");
         if (r < 0) return;  // none ready (EAGAIN, EOF), or a damaged frame skipped (as the executable goes on)
         take(frame);
         a.av_frame_unref(frame);  // the decoder's buffers back at once
@@ -650,7 +649,6 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
             key = 0;
           } else {
             s.next_dec = -1;
-            sought = true;
           }
           key = 0;  // positioned at or before the keyframe: no further seek for this frame
         }
@@ -692,7 +690,7 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
       // a damaged packet is passed over, as the executable does; a full decoder is emptied first
       while ((r = a.avcodec_send_packet(s.dec, pkt)) == AVERROR(EAGAIN) && remaining > 0) drain();
       a.av_packet_unref(pkt);
-      if (r == AVERROR(ENOMEM)) throw CodedError("ERR_OOM", "out of memory decoding it");
+      if (r == AVERROR(ENOMEM)) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory decoding it");
       drain();
     }
     if (remaining > 0) {
@@ -718,7 +716,6 @@ bool VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
     throw;
   }
   cleanup();
-  return sought;
 }
 
 #endif

@@ -53,8 +53,8 @@ class VideoReader {
   // The frames at display indices `wanted` (ascending, distinct), rgb24 at info().width × height,
   // concatenated. `seek`: reach each frame from the keyframe before it, frames known by their
   // presentation times (the caller checked they are distinct); otherwise one pass from the start,
-  // frames counted in output order. Returns whether a seek was made.
-  bool read(const std::vector<int64_t>& wanted, bool seek, double timeout_ms, uint8_t* out);
+  // frames counted in output order.
+  void read(const std::vector<int64_t>& wanted, bool seek, double timeout_ms, uint8_t* out);
 
  private:
   struct State;
