@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cmath>
 #include <cstdarg>
@@ -646,7 +647,6 @@ void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
           if (r < 0) {
             if (r == AVERROR_EXIT || s.late()) s.timeout();
             restart();  // no seeking here: on from the start
-            key = 0;
           } else {
             s.next_dec = -1;
           }
