@@ -145,7 +145,7 @@ export interface Binding {
   kaldiFbank(waveform: TensorHandle, opts: object): Promise<TensorHandle>;
   /** null when the in-process video reader runs here (FFmpeg's libraries found), else why not. */
   videoAvailable(): string | null;
-  openVideo(fd: number, format: string, maxPixels: number, checkPixels: boolean, timeoutMs: number): Promise<NativeVideo>;
+  openVideo(fd: number, format: string, maxPixels: number, timeoutMs: number): Promise<NativeVideo>;
   readVideo(handle: unknown, wanted: number[], seek: boolean, timeoutMs: number): Promise<TensorHandle>;
   closeVideo(handle: unknown): void;
 }
@@ -160,11 +160,10 @@ export interface NativeVideo {
   duration: number;
   hasAudio: boolean;
   codec: string;
-  rotation: number;
   /** Not empty: frames cannot be made here as the ffmpeg executable makes them (the reason). */
   needsCli: string;
+  /** Presentation times in seconds, ascending, one per frame (NaN where a packet has none). */
   times: Float64Array;
-  key: Uint8Array;
   /** Whether every packet had a presentation timestamp (not just a decode one). */
   ptsEverywhere: boolean;
 }

@@ -391,8 +391,8 @@ export function videoReaderUnavailable(): string | null {
  * @internal Opens `fd` (a duplicate is kept; the caller closes its own once this settles) as a video
  * of container `format`: its header and packet table. Messages name no file.
  */
-export function openVideoReader(fd: number, format: string, maxPixels: number, checkPixels: boolean, timeoutMs: number): Promise<NativeVideo> {
-  return binding.openVideo(fd, format, maxPixels, checkPixels, timeoutMs);
+export function openVideoReader(fd: number, format: string, maxPixels: number, timeoutMs: number): Promise<NativeVideo> {
+  return binding.openVideo(fd, format, maxPixels, timeoutMs);
 }
 
 /** @internal The frames at display indices `wanted` (ascending, distinct) as uint8 (T, H, W, 3). */

@@ -315,6 +315,16 @@ function infoOf(v: NativeVideo): VideoInfo {
   return { width: v.width, height: v.height, frameCount: v.frameCount, fps: v.fps, durationSeconds: v.duration, hasAudio: v.hasAudio, codec: v.codec };
 }
 
+/** The in-process reader's errors (which give the reason only) with the file and the task named. */
+async function named<T>(file: string, what: string, p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    if (e instanceof EmotorchError) throw new EmotorchError(`cannot ${what} '${file}': ${e.message}`, e.code);
+    throw e;
+  }
+}
+
 /**
  * The file opened by the in-process reader (its header and packet table read), or null where the
  * executables are to read it ('ffmpeg' asked for; 'auto' without the libraries, or for a file whose
@@ -332,10 +342,7 @@ async function openLibav(file: string, what: string, backend: VideoBackend, maxP
   let v: NativeVideo;
   try {
     const format = sniffMedia(file, 'video', what, fd);
-    v = await openVideoReader(fd, format, maxPixels, !probeOnly, timeoutMs);
-  } catch (e) {
-    if (e instanceof EmotorchError && !e.message.includes(`'${file}'`)) throw new EmotorchError(`cannot ${what} '${file}': ${e.message}`, e.code);
-    throw e;
+    v = await named(file, what, openVideoReader(fd, format, maxPixels, timeoutMs));
   } finally {
     fs.closeSync(fd);
   }
@@ -568,12 +575,6 @@ async function readLibav(file: string, what: string, v: NativeVideo, given: Read
   const seekable = isSeekable(v.times, v.ptsEverywhere);
   if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct presentation timestamps to seek to (use decode: 'scan')");
   const seek = decode === 'seek' || (decode === 'auto' && seekable);
-  let unique: Tensor;
-  try {
-    unique = await readVideoReader(v.handle, wanted, seek, timeoutMs);
-  } catch (e) {
-    if (e instanceof EmotorchError) throw new EmotorchError(`cannot ${what} '${file}': ${e.message}`, e.code);
-    throw e;
-  }
+  const unique = await named(file, what, readVideoReader(v.handle, wanted, seek, timeoutMs));
   return { frames: arrange(unique, wanted, indices), indices, frameCount: n, width, height, fps: v.fps, decode: seek ? 'seek' : 'scan', backend: 'libav' };
 }

@@ -72,17 +72,16 @@ Napi::Value VideoAvailable(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), why);
 }
 
-// openVideo(fd, format, maxPixels, checkPixels, timeoutMs) → Promise<{ handle, width, height, ... }>
+// openVideo(fd, format, maxPixels, timeoutMs) → Promise<{ handle, width, height, ... }>
 Napi::Value OpenVideo(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     int fd = static_cast<int>(to_double(info[0], "fd"));
     std::string format = to_string(info[1], "format");
     auto max_pixels = static_cast<int64_t>(to_double(info[2], "maxPixels"));
-    bool check = info[3].ToBoolean().Value();
-    double timeout = to_double(info[4], "timeoutMs");
+    double timeout = to_double(info[3], "timeoutMs");
     auto h = std::make_shared<Held>();
-    return start(info.Env(), [h, fd, format, max_pixels, check, timeout] {
-      h->reader = std::make_unique<media::VideoReader>(fd, format, max_pixels, check, timeout);
+    return start(info.Env(), [h, fd, format, max_pixels, timeout] {
+      h->reader = std::make_unique<media::VideoReader>(fd, format, max_pixels, timeout);
     }, [h](Napi::Env env) -> Napi::Value {
       const media::VideoInfo& v = h->reader->info();
       auto o = Napi::Object::New(env);
@@ -95,15 +94,11 @@ Napi::Value OpenVideo(const Napi::CallbackInfo& info) {
       o.Set("duration", v.duration);
       o.Set("hasAudio", v.has_audio);
       o.Set("codec", v.codec);
-      o.Set("rotation", v.rotation);
       o.Set("needsCli", v.needs_cli);
       o.Set("ptsEverywhere", v.pts_everywhere);
       auto times = Napi::Float64Array::New(env, v.times.size());
       std::copy(v.times.begin(), v.times.end(), times.Data());
-      auto key = Napi::Uint8Array::New(env, v.key.size());
-      std::copy(v.key.begin(), v.key.end(), key.Data());
       o.Set("times", times);
-      o.Set("key", key);
       return o;
     });
   }, "ERR_FORMAT");

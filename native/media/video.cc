@@ -42,7 +42,7 @@ bool video_available(std::string* why) {
   return false;
 }
 struct VideoReader::State {};
-VideoReader::VideoReader(int, const std::string&, int64_t, bool, double) {
+VideoReader::VideoReader(int, const std::string&, int64_t, double) {
   std::string why;
   video_available(&why);
   throw CodedError("ERR_IO", why);
@@ -327,7 +327,7 @@ bool turnable(const AVPixFmtDescriptor* d) {
 
 }  // namespace
 
-VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, bool check_pixels, double timeout_ms)
+VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, double timeout_ms)
     : s_(std::make_unique<State>()) {
   const Av& a = av();
   if (!a.ok) throw CodedError("ERR_IO", a.why);
@@ -364,7 +364,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
                                        std::to_string(par->height) + ")");
   }
   int64_t pixels = static_cast<int64_t>(par->width) * par->height;
-  if (check_pixels && pixels > max_pixels) {
+  if (pixels > max_pixels) {
     throw CodedError("ERR_FORMAT", "its frames are " + std::to_string(par->width) + "×" + std::to_string(par->height) + " (" +
                                        std::to_string(pixels) + " pixels), more than the " + std::to_string(max_pixels) +
                                        " decoded (maxPixels)");
@@ -442,13 +442,11 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   if (s.timed) std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return s.dec_ts[x] < s.dec_ts[y]; });
   s.disp_to_dec = order;
   info.times.resize(n);
-  info.key.resize(n);
   if (s.timed) s.sorted_ts.resize(n);
   const double tb = q2d(s.tb);
   for (size_t i = 0; i < n; i++) {
     int64_t d = order[i];
     info.times[i] = s.timed && tb > 0 ? s.dec_ts[d] * tb : NAN;
-    info.key[i] = s.dec_key[d];
     if (s.timed) s.sorted_ts[i] = s.dec_ts[d];
   }
   if (!s.dec && info.needs_cli.empty()) {

@@ -30,10 +30,8 @@ struct VideoInfo {
   bool has_audio = false;
   std::string codec;
   int rotation = 0;  // clockwise degrees applied to the decoded pictures (0, 90, 180, 270)
-  // Presentation times in seconds, ascending, one per frame (NaN when a packet has none), and
-  // whether frame i (display order) is a keyframe.
+  // Presentation times in seconds, ascending, one per frame (NaN when a packet has none).
   std::vector<double> times;
-  std::vector<uint8_t> key;
   bool pts_everywhere = false;  // every packet had a presentation timestamp (not only a decode one)
   // When not empty, frames cannot be produced here exactly as the ffmpeg executable makes them
   // (a rotation other than a quarter turn, a pixel format ffmpeg's transpose does not take): the
@@ -45,9 +43,9 @@ class VideoReader {
  public:
   // Reads the header and every packet's timestamp of `fd` (duplicated; the caller keeps its own),
   // demuxed as `format`. Throws CodedError ERR_FORMAT (not a readable video, no video stream,
-  // frames past max_pixels when check_pixels), ERR_IO (deadline passed). Messages give the reason
-  // only; the caller names the file.
-  VideoReader(int fd, const std::string& format, int64_t max_pixels, bool check_pixels, double timeout_ms);
+  // frames past max_pixels), ERR_IO (deadline passed). Messages give the reason only; the caller
+  // names the file.
+  VideoReader(int fd, const std::string& format, int64_t max_pixels, double timeout_ms);
   ~VideoReader();
   const VideoInfo& info() const;
   // The frames at display indices `wanted` (ascending, distinct), rgb24 at info().width × height,
