@@ -7,15 +7,14 @@ namespace et::nn {
 
 at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh, const std::optional<at::Tensor>& mask, double dropout,
                 bool causal, std::optional<double> scale, bool rows_keep_a_key) {
-  // (the math path computes half and bfloat16 in float32: those stay with it)
-  bool full_precision = qh.scalar_type() == at::kFloat || qh.scalar_type() == at::kDouble;
-  bool fast = dropout > 0 && !causal && rows_keep_a_key && qh.device().is_cpu() && full_precision &&
-              (!mask || at::isFloatingType(mask->scalar_type()));
+  bool fast = dropout > 0 && !causal && rows_keep_a_key && qh.device().is_cpu() && (!mask || at::isFloatingType(mask->scalar_type()));
   if (!fast) return at::scaled_dot_product_attention(qh, kh, vh, mask, dropout, causal, scale);
   double root = std::sqrt(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(qh.size(-1))));
   auto scores = at::matmul(qh * root, kh.transpose(-2, -1) * root);  // (B, heads, Tq, Tk)
-  if (mask) scores.add_(*mask);
-  return at::matmul(at::dropout(at::softmax(scores, -1), dropout, true), vh);
+  // a wider mask widens the scores, as eager attention's `scores + mask` does (a float32 mask's
+  // lowest value would round to -inf in bfloat16)
+  if (mask) scores = mask->scalar_type() == scores.scalar_type() ? scores.add_(*mask) : scores + *mask;
+  return at::matmul(at::dropout(at::softmax(scores, -1), dropout, true).to(vh.scalar_type()), vh);
 }
 
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, int64_t kv_heads,

@@ -13,8 +13,9 @@ namespace et::nn {
 // where, which set a row masked throughout to 0 where softmax gives NaN). Where no row of `mask` is
 // -inf throughout (`rows_keep_a_key`, the caller's to know; a finite mask always) the same steps
 // run without them: q and k each scaled by √scale, the mask added, softmax, dropout, the product
-// with v (float32 and float64; half and bfloat16, which the math path computes in float32, stay
-// with it). Without dropout, or on a GPU, ATen's SDPA runs.
+// with v. In half and bfloat16 (and under autocast) the products stay in that precision, as in
+// the eager attention of the Python models (HF RoBERTa, torch's multi_head_attention_forward),
+// where the math path would compute them in float32. Without dropout, or on a GPU, ATen's SDPA runs.
 at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh, const std::optional<at::Tensor>& mask, double dropout,
                 bool causal, std::optional<double> scale, bool rows_keep_a_key);
 

@@ -1,7 +1,8 @@
 // bfloat16 autocast on the CPU (et.autocast; the Trainer's bf16) against PyTorch's
 // torch.autocast("cpu", dtype=torch.bfloat16) on the same tiny models and inputs
 // (scripts/fixtures/autocast_bf16.py): LLaMA logits, loss and an embedding gradient (backward
-// outside autocast), the Whisper encoder, and SPECTRA's 4-class history case. Each output is within
+// outside autocast), the Whisper encoder, SPECTRA's 4-class history case, and RoBERTa and WavLM in
+// training with attention dropout (the same masks from the same seed). Each output is within
 // bfloat16's error of PyTorch's bfloat16 output, and differs from the float32 output by more than
 // float32 noise (the products did run in bfloat16).
 import { describe, it, expect, beforeAll } from 'vitest';
@@ -66,4 +67,29 @@ describe('bfloat16 autocast on the CPU = PyTorch CPU autocast', () => {
     check(out.logits, 'spectra.logits', 3e-2);
     check(out.loss!.reshape([1]), 'spectra.loss', 3e-3);
   });
+
+  // attention dropout in training (the scores in bfloat16, as HF's eager attention computes them)
+  const dropoutCases: [string, string, string, string][] = [
+    ['roberta', 'attention_probs_dropout_prob', 'encoder.layer.0.attention.self.query.weight', 'attention_mask'],
+    ['wavlm', 'attention_dropout', 'encoder.layers.0.attention.q_proj.weight', 'frame_mask'],
+  ];
+  for (const [name, option, weight, keepName] of dropoutCases) {
+    it(`${name} in training with attention dropout: the output and a gradient`, async () => {
+      const dir = path.join(FIXTURES, name === 'roberta' ? 'roberta' : 'wavlm_base');
+      const t = (await et.io.loadSafetensors(path.join(dir, 'io.safetensors'))).tensors;
+      const m = name === 'roberta'
+        ? await et.nn.RobertaModel.fromPretrained(dir, { config: { [option]: 0.3 } })
+        : await et.nn.WavLMModel.fromPretrained(dir, { config: { [option]: 0.3 } });
+      m.train();
+      const run = async () => (name === 'roberta'
+        ? await (m as et.nn.RobertaModel).forward({ inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask'), tokenTypeIds: t.get('token_type_ids') })
+        : await (m as et.nn.WavLMModel).forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') })).lastHiddenState;
+      const keep = t.get(keepName)!;
+      et.manualSeed(77);  // scripts/fixtures/attention_dropout.py's SEED
+      const h = await bf16(run);
+      check(h, `dropout.${name}.last_hidden_state`, 3e-2, keep.ne(0));
+      await h.float().mul(keep.unsqueeze(-1).float()).square().sum().backward();
+      check(m.namedParameters().find(([n]) => n === weight)![1].grad!, `dropout.${name}.q_grad`, 3e-2);
+    });
+  }
 });
