@@ -107,6 +107,23 @@ struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
   }
 };
 
+// (N, A, B) → (N, B, A) contiguous, one (A, B) matrix at a time through ATen's blocked copy of a
+// transposed 2-D matrix (a 3-D transposed copy goes element by element, several times slower);
+// its gradient is the same transposition of the gradient, contiguous again.
+at::Tensor swap_last_two(const at::Tensor& x_in) {
+  at::Tensor x = x_in.contiguous();
+  at::Tensor y = at::empty({x.size(0), x.size(2), x.size(1)}, x.options());
+  at::parallel_for(0, x.size(0), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i].copy_(x[i].t());
+  });
+  return y;
+}
+
+struct SwapLastTwoFn : torch::autograd::Function<SwapLastTwoFn> {
+  static at::Tensor forward(AutogradContext*, const at::Tensor& x) { return swap_last_two(x); }
+  static variable_list backward(AutogradContext*, variable_list grads) { return {swap_last_two(grads[0])}; }
+};
+
 // rotate_half(x)[d] = −x[d + D/2] for d < D/2, x[d − D/2] otherwise; its transpose sends
 // u to (u[d + D/2], −u[d − D/2]).
 struct RotaryFn : torch::autograd::Function<RotaryFn> {
@@ -995,6 +1012,12 @@ ChoiceStore<9>& conv_choices() {
 }
 
 }  // namespace
+
+at::Tensor transpose_rows(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 3, "transpose_rows: expected (batch, rows, columns) but got ", x.sizes());
+  if (!x.device().is_cpu() || x.size(1) * x.size(2) < 3600) return x.transpose(1, 2).contiguous();
+  return SwapLastTwoFn::apply(x);
+}
 
 at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b, int64_t stride, int64_t padding, int64_t groups) {
   TORCH_CHECK(x_in.dim() == 3 && w.dim() == 3 && groups > 0 && x_in.size(2) == w.size(1) * groups && w.size(0) % groups == 0,

@@ -55,6 +55,10 @@ std::vector<std::array<int64_t, 8>> linear_backend_table();
 // EMOTORCH_CPU_LINEAR=aten) the channels-first at::conv1d, its output a transposed view.
 at::Tensor conv1d_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride, int64_t padding, int64_t groups);
 
+// (B, T, C) → (B, C, T) (or back), contiguous, differentiable: on the CPU a blocked copy of each
+// sample's matrix, its gradient the same; elsewhere x.transpose(1, 2).contiguous().
+at::Tensor transpose_rows(const at::Tensor& x);
+
 // Whether x is what layer_norm_gelu_ and channel_norm_gelu_ take: contiguous float32 CPU, 2-D or more.
 bool norm_gelu_applies(const at::Tensor& x);
 

@@ -1,0 +1,12 @@
+import * as et from 'emotorch';
+import { cases } from './spectra.mjs';
+et.setNumThreads(2);
+const c = cases.spectra;
+const cfg = { ...c.config, bf16: true, device: 'cpu', threads: 2 };
+const step = await c.setup(cfg);
+await step(); await step();
+await et.profiler.start({ recordShapes: true });
+await step();
+const p = await et.profiler.stop();
+const rows = p.keyAverages({ groupByShapes: true }).filter((o) => ['aten::copy_', 'aten::mul', 'aten::add', 'aten::bernoulli_', 'aten::fill_','aten::addmm','aten::mm'].includes(o.name)).sort((a, b) => b.selfMs - a.selfMs).slice(0, 45);
+for (const o of rows) console.log(o.name, o.calls, o.selfMs.toFixed(1), JSON.stringify(o.shapes));
