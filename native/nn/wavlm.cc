@@ -40,6 +40,8 @@ at::Tensor WavLMLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, R
     auto q = q_proj(h).view({B, T, Hh, D}).transpose(1, 2);
     auto k = k_proj(h).view({B, T, Hh, D}).transpose(1, 2);
     auto v = v_proj(h).view({B, T, Hh, D}).transpose(1, 2);
+    // in bfloat16 (autocast) the scores take the mask in bfloat16, as HF's baddbmm does under autocast
+    if (at::isReducedFloatingType(q.scalar_type()) && mask.scalar_type() != q.scalar_type()) mask = mask.to(q.scalar_type());
     double drop = train ? cfg.attention_dropout : 0.0;
     bool rows_keep_a_key = drop == 0 || !pad.defined() || pad.ne(0).any(1).all().item<bool>();  // no clip without a frame
     auto a = sdpa(q, k, v, mask, drop, false, std::nullopt, rows_keep_a_key);
