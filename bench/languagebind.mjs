@@ -22,7 +22,8 @@
 // (forward trials), LB_TRAIN_RUNS [1], LB_DECODE_RUNS [10], LB_ATTN [eager] (the Python side's
 // attention: eager, as the original's copy of CLIPAttention, or sdpa), EMOTORCH_PYTHON (the Python
 // with torch, transformers, peft, av). The defaults take about 3 minutes on 2 busy cores; raise
-// LB_RUNS / LB_TRAIN_RUNS for steadier medians.
+// LB_RUNS / LB_TRAIN_RUNS for steadier medians. LB_FLOOR [1]: after the float32 train steps, one more
+// step on each side under its op profiler for the product floor (floor.mjs); 0 leaves it out.
 // Threads: run.mjs's --threads (default: the machine's cores), the same on both sides.
 import { execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
@@ -31,6 +32,7 @@ import * as path from 'path';
 import * as readline from 'readline';
 import { fileURLToPath } from 'url';
 import * as et from 'emotorch';
+import { products, productFloor } from './floor.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
@@ -47,7 +49,10 @@ function worker(caseName, cfg) {
   readline.createInterface({ input: py.stdout }).on('line', (l) => (waiting.length ? waiting.shift().resolve(l) : queue.push(l)));
   py.on('exit', (code) => waiting.splice(0).forEach((w) => w.reject(new Error(`the Python worker (${caseName}) exited (${code})`))));
   const next = async () => JSON.parse(await new Promise((resolve, reject) => (queue.length ? resolve(queue.shift()) : waiting.push({ resolve, reject }))));
-  return { next, trial: (arg = '') => { py.stdin.write(`trial ${arg}\n`); return next(); }, end: () => py.stdin.end() };
+  return {
+    next, trial: (arg = '') => { py.stdin.write(`trial ${arg}\n`); return next(); },
+    profile: () => { py.stdin.write('profile\n'); return next(); }, end: () => py.stdin.end(),
+  };
 }
 
 async function load(file) { return (await et.io.loadSafetensors(file)).tensors; }
@@ -178,6 +183,18 @@ async function trainCase(common) {
     theirs.push(r.ms);
     losses.push([l, r.loss]);
     console.log(`  step ${i + 1}: emotorch ${ours[i].toFixed(1)} ms (loss ${l.toFixed(6)}), Python ${theirs[i].toFixed(1)} ms (loss ${r.loss.toFixed(6)})`);
+  }
+  // float32: the product floor (floor.mjs) from one more step on each side under its op profiler
+  if (!BF16 && env('LB_FLOOR', '1') !== '0') {
+    const profiledStep = async (recordShapes) => {
+      await et.profiler.start({ recordShapes });
+      await step();
+      return et.profiler.stop();
+    };
+    const timed = (await profiledStep(false)).keyAverages().map((o) => ({ name: o.name, calls: o.calls, self_ms: o.selfMs }));
+    const shaped = (await profiledStep(true)).keyAverages({ groupByShapes: true }).map((o) => ({ name: o.name, shapes: o.shapes, calls: o.calls }));
+    const prof = await py.profile();
+    productFloor(products(timed, shaped, 1), products(prof.ops, prof.shaped, 1), median(theirs), median(ours), common.threads);
   }
   py.end();
   const lossDiff = Math.max(...losses.map(([a, b]) => Math.abs(a - b)));

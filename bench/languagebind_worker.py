@@ -179,6 +179,20 @@ def main():
     print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads(), **info}), flush=True)
     for line in sys.stdin:
         words = line.split()
+        if words and words[0] == "profile":
+            # one call under torch.profiler (CPU): each op's calls and self time; then one more
+            # recording input shapes, for the products' work alone (floor.mjs)
+            from torch.profiler import ProfilerActivity, profile
+
+            def profiled(record_shapes):
+                with profile(activities=[ProfilerActivity.CPU], record_shapes=record_shapes) as prof:
+                    trial(None)
+                return prof
+
+            ops = [{"name": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1000} for e in profiled(False).key_averages()]
+            shaped = [{"name": e.key, "shapes": e.input_shapes, "calls": e.count} for e in profiled(True).key_averages(group_by_input_shape=True)]
+            print(json.dumps({"ops": ops, "shaped": shaped}), flush=True)
+            continue
         if not words or words[0] != "trial":
             break
         t0 = time.perf_counter()
