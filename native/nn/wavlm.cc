@@ -81,7 +81,7 @@ at::Tensor WavLMModel::encode(at::Tensor x, const at::Tensor& valid) {
   x = at::dropout(x, cfg.hidden_dropout, train);
   RelativeBias bias;
   // without padding frames the attention needs no padding mask (a (B, heads, T, T) fill per layer)
-  const at::Tensor& pad = valid.defined() && !valid.all().item<bool>() ? valid : at::Tensor();
+  at::Tensor pad = valid.defined() && !valid.all().item<bool>() ? valid : at::Tensor();
   for (const auto& l : *layers) x = l->as<WavLMLayerImpl>()->forward(x, pad, bias);
   if (cfg.do_stable_layer_norm) x = enc_ln(x);
   return x;
