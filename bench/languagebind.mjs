@@ -24,6 +24,7 @@
 // with torch, transformers, peft, av). The defaults take about 3 minutes on 2 busy cores; raise
 // LB_RUNS / LB_TRAIN_RUNS for steadier medians. LB_FLOOR [1]: after the float32 train steps, one more
 // step on each side under its op profiler for the product floor (floor.mjs); 0 leaves it out.
+// LB_OPS [0]: 1 prints that step's op self times side by side (with --bf16 too).
 // Threads: run.mjs's --threads (default: the machine's cores), the same on both sides.
 import { execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
@@ -184,8 +185,10 @@ async function trainCase(common) {
     losses.push([l, r.loss]);
     console.log(`  step ${i + 1}: emotorch ${ours[i].toFixed(1)} ms (loss ${l.toFixed(6)}), Python ${theirs[i].toFixed(1)} ms (loss ${r.loss.toFixed(6)})`);
   }
-  // float32: the product floor (floor.mjs) from one more step on each side under its op profiler
-  if (!BF16 && env('LB_FLOOR', '1') !== '0') {
+  // float32: the product floor (floor.mjs) from one more step on each side under its op profiler;
+  // LB_OPS=1 (float32 or --bf16): the ops' self time of that step side by side
+  const opsTable = env('LB_OPS', '0') === '1';
+  if ((!BF16 && env('LB_FLOOR', '1') !== '0') || opsTable) {
     const profiledStep = async (recordShapes) => {
       await et.profiler.start({ recordShapes });
       await step();
@@ -194,7 +197,20 @@ async function trainCase(common) {
     const timed = (await profiledStep(false)).keyAverages().map((o) => ({ name: o.name, calls: o.calls, self_ms: o.selfMs }));
     const shaped = (await profiledStep(true)).keyAverages({ groupByShapes: true }).map((o) => ({ name: o.name, shapes: o.shapes, calls: o.calls }));
     const prof = await py.profile();
-    productFloor(products(timed, shaped, 1), products(prof.ops, prof.shaped, 1), median(theirs), median(ours), common.threads);
+    if (opsTable) {
+      const byName = new Map();
+      for (const [side, list] of [['ours', timed], ['theirs', prof.ops]]) {
+        for (const o of list) {
+          const r = byName.get(o.name) ?? { name: o.name, ours: 0, theirs: 0 };
+          r[side] += o.self_ms;
+          byName.set(o.name, r);
+        }
+      }
+      const top = [...byName.values()].sort((a, b) => Math.max(b.ours, b.theirs) - Math.max(a.ours, a.theirs)).slice(0, 20);
+      console.log('  op self time of one step (ms), emotorch vs Python:');
+      for (const r of top) console.log(`    ${r.name.slice(0, 60).padEnd(60)} ${r.ours.toFixed(1).padStart(9)} ${r.theirs.toFixed(1).padStart(9)}`);
+    }
+    if (!BF16) productFloor(products(timed, shaped, 1), products(prof.ops, prof.shaped, 1), median(theirs), median(ours), common.threads);
   }
   py.end();
   const lossDiff = Math.max(...losses.map(([a, b]) => Math.abs(a - b)));

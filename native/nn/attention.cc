@@ -7,14 +7,23 @@ namespace et::nn {
 
 at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh, const std::optional<at::Tensor>& mask, double dropout,
                 bool causal, std::optional<double> scale, bool rows_keep_a_key) {
-  bool fast = dropout > 0 && !causal && rows_keep_a_key && qh.device().is_cpu() && (!mask || at::isFloatingType(mask->scalar_type()));
+  // bfloat16 / half with a graph: ATen's CPU flash-attention backward is several times slower than
+  // the eager products (LanguageBind's LoRA step), so those take the same steps without dropout
+  // (callers vouch for `rows_keep_a_key` only with dropout: without it the mask is looked at here)
+  bool reduced_graph = dropout == 0 && at::isReducedFloatingType(qh.scalar_type()) && at::GradMode::is_enabled() &&
+                       (qh.requires_grad() || kh.requires_grad() || vh.requires_grad()) &&
+                       (!mask || !at::isFloatingType(mask->scalar_type()) || !mask->isneginf().any().item<bool>());
+  bool fast = (dropout > 0 || reduced_graph) && !causal && rows_keep_a_key && qh.device().is_cpu() &&
+              (!mask || at::isFloatingType(mask->scalar_type()));
   if (!fast) return at::scaled_dot_product_attention(qh, kh, vh, mask, dropout, causal, scale);
   double root = std::sqrt(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(qh.size(-1))));
   auto scores = at::matmul(qh * root, kh.transpose(-2, -1) * root);  // (B, heads, Tq, Tk)
   // a wider mask widens the scores, as eager attention's `scores + mask` does (a float32 mask's
   // lowest value would round to -inf in bfloat16)
   if (mask) scores = mask->scalar_type() == scores.scalar_type() ? scores.add_(*mask) : scores + *mask;
-  return at::matmul(at::dropout(at::softmax(scores, -1), dropout, true).to(vh.scalar_type()), vh);
+  auto p = at::softmax(scores, -1);
+  if (dropout > 0) p = at::dropout(p, dropout, true);
+  return at::matmul(p.to(vh.scalar_type()), vh);
 }
 
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, int64_t kv_heads,
