@@ -15,7 +15,10 @@ namespace et::nn {
 // run without them: q and k each scaled by √scale, the mask added, softmax, dropout, the product
 // with v. In half and bfloat16 (and under autocast) the products stay in that precision, as in
 // the eager attention of the Python models (HF RoBERTa, torch's multi_head_attention_forward),
-// where the math path would compute them in float32. Without dropout, or on a GPU, ATen's SDPA runs.
+// where the math path would compute them in float32. The same steps run in half and bfloat16
+// without dropout when an autograd graph is recorded and no row of the mask is -inf throughout
+// (looked at here): ATen's CPU flash-attention backward is the slower one there. Otherwise without
+// dropout, or on a GPU, ATen's SDPA runs.
 at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh, const std::optional<at::Tensor>& mask, double dropout,
                 bool causal, std::optional<double> scale, bool rows_keep_a_key);
 
