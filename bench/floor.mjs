@@ -1,5 +1,6 @@
-// The product floor of a float32 step (issue 48), shared by run.mjs's --ops and the LanguageBind
-// bench: the matrix products' time and work on each side, from op profiles, against the whole step.
+// Op profiles side by side, and the product floor of a float32 step (issue 48), shared by run.mjs's
+// --ops and the LanguageBind bench: the matrix products' time and work on each side, from op
+// profiles, against the whole step.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -7,6 +8,30 @@ import * as path from 'path';
 import { fileURLToPath } from 'url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Each op's self time per step side by side, largest first (`rows` of them), and the totals.
+ * `ours`, `theirs`: {name, calls, self_ms} per profiled call; `per`: steps per profiled call.
+ */
+export function printOps(ours, theirs, per, rows) {
+  const names = new Map();
+  for (const [side, list] of [['ours', ours], ['theirs', theirs]]) {
+    for (const o of list) {
+      const r = names.get(o.name) ?? { name: o.name, ours: 0, theirs: 0, oursCalls: 0, theirsCalls: 0 };
+      r[side] += o.self_ms / per;
+      r[`${side}Calls`] += o.calls / per;
+      names.set(o.name, r);
+    }
+  }
+  const sorted = [...names.values()].sort((x, y) => Math.max(y.ours, y.theirs) - Math.max(x.ours, x.theirs));
+  const w = Math.max(...sorted.slice(0, rows).map((r) => r.name.length), 10);
+  console.log(`op self time per step (ms; calls), emotorch (et.profiler) vs Python (torch.profiler):`);
+  for (const r of sorted.slice(0, rows)) {
+    console.log(`  ${r.name.padEnd(w)}  ${r.ours.toFixed(1).padStart(9)} (${String(Math.round(r.oursCalls)).padStart(5)})  ${r.theirs.toFixed(1).padStart(9)} (${String(Math.round(r.theirsCalls)).padStart(5)})`);
+  }
+  const sum = (k) => sorted.reduce((s, r) => s + r[k], 0);
+  console.log(`  ${'(all ops)'.padEnd(w)}  ${sum('ours').toFixed(1).padStart(9)}          ${sum('theirs').toFixed(1).padStart(9)}`);
+}
 
 // The matrix-product ops and their float32 work from their input shapes, one formula for both
 // sides: 2·M·K·N flops (a multiply and an add per term). aten::matmul, linear and the like only

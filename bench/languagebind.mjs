@@ -33,7 +33,7 @@ import * as path from 'path';
 import * as readline from 'readline';
 import { fileURLToPath } from 'url';
 import * as et from 'emotorch';
-import { products, productFloor } from './floor.mjs';
+import { printOps, products, productFloor } from './floor.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
@@ -197,19 +197,7 @@ async function trainCase(common) {
     const timed = (await profiledStep(false)).keyAverages().map((o) => ({ name: o.name, calls: o.calls, self_ms: o.selfMs }));
     const shaped = (await profiledStep(true)).keyAverages({ groupByShapes: true }).map((o) => ({ name: o.name, shapes: o.shapes, calls: o.calls }));
     const prof = await py.profile();
-    if (opsTable) {
-      const byName = new Map();
-      for (const [side, list] of [['ours', timed], ['theirs', prof.ops]]) {
-        for (const o of list) {
-          const r = byName.get(o.name) ?? { name: o.name, ours: 0, theirs: 0 };
-          r[side] += o.self_ms;
-          byName.set(o.name, r);
-        }
-      }
-      const top = [...byName.values()].sort((a, b) => Math.max(b.ours, b.theirs) - Math.max(a.ours, a.theirs)).slice(0, 20);
-      console.log('  op self time of one step (ms), emotorch vs Python:');
-      for (const r of top) console.log(`    ${r.name.slice(0, 60).padEnd(60)} ${r.ours.toFixed(1).padStart(9)} ${r.theirs.toFixed(1).padStart(9)}`);
-    }
+    if (opsTable) printOps(timed, prof.ops, 1, 20);
     if (!BF16) productFloor(products(timed, shaped, 1), products(prof.ops, prof.shaped, 1), median(theirs), median(ours), common.threads);
   }
   py.end();

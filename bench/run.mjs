@@ -23,7 +23,7 @@ import * as readline from 'readline';
 import { fileURLToPath } from 'url';
 import * as os from 'os';
 import * as et from 'emotorch';
-import { products, productFloor } from './floor.mjs';
+import { printOps, products, productFloor } from './floor.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BENCHES = { load: 'load.mjs', mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', 'spectra-pretrain': 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs', serve: 'serve.mjs' };
@@ -240,23 +240,7 @@ async function opsTable(step, py, cfg, per, pyMedianMs, ourMedianMs) {
   const profiled = JSON.parse(await py.profile());
   const theirs = profiled.ops;
   const ours = prof.keyAverages().map((o) => ({ name: o.name, calls: o.calls / cfg.steps, self_ms: o.selfMs / cfg.steps }));
-  const names = new Map();
-  for (const [side, list] of [['ours', ours], ['theirs', theirs]]) {
-    for (const o of list) {
-      const r = names.get(o.name) ?? { name: o.name, ours: 0, theirs: 0, oursCalls: 0, theirsCalls: 0 };
-      r[side] += o.self_ms / per;
-      r[`${side}Calls`] += o.calls / per;
-      names.set(o.name, r);
-    }
-  }
-  const sorted = [...names.values()].sort((x, y) => Math.max(y.ours, y.theirs) - Math.max(x.ours, x.theirs));
-  const w = Math.max(...sorted.slice(0, rows).map((r) => r.name.length), 10);
-  console.log(`op self time per step (ms; calls), emotorch (et.profiler) vs Python (torch.profiler):`);
-  for (const r of sorted.slice(0, rows)) {
-    console.log(`  ${r.name.padEnd(w)}  ${r.ours.toFixed(1).padStart(9)} (${String(Math.round(r.oursCalls)).padStart(5)})  ${r.theirs.toFixed(1).padStart(9)} (${String(Math.round(r.theirsCalls)).padStart(5)})`);
-  }
-  const sum = (k) => sorted.reduce((s, r) => s + r[k], 0);
-  console.log(`  ${'(all ops)'.padEnd(w)}  ${sum('ours').toFixed(1).padStart(9)}          ${sum('theirs').toFixed(1).padStart(9)}`);
+  printOps(ours, theirs, per, rows);
   const oursShaped = shapedProf.keyAverages({ groupByShapes: true }).map((o) => ({ name: o.name, shapes: o.shapes, calls: o.calls / cfg.steps }));
   // on a GPU the profiles time the launches, and the FMA peak is the CPU's: no floor there
   if (device === 'cpu') productFloor(products(ours, oursShaped, per), products(theirs, profiled.shaped, per), pyMedianMs, ourMedianMs, threads);

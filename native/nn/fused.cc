@@ -1013,6 +1013,11 @@ ChoiceStore<9>& conv_choices() {
 
 }  // namespace
 
+bool bf16_on_cpu(const at::Tensor& x) {
+  return x.device().is_cpu() && (x.scalar_type() == at::kBFloat16 ||
+                                 (at::autocast::is_autocast_enabled(at::kCPU) && at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16));
+}
+
 at::Tensor transpose_rows(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 3, "transpose_rows: expected (batch, rows, columns) but got ", x.sizes());
   if (!x.device().is_cpu() || x.size(1) * x.size(2) < 3600) return x.transpose(1, 2).contiguous();
@@ -1033,6 +1038,9 @@ at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Te
     auto y = conv_rows_ncw(x_in.to(at::kFloat), w.to(at::kFloat), b.defined() ? b.to(at::kFloat) : b, stride, padding, groups);
     return y.to(at::kBFloat16);
   }
+  // bfloat16 with a graph (groups 1): oneDNN computes in NHWC either way, and ATen's channels-first
+  // convolution copies its output and its input gradient back element by element
+  if (graph && groups == 1 && bf16_on_cpu(x_in)) return conv_rows_nhwc(x_in, w, b, stride, padding, groups);
   if (graph || !fusable(x_in) || !fusable(w) || (b.defined() && !fusable(b)) || !at::hasMKLDNN() || cpu_linear_env() == CpuLinear::Aten)
     return conv_rows_ncw(x_in, w, b, stride, padding, groups);
   at::Tensor x = x_in.contiguous();

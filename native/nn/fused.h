@@ -52,8 +52,13 @@ std::vector<std::array<int64_t, 8>> linear_backend_table();
 // rows as they lie (NHWC), the channels-first one, and (groups 1, no padding) BLAS products over
 // strided views of the rows, timed on first use like linear's products and kept in
 // conv-backends-<hash>.txt beside them; otherwise (a graph, other dtypes or devices,
-// EMOTORCH_CPU_LINEAR=aten) the channels-first at::conv1d, its output a transposed view.
+// EMOTORCH_CPU_LINEAR=aten) the channels-first at::conv1d, its output a transposed view; except in
+// bfloat16 with a graph and groups 1, where oneDNN's convolution runs on the rows (NHWC).
 at::Tensor conv1d_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride, int64_t padding, int64_t groups);
+
+// Whether x computes in bfloat16 on the CPU: a bfloat16 CPU tensor, or any CPU tensor under CPU
+// autocast to bfloat16.
+bool bf16_on_cpu(const at::Tensor& x);
 
 // (B, T, C) → (B, C, T) (or back), contiguous, differentiable: on the CPU a blocked copy of each
 // sample's matrix, its gradient the same; elsewhere x.transpose(1, 2).contiguous().

@@ -1,7 +1,5 @@
 #include "nn/speech_front.h"
 
-#include <ATen/autocast_mode.h>
-
 #include "nn/builtin.h"
 #include "nn/fused.h"
 
@@ -113,24 +111,22 @@ at::Tensor SpeechFront::conv_features(const at::Tensor& wave) {
     // and each input gradient, back to channels-first, transposing element by element (in
     // wav2vec2-base's stack most of the time outside the products). So after the first layer
     // (its GroupNorm is fast channels-first only) the rows are transposed once, in blocks, and the
-    // other layers run channels-last as the layer-norm stack above. In float32, oneDNN's NHWC
+    // other layers run on the rows (conv1d_rows takes NHWC there). In float32, oneDNN's NHWC
     // backward is the slower one: those stay channels-first, as HF runs them.
-    bool bf16 = wave.device().is_cpu() && (wave.scalar_type() == at::kBFloat16 || convs[0]->weight.scalar_type() == at::kBFloat16 ||
-                                           (at::autocast::is_autocast_enabled(at::kCPU) && at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16));
+    bool rows = bf16_on_cpu(wave);
     x = wave.unsqueeze(1);  // (B, 1, N)
     for (size_t i = 0; i < convs.size(); ++i) {
-      if (bf16 && i > 0) {
-        if (i == 1) x = transpose_rows(x).transpose(1, 2).unsqueeze(2);  // (B, C, 1, T), NHWC
-        auto w = convs[i]->weight.unsqueeze(2).contiguous(at::MemoryFormat::ChannelsLast);  // (C_out, C_in, 1, k)
-        auto b = convs[i]->options.bias() ? std::optional<at::Tensor>(convs[i]->bias) : std::nullopt;
-        x = activate(at::conv2d(x, w, b, {1, cfg.conv_stride[i]}).contiguous(at::MemoryFormat::ChannelsLast), cfg.feat_extract_activation);
+      if (rows && i > 0) {
+        if (i == 1) x = transpose_rows(x);  // (B, T, C)
+        x = activate(conv1d_rows(x, convs[i]->weight, convs[i]->options.bias() ? convs[i]->bias : at::Tensor(), cfg.conv_stride[i], 0, 1),
+                     cfg.feat_extract_activation);
         continue;
       }
       x = convs[i]->forward(x);  // (B, C, T)
       if (!norms[i].is_empty()) x = norms[i].forward(x);  // GroupNorm, first conv only
       x = activate(x, cfg.feat_extract_activation);
     }
-    x = bf16 && convs.size() > 1 ? x.squeeze(2).transpose(1, 2) : x.transpose(1, 2);  // (B, T, C)
+    if (!rows || convs.size() == 1) x = x.transpose(1, 2);  // (B, T, C)
   }
   return x;
 }
