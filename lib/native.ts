@@ -147,6 +147,8 @@ export interface Binding {
   videoAvailable(): string | null;
   openVideo(fd: number, format: string, maxPixels: number, timeoutMs: number): Promise<NativeVideo>;
   readVideo(handle: unknown, wanted: number[], seek: boolean, timeoutMs: number): Promise<TensorHandle>;
+  soxrResample(samples: Float32Array, inRate: number, outRate: number, recipe: number): Float32Array;
+  soxrStatus(): { available: boolean; why: string; version: string };
   closeVideo(handle: unknown): void;
 }
 

@@ -115,3 +115,22 @@ export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Pro
   const { windowType: _w, blackmanCoeff: _b, ...native } = o;
   return new Tensor(await binding.kaldiFbank(w.handle, native));
 }
+
+/** libsoxr's quality recipes by the names librosa and python-soxr give them (soxr_quality_spec's `recipe`). @internal */
+export const SOXR_RECIPES = { soxr_qq: 0, soxr_lq: 1, soxr_mq: 2, soxr_hq: 4, soxr_vhq: 6 } as const;
+
+/** libsoxr's resampling of mono float32 samples (python-soxr's `resample`, before librosa's fix_length). @internal */
+export function soxrResampleRaw(x: Float32Array, fromRate: number, toRate: number, method: keyof typeof SOXR_RECIPES): Float32Array {
+  return binding.soxrResample(x, fromRate, toRate, SOXR_RECIPES[method]);
+}
+
+/**
+ * Whether libsoxr (the SoX resampler library behind librosa's default `soxr_hq` resampling) can
+ * be used in this process: it is opened at run time, never needed to build.
+ * @returns `{ available, why, version }`: `why` says what is missing and how to install it
+ * @example
+ * if (!et.audio.soxrStatus().available) console.log(et.audio.soxrStatus().why);
+ */
+export function soxrStatus(): { available: boolean; why: string; version: string } {
+  return binding.soxrStatus();
+}

@@ -8,8 +8,15 @@
  * Measured 44.1 kHz → 16 kHz: gain within 0.04 dB up to 7.2 kHz (0.9 of Nyquist), −6 dB at
  * 7.52 kHz, −38.6 dB at 7.8 kHz, ≤ −120 dB from 8.0 kHz up (12 kHz: −139 dB). It costs ≈ 380
  * multiply-adds per output sample: about 0.1 s per 10 s of 44.1 kHz audio on one core.
+ *
+ * `method: 'soxr_hq'` (and the other soxr qualities) resamples instead with libsoxr, as
+ * `librosa.resample(y, orig_sr=…, target_sr=…)` does by default (librosa ≥ 0.10, which
+ * `librosa.load(path, sr=16000)` calls): python-soxr's block-wise `soxr.resample`, then librosa's
+ * `fix_length` to `ceil(n · toRate / fromRate)` samples. The systems whose original loads audio
+ * that way (USDM) use it by default, so their units equal the original's on 22.05 / 44.1 / 48 kHz audio.
  */
-import { invalid, checkInt, checkNumber } from '../errors';
+import { invalid, checkInt, checkNumber, checkOptionNames } from '../errors';
+import { soxrResampleRaw, SOXR_RECIPES } from './features';
 
 /**
  * The sample rates read, written and resampled here, in Hz. 1 kHz is far below any rate audio is
@@ -30,8 +37,18 @@ export function checkRate(v: unknown, name: string): number {
   return v;
 }
 
-/** Filter design of `resample`: the Kaiser-windowed sinc's half-width, cutoff and window β. */
+/**
+ * The resampler: `'sinc'` is emotorch's Kaiser-windowed sinc (the filter options below);
+ * `'soxr_hq'` (librosa's default since 0.10), `'soxr_vhq'`, `'soxr_mq'`, `'soxr_lq'`, `'soxr_qq'`
+ * are libsoxr's qualities as librosa names them (libsoxr is opened at run time: Debian's
+ * `libsoxr0`; {@link soxrStatus} says whether it is there).
+ */
+export type ResampleMethod = 'sinc' | keyof typeof SOXR_RECIPES;
+
+/** The resampler (`method`) and, for `'sinc'`, its filter design: the Kaiser-windowed sinc's half-width, cutoff and window β. */
 export interface ResampleOptions {
+  /** Default `'sinc'`; a system whose original resamples with librosa (USDM) passes `'soxr_hq'`. */
+  method?: ResampleMethod;
   /** Zero crossings of the sinc kept on each side of the centre (filter half-width). Default 64. */
   halfWidth?: number;
   /** Cutoff as a fraction of the lower Nyquist frequency, in (0, 1]. Default 0.94. */
@@ -81,12 +98,15 @@ const MAX_TAPS = 1 << 20;
  * @param samples the input signal
  * @param fromRate its sample rate
  * @param toRate the wanted sample rate
- * @param opts filter design: `halfWidth`, `rolloff`, `beta` (see the module comment)
+ * @param opts `method` (`'sinc'` (default) or a libsoxr quality such as `'soxr_hq'`, librosa's
+ *   default) and, for `'sinc'`, the filter design: `halfWidth`, `rolloff`, `beta` (see the module comment)
  * @returns a new Float32Array at `toRate`
  * @throws EmotorchError ERR_INVALID_ARG for a non-array input, rates that are not integers in
- *   1000..768000, an output longer than 2^30 samples, or bad options.
+ *   1000..768000, an output longer than 2^30 samples, or bad options; ERR_IO for a soxr method
+ *   where libsoxr is not installed (the message says how to install it).
  * @example
  * const y = et.audio.resample(x, 44100, 16000);
+ * const z = et.audio.resample(x, 22050, 16000, { method: 'soxr_hq' });   // = librosa.resample(x, orig_sr=22050, target_sr=16000)
  */
 export function resample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number, opts: ResampleOptions = {}): Float32Array {
   if (!(samples instanceof Float32Array || samples instanceof Float64Array || Array.isArray(samples))) {
@@ -95,6 +115,15 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   checkRate(fromRate, 'fromRate');
   checkRate(toRate, 'toRate');
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
+  checkOptionNames(opts, ['method', 'halfWidth', 'rolloff', 'beta'], 'resample options');
+  const method = opts.method ?? 'sinc';
+  if (method !== 'sinc' && !Object.prototype.hasOwnProperty.call(SOXR_RECIPES, method)) {
+    invalid(`one of 'sinc', ${Object.keys(SOXR_RECIPES).map((k) => `'${k}'`).join(', ')}`, 'resample method', method);
+  }
+  if (method !== 'sinc') {
+    for (const k of ['halfWidth', 'rolloff', 'beta'] as const) if (opts[k] !== undefined) invalid(`no ${k} with method '${method}' (it designs the 'sinc' filter only)`, k, opts[k]);
+    return soxrResample(samples, fromRate, toRate, method as keyof typeof SOXR_RECIPES);
+  }
   const halfWidth = opts.halfWidth === undefined ? 64 : checkInt(opts.halfWidth, 'halfWidth', 1);
   if (halfWidth > 1024) invalid('an integer in [1, 1024]', 'halfWidth', halfWidth);
   const rolloff = opts.rolloff === undefined ? 0.94 : checkNumber(opts.rolloff, 'rolloff', 1e-3, 1);
@@ -163,5 +192,22 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
       out[m] = a + (f - r) * (dot((r + 1) * taps, start, k0, k1) - a);
     }
   }
+  return out;
+}
+
+/**
+ * librosa's `resample(y, orig_sr, target_sr, res_type=method)` (fix=True, scale=False): libsoxr as
+ * python-soxr runs it, then zero-padded or cut to ceil(n · toRate / fromRate) samples.
+ */
+function soxrResample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number, method: keyof typeof SOXR_RECIPES): Float32Array {
+  const n = samples.length;
+  const outLen = Math.ceil((n * toRate) / fromRate);
+  if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
+  if (fromRate === toRate) return Float32Array.from(samples);
+  const x = samples instanceof Float32Array ? samples : Float32Array.from(samples);
+  const y = soxrResampleRaw(x, fromRate, toRate, method);
+  if (y.length === outLen) return y;
+  const out = new Float32Array(outLen);
+  out.set(y.length > outLen ? y.subarray(0, outLen) : y);
   return out;
 }

@@ -3,6 +3,7 @@
 // model computes them): their mel products never run in bfloat16 / float16.
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include "audio/features.h"
+#include "audio/soxr.h"
 #include "bridge/bridge.h"
 
 namespace et::bridge {
@@ -55,11 +56,40 @@ Napi::Value KaldiFbank(const Napi::CallbackInfo& info) {
   });
 }
 
+// soxrResample(samples Float32Array, inRate, outRate, recipe) → Float32Array, synchronously (soxr HQ
+// runs hundreds of times faster than real time; TypeScript bounds the lengths and rates).
+Napi::Value SoxrResample(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw CodedError("ERR_INVALID_ARG", "Expected a Float32Array for samples");
+    auto x = info[0].As<Napi::Float32Array>();
+    double in_rate = to_double(info[1], "inRate"), out_rate = to_double(info[2], "outRate");
+    auto recipe = static_cast<unsigned long>(to_double(info[3], "recipe"));
+    std::vector<float> y = audio::soxr_resample(x.Data(), x.ElementLength(), in_rate, out_rate, recipe);
+    auto out = Napi::Float32Array::New(info.Env(), y.size());
+    std::copy(y.begin(), y.end(), out.Data());
+    return out;
+  });
+}
+
+// soxrStatus() → { available: boolean, why: string, version: string }
+Napi::Value SoxrStatus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto o = Napi::Object::New(env);
+  std::string why = audio::soxr_unavailable();
+  o.Set("available", Napi::Boolean::New(env, why.empty()));
+  o.Set("why", Napi::String::New(env, why));
+  o.Set("version", Napi::String::New(env, audio::soxr_version()));
+  return o;
+}
+
 }  // namespace
 
 void init_audio(Napi::Env env, Napi::Object exports) {
   exports.Set("whisperLogMel", Napi::Function::New(env, WhisperLogMel));
   exports.Set("kaldiFbank", Napi::Function::New(env, KaldiFbank));
+  exports.Set("soxrResample", Napi::Function::New(env, SoxrResample));
+  exports.Set("soxrStatus", Napi::Function::New(env, SoxrStatus));
 }
 
 }  // namespace et::bridge
