@@ -74,6 +74,10 @@ export interface NativeGroup {
   beta1?: number;
   beta2?: number;
   eps?: number;
+  /** adamw_hf (correct_bias), fused_adam (bias_correction) */
+  biasCorrection?: boolean;
+  /** fused_adam: decoupled weight decay (true) or L2 */
+  adamWMode?: boolean;
   momentum?: number;
   dampening?: number;
   nesterov?: boolean;
@@ -132,7 +136,7 @@ export interface Binding {
   opNames(): string[];
   op(index: number, ...args: unknown[]): TensorHandle | TensorHandle[];
   createModule(kind: string, config: object, device: string | null, dtype: string | null, skipInit?: boolean): ModuleHandle;
-  createOptimizer(kind: 'adamw' | 'sgd', groups: NativeGroup[]): OptimizerHandle;
+  createOptimizer(kind: 'adamw' | 'adamw_hf' | 'fused_adam' | 'sgd', groups: NativeGroup[]): OptimizerHandle;
   clipGradNorm(params: TensorHandle[], maxNorm: number, normType: number): Promise<number>;
   copyState(dst: TensorHandle[], src: TensorHandle[]): Promise<void>;
   assignState(dst: TensorHandle[], src: TensorHandle[], dtype: string | null): Promise<void>;

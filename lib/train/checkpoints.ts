@@ -23,7 +23,7 @@ import type { TrainerState } from './callbacks';
 export type Position = { epoch: number; batches: number; world?: number; perDevice?: number };
 export interface Extra {
   data: Position; logSum: number; logCount: number; gradNorm: number | null; trainLossSum: number;
-  /** trainMetrics' sums since the last log (each micro-batch's value / gradient_accumulation_steps). */
+  /** trainMetrics' sums since the last log (each micro-batch's value divided as its loss was). */
   custom?: Record<string, number>;
 }
 

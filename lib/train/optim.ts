@@ -1,11 +1,13 @@
 /**
  * Optimizers over parameter groups. The update math runs natively on the thread pool (AdamW uses
  * libtorch's fused multi-tensor kernel); per-group learning rate and weight decay let biases and
- * norms go undecayed.
+ * norms go undecayed. Besides torch's AdamW and SGD: transformers 4.x's AdamW ({@link AdamWHF},
+ * TrainingArguments' `optim: 'adamw_hf'`) and apex's FusedAdam ({@link FusedAdam}), the updates
+ * that trained some of the seed systems' released weights.
  */
 import { binding, OptimizerHandle, NativeGroup } from '../native';
 import { Tensor, checkTensor } from '../tensor';
-import { EmotorchError, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkNumber, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 
 /** A parameter group: its parameters and the options that differ from the optimizer's (torch's param groups). */
@@ -36,15 +38,18 @@ function normalizeGroups(params: Tensor[] | ParamGroup[], name: string): ParamGr
   return groups;
 }
 
-/** Shared machinery of {@link AdamW} and {@link SGD}. */
+/** The native update an optimizer runs (its `stateDict().kind`). */
+export type OptimizerKind = 'adamw' | 'adamw_hf' | 'fused_adam' | 'sgd';
+
+/** Shared machinery of {@link AdamW}, {@link AdamWHF}, {@link FusedAdam} and {@link SGD}. */
 export abstract class Optimizer {
   /** @internal */
   protected readonly native: OptimizerHandle;
   protected readonly groups: GroupInfo[];
-  protected abstract readonly kind: 'adamw' | 'sgd';
+  protected abstract readonly kind: OptimizerKind;
   private readonly tensors: Tensor[][];
   /** @internal */
-  protected constructor(kind: 'adamw' | 'sgd', groups: NativeGroup[], tensors: Tensor[][]) {
+  protected constructor(kind: OptimizerKind, groups: NativeGroup[], tensors: Tensor[][]) {
     this.native = binding.createOptimizer(kind, groups);
     this.groups = groups.map((g) => ({ lr: g.lr, weightDecay: g.weightDecay, size: g.params.length }));
     this.tensors = tensors.map((g) => [...g]);
@@ -170,6 +175,107 @@ export class AdamW extends Optimizer {
       beta1: betas[0], beta2: betas[1], eps,
     }));
     super('adamw', groups, norm.map((g) => g.params));
+  }
+}
+
+/** The Adam family's shared checks: lr, betas, eps, weight decay and the groups, as native groups. */
+function adamGroups(params: Tensor[] | ParamGroup[], opts: { lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number },
+  defaults: { lr: number; betas: readonly [number, number]; eps: number; weightDecay: number }, extra: Partial<NativeGroup>): { groups: NativeGroup[]; tensors: Tensor[][] } {
+  const lr = checkNumber(opts.lr ?? defaults.lr, 'lr', 0);
+  const betas = opts.betas ?? defaults.betas;
+  if (!Array.isArray(betas) || betas.length !== 2) invalid('two numbers', 'betas', betas);
+  checkNumber(betas[0], 'betas[0]', 0, 1);
+  checkNumber(betas[1], 'betas[1]', 0, 1);
+  if (betas[0] >= 1 || betas[1] >= 1) invalid('betas below 1', 'betas', betas);
+  const eps = checkNumber(opts.eps ?? defaults.eps, 'eps', 0);
+  const wd = checkNumber(opts.weightDecay ?? defaults.weightDecay, 'weightDecay', 0);
+  const norm = normalizeGroups(params, 'params');
+  const groups = norm.map((g, i) => ({
+    params: g.params.map((p) => p.handle),
+    lr: g.lr === undefined ? lr : checkNumber(g.lr, `params[${i}].lr`, 0),
+    weightDecay: g.weightDecay === undefined ? wd : checkNumber(g.weightDecay, `params[${i}].weightDecay`, 0),
+    beta1: betas[0], beta2: betas[1], eps, ...extra,
+  }));
+  return { groups, tensors: norm.map((g) => g.params) };
+}
+
+/** transformers 4.x `AdamW`'s defaults (optimization.py): note eps 1e-6 and no weight decay. */
+export const ADAMW_HF_DEFAULTS = { lr: 1e-3, betas: [0.9, 0.999] as [number, number], eps: 1e-6, weightDecay: 0, correctBias: true } as const;
+
+/** Options of `new AdamWHF` (transformers 4.x `AdamW`'s arguments, camelCase). */
+export interface AdamWHFOptions {
+  /** default 1e-3 */
+  lr?: number;
+  /** default [0.9, 0.999] */
+  betas?: [number, number];
+  /** Added to √v before the bias correction; default 1e-6 (the class's; HF's Trainer passes adam_epsilon, 1e-8). */
+  eps?: number;
+  /** Decoupled weight decay, applied after the update; default 0. */
+  weightDecay?: number;
+  /** Bias correction (`correct_bias`); default true. */
+  correctBias?: boolean;
+}
+
+/**
+ * transformers 4.x's `AdamW` (transformers.optimization.AdamW, removed in 4.5x; `optim: 'adamw_hf'`
+ * in TrainingArguments): Adam whose ε is added to √v before the bias correction (the step is
+ * lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v+ε)), then weight decay `p −= lr·wd·p` on the updated parameter. It
+ * differs from {@link AdamW} where |g| is near ε·√(1−β2ᵗ) (early steps, tiny gradients) and by the
+ * order of the decay. SPECTRA's main.py without apex and HF Trainer ≤ 4.3x by default trained with it.
+ * @throws EmotorchError ERR_INVALID_ARG for bad options or parameters.
+ * @example
+ * const opt = new et.optim.AdamWHF(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-4, eps: 1e-8 });
+ */
+export class AdamWHF extends Optimizer {
+  protected readonly kind = 'adamw_hf' as const;
+  constructor(params: Tensor[] | ParamGroup[], opts: AdamWHFOptions = {}) {
+    checkOptionNames(opts, ['lr', 'betas', 'eps', 'weightDecay', 'correctBias'], 'AdamWHF');
+    const correct = opts.correctBias ?? ADAMW_HF_DEFAULTS.correctBias;
+    if (typeof correct !== 'boolean') invalid('a boolean', 'correctBias', correct);
+    const { groups, tensors } = adamGroups(params, opts, ADAMW_HF_DEFAULTS, { biasCorrection: correct });
+    super('adamw_hf', groups, tensors);
+  }
+}
+
+/** apex `FusedAdam`'s defaults (apex/optimizers/fused_adam.py). */
+export const FUSED_ADAM_DEFAULTS = { lr: 1e-3, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0, biasCorrection: true, adamWMode: true } as const;
+
+/** Options of `new FusedAdam` (apex `FusedAdam`'s arguments, camelCase). */
+export interface FusedAdamOptions {
+  /** default 1e-3 */
+  lr?: number;
+  /** default [0.9, 0.999] */
+  betas?: [number, number];
+  /** Added to √(v/bc2); default 1e-8. */
+  eps?: number;
+  /** default 0 */
+  weightDecay?: number;
+  /** Divide the moments by 1−βᵗ; default true (SPECTRA passes false). */
+  biasCorrection?: boolean;
+  /** Decoupled weight decay (`lr·wd·p` added to the step, true) or L2 (`wd·p` added to the gradient, false); default true. */
+  adamWMode?: boolean;
+}
+
+/**
+ * apex's `FusedAdam` (its `multi_tensor_adam` kernel's arithmetic, on any device): moments and math
+ * in float32, `p −= lr·((m/bc1)/(√(v/bc2)+ε) + wd·p)` in AdamW mode, with bc = 1 − βᵗ or 1 without
+ * bias correction. SPECTRA's main.py trains with `FusedAdam(groups, lr, bias_correction=False)`
+ * under `--apex_level` > 0 (the released pre-training's train-960.sh). apex counts the step per group
+ * (every `step()`), emotorch per parameter: the same unless a parameter skips a step with bias correction on.
+ * @throws EmotorchError ERR_INVALID_ARG for bad options or parameters.
+ * @example
+ * const opt = new et.optim.FusedAdam(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-4, biasCorrection: false });
+ */
+export class FusedAdam extends Optimizer {
+  protected readonly kind = 'fused_adam' as const;
+  constructor(params: Tensor[] | ParamGroup[], opts: FusedAdamOptions = {}) {
+    checkOptionNames(opts, ['lr', 'betas', 'eps', 'weightDecay', 'biasCorrection', 'adamWMode'], 'FusedAdam');
+    const bias = opts.biasCorrection ?? FUSED_ADAM_DEFAULTS.biasCorrection;
+    const mode = opts.adamWMode ?? FUSED_ADAM_DEFAULTS.adamWMode;
+    if (typeof bias !== 'boolean') invalid('a boolean', 'biasCorrection', bias);
+    if (typeof mode !== 'boolean') invalid('a boolean', 'adamWMode', mode);
+    const { groups, tensors } = adamGroups(params, opts, FUSED_ADAM_DEFAULTS, { biasCorrection: bias, adamWMode: mode });
+    super('fused_adam', groups, tensors);
   }
 }
 

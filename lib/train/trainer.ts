@@ -15,7 +15,7 @@ import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
 import { manualSeed } from '../runtime';
-import { AdamW, Optimizer, decayGroups } from './optim';
+import { AdamW, AdamWHF, Optimizer, decayGroups } from './optim';
 import { LRScheduler, Schedule, hfSchedule } from './schedules';
 import { GradScaler } from './amp';
 import { TrainingArguments, TrainingArgumentsInit } from './args';
@@ -74,9 +74,11 @@ export interface TrainerOptions<T = unknown> {
   computeLoss?: (model: Module, batch: Batch, ctx: { numItemsInBatch?: number }) => Promise<Tensor | { loss: Tensor }>;
   /**
    * Training metrics of each micro-batch from the forward's outputs (e.g. ms-swift's `acc`, see
-   * `et.train.tokenAccuracy`), logged next to the loss as ms-swift's trainer logs them: each value
-   * divided by gradient_accumulation_steps and summed, the sum divided by the optimizer steps since
-   * the last log.
+   * `et.train.tokenAccuracy`, or a loss's components), logged next to the loss the way the loss is:
+   * each value divided as the micro-batch's loss is (by the micro-batches of its window, or by
+   * gradient_accumulation_steps with `accumulation.divisor`) and summed over the window, the sums
+   * divided by the optimizer steps since the last log. Components of a loss thus add up to the
+   * logged loss, in a short last window of an epoch too.
    */
   trainMetrics?: (outputs: Record<string, unknown>, batch: Batch) => Record<string, number>;
   /**
@@ -87,8 +89,23 @@ export interface TrainerOptions<T = unknown> {
   /** Metrics from an evaluation's predictions (plain numbers; keys get the `eval_` prefix). */
   computeMetrics?: (p: EvalPrediction) => Record<string, number> | Promise<Record<string, number>>;
   callbacks?: TrainerCallback[];
-  /** Default: AdamW over `decayGroups(model, weight_decay)` with the args' betas and epsilon. */
+  /**
+   * Default: over `decayGroups(model, weight_decay)` with the args' betas and epsilon, AdamW
+   * (`optim` 'adamw_torch' / 'adamw_torch_fused') or transformers 4.x's AdamW ('adamw_hf', {@link AdamWHF}).
+   */
   optimizer?: Optimizer;
+  /**
+   * Gradient accumulation as a recipe's own loop ran it, where it departs from HF's (≥ 4.46):
+   * `clip: 'micro-batch'` clips (args.max_grad_norm) the gradient accumulated so far after every
+   * backward, where HF clips once before the optimizer step (`'step'`, the default); under DDP
+   * every backward then synchronizes, as a DDP model without `no_sync`. `divisor:
+   * 'gradient_accumulation_steps'` divides every micro-batch's loss by
+   * args.gradient_accumulation_steps, also in a short last window of an epoch, where HF divides by
+   * the micro-batches the window holds (`'window'`, the default; token-label losses are divided by
+   * the window's label tokens either way). SPECTRA's main.py does both. The logged loss and
+   * trainMetrics are what was trained on either way.
+   */
+  accumulation?: { clip?: 'step' | 'micro-batch'; divisor?: 'window' | 'gradient_accumulation_steps' };
   /**
    * The learning rate at each optimizer step (0-based), replacing `args.lr_scheduler_type`'s
    * schedule (and `learning_rate`, `warmup_*`): e.g. `et.systems.salmonnSchedule`. Checkpoints
@@ -103,7 +120,7 @@ export interface TrainerOptions<T = unknown> {
   generateOptions?: Record<string, unknown>;
 }
 
-const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'trainMetrics', 'classNames', 'computeMetrics', 'callbacks', 'optimizer', 'schedule', 'signal', 'handleSigint', 'generateOptions'];
+const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'trainMetrics', 'classNames', 'computeMetrics', 'callbacks', 'optimizer', 'accumulation', 'schedule', 'signal', 'handleSigint', 'generateOptions'];
 
 /** Moves every tensor in a batch to `device` (objects and arrays are walked, other values kept). */
 /** A user's schedule whose rates are checked as they are asked for (a NaN or negative rate names the step). */
@@ -202,6 +219,13 @@ export class Trainer<T = unknown> extends EventEmitter {
     for (const k of ['dataCollator', 'computeLoss', 'trainMetrics', 'computeMetrics', 'schedule'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
     if (opts.callbacks !== undefined && (!Array.isArray(opts.callbacks) || opts.callbacks.some((c) => !c || typeof c !== 'object'))) invalid('an array of callback objects', 'callbacks', opts.callbacks);
     if (opts.optimizer !== undefined && !(opts.optimizer instanceof Optimizer)) invalid('an et.optim optimizer', 'optimizer', opts.optimizer);
+    if (opts.accumulation !== undefined) {
+      const acc = opts.accumulation;
+      if (acc === null || typeof acc !== 'object' || Array.isArray(acc)) invalid("{ clip?, divisor? }", 'accumulation', acc);
+      for (const k of Object.keys(acc)) if (k !== 'clip' && k !== 'divisor') invalid('clip or divisor', 'an option of accumulation', k);
+      if (acc.clip !== undefined && acc.clip !== 'step' && acc.clip !== 'micro-batch') invalid("'step' or 'micro-batch'", 'accumulation.clip', acc.clip);
+      if (acc.divisor !== undefined && acc.divisor !== 'window' && acc.divisor !== 'gradient_accumulation_steps') invalid("'window' or 'gradient_accumulation_steps'", 'accumulation.divisor', acc.divisor);
+    }
     if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', opts.signal);
     if (opts.handleSigint !== undefined && typeof opts.handleSigint !== 'boolean') invalid('a boolean', 'handleSigint', opts.handleSigint);
     if (args.eval_strategy !== 'no' && !opts.evalDataset) throw new EmotorchError(`args.eval_strategy is '${args.eval_strategy}' but no evalDataset was given`, 'ERR_INVALID_ARG');
@@ -321,7 +345,9 @@ export class Trainer<T = unknown> extends EventEmitter {
 
   private defaultOptimizer(): Optimizer {
     const a = this.args;
-    return new AdamW(decayGroups(this.model, a.weight_decay), { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon, weightDecay: a.weight_decay });
+    const opts = { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2] as [number, number], eps: a.adam_epsilon, weightDecay: a.weight_decay };
+    // HF ≤ 4.3x's default 'adamw_hf': transformers' own AdamW class, built from the same arguments
+    return a.optim === 'adamw_hf' ? new AdamWHF(decayGroups(this.model, a.weight_decay), opts) : new AdamW(decayGroups(this.model, a.weight_decay), opts);
   }
 
   // ---- training --------------------------------------------------------------------------
@@ -521,13 +547,14 @@ export class Trainer<T = unknown> extends EventEmitter {
     }
   }
 
-  private addTrainMetrics(outputs: Record<string, unknown>, batch: Batch): void {
+  /** Adds a micro-batch's trainMetrics, divided as its loss was (by `divisor`). */
+  private addTrainMetrics(outputs: Record<string, unknown>, batch: Batch, divisor: number): void {
     const m = this.opts.trainMetrics!(outputs, batch);
     if (!m || typeof m !== 'object') invalid('an object of numbers', 'trainMetrics() result', m);
     const sums = (this.extra.custom ??= {});
     for (const [k, v] of Object.entries(m)) {
       if (typeof v !== 'number' || !Number.isFinite(v)) invalid('finite numbers', `trainMetrics() result '${k}'`, v);
-      sums[k] = (sums[k] ?? 0) + v / this.args.gradient_accumulation_steps;
+      sums[k] = (sums[k] ?? 0) + v / divisor;
     }
   }
 
@@ -543,25 +570,37 @@ export class Trainer<T = unknown> extends EventEmitter {
       // then averages over ranks, so each rank's loss is scaled by the world size.
       numItems = (await dist.allReduce(tensor([numItems!], { dtype: 'float64' }), 'sum')).item() as number;
     }
+    // What each micro-batch's loss is divided by: the micro-batches of this window (HF ≥ 4.46), or
+    // gradient_accumulation_steps in every window (a recipe's own loop); token losses are divided
+    // by the window's label tokens instead, and their trainMetrics by the window's micro-batches.
+    const acc = this.opts.accumulation ?? {};
+    const divisor = acc.divisor === 'gradient_accumulation_steps' ? a.gradient_accumulation_steps : micro.length;
+    const clipEach = acc.clip === 'micro-batch' && a.max_grad_norm > 0;
     let stepLoss = 0;
+    let gradNorm: number | null = null;
     for (let k = 0; k < micro.length; k++) {
       const batch = micro[k];
       const model = this.trainModel;
-      // Gradient accumulation: only the last micro-batch's backward averages across ranks.
       const run = async () => {
         const r = await this.lossOf(batch, tokenLoss ? Math.max(numItems!, 1) : undefined, model);
         let loss = r.loss;
-        if (!tokenLoss && micro.length > 1) loss = loss.div(micro.length);
+        if (!tokenLoss && divisor > 1) loss = loss.div(divisor);
         if (tokenLoss && world > 1) loss = loss.mul(world);
         stepLoss += loss.item() / (tokenLoss ? world : 1);
-        if (this.opts.trainMetrics) this.addTrainMetrics(r.outputs, batch);
+        if (this.opts.trainMetrics) this.addTrainMetrics(r.outputs, batch, tokenLoss ? micro.length : divisor);
         await (this.scaler ? this.scaler.scale(loss) : loss).backward();
         if (loss !== r.loss) loss.dispose();
         releaseOutputs(r.outputs, batch);
       };
-      if (this.ddp && k < micro.length - 1) await this.ddp.noSync(run);
+      // Gradient accumulation: only the last micro-batch's backward averages across ranks, unless
+      // the gradient is clipped after each (then each backward is synchronized, as DDP without no_sync).
+      if (this.ddp && k < micro.length - 1 && !clipEach) await this.ddp.noSync(run);
       else await run();
+      // Clipped after every backward (the partly accumulated gradient): on scaled gradients the
+      // bound is scaled too, the same clip up to clip_grad_norm's 1e-6 guard.
+      if (clipEach) gradNorm = await this.optimizer!.clipGradNorm(a.max_grad_norm * (this.scaler ? this.scaler.getScale() : 1));
     }
+    if (clipEach && this.scaler && gradNorm !== null) gradNorm /= this.scaler.getScale();
     if (world > 1) {
       // The logged loss is the mean over ranks (HF gathers it); a stop requested on any rank
       // (signal, Ctrl-C) stops every rank after this step.
@@ -570,8 +609,7 @@ export class Trainer<T = unknown> extends EventEmitter {
       stepLoss = tokenLoss ? sum : sum / world;
       this.stopAgreed = aborts > 0;
     }
-    let gradNorm: number | null = null;
-    if (a.max_grad_norm > 0) {
+    if (a.max_grad_norm > 0 && !clipEach) {
       if (this.scaler) this.scaler.unscale_(this.optimizer!);
       gradNorm = await this.optimizer!.clipGradNorm(a.max_grad_norm);  // its parameters; those without a grad are skipped
     }

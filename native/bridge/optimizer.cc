@@ -91,8 +91,9 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
 };
 
 
-// createOptimizer(kind, groups: [{params, lr, weightDecay, beta1, beta2, eps} (adamw) | {params, lr, weightDecay,
-// momentum, dampening, nesterov} (sgd)]): every field given (lib/train/optim.ts holds the defaults).
+// createOptimizer(kind, groups: [{params, lr, weightDecay, beta1, beta2, eps} (adamw; adamw_hf adds biasCorrection,
+// fused_adam biasCorrection and adamWMode) | {params, lr, weightDecay, momentum, dampening, nesterov} (sgd)]):
+// every field given (lib/train/optim.ts holds the defaults).
 Napi::Value CreateOptimizer(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto kind = to_string(info[0], "optimizer kind");

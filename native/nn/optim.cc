@@ -8,7 +8,7 @@
 namespace et::nn {
 
 Optimizer::Optimizer(std::string k, std::vector<ParamGroup> gs) : groups(std::move(gs)), kind(std::move(k)) {
-  TORCH_CHECK(kind == "adamw" || kind == "sgd", "unknown optimizer '", kind, "'");
+  TORCH_CHECK(kind == "adamw" || kind == "adamw_hf" || kind == "fused_adam" || kind == "sgd", "unknown optimizer '", kind, "'");
   state_.resize(groups.size());
   for (size_t g = 0; g < groups.size(); ++g) state_[g].resize(groups[g].params.size());
 }
@@ -18,10 +18,12 @@ ParamGroup ParamGroup::from(const ConfigReader& c, const std::string& kind, std:
   g.params = std::move(params);
   g.lr = c.f64("lr");
   g.weight_decay = c.f64("weightDecay");
-  if (kind == "adamw") {
+  if (kind == "adamw" || kind == "adamw_hf" || kind == "fused_adam") {
     g.beta1 = c.f64("beta1");
     g.beta2 = c.f64("beta2");
     g.eps = c.f64("eps");
+    if (kind != "adamw") g.bias_correction = c.flag("biasCorrection");
+    if (kind == "fused_adam") g.adam_w_mode = c.flag("adamWMode");
   } else {
     g.momentum = c.f64("momentum");
     g.dampening = c.f64("dampening");
@@ -58,7 +60,80 @@ void Optimizer::step() {
   at::NoGradGuard no_grad;
   for (size_t g = 0; g < groups.size(); ++g)
     for (size_t i = 0; i < groups[g].params.size(); ++i) check_param(groups[g].params[i], g, i);
-  for (size_t g = 0; g < groups.size(); ++g) kind == "adamw" ? adamw(g) : sgd(g);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (kind == "adamw") adamw(g);
+    else if (kind == "adamw_hf") adamw_hf(g);
+    else if (kind == "fused_adam") fused_adam(g);
+    else sgd(g);
+  }
+}
+
+Optimizer::State& Optimizer::moments(size_t g, size_t i, at::ScalarType dtype) {
+  auto& s = state_[g][i];
+  if (!s.exp_avg.defined()) {
+    const auto& p = groups[g].params[i];
+    s.exp_avg = at::zeros_like(p, p.options().dtype(dtype), at::MemoryFormat::Preserve);
+    s.exp_avg_sq = at::zeros_like(p, p.options().dtype(dtype), at::MemoryFormat::Preserve);
+    s.step = at::zeros({}, p.options().dtype(at::kFloat));
+  }
+  return s;
+}
+
+// transformers 4.x's AdamW (optimization.py, `AdamW.step`), op for op in the parameter's dtype:
+//   m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²;  denom = √v + ε   (ε before the bias correction)
+//   p −= lr·√(1−β2^t)/(1−β1^t) · m/denom   (lr alone without correct_bias)
+//   p −= lr·wd·p   (after the update, on the updated p; only when wd > 0)
+void Optimizer::adamw_hf(size_t g) {
+  auto& grp = groups[g];
+  for (size_t i = 0; i < grp.params.size(); ++i) {
+    auto& p = grp.params[i];
+    const auto& grad = p.grad();
+    if (!grad.defined()) continue;
+    TORCH_CHECK(!grad.is_sparse(), "AdamW (adamw_hf) does not support sparse gradients");
+    auto& s = moments(g, i, p.scalar_type());
+    s.step.add_(1);
+    double step = s.step.item<double>();
+    s.exp_avg.mul_(grp.beta1).add_(grad, 1.0 - grp.beta1);
+    s.exp_avg_sq.mul_(grp.beta2).addcmul_(grad, grad, 1.0 - grp.beta2);
+    auto denom = s.exp_avg_sq.sqrt().add_(grp.eps);
+    double step_size = grp.lr;
+    if (grp.bias_correction) step_size *= std::sqrt(1.0 - std::pow(grp.beta2, step)) / (1.0 - std::pow(grp.beta1, step));
+    p.addcdiv_(s.exp_avg, denom, -step_size);
+    if (grp.weight_decay > 0) p.add_(p, -grp.lr * grp.weight_decay);
+  }
+}
+
+// apex's FusedAdam (apex/optimizers/fused_adam.py, csrc/multi_tensor_adam.cu `AdamFunctor`): the
+// moments in float32, the math in float32 (p, g read as float), the result cast back to p's dtype:
+//   L2 mode: g += wd·p first.  m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²
+//   denom = √(v/bc2) + ε;  update = (m/bc1)/denom (+ wd·p in AdamW mode, the p before the step)
+//   p −= lr·update;  bc1 = 1−β1^t, bc2 = 1−β2^t with bias_correction, else 1.
+// apex counts t per group (every step() call); here per parameter (the same unless a parameter
+// goes without a gradient for a step, and only with bias correction).
+void Optimizer::fused_adam(size_t g) {
+  auto& grp = groups[g];
+  for (size_t i = 0; i < grp.params.size(); ++i) {
+    auto& p = grp.params[i];
+    const auto& grad = p.grad();
+    if (!grad.defined()) continue;
+    TORCH_CHECK(!grad.is_sparse(), "FusedAdam does not support sparse gradients");
+    bool wide = p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble;
+    auto& s = moments(g, i, wide ? p.scalar_type() : at::kFloat);
+    s.step.add_(1);
+    double step = s.step.item<double>();
+    at::Tensor pf = wide ? p : p.to(at::kFloat);
+    at::Tensor gf = wide ? grad : grad.to(at::kFloat);
+    if (!grp.adam_w_mode && grp.weight_decay != 0) gf = gf.add(pf, grp.weight_decay);
+    s.exp_avg.mul_(grp.beta1).add_(gf, 1.0 - grp.beta1);
+    s.exp_avg_sq.mul_(grp.beta2).addcmul_(gf, gf, 1.0 - grp.beta2);
+    double bc1 = 1.0, bc2 = 1.0;
+    if (grp.bias_correction) bc1 = 1.0 - std::pow(grp.beta1, step), bc2 = 1.0 - std::pow(grp.beta2, step);
+    auto denom = (grp.bias_correction ? s.exp_avg_sq.div(bc2).sqrt_() : s.exp_avg_sq.sqrt()).add_(grp.eps);
+    auto update = (grp.bias_correction ? s.exp_avg.div(bc1) : s.exp_avg).div(denom);
+    if (grp.adam_w_mode && grp.weight_decay != 0) update.add_(pf, grp.weight_decay);
+    if (wide) p.add_(update, -grp.lr);
+    else p.copy_(pf.add_(update, -grp.lr));
+  }
 }
 
 void Optimizer::adamw(size_t g) {
@@ -169,7 +244,10 @@ void Optimizer::set_state(const std::vector<std::pair<std::string, at::Tensor>>&
     auto& s = state_[it.g][it.i];
     if (it.field == "step") s.step = it.t.to(p.device(), at::kFloat).reshape({}).clone();
     else {
-      auto v = it.t.to(p.device(), p.scalar_type()).clone();
+      // FusedAdam keeps the moments of half-precision parameters in float32, as apex
+      bool wide = p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble;
+      auto dtype = kind == "fused_adam" && it.field != "momentum_buffer" && !wide ? at::kFloat : p.scalar_type();
+      auto v = it.t.to(p.device(), dtype).clone();
       if (it.field == "exp_avg") s.exp_avg = v;
       else if (it.field == "exp_avg_sq") s.exp_avg_sq = v;
       else s.momentum_buffer = v;
