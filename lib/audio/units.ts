@@ -8,8 +8,8 @@ import { readNpy, NpyArray } from '../io/npy';
 import { Module, NativeModule } from '../nn/module';
 import type { ModuleOptions } from '../nn/module';
 import type { Wav2Vec2Model } from '../nn/wav2vec2';
-import { Tensor, checkTensor, tensor } from '../tensor';
-import { EmotorchError, invalid } from '../errors';
+import { Tensor, checkTensor, tensor, cat, zeros } from '../tensor';
+import { EmotorchError, invalid, checkOptionNames } from '../errors';
 
 /** Nearest-centroid assignment over (batch, frames, dim) states; the centroids are the buffer `centroids`. @internal */
 class KMeansUnits extends NativeModule {
@@ -37,6 +37,14 @@ export interface UnitExtractorOptions {
   dedup?: boolean;
   /** Standardize each clip over its real samples, (x − mean) / sqrt(var + 1e-5), as seamless's UnitExtractor does (default true). */
   normalize?: boolean;
+  /**
+   * Pad each clip of odd length as seamless's `UnitExtractor.predict` does (default true): its
+   * fairseq2 `Collater(pad_value=2, pad_to_multiple=2)` appends one sample of value 2 to an
+   * odd-length clip; the layer norm then runs over that sample too, the encoder's padding mask
+   * covers the real samples only, and the frame the extra sample can add (a 16 kHz length ≡ 79
+   * mod 320 with XLS-R's convolutions) is kept as a unit. With false, each clip is taken as it is.
+   */
+  seamlessPad?: boolean;
 }
 
 /**
@@ -52,6 +60,7 @@ export class UnitExtractor extends Module {
   readonly layer: number;
   readonly dedup: boolean;
   readonly normalize: boolean;
+  readonly seamlessPad: boolean;
   readonly numUnits: number;
   private readonly kmeans: KMeansUnits;
 
@@ -61,11 +70,13 @@ export class UnitExtractor extends Module {
   constructor(opts: UnitExtractorOptions) {
     super();
     if (!opts || typeof opts !== 'object') invalid('an options object ({ encoder, layer, centroids })', 'UnitExtractor options', opts);
+    checkOptionNames(opts, ['encoder', 'layer', 'centroids', 'dedup', 'normalize', 'seamlessPad'], 'UnitExtractor');
     const enc = opts.encoder as Wav2Vec2Model & { hiddenStateAt?: unknown };
     if (!(enc instanceof Module) || typeof enc.hiddenStateAt !== 'function') invalid('a Wav2Vec2Model', 'encoder', opts.encoder);
     const L = opts.encoder.config.num_hidden_layers, H = opts.encoder.config.hidden_size;
     if (!Number.isSafeInteger(opts.layer) || opts.layer < 0 || opts.layer > L) invalid(`an integer in [0, ${L}]`, 'layer', opts.layer);
-    for (const k of ['dedup', 'normalize'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
+    checkOptionNames(opts, ['encoder', 'layer', 'centroids', 'dedup', 'normalize', 'seamlessPad'], 'UnitExtractor options');
+    for (const k of ['dedup', 'normalize', 'seamlessPad'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
     let c: Tensor;
     if (opts.centroids instanceof Tensor) {
       c = checkTensor(opts.centroids, 'centroids');
@@ -80,6 +91,7 @@ export class UnitExtractor extends Module {
     this.layer = opts.layer;
     this.dedup = opts.dedup ?? false;
     this.normalize = opts.normalize ?? true;
+    this.seamlessPad = opts.seamlessPad ?? true;
     this.numUnits = c.shape[0];
     const device = opts.encoder.parameters()[0]?.device;
     this.kmeans = this.registerModule('kmeans', new KMeansUnits(c.shape[0], H, device ? { device } : {}));
@@ -104,19 +116,37 @@ export class UnitExtractor extends Module {
     const wave = checkTensor(x.inputValues, 'inputValues');
     if (wave.shape.length !== 2) invalid('a waveform (batch, samples)', 'inputValues', `[${wave.shape}]`);
     const mask = x.attentionMask ?? null;
+    if (mask && checkTensor(mask, 'attentionMask').shape.join() !== wave.shape.join()) invalid(`shape [${wave.shape}]`, 'attentionMask', `[${mask.shape}]`);
     const failed = await this.ready;
     if (failed) throw failed;
-    const values = this.normalize ? standardize(wave, mask) : wave;
+    const owned: Tensor[] = [];
     try {
-      const { hiddenState, attentionMask } = await this.encoder.hiddenStateAt({ inputValues: values, attentionMask: mask }, this.layer);
-      try {
-        return await this.kmeans.forward({ states: hiddenState, attentionMask, dedup: x.dedup ?? this.dedup });
-      } finally {
-        hiddenState.dispose();
-        attentionMask?.dispose();
+      let input = wave, normMask = mask, encMask = mask, frames: number[] | null = null;
+      if (this.seamlessPad) {
+        const padded = seamlessPadding(wave, mask);
+        if (padded) {
+          owned.push(padded.input, padded.normMask, padded.encMask);
+          ({ input, normMask, encMask } = padded);
+          frames = padded.lengths.map((n) => Math.max(0, this.encoder.framesFor(n)));
+        }
       }
+      const values = this.normalize ? standardize(input, normMask) : input;
+      if (values !== input) owned.push(values);
+      const { hiddenState, attentionMask } = await this.encoder.hiddenStateAt({ inputValues: values, attentionMask: encMask }, this.layer);
+      owned.push(hiddenState);
+      if (attentionMask) owned.push(attentionMask);
+      let unitMask = attentionMask;
+      if (frames) {
+        // The frames of each padded clip are units, the one its pad sample adds included.
+        const F = hiddenState.shape[1];
+        const m = new Uint8Array(frames.length * F);
+        frames.forEach((n, b) => m.fill(1, b * F, b * F + Math.min(n, F)));
+        unitMask = tensor(m, { shape: [frames.length, F], dtype: 'bool' }).to({ device: hiddenState.device });
+        owned.push(unitMask);
+      }
+      return await this.kmeans.forward({ states: hiddenState, attentionMask: unitMask, dedup: x.dedup ?? this.dedup });
     } finally {
-      if (values !== wave) values.dispose();
+      for (const t of owned) t.dispose();
     }
   }
 
@@ -128,6 +158,46 @@ export class UnitExtractor extends Module {
     lengths.dispose();
     return u.map((row, i) => row.slice(0, n[i]));
   }
+}
+
+/**
+ * seamless's padding of each clip (fairseq2's Collater(pad_value=2, pad_to_multiple=2) on one clip):
+ * an odd-length clip gets one more sample, of value 2. Returns null when no clip is odd. `input`
+ * holds the clips with that sample (widened by a column when a clip fills the batch width),
+ * `normMask` the samples the layer norm runs over (real + pad), `encMask` the real samples (the
+ * encoder's padding mask), `lengths` each clip's padded length.
+ */
+function seamlessPadding(wave: Tensor, mask: Tensor | null): { input: Tensor; normMask: Tensor; encMask: Tensor; lengths: number[] } | null {
+  const [B, T] = wave.shape;
+  let real: number[];
+  if (mask) {
+    const m = mask.to({ dtype: 'float32' });
+    const n = m.sum(1);
+    real = (n.toArray() as number[]).map((v) => Math.round(v));
+    m.dispose(); n.dispose();
+  } else {
+    real = Array(B).fill(T);
+  }
+  if (real.every((n) => n % 2 === 0)) return null;
+  const lengths = real.map((n) => n + (n % 2));
+  const W = Math.max(T, ...lengths);
+  const pad = new Float32Array(B * W), norm = new Float32Array(B * W), enc = new Float32Array(B * W);
+  real.forEach((n, b) => {
+    enc.fill(1, b * W, b * W + n);
+    norm.fill(1, b * W, b * W + lengths[b]);
+    if (lengths[b] > n) pad[b * W + n] = 2;
+  });
+  const device = wave.device;
+  const opt = { shape: [B, W] };
+  const encMask = tensor(enc, opt).to({ device, dtype: wave.dtype });
+  const normMask = tensor(norm, opt).to({ device, dtype: wave.dtype });
+  const padT = tensor(pad, opt).to({ device, dtype: wave.dtype });
+  const extra = W > T ? zeros([B, W - T], { dtype: wave.dtype, device }) : null;
+  const wide = extra ? cat([wave, extra], 1) : wave;
+  const masked = wide.mul(encMask);
+  const input = masked.add(padT);
+  for (const t of [padT, masked, ...(extra ? [extra, wide] : [])]) t.dispose();
+  return { input, normMask, encMask, lengths };
 }
 
 /** (x − mean) / sqrt(var + 1e-5) over each row's real samples; padding stays 0. */

@@ -45,7 +45,7 @@ const USDM_REPO = 'naver-ai/USDM-DailyTalk';
 export const USDM_INFER: Command = {
   summary: "USDM's inference.py: a wav (or its units) → user transcript, agent text and agent units (JSON; no speech decoder)",
   flags: {
-    input_path: { kind: 'string', help: 'the user\'s speech (wav, or any format ffmpeg reads), 16 kHz after resampling' },
+    input_path: { kind: 'string', help: 'the user\'s speech (wav, or any format ffmpeg reads), resampled to 16 kHz as librosa.load does (soxr HQ)' },
     units: { kind: 'string', help: 'instead of --input_path: the user\'s units, space-separated' },
     model: { kind: 'string', help: 'the USDM folder (naver-ai/USDM-DailyTalk layout: config.json, safetensors, tokenizer)' },
     tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
@@ -81,7 +81,7 @@ export const USDM_INFER: Command = {
       if (!userUnits.length || !userUnits.every((u) => Number.isInteger(u) && u >= 0)) throw new UsageError(`--units takes non-negative integers, not '${str(v, 'units')}'`);
     } else {
       const ux = await unitExtractor(v, cacheDir, 'with --input_path', 'inference.py');
-      const { samples } = await et.audio.readAudio(str(v, 'input_path')!, { sampleRate: 16000 });
+      const { samples } = await et.audio.readAudio(str(v, 'input_path')!, et.systems.USDM_AUDIO);
       [userUnits] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(samples).reshape([1, samples.length]) }));
     }
     const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids });
@@ -185,8 +185,10 @@ export const USDM_PREPROCESS: Command = {
       const why = et.io.notAFile(wavOf(t));
       if (why) throw new et.EmotorchError(`the audio of ${t.id} '${wavOf(t)}' ${why} (DailyTalk keeps <data_dir>/<dialogue>/<turn>_<speaker>_d<dialogue>.wav)`, 'ERR_IO');
     }
-    // cached per extractor (its files and layer): a run with another one does not take stale units
-    const extractorKey = createHash('sha1').update(JSON.stringify([str(v, 'xlsr') ?? null, str(v, 'kmeans') ?? null, cacheDir ?? null, num(v, 'layer')])).digest('hex').slice(0, 12);
+    // cached per extractor (its files and layer) and per way of reading the audio (the resampler, seamless's
+    // padding): a run with another one does not take stale units
+    const extractorKey = createHash('sha1').update(JSON.stringify([str(v, 'xlsr') ?? null, str(v, 'kmeans') ?? null, cacheDir ?? null, num(v, 'layer'),
+      et.systems.USDM_AUDIO.resample.method, 'seamlessPad'])).digest('hex').slice(0, 12);
     const unitDir = path.join(outDir, 'units', extractorKey);
     fs.mkdirSync(unitDir, { recursive: true });
     const cached = (t: DailyTalkTurn) => path.join(unitDir, `${t.id}.txt`);
@@ -197,7 +199,7 @@ export const USDM_PREPROCESS: Command = {
       const t0 = Date.now();
       for (let s = 0; s < todo.length; s += batch) {
         const part = todo.slice(s, s + batch);
-        const waves = await Promise.all(part.map(async (t) => (await et.audio.readAudio(wavOf(t), { sampleRate: 16000 })).samples));
+        const waves = await Promise.all(part.map(async (t) => (await et.audio.readAudio(wavOf(t), et.systems.USDM_AUDIO)).samples));
         const T = Math.max(...waves.map((w) => w.length));
         const wave = new Float32Array(part.length * T), mask = new Float32Array(part.length * T);
         waves.forEach((w, b) => { wave.set(w, b * T); mask.fill(1, b * T, b * T + w.length); });

@@ -27,7 +27,7 @@ export type { EncodedUtterances } from './concat/data';
 export { selfCausePairs } from './concat/recipe';
 export { Usdm, addUnitVocabulary } from './usdm/model';
 export type { UsdmOptions } from './usdm/model';
-export { usdmSftLabels, usdmSftExamples, USDM_TOKEN_IDS } from './usdm/data';
+export { usdmSftLabels, usdmSftExamples, USDM_TOKEN_IDS, USDM_AUDIO } from './usdm/data';
 export type { UsdmTokenIds, UsdmTextCodec, UsdmAudioPair, UsdmSftExamplesOptions } from './usdm/data';
 export { USDM_SFT_ARGS } from './usdm/recipe';
 export { LanguageBind, LanguageBindClassifier, LANGUAGEBIND_MODALITIES, LANGUAGEBIND_ECF_LABELS } from './languagebind/model';

@@ -174,6 +174,11 @@ describe('emotorch usdm infer', () => {
       '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2', '--max_new_tokens', '8']);
     expect(answer.code, answer.err).toBe(0);
     expect(Object.keys(JSON.parse(answer.out))).toEqual(['user_units', 'user_text', 'agent_text', 'agent_units']);
+    // inference.py's user units (librosa.load: the two channels averaged, soxr HQ from 44.1 kHz; seamless's odd-length pad)
+    const user = run(['usdm', 'infer', '--model', sftOut, '--input_path', path.join(FX, 'infer', 'user.wav'), '--xlsr', path.join(FIXTURES, 'wav2vec2', 'xlsr'),
+      '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2', '--max_new_tokens', '1']);
+    expect(user.code, user.err).toBe(0);
+    expect(JSON.parse(user.out).user_units).toEqual(JSON.parse(fs.readFileSync(path.join(FX, 'expected', 'infer_units.json'), 'utf8')).user_units);
     // --resume continues from checkpoint-2
     const resumed = run(['usdm', 'sft', '--output_dir', sftOut, '--data_path_train', path.join(out, 'train.txt'), '--data_path_test', path.join(out, 'test.txt'),
       '--model_name_or_path', model, '--train_batch_size', '2', '--gradient_accumulation_steps', '1', '--max_steps', '3', '--save_steps', '3', '--eval_steps', '3', '--resume']);

@@ -60,3 +60,37 @@ describe('usdmSftExamples = the original preprocessing from audio', () => {
     await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, codec: { encode: () => 'x' as never } }), 'ERR_INVALID_ARG', /codec\.encode/);
   });
 });
+
+// DailyTalk's own rate (22.05 kHz) and odd lengths: the units of the fixture that
+// scripts/fixtures/usdm_dailytalk.py ran the ORIGINAL dailytalk_single_turn.py on (test/cli/usdm-cli.test.ts
+// compares the lines) need both librosa's resampler (soxr HQ) and seamless's odd-length pad: each
+// of the two is seen by these clips, so a regression in either fails that test.
+describe('USDM units from 22.05 kHz DailyTalk clips', () => {
+  it('differ with emotorch\'s sinc resampler or without seamless\'s pad, so the fixture sees both', async () => {
+    const encoder = await et.nn.Wav2Vec2Model.fromPretrained(path.join(w2v, 'xlsr'));
+    const centroids = path.join(w2v, 'centroids.npy');
+    const seamless = new et.audio.UnitExtractor({ encoder, layer: ref.layer, centroids });
+    const unpadded = new et.audio.UnitExtractor({ encoder, layer: ref.layer, centroids, seamlessPad: false });
+    const data = path.join(FIXTURES, 'usdm_dailytalk', 'data');
+    const files = fs.readdirSync(data).flatMap((d) => fs.readdirSync(path.join(data, d)).map((f) => path.join(data, d, f)));
+    let bySinc = 0, byPad = 0, longer = 0;
+    for (const f of files) {
+      const wav = await et.audio.readWav(f, et.systems.USDM_AUDIO);
+      expect(wav.sourceSampleRate).toBe(22050);
+      const n = (await et.audio.readWav(f, { sampleRate: null })).samples.length;
+      expect(wav.samples.length).toBe(Math.ceil((n * 16000) / 22050));   // librosa's fix_length
+      const sinc = (await et.audio.readWav(f, { sampleRate: 16000, resample: { method: 'sinc' } })).samples;
+      const one = (x: Float32Array) => ({ inputValues: et.tensor(x, { shape: [1, x.length] }) });
+      const [u] = await seamless.predict(one(wav.samples));
+      const [s] = await seamless.predict(one(sinc));
+      const [p] = await unpadded.predict(one(wav.samples));
+      if (u.join() !== s.join()) bySinc++;
+      if (u.join() !== p.join()) byPad++;
+      if (u.length === p.length + 1) longer++;
+    }
+    expect(files.length).toBe(13);
+    expect(bySinc).toBeGreaterThan(0);
+    expect(byPad).toBeGreaterThan(0);
+    expect(longer).toBeGreaterThan(0);   // the frame the pad sample adds is kept
+  });
+});

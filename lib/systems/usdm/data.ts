@@ -7,6 +7,8 @@ import { IGNORE_INDEX, usdmText } from '../../data/usdm';
 import type { UsdmExample } from '../../data/usdm';
 import { UnitExtractor } from '../../audio/units';
 import { readWav } from '../../audio/wav';
+import type { WavOptions } from '../../audio/wav';
+import type { ResampleOptions } from '../../audio/resample';
 import { invalid, checkInt, checkOptionNames } from '../../errors';
 
 /** The token ids USDM relies on (defaults: Mistral-7B-v0.1 extended as `src/train_pt.py`). */
@@ -60,9 +62,17 @@ export function usdmSftLabels(ids: readonly number[], tokenIds: { newline: numbe
   return ids.map((t, i) => (trained(i) ? t : IGNORE_INDEX));
 }
 
+/**
+ * How USDM's original reads speech: `librosa.load(path, sr=16000)` (dailytalk_single_turn.py,
+ * inference.py), i.e. mono by averaging the channels and libsoxr's HQ resampler (librosa ≥ 0.10's
+ * default `res_type`), cut or zero-padded to ceil(n · 16000 / rate) samples. Units made from audio
+ * read any other way differ from the ones USDM was trained on.
+ */
+export const USDM_AUDIO: Readonly<{ sampleRate: 16000; resample: Readonly<ResampleOptions> }> = Object.freeze({ sampleRate: 16000, resample: Object.freeze({ method: 'soxr_hq' as const }) });
+
 /** One dialogue pair as the original's preprocessing starts from it: both sides' speech and text. */
 export interface UsdmAudioPair {
-  /** The user's speech: 16 kHz mono samples, or a WAV file path (read and resampled to 16 kHz). */
+  /** The user's speech: 16 kHz mono samples, or a WAV file path (read as {@link USDM_AUDIO}: librosa's way, soxr HQ to 16 kHz). */
   userAudio: Float32Array | string;
   /** The user's transcript. */
   userText: string;
@@ -82,12 +92,15 @@ export interface UsdmSftExamplesOptions {
   tokenIds?: Partial<UsdmTokenIds>;
   /** Clips per unit-extraction batch (padded, with a mask). Default 8. */
   batchSize?: number;
+  /** How WAV paths are resampled to 16 kHz (default {@link USDM_AUDIO}'s `{ method: 'soxr_hq' }`, the original's librosa.load). */
+  resample?: ResampleOptions;
 }
 
 /**
  * SFT examples from (user audio, transcript, response, response audio), as
- * `preprocess/fine-tuning/dailytalk_single_turn.py` builds them: each side's speech becomes units
- * through the unit extractor (seamless's `predict(wav, 35 - 1)`, no run-length dedup), the texts are
+ * `preprocess/fine-tuning/dailytalk_single_turn.py` builds them: each side's speech is read as
+ * `librosa.load(path, sr=16000)` reads it ({@link USDM_AUDIO}) and becomes units through the unit
+ * extractor (seamless's `predict(wav, 35 - 1)`, its odd-length padding, no run-length dedup), the texts are
  * lower-cased, the single-turn template is tokenized whole with BOS first, and the labels are the
  * original masking ({@link usdmSftLabels}). `formatUsdmLine` of each gives the `ids|labels` line.
  * @param pairs `{ userAudio, userText, agentText, agentAudio }` per example
@@ -102,7 +115,7 @@ export interface UsdmSftExamplesOptions {
 export async function usdmSftExamples(pairs: readonly UsdmAudioPair[], opts: UsdmSftExamplesOptions): Promise<Array<UsdmExample & { text: string; userUnits: number[]; agentUnits: number[] }>> {
   if (!Array.isArray(pairs) || pairs.length === 0) invalid('a non-empty array of { userAudio, userText, agentText, agentAudio }', 'pairs', pairs);
   if (!opts || typeof opts !== 'object') invalid('an options object ({ unitExtractor, codec })', 'options', opts);
-  checkOptionNames(opts, ['unitExtractor', 'codec', 'tokenIds', 'batchSize'], 'usdmSftExamples');
+  checkOptionNames(opts, ['unitExtractor', 'codec', 'tokenIds', 'batchSize', 'resample'], 'usdmSftExamples');
   if (!(opts.unitExtractor instanceof UnitExtractor)) invalid('an et.audio.UnitExtractor', 'unitExtractor', opts.unitExtractor);
   if (!opts.codec || typeof opts.codec.encode !== 'function') invalid('an object with encode(text)', 'codec', opts.codec);
   const ids = { ...USDM_TOKEN_IDS, ...(opts.tokenIds ?? {}) } as UsdmTokenIds;
@@ -117,10 +130,11 @@ export async function usdmSftExamples(pairs: readonly UsdmAudioPair[], opts: Usd
       if (p[k] instanceof Float32Array && (p[k] as Float32Array).length === 0) invalid('a non-empty clip', `pairs[${i}].${k}`, 'no samples');
     }
   });
+  const audio: WavOptions = { sampleRate: USDM_AUDIO.sampleRate, resample: opts.resample ?? USDM_AUDIO.resample };
   const clips = pairs.flatMap((p) => [p.userAudio, p.agentAudio]);
   const units: number[][] = [];
   for (let s = 0; s < clips.length; s += batchSize) {
-    const part = await Promise.all(clips.slice(s, s + batchSize).map(async (c) => (typeof c === 'string' ? (await readWav(c, { sampleRate: 16000 })).samples : c)));
+    const part = await Promise.all(clips.slice(s, s + batchSize).map(async (c) => (typeof c === 'string' ? (await readWav(c, audio)).samples : c)));
     const T = Math.max(...part.map((c) => c.length));
     const wave = new Float32Array(part.length * T), mask = new Float32Array(part.length * T);
     part.forEach((c, b) => { wave.set(c, b * T); mask.fill(1, b * T, b * T + c.length); });
