@@ -1,6 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import * as et from '../../lib/index';
-import { throwsWith } from '../helpers';
+import * as fs from 'fs';
+import * as path from 'path';
+import { throwsWith, FIXTURES } from '../helpers';
 
 const sine = (f: number, rate: number, seconds: number, amp = 0.5): Float32Array =>
   Float32Array.from({ length: Math.round(rate * seconds) }, (_, i) => amp * Math.sin((2 * Math.PI * f * i) / rate));
@@ -77,5 +79,41 @@ describe('resample', () => {
     expect(et.audio.resample(new Float32Array(0), 44100, 16000).length).toBe(0);
     throwsWith(() => et.audio.resample(new Float32Array(4), 0, 16000), 'ERR_INVALID_ARG', /for fromRate/);
     throwsWith(() => et.audio.resample(new Float32Array(4), 8000, 16000, { rolloff: 2 }), 'ERR_INVALID_ARG', /for rolloff/);
+  });
+});
+
+// scripts/fixtures/resample_soxr.py: librosa.resample (python-soxr 1.1.0) on clips at the rates
+// datasets ship (22.05, 44.1, 48, 8 kHz; 16 → 22.05 kHz), odd lengths, energy at 7–8 kHz.
+describe("resample { method: 'soxr_*' } = librosa.resample (libsoxr)", () => {
+  const dir = path.join(FIXTURES, 'resample');
+  const meta = JSON.parse(fs.readFileSync(path.join(dir, 'soxr.json'), 'utf8')) as { cases: Array<{ from: number; to: number; method: 'soxr_hq'; n: number; out: number }> };
+  it('gives librosa\'s samples (length ceil(n · to / from)) for each rate and quality', async () => {
+    expect(et.audio.soxrStatus().available, et.audio.soxrStatus().why).toBe(true);
+    const t = (await et.io.loadSafetensors(path.join(dir, 'soxr.safetensors'))).tensors;
+    for (const [i, c] of meta.cases.entries()) {
+      const x = t.get(`x.${i}`)!.dataSync() as Float32Array, want = t.get(`y.${i}`)!.dataSync() as Float32Array;
+      expect(x.length).toBe(c.n);
+      const y = et.audio.resample(x, c.from, c.to, { method: c.method });
+      expect(y.length, `case ${i}`).toBe(want.length);
+      let err = 0;
+      for (let k = 0; k < y.length; k++) err = Math.max(err, Math.abs(y[k] - want[k]));
+      expect(err, `case ${i}: ${c.from} → ${c.to} ${c.method}`).toBeLessThan(1e-5);
+      // emotorch's sinc filter is another resampler: it differs where soxr's passband ends
+      if (c.method === 'soxr_hq' && c.from > c.to) {
+        const sinc = et.audio.resample(x, c.from, c.to);
+        let d = 0;
+        for (let k = 0; k < y.length; k++) d = Math.max(d, Math.abs(sinc[k] - want[k]));
+        expect(d, `case ${i}`).toBeGreaterThan(1e-3);
+      }
+    }
+  });
+  it('takes readWav\'s resample option and refuses options that do not apply', () => {
+    const x = sine(440, 22050, 0.1);
+    const wav = et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: 16000, resample: { method: 'soxr_hq' } });
+    expect(wav.samples).toEqual(et.audio.resample(et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: null }).samples, 22050, 16000, { method: 'soxr_hq' }));
+    throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'soxr_hq', halfWidth: 32 }), 'ERR_INVALID_ARG', /halfWidth.*'sinc' filter only/);
+    throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'kaiser' as never }), 'ERR_INVALID_ARG', /one of 'sinc', 'soxr_qq'.*'soxr_vhq'.*kaiser/);
+    throwsWith(() => et.audio.resample(x, 22050, 16000, { mehtod: 'soxr_hq' } as never), 'ERR_INVALID_ARG', /mehtod/);
+    expect(et.audio.resample(x, 16000, 16000, { method: 'soxr_hq' })).toEqual(x);
   });
 });
