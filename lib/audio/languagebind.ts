@@ -33,7 +33,7 @@ export interface LanguageBindAudioOptions {
   seed?: number;
   /** A generator of floats in [0, 1) for the chunk choice (default `Math.random`). */
   rng?: () => number;
-  /** Filter design of the resampler, for a Wav at another rate. */
+  /** The resampler for a Wav at another rate (default `{ method: 'torchaudio' }`, as the original). */
   resample?: ResampleOptions;
 }
 
@@ -64,8 +64,8 @@ function thirds(frames: number, target: number): [number, number][] {
  *
  * The original reads files with torchaudio (channels kept; the mean is over all of them and fbank
  * takes channel 0): pass `readAudio(file, { channel: 0, sampleRate: null })`'s Wav to match it on
- * multi-channel files. A Wav at another rate is resampled with emotorch's resampler, which is not
- * bit-equal to torchaudio's `resample` (both are windowed-sinc; differences are small).
+ * multi-channel files. A Wav at another rate is resampled as the original does, with
+ * `torchaudio.functional.resample`'s defaults (`resample: { method: 'torchaudio' }`, the default here).
  * @param audio mono samples at `sampleRate` (Float32Array or a 1-D Tensor), or a {@link Wav}
  * @throws EmotorchError ERR_INVALID_ARG for a bad option or a clip shorter than one 25 ms frame.
  * @example
@@ -95,7 +95,7 @@ export async function languageBindAudio(audio: Float32Array | Tensor | Wav, opts
     x = audio.float();
   } else if (audio && typeof audio === 'object' && (audio as Wav).samples instanceof Float32Array) {
     const w = audio as Wav;
-    x = tensor(w.sampleRate === rate ? w.samples : resample(w.samples, checkRate(w.sampleRate, 'audio.sampleRate'), rate, o.resample));
+    x = tensor(w.sampleRate === rate ? w.samples : resample(w.samples, checkRate(w.sampleRate, 'audio.sampleRate'), rate, o.resample ?? { method: 'torchaudio' }));
   } else invalid('a Float32Array, a 1-D Tensor or a Wav', 'audio', audio);
 
   x = x.sub(x.mean());                                                     // audio_data -= audio_data.mean()

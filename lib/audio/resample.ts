@@ -39,15 +39,17 @@ export function checkRate(v: unknown, name: string): number {
 
 /**
  * The resampler: `'sinc'` is emotorch's Kaiser-windowed sinc (the filter options below);
+ * `'torchaudio'` is `torchaudio.functional.resample` with its defaults (a Hann-windowed sinc over
+ * 6 zero crossings, rolloff 0.99), which LanguageBind's audio processor calls;
  * `'soxr_hq'` (librosa's default since 0.10), `'soxr_vhq'`, `'soxr_mq'`, `'soxr_lq'`, `'soxr_qq'`
  * are libsoxr's qualities as librosa names them (libsoxr is opened at run time: Debian's
  * `libsoxr0`; {@link soxrStatus} says whether it is there).
  */
-export type ResampleMethod = 'sinc' | keyof typeof SOXR_RECIPES;
+export type ResampleMethod = 'sinc' | 'torchaudio' | keyof typeof SOXR_RECIPES;
 
 /** The resampler (`method`) and, for `'sinc'`, its filter design: the Kaiser-windowed sinc's half-width, cutoff and window β. */
 export interface ResampleOptions {
-  /** Default `'sinc'`; a system whose original resamples with librosa (USDM) passes `'soxr_hq'`. */
+  /** Default `'sinc'`; a system whose original resamples with librosa (USDM) passes `'soxr_hq'`, with torchaudio (LanguageBind) `'torchaudio'`. */
   method?: ResampleMethod;
   /** Zero crossings of the sinc kept on each side of the centre (filter half-width). Default 64. */
   halfWidth?: number;
@@ -117,12 +119,12 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
   checkOptionNames(opts, ['method', 'halfWidth', 'rolloff', 'beta'], 'resample options');
   const method = opts.method ?? 'sinc';
-  if (method !== 'sinc' && !Object.prototype.hasOwnProperty.call(SOXR_RECIPES, method)) {
-    invalid(`one of 'sinc', ${Object.keys(SOXR_RECIPES).map((k) => `'${k}'`).join(', ')}`, 'resample method', method);
+  if (method !== 'sinc' && method !== 'torchaudio' && !Object.prototype.hasOwnProperty.call(SOXR_RECIPES, method)) {
+    invalid(`one of 'sinc', 'torchaudio', ${Object.keys(SOXR_RECIPES).map((k) => `'${k}'`).join(', ')}`, 'resample method', method);
   }
   if (method !== 'sinc') {
     for (const k of ['halfWidth', 'rolloff', 'beta'] as const) if (opts[k] !== undefined) invalid(`no ${k} with method '${method}' (it designs the 'sinc' filter only)`, k, opts[k]);
-    return soxrResample(samples, fromRate, toRate, method as keyof typeof SOXR_RECIPES);
+    return method === 'torchaudio' ? torchaudioResample(samples, fromRate, toRate) : soxrResample(samples, fromRate, toRate, method as keyof typeof SOXR_RECIPES);
   }
   const halfWidth = opts.halfWidth === undefined ? 64 : checkInt(opts.halfWidth, 'halfWidth', 1);
   if (halfWidth > 1024) invalid('an integer in [1, 1024]', 'halfWidth', halfWidth);
@@ -209,5 +211,52 @@ function soxrResample(samples: Float32Array | Float64Array | number[], fromRate:
   if (y.length === outLen) return y;
   const out = new Float32Array(outLen);
   out.set(y.length > outLen ? y.subarray(0, outLen) : y);
+  return out;
+}
+
+/**
+ * torchaudio.functional.resample(x, from, to) with its defaults (lowpass_filter_width 6, rolloff
+ * 0.99, sinc_interp_hann), by its algorithm: the rates divided by their gcd (M in, L out), a cutoff
+ * of rolloff · min(M, L) per period, `width` = ceil(6 · M / cutoff) input samples of zero padding
+ * on the left (and width + M on the right), then output i·L + j (phase j) is the dot product of the
+ * padded input from i·M with phase j's kernel: h_j(k) = sinc(π·t)·cos²(π·t / 12)·cutoff / M,
+ * t = cutoff·((k − width) / M − j / L) clamped to ±6. ceil(n · L / M) samples come out.
+ * The kernel is evaluated in float64 (torchaudio: float32), the sums too.
+ */
+function torchaudioResample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number): Float32Array {
+  const n = samples.length;
+  if (fromRate === toRate) return Float32Array.from(samples);
+  const g = gcd(fromRate, toRate);
+  const M = fromRate / g, L = toRate / g;
+  const outLen = Math.ceil((L * n) / M);
+  if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
+  const lpw = 6;
+  const cutoff = Math.min(M, L) * 0.99;
+  const width = Math.ceil((lpw * M) / cutoff);
+  const taps = 2 * width + M;
+  if (L * taps > MAX_TABLE) invalid(`rates whose reduced ratio keeps torchaudio's kernel under ${MAX_TABLE} values (it would have ${L * taps})`, 'resample rates', `${fromRate} → ${toRate} Hz`);
+  // Per phase only the taps where |t| < 6 are non-zero: keep [first, last) of each.
+  const kernel = new Float64Array(L * taps);
+  const first = new Int32Array(L), last = new Int32Array(L);
+  for (let j = 0; j < L; j++) {
+    first[j] = taps; last[j] = 0;
+    for (let k = 0; k < taps; k++) {
+      const t = Math.min(lpw, Math.max(-lpw, cutoff * ((k - width) / M - j / L)));
+      const w = Math.cos((t * Math.PI) / lpw / 2) ** 2;
+      const s = t === 0 ? 1 : Math.sin(Math.PI * t) / (Math.PI * t);
+      const v = s * w * (cutoff / M);
+      kernel[j * taps + k] = v;
+      if (v !== 0) { first[j] = Math.min(first[j], k); last[j] = k + 1; }
+    }
+  }
+  const out = new Float32Array(outLen);
+  for (let m = 0; m < outLen; m++) {
+    const i = Math.floor(m / L), j = m - i * L;
+    const start = i * M - width;   // input index of tap 0
+    const k0 = Math.max(first[j], -start), k1 = Math.min(last[j], n - start);
+    let acc = 0;
+    for (let k = k0; k < k1; k++) acc += samples[start + k] * kernel[j * taps + k];
+    out[m] = acc;
+  }
   return out;
 }

@@ -112,8 +112,26 @@ describe("resample { method: 'soxr_*' } = librosa.resample (libsoxr)", () => {
     const wav = et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: 16000, resample: { method: 'soxr_hq' } });
     expect(wav.samples).toEqual(et.audio.resample(et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: null }).samples, 22050, 16000, { method: 'soxr_hq' }));
     throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'soxr_hq', halfWidth: 32 }), 'ERR_INVALID_ARG', /halfWidth.*'sinc' filter only/);
-    throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'kaiser' as never }), 'ERR_INVALID_ARG', /one of 'sinc', 'soxr_qq'.*'soxr_vhq'.*kaiser/);
+    throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'kaiser' as never }), 'ERR_INVALID_ARG', /one of 'sinc', 'torchaudio', 'soxr_qq'.*'soxr_vhq'.*kaiser/);
     throwsWith(() => et.audio.resample(x, 22050, 16000, { mehtod: 'soxr_hq' } as never), 'ERR_INVALID_ARG', /mehtod/);
     expect(et.audio.resample(x, 16000, 16000, { method: 'soxr_hq' })).toEqual(x);
+  });
+});
+
+// scripts/fixtures/resample_torchaudio.py: torchaudio.functional.resample's steps (re-typed from its
+// source: torchaudio has no wheel here) in float32, as LanguageBind's processor runs them.
+describe("resample { method: 'torchaudio' } = torchaudio.functional.resample", () => {
+  it('gives its samples for 44.1 / 48 / 22.05 / 8 kHz → 16 kHz and 16 → 48 kHz, odd lengths', async () => {
+    const dir = path.join(FIXTURES, 'resample');
+    const meta = JSON.parse(fs.readFileSync(path.join(dir, 'torchaudio.json'), 'utf8')) as { cases: Array<{ from: number; to: number; n: number }> };
+    const t = (await et.io.loadSafetensors(path.join(dir, 'torchaudio.safetensors'))).tensors;
+    for (const [i, c] of meta.cases.entries()) {
+      const x = t.get(`x.${i}`)!.dataSync() as Float32Array, want = t.get(`y.${i}`)!.dataSync() as Float32Array;
+      const y = et.audio.resample(x, c.from, c.to, { method: 'torchaudio' });
+      expect(y.length, `case ${i}`).toBe(want.length);
+      let err = 0, peak = 0;
+      for (let k = 0; k < y.length; k++) { err = Math.max(err, Math.abs(y[k] - want[k])); peak = Math.max(peak, Math.abs(want[k])); }
+      expect(err / peak, `case ${i}: ${c.from} → ${c.to}`).toBeLessThan(2e-5);
+    }
   });
 });

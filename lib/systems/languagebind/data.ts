@@ -82,7 +82,8 @@ async function towerInputs(items: EcfItem[], o: LanguageBindCollateOptions, mods
     const images: Tensor[] = [];
     for (const it of items) {
       const rate = o.audio?.sampleRate ?? 16000;
-      const wav = await readAudio(ecfAudioFile(o.videoDir, it), { sampleRate: rate });
+      // resampled as LanguageBind's processor does (torchaudio.functional.resample), unless asked otherwise
+      const wav = await readAudio(ecfAudioFile(o.videoDir, it), { sampleRate: rate, resample: o.audio?.resample ?? { method: 'torchaudio' } });
       images.push(await languageBindAudio(wav.samples, o.audio ?? {}));
     }
     out.audio = dev(stack(images));
@@ -117,6 +118,7 @@ export async function languageBindCollate(items: EcfItem[], opts: LanguageBindCo
  * `order` = the classifier's modalities), labels in the team's order.
  */
 export function languageBindCachedCollate(items: EcfItem[], opts: { device?: Device } = {}): LanguageBindClassifierInputs {
+  checkOptionNames(opts, ['device'], 'languageBindCachedCollate');
   const { features } = concatCollate(items, { device: opts.device });
   return { features, labels: tensor(items.map((it) => languageBindLabel(it.emotion)), { dtype: 'int64', device: opts.device }) };
 }
@@ -142,9 +144,9 @@ export interface LanguageBindEmbeddingsOptions extends LanguageBindCollateOption
  * const ds = await et.data.EcfDataset.fromFile('train.json', { features: { files, order: ['video', 'audio', 'language'] } });
  */
 export async function languageBindEmbeddings(binder: LanguageBind, items: EcfItem[], opts: LanguageBindEmbeddingsOptions): Promise<Record<string, string>> {
+  const o = checkOptionNames(opts, ['videoDir', 'modalities', 'tokenizer', 'video', 'audio', 'device', 'outDir', 'batchSize', 'onProgress'], 'languageBindEmbeddings options');
   if (!(binder instanceof LanguageBind)) invalid('a LanguageBind', 'binder', binder);
   if (!Array.isArray(items) || !items.length) invalid('a non-empty array of ECF items', 'items', items);
-  const o = checkOptionNames(opts, ['videoDir', 'modalities', 'tokenizer', 'video', 'audio', 'device', 'outDir', 'batchSize', 'onProgress'], 'languageBindEmbeddings options');
   const mods = checkModalities(o.modalities);
   for (const m of mods) if (m !== 'language' && !binder.modalities.includes(m as never)) invalid(`a modality the binder has a tower for (${binder.modalities.join(', ')}, language)`, 'modalities', m);
   if (typeof o.outDir !== 'string' || !o.outDir) invalid('a folder path', 'outDir', o.outDir);
