@@ -140,7 +140,7 @@ export interface Binding {
   clipGradNorm(params: TensorHandle[], maxNorm: number, normType: number): Promise<number>;
   copyState(dst: TensorHandle[], src: TensorHandle[]): Promise<void>;
   assignState(dst: TensorHandle[], src: TensorHandle[], dtype: string | null): Promise<void>;
-  readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][], map?: boolean): Promise<TensorHandle[]>;
+  readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][], fileSize: number): Promise<TensorHandle[]>;
   writeSafetensors(path: string, header: string, tensors: TensorHandle[]): Promise<void>;
   /** An exclusive flock(2) on an open descriptor, not waiting: false when held elsewhere. */
   tryLockFile(fd: number): boolean;

@@ -1,7 +1,8 @@
 /**
  * safetensors files (the HF format): the JSON header is read and checked here; native code reads
  * each tensor into memory it owns (no views of a mapping: another program truncating or rewriting
- * the file can neither crash the process nor change loaded tensors) and writes files atomically
+ * the file can neither crash the process nor change loaded tensors; `fromPretrained` loads so
+ * too) and writes files atomically
  * (a uniquely named temporary file, then rename: a failed save never leaves a half-written file).
  */
 import * as fs from 'fs';
@@ -263,28 +264,26 @@ export interface LoadedSafetensors {
 export interface LoadSafetensorsOptions {
   /** Only these tensors (each must be in the file). */
   only?: Iterable<string>;
-  /**
-   * Map the file instead of reading it (default false): the tensors view its pages (private,
-   * copy-on-write: writing to a tensor never changes the file), nothing is read until used, and
-   * the memory is the page cache's. The file must not shrink while they live. What
-   * `fromPretrained` uses.
-   */
-  mmap?: boolean;
 }
 
 /**
  * Loads tensors from a safetensors file (all of them, or the names in `only`). The tensors are
- * on the CPU in the file's dtype (bf16 and f16 included) and own their memory (read on the thread
- * pool), or with `mmap` view the mapped file.
- * @throws EmotorchError ERR_IO / ERR_FORMAT as {@link readSafetensorsHeader}; ERR_STATE_DICT when a
- *   name in `only` is absent; ERR_INVALID_ARG for a bad option.
+ * on the CPU in the file's dtype (bf16 and f16 included) and own their memory: each is read with
+ * pread straight into its own storage (on the thread pool, large tensors in parallel pieces),
+ * nothing staged, so a load takes the tensors' size and no more. No tensor views a mapping of the
+ * file: another program rewriting or truncating the file later changes nothing loaded and cannot
+ * crash the process. A file modified while it is read is an error, not a mix of two versions.
+ * @param path the file
+ * @param opts `only`: the names to load
+ * @throws EmotorchError ERR_IO / ERR_FORMAT as {@link readSafetensorsHeader}; ERR_IO when the file
+ *   changes (size, modification time) between its header and the end of the read; ERR_STATE_DICT
+ *   when a name in `only` is absent; ERR_INVALID_ARG for a bad option.
  * @example
  * const { tensors, metadata } = await et.io.loadSafetensors('model.safetensors');
- * const mapped = await et.io.loadSafetensors('model.safetensors', { mmap: true });
+ * const some = await et.io.loadSafetensors('model.safetensors', { only: ['lm_head.weight'] });
  */
 export async function loadSafetensors(path: string, opts: LoadSafetensorsOptions = {}): Promise<LoadedSafetensors> {
-  checkOptionNames(opts, ['only', 'mmap'], 'loadSafetensors options');
-  if (opts.mmap !== undefined && typeof opts.mmap !== 'boolean') invalid('a boolean', 'mmap', opts.mmap);
+  checkOptionNames(opts, ['only'], 'loadSafetensors options');
   const header = readSafetensorsHeader(path);
   let names = [...header.entries.keys()];
   if (opts.only) {
@@ -296,7 +295,7 @@ export async function loadSafetensors(path: string, opts: LoadSafetensorsOptions
     const e = header.entries.get(n)!;
     return [n, e.dtype, e.shape, e.begin, e.end] as [string, string, number[], number, number];
   });
-  const handles = await binding.readSafetensors(path, header.dataStart, list, !!opts.mmap);
+  const handles = await binding.readSafetensors(path, header.dataStart, list, header.fileSize);
   return { tensors: new Map(names.map((n, i) => [n, new Tensor(handles[i])])), metadata: header.metadata };
 }
 

@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Tensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { loadSafetensors } from '../io/safetensors';
+import { loadSafetensors, readSafetensorsHeader } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import { createUninitialized } from './module';
@@ -47,7 +47,10 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
   }
   if (stat.isFile()) return loadFile(dirOrFile);
   const single = path.join(dirOrFile, 'model.safetensors');
-  if (fs.existsSync(single)) return (await loadSafetensors(single, { mmap: true })).tensors;
+  if (fs.existsSync(single)) {
+    checkReadMemory([single]);
+    return (await loadSafetensors(single)).tensors;
+  }
   const index = path.join(dirOrFile, 'model.safetensors.index.json');
   if (fs.existsSync(index)) {
     const parsed = readJsonSync(index, MAX_JSON) as { weight_map?: unknown } | null;
@@ -56,8 +59,10 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
       throw new EmotorchError(`'${index}' is not a valid shard index: weight_map must map names to shard file names in the same folder`, 'ERR_FORMAT');
     }
     const out: StateDict = new Map();
-    for (const shard of [...new Set(Object.values(map))]) {
-      const { tensors } = await loadSafetensors(path.join(dirOrFile, shard), { mmap: true });
+    const shards = [...new Set(Object.values(map) as string[])];
+    checkReadMemory(shards.map((f) => path.join(dirOrFile, f)).filter((f) => fs.existsSync(f)));
+    for (const shard of shards) {
+      const { tensors } = await loadSafetensors(path.join(dirOrFile, shard));
       for (const [k, t] of tensors) out.set(k, t);
     }
     const absent = Object.keys(map).filter((k) => !out.has(k));
@@ -70,7 +75,10 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
 }
 
 async function loadFile(file: string): Promise<StateDict> {
-  if (file.endsWith('.safetensors')) return (await loadSafetensors(file, { mmap: true })).tensors;
+  if (file.endsWith('.safetensors')) {
+    checkReadMemory([file]);
+    return (await loadSafetensors(file)).tensors;
+  }
   const obj: unknown = await loadTorchFile(file);
   const sd = findStateDict(obj);
   if (!sd) throw new EmotorchError(`'${file}' holds no state dict (a mapping of names to tensors)`, 'ERR_FORMAT');
@@ -209,11 +217,32 @@ function availableMemory(): number {
   return os.freemem();
 }
 
+const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
+
+/**
+ * Refuses, before a byte of data is read, safetensors files whose tensors need more memory than
+ * the machine has available: a checkpoint is read into memory of its own (no tensor views the
+ * file, which another program may rewrite or truncate), so its size is what the load takes, and
+ * running out of it midway would bring the kernel's OOM killer, not an error.
+ * @throws EmotorchError ERR_OUT_OF_MEMORY saying how much the files need and how much is available
+ */
+function checkReadMemory(files: string[]): void {
+  let need = 0;
+  for (const f of files) {
+    const h = readSafetensorsHeader(f);
+    need += h.fileSize - h.dataStart;
+  }
+  const have = availableMemory();
+  if (need > 0.9 * have) {
+    throw new EmotorchError(`loading ${files.length === 1 ? `'${files[0]}'` : `the ${files.length} shards of this checkpoint`} reads ${gib(need)} of tensors into memory and the machine has ${gib(have)} available: free memory, or use a machine with more`, 'ERR_OUT_OF_MEMORY');
+  }
+}
+
 /**
  * Refuses a load whose dtype conversions need more memory than the machine has available, before
- * any is made: a mapped checkpoint in its own dtype costs no memory of its own, but each tensor
- * converted (a bfloat16 7B loaded in the default float32: 27 GB) is new memory, and running out of
- * it midway would bring the kernel's OOM killer, not an error.
+ * any is made: a checkpoint in its own dtype becomes the parameters as it was read (no memory
+ * beyond its own), but each tensor converted (a bfloat16 7B loaded in the default float32: 27 GB)
+ * is new memory, and running out of it midway would bring the kernel's OOM killer, not an error.
  * @throws EmotorchError ERR_OUT_OF_MEMORY saying how much the conversions need and how much is available
  */
 function checkConversionMemory(model: Module, sd: StateDict, dtype: DType | undefined): void {
@@ -230,7 +259,6 @@ function checkConversionMemory(model: Module, sd: StateDict, dtype: DType | unde
   const have = availableMemory();
   // a margin for what runs beside the load
   if (need > 0.9 * have) {
-    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
     throw new EmotorchError(`loading this checkpoint converts ${gib(need)} of tensors (${[...convert].join(', ')}) and the machine has ${gib(have)} available: `
       + "load it in its own dtype (dtype: 'auto') or a half-precision one, or free memory", 'ERR_OUT_OF_MEMORY');
   }

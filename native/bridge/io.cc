@@ -1,4 +1,4 @@
-// File I/O that runs native: safetensors read (mmap) and write; flock on a descriptor.
+// File I/O that runs native: safetensors read (into owned memory) and write; flock on a descriptor.
 #include "bridge/bridge.h"
 #include "io/filelock.h"
 #include "io/safetensors.h"
@@ -6,7 +6,7 @@
 namespace et::bridge {
 namespace {
 
-// readSafetensors(path, dataStart, [[name, dtype, shape, begin, end], ...], map) → Promise<Tensor[]>
+// readSafetensors(path, dataStart, [[name, dtype, shape, begin, end], ...], fileSize) → Promise<Tensor[]>
 Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto path = to_string(info[0], "path");
@@ -18,10 +18,10 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
       entries.push_back({to_string(e.Get(0u), "name"), to_dtype(e.Get(1u)), to_ints(e.Get(2u), "shape"),
                          static_cast<uint64_t>(to_double(e.Get(3u), "begin")), static_cast<uint64_t>(to_double(e.Get(4u), "end"))});
     }
-    const bool map = info.Length() > 3 && info[3].ToBoolean();
+    auto size = static_cast<uint64_t>(to_double(info[3], "fileSize"));
     auto out = std::make_shared<std::vector<at::Tensor>>();
     return run_async(
-        info.Env(), "emotorch.readSafetensors", nullptr, [path, start, entries, out, map] { *out = io::read_safetensors(path, start, entries, map); },
+        info.Env(), "emotorch.readSafetensors", nullptr, [path, start, entries, out, size] { *out = io::read_safetensors(path, start, entries, size); },
         [out](Napi::Env env) { return from_tensors(env, *out); }, "ERR_IO");
   });
 }

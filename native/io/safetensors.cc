@@ -1,9 +1,10 @@
 #include "io/safetensors.h"
 
+#include <ATen/Parallel.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,27 +76,38 @@ struct Fd {
   ~Fd() { ::close(fd); }
 };
 
+// What changes when a file is rewritten or truncated in place.
+bool same_file_state(const struct stat& a, const struct stat& b) {
+  return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+         a.st_mtim.tv_nsec == b.st_mtim.tv_nsec && a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+// One pread of a tensor's bytes (a large tensor is read as several, in parallel).
+struct Piece {
+  char* dst;
+  uint64_t n, offset;
+};
+
 }  // namespace
 
-// Tensors own their bytes (read with pread, not views of a mapping): a view of a mapped file
-// dies with SIGBUS when another program truncates the file, and changes silently when it is
-// rewritten in place.
+// Tensors own their bytes, read with pread into each tensor's own storage: a view of a mapped
+// file (mmap, private or shared) follows the file when another program rewrites it in place
+// (unmodified private pages are the page cache's) and dies with SIGBUS once it is truncated, so
+// no loaded tensor may alias the file. Memory at load is the tensors' own, nothing else.
 std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start,
-                                         const std::vector<TensorEntry>& entries, bool map) {
+                                         const std::vector<TensorEntry>& entries, uint64_t file_size) {
   struct stat st;
   Fd file{open_regular(path, &st)};
   uint64_t size = static_cast<uint64_t>(st.st_size);
+  TORCH_CHECK(size == file_size, "safetensors file '", path, "' changed after its header was read: it had ", file_size,
+              " bytes and now has ", size);
   TORCH_CHECK(data_start <= size, "safetensors file '", path, "' is truncated: header ends at byte ", data_start,
               " but the file has ", size);
   uint64_t data_size = size - data_start;
   std::vector<at::Tensor> out;
   out.reserve(entries.size());
-  std::shared_ptr<void> mapping;
-  if (map && size > 0) {
-    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd, 0);
-    TORCH_CHECK(base != MAP_FAILED, sys_error("cannot map", path));
-    mapping = std::shared_ptr<void>(base, [size](void* p) { ::munmap(p, size); });
-  }
+  std::vector<Piece> pieces;
+  constexpr uint64_t kPiece = 16ull << 20;
   for (const auto& e : entries) {
     TORCH_CHECK(e.begin <= e.end && e.end <= data_size, "safetensors file '", path, "' is truncated: tensor '", e.name,
                 "' needs bytes [", e.begin, ", ", e.end, ") of a data section of ", data_size);
@@ -104,16 +116,21 @@ std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_
     uint64_t nbytes = static_cast<uint64_t>(numel) * at::elementSize(e.dtype);
     TORCH_CHECK(nbytes == e.end - e.begin, "safetensors file '", path, "': tensor '", e.name, "' has ", e.end - e.begin,
                 " bytes but its dtype and shape need ", nbytes);
-    char* at_file = mapping ? static_cast<char*>(mapping.get()) + data_start + e.begin : nullptr;
-    if (nbytes && at_file && reinterpret_cast<uintptr_t>(at_file) % at::elementSize(e.dtype) == 0) {
-      // the tensor views the mapping; its deleter holds the mapping
-      out.push_back(at::from_blob(at_file, e.shape, [mapping](void*) {}, at::TensorOptions().dtype(e.dtype)));
-      continue;
-    }
     auto t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
-    if (nbytes) read_exact(file.fd, static_cast<char*>(t.data_ptr()), nbytes, data_start + e.begin, path);
+    auto* dst = static_cast<char*>(t.data_ptr());
+    for (uint64_t off = 0; off < nbytes; off += kPiece) pieces.push_back({dst + off, std::min(kPiece, nbytes - off), data_start + e.begin + off});
     out.push_back(std::move(t));
   }
+  ::posix_fadvise(file.fd, static_cast<off_t>(data_start), 0, POSIX_FADV_SEQUENTIAL);
+  // the pieces in parallel: copying out of the page cache into fresh pages is bound by the page
+  // faults of one thread, not by the memory's bandwidth
+  at::parallel_for(0, static_cast<int64_t>(pieces.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) read_exact(file.fd, pieces[i].dst, pieces[i].n, pieces[i].offset, path);
+  });
+  struct stat after;
+  TORCH_CHECK(::fstat(file.fd, &after) == 0, sys_error("cannot stat", path));
+  TORCH_CHECK(same_file_state(st, after), "safetensors file '", path,
+              "' was modified while it was read (another program wrote to it): load it again once it is complete");
   return out;
 }
 

@@ -15,15 +15,15 @@ struct TensorEntry {
   uint64_t begin, end;  // byte offsets relative to the start of the data section
 };
 
-// Reads each entry into a tensor that owns its bytes (so later changes to the file cannot reach
-// it); only regular files are opened. Checks every byte range against the file and dtype×shape.
-// With `map`, the file is memory-mapped instead (private, copy-on-write) and each tensor whose
-// bytes lie aligned to its element size views the mapping without a copy (the others are read as
-// above); the mapping lives as long as one of its tensors does. Nothing is read until used, and
-// the pages are the page cache's: a checkpoint loads in no more memory than its file. The file must
-// not shrink while its tensors live (as with safetensors' own safe_open).
+// Reads each entry into a tensor that owns its bytes (pread straight into the tensor's storage,
+// in the file's dtype: nothing is staged or allocated twice), so later changes to the file cannot
+// reach a loaded tensor: no tensor views a mapping of the file, which would change silently when
+// the file is rewritten in place and kill the process with SIGBUS once it is truncated. Only
+// regular files are opened. Checks every byte range against the file and dtype×shape, that the
+// file still has `file_size` bytes (the size its header was read at), and that it was not
+// modified while it was read (its size, modification and change times before and after).
 std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start,
-                                         const std::vector<TensorEntry>& entries, bool map = false);
+                                         const std::vector<TensorEntry>& entries, uint64_t file_size);
 
 // Writes `header` (the JSON, already laid out for these tensors in order) and the tensors'
 // bytes to a uniquely named temporary file in the same folder, then renames it over `path`.
