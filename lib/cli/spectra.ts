@@ -16,6 +16,17 @@ const MAX_TEXT_LENGTH = 1 << 16;
 
 const TASKS = ['mosi', 'mosei', 'iemocap', 'mintrec'] as const;
 
+/**
+ * `--apex_level`: main.py builds apex's FusedAdam (bias_correction=False) above 0 and transformers'
+ * AdamW at 0. main.py drops to 0 on a machine without CUDA (apex cannot run there); emotorch runs
+ * FusedAdam's update on any device, so the released recipe's optimizer is what a CPU run gets too.
+ */
+function apexLevel(v: Values): number {
+  const x = num(v, 'apex_level')!;
+  if (!Number.isInteger(x) || x < 0 || x > 3) throw new UsageError(`--apex_level takes 0 to 3 (apex's O0-O3), not ${x}`);
+  return x;
+}
+
 export const SPECTRA_FINETUNE: Command = {
   summary: "SPECTRA's main.py fine-tuning (scripts/finetune.sh's flags): train on train.pkl, choose the best epoch on valid.pkl, score test.pkl",
   flags: {
@@ -27,14 +38,14 @@ export const SPECTRA_FINETUNE: Command = {
     grad_acc: { kind: 'number', help: 'batches per optimizer step (finetune.sh: 1)', default: '16' },
     lr: { kind: 'number', help: 'learning rate (finetune.sh: 2e-5)', default: '1e-4' },
     warmup: { kind: 'number', help: 'warmup as a share of the steps; 0 steps → cosine, else linear decay', default: '0.01' },
-    weight_decay: { kind: 'number', help: 'AdamW weight decay (not on biases and LayerNorms)', default: '0.01' },
-    grad_norm: { kind: 'number', help: 'gradient clipping norm (0: none)', default: '1' },
+    weight_decay: { kind: 'number', help: 'weight decay (not on biases and LayerNorms)', default: '0.01' },
+    grad_norm: { kind: 'number', help: 'gradient clipping norm, after every batch (0: none)', default: '1' },
     audio_length: { kind: 'number', help: 'seconds every clip is cut or padded to', default: '10' },
     text_length: { kind: 'number', help: 'tokens at most (the history is cut from the left)', default: '512' },
     seed: { kind: 'number', help: 'random seed', default: '42' },
     multi_audio: { kind: 'bool', help: 'the [audio_list, items] pickle layout with the previous turn\'s clip (iemocap: always)' },
     use_turn_ids: { kind: 'bool', help: 'accepted as main.py does; turn ids are used whenever the data has them' },
-    apex_level: { kind: 'number', help: 'apex AMP level: above 0 trains in float16 autocast on CUDA (main.py sets 0 on CPU)', default: '0' },
+    apex_level: { kind: 'number', help: "apex level: above 0 apex's FusedAdam without bias correction (finetune.sh / train-960.sh: 1) and float16 autocast on CUDA; 0 transformers 4.x's AdamW", default: '0' },
     mode: { kind: 'string', help: "main.py's mode: this command is 'finetune' (finetune.sh leaves main.py's default 'pretrain')" },
     transcripts: { kind: 'string', help: 'required by main.py, read only when pre-training', unused: true },
     patience: { kind: 'number', help: "main.py's early stop (the best epoch by the task's metric is loaded at the end)", unused: true },
@@ -82,11 +93,12 @@ export const SPECTRA_FINETUNE: Command = {
     const [train, valid, test] = [await split('train'), await split('valid'), await split('test')];
     const steps = epochs * Math.ceil(train.length / batch / accum);
     const warmupSteps = Math.floor(num(v, 'warmup')! * steps);
-    const fp16 = num(v, 'apex_level')! > 0 && et.cuda.isAvailable();
+    const apex = apexLevel(v);
+    const fp16 = apex > 0 && et.cuda.isAvailable();
     const outputDir = outputFolder(str(v, 'output_dir') ?? path.join('output', `spectra-${task}`), '--output_dir', false);
     et.manualSeed(int('seed', 0));   // main.py seeds before it builds the model (a new head is drawn at load)
     const { trainer } = await et.systems.Spectra.finetune({
-      task, model: need(v, 'model_path'), train, eval: valid,
+      task, model: need(v, 'model_path'), train, eval: valid, optim: apex > 0 ? 'fused_adam' : 'adamw_hf',
       load: fp16 || et.cuda.isAvailable() ? { device: 'cuda' } : {},
       collate: { audioLength: Math.round(audioSeconds * 16000), textLength, ...(v.multi_audio === true ? { multiAudio: true } : {}) },
       args: {
@@ -120,14 +132,14 @@ export const SPECTRA_PRETRAIN: Command = {
     grad_acc: { kind: 'number', help: 'batches per optimizer step (train-960.sh: 4)', default: '16' },
     lr: { kind: 'number', help: 'learning rate (train-960.sh: 1e-4)', default: '1e-4' },
     warmup: { kind: 'number', help: 'warmup as a share of the steps; 0 steps → cosine, else linear decay', default: '0.01' },
-    weight_decay: { kind: 'number', help: 'AdamW weight decay (not on biases and LayerNorms)', default: '0.01' },
-    grad_norm: { kind: 'number', help: 'gradient clipping norm (0: none)', default: '1' },
+    weight_decay: { kind: 'number', help: 'weight decay (not on biases and LayerNorms)', default: '0.01' },
+    grad_norm: { kind: 'number', help: 'gradient clipping norm, after every batch (0: none)', default: '1' },
     audio_length: { kind: 'number', help: 'seconds every clip is cut or padded to', default: '10' },
     text_length: { kind: 'number', help: 'tokens at most (the history is cut from the left)', default: '512' },
     num_turns: { kind: 'number', help: 'turns of text per example: context, response and up to num_turns − 2 earlier ones', default: '8' },
     num_fused_layers: { kind: 'number', help: 'RoBERTa layers over text + audio (a new model only; --model_path keeps its own)', default: '1' },
     seed: { kind: 'number', help: 'random seed (negatives, MLM and audio masks, new weights)', default: '42' },
-    apex_level: { kind: 'number', help: 'apex AMP level: above 0 trains in float16 autocast on CUDA (main.py sets 0 on CPU)', default: '0' },
+    apex_level: { kind: 'number', help: "apex level: above 0 apex's FusedAdam without bias correction (finetune.sh / train-960.sh: 1) and float16 autocast on CUDA; 0 transformers 4.x's AdamW", default: '0' },
     show_inner_progress: { kind: 'bool', help: 'the four losses in the progress (they are logged every step anyway)' },
     mode: { kind: 'string', help: "main.py's mode: this command is 'pretrain'" },
     ...Object.fromEntries(PRETRAIN_UNUSED.map((k) => [k, { kind: SPECTRA_FINETUNE.flags[k]?.kind ?? 'string', help: k === 'local_rank' ? 'torch.distributed.launch passes it: npx emotorch-run sets LOCAL_RANK instead' : 'fine-tuning / DeepSpeed only: not used when pre-training', unused: true }])),
@@ -169,7 +181,8 @@ async function spectraPretrain(v: Values, out: (line: string) => void): Promise<
     throw new et.EmotorchError(`no tokenizer in '${tokDir}' (main.py reads RoBERTa's from --text_path): ${(e as Error).message}`, 'ERR_IO');
   }
   et.systems.tokenizerMasking(tok);   // its <mask> is needed: refused here rather than at the first batch
-  const fp16 = num(v, 'apex_level')! > 0 && et.cuda.isAvailable();
+  const apex = apexLevel(v);
+  const fp16 = apex > 0 && et.cuda.isAvailable();
   const device = et.cuda.isAvailable() ? 'cuda' : undefined;
   const audioLength = Math.round(audioSeconds * 16000);
   et.manualSeed(seed);
@@ -184,7 +197,7 @@ async function spectraPretrain(v: Values, out: (line: string) => void): Promise<
   const warmupSteps = Math.floor(num(v, 'warmup')! * steps);
   const saveDir = str(v, 'model_save_path');
   const { saved, output } = await et.systems.pretrainSpectra({
-    model, train, saveDir, modelName: str(v, 'model_name'), saveInterval: int('save_interval', 1), seed,
+    model, train, saveDir, modelName: str(v, 'model_name'), saveInterval: int('save_interval', 1), seed, optim: apex > 0 ? 'fused_adam' : 'adamw_hf',
     collate: { audioLength, textLength, tokenizer: tok },
     args: {
       output_dir: saveDir ?? path.join('output', 'spectra-pretrain'), per_device_train_batch_size: batch, num_train_epochs: epochs, gradient_accumulation_steps: accum,

@@ -107,6 +107,11 @@ describe('emotorch spectra pretrain', () => {
     const theirs = roberta.get('embeddings.word_embeddings.weight') ?? roberta.get('roberta.embeddings.word_embeddings.weight')!;
     expect(emb.sub(theirs).abs().max().item()).toBeLessThan(0.01);   // moved by 2 steps of lr 1e-4
     expect(emb.sub(theirs).abs().max().item()).toBeGreaterThan(0);
+    // the logged losses are those trained on: mlm + mam + rs + span = loss at every step, also where
+    // an epoch ends in a window shorter than --grad_acc (each divided by grad_acc there, as main.py)
+    const log = fs.readFileSync(path.join(save, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.loss !== undefined);
+    expect(log.length).toBeGreaterThan(1);
+    for (const l of log) expect(Math.abs(l.mlm + l.mam + l.rs + l.span - l.loss)).toBeLessThan(1e-5 * l.loss);
   }, 240_000);
 
   it('data-parallel under emotorch-run (torch.distributed.launch --nproc_per_node): rank 0 saves once', async () => {

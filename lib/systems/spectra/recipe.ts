@@ -4,9 +4,10 @@ import { EmotorchError, invalid, checkOptionNames } from '../../errors';
 import type { Module } from '../../nn/module';
 import type { SpectraItem, SpectraTask } from '../../data/datasets/spectra';
 import type { Dataset } from '../../data/datasets/base';
-import { AdamW, ParamGroup } from '../../train/optim';
+import { AdamWHF, FusedAdam, Optimizer, ParamGroup } from '../../train/optim';
 import { Trainer, TrainOutput, EvalPrediction } from '../../train/trainer';
 import type { TrainingArgumentsInit } from '../../train/args';
+import type { TrainerOptions } from '../../train/trainer';
 import { accuracy, balancedAccuracy, f1 } from '../../metrics/classification';
 import { mmsa } from '../../metrics/mmsa';
 import { SPECTRA_LABEL_NUM, Spectra, SpectraPretrainedOptions } from './model';
@@ -61,6 +62,30 @@ export function spectraParamGroups(model: Module, weightDecay = 0.01): ParamGrou
   return [{ params: groups[0], weightDecay }, { params: groups[1], weightDecay: 0 }].filter((g) => g.params.length > 0);
 }
 
+/** The optimizer main.py builds: apex's FusedAdam without bias correction (`--apex_level` > 0) or transformers 4.x's AdamW (0). */
+export type SpectraOptim = 'fused_adam' | 'adamw_hf';
+
+/**
+ * main.py's optimizer over {@link spectraParamGroups}: `FusedAdam(groups, lr, bias_correction=False)`
+ * when `--apex_level` > 0 (train-960.sh and finetune.sh pass 1), else transformers' `AdamW(groups,
+ * lr, eps=1e-8)`. Betas and epsilon are the args' (main.py leaves both classes' defaults, 0.9 / 0.999
+ * and 1e-8, which are TrainingArguments' too).
+ * @throws EmotorchError ERR_INVALID_ARG for an unknown `optim`.
+ */
+function spectraOptimizer(model: Module, optim: SpectraOptim, args: TrainingArgumentsInit, lr: number): Optimizer {
+  const groups = spectraParamGroups(model, args.weight_decay ?? 0.01);
+  const common = { lr: args.learning_rate ?? lr, betas: [args.adam_beta1 ?? 0.9, args.adam_beta2 ?? 0.999] as [number, number], eps: args.adam_epsilon ?? 1e-8 };
+  if (optim === 'fused_adam') return new FusedAdam(groups, { ...common, biasCorrection: false });
+  if (optim === 'adamw_hf') return new AdamWHF(groups, common);
+  return invalid("'fused_adam' (main.py with --apex_level > 0) or 'adamw_hf' (--apex_level 0)", 'optim', optim);
+}
+
+/**
+ * main.py's `step()` under gradient accumulation: every micro-batch's loss divided by `--grad_acc`
+ * (the short last window of an epoch too), and `clip_grad_norm_` after every backward.
+ */
+const SPECTRA_ACCUMULATION: TrainerOptions['accumulation'] = { clip: 'micro-batch', divisor: 'gradient_accumulation_steps' };
+
 /** Options of `Spectra.finetune`. */
 export interface SpectraFinetuneOptions {
   task: SpectraTask;
@@ -74,11 +99,19 @@ export interface SpectraFinetuneOptions {
   collate?: SpectraCollateOptions;
   /** Load options when `model` is a folder (device, maskAudioCls, …). */
   load?: SpectraPretrainedOptions;
+  /**
+   * The optimizer: 'fused_adam' (apex's FusedAdam without bias correction, main.py with
+   * `--apex_level` > 0 as finetune.sh runs it; the default) or 'adamw_hf' (transformers 4.x's AdamW,
+   * `--apex_level 0`).
+   */
+  optim?: SpectraOptim;
 }
 
 /**
- * The paper's fine-tuning recipe on {@link Trainer}: batch 24, 5 epochs, lr 2e-5, AdamW eps 1e-8,
- * weight decay 0.01 by the original's name rule ({@link spectraParamGroups}), clipping 1.0, warmup
+ * The paper's fine-tuning recipe on {@link Trainer} (finetune.sh through main.py): batch 24, 5
+ * epochs, lr 2e-5, apex's FusedAdam without bias correction (`optim`, eps 1e-8), weight decay 0.01
+ * by the original's name rule ({@link spectraParamGroups}), clipping 1.0 after every micro-batch
+ * and each loss divided by the accumulation steps in every window (main.py's `step()`), warmup
  * int(1 % of the steps) then linear decay (cosine when that is 0 steps, as the original), audio
  * cut to 10 s, text to 512 tokens with the history cut from the left, evaluation and saving every
  * epoch, the best checkpoint by the task's metric ({@link SPECTRA_BEST_METRIC}) loaded at the end.
@@ -93,7 +126,7 @@ export interface SpectraFinetuneOptions {
  */
 export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ model: Spectra; trainer: Trainer<SpectraItem>; output: TrainOutput }> {
   if (!opts || typeof opts !== 'object') invalid('{ task, model, train, … }', 'finetune options', opts);
-  checkOptionNames(opts, ['task', 'model', 'train', 'eval', 'args', 'collate', 'load'], 'Spectra.finetune');
+  checkOptionNames(opts, ['task', 'model', 'train', 'eval', 'args', 'collate', 'load', 'optim'], 'Spectra.finetune');
   const { task } = opts;
   if (!(task in SPECTRA_LABEL_NUM)) invalid("'mosi', 'mosei', 'iemocap' or 'mintrec'", 'task', task);
   if (!opts.train || typeof opts.train.length !== 'number') invalid('a dataset', 'train', opts.train);
@@ -114,12 +147,11 @@ export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ m
     ...given,
   };
   const collate: SpectraCollateOptions = { audioLength: model.config.audio.max_length, textLength: model.config.text.max_length, regression: SPECTRA_LABEL_NUM[task] === 1, ...(task === 'iemocap' ? { multiAudio: true } : {}), ...opts.collate };
-  const params = spectraParamGroups(model, args.weight_decay ?? 0.01);
   const trainer = new Trainer<SpectraItem>({
     model, args, trainDataset: opts.train, evalDataset: opts.eval,
     dataCollator: (items) => Spectra.collate(items, collate) as unknown as Record<string, unknown>,
     computeMetrics: spectraMetrics(task),
-    optimizer: new AdamW(params, { lr: args.learning_rate ?? 2e-5, eps: args.adam_epsilon ?? 1e-8, weightDecay: args.weight_decay ?? 0.01 }),
+    optimizer: spectraOptimizer(model, opts.optim ?? 'fused_adam', args, 2e-5), accumulation: SPECTRA_ACCUMULATION,
   });
   const output = await trainer.train();
   return { model, trainer, output };
@@ -131,10 +163,16 @@ export interface SpectraPretrainRecipeOptions {
   train: SpectraPretrainDataset;
   /**
    * TrainingArguments overriding scripts/train-960.sh's (per device: batch 24, gradient
-   * accumulation 4, 5 epochs, lr 1e-4, AdamW eps 1e-8, weight decay 0.01 by the original's name
-   * rule, clipping 1.0, warmup int(1 % of the steps) then linear decay, cosine at 0 warmup steps).
+   * accumulation 4, 5 epochs, lr 1e-4, eps 1e-8, weight decay 0.01 by the original's name rule,
+   * clipping 1.0, warmup int(1 % of the steps) then linear decay, cosine at 0 warmup steps).
    */
   args?: TrainingArgumentsInit;
+  /**
+   * The optimizer: 'fused_adam' (apex's FusedAdam without bias correction, main.py with
+   * `--apex_level` > 0 as train-960.sh runs it; the default) or 'adamw_hf' (transformers 4.x's
+   * AdamW, `--apex_level 0`).
+   */
+  optim?: SpectraOptim;
   /**
    * Collate options (default: the model's audio / text lengths, RoBERTa's special ids and
    * `<mask>`); give `tokenizer` for a tokenizer of your own.
@@ -152,17 +190,17 @@ export interface SpectraPretrainRecipeOptions {
 
 /**
  * SPECTRA pre-training as main.py runs it (`--mode pretrain`) on {@link Trainer}: the four losses
- * summed, the original's optimizer groups, schedule and clipping, the DataCollatorForPreTraining
- * batches, and `{saveDir}/{modelName}-{epoch}` folders every `saveInterval` epochs in the layout
- * ATForPreTraining saves ({@link SpectraForPreTraining.savePretrained}: they load into
- * `Spectra.fromPretrained` for fine-tuning). The four losses are logged beside the loss (`mlm`,
- * `mam`, `rs`, `span`). Under `npx emotorch-run` it trains data-parallel, as the original under
- * torch.distributed.launch.
- * Where this departs from main.py: the gradient is clipped once per optimizer step, where main.py
- * clips the partly accumulated gradient after every micro-batch (the same with gradient
- * accumulation 1); the last epoch is saved even when `saveInterval` does not divide it (train-960.sh's
- * 25 with 5 epochs saves nothing in the original); apex's FusedAdam without bias correction (its
- * `--apex_level` on CUDA) is AdamW with it here.
+ * summed, the original's optimizer groups and optimizer (apex's FusedAdam without bias correction
+ * by default, as train-960.sh; `optim`), schedule, the DataCollatorForPreTraining batches, main.py's
+ * `step()` (each micro-batch's loss divided by the accumulation steps in every window, the partly
+ * accumulated gradient clipped after every micro-batch), and `{saveDir}/{modelName}-{epoch}`
+ * folders every `saveInterval` epochs in the layout ATForPreTraining saves
+ * ({@link SpectraForPreTraining.savePretrained}: they load into `Spectra.fromPretrained` for
+ * fine-tuning). The four losses are logged beside the loss (`mlm`, `mam`, `rs`, `span`; they add
+ * up to it). Under `npx emotorch-run` it trains data-parallel, as the original under
+ * torch.distributed.launch (every micro-batch's backward synchronized, as its DDP model).
+ * Where this departs from main.py: the last epoch is saved even when `saveInterval` does not divide
+ * it (train-960.sh's 25 with 5 epochs saves nothing in the original).
  * @returns the trainer, its TrainOutput, and the folders saved
  * @throws EmotorchError ERR_INVALID_ARG for bad options (and what the Trainer and loaders throw).
  * @example
@@ -172,7 +210,7 @@ export interface SpectraPretrainRecipeOptions {
  */
 export async function pretrainSpectra(opts: SpectraPretrainRecipeOptions): Promise<{ trainer: Trainer<SpectraPretrainItem>; output: TrainOutput; saved: string[] }> {
   if (!opts || typeof opts !== 'object') invalid('{ model, train, … }', 'pretrain options', opts);
-  checkOptionNames(opts, ['model', 'train', 'args', 'collate', 'saveDir', 'modelName', 'saveInterval', 'seed'], 'pretrainSpectra');
+  checkOptionNames(opts, ['model', 'train', 'args', 'collate', 'saveDir', 'modelName', 'saveInterval', 'seed', 'optim'], 'pretrainSpectra');
   const { model } = opts;
   if (!(model instanceof SpectraForPreTraining)) invalid('a SpectraForPreTraining', 'model', model);
   if (!(opts.train instanceof SpectraPretrainDataset)) invalid('a SpectraPretrainDataset', 'train', opts.train);
@@ -224,7 +262,7 @@ export async function pretrainSpectra(opts: SpectraPretrainRecipeOptions): Promi
       return { mlm: o.mlmLoss.item(), mam: o.mamLoss.item(), rs: o.rsLoss.item(), span: o.spanLoss.item() };
     },
     callbacks: [saver],
-    optimizer: new AdamW(spectraParamGroups(model, args.weight_decay ?? 0.01), { lr: args.learning_rate ?? 1e-4, eps: args.adam_epsilon ?? 1e-8, weightDecay: args.weight_decay ?? 0.01 }),
+    optimizer: spectraOptimizer(model, opts.optim ?? 'fused_adam', args, 1e-4), accumulation: SPECTRA_ACCUMULATION,
   });
   const output = await trainer.train();
   return { trainer, output, saved };
