@@ -53,6 +53,8 @@ export interface ChatGeneration {
   /** Decode in the server's running batch (with other requests' rows) rather than alone. */
   batched: boolean;
   onTokens: (ids: number[]) => void;
+  /** Called with the prompt's length in tokens once it is known (the usage of an answer ended by a stop sequence). */
+  onPrompt?: (promptTokens: number) => void;
   signal: AbortSignal;
 }
 
@@ -128,7 +130,7 @@ export function salmonnBackend(model: et.systems.Salmonn, id: string): ChatBacke
         // a request's temperature asks for one sequence (0 greedy, above sampled), which streams; without one, the YAML's beams
         // its YAML's beams decode alone; one sequence joins the batch
         maxNewTokens, ...s, ...(g.temperature !== undefined ? { numBeams: 1 } : {}), signal: g.signal, ...(g.batched ? { batch } : {}),
-        ...(beams === 1 || g.temperature !== undefined ? { onTokens: g.onTokens } : {}), onPromptLength: (n) => { promptTokens = n; },
+        ...(beams === 1 || g.temperature !== undefined ? { onTokens: g.onTokens } : {}), onPromptLength: (n) => { promptTokens = n; g.onPrompt?.(n); },
       });
       return { tokens, promptTokens, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
     },
@@ -173,6 +175,7 @@ export function llmBackend(llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Token
       const ids = await tokenizer.encode(prompt, { addSpecialTokens: false });
       if (!ids.length) throw new ApiError(400, 'the messages render to an empty prompt', 'invalid_request_error', 'messages');
       checkPrompt(ids.length, g);
+      g.onPrompt?.(ids.length);
       const maxNewTokens = g.maxTokens ?? Math.min(g.limit, llm.config.max_position_embeddings - ids.length);
       if (maxNewTokens < 1 || ids.length + maxNewTokens > llm.config.max_position_embeddings) throw new ApiError(400, `the prompt (${ids.length} tokens) and max_tokens (${maxNewTokens}) pass the model's ${llm.config.max_position_embeddings} positions`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
       const inputIds = et.tensor([ids], { dtype: 'int64' });
@@ -210,6 +213,7 @@ export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.T
       for (let i = 0; i + 1 < rest.length; i += 2) history.push([rest[i].text, rest[i + 1].text] as [string, string]);
       const enc = await et.systems.internvlEncode(tokenizer, { system, history, query: rest[rest.length - 1].text, imageTiles }, { template, numImageToken: model.numImageToken });
       checkPrompt(enc.inputIds.length, g);
+      g.onPrompt?.(enc.inputIds.length);
       const inputIds = et.tensor([enc.inputIds], { dtype: 'int64' });
       const pixelValues = tiles.length ? et.cat(tiles, 0) : null;
       const maxNewTokens = g.maxTokens ?? g.limit;
@@ -387,9 +391,50 @@ async function readMessages(body: Record<string, unknown>, backend: ChatBackend,
   return turns;
 }
 
-/** The generation settings of a request, checked. */
-function readSettings(body: Record<string, unknown>, limits: ServeLimits): { maxTokens?: number; temperature?: number; topP?: number; seed?: number } {
+/**
+ * OpenAI's request fields this server does not implement, each with the values that ask nothing
+ * of it (the API's defaults): taken with those, a 400 naming the field otherwise.
+ */
+const NEUTRAL: Record<string, [ok: (v: unknown) => boolean, what: string]> = {
+  logprobs: [(v) => v === false, 'false (log probabilities are not returned)'],
+  top_logprobs: [() => false, 'absent (log probabilities are not returned)'],
+  frequency_penalty: [(v) => v === 0, '0 (penalties are not implemented)'],
+  presence_penalty: [(v) => v === 0, '0 (penalties are not implemented)'],
+  logit_bias: [(v) => !!v && typeof v === 'object' && !Array.isArray(v) && !Object.keys(v).length, '{} (logit biases are not implemented)'],
+  tools: [(v) => Array.isArray(v) && !v.length, '[] (tool calls are not implemented)'],
+  functions: [(v) => Array.isArray(v) && !v.length, '[] (function calls are not implemented)'],
+  tool_choice: [(v) => v === 'none' || v === 'auto', "'none' or 'auto' (tool calls are not implemented)"],
+  function_call: [(v) => v === 'none' || v === 'auto', "'none' or 'auto' (function calls are not implemented)"],
+  parallel_tool_calls: [(v) => typeof v === 'boolean', 'a boolean'],
+  response_format: [(v) => !!v && typeof v === 'object' && (v as { type?: unknown }).type === 'text' && Object.keys(v).length === 1, "{ type: 'text' } (structured outputs are not implemented)"],
+  modalities: [(v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', "['text'] (answers are text)"],
+  audio: [() => false, 'absent (answers are text)'],
+  prediction: [() => false, 'absent (predicted outputs are not implemented)'],
+  reasoning_effort: [() => false, 'absent (not a reasoning model)'],
+  verbosity: [() => false, 'absent (not implemented)'],
+  web_search_options: [() => false, 'absent (the server searches nothing)'],
+  store: [(v) => v === false, 'false (the server stores no answer)'],
+  // about the caller, with no effect on the answer
+  user: [(v) => typeof v === 'string', 'a string'],
+  safety_identifier: [(v) => typeof v === 'string', 'a string'],
+  prompt_cache_key: [(v) => typeof v === 'string', 'a string'],
+  service_tier: [(v) => typeof v === 'string', 'a string'],
+  metadata: [(v) => !!v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string'), 'an object of strings'],
+};
+/** The fields the server reads. */
+const TAKEN = ['messages', 'model', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'n', 'seed', 'stop', 'stream', 'stream_options'];
+
+/** Stop sequences a request may give (OpenAI's bound). */
+const MAX_STOPS = 4;
+
+/** The generation settings of a request, checked: every field is read or refused, none ignored. */
+function readSettings(body: Record<string, unknown>, limits: ServeLimits): { maxTokens?: number; temperature?: number; topP?: number; seed?: number; stop: string[] } {
   const bad = (param: string, what: string) => new ApiError(400, `${param} must be ${what}, not ${JSON.stringify(body[param])}`, 'invalid_request_error', param);
+  const unknown = Object.keys(body).filter((k) => !TAKEN.includes(k) && !(k in NEUTRAL));
+  if (unknown.length) {
+    throw new ApiError(400, `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}: this server takes ${TAKEN.join(', ')} (and ${Object.keys(NEUTRAL).join(', ')} where they ask nothing of it)`, 'invalid_request_error', unknown[0]);
+  }
+  for (const [k, [ok, what]] of Object.entries(NEUTRAL)) if (body[k] !== undefined && body[k] !== null && !ok(body[k])) throw bad(k, what);
   const mt = body.max_completion_tokens ?? body.max_tokens;
   const param = body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens';
   if (mt !== undefined && mt !== null && !(Number.isInteger(mt) && (mt as number) >= 1 && (mt as number) <= limits.maxTokens)) throw bad(param, `an integer from 1 to ${limits.maxTokens} (--max-tokens)`);
@@ -401,10 +446,51 @@ function readSettings(body: Record<string, unknown>, limits: ServeLimits): { max
   const seed = body.seed;
   if (seed !== undefined && seed !== null && !Number.isSafeInteger(seed)) throw bad('seed', 'an integer');
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('stream', 'a boolean');
+  const so = body.stream_options;
+  if (so !== undefined && so !== null) {
+    const o = so && typeof so === 'object' && !Array.isArray(so) ? so as Record<string, unknown> : null;
+    const flag = (v: unknown) => v === undefined || v === null || typeof v === 'boolean';
+    if (!o || Object.keys(o).some((k) => k !== 'include_usage' && k !== 'include_obfuscation') || !flag(o.include_usage) || !flag(o.include_obfuscation)) {
+      throw bad('stream_options', '{ include_usage?: boolean } (and include_obfuscation, which changes no answer here)');
+    }
+    if (body.stream !== true) throw bad('stream_options', 'absent unless stream is true');
+  }
+  const st = body.stop;
+  let stop: string[] = [];
+  if (st !== undefined && st !== null) {
+    stop = typeof st === 'string' ? [st] : Array.isArray(st) ? st : [];
+    if ((typeof st !== 'string' && !Array.isArray(st)) || stop.length > MAX_STOPS || !stop.every((x) => typeof x === 'string' && x.length > 0)) {
+      throw bad('stop', `a non-empty string or an array of up to ${MAX_STOPS} non-empty strings`);
+    }
+  }
   return {
     ...(typeof mt === 'number' ? { maxTokens: mt } : {}),
     ...(typeof t === 'number' ? { temperature: t } : {}), ...(typeof p === 'number' ? { topP: p } : {}), ...(typeof seed === 'number' ? { seed } : {}),
+    stop: [...new Set(stop)],
   };
+}
+
+/**
+ * Where a text is to be cut for its stop sequences: `end` before the first one (with `hit`), or,
+ * with none in it, before the longest tail that begins one (held back while the answer grows, so
+ * a stream never sends part of a stop sequence).
+ * @param text the answer decoded so far
+ * @param stops the request's stop sequences (non-empty strings)
+ * @example
+ * stopCut('Hello wo', ['world']);   // { end: 6, hit: false }: 'wo' is held back
+ */
+export function stopCut(text: string, stops: string[]): { end: number; hit: boolean } {
+  let first = -1;
+  for (const s of stops) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (first < 0 || i < first)) first = i;
+  }
+  if (first >= 0) return { end: first, hit: true };
+  let held = 0;
+  for (const s of stops) {
+    for (let k = Math.min(s.length - 1, text.length); k > held; k--) if (text.endsWith(s.slice(0, k))) { held = k; break; }
+  }
+  return { end: text.length - held, hit: false };
 }
 
 const errorBody = (e: ApiError) => ({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });
@@ -426,7 +512,12 @@ function asApiError(e: unknown): ApiError {
   return new ApiError(500, `the server failed on this request: ${e instanceof et.EmotorchError ? `${e.code}: ${e.message}` : String((e as Error)?.message ?? e)}`, 'server_error');
 }
 
-/** Counters the server keeps (for /health and tests). */
+/**
+ * Counters the server keeps (for /health and tests): requests `served` (answered), `failed` (the
+ * server could not answer: an error of its own, or its time limit), `cancelled` (the client went
+ * away first, before or while streaming: no failure) and `rejected` (refused as the request's own
+ * fault or the queue's: every 4xx).
+ */
 export interface ServeStats { served: number; failed: number; cancelled: number; rejected: number }
 
 
@@ -506,7 +597,9 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
     const timer = setTimeout(() => ac.abort(new et.EmotorchError('timeout', 'ERR_ABORTED')), L.timeoutMs);
     let gone = false;
     // the client went away before the answer ended: stop at the next token
-    reply.raw.on('close', () => { if (!reply.raw.writableFinished) { gone = true; ac.abort(new et.EmotorchError('client disconnected', 'ERR_ABORTED')); } });
+    const leave = () => { if (!reply.raw.writableFinished) { gone = true; ac.abort(new et.EmotorchError('client disconnected', 'ERR_ABORTED')); } };
+    reply.raw.on('close', leave);
+    if (reply.raw.destroyed || req.raw.socket?.destroyed) leave();   // it closed before this handler began
     const body = req.body as Record<string, unknown> | null;
     const stream = !!body && typeof body === 'object' && body.stream === true;
     const id = `chatcmpl-${randomUUID()}`;
@@ -523,15 +616,24 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
       await readMessages(body, backend, L, turns);
       const includeUsage = stream && !!(body.stream_options as OpenAiStreamOptions | undefined)?.include_usage;
       // streamed text: every new token re-decodes the answer so far and sends what was not sent
-      // (held back while it ends in an incomplete UTF-8 sequence); decodes run one after another
+      // (held back while it ends in an incomplete UTF-8 sequence or in the beginning of a stop
+      // sequence); decodes run one after another. With stop sequences the answer is decoded so
+      // while it grows, streamed or not, and generation ends once one appears (the text is cut
+      // before it, whichever tokens it spans).
       const ids: number[] = [];
       let decoding = Promise.resolve();
       let done = false;
+      let promptTokens = 0;
+      const stopped = new et.EmotorchError('a stop sequence was generated', 'ERR_ABORTED');
       const push = (text: string) => {
-        if (!text.startsWith(sent) || text.length === sent.length || text.endsWith('\uFFFD')) return;
+        const cut = stopCut(text, settings.stop);
+        if (cut.hit && !ac.signal.aborted) ac.abort(stopped);   // the answer is complete: generate no further
+        if (!stream) return;
+        const shown = text.slice(0, cut.end);
+        if (!shown.startsWith(sent) || shown.length === sent.length || shown.endsWith('\uFFFD')) return;
         if (!headers) startStream();
-        sse(chunk({ content: text.slice(sent.length) }, null));
-        sent = text;
+        sse(chunk({ content: shown.slice(sent.length) }, null));
+        sent = shown;
       };
       const startStream = () => {
         headers = true;
@@ -540,33 +642,45 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
         sse(chunk({ role: 'assistant', content: '' }, null));
       };
       const onTokens = (t: number[]) => {
-        if (!stream || done) return;
+        if ((!stream && !settings.stop.length) || done) return;
         ids.push(t[0]);
         const snapshot = ids.slice();
         decoding = decoding.then(async () => { if (!done) push(await backend.decode(snapshot, true)); }).catch(() => {});
       };
-      const result = await gate.run(() => backend.answer(turns, {
-        maxTokens: settings.maxTokens, limit: L.maxTokens, maxPromptTokens: L.maxPromptTokens, temperature: settings.temperature, topP: settings.topP,
-        seed: settings.seed, batched: L.maxBatch > 1, onTokens, signal: ac.signal,
-      }), ac.signal);
+      let result: Awaited<ReturnType<ChatBackend['answer']>>;
+      try {
+        result = await gate.run(() => backend.answer(turns, {
+          maxTokens: settings.maxTokens, limit: L.maxTokens, maxPromptTokens: L.maxPromptTokens, temperature: settings.temperature, topP: settings.topP,
+          seed: settings.seed, batched: L.maxBatch > 1, onTokens, onPrompt: (n) => { promptTokens = n; }, signal: ac.signal,
+        }), ac.signal);
+      } catch (e) {
+        if (gone || ac.signal.reason !== stopped) throw e;
+        await decoding;
+        result = { tokens: ids.slice(), promptTokens, finish: 'stop' };   // ended by its stop sequence: the tokens generated
+      }
       await decoding;
       done = true;
-      const text = await backend.decode(result.tokens);
+      const whole = await backend.decode(result.tokens);
+      const cut = stopCut(whole, settings.stop);
+      const text = cut.hit ? whole.slice(0, cut.end) : whole;
+      const finish = cut.hit ? 'stop' : result.finish;
       const usage = { prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length };
       stats.served++;
       if (!stream) {
-        return reply.send({ id, object: 'chat.completion', created, model: backend.id, choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: result.finish }], usage });
+        return reply.send({ id, object: 'chat.completion', created, model: backend.id, choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finish }], usage });
       }
       if (!headers) startStream();
       if (text.length > sent.length && text.startsWith(sent)) sse(chunk({ content: text.slice(sent.length) }, null));
-      sse(chunk({}, result.finish));
+      sse(chunk({}, finish));
       if (includeUsage) sse({ id, object: 'chat.completion.chunk', created, model: backend.id, choices: [], usage });
       reply.raw.end('data: [DONE]\n\n');
       return reply;
     } catch (err) {
-      if (gone) { stats.cancelled++; return reply; }
+      // a client that went away is no failure, whatever its going broke off (the listener above,
+      // or a connection already closed when the handler began)
+      if (gone || reply.raw.destroyed || req.raw.socket?.destroyed) { stats.cancelled++; return reply; }
       const e = asApiError(err);
-      stats.failed++;
+      if (e.status < 500) stats.rejected++; else stats.failed++;
       if (headers) {   // mid-stream: an error event, as the OpenAI API sends one
         sse(errorBody(e));
         reply.raw.end('data: [DONE]\n\n');

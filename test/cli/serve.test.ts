@@ -74,6 +74,41 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     }
   });
 
+  it('honours stop: the answer ends before the first stop sequence (one that spans tokens), streamed and not', async () => {
+    // the greedy answer token by token, and a stop sequence made of the end of one token and the start of the next
+    const c = CASES[0];
+    const { newTokens } = await et.noGrad(() => llm.generate({ inputIds: et.tensor([c.ids], { dtype: 'int64' }) }, { maxNewTokens: 24 }));
+    let row = (newTokens.toArray() as number[][])[0].map(Number);
+    const e = row.indexOf(llm.config.eos_token_id as number);
+    if (e >= 0) row = row.slice(0, e);
+    const full = await tok.decode(row, { skipSpecialTokens: true });
+    let k = 0, stop = '';
+    for (let i = 2; i < row.length - 1 && !stop; i++) {
+      const before = await tok.decode(row.slice(0, i), { skipSpecialTokens: true });
+      const next = await tok.decode(row.slice(0, i + 1), { skipSpecialTokens: true });
+      const at = before.length - 1;
+      // its first character belongs to token i − 1, the rest to token i; it occurs first there
+      if (full.startsWith(before) && next.length >= at + 3 && full.indexOf(next.slice(at, at + 3)) === at) { stop = next.slice(at, at + 3); k = at; }
+    }
+    expect(stop.length).toBe(3);
+    const want = full.slice(0, k);
+    const r = await client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, max_tokens: 24, temperature: 0, stop });
+    expect(r.choices[0].message.content).toBe(want);
+    expect(r.choices[0].finish_reason).toBe('stop');
+    expect(r.usage!.completion_tokens).toBeLessThan(row.length);   // generation ended there
+    const s = await client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, max_tokens: 24, temperature: 0, stop: ['\u0000never', stop], stream: true });
+    let text = '', finish: string | null = null;
+    for await (const ch of s) {
+      text += ch.choices[0]?.delta.content ?? '';
+      finish = ch.choices[0]?.finish_reason ?? finish;
+    }
+    expect(text).toBe(want);
+    expect(finish).toBe('stop');
+    // a wrong type is refused by name, and the openai client's own requests pass the field check
+    await expect(client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, stop: 5 as never })).rejects.toMatchObject({ status: 400, param: 'stop' });
+    await expect(client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, logprobs: true })).rejects.toMatchObject({ status: 400, param: 'logprobs' });
+  });
+
   it('answers bad requests with OpenAI error objects and stays up', async () => {
     const post = (body: string | Buffer, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
       fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers, body }).then(async (r) => ({ status: r.status, body: await r.json() as { error: { message: string; type: string; param: string | null; code: string | null } } }));
