@@ -55,7 +55,7 @@ export const SEMEVAL_TRAIN: Command = {
     num_train_epochs: { kind: 'number', help: 'epochs', default: '10' },
     per_device_train_batch_size: { kind: 'number', help: 'utterances per batch', default: '4' },
     gradient_accumulation_steps: { kind: 'number', help: 'batches per optimizer step', default: '16' },
-    learning_rate: { kind: 'number', help: "AdamW's learning rate (HF's default)", default: '5e-5' },
+    learning_rate: { kind: 'number', help: "AdamW's learning rate (HF's default; transformers 4.x's AdamW, the seed's optim 'adamw_hf')", default: '5e-5' },
     seed: { kind: 'number', help: 'random seed', default: '42' },
     bf16: { kind: 'bool', help: 'bfloat16 autocast (the seed trains in bf16)', default: 'false' },
     resume_from_checkpoint: { kind: 'string', help: 'a checkpoint folder to go on from' },
@@ -75,7 +75,7 @@ export const SEMEVAL_TRAIN: Command = {
       args: {
         output_dir: outDir, num_train_epochs: num(v, 'num_train_epochs'), per_device_train_batch_size: num(v, 'per_device_train_batch_size'),
         per_device_eval_batch_size: num(v, 'per_device_train_batch_size'), gradient_accumulation_steps: num(v, 'gradient_accumulation_steps'),
-        learning_rate: num(v, 'learning_rate'), seed: num(v, 'seed'), bf16: v.bf16 === true, logging_steps: 5,
+        learning_rate: num(v, 'learning_rate'), seed: num(v, 'seed'), bf16: v.bf16 === true, logging_steps: 5, optim: 'adamw_hf',
         eval_strategy: evalSet ? 'epoch' : 'no', save_strategy: 'epoch', save_total_limit: 1, report_to: 'none',
         ...(str(v, 'resume_from_checkpoint') ? { resume_from_checkpoint: str(v, 'resume_from_checkpoint') } : {}),
       },

@@ -28,7 +28,10 @@ export interface TrainingArgumentsInit {
   adam_beta1?: number;
   adam_beta2?: number;
   adam_epsilon?: number;
-  /** 'adamw_torch' / 'adamw_torch_fused' (the same libtorch AdamW here). */
+  /**
+   * The Trainer's default optimizer: 'adamw_torch' / 'adamw_torch_fused' (the same libtorch AdamW
+   * here; HF 5's default) or 'adamw_hf' (transformers 4.x's AdamW class, `et.optim.AdamWHF`: HF ≤ 4.3x's default).
+   */
   optim?: string;
   /** 0 turns clipping off. */
   max_grad_norm?: number;

@@ -137,3 +137,22 @@ describe("SPECTRA main.py's step(): loss / grad_acc in every window, clipping af
     throwsWith(() => new et.train.Trainer({ model, accumulation: { clipping: 'step' } as never }), 'ERR_INVALID_ARG', /clipping/);
   });
 });
+
+describe("TrainingArguments optim 'adamw_hf' (HF <= 4.3x's default, the SemEval team's)", () => {
+  it("the Trainer's default optimizer is then transformers' AdamW (AdamWHF), else torch's", async () => {
+    expect(et.systems.LANGUAGEBIND_SEMEVAL_ARGS.optim).toBe('adamw_hf');
+    const kinds: string[] = [];
+    for (const optim of ['adamw_hf', 'adamw_torch']) {
+      const model = new Lin();
+      const out = path.join(tmpdir(), optim);
+      const items = Array.from({ length: 4 }, (_, i) => ({ x: et.full([4], i), y: et.full([3], 1) }));
+      await new et.train.Trainer({
+        model, trainDataset: { length: 4, get: (i: number) => items[i] },
+        dataCollator: (b: typeof items) => ({ x: et.stack(b.map((t) => t.x)), y: et.stack(b.map((t) => t.y)) }),
+        args: { output_dir: out, optim, max_steps: 1, per_device_train_batch_size: 4, save_strategy: 'steps', save_steps: 1, disable_tqdm: true, report_to: 'none' },
+      }).train();
+      kinds.push((await et.io.loadSafetensors(path.join(out, 'checkpoint-1', 'optimizer.safetensors'))).metadata.kind);
+    }
+    expect(kinds).toEqual(['adamw_hf', 'adamw']);
+  });
+});

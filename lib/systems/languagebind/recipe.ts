@@ -8,11 +8,14 @@ import { f1 } from '../../metrics/classification';
 
 /**
  * The team's `TrainingArguments` (Experiment 2), HF names; the learning rate is HF's default
- * 5e-5. `bf16` runs under autocast on CPU and CUDA. Add `output_dir`.
+ * 5e-5. `bf16` runs under autocast on CPU and CUDA. `optim: 'adamw_hf'` is the default of the
+ * transformers they pinned (4.30.2): transformers' own AdamW class (`et.optim.AdamWHF`), not torch's.
+ * Add `output_dir`.
  */
 export const LANGUAGEBIND_SEMEVAL_ARGS = Object.freeze({
   evaluation_strategy: 'epoch', num_train_epochs: 10, save_strategy: 'epoch', save_total_limit: 1, logging_steps: 5,
   per_device_train_batch_size: 4, per_device_eval_batch_size: 4, gradient_accumulation_steps: 16, bf16: true, remove_unused_columns: false,
+  optim: 'adamw_hf',
 } as const);
 
 /** The scores of {@link languageBindMetrics}, named as the Trainer logs them (`eval_macro_f1`, …). */
