@@ -36,7 +36,7 @@ export const ERROR_CODES = {
   ERR_HUB_NOT_FOUND: 'a Hugging Face repo, revision or file that the hub does not have (HTTP 404, or 401 RepoNotFound for a repo asked without a token), or that is not cached while downloads are off (HF_HUB_OFFLINE)',
   ERR_HUB_AUTH: 'a gated or private Hugging Face repo (HTTP 401 / 403): no token was found (HF_TOKEN, the token file) or the hub refused it',
   ERR_HUB_NETWORK: 'the Hugging Face hub could not be reached and the cache has no copy (the endpoint and cache folder tried are named), or a download kept breaking off',
-  ERR_HUB_INTEGRITY: "a downloaded file whose sha256 is not the one the hub announced (it is discarded, never kept as a blob)",
+  ERR_HUB_INTEGRITY: "a downloaded file whose hash is not the one the hub announced (it is discarded, never kept as a blob), or an ETag that is no blob id (a git sha1 or an LFS sha256)",
 } as const;
 
 /** A stable error code: a key of {@link ERROR_CODES}. */

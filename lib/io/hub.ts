@@ -312,7 +312,25 @@ async function raiseFor(ctx: Ctx, res: Response, what: string, limit: Limit): Pr
   throw hubError(`${what}: HTTP ${res.status} from ${ctx.endpoint}${detail}`, 'ERR_HUB_NETWORK');
 }
 
-const normEtag = (e: string | null): string | null => (e ? e.replace(/^W\//, '').replace(/^"|"$/g, '') : null);
+/**
+ * The blob id a file's HEAD answer names, as huggingface_hub reads it (`X-Linked-Etag`, else
+ * `ETag`; a weak `W/` prefix and the quotes taken off) and as the hub's format defines it: a git
+ * blob id (sha1, 40 lowercase hex digits) or, for an LFS file, its sha256 (64). It names the blob's
+ * file in the cache, so anything else (`..`, `.`, a path, an empty or made-up value) is refused.
+ * @throws EmotorchError ERR_HUB_NETWORK when there is none; ERR_HUB_INTEGRITY naming the header and
+ *   its value when it is not a blob id
+ */
+function blobEtag(ctx: Ctx, head: Response, file: string): string {
+  const linked = head.headers.get('x-linked-etag') || null;   // huggingface_hub: `x-linked-etag or etag`
+  const header = linked !== null ? 'X-Linked-Etag' : 'ETag';
+  const raw = linked ?? head.headers.get('etag');
+  if (!raw) throw hubError(`the hub sent no ETag for '${file}' of '${ctx.id}' (cannot name its blob)`, 'ERR_HUB_NETWORK');
+  const etag = raw.replace(/^W\//, '').replace(/^"|"$/g, '');
+  if (!/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(etag)) {
+    throw hubError(`the hub's ${header} header for '${file}' of '${ctx.id}' is ${JSON.stringify(raw.slice(0, 200))}, not a blob id (a git sha1 of 40 hex digits, or an LFS file's sha256 of 64): refused, nothing written`, 'ERR_HUB_INTEGRITY');
+  }
+  return etag;
+}
 
 /** Creates or replaces the snapshot entry: a relative symlink into blobs/ (a copy where links are refused). */
 function linkSnapshot(blob: string, entry: string): void {
@@ -395,8 +413,7 @@ async function fetchFile(ctx: Ctx, commit: string, file: string, bar: Progress):
   } finally {
     limit.clear();
   }
-  const etag = normEtag(head.headers.get('x-linked-etag') ?? head.headers.get('etag'));
-  if (!etag || !/^[A-Za-z0-9._-]+$/.test(etag)) throw hubError(`the hub sent no usable ETag for '${file}' of '${ctx.id}' (cannot name its blob)`, 'ERR_HUB_NETWORK');
+  const etag = blobEtag(ctx, head, file);
   const isRedirect = head.status >= 300 && head.status < 400;
   const sizeHeader = head.headers.get('x-linked-size') ?? (isRedirect ? null : head.headers.get('content-length'));
   const size = sizeHeader === null ? null : Number(sizeHeader);
@@ -458,8 +475,6 @@ async function download(ctx: Ctx, url: string, blob: string, etag: string, size:
  * @returns null when it matches, else the ERR_HUB_INTEGRITY error to retry on
  */
 async function verify(ctx: Ctx, part: string, etag: string, lfs: boolean, file: string, limit: Limit): Promise<EmotorchError | null> {
-  const gitBlob = /^[0-9a-f]{40}$/.test(etag);
-  if (!lfs && !gitBlob) return null;   // an ETag of another form names no hash
   const hash = crypto.createHash(lfs ? 'sha256' : 'sha1');
   if (!lfs) hash.update(`blob ${fs.statSync(part).size}\0`);
   for await (const chunk of fs.createReadStream(part)) { hash.update(chunk as Buffer); limit.progress(); }   // a long hash is not a silent hub

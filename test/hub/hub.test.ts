@@ -190,6 +190,45 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     } finally {
       await bad.close();
     }
+    // a hostile hub's ETags: only a blob id (git sha1, LFS sha256) names a blob; anything else is
+    // refused naming the header and its value, and the cache stays as it was
+    const cfg = read('whisper/config.json');
+    const cfgSha1 = crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${cfg.length}\0`), cfg])).digest('hex');
+    const forged: Array<[string, string, 'etag' | undefined, string]> = [
+      ['config.json', '..', undefined, 'ETag'], ['config.json', '.', undefined, 'ETag'], ['config.json', '".."', undefined, 'ETag'], ['config.json', 'W/"."', undefined, 'ETag'],
+      ['config.json', '"../../outside"', undefined, 'ETag'], ['config.json', '""', undefined, 'ETag'], ['config.json', `"${cfgSha1.slice(1)}"`, undefined, 'ETag'],
+      ['config.json', `"${cfgSha1.toUpperCase()}"`, undefined, 'ETag'], ['config.json', `"${cfgSha1}/.."`, undefined, 'ETag'], ['config.json', `"${cfgSha1} "`, undefined, 'ETag'],
+      ['model.safetensors', '".."', undefined, 'X-Linked-Etag'], ['model.safetensors', '.', 'etag', 'ETag'],
+    ];
+    for (const [file, value, header, named] of forged) {
+      const hostile = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { etags: { [file]: value }, ...(header ? { etagHeader: header } : {}) });
+      try {
+        const cache = tmpdir();
+        const e = await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: hostile.url, cacheDir: cache, progress: false }), 'ERR_HUB_INTEGRITY');
+        expect(e.message).toContain(`the hub's ${named} header for '${file}' of 'tiny/whisper' is ${JSON.stringify(value)}, not a blob id`);
+        const repo = path.join(cache, 'models--tiny--whisper');
+        expect(fs.statSync(repo).isDirectory()).toBe(true);   // never replaced by a file
+        const blobs = path.join(repo, 'blobs');
+        for (const b of fs.existsSync(blobs) ? fs.readdirSync(blobs) : []) expect(b, value).toMatch(/^[0-9a-f]{40}$|^[0-9a-f]{64}$/);
+        expect(fs.readdirSync(cache).sort()).toEqual(['.locks', 'models--tiny--whisper'].filter((d) => fs.existsSync(path.join(cache, d))));
+        // the same cache, the hub honest again: the snapshot comes whole
+        const snap = await et.hub.hubSnapshot('tiny/whisper', opts(cache));
+        expect(fs.readFileSync(path.join(snap, 'config.json'))).toEqual(cfg);
+      } finally {
+        await hostile.close();
+      }
+    }
+    // the forms huggingface_hub takes off are taken off: a weak ETag, no quotes
+    for (const value of [`W/"${cfgSha1}"`, cfgSha1]) {
+      const weak = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { etags: { 'config.json': value } });
+      try {
+        const cache = tmpdir();
+        const snap = await et.hub.hubSnapshot('tiny/whisper', { endpoint: weak.url, cacheDir: cache, progress: false });
+        expect(fs.readlinkSync(path.join(snap, 'config.json'))).toBe(path.join('..', '..', 'blobs', cfgSha1));
+      } finally {
+        await weak.close();
+      }
+    }
     // a full disk: the part file is /dev/full, where every write fails with ENOSPC
     if (fs.existsSync('/dev/full')) {
       const cache = tmpdir();

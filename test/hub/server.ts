@@ -2,7 +2,8 @@
 // huggingface_hub (model info with the commit and file list; `resolve` URLs with X-Repo-Commit and
 // ETag, LFS files as a 302 to a CDN-like path with X-Linked-Etag / X-Linked-Size; Range on the
 // CDN; 401 for a gated repo without the token; 404 with X-Error-Code). Faults on request: a
-// connection cut halfway through a file's first download, wrong bytes for a file, a slow body.
+// connection cut halfway through a file's first download, wrong bytes for a file, a slow body,
+// forged ETags.
 import * as crypto from 'crypto';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
@@ -25,6 +26,13 @@ export interface HubFaults {
   corrupt?: string[];
   /** Send the body in 16 KiB pieces with this many ms between them. */
   slowMs?: number;
+  /**
+   * A hostile hub's ETags: file → the header value sent in place of the real one (X-Linked-Etag for
+   * an LFS file, ETag for another); with `header: 'etag'`, an LFS file's X-Linked-Etag is left out
+   * and the value goes in its ETag.
+   */
+  etags?: Record<string, string>;
+  etagHeader?: 'etag';
 }
 
 export interface LoopbackHub {
@@ -117,13 +125,16 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
       const file = decodeURIComponent(m[4]);
       const data = r.commits[c][file];
       if (!data) { fail(404, 'EntryNotFound', `${file} does not exist`); return; }
+      const forged = faults.etags?.[file];
       if (isLfs(file)) {
         const sha = sha256(data);
-        res.writeHead(302, { location: `http://localhost:${cdnPort}/cdn/${sha}`, 'x-repo-commit': c, 'x-linked-etag': `"${sha}"`, 'x-linked-size': String(data.length), etag: `"${gitSha1(data)}"`, 'content-length': '0' });
+        const linked = forged === undefined ? { 'x-linked-etag': `"${sha}"` } : faults.etagHeader === 'etag' ? {} : { 'x-linked-etag': forged };
+        res.writeHead(302, { location: `http://localhost:${cdnPort}/cdn/${sha}`, 'x-repo-commit': c, ...linked, 'x-linked-size': String(data.length),
+          etag: forged !== undefined && faults.etagHeader === 'etag' ? forged : `"${gitSha1(data)}"`, 'content-length': '0' });
         res.end();
         return;
       }
-      res.writeHead(200, { 'x-repo-commit': c, etag: `"${gitSha1(data)}"`, 'content-length': String(data.length), 'content-type': 'application/octet-stream' });
+      res.writeHead(200, { 'x-repo-commit': c, etag: forged ?? `"${gitSha1(data)}"`, 'content-length': String(data.length), 'content-type': 'application/octet-stream' });
       res.end(req.method === 'HEAD' ? undefined : data);
       return;
     }
