@@ -4,7 +4,7 @@
  */
 import { binding } from '../native';
 import { Tensor, tensor } from '../tensor';
-import { checkInt, checkNumber, invalid } from '../errors';
+import { checkInt, checkNumber, invalid, checkOptionNames } from '../errors';
 import { fbankOps, KaldiWindow, KALDI_WINDOWS } from './fbank';
 
 /** A waveform: Tensor (samples) or (batch, samples), or a Float32Array of samples. */
@@ -39,6 +39,7 @@ export interface WhisperLogMelOptions {
  * const feats = await et.audio.whisperLogMel(wave);          // (1, 80, 3000)
  */
 export async function whisperLogMel(x: Waveform, opts: WhisperLogMelOptions = {}): Promise<Tensor> {
+  checkOptionNames(opts, ['nMels', 'padTo30s'], 'whisperLogMel');
   const w = batched(x, 'waveform');
   const nMels = checkInt(opts.nMels ?? 80, 'nMels', 1);
   const pad = opts.padTo30s ?? true;
@@ -89,6 +90,7 @@ const BEATS_STD = 6.55582;
  * const fb = await et.audio.kaldiFbank(wave, { beats: true });   // (1, frames, 128)
  */
 export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Promise<Tensor> {
+  checkOptionNames(opts, ['numMelBins', 'sampleRate', 'frameLength', 'frameShift', 'preemphasis', 'lowFreq', 'highFreq', 'removeDcOffset', 'usePower', 'useLog', 'scale', 'beats'], 'kaldiFbank');
   const w = batched(x, 'waveform');
   const beats = opts.beats ?? false;
   const o = {

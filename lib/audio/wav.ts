@@ -254,6 +254,7 @@ export async function readWav(path: string, opts: WavOptions = {}): Promise<Wav>
  * fs.writeFileSync('out.wav', et.audio.encodeWav(samples, 16000));
  */
 export function encodeWav(samples: Float32Array | number[], sampleRate: number, opts: { channels?: number; format?: 'pcm16' | 'float32' } = {}): Buffer {
+  checkOptionNames(opts, ['channels', 'format'], 'encodeWav');
   checkRate(sampleRate, 'sampleRate');
   const channels = opts.channels === undefined ? 1 : checkInt(opts.channels, 'channels', 1);
   if (channels > 1024) invalid('at most 1024 channels', 'channels', channels);

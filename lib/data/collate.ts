@@ -1,7 +1,7 @@
 /**
  * Collate helpers: turn a batch's variable-length sequences and scalar labels into tensors.
  */
-import { invalid, checkInt, checkNumber, withDeprecatedAlias } from '../errors';
+import { invalid, checkInt, checkNumber, withDeprecatedAlias, checkOptionNames } from '../errors';
 import { Tensor, tensor } from '../tensor';
 import { DType, checkDtype } from '../dtype';
 import { Device } from '../device';
@@ -47,6 +47,7 @@ export interface Padded {
 export function padSequences(arrays: ArrayLike<number>[], opts: PadOptions = {}): Padded {
   if (!Array.isArray(arrays) || arrays.length === 0) invalid('a non-empty array of sequences', 'arrays', arrays);
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
+  checkOptionNames(opts, ['padValue', 'dtype', 'maxLength', 'maskDtype', 'device'], 'padSequences');
   const padValue = opts.padValue === undefined ? 0 : checkNumber(opts.padValue, 'padValue');
   const dtype = opts.dtype === undefined ? 'float32' : checkDtype(opts.dtype);
   const maxLength = opts.maxLength === undefined ? Infinity : checkInt(opts.maxLength, 'maxLength', 0);
@@ -92,6 +93,7 @@ export function padSequences(arrays: ArrayLike<number>[], opts: PadOptions = {})
  */
 export function stackNumbers(values: number[], opts: { dtype?: DType; device?: Device } = {}): Tensor {
   if (!Array.isArray(values)) invalid('an array of numbers', 'values', values);
+  checkOptionNames(opts, ['dtype', 'device'], 'stackNumbers');
   values.forEach((v, i) => { if (typeof v !== 'number' || Number.isNaN(v)) invalid('a number', `values[${i}]`, v); });
   const dtype = opts.dtype === undefined ? (values.every(Number.isInteger) ? 'int64' : 'float32') : checkDtype(opts.dtype);
   if (!['float32', 'float64', 'float16', 'bfloat16'].includes(dtype)) {

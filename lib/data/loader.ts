@@ -3,7 +3,7 @@
  * optional length bucketing and background prefetch (the next batches are prepared, their
  * `dataset.get` calls running concurrently, while the consumer works on the current one).
  */
-import { invalid, checkInt } from '../errors';
+import { invalid, checkInt, checkOptionNames } from '../errors';
 import { mulberry32 } from '../runtime';
 import type { Dataset } from './datasets/base';
 
@@ -112,6 +112,7 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
       invalid('a dataset with a length and get(index)', 'dataset', dataset);
     }
     if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
+    checkOptionNames(opts, ['batchSize', 'shuffle', 'seed', 'dropLast', 'collate', 'prefetch', 'bucketBy', 'bucketChunk', 'sampler'], 'DataLoader');
     this.dataset = dataset;
     this.batchSize = opts.batchSize === undefined ? 1 : checkInt(opts.batchSize, 'batchSize', 1);
     this.seed = opts.seed === undefined ? 0 : checkInt(opts.seed, 'seed', 0);

@@ -19,7 +19,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { AddedToken, Tokenizer as RustTokenizer } from 'tokenizers';
 import { HubOptions, hubSnapshot, isRepoId } from '../io/hub';
-import { EmotorchError, invalid, checkInt } from '../errors';
+import { EmotorchError, invalid, checkInt, checkOptionNames } from '../errors';
 import { Tensor, tensor } from '../tensor';
 import { openRegularSync, parseJson, readRegularFile, readRegularTextSync } from '../io/file';
 import { parseSentencePieceModel, sentencePieceToJSON } from './sentencepiece';
@@ -512,6 +512,7 @@ export class Tokenizer {
    */
   static async fromFile(file: string, opts: { revision?: string; hub?: Omit<HubOptions, 'revision'> } = {}): Promise<Tokenizer> {
     if (typeof file !== 'string' || file === '') invalid('a path to a tokenizer.json file or its folder', 'file', file);
+    checkOptionNames(opts, ['revision', 'hub'], 'Tokenizer.fromFile');
     // a repo id ('FacebookAI/roberta-base') is its hub cache folder (downloading the tokenizer files when missing)
     if (!fs.existsSync(file) && isRepoId(file)) {
       file = await hubSnapshot(file, { ...opts.hub, revision: opts.revision, allowPatterns: opts.hub?.allowPatterns ?? ['*.json', '*.txt', '*.model', '*.jinja', '*.tiktoken'] });

@@ -28,7 +28,7 @@
  * Measured: a 64 MB protocol-4 pickle of float32 arrays adds ≈ 2.0× its size to RSS right after
  * loading (file buffer + arrays); a 38.5 MB protocol-2 one ≈ 1.4×.
  */
-import { EmotorchError, invalid } from '../errors';
+import { EmotorchError, invalid, checkOptionNames } from '../errors';
 import { readRegularFile } from './file';
 import { NdArray, NdData, NdDtype } from './ndarray';
 
@@ -666,6 +666,7 @@ function transpose<T extends ArrayLike<unknown> & { length: number }>(src: T, sh
 export function parsePickle(buffer: Uint8Array, opts: PickleOptions = {}, name = '<buffer>'): unknown {
   if (!(buffer instanceof Uint8Array)) invalid('a Buffer', 'buffer', buffer);
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
+  checkOptionNames(opts, ['dict', 'buffers', 'globals', 'persistentLoad'], 'parsePickle');
   if (opts.dict !== undefined && opts.dict !== 'map' && opts.dict !== 'object') invalid("'map' or 'object'", 'dict', opts.dict);
   if (opts.buffers !== undefined && !(Array.isArray(opts.buffers) && opts.buffers.every((b) => b instanceof Uint8Array))) invalid('an array of Buffers', 'buffers', opts.buffers);
   const buf = Buffer.isBuffer(buffer) ? buffer : Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
@@ -697,6 +698,7 @@ export function parsePickle(buffer: Uint8Array, opts: PickleOptions = {}, name =
  */
 export async function readPickle(path: string, opts: PickleOptions = {}): Promise<unknown> {
   if (typeof path !== 'string') invalid('a file path', 'path', path);
+  checkOptionNames(opts, ['dict', 'buffers', 'globals', 'persistentLoad'], 'readPickle');
   return parsePickle(await readRegularFile(path), opts, path);
 }
 

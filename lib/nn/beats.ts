@@ -1,10 +1,10 @@
 /** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/nn/beats. */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { EmotorchError, invalid, renameDeprecated } from '../errors';
 import { loadTorchFile } from '../io/torchfile';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
 
 /** The original BEATsConfig fields and defaults. */
 export interface BeatsConfig {
@@ -88,6 +88,7 @@ export class BeatsEncoder extends NativeModule {
 
   /** A BeatsEncoder with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<BeatsConfig> = {}, opts: ModuleOptions = {}): BeatsEncoder {
+    opts = checkModuleOptions(opts, 'BeatsEncoder.create');
     const c = resolveConfig('BEATs', BEATS_DEFAULTS, SPEC, config);
     if (c.encoder_embed_dim % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
     if (c.encoder_embed_dim % c.conv_pos_groups !== 0) invalid(`a multiple of conv_pos_groups`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
@@ -99,6 +100,7 @@ export class BeatsEncoder extends NativeModule {
    * the original `{cfg, model}` torch.save file.
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<BeatsConfig> = {}): Promise<BeatsEncoder> {
+    opts = checkPretrainedOptions(opts, 'BeatsEncoder.fromPretrained');
     dirOrFile = await pretrainedPath(dirOrFile, opts);
     let cfg: Partial<BeatsConfig>;
     let sd: StateDict;

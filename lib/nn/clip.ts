@@ -4,10 +4,10 @@
  * temporal attention in every layer (and the V1.5 tube embedding), audio as a non-square fbank
  * "image", and the LoRA-tuned releases whose vision encoder peft wrapped.
  */
-import { Module, NativeModule, ModuleOptions, StateDict, lockConfig } from './module';
+import { Module, NativeModule, ModuleOptions, StateDict, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
 import { applyLora } from './lora';
 
 /** HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's). */
@@ -286,6 +286,7 @@ export class ClipVisionModel extends NativeModule {
    * @throws EmotorchError ERR_INVALID_ARG naming a bad field
    */
   static create(config: Partial<ClipVisionConfig> = {}, opts: ModuleOptions & { withProjection?: boolean } = {}): ClipVisionModel {
+    opts = checkModuleOptions(opts, 'ClipVisionModel.create', ['withProjection']);
     return new ClipVisionModel(visionConfig(config), projectionOption(opts), opts);
   }
 
@@ -296,6 +297,7 @@ export class ClipVisionModel extends NativeModule {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
    */
   static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipVisionConfig> = {}): Promise<ClipVisionModel> {
+    opts = checkPretrainedOptions(opts, 'ClipVisionModel.fromPretrained', ['lora', 'withProjection', 'stateDict']);
     dir = await pretrainedPath(dir, opts);
     const mode = checkMode(opts.lora);
     const raw = readConfig(dir);
@@ -367,11 +369,13 @@ export class ClipTextModel extends NativeModule {
 
   /** A randomly initialised tower. @param opts `withProjection` (default true), `device`, `dtype` */
   static create(config: Partial<ClipTextConfig> = {}, opts: ModuleOptions & { withProjection?: boolean } = {}): ClipTextModel {
+    opts = checkModuleOptions(opts, 'ClipTextModel.create', ['withProjection']);
     return new ClipTextModel(textConfig(config), projectionOption(opts), opts);
   }
 
   /** Loads a local folder: an HF CLIPModel (its text half), a CLIPTextModel[WithProjection], or a LanguageBind release. */
   static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipTextConfig> = {}): Promise<ClipTextModel> {
+    opts = checkPretrainedOptions(opts, 'ClipTextModel.fromPretrained', ['lora', 'withProjection', 'stateDict']);
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     const top = subConfig(raw, 'text_config', dir);
@@ -426,6 +430,7 @@ export class ClipModel extends NativeModule {
 
   /** A randomly initialised model. @throws EmotorchError ERR_INVALID_ARG naming a bad field */
   static create(config: Partial<ClipConfig> = {}, opts: ModuleOptions = {}): ClipModel {
+    opts = checkModuleOptions(opts, 'ClipModel.create');
     if (!config || typeof config !== 'object') invalid('a config object', 'CLIP config', config);
     const c = resolveConfig('CLIP', { text_config: {}, vision_config: {}, projection_dim: 512, logit_scale_init_value: 2.6592 },
       { text_config: 'any', vision_config: 'any', projection_dim: 'posint', logit_scale_init_value: 'number' }, config);
@@ -437,6 +442,7 @@ export class ClipModel extends NativeModule {
 
   /** Loads a local HF CLIPModel folder (or a LanguageBind release; LoRA adapters as `opts.lora`). */
   static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipConfig> = {}): Promise<ClipModel> {
+    opts = checkPretrainedOptions(opts, 'ClipModel.fromPretrained', ['lora', 'stateDict']);
     dir = await pretrainedPath(dir, opts);
     const mode = checkMode(opts.lora);
     const raw = readConfig(dir);

@@ -4,10 +4,10 @@
  * 1B–8B, InternViT-6B for 26B+), under the original names (`embeddings.class_embedding`,
  * `encoder.layers.N.attn.qkv`, `ls1`, …).
  */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor, tensor } from '../tensor';
 import { checkInt, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
 
 /** InternVisionConfig fields (the remote code's config.json names). */
 export interface InternVisionConfig {
@@ -97,6 +97,7 @@ export class InternVisionModel extends NativeModule {
    * @throws EmotorchError ERR_INVALID_ARG naming a bad field
    */
   static create(config: Partial<InternVisionConfig> = {}, opts: ModuleOptions = {}): InternVisionModel {
+    opts = checkModuleOptions(opts, 'InternVisionModel.create');
     return new InternVisionModel(internVisionConfig(config), opts);
   }
 
@@ -106,6 +107,7 @@ export class InternVisionModel extends NativeModule {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
    */
   static async fromPretrained(dir: string, opts: PretrainedOptions<InternVisionConfig> = {}): Promise<InternVisionModel> {
+    opts = checkPretrainedOptions(opts, 'InternVisionModel.fromPretrained');
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     const vraw = (raw.vision_config && typeof raw.vision_config === 'object' ? raw.vision_config : raw) as Record<string, unknown>;
@@ -184,6 +186,7 @@ export class InternVLProjector extends NativeModule {
 
   /** @throws EmotorchError ERR_INVALID_ARG naming a bad field */
   static create(config: Partial<InternVLProjectorConfig>, opts: ModuleOptions = {}): InternVLProjector {
+    opts = checkModuleOptions(opts, 'InternVLProjector.create');
     const c = resolveConfig('InternVL projector', { vit_hidden_size: 0, llm_hidden_size: 0, downsample_ratio: 0.5, ps_version: 'v2' }, PROJECTOR_SPEC, config);
     for (const k of ['vit_hidden_size', 'llm_hidden_size'] as const) if (c[k] < 1) invalid('a positive integer', `InternVL projector config.${k}`, c[k]);
     const scale = 1 / c.downsample_ratio;

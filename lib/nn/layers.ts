@@ -1,5 +1,5 @@
 /** Built-in general layers on native modules: Linear, Mlp, LayerNorm, Embedding. */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
 
@@ -33,6 +33,7 @@ export class Linear extends NativeModule {
   }
   /** @throws EmotorchError for a bad config, dtype or device. */
   static create(config: LinearConfig, opts: ModuleOptions = {}): Linear {
+    opts = checkModuleOptions(opts, 'Linear.create');
     if (!config || typeof config !== 'object') invalid('a config object', 'Linear config', config);
     const c = { in_features: checkInt(config.in_features, 'in_features', 1), out_features: checkInt(config.out_features, 'out_features', 1), bias: config.bias ?? true };
     return new Linear(c, opts);
@@ -71,6 +72,7 @@ export class Mlp extends NativeModule {
   }
   /** An Mlp with random weights. */
   static create(config: MlpConfig, opts: ModuleOptions = {}): Mlp {
+    opts = checkModuleOptions(opts, 'Mlp.create');
     if (!config || typeof config !== 'object') invalid('a config object', 'Mlp config', config);
     if (!Array.isArray(config.sizes) || config.sizes.length < 2) invalid('an array of at least two layer sizes', 'sizes', config.sizes);
     config.sizes.forEach((s, i) => checkInt(s, `sizes[${i}]`, 1));
@@ -101,6 +103,7 @@ export class LayerNorm extends NativeModule {
   }
   /** A LayerNorm with weight 1 and bias 0 (as torch). */
   static create(config: LayerNormConfig, opts: ModuleOptions = {}): LayerNorm {
+    opts = checkModuleOptions(opts, 'LayerNorm.create');
     const c = { normalized_shape: checkInt(config?.normalized_shape, 'normalized_shape', 1), eps: checkNumber(config.eps ?? 1e-5, 'eps', 0), elementwise_affine: config.elementwise_affine ?? true };
     return new LayerNorm(c, opts);
   }
@@ -126,6 +129,7 @@ export class Embedding extends NativeModule {
   }
   /** An Embedding with random weights (as torch: N(0, 1)). */
   static create(config: EmbeddingConfig, opts: ModuleOptions = {}): Embedding {
+    opts = checkModuleOptions(opts, 'Embedding.create');
     const n = checkInt(config?.num_embeddings, 'num_embeddings', 1);
     const c: EmbeddingConfig = { num_embeddings: n, embedding_dim: checkInt(config.embedding_dim, 'embedding_dim', 1) };
     if (config.padding_idx !== undefined) {

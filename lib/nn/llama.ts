@@ -4,10 +4,10 @@
  * code: `attention.wqkv`, `feed_forward.w1/w2/w3`, `tok_embeddings`, `output`, dynamic NTK RoPE)
  * and Phi-3 (`qkv_proj`, `gate_up_proj`, su / longrope RoPE). `config.model_type` picks the layout.
  */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
 
 /**
  * HF LlamaConfig fields. RoPE settings are flat here: `rope_theta`, `rope_type` ('default' |
@@ -232,6 +232,7 @@ export class LlamaForCausalLM extends NativeModule {
 
   /** A LlamaForCausalLM with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<LlamaConfig> = {}, opts: ModuleOptions = {}): LlamaForCausalLM {
+    opts = checkModuleOptions(opts, 'LlamaForCausalLM.create');
     // HF writes `"sliding_window": null` for full attention (Mistral v0.2+).
     const given = config && (config as { sliding_window?: unknown }).sliding_window === null ? { ...config, sliding_window: 0 } : config;
     const c = resolveConfig('LLaMA', LLAMA_DEFAULTS, SPEC, given);
@@ -262,6 +263,7 @@ export class LlamaForCausalLM extends NativeModule {
 
   /** Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`). */
   static async fromPretrained(dir: string, opts: PretrainedOptions<LlamaConfig> = {}): Promise<LlamaForCausalLM> {
+    opts = checkPretrainedOptions(opts, 'LlamaForCausalLM.fromPretrained');
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     const model = createForCheckpoint(opts, () => LlamaForCausalLM.create(withOverrides('LLaMA', SPEC, normalizeLlamaConfig(raw), opts.config), {}));

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Module, NativeModule } from './module';
 import { Tensor } from '../tensor';
-import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkInt, checkNumber, invalid, checkOptionNames } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { readJsonObjectSync } from '../io/file';
 
@@ -60,6 +60,7 @@ function* nativeModules(m: Module, prefix = ''): Generator<[string, NativeModule
 export function applyLora(module: Module, opts: LoraOptions): string[] {
   if (!(module instanceof Module)) invalid('a Module', 'module', module);
   if (!opts || typeof opts !== 'object') invalid('LoRA options', 'opts', opts);
+  checkOptionNames(opts, ['r', 'alpha', 'dropout', 'targetModules'], 'applyLora');
   const o: Required<LoraOptions> = {
     r: checkInt(opts.r, 'r', 1),
     alpha: checkNumber(opts.alpha, 'alpha'),
@@ -131,6 +132,7 @@ export async function loadLoraAdapter(module: Module, dir: string): Promise<stri
 
 /** Saves the adapters as a peft folder that peft's `PeftModel.from_pretrained` loads. */
 export async function saveLoraAdapter(module: Module, dir: string, opts: { baseModel?: string } = {}): Promise<void> {
+  checkOptionNames(opts, ['baseModel'], 'saveLoraAdapter');
   const o = applied.get(module);
   if (!o) throw new EmotorchError('saveLoraAdapter: no LoRA was applied to this module', 'ERR_INVALID_ARG');
   if (typeof dir !== 'string' || !dir) invalid('a folder path', 'dir', dir);

@@ -16,6 +16,21 @@ export interface ModuleOptions {
   dtype?: DType;
 }
 
+/** The names {@link ModuleOptions} has: the options every model's `create` takes (a model adds its own to them). */
+export const MODULE_OPTIONS: readonly string[] = ['device', 'dtype'];
+
+/**
+ * Checks the options of a model's `create` (or another call taking {@link ModuleOptions}): each
+ * name must be `device`, `dtype` or one of the model's `extra` ones; a misspelt or foreign name
+ * (`dtpye`, `quantize`) is refused, naming it and the options taken, before anything is built.
+ * @internal
+ * @returns the options (`{}` for undefined)
+ * @throws EmotorchError ERR_INVALID_ARG
+ */
+export function checkModuleOptions<T extends object>(opts: T | undefined, name: string, extra: readonly string[] = []): T {
+  return checkOptionNames(opts, [...MODULE_OPTIONS, ...extra], name);
+}
+
 /** What loading a state dict did: the keys that were missing and those that were unexpected. */
 export interface LoadReport {
   /** Keys the module has but the state dict lacks. */

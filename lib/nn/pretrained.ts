@@ -9,11 +9,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Tensor } from '../tensor';
-import { EmotorchError, invalid } from '../errors';
+import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, readSafetensorsHeader } from '../io/safetensors';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
-import { createUninitialized } from './module';
+import { MODULE_OPTIONS, createUninitialized } from './module';
 import { DType, DTYPE_BYTES, checkDtype, isFloating } from '../dtype';
 import { checkDevice } from '../device';
 import type { Module, ModuleOptions, StateDict } from './module';
@@ -206,6 +206,25 @@ export interface PretrainedOptions<C = Record<string, unknown>> extends Omit<Mod
   revision?: string;
   /** For a Hugging Face repo id: the cache folder, token, offline mode, … ({@link HubOptions}). */
   hub?: Omit<HubOptions, 'revision'>;
+}
+
+/**
+ * The names {@link PretrainedOptions} has: the options every `fromPretrained` takes (a model adds
+ * its own to them). Kept beside the interface, in one place, so no model repeats the list.
+ */
+export const PRETRAINED_OPTIONS: readonly string[] = [...MODULE_OPTIONS, 'strict', 'config', 'revision', 'hub'];
+
+/**
+ * Checks a `fromPretrained`'s options before anything is read: each name must be one of
+ * {@link PRETRAINED_OPTIONS} or the model's `extra` ones; a misspelt or foreign name (`dtpye`,
+ * `quantize`, which emotorch does not implement) is refused, naming it and the options taken,
+ * where it was taken and ignored (a 7B loaded in float32 for a misspelt `dtype`).
+ * @internal
+ * @returns the options (`{}` for undefined)
+ * @throws EmotorchError ERR_INVALID_ARG
+ */
+export function checkPretrainedOptions<T extends object>(opts: T | undefined, name: string, extra: readonly string[] = []): T {
+  return checkOptionNames(opts, [...PRETRAINED_OPTIONS, ...extra], name);
 }
 
 /** The memory the system can give now: /proc/meminfo's MemAvailable (Linux), else os.freemem(). */

@@ -1,8 +1,8 @@
 /** Q-Former (HF Blip2QFormerModel; LAVIS / SALMONN checkpoints through a rename table), on native/nn/qformer. */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath, checkPretrainedOptions } from './pretrained';
 
 /** Blip2QFormerConfig fields and defaults, plus `num_query_tokens` (queries the model owns; 0 = given per call). */
 export interface QFormerConfig {
@@ -74,6 +74,7 @@ export class QFormer extends NativeModule {
 
   /** A QFormer with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<QFormerConfig> = {}, opts: ModuleOptions = {}): QFormer {
+    opts = checkModuleOptions(opts, 'QFormer.create');
     const c = resolveConfig('Q-Former', QFORMER_DEFAULTS, SPEC, config);
     if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'Q-Former config.hidden_size', c.hidden_size);
     return new QFormer(c, opts);
@@ -86,6 +87,7 @@ export class QFormer extends NativeModule {
    * folder has no config.json.
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<QFormerConfig> = {}): Promise<QFormer> {
+    opts = checkPretrainedOptions(opts, 'QFormer.fromPretrained');
     dirOrFile = await pretrainedPath(dirOrFile, opts);
     const all = await loadCheckpoint(dirOrFile);
     const tokens = all.get('query_tokens') ?? all.get('speech_query_tokens');

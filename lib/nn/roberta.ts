@@ -1,8 +1,8 @@
 /** RoBERTa (HF RobertaModel), on native/nn/roberta. */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
 
 /**
  * HF RobertaConfig fields (config.json names; defaults: RobertaConfig's). Whether the pooler is
@@ -101,6 +101,7 @@ export class RobertaModel extends NativeModule {
    * const encoder = et.nn.RobertaModel.create({ vocab_size: 100, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64 }, { addPoolingLayer: false });
    */
   static create(config: Partial<RobertaConfig> = {}, opts: RobertaOptions = {}): RobertaModel {
+    opts = checkModuleOptions(opts, 'RobertaModel.create', ['addPoolingLayer']);
     const c = resolveConfig('RoBERTa', ROBERTA_DEFAULTS, SPEC, config);
     if (opts.addPoolingLayer !== undefined) {
       if (typeof opts.addPoolingLayer !== 'boolean') invalid('a boolean', 'addPoolingLayer', opts.addPoolingLayer);
@@ -122,6 +123,7 @@ export class RobertaModel extends NativeModule {
    * deprecated `config: { add_pooling_layer }` is read as it).
    */
   static async fromPretrained(dir: string, opts: RobertaPretrainedOptions = {}): Promise<RobertaModel> {
+    opts = checkPretrainedOptions(opts, 'RobertaModel.fromPretrained', ['addPoolingLayer']);
     dir = await pretrainedPath(dir, opts);
     const cfg = readConfig(dir);
     let sd = stripPrefix(await loadCheckpoint(dir), ['roberta.']);

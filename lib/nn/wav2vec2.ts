@@ -1,11 +1,11 @@
 /** Wav2Vec2 (HF Wav2Vec2Model; XLS-R is its layer-norm, stable-layer-norm variant), on native/nn/wav2vec2. */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor, tensor, zeros } from '../tensor';
 import * as fs from 'fs';
 import * as path from 'path';
-import { EmotorchError, invalid, withDeprecatedAlias } from '../errors';
+import { EmotorchError, invalid, withDeprecatedAlias, checkOptionNames } from '../errors';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath, checkPretrainedOptions } from './pretrained';
 
 /** HF Wav2Vec2Config fields and defaults (wav2vec2-base sizes; XLS-R checkpoints set the layer-norm fields in their config.json). */
 export interface Wav2Vec2Config {
@@ -162,6 +162,7 @@ export function wav2vec2Dialect(keys: Iterable<string>): Wav2Vec2Dialect {
  * const { sd } = et.nn.convertWav2Vec2StateDict(await et.nn.loadCheckpoint('xlsr2_1b_v2.pt'), 'fairseq2');
  */
 export function convertWav2Vec2StateDict(sd: StateDict, dialect: Exclude<Wav2Vec2Dialect, 'hf'>, opts: { strict?: boolean } = {}): { sd: StateDict; origin: Map<string, string> } {
+  checkOptionNames(opts, ['strict'], 'convertWav2Vec2StateDict');
   const rules = DIALECT_RENAMES[dialect];
   if (!rules) invalid("'fairseq' or 'fairseq2'", 'dialect', dialect);
   const out: StateDict = new Map();
@@ -242,6 +243,7 @@ export class Wav2Vec2Model extends NativeModule {
    * @throws EmotorchError ERR_INVALID_ARG naming the bad field
    */
   static create(config: Partial<Wav2Vec2Config> = {}, opts: ModuleOptions = {}): Wav2Vec2Model {
+    opts = checkModuleOptions(opts, 'Wav2Vec2Model.create');
     const c = resolveConfig('Wav2Vec2', WAV2VEC2_DEFAULTS, SPEC, config);
     if (!Array.isArray(c.conv_dim) || c.conv_dim.length === 0 || !c.conv_dim.every((x) => Number.isSafeInteger(x) && x > 0)) {
       invalid('a non-empty list of positive integers', 'Wav2Vec2 config.conv_dim', c.conv_dim);
@@ -272,6 +274,7 @@ export class Wav2Vec2Model extends NativeModule {
    * const xlsr = await et.nn.Wav2Vec2Model.fromPretrained('xlsr2_1b_v2.pt', { config: et.nn.WAV2VEC2_XLSR2_1B_V2 });
    */
   static async fromPretrained(dirOrFile: string, opts: Wav2Vec2PretrainedOptions = {}): Promise<Wav2Vec2Model> {
+    opts = checkPretrainedOptions(opts, 'Wav2Vec2Model.fromPretrained');
     dirOrFile = await pretrainedPath(dirOrFile, opts);
     if (typeof dirOrFile !== 'string') invalid('a folder or file path', 'dirOrFile', dirOrFile);
     if (!opts || typeof opts !== 'object') invalid('an options object', 'options', opts);

@@ -1,8 +1,8 @@
 /** WavLM (HF WavLMModel), on native/nn/wavlm. */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { invalid, withDeprecatedAlias } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
 
 /** HF WavLMConfig fields and defaults (wavlm-base-plus sizes). */
 export interface WavLMConfig {
@@ -93,6 +93,7 @@ export class WavLMModel extends NativeModule {
 
   /** A WavLMModel with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<WavLMConfig> = {}, opts: ModuleOptions = {}): WavLMModel {
+    opts = checkModuleOptions(opts, 'WavLMModel.create');
     const c = resolveConfig('WavLM', WAVLM_DEFAULTS, SPEC, config);
     if (!Array.isArray(c.conv_dim) || c.conv_dim.length === 0 || !c.conv_dim.every((x) => Number.isSafeInteger(x) && x > 0)) {
       invalid('a non-empty list of positive integers', 'WavLM config.conv_dim', c.conv_dim);
@@ -109,6 +110,7 @@ export class WavLMModel extends NativeModule {
 
   /** Loads a local HF folder (keys with or without a `wavlm.` prefix; heads of task models are ignored). */
   static async fromPretrained(dir: string, opts: PretrainedOptions<WavLMConfig> = {}): Promise<WavLMModel> {
+    opts = checkPretrainedOptions(opts, 'WavLMModel.fromPretrained');
     dir = await pretrainedPath(dir, opts);
     const cfg = readConfig(dir) as Partial<WavLMConfig>;
     let sd = renameKeys(stripPrefix(await loadCheckpoint(dir), ['wavlm.']), WAVLM_RENAMES);

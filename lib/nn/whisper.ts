@@ -1,8 +1,8 @@
 /** Whisper encoder (HF WhisperModel(...).encoder), on native/nn/whisper. */
-import { NativeModule, ModuleOptions, lockConfig } from './module';
+import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath } from './pretrained';
+import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
 
 /** HF WhisperConfig's encoder fields (defaults: whisper-large-v2's sizes). */
 export interface WhisperConfig {
@@ -80,6 +80,7 @@ export class WhisperEncoder extends NativeModule {
 
   /** A WhisperEncoder with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<WhisperConfig> = {}, opts: ModuleOptions = {}): WhisperEncoder {
+    opts = checkModuleOptions(opts, 'WhisperEncoder.create');
     const c = resolveConfig('Whisper', WHISPER_DEFAULTS, SPEC, config);
     if (c.d_model % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads (${c.encoder_attention_heads})`, 'Whisper config.d_model', c.d_model);
     return new WhisperEncoder(c, opts);
@@ -92,6 +93,7 @@ export class WhisperEncoder extends NativeModule {
    * files without a config.json (64-dim heads are assumed otherwise).
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<WhisperConfig> & { numHeads?: number } = {}): Promise<WhisperEncoder> {
+    opts = checkPretrainedOptions(opts, 'WhisperEncoder.fromPretrained', ['numHeads']);
     dirOrFile = await pretrainedPath(dirOrFile, opts);
     const all = await loadCheckpoint(dirOrFile);
     let sd = stripPrefix(all, ['model.encoder.', 'encoder.']);

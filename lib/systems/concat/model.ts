@@ -6,7 +6,7 @@
  * ({@link EcfDataset} `features`) or from {@link embedUtterances} (an emotorch encoder,
  * mean-pooled over the mask, cached to disk).
  */
-import { Module, ModuleOptions, lockConfig } from '../../nn/module';
+import { Module, ModuleOptions, checkModuleOptions, lockConfig } from '../../nn/module';
 import { Linear, Embedding, LayerNorm } from '../../nn/layers';
 import { ROBERTA_DEFAULTS, RobertaLayers, RobertaModel } from '../../nn/roberta';
 import { applyLora, LoraOptions } from '../../nn/lora';
@@ -202,6 +202,7 @@ export class ConcatFusionClassifier extends Module {
    * @throws EmotorchError ERR_INVALID_ARG for a bad config.
    */
   static create(input: ConcatFusionConfigInput, opts: ModuleOptions = {}): ConcatFusionClassifier {
+    opts = checkModuleOptions(opts, 'ConcatFusionClassifier.create');
     if (!input || typeof input !== 'object' || !input.modalities || typeof input.modalities !== 'object') invalid('{ modalities: { name: size }, numLabels?, bias? }', 'ConcatFusionClassifier config', input);
     const config: ConcatFusionConfig = renameDeprecated(input, CONFIG_RENAMES, 'ConcatFusionClassifier config');
     const mods = Object.entries(config.modalities);

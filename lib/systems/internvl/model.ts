@@ -5,12 +5,12 @@
  * `vision_config` and `llm_config`, safetensors shards with `vision_model.*`, `mlp1.*`,
  * `language_model.*`) and saves the same names.
  */
-import { Module, ModuleOptions } from '../../nn/module';
+import { Module, ModuleOptions, checkModuleOptions } from '../../nn/module';
 import { InternVisionModel, InternVLProjector, internVisionConfig } from '../../nn/intern_vit';
 import type { InternVisionConfig } from '../../nn/intern_vit';
 import { LlamaForCausalLM, normalizeLlamaConfig } from '../../nn/llama';
 import type { GenerationOptions, LlamaConfig } from '../../nn/llama';
-import { PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, pretrainedPath } from '../../nn/pretrained';
+import { PretrainedOptions, checkPretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, pretrainedPath, withOverrides } from '../../nn/pretrained';
 import { Tensor, cat, checkTensor, tensor } from '../../tensor';
 import { EmotorchError, checkInt, invalid } from '../../errors';
 
@@ -110,6 +110,7 @@ export class InternVL extends Module {
    * @throws EmotorchError ERR_INVALID_ARG naming a bad field
    */
   static create(config: Partial<InternVLConfig> & Pick<InternVLConfig, 'vision_config' | 'llm_config'>, opts: InternVLCreateOptions = {}): InternVL {
+    opts = checkModuleOptions(opts, 'InternVL.create', ['imgContextTokenId']);
     const c = resolveInternVLConfig(config);
     const { imgContextTokenId, ...moduleOpts } = opts;
     const vision = InternVisionModel.create(c.vision_config, moduleOpts);
@@ -127,10 +128,13 @@ export class InternVL extends Module {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
    */
   static async fromPretrained(dir: string, opts: PretrainedOptions & Omit<InternVLCreateOptions, 'dtype' | 'device'> = {}): Promise<InternVL> {
+    opts = checkPretrainedOptions(opts, 'InternVL.fromPretrained', ['imgContextTokenId']);
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     if (!raw.vision_config || !raw.llm_config) throw new EmotorchError(`'${dir}' is not an InternVL chat folder: its config.json has no vision_config and llm_config`, 'ERR_FORMAT');
-    const model = createForCheckpoint(opts, () => InternVL.create(raw as unknown as InternVLConfig, { imgContextTokenId: opts.imgContextTokenId }));
+    // opts.config replaces top-level fields of the chat config (a sub-config whole), named as the config.json names them
+    const cfg = withOverrides('InternVL', { ...INTERNVL_DEFAULTS, vision_config: 1, llm_config: 1 }, raw, opts.config);
+    const model = createForCheckpoint(opts, () => InternVL.create(cfg as unknown as InternVLConfig, { imgContextTokenId: opts.imgContextTokenId }));
     const sd = await loadCheckpoint(dir);
     for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);
     return finishPretrained(model, sd, opts);

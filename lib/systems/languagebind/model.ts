@@ -3,7 +3,7 @@
  * classifier on top (`VideoAudioTextClassif`: the embeddings of any subset of video / audio /
  * language, concatenated, into one `Linear(768·k, 7, bias=False)`).
  */
-import { Module, ModuleOptions } from '../../nn/module';
+import { Module, ModuleOptions, checkModuleOptions } from '../../nn/module';
 import { ClipTextModel, ClipVisionModel } from '../../nn/clip';
 import type { LoraMode } from '../../nn/clip';
 import { Linear } from '../../nn/layers';
@@ -104,7 +104,7 @@ export class LanguageBind extends Module {
    */
   static async fromPretrained(clipType: Partial<Record<LanguageBindModality, string>>, opts: LanguageBindOptions = {}): Promise<LanguageBind> {
     if (!clipType || typeof clipType !== 'object' || Array.isArray(clipType)) invalid('an object { video?, audio?, image? } of folders', 'clipType', clipType);
-    checkOptionNames(opts, ['useTemp', 'lora', 'language', 'device', 'dtype', 'hub'], 'LanguageBind.fromPretrained');
+    opts = checkModuleOptions(opts, 'LanguageBind.fromPretrained', ['useTemp', 'lora', 'language', 'hub']);
     const entries = Object.entries(clipType) as Array<[LanguageBindModality, string]>;
     if (!entries.length) invalid('at least one of video, audio, image', 'clipType', clipType);
     for (const [m, dir] of entries) {
@@ -208,6 +208,7 @@ export class LanguageBindClassifier extends Module {
 
   /** @throws EmotorchError ERR_INVALID_ARG for an unknown or repeated modality, or one the binder has no tower for */
   static create(config: LanguageBindClassifierConfig, opts: ModuleOptions = {}): LanguageBindClassifier {
+    opts = checkModuleOptions(opts, 'LanguageBindClassifier.create');
     if (!config || typeof config !== 'object') invalid('{ modalities, binder?, embedDim?, numLabels? }', 'LanguageBindClassifier config', config);
     checkOptionNames(config, ['modalities', 'binder', 'embedDim', 'numLabels'], 'LanguageBindClassifier config');
     const mods = config.modalities;

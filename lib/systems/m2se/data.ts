@@ -306,9 +306,9 @@ export async function m2seAudio(files: readonly string[]): Promise<Float32Array>
  * const { items } = await et.systems.m2seSalmonnItems(et.systems.m2seRecords('train.json'), salmonn, { mediaRoot: 'data/' });
  */
 export async function m2seSalmonnItems(records: readonly M2seRecord[], model: Salmonn, opts: { mediaRoot?: string; maxLength?: number; where?: string } = {}): Promise<{ items: M2seSalmonnItem[]; tooLong: number }> {
+  checkOptionNames(opts, ['mediaRoot', 'maxLength', 'where'], 'm2seSalmonnItems');
   if (!(model instanceof Salmonn)) invalid('an et.systems.Salmonn', 'model', model);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
-  checkOptionNames(opts, ['mediaRoot', 'maxLength', 'where'], 'm2seSalmonnItems');
   const root = opts.mediaRoot ?? process.cwd();
   if (typeof root !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);
   const maxLength = checkInt(opts.maxLength ?? M2SE_MAX_LENGTH, 'maxLength', 2);

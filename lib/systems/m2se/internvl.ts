@@ -76,9 +76,9 @@ export function internvlTemplateOf(model: InternVL): keyof typeof INTERNVL_TEMPL
  * const { items } = await et.systems.m2seInternVLItems(et.systems.m2seRecords('train.json'), ivl, tok, { mediaRoot: 'data/' });
  */
 export async function m2seInternVLItems(records: readonly M2seRecord[], model: InternVL, tokenizer: Tokenizer, opts: M2seInternVLOptions = {}): Promise<{ items: M2seInternVLItem[]; tooLong: number }> {
+  checkOptionNames(opts, ['mediaRoot', 'maxLength', 'system', 'template', 'maxNum', 'videoSegments', 'inference', 'where'], 'm2seInternVLItems');
   if (!(model instanceof InternVL)) invalid('an et.systems.InternVL', 'model', model);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
-  checkOptionNames(opts, ['mediaRoot', 'maxLength', 'system', 'template', 'maxNum', 'videoSegments', 'inference', 'where'], 'm2seInternVLItems');
   const root = opts.mediaRoot ?? process.cwd();
   if (typeof root !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);
   const maxLength = checkInt(opts.maxLength ?? M2SE_MAX_LENGTH, 'maxLength', 2);
@@ -213,6 +213,7 @@ export async function m2seInternVLPixels(item: M2seInternVLItem, imageSize: numb
  * `InternVL.forward` (pixelValues: every item's tiles, in order; absent when no item has media).
  */
 export async function m2seInternVLCollate(items: readonly M2seInternVLItem[], opts: { imageSize: number; padId?: number; videoSegments?: number }): Promise<Batch> {
+  checkOptionNames(opts, ['imageSize', 'padId', 'videoSegments'], 'm2seInternVLCollate');
   if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of items', 'items', items);
   const padId = opts.padId ?? 0;
   const T = Math.max(...items.map((x) => x.ids.length));

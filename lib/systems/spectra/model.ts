@@ -7,11 +7,11 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Module, NativeModule, ModuleOptions, lockConfig } from '../../nn/module';
+import { Module, NativeModule, ModuleOptions, checkModuleOptions, lockConfig } from '../../nn/module';
 import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../../nn/roberta';
 import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../nn/wavlm';
 import { Linear, Embedding } from '../../nn/layers';
-import { PretrainedOptions, Rename, checkpointDtype, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../nn/pretrained';
+import { PretrainedOptions, Rename, checkPretrainedOptions, checkpointDtype, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
 import { EmotorchError, checkInt, invalid, checkOptionNames } from '../../errors';
 import { readJsonObjectSync } from '../../io/file';
@@ -327,7 +327,8 @@ export class Spectra extends Module {
    * const tiny = et.systems.Spectra.create({ task: 'mosi', audio: { hidden_size: 32, num_hidden_layers: 2 }, text: { hidden_size: 32 } });
    */
   static create(config: SpectraConfigInput = {}, opts: ModuleOptions & { addPoolingLayer?: boolean } = {}): Spectra {
-    return new Spectra(resolveSpectraConfig(config), opts, opts.addPoolingLayer ?? true);
+    const { addPoolingLayer, ...moduleOpts } = checkModuleOptions(opts, 'Spectra.create', ['addPoolingLayer']);
+    return new Spectra(resolveSpectraConfig(config), moduleOpts, addPoolingLayer ?? true);
   }
 
   /**
@@ -345,7 +346,7 @@ export class Spectra extends Module {
    */
   static async fromPretrained(dir: string, opts: SpectraPretrainedOptions = {}): Promise<Spectra> {
     if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
-    checkOptionNames(opts, ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame', 'config', 'strict', 'device', 'dtype', 'revision', 'hub'], 'Spectra.fromPretrained');
+    opts = checkPretrainedOptions(opts, 'Spectra.fromPretrained', ['numClass', 'task', 'maskAudioCls', 'extraAudioFrame']);
     dir = await pretrainedPath(dir, opts);
     const { audio, text } = readSpectraConfigs(dir, opts.config);
     const sd = await loadSpectraStateDict(dir);

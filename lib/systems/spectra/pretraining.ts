@@ -8,11 +8,11 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Module, ModuleOptions, lockConfig } from '../../nn/module';
+import { Module, ModuleOptions, checkModuleOptions, lockConfig } from '../../nn/module';
 import { Linear, LayerNorm } from '../../nn/layers';
 import { RobertaModel } from '../../nn/roberta';
 import { WavLMModel } from '../../nn/wavlm';
-import { PretrainedOptions, checkpointDtype, pretrainedPath } from '../../nn/pretrained';
+import { PretrainedOptions, checkPretrainedOptions, checkpointDtype, pretrainedPath } from '../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
 import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors';
 import { crossEntropy, l1Loss, mseLoss } from '../../functional';
@@ -62,6 +62,9 @@ export interface SpectraPretrainingOptions {
   /** Seeds the masked-frame draws (default Math.random). */
   seed?: number;
 }
+
+/** The names {@link SpectraPretrainingOptions} has. */
+const PRETRAINING_OPTIONS: readonly (keyof SpectraPretrainingOptions)[] = ['tiledFusedMask', 'detachMamTarget', 'seed'];
 
 /** `RobertaLMHead` / `WavLMMAMHead`: dense → GELU (erf) → LayerNorm → decoder, plus a bias of the output size (the decoder's, tied). */
 class PredictionHead extends Module {
@@ -181,6 +184,7 @@ export class SpectraForPreTraining extends Module {
    * @throws EmotorchError ERR_INVALID_ARG naming a bad field or option.
    */
   static create(config: Omit<SpectraConfigInput, 'num_class' | 'task'> = {}, opts: ModuleOptions & SpectraPretrainingOptions = {}): SpectraForPreTraining {
+    opts = checkModuleOptions(opts, 'SpectraForPreTraining.create', PRETRAINING_OPTIONS);
     const { device, dtype, ...pre } = opts;
     return new SpectraForPreTraining(resolveSpectraConfig({ ...config, num_class: 1 }), { device, dtype }, pre);
   }
@@ -199,7 +203,7 @@ export class SpectraForPreTraining extends Module {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable folders, ERR_STATE_DICT for weights that do not fit.
    */
   static async fromEncoders(audioPath: string, textPath: string, opts: ModuleOptions & SpectraPretrainingOptions & { audioLength?: number; textLength?: number; numFusedLayers?: number; revision?: string } = {}): Promise<SpectraForPreTraining> {
-    checkOptionNames(opts, ['audioLength', 'textLength', 'numFusedLayers', 'device', 'dtype', 'revision', 'tiledFusedMask', 'detachMamTarget', 'seed'], 'SpectraForPreTraining.fromEncoders');
+    opts = checkModuleOptions(opts, 'SpectraForPreTraining.fromEncoders', ['audioLength', 'textLength', 'numFusedLayers', 'revision', ...PRETRAINING_OPTIONS]);
     const { device, dtype, audioLength, textLength, numFusedLayers, revision, ...pre } = opts;
     const wavlm = await WavLMModel.fromPretrained(audioPath, { revision });
     const roberta = await RobertaModel.fromPretrained(textPath, { revision });
@@ -239,7 +243,7 @@ export class SpectraForPreTraining extends Module {
    */
   static async fromPretrained(dir: string, opts: SpectraPretrainedOptions & SpectraPretrainingOptions = {}): Promise<SpectraForPreTraining> {
     if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
-    checkOptionNames(opts, ['config', 'maskAudioCls', 'extraAudioFrame', 'strict', 'device', 'dtype', 'revision', 'hub', 'tiledFusedMask', 'detachMamTarget', 'seed'], 'SpectraForPreTraining.fromPretrained');
+    opts = checkPretrainedOptions(opts, 'SpectraForPreTraining.fromPretrained', ['maskAudioCls', 'extraAudioFrame', ...PRETRAINING_OPTIONS]);
     dir = await pretrainedPath(dir, opts);
     const { audio, text } = readSpectraConfigs(dir, opts.config);
     const sd = await loadSpectraStateDict(dir);

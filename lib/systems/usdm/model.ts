@@ -8,7 +8,7 @@
 import { Module } from '../../nn/module';
 import { LlamaForCausalLM } from '../../nn/llama';
 import type { LlamaOutputs } from '../../nn/llama';
-import { pretrainedPath } from '../../nn/pretrained';
+import { checkPretrainedOptions, pretrainedPath } from '../../nn/pretrained';
 import type { PretrainedOptions } from '../../nn/pretrained';
 import { applyLora } from '../../nn/lora';
 import { Tensor, randn, tensor } from '../../tensor';
@@ -63,7 +63,7 @@ export class Usdm extends Module {
    * @throws EmotorchError as LlamaForCausalLM.fromPretrained; ERR_INVALID_ARG when the vocabulary lacks the unit ids
    */
   static async fromPretrained(dir: string, opts: UsdmOptions = {}): Promise<Usdm> {
-    checkOptionNames(opts, ['addUnitVocabulary', 'lora', 'tokenIds', 'config', 'device', 'dtype', 'strict', 'revision', 'hub'], 'Usdm.fromPretrained');
+    opts = checkPretrainedOptions(opts, 'Usdm.fromPretrained', ['addUnitVocabulary', 'lora', 'tokenIds']);
     dir = await pretrainedPath(dir, opts);
     // loaded in place in the dtype asked for (the unit rows, when added, take it too), then moved
     let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config, dtype: opts.dtype });
