@@ -13,8 +13,19 @@ at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh
   bool reduced_graph = dropout == 0 && at::isReducedFloatingType(qh.scalar_type()) && at::GradMode::is_enabled() &&
                        (qh.requires_grad() || kh.requires_grad() || vh.requires_grad()) &&
                        (!mask || !at::isFloatingType(mask->scalar_type()) || !mask->isneginf().any().item<bool>());
+  bool graph = at::GradMode::is_enabled() && (qh.requires_grad() || kh.requires_grad() || vh.requires_grad());
   bool fast = (dropout > 0 || reduced_graph) && !causal && rows_keep_a_key && qh.device().is_cpu() &&
               (!mask || at::isFloatingType(mask->scalar_type()));
+  // A query row masked throughout by a finite lowest value (a left-padded position under a causal
+  // mask, as HF's masks make it): softmax then weighs every key alike, as HF's eager attention does.
+  // ATen's fused backward gets such a row wrong (it recomputes the probabilities from a
+  // log-sum-exp that the lowest value swamps: a left-padded LLaMA's gradients came out ~10^3 off),
+  // so with a graph those rows take the eager steps, whose gradients are eager attention's.
+  if (!fast && graph && !causal && rows_keep_a_key && mask && at::isFloatingType(mask->scalar_type()) && mask->dim() >= 1 &&
+      mask->size(-1) > 0) {
+    double low = mask->scalar_type() == at::kHalf ? -65504.0 : mask->scalar_type() == at::kBFloat16 ? -3.38e38 : -3.4e38;
+    fast = mask->amax(-1).le(low / 2).any().item<bool>();
+  }
   if (!fast) return at::scaled_dot_product_attention(qh, kh, vh, mask, dropout, causal, scale);
   double root = std::sqrt(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(qh.size(-1))));
   auto scores = at::matmul(qh * root, kh.transpose(-2, -1) * root);  // (B, heads, Tq, Tk)

@@ -146,7 +146,9 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
   // kernels for RMSNorm and RoPE and the native loss must reproduce.
   it('gives HF\'s loss and every parameter gradient (no padding with num_items; left padding with the mean)', async () => {
     const t = await io('llama_grad');
-    for (const c of ['plain', 'padded']) {
+    // padded_bos: a left-padded row whose BOS is a label, predicted from a pad position (a query
+    // masked throughout), against HF's eager attention
+    for (const c of ['plain', 'padded', 'padded_bos']) {
       const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
       m.train();
       const num = t.get(`${c}.num_items`);
@@ -155,7 +157,13 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
       await loss!.backward();
       const params = m.namedParameters();
       expect(params.length).toBe(21);
-      for (const [name, p] of params) expect(maxAbsDiff(p.grad!, t.get(`${c}.grad.${name}`)!), `${c} ${name}`).toBeLessThan(1e-5);
+      for (const [name, p] of params) {
+        let ours = p.grad!, want = t.get(`${c}.grad.${name}`)!;
+        // HF's nn.Embedding(padding_idx=pad_token_id) keeps the pad token's row without a gradient;
+        // emotorch's embedding does not know a padding index (docs/loading-models.md): rows 1.. compared
+        if (name === 'model.embed_tokens.weight') { ours = ours.slice(0, 1); want = want.slice(0, 1); }
+        expect(maxAbsDiff(ours, want), `${c} ${name}`).toBeLessThan(1e-5);
+      }
     }
   });
   it('loads HF MistralForCausalLM and matches its sliding-window attention (forward, greedy, beam)', async () => {
