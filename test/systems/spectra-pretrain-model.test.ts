@@ -66,16 +66,18 @@ describe('SpectraForPreTraining = the original ATForPreTraining', () => {
     expect(bad).toEqual([]);
     expect(n).toBe(grads.length);
     expect(model.namedParameters().filter(([k]) => ZERO.test(k)).length).toBe(6);   // 2 WavLM + 2 RoBERTa + 1 fused key bias, the conv bias
-    const opt = new et.optim.AdamW(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-3, eps: 1e-8, weightDecay: 0.01 });
+    // main.py without apex: transformers 4.x's AdamW (eps 1e-8), the groups' weight decay
+    const opt = new et.optim.AdamWHF(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-3, eps: 1e-8 });
     await opt.clipGradNorm(1.0);
     await opt.step();
     for (const [k, p] of model.namedParameters()) {
       if (ZERO.test(k)) continue;
       const b = before.get(k)!, want = io.get(`after.${original(k)}`)!;
       bad.push(...compare(p, want, `after ${k}`));
-      // and the step's change (about lr) on its own, within 2e-3 of its largest value: Adam's first
-      // step lr·g/(|g| + eps) turns a 1e-6 relative gradient difference into up to 1e-3 where |g| is near eps
-      bad.push(...compare(p.sub(b), want.sub(b), `step of ${k}`, 2e-3));
+      // and the step's change (about lr) on its own, within 1e-3 of its largest value (4e-4 seen):
+      // Adam's first step turns a 1e-6 relative gradient difference into more where |g| is near eps.
+      // torch's AdamW (eps after the bias correction) is off by up to 0.55 of the step here.
+      bad.push(...compare(p.sub(b), want.sub(b), `step of ${k}`, 1e-3));
     }
     expect(bad).toEqual([]);
   });
