@@ -27,7 +27,9 @@ export function readSalmonnYaml(file: string, overrides: readonly string[] = [])
   const y = doc as { model?: Record<string, unknown>; generate?: Record<string, unknown> } | null;
   if (!y || typeof y !== 'object' || !y.model || typeof y.model !== 'object') throw new et.EmotorchError(`'${file}' has no model: block (SALMONN's decode_config.yaml layout)`, 'ERR_FORMAT');
   applyOptions(y as Record<string, unknown>, overrides);
-  const known = new Set(Object.keys(et.systems.SALMONN_DEFAULTS));
+  // the config's fields, and the original's keys the model checks itself (a projection checkpoint, 8-bit loading: refused
+  // unless off, never dropped); the paths and the prompt files are read here
+  const known = new Set([...Object.keys(et.systems.SALMONN_DEFAULTS), 'speech_llama_proj_model', 'low_resource', 'device_8bit']);
   const config: Record<string, unknown> = {};
   const ignored: string[] = [];
   for (const [k, v] of [...Object.entries(y.model), ...Object.entries(y.generate ?? {})]) {
@@ -110,7 +112,7 @@ export const SALMONN_INFER: Command = {
     'cfg-path': { kind: 'string', help: 'the original YAML (--cfg-path): model paths, model and generate blocks' },
     device: { kind: 'string', help: "where the model runs: cpu, cuda or cuda:N (default, as cli_inference.py's cuda:0, CUDA when present, else the CPU)" },
     options: { kind: 'list', help: 'key=value settings merged over the YAML (model.ckpt=… generate.num_beams=1), as the original' },
-    wav: { kind: 'string', help: 'answer this file and stop (with --prompt)' },
+    wav: { kind: 'string', help: 'answer this file and stop (with --prompt); several turns as one input: a,b.wav, @list.txt (one path a line) or a JSON array, joined as the trajectory fork\'s prepare_multi_sample' },
     prompt: { kind: 'string', help: 'the instruction for --wav' },
   },
   async run(v, _pos, out) {
@@ -124,10 +126,7 @@ export const SALMONN_INFER: Command = {
     checkGenerationCap(model, options, cfg);
     if (device !== 'cpu') await model.to({ device });
     model.eval();
-    const answer = async (wav: string, prompt: string): Promise<string> => {
-      const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
-      return (await model.generate([samples], prompt.trim()))[0];
-    };
+    const answer = async (wav: string, prompt: string): Promise<string> => (await model.generate([await salmonnInput(wav)], prompt.trim()))[0];
     if (v.wav !== undefined) {
       out(await answer(str(v, 'wav')!, str(v, 'prompt')!));
       return;
@@ -142,7 +141,7 @@ export const SALMONN_INFER: Command = {
     };
     for (;;) {
       out('=====================================');
-      const wav = await ask('Your Wav Path:');
+      const wav = await ask('Your Wav Path (single path, or comma-separated for multi-turn, or @list.txt):');
       if (wav === null) break;
       const prompt = await ask('Your Prompt:');
       if (prompt === null) break;
@@ -157,6 +156,46 @@ export const SALMONN_INFER: Command = {
     rl.close();
   },
 };
+
+/**
+ * The wav paths of one `--wav` value (or one typed line), read as the trajectory fork's
+ * cli_inference.py reads them: `@list.txt` (one path a line; each trimmed, blank lines skipped), a
+ * JSON array of paths, comma-separated paths, or one path. (The fork looks for a comma before a
+ * JSON array, so its array of two paths is split at the comma into quoted pieces and fails to
+ * open; here an array is read as an array.)
+ * @throws EmotorchError ERR_INVALID_ARG for an empty list, ERR_IO / ERR_FORMAT for an unreadable list file or bad JSON
+ */
+export function salmonnWavPaths(raw: string): string[] {
+  const r = raw.trim();
+  let paths: string[];
+  if (r.startsWith('@')) {
+    paths = readTextFile(r.slice(1), `the wav list '${r}'`).split(/\r?\n/).map((l) => l.trim()).filter((l) => l);
+  } else if (r.startsWith('[') && r.endsWith(']')) {
+    let v: unknown;
+    try { v = JSON.parse(r); } catch (e) { throw new et.EmotorchError(`the wav list ${r} is not a JSON array: ${(e as Error).message}`, 'ERR_FORMAT'); }
+    if (!Array.isArray(v) || !v.every((p) => typeof p === 'string')) throw new et.EmotorchError(`the wav list ${r} is not a JSON array of paths`, 'ERR_FORMAT');
+    paths = v.map((p: string) => p.trim());
+  } else if (r.includes(',')) {
+    paths = r.split(',').map((p) => p.trim()).filter((p) => p);
+  } else {
+    paths = [r];
+  }
+  if (!paths.length || paths.some((p) => !p)) throw new et.EmotorchError(`no wav path in '${raw}'`, 'ERR_INVALID_ARG');
+  return paths;
+}
+
+/**
+ * SALMONN's audio for one `--wav` value: one file as it is (16 kHz, first channel), or several
+ * joined as the fork's `prepare_multi_sample` joins them ({@link et.systems.salmonnJoinTurns}: each
+ * turn, 1600 zeros, at least 1 s, at most 30 s). The fork reads 16 kHz files only (its feature
+ * extractor refuses other rates); another rate is resampled to 16 kHz first, as for one file.
+ */
+export async function salmonnInput(raw: string): Promise<Float32Array> {
+  const paths = salmonnWavPaths(raw);
+  const turns: Float32Array[] = [];
+  for (const p of paths) turns.push((await et.audio.readAudio(p, { sampleRate: 16000, channel: 0 })).samples);
+  return turns.length === 1 ? turns[0] : et.systems.salmonnJoinTurns(turns);
+}
 
 /**
  * The original's `--device` (`cuda:0`, `cuda`, `cpu`): CUDA when asked and present, else the CPU

@@ -24,14 +24,27 @@ describe('emotorch salmonn infer', () => {
     const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
     const [want] = await model.generate([samples], 'Describe the sound.');
     const one = run(['salmonn', 'infer', '--cfg-path', file, '--wav', wav, '--prompt', 'Describe the sound.']);
-    expect(one.err).toMatch(/not used here: token, low_resource/);
+    expect(one.err).toMatch(/not used here: token\n/);   // low_resource: false goes to the model, which takes it (true is refused)
     expect(one.code).toBe(0);
     expect(one.out.trim()).toBe(want.trim());
     const loop = run(['salmonn', 'infer', '--cfg-path', file], `${wav}\nDescribe the sound.\n/no/such.wav\nAgain?\n`);
     expect(loop.code).toBe(0);
     expect(loop.out).toContain(`Output:\n${want}`);
     expect(loop.out).toMatch(/error: ERR_IO: .*no\/such\.wav/);   // a bad path: the loop goes on to the end of the input
-    expect(loop.out.match(/Your Wav Path:/g)!.length).toBe(3);
+    expect(loop.out.match(/Your Wav Path \(single path, or comma-separated for multi-turn, or @list\.txt\):/g)!.length).toBe(3);
+
+    // several turns as one input, as the trajectory fork's cli_inference.py: comma-separated, @list.txt, a JSON array
+    const dir = path.join(FIXTURES, 'salmonn_multi_turn');
+    const files = ['stereo.wav', 'c.wav', 'd.wav'].map((f) => path.join(dir, f));
+    const turns = await Promise.all(files.map(async (f) => (await et.audio.readAudio(f, { sampleRate: 16000, channel: 0 })).samples));
+    const [joined] = await model.generate([et.systems.salmonnJoinTurns(turns)], 'Describe the sound.');
+    const list = path.join(tmpdir(), 'list.txt');
+    fs.writeFileSync(list, `${files.join('\n')}\n`);
+    for (const wavs of [files.join(','), `@${list}`, JSON.stringify(files)]) {
+      const multi = run(['salmonn', 'infer', '--cfg-path', file, '--wav', wavs, '--prompt', 'Describe the sound.']);
+      expect(multi.code, multi.err).toBe(0);
+      expect(multi.out.trim()).toBe(joined.trim());
+    }
   }, 300_000);
   it('refuses a config that is not SALMONN\'s YAML (1) and a half one-shot (2)', () => {
     const bad = path.join(tmpdir(), 'bad.yaml');

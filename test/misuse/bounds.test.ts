@@ -62,7 +62,8 @@ describe("SALMONN's config: an unknown key is an error naming it", () => {
     const nowhere = { whisper: '/nonexistent', llm: '/nonexistent' };
     await rejectsWith(et.systems.Salmonn.fromPretrained({ ...nowhere, config: { ...cfg, max_new_token: 5 } as never }), 'ERR_INVALID_ARG', /for SALMONN config\.max_new_token but received "a name it does not have"/);
     await rejectsWith(et.systems.Salmonn.fromPretrained({ ...nowhere, config: { lora_rnak: 4 } as never }), 'ERR_INVALID_ARG', /SALMONN config\.lora_rnak/);
-    await rejectsWith(et.systems.Salmonn.fromPretrained({ ...nowhere, config: { llama_path: '/x' } as never }), 'ERR_INVALID_ARG', /model\.llama_path is a path: pass it as fromPretrained's llm/);
+    // the YAML's path keys are where from_config loads from: one that disagrees with the option is refused, naming both
+    await rejectsWith(et.systems.Salmonn.fromPretrained({ ...nowhere, config: { llama_path: '/x' } as never }), 'ERR_INVALID_ARG', /the path config\.llama_path names \("\/x"\).* for opts\.llm but received "\/nonexistent"/);
     await rejectsWith(et.systems.Salmonn.fromPretrained({ ...nowhere, config: { maxNewTokens: 5 } as never }), 'ERR_INVALID_ARG', /SALMONN config\.maxNewTokens/);
   });
 
@@ -72,7 +73,7 @@ describe("SALMONN's config: an unknown key is an error naming it", () => {
     expect(m.config.max_audio_seconds).toBe(30);
     m.dispose();
     const { options, ignored } = readSalmonnYaml(salmonnDecodeYaml(tmpdir()).file);
-    expect(ignored.sort()).toEqual(['low_resource', 'token']);   // the YAML's own keys that are not config fields, named back
+    expect(ignored.sort()).toEqual(['token']);   // the YAML's own keys that are not config fields, named back (low_resource: false goes to the model, which takes it)
     const y = await et.systems.Salmonn.fromPretrained(options);
     expect(y.config.num_beams).toBe(2);
     y.dispose();

@@ -24,7 +24,7 @@ import type { HubOptions } from '../../io/hub';
 import { Tensor, tensor, cat, zeros, randn, full, noGrad } from '../../tensor';
 import type { Device } from '../../device';
 import type { DType } from '../../dtype';
-import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid, renameDeprecated } from '../../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid, renameDeprecated, show } from '../../errors';
 import { whisperLogMel, kaldiFbank } from '../../audio/features';
 import { Tokenizer } from '../../data/tokenizer';
 import { saveSafetensors } from '../../io/safetensors';
@@ -72,6 +72,14 @@ export interface SalmonnConfig {
 export type SalmonnConfigInput = Partial<SalmonnConfig> & {
   /** @deprecated use `max_audio_seconds` (the config mirrors the YAML, so its names are snake_case); accepted until the next release. */
   maxAudioSeconds?: number | null;
+} & {
+  /** The original YAML's other `model:` keys, taken as {@link SALMONN_YAML_KEYS} says (paths, prompts, 8-bit loading). */
+  [K in 'llama_path' | 'whisper_path' | 'beats_path' | 'ckpt' | 'speech_llama_proj_model' | 'prompt_path' | 'test_prompt_path']?: string | null;
+} & {
+  /** Only false (8-bit loading is not implemented). */
+  low_resource?: boolean;
+  /** Taken and not used (8-bit loading only). */
+  device_8bit?: number;
 };
 
 /** SALMONN's config defaults (configs/config.yaml and decode_config.yaml), used for the fields a config leaves out. */
@@ -91,16 +99,67 @@ const QFORMER_BASE: Partial<QFormerConfig> = {
 };
 
 /** The original YAML's path keys (not config fields): where each goes in {@link Salmonn.fromPretrained}'s options. */
-const SALMONN_PATH_KEYS: Record<string, string> = { llama_path: 'llm', whisper_path: 'whisper', beats_path: 'beats', ckpt: 'checkpoint' };
+const SALMONN_PATH_KEYS = { llama_path: 'llm', whisper_path: 'whisper', beats_path: 'beats', ckpt: 'checkpoint' } as const;
+
+/**
+ * The keys the original's `SALMONN.from_config` (models/salmonn.py) and its runner read from the
+ * YAML's `model:` block that are not fields of {@link SalmonnConfig}, each with what emotorch does
+ * with it: a config may carry them all (`new Salmonn(parts, yaml.model)` takes
+ * decode_config.yaml's block as written); any other unknown key is still refused.
+ */
+export const SALMONN_YAML_KEYS: Readonly<Record<string, string>> = {
+  llama_path: "the LLaMA folder: fromPretrained's `llm` (used by fromPretrained when `llm` is not given; the constructor is given the parts)",
+  whisper_path: "the Whisper folder: fromPretrained's `whisper` (as llama_path)",
+  beats_path: "the BEATs checkpoint: fromPretrained's `beats` (as llama_path; '' is no BEATs)",
+  ckpt: "the SALMONN checkpoint: fromPretrained's `checkpoint` (as llama_path; '' is none)",
+  speech_llama_proj_model: "a checkpoint the original loads (strict=False) before ckpt, for the projection: '' (the released YAMLs') is taken; a path is refused, not ignored — pass those weights as the checkpoint",
+  prompt_path: "the training prompts (task → prompts): read by `emotorch salmonn train`, not by the model (taken and not used here)",
+  test_prompt_path: "the evaluation prompts, read by the original's runner.py, not by from_config: taken and not used (emotorch's evaluation takes the prompts from its data)",
+  low_resource: "8-bit LLaMA loading (bitsandbytes): false is taken; true is refused (not implemented: load in float16 or bfloat16 with `dtype`)",
+  device_8bit: 'the GPU of the 8-bit LLaMA: taken and not used (it applies only with low_resource)',
+};
+
+/** The value of a {@link SALMONN_YAML_KEYS} key: checked, then left out of the resolved config. */
+function checkYamlKey(k: string, v: unknown): void {
+  if (v === undefined || v === null) return;
+  if (k === 'low_resource') {
+    if (v !== false) invalid('false (8-bit loading is not implemented: load in float16 or bfloat16 with dtype)', 'SALMONN config.low_resource', v);
+  } else if (k === 'device_8bit') {
+    checkInt(v, 'SALMONN config.device_8bit', 0);
+  } else if (k === 'speech_llama_proj_model') {
+    if (v !== '') invalid("'' (a separate projection checkpoint is not loaded: pass its weights as fromPretrained's checkpoint)", 'SALMONN config.speech_llama_proj_model', v);
+  } else if (typeof v !== 'string') {
+    invalid('a path (a string)', `SALMONN config.${k}`, v);
+  }
+}
+
+/**
+ * fromPretrained's options with the paths a config carries as the original YAML names them
+ * (`llama_path`, `whisper_path`, `beats_path`, `ckpt`: from_config loads from them): each fills
+ * its option when the option is absent ('' is none, as the original's `if beats_path:`); an option
+ * given as another path is refused, naming both (never one silently preferred).
+ */
+function withYamlPaths(opts: SalmonnPretrainedOptions): SalmonnPretrainedOptions {
+  const cfg = (opts.config ?? {}) as Record<string, unknown>;
+  const out = { ...opts } as Record<string, unknown>;
+  for (const [key, opt] of Object.entries(SALMONN_PATH_KEYS)) {
+    const v = cfg[key];
+    if (v === undefined || v === null || v === '') continue;
+    if (out[opt] === undefined) out[opt] = v;
+    else if (out[opt] !== v) invalid(`the path config.${key} names (${show(v)}), or only one of the two`, `opts.${opt}`, out[opt]);
+  }
+  return out as unknown as SalmonnPretrainedOptions;
+}
 
 function resolveSalmonnConfig(input: SalmonnConfigInput): SalmonnConfig {
   if (!input || typeof input !== 'object' || Array.isArray(input)) invalid('a config object', 'SALMONN config', input);
   const given = renameDeprecated(input, { maxAudioSeconds: 'max_audio_seconds' }, 'SALMONN config');
-  // a misspelt or foreign key is an error naming it, never dropped (as every fromPretrained's opts.config)
-  for (const k of Object.keys(given)) {
+  // a misspelt or foreign key is an error naming it, never dropped (as every fromPretrained's opts.config);
+  // the original's other YAML keys are taken as SALMONN_YAML_KEYS says
+  for (const [k, v] of Object.entries(given)) {
     if (Object.prototype.hasOwnProperty.call(SALMONN_DEFAULTS, k)) continue;
-    const goes = Object.prototype.hasOwnProperty.call(SALMONN_PATH_KEYS, k) ? SALMONN_PATH_KEYS[k] : null;
-    invalid(goes ? `a field of the SALMONN config (the YAML's model.${k} is a path: pass it as fromPretrained's ${goes})` : 'a field of the SALMONN config (SALMONN_DEFAULTS names them all)', `SALMONN config.${k}`, 'a name it does not have');
+    if (Object.prototype.hasOwnProperty.call(SALMONN_YAML_KEYS, k)) { checkYamlKey(k, v); continue; }
+    invalid('a field of the SALMONN config (SALMONN_DEFAULTS names them all) or a key of the original YAML (SALMONN_YAML_KEYS)', `SALMONN config.${k}`, 'a name it does not have');
   }
   const c = { ...SALMONN_DEFAULTS } as unknown as Record<string, unknown>;
   for (const [k, d] of Object.entries(SALMONN_DEFAULTS)) {
@@ -359,6 +418,7 @@ export class Salmonn extends Module {
     checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings', 'hub', 'dtype'], 'Salmonn.fromPretrained');
     resolveSalmonnConfig(opts.config ?? {});   // a bad config or dtype fails before the parts load
     checkPretrainedDtype(opts.dtype);
+    opts = withYamlPaths(opts);
     for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path or a Hugging Face repo id', k, opts[k]);
     // repo ids ('openai/whisper-large-v2', 'lmsys/vicuna-13b-v1.1') become their hub cache folders
     opts = { ...opts, whisper: await pretrainedPath(opts.whisper, { hub: opts.hub }), llm: await pretrainedPath(opts.llm, { hub: opts.hub }) };
