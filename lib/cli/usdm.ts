@@ -238,14 +238,19 @@ export const USDM_PREPROCESS: Command = {
 };
 
 
-/** The files of a data flag, each of `ids|labels` lines, read into examples. */
-async function usdmLines(files: string[], flag: string): Promise<Array<{ ids: number[]; labels: number[] }>> {
-  const out: Array<{ ids: number[]; labels: number[] }> = [];
+/** Refuses a data flag whose files are not there (before the model loads). */
+function checkDataFiles(files: string[], flag: string): void {
   for (const f of files) {
     const why = et.io.notAFile(f);
     if (why) throw new et.EmotorchError(`${flag} '${f}' ${why}`, 'ERR_IO');
-    out.push(...(await et.data.usdm.readUsdmLines(f)));
   }
+}
+
+/** The files of a data flag, each of `ids|labels` lines, read into examples (every id below the model's `vocabSize`, else ERR_DATA naming the file and line). */
+async function usdmLines(files: string[], flag: string, vocabSize: number): Promise<Array<{ ids: number[]; labels: number[] }>> {
+  checkDataFiles(files, flag);
+  const out: Array<{ ids: number[]; labels: number[] }> = [];
+  for (const f of files) out.push(...(await et.data.usdm.readUsdmLines(f, { vocabSize })));
   if (!out.length) throw new et.EmotorchError(`${flag}: ${files.join(', ')} hold no examples`, 'ERR_FORMAT');
   return out;
 }
@@ -302,8 +307,9 @@ export const USDM_SFT: Command = {
 async function usdmSft(v: Values, outDir: string, out: (line: string) => void): Promise<void> {
   const cacheDir = str(v, 'model_cache_dir');
   const dir = await et.hub.resolvePretrainedPath(str(v, 'model_name_or_path')!, cacheDir ? { cacheDir } : {});
-  const train = await usdmLines(need(v, 'data_path_train') as unknown as string[], '--data_path_train');
-  const test = await usdmLines(need(v, 'data_path_test') as unknown as string[], '--data_path_test');
+  const trainFiles = need(v, 'data_path_train') as unknown as string[], testFiles = need(v, 'data_path_test') as unknown as string[];
+  checkDataFiles(trainFiles, '--data_path_train');
+  checkDataFiles(testFiles, '--data_path_test');
   const int = (k: string, min: number) => {
     const x = num(v, k)!;
     if (!Number.isInteger(x) || x < min) throw new UsageError(`--${k} must be an integer ≥ ${min}`);
@@ -315,6 +321,9 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
   et.manualSeed(seed);   // train_sft.py's set_seed, before the model (LoRA's A matrices are drawn)
   const lora = v.lora === true ? { r: int('lora_r', 1), alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout')!, targetModules: ['q_proj', 'v_proj'] } : false;
   const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids, lora });
+  // read once the model is there: an id past its vocabulary is named by file and line
+  const train = await usdmLines(trainFiles, '--data_path_train', usdm.llm.config.vocab_size);
+  const test = await usdmLines(testFiles, '--data_path_test', usdm.llm.config.vocab_size);
   // datasets' shuffle(seed): the order here comes from a seeded shuffle of our own
   const shuffle = seededShuffle(seed);
   const trainSet = shuffle(train), testSet = shuffle(test);

@@ -12,7 +12,7 @@
  * @module
  */
 import { readRegularFile } from '../io/file';
-import { EmotorchError, invalid, checkInt } from '../errors';
+import { EmotorchError, invalid, checkInt, checkOptionNames } from '../errors';
 
 /** The instruction every USDM prompt starts with (the original template's first line). */
 export const USDM_SYSTEM =
@@ -134,10 +134,11 @@ export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts:
 
 /**
  * Parses one `ids|labels` line.
- * @throws EmotorchError ERR_DATA naming the file and line when it is malformed.
+ * @param vocabSize when given, every id must be below it (the model's vocabulary)
+ * @throws EmotorchError ERR_DATA naming the file and line when it is malformed, or holds an id past `vocabSize`.
  * @internal
  */
-export function parseUsdmLine(line: string, file: string, index: number): UsdmExample {
+export function parseUsdmLine(line: string, file: string, index: number, vocabSize?: number): UsdmExample {
   const bad = (why: string): never => { throw new EmotorchError(`'${file}' item ${index} (line ${index + 1}): ${why}`, 'ERR_DATA'); };
   const parts = line.split('|');
   if (parts.length !== 2) bad(`expected 'ids|labels' but found ${parts.length - 1} '|'`);
@@ -154,6 +155,7 @@ export function parseUsdmLine(line: string, file: string, index: number): UsdmEx
   if (ids.length !== labels.length) bad(`has ${ids.length} ids but ${labels.length} labels`);
   ids.forEach((id, k) => {
     if (id < 0) bad(`ids[${k}] is ${id}, a negative token id`);
+    if (vocabSize !== undefined && id >= vocabSize) bad(`ids[${k}] is ${id}, past the model's vocabulary of ${vocabSize} tokens (ids 0 to ${vocabSize - 1})`);
     if (labels[k] !== IGNORE_INDEX && labels[k] !== id) bad(`labels[${k}] is ${labels[k]}, neither ids[${k}] (${id}) nor -100`);
   });
   return { ids, labels };
@@ -168,15 +170,20 @@ export function formatUsdmLine(ex: UsdmExample): string {
  * Reads a file of `ids|labels` lines (space-separated integers; equal counts; each label is its
  * id or −100). Blank lines are ignored.
  * @param path the file
+ * @param opts `vocabSize`: the model's vocabulary; an id at or past it is refused here, naming the
+ *   file and line, rather than met as an index error in the embedding
  * @throws EmotorchError ERR_IO when it cannot be read; ERR_DATA naming the file and line for the
- *   first malformed line.
+ *   first malformed line (or id past `vocabSize`); ERR_INVALID_ARG for a bad option.
  * @example
- * const examples = await et.data.usdm.readUsdmLines('train.txt');
+ * const examples = await et.data.usdm.readUsdmLines('train.txt', { vocabSize: 42003 });
  */
-export async function readUsdmLines(path: string): Promise<UsdmExample[]> {
+export async function readUsdmLines(path: string, opts: { vocabSize?: number } = {}): Promise<UsdmExample[]> {
   if (typeof path !== 'string') invalid('a file path', 'path', path);
+  if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
+  checkOptionNames(opts, ['vocabSize'], 'readUsdmLines');
+  const vocabSize = opts.vocabSize === undefined ? undefined : checkInt(opts.vocabSize, 'vocabSize', 1);
   const text = (await readRegularFile(path)).toString('utf8');
   const out: UsdmExample[] = [];
-  text.split('\n').forEach((l, i) => { if (l.trim()) out.push(parseUsdmLine(l, path, i)); });
+  text.split('\n').forEach((l, i) => { if (l.trim()) out.push(parseUsdmLine(l, path, i, vocabSize)); });
   return out;
 }

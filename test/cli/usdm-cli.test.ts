@@ -236,6 +236,20 @@ describe('emotorch usdm infer', () => {
     expect(mismatch.err).toMatch(/ERR_FORMAT: the tokenizer of .* has 1500 tokens and the model 1501 rows/);
   }, 300_000);
 
+  it('usdm sft: a token id past the model\'s vocabulary is ERR_DATA naming the data file and line, not an index error in the embedding', () => {
+    const dir = tmpdir();
+    const model = path.join(dir, 'USTM');
+    fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
+    toyTokenizer(path.join(model, 'tokenizer.json'));
+    const train = path.join(dir, 'train.txt'), test = path.join(dir, 'test.txt');
+    fs.writeFileSync(train, '1 40 41|-100 40 41\n1 40 41|-100 40 41\n');
+    fs.writeFileSync(test, '1 40 41|-100 40 41\n\n1 102 160 2|-100 -100 160 2\n');   // the fixture's vocabulary is 160 ids
+    const r = run(['usdm', 'sft', '--output_dir', path.join(dir, 'out'), '--data_path_train', train, '--data_path_test', test, '--model_name_or_path', model, '--max_steps', '1']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/ERR_DATA: '.*test\.txt' item 2 \(line 3\): ids\[2\] is 160, past the model's vocabulary of 160 tokens \(ids 0 to 159\)/);
+    expect(r.err).not.toMatch(/ERR_INDEX|\n\s+at /);
+  }, 120_000);
+
   it('usdm sft under npx emotorch-run (accelerate launch\'s place) trains data-parallel on 2 ranks, the first writing the model', () => {
     const dir = tmpdir();
     const model = path.join(dir, 'USTM');

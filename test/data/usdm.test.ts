@@ -94,6 +94,13 @@ describe('USDM', () => {
     ]);
     expect(await ds.get(0)).toEqual({ ids: [1, 2], labels: [-100, 2] });
     await rejectsWith(et.data.UsdmDataset.fromFile(bad), 'ERR_DATA', /item 1 \(line 2\)/);
+    // an id past the model's vocabulary is named by file and line (usdm sft passes its model's)
+    const far = path.join(dir, 'far.txt');
+    fs.writeFileSync(far, '1 2|-100 2\n\n1 49|1 49\n1 50 3|-100 50 3\n');
+    expect((await usdm.readUsdmLines(far, { vocabSize: 51 })).length).toBe(3);
+    await rejectsWith(usdm.readUsdmLines(far, { vocabSize: 50 }), 'ERR_DATA', /far\.txt' item 3 \(line 4\): ids\[1\] is 50, past the model's vocabulary of 50 tokens \(ids 0 to 49\)/);
+    await rejectsWith(usdm.readUsdmLines(far, { vocabSize: 0 }), 'ERR_INVALID_ARG', /vocabSize/);
+    await rejectsWith(usdm.readUsdmLines(far, { vocabsize: 50 } as never), 'ERR_INVALID_ARG', /vocabsize/);
   });
 
   it('validates turns and tokenizers', () => {
