@@ -7,7 +7,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, rejectsWith, throwsWith } from '../helpers';
+import { FIXTURES, rejectsWith, throwsWith, tmpdir } from '../helpers';
 
 const DIR = path.join(FIXTURES, 'spectra_pretrain');
 const choices = JSON.parse(fs.readFileSync(path.join(DIR, 'choices.json'), 'utf8'));
@@ -73,5 +73,26 @@ describe('SPECTRA pre-training data = the original PretrainDataset + DataCollato
     throwsWith(() => et.systems.spectraPretrainCollate([ex0], { mlm: [{ history: [-1], context: [], response: [], negative: [] }] }), 'ERR_INVALID_ARG', /9 choices \(one per token\).*mlm\[0\]\.context/);
     throwsWith(() => et.systems.spectraPretrainCollate([]), 'ERR_INVALID_ARG', /non-empty/);
     throwsWith(() => et.systems.spectraPretrainCollate([ex0], { textLenght: 4 } as never), 'ERR_INVALID_ARG', /textLenght/);
+  });
+
+  it('a word that ends past its clip (beyond the tenth of a second process_pretrain.py adds) is ERR_FORMAT naming the corpus, entry, item and span', async () => {
+    const entries = (await et.io.readPickle(path.join(DIR, 'transcripts.pkl'))) as unknown[][];
+    const dir = fs.mkdtempSync(path.join(tmpdir(), 'spans-'));
+    const ex1 = await ds.get(1, { negAudio: 0, negText: 0 });
+    const clipLen = ex1.responseAudio.length;   // item 1's response is entry withPrev[1]
+    const anchor = entries.findIndex((e, i) => i > 0 && e[e.length - 1] !== -1 && entries.slice(0, i).filter((x) => x[x.length - 1] !== -1).length === 1);
+    const corpus = (end: number) => {
+      const copy = entries.map((e) => e.map((x) => (Array.isArray(x) ? [...x] : x)));
+      const w = copy[anchor][copy[anchor].length - 2] as number[];
+      w[4] = end;
+      const f = path.join(dir, `t${end}.pkl`);
+      fs.writeFileSync(f, et.io.pickleValue(copy as never));
+      return et.systems.SpectraPretrainDataset.fromFile(f, { dataPath: DIR });
+    };
+    // up to 1 600 samples past the clip is what the original's own preprocessing writes at a recording's end
+    expect((await (await corpus(clipLen + 1600)).get(1, { negAudio: 0, negText: 0 })).responseWords.at(-1)![4]).toBe(clipLen + 1600);
+    await rejectsWith((await corpus(clipLen + 1601)).get(1, { negAudio: 0, negText: 0 }), 'ERR_FORMAT',
+      new RegExp(`t${clipLen + 1601}\\.pkl' entry ${anchor} \\(item 1\\): word \\d+ \\('[^']+'\\) spans samples \\[\\d+, ${clipLen + 1601}\\), past the end of its clip '.*\\.npy' \\(${clipLen} samples`));
+    await rejectsWith((await corpus(1e9)).get(1, { negAudio: 0, negText: 0 }), 'ERR_FORMAT', /spans samples \[\d+, 1000000000\), past the end of its clip/);
   });
 });

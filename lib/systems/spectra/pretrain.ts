@@ -81,6 +81,12 @@ export function generator(seed?: number): () => number {
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
 
+/**
+ * Samples a word may end past its clip's end: 1 600, a tenth of a second at 16 kHz, the lengthening
+ * process_pretrain.py gives every word's end (at a recording's end it runs past the audio).
+ */
+const SPECTRA_SPAN_SLACK = 1600;
+
 /** Checks and converts one corpus entry; a bad one is ERR_FORMAT naming it. */
 function entryOf(raw: unknown, i: number, n: number, where: string): SpectraPretrainEntry {
   const bad = (why: string): never => { throw new EmotorchError(`${where}: entry ${i} ${why}`, 'ERR_FORMAT'); };
@@ -110,7 +116,8 @@ function entryOf(raw: unknown, i: number, n: number, where: string): SpectraPret
  * const batch = et.systems.spectraPretrainCollate([await ds.get(0), await ds.get(1)], { seed: 1 });
  */
 export class SpectraPretrainDataset {
-  private constructor(readonly entries: SpectraPretrainEntry[], readonly dataPath: string, readonly numTurns: number, private readonly withPrev: number[], private readonly random: () => number) {}
+  private constructor(readonly entries: SpectraPretrainEntry[], readonly dataPath: string, readonly numTurns: number, private readonly withPrev: number[], private readonly random: () => number,
+    private readonly source: string) {}
 
   /**
    * Reads `transcripts.pkl`, or every file in the leaf folders of a folder of them, in name order
@@ -144,17 +151,33 @@ export class SpectraPretrainDataset {
     const entries = raw.map((r, i) => entryOf(r, i, raw.length, transcripts));
     if (entries.length < 3) invalid('at least 3 turns (an example and a negative from two other turns)', 'transcripts', `${entries.length}`);
     const withPrev = entries.flatMap((e, i) => (e.prev >= 0 ? [i] : []));
-    return new SpectraPretrainDataset(entries, opts.dataPath ?? path.dirname(transcripts), numTurns, withPrev, generator(opts.seed));
+    return new SpectraPretrainDataset(entries, opts.dataPath ?? path.dirname(transcripts), numTurns, withPrev, generator(opts.seed), transcripts);
   }
 
   /** Examples: the turns that have a previous turn. */
   get length(): number { return this.withPrev.length; }
 
-  private clip(i: number): Float32Array {
+  /**
+   * Turn `i`'s clip; with `item`, its words checked against it: a word may end at most
+   * SPECTRA_SPAN_SLACK (1 600) samples past the clip's end (process_pretrain.py lengthens every
+   * word by a tenth of a second, which at a recording's end runs past its audio), else ERR_FORMAT
+   * naming the corpus, the entry, the item and the span. The original takes any span: its collator
+   * divides the samples by 160 000 without looking at the clip, and the span loss then regresses to
+   * a time where there is no audio.
+   */
+  private clip(i: number, item?: number): Float32Array {
     const file = path.resolve(this.dataPath, this.entries[i].audio);
     const { data, shape } = readNpy(file);
     if (shape.length !== 1) throw new EmotorchError(`'${file}' (turn ${i}) holds an array of shape [${shape}], not one clip`, 'ERR_FORMAT');
     if (data.length === 0) throw new EmotorchError(`'${file}' (turn ${i}) is an empty clip`, 'ERR_FORMAT');
+    if (item !== undefined) {
+      this.entries[i].words.forEach(([word, , , s0, s1], j) => {
+        if (s1 > data.length + SPECTRA_SPAN_SLACK) {
+          throw new EmotorchError(`'${this.source}' entry ${i} (item ${item}): word ${j} ('${word}') spans samples [${s0}, ${s1}), past the end of its clip '${file}' `
+            + `(${data.length} samples; a word may end at most ${SPECTRA_SPAN_SLACK} past it, process_pretrain.py's tenth of a second): the alignment does not match the audio`, 'ERR_FORMAT');
+        }
+      });
+    }
     return data;
   }
 
@@ -165,6 +188,8 @@ export class SpectraPretrainDataset {
    * @param choose the negatives' corpus indices (an item's `negAudio` / `negText`) to replay a draw
    * @param random the uniform draw to use (default: the dataset's, seeded by `seed`)
    * @throws EmotorchError ERR_INVALID_ARG for a bad index or choice; ERR_IO / ERR_FORMAT for a clip
+   *   (ERR_FORMAT naming the corpus, entry, item and span for a context or response word that ends
+   *   more than 0.1 s (1 600 samples) past its clip's end, which the original takes as it is)
    */
   async get(index: number, choose: { negAudio?: number; negText?: number } = {}, random: () => number = this.random): Promise<SpectraPretrainItem> {
     checkInt(index, 'index', 0);
@@ -193,8 +218,8 @@ export class SpectraPretrainDataset {
     }
     const ctx = this.entries[prev], resp = this.entries[anchor];
     return {
-      contextAudio: this.clip(prev), contextTokens: ctx.tokens, contextWords: ctx.words,
-      responseAudio: this.clip(anchor), responseTokens: resp.tokens, responseWords: resp.words,
+      contextAudio: this.clip(prev, index), contextTokens: ctx.tokens, contextWords: ctx.words,
+      responseAudio: this.clip(anchor, index), responseTokens: resp.tokens, responseWords: resp.words,
       negativeAudio: this.clip(negAudio), negativeTokens: this.entries[negText].tokens, history: [0, ...history],
       index, negAudio, negText,
     };
