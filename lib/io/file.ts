@@ -186,12 +186,13 @@ export async function readJson(path: string, maxBytes: number = bufferConstants.
 }
 
 /**
- * A JSON file that must hold an object (a config), of at most {@link MAX_JSON} bytes.
+ * A JSON file that must hold an object (a config), of at most `maxBytes` ({@link MAX_JSON} unless given).
  * @param what what it should be, for the message: `'<path>' is not <what>: not a JSON object`
+ * @param maxBytes refuse larger files
  * @throws EmotorchError ERR_IO / ERR_FORMAT as {@link readJsonSync}; ERR_FORMAT when not an object.
  */
-export function readJsonObjectSync(path: string, what: string): Record<string, unknown> {
-  const c = readJsonSync(path, MAX_JSON);
+export function readJsonObjectSync(path: string, what: string, maxBytes: number = MAX_JSON): Record<string, unknown> {
+  const c = readJsonSync(path, maxBytes);
   if (c === null || typeof c !== 'object' || Array.isArray(c)) throw new EmotorchError(`'${path}' is not ${what}: not a JSON object`, 'ERR_FORMAT');
   return c as Record<string, unknown>;
 }

@@ -15,7 +15,7 @@ export type { QFormerConfig } from './qformer';
 export { LlamaForCausalLM, DecodeBatch, LLAMA_DEFAULTS, LLAMA_MODEL_TYPES, normalizeRope, normalizeLlamaConfig } from './llama';
 export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';
 export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } from './lora';
-export type { LoraOptions } from './lora';
+export type { LoraOptions, PeftLoraOptions } from './lora';
 export { WavLMModel, WAVLM_DEFAULTS, WAVLM_RENAMES } from './wavlm';
 export type { WavLMConfig, WavLMInputs, WavLMOutputs } from './wavlm';
 export { WAV2VEC2_FAIRSEQ_RENAMES, WAV2VEC2_FAIRSEQ2_RENAMES, WAV2VEC2_XLSR2_1B_V2, wav2vec2Dialect, convertWav2Vec2StateDict } from './wav2vec2';
