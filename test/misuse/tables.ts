@@ -310,6 +310,8 @@ export const DISPOSED_USES: DisposedUse[] = [
   { name: 'live.grad = disposed', run: (d, l) => { l.requiresGrad = true; l.grad = d; } },
   { name: 'zerosLike(disposed)', run: (d) => et.zerosLike(d) },
   { name: 'AdamW([disposed])', run: (d) => new et.optim.AdamW([d], { lr: 0.1 }) },
+  { name: 'AdamWHF([disposed])', run: (d) => new et.optim.AdamWHF([d], { lr: 0.1 }) },
+  { name: 'FusedAdam([disposed])', run: (d) => new et.optim.FusedAdam([d], { lr: 0.1 }) },
 ];
 
 // ---- models: concurrency and disposal -------------------------------------------------------------

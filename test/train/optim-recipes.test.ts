@@ -75,6 +75,24 @@ describe('AdamWHF (transformers 4.x AdamW) and FusedAdam (apex) = their publishe
     await rejectsWith(hf.load(file), 'ERR_STATE_DICT', /'fused_adam', not 'adamw_hf'/);
   });
 
+  it('FusedAdam on bfloat16 parameters keeps float32 moments (as apex) and follows the float32 steps', async () => {
+    const c = meta.cases.find((x) => x.name === 'fused')!;
+    const ps = Object.fromEntries(NAMES.map((n) => [n, get(`${n}_init`).to({ dtype: 'bfloat16' }).requiresGrad_()])) as Record<string, et.Tensor>;
+    const opt = make(c, ps);
+    for (let s = 0; s < meta.steps; s++) {
+      for (const n of NAMES) ps[n].grad = get(`grad_${n}${s}`).to({ dtype: 'bfloat16' });
+      await opt.step();
+    }
+    const st = opt.stateDict().tensors;
+    expect(st.get('0.0.exp_avg')!.dtype).toBe('float32');
+    // bfloat16 rounds the start (2^-8 relative) and every step's result: within one bfloat16 step
+    // of |p| < 4 of the float32 trajectory, and moved from the start
+    for (const n of NAMES) {
+      expect(maxAbsDiff(ps[n], get(`fused_${n}${meta.steps - 1}`))).toBeLessThan(2e-2);
+      expect(maxAbsDiff(ps[n], get(`${n}_init`).to({ dtype: 'bfloat16' }))).toBeGreaterThan(0);
+    }
+  });
+
   it('refuses bad options', () => {
     const p = et.zeros([2]).requiresGrad_();
     throwsWith(() => new et.optim.AdamWHF([p], { correctBias: 1 as never }), 'ERR_INVALID_ARG', /correctBias/);
