@@ -12,3 +12,13 @@ if (!found) {
   console.error(`emotorch: no prebuilt addon in ${path.relative(process.cwd(), dir) || dir}: run \`npm run build:prebuild\` before publishing (users would otherwise compile it on install)`);
   process.exit(1);
 }
+
+// ...and it must carry the in-process video reader (built where FFmpeg's headers were installed):
+// users without the headers get it only from the prebuild.
+const { builtWithoutVideoReader } = require('./install');
+for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.node'))) {
+  if (builtWithoutVideoReader(path.join(dir, f))) {
+    console.error(`emotorch: the prebuilt addon ${f} was built without FFmpeg's development headers (no in-process video reader): install libavformat-dev libavcodec-dev libswscale-dev and run \`npm run build:prebuild\` again`);
+    process.exit(1);
+  }
+}

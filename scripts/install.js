@@ -202,6 +202,24 @@ function hasPrebuild(root = ROOT) {
   return fs.existsSync(dir) && fs.readdirSync(dir).some((f) => f.endsWith('.node'));
 }
 
+/** The message the addon carries when it was built without FFmpeg's headers (native/media/video.cc). */
+const NO_LIBAV_MARK = "was built without FFmpeg's headers";
+
+/**
+ * Whether a built addon lacks the in-process video reader (compiled where FFmpeg's development
+ * headers were missing): it then carries the message that says so.
+ * @param {string} file the .node file
+ * @returns {boolean}
+ * @example builtWithoutVideoReader('build/Release/emotorch.node') // false where the headers were there
+ */
+function builtWithoutVideoReader(file) {
+  try {
+    return fs.readFileSync(file).includes(NO_LIBAV_MARK);
+  } catch {
+    return false;
+  }
+}
+
 function compile(root, env, log) {
   const jobs = String(Math.max(1, os.availableParallelism?.() ?? os.cpus().length));
   const run = (cmd, args) => {
@@ -271,10 +289,15 @@ function install(o = {}) {
   log(`built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   const after = loads(env);
   if (!after.ok) throw new Error(`the addon was built but does not load (${after.reason}); try LD_LIBRARY_PATH=${lib.libdir}`);
+  if (builtWithoutVideoReader(path.join(root, 'build', 'Release', 'emotorch.node'))) {
+    log('built without FFmpeg\'s development headers: video will be read through the ffmpeg executables (about 4x slower than '
+      + 'in the process). For the in-process reader install libavformat-dev libavcodec-dev libswscale-dev (Debian/Ubuntu) and '
+      + 'run `npm rebuild emotorch`; the prebuilt addon carries it already.');
+  }
   return 'compiled';
 }
 
-module.exports = { torchRequest, pipAttempts, provisionLibtorch, holdsTorch, installedVersion, nvidiaRequirements, install, addonLoads, hasPrebuild, PIP_RETRIES, PIP_TIMEOUT };
+module.exports = { torchRequest, pipAttempts, provisionLibtorch, holdsTorch, installedVersion, nvidiaRequirements, install, addonLoads, hasPrebuild, builtWithoutVideoReader, NO_LIBAV_MARK, PIP_RETRIES, PIP_TIMEOUT };
 
 if (require.main === module && fs.existsSync(path.join(ROOT, 'native'))) {
   try {

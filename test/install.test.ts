@@ -341,3 +341,33 @@ describe('npm scripts', () => {
     expect(ci).not.toMatch(/npm run (--silent )?prebuild\b/);
   });
 });
+
+describe('the in-process video reader in what the install builds', () => {
+  it('is told apart from a build without FFmpeg\'s headers, and the prebuild check refuses such a prebuild', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'et-prebuild-'));
+    const without = path.join(dir, 'without.node'), withIt = path.join(dir, 'with.node');
+    fs.writeFileSync(without, Buffer.concat([Buffer.alloc(64, 1), Buffer.from(`emotorch ${inst.NO_LIBAV_MARK} (libavformat-dev…)`), Buffer.alloc(64)]));
+    fs.writeFileSync(withIt, Buffer.alloc(256, 7));
+    expect(inst.builtWithoutVideoReader(without)).toBe(true);
+    expect(inst.builtWithoutVideoReader(withIt)).toBe(false);
+    expect(inst.builtWithoutVideoReader(path.join(dir, 'missing.node'))).toBe(false);
+    // the addon built here: the mark is there exactly when the addon says it lacks the reader for that reason
+    const built = path.join(ROOT, 'build', 'Release', 'emotorch.node');
+    if (fs.existsSync(built)) {
+      const why = spawnSync(process.execPath, ['-e', `process.stdout.write(String(require(${JSON.stringify(built)}).videoAvailable()))`], { encoding: 'utf8' }).stdout;
+      expect(inst.builtWithoutVideoReader(built)).toBe(why.includes(inst.NO_LIBAV_MARK));
+    }
+    // check-prebuild.js (prepublishOnly) on a copy of the scripts beside a prebuild without the reader
+    const root = path.join(dir, 'pkg');
+    fs.mkdirSync(path.join(root, 'scripts'), { recursive: true });
+    for (const f of ['check-prebuild.js', 'install.js', 'libtorch.js']) fs.copyFileSync(path.join(ROOT, 'scripts', f), path.join(root, 'scripts', f));
+    const pre = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+    fs.mkdirSync(pre, { recursive: true });
+    fs.copyFileSync(without, path.join(pre, 'emotorch.node'));
+    const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'check-prebuild.js')], { encoding: 'utf8', env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/built without FFmpeg's development headers/);
+    fs.copyFileSync(withIt, path.join(pre, 'emotorch.node'));
+    expect(spawnSync(process.execPath, [path.join(root, 'scripts', 'check-prebuild.js')], { encoding: 'utf8', env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') } }).status).toBe(0);
+  });
+});
