@@ -487,10 +487,25 @@ export function stopCut(text: string, stops: string[]): { end: number; hit: bool
   }
   if (first >= 0) return { end: first, hit: true };
   let held = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > held; k--) if (text.endsWith(s.slice(0, k))) { held = k; break; }
-  }
+  for (const s of stops) held = Math.max(held, prefixAtEnd(text, s));
   return { end: text.length - held, hit: false };
+}
+
+/** The longest proper prefix of `s` that `text` ends with: KMP over the text's last |s| − 1 characters (linear, whatever a request's stop sequences are). */
+function prefixAtEnd(text: string, s: string): number {
+  const fail = new Int32Array(s.length);   // fail[i]: the longest proper border of s[0..i]
+  for (let i = 1, k = 0; i < s.length; i++) {
+    while (k > 0 && s[i] !== s[k]) k = fail[k - 1];
+    if (s[i] === s[k]) k++;
+    fail[i] = k;
+  }
+  let m = 0;
+  for (let i = Math.max(0, text.length - (s.length - 1)); i < text.length; i++) {
+    while (m > 0 && text[i] !== s[m]) m = fail[m - 1];
+    if (text[i] === s[m]) m++;
+    if (m === s.length) m = fail[m - 1];   // a whole match (not possible here: the caller found none) continues as its border
+  }
+  return m;
 }
 
 const errorBody = (e: ApiError) => ({ error: { message: e.message, type: e.type, param: e.param, code: e.code } });

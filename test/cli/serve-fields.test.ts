@@ -73,6 +73,21 @@ describe('emotorch serve: stop sequences', () => {
     expect(stopCut('Hello wo', ['world'])).toEqual({ end: 6, hit: false });
     expect(stopCut('aaa', ['aab'])).toEqual({ end: 1, hit: false });
     expect(stopCut('abc', [])).toEqual({ end: 3, hit: false });
+    // against the definition, on random texts and stop sequences over two letters (borders everywhere)
+    let seed = 7;
+    const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+    const word = (n: number) => Array.from({ length: n }, () => 'ab'[rnd(2)]).join('');
+    for (let t = 0; t < 3000; t++) {
+      const text = word(rnd(12)), stops = Array.from({ length: 1 + rnd(3) }, () => word(1 + rnd(6)));
+      const at = Math.min(...stops.map((x) => text.indexOf(x)).filter((i) => i >= 0));
+      let held = 0;
+      for (const x of stops) for (let k = 1; k < x.length; k++) if (text.endsWith(x.slice(0, k))) held = Math.max(held, k);
+      expect(stopCut(text, stops), `${text} ${stops}`).toEqual(Number.isFinite(at) ? { end: at, hit: true } : { end: text.length - held, hit: false });
+    }
+    // a long stop sequence costs time linear in it
+    const t0 = performance.now();
+    for (let i = 0; i < 100; i++) stopCut('a'.repeat(4000), ['a'.repeat(20000) + 'b']);
+    expect(performance.now() - t0).toBeLessThan(2000);
   });
 
   it('ends the answer before the first stop sequence, across token boundaries, streamed and not, and stops generating', async () => {
