@@ -7,6 +7,8 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
+import { availableMemory } from '../nn/pretrained';
+import { DTYPE_BYTES } from '../dtype';
 import { Command, UsageError, Values, checkOutputFile, contextLength, maxNewTokens, need, num, outputFolder, readTextFile, str, writeTextFile } from './common';
 
 /** The unit vocabulary's ids as the tokenizer has them (USDM's Mistral layout by default). */
@@ -366,19 +368,48 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
   out(`${trainSet.length} training and ${testSet.length} evaluation examples, ${result.globalStep} steps, train_loss ${result.trainingLoss.toFixed(6)}${et.distributed.isInitialized() ? ` (${et.distributed.worldSize()} ranks)` : ''}; ${lora ? 'adapter' : 'model'} in ${outDir}`);
 }
 
+/**
+ * The most unit tokens `usdm extend-vocab` adds: 2^18. With a base's own vocabulary that passes
+ * the largest released LLM vocabularies (Gemma's 256 000); speech units are hundreds to tens of
+ * thousands (USDM's 10 000). More would only exhaust the heap building the token list.
+ */
+const MAX_UNIT_TOKENS = 262_144;
+
+/**
+ * Refuses a vocabulary growth whose resize needs more memory than the machine has available
+ * (resizeTokenEmbeddings builds the grown model beside the loaded one, with the grown tables and
+ * the new rows drawn in float32), before any of it is allocated.
+ * @throws EmotorchError ERR_OUT_OF_MEMORY naming --num_unit_tokens
+ */
+function checkResizeMemory(llm: et.nn.LlamaForCausalLM, added: number): void {
+  const { vocab_size: v0, hidden_size: h, tie_word_embeddings: tied } = llm.config;
+  const tables = tied ? 1 : 2;
+  const params = llm.parameters();
+  const bytes = DTYPE_BYTES[params[0].dtype];
+  const total = params.reduce((a, p) => a + p.numel, 0);
+  const need = bytes * (total + added * h * tables) + bytes * (v0 + added) * h * tables + 4 * 2 * added * h * tables;
+  const have = availableMemory();
+  if (need > 0.9 * have) {
+    const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
+    throw new et.EmotorchError(`--num_unit_tokens ${added - 3}: resizing the embeddings to ${v0 + added} rows of ${h} needs ${gib(need)} and the machine has ${gib(have)} available`, 'ERR_OUT_OF_MEMORY');
+  }
+}
+
 export const USDM_EXTEND_VOCAB: Command = {
   summary: "USDM's src/train_pt.py vocabulary step: a Mistral-family model and tokenizer extended with <|continue|>, <|correspond|>, the <|unitN|> tokens and <pad>, the new rows drawn as the original",
   flags: {
     model_name_or_path: { kind: 'string', help: 'the base model folder (or a repo id read through the hub cache)', default: 'mistralai/Mistral-7B-v0.1' },
     model_cache_dir: { kind: 'string', help: 'the Hugging Face cache folder for a repo id' },
-    num_unit_tokens: { kind: 'number', help: 'speech unit tokens (<|unit0|> …)', default: '10000' },
+    num_unit_tokens: { kind: 'number', help: `speech unit tokens (<|unit0|> …), 1 to ${MAX_UNIT_TOKENS}`, default: '10000' },
     output_dir: { kind: 'string', help: 'the extended model folder (config.json, model.safetensors, tokenizer files)' },
     seed: { kind: 'number', help: 'random seed (the new rows are drawn)', default: '42' },
   },
   async run(v, _pos, out) {
     const outDir = outputFolder(need(v, 'output_dir'), '--output_dir', false);
     const n = num(v, 'num_unit_tokens')!;
-    if (!Number.isInteger(n) || n < 1) throw new UsageError('--num_unit_tokens must be a positive integer');
+    if (!Number.isInteger(n) || n < 1 || n > MAX_UNIT_TOKENS) {
+      throw new et.EmotorchError(`Expected an integer from 1 to ${MAX_UNIT_TOKENS} for --num_unit_tokens but received ${v.num_unit_tokens}`, 'ERR_INVALID_ARG');
+    }
     const cacheDir = str(v, 'model_cache_dir');
     const dir = await et.hub.resolvePretrainedPath(str(v, 'model_name_or_path')!, cacheDir ? { cacheDir } : {});
     const tok = await et.data.Tokenizer.fromFile(dir);
@@ -387,6 +418,7 @@ export const USDM_EXTEND_VOCAB: Command = {
     const v0 = llm.config.vocab_size;
     // train_pt.py resizes to len(tokenizer): with the two of one size (Mistral's 32 000), the new tokens are the new rows
     if (tok.getVocabSize() !== v0) throw new et.EmotorchError(`the tokenizer of '${dir}' has ${tok.getVocabSize()} tokens and the model ${v0} rows: the new tokens would not be the new rows (train_pt.py resizes the model to the tokenizer)`, 'ERR_FORMAT');
+    checkResizeMemory(llm, n + 3);
     // train_pt.py: add_special_tokens for <|continue|>, <|correspond|> and each unit, then <pad> when there is no pad token
     tok.addSpecialTokens(['<|continue|>', '<|correspond|>', ...Array.from({ length: n }, (_, i) => `<|unit${i}|>`)]);
     const addPad = tok.padTokenId === undefined;

@@ -227,8 +227,8 @@ export function checkPretrainedOptions<T extends object>(opts: T | undefined, na
   return checkOptionNames(opts, [...PRETRAINED_OPTIONS, ...extra], name);
 }
 
-/** The memory the system can give now: /proc/meminfo's MemAvailable (Linux), else os.freemem(). */
-function availableMemory(): number {
+/** The memory the system can give now: /proc/meminfo's MemAvailable (Linux), else os.freemem(). @internal */
+export function availableMemory(): number {
   try {
     const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
     if (m) return Number(m[1]) * 1024;
