@@ -77,8 +77,9 @@ export interface TrainerOptions<T = unknown> {
    * `et.train.tokenAccuracy`, or a loss's components), logged next to the loss the way the loss is:
    * each value divided as the micro-batch's loss is (by the micro-batches of its window, or by
    * gradient_accumulation_steps with `accumulation.divisor`) and summed over the window, the sums
-   * divided by the optimizer steps since the last log. Components of a loss thus add up to the
-   * logged loss, in a short last window of an epoch too.
+   * divided by the optimizer steps since the last log and, data-parallel, averaged over the ranks
+   * (as the loss; ms-swift gathers them too). Components of a loss thus add up to the logged loss,
+   * in a short last window of an epoch too.
    */
   trainMetrics?: (outputs: Record<string, unknown>, batch: Batch) => Record<string, number>;
   /**
@@ -651,7 +652,14 @@ export class Trainer<T = unknown> extends EventEmitter {
     const c = this.control;
     if (c.shouldLog && this.extra.logCount > 0) {
       const rec: LogRecord = { loss: this.extra.logSum / this.extra.logCount };
-      for (const [k, v] of Object.entries(this.extra.custom ?? {})) rec[k] = v / this.extra.logCount;
+      const custom = { ...this.extra.custom };
+      const keys = Object.keys(custom).sort();
+      if (this.world > 1 && keys.length > 0) {
+        // every rank's sums, averaged over the ranks as the loss is (ms-swift gathers and means them too)
+        const all = (await dist.allReduce(tensor(keys.map((k) => custom[k]), { dtype: 'float64' }), 'sum')).dataSync() as Float64Array;
+        keys.forEach((k, i) => { custom[k] = all[i] / this.world; });
+      }
+      for (const [k, v] of Object.entries(custom)) rec[k] = v / this.extra.logCount;
       this.extra.custom = {};
       if (this.extra.gradNorm !== null) rec.grad_norm = this.extra.gradNorm;
       rec.learning_rate = this.stepLr;

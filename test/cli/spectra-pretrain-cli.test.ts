@@ -125,6 +125,8 @@ describe('emotorch spectra pretrain', () => {
     // the Trainer's log beside it: the four losses each step
     const log = fs.readFileSync(path.join(save, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(log.some((l) => ['mlm', 'mam', 'rs', 'span'].every((k) => Number.isFinite(l[k])))).toBe(true);
+    // both the loss and its components are the means over the ranks: they add up
+    for (const l of log.filter((x) => x.loss !== undefined)) expect(Math.abs(l.mlm + l.mam + l.rs + l.span - l.loss)).toBeLessThan(1e-5 * l.loss);
     expect(r.stderr).toMatch(/--local_rank/);   // accepted, named as unused
   }, 240_000);
 
