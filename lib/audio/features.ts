@@ -126,6 +126,11 @@ export function soxrResampleRaw(x: Float32Array, fromRate: number, toRate: numbe
   return binding.soxrResample(x, fromRate, toRate, SOXR_RECIPES[method]);
 }
 
+/** scipy.signal.resample(x, num) on mono float32 samples (librosa's res_type 'fft'), in native code. @internal */
+export function fftResampleRaw(x: Float32Array, num: number): Float32Array {
+  return binding.fftResample(x, num);
+}
+
 /**
  * Whether libsoxr (the SoX resampler library behind librosa's default `soxr_hq` resampling) can
  * be used in this process: it is opened at run time, never needed to build.

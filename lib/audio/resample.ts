@@ -16,7 +16,7 @@
  * that way (USDM) use it by default, so their units equal the original's on 22.05 / 44.1 / 48 kHz audio.
  */
 import { invalid, checkInt, checkNumber, checkOptionNames } from '../errors';
-import { soxrResampleRaw, SOXR_RECIPES } from './features';
+import { soxrResampleRaw, fftResampleRaw, SOXR_RECIPES } from './features';
 
 /**
  * The sample rates read, written and resampled here, in Hz. 1 kHz is far below any rate audio is
@@ -40,12 +40,14 @@ export function checkRate(v: unknown, name: string): number {
 /**
  * The resampler: `'sinc'` is emotorch's Kaiser-windowed sinc (the filter options below);
  * `'torchaudio'` is `torchaudio.functional.resample` with its defaults (a Hann-windowed sinc over
- * 6 zero crossings, rolloff 0.99), which LanguageBind's audio processor calls;
+ * 6 zero crossings, rolloff 0.99), which LanguageBind's audio processor calls; `'fft'` is
+ * librosa's `res_type='fft'` (`scipy.signal.resample` to ceil(n · to / from) samples: the whole
+ * clip's spectrum cut at the new Nyquist frequency), which SALMONN v1's `model.py` calls;
  * `'soxr_hq'` (librosa's default since 0.10), `'soxr_vhq'`, `'soxr_mq'`, `'soxr_lq'`, `'soxr_qq'`
  * are libsoxr's qualities as librosa names them (libsoxr is opened at run time: Debian's
  * `libsoxr0`; {@link soxrStatus} says whether it is there).
  */
-export type ResampleMethod = 'sinc' | 'torchaudio' | keyof typeof SOXR_RECIPES;
+export type ResampleMethod = 'sinc' | 'torchaudio' | 'fft' | keyof typeof SOXR_RECIPES;
 
 /** The resampler (`method`) and, for `'sinc'`, its filter design: the Kaiser-windowed sinc's half-width, cutoff and window β. */
 export interface ResampleOptions {
@@ -119,12 +121,14 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
   checkOptionNames(opts, ['method', 'halfWidth', 'rolloff', 'beta'], 'resample options');
   const method = opts.method ?? 'sinc';
-  if (method !== 'sinc' && method !== 'torchaudio' && !Object.prototype.hasOwnProperty.call(SOXR_RECIPES, method)) {
-    invalid(`one of 'sinc', 'torchaudio', ${Object.keys(SOXR_RECIPES).map((k) => `'${k}'`).join(', ')}`, 'resample method', method);
+  if (method !== 'sinc' && method !== 'torchaudio' && method !== 'fft' && !Object.prototype.hasOwnProperty.call(SOXR_RECIPES, method)) {
+    invalid(`one of 'sinc', 'torchaudio', 'fft', ${Object.keys(SOXR_RECIPES).map((k) => `'${k}'`).join(', ')}`, 'resample method', method);
   }
   if (method !== 'sinc') {
     for (const k of ['halfWidth', 'rolloff', 'beta'] as const) if (opts[k] !== undefined) invalid(`no ${k} with method '${method}' (it designs the 'sinc' filter only)`, k, opts[k]);
-    return method === 'torchaudio' ? torchaudioResample(samples, fromRate, toRate) : soxrResample(samples, fromRate, toRate, method as keyof typeof SOXR_RECIPES);
+    if (method === 'torchaudio') return torchaudioResample(samples, fromRate, toRate);
+    if (method === 'fft') return fftResample(samples, fromRate, toRate);
+    return soxrResample(samples, fromRate, toRate, method as keyof typeof SOXR_RECIPES);
   }
   const halfWidth = opts.halfWidth === undefined ? 64 : checkInt(opts.halfWidth, 'halfWidth', 1);
   if (halfWidth > 1024) invalid('an integer in [1, 1024]', 'halfWidth', halfWidth);
@@ -259,4 +263,14 @@ function torchaudioResample(samples: Float32Array | Float64Array | number[], fro
     out[m] = acc;
   }
   return out;
+}
+
+/** librosa.resample(y, orig_sr, target_sr, res_type='fft'): scipy.signal.resample to ceil(n · to / from) samples. */
+function fftResample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number): Float32Array {
+  const n = samples.length;
+  if (fromRate === toRate) return Float32Array.from(samples);
+  const outLen = Math.ceil((n * toRate) / fromRate);
+  if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
+  if (n === 0) return new Float32Array(0);
+  return fftResampleRaw(samples instanceof Float32Array ? samples : Float32Array.from(samples), outLen);
 }

@@ -188,12 +188,16 @@ export function salmonnWavPaths(raw: string): string[] {
  * SALMONN's audio for one `--wav` value: one file as it is (16 kHz, first channel), or several
  * joined as the fork's `prepare_multi_sample` joins them ({@link et.systems.salmonnJoinTurns}: each
  * turn, 1600 zeros, at least 1 s, at most 30 s). The fork reads 16 kHz files only (its feature
- * extractor refuses other rates); another rate is resampled to 16 kHz first, as for one file.
+ * extractor refuses other rates); a file at another rate is taken as SALMONN v1's `model.py` takes
+ * it: cut to 30 s at its own rate, then librosa's `res_type='fft'` to 16 kHz.
  */
 export async function salmonnInput(raw: string): Promise<Float32Array> {
   const paths = salmonnWavPaths(raw);
   const turns: Float32Array[] = [];
-  for (const p of paths) turns.push((await et.audio.readAudio(p, { sampleRate: 16000, channel: 0 })).samples);
+  for (const p of paths) {
+    const w = await et.audio.readAudio(p, { sampleRate: null, channel: 0 });
+    turns.push(w.sampleRate === 16000 ? w.samples : et.audio.resample(w.samples.subarray(0, 30 * w.sampleRate), w.sampleRate, 16000, { method: 'fft' }));
+  }
   return turns.length === 1 ? turns[0] : et.systems.salmonnJoinTurns(turns);
 }
 

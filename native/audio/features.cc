@@ -188,4 +188,12 @@ at::Tensor kaldi_fbank(const at::Tensor& waveform, const FbankOptions& o) {
   return mel;
 }
 
+at::Tensor fft_resample(const at::Tensor& x, int64_t num) {
+  TORCH_CHECK(x.dim() == 1 && x.size(0) > 0 && num > 0, "fft_resample: expected a non-empty 1-D signal and num > 0, got ", x.sizes(), " and ", num);
+  int64_t n = x.size(0), m = std::min(n, num), m2 = m / 2 + 1;
+  auto X = at::fft_rfft(x).narrow(0, 0, m2).clone();  // (m2) complex
+  if (m % 2 == 0 && num != n) X.select(0, m / 2).mul_(num < n ? 2.0 : 0.5);
+  return at::fft_irfft(X.div_(static_cast<double>(n) / static_cast<double>(num)), num);
+}
+
 }  // namespace et::audio

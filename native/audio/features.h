@@ -24,4 +24,10 @@ struct FbankOptions {
 // (snip_edges). Povey window, padded to a power-of-two FFT, dither 0.
 at::Tensor kaldi_fbank(const at::Tensor& waveform, const FbankOptions& o);
 
+// scipy.signal.resample(x, num) of a real 1-D signal (librosa's res_type 'fft'): the one-sided
+// spectrum cut (or zero-padded) to min(n, num) // 2 + 1 bins, an unpaired bin at m // 2 (m =
+// min(n, num) even) doubled when downsampling and halved when upsampling, scaled by num / n and
+// transformed back to num samples. In x's dtype.
+at::Tensor fft_resample(const at::Tensor& x, int64_t num);
+
 }  // namespace et::audio

@@ -4,6 +4,7 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include "audio/features.h"
 #include "audio/soxr.h"
+#include <cstring>
 #include "bridge/bridge.h"
 
 namespace et::bridge {
@@ -72,6 +73,26 @@ Napi::Value SoxrResample(const Napi::CallbackInfo& info) {
   });
 }
 
+// fftResample(samples Float32Array, num) → Float32Array: scipy.signal.resample, synchronously (an FFT
+// of the clip; TypeScript bounds the lengths)
+Napi::Value FftResample(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+      throw CodedError("ERR_INVALID_ARG", "Expected a Float32Array for samples");
+    auto x = info[0].As<Napi::Float32Array>();
+    auto num = static_cast<int64_t>(to_double(info[1], "num"));
+    at::Tensor y;
+    {
+      at::NoGradGuard g;
+      auto in = at::from_blob(x.Data(), {static_cast<int64_t>(x.ElementLength())}, at::kFloat);
+      y = audio::fft_resample(in, num).contiguous();
+    }
+    auto out = Napi::Float32Array::New(info.Env(), y.numel());
+    std::memcpy(out.Data(), y.data_ptr<float>(), y.numel() * sizeof(float));
+    return out;
+  });
+}
+
 // soxrStatus() → { available: boolean, why: string, version: string }
 Napi::Value SoxrStatus(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -90,6 +111,7 @@ void init_audio(Napi::Env env, Napi::Object exports) {
   exports.Set("kaldiFbank", Napi::Function::New(env, KaldiFbank));
   exports.Set("soxrResample", Napi::Function::New(env, SoxrResample));
   exports.Set("soxrStatus", Napi::Function::New(env, SoxrStatus));
+  exports.Set("fftResample", Napi::Function::New(env, FftResample));
 }
 
 }  // namespace et::bridge

@@ -82,9 +82,9 @@ describe('resample', () => {
   });
 });
 
-// scripts/fixtures/resample_soxr.py: librosa.resample (python-soxr 1.1.0) on clips at the rates
+// scripts/fixtures/resample_soxr.py: librosa.resample (python-soxr 1.1.0; res_type 'fft': scipy) on clips at the rates
 // datasets ship (22.05, 44.1, 48, 8 kHz; 16 → 22.05 kHz), odd lengths, energy at 7–8 kHz.
-describe("resample { method: 'soxr_*' } = librosa.resample (libsoxr)", () => {
+describe("resample { method: 'soxr_*' | 'fft' } = librosa.resample (libsoxr; scipy.signal.resample)", () => {
   const dir = path.join(FIXTURES, 'resample');
   const meta = JSON.parse(fs.readFileSync(path.join(dir, 'soxr.json'), 'utf8')) as { cases: Array<{ from: number; to: number; method: 'soxr_hq'; n: number; out: number }> };
   it('gives librosa\'s samples (length ceil(n · to / from)) for each rate and quality', async () => {
@@ -112,7 +112,7 @@ describe("resample { method: 'soxr_*' } = librosa.resample (libsoxr)", () => {
     const wav = et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: 16000, resample: { method: 'soxr_hq' } });
     expect(wav.samples).toEqual(et.audio.resample(et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: null }).samples, 22050, 16000, { method: 'soxr_hq' }));
     throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'soxr_hq', halfWidth: 32 }), 'ERR_INVALID_ARG', /halfWidth.*'sinc' filter only/);
-    throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'kaiser' as never }), 'ERR_INVALID_ARG', /one of 'sinc', 'torchaudio', 'soxr_qq'.*'soxr_vhq'.*kaiser/);
+    throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'kaiser' as never }), 'ERR_INVALID_ARG', /one of 'sinc', 'torchaudio', 'fft', 'soxr_qq'.*'soxr_vhq'.*kaiser/);
     throwsWith(() => et.audio.resample(x, 22050, 16000, { mehtod: 'soxr_hq' } as never), 'ERR_INVALID_ARG', /mehtod/);
     expect(et.audio.resample(x, 16000, 16000, { method: 'soxr_hq' })).toEqual(x);
   });

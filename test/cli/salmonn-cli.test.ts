@@ -149,3 +149,27 @@ describe("SALMONN's cli_inference.py line with its decode_config.yaml as written
     expect(runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--options', 'generate.num_beams', '--wav', wav, '--prompt', 'x']).code).toBe(2);
   }, 300_000);
 });
+
+describe('salmonn infer --wav at another rate', () => {
+  it('is cut to 30 s at its own rate, then resampled as SALMONN v1 (librosa res_type fft), the first channel', async () => {
+    const { salmonnInput } = await import('../../lib/cli/salmonn');
+    const dir = tmpdir();
+    const rate = 44100, n = 31 * rate + 7;
+    const left = Float32Array.from({ length: n }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 440 * i) / rate) + 0.2 * Math.sin((2 * Math.PI * 7900 * i) / rate));
+    const stereo = new Float32Array(2 * n);
+    left.forEach((v, i) => { stereo[2 * i] = v; stereo[2 * i + 1] = -v; });
+    const f = path.join(dir, 'turn.wav');
+    fs.writeFileSync(f, et.audio.encodeWav(stereo, rate, { channels: 2, format: 'float32' }));
+    const x = await salmonnInput(f);
+    expect(x.length).toBe(30 * 16000);
+    const want = et.audio.resample(left.subarray(0, 30 * rate), rate, 16000, { method: 'fft' });
+    let d = 0;
+    for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i] - want[i]));
+    expect(d).toBeLessThan(1e-6);
+    // not what resampling the whole clip and cutting gives (the FFT sees the clip as periodic)
+    const whole = et.audio.resample(left, rate, 16000, { method: 'fft' });
+    let e = 0;
+    for (let i = x.length - 200; i < x.length; i++) e = Math.max(e, Math.abs(x[i] - whole[i]));
+    expect(e).toBeGreaterThan(1e-3);
+  }, 60_000);
+});
