@@ -471,6 +471,7 @@ function tenths(t: string, where: string): number {
  * one are linked as a dialogue. Clip paths are absolute, as the original's are for an absolute
  * `outDir`; the corpus file is `transcriptsName` in `outDir` (or that path when absolute, as
  * Python's os.path.join).
+ * Audio is read as its `librosa.load` reads it (channels averaged, libsoxr's HQ resampler).
  * Where the original is broken: it reads audio at librosa's 22 050 Hz into a tuple, so its clips
  * are not the audio (here: `sampleRate`); it links clips only when the hours cap is reached (else
  * its entries end with a time, read as a previous-clip index; here always); see
@@ -509,7 +510,8 @@ export async function buildSpectraPretrainCorpus(opts: SpectraCorpusOptions): Pr
       const doc = readJsonObjectSync(json, 'a speech-to-text result') as { results?: Array<{ alternatives?: Array<{ words?: unknown }> }> };
       const words = doc.results?.[doc.results.length - 1]?.alternatives?.[0]?.words;
       if (!Array.isArray(words)) throw new EmotorchError(`'${json}': no results[-1].alternatives[0].words list`, 'ERR_FORMAT');
-      const audio = (await readAudio(file, { sampleRate: rate, maxSeconds: Infinity })).samples;
+      // read as the original's librosa.load reads (channels averaged, soxr HQ), at `sampleRate`
+      const audio = (await readAudio(file, { sampleRate: rate, maxSeconds: Infinity, resample: { method: 'soxr_hq' } })).samples;
       // cut_by_limit: words as [start, end + 1] tenths, a new clip when a word would end more than maxLen after the clip's start
       let cut: { times: number[][]; words: string[] } | null = null;
       const slices: Array<{ times: number[][]; words: string[] }> = [];
