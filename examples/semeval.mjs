@@ -1,6 +1,6 @@
 // The SemEval-2024 Task 3 seed classifier (et.systems.ConcatFusionClassifier): per-utterance
 // embeddings of a set of modalities, concatenated, one Linear(Σd, 7, bias=false), trained on
-// et.train.Trainer with the seed's TrainingArguments (10 epochs, batch 4 × accumulation 16,
+// et.train.Trainer with the seed's TrainingArguments (transformers 4.30's optim adamw_hf, 10 epochs, batch 4 × accumulation 16,
 // evaluation and saving every epoch, 1 checkpoint kept), on generated ECF 2.0 sample data with
 // text and audio embeddings. Macro F1 over the 7 emotions before and after, per modality set,
 // and the dialogue-context variant (a transformer over each conversation) on the same split; then
@@ -30,7 +30,7 @@ const macroF1 = ({ predictions, labelIds }) => {
   const keep = labelIds.ne(-100);
   return { macro_f1: et.metrics.f1(predictions.argmax(-1).index(keep), labelIds.index(keep), { average: 'macro', labels: [0, 1, 2, 3, 4, 5, 6] }) };
 };
-const seedArgs = { num_train_epochs: 10, per_device_train_batch_size: 4, gradient_accumulation_steps: 16, eval_strategy: 'epoch', save_strategy: 'epoch', save_total_limit: 1 };
+const seedArgs = { num_train_epochs: 10, per_device_train_batch_size: 4, gradient_accumulation_steps: 16, eval_strategy: 'epoch', save_strategy: 'epoch', save_total_limit: 1, optim: 'adamw_hf' };
 const common = { disable_tqdm: true, report_to: 'none', use_cpu: true };
 const outDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'semeval-'));
 
