@@ -116,7 +116,7 @@ class Lin extends et.nn.Module {
 }
 
 /** The fixture's 7 micro-batches of 2 through the Trainer (grad_acc 3: windows 3, 3, 1). */
-async function spectraRun(kind: 'spectra_fused' | 'spectra_hf', accumulation?: et.train.TrainerOptions['accumulation']) {
+async function spectraRun(kind: 'spectra_fused' | 'spectra_hf', accumulation?: et.train.TrainerOptions['accumulation'], fp16 = false, logs: Array<Record<string, number>> = []) {
   const model = new Lin();
   await model.loadStateDict({ 'lin.weight': get('spectra_weight0'), 'lin.bias': get('spectra_bias0') });
   const xs = get('spectra_x'), ys = get('spectra_y');
@@ -129,10 +129,11 @@ async function spectraRun(kind: 'spectra_fused' | 'spectra_hf', accumulation?: e
     trainDataset: { length: items.length, get: (i: number) => items[i] },
     dataCollator: (b: typeof items) => ({ x: et.stack(b.map((t) => t.x)), y: et.stack(b.map((t) => t.y)) }),
     args: { output_dir: path.join(tmpdir(), kind), num_train_epochs: 1, per_device_train_batch_size: 2, gradient_accumulation_steps: s.grad_acc, max_grad_norm: s.grad_norm,
-      learning_rate: s.lr, lr_scheduler_type: 'constant', train_sampling_strategy: 'sequential', save_strategy: 'no', logging_steps: 1, disable_tqdm: true, report_to: 'none' },
+      learning_rate: s.lr, lr_scheduler_type: 'constant', train_sampling_strategy: 'sequential', save_strategy: 'no', logging_steps: 1, disable_tqdm: true, report_to: 'none', fp16 },
   });
   const r = await trainer.train();
   expect(r.globalStep).toBe(3);
+  logs.push(...trainer.state.log_history.filter((x) => x.loss !== undefined));
   return Math.max(maxAbsDiff(model.lin.stateDict().get('weight')!, get(`${kind}_weight_after6`)), maxAbsDiff(model.lin.stateDict().get('bias')!, get(`${kind}_bias_after6`)));
 }
 
@@ -147,6 +148,33 @@ describe("SPECTRA main.py's step(): loss / grad_acc in every window, clipping af
       expect(hf).toBeGreaterThan(1e-2);
     });
   }
+
+  it('with fp16 (a GradScaler) the clip bound is scaled with the loss: the float32 run within float16 error', async () => {
+    // small values, so that 2^16 × the loss's gradients stay finite in float16 (no skipped step)
+    et.manualSeed(5);
+    const xs = et.randn([14, 4]).mul(0.3), ys = et.randn([14, 3]).mul(0.1);
+    const run = async (fp16: boolean) => {
+      et.manualSeed(6);
+      const model = new Lin();
+      const trainer = new et.train.Trainer({
+        model, optimizer: new et.optim.FusedAdam(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-2, biasCorrection: false }),
+        accumulation: { clip: 'micro-batch', divisor: 'gradient_accumulation_steps' },
+        trainDataset: { length: 14, get: (i: number) => i },
+        dataCollator: (b: number[]) => ({ x: et.stack(b.map((i) => xs.select(0, i))), y: et.stack(b.map((i) => ys.select(0, i))) }),
+        args: { output_dir: path.join(tmpdir(), `fp16-${fp16}`), num_train_epochs: 1, per_device_train_batch_size: 2, gradient_accumulation_steps: 3, max_grad_norm: 0.05,
+          learning_rate: 1e-2, lr_scheduler_type: 'constant', train_sampling_strategy: 'sequential', save_strategy: 'no', logging_steps: 1, disable_tqdm: true, report_to: 'none', fp16 },
+      });
+      await trainer.train();
+      return { norms: trainer.state.log_history.filter((x) => x.loss !== undefined).map((x) => x.grad_norm as number), w: model.lin.stateDict().get('weight')! };
+    };
+    const f32 = await run(false), f16 = await run(true);
+    console.log(`fp16 vs float32, micro-batch clipping: grad norms ${f16.norms.map((x) => x.toFixed(4))} vs ${f32.norms.map((x) => x.toFixed(4))}, weights ${maxAbsDiff(f16.w, f32.w).toExponential(2)}`);
+    expect(f32.norms.length).toBe(3);
+    expect(Math.min(...f32.norms)).toBeGreaterThan(0.05);   // every step clipped
+    // the logged norm is the unscaled one (before the last micro-batch's clip), as in float32
+    f16.norms.forEach((n, i) => expect(Math.abs(n - f32.norms[i])).toBeLessThan(2e-2 * f32.norms[i]));
+    expect(maxAbsDiff(f16.w, f32.w)).toBeLessThan(2e-3);
+  });
 
   it('refuses bad accumulation options', () => {
     const model = new Lin();
