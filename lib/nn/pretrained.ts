@@ -338,6 +338,56 @@ export function withOverrides(model: string, spec: object, fromFile: Record<stri
   return { ...fromFile, ...(overrides as Record<string, unknown>) };
 }
 
+/** Whether a tensor of `sd` changes dtype on its way into `model` (a floating one, to `dtype` or its parameter's). */
+function needsConversion(model: Module, sd: StateDict, dtype: DType | undefined): boolean {
+  for (const [name, p] of model.stateDict()) {
+    const t = sd.get(name);
+    if (t && isFloating(t.dtype) && isFloating(p.dtype) && t.dtype !== (dtype ?? p.dtype)) return true;
+  }
+  return false;
+}
+
+/** Whether `loadStateDict(sd, { strict })` would take `sd`: every shape equal and, when strict, the same names. */
+function fitsModel(model: Module, sd: StateDict, strict: boolean): boolean {
+  const own = model.stateDict();
+  if (strict && (own.size !== sd.size || [...sd.keys()].some((k) => !own.has(k)))) return false;
+  for (const [k, t] of sd) {
+    const p = own.get(k);
+    if (p && p.shape.join() !== t.shape.join()) return false;
+  }
+  return true;
+}
+
+/**
+ * Assigns a checkpoint that needs converting a piece at a time (256 MiB of converted tensors),
+ * each piece's read tensors freed once converted: the load peaks at the converted model plus one
+ * piece, not at the checkpoint and its converted copy together. `sd` must fit the model ({@link fitsModel}).
+ */
+async function assignInPieces(model: Module, sd: StateDict, dtype: DType | undefined): Promise<void> {
+  const own = model.stateDict();
+  const entries = [...sd];
+  let piece: [string, Tensor][] = [];
+  let bytes = 0;
+  const flush = async (): Promise<void> => {
+    if (!piece.length) return;
+    await model.loadStateDict(new Map(piece), { strict: false, assign: true, ...(dtype ? { dtype } : {}) });
+    for (const [k, t] of piece) {
+      t.dispose();
+      sd.delete(k);
+    }
+    cpu.emptyCache();
+    piece = [];
+    bytes = 0;
+  };
+  for (const [k, t] of entries) {
+    const p = own.get(k);
+    piece.push([k, t]);
+    bytes += t.numel * DTYPE_BYTES[p && isFloating(t.dtype) && isFloating(p.dtype) ? dtype ?? p.dtype : t.dtype];
+    if (bytes >= 256 * 2 ** 20) await flush();
+  }
+  await flush();
+}
+
 /**
  * Loads converted weights into a freshly created model and moves it: the common tail of every
  * `fromPretrained`. The state dict's tensors become the parameters (`assign`); with `owned` (the
@@ -353,7 +403,9 @@ export async function finishPretrained<M extends Module>(model: M, sd: StateDict
   if (!elsewhere) checkConversionMemory(model, sd, dtype);
   // the checkpoint's tensors become the parameters (converted to the dtype asked for, else kept in
   // the model's), then the state dict lets go of them: nothing is copied twice
-  await model.loadStateDict(sd, { strict: opts.strict ?? true, assign: true, ...(elsewhere ? { dtype: own } : dtype ? { dtype } : {}) });
+  const strict = opts.strict ?? true;
+  if (owned && !elsewhere && needsConversion(model, sd, dtype) && fitsModel(model, sd, strict)) await assignInPieces(model, sd, dtype);
+  else await model.loadStateDict(sd, { strict, assign: true, ...(elsewhere ? { dtype: own } : dtype ? { dtype } : {}) });
   // (tensors a caller handed in, `owned` false, stay the caller's)
   if (owned) {
     for (const t of sd.values()) t.dispose();
