@@ -116,7 +116,7 @@ export class EcfDataset extends BaseDataset<EcfItem, EcfRecord> {
   }
 
   /**
-   * Reads and validates the conversations (and loads the embedding files, memory-mapped).
+   * Reads and validates the conversations (and loads the embedding files: the tensors used, read into memory).
    * @param file the JSON file
    * @param opts `features`, `skipBad` (skips a broken conversation whole, or one utterance
    *   whose embedding is missing)
@@ -214,7 +214,7 @@ export class EcfDataset extends BaseDataset<EcfItem, EcfRecord> {
       if (ds.records.length > before) ds.conversations.push({ id, utterances: ids, pairs });
     });
 
-    // embedding sizes must agree within a modality; load the tensors that are used (memory-mapped)
+    // embedding sizes must agree within a modality; load the tensors that are used (read into memory of their own)
     for (let j = 0; j < order.length; j++) {
       const used = new Set(ds.records.map((r) => r.keys![j]));
       let size = -1;
