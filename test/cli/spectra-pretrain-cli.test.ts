@@ -143,6 +143,9 @@ describe('emotorch spectra pretrain', () => {
     expect(r.err).toMatch(/tokenizer|RoBERTa|config/i);
     r = run(['spectra', 'finetune', '--task=mosi', '--mode=pretrain', '--model_path=x']);
     expect(r.err).toMatch(/pre-train with npx emotorch spectra pretrain/);
+    r = run(['spectra', 'pretrain', t, `--audio_path=${audioPath}`, `--text_path=${textPath}`, '--apex_level=1.5']);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/--apex_level takes 0 to 3/);
     await rejectsWith(et.systems.SpectraPretrainDataset.fromFile(path.join(FIXTURES, 'spectra_pretrain', 'two_turns.pkl')), 'ERR_INVALID_ARG', /at least 3 turns/);
   }, 120_000);
 });
