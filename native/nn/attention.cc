@@ -24,7 +24,7 @@ at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh
   if (!fast && graph && !causal && rows_keep_a_key && mask && at::isFloatingType(mask->scalar_type()) && mask->dim() >= 1 &&
       mask->size(-1) > 0) {
     double low = mask->scalar_type() == at::kHalf ? -65504.0 : mask->scalar_type() == at::kBFloat16 ? -3.38e38 : -3.4e38;
-    fast = mask->amax(-1).le(low / 2).any().item<bool>();
+    fast = mask->amax(-1).le(low / 2).any().item<bool>() && !mask->isneginf().any().item<bool>();
   }
   if (!fast) return at::scaled_dot_product_attention(qh, kh, vh, mask, dropout, causal, scale);
   double root = std::sqrt(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(qh.size(-1))));

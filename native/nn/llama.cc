@@ -57,8 +57,11 @@ at::Tensor causal_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype, 
   auto visible = kpos.le(qpos);
   if (window > 0) visible = visible.logical_and(kpos.gt(qpos - window));
   auto allowed = visible.unsqueeze(0).logical_and(keep.ne(0).unsqueeze(1));  // (B, T, S)
+  // the dtype's lowest finite value, as torch.finfo(dtype).min in HF's masks (float32's lowest is
+  // -inf in bfloat16, and a row masked throughout would then give NaN in eager attention)
   double low = dtype == at::kDouble ? std::numeric_limits<double>::lowest() : std::numeric_limits<float>::lowest();
   if (dtype == at::kHalf) low = -65504.0;
+  if (dtype == at::kBFloat16) low = -3.3895313892515355e38;
   auto z = at::zeros({}, opts.dtype(dtype));
   return at::where(allowed.unsqueeze(1), z, at::full({}, low, opts.dtype(dtype)));
 }
