@@ -30,7 +30,8 @@ export interface TrainingArgumentsInit {
   adam_epsilon?: number;
   /**
    * The Trainer's default optimizer: 'adamw_torch' / 'adamw_torch_fused' (the same libtorch AdamW
-   * here; HF 5's default) or 'adamw_hf' (transformers 4.x's AdamW class, `et.optim.AdamWHF`: HF ≤ 4.3x's default).
+   * here; HF 5's default), 'adamw_hf' (transformers 4.x's AdamW class, `et.optim.AdamWHF`: HF ≤
+   * 4.3x's default) or 'adamw_apex_fused' (apex's FusedAdam with its bias correction, `et.optim.FusedAdam`, as HF 4.x builds it).
    */
   optim?: string;
   /** 0 turns clipping off. */
@@ -217,7 +218,7 @@ const DEFAULTS: Omit<ResolvedTrainingArguments, 'logging_dir'> = {
 const NO_EFFECT = ['remove_unused_columns', 'do_train', 'do_eval', 'do_predict', 'overwrite_output_dir', 'run_name'];
 /** HF 4 names and what they became. */
 const ALIASES: Record<string, string> = { evaluation_strategy: 'eval_strategy' };
-const OPTIMS = ['adamw_torch', 'adamw_torch_fused', 'adamw_hf'];
+const OPTIMS = ['adamw_torch', 'adamw_torch_fused', 'adamw_hf', 'adamw_apex_fused'];
 const REPORTERS = ['tensorboard'];
 const KNOWN = new Set([...Object.keys(DEFAULTS), 'logging_dir', 'warmup_ratio', 'group_by_length', ...NO_EFFECT, ...Object.keys(ALIASES)]);
 

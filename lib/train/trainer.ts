@@ -15,7 +15,7 @@ import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
 import { manualSeed } from '../runtime';
-import { AdamW, AdamWHF, Optimizer, decayGroups } from './optim';
+import { AdamW, AdamWHF, FusedAdam, Optimizer, decayGroups } from './optim';
 import { LRScheduler, Schedule, hfSchedule } from './schedules';
 import { GradScaler } from './amp';
 import { TrainingArguments, TrainingArgumentsInit } from './args';
@@ -92,7 +92,8 @@ export interface TrainerOptions<T = unknown> {
   callbacks?: TrainerCallback[];
   /**
    * Default: over `decayGroups(model, weight_decay)` with the args' betas and epsilon, AdamW
-   * (`optim` 'adamw_torch' / 'adamw_torch_fused') or transformers 4.x's AdamW ('adamw_hf', {@link AdamWHF}).
+   * (`optim` 'adamw_torch' / 'adamw_torch_fused'), transformers 4.x's AdamW ('adamw_hf',
+   * {@link AdamWHF}) or apex's FusedAdam ('adamw_apex_fused', {@link FusedAdam}).
    */
   optimizer?: Optimizer;
   /**
@@ -347,8 +348,12 @@ export class Trainer<T = unknown> extends EventEmitter {
   private defaultOptimizer(): Optimizer {
     const a = this.args;
     const opts = { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2] as [number, number], eps: a.adam_epsilon, weightDecay: a.weight_decay };
-    // HF ≤ 4.3x's default 'adamw_hf': transformers' own AdamW class, built from the same arguments
-    return a.optim === 'adamw_hf' ? new AdamWHF(decayGroups(this.model, a.weight_decay), opts) : new AdamW(decayGroups(this.model, a.weight_decay), opts);
+    const groups = decayGroups(this.model, a.weight_decay);
+    // HF ≤ 4.3x's default 'adamw_hf': transformers' own AdamW class; 'adamw_apex_fused': apex's
+    // FusedAdam as HF 4.x builds it (its defaults: bias correction, AdamW mode); both from the same arguments
+    if (a.optim === 'adamw_hf') return new AdamWHF(groups, opts);
+    if (a.optim === 'adamw_apex_fused') return new FusedAdam(groups, opts);
+    return new AdamW(groups, opts);
   }
 
   // ---- training --------------------------------------------------------------------------

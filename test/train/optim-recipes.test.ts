@@ -194,10 +194,10 @@ describe("SPECTRA main.py's step(): loss / grad_acc in every window, clipping af
 });
 
 describe("TrainingArguments optim 'adamw_hf' (HF <= 4.3x's default, the SemEval team's)", () => {
-  it("the Trainer's default optimizer is then transformers' AdamW (AdamWHF), else torch's", async () => {
+  it("the Trainer's default optimizer is then transformers' AdamW (AdamWHF); 'adamw_apex_fused' apex's FusedAdam; else torch's", async () => {
     expect(et.systems.LANGUAGEBIND_SEMEVAL_ARGS.optim).toBe('adamw_hf');
     const kinds: string[] = [];
-    for (const optim of ['adamw_hf', 'adamw_torch']) {
+    for (const optim of ['adamw_hf', 'adamw_torch', 'adamw_apex_fused']) {
       const model = new Lin();
       const out = path.join(tmpdir(), optim);
       const items = Array.from({ length: 4 }, (_, i) => ({ x: et.full([4], i), y: et.full([3], 1) }));
@@ -208,6 +208,6 @@ describe("TrainingArguments optim 'adamw_hf' (HF <= 4.3x's default, the SemEval 
       }).train();
       kinds.push((await et.io.loadSafetensors(path.join(out, 'checkpoint-1', 'optimizer.safetensors'))).metadata.kind);
     }
-    expect(kinds).toEqual(['adamw_hf', 'adamw']);
+    expect(kinds).toEqual(['adamw_hf', 'adamw', 'fused_adam']);
   });
 });
