@@ -217,7 +217,7 @@ export interface AdamWHFOptions {
 }
 
 /**
- * transformers 4.x's `AdamW` (transformers.optimization.AdamW, removed in 4.5x; `optim: 'adamw_hf'`
+ * transformers 4.x's `AdamW` (transformers.optimization.AdamW, gone by 4.57; `optim: 'adamw_hf'`
  * in TrainingArguments): Adam whose ε is added to √v before the bias correction (the step is
  * lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v+ε)), then weight decay `p −= lr·wd·p` on the updated parameter. It
  * differs from {@link AdamW} where |g| is near ε·√(1−β2ᵗ) (early steps, tiny gradients) and by the
