@@ -1019,6 +1019,14 @@ export class Tokenizer {
     return this.getVocabSize(true);
   }
 
+  /**
+   * tokenizer_config.json as it was read (a copy; `{}` without one): `tokenizer_class`,
+   * `additional_special_tokens`, … — what decides how transformers' own class for it decodes.
+   */
+  get config(): TokenizerConfig {
+    return structuredClone(this.#config);
+  }
+
   /** The added tokens with their ids and flags, in id order. */
   get addedTokens(): AddedTokenJSON[] {
     return this.toJSON().added_tokens ?? [];

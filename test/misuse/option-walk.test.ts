@@ -103,7 +103,7 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(Object.entries({
     'systems.salmonnParamGroups', 'systems.selfCausePairs', 'systems.addUnitVocabulary', 'systems.usdmSftLabels', 'systems.languageBindMetrics',
     'systems.ecfVideoFile', 'systems.ecfAudioFile', 'systems.languageBindLabel', 'systems.resolveInternVLConfig', 'systems.m2seRecords', 'systems.m2seMedia',
     'systems.m2sePrompt', 'systems.m2seCollate', 'systems.m2seAudio', 'systems.m2seResponse', 'systems.m2seInternVLPixels', 'systems.internvlTemplateOf',
-    'systems.ecfSubmission', 'systems.writeEcfSubmission', 'systems.ConcatFusionClassifier.groupConversations', 'systems.Salmonn.collate',
+    'systems.ecfSubmission', 'systems.writeEcfSubmission', 'systems.ConcatFusionClassifier.groupConversations', 'systems.Salmonn.collate', 'systems.salmonnJoinTurns',
     'audio.findFfmpeg', 'audio.findFfprobe', 'audio.soxrStatus',
     'data.mulberry32', 'data.inferSwiftTask', 'data.Tokenizer.fromFileSync',
   ],

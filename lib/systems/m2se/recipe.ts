@@ -291,12 +291,123 @@ export interface M2seInferOptions {
 /**
  * An answer's text as swift 2.6.1's `generate_ids_to_response` writes it: the tokens before the
  * first end token (the template's suffix or EOS), decoded with special tokens kept and spaces as
- * they are; with `trim`, special tokens skipped and the ends trimmed.
+ * they are; with `trim`, special tokens skipped and the ends trimmed. swift loads InternVL2's
+ * tokenizer as the slow remote-code class (`use_fast=False`): for an `InternLM2Tokenizer`
+ * (InternVL2-2B/8B/26B, EmoVerse) the text is that class's decode ({@link internlm2SlowDecode}),
+ * which puts a space before each run of text a special token follows — at the start too.
  */
 export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number[], ends: readonly number[], trim = false): Promise<string> {
   const cut = tokens.findIndex((t) => ends.includes(t));
   const answer = cut < 0 ? [...tokens] : tokens.slice(0, cut);
-  return trim ? (await tokenizer.decode(answer, { skipSpecialTokens: true })).trim() : tokenizer.decode(answer, { skipSpecialTokens: false });
+  if (trim) return (await tokenizer.decode(answer, { skipSpecialTokens: true })).trim();
+  if (tokenizer.config.tokenizer_class === 'InternLM2Tokenizer') return internlm2SlowDecode(tokenizer, answer, ends);
+  return tokenizer.decode(answer, { skipSpecialTokens: false });
+}
+
+/** transformers' `clean_up_tokenization` (InternLM2Tokenizer applies it to every text run). */
+function cleanUpTokenization(s: string): string {
+  return s.replace(/ \./g, '.').replace(/ \?/g, '?').replace(/ !/g, '!').replace(/ ,/g, ',').replace(/ ' /g, "'")
+    .replace(/ n't/g, "n't").replace(/ 'm/g, "'m").replace(/ 's/g, "'s").replace(/ 've/g, "'ve").replace(/ 're/g, "'re");
+}
+
+/**
+ * What `tokenizer.decode(ids)` gives for the slow `InternLM2Tokenizer` swift 2.6.1 loads
+ * (transformers' `PreTrainedTokenizer._decode` over the remote code's `convert_tokens_to_string`),
+ * with swift's InternVL2 EOS (`<|im_end|>`, the first of `ends`):
+ * - added tokens that are not special, and special ones past the SentencePiece vocabulary
+ *   (InternVL's `<img>`, `<quad>`, `</quad>`, …), stand alone, joined to the text around them by one space;
+ * - within the rest, each special token (`<s>`, `<|im_start|>`, …) is written as it is, and each run of
+ *   text before one gets a space in front (the first too: an answer that holds one begins with a space);
+ *   each run of text is SentencePiece's decode, then `clean_up_tokenization` (" ." → ".", " n't" → "n't", …).
+ */
+function internlm2SlowDecode(tok: Tokenizer, ids: readonly number[], ends: readonly number[]): string {
+  const cfg = tok.config;
+  const name = (v: unknown): string | undefined => (typeof v === 'string' ? v : v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string' ? (v as { content: string }).content : undefined);
+  const additional = Array.isArray(cfg.additional_special_tokens) ? cfg.additional_special_tokens.map(name).filter((t): t is string => t !== undefined) : [];
+  const eos = ends.length ? tok.idToToken(ends[0]) : tok.eosToken;
+  const special = new Set([tok.bosToken, eos, tok.unkToken, tok.padToken, ...additional].filter((t): t is string => t !== undefined));
+  const pieces = tok.getVocabSize(false);
+  const legacy = new Set([...tok.addedTokens.map((t) => t.content).filter((t) => !special.has(t)),
+    ...additional.filter((t) => (tok.tokenToId(t) ?? -1) >= pieces)]);
+  const runText = (run: number[]): string => {
+    let out = '';
+    let text: string[] = [];
+    let prevSpecial = false;
+    for (const id of run) {
+      const t = tok.idToToken(id) ?? '';
+      if (special.has(t)) {
+        if (!prevSpecial) out += ' ';
+        out += sentencePieceDecode(text) + t;
+        prevSpecial = true;
+        text = [];
+      } else {
+        text.push(t);
+        prevSpecial = false;
+      }
+    }
+    return cleanUpTokenization(out + sentencePieceDecode(text));
+  };
+  const parts: string[] = [];
+  let run: number[] = [];
+  for (const id of ids) {
+    const t = tok.idToToken(id) ?? '';
+    if (legacy.has(t)) {
+      if (run.length) {
+        const s = runText(run);
+        if (s.length) parts.push(s);
+        run = [];
+      }
+      parts.push(t);
+    } else {
+      run.push(id);
+    }
+  }
+  if (run.length) parts.push(runText(run));
+  return parts.join(' ');
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Bytes read as UTF-8 the way SentencePiece reads byte pieces: a whole well-formed character is
+ * kept; otherwise its first byte becomes one U+FFFD and reading goes on from the next byte (so a
+ * cut-off three-byte character is two U+FFFD, where TextDecoder writes one).
+ */
+function utf8OneByteReplacement(bytes: readonly number[]): string {
+  let out = '';
+  for (let i = 0; i < bytes.length;) {
+    const b = bytes[i];
+    const n = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    let ch: string | null = null;
+    if (n && i + n <= bytes.length) {
+      try { ch = UTF8.decode(Uint8Array.from(bytes.slice(i, i + n))); } catch { ch = null; }
+    }
+    if (ch === null) { out += '\uFFFD'; i += 1; } else { out += ch; i += n; }
+  }
+  return out;
+}
+
+/**
+ * SentencePiece's `decode` of pieces (`sp_model.decode`, as the slow tokenizer calls it): `▁` is a
+ * space, the first piece's leading one dropped (the dummy prefix); byte pieces (`<0x0A>`) are
+ * gathered and read as UTF-8 a character at a time, each byte of a malformed or cut-off character
+ * one U+FFFD (where a tokenizer.json's ByteFallback replaces every byte of a malformed run).
+ */
+function sentencePieceDecode(pieces: readonly string[]): string {
+  let out = '';
+  let bytes: number[] = [];
+  const flush = (): void => {
+    if (bytes.length) out += utf8OneByteReplacement(bytes);
+    bytes = [];
+  };
+  for (const p of pieces) {
+    const b = /^<0x([0-9A-Fa-f]{2})>$/.exec(p);
+    if (b) { bytes.push(parseInt(b[1], 16)); continue; }
+    flush();
+    out += p.replace(/\u2581/g, ' ');
+  }
+  flush();
+  return pieces.length && pieces[0].startsWith('\u2581') ? out.slice(1) : out;
 }
 
 /**
