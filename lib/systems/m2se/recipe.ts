@@ -293,7 +293,7 @@ export interface M2seInferOptions {
  * first end token (the template's suffix or EOS), decoded with special tokens kept and spaces as
  * they are; with `trim`, special tokens skipped and the ends trimmed. swift loads InternVL2's
  * tokenizer as the slow remote-code class (`use_fast=False`): for an `InternLM2Tokenizer`
- * (InternVL2-2B/8B/26B, EmoVerse) the text is that class's decode ({@link internlm2SlowDecode}),
+ * (InternVL2-2B/8B/26B, EmoVerse) the text is that class's decode,
  * which puts a space before each run of text a special token follows — at the start too.
  */
 export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number[], ends: readonly number[], trim = false): Promise<string> {
