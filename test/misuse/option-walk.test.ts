@@ -1,6 +1,6 @@
 /**
  * Every options object checked (issue 56 item 5): the test walks the exports of `et.nn`,
- * `et.systems`, `et.audio` and `et.data` — every function, every class's constructor and statics —
+ * `et.systems`, `et.audio`, `et.data` and `et.vision` — every function, every class's constructor and statics —
  * and each must either be called here with a misspelt (`dtpye`) and two foreign options
  * (`quantize`, which emotorch does not implement, and `fooBar`), each refused as ERR_INVALID_ARG
  * naming it and listing the options the call takes, or be named in NO_OPTIONS as taking no options
@@ -85,6 +85,16 @@ const ROWS: Record<string, Row> = {
   'audio.kaldiFbank': { call: (o) => et.audio.kaldiFbank(samples, o), takes: 'numMelBins' },
   'audio.languageBindAudio': { call: (o) => et.audio.languageBindAudio(samples, o), takes: 'sampleRate' },
   'audio.UnitExtractor': { call: (o) => new et.audio.UnitExtractor(o as never), takes: 'centroids' },
+  // ---- vision
+  'vision.probeVideo': { call: (o) => et.vision.probeVideo(NOWHERE, o), takes: 'backend' },
+  'vision.readVideoFrames': { call: (o) => et.vision.readVideoFrames(NOWHERE, o), takes: 'numFrames' },
+  'vision.readImage': { call: (o) => et.vision.readImage(NOWHERE, o), takes: 'maxPixels' },
+  'vision.videoTransform': { call: (o) => et.vision.videoTransform(et.zeros([1, 3, 4, 4]), o), takes: 'size' },
+  'vision.clipImageTransform': { call: (o) => et.vision.clipImageTransform(et.zeros([3, 4, 4]), o), takes: 'cropSize' },
+  'vision.processVideo': { call: (o) => et.vision.processVideo(NOWHERE, o), takes: 'numFrames' },
+  'vision.processImage': { call: (o) => et.vision.processImage(NOWHERE, o), takes: 'size' },
+  'vision.internvlTiles': { call: (o) => et.vision.internvlTiles(et.zeros([3, 4, 4]), o), takes: 'maxNum' },
+  'vision.internvlTileCount': { call: (o) => et.vision.internvlTileCount(4, 4, o), takes: 'maxNum' },
   // ---- data
   'data.readPickle': { call: (o) => et.data.readPickle(NOWHERE, o), takes: 'dict' },
   'data.parsePickle': { call: (o) => et.data.parsePickle(new Uint8Array([0x80, 2, 0x4e, 0x2e]), o), takes: 'dict' },
@@ -106,6 +116,7 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(Object.entries({
     'systems.ecfSubmission', 'systems.writeEcfSubmission', 'systems.ConcatFusionClassifier.groupConversations', 'systems.Salmonn.collate', 'systems.salmonnJoinTurns',
     'audio.findFfmpeg', 'audio.findFfprobe', 'audio.soxrStatus',
     'data.mulberry32', 'data.inferSwiftTask', 'data.Tokenizer.fromFileSync',
+    'vision.linspaceIndices', 'vision.libavAvailable', 'vision.internvlGrids', 'vision.internvlFrameIndices', 'vision.findClosestAspectRatio',
   ],
   'a config (its field names checked by the config, not an options object)': [
     'systems.Salmonn', 'data.Tokenizer.fromJSON',
@@ -120,7 +131,7 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(Object.entries({
 /** Every function, class constructor and class static of the four namespaces, by dotted name. */
 function walk(): Array<{ key: string; row: Row | null }> {
   const out: Array<{ key: string; row: Row | null }> = [];
-  const spaces = { nn: et.nn, systems: et.systems, audio: et.audio, data: et.data } as Record<string, Record<string, unknown>>;
+  const spaces = { nn: et.nn, systems: et.systems, audio: et.audio, data: et.data, vision: et.vision } as Record<string, Record<string, unknown>>;
   for (const [ns, mod] of Object.entries(spaces)) {
     for (const [name, v] of Object.entries(mod)) {
       if (typeof v !== 'function') continue;
@@ -153,7 +164,7 @@ const BAD: Array<Record<string, unknown>> = [{ dtpye: 'bfloat16' }, { quantize: 
 describe('every options object is checked', () => {
   const all = walk();
 
-  it('every export of et.nn, et.systems, et.audio and et.data is called below or named as taking no options', () => {
+  it('every export of et.nn, et.systems, et.audio, et.data and et.vision is called below or named as taking no options', () => {
     const unplaced = all.filter(({ key, row }) => !row && !NO_OPTIONS[key]).map(({ key }) => key);
     expect(unplaced, 'add each to ROWS (how to call it with options) or NO_OPTIONS (why it takes none)').toEqual([]);
     const seen = new Set(all.map(({ key }) => key));
