@@ -191,6 +191,19 @@ export interface CpuCacheOptions {
  * et.cpu.configureCache({ limitMb: 2048 });
  */
 export const cpu = {
+  /**
+   * The memory the system can give now, in bytes: /proc/meminfo's MemAvailable (Linux), else
+   * `os.freemem()`. Loaders and resizes check their needs against it before allocating.
+   * @example
+   * console.log(`${(et.cpu.availableMemory() / 2 ** 30).toFixed(1)} GiB available`);
+   */
+  availableMemory(): number {
+    try {
+      const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+      if (m) return Number(m[1]) * 1024;
+    } catch { /* not Linux */ }
+    return os.freemem();
+  },
   /** The allocator's settings and counters. */
   cacheStats(): CpuCacheStats {
     return binding.cpuCache();
@@ -395,9 +408,17 @@ export function openVideoReader(fd: number, format: string, maxPixels: number, t
   return binding.openVideo(fd, format, maxPixels, timeoutMs);
 }
 
-/** @internal The frames at display indices `wanted` (ascending, distinct) as uint8 (T, H, W, 3). */
-export async function readVideoReader(handle: unknown, wanted: number[], seek: boolean, timeoutMs: number): Promise<Tensor> {
-  return new Tensor(await binding.readVideo(handle, wanted, seek, timeoutMs));
+/**
+ * @internal The frames at display indices `wanted` (ascending, distinct) as uint8 (3, T, H, W):
+ * frame `wanted[slots[t]]` at each t, each placed as it is decoded.
+ */
+export async function readVideoReader(handle: unknown, wanted: number[], slots: number[], seek: boolean, timeoutMs: number): Promise<Tensor> {
+  return new Tensor(await binding.readVideo(handle, wanted, slots, seek, timeoutMs));
+}
+
+/** @internal One rgb24 picture (H · W · 3 bytes) into uint8 frames (3, T, H, W), at each t whose `slots[t]` is `k`. */
+export function placeVideoFrame(frames: Tensor, rgb: Uint8Array, slots: number[], k: number): void {
+  binding.placeVideoFrame(frames.handle, rgb, slots, k);
 }
 
 /** @internal Closes a reader of {@link openVideoReader} (its descriptor too). */

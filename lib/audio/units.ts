@@ -75,7 +75,6 @@ export class UnitExtractor extends Module {
     if (!(enc instanceof Module) || typeof enc.hiddenStateAt !== 'function') invalid('a Wav2Vec2Model', 'encoder', opts.encoder);
     const L = opts.encoder.config.num_hidden_layers, H = opts.encoder.config.hidden_size;
     if (!Number.isSafeInteger(opts.layer) || opts.layer < 0 || opts.layer > L) invalid(`an integer in [0, ${L}]`, 'layer', opts.layer);
-    checkOptionNames(opts, ['encoder', 'layer', 'centroids', 'dedup', 'normalize', 'seamlessPad'], 'UnitExtractor options');
     for (const k of ['dedup', 'normalize', 'seamlessPad'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
     let c: Tensor;
     if (opts.centroids instanceof Tensor) {

@@ -7,8 +7,6 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
-import { availableMemory } from '../nn/pretrained';
-import { DTYPE_BYTES } from '../dtype';
 import { Command, UsageError, Values, checkOutputFile, contextLength, maxNewTokens, need, num, outputFolder, readTextFile, str, writeTextFile } from './common';
 
 /** The unit vocabulary's ids as the tokenizer has them (USDM's Mistral layout by default). */
@@ -385,10 +383,10 @@ function checkResizeMemory(llm: et.nn.LlamaForCausalLM, added: number): void {
   const { vocab_size: v0, hidden_size: h, tie_word_embeddings: tied } = llm.config;
   const tables = tied ? 1 : 2;
   const params = llm.parameters();
-  const bytes = DTYPE_BYTES[params[0].dtype];
+  const bytes = ({ float64: 8, float32: 4, bfloat16: 2, float16: 2 } as Record<string, number>)[params[0].dtype] ?? 4;
   const total = params.reduce((a, p) => a + p.numel, 0);
   const need = bytes * (total + added * h * tables) + bytes * (v0 + added) * h * tables + 4 * 2 * added * h * tables;
-  const have = availableMemory();
+  const have = et.cpu.availableMemory();
   if (need > 0.9 * have) {
     const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
     throw new et.EmotorchError(`--num_unit_tokens ${added - 3}: resizing the embeddings to ${v0 + added} rows of ${h} needs ${gib(need)} and the machine has ${gib(have)} available`, 'ERR_OUT_OF_MEMORY');

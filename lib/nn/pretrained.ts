@@ -6,7 +6,6 @@
  * declarative tables.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { Tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
@@ -227,14 +226,6 @@ export function checkPretrainedOptions<T extends object>(opts: T | undefined, na
   return checkOptionNames(opts, [...PRETRAINED_OPTIONS, ...extra], name);
 }
 
-/** The memory the system can give now: /proc/meminfo's MemAvailable (Linux), else os.freemem(). @internal */
-export function availableMemory(): number {
-  try {
-    const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
-    if (m) return Number(m[1]) * 1024;
-  } catch { /* not Linux */ }
-  return os.freemem();
-}
 
 const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
 
@@ -251,7 +242,7 @@ function checkReadMemory(files: string[]): void {
     const h = readSafetensorsHeader(f);
     need += h.fileSize - h.dataStart;
   }
-  const have = availableMemory();
+  const have = cpu.availableMemory();
   if (need > 0.9 * have) {
     throw new EmotorchError(`loading ${files.length === 1 ? `'${files[0]}'` : `the ${files.length} shards of this checkpoint`} reads ${gib(need)} of tensors into memory and the machine has ${gib(have)} available: free memory, or use a machine with more`, 'ERR_OUT_OF_MEMORY');
   }
@@ -275,7 +266,7 @@ function checkConversionMemory(model: Module, sd: StateDict, dtype: DType | unde
     need += t.numel * DTYPE_BYTES[to];
     convert.add(`${t.dtype} → ${to}`);
   }
-  const have = availableMemory();
+  const have = cpu.availableMemory();
   // a margin for what runs beside the load
   if (need > 0.9 * have) {
     throw new EmotorchError(`loading this checkpoint converts ${gib(need)} of tensors (${[...convert].join(', ')}) and the machine has ${gib(have)} available: `
