@@ -90,7 +90,7 @@ const BEATS_STD = 6.55582;
  * const fb = await et.audio.kaldiFbank(wave, { beats: true });   // (1, frames, 128)
  */
 export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Promise<Tensor> {
-  checkOptionNames(opts, ['numMelBins', 'sampleRate', 'frameLength', 'frameShift', 'preemphasis', 'lowFreq', 'highFreq', 'removeDcOffset', 'usePower', 'useLog', 'scale', 'beats'], 'kaldiFbank');
+  checkOptionNames(opts, ['numMelBins', 'sampleRate', 'frameLength', 'frameShift', 'preemphasis', 'lowFreq', 'highFreq', 'removeDcOffset', 'usePower', 'useLog', 'scale', 'beats', 'windowType', 'blackmanCoeff'], 'kaldiFbank');
   const w = batched(x, 'waveform');
   const beats = opts.beats ?? false;
   const o = {

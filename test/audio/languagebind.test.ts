@@ -101,7 +101,7 @@ describe('languageBindAudio', () => {
     const out = await et.audio.languageBindAudio(wav, { numMelBins: 40, targetLength: 100, chunks: 'first' });
     const want = await ref('a_T250.out');
     expect(out.shape).toEqual(want.shape);
-    // 16 → 22.05 → 16 kHz: the resampler's low-pass (0.94 of 8 kHz) empties the top bins; below 6.5 kHz close
+    // 16 → 22.05 → 16 kHz through torchaudio's resampler (the original's; rolloff 0.99 of 8 kHz) empties the top bins; below 6.5 kHz close
     const low = maxAbsDiff(out.slice(1, 0, 34), want.slice(1, 0, 34));
     console.log(`resampled 22.05 kHz input: max |diff| ${low.toExponential(2)} on the 34 bins below 6.5 kHz, ${maxAbsDiff(out, want).toFixed(3)} on all 40`);
     expect(low).toBeLessThan(0.02);
