@@ -153,7 +153,8 @@ export interface Binding {
   /** null when the in-process video reader runs here (FFmpeg's libraries found), else why not. */
   videoAvailable(): string | null;
   openVideo(fd: number, format: string, maxPixels: number, timeoutMs: number): Promise<NativeVideo>;
-  readVideo(handle: unknown, wanted: number[], seek: boolean, timeoutMs: number): Promise<TensorHandle>;
+  readVideo(handle: unknown, wanted: number[], slots: number[], seek: boolean, timeoutMs: number): Promise<TensorHandle>;
+  placeVideoFrame(frames: TensorHandle, rgb: Uint8Array, slots: number[], k: number): void;
   closeVideo(handle: unknown): void;
 }
 
@@ -173,6 +174,8 @@ export interface NativeVideo {
   times: Float64Array;
   /** Whether every packet had a presentation timestamp (not just a decode one). */
   ptsEverywhere: boolean;
+  /** Whether each frame's packet (in the order of `times`) is a keyframe. */
+  keys: Uint8Array;
 }
 
 export const ROOT = path.resolve(__dirname, '..');

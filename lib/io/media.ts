@@ -177,6 +177,12 @@ export interface RunOptions {
    */
   maxBytes: number | ((head: Buffer) => number);
   timeoutMs: number;
+  /**
+   * Takes each output's bytes as they arrive (output 0 is stdout, 1 is pipe 3, …) instead of
+   * keeping them: the run then resolves with empty buffers, and memory holds no more than the sink
+   * keeps. `maxBytes` still bounds each output.
+   */
+  sink?: (output: number, chunk: Buffer) => void;
 }
 
 /** The ffmpeg / ffprobe processes still running, killed when this process exits. */
@@ -199,7 +205,9 @@ export function liveChildren(): number {
 /**
  * Runs `exe args` and resolves with its stdout when it exits with status 0.
  * @throws EmotorchError ERR_FORMAT naming the file when it fails (with ffmpeg's last stderr
- *   lines) or writes more than `maxBytes`; ERR_IO when it cannot start or passes `timeoutMs`.
+ *   lines) or writes more than `maxBytes`; ERR_OUT_OF_MEMORY when it failed for want of memory
+ *   (its messages say "Cannot allocate memory", FFmpeg's ENOMEM); ERR_IO when it cannot start or
+ *   passes `timeoutMs`.
  */
 export async function runTool(exe: string, args: string[], o: RunOptions): Promise<Buffer> {
   return (await runToolPipes(exe, args, o, 0))[0];
@@ -243,7 +251,16 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
       stream.on('data', (c: Buffer) => {
         if (settled) return;
         bytes[k] += c.length;
-        chunks[k].push(c);
+        if (o.sink && (limits[k] === null || bytes[k] <= (limits[k] as number))) {
+          try {
+            o.sink(k, c);
+          } catch (e) {
+            fail(e instanceof EmotorchError ? e : new EmotorchError(`cannot ${o.what} '${o.file}': ${(e as Error).message}`, 'ERR_FORMAT'));
+            return;
+          }
+        } else {
+          chunks[k].push(c);
+        }
         let limit = limits[k];
         if (limit === null) {
           if (bytes[k] < HEAD) return;
@@ -262,12 +279,28 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
     });
     child.on('close', (code, signal) => {
       if (settled) return;
-      if (code === 0) return settle(null, chunks.map((c, k) => Buffer.concat(c, bytes[k])));
+      if (code === 0) return settle(null, chunks.map((c) => Buffer.concat(c)));
       // The tool's own last words, as printable ASCII and briefly (never file content at length).
       const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-2).join('; ').replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
-      settle(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} failed (${signal ? `signal ${signal}` : `exit status ${code}`})${lines ? `: ${lines}` : ''}`, 'ERR_FORMAT'));
+      const code2 = outOfMemory(stderr) ? 'ERR_OUT_OF_MEMORY' : 'ERR_FORMAT';
+      settle(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} failed (${signal ? `signal ${signal}` : `exit status ${code}`})${lines ? `: ${lines}` : ''}`, code2));
     });
   });
+}
+
+/**
+ * Whether ffmpeg's messages say that decoding ran out of memory: ENOMEM from its decoder or filters
+ * ("Error while decoding stream …: Cannot allocate memory", "Error while filtering: …"), or a
+ * decoder's picture buffer not allocated ("get_buffer() failed", which FFmpeg then reports as
+ * damage) unless the message before it refused the picture for its size; the raw output's packet
+ * or encoder not allocated. ENOMEM while opening the
+ * file is a header declaring an absurd size, the file's fault (as the in-process reader judges).
+ */
+function outOfMemory(stderr: string): boolean {
+  const lines = stderr.split('\n');
+  return lines.some((l, i) => /^(Error while (filtering|decoding stream [^:]*|processing the decoded data[^:]*)|Failed to inject frame into filter network): Cannot allocate memory/.test(l.trim())
+    || /Failed to allocate packet of size|get_encode_buffer\(\) failed|ff_frame_thread_encoder_init failed/.test(l)
+    || (/get_buffer\(\) failed/.test(l) && !/exceeds|invalid/i.test(lines[i - 1] ?? '')));
 }
 
 function shortName(exe: string): string {

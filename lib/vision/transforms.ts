@@ -111,15 +111,54 @@ export function videoTransform(frames: Tensor, opts: VideoTransformOptions = {})
   const mean = channelParam(o.mean, 'mean', OPENAI_CLIP_MEAN, false);
   const std = channelParam(o.std, 'std', OPENAI_CLIP_STD, true);
 
-  const x = (frames.dtype === 'uint8' ? frames : frames.float()).div(255).sub(mean).div(std); // (3, T, H, W) float32
   const [h, w] = [s[2], s[3]];
   const [nh, nw] = w < h ? [Math.floor((h / w) * size), size] : [size, Math.floor((w / h) * size)];
   checkResized('frames', h, w, nh, nw);
-  const scaled = interpolate(x, { size: [nh, nw], mode: 'bilinear', alignCorners: false }); // (3, T, nh, nw): T as channels
   const i = roundHalfEven((nh - size) / 2), j = roundHalfEven((nw - size) / 2);
-  let out = scaled.slice(2, i, i + size).slice(3, j, j + size);
-  if (p > 0 && rand() < p) out = out.indexSelect(3, arange(size - 1, -1, -1));
-  return out.contiguous();
+  // One frame's channel at a time (each element's arithmetic is the same as on the whole clip:
+  // x / 255, − mean, / std in float32, then each plane resized on its own), so that at most two
+  // float32 planes of the full-resolution frame exist at once, never a float copy of every frame
+  // (8 frames of 8192² would be 6.4 GB).
+  const channels: Tensor[] = [];
+  for (let c = 0; c < 3; c++) {
+    const m = mean.slice(0, c, c + 1), d = std.slice(0, c, c + 1); // [1, 1, 1, 1]
+    const planes: Tensor[] = [];
+    for (let t = 0; t < s[1]; t++) {
+      const channel = frames.slice(0, c, c + 1);
+      const view = channel.slice(1, t, t + 1); // (1, 1, H, W)
+      channel.dispose();
+      const x0 = frames.dtype === 'uint8' ? view : view.float();
+      const x1 = x0.div(255);
+      if (x0 !== view) x0.dispose();
+      view.dispose();
+      const x2 = x1.sub(m);
+      x1.dispose();
+      const x3 = x2.div(d);
+      x2.dispose();
+      const scaled = interpolate(x3, { size: [nh, nw], mode: 'bilinear', alignCorners: false });
+      x3.dispose();
+      const rows = scaled.slice(2, i, i + size);
+      planes.push(rows.slice(3, j, j + size));
+      rows.dispose();
+      scaled.dispose();
+    }
+    channels.push(cat(planes, 1));
+    for (const t of planes) t.dispose();
+    m.dispose();
+    d.dispose();
+  }
+  let out = cat(channels, 0); // (3, T, size, size)
+  for (const t of channels) t.dispose();
+  mean.dispose();
+  std.dispose();
+  if (p > 0 && rand() < p) {
+    const rev = arange(size - 1, -1, -1);
+    const flipped = out.indexSelect(3, rev);
+    out.dispose();
+    rev.dispose();
+    out = flipped;
+  }
+  return out;
 }
 
 /**

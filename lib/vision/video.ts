@@ -16,9 +16,9 @@
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import * as fs from 'fs';
 import { notAFile, openRegularSync } from '../io/file';
-import { Tensor, tensor } from '../tensor';
+import { Tensor, zeros } from '../tensor';
 import { DEFAULT_TIMEOUT_MS, mediaInput, runTool, runToolPipes, sniffMedia, tools } from '../io/media';
-import { closeVideoReader, NativeVideo, openVideoReader, readVideoReader, videoReaderUnavailable } from '../runtime';
+import { closeVideoReader, NativeVideo, openVideoReader, placeVideoFrame, readVideoReader, videoReaderUnavailable } from '../runtime';
 
 /**
  * The largest frame decoded by default, in pixels (width · height): 8192 · 8192 (192 MiB of
@@ -39,8 +39,22 @@ const MAX_PACKET_BYTES = 128 << 20;
  * the cost model that picks one sequential pass or one seek per frame.
  */
 const SEEK_OVERHEAD_FRAMES = 20;
-/** Frames read by one seeking ffmpeg run (one input and one output pipe each). */
+/** Frames read by one seeking ffmpeg run (one input and one output pipe each), at most. */
 const SEEK_GROUP = 16;
+/**
+ * What the seeking ffmpeg runs may hold at once: each input is a decoder with its reference
+ * pictures, counted as 4 frames of rgb24 (8 pictures of 4:2:0) an input; large frames get fewer
+ * inputs a run and fewer runs at once (one run of one input from 4096 · 4096 / 2 pixels).
+ */
+const SEEK_BUDGET_BYTES = 512 * 2 ** 20;
+/**
+ * The decoder's threads, for both readers: slice threads only, one per core. Frame threads would
+ * hold a picture each (gigabytes at 8192²) and make a damaged stream's concealed frames depend on
+ * the threads' timing (native/media/video.cc sets the same).
+ */
+const DECODER = ['-thread_type', 'slice'];
+/** The raw rgb24 output: one encoder thread (more would each hold a frame-sized packet). */
+const RAW_OUT = ['-threads', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24'];
 
 /** What {@link probeVideo} reports. */
 export interface VideoInfo {
@@ -129,7 +143,7 @@ interface StreamJson {
   duration?: string;
   disposition?: { attached_pic?: number };
   tags?: { rotate?: string };
-  side_data_list?: { rotation?: number }[];
+  side_data_list?: { rotation?: number; displaymatrix?: string }[];
 }
 
 interface ProbeJson {
@@ -185,7 +199,46 @@ interface PacketJson {
 }
 
 const STREAM_ENTRIES = 'stream=index,codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,time_base,duration:stream_disposition=attached_pic'
-  + ':stream_tags=rotate:stream_side_data=rotation:format=duration,start_time';
+  + ':stream_tags=rotate:stream_side_data=rotation,displaymatrix:format=duration,start_time';
+
+/** C's round(): halves away from zero. */
+function roundAway(x: number): number {
+  return Math.sign(x) * Math.round(Math.abs(x));
+}
+
+/**
+ * The clockwise turn ffmpeg's autorotate gives a stream, in [0, 360), as its `get_rotation`
+ * (fftools) computes it: the display matrix's angle (`av_display_rotation_get`, from the nine
+ * 16.16 / 2.30 numbers ffprobe prints), negated and ROUNDED to a whole degree, then wrapped. ffprobe's
+ * own `rotation` is that angle truncated (−89 for −89.99), so it is not used where the matrix is
+ * printed; the `rotate` tag of older ffmpeg versions is the fallback.
+ */
+function autorotateDegrees(displaymatrix: string | undefined, rotateTag?: string): number {
+  let theta = 0;
+  const m = (displaymatrix ?? '').split('\n').map((l) => l.replace(/^\s*[0-9a-fA-F]+:/, '').trim()).filter(Boolean)
+    .flatMap((l) => l.split(/\s+/).map(Number));
+  if (m.length === 9 && m.every(Number.isFinite)) {
+    const fp = (x: number) => x / 65536;
+    const s0 = Math.hypot(fp(m[0]), fp(m[3])), s1 = Math.hypot(fp(m[1]), fp(m[4]));
+    const angle = s0 === 0 || s1 === 0 ? NaN : -(Math.atan2(fp(m[1]) / s1, fp(m[0]) / s0) * 180 / Math.PI);
+    theta = Number.isNaN(angle) ? 0 : -roundAway(angle);
+  } else if (rotateTag !== undefined && Number.isFinite(Number(rotateTag))) {
+    theta = Number(rotateTag);
+  }
+  theta -= 360 * Math.floor(theta / 360 + 0.9 / 360);
+  return theta;
+}
+
+/**
+ * Whether ffmpeg's autorotate transposes this stream's pictures (`transpose` for a turn within
+ * 1° of 90 or 270, as fftools/ffmpeg_filter.c decides; other angles keep the width and height:
+ * 180 is two flips, any other angle the `rotate` filter at the same size).
+ */
+function quarterTurn(v: StreamJson): boolean {
+  const d = v.side_data_list?.find((x) => x && typeof x.displaymatrix === 'string');
+  const theta = autorotateDegrees(d?.displaymatrix, d ? undefined : v.tags?.rotate ?? (v.side_data_list?.find((x) => x && x.rotation !== undefined)?.rotation?.toString()));
+  return Math.abs(theta - 90) < 1 || Math.abs(theta - 270) < 1;
+}
 
 /**
  * The stream header and every packet's timestamp (demuxing only). With `withAudio` (probeVideo)
@@ -226,8 +279,7 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   let width = Number(v.width), height = Number(v.height);
   if (!(Number.isInteger(width) && width > 0 && Number.isInteger(height) && height > 0)) bad(file, `its video stream has no frame size (width ${v.width}, height ${v.height})`);
   if (width * height > maxPixels) bad(file, `its frames are ${width}×${height} (${width * height} pixels), more than the ${maxPixels} decoded (maxPixels)`);
-  const rot = num(v.side_data_list?.find((d) => d && d.rotation !== undefined)?.rotation ?? v.tags?.rotate);
-  if (Number.isFinite(rot) && Math.abs(Math.round(rot)) % 180 === 90) [width, height] = [height, width];
+  if (quarterTurn(v)) [width, height] = [height, width];
 
   // Every packet of the stream, demuxed (not decoded): decord's frame table.
   const tb = rate(v.time_base);
@@ -397,16 +449,25 @@ let passthrough: string[] = ['-fps_mode', 'passthrough'];
  * `numFrames` (8) frames at `np.linspace(0, frameCount − 1, numFrames).astype(int)`, as its decord
  * backend reads them (`VideoReader.get_batch` of those indices).
  *
- * Decoding stops at the last wanted frame. In the process (FFmpeg's libraries, `backend` 'auto'
- * where {@link libavAvailable}): one demux pass reads the frame table, then one decoder goes
- * forward, jumping to the keyframe before a wanted frame only where a keyframe lies between, and
- * skipping packets that are neither wanted nor referred to; 'auto' seeks this way whenever every
- * frame has its own presentation time. Through the executables: either one ffmpeg pass from the
- * start selecting the wanted frames (`-vf select`), or, per distinct frame, an ffmpeg input that
- * seeks to the keyframe before it (ffmpeg's accurate `-ss`, aimed half a frame before the frame's
- * own timestamp so rounding cannot skip it; up to 16 such inputs per ffmpeg run, each writing its
- * frame to its own pipe), 'auto' picking the cheaper from the keyframe table. Both give the same
- * bytes. Every frame is checked against the size the stream declares before anything is decoded.
+ * Decoding stops at the last wanted frame, by one pass from the start ('scan') or by seeking
+ * ('seek'); 'auto' picks the same way for both readers, from the keyframe table: seeking when every
+ * frame has its own presentation time and it decodes fewer frames (so a damaged file, or one whose
+ * timestamps mislead, gives the same frames through either reader). In the process (FFmpeg's
+ * libraries, `backend` 'auto' where {@link libavAvailable}): one demux pass reads the frame table,
+ * then one decoder goes forward, when seeking jumping to the keyframe before a wanted frame only
+ * where a keyframe lies between and skipping packets that are neither wanted nor referred to.
+ * Through the executables: either one ffmpeg pass from the start selecting the wanted frames
+ * (`-vf select`), or, per distinct frame, an ffmpeg input that seeks to the keyframe before it
+ * (ffmpeg's accurate `-ss`, aimed half a frame before the frame's own timestamp so rounding cannot
+ * skip it; up to 16 such inputs per ffmpeg run, fewer for large frames, each writing its frame to
+ * its own pipe). Both give the same bytes. Every frame is checked against the size the stream
+ * declares before anything is decoded.
+ *
+ * Memory: the output (3 · T · H · W bytes, at most 2 GiB) and about one frame more. Each frame is
+ * placed into the output as it is decoded (or as the ffmpeg pipe delivers it), never all held
+ * first; decoders run slice threads only (frame threads would hold a picture per thread), in the
+ * process and in the executable (`-thread_type slice`). Reading 8 frames of 4096 · 4096 (384 MiB
+ * out) grows the process by about that (test/misuse/video-memory.test.ts).
  *
  * Cost: the demux of every packet (58 ms in the process, 0.7 s through ffprobe, for the 36 000
  * packets of a 10-hour 1 fps file) plus at most one keyframe interval of decoding per wanted
@@ -457,88 +518,115 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
   const { width, height, frameCount: n } = p.info;
   if (n === 0) bad(file, 'its video stream has no frames');
   const given = typeof o.indices === 'function' ? checkIndices(o.indices(n)) : o.indices;
-  const { indices, wanted, frameBytes } = chooseFrames(file, n, width, height, given, numFrames);
-
-  const seekable = isSeekable(p.times, p.ptsEverywhere);
-  let useSeek = decode === 'seek';
-  if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct presentation timestamps to seek to (use decode: 'scan')");
-  if (decode === 'auto' && seekable) {
-    let lastKey = 0, k = 0, seekCost = 0;
-    for (const i of wanted) {
-      for (; k <= i; k++) if (p.key[k]) lastKey = k;
-      seekCost += i - lastKey + 1 + SEEK_OVERHEAD_FRAMES;
-    }
-    useSeek = seekCost < wanted[wanted.length - 1] + 1;
-  }
+  const { indices, wanted, slots, frameBytes } = chooseFrames(file, n, width, height, given, numFrames);
+  const useSeek = seekOrScan(file, decode, p.times, p.key, p.ptsEverywhere, wanted);
 
   const { ffmpeg } = tools(file, what);
-  const run = { file, what, timeoutMs };
-  const base = ['-nostdin', '-hide_banner', '-v', 'error'];
-  // decord's filter graph: scale to the declared size, rgb24 (a no-op resize for a normal stream).
-  const out = ['-map', `0:${p.stream}`, '-an', '-sn', '-dn'];
-  const sink = ['-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'];
-  const scale = `scale=${width}:${height},format=rgb24`;
-  let raw: Buffer;
-  if (useSeek) {
-    // One ffmpeg run per group of frames: one input per frame, each seeked (-ss before -i), each
-    // mapped to one output of one frame written to its own pipe (fd 3, 4, …).
-    const parts: Buffer[] = new Array(wanted.length);
-    const seekGroup = async (first: number, count: number): Promise<void> => {
-      const inputs: string[] = [], outputs: string[] = [];
-      for (let k = 0; k < count; k++) {
-        const i = wanted[first + k];
-        // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
-        inputs.push(...mediaInput(file, p.format, i > 0 ? ['-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6)] : []));
-        outputs.push('-map', `${k}:${p.stream}`, '-an', '-sn', '-dn', '-vf', scale, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', `pipe:${3 + k}`);
-      }
-      const bufs = await runToolPipes(ffmpeg, [...base, ...inputs, ...outputs], { ...run, maxBytes: frameBytes }, count);
-      for (let k = 0; k < count; k++) {
-        if (bufs[1 + k].length !== frameBytes) bad(file, `frame ${wanted[first + k]} of its ${n} frames could not be decoded`);
-        parts[first + k] = bufs[1 + k];
-      }
-    };
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < wanted.length) {
-        const first = next;
-        next += SEEK_GROUP;
-        try {
-          await seekGroup(first, Math.min(SEEK_GROUP, wanted.length - first));
-        } catch (e) {
-          next = wanted.length; // start no more runs
-          throw e;
+  // Each frame goes into its places in the output as its last byte arrives: memory holds the
+  // output and at most one frame a pipe (never the whole stream, nor a second copy of it).
+  const frames = zeros([3, indices.length, height, width], { dtype: 'uint8' });
+  const placed = new Uint8Array(wanted.length);
+  /** Frames under way, by pipe: which wanted frame, and its bytes so far. */
+  const partial = new Map<string, { k: number; buf: Buffer; got: number }>();
+  const take = (pipe: string, chunk: Buffer, k: () => number) => {
+    for (let off = 0; off < chunk.length;) {
+      let cur = partial.get(pipe);
+      if (!cur) partial.set(pipe, (cur = { k: k(), buf: Buffer.allocUnsafe(frameBytes), got: 0 }));
+      const len = Math.min(frameBytes - cur.got, chunk.length - off);
+      chunk.copy(cur.buf, cur.got, off, off + len);
+      cur.got += len;
+      off += len;
+      if (cur.got === frameBytes) {
+        if (cur.k >= 0 && cur.k < wanted.length) {
+          placeVideoFrame(frames, cur.buf, slots, cur.k);
+          placed[cur.k] = 1;
         }
+        partial.delete(pipe);
       }
-    };
-    await Promise.all([worker(), worker()]);
-    raw = Buffer.concat(parts);
-  } else {
-    const select = `select='${selectExpr(wanted)}',${scale}`;
-    const args = (fps: string[]) => [...base, ...mediaInput(file, p.format), ...out, '-vf', select, ...fps, '-frames:v', String(wanted.length), ...sink];
-    try {
-      raw = await runTool(ffmpeg, args(passthrough), { ...run, maxBytes: wanted.length * frameBytes });
-    } catch (e) {
-      if (!(e instanceof EmotorchError && /fps_mode/.test(e.message) && passthrough[0] === '-fps_mode')) throw e;
-      passthrough = ['-vsync', 'passthrough'];
-      raw = await runTool(ffmpeg, args(passthrough), { ...run, maxBytes: wanted.length * frameBytes });
     }
-    if (raw.length !== wanted.length * frameBytes) {
-      bad(file, `only ${Math.floor(raw.length / frameBytes)} of the ${wanted.length} wanted frames (indices up to ${wanted[wanted.length - 1]} of its ${n}) could be decoded`);
+  };
+  try {
+    const run = { file, what, timeoutMs };
+    const base = ['-nostdin', '-hide_banner', '-v', 'error'];
+    // decord's filter graph: scale to the declared size, rgb24 (a no-op resize for a normal stream).
+    const scale = `scale=${width}:${height},format=rgb24`;
+    if (useSeek) {
+      // One ffmpeg run per group of frames: one input per frame, each seeked (-ss before -i), each
+      // mapped to one output of one frame written to its own pipe (fd 3, 4, …). Large frames make
+      // smaller groups and fewer runs at once (SEEK_BUDGET_BYTES).
+      const inputs = Math.max(1, Math.min(2 * SEEK_GROUP, Math.floor(SEEK_BUDGET_BYTES / (4 * frameBytes))));
+      const workers = inputs >= 2 ? 2 : 1;
+      const group = Math.max(1, Math.min(SEEK_GROUP, Math.floor(inputs / workers)));
+      const seekGroup = async (first: number, count: number): Promise<void> => {
+        const args: string[] = [], outputs: string[] = [];
+        for (let k = 0; k < count; k++) {
+          const i = wanted[first + k];
+          // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
+          args.push(...mediaInput(file, p.format, [...DECODER, ...(i > 0 ? ['-ss', ((p.times[i - 1] + p.times[i]) / 2 - p.start).toFixed(6)] : [])]));
+          outputs.push('-map', `${k}:${p.stream}`, '-an', '-sn', '-dn', '-vf', scale, '-frames:v', '1', ...RAW_OUT, `pipe:${3 + k}`);
+        }
+        // output j > 0 is pipe 2 + j, frame first + j − 1; stdout carries nothing
+        await runToolPipes(ffmpeg, [...base, ...args, ...outputs], { ...run, maxBytes: frameBytes, sink: (j, c) => take(`${first}:${j}`, c, () => (j > 0 ? first + j - 1 : -1)) }, count);
+        for (let k = 0; k < count; k++) if (!placed[first + k]) bad(file, `frame ${wanted[first + k]} of its ${n} frames could not be decoded`);
+      };
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < wanted.length) {
+          const first = next;
+          next += group;
+          try {
+            await seekGroup(first, Math.min(group, wanted.length - first));
+          } catch (e) {
+            next = wanted.length; // start no more runs
+            throw e;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: workers }, worker));
+    } else {
+      const select = `select='${selectExpr(wanted)}',${scale}`;
+      let count = 0;
+      const args = (fps: string[]) => [...base, ...mediaInput(file, p.format, DECODER), '-map', `0:${p.stream}`, '-an', '-sn', '-dn', '-vf', select, ...fps,
+        '-frames:v', String(wanted.length), ...RAW_OUT, 'pipe:1'];
+      const once = (fps: string[]) => {
+        count = 0;
+        partial.clear();
+        return runTool(ffmpeg, args(fps), { ...run, maxBytes: wanted.length * frameBytes, sink: (j, c) => take('scan', c, () => count++) });
+      };
+      try {
+        await once(passthrough);
+      } catch (e) {
+        if (!(e instanceof EmotorchError && /fps_mode/.test(e.message) && passthrough[0] === '-fps_mode')) throw e;
+        passthrough = ['-vsync', 'passthrough'];
+        await once(passthrough);
+      }
+      const whole = placed.reduce((a, b) => a + b, 0);
+      if (whole < wanted.length) {
+        bad(file, `only ${whole} of the ${wanted.length} wanted frames (indices up to ${wanted[wanted.length - 1]} of its ${n}) could be decoded`);
+      }
     }
+  } catch (e) {
+    frames.dispose();
+    throw e;
   }
-  const unique = tensor(new Uint8Array(raw.buffer, raw.byteOffset, raw.length), { shape: [wanted.length, height, width, 3], dtype: 'uint8' });
-  return { frames: arrange(unique, wanted, indices), indices, frameCount: n, width, height, fps: p.info.fps, decode: useSeek ? 'seek' : 'scan', backend: 'ffmpeg' };
+  return { frames, indices, frameCount: n, width, height, fps: p.info.fps, decode: useSeek ? 'seek' : 'scan', backend: 'ffmpeg' };
 }
 
-/** The indices asked for (checked against the frame count), the distinct ones ascending, and the output bound. */
+/**
+ * The indices asked for (checked against the frame count), the distinct ones ascending, where each
+ * of the T output frames comes from (`slots[t]`, an index into `wanted`), and the output bound: T
+ * frames of rgb24 at most MAX_OUTPUT_BYTES.
+ */
 function chooseFrames(file: string, n: number, width: number, height: number, given: readonly number[] | undefined, numFrames: number) {
   const indices = given ? [...given] : linspaceIndices(n, numFrames);
   const over = indices.find((i) => i >= n);
   if (over !== undefined) invalid(`frame indices below the video's ${n} frames`, 'indices', over);
   const frameBytes = width * height * 3;
   const wanted = [...new Set(indices)].sort((a, b) => a - b);
-  if (wanted.length * frameBytes > MAX_OUTPUT_BYTES) bad(file, `${wanted.length} frames of ${width}×${height} need ${wanted.length * frameBytes} bytes, more than the ${MAX_OUTPUT_BYTES} decoded at once`);
-  return { indices, wanted, frameBytes };
+  if (indices.length * frameBytes > MAX_OUTPUT_BYTES) bad(file, `${indices.length} frames of ${width}×${height} need ${indices.length * frameBytes} bytes, more than the ${MAX_OUTPUT_BYTES} decoded at once`);
+  const pos = new Map(wanted.map((v, j) => [v, j] as [number, number]));
+  const slots = indices.map((i) => pos.get(i) as number);
+  return { indices, wanted, slots, frameBytes };
 }
 
 /**
@@ -550,31 +638,36 @@ function isSeekable(times: Float64Array, ptsEverywhere: boolean): boolean {
   return ptsEverywhere && times.length > 0 && Number.isFinite(times[0]) && times.every((t, i) => i === 0 || t > times[i - 1]);
 }
 
-/** The distinct frames (T', H, W, 3) in the order `indices` asks for them, as (3, T, H, W); disposes `unique`. */
-function arrange(unique: Tensor, wanted: number[], indices: number[]): Tensor {
-  const pos = new Map(wanted.map((v, j) => [v, j] as [number, number]));
-  const pick = tensor(indices.map((i) => pos.get(i) as number), { dtype: 'int64' });
-  const frames = unique.indexSelect(0, pick).permute([3, 0, 1, 2]).contiguous(); // (T, H, W, 3) → (3, T, H, W)
-  unique.dispose();
-  pick.dispose();
-  return frames;
+/**
+ * Seek (true) or one pass from the start (false), the same rule for both readers, from the frame
+ * table both read alike: so that a damaged file, or one whose timestamps mislead (where a seek can
+ * land elsewhere than a pass counts), gives the same frames through either. 'auto' seeks only when
+ * the frames have distinct presentation times and seeking decodes at most half the frames of one
+ * pass, counting SEEK_OVERHEAD_FRAMES a wanted frame: a clip of a few seconds is read in one pass
+ * (the way both readers agree on even where the file is damaged), a frame deep in a long file from
+ * the keyframe before it.
+ */
+function seekOrScan(file: string, decode: string, times: Float64Array, key: Uint8Array, ptsEverywhere: boolean, wanted: readonly number[]): boolean {
+  const seekable = isSeekable(times, ptsEverywhere);
+  if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct presentation timestamps to seek to (use decode: 'scan')");
+  if (decode !== 'auto') return decode === 'seek';
+  if (!seekable) return false;
+  let lastKey = 0, k = 0, seekCost = 0;
+  for (const i of wanted) {
+    for (; k <= i; k++) if (key[k]) lastKey = k;
+    seekCost += i - lastKey + 1 + SEEK_OVERHEAD_FRAMES;
+  }
+  return 2 * seekCost < wanted[wanted.length - 1] + 1;
 }
 
-/**
- * readVideoFrames through the in-process reader. 'auto' seeks whenever frames have their own
- * timestamps: in the process a seek costs no process start, the reader seeks only where a keyframe
- * lies between the frames, and going forward it skips the frames that are neither wanted nor
- * referred to (non-reference B-frames).
- */
+/** readVideoFrames through the in-process reader: each frame into its places as it is decoded. */
 async function readLibav(file: string, what: string, v: NativeVideo, given: ReadVideoFramesOptions['indices'], numFrames: number,
   checkIndices: (list: unknown) => readonly number[], decode: string, timeoutMs: number): Promise<VideoFrames> {
   const { width, height, frameCount: n } = v;
   if (n === 0) bad(file, 'its video stream has no frames');
   const list = typeof given === 'function' ? checkIndices(given(n)) : given;
-  const { indices, wanted } = chooseFrames(file, n, width, height, list, numFrames);
-  const seekable = isSeekable(v.times, v.ptsEverywhere);
-  if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct presentation timestamps to seek to (use decode: 'scan')");
-  const seek = decode === 'seek' || (decode === 'auto' && seekable);
-  const unique = await named(file, what, readVideoReader(v.handle, wanted, seek, timeoutMs));
-  return { frames: arrange(unique, wanted, indices), indices, frameCount: n, width, height, fps: v.fps, decode: seek ? 'seek' : 'scan', backend: 'libav' };
+  const { indices, wanted, slots } = chooseFrames(file, n, width, height, list, numFrames);
+  const seek = seekOrScan(file, decode, v.times, v.keys, v.ptsEverywhere, wanted);
+  const frames = await named(file, what, readVideoReader(v.handle, wanted, slots, seek, timeoutMs));
+  return { frames, indices, frameCount: n, width, height, fps: v.fps, decode: seek ? 'seek' : 'scan', backend: 'libav' };
 }

@@ -99,27 +99,60 @@ Napi::Value OpenVideo(const Napi::CallbackInfo& info) {
       auto times = Napi::Float64Array::New(env, v.times.size());
       std::copy(v.times.begin(), v.times.end(), times.Data());
       o.Set("times", times);
+      auto keys = Napi::Uint8Array::New(env, v.keys.size());
+      std::copy(v.keys.begin(), v.keys.end(), keys.Data());
+      o.Set("keys", keys);
       return o;
     });
   }, "ERR_FORMAT");
 }
 
-// readVideo(handle, wanted (ascending distinct), seek, timeoutMs) → Promise<uint8 Tensor (T, H, W, 3)>
+// Each of `slots` an index into `wanted` (of `n` entries).
+void check_slots(const std::vector<int64_t>& slots, size_t n) {
+  for (int64_t k : slots)
+    if (k < 0 || static_cast<size_t>(k) >= n) throw CodedError("ERR_INVALID_ARG", "a slot past the frames read");
+}
+
+// readVideo(handle, wanted (ascending distinct), slots (an index into wanted for each of the T
+// frames), seek, timeoutMs) → Promise<uint8 Tensor (3, T, H, W)>
 Napi::Value ReadVideo(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto h = held(info[0]);
     auto wanted = to_ints(info[1], "wanted");
-    bool seek = info[2].ToBoolean().Value();
-    double timeout = to_double(info[3], "timeoutMs");
+    auto slots = to_ints(info[2], "slots");
+    bool seek = info[3].ToBoolean().Value();
+    double timeout = to_double(info[4], "timeoutMs");
     if (!h->reader) throw CodedError("ERR_DISPOSED", "the video reader was closed");
+    check_slots(slots, wanted.size());
     const auto& v = h->reader->info();
-    at::Tensor out = at::empty({static_cast<int64_t>(wanted.size()), v.height, v.width, 3}, at::kByte);
-    return start(info.Env(), [h, wanted, seek, timeout, out] {
+    at::Tensor out = at::empty({3, static_cast<int64_t>(slots.size()), v.height, v.width}, at::kByte);
+    return start(info.Env(), [h, wanted, slots, seek, timeout, out] {
       std::lock_guard<std::mutex> lk(h->m);
       if (!h->reader) throw CodedError("ERR_DISPOSED", "the video reader was closed");
-      h->reader->read(wanted, seek, timeout, out.data_ptr<uint8_t>());
+      h->reader->read(wanted, slots, seek, timeout, out.data_ptr<uint8_t>());
     }, [out](Napi::Env env) -> Napi::Value { return TensorHandle::wrap(env, out); });
   }, "ERR_FORMAT");
+}
+
+// placeVideoFrame(frames (uint8 (3, T, H, W)), rgb (H · W · 3 bytes), slots, k): the executables'
+// frame k into its places
+Napi::Value PlaceVideoFrame(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor out = to_tensor(info[0], "frames");
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw CodedError("ERR_INVALID_ARG", "rgb must be a Uint8Array");
+    }
+    auto rgb = info[1].As<Napi::Uint8Array>();
+    auto slots = to_ints(info[2], "slots");
+    auto k = static_cast<int64_t>(to_double(info[3], "k"));
+    if (out.scalar_type() != at::kByte || !out.is_contiguous() || out.dim() != 4 || out.size(0) != 3 ||
+        out.size(1) != static_cast<int64_t>(slots.size()) || static_cast<int64_t>(rgb.ByteLength()) != out.size(2) * out.size(3) * 3) {
+      throw CodedError("ERR_INVALID_ARG", "frames and rgb do not match");
+    }
+    if (k < 0) throw CodedError("ERR_INVALID_ARG", "k must be at least 0");
+    media::place_rgb24(rgb.Data(), out.size(3) * 3, out.size(3), out.size(2), slots, k, out.data_ptr<uint8_t>());
+    return info.Env().Undefined();
+  });
 }
 
 // closeVideo(handle): the reader and its descriptor go now (a read in flight finishes first)
@@ -139,6 +172,7 @@ void init_media(Napi::Env env, Napi::Object exports) {
   exports.Set("openVideo", Napi::Function::New(env, OpenVideo));
   exports.Set("readVideo", Napi::Function::New(env, ReadVideo));
   exports.Set("closeVideo", Napi::Function::New(env, CloseVideo));
+  exports.Set("placeVideoFrame", Napi::Function::New(env, PlaceVideoFrame));
 }
 
 }  // namespace et::bridge

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "error.h"
@@ -35,6 +36,25 @@ extern "C" {
 
 namespace et::media {
 
+void place_rgb24(const uint8_t* rgb, int64_t stride, int64_t w, int64_t h, const std::vector<int64_t>& slots, int64_t k, uint8_t* out) {
+  const int64_t T = static_cast<int64_t>(slots.size()), plane = w * h;
+  for (int64_t t = 0; t < T; t++) {
+    if (slots[t] != k) continue;
+    uint8_t* r = out + t * plane;
+    uint8_t* g = r + T * plane;
+    uint8_t* b = g + T * plane;
+    for (int64_t y = 0; y < h; y++) {
+      const uint8_t* p = rgb + y * stride;
+      const int64_t o = y * w;
+      for (int64_t x = 0; x < w; x++) {
+        r[o + x] = p[3 * x];
+        g[o + x] = p[3 * x + 1];
+        b[o + x] = p[3 * x + 2];
+      }
+    }
+  }
+}
+
 #ifndef ET_WITH_LIBAV
 
 bool video_available(std::string* why) {
@@ -49,7 +69,7 @@ VideoReader::VideoReader(int, const std::string&, int64_t, double) {
 }
 VideoReader::~VideoReader() = default;
 const VideoInfo& VideoReader::info() const { throw CodedError("ERR_IO", "no in-process video reader"); }
-void VideoReader::read(const std::vector<int64_t>&, bool, double, uint8_t*) {}
+void VideoReader::read(const std::vector<int64_t>&, const std::vector<int64_t>&, bool, double, uint8_t*) {}
 
 #else
 
@@ -65,7 +85,7 @@ namespace {
 #define ET_AVCODEC(X)                                                                                             \
   X(avcodec_version) X(avcodec_find_decoder) X(avcodec_alloc_context3) X(avcodec_parameters_to_context)           \
   X(avcodec_open2) X(avcodec_send_packet) X(avcodec_receive_frame) X(avcodec_free_context) X(avcodec_flush_buffers) \
-  X(av_packet_alloc) X(av_packet_free) X(av_packet_unref) X(avcodec_get_name)
+  X(av_packet_alloc) X(av_packet_free) X(av_packet_unref) X(avcodec_get_name) X(avcodec_default_get_buffer2)
 #define ET_AVFORMAT(X)                                                                                            \
   X(avformat_version) X(avformat_alloc_context) X(avformat_open_input) X(avformat_find_stream_info)               \
   X(avformat_close_input) X(av_read_frame) X(av_seek_frame) X(avio_alloc_context) X(avio_context_free)            \
@@ -85,6 +105,11 @@ struct Av {
 // libav's messages of error level, kept per thread for the error a call reports (its other
 // messages, warnings about damaged streams included, are dropped: no output on the user's stderr).
 thread_local std::string last_log;
+// Whether an allocation failed on this thread since the call began: FFmpeg's decoders report a
+// picture buffer they could not get as damage ("get_buffer() failed", then AVERROR_INVALIDDATA),
+// so its messages are the only sign. A buffer refused for its size (past max_pixels, invalid
+// dimensions: a message saying so comes first) is damage, not memory.
+thread_local bool saw_nomem = false;
 void log_cb(void*, int level, const char* fmt, va_list vl) {
   if (level > AV_LOG_ERROR) return;
   char buf[512];
@@ -94,7 +119,13 @@ void log_cb(void*, int level, const char* fmt, va_list vl) {
   va_end(copy);
   std::string s(buf);
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  if (!s.empty()) last_log = s;
+  if (s.empty()) return;
+  bool size_refused = last_log.find("exceeds") != std::string::npos || last_log.find("invalid") != std::string::npos ||
+                      last_log.find("Invalid") != std::string::npos;
+  if (s.find("Cannot allocate memory") != std::string::npos || (s.find("get_buffer() failed") != std::string::npos && !size_refused)) {
+    saw_nomem = true;
+  }
+  last_log = s;
 }
 
 const Av& av() {
@@ -257,6 +288,30 @@ struct VideoReader::State {
     snprintf(buf, sizeof buf, "decoding ran longer than %g ms and was stopped (raise timeoutMs for very long files)", timeout_ms);
     throw CodedError("ERR_IO", buf);
   }
+  // FFmpeg could not allocate (AVERROR(ENOMEM)): the machine's memory, not the file, is at fault.
+  [[noreturn]] static void out_of_memory(const char* doing) {
+    last_log.clear();
+    saw_nomem = false;
+    throw CodedError("ERR_OUT_OF_MEMORY", std::string("out of memory (").append(doing).append(")"));
+  }
+  // A call's result that ends a loop (the end of the file, or damage, as the executable goes on)
+  // unless it is the deadline.
+  void check_late(int ret) {
+    if (ret == AVERROR_EXIT || late()) timeout();
+  }
+  // A decoding call's result: as check_late, and memory running out is ERR_OUT_OF_MEMORY. (Only
+  // here: a demuxer's ENOMEM is a header or packet declaring an absurd size, the file's fault; a
+  // decoder allocates by the frame size, bounded by max_pixels.)
+  void check(int ret, const char* doing) {
+    check_late(ret);
+    if (ret == AVERROR(ENOMEM)) out_of_memory(doing);
+  }
+  // The decoder's default picture allocator, noting a failure for want of memory.
+  static int get_buffer(AVCodecContext* c, AVFrame* f, int flags) {
+    int r = av().avcodec_default_get_buffer2(c, f, flags);
+    if (r == AVERROR(ENOMEM)) saw_nomem = true;
+    return r;
+  }
   static int interrupted(void* opaque) { return static_cast<State*>(opaque)->late() ? 1 : 0; }
 
   std::unique_ptr<Input> open_input() {
@@ -333,6 +388,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   if (!a.ok) throw CodedError("ERR_IO", a.why);
   State& s = *s_;
   last_log.clear();
+  saw_nomem = false;
   s.format = format;
   s.max_pixels = max_pixels;
   s.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -396,8 +452,12 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
     if (!s.dec) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory opening a decoder");
     if ((ret = a.avcodec_parameters_to_context(s.dec, par)) < 0) s.fail(ret, "its video stream's parameters are invalid");
     s.dec->pkt_timebase = s.tb;
-    s.dec->thread_count = 0;  // one per core, frame and slice threads, as the ffmpeg executable
-    s.dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+    s.dec->get_buffer2 = &State::get_buffer;
+    // Slice threads only, one per core (lib/vision/video.ts gives the executable the same
+    // `-thread_type slice`): frame threads would hold a picture per thread (gigabytes at 8192²)
+    // and make a damaged stream's concealed frames depend on the threads' timing.
+    s.dec->thread_count = 0;
+    s.dec->thread_type = FF_THREAD_SLICE;
     s.dec->max_pixels = std::max<int64_t>(1, std::min<int64_t>(max_pixels, INT_MAX));
     AVDictionary* opts = nullptr;
     ret = a.avcodec_open2(s.dec, codec, &opts);
@@ -415,7 +475,7 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   try {
     for (;;) {
       ret = a.av_read_frame(fmt, pkt);
-      if (ret == AVERROR_EXIT || s.late()) s.timeout();
+      s.check_late(ret);
       // the end, or damage (a size past what can be allocated included): the packets read so far
       // are the stream, as ffprobe lists them
       if (ret < 0) break;
@@ -442,11 +502,13 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   if (s.timed) std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return s.dec_ts[x] < s.dec_ts[y]; });
   s.disp_to_dec = order;
   info.times.resize(n);
+  info.keys.resize(n);
   if (s.timed) s.sorted_ts.resize(n);
   const double tb = q2d(s.tb);
   for (size_t i = 0; i < n; i++) {
     int64_t d = order[i];
     info.times[i] = s.timed && tb > 0 ? s.dec_ts[d] * tb : NAN;
+    info.keys[i] = s.dec_key[d];
     if (s.timed) s.sorted_ts[i] = s.dec_ts[d];
   }
   if (!s.dec && info.needs_cli.empty()) {
@@ -460,6 +522,13 @@ VideoReader::~VideoReader() = default;
 const VideoInfo& VideoReader::info() const { return s_->info; }
 
 namespace {
+
+// Whether `bytes` can be allocated now (touching none of it).
+bool memory_left(size_t bytes) {
+  void* p = std::malloc(bytes);
+  std::free(p);
+  return p != nullptr;
+}
 
 // Turns one plane of `src` into `dst` by a quarter or half turn, clockwise, `step` bytes a pixel.
 void turn_plane(const uint8_t* src, int sls, int w, int h, uint8_t* dst, int dls, int step, int rotation) {
@@ -485,16 +554,16 @@ void turn_plane(const uint8_t* src, int sls, int w, int h, uint8_t* dst, int dls
 
 }  // namespace
 
-void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double timeout_ms, uint8_t* out) {
+void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int64_t>& slots, bool seek, double timeout_ms, uint8_t* out) {
   const Av& a = av();
   State& s = *s_;
   VideoInfo& info = s.info;
   last_log.clear();
+  saw_nomem = false;
   if (!s.dec) throw CodedError("ERR_FORMAT", info.needs_cli);
   if (seek && !(s.timed && info.pts_everywhere)) throw CodedError("ERR_FORMAT", "its frames have no presentation timestamps to seek to");
   s.arm(timeout_ms);
   const int W = info.width, H = info.height;
-  const size_t frame_bytes = static_cast<size_t>(W) * H * 3;
   const int64_t n = info.frame_count;
   std::vector<uint8_t> done(wanted.size(), 0);
   size_t remaining = wanted.size();
@@ -559,7 +628,7 @@ void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
     const int* coef = a.sws_getCoefficients(cs);
     if (src->color_range != AVCOL_RANGE_UNSPECIFIED) in_full = src->color_range == AVCOL_RANGE_JPEG;
     a.sws_setColorspaceDetails(s.sws, coef, in_full, coef, out_full, bright, contrast, sat);
-    // into a padded frame (swscale's vector code writes past a row's end), then row by row out
+    // into a padded frame (swscale's vector code writes past a row's end), then into its places, planar
     if (!s.rgb) {
       s.rgb = a.av_frame_alloc();
       if (!s.rgb) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory");
@@ -568,11 +637,10 @@ void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
       s.rgb->format = AV_PIX_FMT_RGB24;
       if (a.av_frame_get_buffer(s.rgb, 0) < 0) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory for an RGB frame");
     }
-    if (a.sws_scale(s.sws, src->data, src->linesize, 0, src->height, s.rgb->data, s.rgb->linesize) != H) {
-      throw CodedError("ERR_FORMAT", "a frame could not be converted to RGB");
-    }
-    uint8_t* o = out + k * frame_bytes;
-    for (int y = 0; y < H; y++) std::memcpy(o + static_cast<size_t>(y) * W * 3, s.rgb->data[0] + static_cast<int64_t>(y) * s.rgb->linesize[0], static_cast<size_t>(W) * 3);
+    int scaled = a.sws_scale(s.sws, src->data, src->linesize, 0, src->height, s.rgb->data, s.rgb->linesize);
+    if (scaled == AVERROR(ENOMEM)) State::out_of_memory("converting a frame to RGB");
+    if (scaled != H) throw CodedError("ERR_FORMAT", "a frame could not be converted to RGB");
+    place_rgb24(s.rgb->data[0], s.rgb->linesize[0], W, H, slots, static_cast<int64_t>(k), out);
     done[k] = 1;
     remaining--;
   };
@@ -613,7 +681,7 @@ void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
     auto drain = [&]() {
       for (;;) {
         int r = a.avcodec_receive_frame(s.dec, frame);
-        if (r == AVERROR(ENOMEM)) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory decoding it");
+        s.check(r, "decoding it");
         if (r < 0) return;  // none ready (EAGAIN, EOF), or a damaged frame skipped (as the executable goes on)
         take(frame);
         a.av_frame_unref(frame);  // the decoder's buffers back at once
@@ -643,7 +711,7 @@ void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
           int r = a.av_seek_frame(s.in->fmt, s.stream, s.dec_ts[key], AVSEEK_FLAG_BACKWARD);
           landing_limit = key;
           if (r < 0) {
-            if (r == AVERROR_EXIT || s.late()) s.timeout();
+            s.check_late(r);
             restart();  // no seeking here: on from the start
           } else {
             s.next_dec = -1;
@@ -654,7 +722,7 @@ void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
         have_floor = target > 0;
       }
       int r = a.av_read_frame(s.in->fmt, pkt);
-      if (r == AVERROR_EXIT || s.late()) s.timeout();
+      s.check_late(r);
       if (r < 0) {
         eof = true;
         break;
@@ -688,18 +756,24 @@ void VideoReader::read(const std::vector<int64_t>& wanted, bool seek, double tim
       // a damaged packet is passed over, as the executable does; a full decoder is emptied first
       while ((r = a.avcodec_send_packet(s.dec, pkt)) == AVERROR(EAGAIN) && remaining > 0) drain();
       a.av_packet_unref(pkt);
-      if (r == AVERROR(ENOMEM)) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory decoding it");
+      s.check(r, "decoding it");
       drain();
     }
     if (remaining > 0) {
       s.dec->skip_frame = AVDISCARD_DEFAULT;
-      a.avcodec_send_packet(s.dec, nullptr);  // the frames still held back
+      s.check(a.avcodec_send_packet(s.dec, nullptr), "decoding it");  // the frames still held back
       drain();
       a.avcodec_flush_buffers(s.dec);
       s.next_dec = -1;
     }
     s.dec->skip_frame = AVDISCARD_DEFAULT;
     if (remaining > 0) {
+      // FFmpeg's decoders turn most failed allocations into "damage" (h264's tables: a slice header
+      // error, then no frame): when frames are missing and memory for four pictures of this size
+      // cannot be had now either, memory is what failed, not the file.
+      if (saw_nomem || !memory_left(static_cast<size_t>(s.coded_w) * s.coded_h * 6)) {
+        State::out_of_memory("decoding it: FFmpeg could not allocate its pictures");
+      }
       size_t w = 0;
       while (done[w]) w++;
       std::string why = last_log;

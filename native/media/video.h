@@ -32,12 +32,20 @@ struct VideoInfo {
   int rotation = 0;  // clockwise degrees applied to the decoded pictures (0, 90, 180, 270)
   // Presentation times in seconds, ascending, one per frame (NaN when a packet has none).
   std::vector<double> times;
+  // Whether each frame's packet (in the order of `times`) is a keyframe: the cost of seeking, for
+  // the choice between seeking and one pass (lib/vision/video.ts, the same for both readers).
+  std::vector<uint8_t> keys;
   bool pts_everywhere = false;  // every packet had a presentation timestamp (not only a decode one)
   // When not empty, frames cannot be produced here exactly as the ffmpeg executable makes them
   // (a rotation other than a quarter turn, a pixel format ffmpeg's transpose does not take): the
   // caller decodes through the executable instead.
   std::string needs_cli;
 };
+
+// One rgb24 picture (`w` × `h`, rows `stride` bytes apart) into planar RGB frames (3, T, h, w) at
+// `out`, at every frame t whose `slots[t]` is `k`. Both readers place their frames with it (the
+// executables' path through the bridge, as ffmpeg's pipe delivers each frame).
+void place_rgb24(const uint8_t* rgb, int64_t stride, int64_t w, int64_t h, const std::vector<int64_t>& slots, int64_t k, uint8_t* out);
 
 class VideoReader {
  public:
@@ -48,11 +56,13 @@ class VideoReader {
   VideoReader(int fd, const std::string& format, int64_t max_pixels, double timeout_ms);
   ~VideoReader();
   const VideoInfo& info() const;
-  // The frames at display indices `wanted` (ascending, distinct), rgb24 at info().width × height,
-  // concatenated. `seek`: reach each frame from the keyframe before it, frames known by their
-  // presentation times (the caller checked they are distinct); otherwise one pass from the start,
-  // frames counted in output order.
-  void read(const std::vector<int64_t>& wanted, bool seek, double timeout_ms, uint8_t* out);
+  // The frames at display indices `wanted` (ascending, distinct), as planar RGB (3, T, H, W) at
+  // info().width × height into `out`: frame `wanted[slots[t]]` at each t < T = slots.size(). Each
+  // frame goes into its places as it is decoded (nothing but the current one is held). `seek`:
+  // reach each frame from the keyframe before it, frames known by their presentation times (the
+  // caller checked they are distinct); otherwise one pass from the start, frames counted in output
+  // order.
+  void read(const std::vector<int64_t>& wanted, const std::vector<int64_t>& slots, bool seek, double timeout_ms, uint8_t* out);
 
  private:
   struct State;

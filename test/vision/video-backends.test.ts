@@ -141,6 +141,87 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
     expect(fds()).toBe(before);
   });
 
+  it('a display matrix a hair off a quarter turn (89.99°, 90.01°, 179.99°, −89.99°, 269.6°) or 45° / 89.4°: both readers give the shape and frames ffmpeg\'s autorotate gives (the angle rounded to a degree, as fftools\' get_rotation)', async () => {
+    // the track header's matrix rewritten in place: av_display_rotation_get of it is `deg` (what
+    // ffprobe prints, truncated, as "rotation"); ffmpeg turns by −round(deg) clockwise
+    const withMatrix = (from: string, name: string, deg: number) => {
+      const buf = fs.readFileSync(at(from));
+      const box = buf.indexOf('tkhd');
+      expect(box).toBeGreaterThan(0);
+      const off = box + 4 + 4 + (buf[box + 4] === 1 ? 32 : 20) + 16; // version/flags, times and ids, reserved/layer/group/volume
+      const r = (deg * Math.PI) / 180;
+      const m = [Math.cos(r), -Math.sin(r), 0, Math.sin(r), Math.cos(r), 0, 0, 0, 0].map((v) => Math.trunc(v * 65536));
+      m[8] = 1 << 30;
+      m.forEach((v, k) => buf.writeInt32BE(v, off + 4 * k));
+      fs.writeFileSync(at(name), buf);
+    };
+    const cases: [number, boolean, boolean][] = [ // [deg, transposed, in the process]
+      [89.99, true, true], [90.01, true, true], [179.99, false, true], [-89.99, true, true], [269.6, true, true], [45, false, false], [89.4, false, false],
+    ];
+    for (const src of ['plain.mp4']) {
+      const { width: w, height: h } = await et.vision.probeVideo(at(src));
+      for (const [deg, transposed, inProcess] of cases) {
+        const f = `m${deg}-${src}`;
+        withMatrix(src, f, deg);
+        const b = await read(f, { backend: 'ffmpeg', numFrames: 3 });
+        expect([b.width, b.height], `${f} through the executables`).toEqual(transposed ? [h, w] : [w, h]);
+        expect(b.frames.shape).toEqual([3, 3, b.height, b.width]);
+        const pa = await et.vision.probeVideo(at(f), { backend: 'libav' }), pb = await et.vision.probeVideo(at(f), { backend: 'ffmpeg' });
+        expect(pa, f).toEqual(pb);
+        const a = await read(f, { numFrames: 3 });
+        expect(a.backend, f).toBe(inProcess ? 'libav' : 'ffmpeg');
+        expect([a.width, a.height], f).toEqual([b.width, b.height]);
+        expect(same(a.frames, b.frames), `${f}: bytes that differ`).toBe(0);
+      }
+    }
+  });
+
+  it('damaged files and odd timestamps: both readers pick scan or seek by the same rule and give the same frames (or both refuse)', async () => {
+    const ff = (...args: string[]) => execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // odd timestamps: frames at irregular times (VFR), a shifted start, timestamps past 2^31 ticks
+    ff(...src('64x48', 3), '-vf', "setpts='N*N/TB/500'", '-fps_mode', 'passthrough', ...x264('keyint=20'), at('vfr.mkv'));
+    ff('-itsoffset', '7.3', '-i', at('gops.mkv'), '-c', 'copy', at('shifted.mp4'));
+    ff(...src('64x48', 2), '-vf', "setpts='PTS+100000/TB'", ...x264('keyint=10'), at('late.mkv'));
+    const files = ['vfr.mkv', 'shifted.mp4', 'late.mkv'];
+    // damaged: seeded byte changes of a clip with B-frames and keyframes every 40 (gops.mkv: 150
+    // frames, which `auto` once sought in the process and scanned through the executables)
+    const sources = ['gops.mkv', 'open-gop.mp4', 'mpeg4.avi', 'vp9.webm'];
+    let seed = 4242;
+    const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / (1 << 24);
+    for (let v = 0; v < 20; v++) {
+      const from = sources[v % sources.length];
+      const buf = fs.readFileSync(at(from));
+      for (let e = 1 + Math.floor(rnd() * 12); e > 0; e--) {
+        const i = rnd() < 0.6 ? Math.floor(rnd() * Math.min(1024, buf.length)) : Math.floor(rnd() * buf.length);
+        buf[i] = rnd() < 0.5 ? Math.floor(rnd() * 256) : buf[i] ^ (1 << Math.floor(rnd() * 8));
+      }
+      const name = `damaged${v}${path.extname(from)}`;
+      fs.writeFileSync(at(name), buf);
+      files.push(name);
+    }
+    const outcome = async (f: string, backend: 'libav' | 'ffmpeg', numFrames: number) => {
+      try {
+        const r = await read(f, { numFrames, backend, timeoutMs: 15_000 });
+        return { r, key: `${r.decode} ${r.indices}` };
+      } catch (e) {
+        expect(e).toBeInstanceOf(et.EmotorchError);
+        return { key: `refused ${(e as et.EmotorchError).code}` };
+      }
+    };
+    let read2 = 0;
+    for (const f of files) {
+      for (const numFrames of f.startsWith('damaged') ? [4] : [4, 8]) {
+        const a = await outcome(f, 'libav', numFrames), b = await outcome(f, 'ffmpeg', numFrames);
+        expect(a.key.replace(/ERR_\w+/, 'E'), f).toBe(b.key.replace(/ERR_\w+/, 'E'));
+        if (a.r && b.r) {
+          expect(same(a.r.frames, b.r.frames), `${f}, ${numFrames} frames: bytes that differ`).toBe(0);
+          read2++;
+        }
+      }
+    }
+    expect(read2).toBeGreaterThan(10);
+  }, 120_000);
+
   it('fuzz: 1000 seeded byte mutations of mp4, mkv, avi and webm files in the process: frames or an EmotorchError, never a crash', async () => {
     const sources = ['gops.mkv', 'mpeg4.avi', 'vp9.webm'].map((f) => fs.readFileSync(at(f)));
     sources.push(fs.readFileSync(path.join(DIR, META.video.v60x100_25fps_5f.file)));
