@@ -85,7 +85,8 @@ namespace {
 #define ET_AVCODEC(X)                                                                                             \
   X(avcodec_version) X(avcodec_find_decoder) X(avcodec_alloc_context3) X(avcodec_parameters_to_context)           \
   X(avcodec_open2) X(avcodec_send_packet) X(avcodec_receive_frame) X(avcodec_free_context) X(avcodec_flush_buffers) \
-  X(av_packet_alloc) X(av_packet_free) X(av_packet_unref) X(avcodec_get_name) X(avcodec_default_get_buffer2)
+  X(av_packet_alloc) X(av_packet_free) X(av_packet_unref) X(avcodec_get_name) X(avcodec_default_get_buffer2) \
+  X(avcodec_parameters_alloc) X(avcodec_parameters_copy) X(avcodec_parameters_free)
 #define ET_AVFORMAT(X)                                                                                            \
   X(avformat_version) X(avformat_alloc_context) X(avformat_open_input) X(avformat_find_stream_info)               \
   X(avformat_close_input) X(av_read_frame) X(av_seek_frame) X(avio_alloc_context) X(avio_context_free)            \
@@ -254,6 +255,8 @@ struct VideoReader::State {
   std::vector<int64_t> disp_to_dec;   // display index → decode index
   bool timed = false;
   AVCodecContext* dec = nullptr;
+  const AVCodec* codec = nullptr;
+  AVCodecParameters* par = nullptr;
   std::unique_ptr<Input> in;  // the decoding pass's demuxer
   int64_t next_dec = 0;       // decode index of the next packet `in` gives (-1: unknown)
   SwsContext* sws = nullptr;
@@ -264,6 +267,7 @@ struct VideoReader::State {
   ~State() {
     const Av& a = av();
     if (dec) a.avcodec_free_context(&dec);
+    if (par) a.avcodec_parameters_free(&par);
     in.reset();
     if (sws) a.sws_freeContext(sws);
     if (turned) a.av_frame_free(&turned);
@@ -305,6 +309,25 @@ struct VideoReader::State {
   void check(int ret, const char* doing) {
     check_late(ret);
     if (ret == AVERROR(ENOMEM)) out_of_memory(doing);
+  }
+  // A fresh decoder (the one before, if any, closed).
+  void open_decoder() {
+    const Av& a = av();
+    if (dec) a.avcodec_free_context(&dec);
+    dec = a.avcodec_alloc_context3(codec);
+    if (!dec) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory opening a decoder");
+    int ret = a.avcodec_parameters_to_context(dec, par);
+    if (ret < 0) fail(ret, "its video stream's parameters are invalid");
+    dec->pkt_timebase = tb;
+    dec->get_buffer2 = &State::get_buffer;
+    // Slice threads only, one per core (lib/vision/video.ts gives the executable the same
+    // `-thread_type slice`): frame threads would hold a picture per thread (gigabytes at 8192²)
+    // and make a damaged stream's concealed frames depend on the threads' timing.
+    dec->thread_count = 0;
+    dec->thread_type = FF_THREAD_SLICE;
+    dec->max_pixels = std::max<int64_t>(1, std::min<int64_t>(max_pixels, INT_MAX));
+    ret = a.avcodec_open2(dec, codec, nullptr);
+    if (ret < 0) fail(ret, "its video decoder could not start");
   }
   // The decoder's default picture allocator, noting a failure for want of memory.
   static int get_buffer(AVCodecContext* c, AVFrame* f, int flags) {
@@ -445,24 +468,14 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
   else if (v->duration != AV_NOPTS_VALUE && v->duration > 0) info.duration = v->duration * q2d(s.tb);
   info.codec = a.avcodec_get_name(par->codec_id);
 
-  // The decoder, from the parameters as probed.
-  const AVCodec* codec = in_process_codec(par->codec_id) ? a.avcodec_find_decoder(par->codec_id) : nullptr;
-  if (codec) {
-    s.dec = a.avcodec_alloc_context3(codec);
-    if (!s.dec) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory opening a decoder");
-    if ((ret = a.avcodec_parameters_to_context(s.dec, par)) < 0) s.fail(ret, "its video stream's parameters are invalid");
-    s.dec->pkt_timebase = s.tb;
-    s.dec->get_buffer2 = &State::get_buffer;
-    // Slice threads only, one per core (lib/vision/video.ts gives the executable the same
-    // `-thread_type slice`): frame threads would hold a picture per thread (gigabytes at 8192²)
-    // and make a damaged stream's concealed frames depend on the threads' timing.
-    s.dec->thread_count = 0;
-    s.dec->thread_type = FF_THREAD_SLICE;
-    s.dec->max_pixels = std::max<int64_t>(1, std::min<int64_t>(max_pixels, INT_MAX));
-    AVDictionary* opts = nullptr;
-    ret = a.avcodec_open2(s.dec, codec, &opts);
-    a.av_dict_free(&opts);
-    if (ret < 0) s.fail(ret, "its video decoder could not start");
+  // The decoder, from the parameters as probed (kept: every pass from the start or a jump opens
+  // a fresh one, as each input of the executable has its own).
+  s.codec = in_process_codec(par->codec_id) ? a.avcodec_find_decoder(par->codec_id) : nullptr;
+  if (s.codec) {
+    s.par = a.avcodec_parameters_alloc();
+    if (!s.par) throw CodedError("ERR_OUT_OF_MEMORY", "out of memory opening a decoder");
+    if ((ret = a.avcodec_parameters_copy(s.par, par)) < 0) s.fail(ret, "its video stream's parameters are invalid");
+    s.open_decoder();
   }
 
   // Every packet of the stream, demuxed (not decoded): decord's frame table.
@@ -648,8 +661,6 @@ void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int
   AVPacket* pkt = a.av_packet_alloc();
   AVFrame* frame = a.av_frame_alloc();
   int64_t counted = 0;  // frames out of the decoder since the start (scan mode)
-  int64_t floor_ts = 0; // seek mode: frames before this time are not the ones asked for
-  bool have_floor = false;
   auto cleanup = [&] {
     a.av_packet_free(&pkt);
     a.av_frame_free(&frame);
@@ -660,7 +671,7 @@ void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int
     auto restart = [&] {
       s.in.reset();
       s.in = s.open_input();
-      a.avcodec_flush_buffers(s.dec);
+      s.open_decoder();
       s.next_dec = 0;
       counted = 0;
     };
@@ -671,12 +682,21 @@ void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int
         if (k >= 0 && !done[k]) place(f, static_cast<size_t>(k));
         return;
       }
-      int64_t ts = f->pts != AV_NOPTS_VALUE ? f->pts : f->best_effort_timestamp;
-      if (ts == AV_NOPTS_VALUE || (have_floor && ts < floor_ts)) return;
-      int64_t i = display_of(ts);
-      if (i >= n) return;
-      int64_t k = slot_of(i);
-      if (k >= 0 && !done[k]) place(f, static_cast<size_t>(k));
+      // As the executable's accurate seek: frame i is the first frame decoded (its best-effort
+      // time, as ffmpeg stamps it) at or after the middle of frame i − 1 and frame i; frame 0 the
+      // first frame decoded. Each wanted frame still to come whose middle this frame reaches gets it.
+      int64_t ts = f->best_effort_timestamp != AV_NOPTS_VALUE ? f->best_effort_timestamp : f->pts;
+      for (size_t k = 0; k < wanted.size(); k++) {
+        if (done[k]) continue;
+        int64_t i = wanted[k];
+        if (i > 0) {
+          if (ts == AV_NOPTS_VALUE) return;
+          // ts ≥ (t[i − 1] + t[i]) / 2, without overflow
+          long double mid = (static_cast<long double>(s.sorted_ts[i - 1]) + static_cast<long double>(s.sorted_ts[i])) / 2;
+          if (static_cast<long double>(ts) < mid) return;
+        }
+        place(f, k);
+      }
     };
     auto drain = [&]() {
       for (;;) {
@@ -704,8 +724,8 @@ void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int
           while (key > 0 && !(s.dec_key[key] && s.dec_ts[key] <= s.sorted_ts[target])) key--;
         }
         if (s.next_dec >= 0 && key > s.next_dec) {  // (after a seek, not before its landing is known)
-          // jump there: frames before the wanted one's predecessor's time are dropped
-          a.avcodec_flush_buffers(s.dec);
+          // jump there with a fresh decoder: frames before the wanted one's predecessor's time are dropped
+          s.open_decoder();
           // by the keyframe's presentation time: demuxers index by decode or presentation times,
           // sometimes shifted (an edit list), and land on the last keyframe at or before the time
           int r = a.av_seek_frame(s.in->fmt, s.stream, s.dec_ts[key], AVSEEK_FLAG_BACKWARD);
@@ -718,8 +738,6 @@ void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int
           }
           key = 0;  // positioned at or before the keyframe: no further seek for this frame
         }
-        floor_ts = target > 0 ? s.sorted_ts[target - 1] + 1 : INT64_MIN;
-        have_floor = target > 0;
       }
       int r = a.av_read_frame(s.in->fmt, pkt);
       s.check_late(r);

@@ -59,9 +59,10 @@ class VideoReader {
   // The frames at display indices `wanted` (ascending, distinct), as planar RGB (3, T, H, W) at
   // info().width × height into `out`: frame `wanted[slots[t]]` at each t < T = slots.size(). Each
   // frame goes into its places as it is decoded (nothing but the current one is held). `seek`:
-  // reach each frame from the keyframe before it, frames known by their presentation times (the
-  // caller checked they are distinct); otherwise one pass from the start, frames counted in output
-  // order.
+  // reach each frame from the keyframe before it (a fresh decoder at each jump), frame i being the
+  // first decoded at or after the middle of frame i − 1's and frame i's presentation times, as the
+  // executable's accurate seek picks it (the caller checked the times are distinct); otherwise one
+  // pass from the start, frames counted in output order.
   void read(const std::vector<int64_t>& wanted, const std::vector<int64_t>& slots, bool seek, double timeout_ms, uint8_t* out);
 
  private:

@@ -199,9 +199,9 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
       fs.writeFileSync(at(name), buf);
       files.push(name);
     }
-    const outcome = async (f: string, backend: 'libav' | 'ffmpeg', numFrames: number) => {
+    const outcome = async (f: string, backend: 'libav' | 'ffmpeg', numFrames: number, decode: 'auto' | 'seek' = 'auto') => {
       try {
-        const r = await read(f, { numFrames, backend, timeoutMs: 15_000 });
+        const r = await read(f, { numFrames, backend, decode, timeoutMs: 15_000 });
         return { r, key: `${r.decode} ${r.indices}` };
       } catch (e) {
         expect(e).toBeInstanceOf(et.EmotorchError);
@@ -220,6 +220,14 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
       }
     }
     expect(read2).toBeGreaterThan(10);
+    // sought on purpose: each frame the first at or after the middle of it and the one before, by
+    // both (vfr.mkv's and late.mkv's timestamps do not each name one frame: both refuse to seek them)
+    for (const f of ['vfr.mkv', 'shifted.mp4', 'late.mkv', 'gops.mkv']) {
+      const a = await outcome(f, 'libav', 6, 'seek'), b = await outcome(f, 'ffmpeg', 6, 'seek');
+      expect(a.key, f).toBe(b.key);
+      expect(a.key, f).toMatch(f.endsWith('.mkv') && f !== 'gops.mkv' ? /^refused ERR_FORMAT/ : /^seek/);
+      if (a.r && b.r) expect(same(a.r.frames, b.r.frames), `${f} sought: bytes that differ`).toBe(0);
+    }
   }, 120_000);
 
   it('fuzz: 1000 seeded byte mutations of mp4, mkv, avi and webm files in the process: frames or an EmotorchError, never a crash', async () => {
