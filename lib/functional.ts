@@ -2,7 +2,7 @@
  * @module
  */
 import { Tensor, op, reductionArg, Reduction, checkTensor } from './tensor';
-import { EmotorchError, checkInt, checkNumber, invalid } from './errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from './errors';
 import { isFloating } from './dtype';
 
 /** Options of `et.functional.crossEntropy` (torch's `F.cross_entropy` arguments, camelCase). */
@@ -24,6 +24,7 @@ export interface CrossEntropyOptions {
  * const loss = et.functional.crossEntropy(logits, labels, { ignoreIndex: -100 });
  */
 export function crossEntropy(input: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  opts = checkOptionNames(opts, ['ignoreIndex', 'labelSmoothing', 'weight', 'reduction'], 'crossEntropy options');
   checkTensor(input, 'input');
   checkTensor(target, 'target');
   const ignore = checkInt(opts.ignoreIndex ?? -100, 'ignoreIndex');
@@ -45,6 +46,7 @@ export function crossEntropy(input: Tensor, target: Tensor, opts: CrossEntropyOp
 
 /** Negative log likelihood of log-probabilities (N, C) and int64 targets (N). */
 export function nllLoss(input: Tensor, target: Tensor, opts: { ignoreIndex?: number; weight?: Tensor; reduction?: Reduction } = {}): Tensor {
+  opts = checkOptionNames(opts, ['ignoreIndex', 'weight', 'reduction'], 'nllLoss options');
   checkTensor(input, 'input');
   checkTensor(target, 'target');
   return op('nll_loss', input.handle, target.handle, opts.weight?.handle ?? null, reductionArg(opts.reduction ?? 'mean'), checkInt(opts.ignoreIndex ?? -100, 'ignoreIndex'));
@@ -58,18 +60,21 @@ function sameShape(a: Tensor, b: Tensor, name: string): void {
 
 /** Mean squared error. Input and target must have the same shape (no silent broadcasting). */
 export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  opts = checkOptionNames(opts, ['reduction'], 'mseLoss options');
   sameShape(input, target, 'mseLoss');
   return op('mse_loss', input.handle, target.handle, reductionArg(opts.reduction ?? 'mean'));
 }
 
 /** Mean absolute error (SPECTRA's regression loss). Same shapes required. */
 export function l1Loss(input: Tensor, target: Tensor, opts: { reduction?: Reduction } = {}): Tensor {
+  opts = checkOptionNames(opts, ['reduction'], 'l1Loss options');
   sameShape(input, target, 'l1Loss');
   return op('l1_loss', input.handle, target.handle, reductionArg(opts.reduction ?? 'mean'));
 }
 
 /** Binary cross entropy on logits, optionally with per-element weight and positive-class weight. */
 export function binaryCrossEntropyWithLogits(input: Tensor, target: Tensor, opts: { weight?: Tensor; posWeight?: Tensor; reduction?: Reduction } = {}): Tensor {
+  opts = checkOptionNames(opts, ['weight', 'posWeight', 'reduction'], 'binaryCrossEntropyWithLogits options');
   sameShape(input, target, 'binaryCrossEntropyWithLogits');
   return op('bce_with_logits', input.handle, target.handle, opts.weight?.handle ?? null, opts.posWeight?.handle ?? null, reductionArg(opts.reduction ?? 'mean'));
 }
@@ -112,6 +117,7 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   checkTensor(x, 'x');
   if (x.ndim !== 4 || !isFloating(x.dtype)) invalid('a floating-point (N, C, H, W) tensor', 'interpolate x', `${x.dtype} [${x.shape}]`);
   if (!opts || typeof opts !== 'object') invalid('interpolate options ({ size, mode })', 'opts', opts);
+  checkOptionNames(opts, ['size', 'mode', 'alignCorners', 'antialias'], 'interpolate options');
   const size = opts.size;
   if (!Array.isArray(size) || size.length !== 2) invalid('[height, width]', 'interpolate size', size);
   const hw = size.map((v, i) => checkInt(v, `interpolate size[${i}]`, 1));

@@ -3,7 +3,7 @@
  * code; reading data back can be awaited (`data()`), and `backward()` runs on the thread pool.
  */
 import { binding, opId, TensorHandle } from './native';
-import { EmotorchError, invalid, checkInt } from './errors';
+import { EmotorchError, invalid, checkInt, checkOptionNames } from './errors';
 import { DType, DTYPE_BYTES, TypedArray, checkDtype, dtypeOfArray, arrayOf, isFloating } from './dtype';
 import { Device, checkDevice } from './device';
 
@@ -196,6 +196,7 @@ export class Tensor {
    * thread pool. A non-scalar tensor needs `grad` (the gradient of some scalar w.r.t. it).
    */
   backward(grad?: Tensor, opts: { retainGraph?: boolean } = {}): Promise<void> {
+    opts = checkOptionNames(opts, ['retainGraph'], 'backward options');
     return this.handle.backward(grad ? grad.handle : null, !!opts.retainGraph);
   }
   /** A tensor sharing the data but cut from the autograd graph. */
@@ -205,6 +206,7 @@ export class Tensor {
 
   /** Copy to another device and/or dtype (returns this tensor's data unchanged when both match). */
   to(opts: { device?: Device; dtype?: DType }): Tensor {
+    opts = checkOptionNames(opts, ['device', 'dtype'], 'Tensor.to options');
     const dev = opts.device === undefined ? null : checkDevice(opts.device);
     const dt = opts.dtype === undefined ? null : checkDtype(opts.dtype);
     return op('to', this.handle, dt, dev);
@@ -451,6 +453,7 @@ function flatten(data: unknown, shape: number[], out: unknown[], depth: number, 
  * et.tensor([0, 2, 1], { dtype: 'int64' });                  // class labels
  */
 export function tensor(data: TensorData, opts: TensorOptions = {}): Tensor {
+  opts = checkOptionNames(opts, ['shape', 'dtype', 'device', 'requiresGrad'], 'tensor options');
   const device = checkDevice(opts.device ?? 'cpu');
   if (opts.requiresGrad !== undefined && typeof opts.requiresGrad !== 'boolean') invalid('a boolean', 'requiresGrad', opts.requiresGrad);
   let src: ArrayBufferView;
@@ -488,11 +491,14 @@ export function tensor(data: TensorData, opts: TensorOptions = {}): Tensor {
   return new Tensor(binding.fromData(src, shape, srcDtype, dtype, device, !!opts.requiresGrad));
 }
 
+/** The names a tensor factory's options object may have. */
+const CREATE_OPTIONS = ['dtype', 'device', 'requiresGrad'];
+
 function created(t: Tensor, opts: CreateOptions): Tensor {
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
-function dt(opts: CreateOptions): string | null { return opts.dtype === undefined ? null : checkDtype(opts.dtype); }
+function dt(opts: CreateOptions): string | null { checkOptionNames(opts, CREATE_OPTIONS, 'tensor creation options'); return opts.dtype === undefined ? null : checkDtype(opts.dtype); }
 function dev(opts: CreateOptions): string | null { return opts.device === undefined ? null : checkDevice(opts.device); }
 
 /** A tensor of zeros (float32 unless `dtype`). */
@@ -535,10 +541,12 @@ export function linspace(start: number, end: number, steps: number, opts: Create
 export function eye(n: number, opts: CreateOptions = {}): Tensor { return created(op('eye', checkInt(n, 'n', 0), dt(opts), dev(opts)), opts); }
 /** Zeros with the shape (and by default dtype and device) of `t`. */
 export function zerosLike(t: Tensor, opts: CreateOptions = {}): Tensor {
+  opts = checkOptionNames(opts, CREATE_OPTIONS, 'tensor creation options');
   return zeros(t.shape, { dtype: opts.dtype ?? t.dtype, device: opts.device ?? t.device, requiresGrad: opts.requiresGrad });
 }
 /** Ones with the shape (and by default dtype and device) of `t`. */
 export function onesLike(t: Tensor, opts: CreateOptions = {}): Tensor {
+  opts = checkOptionNames(opts, CREATE_OPTIONS, 'tensor creation options');
   return ones(t.shape, { dtype: opts.dtype ?? t.dtype, device: opts.device ?? t.device, requiresGrad: opts.requiresGrad });
 }
 
@@ -592,6 +600,7 @@ export function noGrad<T>(fn: () => T): T {
  */
 export function autocast<T>(opts: { device?: 'cpu' | 'cuda'; dtype?: 'float16' | 'bfloat16' }, fn: () => T): T {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'autocast(opts)', opts);
+  checkOptionNames(opts, ['device', 'dtype'], 'autocast options');
   if (typeof fn !== 'function') invalid('a function', 'autocast(fn)', fn);
   const device = opts.device ?? 'cuda';
   if (device !== 'cpu' && device !== 'cuda') invalid("'cpu' or 'cuda'", 'autocast device', device);

@@ -162,6 +162,7 @@ export async function stop(opts: ProfilerStopOptions = {}): Promise<ProfileResul
  */
 export async function profile<T>(fn: () => Promise<T> | T, opts: ProfilerStartOptions & ProfilerStopOptions = {}): Promise<{ value: T; profile: ProfileResult }> {
   if (typeof fn !== 'function') invalid('a function', 'fn', fn);
+  checkOptionNames(opts, ['recordShapes', 'tracePath'], 'profile options');
   const { tracePath, ...startOpts } = opts ?? {};
   await start(startOpts);
   let value: T;

@@ -85,6 +85,7 @@ function segments(turn: UsdmTurn): [string, boolean][] {
  * et.data.usdm.usdmText({ userUnits: [1, 2], userText: 'hi', agentText: 'hello', agentUnits: [3] });
  */
 export function usdmText(turn: UsdmTurn, opts: { numUnits?: number } = {}): string {
+  opts = checkOptionNames(opts, ['numUnits'], 'usdmText');
   checkTurn(turn, opts.numUnits ?? 10000);
   return segments(turn).map(([s]) => s).join('');
 }
@@ -110,6 +111,7 @@ export function buildUsdmExample(turn: UsdmTurn, tokenizer: { encode(text: strin
 export function buildUsdmExample(turn: UsdmTurn, tokenizer: { encode(text: string): Promise<number[]> }, opts?: { bos?: number; numUnits?: number }): Promise<UsdmExample & { text: string }>;
 export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts?: { bos?: number; numUnits?: number }): (UsdmExample & { text: string }) | Promise<UsdmExample & { text: string }>;
 export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts: { bos?: number; numUnits?: number } = {}): (UsdmExample & { text: string }) | Promise<UsdmExample & { text: string }> {
+  opts = checkOptionNames(opts, ['bos', 'numUnits'], 'buildUsdmExample');
   const numUnits = opts.numUnits === undefined ? 10000 : checkInt(opts.numUnits, 'numUnits', 1);
   checkTurn(turn, numUnits);
   if (!tokenizer || typeof tokenizer.encode !== 'function') invalid('an object with encode(text)', 'tokenizer', tokenizer);

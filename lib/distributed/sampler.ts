@@ -1,7 +1,7 @@
 /**
  * DistributedSampler: each rank's shard of a dataset, as torch.utils.data.DistributedSampler.
  */
-import { checkInt, invalid } from '../errors';
+import { checkInt, checkOptionNames, invalid } from '../errors';
 import { mulberry32, mixSeed, shuffleInPlace } from '../data/loader';
 import type { Sampler } from '../data/loader';
 import * as group from './group';
@@ -51,6 +51,7 @@ export class DistributedSampler implements Sampler {
     const n = typeof dataset === 'number' ? dataset : dataset?.length;
     if (!Number.isInteger(n) || (n as number) < 0) invalid('a dataset with a length, or a number of items', 'dataset', dataset);
     if (opts === null || typeof opts !== 'object') invalid('an options object', 'DistributedSampler options', opts);
+    checkOptionNames(opts, ['numReplicas', 'rank', 'shuffle', 'seed', 'dropLast'], 'DistributedSampler options');
     this.size = n as number;
     this.numReplicas = opts.numReplicas === undefined ? group.worldSize() : checkInt(opts.numReplicas, 'numReplicas', 1);
     this.rank = opts.rank === undefined ? group.rank() : checkInt(opts.rank, 'rank', 0);

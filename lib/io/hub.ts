@@ -122,6 +122,7 @@ function repoDir(cacheDir: string, id: string): string {
  * snapshot, a branch or tag is read from `refs/<revision>`. Null when nothing is cached.
  */
 export function cachedSnapshot(id: string, opts: { revision?: string; cacheDir?: string } = {}): string | null {
+  opts = checkOptionNames(opts, ['revision', 'cacheDir'], 'cachedSnapshot options');
   const dir = repoDir(opts.cacheDir ?? hubCacheDir(), id);
   const rev = opts.revision ?? 'main';
   let commit = COMMIT.test(rev) ? rev : null;
@@ -553,6 +554,9 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
   if (failure !== null) throw failure;
 }
 
+/** The names a hub options object may have. */
+const HUB_OPTIONS = ['revision', 'cacheDir', 'token', 'localFilesOnly', 'endpoint', 'allowPatterns', 'progress', 'concurrency', 'retries', 'timeoutMs', 'readTimeoutMs', 'downloadTimeoutMs'];
+
 /**
  * The local folder of a hub repo at a revision with the files a model needs (or `allowPatterns`'):
  * from the cache when it has them (no download), downloading what is missing otherwise. Offline
@@ -570,7 +574,7 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
 export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<string> {
   if (!isRepoId(id)) invalid("a Hugging Face repo id 'org/name'", 'repo id', id);
   if (!opts || typeof opts !== 'object') invalid('an options object', 'hub options', opts);
-  checkOptionNames(opts, ['revision', 'cacheDir', 'token', 'localFilesOnly', 'endpoint', 'allowPatterns', 'progress', 'concurrency', 'retries', 'timeoutMs', 'readTimeoutMs', 'downloadTimeoutMs'], 'hub options');
+  checkOptionNames(opts, HUB_OPTIONS, 'hub options');
   for (const k of ['localFilesOnly', 'progress'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
   if (opts.cacheDir !== undefined && (typeof opts.cacheDir !== 'string' || !opts.cacheDir)) invalid('a folder path', 'cacheDir', opts.cacheDir);
   if (opts.token !== undefined && opts.token !== false && typeof opts.token !== 'string') invalid('a token string or false', 'token', opts.token);
@@ -651,6 +655,7 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
  */
 export async function resolvePretrainedPath(pathOrId: string, opts: HubOptions = {}): Promise<string> {
   if (typeof pathOrId !== 'string' || !pathOrId) invalid('a local path or a Hugging Face repo id', 'path', pathOrId);
+  checkOptionNames(opts, HUB_OPTIONS, 'hub options');
   if (fs.existsSync(pathOrId)) return pathOrId;
   if (!isRepoId(pathOrId)) throw new EmotorchError(`'${pathOrId}' is neither an existing file or folder nor a Hugging Face repo id 'org/name'`, 'ERR_IO');
   return hubSnapshot(pathOrId, opts);

@@ -3,7 +3,7 @@
  * arrays, nested arrays or {@link Tensor}s), the streaming base class, and Python-exact number
  * formatting (`round(x, n)`, `'{:.nf}'`) for the suites whose reference prints rounded numbers.
  */
-import { EmotorchError, invalid, show } from '../errors';
+import { EmotorchError, checkOptionNames, invalid, show } from '../errors';
 import { Tensor } from '../tensor';
 
 /** A class label: a number (booleans and bigints become numbers) or a string. */
@@ -98,10 +98,7 @@ export function nonEmpty(n: number, name: string): void {
 
 /** Checks an options argument is an object (or undefined) and names its unknown keys. */
 export function checkOptions<T extends object>(opts: unknown, name: string, keys: readonly string[]): T {
-  if (opts === undefined) return {} as T;
-  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) return invalid('an options object', name, opts);
-  for (const k of Object.keys(opts)) if (!keys.includes(k)) invalid(`one of ${keys.join(', ')}`, `an option of ${name}`, k);
-  return opts as T;
+  return checkOptionNames(opts as T, keys, name);
 }
 
 /** Checks `v` is one of `choices`. */

@@ -238,6 +238,7 @@ export function m2seComputeResult(file: string, task: 'sentiment' | 'emotion', o
 export function m2seComputeResult(file: string, task: 'pairs'): M2sePairResult;
 export function m2seComputeResult(file: string, task: 'sentiment' | 'emotion' | 'pairs', opts?: M2seClassOptions): M2seClassResult | M2sePairResult {
   if (!['sentiment', 'emotion', 'pairs'].includes(task)) invalid("'sentiment', 'emotion' or 'pairs'", 'task', task);
+  checkOptions(opts, 'options', ['labels']);
   const recs = readSwiftResults(file);
   const r = recs.map((x) => x.response);
   const l = recs.map((x) => x.label);

@@ -227,6 +227,7 @@ export abstract class Module {
    * replaced by moved copies: take `parameters()` and create optimizers after moving.
    */
   async to(opts: ModuleOptions): Promise<this> {
+    checkOptionNames(opts, ['device', 'dtype'], 'Module.to options');
     const device = opts.device === undefined ? null : checkDevice(opts.device);
     const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype);
     await this.moveNative(device, dtype);
@@ -244,6 +245,7 @@ export abstract class Module {
 
   /** Parameters and buffers by full name, sharing memory with the module. */
   stateDict(opts: { trainableOnly?: boolean } = {}): StateDict {
+    opts = checkOptionNames(opts, ['trainableOnly'], 'stateDict options');
     const params = this.namedParameters().filter(([, p]) => !opts.trainableOnly || p.requiresGrad);
     return new Map([...params, ...(opts.trainableOnly ? [] : this.namedBuffers())]);
   }
@@ -298,6 +300,7 @@ export abstract class Module {
    * grad (adapters, heads: what SALMONN checkpoints hold).
    */
   async save(path: string, opts: { trainableOnly?: boolean; metadata?: Record<string, string> } = {}): Promise<void> {
+    opts = checkOptionNames(opts, ['trainableOnly', 'metadata'], 'save options');
     await saveSafetensors(path, this.stateDict({ trainableOnly: opts.trainableOnly }), opts.metadata ?? {});
   }
 
@@ -307,6 +310,7 @@ export abstract class Module {
    *   the frozen parameters: pass `strict: false` for such files.
    */
   async load(path: string, opts: { strict?: boolean } = {}): Promise<LoadReport> {
+    opts = checkOptionNames(opts, ['strict'], 'load options');
     const { tensors } = await loadSafetensors(path);
     return this.loadStateDict(tensors, opts);
   }

@@ -6,7 +6,7 @@
  * @module
  */
 import { Tensor, op, full } from '../tensor';
-import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import type { Device } from '../device';
 import type { Optimizer } from './optim';
 
@@ -64,7 +64,7 @@ export class GradScaler {
   /** @throws EmotorchError ERR_INVALID_ARG for a bad option. */
   constructor(opts: GradScalerOptions = {}) {
     if (opts === null || typeof opts !== 'object') invalid('an options object', 'GradScaler options', opts);
-    for (const k of Object.keys(opts)) if (!['initScale', 'growthFactor', 'backoffFactor', 'growthInterval', 'enabled'].includes(k)) invalid('initScale, growthFactor, backoffFactor, growthInterval or enabled', 'GradScaler option', k);
+    checkOptionNames(opts, ['initScale', 'growthFactor', 'backoffFactor', 'growthInterval', 'enabled'], 'GradScaler options');
     this.initScale = checkNumber(opts.initScale ?? 65536, 'initScale', Number.MIN_VALUE);
     this.growthFactor = checkNumber(opts.growthFactor ?? 2, 'growthFactor', 1);
     if (this.growthFactor === 1) invalid('a number > 1', 'growthFactor', 1);

@@ -335,7 +335,7 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     r.lr_scheduler_type = strategy(a.lr_scheduler_type, 'lr_scheduler_type', HF_SCHEDULES);
     const kw = a.lr_scheduler_kwargs ?? {};
     if (typeof kw !== 'object' || Array.isArray(kw)) invalid('an object', 'args.lr_scheduler_kwargs', kw);
-    for (const k of Object.keys(kw)) if (!['num_cycles', 'min_lr', 'min_lr_rate'].includes(k)) invalid('num_cycles, min_lr or min_lr_rate', 'args.lr_scheduler_kwargs field', k);
+    for (const k of Object.keys(kw)) if (!['num_cycles', 'min_lr', 'min_lr_rate'].includes(k)) invalid('one of num_cycles, min_lr, min_lr_rate', 'args.lr_scheduler_kwargs field', k);
     const kws = kw as ResolvedTrainingArguments['lr_scheduler_kwargs'];
     if (kws.num_cycles !== undefined) checkNumber(kws.num_cycles, 'args.lr_scheduler_kwargs.num_cycles', 0);
     if (kws.min_lr !== undefined) checkNumber(kws.min_lr, 'args.lr_scheduler_kwargs.min_lr', 0);

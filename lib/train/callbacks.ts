@@ -2,7 +2,7 @@
  * Trainer callbacks: objects with optional hooks the Trainer calls at fixed points of training,
  * and EarlyStoppingCallback. A callback may steer training through `ctx.control`.
  */
-import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import type { ResolvedTrainingArguments } from './args';
 
 /** A log or evaluation record, as HF's `log_history` entries. */
@@ -107,7 +107,7 @@ export class EarlyStoppingCallback implements TrainerCallback {
   /** @throws EmotorchError ERR_INVALID_ARG for a bad option. */
   constructor(opts: EarlyStoppingOptions = {}) {
     if (opts === null || typeof opts !== 'object') invalid('an options object', 'EarlyStoppingCallback options', opts);
-    for (const k of Object.keys(opts)) if (k !== 'patience' && k !== 'threshold') invalid('patience or threshold', 'EarlyStoppingCallback option', k);
+    checkOptionNames(opts, ['patience', 'threshold'], 'EarlyStoppingCallback options');
     this.patience = checkInt(opts.patience ?? 1, 'patience', 1);
     this.threshold = checkNumber(opts.threshold ?? 0, 'threshold', 0);
   }

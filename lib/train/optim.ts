@@ -160,6 +160,7 @@ export interface AdamWOptions {
 export class AdamW extends Optimizer {
   protected readonly kind = 'adamw' as const;
   constructor(params: Tensor[] | ParamGroup[], opts: AdamWOptions = {}) {
+    opts = checkOptionNames(opts, ['lr', 'betas', 'eps', 'weightDecay'], 'AdamW');
     const lr = checkNumber(opts.lr ?? ADAMW_DEFAULTS.lr, 'lr', 0);
     const betas = opts.betas ?? ADAMW_DEFAULTS.betas;
     if (!Array.isArray(betas) || betas.length !== 2) invalid('two numbers', 'betas', betas);
@@ -294,6 +295,7 @@ export class SGD extends Optimizer {
   protected readonly kind = 'sgd' as const;
   constructor(params: Tensor[] | ParamGroup[], opts: SGDOptions) {
     if (!opts || typeof opts !== 'object') invalid('options with lr', 'SGD options', opts);
+    checkOptionNames(opts, ['lr', 'momentum', 'dampening', 'nesterov', 'weightDecay'], 'SGD');
     const lr = checkNumber(opts.lr, 'lr', 0);
     const momentum = checkNumber(opts.momentum ?? SGD_DEFAULTS.momentum, 'momentum', 0);
     const dampening = checkNumber(opts.dampening ?? SGD_DEFAULTS.dampening, 'dampening', 0, 1);

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { checkInt, checkNumber, invalid } from '../errors';
+import { checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 
 /** A learning-rate schedule: the rate at an optimizer step. */
 export type Schedule = (step: number) => number;
@@ -20,8 +20,9 @@ export interface WarmupOptions {
   startLr?: number;
 }
 
-function check(o: WarmupOptions): void {
+function check(o: WarmupOptions, extra: string, name: string): void {
   if (!o || typeof o !== 'object') invalid('schedule options', 'options', o);
+  checkOptionNames(o, ['warmupSteps', 'totalSteps', 'peakLr', 'startLr', extra], `${name} options`);
   checkInt(o.warmupSteps, 'warmupSteps', 0);
   checkInt(o.totalSteps, 'totalSteps', 1);
   if (o.warmupSteps > o.totalSteps) invalid(`at most totalSteps (${o.totalSteps})`, 'warmupSteps', o.warmupSteps);
@@ -39,7 +40,7 @@ function warm(o: WarmupOptions, step: number): number {
  * get_linear_schedule_with_warmup (SPECTRA: 1% warmup).
  */
 export function linearWarmupLinearDecay(o: WarmupOptions & { endLr?: number }): Schedule {
-  check(o);
+  check(o, 'endLr', 'linearWarmupLinearDecay');
   const end = checkNumber(o.endLr ?? 0, 'endLr', 0);
   return (step) => {
     if (step < o.warmupSteps) return warm(o, step);
@@ -54,7 +55,7 @@ export function linearWarmupLinearDecay(o: WarmupOptions & { endLr?: number }): 
  * (SALMONN: 1e-6 → 3e-5 over 3000 steps, cosine to 1e-5).
  */
 export function linearWarmupCosine(o: WarmupOptions & { minLr?: number }): Schedule {
-  check(o);
+  check(o, 'minLr', 'linearWarmupCosine');
   const min = checkNumber(o.minLr ?? 0, 'minLr', 0);
   return (step) => {
     if (step < o.warmupSteps) return warm(o, step);
@@ -125,6 +126,7 @@ export interface HfScheduleOptions {
 export function hfSchedule(type: HfScheduleType, o: HfScheduleOptions): Schedule {
   if (!(HF_SCHEDULES as readonly string[]).includes(type)) invalid(`one of ${HF_SCHEDULES.join(', ')}`, 'lr_scheduler_type', type);
   if (!o || typeof o !== 'object') invalid('schedule options', 'options', o);
+  checkOptionNames(o, ['lr', 'warmupSteps', 'totalSteps', 'numCycles', 'minLr', 'minLrRate'], 'hfSchedule options');
   const lr = checkNumber(o.lr, 'learning_rate', 0);
   const warmup = checkInt(o.warmupSteps ?? 0, 'warmupSteps', 0);
   const needsTotal = type === 'linear' || type.startsWith('cosine');
