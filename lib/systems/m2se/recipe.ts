@@ -142,11 +142,29 @@ function internvlOptions(opts: { maxNum?: number; videoSegments?: number; templa
   return { maxNum: opts.maxNum, videoSegments: opts.videoSegments, template: opts.template ?? internvlTemplateOf(internvl), system: opts.system, maxLength: opts.maxLength };
 }
 
-/** The ids that end an answer: the template's separator (`<|im_end|>` / `<|end|>`) and EOS. */
+/**
+ * Where swift 2.6.1's generation stops for an InternVL2 template: its EOS (`ends`: the template's
+ * separator, `<|im_end|>` / `<|end|>`, which `get_model_tokenizer_internvl` or the model's
+ * registration makes the EOS, so not the tokenizer's own `</s>` / `<|endoftext|>`) and its stop word
+ * (`suffix`: the template's `suffix[-1]`, the same token's text).
+ * @param tok the tokenizer
+ * @param template the InternVL2 template
+ * @returns the stop ids and the stop word
+ * @throws EmotorchError ERR_INVALID_ARG when the tokenizer lacks the separator
+ * @example
+ * internvlStop(tok, 'internvl2-phi3');   // { ends: [32007], suffix: '<|end|>' }
+ */
+export function internvlStop(tok: Tokenizer, template: keyof typeof INTERNVL_TEMPLATES): { ends: number[]; suffix: string } {
+  const suffix = INTERNVL_TEMPLATES[template].sep;
+  const id = tok.tokenToId(suffix);
+  if (id === undefined) throw new EmotorchError(`M2SE: the tokenizer has no '${suffix}' token (the ${template} template's end)`, 'ERR_INVALID_ARG');
+  return { ends: [id], suffix };
+}
+
+/** The ids that end an answer: swift's (see internvlStop) for InternVL2, else the tokenizer's end. */
 function endIds(tok: Tokenizer, internvl: InternVL | null, template?: keyof typeof INTERNVL_TEMPLATES): number[] {
   if (!internvl) return [endId(tok)];
-  const sep = tok.tokenToId(INTERNVL_TEMPLATES[template ?? internvlTemplateOf(internvl)].sep);
-  return [...new Set([sep, tok.eosTokenId].filter((x): x is number => x !== undefined))];
+  return internvlStop(tok, template ?? internvlTemplateOf(internvl)).ends;
 }
 
 function accMetric(strategy: unknown): (outputs: Record<string, unknown>, batch: Batch) => Record<string, number> {
@@ -289,19 +307,34 @@ export interface M2seInferOptions {
 }
 
 /**
- * An answer's text as swift 2.6.1's `generate_ids_to_response` writes it: the tokens before the
- * first end token (the template's suffix or EOS), decoded with special tokens kept and spaces as
- * they are; with `trim`, special tokens skipped and the ends trimmed. swift loads InternVL2's
- * tokenizer as the slow remote-code class (`use_fast=False`): for an `InternLM2Tokenizer`
- * (InternVL2-2B/8B/26B, EmoVerse) the text is that class's decode,
- * which puts a space before each run of text a special token follows — at the start too.
+ * An answer's text as swift 2.6.1's inference writes it. Where swift's generation stops: at the
+ * first token in `ends` (swift's EOS), or, given `suffix` (the template's `suffix[-1]`, a stop word
+ * of its `StopWordsCriteria`), at the first token after which the decoded text of the last 20 new
+ * tokens holds it; later tokens are not swift's. Then `generate_ids_to_response`: the end token
+ * dropped, the rest decoded with special tokens kept and spaces as they are, a trailing `suffix`
+ * cut off; with `trim`, special tokens skipped and the ends trimmed instead. swift loads InternVL2's
+ * tokenizer as the slow class (`use_fast=False`), whose decode this follows by `tokenizer_class`:
+ * `InternLM2Tokenizer` (InternVL2-2B/8B/26B, EmoVerse), `LlamaTokenizer` (InternVL2-4B's Phi-3-mini)
+ * and `Qwen2Tokenizer` (InternVL2-1B); another class decodes as its tokenizer.json does.
+ * @param tokenizer the model's tokenizer
+ * @param tokens the generated tokens (the prompt not included)
+ * @param ends the ids generation stops at (swift's EOS first)
+ * @param trim skip special tokens and trim (default false)
+ * @param suffix swift's template suffix (`'<|im_end|>'`, `'<|end|>'`), a stop word; none by default
+ * @returns the response
+ * @example
+ * await et.systems.m2seResponse(tok, ids, [tok.tokenToId('<|end|>')!], false, '<|end|>');
  */
-export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number[], ends: readonly number[], trim = false): Promise<string> {
-  const cut = tokens.findIndex((t) => ends.includes(t));
-  const answer = cut < 0 ? [...tokens] : tokens.slice(0, cut);
+export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number[], ends: readonly number[], trim = false, suffix?: string): Promise<string> {
+  const decode = slowDecoder(tokenizer, ends.length ? tokenizer.idToToken(ends[0]) : undefined);
+  let cut = -1;
+  for (let k = 0; k < tokens.length && cut < 0; k++) {
+    if (ends.includes(tokens[k]) || (suffix && (await decode(tokens.slice(Math.max(0, k - 19), k + 1))).includes(suffix))) cut = k;
+  }
+  const answer = cut < 0 ? [...tokens] : ends.includes(tokens[cut]) ? tokens.slice(0, cut) : tokens.slice(0, cut + 1);
   if (trim) return (await tokenizer.decode(answer, { skipSpecialTokens: true })).trim();
-  if (tokenizer.config.tokenizer_class === 'InternLM2Tokenizer') return internlm2SlowDecode(tokenizer, answer, ends);
-  return tokenizer.decode(answer, { skipSpecialTokens: false });
+  const text = await decode(answer);
+  return suffix && text.endsWith(suffix) ? text.slice(0, text.length - suffix.length) : text;
 }
 
 /** transformers' `clean_up_tokenization` (InternLM2Tokenizer applies it to every text run). */
@@ -311,59 +344,99 @@ function cleanUpTokenization(s: string): string {
 }
 
 /**
- * What `tokenizer.decode(ids)` gives for the slow `InternLM2Tokenizer` swift 2.6.1 loads
- * (transformers' `PreTrainedTokenizer._decode` over the remote code's `convert_tokens_to_string`),
- * with swift's InternVL2 EOS (`<|im_end|>`, the first of `ends`):
- * - added tokens that are not special, and special ones past the SentencePiece vocabulary
- *   (InternVL's `<img>`, `<quad>`, `</quad>`, …), stand alone, joined to the text around them by one space;
- * - within the rest, each special token (`<s>`, `<|im_start|>`, …) is written as it is, and each run of
- *   text before one gets a space in front (the first too: an answer that holds one begins with a space);
- *   each run of text is SentencePiece's decode, then `clean_up_tokenization` (" ." → ".", " n't" → "n't", …).
+ * `tokenizer.decode(ids)` as swift 2.6.1's slow tokenizer writes it (transformers'
+ * `PreTrainedTokenizer._decode`), `eos` being swift's EOS: the special tokens are BOS, EOS, UNK,
+ * PAD and `additional_special_tokens`; added tokens that are not special, and special ones past the
+ * base vocabulary, stand alone (`legacy_added_tokens`), joined to the text around them by one space
+ * (InternLM2, Llama) or none (Qwen2's `decode`); the runs between them go through the class's
+ * `convert_tokens_to_string`. Another class: its tokenizer.json decode.
  */
-function internlm2SlowDecode(tok: Tokenizer, ids: readonly number[], ends: readonly number[]): string {
+function slowDecoder(tok: Tokenizer, eos: string | undefined): (ids: readonly number[]) => Promise<string> {
   const cfg = tok.config;
+  const cls = cfg.tokenizer_class;
+  if (cls !== 'InternLM2Tokenizer' && cls !== 'LlamaTokenizer' && cls !== 'Qwen2Tokenizer') return (ids) => tok.decode(ids, { skipSpecialTokens: false });
   const name = (v: unknown): string | undefined => (typeof v === 'string' ? v : v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string' ? (v as { content: string }).content : undefined);
   const additional = Array.isArray(cfg.additional_special_tokens) ? cfg.additional_special_tokens.map(name).filter((t): t is string => t !== undefined) : [];
-  const eos = ends.length ? tok.idToToken(ends[0]) : tok.eosToken;
-  const special = new Set([tok.bosToken, eos, tok.unkToken, tok.padToken, ...additional].filter((t): t is string => t !== undefined));
-  const pieces = tok.getVocabSize(false);
+  const special = new Set([tok.bosToken, eos ?? tok.eosToken, tok.unkToken, tok.padToken, ...additional].filter((t): t is string => t !== undefined));
+  const base = tok.getVocabSize(false);
   const legacy = new Set([...tok.addedTokens.map((t) => t.content).filter((t) => !special.has(t)),
-    ...additional.filter((t) => (tok.tokenToId(t) ?? -1) >= pieces)]);
-  const runText = (run: number[]): string => {
-    let out = '';
-    let text: string[] = [];
-    let prevSpecial = false;
-    for (const id of run) {
+    ...additional.filter((t) => (tok.tokenToId(t) ?? -1) >= base)]);
+  const ws = cls === 'Qwen2Tokenizer' ? { strip: false, more: false } : spaceRule(tok, cls === 'InternLM2Tokenizer' || cfg.legacy !== false);
+  const runText = cls === 'InternLM2Tokenizer' ? (run: string[]): string => cleanUpTokenization(llamaTokensToString(run, special, ws, true, false, true))
+    : cls === 'LlamaTokenizer' ? (run: string[]): string => llamaTokensToString(run, special, ws, cfg.legacy !== false, cfg.add_prefix_space !== false)
+      : byteLevelTokensToString;
+  const cleanUp = cls === 'LlamaTokenizer' && cfg.clean_up_tokenization_spaces === true;
+  return async (ids) => {
+    const parts: string[] = [];
+    let run: string[] = [];
+    for (const id of ids) {
       const t = tok.idToToken(id) ?? '';
-      if (special.has(t)) {
-        if (!prevSpecial) out += ' ';
-        out += sentencePieceDecode(text) + t;
-        prevSpecial = true;
-        text = [];
+      if (legacy.has(t)) {
+        if (run.length) {
+          const s = runText(run);
+          if (s.length) parts.push(s);
+          run = [];
+        }
+        parts.push(t);
       } else {
-        text.push(t);
-        prevSpecial = false;
+        run.push(t);
       }
     }
-    return cleanUpTokenization(out + sentencePieceDecode(text));
+    if (run.length) parts.push(runText(run));
+    const text = parts.join(cls === 'Qwen2Tokenizer' ? '' : ' ');
+    return cleanUp ? cleanUpTokenization(text) : text;
   };
-  const parts: string[] = [];
-  let run: number[] = [];
-  for (const id of ids) {
-    const t = tok.idToToken(id) ?? '';
-    if (legacy.has(t)) {
-      if (run.length) {
-        const s = runText(run);
-        if (s.length) parts.push(s);
-        run = [];
-      }
-      parts.push(t);
+}
+
+/**
+ * A run of SentencePiece tokens as the slow `LlamaTokenizer.convert_tokens_to_string` (and InternLM2's,
+ * its legacy form) writes it: special tokens as they are, the text between them SentencePiece's decode;
+ * `legacy`: a space before each run of text a special token follows (InternLM2's: the first too); not `legacy` (`add_dummy_prefix` off): the first token's `▁` dropped when
+ * `add_prefix_space`, and a space after a first special token when the next does not begin with `▁`.
+ */
+function llamaTokensToString(tokens: readonly string[], special: ReadonlySet<string>, ws: SpaceRule, legacy: boolean, addPrefixSpace: boolean, internlm2 = false): string {
+  const toks = [...tokens];
+  if (!legacy && addPrefixSpace && toks.length && toks[0].startsWith('\u2581')) toks[0] = toks[0].slice(1);
+  let out = '';
+  let text: string[] = [];
+  let prevSpecial = false;
+  toks.forEach((t, i) => {
+    if (special.has(t)) {
+      if (!prevSpecial && (i !== 0 || internlm2) && legacy) out += ' ';
+      out += sentencePieceDecode(text, ws) + t;
+      prevSpecial = true;
+      text = [];
     } else {
-      run.push(id);
+      if (!legacy && prevSpecial && i === 1 && addPrefixSpace && !t.startsWith('\u2581')) out += ' ';
+      text.push(t);
+      prevSpecial = false;
     }
+  });
+  return out + sentencePieceDecode(text, ws);
+}
+
+/** GPT-2's byte ↔ character table (Qwen2's `bytes_to_unicode`), character to byte. */
+const BYTE_OF_CHAR: ReadonlyMap<string, number> = (() => {
+  const m = new Map<string, number>();
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+    m.set(String.fromCodePoint(printable ? b : 256 + n++), b);
   }
-  if (run.length) parts.push(runText(run));
-  return parts.join(' ');
+  return m;
+})();
+
+const UTF8_REPLACE = new TextDecoder('utf-8', { fatal: false });
+
+/** Qwen2Tokenizer's `convert_tokens_to_string`: each character its byte, read as UTF-8 with `errors='replace'`. */
+function byteLevelTokensToString(tokens: readonly string[]): string {
+  const bytes: number[] = [];
+  for (const c of tokens.join('')) {
+    const b = BYTE_OF_CHAR.get(c);
+    if (b === undefined) throw new EmotorchError(`Qwen2Tokenizer: the token character '${c}' is not one of the byte-level alphabet`, 'ERR_FORMAT');
+    bytes.push(b);
+  }
+  return UTF8_REPLACE.decode(Uint8Array.from(bytes));
 }
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
@@ -389,25 +462,58 @@ function utf8OneByteReplacement(bytes: readonly number[]): string {
 
 /**
  * SentencePiece's `decode` of pieces (`sp_model.decode`, as the slow tokenizer calls it): `▁` is a
- * space, the first piece's leading one dropped (the dummy prefix); byte pieces (`<0x0A>`) are
- * gathered and read as UTF-8 a character at a time, each byte of a malformed or cut-off character
- * one U+FFFD (where a tokenizer.json's ByteFallback replaces every byte of a malformed run).
+ * space; at the start (`ws.strip`: the model adds a dummy prefix or removes extra whitespace) the
+ * first piece's leading `▁` is dropped, and with `ws.more` (removing extra whitespace) so is the next
+ * one's while the pieces so far came out empty; byte pieces (`<0x0A>`) are gathered and read as
+ * UTF-8 a character at a time, each byte of a malformed or cut-off character one U+FFFD (where a
+ * tokenizer.json's ByteFallback replaces every byte of a malformed run).
  */
-function sentencePieceDecode(pieces: readonly string[]): string {
+function sentencePieceDecode(pieces: readonly string[], ws: SpaceRule): string {
   let out = '';
   let bytes: number[] = [];
+  let atStart = ws.strip;
   const flush = (): void => {
     if (bytes.length) out += utf8OneByteReplacement(bytes);
     bytes = [];
   };
   for (const p of pieces) {
     const b = /^<0x([0-9A-Fa-f]{2})>$/.exec(p);
-    if (b) { bytes.push(parseInt(b[1], 16)); continue; }
+    if (b) { bytes.push(parseInt(b[1], 16)); atStart = false; continue; }
     flush();
-    out += p.replace(/\u2581/g, ' ');
+    let piece = p;
+    if (atStart) {
+      if (piece.startsWith('\u2581')) piece = piece.slice(1);
+      atStart = ws.more && piece.length === 0;
+    }
+    out += piece.replace(/\u2581/g, ' ');
   }
   flush();
-  return pieces.length && pieces[0].startsWith('\u2581') ? out.slice(1) : out;
+  return out;
+}
+
+/** When SentencePiece's decode drops leading spaces (see sentencePieceDecode). */
+interface SpaceRule { strip: boolean; more: boolean }
+
+/**
+ * The decode's leading-space rule of a SentencePiece tokenizer's model: `add_dummy_prefix` (off
+ * for a non-legacy LlamaTokenizer, which loads the model with it off) and `remove_extra_whitespaces`,
+ * read from the normalizer emotorch built from the `.model` (a `Prepend` of `▁`; the collapsing of
+ * runs of spaces); a tokenizer.json (no such normalizer): the dummy prefix as its Metaspace says.
+ */
+function spaceRule(tok: Tokenizer, dummyAllowed: boolean): SpaceRule {
+  const json = tok.toJSON() as { normalizer?: unknown; pre_tokenizer?: unknown };
+  const seen: Array<Record<string, unknown>> = [];
+  const walk = (v: unknown): void => {
+    if (!v || typeof v !== 'object') return;
+    const o = v as Record<string, unknown>;
+    seen.push(o);
+    for (const k of ['normalizers', 'pretokenizers']) if (Array.isArray(o[k])) (o[k] as unknown[]).forEach(walk);
+  };
+  walk(json.normalizer);
+  walk(json.pre_tokenizer);
+  const more = seen.some((o) => o.type === 'Replace' && (o.pattern as { Regex?: unknown } | undefined)?.Regex === ' {2,}');
+  const dummy = seen.some((o) => (o.type === 'Prepend' && o.prepend === '\u2581') || (o.type === 'Metaspace' && (o.prepend_scheme === 'always' || o.prepend_scheme === 'first' || o.add_prefix_space === true)));
+  return { strip: (dummyAllowed && dummy) || more, more };
 }
 
 /**
@@ -464,7 +570,7 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
         const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { maxNewTokens: maxNew, eosTokenId: end, padTokenId: end });
         toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
       }
-      const response = await m2seResponse(tokenizer, toks, ends, trim);
+      const response = await m2seResponse(tokenizer, toks, ends, trim, internvl ? internvlStop(tokenizer, opts.template ?? internvlTemplateOf(internvl)).suffix : undefined);
       const media = Object.fromEntries((['images', 'videos', 'audios'] as const).filter((k) => r[k].length).map((k) => [k, r[k]]));
       lines.push(JSON.stringify({ system: salmonn ? '' : r.system ?? system, query: r.query, response, label: r.response, history: r.history, ...media }));
     }
