@@ -359,9 +359,17 @@ function slowDecoder(tok: Tokenizer, eos: string | undefined): (ids: readonly nu
   const additional = Array.isArray(cfg.additional_special_tokens) ? cfg.additional_special_tokens.map(name).filter((t): t is string => t !== undefined) : [];
   const special = new Set([tok.bosToken, eos ?? tok.eosToken, tok.unkToken, tok.padToken, ...additional].filter((t): t is string => t !== undefined));
   const base = tok.getVocabSize(false);
-  const legacy = new Set([...tok.addedTokens.map((t) => t.content).filter((t) => !special.has(t)),
-    ...additional.filter((t) => (tok.tokenToId(t) ?? -1) >= base)]);
-  const ws = cls === 'Qwen2Tokenizer' ? { strip: false, more: false } : spaceRule(tok, cls === 'InternLM2Tokenizer' || cfg.legacy !== false);
+  // the slow tokenizer's added tokens: tokenizer_config.json's added_tokens_decoder (save_pretrained writes
+  // them all there) and those past the base vocabulary; without that table, all of emotorch's
+  const table = cfg.added_tokens_decoder && typeof cfg.added_tokens_decoder === 'object' ? Object.values(cfg.added_tokens_decoder as Record<string, unknown>).map(name) : null;
+  const json = tok.toJSON() as { model?: { unk_token?: unknown }; added_tokens?: Array<{ id: number; content: string; special: boolean }>; normalizer?: unknown; pre_tokenizer?: unknown };
+  const addedAll = json.added_tokens ?? [];
+  const added = table ? [...table.filter((t): t is string => t !== undefined), ...addedAll.filter((t) => t.id >= base).map((t) => t.content)] : addedAll.map((t) => t.content);
+  const legacy = new Set([...added.filter((t) => !special.has(t)), ...additional.filter((t) => (tok.tokenToId(t) ?? -1) >= base)]);
+  // SentencePiece's control pieces (the model's BOS / EOS, which emotorch lists as special added tokens) decode to nothing
+  const unkPiece = json.model?.unk_token;
+  const control = new Set(addedAll.filter((t) => t.id < base && t.special && t.content !== unkPiece).map((t) => t.content));
+  const ws = cls === 'Qwen2Tokenizer' ? { strip: false, more: false, control } : { ...spaceRule(json, cls === 'InternLM2Tokenizer' || cfg.legacy !== false), control };
   const runText = cls === 'InternLM2Tokenizer' ? (run: string[]): string => cleanUpTokenization(llamaTokensToString(run, special, ws, true, false, true))
     : cls === 'LlamaTokenizer' ? (run: string[]): string => llamaTokensToString(run, special, ws, cfg.legacy !== false, cfg.add_prefix_space !== false)
       : byteLevelTokensToString;
@@ -461,8 +469,8 @@ function utf8OneByteReplacement(bytes: readonly number[]): string {
 }
 
 /**
- * SentencePiece's `decode` of pieces (`sp_model.decode`, as the slow tokenizer calls it): `▁` is a
- * space; at the start (`ws.strip`: the model adds a dummy prefix or removes extra whitespace) the
+ * SentencePiece's `decode` of pieces (`sp_model.decode`, as the slow tokenizer calls it): control
+ * pieces (`ws.control`) are dropped, `▁` is a space; at the start (`ws.strip`: the model adds a dummy prefix or removes extra whitespace) the
  * first piece's leading `▁` is dropped, and with `ws.more` (removing extra whitespace) so is the next
  * one's while the pieces so far came out empty; byte pieces (`<0x0A>`) are gathered and read as
  * UTF-8 a character at a time, each byte of a malformed or cut-off character one U+FFFD (where a
@@ -480,6 +488,7 @@ function sentencePieceDecode(pieces: readonly string[], ws: SpaceRule): string {
     const b = /^<0x([0-9A-Fa-f]{2})>$/.exec(p);
     if (b) { bytes.push(parseInt(b[1], 16)); atStart = false; continue; }
     flush();
+    if (ws.control?.has(p)) continue;
     let piece = p;
     if (atStart) {
       if (piece.startsWith('\u2581')) piece = piece.slice(1);
@@ -491,8 +500,8 @@ function sentencePieceDecode(pieces: readonly string[], ws: SpaceRule): string {
   return out;
 }
 
-/** When SentencePiece's decode drops leading spaces (see sentencePieceDecode). */
-interface SpaceRule { strip: boolean; more: boolean }
+/** When SentencePiece's decode drops leading spaces (see sentencePieceDecode), and its control pieces. */
+interface SpaceRule { strip: boolean; more: boolean; control?: ReadonlySet<string> }
 
 /**
  * The decode's leading-space rule of a SentencePiece tokenizer's model: `add_dummy_prefix` (off
@@ -500,8 +509,7 @@ interface SpaceRule { strip: boolean; more: boolean }
  * read from the normalizer emotorch built from the `.model` (a `Prepend` of `▁`; the collapsing of
  * runs of spaces); a tokenizer.json (no such normalizer): the dummy prefix as its Metaspace says.
  */
-function spaceRule(tok: Tokenizer, dummyAllowed: boolean): SpaceRule {
-  const json = tok.toJSON() as { normalizer?: unknown; pre_tokenizer?: unknown };
+function spaceRule(json: { normalizer?: unknown; pre_tokenizer?: unknown }, dummyAllowed: boolean): SpaceRule {
   const seen: Array<Record<string, unknown>> = [];
   const walk = (v: unknown): void => {
     if (!v || typeof v !== 'object') return;
