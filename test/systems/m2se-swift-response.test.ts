@@ -46,3 +46,15 @@ describe("M2SE responses as swift 2.6.1's inference writes them (its slow tokeni
     });
   }
 });
+
+describe('m2seResponse refuses bad arguments', () => {
+  it('names the argument', async () => {
+    const tok = await et.data.Tokenizer.fromFile(path.join(FIXTURES, 'm2se_swift', 'phi3'));
+    const call = (...a: unknown[]): Promise<string> => (et.systems.m2seResponse as (...x: unknown[]) => Promise<string>)(...a);
+    await expect(call({}, [1], [2])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/tokenizer/) });
+    await expect(call(tok, [1, -1], [2])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/for tokens/) });
+    await expect(call(tok, [1], 'x')).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/for ends/) });
+    await expect(call(tok, [1], [2], 'yes')).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/for trim/) });
+    await expect(call(tok, [1], [2], false, 7)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/for suffix/) });
+  });
+});

@@ -322,10 +322,19 @@ export interface M2seInferOptions {
  * @param trim skip special tokens and trim (default false)
  * @param suffix swift's template suffix (`'<|im_end|>'`, `'<|end|>'`), a stop word; none by default
  * @returns the response
+ * @throws EmotorchError ERR_INVALID_ARG for a bad argument
  * @example
  * await et.systems.m2seResponse(tok, ids, [tok.tokenToId('<|end|>')!], false, '<|end|>');
  */
 export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number[], ends: readonly number[], trim = false, suffix?: string): Promise<string> {
+  if (!tokenizer || typeof tokenizer !== 'object' || typeof (tokenizer as { idToToken?: unknown }).idToToken !== 'function') invalid('an et.data.Tokenizer', 'tokenizer', tokenizer);
+  const ids = (v: unknown, name: string): void => {
+    if (!Array.isArray(v) || !v.every((t) => Number.isSafeInteger(t) && t >= 0)) invalid('an array of token ids (non-negative integers)', name, v);
+  };
+  ids(tokens, 'tokens');
+  ids(ends, 'ends');
+  if (typeof trim !== 'boolean') invalid('a boolean', 'trim', trim);
+  if (suffix !== undefined && (typeof suffix !== 'string' || !suffix)) invalid('a non-empty string (or undefined)', 'suffix', suffix);
   const decode = slowDecoder(tokenizer, ends.length ? tokenizer.idToToken(ends[0]) : undefined);
   let cut = -1;
   for (let k = 0; k < tokens.length && cut < 0; k++) {
