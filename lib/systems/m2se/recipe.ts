@@ -535,7 +535,7 @@ function spaceRule(json: { normalizer?: unknown; pre_tokenizer?: unknown }, dumm
 
 /**
  * `swift infer` over a test set: greedy generation per record (stopping at the end token; for
- * InternVL2 where swift 2.6.1 stops, see {@link internvlStop}: the template's end token, or its
+ * InternVL2 where swift 2.6.1 stops: the template's end token, or its
  * text in the last 20 new tokens; with the record's images and videos), written
  * as JSONL lines `{ system, query, response, label, history, images?, videos?, audios? }` that
  * `et.metrics.readSwiftResults` / `m2seComputeResult` score. With SALMONN, records with audio are
