@@ -23,7 +23,7 @@ const LIB = path.join(__dirname, '..', '..', 'lib');
 const MIRRORS = new Set([
   'AddedTokenJSON', 'TokenizerConfig', 'TokenizerJSON', 'EcacConversation', 'MmsaResult', 'MmsaSimsResult', 'BeatsConfig',
   'EmbeddingConfig', 'LayerNormConfig', 'LinearConfig', 'LlamaConfig', 'QFormerConfig', 'RobertaConfig', 'Wav2Vec2Config',
-  'WavLMConfig', 'WhisperConfig', 'SalmonnConfig', 'SalmonnConfigInput' /* the YAML's model block as from_config reads it */, 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
+  'WavLMConfig', 'WhisperConfig', 'SalmonnConfig', 'SalmonnConfigInput' /* the YAML's model block as from_config reads it */, 'TokenizerJsonFields', 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
   'SpectraTextConfig', 'GradScalerState', 'ResolvedTrainingArguments', 'TrainingArgumentsInit', 'TrainerState',
   'lr_scheduler_kwargs', 'parsed', 'given', 'ProbeJson', 'StreamJson', 'PacketJson', 'ClipTextConfig', 'ClipVisionConfig', 'ClipConfig',
   'ClipResolvedConfig', 'LanguageBindScores', 'InternVisionConfig', 'InternVLConfig',

@@ -34,7 +34,7 @@ async function together(llm: et.nn.LlamaForCausalLM, opts: (i: number) => et.nn.
       streamed[i].push(t);
       widest = Math.max(widest, batch.size);
       if (i === 0 && streamed[0].length === 3) joined.push(run(2));
-      if (i === 0 && streamed[0].length === 6) joined.push(run(3));
+      if (i === 0 && streamed[0].length === 4) joined.push(run(3));   // (the sampled row 0 ends after 5 tokens)
     },
   })).then((r) => (r.newTokens.toArray() as number[][])[0].map(Number));
   const first = await Promise.all([run(0), run(1)]);

@@ -360,6 +360,9 @@ function cleanUpTokenization(s: string): string {
  * (InternLM2, Llama) or none (Qwen2's `decode`); the runs between them go through the class's
  * `convert_tokens_to_string`. Another class: its tokenizer.json decode.
  */
+/** The fields of a tokenizer.json the slow decodes read (its own snake_case names). */
+type TokenizerJsonFields = { model?: { unk_token?: unknown }; added_tokens?: Array<{ id: number; content: string; special: boolean }>; normalizer?: unknown; pre_tokenizer?: unknown };
+
 function slowDecoder(tok: Tokenizer, eos: string | undefined): (ids: readonly number[]) => Promise<string> {
   const cfg = tok.config;
   const cls = cfg.tokenizer_class;
@@ -371,7 +374,7 @@ function slowDecoder(tok: Tokenizer, eos: string | undefined): (ids: readonly nu
   // the slow tokenizer's added tokens: tokenizer_config.json's added_tokens_decoder (save_pretrained writes
   // them all there) and those past the base vocabulary; without that table, all of emotorch's
   const table = cfg.added_tokens_decoder && typeof cfg.added_tokens_decoder === 'object' ? Object.values(cfg.added_tokens_decoder as Record<string, unknown>).map(name) : null;
-  const json = tok.toJSON() as { model?: { unk_token?: unknown }; added_tokens?: Array<{ id: number; content: string; special: boolean }>; normalizer?: unknown; pre_tokenizer?: unknown };
+  const json = tok.toJSON() as TokenizerJsonFields;
   const addedAll = json.added_tokens ?? [];
   const added = table ? [...table.filter((t): t is string => t !== undefined), ...addedAll.filter((t) => t.id >= base).map((t) => t.content)] : addedAll.map((t) => t.content);
   const legacy = new Set([...added.filter((t) => !special.has(t)), ...additional.filter((t) => (tok.tokenToId(t) ?? -1) >= base)]);
@@ -518,7 +521,7 @@ interface SpaceRule { strip: boolean; more: boolean; control?: ReadonlySet<strin
  * read from the normalizer emotorch built from the `.model` (a `Prepend` of `▁`; the collapsing of
  * runs of spaces); a tokenizer.json (no such normalizer): the dummy prefix as its Metaspace says.
  */
-function spaceRule(json: { normalizer?: unknown; pre_tokenizer?: unknown }, dummyAllowed: boolean): SpaceRule {
+function spaceRule(json: TokenizerJsonFields, dummyAllowed: boolean): SpaceRule {
   const seen: Array<Record<string, unknown>> = [];
   const walk = (v: unknown): void => {
     if (!v || typeof v !== 'object') return;
