@@ -147,9 +147,8 @@ export interface Binding {
   unlockFile(fd: number): void;
   whisperLogMel(waveform: TensorHandle, nMels: number, padTo30s: boolean): Promise<TensorHandle>;
   kaldiFbank(waveform: TensorHandle, opts: object): Promise<TensorHandle>;
-  soxrResample(samples: Float32Array, inRate: number, outRate: number, recipe: number): Float32Array;
+  resampleSignal(samples: Float32Array, method: string, fromRate: number, toRate: number, num: number): Float32Array;
   soxrStatus(): { available: boolean; why: string; version: string };
-  fftResample(samples: Float32Array, num: number): Float32Array;
   /** null when the in-process video reader runs here (FFmpeg's libraries found), else why not. */
   videoAvailable(): string | null;
   openVideo(fd: number, format: string, maxPixels: number, timeoutMs: number): Promise<NativeVideo>;

@@ -121,14 +121,14 @@ export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Pro
 /** libsoxr's quality recipes by the names librosa and python-soxr give them (soxr_quality_spec's `recipe`). @internal */
 export const SOXR_RECIPES = { soxr_qq: 0, soxr_lq: 1, soxr_mq: 2, soxr_hq: 4, soxr_vhq: 6 } as const;
 
-/** libsoxr's resampling of mono float32 samples (python-soxr's `resample`, before librosa's fix_length). @internal */
-export function soxrResampleRaw(x: Float32Array, fromRate: number, toRate: number, method: keyof typeof SOXR_RECIPES): Float32Array {
-  return binding.soxrResample(x, fromRate, toRate, SOXR_RECIPES[method]);
-}
-
-/** scipy.signal.resample(x, num) on mono float32 samples (librosa's res_type 'fft'), in native code. @internal */
-export function fftResampleRaw(x: Float32Array, num: number): Float32Array {
-  return binding.fftResample(x, num);
+/**
+ * Resamples mono float32 samples natively: 'fft' (scipy.signal.resample to `num` samples),
+ * 'torchaudio' (torchaudio.functional.resample's defaults) or a libsoxr quality (python-soxr's
+ * `resample`, before librosa's fix_length). Checked and bounded by `resample`. @internal
+ */
+export function resampleNative(x: Float32Array, method: 'fft' | 'torchaudio' | keyof typeof SOXR_RECIPES, fromRate: number, toRate: number, num: number): Float32Array {
+  const kind = method === 'fft' || method === 'torchaudio' ? method : `soxr:${SOXR_RECIPES[method]}`;
+  return binding.resampleSignal(x, kind, fromRate, toRate, num);
 }
 
 /**

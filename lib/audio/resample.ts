@@ -16,7 +16,7 @@
  * that way (USDM) use it by default, so their units equal the original's on 22.05 / 44.1 / 48 kHz audio.
  */
 import { invalid, checkInt, checkNumber, checkOptionNames } from '../errors';
-import { soxrResampleRaw, fftResampleRaw, SOXR_RECIPES } from './features';
+import { resampleNative, SOXR_RECIPES } from './features';
 
 /**
  * The sample rates read, written and resampled here, in Hz. 1 kHz is far below any rate audio is
@@ -126,9 +126,7 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   }
   if (method !== 'sinc') {
     for (const k of ['halfWidth', 'rolloff', 'beta'] as const) if (opts[k] !== undefined) invalid(`no ${k} with method '${method}' (it designs the 'sinc' filter only)`, k, opts[k]);
-    if (method === 'torchaudio') return torchaudioResample(samples, fromRate, toRate);
-    if (method === 'fft') return fftResample(samples, fromRate, toRate);
-    return soxrResample(samples, fromRate, toRate, method as keyof typeof SOXR_RECIPES);
+    return nativeResample(samples, fromRate, toRate, method);
   }
   const halfWidth = opts.halfWidth === undefined ? 64 : checkInt(opts.halfWidth, 'halfWidth', 1);
   if (halfWidth > 1024) invalid('an integer in [1, 1024]', 'halfWidth', halfWidth);
@@ -202,75 +200,25 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
 }
 
 /**
- * librosa's `resample(y, orig_sr, target_sr, res_type=method)` (fix=True, scale=False): libsoxr as
- * python-soxr runs it, then zero-padded or cut to ceil(n · toRate / fromRate) samples.
+ * The native resamplers, as their originals give them: `ceil(n · toRate / fromRate)` samples
+ * (librosa's fix_length after soxr, which zero-pads or cuts; scipy's and torchaudio's own length),
+ * equal rates returned as a copy (librosa and torchaudio return the input).
  */
-function soxrResample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number, method: keyof typeof SOXR_RECIPES): Float32Array {
+function nativeResample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number, method: Exclude<ResampleMethod, 'sinc'>): Float32Array {
   const n = samples.length;
   const outLen = Math.ceil((n * toRate) / fromRate);
   if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
   if (fromRate === toRate) return Float32Array.from(samples);
-  const x = samples instanceof Float32Array ? samples : Float32Array.from(samples);
-  const y = soxrResampleRaw(x, fromRate, toRate, method);
+  if (n === 0) return new Float32Array(0);
+  if (method === 'torchaudio') {
+    // torchaudio's kernel: one row of 2·ceil(6·M / (0.99·min(M, L))) + M taps per output phase (M, L: the reduced rates)
+    const g = gcd(fromRate, toRate), M = fromRate / g, L = toRate / g;
+    const taps = 2 * Math.ceil((6 * M) / (0.99 * Math.min(M, L))) + M;
+    if (L * taps > MAX_TABLE) invalid(`rates whose reduced ratio keeps torchaudio's kernel under ${MAX_TABLE} values (it would have ${L * taps})`, 'resample rates', `${fromRate} → ${toRate} Hz`);
+  }
+  const y = resampleNative(samples instanceof Float32Array ? samples : Float32Array.from(samples), method, fromRate, toRate, outLen);
   if (y.length === outLen) return y;
   const out = new Float32Array(outLen);
   out.set(y.length > outLen ? y.subarray(0, outLen) : y);
   return out;
-}
-
-/**
- * torchaudio.functional.resample(x, from, to) with its defaults (lowpass_filter_width 6, rolloff
- * 0.99, sinc_interp_hann), by its algorithm: the rates divided by their gcd (M in, L out), a cutoff
- * of rolloff · min(M, L) per period, `width` = ceil(6 · M / cutoff) input samples of zero padding
- * on the left (and width + M on the right), then output i·L + j (phase j) is the dot product of the
- * padded input from i·M with phase j's kernel: h_j(k) = sinc(π·t)·cos²(π·t / 12)·cutoff / M,
- * t = cutoff·((k − width) / M − j / L) clamped to ±6. ceil(n · L / M) samples come out.
- * The kernel is evaluated in float64 (torchaudio: float32), the sums too.
- */
-function torchaudioResample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number): Float32Array {
-  const n = samples.length;
-  if (fromRate === toRate) return Float32Array.from(samples);
-  const g = gcd(fromRate, toRate);
-  const M = fromRate / g, L = toRate / g;
-  const outLen = Math.ceil((L * n) / M);
-  if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
-  const lpw = 6;
-  const cutoff = Math.min(M, L) * 0.99;
-  const width = Math.ceil((lpw * M) / cutoff);
-  const taps = 2 * width + M;
-  if (L * taps > MAX_TABLE) invalid(`rates whose reduced ratio keeps torchaudio's kernel under ${MAX_TABLE} values (it would have ${L * taps})`, 'resample rates', `${fromRate} → ${toRate} Hz`);
-  // Per phase only the taps where |t| < 6 are non-zero: keep [first, last) of each.
-  const kernel = new Float64Array(L * taps);
-  const first = new Int32Array(L), last = new Int32Array(L);
-  for (let j = 0; j < L; j++) {
-    first[j] = taps; last[j] = 0;
-    for (let k = 0; k < taps; k++) {
-      const t = Math.min(lpw, Math.max(-lpw, cutoff * ((k - width) / M - j / L)));
-      const w = Math.cos((t * Math.PI) / lpw / 2) ** 2;
-      const s = t === 0 ? 1 : Math.sin(Math.PI * t) / (Math.PI * t);
-      const v = s * w * (cutoff / M);
-      kernel[j * taps + k] = v;
-      if (v !== 0) { first[j] = Math.min(first[j], k); last[j] = k + 1; }
-    }
-  }
-  const out = new Float32Array(outLen);
-  for (let m = 0; m < outLen; m++) {
-    const i = Math.floor(m / L), j = m - i * L;
-    const start = i * M - width;   // input index of tap 0
-    const k0 = Math.max(first[j], -start), k1 = Math.min(last[j], n - start);
-    let acc = 0;
-    for (let k = k0; k < k1; k++) acc += samples[start + k] * kernel[j * taps + k];
-    out[m] = acc;
-  }
-  return out;
-}
-
-/** librosa.resample(y, orig_sr, target_sr, res_type='fft'): scipy.signal.resample to ceil(n · to / from) samples. */
-function fftResample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number): Float32Array {
-  const n = samples.length;
-  if (fromRate === toRate) return Float32Array.from(samples);
-  const outLen = Math.ceil((n * toRate) / fromRate);
-  if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
-  if (n === 0) return new Float32Array(0);
-  return fftResampleRaw(samples instanceof Float32Array ? samples : Float32Array.from(samples), outLen);
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <tuple>
 
 namespace et::audio {
@@ -194,6 +195,22 @@ at::Tensor fft_resample(const at::Tensor& x, int64_t num) {
   auto X = at::fft_rfft(x).narrow(0, 0, m2).clone();  // (m2) complex
   if (m % 2 == 0 && num != n) X.select(0, m / 2).mul_(num < n ? 2.0 : 0.5);
   return at::fft_irfft(X.div_(static_cast<double>(n) / static_cast<double>(num)), num);
+}
+
+at::Tensor sinc_hann_resample(const at::Tensor& x, int64_t from, int64_t to) {
+  TORCH_CHECK(x.dim() == 1 && from > 0 && to > 0, "sinc_hann_resample: expected a 1-D signal and positive rates, got ", x.sizes());
+  const int64_t g = std::gcd(from, to), M = from / g, L = to / g, n = x.size(0);
+  const double lpw = 6, cut = 0.99 * static_cast<double>(std::min(M, L));
+  const auto w = static_cast<int64_t>(std::ceil(lpw * static_cast<double>(M) / cut));
+  auto f64 = x.options().dtype(at::kDouble);
+  auto t = at::arange(0, -L, -1, f64).div(L).unsqueeze(1) + at::arange(-w, w + M, f64).div(M).unsqueeze(0);  // (L, 2w + M)
+  t = t.mul(cut).clamp(-lpw, lpw);
+  auto window = at::cos(t * (M_PI / lpw / 2)).pow(2);
+  t = t * M_PI;
+  auto kernel = (at::where(t.eq(0), at::ones_like(t), at::sin(t) / t) * window * (cut / M)).to(x.scalar_type()).unsqueeze(1);  // (L, 1, K)
+  auto padded = at::constant_pad_nd(x.view({1, 1, n}), {w, w + M});
+  auto y = at::conv1d(padded, kernel, {}, M).transpose(1, 2).reshape({-1});  // (blocks · L): phases interleaved
+  return y.narrow(0, 0, (L * n + M - 1) / M);
 }
 
 }  // namespace et::audio

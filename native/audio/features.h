@@ -30,4 +30,11 @@ at::Tensor kaldi_fbank(const at::Tensor& waveform, const FbankOptions& o);
 // transformed back to num samples. In x's dtype.
 at::Tensor fft_resample(const at::Tensor& x, int64_t num);
 
+// torchaudio.functional.resample(x, from, to) with its defaults (lowpass_filter_width 6, rolloff
+// 0.99, sinc_interp_hann): the rates divided by their gcd (M in, L out), phase j's kernel
+// h_j(k) = sinc(π·t)·cos²(π·t / 12)·c / M with c = 0.99·min(M, L) and t = c·((k − w) / M − j / L)
+// clamped to ±6 (w = ceil(6·M / c)), the signal padded by w zeros before and w + M after, one
+// strided convolution, the phases interleaved; ceil(n · L / M) samples. Kernel in float64, then x's dtype.
+at::Tensor sinc_hann_resample(const at::Tensor& x, int64_t from, int64_t to);
+
 }  // namespace et::audio

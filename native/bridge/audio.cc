@@ -57,35 +57,32 @@ Napi::Value KaldiFbank(const Napi::CallbackInfo& info) {
   });
 }
 
-// soxrResample(samples Float32Array, inRate, outRate, recipe) → Float32Array, synchronously (soxr HQ
-// runs hundreds of times faster than real time; TypeScript bounds the lengths and rates).
-Napi::Value SoxrResample(const Napi::CallbackInfo& info) {
+// resampleSignal(samples Float32Array, method, fromRate, toRate, num) → Float32Array, synchronously
+// (each method runs many times faster than real time; TypeScript checks the method and bounds the
+// lengths and rates): 'fft' (scipy.signal.resample to num samples), 'torchaudio'
+// (torchaudio.functional.resample's defaults), or a libsoxr quality recipe 'soxr:<recipe>'.
+Napi::Value ResampleSignal(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
       throw CodedError("ERR_INVALID_ARG", "Expected a Float32Array for samples");
     auto x = info[0].As<Napi::Float32Array>();
-    double in_rate = to_double(info[1], "inRate"), out_rate = to_double(info[2], "outRate");
-    auto recipe = static_cast<unsigned long>(to_double(info[3], "recipe"));
-    std::vector<float> y = audio::soxr_resample(x.Data(), x.ElementLength(), in_rate, out_rate, recipe);
-    auto out = Napi::Float32Array::New(info.Env(), y.size());
-    std::copy(y.begin(), y.end(), out.Data());
-    return out;
-  });
-}
-
-// fftResample(samples Float32Array, num) → Float32Array: scipy.signal.resample, synchronously (an FFT
-// of the clip; TypeScript bounds the lengths)
-Napi::Value FftResample(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-      throw CodedError("ERR_INVALID_ARG", "Expected a Float32Array for samples");
-    auto x = info[0].As<Napi::Float32Array>();
-    auto num = static_cast<int64_t>(to_double(info[1], "num"));
+    std::string method = info[1].ToString().Utf8Value();
+    double from = to_double(info[2], "fromRate"), to = to_double(info[3], "toRate");
+    auto num = static_cast<int64_t>(to_double(info[4], "num"));
+    if (method.rfind("soxr:", 0) == 0) {
+      std::vector<float> y = audio::soxr_resample(x.Data(), x.ElementLength(), from, to, std::stoul(method.substr(5)));
+      auto out = Napi::Float32Array::New(info.Env(), y.size());
+      std::copy(y.begin(), y.end(), out.Data());
+      return out;
+    }
     at::Tensor y;
     {
       at::NoGradGuard g;
       auto in = at::from_blob(x.Data(), {static_cast<int64_t>(x.ElementLength())}, at::kFloat);
-      y = audio::fft_resample(in, num).contiguous();
+      if (method == "fft") y = audio::fft_resample(in, num);
+      else if (method == "torchaudio") y = audio::sinc_hann_resample(in, static_cast<int64_t>(from), static_cast<int64_t>(to));
+      else throw CodedError("ERR_INVALID_ARG", "Expected 'fft', 'torchaudio' or 'soxr:<recipe>' for the resampling method but received '" + method + "'");
+      y = y.contiguous();
     }
     auto out = Napi::Float32Array::New(info.Env(), y.numel());
     std::memcpy(out.Data(), y.data_ptr<float>(), y.numel() * sizeof(float));
@@ -109,9 +106,8 @@ Napi::Value SoxrStatus(const Napi::CallbackInfo& info) {
 void init_audio(Napi::Env env, Napi::Object exports) {
   exports.Set("whisperLogMel", Napi::Function::New(env, WhisperLogMel));
   exports.Set("kaldiFbank", Napi::Function::New(env, KaldiFbank));
-  exports.Set("soxrResample", Napi::Function::New(env, SoxrResample));
+  exports.Set("resampleSignal", Napi::Function::New(env, ResampleSignal));
   exports.Set("soxrStatus", Napi::Function::New(env, SoxrStatus));
-  exports.Set("fftResample", Napi::Function::New(env, FftResample));
 }
 
 }  // namespace et::bridge
