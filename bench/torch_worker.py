@@ -65,6 +65,41 @@ def logmel_setup(cfg):
     return lambda: fe(w, sampling_rate=16000, return_tensors="np").input_features
 
 
+def resample_soxr_setup(cfg):
+    # librosa.resample(res_type='soxr_hq'), what librosa.load(path, sr=16000) runs (USDM's originals)
+    import librosa
+
+    rng = np.random.default_rng(0)
+    clips = [(0.1 * rng.standard_normal(int(cfg["seconds"] * 22050))).astype(np.float32) for _ in range(cfg["batch"])]
+    return lambda: [librosa.resample(x, orig_sr=22050, target_sr=16000) for x in clips]
+
+
+def resample_torchaudio_setup(cfg):
+    # torchaudio.functional.resample's defaults as torchaudio runs them (torchaudio has no wheel here):
+    # the Hann-windowed sinc kernel of its _get_sinc_resample_kernel, one strided conv1d per clip
+    import math
+
+    g = math.gcd(44100, 16000)
+    M, L = 44100 // g, 16000 // g
+    base = min(M, L) * 0.99
+    width = math.ceil(6 * M / base)
+    idx = torch.arange(-width, width + M, dtype=torch.float32)[None, None] / M
+    t = (torch.arange(0, -L, -1, dtype=torch.float32)[:, None, None] / L + idx).mul(base).clamp(-6, 6)
+    window = torch.cos(t * math.pi / 12) ** 2
+    t = t * math.pi
+    kernel = torch.where(t == 0, torch.tensor(1.0), t.sin() / t) * window * (base / M)
+    rng = np.random.default_rng(0)
+    clips = [torch.tensor((0.1 * rng.standard_normal(int(cfg["seconds"] * 44100))).astype(np.float32)) for _ in range(cfg["batch"])]
+
+    def step():
+        with torch.no_grad():
+            for x in clips:
+                y = torch.nn.functional.conv1d(torch.nn.functional.pad(x[None, None], (width, width + M)), kernel, stride=M)
+                y.transpose(1, 2).reshape(-1)[: math.ceil(L * x.shape[0] / M)]
+
+    return step
+
+
 def fbank_setup(cfg):
     # transformers' numpy Kaldi-compatible fbank, as ASTFeatureExtractor / SeamlessM4T compute it
     # (povey window, Kaldi mel bank, pre-emphasis, DC removal) with BEATs' 128 bins.
@@ -402,7 +437,7 @@ def units_setup(cfg):
     return step
 
 
-SETUPS = {"units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "spectra_pretrain": spectra_pretrain_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
+SETUPS = {"units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "spectra_pretrain": spectra_pretrain_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, "resample_soxr": resample_soxr_setup, "resample_torchaudio": resample_torchaudio_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():

@@ -202,12 +202,23 @@ at::Tensor sinc_hann_resample(const at::Tensor& x, int64_t from, int64_t to) {
   const int64_t g = std::gcd(from, to), M = from / g, L = to / g, n = x.size(0);
   const double lpw = 6, cut = 0.99 * static_cast<double>(std::min(M, L));
   const auto w = static_cast<int64_t>(std::ceil(lpw * static_cast<double>(M) / cut));
+  // the kernel of the last rate pair, kept (a dataset's clips share one rate; torchaudio's Resample keeps it too)
+  static std::mutex lock;
+  static std::tuple<int64_t, int64_t, at::ScalarType, at::Device> last_key{0, 0, at::kFloat, at::kCPU};
+  static at::Tensor last;
+  std::lock_guard<std::mutex> hold(lock);
+  if (last.defined() && last_key == std::make_tuple(M, L, x.scalar_type(), x.device())) {
+    auto padded = at::constant_pad_nd(x.view({1, 1, n}), {w, w + M});
+    return at::conv1d(padded, last, {}, M).transpose(1, 2).reshape({-1}).narrow(0, 0, (L * n + M - 1) / M);
+  }
   auto f64 = x.options().dtype(at::kDouble);
   auto t = at::arange(0, -L, -1, f64).div(L).unsqueeze(1) + at::arange(-w, w + M, f64).div(M).unsqueeze(0);  // (L, 2w + M)
   t = t.mul(cut).clamp(-lpw, lpw);
   auto window = at::cos(t * (M_PI / lpw / 2)).pow(2);
   t = t * M_PI;
   auto kernel = (at::where(t.eq(0), at::ones_like(t), at::sin(t) / t) * window * (cut / M)).to(x.scalar_type()).unsqueeze(1);  // (L, 1, K)
+  last = kernel;
+  last_key = std::make_tuple(M, L, x.scalar_type(), x.device());
   auto padded = at::constant_pad_nd(x.view({1, 1, n}), {w, w + M});
   auto y = at::conv1d(padded, kernel, {}, M).transpose(1, 2).reshape({-1});  // (blocks · L): phases interleaved
   return y.narrow(0, 0, (L * n + M - 1) / M);
