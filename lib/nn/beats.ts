@@ -1,4 +1,4 @@
-/** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/nn/beats. */
+/** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/models/beats. */
 import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { EmotorchError, invalid, renameDeprecated } from '../errors';

@@ -1,6 +1,6 @@
 /**
  * CLIP (HF CLIPModel, CLIPVisionModel[WithProjection], CLIPTextModel[WithProjection]) on
- * native/nn/clip, and the LanguageBind towers that are CLIP folders with extras: video with
+ * native/models/clip, and the LanguageBind towers that are CLIP folders with extras: video with
  * temporal attention in every layer (and the V1.5 tube embedding), audio as a non-square fbank
  * "image", and the LoRA-tuned releases whose vision encoder peft wrapped.
  */

@@ -1,6 +1,6 @@
 /**
  * InternViT (InternVL's `InternVisionModel`, remote code modeling_intern_vit.py) on
- * native/nn/intern_vit: the vision tower of every InternVL2 model (InternViT-300M-448px for
+ * native/models/intern_vit: the vision tower of every InternVL2 model (InternViT-300M-448px for
  * 1B–8B, InternViT-6B for 26B+), under the original names (`embeddings.class_embedding`,
  * `encoder.layers.N.attn.qkv`, `ls1`, …).
  */

@@ -1,5 +1,5 @@
 /**
- * LLaMA-family causal LM on native/nn/llama: HF LlamaForCausalLM (Vicuna, Mistral and Qwen2 configs
+ * LLaMA-family causal LM on native/models/llama: HF LlamaForCausalLM (Vicuna, Mistral and Qwen2 configs
  * load too) and the InternVL2 family's LLMs under their own checkpoint names: InternLM2 (remote
  * code: `attention.wqkv`, `feed_forward.w1/w2/w3`, `tok_embeddings`, `output`, dynamic NTK RoPE)
  * and Phi-3 (`qkv_proj`, `gate_up_proj`, su / longrope RoPE). `config.model_type` picks the layout.

@@ -1,4 +1,4 @@
-/** Q-Former (HF Blip2QFormerModel; LAVIS / SALMONN checkpoints through a rename table), on native/nn/qformer. */
+/** Q-Former (HF Blip2QFormerModel; LAVIS / SALMONN checkpoints through a rename table), on native/models/qformer. */
 import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';

@@ -1,4 +1,4 @@
-/** RoBERTa (HF RobertaModel), on native/nn/roberta. */
+/** RoBERTa (HF RobertaModel), on native/models/roberta. */
 import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
@@ -169,7 +169,7 @@ export class RobertaModel extends NativeModule {
 
 /**
  * `num_layers` RoBERTa layers over given hidden states, keys `N.*` (SPECTRA's `fused_encoder`, the
- * ECF classifier's dialogue context), on native/nn/roberta's RobertaLayers.
+ * ECF classifier's dialogue context), on native/models/roberta's RobertaLayers.
  */
 export class RobertaLayers extends NativeModule {
   readonly numLayers: number;

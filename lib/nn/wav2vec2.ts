@@ -1,4 +1,4 @@
-/** Wav2Vec2 (HF Wav2Vec2Model; XLS-R is its layer-norm, stable-layer-norm variant), on native/nn/wav2vec2. */
+/** Wav2Vec2 (HF Wav2Vec2Model; XLS-R is its layer-norm, stable-layer-norm variant), on native/models/wav2vec2. */
 import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor, tensor, zeros } from '../tensor';
 import * as fs from 'fs';

@@ -1,4 +1,4 @@
-/** WavLM (HF WavLMModel), on native/nn/wavlm. */
+/** WavLM (HF WavLMModel), on native/models/wavlm. */
 import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { invalid, withDeprecatedAlias } from '../errors';

@@ -1,4 +1,4 @@
-/** Whisper encoder (HF WhisperModel(...).encoder), on native/nn/whisper. */
+/** Whisper encoder (HF WhisperModel(...).encoder), on native/models/whisper. */
 import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';

@@ -1,6 +1,6 @@
 #include "audio/units.h"
 
-#include "nn/fused.h"
+#include "kernels/fused.h"
 
 namespace et::audio {
 

@@ -1,7 +1,7 @@
 // Discrete speech units: nearest k-means centroid (squared L2) for every frame of a layer's
 // hidden states, batched, with optional run-length deduplication (USDM / seamless UnitExtractor).
 #pragma once
-#include "nn/model.h"
+#include "models/model.h"
 
 namespace et::audio {
 

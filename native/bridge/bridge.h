@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "error.h"
-#include "nn/config.h"
+#include "config.h"
 
 namespace et::bridge {
 

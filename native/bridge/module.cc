@@ -1,9 +1,9 @@
 // ModuleHandle: a JS handle on one native model (forward, parameters, training mode, moves,
 // generation, LoRA), and createModule, which builds a model by the kind its file registered
-// (native/nn/config.h): this file knows no model.
+// (native/config.h): this file knows no model.
 #include "bridge/bridge.h"
-#include "nn/llama.h"
-#include "nn/lora.h"
+#include "models/llama.h"
+#include "blocks/lora.h"
 
 #include <optional>
 

@@ -1,7 +1,7 @@
 // OptimizerHandle: a JS handle on one native optimizer (step, zeroGrad, learning rates, state,
 // gradient clipping over its parameters), createOptimizer, and clipGradNorm over given tensors.
 #include "bridge/bridge.h"
-#include "nn/optim.h"
+#include "train/optim.h"
 
 namespace et::bridge {
 namespace {

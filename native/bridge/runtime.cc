@@ -2,7 +2,7 @@
 // count, grad mode and autocast.
 #include "bridge/bridge.h"
 #include "memory/cpu_cache.h"
-#include "nn/fused.h"
+#include "kernels/fused.h"
 #include "runtime/cpu_share.h"
 
 #include <ATen/Version.h>

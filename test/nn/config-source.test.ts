@@ -5,7 +5,7 @@ import { ROBERTA_DEFAULTS } from '../../lib/nn/roberta';
 import { LLAMA_DEFAULTS } from '../../lib/nn/llama';
 import { WHISPER_DEFAULTS } from '../../lib/nn/whisper';
 
-// Each native model reads its config in its own file and sets no defaults (native/nn/config.h):
+// Each native model reads its config in its own file and sets no defaults (native/config.h):
 // a field the TypeScript declaration stops sending fails loudly, naming it.
 describe('one config source per model', () => {
   const cases: Array<[string, Record<string, unknown>, boolean]> = [

@@ -321,7 +321,7 @@ describe('SALMONN training step = PyTorch (Q-Former + projection + LoRA LLaMA)',
 });
 
 // Attention dropout in training: with dropout on a CPU, emotorch's attention runs the steps of
-// torch's SDPA math path itself (sdpa() in native/nn/attention.cc, without _safe_softmax's passes);
+// torch's SDPA math path itself (sdpa() in native/blocks/attention.cc, without _safe_softmax's passes);
 // from the same seed it must draw the masks HF's models draw (RoBERTa through torch's SDPA, WavLM
 // through multi_head_attention_forward) and give their outputs and gradients
 // (scripts/fixtures/attention_dropout.py).

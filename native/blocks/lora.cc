@@ -1,0 +1,98 @@
+#include "blocks/lora.h"
+
+#include "kernels/fused.h"
+
+#include <cmath>
+#include <algorithm>
+
+namespace et::nn {
+
+void reset_linear(at::Tensor& weight, at::Tensor& bias) {
+  at::NoGradGuard g;
+  double bound = 1.0 / std::sqrt(static_cast<double>(weight.size(1)));
+  weight.uniform_(-bound, bound);
+  if (bias.defined()) bias.uniform_(-bound, bound);
+}
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool has_bias) {
+  weight = register_parameter("weight", at::empty({out, in}));
+  if (has_bias) bias = register_parameter("bias", at::empty({out}));
+  reset_linear(weight, bias);
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) { return apply(x, nn::linear); }
+
+at::Tensor LinearImpl::rows(const at::Tensor& x) { return apply(x, nn::linear_rows); }
+
+at::Tensor LinearImpl::apply(const at::Tensor& x, at::Tensor (*product)(const at::Tensor&, const at::Tensor&, const at::Tensor&)) {
+  auto y = product(x, weight, bias);
+  if (!lora_A.defined() || merged) return y;
+  // adapters kept in float32 on a half-precision base (peft's autocast_adapter_dtype): the input
+  // cast to theirs, the update cast back to the base's output dtype
+  auto h = at::dropout(x.scalar_type() == lora_A.scalar_type() ? x : x.to(lora_A.scalar_type()), lora_dropout, is_training());
+  auto delta = product(product(h, lora_A, {}), lora_B, {}) * scaling;
+  return y + (delta.scalar_type() == y.scalar_type() ? delta : delta.to(y.scalar_type()));
+}
+
+void LinearImpl::add_lora(int64_t r, double alpha, double dropout) {
+  TORCH_CHECK(!lora_A.defined(), "LoRA was already added to this layer");
+  TORCH_CHECK(r > 0, "LoRA rank must be positive");
+  // float32 adapters on a float16 / bfloat16 base, as peft makes them (autocast_adapter_dtype)
+  auto opts = weight.options();
+  if (weight.scalar_type() == at::kHalf || weight.scalar_type() == at::kBFloat16) opts = opts.dtype(at::kFloat);
+  auto a_mod = register_module("lora_A", std::make_shared<torch::nn::Module>());
+  auto b_mod = register_module("lora_B", std::make_shared<torch::nn::Module>());
+  auto a_def = a_mod->register_module("default", std::make_shared<torch::nn::Module>());
+  auto b_def = b_mod->register_module("default", std::make_shared<torch::nn::Module>());
+  lora_A = a_def->register_parameter("weight", at::empty({r, weight.size(1)}, opts));
+  lora_B = b_def->register_parameter("weight", at::zeros({weight.size(0), r}, opts));
+  at::NoGradGuard g;
+  double bound = 1.0 / std::sqrt(static_cast<double>(weight.size(1)));  // kaiming_uniform(a=√5), as peft
+  lora_A.uniform_(-bound, bound);
+  scaling = alpha / static_cast<double>(r);
+  lora_dropout = dropout;
+}
+
+void LinearImpl::merge() {
+  if (!lora_A.defined() || merged) return;
+  at::NoGradGuard g;
+  weight.add_((at::matmul(lora_B, lora_A) * scaling).to(weight.scalar_type()));
+  merged = true;
+}
+
+void LinearImpl::unmerge() {
+  if (!lora_A.defined() || !merged) return;
+  at::NoGradGuard g;
+  weight.sub_((at::matmul(lora_B, lora_A) * scaling).to(weight.scalar_type()));
+  merged = false;
+}
+
+std::vector<std::string> apply_lora(torch::nn::Module& root, const std::vector<std::string>& targets, int64_t r, double alpha,
+                                    double dropout) {
+  std::vector<std::string> done;
+  for (auto& item : root.named_modules("", /*include_self=*/false)) {
+    auto* lin = item.value()->as<LinearImpl>();
+    if (!lin || lin->has_lora()) continue;
+    const std::string& name = item.key();
+    // The names are chosen in TypeScript (peft's matching on the full names); here they match exactly.
+    if (std::find(targets.begin(), targets.end(), name) != targets.end()) {
+      lin->add_lora(r, alpha, dropout);
+      done.push_back(name);
+    }
+  }
+  TORCH_CHECK(!done.empty(), "LoRA: no Linear layer matches the target modules");
+  return done;
+}
+
+int64_t merge_lora(torch::nn::Module& root, bool merge) {
+  int64_t n = 0;
+  for (auto& m : root.modules(/*include_self=*/false)) {
+    auto* lin = m->as<LinearImpl>();
+    if (!lin || !lin->has_lora() || lin->merged == merge) continue;
+    merge ? lin->merge() : lin->unmerge();
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace et::nn

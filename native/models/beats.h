@@ -1,0 +1,53 @@
+// BEATs audio encoder, exactly as the original microsoft/unilm code that SALMONN uses: patch
+// embedding, post_extract_proj, weight-normed conv positions, deep-norm post-LN layers with gated
+// relative position bias (computed from layer 0's table, shared by all layers), padding mask.
+// Normalized Kaldi fbank (B, T, 128) → (B, 8·⌊T/16⌋, encoder_embed_dim).
+#pragma once
+#include "blocks/attention.h"
+#include "kernels/fused.h"
+#include "blocks/lora.h"
+#include "models/model.h"
+
+namespace et::nn {
+
+// lib/nn/beats.ts declares the fields, the original's names and defaults.
+struct BeatsConfig {
+  int64_t input_patch_size, embed_dim, encoder_layers, encoder_embed_dim;
+  int64_t encoder_ffn_embed_dim, encoder_attention_heads, conv_pos, conv_pos_groups;
+  int64_t num_buckets, max_distance;
+  bool conv_bias, layer_norm_first, deep_norm, relative_position_embedding, gru_rel_pos;
+  double dropout, attention_dropout, activation_dropout, dropout_input;
+  std::string activation_fn;
+  static BeatsConfig from(const ConfigReader& c);
+};
+
+struct BeatsLayerImpl : torch::nn::Module {
+  BeatsLayerImpl(const BeatsConfig& c, torch::nn::Embedding rel_bias);
+  // x (B, L, C); pad (B, L) bool or undefined; bias: the raw relative bias, or undefined
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& pad, RelativeBias& bias);
+  BeatsConfig cfg;
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr}, grep_linear{nullptr}, fc1{nullptr}, fc2{nullptr};
+  torch::nn::LayerNorm self_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
+  torch::nn::Embedding relative_attention_bias{nullptr};
+  at::Tensor grep_a;
+  double alpha;
+};
+TORCH_MODULE(BeatsLayer);
+
+struct BeatsEncoder : Model {
+  explicit BeatsEncoder(const BeatsConfig& c);
+  // inputs: fbank (B, T, 128) normalized; padding_mask (B, N) bool, true = padding, at the
+  // waveform's sample level (or at fbank frames), or undefined.
+  // outputs: features (B, L, C), padding mask (B, L) bool (undefined without an input mask)
+  Tensors forward(const Tensors& in) override;
+  RelativeBias relative_bias(int64_t L, const at::Device& dev, at::ScalarType dtype);
+  BeatsConfig cfg;
+  torch::nn::Conv2d patch_embedding{nullptr};
+  torch::nn::LayerNorm layer_norm{nullptr}, encoder_layer_norm{nullptr};
+  Linear post_extract_proj{nullptr};
+  at::Tensor pos_weight_g, pos_weight_v, pos_bias;
+  WeightNormCache pos_w;  // the weight-normed pos conv weight at inference
+  torch::nn::ModuleList layers{nullptr};
+};
+
+}  // namespace et::nn

@@ -1,0 +1,57 @@
+// RoBERTa (HF RobertaModel): embeddings with RoBERTa position ids (padding_idx + 1 offset), token
+// types, post-LN encoder, optional pooler. Also SPECTRA's text encoder and fused layers.
+#pragma once
+#include "blocks/lora.h"
+#include "models/model.h"
+
+namespace et::nn {
+
+// lib/nn/roberta.ts declares the fields, HF names and defaults.
+struct RobertaConfig {
+  int64_t vocab_size, hidden_size, num_hidden_layers, num_attention_heads;
+  int64_t intermediate_size, max_position_embeddings, type_vocab_size, pad_token_id;
+  double layer_norm_eps, hidden_dropout_prob, attention_probs_dropout_prob, initializer_range;
+  std::string hidden_act;
+  bool add_pooling_layer;
+  static RobertaConfig from(const ConfigReader& c);
+};
+
+// One post-LN transformer layer with BERT names (attention.self.query, …, output.LayerNorm).
+struct BertLayerImpl : torch::nn::Module {
+  BertLayerImpl(int64_t hidden, int64_t heads, int64_t inter, double eps, double hidden_drop, double attn_drop, std::string act);
+  at::Tensor forward(const at::Tensor& x, const std::optional<at::Tensor>& mask);
+  Linear query{nullptr}, key{nullptr}, value{nullptr}, attn_out{nullptr}, inter{nullptr}, out{nullptr};
+  torch::nn::LayerNorm attn_ln{nullptr}, out_ln{nullptr};
+  int64_t heads;
+  double hidden_drop, attn_drop;
+  std::string act;
+};
+TORCH_MODULE(BertLayer);
+
+struct RobertaModel : Model {
+  explicit RobertaModel(const RobertaConfig& c);
+  // inputs: input_ids (B, T) int, attention_mask (B, T) or undefined, token_type_ids (B, T) or
+  // undefined, inputs_embeds (B, T, H) or undefined (instead of input_ids)
+  // outputs: last_hidden_state (B, T, H), pooler_output (B, H) or undefined
+  Tensors forward(const Tensors& in) override;
+  // The encoder alone over given hidden states (SPECTRA's fused layers use this).
+  at::Tensor encode(at::Tensor x, const at::Tensor& attention_mask);
+  RobertaConfig cfg;
+  torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
+  torch::nn::LayerNorm emb_ln{nullptr};
+  torch::nn::ModuleList layer{nullptr};
+  Linear pooler{nullptr};
+};
+
+// A stack of RoBERTa layers without embeddings, named 0.*, 1.*, … (HF RobertaLayer names inside):
+// SPECTRA's fused encoder (`fused_encoder.N.*`).
+struct RobertaLayers : Model {
+  RobertaLayers(const RobertaConfig& c, int64_t num_layers);
+  // inputs: hidden_states (B, T, H), attention_mask (B, T) 1 = attend / 0 = padding, or undefined
+  // outputs: hidden_states (B, T, H)
+  Tensors forward(const Tensors& in) override;
+  RobertaConfig cfg;
+  std::vector<BertLayer> layers;
+};
+
+}  // namespace et::nn
