@@ -32,11 +32,20 @@ export interface TensorHandle {
 
 export type Named = [string[], TensorHandle[]];
 
+/** One field of a native config: its name, wire type, default (JSON text) and, for a nested config, its fields. */
+export interface NativeConfigField {
+  name: string;
+  type: 'i64' | 'f64' | 'bool' | 'str' | 'i64[]' | 'f64[]' | 'config';
+  default: string;
+  fields?: NativeConfigField[];
+}
+
 /** A native decoding row (nn::DecodeRow), opaque on this side. */
 export type DecodeRowHandle = { readonly __decodeRow: unique symbol };
 
 export interface ModuleHandle {
-  forward(inputs: (TensorHandle | null)[]): Promise<(TensorHandle | null)[]>;
+  /** Inputs by name (HF snake_case); the outputs the model computed, by name. */
+  forward(inputs: Record<string, TensorHandle | null>): Promise<Record<string, TensorHandle>>;
   namedParameters(): Named;
   namedBuffers(): Named;
   setTraining(on: boolean): void;
@@ -136,6 +145,8 @@ export interface Binding {
   opNames(): string[];
   op(index: number, ...args: unknown[]): TensorHandle | TensorHandle[];
   createModule(kind: string, config: object, device: string | null, dtype: string | null, skipInit?: boolean): ModuleHandle;
+  /** Each registered native kind's config as its C++ field list declares it (native/config.h). */
+  modelKinds(): Record<string, NativeConfigField[]>;
   createOptimizer(kind: 'adamw' | 'adamw_hf' | 'fused_adam' | 'sgd', groups: NativeGroup[]): OptimizerHandle;
   clipGradNorm(params: TensorHandle[], maxNorm: number, normType: number): Promise<number>;
   copyState(dst: TensorHandle[], src: TensorHandle[]): Promise<void>;

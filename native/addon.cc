@@ -12,6 +12,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   et::bridge::init_tensor(env, exports);
   et::bridge::init_ops(env, exports);
   et::bridge::init_module(env, exports);
+  et::bridge::init_generation(env, exports);
   et::bridge::init_optimizer(env, exports);
   et::bridge::init_io(env, exports);
   et::bridge::init_audio(env, exports);

@@ -17,8 +17,8 @@ class KMeansUnits extends NativeModule {
   async forward(inputs: { states: Tensor; attentionMask: Tensor | null; dedup: boolean }): Promise<{ units: Tensor; lengths: Tensor }> {
     const flag = tensor([inputs.dedup ? 1 : 0], { dtype: 'int64' });
     try {
-      const [units, lengths] = await this.run([inputs.states, inputs.attentionMask, flag]);
-      return { units: units!, lengths: lengths! };
+      const o = await this.run({ hidden_states: inputs.states, attention_mask: inputs.attentionMask, dedup: flag });
+      return { units: o.units!, lengths: o.lengths! };
     } finally {
       flag.dispose();
     }

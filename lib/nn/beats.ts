@@ -151,8 +151,8 @@ export class BeatsEncoder extends NativeModule {
     // the native encoder takes the original's padding mask (true = padding)
     const padding = attentionMask && !legacy ? attentionMask.logicalNot() : attentionMask ?? null;
     try {
-      const [h, pad] = await this.run([inputFeatures, padding]);
-      return { lastHiddenState: h!, paddingMask: pad };
+      const o = await this.run({ input_features: inputFeatures, padding_mask: padding });
+      return { lastHiddenState: o.last_hidden_state!, paddingMask: o.padding_mask ?? null };
     } finally {
       if (padding && padding !== attentionMask) padding.dispose();
     }

@@ -319,8 +319,8 @@ export class ClipVisionModel extends NativeModule {
   async forward(inputs: ClipVisionInputs | Tensor): Promise<ClipVisionOutputs> {
     const { pixelValues } = this.namedInputs<ClipVisionInputs>(inputs, 'pixelValues', 'CLIP vision');
     checkPixels(pixelValues, this.config, 'pixelValues');
-    const [last, pooled, embeds] = await this.run([pixelValues]);
-    return { lastHiddenState: last!, poolerOutput: pooled!, imageEmbeds: embeds };
+    const o = await this.run({ pixel_values: pixelValues });
+    return { lastHiddenState: o.last_hidden_state!, poolerOutput: o.pooler_output!, imageEmbeds: o.image_embeds ?? null };
   }
 }
 
@@ -390,8 +390,8 @@ export class ClipTextModel extends NativeModule {
   async forward(inputs: ClipTextInputs | Tensor): Promise<ClipTextOutputs> {
     const { inputIds, attentionMask } = this.namedInputs<ClipTextInputs>(inputs, 'inputIds', 'CLIP text');
     checkText(inputIds, attentionMask, this.config);
-    const [last, pooled, embeds] = await this.run([inputIds, attentionMask ?? null]);
-    return { lastHiddenState: last!, poolerOutput: pooled!, textEmbeds: embeds };
+    const o = await this.run({ input_ids: inputIds, attention_mask: attentionMask });
+    return { lastHiddenState: o.last_hidden_state!, poolerOutput: o.pooler_output!, textEmbeds: o.text_embeds ?? null };
   }
 }
 
@@ -464,10 +464,11 @@ export class ClipModel extends NativeModule {
     if (inputIds) checkText(inputIds, attentionMask, this.config.text_config);
     else if (attentionMask) invalid('inputIds with it', 'attentionMask', 'no inputIds');
     if (pixelValues) checkPixels(pixelValues, this.config.vision_config, 'pixelValues');
-    const o = await this.run([inputIds ?? null, attentionMask ?? null, pixelValues ?? null]);
+    const o = await this.run({ input_ids: inputIds, attention_mask: attentionMask, pixel_values: pixelValues });
     return {
-      logitsPerImage: o[0], logitsPerText: o[1], textEmbeds: o[2], imageEmbeds: o[3], textPoolerOutput: o[4], visionPoolerOutput: o[5],
-      textLastHiddenState: o[6], visionLastHiddenState: o[7],
+      logitsPerImage: o.logits_per_image ?? null, logitsPerText: o.logits_per_text ?? null, textEmbeds: o.text_embeds ?? null,
+      imageEmbeds: o.image_embeds ?? null, textPoolerOutput: o.text_pooler_output ?? null, visionPoolerOutput: o.image_pooler_output ?? null,
+      textLastHiddenState: o.text_last_hidden_state ?? null, visionLastHiddenState: o.image_last_hidden_state ?? null,
     };
   }
 }

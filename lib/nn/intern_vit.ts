@@ -139,9 +139,9 @@ export class InternVisionModel extends NativeModule {
       const empty = () => this.emptyOutput([0, n, this.config.hidden_size], pixelValues.device);
       return { lastHiddenState: empty(), poolerOutput: this.emptyOutput([0, this.config.hidden_size], pixelValues.device), hiddenState: index ? empty() : null };
     }
-    const [last, pooled, asked] = await this.run([pixelValues, index]);
+    const o = await this.run({ pixel_values: pixelValues, select_layer: index });
     index?.dispose();
-    return { lastHiddenState: last!, poolerOutput: pooled!, hiddenState: asked };
+    return { lastHiddenState: o.last_hidden_state!, poolerOutput: o.pooler_output!, hiddenState: o.selected_hidden_state ?? null };
   }
 }
 
@@ -211,6 +211,6 @@ export class InternVLProjector extends NativeModule {
     const side = Math.round(Math.sqrt(s[1] - 1));
     if (side < 1 || side * side !== s[1] - 1 || !Number.isInteger(side * r)) invalid(`1 + side² tokens with side a multiple of ${1 / r}`, 'hiddenStates', `[${s}]`);
     if (s[0] === 0) return { imageTokens: this.emptyOutput([0, side * side * r * r, this.config.llm_hidden_size], hidden.device) };
-    return { imageTokens: (await this.run([hidden]))[0]! };
+    return { imageTokens: (await this.run({ vit_embeds: hidden })).image_tokens! };
   }
 }

@@ -40,7 +40,7 @@ export class Linear extends NativeModule {
   }
   async forward(x: Tensor): Promise<Tensor> {
     lastDim(x, this.config.in_features, 'Linear');
-    return (await this.run([x]))[0]!;
+    return (await this.run({ input: x })).output!;
   }
 }
 
@@ -83,7 +83,7 @@ export class Mlp extends NativeModule {
   }
   async forward(x: Tensor): Promise<Tensor> {
     lastDim(x, this.config.sizes[0], 'Mlp');
-    return (await this.run([x]))[0]!;
+    return (await this.run({ input: x })).output!;
   }
 }
 
@@ -109,7 +109,7 @@ export class LayerNorm extends NativeModule {
   }
   async forward(x: Tensor): Promise<Tensor> {
     lastDim(x, this.config.normalized_shape, 'LayerNorm');
-    return (await this.run([x]))[0]!;
+    return (await this.run({ input: x })).output!;
   }
 }
 
@@ -145,6 +145,6 @@ export class Embedding extends NativeModule {
   async forward(ids: Tensor): Promise<Tensor> {
     checkTensor(ids, 'Embedding ids');
     if (ids.dtype !== 'int64' && ids.dtype !== 'int32') invalid('an int64 or int32 tensor of ids', 'Embedding ids', `dtype ${ids.dtype}`);
-    return (await this.run([ids]))[0]!;
+    return (await this.run({ input: ids })).output!;
   }
 }

@@ -384,11 +384,14 @@ export class LlamaForCausalLM extends NativeModule {
     if (b === 0) return { logits: this.emptyOutput([0, t, this.config.vocab_size], device) };
     // The loss is computed in the same native call (on the compute thread, with the intra-op threads).
     const items = numItemsInBatch === undefined ? null : tensor([numItemsInBatch], { dtype: 'float64' }).reshape([]);
-    const out = await this.run([inputs.inputIds ?? null, inputs.attentionMask ?? null, inputs.positionIds ?? null, inputs.inputsEmbeds ?? null, labels ?? null, items]);
+    const out = await this.run({
+      input_ids: inputs.inputIds, attention_mask: inputs.attentionMask, position_ids: inputs.positionIds, inputs_embeds: inputs.inputsEmbeds,
+      labels, num_items_in_batch: items,
+    });
     items?.dispose();
-    const logits = out[0]!;
+    const logits = out.logits!;
     if (!labels) return { logits };
-    return { logits, loss: out[1]! };
+    return { logits, loss: out.loss! };
   }
 
   /**

@@ -3,7 +3,7 @@
  * (the built-in layers and model zoo) or composed in TypeScript from child modules and its own
  * parameters; both share this interface.
  */
-import { binding, ModuleHandle } from '../native';
+import { binding, ModuleHandle, TensorHandle } from '../native';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { DType, checkDtype, isFloating } from '../dtype';
 import { Device, checkDevice } from '../device';
@@ -418,9 +418,15 @@ export abstract class NativeModule extends Module {
     const p = this.parameters().find((t) => isFloating(t.dtype));
     return zeros(shape, { dtype: p?.dtype ?? 'float32', device: device as Device });
   }
-  /** @internal Runs the native forward over positional tensors (null = not given). */
-  protected async run(inputs: Array<Tensor | null | undefined>): Promise<Array<Tensor | null>> {
-    const out = await this.native.forward(inputs.map((t) => (t ? t.handle : null)));
-    return out.map((x) => (x ? new Tensor(x) : null));
+  /**
+   * @internal Runs the native forward over named tensors (HF's snake_case names: `input_ids`,
+   * `attention_mask`, …; null or undefined = not given) and returns the outputs it computed, by
+   * name. The native model must read every name sent (a misspelt one is an error).
+   */
+  protected async run(inputs: Record<string, Tensor | null | undefined>): Promise<Record<string, Tensor | undefined>> {
+    const sent: Record<string, TensorHandle | null> = {};
+    for (const [k, t] of Object.entries(inputs)) sent[k] = t ? t.handle : null;
+    const out = await this.native.forward(sent);
+    return Object.fromEntries(Object.entries(out).map(([k, h]) => [k, new Tensor(h)]));
   }
 }

@@ -133,6 +133,7 @@ export class QFormer extends NativeModule {
       invalid(`shape [${s.slice(0, 2)}]`, 'encoderAttentionMask', `[${inputs.encoderAttentionMask.shape}]`);
     }
     if (s[0] === 0) return { lastHiddenState: this.emptyOutput([0, queries, this.config.hidden_size], enc.device) };
-    return { lastHiddenState: (await this.run([inputs.queryEmbeds ?? null, enc, inputs.encoderAttentionMask ?? null]))[0]! };
+    const o = await this.run({ query_embeds: inputs.queryEmbeds, encoder_hidden_states: enc, encoder_attention_mask: inputs.encoderAttentionMask });
+    return { lastHiddenState: o.last_hidden_state! };
   }
 }

@@ -162,8 +162,8 @@ export class RobertaModel extends NativeModule {
       const dev = (inputIds ?? inputsEmbeds)!.device;
       return { lastHiddenState: this.emptyOutput([0, bt[1], this.config.hidden_size], dev), poolerOutput: this.config.add_pooling_layer ? this.emptyOutput([0, this.config.hidden_size], dev) : null };
     }
-    const [h, pooled] = await this.run([inputIds ?? null, attentionMask ?? null, tokenTypeIds ?? null, inputsEmbeds ?? null]);
-    return { lastHiddenState: h!, poolerOutput: pooled };
+    const o = await this.run({ input_ids: inputIds, attention_mask: attentionMask, token_type_ids: tokenTypeIds, inputs_embeds: inputsEmbeds });
+    return { lastHiddenState: o.last_hidden_state!, poolerOutput: o.pooler_output ?? null };
   }
 }
 
@@ -179,6 +179,6 @@ export class RobertaLayers extends NativeModule {
   }
   /** @returns `{ lastHiddenState }` (batch, length, hidden) after every layer; `attentionMask` (batch, length) 1 = attend. */
   async forward(inputs: { hiddenStates: Tensor; attentionMask?: Tensor | null }): Promise<{ lastHiddenState: Tensor }> {
-    return { lastHiddenState: (await this.run([inputs.hiddenStates, inputs.attentionMask ?? null]))[0]! };
+    return { lastHiddenState: (await this.run({ hidden_states: inputs.hiddenStates, attention_mask: inputs.attentionMask })).last_hidden_state! };
   }
 }

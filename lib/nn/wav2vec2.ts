@@ -334,7 +334,7 @@ export class Wav2Vec2Model extends NativeModule {
       }, 'frameMask', 'attentionMask');
     }
     const out = await this.runStates(x, x.outputHiddenStates ? L : null);
-    return withDeprecatedAlias({ lastHiddenState: out[0]!, attentionMask: out[1], ...(x.outputHiddenStates ? { hiddenStates: out.slice(2) as Tensor[] } : {}) }, 'frameMask', 'attentionMask');
+    return withDeprecatedAlias({ lastHiddenState: out.last!, attentionMask: out.frameMask, ...(x.outputHiddenStates ? { hiddenStates: out.states } : {}) }, 'frameMask', 'attentionMask');
   }
 
   /**
@@ -353,14 +353,18 @@ export class Wav2Vec2Model extends NativeModule {
       return withDeprecatedAlias({ hiddenState: this.emptyOutput([0, frames, this.config.hidden_size], x.inputValues.device), attentionMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null }, 'frameMask', 'attentionMask');
     }
     const out = await this.runStates(x, layer);
-    out[0]?.dispose();
-    return withDeprecatedAlias({ hiddenState: out[out.length - 1]!, attentionMask: out[1] }, 'frameMask', 'attentionMask');
+    out.last?.dispose();
+    return withDeprecatedAlias({ hiddenState: out.states[out.states.length - 1]!, attentionMask: out.frameMask }, 'frameMask', 'attentionMask');
   }
 
-  private async runStates(x: Wav2Vec2Inputs, upTo: number | null): Promise<Array<Tensor | null>> {
+  /** The native forward: the last hidden state (when every layer ran), the frames' mask, and with `upTo` the states 0..upTo. */
+  private async runStates(x: Wav2Vec2Inputs, upTo: number | null): Promise<{ last: Tensor | undefined; frameMask: Tensor | null; states: Tensor[] }> {
     const k = upTo === null ? null : tensor([upTo], { dtype: 'int64' });
     try {
-      return await this.run([x.inputValues, x.attentionMask ?? null, k]);
+      const o = await this.run({ input_values: x.inputValues, attention_mask: x.attentionMask, hidden_states_up_to: k });
+      const states: Tensor[] = [];
+      for (let i = 0; o[`hidden_states.${i}`]; i++) states.push(o[`hidden_states.${i}`]!);
+      return { last: o.last_hidden_state, frameMask: o.frame_mask ?? null, states };
     } finally {
       k?.dispose();
     }

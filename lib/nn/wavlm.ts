@@ -143,7 +143,7 @@ export class WavLMModel extends NativeModule {
       const frames = this.framesFor(s[1]);
       return withDeprecatedAlias({ lastHiddenState: this.emptyOutput([0, frames, this.config.hidden_size], inputs.inputValues.device), attentionMask: inputs.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null }, 'frameMask', 'attentionMask');
     }
-    const [h, m] = await this.run([inputs.inputValues, inputs.attentionMask ?? null]);
-    return withDeprecatedAlias({ lastHiddenState: h!, attentionMask: m }, 'frameMask', 'attentionMask');
+    const o = await this.run({ input_values: inputs.inputValues, attention_mask: inputs.attentionMask });
+    return withDeprecatedAlias({ lastHiddenState: o.last_hidden_state!, attentionMask: o.frame_mask ?? null }, 'frameMask', 'attentionMask');
   }
 }

@@ -122,6 +122,6 @@ export class WhisperEncoder extends NativeModule {
       invalid(`log-mel features (batch, ${this.config.num_mel_bins}, 2 ≤ frames ≤ ${max})`, 'inputFeatures', `[${s}]`);
     }
     if (s[0] === 0) return { lastHiddenState: this.emptyOutput([0, Math.ceil(s[2] / 2), this.config.d_model], inputFeatures.device) };
-    return { lastHiddenState: (await this.run([inputFeatures]))[0]! };
+    return { lastHiddenState: (await this.run({ input_features: inputFeatures })).last_hidden_state! };
   }
 }

@@ -63,10 +63,11 @@ KMeansUnits::KMeansUnits(int64_t num_units, int64_t dim) {
   centroids = register_buffer("centroids", at::zeros({num_units, dim}));
 }
 
-nn::Tensors KMeansUnits::forward(const nn::Tensors& in) {
-  const at::Tensor& states = in.at(0);
-  const at::Tensor valid = in.size() > 1 ? in[1] : at::Tensor();
-  bool dedup = in.size() > 2 && in[2].defined() && in[2].item<double>() != 0;
+nn::Outputs KMeansUnits::forward(const nn::Inputs& in) {
+  const at::Tensor& states = in.at("hidden_states");
+  const at::Tensor valid = in.opt("attention_mask");
+  const at::Tensor dedup_flag = in.opt("dedup");
+  bool dedup = dedup_flag.defined() && dedup_flag.item<double>() != 0;
   // ½‖c‖² is cached until the centroids change: a load copies into them (their version moves), a
   // move or a dtype change gives them new storage (the cached storage is held, so its memory
   // cannot come back at the same address; inference tensors have no version: never cached). Calls
@@ -84,14 +85,12 @@ nn::Tensors KMeansUnits::forward(const nn::Tensors& in) {
   auto units = assign_units(states, centroids, valid, half_norms);
   if (dedup) {
     auto [d, len] = dedup_units(units);
-    return {d, len};
+    return {{"units", d}, {"lengths", len}};
   }
   auto len = valid.defined() ? valid.to(at::kLong).sum(1) : at::full({units.size(0)}, units.size(1), units.options());
-  return {units, len};
+  return {{"units", units}, {"lengths", len}};
 }
 
-static const nn::ModelKind kmeans_units_kind("kmeans_units", [](const nn::ConfigReader& c) {
-  return std::make_shared<KMeansUnits>(c.i64("num_units"), c.i64("dim"));
-});
+static const nn::ModelKind kmeans_units_kind = nn::ModelKind::of<KMeansUnits, KMeansUnitsConfig>("kmeans_units");
 
 }  // namespace et::audio

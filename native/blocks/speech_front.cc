@@ -149,27 +149,5 @@ at::Tensor SpeechFront::valid_frames(const at::Tensor& keep, int64_t frames) con
   return at::arange(frames, len.options()).unsqueeze(0).lt(len.unsqueeze(1));  // (B, T)
 }
 
-void SpeechEncoderConfig::read(const ConfigReader& c, SpeechEncoderConfig& w) {
-  w.conv_dim = c.ints("conv_dim");
-  w.conv_kernel = c.ints("conv_kernel");
-  w.conv_stride = c.ints("conv_stride");
-  w.conv_bias = c.flag("conv_bias");
-  w.do_stable_layer_norm = c.flag("do_stable_layer_norm");
-  w.masked_spec_embed = c.flag("masked_spec_embed");
-  w.feat_extract_norm = c.str("feat_extract_norm");
-  w.feat_extract_activation = c.str("feat_extract_activation");
-  w.hidden_act = c.str("hidden_act");
-  w.hidden_size = c.i64("hidden_size");
-  w.num_hidden_layers = c.i64("num_hidden_layers");
-  w.num_attention_heads = c.i64("num_attention_heads");
-  w.intermediate_size = c.i64("intermediate_size");
-  w.num_conv_pos_embeddings = c.i64("num_conv_pos_embeddings");
-  w.num_conv_pos_embedding_groups = c.i64("num_conv_pos_embedding_groups");
-  w.layer_norm_eps = c.f64("layer_norm_eps");
-  w.hidden_dropout = c.f64("hidden_dropout");
-  w.attention_dropout = c.f64("attention_dropout");
-  w.activation_dropout = c.f64("activation_dropout");
-  w.feat_proj_dropout = c.f64("feat_proj_dropout");
-}
 
 }  // namespace et::nn

@@ -2,7 +2,7 @@
 // and C++, maps every C++ failure to an EmotorchError, and runs heavy calls on the libuv pool
 // through one helper (Task / run_async) on one compute thread. No math lives here.
 // One concern per file: errors.cc, async.cc (the compute thread), convert.cc, tensor.cc,
-// runtime.cc (seed, threads, autocast), module.cc, optimizer.cc, io.cc, ops.cc, audio.cc,
+// runtime.cc (seed, threads, autocast), module.cc, generation.cc, optimizer.cc, io.cc, ops.cc, audio.cc,
 // distributed.cc, media.cc (the in-process video reader); addon.cc registers them.
 #pragma once
 #include <ATen/ATen.h>
@@ -18,6 +18,10 @@
 
 #include "error.h"
 #include "config.h"
+
+namespace et::nn {
+struct Model;
+}
 
 namespace et::bridge {
 
@@ -127,12 +131,16 @@ double to_double(const Napi::Value& v, const char* what);
 // A model's (or optimizer group's) config object, read field by field by its native declaration.
 std::unique_ptr<nn::ConfigReader> config_reader(const Napi::Value& v, const std::string& kind);
 
+// The model behind a ModuleHandle and the mutex its calls take (ERR_DISPOSED after dispose()).
+std::pair<std::shared_ptr<nn::Model>, std::shared_ptr<std::mutex>> module_of(const Napi::Value& handle);
+
 // ---- registration (each .cc of the bridge adds its functions to exports) ----
 void init_errors(Napi::Env env, Napi::Object exports);
 void init_runtime(Napi::Env env, Napi::Object exports);
 void init_tensor(Napi::Env env, Napi::Object exports);
 void init_ops(Napi::Env env, Napi::Object exports);
 void init_module(Napi::Env env, Napi::Object exports);
+void init_generation(Napi::Env env, Napi::Object exports);  // after init_module: adds ModuleHandle's decoding methods
 void init_optimizer(Napi::Env env, Napi::Object exports);
 void init_io(Napi::Env env, Napi::Object exports);
 void init_profiler(Napi::Env env, Napi::Object exports);

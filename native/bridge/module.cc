@@ -1,9 +1,10 @@
-// ModuleHandle: a JS handle on one native model (forward, parameters, training mode, moves,
-// generation, LoRA), and createModule, which builds a model by the kind its file registered
-// (native/config.h): this file knows no model.
+// ModuleHandle: a JS handle on one native model (forward by named tensors, parameters, training
+// mode, moves, LoRA), createModule, which builds a model by the kind its file registered
+// (native/config.h), and modelKinds, each kind's declared config fields. This file knows no model;
+// generation.cc adds the decoding methods for models that are causal LMs.
 #include "bridge/bridge.h"
-#include "models/llama.h"
 #include "blocks/lora.h"
+#include "models/model.h"
 
 #include <optional>
 
@@ -22,9 +23,6 @@ void move_module(nn::Model& m, std::optional<at::Device> dev, std::optional<at::
   for (auto& b : m.buffers()) move(b);
 }
 
-using RowRef = std::shared_ptr<nn::DecodeRow>;
-const napi_type_tag kRowTag = {0x656d6f746f726368ULL, 0x6465636f6465726fULL};  // "emotorch" "decodero"
-
 class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
@@ -35,10 +33,6 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
                                        InstanceMethod("setTraining", &ModuleHandle::SetTraining),
                                        InstanceMethod("training", &ModuleHandle::Training),
                                        InstanceMethod("to", &ModuleHandle::To),
-                                       InstanceMethod("generate", &ModuleHandle::Generate),
-                                       InstanceMethod("startDecode", &ModuleHandle::StartDecode),
-                                       InstanceMethod("decodeStep", &ModuleHandle::DecodeStep),
-                                       InstanceMethod("endDecode", &ModuleHandle::EndDecode),
                                        InstanceMethod("applyLora", &ModuleHandle::ApplyLora),
                                        InstanceMethod("mergeLora", &ModuleHandle::MergeLora),
                                        InstanceMethod("setGradientCheckpointing", &ModuleHandle::SetGradientCheckpointing),
@@ -49,24 +43,43 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   explicit ModuleHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModuleHandle>(info) {}
   std::shared_ptr<nn::Model> model;
   std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
-
- private:
   // The module, or ERR_DISPOSED after dispose() (a call in flight holds its own reference).
   std::shared_ptr<nn::Model> live() const {
     if (!model) throw CodedError("ERR_DISPOSED", "this module was disposed");
     return model;
   }
+
+ private:
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
     model.reset();
     return info.Env().Undefined();
   }
+  // forward({ name: Tensor | null, … }) → Promise<{ name: Tensor, … }>: the model reads its
+  // inputs by name; a name it did not read is an error naming it (a misspelt input never goes
+  // silently unused). Outputs the model did not compute are left out.
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
-      auto inputs = to_tensors(info[0], "forward inputs");
+      if (!info[0].IsObject() || info[0].IsArray()) throw CodedError("ERR_INVALID_ARG", "forward takes an object of named tensors");
+      auto obj = info[0].As<Napi::Object>();
+      auto names = obj.GetPropertyNames();
+      std::map<std::string, at::Tensor> given;
+      for (uint32_t i = 0; i < names.Length(); ++i) {
+        auto name = names.Get(i).As<Napi::String>().Utf8Value();
+        Napi::Value v = obj.Get(name);
+        given[name] = v.IsNull() || v.IsUndefined() ? at::Tensor() : to_tensor(v, name.c_str());
+      }
       auto m = live();
-      auto out = std::make_shared<nn::Tensors>();
-      return run_async(info.Env(), "emotorch.forward", mutex, [m, inputs, out] { *out = m->forward(inputs); },
-                       [out](Napi::Env env) { return from_tensors(env, *out); });
+      auto out = std::make_shared<nn::Outputs>();
+      return run_async(info.Env(), "emotorch.forward", mutex, [m, given, out] {
+        nn::Inputs in(given);
+        *out = m->forward(in);
+        auto unread = in.unread();
+        if (!unread.empty()) throw CodedError("ERR_INVALID_ARG", "the model's forward takes no input '" + unread[0] + "'");
+      }, [out](Napi::Env env) -> Napi::Value {
+        auto o = Napi::Object::New(env);
+        for (const auto& [k, t] : *out) if (t.defined()) o.Set(k, TensorHandle::wrap(env, t));
+        return o;
+      });
     });
   }
   static Napi::Value named(Napi::Env env, const torch::OrderedDict<std::string, at::Tensor>& d) {
@@ -98,121 +111,6 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   }
   Napi::Value Training(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value { return Napi::Boolean::New(info.Env(), live()->is_training()); });
-  }
-  // generate(inputIds|null, inputsEmbeds|null, attentionMask|null, config, onTokens|null)
-  //   → { result: Promise<Tensor (B, new)>, cancel(): void }
-  // onTokens(ids: number[]) gets each greedy / sampling step's tokens on the JS thread (a
-  // thread-safe function: calls may still arrive after `result` settles, so lib/ counts them in:
-  // one per step, the result's width); cancel() makes the loop
-  // stop before its next step (or skip the prompt pass when it has not started).
-  Napi::Value Generate(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      Napi::Env env = info.Env();
-      auto llm = std::dynamic_pointer_cast<nn::LlamaForCausalLM>(live());
-      if (!llm) throw CodedError("ERR_INVALID_ARG", "generate() needs a causal language model");
-      auto opt = [&](size_t i, const char* what) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what); };
-      at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
-      auto g = nn::GenerationConfig::from(*config_reader(info[3], "generation"));
-      auto stop = std::make_shared<std::atomic<bool>>(false);
-      g.stop = [stop] { return stop->load(); };
-      std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
-      if (info.Length() > 4 && info[4].IsFunction()) {
-        tsfn = std::shared_ptr<Napi::ThreadSafeFunction>(
-            new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "emotorch.generate.tokens", 0, 1)),
-            [](Napi::ThreadSafeFunction* f) { f->Release(); delete f; });
-        g.on_tokens = [tsfn](const std::vector<int64_t>& t) {
-          auto* data = new std::vector<int64_t>(t);
-          auto call = [](Napi::Env e, Napi::Function fn, std::vector<int64_t>* d) {
-            std::unique_ptr<std::vector<int64_t>> own(d);
-            if (!e || !fn) return;
-            auto arr = Napi::Array::New(e, d->size());
-            for (uint32_t i = 0; i < d->size(); ++i) arr.Set(i, Napi::Number::New(e, static_cast<double>((*d)[i])));
-            try {
-              fn.Call({arr});
-            } catch (const Napi::Error&) {  // a throwing listener must not stop generation
-            }
-          };
-          if (tsfn->NonBlockingCall(data, call) != napi_ok) delete data;
-        };
-      }
-      auto out = std::make_shared<at::Tensor>();
-      auto result = run_async(env, "emotorch.generate", mutex, [llm, ids, embeds, mask, g, out]() mutable {
-        at::NoGradGuard ng;
-        *out = llm->generate(ids, embeds, mask, g);
-        g.on_tokens = nullptr;  // releases the thread-safe function here, after the last call
-      }, [out](Napi::Env env) { return TensorHandle::wrap(env, *out); });
-      auto handle = Napi::Object::New(env);
-      handle.Set("result", result);
-      handle.Set("cancel", Napi::Function::New(env, [stop](const Napi::CallbackInfo& ci) {
-        stop->store(true);
-        return ci.Env().Undefined();
-      }, "cancel"));
-      return handle;
-    });
-  }
-  std::shared_ptr<nn::LlamaForCausalLM> llm() const {
-    auto m = std::dynamic_pointer_cast<nn::LlamaForCausalLM>(live());
-    if (!m) throw CodedError("ERR_INVALID_ARG", "decoding needs a causal language model");
-    return m;
-  }
-  // The decoding row an External from startDecode holds (type-tagged: nothing else is taken for one).
-  static std::shared_ptr<nn::DecodeRow> row_of(const Napi::Value& v) {
-    if (!v.IsExternal() || !v.As<Napi::External<RowRef>>().CheckTypeTag(&kRowTag)) throw CodedError("ERR_INVALID_ARG", "expected a decoding row from startDecode");
-    return *v.As<Napi::External<RowRef>>().Data();
-  }
-  // startDecode(inputIds|null, inputsEmbeds|null, attentionMask|null, config, seed|null) → Promise<row>
-  // (an External): the prompt run, nothing chosen yet (nn::LlamaForCausalLM::start_row).
-  Napi::Value StartDecode(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      auto m = llm();
-      auto opt = [&](size_t i, const char* what) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what); };
-      at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
-      auto g = nn::GenerationConfig::from(*config_reader(info[3], "generation"));
-      std::optional<uint64_t> seed;
-      if (info.Length() > 4 && info[4].IsNumber()) seed = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
-      auto out = std::make_shared<RowRef>();
-      return run_async(info.Env(), "emotorch.startDecode", mutex, [m, ids, embeds, mask, g, seed, out] {
-        at::NoGradGuard ng;
-        *out = m->start_row(ids, embeds, mask, g, seed);
-      }, [out](Napi::Env env) -> Napi::Value {
-        auto ext = Napi::External<RowRef>::New(env, new RowRef(*out), [](Napi::Env, RowRef* r) { delete r; });
-        ext.TypeTag(&kRowTag);
-        return ext;
-      });
-    });
-  }
-  // decodeStep(rows) → Promise<number[]>: each row's next token, −1 for a row done before
-  // (nn::LlamaForCausalLM::decode_rows).
-  Napi::Value DecodeStep(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      auto m = llm();
-      if (!info[0].IsArray()) throw CodedError("ERR_INVALID_ARG", "decodeStep takes an array of decoding rows");
-      auto arr = info[0].As<Napi::Array>();
-      std::vector<std::shared_ptr<nn::DecodeRow>> rows;
-      for (uint32_t i = 0; i < arr.Length(); ++i) rows.push_back(row_of(arr.Get(i)));
-      auto out = std::make_shared<std::vector<int64_t>>();
-      return run_async(info.Env(), "emotorch.decodeStep", mutex, [m, rows, out] {
-        at::NoGradGuard ng;
-        std::vector<nn::DecodeRow*> raw;
-        for (auto& r : rows) raw.push_back(r.get());
-        *out = m->decode_rows(raw);
-      }, [out](Napi::Env env) -> Napi::Value {
-        auto a = Napi::Array::New(env, out->size());
-        for (uint32_t i = 0; i < out->size(); ++i) a.Set(i, Napi::Number::New(env, static_cast<double>((*out)[i])));
-        return a;
-      });
-    });
-  }
-  // endDecode(row) → Promise<void>: the row done, its cache freed (a request that left the batch).
-  Napi::Value EndDecode(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      auto row = row_of(info[0]);
-      return run_async(info.Env(), "emotorch.endDecode", mutex, [row] {
-        row->done = true;
-        row->cache = nn::KVCache();
-        row->last = at::Tensor();
-      }, nullptr);
-    });
   }
   // applyLora(targets, r, alpha, dropout) → names of the wrapped layers
   Napi::Value ApplyLora(const Napi::CallbackInfo& info) {
@@ -265,6 +163,7 @@ Napi::Value CreateModule(const Napi::CallbackInfo& info) {
     auto kind = to_string(info[0], "module kind");
     auto it = nn::model_kinds().find(kind);
     if (it == nn::model_kinds().end()) throw CodedError("ERR_INVALID_ARG", "unknown module kind '" + kind + "'");
+    const auto& make = it->second.make;
     auto cfg = config_reader(info[1], kind);
     std::optional<at::Device> dev;
     std::optional<at::ScalarType> dt;
@@ -273,9 +172,9 @@ Napi::Value CreateModule(const Napi::CallbackInfo& info) {
     std::shared_ptr<nn::Model> model;
     if (info.Length() > 4 && info[4].ToBoolean()) {
       nn::SkipInitGuard skip;
-      model = it->second(*cfg);
+      model = make(*cfg);
     } else {
-      model = it->second(*cfg);
+      model = make(*cfg);
     }
     if (dev || dt) move_module(*model, dev, dt);
     Napi::Object obj = data(info.Env()).module_ctor.New({});
@@ -303,13 +202,46 @@ Napi::Value AssignState(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Array describe_fields(Napi::Env env, const std::vector<nn::FieldInfo>& fields) {
+  auto a = Napi::Array::New(env, fields.size());
+  for (uint32_t i = 0; i < fields.size(); ++i) {
+    const auto& f = fields[i];
+    auto o = Napi::Object::New(env);
+    o.Set("name", f.name);
+    o.Set("type", f.type);
+    o.Set("default", f.default_json);
+    if (f.type == "config") o.Set("fields", describe_fields(env, f.fields));
+    a.Set(i, o);
+  }
+  return a;
+}
+
+// modelKinds() → { kind: [{ name, type, default (JSON text), fields? }] }: each registered kind's
+// config as its C++ field list declares it (test/nn/config-agreement.test.ts compares it with the
+// TypeScript declarations).
+Napi::Value ModelKinds(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto o = Napi::Object::New(info.Env());
+    for (const auto& [kind, e] : nn::model_kinds()) o.Set(kind, describe_fields(info.Env(), e.describe()));
+    return o;
+  });
+}
+
 }  // namespace
+
+std::pair<std::shared_ptr<nn::Model>, std::shared_ptr<std::mutex>> module_of(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data(v.Env()).module_ctor.Value()))
+    throw CodedError("ERR_INVALID_ARG", "expected a ModuleHandle");
+  auto* h = ModuleHandle::Unwrap(v.As<Napi::Object>());
+  return {h->live(), h->mutex};
+}
 
 void init_module(Napi::Env env, Napi::Object exports) {
   ModuleHandle::Init(env, exports);
   exports.Set("createModule", Napi::Function::New(env, CreateModule));
   exports.Set("copyState", Napi::Function::New(env, CopyState));
   exports.Set("assignState", Napi::Function::New(env, AssignState));
+  exports.Set("modelKinds", Napi::Function::New(env, ModelKinds));
 }
 
 }  // namespace et::bridge

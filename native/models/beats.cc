@@ -105,9 +105,9 @@ static at::Tensor reduce_mask(const at::Tensor& mask, int64_t target) {
   return m.view({m.size(0), target, -1}).all(-1);
 }
 
-Tensors BeatsEncoder::forward(const Tensors& in) {
-  const at::Tensor& fbank = in.at(0);
-  at::Tensor pad = in.size() > 1 ? in[1] : at::Tensor();
+Outputs BeatsEncoder::forward(const Inputs& in) {
+  const at::Tensor& fbank = in.at("input_features");
+  at::Tensor pad = in.opt("padding_mask");
   TORCH_CHECK(fbank.dim() == 3 && fbank.size(2) % cfg.input_patch_size == 0, "BEATs: expected fbank (batch, frames, bins) with bins a multiple of ",
               cfg.input_patch_size, " but got ", fbank.sizes());
   TORCH_CHECK(fbank.size(1) >= cfg.input_patch_size, "BEATs: ", fbank.size(1), " frames are fewer than one patch (", cfg.input_patch_size, ")");
@@ -135,34 +135,12 @@ Tensors BeatsEncoder::forward(const Tensors& in) {
   RelativeBias bias = cfg.relative_position_embedding ? relative_bias(L, x.device(), x.scalar_type()) : RelativeBias();
   for (const auto& l : *layers) x = l->as<BeatsLayerImpl>()->forward(x, pad, bias);
   if (cfg.layer_norm_first) x = encoder_layer_norm(x);
-  return {x, pad};
+  Outputs out{{"last_hidden_state", x}};
+  if (pad.defined()) out["padding_mask"] = pad;
+  return out;
 }
 
-BeatsConfig BeatsConfig::from(const ConfigReader& c) {
-  BeatsConfig x;
-  x.input_patch_size = c.i64("input_patch_size");
-  x.embed_dim = c.i64("embed_dim");
-  x.encoder_layers = c.i64("encoder_layers");
-  x.encoder_embed_dim = c.i64("encoder_embed_dim");
-  x.encoder_ffn_embed_dim = c.i64("encoder_ffn_embed_dim");
-  x.encoder_attention_heads = c.i64("encoder_attention_heads");
-  x.conv_pos = c.i64("conv_pos");
-  x.conv_pos_groups = c.i64("conv_pos_groups");
-  x.num_buckets = c.i64("num_buckets");
-  x.max_distance = c.i64("max_distance");
-  x.conv_bias = c.flag("conv_bias");
-  x.layer_norm_first = c.flag("layer_norm_first");
-  x.deep_norm = c.flag("deep_norm");
-  x.relative_position_embedding = c.flag("relative_position_embedding");
-  x.gru_rel_pos = c.flag("gru_rel_pos");
-  x.dropout = c.f64("dropout");
-  x.attention_dropout = c.f64("attention_dropout");
-  x.activation_dropout = c.f64("activation_dropout");
-  x.dropout_input = c.f64("dropout_input");
-  x.activation_fn = c.str("activation_fn");
-  return x;
-}
 
-static const ModelKind beats_kind("beats", [](const ConfigReader& c) { return std::make_shared<BeatsEncoder>(BeatsConfig::from(c)); });
+static const ModelKind beats_kind = ModelKind::of<BeatsEncoder, BeatsConfig>("beats");
 
 }  // namespace et::nn

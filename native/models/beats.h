@@ -11,15 +11,28 @@
 namespace et::nn {
 
 // lib/nn/beats.ts declares the fields, the original's names and defaults.
-struct BeatsConfig {
-  int64_t input_patch_size, embed_dim, encoder_layers, encoder_embed_dim;
-  int64_t encoder_ffn_embed_dim, encoder_attention_heads, conv_pos, conv_pos_groups;
-  int64_t num_buckets, max_distance;
-  bool conv_bias, layer_norm_first, deep_norm, relative_position_embedding, gru_rel_pos;
-  double dropout, attention_dropout, activation_dropout, dropout_input;
-  std::string activation_fn;
-  static BeatsConfig from(const ConfigReader& c);
-};
+#define BEATS_FIELDS(X) \
+  X(int64_t, input_patch_size, 16)             \
+  X(int64_t, embed_dim, 512)                   \
+  X(int64_t, encoder_layers, 12)               \
+  X(int64_t, encoder_embed_dim, 768)           \
+  X(int64_t, encoder_ffn_embed_dim, 3072)      \
+  X(int64_t, encoder_attention_heads, 12)      \
+  X(int64_t, conv_pos, 128)                    \
+  X(int64_t, conv_pos_groups, 16)              \
+  X(int64_t, num_buckets, 320)                 \
+  X(int64_t, max_distance, 1280)               \
+  X(bool, conv_bias, false)                    \
+  X(bool, layer_norm_first, false)             \
+  X(bool, deep_norm, false)                    \
+  X(bool, relative_position_embedding, false)  \
+  X(bool, gru_rel_pos, false)                  \
+  X(double, dropout, 0.1)                      \
+  X(double, attention_dropout, 0.1)            \
+  X(double, activation_dropout, 0.0)           \
+  X(double, dropout_input, 0.0)                \
+  X(std::string, activation_fn, "gelu")
+ET_CONFIG(BeatsConfig, BEATS_FIELDS);
 
 struct BeatsLayerImpl : torch::nn::Module {
   BeatsLayerImpl(const BeatsConfig& c, torch::nn::Embedding rel_bias);
@@ -39,7 +52,7 @@ struct BeatsEncoder : Model {
   // inputs: fbank (B, T, 128) normalized; padding_mask (B, N) bool, true = padding, at the
   // waveform's sample level (or at fbank frames), or undefined.
   // outputs: features (B, L, C), padding mask (B, L) bool (undefined without an input mask)
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   RelativeBias relative_bias(int64_t L, const at::Device& dev, at::ScalarType dtype);
   BeatsConfig cfg;
   torch::nn::Conv2d patch_embedding{nullptr};

@@ -202,9 +202,11 @@ ClipVisionModel::ClipVisionModel(const ClipVisionConfig& c) {
   }
 }
 
-Tensors ClipVisionModel::forward(const Tensors& in) {
-  auto [last, pooled] = vision_model->forward(in.at(0));
-  return {last, pooled, visual_projection ? visual_projection(pooled) : at::Tensor()};
+Outputs ClipVisionModel::forward(const Inputs& in) {
+  auto [last, pooled] = vision_model->forward(in.at("pixel_values"));
+  Outputs out{{"last_hidden_state", last}, {"pooler_output", pooled}};
+  if (visual_projection) out["image_embeds"] = visual_projection(pooled);
+  return out;
 }
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& c) {
@@ -216,9 +218,11 @@ ClipTextModel::ClipTextModel(const ClipTextConfig& c) {
   }
 }
 
-Tensors ClipTextModel::forward(const Tensors& in) {
-  auto [last, pooled] = text_model->forward(in.at(0), in.size() > 1 ? in[1] : at::Tensor());
-  return {last, pooled, text_projection ? text_projection(pooled) : at::Tensor()};
+Outputs ClipTextModel::forward(const Inputs& in) {
+  auto [last, pooled] = text_model->forward(in.at("input_ids"), in.opt("attention_mask"));
+  Outputs out{{"last_hidden_state", last}, {"pooler_output", pooled}};
+  if (text_projection) out["text_embeds"] = text_projection(pooled);
+  return out;
 }
 
 ClipModel::ClipModel(const ClipTextConfig& t, const ClipVisionConfig& v, double logit_scale_init) {
@@ -233,10 +237,10 @@ ClipModel::ClipModel(const ClipTextConfig& t, const ClipVisionConfig& v, double 
   text_projection->weight.normal_(0, std::pow(t.hidden_size, -0.5) * t.initializer_factor);
 }
 
-Tensors ClipModel::forward(const Tensors& in) {
-  const at::Tensor& ids = in.at(0);
-  const at::Tensor& keep = in.size() > 1 ? in[1] : at::Tensor();
-  const at::Tensor& pixels = in.size() > 2 ? in[2] : at::Tensor();
+Outputs ClipModel::forward(const Inputs& in) {
+  const at::Tensor ids = in.opt("input_ids");
+  const at::Tensor keep = in.opt("attention_mask");
+  const at::Tensor pixels = in.opt("pixel_values");
   TORCH_CHECK(ids.defined() || pixels.defined(), "CLIP: give input_ids, pixel_values or both");
   at::Tensor text_embeds, image_embeds, text_pooled, image_pooled, text_last, image_last, per_image, per_text;
   if (ids.defined()) {
@@ -253,54 +257,15 @@ Tensors ClipModel::forward(const Tensors& in) {
     per_text = at::matmul(text_embeds, image_embeds.t().to(text_embeds.scalar_type())) * logit_scale.exp().to(text_embeds.scalar_type());
     per_image = per_text.t();
   }
-  return {per_image, per_text, text_embeds, image_embeds, text_pooled, image_pooled, text_last, image_last};
+  return {{"logits_per_image", per_image}, {"logits_per_text", per_text}, {"text_embeds", text_embeds}, {"image_embeds", image_embeds},
+          {"text_pooler_output", text_pooled}, {"image_pooler_output", image_pooled}, {"text_last_hidden_state", text_last},
+          {"image_last_hidden_state", image_last}};
 }
 
-ClipVisionConfig ClipVisionConfig::from(const ConfigReader& c) {
-  ClipVisionConfig x;
-  x.hidden_size = c.i64("hidden_size");
-  x.intermediate_size = c.i64("intermediate_size");
-  x.num_hidden_layers = c.i64("num_hidden_layers");
-  x.num_attention_heads = c.i64("num_attention_heads");
-  x.num_channels = c.i64("num_channels");
-  x.patch_size = c.i64("patch_size");
-  x.image_size = c.ints("image_size");
-  x.hidden_act = c.str("hidden_act");
-  x.layer_norm_eps = c.f64("layer_norm_eps");
-  x.attention_dropout = c.f64("attention_dropout");
-  x.initializer_range = c.f64("initializer_range");
-  x.initializer_factor = c.f64("initializer_factor");
-  x.add_time_attn = c.flag("add_time_attn");
-  x.num_frames = c.i64("num_frames");
-  x.tube_size = c.i64("tube_size");
-  x.force_patch_dropout = c.f64("force_patch_dropout");
-  x.projection_dim = c.i64("projection_dim");
-  return x;
-}
 
-ClipTextConfig ClipTextConfig::from(const ConfigReader& c) {
-  ClipTextConfig x;
-  x.vocab_size = c.i64("vocab_size");
-  x.hidden_size = c.i64("hidden_size");
-  x.intermediate_size = c.i64("intermediate_size");
-  x.num_hidden_layers = c.i64("num_hidden_layers");
-  x.num_attention_heads = c.i64("num_attention_heads");
-  x.max_position_embeddings = c.i64("max_position_embeddings");
-  x.eos_token_id = c.i64("eos_token_id");
-  x.hidden_act = c.str("hidden_act");
-  x.layer_norm_eps = c.f64("layer_norm_eps");
-  x.attention_dropout = c.f64("attention_dropout");
-  x.initializer_range = c.f64("initializer_range");
-  x.initializer_factor = c.f64("initializer_factor");
-  x.projection_dim = c.i64("projection_dim");
-  return x;
-}
 
-static const ModelKind clip_vision_kind("clip_vision", [](const ConfigReader& c) { return std::make_shared<ClipVisionModel>(ClipVisionConfig::from(c)); });
-static const ModelKind clip_text_kind("clip_text", [](const ConfigReader& c) { return std::make_shared<ClipTextModel>(ClipTextConfig::from(c)); });
-static const ModelKind clip_kind("clip", [](const ConfigReader& c) {
-  return std::make_shared<ClipModel>(ClipTextConfig::from(*c.sub("text_config")), ClipVisionConfig::from(*c.sub("vision_config")),
-                                     c.f64("logit_scale_init_value"));
-});
+static const ModelKind clip_vision_kind = ModelKind::of<ClipVisionModel, ClipVisionConfig>("clip_vision");
+static const ModelKind clip_text_kind = ModelKind::of<ClipTextModel, ClipTextConfig>("clip_text");
+static const ModelKind clip_kind = ModelKind::of<ClipModel, ClipConfig>("clip");
 
 }  // namespace et::nn

@@ -11,30 +11,54 @@
 namespace et::nn {
 
 // lib/nn/clip.ts declares the fields, HF names and defaults.
-struct ClipVisionConfig {
-  int64_t hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_channels, patch_size;
-  std::vector<int64_t> image_size;  // (height, width)
-  std::string hidden_act;
-  double layer_norm_eps, attention_dropout, initializer_range, initializer_factor;
-  // LanguageBind video: temporal attention in every layer over up to num_frames frames;
-  // tube_size > 0 embeds (tube_size, patch, patch) tubes with a Conv3d (V1.5, `clip_type: vl_new`).
-  bool add_time_attn;
-  int64_t num_frames, tube_size;
-  // LanguageBind's PatchDropout in training: keep max(1, int(n·(1 − p))) of the n patch tokens
-  // (and the CLS), drawn per video from the CPU generator, the same patches in all its frames.
-  double force_patch_dropout;
-  int64_t projection_dim;  // visual_projection (no bias) when > 0
-  static ClipVisionConfig from(const ConfigReader& c);
-};
+// image_size: (height, width). projection_dim: visual_projection (no bias) when > 0.
+// LanguageBind video: add_time_attn: temporal attention in every layer over up to num_frames
+// frames; tube_size > 0 embeds (tube_size, patch, patch) tubes with a Conv3d (V1.5, `clip_type:
+// vl_new`). force_patch_dropout: LanguageBind's PatchDropout in training: keep max(1, int(n·(1 − p)))
+// of the n patch tokens (and the CLS), drawn per video from the CPU generator, the same patches in
+// all its frames.
+#define CLIP_VISION_FIELDS(X)                                              \
+  X(int64_t, hidden_size, 768)                                             \
+  X(int64_t, intermediate_size, 3072)                                      \
+  X(int64_t, num_hidden_layers, 12)                                        \
+  X(int64_t, num_attention_heads, 12)                                      \
+  X(int64_t, num_channels, 3)                                              \
+  X(int64_t, patch_size, 32)                                               \
+  X(std::vector<int64_t>, image_size, (std::vector<int64_t>{224, 224}))    \
+  X(std::string, hidden_act, "quick_gelu")                                 \
+  X(double, layer_norm_eps, 1e-05)                                         \
+  X(double, attention_dropout, 0.0)                                        \
+  X(double, initializer_range, 0.02)                                       \
+  X(double, initializer_factor, 1.0)                                       \
+  X(bool, add_time_attn, false)                                            \
+  X(int64_t, num_frames, 1)                                                \
+  X(int64_t, tube_size, 0)                                                 \
+  X(double, force_patch_dropout, 0.0)                                      \
+  X(int64_t, projection_dim, 512)
+ET_CONFIG(ClipVisionConfig, CLIP_VISION_FIELDS);
 
-struct ClipTextConfig {
-  int64_t vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, max_position_embeddings;
-  int64_t eos_token_id;
-  std::string hidden_act;
-  double layer_norm_eps, attention_dropout, initializer_range, initializer_factor;
-  int64_t projection_dim;  // text_projection (no bias) when > 0
-  static ClipTextConfig from(const ConfigReader& c);
-};
+#define CLIP_TEXT_FIELDS(X) \
+  X(int64_t, vocab_size, 49408)                                             \
+  X(int64_t, hidden_size, 512)                                              \
+  X(int64_t, intermediate_size, 2048)                                       \
+  X(int64_t, num_hidden_layers, 12)                                         \
+  X(int64_t, num_attention_heads, 8)                                        \
+  X(int64_t, max_position_embeddings, 77)                                   \
+  X(int64_t, eos_token_id, 49407)                                           \
+  X(std::string, hidden_act, "quick_gelu")                                  \
+  X(double, layer_norm_eps, 1e-05)                                          \
+  X(double, attention_dropout, 0.0)                                         \
+  X(double, initializer_range, 0.02)                                        \
+  X(double, initializer_factor, 1.0)                                        \
+  X(int64_t, projection_dim, 512) /* text_projection (no bias) when > 0 */
+ET_CONFIG(ClipTextConfig, CLIP_TEXT_FIELDS);
+
+// The dual model: its towers' configs nested.
+#define CLIP_FIELDS(X)                          \
+  X(ClipTextConfig, text_config, {})            \
+  X(ClipVisionConfig, vision_config, {})        \
+  X(double, logit_scale_init_value, 2.6592)
+ET_CONFIG(ClipConfig, CLIP_FIELDS);
 
 // CLIPAttention: q/k/v/out projections with biases.
 struct ClipAttentionImpl : torch::nn::Module {
@@ -96,7 +120,7 @@ struct ClipVisionModel : Model {
   explicit ClipVisionModel(const ClipVisionConfig& c);
   // inputs: pixel_values (B, C, H, W) or (B, C, T, H, W)
   // outputs: last_hidden_state (B·T, N + 1, D), pooler_output (B, D), image_embeds (B, P) or undefined
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   ClipVisionTower vision_model{nullptr};
   Linear visual_projection{nullptr};
 };
@@ -105,18 +129,19 @@ struct ClipTextModel : Model {
   explicit ClipTextModel(const ClipTextConfig& c);
   // inputs: input_ids (B, L), attention_mask (B, L) or undefined
   // outputs: last_hidden_state (B, L, D), pooler_output (B, D), text_embeds (B, P) or undefined
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   ClipTextTower text_model{nullptr};
   Linear text_projection{nullptr};
 };
 
 struct ClipModel : Model {
+  explicit ClipModel(const ClipConfig& c) : ClipModel(c.text_config, c.vision_config, c.logit_scale_init_value) {}
   ClipModel(const ClipTextConfig& t, const ClipVisionConfig& v, double logit_scale_init);
   // inputs: input_ids (B, L) or undefined, attention_mask or undefined, pixel_values or undefined
   // outputs: logits_per_image (Bi, Bt), logits_per_text (Bt, Bi) (both undefined unless text and
   // images are given), text_embeds (Bt, P), image_embeds (Bi, P) (L2-normalised), text_pooler_output,
   // vision_pooler_output, text_last_hidden_state, vision_last_hidden_state
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   ClipTextTower text_model{nullptr};
   ClipVisionTower vision_model{nullptr};
   Linear text_projection{nullptr}, visual_projection{nullptr};

@@ -101,12 +101,13 @@ at::Tensor InternVisionModel::embed(const at::Tensor& pixel_values) {
   return at::cat({cls, tokens}, 1) + pos.to(dtype);
 }
 
-Tensors InternVisionModel::forward(const Tensors& in) {
-  const at::Tensor& pixels = in.at(0);
+Outputs InternVisionModel::forward(const Inputs& in) {
+  const at::Tensor& pixels = in.at("pixel_values");
+  const at::Tensor layer = in.opt("select_layer");
   TORCH_CHECK(pixels.dim() == 4 && pixels.size(1) == cfg.num_channels, "InternViT: pixel_values must be (B, ", cfg.num_channels,
               ", H, W), got ", pixels.sizes());
   int64_t L = static_cast<int64_t>(layers->size());
-  int64_t want = in.size() > 1 && in[1].defined() ? in[1].item<int64_t>() : L;
+  int64_t want = layer.defined() ? layer.item<int64_t>() : L;
   if (want < 0) want += L + 1;
   TORCH_CHECK(want >= 0 && want <= L, "InternViT: hidden state index out of range for ", L, " layers");
   at::Tensor x = embed(pixels), asked;
@@ -121,30 +122,11 @@ Tensors InternVisionModel::forward(const Tensors& in) {
     }
     if (want == i + 1) asked = x;
   }
-  return {x, x.select(1, 0), in.size() > 1 && in[1].defined() ? asked : at::Tensor()};
+  Outputs out{{"last_hidden_state", x}, {"pooler_output", x.select(1, 0)}};
+  if (layer.defined()) out["selected_hidden_state"] = asked;
+  return out;
 }
 
-InternVisionConfig InternVisionConfig::from(const ConfigReader& c) {
-  InternVisionConfig x;
-  x.hidden_size = c.i64("hidden_size");
-  x.intermediate_size = c.i64("intermediate_size");
-  x.num_hidden_layers = c.i64("num_hidden_layers");
-  x.num_attention_heads = c.i64("num_attention_heads");
-  x.num_channels = c.i64("num_channels");
-  x.patch_size = c.i64("patch_size");
-  x.image_size = c.i64("image_size");
-  x.qkv_bias = c.flag("qkv_bias");
-  x.qk_normalization = c.flag("qk_normalization");
-  x.norm_type = c.str("norm_type");
-  x.hidden_act = c.str("hidden_act");
-  x.layer_norm_eps = c.f64("layer_norm_eps");
-  x.dropout = c.f64("dropout");
-  x.attention_dropout = c.f64("attention_dropout");
-  x.drop_path_rate = c.f64("drop_path_rate");
-  x.initializer_range = c.f64("initializer_range");
-  x.initializer_factor = c.f64("initializer_factor");
-  return x;
-}
 
 InternVLProjector::InternVLProjector(const InternVLProjectorConfig& c) : cfg(c) {
   int64_t scale = std::llround(1.0 / c.downsample_ratio), in = c.vit_hidden_size * scale * scale;
@@ -155,8 +137,8 @@ InternVLProjector::InternVLProjector(const InternVLProjectorConfig& c) : cfg(c) 
   fc2 = register_module("3", Linear(c.llm_hidden_size, c.llm_hidden_size, true));
 }
 
-Tensors InternVLProjector::forward(const Tensors& in) {
-  const at::Tensor& hidden = in.at(0);
+Outputs InternVLProjector::forward(const Inputs& in) {
+  const at::Tensor& hidden = in.at("vit_embeds");
   TORCH_CHECK(hidden.dim() == 3 && hidden.size(2) == cfg.vit_hidden_size, "InternVL projector: expected vision hidden states (B, 1 + N, ",
               cfg.vit_hidden_size, "), got ", hidden.sizes());
   int64_t n = hidden.size(0), N = hidden.size(1) - 1, c = cfg.vit_hidden_size, side = std::llround(std::sqrt(static_cast<double>(N)));
@@ -170,22 +152,12 @@ Tensors InternVLProjector::forward(const Tensors& in) {
   if (cfg.ps_version != "v1") x = x.permute({0, 2, 1, 3}).contiguous();
   x = x.reshape({n, hs * hs, css});
   x = at::layer_norm(x, {css}, norm_weight, norm_bias, 1e-5);
-  return {fc2(at::gelu(fc1(x)))};
+  return {{"image_tokens", fc2(at::gelu(fc1(x)))}};
 }
 
-InternVLProjectorConfig InternVLProjectorConfig::from(const ConfigReader& c) {
-  InternVLProjectorConfig x;
-  x.vit_hidden_size = c.i64("vit_hidden_size");
-  x.llm_hidden_size = c.i64("llm_hidden_size");
-  x.downsample_ratio = c.f64("downsample_ratio");
-  x.ps_version = c.str("ps_version");
-  return x;
-}
 
-static const ModelKind internvl_projector_kind("internvl_projector", [](const ConfigReader& c) {
-  return std::make_shared<InternVLProjector>(InternVLProjectorConfig::from(c));
-});
+static const ModelKind internvl_projector_kind = ModelKind::of<InternVLProjector, InternVLProjectorConfig>("internvl_projector");
 
-static const ModelKind intern_vit_kind("intern_vit", [](const ConfigReader& c) { return std::make_shared<InternVisionModel>(InternVisionConfig::from(c)); });
+static const ModelKind intern_vit_kind = ModelKind::of<InternVisionModel, InternVisionConfig>("intern_vit");
 
 }  // namespace et::nn

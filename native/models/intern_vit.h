@@ -9,14 +9,25 @@
 namespace et::nn {
 
 // lib/nn/intern_vit.ts declares the fields, the remote code's names and defaults.
-struct InternVisionConfig {
-  int64_t hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_channels, patch_size, image_size;
-  bool qkv_bias, qk_normalization;
-  std::string norm_type;  // layer_norm | rms_norm
-  std::string hidden_act;
-  double layer_norm_eps, dropout, attention_dropout, drop_path_rate, initializer_range, initializer_factor;
-  static InternVisionConfig from(const ConfigReader& c);
-};
+#define INTERN_VISION_FIELDS(X) \
+  X(int64_t, hidden_size, 3200)                                      \
+  X(int64_t, intermediate_size, 12800)                               \
+  X(int64_t, num_hidden_layers, 48)                                  \
+  X(int64_t, num_attention_heads, 25)                                \
+  X(int64_t, num_channels, 3)                                        \
+  X(int64_t, patch_size, 14)                                         \
+  X(int64_t, image_size, 224)                                        \
+  X(bool, qkv_bias, false)                                           \
+  X(bool, qk_normalization, true)                                    \
+  X(std::string, norm_type, "rms_norm") /* layer_norm | rms_norm */  \
+  X(std::string, hidden_act, "gelu")                                 \
+  X(double, layer_norm_eps, 1e-06)                                   \
+  X(double, dropout, 0.0)                                            \
+  X(double, attention_dropout, 0.0)                                  \
+  X(double, drop_path_rate, 0.0)                                     \
+  X(double, initializer_range, 0.02)                                 \
+  X(double, initializer_factor, 0.1)
+ET_CONFIG(InternVisionConfig, INTERN_VISION_FIELDS);
 
 // InternAttention: one qkv projection, optional RMSNorm of all q and all k (q_norm, k_norm), proj.
 struct InternAttentionImpl : torch::nn::Module {
@@ -48,7 +59,7 @@ struct InternVisionModel : Model {
   //   negative from the end, as Python indexes output_hidden_states) to return as well.
   // outputs: last_hidden_state (B, 1 + H/p · W/p, D), pooler_output (B, D) (the class token's),
   //   the asked hidden state or undefined.
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   bool supports_gradient_checkpointing() const override { return true; }
   at::Tensor embed(const at::Tensor& pixel_values);
   InternVisionConfig cfg;
@@ -61,17 +72,18 @@ struct InternVisionModel : Model {
 // drop the class token, pixel_shuffle the square patch grid by downsample_ratio (ps_version v2
 // swaps height and width back; v1, the original's first version, leaves them transposed), then
 // `mlp1` = LayerNorm, Linear, GELU, Linear (parameters mlp1.0, mlp1.1, mlp1.3).
-struct InternVLProjectorConfig {
-  int64_t vit_hidden_size, llm_hidden_size;
-  double downsample_ratio;
-  std::string ps_version;  // v1 | v2
-  static InternVLProjectorConfig from(const ConfigReader& c);
-};
+// ps_version: v1 | v2 (pixel shuffle's layout).
+#define INTERNVL_PROJECTOR_FIELDS(X)    \
+  X(int64_t, vit_hidden_size, 0)        \
+  X(int64_t, llm_hidden_size, 0)        \
+  X(double, downsample_ratio, 0.5)      \
+  X(std::string, ps_version, "v2")
+ET_CONFIG(InternVLProjectorConfig, INTERNVL_PROJECTOR_FIELDS);
 
 struct InternVLProjector : Model {
   explicit InternVLProjector(const InternVLProjectorConfig& c);
   // inputs: vision hidden states (B, 1 + side², vit_hidden) → outputs: (B, side² · ratio², llm_hidden)
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   InternVLProjectorConfig cfg;
   at::Tensor norm_weight, norm_bias;
   Linear fc1{nullptr}, fc2{nullptr};

@@ -80,11 +80,11 @@ LinearModel::LinearModel(int64_t in_features, int64_t out_features, bool has_bia
   reset_linear(weight, bias);
 }
 
-Tensors LinearModel::forward(const Tensors& in) {
-  const auto& x = in.at(0);
+Outputs LinearModel::forward(const Inputs& in) {
+  const auto& x = in.at("input");
   TORCH_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: expected input (..., ", weight.size(1),
               ") but got ", x.sizes());
-  return {nn::linear(x, weight, bias)};
+  return {{"output", nn::linear(x, weight, bias)}};
 }
 
 MlpModel::MlpModel(const std::vector<int64_t>& sizes, const std::string& act, double p, bool bias)
@@ -94,8 +94,8 @@ MlpModel::MlpModel(const std::vector<int64_t>& sizes, const std::string& act, do
   for (size_t i = 0; i + 1 < sizes.size(); ++i) layers->push_back(Linear(sizes[i], sizes[i + 1], bias));
 }
 
-Tensors MlpModel::forward(const Tensors& in) {
-  at::Tensor x = in.at(0);
+Outputs MlpModel::forward(const Inputs& in) {
+  at::Tensor x = in.at("input");
   for (size_t i = 0; i < layers->size(); ++i) {
     x = layers[i]->as<LinearImpl>()->forward(x);
     if (i + 1 < layers->size()) {
@@ -103,7 +103,7 @@ Tensors MlpModel::forward(const Tensors& in) {
       if (dropout > 0) x = at::dropout(x, dropout, is_training());
     }
   }
-  return {x};
+  return {{"output", x}};
 }
 
 LayerNormModel::LayerNormModel(int64_t d, double e, bool affine) : dim(d), eps(e) {
@@ -113,8 +113,8 @@ LayerNormModel::LayerNormModel(int64_t d, double e, bool affine) : dim(d), eps(e
   }
 }
 
-Tensors LayerNormModel::forward(const Tensors& in) {
-  return {at::layer_norm(in.at(0), {dim}, weight, bias, eps)};
+Outputs LayerNormModel::forward(const Inputs& in) {
+  return {{"output", at::layer_norm(in.at("input"), {dim}, weight, bias, eps)}};
 }
 
 EmbeddingModel::EmbeddingModel(int64_t num, int64_t d, int64_t pad) : padding_idx(pad) {
@@ -125,23 +125,15 @@ EmbeddingModel::EmbeddingModel(int64_t num, int64_t d, int64_t pad) : padding_id
   }
 }
 
-Tensors EmbeddingModel::forward(const Tensors& in) {
-  const auto& ids = in.at(0);
+Outputs EmbeddingModel::forward(const Inputs& in) {
+  const auto& ids = in.at("input");
   TORCH_CHECK(!at::isFloatingType(ids.scalar_type()), "Embedding: expected integer ids but got ", ids.scalar_type());
-  return {at::embedding(weight, ids, padding_idx)};
+  return {{"output", at::embedding(weight, ids, padding_idx)}};
 }
 
-static const ModelKind linear_kind("linear", [](const ConfigReader& c) {
-  return std::make_shared<LinearModel>(c.i64("in_features"), c.i64("out_features"), c.flag("bias"));
-});
-static const ModelKind mlp_kind("mlp", [](const ConfigReader& c) {
-  return std::make_shared<MlpModel>(c.ints("sizes"), c.str("activation"), c.f64("dropout"), c.flag("bias"));
-});
-static const ModelKind layer_norm_kind("layer_norm", [](const ConfigReader& c) {
-  return std::make_shared<LayerNormModel>(c.i64("normalized_shape"), c.f64("eps"), c.flag("elementwise_affine"));
-});
-static const ModelKind embedding_kind("embedding", [](const ConfigReader& c) {
-  return std::make_shared<EmbeddingModel>(c.i64("num_embeddings"), c.i64("embedding_dim"), c.i64("padding_idx"));
-});
+static const ModelKind linear_kind = ModelKind::of<LinearModel, LinearConfig>("linear");
+static const ModelKind mlp_kind = ModelKind::of<MlpModel, MlpConfig>("mlp");
+static const ModelKind layer_norm_kind = ModelKind::of<LayerNormModel, LayerNormConfig>("layer_norm");
+static const ModelKind embedding_kind = ModelKind::of<EmbeddingModel, EmbeddingConfig>("embedding");
 
 }  // namespace et::nn

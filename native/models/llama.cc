@@ -289,11 +289,13 @@ at::Tensor LlamaForCausalLM::run_rows(const at::Tensor& embeds, const std::vecto
   return (lm_head ? lm_head->rows(x) : nn::linear_rows(x, embed_tokens->weight, {})).select(1, 0);
 }
 
-Tensors LlamaForCausalLM::forward(const Tensors& in) {
-  const at::Tensor& ids = in.at(0);
-  const at::Tensor& keep_in = in.size() > 1 ? in[1] : at::Tensor();
-  const at::Tensor& pos_in = in.size() > 2 ? in[2] : at::Tensor();
-  const at::Tensor& embeds_in = in.size() > 3 ? in[3] : at::Tensor();
+Outputs LlamaForCausalLM::forward(const Inputs& in) {
+  const at::Tensor ids = in.opt("input_ids");
+  const at::Tensor keep_in = in.opt("attention_mask");
+  const at::Tensor pos_in = in.opt("position_ids");
+  const at::Tensor embeds_in = in.opt("inputs_embeds");
+  const at::Tensor labels = in.opt("labels");
+  const at::Tensor num_items = in.opt("num_items_in_batch");
   TORCH_CHECK(ids.defined() != embeds_in.defined(), "LLaMA: give exactly one of input_ids and inputs_embeds");
   at::Tensor embeds = ids.defined() ? embed(ids) : embeds_in;
   int64_t B = embeds.size(0), T = embeds.size(1);
@@ -301,10 +303,8 @@ Tensors LlamaForCausalLM::forward(const Tensors& in) {
   at::Tensor keep = keep_in.defined() ? keep_in.to(lopts) : at::ones({B, T}, lopts);
   at::Tensor pos = pos_in.defined() ? pos_in.to(lopts) : at::arange(T, lopts).unsqueeze(0).expand({B, T});
   at::Tensor logits = run(embeds, keep, pos, nullptr);
-  const at::Tensor& labels = in.size() > 4 ? in[4] : at::Tensor();
-  if (!labels.defined()) return {logits};
-  const at::Tensor& num_items = in.size() > 5 ? in[5] : at::Tensor();
-  return {logits, causal_lm_loss(logits, labels, num_items.defined() ? std::optional<double>(num_items.item<double>()) : std::nullopt)};
+  if (!labels.defined()) return {{"logits", logits}};
+  return {{"logits", logits}, {"loss", causal_lm_loss(logits, labels, num_items.defined() ? std::optional<double>(num_items.item<double>()) : std::nullopt)}};
 }
 
 at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels, std::optional<double> num_items) {
@@ -330,7 +330,7 @@ void apply_repetition_penalty(at::Tensor& scores, const at::Tensor& seen, double
 
 void apply_min_new_tokens(at::Tensor& scores, int64_t step, const GenerationConfig& g) {
   if (step >= g.min_new_tokens) return;
-  for (auto e : g.eos_token_ids) scores.select(1, e).fill_(-std::numeric_limits<float>::infinity());
+  for (auto e : g.eos_token_id) scores.select(1, e).fill_(-std::numeric_limits<float>::infinity());
 }
 
 // Temperature, then top-k, then top-p, as HF's logits warpers.
@@ -366,7 +366,7 @@ at::Tensor LlamaForCausalLM::generate(const at::Tensor& ids, const at::Tensor& e
                                       const GenerationConfig& g) {
   TORCH_CHECK(ids.defined() || embeds_in.defined(), "generate: needs input_ids or inputs_embeds");
   TORCH_CHECK(g.max_new_tokens > 0, "generate: max_new_tokens must be positive");
-  for (auto e : g.eos_token_ids) TORCH_CHECK(e >= 0 && e < cfg.vocab_size, "generate: eos token ", e, " is outside the vocabulary");
+  for (auto e : g.eos_token_id) TORCH_CHECK(e >= 0 && e < cfg.vocab_size, "generate: eos token ", e, " is outside the vocabulary");
   at::Tensor embeds = embeds_in.defined() ? embeds_in : embed(ids);
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
   at::Tensor keep = keep_in.defined() ? keep_in.to(lopts) : at::ones({embeds.size(0), embeds.size(1)}, lopts);
@@ -396,7 +396,7 @@ std::shared_ptr<DecodeRow> LlamaForCausalLM::start_row(const at::Tensor& ids, co
   TORCH_CHECK(ids.defined() || embeds_in.defined(), "generate: needs input_ids or inputs_embeds");
   TORCH_CHECK(g.max_new_tokens > 0, "generate: max_new_tokens must be positive");
   TORCH_CHECK(g.num_beams == 1, "generate: a decoding row takes greedy or sampling settings, not num_beams ", g.num_beams);
-  for (auto e : g.eos_token_ids) TORCH_CHECK(e >= 0 && e < cfg.vocab_size, "generate: eos token ", e, " is outside the vocabulary");
+  for (auto e : g.eos_token_id) TORCH_CHECK(e >= 0 && e < cfg.vocab_size, "generate: eos token ", e, " is outside the vocabulary");
   at::Tensor embeds = embeds_in.defined() ? embeds_in : embed(ids);
   TORCH_CHECK(embeds.dim() == 3 && embeds.size(0) == 1, "generate: a decoding row takes one prompt, got embeddings ", embeds.sizes());
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
@@ -443,7 +443,7 @@ std::vector<int64_t> LlamaForCausalLM::decode_rows(const std::vector<DecodeRow*>
     const int64_t t = choose(r);
     out[i] = t;
     r.steps++;
-    const bool eos = std::find(r.g.eos_token_ids.begin(), r.g.eos_token_ids.end(), t) != r.g.eos_token_ids.end();
+    const bool eos = std::find(r.g.eos_token_id.begin(), r.g.eos_token_id.end(), t) != r.g.eos_token_id.end();
     if (eos || r.steps >= r.g.max_new_tokens) {
       r.done = true;
       r.cache = KVCache();  // its memory back now
@@ -509,7 +509,7 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
   struct Hyp { double score; std::vector<int64_t> tokens; };
   std::vector<std::vector<Hyp>> hyps(B);
   std::vector<bool> done(B, false);
-  auto is_eos = [&](int64_t t) { return std::find(g.eos_token_ids.begin(), g.eos_token_ids.end(), t) != g.eos_token_ids.end(); };
+  auto is_eos = [&](int64_t t) { return std::find(g.eos_token_id.begin(), g.eos_token_id.end(), t) != g.eos_token_id.end(); };
   auto add_hyp = [&](int64_t b, double sum_logprobs, std::vector<int64_t> tokens) {
     double score = sum_logprobs / std::pow(static_cast<double>(tokens.size()), g.length_penalty);
     auto& h = hyps[b];
@@ -597,58 +597,8 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
   return out.to(lopts.device());
 }
 
-LlamaConfig LlamaConfig::from(const ConfigReader& c) {
-  LlamaConfig x;
-  x.model_type = c.str("model_type");
-  x.vocab_size = c.i64("vocab_size");
-  x.hidden_size = c.i64("hidden_size");
-  x.intermediate_size = c.i64("intermediate_size");
-  x.num_hidden_layers = c.i64("num_hidden_layers");
-  x.num_attention_heads = c.i64("num_attention_heads");
-  x.num_key_value_heads = c.i64("num_key_value_heads");
-  x.head_dim = c.i64("head_dim");
-  x.max_position_embeddings = c.i64("max_position_embeddings");
-  x.rms_norm_eps = c.f64("rms_norm_eps");
-  x.rope_theta = c.f64("rope_theta");
-  x.initializer_range = c.f64("initializer_range");
-  x.attention_dropout = c.f64("attention_dropout");
-  x.rope_type = c.str("rope_type");
-  x.rope_factor = c.f64("rope_factor");
-  x.low_freq_factor = c.f64("low_freq_factor");
-  x.high_freq_factor = c.f64("high_freq_factor");
-  x.short_factor = c.nums("short_factor");
-  x.long_factor = c.nums("long_factor");
-  x.attention_factor = c.f64("attention_factor");
-  x.original_max_position_embeddings = c.i64("original_max_position_embeddings");
-  x.sliding_window = c.i64("sliding_window");
-  x.tie_word_embeddings = c.flag("tie_word_embeddings");
-  x.attention_bias = c.flag("attention_bias");
-  x.mlp_bias = c.flag("mlp_bias");
-  x.qkv_bias = c.flag("qkv_bias");
-  x.hidden_act = c.str("hidden_act");
-  return x;
-}
 
-static const ModelKind llama_kind("llama", [](const ConfigReader& c) { return std::make_shared<LlamaForCausalLM>(LlamaConfig::from(c)); });
+static const ModelKind llama_kind = ModelKind::of<LlamaForCausalLM, LlamaConfig>("llama");
 
-GenerationConfig GenerationConfig::from(const ConfigReader& c) {
-  GenerationConfig g;
-  g.max_new_tokens = c.i64("max_new_tokens");
-  g.min_new_tokens = c.i64("min_new_tokens");
-  g.num_beams = c.i64("num_beams");
-  g.top_k = c.i64("top_k");
-  g.temperature = c.f64("temperature");
-  g.top_p = c.f64("top_p");
-  g.repetition_penalty = c.f64("repetition_penalty");
-  g.length_penalty = c.f64("length_penalty");
-  g.do_sample = c.flag("do_sample");
-  g.early_stopping = c.str("early_stopping");
-  g.eos_token_ids = c.ints("eos_token_id");
-  g.pad_token_id = c.i64("pad_token_id");
-  g.seed = c.i64("seed");
-  g.banned_token_ranges = c.ints("banned_token_ranges");
-  g.allowed_token_ranges = c.ints("allowed_token_ranges");
-  return g;
-}
 
 }  // namespace et::nn

@@ -6,6 +6,7 @@
 // sampling, beam search) in C++.
 #pragma once
 #include "blocks/lora.h"
+#include "models/causal_lm.h"
 #include "models/model.h"
 
 #include <functional>
@@ -14,70 +15,40 @@
 
 namespace et::nn {
 
-// lib/nn/llama.ts declares the fields, HF names and defaults.
-struct LlamaConfig {
-  // llama | mistral | qwen2: HF's LLaMA names (q_proj, …, embed_tokens, lm_head);
-  // internlm2: attention.wqkv (grouped q…q k v per kv head), attention.wo, feed_forward.w1/w3/w2,
-  //   attention_norm, ffn_norm, model.tok_embeddings, output;
-  // phi3: self_attn.qkv_proj (q, k, v stacked), mlp.gate_up_proj (gate, up stacked).
-  std::string model_type;
-  int64_t vocab_size, hidden_size, intermediate_size, num_hidden_layers;
-  int64_t num_attention_heads, num_key_value_heads, head_dim, max_position_embeddings;
-  double rms_norm_eps, rope_theta, initializer_range, attention_dropout;
-  std::string rope_type;  // default | linear | llama3 | dynamic (InternLM2's NTK) | longrope (Phi-3's su)
-  double rope_factor, low_freq_factor, high_freq_factor;
-  std::vector<double> short_factor, long_factor;  // longrope: per-frequency divisors below / above original_max_position_embeddings
-  double attention_factor;                        // longrope: cos and sin are multiplied by it
-  int64_t original_max_position_embeddings;
-  int64_t sliding_window;  // Mistral: a query sees at most this many positions (0: all earlier ones)
-  bool tie_word_embeddings, attention_bias, mlp_bias, qkv_bias;  // qkv_bias: q, k, v only (Qwen2)
-  std::string hidden_act;
-  static LlamaConfig from(const ConfigReader& c);
-};
-
-// generate()'s settings (generation_config.json names); lib/nn/llama.ts declares their defaults.
-struct GenerationConfig {
-  int64_t max_new_tokens, min_new_tokens, num_beams, top_k;
-  double temperature, top_p, repetition_penalty, length_penalty;
-  bool do_sample;
-  std::string early_stopping;  // "true" | "false" (heuristic) | "never"
-  std::vector<int64_t> eos_token_ids;
-  int64_t pad_token_id;
-  // Sampling: row b draws from its own generator seeded seed + b; −1: the global generator.
-  int64_t seed;
-  // Half-open id ranges [start, end), flattened as start0, end0, start1, end1, …: banned ranges
-  // can never be generated; when allowed ranges are given, ids outside all of them are banned too.
-  std::vector<int64_t> banned_token_ranges, allowed_token_ranges;
-  // Not from the config. on_tokens: called after every greedy / sampling step with each row's
-  // new token (streaming). stop: polled before the prompt pass and every step; true ends the
-  // loop with the tokens made so far (cancellation).
-  std::function<void(const std::vector<int64_t>&)> on_tokens;
-  std::function<bool()> stop;
-  bool stopped() const { return stop && stop(); }
-  static GenerationConfig from(const ConfigReader& c);
-};
-
-// Per-layer key/value cache: (B, kv_heads, T, D) each.
-struct KVCache {
-  std::vector<at::Tensor> k, v;
-  int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(2); }
-  void select(const at::Tensor& rows);  // reorder / expand the batch (beam search)
-};
-
-// One sequence of a decoding batch (continuous batching): its prompt run by
-// LlamaForCausalLM::start_row, its own cache and choices. Rows of any lengths step together
-// (decode_rows), join between steps and leave when done; a row gets the tokens it gets alone.
-struct DecodeRow {
-  GenerationConfig g;  // greedy or sampling (num_beams 1); its callbacks are not used
-  KVCache cache;
-  at::Tensor keep;     // (1, S): the cache's positions, all kept
-  at::Tensor seen;     // (1, n): the prompt's ids and the tokens chosen (for the repetition penalty)
-  at::Tensor last;     // (1, V): the logits the next token is chosen from
-  at::Tensor banned;   // (V) bool, or undefined when no range is banned
-  int64_t next_pos = 0, steps = 0;
-  bool done = false;
-  std::optional<at::Generator> generator;  // its own sampling generator (a seed), else the global one
-};
+// HF LlamaConfig's fields (lib/nn/llama.ts declares the same, with HF's names and its checks).
+// model_type: llama | mistral | qwen2: HF's LLaMA names (q_proj, …, embed_tokens, lm_head);
+//   internlm2: attention.wqkv (grouped q…q k v per kv head), attention.wo, feed_forward.w1/w3/w2,
+//   attention_norm, ffn_norm, model.tok_embeddings, output;
+//   phi3: self_attn.qkv_proj (q, k, v stacked), mlp.gate_up_proj (gate, up stacked).
+#define LLAMA_FIELDS(X) \
+  X(std::string, model_type, "llama")                                                                                             \
+  X(int64_t, vocab_size, 32000)                                                                                                   \
+  X(int64_t, hidden_size, 4096)                                                                                                   \
+  X(int64_t, intermediate_size, 11008)                                                                                            \
+  X(int64_t, num_hidden_layers, 32)                                                                                               \
+  X(int64_t, num_attention_heads, 32)                                                                                             \
+  X(int64_t, num_key_value_heads, 32)                                                                                             \
+  X(int64_t, head_dim, 0)                                                                                                         \
+  X(int64_t, max_position_embeddings, 2048)                                                                                       \
+  X(double, rms_norm_eps, 1e-06)                                                                                                  \
+  X(double, rope_theta, 10000.0)                                                                                                  \
+  X(double, initializer_range, 0.02)                                                                                              \
+  X(double, attention_dropout, 0.0)                                                                                               \
+  X(std::string, rope_type, "default") /* default | linear | llama3 | dynamic (InternLM2's NTK) | longrope (Phi-3's su) */        \
+  X(double, rope_factor, 1.0)                                                                                                     \
+  X(double, low_freq_factor, 1.0)                                                                                                 \
+  X(double, high_freq_factor, 4.0)                                                                                                \
+  X(std::vector<double>, short_factor, {}) /* longrope: per-frequency divisors below / above original_max_position_embeddings */  \
+  X(std::vector<double>, long_factor, {})                                                                                         \
+  X(double, attention_factor, 0.0) /* longrope: cos and sin are multiplied by it */                                               \
+  X(int64_t, original_max_position_embeddings, 8192)                                                                              \
+  X(int64_t, sliding_window, 0) /* Mistral: a query sees at most this many positions (0: all earlier ones) */                     \
+  X(bool, tie_word_embeddings, false)                                                                                           \
+  X(bool, attention_bias, false)                                                                                                  \
+  X(bool, mlp_bias, false)                                                                                                        \
+  X(bool, qkv_bias, false) /* q, k, v only (Qwen2) */                                                                                 \
+  X(std::string, hidden_act, "silu")
+ET_CONFIG(LlamaConfig, LLAMA_FIELDS);
 
 // What one row brings to a layer's attention in a decoding step: its mask (1, 1, 1, S) or
 // undefined, its cache.
@@ -108,29 +79,22 @@ struct LlamaLayerImpl : torch::nn::Module {
 };
 TORCH_MODULE(LlamaLayer);
 
-struct LlamaForCausalLM : Model {
+struct LlamaForCausalLM : Model, CausalLM {
   explicit LlamaForCausalLM(const LlamaConfig& c);
-  // inputs: input_ids (B, T) or undefined, attention_mask (B, T) 1/0 or undefined, position_ids
-  // (B, T) or undefined (0..T−1, as HF's plain forward), inputs_embeds (B, T, H) or undefined.
-  // labels (B, T) int64 or undefined, num_items () or undefined.
+  // inputs: input_ids (B, T) or inputs_embeds (B, T, H); optional attention_mask (B, T) 1/0,
+  // position_ids (B, T) (default 0..T−1, as HF's plain forward), labels (B, T) int64,
+  // num_items_in_batch () float64.
   // outputs: logits (B, T, V), and with labels the causal-LM loss (see causal_lm_loss).
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   bool supports_gradient_checkpointing() const override { return true; }
-  // Prompt as ids (B, T) or embeddings (B, T, H) with a keep-mask (B, T) (left padding) → the new
-  // tokens (B, ≤ max_new_tokens), right-filled with pad_token_id after EOS. `prompt_ids` (may be
-  // undefined) feeds the repetition penalty.
+  // CausalLM (models/causal_lm.h): the generation loop, decoding rows.
   at::Tensor generate(const at::Tensor& prompt_ids, const at::Tensor& prompt_embeds, const at::Tensor& attention_mask,
-                      const GenerationConfig& g);
+                      const GenerationConfig& g) override;
+  std::shared_ptr<DecodeRow> start_row(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g,
+                                       std::optional<uint64_t> seed) override;
+  std::vector<int64_t> decode_rows(const std::vector<DecodeRow*>& rows) override;
   // Runs the decoder over embeddings with a keep-mask covering cache + new positions.
   at::Tensor run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache);
-  // A decoding row for one prompt (ids (1, T) and / or embeddings (1, T, H), keep-mask (1, T) or
-  // undefined): its padding left out, the prompt run, nothing chosen yet. g: greedy or sampling.
-  std::shared_ptr<DecodeRow> start_row(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g,
-                                       std::optional<uint64_t> seed);
-  // One step of every row: each row not done chooses its next token (returned; −1 for a row done
-  // before this step) and, unless that ends it (an end token, max_new_tokens), the rows still going
-  // run it together and have their next logits.
-  std::vector<int64_t> decode_rows(const std::vector<DecodeRow*>& rows);
   at::Tensor embed(const at::Tensor& ids);
   LlamaConfig cfg;
   torch::nn::Embedding embed_tokens{nullptr};  // model.embed_tokens (model.tok_embeddings for InternLM2)

@@ -1,21 +1,59 @@
-// Base of every emotorch model: a torch::nn::Module with one positional forward over tensors.
-// Undefined tensors stand for "not given" (optional inputs and outputs).
+// Base of every emotorch model: a torch::nn::Module with one forward from named tensors to named
+// tensors (lib/nn sends its inputs by name, in HF's snake_case: `input_ids`, `attention_mask`, …).
 #pragma once
 #include <torch/nn.h>
 
 #include "config.h"
+#include "error.h"
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
+#include <map>
 #include <optional>
+#include <set>
+#include <string>
 #include <vector>
 
 namespace et::nn {
 
 using Tensors = std::vector<at::Tensor>;
 
+// A forward's inputs by name. A name sent as null or not sent is "not given". Every name sent
+// must be read by the model (`at` or `opt`): the bridge checks after the forward, so a misspelt
+// input is an error naming it, never an input silently left out.
+class Inputs {
+ public:
+  explicit Inputs(std::map<std::string, at::Tensor> t = {}) : t_(std::move(t)) {}
+  // The tensor given under name; absent or null is an error naming it.
+  const at::Tensor& at(const std::string& name) const {
+    read_.insert(name);
+    auto it = t_.find(name);
+    if (it == t_.end() || !it->second.defined()) throw CodedError("ERR_INVALID_ARG", "the forward needs input '" + name + "'");
+    return it->second;
+  }
+  // The tensor given under name, or an undefined tensor when absent or null.
+  at::Tensor opt(const std::string& name) const {
+    read_.insert(name);
+    auto it = t_.find(name);
+    return it == t_.end() ? at::Tensor() : it->second;
+  }
+  // The names sent that the forward did not read (after it ran).
+  std::vector<std::string> unread() const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : t_) if (!read_.count(k)) out.push_back(k);
+    return out;
+  }
+
+ private:
+  std::map<std::string, at::Tensor> t_;
+  mutable std::set<std::string> read_;
+};
+
+// A forward's outputs by name (an optional output not computed is left out).
+using Outputs = std::map<std::string, at::Tensor>;
+
 struct Model : torch::nn::Module {
-  virtual Tensors forward(const Tensors& inputs) = 0;
+  virtual Outputs forward(const Inputs& in) = 0;
   // HF's gradient_checkpointing: while training with autograd on, a model that supports it runs
   // its layers through nn::checkpoint (native/blocks/checkpoint.h), recomputing them in backward.
   bool gradient_checkpointing = false;

@@ -100,10 +100,10 @@ QFormer::QFormer(const QFormerConfig& c) : cfg(c) {
   if (c.num_query_tokens > 0) query_tokens = register_parameter("query_tokens", at::randn({1, c.num_query_tokens, c.hidden_size}) * c.initializer_range);
 }
 
-Tensors QFormer::forward(const Tensors& in) {
-  at::Tensor q = in.at(0);
-  const at::Tensor& enc = in.at(1);
-  const at::Tensor& enc_keep = in.size() > 2 ? in[2] : at::Tensor();
+Outputs QFormer::forward(const Inputs& in) {
+  at::Tensor q = in.opt("query_embeds");
+  const at::Tensor& enc = in.at("encoder_hidden_states");
+  const at::Tensor enc_keep = in.opt("encoder_attention_mask");
   TORCH_CHECK(enc.dim() == 3 && enc.size(2) == cfg.encoder_hidden_size, "Q-Former: expected encoder_hidden_states (batch, length, ",
               cfg.encoder_hidden_size, ") but got ", enc.sizes());
   if (!q.defined()) {
@@ -116,26 +116,10 @@ Tensors QFormer::forward(const Tensors& in) {
   if (enc_keep.defined()) mask = padding_mask_to_additive(enc_keep, q.scalar_type());
   auto h = at::dropout(layernorm(q), cfg.hidden_dropout_prob, is_training());
   for (const auto& l : *layer) h = l->as<QFormerLayerImpl>()->forward(h, enc, mask);
-  return {h};
+  return {{"last_hidden_state", h}};
 }
 
-QFormerConfig QFormerConfig::from(const ConfigReader& c) {
-  QFormerConfig x;
-  x.hidden_size = c.i64("hidden_size");
-  x.num_hidden_layers = c.i64("num_hidden_layers");
-  x.num_attention_heads = c.i64("num_attention_heads");
-  x.intermediate_size = c.i64("intermediate_size");
-  x.encoder_hidden_size = c.i64("encoder_hidden_size");
-  x.cross_attention_frequency = c.i64("cross_attention_frequency");
-  x.num_query_tokens = c.i64("num_query_tokens");
-  x.layer_norm_eps = c.f64("layer_norm_eps");
-  x.hidden_dropout_prob = c.f64("hidden_dropout_prob");
-  x.attention_probs_dropout_prob = c.f64("attention_probs_dropout_prob");
-  x.initializer_range = c.f64("initializer_range");
-  x.hidden_act = c.str("hidden_act");
-  return x;
-}
 
-static const ModelKind qformer_kind("qformer", [](const ConfigReader& c) { return std::make_shared<QFormer>(QFormerConfig::from(c)); });
+static const ModelKind qformer_kind = ModelKind::of<QFormer, QFormerConfig>("qformer");
 
 }  // namespace et::nn

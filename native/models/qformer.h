@@ -8,13 +8,20 @@
 namespace et::nn {
 
 // lib/nn/qformer.ts declares the fields, HF names and defaults.
-struct QFormerConfig {
-  int64_t hidden_size, num_hidden_layers, num_attention_heads, intermediate_size;
-  int64_t encoder_hidden_size, cross_attention_frequency, num_query_tokens;
-  double layer_norm_eps, hidden_dropout_prob, attention_probs_dropout_prob, initializer_range;
-  std::string hidden_act;
-  static QFormerConfig from(const ConfigReader& c);
-};
+#define QFORMER_FIELDS(X) \
+  X(int64_t, hidden_size, 768)                  \
+  X(int64_t, num_hidden_layers, 12)             \
+  X(int64_t, num_attention_heads, 12)           \
+  X(int64_t, intermediate_size, 3072)           \
+  X(int64_t, encoder_hidden_size, 1408)         \
+  X(int64_t, cross_attention_frequency, 2)      \
+  X(int64_t, num_query_tokens, 0)               \
+  X(double, layer_norm_eps, 1e-12)              \
+  X(double, hidden_dropout_prob, 0.1)           \
+  X(double, attention_probs_dropout_prob, 0.1)  \
+  X(double, initializer_range, 0.02)            \
+  X(std::string, hidden_act, "gelu")
+ET_CONFIG(QFormerConfig, QFORMER_FIELDS);
 
 // BERT attention block with post-LN: names attention.{query,key,value}, output.{dense,LayerNorm}.
 struct QFormerAttentionImpl : torch::nn::Module {
@@ -41,7 +48,7 @@ struct QFormer : Model {
   // inputs: query_embeds (B, Q, H) (or undefined: the model's own query_tokens, expanded to the
   // batch of encoder_hidden_states), encoder_hidden_states (B, S, E), encoder_attention_mask (B, S)
   // 1 = keep or undefined. outputs: last_hidden_state (B, Q, H)
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   QFormerConfig cfg;
   torch::nn::LayerNorm layernorm{nullptr};
   torch::nn::ModuleList layer{nullptr};

@@ -57,11 +57,11 @@ at::Tensor RobertaModel::encode(at::Tensor x, const at::Tensor& attention_mask) 
   return x;
 }
 
-Tensors RobertaModel::forward(const Tensors& in) {
-  const at::Tensor& ids = in.at(0);
-  const at::Tensor& mask = in.size() > 1 ? in[1] : at::Tensor();
-  const at::Tensor& types = in.size() > 2 ? in[2] : at::Tensor();
-  const at::Tensor& embeds = in.size() > 3 ? in[3] : at::Tensor();
+Outputs RobertaModel::forward(const Inputs& in) {
+  const at::Tensor ids = in.opt("input_ids");
+  const at::Tensor mask = in.opt("attention_mask");
+  const at::Tensor types = in.opt("token_type_ids");
+  const at::Tensor embeds = in.opt("inputs_embeds");
   TORCH_CHECK(ids.defined() != embeds.defined(), "RoBERTa: give exactly one of input_ids and inputs_embeds");
   at::Tensor x, pos;
   if (ids.defined()) {
@@ -84,7 +84,9 @@ Tensors RobertaModel::forward(const Tensors& in) {
   x = encode(x, mask);
   at::Tensor pooled;
   if (pooler) pooled = at::tanh(pooler(x.select(1, 0)));
-  return {x, pooled};
+  Outputs out{{"last_hidden_state", x}};
+  if (pooled.defined()) out["pooler_output"] = pooled;
+  return out;
 }
 
 RobertaLayers::RobertaLayers(const RobertaConfig& c, int64_t n) : cfg(c) {
@@ -94,9 +96,9 @@ RobertaLayers::RobertaLayers(const RobertaConfig& c, int64_t n) : cfg(c) {
   init_bert_weights(*this, c.initializer_range);
 }
 
-Tensors RobertaLayers::forward(const Tensors& in) {
-  at::Tensor x = in.at(0);
-  const at::Tensor& keep = in.size() > 1 ? in[1] : at::Tensor();
+Outputs RobertaLayers::forward(const Inputs& in) {
+  at::Tensor x = in.at("hidden_states");
+  const at::Tensor keep = in.opt("attention_mask");
   TORCH_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size, "RoBERTa layers: hidden_states must be (batch, length, ", cfg.hidden_size, ") but got ",
               x.sizes());
   std::optional<at::Tensor> mask;
@@ -106,31 +108,11 @@ Tensors RobertaLayers::forward(const Tensors& in) {
     mask = padding_mask_to_additive(keep, x.scalar_type());
   }
   for (auto& l : layers) x = l->forward(x, mask);
-  return {x};
+  return {{"last_hidden_state", x}};
 }
 
-RobertaConfig RobertaConfig::from(const ConfigReader& c) {
-  RobertaConfig r;
-  r.vocab_size = c.i64("vocab_size");
-  r.hidden_size = c.i64("hidden_size");
-  r.num_hidden_layers = c.i64("num_hidden_layers");
-  r.num_attention_heads = c.i64("num_attention_heads");
-  r.intermediate_size = c.i64("intermediate_size");
-  r.max_position_embeddings = c.i64("max_position_embeddings");
-  r.type_vocab_size = c.i64("type_vocab_size");
-  r.pad_token_id = c.i64("pad_token_id");
-  r.layer_norm_eps = c.f64("layer_norm_eps");
-  r.hidden_dropout_prob = c.f64("hidden_dropout_prob");
-  r.attention_probs_dropout_prob = c.f64("attention_probs_dropout_prob");
-  r.initializer_range = c.f64("initializer_range");
-  r.hidden_act = c.str("hidden_act");
-  r.add_pooling_layer = c.flag("add_pooling_layer");
-  return r;
-}
 
-static const ModelKind roberta_kind("roberta", [](const ConfigReader& c) { return std::make_shared<RobertaModel>(RobertaConfig::from(c)); });
-static const ModelKind roberta_layers_kind("roberta_layers", [](const ConfigReader& c) {
-  return std::make_shared<RobertaLayers>(RobertaConfig::from(c), c.i64("num_layers"));
-});
+static const ModelKind roberta_kind = ModelKind::of<RobertaModel, RobertaConfig>("roberta");
+static const ModelKind roberta_layers_kind = ModelKind::of<RobertaLayers, RobertaLayersConfig>("roberta_layers");
 
 }  // namespace et::nn

@@ -9,9 +9,9 @@ WavLMConfig without_mask_embed(WavLMConfig c) {
 }
 }  // namespace
 
-SpectraAudioEncoder::SpectraAudioEncoder(const SpectraAudioConfig& c) : WavLMModel(without_mask_embed(c.wavlm)), scfg(c) {
-  audio_cls = register_parameter("audio_cls", at::randn({c.wavlm.hidden_size}));
-  audio_sep = register_parameter("audio_sep", at::randn({c.wavlm.hidden_size}));
+SpectraAudioEncoder::SpectraAudioEncoder(const SpectraAudioConfig& c) : WavLMModel(without_mask_embed(c)), scfg(c) {
+  audio_cls = register_parameter("audio_cls", at::randn({c.hidden_size}));
+  audio_sep = register_parameter("audio_sep", at::randn({c.hidden_size}));
 }
 
 at::Tensor SpectraAudioEncoder::clip_frames(const at::Tensor& keep, int64_t frames) const {
@@ -21,14 +21,15 @@ at::Tensor SpectraAudioEncoder::clip_frames(const at::Tensor& keep, int64_t fram
   return at::clamp(len, 0, frames);
 }
 
-Tensors SpectraAudioEncoder::forward(const Tensors& in) {
-  const at::Tensor& wave = in.at(0);
-  const at::Tensor& keep = in.at(1);
-  const int64_t B = in.at(2).item<int64_t>();
-  const at::Tensor& table = in.size() > 3 ? in[3] : at::Tensor();
-  const at::Tensor& zero = in.size() > 4 ? in[4] : at::Tensor();
-  const at::Tensor& source = in.size() > 5 ? in[5] : at::Tensor();
-  const bool detach_target = in.size() > 6 && in[6].defined() && in[6].item<bool>();
+Outputs SpectraAudioEncoder::forward(const Inputs& in) {
+  const at::Tensor& wave = in.at("input_values");
+  const at::Tensor& keep = in.at("attention_mask");
+  const int64_t B = in.at("batch_size").item<int64_t>();
+  const at::Tensor table = in.opt("token_type_table");
+  const at::Tensor zero = in.opt("mam_zero");
+  const at::Tensor source = in.opt("mam_source");
+  const at::Tensor detach = in.opt("detach_target");
+  const bool detach_target = detach.defined() && detach.item<bool>();
   TORCH_CHECK(wave.dim() == 2, "SPECTRA audio: expected input_values (clips, samples) but got ", wave.sizes());
   TORCH_CHECK(keep.defined() && keep.sizes() == wave.sizes(), "SPECTRA audio: attention_mask must be ", wave.sizes());
   const int64_t N = wave.size(0), H = cfg.hidden_size;
@@ -86,22 +87,12 @@ Tensors SpectraAudioEncoder::forward(const Tensors& in) {
     types = at::ones({B, x.size(1)}, lopt);
   }
   if (table.defined()) x = x + at::embedding(table, types);
-  Tensors out{encode(x, valid), valid.to(at::kLong)};
-  if (target.defined()) out.push_back(target);
+  Outputs out{{"last_hidden_state", encode(x, valid)}, {"attention_mask", valid.to(at::kLong)}};
+  if (target.defined()) out["target"] = target;
   return out;
 }
 
-SpectraAudioConfig SpectraAudioConfig::from(const ConfigReader& c) {
-  SpectraAudioConfig s;
-  s.wavlm = WavLMConfig::from(c);
-  s.has_audio_cls = c.flag("has_audio_cls");
-  s.mask_audio_cls = c.flag("mask_audio_cls");
-  s.extra_frame = c.flag("extra_frame");
-  return s;
-}
 
-static const ModelKind spectra_audio_kind("spectra_audio", [](const ConfigReader& c) {
-  return std::make_shared<SpectraAudioEncoder>(SpectraAudioConfig::from(c));
-});
+static const ModelKind spectra_audio_kind = ModelKind::of<SpectraAudioEncoder, SpectraAudioConfig>("spectra_audio");
 
 }  // namespace et::nn

@@ -12,13 +12,14 @@
 namespace et::nn {
 
 // lib/systems/spectra declares the fields and defaults.
-struct SpectraAudioConfig {
-  WavLMConfig wavlm;
-  bool has_audio_cls;   // single clip: prepend audio_cls (the original's config.has_audio_cls)
-  bool mask_audio_cls;  // single clip: the original masks that audio_cls out (true reproduces it)
-  bool extra_frame;     // the original counts one frame more than the conv stack outputs
-  static SpectraAudioConfig from(const ConfigReader& c);
-};
+// WavLM's fields, then: has_audio_cls: a single clip gets audio_cls prepended (the original's
+// config.has_audio_cls); mask_audio_cls: the original masks that audio_cls out (true reproduces
+// it); extra_frame: the original counts one frame more than the conv stack outputs.
+#define SPECTRA_AUDIO_FIELDS(X)    \
+  X(bool, has_audio_cls, true)     \
+  X(bool, mask_audio_cls, false)   \
+  X(bool, extra_frame, true)
+ET_CONFIG_EXTENDS(SpectraAudioConfig, WavLMConfig, ET_NO_FIELDS, SPECTRA_AUDIO_FIELDS);
 
 struct SpectraAudioEncoder : WavLMModel {
   explicit SpectraAudioEncoder(const SpectraAudioConfig& c);
@@ -30,7 +31,7 @@ struct SpectraAudioEncoder : WavLMModel {
   // outputs: hidden states (B', T', H) with B' = B, or B · (clips per sample − 1) rows
   // [cls, first clip, sep, later clip], attention mask (B', T') int64 1 = frame / 0 = padding, and
   // with the masking inputs the clean conv features (N, T, C), the target
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   // Frames of each clip as the original counts them: the conv length formula (truncating
   // division) on the valid-sample count, plus one when extra_frame, at most `frames`.
   at::Tensor clip_frames(const at::Tensor& keep, int64_t frames) const;

@@ -54,10 +54,10 @@ int64_t Wav2Vec2Model::frames_for(int64_t n) const { return front.frames_for(n);
 
 at::Tensor Wav2Vec2Model::features(const at::Tensor& wave) { return front.features(wave, is_training()); }
 
-Tensors Wav2Vec2Model::forward(const Tensors& in) {
-  const at::Tensor& wave = in.at(0);
-  const at::Tensor keep = in.size() > 1 ? in[1] : at::Tensor();
-  const at::Tensor states = in.size() > 2 ? in[2] : at::Tensor();
+Outputs Wav2Vec2Model::forward(const Inputs& in) {
+  const at::Tensor& wave = in.at("input_values");
+  const at::Tensor keep = in.opt("attention_mask");
+  const at::Tensor states = in.opt("hidden_states_up_to");
   TORCH_CHECK(wave.dim() == 2, "Wav2Vec2: expected input_values (batch, samples) but got ", wave.sizes());
   TORCH_CHECK(frames_for(wave.size(1)) >= 1, "Wav2Vec2: ", wave.size(1), " samples are too few for one frame");
   int64_t L = cfg.num_hidden_layers, upto = states.defined() ? states.item<int64_t>() : L;
@@ -84,18 +84,14 @@ Tensors Wav2Vec2Model::forward(const Tensors& in) {
   }
   at::Tensor last;
   if (upto == L) last = cfg.do_stable_layer_norm ? enc_ln(x) : x;
-  Tensors out{last, valid};
-  out.insert(out.end(), hidden.begin(), hidden.end());
+  Outputs out;
+  if (last.defined()) out["last_hidden_state"] = last;
+  if (valid.defined()) out["frame_mask"] = valid;
+  for (size_t i = 0; i < hidden.size(); ++i) out["hidden_states." + std::to_string(i)] = hidden[i];
   return out;
 }
 
-Wav2Vec2Config Wav2Vec2Config::from(const ConfigReader& c) {
-  Wav2Vec2Config w;
-  SpeechEncoderConfig::read(c, w);
-  w.layerdrop = c.f64("layerdrop");
-  return w;
-}
 
-static const ModelKind wav2vec2_kind("wav2vec2", [](const ConfigReader& c) { return std::make_shared<Wav2Vec2Model>(Wav2Vec2Config::from(c)); });
+static const ModelKind wav2vec2_kind = ModelKind::of<Wav2Vec2Model, Wav2Vec2Config>("wav2vec2");
 
 }  // namespace et::nn

@@ -8,10 +8,9 @@
 
 namespace et::nn {
 
-struct Wav2Vec2Config : SpeechEncoderConfig {
-  double layerdrop;
-  static Wav2Vec2Config from(const ConfigReader& c);
-};
+#define WAV2VEC2_DEFAULTS(X) X(double, activation_dropout, 0.1)
+#define WAV2VEC2_FIELDS(X) X(double, layerdrop, 0.1)
+ET_CONFIG_EXTENDS(Wav2Vec2Config, SpeechEncoderConfig, WAV2VEC2_DEFAULTS, WAV2VEC2_FIELDS);
 
 struct Wav2Vec2LayerImpl : torch::nn::Module {
   explicit Wav2Vec2LayerImpl(const Wav2Vec2Config& c);
@@ -31,7 +30,7 @@ struct Wav2Vec2Model : Model {
   // outputs: last_hidden_state (B, T, H) (undefined when k < layers), frame mask (B, T) bool true
   // = valid (undefined without a mask), then hidden_states[0..k] (B, T, H): [0] the encoder's
   // input after the conv positions, [i] the output of layer i (as transformers 5 records them).
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   // Conv feature encoder + feature projection: waveform (B, N) → (B, T, H), nothing masked.
   at::Tensor features(const at::Tensor& wave);
   int64_t frames_for(int64_t samples) const;

@@ -87,9 +87,9 @@ at::Tensor WavLMModel::encode(at::Tensor x, const at::Tensor& valid) {
   return x;
 }
 
-Tensors WavLMModel::forward(const Tensors& in) {
-  const at::Tensor& wave = in.at(0);
-  const at::Tensor& keep = in.size() > 1 ? in[1] : at::Tensor();
+Outputs WavLMModel::forward(const Inputs& in) {
+  const at::Tensor& wave = in.at("input_values");
+  const at::Tensor keep = in.opt("attention_mask");
   TORCH_CHECK(wave.dim() == 2, "WavLM: expected input_values (batch, samples) but got ", wave.sizes());
   TORCH_CHECK(frames_for(wave.size(1)) >= 1, "WavLM: ", wave.size(1), " samples are too few for one frame");
   auto x = features(wave);  // (B, T, H)
@@ -99,17 +99,12 @@ Tensors WavLMModel::forward(const Tensors& in) {
     TORCH_CHECK(keep.dim() == 2 && keep.size(0) == B && keep.size(1) == wave.size(1), "WavLM: attention_mask must be ", wave.sizes(), " but got ", keep.sizes());
     valid = front.valid_frames(keep, T);  // (B, T)
   }
-  return {encode(x, valid), valid};
+  Outputs out{{"last_hidden_state", encode(x, valid)}};
+  if (valid.defined()) out["frame_mask"] = valid;
+  return out;
 }
 
-WavLMConfig WavLMConfig::from(const ConfigReader& c) {
-  WavLMConfig w;
-  SpeechEncoderConfig::read(c, w);
-  w.num_buckets = c.i64("num_buckets");
-  w.max_bucket_distance = c.i64("max_bucket_distance");
-  return w;
-}
 
-static const ModelKind wavlm_kind("wavlm", [](const ConfigReader& c) { return std::make_shared<WavLMModel>(WavLMConfig::from(c)); });
+static const ModelKind wavlm_kind = ModelKind::of<WavLMModel, WavLMConfig>("wavlm");
 
 }  // namespace et::nn

@@ -9,10 +9,10 @@
 
 namespace et::nn {
 
-struct WavLMConfig : SpeechEncoderConfig {
-  int64_t num_buckets, max_bucket_distance;
-  static WavLMConfig from(const ConfigReader& c);
-};
+#define WAVLM_FIELDS(X)        \
+  X(int64_t, num_buckets, 320) \
+  X(int64_t, max_bucket_distance, 800)
+ET_CONFIG_EXTENDS(WavLMConfig, SpeechEncoderConfig, ET_NO_FIELDS, WAVLM_FIELDS);
 
 struct WavLMLayerImpl : torch::nn::Module {
   WavLMLayerImpl(const WavLMConfig& c, bool has_bias);
@@ -29,7 +29,7 @@ struct WavLMModel : Model {
   explicit WavLMModel(const WavLMConfig& c);
   // inputs: input_values (B, N), attention_mask (B, N) 1/0 or undefined
   // outputs: last_hidden_state (B, T, H), frame mask (B, T) bool true = valid (undefined without a mask)
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   // The conv feature encoder and feature projection: waveform (B, N) → (B, T, H), nothing masked.
   at::Tensor features(const at::Tensor& wave);
   // The transformer encoder over (B, T, H) states: frames where `valid` (B, T) is false (when

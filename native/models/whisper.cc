@@ -52,8 +52,8 @@ WhisperEncoder::WhisperEncoder(const WhisperConfig& c) : cfg(c) {
   embed_positions->weight.copy_(sinusoids(c.max_source_positions, c.d_model));
 }
 
-Tensors WhisperEncoder::forward(const Tensors& in) {
-  const at::Tensor& feats = in.at(0);
+Outputs WhisperEncoder::forward(const Inputs& in) {
+  const at::Tensor& feats = in.at("input_features");
   TORCH_CHECK(feats.dim() == 3 && feats.size(1) == cfg.num_mel_bins, "Whisper: expected input_features (batch, ", cfg.num_mel_bins,
               ", frames) but got ", feats.sizes());
   int64_t max_frames = 2 * cfg.max_source_positions;
@@ -64,25 +64,10 @@ Tensors WhisperEncoder::forward(const Tensors& in) {
   x = x + embed_positions->weight.narrow(0, 0, x.size(1));
   x = at::dropout(x, cfg.dropout, is_training());
   for (const auto& l : *layers) x = l->as<WhisperLayerImpl>()->forward(x);
-  return {layer_norm(x)};
+  return {{"last_hidden_state", layer_norm(x)}};
 }
 
-WhisperConfig WhisperConfig::from(const ConfigReader& c) {
-  WhisperConfig x;
-  x.num_mel_bins = c.i64("num_mel_bins");
-  x.d_model = c.i64("d_model");
-  x.encoder_layers = c.i64("encoder_layers");
-  x.encoder_attention_heads = c.i64("encoder_attention_heads");
-  x.encoder_ffn_dim = c.i64("encoder_ffn_dim");
-  x.max_source_positions = c.i64("max_source_positions");
-  x.dropout = c.f64("dropout");
-  x.attention_dropout = c.f64("attention_dropout");
-  x.activation_dropout = c.f64("activation_dropout");
-  x.init_std = c.f64("init_std");
-  x.activation_function = c.str("activation_function");
-  return x;
-}
 
-static const ModelKind whisper_kind("whisper_encoder", [](const ConfigReader& c) { return std::make_shared<WhisperEncoder>(WhisperConfig::from(c)); });
+static const ModelKind whisper_kind = ModelKind::of<WhisperEncoder, WhisperConfig>("whisper_encoder");
 
 }  // namespace et::nn

@@ -8,14 +8,20 @@
 
 namespace et::nn {
 
-// lib/nn/whisper.ts declares the fields, HF names and defaults.
-struct WhisperConfig {
-  int64_t num_mel_bins, d_model, encoder_layers, encoder_attention_heads, encoder_ffn_dim;
-  int64_t max_source_positions;
-  double dropout, attention_dropout, activation_dropout, init_std;
-  std::string activation_function;
-  static WhisperConfig from(const ConfigReader& c);
-};
+// HF WhisperConfig's encoder fields (defaults: whisper-large-v2's sizes).
+#define WHISPER_FIELDS(X)                 \
+  X(int64_t, num_mel_bins, 80)            \
+  X(int64_t, d_model, 1280)               \
+  X(int64_t, encoder_layers, 32)          \
+  X(int64_t, encoder_attention_heads, 20) \
+  X(int64_t, encoder_ffn_dim, 5120)       \
+  X(int64_t, max_source_positions, 1500)  \
+  X(double, dropout, 0.0)                 \
+  X(double, attention_dropout, 0.0)       \
+  X(double, activation_dropout, 0.0)      \
+  X(double, init_std, 0.02)               \
+  X(std::string, activation_function, "gelu")
+ET_CONFIG(WhisperConfig, WHISPER_FIELDS);
 
 struct WhisperLayerImpl : torch::nn::Module {
   WhisperLayerImpl(const WhisperConfig& c);
@@ -29,7 +35,7 @@ TORCH_MODULE(WhisperLayer);
 struct WhisperEncoder : Model {
   explicit WhisperEncoder(const WhisperConfig& c);
   // inputs: input_features (B, n_mels, frames); outputs: last_hidden_state (B, frames / 2, d_model)
-  Tensors forward(const Tensors& in) override;
+  Outputs forward(const Inputs& in) override;
   WhisperConfig cfg;
   torch::nn::Conv1d conv1{nullptr}, conv2{nullptr};
   torch::nn::Embedding embed_positions{nullptr};

@@ -154,9 +154,12 @@ export class SpectraAudioEncoder extends NativeModule {
    *   clean conv features (clips, frames, conv_dim[-1])
    */
   async forward(inputs: { inputValues: Tensor; attentionMask: Tensor; batchSize: number; tokenTypeTable?: Tensor | null; mamZero?: Tensor; mamSource?: Tensor; detachTarget?: boolean }): Promise<{ lastHiddenState: Tensor; attentionMask: Tensor; target?: Tensor }> {
-    const mam = inputs.mamZero ? [inputs.mamZero, inputs.mamSource ?? null, tensor([inputs.detachTarget ? 1 : 0], { dtype: 'bool' }).reshape([])] : [];
-    const [h, m, target] = await this.run([inputs.inputValues, inputs.attentionMask, tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]), inputs.tokenTypeTable ?? null, ...mam]);
-    return target ? { lastHiddenState: h!, attentionMask: m!, target } : { lastHiddenState: h!, attentionMask: m! };
+    const mam = inputs.mamZero ? { mam_zero: inputs.mamZero, mam_source: inputs.mamSource, detach_target: tensor([inputs.detachTarget ? 1 : 0], { dtype: 'bool' }).reshape([]) } : {};
+    const o = await this.run({
+      input_values: inputs.inputValues, attention_mask: inputs.attentionMask, batch_size: tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]),
+      token_type_table: inputs.tokenTypeTable, ...mam,
+    });
+    return o.target ? { lastHiddenState: o.last_hidden_state!, attentionMask: o.attention_mask!, target: o.target } : { lastHiddenState: o.last_hidden_state!, attentionMask: o.attention_mask! };
   }
 }
 
