@@ -63,7 +63,7 @@ describe('async native calls', () => {
   it('turns native failures inside the pool into rejected promises', async () => {
     const lin = et.nn.Linear.create({ in_features: 4, out_features: 2 });
     // Bypass TS validation to reach the native check.
-    const raw = (lin as unknown as { run(i: et.Tensor[]): Promise<unknown> }).run([et.ones([3, 5])]);
+    const raw = (lin as unknown as { run(i: Record<string, et.Tensor>): Promise<unknown> }).run({ input: et.ones([3, 5]) });
     await rejectsWith(raw, 'ERR_TORCH', /Linear: expected input \(\.\.\., 4\) but got \[3, 5\]/);
     // The module still works afterwards.
     expect((await lin.forward(et.ones([3, 4]))).shape).toEqual([3, 2]);
