@@ -128,7 +128,7 @@ const lora = { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'k_proj',
 const t0 = Date.now();
 const [r1] = await et.systems.m2seStages({ model, tokenizer, lora, outputDir: path.join(dir, 'runs'), stages: [{ datasets: [stage1], args: { ...args, num_train_epochs: EPOCHS1 } }] });
 console.log(`stage 1: ${r1.examples} examples, ${r1.globalStep} steps, training loss ${r1.trainingLoss.toFixed(3)}; media the text-only model could not use: ${JSON.stringify(r1.unusedMedia)}`);
-const after1 = await evaluate('after stage 1');
+await evaluate('after stage 1');
 const [r2] = await et.systems.m2seStages({ model, tokenizer, outputDir: path.join(dir, 'runs-2'), stages: [{ datasets: [stage2], args: { ...args, num_train_epochs: EPOCHS2 } }] });
 console.log(`stage 2: ${r2.examples} examples, ${r2.globalStep} steps, training loss ${r2.trainingLoss.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s of training)`);
 const after2 = await evaluate('after stage 2');

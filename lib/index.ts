@@ -4,7 +4,7 @@
  */
 import { binding } from './native';
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- package.json lies outside rootDir (lib/): no import can reach it
 const pkg = require('../package.json') as { version: string };
 
 export { EmotorchError, ERROR_CODES as errorCodes } from './errors';

@@ -2,6 +2,7 @@
  * Tensors: a typed TypeScript face over libtorch tensors. Operations run synchronously in native
  * code; reading data back can be awaited (`data()`), and `backward()` runs on the thread pool.
  */
+import { constants as bufferConstants } from 'buffer';
 import { binding, opId, TensorHandle } from './native';
 import { EmotorchError, invalid, checkInt, checkOptionNames } from './errors';
 import { DType, DTYPE_BYTES, TypedArray, checkDtype, dtypeOfArray, arrayOf, isFloating } from './dtype';
@@ -33,7 +34,7 @@ export interface CreateOptions {
 }
 
 /** The largest ArrayBuffer this Node.js can allocate. */
-const MAX_BUFFER: number = require('buffer').constants.MAX_LENGTH;
+const MAX_BUFFER: number = bufferConstants.MAX_LENGTH;
 /** toArray() builds one JS number per element: beyond this, use data(). */
 const MAX_TO_ARRAY = 1 << 26;
 

@@ -46,7 +46,6 @@ if (!Number.isInteger(PER_CLASS) || PER_CLASS < 2 || !Number.isInteger(SEED)) {
 
 // ---- randomness ----------------------------------------------------------------------------
 const rand = et.data.mulberry32(SEED);
-const uniform = (a, b) => a + (b - a) * rand();
 const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
 const pick = (xs) => xs[Math.floor(rand() * xs.length)];
 

@@ -9,7 +9,7 @@ import { Module, NativeModule } from '../nn/module';
 import type { ModuleOptions } from '../nn/module';
 import type { Wav2Vec2Model } from '../nn/wav2vec2';
 import { Tensor, checkTensor, tensor, cat, zeros } from '../tensor';
-import { EmotorchError, invalid, checkOptionNames } from '../errors';
+import { invalid, checkOptionNames } from '../errors';
 
 /** Nearest-centroid assignment over (batch, frames, dim) states; the centroids are the buffer `centroids`. @internal */
 class KMeansUnits extends NativeModule {

@@ -96,5 +96,5 @@ async function runCommand(name: string, c: Command, rest: string[], help: string
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+  void main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 }

@@ -232,6 +232,7 @@ export async function launch(o: LaunchOptions, log: (s: string) => void = (s) =>
           stopOthers('SIGTERM');
           resolve();
         });
+        // eslint-disable-next-line @typescript-eslint/no-misused-promises -- it awaits only pipeLines, which never rejects
         p.on('exit', async (code, signal) => {
           await Promise.all(streams);
           c.done = true;

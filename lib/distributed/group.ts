@@ -7,7 +7,7 @@
 import { binding } from '../native';
 import { Tensor, checkTensor } from '../tensor';
 import { isFloating } from '../dtype';
-import { EmotorchError, checkInt, invalid } from '../errors';
+import { EmotorchError, invalid } from '../errors';
 import { DistEnv, readEnv } from './env';
 
 /** The c10d backends: Gloo (CPU) and NCCL (CUDA). */

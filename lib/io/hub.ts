@@ -387,7 +387,7 @@ function progressBar(enabled: boolean, id: string): Progress {
       },
     };
   }
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a bar is drawn
   const cp = require('cli-progress') as typeof import('cli-progress');
   const bar = new cp.SingleBar({ format: `downloading ${id} |{bar}| {percentage}% {mb}/{totalMb} MB`, stream: process.stderr, hideCursor: false }, cp.Presets.shades_classic);
   let value = 0, total = 0, started = false;

@@ -135,7 +135,7 @@ export function sniffMedia(file: string, kind: MediaKind, what: string, openFd?:
       const b = Buffer.alloc(n);
       return b.subarray(0, fs.readSync(fd, b, 0, n, pos));
     };
-    let head = read(0, 16);
+    const head = read(0, 16);
     // An ID3v2 tag (MP3, sometimes FLAC or ADTS): its size is four 7-bit bytes after the flags.
     if (head.length >= 10 && head.toString('latin1', 0, 3) === 'ID3' && head.subarray(6, 10).every((x) => x < 0x80)) {
       const size = 10 + ((head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]) + (head[5] & 0x10 ? 10 : 0);

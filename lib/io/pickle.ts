@@ -76,7 +76,6 @@ class Latin1Text {
   toString(): string { return this.bytes.toString('latin1'); }
 }
 
-const MARK = Symbol('mark');
 const NUMPY_ARRAY_MODULES = ['numpy.core.multiarray', 'numpy._core.multiarray'];
 const NUMPY_NUMERIC_MODULES = ['numpy.core.numeric', 'numpy._core.numeric'];
 

@@ -497,6 +497,7 @@ export interface BleuResult {
 }
 
 const RE_13A: [RegExp, string][] = [
+  // eslint-disable-next-line no-useless-escape -- sacrebleu's 13a regular expression as sacrebleu writes it
   [/([\{-\~\[-\` -\&\(-\+\:-\@\/])/g, ' $1 '],
   [/([^0-9])([.,])/g, '$1 $2 '],
   [/([.,])([^0-9])/g, ' $1 $2'],

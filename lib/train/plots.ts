@@ -11,7 +11,7 @@ type Series = { name: string; points: Array<[number, number]> };
 
 /** An ECharts option rendered to an SVG string on a white background, without animation. */
 function render(width: number, height: number, option: Record<string, unknown>): string {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- ECharts (large) is loaded only when a plot is drawn
   const echarts = require('echarts') as typeof import('echarts');
   const c = echarts.init(null as unknown as Parameters<typeof echarts.init>[0], null, { renderer: 'svg', ssr: true, width, height });
   c.setOption({ animation: false, backgroundColor: '#ffffff', ...option });

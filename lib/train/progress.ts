@@ -32,7 +32,7 @@ export class Progress {
     this.t0 = Date.now();
     this.first = step;
     if (this.mode !== 'bar') return;
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a bar is drawn
     const cp = require('cli-progress') as typeof import('cli-progress');
     this.bar = new cp.SingleBar({
       format: 'train |{bar}| {value}/{total} | loss {loss} | lr {lr} | {speed} it/s | ETA {eta_s}',

@@ -674,11 +674,10 @@ export class Trainer<T = unknown> extends EventEmitter {
       await this.log(rec);
     }
     c.shouldLog = false;
-    let newBest = false;
     if (c.shouldEvaluate) {
       c.shouldEvaluate = false;
       const metrics = await this.evaluate();
-      newBest = this.updateBest(metrics);
+      const newBest = this.updateBest(metrics);
       if (this.args.save_strategy === 'best' && newBest) c.shouldSave = true;
     }
     if (c.shouldSave) {

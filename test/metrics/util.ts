@@ -42,6 +42,5 @@ export function exact(metric: string, a: unknown, b: unknown, where = ''): void 
 /** Prints "metric  max|diff|  comparisons" for every metric compared in this file. */
 export function report(title: string): void {
   const lines = [...maxDiff].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `  ${k.padEnd(44)} ${v.diff.toExponential(2).padStart(9)}  (${v.n} comparisons)`);
-  // eslint-disable-next-line no-console
   console.log(`${title}: max |ours − reference|\n${lines.join('\n')}`);
 }

@@ -7,6 +7,7 @@
 // duration (maxSeconds, ffmpeg's -t), time (timeoutMs) and the children die with the process.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { execFileSync, spawn, spawnSync } from 'child_process';
 import * as et from '../../lib/index';
@@ -240,9 +241,9 @@ describe.skipIf(!HAVE_FFMPEG)('decodes are bounded in size, duration, time and l
   it('the default bound is an hour, and no temporary file is written', async () => {
     // 3700 s of 1 kHz mono silence: refused after ffmpeg decoded 3601 s, through a pipe
     ffmpeg('-f', 'lavfi', '-i', 'anullsrc=r=1000:cl=mono', '-t', '3700', '-c:a', 'flac', at('hour.flac'));
-    const tmp = fs.readdirSync(require('os').tmpdir()).filter((f) => f.startsWith('emotorch-ffmpeg-')).length;
+    const tmp = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('emotorch-ffmpeg-')).length;
     await rejectsWith(et.audio.readAudio(at('hour.flac'), { sampleRate: null }), 'ERR_FORMAT', /more than the 3600 s read \(maxSeconds\)/);
-    expect(fs.readdirSync(require('os').tmpdir()).filter((f) => f.startsWith('emotorch-ffmpeg-')).length).toBe(tmp);
+    expect(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('emotorch-ffmpeg-')).length).toBe(tmp);
   }, 60_000);
 
   it('timeoutMs kills ffmpeg, and ffmpeg children die with the process', async () => {

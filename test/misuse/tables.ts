@@ -14,6 +14,8 @@
  *   give the same outputs as run one by one; an input of random shape/dtype (or not a tensor)
  *   gives a result or a coded error; a disposed module refuses to run.
  */
+import * as fs from 'fs';
+import * as os from 'os';
 import * as et from '../../lib/index';
 
 type Config = Record<string, unknown>;
@@ -427,7 +429,7 @@ const once = <T>(make: () => Promise<T>) => { let p: Promise<T> | null = null; r
 const tinyLlama = once(async () => et.nn.LlamaForCausalLM.create(CONFIG_ROWS[5].valid));
 const salmonn = once(async () => et.systems.Salmonn.fromPretrained({
   whisper: `${FIX}/whisper`, beats: `${FIX}/beats/beats.pt`, llm: `${FIX}/salmonn/llm`, checkpoint: null,
-  config: JSON.parse(require('fs').readFileSync(`${FIX}/salmonn/config.json`, 'utf8')),
+  config: JSON.parse(fs.readFileSync(`${FIX}/salmonn/config.json`, 'utf8')),
 }));
 const llamaTok = once(() => et.data.Tokenizer.fromFile(`${FIX}/tokenizers/llama/tokenizer.json`));
 const usdmIds = { newline: 5, space: 6, continue: 30, correspond: 31, unit0: 32, numUnits: 6, pad: 38, bos: 1 };
@@ -456,7 +458,7 @@ export const OPTION_ROWS: OptionRow[] = [
   { name: 'systems.Usdm.fromPretrained', valid: {}, wrong: ['add_unit_vocabulary'], call: (o) => et.systems.Usdm.fromPretrained('/nonexistent', o) },
   { name: 'systems.usdmSftExamples', valid: { codec }, wrong: ['batch_size'], call: (o) => et.systems.usdmSftExamples([{ userAudio: 'a.wav', userText: 'a', agentText: 'b', agentAudio: 'b.wav' }], o as never) },
   {
-    name: 'systems.m2seInfer', valid: { dataset: [], outFile: `${require('os').tmpdir()}/emotorch-options-row.jsonl`, maxNewTokens: 1 }, wrong: ['max_new_tokens', 'out_file'],
+    name: 'systems.m2seInfer', valid: { dataset: [], outFile: `${os.tmpdir()}/emotorch-options-row.jsonl`, maxNewTokens: 1 }, wrong: ['max_new_tokens', 'out_file'],
     call: async (o) => et.systems.m2seInfer({ model: await tinyLlama(), tokenizer: await llamaTok(), ...o } as never),
   },
   { name: 'systems.m2seStages', valid: { stages: [] }, wrong: ['output_dir'], call: async (o) => et.systems.m2seStages({ model: await tinyLlama(), tokenizer: await llamaTok(), ...o } as never) },

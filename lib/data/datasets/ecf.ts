@@ -174,7 +174,7 @@ export class EcfDataset extends BaseDataset<EcfItem, EcfRecord> {
         try {
           pairs = rawPairs.map((p, k) => parsePair(p, idSet, k));
         } catch (e) {
-          throw new Error(`(conversation_ID ${id}) ${(e as Error).message}`);
+          throw new Error(`(conversation_ID ${id}) ${(e as Error).message}`, { cause: e });
         }
         conv = { id, utts, ids, pairs };
         return [];
@@ -208,7 +208,7 @@ export class EcfDataset extends BaseDataset<EcfItem, EcfRecord> {
           }
           return [rec];
         } catch (e) {
-          throw new Error(`${where} ${(e as Error).message}`);
+          throw new Error(`${where} ${(e as Error).message}`, { cause: e });
         }
       }));
       if (ds.records.length > before) ds.conversations.push({ id, utterances: ids, pairs });

@@ -13,7 +13,7 @@ import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../nn/wavlm'
 import { Linear, Embedding } from '../../nn/layers';
 import { PretrainedOptions, Rename, checkPretrainedOptions, checkpointDtype, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
-import { EmotorchError, checkInt, invalid, checkOptionNames } from '../../errors';
+import { EmotorchError, checkInt, invalid } from '../../errors';
 import { readJsonObjectSync } from '../../io/file';
 import { crossEntropy, l1Loss } from '../../functional';
 import { saveSafetensors } from '../../io/safetensors';

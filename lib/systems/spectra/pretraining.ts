@@ -12,9 +12,9 @@ import { Module, ModuleOptions, checkModuleOptions, lockConfig } from '../../nn/
 import { Linear, LayerNorm } from '../../nn/layers';
 import { RobertaModel } from '../../nn/roberta';
 import { WavLMModel } from '../../nn/wavlm';
-import { PretrainedOptions, checkPretrainedOptions, checkpointDtype, pretrainedPath } from '../../nn/pretrained';
+import { checkPretrainedOptions, checkpointDtype, pretrainedPath } from '../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
-import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors';
+import { EmotorchError, checkInt, invalid } from '../../errors';
 import { crossEntropy, l1Loss, mseLoss } from '../../functional';
 import { saveSafetensors } from '../../io/safetensors';
 import { SpectraConfig, SpectraConfigInput, SpectraModel, SpectraPretrainedOptions, loadSpectraStateDict, readSpectraConfigs, resolveSpectraConfig } from './model';
