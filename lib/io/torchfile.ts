@@ -67,8 +67,7 @@ function zipEntries(buf: Buffer, file: string): Map<string, ZipEntry> {
         let q = e + 4;
         if (usize === 0xffffffff) { usize = u64(q, where); q += 8; }
         if (size === 0xffffffff) { size = u64(q, where); q += 8; }
-        // eslint-disable-next-line no-useless-assignment -- q steps over every field present, the last one too
-        if (local === 0xffffffff) { local = u64(q, where); q += 8; }
+        if (local === 0xffffffff) local = u64(q, where);
       }
       e += 4 + len;
     }
