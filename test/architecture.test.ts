@@ -126,6 +126,15 @@ describe('architecture: no import circles', () => {
   });
 });
 
+describe('architecture: systems', () => {
+  it('lib/systems holds the five systems as their users name them, each with an index.ts (et.systems.<name>)', () => {
+    const dir = path.join(LIB, 'systems');
+    const systems = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    expect(systems).toEqual(['m2se', 'salmonn', 'semeval', 'spectra', 'usdm']);
+    for (const s of systems) expect(fs.existsSync(path.join(dir, s, 'index.ts')), `lib/systems/${s}/index.ts`).toBe(true);
+  });
+});
+
 describe('architecture: imports', () => {
   it('the rule catches an upward import, a dynamic import, a require and a raw binding import', () => {
     const src = [

@@ -118,7 +118,7 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
     for (const family of ['internlm2', 'phi3']) {
       const root = path.join(FIXTURES, 'internvl_chat', family);
       const t = (await et.io.loadSafetensors(path.join(root, 'io.safetensors'))).tensors;
-      const m = await (await et.systems.InternVL.fromPretrained(root, { imgContextTokenId: 127 })).to({ device: 'cuda' });
+      const m = await (await et.systems.m2se.InternVL.fromPretrained(root, { imgContextTokenId: 127 })).to({ device: 'cuda' });
       const pixels = t.get('pixel_values')!;
       expect(diff(`internvl ${family} features`, await m.extractFeature(gpu(pixels)!), t.get('features')!)).toBeLessThan(TOL);
       const mask = t.get('attention_mask')!;

@@ -51,7 +51,7 @@ const q = (p: string) => `'${p.replace(/\\/g, '\\\\')}'`;
 
 /** A tiny SPECTRA with the sample data's vocabulary, saved as SPECTRA-base is published. */
 async function tinySpectraFolder(dir: string): Promise<string> {
-  const m = et.systems.Spectra.create({
+  const m = et.systems.spectra.Spectra.create({
     num_class: 6,
     audio: { hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, conv_dim: [32, 32, 32, 32, 32, 32, 32],
       num_conv_pos_embeddings: 16, num_conv_pos_embedding_groups: 4, num_buckets: 32, max_bucket_distance: 64, max_length: 12000 },
@@ -79,7 +79,7 @@ const SETUPS: Record<string, (dir: string) => Promise<Setup>> = {
     const { textPath, audioPath } = await tinyEncoders(dir);
     corpus(dir);
     const tok = et.data.Tokenizer.fromJSON(tokenizerJson() as never);
-    const c = await et.systems.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'OUT'), transcriptsName: 'transcripts.pkl', maxSliceSeconds: 2, encode: (w) => tok.encode(w) });
+    const c = await et.systems.spectra.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'OUT'), transcriptsName: 'transcripts.pkl', maxSliceSeconds: 2, encode: (w) => tok.encode(w) });
     return {
       map: [["'wavlm-base-plus/'", q(audioPath)], ["'roberta-base/'", q(textPath)], ["'OUT/transcripts.pkl'", q(c.transcripts)],
         ["'SPECTRA-base/'", q(path.join(FIXTURES, 'spectra_pretrain_model', 'pretrained'))], ["device: 'cuda'", "device: 'cpu'"]],

@@ -185,10 +185,10 @@ export function writeTextFile(file: string, text: string, option: string): void 
  * The context length of a loaded chat LLM (`max_position_embeddings` of its config): the most
  * tokens a generation may ask for.
  */
-export function contextLength(model: et.nn.LlamaForCausalLM | et.systems.InternVL | et.systems.Salmonn | et.systems.Usdm): number {
+export function contextLength(model: et.nn.LlamaForCausalLM | et.systems.m2se.InternVL | et.systems.salmonn.Salmonn | et.systems.usdm.Usdm): number {
   const llm = model instanceof et.nn.LlamaForCausalLM ? model
-    : model instanceof et.systems.InternVL ? model.language_model
-      : model instanceof et.systems.Salmonn ? model.llama_model : model.llm;
+    : model instanceof et.systems.m2se.InternVL ? model.language_model
+      : model instanceof et.systems.salmonn.Salmonn ? model.llama_model : model.llm;
   return llm.config.max_position_embeddings;
 }
 
@@ -272,7 +272,7 @@ export function modelAndAdapter(model: string | undefined, ckptDir: string | und
  * LLaMA-family LLM) with its tokenizer; `adapter`, a peft folder, is applied on top, and merged
  * into the weights with `merge`; `dtype: 'auto'` keeps the checkpoint's own dtype (default float32).
  */
-export async function loadChatModel(dir: string, tokenizerPath?: string, opts: { adapter?: string; merge?: boolean; dtype?: 'auto' | et.DType } = {}): Promise<{ model: et.systems.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
+export async function loadChatModel(dir: string, tokenizerPath?: string, opts: { adapter?: string; merge?: boolean; dtype?: 'auto' | et.DType } = {}): Promise<{ model: et.systems.m2se.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
   dir = await et.hub.resolvePretrainedPath(dir);   // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
@@ -283,7 +283,7 @@ export async function loadChatModel(dir: string, tokenizerPath?: string, opts: {
   const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
   const dtype = opts.dtype ? { dtype: opts.dtype } : {};
   const model = cfg.vision_config && cfg.llm_config
-    ? await et.systems.InternVL.fromPretrained(dir, { ...dtype, ...(ctx === undefined ? {} : { imgContextTokenId: ctx }) })
+    ? await et.systems.m2se.InternVL.fromPretrained(dir, { ...dtype, ...(ctx === undefined ? {} : { imgContextTokenId: ctx }) })
     : await et.nn.LlamaForCausalLM.fromPretrained(dir, dtype);
   if (opts.adapter) {
     await et.nn.loadLoraAdapter(model, opts.adapter);

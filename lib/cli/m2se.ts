@@ -20,7 +20,7 @@ function versionDir(outputDir: string, modelType: string): string {
 const MODEL_FLAGS = {
   model_id_or_path: { kind: 'string', help: 'swift\'s name for --model' },
   tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
-  system: { kind: 'string', help: 'the system prompt', default: et.systems.M2SE_SYSTEM },
+  system: { kind: 'string', help: 'the system prompt', default: et.systems.m2se.M2SE_SYSTEM },
 } as const;
 
 export const M2SE_SFT: Command = {
@@ -79,7 +79,7 @@ export const M2SE_SFT: Command = {
     writeTextFile(path.join(runDir, 'sft_args.json'), JSON.stringify({ ...v, model: path.resolve(dir) }, null, 2), '--output_dir');
     out(`output: ${runDir}`);
     et.manualSeed(num(v, 'seed')!);
-    const [r] = await et.systems.m2seStages({
+    const [r] = await et.systems.m2se.m2seStages({
       model, tokenizer, system: str(v, 'system'), maxLength: num(v, 'max_length'), accStrategy: acc,
       lora: sftType === 'full' ? false : { r: num(v, 'lora_rank')!, alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout_p') ?? num(v, 'lora_dropout')! },
       stages: [{
@@ -122,7 +122,7 @@ export const M2SE_INFER: Command = {
     const resultDir = outputFolder(str(v, 'result_dir') ?? path.join(ckpt ?? dir, 'infer_result'), '--result_dir');
     for (const set of sets) {
       const file = path.join(resultDir, `${stamp()}${sets.length > 1 ? `-${path.basename(set).replace(/\.[^.]*$/, '')}` : ''}.jsonl`);
-      const r = await et.systems.m2seInfer({ model, tokenizer, dataset: path.resolve(set), outFile: file, system: str(v, 'system'), maxNewTokens: maxNew, trimResponse: v.trim_response === true });
+      const r = await et.systems.m2se.m2seInfer({ model, tokenizer, dataset: path.resolve(set), outFile: file, system: str(v, 'system'), maxNewTokens: maxNew, trimResponse: v.trim_response === true });
       out(`${r.count} records of ${set} -> ${r.file}`);
     }
   },

@@ -15,7 +15,7 @@ const PATHS = ['llama_path', 'whisper_path', 'beats_path', 'ckpt'];
  * parsed YAML itself (`doc`, for `salmonn train`'s other blocks).
  * @throws EmotorchError ERR_IO / ERR_FORMAT for an unreadable file or one that is not such a YAML
  */
-export function readSalmonnYaml(file: string, overrides: readonly string[] = []): { options: Parameters<typeof et.systems.Salmonn.fromPretrained>[0]; ignored: string[]; doc: Record<string, unknown> } {
+export function readSalmonnYaml(file: string, overrides: readonly string[] = []): { options: Parameters<typeof et.systems.salmonn.Salmonn.fromPretrained>[0]; ignored: string[]; doc: Record<string, unknown> } {
   // a regular file of at most 16 MiB (a FIFO or /dev/zero is refused before a byte is read)
   const text = readTextFile(file, 'the SALMONN config (--cfg-path)');
   let doc: unknown;
@@ -29,7 +29,7 @@ export function readSalmonnYaml(file: string, overrides: readonly string[] = [])
   applyOptions(y as Record<string, unknown>, overrides);
   // the config's fields, and the original's keys the model checks itself (a projection checkpoint, 8-bit loading: refused
   // unless off, never dropped); the paths and the prompt files are read here
-  const known = new Set([...Object.keys(et.systems.SALMONN_DEFAULTS), 'speech_llama_proj_model', 'low_resource', 'device_8bit']);
+  const known = new Set([...Object.keys(et.systems.salmonn.SALMONN_DEFAULTS), 'speech_llama_proj_model', 'low_resource', 'device_8bit']);
   const config: Record<string, unknown> = {};
   const ignored: string[] = [];
   for (const [k, v] of [...Object.entries(y.model), ...Object.entries(y.generate ?? {})]) {
@@ -101,7 +101,7 @@ function bertBaseUncased(): Record<string, unknown> | null {
  * only that it is a positive integer; 1e12 would generate until memory runs out).
  * @throws EmotorchError ERR_INVALID_ARG naming the key and the file
  */
-function checkGenerationCap(model: et.systems.Salmonn, options: { config?: unknown }, file: string): void {
+function checkGenerationCap(model: et.systems.salmonn.Salmonn, options: { config?: unknown }, file: string): void {
   const given = (options.config as Record<string, unknown> | undefined)?.max_new_tokens;
   if (given !== undefined) maxNewTokens(given, contextLength(model), `'${file}': generate.max_new_tokens`, 0);
 }
@@ -122,7 +122,7 @@ export const SALMONN_INFER: Command = {
     const device = runDevice(str(v, 'device'));
     const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
     if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
-    const model = await et.systems.Salmonn.fromPretrained(options);
+    const model = await et.systems.salmonn.Salmonn.fromPretrained(options);
     checkGenerationCap(model, options, cfg);
     if (device !== 'cpu') await model.to({ device });
     model.eval();
@@ -186,7 +186,7 @@ export function salmonnWavPaths(raw: string): string[] {
 
 /**
  * SALMONN's audio for one `--wav` value: one file as it is (16 kHz, first channel), or several
- * joined as the fork's `prepare_multi_sample` joins them ({@link et.systems.salmonnJoinTurns}: each
+ * joined as the fork's `prepare_multi_sample` joins them ({@link et.systems.salmonn.salmonnJoinTurns}: each
  * turn, 1600 zeros, at least 1 s, at most 30 s). The fork reads 16 kHz files only (its feature
  * extractor refuses other rates); a file at another rate is taken as SALMONN v1's `model.py` takes
  * it: cut to 30 s at its own rate, then librosa's `res_type='fft'` to 16 kHz.
@@ -198,7 +198,7 @@ export async function salmonnInput(raw: string): Promise<Float32Array> {
     const w = await et.audio.readAudio(p, { sampleRate: null, channel: 0 });
     turns.push(w.sampleRate === 16000 ? w.samples : et.audio.resample(w.samples.subarray(0, 30 * w.sampleRate), w.sampleRate, 16000, { method: 'fft' }));
   }
-  return turns.length === 1 ? turns[0] : et.systems.salmonnJoinTurns(turns);
+  return turns.length === 1 ? turns[0] : et.systems.salmonn.salmonnJoinTurns(turns);
 }
 
 /**
@@ -301,20 +301,20 @@ export const SALMONN_TRAIN: Command = {
       init_lr: setting(optims, 'init_lr', 'number', undefined, cfg), min_lr: setting(optims, 'min_lr', 'number', undefined, cfg),
       warmup_steps: setting(optims, 'warmup_steps', 'number', 0, cfg), warmup_start_lr: setting(optims, 'warmup_start_lr', 'number', -1, cfg),
     };
-    const schedule = et.systems.salmonnSchedule(sched);
-    const maxSteps = et.systems.salmonnTotalSteps(sched);
+    const schedule = et.systems.salmonn.salmonnSchedule(sched);
+    const maxSteps = et.systems.salmonn.salmonnTotalSteps(sched);
     const stepsPerEpoch = itersPerEpoch / accum;
 
     // the model (seeded first, as train.py's setup_seeds), its optimizer groups
     et.manualSeed(seed);
-    const model = await et.systems.Salmonn.fromPretrained(options);
+    const model = await et.systems.salmonn.Salmonn.fromPretrained(options);
     checkGenerationCap(model, options, cfg);
     const cuda = wantDevice.startsWith('cuda') && et.cuda.isAvailable();
     if (wantDevice.startsWith('cuda') && !cuda) process.stderr.write('emotorch: run.device is cuda but no CUDA device is available: training on the CPU\n');
     const weightDecay = setting(optims, 'weight_decay', 'number', 0.05, cfg);
     const beta2 = setting(optims, 'beta2', 'number', 0.999, cfg);
     if (cuda) await model.to({ device: 'cuda' });
-    const optimizer = new et.optim.AdamW(et.systems.salmonnParamGroups(model, weightDecay), { lr: sched.init_lr, betas: [0.9, beta2], weightDecay });
+    const optimizer = new et.optim.AdamW(et.systems.salmonn.salmonnParamGroups(model, weightDecay), { lr: sched.init_lr, betas: [0.9, beta2], weightDecay });
     const fp16 = amp && cuda;  // torch.cuda.amp: float16 autocast and a GradScaler, on CUDA only
     out(`SALMONN: ${train.length} training${valid ? ` and ${valid.length} validation` : ''} items; ${sched.max_epoch} epochs × ${itersPerEpoch} iterations`
       + `${accum > 1 ? ` (${accum} per optimizer step)` : ''} of batch ${batch} = ${maxSteps} optimizer steps; ${model.numParameters(true)} trainable parameters; ${cuda ? 'CUDA' : 'CPU'}${fp16 ? ', fp16 autocast' : ''}`);
@@ -334,7 +334,7 @@ export const SALMONN_TRAIN: Command = {
       for (let i = 0; i < valid!.length; i += evalBatch) {
         const items: et.data.SalmonnItem[] = [];
         for (let j = i; j < Math.min(i + evalBatch, valid!.length); j++) items.push(speechFirst(await valid!.get(j)));
-        const fwd = () => model.forward(et.systems.Salmonn.collate(items));
+        const fwd = () => model.forward(et.systems.salmonn.Salmonn.collate(items));
         const o = await et.noGrad(() => (fp16 ? et.autocast({ device: 'cuda', dtype: 'float16' }, fwd) : fwd()));
         lossSum += o.loss!.item() * items.length;
         acc.update(o.logits, o.labels);
@@ -348,7 +348,7 @@ export const SALMONN_TRAIN: Command = {
         const step = ctx.state.global_step;
         if (step % stepsPerEpoch !== 0) return;
         const epoch = step / stepsPerEpoch - 1;
-        const lrs = Array.from({ length: itersPerEpoch }, (_, i) => et.systems.salmonnIterationLr(sched, epoch, i));
+        const lrs = Array.from({ length: itersPerEpoch }, (_, i) => et.systems.salmonn.salmonnIterationLr(sched, epoch, i));
         logStats({ train_lr: fmt3(lrs), train_loss: fmt3(losses.splice(0)) });
         if (valid) {
           const r = await validate();
@@ -365,10 +365,10 @@ export const SALMONN_TRAIN: Command = {
       loadStateDict(s) { Object.assign(best, s as typeof best); },
     };
     const trainer = new et.train.Trainer({
-      model, trainDataset: asDataset(train), dataCollator: (items: et.data.SalmonnItem[]) => et.systems.Salmonn.collate(items) as unknown as et.train.Batch,
+      model, trainDataset: asDataset(train), dataCollator: (items: et.data.SalmonnItem[]) => et.systems.salmonn.Salmonn.collate(items) as unknown as et.train.Batch,
       optimizer, schedule, callbacks: [epochEnd],
       computeLoss: async (m, b) => {
-        const { loss } = await (m as et.systems.Salmonn).forward(b as unknown as et.systems.SalmonnBatch);
+        const { loss } = await (m as et.systems.salmonn.Salmonn).forward(b as unknown as et.systems.salmonn.SalmonnBatch);
         losses.push(loss!.item());  // runner.py's metric_logger: each iteration's loss
         return loss!;
       },

@@ -67,10 +67,10 @@ export const SEMEVAL_TRAIN: Command = {
     const evalSet = str(v, 'eval_file') ? await dataset(str(v, 'eval_file')!, files) : null;
     const modalities = train.sizes;
     et.manualSeed(num(v, 'seed')!);
-    const model = et.systems.ConcatFusionClassifier.create({ modalities });
+    const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities });
     const trainer = new et.train.Trainer({
       model, trainDataset: asDataset(train.items), evalDataset: evalSet ? asDataset(evalSet.items) : undefined,
-      dataCollator: (xs: et.data.EcfItem[]) => et.systems.ConcatFusionClassifier.collate(xs) as unknown as Record<string, et.Tensor>,
+      dataCollator: (xs: et.data.EcfItem[]) => et.systems.semeval.ConcatFusionClassifier.collate(xs) as unknown as Record<string, et.Tensor>,
       computeMetrics: scores,
       args: {
         output_dir: outDir, num_train_epochs: num(v, 'num_train_epochs'), per_device_train_batch_size: num(v, 'per_device_train_batch_size'),
@@ -120,7 +120,7 @@ export const SEMEVAL_PREDICT: Command = {
     for (const [m, d] of Object.entries(test.sizes)) {
       if (cfg.modalities![m] !== d) throw new et.EmotorchError(`the ${m} embeddings have ${d} values per utterance; the model was trained on ${cfg.modalities![m]}`, 'ERR_INVALID_ARG');
     }
-    const model = et.systems.ConcatFusionClassifier.create({ modalities: cfg.modalities! });
+    const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities: cfg.modalities! });
     await model.load(path.join(dir, WEIGHTS));
     model.eval();
     const bs = num(v, 'batch_size')!;
@@ -129,14 +129,14 @@ export const SEMEVAL_PREDICT: Command = {
     const logitsAll: et.Tensor[] = [];
     await et.noGrad(async () => {
       for (let i = 0; i < test.items.length; i += bs) {
-        const b = et.systems.ConcatFusionClassifier.collate(test.items.slice(i, i + bs));
+        const b = et.systems.semeval.ConcatFusionClassifier.collate(test.items.slice(i, i + bs));
         const { logits } = await model.forward(b);
         logitsAll.push(logits);
         pred.push(...Array.from(logits.argmax(-1).dataSync(), Number));
       }
     });
     const file = str(v, 'output_file')!;
-    const pairs = et.systems.selfCausePairs(test.items, pred);
+    const pairs = et.systems.semeval.selfCausePairs(test.items, pred);
     et.metrics.writeEcfSubmission(file, test.items, pairs);
     const counts = et.data.ECF_EMOTIONS.map((e, k) => `${e} ${pred.filter((p) => p === k).length}`).join(', ');
     out(`wrote ${file}: ${test.ds.conversations.length} conversations, ${pairs.length} emotion-cause pairs (predicted: ${counts})`);

@@ -112,7 +112,7 @@ function sampling(g: ChatGeneration): { doSample?: boolean; temperature?: number
 }
 
 /** SALMONN: one user message with one audio clip and its instruction (the original's cli_inference.py turn). */
-export function salmonnBackend(model: et.systems.Salmonn, id: string): ChatBackend {
+export function salmonnBackend(model: et.systems.salmonn.Salmonn, id: string): ChatBackend {
   const eos = model.ids.eos;
   const batch = new et.nn.DecodeBatch(model.llama_model);
   return {
@@ -189,9 +189,9 @@ export function llmBackend(llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Token
 }
 
 /** InternVL2: a conversation (system, history, images as dynamic tiles) in ms-swift's template, as `swift infer` prompts it. */
-export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.Tokenizer, id: string, opts: { maxNum?: number } = {}): ChatBackend {
-  const template = et.systems.internvlTemplateOf(model);
-  const sep = tokenizer.tokenToId(et.systems.INTERNVL_TEMPLATES[template].sep);
+export function internvlBackend(model: et.systems.m2se.InternVL, tokenizer: et.data.Tokenizer, id: string, opts: { maxNum?: number } = {}): ChatBackend {
+  const template = et.systems.m2se.internvlTemplateOf(model);
+  const sep = tokenizer.tokenToId(et.systems.m2se.INTERNVL_TEMPLATES[template].sep);
   const stops = [...new Set([sep, tokenizer.eosTokenId].filter((x): x is number => x !== undefined))];
   const side = model.config.force_image_size ?? model.vision_model.config.image_size;
   const batch = new et.nn.DecodeBatch(model.language_model);
@@ -211,7 +211,7 @@ export function internvlBackend(model: et.systems.InternVL, tokenizer: et.data.T
       }
       const history = [];
       for (let i = 0; i + 1 < rest.length; i += 2) history.push([rest[i].text, rest[i + 1].text] as [string, string]);
-      const enc = await et.systems.internvlEncode(tokenizer, { system, history, query: rest[rest.length - 1].text, imageTiles }, { template, numImageToken: model.numImageToken });
+      const enc = await et.systems.m2se.internvlEncode(tokenizer, { system, history, query: rest[rest.length - 1].text, imageTiles }, { template, numImageToken: model.numImageToken });
       checkPrompt(enc.inputIds.length, g);
       g.onPrompt?.(enc.inputIds.length);
       const inputIds = et.tensor([enc.inputIds], { dtype: 'int64' });
@@ -769,12 +769,12 @@ export const SERVE: Command = {
       const device = runDevice(str(v, 'device'));
       const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
       if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
-      const model = await et.systems.Salmonn.fromPretrained({ ...options, ...(givenDtype ? { dtype: givenDtype } : {}) });
+      const model = await et.systems.salmonn.Salmonn.fromPretrained({ ...options, ...(givenDtype ? { dtype: givenDtype } : {}) });
       if (device !== 'cpu') await model.to({ device });
       backend = salmonnBackend(model.eval(), name(cfg));
     } else {
       const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'), { adapter: chosen!.adapter, merge: v.merge_lora === true, dtype: modelDtype });   // local: a repo id's hub cache folder
-      if (model instanceof et.systems.InternVL) backend = internvlBackend(model.eval() as et.systems.InternVL, tokenizer, name(dir!));
+      if (model instanceof et.systems.m2se.InternVL) backend = internvlBackend(model.eval() as et.systems.m2se.InternVL, tokenizer, name(dir!));
       else {
         const template = readChatTemplate(local, str(v, 'chat_template'));
         if (!template) throw new et.EmotorchError(`'${dir}' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): pass --chat-template <file>`, 'ERR_IO');

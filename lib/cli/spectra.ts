@@ -1,9 +1,9 @@
 /**
  * `emotorch spectra finetune`: SPECTRA's `main.py --mode finetune` with the flags of
  * `scripts/finetune.sh` as main.py parses them, on `{data_path}/{task}/{train,valid,test}.pkl`,
- * through `et.systems.Spectra.finetune` (the paper's recipe on the Trainer).
+ * through `et.systems.spectra.Spectra.finetune` (the paper's recipe on the Trainer).
  * `emotorch spectra pretrain`: `main.py --mode pretrain` with the flags of `scripts/train-960.sh`,
- * through `et.systems.pretrainSpectra`.
+ * through `et.systems.spectra.pretrainSpectra`.
  */
 import * as path from 'path';
 import * as et from '../index';
@@ -97,7 +97,7 @@ export const SPECTRA_FINETUNE: Command = {
     const fp16 = apex > 0 && et.cuda.isAvailable();
     const outputDir = outputFolder(str(v, 'output_dir') ?? path.join('output', `spectra-${task}`), '--output_dir', false);
     et.manualSeed(int('seed', 0));   // main.py seeds before it builds the model (a new head is drawn at load)
-    const { trainer } = await et.systems.Spectra.finetune({
+    const { trainer } = await et.systems.spectra.Spectra.finetune({
       task, model: need(v, 'model_path'), train, eval: valid, optim: apex > 0 ? 'fused_adam' : 'adamw_hf',
       load: fp16 || et.cuda.isAvailable() ? { device: 'cuda' } : {},
       collate: { audioLength: Math.round(audioSeconds * 16000), textLength, ...(v.multi_audio === true ? { multiAudio: true } : {}) },
@@ -180,7 +180,7 @@ async function spectraPretrain(v: Values, out: (line: string) => void): Promise<
   } catch (e) {
     throw new et.EmotorchError(`no tokenizer in '${tokDir}' (main.py reads RoBERTa's from --text_path): ${(e as Error).message}`, 'ERR_IO');
   }
-  et.systems.tokenizerMasking(tok);   // its <mask> is needed: refused here rather than at the first batch
+  et.systems.spectra.tokenizerMasking(tok);   // its <mask> is needed: refused here rather than at the first batch
   const apex = apexLevel(v);
   const fp16 = apex > 0 && et.cuda.isAvailable();
   const device = et.cuda.isAvailable() ? 'cuda' : undefined;
@@ -188,15 +188,15 @@ async function spectraPretrain(v: Values, out: (line: string) => void): Promise<
   et.manualSeed(seed);
   const pre = { seed: seed + 1 };
   const model = modelPath
-    ? await et.systems.SpectraForPreTraining.fromPretrained(modelPath, { ...pre, device, config: { audio: { max_length: audioLength }, text: { max_length: textLength } } })
-    : await et.systems.SpectraForPreTraining.fromEncoders(audioPath!, textPath!, { ...pre, device, audioLength, textLength, numFusedLayers: int('num_fused_layers', 0) });
+    ? await et.systems.spectra.SpectraForPreTraining.fromPretrained(modelPath, { ...pre, device, config: { audio: { max_length: audioLength }, text: { max_length: textLength } } })
+    : await et.systems.spectra.SpectraForPreTraining.fromEncoders(audioPath!, textPath!, { ...pre, device, audioLength, textLength, numFusedLayers: int('num_fused_layers', 0) });
   const transcripts = need(v, 'transcripts');
-  const train = await et.systems.SpectraPretrainDataset.fromFile(transcripts, { dataPath: str(v, 'data_path'), numTurns: int('num_turns', 2), seed: seed + 2 });
+  const train = await et.systems.spectra.SpectraPretrainDataset.fromFile(transcripts, { dataPath: str(v, 'data_path'), numTurns: int('num_turns', 2), seed: seed + 2 });
   out(`${train.length} examples (turns with a previous turn) from ${train.entries.length} turns in '${transcripts}'`);
   const steps = epochs * Math.ceil(train.length / batch / accum / (et.distributed.isInitialized() ? et.distributed.worldSize() : 1));
   const warmupSteps = Math.floor(num(v, 'warmup')! * steps);
   const saveDir = str(v, 'model_save_path');
-  const { saved, output } = await et.systems.pretrainSpectra({
+  const { saved, output } = await et.systems.spectra.pretrainSpectra({
     model, train, saveDir, modelName: str(v, 'model_name'), saveInterval: int('save_interval', 1), seed, optim: apex > 0 ? 'fused_adam' : 'adamw_hf',
     collate: { audioLength, textLength, tokenizer: tok },
     args: {
@@ -238,7 +238,7 @@ export const SPECTRA_PROCESS_PRETRAIN: Command = {
     const hours = num(v, 'hours')!;
     if (!(hours > 0)) throw new UsageError('--hours must be above 0');
     let last = 0;
-    const r = await et.systems.buildSpectraPretrainCorpus({
+    const r = await et.systems.spectra.buildSpectraPretrainCorpus({
       speechDir: need(v, 'speech_dir'), textDir: need(v, 'text_dir'), outDir: need(v, 'save_processed_speech_dir'),
       transcriptsName: need(v, 'save_processed_text_filename'), hours, maxSliceSeconds: int('max_speech_slice_length', 1), sampleRate: int('sample_rate', 1000),
       encode: (w) => tok.encode(w), linkAcrossFiles: v.link_across_files === true,

@@ -10,8 +10,8 @@ import * as et from '../index';
 import { Command, UsageError, Values, checkOutputFile, contextLength, maxNewTokens, need, num, outputFolder, readTextFile, str, writeTextFile } from './common';
 
 /** The unit vocabulary's ids as the tokenizer has them (USDM's Mistral layout by default). */
-async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.UsdmTokenIds> {
-  const d = et.systems.USDM_TOKEN_IDS;
+async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.usdm.UsdmTokenIds> {
+  const d = et.systems.usdm.USDM_TOKEN_IDS;
   const id = (t: string, fallback: number) => tok.tokenToId(t) ?? fallback;
   const unit0 = id('<|unit0|>', d.unit0);
   let numUnits = 0;
@@ -81,10 +81,10 @@ export const USDM_INFER: Command = {
       if (!userUnits.length || !userUnits.every((u) => Number.isInteger(u) && u >= 0)) throw new UsageError(`--units takes non-negative integers, not '${str(v, 'units')}'`);
     } else {
       const ux = await unitExtractor(v, cacheDir, 'with --input_path', 'inference.py');
-      const { samples } = await et.audio.readAudio(str(v, 'input_path')!, et.systems.USDM_AUDIO);
+      const { samples } = await et.audio.readAudio(str(v, 'input_path')!, et.systems.usdm.USDM_AUDIO);
       [userUnits] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(samples).reshape([1, samples.length]) }));
     }
-    const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids });
+    const usdm = await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids });
     const maxNewTokensPerStage = maxNewTokens(maxNew, contextLength(usdm), '--max_new_tokens', 512);
     const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
     const r = await et.noGrad(() => usdm.infer(userUnits, codec, { maxNewTokens: maxNewTokensPerStage }));
@@ -188,7 +188,7 @@ export const USDM_PREPROCESS: Command = {
     // cached per extractor (its files and layer) and per way of reading the audio (the resampler, seamless's
     // padding): a run with another one does not take stale units
     const extractorKey = createHash('sha1').update(JSON.stringify([str(v, 'xlsr') ?? null, str(v, 'kmeans') ?? null, cacheDir ?? null, num(v, 'layer'),
-      et.systems.USDM_AUDIO.resample.method, 'seamlessPad'])).digest('hex').slice(0, 12);
+      et.systems.usdm.USDM_AUDIO.resample.method, 'seamlessPad'])).digest('hex').slice(0, 12);
     const unitDir = path.join(outDir, 'units', extractorKey);
     fs.mkdirSync(unitDir, { recursive: true });
     const cached = (t: DailyTalkTurn) => path.join(unitDir, `${t.id}.txt`);
@@ -199,7 +199,7 @@ export const USDM_PREPROCESS: Command = {
       const t0 = Date.now();
       for (let s = 0; s < todo.length; s += batch) {
         const part = todo.slice(s, s + batch);
-        const waves = await Promise.all(part.map(async (t) => (await et.audio.readAudio(wavOf(t), et.systems.USDM_AUDIO)).samples));
+        const waves = await Promise.all(part.map(async (t) => (await et.audio.readAudio(wavOf(t), et.systems.usdm.USDM_AUDIO)).samples));
         const T = Math.max(...waves.map((w) => w.length));
         const wave = new Float32Array(part.length * T), mask = new Float32Array(part.length * T);
         waves.forEach((w, b) => { wave.set(w, b * T); mask.fill(1, b * T, b * T + w.length); });
@@ -222,7 +222,7 @@ export const USDM_PREPROCESS: Command = {
             const text = et.data.usdm.usdmText({ userUnits: unitsOf(user), userText: user.text.toLowerCase(), agentText: agent.text.toLowerCase(), agentUnits: unitsOf(agent) }, { numUnits: ids.numUnits });
             const exIds = [bos, ...(await tok.encode(text, { addSpecialTokens: false }))];
             if (exIds.length > DAILYTALK_MAX_LENGTH) { tooLong++; continue; }
-            outLines.push(et.data.usdm.formatUsdmLine({ ids: exIds, labels: et.systems.usdmSftLabels(exIds, { newline, correspond: ids.correspond }) }));
+            outLines.push(et.data.usdm.formatUsdmLine({ ids: exIds, labels: et.systems.usdm.usdmSftLabels(exIds, { newline, correspond: ids.correspond }) }));
           }
         }
       }
@@ -320,7 +320,7 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
   const ids = await tokenIds(tok);
   et.manualSeed(seed);   // train_sft.py's set_seed, before the model (LoRA's A matrices are drawn)
   const lora = v.lora === true ? { r: int('lora_r', 1), alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout')!, targetModules: ['q_proj', 'v_proj'] } : false;
-  const usdm = await et.systems.Usdm.fromPretrained(dir, { tokenIds: ids, lora });
+  const usdm = await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids, lora });
   // read once the model is there: an id past its vocabulary is named by file and line
   const train = await usdmLines(trainFiles, '--data_path_train', usdm.llm.config.vocab_size);
   const test = await usdmLines(testFiles, '--data_path_test', usdm.llm.config.vocab_size);

@@ -18,3 +18,5 @@ export type {
   TokenizerJSON, TokenizerConfig, AddedTokenJSON, ConfigToken, EncodeOptions, DecodeOptions, AddTokensOptions,
   EncodeBatchOptions, BatchEncoding, Padding,
 } from './tokenizer';
+export { internvlEncode, INTERNVL_TEMPLATES, INTERNVL2_SYSTEM } from './internvl';
+export type { InternVLTemplate, InternVLConversation, InternVLEncoded } from './internvl';

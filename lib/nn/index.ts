@@ -26,3 +26,7 @@ export { ClipModel, ClipVisionModel, ClipTextModel, CLIP_TEXT_DEFAULTS, CLIP_VIS
 export type { ClipConfig, ClipResolvedConfig, ClipTextConfig, ClipVisionConfig, ClipPretrainedOptions, LoraMode, ClipInputs, ClipOutputs, ClipVisionInputs, ClipVisionOutputs, ClipTextInputs, ClipTextOutputs } from './clip';
 export { InternVisionModel, InternVLProjector, INTERN_VISION_DEFAULTS, internVisionConfig } from './intern_vit';
 export type { InternVisionConfig, InternVisionInputs, InternVisionOutputs, InternVLProjectorConfig, InternVLProjectorInputs, InternVLProjectorOutputs } from './intern_vit';
+export { InternVL, INTERNVL_DEFAULTS, INTERNVL_IMAGE_TOKENS, resolveInternVLConfig } from './internvl';
+export type { InternVLConfig, InternVLInputs, InternVLOutputs, InternVLCreateOptions } from './internvl';
+export { LanguageBind, LANGUAGEBIND_MODALITIES } from './languagebind';
+export type { LanguageBindModality, LanguageBindKey, LanguageBindOptions, LanguageBindInputs, LanguageBindOutputs } from './languagebind';

@@ -225,7 +225,7 @@ export interface AdamWHFOptions {
  * order of the decay. SPECTRA's main.py without apex and HF Trainer ≤ 4.3x by default trained with it.
  * @throws EmotorchError ERR_INVALID_ARG for bad options or parameters.
  * @example
- * const opt = new et.optim.AdamWHF(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-4, eps: 1e-8 });
+ * const opt = new et.optim.AdamWHF(et.systems.spectra.spectraParamGroups(model, 0.01), { lr: 1e-4, eps: 1e-8 });
  */
 export class AdamWHF extends Optimizer {
   protected readonly kind = 'adamw_hf' as const;
@@ -265,7 +265,7 @@ export interface FusedAdamOptions {
  * (every `step()`), emotorch per parameter: the same unless a parameter skips a step with bias correction on.
  * @throws EmotorchError ERR_INVALID_ARG for bad options or parameters.
  * @example
- * const opt = new et.optim.FusedAdam(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-4, biasCorrection: false });
+ * const opt = new et.optim.FusedAdam(et.systems.spectra.spectraParamGroups(model, 0.01), { lr: 1e-4, biasCorrection: false });
  */
 export class FusedAdam extends Optimizer {
   protected readonly kind = 'fused_adam' as const;

@@ -110,7 +110,7 @@ export interface TrainerOptions<T = unknown> {
   accumulation?: { clip?: 'step' | 'micro-batch'; divisor?: 'window' | 'gradient_accumulation_steps' };
   /**
    * The learning rate at each optimizer step (0-based), replacing `args.lr_scheduler_type`'s
-   * schedule (and `learning_rate`, `warmup_*`): e.g. `et.systems.salmonnSchedule`. Checkpoints
+   * schedule (and `learning_rate`, `warmup_*`): e.g. `et.systems.salmonn.salmonnSchedule`. Checkpoints
    * keep the step, so a resumed run continues on it.
    */
   schedule?: Schedule;

@@ -76,7 +76,7 @@ describe.skipIf(findFfmpeg() === null)('emotorch m2se sft / infer on a tiny Inte
     expect(path.relative(out, ckpt)).toMatch(/^internvl2-8b[/\\]v0-\d{8}-\d{6}[/\\]checkpoint-2$/);
     for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'sft_args.json']) expect(fs.existsSync(path.join(ckpt, f))).toBe(true);
     const cfg = JSON.parse(fs.readFileSync(path.join(ckpt, 'adapter_config.json'), 'utf8'));
-    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 32, target_modules: et.systems.INTERNVL_LORA_TARGETS });
+    expect(cfg).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 32, target_modules: et.systems.m2se.INTERNVL_LORA_TARGETS });
     const log = fs.readFileSync(path.join(path.dirname(ckpt), 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((x) => 'loss' in x && 'learning_rate' in x);
     expect(log.length).toBe(2);
     expect(log.every((x) => x.acc === 0 || x.acc === 1)).toBe(true);

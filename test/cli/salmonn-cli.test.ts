@@ -18,7 +18,7 @@ describe('emotorch salmonn infer', () => {
   it('answers as Salmonn.generate does, one-shot and in the interactive loop; names the YAML keys it does not use', async () => {
     const { file, config } = salmonnDecodeYaml(tmpdir());
     const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
-    const model = await et.systems.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+    const model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
       llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'), config: config as never });
     model.eval();
     const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
@@ -37,7 +37,7 @@ describe('emotorch salmonn infer', () => {
     const dir = path.join(FIXTURES, 'salmonn_multi_turn');
     const files = ['stereo.wav', 'c.wav', 'd.wav'].map((f) => path.join(dir, f));
     const turns = await Promise.all(files.map(async (f) => (await et.audio.readAudio(f, { sampleRate: 16000, channel: 0 })).samples));
-    const [joined] = await model.generate([et.systems.salmonnJoinTurns(turns)], 'Describe the sound.');
+    const [joined] = await model.generate([et.systems.salmonn.salmonnJoinTurns(turns)], 'Describe the sound.');
     const list = path.join(tmpdir(), 'list.txt');
     fs.writeFileSync(list, `${files.join('\n')}\n`);
     for (const wavs of [files.join(','), `@${list}`, JSON.stringify(files)]) {
@@ -126,7 +126,7 @@ describe("SALMONN's cli_inference.py line with its decode_config.yaml as written
     // BertConfig.from_pretrained("bert-base-uncased") reads the folder of that name in the working folder
     fs.mkdirSync(path.join(cwd, 'bert-base-uncased'));
     fs.writeFileSync(path.join(cwd, 'bert-base-uncased', 'config.json'), JSON.stringify({ model_type: 'bert', ...qformer, num_hidden_layers: 12, vocab_size: 30522 }));
-    const model = await et.systems.Salmonn.fromPretrained({ whisper: paths['path to whisper model'], beats: paths['path to beats model'], llm: paths['path to llama model'],
+    const model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: paths['path to whisper model'], beats: paths['path to beats model'], llm: paths['path to llama model'],
       checkpoint: paths['model ckpt'], config: { lora_dropout: 0.1, max_txt_len: 300, qformer: { ...qformer, num_hidden_layers: 2 } } });
     model.eval();
     const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });

@@ -54,7 +54,7 @@ describe('emotorch salmonn train', () => {
     expect(r.out).toMatch(/4 training and 2 validation items; 2 epochs × 2 iterations of batch 2 = 4 optimizer steps/);
 
     // the rate of each optimizer step: runner.py's (warm-up 3 over iterations 0-1 of epoch 0, restarting in epoch 1, then the cosine)
-    const schedule = et.systems.salmonnSchedule({ ...optims, warmup_start_lr: 1e-6, iters_per_epoch: 2 });
+    const schedule = et.systems.salmonn.salmonnSchedule({ ...optims, warmup_start_lr: 1e-6, iters_per_epoch: 2 });
     const logged = jsonl(path.join(outDir, 'log.jsonl')).filter((x) => x.loss !== undefined);
     expect(logged.map((x) => x.step)).toEqual([1, 2, 3, 4]);
     // step k (1-based in the log) ran at schedule(k - 1): 1e-6, the warm-up's 1e-6 + (3e-3 - 1e-6) / 3, 1e-6 again, the cosine
@@ -68,7 +68,7 @@ describe('emotorch salmonn train', () => {
     expect(stats.map((s) => Object.keys(s).join())).toEqual(['train_lr,train_loss', 'valid_loss,valid_agg_metrics,valid_best_epoch',
       'train_lr,train_loss', 'valid_loss,valid_agg_metrics,valid_best_epoch']);
     expect(stats[0].train_loss).toMatch(/^\d+\.\d{3}$/);
-    const mean = (e: number) => [0, 1].reduce((a, i) => a + et.systems.salmonnIterationLr({ ...optims, warmup_start_lr: 1e-6, iters_per_epoch: 2 }, e, i), 0) / 2;
+    const mean = (e: number) => [0, 1].reduce((a, i) => a + et.systems.salmonn.salmonnIterationLr({ ...optims, warmup_start_lr: 1e-6, iters_per_epoch: 2 }, e, i), 0) / 2;
     expect(stats[0].train_lr).toBe(mean(0).toFixed(3));
     expect(stats[1].valid_agg_metrics).toBeGreaterThanOrEqual(0);
     expect(stats[1].valid_agg_metrics).toBeLessThanOrEqual(1);
@@ -76,11 +76,11 @@ describe('emotorch salmonn train', () => {
     // checkpoints under the original key names: they load into SALMONN
     for (const f of ['checkpoint_0', 'checkpoint_1']) expect(fs.existsSync(path.join(outDir, `${f}.safetensors`))).toBe(true);
     expect(fs.existsSync(path.join(outDir, 'checkpoint_best.safetensors'))).toBe(stats[1].valid_agg_metrics > 0 || stats[3].valid_agg_metrics > 0);
-    const m = await et.systems.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+    const m = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
       llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(outDir, 'checkpoint_1.safetensors'), config: modelCfg });
     expect(m.loadReport.loaded).toContain('speech_query_tokens');
     const final = (await et.io.loadSafetensors(path.join(outDir, 'checkpoint_1.safetensors'))).tensors;
-    const m0 = await et.systems.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+    const m0 = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
       llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn.pth'), config: modelCfg });
     expect(final.get('speech_llama_proj.weight')!.sub(new Map(m0.namedParameters()).get('speech_llama_proj.weight')!).abs().max().item()).toBeGreaterThan(1e-6);  // it trained
 

@@ -42,14 +42,14 @@ describe('emotorch semeval', () => {
     expect(p.code, p.err).toBe(0);
     expect(p.out).not.toMatch(/gold labels/);
     // the library on the same model and file
-    const model = et.systems.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 16 } });
+    const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 16 } });
     await model.load(path.join(out, 'model.safetensors'));
     model.eval();
     const ds = await et.data.EcfDataset.fromFile(testFile, { features: { files: { text: path.join(dir, 'ecf_text.safetensors'), audio: path.join(dir, 'ecf_audio.safetensors') } } });
     const items = await Promise.all([...Array(ds.length).keys()].map((i) => ds.get(i)));
-    const { logits } = await et.noGrad(() => model.forward(et.systems.ConcatFusionClassifier.collate(items)));
+    const { logits } = await et.noGrad(() => model.forward(et.systems.semeval.ConcatFusionClassifier.collate(items)));
     const pred = Array.from(logits.argmax(-1).dataSync(), Number);
-    expect(JSON.parse(fs.readFileSync(sub, 'utf8'))).toEqual(et.metrics.ecfSubmission(items, et.systems.selfCausePairs(items, pred)));
+    expect(JSON.parse(fs.readFileSync(sub, 'utf8'))).toEqual(et.metrics.ecfSubmission(items, et.systems.semeval.selfCausePairs(items, pred)));
     // with gold emotions in the file, the scores too
     const g = run(['semeval', 'predict', '--model_dir', out, '--test_file', devFile, ...feats, '--output_file', path.join(dir, 'dev_pred.json')]);
     expect(g.code, g.err).toBe(0);

@@ -26,7 +26,7 @@ describe.skipIf(!HAVE_FFMPEG)('emotorch serve: memory after image and prompt bom
     const large = png(4096, path.join(dir, 'large.png'));
     const root = path.join(FIXTURES, 'm2se_internvl');
     const tok = await et.data.Tokenizer.fromFile(root);
-    const model = (await et.systems.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval() as et.systems.InternVL;
+    const model = (await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval() as et.systems.m2se.InternVL;
     const app = createServer(internvlBackend(model, tok, 'ivl'));
     try {
       const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -69,7 +69,7 @@ describe.skipIf(!HAVE_FFMPEG)('emotorch serve: memory after image and prompt bom
   it('a long prompt under a raised character bound is counted in tokens without a stack overflow', async () => {
     const root = path.join(FIXTURES, 'm2se_internvl');
     const tok = await et.data.Tokenizer.fromFile(root);
-    const model = (await et.systems.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval() as et.systems.InternVL;
+    const model = (await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval() as et.systems.m2se.InternVL;
     const app = createServer(internvlBackend(model, tok, 'ivl'), { maxPromptTokens: 100_000 });
     try {
       const url = await app.listen({ host: '127.0.0.1', port: 0 });

@@ -21,7 +21,7 @@ const launch = () => puppeteer.launch({ executablePath: CHROMIUM!, headless: tru
 describe.skipIf(!CHROMIUM)('the serve page in Chromium', () => {
   it('uploads a wav, sends a prompt and shows the streamed answer', async () => {
     const { file, config } = salmonnDecodeYaml(tmpdir(), { num_beams: 1, max_new_tokens: 8, min_length: 1 });
-    const model = await et.systems.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+    const model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
       llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'), config: config as never });
     model.eval();
     const { samples } = await et.audio.readAudio(WAV, { sampleRate: 16000, channel: 0 });
@@ -62,7 +62,7 @@ describe.skipIf(!CHROMIUM)('the serve page in Chromium', () => {
     const names = ['neutral', 'joy', 'anger'];
     const svgs = {
       confusion: confusionMatrixSvg([[5, 1, 0], [2, 7, 1], [0, 1, 4]], names, 'confusion matrix (eval, step 10)'),
-      trajectory: et.systems.salmonnTrajectorySvg('情绪序列: neutral -> joy -> joy -> anger'),
+      trajectory: et.systems.salmonn.salmonnTrajectorySvg('情绪序列: neutral -> joy -> joy -> anger'),
     };
     const browser = await launch();
     try {

@@ -16,7 +16,7 @@ describe('emotorch serve --cfg-path decode_config.yaml (SALMONN)', () => {
   it('answers an input_audio message as Salmonn.generate does, streamed (greedy) and not (its YAML beams)', async () => {
     const dir = tmpdir();
     const { file, config } = salmonnDecodeYaml(dir, { num_beams: 2, max_new_tokens: 6, min_length: 1 });
-    const model = await et.systems.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+    const model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
       llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'), config: config as never });
     model.eval();
     const { samples } = await et.audio.readAudio(WAV, { sampleRate: 16000, channel: 0 });
@@ -51,11 +51,11 @@ describe.skipIf(!et.audio.findFfmpeg())('emotorch serve --model <InternVL2 folde
   it('answers image_url messages with a system message and history as the library pipeline does', async () => {
     const root = path.join(FIXTURES, 'm2se_internvl');
     const tok = await et.data.Tokenizer.fromFile(root);
-    const model = (await et.systems.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval();
+    const model = (await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval();
     const png = path.join(root, 'face.png');
     const { pixelValues } = et.vision.internvlTiles(await et.vision.readImage(png), { imageSize: model.config.force_image_size ?? model.vision_model.config.image_size, maxNum: 12 });
     const conv = { system: 'You judge what people feel.', history: [['Hello', 'Hi.']] as Array<[string, string]>, query: 'What emotion does the face show?', imageTiles: [pixelValues.shape[0]] };
-    const enc = await et.systems.internvlEncode(tok, conv, { template: et.systems.internvlTemplateOf(model), numImageToken: model.numImageToken });
+    const enc = await et.systems.m2se.internvlEncode(tok, conv, { template: et.systems.m2se.internvlTemplateOf(model), numImageToken: model.numImageToken });
     const stops = [tok.tokenToId('<|im_end|>')!, tok.eosTokenId!];
     const out = await et.noGrad(() => model.generate({ inputIds: et.tensor([enc.inputIds], { dtype: 'int64' }), pixelValues }, { maxNewTokens: 6, eosTokenId: stops }));
     let ids = (out.toArray() as number[][])[0].map(Number);

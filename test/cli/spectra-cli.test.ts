@@ -1,6 +1,6 @@
 // `npx emotorch spectra finetune` (dist/cli/main.js, spawned) with scripts/finetune.sh's flags as
 // main.py parses them, on <data_path>/<task>/{train,valid,test}.pkl: the test scores it prints equal
-// those of et.systems.Spectra.finetune run with the same settings through the public API; the
+// those of et.systems.spectra.Spectra.finetune run with the same settings through the public API; the
 // original's flag gaps (no --mode, no --transcripts) are handled and its other mistakes named.
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
@@ -31,7 +31,7 @@ describe('emotorch spectra finetune', () => {
     const ds = (s: string) => et.data.SpectraDataset.fromFile(path.join(root, 'mosi', `${s}.pkl`), { task: 'mosi' });
     const [train, valid, test] = [await ds('train'), await ds('valid'), await ds('test')];
     et.manualSeed(42);   // as main.py (and the CLI) before the model and its new head are made
-    const { trainer } = await et.systems.Spectra.finetune({
+    const { trainer } = await et.systems.spectra.Spectra.finetune({
       task: 'mosi', model, train, eval: valid, collate: { audioLength: 1600, textLength: 512 },
       args: { output_dir: path.join(root, 'lib'), per_device_train_batch_size: 2, per_device_eval_batch_size: 2, num_train_epochs: 2, gradient_accumulation_steps: 1,
         learning_rate: 2e-5, weight_decay: 0.01, max_grad_norm: 1, seed: 42, warmup_steps: 0, lr_scheduler_type: 'cosine', disable_tqdm: true, report_to: 'none' },

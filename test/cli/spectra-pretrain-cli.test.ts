@@ -67,22 +67,22 @@ describe('emotorch spectra process-pretrain', () => {
       [{ startTime: '0.5s', endTime: '0.9s', word: 'fine' }],
     ]);
     const tok = et.data.Tokenizer.fromJSON(tokenizerJson() as never);
-    const r = await et.systems.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w) });
+    const r = await et.systems.spectra.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w) });
     const e = await et.io.readPickle(r.transcripts) as unknown[][];
     // 'hello' 0.25 → 2 (half to even), 0.35 → 4; 'there' 0.5–4.5 s is cut to 5–35 tenths; 'How' (capitalised) keeps its end: 59–89;
     // all within 10 s of the clip's start: one clip with four words; times relative to its start (2 tenths), × 1600
     expect(e[0].slice(2, -1)).toEqual([['hello', 1, 2, 0, 3 * 1600], ['there', 2, 3, 3 * 1600, 34 * 1600], ['how', 3, 4, 57 * 1600, 88 * 1600], ['are', 4, 5, 88 * 1600, 95 * 1600]]);
     expect(e.map((x) => x[x.length - 1])).toEqual([-1, -1, -1]);   // other files: not linked
-    const across = await et.systems.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out2'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w), linkAcrossFiles: true });
+    const across = await et.systems.spectra.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out2'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w), linkAcrossFiles: true });
     const e2 = await et.io.readPickle(across.transcripts) as unknown[][];
     expect(e2.map((x) => x[x.length - 1])).toEqual([-1, 0, -1]);   // the original links show_a's ep1 after ep0 (same folder, "5 s")
     // the words run past the audio
     fs.writeFileSync(path.join(dir, 'text', 'show_b', 'ep0.json'), JSON.stringify({ results: [{ alternatives: [{ words: [{ startTime: '0.5s', endTime: '30s', word: 'x' }] }] }] }));
-    await rejectsWith(et.systems.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out3'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w) }), 'ERR_FORMAT', /past the end of .*show_b.*alignment does not match the audio/);
+    await rejectsWith(et.systems.spectra.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out3'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w) }), 'ERR_FORMAT', /past the end of .*show_b.*alignment does not match the audio/);
     fs.writeFileSync(path.join(dir, 'text', 'show_b', 'ep0.json'), JSON.stringify({ results: [{ alternatives: [{ words: [{ startTime: 'soon', endTime: '1s', word: 'x' }] }] }] }));
-    await rejectsWith(et.systems.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out4'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w) }), 'ERR_FORMAT', /word 0: a time like "1.300s"/);
+    await rejectsWith(et.systems.spectra.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out4'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w) }), 'ERR_FORMAT', /word 0: a time like "1.300s"/);
     fs.rmSync(path.join(dir, 'text', 'show_b', 'ep0.json'));
-    await rejectsWith(et.systems.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out5'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w) }), 'ERR_IO', /ep0\.json/);
+    await rejectsWith(et.systems.spectra.buildSpectraPretrainCorpus({ speechDir: path.join(dir, 'speech'), textDir: path.join(dir, 'text'), outDir: path.join(dir, 'out5'), transcriptsName: 't.pkl', encode: (w) => tok.encode(w) }), 'ERR_IO', /ep0\.json/);
   }, 60_000);
 });
 
@@ -96,9 +96,9 @@ describe('emotorch spectra pretrain', () => {
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/examples \(turns with a previous turn\)/);
     expect(r.out).toMatch(/saved: .*spectra-2/);
-    const model = await et.systems.Spectra.fromPretrained(path.join(save, 'spectra-2'), { task: 'iemocap' });
+    const model = await et.systems.spectra.Spectra.fromPretrained(path.join(save, 'spectra-2'), { task: 'iemocap' });
     expect(model.loadInfo.skipped.length).toBe(20);
-    const pre = await et.systems.SpectraForPreTraining.fromPretrained(path.join(save, 'spectra-2'));
+    const pre = await et.systems.spectra.SpectraForPreTraining.fromPretrained(path.join(save, 'spectra-2'));
     expect(pre.loadInfo.initialized).toEqual([]);
     // the RoBERTa body came from --text_path (its one-row token-type table is two rows here), the heads trained
     const roberta = (await et.io.loadSafetensors(path.join(FIXTURES, 'roberta', 'model.safetensors'))).tensors;
@@ -149,6 +149,6 @@ describe('emotorch spectra pretrain', () => {
     r = run(['spectra', 'pretrain', t, `--audio_path=${audioPath}`, `--text_path=${textPath}`, '--apex_level=1.5']);
     expect(r.code).not.toBe(0);
     expect(r.err).toMatch(/--apex_level takes 0 to 3/);
-    await rejectsWith(et.systems.SpectraPretrainDataset.fromFile(path.join(FIXTURES, 'spectra_pretrain', 'two_turns.pkl')), 'ERR_INVALID_ARG', /at least 3 turns/);
+    await rejectsWith(et.systems.spectra.SpectraPretrainDataset.fromFile(path.join(FIXTURES, 'spectra_pretrain', 'two_turns.pkl')), 'ERR_INVALID_ARG', /at least 3 turns/);
   }, 120_000);
 });

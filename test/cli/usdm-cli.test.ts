@@ -40,7 +40,7 @@ describe('emotorch usdm infer', () => {
     const model = path.join(FIXTURES, 'usdm', 'mistral');
     const tok = await et.data.Tokenizer.fromFile(tokFile);
     const ids = { newline: 13, space: 28, continue: 100, correspond: 101, unit0: 102, numUnits: 57, pad: 159, bos: 1 };
-    const usdm = await et.systems.Usdm.fromPretrained(model, { tokenIds: ids });
+    const usdm = await et.systems.usdm.Usdm.fromPretrained(model, { tokenIds: ids });
     const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
     const want = async (units: number[]) => {
       const r = await et.noGrad(() => usdm.infer(units, codec, { maxNewTokens: 12 }));
@@ -228,7 +228,7 @@ describe('emotorch usdm infer', () => {
     }
     expect(JSON.parse(fs.readFileSync(path.join(ext, 'config.json'), 'utf8'))).toMatchObject({ vocab_size: 1560, pad_token_id: 1559 });
     // the extended folder is a USDM model: its unit ids are read from the tokenizer
-    const usdm = await et.systems.Usdm.fromPretrained(ext, { tokenIds: { unit0: 1502, numUnits: 57, continue: 1500, correspond: 1501, pad: 1559, newline: 13, space: 28, bos: 1 } });
+    const usdm = await et.systems.usdm.Usdm.fromPretrained(ext, { tokenIds: { unit0: 1502, numUnits: 57, continue: 1500, correspond: 1501, pad: 1559, newline: 13, space: 28, bos: 1 } });
     const { logits } = await et.noGrad(() => usdm.forward({ inputIds: et.tensor([[1, 1505, 1501, 40]], { dtype: 'int64' }) }));
     expect(logits.shape).toEqual([1, 4, 1560]);
     const mismatch = run(['usdm', 'extend-vocab', '--model_name_or_path', path.join(FIXTURES, 'salmonn', 'llm'), '--num_unit_tokens', '4', '--output_dir', path.join(dir, 'x')]);

@@ -119,7 +119,7 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     expect(fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs')).length).toBe(3);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: 'no-such-branch' })), 'ERR_HUB_NOT_FOUND', /no-such-branch.*no such revision/);
     // a system's shared hub options carry the revision to every repo id (tiny/llm has no v2: refused, naming it)
-    await rejectsWith(et.systems.Salmonn.fromPretrained({ whisper: 'tiny/whisper', llm: 'tiny/llm', hub: opts(cache, { revision: 'v2' }) }), 'ERR_HUB_NOT_FOUND', /'tiny\/llm' at revision 'v2'.*no such revision/);
+    await rejectsWith(et.systems.salmonn.Salmonn.fromPretrained({ whisper: 'tiny/whisper', llm: 'tiny/llm', hub: opts(cache, { revision: 'v2' }) }), 'ERR_HUB_NOT_FOUND', /'tiny\/llm' at revision 'v2'.*no such revision/);
     // misspelt or mistyped hub options are named
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revison: 'v2' } as never)), 'ERR_INVALID_ARG', /revison/);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { localFilesOnly: 'yes' } as never)), 'ERR_INVALID_ARG', /localFilesOnly/);

@@ -24,94 +24,94 @@ describe('internvlEncode refuses bad conversations and options, naming the field
   it('imageTiles: not an array, or a count that is not an integer in [1, 65]', async () => {
     const tok = await tokenizer();
     for (const bad of [[0], [-1], [1.5], [NaN], [Infinity], [1e7], [66], ['2'], [null]]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', imageTiles: bad as number[] }, OPTS), 'ERR_INVALID_ARG', named('conversation.imageTiles[0]'));
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: bad as number[] }, OPTS), 'ERR_INVALID_ARG', named('conversation.imageTiles[0]'));
     }
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: '<image><image>x', imageTiles: [1, 0] }, OPTS), 'ERR_INVALID_ARG', named('conversation.imageTiles[1]'));
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: '<image><image>x', imageTiles: [1, 0] }, OPTS), 'ERR_INVALID_ARG', named('conversation.imageTiles[1]'));
     for (const bad of ['2', 2, {}, null]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', imageTiles: bad as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: bad as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
     }
   });
 
   it('videoFrames: not an array, or a count that is not an integer in [1, 4096]', async () => {
     const tok = await tokenizer();
     for (const bad of [[0], [-3], [2.5], [NaN], [4097], ['8']]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', videoFrames: bad as number[] }, OPTS), 'ERR_INVALID_ARG', named('conversation.videoFrames[0]'));
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: bad as number[] }, OPTS), 'ERR_INVALID_ARG', named('conversation.videoFrames[0]'));
     }
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', videoFrames: '8' as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.videoFrames/);
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: '8' as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.videoFrames/);
   });
 
   it('numImageToken: an integer in [1, 4096] (1e9 used to run the heap out)', async () => {
     const tok = await tokenizer();
     for (const bad of [0, -4, NaN, 1e9, 4097, 1.5, Infinity, '256', undefined, null]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: '<image>x', imageTiles: [2] }, { template: 'internvl2', numImageToken: bad as number }), 'ERR_INVALID_ARG', /numImageToken/);
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: '<image>x', imageTiles: [2] }, { template: 'internvl2', numImageToken: bad as number }), 'ERR_INVALID_ARG', /numImageToken/);
     }
   });
 
   it('the prompt\'s image tokens are bounded (2^20): many images, long videos, a long list stops early', async () => {
     const tok = await tokenizer();
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', imageTiles: Array(300).fill(65) }, { template: 'internvl2', numImageToken: 4096 }), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', videoFrames: [4096, 4096] }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.videoFrames/);
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', imageTiles: [65], videoFrames: [4096] }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.imageTiles and conversation\.videoFrames/);
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: Array(300).fill(65) }, { template: 'internvl2', numImageToken: 4096 }), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: [4096, 4096] }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.videoFrames/);
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: [65], videoFrames: [4096] }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.imageTiles and conversation\.videoFrames/);
     const t0 = Date.now();
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', imageTiles: Array(1e6).fill(65) }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: Array(1e6).fill(65) }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
     expect(Date.now() - t0).toBeLessThan(2000);
   });
 
   it('history: an array of [query, response] string pairs ("x" and [null] used to throw a TypeError)', async () => {
     const tok = await tokenizer();
     for (const bad of [[[1, 2]], [['a']], [null], [['a', 'b', 'c']], [['a', null]], ['ab'], [{ 0: 'a', 1: 'b' }]]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', history: bad as never }, OPTS), 'ERR_INVALID_ARG', named('conversation.history[0]'));
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', history: bad as never }, OPTS), 'ERR_INVALID_ARG', named('conversation.history[0]'));
     }
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', history: [['a', 'b'], [1, 2]] as never }, OPTS), 'ERR_INVALID_ARG', named('conversation.history[1]'));
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', history: [['a', 'b'], [1, 2]] as never }, OPTS), 'ERR_INVALID_ARG', named('conversation.history[1]'));
     for (const bad of ['x', null, 5, {}]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', history: bad as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.history/);
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', history: bad as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.history/);
     }
   });
 
   it('unknown conversation fields and the other fields\' types', async () => {
     const tok = await tokenizer();
     for (const field of ['images', 'image_tiles', 'video_frames', 'bogus', 'messages']) {
-      const e = await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', [field]: [1] } as never, OPTS), 'ERR_INVALID_ARG', /conversation/);
+      const e = await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', [field]: [1] } as never, OPTS), 'ERR_INVALID_ARG', /conversation/);
       expect(e.message).toContain(`but received "${field}"`);
     }
     for (const bad of [undefined, null, 'x', 5, [], ['x']]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, bad as never, OPTS), 'ERR_INVALID_ARG', /conversation/);
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, bad as never, OPTS), 'ERR_INVALID_ARG', /conversation/);
     }
     for (const bad of [undefined, null, 5, ['x']]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: bad } as never, OPTS), 'ERR_INVALID_ARG', /conversation\.query/);
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: bad } as never, OPTS), 'ERR_INVALID_ARG', /conversation\.query/);
     }
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', response: 5 } as never, OPTS), 'ERR_INVALID_ARG', /conversation\.response/);
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', response: null } as never, OPTS), 'ERR_INVALID_ARG', /conversation\.response/);
-    await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x', system: 5 } as never, OPTS), 'ERR_INVALID_ARG', /conversation\.system/);
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', response: 5 } as never, OPTS), 'ERR_INVALID_ARG', /conversation\.response/);
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', response: null } as never, OPTS), 'ERR_INVALID_ARG', /conversation\.response/);
+    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', system: 5 } as never, OPTS), 'ERR_INVALID_ARG', /conversation\.system/);
   });
 
   it('unknown option names, a missing options object, a template that is not one, a non-tokenizer', async () => {
     const tok = await tokenizer();
     for (const name of ['num_image_token', 'bogus', 'maxNum']) {
-      const e = await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x' }, { ...OPTS, [name]: 1 } as never), 'ERR_INVALID_ARG', /internvlEncode options/);
+      const e = await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x' }, { ...OPTS, [name]: 1 } as never), 'ERR_INVALID_ARG', /internvlEncode options/);
       expect(e.message).toContain(`but received "${name}"`);
     }
     for (const bad of [undefined, null, 'internvl2', [1]]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x' }, bad as never), 'ERR_INVALID_ARG', /internvlEncode options/);
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x' }, bad as never), 'ERR_INVALID_ARG', /internvlEncode options/);
     }
     for (const bad of ['toString', '__proto__', 'constructor', 'nope', undefined, 2]) {
-      await rejectsWith(() => et.systems.internvlEncode(tok, { query: 'x' }, { template: bad as never, numImageToken: 4 }), 'ERR_INVALID_ARG', /template/);
+      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x' }, { template: bad as never, numImageToken: 4 }), 'ERR_INVALID_ARG', /template/);
     }
     for (const bad of [null, undefined, {}, 'tok']) {
-      await rejectsWith(() => et.systems.internvlEncode(bad as never, { query: 'x' }, OPTS), 'ERR_INVALID_ARG', /tokenizer/);
+      await rejectsWith(() => et.systems.m2se.internvlEncode(bad as never, { query: 'x' }, OPTS), 'ERR_INVALID_ARG', /tokenizer/);
     }
   });
 
   it('valid calls still encode: the largest image, a video, null system, history', async () => {
     const tok = await tokenizer();
     const ctx = tok.tokenToId('<IMG_CONTEXT>')!;
-    const big = await et.systems.internvlEncode(tok, { query: '<image>Which emotion?', imageTiles: [65] }, { template: 'internvl2', numImageToken: 256 });
+    const big = await et.systems.m2se.internvlEncode(tok, { query: '<image>Which emotion?', imageTiles: [65] }, { template: 'internvl2', numImageToken: 256 });
     expect(big.tiles).toBe(65);
     expect(big.inputIds.filter((x) => x === ctx).length).toBe(65 * 256);
     expect(big.labels.length).toBe(big.inputIds.length);
-    const max = await et.systems.internvlEncode(tok, { query: 'x', imageTiles: [1] }, { template: 'internvl2', numImageToken: 4096 });
+    const max = await et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: [1] }, { template: 'internvl2', numImageToken: 4096 });
     expect(max.inputIds.filter((x) => x === ctx).length).toBe(4096);
-    const vid = await et.systems.internvlEncode(tok, { system: null, history: [['Hi', 'Hello.']], query: 'x', response: 'y', videoFrames: [3], imageTiles: [] }, { template: 'internvl2-phi3', numImageToken: 2 });
+    const vid = await et.systems.m2se.internvlEncode(tok, { system: null, history: [['Hi', 'Hello.']], query: 'x', response: 'y', videoFrames: [3], imageTiles: [] }, { template: 'internvl2-phi3', numImageToken: 2 });
     expect(vid.tiles).toBe(3);
     expect(vid.order).toEqual([{ kind: 'video', index: 0 }]);
     expect(vid.inputIds.filter((x) => x === ctx).length).toBe(6);

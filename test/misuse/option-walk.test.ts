@@ -63,38 +63,38 @@ const ROWS: Record<string, Row> = {
   'nn.convertWav2Vec2StateDict': { call: (o) => et.nn.convertWav2Vec2StateDict(new Map(), 'fairseq', o), takes: 'strict' },
   'nn.DistributedDataParallel': { call: (o) => new et.nn.DistributedDataParallel(tinyLlama(), o as never), takes: 'bucketCapMb' },
   // ---- systems
-  'systems.Salmonn.fromPretrained': { call: (o) => et.systems.Salmonn.fromPretrained({ whisper: NOWHERE, llm: NOWHERE, ...o } as never), takes: 'dtype' },
-  'systems.LanguageBind.fromPretrained': { call: (o) => et.systems.LanguageBind.fromPretrained({ video: NOWHERE }, o), takes: 'dtype' },
-  'systems.LanguageBindClassifier.create': { call: (o) => et.systems.LanguageBindClassifier.create({ modalities: ['video'] } as never, o), takes: 'dtype' },
-  'systems.ConcatFusionClassifier.create': { call: (o) => et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 } }, o), takes: 'dtype' },
-  'systems.InternVL.create': { call: (o) => et.systems.InternVL.create({} as never, o), takes: 'imgContextTokenId' },
-  'systems.SpectraForPreTraining.fromEncoders': { call: (o) => et.systems.SpectraForPreTraining.fromEncoders(NOWHERE, NOWHERE, o), takes: 'numFusedLayers' },
-  'systems.SpectraPretrainDataset.fromFile': { call: (o) => et.systems.SpectraPretrainDataset.fromFile(NOWHERE, o), takes: 'numTurns' },
-  'systems.Spectra.collate': { call: (o) => et.systems.Spectra.collate([spectraItem] as never, o), takes: 'audioLength' },
-  'systems.Spectra.finetune': { call: (o) => et.systems.Spectra.finetune(o as never), takes: 'task' },
-  'systems.finetuneSpectra': { call: (o) => et.systems.finetuneSpectra(o as never), takes: 'task' },
-  'systems.pretrainSpectra': { call: (o) => et.systems.pretrainSpectra(o as never), takes: 'saveDir' },
-  'systems.spectraPretrainCollate': { call: (o) => et.systems.spectraPretrainCollate([{}] as never, o), takes: 'mlmProbability' },
-  'systems.buildSpectraPretrainCorpus': { call: (o) => et.systems.buildSpectraPretrainCorpus(o as never), takes: 'speechDir' },
-  'systems.ConcatFusionClassifier.collate': { call: (o) => et.systems.ConcatFusionClassifier.collate([ecfItem] as never, o), takes: 'device' },
-  'systems.ConcatFusionClassifier.collateConversations': { call: (o) => et.systems.ConcatFusionClassifier.collateConversations([[ecfItem]] as never, o), takes: 'device' },
-  'systems.embedUtterances': { call: (o) => et.systems.embedUtterances(['k'], async () => { throw new Error('not called'); }, { cacheFile: `${NOWHERE}/cache.safetensors`, ...o }), takes: 'cacheFile' },
-  'systems.Usdm': { call: async (o) => new et.systems.Usdm(tinyLlama(), o), takes: 'tokenIds' },
-  'systems.usdmSftExamples': { call: (o) => et.systems.usdmSftExamples([{ userAudio: 'a.wav', userText: 'a', agentText: 'b', agentAudio: 'b.wav' }], o as never), takes: 'codec' },
-  'systems.salmonnTrajectorySvg': { call: (o) => et.systems.salmonnTrajectorySvg(['happy'], o), takes: 'title' },
-  'systems.salmonnSchedule': { call: (o) => et.systems.salmonnSchedule(o as never), takes: 'max_epoch' },
-  'systems.salmonnIterationLr': { call: (o) => et.systems.salmonnIterationLr(o as never, 0, 0), takes: 'max_epoch' },
-  'systems.salmonnTotalSteps': { call: (o) => et.systems.salmonnTotalSteps(o as never), takes: 'max_epoch' },
-  'systems.languageBindCollate': { call: (o) => et.systems.languageBindCollate([ecfItem] as never, o as never), takes: 'videoDir' },
-  'systems.languageBindCachedCollate': { call: (o) => et.systems.languageBindCachedCollate([ecfItem] as never, o), takes: 'device' },
-  'systems.languageBindEmbeddings': { call: (o) => et.systems.languageBindEmbeddings(null as never, [], o as never), takes: 'videoDir' },
-  'systems.internvlEncode': { call: async (o) => et.systems.internvlEncode(await tok(), { messages: [] } as never, o as never), takes: 'template' },
-  'systems.m2seExamples': { call: async (o) => et.systems.m2seExamples([], await tok(), o), takes: 'maxLength' },
-  'systems.m2seSalmonnItems': { call: (o) => et.systems.m2seSalmonnItems([], null as never, o), takes: 'mediaRoot' },
-  'systems.m2seStages': { call: (o) => et.systems.m2seStages(o as never), takes: 'stages' },
-  'systems.m2seInfer': { call: (o) => et.systems.m2seInfer(o as never), takes: 'outFile' },
-  'systems.m2seInternVLItems': { call: async (o) => et.systems.m2seInternVLItems([], null as never, await tok(), o), takes: 'mediaRoot' },
-  'systems.m2seInternVLCollate': { call: (o) => et.systems.m2seInternVLCollate([], o as never), takes: 'imageSize' },
+  'systems.salmonn.Salmonn.fromPretrained': { call: (o) => et.systems.salmonn.Salmonn.fromPretrained({ whisper: NOWHERE, llm: NOWHERE, ...o } as never), takes: 'dtype' },
+  'nn.LanguageBind.fromPretrained': { call: (o) => et.systems.semeval.LanguageBind.fromPretrained({ video: NOWHERE }, o), takes: 'dtype' },
+  'systems.semeval.LanguageBindClassifier.create': { call: (o) => et.systems.semeval.LanguageBindClassifier.create({ modalities: ['video'] } as never, o), takes: 'dtype' },
+  'systems.semeval.ConcatFusionClassifier.create': { call: (o) => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 } }, o), takes: 'dtype' },
+  'nn.InternVL.create': { call: (o) => et.systems.m2se.InternVL.create({} as never, o), takes: 'imgContextTokenId' },
+  'systems.spectra.SpectraForPreTraining.fromEncoders': { call: (o) => et.systems.spectra.SpectraForPreTraining.fromEncoders(NOWHERE, NOWHERE, o), takes: 'numFusedLayers' },
+  'systems.spectra.SpectraPretrainDataset.fromFile': { call: (o) => et.systems.spectra.SpectraPretrainDataset.fromFile(NOWHERE, o), takes: 'numTurns' },
+  'systems.spectra.Spectra.collate': { call: (o) => et.systems.spectra.Spectra.collate([spectraItem] as never, o), takes: 'audioLength' },
+  'systems.spectra.Spectra.finetune': { call: (o) => et.systems.spectra.Spectra.finetune(o as never), takes: 'task' },
+  'systems.spectra.finetuneSpectra': { call: (o) => et.systems.spectra.finetuneSpectra(o as never), takes: 'task' },
+  'systems.spectra.pretrainSpectra': { call: (o) => et.systems.spectra.pretrainSpectra(o as never), takes: 'saveDir' },
+  'systems.spectra.spectraPretrainCollate': { call: (o) => et.systems.spectra.spectraPretrainCollate([{}] as never, o), takes: 'mlmProbability' },
+  'systems.spectra.buildSpectraPretrainCorpus': { call: (o) => et.systems.spectra.buildSpectraPretrainCorpus(o as never), takes: 'speechDir' },
+  'systems.semeval.ConcatFusionClassifier.collate': { call: (o) => et.systems.semeval.ConcatFusionClassifier.collate([ecfItem] as never, o), takes: 'device' },
+  'systems.semeval.ConcatFusionClassifier.collateConversations': { call: (o) => et.systems.semeval.ConcatFusionClassifier.collateConversations([[ecfItem]] as never, o), takes: 'device' },
+  'systems.semeval.embedUtterances': { call: (o) => et.systems.semeval.embedUtterances(['k'], async () => { throw new Error('not called'); }, { cacheFile: `${NOWHERE}/cache.safetensors`, ...o }), takes: 'cacheFile' },
+  'systems.usdm.Usdm': { call: async (o) => new et.systems.usdm.Usdm(tinyLlama(), o), takes: 'tokenIds' },
+  'systems.usdm.usdmSftExamples': { call: (o) => et.systems.usdm.usdmSftExamples([{ userAudio: 'a.wav', userText: 'a', agentText: 'b', agentAudio: 'b.wav' }], o as never), takes: 'codec' },
+  'systems.salmonn.salmonnTrajectorySvg': { call: (o) => et.systems.salmonn.salmonnTrajectorySvg(['happy'], o), takes: 'title' },
+  'systems.salmonn.salmonnSchedule': { call: (o) => et.systems.salmonn.salmonnSchedule(o as never), takes: 'max_epoch' },
+  'systems.salmonn.salmonnIterationLr': { call: (o) => et.systems.salmonn.salmonnIterationLr(o as never, 0, 0), takes: 'max_epoch' },
+  'systems.salmonn.salmonnTotalSteps': { call: (o) => et.systems.salmonn.salmonnTotalSteps(o as never), takes: 'max_epoch' },
+  'systems.semeval.languageBindCollate': { call: (o) => et.systems.semeval.languageBindCollate([ecfItem] as never, o as never), takes: 'videoDir' },
+  'systems.semeval.languageBindCachedCollate': { call: (o) => et.systems.semeval.languageBindCachedCollate([ecfItem] as never, o), takes: 'device' },
+  'systems.semeval.languageBindEmbeddings': { call: (o) => et.systems.semeval.languageBindEmbeddings(null as never, [], o as never), takes: 'videoDir' },
+  'data.internvlEncode': { call: async (o) => et.systems.m2se.internvlEncode(await tok(), { messages: [] } as never, o as never), takes: 'template' },
+  'systems.m2se.m2seExamples': { call: async (o) => et.systems.m2se.m2seExamples([], await tok(), o), takes: 'maxLength' },
+  'systems.m2se.m2seSalmonnItems': { call: (o) => et.systems.m2se.m2seSalmonnItems([], null as never, o), takes: 'mediaRoot' },
+  'systems.m2se.m2seStages': { call: (o) => et.systems.m2se.m2seStages(o as never), takes: 'stages' },
+  'systems.m2se.m2seInfer': { call: (o) => et.systems.m2se.m2seInfer(o as never), takes: 'outFile' },
+  'systems.m2se.m2seInternVLItems': { call: async (o) => et.systems.m2se.m2seInternVLItems([], null as never, await tok(), o), takes: 'mediaRoot' },
+  'systems.m2se.m2seInternVLCollate': { call: (o) => et.systems.m2se.m2seInternVLCollate([], o as never), takes: 'imageSize' },
   // ---- audio
   'audio.readWav': { call: (o) => et.audio.readWav(NOWHERE, o), takes: 'sampleRate' },
   'audio.decodeWav': { call: (o) => et.audio.decodeWav(new Uint8Array(0), o), takes: 'sampleRate' },
@@ -214,11 +214,11 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(Object.entries({
   'positional arguments only': [
     'nn.readConfig', 'nn.loadCheckpoint', 'nn.renameKeys', 'nn.stripPrefix', 'nn.normalizeRope', 'nn.normalizeLlamaConfig', 'nn.mergeLora', 'nn.unmergeLora',
     'nn.loadLoraAdapter', 'nn.wav2vec2Dialect', 'nn.internVisionConfig',
-    'systems.resolveSpectraConfig', 'systems.tokenizerMasking', 'systems.drawSpectraMam', 'systems.spectraMetrics', 'systems.spectraParamGroups',
-    'systems.salmonnParamGroups', 'systems.selfCausePairs', 'systems.addUnitVocabulary', 'systems.usdmSftLabels', 'systems.languageBindMetrics',
-    'systems.ecfVideoFile', 'systems.ecfAudioFile', 'systems.languageBindLabel', 'systems.resolveInternVLConfig', 'systems.m2seRecords', 'systems.m2seMedia',
-    'systems.m2sePrompt', 'systems.m2seCollate', 'systems.m2seAudio', 'systems.m2seResponse', 'systems.m2seInternVLPixels', 'systems.internvlTemplateOf',
-    'systems.ecfSubmission', 'systems.writeEcfSubmission', 'systems.ConcatFusionClassifier.groupConversations', 'systems.Salmonn.collate', 'systems.salmonnJoinTurns',
+    'systems.spectra.resolveSpectraConfig', 'systems.spectra.tokenizerMasking', 'systems.spectra.drawSpectraMam', 'systems.spectra.spectraMetrics', 'systems.spectra.spectraParamGroups',
+    'systems.salmonn.salmonnParamGroups', 'systems.semeval.selfCausePairs', 'systems.usdm.addUnitVocabulary', 'systems.usdm.usdmSftLabels', 'systems.semeval.languageBindMetrics',
+    'systems.semeval.ecfVideoFile', 'systems.semeval.ecfAudioFile', 'systems.semeval.languageBindLabel', 'nn.resolveInternVLConfig', 'systems.m2se.m2seRecords', 'systems.m2se.m2seMedia',
+    'systems.m2se.m2sePrompt', 'systems.m2se.m2seCollate', 'systems.m2se.m2seAudio', 'systems.m2se.m2seResponse', 'systems.m2se.m2seInternVLPixels', 'systems.m2se.internvlTemplateOf',
+    'systems.ecfSubmission', 'systems.writeEcfSubmission', 'systems.semeval.ConcatFusionClassifier.groupConversations', 'systems.salmonn.Salmonn.collate', 'systems.salmonn.salmonnJoinTurns',
     'audio.findFfmpeg', 'audio.findFfprobe', 'audio.soxrStatus',
     'data.mulberry32', 'data.inferSwiftTask', 'data.Tokenizer.fromFileSync', 'data.usdm.unitString', 'data.usdm.parseUsdmLine', 'data.usdm.formatUsdmLine',
     'train.TrainingArguments.steps',
@@ -242,11 +242,11 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(Object.entries({
     'io.saveSafetensors', 'distributed.readEnv',
   ],
   'a config (its field names checked by the config, not an options object)': [
-    'systems.Salmonn', 'data.Tokenizer.fromJSON',
+    'systems.salmonn.Salmonn', 'data.Tokenizer.fromJSON',
   ],
   'an abstract or internal base class, a model part made by its system, or a reader made by its fromFile (no public constructor options)': [
-    'nn.Module', 'nn.NativeModule', 'systems.SpectraPretrainDataset', 'data.Tokenizer', 'data.SpectraDataset', 'data.SalmonnDataset', 'data.EcfDataset',
-    'data.SwiftDataset', 'data.UsdmDataset', 'nn.RobertaLayers', 'nn.DecodeBatch', 'systems.SpectraModel', 'systems.SpectraAudioEncoder', 'systems.RobertaLayers',
+    'nn.Module', 'nn.NativeModule', 'systems.spectra.SpectraPretrainDataset', 'data.Tokenizer', 'data.SpectraDataset', 'data.SalmonnDataset', 'data.EcfDataset',
+    'data.SwiftDataset', 'data.UsdmDataset', 'nn.RobertaLayers', 'nn.DecodeBatch', 'systems.spectra.SpectraModel', 'systems.spectra.SpectraAudioEncoder', 'systems.RobertaLayers',
     'data.BaseDataset', 'data.NdArray', 'optim.Optimizer', 'metrics.Metric', 'Tensor', 'profiler.ProfileResult',
   ],
 }).flatMap(([why, names]) => names.map((n) => [n, why])));
@@ -262,13 +262,21 @@ const isClass = (v: unknown) => typeof v === 'function' && /^class[\s{]/.test(sr
 const foreign = (c: unknown) => c === EventEmitter || c === EventEmitter.prototype || c === Error || c === Error.prototype || c === Object.prototype || c === Function.prototype;
 const paramsOf = (f: unknown) => { const t = src(f); return t.slice(t.indexOf('('), t.indexOf(')') + 1); };
 
+/** Every value of the systems' namespaces (`et.systems.salmonn`, …). */
+const GROUPED = new Set(['salmonn', 'spectra', 'usdm', 'semeval', 'm2se'].flatMap((s) => Object.values((et.systems as unknown as Record<string, object>)[s])));
+/** What et.nn and et.data export (InternVL, LanguageBind and InternVL's prompts, which M2SE and SemEval re-export). */
+const ELSEWHERE = new Set([...Object.values(et.nn), ...Object.values(et.data)]);
+
 /** Every function, class constructor, class static and options-taking method of every namespace and of `et`, by dotted name. */
 function walk(): Array<{ key: string; row: Row | null }> {
   const out: Array<{ key: string; row: Row | null }> = [];
   const entries: Array<[string, string, unknown]> = [];   // [namespace, dotted name, value]
   const add = (ns: string, prefix: string, mod: object) => {
-    const own = new Set(Object.values((et as Record<string, unknown>)[ns] ?? {}));   // a sub-namespace that re-exports its parent's names (et.data.datasets) is walked once
+    // a sub-namespace that re-exports its parent's names (et.data.datasets) is walked once; et.systems' sub-namespaces are its systems, walked whole
+    const own = new Set(ns === 'systems' ? [] : Object.values((et as Record<string, unknown>)[ns] ?? {}));
     for (const [name, v] of Object.entries(mod)) {
+      if (prefix === 'systems.' && GROUPED.has(v)) continue;   // a deprecated flat alias of a grouped name (test/systems/names.test.ts)
+      if (prefix.startsWith('systems.') && prefix !== 'systems.' && ELSEWHERE.has(v)) continue;   // a composed model et.nn / et.data has, re-exported by its system
       if (typeof v === 'function' && !(prefix.split('.').length > 2 && own.has(v))) entries.push([ns, prefix + name, v]);
       else if (v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).some((x) => typeof x === 'function')) add(ns, `${prefix}${name}.`, v);
     }

@@ -364,16 +364,16 @@ export const MODEL_ROWS: ModelRow[] = [
   },
   // Systems: their batch tensors, each replaced by junk in turn.
   {
-    name: 'systems.Usdm',
-    create: () => new et.systems.Usdm(et.nn.LlamaForCausalLM.create(CONFIG_ROWS[5].valid), {
+    name: 'systems.usdm.Usdm',
+    create: () => new et.systems.usdm.Usdm(et.nn.LlamaForCausalLM.create(CONFIG_ROWS[5].valid), {
       tokenIds: { newline: 5, space: 6, continue: 30, correspond: 31, unit0: 32, numUnits: 6, pad: 38, bos: 1 },
     }),
     input: (s) => ({ inputIds: ids(s, [2, 6], 0, 40), attentionMask: et.ones([2, 6], { dtype: 'int64' }), labels: ids(s + 1, [2, 6], 0, 40) }),
     output: (o) => (o as { logits: et.Tensor }).logits,
   },
   {
-    name: 'systems.Spectra',
-    create: () => et.systems.Spectra.create({
+    name: 'systems.spectra.Spectra',
+    create: () => et.systems.spectra.Spectra.create({
       audio: { ...CONFIG_ROWS[2].valid, hidden_size: 16, mask_time_prob: 0 },
       text: { ...CONFIG_ROWS[3].valid, type_vocab_size: 2, num_fused_layers: 1 }, num_class: 3,
     }),
@@ -400,11 +400,11 @@ export const MODEL_ROWS: ModelRow[] = [
     input: (s) => ({ hiddenStates: rand(s, [2, 5, 8]) }), output: (o) => (o as { imageTokens: et.Tensor }).imageTokens,
   },
   {
-    name: 'systems.LanguageBindClassifier', create: () => et.systems.LanguageBindClassifier.create({ modalities: ['video', 'language'], embedDim: 4 }),
+    name: 'systems.semeval.LanguageBindClassifier', create: () => et.systems.semeval.LanguageBindClassifier.create({ modalities: ['video', 'language'], embedDim: 4 }),
     input: (s) => ({ features: rand(s, [3, 8]), labels: ids(s, [3], 0, 7) }), output: (o) => (o as { logits: et.Tensor }).logits,
   },
   {
-    name: 'systems.ConcatFusionClassifier', create: () => et.systems.ConcatFusionClassifier.create({ modalities: { text: 8, audio: 4 } }),
+    name: 'systems.semeval.ConcatFusionClassifier', create: () => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 8, audio: 4 } }),
     input: (s) => ({ features: rand(s, [3, 12]), labels: ids(s, [3], 0, 7) }), output: (o) => (o as { logits: et.Tensor }).logits,
   },
 ];
@@ -427,7 +427,7 @@ export interface OptionRow {
 const FIX = `${__dirname}/../fixtures`;
 const once = <T>(make: () => Promise<T>) => { let p: Promise<T> | null = null; return () => (p ??= make()); };
 const tinyLlama = once(async () => et.nn.LlamaForCausalLM.create(CONFIG_ROWS[5].valid));
-const salmonn = once(async () => et.systems.Salmonn.fromPretrained({
+const salmonn = once(async () => et.systems.salmonn.Salmonn.fromPretrained({
   whisper: `${FIX}/whisper`, beats: `${FIX}/beats/beats.pt`, llm: `${FIX}/salmonn/llm`, checkpoint: null,
   config: JSON.parse(fs.readFileSync(`${FIX}/salmonn/config.json`, 'utf8')),
 }));
@@ -443,32 +443,32 @@ export const OPTION_ROWS: OptionRow[] = [
     call: async (o) => (await tinyLlama()).generate({ inputIds: et.tensor([[1, 2]], { dtype: 'int64' }) }, o),
   },
   {
-    name: 'systems.Salmonn.generate', valid: { maxNewTokens: 1, numBeams: 1 }, wrong: ['max_new_tokens', 'num_beams', 'min_length', 'top_p'],
+    name: 'systems.salmonn.Salmonn.generate', valid: { maxNewTokens: 1, numBeams: 1 }, wrong: ['max_new_tokens', 'num_beams', 'min_length', 'top_p'],
     call: async (o) => (await salmonn()).generate([new Float32Array(4000)], 'Feel?', o),
   },
   {
-    name: 'systems.Salmonn.generateTokens', valid: { maxNewTokens: 1, numBeams: 1 }, wrong: ['max_new_tokens', 'repetition_penalty'],
+    name: 'systems.salmonn.Salmonn.generateTokens', valid: { maxNewTokens: 1, numBeams: 1 }, wrong: ['max_new_tokens', 'repetition_penalty'],
     call: async (o) => (await salmonn()).generateTokens([new Float32Array(4000)], 'Feel?', o),
   },
   {
-    name: 'systems.Usdm.infer', valid: { maxNewTokens: 1 }, wrong: ['max_new_tokens'],
-    call: async (o) => new et.systems.Usdm(await tinyLlama(), { tokenIds: usdmIds }).infer([1, 2], codec, o),
+    name: 'systems.usdm.Usdm.infer', valid: { maxNewTokens: 1 }, wrong: ['max_new_tokens'],
+    call: async (o) => new et.systems.usdm.Usdm(await tinyLlama(), { tokenIds: usdmIds }).infer([1, 2], codec, o),
   },
-  { name: 'systems.Usdm (constructor)', valid: { tokenIds: usdmIds }, wrong: ['token_ids'], call: async (o) => new et.systems.Usdm(await tinyLlama(), o) },
-  { name: 'systems.Usdm.fromPretrained', valid: {}, wrong: ['add_unit_vocabulary'], call: (o) => et.systems.Usdm.fromPretrained('/nonexistent', o) },
-  { name: 'systems.usdmSftExamples', valid: { codec }, wrong: ['batch_size'], call: (o) => et.systems.usdmSftExamples([{ userAudio: 'a.wav', userText: 'a', agentText: 'b', agentAudio: 'b.wav' }], o as never) },
+  { name: 'systems.usdm.Usdm (constructor)', valid: { tokenIds: usdmIds }, wrong: ['token_ids'], call: async (o) => new et.systems.usdm.Usdm(await tinyLlama(), o) },
+  { name: 'systems.usdm.Usdm.fromPretrained', valid: {}, wrong: ['add_unit_vocabulary'], call: (o) => et.systems.usdm.Usdm.fromPretrained('/nonexistent', o) },
+  { name: 'systems.usdm.usdmSftExamples', valid: { codec }, wrong: ['batch_size'], call: (o) => et.systems.usdm.usdmSftExamples([{ userAudio: 'a.wav', userText: 'a', agentText: 'b', agentAudio: 'b.wav' }], o as never) },
   {
-    name: 'systems.m2seInfer', valid: { dataset: [], outFile: `${os.tmpdir()}/emotorch-options-row.jsonl`, maxNewTokens: 1 }, wrong: ['max_new_tokens', 'out_file'],
-    call: async (o) => et.systems.m2seInfer({ model: await tinyLlama(), tokenizer: await llamaTok(), ...o } as never),
+    name: 'systems.m2se.m2seInfer', valid: { dataset: [], outFile: `${os.tmpdir()}/emotorch-options-row.jsonl`, maxNewTokens: 1 }, wrong: ['max_new_tokens', 'out_file'],
+    call: async (o) => et.systems.m2se.m2seInfer({ model: await tinyLlama(), tokenizer: await llamaTok(), ...o } as never),
   },
-  { name: 'systems.m2seStages', valid: { stages: [] }, wrong: ['output_dir'], call: async (o) => et.systems.m2seStages({ model: await tinyLlama(), tokenizer: await llamaTok(), ...o } as never) },
-  { name: 'systems.m2seExamples', valid: { maxLength: 64 }, wrong: ['max_length'], call: async (o) => et.systems.m2seExamples([], await llamaTok(), o) },
-  { name: 'systems.m2seSalmonnItems', valid: {}, wrong: ['media_root'], call: async (o) => et.systems.m2seSalmonnItems([], await salmonn(), o) },
-  { name: 'systems.Salmonn.fromPretrained', valid: { whisper: '/nonexistent', llm: '/nonexistent' }, wrong: ['max_new_tokens'], call: (o) => et.systems.Salmonn.fromPretrained(o as never) },
-  { name: 'systems.Spectra.fromPretrained', valid: {}, wrong: ['num_class', 'mask_audio_cls'], call: (o) => et.systems.Spectra.fromPretrained('/nonexistent', o) },
-  { name: 'systems.Spectra.collate', valid: { audioLength: 800 }, wrong: ['audio_length', 'pad_token_id'], call: (o) => et.systems.Spectra.collate([spectraItem] as never, o) },
-  { name: 'systems.Spectra.finetune', valid: { task: 'mosi' }, wrong: ['train_dataset'], call: (o) => et.systems.Spectra.finetune(o as never) },
-  { name: 'systems.ConcatFusionClassifier.collate', valid: {}, wrong: ['pad_token_id'], call: (o) => et.systems.ConcatFusionClassifier.collate([ecfItem] as never, o) },
-  { name: 'systems.ConcatFusionClassifier.collateConversations', valid: {}, wrong: ['dtype'], call: (o) => et.systems.ConcatFusionClassifier.collateConversations([[ecfItem]] as never, o) },
-  { name: 'systems.embedUtterances', valid: { cacheFile: '/nonexistent/cache.safetensors' }, wrong: ['batch_size'], call: (o) => et.systems.embedUtterances(['k'], async () => { throw new Error('not called'); }, o as never) },
+  { name: 'systems.m2se.m2seStages', valid: { stages: [] }, wrong: ['output_dir'], call: async (o) => et.systems.m2se.m2seStages({ model: await tinyLlama(), tokenizer: await llamaTok(), ...o } as never) },
+  { name: 'systems.m2se.m2seExamples', valid: { maxLength: 64 }, wrong: ['max_length'], call: async (o) => et.systems.m2se.m2seExamples([], await llamaTok(), o) },
+  { name: 'systems.m2se.m2seSalmonnItems', valid: {}, wrong: ['media_root'], call: async (o) => et.systems.m2se.m2seSalmonnItems([], await salmonn(), o) },
+  { name: 'systems.salmonn.Salmonn.fromPretrained', valid: { whisper: '/nonexistent', llm: '/nonexistent' }, wrong: ['max_new_tokens'], call: (o) => et.systems.salmonn.Salmonn.fromPretrained(o as never) },
+  { name: 'systems.spectra.Spectra.fromPretrained', valid: {}, wrong: ['num_class', 'mask_audio_cls'], call: (o) => et.systems.spectra.Spectra.fromPretrained('/nonexistent', o) },
+  { name: 'systems.spectra.Spectra.collate', valid: { audioLength: 800 }, wrong: ['audio_length', 'pad_token_id'], call: (o) => et.systems.spectra.Spectra.collate([spectraItem] as never, o) },
+  { name: 'systems.spectra.Spectra.finetune', valid: { task: 'mosi' }, wrong: ['train_dataset'], call: (o) => et.systems.spectra.Spectra.finetune(o as never) },
+  { name: 'systems.semeval.ConcatFusionClassifier.collate', valid: {}, wrong: ['pad_token_id'], call: (o) => et.systems.semeval.ConcatFusionClassifier.collate([ecfItem] as never, o) },
+  { name: 'systems.semeval.ConcatFusionClassifier.collateConversations', valid: {}, wrong: ['dtype'], call: (o) => et.systems.semeval.ConcatFusionClassifier.collateConversations([[ecfItem]] as never, o) },
+  { name: 'systems.semeval.embedUtterances', valid: { cacheFile: '/nonexistent/cache.safetensors' }, wrong: ['batch_size'], call: (o) => et.systems.semeval.embedUtterances(['k'], async () => { throw new Error('not called'); }, o as never) },
 ];

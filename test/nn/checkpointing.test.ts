@@ -8,15 +8,15 @@ import { FIXTURES, maxAbsDiff, tmpdir } from '../helpers';
 
 const DIR = path.join(FIXTURES, 'm2se_internvl');
 
-async function model(): Promise<et.systems.InternVL> {
+async function model(): Promise<et.systems.m2se.InternVL> {
   const tok = await et.data.Tokenizer.fromFile(path.join(DIR, 'tokenizer.json'));
-  const m = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') });
-  et.nn.applyLora(m, { r: 8, alpha: 32, dropout: 0.05, targetModules: et.systems.INTERNVL_LORA_TARGETS });
+  const m = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') });
+  et.nn.applyLora(m, { r: 8, alpha: 32, dropout: 0.05, targetModules: et.systems.m2se.INTERNVL_LORA_TARGETS });
   for (const [n, p] of m.namedParameters()) if (n.startsWith('vision_model.encoder.')) p.requiresGrad = true;   // the tower trains too: its layers recompute
   return m.train();
 }
 
-function batch(m: et.systems.InternVL, rows: number, len: number, tiles: number) {
+function batch(m: et.systems.m2se.InternVL, rows: number, len: number, tiles: number) {
   const ctx = m.imgContextTokenId!;
   const per = (tiles / rows) * m.numImageToken;
   const g = et.randint(5, 1400, [rows, len], { dtype: 'int64' }).toArray() as number[][];
@@ -25,7 +25,7 @@ function batch(m: et.systems.InternVL, rows: number, len: number, tiles: number)
   return { inputIds, labels: inputIds, pixelValues: et.randn([tiles, 3, 56, 56]) };
 }
 
-async function step(m: et.systems.InternVL, b: ReturnType<typeof batch>): Promise<{ grads: Map<string, et.Tensor>; peak: number; loss: number }> {
+async function step(m: et.systems.m2se.InternVL, b: ReturnType<typeof batch>): Promise<{ grads: Map<string, et.Tensor>; peak: number; loss: number }> {
   for (const p of m.parameters()) p.grad = null;
   et.manualSeed(11);
   et.cpu.resetPeakMemory();

@@ -62,11 +62,11 @@ describe('fromPretrained(dir, { config }) and read-only configs', () => {
 
   it("SPECTRA: the checkpoint's audio config field has_audio_cls can be turned off without editing its JSON", async () => {
     const dir = f('spectra', 'finetuned');
-    const m = await et.systems.Spectra.fromPretrained(dir, { config: { audio: { has_audio_cls: false } } });
+    const m = await et.systems.spectra.Spectra.fromPretrained(dir, { config: { audio: { has_audio_cls: false } } });
     expect(m.config.audio.has_audio_cls).toBe(false);
-    expect((await et.systems.Spectra.fromPretrained(dir)).config.audio.has_audio_cls).toBe(true);
-    await rejectsWith(() => et.systems.Spectra.fromPretrained(dir, { config: { audio: { hass_audio_cls: false } } as never }), 'ERR_INVALID_ARG', /opts\.config\.hass_audio_cls/);
-    await rejectsWith(() => et.systems.Spectra.fromPretrained(dir, { config: { vision: {} } as never }), 'ERR_INVALID_ARG', /opts\.config/);
+    expect((await et.systems.spectra.Spectra.fromPretrained(dir)).config.audio.has_audio_cls).toBe(true);
+    await rejectsWith(() => et.systems.spectra.Spectra.fromPretrained(dir, { config: { audio: { hass_audio_cls: false } } as never }), 'ERR_INVALID_ARG', /opts\.config\.hass_audio_cls/);
+    await rejectsWith(() => et.systems.spectra.Spectra.fromPretrained(dir, { config: { vision: {} } as never }), 'ERR_INVALID_ARG', /opts\.config/);
     expect(() => { (m.config.audio as { has_audio_cls: boolean }).has_audio_cls = true; }).toThrow(/read-only/);
   });
 });

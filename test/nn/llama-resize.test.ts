@@ -71,22 +71,22 @@ describe('Salmonn.fromPretrained({ resizeTokenEmbeddings })', () => {
     const parts = { whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'), llm, tokenizer: path.join(S, 'llm', 'tokenizer.json'), checkpoint: path.join(S, 'salmonn.pth'), config: cfg };
     const io2 = (await et.io.loadSafetensors(path.join(S, 'io.safetensors'))).tensors;
     const waves = [io2.get('wave_a')!.dataSync() as Float32Array, io2.get('wave_b')!.dataSync() as Float32Array];
-    const lossOf = async (m: et.systems.Salmonn) => (await et.noGrad(() => m.forward({ audio: waves, instruction: gen.instructions, target: gen.texts }))).loss!.item();
+    const lossOf = async (m: et.systems.salmonn.Salmonn) => (await et.noGrad(() => m.forward({ audio: waves, instruction: gen.instructions, target: gen.texts }))).loss!.item();
 
-    const resized = await et.systems.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: { rows: { embed: row('model.embed_tokens.weight'), lmHead: row('lm_head.weight') } } });
+    const resized = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: { rows: { embed: row('model.embed_tokens.weight'), lmHead: row('lm_head.weight') } } });
     expect(resized.llama_model.config.vocab_size).toBe(1501);
     expect(resized.ids.pad).toBe(1500);
     const want = io2.get('loss')!.item();
     const withRow = await lossOf(resized);
     expect(Math.abs(withRow - want)).toBeLessThan(1e-4);
 
-    const drawn = await et.systems.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: true });
+    const drawn = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: true });
     expect(drawn.llama_model.config.vocab_size).toBe(1501);
-    const plain = await et.systems.Salmonn.fromPretrained(parts);
+    const plain = await et.systems.salmonn.Salmonn.fromPretrained(parts);
     expect(plain.llama_model.config.vocab_size).toBe(1500);
     const without = await lossOf(plain);
     console.log(`SALMONN loss: original (resized, its row) ${want.toFixed(6)}; resized here ${withRow.toFixed(6)}; HF-drawn row ${(await lossOf(drawn)).toFixed(6)}; not resized ${without.toFixed(6)} (|Δ| ${Math.abs(without - want).toExponential(2)})`);
     expect(Math.abs(without - want)).toBeGreaterThan(1e-4);  // the extra logit in every softmax
-    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: 'yes' as never }), 'ERR_INVALID_ARG', /resizeTokenEmbeddings/);
+    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: 'yes' as never }), 'ERR_INVALID_ARG', /resizeTokenEmbeddings/);
   });
 });

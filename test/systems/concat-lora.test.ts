@@ -14,14 +14,14 @@ function batch() {
   const seqs = [[0, 5, 9, 2], [0, 7, 8, 11, 12, 2], [0, 30, 2], [0, 21, 22, 23, 2]];
   const items = seqs.map((q, i) => ({ conversationId: 1, utteranceId: i + 1, text: '', speaker: 'A', emotion: null, label: [1, 4, 0, 5][i], causes: [], features: Float32Array.from({ length: 4 }, (_, k) => Math.sin(3 * i + k)) }));
   const ids = new Map(items.map((it, i) => [it, seqs[i]]));
-  return { items, batch: et.systems.ConcatFusionClassifier.collate(items as never, { tokenIds: (it) => ids.get(it as never)! }) };
+  return { items, batch: et.systems.semeval.ConcatFusionClassifier.collate(items as never, { tokenIds: (it) => ids.get(it as never)! }) };
 }
 
 describe('ConcatFusionClassifier with a LoRA text encoder', () => {
   it('trains only the adapters and the classifier; starts equal to the frozen-encoder seed classifier', async () => {
     et.manualSeed(0);
     const encoder = tinyRoberta().train();
-    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 4 }, textEncoder: { model: encoder, lora: { r: 4, alpha: 8, targetModules: ['query', 'value'] } } });
+    const m = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 4 }, textEncoder: { model: encoder, lora: { r: 4, alpha: 8, targetModules: ['query', 'value'] } } });
     expect(m.loraLayers).toEqual(['encoder.layer.0.attention.self.query', 'encoder.layer.0.attention.self.value', 'encoder.layer.1.attention.self.query', 'encoder.layer.1.attention.self.value']);
     const trainable = m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n);
     expect(trainable.sort()).toEqual(['classifier.weight', ...m.loraLayers.flatMap((l) => [`text_encoder.${l}.lora_A.default.weight`, `text_encoder.${l}.lora_B.default.weight`])].sort());
@@ -34,7 +34,7 @@ describe('ConcatFusionClassifier with a LoRA text encoder', () => {
     const { lastHiddenState } = await encoder.forward({ inputIds: b.inputIds!, attentionMask: b.attentionMask! });
     const w = b.attentionMask!.to({ dtype: 'float32' }).unsqueeze(2);
     const pooled = lastHiddenState.mul(w).sum(1).div(w.sum(1));
-    const seed = et.systems.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 4 } });
+    const seed = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 4 } });
     await seed.loadStateDict({ 'classifier.weight': m.classifier.parameters()[0] });
     const ref = await seed.forward({ embeddings: { text: pooled, audio: b.features! } });
     const got = await m.forward(b);
@@ -66,11 +66,11 @@ describe('ConcatFusionClassifier with a LoRA text encoder', () => {
 
   it('lora: null fine-tunes the whole encoder; the encoder may be the only modality', async () => {
     et.manualSeed(1);
-    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 16 }, textEncoder: { model: tinyRoberta(), lora: null } });
+    const m = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16 }, textEncoder: { model: tinyRoberta(), lora: null } });
     expect(m.loraLayers).toEqual([]);
     expect(m.namedParameters().every(([, p]) => p.requiresGrad)).toBe(true);
     const { items } = batch();
-    const b = et.systems.ConcatFusionClassifier.collate(items.map((it) => ({ ...it, features: undefined })) as never, { tokenIds: () => [0, 3, 2] });
+    const b = et.systems.semeval.ConcatFusionClassifier.collate(items.map((it) => ({ ...it, features: undefined })) as never, { tokenIds: () => [0, 3, 2] });
     expect(b.features).toBeUndefined();
     const { logits } = await m.forward(b);
     expect(logits.shape).toEqual([4, 7]);
@@ -78,16 +78,16 @@ describe('ConcatFusionClassifier with a LoRA text encoder', () => {
 
   it('rejects bad encoder configs and inputs clearly', async () => {
     const enc = tinyRoberta();
-    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 8 }, textEncoder: { model: enc } })).toThrow(/hidden_size \(16\).*modalities\.text/);
-    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 16 }, textEncoder: { model: {} as never } })).toThrow(/RobertaModel/);
-    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 16 }, textEncoder: { model: enc, modality: 'audio' } })).toThrow(/textEncoder\.modality/);
-    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 16 }, context: {}, textEncoder: { model: enc } })).toThrow(/context/);
-    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 16 }, textEncoder: { model: enc, lora: { r: 2, alpha: 4, targetModules: ['q_proj'] } } })).toThrow(/no Linear layer/);
-    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 4 }, textEncoder: { model: tinyRoberta() } });
+    expect(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 8 }, textEncoder: { model: enc } })).toThrow(/hidden_size \(16\).*modalities\.text/);
+    expect(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16 }, textEncoder: { model: {} as never } })).toThrow(/RobertaModel/);
+    expect(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16 }, textEncoder: { model: enc, modality: 'audio' } })).toThrow(/textEncoder\.modality/);
+    expect(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16 }, context: {}, textEncoder: { model: enc } })).toThrow(/context/);
+    expect(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16 }, textEncoder: { model: enc, lora: { r: 2, alpha: 4, targetModules: ['q_proj'] } } })).toThrow(/no Linear layer/);
+    const m = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 4 }, textEncoder: { model: tinyRoberta() } });
     const { batch: b } = batch();
     await rejectsWith(m.forward({ features: b.features }), 'ERR_INVALID_ARG', /inputIds/);
     await rejectsWith(m.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask }), 'ERR_INVALID_ARG', /other modalities \(audio\)/);
     await rejectsWith(m.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask!.slice(1, 0, 3) }), 'ERR_INVALID_ARG', /attentionMask/);
-    expect(() => et.systems.ConcatFusionClassifier.collate(batch().items as never, { tokenIds: () => [] })).toThrow(/token ids/);
+    expect(() => et.systems.semeval.ConcatFusionClassifier.collate(batch().items as never, { tokenIds: () => [] })).toThrow(/token ids/);
   });
 });

@@ -12,8 +12,8 @@ beforeAll(async () => {
   io = (await et.io.loadSafetensors(path.join(FIXTURES, 'concat', 'io.safetensors'))).tensors;
 });
 
-async function seeded(): Promise<et.systems.ConcatFusionClassifier> {
-  const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 12, audio: 8 } });
+async function seeded(): Promise<et.systems.semeval.ConcatFusionClassifier> {
+  const m = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 12, audio: 8 } });
   await m.loadStateDict({ 'classifier.weight': io.get('weight')! });
   return m;
 }
@@ -41,7 +41,7 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     await et.io.saveSafetensors(path.join(dir, 'audio.safetensors'), named(audio));
     const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'), { features: { files: { text: 'text.safetensors', audio: 'audio.safetensors' } } });
     const items = await Promise.all(labels.map((_, i) => ds.get(i)));
-    const batch = et.systems.ConcatFusionClassifier.collate(items);
+    const batch = et.systems.semeval.ConcatFusionClassifier.collate(items);
     const { loss, logits } = await (await seeded()).forward(batch);
     expect(maxAbsDiff(logits, io.get('logits')!)).toBeLessThan(1e-5);
     expect(Math.abs(loss!.item() - io.get('loss')!.item())).toBeLessThan(1e-5);
@@ -53,28 +53,28 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     const mask = et.tensor([[1, 1, 0], [1, 0, 0]], { dtype: 'int64' });
     let calls = 0;
     const encode = async (idx: number[]) => { calls++; return { lastHiddenState: states.index(et.tensor(idx, { dtype: 'int64' })), attentionMask: mask.index(et.tensor(idx, { dtype: 'int64' })) }; };
-    const a = await et.systems.embedUtterances(['1_1', '1_2'], encode, { cacheFile: file, batchSize: 1 });
+    const a = await et.systems.semeval.embedUtterances(['1_1', '1_2'], encode, { cacheFile: file, batchSize: 1 });
     expect(calls).toBe(2);
     expect([...a.get('1_1')!]).toEqual([2, 3]);
     expect([...a.get('1_2')!]).toEqual([5, 6]);
-    const b = await et.systems.embedUtterances(['1_1', '1_2'], encode, { cacheFile: file });
+    const b = await et.systems.semeval.embedUtterances(['1_1', '1_2'], encode, { cacheFile: file });
     expect(calls).toBe(2);
     expect([...b.get('1_2')!]).toEqual([5, 6]);
-    await rejectsWith(et.systems.embedUtterances(['1_3'], encode, { cacheFile: file }), 'ERR_FORMAT', /no '1_3'/);
+    await rejectsWith(et.systems.semeval.embedUtterances(['1_3'], encode, { cacheFile: file }), 'ERR_FORMAT', /no '1_3'/);
   });
 
   it('rejects bad configs and inputs clearly', async () => {
-    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: {} })).toThrow(/at least one modality/);
-    expect(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 0 } })).toThrow(/modalities.text/);
+    expect(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: {} })).toThrow(/at least one modality/);
+    expect(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 0 } })).toThrow(/modalities.text/);
     const m = await seeded();
     await rejectsWith(m.forward({ embeddings: { text: io.get('text')! } }), 'ERR_INVALID_ARG', /audio/);
     await rejectsWith(m.forward({ features: et.zeros([2, 19]) }), 'ERR_INVALID_ARG', /\(batch, 20\)/);
-    expect(() => et.systems.ConcatFusionClassifier.collate([{ label: 1 } as never])).toThrow(/features/);
+    expect(() => et.systems.semeval.ConcatFusionClassifier.collate([{ label: 1 } as never])).toThrow(/features/);
   });
 
   it('dialogue context: conversations in, one row per utterance out; padding changes nothing, order does', async () => {
     et.manualSeed(0);
-    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 12, audio: 8 }, context: { hidden_size: 16, num_attention_heads: 2, dropout: 0 } }).eval();
+    const m = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 12, audio: 8 }, context: { hidden_size: 16, num_attention_heads: 2, dropout: 0 } }).eval();
     expect(m.namedParameters().map(([n]) => n)).toContain('context.0.attention.self.query.weight');
     const feats = io.get('text')!.toArray() as number[][], aud = io.get('audio')!.toArray() as number[][];
     const labels = io.get('labels')!.toArray() as number[];
@@ -82,9 +82,9 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
       conversationId: conv, utteranceId: utt, text: '', speaker, emotion: null, label: labels[i], causes: [], features: Float32Array.from([...feats[i], ...aud[i]]),
     });
     const items = [item(0, 1, 1, 'A'), item(1, 1, 2, 'B'), item(2, 1, 3, 'A'), item(3, 2, 1, 'C'), item(4, 2, 2, 'A')];
-    const convs = et.systems.ConcatFusionClassifier.groupConversations([...items].reverse());
+    const convs = et.systems.semeval.ConcatFusionClassifier.groupConversations([...items].reverse());
     expect(convs.map((c) => c.map((x) => x.utteranceId))).toEqual([[1, 2], [1, 2, 3]]);
-    const both = et.systems.ConcatFusionClassifier.collateConversations([convs[1], convs[0]]);
+    const both = et.systems.semeval.ConcatFusionClassifier.collateConversations([convs[1], convs[0]]);
     expect(both.features!.shape).toEqual([2, 3, 20]);
     expect(both.speakerIds!.toArray()).toEqual([[0, 1, 0], [0, 1, 0]]);
     expect(both.labels!.toArray()).toEqual([labels[0], labels[1], labels[2], labels[3], labels[4], -100]);
@@ -92,9 +92,9 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     expect(logits.shape).toEqual([6, 7]);
     const ref = et.functional.crossEntropy(logits.slice(0, 0, 5), both.labels!.slice(0, 0, 5));
     expect(Math.abs(loss!.item() - ref.item())).toBeLessThan(1e-6);
-    const alone = await m.forward(et.systems.ConcatFusionClassifier.collateConversations([convs[0]]));
+    const alone = await m.forward(et.systems.semeval.ConcatFusionClassifier.collateConversations([convs[0]]));
     expect(maxAbsDiff(alone.logits, logits.slice(0, 3, 5))).toBeLessThan(1e-5);
-    const swapped = await m.forward(et.systems.ConcatFusionClassifier.collateConversations([[convs[0][1], convs[0][0]]]));
+    const swapped = await m.forward(et.systems.semeval.ConcatFusionClassifier.collateConversations([[convs[0][1], convs[0][0]]]));
     expect(maxAbsDiff(swapped.logits.slice(0, 0, 1), alone.logits.slice(0, 1, 2))).toBeGreaterThan(1e-4);
     await rejectsWith(m.forward({ features: et.zeros([1, 65, 20]), utteranceAttentionMask: et.ones([1, 65], { dtype: 'int64' }) }), 'ERR_INVALID_ARG', /max_utterances/);
   });
@@ -116,7 +116,7 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
     expect(written[0]).toEqual({ conversation_ID: 1, conversation: [{ utterance_ID: 1, text: 'a', speaker: 'A', video_name: 'dia1utt1.mp4' }, { utterance_ID: 2, text: 'b', speaker: 'B' }], 'emotion-cause_pairs': [['1_joy', '1'], ['2_surprise', '1']] });
     expect(et.metrics.ecacPairs(written, gold as never).weighted.f1).toBeCloseTo(1, 6);
     // the self-cause baseline from predicted emotions: 1_joy→1 is right, 2_surprise→2 is wrong
-    const self = et.systems.selfCausePairs(items, [4, 6, 0]);
+    const self = et.systems.semeval.selfCausePairs(items, [4, 6, 0]);
     expect(self.map((p) => [p.emotionUtterance, p.emotion, p.causeUtterance])).toEqual([[1, 'joy', 1], [2, 'surprise', 2]]);
     const scores = et.metrics.ecacPairs(et.systems.ecfSubmission(items, self), gold as never);
     expect(scores.micro.precision).toBeCloseTo(0.5, 6);
@@ -128,25 +128,25 @@ describe('ConcatFusionClassifier = torch Linear(Σd, 7, bias=False)', () => {
 // DESIGN rule 11: the renamed names, each old spelling accepted for one release; both spellings refused.
 describe('ConcatFusionClassifier deprecated spellings', () => {
   it('config num_labels → numLabels', async () => {
-    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 3 });
+    const m = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 3 });
     expect(m.config.numLabels).toBe(3);
     expect(m.classifier.config.out_features).toBe(3);
-    expect(et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 } }).config.numLabels).toBe(7);
-    const old = et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, num_labels: 5 });
+    expect(et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 } }).config.numLabels).toBe(7);
+    const old = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 }, num_labels: 5 });
     expect(old.config.numLabels).toBe(5);
     expect('num_labels' in old.config).toBe(false);
     expect((await old.forward({ features: et.zeros([2, 4]) })).logits.shape).toEqual([2, 5]);
-    throwsWith(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 3, num_labels: 3 }), 'ERR_INVALID_ARG', /numLabels or its deprecated spelling num_labels, not both/);
-    throwsWith(() => et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 1 }), 'ERR_INVALID_ARG', /numLabels/);
+    throwsWith(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 3, num_labels: 3 }), 'ERR_INVALID_ARG', /numLabels or its deprecated spelling num_labels, not both/);
+    throwsWith(() => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 }, numLabels: 1 }), 'ERR_INVALID_ARG', /numLabels/);
   });
 
   it('input utteranceMask → utteranceAttentionMask; collateConversations keeps the old name readable', async () => {
     et.manualSeed(0);
-    const m = et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, context: { hidden_size: 8, num_attention_heads: 2, dropout: 0 } }).eval();
+    const m = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 }, context: { hidden_size: 8, num_attention_heads: 2, dropout: 0 } }).eval();
     const item = (conv: number, utt: number, label: number) => ({
       conversationId: conv, utteranceId: utt, text: '', speaker: 'A', emotion: null, label, causes: [], features: Float32Array.from([utt, -utt, conv, 1]),
     });
-    const batch = et.systems.ConcatFusionClassifier.collateConversations([[item(1, 1, 0), item(1, 2, 3)], [item(2, 1, 4)]]);
+    const batch = et.systems.semeval.ConcatFusionClassifier.collateConversations([[item(1, 1, 0), item(1, 2, 3)], [item(2, 1, 4)]]);
     expect(batch.utteranceAttentionMask!.toArray()).toEqual([[1, 1], [1, 0]]);
     // the old key: the same tensor, non-enumerable (not seen by keys or spreads, not taken as given twice)
     expect(batch.utteranceMask).toBe(batch.utteranceAttentionMask);
@@ -165,15 +165,15 @@ describe('ConcatFusionClassifier deprecated spellings', () => {
     const dir = tmpdir();
     const h = et.tensor([[[1, 2], [3, 4]], [[5, 6], [7, 8]]]);
     const mask = et.tensor([[1, 1], [1, 0]], { dtype: 'int64' });
-    const a = await et.systems.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask }), { cacheFile: path.join(dir, 'new.safetensors') });
-    const b = await et.systems.embedUtterances(['a', 'b'], async () => ({ states: h, mask }), { cacheFile: path.join(dir, 'old.safetensors') });
+    const a = await et.systems.semeval.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask }), { cacheFile: path.join(dir, 'new.safetensors') });
+    const b = await et.systems.semeval.embedUtterances(['a', 'b'], async () => ({ states: h, mask }), { cacheFile: path.join(dir, 'old.safetensors') });
     expect([...a.get('a')!]).toEqual([2, 3]);
     expect([...a.get('b')!]).toEqual([5, 6]);
     expect([...b.get('a')!]).toEqual([...a.get('a')!]);
     expect([...b.get('b')!]).toEqual([...a.get('b')!]);
-    await rejectsWith(et.systems.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask, states: h }) as never, { cacheFile: path.join(dir, 'both.safetensors') }),
+    await rejectsWith(et.systems.semeval.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask, states: h }) as never, { cacheFile: path.join(dir, 'both.safetensors') }),
       'ERR_INVALID_ARG', /lastHiddenState or its deprecated spelling states, not both/);
-    await rejectsWith(et.systems.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask, mask }) as never, { cacheFile: path.join(dir, 'both2.safetensors') }),
+    await rejectsWith(et.systems.semeval.embedUtterances(['a', 'b'], async () => ({ lastHiddenState: h, attentionMask: mask, mask }) as never, { cacheFile: path.join(dir, 'both2.safetensors') }),
       'ERR_INVALID_ARG', /attentionMask or its deprecated spelling mask, not both/);
     expect(fs.existsSync(path.join(dir, 'both.safetensors'))).toBe(false);
   });
@@ -195,7 +195,7 @@ describe('ConcatFusionClassifier refuses what it would ignore or truncate', () =
   it('embeddings given together with features (one of them was silently ignored)', async () => {
     const m = await seeded();
     await rejectsWith(() => m.forward({ features: et.randn([3, 20]), embeddings: emb() }), 'ERR_INVALID_ARG', /either features or embeddings .* but received both/);
-    const ctx = et.systems.ConcatFusionClassifier.create({ modalities: { text: 4 }, context: { hidden_size: 8, num_attention_heads: 2 } });
+    const ctx = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 }, context: { hidden_size: 8, num_attention_heads: 2 } });
     await rejectsWith(() => ctx.forward({ embeddings: { text: et.randn([2, 4]) } }), 'ERR_INVALID_ARG', /embeddings/);
   });
 });

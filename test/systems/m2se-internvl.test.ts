@@ -20,9 +20,9 @@ beforeAll(async () => {
   tok = await et.data.Tokenizer.fromFile(path.join(DIR, 'tokenizer.json'));
 });
 
-async function adapted(family: string, io: Map<string, et.Tensor>): Promise<et.systems.InternVL> {
-  const m = await et.systems.InternVL.fromPretrained(path.join(DIR, family), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') });
-  const wrapped = et.nn.applyLora(m, { ...et.systems.M2SE_LORA, targetModules: et.systems.INTERNVL_LORA_TARGETS, dropout: 0 });
+async function adapted(family: string, io: Map<string, et.Tensor>): Promise<et.systems.m2se.InternVL> {
+  const m = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, family), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') });
+  const wrapped = et.nn.applyLora(m, { ...et.systems.m2se.M2SE_LORA, targetModules: et.systems.m2se.INTERNVL_LORA_TARGETS, dropout: 0 });
   const lora = new Map([...io].filter(([k]) => k.startsWith('lora.')).map(([k, t]) => [k.slice(5), t] as [string, et.Tensor]));
   // swift's regex picks the same layers as peft wrapped: every Linear of the LLM and mlp1, nothing of the vision tower
   expect(m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n).sort()).toEqual([...lora.keys()].sort());
@@ -38,8 +38,8 @@ describe.skipIf(!hasFfmpeg)('M2SE on InternVL2 = ms-swift 2.6.1 + remote code + 
       const io = (await et.io.loadSafetensors(path.join(DIR, family, 'io.safetensors'))).tensors;
       const m = await adapted(family, io);
       m.train();
-      const recs = et.systems.m2seRecords(RECORDS);
-      const { items, tooLong } = await et.systems.m2seInternVLItems(recs, m, tok, { mediaRoot: DIR });
+      const recs = et.systems.m2se.m2seRecords(RECORDS);
+      const { items, tooLong } = await et.systems.m2se.m2seInternVLItems(recs, m, tok, { mediaRoot: DIR });
       expect(tooLong).toBe(0);
       expect(items.map((x) => x.media.map((md) => md.kind))).toEqual([['image'], ['video'], []]);
       const total = items.reduce((n, x) => n + x.labels.slice(1).filter((l) => l !== -100).length, 0);
@@ -47,11 +47,11 @@ describe.skipIf(!hasFfmpeg)('M2SE on InternVL2 = ms-swift 2.6.1 + remote code + 
       for (let j = 0; j < items.length; j++) {
         expect(items[j].ids).toEqual(ints(io.get(`ex${j}.input_ids`)!));
         expect(items[j].labels).toEqual(ints(io.get(`ex${j}.labels`)!));
-        const batch = await et.systems.m2seInternVLCollate([items[j]], { imageSize: 56 });
+        const batch = await et.systems.m2se.m2seInternVLCollate([items[j]], { imageSize: 56 });
         const px = io.get(`ex${j}.pixel_values`);
         if (px) expect(maxAbsDiff(batch.pixelValues as et.Tensor, px)).toBeLessThan(1e-5);
         else expect(batch.pixelValues).toBeUndefined();
-        const out = await m.forward({ ...(batch as unknown as et.systems.InternVLInputs), numItemsInBatch: total });
+        const out = await m.forward({ ...(batch as unknown as et.systems.m2se.InternVLInputs), numItemsInBatch: total });
         expect(Math.abs(out.loss!.item() - io.get(`ex${j}.loss`)!.item())).toBeLessThan(1e-4);
         expect(et.metrics.lmAccuracy(out.logits, batch.labels as et.Tensor, 'sentence')).toBe(ints(io.get('acc_sentence')!)[j]);
         step += out.loss!.item();
@@ -68,11 +68,11 @@ describe.skipIf(!hasFfmpeg)('M2SE on InternVL2 = ms-swift 2.6.1 + remote code + 
 
       // greedy answers of the adapted model: the inference prompts, then tokens up to the first end
       m.eval();
-      const inf = await et.systems.m2seInternVLItems(recs, m, tok, { mediaRoot: DIR, inference: true });
+      const inf = await et.systems.m2se.m2seInternVLItems(recs, m, tok, { mediaRoot: DIR, inference: true });
       const sep = tok.tokenToId(family === 'phi3' ? '<|end|>' : '<|im_end|>')!;
       for (let j = 0; j < inf.items.length; j++) {
         expect(inf.items[j].ids).toEqual(ints(io.get(`ex${j}.prompt_ids`)!));
-        const b = await et.systems.m2seInternVLCollate([inf.items[j]], { imageSize: 56 });
+        const b = await et.systems.m2se.m2seInternVLCollate([inf.items[j]], { imageSize: 56 });
         const ref = ints(io.get(`ex${j}.greedy_new`)!);
         const got = await m.generate({ inputIds: b.inputIds as et.Tensor, pixelValues: (b.pixelValues as et.Tensor) ?? null }, { maxNewTokens: ref.length, eosTokenId: [sep, tok.eosTokenId!], padTokenId: sep });
         expect(ints(got).slice(0, ref.length)).toEqual(ref);
@@ -83,11 +83,11 @@ describe.skipIf(!hasFfmpeg)('M2SE on InternVL2 = ms-swift 2.6.1 + remote code + 
 
 describe('applyLora targets on full names, as peft', () => {
   it('takes a list entry that spans modules (mlp1.1) and a regex string; refuses a bad regex', async () => {
-    const m = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
+    const m = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
     expect(et.nn.applyLora(m, { r: 2, alpha: 4, targetModules: ['mlp1.1', 'attention.wo'] }).sort()).toEqual(['language_model.model.layers.0.attention.wo', 'language_model.model.layers.1.attention.wo', 'mlp1.1']);
-    const m2 = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
+    const m2 = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
     expect(et.nn.applyLora(m2, { r: 2, alpha: 4, targetModules: 'vision_model\\.encoder\\.layers\\.1\\.mlp\\.fc\\d' }).sort()).toEqual(['vision_model.encoder.layers.1.mlp.fc1', 'vision_model.encoder.layers.1.mlp.fc2']);
-    const m3 = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
+    const m3 = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
     expect(() => et.nn.applyLora(m3, { r: 2, alpha: 4, targetModules: '(' })).toThrow(/not a regular expression/);
     expect(() => et.nn.applyLora(m3, { r: 2, alpha: 4, targetModules: 'wqkv' })).toThrow(/no Linear layer is named to match/);   // a string must match the whole name
   });
@@ -95,11 +95,11 @@ describe('applyLora targets on full names, as peft', () => {
 
 describe.skipIf(!hasFfmpeg)('m2seStages / m2seInfer with InternVL2', () => {
   it('trains two stages on records with an image and a video, logs swift\'s acc, writes adapters and a swift infer JSONL', async () => {
-    const m = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
+    const m = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
     const out = tmpdir();
-    const records = et.systems.m2seRecords(RECORDS).map((r) => ({ ...r, images: r.images.map((f) => path.join(DIR, f)), videos: r.videos.map((f) => path.join(DIR, f)) }));
+    const records = et.systems.m2se.m2seRecords(RECORDS).map((r) => ({ ...r, images: r.images.map((f) => path.join(DIR, f)), videos: r.videos.map((f) => path.join(DIR, f)) }));
     const args = { max_steps: 2, gradient_accumulation_steps: 1, logging_steps: 1, save_strategy: 'no' as const, report_to: [] };
-    const res = await et.systems.m2seStages({ model: m, tokenizer: tok, outputDir: out, stages: [{ datasets: [records], args }, { datasets: [records.slice(0, 1)], args }] });
+    const res = await et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: out, stages: [{ datasets: [records], args }, { datasets: [records.slice(0, 1)], args }] });
     expect(res.map((r) => r.globalStep)).toEqual([2, 2]);
     expect(res[0].unusedMedia).toEqual({ records: 0, images: 0, videos: 0, audios: 0 });
     const log = fs.readFileSync(path.join(out, 'stage-1', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -111,7 +111,7 @@ describe.skipIf(!hasFfmpeg)('m2seStages / m2seInfer with InternVL2', () => {
     expect(trainable.every((n) => n.includes('.lora_') && (n.startsWith('language_model.') || n.startsWith('mlp1.')))).toBe(true);
 
     const file = path.join(out, 'infer.jsonl');
-    const r = await et.systems.m2seInfer({ model: m, tokenizer: tok, dataset: records, outFile: file, maxNewTokens: 4 });
+    const r = await et.systems.m2se.m2seInfer({ model: m, tokenizer: tok, dataset: records, outFile: file, maxNewTokens: 4 });
     expect(r.count).toBe(3);
     const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines[0].images).toEqual(records[0].images);
@@ -121,15 +121,15 @@ describe.skipIf(!hasFfmpeg)('m2seStages / m2seInfer with InternVL2', () => {
   });
 
   it('refuses a record naming a missing or unreadable image before training, naming the record', async () => {
-    const m = await et.systems.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
+    const m = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
     const dir = tmpdir();
     fs.writeFileSync(path.join(dir, 'not-an-image.png'), 'hello');
     const base = { query: 'q', response: 'a' };
-    await rejectsWith(et.systems.m2seStages({ model: m, tokenizer: tok, outputDir: dir, stages: [{ datasets: [[base, { ...base, images: [path.join(dir, 'missing.png')] }]] }] }), 'ERR_IO', /item 1: media file .*missing\.png/);
-    await rejectsWith(et.systems.m2seStages({ model: m, tokenizer: tok, outputDir: dir, stages: [{ datasets: [[{ ...base, images: [path.join(dir, 'not-an-image.png')] }]] }] }), 'ERR_FORMAT', /item 0: .*not-an-image\.png/);
+    await rejectsWith(et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: dir, stages: [{ datasets: [[base, { ...base, images: [path.join(dir, 'missing.png')] }]] }] }), 'ERR_IO', /item 1: media file .*missing\.png/);
+    await rejectsWith(et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: dir, stages: [{ datasets: [[{ ...base, images: [path.join(dir, 'not-an-image.png')] }]] }] }), 'ERR_FORMAT', /item 0: .*not-an-image\.png/);
     expect(fs.existsSync(path.join(dir, 'stage-1'))).toBe(false);
-    await rejectsWith(et.systems.m2seStages({ model: m, tokenizer: await et.data.Tokenizer.fromFile(path.join(FIXTURES, 'tokenizers', 'llama', 'tokenizer.json')), outputDir: dir, stages: [{ datasets: [[base]] }] }), 'ERR_INVALID_ARG', /IMG_CONTEXT/);
-    await rejectsWith(et.systems.m2seStages({ model: m, tokenizer: tok, outputDir: dir, maxNum: 0, stages: [{ datasets: [[base]] }] }), 'ERR_INVALID_ARG', /maxNum/);
+    await rejectsWith(et.systems.m2se.m2seStages({ model: m, tokenizer: await et.data.Tokenizer.fromFile(path.join(FIXTURES, 'tokenizers', 'llama', 'tokenizer.json')), outputDir: dir, stages: [{ datasets: [[base]] }] }), 'ERR_INVALID_ARG', /IMG_CONTEXT/);
+    await rejectsWith(et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: dir, maxNum: 0, stages: [{ datasets: [[base]] }] }), 'ERR_INVALID_ARG', /maxNum/);
   });
 });
 
@@ -141,15 +141,15 @@ describe("m2seInfer's response = swift 2.6.1's generate_ids_to_response", () => 
     for (const [family, rows] of Object.entries(want)) {
       const ends = [tok.tokenToId(family === 'phi3' ? '<|end|>' : '<|im_end|>')!, tok.eosTokenId!];
       for (const { ids, response } of rows) {
-        expect(await et.systems.m2seResponse(tok, ids, ends), `${family} ${ids}`).toBe(response);
-        const trimmed = await et.systems.m2seResponse(tok, ids, ends, true);
+        expect(await et.systems.m2se.m2seResponse(tok, ids, ends), `${family} ${ids}`).toBe(response);
+        const trimmed = await et.systems.m2se.m2seResponse(tok, ids, ends, true);
         expect(trimmed).toBe(trimmed.trim());
       }
     }
     // a special token inside an answer stays in swift's text and goes with trimResponse
     const special = tok.tokenToId('<img>')!;
     const ids = [...want.internlm2[0].ids.slice(0, 2), special, ...want.internlm2[0].ids.slice(2, 4)];
-    expect(await et.systems.m2seResponse(tok, ids, [])).toContain('<img>');
-    expect(await et.systems.m2seResponse(tok, ids, [], true)).not.toContain('<img>');
+    expect(await et.systems.m2se.m2seResponse(tok, ids, [])).toContain('<img>');
+    expect(await et.systems.m2se.m2seResponse(tok, ids, [], true)).not.toContain('<img>');
   });
 });

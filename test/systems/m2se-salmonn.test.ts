@@ -13,13 +13,13 @@ const TOK = path.join(FIXTURES, 'tokenizers', 'llama', 'tokenizer.json');
 const FFMPEG = et.audio.findFfmpeg();
 const Q = 'What emotion does the speaker show? Answer with one word.';
 
-async function tinySalmonn(): Promise<et.systems.Salmonn> {
+async function tinySalmonn(): Promise<et.systems.salmonn.Salmonn> {
   et.manualSeed(3);
   const tokenizer = await et.data.Tokenizer.fromFile(TOK);
   const whisper = et.nn.WhisperEncoder.create({ d_model: 32, encoder_layers: 1, encoder_attention_heads: 2, encoder_ffn_dim: 64 });
   const llm = et.nn.LlamaForCausalLM.create({ vocab_size: 1500, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
     num_key_value_heads: 2, max_position_embeddings: 512, initializer_range: 0.15 });
-  const m = new et.systems.Salmonn({ whisper, beats: null, llm, tokenizer }, {
+  const m = new et.systems.salmonn.Salmonn({ whisper, beats: null, llm, tokenizer }, {
     // initializer_range 0.3: with 0.1 the random Q-Former passed the two clips on as tokens ~5 %
     // apart and whether 70 steps separated them hinged on the CPU's kernels (AVX2 vs AVX-512);
     // at 0.3 they start ~30 % apart and the answers separate by a wide loss margin on every path
@@ -47,12 +47,12 @@ beforeAll(() => {
 describe('M2SE with SALMONN', () => {
   it('builds SALMONN prompts and targets, reads and joins audio (channel 0, 0.1 s apart), reports unused media, and checks files first', async () => {
     const m = await tinySalmonn();
-    const recs = et.systems.m2seRecords([
+    const recs = et.systems.m2se.m2seRecords([
       { query: `<audio>${Q}`, response: 'Joy.', audios: ['calm.wav'] },
       { query: Q, response: 'Anger.', audios: ['loud.wav', 'stereo.wav'], images: ['face.png'] },
       { query: 'Is this positive or negative? I love it.', response: 'Positive.' },
     ]);
-    const { items, tooLong } = await et.systems.m2seSalmonnItems(recs, m, { mediaRoot: dir });
+    const { items, tooLong } = await et.systems.m2se.m2seSalmonnItems(recs, m, { mediaRoot: dir });
     expect(tooLong).toBe(0);
     expect(items.map((x) => x.prompt)).toEqual([
       `USER: <Speech><SpeechHere></Speech> ${Q}\nASSISTANT:`, `USER: <Speech><SpeechHere></Speech> ${Q}\nASSISTANT:`,
@@ -66,7 +66,7 @@ describe('M2SE with SALMONN', () => {
     expect(items[2].ids).toEqual([1, ...p, ...t]);
     expect(items[2].labels).toEqual([...Array(p.length + 1).fill(-100), ...t]);
 
-    const joined = await et.systems.m2seAudio(items[1].audio);
+    const joined = await et.systems.m2se.m2seAudio(items[1].audio);
     const a = (await et.audio.readWav(path.join(dir, 'loud.wav'))).samples;
     const b = (await et.audio.readWav(path.join(dir, 'stereo.wav'), { channel: 0 })).samples;
     expect(joined.length).toBe(a.length + 1600 + b.length);
@@ -74,11 +74,11 @@ describe('M2SE with SALMONN', () => {
     expect(joined.subarray(a.length, a.length + 1600).every((v) => v === 0)).toBe(true);
     expect(Array.from(joined.subarray(a.length + 1600))).toEqual(Array.from(b));
 
-    await rejectsWith(() => et.systems.m2seSalmonnItems(et.systems.m2seRecords([{ query: 'q', response: 'r', audios: ['nope.wav'] }]), m, { mediaRoot: dir }), 'ERR_IO', /nope\.wav' does not exist/);
-    await rejectsWith(() => et.systems.m2seSalmonnItems(et.systems.m2seRecords([{ messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: 'c' }, { role: 'assistant', content: 'd' }], audios: ['calm.wav'] }]), m, { mediaRoot: dir }), 'ERR_FORMAT', /one turn/);
+    await rejectsWith(() => et.systems.m2se.m2seSalmonnItems(et.systems.m2se.m2seRecords([{ query: 'q', response: 'r', audios: ['nope.wav'] }]), m, { mediaRoot: dir }), 'ERR_IO', /nope\.wav' does not exist/);
+    await rejectsWith(() => et.systems.m2se.m2seSalmonnItems(et.systems.m2se.m2seRecords([{ messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: 'c' }, { role: 'assistant', content: 'd' }], audios: ['calm.wav'] }]), m, { mediaRoot: dir }), 'ERR_FORMAT', /one turn/);
     // a missing file is found before anything trains
     const out = path.join(dir, 'never');
-    await rejectsWith(() => et.systems.m2seStages({ model: m, outputDir: out, stages: [{ datasets: [[{ query: 'q', response: 'r', audios: ['calm.wav'] }]] }, { datasets: [[{ query: 'q', response: 'r', audios: ['gone.wav'] }]] }], mediaRoot: dir }), 'ERR_IO', /gone\.wav/);
+    await rejectsWith(() => et.systems.m2se.m2seStages({ model: m, outputDir: out, stages: [{ datasets: [[{ query: 'q', response: 'r', audios: ['calm.wav'] }]] }, { datasets: [[{ query: 'q', response: 'r', audios: ['gone.wav'] }]] }], mediaRoot: dir }), 'ERR_IO', /gone\.wav/);
     expect(fs.existsSync(out)).toBe(false);
   });
 
@@ -92,30 +92,30 @@ describe('M2SE with SALMONN', () => {
     const file = path.join(dir, 'train.json');
     fs.writeFileSync(file, JSON.stringify(data));
     // the loss of the first step (one batch of all three) before any update, computed here by hand
-    const { items } = await et.systems.m2seSalmonnItems(et.systems.m2seRecords(data), m, { mediaRoot: dir });
+    const { items } = await et.systems.m2se.m2seSalmonnItems(et.systems.m2se.m2seRecords(data), m, { mediaRoot: dir });
     m.train();
     const count = (l: number[]): number => l.slice(1).filter((v) => v !== -100).length;
-    const s = await et.noGrad(async () => m.forward({ audio: [await et.systems.m2seAudio(items[0].audio), await et.systems.m2seAudio(items[1].audio)], prompt: [items[0].prompt, items[1].prompt], target: ['Joy.', 'Anger.'] }));
-    const tx = await et.noGrad(() => m.llama_model.forward(et.systems.m2seCollate([{ ids: items[2].ids!, labels: items[2].labels }])));
+    const s = await et.noGrad(async () => m.forward({ audio: [await et.systems.m2se.m2seAudio(items[0].audio), await et.systems.m2se.m2seAudio(items[1].audio)], prompt: [items[0].prompt, items[1].prompt], target: ['Joy.', 'Anger.'] }));
+    const tx = await et.noGrad(() => m.llama_model.forward(et.systems.m2se.m2seCollate([{ ids: items[2].ids!, labels: items[2].labels }])));
     const nS = count(items[0].labels) + count(items[1].labels);
     const nT = count(items[2].labels);
     const want = (s.loss!.item() * nS + tx.loss!.item() * nT) / (nS + nT);
     const args = { per_device_train_batch_size: 3, gradient_accumulation_steps: 1, learning_rate: 0, warmup_ratio: 0, lr_scheduler_type: 'constant' as const, save_strategy: 'no' as const, max_steps: 1 };
-    const [first] = await et.systems.m2seStages({ model: m, outputDir: path.join(dir, 'probe'), stages: [{ datasets: [file], args }] });
+    const [first] = await et.systems.m2se.m2seStages({ model: m, outputDir: path.join(dir, 'probe'), stages: [{ datasets: [file], args }] });
     expect(Math.abs(first.trainingLoss - want)).toBeLessThan(1e-4);
     expect(first.unusedMedia).toEqual({ records: 1, images: 1, videos: 0, audios: 0 });
     expect(first.audio).toEqual({ records: 2, audios: 2, videos: 0 });
 
     // two stages: stage 1 learns the two clips (same query, different answers), stage 2 continues
     const fit = { per_device_train_batch_size: 2, gradient_accumulation_steps: 1, learning_rate: 1e-2, warmup_ratio: 0, lr_scheduler_type: 'constant' as const, save_strategy: 'no' as const };
-    const res = await et.systems.m2seStages({ model: m, outputDir: path.join(dir, 'run'), stages: [
+    const res = await et.systems.m2se.m2seStages({ model: m, outputDir: path.join(dir, 'run'), stages: [
       { datasets: [data.slice(0, 2)], args: { ...fit, num_train_epochs: 60 } },
       { datasets: [file], args: { ...fit, num_train_epochs: 10, per_device_train_batch_size: 3 } },
     ], mediaRoot: dir });
     expect(res.map((r) => r.globalStep)).toEqual([60, 10]);
     expect(res[1].trainingLoss).toBeLessThan(first.trainingLoss / 4);
     const jsonl = path.join(dir, 'infer.jsonl');
-    const inf = await et.systems.m2seInfer({ model: m, dataset: file, outFile: jsonl, maxNewTokens: 6 });
+    const inf = await et.systems.m2se.m2seInfer({ model: m, dataset: file, outFile: jsonl, maxNewTokens: 6 });
     expect(inf.audio).toEqual({ records: 2, audios: 2, videos: 0 });
     const lines = fs.readFileSync(jsonl, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.response)).toEqual(['Joy.', 'Anger.', 'Positive.']);
@@ -125,7 +125,7 @@ describe('M2SE with SALMONN', () => {
     // AVX2-only EPYC, oneDNN's and ATen's GEMM: own ≈ 0.06-0.07, swapped ≈ 0.5-0.6 per token)
     m.eval();
     for (const [k, own, other] of [[0, 'Joy.', 'Anger.'], [1, 'Anger.', 'Joy.']] as const) {
-      const clip = await et.systems.m2seAudio(items[k].audio);
+      const clip = await et.systems.m2se.m2seAudio(items[k].audio);
       const lossFor = async (target: string) => (await et.noGrad(() => m.forward({ audio: [clip], prompt: [items[k].prompt], target: [target] }))).loss!.item();
       expect(await lossFor(own)).toBeLessThan((await lossFor(other)) / 3);
     }
@@ -145,8 +145,8 @@ describe('M2SE with SALMONN', () => {
       expect(et.audio.findFfmpeg()).toBe(null);
       await rejectsWith(() => et.audio.readAudio(path.join(dir, 'clip.mp4')), 'ERR_IO', /clip\.mp4'.*ffmpeg .*is not on PATH/);
       const out = path.join(dir, 'no-ffmpeg');
-      await rejectsWith(() => et.systems.m2seStages({ model: m, outputDir: out, mediaRoot: dir, stages: [{ datasets: [[{ query: Q, response: 'Joy.', videos: ['clip.mp4'] }]] }] }), 'ERR_IO', /clip\.mp4'.*ffmpeg .*is not on PATH/);
-      await rejectsWith(() => et.systems.m2seInfer({ model: m, outFile: path.join(out, 'x.jsonl'), mediaRoot: dir, dataset: [{ query: Q, response: 'Joy.', audios: ['clip.mp4'] }] }), 'ERR_IO', /ffmpeg/);
+      await rejectsWith(() => et.systems.m2se.m2seStages({ model: m, outputDir: out, mediaRoot: dir, stages: [{ datasets: [[{ query: Q, response: 'Joy.', videos: ['clip.mp4'] }]] }] }), 'ERR_IO', /clip\.mp4'.*ffmpeg .*is not on PATH/);
+      await rejectsWith(() => et.systems.m2se.m2seInfer({ model: m, outFile: path.join(out, 'x.jsonl'), mediaRoot: dir, dataset: [{ query: Q, response: 'Joy.', audios: ['clip.mp4'] }] }), 'ERR_IO', /ffmpeg/);
       expect(fs.existsSync(out)).toBe(false);
       // WAV needs no ffmpeg
       expect((await et.audio.readAudio(path.join(dir, 'calm.wav'))).samples.length).toBe(9600);
@@ -179,10 +179,10 @@ describe('M2SE with SALMONN', () => {
       { query: `<video>${Q}`, response: 'Joy.', videos: ['clip.mkv'] },              // audio from the video
       { query: Q, response: 'Anger.', audios: ['talk.mp4'], videos: ['clip.mkv'] }, // an audio path with a video extension
     ];
-    const { items } = await et.systems.m2seSalmonnItems(et.systems.m2seRecords(recs), m, { mediaRoot: dir });
+    const { items } = await et.systems.m2se.m2seSalmonnItems(et.systems.m2se.m2seRecords(recs), m, { mediaRoot: dir });
     expect(items.map((x) => x.audio)).toEqual([[mkv], [mp4]]);
     expect(items[0].prompt).toBe(`USER: <Speech><SpeechHere></Speech> ${Q}\nASSISTANT:`);
-    const [r] = await et.systems.m2seStages({ model: m, outputDir: path.join(dir, 'video'), mediaRoot: dir, stages: [{ datasets: [recs], args: { per_device_train_batch_size: 2, gradient_accumulation_steps: 1, max_steps: 1, save_strategy: 'no' } }] });
+    const [r] = await et.systems.m2se.m2seStages({ model: m, outputDir: path.join(dir, 'video'), mediaRoot: dir, stages: [{ datasets: [recs], args: { per_device_train_batch_size: 2, gradient_accumulation_steps: 1, max_steps: 1, save_strategy: 'no' } }] });
     expect(r.audio).toEqual({ records: 2, audios: 1, videos: 1 });
     expect(r.unusedMedia).toEqual({ records: 2, images: 0, videos: 2, audios: 0 });
     expect(Number.isFinite(r.trainingLoss)).toBe(true);

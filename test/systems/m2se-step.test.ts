@@ -21,7 +21,7 @@ beforeAll(async () => {
 /** The fixture's base LLaMA with the recipe's LoRA (dropout 0) holding peft's starting weights. */
 async function model(): Promise<et.nn.LlamaForCausalLM> {
   const m = await et.nn.LlamaForCausalLM.fromPretrained(path.join(DIR, 'llm'));
-  et.nn.applyLora(m, { ...et.systems.M2SE_LORA, dropout: 0 });
+  et.nn.applyLora(m, { ...et.systems.m2se.M2SE_LORA, dropout: 0 });
   const lora = new Map([...io].filter(([k]) => k.startsWith('lora.')).map(([k, t]) => [k.slice(5), t] as [string, et.Tensor]));
   const own = m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n).sort();
   expect(own).toEqual([...lora.keys()].sort());  // the recipe's targets and rank give peft's parameters
@@ -38,14 +38,14 @@ const worstGrad = (m: et.nn.LlamaForCausalLM, prefix: string): number => {
 
 describe('an M2SE SFT step = peft + HF Trainer', () => {
   it('tokenizes the records as the reference, and gives its loss and LoRA gradients (one batch, and batch 1 × accumulation 2)', async () => {
-    const { examples } = await et.systems.m2seExamples(et.systems.m2seRecords(RECORDS), tok);
+    const { examples } = await et.systems.m2se.m2seExamples(et.systems.m2se.m2seRecords(RECORDS), tok);
     expect(examples.length).toBe(2);
     for (let i = 0; i < 2; i++) {
       expect(examples[i].ids).toEqual(Array.from(io.get(`ex${i}.input_ids`)!.dataSync() as BigInt64Array, Number));
       expect(examples[i].labels).toEqual(Array.from(io.get(`ex${i}.labels`)!.dataSync() as BigInt64Array, Number));
     }
     const m = await model();
-    const { loss } = await m.forward(et.systems.m2seCollate(examples));
+    const { loss } = await m.forward(et.systems.m2se.m2seCollate(examples));
     const dLoss = Math.abs(loss!.item() - io.get('batch.loss')!.item());
     await loss!.backward();
     const dGrad = worstGrad(m, 'batch.grad.');
@@ -54,7 +54,7 @@ describe('an M2SE SFT step = peft + HF Trainer', () => {
     const n = io.get('accum.num_items')!.item();
     let total = 0;
     for (const ex of examples) {
-      const out = await m.forward({ ...et.systems.m2seCollate([ex]), numItemsInBatch: n });
+      const out = await m.forward({ ...et.systems.m2se.m2seCollate([ex]), numItemsInBatch: n });
       total += out.loss!.item();
       await out.loss!.backward();
     }
@@ -70,7 +70,7 @@ describe('an M2SE SFT step = peft + HF Trainer', () => {
   it('one m2seStages optimizer step (batch 1 × accumulation 2, AdamW, clip 0.5, decay 0.1) moves the LoRA weights as the HF Trainer', async () => {
     const m = await model();
     const before = new Map(m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, p.detach().clone()] as [string, et.Tensor]));
-    const [res] = await et.systems.m2seStages({
+    const [res] = await et.systems.m2se.m2seStages({
       model: m, tokenizer: tok, outputDir: tmpdir(),
       stages: [{ datasets: [RECORDS], args: { max_steps: 1, gradient_accumulation_steps: 2, learning_rate: 1e-3, lr_scheduler_type: 'constant', warmup_ratio: 0, save_strategy: 'no' } }],
     });

@@ -37,7 +37,7 @@ describe("M2SE responses as swift 2.6.1's inference writes them (its slow tokeni
       expect(sep).toEqual({ ends: [meta.eos_token_id], suffix: meta.suffix[meta.suffix.length - 1] });
       expect(meta.stop_words).toEqual([sep.suffix]);
       const got: string[] = [];
-      for (const r of rows) got.push(await et.systems.m2seResponse(tok, r.ids, sep.ends, false, sep.suffix));
+      for (const r of rows) got.push(await et.systems.m2se.m2seResponse(tok, r.ids, sep.ends, false, sep.suffix));
       const bad = rows.map((r, i) => ({ ids: r.ids, want: r.response, got: got[i] })).filter((x) => x.want !== x.got);
       expect(bad.slice(0, 5).map((x) => JSON.stringify(x))).toEqual([]);   // the first few that differ, with their ids, when any does
       // the fixture holds streams swift cuts before their last token, by the EOS and by the stop word's text
@@ -50,7 +50,7 @@ describe("M2SE responses as swift 2.6.1's inference writes them (its slow tokeni
 describe('m2seResponse refuses bad arguments', () => {
   it('names the argument', async () => {
     const tok = await et.data.Tokenizer.fromFile(path.join(FIXTURES, 'm2se_swift', 'phi3'));
-    const call = (...a: unknown[]): Promise<string> => (et.systems.m2seResponse as (...x: unknown[]) => Promise<string>)(...a);
+    const call = (...a: unknown[]): Promise<string> => (et.systems.m2se.m2seResponse as (...x: unknown[]) => Promise<string>)(...a);
     await expect(call({}, [1], [2])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/tokenizer/) });
     await expect(call(tok, [1, -1], [2])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/for tokens/) });
     await expect(call(tok, [1], 'x')).rejects.toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringMatching(/for ends/) });

@@ -23,12 +23,12 @@ const RECORDS = [
 describe('m2seExamples', () => {
   it('puts −100 exactly over the prompt and the response + EOS after it; the loss is the response tokens only', async () => {
     const tok = await et.data.Tokenizer.fromFile(TOK);
-    const recs = et.systems.m2seRecords(RECORDS);
-    const { examples, tooLong } = await et.systems.m2seExamples(recs, tok);
+    const recs = et.systems.m2se.m2seRecords(RECORDS);
+    const { examples, tooLong } = await et.systems.m2se.m2seExamples(recs, tok);
     expect(tooLong).toBe(0);
     for (let i = 0; i < recs.length; i++) {
       const { ids, labels } = examples[i];
-      const P = (await tok.encode(`<|im_start|>system\n${et.systems.M2SE_SYSTEM}<|im_end|>\n<|im_start|>user\n${RECORDS[i].query}<|im_end|>\n<|im_start|>assistant\n`)).length;
+      const P = (await tok.encode(`<|im_start|>system\n${et.systems.m2se.M2SE_SYSTEM}<|im_end|>\n<|im_start|>user\n${RECORDS[i].query}<|im_end|>\n<|im_start|>assistant\n`)).length;
       expect(ids[0]).toBe(1);
       expect(labels.slice(0, P).every((l) => l === -100)).toBe(true);
       expect(labels.slice(P)).toEqual(ids.slice(P));
@@ -36,12 +36,12 @@ describe('m2seExamples', () => {
       expect(await tok.decode(ids.slice(P), { skipSpecialTokens: true })).toBe(RECORDS[i].response);
     }
     // the same record as ms-swift messages gives the same example
-    const msg = et.systems.m2seRecords([{ messages: [{ role: 'system', content: et.systems.M2SE_SYSTEM }, { role: 'user', content: RECORDS[1].query }, { role: 'assistant', content: 'Anger.' }] }]);
-    expect((await et.systems.m2seExamples(msg, tok)).examples[0]).toEqual(examples[1]);
-    expect((await et.systems.m2seExamples(recs, tok, { maxLength: 20 })).tooLong).toBe(4);
+    const msg = et.systems.m2se.m2seRecords([{ messages: [{ role: 'system', content: et.systems.m2se.M2SE_SYSTEM }, { role: 'user', content: RECORDS[1].query }, { role: 'assistant', content: 'Anger.' }] }]);
+    expect((await et.systems.m2se.m2seExamples(msg, tok)).examples[0]).toEqual(examples[1]);
+    expect((await et.systems.m2se.m2seExamples(recs, tok, { maxLength: 20 })).tooLong).toBe(4);
     // loss from the model = mean NLL over the label positions, computed here from the logits
     const model = tiny();
-    const batch = et.systems.m2seCollate(examples.slice(0, 2));
+    const batch = et.systems.m2se.m2seCollate(examples.slice(0, 2));
     const { logits, loss } = await model.forward(batch);
     const lg = logits.toArray() as number[][][];
     const lb = batch.labels.toArray() as number[][];
@@ -53,9 +53,9 @@ describe('m2seExamples', () => {
     }
     expect(n).toBe(examples[0].labels.filter((l) => l !== -100).length + examples[1].labels.filter((l) => l !== -100).length);
     expect(Math.abs((loss!.item() as number) - sum / n)).toBeLessThan(1e-5);
-    throwsWith(() => et.systems.m2seRecords([{ query: 'q' }]), 'ERR_FORMAT', /item 0/);
-    throwsWith(() => et.systems.m2seRecords([{ messages: [{ role: 'user', content: 'q' }] }]), 'ERR_FORMAT', /alternate/);
-    await rejectsWith(() => et.systems.m2seExamples(recs, {} as never), 'ERR_INVALID_ARG', /tokenizer/);
+    throwsWith(() => et.systems.m2se.m2seRecords([{ query: 'q' }]), 'ERR_FORMAT', /item 0/);
+    throwsWith(() => et.systems.m2se.m2seRecords([{ messages: [{ role: 'user', content: 'q' }] }]), 'ERR_FORMAT', /alternate/);
+    await rejectsWith(() => et.systems.m2se.m2seExamples(recs, {} as never), 'ERR_INVALID_ARG', /tokenizer/);
   });
 });
 
@@ -67,7 +67,7 @@ describe('m2seStages and m2seInfer', () => {
     const data = path.join(out, 'train.json');
     fs.writeFileSync(data, JSON.stringify(RECORDS));
     const args = { num_train_epochs: 40, gradient_accumulation_steps: 1, per_device_train_batch_size: 4, learning_rate: 1e-2, warmup_ratio: 0, lr_scheduler_type: 'constant' as const, save_strategy: 'epoch' as const, save_total_limit: 1 };
-    const res = await et.systems.m2seStages({ model, tokenizer: tok, outputDir: out, lora: { targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, stages: [{ datasets: [data], args }, { datasets: [RECORDS.slice(1)], args: { ...args, num_train_epochs: 4 } }] });
+    const res = await et.systems.m2se.m2seStages({ model, tokenizer: tok, outputDir: out, lora: { targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, stages: [{ datasets: [data], args }, { datasets: [RECORDS.slice(1)], args: { ...args, num_train_epochs: 4 } }] });
     expect(res.map((r) => [r.examples, r.globalStep])).toEqual([[4, 40], [3, 4]]);
     expect(res[0].unusedMedia).toEqual({ records: 2, images: 1, videos: 1, audios: 0 });
     expect(res[1].unusedMedia).toEqual({ records: 1, images: 1, videos: 0, audios: 0 });
@@ -84,7 +84,7 @@ describe('m2seStages and m2seInfer', () => {
     expect(model.stateDict().get(key)!.sub(s2.get(key)!).abs().max().item()).toBe(0);
 
     const jsonl = path.join(out, 'infer', 'meld.jsonl');
-    const inf = await et.systems.m2seInfer({ model, tokenizer: tok, dataset: data, outFile: jsonl, maxNewTokens: 8 });
+    const inf = await et.systems.m2se.m2seInfer({ model, tokenizer: tok, dataset: data, outFile: jsonl, maxNewTokens: 8 });
     expect(inf.count).toBe(4);
     const lines = fs.readFileSync(jsonl, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(lines.map((l) => l.label)).toEqual(RECORDS.map((r) => r.response));
@@ -98,41 +98,41 @@ describe('m2seStages and m2seInfer', () => {
     expect(lines.slice(1).map((l) => l.response)).toEqual(RECORDS.slice(1).map((r) => r.response));  // stage 2 records learned
     expect(hits).toBeGreaterThanOrEqual(3);
 
-    await rejectsWith(() => et.systems.m2seStages({ model, tokenizer: tok, stages: [] }), 'ERR_INVALID_ARG', /stages/);
+    await rejectsWith(() => et.systems.m2se.m2seStages({ model, tokenizer: tok, stages: [] }), 'ERR_INVALID_ARG', /stages/);
     const bad = path.join(out, 'bad');
-    await rejectsWith(() => et.systems.m2seStages({ model, tokenizer: tok, outputDir: bad, stages: [{ datasets: [data] }, { datasets: [data], args: { lr_scheduler_type: 'nope' as never } }] }), 'ERR_INVALID_ARG', /lr_scheduler_type/);
+    await rejectsWith(() => et.systems.m2se.m2seStages({ model, tokenizer: tok, outputDir: bad, stages: [{ datasets: [data] }, { datasets: [data], args: { lr_scheduler_type: 'nope' as never } }] }), 'ERR_INVALID_ARG', /lr_scheduler_type/);
     expect(fs.existsSync(bad)).toBe(false);  // every stage's arguments are checked before any training
     // a model that already carries adapters continues with them (no second LoRA)
     const nLora = model.namedParameters().filter(([n]) => n.includes('.lora_')).length;
-    const more = await et.systems.m2seStages({ model, tokenizer: tok, outputDir: path.join(out, 'more'), stages: [{ datasets: [RECORDS], args: { ...args, num_train_epochs: 1 } }] });
+    const more = await et.systems.m2se.m2seStages({ model, tokenizer: tok, outputDir: path.join(out, 'more'), stages: [{ datasets: [RECORDS], args: { ...args, num_train_epochs: 1 } }] });
     expect(more[0].globalStep).toBe(1);
     expect(model.namedParameters().filter(([n]) => n.includes('.lora_')).length).toBe(nLora);
-    await rejectsWith(() => et.systems.m2seStages({ model, tokenizer: tok, stages: [{ datasets: [data] }] }), 'ERR_INVALID_ARG', /outputDir/);
-    await rejectsWith(() => et.systems.m2seInfer({ model, tokenizer: tok, dataset: data, outFile: '' }), 'ERR_INVALID_ARG', /outFile/);
+    await rejectsWith(() => et.systems.m2se.m2seStages({ model, tokenizer: tok, stages: [{ datasets: [data] }] }), 'ERR_INVALID_ARG', /outputDir/);
+    await rejectsWith(() => et.systems.m2se.m2seInfer({ model, tokenizer: tok, dataset: data, outFile: '' }), 'ERR_INVALID_ARG', /outFile/);
   }, 90000);  // ~8 s alone; a loaded 2-core machine took over 15 s
 });
 
 // Issue 18 point 10: m2seCollate and m2sePrompt check what they are given.
 describe('m2seCollate and m2sePrompt refuse malformed input', () => {
   it('ids and labels of different lengths, non-id entries, and a negative or fractional pad id are ERR_INVALID_ARG', () => {
-    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2, 3], labels: [-100, 5] }]), 'ERR_INVALID_ARG', /3 labels \(one per id\) for examples\[0\]\.labels but received "2 labels"/);
-    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }, { ids: [4], labels: [4, 4] }]), 'ERR_INVALID_ARG', /examples\[1\]\.labels/);
-    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }], -1), 'ERR_INVALID_ARG', /non-negative integer for padId but received -1/);
-    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }], 0.5), 'ERR_INVALID_ARG', /padId/);
-    throwsWith(() => et.systems.m2seCollate([{ ids: [1, -7], labels: [-100, 2] }]), 'ERR_INVALID_ARG', /examples\[0\]\.ids/);
-    throwsWith(() => et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2.5] }]), 'ERR_INVALID_ARG', /examples\[0\]\.labels/);
-    throwsWith(() => et.systems.m2seCollate([null as never]), 'ERR_INVALID_ARG', /examples\[0\]/);
-    const ok = et.systems.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }, { ids: [3], labels: [3] }], 7);
+    throwsWith(() => et.systems.m2se.m2seCollate([{ ids: [1, 2, 3], labels: [-100, 5] }]), 'ERR_INVALID_ARG', /3 labels \(one per id\) for examples\[0\]\.labels but received "2 labels"/);
+    throwsWith(() => et.systems.m2se.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }, { ids: [4], labels: [4, 4] }]), 'ERR_INVALID_ARG', /examples\[1\]\.labels/);
+    throwsWith(() => et.systems.m2se.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }], -1), 'ERR_INVALID_ARG', /non-negative integer for padId but received -1/);
+    throwsWith(() => et.systems.m2se.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }], 0.5), 'ERR_INVALID_ARG', /padId/);
+    throwsWith(() => et.systems.m2se.m2seCollate([{ ids: [1, -7], labels: [-100, 2] }]), 'ERR_INVALID_ARG', /examples\[0\]\.ids/);
+    throwsWith(() => et.systems.m2se.m2seCollate([{ ids: [1, 2], labels: [-100, 2.5] }]), 'ERR_INVALID_ARG', /examples\[0\]\.labels/);
+    throwsWith(() => et.systems.m2se.m2seCollate([null as never]), 'ERR_INVALID_ARG', /examples\[0\]/);
+    const ok = et.systems.m2se.m2seCollate([{ ids: [1, 2], labels: [-100, 2] }, { ids: [3], labels: [3] }], 7);
     expect(ok.inputIds.toArray()).toEqual([[1, 2], [3, 7]]);
     expect(ok.labels.toArray()).toEqual([[-100, 2], [3, -100]]);
   });
   it('m2sePrompt on a foreign record is ERR_INVALID_ARG naming the field (not a TypeError)', () => {
-    throwsWith(() => et.systems.m2sePrompt({ query: 'hi' } as never), 'ERR_INVALID_ARG', /record\.history/);
-    throwsWith(() => et.systems.m2sePrompt({ messages: [] } as never), 'ERR_INVALID_ARG', /record\.query/);
-    throwsWith(() => et.systems.m2sePrompt(null as never), 'ERR_INVALID_ARG', /record/);
-    throwsWith(() => et.systems.m2sePrompt({ query: 'q', history: [['a']] } as never), 'ERR_INVALID_ARG', /record\.history\[0\]/);
-    throwsWith(() => et.systems.m2sePrompt({ query: 'q', history: [], system: 3 } as never), 'ERR_INVALID_ARG', /record\.system/);
-    throwsWith(() => et.systems.m2sePrompt({ query: 'q', history: [] }, 5 as never), 'ERR_INVALID_ARG', /for system/);
-    expect(et.systems.m2sePrompt({ query: 'q', history: [['a', 'b']] })).toContain('<|im_start|>user\nq<|im_end|>');
+    throwsWith(() => et.systems.m2se.m2sePrompt({ query: 'hi' } as never), 'ERR_INVALID_ARG', /record\.history/);
+    throwsWith(() => et.systems.m2se.m2sePrompt({ messages: [] } as never), 'ERR_INVALID_ARG', /record\.query/);
+    throwsWith(() => et.systems.m2se.m2sePrompt(null as never), 'ERR_INVALID_ARG', /record/);
+    throwsWith(() => et.systems.m2se.m2sePrompt({ query: 'q', history: [['a']] } as never), 'ERR_INVALID_ARG', /record\.history\[0\]/);
+    throwsWith(() => et.systems.m2se.m2sePrompt({ query: 'q', history: [], system: 3 } as never), 'ERR_INVALID_ARG', /record\.system/);
+    throwsWith(() => et.systems.m2se.m2sePrompt({ query: 'q', history: [] }, 5 as never), 'ERR_INVALID_ARG', /for system/);
+    expect(et.systems.m2se.m2sePrompt({ query: 'q', history: [['a', 'b']] })).toContain('<|im_start|>user\nq<|im_end|>');
   });
 });

@@ -34,16 +34,16 @@ describe("SALMONN's YAML model block as the original's from_config reads it", ()
   it('every key from_config reads is a config field or named in SALMONN_YAML_KEYS', () => {
     const keys = Object.keys(ORIGINAL.from_config);
     expect(keys.length).toBe(25);
-    const unplaced = keys.filter((k) => !(k in et.systems.SALMONN_DEFAULTS) && !(k in et.systems.SALMONN_YAML_KEYS));
+    const unplaced = keys.filter((k) => !(k in et.systems.salmonn.SALMONN_DEFAULTS) && !(k in et.systems.salmonn.SALMONN_YAML_KEYS));
     expect(unplaced).toEqual([]);
     // and the runner's test_prompt_path, which decode_config.yaml's model block carries too
     expect(Object.keys(ORIGINAL.decode_config.model).filter((k) => !keys.includes(k))).toEqual(['test_prompt_path']);
-    expect(et.systems.SALMONN_YAML_KEYS.test_prompt_path).toMatch(/not used/);
+    expect(et.systems.salmonn.SALMONN_YAML_KEYS.test_prompt_path).toMatch(/not used/);
   });
 
   it("`new Salmonn(parts, yaml.model)` takes decode_config.yaml's model block as written (and its generate block)", async () => {
     const llm = await et.nn.LlamaForCausalLM.fromPretrained(PARTS.llm);
-    const m = new et.systems.Salmonn({ ...parts, llm }, { ...ORIGINAL.decode_config.model, ...ORIGINAL.decode_config.generate, qformer: TINY.qformer } as never);
+    const m = new et.systems.salmonn.Salmonn({ ...parts, llm }, { ...ORIGINAL.decode_config.model, ...ORIGINAL.decode_config.generate, qformer: TINY.qformer } as never);
     expect(m.config.lora_rank).toBe(8);
     expect(m.config.num_beams).toBe(4);
     expect(Object.keys(m.config)).not.toContain('llama_path');   // taken, not a field
@@ -52,27 +52,27 @@ describe("SALMONN's YAML model block as the original's from_config reads it", ()
   it("every key at from_config's own default is taken (prompt_template aside: its default '' has no {} for the prompt)", async () => {
     const llm = await et.nn.LlamaForCausalLM.fromPretrained(PARTS.llm);
     const { prompt_template: _t, ...defaults } = ORIGINAL.from_config;
-    const m = new et.systems.Salmonn({ ...parts, llm }, { ...defaults, qformer: TINY.qformer } as never);
+    const m = new et.systems.salmonn.Salmonn({ ...parts, llm }, { ...defaults, qformer: TINY.qformer } as never);
     expect(m.config.max_txt_len).toBe(128);
-    expect(() => new et.systems.Salmonn(fresh(), { prompt_template: '' })).toThrow(/prompt_template/);
+    expect(() => new et.systems.salmonn.Salmonn(fresh(), { prompt_template: '' })).toThrow(/prompt_template/);
   });
 
   it('an unknown key is still refused; the keys emotorch does not implement are refused when set, not ignored', () => {
-    throwsWith(() => new et.systems.Salmonn(fresh(), { llama_pth: 'x' } as never), 'ERR_INVALID_ARG', /SALMONN config\.llama_pth but received "a name it does not have"/);
-    throwsWith(() => new et.systems.Salmonn(fresh(), { low_resource: true }), 'ERR_INVALID_ARG', /config\.low_resource/);
-    throwsWith(() => new et.systems.Salmonn(fresh(), { speech_llama_proj_model: 'proj.pth' }), 'ERR_INVALID_ARG', /config\.speech_llama_proj_model/);
-    throwsWith(() => new et.systems.Salmonn(fresh(), { device_8bit: -1 }), 'ERR_INVALID_ARG', /device_8bit/);
-    throwsWith(() => new et.systems.Salmonn(fresh(), { prompt_path: 3 } as never), 'ERR_INVALID_ARG', /config\.prompt_path/);
+    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { llama_pth: 'x' } as never), 'ERR_INVALID_ARG', /SALMONN config\.llama_pth but received "a name it does not have"/);
+    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { low_resource: true }), 'ERR_INVALID_ARG', /config\.low_resource/);
+    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { speech_llama_proj_model: 'proj.pth' }), 'ERR_INVALID_ARG', /config\.speech_llama_proj_model/);
+    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { device_8bit: -1 }), 'ERR_INVALID_ARG', /device_8bit/);
+    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { prompt_path: 3 } as never), 'ERR_INVALID_ARG', /config\.prompt_path/);
   });
 
   it("fromPretrained loads from the config's paths as from_config does; a path given twice differently is refused", async () => {
-    const m = await et.systems.Salmonn.fromPretrained({
+    const m = await et.systems.salmonn.Salmonn.fromPretrained({
       config: { ...TINY, llama_path: PARTS.llm, whisper_path: PARTS.whisper, beats_path: PARTS.beats, ckpt: path.join(FIXTURES, 'salmonn', 'salmonn.pth') },
     } as never);
-    const ref = await et.systems.Salmonn.fromPretrained({ ...PARTS, checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn.pth'), config: TINY });
+    const ref = await et.systems.salmonn.Salmonn.fromPretrained({ ...PARTS, checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn.pth'), config: TINY });
     const w = new Float32Array(16000).map((_, i) => Math.sin(i / 7) * 0.3);
     expect(await m.generate([w], 'Describe.', { maxNewTokens: 3, numBeams: 1 })).toEqual(await ref.generate([w], 'Describe.', { maxNewTokens: 3, numBeams: 1 }));
-    await rejectsWith(et.systems.Salmonn.fromPretrained({ ...PARTS, config: { ...TINY, whisper_path: '/elsewhere' } } as never), 'ERR_INVALID_ARG', /opts\.whisper/);
+    await rejectsWith(et.systems.salmonn.Salmonn.fromPretrained({ ...PARTS, config: { ...TINY, whisper_path: '/elsewhere' } } as never), 'ERR_INVALID_ARG', /opts\.whisper/);
   }, 60_000);
 });
 
@@ -82,7 +82,7 @@ const CASES = JSON.parse(fs.readFileSync(path.join(DIR, 'expected.json'), 'utf8'
 
 async function joined(files: string[]): Promise<Float32Array> {
   const turns = await Promise.all(files.map(async (f) => (await et.audio.readAudio(path.join(DIR, f), { sampleRate: 16000, channel: 0 })).samples));
-  return et.systems.salmonnJoinTurns(turns);
+  return et.systems.salmonn.salmonnJoinTurns(turns);
 }
 
 function expectEqual(x: Float32Array, c: Case, name: string): void {
@@ -128,7 +128,7 @@ describe("the trajectory fork's multi-turn input equals its prepare_multi_sample
   });
 
   it('refuses what is not a list of waveforms', () => {
-    throwsWith(() => et.systems.salmonnJoinTurns([]), 'ERR_INVALID_ARG', /turns/);
-    throwsWith(() => et.systems.salmonnJoinTurns([[0.1, 0.2]] as never), 'ERR_INVALID_ARG', /turns/);
+    throwsWith(() => et.systems.salmonn.salmonnJoinTurns([]), 'ERR_INVALID_ARG', /turns/);
+    throwsWith(() => et.systems.salmonn.salmonnJoinTurns([[0.1, 0.2]] as never), 'ERR_INVALID_ARG', /turns/);
   });
 });

@@ -16,9 +16,9 @@ describe('SALMONN runner recipe = optims.py + runner.py', () => {
   it('gives the rate of every iteration and of every optimizer step (warm-up restarting each epoch, accumulation)', () => {
     for (const c of fx.cases) {
       const o = c.options;
-      c.iteration_lr.forEach((row: number[], e: number) => row.forEach((lr, i) => expect(rel(et.systems.salmonnIterationLr(o, e, i), lr)).toBeLessThan(1e-12)));
-      const s = et.systems.salmonnSchedule(o);
-      expect(et.systems.salmonnTotalSteps(o)).toBe(c.step_lr.length);
+      c.iteration_lr.forEach((row: number[], e: number) => row.forEach((lr, i) => expect(rel(et.systems.salmonn.salmonnIterationLr(o, e, i), lr)).toBeLessThan(1e-12)));
+      const s = et.systems.salmonn.salmonnSchedule(o);
+      expect(et.systems.salmonn.salmonnTotalSteps(o)).toBe(c.step_lr.length);
       c.step_lr.forEach((lr: number, k: number) => expect(rel(s(k), lr)).toBeLessThan(1e-12));
       expect(s(c.step_lr.length + 5)).toBe(s(c.step_lr.length - 1));  // past the end: the last rate
     }
@@ -28,17 +28,17 @@ describe('SALMONN runner recipe = optims.py + runner.py', () => {
 
   it('rejects options the runner could not run', () => {
     const ok = { max_epoch: 2, iters_per_epoch: 10, init_lr: 1e-4, min_lr: 0 };
-    expect(() => et.systems.salmonnSchedule({ ...ok, accum_grad_iters: 3 })).toThrow(/multiple of accum_grad_iters \(3\).*iters_per_epoch|iters_per_epoch.*multiple of accum_grad_iters \(3\)/);
-    expect(() => et.systems.salmonnSchedule({ ...ok, max_epoch: 0 })).toThrow(/max_epoch/);
-    expect(() => et.systems.salmonnSchedule({ ...ok, init_lr: Number.NaN })).toThrow(/init_lr/);
-    expect(() => et.systems.salmonnSchedule({ ...ok, warmup: 3 } as never)).toThrow(/warmup/);
+    expect(() => et.systems.salmonn.salmonnSchedule({ ...ok, accum_grad_iters: 3 })).toThrow(/multiple of accum_grad_iters \(3\).*iters_per_epoch|iters_per_epoch.*multiple of accum_grad_iters \(3\)/);
+    expect(() => et.systems.salmonn.salmonnSchedule({ ...ok, max_epoch: 0 })).toThrow(/max_epoch/);
+    expect(() => et.systems.salmonn.salmonnSchedule({ ...ok, init_lr: Number.NaN })).toThrow(/init_lr/);
+    expect(() => et.systems.salmonn.salmonnSchedule({ ...ok, warmup: 3 } as never)).toThrow(/warmup/);
   });
 
   it("groups the trainable tensors for weight decay as get_optimizer (ndim < 2 or 'bias' / 'ln' / 'bn' in the name: no decay)", async () => {
-    const m = await et.systems.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+    const m = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
       llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn.pth'),
       config: JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'config.json'), 'utf8')) });
-    const groups = et.systems.salmonnParamGroups(m, 0.05);
+    const groups = et.systems.salmonn.salmonnParamGroups(m, 0.05);
     expect(groups.map((g) => g.weightDecay)).toEqual([0.05, 0]);
     // the groups hold tensors; compare them by name through their count and size
     const trainable = m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [m.originalName(n), p.numel] as [string, number]);
@@ -60,12 +60,12 @@ describe('SALMONN runner recipe = optims.py + runner.py', () => {
     const collate = (xs: Array<{ x: et.Tensor; y: number }>) => ({ x: et.stack(xs.map((b) => b.x)), labels: et.tensor(xs.map((b) => b.y), { dtype: 'int64' }) });
     const computeLoss = async (m: et.nn.Module, b: et.train.Batch) => et.functional.crossEntropy(await (m as et.nn.Mlp).forward(b.x as et.Tensor), b.labels as et.Tensor);
     const o = { max_epoch: 2, iters_per_epoch: 4, init_lr: 1e-2, min_lr: 1e-4, warmup_steps: 3, warmup_start_lr: 1e-3, accum_grad_iters: 2 };
-    const schedule = et.systems.salmonnSchedule(o);
+    const schedule = et.systems.salmonn.salmonnSchedule(o);
     const seen: number[] = [];
     const trainer = new et.train.Trainer({
       model, trainDataset: data, dataCollator: collate, computeLoss, schedule,
       callbacks: [{ onStepBegin: () => { seen.push(trainer.optimizer!.getLr()); } }],
-      args: { output_dir: tmpdir(), max_steps: et.systems.salmonnTotalSteps(o), per_device_train_batch_size: 1, gradient_accumulation_steps: 2, save_strategy: 'no', disable_tqdm: true, learning_rate: 5 },
+      args: { output_dir: tmpdir(), max_steps: et.systems.salmonn.salmonnTotalSteps(o), per_device_train_batch_size: 1, gradient_accumulation_steps: 2, save_strategy: 'no', disable_tqdm: true, learning_rate: 5 },
     });
     await trainer.train();
     expect(seen).toEqual(Array.from({ length: 4 }, (_, k) => schedule(k)));

@@ -16,7 +16,7 @@ const TOL_AUDIO_TOKENS = 1e-3;
 const cfg = JSON.parse(fs.readFileSync(path.join(DIR, 'config.json'), 'utf8'));
 const gen = JSON.parse(fs.readFileSync(path.join(DIR, 'gen.json'), 'utf8'));
 const parts = { whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'), llm: path.join(DIR, 'llm') };
-const load = (checkpoint: string | null = path.join(DIR, 'salmonn.pth')) => et.systems.Salmonn.fromPretrained({ ...parts, checkpoint, config: cfg });
+const load = (checkpoint: string | null = path.join(DIR, 'salmonn.pth')) => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, checkpoint, config: cfg });
 
 let io: Map<string, et.Tensor>;
 let waves: Float32Array[];
@@ -101,7 +101,7 @@ describe("Salmonn.fromPretrained({ dtype }): half-precision towers, SALMONN's ow
   const bounds = { bfloat16: { audio: 0.05, logits: 0.2, loss: 0.02 }, float16: { audio: 0.01, logits: 0.03, loss: 0.01 } } as const;
   for (const dtype of ['bfloat16', 'float16'] as const) {
     it(`${dtype}: Whisper, BEATs and the LLaMA load in ${dtype}, and loss, logits, audio tokens and gradients stay near the float32 reference`, async () => {
-      const m = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: cfg, dtype });
+      const m = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: cfg, dtype });
       const dtypes = (mod: et.nn.Module, frozen: boolean) => new Set(mod.namedParameters().filter(([n]) => frozen === !/\.lora_[AB]\./.test(n)).map(([, p]) => p.dtype));
       expect(dtypes(m.speech_encoder, true)).toEqual(new Set([dtype]));
       expect(dtypes(m.beats!, true)).toEqual(new Set([dtype]));
@@ -136,11 +136,11 @@ describe("Salmonn.fromPretrained({ dtype }): half-precision towers, SALMONN's ow
   }
 
   it("'auto' keeps each tower's checkpoint dtype (float32 here); a bad dtype fails before anything loads", async () => {
-    const m = await et.systems.Salmonn.fromPretrained({ ...parts, config: cfg, dtype: 'auto' });
+    const m = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: cfg, dtype: 'auto' });
     expect(m.speech_encoder.parameters()[0].dtype).toBe('float32');
     expect(m.llama_model.parameters()[0].dtype).toBe('float32');
-    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, config: cfg, dtype: 'int8' as never }), 'ERR_INVALID_ARG', /dtype/);
-    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, whisper: '/nonexistent', config: cfg, dtype: 'half' as never }), 'ERR_INVALID_ARG', /dtype/);
+    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: cfg, dtype: 'int8' as never }), 'ERR_INVALID_ARG', /dtype/);
+    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, whisper: '/nonexistent', config: cfg, dtype: 'half' as never }), 'ERR_INVALID_ARG', /dtype/);
   });
 });
 
@@ -152,7 +152,7 @@ describe('Salmonn checkpoints', () => {
     await m.saveCheckpoint(file);
     const saved = (await et.io.loadSafetensors(file)).tensors;
     const orig = (await et.io.loadTorchFile(path.join(DIR, 'salmonn.pth'))) as Map<string, Map<string, et.Tensor>>;
-    const wantKeys = [...orig.get('model')!.keys()].filter((k) => !et.systems.SALMONN_IGNORABLE.some((r) => r.test(k))).sort();
+    const wantKeys = [...orig.get('model')!.keys()].filter((k) => !et.systems.salmonn.SALMONN_IGNORABLE.some((r) => r.test(k))).sort();
     expect([...saved.keys()].sort()).toEqual(wantKeys);
     for (const k of wantKeys) expect(maxAbsDiff(saved.get(k)!, orig.get('model')!.get(k)!)).toBe(0);
     const back = await load(file);
@@ -185,13 +185,13 @@ describe('Salmonn long audio and inputs', () => {
     // a waveform given as a Tensor stays native and gives the same tokens
     const [viaTensor] = await et.noGrad(() => m.encodeAudio([et.tensor(long)]));
     expect(maxAbsDiff(viaTensor, tokens)).toBe(0);
-    const capped = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, max_audio_seconds: 30 } });
+    const capped = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, max_audio_seconds: 30 } });
     const [c] = await et.noGrad(() => capped.encodeAudio([long]));
     expect(c.shape).toEqual([1, 88, 48]);
     // the deprecated spelling still works, and both at once are refused
-    const old = await et.systems.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, maxAudioSeconds: 30 } });
+    const old = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, maxAudioSeconds: 30 } });
     expect(old.config.max_audio_seconds).toBe(30);
-    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, config: { ...cfg, maxAudioSeconds: 30, max_audio_seconds: 20 } }), 'ERR_INVALID_ARG', /max_audio_seconds or its deprecated spelling maxAudioSeconds/);
+    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: { ...cfg, maxAudioSeconds: 30, max_audio_seconds: 20 } }), 'ERR_INVALID_ARG', /max_audio_seconds or its deprecated spelling maxAudioSeconds/);
   });
 
   it('rejects malformed batches and configs', async () => {
@@ -199,7 +199,7 @@ describe('Salmonn long audio and inputs', () => {
     await rejectsWith(() => m.forward({ audio: waves, instruction: ['only one'] }), 'ERR_INVALID_ARG', /instruction/);
     await rejectsWith(() => m.forward({ audio: [new Float32Array(0)], instruction: ['x'] }), 'ERR_INVALID_ARG', /non-empty waveform/);
     await rejectsWith(() => m.forward({ audio: waves, prompt: ['no placeholder', 'x <SpeechHere>'] }), 'ERR_INVALID_ARG', /exactly one '<SpeechHere>'/);
-    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, config: { ...cfg, lora_rank: 0 } }), 'ERR_INVALID_ARG', /lora_rank/);
-    await rejectsWith(() => et.systems.Salmonn.fromPretrained({ ...parts, config: { ...cfg, prompt_template: 'no slot' } }), 'ERR_INVALID_ARG', /prompt_template/);
+    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: { ...cfg, lora_rank: 0 } }), 'ERR_INVALID_ARG', /lora_rank/);
+    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: { ...cfg, prompt_template: 'no slot' } }), 'ERR_INVALID_ARG', /prompt_template/);
   });
 });

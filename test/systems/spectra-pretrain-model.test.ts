@@ -10,14 +10,14 @@ import * as et from '../../lib/index';
 import { FIXTURES, tmpdir, rejectsWith } from '../helpers';
 
 const DIR = path.join(FIXTURES, 'spectra_pretrain_model');
-const choices = JSON.parse(fs.readFileSync(path.join(DIR, 'choices.json'), 'utf8')) as { mam: et.systems.SpectraMamClip[] };
+const choices = JSON.parse(fs.readFileSync(path.join(DIR, 'choices.json'), 'utf8')) as { mam: et.systems.spectra.SpectraMamClip[] };
 let io: Map<string, et.Tensor>;
 beforeAll(async () => { io = (await et.io.loadSafetensors(path.join(DIR, 'io.safetensors'))).tensors; });
 
 /** Our parameter names → the original's (weight norm as weight_g / weight_v). */
 const original = (k: string) => k.replace('parametrizations.weight.original0', 'weight_g').replace('parametrizations.weight.original1', 'weight_v');
 
-function batch(): et.systems.SpectraPretrainInputs {
+function batch(): et.systems.spectra.SpectraPretrainInputs {
   const g = (n: string) => io.get(`batch.${n}`)!;
   return {
     audio: g('audio'), audioAttentionMask: g('audio_mask'), textInput: g('text'), mlmLabel: g('mlm_label'), textAttentionMask: g('text_mask'),
@@ -37,7 +37,7 @@ const maxAbs = (t: et.Tensor) => t.abs().max().item();
 
 describe('SpectraForPreTraining = the original ATForPreTraining', () => {
   it('losses, every gradient and the parameters after one optimizer step as main.py sets it up', async () => {
-    const model = await et.systems.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'));
+    const model = await et.systems.spectra.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'));
     model.eval();   // the fixture's dropout is off
     const out = await model.forward({ ...batch(), mam: choices.mam });
     const bad: string[] = [];
@@ -67,7 +67,7 @@ describe('SpectraForPreTraining = the original ATForPreTraining', () => {
     expect(n).toBe(grads.length);
     expect(model.namedParameters().filter(([k]) => ZERO.test(k)).length).toBe(6);   // 2 WavLM + 2 RoBERTa + 1 fused key bias, the conv bias
     // main.py without apex: transformers 4.x's AdamW (eps 1e-8), the groups' weight decay
-    const opt = new et.optim.AdamWHF(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-3, eps: 1e-8 });
+    const opt = new et.optim.AdamWHF(et.systems.spectra.spectraParamGroups(model, 0.01), { lr: 1e-3, eps: 1e-8 });
     await opt.clipGradNorm(1.0);
     await opt.step();
     for (const [k, p] of model.namedParameters()) {
@@ -83,17 +83,17 @@ describe('SpectraForPreTraining = the original ATForPreTraining', () => {
   });
 
   it('saves the layout ATForPreTraining saves: it loads back, and into Spectra for fine-tuning', async () => {
-    const model = await et.systems.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'));
+    const model = await et.systems.spectra.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'));
     const dir = path.join(tmpdir(), 'spectra-pre');
     await model.savePretrained(dir);
     const keys = [...(await et.io.loadSafetensors(path.join(dir, 'model.safetensors'))).tensors.keys()].map(original).sort();
     // the original's state dict: every parameter of ATForPreTraining, the tied biases under both names
     const want = [...io.keys()].filter((k) => k.startsWith('after.')).map((k) => k.slice(6)).concat(['mlm_head.decoder.bias', 'mam_head.decoder.bias']).sort();
     expect(keys).toEqual(want);
-    const again = await et.systems.SpectraForPreTraining.fromPretrained(dir);
+    const again = await et.systems.spectra.SpectraForPreTraining.fromPretrained(dir);
     expect(again.loadInfo.initialized).toEqual([]);
     for (const [k, p] of again.namedParameters()) expect(maxAbs(p.sub(model.namedParameters().find(([n]) => n === k)![1])), k).toBe(0);
-    const cls = await et.systems.Spectra.fromPretrained(dir, { task: 'iemocap' });
+    const cls = await et.systems.spectra.Spectra.fromPretrained(dir, { task: 'iemocap' });
     expect(cls.loadInfo.skipped.length).toBe(20);   // the five heads' 18 parameters and the two tied biases' second names
     expect(cls.loadInfo.initialized.sort()).toEqual(['head.0.bias', 'head.0.weight', 'head.2.bias', 'head.2.weight']);
   });
@@ -101,7 +101,7 @@ describe('SpectraForPreTraining = the original ATForPreTraining', () => {
   it('draws the masked frames as the original does: spans of 20-50 frames, 80 % zeroed / 10 % replaced / 10 % kept, seeded, and replays them', async () => {
     let r = 0;
     const seeded = () => { r = (r * 16807 + 11) % 2147483647; return r / 2147483647; };
-    const clips = Array.from({ length: 400 }, () => et.systems.drawSpectraMam(499, seeded));
+    const clips = Array.from({ length: 400 }, () => et.systems.spectra.drawSpectraMam(499, seeded));
     let zeroed = 0, replaced = 0, kept = 0;
     for (const c of clips) {
       expect(c.frames.length).toBe(c.action.length);
@@ -122,24 +122,24 @@ describe('SpectraForPreTraining = the original ATForPreTraining', () => {
     expect(share).toBeGreaterThan(0.3);
     expect(share).toBeLessThan(0.75);
     // a clip no longer than a span has none
-    expect(et.systems.drawSpectraMam(20, seeded)).toEqual({ frames: [], action: [] });
+    expect(et.systems.spectra.drawSpectraMam(20, seeded)).toEqual({ frames: [], action: [] });
 
-    const model = await et.systems.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'), { seed: 4 });
+    const model = await et.systems.spectra.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'), { seed: 4 });
     model.eval();
     const a = await model.forward(batch());
     const b = await model.forward({ ...batch(), mam: a.mam });
     expect(b.loss.item()).toBeCloseTo(a.loss.item(), 5);
     expect(a.mam.length).toBe(9);
-    const again = await (await et.systems.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'), { seed: 4 })).forward(batch());
+    const again = await (await et.systems.spectra.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'), { seed: 4 })).forward(batch());
     expect(again.mam).toEqual(a.mam);
     // the fixed fused mask changes the numbers; the tiled one is the original's
-    const fixed = await (await et.systems.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'), { tiledFusedMask: false })).forward({ ...batch(), mam: choices.mam });
+    const fixed = await (await et.systems.spectra.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'), { tiledFusedMask: false })).forward({ ...batch(), mam: choices.mam });
     expect(Math.abs(fixed.rsLoss.item() - io.get('loss.rs')!.item())).toBeGreaterThan(1e-4);
     expect(Number.isFinite(fixed.loss.item())).toBe(true);
   });
 
   it('nothing masked, no word: the losses are 0 without NaN; bad inputs are coded errors', async () => {
-    const model = await et.systems.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'));
+    const model = await et.systems.spectra.SpectraForPreTraining.fromPretrained(path.join(DIR, 'pretrained'));
     const none = choices.mam.map(() => ({ frames: [], action: [] }));
     const base = batch();
     const B = base.mlmLabel.shape[0], L = base.mlmLabel.shape[1];

@@ -1,4 +1,4 @@
-// et.systems.usdmSftExamples against scripts/fixtures/usdm_audio.py: the original preprocessing
+// et.systems.usdm.usdmSftExamples against scripts/fixtures/usdm_audio.py: the original preprocessing
 // (seamless-style units: clip standardized, HF Wav2Vec2Model layer, numpy argmin; texts lower-cased;
 // the template tokenized whole with BOS; the original label masking) on (user audio, transcript,
 // response, response audio) pairs gives identical units and identical `ids|labels` lines.
@@ -28,7 +28,7 @@ describe('usdmSftExamples = the original preprocessing from audio', () => {
   it('gives identical units and ids|labels lines, batched with padding', async () => {
     const { unitExtractor, pairs } = await setup();
     for (const batchSize of [4, 1]) {
-      const ex = await et.systems.usdmSftExamples(pairs, { unitExtractor, codec, tokenIds: IDS, batchSize });
+      const ex = await et.systems.usdm.usdmSftExamples(pairs, { unitExtractor, codec, tokenIds: IDS, batchSize });
       expect(ex.map((e) => e.userUnits)).toEqual(ref.pairs.map((p) => p.userUnits));
       expect(ex.map((e) => e.agentUnits)).toEqual(ref.pairs.map((p) => p.agentUnits));
       expect(ex.map((e) => et.data.usdm.formatUsdmLine(e))).toEqual(ref.pairs.map((p) => p.line));
@@ -39,25 +39,25 @@ describe('usdmSftExamples = the original preprocessing from audio', () => {
     const d = tmpdir();
     const f = path.join(d, 'user0.wav');
     fs.writeFileSync(f, et.audio.encodeWav(pairs[0].userAudio, 16000, { format: 'float32' }));
-    const [fromFile] = await et.systems.usdmSftExamples([{ ...pairs[0], userAudio: f }], { unitExtractor, codec, tokenIds: IDS });
+    const [fromFile] = await et.systems.usdm.usdmSftExamples([{ ...pairs[0], userAudio: f }], { unitExtractor, codec, tokenIds: IDS });
     expect(et.data.usdm.formatUsdmLine(fromFile)).toBe(ref.pairs[0].line);
     const file = path.join(d, 'train.txt');
-    fs.writeFileSync(file, (await et.systems.usdmSftExamples(pairs, { unitExtractor, codec, tokenIds: IDS })).map(et.data.usdm.formatUsdmLine).join('\n'));
+    fs.writeFileSync(file, (await et.systems.usdm.usdmSftExamples(pairs, { unitExtractor, codec, tokenIds: IDS })).map(et.data.usdm.formatUsdmLine).join('\n'));
     expect((await et.data.usdm.readUsdmLines(file)).map(et.data.usdm.formatUsdmLine)).toEqual(ref.pairs.map((p) => p.line));
   });
   it('rejects bad pairs and options by name', async () => {
     const { unitExtractor, pairs } = await setup();
     const o = { unitExtractor, codec, tokenIds: IDS };
-    await rejectsWith(() => et.systems.usdmSftExamples([], o), 'ERR_INVALID_ARG', /pairs/);
-    await rejectsWith(() => et.systems.usdmSftExamples([{ ...pairs[0], userText: 3 as never }], o), 'ERR_INVALID_ARG', /pairs\[0\]\.userText/);
-    await rejectsWith(() => et.systems.usdmSftExamples([pairs[0], { ...pairs[1], agentAudio: [0.1] as never }], o), 'ERR_INVALID_ARG', /pairs\[1\]\.agentAudio/);
-    await rejectsWith(() => et.systems.usdmSftExamples([{ ...pairs[0], agentAudio: new Float32Array(0) }], o), 'ERR_INVALID_ARG', /pairs\[0\]\.agentAudio/);
-    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, unitExtractor: {} as never }), 'ERR_INVALID_ARG', /unitExtractor/);
-    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, codec: {} as never }), 'ERR_INVALID_ARG', /codec/);
-    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, tokenIds: { ...IDS, numUnits: 20 } }), 'ERR_INVALID_ARG', /numUnits/);
-    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, batchSize: 0 }), 'ERR_INVALID_ARG', /batchSize/);
-    await rejectsWith(() => et.systems.usdmSftExamples([{ ...pairs[0], userAudio: '/nonexistent.wav' }], o), 'ERR_IO');
-    await rejectsWith(() => et.systems.usdmSftExamples(pairs, { ...o, codec: { encode: () => 'x' as never } }), 'ERR_INVALID_ARG', /codec\.encode/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples([], o), 'ERR_INVALID_ARG', /pairs/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples([{ ...pairs[0], userText: 3 as never }], o), 'ERR_INVALID_ARG', /pairs\[0\]\.userText/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples([pairs[0], { ...pairs[1], agentAudio: [0.1] as never }], o), 'ERR_INVALID_ARG', /pairs\[1\]\.agentAudio/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples([{ ...pairs[0], agentAudio: new Float32Array(0) }], o), 'ERR_INVALID_ARG', /pairs\[0\]\.agentAudio/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples(pairs, { ...o, unitExtractor: {} as never }), 'ERR_INVALID_ARG', /unitExtractor/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples(pairs, { ...o, codec: {} as never }), 'ERR_INVALID_ARG', /codec/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples(pairs, { ...o, tokenIds: { ...IDS, numUnits: 20 } }), 'ERR_INVALID_ARG', /numUnits/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples(pairs, { ...o, batchSize: 0 }), 'ERR_INVALID_ARG', /batchSize/);
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples([{ ...pairs[0], userAudio: '/nonexistent.wav' }], o), 'ERR_IO');
+    await rejectsWith(() => et.systems.usdm.usdmSftExamples(pairs, { ...o, codec: { encode: () => 'x' as never } }), 'ERR_INVALID_ARG', /codec\.encode/);
   });
 });
 
@@ -75,7 +75,7 @@ describe('USDM units from 22.05 kHz DailyTalk clips', () => {
     const files = fs.readdirSync(data).flatMap((d) => fs.readdirSync(path.join(data, d)).map((f) => path.join(data, d, f)));
     let bySinc = 0, byPad = 0, longer = 0;
     for (const f of files) {
-      const wav = await et.audio.readWav(f, et.systems.USDM_AUDIO);
+      const wav = await et.audio.readWav(f, et.systems.usdm.USDM_AUDIO);
       expect(wav.sourceSampleRate).toBe(22050);
       const n = (await et.audio.readWav(f, { sampleRate: null })).samples.length;
       expect(wav.samples.length).toBe(Math.ceil((n * 16000) / 22050));   // librosa's fix_length

@@ -57,7 +57,7 @@ describe('bfloat16 autocast on the CPU = PyTorch CPU autocast', () => {
   });
 
   it("SPECTRA's 4-class history case", async () => {
-    const m = await et.systems.Spectra.fromPretrained(path.join(FIXTURES, 'spectra', 'finetuned'));
+    const m = await et.systems.spectra.Spectra.fromPretrained(path.join(FIXTURES, 'spectra', 'finetuned'));
     const s = (await et.io.loadSafetensors(path.join(FIXTURES, 'spectra', 'io.safetensors'))).tensors;
     const g = (k: string) => s.get(`history.${k}`)!;
     const out = await bf16(() => et.noGrad(() => m.forward({

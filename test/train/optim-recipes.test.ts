@@ -131,7 +131,7 @@ async function spectraRun(kind: 'spectra_fused' | 'spectra_hf', accumulation?: e
   const xs = get('spectra_x'), ys = get('spectra_y');
   const items = Array.from({ length: 14 }, (_, i) => ({ x: xs.select(0, Math.floor(i / 2)).select(0, i % 2), y: ys.select(0, Math.floor(i / 2)).select(0, i % 2) }));
   const s = meta.spectra;
-  const groups = et.systems.spectraParamGroups(model, s.weight_decay);
+  const groups = et.systems.spectra.spectraParamGroups(model, s.weight_decay);
   const optimizer = kind === 'spectra_fused' ? new et.optim.FusedAdam(groups, { lr: s.lr, biasCorrection: false }) : new et.optim.AdamWHF(groups, { lr: s.lr, eps: 1e-8 });
   const trainer = new et.train.Trainer({
     model, optimizer, accumulation,
@@ -166,7 +166,7 @@ describe("SPECTRA main.py's step(): loss / grad_acc in every window, clipping af
       et.manualSeed(6);
       const model = new Lin();
       const trainer = new et.train.Trainer({
-        model, optimizer: new et.optim.FusedAdam(et.systems.spectraParamGroups(model, 0.01), { lr: 1e-2, biasCorrection: false }),
+        model, optimizer: new et.optim.FusedAdam(et.systems.spectra.spectraParamGroups(model, 0.01), { lr: 1e-2, biasCorrection: false }),
         accumulation: { clip: 'micro-batch', divisor: 'gradient_accumulation_steps' },
         trainDataset: { length: 14, get: (i: number) => i },
         dataCollator: (b: number[]) => ({ x: et.stack(b.map((i) => xs.select(0, i))), y: et.stack(b.map((i) => ys.select(0, i))) }),
@@ -195,7 +195,7 @@ describe("SPECTRA main.py's step(): loss / grad_acc in every window, clipping af
 
 describe("TrainingArguments optim 'adamw_hf' (HF <= 4.3x's default, the SemEval team's)", () => {
   it("the Trainer's default optimizer is then transformers' AdamW (AdamWHF); 'adamw_apex_fused' apex's FusedAdam; else torch's", async () => {
-    expect(et.systems.LANGUAGEBIND_SEMEVAL_ARGS.optim).toBe('adamw_hf');
+    expect(et.systems.semeval.LANGUAGEBIND_SEMEVAL_ARGS.optim).toBe('adamw_hf');
     const kinds: string[] = [];
     for (const optim of ['adamw_hf', 'adamw_torch', 'adamw_apex_fused']) {
       const model = new Lin();

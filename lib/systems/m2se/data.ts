@@ -72,7 +72,7 @@ function mediaList(v: unknown, k: string, where: string): string[] {
  *   index, and line in a .jsonl file); ERR_DATA for a record with more than
  *   {@link M2SE_MAX_RECORD_CHARS} characters of text
  * @example
- * const recs = et.systems.m2seRecords('meld_test_data.json');
+ * const recs = et.systems.m2se.m2seRecords('meld_test_data.json');
  */
 export function m2seRecords(source: string | readonly unknown[]): M2seRecord[] {
   const lines: number[] = [];
@@ -169,7 +169,7 @@ export function checkTokenizer(tok: unknown): Tokenizer {
  * @returns the examples and how many were dropped for length
  * @throws EmotorchError ERR_INVALID_ARG for a bad tokenizer or option
  * @example
- * const { examples } = await et.systems.m2seExamples(et.systems.m2seRecords('train.json'), tok);
+ * const { examples } = await et.systems.m2se.m2seExamples(et.systems.m2se.m2seRecords('train.json'), tok);
  */
 export async function m2seExamples(records: readonly M2seRecord[], tokenizer: Tokenizer, opts: M2seFormatOptions = {}): Promise<{ examples: M2seExample[]; tooLong: number }> {
   checkTokenizer(tokenizer);
@@ -277,7 +277,7 @@ export function mediaReport(records: readonly M2seRecord[], speech: boolean): { 
  * @param files audio or video files
  * @throws EmotorchError ERR_IO / ERR_FORMAT naming the file (missing ffmpeg included)
  * @example
- * const wave = await et.systems.m2seAudio(['dia1_utt1.wav', 'dia1_utt2.mp4']);
+ * const wave = await et.systems.m2se.m2seAudio(['dia1_utt1.wav', 'dia1_utt2.mp4']);
  */
 export async function m2seAudio(files: readonly string[]): Promise<Float32Array> {
   if (!Array.isArray(files) || files.length === 0 || files.some((f) => typeof f !== 'string')) invalid('a non-empty list of file paths', 'files', files);
@@ -303,11 +303,11 @@ export async function m2seAudio(files: readonly string[]): Promise<Float32Array>
  * @throws EmotorchError ERR_FORMAT for a record with earlier turns, ERR_IO naming a missing media
  *   file or missing ffmpeg
  * @example
- * const { items } = await et.systems.m2seSalmonnItems(et.systems.m2seRecords('train.json'), salmonn, { mediaRoot: 'data/' });
+ * const { items } = await et.systems.m2se.m2seSalmonnItems(et.systems.m2se.m2seRecords('train.json'), salmonn, { mediaRoot: 'data/' });
  */
 export async function m2seSalmonnItems(records: readonly M2seRecord[], model: Salmonn, opts: { mediaRoot?: string; maxLength?: number; where?: string } = {}): Promise<{ items: M2seSalmonnItem[]; tooLong: number }> {
   checkOptionNames(opts, ['mediaRoot', 'maxLength', 'where'], 'm2seSalmonnItems');
-  if (!(model instanceof Salmonn)) invalid('an et.systems.Salmonn', 'model', model);
+  if (!(model instanceof Salmonn)) invalid('an et.systems.salmonn.Salmonn', 'model', model);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
   const root = opts.mediaRoot ?? process.cwd();
   if (typeof root !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);

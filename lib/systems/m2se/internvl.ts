@@ -14,8 +14,8 @@ import type { Batch } from '../../train/trainer';
 import { readImage } from '../../vision/image';
 import { probeVideo, readVideoFrames } from '../../vision/video';
 import { internvlTiles, internvlTileCount, internvlFrameIndices } from '../../vision/internvl';
-import { InternVL } from '../internvl/model';
-import { INTERNVL_TEMPLATES, internvlEncode } from '../internvl/data';
+import { InternVL } from '../../nn/internvl';
+import { INTERNVL_TEMPLATES, internvlEncode } from '../../data/internvl';
 import { IGNORE, M2SE_MAX_LENGTH, M2SE_SYSTEM, M2seRecord } from './data';
 
 /** ms-swift's LoRA targets for InternVL2 (`--lora_target_modules DEFAULT`): every Linear of the LLM and of mlp1, but not the output head, the embeddings or the vision tower. */
@@ -73,11 +73,11 @@ export function internvlTemplateOf(model: InternVL): keyof typeof INTERNVL_TEMPL
  * @throws EmotorchError ERR_IO / ERR_FORMAT naming the record and the file (missing, not an
  *   image, no video stream), ERR_INVALID_ARG for bad options or a tokenizer without InternVL's tokens
  * @example
- * const { items } = await et.systems.m2seInternVLItems(et.systems.m2seRecords('train.json'), ivl, tok, { mediaRoot: 'data/' });
+ * const { items } = await et.systems.m2se.m2seInternVLItems(et.systems.m2se.m2seRecords('train.json'), ivl, tok, { mediaRoot: 'data/' });
  */
 export async function m2seInternVLItems(records: readonly M2seRecord[], model: InternVL, tokenizer: Tokenizer, opts: M2seInternVLOptions = {}): Promise<{ items: M2seInternVLItem[]; tooLong: number }> {
   checkOptionNames(opts, ['mediaRoot', 'maxLength', 'system', 'template', 'maxNum', 'videoSegments', 'inference', 'where'], 'm2seInternVLItems');
-  if (!(model instanceof InternVL)) invalid('an et.systems.InternVL', 'model', model);
+  if (!(model instanceof InternVL)) invalid('an et.systems.m2se.InternVL', 'model', model);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
   const root = opts.mediaRoot ?? process.cwd();
   if (typeof root !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);

@@ -17,8 +17,8 @@ import type { Batch } from '../../train/trainer';
 import { TrainingArguments } from '../../train/args';
 import type { TrainingArgumentsInit } from '../../train/args';
 import { Salmonn } from '../salmonn/model';
-import { InternVL } from '../internvl/model';
-import { INTERNVL_TEMPLATES } from '../internvl/data';
+import { InternVL } from '../../nn/internvl';
+import { INTERNVL_TEMPLATES } from '../../data/internvl';
 import { lmAccuracy } from '../../metrics/m2se';
 import { INTERNVL_LORA_TARGETS, M2seInternVLItem, internvlTemplateOf, internvlUnused, m2seInternVLCollate, m2seInternVLItems } from './internvl';
 import {
@@ -129,7 +129,7 @@ function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | nu
     model.imgContextTokenId = ctx;
     return { salmonn: null, internvl: model, tokenizer: tok };
   }
-  if (!(model instanceof LlamaForCausalLM)) invalid('an et.systems.InternVL, a LlamaForCausalLM or an et.systems.Salmonn', 'model', model);
+  if (!(model instanceof LlamaForCausalLM)) invalid('an et.systems.m2se.InternVL, a LlamaForCausalLM or an et.systems.salmonn.Salmonn', 'model', model);
   return { salmonn: null, internvl: null, tokenizer: checkTokenizer(tokenizer) };
 }
 
@@ -190,7 +190,7 @@ function accMetric(strategy: unknown): (outputs: Record<string, unknown>, batch:
  *   file (missing files and a missing ffmpeg are found before any training), ERR_DATA when a stage
  *   has no example that fits maxLength
  * @example
- * await et.systems.m2seStages({ model, tokenizer, outputDir: 'runs/m2se', stages: [
+ * await et.systems.m2se.m2seStages({ model, tokenizer, outputDir: 'runs/m2se', stages: [
  *   { datasets: ['emt_data_first.json'] }, { datasets: ['emt_data_second.json'] }] });
  */
 export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResult[]> {
@@ -324,7 +324,7 @@ export interface M2seInferOptions {
  * @returns the response
  * @throws EmotorchError ERR_INVALID_ARG for a bad argument
  * @example
- * await et.systems.m2seResponse(tok, ids, [tok.tokenToId('<|end|>')!], false, '<|end|>');
+ * await et.systems.m2se.m2seResponse(tok, ids, [tok.tokenToId('<|end|>')!], false, '<|end|>');
  */
 export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number[], ends: readonly number[], trim = false, suffix?: string): Promise<string> {
   if (!tokenizer || typeof tokenizer !== 'object' || typeof (tokenizer as { idToToken?: unknown }).idToToken !== 'function') invalid('an et.data.Tokenizer', 'tokenizer', tokenizer);
@@ -547,7 +547,7 @@ function spaceRule(json: TokenizerJsonFields, dummyAllowed: boolean): SpaceRule 
  * @throws EmotorchError ERR_INVALID_ARG for bad options, ERR_IO / ERR_FORMAT on the files (a
  *   missing media file or ffmpeg before anything is generated)
  * @example
- * await et.systems.m2seInfer({ model, tokenizer, dataset: 'meld_test_data.json', outFile: 'meld.jsonl' });
+ * await et.systems.m2se.m2seInfer({ model, tokenizer, dataset: 'meld_test_data.json', outFile: 'meld.jsonl' });
  * et.metrics.m2seComputeResult('meld.jsonl', 'emotion');
  */
 export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string; count: number; unusedMedia: M2seMediaReport; audio?: M2seAudioReport }> {

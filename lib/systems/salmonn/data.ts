@@ -28,7 +28,7 @@ export function salmonnCollate(items: readonly SalmonnCollateItem[]): SalmonnBat
  * @param opts title (default 'emotional trajectory')
  * @throws EmotorchError ERR_INVALID_ARG when there is no emotion to draw
  * @example
- * fs.writeFileSync('trajectory.svg', et.systems.salmonnTrajectorySvg(answer));
+ * fs.writeFileSync('trajectory.svg', et.systems.salmonn.salmonnTrajectorySvg(answer));
  */
 export function salmonnTrajectorySvg(trajectory: string | readonly string[], opts: { title?: string } = {}): string {
   checkOptionNames(opts, ['title'], 'salmonnTrajectorySvg');
@@ -51,7 +51,7 @@ export const SALMONN_TURN_GAP = 1600;
  * @throws EmotorchError ERR_INVALID_ARG for an empty list or a turn that is not a Float32Array
  * @example
  * const turns = await Promise.all(files.map(async (f) => (await et.audio.readAudio(f, { sampleRate: 16000, channel: 0 })).samples));
- * const [answer] = await salmonn.generate([et.systems.salmonnJoinTurns(turns)], prompt);
+ * const [answer] = await salmonn.generate([et.systems.salmonn.salmonnJoinTurns(turns)], prompt);
  */
 export function salmonnJoinTurns(turns: readonly Float32Array[]): Float32Array {
   if (!Array.isArray(turns) || turns.length === 0 || turns.some((t) => !(t instanceof Float32Array))) invalid('a non-empty array of Float32Array waveforms', 'turns', turns);

@@ -325,7 +325,7 @@ export interface SalmonnPretrainedOptions {
  * SALMONN as one module: `forward(batch) → { loss, logits }`, `generate(audio, instruction)`.
  * Guide: [SALMONN](../../../docs/salmonn.md).
  * @example
- * const model = await et.systems.Salmonn.fromPretrained({ whisper: 'whisper-large-v2/', beats: 'BEATs.pt',
+ * const model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: 'whisper-large-v2/', beats: 'BEATs.pt',
  *   llm: 'vicuna-13b-v1.1/', checkpoint: 'salmonn_v1.pth' });
  * const [answer] = await model.generate([wave], ['Describe the emotion of the speaker.']);
  */
@@ -666,7 +666,7 @@ export class Salmonn extends Module {
    * batch {@link forward} takes; the waveforms stay as they are (forward pads them as the original).
    * @throws EmotorchError ERR_INVALID_ARG for an empty batch.
    * @example
-   * const trainer = new et.train.Trainer({ model, trainDataset, dataCollator: (items) => et.systems.Salmonn.collate(items), args });
+   * const trainer = new et.train.Trainer({ model, trainDataset, dataCollator: (items) => et.systems.salmonn.Salmonn.collate(items), args });
    */
   static collate(items: readonly SalmonnCollateItem[]): SalmonnBatch {
     return salmonnCollate(items);

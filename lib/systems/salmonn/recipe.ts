@@ -83,8 +83,8 @@ function iterationLr(r: Resolved, epoch: number, iter: number): number {
  * Past the run's `max_epoch · iters_per_epoch / accum_grad_iters` steps it stays at the last one.
  * @throws EmotorchError ERR_INVALID_ARG for bad options (iters_per_epoch must be a multiple of accum_grad_iters)
  * @example
- * const schedule = et.systems.salmonnSchedule({ max_epoch: 30, iters_per_epoch: 3000, init_lr: 3e-5, min_lr: 1e-5, warmup_steps: 3000, warmup_start_lr: 1e-6 });
- * new et.train.Trainer({ model, args, schedule, optimizer: new et.optim.AdamW(et.systems.salmonnParamGroups(model, 0.05), { lr: 3e-5 }) });
+ * const schedule = et.systems.salmonn.salmonnSchedule({ max_epoch: 30, iters_per_epoch: 3000, init_lr: 3e-5, min_lr: 1e-5, warmup_steps: 3000, warmup_start_lr: 1e-6 });
+ * new et.train.Trainer({ model, args, schedule, optimizer: new et.optim.AdamW(et.systems.salmonn.salmonnParamGroups(model, 0.05), { lr: 3e-5 }) });
  */
 export function salmonnSchedule(o: SalmonnOptimsOptions): Schedule {
   const r = resolve(o);

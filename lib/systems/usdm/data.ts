@@ -51,7 +51,7 @@ export interface UsdmTextCodec {
  * @returns labels: the id where trained, −100 elsewhere
  * @throws EmotorchError ERR_INVALID_ARG when the ids have fewer than 6 newlines or no `<|correspond|>`
  * @example
- * const labels = et.systems.usdmSftLabels(ids, { newline: 13, correspond: 32001 });
+ * const labels = et.systems.usdm.usdmSftLabels(ids, { newline: 13, correspond: 32001 });
  */
 export function usdmSftLabels(ids: readonly number[], tokenIds: { newline: number; correspond: number } = USDM_TOKEN_IDS): number[] {
   if (!Array.isArray(ids) || !ids.every((x) => Number.isSafeInteger(x))) invalid('an array of token ids', 'ids', ids);
@@ -109,7 +109,7 @@ export interface UsdmSftExamplesOptions {
  * @throws EmotorchError ERR_INVALID_ARG naming a bad pair field or option; ERR_IO / ERR_FORMAT for a WAV file
  * @example
  * const ux = new et.audio.UnitExtractor({ encoder: xlsr, layer: 35, centroids: 'kmeans_10k.npy' });
- * const examples = await et.systems.usdmSftExamples(pairs, { unitExtractor: ux, codec });
+ * const examples = await et.systems.usdm.usdmSftExamples(pairs, { unitExtractor: ux, codec });
  * fs.writeFileSync('train.txt', examples.map(et.data.usdm.formatUsdmLine).join('\n'));
  */
 export async function usdmSftExamples(pairs: readonly UsdmAudioPair[], opts: UsdmSftExamplesOptions): Promise<Array<UsdmExample & { text: string; userUnits: number[]; agentUnits: number[] }>> {

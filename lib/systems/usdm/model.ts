@@ -39,7 +39,7 @@ export interface UsdmOptions extends PretrainedOptions {
  * `{ loss, logits }`), and the three-stage inference.
  * Guide: [USDM](../../../docs/usdm.md).
  * @example
- * const usdm = await et.systems.Usdm.fromPretrained('USDM-DailyTalk/');
+ * const usdm = await et.systems.usdm.Usdm.fromPretrained('USDM-DailyTalk/');
  * const { userText, agentText, agentUnits } = await usdm.infer(units, tokenizerCodec);
  */
 export class Usdm extends Module {

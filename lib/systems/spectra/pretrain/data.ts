@@ -7,13 +7,13 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Tensor, tensor } from '../../tensor';
-import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../../errors';
-import { readPickle, pickleValue } from '../../io/pickle';
-import { readNpy, writeNpy } from '../../io/npy';
-import { readAudio } from '../../audio/ffmpeg';
-import { readJsonObjectSync } from '../../io/file';
-import type { Tokenizer } from '../../data/tokenizer';
+import { Tensor, tensor } from '../../../tensor';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../../../errors';
+import { readPickle, pickleValue } from '../../../io/pickle';
+import { readNpy, writeNpy } from '../../../io/npy';
+import { readAudio } from '../../../audio/ffmpeg';
+import { readJsonObjectSync } from '../../../io/file';
+import type { Tokenizer } from '../../../data/tokenizer';
 
 /** One word of a turn: its text, first token, end token (exclusive; tokens count from `<s>`), first and end sample in its clip. */
 export type SpectraWord = [word: string, firstToken: number, endToken: number, firstSample: number, endSample: number];
@@ -112,8 +112,8 @@ function entryOf(raw: unknown, i: number, n: number, where: string): SpectraPret
  * The pre-training corpus (the original `read_processed_pretrain` + `PretrainDataset`): one item
  * per turn that has a previous turn.
  * @example
- * const ds = await et.systems.SpectraPretrainDataset.fromFile('transcripts.pkl', { dataPath: 'data/' });
- * const batch = et.systems.spectraPretrainCollate([await ds.get(0), await ds.get(1)], { seed: 1 });
+ * const ds = await et.systems.spectra.SpectraPretrainDataset.fromFile('transcripts.pkl', { dataPath: 'data/' });
+ * const batch = et.systems.spectra.spectraPretrainCollate([await ds.get(0), await ds.get(1)], { seed: 1 });
  */
 export class SpectraPretrainDataset {
   private constructor(readonly entries: SpectraPretrainEntry[], readonly dataPath: string, readonly numTurns: number, private readonly withPrev: number[], private readonly random: () => number,

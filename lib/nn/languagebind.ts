@@ -1,17 +1,15 @@
 /**
- * LanguageBind (PKU-YuanGroup) as its binding wrapper runs it, and the SemEval-2024 Task 3 team's
- * classifier on top (`VideoAudioTextClassif`: the embeddings of any subset of video / audio /
- * language, concatenated, into one `Linear(768·k, 7, bias=False)`).
+ * LanguageBind (PKU-YuanGroup) as its binding wrapper runs it: one CLIP vision tower per modality
+ * and a CLIP text tower, each embedding L2-normalised. The SemEval-2024 Task 3 team's classifier on
+ * top is `et.systems.semeval.LanguageBindClassifier`.
  */
-import { Module, ModuleOptions, checkModuleOptions } from '../../nn/module';
-import { ClipTextModel, ClipVisionModel } from '../../nn/clip';
-import type { LoraMode } from '../../nn/clip';
-import { Linear } from '../../nn/layers';
-import { loadCheckpoint, pretrainedPath } from '../../nn/pretrained';
-import type { HubOptions } from '../../io/hub';
-import { Tensor, cat, checkTensor, tensor } from '../../tensor';
-import { crossEntropy } from '../../functional';
-import { EmotorchError, checkInt, checkOptionNames, invalid } from '../../errors';
+import { Module, ModuleOptions, checkModuleOptions } from './module';
+import { ClipTextModel, ClipVisionModel } from './clip';
+import type { LoraMode } from './clip';
+import { loadCheckpoint, pretrainedPath } from './pretrained';
+import type { HubOptions } from '../io/hub';
+import { Tensor, checkTensor, tensor } from '../tensor';
+import { EmotorchError, checkOptionNames, invalid } from '../errors';
 
 /** The towers LanguageBind releases for its binding wrapper (`clip_type` keys). */
 export const LANGUAGEBIND_MODALITIES = ['video', 'audio', 'image'] as const;
@@ -55,9 +53,9 @@ export type LanguageBindOutputs = Partial<Record<LanguageBindKey, Tensor>>;
 /**
  * The wrapper `LanguageBind(clip_type={...})`: one vision tower per modality (its
  * `vision_model`, `visual_projection` and `logit_scale`) and the language tower of the last one.
- * Guide: [SemEval-2024 classifiers](../../../docs/semeval.md).
+ * Guide: [SemEval-2024 classifiers](../../docs/semeval.md).
  * @example
- * const lb = await et.systems.LanguageBind.fromPretrained({ video: 'LanguageBind_Video_FT/', audio: 'LanguageBind_Audio_FT/' });
+ * const lb = await et.nn.LanguageBind.fromPretrained({ video: 'LanguageBind_Video_FT/', audio: 'LanguageBind_Audio_FT/' });
  * const { video, audio, language } = await lb.forward({ video: frames, audio: fbank, inputIds, attentionMask });
  */
 export class LanguageBind extends Module {
@@ -156,103 +154,5 @@ export class LanguageBind extends Module {
     }
     if (!Object.keys(out).length) invalid(`at least one of ${[...this.modalities, 'inputIds'].join(', ')}`, 'LanguageBind inputs', 'none');
     return out;
-  }
-}
-
-/** The SemEval team's label order (their `label2id`): index → ECF emotion. */
-export const LANGUAGEBIND_ECF_LABELS = ['surprise', 'fear', 'sadness', 'neutral', 'joy', 'anger', 'disgust'] as const;
-
-/** Settings of {@link LanguageBindClassifier.create}. */
-export interface LanguageBindClassifierConfig {
-  /** The concatenation order (the team's: video, audio, language). */
-  modalities: LanguageBindKey[];
-  /** The towers; omit to train on cached embeddings only (`features`). */
-  binder?: LanguageBind;
-  /** Width of each modality's embedding (default: the binder's projection, or 768). */
-  embedDim?: number;
-  /** Default 7. */
-  numLabels?: number;
-}
-
-/** Named inputs of `LanguageBindClassifier.forward`: the towers' inputs and the labels. */
-export interface LanguageBindClassifierInputs extends LanguageBindInputs {
-  /** (batch, embedDim · k): cached embeddings concatenated in `modalities` order, instead of the towers' inputs. */
-  features?: Tensor | null;
-  /** (batch) int64 class ids; -100 is ignored. */
-  labels?: Tensor | null;
-}
-
-/**
- * `VideoAudioTextClassif`: LanguageBind embeddings of `modalities`, concatenated, into
- * `Linear(embedDim · k, numLabels, bias=False)` (parameter `classifier.weight`); cross-entropy when
- * labels are given. With frozen towers, cache the embeddings once ({@link languageBindEmbeddings})
- * and train on `features`; with LoRA on the towers (`lora: 'keep'`), feed the towers' inputs.
- * Guide: [SemEval-2024 classifiers](../../../docs/semeval.md).
- * @example
- * const model = et.systems.LanguageBindClassifier.create({ modalities: ['video', 'audio', 'language'], binder: lb });
- * const { loss, logits } = await model.forward({ video, audio, inputIds, attentionMask, labels });
- */
-export class LanguageBindClassifier extends Module {
-  readonly modalities: LanguageBindKey[];
-  readonly embedDim: number;
-  readonly binder: LanguageBind | null;
-  readonly classifier: Linear;
-
-  private constructor(modalities: LanguageBindKey[], embedDim: number, numLabels: number, binder: LanguageBind | null, opts: ModuleOptions) {
-    super();
-    this.modalities = modalities;
-    this.embedDim = embedDim;
-    this.binder = binder ? this.registerModule('binder', binder) : null;
-    this.classifier = this.registerModule('classifier', Linear.create({ in_features: embedDim * modalities.length, out_features: numLabels, bias: false }, opts));
-  }
-
-  /** @throws EmotorchError ERR_INVALID_ARG for an unknown or repeated modality, or one the binder has no tower for */
-  static create(config: LanguageBindClassifierConfig, opts: ModuleOptions = {}): LanguageBindClassifier {
-    opts = checkModuleOptions(opts, 'LanguageBindClassifier.create');
-    if (!config || typeof config !== 'object') invalid('{ modalities, binder?, embedDim?, numLabels? }', 'LanguageBindClassifier config', config);
-    checkOptionNames(config, ['modalities', 'binder', 'embedDim', 'numLabels'], 'LanguageBindClassifier config');
-    const mods = config.modalities;
-    const known = [...LANGUAGEBIND_MODALITIES, 'language'];
-    if (!Array.isArray(mods) || !mods.length || mods.some((m) => !known.includes(m)) || new Set(mods).size !== mods.length) {
-      invalid(`a non-empty list of distinct modalities from ${known.join(', ')}`, 'modalities', mods);
-    }
-    const binder = config.binder ?? null;
-    if (binder !== null && !(binder instanceof LanguageBind)) invalid('a LanguageBind', 'binder', binder);
-    if (binder) for (const m of mods) if (m !== 'language' && !binder.modalities.includes(m)) invalid(`a modality the binder has a tower for (${binder.modalities.join(', ')}, language)`, 'modalities', m);
-    const fromBinder = binder ? (binder.towers[binder.modalities[0]]!.config.projection_dim) : 768;
-    const embedDim = checkInt(config.embedDim ?? fromBinder, 'embedDim', 1);
-    if (binder && embedDim !== fromBinder) invalid(`the binder's projection width ${fromBinder}`, 'embedDim', embedDim);
-    return new LanguageBindClassifier(mods, embedDim, checkInt(config.numLabels ?? 7, 'numLabels', 2), binder, opts);
-  }
-
-  /**
-   * @returns `{ logits }` (batch, numLabels) and `loss` (mean cross-entropy over labels ≠ -100) when labels are given
-   * @throws EmotorchError for missing modality inputs, both features and tower inputs, or a wrong width
-   */
-  async forward(inputs: LanguageBindClassifierInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
-    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ features } or the towers\' inputs, labels?)', 'LanguageBindClassifier inputs', inputs);
-    const { features, labels, ...towerInputs } = inputs;
-    const given = Object.entries(towerInputs).filter(([, v]) => v !== undefined && v !== null).map(([k]) => k);
-    let x: Tensor;
-    if (features) {
-      if (given.length) invalid('either features or the towers\' inputs', 'LanguageBindClassifier inputs', `features and ${given.join(', ')}`);
-      checkTensor(features, 'features');
-      const d = this.embedDim * this.modalities.length;
-      if (features.ndim !== 2 || features.shape[1] !== d) invalid(`a tensor (batch, ${d})`, 'features', `[${features.shape}]`);
-      x = features;
-    } else {
-      if (!this.binder) invalid('features (this classifier has no towers)', 'LanguageBindClassifier inputs', given.join(', ') || 'none');
-      for (const m of this.modalities) {
-        const has = m === 'language' ? !!towerInputs.inputIds : !!towerInputs[m];
-        if (!has) invalid(`an input for every modality (${this.modalities.join(', ')})`, 'LanguageBindClassifier inputs', `no ${m === 'language' ? 'inputIds' : m}`);
-      }
-      const e = await this.binder!.forward(towerInputs);
-      x = cat(this.modalities.map((m) => e[m]!), -1);
-    }
-    const logits = await this.classifier.forward(x.to({ dtype: this.classifier.parameters()[0].dtype }));
-    if (!labels) return { logits };
-    checkTensor(labels, 'labels');
-    if (labels.ndim !== 1 || labels.shape[0] !== logits.shape[0] || (labels.dtype !== 'int64' && labels.dtype !== 'int32')) invalid(`int64 class ids of shape [${logits.shape[0]}]`, 'labels', `${labels.dtype} [${labels.shape}]`);
-    return { loss: crossEntropy(logits.to({ dtype: 'float32' }), labels.to({ dtype: 'int64' })), logits };
   }
 }

@@ -7,17 +7,17 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Module, NativeModule, ModuleOptions, checkModuleOptions, lockConfig } from '../../nn/module';
-import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../../nn/roberta';
-import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../nn/wavlm';
-import { Linear, Embedding } from '../../nn/layers';
-import { PretrainedOptions, Rename, checkPretrainedOptions, checkpointDtype, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../nn/pretrained';
-import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
-import { EmotorchError, checkInt, invalid } from '../../errors';
-import { readJsonObjectSync } from '../../io/file';
-import { crossEntropy, l1Loss } from '../../functional';
-import { saveSafetensors } from '../../io/safetensors';
-import type { SpectraItem, SpectraTask } from '../../data/datasets/spectra';
+import { Module, NativeModule, ModuleOptions, checkModuleOptions, lockConfig } from '../../../nn/module';
+import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../../../nn/roberta';
+import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../../nn/wavlm';
+import { Linear, Embedding } from '../../../nn/layers';
+import { PretrainedOptions, Rename, checkPretrainedOptions, checkpointDtype, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../../nn/pretrained';
+import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../../tensor';
+import { EmotorchError, checkInt, invalid } from '../../../errors';
+import { readJsonObjectSync } from '../../../io/file';
+import { crossEntropy, l1Loss } from '../../../functional';
+import { saveSafetensors } from '../../../io/safetensors';
+import type { SpectraItem, SpectraTask } from '../../../data/datasets/spectra';
 import { SpectraCollateOptions, SpectraInputs, spectraCollate } from './data';
 export type { SpectraInputs } from './data';
 
@@ -300,11 +300,11 @@ export interface SpectraPretrainedOptions extends PretrainedOptions {
  * SPECTRA for sequence classification / regression (`ATForSequenceClassification`): the fused
  * sequence's first position (the text `<s>`) through Linear → GELU → Linear; L1 loss for one
  * output, cross-entropy otherwise.
- * Guide: [SPECTRA](../../../docs/spectra.md).
+ * Guide: [SPECTRA](../../../../docs/spectra.md).
  * @example
- * const model = await et.systems.Spectra.fromPretrained('SPECTRA-base/', { task: 'iemocap' });
+ * const model = await et.systems.spectra.Spectra.fromPretrained('SPECTRA-base/', { task: 'iemocap' });
  * const ds = await et.data.SpectraDataset.fromFile('iemocap/train.pkl', { task: 'iemocap' });
- * const batch = et.systems.Spectra.collate(await Promise.all([0, 1].map((i) => ds.get(i))));
+ * const batch = et.systems.spectra.Spectra.collate(await Promise.all([0, 1].map((i) => ds.get(i))));
  * const { loss, logits } = await model.forward(batch);
  */
 export class Spectra extends Module {
@@ -327,7 +327,7 @@ export class Spectra extends Module {
    *   original's config names
    * @throws EmotorchError ERR_INVALID_ARG naming a bad field.
    * @example
-   * const tiny = et.systems.Spectra.create({ task: 'mosi', audio: { hidden_size: 32, num_hidden_layers: 2 }, text: { hidden_size: 32 } });
+   * const tiny = et.systems.spectra.Spectra.create({ task: 'mosi', audio: { hidden_size: 32, num_hidden_layers: 2 }, text: { hidden_size: 32 } });
    */
   static create(config: SpectraConfigInput = {}, opts: ModuleOptions & { addPoolingLayer?: boolean } = {}): Spectra {
     const { addPoolingLayer, ...moduleOpts } = checkModuleOptions(opts, 'Spectra.create', ['addPoolingLayer']);
@@ -345,7 +345,7 @@ export class Spectra extends Module {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming
    *   missing, unexpected or mis-shaped keys, ERR_INVALID_ARG for a head size that disagrees.
    * @example
-   * const model = await et.systems.Spectra.fromPretrained('SPECTRA-base/', { task: 'mosi', device: 'cuda' });
+   * const model = await et.systems.spectra.Spectra.fromPretrained('SPECTRA-base/', { task: 'mosi', device: 'cuda' });
    */
   static async fromPretrained(dir: string, opts: SpectraPretrainedOptions = {}): Promise<Spectra> {
     if (typeof dir !== 'string') invalid('a folder path', 'dir', dir);
@@ -421,7 +421,7 @@ export class Spectra extends Module {
    * @param opts `audioLength`, `textLength`, `multiAudio`, `regression`, `padTokenId`, `device`
    * @throws EmotorchError ERR_INVALID_ARG for an empty batch, an item with an empty clip, or bad options.
    * @example
-   * const loader = new et.data.DataLoader(ds, { batchSize: 24, shuffle: true, collate: (items) => et.systems.Spectra.collate(items) });
+   * const loader = new et.data.DataLoader(ds, { batchSize: 24, shuffle: true, collate: (items) => et.systems.spectra.Spectra.collate(items) });
    */
   static collate(items: SpectraItem[], opts: SpectraCollateOptions = {}): SpectraInputs {
     return spectraCollate(items, opts);

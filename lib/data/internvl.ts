@@ -5,9 +5,9 @@
  * videos as `Frame{i}: ` + one tile per frame), each image as `<img>` + `<IMG_CONTEXT>` ×
  * numImageToken × tiles + `</img>\n`, and labels on every response and the separator after it.
  */
-import { EmotorchError, checkOptionNames, invalid } from '../../errors';
-import type { Tokenizer } from '../../data/tokenizer';
-import { INTERNVL_MAX_TILES_PER_IMAGE } from '../../vision/internvl';
+import { EmotorchError, checkOptionNames, invalid } from '../errors';
+import type { Tokenizer } from './tokenizer';
+import { INTERNVL_MAX_TILES_PER_IMAGE } from '../vision/internvl';
 
 /** The most `<IMG_CONTEXT>` tokens per tile (`numImageToken`): InternVL2 uses 256 (448 px tiles, patch 14, downsample 0.5). */
 const INTERNVL_MAX_IMAGE_TOKEN = 4096;

@@ -19,7 +19,7 @@ describe('InternVL2 = InternVLChatModel (remote code)', () => {
   for (const family of ['internlm2', 'phi3']) {
     it(`${family}: vision tower, extract_feature, logits, greedy tokens`, async () => {
       const t = await io(family);
-      const m = await et.systems.InternVL.fromPretrained(fx(family), { imgContextTokenId: 127 });
+      const m = await et.nn.InternVL.fromPretrained(fx(family), { imgContextTokenId: 127 });
       expect(m.numImageToken).toBe(4);
       expect(m.language_model.config.model_type).toBe(family);
       const pixels = t.get('pixel_values')!;
@@ -41,7 +41,7 @@ describe('InternVL2 = InternVLChatModel (remote code)', () => {
 
     it(`${family}: one LoRA SFT step gives the original's loss and gradients (adapters, mlp1, vision tower)`, async () => {
       const t = await io(family);
-      const m = await et.systems.InternVL.fromPretrained(fx(family), { imgContextTokenId: 127 });
+      const m = await et.nn.InternVL.fromPretrained(fx(family), { imgContextTokenId: 127 });
       et.nn.applyLora(m.language_model, { r: 4, alpha: 8, dropout: 0, targetModules: TARGETS[family] });
       const adapter = new Map([...t].filter(([k]) => k.startsWith('lora.')).map(([k, v]) => [k.slice(5), v] as [string, et.Tensor]));
       expect((await m.loadStateDict(adapter, { strict: false })).unexpected).toEqual([]);
@@ -66,7 +66,7 @@ describe('InternVL2 = InternVLChatModel (remote code)', () => {
 
   it('refuses prompts whose <IMG_CONTEXT> count does not match the tiles, and bad configs', async () => {
     const t = await io('internlm2');
-    const m = await et.systems.InternVL.fromPretrained(fx('internlm2'), { imgContextTokenId: 127 });
+    const m = await et.nn.InternVL.fromPretrained(fx('internlm2'), { imgContextTokenId: 127 });
     const ids = t.get('input_ids')!;
     await rejectsWith(() => m.forward({ inputIds: ids, pixelValues: t.get('pixel_values')!.slice(0, 0, 2) }), 'ERR_INVALID_ARG', /12 <IMG_CONTEXT> tokens but the 2 tiles give 8/);
     await rejectsWith(() => m.forward({ inputIds: ids }), 'ERR_INVALID_ARG', /pixelValues/);
@@ -74,7 +74,7 @@ describe('InternVL2 = InternVLChatModel (remote code)', () => {
     await rejectsWith(() => m.vision_model.forward({ pixelValues: et.zeros([1, 3, 56, 56]), hiddenStateIndex: 3 }), 'ERR_INVALID_ARG', /hiddenStateIndex/);
     await rejectsWith(() => m.mlp1.forward(et.zeros([1, 1 + 15, 32])), 'ERR_INVALID_ARG', /side a multiple of 2/);
     const vision_config = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4, image_size: 56, norm_type: 'layer_norm' };
-    throwsWith(() => et.systems.InternVL.create({ vision_config: { ...vision_config, norm_type: 'batch_norm' }, llm_config: { architectures: ['InternLM2ForCausalLM'] } }), 'ERR_INVALID_ARG', /norm_type/);
-    throwsWith(() => et.systems.InternVL.create({ vision_config, llm_config: { architectures: ['GPT2LMHeadModel'] } }), 'ERR_INVALID_ARG', /llm_config\.architectures\[0\]/);
+    throwsWith(() => et.nn.InternVL.create({ vision_config: { ...vision_config, norm_type: 'batch_norm' }, llm_config: { architectures: ['InternLM2ForCausalLM'] } }), 'ERR_INVALID_ARG', /norm_type/);
+    throwsWith(() => et.nn.InternVL.create({ vision_config, llm_config: { architectures: ['GPT2LMHeadModel'] } }), 'ERR_INVALID_ARG', /llm_config\.architectures\[0\]/);
   });
 });

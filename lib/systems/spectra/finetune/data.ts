@@ -1,8 +1,8 @@
 /** SPECTRA's batches: the original's DataCollatorForDownstream over SpectraDataset items. */
-import { Tensor, tensor } from '../../tensor';
-import { checkInt, invalid, checkOptionNames } from '../../errors';
-import type { SpectraItem } from '../../data/datasets/spectra';
-import type { Device } from '../../device';
+import { Tensor, tensor } from '../../../tensor';
+import { checkInt, invalid, checkOptionNames } from '../../../errors';
+import type { SpectraItem } from '../../../data/datasets/spectra';
+import type { Device } from '../../../device';
 
 /** Options of `Spectra.collate`. */
 export interface SpectraCollateOptions {

@@ -8,17 +8,17 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Module, ModuleOptions, checkModuleOptions, lockConfig } from '../../nn/module';
-import { Linear, LayerNorm } from '../../nn/layers';
-import { RobertaModel } from '../../nn/roberta';
-import { WavLMModel } from '../../nn/wavlm';
-import { checkPretrainedOptions, checkpointDtype, pretrainedPath } from '../../nn/pretrained';
-import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../tensor';
-import { EmotorchError, checkInt, invalid } from '../../errors';
-import { crossEntropy, l1Loss, mseLoss } from '../../functional';
-import { saveSafetensors } from '../../io/safetensors';
-import { SpectraConfig, SpectraConfigInput, SpectraModel, SpectraPretrainedOptions, loadSpectraStateDict, readSpectraConfigs, resolveSpectraConfig } from './model';
-import { SpectraPretrainBatch, generator } from './pretrain';
+import { Module, ModuleOptions, checkModuleOptions, lockConfig } from '../../../nn/module';
+import { Linear, LayerNorm } from '../../../nn/layers';
+import { RobertaModel } from '../../../nn/roberta';
+import { WavLMModel } from '../../../nn/wavlm';
+import { checkPretrainedOptions, checkpointDtype, pretrainedPath } from '../../../nn/pretrained';
+import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../../tensor';
+import { EmotorchError, checkInt, invalid } from '../../../errors';
+import { crossEntropy, l1Loss, mseLoss } from '../../../functional';
+import { saveSafetensors } from '../../../io/safetensors';
+import { SpectraConfig, SpectraConfigInput, SpectraModel, SpectraPretrainedOptions, loadSpectraStateDict, readSpectraConfigs, resolveSpectraConfig } from '../finetune/model';
+import { SpectraPretrainBatch, generator } from './data';
 
 /**
  * The masked acoustic frames of one clip: the frames chosen (span after span, in order) and what
@@ -143,9 +143,9 @@ export function drawSpectraMam(frames: number, random: () => number = Math.rando
  * the undetached MAM target, the negative clip masked too (never scored), the MLM loss 0 without
  * gradient when no token is masked (model.py:88); where the original divides by zero (no masked
  * frame: model.py:90 gives 0; no word: model.py:100 gives NaN) the loss is 0 without gradient.
- * Guide: [SPECTRA](../../../docs/spectra.md).
+ * Guide: [SPECTRA](../../../../docs/spectra.md).
  * @example
- * const model = await et.systems.SpectraForPreTraining.fromEncoders('wavlm-base-plus/', 'roberta-base/');
+ * const model = await et.systems.spectra.SpectraForPreTraining.fromEncoders('wavlm-base-plus/', 'roberta-base/');
  * const { loss, mlmLoss, mamLoss, rsLoss, spanLoss } = await model.forward(batch);
  */
 export class SpectraForPreTraining extends Module {

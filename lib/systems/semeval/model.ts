@@ -1,10 +1,12 @@
 /**
- * The SemEval-2024 Task 3 seed classifier: per-utterance embeddings of any set of modalities,
+ * The SemEval-2024 Task 3 classifiers. The seed classifier ({@link ConcatFusionClassifier}): per-utterance embeddings of any set of modalities,
  * concatenated, into one `Linear(Σd, 7, bias=false)` scoring the 7 ECF emotions; trained with
  * cross-entropy (items without an emotion are ignored). Optionally, dialogue context
  * ({@link ConcatContextConfig}). Embeddings come from the ECF dataset's embedding files
  * ({@link EcfDataset} `features`) or from {@link embedUtterances} (an emotorch encoder,
- * mean-pooled over the mask, cached to disk).
+ * mean-pooled over the mask, cached to disk). The team's LanguageBind classifier
+ * ({@link LanguageBindClassifier}, `VideoAudioTextClassif`): the LanguageBind embeddings of any
+ * subset of video / audio / language, concatenated, into one `Linear(768·k, 7, bias=False)`.
  */
 import { Module, ModuleOptions, checkModuleOptions, lockConfig } from '../../nn/module';
 import { Linear, Embedding, LayerNorm } from '../../nn/layers';
@@ -16,13 +18,15 @@ import { WavLMModel } from '../../nn/wavlm';
 import { Wav2Vec2Model } from '../../nn/wav2vec2';
 import { WhisperEncoder } from '../../nn/whisper';
 import { whisperLogMel } from '../../audio/features';
-import { EmotorchError, checkInt, checkNumber, invalid, renameDeprecated } from '../../errors';
+import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid, renameDeprecated } from '../../errors';
 import { crossEntropy } from '../../functional';
 import { groupEcfConversations } from '../../data/datasets/ecf';
 import type { EcfItem } from '../../data/datasets/ecf';
 import type { Device } from '../../device';
-import { ConcatCollateOptions, ConcatFusionInputs, concatCollate, concatCollateConversations } from './data';
-export type { ConcatFusionInputs } from './data';
+import { LanguageBind, LANGUAGEBIND_MODALITIES } from '../../nn/languagebind';
+import type { LanguageBindKey } from '../../nn/languagebind';
+import { ConcatCollateOptions, ConcatFusionInputs, LanguageBindClassifierInputs, concatCollate, concatCollateConversations } from './data';
+export type { ConcatFusionInputs, LanguageBindClassifierInputs } from './data';
 
 /**
  * Dialogue context (beyond the seed, which scores utterances one by one): the concatenated
@@ -148,8 +152,8 @@ const INPUT_RENAMES = { utteranceMask: 'utteranceAttentionMask' } as const;
  * Guide: [SemEval-2024 classifiers](../../../docs/semeval.md).
  * @example
  * const ds = await et.data.EcfDataset.fromFile('train.json', { features: { files: { text: 'text.safetensors', video: 'video.safetensors' } } });
- * const model = et.systems.ConcatFusionClassifier.create({ modalities: { text: 768, video: 768 } });
- * const { loss, logits } = await model.forward(et.systems.ConcatFusionClassifier.collate(items));
+ * const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 768, video: 768 } });
+ * const { loss, logits } = await model.forward(et.systems.semeval.ConcatFusionClassifier.collate(items));
  */
 export class ConcatFusionClassifier extends Module {
   declare readonly config: Required<Omit<ConcatFusionConfig, 'context' | 'textEncoder' | 'audioEncoder'>> & {
@@ -404,10 +408,96 @@ export class ConcatFusionClassifier extends Module {
    *   token ids / waveforms), or bad options.
    * @example
    * const ids = new Map(items.map((it, i) => [it, encoded.inputIds[i]]));
-   * const batch = et.systems.ConcatFusionClassifier.collate(xs, { tokenIds: (it) => ids.get(it), waveform: (it) => clips.get(it) });
+   * const batch = et.systems.semeval.ConcatFusionClassifier.collate(xs, { tokenIds: (it) => ids.get(it), waveform: (it) => clips.get(it) });
    */
   static collate(items: EcfItem[], opts: ConcatCollateOptions = {}): ConcatFusionInputs {
     return concatCollate(items, opts);
   }
 }
 
+/** Settings of {@link LanguageBindClassifier.create}. */
+export interface LanguageBindClassifierConfig {
+  /** The concatenation order (the team's: video, audio, language). */
+  modalities: LanguageBindKey[];
+  /** The towers; omit to train on cached embeddings only (`features`). */
+  binder?: LanguageBind;
+  /** Width of each modality's embedding (default: the binder's projection, or 768). */
+  embedDim?: number;
+  /** Default 7. */
+  numLabels?: number;
+}
+
+/**
+ * `VideoAudioTextClassif`: LanguageBind embeddings of `modalities`, concatenated, into
+ * `Linear(embedDim · k, numLabels, bias=False)` (parameter `classifier.weight`); cross-entropy when
+ * labels are given. With frozen towers, cache the embeddings once ({@link languageBindEmbeddings})
+ * and train on `features`; with LoRA on the towers (`lora: 'keep'`), feed the towers' inputs.
+ * Guide: [SemEval-2024 classifiers](../../../docs/semeval.md).
+ * @example
+ * const model = et.systems.semeval.LanguageBindClassifier.create({ modalities: ['video', 'audio', 'language'], binder: lb });
+ * const { loss, logits } = await model.forward({ video, audio, inputIds, attentionMask, labels });
+ */
+export class LanguageBindClassifier extends Module {
+  readonly modalities: LanguageBindKey[];
+  readonly embedDim: number;
+  readonly binder: LanguageBind | null;
+  readonly classifier: Linear;
+
+  private constructor(modalities: LanguageBindKey[], embedDim: number, numLabels: number, binder: LanguageBind | null, opts: ModuleOptions) {
+    super();
+    this.modalities = modalities;
+    this.embedDim = embedDim;
+    this.binder = binder ? this.registerModule('binder', binder) : null;
+    this.classifier = this.registerModule('classifier', Linear.create({ in_features: embedDim * modalities.length, out_features: numLabels, bias: false }, opts));
+  }
+
+  /** @throws EmotorchError ERR_INVALID_ARG for an unknown or repeated modality, or one the binder has no tower for */
+  static create(config: LanguageBindClassifierConfig, opts: ModuleOptions = {}): LanguageBindClassifier {
+    opts = checkModuleOptions(opts, 'LanguageBindClassifier.create');
+    if (!config || typeof config !== 'object') invalid('{ modalities, binder?, embedDim?, numLabels? }', 'LanguageBindClassifier config', config);
+    checkOptionNames(config, ['modalities', 'binder', 'embedDim', 'numLabels'], 'LanguageBindClassifier config');
+    const mods = config.modalities;
+    const known = [...LANGUAGEBIND_MODALITIES, 'language'];
+    if (!Array.isArray(mods) || !mods.length || mods.some((m) => !known.includes(m)) || new Set(mods).size !== mods.length) {
+      invalid(`a non-empty list of distinct modalities from ${known.join(', ')}`, 'modalities', mods);
+    }
+    const binder = config.binder ?? null;
+    if (binder !== null && !(binder instanceof LanguageBind)) invalid('a LanguageBind', 'binder', binder);
+    if (binder) for (const m of mods) if (m !== 'language' && !binder.modalities.includes(m)) invalid(`a modality the binder has a tower for (${binder.modalities.join(', ')}, language)`, 'modalities', m);
+    const fromBinder = binder ? (binder.towers[binder.modalities[0]]!.config.projection_dim) : 768;
+    const embedDim = checkInt(config.embedDim ?? fromBinder, 'embedDim', 1);
+    if (binder && embedDim !== fromBinder) invalid(`the binder's projection width ${fromBinder}`, 'embedDim', embedDim);
+    return new LanguageBindClassifier(mods, embedDim, checkInt(config.numLabels ?? 7, 'numLabels', 2), binder, opts);
+  }
+
+  /**
+   * @returns `{ logits }` (batch, numLabels) and `loss` (mean cross-entropy over labels ≠ -100) when labels are given
+   * @throws EmotorchError for missing modality inputs, both features and tower inputs, or a wrong width
+   */
+  async forward(inputs: LanguageBindClassifierInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
+    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ features } or the towers\' inputs, labels?)', 'LanguageBindClassifier inputs', inputs);
+    const { features, labels, ...towerInputs } = inputs;
+    const given = Object.entries(towerInputs).filter(([, v]) => v !== undefined && v !== null).map(([k]) => k);
+    let x: Tensor;
+    if (features) {
+      if (given.length) invalid('either features or the towers\' inputs', 'LanguageBindClassifier inputs', `features and ${given.join(', ')}`);
+      checkTensor(features, 'features');
+      const d = this.embedDim * this.modalities.length;
+      if (features.ndim !== 2 || features.shape[1] !== d) invalid(`a tensor (batch, ${d})`, 'features', `[${features.shape}]`);
+      x = features;
+    } else {
+      if (!this.binder) invalid('features (this classifier has no towers)', 'LanguageBindClassifier inputs', given.join(', ') || 'none');
+      for (const m of this.modalities) {
+        const has = m === 'language' ? !!towerInputs.inputIds : !!towerInputs[m];
+        if (!has) invalid(`an input for every modality (${this.modalities.join(', ')})`, 'LanguageBindClassifier inputs', `no ${m === 'language' ? 'inputIds' : m}`);
+      }
+      const e = await this.binder!.forward(towerInputs);
+      x = cat(this.modalities.map((m) => e[m]!), -1);
+    }
+    const logits = await this.classifier.forward(x.to({ dtype: this.classifier.parameters()[0].dtype }));
+    if (!labels) return { logits };
+    checkTensor(labels, 'labels');
+    if (labels.ndim !== 1 || labels.shape[0] !== logits.shape[0] || (labels.dtype !== 'int64' && labels.dtype !== 'int32')) invalid(`int64 class ids of shape [${logits.shape[0]}]`, 'labels', `${labels.dtype} [${labels.shape}]`);
+    return { loss: crossEntropy(logits.to({ dtype: 'float32' }), labels.to({ dtype: 'int64' })), logits };
+  }
+}

@@ -5,14 +5,14 @@
  * `vision_config` and `llm_config`, safetensors shards with `vision_model.*`, `mlp1.*`,
  * `language_model.*`) and saves the same names.
  */
-import { Module, ModuleOptions, checkModuleOptions } from '../../nn/module';
-import { InternVisionModel, InternVLProjector, internVisionConfig } from '../../nn/intern_vit';
-import type { InternVisionConfig } from '../../nn/intern_vit';
-import { LlamaForCausalLM, normalizeLlamaConfig } from '../../nn/llama';
-import type { GenerationOptions, LlamaConfig } from '../../nn/llama';
-import { PretrainedOptions, checkPretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, pretrainedPath, withOverrides } from '../../nn/pretrained';
-import { Tensor, cat, checkTensor, tensor } from '../../tensor';
-import { EmotorchError, checkInt, invalid } from '../../errors';
+import { Module, ModuleOptions, checkModuleOptions } from './module';
+import { InternVisionModel, InternVLProjector, internVisionConfig } from './intern_vit';
+import type { InternVisionConfig } from './intern_vit';
+import { LlamaForCausalLM, normalizeLlamaConfig } from './llama';
+import type { GenerationOptions, LlamaConfig } from './llama';
+import { PretrainedOptions, checkPretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, pretrainedPath, withOverrides } from './pretrained';
+import { Tensor, cat, checkTensor, tensor } from '../tensor';
+import { EmotorchError, checkInt, invalid } from '../errors';
 
 /** InternVLChatConfig's fields (config.json names and the remote code's defaults). */
 export interface InternVLConfig {
@@ -79,9 +79,9 @@ export interface InternVLCreateOptions extends ModuleOptions {
 
 /**
  * InternVL2 as one Module: `vision_model` (InternViT), `mlp1` (the bridge), `language_model`.
- * Guide: [M2SE and InternVL2](../../../docs/m2se.md).
+ * Guide: [M2SE and InternVL2](../../docs/m2se.md).
  * @example
- * const ivl = await et.systems.InternVL.fromPretrained('InternVL2-8B/', { imgContextTokenId: 92546 });
+ * const ivl = await et.nn.InternVL.fromPretrained('InternVL2-8B/', { imgContextTokenId: 92546 });
  * const { loss } = await ivl.forward({ inputIds, attentionMask, pixelValues, labels });
  */
 export class InternVL extends Module {

@@ -1,0 +1,10 @@
+/**
+ * USDM (unit-based spoken dialogue model): a LLaMA over text and speech units; its supervised
+ * fine-tuning examples and arguments. `et.systems.usdm`.
+ * @module
+ */
+export { Usdm, addUnitVocabulary } from './model';
+export type { UsdmOptions } from './model';
+export { usdmSftLabels, usdmSftExamples, USDM_TOKEN_IDS, USDM_AUDIO } from './data';
+export type { UsdmTokenIds, UsdmTextCodec, UsdmAudioPair, UsdmSftExamplesOptions } from './data';
+export { USDM_SFT_ARGS } from './recipe';
