@@ -54,7 +54,7 @@ export const cases = {
           rope_scaling: { type: 'su', short_factor: Array.from({ length: half }, (_, i) => 1 + i / 100), long_factor: Array.from({ length: half }, (_, i) => 1 + i / 4) },
           bos_token_id: 1, eos_token_id: 32000, pad_token_id: 32000, tie_word_embeddings: false },
         tiles: int('IVL_TILES', 6), tokens_per_tile: 256, text_tokens: int('IVL_TEXT', 512), label_tokens: 32,
-        lora_regex: et.systems.INTERNVL_LORA_TARGETS, gradient_checkpointing: env('IVL_GC', '0') === '1',
+        lora_regex: et.systems.m2se.INTERNVL_LORA_TARGETS, gradient_checkpointing: env('IVL_GC', '0') === '1',
       };
       const warmup = int('IVL_WARMUP', 1), runs = int('IVL_RUNS', 2);
       console.log(`\n[internvl] one M2SE LoRA SFT step: InternViT-300M shape × ${cfg.vision.num_hidden_layers} layers (frozen) + mlp1 + Phi-3-mini shape × ${cfg.llm.num_hidden_layers} layers; `
@@ -62,7 +62,7 @@ export const cases = {
       const py = worker(cfg);
       try {
         const ready = await py.next();
-        const model = await et.systems.InternVL.fromPretrained(cfg.dir, { imgContextTokenId: cfg.img_context });
+        const model = await et.systems.m2se.InternVL.fromPretrained(cfg.dir, { imgContextTokenId: cfg.img_context });
         et.nn.applyLora(model, { r: 8, alpha: 32, dropout: 0, targetModules: cfg.lora_regex });
         const lora = (await et.io.loadSafetensors(path.join(cfg.dir, 'lora.safetensors'))).tensors;
         await model.loadStateDict(lora, { strict: false });

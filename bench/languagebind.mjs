@@ -275,7 +275,7 @@ export const cases = {
       console.log(`\n[languagebind] emotorch ${et.versions.emotorch} on libtorch ${et.versions.libtorch}; ${cpuName()}, ${threads} threads each side`
         + `; ONEDNN_MAX_CPU_ISA=${process.env.ONEDNN_MAX_CPU_ISA ?? '(unset)'}; EMOTORCH_CPU_LINEAR=${process.env.EMOTORCH_CPU_LINEAR ?? '(unset)'}`);
       if (process.env.ONEDNN_MAX_CPU_ISA) console.log('ONEDNN_MAX_CPU_ISA caps oneDNN: emotorch\'s float32 linear layers and both sides\' patch-embedding conv; Python\'s float32 matmuls run on MKL, which it does not affect');
-      console.log(`et.systems.LanguageBindClassifier: ${et.systems?.LanguageBindClassifier ? 'present (the train case still builds the step from et.nn pieces)' : 'not in this build'}`);
+      console.log(`et.systems.semeval.LanguageBindClassifier: ${et.systems?.LanguageBindClassifier ? 'present (the train case still builds the step from et.nn pieces)' : 'not in this build'}`);
       const checks = {};
       try {
         // decode first: ffmpeg is spawned by fork, which costs more from a process that holds the

@@ -44,7 +44,7 @@ async function llama(dir, dtype, prompt, nNew) {
 async function salmonn(dir, dtype, seconds, nNew) {
   const tokenizer = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures', 'tokenizers', 'llama', 'tokenizer.json');
   const t0 = performance.now();
-  const model = await et.systems.Salmonn.fromPretrained({
+  const model = await et.systems.salmonn.Salmonn.fromPretrained({
     whisper: path.join(dir, 'whisper'), beats: path.join(dir, 'beats.pt'), llm: path.join(dir, 'llm'), tokenizer, checkpoint: path.join(dir, 'salmonn.pth'), dtype,
   });
   const loadMs = performance.now() - t0;
@@ -64,15 +64,15 @@ async function internvl(dir, dtype, nNew) {
   const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures', 'm2se_internvl');
   const t0 = performance.now();
   const tokenizer = await et.data.Tokenizer.fromFile(path.join(dir, 'tokenizer.json'));
-  const model = await et.systems.InternVL.fromPretrained(dir, { dtype, imgContextTokenId: tokenizer.tokenToId('<IMG_CONTEXT>') });
+  const model = await et.systems.m2se.InternVL.fromPretrained(dir, { dtype, imgContextTokenId: tokenizer.tokenToId('<IMG_CONTEXT>') });
   const loadMs = performance.now() - t0;
   const peak = status('VmHWM'), rss = status('VmRSS');
   const N = Number(nNew);
   const stamps = [];
   const t1 = performance.now();
   const record = { query: '<image>What emotion does this face show?', response: '', history: [], images: [path.join(fixture, 'face.png')], videos: [], audios: [] };
-  const { items: [item] } = await et.systems.m2seInternVLItems([record], model, tokenizer, { inference: true });
-  const pixelValues = await et.systems.m2seInternVLPixels(item, model.config.force_image_size);
+  const { items: [item] } = await et.systems.m2se.m2seInternVLItems([record], model, tokenizer, { inference: true });
+  const pixelValues = await et.systems.m2se.m2seInternVLPixels(item, model.config.force_image_size);
   const inputIds = et.tensor(item.ids, { dtype: 'int64' }).reshape([1, item.ids.length]);
   const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues: pixelValues.to({ dtype: model.vision_model.parameters()[0].dtype }) },
     { maxNewTokens: N, minNewTokens: N, onTokens: () => stamps.push(performance.now()) }));

@@ -31,7 +31,7 @@ export const cases = {
     async setup(cfg) {
       et.manualSeed(0);
       const tokenizer = await et.data.Tokenizer.fromFile(path.join(here, '..', 'test', 'fixtures', 'tokenizers', 'llama', 'tokenizer.json'));
-      const model = new et.systems.Salmonn({
+      const model = new et.systems.salmonn.Salmonn({
         whisper: et.nn.WhisperEncoder.create(cfg.whisper), beats: et.nn.BeatsEncoder.create(cfg.beats),
         llm: et.nn.LlamaForCausalLM.create(cfg.llm), tokenizer,
       }, { qformer: cfg.qformer, lora_rank: cfg.lora_rank, lora_alpha: cfg.lora_alpha, lora_dropout: cfg.lora_dropout }).train();

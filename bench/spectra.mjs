@@ -8,8 +8,8 @@
 //   selection + span losses, backward, AdamW) against the ORIGINAL ATForPreTraining on HF modules
 //   (SPECTRA_SRC = a folder holding DAMO-ConvAI's spectra/, with the fixture's shims for transformers 5).
 // - concat_cache: seconds per training epoch of the SemEval seed classifier
-//   (et.systems.ConcatFusionClassifier) on RoBERTa-base text embeddings, re-encoding every batch
-//   versus reading et.systems.embedUtterances' cache. emotorch only (no Python side).
+//   (et.systems.semeval.ConcatFusionClassifier) on RoBERTa-base text embeddings, re-encoding every batch
+//   versus reading et.systems.semeval.embedUtterances' cache. emotorch only (no Python side).
 import * as et from 'emotorch';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -32,7 +32,7 @@ const robertaBase = {
 
 async function spectraSetup(cfg) {
   et.manualSeed(0);
-  const model = et.systems.Spectra.create({ num_class: cfg.num_class, audio: { ...cfg.audio, max_length: cfg.samples }, text: { ...cfg.text, num_fused_layers: cfg.fused } }).train();
+  const model = et.systems.spectra.Spectra.create({ num_class: cfg.num_class, audio: { ...cfg.audio, max_length: cfg.samples }, text: { ...cfg.text, num_fused_layers: cfg.fused } }).train();
   const opt = new et.optim.AdamW(model.parameters(), { lr: 2e-5, eps: 1e-8, weightDecay: 0.01 });
   const B = cfg.batch;
   const ids = et.randint(3, cfg.text.vocab_size, [B, cfg.tokens]);
@@ -54,7 +54,7 @@ async function spectraSetup(cfg) {
 
 async function spectraPretrainSetup(cfg) {
   et.manualSeed(0);
-  const model = et.systems.SpectraForPreTraining.create({ audio: { ...cfg.audio, max_length: cfg.samples }, text: { ...cfg.text, num_fused_layers: cfg.fused, max_length: cfg.tokens } }, { seed: 1 }).train();
+  const model = et.systems.spectra.SpectraForPreTraining.create({ audio: { ...cfg.audio, max_length: cfg.samples }, text: { ...cfg.text, num_fused_layers: cfg.fused, max_length: cfg.tokens } }, { seed: 1 }).train();
   const opt = new et.optim.AdamW(model.parameters().filter((p) => p.requiresGrad), { lr: 1e-4, eps: 1e-8, weightDecay: 0.01 });
   const B = cfg.batch, S = cfg.samples, L = cfg.tokens;
   const text = et.cat([et.zeros([2 * B, 1], { dtype: 'int64' }), et.randint(3, cfg.text.vocab_size - 1, [2 * B, L - 1])], 1);
@@ -83,7 +83,7 @@ const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.le
 async function concatCache({ opt }) {
   const c = { utterances: opt('utterances', 256), tokens: opt('tokens', 24), batch: 4, accumulation: 16, trials: opt('trials', 3) };
   console.log(`\n[concat_cache] SemEval seed classifier (Linear(768, 7, bias=false)) on mean-pooled RoBERTa-base text embeddings: one epoch of ${c.utterances} utterances × ${c.tokens} tokens, batch ${c.batch} × accumulation ${c.accumulation}, AdamW`);
-  console.log(`${c.trials} alternating trials of one epoch each: re-encoding every batch vs et.systems.embedUtterances' cache (read from disk every epoch)`);
+  console.log(`${c.trials} alternating trials of one epoch each: re-encoding every batch vs et.systems.semeval.embedUtterances' cache (read from disk every epoch)`);
   et.manualSeed(0);
   const encoder = et.nn.RobertaModel.create({ ...robertaBase, type_vocab_size: 1 }, { addPoolingLayer: false }).eval();
   const ids = et.randint(3, robertaBase.vocab_size, [c.utterances, c.tokens]);
@@ -98,7 +98,7 @@ async function concatCache({ opt }) {
     return { lastHiddenState, attentionMask: m };
   };
   const pool = ({ lastHiddenState: h, attentionMask: m }) => { const w = m.to({ dtype: h.dtype }).unsqueeze(2); return h.mul(w).sum(1).div(w.sum(1).clamp(1)); };
-  const model = et.systems.ConcatFusionClassifier.create({ modalities: { text: robertaBase.hidden_size } });
+  const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: robertaBase.hidden_size } });
   const optim = new et.optim.AdamW(model.parameters(), { lr: 1e-3 });
   // One epoch: batches of 4 utterances, an optimizer step every 16 batches.
   const epoch = async (features) => {
@@ -116,10 +116,10 @@ async function concatCache({ opt }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-concat-'));
   const cacheFile = path.join(dir, 'text.safetensors');
   let t0 = performance.now();
-  await et.systems.embedUtterances(keys, encode, { cacheFile, batchSize: 16 });
+  await et.systems.semeval.embedUtterances(keys, encode, { cacheFile, batchSize: 16 });
   console.log(`building the cache once (encode ${c.utterances} utterances, write ${(fs.statSync(cacheFile).size / 1e6).toFixed(2)} MB): ${((performance.now() - t0) / 1000).toFixed(2)} s`);
   const cached = async () => {
-    const m = await et.systems.embedUtterances(keys, () => { throw new Error('the cache was not used'); }, { cacheFile });
+    const m = await et.systems.semeval.embedUtterances(keys, () => { throw new Error('the cache was not used'); }, { cacheFile });
     const flat = new Float32Array(c.utterances * robertaBase.hidden_size);
     keys.forEach((k, i) => flat.set(m.get(k), i * robertaBase.hidden_size));
     await epoch(et.tensor(flat, { shape: [c.utterances, robertaBase.hidden_size] }));

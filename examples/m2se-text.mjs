@@ -110,7 +110,7 @@ async function evaluate(tag) {
   const out = {};
   for (const [task, file] of Object.entries(testFiles)) {
     const jsonl = path.join(dir, `${tag}-${task}.jsonl`);
-    await et.systems.m2seInfer({ model, tokenizer, dataset: file, outFile: jsonl, maxNewTokens: task === 'pairs' ? 10 : 6 });
+    await et.systems.m2se.m2seInfer({ model, tokenizer, dataset: file, outFile: jsonl, maxNewTokens: task === 'pairs' ? 10 : 6 });
     const r = et.metrics.m2seComputeResult(jsonl, task);
     out[task] = task === 'pairs' ? { F1: r.micro.f1, WF1: r.weightedF1 } : { accuracy: r.accuracy, weightedF1: r.weightedF1 };
     if (task === 'pairs') out.example = JSON.parse(fs.readFileSync(jsonl, 'utf8').split('\n')[0]);
@@ -126,10 +126,10 @@ const before = await evaluate('before');
 const args = { per_device_train_batch_size: 8, gradient_accumulation_steps: 1, learning_rate: 3e-3, warmup_ratio: 0.05, lr_scheduler_type: 'cosine', save_strategy: 'no', logging_steps: 20 };
 const lora = { r: 16, alpha: 32, dropout: 0, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 const t0 = Date.now();
-const [r1] = await et.systems.m2seStages({ model, tokenizer, lora, outputDir: path.join(dir, 'runs'), stages: [{ datasets: [stage1], args: { ...args, num_train_epochs: EPOCHS1 } }] });
+const [r1] = await et.systems.m2se.m2seStages({ model, tokenizer, lora, outputDir: path.join(dir, 'runs'), stages: [{ datasets: [stage1], args: { ...args, num_train_epochs: EPOCHS1 } }] });
 console.log(`stage 1: ${r1.examples} examples, ${r1.globalStep} steps, training loss ${r1.trainingLoss.toFixed(3)}; media the text-only model could not use: ${JSON.stringify(r1.unusedMedia)}`);
 await evaluate('after stage 1');
-const [r2] = await et.systems.m2seStages({ model, tokenizer, outputDir: path.join(dir, 'runs-2'), stages: [{ datasets: [stage2], args: { ...args, num_train_epochs: EPOCHS2 } }] });
+const [r2] = await et.systems.m2se.m2seStages({ model, tokenizer, outputDir: path.join(dir, 'runs-2'), stages: [{ datasets: [stage2], args: { ...args, num_train_epochs: EPOCHS2 } }] });
 console.log(`stage 2: ${r2.examples} examples, ${r2.globalStep} steps, training loss ${r2.trainingLoss.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s of training)`);
 const after2 = await evaluate('after stage 2');
 

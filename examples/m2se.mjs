@@ -106,7 +106,7 @@ console.log(`media: ${clips.Positive.length + clips.Negative.length} clips, ${EM
 // ---- the model: a tiny random InternVL2 (InternLM2 LLM, as EmoVerse-8B) and its tokenizer
 const tokenizer = await et.data.Tokenizer.fromFile(path.join(root, 'test', 'fixtures', 'm2se_internvl', 'tokenizer.json'));
 const vocab = tokenizer.vocabSize;
-const model = et.systems.InternVL.create({
+const model = et.systems.m2se.InternVL.create({
   vision_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, patch_size: 14, image_size: 56, qkv_bias: true,
     qk_normalization: false, norm_type: 'layer_norm', drop_path_rate: 0 },
   llm_config: { architectures: ['InternLM2ForCausalLM'], vocab_size: vocab, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4,
@@ -119,7 +119,7 @@ async function evaluate(tag) {
   const out = {};
   for (const [task, file] of Object.entries(testFiles)) {
     const jsonl = path.join(dir, `${tag.replace(/ /g, '-')}-${task}.jsonl`);
-    await et.systems.m2seInfer({ model, tokenizer, dataset: file, outFile: jsonl, maxNewTokens: task === 'pairs' ? 10 : 6 });
+    await et.systems.m2se.m2seInfer({ model, tokenizer, dataset: file, outFile: jsonl, maxNewTokens: task === 'pairs' ? 10 : 6 });
     const r = et.metrics.m2seComputeResult(jsonl, task);
     out[task] = task === 'pairs' ? { F1: r.micro.f1, WF1: r.weightedF1 } : { accuracy: r.accuracy, weightedF1: r.weightedF1 };
   }
@@ -133,11 +133,11 @@ const before = await evaluate('before');
 const args = { per_device_train_batch_size: 8, gradient_accumulation_steps: 1, learning_rate: 3e-3, warmup_ratio: 0.05, lr_scheduler_type: 'cosine', save_strategy: 'no', logging_steps: 10 };
 const lora = { r: 16, alpha: 32, dropout: 0 };   // targets: ms-swift's default for InternVL2 (every Linear of the LLM and mlp1)
 const t0 = Date.now();
-const [r1] = await et.systems.m2seStages({ model, tokenizer, lora, outputDir: path.join(dir, 'runs'), stages: [{ datasets: [stage1], args: { ...args, num_train_epochs: EPOCHS1 } }] });
+const [r1] = await et.systems.m2se.m2seStages({ model, tokenizer, lora, outputDir: path.join(dir, 'runs'), stages: [{ datasets: [stage1], args: { ...args, num_train_epochs: EPOCHS1 } }] });
 const acc = (out) => JSON.parse(fs.readFileSync(path.join(out, 'log.jsonl'), 'utf8').trim().split('\n').filter((l) => l.includes('"acc"')).at(-1) ?? '{}').acc;
 console.log(`stage 1: ${r1.examples} examples, ${r1.globalStep} steps, training loss ${r1.trainingLoss.toFixed(3)}, last logged swift acc (sentence) ${acc(r1.outputDir)}`);
 const after1 = await evaluate('after stage 1');
-const [r2] = await et.systems.m2seStages({ model, tokenizer, outputDir: path.join(dir, 'runs-2'), stages: [{ datasets: [stage2], args: { ...args, num_train_epochs: EPOCHS2 } }] });
+const [r2] = await et.systems.m2se.m2seStages({ model, tokenizer, outputDir: path.join(dir, 'runs-2'), stages: [{ datasets: [stage2], args: { ...args, num_train_epochs: EPOCHS2 } }] });
 console.log(`stage 2: ${r2.examples} examples, ${r2.globalStep} steps, training loss ${r2.trainingLoss.toFixed(3)}, last logged acc ${acc(r2.outputDir)} (${((Date.now() - t0) / 1000).toFixed(0)} s of training)`);
 const after2 = await evaluate('after stage 2');
 

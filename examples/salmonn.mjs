@@ -55,14 +55,14 @@ for (let i = 0; i < ds.length; i++) {
 const evalItems = items.slice(0, HELD_OUT);
 const trainItems = items.slice(HELD_OUT);
 const asDataset = (xs) => ({ length: xs.length, get: (i) => xs[i] });
-const dataCollator = (batch) => et.systems.Salmonn.collate(batch);
+const dataCollator = (batch) => et.systems.salmonn.Salmonn.collate(batch);
 console.log(`${trainItems.length} training and ${evalItems.length} held-out dialogues; target e.g. ${JSON.stringify(evalItems[0].target)}`);
 
 // ---- the model
 let model;
 if (REAL) {
   const config = env.SALMONN_CONFIG ? JSON.parse(fs.readFileSync(env.SALMONN_CONFIG, 'utf8')) : {};
-  model = await et.systems.Salmonn.fromPretrained({ whisper: env.SALMONN_WHISPER, beats: env.SALMONN_BEATS || null, llm: env.SALMONN_LLM,
+  model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: env.SALMONN_WHISPER, beats: env.SALMONN_BEATS || null, llm: env.SALMONN_LLM,
     checkpoint: env.SALMONN_CKPT || null, config: { max_txt_len: 512, ...config } });
   if (et.cuda.isAvailable()) await model.to({ device: 'cuda' });
 } else {
@@ -76,7 +76,7 @@ if (REAL) {
   // and nothing learns to listen (tried: emotion accuracy stays at chance).
   const llm = et.nn.LlamaForCausalLM.create({ vocab_size: 1500, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
     num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512, initializer_range: 0.15 });
-  model = new et.systems.Salmonn({ whisper, beats, llm, tokenizer }, {
+  model = new et.systems.salmonn.Salmonn({ whisper, beats, llm, tokenizer }, {
     qformer: { hidden_size: 64, num_attention_heads: 2, intermediate_size: 128, initializer_range: 0.1 }, lora_rank: 16, lora_alpha: 32, lora_dropout: 0,
     max_txt_len: 64, num_beams: 1, max_new_tokens: 48,
   });

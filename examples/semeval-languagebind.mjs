@@ -36,7 +36,7 @@ fs.mkdirSync(videoDir);
 const colour = { surprise: 'yellow', fear: 'purple', sadness: 'blue', neutral: 'gray', joy: 'orange', anger: 'red', disgust: 'green' };
 const t0 = Date.now();
 for (const it of items0) {
-  const k = et.systems.languageBindLabel(it.emotion);
+  const k = et.systems.semeval.languageBindLabel(it.emotion);
   execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', `color=c=${colour[it.emotion]}:s=96x64:r=10:d=1.5`, '-f', 'lavfi', '-i', `sine=frequency=${300 + 150 * k}:duration=1.5`,
     '-shortest', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-y', path.join(videoDir, it.videoName)]);
 }
@@ -63,9 +63,9 @@ const tokenizer = await et.data.Tokenizer.fromFile(audioFolder);
 
 // 3. Frozen towers: each utterance's embeddings computed once and cached.
 const modalities = ['video', 'audio', 'language'];
-const lb = await et.systems.LanguageBind.fromPretrained({ video: videoFolder, audio: audioFolder });
+const lb = await et.systems.semeval.LanguageBind.fromPretrained({ video: videoFolder, audio: audioFolder });
 const t1 = Date.now();
-const files = await et.systems.languageBindEmbeddings(lb, items0, {
+const files = await et.systems.semeval.languageBindEmbeddings(lb, items0, {
   videoDir, tokenizer, modalities, outDir: path.join(work, 'cache'), audio: { chunks: 'first' },
   onProgress: (done, total) => { if (done === total) console.log(`embedded ${total} utterances (video, audio, language) in ${((Date.now() - t1) / 1000).toFixed(1)} s`); },
 });
@@ -75,14 +75,14 @@ const held = new Set(ds.conversations.filter((_, i) => i % 4 === 0).map((c) => c
 const subset = (keep) => { const xs = items.filter(keep); return { length: xs.length, get: (i) => xs[i] }; };
 const train = subset((it) => !held.has(it.conversationId)), test = subset((it) => held.has(it.conversationId));
 
-const head = et.systems.LanguageBindClassifier.create({ modalities, embedDim: 64 });
+const head = et.systems.semeval.LanguageBindClassifier.create({ modalities, embedDim: 64 });
 const perEpoch = [];
 const trainer = new et.train.Trainer({
   model: head, trainDataset: train, evalDataset: test,
-  dataCollator: (xs) => et.systems.languageBindCachedCollate(xs),
-  computeMetrics: et.systems.languageBindMetrics,
+  dataCollator: (xs) => et.systems.semeval.languageBindCachedCollate(xs),
+  computeMetrics: et.systems.semeval.languageBindMetrics,
   // the team's arguments; a larger learning rate than HF's default 5e-5 for 20 epochs of a few dozen items
-  args: { ...et.systems.LANGUAGEBIND_SEMEVAL_ARGS, num_train_epochs: 20, gradient_accumulation_steps: 1, learning_rate: 5e-2, output_dir: path.join(work, 'run'), disable_tqdm: true, report_to: 'none' },
+  args: { ...et.systems.semeval.LANGUAGEBIND_SEMEVAL_ARGS, num_train_epochs: 20, gradient_accumulation_steps: 1, learning_rate: 5e-2, output_dir: path.join(work, 'run'), disable_tqdm: true, report_to: 'none' },
   callbacks: [{ onEvaluate: (_ctx, metrics) => perEpoch.push(metrics.eval_weighted_f1) }],
 });
 const before = await trainer.evaluate();
@@ -94,25 +94,25 @@ console.log(`  weighted F1 per epoch: ${perEpoch.slice(1, -1).map((f) => f.toFix
 // Subtask 2 with the self-cause baseline on the predicted emotions, as a CodaLab submission.
 const testItems = items.filter((it) => held.has(it.conversationId));
 const { predictions } = await trainer.predict(test);
-const pred = Array.from(predictions.argmax(-1).dataSync(), (k) => et.data.ECF_EMOTIONS.indexOf(et.systems.LANGUAGEBIND_ECF_LABELS[Number(k)]));
+const pred = Array.from(predictions.argmax(-1).dataSync(), (k) => et.data.ECF_EMOTIONS.indexOf(et.systems.semeval.LANGUAGEBIND_ECF_LABELS[Number(k)]));
 const submission = path.join(work, 'Subtask_2_pred.json');
-et.metrics.writeEcfSubmission(submission, testItems, et.systems.selfCausePairs(testItems, pred));
+et.metrics.writeEcfSubmission(submission, testItems, et.systems.semeval.selfCausePairs(testItems, pred));
 console.log(`  wrote ${submission}`);
 
 // 4. LoRA on the video tower (r 8 on temporal_attn, as LanguageBind's own LoRA), trained end to end.
-const lbLora = await et.systems.LanguageBind.fromPretrained({ video: videoFolder, audio: audioFolder });
+const lbLora = await et.systems.semeval.LanguageBind.fromPretrained({ video: videoFolder, audio: audioFolder });
 const loraLayers = et.nn.applyLora(lbLora.towers.video, { r: 8, alpha: 16, targetModules: ['temporal_attn.q_proj', 'temporal_attn.k_proj', 'temporal_attn.v_proj', 'temporal_attn.out_proj'].flatMap((t) => [0, 1].map((l) => `vision_model.encoder.layers.${l}.${t}`)) });
 lbLora.towers.audio.freeze();
 lbLora.language.freeze();
-const model = et.systems.LanguageBindClassifier.create({ modalities, binder: lbLora });
+const model = et.systems.semeval.LanguageBindClassifier.create({ modalities, binder: lbLora });
 console.log(`LoRA: ${loraLayers.length} layers wrapped, ${model.numParameters(true)} of ${model.numParameters()} parameters trainable`);
 const rawTrain = { length: train.length, get: (i) => train.get(i) };
 const t2 = Date.now();
 const lora = new et.train.Trainer({
   model, trainDataset: rawTrain, evalDataset: test,
-  dataCollator: (xs) => et.systems.languageBindCollate(xs, { videoDir, modalities, tokenizer, audio: { chunks: 'first' } }),
-  computeMetrics: et.systems.languageBindMetrics,
-  args: { ...et.systems.LANGUAGEBIND_SEMEVAL_ARGS, num_train_epochs: 1, gradient_accumulation_steps: 1, learning_rate: 5e-3, save_strategy: 'no', output_dir: path.join(work, 'lora'), disable_tqdm: true, report_to: 'none' },
+  dataCollator: (xs) => et.systems.semeval.languageBindCollate(xs, { videoDir, modalities, tokenizer, audio: { chunks: 'first' } }),
+  computeMetrics: et.systems.semeval.languageBindMetrics,
+  args: { ...et.systems.semeval.LANGUAGEBIND_SEMEVAL_ARGS, num_train_epochs: 1, gradient_accumulation_steps: 1, learning_rate: 5e-3, save_strategy: 'no', output_dir: path.join(work, 'lora'), disable_tqdm: true, report_to: 'none' },
 });
 await lora.train();
 const m = await lora.evaluate();

@@ -1,4 +1,4 @@
-// The SemEval-2024 Task 3 seed classifier (et.systems.ConcatFusionClassifier): per-utterance
+// The SemEval-2024 Task 3 seed classifier (et.systems.semeval.ConcatFusionClassifier): per-utterance
 // embeddings of a set of modalities, concatenated, one Linear(Σd, 7, bias=false), trained on
 // et.train.Trainer with the seed's TrainingArguments (transformers 4.30's optim adamw_hf, 10 epochs, batch 4 × accumulation 16,
 // evaluation and saving every epoch, 1 checkpoint kept), on generated ECF 2.0 sample data with
@@ -42,10 +42,10 @@ for (const order of [['text'], ['audio'], ['text', 'audio']]) {
   const subset = (keep) => { const xs = items.filter(keep); return { length: xs.length, get: (i) => xs[i] }; };
   const train = subset((it) => !held.has(it.conversationId)), test = subset((it) => held.has(it.conversationId));
   const dims = Object.fromEntries(order.map((m) => [m, ds.featureSize / order.length]));
-  const model = et.systems.ConcatFusionClassifier.create({ modalities: dims });
+  const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities: dims });
   const trainer = new et.train.Trainer({
     model, trainDataset: train, evalDataset: test,
-    dataCollator: (xs) => et.systems.ConcatFusionClassifier.collate(xs),
+    dataCollator: (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs),
     computeMetrics: macroF1,
     args: { ...seedArgs, ...common, output_dir: outDir(), learning_rate: 5e-2 },
   });
@@ -61,18 +61,18 @@ for (const order of [['text'], ['audio'], ['text', 'audio']]) {
   const { predictions } = await trainer.predict(test);
   const pred = Array.from(predictions.argmax(-1).dataSync(), Number);
   const submission = path.join(outDir(), 'Subtask_2_pred.json');
-  et.metrics.writeEcfSubmission(submission, testItems, et.systems.selfCausePairs(testItems, pred));
+  et.metrics.writeEcfSubmission(submission, testItems, et.systems.semeval.selfCausePairs(testItems, pred));
   const goldConvs = JSON.parse(fs.readFileSync(path.join(dataDir, 'ecf.json'), 'utf8')).filter((c) => held.has(c.conversation_ID));
   const pairs = et.metrics.ecacPairs(JSON.parse(fs.readFileSync(submission, 'utf8')), goldConvs);
   console.log(`         subtask 2, self-cause pairs: w-avg F1 ${pairs.weighted.f1.toFixed(3)} (micro ${pairs.micro.f1.toFixed(3)}); wrote ${submission}`);
   // Beyond the seed, on the same split: a 1-layer transformer over each conversation's utterances
   // with utterance-position and speaker embeddings (whole conversations per batch).
-  const convs = et.systems.ConcatFusionClassifier.groupConversations(items);
+  const convs = et.systems.semeval.ConcatFusionClassifier.groupConversations(items);
   const csubset = (keep) => { const xs = convs.filter((c) => keep(c[0])); return { length: xs.length, get: (i) => xs[i] }; };
-  const ctx = et.systems.ConcatFusionClassifier.create({ modalities: dims, context: { hidden_size: 32, num_attention_heads: 4, num_speakers: 2 } });
+  const ctx = et.systems.semeval.ConcatFusionClassifier.create({ modalities: dims, context: { hidden_size: 32, num_attention_heads: 4, num_speakers: 2 } });
   const ctrainer = new et.train.Trainer({
     model: ctx, trainDataset: csubset((it) => !held.has(it.conversationId)), evalDataset: csubset((it) => held.has(it.conversationId)),
-    dataCollator: (cs) => et.systems.ConcatFusionClassifier.collateConversations(cs),
+    dataCollator: (cs) => et.systems.semeval.ConcatFusionClassifier.collateConversations(cs),
     computeMetrics: macroF1,
     args: { ...common, output_dir: outDir(), num_train_epochs: 30, per_device_train_batch_size: 4, eval_strategy: 'epoch', save_strategy: 'no', learning_rate: 3e-3 },
   });
@@ -86,7 +86,7 @@ console.log('(the seed rows use the seed args as they are, except learning_rate 
 // Embeddings computed by an emotorch encoder instead of read from files, on the same split: a
 // tiny random-weight RoBERTa over a word vocabulary of the sample texts (with a real checkpoint:
 // et.nn.RobertaModel.fromPretrained('roberta-base/') and its tokenizer). (a) the seed way: the
-// frozen encoder's mean-pooled states, computed once and cached on disk (et.systems.embedUtterances),
+// frozen encoder's mean-pooled states, computed once and cached on disk (et.systems.semeval.embedUtterances),
 // then only the linear layer trains; (b) LoRA on the encoder's query/value, trained end to end.
 {
   const ds = await et.data.EcfDataset.fromFile(path.join(dataDir, 'ecf.json'));
@@ -112,15 +112,15 @@ console.log('(the seed rows use the seed args as they are, except learning_rate 
     console.log(`${name} macro F1 ${before.eval_macro_f1.toFixed(3)} -> ${after.eval_macro_f1.toFixed(3)} (${trainable} trained parameters, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   };
   const frozen = encoder().eval();
-  const cache = await et.systems.embedUtterances(items.map((it) => `${it.conversationId}_${it.utteranceId}`), async (idx) => {
-    const b = et.systems.ConcatFusionClassifier.collate(idx.map((i) => items[i]), { tokenIds });
+  const cache = await et.systems.semeval.embedUtterances(items.map((it) => `${it.conversationId}_${it.utteranceId}`), async (idx) => {
+    const b = et.systems.semeval.ConcatFusionClassifier.collate(idx.map((i) => items[i]), { tokenIds });
     const { lastHiddenState } = await frozen.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask });
     return { lastHiddenState, attentionMask: b.attentionMask };
   }, { cacheFile: path.join(outDir(), 'roberta_text.safetensors') });
-  await run('text encoder, cached   ', et.systems.ConcatFusionClassifier.create({ modalities: { text: 32 } }),
-    (it) => ({ ...it, features: cache.get(`${it.conversationId}_${it.utteranceId}`) }), (xs) => et.systems.ConcatFusionClassifier.collate(xs));
-  await run('text encoder, LoRA      ', et.systems.ConcatFusionClassifier.create({ modalities: { text: 32 }, textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } } }),
-    (it) => it, (xs) => et.systems.ConcatFusionClassifier.collate(xs, { tokenIds }));
+  await run('text encoder, cached   ', et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 32 } }),
+    (it) => ({ ...it, features: cache.get(`${it.conversationId}_${it.utteranceId}`) }), (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs));
+  await run('text encoder, LoRA      ', et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 32 }, textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } } }),
+    (it) => it, (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs, { tokenIds }));
 
   // The same with an audio encoder as well: each sample utterance is voiced by one of the sample
   // clips of its emotion (wav/<emotion>_<k>.wav); a tiny random-weight WavLM (with a real
@@ -137,10 +137,10 @@ console.log('(the seed rows use the seed args as they are, except learning_rate 
     conv_dim: [32, 32, 32], conv_kernel: [10, 8, 4], conv_stride: [5, 8, 4], hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2,
     intermediate_size: 64, num_conv_pos_embeddings: 16, num_conv_pos_embedding_groups: 4, num_buckets: 32, max_bucket_distance: 64,
   });
-  await run('text + audio, both LoRA ', et.systems.ConcatFusionClassifier.create({
+  await run('text + audio, both LoRA ', et.systems.semeval.ConcatFusionClassifier.create({
     modalities: { text: 32, audio: 32 },
     textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } },
     audioEncoder: { model: wavlm, lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] } },
-  }), (it) => it, (xs) => et.systems.ConcatFusionClassifier.collate(xs, { tokenIds, waveform: (it) => clipOf.get(it) }));
+  }), (it) => it, (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs, { tokenIds, waveform: (it) => clipOf.get(it) }));
 }
 

@@ -56,7 +56,7 @@ const tokenizer = await et.data.Tokenizer.fromJSON({
   post_processor: { type: 'RobertaProcessing', sep: ['</s>', 2], cls: ['<s>', 0], trim_offsets: true, add_prefix_space: false },
   decoder: null, model: { type: 'WordLevel', vocab, unk_token: '<unk>' },
 });
-const corpus = await et.systems.buildSpectraPretrainCorpus({
+const corpus = await et.systems.spectra.buildSpectraPretrainCorpus({
   speechDir: path.join(work, 'speech'), textDir: path.join(work, 'text'), outDir: path.join(work, 'corpus'), transcriptsName: 'transcripts.pkl',
   maxSliceSeconds: 2, encode: (w) => tokenizer.encode(w),
 });
@@ -66,11 +66,11 @@ console.log(`corpus: ${corpus.clips} clips, ${(corpus.tenths / 10).toFixed(1)} s
 const audio = { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, conv_dim: [32, 32, 32, 32, 32, 32, 32],
   num_conv_pos_embeddings: 16, num_conv_pos_embedding_groups: 4, num_buckets: 32, max_bucket_distance: 64, max_length: 32000 };
 const text = { vocab_size: 256, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 130, max_length: 64 };
-const model = et.systems.SpectraForPreTraining.create({ audio, text }, { seed: 1 });
-const train = await et.systems.SpectraPretrainDataset.fromFile(corpus.transcripts, { seed: 2 });
+const model = et.systems.spectra.SpectraForPreTraining.create({ audio, text }, { seed: 1 });
+const train = await et.systems.spectra.SpectraPretrainDataset.fromFile(corpus.transcripts, { seed: 2 });
 console.log(`pre-training on ${train.length} (context, response) pairs, ${model.numParameters()} parameters`);
 const t0 = Date.now();
-const { trainer, output, saved } = await et.systems.pretrainSpectra({
+const { trainer, output, saved } = await et.systems.spectra.pretrainSpectra({
   model, train, saveDir: path.join(work, 'runs'), modelName: 'spectra', saveInterval: 2, seed: 3,
   collate: { tokenizer },
   args: { per_device_train_batch_size: 4, gradient_accumulation_steps: 1, num_train_epochs: 4, learning_rate: 2e-3, logging_steps: 2, disable_tqdm: true },
@@ -86,9 +86,9 @@ if (!fs.existsSync(path.join(dataDir, 'spectra_mosi.pkl'))) {
   execFileSync(process.execPath, [path.join(here, '..', 'scripts', 'make-sample-data.mjs'), dataDir], { stdio: 'inherit' });
 }
 const mosi = await et.data.SpectraDataset.fromFile(path.join(dataDir, 'spectra_mosi.pkl'), { task: 'mosi' });
-const cls = await et.systems.Spectra.fromPretrained(saved[saved.length - 1], { task: 'mosi' });
+const cls = await et.systems.spectra.Spectra.fromPretrained(saved[saved.length - 1], { task: 'mosi' });
 console.log(`fine-tuning ${path.basename(saved[saved.length - 1])} on ${mosi.length} MOSI-style items (skipped ${cls.loadInfo.skipped.length} head tensors, new: ${cls.loadInfo.initialized.join(', ')})`);
-const ft = await et.systems.Spectra.finetune({
+const ft = await et.systems.spectra.Spectra.finetune({
   task: 'mosi', model: cls, train: mosi, collate: { audioLength: 12000, textLength: 64, regression: true },
   args: { output_dir: path.join(work, 'mosi'), per_device_train_batch_size: 8, num_train_epochs: 2, learning_rate: 1e-3, logging_steps: 10, disable_tqdm: true, report_to: 'none', save_strategy: 'no' },
 });

@@ -13,8 +13,8 @@
 //     <adjective>". Two held-out sets: new recordings (new user voices) of trained word pairs, and
 //     10 of the 64 word pairs never trained on;
 //   - SFT examples from (user audio, transcript, response, response audio) with
-//     et.systems.usdmSftExamples (the original template and label masking), a tiny random LLaMA
-//     with the unit vocabulary as et.systems.Usdm, full fine-tune with et.train.Trainer;
+//     et.systems.usdm.usdmSftExamples (the original template and label masking), a tiny random LLaMA
+//     with the unit vocabulary as et.systems.usdm.Usdm, full fine-tune with et.train.Trainer;
 //   - before and after, on each held-out set: token accuracy on the supervised tokens (transcript,
 //     response text, response units) and the three greedy stages (usdm.infer): user units →
 //     transcript → response → response units, counted when the texts are exactly right.
@@ -24,7 +24,7 @@
 // The tokenizer is a small stand-in laid out like USDM's Mistral vocabulary (see below).
 // With the real model: et.nn.Wav2Vec2Model.fromPretrained('xlsr2_1b_v2.pt', { config: et.nn.WAV2VEC2_XLSR2_1B_V2 }),
 // new et.audio.UnitExtractor({ encoder, layer: 35, centroids: 'kmeans_10k.npy' }), and
-// et.systems.Usdm.fromPretrained('USDM-DailyTalk/') with its tokenizer (et.data.Tokenizer).
+// et.systems.usdm.Usdm.fromPretrained('USDM-DailyTalk/') with its tokenizer (et.data.Tokenizer).
 import * as os from 'os';
 import * as et from 'emotorch';
 
@@ -133,9 +133,9 @@ const codec = {
 };
 
 // ---- SFT examples from audio (the original template and masking)
-const trainEx = await et.systems.usdmSftExamples(trainPairs, { unitExtractor, codec, tokenIds });
+const trainEx = await et.systems.usdm.usdmSftExamples(trainPairs, { unitExtractor, codec, tokenIds });
 const testEx = {};
-for (const [k, v] of Object.entries(tests)) testEx[k] = await et.systems.usdmSftExamples(v, { unitExtractor, codec, tokenIds });
+for (const [k, v] of Object.entries(tests)) testEx[k] = await et.systems.usdm.usdmSftExamples(v, { unitExtractor, codec, tokenIds });
 const distinct = new Set(trainEx.flatMap((e) => [...e.userUnits, ...e.agentUnits])).size;
 console.log(`user units of "${tests['unseen pairs'][0].userText}": ${testEx['unseen pairs'][0].userUnits.join(' ')}`);
 console.log(`${distinct} of ${K} units used; ${trainEx[0].ids.length} tokens per example, ${trainEx[0].labels.filter((l) => l !== -100).length} supervised; units ready at ${secs()}`);
@@ -143,7 +143,7 @@ console.log(`${distinct} of ${K} units used; ${trainEx[0].ids.length} tokens per
 // ---- the decoder: a tiny random LLaMA with the unit vocabulary, full fine-tune
 const llm = et.nn.LlamaForCausalLM.create({ vocab_size: V, hidden_size: 96, intermediate_size: 256, num_hidden_layers: 2, num_attention_heads: 4,
   num_key_value_heads: 2, max_position_embeddings: 512, initializer_range: 0.05 });
-const usdm = new et.systems.Usdm(llm, { tokenIds });
+const usdm = new et.systems.usdm.Usdm(llm, { tokenIds });
 
 // held-out token accuracy per supervised span: transcript (through its "\n"), response text
 // (through <|correspond|>), response units (and the final "▁")
@@ -183,7 +183,7 @@ async function evaluate(tag) {
 console.log(`chance per token ≈ 1/${V} = ${(1 / V).toFixed(3)}`);
 const before = await evaluate('before');
 
-// ---- SFT with the Trainer (the original's recipe is et.systems.USDM_SFT_ARGS: lr 2e-5 for a
+// ---- SFT with the Trainer (the original's recipe is et.systems.usdm.USDM_SFT_ARGS: lr 2e-5 for a
 // pretrained 7B; a random toy model needs a larger rate)
 const trainer = new et.train.Trainer({
   model: usdm, trainDataset: { length: trainEx.length, get: (i) => trainEx[i] }, dataCollator: (items) => usdm.collate(items),
