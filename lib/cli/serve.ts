@@ -10,13 +10,16 @@
  * bounded queue (429 when it is full); body
  * size, audio length, images and `max_tokens` are bounded; a request past its time, or one whose
  * client goes away, stops generating at the next token. Errors are OpenAI error objects.
+ *
+ * This file is the HTTP side only (routes, admission, streaming, the command); each system brings
+ * its chat adapter (`et.data.ChatAdapter`): `et.systems.salmonn.salmonnChat`,
+ * `et.systems.m2se.internvlChat`, `et.systems.m2se.llmChat`.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { randomUUID } from 'crypto';
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Template } from '@huggingface/jinja';
 import * as et from '../index';
 import { Command, UsageError, loadChatModel, modelAndAdapter, num, str } from './common';
 import { readSalmonnYaml, runDevice } from './salmonn';
@@ -27,115 +30,14 @@ interface OpenAiContentPart { type?: unknown; text?: unknown; input_audio?: { da
 interface OpenAiStreamOptions { include_usage?: unknown }
 interface TokenizerConfigJson { chat_template?: unknown }
 
-/** One message of a request, its parts decoded. */
-export interface ChatTurn {
-  role: 'system' | 'user' | 'assistant';
-  text: string;
-  /** 16 kHz mono waveforms of its `input_audio` parts. */
-  audio: Float32Array[];
-  /** uint8 RGB [3, H, W] images of its `image_url` parts. */
-  images: et.Tensor[];
-}
-
-/** What a backend's generation gets from a request. */
-export interface ChatGeneration {
-  /** The request's max_tokens; undefined: the model's own default, at most `limit`. */
-  maxTokens?: number;
-  /** The server's largest max_tokens. */
-  limit: number;
-  /** The server's largest prompt, in tokens. */
-  maxPromptTokens: number;
-  /** 0: greedy; above: sampling at this temperature; undefined: the model's own setting. */
-  temperature?: number;
-  topP?: number;
-  /** The request's seed: sampling from a generator of its own. */
-  seed?: number;
-  /** Decode in the server's running batch (with other requests' rows) rather than alone. */
-  batched: boolean;
-  onTokens: (ids: number[]) => void;
-  /** Called with the prompt's length in tokens once it is known (the usage of an answer ended by a stop sequence). */
-  onPrompt?: (promptTokens: number) => void;
-  signal: AbortSignal;
-}
-
-/** A loaded model as the server drives it. */
-export interface ChatBackend {
-  /** The name `/v1/models` lists and requests give as `model`. */
-  id: string;
-  /** What the model is, for /health and the page. */
-  kind: 'salmonn' | 'internvl' | 'llm';
-  /** Content parts it takes besides text. */
-  accepts: { audio: boolean; image: boolean };
-  /** Answers a conversation: the new token ids (cut before the first stop id) and the prompt length. */
-  answer(turns: ChatTurn[], g: ChatGeneration): Promise<{ tokens: number[]; promptTokens: number; finish: 'stop' | 'length' }>;
-  /**
-   * Text of answer ids (special tokens left out). `partial`: ids of an answer still growing, so a
-   * trailing run of byte-fallback tokens (`<0xE2>`, …) is left out: the bytes decode as one group,
-   * and a group that later turns out invalid becomes U+FFFD as a whole, which would change text
-   * already streamed.
-   */
-  decode(ids: number[], partial?: boolean): Promise<string>;
-}
+type ChatAdapter = et.data.ChatAdapter;
+type ChatTurn = et.data.ChatTurn;
 
 /** A request the server refuses: an HTTP status and an OpenAI error object. */
 export class ApiError extends Error {
   constructor(readonly status: number, message: string, readonly type = 'invalid_request_error', readonly param: string | null = null, readonly code: string | null = null) {
     super(message);
   }
-}
-
-const cut = (ids: number[], stops: number[]): number[] => {
-  const i = ids.findIndex((t) => stops.includes(t));
-  return i < 0 ? ids : ids.slice(0, i);
-};
-
-/** `decode` for a backend: ids cut at the first stop id, a growing answer's trailing byte tokens left out. */
-function decoder(tok: et.data.Tokenizer, stops: number[]): ChatBackend['decode'] {
-  const isByte = (id: number) => /^<0x[0-9A-Fa-f]{2}>$/.test(tok.idToToken(id) ?? '');
-  return (ids, partial) => {
-    let r = cut(ids, stops);
-    if (partial) { let n = r.length; while (n > 0 && isByte(r[n - 1])) n--; r = r.slice(0, n); }
-    return tok.decode(r, { skipSpecialTokens: true });
-  };
-}
-
-/** Refuses a prompt of more tokens than the server takes (--max-prompt-tokens). */
-function checkPrompt(n: number, g: ChatGeneration): void {
-  if (n > g.maxPromptTokens) throw new ApiError(400, `the prompt has ${n} tokens, more than ${g.maxPromptTokens} (--max-prompt-tokens)`, 'invalid_request_error', 'messages', 'context_length_exceeded');
-}
-
-/** Sampling options of a request in the library's names. */
-function sampling(g: ChatGeneration): { doSample?: boolean; temperature?: number; topP?: number; seed?: number } {
-  const seed = g.seed === undefined ? {} : { seed: g.seed };
-  if (g.temperature === undefined) return g.topP === undefined ? seed : { topP: g.topP, ...seed };
-  return g.temperature === 0 ? { doSample: false } : { doSample: true, temperature: g.temperature, ...(g.topP === undefined ? {} : { topP: g.topP }), ...seed };
-}
-
-/** SALMONN: one user message with one audio clip and its instruction (the original's cli_inference.py turn). */
-export function salmonnBackend(model: et.systems.salmonn.Salmonn, id: string): ChatBackend {
-  const eos = model.ids.eos;
-  const batch = new et.nn.DecodeBatch(model.llama_model);
-  return {
-    id, kind: 'salmonn', accepts: { audio: true, image: false },
-    async answer(turns, g) {
-      if (turns.length !== 1 || turns[0].role !== 'user') throw new ApiError(400, `SALMONN answers one user message (an audio clip and its instruction); this request has ${turns.map((t) => t.role).join(', ')}`, 'invalid_request_error', 'messages');
-      const [t] = turns;
-      if (t.audio.length !== 1) throw new ApiError(400, `SALMONN takes exactly one input_audio part; the message has ${t.audio.length}`, 'invalid_request_error', 'messages');
-      if (!t.text.trim()) throw new ApiError(400, 'the message has no text part (the instruction)', 'invalid_request_error', 'messages');
-      let promptTokens = 0;
-      const beams = model.config.num_beams;
-      const s = sampling(g);
-      const maxNewTokens = g.maxTokens ?? Math.min(model.config.max_new_tokens, g.limit);   // the YAML's generate block
-      const [tokens] = await model.generateTokens([t.audio[0]], t.text.trim(), {
-        // a request's temperature asks for one sequence (0 greedy, above sampled), which streams; without one, the YAML's beams
-        // its YAML's beams decode alone; one sequence joins the batch
-        maxNewTokens, ...s, ...(g.temperature !== undefined ? { numBeams: 1 } : {}), signal: g.signal, ...(g.batched ? { batch } : {}),
-        ...(beams === 1 || g.temperature !== undefined ? { onTokens: g.onTokens } : {}), onPromptLength: (n) => { promptTokens = n; g.onPrompt?.(n); },
-      });
-      return { tokens, promptTokens, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
-    },
-    decode: decoder(model.tokenizer, [eos]),
-  };
 }
 
 /** A chat template (Jinja, as `tokenizer.apply_chat_template` renders it) from a model folder. */
@@ -152,79 +54,6 @@ export function readChatTemplate(dir: string, file?: string): string | null {
     if (d && typeof d.template === 'string') return d.template;
   }
   return null;
-}
-
-/** A LLaMA-family LLM on text: messages rendered by its chat template (add_generation_prompt), tokenized without special tokens. */
-export function llmBackend(llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Tokenizer, template: string, id: string): ChatBackend {
-  const tpl = new Template(template);
-  const eosCfg = llm.config.eos_token_id as number | number[];
-  const stops = [...new Set([...(Array.isArray(eosCfg) ? eosCfg : [eosCfg]), tokenizer.eosTokenId].filter((x): x is number => Number.isInteger(x)))];
-  const batch = new et.nn.DecodeBatch(llm);
-  return {
-    id, kind: 'llm', accepts: { audio: false, image: false },
-    async answer(turns, g) {
-      let prompt: string;
-      try {
-        prompt = tpl.render({
-          messages: turns.map((t) => ({ role: t.role, content: t.text })), add_generation_prompt: true,
-          bos_token: tokenizer.bosToken ?? '', eos_token: tokenizer.eosToken ?? '', pad_token: tokenizer.padToken ?? '', unk_token: tokenizer.unkToken ?? '',
-        });
-      } catch (e) {   // the template's raise_exception('…') lands here too
-        throw new ApiError(400, `the chat template refuses these messages: ${(e as Error).message}`, 'invalid_request_error', 'messages');
-      }
-      const ids = await tokenizer.encode(prompt, { addSpecialTokens: false });
-      if (!ids.length) throw new ApiError(400, 'the messages render to an empty prompt', 'invalid_request_error', 'messages');
-      checkPrompt(ids.length, g);
-      g.onPrompt?.(ids.length);
-      const maxNewTokens = g.maxTokens ?? Math.min(g.limit, llm.config.max_position_embeddings - ids.length);
-      if (maxNewTokens < 1 || ids.length + maxNewTokens > llm.config.max_position_embeddings) throw new ApiError(400, `the prompt (${ids.length} tokens) and max_tokens (${maxNewTokens}) pass the model's ${llm.config.max_position_embeddings} positions`, 'invalid_request_error', 'max_tokens', 'context_length_exceeded');
-      const inputIds = et.tensor([ids], { dtype: 'int64' });
-      const { newTokens } = await et.noGrad(() => llm.generate({ inputIds }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal, ...(g.batched ? { batch } : {}) }));
-      const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
-      inputIds.dispose(); newTokens.dispose();
-      return { tokens, promptTokens: ids.length, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
-    },
-    decode: decoder(tokenizer, stops),
-  };
-}
-
-/** InternVL2: a conversation (system, history, images as dynamic tiles) in ms-swift's template, as `swift infer` prompts it. */
-export function internvlBackend(model: et.systems.m2se.InternVL, tokenizer: et.data.Tokenizer, id: string, opts: { maxNum?: number } = {}): ChatBackend {
-  const template = et.systems.m2se.internvlTemplateOf(model);
-  const sep = tokenizer.tokenToId(et.systems.m2se.INTERNVL_TEMPLATES[template].sep);
-  const stops = [...new Set([sep, tokenizer.eosTokenId].filter((x): x is number => x !== undefined))];
-  const side = model.config.force_image_size ?? model.vision_model.config.image_size;
-  const batch = new et.nn.DecodeBatch(model.language_model);
-  return {
-    id, kind: 'internvl', accepts: { audio: false, image: true },
-    async answer(turns, g) {
-      const system = turns[0]?.role === 'system' ? turns[0].text : undefined;
-      const rest = system === undefined ? turns : turns.slice(1);
-      if (rest.some((t, i) => t.role !== (i % 2 ? 'assistant' : 'user')) || rest.length % 2 !== 1) {
-        throw new ApiError(400, `InternVL2 takes an optional system message, then user and assistant messages in turn, ending with a user message; this request has ${turns.map((t) => t.role).join(', ')}`, 'invalid_request_error', 'messages');
-      }
-      const tiles: et.Tensor[] = [];
-      const imageTiles: number[] = [];
-      for (const t of rest) for (const img of t.images) {
-        const { pixelValues } = et.vision.internvlTiles(img, { imageSize: side, maxNum: opts.maxNum ?? 12 });
-        tiles.push(pixelValues); imageTiles.push(pixelValues.shape[0]);
-      }
-      const history = [];
-      for (let i = 0; i + 1 < rest.length; i += 2) history.push([rest[i].text, rest[i + 1].text] as [string, string]);
-      const enc = await et.systems.m2se.internvlEncode(tokenizer, { system, history, query: rest[rest.length - 1].text, imageTiles }, { template, numImageToken: model.numImageToken });
-      checkPrompt(enc.inputIds.length, g);
-      g.onPrompt?.(enc.inputIds.length);
-      const inputIds = et.tensor([enc.inputIds], { dtype: 'int64' });
-      const pixelValues = tiles.length ? et.cat(tiles, 0) : null;
-      const maxNewTokens = g.maxTokens ?? g.limit;
-      const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues }, { maxNewTokens, eosTokenId: stops, ...sampling(g), onTokens: g.onTokens, signal: g.signal, ...(g.batched ? { batch } : {}) }));
-      const tokens = cut((newTokens.toArray() as number[][])[0].map(Number), stops);
-      inputIds.dispose(); newTokens.dispose(); pixelValues?.dispose();
-      for (const t of tiles) t.dispose();
-      return { tokens, promptTokens: enc.inputIds.length, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
-    },
-    decode: decoder(tokenizer, stops),
-  };
 }
 
 /** The server's bounds. */
@@ -315,7 +144,7 @@ const IMAGE_TYPES: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 
  * The request's messages, media decoded and checked against the backend and the limits, pushed
  * onto `turns` as they are read (so that the caller disposes the images of a request refused midway).
  */
-async function readMessages(body: Record<string, unknown>, backend: ChatBackend, limits: ServeLimits, turns: ChatTurn[]): Promise<ChatTurn[]> {
+async function readMessages(body: Record<string, unknown>, backend: ChatAdapter, limits: ServeLimits, turns: ChatTurn[]): Promise<ChatTurn[]> {
   const messages = body.messages;
   if (!Array.isArray(messages) || !messages.length) throw new ApiError(400, 'messages must be a non-empty array', 'invalid_request_error', 'messages');
   // images counted before any is decoded
@@ -513,6 +342,7 @@ const errorBody = (e: ApiError) => ({ error: { message: e.message, type: e.type,
 /** What a failure is to a client. */
 function asApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
+  if (e instanceof et.data.ChatRequestError) return new ApiError(400, e.message, 'invalid_request_error', e.param, e.reason);   // an adapter's refusal
   if (e instanceof et.EmotorchError && e.code === 'ERR_ABORTED') return new ApiError(504, 'the request took longer than the server allows (--timeout-s)', 'timeout_error', null, 'timeout');
   if (e instanceof et.EmotorchError && e.code === 'ERR_INVALID_ARG') return new ApiError(400, e.message, 'invalid_request_error');
   const f = e as { statusCode?: number; code?: string; message?: string };
@@ -578,9 +408,9 @@ class IdleRelease {
 
 /**
  * A Fastify server for a backend (not yet listening: call `listen`).
- * @param backend {@link salmonnBackend}, {@link internvlBackend} or {@link llmBackend}
+ * @param backend a system's chat adapter: `et.systems.salmonn.salmonnChat`, `et.systems.m2se.internvlChat` or `et.systems.m2se.llmChat`
  */
-export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> = {}): FastifyInstance & { stats: ServeStats } {
+export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> = {}): FastifyInstance & { stats: ServeStats } {
   const L: ServeLimits = { ...SERVE_DEFAULTS, ...limits };
   const app = Fastify({ bodyLimit: L.maxBodyBytes, logger: false }) as unknown as FastifyInstance & { stats: ServeStats };
   const gate = new Gate(L.maxBatch, L.maxQueue);
@@ -662,7 +492,7 @@ export function createServer(backend: ChatBackend, limits: Partial<ServeLimits> 
         const snapshot = ids.slice();
         decoding = decoding.then(async () => { if (!done) push(await backend.decode(snapshot, true)); }).catch(() => {});
       };
-      let result: Awaited<ReturnType<ChatBackend['answer']>>;
+      let result: Awaited<ReturnType<ChatAdapter['answer']>>;
       try {
         result = await gate.run(() => backend.answer(turns, {
           maxTokens: settings.maxTokens, limit: L.maxTokens, maxPromptTokens: L.maxPromptTokens, temperature: settings.temperature, topP: settings.topP,
@@ -764,21 +594,21 @@ export const SERVE: Command = {
       maxTokens: positive('max_tokens', true), timeoutMs: positive('timeout_s', false) * 1000,
     };
     const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(ckptDir ?? p)).replace(/\.ya?ml$/, '');
-    let backend: ChatBackend;
+    let backend: ChatAdapter;
     if (cfg) {
       const device = runDevice(str(v, 'device'));
       const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
       if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
       const model = await et.systems.salmonn.Salmonn.fromPretrained({ ...options, ...(givenDtype ? { dtype: givenDtype } : {}) });
       if (device !== 'cpu') await model.to({ device });
-      backend = salmonnBackend(model.eval(), name(cfg));
+      backend = et.systems.salmonn.salmonnChat(model.eval(), name(cfg));
     } else {
       const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'), { adapter: chosen!.adapter, merge: v.merge_lora === true, dtype: modelDtype });   // local: a repo id's hub cache folder
-      if (model instanceof et.systems.m2se.InternVL) backend = internvlBackend(model.eval() as et.systems.m2se.InternVL, tokenizer, name(dir!));
+      if (model instanceof et.systems.m2se.InternVL) backend = et.systems.m2se.internvlChat(model.eval() as et.systems.m2se.InternVL, tokenizer, name(dir!));
       else {
         const template = readChatTemplate(local, str(v, 'chat_template'));
         if (!template) throw new et.EmotorchError(`'${dir}' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): pass --chat-template <file>`, 'ERR_IO');
-        backend = llmBackend(model.eval() as et.nn.LlamaForCausalLM, tokenizer, template, name(dir!));
+        backend = et.systems.m2se.llmChat(model.eval() as et.nn.LlamaForCausalLM, tokenizer, template, name(dir!));
       }
     }
     const app = createServer(backend, limits);

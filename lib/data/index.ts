@@ -20,3 +20,5 @@ export type {
 } from './tokenizer';
 export { internvlEncode, INTERNVL_TEMPLATES, INTERNVL2_SYSTEM } from './internvl';
 export type { InternVLTemplate, InternVLConversation, InternVLEncoded } from './internvl';
+export { ChatRequestError } from './chat';
+export type { ChatAdapter, ChatTurn, ChatGeneration } from './chat';

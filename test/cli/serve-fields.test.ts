@@ -7,7 +7,8 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import * as http from 'http';
 import * as et from '../../lib/index';
-import { ChatBackend, createServer, stopCut } from '../../lib/cli/serve';
+import { createServer, stopCut } from '../../lib/cli/serve';
+import type { ChatAdapter } from '../../lib/data/chat';
 
 /**
  * A backend whose answer is `pieces` (the last user text split on '|'), one token each, `ms` apart:
@@ -17,7 +18,7 @@ function pieceBackend(ms = 2) {
   const runs: Array<{ generated: number; aborted: boolean }> = [];
   const vocab: string[] = [];
   const idOf = (p: string) => { let i = vocab.indexOf(p); if (i < 0) { vocab.push(p); i = vocab.length - 1; } return i; };
-  const backend: ChatBackend = {
+  const backend: ChatAdapter = {
     id: 'pieces', kind: 'llm', accepts: { audio: false, image: false },
     async answer(turns, g) {
       const ids = turns[turns.length - 1].text.split('|').map(idOf);
@@ -42,7 +43,7 @@ const apps: Array<ReturnType<typeof createServer>> = [];
 // keep-alive sockets of the aborted fetches are closed rather than waited for
 afterEach(async () => { while (apps.length) { const a = apps.pop()!; a.server.closeAllConnections(); await a.close(); } });
 
-async function start(backend: ChatBackend, limits = {}) {
+async function start(backend: ChatAdapter, limits = {}) {
   const app = createServer(backend, limits);
   apps.push(app);
   const url = await app.listen({ host: '127.0.0.1', port: 0 });

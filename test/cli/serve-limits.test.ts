@@ -4,12 +4,13 @@
 // error objects, with the server answering afterwards.
 import { describe, it, expect, afterEach } from 'vitest';
 import * as et from '../../lib/index';
-import { ApiError, ChatBackend, ChatGeneration, ChatTurn, createServer } from '../../lib/cli/serve';
+import { ApiError, createServer } from '../../lib/cli/serve';
+import type { ChatAdapter, ChatGeneration, ChatTurn } from '../../lib/data/chat';
 
 /** A backend that answers each request's text back, token by token, when the test says so (a stubborn one ignores its signal). */
 function handBackend(accepts = { audio: true, image: true }, stubborn = false) {
   const pending: Array<{ turns: ChatTurn[]; g: ChatGeneration; release: () => void }> = [];
-  const backend: ChatBackend = {
+  const backend: ChatAdapter = {
     id: 'hand', kind: 'llm', accepts,
     async answer(turns, g) {
       await new Promise<void>((resolve, reject) => {
@@ -29,7 +30,7 @@ function handBackend(accepts = { audio: true, image: true }, stubborn = false) {
 const apps: Array<{ close(): Promise<unknown> }> = [];
 afterEach(async () => { while (apps.length) await apps.pop()!.close(); });
 
-async function start(backend: ChatBackend, limits = {}) {
+async function start(backend: ChatAdapter, limits = {}) {
   const app = createServer(backend, limits);
   apps.push(app);
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -98,7 +99,7 @@ describe('emotorch serve: limits', () => {
     expect(hand.pending.length).toBe(1);
     expect(pending.length).toBe(1);
     // streamed: the headers went out with the first token, then the time ran out
-    const slow: ChatBackend = { ...backend, async answer(_t, g) { g.onTokens([104]); await new Promise((_, rej) => g.signal.addEventListener('abort', () => rej(new et.EmotorchError('t', 'ERR_ABORTED')))); throw new Error('unreachable'); } };
+    const slow: ChatAdapter = { ...backend, async answer(_t, g) { g.onTokens([104]); await new Promise((_, rej) => g.signal.addEventListener('abort', () => rej(new et.EmotorchError('t', 'ERR_ABORTED')))); throw new Error('unreachable'); } };
     const s = await start(slow, { timeoutMs: 150 });
     const r = await s.post({ ...user('hi'), stream: true });
     expect(r.status).toBe(200);
@@ -143,10 +144,18 @@ describe('emotorch serve: limits', () => {
   });
 
   it('reports an ApiError a backend throws as it is', async () => {
-    const backend: ChatBackend = { ...handBackend().backend, answer: async () => { throw new ApiError(400, 'SALMONN takes one clip', 'invalid_request_error', 'messages'); } };
+    const backend: ChatAdapter = { ...handBackend().backend, answer: async () => { throw new ApiError(400, 'SALMONN takes one clip', 'invalid_request_error', 'messages'); } };
     const { post } = await start(backend);
     const r = await post(user('x'));
     expect(r.status).toBe(400);
     expect((await r.json()).error).toEqual({ message: 'SALMONN takes one clip', type: 'invalid_request_error', param: 'messages', code: null });
+  });
+
+  it("answers an adapter's ChatRequestError as a 400 naming its param and code", async () => {
+    const backend: ChatAdapter = { ...handBackend().backend, answer: async () => { throw new et.data.ChatRequestError('the prompt has 9 tokens, more than 8', 'messages', 'context_length_exceeded'); } };
+    const { post } = await start(backend);
+    const r = await post(user('x'));
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toEqual({ message: 'the prompt has 9 tokens, more than 8', type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' });
   });
 });

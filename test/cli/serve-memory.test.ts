@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import * as et from '../../lib/index';
-import { createServer, internvlBackend } from '../../lib/cli/serve';
+import { createServer } from '../../lib/cli/serve';
 import { FIXTURES, tmpdir } from '../helpers';
 
 const HAVE_FFMPEG = !!et.audio.findFfmpeg() && !!et.audio.findFfprobe();
@@ -27,7 +27,7 @@ describe.skipIf(!HAVE_FFMPEG)('emotorch serve: memory after image and prompt bom
     const root = path.join(FIXTURES, 'm2se_internvl');
     const tok = await et.data.Tokenizer.fromFile(root);
     const model = (await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval() as et.systems.m2se.InternVL;
-    const app = createServer(internvlBackend(model, tok, 'ivl'));
+    const app = createServer(et.systems.m2se.internvlChat(model, tok, 'ivl'));
     try {
       const url = await app.listen({ host: '127.0.0.1', port: 0 });
       const post = async (content: unknown) => {
@@ -70,7 +70,7 @@ describe.skipIf(!HAVE_FFMPEG)('emotorch serve: memory after image and prompt bom
     const root = path.join(FIXTURES, 'm2se_internvl');
     const tok = await et.data.Tokenizer.fromFile(root);
     const model = (await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval() as et.systems.m2se.InternVL;
-    const app = createServer(internvlBackend(model, tok, 'ivl'), { maxPromptTokens: 100_000 });
+    const app = createServer(et.systems.m2se.internvlChat(model, tok, 'ivl'), { maxPromptTokens: 100_000 });
     try {
       const url = await app.listen({ host: '127.0.0.1', port: 0 });
       // 100 000 words pass the 3.2 M characters and are tokenized (internvlEncode's ids no longer spread into push())

@@ -11,7 +11,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { execFileSync, spawn, spawnSync } from 'child_process';
 import * as et from '../../lib/index';
-import { createServer, ChatBackend, ChatTurn } from '../../lib/cli/serve';
+import { createServer } from '../../lib/cli/serve';
+import type { ChatAdapter, ChatTurn } from '../../lib/data/chat';
 import { rejectsWith, tmpdir } from '../helpers';
 
 const HAVE_FFMPEG = !!et.audio.findFfmpeg() && !!et.audio.findFfprobe();
@@ -273,7 +274,7 @@ describe.skipIf(!HAVE_FFMPEG)('decodes are bounded in size, duration, time and l
 describe.skipIf(!HAVE_FFMPEG)('emotorch serve refuses the attacks as media parts', () => {
   it('a playlist as data:image/png or as input_audio mp3 / flac is a 400 and reaches no backend', async () => {
     const seen: number[][][] = [];   // each request's image shapes (the server disposes the images after it)
-    const backend: ChatBackend = {
+    const backend: ChatAdapter = {
       id: 'hand', kind: 'llm', accepts: { audio: true, image: true },
       async answer(turns: ChatTurn[]) { seen.push(turns.flatMap((t) => t.images.map((i) => i.shape))); return { tokens: [111, 107], promptTokens: 1, finish: 'stop' }; },
       decode: async (ids) => String.fromCharCode(...ids),

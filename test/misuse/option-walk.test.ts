@@ -219,6 +219,7 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(Object.entries({
     'systems.semeval.ecfVideoFile', 'systems.semeval.ecfAudioFile', 'systems.semeval.languageBindLabel', 'nn.resolveInternVLConfig', 'systems.m2se.m2seRecords', 'systems.m2se.m2seMedia',
     'systems.m2se.m2sePrompt', 'systems.m2se.m2seCollate', 'systems.m2se.m2seAudio', 'systems.m2se.m2seResponse', 'systems.m2se.m2seInternVLPixels', 'systems.m2se.internvlTemplateOf',
     'systems.ecfSubmission', 'systems.writeEcfSubmission', 'systems.semeval.ConcatFusionClassifier.groupConversations', 'systems.salmonn.Salmonn.collate', 'systems.salmonn.salmonnJoinTurns',
+    'systems.salmonn.salmonnChat', 'systems.m2se.internvlChat', 'systems.m2se.llmChat', 'data.ChatRequestError',
     'audio.findFfmpeg', 'audio.findFfprobe', 'audio.soxrStatus',
     'data.mulberry32', 'data.inferSwiftTask', 'data.Tokenizer.fromFileSync', 'data.usdm.unitString', 'data.usdm.parseUsdmLine', 'data.usdm.formatUsdmLine',
     'train.TrainingArguments.steps',

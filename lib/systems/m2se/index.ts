@@ -15,3 +15,4 @@ export { InternVL, INTERNVL_DEFAULTS, INTERNVL_IMAGE_TOKENS, resolveInternVLConf
 export type { InternVLConfig, InternVLInputs, InternVLOutputs, InternVLCreateOptions } from '../../nn/internvl';
 export { internvlEncode, INTERNVL_TEMPLATES, INTERNVL2_SYSTEM } from '../../data/internvl';
 export type { InternVLTemplate, InternVLConversation, InternVLEncoded } from '../../data/internvl';
+export { internvlChat, llmChat } from './chat';

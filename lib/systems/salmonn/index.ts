@@ -9,3 +9,4 @@ export type { SalmonnCollateItem } from './data';
 export { salmonnTrajectorySvg, salmonnJoinTurns, SALMONN_TURN_GAP } from './data';
 export { salmonnSchedule, salmonnIterationLr, salmonnTotalSteps, salmonnParamGroups } from './recipe';
 export type { SalmonnOptimsOptions } from './recipe';
+export { salmonnChat } from './chat';
