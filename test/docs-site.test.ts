@@ -27,7 +27,7 @@ describe('the documentation site', () => {
     const guides = fs.readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => f.replace(/\.md$/, ''));
     expect(guides.length).toBeGreaterThan(10);
     for (const g of guides) expect(fs.existsSync(path.join(SITE, 'documents', `${g}.html`)), g).toBe(true);
-    expect(fs.existsSync(path.join(SITE, 'classes', 'index.systems.Salmonn.html'))).toBe(true);
+    expect(fs.existsSync(path.join(SITE, 'classes', 'index.systems.salmonn.Salmonn.html'))).toBe(true);
     const broken: string[] = [];
     for (const page of html(SITE)) {
       for (const m of fs.readFileSync(page, 'utf8').matchAll(/href="([^"#?]+)[^"]*"/g)) {
