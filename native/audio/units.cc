@@ -1,6 +1,6 @@
 #include "audio/units.h"
 
-#include "kernels/fused.h"
+#include "kernels/linear.h"
 
 namespace et::audio {
 

@@ -1,6 +1,6 @@
 #include "blocks/attention.h"
 
-#include "kernels/fused.h"
+#include "kernels/positions.h"
 #include "blocks/lora.h"
 
 namespace et::nn {

@@ -1,6 +1,7 @@
 #include "blocks/lora.h"
 
-#include "kernels/fused.h"
+#include "kernels/linear.h"
+#include "kernels/linear_rows.h"
 
 #include <cmath>
 #include <algorithm>

@@ -1,7 +1,8 @@
 #include "blocks/speech_front.h"
 
 #include "models/layers.h"
-#include "kernels/fused.h"
+#include "kernels/conv.h"
+#include "kernels/norms.h"
 
 #include <cmath>
 

@@ -3,7 +3,7 @@
 // feature projection, weight-normed conv positions, and the conv stack's frame count.
 #pragma once
 #include "config.h"
-#include "kernels/fused.h"
+#include "kernels/conv.h"
 #include "blocks/lora.h"
 
 namespace et::nn {

@@ -2,7 +2,8 @@
 // count, grad mode and autocast.
 #include "bridge/bridge.h"
 #include "memory/cpu_cache.h"
-#include "kernels/fused.h"
+#include "kernels/conv.h"
+#include "kernels/linear.h"
 #include "runtime/cpu_share.h"
 
 #include <ATen/Version.h>
@@ -146,7 +147,7 @@ static Napi::Value CpuCache(const Napi::CallbackInfo& info) {
   });
 }
 
-// The float32 CPU products timed on both backends so far, and the one each kept (nn/fused.h).
+// The float32 CPU products timed on both backends so far, and the one each kept (kernels/linear.h).
 static Napi::Value LinearBackends(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto table = nn::linear_backend_table();

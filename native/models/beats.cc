@@ -1,7 +1,7 @@
 #include "models/beats.h"
 
 #include "models/layers.h"
-#include "kernels/fused.h"
+#include "kernels/conv.h"
 
 #include <cmath>
 

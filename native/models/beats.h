@@ -4,7 +4,7 @@
 // Normalized Kaldi fbank (B, T, 128) → (B, 8·⌊T/16⌋, encoder_embed_dim).
 #pragma once
 #include "blocks/attention.h"
-#include "kernels/fused.h"
+#include "kernels/conv.h"
 #include "blocks/lora.h"
 #include "models/model.h"
 

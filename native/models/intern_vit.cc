@@ -4,7 +4,7 @@
 #include "blocks/checkpoint.h"
 
 #include "models/layers.h"
-#include "kernels/fused.h"
+#include "kernels/norms.h"
 
 #include <cmath>
 

@@ -1,6 +1,6 @@
 #include "models/layers.h"
 
-#include "kernels/fused.h"
+#include "kernels/linear.h"
 
 #include <ATen/core/stack.h>
 #include <torch/library.h>

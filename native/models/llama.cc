@@ -6,7 +6,10 @@
 
 #include "blocks/attention.h"
 #include "models/layers.h"
-#include "kernels/fused.h"
+#include "kernels/linear.h"
+#include "kernels/linear_rows.h"
+#include "kernels/norms.h"
+#include "kernels/positions.h"
 
 #include <algorithm>
 #include <cmath>

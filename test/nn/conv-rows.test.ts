@@ -1,4 +1,4 @@
-// The convolutions over time-major rows (native/kernels/fused.cc conv1d_rows: the Wav2Vec2 / WavLM
+// The convolutions over time-major rows (native/kernels/conv.cc conv1d_rows: the Wav2Vec2 / WavLM
 // feature encoder and the conv positions at inference): whichever implementation a kind runs on
 // (oneDNN on the rows, channels-first, BLAS products over strided views), the model's outputs
 // match HF's (scripts/fixtures/wav2vec2.py); the choice is timed once and kept in a file that
@@ -73,7 +73,7 @@ describe('float32 CPU convolutions over time-major rows', () => {
   });
 });
 
-// The weight-normed conv positions (native/kernels/fused.cc WeightNormCache): at inference the weight is
+// The weight-normed conv positions (native/kernels/conv.cc WeightNormCache): at inference the weight is
 // computed once and kept; a change of g (loadStateDict) or of v (an optimizer step, in place) must
 // show in the next call, exactly as a model loaded fresh with the changed weights computes it.
 describe('the conv positions\' weight norm at inference', () => {

@@ -1,5 +1,5 @@
 // The float32 CPU linear layer runs each kind of product on oneDNN or on ATen's BLAS, whichever a
-// first timing of both finds faster (native/kernels/fused.cc); EMOTORCH_CPU_LINEAR=onednn or =blas pins
+// first timing of both finds faster (native/kernels/linear.cc); EMOTORCH_CPU_LINEAR=onednn or =blas pins
 // one, =aten keeps ATen's whole linear. All must give the same outputs and gradients (the model
 // parity tests check the default path against HF; this checks the switch and the bias / no-bias /
 // frozen cases, and the table of what was chosen).

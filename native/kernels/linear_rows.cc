@@ -1,0 +1,374 @@
+#include "kernels/linear_rows.h"
+
+#include <ATen/Parallel.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#include <ATen/autocast_mode.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/linear.h"
+
+namespace et::nn {
+
+// ---- products of a few rows, each as if alone (decoding) -----------------------------------------
+//
+// y[r] = W x[r] for a weight (N, K) and R rows x (R, K), float32 or bfloat16, sums in float32: the
+// weight is read once for all rows (decoding is bound by memory: one row, or sixteen, take the time
+// the weight takes to stream), and each output is one fixed chain of sums over k, the same whatever
+// R is and wherever the row lies, so a request decoded beside others gets the numbers it gets
+// alone. ATen's bfloat16 GEMV ran at half the speed memory allows (a 1.1B LLaMA decoded at 7 tok/s
+// in bfloat16, 14 in float16); the products of R rows on oneDNN or the BLAS pick their kernels and
+// summation orders by R.
+
+
+namespace {
+
+float bf16_to_float(uint16_t v) {
+  uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline float as_float(float v) { return v; }
+inline float as_float(uint16_t v) { return bf16_to_float(v); }
+
+// s + Σ x[k]·w[k] over k in [k0, K): the elements the vector loops leave.
+template <typename TX, typename TW>
+float dot_tail(float s, const TX* x, const TW* w, int64_t k0, int64_t K) {
+  for (int64_t k = k0; k < K; ++k) s += as_float(x[k]) * as_float(w[k]);
+  return s;
+}
+
+// A kernel computes Y[r·ldy + n] for r < R, n in [n0, n1).
+template <typename T>
+using RowsKernel = void (*)(const T* W, const T* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K);
+
+#if defined(__x86_64__)
+// Each block computes NB weight rows (outputs n … n + NB − 1) for M input rows at once: NB·M
+// accumulator pairs in registers, each weight vector loaded once for the M rows and each input
+// vector once for the NB weight rows (one weight row at a time left a core at half the bandwidth
+// memory gives, and sixteen rows compute-bound at 0.7 of what this blocking reaches). The chain of
+// one output is the same whatever NB, M and the rows around it.
+// The AVX-512 vector step of each dtype: L inputs per product into 16 float32 sums.
+struct Bf16Avx512 {
+  using T = uint16_t;
+  using V = __m512bh;
+  static constexpr int L = 32;
+  __attribute__((target("avx512f,avx512bw,avx512bf16"))) static V load(const T* p) { return (V)_mm512_loadu_si512(p); }
+  __attribute__((target("avx512f,avx512bw,avx512bf16"))) static __m512 madd(__m512 a, V x, V w) { return _mm512_dpbf16_ps(a, x, w); }
+};
+struct F32Avx512 {
+  using T = float;
+  using V = __m512;
+  static constexpr int L = 16;
+  __attribute__((target("avx512f"))) static V load(const T* p) { return _mm512_loadu_ps(p); }
+  __attribute__((target("avx512f"))) static __m512 madd(__m512 a, V x, V w) { return _mm512_fmadd_ps(x, w, a); }
+};
+
+// One output's chain: a0 takes the inputs [k, k + L) and a1 [k + L, k + 2L) of every 2L, a last
+// block of L goes to a0, then a0 + a1 summed across lanes, then the scalar tail.
+template <typename Op>
+struct BlockAvx512 {
+  template <int NB, int M>
+  struct At {
+    using T = typename Op::T;
+    __attribute__((target("avx512f,avx512bw,avx512bf16")))
+    static void run(const T* W, const T* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+      constexpr int L = Op::L;
+      __m512 a0[NB][M], a1[NB][M];
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) a0[i][j] = a1[i][j] = _mm512_setzero_ps();
+      int64_t k = 0;
+      for (; k + 2 * L <= K; k += 2 * L) {
+        typename Op::V x0[M], x1[M];
+        for (int j = 0; j < M; ++j) {
+          x0[j] = Op::load(X + j * K + k);
+          x1[j] = Op::load(X + j * K + k + L);
+        }
+        for (int i = 0; i < NB; ++i) {
+          const T* w = W + (n + i) * K;
+          const auto w0 = Op::load(w + k), w1 = Op::load(w + k + L);
+          for (int j = 0; j < M; ++j) {
+            a0[i][j] = Op::madd(a0[i][j], x0[j], w0);
+            a1[i][j] = Op::madd(a1[i][j], x1[j], w1);
+          }
+        }
+      }
+      for (; k + L <= K; k += L)
+        for (int i = 0; i < NB; ++i) {
+          const auto w0 = Op::load(W + (n + i) * K + k);
+          for (int j = 0; j < M; ++j) a0[i][j] = Op::madd(a0[i][j], Op::load(X + j * K + k), w0);
+        }
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j)
+          Y[j * ldy + n + i] = dot_tail(_mm512_reduce_add_ps(_mm512_add_ps(a0[i][j], a1[i][j])), X + j * K, W + (n + i) * K, k, K);
+    }
+  };
+};
+template <int NB, int M> using BlockBf16Avx512 = BlockAvx512<Bf16Avx512>::At<NB, M>;
+template <int NB, int M> using BlockF32Avx512 = BlockAvx512<F32Avx512>::At<NB, M>;
+
+// 8 bfloat16 → 8 float32
+__attribute__((target("avx2,fma"))) inline __m256 widen8(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+__attribute__((target("avx2,fma"))) inline __m256 widen8(const float* p) { return _mm256_loadu_ps(p); }
+
+__attribute__((target("avx2,fma"))) inline float hsum8(__m256 a) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+// AVX2 has no bfloat16 products: a bfloat16 weight is widened to float32 as it is read, the rows
+// are widened once per call (rows_avx2_bf16), the same numbers either way.
+template <typename TW, typename TX>
+struct BlockAvx2 {
+  template <int NB, int M>
+  struct At {
+    __attribute__((target("avx2,fma")))
+    static void run(const TW* W, const TX* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+      __m256 a0[NB][M], a1[NB][M];
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) a0[i][j] = a1[i][j] = _mm256_setzero_ps();
+      int64_t k = 0;
+      for (; k + 16 <= K; k += 16) {
+        for (int i = 0; i < NB; ++i) {
+          const TW* w = W + (n + i) * K;
+          const __m256 w0 = widen8(w + k), w1 = widen8(w + k + 8);
+          for (int j = 0; j < M; ++j) {
+            a0[i][j] = _mm256_fmadd_ps(widen8(X + j * K + k), w0, a0[i][j]);
+            a1[i][j] = _mm256_fmadd_ps(widen8(X + j * K + k + 8), w1, a1[i][j]);
+          }
+        }
+      }
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = dot_tail(hsum8(_mm256_add_ps(a0[i][j], a1[i][j])), X + j * K, W + (n + i) * K, k, K);
+    }
+  };
+};
+template <int NB, int M> using BlockAvx2Bf16 = BlockAvx2<uint16_t, float>::At<NB, M>;
+template <int NB, int M> using BlockAvx2F32 = BlockAvx2<float, float>::At<NB, M>;
+
+// Weight rows NB at a time (the last ones one by one), input rows MM at a time (MM 2 or 4; the
+// rest two and one at a time).
+template <typename TW, typename TX, template <int, int> class Blk, int NB, int MM = 2>
+void rows_blocked(const TW* W, const TX* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
+  auto rows = [&](auto nb, int64_t n) {
+    constexpr int B = decltype(nb)::value;
+    int64_t r = 0;
+    if constexpr (MM == 4)
+      for (; r + 4 <= R; r += 4) Blk<B, 4>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
+    for (; r + 2 <= R; r += 2) Blk<B, 2>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
+    if (r < R) Blk<B, 1>::run(W, X + r * K, Y + r * ldy, ldy, n, K);
+  };
+  int64_t n = n0;
+  for (; n + NB <= n1; n += NB) rows(std::integral_constant<int, NB>{}, n);
+  for (; n < n1; ++n) rows(std::integral_constant<int, 1>{}, n);
+}
+
+// bfloat16 on AVX2: the rows widened once (exactly), then the weight rows one at a time against four rows.
+void rows_avx2_bf16(const uint16_t* W, const uint16_t* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
+  thread_local std::vector<float> xf;
+  xf.resize(static_cast<size_t>(R * K));
+  for (int64_t i = 0; i < R * K; ++i) xf[i] = bf16_to_float(X[i]);
+  rows_blocked<uint16_t, float, BlockAvx2Bf16, 1, 4>(W, xf.data(), Y, R, ldy, n0, n1, K);
+}
+#endif
+
+template <typename T>
+void rows_scalar(const T* W, const T* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
+  for (int64_t n = n0; n < n1; ++n)
+    for (int64_t r = 0; r < R; ++r) Y[r * ldy + n] = dot_tail(0.f, X + r * K, W + n * K, 0, K);
+}
+
+// Whether the process asks libtorch to stay at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2 or
+// ATEN_CPU_CAPABILITY=avx2, as the AVX2 benchmark profile and CI's second pass set).
+bool capped_at_avx2() {
+  auto capped = [](const char* var, const char* avx2) { const char* v = std::getenv(var); return v && std::string_view(v).find(avx2) == 0; };
+  return capped("ONEDNN_MAX_CPU_ISA", "AVX2") || capped("ATEN_CPU_CAPABILITY", "avx2");
+}
+
+// The kernels for this CPU: AVX-512 (with BF16 for bfloat16), else AVX2, else plain C++; chosen once.
+template <typename T>
+RowsKernel<T> rows_kernel() {
+  static const RowsKernel<T> k = []() -> RowsKernel<T> {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    const bool avx2_only = capped_at_avx2();
+    if constexpr (std::is_same_v<T, uint16_t>) {
+      if (!avx2_only && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw"))
+        return &rows_blocked<T, T, BlockBf16Avx512, 4>;
+    } else {
+      if (!avx2_only && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))  // the block kernel's target
+        return &rows_blocked<T, T, BlockF32Avx512, 4>;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      if constexpr (std::is_same_v<T, uint16_t>) return &rows_avx2_bf16;
+      else return &rows_blocked<T, T, BlockAvx2F32, 1, 4>;
+    }
+#endif
+    return &rows_scalar<T>;
+  }();
+  return k;
+}
+
+}  // namespace
+
+// Whether the row kernels take this product: float32 or bfloat16 rows and weight on the CPU, a
+// contiguous weight, no autograd graph, no autocast.
+bool rows_kernel_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  if (!x.device().is_cpu() || w.dim() != 2 || !w.is_contiguous() || x.scalar_type() != w.scalar_type() || w.layout() != at::kStrided) return false;
+  if (w.scalar_type() != at::kBFloat16 && w.scalar_type() != at::kFloat) return false;
+  if (x.dim() < 1 || x.size(-1) != w.size(1) || w.numel() == 0 || x.numel() == 0) return false;
+  if (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0) || !b.device().is_cpu())) return false;
+  if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()))) return false;
+  return !at::autocast::is_autocast_enabled(at::kCPU);
+}
+
+
+namespace {
+
+#if defined(__x86_64__)
+// ---- bfloat16 rows on AMX --------------------------------------------------------------------------
+//
+// On CPUs with AMX the vector kernels above are compute-bound from a few rows on (sixteen rows of a
+// 1.1B model: 0.3 s a step where streaming the weights takes 0.1 s). The tiles compute Yᵀ = W Xᵀ:
+// A = 16 weight rows × 32 k as they lie in memory, B = 32 k × 16 input rows packed in pairs (the
+// tiles' VNNI layout, made once per call from the few rows), C = 16 × 16 float32 sums. Each sum
+// takes its own weight row and input row through the same chain of tile products whatever the other
+// columns hold (zeros where fewer than 16 rows), so a row's outputs are the ones it gets alone.
+// Whole blocks of 16 outputs take the tiles; the last N mod 16 outputs and any K not a multiple of
+// 32 take the vector kernel (the choice depends on the weight's shape only).
+
+struct TileConfig {
+  uint8_t palette_id = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// AMX-BF16 and AMX-TILE present, the process allowed to use the tile data (Linux asks each process
+// to request it), and no AVX2 cap asked for; checked once.
+bool amx_bf16() {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (capped_at_avx2() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!(d & (1u << 22)) || !(d & (1u << 24))) return false;  // AMX-BF16, AMX-TILE
+    constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;   // arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
+  }();
+  return ok;
+}
+
+// Rows r0 … r0 + m − 1 (m ≤ 16) of X (·, K) as B tiles: P[kb][i][c] = the pair of bfloat16 k = 32·kb + 2i, 2i + 1 of row r0 + c.
+void pack_rows_vnni(const uint16_t* X, int64_t r0, int64_t m, int64_t K, uint32_t* P) {
+  std::memset(P, 0, static_cast<size_t>(K / 32) * 256 * 4);
+  for (int64_t c = 0; c < m; ++c) {
+    const auto* x = reinterpret_cast<const uint32_t*>(X + (r0 + c) * K);
+    for (int64_t kb = 0; kb < K / 32; ++kb)
+      for (int i = 0; i < 16; ++i) P[(kb * 16 + i) * 16 + c] = x[kb * 16 + i];
+  }
+}
+
+// Output blocks [nb0, nb1) (16 outputs each) for the m packed rows: Y[(r0 + c)·ldy + n].
+__attribute__((target("amx-tile,amx-bf16")))
+void amx_blocks(const uint16_t* W, const uint32_t* P, float* Y, int64_t r0, int64_t m, int64_t ldy, int64_t nb0, int64_t nb1, int64_t K) {
+  TileConfig cfg;
+  for (int t = 0; t < 5; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  alignas(64) float out[2][16][16];
+  for (int64_t nb = nb0; nb < nb1; nb += 2) {
+    const bool two = nb + 1 < nb1;
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int64_t kb = 0; kb < K / 32; ++kb) {
+      // each row of a block is its own stream; a weight mapped from its file lies in 4 KiB pages,
+      // whose ends stop the hardware prefetcher: fetch 8 tiles (512 bytes) ahead by hand
+      if (kb + 8 < K / 32)
+        for (int64_t i = 0; i < (two ? 32 : 16); ++i) _mm_prefetch(reinterpret_cast<const char*>(W + (nb * 16 + i) * K + (kb + 8) * 32), _MM_HINT_T0);
+      _tile_loadd(4, P + kb * 256, 64);
+      _tile_loadd(2, W + nb * 16 * K + kb * 32, K * 2);
+      _tile_dpbf16ps(0, 2, 4);
+      if (two) {
+        _tile_loadd(3, W + (nb + 1) * 16 * K + kb * 32, K * 2);
+        _tile_dpbf16ps(1, 3, 4);
+      }
+    }
+    _tile_stored(0, out[0], 64);
+    if (two) _tile_stored(1, out[1], 64);
+    for (int h = 0; h <= static_cast<int>(two); ++h)
+      for (int i = 0; i < 16; ++i)
+        for (int64_t c = 0; c < m; ++c) Y[(r0 + c) * ldy + (nb + h) * 16 + i] = out[h][i][c];
+  }
+  _tile_release();
+}
+#endif
+
+}  // namespace
+
+at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  const int64_t N = w.size(0), K = w.size(1), R = x.numel() / K;
+  auto xc = x.contiguous();
+  auto y = at::empty({R, N}, x.options().dtype(at::kFloat));
+  float* Y = y.data_ptr<float>();
+  const int64_t grain = std::max<int64_t>(4, 65536 / std::max<int64_t>(K * R, 1));
+  if (w.scalar_type() == at::kBFloat16) {
+    const auto* W = reinterpret_cast<const uint16_t*>(w.const_data_ptr());
+    const auto* X = reinterpret_cast<const uint16_t*>(xc.const_data_ptr());
+    const auto kernel = rows_kernel<uint16_t>();
+    int64_t tiled = 0;  // outputs [0, tiled) on AMX
+#if defined(__x86_64__)
+    if (K % 32 == 0 && N >= 16 && amx_bf16()) {
+      tiled = N / 16 * 16;
+      std::vector<uint32_t> packed(static_cast<size_t>(K / 32) * 256);
+      for (int64_t r0 = 0; r0 < R; r0 += 16) {
+        const int64_t m = std::min<int64_t>(16, R - r0);
+        pack_rows_vnni(X, r0, m, K, packed.data());
+        // pairs of blocks per task, about 1 MiB of weight each
+        at::parallel_for(0, tiled / 32 + (tiled % 32 ? 1 : 0), std::max<int64_t>(1, (1 << 20) / (32 * K * 2)), [&](int64_t p0, int64_t p1) {
+          amx_blocks(W, packed.data(), Y, r0, m, N, 2 * p0, std::min<int64_t>(2 * p1, tiled / 16), K);
+        });
+      }
+    }
+#endif
+    if (tiled < N) at::parallel_for(tiled, N, grain, [&](int64_t n0, int64_t n1) { kernel(W, X, Y, R, N, n0, n1, K); });
+  } else {
+    const float* W = w.const_data_ptr<float>();
+    const float* X = xc.const_data_ptr<float>();
+    const auto kernel = rows_kernel<float>();
+    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(W, X, Y, R, N, n0, n1, K); });
+  }
+  if (b.defined()) y.add_(b);
+  auto shape = x.sizes().vec();
+  shape.back() = N;
+  return (w.scalar_type() == at::kFloat ? y : y.to(w.scalar_type())).view(shape);
+}
+
+at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  TORCH_CHECK(x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1), "linear_rows: input ", x.sizes(), " does not match weight ", w.sizes());
+  if (rows_kernel_applies(x, w, b)) return rows_product(x, w, b);
+  const int64_t R = x.numel() / std::max<int64_t>(x.size(-1), 1);
+  if (R <= 1 || !x.device().is_cpu()) return linear(x, w, b);  // CUDA: one product for all rows
+  auto x2 = x.reshape({R, 1, x.size(-1)});
+  std::vector<at::Tensor> ys;
+  for (int64_t r = 0; r < R; ++r) ys.push_back(linear(x2[r], w, b));
+  auto shape = x.sizes().vec();
+  shape.back() = w.size(0);
+  return at::cat(ys, 0).view(shape);
+}
+
+}  // namespace et::nn
