@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The GPU check in one command, on a machine with an NVIDIA GPU and a CUDA `torch` for python3 (no
+# network needed): builds the addon against that torch into build/ (every core), runs the CUDA
+# tests (test/cuda.test.ts, test/cuda-models.test.ts), then `npm run bench -- models --device cuda`
+# and `npm run bench -- salmonn --device cuda`. Each step prints its time; the logs go to $OUT when
+# it is set, else to ./gpu-check-out/. A step whose prerequisite is missing (Node.js, this
+# project's node_modules, cmake, a visible GPU) is skipped with a message saying what is missing,
+# and every step is cut off so that the whole check ends within GPU_CHECK_BUDGET seconds (570).
+#   bash scripts/gpu-check.sh
+# Exit status: 0 every step ran and passed; 1 a step failed; 2 no CUDA torch (nothing ran);
+# 3 no step failed but some were skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$PWD
+LOGS=${OUT:-$ROOT/gpu-check-out}
+mkdir -p "$LOGS"
+BUDGET=${GPU_CHECK_BUDGET:-570}
+PY=${EMOTORCH_PYTHON:-python3}
+START=$SECONDS
+: >"$LOGS/summary.txt"
+failed=0
+skipped=0
+
+say() { printf '%s\n' "$*" | tee -a "$LOGS/summary.txt"; }
+skip() {  # skip NAME WHY
+  skipped=1
+  say "-- $1: skipped: $2"
+}
+# run NAME LOG CAP COMMAND…: COMMAND (a program or an exported function) with its output on the
+# terminal and in $LOGS/LOG, cut off after CAP seconds or when the check's budget runs out, whichever
+# comes first.
+run() {
+  local name=$1 log=$2 cap=$3
+  shift 3
+  local left=$((BUDGET - (SECONDS - START)))
+  if [ "$left" -lt 20 ]; then
+    skip "$name" "the check's ${BUDGET} s are spent"
+    return 1
+  fi
+  local limit=$((cap < left ? cap : left)) t0=$SECONDS rc
+  say "== $name (at most ${limit} s; log: $LOGS/$log)"
+  timeout --kill-after=10 "$limit" bash -c '"$@"' bash "$@" 2>&1 | tee "$LOGS/$log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -eq 0 ]; then
+    say "-- $name: ok in $((SECONDS - t0)) s"
+    return 0
+  fi
+  failed=1
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then say "-- $name: FAILED: cut off after $((SECONDS - t0)) s"
+  else say "-- $name: FAILED (exit status $rc) after $((SECONDS - t0)) s"; fi
+  return 1
+}
+# The steps that are more than one command (exported: run starts them in a new bash under timeout).
+# shellcheck disable=SC2317  # (invoked indirectly, through run)
+build_addon() {
+  # configure every time: scripts/libtorch.js runs again, so a build/ configured against another
+  # libtorch (a CPU one) switches to this one
+  LIBTORCH="$LT" node_modules/.bin/cmake-js configure --log-level warn &&
+    LIBTORCH="$LT" node_modules/.bin/cmake-js build --log-level warn -p "$(nproc)" &&
+    readelf -d build/Release/emotorch.node | grep -E 'NEEDED.*(torch|c10)' &&
+    if readelf -d build/Release/emotorch.node | grep -q 'libtorch_cuda.so'; then echo "OK: build/Release/emotorch.node links libtorch_cuda"
+    else echo "build/Release/emotorch.node does not link libtorch_cuda"; false; fi
+}
+# shellcheck disable=SC2317
+cuda_tests() {
+  # the addon must see the device itself, or the tests would skip (and pass)
+  node -e "const b = require('./build/Release/emotorch.node'), n = b.cudaDeviceCount();
+    console.log('the addon: libtorch ' + b.versions().libtorch + ', ' + n + ' CUDA device(s)'); process.exit(n > 0 ? 0 : 1)" &&
+    node_modules/.bin/vitest run test/cuda.test.ts test/cuda-models.test.ts
+}
+# shellcheck disable=SC2317
+build_ts() { node_modules/.bin/tsc -p tsconfig.build.json && node scripts/esm-wrapper.js; }
+export -f build_addon cuda_tests build_ts
+
+finish() {
+  say "== total: $((SECONDS - START)) s; logs in $LOGS"
+  if [ "$failed" -ne 0 ]; then exit 1; fi
+  if [ "$skipped" -ne 0 ]; then exit 3; fi
+  exit 0
+}
+
+# ---- the machine and its torch ----------------------------------------------------------------------
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout')"
+  echo "cpus: $(nproc)"
+  if command -v nvidia-smi >/dev/null; then nvidia-smi -L; else echo "nvidia-smi: not found"; fi
+  if command -v nvcc >/dev/null; then echo "nvcc: $(nvcc --version | tail -1)"; else echo "nvcc: not found (not needed: no .cu sources)"; fi
+  echo "cmake: $(command -v cmake >/dev/null && cmake --version | head -1 || echo 'not found')"
+  echo "ninja: $(command -v ninja >/dev/null && ninja --version || echo 'not found')"
+  echo "node: $(command -v node >/dev/null && node --version || echo 'not found')"
+} 2>&1 | tee "$LOGS/env.txt"
+
+# torch's folder, its CUDA version ('' for a CPU build) and whether it sees a device, one per line
+if ! TORCH_INFO=$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__)); print(torch.__version__); print(torch.version.cuda or ""); print(int(torch.cuda.is_available()))' 2>>"$LOGS/env.txt"); then
+  say "refused: no torch for $PY (import torch failed; see $LOGS/env.txt). This check builds against a CUDA torch for python3: install one (EMOTORCH_PYTHON names another interpreter)."
+  exit 2
+fi
+{ read -r LT; read -r TORCH_VERSION; read -r TORCH_CUDA; read -r TORCH_GPU; } <<<"$TORCH_INFO"
+export LT
+echo "torch: $TORCH_VERSION at $LT (CUDA ${TORCH_CUDA:-none}; device visible: $TORCH_GPU)" | tee -a "$LOGS/env.txt"
+if [ -z "$TORCH_CUDA" ] || [ ! -f "$LT/lib/libtorch_cuda.so" ]; then
+  say "refused: $PY's torch $TORCH_VERSION at $LT is a CPU build (no CUDA, no lib/libtorch_cuda.so). This check needs a CUDA torch: pip install torch from a CUDA index (https://download.pytorch.org/whl/cu126 …)."
+  exit 2
+fi
+say "torch $TORCH_VERSION (CUDA $TORCH_CUDA) at $LT"
+
+# ---- build ------------------------------------------------------------------------------------------
+built=0
+if ! command -v node >/dev/null; then
+  skip "build" "no node on PATH: the build (cmake-js, which runs scripts/libtorch.js), the tests and the benchmarks need Node.js >= 18 and this project's node_modules (npm ci, or bring both along)"
+elif [ ! -x node_modules/.bin/cmake-js ] || [ ! -d node_modules/node-addon-api ]; then
+  skip "build" "no node_modules/.bin/cmake-js or node_modules/node-addon-api: run npm ci where there is network (or bring node_modules along)"
+elif ! command -v cmake >/dev/null; then
+  skip "build" "no cmake on PATH"
+else
+  # cmake-js takes Node's headers from npm's nodedir, else downloads them (no network there): the
+  # running node's own headers, where it has them
+  node_prefix=$(dirname "$(dirname "$(command -v node)")")
+  if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node.h" ]; then export npm_config_nodedir=$node_prefix; fi
+  run "build (against $LT, -j$(nproc))" build.log 360 build_addon && built=1
+fi
+
+# ---- the CUDA tests ---------------------------------------------------------------------------------
+if [ "$built" -ne 1 ]; then
+  skip "CUDA tests" "no addon built for this torch (see the build step)"
+elif [ "$TORCH_GPU" != 1 ]; then
+  skip "CUDA tests" "torch sees no CUDA device (nvidia-smi, CUDA_VISIBLE_DEVICES): the tests would skip"
+elif [ ! -x node_modules/.bin/vitest ]; then
+  skip "CUDA tests" "no node_modules/.bin/vitest: run npm ci"
+else
+  run "CUDA tests (vitest run test/cuda.test.ts test/cuda-models.test.ts)" tests.log 200 cuda_tests
+fi
+
+# ---- the benchmarks (they import 'emotorch': dist/, built by npm run build:ts) ------------------------
+bench_ready=0
+if [ "$built" -ne 1 ]; then
+  skip "benchmarks" "no addon built for this torch (see the build step)"
+elif [ "$TORCH_GPU" != 1 ]; then
+  skip "benchmarks" "torch sees no CUDA device"
+elif [ ! -x node_modules/.bin/tsc ]; then
+  skip "benchmarks" "no node_modules/.bin/tsc to build dist/ (npm run build:ts): run npm ci"
+else
+  run "build:ts (dist/ for the benchmarks)" build-ts.log 120 \
+    build_ts && bench_ready=1
+fi
+if [ "$bench_ready" -eq 1 ]; then
+  run "npm run bench -- models --device cuda" bench-models.log 150 node bench/run.mjs models --device cuda
+  run "npm run bench -- salmonn --device cuda" bench-salmonn.log 120 node bench/run.mjs salmonn --device cuda
+fi
+finish
