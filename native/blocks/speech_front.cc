@@ -1,6 +1,6 @@
 #include "blocks/speech_front.h"
 
-#include "models/layers.h"
+#include "kernels/activation.h"
 #include "kernels/conv.h"
 #include "kernels/norms.h"
 

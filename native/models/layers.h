@@ -1,6 +1,7 @@
 // Small general-purpose models: Linear, Mlp, LayerNorm, Embedding.
 #pragma once
 #include "blocks/lora.h"
+#include "kernels/activation.h"
 #include "models/model.h"
 
 #include <string>
@@ -67,11 +68,5 @@ struct EmbeddingModel : Model {
   at::Tensor weight;
   int64_t padding_idx;
 };
-
-at::Tensor activate(const at::Tensor& x, const std::string& name);
-// activate on a temporary of the caller's own (a layer's fresh output that nothing else holds):
-// with no autograd graph to record, in place where the activation has an in-place kernel (no
-// second tensor of the FFN's width written and read back).
-at::Tensor activate_temp(at::Tensor x, const std::string& name);
 
 }  // namespace et::nn
