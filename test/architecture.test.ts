@@ -3,6 +3,8 @@
  * own room and the rooms its room may import (never upward). Every relative import of every
  * lib/**\/*.ts is checked: `import … from`, `export … from`, `import type`, dynamic `import()` and
  * `require()`. The ROOMS table below is the one source of the rule (ARCHITECTURE.md shows it).
+ * native/ has the same rule for its `#include`s (NATIVE_ROOMS), and only native/bridge includes
+ * Node's headers.
  */
 import { describe, it, expect } from 'vitest';
 import * as fs from 'fs';
@@ -168,5 +170,149 @@ describe('architecture: imports', () => {
     expect(all.length).toBeGreaterThan(50);
     const found = all.flatMap((rel) => breaches(rel, fs.readFileSync(path.join(LIB, rel), 'utf8')));
     expect(found).toEqual([]);
+  });
+});
+
+// ---- native/: the same rule for #include ---------------------------------------------------------
+
+const NATIVE = path.join(__dirname, '..', 'native');
+/** The include folders the build adds besides native/ (CMakeLists.txt, binding.gyp). */
+const NATIVE_INCLUDE_DIRS = [NATIVE, path.join(NATIVE, 'distributed', 'gloo_shim')];
+
+/**
+ * native/'s rooms, lowest first: where each lives under native/ (a folder, or files at native/'s
+ * top) and the rooms whose headers it may include besides its own. `base` is `config.h` (the config
+ * reader and the kind registry), `error.h` (`et::CodedError`) and the precompiled header.
+ */
+const NATIVE_ROOMS: Record<string, { paths: string[]; mayInclude: string[] }> = {
+  base: { paths: ['config.h', 'error.h', 'pch.h'], mayInclude: [] },
+  kernels: { paths: ['kernels/'], mayInclude: ['base'] },
+  blocks: { paths: ['blocks/'], mayInclude: ['base', 'kernels'] },
+  models: { paths: ['models/'], mayInclude: ['base', 'kernels', 'blocks'] },
+  train: { paths: ['train/'], mayInclude: ['base', 'kernels', 'blocks'] },
+  audio: { paths: ['audio/'], mayInclude: ['base', 'kernels', 'blocks', 'models'] },
+  io: { paths: ['io/'], mayInclude: ['base'] },
+  memory: { paths: ['memory/'], mayInclude: ['base'] },
+  media: { paths: ['media/'], mayInclude: ['base'] },
+  runtime: { paths: ['runtime/'], mayInclude: ['base'] },
+  distributed: { paths: ['distributed/'], mayInclude: ['base'] },
+  bridge: { paths: ['bridge/'], mayInclude: ['base', 'kernels', 'blocks', 'models', 'train', 'audio', 'io', 'memory', 'media', 'runtime', 'distributed'] },
+  addon: { paths: ['addon.cc'], mayInclude: ['bridge'] },
+};
+
+/** Node's headers (N-API, libuv): only native/bridge includes them; the rest throws `et::CodedError`. */
+const NODE_HEADERS = ['napi.h', 'napi-inl.h', 'node_api.h', 'js_native_api.h', 'node.h', 'uv.h'];
+
+/** The native room of a file (its path relative to native/, with '/' separators), or null. */
+function nativeRoomOf(rel: string): string | null {
+  for (const [room, { paths }] of Object.entries(NATIVE_ROOMS)) {
+    if (paths.some((p) => (p.endsWith('/') ? rel.startsWith(p) : rel === p))) return room;
+  }
+  return null;
+}
+
+function nativeFiles(dir = NATIVE): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) return nativeFiles(p);
+    return /\.(cc|cpp|cu|h|hpp|cuh)$/.test(e.name) ? [path.relative(NATIVE, p).split(path.sep).join('/')] : [];
+  });
+}
+
+/** A file's `#include`s (comments left out): each with its delimiter and the name between. */
+function includesOf(source: string): { quoted: boolean; spec: string }[] {
+  const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+  return [...code.matchAll(/^[ \t]*#[ \t]*include[ \t]*([<"])([^>"]+)[>"]/gm)].map((m) => ({ quoted: m[1] === '"', spec: m[2] }));
+}
+
+/**
+ * An include's target under native/, as the compiler finds it: beside the including file (`"…"`
+ * only), then in each include folder; a `"…"` include found nowhere is still roomed by its path
+ * from native/. null: a header from outside native/ (libtorch, the standard library).
+ */
+function resolveInclude(fromRel: string, quoted: boolean, spec: string): string | null {
+  const dirs = [...(quoted ? [path.join(NATIVE, path.dirname(fromRel))] : []), ...NATIVE_INCLUDE_DIRS];
+  for (const d of dirs) {
+    const p = path.join(d, spec);
+    const rel = path.relative(NATIVE, p).split(path.sep).join('/');
+    if (!rel.startsWith('..') && fs.existsSync(p) && fs.statSync(p).isFile()) return rel;
+  }
+  const rel = path.posix.normalize(spec);
+  return quoted && !rel.startsWith('..') && nativeRoomOf(rel) !== null ? rel : null;
+}
+
+/** Every breach of the include rule in one native file's source, naming the file and the include. */
+function nativeBreaches(rel: string, source: string): string[] {
+  const room = nativeRoomOf(rel);
+  if (!room) return [`native/${rel} is in no room: add its folder to NATIVE_ROOMS in test/architecture.test.ts and to ARCHITECTURE.md`];
+  const out: string[] = [];
+  for (const { quoted, spec } of includesOf(source)) {
+    const shown = quoted ? `"${spec}"` : `<${spec}>`;
+    if (room !== 'bridge' && NODE_HEADERS.includes(path.posix.basename(spec))) {
+      out.push(`native/${rel} includes ${shown}: only native/bridge includes Node's headers`);
+      continue;
+    }
+    const target = resolveInclude(rel, quoted, spec);
+    if (target === null) continue;
+    const to = nativeRoomOf(target);
+    if (to !== room && !(to !== null && NATIVE_ROOMS[room].mayInclude.includes(to))) {
+      out.push(`native/${rel} includes ${shown} (${to ?? 'no room'}): ${room} may include ${[room, ...NATIVE_ROOMS[room].mayInclude].join(', ')}`);
+    }
+  }
+  return out;
+}
+
+describe('architecture: native includes', () => {
+  it('the rule catches an upward include, a relative one, a bridge header and napi.h, and not a comment', () => {
+    const src = [
+      '#include "kernels/norms.h"',
+      '#include "blocks/lora.h"',
+      '#include "../models/llama.h"',
+      '#  include "bridge/bridge.h"',
+      '#include <napi.h>',
+      '#include <ATen/ATen.h>',
+      '#include "config.h"',
+      '// #include "train/optim.h"',
+      '/* #include "models/whisper.h" */',
+    ].join('\n');
+    expect(nativeBreaches('kernels/example.cc', src)).toEqual([
+      'native/kernels/example.cc includes "blocks/lora.h" (blocks): kernels may include kernels, base',
+      'native/kernels/example.cc includes "../models/llama.h" (models): kernels may include kernels, base',
+      'native/kernels/example.cc includes "bridge/bridge.h" (bridge): kernels may include kernels, base',
+      "native/kernels/example.cc includes <napi.h>: only native/bridge includes Node's headers",
+    ]);
+    expect(nativeBreaches('bridge/example.cc', src)).toEqual([]);
+    expect(nativeBreaches('models/example.cc', '#include "train/optim.h"\n#include "blocks/attention.h"\n#include "models/model.h"')).toEqual([
+      'native/models/example.cc includes "train/optim.h" (train): models may include models, base, kernels, blocks',
+    ]);
+    expect(nativeBreaches('example/x.cc', '')).toEqual([
+      'native/example/x.cc is in no room: add its folder to NATIVE_ROOMS in test/architecture.test.ts and to ARCHITECTURE.md',
+    ]);
+  });
+
+  it('every room it may include is a room, and no two rooms may include each other', () => {
+    const names = Object.keys(NATIVE_ROOMS);
+    for (const [room, { mayInclude }] of Object.entries(NATIVE_ROOMS)) {
+      for (const r of mayInclude) {
+        expect(names, `${room} may include '${r}'`).toContain(r);
+        expect(NATIVE_ROOMS[r].mayInclude, `${room} and ${r} may include each other`).not.toContain(room);
+      }
+    }
+  });
+
+  it('no file of native/ includes a header of a room its room may not include, nor Node\'s headers outside native/bridge', () => {
+    const all = nativeFiles();
+    expect(all.length).toBeGreaterThan(50);
+    const found = all.flatMap((rel) => nativeBreaches(rel, fs.readFileSync(path.join(NATIVE, rel), 'utf8')));
+    expect(found).toEqual([]);
+  });
+
+  it('no files of native/ include each other, directly or through others', () => {
+    const graph = new Map(nativeFiles().map((rel) => {
+      const targets = includesOf(fs.readFileSync(path.join(NATIVE, rel), 'utf8'))
+        .map(({ quoted, spec }) => resolveInclude(rel, quoted, spec)).filter((t): t is string => t !== null && t !== rel);
+      return [rel, targets] as [string, string[]];
+    }));
+    expect(circles(graph)).toEqual([]);
   });
 });
