@@ -22,9 +22,11 @@ failed=0
 skipped=0
 
 say() { printf '%s\n' "$*" | tee -a "$LOGS/summary.txt"; }
-skip() {  # skip NAME WHY
+skip() {  # skip NAME WHY…
   skipped=1
-  say "-- $1: skipped: $2"
+  local name=$1
+  shift
+  say "-- $name: skipped: $*"
 }
 # run NAME LOG CAP COMMAND…: COMMAND (a program or an exported function) with its output on the
 # terminal and in $LOGS/LOG, cut off after CAP seconds or when the check's budget runs out, whichever
@@ -92,15 +94,20 @@ finish() {
 } 2>&1 | tee "$LOGS/env.txt"
 
 # torch's folder, its CUDA version ('' for a CPU build) and whether it sees a device, one per line
-if ! TORCH_INFO=$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__)); print(torch.__version__); print(torch.version.cuda or ""); print(int(torch.cuda.is_available()))' 2>>"$LOGS/env.txt"); then
-  say "refused: no torch for $PY (import torch failed; see $LOGS/env.txt). This check builds against a CUDA torch for python3: install one (EMOTORCH_PYTHON names another interpreter)."
+TORCH_PY='import os, torch
+print(os.path.dirname(torch.__file__)); print(torch.__version__)
+print(torch.version.cuda or ""); print(int(torch.cuda.is_available()))'
+if ! TORCH_INFO=$("$PY" -c "$TORCH_PY" 2>>"$LOGS/env.txt"); then
+  say "refused: no torch for $PY (import torch failed; see $LOGS/env.txt). This check builds against a CUDA" \
+    "torch for python3: install one (EMOTORCH_PYTHON names another interpreter)."
   exit 2
 fi
 { read -r LT; read -r TORCH_VERSION; read -r TORCH_CUDA; read -r TORCH_GPU; } <<<"$TORCH_INFO"
 export LT
 echo "torch: $TORCH_VERSION at $LT (CUDA ${TORCH_CUDA:-none}; device visible: $TORCH_GPU)" | tee -a "$LOGS/env.txt"
 if [ -z "$TORCH_CUDA" ] || [ ! -f "$LT/lib/libtorch_cuda.so" ]; then
-  say "refused: $PY's torch $TORCH_VERSION at $LT is a CPU build (no CUDA, no lib/libtorch_cuda.so). This check needs a CUDA torch: pip install torch from a CUDA index (https://download.pytorch.org/whl/cu126 …)."
+  say "refused: $PY's torch $TORCH_VERSION at $LT is a CPU build (no CUDA, no lib/libtorch_cuda.so). This check" \
+    "needs a CUDA torch: pip install torch from a CUDA index (https://download.pytorch.org/whl/cu126 …)."
   exit 2
 fi
 say "torch $TORCH_VERSION (CUDA $TORCH_CUDA) at $LT"
@@ -108,9 +115,11 @@ say "torch $TORCH_VERSION (CUDA $TORCH_CUDA) at $LT"
 # ---- build ------------------------------------------------------------------------------------------
 built=0
 if ! command -v node >/dev/null; then
-  skip "build" "no node on PATH: the build (cmake-js, which runs scripts/libtorch.js), the tests and the benchmarks need Node.js >= 18 and this project's node_modules (npm ci, or bring both along)"
+  skip "build" "no node on PATH: the build (cmake-js, which runs scripts/libtorch.js), the tests and the" \
+    "benchmarks need Node.js >= 18 and this project's node_modules (npm ci, or bring both along)"
 elif [ ! -x node_modules/.bin/cmake-js ] || [ ! -d node_modules/node-addon-api ]; then
-  skip "build" "no node_modules/.bin/cmake-js or node_modules/node-addon-api: run npm ci where there is network (or bring node_modules along)"
+  skip "build" "no node_modules/.bin/cmake-js or node_modules/node-addon-api: run npm ci where there is" \
+    "network (or bring node_modules along)"
 elif ! command -v cmake >/dev/null; then
   skip "build" "no cmake on PATH"
 else
