@@ -1,49 +1,55 @@
 /** BEATs audio encoder (original microsoft/unilm code, as SALMONN uses it), on native/models/beats. */
-import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
+import type { ModuleOptions } from './module';
+import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, f } from './config';
 import { Tensor, checkTensor, zeros } from '../tensor';
 import { EmotorchError, invalid, renameDeprecated } from '../errors';
 import { loadTorchFile } from '../io/torchfile';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
+import { Loaded, PretrainedOptions, loadPretrained } from './pretrained';
 
 /** The original BEATsConfig fields and defaults. */
-export interface BeatsConfig {
-  input_patch_size: number;
-  embed_dim: number;
-  conv_bias: boolean;
-  encoder_layers: number;
-  encoder_embed_dim: number;
-  encoder_ffn_embed_dim: number;
-  encoder_attention_heads: number;
-  activation_fn: string;
-  layer_norm_first: boolean;
-  deep_norm: boolean;
-  dropout: number;
-  attention_dropout: number;
-  activation_dropout: number;
-  dropout_input: number;
-  conv_pos: number;
-  conv_pos_groups: number;
-  relative_position_embedding: boolean;
-  num_buckets: number;
-  max_distance: number;
-  gru_rel_pos: boolean;
-}
+export const BEATS = declareConfig({
+  name: 'BEATs', kind: 'beats',
+  fields: {
+    /** Side of the square fbank patches (time × mel bins). */
+    input_patch_size: f.posint(16),
+    /** Width of the patch embedding. */
+    embed_dim: f.posint(512),
+    conv_bias: f.bool(false),
+    encoder_layers: f.nonneg(12),
+    encoder_embed_dim: f.posint(768),
+    encoder_ffn_embed_dim: f.posint(3072),
+    encoder_attention_heads: f.posint(12),
+    activation_fn: f.act('gelu'),
+    layer_norm_first: f.bool(false),
+    deep_norm: f.bool(false),
+    dropout: f.prob(0.1),
+    attention_dropout: f.prob(0.1),
+    activation_dropout: f.prob(0),
+    dropout_input: f.prob(0),
+    /** Taps of the convolutional position embedding. */
+    conv_pos: f.posint(128),
+    conv_pos_groups: f.posint(16),
+    relative_position_embedding: f.bool(false),
+    num_buckets: f.posint(320),
+    max_distance: f.posint(1280),
+    /** Gated relative position bias (as WavLM). */
+    gru_rel_pos: f.bool(false),
+  },
+  check(c) {
+    if (c.encoder_embed_dim % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
+    if (c.encoder_embed_dim % c.conv_pos_groups !== 0) invalid(`a multiple of conv_pos_groups`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
+  },
+});
+
+/**
+ * The original BEATsConfig fields and defaults.
+ * @interface
+ */
+export type BeatsConfig = ConfigOf<typeof BEATS>;
 
 /** The BeatsConfig values used for the fields a config leaves out. */
-export const BEATS_DEFAULTS: BeatsConfig = {
-  input_patch_size: 16, embed_dim: 512, conv_bias: false, encoder_layers: 12, encoder_embed_dim: 768, encoder_ffn_embed_dim: 3072,
-  encoder_attention_heads: 12, activation_fn: 'gelu', layer_norm_first: false, deep_norm: false, dropout: 0.1, attention_dropout: 0.1,
-  activation_dropout: 0, dropout_input: 0, conv_pos: 128, conv_pos_groups: 16, relative_position_embedding: false, num_buckets: 320,
-  max_distance: 1280, gru_rel_pos: false,
-};
-
-const SPEC: ConfigSpec<BeatsConfig> = {
-  input_patch_size: 'posint', embed_dim: 'posint', conv_bias: 'bool', encoder_layers: 'nonneg', encoder_embed_dim: 'posint',
-  encoder_ffn_embed_dim: 'posint', encoder_attention_heads: 'posint', activation_fn: 'act', layer_norm_first: 'bool', deep_norm: 'bool',
-  dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob', dropout_input: 'prob', conv_pos: 'posint', conv_pos_groups: 'posint',
-  relative_position_embedding: 'bool', num_buckets: 'posint', max_distance: 'posint', gru_rel_pos: 'bool',
-};
+export const BEATS_DEFAULTS: BeatsConfig = defaultsOf(BEATS);
 
 export interface BeatsInputs {
   /** (batch, frames, 128) normalized Kaldi fbank. */
@@ -79,20 +85,10 @@ const BEATS_INPUT_RENAMES = { paddingMask: 'attentionMask' } as const;
  * const beats = await et.nn.BeatsEncoder.fromPretrained('beats/');
  * const { lastHiddenState } = await beats.forward({ inputFeatures: await et.audio.kaldiFbank(wave, { beats: true }) });
  */
-export class BeatsEncoder extends NativeModule {
-  declare readonly config: BeatsConfig;
-  private constructor(config: BeatsConfig, opts: ModuleOptions) {
-    super('beats', config, opts);
-    lockConfig(this, 'BEATs', config);
-  }
-
+export class BeatsEncoder extends ConfiguredModule<BeatsConfig> {
   /** A BeatsEncoder with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<BeatsConfig> = {}, opts: ModuleOptions = {}): BeatsEncoder {
-    opts = checkModuleOptions(opts, 'BeatsEncoder.create');
-    const c = resolveConfig('BEATs', BEATS_DEFAULTS, SPEC, config);
-    if (c.encoder_embed_dim % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
-    if (c.encoder_embed_dim % c.conv_pos_groups !== 0) invalid(`a multiple of conv_pos_groups`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
-    return new BeatsEncoder(c, opts);
+    return new BeatsEncoder(BEATS, config, opts);
   }
 
   /**
@@ -100,25 +96,7 @@ export class BeatsEncoder extends NativeModule {
    * the original `{cfg, model}` torch.save file.
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<BeatsConfig> = {}): Promise<BeatsEncoder> {
-    opts = checkPretrainedOptions(opts, 'BeatsEncoder.fromPretrained');
-    dirOrFile = await pretrainedPath(dirOrFile, opts);
-    let cfg: Partial<BeatsConfig>;
-    let sd: StateDict;
-    if (/\.(pt|pth|bin)$/.test(dirOrFile)) {
-      // The original file: torch.save({'cfg': {...}, 'model': state_dict})
-      const obj = await loadTorchFile(dirOrFile);
-      const c = obj instanceof Map ? obj.get('cfg') : undefined;
-      const m = obj instanceof Map ? obj.get('model') : undefined;
-      if (!(c instanceof Map) || !(m instanceof Map)) throw new EmotorchError(`'${dirOrFile}' is not a BEATs checkpoint ({cfg, model})`, 'ERR_FORMAT');
-      cfg = Object.fromEntries(c) as Partial<BeatsConfig>;
-      sd = m as StateDict;
-    } else {
-      cfg = readConfig(dirOrFile) as Partial<BeatsConfig>;
-      sd = await loadCheckpoint(dirOrFile);
-    }
-    sd = new Map([...sd].filter(([k]) => !k.startsWith('predictor.')));
-    const model = createForCheckpoint(opts, () => BeatsEncoder.create(withOverrides('BEATs', SPEC, cfg, opts.config), {}));
-    return finishPretrained(model, sd, opts);
+    return loadPretrained(BEATS, BeatsEncoder, dirOrFile, opts, { read: /\.(pt|pth|bin)$/.test(dirOrFile) ? readOriginal : undefined, keep: /^(?!predictor\.)/ });
   }
 
   /**
@@ -157,4 +135,13 @@ export class BeatsEncoder extends NativeModule {
       if (padding && padding !== attentionMask) padding.dispose();
     }
   }
+}
+
+/** The original file: torch.save({'cfg': {...}, 'model': state_dict}). */
+async function readOriginal(file: string): Promise<Loaded> {
+  const obj = await loadTorchFile(file);
+  const c = obj instanceof Map ? obj.get('cfg') : undefined;
+  const m = obj instanceof Map ? obj.get('model') : undefined;
+  if (!(c instanceof Map) || !(m instanceof Map)) throw new EmotorchError(`'${file}' is not a BEATs checkpoint ({cfg, model})`, 'ERR_FORMAT');
+  return { config: Object.fromEntries(c), sd: m as StateDict };
 }

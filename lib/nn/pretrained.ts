@@ -18,6 +18,8 @@ import { checkDevice } from '../device';
 import type { Module, ModuleOptions, StateDict } from './module';
 import { cpu } from '../runtime';
 import { HubOptions, resolvePretrainedPath } from '../io/hub';
+import { checkValue, specOf } from './config';
+import type { ConfigDecl, ConfigSpec } from './config';
 
 /** Reads `<dir>/config.json`. @throws EmotorchError ERR_IO / ERR_FORMAT. */
 export function readConfig(dir: string): Record<string, unknown> {
@@ -126,43 +128,7 @@ export function stripPrefix(sd: StateDict, prefixes: readonly string[]): StateDi
   return sd;
 }
 
-/**
- * The kind of each config field: `int` any integer (token ids), `nonneg` an integer ≥ 0 (layer
- * counts), `posint` an integer ≥ 1 (sizes), `number` finite, `posnum` finite and > 0 (eps, rope
- * theta), `nonnegnum` finite and ≥ 0 (init std), `prob` in [0, 1], `act` an activation name,
- * `bool`, `string`, or `any` (checked by the model itself).
- */
-export type ConfigSpec<C> = {
-  [K in keyof C]: C[K] extends number ? 'int' | 'nonneg' | 'posint' | 'number' | 'posnum' | 'nonnegnum' | 'prob'
-    : C[K] extends boolean ? 'bool' : C[K] extends string ? 'string' | 'act' : 'any';
-};
-
-/** Activation names the native layers implement (HF `ACT2FN` aliases are mapped onto them). */
-export const ACTIVATIONS = ['relu', 'gelu', 'quick_gelu', 'gelu_tanh', 'tanh', 'silu', 'sigmoid', 'identity'] as const;
-const ACT_ALIASES: Record<string, string> = { swish: 'silu', gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', linear: 'identity' };
-
-const KIND_TEXT: Record<string, string> = {
-  int: 'an integer', nonneg: 'a non-negative integer', posint: 'a positive integer', number: 'a finite number',
-  posnum: 'a positive finite number', nonnegnum: 'a non-negative finite number', prob: 'a number in [0, 1]', bool: 'a boolean',
-  string: 'a string', act: `one of ${[...ACTIVATIONS, ...Object.keys(ACT_ALIASES)].map((a) => `'${a}'`).join(', ')}`,
-};
-
-function fits(kind: string, v: unknown): boolean {
-  const num = typeof v === 'number' && Number.isFinite(v);
-  switch (kind) {
-    case 'int': return Number.isSafeInteger(v);
-    case 'nonneg': return Number.isSafeInteger(v) && (v as number) >= 0;
-    case 'posint': return Number.isSafeInteger(v) && (v as number) > 0;
-    case 'number': return num;
-    case 'posnum': return num && (v as number) > 0;
-    case 'nonnegnum': return num && (v as number) >= 0;
-    case 'prob': return num && (v as number) >= 0 && (v as number) <= 1;
-    case 'bool': return typeof v === 'boolean';
-    case 'string': return typeof v === 'string';
-    case 'act': return typeof v === 'string' && ((ACTIVATIONS as readonly string[]).includes(v) || v in ACT_ALIASES);
-    default: return true;
-  }
-}
+export type { ConfigSpec } from './config';
 
 /**
  * A fully defaulted config: each field from `given` (HF config.json names) or the default,
@@ -175,10 +141,7 @@ export function resolveConfig<C extends object>(model: string, defaults: C, spec
   const out = { ...defaults } as Record<string, unknown>;
   for (const [k, kind] of Object.entries(spec) as [string, string][]) {
     const v = (given as Record<string, unknown>)[k];
-    if (v === undefined || v === null) continue;
-    if (!fits(kind, v)) invalid(KIND_TEXT[kind] ?? 'a value', `${model} config.${k}`, v);
-    // Arrays are copied: one read from a model's locked config is a Proxy, which N-API does not see as an array.
-    out[k] = kind === 'act' ? ACT_ALIASES[v as string] ?? v : Array.isArray(v) ? [...v] : v;
+    if (v !== undefined && v !== null) out[k] = checkValue(kind, v, `${model} config.${k}`);
   }
   return out as C;
 }
@@ -407,4 +370,70 @@ export async function finishPretrained<M extends Module>(model: M, sd: StateDict
   if (opts.device || dtype) await model.to({ device: opts.device, dtype });
   model.eval();
   return model;
+}
+
+
+/** A checkpoint as a model's `fromPretrained` read it: its tensors, and its config where they carry it. */
+export interface Loaded {
+  sd: StateDict;
+  /** The config that came with the tensors (an OpenAI Whisper's dims, a BEATs `.pt`'s cfg); default: config.json. */
+  config?: Record<string, unknown>;
+}
+
+/**
+ * What differs between models' `fromPretrained`, declared: the one generic path
+ * ({@link loadPretrained}) does the rest.
+ */
+export interface Loading<M extends Module, O extends PretrainedOptions<object>, L extends Loaded = Loaded> {
+  /** The options the model takes beyond {@link PRETRAINED_OPTIONS}. */
+  options?: readonly string[];
+  /** Reads the tensors (and a config that comes with them); default: {@link loadCheckpoint} after the config. */
+  read?(dir: string, opts: O): Promise<L>;
+  /** The checkpoint's config where it is not config.json through the declaration's `normalize`. */
+  config?(dir: string, opts: O, loaded: L | undefined): Record<string, unknown>;
+  /** A checkpoint without a config.json takes `opts.config` as its whole config (a config.json's object, extra fields accepted). */
+  configless?: boolean;
+  /** Key prefixes, the first that any key has removed ({@link stripPrefix}). */
+  prefixes?: readonly string[];
+  /** Renames after the prefix ({@link renameKeys}). */
+  renames?: readonly Rename[];
+  /** The keys the model has (after renames); others (task heads, buffers) are left out. */
+  keep?: RegExp;
+  /** Builds the model for the config; default: the class's `create(config)`. */
+  create?(config: Record<string, unknown>, loaded: L, opts: O): M;
+  /** After building, before the tensors are loaded (a tied head's key deleted, adapters applied). */
+  prepare?(model: M, loaded: L, opts: O): void;
+}
+
+/**
+ * The generic `fromPretrained`: options checked (`<Class>.fromPretrained` in messages), the path
+ * resolved, the config read (config.json through `decl.normalize`, or as `how` says) with
+ * `opts.config` laid over it ({@link withOverrides}), the tensors read and renamed as `how`
+ * declares, the model built without initialisation ({@link createForCheckpoint}) and the tensors
+ * loaded into it ({@link finishPretrained}).
+ * @throws EmotorchError as {@link loadCheckpoint}, {@link readConfig}, the model's `create` and `loadStateDict`
+ */
+export async function loadPretrained<M extends Module, O extends PretrainedOptions<object>, L extends Loaded = Loaded>(
+  decl: ConfigDecl, cls: { name: string; create(config: object, opts?: object): M }, dirOrFile: string, opts: O | undefined, how: Loading<M, O, L> = {},
+): Promise<M> {
+  const o = checkPretrainedOptions(opts, `${cls.name}.fromPretrained`, how.options);
+  checkPretrainedDtype(o.dtype);
+  if (o.device !== undefined) checkDevice(o.device);
+  const dir = await pretrainedPath(dirOrFile, o);
+  const read = how.read ? await how.read(dir, o) : undefined;
+  let cfg = o.config;
+  const whole = how.configless && o.config !== undefined && !hasConfigJson(dir);
+  if (whole && (o.config === null || typeof o.config !== 'object' || Array.isArray(o.config))) invalid(`an object of ${decl.title} config fields`, 'opts.config', o.config);
+  if (!whole) {
+    const raw = read?.config ?? (how.config ? how.config(dir, o, read) : decl.normalize(readConfig(dir)));
+    cfg = withOverrides(decl.title, specOf(decl), raw, o.config);
+  }
+  let sd = read?.sd ?? await loadCheckpoint(dir);
+  if (how.prefixes) sd = stripPrefix(sd, how.prefixes);
+  if (how.renames) sd = renameKeys(sd, how.renames);
+  if (how.keep) sd = new Map([...sd].filter(([k]) => how.keep!.test(k)));
+  const loaded = { ...read, sd } as L;
+  const model = createForCheckpoint(o, () => (how.create ? how.create(cfg as Record<string, unknown>, loaded, o) : cls.create(cfg as object)));
+  how.prepare?.(model, loaded, o);
+  return finishPretrained(model, loaded.sd, o, !(o as { stateDict?: unknown }).stateDict);
 }

@@ -1,37 +1,43 @@
 /** Q-Former (HF Blip2QFormerModel; LAVIS / SALMONN checkpoints through a rename table), on native/models/qformer. */
-import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
+import type { ModuleOptions } from './module';
+import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, f } from './config';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath, checkPretrainedOptions } from './pretrained';
+import { PretrainedOptions, Rename, loadCheckpoint, loadPretrained, readConfig, renameKeys, stripPrefix } from './pretrained';
 
 /** Blip2QFormerConfig fields and defaults, plus `num_query_tokens` (queries the model owns; 0 = given per call). */
-export interface QFormerConfig {
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  encoder_hidden_size: number;
-  cross_attention_frequency: number;
-  num_query_tokens: number;
-  layer_norm_eps: number;
-  hidden_dropout_prob: number;
-  attention_probs_dropout_prob: number;
-  initializer_range: number;
-  hidden_act: string;
-}
+export const QFORMER = declareConfig({
+  name: 'Q-Former', title: 'QFormer', kind: 'qformer',
+  fields: {
+    hidden_size: f.posint(768),
+    num_hidden_layers: f.nonneg(12),
+    num_attention_heads: f.posint(12),
+    intermediate_size: f.posint(3072),
+    /** Width of the states the queries cross-attend to. */
+    encoder_hidden_size: f.posint(1408),
+    /** Every how many layers one cross-attends (1: every layer). */
+    cross_attention_frequency: f.posint(2),
+    /** Queries the model owns (`query_tokens`); 0: given per call as `queryEmbeds`. */
+    num_query_tokens: f.nonneg(0),
+    layer_norm_eps: f.posnum(1e-12),
+    hidden_dropout_prob: f.prob(0.1),
+    attention_probs_dropout_prob: f.prob(0.1),
+    initializer_range: f.nonnegnum(0.02),
+    hidden_act: f.act('gelu'),
+  },
+  check(c) {
+    if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'Q-Former config.hidden_size', c.hidden_size);
+  },
+});
+
+/**
+ * Blip2QFormerConfig fields and defaults, plus `num_query_tokens` (queries the model owns; 0 = given per call).
+ * @interface
+ */
+export type QFormerConfig = ConfigOf<typeof QFORMER>;
 
 /** The QFormerConfig values used for the fields a config leaves out. */
-export const QFORMER_DEFAULTS: QFormerConfig = {
-  hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072, encoder_hidden_size: 1408,
-  cross_attention_frequency: 2, num_query_tokens: 0, layer_norm_eps: 1e-12, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1,
-  initializer_range: 0.02, hidden_act: 'gelu',
-};
-
-const SPEC: ConfigSpec<QFormerConfig> = {
-  hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint', encoder_hidden_size: 'posint',
-  cross_attention_frequency: 'posint', num_query_tokens: 'nonneg', layer_norm_eps: 'posnum', hidden_dropout_prob: 'prob',
-  attention_probs_dropout_prob: 'prob', initializer_range: 'nonnegnum', hidden_act: 'act',
-};
+export const QFORMER_DEFAULTS: QFormerConfig = defaultsOf(QFORMER);
 
 export interface QFormerInputs {
   /** (batch, Q, hidden) queries; omitted: the model's own query_tokens. */
@@ -65,19 +71,10 @@ export const LAVIS_QFORMER_RENAMES: readonly Rename[] = [
  *   cross_attention_frequency: 1, num_query_tokens: 1 });
  * const { lastHiddenState } = await qf.forward({ encoderHiddenStates: windows });
  */
-export class QFormer extends NativeModule {
-  declare readonly config: QFormerConfig;
-  private constructor(config: QFormerConfig, opts: ModuleOptions) {
-    super('qformer', config, opts);
-    lockConfig(this, 'QFormer', config);
-  }
-
+export class QFormer extends ConfiguredModule<QFormerConfig> {
   /** A QFormer with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<QFormerConfig> = {}, opts: ModuleOptions = {}): QFormer {
-    opts = checkModuleOptions(opts, 'QFormer.create');
-    const c = resolveConfig('Q-Former', QFORMER_DEFAULTS, SPEC, config);
-    if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'Q-Former config.hidden_size', c.hidden_size);
-    return new QFormer(c, opts);
+    return new QFormer(QFORMER, config, opts);
   }
 
   /**
@@ -87,25 +84,20 @@ export class QFormer extends NativeModule {
    * folder has no config.json.
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<QFormerConfig> = {}): Promise<QFormer> {
-    opts = checkPretrainedOptions(opts, 'QFormer.fromPretrained');
-    dirOrFile = await pretrainedPath(dirOrFile, opts);
-    const all = await loadCheckpoint(dirOrFile);
-    const tokens = all.get('query_tokens') ?? all.get('speech_query_tokens');
-    let sd = stripPrefix(all, ['speech_Qformer.', 'Qformer.', 'qformer.']);
-    if ([...sd.keys()].some((k) => k.startsWith('bert.'))) sd = renameKeys(sd, LAVIS_QFORMER_RENAMES);
-    if (tokens) sd.set('query_tokens', tokens);
     // a checkpoint file without a config.json (SALMONN's .pth) takes its config from opts.config alone
-    // (a config.json's object, extra fields accepted); over a config.json it names fields to change
-    let cfg: Record<string, unknown>;
-    if (opts.config && !hasConfigJson(dirOrFile)) {
-      if (typeof opts.config !== 'object' || Array.isArray(opts.config)) invalid('an object of QFormer config fields', 'opts.config', opts.config);
-      cfg = opts.config as Record<string, unknown>;
-    } else {
-      const raw = readConfig(dirOrFile) as Record<string, unknown>;
-      cfg = withOverrides('QFormer', SPEC, (raw.qformer_config as Record<string, unknown>) ?? raw, opts.config);
-    }
-    const model = createForCheckpoint(opts, () => QFormer.create({ ...cfg, num_query_tokens: tokens ? tokens.shape[1] : 0 }, {}));
-    return finishPretrained(model, sd, opts);
+    return loadPretrained(QFORMER, QFormer, dirOrFile, opts, {
+      configless: true,
+      async read(dir) {
+        const all = await loadCheckpoint(dir);
+        const tokens = all.get('query_tokens') ?? all.get('speech_query_tokens');
+        let sd = stripPrefix(all, ['speech_Qformer.', 'Qformer.', 'qformer.']);
+        if ([...sd.keys()].some((k) => k.startsWith('bert.'))) sd = renameKeys(sd, LAVIS_QFORMER_RENAMES);
+        if (tokens) sd.set('query_tokens', tokens);
+        return { sd };
+      },
+      config: (dir) => { const raw = readConfig(dir); return (raw.qformer_config as Record<string, unknown>) ?? raw; },
+      create: (c, { sd }) => QFormer.create({ ...c, num_query_tokens: sd.get('query_tokens')?.shape[1] ?? 0 }),
+    });
   }
 
   /**

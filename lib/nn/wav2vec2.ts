@@ -1,55 +1,39 @@
 /** Wav2Vec2 (HF Wav2Vec2Model; XLS-R is its layer-norm, stable-layer-norm variant), on native/models/wav2vec2. */
-import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
+import type { ModuleOptions } from './module';
+import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, f } from './config';
+import { SPEECH_FRONT, SPEECH_KEYS, checkSpeechFront, speechDropouts } from './speech_front';
 import { Tensor, checkTensor, tensor, zeros } from '../tensor';
 import * as fs from 'fs';
 import * as path from 'path';
 import { EmotorchError, invalid, withDeprecatedAlias, checkOptionNames } from '../errors';
 import type { StateDict } from './module';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, hasConfigJson, pretrainedPath, checkPretrainedOptions } from './pretrained';
+import { PretrainedOptions, Rename, loadCheckpoint, loadPretrained, readConfig, renameKeys, stripPrefix } from './pretrained';
 
 /** HF Wav2Vec2Config fields and defaults (wav2vec2-base sizes; XLS-R checkpoints set the layer-norm fields in their config.json). */
-export interface Wav2Vec2Config {
-  conv_dim: number[];
-  conv_kernel: number[];
-  conv_stride: number[];
-  conv_bias: boolean;
-  feat_extract_norm: string;
-  feat_extract_activation: string;
-  do_stable_layer_norm: boolean;
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  hidden_act: string;
-  num_conv_pos_embeddings: number;
-  num_conv_pos_embedding_groups: number;
-  layer_norm_eps: number;
-  layerdrop: number;
-  hidden_dropout: number;
-  attention_dropout: number;
-  activation_dropout: number;
-  feat_proj_dropout: number;
-  mask_time_prob: number;
-  mask_feature_prob: number;
-  add_adapter: boolean;
-}
+export const WAV2VEC2 = declareConfig({
+  name: 'Wav2Vec2', kind: 'wav2vec2',
+  fields: {
+    ...SPEECH_FRONT,
+    /** Probability of skipping each layer in training (LayerDrop). */
+    layerdrop: f.prob(0.1),
+    ...speechDropouts(0.1),
+    /** HF's output adapter: not implemented (must be false). */
+    add_adapter: f.bool(false).host(),
+  },
+  check(c) {
+    checkSpeechFront('Wav2Vec2', c);
+    if (c.add_adapter) invalid('false (the Wav2Vec2 output adapter is not implemented)', 'Wav2Vec2 config.add_adapter', c.add_adapter);
+  },
+});
+
+/**
+ * HF Wav2Vec2Config fields and defaults (wav2vec2-base sizes; XLS-R checkpoints set the layer-norm fields in their config.json).
+ * @interface
+ */
+export type Wav2Vec2Config = ConfigOf<typeof WAV2VEC2>;
 
 /** The Wav2Vec2Config values used for the fields a config leaves out. */
-export const WAV2VEC2_DEFAULTS: Wav2Vec2Config = {
-  conv_dim: [512, 512, 512, 512, 512, 512, 512], conv_kernel: [10, 3, 3, 3, 3, 2, 2], conv_stride: [5, 2, 2, 2, 2, 2, 2], conv_bias: false,
-  feat_extract_norm: 'group', feat_extract_activation: 'gelu', do_stable_layer_norm: false, hidden_size: 768, num_hidden_layers: 12,
-  num_attention_heads: 12, intermediate_size: 3072, hidden_act: 'gelu', num_conv_pos_embeddings: 128, num_conv_pos_embedding_groups: 16,
-  layer_norm_eps: 1e-5, layerdrop: 0.1, hidden_dropout: 0.1, attention_dropout: 0.1, activation_dropout: 0.1, feat_proj_dropout: 0,
-  mask_time_prob: 0.05, mask_feature_prob: 0, add_adapter: false,
-};
-
-const SPEC: ConfigSpec<Wav2Vec2Config> = {
-  conv_dim: 'any', conv_kernel: 'any', conv_stride: 'any', conv_bias: 'bool', feat_extract_norm: 'string', feat_extract_activation: 'act',
-  do_stable_layer_norm: 'bool', hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint',
-  hidden_act: 'act', num_conv_pos_embeddings: 'posint', num_conv_pos_embedding_groups: 'posint', layer_norm_eps: 'posnum', layerdrop: 'prob',
-  hidden_dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob', feat_proj_dropout: 'prob', mask_time_prob: 'prob',
-  mask_feature_prob: 'prob', add_adapter: 'bool',
-};
+export const WAV2VEC2_DEFAULTS: Wav2Vec2Config = defaultsOf(WAV2VEC2);
 
 /** Older checkpoints' weight-norm names → transformers 5's parametrization names; pretraining-only heads dropped. */
 export const WAV2VEC2_RENAMES: readonly Rename[] = [
@@ -230,33 +214,14 @@ export interface Wav2Vec2Outputs {
  * const xlsr = await et.nn.Wav2Vec2Model.fromPretrained('wav2vec2-xls-r-1b/');
  * const { lastHiddenState, hiddenStates } = await xlsr.forward({ inputValues: wave, outputHiddenStates: true });
  */
-export class Wav2Vec2Model extends NativeModule {
-  declare readonly config: Wav2Vec2Config;
-  private constructor(config: Wav2Vec2Config, opts: ModuleOptions) {
-    super('wav2vec2', { ...config, masked_spec_embed: config.mask_time_prob > 0 || config.mask_feature_prob > 0 }, opts);
-    lockConfig(this, 'Wav2Vec2', config);
-  }
-
+export class Wav2Vec2Model extends ConfiguredModule<Wav2Vec2Config> {
   /**
    * A randomly initialized model.
    * @param config HF config.json fields (missing ones take the defaults)
    * @throws EmotorchError ERR_INVALID_ARG naming the bad field
    */
   static create(config: Partial<Wav2Vec2Config> = {}, opts: ModuleOptions = {}): Wav2Vec2Model {
-    opts = checkModuleOptions(opts, 'Wav2Vec2Model.create');
-    const c = resolveConfig('Wav2Vec2', WAV2VEC2_DEFAULTS, SPEC, config);
-    if (!Array.isArray(c.conv_dim) || c.conv_dim.length === 0 || !c.conv_dim.every((x) => Number.isSafeInteger(x) && x > 0)) {
-      invalid('a non-empty list of positive integers', 'Wav2Vec2 config.conv_dim', c.conv_dim);
-    }
-    for (const k of ['conv_kernel', 'conv_stride'] as const) {
-      const v = c[k];
-      if (!Array.isArray(v) || v.length !== c.conv_dim.length || !v.every((x) => Number.isSafeInteger(x) && x > 0)) invalid(`${c.conv_dim.length} positive integers`, `Wav2Vec2 config.${k}`, v);
-    }
-    if (!['group', 'layer'].includes(c.feat_extract_norm)) invalid("'group' or 'layer'", 'Wav2Vec2 config.feat_extract_norm', c.feat_extract_norm);
-    if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'Wav2Vec2 config.hidden_size', c.hidden_size);
-    if (c.hidden_size % c.num_conv_pos_embedding_groups !== 0) invalid(`a multiple of num_conv_pos_embedding_groups (${c.num_conv_pos_embedding_groups})`, 'Wav2Vec2 config.hidden_size', c.hidden_size);
-    if (c.add_adapter) invalid('false (the Wav2Vec2 output adapter is not implemented)', 'Wav2Vec2 config.add_adapter', c.add_adapter);
-    return new Wav2Vec2Model(c, opts);
+    return new Wav2Vec2Model(WAV2VEC2, config, opts);
   }
 
   /**
@@ -274,30 +239,20 @@ export class Wav2Vec2Model extends NativeModule {
    * const xlsr = await et.nn.Wav2Vec2Model.fromPretrained('xlsr2_1b_v2.pt', { config: et.nn.WAV2VEC2_XLSR2_1B_V2 });
    */
   static async fromPretrained(dirOrFile: string, opts: Wav2Vec2PretrainedOptions = {}): Promise<Wav2Vec2Model> {
-    opts = checkPretrainedOptions(opts, 'Wav2Vec2Model.fromPretrained');
-    dirOrFile = await pretrainedPath(dirOrFile, opts);
-    if (typeof dirOrFile !== 'string') invalid('a folder or file path', 'dirOrFile', dirOrFile);
-    if (!opts || typeof opts !== 'object') invalid('an options object', 'options', opts);
-    const all = await loadCheckpoint(dirOrFile);
-    const dialect = wav2vec2Dialect(all.keys());
-    // fairseq / fairseq2 files come without a config.json: opts.config is then the whole config
-    // (a config.json's object, extra fields accepted); over a config.json it names fields to change
-    if (opts.config !== undefined && (opts.config === null || typeof opts.config !== 'object' || Array.isArray(opts.config))) invalid('an object of Wav2Vec2 config fields', 'opts.config', opts.config);
-    const cfg = (opts.config && !hasConfigJson(dirOrFile) ? opts.config : withOverrides('Wav2Vec2', SPEC, readWav2Vec2Config(dirOrFile, dialect), opts.config)) as Partial<Wav2Vec2Config>;
-    if (dialect === 'hf') {
-      let sd = renameKeys(stripPrefix(all, ['wav2vec2.']), WAV2VEC2_RENAMES);
-      sd = new Map([...sd].filter(([k]) => /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/.test(k)));
-      return finishPretrained(createForCheckpoint(opts, () => Wav2Vec2Model.create(cfg, {})), sd, opts);
-    }
-    const { sd, origin } = convertWav2Vec2StateDict(all, dialect, { strict: opts.strict });
-    // the mask embedding is used only by pretraining's masking: a checkpoint without one loads too
-    const model = createForCheckpoint(opts, () => Wav2Vec2Model.create(sd.has('masked_spec_embed') ? cfg : { ...cfg, mask_time_prob: 0, mask_feature_prob: 0 }, {}));
-    const own = model.stateDict();
-    if (!own.has('masked_spec_embed')) { sd.get('masked_spec_embed')?.dispose(); sd.delete('masked_spec_embed'); }
-    const wrong = [...sd].filter(([k, t]) => own.has(k) && own.get(k)!.shape.join() !== t.shape.join())
-      .map(([k, t]) => `${dialect} '${origin.get(k)}' (our '${k}'): checkpoint [${t.shape}] vs model [${own.get(k)!.shape}]`);
-    if (wrong.length) { model.dispose(); throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: wrong shape for ${wrong.join(', ')}`, 'ERR_STATE_DICT'); }
-    return finishPretrained(model, sd, opts);
+    return loadPretrained(WAV2VEC2, Wav2Vec2Model, dirOrFile, opts, {
+      // fairseq / fairseq2 files come without a config.json: opts.config is then the whole config
+      configless: true,
+      async read(dir) {
+        const all = await loadCheckpoint(dir);
+        const dialect = wav2vec2Dialect(all.keys());
+        if (dialect === 'hf') return { dialect, origin: undefined, sd: new Map([...renameKeys(stripPrefix(all, ['wav2vec2.']), WAV2VEC2_RENAMES)].filter(([k]) => SPEECH_KEYS.test(k))) };
+        return { dialect, ...convertWav2Vec2StateDict(all, dialect, { strict: opts.strict }) };
+      },
+      config: (dir, _, read) => readWav2Vec2Config(dir, read!.dialect),
+      // the mask embedding is used only by pretraining's masking: a checkpoint without one loads too
+      create: (c, { dialect, sd }) => Wav2Vec2Model.create(dialect === 'hf' || sd.has('masked_spec_embed') ? c : { ...c, mask_time_prob: 0, mask_feature_prob: 0 }),
+      prepare: (model, { dialect, sd, origin }) => { if (dialect !== 'hf') checkFairseqShapes(model, sd, dialect, origin!); },
+    });
   }
 
   /** Frames produced for a clip of `samples` (the conv stack's length formula). */
@@ -378,4 +333,17 @@ function readWav2Vec2Config(dirOrFile: string, dialect: Wav2Vec2Dialect): Partia
     invalid(`{ config } (HF Wav2Vec2Config fields, e.g. et.nn.WAV2VEC2_XLSR2_1B_V2) or a config.json in '${dir}'`, `config of the ${dialect} checkpoint`, dirOrFile);
   }
   return readConfig(dir) as Partial<Wav2Vec2Config>;
+}
+
+/**
+ * A fairseq checkpoint against the model built for it: its mask embedding dropped where the
+ * config has none, each wrong shape named by the checkpoint's own key.
+ * @throws EmotorchError ERR_STATE_DICT (the model disposed)
+ */
+function checkFairseqShapes(model: Wav2Vec2Model, sd: StateDict, dialect: Wav2Vec2Dialect, origin: Map<string, string>): void {
+  const own = model.stateDict();
+  if (!own.has('masked_spec_embed')) { sd.get('masked_spec_embed')?.dispose(); sd.delete('masked_spec_embed'); }
+  const wrong = [...sd].filter(([k, t]) => own.has(k) && own.get(k)!.shape.join() !== t.shape.join())
+    .map(([k, t]) => `${dialect} '${origin.get(k)}' (our '${k}'): checkpoint [${t.shape}] vs model [${own.get(k)!.shape}]`);
+  if (wrong.length) { model.dispose(); throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: wrong shape for ${wrong.join(', ')}`, 'ERR_STATE_DICT'); }
 }

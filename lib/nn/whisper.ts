@@ -1,35 +1,42 @@
 /** Whisper encoder (HF WhisperModel(...).encoder), on native/models/whisper. */
-import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
+import type { ModuleOptions } from './module';
+import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, f } from './config';
 import { Tensor, checkTensor } from '../tensor';
 import { invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, Rename, finishPretrained, loadCheckpoint, readConfig, renameKeys, resolveConfig, stripPrefix, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
+import { PretrainedOptions, Rename, loadCheckpoint, loadPretrained, renameKeys, stripPrefix } from './pretrained';
 
 /** HF WhisperConfig's encoder fields (defaults: whisper-large-v2's sizes). */
-export interface WhisperConfig {
-  num_mel_bins: number;
-  d_model: number;
-  encoder_layers: number;
-  encoder_attention_heads: number;
-  encoder_ffn_dim: number;
-  max_source_positions: number;
-  dropout: number;
-  attention_dropout: number;
-  activation_dropout: number;
-  init_std: number;
-  activation_function: string;
-}
+export const WHISPER = declareConfig({
+  name: 'Whisper', kind: 'whisper_encoder',
+  fields: {
+    /** Mel bins of the log-mel input. */
+    num_mel_bins: f.posint(80),
+    /** Width of the encoder's hidden states. */
+    d_model: f.posint(1280),
+    encoder_layers: f.nonneg(32),
+    encoder_attention_heads: f.posint(20),
+    encoder_ffn_dim: f.posint(5120),
+    /** Positions after the strided conv: 1500 for 30 s (3000 frames). */
+    max_source_positions: f.posint(1500),
+    dropout: f.prob(0),
+    attention_dropout: f.prob(0),
+    activation_dropout: f.prob(0),
+    init_std: f.nonnegnum(0.02),
+    activation_function: f.act('gelu'),
+  },
+  check(c) {
+    if (c.d_model % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads (${c.encoder_attention_heads})`, 'Whisper config.d_model', c.d_model);
+  },
+});
+
+/**
+ * HF WhisperConfig's encoder fields (defaults: whisper-large-v2's sizes).
+ * @interface
+ */
+export type WhisperConfig = ConfigOf<typeof WHISPER>;
 
 /** The WhisperConfig values used for the fields a config leaves out. */
-export const WHISPER_DEFAULTS: WhisperConfig = {
-  num_mel_bins: 80, d_model: 1280, encoder_layers: 32, encoder_attention_heads: 20, encoder_ffn_dim: 5120, max_source_positions: 1500,
-  dropout: 0, attention_dropout: 0, activation_dropout: 0, init_std: 0.02, activation_function: 'gelu',
-};
-
-const SPEC: ConfigSpec<WhisperConfig> = {
-  num_mel_bins: 'posint', d_model: 'posint', encoder_layers: 'nonneg', encoder_attention_heads: 'posint', encoder_ffn_dim: 'posint',
-  max_source_positions: 'posint', dropout: 'prob', attention_dropout: 'prob', activation_dropout: 'prob', init_std: 'nonnegnum',
-  activation_function: 'act',
-};
+export const WHISPER_DEFAULTS: WhisperConfig = defaultsOf(WHISPER);
 
 export interface WhisperInputs {
   /** (batch, num_mel_bins, frames) log-mel, as et.audio.whisperLogMel makes it. */
@@ -71,19 +78,10 @@ function openaiDims(sd: Map<string, Tensor>): Partial<WhisperConfig> {
  * const enc = await et.nn.WhisperEncoder.fromPretrained('whisper-base/');
  * const { lastHiddenState } = await enc.forward({ inputFeatures: await et.audio.whisperLogMel(wave) });
  */
-export class WhisperEncoder extends NativeModule {
-  declare readonly config: WhisperConfig;
-  private constructor(config: WhisperConfig, opts: ModuleOptions) {
-    super('whisper_encoder', config, opts);
-    lockConfig(this, 'Whisper', config);
-  }
-
+export class WhisperEncoder extends ConfiguredModule<WhisperConfig> {
   /** A WhisperEncoder with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<WhisperConfig> = {}, opts: ModuleOptions = {}): WhisperEncoder {
-    opts = checkModuleOptions(opts, 'WhisperEncoder.create');
-    const c = resolveConfig('Whisper', WHISPER_DEFAULTS, SPEC, config);
-    if (c.d_model % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads (${c.encoder_attention_heads})`, 'Whisper config.d_model', c.d_model);
-    return new WhisperEncoder(c, opts);
+    return new WhisperEncoder(WHISPER, config, opts);
   }
 
   /**
@@ -93,20 +91,15 @@ export class WhisperEncoder extends NativeModule {
    * files without a config.json (64-dim heads are assumed otherwise).
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<WhisperConfig> & { numHeads?: number } = {}): Promise<WhisperEncoder> {
-    opts = checkPretrainedOptions(opts, 'WhisperEncoder.fromPretrained', ['numHeads']);
-    dirOrFile = await pretrainedPath(dirOrFile, opts);
-    const all = await loadCheckpoint(dirOrFile);
-    let sd = stripPrefix(all, ['model.encoder.', 'encoder.']);
-    let cfg: Partial<WhisperConfig>;
-    if (sd.has('conv1.weight') && sd.has('positional_embedding')) {
-      const dims = openaiDims(sd);
-      sd = renameKeys(sd, OPENAI_WHISPER_RENAMES);
-      cfg = { ...dims, encoder_attention_heads: opts.numHeads ?? dims.d_model! / 64 };
-    } else {
-      cfg = readConfig(dirOrFile) as Partial<WhisperConfig>;
-    }
-    const model = createForCheckpoint(opts, () => WhisperEncoder.create(withOverrides('Whisper', SPEC, cfg, opts.config), {}));
-    return finishPretrained(model, sd, opts);
+    return loadPretrained(WHISPER, WhisperEncoder, dirOrFile, opts, {
+      options: ['numHeads'],
+      async read(dir) {
+        const sd = stripPrefix(await loadCheckpoint(dir), ['model.encoder.', 'encoder.']);
+        if (!sd.has('conv1.weight') || !sd.has('positional_embedding')) return { sd };
+        const dims = openaiDims(sd);
+        return { sd: renameKeys(sd, OPENAI_WHISPER_RENAMES), config: { ...dims, encoder_attention_heads: opts.numHeads ?? dims.d_model! / 64 } };
+      },
+    });
   }
 
   /**
