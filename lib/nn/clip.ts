@@ -4,125 +4,152 @@
  * temporal attention in every layer (and the V1.5 tube embedding), audio as a non-square fbank
  * "image", and the LoRA-tuned releases whose vision encoder peft wrapped.
  */
-import { Module, NativeModule, ModuleOptions, StateDict, lockConfig, checkModuleOptions } from './module';
+import { Module, ModuleOptions, StateDict } from './module';
+import { ConfigDecl, ConfigOf, ConfiguredModule, GivenOf, declareConfig, defaultsOf, f, resolve, specOf } from './config';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
+import { Loaded, Loading, PretrainedOptions, loadCheckpoint, loadPretrained, readConfig } from './pretrained';
 import { applyLora } from './lora';
 
-/** HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's). */
-export interface ClipTextConfig {
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  /** Context length (77 for OpenAI's and LanguageBind's). */
-  max_position_embeddings: number;
-  /** HF: 2 (the legacy value) pools at argmax(input_ids), any other id at its first occurrence. */
-  eos_token_id: number;
-  hidden_act: string;
-  layer_norm_eps: number;
-  attention_dropout: number;
-  initializer_range: number;
-  initializer_factor: number;
-  /** Width of `text_projection` (used when the model has one). */
-  projection_dim: number;
+/** `withProjection` (default true), checked; without the projection head, `projection_dim` is sent as 0. */
+function projectionOption(opts: { withProjection?: unknown }): boolean {
+  const wp = opts.withProjection ?? true;
+  if (typeof wp !== 'boolean') invalid('a boolean', 'withProjection', wp);
+  return wp;
 }
+const sentProjection = (c: { projection_dim: number }, o: { withProjection?: boolean }): number => (o.withProjection === false ? 0 : c.projection_dim);
+
+/** HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's). */
+export const CLIP_TEXT = declareConfig({
+  name: 'CLIP text', kind: 'clip_text', options: ['withProjection'],
+  fields: {
+    vocab_size: f.posint(49408),
+    hidden_size: f.posint(512),
+    intermediate_size: f.posint(2048),
+    num_hidden_layers: f.nonneg(12),
+    num_attention_heads: f.posint(8),
+    /** Context length (77 for OpenAI's and LanguageBind's). */
+    max_position_embeddings: f.posint(77),
+    /** HF: 2 (the legacy value) pools at argmax(input_ids), any other id at its first occurrence. */
+    eos_token_id: f.int(49407),
+    hidden_act: f.act('quick_gelu'),
+    layer_norm_eps: f.posnum(1e-5),
+    attention_dropout: f.prob(0),
+    initializer_range: f.nonnegnum(0.02),
+    initializer_factor: f.nonnegnum(1),
+    /** Width of `text_projection` (used when the model has one; sent as 0 without it). */
+    projection_dim: f.posint(512).sends(sentProjection),
+  },
+  check(c, _, opts) {
+    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP text config.hidden_size', c.hidden_size);
+    projectionOption(opts);
+  },
+});
+
+/**
+ * HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's).
+ * @interface
+ */
+export type ClipTextConfig = ConfigOf<typeof CLIP_TEXT>;
 
 /**
  * HF CLIPVisionConfig fields, with LanguageBind's: `add_time_attn` and `num_frames` (video), and
  * `tube_size` (> 0: the V1.5 Conv3d tube embedding; 0: the 2-D patch embedding). `image_size` is a
  * side or `[height, width]` (LanguageBind audio: `[num_mel_bins, target_length]`).
  */
-export interface ClipVisionConfig {
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_channels: number;
-  image_size: number | [number, number];
-  patch_size: number;
-  hidden_act: string;
-  layer_norm_eps: number;
-  attention_dropout: number;
-  initializer_range: number;
-  initializer_factor: number;
-  /** Width of `visual_projection` (used when the model has one). */
-  projection_dim: number;
-  add_time_attn: boolean;
-  num_frames: number;
-  tube_size: number;
-  /**
-   * LanguageBind's PatchDropout, in training only: keep max(1, ⌊n·(1 − p)⌋) of the n patch tokens
-   * (the CLS always), drawn per video with `randn` on the CPU generator (as the original, so a seed
-   * replays it), the same patches in all frames. In [0, 1); default 0.
-   */
-  force_patch_dropout: number;
-}
+export const CLIP_VISION = declareConfig({
+  name: 'CLIP vision', kind: 'clip_vision', options: ['withProjection'],
+  fields: {
+    hidden_size: f.posint(768),
+    intermediate_size: f.posint(3072),
+    num_hidden_layers: f.nonneg(12),
+    num_attention_heads: f.posint(12),
+    num_channels: f.posint(3),
+    /** A side, or `[height, width]` (always `[height, width]` once built). */
+    image_size: f.any<number | [number, number]>('i64[]', 224),
+    patch_size: f.posint(32),
+    hidden_act: f.act('quick_gelu'),
+    layer_norm_eps: f.posnum(1e-5),
+    attention_dropout: f.prob(0),
+    initializer_range: f.nonnegnum(0.02),
+    initializer_factor: f.nonnegnum(1),
+    /** Width of `visual_projection` (used when the model has one; sent as 0 without it). */
+    projection_dim: f.posint(512).sends(sentProjection),
+    /** LanguageBind video: temporal attention in every layer. */
+    add_time_attn: f.bool(false),
+    /** LanguageBind video: the frames the temporal position table has. */
+    num_frames: f.posint(1),
+    /** > 0: LanguageBind V1.5's Conv3d tube embedding over this many frames; 0: the 2-D patch embedding. */
+    tube_size: f.nonneg(0),
+    /**
+     * LanguageBind's PatchDropout, in training only: keep max(1, ⌊n·(1 − p)⌋) of the n patch tokens
+     * (the CLS always), drawn per video with `randn` on the CPU generator (as the original, so a seed
+     * replays it), the same patches in all frames. In [0, 1); default 0.
+     */
+    force_patch_dropout: f.prob(0),
+  },
+  normalize: (raw) => visionFromFile(raw),
+  check(c, _, opts) {
+    const s = c.image_size;
+    const hw = typeof s === 'number' ? [s, s] : s;
+    if (!Array.isArray(hw) || hw.length !== 2 || !hw.every((v) => Number.isSafeInteger(v) && v > 0)) invalid('a positive integer or [height, width]', 'CLIP vision config.image_size', s);
+    if (hw[0] < c.patch_size || hw[1] < c.patch_size) invalid(`at least patch_size (${c.patch_size}) on each side`, 'CLIP vision config.image_size', s);
+    c.image_size = [hw[0], hw[1]];
+    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP vision config.hidden_size', c.hidden_size);
+    if (c.tube_size > 0 && c.num_frames % c.tube_size !== 0) invalid(`a divisor of num_frames (${c.num_frames})`, 'CLIP vision config.tube_size', c.tube_size);
+    if (c.force_patch_dropout >= 1) invalid('a number in [0, 1)', 'CLIP vision config.force_patch_dropout', c.force_patch_dropout);
+    projectionOption(opts);
+  },
+});
+
+/**
+ * HF CLIPVisionConfig fields, with LanguageBind's: `add_time_attn` and `num_frames` (video), and
+ * `tube_size` (> 0: the V1.5 Conv3d tube embedding; 0: the 2-D patch embedding). `image_size` is a
+ * side or `[height, width]` (LanguageBind audio: `[num_mel_bins, target_length]`).
+ * @interface
+ */
+export type ClipVisionConfig = ConfigOf<typeof CLIP_VISION>;
 
 /** HF CLIPConfig: both towers, the shared projection width and the initial `logit_scale`. */
-export interface ClipConfig {
-  text_config: Partial<ClipTextConfig>;
-  vision_config: Partial<ClipVisionConfig>;
-  projection_dim: number;
-  logit_scale_init_value: number;
-}
+export const CLIP = declareConfig({
+  name: 'CLIP', kind: 'clip',
+  fields: {
+    /** The text tower's fields (those left out take the defaults). */
+    text_config: f.config(CLIP_TEXT),
+    /** The vision tower's fields (those left out take the defaults). */
+    vision_config: f.config(CLIP_VISION),
+    /** Width of both projections (the towers' own `projection_dim` give way to it). */
+    projection_dim: f.posint(512).host(),
+    /** The initial `logit_scale` (ln(1 / 0.07)). */
+    logit_scale_init_value: f.number(2.6592),
+  },
+  check(c) {
+    for (const k of ['text_config', 'vision_config'] as const) if (!c[k] || typeof c[k] !== 'object' || Array.isArray(c[k])) invalid('an object', `CLIP config.${k}`, c[k]);
+    c.text_config = resolve(CLIP_TEXT, { ...c.text_config, projection_dim: c.projection_dim });
+    c.vision_config = resolve(CLIP_VISION, { ...c.vision_config, projection_dim: c.projection_dim });
+  },
+});
 
-/** A ClipModel's config as built: both towers resolved. */
-export interface ClipResolvedConfig extends ClipConfig {
-  text_config: ClipTextConfig;
-  vision_config: ClipVisionConfig;
-}
+/**
+ * HF CLIPConfig as `create` takes it: both towers (partly), the shared projection width and the initial `logit_scale`.
+ * @interface
+ */
+export type ClipConfig = GivenOf<typeof CLIP>;
+
+/**
+ * A ClipModel's config as built: both towers resolved.
+ * @interface
+ */
+export type ClipResolvedConfig = ConfigOf<typeof CLIP>;
 
 /** The ClipTextConfig values used for the fields a config leaves out. */
-export const CLIP_TEXT_DEFAULTS: ClipTextConfig = {
-  vocab_size: 49408, hidden_size: 512, intermediate_size: 2048, num_hidden_layers: 12, num_attention_heads: 8, max_position_embeddings: 77,
-  eos_token_id: 49407, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1,
-  projection_dim: 512,
-};
+export const CLIP_TEXT_DEFAULTS: ClipTextConfig = defaultsOf(CLIP_TEXT);
 
 /** The ClipVisionConfig values used for the fields a config leaves out. */
-export const CLIP_VISION_DEFAULTS: ClipVisionConfig = {
-  hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, num_channels: 3, image_size: 224, patch_size: 32,
-  hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, attention_dropout: 0, initializer_range: 0.02, initializer_factor: 1, projection_dim: 512,
-  add_time_attn: false, num_frames: 1, tube_size: 0, force_patch_dropout: 0,
-};
-
-const TEXT_SPEC: ConfigSpec<ClipTextConfig> = {
-  vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint',
-  max_position_embeddings: 'posint', eos_token_id: 'int', hidden_act: 'act', layer_norm_eps: 'posnum', attention_dropout: 'prob',
-  initializer_range: 'nonnegnum', initializer_factor: 'nonnegnum', projection_dim: 'posint',
-};
-
-const VISION_SPEC: ConfigSpec<ClipVisionConfig> = {
-  hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', num_channels: 'posint',
-  image_size: 'any', patch_size: 'posint', hidden_act: 'act', layer_norm_eps: 'posnum', attention_dropout: 'prob', initializer_range: 'nonnegnum',
-  initializer_factor: 'nonnegnum', projection_dim: 'posint', add_time_attn: 'bool', num_frames: 'posint', tube_size: 'nonneg',
-  force_patch_dropout: 'prob',
-};
+export const CLIP_VISION_DEFAULTS: ClipVisionConfig = defaultsOf(CLIP_VISION);
 
 /** Kind of each config field, per tower. */
-export const SPEC = { text: TEXT_SPEC, vision: VISION_SPEC };
-
-function textConfig(given: object): ClipTextConfig {
-  const c = resolveConfig('CLIP text', CLIP_TEXT_DEFAULTS, TEXT_SPEC, given);
-  if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP text config.hidden_size', c.hidden_size);
-  return c;
-}
-
-function visionConfig(given: object): ClipVisionConfig {
-  const c = resolveConfig('CLIP vision', CLIP_VISION_DEFAULTS, VISION_SPEC, given);
-  const s = c.image_size;
-  const hw = typeof s === 'number' ? [s, s] : s;
-  if (!Array.isArray(hw) || hw.length !== 2 || !hw.every((v) => Number.isSafeInteger(v) && v > 0)) invalid('a positive integer or [height, width]', 'CLIP vision config.image_size', s);
-  if (hw[0] < c.patch_size || hw[1] < c.patch_size) invalid(`at least patch_size (${c.patch_size}) on each side`, 'CLIP vision config.image_size', s);
-  c.image_size = [hw[0], hw[1]];
-  if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP vision config.hidden_size', c.hidden_size);
-  if (c.tube_size > 0 && c.num_frames % c.tube_size !== 0) invalid(`a divisor of num_frames (${c.num_frames})`, 'CLIP vision config.tube_size', c.tube_size);
-  if (c.force_patch_dropout >= 1) invalid('a number in [0, 1)', 'CLIP vision config.force_patch_dropout', c.force_patch_dropout);
-  return c;
-}
+export const SPEC = { text: specOf(CLIP_TEXT), vision: specOf(CLIP_VISION) };
 
 /**
  * The vision config of a config.json (a CLIPModel's `vision_config`, or a vision model's own), with
@@ -138,7 +165,7 @@ function visionFromFile(raw: Record<string, unknown>): Record<string, unknown> {
   return v;
 }
 
-function subConfig(raw: Record<string, unknown>, key: 'text_config' | 'vision_config', dir: string): Record<string, unknown> | null {
+function subConfig(raw: Record<string, unknown>, key: string, dir: string): Record<string, unknown> | null {
   const sub = raw[key];
   if (sub === undefined) return null;
   if (!sub || typeof sub !== 'object' || Array.isArray(sub)) throw new EmotorchError(`'${dir}/config.json': ${key} is not an object`, 'ERR_FORMAT');
@@ -245,13 +272,6 @@ function checkPixels(x: Tensor, c: ClipVisionConfig, name: string): void {
   } else if (c.tube_size > 0) invalid(`a video (batch, ${c.num_channels}, ${c.num_frames}, height, width) for the tube embedding`, name, `[${x.shape}]`);
 }
 
-/** `opts.withProjection`, checked (default true). */
-function projectionOption(opts: { withProjection?: boolean }): boolean {
-  const wp = opts.withProjection ?? true;
-  if (typeof wp !== 'boolean') invalid('a boolean', 'withProjection', wp);
-  return wp;
-}
-
 /**
  * One tower's part of a checkpoint: its `prefix` keys (no `position_ids` buffers) and its
  * projection `head` when wanted (default: when the checkpoint has it).
@@ -263,6 +283,50 @@ function towerState(sd: StateDict, prefix: string, head: string, wanted: boolean
   return { keep, withProjection };
 }
 
+/** A CLIP checkpoint as read: its tensors, and its adapters with what to do with them. */
+interface ClipLoaded extends Loaded { lora: LoraFound | null; mode: LoraMode; withProjection?: boolean }
+
+/** After building: a release's adapters applied as LoRA layers, unless merged into the weights. */
+function keepAdapters<M extends Module>(model: M, { lora, mode }: ClipLoaded): void {
+  if (lora && mode !== 'merge') keepLora(model, lora, mode);
+}
+
+/**
+ * How a tower reads a folder: its config (a CLIPModel's `text_config` / `vision_config` with the
+ * shared `projection_dim`, or the tower's own config.json), its part of the checkpoint, its
+ * projection head when wanted (default: when the checkpoint has it); the vision tower unwraps and
+ * applies a LoRA-tuned release's adapters (`opts.lora`).
+ */
+function towerLoading<M extends Module>(decl: ConfigDecl, cls: { create(c: object, o: { withProjection?: boolean }): M }, opts: ClipPretrainedOptions<object>, tower: 'text' | 'vision'): Loading<M, ClipPretrainedOptions<object>, ClipLoaded> {
+  const [prefix, head] = tower === 'text' ? ['text_model.', 'text_projection.weight'] : ['vision_model.', 'visual_projection.weight'];
+  return {
+    options: ['lora', 'withProjection', 'stateDict'],
+    async read(dir) {
+      const mode = tower === 'vision' ? checkMode(opts.lora) : 'merge';
+      const raw = readConfig(dir);
+      const top = subConfig(raw, `${tower}_config`, dir);
+      const config = { ...decl.normalize(top ?? raw) };
+      if (top && raw.projection_dim !== undefined) config.projection_dim = raw.projection_dim;
+      const all = opts.stateDict ?? await loadCheckpoint(dir);
+      const { sd, lora } = tower === 'vision' ? unwrapLora(all, top ?? raw, mode, `'${dir}'`) : { sd: all, lora: null };
+      const { keep, withProjection } = towerState(sd, prefix, head, opts.withProjection);
+      return { sd: keep, config, lora, mode, withProjection };
+    },
+    create: (c, { withProjection }) => cls.create(c, { withProjection }),
+    prepare: keepAdapters,
+  };
+}
+
+/** A CLIP tower, built with or without its projection head (`create`'s `withProjection`). */
+abstract class ClipTower<C extends object> extends ConfiguredModule<C> {
+  /** Whether the projection head exists (`imageEmbeds` / `textEmbeds` are null without it). */
+  readonly withProjection: boolean;
+  protected constructor(decl: ConfigDecl, config: unknown, opts: ModuleOptions & { withProjection?: boolean }) {
+    super(decl, config, opts);
+    this.withProjection = opts.withProjection ?? true;
+  }
+}
+
 /**
  * CLIP's vision tower (`vision_model.*`), with `visual_projection` when built with a projection
  * (HF CLIPVisionModelWithProjection); LanguageBind's video and audio towers.
@@ -270,46 +334,14 @@ function towerState(sd: StateDict, prefix: string, head: string, wanted: boolean
  * const tower = await et.nn.ClipVisionModel.fromPretrained('LanguageBind_Video_FT/');
  * const { imageEmbeds } = await tower.forward({ pixelValues: video });  // video (B, 3, 8, 224, 224)
  */
-export class ClipVisionModel extends NativeModule {
-  declare readonly config: ClipVisionConfig;
-  /** Whether `visual_projection` exists (`imageEmbeds` is null without it). */
-  readonly withProjection: boolean;
-  private constructor(config: ClipVisionConfig, withProjection: boolean, opts: ModuleOptions) {
-    super('clip_vision', { ...config, projection_dim: withProjection ? config.projection_dim : 0 }, opts);
-    this.withProjection = withProjection;
-    lockConfig(this, 'CLIP vision', config);
-  }
-
+export class ClipVisionModel extends ClipTower<ClipVisionConfig> {
   /**
    * A randomly initialised tower (HF CLIP's init).
    * @param opts `withProjection` (default true), `device`, `dtype`
    * @throws EmotorchError ERR_INVALID_ARG naming a bad field
    */
   static create(config: Partial<ClipVisionConfig> = {}, opts: ModuleOptions & { withProjection?: boolean } = {}): ClipVisionModel {
-    opts = checkModuleOptions(opts, 'ClipVisionModel.create', ['withProjection']);
-    return new ClipVisionModel(visionConfig(config), projectionOption(opts), opts);
-  }
-
-  /**
-   * Loads a local folder: an HF CLIPModel (its vision half), a CLIPVisionModel[WithProjection], or a
-   * LanguageBind video / audio release (`LanguageBind_Video_FT`, `LanguageBind_Audio_FT`, and the
-   * LoRA-tuned `LanguageBind_Video` / `LanguageBind_Audio`, see `opts.lora`).
-   * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
-   */
-  static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipVisionConfig> = {}): Promise<ClipVisionModel> {
-    opts = checkPretrainedOptions(opts, 'ClipVisionModel.fromPretrained', ['lora', 'withProjection', 'stateDict']);
-    dir = await pretrainedPath(dir, opts);
-    const mode = checkMode(opts.lora);
-    const raw = readConfig(dir);
-    const top = subConfig(raw, 'vision_config', dir);
-    const vraw = top ?? raw;
-    const file = visionFromFile(vraw);
-    if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
-    const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vraw, mode, `'${dir}'`);
-    const { keep, withProjection } = towerState(sd, 'vision_model.', 'visual_projection.weight', opts.withProjection);
-    const model = createForCheckpoint(opts, () => ClipVisionModel.create(withOverrides('CLIP vision', VISION_SPEC, file, opts.config), { withProjection }));
-    if (lora && mode !== 'merge') keepLora(model, lora, mode);
-    return finishPretrained(model, keep, opts, !opts.stateDict);
+    return new ClipVisionModel(CLIP_VISION, config, opts);
   }
 
   /**
@@ -321,6 +353,16 @@ export class ClipVisionModel extends NativeModule {
     checkPixels(pixelValues, this.config, 'pixelValues');
     const o = await this.run({ pixel_values: pixelValues });
     return { lastHiddenState: o.last_hidden_state!, poolerOutput: o.pooler_output!, imageEmbeds: o.image_embeds ?? null };
+  }
+
+  /**
+   * Loads a local folder: an HF CLIPModel (its vision half), a CLIPVisionModel[WithProjection], or a
+   * LanguageBind video / audio release (`LanguageBind_Video_FT`, `LanguageBind_Audio_FT`, and the
+   * LoRA-tuned `LanguageBind_Video` / `LanguageBind_Audio`, see `opts.lora`).
+   * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
+   */
+  static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipVisionConfig> = {}): Promise<ClipVisionModel> {
+    return loadPretrained(CLIP_VISION, ClipVisionModel, dir, opts, towerLoading(CLIP_VISION, ClipVisionModel, opts, 'vision'));
   }
 }
 
@@ -358,32 +400,10 @@ function checkText(ids: Tensor, mask: Tensor | null | undefined, c: ClipTextConf
  * const text = await et.nn.ClipTextModel.fromPretrained('LanguageBind_Video_FT/');
  * const { textEmbeds } = await text.forward({ inputIds, attentionMask });
  */
-export class ClipTextModel extends NativeModule {
-  declare readonly config: ClipTextConfig;
-  readonly withProjection: boolean;
-  private constructor(config: ClipTextConfig, withProjection: boolean, opts: ModuleOptions) {
-    super('clip_text', { ...config, projection_dim: withProjection ? config.projection_dim : 0 }, opts);
-    this.withProjection = withProjection;
-    lockConfig(this, 'CLIP text', config);
-  }
-
+export class ClipTextModel extends ClipTower<ClipTextConfig> {
   /** A randomly initialised tower. @param opts `withProjection` (default true), `device`, `dtype` */
   static create(config: Partial<ClipTextConfig> = {}, opts: ModuleOptions & { withProjection?: boolean } = {}): ClipTextModel {
-    opts = checkModuleOptions(opts, 'ClipTextModel.create', ['withProjection']);
-    return new ClipTextModel(textConfig(config), projectionOption(opts), opts);
-  }
-
-  /** Loads a local folder: an HF CLIPModel (its text half), a CLIPTextModel[WithProjection], or a LanguageBind release. */
-  static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipTextConfig> = {}): Promise<ClipTextModel> {
-    opts = checkPretrainedOptions(opts, 'ClipTextModel.fromPretrained', ['lora', 'withProjection', 'stateDict']);
-    dir = await pretrainedPath(dir, opts);
-    const raw = readConfig(dir);
-    const top = subConfig(raw, 'text_config', dir);
-    const file = { ...(top ?? raw) };
-    if (top && raw.projection_dim !== undefined) file.projection_dim = raw.projection_dim;
-    const { keep, withProjection } = towerState(opts.stateDict ?? await loadCheckpoint(dir), 'text_model.', 'text_projection.weight', opts.withProjection);
-    const model = createForCheckpoint(opts, () => ClipTextModel.create(withOverrides('CLIP text', TEXT_SPEC, file, opts.config), { withProjection }));
-    return finishPretrained(model, keep, opts, !opts.stateDict);
+    return new ClipTextModel(CLIP_TEXT, config, opts);
   }
 
   /** @returns `{ lastHiddenState, poolerOutput, textEmbeds }` */
@@ -392,6 +412,11 @@ export class ClipTextModel extends NativeModule {
     checkText(inputIds, attentionMask, this.config);
     const o = await this.run({ input_ids: inputIds, attention_mask: attentionMask });
     return { lastHiddenState: o.last_hidden_state!, poolerOutput: o.pooler_output!, textEmbeds: o.text_embeds ?? null };
+  }
+
+  /** Loads a local folder: an HF CLIPModel (its text half), a CLIPTextModel[WithProjection], or a LanguageBind release. */
+  static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipTextConfig> = {}): Promise<ClipTextModel> {
+    return loadPretrained(CLIP_TEXT, ClipTextModel, dir, opts, towerLoading(CLIP_TEXT, ClipTextModel, opts, 'text'));
   }
 }
 
@@ -421,39 +446,25 @@ export interface ClipOutputs {
  * const clip = await et.nn.ClipModel.fromPretrained('clip-vit-base-patch32/');
  * const { logitsPerImage } = await clip.forward({ inputIds, attentionMask, pixelValues });
  */
-export class ClipModel extends NativeModule {
-  declare readonly config: ClipResolvedConfig;
-  private constructor(config: ClipResolvedConfig, opts: ModuleOptions) {
-    super('clip', config, opts);
-    lockConfig(this, 'CLIP', config);
-  }
-
+export class ClipModel extends ConfiguredModule<ClipResolvedConfig> {
   /** A randomly initialised model. @throws EmotorchError ERR_INVALID_ARG naming a bad field */
   static create(config: Partial<ClipConfig> = {}, opts: ModuleOptions = {}): ClipModel {
-    opts = checkModuleOptions(opts, 'ClipModel.create');
-    if (!config || typeof config !== 'object') invalid('a config object', 'CLIP config', config);
-    const c = resolveConfig('CLIP', { text_config: {}, vision_config: {}, projection_dim: 512, logit_scale_init_value: 2.6592 },
-      { text_config: 'any', vision_config: 'any', projection_dim: 'posint', logit_scale_init_value: 'number' }, config);
-    for (const k of ['text_config', 'vision_config'] as const) if (!c[k] || typeof c[k] !== 'object' || Array.isArray(c[k])) invalid('an object', `CLIP config.${k}`, c[k]);
-    const text = textConfig({ ...c.text_config, projection_dim: c.projection_dim });
-    const vision = visionConfig({ ...c.vision_config, projection_dim: c.projection_dim });
-    return new ClipModel({ ...c, text_config: text, vision_config: vision }, opts);
+    return new ClipModel(CLIP, config, opts);
   }
 
   /** Loads a local HF CLIPModel folder (or a LanguageBind release; LoRA adapters as `opts.lora`). */
   static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipConfig> = {}): Promise<ClipModel> {
-    opts = checkPretrainedOptions(opts, 'ClipModel.fromPretrained', ['lora', 'stateDict']);
-    dir = await pretrainedPath(dir, opts);
-    const mode = checkMode(opts.lora);
-    const raw = readConfig(dir);
-    const text = subConfig(raw, 'text_config', dir), vision = subConfig(raw, 'vision_config', dir);
-    if (!text || !vision) throw new EmotorchError(`'${dir}/config.json' is not a CLIPModel config (it needs text_config and vision_config)`, 'ERR_FORMAT');
-    const file = { ...raw, text_config: text, vision_config: visionFromFile(vision) };
-    const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(dir), vision, mode, `'${dir}'`);
-    for (const k of [...sd.keys()]) if (k.endsWith('.position_ids')) sd.delete(k);
-    const model = createForCheckpoint(opts, () => ClipModel.create(withOverrides('CLIP', { text_config: 1, vision_config: 1, projection_dim: 1, logit_scale_init_value: 1 }, file, opts.config) as Partial<ClipConfig>));
-    if (lora && mode !== 'merge') keepLora(model, lora, mode);
-    return finishPretrained(model, sd, opts, !opts.stateDict);
+    return loadPretrained(CLIP, ClipModel, dir, opts, {
+      options: ['lora', 'stateDict'], keep: /^(?!.*\.position_ids$)/, prepare: keepAdapters,
+      async read(d) {
+        const mode = checkMode(opts.lora);
+        const raw = readConfig(d);
+        const text = subConfig(raw, 'text_config', d), vision = subConfig(raw, 'vision_config', d);
+        if (!text || !vision) throw new EmotorchError(`'${d}/config.json' is not a CLIPModel config (it needs text_config and vision_config)`, 'ERR_FORMAT');
+        const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(d), vision, mode, `'${d}'`);
+        return { sd, lora, mode, config: { ...raw, text_config: text, vision_config: visionFromFile(vision) } };
+      },
+    });
   }
 
   /** @returns every output of the towers given (see {@link ClipOutputs}) */

@@ -4,58 +4,63 @@
  * 1B–8B, InternViT-6B for 26B+), under the original names (`embeddings.class_embedding`,
  * `encoder.layers.N.attn.qkv`, `ls1`, …).
  */
-import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
+import type { ModuleOptions } from './module';
+import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, f, resolve } from './config';
 import { Tensor, checkTensor, tensor } from '../tensor';
 import { checkInt, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
+import { PretrainedOptions, loadPretrained, readConfig } from './pretrained';
 
-/** InternVisionConfig fields (the remote code's config.json names). */
-export interface InternVisionConfig {
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_channels: number;
-  patch_size: number;
-  /** The side the position embeddings were trained for (448 in InternVL2); other sides are resized bicubically. */
-  image_size: number;
-  qkv_bias: boolean;
-  /** RMSNorm over all query and all key channels (the 6B towers). */
-  qk_normalization: boolean;
-  /** 'layer_norm' (300M) or 'rms_norm' (6B). */
-  norm_type: string;
-  hidden_act: string;
-  layer_norm_eps: number;
-  dropout: number;
-  attention_dropout: number;
-  /** Stochastic depth in training, growing linearly from 0 at the first layer to this at the last. */
-  drop_path_rate: number;
-  initializer_range: number;
-  /** The layer scales' (`ls1`, `ls2`) initial value. */
-  initializer_factor: number;
-}
+/** InternVisionConfig fields (the remote code's config.json names; defaults: InternViT-6B's shape). */
+export const INTERN_VISION = declareConfig({
+  name: 'InternViT', kind: 'intern_vit',
+  fields: {
+    hidden_size: f.posint(3200),
+    intermediate_size: f.posint(12800),
+    num_hidden_layers: f.nonneg(48),
+    num_attention_heads: f.posint(25),
+    num_channels: f.posint(3),
+    patch_size: f.posint(14),
+    /** The side the position embeddings were trained for (448 in InternVL2); other sides are resized bicubically. */
+    image_size: f.posint(224),
+    qkv_bias: f.bool(false),
+    /** RMSNorm over all query and all key channels (the 6B towers). */
+    qk_normalization: f.bool(true),
+    /** 'layer_norm' (300M) or 'rms_norm' (6B). */
+    norm_type: f.string('rms_norm'),
+    hidden_act: f.act('gelu'),
+    layer_norm_eps: f.posnum(1e-6),
+    dropout: f.prob(0),
+    attention_dropout: f.prob(0),
+    /** Stochastic depth in training, growing linearly from 0 at the first layer to this at the last. */
+    drop_path_rate: f.prob(0),
+    initializer_range: f.nonnegnum(0.02),
+    /** The layer scales' (`ls1`, `ls2`) initial value. */
+    initializer_factor: f.number(0.1),
+  },
+  check(c) {
+    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'InternViT config.hidden_size', c.hidden_size);
+    if (!['layer_norm', 'rms_norm'].includes(c.norm_type)) invalid("'layer_norm' or 'rms_norm'", 'InternViT config.norm_type', c.norm_type);
+    if (c.image_size % c.patch_size !== 0) invalid(`a multiple of patch_size (${c.patch_size})`, 'InternViT config.image_size', c.image_size);
+    if (c.drop_path_rate >= 1) invalid('a rate below 1', 'InternViT config.drop_path_rate', c.drop_path_rate);
+  },
+});
+
+/**
+ * InternVisionConfig fields (the remote code's config.json names).
+ * @interface
+ */
+export type InternVisionConfig = ConfigOf<typeof INTERN_VISION>;
 
 /** The remote code's defaults (InternViT-6B's shape). */
-export const INTERN_VISION_DEFAULTS: InternVisionConfig = {
-  hidden_size: 3200, intermediate_size: 12800, num_hidden_layers: 48, num_attention_heads: 25, num_channels: 3, patch_size: 14, image_size: 224,
-  qkv_bias: false, qk_normalization: true, norm_type: 'rms_norm', hidden_act: 'gelu', layer_norm_eps: 1e-6, dropout: 0, attention_dropout: 0,
-  drop_path_rate: 0, initializer_range: 0.02, initializer_factor: 0.1,
-};
+export const INTERN_VISION_DEFAULTS: InternVisionConfig = defaultsOf(INTERN_VISION);
 
-const SPEC: ConfigSpec<InternVisionConfig> = {
-  hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', num_channels: 'posint',
-  patch_size: 'posint', image_size: 'posint', qkv_bias: 'bool', qk_normalization: 'bool', norm_type: 'string', hidden_act: 'act',
-  layer_norm_eps: 'posnum', dropout: 'prob', attention_dropout: 'prob', drop_path_rate: 'prob', initializer_range: 'nonnegnum', initializer_factor: 'number',
-};
-
-/** The checked, fully defaulted config (also used by InternVL's system for its `vision_config`). */
+/**
+ * The checked, fully defaulted config (also used by InternVL's system for its `vision_config`).
+ * @param given config.json fields (missing ones take the defaults)
+ * @throws EmotorchError ERR_INVALID_ARG naming a bad field
+ */
 export function internVisionConfig(given: Partial<InternVisionConfig> | Record<string, unknown>): InternVisionConfig {
-  const c = resolveConfig('InternViT', INTERN_VISION_DEFAULTS, SPEC, given);
-  if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'InternViT config.hidden_size', c.hidden_size);
-  if (!['layer_norm', 'rms_norm'].includes(c.norm_type)) invalid("'layer_norm' or 'rms_norm'", 'InternViT config.norm_type', c.norm_type);
-  if (c.image_size % c.patch_size !== 0) invalid(`a multiple of patch_size (${c.patch_size})`, 'InternViT config.image_size', c.image_size);
-  if (c.drop_path_rate >= 1) invalid('a rate below 1', 'InternViT config.drop_path_rate', c.drop_path_rate);
-  return c;
+  return resolve(INTERN_VISION, given);
 }
 
 /** Named inputs of `InternVisionModel.forward`. */
@@ -85,20 +90,13 @@ export interface InternVisionOutputs {
  * const vit = await et.nn.InternVisionModel.fromPretrained('InternVL2-8B/');   // its vision_model.*
  * const { lastHiddenState } = await vit.forward({ pixelValues });             // (tiles, 1025, 1024)
  */
-export class InternVisionModel extends NativeModule {
-  declare readonly config: InternVisionConfig;
-  private constructor(config: InternVisionConfig, opts: ModuleOptions) {
-    super('intern_vit', config, opts);
-    lockConfig(this, 'InternViT', config);
-  }
-
+export class InternVisionModel extends ConfiguredModule<InternVisionConfig> {
   /**
    * A randomly initialised tower.
    * @throws EmotorchError ERR_INVALID_ARG naming a bad field
    */
   static create(config: Partial<InternVisionConfig> = {}, opts: ModuleOptions = {}): InternVisionModel {
-    opts = checkModuleOptions(opts, 'InternVisionModel.create');
-    return new InternVisionModel(internVisionConfig(config), opts);
+    return new InternVisionModel(INTERN_VISION, config, opts);
   }
 
   /**
@@ -107,14 +105,7 @@ export class InternVisionModel extends NativeModule {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
    */
   static async fromPretrained(dir: string, opts: PretrainedOptions<InternVisionConfig> = {}): Promise<InternVisionModel> {
-    opts = checkPretrainedOptions(opts, 'InternVisionModel.fromPretrained');
-    dir = await pretrainedPath(dir, opts);
-    const raw = readConfig(dir);
-    const vraw = (raw.vision_config && typeof raw.vision_config === 'object' ? raw.vision_config : raw) as Record<string, unknown>;
-    const model = createForCheckpoint(opts, () => InternVisionModel.create(withOverrides('InternViT', SPEC, vraw, opts.config)));
-    const sd = stripPrefix(await loadCheckpoint(dir), ['vision_model.']);
-    for (const k of [...sd.keys()]) if (!k.startsWith('embeddings.') && !k.startsWith('encoder.')) sd.delete(k);
-    return finishPretrained(model, sd, opts);
+    return loadPretrained(INTERN_VISION, InternVisionModel, dir, opts, { config: visionConfigOf, prefixes: ['vision_model.'], keep: /^(embeddings|encoder)\./ });
   }
 
   /**
@@ -146,14 +137,31 @@ export class InternVisionModel extends NativeModule {
 }
 
 /** The bridge's fields: the two widths it joins and InternVLChatConfig's pixel-shuffle settings. */
-export interface InternVLProjectorConfig {
-  vit_hidden_size: number;
-  llm_hidden_size: number;
-  /** pixel_shuffle's scale: 0.5 folds each 2 × 2 patches into one token of 4× the width. */
-  downsample_ratio: number;
-  /** 'v2' (InternVL2) swaps height and width back after the shuffle; 'v1' leaves them transposed, as the original's first version. */
-  ps_version: string;
-}
+const INTERNVL_PROJECTOR = declareConfig({
+  name: 'InternVL projector', kind: 'internvl_projector',
+  fields: {
+    /** The vision tower's width. */
+    vit_hidden_size: f.posint(0),
+    /** The LLM's width. */
+    llm_hidden_size: f.posint(0),
+    /** pixel_shuffle's scale: 0.5 folds each 2 × 2 patches into one token of 4× the width. */
+    downsample_ratio: f.posnum(0.5),
+    /** 'v2' (InternVL2) swaps height and width back after the shuffle; 'v1' leaves them transposed, as the original's first version. */
+    ps_version: f.string('v2'),
+  },
+  check(c) {
+    for (const k of ['vit_hidden_size', 'llm_hidden_size'] as const) if (c[k] < 1) invalid('a positive integer', `InternVL projector config.${k}`, c[k]);
+    const scale = 1 / c.downsample_ratio;
+    if (!Number.isInteger(scale)) invalid('1 / an integer (0.5, 0.25, …)', 'InternVL projector config.downsample_ratio', c.downsample_ratio);
+    if (!['v1', 'v2'].includes(c.ps_version)) invalid("'v1' or 'v2'", 'InternVL projector config.ps_version', c.ps_version);
+  },
+});
+
+/**
+ * The bridge's fields: the two widths it joins and InternVLChatConfig's pixel-shuffle settings.
+ * @interface
+ */
+export type InternVLProjectorConfig = ConfigOf<typeof INTERNVL_PROJECTOR>;
 
 /** Named inputs of `InternVLProjector.forward`. */
 export interface InternVLProjectorInputs {
@@ -167,8 +175,6 @@ export interface InternVLProjectorOutputs {
   imageTokens: Tensor;
 }
 
-const PROJECTOR_SPEC: ConfigSpec<InternVLProjectorConfig> = { vit_hidden_size: 'posint', llm_hidden_size: 'posint', downsample_ratio: 'posnum', ps_version: 'string' };
-
 /**
  * InternVLChatModel's `mlp1` with the `pixel_shuffle` before it (extract_feature after the vision
  * tower): the class token dropped, each (1 / ratio)² patches folded into one token, then
@@ -177,22 +183,10 @@ const PROJECTOR_SPEC: ConfigSpec<InternVLProjectorConfig> = { vit_hidden_size: '
  * const mlp1 = et.nn.InternVLProjector.create({ vit_hidden_size: 1024, llm_hidden_size: 4096, downsample_ratio: 0.5, ps_version: 'v2' });
  * const { imageTokens } = await mlp1.forward({ hiddenStates: lastHiddenState });   // (tiles, 256, 4096) from (tiles, 1025, 1024)
  */
-export class InternVLProjector extends NativeModule {
-  declare readonly config: InternVLProjectorConfig;
-  private constructor(config: InternVLProjectorConfig, opts: ModuleOptions) {
-    super('internvl_projector', config, opts);
-    lockConfig(this, 'InternVL projector', config);
-  }
-
+export class InternVLProjector extends ConfiguredModule<InternVLProjectorConfig> {
   /** @throws EmotorchError ERR_INVALID_ARG naming a bad field */
   static create(config: Partial<InternVLProjectorConfig>, opts: ModuleOptions = {}): InternVLProjector {
-    opts = checkModuleOptions(opts, 'InternVLProjector.create');
-    const c = resolveConfig('InternVL projector', { vit_hidden_size: 0, llm_hidden_size: 0, downsample_ratio: 0.5, ps_version: 'v2' }, PROJECTOR_SPEC, config);
-    for (const k of ['vit_hidden_size', 'llm_hidden_size'] as const) if (c[k] < 1) invalid('a positive integer', `InternVL projector config.${k}`, c[k]);
-    const scale = 1 / c.downsample_ratio;
-    if (!Number.isInteger(scale)) invalid('1 / an integer (0.5, 0.25, …)', 'InternVL projector config.downsample_ratio', c.downsample_ratio);
-    if (!['v1', 'v2'].includes(c.ps_version)) invalid("'v1' or 'v2'", 'InternVL projector config.ps_version', c.ps_version);
-    return new InternVLProjector(c, opts);
+    return new InternVLProjector(INTERNVL_PROJECTOR, config, opts);
   }
 
   /**
@@ -213,4 +207,10 @@ export class InternVLProjector extends NativeModule {
     if (s[0] === 0) return { imageTokens: this.emptyOutput([0, side * side * r * r, this.config.llm_hidden_size], hidden.device) };
     return { imageTokens: (await this.run({ vit_embeds: hidden })).image_tokens! };
   }
+}
+
+/** A config.json's vision config: an InternVL chat model's `vision_config`, or the tower's own. */
+function visionConfigOf(dir: string): Record<string, unknown> {
+  const raw = readConfig(dir);
+  return (raw.vision_config && typeof raw.vision_config === 'object' ? raw.vision_config : raw) as Record<string, unknown>;
 }

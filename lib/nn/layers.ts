@@ -1,7 +1,8 @@
 /** Built-in general layers on native modules: Linear, Mlp, LayerNorm, Embedding. */
-import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
+import type { ModuleOptions } from './module';
+import { ConfiguredModule, GivenOf, declareConfig, f } from './config';
 import { Tensor, checkTensor } from '../tensor';
-import { EmotorchError, checkInt, checkNumber, invalid } from '../errors';
+import { EmotorchError, checkInt, invalid } from '../errors';
 
 function lastDim(x: Tensor, want: number, who: string): void {
   checkTensor(x, `${who} input`);
@@ -12,12 +13,21 @@ function lastDim(x: Tensor, want: number, who: string): void {
 }
 
 /** A Linear layer's sizes and bias (torch.nn.Linear's arguments). */
-export interface LinearConfig {
-  in_features: number;
-  out_features: number;
-  /** default true */
-  bias?: boolean;
-}
+const LINEAR = declareConfig({
+  name: 'Linear', kind: 'linear', bare: true,
+  fields: {
+    in_features: f.posint(),
+    out_features: f.posint(),
+    /** default true */
+    bias: f.bool(true),
+  },
+});
+
+/**
+ * A Linear layer's sizes and bias (torch.nn.Linear's arguments).
+ * @interface
+ */
+export type LinearConfig = GivenOf<typeof LINEAR>;
 
 /**
  * y = x Wᵀ + b, initialized as torch.nn.Linear. Parameters `weight` (out, in) and `bias` (out).
@@ -25,18 +35,10 @@ export interface LinearConfig {
  * const lin = et.nn.Linear.create({ in_features: 4, out_features: 2 });
  * const y = await lin.forward(et.randn([8, 4]));   // [8, 2]
  */
-export class Linear extends NativeModule {
-  declare readonly config: Required<LinearConfig>;
-  private constructor(config: Required<LinearConfig>, opts: ModuleOptions) {
-    super('linear', config, opts);
-    lockConfig(this, 'Linear', config);
-  }
+export class Linear extends ConfiguredModule<Required<LinearConfig>> {
   /** @throws EmotorchError for a bad config, dtype or device. */
   static create(config: LinearConfig, opts: ModuleOptions = {}): Linear {
-    opts = checkModuleOptions(opts, 'Linear.create');
-    if (!config || typeof config !== 'object') invalid('a config object', 'Linear config', config);
-    const c = { in_features: checkInt(config.in_features, 'in_features', 1), out_features: checkInt(config.out_features, 'out_features', 1), bias: config.bias ?? true };
-    return new Linear(c, opts);
+    return new Linear(LINEAR, config, opts);
   }
   async forward(x: Tensor): Promise<Tensor> {
     lastDim(x, this.config.in_features, 'Linear');
@@ -49,37 +51,39 @@ export type Activation = 'relu' | 'gelu' | 'quick_gelu' | 'gelu_tanh' | 'tanh' |
 const ACTIVATIONS: Activation[] = ['relu', 'gelu', 'quick_gelu', 'gelu_tanh', 'tanh', 'silu', 'sigmoid', 'identity'];
 
 /** An Mlp's layer sizes, activation and dropout. */
-export interface MlpConfig {
-  /** Layer widths, input first: [in, hidden…, out]. */
-  sizes: number[];
-  /** Between layers (not after the last); default 'relu'. */
-  activation?: Activation;
-  /** Dropout after each activation while training; default 0. */
-  dropout?: number;
-  bias?: boolean;
-}
+const MLP = declareConfig({
+  name: 'Mlp', kind: 'mlp', bare: true,
+  fields: {
+    /** Layer widths, input first: [in, hidden…, out]. */
+    sizes: f.ints(),
+    /** Between layers (not after the last); default 'relu'. */
+    activation: f.any<Activation>('str', 'relu'),
+    /** Dropout after each activation while training; default 0. */
+    dropout: f.prob(0),
+    bias: f.bool(true),
+  },
+  check(c) {
+    if (!Array.isArray(c.sizes) || c.sizes.length < 2) invalid('an array of at least two layer sizes', 'sizes', c.sizes);
+    c.sizes.forEach((s, i) => checkInt(s, `sizes[${i}]`, 1));
+    if (!ACTIVATIONS.includes(c.activation)) invalid(`one of ${ACTIVATIONS.join(', ')}`, 'activation', c.activation);
+  },
+});
+
+/**
+ * An Mlp's layer sizes, activation and dropout.
+ * @interface
+ */
+export type MlpConfig = GivenOf<typeof MLP>;
 
 /**
  * A stack of Linear layers (`layers.N.weight`, `layers.N.bias`) with an activation between them.
  * @example
  * const mlp = et.nn.Mlp.create({ sizes: [16, 64, 4], activation: 'gelu', dropout: 0.1 });
  */
-export class Mlp extends NativeModule {
-  declare readonly config: Required<MlpConfig>;
-  private constructor(config: Required<MlpConfig>, opts: ModuleOptions) {
-    super('mlp', config, opts);
-    lockConfig(this, 'Mlp', config);
-  }
+export class Mlp extends ConfiguredModule<Required<MlpConfig>> {
   /** An Mlp with random weights. */
   static create(config: MlpConfig, opts: ModuleOptions = {}): Mlp {
-    opts = checkModuleOptions(opts, 'Mlp.create');
-    if (!config || typeof config !== 'object') invalid('a config object', 'Mlp config', config);
-    if (!Array.isArray(config.sizes) || config.sizes.length < 2) invalid('an array of at least two layer sizes', 'sizes', config.sizes);
-    config.sizes.forEach((s, i) => checkInt(s, `sizes[${i}]`, 1));
-    const activation = config.activation ?? 'relu';
-    if (!ACTIVATIONS.includes(activation)) invalid(`one of ${ACTIVATIONS.join(', ')}`, 'activation', activation);
-    const c = { sizes: [...config.sizes], activation, dropout: checkNumber(config.dropout ?? 0, 'dropout', 0, 1), bias: config.bias ?? true };
-    return new Mlp(c, opts);
+    return new Mlp(MLP, config, opts);
   }
   async forward(x: Tensor): Promise<Tensor> {
     lastDim(x, this.config.sizes[0], 'Mlp');
@@ -88,24 +92,26 @@ export class Mlp extends NativeModule {
 }
 
 /** A LayerNorm's size and epsilon (torch.nn.LayerNorm's arguments). */
-export interface LayerNormConfig {
-  normalized_shape: number;
-  eps?: number;
-  elementwise_affine?: boolean;
-}
+const LAYER_NORM = declareConfig({
+  name: 'LayerNorm', kind: 'layer_norm', bare: true,
+  fields: {
+    normalized_shape: f.posint(),
+    eps: f.nonnegnum(1e-5),
+    elementwise_affine: f.bool(true),
+  },
+});
+
+/**
+ * A LayerNorm's size and epsilon (torch.nn.LayerNorm's arguments).
+ * @interface
+ */
+export type LayerNormConfig = GivenOf<typeof LAYER_NORM>;
 
 /** Layer normalization over the last dimension (torch.nn.LayerNorm). */
-export class LayerNorm extends NativeModule {
-  declare readonly config: Required<LayerNormConfig>;
-  private constructor(config: Required<LayerNormConfig>, opts: ModuleOptions) {
-    super('layer_norm', config, opts);
-    lockConfig(this, 'LayerNorm', config);
-  }
+export class LayerNorm extends ConfiguredModule<Required<LayerNormConfig>> {
   /** A LayerNorm with weight 1 and bias 0 (as torch). */
   static create(config: LayerNormConfig, opts: ModuleOptions = {}): LayerNorm {
-    opts = checkModuleOptions(opts, 'LayerNorm.create');
-    const c = { normalized_shape: checkInt(config?.normalized_shape, 'normalized_shape', 1), eps: checkNumber(config.eps ?? 1e-5, 'eps', 0), elementwise_affine: config.elementwise_affine ?? true };
-    return new LayerNorm(c, opts);
+    return new LayerNorm(LAYER_NORM, config, opts);
   }
   async forward(x: Tensor): Promise<Tensor> {
     lastDim(x, this.config.normalized_shape, 'LayerNorm');
@@ -114,29 +120,30 @@ export class LayerNorm extends NativeModule {
 }
 
 /** An Embedding table's size and padding index (torch.nn.Embedding's arguments). */
-export interface EmbeddingConfig {
-  num_embeddings: number;
-  embedding_dim: number;
-  padding_idx?: number;
-}
+const EMBEDDING = declareConfig({
+  name: 'Embedding', kind: 'embedding', bare: true,
+  fields: {
+    num_embeddings: f.posint(),
+    embedding_dim: f.posint(),
+    /** A row kept at zero without a gradient (sent as -1 when left out: torch's None). */
+    padding_idx: f.nonneg().optional().sends((c: { padding_idx?: number }) => c.padding_idx ?? -1),
+  },
+  check(c) {
+    if (c.padding_idx !== undefined && c.padding_idx >= c.num_embeddings) invalid(`an index below num_embeddings (${c.num_embeddings})`, 'padding_idx', c.padding_idx);
+  },
+});
+
+/**
+ * An Embedding table's size and padding index (torch.nn.Embedding's arguments).
+ * @interface
+ */
+export type EmbeddingConfig = GivenOf<typeof EMBEDDING>;
 
 /** A lookup table of `num_embeddings` vectors (torch.nn.Embedding). */
-export class Embedding extends NativeModule {
-  declare readonly config: EmbeddingConfig;
-  private constructor(config: EmbeddingConfig, opts: ModuleOptions) {
-    super('embedding', { ...config, padding_idx: config.padding_idx ?? -1 }, opts);  // -1: no padding row (torch's None)
-    lockConfig(this, 'Embedding', config);
-  }
+export class Embedding extends ConfiguredModule<EmbeddingConfig> {
   /** An Embedding with random weights (as torch: N(0, 1)). */
   static create(config: EmbeddingConfig, opts: ModuleOptions = {}): Embedding {
-    opts = checkModuleOptions(opts, 'Embedding.create');
-    const n = checkInt(config?.num_embeddings, 'num_embeddings', 1);
-    const c: EmbeddingConfig = { num_embeddings: n, embedding_dim: checkInt(config.embedding_dim, 'embedding_dim', 1) };
-    if (config.padding_idx !== undefined) {
-      if (checkInt(config.padding_idx, 'padding_idx', 0) >= n) invalid(`an index below num_embeddings (${n})`, 'padding_idx', config.padding_idx);
-      c.padding_idx = config.padding_idx;
-    }
-    return new Embedding(c, opts);
+    return new Embedding(EMBEDDING, config, opts);
   }
   /**
    * The table's rows at `ids`.

@@ -4,10 +4,11 @@
  * code: `attention.wqkv`, `feed_forward.w1/w2/w3`, `tok_embeddings`, `output`, dynamic NTK RoPE)
  * and Phi-3 (`qkv_proj`, `gate_up_proj`, su / longrope RoPE). `config.model_type` picks the layout.
  */
-import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
+import type { ModuleOptions } from './module';
+import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, f } from './config';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
+import { PretrainedOptions, loadPretrained } from './pretrained';
 
 /**
  * HF LlamaConfig fields. RoPE settings are flat here: `rope_theta`, `rope_type` ('default' |
@@ -15,74 +16,94 @@ import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, l
  * `original_max_position_embeddings`; fromPretrained reads them from transformers 5's
  * `rope_parameters` or older `rope_theta` + `rope_scaling`.
  */
-export interface LlamaConfig {
-  /**
-   * The checkpoint layout: 'llama' | 'mistral' (HF LLaMA names), 'qwen2' (the same names, bias on
-   * q/k/v), 'internlm2' (InternLM2's remote-code names and grouped `wqkv`), 'phi3' (fused
-   * `qkv_proj` and `gate_up_proj`). Default 'llama'.
-   */
-  model_type: string;
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  /** 0: hidden_size / num_attention_heads */
-  head_dim: number;
-  max_position_embeddings: number;
-  rms_norm_eps: number;
-  rope_theta: number;
-  /** 'default' | 'linear' | 'llama3' | 'dynamic' (InternLM2's dynamic NTK) | 'longrope' (Phi-3's 'su') */
-  rope_type: string;
-  rope_factor: number;
-  low_freq_factor: number;
-  high_freq_factor: number;
-  original_max_position_embeddings: number;
-  /** longrope: head_dim / 2 divisors of the frequencies up to original_max_position_embeddings positions. */
-  short_factor: number[];
-  /** longrope: the divisors past original_max_position_embeddings positions. */
-  long_factor: number[];
-  /**
-   * longrope: cos and sin are multiplied by it; 0 derives Phi-3's
-   * √(1 + ln s / ln original_max_position_embeddings), s = max_position_embeddings / original_max_position_embeddings (1 when s ≤ 1).
-   */
-  attention_factor: number;
-  initializer_range: number;
-  attention_dropout: number;
-  tie_word_embeddings: boolean;
-  attention_bias: boolean;
-  mlp_bias: boolean;
-  /** Bias on q/k/v only (Qwen2; true by default for model_type 'qwen2'). */
-  qkv_bias: boolean;
-  hidden_act: string;
-  bos_token_id: number;
-  eos_token_id: number | number[];
-  pad_token_id: number;
-  /**
-   * Mistral's sliding-window attention: a query attends to at most this many positions (itself
-   * and the ones before it); 0 (or `null` in a config.json) attends to all earlier positions.
-   */
-  sliding_window: number;
-}
+export const LLAMA = declareConfig({
+  name: 'LLaMA', kind: 'llama',
+  fields: {
+    /**
+     * The checkpoint layout: 'llama' | 'mistral' (HF LLaMA names), 'qwen2' (the same names, bias on
+     * q/k/v), 'internlm2' (InternLM2's remote-code names and grouped `wqkv`), 'phi3' (fused
+     * `qkv_proj` and `gate_up_proj`). Default 'llama'.
+     */
+    model_type: f.string('llama'),
+    vocab_size: f.posint(32000),
+    hidden_size: f.posint(4096),
+    intermediate_size: f.posint(11008),
+    num_hidden_layers: f.nonneg(32),
+    num_attention_heads: f.posint(32),
+    num_key_value_heads: f.posint(32),
+    /** 0: hidden_size / num_attention_heads */
+    head_dim: f.nonneg(0),
+    max_position_embeddings: f.posint(2048),
+    rms_norm_eps: f.posnum(1e-6),
+    rope_theta: f.posnum(10000),
+    /** 'default' | 'linear' | 'llama3' | 'dynamic' (InternLM2's dynamic NTK) | 'longrope' (Phi-3's 'su') */
+    rope_type: f.string('default'),
+    rope_factor: f.posnum(1),
+    low_freq_factor: f.posnum(1),
+    high_freq_factor: f.posnum(4),
+    original_max_position_embeddings: f.posint(8192),
+    /** longrope: head_dim / 2 divisors of the frequencies up to original_max_position_embeddings positions. */
+    short_factor: f.nums([]),
+    /** longrope: the divisors past original_max_position_embeddings positions. */
+    long_factor: f.nums([]),
+    /**
+     * longrope: cos and sin are multiplied by it; 0 derives Phi-3's
+     * √(1 + ln s / ln original_max_position_embeddings), s = max_position_embeddings / original_max_position_embeddings (1 when s ≤ 1).
+     */
+    attention_factor: f.nonnegnum(0),
+    initializer_range: f.nonnegnum(0.02),
+    attention_dropout: f.prob(0),
+    tie_word_embeddings: f.bool(false),
+    attention_bias: f.bool(false),
+    mlp_bias: f.bool(false),
+    /** Bias on q/k/v only (Qwen2; true by default for model_type 'qwen2'). */
+    qkv_bias: f.bool(false),
+    hidden_act: f.act('silu'),
+    /** Read by TypeScript (generation), not by the native model. */
+    bos_token_id: f.int(1).host(),
+    /** Ends generation (one id or several); read by TypeScript, sent with each `generate`. */
+    eos_token_id: f.any<number | number[]>('host', 2),
+    /** Fills finished rows in generation; read by TypeScript. */
+    pad_token_id: f.int(0).host(),
+    /**
+     * Mistral's sliding-window attention: a query attends to at most this many positions (itself
+     * and the ones before it); 0 (or `null` in a config.json) attends to all earlier positions.
+     */
+    sliding_window: f.nonneg(0),
+  },
+  normalize: (raw) => normalizeLlamaConfig(raw),
+  check(c, given) {
+    if (!(LLAMA_MODEL_TYPES as readonly string[]).includes(c.model_type)) invalid(LLAMA_MODEL_TYPES.map((t) => `'${t}'`).join(', '), 'LLaMA config.model_type', c.model_type);
+    if (given.qkv_bias === undefined && c.model_type === 'qwen2') c.qkv_bias = true;
+    if (c.num_attention_heads % c.num_key_value_heads !== 0) invalid(`a divisor of num_attention_heads (${c.num_attention_heads})`, 'LLaMA config.num_key_value_heads', c.num_key_value_heads);
+    if (!['default', 'linear', 'llama3', 'dynamic', 'longrope'].includes(c.rope_type)) invalid("'default', 'linear', 'llama3', 'dynamic' or 'longrope' ('su')", 'LLaMA config.rope_type', c.rope_type);
+    if (c.head_dim === 0 && c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'LLaMA config.hidden_size', c.hidden_size);
+    if (c.model_type === 'internlm2' && c.tie_word_embeddings) invalid('false for InternLM2 (its head is output.weight)', 'LLaMA config.tie_word_embeddings', true);
+    const half = (c.head_dim || c.hidden_size / c.num_attention_heads) / 2;
+    for (const k of ['short_factor', 'long_factor'] as const) {
+      const v = c[k];
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) invalid('an array of positive numbers', `LLaMA config.${k}`, v);
+      if (c.rope_type === 'longrope' && v.length !== half) invalid(`${half} factors (head_dim / 2) for longrope`, `LLaMA config.${k}`, `${v.length} factors`);
+    }
+    if (c.rope_type === 'longrope' && c.attention_factor === 0) {
+      const scale = c.max_position_embeddings / c.original_max_position_embeddings;
+      c.attention_factor = scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(c.original_max_position_embeddings));
+    }
+    if (c.attention_factor === 0) c.attention_factor = 1;
+  },
+});
+
+/**
+ * HF LlamaConfig fields. RoPE settings are flat here: `rope_theta`, `rope_type` ('default' |
+ * 'linear' | 'llama3'), `rope_factor`, `low_freq_factor`, `high_freq_factor`,
+ * `original_max_position_embeddings`; fromPretrained reads them from transformers 5's
+ * `rope_parameters` or older `rope_theta` + `rope_scaling`.
+ * @interface
+ */
+export type LlamaConfig = ConfigOf<typeof LLAMA>;
 
 /** The LlamaConfig values used for the fields a config leaves out. */
-export const LLAMA_DEFAULTS: LlamaConfig = {
-  model_type: 'llama', vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32,
-  head_dim: 0, max_position_embeddings: 2048, rms_norm_eps: 1e-6, rope_theta: 10000, rope_type: 'default', rope_factor: 1,
-  low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192, short_factor: [], long_factor: [], attention_factor: 0,
-  initializer_range: 0.02, attention_dropout: 0, tie_word_embeddings: false, attention_bias: false, mlp_bias: false, qkv_bias: false, hidden_act: 'silu', bos_token_id: 1, eos_token_id: 2, pad_token_id: 0,
-  sliding_window: 0,
-};
-
-const SPEC: ConfigSpec<LlamaConfig> = {
-  model_type: 'string', vocab_size: 'posint', hidden_size: 'posint', intermediate_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint',
-  num_key_value_heads: 'posint', head_dim: 'nonneg', max_position_embeddings: 'posint', rms_norm_eps: 'posnum', rope_theta: 'posnum',
-  rope_type: 'string', rope_factor: 'posnum', low_freq_factor: 'posnum', high_freq_factor: 'posnum', original_max_position_embeddings: 'posint',
-  short_factor: 'any', long_factor: 'any', attention_factor: 'nonnegnum',
-  initializer_range: 'nonnegnum', attention_dropout: 'prob', tie_word_embeddings: 'bool', attention_bias: 'bool', mlp_bias: 'bool', qkv_bias: 'bool',
-  hidden_act: 'act', bos_token_id: 'int', eos_token_id: 'any', pad_token_id: 'int', sliding_window: 'nonneg',
-};
+export const LLAMA_DEFAULTS: LlamaConfig = defaultsOf(LLAMA);
 
 /** The layouts {@link LlamaConfig.model_type} names. */
 export const LLAMA_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'internlm2', 'phi3'] as const;
@@ -223,37 +244,10 @@ export interface LlamaOutputs {
  * const llm = await et.nn.LlamaForCausalLM.fromPretrained('vicuna-7b/', { dtype: 'float16', device: 'cuda' });
  * const { sequences } = await llm.generate({ inputIds, attentionMask }, { maxNewTokens: 200, numBeams: 4 });
  */
-export class LlamaForCausalLM extends NativeModule {
-  declare readonly config: LlamaConfig;
-  private constructor(config: LlamaConfig, opts: ModuleOptions) {
-    super('llama', config, opts);
-    lockConfig(this, 'LLaMA', config);
-  }
-
+export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
   /** A LlamaForCausalLM with random weights (as the original's initialization); fields the config leaves out take the defaults. */
   static create(config: Partial<LlamaConfig> = {}, opts: ModuleOptions = {}): LlamaForCausalLM {
-    opts = checkModuleOptions(opts, 'LlamaForCausalLM.create');
-    // HF writes `"sliding_window": null` for full attention (Mistral v0.2+).
-    const given = config && (config as { sliding_window?: unknown }).sliding_window === null ? { ...config, sliding_window: 0 } : config;
-    const c = resolveConfig('LLaMA', LLAMA_DEFAULTS, SPEC, given);
-    if (!(LLAMA_MODEL_TYPES as readonly string[]).includes(c.model_type)) invalid(LLAMA_MODEL_TYPES.map((t) => `'${t}'`).join(', '), 'LLaMA config.model_type', c.model_type);
-    if ((given as Partial<LlamaConfig>).qkv_bias === undefined && c.model_type === 'qwen2') c.qkv_bias = true;
-    if (c.num_attention_heads % c.num_key_value_heads !== 0) invalid(`a divisor of num_attention_heads (${c.num_attention_heads})`, 'LLaMA config.num_key_value_heads', c.num_key_value_heads);
-    if (!['default', 'linear', 'llama3', 'dynamic', 'longrope'].includes(c.rope_type)) invalid("'default', 'linear', 'llama3', 'dynamic' or 'longrope' ('su')", 'LLaMA config.rope_type', c.rope_type);
-    if (c.head_dim === 0 && c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'LLaMA config.hidden_size', c.hidden_size);
-    if (c.model_type === 'internlm2' && c.tie_word_embeddings) invalid('false for InternLM2 (its head is output.weight)', 'LLaMA config.tie_word_embeddings', true);
-    const half = (c.head_dim || c.hidden_size / c.num_attention_heads) / 2;
-    for (const k of ['short_factor', 'long_factor'] as const) {
-      const f = c[k];
-      if (!Array.isArray(f) || !f.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) invalid('an array of positive numbers', `LLaMA config.${k}`, f);
-      if (c.rope_type === 'longrope' && f.length !== half) invalid(`${half} factors (head_dim / 2) for longrope`, `LLaMA config.${k}`, `${f.length} factors`);
-    }
-    if (c.rope_type === 'longrope' && c.attention_factor === 0) {
-      const scale = c.max_position_embeddings / c.original_max_position_embeddings;
-      c.attention_factor = scale <= 1 ? 1 : Math.sqrt(1 + Math.log(scale) / Math.log(c.original_max_position_embeddings));
-    }
-    if (c.attention_factor === 0) c.attention_factor = 1;
-    return new LlamaForCausalLM(c, opts);
+    return new LlamaForCausalLM(LLAMA, config, opts);
   }
 
   /** The embedding table's and the untied head's checkpoint names for this layout. */
@@ -263,14 +257,10 @@ export class LlamaForCausalLM extends NativeModule {
 
   /** Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`). */
   static async fromPretrained(dir: string, opts: PretrainedOptions<LlamaConfig> = {}): Promise<LlamaForCausalLM> {
-    opts = checkPretrainedOptions(opts, 'LlamaForCausalLM.fromPretrained');
-    dir = await pretrainedPath(dir, opts);
-    const raw = readConfig(dir);
-    const model = createForCheckpoint(opts, () => LlamaForCausalLM.create(withOverrides('LLaMA', SPEC, normalizeLlamaConfig(raw), opts.config), {}));
-    const sd = await loadCheckpoint(dir);
-    if (model.config.tie_word_embeddings) sd.delete(model.embeddingKeys.head);
-    for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);
-    return finishPretrained(model, sd, opts);
+    return loadPretrained(LLAMA, LlamaForCausalLM, dir, opts, {
+      keep: /^(?!.*\.rotary_emb\.inv_freq$)/,
+      prepare: (model, { sd }) => { if (model.config.tie_word_embeddings) sd.delete(model.embeddingKeys.head); },
+    });
   }
 
   /**

@@ -1,35 +1,65 @@
 /** RoBERTa (HF RobertaModel), on native/models/roberta. */
-import { NativeModule, ModuleOptions, lockConfig, checkModuleOptions } from './module';
+import { NativeModule, ModuleOptions } from './module';
+import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, extendConfig, f, specOf, wireOf } from './config';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
-import { ConfigSpec, PretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, resolveConfig, stripPrefix, withOverrides, pretrainedPath, checkPretrainedOptions } from './pretrained';
+import { PretrainedOptions, loadPretrained } from './pretrained';
 
 /**
  * HF RobertaConfig fields (config.json names; defaults: RobertaConfig's). Whether the pooler is
  * built is not a config.json field: it is the `addPoolingLayer` option of `create` and
  * `fromPretrained`, as HF's `RobertaModel(config, add_pooling_layer)`.
  */
-export interface RobertaConfig {
-  vocab_size: number;
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  max_position_embeddings: number;
-  type_vocab_size: number;
-  pad_token_id: number;
-  layer_norm_eps: number;
-  hidden_dropout_prob: number;
-  attention_probs_dropout_prob: number;
-  initializer_range: number;
-  hidden_act: string;
-  /**
-   * Whether the model has the pooler, as built (always set in `model.config`).
-   * @deprecated as an input: pass `{ addPoolingLayer }` to `create` or `fromPretrained`; a config
-   *   that gives it is still accepted until the next release. Read `model.addPoolingLayer`.
-   */
-  add_pooling_layer: boolean;
-}
+export const ROBERTA = declareConfig({
+  name: 'RoBERTa', kind: 'roberta', options: ['addPoolingLayer'],
+  fields: {
+    vocab_size: f.posint(50265),
+    hidden_size: f.posint(768),
+    num_hidden_layers: f.nonneg(12),
+    num_attention_heads: f.posint(12),
+    intermediate_size: f.posint(3072),
+    /** Position table size: RoBERTa's positions start after padding_idx (514 for 512 tokens). */
+    max_position_embeddings: f.posint(514),
+    /** Segment ids (1 for RoBERTa; SPECTRA uses 2). */
+    type_vocab_size: f.posint(1),
+    /** The padding token, whose position row RoBERTa skips. */
+    pad_token_id: f.nonneg(1),
+    layer_norm_eps: f.posnum(1e-12),
+    hidden_dropout_prob: f.prob(0.1),
+    attention_probs_dropout_prob: f.prob(0.1),
+    initializer_range: f.nonnegnum(0.02),
+    hidden_act: f.act('gelu'),
+    /**
+     * Whether the model has the pooler, as built (always set in `model.config`).
+     * @deprecated as an input: pass `{ addPoolingLayer }` to `create` or `fromPretrained`; a config
+     *   that gives it is still accepted until the next release. Read `model.addPoolingLayer`.
+     */
+    add_pooling_layer: f.bool(true),
+  },
+  check(c, given, opts) {
+    if (opts.addPoolingLayer !== undefined) {
+      if (typeof opts.addPoolingLayer !== 'boolean') invalid('a boolean', 'addPoolingLayer', opts.addPoolingLayer);
+      const legacy = given.add_pooling_layer;
+      if (legacy !== undefined && legacy !== null && legacy !== opts.addPoolingLayer) {
+        invalid('addPoolingLayer or its deprecated spelling config.add_pooling_layer, not both', 'RobertaModel.create', `addPoolingLayer ${opts.addPoolingLayer} and add_pooling_layer ${legacy}`);
+      }
+      c.add_pooling_layer = opts.addPoolingLayer;
+    }
+    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'RoBERTa config.hidden_size', c.hidden_size);
+    if (c.pad_token_id >= c.vocab_size) invalid(`a token id below vocab_size (${c.vocab_size})`, 'RoBERTa config.pad_token_id', c.pad_token_id);
+  },
+});
+
+/**
+ * HF RobertaConfig fields (config.json names; defaults: RobertaConfig's). Whether the pooler is
+ * built is not a config.json field: it is the `addPoolingLayer` option of `create` and
+ * `fromPretrained`, as HF's `RobertaModel(config, add_pooling_layer)`.
+ * @interface
+ */
+export type RobertaConfig = ConfigOf<typeof ROBERTA>;
+
+/** `num_layers` RoBERTa layers over given hidden states (native kind `roberta_layers`). */
+const ROBERTA_LAYERS = extendConfig(ROBERTA, 'roberta_layers', { num_layers: f.derived('i64', (_: unknown, o: { numLayers: number }) => o.numLayers) });
 
 /** Options of {@link RobertaModel.create}. */
 export interface RobertaOptions extends ModuleOptions {
@@ -44,18 +74,10 @@ export interface RobertaPretrainedOptions extends PretrainedOptions<RobertaConfi
 }
 
 /** The RobertaConfig values (HF's roberta-base) used for the fields a config leaves out. */
-export const ROBERTA_DEFAULTS: RobertaConfig = {
-  vocab_size: 50265, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, intermediate_size: 3072,
-  max_position_embeddings: 514, type_vocab_size: 1, pad_token_id: 1, layer_norm_eps: 1e-12, hidden_dropout_prob: 0.1,
-  attention_probs_dropout_prob: 0.1, initializer_range: 0.02, hidden_act: 'gelu', add_pooling_layer: true,
-};
+export const ROBERTA_DEFAULTS: RobertaConfig = defaultsOf(ROBERTA);
 
 /** Kind of each config field (for systems that build a RoBERTa config of their own). */
-export const SPEC: ConfigSpec<RobertaConfig> = {
-  vocab_size: 'posint', hidden_size: 'posint', num_hidden_layers: 'nonneg', num_attention_heads: 'posint', intermediate_size: 'posint',
-  max_position_embeddings: 'posint', type_vocab_size: 'posint', pad_token_id: 'nonneg', layer_norm_eps: 'posnum', hidden_dropout_prob: 'prob',
-  attention_probs_dropout_prob: 'prob', initializer_range: 'nonnegnum', hidden_act: 'act', add_pooling_layer: 'bool',
-};
+export const SPEC = specOf(ROBERTA);
 
 /** Named inputs of `RobertaModel.forward` (HF's argument names, camelCase). */
 export interface RobertaInputs {
@@ -82,13 +104,7 @@ export interface RobertaOutputs {
  * const roberta = await et.nn.RobertaModel.fromPretrained('roberta-base/');
  * const { lastHiddenState } = await roberta.forward({ inputIds, attentionMask });
  */
-export class RobertaModel extends NativeModule {
-  declare readonly config: RobertaConfig;
-  private constructor(config: RobertaConfig, opts: ModuleOptions) {
-    super('roberta', config, opts);
-    lockConfig(this, 'RoBERTa', config);
-  }
-
+export class RobertaModel extends ConfiguredModule<RobertaConfig> {
   /** Whether the model has the pooler (`poolerOutput` is null without it). */
   get addPoolingLayer(): boolean { return this.config.add_pooling_layer; }
 
@@ -101,19 +117,7 @@ export class RobertaModel extends NativeModule {
    * const encoder = et.nn.RobertaModel.create({ vocab_size: 100, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64 }, { addPoolingLayer: false });
    */
   static create(config: Partial<RobertaConfig> = {}, opts: RobertaOptions = {}): RobertaModel {
-    opts = checkModuleOptions(opts, 'RobertaModel.create', ['addPoolingLayer']);
-    const c = resolveConfig('RoBERTa', ROBERTA_DEFAULTS, SPEC, config);
-    if (opts.addPoolingLayer !== undefined) {
-      if (typeof opts.addPoolingLayer !== 'boolean') invalid('a boolean', 'addPoolingLayer', opts.addPoolingLayer);
-      const legacy = (config as Partial<RobertaConfig>).add_pooling_layer;
-      if (legacy !== undefined && legacy !== null && legacy !== opts.addPoolingLayer) {
-        invalid('addPoolingLayer or its deprecated spelling config.add_pooling_layer, not both', 'RobertaModel.create', `addPoolingLayer ${opts.addPoolingLayer} and add_pooling_layer ${legacy}`);
-      }
-      c.add_pooling_layer = opts.addPoolingLayer;
-    }
-    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'RoBERTa config.hidden_size', c.hidden_size);
-    if (c.pad_token_id >= c.vocab_size) invalid(`a token id below vocab_size (${c.vocab_size})`, 'RoBERTa config.pad_token_id', c.pad_token_id);
-    return new RobertaModel(c, opts);
+    return new RobertaModel(ROBERTA, config, opts);
   }
 
   /**
@@ -123,15 +127,12 @@ export class RobertaModel extends NativeModule {
    * deprecated `config: { add_pooling_layer }` is read as it).
    */
   static async fromPretrained(dir: string, opts: RobertaPretrainedOptions = {}): Promise<RobertaModel> {
-    opts = checkPretrainedOptions(opts, 'RobertaModel.fromPretrained', ['addPoolingLayer']);
-    dir = await pretrainedPath(dir, opts);
-    const cfg = readConfig(dir);
-    let sd = stripPrefix(await loadCheckpoint(dir), ['roberta.']);
-    sd = new Map([...sd].filter(([k]) => /^(embeddings|encoder|pooler)\./.test(k) && !k.endsWith('.position_ids') && !k.endsWith('.token_type_ids')));
-    const legacy = (opts.config as Partial<RobertaConfig> | undefined)?.add_pooling_layer;
-    const pool = opts.addPoolingLayer ?? legacy ?? [...sd.keys()].some((k) => k.startsWith('pooler.'));
-    const model = createForCheckpoint(opts, () => RobertaModel.create({ ...withOverrides('RoBERTa', SPEC, cfg, opts.config), add_pooling_layer: undefined }, { addPoolingLayer: pool }));
-    return finishPretrained(model, sd, opts);
+    return loadPretrained(ROBERTA, RobertaModel, dir, opts, {
+      options: ['addPoolingLayer'], prefixes: ['roberta.'], keep: /^(?!.*\.(?:position_ids|token_type_ids)$)(?:embeddings|encoder|pooler)\./,
+      create: (c, { sd }) => RobertaModel.create({ ...c, add_pooling_layer: undefined }, {
+        addPoolingLayer: opts.addPoolingLayer ?? (opts.config as Partial<RobertaConfig> | undefined)?.add_pooling_layer ?? [...sd.keys()].some((k) => k.startsWith('pooler.')),
+      }),
+    });
   }
 
   /**
@@ -174,7 +175,7 @@ export class RobertaModel extends NativeModule {
 export class RobertaLayers extends NativeModule {
   readonly numLayers: number;
   constructor(config: RobertaConfig, numLayers: number, opts: ModuleOptions = {}) {
-    super('roberta_layers', { ...config, num_layers: numLayers }, opts);
+    super(ROBERTA_LAYERS.kind, wireOf(ROBERTA_LAYERS, config, { numLayers }), opts);
     this.numLayers = numLayers;
   }
   /** @returns `{ lastHiddenState }` (batch, length, hidden) after every layer; `attentionMask` (batch, length) 1 = attend. */
