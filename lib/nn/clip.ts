@@ -17,7 +17,7 @@ function projectionOption(opts: { withProjection?: unknown }): boolean {
   if (typeof wp !== 'boolean') invalid('a boolean', 'withProjection', wp);
   return wp;
 }
-const sentProjection = (c: { projection_dim: number }, o: { withProjection?: boolean }): number => (o.withProjection === false ? 0 : c.projection_dim);
+const sentProjection = (c: Record<string, number>, o: { withProjection?: boolean }): number => (o.withProjection === false ? 0 : c.projection_dim);
 
 /** HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's). */
 export const CLIP_TEXT = declareConfig({

@@ -126,7 +126,7 @@ const EMBEDDING = declareConfig({
     num_embeddings: f.posint(),
     embedding_dim: f.posint(),
     /** A row kept at zero without a gradient (sent as -1 when left out: torch's None). */
-    padding_idx: f.nonneg().optional().sends((c: { padding_idx?: number }) => c.padding_idx ?? -1),
+    padding_idx: f.nonneg().optional().sends((c: Record<string, number | undefined>) => c.padding_idx ?? -1),
   },
   check(c) {
     if (c.padding_idx !== undefined && c.padding_idx >= c.num_embeddings) invalid(`an index below num_embeddings (${c.num_embeddings})`, 'padding_idx', c.padding_idx);

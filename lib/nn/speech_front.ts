@@ -4,7 +4,7 @@
  * their checks.
  */
 import { invalid } from '../errors';
-import { f } from './config';
+import { ConfigOf, f } from './config';
 
 /** The conv feature extractor's and the encoder's fields (wav2vec2-base / wavlm-base-plus sizes). */
 export const SPEECH_FRONT = {
@@ -44,7 +44,7 @@ export function speechDropouts(activationDropout: number) {
     /** SpecAugment's time-masking probability in pretraining; > 0 gives the model `masked_spec_embed`. */
     mask_time_prob: f.prob(0.05).host(),
     mask_feature_prob: f.prob(0).host(),
-    masked_spec_embed: f.derived('bool', (c: { mask_time_prob: number; mask_feature_prob: number }) => c.mask_time_prob > 0 || c.mask_feature_prob > 0),
+    masked_spec_embed: f.derived('bool', (c: Record<string, number>) => c.mask_time_prob > 0 || c.mask_feature_prob > 0),
   };
 }
 
@@ -52,7 +52,7 @@ export function speechDropouts(activationDropout: number) {
 export const SPEECH_KEYS = /^(feature_extractor|feature_projection|encoder|masked_spec_embed)/;
 
 /** The checks across the shared fields. @throws EmotorchError ERR_INVALID_ARG naming `<name> config.<field>` */
-export function checkSpeechFront(name: string, c: { conv_dim: number[]; conv_kernel: number[]; conv_stride: number[]; feat_extract_norm: string; hidden_size: number; num_attention_heads: number; num_conv_pos_embedding_groups: number }): void {
+export function checkSpeechFront(name: string, c: ConfigOf<typeof SPEECH_FRONT>): void {
   if (!Array.isArray(c.conv_dim) || c.conv_dim.length === 0 || !c.conv_dim.every((x) => Number.isSafeInteger(x) && x > 0)) {
     invalid('a non-empty list of positive integers', `${name} config.conv_dim`, c.conv_dim);
   }
