@@ -248,16 +248,19 @@ export function wireOf(decl: ConfigDecl, config: object, ctx: object = {}): Reco
 /** One field as it crosses the bridge: name, wire type, the value sent by default (absent: required), nested fields. */
 export interface WireField { name: string; type: Exclude<Wire, 'host'>; default?: unknown; fields?: WireField[] }
 
-/** The fields a declaration sends, with the values a default config sends ({@link wireOf} of the defaults). */
+/**
+ * The fields a declaration sends, with the values `create({})` sends ({@link wireOf} of the
+ * resolved defaults: derived fields and the check's completions included); a required field has
+ * no default (where `create({})` fails, the declared defaults are sent).
+ */
 export function wireFields(decl: ConfigDecl): WireField[] {
-  const defaults = defaultsOf(decl) as Record<string, unknown>;
-  const sent = wireOf(decl, defaults);
+  let config: object = defaultsOf(decl);
+  try { config = resolve(decl, {}); } catch { /* required fields (the layers', the projector's widths): the declared defaults */ }
+  const sent = wireOf(decl, config);
   return Object.entries(decl.fields).filter(([, field]) => field.wire !== 'host').map(([name, field]) => {
     const w: WireField = { name, type: field.wire as WireField['type'] };
-    if (field.nested) {
-      w.fields = wireFields(field.nested);
-      w.default = wireOf(field.nested, defaultsOf(field.nested));
-    } else if (sent[name] !== undefined) w.default = sent[name];
+    if (sent[name] !== undefined) w.default = sent[name];
+    if (field.nested) w.fields = wireFields(field.nested);
     return w;
   });
 }
