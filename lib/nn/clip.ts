@@ -23,19 +23,13 @@ const sentProjection = (c: Record<string, number>, o: { withProjection?: boolean
 export const CLIP_TEXT = declareConfig({
   name: 'CLIP text', kind: 'clip_text', options: ['withProjection'],
   fields: {
-    vocab_size: f.posint(49408),
-    hidden_size: f.posint(512),
-    intermediate_size: f.posint(2048),
-    num_hidden_layers: f.nonneg(12),
+    vocab_size: f.posint(49408), hidden_size: f.posint(512), intermediate_size: f.posint(2048), num_hidden_layers: f.nonneg(12),
     num_attention_heads: f.posint(8),
     /** Context length (77 for OpenAI's and LanguageBind's). */
     max_position_embeddings: f.posint(77),
     /** HF: 2 (the legacy value) pools at argmax(input_ids), any other id at its first occurrence. */
     eos_token_id: f.int(49407),
-    hidden_act: f.act('quick_gelu'),
-    layer_norm_eps: f.posnum(1e-5),
-    attention_dropout: f.prob(0),
-    initializer_range: f.nonnegnum(0.02),
+    hidden_act: f.act('quick_gelu'), layer_norm_eps: f.posnum(1e-5), attention_dropout: f.prob(0), initializer_range: f.nonnegnum(0.02),
     initializer_factor: f.nonnegnum(1),
     /** Width of `text_projection` (used when the model has one; sent as 0 without it). */
     projection_dim: f.posint(512).sends(sentProjection),
@@ -60,19 +54,12 @@ export type ClipTextConfig = ConfigOf<typeof CLIP_TEXT>;
 export const CLIP_VISION = declareConfig({
   name: 'CLIP vision', kind: 'clip_vision', options: ['withProjection'],
   fields: {
-    hidden_size: f.posint(768),
-    intermediate_size: f.posint(3072),
-    num_hidden_layers: f.nonneg(12),
-    num_attention_heads: f.posint(12),
+    hidden_size: f.posint(768), intermediate_size: f.posint(3072), num_hidden_layers: f.nonneg(12), num_attention_heads: f.posint(12),
     num_channels: f.posint(3),
     /** A side, or `[height, width]` (always `[height, width]` once built). */
     image_size: f.any<number | [number, number]>('i64[]', 224),
-    patch_size: f.posint(32),
-    hidden_act: f.act('quick_gelu'),
-    layer_norm_eps: f.posnum(1e-5),
-    attention_dropout: f.prob(0),
-    initializer_range: f.nonnegnum(0.02),
-    initializer_factor: f.nonnegnum(1),
+    patch_size: f.posint(32), hidden_act: f.act('quick_gelu'), layer_norm_eps: f.posnum(1e-5), attention_dropout: f.prob(0),
+    initializer_range: f.nonnegnum(0.02), initializer_factor: f.nonnegnum(1),
     /** Width of `visual_projection` (used when the model has one; sent as 0 without it). */
     projection_dim: f.posint(512).sends(sentProjection),
     /** LanguageBind video: temporal attention in every layer. */

@@ -14,12 +14,8 @@ import { PretrainedOptions, loadPretrained, readConfig } from './pretrained';
 export const INTERN_VISION = declareConfig({
   name: 'InternViT', kind: 'intern_vit',
   fields: {
-    hidden_size: f.posint(3200),
-    intermediate_size: f.posint(12800),
-    num_hidden_layers: f.nonneg(48),
-    num_attention_heads: f.posint(25),
-    num_channels: f.posint(3),
-    patch_size: f.posint(14),
+    hidden_size: f.posint(3200), intermediate_size: f.posint(12800), num_hidden_layers: f.nonneg(48), num_attention_heads: f.posint(25),
+    num_channels: f.posint(3), patch_size: f.posint(14),
     /** The side the position embeddings were trained for (448 in InternVL2); other sides are resized bicubically. */
     image_size: f.posint(224),
     qkv_bias: f.bool(false),
@@ -27,10 +23,7 @@ export const INTERN_VISION = declareConfig({
     qk_normalization: f.bool(true),
     /** 'layer_norm' (300M) or 'rms_norm' (6B). */
     norm_type: f.string('rms_norm'),
-    hidden_act: f.act('gelu'),
-    layer_norm_eps: f.posnum(1e-6),
-    dropout: f.prob(0),
-    attention_dropout: f.prob(0),
+    hidden_act: f.act('gelu'), layer_norm_eps: f.posnum(1e-6), dropout: f.prob(0), attention_dropout: f.prob(0),
     /** Stochastic depth in training, growing linearly from 0 at the first layer to this at the last. */
     drop_path_rate: f.prob(0),
     initializer_range: f.nonnegnum(0.02),

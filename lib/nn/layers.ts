@@ -16,8 +16,7 @@ function lastDim(x: Tensor, want: number, who: string): void {
 const LINEAR = declareConfig({
   name: 'Linear', kind: 'linear', bare: true,
   fields: {
-    in_features: f.posint(),
-    out_features: f.posint(),
+    in_features: f.posint(), out_features: f.posint(),
     /** default true */
     bias: f.bool(true),
   },
@@ -95,9 +94,7 @@ export class Mlp extends ConfiguredModule<Required<MlpConfig>> {
 const LAYER_NORM = declareConfig({
   name: 'LayerNorm', kind: 'layer_norm', bare: true,
   fields: {
-    normalized_shape: f.posint(),
-    eps: f.nonnegnum(1e-5),
-    elementwise_affine: f.bool(true),
+    normalized_shape: f.posint(), eps: f.nonnegnum(1e-5), elementwise_affine: f.bool(true),
   },
 });
 
@@ -123,8 +120,7 @@ export class LayerNorm extends ConfiguredModule<Required<LayerNormConfig>> {
 const EMBEDDING = declareConfig({
   name: 'Embedding', kind: 'embedding', bare: true,
   fields: {
-    num_embeddings: f.posint(),
-    embedding_dim: f.posint(),
+    num_embeddings: f.posint(), embedding_dim: f.posint(),
     /** A row kept at zero without a gradient (sent as -1 when left out: torch's None). */
     padding_idx: f.nonneg().optional().sends((c: Record<string, number | undefined>) => c.padding_idx ?? -1),
   },

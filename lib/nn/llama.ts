@@ -25,23 +25,14 @@ export const LLAMA = declareConfig({
      * `qkv_proj` and `gate_up_proj`). Default 'llama'.
      */
     model_type: f.string('llama'),
-    vocab_size: f.posint(32000),
-    hidden_size: f.posint(4096),
-    intermediate_size: f.posint(11008),
-    num_hidden_layers: f.nonneg(32),
-    num_attention_heads: f.posint(32),
-    num_key_value_heads: f.posint(32),
+    vocab_size: f.posint(32000), hidden_size: f.posint(4096), intermediate_size: f.posint(11008), num_hidden_layers: f.nonneg(32),
+    num_attention_heads: f.posint(32), num_key_value_heads: f.posint(32),
     /** 0: hidden_size / num_attention_heads */
     head_dim: f.nonneg(0),
-    max_position_embeddings: f.posint(2048),
-    rms_norm_eps: f.posnum(1e-6),
-    rope_theta: f.posnum(10000),
+    max_position_embeddings: f.posint(2048), rms_norm_eps: f.posnum(1e-6), rope_theta: f.posnum(10000),
     /** 'default' | 'linear' | 'llama3' | 'dynamic' (InternLM2's dynamic NTK) | 'longrope' (Phi-3's 'su') */
     rope_type: f.string('default'),
-    rope_factor: f.posnum(1),
-    low_freq_factor: f.posnum(1),
-    high_freq_factor: f.posnum(4),
-    original_max_position_embeddings: f.posint(8192),
+    rope_factor: f.posnum(1), low_freq_factor: f.posnum(1), high_freq_factor: f.posnum(4), original_max_position_embeddings: f.posint(8192),
     /** longrope: head_dim / 2 divisors of the frequencies up to original_max_position_embeddings positions. */
     short_factor: f.nums([]),
     /** longrope: the divisors past original_max_position_embeddings positions. */
@@ -51,10 +42,7 @@ export const LLAMA = declareConfig({
      * √(1 + ln s / ln original_max_position_embeddings), s = max_position_embeddings / original_max_position_embeddings (1 when s ≤ 1).
      */
     attention_factor: f.nonnegnum(0),
-    initializer_range: f.nonnegnum(0.02),
-    attention_dropout: f.prob(0),
-    tie_word_embeddings: f.bool(false),
-    attention_bias: f.bool(false),
+    initializer_range: f.nonnegnum(0.02), attention_dropout: f.prob(0), tie_word_embeddings: f.bool(false), attention_bias: f.bool(false),
     mlp_bias: f.bool(false),
     /** Bias on q/k/v only (Qwen2; true by default for model_type 'qwen2'). */
     qkv_bias: f.bool(false),

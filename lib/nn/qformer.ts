@@ -9,21 +9,15 @@ import { PretrainedOptions, Rename, loadCheckpoint, loadPretrained, readConfig, 
 export const QFORMER = declareConfig({
   name: 'Q-Former', title: 'QFormer', kind: 'qformer',
   fields: {
-    hidden_size: f.posint(768),
-    num_hidden_layers: f.nonneg(12),
-    num_attention_heads: f.posint(12),
-    intermediate_size: f.posint(3072),
+    hidden_size: f.posint(768), num_hidden_layers: f.nonneg(12), num_attention_heads: f.posint(12), intermediate_size: f.posint(3072),
     /** Width of the states the queries cross-attend to. */
     encoder_hidden_size: f.posint(1408),
     /** Every how many layers one cross-attends (1: every layer). */
     cross_attention_frequency: f.posint(2),
     /** Queries the model owns (`query_tokens`); 0: given per call as `queryEmbeds`. */
     num_query_tokens: f.nonneg(0),
-    layer_norm_eps: f.posnum(1e-12),
-    hidden_dropout_prob: f.prob(0.1),
-    attention_probs_dropout_prob: f.prob(0.1),
-    initializer_range: f.nonnegnum(0.02),
-    hidden_act: f.act('gelu'),
+    layer_norm_eps: f.posnum(1e-12), hidden_dropout_prob: f.prob(0.1), attention_probs_dropout_prob: f.prob(0.1),
+    initializer_range: f.nonnegnum(0.02), hidden_act: f.act('gelu'),
   },
   check(c) {
     if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'Q-Former config.hidden_size', c.hidden_size);

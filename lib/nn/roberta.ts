@@ -13,10 +13,7 @@ import { PretrainedOptions, loadPretrained } from './pretrained';
 export const ROBERTA = declareConfig({
   name: 'RoBERTa', kind: 'roberta', options: ['addPoolingLayer'],
   fields: {
-    vocab_size: f.posint(50265),
-    hidden_size: f.posint(768),
-    num_hidden_layers: f.nonneg(12),
-    num_attention_heads: f.posint(12),
+    vocab_size: f.posint(50265), hidden_size: f.posint(768), num_hidden_layers: f.nonneg(12), num_attention_heads: f.posint(12),
     intermediate_size: f.posint(3072),
     /** Position table size: RoBERTa's positions start after padding_idx (514 for 512 tokens). */
     max_position_embeddings: f.posint(514),
@@ -24,11 +21,8 @@ export const ROBERTA = declareConfig({
     type_vocab_size: f.posint(1),
     /** The padding token, whose position row RoBERTa skips. */
     pad_token_id: f.nonneg(1),
-    layer_norm_eps: f.posnum(1e-12),
-    hidden_dropout_prob: f.prob(0.1),
-    attention_probs_dropout_prob: f.prob(0.1),
-    initializer_range: f.nonnegnum(0.02),
-    hidden_act: f.act('gelu'),
+    layer_norm_eps: f.posnum(1e-12), hidden_dropout_prob: f.prob(0.1), attention_probs_dropout_prob: f.prob(0.1),
+    initializer_range: f.nonnegnum(0.02), hidden_act: f.act('gelu'),
     /**
      * Whether the model has the pooler, as built (always set in `model.config`).
      * @deprecated as an input: pass `{ addPoolingLayer }` to `create` or `fromPretrained`; a config

@@ -13,15 +13,10 @@ export const WHISPER = declareConfig({
     num_mel_bins: f.posint(80),
     /** Width of the encoder's hidden states. */
     d_model: f.posint(1280),
-    encoder_layers: f.nonneg(32),
-    encoder_attention_heads: f.posint(20),
-    encoder_ffn_dim: f.posint(5120),
+    encoder_layers: f.nonneg(32), encoder_attention_heads: f.posint(20), encoder_ffn_dim: f.posint(5120),
     /** Positions after the strided conv: 1500 for 30 s (3000 frames). */
     max_source_positions: f.posint(1500),
-    dropout: f.prob(0),
-    attention_dropout: f.prob(0),
-    activation_dropout: f.prob(0),
-    init_std: f.nonnegnum(0.02),
+    dropout: f.prob(0), attention_dropout: f.prob(0), activation_dropout: f.prob(0), init_std: f.nonnegnum(0.02),
     activation_function: f.act('gelu'),
   },
   check(c) {
