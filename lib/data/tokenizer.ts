@@ -9,9 +9,13 @@
  * The package aborts the whole process on a Rust panic, which a few malformed tokenizer.json
  * files cause (found by fuzzing 0.23.2); {@link checkLibraryLimits} refuses those before they
  * reach it. The file's own `truncation` and `padding` are not applied, as in transformers.
- * SentencePiece `.model` files are turned into the equivalent tokenizer.json by ./sentencepiece,
- * and CLIP's tokenizer (`vocab.json` + `merges.txt`, or a tokenizer.json whose config names
- * `CLIPTokenizer`) into transformers' CLIPTokenizer pipeline by ./clip.
+ *
+ * One file per kind under ./tokenizers, each giving this class a tokenizer.json to run:
+ * ./tokenizers/json (a HF tokenizer.json: BPE, byte-level or not, WordPiece, WordLevel, Unigram;
+ * the library's limits), ./tokenizers/sentencepiece (a SentencePiece `.model`, as LLaMA's slow
+ * tokenizer reads it with its HF config files), ./tokenizers/clip (CLIP's `vocab.json` +
+ * `merges.txt`, or a tokenizer.json whose config names `CLIPTokenizer`, in transformers'
+ * CLIPTokenizer pipeline); ./tokenizers/files reads a path's files and picks the kind.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -21,9 +25,10 @@ import { AddedToken, Tokenizer as RustTokenizer } from 'tokenizers';
 import { HubOptions, hubSnapshot, isRepoId } from '../io/hub';
 import { EmotorchError, invalid, checkInt, checkOptionNames } from '../errors';
 import { Tensor, tensor } from '../tensor';
-import { openRegularSync, parseJson, readRegularFile, readRegularTextSync } from '../io/file';
-import { parseSentencePieceModel, sentencePieceToJSON } from './sentencepiece';
-import { clipAddedTokens, clipDecodeText, clipToJSON, isClipClass, parseMerges, parseVocabJson } from './clip';
+import { SpecialName, TokenizerSpec, isObject, tokenContent } from './tokenizers/common';
+import { libraryTokenizer, maxVocabId } from './tokenizers/json';
+import { readTokenizerFiles, readTokenizerFilesSync, tokenizerSpec } from './tokenizers/files';
+import { clipDecodeText, clipJSONSpec, isClipClass } from './tokenizers/clip';
 
 /** One entry of tokenizer.json's `added_tokens`. */
 export interface AddedTokenJSON {
@@ -124,52 +129,13 @@ export interface BatchEncoding<T = number[][]> {
   attentionMask: T;
 }
 
-type SpecialName = 'bos' | 'eos' | 'pad' | 'unk';
 type AddedFlags = { normalized: boolean; lstrip: boolean; rstrip: boolean };
-
-/** The largest config file read (tokenizer_config.json, special_tokens_map.json, added_tokens.json). */
-const MAX_CONFIG = 256 * 1024 * 1024;
-
-/** A SentencePiece model file (read as a ModelProto, not as JSON). */
-function isModelFile(file: string): boolean {
-  return file.endsWith('.model');
-}
-
-/** A BPE vocabulary with its merges.txt beside it (CLIP's released form). */
-function isVocabFile(file: string): boolean {
-  return path.basename(file) === 'vocab.json';
-}
-
-/** Whether a tokenizer_config.json text names a CLIP tokenizer class (false when it does not parse: reported later). */
-function configNamesClip(text: string | null): boolean {
-  if (text === null) return false;
-  try {
-    const v = JSON.parse(text) as unknown;
-    return isObject(v) && isClipClass(v.tokenizer_class);
-  } catch {
-    return false;
-  }
-}
-
-/** Model types of tokenizer.json that the library implements. */
-const MODEL_TYPES = ['BPE', 'WordPiece', 'WordLevel', 'Unigram'];
 
 /** transformers' `clean_up_tokenization`: these replacements, in this order. */
 const CLEAN_UP: [string, string][] = [
   [' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"], [" n't", "n't"], [" 'm", "'m"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"],
 ];
 
-/**
- * The library's message without what it quotes (serde's errors quote the file's values between
- * backticks or double quotes; emotorch's messages never quote a file's content).
- */
-function unquoted(msg: string): string {
-  return msg.replace(/`[^`]*`/g, '…').replace(/"(?:[^"\\]|\\.)*"/g, '…');
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 function checkBool(v: unknown, name: string, dflt: boolean): boolean {
   if (v === undefined) return dflt;
@@ -187,165 +153,6 @@ function checkOpts(v: unknown): Record<string, unknown> {
   if (v === undefined) return {};
   if (!isObject(v)) invalid('an options object', 'options', v);
   return v;
-}
-
-function tokenContent(v: unknown): string | undefined {
-  if (typeof v === 'string') return v;
-  if (isObject(v) && typeof v.content === 'string') return v.content;
-  return undefined;
-}
-
-/**
- * What is wrong with a Precompiled normalizer's `precompiled_charsmap`, or undefined. The
- * `tokenizers` package aborts the whole process (a Rust panic it does not catch) on one that does
- * not parse, and on one whose trie or string offsets point outside it, at load or at the first
- * text that reaches the bad entry. The charsmap is SentencePiece's: a u32 trie size, a
- * double-array trie of u32 units, then NUL-ended UTF-8 strings; this walks every lookup path.
- */
-function charsmapProblem(v: unknown): string | undefined {
-  if (typeof v !== 'string') return 'is not a string';
-  const b = Buffer.from(v, 'base64');
-  if (b.toString('base64') !== v) return 'is not canonical base64';
-  if (b.length < 4) return 'has no trie size';
-  const n = Math.floor(b.readUInt32LE(0) / 4);
-  if (4 + 4 * n > b.length) return 'is shorter than its trie';
-  if (n === 0) return 'has an empty trie';
-  const strings = b.subarray(4 + 4 * n);
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(strings);
-  } catch {
-    return 'has strings that are not UTF-8';
-  }
-  // A unit: low byte and bit 31 the label, bit 8 "has a leaf", bits 10.. the offset (<< 8 when
-  // bit 9 is set); a leaf unit's low 31 bits are a byte offset into the strings.
-  const unit = (i: number): number => b.readUInt32LE(4 + 4 * i);
-  const offset = (u: number): number => (u >>> 10) * (u & 0x200 ? 256 : 1);
-  const seen = new Set<number>();
-  const pending = [offset(unit(0))];
-  while (pending.length > 0) {
-    const base = pending.pop()!;
-    if (seen.has(base)) continue;
-    seen.add(base);
-    for (let c = 1; c < 256; c++) {
-      const p = base ^ c;
-      if (p >= n) return 'has a trie that points outside itself';
-      const u = unit(p);
-      if ((u & 0x800000ff) !== c) continue;
-      const next = p ^ offset(u);
-      if ((u >>> 8) & 1) {
-        if (next >= n) return 'has a trie that points outside itself';
-        const at = unit(next) & 0x7fffffff;
-        if (at > strings.length || (strings[at] & 0xc0) === 0x80) return 'has a string offset outside its strings';
-      }
-      pending.push(next);
-    }
-  }
-  return undefined;
-}
-
-/**
- * Refuses the tokenizer.json parts that make the library abort the process (Rust panics it does
- * not catch) instead of failing: a bad Precompiled charsmap ({@link charsmapProblem}); a Strip
- * decoder with `stop` > 0 (it indexes before the start of a token shorter than `stop` made only of
- * its character); a BPE merge whose right side is shorter than `continuing_subword_prefix`, or
- * whose merged token is longer than every vocabulary token (it is built in a buffer of that size);
- * a Replace normalizer whose pattern matches the empty string (the next normalizer indexes past
- * the end of its alignments); a post-processor template naming an undefined special token or
- * sequence ({@link checkTemplates}).
- */
-function checkLibraryLimits(json: Record<string, unknown>, source: string): void {
-  const fail = (why: string): never => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); };
-  const pending: [unknown, boolean][] = [[json.normalizer, true], [json.decoder, false]];
-  while (pending.length > 0) {
-    const [v, inNormalizer] = pending.pop()!;
-    if (Array.isArray(v)) {
-      for (const x of v) pending.push([x, inNormalizer]);
-    } else if (isObject(v)) {
-      if (inNormalizer && v.type === 'Replace' && matchesEmpty(v.pattern)) fail('a Replace normalizer whose pattern matches the empty string');
-      if (v.type === 'Precompiled' || 'precompiled_charsmap' in v) {
-        const why = charsmapProblem(v.precompiled_charsmap);
-        if (why) fail(`the Precompiled normalizer's precompiled_charsmap ${why}`);
-      }
-      if (v.type === 'Strip' && typeof v.stop === 'number' && v.stop > 0) fail(`a Strip decoder with stop ${v.stop} is not supported (only 0)`);
-      for (const x of Object.values(v)) pending.push([x, inNormalizer]);
-    }
-  }
-  checkTemplates(json.post_processor, fail);
-  const model = json.model as Record<string, unknown>;
-  if (!Array.isArray(model.merges) || !isObject(model.vocab)) return;
-  const bytes = (t: string): number => Buffer.byteLength(t, 'utf8');
-  let longest = 0;
-  for (const t of Object.keys(model.vocab)) longest = Math.max(longest, bytes(t));
-  const prefix = typeof model.continuing_subword_prefix === 'string' ? bytes(model.continuing_subword_prefix) : 0;
-  const vocab = model.vocab;
-  const check = (a: string, b: string, k: number): void => {
-    if (!Object.hasOwn(vocab, a) || !Object.hasOwn(vocab, b)) return;
-    if (bytes(b) < prefix || bytes(a) + bytes(b) - prefix > longest) fail(`merges[${k}] makes a token that is not in the vocabulary`);
-  };
-  model.merges.forEach((m, k) => {
-    if (Array.isArray(m) && typeof m[0] === 'string' && typeof m[1] === 'string') check(m[0], m[1], k);
-    // the "a b" form: every split at a space, whichever the library takes
-    else if (typeof m === 'string') for (let i = m.indexOf(' '); i >= 0; i = m.indexOf(' ', i + 1)) check(m.slice(0, i), m.slice(i + 1), k);
-  });
-}
-
-/**
- * Refuses a TemplateProcessing post-processor (alone or in a Sequence) that the library accepts
- * but panics on at the first encode: a template that names a special token `special_tokens` does
- * not define, or a sequence other than A in `single` (A or B in `pair`).
- */
-function checkTemplates(pp: unknown, fail: (why: string) => never): void {
-  if (Array.isArray(pp)) {
-    for (const x of pp) checkTemplates(x, fail);
-    return;
-  }
-  if (!isObject(pp)) return;
-  if (pp.type === 'Sequence') checkTemplates(pp.processors, fail);
-  if (pp.type !== 'TemplateProcessing') return;
-  const defined = new Set<string>();
-  if (isObject(pp.special_tokens)) {
-    for (const [k, v] of Object.entries(pp.special_tokens)) if (isObject(v) && v.id === k) defined.add(k);
-  }
-  for (const [name, allowed] of [['single', ['A']], ['pair', ['A', 'B']]] as const) {
-    const tpl = pp[name];
-    if (!Array.isArray(tpl)) continue; // the library refuses it at load
-    tpl.forEach((piece, i) => {
-      if (!isObject(piece)) return;
-      const special = piece.SpecialToken;
-      if (isObject(special) && !(typeof special.id === 'string' && defined.has(special.id))) {
-        fail(`the post-processor's ${name} template (item ${i}) names a special token that its special_tokens do not define`);
-      }
-      const seq = piece.Sequence;
-      if (isObject(seq) && !(allowed as readonly unknown[]).includes(seq.id)) {
-        fail(`the post-processor's ${name} template (item ${i}) names a sequence other than ${allowed.join(' or ')}`);
-      }
-    });
-  }
-}
-
-/**
- * Whether a Replace pattern (`{ String }` or `{ Regex }`) matches the empty string somewhere in a
- * few short texts, as JavaScript reads the regex (the library's is Oniguruma; one JavaScript cannot
- * compile is let through).
- */
-function matchesEmpty(pattern: unknown): boolean {
-  if (!isObject(pattern)) return false;
-  if (typeof pattern.String === 'string') return pattern.String === '';
-  if (typeof pattern.Regex !== 'string') return false;
-  let re: RegExp;
-  try {
-    re = new RegExp(pattern.Regex, 'gu');
-  } catch {
-    return false;
-  }
-  return ['', 'a', 'a b', ' ', '我', '0', '\n', 'Ab.'].some((t) => [...t.matchAll(re)].some((m) => m[0] === ''));
-}
-
-/** The largest id of a BPE/WordPiece/WordLevel vocabulary object (0 for a Unigram list). */
-function maxVocabId(model: Record<string, unknown>): number {
-  let max = 0;
-  if (isObject(model.vocab)) for (const id of Object.values(model.vocab)) if (typeof id === 'number' && id > max) max = id;
-  return max;
 }
 
 /** The longest `padding: 'max_length'` target (2^24 tokens a row). */
@@ -418,27 +225,11 @@ export class Tokenizer {
     }
   }
 
-  /** Checks what the library's own messages would say less clearly, then lets the library parse `text`. */
-  static #create(json: Record<string, unknown>, text: string, config: Record<string, unknown>, source: string, clip = false): Tokenizer {
-    const type = (json.model as Record<string, unknown>).type;
-    if (type !== undefined && !MODEL_TYPES.includes(type as string)) {
-      throw new EmotorchError(`${source}: unsupported model type (supported: ${MODEL_TYPES.join(', ')})`, 'ERR_FORMAT');
-    }
-    if (config.clean_up_tokenization_spaces !== undefined && typeof config.clean_up_tokenization_spaces !== 'boolean') {
-      throw new EmotorchError(`${source}: clean_up_tokenization_spaces in the tokenizer config is not a boolean`, 'ERR_FORMAT');
-    }
-    checkLibraryLimits(json, source);
-    let rust: RustTokenizer;
-    try {
-      rust = RustTokenizer.fromString(text);
-    } catch (e) {
-      throw new EmotorchError(`${source}: unsupported or malformed tokenizer (${unquoted((e as Error).message)})`, 'ERR_FORMAT');
-    }
-    // As transformers does, the file's own truncation and padding are not applied (encodeBatch's options are).
-    rust.disableTruncation();
-    rust.disablePadding();
-    const added = Array.isArray(json.added_tokens) ? (json.added_tokens as AddedTokenJSON[]) : [];
-    return new Tokenizer(rust, config as TokenizerConfig, source, maxVocabId(json.model as Record<string, unknown>), added, clip);
+  /** The library's tokenizer for a kind's spec (./tokenizers/json checks it first), in this class. */
+  static #create(spec: TokenizerSpec): Tokenizer {
+    const rust = libraryTokenizer(spec);
+    const added = Array.isArray(spec.json.added_tokens) ? (spec.json.added_tokens as AddedTokenJSON[]) : [];
+    return new Tokenizer(rust, spec.config as TokenizerConfig, spec.source, maxVocabId(spec.json.model as Record<string, unknown>), added, spec.clip);
   }
 
   /**
@@ -482,7 +273,7 @@ export class Tokenizer {
    *
    * A `.model` tokenizes as transformers' slow `LlamaTokenizer` (`use_fast=False`, legacy) does:
    * the text is split at the special and added tokens, and each piece between them is what
-   * `sentencepiece`'s `encode` makes of it (see lib/data/sentencepiece.ts); `encode` adds the BOS
+   * `sentencepiece`'s `encode` makes of it (see lib/data/tokenizers/sentencepiece.ts); `encode` adds the BOS
    * piece when `add_bos_token` (default true) and the EOS piece when `add_eos_token` (default
    * false). Added tokens come from `added_tokens.json`, `added_tokens_decoder` and the special
    * tokens of the config files, with the ids those files give.
@@ -492,7 +283,7 @@ export class Tokenizer {
    * a LanguageBind tokenizer) tokenizes as transformers 5's `CLIPTokenizer` does: lowercased, runs
    * of whitespace made one space, `<|startoftext|>` … `<|endoftext|>` around the text, the pad
    * token the config files name (`<|endoftext|>` by default); decode turns `</w>` into spaces and
-   * strips the text (see lib/data/clip.ts). A `vocab.json` whose config names another class is
+   * strips the text (see lib/data/tokenizers/clip.ts). A `vocab.json` whose config names another class is
    * refused. LanguageBind's processor call is `encodeBatch(texts, { padding: 'max_length',
    * maxLength: 77, truncation: true })`.
    *
@@ -517,23 +308,7 @@ export class Tokenizer {
     if (!fs.existsSync(file) && isRepoId(file)) {
       file = await hubSnapshot(file, { ...opts.hub, revision: opts.revision, allowPatterns: opts.hub?.allowPatterns ?? ['*.json', '*.txt', '*.model', '*.jinja', '*.tiktoken'] });
     }
-    const target = Tokenizer.#resolve(file);
-    const dir = path.dirname(target);
-    const optional = async (name: string): Promise<string | null> => {
-      const f = path.join(dir, name);
-      if (!fs.existsSync(f)) return null;
-      return (await readRegularFile(f, MAX_CONFIG)).toString('utf8');
-    };
-    const data = await readRegularFile(target);
-    const config = await optional('tokenizer_config.json');
-    const needs = Tokenizer.#needs(target, config);
-    const configs = { config, specialMap: null as string | null, added: null as string | null, merges: null as string | null };
-    if (needs.maps) {
-      configs.specialMap = await optional('special_tokens_map.json');
-      configs.added = await optional('added_tokens.json');
-    }
-    if (needs.merges) configs.merges = (await readRegularFile(Tokenizer.#mergesFile(target))).toString('utf8');
-    return Tokenizer.#fromData(data, target, configs);
+    return Tokenizer.#create(tokenizerSpec(await readTokenizerFiles(file)));
   }
 
   /**
@@ -545,226 +320,7 @@ export class Tokenizer {
    */
   static fromFileSync(file: string): Tokenizer {
     if (typeof file !== 'string' || file === '') invalid('a path to a tokenizer.json file or its folder', 'file', file);
-    const target = Tokenizer.#resolve(file);
-    const dir = path.dirname(target);
-    const optional = (name: string): string | null => {
-      const f = path.join(dir, name);
-      return fs.existsSync(f) ? readRegularTextSync(f, MAX_CONFIG) : null;
-    };
-    let data: Buffer;
-    const { fd, size } = openRegularSync(target);
-    try {
-      data = Buffer.alloc(size);
-      let off = 0;
-      while (off < size) {
-        const n = fs.readSync(fd, data, off, size - off, off);
-        if (n === 0) break;
-        off += n;
-      }
-      data = data.subarray(0, off);
-    } catch (e) {
-      throw new EmotorchError(`cannot read '${target}': ${(e as Error).message}`, 'ERR_IO');
-    } finally {
-      fs.closeSync(fd);
-    }
-    const config = optional('tokenizer_config.json');
-    const needs = Tokenizer.#needs(target, config);
-    return Tokenizer.#fromData(data, target, {
-      config,
-      specialMap: needs.maps ? optional('special_tokens_map.json') : null,
-      added: needs.maps ? optional('added_tokens.json') : null,
-      merges: needs.merges ? readRegularTextSync(Tokenizer.#mergesFile(target)) : null,
-    });
-  }
-
-  /** The file to read: `file`, or in a folder its tokenizer.json, else its tokenizer.model, else its vocab.json. */
-  static #resolve(file: string): string {
-    let isDir = false;
-    try {
-      isDir = fs.statSync(file).isDirectory();
-    } catch {
-      // reported by the read
-    }
-    if (!isDir) return file;
-    const json = path.join(file, 'tokenizer.json');
-    if (fs.existsSync(json)) return json;
-    for (const name of ['tokenizer.model', 'vocab.json']) if (fs.existsSync(path.join(file, name))) return path.join(file, name);
-    return json;
-  }
-
-  /** Which files beside `target` are read: the special-token maps (.model, vocab.json, a CLIP tokenizer.json) and merges.txt (vocab.json). */
-  static #needs(target: string, config: string | null): { maps: boolean; merges: boolean } {
-    const vocab = isVocabFile(target);
-    return { maps: vocab || isModelFile(target) || configNamesClip(config), merges: vocab };
-  }
-
-  /** The merges.txt beside a vocab.json; ERR_IO when there is none. */
-  static #mergesFile(vocabFile: string): string {
-    const f = path.join(path.dirname(vocabFile), 'merges.txt');
-    if (!fs.existsSync(f)) throw new EmotorchError(`'${f}' is missing: a vocab.json tokenizer ('${vocabFile}') needs its merges.txt beside it`, 'ERR_IO');
-    return f;
-  }
-
-  static #fromData(data: Buffer, file: string, configs: { config: string | null; specialMap: string | null; added: string | null; merges: string | null }): Tokenizer {
-    const dir = path.dirname(file);
-    const parse = (s: string, f: string, what: string): Record<string, unknown> => {
-      const v = parseJson(s, f);
-      if (!isObject(v)) throw new EmotorchError(`'${f}' is not ${what} (expected a JSON object)`, 'ERR_FORMAT');
-      return v;
-    };
-    const configFile = path.join(dir, 'tokenizer_config.json');
-    const config = configs.config === null ? {} : parse(configs.config, configFile, 'a tokenizer_config.json');
-    const maps = (): { specialMap: Record<string, unknown>; added: Record<string, unknown> } => ({
-      specialMap: configs.specialMap === null ? {} : parse(configs.specialMap, path.join(dir, 'special_tokens_map.json'), 'a special_tokens_map.json'),
-      added: configs.added === null ? {} : parse(configs.added, path.join(dir, 'added_tokens.json'), 'an added_tokens.json'),
-    });
-    if (isModelFile(file)) {
-      const { specialMap, added } = maps();
-      return Tokenizer.#fromSentencePiece(data, file, config, specialMap, added);
-    }
-    const source = `'${file}'`;
-    const text = data.toString('utf8');
-    if (isVocabFile(file)) {
-      const vocab = parseVocabJson(text, file);
-      const cls = config.tokenizer_class;
-      if (cls !== undefined && cls !== null && !isClipClass(cls)) {
-        throw new EmotorchError(`${source}: a vocab.json + merges.txt tokenizer is read as CLIP's, but '${configFile}' names another tokenizer_class (supported: CLIPTokenizer, CLIPTokenizerFast, LanguageBind's)`, 'ERR_FORMAT');
-      }
-      if ((cls === undefined || cls === null) && !Object.hasOwn(vocab, '<|startoftext|>') && !Object.keys(vocab).some((t) => t.endsWith('</w>'))) {
-        throw new EmotorchError(`${source}: not CLIP's vocabulary (no <|startoftext|>, no </w> tokens), and no tokenizer_config.json tokenizer_class says what it is`, 'ERR_FORMAT');
-      }
-      const merges = parseMerges(configs.merges ?? '', path.join(dir, 'merges.txt'), vocab);
-      const { specialMap, added } = maps();
-      return Tokenizer.#fromClip(vocab, merges, [], source, (f) => `'${path.join(dir, f)}'`, { config, specialMap, added });
-    }
-    const json = parse(text, file, 'a tokenizer.json');
-    if (!isObject(json.model)) throw new EmotorchError(`'${file}' is not a tokenizer.json (it has no "model" object)`, 'ERR_FORMAT');
-    if (isClipClass(config.tokenizer_class)) {
-      const { specialMap, added } = maps();
-      return Tokenizer.#fromClipJSON(json, source, (f) => `'${path.join(dir, f)}'`, { config, specialMap, added });
-    }
-    return Tokenizer.#create(json, text, config, source);
-  }
-
-  /** A tokenizer.json whose config names CLIP: its vocabulary, merges and added tokens in CLIPTokenizer's pipeline. */
-  static #fromClipJSON(json: Record<string, unknown>, source: string, name: (f: string) => string, files: { config: Record<string, unknown>; specialMap: Record<string, unknown>; added: Record<string, unknown> }): Tokenizer {
-    const model = json.model as Record<string, unknown>;
-    if ((model.type !== undefined && model.type !== 'BPE') || !isObject(model.vocab) || !Array.isArray(model.merges)) {
-      throw new EmotorchError(`${source}: the config names a CLIP tokenizer but the model is not a BPE with a vocab object and a merges list`, 'ERR_FORMAT');
-    }
-    const jsonAdded = json.added_tokens === undefined || json.added_tokens === null ? [] : json.added_tokens;
-    if (!Array.isArray(jsonAdded)) throw new EmotorchError(`${source}: added_tokens is not a list`, 'ERR_FORMAT');
-    return Tokenizer.#fromClip(model.vocab as Record<string, number>, model.merges, jsonAdded, source, name, files);
-  }
-
-  /** CLIPTokenizer from a vocabulary, merges, and the config files (see lib/data/clip.ts). */
-  static #fromClip(
-    vocab: Record<string, number>, merges: unknown[], jsonAdded: unknown[], source: string, name: (f: string) => string,
-    files: { config: Record<string, unknown>; specialMap: Record<string, unknown>; added: Record<string, unknown> },
-  ): Tokenizer {
-    const fmt = (f: string, why: string): never => { throw new EmotorchError(`${name(f)}: ${why}`, 'ERR_FORMAT'); };
-    const { specials, added } = clipAddedTokens({ config: files.config, specialMap: files.specialMap, addedJson: files.added, jsonAdded }, fmt);
-    const json = clipToJSON(vocab, merges, { unk: specials.unk, bos: specials.bos, eos: specials.eos, added }, source);
-    const cfg: Record<string, unknown> = { ...files.config };
-    for (const k of ['bos', 'eos', 'unk', 'pad'] as const) cfg[`${k}_token`] = specials[k] ?? null;
-    return Tokenizer.#create(json, JSON.stringify(json), cfg, source, true);
-  }
-
-  /**
-   * A `.model` file with the HF config files beside it, as transformers' slow LlamaTokenizer
-   * reads them: special tokens from special_tokens_map.json, else tokenizer_config.json, else the
-   * model's own pieces; added tokens from added_tokens.json and `added_tokens_decoder`, which must
-   * give each new token the next id after the pieces (a piece keeps its own id).
-   */
-  static #fromSentencePiece(data: Buffer, file: string, config: Record<string, unknown>, specialMap: Record<string, unknown>, addedJson: Record<string, unknown>): Tokenizer {
-    const source = `'${file}'`;
-    const dir = path.dirname(file);
-    const sp = parseSentencePieceModel(data, source);
-    const fmt = (f: string, why: string): never => { throw new EmotorchError(`'${path.join(dir, f)}': ${why}`, 'ERR_FORMAT'); };
-    const pieceIds = new Map(sp.pieces.map((p, i) => [p.piece, i]));
-    const t = sp.trainerSpec;
-
-    // The special tokens: special_tokens_map.json wins over tokenizer_config.json; absent: the model's piece.
-    type Entry = { content: string; special: boolean; lstrip: boolean; rstrip: boolean; singleWord: boolean };
-    const entryOf = (v: unknown, f: string, name: string, special: boolean): Entry | null => {
-      if (v === null) return null;
-      const content = tokenContent(v);
-      if (content === undefined) fmt(f, `${name} is not a token (a string or an object with a "content" string)`);
-      const o = isObject(v) ? v : {};
-      const flag = (k: string): boolean => {
-        if (o[k] !== undefined && typeof o[k] !== 'boolean') fmt(f, `${name}.${k} is not a boolean`);
-        return o[k] === true;
-      };
-      return { content: content!, special: special || flag('special'), lstrip: flag('lstrip'), rstrip: flag('rstrip'), singleWord: flag('single_word') };
-    };
-    const specials: Partial<Record<SpecialName, Entry | null>> = {};
-    const modelPiece: Record<SpecialName, number> = { bos: t.bosId, eos: t.eosId, unk: t.unkId, pad: -1 };
-    for (const k of ['bos', 'eos', 'unk', 'pad'] as const) {
-      const key = `${k}_token`;
-      if (key in specialMap) specials[k] = entryOf(specialMap[key], 'special_tokens_map.json', key, true);
-      else if (key in config) specials[k] = entryOf(config[key], 'tokenizer_config.json', key, true);
-      else if (modelPiece[k] >= 0 && modelPiece[k] < sp.pieces.length) specials[k] = { content: sp.pieces[modelPiece[k]].piece, special: true, lstrip: false, rstrip: false, singleWord: false };
-    }
-    const extra: Entry[] = [];
-    for (const [f, o] of [['special_tokens_map.json', specialMap], ['tokenizer_config.json', config]] as const) {
-      const list = o.additional_special_tokens;
-      if (list === undefined || list === null) continue;
-      if (!Array.isArray(list)) fmt(f, 'additional_special_tokens is not a list');
-      (list as unknown[]).forEach((v, i) => { const e = entryOf(v, f, `additional_special_tokens[${i}]`, true); if (e) extra.push(e); });
-      break;
-    }
-
-    // Tokens with ids: added_tokens.json ({ content: id }) and tokenizer_config.json's added_tokens_decoder ({ id: token }).
-    const withIds: [number, Entry, string][] = [];
-    for (const [content, id] of Object.entries(addedJson)) {
-      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) fmt('added_tokens.json', `entry ${withIds.length} has an id that is not a non-negative integer`);
-      withIds.push([id as number, { content, special: false, lstrip: false, rstrip: false, singleWord: false }, 'added_tokens.json']);
-    }
-    const decoderTable = config.added_tokens_decoder;
-    if (decoderTable !== undefined && decoderTable !== null) {
-      if (!isObject(decoderTable)) fmt('tokenizer_config.json', 'added_tokens_decoder is not an object');
-      for (const [key, v] of Object.entries(decoderTable as Record<string, unknown>)) {
-        const id = Number(key);
-        if (!/^\d+$/.test(key) || !Number.isSafeInteger(id)) fmt('tokenizer_config.json', 'added_tokens_decoder has a key that is not an id');
-        withIds.push([id, entryOf(v, 'tokenizer_config.json', `added_tokens_decoder[${id}]`, false) ?? fmt('tokenizer_config.json', `added_tokens_decoder[${id}] is null`), 'tokenizer_config.json']);
-      }
-    }
-    withIds.sort((a, b) => a[0] - b[0]);
-    const added: Entry[] = [];
-    const addedIds = new Map<string, number>();
-    let next = sp.pieces.length;
-    for (const [id, e, f] of withIds) {
-      const own = pieceIds.get(e.content) ?? addedIds.get(e.content);
-      if (own !== undefined) {
-        if (own !== id) fmt(f, `the added token with id ${id} is already token ${own}`);
-      } else {
-        if (id !== next) fmt(f, `the added token with id ${id} does not follow the ${next} tokens before it (ids must run on from the model's pieces)`);
-        addedIds.set(e.content, next++);
-      }
-      added.push(e);
-    }
-    // The special tokens are added tokens too (new ones after those), matched in the text as the slow tokenizer does.
-    const specialSet = new Set<string>();
-    for (const e of [...Object.values(specials), ...extra]) {
-      if (!e) continue;
-      specialSet.add(e.content);
-      const k = added.findIndex((a) => a.content === e.content);
-      if (k >= 0) added[k] = { ...added[k], special: true };
-      else added.push(e);
-    }
-    for (const a of added) if (specialSet.has(a.content)) a.special = true;
-
-    const bool = (k: string, dflt: boolean): boolean => {
-      if (config[k] === undefined || config[k] === null) return dflt;
-      if (typeof config[k] !== 'boolean') fmt('tokenizer_config.json', `${k} is not a boolean`);
-      return config[k] as boolean;
-    };
-    const json = sentencePieceToJSON(sp, source, {
-      addBos: bool('add_bos_token', true), addEos: bool('add_eos_token', false), bos: specials.bos?.content, eos: specials.eos?.content, added,
-    });
-    const cfg: Record<string, unknown> = { ...config };
-    for (const k of ['bos', 'eos', 'unk', 'pad'] as const) cfg[`${k}_token`] = specials[k]?.content ?? null;
-    return Tokenizer.#create(json, JSON.stringify(json), cfg, source);
+    return Tokenizer.#create(tokenizerSpec(readTokenizerFilesSync(file)));
   }
 
   /**
@@ -784,9 +340,9 @@ export class Tokenizer {
     if (!isObject(obj) || !isObject(obj.model)) invalid('a tokenizer.json object (with a "model" object)', 'tokenizer', obj);
     if (!isObject(config)) invalid('a tokenizer_config.json object', 'config', config);
     if (isClipClass(config.tokenizer_class)) {
-      return Tokenizer.#fromClipJSON(obj, 'tokenizer JSON', (f) => f, { config: structuredClone(config), specialMap: {}, added: {} });
+      return Tokenizer.#create(clipJSONSpec(obj, 'tokenizer JSON', (f) => f, { config: structuredClone(config), specialMap: {}, added: {} }));
     }
-    return Tokenizer.#create(obj, JSON.stringify(obj), structuredClone(config), 'tokenizer JSON');
+    return Tokenizer.#create({ json: obj, text: JSON.stringify(obj), config: structuredClone(config), source: 'tokenizer JSON', clip: false });
   }
 
   /**

@@ -16,8 +16,13 @@
  * split of a normal piece into two normal pieces, ranked by the piece's score (sentencepiece
  * merges the best-scoring pair first); the decoder undoes the escaping, the byte pieces and the
  * dummy prefix, and writes the unknown piece as `unk_surface` (` ⁇ `).
+ *
+ * The HF files beside the `.model` ({@link sentencePieceSpec}) give the special and added tokens,
+ * as transformers' slow `LlamaTokenizer` reads them.
  */
-import { EmotorchError } from '../errors';
+import * as path from 'path';
+import { EmotorchError } from '../../errors';
+import { ConfigFiles, SpecialName, TokenizerSpec, isObject, tokenContent } from './common';
 
 /** Piece types of `ModelProto.SentencePiece.Type`. */
 export type PieceType = 'normal' | 'unknown' | 'control' | 'user_defined' | 'unused' | 'byte';
@@ -393,4 +398,132 @@ export function sentencePieceToJSON(m: SentencePieceModel, source: string, opts:
     decoder: { type: 'Sequence', decoders },
     model,
   };
+}
+
+/** A special or added token of the config files, with AddedToken's flags. */
+type Entry = { content: string; special: boolean; lstrip: boolean; rstrip: boolean; singleWord: boolean };
+
+/** Throws ERR_FORMAT naming a config file (in the model's folder) and what is wrong in it. */
+type Fail = (file: string, why: string) => never;
+
+/**
+ * A `.model` file with the HF config files beside it, as transformers' slow LlamaTokenizer
+ * reads them: special tokens from special_tokens_map.json, else tokenizer_config.json, else the
+ * model's own pieces; added tokens from added_tokens.json and `added_tokens_decoder`, which must
+ * give each new token the next id after the pieces (a piece keeps its own id).
+ * @param data the `.model` file's bytes
+ * @param file its path, for messages
+ * @param files the config files beside it
+ * @throws EmotorchError ERR_FORMAT naming the file (never quoting it) for a model that does not
+ *   parse or cannot run (see {@link sentencePieceToJSON}), or a config file's malformed token,
+ *   flag or id.
+ */
+export function sentencePieceSpec(data: Buffer, file: string, files: ConfigFiles): TokenizerSpec {
+  const { config, specialMap, added: addedJson } = files;
+  const source = `'${file}'`;
+  const dir = path.dirname(file);
+  const sp = parseSentencePieceModel(data, source);
+  const fmt: Fail = (f, why) => { throw new EmotorchError(`'${path.join(dir, f)}': ${why}`, 'ERR_FORMAT'); };
+  const { specials, extra } = specialEntries(sp, config, specialMap, fmt);
+  const added = addedEntries(sp, config, addedJson, fmt);
+  // The special tokens are added tokens too (new ones after those), matched in the text as the slow tokenizer does.
+  const specialSet = new Set<string>();
+  for (const e of [...Object.values(specials), ...extra]) {
+    if (!e) continue;
+    specialSet.add(e.content);
+    const k = added.findIndex((a) => a.content === e.content);
+    if (k >= 0) added[k] = { ...added[k], special: true };
+    else added.push(e);
+  }
+  for (const a of added) if (specialSet.has(a.content)) a.special = true;
+
+  const bool = (k: string, dflt: boolean): boolean => {
+    if (config[k] === undefined || config[k] === null) return dflt;
+    if (typeof config[k] !== 'boolean') fmt('tokenizer_config.json', `${k} is not a boolean`);
+    return config[k] as boolean;
+  };
+  const json = sentencePieceToJSON(sp, source, {
+    addBos: bool('add_bos_token', true), addEos: bool('add_eos_token', false), bos: specials.bos?.content, eos: specials.eos?.content, added,
+  });
+  const cfg: Record<string, unknown> = { ...config };
+  for (const k of ['bos', 'eos', 'unk', 'pad'] as const) cfg[`${k}_token`] = specials[k]?.content ?? null;
+  return { json, text: JSON.stringify(json), config: cfg, source, clip: false };
+}
+
+/** A config file's token (null: none), special when `special` or its own flag says so. */
+function entryOf(v: unknown, f: string, name: string, special: boolean, fmt: Fail): Entry | null {
+  if (v === null) return null;
+  const content = tokenContent(v);
+  if (content === undefined) fmt(f, `${name} is not a token (a string or an object with a "content" string)`);
+  const o = isObject(v) ? v : {};
+  const flag = (k: string): boolean => {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') fmt(f, `${name}.${k} is not a boolean`);
+    return o[k] === true;
+  };
+  return { content: content!, special: special || flag('special'), lstrip: flag('lstrip'), rstrip: flag('rstrip'), singleWord: flag('single_word') };
+}
+
+/**
+ * The special tokens: special_tokens_map.json wins over tokenizer_config.json; absent: the
+ * model's piece. And the additional special tokens of the first file that lists them.
+ */
+function specialEntries(sp: SentencePieceModel, config: Record<string, unknown>, specialMap: Record<string, unknown>, fmt: Fail): {
+  specials: Partial<Record<SpecialName, Entry | null>>; extra: Entry[];
+} {
+  const t = sp.trainerSpec;
+  const specials: Partial<Record<SpecialName, Entry | null>> = {};
+  const modelPiece: Record<SpecialName, number> = { bos: t.bosId, eos: t.eosId, unk: t.unkId, pad: -1 };
+  for (const k of ['bos', 'eos', 'unk', 'pad'] as const) {
+    const key = `${k}_token`;
+    if (key in specialMap) specials[k] = entryOf(specialMap[key], 'special_tokens_map.json', key, true, fmt);
+    else if (key in config) specials[k] = entryOf(config[key], 'tokenizer_config.json', key, true, fmt);
+    else if (modelPiece[k] >= 0 && modelPiece[k] < sp.pieces.length) specials[k] = { content: sp.pieces[modelPiece[k]].piece, special: true, lstrip: false, rstrip: false, singleWord: false };
+  }
+  const extra: Entry[] = [];
+  for (const [f, o] of [['special_tokens_map.json', specialMap], ['tokenizer_config.json', config]] as const) {
+    const list = o.additional_special_tokens;
+    if (list === undefined || list === null) continue;
+    if (!Array.isArray(list)) fmt(f, 'additional_special_tokens is not a list');
+    (list as unknown[]).forEach((v, i) => { const e = entryOf(v, f, `additional_special_tokens[${i}]`, true, fmt); if (e) extra.push(e); });
+    break;
+  }
+  return { specials, extra };
+}
+
+/**
+ * Tokens with ids: added_tokens.json ({ content: id }) and tokenizer_config.json's
+ * added_tokens_decoder ({ id: token }), in id order; a piece keeps its id, a new token takes the
+ * next one after the pieces.
+ */
+function addedEntries(sp: SentencePieceModel, config: Record<string, unknown>, addedJson: Record<string, unknown>, fmt: Fail): Entry[] {
+  const pieceIds = new Map(sp.pieces.map((p, i) => [p.piece, i]));
+  const withIds: [number, Entry, string][] = [];
+  for (const [content, id] of Object.entries(addedJson)) {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) fmt('added_tokens.json', `entry ${withIds.length} has an id that is not a non-negative integer`);
+    withIds.push([id as number, { content, special: false, lstrip: false, rstrip: false, singleWord: false }, 'added_tokens.json']);
+  }
+  const decoderTable = config.added_tokens_decoder;
+  if (decoderTable !== undefined && decoderTable !== null) {
+    if (!isObject(decoderTable)) fmt('tokenizer_config.json', 'added_tokens_decoder is not an object');
+    for (const [key, v] of Object.entries(decoderTable as Record<string, unknown>)) {
+      const id = Number(key);
+      if (!/^\d+$/.test(key) || !Number.isSafeInteger(id)) fmt('tokenizer_config.json', 'added_tokens_decoder has a key that is not an id');
+      withIds.push([id, entryOf(v, 'tokenizer_config.json', `added_tokens_decoder[${id}]`, false, fmt) ?? fmt('tokenizer_config.json', `added_tokens_decoder[${id}] is null`), 'tokenizer_config.json']);
+    }
+  }
+  withIds.sort((a, b) => a[0] - b[0]);
+  const added: Entry[] = [];
+  const addedIds = new Map<string, number>();
+  let next = sp.pieces.length;
+  for (const [id, e, f] of withIds) {
+    const own = pieceIds.get(e.content) ?? addedIds.get(e.content);
+    if (own !== undefined) {
+      if (own !== id) fmt(f, `the added token with id ${id} is already token ${own}`);
+    } else {
+      if (id !== next) fmt(f, `the added token with id ${id} does not follow the ${next} tokens before it (ids must run on from the model's pieces)`);
+      addedIds.set(e.content, next++);
+    }
+    added.push(e);
+  }
+  return added;
 }

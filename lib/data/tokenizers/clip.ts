@@ -16,8 +16,11 @@
  * The special and added tokens are what transformers' `from_pretrained` makes of the config files
  * ({@link clipAddedTokens}). The ftfy / BERT-style cleanup of transformers 4's "slow"
  * CLIPTokenizer is not done: transformers 5 has no such tokenizer.
+ *
+ * {@link clipSpec} and {@link clipJSONSpec} give the Tokenizer class its spec from either form.
  */
-import { EmotorchError } from '../errors';
+import { EmotorchError } from '../../errors';
+import { ConfigFiles, TokenizerSpec, isObject } from './common';
 
 /**
  * CLIP's pre-tokenizer regex (as transformers' CLIPTokenizer writes it; Oniguruma syntax).
@@ -53,10 +56,6 @@ export interface ClipAddedToken {
   lstrip: boolean;
   rstrip: boolean;
   singleWord: boolean;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 /**
@@ -334,4 +333,61 @@ function pyStrip(s: string): string {
  */
 export function clipDecodeText(text: string): string {
   return pyStrip(text.split('</w>').join(' '));
+}
+
+/**
+ * Refuses a vocab.json (read as CLIP's) that is not: its tokenizer_config.json names another
+ * tokenizer_class, or it names none and the vocabulary has no `<|startoftext|>` and no `</w>` token.
+ * @param vocab the vocab.json's tokens
+ * @param cls tokenizer_config.json's tokenizer_class (undefined without one)
+ * @param source how messages name the vocab.json
+ * @param configFile the tokenizer_config.json's path, for messages
+ * @throws EmotorchError ERR_FORMAT naming the files.
+ */
+export function checkClipVocab(vocab: Record<string, number>, cls: unknown, source: string, configFile: string): void {
+  if (cls !== undefined && cls !== null && !isClipClass(cls)) {
+    throw new EmotorchError(`${source}: a vocab.json + merges.txt tokenizer is read as CLIP's, but '${configFile}' names another tokenizer_class (supported: CLIPTokenizer, CLIPTokenizerFast, LanguageBind's)`, 'ERR_FORMAT');
+  }
+  if ((cls === undefined || cls === null) && !Object.hasOwn(vocab, '<|startoftext|>') && !Object.keys(vocab).some((t) => t.endsWith('</w>'))) {
+    throw new EmotorchError(`${source}: not CLIP's vocabulary (no <|startoftext|>, no </w> tokens), and no tokenizer_config.json tokenizer_class says what it is`, 'ERR_FORMAT');
+  }
+}
+
+/**
+ * A tokenizer.json whose config names CLIP: its vocabulary, merges and added tokens in CLIPTokenizer's pipeline.
+ * @param json the tokenizer.json object
+ * @param source how messages name it
+ * @param name how messages name a config file beside it
+ * @param files the config files
+ * @throws EmotorchError ERR_FORMAT when its model is not a BPE with a vocab object and a merges
+ *   list, its added_tokens is not a list, or as {@link clipSpec}.
+ */
+export function clipJSONSpec(json: Record<string, unknown>, source: string, name: (f: string) => string, files: ConfigFiles): TokenizerSpec {
+  const model = json.model as Record<string, unknown>;
+  if ((model.type !== undefined && model.type !== 'BPE') || !isObject(model.vocab) || !Array.isArray(model.merges)) {
+    throw new EmotorchError(`${source}: the config names a CLIP tokenizer but the model is not a BPE with a vocab object and a merges list`, 'ERR_FORMAT');
+  }
+  const jsonAdded = json.added_tokens === undefined || json.added_tokens === null ? [] : json.added_tokens;
+  if (!Array.isArray(jsonAdded)) throw new EmotorchError(`${source}: added_tokens is not a list`, 'ERR_FORMAT');
+  return clipSpec(model.vocab as Record<string, number>, model.merges, jsonAdded, source, name, files);
+}
+
+/**
+ * CLIPTokenizer from a vocabulary, merges, and the config files: its tokenizer.json
+ * ({@link clipToJSON}) and the config with the special tokens {@link clipAddedTokens} resolved.
+ * @param vocab token → id
+ * @param merges the merges (pairs, or "a b" strings)
+ * @param jsonAdded the `added_tokens` of the tokenizer.json read (none for a vocab.json)
+ * @param source how messages name the tokenizer
+ * @param name how messages name a config file beside it
+ * @param files the config files
+ * @throws EmotorchError ERR_FORMAT (naming the file) for a malformed special or added token.
+ */
+export function clipSpec(vocab: Record<string, number>, merges: unknown[], jsonAdded: unknown[], source: string, name: (f: string) => string, files: ConfigFiles): TokenizerSpec {
+  const fmt = (f: string, why: string): never => { throw new EmotorchError(`${name(f)}: ${why}`, 'ERR_FORMAT'); };
+  const { specials, added } = clipAddedTokens({ config: files.config, specialMap: files.specialMap, addedJson: files.added, jsonAdded }, fmt);
+  const json = clipToJSON(vocab, merges, { unk: specials.unk, bos: specials.bos, eos: specials.eos, added }, source);
+  const cfg: Record<string, unknown> = { ...files.config };
+  for (const k of ['bos', 'eos', 'unk', 'pad'] as const) cfg[`${k}_token`] = specials[k] ?? null;
+  return { json, text: JSON.stringify(json), config: cfg, source, clip: true };
 }
