@@ -187,6 +187,65 @@ function checkTexts(texts: unknown): string[] {
   return texts;
 }
 
+/** encodeBatch's options, checked, with their defaults. */
+interface BatchOptions {
+  /** The options object as given. */
+  given: Record<string, unknown>;
+  add: boolean;
+  padding: Padding;
+  truncation: boolean;
+  maxLength: number | undefined;
+  truncationSide: 'right' | 'left';
+  padSide: 'right' | 'left';
+  returnTensors: boolean;
+  /** The id to pad with (0 without padding). */
+  padId: number;
+}
+
+/**
+ * Checks encodeBatch's options (in the order they are listed) and applies their defaults;
+ * `padTokenId` gives the tokenizer's pad id, asked for only when padding needs it.
+ */
+function batchOptions(options: unknown, padTokenId: () => number | undefined): BatchOptions {
+  const o = checkOpts(options);
+  const add = checkBool(o.addSpecialTokens, 'addSpecialTokens', true);
+  let padding = o.padding === undefined ? false : o.padding;
+  if (padding === true) padding = 'longest';
+  if (padding !== false && padding !== 'longest' && padding !== 'max_length') invalid("false, 'longest' or 'max_length'", 'padding', o.padding);
+  const truncation = checkBool(o.truncation, 'truncation', false);
+  const maxLength = o.maxLength === undefined ? undefined : checkInt(o.maxLength, 'maxLength', 1);
+  if (maxLength === undefined && (padding === 'max_length' || truncation)) {
+    invalid(`a maxLength (needed by ${truncation ? 'truncation' : "padding: 'max_length'"})`, 'maxLength', undefined);
+  }
+  if (padding === 'max_length' && maxLength! > MAX_PAD) invalid(`a maxLength of at most ${MAX_PAD} with padding: 'max_length'`, 'maxLength', maxLength);
+  const truncationSide = checkSide(o.truncationSide, 'truncationSide');
+  const padSide = checkSide(o.padSide, 'padSide');
+  const returnTensors = checkBool(o.returnTensors, 'returnTensors', false);
+  let padId = 0;
+  if (padding !== false) {
+    if (o.padTokenId !== undefined) padId = checkId(o.padTokenId, 'padTokenId');
+    else if (padTokenId() !== undefined) padId = padTokenId()!;
+    else invalid('a padTokenId (this tokenizer has no pad token; set tokenizer.padToken or pass padTokenId)', 'padTokenId', undefined);
+  } else if (o.padTokenId !== undefined) {
+    checkId(o.padTokenId, 'padTokenId');
+  }
+  return { given: o, add, padding: padding as Padding, truncation, maxLength, truncationSide, padSide, returnTensors, padId };
+}
+
+/** Rows of one length as (B, T) int64 tensors; `padding` (as given) is named when lengths differ. */
+function batchTensors(inputIds: number[][], attentionMask: number[][], padding: unknown): BatchEncoding<Tensor> {
+  const T = inputIds.length ? inputIds[0].length : 0;
+  const lengths = inputIds.map((r) => r.length);
+  if (lengths.some((l) => l !== T)) {
+    invalid(`sequences of one length for returnTensors (got lengths ${JSON.stringify(lengths)}; use padding)`, 'padding', padding ?? false);
+  }
+  const B = inputIds.length;
+  const ids64 = new BigInt64Array(B * T);
+  const mask64 = new BigInt64Array(B * T);
+  inputIds.forEach((r, b) => r.forEach((v, t) => { ids64[b * T + t] = BigInt(v); mask64[b * T + t] = BigInt(attentionMask[b][t]); }));
+  return { inputIds: tensor(ids64, { shape: [B, T] }), attentionMask: tensor(mask64, { shape: [B, T] }) };
+}
+
 /**
  * A tokenizer from a HF `tokenizer.json` (and, optionally, its `tokenizer_config.json`), a
  * SentencePiece `tokenizer.model`, or CLIP's `vocab.json` + `merges.txt` (see {@link Tokenizer.fromFile}).
@@ -435,28 +494,8 @@ export class Tokenizer {
   encodeBatch(texts: string[], options?: EncodeBatchOptions): Promise<BatchEncoding<number[][]> | BatchEncoding<Tensor>>;
   async encodeBatch(texts: string[], options?: EncodeBatchOptions): Promise<BatchEncoding<number[][]> | BatchEncoding<Tensor>> {
     checkTexts(texts);
-    const o = checkOpts(options);
-    const add = checkBool(o.addSpecialTokens, 'addSpecialTokens', true);
-    let padding = o.padding === undefined ? false : o.padding;
-    if (padding === true) padding = 'longest';
-    if (padding !== false && padding !== 'longest' && padding !== 'max_length') invalid("false, 'longest' or 'max_length'", 'padding', o.padding);
-    const truncation = checkBool(o.truncation, 'truncation', false);
-    const maxLength = o.maxLength === undefined ? undefined : checkInt(o.maxLength, 'maxLength', 1);
-    if (maxLength === undefined && (padding === 'max_length' || truncation)) {
-      invalid(`a maxLength (needed by ${truncation ? 'truncation' : "padding: 'max_length'"})`, 'maxLength', undefined);
-    }
-    if (padding === 'max_length' && maxLength! > MAX_PAD) invalid(`a maxLength of at most ${MAX_PAD} with padding: 'max_length'`, 'maxLength', maxLength);
-    const truncationSide = checkSide(o.truncationSide, 'truncationSide');
-    const padSide = checkSide(o.padSide, 'padSide');
-    const returnTensors = checkBool(o.returnTensors, 'returnTensors', false);
-    let padId = 0;
-    if (padding !== false) {
-      if (o.padTokenId !== undefined) padId = checkId(o.padTokenId, 'padTokenId');
-      else if (this.padTokenId !== undefined) padId = this.padTokenId;
-      else invalid('a padTokenId (this tokenizer has no pad token; set tokenizer.padToken or pass padTokenId)', 'padTokenId', undefined);
-    } else if (o.padTokenId !== undefined) {
-      checkId(o.padTokenId, 'padTokenId');
-    }
+    const o = batchOptions(options, () => this.padTokenId);
+    const { add, padding, truncation, maxLength, padId } = o;
     const numSpecial = add ? await this.#specialCount() : 0;
     if (truncation && maxLength! < numSpecial) {
       invalid(`a maxLength of at least ${numSpecial} (the special tokens added to every text)`, 'maxLength', maxLength);
@@ -464,28 +503,18 @@ export class Tokenizer {
 
     // The texts alone, cut to leave room for the special tokens, then the special tokens added.
     const rows = (await this.#call('encode the texts', () => this.#rust.encodeBatch(texts, { addSpecialTokens: false }))).map((e) => {
-      if (truncation && e.getLength() > maxLength! - numSpecial) e.truncate(maxLength! - numSpecial, 0, truncationSide);
+      if (truncation && e.getLength() > maxLength! - numSpecial) e.truncate(maxLength! - numSpecial, 0, o.truncationSide);
       return this.#rust.postProcess(e, null, add);
     });
     if (padding !== false) {
       const target = padding === 'max_length' ? maxLength! : Math.max(0, ...rows.map((e) => e.getLength()));
       const padToken = this.#rust.idToToken(padId) ?? '';
-      for (const e of rows) e.pad(target, { direction: padSide, padId, padToken });
+      for (const e of rows) e.pad(target, { direction: o.padSide, padId, padToken });
     }
     const inputIds = rows.map((e) => e.getIds());
     const attentionMask = rows.map((e) => e.getAttentionMask());
-    if (!returnTensors) return { inputIds, attentionMask };
-
-    const T = inputIds.length ? inputIds[0].length : 0;
-    const lengths = inputIds.map((r) => r.length);
-    if (lengths.some((l) => l !== T)) {
-      invalid(`sequences of one length for returnTensors (got lengths ${JSON.stringify(lengths)}; use padding)`, 'padding', o.padding ?? false);
-    }
-    const B = inputIds.length;
-    const ids64 = new BigInt64Array(B * T);
-    const mask64 = new BigInt64Array(B * T);
-    inputIds.forEach((r, b) => r.forEach((v, t) => { ids64[b * T + t] = BigInt(v); mask64[b * T + t] = BigInt(attentionMask[b][t]); }));
-    return { inputIds: tensor(ids64, { shape: [B, T] }), attentionMask: tensor(mask64, { shape: [B, T] }) };
+    if (!o.returnTensors) return { inputIds, attentionMask };
+    return batchTensors(inputIds, attentionMask, o.given.padding);
   }
 
   /** How many ids the post-processor adds to a single text (Python's `num_special_tokens_to_add(False)`). */
