@@ -7,6 +7,7 @@ import { EmotorchError, invalid } from '../errors';
 import { Module } from '../nn/module';
 import type { Dataset } from '../data/datasets/base';
 import { Optimizer } from './optim';
+import type { AdamWHF, FusedAdam } from './optim';  // (named by the optimizer option's links)
 import type { Schedule } from './schedules';
 import { TrainingArguments, TrainingArgumentsInit } from './args';
 import type { TrainerCallback } from './callbacks';
