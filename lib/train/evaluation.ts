@@ -180,7 +180,9 @@ function tensorOf(v: number[]): Tensor {
  * nothing for other predictions.
  * @throws EmotorchError ERR_INVALID_ARG when `classNames` is not one name per logit.
  */
-export async function writeConfusionFiles(dir: string, predictions: Tensor, labelIds: Tensor | null, prefix: string, classNames: string[] | undefined, step: number): Promise<void> {
+export async function writeConfusionFiles(
+  dir: string, predictions: Tensor, labelIds: Tensor | null, prefix: string, classNames: string[] | undefined, step: number,
+): Promise<void> {
   if (!labelIds || predictions.ndim !== 2 || labelIds.ndim !== 1 || labelIds.shape[0] !== predictions.shape[0]) return;
   if (!['int64', 'int32'].includes(labelIds.dtype) || !isFloating(predictions.dtype) || predictions.shape[0] === 0) return;
   const C = predictions.shape[1];

@@ -1,13 +1,13 @@
 /**
  * The Trainer's options: what `new et.train.Trainer` takes (HF Trainer's arguments, camelCase),
- * and the one check of them all (every bad or contradictory option an ERR_INVALID_ARG naming it).
+ * the one check of them all (every bad or contradictory option an ERR_INVALID_ARG naming it), and
+ * the defaults that need the model (the optimizer).
  */
 import type { Tensor } from '../tensor';
 import { EmotorchError, invalid } from '../errors';
 import { Module } from '../nn/module';
 import type { Dataset } from '../data/datasets/base';
-import { Optimizer } from './optim';
-import type { AdamWHF, FusedAdam } from './optim';  // (named by the optimizer option's links)
+import { AdamW, AdamWHF, FusedAdam, Optimizer, decayGroups } from './optim';
 import type { Schedule } from './schedules';
 import { TrainingArguments, TrainingArgumentsInit } from './args';
 import type { TrainerCallback } from './callbacks';
@@ -138,4 +138,18 @@ export function checkedSchedule(f: Schedule): Schedule {
   if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) invalid('a finite non-negative learning rate', `schedule(${step})`, lr);
   return lr;
   };
+}
+
+/**
+ * The optimizer when none is given: over `decayGroups(model, weight_decay)` with the args' betas
+ * and epsilon, the one `args.optim` names.
+ */
+export function defaultOptimizer(model: Module, a: TrainingArguments): Optimizer {
+  const opts = { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2] as [number, number], eps: a.adam_epsilon, weightDecay: a.weight_decay };
+  const groups = decayGroups(model, a.weight_decay);
+  // HF ≤ 4.3x's default 'adamw_hf': transformers' own AdamW class; 'adamw_apex_fused': apex's
+  // FusedAdam as HF 4.x builds it (its defaults: bias correction, AdamW mode); both from the same arguments
+  if (a.optim === 'adamw_hf') return new AdamWHF(groups, opts);
+  if (a.optim === 'adamw_apex_fused') return new FusedAdam(groups, opts);
+  return new AdamW(groups, opts);
 }

@@ -20,7 +20,7 @@ import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
 import { manualSeed } from '../runtime';
-import { AdamW, AdamWHF, FusedAdam, Optimizer, decayGroups } from './optim';
+import { Optimizer } from './optim';
 import { LRScheduler, hfSchedule } from './schedules';
 import { GradScaler } from './amp';
 import { TrainingArguments } from './args';
@@ -32,7 +32,7 @@ import * as dist from '../distributed/group';
 import { DistributedDataParallel } from '../distributed/ddp';
 import { DistributedSampler } from '../distributed/sampler';
 import { Extra, Position, makeOutputDir, readCheckpoint, removeStaleTemporaries, resolveResume, rotateCheckpoints, writeCheckpoint } from './checkpoints';
-import { Batch, TrainerOptions, checkTrainerOptions, checkedSchedule } from './trainer-options';
+import { Batch, TrainerOptions, checkTrainerOptions, checkedSchedule, defaultOptimizer } from './trainer-options';
 import { Forward, toDevice } from './forward';
 import { optimizerStep } from './step';
 import { EvalParts, evaluationLoop, writeConfusionFiles } from './evaluation';
@@ -193,17 +193,6 @@ export class Trainer<T = unknown> extends EventEmitter {
     });
   }
 
-  private defaultOptimizer(): Optimizer {
-    const a = this.args;
-    const opts = { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2] as [number, number], eps: a.adam_epsilon, weightDecay: a.weight_decay };
-    const groups = decayGroups(this.model, a.weight_decay);
-    // HF ≤ 4.3x's default 'adamw_hf': transformers' own AdamW class; 'adamw_apex_fused': apex's
-    // FusedAdam as HF 4.x builds it (its defaults: bias correction, AdamW mode); both from the same arguments
-    if (a.optim === 'adamw_hf') return new AdamWHF(groups, opts);
-    if (a.optim === 'adamw_apex_fused') return new FusedAdam(groups, opts);
-    return new AdamW(groups, opts);
-  }
-
   // ---- training --------------------------------------------------------------------------
 
   /**
@@ -305,7 +294,7 @@ export class Trainer<T = unknown> extends EventEmitter {
   /** The optimizer (the given one, else the default), the LR schedule and, for fp16, the GradScaler. */
   private setUpOptimization(maxSteps: number): void {
     const a = this.args;
-    if (!this.optimizer) this.optimizer = this.defaultOptimizer();
+    if (!this.optimizer) this.optimizer = defaultOptimizer(this.model, a);
     const ks = a.lr_scheduler_kwargs;
     this.lrScheduler = new LRScheduler(this.optimizer, this.opts.schedule ? checkedSchedule(this.opts.schedule) : hfSchedule(a.lr_scheduler_type, {
       lr: a.learning_rate, warmupSteps: a.warmupFor(maxSteps), totalSteps: maxSteps, numCycles: ks.num_cycles, minLr: ks.min_lr, minLrRate: ks.min_lr_rate,
@@ -463,8 +452,9 @@ export class Trainer<T = unknown> extends EventEmitter {
     const steps = this.state.global_step - startStep;
     const trainingLoss = this.state.global_step > 0 ? this.extra.trainLossSum / this.state.global_step : 0;
     if (a.load_best_model_at_end && this.state.best_model_checkpoint && stopReason !== 'aborted') await this.loadBestModel();
+    const samples = steps * a.gradient_accumulation_steps * a.per_device_train_batch_size * this.world;
     const metrics: LogRecord = {
-      train_runtime: runtime, train_samples_per_second: (steps * a.gradient_accumulation_steps * a.per_device_train_batch_size * this.world) / Math.max(runtime, 1e-9),
+      train_runtime: runtime, train_samples_per_second: samples / Math.max(runtime, 1e-9),
       train_steps_per_second: steps / Math.max(runtime, 1e-9), total_flos: 0, train_loss: trainingLoss,
     };
     await this.log(metrics);

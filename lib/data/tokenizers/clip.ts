@@ -383,7 +383,9 @@ export function clipJSONSpec(json: Record<string, unknown>, source: string, name
  * @param files the config files
  * @throws EmotorchError ERR_FORMAT (naming the file) for a malformed special or added token.
  */
-export function clipSpec(vocab: Record<string, number>, merges: unknown[], jsonAdded: unknown[], source: string, name: (f: string) => string, files: ConfigFiles): TokenizerSpec {
+export function clipSpec(
+  vocab: Record<string, number>, merges: unknown[], jsonAdded: unknown[], source: string, name: (f: string) => string, files: ConfigFiles,
+): TokenizerSpec {
   const fmt = (f: string, why: string): never => { throw new EmotorchError(`${name(f)}: ${why}`, 'ERR_FORMAT'); };
   const { specials, added } = clipAddedTokens({ config: files.config, specialMap: files.specialMap, addedJson: files.added, jsonAdded }, fmt);
   const json = clipToJSON(vocab, merges, { unk: specials.unk, bos: specials.bos, eos: specials.eos, added }, source);

@@ -477,7 +477,9 @@ function specialEntries(sp: SentencePieceModel, config: Record<string, unknown>,
     const key = `${k}_token`;
     if (key in specialMap) specials[k] = entryOf(specialMap[key], 'special_tokens_map.json', key, true, fmt);
     else if (key in config) specials[k] = entryOf(config[key], 'tokenizer_config.json', key, true, fmt);
-    else if (modelPiece[k] >= 0 && modelPiece[k] < sp.pieces.length) specials[k] = { content: sp.pieces[modelPiece[k]].piece, special: true, lstrip: false, rstrip: false, singleWord: false };
+    else if (modelPiece[k] >= 0 && modelPiece[k] < sp.pieces.length) {
+      specials[k] = { content: sp.pieces[modelPiece[k]].piece, special: true, lstrip: false, rstrip: false, singleWord: false };
+    }
   }
   const extra: Entry[] = [];
   for (const [f, o] of [['special_tokens_map.json', specialMap], ['tokenizer_config.json', config]] as const) {
