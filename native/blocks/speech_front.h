@@ -16,7 +16,7 @@ namespace et::nn {
   X(std::vector<int64_t>, conv_stride, (std::vector<int64_t>{5, 2, 2, 2, 2, 2, 2}))             \
   X(bool, conv_bias, false)                                                                     \
   X(bool, do_stable_layer_norm, false)                                                          \
-  X(bool, masked_spec_embed, false)                                                             \
+  X(bool, masked_spec_embed, true)                                                              \
   X(std::string, feat_extract_norm, "group")                                                    \
   X(std::string, feat_extract_activation, "gelu")                                               \
   X(std::string, hidden_act, "gelu")                                                            \

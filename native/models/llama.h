@@ -40,7 +40,7 @@ namespace et::nn {
   X(double, high_freq_factor, 4.0)                                                                                                \
   X(std::vector<double>, short_factor, {}) /* longrope: per-frequency divisors below / above original_max_position_embeddings */  \
   X(std::vector<double>, long_factor, {})                                                                                         \
-  X(double, attention_factor, 0.0) /* longrope: cos and sin are multiplied by it */                                               \
+  X(double, attention_factor, 1.0) /* cos and sin are multiplied by it (longrope; TypeScript derives Phi-3's) */                                               \
   X(int64_t, original_max_position_embeddings, 8192)                                                                              \
   X(int64_t, sliding_window, 0) /* Mistral: a query sees at most this many positions (0: all earlier ones) */                     \
   X(bool, tie_word_embeddings, false)                                                                                           \

@@ -9,7 +9,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Module, NativeModule, ModuleOptions, checkModuleOptions, lockConfig } from '../../../nn/module';
 import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as ROBERTA_SPEC } from '../../../nn/roberta';
-import { WavLMConfig, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../../nn/wavlm';
+import { WavLMConfig, WAVLM, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../../nn/wavlm';
+import { wireOf } from '../../../nn/config';
 import { Linear, Embedding } from '../../../nn/layers';
 import { PretrainedOptions, Rename, checkPretrainedOptions, checkpointDtype, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../../tensor';
@@ -132,7 +133,9 @@ export function resolveSpectraConfig(given: SpectraConfigInput = {}): SpectraCon
 export class SpectraAudioEncoder extends NativeModule {
   declare readonly config: SpectraConfig;
   constructor(config: SpectraConfig, opts: ModuleOptions = {}) {
-    super('spectra_audio', { ...config.audio, masked_spec_embed: false, has_audio_cls: config.audio.has_audio_cls, mask_audio_cls: config.mask_audio_cls, extra_frame: config.extra_audio_frame }, opts);
+    // WavLM's fields as WavLM sends them (no masked_spec_embed: SPECTRA masks frames its own way), then its own.
+    const wavlm = { ...wireOf(WAVLM, config.audio), masked_spec_embed: false };
+    super('spectra_audio', { ...wavlm, has_audio_cls: config.audio.has_audio_cls, mask_audio_cls: config.mask_audio_cls, extra_frame: config.extra_audio_frame }, opts);
     lockConfig(this, 'SPECTRA', config);
   }
   /** Frames the conv stack gives a clip of `samples`. */
