@@ -6,7 +6,20 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   {
-    ignores: ['dist/', 'build/', 'build-cuda/', 'prebuilds/', 'node_modules/', 'docs/api/', 'docs/site/', 'bench/out/', 'test/fixtures/', 'test/tmp/', '.ci/', '.libtorch*/'],
+    ignores: [
+      'dist/',
+      'build/',
+      'build-cuda/',
+      'prebuilds/',
+      'node_modules/',
+      'docs/api/',
+      'docs/site/',
+      'bench/out/',
+      'test/fixtures/',
+      'test/tmp/',
+      '.ci/',
+      '.libtorch*/',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,
@@ -18,7 +31,10 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],
       // Lines up to 160 characters (prettier's printWidth); strings, template literals, URLs, regular expressions and comments
       // may run longer: prettier does not break them, and a message or a doc line reads better whole.
-      'max-len': ['error', { code: 160, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreUrls: true, ignoreRegExpLiterals: true, ignoreComments: true }],
+      'max-len': [
+        'error',
+        { code: 160, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreUrls: true, ignoreRegExpLiterals: true, ignoreComments: true },
+      ],
       // TypeScript's own `import x = require('…')` is an import; a lazy require() of an optional dependency carries a disable comment saying why.
       '@typescript-eslint/no-require-imports': ['error', { allowAsImport: true }],
       // A ternary of side effects (`a ? n++ : m++`) is used on purpose; a bare expression that does nothing is still an error.

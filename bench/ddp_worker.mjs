@@ -30,7 +30,8 @@ const net = ddp ? new et.nn.DistributedDataParallel(model) : model;
 const opt = new et.optim.AdamW(net.trainableParameters(), { lr: 1e-5, weightDecay: 0.01 });
 // The same token ids as bench/ddp_torch.py (a fixed formula); each rank takes its rows.
 const per = cfg.batch / world;
-const ids = [], labels = [];
+const ids = [],
+  labels = [];
 for (let i = rank * per; i < (rank + 1) * per; i++) {
   for (let j = 0; j < cfg.tokens; j++) ids.push(j === 0 ? 0 : 3 + ((i * 131 + j * 71) % (cfg.model.vocab_size - 3)));
   labels.push(i % cfg.labels);

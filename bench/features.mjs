@@ -22,7 +22,8 @@ export const cases = {
   },
   logmel_dialogue: {
     config: { lengths: [3, 4, 5, 6, 7, 8, 9, 10], warmup: 2, steps: 3, trials: 5 },
-    describe: (c) => `Whisper log-mel of ${c.lengths.length} utterances of ${c.lengths[0]}–${c.lengths[c.lengths.length - 1]} s, each padded to 30 s (typical emotion-dialogue turns)`,
+    describe: (c) =>
+      `Whisper log-mel of ${c.lengths.length} utterances of ${c.lengths[0]}–${c.lengths[c.lengths.length - 1]} s, each padded to 30 s (typical emotion-dialogue turns)`,
     audioSecondsPerStep: (c) => c.lengths.reduce((a, b) => a + b, 0),
     async setup(cfg) {
       const clips = cfg.lengths.map((s) => et.cat([et.randn([s * 16000]).mul(0.1), et.zeros([480000 - s * 16000])]));
@@ -35,7 +36,12 @@ export const cases = {
     describe: (c) => `${c.batch} clips × ${c.seconds} s from 22.05 kHz to 16 kHz, soxr HQ (librosa.resample's default)`,
     audioSecondsPerStep: (c) => c.batch * c.seconds,
     async setup(cfg) {
-      const clips = Array.from({ length: cfg.batch }, () => et.randn([Math.round(cfg.seconds * 22050)]).mul(0.1).dataSync());
+      const clips = Array.from({ length: cfg.batch }, () =>
+        et
+          .randn([Math.round(cfg.seconds * 22050)])
+          .mul(0.1)
+          .dataSync(),
+      );
       return async () => clips.map((x) => et.audio.resample(x, 22050, 16000, { method: 'soxr_hq' }));
     },
   },
@@ -44,7 +50,12 @@ export const cases = {
     describe: (c) => `${c.batch} clips × ${c.seconds} s from 44.1 kHz to 16 kHz, torchaudio.functional.resample's defaults`,
     audioSecondsPerStep: (c) => c.batch * c.seconds,
     async setup(cfg) {
-      const clips = Array.from({ length: cfg.batch }, () => et.randn([Math.round(cfg.seconds * 44100)]).mul(0.1).dataSync());
+      const clips = Array.from({ length: cfg.batch }, () =>
+        et
+          .randn([Math.round(cfg.seconds * 44100)])
+          .mul(0.1)
+          .dataSync(),
+      );
       return async () => clips.map((x) => et.audio.resample(x, 44100, 16000, { method: 'torchaudio' }));
     },
   },

@@ -15,7 +15,10 @@ const here = path.dirname(fileURLToPath(import.meta.url));
  */
 export function printOps(ours, theirs, per, rows) {
   const names = new Map();
-  for (const [side, list] of [['ours', ours], ['theirs', theirs]]) {
+  for (const [side, list] of [
+    ['ours', ours],
+    ['theirs', theirs],
+  ]) {
     for (const o of list) {
       const r = names.get(o.name) ?? { name: o.name, ours: 0, theirs: 0, oursCalls: 0, theirsCalls: 0 };
       r[side] += o.self_ms / per;
@@ -27,7 +30,9 @@ export function printOps(ours, theirs, per, rows) {
   const w = Math.max(...sorted.slice(0, rows).map((r) => r.name.length), 10);
   console.log(`op self time per step (ms; calls), emotorch (et.profiler) vs Python (torch.profiler):`);
   for (const r of sorted.slice(0, rows)) {
-    console.log(`  ${r.name.padEnd(w)}  ${r.ours.toFixed(1).padStart(9)} (${String(Math.round(r.oursCalls)).padStart(5)})  ${r.theirs.toFixed(1).padStart(9)} (${String(Math.round(r.theirsCalls)).padStart(5)})`);
+    console.log(
+      `  ${r.name.padEnd(w)}  ${r.ours.toFixed(1).padStart(9)} (${String(Math.round(r.oursCalls)).padStart(5)})  ${r.theirs.toFixed(1).padStart(9)} (${String(Math.round(r.theirsCalls)).padStart(5)})`,
+    );
   }
   const sum = (k) => sorted.reduce((s, r) => s + r[k], 0);
   console.log(`  ${'(all ops)'.padEnd(w)}  ${sum('ours').toFixed(1).padStart(9)}          ${sum('theirs').toFixed(1).padStart(9)}`);
@@ -38,11 +43,11 @@ export function printOps(ours, theirs, per, rows) {
 // call these; convolutions and attention kernels are left out (their shapes do not give their work).
 const prod = (dims) => dims.reduce((p, d) => p * d, 1);
 const PRODUCT_FLOPS = {
-  'aten::mm': ([a, b]) => 2 * prod(a) * b[1],                     // a (M, K), b (K, N)
+  'aten::mm': ([a, b]) => 2 * prod(a) * b[1], // a (M, K), b (K, N)
   'aten::addmm': ([, a, b]) => 2 * prod(a) * b[1],
-  'aten::bmm': ([a, b]) => 2 * prod(a) * b[2],                    // a (B, M, K), b (B, K, N)
+  'aten::bmm': ([a, b]) => 2 * prod(a) * b[2], // a (B, M, K), b (B, K, N)
   'aten::baddbmm': ([, a, b]) => 2 * prod(a) * b[2],
-  'mkldnn::_linear_pointwise': ([x, w]) => 2 * prod(x) * w[0],    // x (…, K), w (N, K)
+  'mkldnn::_linear_pointwise': ([x, w]) => 2 * prod(x) * w[0], // x (…, K), w (N, K)
 };
 
 /**
@@ -51,15 +56,21 @@ const PRODUCT_FLOPS = {
  * whose shapes gave no count. `per`: steps per profiled call.
  */
 export function products(timed, shaped, per) {
-  let ms = 0, flops = 0, unread = 0;
+  let ms = 0,
+    flops = 0,
+    unread = 0;
   for (const o of timed) if (PRODUCT_FLOPS[o.name]) ms += o.self_ms / per;
   for (const o of shaped) {
     const f = PRODUCT_FLOPS[o.name];
     if (!f) continue;
     let shapes = null;
-    try { shapes = typeof o.shapes === 'string' ? JSON.parse(o.shapes) : o.shapes; } catch { /* counted below */ }
+    try {
+      shapes = typeof o.shapes === 'string' ? JSON.parse(o.shapes) : o.shapes;
+    } catch {
+      /* counted below */
+    }
     const one = Array.isArray(shapes) ? f(shapes) : NaN;
-    if (Number.isFinite(one)) flops += one * o.calls / per;
+    if (Number.isFinite(one)) flops += (one * o.calls) / per;
     else unread += o.calls / per;
   }
   return { ms, flops, unread };
@@ -91,14 +102,22 @@ function fmaPeak(nThreads) {
 // other kernels (SDPA, convolutions) are not counted, so the real floor lies above these.
 export function productFloor(ours, theirs, pyMedianMs, ourMedianMs, threads) {
   if (!theirs.ms || !ours.ms) return;
-  const line = (s) => `${s.ms.toFixed(1)} ms, ${(s.flops / 1e9).toFixed(2)} GFLOP (${(s.flops / s.ms / 1e6).toFixed(0)} GFLOP/s)${s.unread ? `; ${Math.round(s.unread)} calls with unread shapes not counted` : ''}`;
+  const line = (s) =>
+    `${s.ms.toFixed(1)} ms, ${(s.flops / 1e9).toFixed(2)} GFLOP (${(s.flops / s.ms / 1e6).toFixed(0)} GFLOP/s)${s.unread ? `; ${Math.round(s.unread)} calls with unread shapes not counted` : ''}`;
   console.log(`matrix products per step (${Object.keys(PRODUCT_FLOPS).join(', ')}): emotorch ${line(ours)}; Python ${line(theirs)}`);
-  console.log(`a step of nothing but products as fast as Python's: ratio ${(theirs.ms / pyMedianMs).toFixed(3)} (Python's ${theirs.ms.toFixed(1)} ms of its ${pyMedianMs.toFixed(1)} ms median step)`);
+  console.log(
+    `a step of nothing but products as fast as Python's: ratio ${(theirs.ms / pyMedianMs).toFixed(3)} (Python's ${theirs.ms.toFixed(1)} ms of its ${pyMedianMs.toFixed(1)} ms median step)`,
+  );
   // issue 48's yardstick: emotorch's whole step against a step of only PyTorch-speed products
   // (1.00 = everything but the products is free); the time outside them is the rest of the step
-  console.log(`product-floor ratio: emotorch's step / Python's products = ${(ourMedianMs / theirs.ms).toFixed(3)} (${ourMedianMs.toFixed(1)} ms / ${theirs.ms.toFixed(1)} ms); outside the products: emotorch ${(ourMedianMs - ours.ms).toFixed(1)} ms, Python ${(pyMedianMs - theirs.ms).toFixed(1)} ms`);
+  console.log(
+    `product-floor ratio: emotorch's step / Python's products = ${(ourMedianMs / theirs.ms).toFixed(3)} (${ourMedianMs.toFixed(1)} ms / ${theirs.ms.toFixed(1)} ms); outside the products: emotorch ${(ourMedianMs - ours.ms).toFixed(1)} ms, Python ${(pyMedianMs - theirs.ms).toFixed(1)} ms`,
+  );
   const peaks = fmaPeak(threads);
-  if (!peaks) { console.log('(bench/fma_peak.c could not be compiled or run here: the FMA peak lines are left out)'); return; }
+  if (!peaks) {
+    console.log('(bench/fma_peak.c could not be compiled or run here: the FMA peak lines are left out)');
+    return;
+  }
   // the ISA the GEMMs run on: AVX2 under the profile (or on an AVX2-only CPU), else AVX-512
   const isa = process.env.ONEDNN_MAX_CPU_ISA === 'AVX2' || !peaks.avx512 ? 'avx2' : 'avx512';
   const peak = peaks[isa];
@@ -106,6 +125,10 @@ export function productFloor(ours, theirs, pyMedianMs, ourMedianMs, threads) {
   // the smaller count: attention's products run inside SDPA on one side and as bmm on the other,
   // so only the work both sides count is certain to be needed
   const atPeak = Math.min(ours.flops || Infinity, theirs.flops) / peak / 1e6;
-  console.log(`this CPU's float32 FMA peak on ${threads} threads (bench/fma_peak.c, ${isa}): ${peak.toFixed(0)} GFLOP/s; emotorch's products at ${(100 * ours.flops / ours.ms / 1e6 / peak).toFixed(0)} % of it, Python's at ${(100 * theirs.flops / theirs.ms / 1e6 / peak).toFixed(0)} %`);
-  console.log(`a step of nothing but products at that peak: ${atPeak.toFixed(1)} ms, ratio ${(atPeak / pyMedianMs).toFixed(3)}: no float32 implementation of this step can go below it on this CPU`);
+  console.log(
+    `this CPU's float32 FMA peak on ${threads} threads (bench/fma_peak.c, ${isa}): ${peak.toFixed(0)} GFLOP/s; emotorch's products at ${((100 * ours.flops) / ours.ms / 1e6 / peak).toFixed(0)} % of it, Python's at ${((100 * theirs.flops) / theirs.ms / 1e6 / peak).toFixed(0)} %`,
+  );
+  console.log(
+    `a step of nothing but products at that peak: ${atPeak.toFixed(1)} ms, ratio ${(atPeak / pyMedianMs).toFixed(3)}: no float32 implementation of this step can go below it on this CPU`,
+  );
 }

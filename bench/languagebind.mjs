@@ -39,37 +39,73 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : process.env[k]);
 const int = (k, d) => Number.parseInt(env(k, String(d)), 10);
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const now = () => process.hrtime.bigint();
 const msSince = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /** The Python side of one case: started once, one JSON line per request. */
 function worker(caseName, cfg) {
-  const py = spawn(env('EMOTORCH_PYTHON', 'python3'), [path.join(here, 'languagebind_worker.py'), caseName, JSON.stringify(cfg)], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] });
-  const queue = [], waiting = [];
+  const py = spawn(env('EMOTORCH_PYTHON', 'python3'), [path.join(here, 'languagebind_worker.py'), caseName, JSON.stringify(cfg)], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const queue = [],
+    waiting = [];
   readline.createInterface({ input: py.stdout }).on('line', (l) => (waiting.length ? waiting.shift().resolve(l) : queue.push(l)));
   py.on('exit', (code) => waiting.splice(0).forEach((w) => w.reject(new Error(`the Python worker (${caseName}) exited (${code})`))));
   const next = async () => JSON.parse(await new Promise((resolve, reject) => (queue.length ? resolve(queue.shift()) : waiting.push({ resolve, reject }))));
   return {
-    next, trial: (arg = '') => { py.stdin.write(`trial ${arg}\n`); return next(); },
-    profile: () => { py.stdin.write('profile\n'); return next(); }, end: () => py.stdin.end(),
+    next,
+    trial: (arg = '') => {
+      py.stdin.write(`trial ${arg}\n`);
+      return next();
+    },
+    profile: () => {
+      py.stdin.write('profile\n');
+      return next();
+    },
+    end: () => py.stdin.end(),
   };
 }
 
-async function load(file) { return (await et.io.loadSafetensors(file)).tensors; }
-function maxDiff(a, b) { const d = a.sub(b).abs(); const m = d.max().item(); d.dispose(); return m; }
-function dispose(...ts) { for (const t of ts) if (t && !t.isDisposed) t.dispose(); }
+async function load(file) {
+  return (await et.io.loadSafetensors(file)).tensors;
+}
+function maxDiff(a, b) {
+  const d = a.sub(b).abs();
+  const m = d.max().item();
+  d.dispose();
+  return m;
+}
+function dispose(...ts) {
+  for (const t of ts) if (t && !t.isDisposed) t.dispose();
+}
 
 function towerConfig() {
   return {
-    hidden_size: 1024, intermediate_size: 4096, num_hidden_layers: int('LB_LAYERS', 4), num_attention_heads: 16, image_size: int('LB_IMAGE', 224),
-    patch_size: 14, hidden_act: 'gelu', add_time_attn: true, num_frames: int('LB_FRAMES', 8), tube_size: 0, projection_dim: 768,
+    hidden_size: 1024,
+    intermediate_size: 4096,
+    num_hidden_layers: int('LB_LAYERS', 4),
+    num_attention_heads: 16,
+    image_size: int('LB_IMAGE', 224),
+    patch_size: 14,
+    hidden_act: 'gelu',
+    add_time_attn: true,
+    num_frames: int('LB_FRAMES', 8),
+    tube_size: 0,
+    projection_dim: 768,
   };
 }
 
 function describeTower(t, batch) {
-  return `ViT-L/14 shape × ${t.num_hidden_layers} layers (hidden ${t.hidden_size}, ${t.num_attention_heads} heads, inner ${t.intermediate_size}, ${t.hidden_act}, temporal attention), `
-    + `batch ${batch} × ${t.num_frames} frames × ${t.image_size}², projection ${t.projection_dim}, float32`;
+  return (
+    `ViT-L/14 shape × ${t.num_hidden_layers} layers (hidden ${t.hidden_size}, ${t.num_attention_heads} heads, inner ${t.intermediate_size}, ${t.hidden_act}, temporal attention), ` +
+    `batch ${batch} × ${t.num_frames} frames × ${t.image_size}², projection ${t.projection_dim}, float32`
+  );
 }
 
 const rows = [];
@@ -79,11 +115,16 @@ function row(name, ours, theirs, note = '') {
   const pairs = ours.map((o, i) => o / theirs[i]);
   const pairNote = `pairs ${pairs.map((r) => r.toFixed(2)).join(' ')}`;
   rows.push({ name, ours: median(ours), theirs: median(theirs), note: note ? `${note}; ${pairNote}` : pairNote });
-  console.log(`  median: emotorch ${median(ours).toFixed(1)} ms, Python ${median(theirs).toFixed(1)} ms, ratio ${(median(ours) / median(theirs)).toFixed(3)} (median of the pairs' ratios ${median(pairs).toFixed(3)})`);
+  console.log(
+    `  median: emotorch ${median(ours).toFixed(1)} ms, Python ${median(theirs).toFixed(1)} ms, ratio ${(median(ours) / median(theirs)).toFixed(3)} (median of the pairs' ratios ${median(pairs).toFixed(3)})`,
+  );
 }
 
 async function forwardCase(common) {
-  const tower = towerConfig(), batch = int('LB_BATCH', 2), warmup = int('LB_WARMUP', 0), runs = int('LB_RUNS', 2);
+  const tower = towerConfig(),
+    batch = int('LB_BATCH', 2),
+    warmup = int('LB_WARMUP', 0),
+    runs = int('LB_RUNS', 2);
   console.log(`\n[forward] video tower forward, eval, no grad: ${describeTower(tower, batch)}`);
   const py = worker('forward', { ...common, tower, batch });
   const ready = await py.next();
@@ -94,15 +135,29 @@ async function forwardCase(common) {
   const pixelValues = io.get('pixel_values');
   const run = () => et.noGrad(() => model.forward({ pixelValues }));
   const out = await run();
-  const diffs = { lastHiddenState: maxDiff(out.lastHiddenState, io.get('last_hidden_state')), poolerOutput: maxDiff(out.poolerOutput, io.get('pooler_output')),
-    imageEmbeds: maxDiff(out.imageEmbeds, io.get('image_embeds')) };
+  const diffs = {
+    lastHiddenState: maxDiff(out.lastHiddenState, io.get('last_hidden_state')),
+    poolerOutput: maxDiff(out.poolerOutput, io.get('pooler_output')),
+    imageEmbeds: maxDiff(out.imageEmbeds, io.get('image_embeds')),
+  };
   const worst = Math.max(...Object.values(diffs));
-  console.log(`  max |emotorch − Python|: ${Object.entries(diffs).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')} (${worst <= 1e-4 ? 'agree' : 'DIFFER'} at 1e-4)`);
+  console.log(
+    `  max |emotorch − Python|: ${Object.entries(diffs)
+      .map(([k, v]) => `${k} ${v.toExponential(2)}`)
+      .join(', ')} (${worst <= 1e-4 ? 'agree' : 'DIFFER'} at 1e-4)`,
+  );
   dispose(out.lastHiddenState, out.poolerOutput, out.imageEmbeds);
   if (!(worst <= 1e-3)) throw new Error(`the towers disagree (max difference ${worst}); not timing them`);
-  console.log(`  warm-up: that call (Python: its reference forward)${warmup ? ` + ${warmup}` : ''}; ${runs} alternating runs each; Python: torch ${ready.torch}, ${ready.threads} threads, attention ${common.attn}`);
-  for (let i = 0; i < warmup; i++) { const o = await run(); dispose(o.lastHiddenState, o.poolerOutput, o.imageEmbeds); await py.trial(); }
-  const ours = [], theirs = [];
+  console.log(
+    `  warm-up: that call (Python: its reference forward)${warmup ? ` + ${warmup}` : ''}; ${runs} alternating runs each; Python: torch ${ready.torch}, ${ready.threads} threads, attention ${common.attn}`,
+  );
+  for (let i = 0; i < warmup; i++) {
+    const o = await run();
+    dispose(o.lastHiddenState, o.poolerOutput, o.imageEmbeds);
+    await py.trial();
+  }
+  const ours = [],
+    theirs = [];
   for (let i = 0; i < runs; i++) {
     const t0 = now();
     const o = await run();
@@ -121,11 +176,19 @@ async function forwardCase(common) {
 const BF16 = process.argv.includes('--bf16');
 
 async function trainCase(common) {
-  const tower = towerConfig(), batch = int('LB_BATCH', 2), warmup = 1 + int('LB_WARMUP', 0), runs = int('LB_TRAIN_RUNS', 1);
+  const tower = towerConfig(),
+    batch = int('LB_BATCH', 2),
+    warmup = 1 + int('LB_WARMUP', 0),
+    runs = int('LB_TRAIN_RUNS', 1);
   const lora = { r: 16, alpha: 16, dropout: 0, targets: ['temporal_attn.q_proj', 'temporal_attn.k_proj', 'temporal_attn.v_proj', 'temporal_attn.out_proj'] };
-  const classes = 7, labels = Array.from({ length: batch }, (_, i) => (3 * i + 1) % classes), lr = 1e-3, weightDecay = 0.01;
-  console.log(`\n[train] one LoRA training step: ${describeTower(tower, batch)}; LoRA r ${lora.r}, alpha ${lora.alpha} on temporal_attn.{q,k,v,out}_proj; `
-    + `Linear(${tower.projection_dim}, ${classes}, bias=False) on the L2-normalised embedding; cross-entropy, backward, AdamW (lr ${lr}, weight decay ${weightDecay})`);
+  const classes = 7,
+    labels = Array.from({ length: batch }, (_, i) => (3 * i + 1) % classes),
+    lr = 1e-3,
+    weightDecay = 0.01;
+  console.log(
+    `\n[train] one LoRA training step: ${describeTower(tower, batch)}; LoRA r ${lora.r}, alpha ${lora.alpha} on temporal_attn.{q,k,v,out}_proj; ` +
+      `Linear(${tower.projection_dim}, ${classes}, bias=False) on the L2-normalised embedding; cross-entropy, backward, AdamW (lr ${lr}, weight decay ${weightDecay})`,
+  );
   if (BF16) console.log('  --bf16: the forward under bfloat16 autocast on both sides (parameters float32), the loss in float32');
   const py = worker('train', { ...common, tower, batch, lora, classes, labels, lr, weight_decay: weightDecay, bf16: BF16 });
   const ready = await py.next();
@@ -145,7 +208,8 @@ async function trainCase(common) {
   if (trainable !== ready.trainable) throw new Error(`trainable parameters: emotorch ${trainable}, Python ${ready.trainable}`);
   const opt = new et.optim.AdamW(params, { lr, weightDecay });
   const io = await load(path.join(common.dir, 'train_io.safetensors'));
-  const pixelValues = io.get('pixel_values'), y = io.get('labels');
+  const pixelValues = io.get('pixel_values'),
+    y = io.get('labels');
   // --bf16: the forward (tower, normalisation, head) under bfloat16 autocast, the loss in float32,
   // as the Python side's torch.autocast('cpu', dtype=torch.bfloat16)
   const forward = async () => {
@@ -165,7 +229,9 @@ async function trainCase(common) {
     dispose(o.lastHiddenState, o.poolerOutput, o.imageEmbeds, n, e, raw, logits, loss);
     return v;
   }
-  console.log(`  ${ready.lora_layers} LoRA layers, ${trainable} trainable parameters on both sides; ${warmup} warm-up + ${runs} alternating steps each; Python: torch ${ready.torch}, peft`);
+  console.log(
+    `  ${ready.lora_layers} LoRA layers, ${trainable} trainable parameters on both sides; ${warmup} warm-up + ${runs} alternating steps each; Python: torch ${ready.torch}, peft`,
+  );
   const losses = [];
   for (let i = 0; i < warmup; i++) {
     const t0 = now();
@@ -175,7 +241,8 @@ async function trainCase(common) {
     losses.push([l, r.loss]);
     console.log(`  warm-up step ${i + 1}: emotorch ${t.toFixed(1)} ms (loss ${l.toFixed(6)}), Python ${r.ms.toFixed(1)} ms (loss ${r.loss.toFixed(6)})`);
   }
-  const ours = [], theirs = [];
+  const ours = [],
+    theirs = [];
   for (let i = 0; i < runs; i++) {
     const t0 = now();
     const l = await step();
@@ -202,41 +269,86 @@ async function trainCase(common) {
   }
   py.end();
   const lossDiff = Math.max(...losses.map(([a, b]) => Math.abs(a - b)));
-  console.log(`  losses over ${losses.length} steps: emotorch ${losses[0][0].toFixed(6)} → ${losses.at(-1)[0].toFixed(6)}, Python ${losses[0][1].toFixed(6)} → ${losses.at(-1)[1].toFixed(6)}; max |difference| ${lossDiff.toExponential(2)}`);
+  console.log(
+    `  losses over ${losses.length} steps: emotorch ${losses[0][0].toFixed(6)} → ${losses.at(-1)[0].toFixed(6)}, Python ${losses[0][1].toFixed(6)} → ${losses.at(-1)[1].toFixed(6)}; max |difference| ${lossDiff.toExponential(2)}`,
+  );
   row(`LoRA train step (${tower.num_hidden_layers} layers, ${batch}×${tower.num_frames}×${tower.image_size}²)`, ours, theirs);
   return lossDiff;
 }
 
 async function decodeCase(common) {
-  const numFrames = 8, runs = int('LB_DECODE_RUNS', 10), warmup = int('LB_WARMUP', 0);
-  console.log(`\n[decode] ${numFrames} frames by index (LanguageBind's np.linspace(0, n − 1, ${numFrames})) of generated 640×360 25 fps h264 + aac clips (x264's defaults: B-frames, keyframes 250 apart), rgb24`);
-  console.log('  decord (LanguageBind\'s reader) is not installable here: the Python side is PyAV (HF\'s read_video_pyav: decode from the start, keep the wanted frames)');
-  console.log(`  emotorch reads through ${et.vision.libavAvailable() ? 'FFmpeg\'s libraries in the process (backend \'auto\')' : 'the ffmpeg executables (FFmpeg\'s libraries not found)'}; the executables' figures are shown beside it`);
+  const numFrames = 8,
+    runs = int('LB_DECODE_RUNS', 10),
+    warmup = int('LB_WARMUP', 0);
+  console.log(
+    `\n[decode] ${numFrames} frames by index (LanguageBind's np.linspace(0, n − 1, ${numFrames})) of generated 640×360 25 fps h264 + aac clips (x264's defaults: B-frames, keyframes 250 apart), rgb24`,
+  );
+  console.log(
+    "  decord (LanguageBind's reader) is not installable here: the Python side is PyAV (HF's read_video_pyav: decode from the start, keep the wanted frames)",
+  );
+  console.log(
+    `  emotorch reads through ${et.vision.libavAvailable() ? "FFmpeg's libraries in the process (backend 'auto')" : "the ffmpeg executables (FFmpeg's libraries not found)"}; the executables' figures are shown beside it`,
+  );
   let worst = 0;
   for (const seconds of [10, 3]) {
     const file = path.join(common.dir, `clip${seconds}.mp4`);
-    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
-      '-t', String(seconds), '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-threads', String(common.threads), file]);
+    execFileSync('ffmpeg', [
+      '-nostdin',
+      '-v',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc2=size=640x360:rate=25',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=440:sample_rate=44100',
+      '-t',
+      String(seconds),
+      '-c:v',
+      'libx264',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:a',
+      'aac',
+      '-threads',
+      String(common.threads),
+      file,
+    ]);
     const py = worker('decode', { ...common, file, num_frames: numFrames });
     const ready = await py.next();
     const read = (backend = 'auto') => et.vision.readVideoFrames(file, { numFrames, backend });
     const first = await read();
-    if (first.indices.join() !== ready.indices.join()) throw new Error(`frame indices: emotorch ${first.indices} (of ${first.frameCount}), PyAV ${ready.indices} (of ${ready.frame_count})`);
+    if (first.indices.join() !== ready.indices.join())
+      throw new Error(`frame indices: emotorch ${first.indices} (of ${first.frameCount}), PyAV ${ready.indices} (of ${ready.frame_count})`);
     const theirsFrames = (await load(path.join(common.dir, 'decode_frames.safetensors'))).get('frames').to({ dtype: 'float32' });
     const cli = await read('ffmpeg');
     let frameDiff = 0;
     for (const r of [first, cli]) {
       const oursFrames = r.frames.permute([1, 2, 3, 0]).to({ dtype: 'float32' }); // (3, T, H, W) → (T, H, W, 3)
       const d = oursFrames.sub(theirsFrames).abs();
-      const diff = d.max().item(), differing = d.gt(0).float().mean().item();
-      console.log(`  ${seconds} s clip, ${r.backend}: frames ${r.indices.join(', ')} of ${r.frameCount}; max |emotorch − PyAV| ${diff} (of 255) on ${(100 * differing).toFixed(2)} % of the values; PyAV ${ready.pyav}`);
+      const diff = d.max().item(),
+        differing = d.gt(0).float().mean().item();
+      console.log(
+        `  ${seconds} s clip, ${r.backend}: frames ${r.indices.join(', ')} of ${r.frameCount}; max |emotorch − PyAV| ${diff} (of 255) on ${(100 * differing).toFixed(2)} % of the values; PyAV ${ready.pyav}`,
+      );
       frameDiff = Math.max(frameDiff, diff);
       dispose(d, oursFrames, r.frames);
     }
     dispose(theirsFrames);
     await py.trial('auto'); // the default reader ran in the worker's setup
-    for (let i = 0; i < warmup; i++) { dispose((await read()).frames); dispose((await read('ffmpeg')).frames); await py.trial('default'); await py.trial('auto'); }
-    const ours = [], oursCli = [], pyDefault = [], pyAuto = [];
+    for (let i = 0; i < warmup; i++) {
+      dispose((await read()).frames);
+      dispose((await read('ffmpeg')).frames);
+      await py.trial('default');
+      await py.trial('auto');
+    }
+    const ours = [],
+      oursCli = [],
+      pyDefault = [],
+      pyAuto = [];
     for (let i = 0; i < runs; i++) {
       let t0 = now();
       dispose((await read()).frames);
@@ -249,8 +361,10 @@ async function decodeCase(common) {
     }
     py.end();
     const fps = (ms) => (numFrames / (median(ms) / 1000)).toFixed(0);
-    console.log(`  ${seconds} s clip, ${runs} alternating reads each (emotorch's process: ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB resident): emotorch ${fps(ours)} frames/s `
-      + `(executables ${fps(oursCli)}), PyAV (default threading) ${fps(pyDefault)} frames/s, PyAV (thread_type AUTO, ${common.threads} threads) ${fps(pyAuto)} frames/s`);
+    console.log(
+      `  ${seconds} s clip, ${runs} alternating reads each (emotorch's process: ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB resident): emotorch ${fps(ours)} frames/s ` +
+        `(executables ${fps(oursCli)}), PyAV (default threading) ${fps(pyDefault)} frames/s, PyAV (thread_type AUTO, ${common.threads} threads) ${fps(pyAuto)} frames/s`,
+    );
     row(`decode ${numFrames} frames, ${seconds} s clip vs PyAV default`, ours, pyDefault, `${fps(ours)} vs ${fps(pyDefault)} frames/s`);
     row(`decode ${numFrames} frames, ${seconds} s clip vs PyAV AUTO threads`, ours, pyAuto, `${fps(ours)} vs ${fps(pyAuto)} frames/s`);
     row(`  (ffmpeg executables, ${seconds} s clip vs PyAV default)`, oursCli, pyDefault, `${fps(oursCli)} vs ${fps(pyDefault)} frames/s`);
@@ -262,20 +376,32 @@ async function decodeCase(common) {
 function cpuName() {
   try {
     return fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? os.cpus()[0]?.model ?? '?';
-  } catch { return os.cpus()[0]?.model ?? '?'; }
+  } catch {
+    return os.cpus()[0]?.model ?? '?';
+  }
 }
 
 export const cases = {
   languagebind: {
     async run({ threads }) {
       const t0 = now();
-      const which = env('LB_CASES', 'forward,train,decode').split(',').map((s) => s.trim()).filter(Boolean);
+      const which = env('LB_CASES', 'forward,train,decode')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-bench-lb-'));
       const common = { dir, threads, seed: 0, attn: env('LB_ATTN', 'eager') };
-      console.log(`\n[languagebind] emotorch ${et.versions.emotorch} on libtorch ${et.versions.libtorch}; ${cpuName()}, ${threads} threads each side`
-        + `; ONEDNN_MAX_CPU_ISA=${process.env.ONEDNN_MAX_CPU_ISA ?? '(unset)'}; EMOTORCH_CPU_LINEAR=${process.env.EMOTORCH_CPU_LINEAR ?? '(unset)'}`);
-      if (process.env.ONEDNN_MAX_CPU_ISA) console.log('ONEDNN_MAX_CPU_ISA caps oneDNN: emotorch\'s float32 linear layers and both sides\' patch-embedding conv; Python\'s float32 matmuls run on MKL, which it does not affect');
-      console.log(`et.systems.semeval.LanguageBindClassifier: ${et.systems?.LanguageBindClassifier ? 'present (the train case still builds the step from et.nn pieces)' : 'not in this build'}`);
+      console.log(
+        `\n[languagebind] emotorch ${et.versions.emotorch} on libtorch ${et.versions.libtorch}; ${cpuName()}, ${threads} threads each side` +
+          `; ONEDNN_MAX_CPU_ISA=${process.env.ONEDNN_MAX_CPU_ISA ?? '(unset)'}; EMOTORCH_CPU_LINEAR=${process.env.EMOTORCH_CPU_LINEAR ?? '(unset)'}`,
+      );
+      if (process.env.ONEDNN_MAX_CPU_ISA)
+        console.log(
+          "ONEDNN_MAX_CPU_ISA caps oneDNN: emotorch's float32 linear layers and both sides' patch-embedding conv; Python's float32 matmuls run on MKL, which it does not affect",
+        );
+      console.log(
+        `et.systems.semeval.LanguageBindClassifier: ${et.systems?.LanguageBindClassifier ? 'present (the train case still builds the step from et.nn pieces)' : 'not in this build'}`,
+      );
       const checks = {};
       try {
         // decode first: ffmpeg is spawned by fork, which costs more from a process that holds the
@@ -291,7 +417,10 @@ export const cases = {
       console.log(`${'case'.padEnd(w)}  ${'ours ms'.padStart(10)}  ${'python ms'.padStart(10)}  ${'ratio'.padStart(6)}`);
       for (const r of rows) {
         if (r.skipped) console.log(`${r.name.padEnd(w)}  ${'skipped:'.padStart(10)}  ${r.skipped}`);
-        else console.log(`${r.name.padEnd(w)}  ${r.ours.toFixed(1).padStart(10)}  ${r.theirs.toFixed(1).padStart(10)}  ${(r.ours / r.theirs).toFixed(3).padStart(6)}${r.note ? `   ${r.note}` : ''}`);
+        else
+          console.log(
+            `${r.name.padEnd(w)}  ${r.ours.toFixed(1).padStart(10)}  ${r.theirs.toFixed(1).padStart(10)}  ${(r.ours / r.theirs).toFixed(3).padStart(6)}${r.note ? `   ${r.note}` : ''}`,
+          );
       }
       const fmt = (v) => (typeof v === 'number' ? v.toExponential(2) : String(v));
       if ('forward' in checks) console.log(`max |ours − python| of the tower outputs: ${fmt(checks.forward)}`);

@@ -24,8 +24,10 @@ async function llama(dir, dtype, prompt, nNew) {
   const t0 = performance.now();
   const model = await et.nn.LlamaForCausalLM.fromPretrained(dir, { dtype });
   const loadMs = performance.now() - t0;
-  const peak = status('VmHWM'), rss = status('VmRSS');
-  const P = Number(prompt), N = Number(nNew);
+  const peak = status('VmHWM'),
+    rss = status('VmRSS');
+  const P = Number(prompt),
+    N = Number(nNew);
   const ids = et.arange(3, 3 + P, 1, { dtype: 'int64' }).reshape([1, P]);
   const t1 = performance.now();
   await et.noGrad(() => model.generate({ inputIds: ids }, { maxNewTokens: 1 }));
@@ -37,27 +39,56 @@ async function llama(dir, dtype, prompt, nNew) {
   const t3 = performance.now();
   const { newTokens } = await et.noGrad(() => model.generate({ inputIds: ids }, { maxNewTokens: N, minNewTokens: N }));
   const total = (performance.now() - t3) / 1000;
-  return { load_ms: loadMs, peak_rss_mb: peak, rss_mb: rss, first_token_ms: first, tokens_per_s: (N - 1) / Math.max(total - one, 1e-9), end_peak_rss_mb: status('VmHWM'),
-    tokens: newTokens.toArray()[0].map(Number) };
+  return {
+    load_ms: loadMs,
+    peak_rss_mb: peak,
+    rss_mb: rss,
+    first_token_ms: first,
+    tokens_per_s: (N - 1) / Math.max(total - one, 1e-9),
+    end_peak_rss_mb: status('VmHWM'),
+    tokens: newTokens.toArray()[0].map(Number),
+  };
 }
 
 async function salmonn(dir, dtype, seconds, nNew) {
   const tokenizer = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures', 'tokenizers', 'llama', 'tokenizer.json');
   const t0 = performance.now();
   const model = await et.systems.salmonn.Salmonn.fromPretrained({
-    whisper: path.join(dir, 'whisper'), beats: path.join(dir, 'beats.pt'), llm: path.join(dir, 'llm'), tokenizer, checkpoint: path.join(dir, 'salmonn.pth'), dtype,
+    whisper: path.join(dir, 'whisper'),
+    beats: path.join(dir, 'beats.pt'),
+    llm: path.join(dir, 'llm'),
+    tokenizer,
+    checkpoint: path.join(dir, 'salmonn.pth'),
+    dtype,
   });
   const loadMs = performance.now() - t0;
-  const peak = status('VmHWM'), rss = status('VmRSS');
+  const peak = status('VmHWM'),
+    rss = status('VmRSS');
   const n = Math.round(Number(seconds) * 16000);
   const wave = new Float32Array(n);
-  for (let i = 0; i < n; i++) { const t = i / 16000; wave[i] = 0.3 * Math.sin(2 * Math.PI * (220 * t + 40 * t * t)) * (1 + 0.5 * Math.sin(2 * Math.PI * 2 * t)); }
+  for (let i = 0; i < n; i++) {
+    const t = i / 16000;
+    wave[i] = 0.3 * Math.sin(2 * Math.PI * (220 * t + 40 * t * t)) * (1 + 0.5 * Math.sin(2 * Math.PI * 2 * t));
+  }
   const N = Number(nNew);
   const stamps = [];
   const t1 = performance.now();
-  const [tokens] = await model.generateTokens([wave], 'Describe the emotion of the speaker.', { numBeams: 1, maxNewTokens: N, minLength: N, onTokens: () => stamps.push(performance.now()) });
+  const [tokens] = await model.generateTokens([wave], 'Describe the emotion of the speaker.', {
+    numBeams: 1,
+    maxNewTokens: N,
+    minLength: N,
+    onTokens: () => stamps.push(performance.now()),
+  });
   const end = performance.now();
-  return { load_ms: loadMs, peak_rss_mb: peak, rss_mb: rss, first_token_ms: stamps[0] - t1, tokens_per_s: (N - 1) / Math.max((end - stamps[0]) / 1000, 1e-9), end_peak_rss_mb: status('VmHWM'), tokens };
+  return {
+    load_ms: loadMs,
+    peak_rss_mb: peak,
+    rss_mb: rss,
+    first_token_ms: stamps[0] - t1,
+    tokens_per_s: (N - 1) / Math.max((end - stamps[0]) / 1000, 1e-9),
+    end_peak_rss_mb: status('VmHWM'),
+    tokens,
+  };
 }
 
 async function internvl(dir, dtype, nNew) {
@@ -66,19 +97,42 @@ async function internvl(dir, dtype, nNew) {
   const tokenizer = await et.data.Tokenizer.fromFile(path.join(dir, 'tokenizer.json'));
   const model = await et.systems.m2se.InternVL.fromPretrained(dir, { dtype, imgContextTokenId: tokenizer.tokenToId('<IMG_CONTEXT>') });
   const loadMs = performance.now() - t0;
-  const peak = status('VmHWM'), rss = status('VmRSS');
+  const peak = status('VmHWM'),
+    rss = status('VmRSS');
   const N = Number(nNew);
   const stamps = [];
   const t1 = performance.now();
-  const record = { query: '<image>What emotion does this face show?', response: '', history: [], images: [path.join(fixture, 'face.png')], videos: [], audios: [] };
-  const { items: [item] } = await et.systems.m2se.m2seInternVLItems([record], model, tokenizer, { inference: true });
+  const record = {
+    query: '<image>What emotion does this face show?',
+    response: '',
+    history: [],
+    images: [path.join(fixture, 'face.png')],
+    videos: [],
+    audios: [],
+  };
+  const {
+    items: [item],
+  } = await et.systems.m2se.m2seInternVLItems([record], model, tokenizer, { inference: true });
   const pixelValues = await et.systems.m2se.m2seInternVLPixels(item, model.config.force_image_size);
   const inputIds = et.tensor(item.ids, { dtype: 'int64' }).reshape([1, item.ids.length]);
-  const newTokens = await et.noGrad(() => model.generate({ inputIds, pixelValues: pixelValues.to({ dtype: model.vision_model.parameters()[0].dtype }) },
-    { maxNewTokens: N, minNewTokens: N, onTokens: () => stamps.push(performance.now()) }));
+  const newTokens = await et.noGrad(() =>
+    model.generate(
+      { inputIds, pixelValues: pixelValues.to({ dtype: model.vision_model.parameters()[0].dtype }) },
+      { maxNewTokens: N, minNewTokens: N, onTokens: () => stamps.push(performance.now()) },
+    ),
+  );
   const end = performance.now();
-  return { load_ms: loadMs, peak_rss_mb: peak, rss_mb: rss, first_token_ms: stamps[0] - t1, tokens_per_s: (N - 1) / Math.max((end - stamps[0]) / 1000, 1e-9), end_peak_rss_mb: status('VmHWM'),
-    tokens: newTokens.toArray()[0].map(Number), tiles: pixelValues.shape[0], prompt_tokens: item.ids.length };
+  return {
+    load_ms: loadMs,
+    peak_rss_mb: peak,
+    rss_mb: rss,
+    first_token_ms: stamps[0] - t1,
+    tokens_per_s: (N - 1) / Math.max((end - stamps[0]) / 1000, 1e-9),
+    end_peak_rss_mb: status('VmHWM'),
+    tokens: newTokens.toArray()[0].map(Number),
+    tiles: pixelValues.shape[0],
+    prompt_tokens: item.ids.length,
+  };
 }
 
 const args = process.argv.slice(2);

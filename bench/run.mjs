@@ -26,7 +26,21 @@ import * as et from 'emotorch';
 import { printOps, products, productFloor } from './floor.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const BENCHES = { load: 'load.mjs', mlp: 'mlp.mjs', features: 'features.mjs', models: 'models.mjs', trainer: 'trainer.mjs', spectra: 'spectra.mjs', 'spectra-pretrain': 'spectra.mjs', salmonn: 'salmonn.mjs', ddp: 'ddp.mjs', units: 'units.mjs', languagebind: 'languagebind.mjs', internvl: 'internvl.mjs', serve: 'serve.mjs' };
+const BENCHES = {
+  load: 'load.mjs',
+  mlp: 'mlp.mjs',
+  features: 'features.mjs',
+  models: 'models.mjs',
+  trainer: 'trainer.mjs',
+  spectra: 'spectra.mjs',
+  'spectra-pretrain': 'spectra.mjs',
+  salmonn: 'salmonn.mjs',
+  ddp: 'ddp.mjs',
+  units: 'units.mjs',
+  languagebind: 'languagebind.mjs',
+  internvl: 'internvl.mjs',
+  serve: 'serve.mjs',
+};
 // `spectra-pretrain` is the spectra module's spectra_pretrain case (issue 46's name for it)
 const CASE_OF = { 'spectra-pretrain': 'spectra_pretrain' };
 const args = process.argv.slice(2);
@@ -35,11 +49,17 @@ if (!(name in BENCHES)) {
   console.error(`unknown benchmark '${name}'; available: ${Object.keys(BENCHES).join(', ')}`);
   process.exit(2);
 }
-const opt = (k, d) => { const i = args.indexOf(`--${k}`); return i >= 0 ? Number(args[i + 1]) : d; };
+const opt = (k, d) => {
+  const i = args.indexOf(`--${k}`);
+  return i >= 0 ? Number(args[i + 1]) : d;
+};
 // OPENBLAS_CORETYPE: numpy's and scipy's OpenBLAS on the Python side (the k-means distances of
 // `units`, the mel products of `features`), which picks its kernels by CPUID and reads none of the
 // other three (Haswell is its AVX2 kernel set)
-const PROFILES = { native: {}, avx2: { ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', OPENBLAS_CORETYPE: 'Haswell' } };
+const PROFILES = {
+  native: {},
+  avx2: { ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2', MKL_ENABLE_INSTRUCTIONS: 'AVX2', OPENBLAS_CORETYPE: 'Haswell' },
+};
 const profile = args.includes('--profile') ? args[args.indexOf('--profile') + 1] : 'native';
 if (!(profile in PROFILES)) {
   console.error(`unknown profile '${profile}'; available: ${Object.keys(PROFILES).join(', ')}`);
@@ -72,9 +92,10 @@ if (Object.entries(wanted).some(([k, v]) => process.env[k] !== v)) {
 if (!process.env.EMOTORCH_BENCH_CHILD) {
   // the Python side's ATen dispatch level, and the kernel set numpy's OpenBLAS chose
   const probe = [
-    'import torch, io, re, contextlib', 'print(torch.backends.cpu.get_cpu_capability())',
+    'import torch, io, re, contextlib',
+    'print(torch.backends.cpu.get_cpu_capability())',
     'f = io.StringIO()',
-    'try:',  // numpy.show_runtime is numpy 1.24's
+    'try:', // numpy.show_runtime is numpy 1.24's
     '    import numpy',
     '    with contextlib.redirect_stdout(f): numpy.show_runtime()',
     'except Exception: pass',
@@ -83,19 +104,48 @@ if (!process.env.EMOTORCH_BENCH_CHILD) {
   const py = spawnSync(process.env.EMOTORCH_PYTHON || 'python3', ['-c', probe], { encoding: 'utf8' });
   const [pyCap, blasCore] = py.status === 0 ? py.stdout.trim().split('\n') : [];
   let cpuModel = os.cpus()[0]?.model ?? '?';
-  try { cpuModel = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpuModel; } catch { /* not Linux */ }
-  const flags = (() => { try { return fs.readFileSync('/proc/cpuinfo', 'utf8').match(/flags\s*:\s*(.*)/)?.[1].split(' ') ?? []; } catch { return []; } })();
+  try {
+    cpuModel = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? cpuModel;
+  } catch {
+    /* not Linux */
+  }
+  const flags = (() => {
+    try {
+      return (
+        fs
+          .readFileSync('/proc/cpuinfo', 'utf8')
+          .match(/flags\s*:\s*(.*)/)?.[1]
+          .split(' ') ?? []
+      );
+    } catch {
+      return [];
+    }
+  })();
   const isa = flags.includes('avx512f') ? 'AVX-512' : flags.includes('avx2') ? 'AVX2' : flags.length ? 'no AVX2' : '?';
-  console.log(`profile ${profile}${Object.keys(wanted).length ? ` (${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(' ')})` : ''}; CPU ${cpuModel} (${isa}); `
-    + `ATen dispatch level: emotorch ${et.versions.cpuCapability}, Python ${pyCap ?? 'unknown (no torch)'}${blasCore && blasCore !== '?' ? `; numpy's OpenBLAS: ${blasCore}` : ''}`);
+  console.log(
+    `profile ${profile}${
+      Object.keys(wanted).length
+        ? ` (${Object.entries(wanted)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')})`
+        : ''
+    }; CPU ${cpuModel} (${isa}); ` +
+      `ATen dispatch level: emotorch ${et.versions.cpuCapability}, Python ${pyCap ?? 'unknown (no torch)'}${blasCore && blasCore !== '?' ? `; numpy's OpenBLAS: ${blasCore}` : ''}`,
+  );
 }
 const threads = opt('threads', os.availableParallelism?.() ?? os.cpus().length);
 et.setNumThreads(threads);
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
 // The Python side: one worker process per case, one timed trial per request.
 function worker(caseName, cfg) {
-  const py = spawn(process.env.EMOTORCH_PYTHON || 'python3', [path.join(here, 'torch_worker.py'), caseName, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const py = spawn(process.env.EMOTORCH_PYTHON || 'python3', [path.join(here, 'torch_worker.py'), caseName, JSON.stringify(cfg)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const queue = [];
   const waiting = [];
   readline.createInterface({ input: py.stdout }).on('line', (l) => (waiting.length ? waiting.shift().resolve(l) : queue.push(l)));
@@ -103,16 +153,35 @@ function worker(caseName, cfg) {
   const next = () => new Promise((resolve, reject) => (queue.length ? resolve(queue.shift()) : waiting.push({ resolve, reject })));
   return {
     next,
-    trial: () => { py.stdin.write('trial\n'); return next(); },
-    profile: () => { py.stdin.write('profile\n'); return next(); },
+    trial: () => {
+      py.stdin.write('trial\n');
+      return next();
+    },
+    profile: () => {
+      py.stdin.write('profile\n');
+      return next();
+    },
     end: () => py.stdin.end(),
   };
 }
 
 // Peak resident memory of this process since the last reset (Linux: VmHWM, reset through
 // /proc/self/clear_refs), so each case's peak is its own; null elsewhere.
-function resetPeakRss() { try { fs.writeFileSync('/proc/self/clear_refs', '5'); return true; } catch { return false; } }
-function peakRssKb() { try { return Number(fs.readFileSync('/proc/self/status', 'utf8').match(/VmHWM:\s*(\d+)/)[1]); } catch { return null; } }
+function resetPeakRss() {
+  try {
+    fs.writeFileSync('/proc/self/clear_refs', '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+function peakRssKb() {
+  try {
+    return Number(fs.readFileSync('/proc/self/status', 'utf8').match(/VmHWM:\s*(\d+)/)[1]);
+  } catch {
+    return null;
+  }
+}
 
 async function runCase(caseName, c) {
   // what earlier cases of this command left resident still counts (their models until GC runs);
@@ -123,7 +192,9 @@ async function runCase(caseName, c) {
   console.log(`\n[${caseName}] ${c.describe(cfg)}`);
   if (device !== 'cpu') console.log(`device: ${device} on both sides`);
   if (bf16) console.log('autocast to bfloat16 on both sides (the forward; parameters float32)');
-  console.log(`threads: ${threads} each${et.getAdaptiveThreads() ? ' (emotorch: adaptive, EMOTORCH_ADAPTIVE_THREADS=1)' : ''}; ${cfg.trials} alternating trials of ${cfg.steps} steps after ${cfg.warmup} warm-up steps`);
+  console.log(
+    `threads: ${threads} each${et.getAdaptiveThreads() ? ' (emotorch: adaptive, EMOTORCH_ADAPTIVE_THREADS=1)' : ''}; ${cfg.trials} alternating trials of ${cfg.steps} steps after ${cfg.warmup} warm-up steps`,
+  );
   const py = worker(caseName, cfg);
   // the Python side builds and warms up first, so neither side's warm-up (where emotorch times its
   // first products of each kind, see et.cpu.linearBackends) runs beside the other's
@@ -143,7 +214,8 @@ async function runCase(caseName, c) {
   };
   const bare = [];
   console.log(`emotorch ${et.versions.emotorch} on libtorch ${et.versions.libtorch}; Python: torch ${ready.torch} (default implementations)`);
-  const ours = [], theirs = [];
+  const ours = [],
+    theirs = [];
   let pyPeak = null;
   for (let t = 0; t < cfg.trials; t++) {
     ours.push(await timed(step));
@@ -151,7 +223,9 @@ async function runCase(caseName, c) {
     theirs.push(r.ms_per_step / per);
     pyPeak = r.peak_rss_kb ?? null;
     if (base) bare.push(await timed(base));
-    console.log(`  trial ${t + 1}: emotorch ${ours[t].toFixed(2)} ms/step   Python ${theirs[t].toFixed(2)} ms/step${base ? `   bare emotorch loop ${bare[t].toFixed(2)} ms/step` : ''}`);
+    console.log(
+      `  trial ${t + 1}: emotorch ${ours[t].toFixed(2)} ms/step   Python ${theirs[t].toFixed(2)} ms/step${base ? `   bare emotorch loop ${bare[t].toFixed(2)} ms/step` : ''}`,
+    );
   }
   // the peaks of the timed trials (Python's is its last trial's), before the profiles below add
   // theirs (recorded shapes, events)
@@ -164,7 +238,10 @@ async function runCase(caseName, c) {
     const adaptiveAtStart = et.getAdaptiveThreads();
     const spinner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 500));
-    const o = [], p = [], oa = [], qa = [];
+    const o = [],
+      p = [],
+      oa = [],
+      qa = [];
     try {
       for (let t = 0; t < cfg.trials; t++) {
         o.push(await timed(step));
@@ -194,13 +271,16 @@ async function runCase(caseName, c) {
       qa.push(await timed(step));
       const active = et.getActiveThreads();
       await py.trial();
-      console.log(`  quiet again, trial ${t + 1}: emotorch fixed count ${qf[t].toFixed(2)} ms/step, adaptive threads ${qa[t].toFixed(2)} ms/step (${active} threads at the end)`);
+      console.log(
+        `  quiet again, trial ${t + 1}: emotorch fixed count ${qf[t].toFixed(2)} ms/step, adaptive threads ${qa[t].toFixed(2)} ms/step (${active} threads at the end)`,
+      );
     }
     et.setAdaptiveThreads(adaptiveAtStart);
     busy = { ours: median(o), theirs: median(p), adaptive: median(oa), quietFixed: median(qf), quietAdaptive: median(qa) };
   }
   py.end();
-  const a = median(ours), b = median(theirs);
+  const a = median(ours),
+    b = median(theirs);
   console.log(`median: emotorch ${a.toFixed(2)} ms/step, Python ${b.toFixed(2)} ms/step`);
   if (c.audioSecondsPerStep) {
     const work = c.audioSecondsPerStep(cfg);
@@ -210,13 +290,22 @@ async function runCase(caseName, c) {
   // each trial pair ran back to back, so a drift of the machine's speed moves both of its sides:
   // the spread of the pair ratios says how far the ratio of the medians can be trusted
   const pairs = ours.map((o, i) => o / theirs[i]);
-  console.log(`ratio emotorch/Python (time): ${(a / b).toFixed(3)} (trial pairs ${Math.min(...pairs).toFixed(3)}–${Math.max(...pairs).toFixed(3)}, their median ${median(pairs).toFixed(3)})`);
+  console.log(
+    `ratio emotorch/Python (time): ${(a / b).toFixed(3)} (trial pairs ${Math.min(...pairs).toFixed(3)}–${Math.max(...pairs).toFixed(3)}, their median ${median(pairs).toFixed(3)})`,
+  );
   if (busy) {
-    console.log(`with a busy neighbour: emotorch ${busy.ours.toFixed(2)} ms/step (${(busy.ours / a).toFixed(2)}× its quiet time), Python ${busy.theirs.toFixed(2)} ms/step (${(busy.theirs / b).toFixed(2)}×); ratio ${(busy.ours / busy.theirs).toFixed(3)}`);
-    console.log(`adaptive threads: with a busy neighbour ${busy.adaptive.toFixed(2)} ms/step (${(busy.adaptive / a).toFixed(2)}× the quiet time above); quiet again, alternating: adaptive ${busy.quietAdaptive.toFixed(2)} ms/step, fixed count ${busy.quietFixed.toFixed(2)} ms/step (ratio ${(busy.quietAdaptive / busy.quietFixed).toFixed(3)})`);
-    console.log(`against the second quiet time (fixed count ${busy.quietFixed.toFixed(2)} ms/step): busy neighbour ${(busy.ours / busy.quietFixed).toFixed(2)}× with a fixed count, ${(busy.adaptive / busy.quietFixed).toFixed(2)}× adaptive`);
+    console.log(
+      `with a busy neighbour: emotorch ${busy.ours.toFixed(2)} ms/step (${(busy.ours / a).toFixed(2)}× its quiet time), Python ${busy.theirs.toFixed(2)} ms/step (${(busy.theirs / b).toFixed(2)}×); ratio ${(busy.ours / busy.theirs).toFixed(3)}`,
+    );
+    console.log(
+      `adaptive threads: with a busy neighbour ${busy.adaptive.toFixed(2)} ms/step (${(busy.adaptive / a).toFixed(2)}× the quiet time above); quiet again, alternating: adaptive ${busy.quietAdaptive.toFixed(2)} ms/step, fixed count ${busy.quietFixed.toFixed(2)} ms/step (ratio ${(busy.quietAdaptive / busy.quietFixed).toFixed(3)})`,
+    );
+    console.log(
+      `against the second quiet time (fixed count ${busy.quietFixed.toFixed(2)} ms/step): busy neighbour ${(busy.ours / busy.quietFixed).toFixed(2)}× with a fixed count, ${(busy.adaptive / busy.quietFixed).toFixed(2)}× adaptive`,
+    );
   }
-  if (ourPeak && pyPeak) console.log(`peak RSS: emotorch ${(ourPeak / 1024).toFixed(0)} MiB, Python ${(pyPeak / 1024).toFixed(0)} MiB (ratio ${(ourPeak / pyPeak).toFixed(2)})`);
+  if (ourPeak && pyPeak)
+    console.log(`peak RSS: emotorch ${(ourPeak / 1024).toFixed(0)} MiB, Python ${(pyPeak / 1024).toFixed(0)} MiB (ratio ${(ourPeak / pyPeak).toFixed(2)})`);
   if (base) {
     const m = median(bare);
     console.log(`bare emotorch loop: median ${m.toFixed(2)} ms/step; overhead of the emotorch code under test over it: ${(100 * (a / m - 1)).toFixed(1)} %`);
@@ -265,4 +354,5 @@ if (selected.length > 1) {
   }
   process.exit(0);
 }
-for (const [caseName, c] of Object.entries(mod.cases).filter(([k]) => !only || only.includes(k))) await (c.run ? c.run({ threads, opt }) : runCase(caseName, c));
+for (const [caseName, c] of Object.entries(mod.cases).filter(([k]) => !only || only.includes(k)))
+  await (c.run ? c.run({ threads, opt }) : runCase(caseName, c));

@@ -17,11 +17,18 @@ import { checkpoint } from './load.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
-const int = (k, d) => { const v = Number(process.env[k] ?? d); if (!Number.isInteger(v) || v < 1) throw new Error(`${k} must be a positive integer`); return v; };
-const CLIENTS = int('SERVE_CLIENTS', 16), REQUESTS = int('SERVE_REQUESTS', 2), TOKENS = int('SERVE_TOKENS', 32);
+const int = (k, d) => {
+  const v = Number(process.env[k] ?? d);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${k} must be a positive integer`);
+  return v;
+};
+const CLIENTS = int('SERVE_CLIENTS', 16),
+  REQUESTS = int('SERVE_REQUESTS', 2),
+  TOKENS = int('SERVE_TOKENS', 32);
 
 const WORDS = 'the speaker sounds tired but hopeful about the new job she starts on monday while her brother laughs at the old car story again'.split(' ');
-const prompt = (i) => `Describe the emotion in this line: ${Array.from({ length: 8 + ((i * 13) % 33) }, (_, j) => WORDS[(i * 7 + j * 3) % WORDS.length]).join(' ')}`;
+const prompt = (i) =>
+  `Describe the emotion in this line: ${Array.from({ length: 8 + ((i * 13) % 33) }, (_, j) => WORDS[(i * 7 + j * 3) % WORDS.length]).join(' ')}`;
 
 /** The checkpoint beside the fixtures' LLaMA tokenizer and chat template, as `serve --model` reads a folder. */
 function servedFolder() {
@@ -37,26 +44,63 @@ function servedFolder() {
 }
 
 async function startServer(dir, maxBatch, threads) {
-  const p = spawn(process.execPath, [path.join(root, 'dist', 'cli', 'main.js'), 'serve', '--model', dir, '--port', '0', '--max-batch', String(maxBatch),
-    '--max-queue', String(CLIENTS * 2), '--max-tokens', String(TOKENS), '--timeout-s', '3600'],
-  { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  p.stderr.on('data', (d) => { err += d; });
+  const p = spawn(
+    process.execPath,
+    [
+      path.join(root, 'dist', 'cli', 'main.js'),
+      'serve',
+      '--model',
+      dir,
+      '--port',
+      '0',
+      '--max-batch',
+      String(maxBatch),
+      '--max-queue',
+      String(CLIENTS * 2),
+      '--max-tokens',
+      String(TOKENS),
+      '--timeout-s',
+      '3600',
+    ],
+    { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '',
+    err = '';
+  p.stderr.on('data', (d) => {
+    err += d;
+  });
   const url = await new Promise((resolve, reject) => {
-    p.stdout.on('data', (d) => { out += d; const m = /listening on (http:\/\/\S+)/.exec(out); if (m) resolve(m[1]); });
+    p.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
     p.on('exit', (code) => reject(new Error(`the server exited (${code}): ${err.trim().split('\n').slice(-3).join(' | ')}`)));
   });
   const exited = new Promise((resolve) => p.on('exit', resolve));
-  return { url, stop: () => { p.kill('SIGTERM'); return exited; } };
+  return {
+    url,
+    stop: () => {
+      p.kill('SIGTERM');
+      return exited;
+    },
+  };
 }
 
 /** One request; its text, completion tokens and latency. */
 async function ask(url, i, stream) {
-  const body = { messages: [{ role: 'user', content: prompt(i) }], max_tokens: TOKENS, temperature: 0, stream, ...(stream ? { stream_options: { include_usage: true } } : {}) };
+  const body = {
+    messages: [{ role: 'user', content: prompt(i) }],
+    max_tokens: TOKENS,
+    temperature: 0,
+    stream,
+    ...(stream ? { stream_options: { include_usage: true } } : {}),
+  };
   const t0 = performance.now();
   const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   if (!r.ok) throw new Error(`request ${i}: HTTP ${r.status} ${await r.text()}`);
-  let text = '', tokens = 0;
+  let text = '',
+    tokens = 0;
   if (!stream) {
     const j = await r.json();
     text = j.choices[0].message.content;
@@ -73,20 +117,22 @@ async function ask(url, i, stream) {
 }
 
 async function load(url) {
-  await ask(url, 999, false);   // warm-up: the first products choose their kernels
+  await ask(url, 999, false); // warm-up: the first products choose their kernels
   const answers = new Map();
   const latencies = [];
   let tokens = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: CLIENTS }, async (_, c) => {
-    for (let r = 0; r < REQUESTS; r++) {
-      const i = c * REQUESTS + r;
-      const a = await ask(url, i, i % 2 === 1);
-      answers.set(i, a.text);
-      latencies.push(a.ms);
-      tokens += a.tokens;
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async (_, c) => {
+      for (let r = 0; r < REQUESTS; r++) {
+        const i = c * REQUESTS + r;
+        const a = await ask(url, i, i % 2 === 1);
+        answers.set(i, a.text);
+        latencies.push(a.ms);
+        tokens += a.tokens;
+      }
+    }),
+  );
   const secs = (performance.now() - t0) / 1000;
   latencies.sort((a, b) => a - b);
   const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
@@ -97,7 +143,9 @@ export const cases = {
   llama: {
     async run({ threads }) {
       const dir = servedFolder();
-      console.log(`\n[serve llama] 1.1B LLaMA (TinyLlama's shape) in bfloat16, ${CLIENTS} concurrent clients × ${REQUESTS} requests, max_tokens ${TOKENS}, greedy, half streamed; ${threads} threads`);
+      console.log(
+        `\n[serve llama] 1.1B LLaMA (TinyLlama's shape) in bfloat16, ${CLIENTS} concurrent clients × ${REQUESTS} requests, max_tokens ${TOKENS}, greedy, half streamed; ${threads} threads`,
+      );
       const res = {};
       for (const mb of [16, 1]) {
         const s = await startServer(dir, mb, threads);
@@ -107,11 +155,15 @@ export const cases = {
           await s.stop();
         }
         const r = res[mb];
-        console.log(`  --max-batch ${String(mb).padEnd(2)}: ${r.rps.toFixed(3)} requests/s, ${r.tps.toFixed(1)} tokens/s (${r.tokens} tokens in ${r.secs.toFixed(1)} s), p50 ${(r.p50 / 1000).toFixed(2)} s, p99 ${(r.p99 / 1000).toFixed(2)} s`);
+        console.log(
+          `  --max-batch ${String(mb).padEnd(2)}: ${r.rps.toFixed(3)} requests/s, ${r.tps.toFixed(1)} tokens/s (${r.tokens} tokens in ${r.secs.toFixed(1)} s), p50 ${(r.p50 / 1000).toFixed(2)} s, p99 ${(r.p99 / 1000).toFixed(2)} s`,
+        );
       }
       const [b, one] = [res[16], res[1]];
       const same = [...b.answers].filter(([i, t]) => one.answers.get(i) === t).length;
-      console.log(`  batched / one at a time: ${(b.rps / one.rps).toFixed(2)}× the requests/s (target ≥ 4), p50 ${(b.p50 / one.p50).toFixed(2)}×, p99 ${(b.p99 / one.p99).toFixed(2)}× (target ≤ 1); answers identical: ${same} of ${b.answers.size}`);
+      console.log(
+        `  batched / one at a time: ${(b.rps / one.rps).toFixed(2)}× the requests/s (target ≥ 4), p50 ${(b.p50 / one.p50).toFixed(2)}×, p99 ${(b.p99 / one.p99).toFixed(2)}× (target ≤ 1); answers identical: ${same} of ${b.answers.size}`,
+      );
     },
   },
 };

@@ -13,7 +13,8 @@ const xlsr1bWidth = { ...et.nn.WAV2VEC2_XLSR2_1B_V2, mask_time_prob: 0 };
 export const cases = {
   units: {
     config: { config: xlsr1bWidth, layer: 4, units: 10000, batch: 4, seconds: 4, warmup: 1, steps: 1, trials: 5 },
-    describe: (c) => `unit extraction: XLS-R 1B width (1280 × ${c.layer} layers, unit layer ${c.layer}) + k-means ${c.units} centroids, ${c.batch} clips × ${c.seconds} s`,
+    describe: (c) =>
+      `unit extraction: XLS-R 1B width (1280 × ${c.layer} layers, unit layer ${c.layer}) + k-means ${c.units} centroids, ${c.batch} clips × ${c.seconds} s`,
     audioSecondsPerStep: (c) => c.batch * c.seconds,
     async setup(cfg) {
       et.manualSeed(0);

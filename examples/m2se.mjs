@@ -38,9 +38,21 @@ et.manualSeed(0);
 et.setNumThreads(Math.max(1, Math.min(4, os.cpus().length)));
 
 let seed = 12345;
-const rand = () => { seed = (seed + 0x6d2b79f5) | 0; let t = seed; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+const rand = () => {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+};
 const pick = (xs) => xs[Math.floor(rand() * xs.length)];
-const shuffle = (xs) => { for (let i = xs.length - 1; i > 0; i--) { const j = Math.floor(rand() * (i + 1)); [xs[i], xs[j]] = [xs[j], xs[i]]; } return xs; };
+const shuffle = (xs) => {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
+  return xs;
+};
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'm2se-internvl-example-'));
 
 // ---- media made by ffmpeg: coloured clips and pictures with noise
@@ -48,7 +60,10 @@ const ffmpeg = (...a) => execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y'
 const COLOURS = { Joy: 'yellow', Sadness: 'blue', Anger: 'red', Fear: 'purple', Surprise: 'orange', Disgust: 'green', Neutral: 'gray' };
 const EMOTIONS = Object.keys(COLOURS);
 const clips = { Positive: [], Negative: [] };
-for (const [label, colour] of [['Positive', 'green'], ['Negative', 'red']]) {
+for (const [label, colour] of [
+  ['Positive', 'green'],
+  ['Negative', 'red'],
+]) {
   for (let k = 0; k < 4; k++) {
     const f = path.join(dir, `${label.toLowerCase()}-${k}.mp4`);
     ffmpeg('-f', 'lavfi', '-i', `color=c=${colour}:s=64x48:r=12:d=1`, '-vf', `noise=alls=${20 + 5 * k}:allf=t`, '-c:v', 'libx264', '-pix_fmt', 'yuv420p', f);
@@ -71,11 +86,13 @@ const CUES = { Joy: 'happy', Sadness: 'sad', Anger: 'angry', Fear: 'afraid', Sur
 const said = () => `${pick(NAMES)} talked about ${pick(THINGS)}`;
 const sentiment = (label) => ({
   query: `<video>The person says: '${said()}' Please determine the sentiment of the video: positive or negative.`,
-  response: `${label}.`, videos: [pick(clips[label])],
+  response: `${label}.`,
+  videos: [pick(clips[label])],
 });
 const emotion = (label) => ({
   query: `<image>The person says: '${said()}' Please determine which emotion label in the picture represents: anger, sadness, surprise, disgust, joy, neutral or fear.`,
-  response: `${label}.`, images: [pick(pictures[label])],
+  response: `${label}.`,
+  images: [pick(pictures[label])],
 });
 const PAIR_EMOTIONS = Object.keys(CUES);
 const cause = (label) => {
@@ -91,27 +108,70 @@ const cause = (label) => {
   };
 };
 const make = (fn, labels, perClass) => labels.flatMap((l) => Array.from({ length: perClass }, () => fn(l)));
-const train = { sentiment: make(sentiment, ['Positive', 'Negative'], PER_CLASS * 2), emotion: make(emotion, EMOTIONS, PER_CLASS), cause: make(cause, PAIR_EMOTIONS, PER_CLASS) };
+const train = {
+  sentiment: make(sentiment, ['Positive', 'Negative'], PER_CLASS * 2),
+  emotion: make(emotion, EMOTIONS, PER_CLASS),
+  cause: make(cause, PAIR_EMOTIONS, PER_CLASS),
+};
 const test = {
   sentiment: make(sentiment, ['Positive', 'Negative'], Math.round(TEST_PER_TASK / 2)),
   emotion: make(emotion, EMOTIONS, Math.round(TEST_PER_TASK / 7)),
   pairs: make(cause, PAIR_EMOTIONS, Math.round(TEST_PER_TASK / 6)),
 };
-const write = (name, recs) => { const f = path.join(dir, name); fs.writeFileSync(f, JSON.stringify(recs, null, 1)); return f; };
+const write = (name, recs) => {
+  const f = path.join(dir, name);
+  fs.writeFileSync(f, JSON.stringify(recs, null, 1));
+  return f;
+};
 const stage1 = write('emt_data_first.json', shuffle([...train.sentiment, ...train.emotion]));
-const stage2 = write('emt_data_second.json', shuffle([...train.cause, ...train.sentiment.filter((_, i) => i % 3 === 0), ...train.emotion.filter((_, i) => i % 3 === 0)]));
+const stage2 = write(
+  'emt_data_second.json',
+  shuffle([...train.cause, ...train.sentiment.filter((_, i) => i % 3 === 0), ...train.emotion.filter((_, i) => i % 3 === 0)]),
+);
 const testFiles = Object.fromEntries(Object.entries(test).map(([k, v]) => [k, write(`${k}_test.json`, v)]));
-console.log(`media: ${clips.Positive.length + clips.Negative.length} clips, ${EMOTIONS.length * 4} pictures (ffmpeg); stage 1: ${train.sentiment.length + train.emotion.length} records, stage 2: ${JSON.parse(fs.readFileSync(stage2, 'utf8')).length}; test: ${Object.values(test).map((v) => v.length).join(' / ')}`);
+console.log(
+  `media: ${clips.Positive.length + clips.Negative.length} clips, ${EMOTIONS.length * 4} pictures (ffmpeg); stage 1: ${train.sentiment.length + train.emotion.length} records, stage 2: ${JSON.parse(fs.readFileSync(stage2, 'utf8')).length}; test: ${Object.values(
+    test,
+  )
+    .map((v) => v.length)
+    .join(' / ')}`,
+);
 
 // ---- the model: a tiny random InternVL2 (InternLM2 LLM, as EmoVerse-8B) and its tokenizer
 const tokenizer = await et.data.Tokenizer.fromFile(path.join(root, 'test', 'fixtures', 'm2se_internvl', 'tokenizer.json'));
 const vocab = tokenizer.vocabSize;
 const model = et.systems.m2se.InternVL.create({
-  vision_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, patch_size: 14, image_size: 56, qkv_bias: true,
-    qk_normalization: false, norm_type: 'layer_norm', drop_path_rate: 0 },
-  llm_config: { architectures: ['InternLM2ForCausalLM'], vocab_size: vocab, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, max_position_embeddings: 4096, rope_theta: 1000000, bos_token_id: 1, eos_token_id: 2, pad_token_id: 0, initializer_range: 0.15 },
-  downsample_ratio: 0.5, ps_version: 'v2', force_image_size: 56, template: 'internlm2-chat',
+  vision_config: {
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    patch_size: 14,
+    image_size: 56,
+    qkv_bias: true,
+    qk_normalization: false,
+    norm_type: 'layer_norm',
+    drop_path_rate: 0,
+  },
+  llm_config: {
+    architectures: ['InternLM2ForCausalLM'],
+    vocab_size: vocab,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 4096,
+    rope_theta: 1000000,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    pad_token_id: 0,
+    initializer_range: 0.15,
+  },
+  downsample_ratio: 0.5,
+  ps_version: 'v2',
+  force_image_size: 56,
+  template: 'internlm2-chat',
 });
 console.log(`InternVL2: ${model.numImageToken} image tokens per tile; ${model.parameters().reduce((a, p) => a + p.numel, 0)} parameters`);
 
@@ -124,25 +184,62 @@ async function evaluate(tag) {
     out[task] = task === 'pairs' ? { F1: r.micro.f1, WF1: r.weightedF1 } : { accuracy: r.accuracy, weightedF1: r.weightedF1 };
   }
   const f = (x) => x.toFixed(3);
-  console.log(`${tag.padEnd(14)} sentiment (from the video) acc ${f(out.sentiment.accuracy)} | emotion (from the picture) acc ${f(out.emotion.accuracy)} wF1 ${f(out.emotion.weightedF1)} | cause pairs F1 ${f(out.pairs.F1)}`);
+  console.log(
+    `${tag.padEnd(14)} sentiment (from the video) acc ${f(out.sentiment.accuracy)} | emotion (from the picture) acc ${f(out.emotion.accuracy)} wF1 ${f(out.emotion.weightedF1)} | cause pairs F1 ${f(out.pairs.F1)}`,
+  );
   return out;
 }
 console.log('chance: sentiment 0.5, emotion 1/7 = 0.143; a random model writes no label, so it starts at 0');
 const before = await evaluate('before');
 
-const args = { per_device_train_batch_size: 8, gradient_accumulation_steps: 1, learning_rate: 3e-3, warmup_ratio: 0.05, lr_scheduler_type: 'cosine', save_strategy: 'no', logging_steps: 10 };
-const lora = { r: 16, alpha: 32, dropout: 0 };   // targets: ms-swift's default for InternVL2 (every Linear of the LLM and mlp1)
+const args = {
+  per_device_train_batch_size: 8,
+  gradient_accumulation_steps: 1,
+  learning_rate: 3e-3,
+  warmup_ratio: 0.05,
+  lr_scheduler_type: 'cosine',
+  save_strategy: 'no',
+  logging_steps: 10,
+};
+const lora = { r: 16, alpha: 32, dropout: 0 }; // targets: ms-swift's default for InternVL2 (every Linear of the LLM and mlp1)
 const t0 = Date.now();
-const [r1] = await et.systems.m2se.m2seStages({ model, tokenizer, lora, outputDir: path.join(dir, 'runs'), stages: [{ datasets: [stage1], args: { ...args, num_train_epochs: EPOCHS1 } }] });
-const acc = (out) => JSON.parse(fs.readFileSync(path.join(out, 'log.jsonl'), 'utf8').trim().split('\n').filter((l) => l.includes('"acc"')).at(-1) ?? '{}').acc;
-console.log(`stage 1: ${r1.examples} examples, ${r1.globalStep} steps, training loss ${r1.trainingLoss.toFixed(3)}, last logged swift acc (sentence) ${acc(r1.outputDir)}`);
+const [r1] = await et.systems.m2se.m2seStages({
+  model,
+  tokenizer,
+  lora,
+  outputDir: path.join(dir, 'runs'),
+  stages: [{ datasets: [stage1], args: { ...args, num_train_epochs: EPOCHS1 } }],
+});
+const acc = (out) =>
+  JSON.parse(
+    fs
+      .readFileSync(path.join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .filter((l) => l.includes('"acc"'))
+      .at(-1) ?? '{}',
+  ).acc;
+console.log(
+  `stage 1: ${r1.examples} examples, ${r1.globalStep} steps, training loss ${r1.trainingLoss.toFixed(3)}, last logged swift acc (sentence) ${acc(r1.outputDir)}`,
+);
 const after1 = await evaluate('after stage 1');
-const [r2] = await et.systems.m2se.m2seStages({ model, tokenizer, outputDir: path.join(dir, 'runs-2'), stages: [{ datasets: [stage2], args: { ...args, num_train_epochs: EPOCHS2 } }] });
-console.log(`stage 2: ${r2.examples} examples, ${r2.globalStep} steps, training loss ${r2.trainingLoss.toFixed(3)}, last logged acc ${acc(r2.outputDir)} (${((Date.now() - t0) / 1000).toFixed(0)} s of training)`);
+const [r2] = await et.systems.m2se.m2seStages({
+  model,
+  tokenizer,
+  outputDir: path.join(dir, 'runs-2'),
+  stages: [{ datasets: [stage2], args: { ...args, num_train_epochs: EPOCHS2 } }],
+});
+console.log(
+  `stage 2: ${r2.examples} examples, ${r2.globalStep} steps, training loss ${r2.trainingLoss.toFixed(3)}, last logged acc ${acc(r2.outputDir)} (${((Date.now() - t0) / 1000).toFixed(0)} s of training)`,
+);
 const after2 = await evaluate('after stage 2');
 
 const above = after2.sentiment.accuracy > 0.5 && after2.emotion.accuracy > 1 / 7 && after2.pairs.F1 > before.pairs.F1;
-console.log(above ? 'after the two stages every task scores above chance: the video and picture tasks through the vision tower' : 'WARNING: some task is not above chance after training');
+console.log(
+  above
+    ? 'after the two stages every task scores above chance: the video and picture tasks through the vision tower'
+    : 'WARNING: some task is not above chance after training',
+);
 void after1;
 fs.rmSync(dir, { recursive: true, force: true });
 if (!above) process.exitCode = 1;

@@ -24,7 +24,9 @@ const train = batch(2048);
 const test = batch(512);
 
 const model = et.nn.Mlp.create({ sizes: [2 * DIM, 64, EMOTIONS.length], activation: 'gelu', dropout: 0.1 }, { device });
-const epochs = 10, batchSize = 64, steps = epochs * (train.x.shape[0] / batchSize);
+const epochs = 10,
+  batchSize = 64,
+  steps = epochs * (train.x.shape[0] / batchSize);
 const opt = new et.optim.AdamW(et.optim.decayGroups(model, 0.01), { lr: 3e-3 });
 const sched = new et.optim.LRScheduler(opt, et.optim.schedules.linearWarmupCosine({ warmupSteps: steps / 10, totalSteps: steps, peakLr: 3e-3 }));
 

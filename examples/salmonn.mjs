@@ -44,7 +44,8 @@ if (REAL) {
 } else {
   execFileSync(process.execPath, [path.join(root, 'scripts', 'make-sample-data.mjs'), dir, '--per-class', String(PER_CLASS)], { stdio: 'ignore' });
   ds = await et.data.SalmonnDataset.fromFile(path.join(dir, 'salmonn.json'), {
-    includeInputText: false, prompts: { task1_emotional_trajectory: 'Describe how the emotion of the speaker changes.' },
+    includeInputText: false,
+    prompts: { task1_emotional_trajectory: 'Describe how the emotion of the speaker changes.' },
   });
 }
 const items = [];
@@ -62,24 +63,56 @@ console.log(`${trainItems.length} training and ${evalItems.length} held-out dial
 let model;
 if (REAL) {
   const config = env.SALMONN_CONFIG ? JSON.parse(fs.readFileSync(env.SALMONN_CONFIG, 'utf8')) : {};
-  model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: env.SALMONN_WHISPER, beats: env.SALMONN_BEATS || null, llm: env.SALMONN_LLM,
-    checkpoint: env.SALMONN_CKPT || null, config: { max_txt_len: 512, ...config } });
+  model = await et.systems.salmonn.Salmonn.fromPretrained({
+    whisper: env.SALMONN_WHISPER,
+    beats: env.SALMONN_BEATS || null,
+    llm: env.SALMONN_LLM,
+    checkpoint: env.SALMONN_CKPT || null,
+    config: { max_txt_len: 512, ...config },
+  });
   if (et.cuda.isAvailable()) await model.to({ device: 'cuda' });
 } else {
   const tokenizer = await et.data.Tokenizer.fromFile(path.join(root, 'test', 'fixtures', 'tokenizers', 'llama', 'tokenizer.json'));
   const whisper = et.nn.WhisperEncoder.create({ d_model: 64, encoder_layers: 1, encoder_attention_heads: 2, encoder_ffn_dim: 128 });
-  const beats = et.nn.BeatsEncoder.create({ embed_dim: 32, encoder_embed_dim: 32, encoder_layers: 1, encoder_attention_heads: 2,
-    encoder_ffn_embed_dim: 64, conv_pos: 16, conv_pos_groups: 4, deep_norm: true, relative_position_embedding: true, gru_rel_pos: true,
-    dropout: 0, attention_dropout: 0 });
+  const beats = et.nn.BeatsEncoder.create({
+    embed_dim: 32,
+    encoder_embed_dim: 32,
+    encoder_layers: 1,
+    encoder_attention_heads: 2,
+    encoder_ffn_embed_dim: 64,
+    conv_pos: 16,
+    conv_pos_groups: 4,
+    deep_norm: true,
+    relative_position_embedding: true,
+    gru_rel_pos: true,
+    dropout: 0,
+    attention_dropout: 0,
+  });
   // Random toy weights need larger initial scales than the pretrained parts they stand for: with the
   // usual 0.02 the Q-Former's output hardly varies with the audio and the LLM's attention stays flat,
   // and nothing learns to listen (tried: emotion accuracy stays at chance).
-  const llm = et.nn.LlamaForCausalLM.create({ vocab_size: 1500, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
-    num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512, initializer_range: 0.15 });
-  model = new et.systems.salmonn.Salmonn({ whisper, beats, llm, tokenizer }, {
-    qformer: { hidden_size: 64, num_attention_heads: 2, intermediate_size: 128, initializer_range: 0.1 }, lora_rank: 16, lora_alpha: 32, lora_dropout: 0,
-    max_txt_len: 64, num_beams: 1, max_new_tokens: 48,
+  const llm = et.nn.LlamaForCausalLM.create({
+    vocab_size: 1500,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 512,
+    initializer_range: 0.15,
   });
+  model = new et.systems.salmonn.Salmonn(
+    { whisper, beats, llm, tokenizer },
+    {
+      qformer: { hidden_size: 64, num_attention_heads: 2, intermediate_size: 128, initializer_range: 0.1 },
+      lora_rank: 16,
+      lora_alpha: 32,
+      lora_dropout: 0,
+      max_txt_len: 64,
+      num_beams: 1,
+      max_new_tokens: 48,
+    },
+  );
   // A random LLaMA knows no words: let its output layer learn them too (a real Vicuna keeps it frozen).
   for (const [n, p] of model.llama_model.namedParameters()) if (n === 'lm_head.weight') p.requiresGrad = true;
 }
@@ -100,14 +133,32 @@ async function evaluate() {
     const out = await et.noGrad(() => amp(() => model.forward(dataCollator(part))));
     acc.update(out.logits, out.labels);
     lossSum += out.loss.item() * part.length;
-    answers.push(...(await amp(() => model.generate(part.map((x) => x.audio), part.map((x) => x.prompt)))));
+    answers.push(
+      ...(await amp(() =>
+        model.generate(
+          part.map((x) => x.audio),
+          part.map((x) => x.prompt),
+        ),
+      )),
+    );
   }
-  const seq = et.metrics.emotionSequenceAccuracy(answers, evalItems.map((x) => x.emotionSequence));
-  const rougeL = et.metrics.rouge(answers, evalItems.map((x) => x.target)).rougeL.fmeasure;
+  const seq = et.metrics.emotionSequenceAccuracy(
+    answers,
+    evalItems.map((x) => x.emotionSequence),
+  );
+  const rougeL = et.metrics.rouge(
+    answers,
+    evalItems.map((x) => x.target),
+  ).rougeL.fmeasure;
   model.train();
   return { loss: lossSum / evalItems.length, tokenAccuracy: acc.compute().accuracy, rougeL, emotionExact: seq.exact, emotionPosition: seq.position, answers };
 }
-const show = (m) => Object.fromEntries(Object.entries(m).filter(([k]) => k !== 'answers').map(([k, v]) => [k, Number(v.toFixed(3))]));
+const show = (m) =>
+  Object.fromEntries(
+    Object.entries(m)
+      .filter(([k]) => k !== 'answers')
+      .map(([k, v]) => [k, Number(v.toFixed(3))]),
+  );
 // chance for the per-position emotion: always answering the training set's most frequent emotion
 const counts = {};
 for (const x of trainItems) for (const e of x.emotionSequence) counts[e] = (counts[e] ?? 0) + 1;
@@ -120,14 +171,43 @@ console.log('before', show(before));
 // ---- training with the Trainer
 const out = path.join(dir, 'run');
 const trainer = new et.train.Trainer({
-  model, trainDataset: asDataset(trainItems), dataCollator,
+  model,
+  trainDataset: asDataset(trainItems),
+  dataCollator,
   args: REAL
-    ? { output_dir: out, max_steps: STEPS, per_device_train_batch_size: 2, gradient_accumulation_steps: 4, learning_rate: 3e-5, weight_decay: 0.05,
-      warmup_steps: Math.min(3000, Math.ceil(STEPS / 10)), lr_scheduler_type: 'cosine_with_min_lr', lr_scheduler_kwargs: { min_lr: 1e-5 }, logging_steps: 10, save_strategy: 'no', report_to: [], seed: 0, bf16: gpu }
-    : { output_dir: out, max_steps: STEPS, per_device_train_batch_size: 4, learning_rate: 3e-3, weight_decay: 0.01,
-      warmup_steps: 10, lr_scheduler_type: 'linear', logging_steps: 10, save_strategy: 'no', report_to: [], seed: 0 },
+    ? {
+        output_dir: out,
+        max_steps: STEPS,
+        per_device_train_batch_size: 2,
+        gradient_accumulation_steps: 4,
+        learning_rate: 3e-5,
+        weight_decay: 0.05,
+        warmup_steps: Math.min(3000, Math.ceil(STEPS / 10)),
+        lr_scheduler_type: 'cosine_with_min_lr',
+        lr_scheduler_kwargs: { min_lr: 1e-5 },
+        logging_steps: 10,
+        save_strategy: 'no',
+        report_to: [],
+        seed: 0,
+        bf16: gpu,
+      }
+    : {
+        output_dir: out,
+        max_steps: STEPS,
+        per_device_train_batch_size: 4,
+        learning_rate: 3e-3,
+        weight_decay: 0.01,
+        warmup_steps: 10,
+        lr_scheduler_type: 'linear',
+        logging_steps: 10,
+        save_strategy: 'no',
+        report_to: [],
+        seed: 0,
+      },
 });
-trainer.on('log', (r) => { if (r.loss !== undefined) console.log(`step ${r.step} loss ${r.loss.toFixed(4)} lr ${r.learning_rate.toExponential(2)}`); });
+trainer.on('log', (r) => {
+  if (r.loss !== undefined) console.log(`step ${r.step} loss ${r.loss.toFixed(4)} lr ${r.learning_rate.toExponential(2)}`);
+});
 const t0 = Date.now();
 await trainer.train();
 console.log(`trained ${STEPS} steps in ${((Date.now() - t0) / 1000).toFixed(0)} s`);

@@ -37,23 +37,59 @@ const colour = { surprise: 'yellow', fear: 'purple', sadness: 'blue', neutral: '
 const t0 = Date.now();
 for (const it of items0) {
   const k = et.systems.semeval.languageBindLabel(it.emotion);
-  execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', `color=c=${colour[it.emotion]}:s=96x64:r=10:d=1.5`, '-f', 'lavfi', '-i', `sine=frequency=${300 + 150 * k}:duration=1.5`,
-    '-shortest', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-y', path.join(videoDir, it.videoName)]);
+  execFileSync('ffmpeg', [
+    '-v',
+    'error',
+    '-f',
+    'lavfi',
+    '-i',
+    `color=c=${colour[it.emotion]}:s=96x64:r=10:d=1.5`,
+    '-f',
+    'lavfi',
+    '-i',
+    `sine=frequency=${300 + 150 * k}:duration=1.5`,
+    '-shortest',
+    '-c:v',
+    'libx264',
+    '-preset',
+    'ultrafast',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:a',
+    'aac',
+    '-y',
+    path.join(videoDir, it.videoName),
+  ]);
 }
 console.log(`made ${items0.length} clips in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
 // 2. Tiny random towers saved as LanguageBind folders (the released layout: config.json with
 //    architectures ["CLIPModel"], weights, the CLIP tokenizer files).
-const text = { vocab_size: 49408, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 77, hidden_act: 'gelu', eos_token_id: 2 };
+const text = {
+  vocab_size: 49408,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  max_position_embeddings: 77,
+  hidden_act: 'gelu',
+  eos_token_id: 2,
+};
 const vision = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, image_size: 224, patch_size: 32, hidden_act: 'gelu' };
 const tokenizerDir = path.join(here, '..', 'test', 'fixtures', 'clip_tokenizer', 'languagebind');
 async function releaseFolder(name, visionExtra) {
   const dir = path.join(work, name);
   fs.mkdirSync(dir);
   const config = { projection_dim: 64, logit_scale_init_value: 2.6592, text_config: text, vision_config: { ...vision, ...visionExtra } };
-  const model = et.nn.ClipModel.create({ ...config, vision_config: { ...config.vision_config, image_size: visionExtra.num_mel_bins ? [visionExtra.num_mel_bins, visionExtra.target_length] : 224 } });
+  const model = et.nn.ClipModel.create({
+    ...config,
+    vision_config: { ...config.vision_config, image_size: visionExtra.num_mel_bins ? [visionExtra.num_mel_bins, visionExtra.target_length] : 224 },
+  });
   await model.save(path.join(dir, 'model.safetensors'));
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ architectures: ['CLIPModel'], model_type: name.includes('Video') ? 'LanguageBindVideo' : 'LanguageBindAudio', ...config }, null, 2));
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify({ architectures: ['CLIPModel'], model_type: name.includes('Video') ? 'LanguageBindVideo' : 'LanguageBindAudio', ...config }, null, 2),
+  );
   for (const f of fs.readdirSync(tokenizerDir)) fs.copyFileSync(path.join(tokenizerDir, f), path.join(dir, f));
   return dir;
 }
@@ -66,30 +102,57 @@ const modalities = ['video', 'audio', 'language'];
 const lb = await et.systems.semeval.LanguageBind.fromPretrained({ video: videoFolder, audio: audioFolder });
 const t1 = Date.now();
 const files = await et.systems.semeval.languageBindEmbeddings(lb, items0, {
-  videoDir, tokenizer, modalities, outDir: path.join(work, 'cache'), audio: { chunks: 'first' },
-  onProgress: (done, total) => { if (done === total) console.log(`embedded ${total} utterances (video, audio, language) in ${((Date.now() - t1) / 1000).toFixed(1)} s`); },
+  videoDir,
+  tokenizer,
+  modalities,
+  outDir: path.join(work, 'cache'),
+  audio: { chunks: 'first' },
+  onProgress: (done, total) => {
+    if (done === total) console.log(`embedded ${total} utterances (video, audio, language) in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
+  },
 });
 const ds = await et.data.EcfDataset.fromFile(path.join(dataDir, 'ecf.json'), { features: { files, order: modalities } });
 const items = await Promise.all([...Array(ds.length).keys()].map((i) => ds.get(i)));
 const held = new Set(ds.conversations.filter((_, i) => i % 4 === 0).map((c) => c.id));
-const subset = (keep) => { const xs = items.filter(keep); return { length: xs.length, get: (i) => xs[i] }; };
-const train = subset((it) => !held.has(it.conversationId)), test = subset((it) => held.has(it.conversationId));
+const subset = (keep) => {
+  const xs = items.filter(keep);
+  return { length: xs.length, get: (i) => xs[i] };
+};
+const train = subset((it) => !held.has(it.conversationId)),
+  test = subset((it) => held.has(it.conversationId));
 
 const head = et.systems.semeval.LanguageBindClassifier.create({ modalities, embedDim: 64 });
 const perEpoch = [];
 const trainer = new et.train.Trainer({
-  model: head, trainDataset: train, evalDataset: test,
+  model: head,
+  trainDataset: train,
+  evalDataset: test,
   dataCollator: (xs) => et.systems.semeval.languageBindCachedCollate(xs),
   computeMetrics: et.systems.semeval.languageBindMetrics,
   // the team's arguments; a larger learning rate than HF's default 5e-5 for 20 epochs of a few dozen items
-  args: { ...et.systems.semeval.LANGUAGEBIND_SEMEVAL_ARGS, num_train_epochs: 20, gradient_accumulation_steps: 1, learning_rate: 5e-2, output_dir: path.join(work, 'run'), disable_tqdm: true, report_to: 'none' },
+  args: {
+    ...et.systems.semeval.LANGUAGEBIND_SEMEVAL_ARGS,
+    num_train_epochs: 20,
+    gradient_accumulation_steps: 1,
+    learning_rate: 5e-2,
+    output_dir: path.join(work, 'run'),
+    disable_tqdm: true,
+    report_to: 'none',
+  },
   callbacks: [{ onEvaluate: (_ctx, metrics) => perEpoch.push(metrics.eval_weighted_f1) }],
 });
 const before = await trainer.evaluate();
 await trainer.train();
 const after = await trainer.evaluate();
-console.log(`frozen towers + cache, ${train.length} train / ${test.length} test utterances: weighted F1 ${before.eval_weighted_f1.toFixed(3)} -> ${after.eval_weighted_f1.toFixed(3)} (macro ${after.eval_macro_f1.toFixed(3)}; chance ≈ ${(1 / 7).toFixed(3)})`);
-console.log(`  weighted F1 per epoch: ${perEpoch.slice(1, -1).map((f) => f.toFixed(2)).join(' ')}`);
+console.log(
+  `frozen towers + cache, ${train.length} train / ${test.length} test utterances: weighted F1 ${before.eval_weighted_f1.toFixed(3)} -> ${after.eval_weighted_f1.toFixed(3)} (macro ${after.eval_macro_f1.toFixed(3)}; chance ≈ ${(1 / 7).toFixed(3)})`,
+);
+console.log(
+  `  weighted F1 per epoch: ${perEpoch
+    .slice(1, -1)
+    .map((f) => f.toFixed(2))
+    .join(' ')}`,
+);
 
 // Subtask 2 with the self-cause baseline on the predicted emotions, as a CodaLab submission.
 const testItems = items.filter((it) => held.has(it.conversationId));
@@ -101,7 +164,13 @@ console.log(`  wrote ${submission}`);
 
 // 4. LoRA on the video tower (r 8 on temporal_attn, as LanguageBind's own LoRA), trained end to end.
 const lbLora = await et.systems.semeval.LanguageBind.fromPretrained({ video: videoFolder, audio: audioFolder });
-const loraLayers = et.nn.applyLora(lbLora.towers.video, { r: 8, alpha: 16, targetModules: ['temporal_attn.q_proj', 'temporal_attn.k_proj', 'temporal_attn.v_proj', 'temporal_attn.out_proj'].flatMap((t) => [0, 1].map((l) => `vision_model.encoder.layers.${l}.${t}`)) });
+const loraLayers = et.nn.applyLora(lbLora.towers.video, {
+  r: 8,
+  alpha: 16,
+  targetModules: ['temporal_attn.q_proj', 'temporal_attn.k_proj', 'temporal_attn.v_proj', 'temporal_attn.out_proj'].flatMap((t) =>
+    [0, 1].map((l) => `vision_model.encoder.layers.${l}.${t}`),
+  ),
+});
 lbLora.towers.audio.freeze();
 lbLora.language.freeze();
 const model = et.systems.semeval.LanguageBindClassifier.create({ modalities, binder: lbLora });
@@ -109,10 +178,21 @@ console.log(`LoRA: ${loraLayers.length} layers wrapped, ${model.numParameters(tr
 const rawTrain = { length: train.length, get: (i) => train.get(i) };
 const t2 = Date.now();
 const lora = new et.train.Trainer({
-  model, trainDataset: rawTrain, evalDataset: test,
+  model,
+  trainDataset: rawTrain,
+  evalDataset: test,
   dataCollator: (xs) => et.systems.semeval.languageBindCollate(xs, { videoDir, modalities, tokenizer, audio: { chunks: 'first' } }),
   computeMetrics: et.systems.semeval.languageBindMetrics,
-  args: { ...et.systems.semeval.LANGUAGEBIND_SEMEVAL_ARGS, num_train_epochs: 1, gradient_accumulation_steps: 1, learning_rate: 5e-3, save_strategy: 'no', output_dir: path.join(work, 'lora'), disable_tqdm: true, report_to: 'none' },
+  args: {
+    ...et.systems.semeval.LANGUAGEBIND_SEMEVAL_ARGS,
+    num_train_epochs: 1,
+    gradient_accumulation_steps: 1,
+    learning_rate: 5e-3,
+    save_strategy: 'no',
+    output_dir: path.join(work, 'lora'),
+    disable_tqdm: true,
+    report_to: 'none',
+  },
 });
 await lora.train();
 const m = await lora.evaluate();

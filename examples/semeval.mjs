@@ -30,7 +30,15 @@ const macroF1 = ({ predictions, labelIds }) => {
   const keep = labelIds.ne(-100);
   return { macro_f1: et.metrics.f1(predictions.argmax(-1).index(keep), labelIds.index(keep), { average: 'macro', labels: [0, 1, 2, 3, 4, 5, 6] }) };
 };
-const seedArgs = { num_train_epochs: 10, per_device_train_batch_size: 4, gradient_accumulation_steps: 16, eval_strategy: 'epoch', save_strategy: 'epoch', save_total_limit: 1, optim: 'adamw_hf' };
+const seedArgs = {
+  num_train_epochs: 10,
+  per_device_train_batch_size: 4,
+  gradient_accumulation_steps: 16,
+  eval_strategy: 'epoch',
+  save_strategy: 'epoch',
+  save_total_limit: 1,
+  optim: 'adamw_hf',
+};
 const common = { disable_tqdm: true, report_to: 'none', use_cpu: true };
 const outDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'semeval-'));
 
@@ -39,12 +47,18 @@ for (const order of [['text'], ['audio'], ['text', 'audio']]) {
   // Split by conversation: every 4th conversation is held out.
   const held = new Set(ds.conversations.filter((_, i) => i % 4 === 0).map((c) => c.id));
   const items = await Promise.all([...Array(ds.length).keys()].map((i) => ds.get(i)));
-  const subset = (keep) => { const xs = items.filter(keep); return { length: xs.length, get: (i) => xs[i] }; };
-  const train = subset((it) => !held.has(it.conversationId)), test = subset((it) => held.has(it.conversationId));
+  const subset = (keep) => {
+    const xs = items.filter(keep);
+    return { length: xs.length, get: (i) => xs[i] };
+  };
+  const train = subset((it) => !held.has(it.conversationId)),
+    test = subset((it) => held.has(it.conversationId));
   const dims = Object.fromEntries(order.map((m) => [m, ds.featureSize / order.length]));
   const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities: dims });
   const trainer = new et.train.Trainer({
-    model, trainDataset: train, evalDataset: test,
+    model,
+    trainDataset: train,
+    evalDataset: test,
     dataCollator: (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs),
     computeMetrics: macroF1,
     args: { ...seedArgs, ...common, output_dir: outDir(), learning_rate: 5e-2 },
@@ -52,7 +66,9 @@ for (const order of [['text'], ['audio'], ['text', 'audio']]) {
   const before = await trainer.evaluate();
   await trainer.train();
   const after = await trainer.evaluate();
-  console.log(`seed     ${order.join('+').padEnd(10)} ${train.length} train / ${test.length} test utterances: macro F1 ${before.eval_macro_f1.toFixed(3)} -> ${after.eval_macro_f1.toFixed(3)}`);
+  console.log(
+    `seed     ${order.join('+').padEnd(10)} ${train.length} train / ${test.length} test utterances: macro F1 ${before.eval_macro_f1.toFixed(3)} -> ${after.eval_macro_f1.toFixed(3)}`,
+  );
 
   if (order.length < 2) continue;
   // Subtask 2 (emotion-cause pairs) with the self-cause baseline on the predicted emotions: the
@@ -68,18 +84,33 @@ for (const order of [['text'], ['audio'], ['text', 'audio']]) {
   // Beyond the seed, on the same split: a 1-layer transformer over each conversation's utterances
   // with utterance-position and speaker embeddings (whole conversations per batch).
   const convs = et.systems.semeval.ConcatFusionClassifier.groupConversations(items);
-  const csubset = (keep) => { const xs = convs.filter((c) => keep(c[0])); return { length: xs.length, get: (i) => xs[i] }; };
+  const csubset = (keep) => {
+    const xs = convs.filter((c) => keep(c[0]));
+    return { length: xs.length, get: (i) => xs[i] };
+  };
   const ctx = et.systems.semeval.ConcatFusionClassifier.create({ modalities: dims, context: { hidden_size: 32, num_attention_heads: 4, num_speakers: 2 } });
   const ctrainer = new et.train.Trainer({
-    model: ctx, trainDataset: csubset((it) => !held.has(it.conversationId)), evalDataset: csubset((it) => held.has(it.conversationId)),
+    model: ctx,
+    trainDataset: csubset((it) => !held.has(it.conversationId)),
+    evalDataset: csubset((it) => held.has(it.conversationId)),
     dataCollator: (cs) => et.systems.semeval.ConcatFusionClassifier.collateConversations(cs),
     computeMetrics: macroF1,
-    args: { ...common, output_dir: outDir(), num_train_epochs: 30, per_device_train_batch_size: 4, eval_strategy: 'epoch', save_strategy: 'no', learning_rate: 3e-3 },
+    args: {
+      ...common,
+      output_dir: outDir(),
+      num_train_epochs: 30,
+      per_device_train_batch_size: 4,
+      eval_strategy: 'epoch',
+      save_strategy: 'no',
+      learning_rate: 3e-3,
+    },
   });
   const cb = await ctrainer.evaluate();
   await ctrainer.train();
   const ca = await ctrainer.evaluate();
-  console.log(`context  ${order.join('+').padEnd(10)} same split, whole conversations:          macro F1 ${cb.eval_macro_f1.toFixed(3)} -> ${ca.eval_macro_f1.toFixed(3)}`);
+  console.log(
+    `context  ${order.join('+').padEnd(10)} same split, whole conversations:          macro F1 ${cb.eval_macro_f1.toFixed(3)} -> ${ca.eval_macro_f1.toFixed(3)}`,
+  );
 }
 console.log('(the seed rows use the seed args as they are, except learning_rate 5e-2 for these 16-d embeddings and a tiny set; chance macro F1 is about 0.14)');
 
@@ -93,34 +124,70 @@ console.log('(the seed rows use the seed args as they are, except learning_rate 
   const held = new Set(ds.conversations.filter((_, i) => i % 4 === 0).map((c) => c.id));
   const items = await Promise.all([...Array(ds.length).keys()].map((i) => ds.get(i)));
   const words = (t) => t.toLowerCase().split(/\s+/).filter(Boolean);
-  const vocab = new Map();  // <s> 0, <pad> 1, </s> 2, then the words
+  const vocab = new Map(); // <s> 0, <pad> 1, </s> 2, then the words
   for (const it of items) for (const w of words(it.text)) if (!vocab.has(w)) vocab.set(w, 3 + vocab.size);
   const tokenIds = (it) => [0, ...words(it.text).map((w) => vocab.get(w)), 2];
-  const encoder = () => { et.manualSeed(0); return et.nn.RobertaModel.create({ vocab_size: 3 + vocab.size, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 40 }, { addPoolingLayer: false }); };
+  const encoder = () => {
+    et.manualSeed(0);
+    return et.nn.RobertaModel.create(
+      { vocab_size: 3 + vocab.size, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 40 },
+      { addPoolingLayer: false },
+    );
+  };
   const args = { ...common, num_train_epochs: 20, per_device_train_batch_size: 4, eval_strategy: 'no', save_strategy: 'no', learning_rate: 1e-2 };
   const run = async (name, model, withFeatures, collate) => {
     const t0 = performance.now();
-    const subset = (keep) => { const xs = items.filter(keep).map(withFeatures); return { length: xs.length, get: (i) => xs[i] }; };
+    const subset = (keep) => {
+      const xs = items.filter(keep).map(withFeatures);
+      return { length: xs.length, get: (i) => xs[i] };
+    };
     const trainer = new et.train.Trainer({
-      model, trainDataset: subset((it) => !held.has(it.conversationId)), evalDataset: subset((it) => held.has(it.conversationId)),
-      dataCollator: collate, computeMetrics: macroF1, args: { ...args, output_dir: outDir() },
+      model,
+      trainDataset: subset((it) => !held.has(it.conversationId)),
+      evalDataset: subset((it) => held.has(it.conversationId)),
+      dataCollator: collate,
+      computeMetrics: macroF1,
+      args: { ...args, output_dir: outDir() },
     });
     const before = await trainer.evaluate();
     await trainer.train();
     const after = await trainer.evaluate();
-    const trainable = model.parameters().filter((p) => p.requiresGrad).reduce((n, p) => n + p.numel, 0);
-    console.log(`${name} macro F1 ${before.eval_macro_f1.toFixed(3)} -> ${after.eval_macro_f1.toFixed(3)} (${trainable} trained parameters, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    const trainable = model
+      .parameters()
+      .filter((p) => p.requiresGrad)
+      .reduce((n, p) => n + p.numel, 0);
+    console.log(
+      `${name} macro F1 ${before.eval_macro_f1.toFixed(3)} -> ${after.eval_macro_f1.toFixed(3)} (${trainable} trained parameters, ${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    );
   };
   const frozen = encoder().eval();
-  const cache = await et.systems.semeval.embedUtterances(items.map((it) => `${it.conversationId}_${it.utteranceId}`), async (idx) => {
-    const b = et.systems.semeval.ConcatFusionClassifier.collate(idx.map((i) => items[i]), { tokenIds });
-    const { lastHiddenState } = await frozen.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask });
-    return { lastHiddenState, attentionMask: b.attentionMask };
-  }, { cacheFile: path.join(outDir(), 'roberta_text.safetensors') });
-  await run('text encoder, cached   ', et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 32 } }),
-    (it) => ({ ...it, features: cache.get(`${it.conversationId}_${it.utteranceId}`) }), (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs));
-  await run('text encoder, LoRA      ', et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 32 }, textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } } }),
-    (it) => it, (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs, { tokenIds }));
+  const cache = await et.systems.semeval.embedUtterances(
+    items.map((it) => `${it.conversationId}_${it.utteranceId}`),
+    async (idx) => {
+      const b = et.systems.semeval.ConcatFusionClassifier.collate(
+        idx.map((i) => items[i]),
+        { tokenIds },
+      );
+      const { lastHiddenState } = await frozen.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask });
+      return { lastHiddenState, attentionMask: b.attentionMask };
+    },
+    { cacheFile: path.join(outDir(), 'roberta_text.safetensors') },
+  );
+  await run(
+    'text encoder, cached   ',
+    et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 32 } }),
+    (it) => ({ ...it, features: cache.get(`${it.conversationId}_${it.utteranceId}`) }),
+    (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs),
+  );
+  await run(
+    'text encoder, LoRA      ',
+    et.systems.semeval.ConcatFusionClassifier.create({
+      modalities: { text: 32 },
+      textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } },
+    }),
+    (it) => it,
+    (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs, { tokenIds }),
+  );
 
   // The same with an audio encoder as well: each sample utterance is voiced by one of the sample
   // clips of its emotion (wav/<emotion>_<k>.wav); a tiny random-weight WavLM (with a real
@@ -134,13 +201,26 @@ console.log('(the seed rows use the seed args as they are, except learning_rate 
   }
   et.manualSeed(0);
   const wavlm = et.nn.WavLMModel.create({
-    conv_dim: [32, 32, 32], conv_kernel: [10, 8, 4], conv_stride: [5, 8, 4], hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2,
-    intermediate_size: 64, num_conv_pos_embeddings: 16, num_conv_pos_embedding_groups: 4, num_buckets: 32, max_bucket_distance: 64,
+    conv_dim: [32, 32, 32],
+    conv_kernel: [10, 8, 4],
+    conv_stride: [5, 8, 4],
+    hidden_size: 32,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    intermediate_size: 64,
+    num_conv_pos_embeddings: 16,
+    num_conv_pos_embedding_groups: 4,
+    num_buckets: 32,
+    max_bucket_distance: 64,
   });
-  await run('text + audio, both LoRA ', et.systems.semeval.ConcatFusionClassifier.create({
-    modalities: { text: 32, audio: 32 },
-    textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } },
-    audioEncoder: { model: wavlm, lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] } },
-  }), (it) => it, (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs, { tokenIds, waveform: (it) => clipOf.get(it) }));
+  await run(
+    'text + audio, both LoRA ',
+    et.systems.semeval.ConcatFusionClassifier.create({
+      modalities: { text: 32, audio: 32 },
+      textEncoder: { model: encoder(), lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['query', 'value'] } },
+      audioEncoder: { model: wavlm, lora: { r: 8, alpha: 16, dropout: 0.1, targetModules: ['q_proj', 'v_proj'] } },
+    }),
+    (it) => it,
+    (xs) => et.systems.semeval.ConcatFusionClassifier.collate(xs, { tokenIds, waveform: (it) => clipOf.get(it) }),
+  );
 }
-

@@ -27,22 +27,48 @@ et.manualSeed(0);
 const device = et.cuda.isAvailable() ? 'cuda' : 'cpu';
 
 // A tiny SPECTRA: WavLM (7 conv layers, 320× downsampling) + RoBERTa + 1 fused layer, width 32.
-const tiny = (task) => et.systems.spectra.Spectra.create({
-  task,
-  audio: { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, conv_dim: [32, 32, 32, 32, 32, 32, 32],
-    num_conv_pos_embeddings: 16, num_conv_pos_embedding_groups: 4, num_buckets: 32, max_bucket_distance: 64, max_length: 12000 },
-  text: { vocab_size: 256, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 130, max_length: 64 },
-}, { device });
+const tiny = (task) =>
+  et.systems.spectra.Spectra.create(
+    {
+      task,
+      audio: {
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 64,
+        conv_dim: [32, 32, 32, 32, 32, 32, 32],
+        num_conv_pos_embeddings: 16,
+        num_conv_pos_embedding_groups: 4,
+        num_buckets: 32,
+        max_bucket_distance: 64,
+        max_length: 12000,
+      },
+      text: {
+        vocab_size: 256,
+        hidden_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 2,
+        intermediate_size: 64,
+        max_position_embeddings: 130,
+        max_length: 64,
+      },
+    },
+    { device },
+  );
 
 // Deterministic split: every 4th item is held out.
 const split = (ds) => {
-  const pick = (keep) => { const idx = [...Array(ds.length).keys()].filter(keep); return { length: idx.length, get: (i) => ds.get(idx[i]) }; };
+  const pick = (keep) => {
+    const idx = [...Array(ds.length).keys()].filter(keep);
+    return { length: idx.length, get: (i) => ds.get(idx[i]) };
+  };
   return [pick((i) => i % 4 !== 0), pick((i) => i % 4 === 0)];
 };
 
 async function score(model, ds, task, collate) {
   model.eval();
-  const logits = [], labels = [];
+  const logits = [],
+    labels = [];
   for (let s = 0; s < ds.length; s += 8) {
     const items = await Promise.all([...Array(Math.min(8, ds.length - s)).keys()].map((i) => ds.get(s + i)));
     const batch = et.systems.spectra.Spectra.collate(items, { ...collate, device });
@@ -52,9 +78,15 @@ async function score(model, ds, task, collate) {
   return et.systems.spectra.spectraMetrics(task)({ predictions: et.cat(logits, 0), labelIds: et.cat(labels, 0) });
 }
 
-const show = (m) => Object.entries(m).map(([k, v]) => `${k} ${Number.isFinite(v) ? v.toFixed(3) : v}`).join(', ');
+const show = (m) =>
+  Object.entries(m)
+    .map(([k, v]) => `${k} ${Number.isFinite(v) ? v.toFixed(3) : v}`)
+    .join(', ');
 
-for (const [task, file, epochs, lr] of [['iemocap', 'spectra_iemocap.pkl', 20, 3e-3], ['mosi', 'spectra_mosi.pkl', 12, 1e-3]]) {
+for (const [task, file, epochs, lr] of [
+  ['iemocap', 'spectra_iemocap.pkl', 20, 3e-3],
+  ['mosi', 'spectra_mosi.pkl', 12, 1e-3],
+]) {
   const ds = await et.data.SpectraDataset.fromFile(path.join(dataDir, file), { task });
   const [train, test] = split(ds);
   const model = tiny(task);
@@ -63,9 +95,22 @@ for (const [task, file, epochs, lr] of [['iemocap', 'spectra_iemocap.pkl', 20, 3
   console.log('  before:', show(await score(model, test, task, collate)));
   const t0 = Date.now();
   const { output } = await et.systems.spectra.Spectra.finetune({
-    task, model, train, eval: test, collate,
-    args: { output_dir: fs.mkdtempSync(path.join(os.tmpdir(), `spectra-${task}-`)), per_device_train_batch_size: 8, per_device_eval_batch_size: 8,
-      num_train_epochs: epochs, learning_rate: lr, logging_steps: 10, disable_tqdm: true, report_to: 'none', use_cpu: device === 'cpu' },
+    task,
+    model,
+    train,
+    eval: test,
+    collate,
+    args: {
+      output_dir: fs.mkdtempSync(path.join(os.tmpdir(), `spectra-${task}-`)),
+      per_device_train_batch_size: 8,
+      per_device_eval_batch_size: 8,
+      num_train_epochs: epochs,
+      learning_rate: lr,
+      logging_steps: 10,
+      disable_tqdm: true,
+      report_to: 'none',
+      use_cpu: device === 'cpu',
+    },
   });
   console.log(`  trained ${output.globalStep} steps in ${((Date.now() - t0) / 1000).toFixed(1)} s, final train loss ${output.trainingLoss.toFixed(3)}`);
   console.log('  after: ', show(await score(model, test, task, collate)));

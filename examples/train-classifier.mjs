@@ -18,10 +18,15 @@ console.log(`emotorch ${et.versions.emotorch} on libtorch ${et.versions.libtorch
 // 1. Data: the sample ECF conversations with 16-dim text and audio embeddings per utterance.
 const made = spawnSync(process.execPath, [path.join(here, '..', 'scripts', 'make-sample-data.mjs'), dataDir, '--per-class', '16'], { encoding: 'utf8' });
 if (made.status !== 0) throw new Error(made.stderr);
-const ecf = await et.data.EcfDataset.fromFile(path.join(dataDir, 'ecf.json'), { features: { files: { text: 'ecf_text.safetensors', audio: 'ecf_audio.safetensors' } } });
+const ecf = await et.data.EcfDataset.fromFile(path.join(dataDir, 'ecf.json'), {
+  features: { files: { text: 'ecf_text.safetensors', audio: 'ecf_audio.safetensors' } },
+});
 const items = [];
 for await (const u of ecf) if (u.label >= 0) items.push({ features: u.features, label: u.label });
-const split = (keep) => { const xs = items.filter((_, i) => keep(i)); return { length: xs.length, get: (i) => xs[i] }; };
+const split = (keep) => {
+  const xs = items.filter((_, i) => keep(i));
+  return { length: xs.length, get: (i) => xs[i] };
+};
 const trainSet = split((i) => i % 5 !== 0);
 const evalSet = split((i) => i % 5 === 0);
 
@@ -38,25 +43,51 @@ class Classifier extends et.nn.Module {
 }
 const dataCollator = (batch) => ({
   features: et.tensor(Float32Array.from(batch.flatMap((x) => [...x.features])), { shape: [batch.length, ecf.featureSize] }),
-  labels: et.data.stackNumbers(batch.map((x) => x.label), { dtype: 'int64' }),
+  labels: et.data.stackNumbers(
+    batch.map((x) => x.label),
+    { dtype: 'int64' },
+  ),
 });
 const computeMetrics = ({ predictions, labelIds }) => ({ accuracy: predictions.argmax(-1).eq(labelIds).float().mean().item() });
 
 // 3. The Trainer, with the SemEval experiment's TrainingArguments where they apply.
 et.manualSeed(0);
 const trainer = new et.train.Trainer({
-  model: new Classifier(), trainDataset: trainSet, evalDataset: evalSet, dataCollator, computeMetrics,
+  model: new Classifier(),
+  trainDataset: trainSet,
+  evalDataset: evalSet,
+  dataCollator,
+  computeMetrics,
   callbacks: [new et.train.EarlyStoppingCallback({ patience: 3 })],
-  handleSigint: true,  // Ctrl-C: finish the step, save a checkpoint, stop
+  handleSigint: true, // Ctrl-C: finish the step, save a checkpoint, stop
   args: {
-    output_dir: out, num_train_epochs: 15, per_device_train_batch_size: 16, per_device_eval_batch_size: 32,
-    learning_rate: 3e-3, weight_decay: 0.01, warmup_ratio: 0.1, lr_scheduler_type: 'cosine', logging_steps: 5,
-    eval_strategy: 'epoch', save_strategy: 'epoch', save_total_limit: 2, load_best_model_at_end: true,
-    report_to: ['tensorboard'], seed: 0,  // best model by eval loss (the default metric)
+    output_dir: out,
+    num_train_epochs: 15,
+    per_device_train_batch_size: 16,
+    per_device_eval_batch_size: 32,
+    learning_rate: 3e-3,
+    weight_decay: 0.01,
+    warmup_ratio: 0.1,
+    lr_scheduler_type: 'cosine',
+    logging_steps: 5,
+    eval_strategy: 'epoch',
+    save_strategy: 'epoch',
+    save_total_limit: 2,
+    load_best_model_at_end: true,
+    report_to: ['tensorboard'],
+    seed: 0, // best model by eval loss (the default metric)
   },
 });
 const result = await trainer.train();
 const final = await trainer.evaluate();
-console.log(`stopped: ${result.stopReason} after ${result.globalStep} steps; best eval loss ${trainer.state.best_metric} at ${trainer.state.best_model_checkpoint}`);
+console.log(
+  `stopped: ${result.stopReason} after ${result.globalStep} steps; best eval loss ${trainer.state.best_metric} at ${trainer.state.best_model_checkpoint}`,
+);
 console.log(`restored best model: eval accuracy ${final.eval_accuracy.toFixed(3)}, eval loss ${final.eval_loss.toFixed(4)}`);
-console.log(`files: ${fs.readdirSync(out).filter((f) => f !== 'data').sort().join(', ')}`);
+console.log(
+  `files: ${fs
+    .readdirSync(out)
+    .filter((f) => f !== 'data')
+    .sort()
+    .join(', ')}`,
+);

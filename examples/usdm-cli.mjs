@@ -23,12 +23,24 @@ const t0 = Date.now();
 const secs = () => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
 et.manualSeed(0);
 let seed = 7;
-const rand = () => { seed = (seed + 0x6d2b79f5) | 0; let t = seed; t = Math.imul(t ^ (t >>> 15), t | 1); t ^= t + Math.imul(t ^ (t >>> 7), t | 61); return ((t ^ (t >>> 14)) >>> 0) / 4294967296; };
+const rand = () => {
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = seed;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+};
 
 function emotorch(...args) {
   console.log(`$ npx emotorch ${args.map((a) => (a.startsWith(root) ? `…${a.slice(root.length)}` : a)).join(' ')}`);
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const show = (s) => s.trim().split('\n').filter(Boolean).slice(-3).forEach((l) => console.log(`  ${l.length > 160 ? `${l.slice(0, 160)}…` : l}`));
+  const show = (s) =>
+    s
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .slice(-3)
+      .forEach((l) => console.log(`  ${l.length > 160 ? `${l.slice(0, 160)}…` : l}`));
   show(r.stderr);
   show(r.stdout);
   if (r.status !== 0) throw new Error(`emotorch ${args[0]} ${args[1]} exited ${r.status}`);
@@ -37,7 +49,8 @@ function emotorch(...args) {
 
 // ---- a DailyTalk-shaped folder: 8 dialogues of 4 turns, speakers alternating; each word a tone
 const WORDS = ['hello', 'hi', 'how', 'are', 'you', 'fine', 'thanks', 'good', 'night', 'sleep', 'well', 'see', 'soon', 'bye'];
-const data = path.join(root, 'dailytalk', 'data'), raw = path.join(root, 'dailytalk', 'raw');
+const data = path.join(root, 'dailytalk', 'data'),
+  raw = path.join(root, 'dailytalk', 'raw');
 const split = { train: [], test: [] };
 for (let d = 0; d < 8; d++) {
   for (let t = 0; t < 4; t++) {
@@ -58,31 +71,89 @@ fs.mkdirSync(raw, { recursive: true });
 for (const s of ['train', 'test']) fs.writeFileSync(path.join(raw, `${s}.txt`), split[s].join('\n'));
 
 // ---- the tokenizer: "▁", "\n", letters, then <|continue|>, <|correspond|>, the units and <pad>
-const K = 32, LETTER0 = 5, NEWLINE = 3, SPACE = 4, CONTINUE = LETTER0 + 36, CORRESPOND = CONTINUE + 1, UNIT0 = CONTINUE + 2, PAD = UNIT0 + K, V = PAD + 1;
+const K = 32,
+  LETTER0 = 5,
+  NEWLINE = 3,
+  SPACE = 4,
+  CONTINUE = LETTER0 + 36,
+  CORRESPOND = CONTINUE + 1,
+  UNIT0 = CONTINUE + 2,
+  PAD = UNIT0 + K,
+  V = PAD + 1;
 const vocab = { '<unk>': 0, '<s>': 1, '</s>': 2, '\n': NEWLINE, '▁': SPACE };
-[...'abcdefghijklmnopqrstuvwxyz.,\'?!-:;()'].forEach((c, i) => { vocab[c] = LETTER0 + i; });
-const special = [[0, '<unk>'], [1, '<s>'], [2, '</s>'], [CONTINUE, '<|continue|>'], [CORRESPOND, '<|correspond|>'], ...Array.from({ length: K }, (_, u) => [UNIT0 + u, `<|unit${u}|>`]), [PAD, '<pad>']];
+[..."abcdefghijklmnopqrstuvwxyz.,'?!-:;()"].forEach((c, i) => {
+  vocab[c] = LETTER0 + i;
+});
+const special = [
+  [0, '<unk>'],
+  [1, '<s>'],
+  [2, '</s>'],
+  [CONTINUE, '<|continue|>'],
+  [CORRESPOND, '<|correspond|>'],
+  ...Array.from({ length: K }, (_, u) => [UNIT0 + u, `<|unit${u}|>`]),
+  [PAD, '<pad>'],
+];
 const tokenizerJson = {
-  version: '1.0', truncation: null, padding: null, pre_tokenizer: null, post_processor: null,
+  version: '1.0',
+  truncation: null,
+  padding: null,
+  pre_tokenizer: null,
+  post_processor: null,
   added_tokens: special.map(([id, content]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
   normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
   decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }] },
-  model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges: [] },
+  model: {
+    type: 'BPE',
+    dropout: null,
+    unk_token: '<unk>',
+    continuing_subword_prefix: null,
+    end_of_word_suffix: null,
+    fuse_unk: false,
+    byte_fallback: false,
+    vocab,
+    merges: [],
+  },
 };
 const ustm = path.join(root, 'USTM');
 fs.mkdirSync(ustm);
 fs.writeFileSync(path.join(ustm, 'tokenizer.json'), JSON.stringify(tokenizerJson));
 
 // ---- "naver-ai/USTM": a tiny random LLaMA with that vocabulary
-const llmConfig = { model_type: 'llama', architectures: ['LlamaForCausalLM'], vocab_size: V, hidden_size: 96, intermediate_size: 256, num_hidden_layers: 2,
-  num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512, initializer_range: 0.05, rms_norm_eps: 1e-6, bos_token_id: 1, eos_token_id: 2, tie_word_embeddings: false };
+const llmConfig = {
+  model_type: 'llama',
+  architectures: ['LlamaForCausalLM'],
+  vocab_size: V,
+  hidden_size: 96,
+  intermediate_size: 256,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 512,
+  initializer_range: 0.05,
+  rms_norm_eps: 1e-6,
+  bos_token_id: 1,
+  eos_token_id: 2,
+  tie_word_embeddings: false,
+};
 await et.nn.LlamaForCausalLM.create(llmConfig).save(path.join(ustm, 'model.safetensors'));
 fs.writeFileSync(path.join(ustm, 'config.json'), JSON.stringify(llmConfig));
 
 // ---- the unit extractor: a tiny XLS-R-shaped encoder and centroids from its own frames (layer 2)
-const xlsrConfig = { model_type: 'wav2vec2', conv_dim: [32, 32, 32, 32, 32, 32, 32], conv_kernel: [10, 3, 3, 3, 3, 2, 2], conv_stride: [5, 2, 2, 2, 2, 2, 2],
-  conv_bias: true, feat_extract_norm: 'layer', do_stable_layer_norm: true, hidden_size: 64, num_hidden_layers: 3, num_attention_heads: 4,
-  intermediate_size: 128, num_conv_pos_embeddings: 16, num_conv_pos_embedding_groups: 4 };
+const xlsrConfig = {
+  model_type: 'wav2vec2',
+  conv_dim: [32, 32, 32, 32, 32, 32, 32],
+  conv_kernel: [10, 3, 3, 3, 3, 2, 2],
+  conv_stride: [5, 2, 2, 2, 2, 2, 2],
+  conv_bias: true,
+  feat_extract_norm: 'layer',
+  do_stable_layer_norm: true,
+  hidden_size: 64,
+  num_hidden_layers: 3,
+  num_attention_heads: 4,
+  intermediate_size: 128,
+  num_conv_pos_embeddings: 16,
+  num_conv_pos_embedding_groups: 4,
+};
 const xlsr = path.join(root, 'xlsr');
 fs.mkdirSync(xlsr);
 const encoder = et.nn.Wav2Vec2Model.create(xlsrConfig).eval();
@@ -107,16 +178,85 @@ console.log(`stand-ins written to ${root} (${secs()})\n`);
 
 // ---- the three READMEs' commands
 const pre = path.join(root, 'preprocessed');
-emotorch('usdm', 'preprocess', '--pretrained_model_name_or_path', ustm, '--model_cache_dir', path.join(root, 'cache'), '--data_dir', data,
-  '--train_metadata_path', path.join(raw, 'train.txt'), '--test_metadata_path', path.join(raw, 'test.txt'), '--output_path', pre,
-  '--xlsr', xlsr, '--kmeans', path.join(root, 'kmeans.npy'), '--layer', '2');
+emotorch(
+  'usdm',
+  'preprocess',
+  '--pretrained_model_name_or_path',
+  ustm,
+  '--model_cache_dir',
+  path.join(root, 'cache'),
+  '--data_dir',
+  data,
+  '--train_metadata_path',
+  path.join(raw, 'train.txt'),
+  '--test_metadata_path',
+  path.join(raw, 'test.txt'),
+  '--output_path',
+  pre,
+  '--xlsr',
+  xlsr,
+  '--kmeans',
+  path.join(root, 'kmeans.npy'),
+  '--layer',
+  '2',
+);
 const sft = path.join(root, 'sft');
-emotorch('usdm', 'sft', '--output_dir', sft, '--data_path_train', path.join(pre, 'train.txt'), '--data_path_test', path.join(pre, 'test.txt'),
-  '--data_path_cache', path.join(root, 'cache'), '--model_name_or_path', ustm, '--train_batch_size', '4', '--gradient_accumulation_steps', '1',
-  '--num_train_epochs', '20', '--seed', '0', '--logging_steps', '20', '--learning_rate', '3e-3', '--evaluation_strategy', 'steps',
-  '--save_strategy', 'steps', '--eval_steps', '40', '--save_steps', '80', '--save_total_limit', '1');
+emotorch(
+  'usdm',
+  'sft',
+  '--output_dir',
+  sft,
+  '--data_path_train',
+  path.join(pre, 'train.txt'),
+  '--data_path_test',
+  path.join(pre, 'test.txt'),
+  '--data_path_cache',
+  path.join(root, 'cache'),
+  '--model_name_or_path',
+  ustm,
+  '--train_batch_size',
+  '4',
+  '--gradient_accumulation_steps',
+  '1',
+  '--num_train_epochs',
+  '20',
+  '--seed',
+  '0',
+  '--logging_steps',
+  '20',
+  '--learning_rate',
+  '3e-3',
+  '--evaluation_strategy',
+  'steps',
+  '--save_strategy',
+  'steps',
+  '--eval_steps',
+  '40',
+  '--save_steps',
+  '80',
+  '--save_total_limit',
+  '1',
+);
 const held = split.test[2].split('|');
-const answer = JSON.parse(emotorch('usdm', 'infer', '--model', sft, '--input_path', path.join(data, held[0].split('_d')[1], `${held[0]}.wav`),
-  '--xlsr', xlsr, '--kmeans', path.join(root, 'kmeans.npy'), '--layer', '2', '--max_new_tokens', '40'));
-console.log(`\nheld-out clip "${held[2]}": transcript "${answer.user_text.trim()}", answer "${answer.agent_text.trim()}", ${answer.agent_units.length} answer units (${secs()} in all)`);
+const answer = JSON.parse(
+  emotorch(
+    'usdm',
+    'infer',
+    '--model',
+    sft,
+    '--input_path',
+    path.join(data, held[0].split('_d')[1], `${held[0]}.wav`),
+    '--xlsr',
+    xlsr,
+    '--kmeans',
+    path.join(root, 'kmeans.npy'),
+    '--layer',
+    '2',
+    '--max_new_tokens',
+    '40',
+  ),
+);
+console.log(
+  `\nheld-out clip "${held[2]}": transcript "${answer.user_text.trim()}", answer "${answer.agent_text.trim()}", ${answer.agent_units.length} answer units (${secs()} in all)`,
+);
 fs.rmSync(root, { recursive: true, force: true });

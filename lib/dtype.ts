@@ -10,7 +10,18 @@ export const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloa
 export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
 /** Bytes of one element of each dtype. @internal */
-export const DTYPE_BYTES: Readonly<Record<DType, number>> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
+};
 
 export function checkDtype(v: unknown, name = 'dtype'): DType {
   if (typeof v !== 'string' || !(DTYPES as readonly string[]).includes(v)) invalid(`one of ${DTYPES.join(', ')}`, name, v);
@@ -36,12 +47,19 @@ export function dtypeOfArray(a: ArrayBufferView): DType | null {
 /** Wraps bytes of the given (host) dtype as the matching TypedArray. */
 export function arrayOf(buf: ArrayBuffer, dtype: string): TypedArray {
   switch (dtype) {
-    case 'float32': return new Float32Array(buf);
-    case 'float64': return new Float64Array(buf);
-    case 'int64': return new BigInt64Array(buf);
-    case 'int32': return new Int32Array(buf);
-    case 'int16': return new Int16Array(buf);
-    case 'int8': return new Int8Array(buf);
-    default: return new Uint8Array(buf);  // uint8, bool
+    case 'float32':
+      return new Float32Array(buf);
+    case 'float64':
+      return new Float64Array(buf);
+    case 'int64':
+      return new BigInt64Array(buf);
+    case 'int32':
+      return new Int32Array(buf);
+    case 'int16':
+      return new Int16Array(buf);
+    case 'int8':
+      return new Int8Array(buf);
+    default:
+      return new Uint8Array(buf); // uint8, bool
   }
 }

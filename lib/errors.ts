@@ -29,14 +29,18 @@ export const ERROR_CODES = {
   ERR_DIST_PEER: 'a collective failed or timed out because of another rank, which the message names',
   ERR_DIST_TIMEOUT: 'a collective passed timeoutMs with no single rank to blame',
   ERR_DIST_BROKEN: 'the process group failed earlier and cannot be used again (the first failure is named)',
-  ERR_DIST_MISMATCH: 'the ranks called different collectives (op, shape, dtype or source rank; each rank\'s call is named); nothing was sent and the group stays usable',
+  ERR_DIST_MISMATCH:
+    "the ranks called different collectives (op, shape, dtype or source rank; each rank's call is named); nothing was sent and the group stays usable",
   ERR_DIST_UNUSED: 'DistributedDataParallel: parameters that received no gradient in a backward pass (named)',
   ERR_PROFILER_STATE: 'et.profiler.start() while it runs, or stop() when it does not',
   ERR_ABORTED: "a call stopped by its AbortSignal (generate's `signal`): a client that went away, a request past its time",
-  ERR_HUB_NOT_FOUND: 'a Hugging Face repo, revision or file that the hub does not have (HTTP 404, or 401 RepoNotFound for a repo asked without a token), or that is not cached while downloads are off (HF_HUB_OFFLINE)',
+  ERR_HUB_NOT_FOUND:
+    'a Hugging Face repo, revision or file that the hub does not have (HTTP 404, or 401 RepoNotFound for a repo asked without a token), or that is not cached while downloads are off (HF_HUB_OFFLINE)',
   ERR_HUB_AUTH: 'a gated or private Hugging Face repo (HTTP 401 / 403): no token was found (HF_TOKEN, the token file) or the hub refused it',
-  ERR_HUB_NETWORK: 'the Hugging Face hub could not be reached and the cache has no copy (the endpoint and cache folder tried are named), or a download kept breaking off',
-  ERR_HUB_INTEGRITY: "a downloaded file whose hash is not the one the hub announced (it is discarded, never kept as a blob), or an ETag that is no blob id (a git sha1 or an LFS sha256)",
+  ERR_HUB_NETWORK:
+    'the Hugging Face hub could not be reached and the cache has no copy (the endpoint and cache folder tried are named), or a download kept breaking off',
+  ERR_HUB_INTEGRITY:
+    'a downloaded file whose hash is not the one the hub announced (it is discarded, never kept as a blob), or an ETag that is no blob id (a git sha1 or an LFS sha256)',
 } as const;
 
 /** A stable error code: a key of {@link ERROR_CODES}. */
@@ -72,7 +76,8 @@ export function invalid(what: string, name: string, value: unknown): never {
 }
 
 export function checkInt(v: unknown, name: string, min = -Infinity): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) invalid(min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : 'an integer', name, v);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    invalid(min === 0 ? 'a non-negative integer' : min === 1 ? 'a positive integer' : 'an integer', name, v);
   return v;
 }
 
@@ -134,7 +139,11 @@ export function renameDeprecated<T extends object>(obj: T, deprecated: Renames, 
  * `Object.keys`, `for…in`, spreads and disposal loops see each tensor once, under `now`.
  * @returns `obj`
  */
-export function withDeprecatedAlias<T extends object, Old extends string, Now extends keyof T & string>(obj: T, old: Old, now: Now): T & { readonly [K in Old]: T[Now] } {
+export function withDeprecatedAlias<T extends object, Old extends string, Now extends keyof T & string>(
+  obj: T,
+  old: Old,
+  now: Now,
+): T & { readonly [K in Old]: T[Now] } {
   Object.defineProperty(obj, old, { get: () => obj[now], enumerable: false, configurable: true });
   return obj as T & { readonly [K in Old]: T[Now] };
 }

@@ -29,7 +29,8 @@ export function crossEntropy(input: Tensor, target: Tensor, opts: CrossEntropyOp
   checkTensor(target, 'target');
   const ignore = checkInt(opts.ignoreIndex ?? -100, 'ignoreIndex');
   const smoothing = checkNumber(opts.labelSmoothing ?? 0, 'labelSmoothing', 0, 1);
-  const is = input.shape, ts = target.shape;
+  const is = input.shape,
+    ts = target.shape;
   if (is.length < 1) invalid('logits with a class dimension', 'input', `shape [${is}]`);
   if (isFloating(target.dtype)) {
     if (ts.join() !== is.join()) throw new EmotorchError(`crossEntropy: probability target shape [${ts}] must equal input shape [${is}]`, 'ERR_INVALID_ARG');
@@ -49,7 +50,14 @@ export function nllLoss(input: Tensor, target: Tensor, opts: { ignoreIndex?: num
   opts = checkOptionNames(opts, ['ignoreIndex', 'weight', 'reduction'], 'nllLoss options');
   checkTensor(input, 'input');
   checkTensor(target, 'target');
-  return op('nll_loss', input.handle, target.handle, opts.weight?.handle ?? null, reductionArg(opts.reduction ?? 'mean'), checkInt(opts.ignoreIndex ?? -100, 'ignoreIndex'));
+  return op(
+    'nll_loss',
+    input.handle,
+    target.handle,
+    opts.weight?.handle ?? null,
+    reductionArg(opts.reduction ?? 'mean'),
+    checkInt(opts.ignoreIndex ?? -100, 'ignoreIndex'),
+  );
 }
 
 function sameShape(a: Tensor, b: Tensor, name: string): void {
@@ -76,7 +84,14 @@ export function l1Loss(input: Tensor, target: Tensor, opts: { reduction?: Reduct
 export function binaryCrossEntropyWithLogits(input: Tensor, target: Tensor, opts: { weight?: Tensor; posWeight?: Tensor; reduction?: Reduction } = {}): Tensor {
   opts = checkOptionNames(opts, ['weight', 'posWeight', 'reduction'], 'binaryCrossEntropyWithLogits options');
   sameShape(input, target, 'binaryCrossEntropyWithLogits');
-  return op('bce_with_logits', input.handle, target.handle, opts.weight?.handle ?? null, opts.posWeight?.handle ?? null, reductionArg(opts.reduction ?? 'mean'));
+  return op(
+    'bce_with_logits',
+    input.handle,
+    target.handle,
+    opts.weight?.handle ?? null,
+    opts.posWeight?.handle ?? null,
+    reductionArg(opts.reduction ?? 'mean'),
+  );
 }
 
 /** x Wᵀ + b. */
@@ -124,7 +139,8 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   if (hw[0] * hw[1] > 1 << 28) invalid('an output of at most 2^28 pixels', 'interpolate size', size);
   const mode = opts.mode ?? 'bilinear';
   if (!['bilinear', 'bicubic', 'nearest'].includes(mode)) invalid("'bilinear', 'bicubic' or 'nearest'", 'interpolate mode', mode);
-  const alignCorners = opts.alignCorners ?? false, antialias = opts.antialias ?? false;
+  const alignCorners = opts.alignCorners ?? false,
+    antialias = opts.antialias ?? false;
   if (typeof alignCorners !== 'boolean') invalid('a boolean', 'interpolate alignCorners', alignCorners);
   if (typeof antialias !== 'boolean') invalid('a boolean', 'interpolate antialias', antialias);
   if (mode === 'nearest' && (alignCorners || antialias)) invalid("alignCorners and antialias off for mode 'nearest'", 'interpolate options', opts);
@@ -133,6 +149,10 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
 }
 
 /** Softmax along `dim` (`F.softmax`). */
-export function softmax(x: Tensor, dim: number): Tensor { return x.softmax(dim); }
+export function softmax(x: Tensor, dim: number): Tensor {
+  return x.softmax(dim);
+}
 /** Log-softmax along `dim` (`F.log_softmax`). */
-export function logSoftmax(x: Tensor, dim: number): Tensor { return x.logSoftmax(dim); }
+export function logSoftmax(x: Tensor, dim: number): Tensor {
+  return x.logSoftmax(dim);
+}

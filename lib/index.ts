@@ -15,8 +15,26 @@ export { cuda } from './device';
 export type { Device } from './device';
 export type { TensorData, TensorOptions, CreateOptions, NestedArray, Scalar, Reduction } from './tensor';
 export {
-  Tensor, tensor, zeros, ones, full, randn, rand, randint, randperm, arange, linspace, eye, zerosLike, onesLike,
-  cat, stack, where, noGrad, isGradEnabled, autocast,
+  Tensor,
+  tensor,
+  zeros,
+  ones,
+  full,
+  randn,
+  rand,
+  randint,
+  randperm,
+  arange,
+  linspace,
+  eye,
+  zerosLike,
+  onesLike,
+  cat,
+  stack,
+  where,
+  noGrad,
+  isGradEnabled,
+  autocast,
 } from './tensor';
 export * as functional from './functional';
 export * as nn from './api/nn';

@@ -51,11 +51,21 @@ export interface ModuleHandle {
   setTraining(on: boolean): void;
   training(): boolean;
   to(device: string | null, dtype: string | null): Promise<void>;
-  generate(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object,
-    onTokens: ((ids: number[]) => void) | null): { result: Promise<TensorHandle>; cancel(): void };
+  generate(
+    inputIds: TensorHandle | null,
+    inputsEmbeds: TensorHandle | null,
+    attentionMask: TensorHandle | null,
+    config: object,
+    onTokens: ((ids: number[]) => void) | null,
+  ): { result: Promise<TensorHandle>; cancel(): void };
   /** A decoding row (an opaque External): the prompt run, nothing chosen yet. */
-  startDecode(inputIds: TensorHandle | null, inputsEmbeds: TensorHandle | null, attentionMask: TensorHandle | null, config: object,
-    seed: number | null): Promise<DecodeRowHandle>;
+  startDecode(
+    inputIds: TensorHandle | null,
+    inputsEmbeds: TensorHandle | null,
+    attentionMask: TensorHandle | null,
+    config: object,
+    seed: number | null,
+  ): Promise<DecodeRowHandle>;
   /** One step of every row: each one's next token, −1 for a row done before. */
   decodeStep(rows: DecodeRowHandle[]): Promise<number[]>;
   /** The row done, its cache freed. */
@@ -101,7 +111,18 @@ export interface DdpHandle {
 
 /** et.distributed's native surface (native/bridge/distributed.cc). */
 export interface DistBinding {
-  init(o: { backend: string; rank: number; world: number; masterAddr: string; masterPort: number; timeoutMs: number; deviceIndex: number; agentStore: boolean; jobId: string; checkCollectives: boolean }): Promise<void>;
+  init(o: {
+    backend: string;
+    rank: number;
+    world: number;
+    masterAddr: string;
+    masterPort: number;
+    timeoutMs: number;
+    deviceIndex: number;
+    agentStore: boolean;
+    jobId: string;
+    checkCollectives: boolean;
+  }): Promise<void>;
   destroy(): Promise<void>;
   isInitialized(): boolean;
   ncclBuilt(): boolean;
@@ -134,10 +155,43 @@ export interface Binding {
   setGradEnabled(on: boolean): void;
   isGradEnabled(): boolean;
   setAutocast(device: 'cpu' | 'cuda', enabled: boolean, dtype: string): [boolean, string];
-  cpuCache(enabled?: boolean, limitBytes?: number): { enabled: boolean; limitBytes: number; cachedBytes: number; cachedBlocks: number; hits: number; misses: number; released: number; allocatedBytes: number; peakAllocatedBytes: number };
+  cpuCache(
+    enabled?: boolean,
+    limitBytes?: number,
+  ): {
+    enabled: boolean;
+    limitBytes: number;
+    cachedBytes: number;
+    cachedBlocks: number;
+    hits: number;
+    misses: number;
+    released: number;
+    allocatedBytes: number;
+    peakAllocatedBytes: number;
+  };
   emptyCpuCache(): number;
-  convBackends(): Array<{ inChannels: number; outChannels: number; kernel: number; stride: number; padding: number; groups: number; rows: number; threads: number; bias: boolean; backend: 'onednn-rows' | 'channels-first' | 'blas' }>;
-  linearBackends(): Array<{ rows: number; inner: number; outer: number; threads: number; aTransposed: boolean; weightTransposed: boolean; bias: boolean; backend: 'onednn' | 'blas' }>;
+  convBackends(): Array<{
+    inChannels: number;
+    outChannels: number;
+    kernel: number;
+    stride: number;
+    padding: number;
+    groups: number;
+    rows: number;
+    threads: number;
+    bias: boolean;
+    backend: 'onednn-rows' | 'channels-first' | 'blas';
+  }>;
+  linearBackends(): Array<{
+    rows: number;
+    inner: number;
+    outer: number;
+    threads: number;
+    aTransposed: boolean;
+    weightTransposed: boolean;
+    bias: boolean;
+    backend: 'onednn' | 'blas';
+  }>;
   resetPeakCpuMemory(): void;
   profilerStart(recordShapes: boolean): Promise<void>;
   profilerStop(tracePath: string): Promise<{ names: string[]; shapes: string[]; start: Float64Array; duration: Float64Array; thread: Float64Array }>;

@@ -201,7 +201,9 @@ export const cpu = {
     try {
       const m = /MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
       if (m) return Number(m[1]) * 1024;
-    } catch { /* not Linux */ }
+    } catch {
+      /* not Linux */
+    }
     return os.freemem();
   },
   /** The allocator's settings and counters. */
@@ -264,7 +266,9 @@ export function profilerStart(recordShapes: boolean): Promise<void> {
 }
 
 /** Stops it and hands back the op calls it recorded (see `et.profiler`). @internal */
-export function profilerStop(tracePath: string): Promise<{ names: string[]; shapes: string[]; start: Float64Array; duration: Float64Array; thread: Float64Array }> {
+export function profilerStop(
+  tracePath: string,
+): Promise<{ names: string[]; shapes: string[]; start: Float64Array; duration: Float64Array; thread: Float64Array }> {
   return binding.profilerStop(tracePath);
 }
 

@@ -101,17 +101,29 @@ export class Tensor {
   }
 
   /** Sizes of each dimension. */
-  get shape(): number[] { return this.handle.shape(); }
+  get shape(): number[] {
+    return this.handle.shape();
+  }
   /** The element type (torch's dtype name). */
-  get dtype(): DType { return this.handle.dtype() as DType; }
+  get dtype(): DType {
+    return this.handle.dtype() as DType;
+  }
   /** Where the data lives: 'cpu' or 'cuda:N'. */
-  get device(): Device { return this.handle.device() as Device; }
+  get device(): Device {
+    return this.handle.device() as Device;
+  }
   /** Number of dimensions. */
-  get ndim(): number { return this.handle.shape().length; }
+  get ndim(): number {
+    return this.handle.shape().length;
+  }
   /** Number of elements. */
-  get numel(): number { return this.handle.numel(); }
+  get numel(): number {
+    return this.handle.numel();
+  }
   /** Whether autograd records operations on this tensor (settable on leaves, as `requires_grad_`). */
-  get requiresGrad(): boolean { return this.handle.requiresGrad(); }
+  get requiresGrad(): boolean {
+    return this.handle.requiresGrad();
+  }
   /** Turns autograd recording on or off for this leaf tensor. */
   set requiresGrad(v: boolean) {
     if (typeof v !== 'boolean') invalid('a boolean', 'requiresGrad', v);
@@ -132,15 +144,21 @@ export class Tensor {
     this.handle.setGrad(g ? g.handle : null);
   }
   /** True for tensors created by the user (not the result of a recorded operation). */
-  get isLeaf(): boolean { return this.handle.isLeaf(); }
+  get isLeaf(): boolean {
+    return this.handle.isLeaf();
+  }
   /** True after {@link dispose}. */
-  get isDisposed(): boolean { return this.handle.disposed(); }
+  get isDisposed(): boolean {
+    return this.handle.disposed();
+  }
 
   /**
    * Frees this handle's reference to the data now instead of at garbage collection.
    * @throws EmotorchError ERR_DISPOSED when called twice.
    */
-  dispose(): void { this.handle.dispose(); }
+  dispose(): void {
+    this.handle.dispose();
+  }
 
   /**
    * Copies the elements to a TypedArray on the thread pool (float16/bfloat16 come back as
@@ -160,7 +178,10 @@ export class Tensor {
   /** The elements as nested JS arrays of numbers (or booleans). */
   toArray(): NestedArray {
     if (this.numel > MAX_TO_ARRAY) {
-      throw new EmotorchError(`toArray(): ${this.numel} elements are too many for nested JS arrays (at most ${MAX_TO_ARRAY}); use data() for a TypedArray`, 'ERR_INVALID_ARG');
+      throw new EmotorchError(
+        `toArray(): ${this.numel} elements are too many for nested JS arrays (at most ${MAX_TO_ARRAY}); use data() for a TypedArray`,
+        'ERR_INVALID_ARG',
+      );
     }
     const flat = this.dataSync();
     const bool = this.dtype === 'bool';
@@ -180,7 +201,10 @@ export class Tensor {
     const itemBytes = ({ float16: 4, bfloat16: 4 } as Record<string, number>)[this.dtype] ?? DTYPE_BYTES[this.dtype];
     const bytes = this.numel * itemBytes;
     if (bytes > MAX_BUFFER) {
-      throw new EmotorchError(`${what}: the tensor needs ${bytes} bytes on the JS side, more than the ${MAX_BUFFER} an ArrayBuffer can hold; read it in slices`, 'ERR_INVALID_ARG');
+      throw new EmotorchError(
+        `${what}: the tensor needs ${bytes} bytes on the JS side, more than the ${MAX_BUFFER} an ArrayBuffer can hold; read it in slices`,
+        'ERR_INVALID_ARG',
+      );
     }
   }
 
@@ -201,9 +225,14 @@ export class Tensor {
     return this.handle.backward(grad ? grad.handle : null, !!opts.retainGraph);
   }
   /** A tensor sharing the data but cut from the autograd graph. */
-  detach(): Tensor { return op('detach', this.handle); }
+  detach(): Tensor {
+    return op('detach', this.handle);
+  }
   /** Sets requiresGrad and returns this tensor. */
-  requiresGrad_(v = true): this { this.requiresGrad = v; return this; }
+  requiresGrad_(v = true): this {
+    this.requiresGrad = v;
+    return this;
+  }
 
   /** Copy to another device and/or dtype (returns this tensor's data unchanged when both match). */
   to(opts: { device?: Device; dtype?: DType }): Tensor {
@@ -213,75 +242,143 @@ export class Tensor {
     return op('to', this.handle, dt, dev);
   }
   /** A copy with its own storage (`torch.clone`). */
-  clone(): Tensor { return op('clone', this.handle); }
+  clone(): Tensor {
+    return op('clone', this.handle);
+  }
   /** This tensor in contiguous memory (itself when it already is; `Tensor.contiguous`). */
-  contiguous(): Tensor { return op('contiguous', this.handle); }
+  contiguous(): Tensor {
+    return op('contiguous', this.handle);
+  }
   /** This tensor as float32 (`Tensor.float`). */
-  float(): Tensor { return this.to({ dtype: 'float32' }); }
+  float(): Tensor {
+    return this.to({ dtype: 'float32' });
+  }
   /** This tensor as int64 (`Tensor.long`). */
-  long(): Tensor { return this.to({ dtype: 'int64' }); }
+  long(): Tensor {
+    return this.to({ dtype: 'int64' });
+  }
 
   // ---- arithmetic (broadcasting; a number is a scalar operand) ----
   /** Elementwise sum with broadcasting (`torch.add`). */
-  add(o: Tensor | Scalar): Tensor { return op('add', this.handle, h(o, 'other')); }
+  add(o: Tensor | Scalar): Tensor {
+    return op('add', this.handle, h(o, 'other'));
+  }
   /** Elementwise difference with broadcasting (`torch.sub`). */
-  sub(o: Tensor | Scalar): Tensor { return op('sub', this.handle, h(o, 'other')); }
+  sub(o: Tensor | Scalar): Tensor {
+    return op('sub', this.handle, h(o, 'other'));
+  }
   /** Elementwise product with broadcasting (`torch.mul`). */
-  mul(o: Tensor | Scalar): Tensor { return op('mul', this.handle, h(o, 'other')); }
+  mul(o: Tensor | Scalar): Tensor {
+    return op('mul', this.handle, h(o, 'other'));
+  }
   /** True division (integer tensors give floating results). */
-  div(o: Tensor | Scalar): Tensor { return op('div', this.handle, h(o, 'other')); }
+  div(o: Tensor | Scalar): Tensor {
+    return op('div', this.handle, h(o, 'other'));
+  }
   /** Elementwise power (`torch.pow`). */
-  pow(o: Tensor | Scalar): Tensor { return op('pow', this.handle, h(o, 'exponent')); }
+  pow(o: Tensor | Scalar): Tensor {
+    return op('pow', this.handle, h(o, 'exponent'));
+  }
   /** Elementwise remainder with the divisor's sign, Python's % (`torch.remainder`). */
-  remainder(o: Tensor | Scalar): Tensor { return op('remainder', this.handle, h(o, 'other')); }
+  remainder(o: Tensor | Scalar): Tensor {
+    return op('remainder', this.handle, h(o, 'other'));
+  }
   /** Elementwise maximum with another tensor or a number. */
-  maximum(o: Tensor | Scalar): Tensor { return op('maximum', this.handle, h(o, 'other')); }
+  maximum(o: Tensor | Scalar): Tensor {
+    return op('maximum', this.handle, h(o, 'other'));
+  }
   /** Elementwise minimum of two tensors (`torch.minimum`). */
-  minimum(o: Tensor | Scalar): Tensor { return op('minimum', this.handle, h(o, 'other')); }
+  minimum(o: Tensor | Scalar): Tensor {
+    return op('minimum', this.handle, h(o, 'other'));
+  }
   /** `scalar - this` */
-  rsub(s: number): Tensor { return op('rsub', this.handle, h(s, 'other')); }
+  rsub(s: number): Tensor {
+    return op('rsub', this.handle, h(s, 'other'));
+  }
   /** `scalar / this` */
-  rdiv(s: number): Tensor { return op('rdiv', this.handle, h(s, 'other')); }
+  rdiv(s: number): Tensor {
+    return op('rdiv', this.handle, h(s, 'other'));
+  }
   /** Elementwise negation (`torch.neg`). */
-  neg(): Tensor { return op('neg', this.handle); }
+  neg(): Tensor {
+    return op('neg', this.handle);
+  }
   /** Elementwise absolute value (`torch.abs`). */
-  abs(): Tensor { return op('abs', this.handle); }
+  abs(): Tensor {
+    return op('abs', this.handle);
+  }
   /** Elementwise exponential (`torch.exp`). */
-  exp(): Tensor { return op('exp', this.handle); }
+  exp(): Tensor {
+    return op('exp', this.handle);
+  }
   /** Elementwise natural logarithm (`torch.log`). */
-  log(): Tensor { return op('log', this.handle); }
+  log(): Tensor {
+    return op('log', this.handle);
+  }
   /** Elementwise log(1 + x) (`torch.log1p`). */
-  log1p(): Tensor { return op('log1p', this.handle); }
+  log1p(): Tensor {
+    return op('log1p', this.handle);
+  }
   /** Elementwise square root (`torch.sqrt`). */
-  sqrt(): Tensor { return op('sqrt', this.handle); }
+  sqrt(): Tensor {
+    return op('sqrt', this.handle);
+  }
   /** Elementwise 1 / √x (`torch.rsqrt`). */
-  rsqrt(): Tensor { return op('rsqrt', this.handle); }
+  rsqrt(): Tensor {
+    return op('rsqrt', this.handle);
+  }
   /** Elementwise square (`torch.square`). */
-  square(): Tensor { return op('square', this.handle); }
+  square(): Tensor {
+    return op('square', this.handle);
+  }
   /** Elementwise 1 / x (`torch.reciprocal`). */
-  reciprocal(): Tensor { return op('reciprocal', this.handle); }
+  reciprocal(): Tensor {
+    return op('reciprocal', this.handle);
+  }
   /** Elementwise sine (`torch.sin`). */
-  sin(): Tensor { return op('sin', this.handle); }
+  sin(): Tensor {
+    return op('sin', this.handle);
+  }
   /** Elementwise cosine (`torch.cos`). */
-  cos(): Tensor { return op('cos', this.handle); }
+  cos(): Tensor {
+    return op('cos', this.handle);
+  }
   /** Elementwise tanh (`torch.tanh`). */
-  tanh(): Tensor { return op('tanh', this.handle); }
+  tanh(): Tensor {
+    return op('tanh', this.handle);
+  }
   /** Elementwise logistic sigmoid (`torch.sigmoid`). */
-  sigmoid(): Tensor { return op('sigmoid', this.handle); }
+  sigmoid(): Tensor {
+    return op('sigmoid', this.handle);
+  }
   /** Elementwise ReLU (`torch.relu`). */
-  relu(): Tensor { return op('relu', this.handle); }
+  relu(): Tensor {
+    return op('relu', this.handle);
+  }
   /** Elementwise GELU, the exact erf form (`F.gelu`). */
-  gelu(): Tensor { return op('gelu', this.handle); }
+  gelu(): Tensor {
+    return op('gelu', this.handle);
+  }
   /** Elementwise SiLU, x·σ(x) (`F.silu`). */
-  silu(): Tensor { return op('silu', this.handle); }
+  silu(): Tensor {
+    return op('silu', this.handle);
+  }
   /** Elementwise floor (`torch.floor`). */
-  floor(): Tensor { return op('floor', this.handle); }
+  floor(): Tensor {
+    return op('floor', this.handle);
+  }
   /** Elementwise ceiling (`torch.ceil`). */
-  ceil(): Tensor { return op('ceil', this.handle); }
+  ceil(): Tensor {
+    return op('ceil', this.handle);
+  }
   /** Elementwise rounding, halves to even (`torch.round`). */
-  round(): Tensor { return op('round', this.handle); }
+  round(): Tensor {
+    return op('round', this.handle);
+  }
   /** Elementwise sign: −1, 0 or 1 (`torch.sign`). */
-  sign(): Tensor { return op('sign', this.handle); }
+  sign(): Tensor {
+    return op('sign', this.handle);
+  }
   /** Clamp into [min, max]; either bound may be omitted (null). */
   clamp(min: number | null, max: number | null = null): Tensor {
     if (min === null && max === null) invalid('at least one bound', 'clamp', [min, max]);
@@ -294,9 +391,11 @@ export class Tensor {
    */
   matmul(o: Tensor): Tensor {
     if (!(o instanceof Tensor)) invalid('a Tensor', 'matmul other', o);
-    const a = this.shape, b = o.shape;
+    const a = this.shape,
+      b = o.shape;
     if (a.length === 0 || b.length === 0) invalid('tensors with at least one dimension', 'matmul', [a, b]);
-    const ka = a[a.length - 1], kb = b.length === 1 ? b[0] : b[b.length - 2];
+    const ka = a[a.length - 1],
+      kb = b.length === 1 ? b[0] : b[b.length - 2];
     if (ka !== kb) {
       throw new EmotorchError(`matmul: shapes [${a}] and [${b}] cannot be multiplied (${ka} != ${kb})`, 'ERR_INVALID_ARG');
     }
@@ -305,63 +404,119 @@ export class Tensor {
 
   // ---- comparison and logic (results are bool tensors) ----
   /** Elementwise `==`, a bool tensor (`torch.eq`). */
-  eq(o: Tensor | Scalar): Tensor { return op('eq', this.handle, h(o, 'other')); }
+  eq(o: Tensor | Scalar): Tensor {
+    return op('eq', this.handle, h(o, 'other'));
+  }
   /** Elementwise `!=`, a bool tensor (`torch.ne`). */
-  ne(o: Tensor | Scalar): Tensor { return op('ne', this.handle, h(o, 'other')); }
+  ne(o: Tensor | Scalar): Tensor {
+    return op('ne', this.handle, h(o, 'other'));
+  }
   /** Elementwise `<`, a bool tensor (`torch.lt`). */
-  lt(o: Tensor | Scalar): Tensor { return op('lt', this.handle, h(o, 'other')); }
+  lt(o: Tensor | Scalar): Tensor {
+    return op('lt', this.handle, h(o, 'other'));
+  }
   /** Elementwise `<=`, a bool tensor (`torch.le`). */
-  le(o: Tensor | Scalar): Tensor { return op('le', this.handle, h(o, 'other')); }
+  le(o: Tensor | Scalar): Tensor {
+    return op('le', this.handle, h(o, 'other'));
+  }
   /** Elementwise `>`, a bool tensor (`torch.gt`). */
-  gt(o: Tensor | Scalar): Tensor { return op('gt', this.handle, h(o, 'other')); }
+  gt(o: Tensor | Scalar): Tensor {
+    return op('gt', this.handle, h(o, 'other'));
+  }
   /** Elementwise `>=`, a bool tensor (`torch.ge`). */
-  ge(o: Tensor | Scalar): Tensor { return op('ge', this.handle, h(o, 'other')); }
+  ge(o: Tensor | Scalar): Tensor {
+    return op('ge', this.handle, h(o, 'other'));
+  }
   /** Elementwise logical and (`torch.logical_and`). */
-  logicalAnd(o: Tensor | Scalar): Tensor { return op('logical_and', this.handle, h(o, 'other')); }
+  logicalAnd(o: Tensor | Scalar): Tensor {
+    return op('logical_and', this.handle, h(o, 'other'));
+  }
   /** Elementwise logical or (`torch.logical_or`). */
-  logicalOr(o: Tensor | Scalar): Tensor { return op('logical_or', this.handle, h(o, 'other')); }
+  logicalOr(o: Tensor | Scalar): Tensor {
+    return op('logical_or', this.handle, h(o, 'other'));
+  }
   /** Elementwise logical not (`torch.logical_not`). */
-  logicalNot(): Tensor { return op('logical_not', this.handle); }
+  logicalNot(): Tensor {
+    return op('logical_not', this.handle);
+  }
   /** Elementwise NaN test, a bool tensor (`torch.isnan`). */
-  isnan(): Tensor { return op('isnan', this.handle); }
+  isnan(): Tensor {
+    return op('isnan', this.handle);
+  }
   /** Elementwise ±∞ test, a bool tensor (`torch.isinf`). */
-  isinf(): Tensor { return op('isinf', this.handle); }
+  isinf(): Tensor {
+    return op('isinf', this.handle);
+  }
   /** Elementwise finiteness, a bool tensor (`torch.isfinite`). */
-  isfinite(): Tensor { return op('isfinite', this.handle); }
+  isfinite(): Tensor {
+    return op('isfinite', this.handle);
+  }
   /** Elements where `mask` is true set to `value`. */
-  maskedFill(mask: Tensor, value: number): Tensor { return op('masked_fill', this.handle, h(mask, 'mask'), value); }
+  maskedFill(mask: Tensor, value: number): Tensor {
+    return op('masked_fill', this.handle, h(mask, 'mask'), value);
+  }
 
   // ---- reductions: `dim` omitted reduces over everything ----
   /** Sum, overall or along `dim` (`torch.sum`). */
-  sum(dim?: number | number[], keepdim = false): Tensor { return op('sum', this.handle, dimsArg(dim, 'dim'), keepdim); }
+  sum(dim?: number | number[], keepdim = false): Tensor {
+    return op('sum', this.handle, dimsArg(dim, 'dim'), keepdim);
+  }
   /** Mean, overall or along `dim` (`torch.mean`). */
-  mean(dim?: number | number[], keepdim = false): Tensor { return op('mean', this.handle, dimsArg(dim, 'dim'), keepdim); }
+  mean(dim?: number | number[], keepdim = false): Tensor {
+    return op('mean', this.handle, dimsArg(dim, 'dim'), keepdim);
+  }
   /** Variance with Bessel's correction by default (correction 1). */
-  var(dim?: number | number[], keepdim = false, correction = 1): Tensor { return op('var', this.handle, dimsArg(dim, 'dim'), keepdim, correction); }
+  var(dim?: number | number[], keepdim = false, correction = 1): Tensor {
+    return op('var', this.handle, dimsArg(dim, 'dim'), keepdim, correction);
+  }
   /** Standard deviation with Bessel's `correction` (default 1), overall or along `dim` (`torch.std`). */
-  std(dim?: number | number[], keepdim = false, correction = 1): Tensor { return op('std', this.handle, dimsArg(dim, 'dim'), keepdim, correction); }
+  std(dim?: number | number[], keepdim = false, correction = 1): Tensor {
+    return op('std', this.handle, dimsArg(dim, 'dim'), keepdim, correction);
+  }
   /** log Σ exp along `dim`, computed stably (`torch.logsumexp`). */
-  logsumexp(dim: number | number[], keepdim = false): Tensor { return op('logsumexp', this.handle, dimsArg(dim, 'dim'), keepdim); }
+  logsumexp(dim: number | number[], keepdim = false): Tensor {
+    return op('logsumexp', this.handle, dimsArg(dim, 'dim'), keepdim);
+  }
   /** Vector p-norm (default 2) over `dim` or everything. */
-  norm(p = 2, dim?: number | number[], keepdim = false): Tensor { return op('norm', this.handle, p, dimsArg(dim, 'dim'), keepdim); }
+  norm(p = 2, dim?: number | number[], keepdim = false): Tensor {
+    return op('norm', this.handle, p, dimsArg(dim, 'dim'), keepdim);
+  }
   /** The largest element, or the largest values along `dim` (values only, as `torch.amax`). */
-  max(dim?: number, keepdim = false): Tensor { return op('max', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  max(dim?: number, keepdim = false): Tensor {
+    return op('max', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim);
+  }
   /** The smallest element, or the smallest values along `dim` (values only, as `torch.amin`). */
-  min(dim?: number, keepdim = false): Tensor { return op('min', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  min(dim?: number, keepdim = false): Tensor {
+    return op('min', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim);
+  }
   /** Index of the largest element, over the flattened tensor or along `dim` (`torch.argmax`). */
-  argmax(dim?: number, keepdim = false): Tensor { return op('argmax', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  argmax(dim?: number, keepdim = false): Tensor {
+    return op('argmax', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim);
+  }
   /** Index of the smallest element, over the flattened tensor or along `dim` (`torch.argmin`). */
-  argmin(dim?: number, keepdim = false): Tensor { return op('argmin', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  argmin(dim?: number, keepdim = false): Tensor {
+    return op('argmin', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim);
+  }
   /** Whether every element is true, overall or along `dim` (`torch.all`). */
-  all(dim?: number, keepdim = false): Tensor { return op('all', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  all(dim?: number, keepdim = false): Tensor {
+    return op('all', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim);
+  }
   /** Whether any element is true, overall or along `dim` (`torch.any`). */
-  any(dim?: number, keepdim = false): Tensor { return op('any', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim); }
+  any(dim?: number, keepdim = false): Tensor {
+    return op('any', this.handle, dim === undefined ? null : checkInt(dim, 'dim'), keepdim);
+  }
   /** Cumulative sum along `dim` (`torch.cumsum`). */
-  cumsum(dim: number): Tensor { return op('cumsum', this.handle, checkInt(dim, 'dim')); }
+  cumsum(dim: number): Tensor {
+    return op('cumsum', this.handle, checkInt(dim, 'dim'));
+  }
   /** Softmax along `dim` (`torch.softmax`). */
-  softmax(dim: number): Tensor { return op('softmax', this.handle, checkInt(dim, 'dim')); }
+  softmax(dim: number): Tensor {
+    return op('softmax', this.handle, checkInt(dim, 'dim'));
+  }
   /** Log of the softmax along `dim` (`torch.log_softmax`). */
-  logSoftmax(dim: number): Tensor { return op('log_softmax', this.handle, checkInt(dim, 'dim')); }
+  logSoftmax(dim: number): Tensor {
+    return op('log_softmax', this.handle, checkInt(dim, 'dim'));
+  }
   /** The k largest (or smallest) values along `dim` and their indices. */
   topk(k: number, dim = -1, largest = true): [Tensor, Tensor] {
     const [v, i] = opList('topk', this.handle, checkInt(k, 'k', 0), checkInt(dim, 'dim'), largest);
@@ -375,27 +530,49 @@ export class Tensor {
 
   // ---- shape ----
   /** New shape with the same number of elements; one entry may be -1. */
-  reshape(shape: readonly number[]): Tensor { return op('reshape', this.handle, shapeArg(shape, 'shape', true)); }
+  reshape(shape: readonly number[]): Tensor {
+    return op('reshape', this.handle, shapeArg(shape, 'shape', true));
+  }
   /** Like reshape, but never copies (fails on non-contiguous layouts). */
-  view(shape: readonly number[]): Tensor { return op('view', this.handle, shapeArg(shape, 'shape', true)); }
+  view(shape: readonly number[]): Tensor {
+    return op('view', this.handle, shapeArg(shape, 'shape', true));
+  }
   /** Swaps dims `dim0` and `dim1` (`torch.transpose`). */
-  transpose(dim0: number, dim1: number): Tensor { return op('transpose', this.handle, checkInt(dim0, 'dim0'), checkInt(dim1, 'dim1')); }
+  transpose(dim0: number, dim1: number): Tensor {
+    return op('transpose', this.handle, checkInt(dim0, 'dim0'), checkInt(dim1, 'dim1'));
+  }
   /** The dimensions reordered (`torch.permute`). */
-  permute(dims: readonly number[]): Tensor { return op('permute', this.handle, dimsArg(dims, 'dims')); }
+  permute(dims: readonly number[]): Tensor {
+    return op('permute', this.handle, dimsArg(dims, 'dims'));
+  }
   /** Removes size-1 dims, or only `dim` (`torch.squeeze`). */
-  squeeze(dim?: number): Tensor { return op('squeeze', this.handle, dim === undefined ? null : checkInt(dim, 'dim')); }
+  squeeze(dim?: number): Tensor {
+    return op('squeeze', this.handle, dim === undefined ? null : checkInt(dim, 'dim'));
+  }
   /** Inserts a size-1 dim at `dim` (`torch.unsqueeze`). */
-  unsqueeze(dim: number): Tensor { return op('unsqueeze', this.handle, checkInt(dim, 'dim')); }
+  unsqueeze(dim: number): Tensor {
+    return op('unsqueeze', this.handle, checkInt(dim, 'dim'));
+  }
   /** Flattens dims `startDim`..`endDim` into one (`torch.flatten`). */
-  flatten(startDim = 0, endDim = -1): Tensor { return op('flatten', this.handle, checkInt(startDim, 'startDim'), checkInt(endDim, 'endDim')); }
+  flatten(startDim = 0, endDim = -1): Tensor {
+    return op('flatten', this.handle, checkInt(startDim, 'startDim'), checkInt(endDim, 'endDim'));
+  }
   /** Broadcasts to a larger shape without copying; -1 keeps a dimension. */
-  expand(shape: readonly number[]): Tensor { return op('expand', this.handle, shapeArg(shape, 'shape', 'many')); }
+  expand(shape: readonly number[]): Tensor {
+    return op('expand', this.handle, shapeArg(shape, 'shape', 'many'));
+  }
   /** The tensor tiled `times` along each dim (`Tensor.repeat`). */
-  repeat(times: readonly number[]): Tensor { return op('repeat', this.handle, shapeArg(times, 'times')); }
+  repeat(times: readonly number[]): Tensor {
+    return op('repeat', this.handle, shapeArg(times, 'times'));
+  }
   /** The lower triangle from `diagonal`, the rest zero (`torch.tril`). */
-  tril(diagonal = 0): Tensor { return op('tril', this.handle, checkInt(diagonal, 'diagonal')); }
+  tril(diagonal = 0): Tensor {
+    return op('tril', this.handle, checkInt(diagonal, 'diagonal'));
+  }
   /** The upper triangle from `diagonal`, the rest zero (`torch.triu`). */
-  triu(diagonal = 0): Tensor { return op('triu', this.handle, checkInt(diagonal, 'diagonal')); }
+  triu(diagonal = 0): Tensor {
+    return op('triu', this.handle, checkInt(diagonal, 'diagonal'));
+  }
 
   // ---- indexing ----
   /** Elements start ≤ i < end (step apart) along `dim`, as a view. Negative bounds count from the end. */
@@ -403,19 +580,33 @@ export class Tensor {
     return op('slice', this.handle, checkInt(dim, 'dim'), start ?? null, end ?? null, checkInt(step, 'step', 1));
   }
   /** Index `index` along `dim`, removing that dimension. */
-  select(dim: number, index: number): Tensor { return op('select', this.handle, checkInt(dim, 'dim'), checkInt(index, 'index')); }
+  select(dim: number, index: number): Tensor {
+    return op('select', this.handle, checkInt(dim, 'dim'), checkInt(index, 'index'));
+  }
   /** Rows of dim 0 picked by an int64 index tensor or a bool mask. */
-  index(indices: Tensor): Tensor { return op('index', this.handle, h(indices, 'indices')); }
+  index(indices: Tensor): Tensor {
+    return op('index', this.handle, h(indices, 'indices'));
+  }
   /** The entries at `index` along `dim` (`torch.index_select`). */
-  indexSelect(dim: number, indices: Tensor): Tensor { return op('index_select', this.handle, checkInt(dim, 'dim'), h(indices, 'indices')); }
+  indexSelect(dim: number, indices: Tensor): Tensor {
+    return op('index_select', this.handle, checkInt(dim, 'dim'), h(indices, 'indices'));
+  }
   /** Values along `dim` at `indices` (`torch.gather`). */
-  gather(dim: number, indices: Tensor): Tensor { return op('gather', this.handle, checkInt(dim, 'dim'), h(indices, 'indices')); }
+  gather(dim: number, indices: Tensor): Tensor {
+    return op('gather', this.handle, checkInt(dim, 'dim'), h(indices, 'indices'));
+  }
   /** Pieces of `size` along `dim` (the last may be smaller). */
-  split(size: number, dim = 0): Tensor[] { return opList('split', this.handle, checkInt(size, 'size', 1), checkInt(dim, 'dim')); }
+  split(size: number, dim = 0): Tensor[] {
+    return opList('split', this.handle, checkInt(size, 'size', 1), checkInt(dim, 'dim'));
+  }
   /** Splits into `chunks` pieces along `dim` (`torch.chunk`). */
-  chunk(chunks: number, dim = 0): Tensor[] { return opList('chunk', this.handle, checkInt(chunks, 'chunks', 1), checkInt(dim, 'dim')); }
+  chunk(chunks: number, dim = 0): Tensor[] {
+    return opList('chunk', this.handle, checkInt(chunks, 'chunks', 1), checkInt(dim, 'dim'));
+  }
   /** Integer class ids → one-hot int64 of `numClasses` (-1: max + 1). */
-  oneHot(numClasses = -1): Tensor { return op('one_hot', this.handle, checkInt(numClasses, 'numClasses', -1)); }
+  oneHot(numClasses = -1): Tensor {
+    return op('one_hot', this.handle, checkInt(numClasses, 'numClasses', -1));
+  }
 
   /** A one-line description: shape, dtype, device and whether it requires grad. */
   toString(): string {
@@ -479,9 +670,16 @@ export function tensor(data: TensorData, opts: TensorOptions = {}): Tensor {
         if (!Number.isInteger(v)) invalid(`integers for dtype ${target}`, `tensor data (element ${i})`, v);
       });
     }
-    if (allBool) { src = Uint8Array.from(flat as boolean[], (b) => (b ? 1 : 0)); srcDtype = 'uint8'; }
-    else if (target === 'float32' || target === 'float16' || target === 'bfloat16') { src = Float32Array.from(flat as number[]); srcDtype = 'float32'; }
-    else { src = Float64Array.from(flat as number[]); srcDtype = 'float64'; }
+    if (allBool) {
+      src = Uint8Array.from(flat as boolean[], (b) => (b ? 1 : 0));
+      srcDtype = 'uint8';
+    } else if (target === 'float32' || target === 'float16' || target === 'bfloat16') {
+      src = Float32Array.from(flat as number[]);
+      srcDtype = 'float32';
+    } else {
+      src = Float64Array.from(flat as number[]);
+      srcDtype = 'float64';
+    }
     shape = opts.shape ? shapeArg(opts.shape) : inferred;
   }
   const dtype = opts.dtype ? checkDtype(opts.dtype) : srcDtype === 'uint8' && !ArrayBuffer.isView(data) ? 'bool' : srcDtype;
@@ -499,22 +697,35 @@ function created(t: Tensor, opts: CreateOptions): Tensor {
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
-function dt(opts: CreateOptions): string | null { checkOptionNames(opts, CREATE_OPTIONS, 'tensor creation options'); return opts.dtype === undefined ? null : checkDtype(opts.dtype); }
-function dev(opts: CreateOptions): string | null { return opts.device === undefined ? null : checkDevice(opts.device); }
+function dt(opts: CreateOptions): string | null {
+  checkOptionNames(opts, CREATE_OPTIONS, 'tensor creation options');
+  return opts.dtype === undefined ? null : checkDtype(opts.dtype);
+}
+function dev(opts: CreateOptions): string | null {
+  return opts.device === undefined ? null : checkDevice(opts.device);
+}
 
 /** A tensor of zeros (float32 unless `dtype`). */
-export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor { return created(op('zeros', shapeArg(shape), dt(opts), dev(opts)), opts); }
+export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor {
+  return created(op('zeros', shapeArg(shape), dt(opts), dev(opts)), opts);
+}
 /** A tensor of ones. */
-export function ones(shape: readonly number[], opts: CreateOptions = {}): Tensor { return created(op('ones', shapeArg(shape), dt(opts), dev(opts)), opts); }
+export function ones(shape: readonly number[], opts: CreateOptions = {}): Tensor {
+  return created(op('ones', shapeArg(shape), dt(opts), dev(opts)), opts);
+}
 /** A tensor filled with `value`. */
 export function full(shape: readonly number[], value: number, opts: CreateOptions = {}): Tensor {
   if (typeof value !== 'number') invalid('a number', 'value', value);
   return created(op('full', shapeArg(shape), value, dt(opts) ?? 'float32', dev(opts)), opts);
 }
 /** Standard normal samples (seeded by {@link manualSeed}). */
-export function randn(shape: readonly number[], opts: CreateOptions = {}): Tensor { return created(op('randn', shapeArg(shape), dt(opts), dev(opts)), opts); }
+export function randn(shape: readonly number[], opts: CreateOptions = {}): Tensor {
+  return created(op('randn', shapeArg(shape), dt(opts), dev(opts)), opts);
+}
 /** Uniform samples in [0, 1). */
-export function rand(shape: readonly number[], opts: CreateOptions = {}): Tensor { return created(op('rand', shapeArg(shape), dt(opts), dev(opts)), opts); }
+export function rand(shape: readonly number[], opts: CreateOptions = {}): Tensor {
+  return created(op('rand', shapeArg(shape), dt(opts), dev(opts)), opts);
+}
 /** Integers uniform in [low, high) (int64 unless `dtype`). */
 export function randint(low: number, high: number, shape: readonly number[], opts: CreateOptions = {}): Tensor {
   checkInt(low, 'low');
@@ -523,14 +734,21 @@ export function randint(low: number, high: number, shape: readonly number[], opt
   return op('randint', low, high, shapeArg(shape), dt(opts), dev(opts));
 }
 /** A random permutation of 0..n-1 (int64, CPU). */
-export function randperm(n: number): Tensor { return op('randperm', checkInt(n, 'n', 0)); }
+export function randperm(n: number): Tensor {
+  return op('randperm', checkInt(n, 'n', 0));
+}
 /**
  * Values start, start+step, … below end. With one argument, 0..end-1. Integer arguments give
  * int64, others float32, unless `dtype`.
  */
 export function arange(start: number, end?: number, step = 1, opts: CreateOptions = {}): Tensor {
-  if (end === undefined) { end = start; start = 0; }
-  [start, end, step].forEach((v, i) => { if (typeof v !== 'number' || !Number.isFinite(v)) invalid('a finite number', ['start', 'end', 'step'][i], v); });
+  if (end === undefined) {
+    end = start;
+    start = 0;
+  }
+  [start, end, step].forEach((v, i) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) invalid('a finite number', ['start', 'end', 'step'][i], v);
+  });
   if (step === 0) invalid('a non-zero number', 'step', step);
   return created(op('arange', start, end, step, dt(opts), dev(opts)), opts);
 }
@@ -539,7 +757,9 @@ export function linspace(start: number, end: number, steps: number, opts: Create
   return created(op('linspace', start, end, checkInt(steps, 'steps', 0), dt(opts), dev(opts)), opts);
 }
 /** The n×n identity. */
-export function eye(n: number, opts: CreateOptions = {}): Tensor { return created(op('eye', checkInt(n, 'n', 0), dt(opts), dev(opts)), opts); }
+export function eye(n: number, opts: CreateOptions = {}): Tensor {
+  return created(op('eye', checkInt(n, 'n', 0), dt(opts), dev(opts)), opts);
+}
 /** Zeros with the shape (and by default dtype and device) of `t`. */
 export function zerosLike(t: Tensor, opts: CreateOptions = {}): Tensor {
   opts = checkOptionNames(opts, CREATE_OPTIONS, 'tensor creation options');
@@ -556,9 +776,13 @@ function tensorList(ts: readonly Tensor[], name: string): TensorHandle[] {
   return ts.map((t, i) => (t instanceof Tensor ? t.handle : invalid('a Tensor', `${name}[${i}]`, t)));
 }
 /** Joins tensors along an existing dimension. */
-export function cat(ts: readonly Tensor[], dim = 0): Tensor { return op('cat', tensorList(ts, 'tensors'), checkInt(dim, 'dim')); }
+export function cat(ts: readonly Tensor[], dim = 0): Tensor {
+  return op('cat', tensorList(ts, 'tensors'), checkInt(dim, 'dim'));
+}
 /** Joins tensors along a new dimension. */
-export function stack(ts: readonly Tensor[], dim = 0): Tensor { return op('stack', tensorList(ts, 'tensors'), checkInt(dim, 'dim')); }
+export function stack(ts: readonly Tensor[], dim = 0): Tensor {
+  return op('stack', tensorList(ts, 'tensors'), checkInt(dim, 'dim'));
+}
 /** Elementwise `cond ? a : b`. */
 export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
   return op('where', h(cond, 'condition'), h(a, 'a'), h(b, 'b'));
@@ -566,7 +790,9 @@ export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Ten
 
 // ---- grad mode ----
 /** True when operations are recorded for autograd (on this thread: the JS thread). */
-export function isGradEnabled(): boolean { return binding.isGradEnabled(); }
+export function isGradEnabled(): boolean {
+  return binding.isGradEnabled();
+}
 
 /**
  * Runs `fn` with autograd recording off; `fn` may be async, in which case recording stays off
@@ -608,7 +834,9 @@ export function autocast<T>(opts: { device?: 'cpu' | 'cuda'; dtype?: 'float16' |
   const dtype = opts.dtype ?? (device === 'cuda' ? 'float16' : 'bfloat16');
   if (dtype !== 'float16' && dtype !== 'bfloat16') invalid("'float16' or 'bfloat16'", 'autocast dtype', dtype);
   const [wasOn, wasDtype] = binding.setAutocast(device, true, dtype);
-  const restore = () => { binding.setAutocast(device, wasOn, wasDtype); };
+  const restore = () => {
+    binding.setAutocast(device, wasOn, wasDtype);
+  };
   let result: T;
   try {
     result = fn();
@@ -622,7 +850,9 @@ export function autocast<T>(opts: { device?: 'cpu' | 'cuda'; dtype?: 'float16' |
 }
 
 /** @internal */
-export function isTensor(v: unknown): v is Tensor { return v instanceof Tensor; }
+export function isTensor(v: unknown): v is Tensor {
+  return v instanceof Tensor;
+}
 /** @internal */
 export function checkTensor(v: unknown, name: string): Tensor {
   if (!(v instanceof Tensor)) invalid('a Tensor', name, v);

@@ -95,12 +95,12 @@ FieldInfo info(const char* name, const T& v) {
   if constexpr (is_config<T>::value) {
     return {name, "config", "{}", T::describe_values(v)};
   } else {
-    const char* type = std::is_same_v<T, int64_t> ? "i64"
-                       : std::is_same_v<T, double> ? "f64"
-                       : std::is_same_v<T, bool> ? "bool"
-                       : std::is_same_v<T, std::string> ? "str"
+    const char* type = std::is_same_v<T, int64_t>                ? "i64"
+                       : std::is_same_v<T, double>               ? "f64"
+                       : std::is_same_v<T, bool>                 ? "bool"
+                       : std::is_same_v<T, std::string>          ? "str"
                        : std::is_same_v<T, std::vector<int64_t>> ? "i64[]"
-                                                                  : "f64[]";
+                                                                 : "f64[]";
     return {name, type, json(v), {}};
   }
 }
@@ -113,19 +113,19 @@ FieldInfo info(const char* name, const T& v) {
 // struct Name with the fields of FIELDS(X), `static Name from(const ConfigReader&)` and
 // `static std::vector<FieldInfo> describe()` (each field's name, type and default; describe_values(x):
 // the same with x's values).
-#define ET_CONFIG(Name, FIELDS)                                    \
-  struct Name {                                                    \
-    FIELDS(ET_CONFIG_MEMBER)                                       \
-    static Name from(const ::et::nn::ConfigReader& c) {            \
-      Name x;                                                      \
-      FIELDS(ET_CONFIG_READ)                                       \
-      return x;                                                    \
-    }                                                              \
-    static std::vector<::et::nn::FieldInfo> describe_values(const Name& d) { \
-      std::vector<::et::nn::FieldInfo> f;                          \
-      FIELDS(ET_CONFIG_INFO)                                       \
-      return f;                                                    \
-    }                                                              \
+#define ET_CONFIG(Name, FIELDS)                                                            \
+  struct Name {                                                                            \
+    FIELDS(ET_CONFIG_MEMBER)                                                               \
+    static Name from(const ::et::nn::ConfigReader& c) {                                    \
+      Name x;                                                                              \
+      FIELDS(ET_CONFIG_READ)                                                               \
+      return x;                                                                            \
+    }                                                                                      \
+    static std::vector<::et::nn::FieldInfo> describe_values(const Name& d) {               \
+      std::vector<::et::nn::FieldInfo> f;                                                  \
+      FIELDS(ET_CONFIG_INFO)                                                               \
+      return f;                                                                            \
+    }                                                                                      \
     static std::vector<::et::nn::FieldInfo> describe() { return describe_values(Name()); } \
   }
 
@@ -134,21 +134,21 @@ FieldInfo info(const char* name, const T& v) {
 // for none).
 #define ET_NO_FIELDS(X)
 #define ET_CONFIG_DEFAULT(type, name, def) this->name = def;
-#define ET_CONFIG_EXTENDS(Name, Base, DEFAULTS, FIELDS)             \
-  struct Name : Base {                                             \
-    FIELDS(ET_CONFIG_MEMBER)                                       \
-    Name() { DEFAULTS(ET_CONFIG_DEFAULT) }                         \
-    static Name from(const ::et::nn::ConfigReader& c) {            \
-      Name x;                                                      \
-      static_cast<Base&>(x) = Base::from(c);                       \
-      FIELDS(ET_CONFIG_READ)                                       \
-      return x;                                                    \
-    }                                                              \
-    static std::vector<::et::nn::FieldInfo> describe_values(const Name& d) { \
-      auto f = Base::describe_values(d);                           \
-      FIELDS(ET_CONFIG_INFO)                                       \
-      return f;                                                    \
-    }                                                              \
+#define ET_CONFIG_EXTENDS(Name, Base, DEFAULTS, FIELDS)                                    \
+  struct Name : Base {                                                                     \
+    FIELDS(ET_CONFIG_MEMBER)                                                               \
+    Name() { DEFAULTS(ET_CONFIG_DEFAULT) }                                                 \
+    static Name from(const ::et::nn::ConfigReader& c) {                                    \
+      Name x;                                                                              \
+      static_cast<Base&>(x) = Base::from(c);                                               \
+      FIELDS(ET_CONFIG_READ)                                                               \
+      return x;                                                                            \
+    }                                                                                      \
+    static std::vector<::et::nn::FieldInfo> describe_values(const Name& d) {               \
+      auto f = Base::describe_values(d);                                                   \
+      FIELDS(ET_CONFIG_INFO)                                                               \
+      return f;                                                                            \
+    }                                                                                      \
     static std::vector<::et::nn::FieldInfo> describe() { return describe_values(Name()); } \
   }
 

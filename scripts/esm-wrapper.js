@@ -16,7 +16,8 @@ const parsed = ts.getParsedCommandLineOfConfigFile(path.join(root, 'tsconfig.bui
 const program = ts.createProgram([entry], parsed ? parsed.options : {});
 const checker = program.getTypeChecker();
 const moduleSymbol = checker.getSymbolAtLocation(program.getSourceFile(entry));
-const names = checker.getExportsOfModule(moduleSymbol)
+const names = checker
+  .getExportsOfModule(moduleSymbol)
   .filter((s) => {
     const target = s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s;
     return (target.flags & ts.SymbolFlags.Value) !== 0;

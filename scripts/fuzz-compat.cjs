@@ -43,7 +43,12 @@ function patchElf(buf) {
   const secs = [];
   for (let i = 0; i < shnum; i++) {
     const o = shoff + i * shentsize;
-    secs.push({ type: out.readUInt32LE(o + 4), off: Number(out.readBigUInt64LE(o + 0x18)), size: Number(out.readBigUInt64LE(o + 0x20)), link: out.readUInt32LE(o + 0x28) });
+    secs.push({
+      type: out.readUInt32LE(o + 4),
+      off: Number(out.readBigUInt64LE(o + 0x18)),
+      size: Number(out.readBigUInt64LE(o + 0x20)),
+      link: out.readUInt32LE(o + 0x28),
+    });
   }
   const dynsym = secs.find((s) => s.type === 11); // SHT_DYNSYM
   const versym = secs.find((s) => s.type === 0x6fffffff); // SHT_GNU_versym
@@ -93,7 +98,10 @@ function patchElf(buf) {
     }
   }
   // Rename the version needs themselves to versions that the older libraries define.
-  for (const [from, to] of [['GLIBC_2.38', 'GLIBC_2.2.5'], ['GLIBCXX_3.4.32', 'GLIBCXX_3.4']]) {
+  for (const [from, to] of [
+    ['GLIBC_2.38', 'GLIBC_2.2.5'],
+    ['GLIBCXX_3.4.32', 'GLIBCXX_3.4'],
+  ]) {
     const a = versionNamed(from);
     const b = versionNamed(to);
     if (!a) continue;

@@ -65,7 +65,9 @@ async function replayOnly() {
     for (const [file, r] of out) {
       const pass = r.outcome === 'ok' || r.outcome === 'coded';
       if (!pass) bad++;
-      console.log(`${pass ? 'pass' : 'FAIL'} ${format} ${path.relative(ROOT, file)}: ${r.outcome}${r.code ? ` ${r.code}` : ''}${r.error ? `\n  ${r.error.replace(/\n/g, '\n  ')}` : ''}`);
+      console.log(
+        `${pass ? 'pass' : 'FAIL'} ${format} ${path.relative(ROOT, file)}: ${r.outcome}${r.code ? ` ${r.code}` : ''}${r.error ? `\n  ${r.error.replace(/\n/g, '\n  ')}` : ''}`,
+      );
     }
   }
   console.log(bad ? `${bad} corpus file(s) fail` : 'all corpus files pass');
@@ -80,16 +82,28 @@ function jazzer(format, runs) {
   fs.mkdirSync(crashDir, { recursive: true });
   const dict = path.join(FUZZ, 'dict', `${SEEDS_OF[format] ?? format}.dict`);
   const cli = [
-    '-r', path.join(ROOT, 'scripts', 'fuzz-compat.cjs'),
+    '-r',
+    path.join(ROOT, 'scripts', 'fuzz-compat.cjs'),
     require.resolve('@jazzer.js/core/dist/cli.js'),
-    path.join(FUZZ, 'jazzer-entry.cjs'), work, path.join(FUZZ, 'corpus', SEEDS_OF[format] ?? format),
-    '-f', format, '-i', path.join(ROOT, 'dist') + path.sep, '--timeout', String(TIMEOUT_MS),
+    path.join(FUZZ, 'jazzer-entry.cjs'),
+    work,
+    path.join(FUZZ, 'corpus', SEEDS_OF[format] ?? format),
+    '-f',
+    format,
+    '-i',
+    path.join(ROOT, 'dist') + path.sep,
+    '--timeout',
+    String(TIMEOUT_MS),
     ...['node_modules', ...(EXCLUDE[format] ?? [])].flatMap((e) => ['-e', e]),
     // Datasets name files by design: a fuzzed path is not a traversal bug.
-    '--disable_bug_detectors', 'path-traversal',
+    '--disable_bug_detectors',
+    'path-traversal',
     ...(SYNC.has(format) ? ['--sync'] : []),
     '--',
-    `-runs=${runs}`, '-rss_limit_mb=4096', `-artifact_prefix=${crashDir}${path.sep}`, '-print_final_stats=1',
+    `-runs=${runs}`,
+    '-rss_limit_mb=4096',
+    `-artifact_prefix=${crashDir}${path.sep}`,
+    '-print_final_stats=1',
     ...(MAX_TIME ? [`-max_total_time=${MAX_TIME}`] : []),
     ...(fs.existsSync(dict) ? [`-dict=${dict}`] : []),
   ];
@@ -109,11 +123,16 @@ function jazzer(format, runs) {
       const execs = done ? Number(done[1]) : stat ? Number(stat[1]) : pulses.length ? Math.max(...pulses) : 0;
       let artifact = /Test unit written to (\S+)/.exec(text)?.[1];
       if (!artifact && /ALARM: working on the last Unit/.test(text)) artifact = salvageTimeout(text, format, work, crashDir);
-      const finding = code !== 0 || signal ? {
-        artifact: artifact && path.resolve(ROOT, artifact),
-        // The first lines of the error identify a finding across restarts.
-        signature: (/==\d+== (Uncaught Exception:[^\n]*\n[^\n]*|ERROR: libFuzzer: [^\n]*)/.exec(text)?.[1] ?? `exit ${signal ?? code}`).replace(/\d+/g, 'N').trim(),
-      } : null;
+      const finding =
+        code !== 0 || signal
+          ? {
+              artifact: artifact && path.resolve(ROOT, artifact),
+              // The first lines of the error identify a finding across restarts.
+              signature: (/==\d+== (Uncaught Exception:[^\n]*\n[^\n]*|ERROR: libFuzzer: [^\n]*)/.exec(text)?.[1] ?? `exit ${signal ?? code}`)
+                .replace(/\d+/g, 'N')
+                .trim(),
+            }
+          : null;
       resolve({ execs, finding, text });
     });
   });
@@ -127,7 +146,12 @@ function jazzer(format, runs) {
 function salvageTimeout(text, format, work, crashDir) {
   const hex = [...text.matchAll(/^ALARM: working on the last Unit[^]*?^((?:0x[0-9a-f]{1,2},)+)$/gm)].pop()?.[1];
   if (!hex) return undefined;
-  const bytes = Buffer.from(hex.split(',').filter(Boolean).map((x) => parseInt(x, 16)));
+  const bytes = Buffer.from(
+    hex
+      .split(',')
+      .filter(Boolean)
+      .map((x) => parseInt(x, 16)),
+  );
   const sha = createHash('sha1').update(bytes).digest('hex');
   fs.rmSync(path.join(work, sha), { force: true });
   const file = path.join(crashDir, `timeout-${sha}`);

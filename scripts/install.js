@@ -25,7 +25,13 @@ const PIP_RETRIES = 1; // pip's --retries and --timeout (s): an unreachable inde
 const PIP_TIMEOUT = 15;
 const defaultLog = (m) => process.stderr.write(`emotorch: ${m}\n`);
 const truthy = (v) => /^(1|true|yes)$/i.test(v || '');
-const lastLines = (text, n = 3) => (text || '').split('\n').map((l) => l.trim()).filter(Boolean).slice(-n).join(' | ');
+const lastLines = (text, n = 3) =>
+  (text || '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(-n)
+    .join(' | ');
 
 /**
  * What to install, read from the environment (EMOTORCH_TORCH_VARIANT, EMOTORCH_TORCH_INDEX_URL,
@@ -51,7 +57,9 @@ function torchRequest(env = process.env) {
     wheel = path.resolve(env.EMOTORCH_TORCH_WHEEL);
     const st = fs.statSync(wheel, { throwIfNoEntry: false });
     if (!st || !(st.isFile() || st.isDirectory())) {
-      throw new Error(`Expected a torch-*.whl file or a directory of wheels for EMOTORCH_TORCH_WHEEL but received '${wheel}' (${st ? 'not a file or directory' : 'it does not exist'})`);
+      throw new Error(
+        `Expected a torch-*.whl file or a directory of wheels for EMOTORCH_TORCH_WHEEL but received '${wheel}' (${st ? 'not a file or directory' : 'it does not exist'})`,
+      );
     }
     if (st.isFile()) {
       const m = path.basename(wheel).match(/^torch-([^-]+)-.+\.whl$/);
@@ -85,8 +93,23 @@ function pipAttempts(req, target) {
 }
 
 function pipBase(target) {
-  return ['-m', 'pip', 'install', '--no-deps', '--no-compile', '--no-input', '--disable-pip-version-check',
-    '--only-binary=:all:', '--retries', String(PIP_RETRIES), '--timeout', String(PIP_TIMEOUT), '--upgrade', '--target', target];
+  return [
+    '-m',
+    'pip',
+    'install',
+    '--no-deps',
+    '--no-compile',
+    '--no-input',
+    '--disable-pip-version-check',
+    '--only-binary=:all:',
+    '--retries',
+    String(PIP_RETRIES),
+    '--timeout',
+    String(PIP_TIMEOUT),
+    '--upgrade',
+    '--target',
+    target,
+  ];
 }
 
 // A CUDA wheel loads its NVIDIA libraries from ../../nvidia/*/lib (the pip packages nvidia-*): the
@@ -94,7 +117,9 @@ function pipBase(target) {
 function nvidiaRequirements(target, version) {
   const meta = path.join(target, `torch-${version}.dist-info`, 'METADATA');
   if (!fs.existsSync(meta)) return [];
-  return fs.readFileSync(meta, 'utf8').split(/\r?\n/)
+  return fs
+    .readFileSync(meta, 'utf8')
+    .split(/\r?\n/)
     .filter((l) => /^Requires-Dist:\s*nvidia-/i.test(l) && !/\bextra\s*==/.test(l))
     .map((l) => l.replace(/^Requires-Dist:\s*/i, '').trim());
 }
@@ -113,12 +138,18 @@ function holdsTorch(target, version) {
 
 function runPip(python, args, env, quiet) {
   const r = spawnSync(python, args, {
-    env, encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', quiet ? 'pipe' : 'inherit', 'pipe'],
+    env,
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    stdio: ['ignore', quiet ? 'pipe' : 'inherit', 'pipe'],
   });
   if (!quiet && r.stderr) process.stderr.write(r.stderr);
   if (r.error) return { ok: false, reason: r.error.code === 'ENOENT' ? `${python} not found` : String(r.error.message) };
   if (r.status !== 0) {
-    const errors = (r.stderr || '').split('\n').filter((l) => /^ERROR:/.test(l)).join(' | ');
+    const errors = (r.stderr || '')
+      .split('\n')
+      .filter((l) => /^ERROR:/.test(l))
+      .join(' | ');
     return { ok: false, reason: `exit ${r.status ?? r.signal}: ${errors || lastLines(r.stderr) || 'no message'}` };
   }
   return { ok: true };
@@ -132,8 +163,10 @@ function failureText(req, target, python, tried) {
   });
   lines.push('Possible solutions:');
   if (req.wheel) {
-    lines.push(`  - check that ${req.wheel} is a torch wheel for this python and platform` +
-      (req.variant === 'cpu' ? '' : ', with its nvidia-* dependency wheels beside it'));
+    lines.push(
+      `  - check that ${req.wheel} is a torch wheel for this python and platform` +
+        (req.variant === 'cpu' ? '' : ', with its nvidia-* dependency wheels beside it'),
+    );
   }
   lines.push(
     `  - no network here: download the ${req.requirement.replace('==', '-')} wheel for this python from ${page}/torch/ elsewhere`,
@@ -192,7 +225,10 @@ function provisionLibtorch(opts = {}) {
 function addonLoads(root = ROOT, env = process.env) {
   const code = 'try { require(process.argv[1])(process.argv[2]) } catch (e) { process.stderr.write(String(e && e.message)); process.exit(1) }';
   const r = spawnSync(process.execPath, ['-e', code, require.resolve('node-gyp-build'), root], {
-    env, encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'], timeout: 120000,
+    env,
+    encoding: 'utf8',
+    stdio: ['ignore', 'ignore', 'pipe'],
+    timeout: 120000,
   });
   return r.status === 0 ? { ok: true } : { ok: false, reason: (r.stderr || '').split('\n')[0].trim() || `exit ${r.status ?? r.signal}` };
 }
@@ -290,14 +326,30 @@ function install(o = {}) {
   const after = loads(env);
   if (!after.ok) throw new Error(`the addon was built but does not load (${after.reason}); try LD_LIBRARY_PATH=${lib.libdir}`);
   if (builtWithoutVideoReader(path.join(root, 'build', 'Release', 'emotorch.node'))) {
-    log('built without FFmpeg\'s development headers: video will be read through the ffmpeg executables (about 4x slower than '
-      + 'in the process). For the in-process reader install libavformat-dev libavcodec-dev libswscale-dev (Debian/Ubuntu) and '
-      + 'run `npm rebuild emotorch`; the prebuilt addon carries it already.');
+    log(
+      "built without FFmpeg's development headers: video will be read through the ffmpeg executables (about 4x slower than " +
+        'in the process). For the in-process reader install libavformat-dev libavcodec-dev libswscale-dev (Debian/Ubuntu) and ' +
+        'run `npm rebuild emotorch`; the prebuilt addon carries it already.',
+    );
   }
   return 'compiled';
 }
 
-module.exports = { torchRequest, pipAttempts, provisionLibtorch, holdsTorch, installedVersion, nvidiaRequirements, install, addonLoads, hasPrebuild, builtWithoutVideoReader, NO_LIBAV_MARK, PIP_RETRIES, PIP_TIMEOUT };
+module.exports = {
+  torchRequest,
+  pipAttempts,
+  provisionLibtorch,
+  holdsTorch,
+  installedVersion,
+  nvidiaRequirements,
+  install,
+  addonLoads,
+  hasPrebuild,
+  builtWithoutVideoReader,
+  NO_LIBAV_MARK,
+  PIP_RETRIES,
+  PIP_TIMEOUT,
+};
 
 if (require.main === module && fs.existsSync(path.join(ROOT, 'native'))) {
   try {

@@ -34,9 +34,13 @@ function howToFix() {
 }
 
 function isLibtorch(dir) {
-  return !!dir && fs.existsSync(path.join(dir, 'include', 'ATen', 'ATen.h')) &&
-    (fs.existsSync(path.join(dir, 'lib', 'libtorch_cpu.so')) || fs.existsSync(path.join(dir, 'lib', 'libtorch.so')) ||
-     fs.existsSync(path.join(dir, 'lib', 'libtorch_cpu.dylib')));
+  return (
+    !!dir &&
+    fs.existsSync(path.join(dir, 'include', 'ATen', 'ATen.h')) &&
+    (fs.existsSync(path.join(dir, 'lib', 'libtorch_cpu.so')) ||
+      fs.existsSync(path.join(dir, 'lib', 'libtorch.so')) ||
+      fs.existsSync(path.join(dir, 'lib', 'libtorch_cpu.dylib')))
+  );
 }
 
 function fromPython(env) {
@@ -50,7 +54,10 @@ function fromPython(env) {
   for (const py of candidates) {
     try {
       const out = execFileSync(py, ['-c', 'import os, torch; print(os.path.dirname(torch.__file__))'], {
-        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 60000, env: { ...env, PYTHONPATH: '' },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+        timeout: 60000,
+        env: { ...env, PYTHONPATH: '' },
       }).trim();
       if (out) return out;
     } catch {
@@ -68,7 +75,10 @@ function readVersion(root) {
   for (const f of candidates) {
     if (!fs.existsSync(f)) continue;
     const text = fs.readFileSync(f, 'utf8');
-    const get = (k) => { const m = text.match(new RegExp('#define\\s+' + k + '\\s+(\\d+)')); return m ? Number(m[1]) : null; };
+    const get = (k) => {
+      const m = text.match(new RegExp('#define\\s+' + k + '\\s+(\\d+)'));
+      return m ? Number(m[1]) : null;
+    };
     const major = get('TORCH_VERSION_MAJOR');
     if (major !== null) return [major, get('TORCH_VERSION_MINOR') || 0, get('TORCH_VERSION_PATCH') || 0];
   }

@@ -53,6 +53,6 @@ const results = fix
       run(`clang-format --dry-run --Werror (${cpp.length} files)`, clangFormatPath, ['--dry-run', '--Werror', '--ferror-limit=5', ...cpp]),
     ];
 if (results.includes(false)) {
-  if (!fix) console.log('lint failed: `npm run format` fixes the formatting; ESLint\'s findings are fixed by hand (eslint.config.mjs says why each rule is on)');
+  if (!fix) console.log("lint failed: `npm run format` fixes the formatting; ESLint's findings are fixed by hand (eslint.config.mjs says why each rule is on)");
   process.exitCode = 1;
 }

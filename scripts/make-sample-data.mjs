@@ -32,7 +32,10 @@ import * as et from 'emotorch';
 // ---- arguments ---------------------------------------------------------------------------
 const args = process.argv.slice(2);
 const out = args.find((a) => !a.startsWith('--'));
-const flag = (name, def) => { const i = args.indexOf(`--${name}`); return i >= 0 ? Number(args[i + 1]) : def; };
+const flag = (name, def) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
 if (!out) {
   console.error('usage: node scripts/make-sample-data.mjs <outDir> [--per-class N] [--seed S]');
   process.exit(2);
@@ -65,8 +68,12 @@ const TRAJECTORY_NAME = { neutral: 'neutral', anger: 'anger', disgust: 'disgust'
 const SENTIMENT = { neutral: 'neutral', anger: 'negative', disgust: 'negative', fear: 'negative', joy: 'positive', sadness: 'negative', surprise: 'positive' };
 const MOSI_SCORE = { neutral: 0, anger: -2.5, disgust: -2, fear: -1.5, joy: 2.5, sadness: -2.5, surprise: 1.5 };
 const WORDS = {
-  neutral: ['okay', 'fine', 'sure', 'alright'], anger: ['furious', 'unfair', 'enough', 'stop'], disgust: ['gross', 'awful', 'yuck', 'nasty'],
-  fear: ['scared', 'afraid', 'danger', 'help'], joy: ['great', 'wonderful', 'love', 'yay'], sadness: ['sorry', 'miss', 'lonely', 'cry'],
+  neutral: ['okay', 'fine', 'sure', 'alright'],
+  anger: ['furious', 'unfair', 'enough', 'stop'],
+  disgust: ['gross', 'awful', 'yuck', 'nasty'],
+  fear: ['scared', 'afraid', 'danger', 'help'],
+  joy: ['great', 'wonderful', 'love', 'yay'],
+  sadness: ['sorry', 'miss', 'lonely', 'cry'],
   surprise: ['wow', 'really', 'what', 'unbelievable'],
 };
 const SR = 16000;
@@ -101,13 +108,38 @@ function synth(emotion, { r = rand, seconds } = {}) {
 function pickle(value) {
   const parts = [Buffer.from([0x80, 3])];
   const op = (...bytes) => parts.push(Buffer.from(bytes));
-  const i32 = (v) => { const b = Buffer.alloc(5); b[0] = 0x4a; b.writeInt32LE(v, 1); parts.push(b); };
-  const str = (s) => { const u = Buffer.from(s, 'utf8'); const b = Buffer.alloc(5); b[0] = 0x58; b.writeUInt32LE(u.length, 1); parts.push(b, u); };
-  const bytes = (u) => { const b = Buffer.alloc(5); b[0] = 0x42; b.writeUInt32LE(u.length, 1); parts.push(b, u); };
+  const i32 = (v) => {
+    const b = Buffer.alloc(5);
+    b[0] = 0x4a;
+    b.writeInt32LE(v, 1);
+    parts.push(b);
+  };
+  const str = (s) => {
+    const u = Buffer.from(s, 'utf8');
+    const b = Buffer.alloc(5);
+    b[0] = 0x58;
+    b.writeUInt32LE(u.length, 1);
+    parts.push(b, u);
+  };
+  const bytes = (u) => {
+    const b = Buffer.alloc(5);
+    b[0] = 0x42;
+    b.writeUInt32LE(u.length, 1);
+    parts.push(b, u);
+  };
   const global = (m, n) => parts.push(Buffer.from(`c${m}\n${n}\n`, 'latin1'));
   const dtype = (d) => {
-    global('numpy', 'dtype'); str(d); op(0x89, 0x88, 0x87, 0x52);           // dtype('f4', False, True)
-    op(0x28); i32(3); str('<'); op(0x4e, 0x4e, 0x4e); i32(-1); i32(-1); i32(0); op(0x74, 0x62);  // BUILD (3, '<', None, None, None, -1, -1, 0)
+    global('numpy', 'dtype');
+    str(d);
+    op(0x89, 0x88, 0x87, 0x52); // dtype('f4', False, True)
+    op(0x28);
+    i32(3);
+    str('<');
+    op(0x4e, 0x4e, 0x4e);
+    i32(-1);
+    i32(-1);
+    i32(0);
+    op(0x74, 0x62); // BUILD (3, '<', None, None, None, -1, -1, 0)
   };
   const enc = (v) => {
     if (v === null || v === undefined) op(0x4e);
@@ -115,19 +147,43 @@ function pickle(value) {
     else if (v === false) op(0x89);
     else if (typeof v === 'number') {
       if (Number.isInteger(v) && Math.abs(v) < 2 ** 31) i32(v);
-      else { const b = Buffer.alloc(9); b[0] = 0x47; b.writeDoubleBE(v, 1); parts.push(b); }
+      else {
+        const b = Buffer.alloc(9);
+        b[0] = 0x47;
+        b.writeDoubleBE(v, 1);
+        parts.push(b);
+      }
     } else if (typeof v === 'string') str(v);
-    else if (Array.isArray(v)) { op(0x5d); if (v.length) { op(0x28); v.forEach(enc); op(0x65); } }
-    else if (v.tuple) { op(0x28); v.tuple.forEach(enc); op(0x74); }
-    else if (v.ndarray) {
+    else if (Array.isArray(v)) {
+      op(0x5d);
+      if (v.length) {
+        op(0x28);
+        v.forEach(enc);
+        op(0x65);
+      }
+    } else if (v.tuple) {
+      op(0x28);
+      v.tuple.forEach(enc);
+      op(0x74);
+    } else if (v.ndarray) {
       const a = v.ndarray;
       const d = a instanceof Float32Array ? 'f4' : a instanceof BigInt64Array ? 'i8' : 'f8';
-      global('numpy.core.multiarray', '_reconstruct'); global('numpy', 'ndarray');
-      op(0x28); i32(0); op(0x74);                                            // (0,)
-      parts.push(Buffer.from([0x43, 1, 0x62]));                              // b'b'
-      op(0x87, 0x52);                                                        // REDUCE
-      op(0x28); i32(1); op(0x28); i32(a.length); op(0x74); dtype(d); op(0x89);
-      bytes(Buffer.from(a.buffer, a.byteOffset, a.byteLength)); op(0x74, 0x62);  // BUILD (1, (n,), dtype, False, raw)
+      global('numpy.core.multiarray', '_reconstruct');
+      global('numpy', 'ndarray');
+      op(0x28);
+      i32(0);
+      op(0x74); // (0,)
+      parts.push(Buffer.from([0x43, 1, 0x62])); // b'b'
+      op(0x87, 0x52); // REDUCE
+      op(0x28);
+      i32(1);
+      op(0x28);
+      i32(a.length);
+      op(0x74);
+      dtype(d);
+      op(0x89);
+      bytes(Buffer.from(a.buffer, a.byteOffset, a.byteLength));
+      op(0x74, 0x62); // BUILD (1, (n,), dtype, False, raw)
     } else throw new Error(`cannot pickle ${typeof v}`);
   };
   enc(value);
@@ -138,7 +194,7 @@ function pickle(value) {
 // ---- the data ------------------------------------------------------------------------------
 const root = path.resolve(out);
 fs.mkdirSync(path.join(root, 'wav'), { recursive: true });
-const clips = [];  // { emotion, file, samples }
+const clips = []; // { emotion, file, samples }
 for (const e of EMOTIONS) {
   for (let k = 0; k < PER_CLASS; k++) {
     const samples = synth(e);
@@ -152,7 +208,12 @@ const sentence = (e) => `${pick(['i', 'you', 'we'])} ${pick(['feel', 'am', 'thin
 // SALMONN: single-clip emotion items and 3-turn trajectories. Each turn is its own 1 s utterance
 // (wav/dlg_<d>_<k>.wav, ~3 Q-Former windows of audio per turn), drawn from a second random source
 // so that everything else in this folder stays as it was.
-const salmonn = clips.map((c) => ({ path: c.file, instruction: 'What emotion does the speaker express? Answer with one word.', target: c.emotion, task: 'emotion_recognition' }));
+const salmonn = clips.map((c) => ({
+  path: c.file,
+  instruction: 'What emotion does the speaker express? Answer with one word.',
+  target: c.emotion,
+  task: 'emotion_recognition',
+}));
 const turnRand = et.data.mulberry32(SEED + 7919);
 for (let d = 0; d < 2 * PER_CLASS; d++) {
   const turns = [pick(clips), pick(clips), pick(clips)];
@@ -163,10 +224,12 @@ for (let d = 0; d < 2 * PER_CLASS; d++) {
     return file;
   });
   salmonn.push({
-    dialogue_id: `dlg_${d}`, task: 'task1_emotional_trajectory',
+    dialogue_id: `dlg_${d}`,
+    task: 'task1_emotional_trajectory',
     input_text: turns.map((c, k) => `${k % 2 ? 'B' : 'A'}: ${sentence(c.emotion)}`).join('\n'),
     target_text: `The conversation starts ${seq[0]}, turns ${seq[1]} and ends ${seq[2]}.`,
-    emotion_sequence: seq, audio_files: files,
+    emotion_sequence: seq,
+    audio_files: files,
   });
 }
 fs.writeFileSync(path.join(root, 'salmonn.json'), JSON.stringify(salmonn, null, 1));
@@ -204,13 +267,17 @@ fs.writeFileSync(path.join(root, 'swift.json'), JSON.stringify(swift, null, 1));
 // SPECTRA pickles
 const textIds = (e) => [0, ...Array.from({ length: 3 + Math.floor(rand() * 4) }, () => 100 + EMOTIONS.indexOf(e) * 10 + Math.floor(rand() * 10)), 2];
 const IEMOCAP6 = ['neutral', 'anger', 'joy', 'sadness', 'fear', 'surprise'];
-const iem = clips.filter((c) => IEMOCAP6.includes(c.emotion)).map((c, k, all) => {
-  const cur = textIds(c.emotion);
-  const prev = k > 0 ? all[k - 1] : null;
-  const hist = prev ? textIds(prev.emotion) : [];
-  const ids = [...hist, ...cur];
-  return { tuple: [{ ndarray: c.samples }, ids, IEMOCAP6.indexOf(c.emotion), [...hist.map(() => 0), ...cur.map(() => 1)], prev ? { ndarray: prev.samples } : null] };
-});
+const iem = clips
+  .filter((c) => IEMOCAP6.includes(c.emotion))
+  .map((c, k, all) => {
+    const cur = textIds(c.emotion);
+    const prev = k > 0 ? all[k - 1] : null;
+    const hist = prev ? textIds(prev.emotion) : [];
+    const ids = [...hist, ...cur];
+    return {
+      tuple: [{ ndarray: c.samples }, ids, IEMOCAP6.indexOf(c.emotion), [...hist.map(() => 0), ...cur.map(() => 1)], prev ? { ndarray: prev.samples } : null],
+    };
+  });
 fs.writeFileSync(path.join(root, 'spectra_iemocap.pkl'), pickle(iem));
 const mosiAudio = clips.map((c) => ({ ndarray: c.samples }));
 const mosiItems = clips.map((c, k) => {
@@ -225,18 +292,32 @@ const encode = (s) => {
   const ids = [];
   for (let i = 0; i < s.length;) {
     const m = /^<\|unit(\d+)\|>/.exec(s.slice(i));
-    if (m) { ids.push(32002 + Number(m[1])); i += m[0].length; continue; }
-    if (s.startsWith('<|correspond|>', i)) { ids.push(32001); i += 14; continue; }
-    if (s.startsWith('</s>', i)) { ids.push(2); i += 4; continue; }
-    ids.push(3 + (s.charCodeAt(i) % 31000)); i += 1;
+    if (m) {
+      ids.push(32002 + Number(m[1]));
+      i += m[0].length;
+      continue;
+    }
+    if (s.startsWith('<|correspond|>', i)) {
+      ids.push(32001);
+      i += 14;
+      continue;
+    }
+    if (s.startsWith('</s>', i)) {
+      ids.push(2);
+      i += 4;
+      continue;
+    }
+    ids.push(3 + (s.charCodeAt(i) % 31000));
+    i += 1;
   }
   return ids;
 };
 const units = (samples) => {
   const out = [];
-  for (let s = 0; s + 320 <= samples.length; s += 320) {  // 20 ms frames → zero-crossing-rate bins
+  for (let s = 0; s + 320 <= samples.length; s += 320) {
+    // 20 ms frames → zero-crossing-rate bins
     let z = 0;
-    for (let i = s + 1; i < s + 320; i++) if ((samples[i - 1] < 0) !== (samples[i] < 0)) z++;
+    for (let i = s + 1; i < s + 320; i++) if (samples[i - 1] < 0 !== samples[i] < 0) z++;
     out.push(Math.min(9999, z * 50 + Math.floor(rand() * 3)));
   }
   return out;
@@ -250,4 +331,6 @@ for (let k = 0; k < 4 * PER_CLASS; k++) {
 }
 fs.writeFileSync(path.join(root, 'usdm.txt'), usdm.join('\n') + '\n');
 
-console.log(`wrote ${clips.length} clips, ${salmonn.length} SALMONN items, ${ecf.length} ECF conversations, ${swift.length} ms-swift records, ${iem.length} + ${mosiItems.length} SPECTRA samples, ${usdm.length} USDM lines to ${root}`);
+console.log(
+  `wrote ${clips.length} clips, ${salmonn.length} SALMONN items, ${ecf.length} ECF conversations, ${swift.length} ms-swift records, ${iem.length} + ${mosiItems.length} SPECTRA samples, ${usdm.length} USDM lines to ${root}`,
+);

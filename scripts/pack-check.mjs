@@ -16,7 +16,10 @@ const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const BUDGET_MB = 5;
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const failures = [];
-const fail = (m) => { failures.push(m); console.error(`pack-check: FAIL ${m}`); };
+const fail = (m) => {
+  failures.push(m);
+  console.error(`pack-check: FAIL ${m}`);
+};
 const step = (m) => console.log(`== ${m}`);
 
 const prebuilds = path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
@@ -28,10 +31,14 @@ if (!fs.existsSync(prebuilds) || !fs.readdirSync(prebuilds).some((f) => f.endsWi
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-pack-'));
 try {
   step('npm pack');
-  const packed = JSON.parse(execFileSync(npm, ['pack', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }))[0];
+  const packed = JSON.parse(
+    execFileSync(npm, ['pack', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }),
+  )[0];
   const tgz = path.join(work, packed.filename);
   const mb = (b) => (b / 1048576).toFixed(1);
-  console.log(`${packed.filename}: ${mb(packed.size)} MB packed, ${mb(packed.unpackedSize)} MB unpacked, ${packed.entryCount} files (budget ${BUDGET_MB} MB packed)`);
+  console.log(
+    `${packed.filename}: ${mb(packed.size)} MB packed, ${mb(packed.unpackedSize)} MB unpacked, ${packed.entryCount} files (budget ${BUDGET_MB} MB packed)`,
+  );
   if (packed.size > BUDGET_MB * 1048576) fail(`the tarball is ${mb(packed.size)} MB, over the ${BUDGET_MB} MB budget`);
   const files = packed.files.map((f) => f.path);
   for (const must of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/cli/main.js', 'scripts/install.js', 'CMakeLists.txt', 'README.md']) {
@@ -43,7 +50,9 @@ try {
 
   step('npm publish --dry-run');
   const pub = spawnSync(npm, ['publish', '--dry-run'], { cwd: ROOT, encoding: 'utf8' });
-  const warned = (pub.stderr || '').split('\n').filter((l) => /npm (warn|error)/i.test(l) && !/Unknown (user|env) config/.test(l) && !/EBADENGINE|engine/i.test(l));
+  const warned = (pub.stderr || '')
+    .split('\n')
+    .filter((l) => /npm (warn|error)/i.test(l) && !/Unknown (user|env) config/.test(l) && !/EBADENGINE|engine/i.test(l));
   if (pub.status !== 0) fail(`npm publish --dry-run exited ${pub.status}: ${(pub.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
   else if (warned.length) fail(`npm publish --dry-run warns: ${warned.join(' | ')}`);
   else console.log('clean');
@@ -53,9 +62,18 @@ try {
   fs.mkdirSync(app);
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }, null, 2));
   const t0 = Date.now();
-  const inst = spawnSync(npm, ['install', tgz, '--no-audit', '--no-fund', '--foreground-scripts'], { cwd: app, encoding: 'utf8', env: { ...process.env, LIBTORCH: '' } });
+  const inst = spawnSync(npm, ['install', tgz, '--no-audit', '--no-fund', '--foreground-scripts'], {
+    cwd: app,
+    encoding: 'utf8',
+    env: { ...process.env, LIBTORCH: '' },
+  });
   const log = `${inst.stdout}\n${inst.stderr}`;
-  console.log(log.split('\n').filter((l) => /emotorch:/.test(l)).join('\n'));
+  console.log(
+    log
+      .split('\n')
+      .filter((l) => /emotorch:/.test(l))
+      .join('\n'),
+  );
   console.log(`installed in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   if (inst.status !== 0) {
     fail(`npm install of the tarball exited ${inst.status}: ${log.trim().split('\n').slice(-5).join(' | ')}`);
@@ -71,12 +89,24 @@ try {
       if (r.status !== 0) fail(`${what} exited ${r.status}: ${`${r.stderr}`.trim().split('\n').slice(-3).join(' | ')}`);
       return r.stdout;
     };
-    const cjs = node(['-e', "const et = require('emotorch'); console.log('require: ' + et.versions.emotorch + ' on libtorch ' + et.versions.libtorch + ', ' + require('node-gyp-build').resolve(require('path').dirname(require.resolve('emotorch/package.json'))))"], 'require(\'emotorch\')');
+    const cjs = node(
+      [
+        '-e',
+        "const et = require('emotorch'); console.log('require: ' + et.versions.emotorch + ' on libtorch ' + et.versions.libtorch + ', ' + require('node-gyp-build').resolve(require('path').dirname(require.resolve('emotorch/package.json'))))",
+      ],
+      "require('emotorch')",
+    );
     console.log(cjs.trim());
     if (!/prebuilds/.test(cjs)) fail(`the installed package does not load its prebuild: ${cjs.trim()}`);
-    console.log(node(['--input-type=module', '-e', "import * as et from 'emotorch'; const x = et.tensor([1, 2, 3]); console.log('import: sum', x.sum().item())"], "import * as et from 'emotorch'").trim());
+    console.log(
+      node(
+        ['--input-type=module', '-e', "import * as et from 'emotorch'; const x = et.tensor([1, 2, 3]); console.log('import: sum', x.sum().item())"],
+        "import * as et from 'emotorch'",
+      ).trim(),
+    );
     const npx = spawnSync(npm, ['exec', '--', 'emotorch', '--help'], { cwd: app, encoding: 'utf8' });
-    if (npx.status !== 0 || !/Usage: emotorch/.test(npx.stdout)) fail(`npx emotorch --help exited ${npx.status}: ${npx.stderr.trim().split('\n').slice(-2).join(' | ')}`);
+    if (npx.status !== 0 || !/Usage: emotorch/.test(npx.stdout))
+      fail(`npx emotorch --help exited ${npx.status}: ${npx.stderr.trim().split('\n').slice(-2).join(' | ')}`);
     else console.log('npx emotorch --help: ok');
     fs.copyFileSync(path.join(ROOT, 'examples', 'quickstart.mjs'), path.join(app, 'quickstart.mjs'));
     const q = node(['quickstart.mjs'], 'the quickstart example');

@@ -22,8 +22,10 @@ if (!found) {
   process.exit(1);
 }
 if (found.version !== lt.TORCH_VERSION || found.cuda) {
-  process.stderr.write(`warning: building the prebuild against libtorch ${found.version}${found.cuda ? ' (CUDA)' : ''} from ${found.root}; ` +
-    `a prebuild loads only with the libtorch it was built against, and npm install provisions ${lt.PIP_PIN}\n`);
+  process.stderr.write(
+    `warning: building the prebuild against libtorch ${found.version}${found.cuda ? ' (CUDA)' : ''} from ${found.root}; ` +
+      `a prebuild loads only with the libtorch it was built against, and npm install provisions ${lt.PIP_PIN}\n`,
+  );
 }
 const nodedir = path.resolve(process.execPath, '..', '..');
 const bin = require.resolve('prebuildify/bin.js');

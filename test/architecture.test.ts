@@ -38,8 +38,17 @@ const ROOMS: Record<string, { paths: string[]; mayImport: string[] }> = {
  * shrinks; a new file that needs a native call goes through one of these.
  */
 const RAW_BINDING = [
-  'index.ts', 'runtime.ts', 'device.ts', 'tensor.ts', 'io/safetensors.ts', 'io/torchfile.ts', 'nn/module.ts',
-  'audio/features.ts', 'distributed/group.ts', 'distributed/ddp.ts', 'train/optim.ts',
+  'index.ts',
+  'runtime.ts',
+  'device.ts',
+  'tensor.ts',
+  'io/safetensors.ts',
+  'io/torchfile.ts',
+  'nn/module.ts',
+  'audio/features.ts',
+  'distributed/group.ts',
+  'distributed/ddp.ts',
+  'train/optim.ts',
 ];
 
 /** The room of a file (its path relative to lib/, with '/' separators), or null. */
@@ -63,8 +72,9 @@ function resolve(fromRel: string, spec: string): string | null {
   const base = path.join(LIB, path.dirname(fromRel), spec);
   const rel = path.relative(LIB, base).split(path.sep).join('/');
   if (rel.startsWith('..')) return null;
-  for (const c of [`${rel}.ts`, `${rel}.d.ts`, `${rel}/index.ts`, rel]) if (fs.existsSync(path.join(LIB, c)) && fs.statSync(path.join(LIB, c)).isFile()) return c;
-  return `${rel}.ts`;  // unresolved: still roomed by its path
+  for (const c of [`${rel}.ts`, `${rel}.d.ts`, `${rel}/index.ts`, rel])
+    if (fs.existsSync(path.join(LIB, c)) && fs.statSync(path.join(LIB, c)).isFile()) return c;
+  return `${rel}.ts`; // unresolved: still roomed by its path
 }
 
 /** Every breach of the rule in one file's source: `<file> imports '<spec>' (<room>): <room> may import …`. */
@@ -89,26 +99,42 @@ function breaches(rel: string, source: string): string[] {
 
 /** lib/ files that a file imports by relative path (type imports included), resolved. */
 function importsOf(rel: string, source: string): string[] {
-  return ts.preProcessFile(source, true, true).importedFiles.map((i) => i.fileName)
+  return ts
+    .preProcessFile(source, true, true)
+    .importedFiles.map((i) => i.fileName)
     .filter((spec) => spec.startsWith('./') || spec.startsWith('../'))
-    .map((spec) => resolve(rel, spec)).filter((t): t is string => t !== null && t !== rel);
+    .map((spec) => resolve(rel, spec))
+    .filter((t): t is string => t !== null && t !== rel);
 }
 
 /** The import circles of a graph (file → the files it imports): each circle's files, sorted (Tarjan's strongly connected components). */
 function circles(graph: Map<string, string[]>): string[][] {
   let next = 0;
-  const index = new Map<string, number>(), low = new Map<string, number>(), stack: string[] = [], onStack = new Set<string>(), out: string[][] = [];
+  const index = new Map<string, number>(),
+    low = new Map<string, number>(),
+    stack: string[] = [],
+    onStack = new Set<string>(),
+    out: string[][] = [];
   const visit = (v: string): void => {
-    index.set(v, next); low.set(v, next); next++;
-    stack.push(v); onStack.add(v);
+    index.set(v, next);
+    low.set(v, next);
+    next++;
+    stack.push(v);
+    onStack.add(v);
     for (const w of graph.get(v) ?? []) {
-      if (!index.has(w)) { visit(w); low.set(v, Math.min(low.get(v)!, low.get(w)!)); }
-      else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
     }
     if (low.get(v) === index.get(v)) {
       const scc: string[] = [];
       let w: string;
-      do { w = stack.pop()!; onStack.delete(w); scc.push(w); } while (w !== v);
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        scc.push(w);
+      } while (w !== v);
       if (scc.length > 1) out.push(scc.sort());
     }
   };
@@ -118,8 +144,25 @@ function circles(graph: Map<string, string[]>): string[][] {
 
 describe('architecture: no import circles', () => {
   it('the check finds a circle through three files, and not a file that only points into it', () => {
-    expect(circles(new Map([['a.ts', ['b.ts']], ['b.ts', ['c.ts']], ['c.ts', ['a.ts']], ['d.ts', ['a.ts']]]))).toEqual([['a.ts', 'b.ts', 'c.ts']]);
-    expect(circles(new Map([['data.ts', []], ['model.ts', ['data.ts']], ['recipe.ts', ['model.ts', 'data.ts']]]))).toEqual([]);
+    expect(
+      circles(
+        new Map([
+          ['a.ts', ['b.ts']],
+          ['b.ts', ['c.ts']],
+          ['c.ts', ['a.ts']],
+          ['d.ts', ['a.ts']],
+        ]),
+      ),
+    ).toEqual([['a.ts', 'b.ts', 'c.ts']]);
+    expect(
+      circles(
+        new Map([
+          ['data.ts', []],
+          ['model.ts', ['data.ts']],
+          ['recipe.ts', ['model.ts', 'data.ts']],
+        ]),
+      ),
+    ).toEqual([]);
   });
 
   it("no files of lib/ import each other, directly or through others, type imports included (a system's folder reads data → model → recipe)", () => {
@@ -131,7 +174,11 @@ describe('architecture: no import circles', () => {
 describe('architecture: systems', () => {
   it('lib/systems holds the five systems as their users name them, each with an index.ts (et.systems.<name>)', () => {
     const dir = path.join(LIB, 'systems');
-    const systems = fs.readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+    const systems = fs
+      .readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name)
+      .sort();
     expect(systems).toEqual(['m2se', 'salmonn', 'semeval', 'spectra', 'usdm']);
     for (const s of systems) expect(fs.existsSync(path.join(dir, s, 'index.ts')), `lib/systems/${s}/index.ts`).toBe(true);
   });
@@ -300,7 +347,7 @@ describe('architecture: native includes', () => {
     }
   });
 
-  it('no file of native/ includes a header of a room its room may not include, nor Node\'s headers outside native/bridge', () => {
+  it("no file of native/ includes a header of a room its room may not include, nor Node's headers outside native/bridge", () => {
     const all = nativeFiles();
     expect(all.length).toBeGreaterThan(50);
     const found = all.flatMap((rel) => nativeBreaches(rel, fs.readFileSync(path.join(NATIVE, rel), 'utf8')));
@@ -308,11 +355,14 @@ describe('architecture: native includes', () => {
   });
 
   it('no files of native/ include each other, directly or through others', () => {
-    const graph = new Map(nativeFiles().map((rel) => {
-      const targets = includesOf(fs.readFileSync(path.join(NATIVE, rel), 'utf8'))
-        .map(({ quoted, spec }) => resolveInclude(rel, quoted, spec)).filter((t): t is string => t !== null && t !== rel);
-      return [rel, targets] as [string, string[]];
-    }));
+    const graph = new Map(
+      nativeFiles().map((rel) => {
+        const targets = includesOf(fs.readFileSync(path.join(NATIVE, rel), 'utf8'))
+          .map(({ quoted, spec }) => resolveInclude(rel, quoted, spec))
+          .filter((t): t is string => t !== null && t !== rel);
+        return [rel, targets] as [string, string[]];
+      }),
+    );
     expect(circles(graph)).toEqual([]);
   });
 });

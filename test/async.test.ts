@@ -13,11 +13,15 @@ describe('async native calls', () => {
     // the JS thread: a blocking call would return an already-settled promise, and the await's
     // continuation (a microtask) would run before any timer.
     let fired = false;
-    setTimeout(() => { fired = true; }, 0);
+    setTimeout(() => {
+      fired = true;
+    }, 0);
     const y = await mlp.forward(x);
     expect(fired).toBe(true);
     fired = false;
-    setTimeout(() => { fired = true; }, 0);
+    setTimeout(() => {
+      fired = true;
+    }, 0);
     await y.square().mean().backward();
     expect(fired).toBe(true);
     expect(mlp.parameters()[0].grad).not.toBeNull();

@@ -20,7 +20,9 @@ const cpu = (t: et.Tensor) => t.to({ device: 'cpu', dtype: 'float64' });
 function diff(label: string, a: et.Tensor, b: et.Tensor, mask?: et.Tensor): number {
   expect(a.device).toBe('cuda:0');
   expect(a.shape).toEqual(b.shape);
-  let d = cpu(a).sub(b.to({ dtype: 'float64' })).abs();
+  let d = cpu(a)
+    .sub(b.to({ dtype: 'float64' }))
+    .abs();
   if (mask) d = et.where(mask.unsqueeze(-1).eq(1), d, 0);
   const v = d.max().item();
   console.log(`cuda ${label}: max |diff| ${v.toExponential(2)}`);
@@ -31,7 +33,11 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
   it('RobertaModel', async () => {
     const m = await (await et.nn.RobertaModel.fromPretrained(fx('roberta'))).to({ device: 'cuda' });
     const t = await io('roberta');
-    const out = await m.forward({ inputIds: gpu(t.get('input_ids'))!, attentionMask: gpu(t.get('attention_mask')), tokenTypeIds: gpu(t.get('token_type_ids')) });
+    const out = await m.forward({
+      inputIds: gpu(t.get('input_ids'))!,
+      attentionMask: gpu(t.get('attention_mask')),
+      tokenTypeIds: gpu(t.get('token_type_ids')),
+    });
     expect(diff('roberta', out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
   });
 
@@ -59,7 +65,11 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
   it('QFormer', async () => {
     const m = await (await et.nn.QFormer.fromPretrained(fx('qformer'))).to({ device: 'cuda' });
     const t = await io('qformer');
-    const out = await m.forward({ queryEmbeds: gpu(t.get('query_embeds')), encoderHiddenStates: gpu(t.get('encoder_hidden_states'))!, encoderAttentionMask: gpu(t.get('encoder_attention_mask')) });
+    const out = await m.forward({
+      queryEmbeds: gpu(t.get('query_embeds')),
+      encoderHiddenStates: gpu(t.get('encoder_hidden_states'))!,
+      encoderAttentionMask: gpu(t.get('encoder_attention_mask')),
+    });
     expect(diff('qformer', out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
   });
 
@@ -80,7 +90,9 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
     const prompt = { inputIds: t.get('input_ids')!, attentionMask: mask };
     const want = await host.eval().generate(prompt, { maxNewTokens: 8, minNewTokens: 8 });
     const steps: number[][] = [];
-    const got = await m.eval().generate({ inputIds: gpu(prompt.inputIds)!, attentionMask: gpu(mask) }, { maxNewTokens: 8, minNewTokens: 8, onTokens: (ids) => steps.push(ids) });
+    const got = await m
+      .eval()
+      .generate({ inputIds: gpu(prompt.inputIds)!, attentionMask: gpu(mask) }, { maxNewTokens: 8, minNewTokens: 8, onTokens: (ids) => steps.push(ids) });
     expect(got.newTokens.to({ device: 'cpu' }).toArray()).toEqual(want.newTokens.toArray());
     expect(steps.length).toBe(8);
   });
@@ -97,18 +109,37 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
     await et.nn.loadLoraAdapter(llm, path.join(fx('llama_lora'), 'adapter'));
     for (const m of [qformer, proj, llm]) await m.to({ device: 'cuda' });
     const queryTokens = gpu(t.get('query_tokens'))!.clone().requiresGrad_();
-    const { lastHiddenState: q } = await qformer.forward({ queryEmbeds: queryTokens.expand([2, -1, -1]), encoderHiddenStates: gpu(t.get('encoder_hidden_states'))!, encoderAttentionMask: gpu(t.get('encoder_attention_mask')) });
+    const { lastHiddenState: q } = await qformer.forward({
+      queryEmbeds: queryTokens.expand([2, -1, -1]),
+      encoderHiddenStates: gpu(t.get('encoder_hidden_states'))!,
+      encoderAttentionMask: gpu(t.get('encoder_attention_mask')),
+    });
     const audio = await proj.forward(q);
     const text = await llm.embed(gpu(t.get('text_ids'))!);
     const { loss } = await llm.forward({ inputsEmbeds: et.cat([audio, text], 1), attentionMask: gpu(t.get('attention_mask')), labels: gpu(t.get('labels')) });
     expect(Math.abs(loss!.item() - t.get('loss')!.item())).toBeLessThan(TOL);
     await loss!.backward();
     let worst = diff('salmonn grad query_tokens', queryTokens.grad!, t.get('grad.query_tokens')!);
-    for (const [n, p] of qformer.namedParameters()) worst = Math.max(worst, cpu(p.grad!).sub(t.get(`grad.qformer.${n}`)!.to({ dtype: 'float64' })).abs().max().item());
+    for (const [n, p] of qformer.namedParameters())
+      worst = Math.max(
+        worst,
+        cpu(p.grad!)
+          .sub(t.get(`grad.qformer.${n}`)!.to({ dtype: 'float64' }))
+          .abs()
+          .max()
+          .item(),
+      );
     for (const [n, p] of llm.namedParameters()) {
       if (!n.includes('.lora_')) continue;
       const key = `grad.lora.base_model.model.${n.replace('.default.weight', '.weight')}`;
-      worst = Math.max(worst, cpu(p.grad!).sub(t.get(key)!.to({ dtype: 'float64' })).abs().max().item());
+      worst = Math.max(
+        worst,
+        cpu(p.grad!)
+          .sub(t.get(key)!.to({ dtype: 'float64' }))
+          .abs()
+          .max()
+          .item(),
+      );
     }
     console.log(`cuda salmonn step: loss ${loss!.item()} (PyTorch ${t.get('loss')!.item()}), worst grad diff ${worst.toExponential(2)}`);
     expect(worst).toBeLessThan(TOL);
@@ -122,9 +153,17 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
       const pixels = t.get('pixel_values')!;
       expect(diff(`internvl ${family} features`, await m.extractFeature(gpu(pixels)!), t.get('features')!)).toBeLessThan(TOL);
       const mask = t.get('attention_mask')!;
-      const { logits } = await m.forward({ inputIds: gpu(t.get('input_ids'))!, attentionMask: gpu(mask), pixelValues: gpu(pixels)!, imageFlags: et.ones([3, 1], { dtype: 'int64', device: 'cuda' }) });
+      const { logits } = await m.forward({
+        inputIds: gpu(t.get('input_ids'))!,
+        attentionMask: gpu(mask),
+        pixelValues: gpu(pixels)!,
+        imageFlags: et.ones([3, 1], { dtype: 'int64', device: 'cuda' }),
+      });
       expect(diff(`internvl ${family} logits`, logits, t.get('logits')!, mask)).toBeLessThan(TOL);
-      const newTokens = await m.generate({ inputIds: gpu(t.get('greedy_prompt'))!, pixelValues: gpu(pixels.slice(0, 2, 3))! }, { maxNewTokens: 5, eosTokenId: [], padTokenId: 0 });
+      const newTokens = await m.generate(
+        { inputIds: gpu(t.get('greedy_prompt'))!, pixelValues: gpu(pixels.slice(0, 2, 3))! },
+        { maxNewTokens: 5, eosTokenId: [], padTokenId: 0 },
+      );
       expect(newTokens.to({ device: 'cpu' }).toArray()).toEqual(t.get('greedy_new')!.toArray());
     }
   });
@@ -138,9 +177,24 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
       et.manualSeed(1);
       const model = await new Classifier(0).to({ device });
       const trainer = new et.train.Trainer({
-        model, trainDataset: asDataset(data.train), evalDataset: asDataset(data.eval), dataCollator: collate, computeMetrics: accuracy,
-        args: { output_dir: path.join(dir, `${device}-${bf16}`), num_train_epochs: 4, per_device_train_batch_size: 8, learning_rate: 1e-2,
-          logging_steps: 5, eval_strategy: 'no', save_strategy: 'epoch', save_total_limit: 1, disable_tqdm: true, seed: 1, bf16 },
+        model,
+        trainDataset: asDataset(data.train),
+        evalDataset: asDataset(data.eval),
+        dataCollator: collate,
+        computeMetrics: accuracy,
+        args: {
+          output_dir: path.join(dir, `${device}-${bf16}`),
+          num_train_epochs: 4,
+          per_device_train_batch_size: 8,
+          learning_rate: 1e-2,
+          logging_steps: 5,
+          eval_strategy: 'no',
+          save_strategy: 'epoch',
+          save_total_limit: 1,
+          disable_tqdm: true,
+          seed: 1,
+          bf16,
+        },
       });
       await trainer.train();
       expect(model.parameters()[0].device).toBe(device === 'cuda' ? 'cuda:0' : 'cpu');

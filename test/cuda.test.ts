@@ -7,9 +7,18 @@ const HAS_CUDA = et.cuda.isAvailable();
 
 describe.skipIf(!HAS_CUDA)('CUDA', () => {
   it('creates tensors on the GPU and reads them back', async () => {
-    const t = et.tensor([[1, 2], [3, 4]], { device: 'cuda' });
+    const t = et.tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { device: 'cuda' },
+    );
     expect(t.device).toBe('cuda:0');
-    expect(t.matmul(t).toArray()).toEqual([[7, 10], [15, 22]]);
+    expect(t.matmul(t).toArray()).toEqual([
+      [7, 10],
+      [15, 22],
+    ]);
     expect(Array.from(await t.to({ dtype: 'bfloat16' }).data())).toEqual([1, 2, 3, 4]);
     expect(et.randn([3], { device: 'cuda:0' }).device).toBe('cuda:0');
   });

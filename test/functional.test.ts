@@ -28,7 +28,11 @@ describe('losses match torch.nn.functional', () => {
     expect(maxAbsDiff(F.l1Loss(get('a'), get('b'), { reduction: 'none' }), get('l1_none'))).toBeLessThan(1e-6);
   });
   it('rejects mismatched shapes and dtypes by name', () => {
-    throwsWith(() => F.crossEntropy(et.randn([4, 3]), et.tensor([0, 1, 2], { dtype: 'int64' })), 'ERR_INVALID_ARG', /target shape \[3\] does not fit input shape \[4,3\]/);
+    throwsWith(
+      () => F.crossEntropy(et.randn([4, 3]), et.tensor([0, 1, 2], { dtype: 'int64' })),
+      'ERR_INVALID_ARG',
+      /target shape \[3\] does not fit input shape \[4,3\]/,
+    );
     throwsWith(() => F.crossEntropy(et.randn([2, 3]), et.tensor([0, 1], { dtype: 'int32' })), 'ERR_INVALID_ARG', /int64 class-index/);
     throwsWith(() => F.mseLoss(et.randn([4, 1]), et.randn([4])), 'ERR_INVALID_ARG', /input shape \[4,1\] and target shape \[4\] differ/);
     throwsWith(() => F.l1Loss(et.randn([2]), et.randn([2]), { reduction: 'avg' as et.Reduction }), 'ERR_INVALID_ARG', /reduction/);

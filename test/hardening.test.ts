@@ -19,9 +19,27 @@ function child(code: string, timeout = 60_000) {
 describe('finding 1: the grad setter checks what it is given', () => {
   it('rejects a grad of another shape, dtype or kind', () => {
     const p = et.zeros([1000]).requiresGrad_();
-    throwsWith(() => { p.grad = et.ones([1]); }, 'ERR_INVALID_ARG', /grad has shape \[1\] but the tensor has shape \[1000\]/);
-    throwsWith(() => { p.grad = et.ones([1000], { dtype: 'float64' }); }, 'ERR_INVALID_ARG', /dtype float64/);
-    throwsWith(() => { p.grad = 3 as unknown as et.Tensor; }, 'ERR_INVALID_ARG', /grad/);
+    throwsWith(
+      () => {
+        p.grad = et.ones([1]);
+      },
+      'ERR_INVALID_ARG',
+      /grad has shape \[1\] but the tensor has shape \[1000\]/,
+    );
+    throwsWith(
+      () => {
+        p.grad = et.ones([1000], { dtype: 'float64' });
+      },
+      'ERR_INVALID_ARG',
+      /dtype float64/,
+    );
+    throwsWith(
+      () => {
+        p.grad = 3 as unknown as et.Tensor;
+      },
+      'ERR_INVALID_ARG',
+      /grad/,
+    );
     expect(p.grad).toBeNull();
   });
   it('stores an expanded (stride-0) grad as its own copy, so AdamW updates correctly', async () => {
@@ -36,7 +54,9 @@ describe('finding 1: the grad setter checks what it is given', () => {
   });
   it('clipGradNorm and SGD no longer see a smaller grad to broadcast', async () => {
     const p = et.zeros([8]).requiresGrad_();
-    expect(() => { p.grad = et.ones([1]); }).toThrow();
+    expect(() => {
+      p.grad = et.ones([1]);
+    }).toThrow();
     p.grad = et.ones([8]);
     expect(await et.optim.clipGradNorm([p], 1)).toBeCloseTo(Math.sqrt(8), 4);
   });
@@ -45,7 +65,7 @@ describe('finding 1: the grad setter checks what it is given', () => {
 describe('finding 2: views as parameters', () => {
   it('AdamW updates a sliced parameter in place without touching the rest of its base', async () => {
     const base = et.zeros([4, 4]);
-    const p = base.slice(1, 0, 2).requiresGrad_();  // (4, 2), strides (4, 1): not contiguous
+    const p = base.slice(1, 0, 2).requiresGrad_(); // (4, 2), strides (4, 1): not contiguous
     p.grad = et.ones([4, 2]);
     await new et.optim.AdamW([p], { lr: 0.5, weightDecay: 0 }).step();
     const rows = base.toArray() as number[][];
@@ -63,7 +83,9 @@ describe('finding 2: views as parameters', () => {
   });
   it('registerParameter gives a view a contiguous tensor of its own', async () => {
     class M extends et.nn.Module {
-      async forward() { return null; }
+      async forward() {
+        return null;
+      }
     }
     const base = et.zeros([4, 4]);
     const m = new M();
@@ -172,16 +194,30 @@ describe('finding 12: every config field is checked at create()', () => {
     ['negative num_hidden_layers', () => et.nn.LlamaForCausalLM.create({ num_hidden_layers: -1 }), /LLaMA config\.num_hidden_layers/],
     ['negative head_dim', () => et.nn.LlamaForCausalLM.create({ head_dim: -8 }), /LLaMA config\.head_dim/],
     ['zero rms_norm_eps', () => et.nn.LlamaForCausalLM.create({ rms_norm_eps: 0 }), /LLaMA config\.rms_norm_eps/],
-    ['non-dividing conv groups', () => et.nn.WavLMModel.create({ hidden_size: 48, num_attention_heads: 4, num_conv_pos_embedding_groups: 5 }), /num_conv_pos_embedding_groups/],
+    [
+      'non-dividing conv groups',
+      () => et.nn.WavLMModel.create({ hidden_size: 48, num_attention_heads: 4, num_conv_pos_embedding_groups: 5 }),
+      /num_conv_pos_embedding_groups/,
+    ],
     ['negative num_query_tokens', () => et.nn.QFormer.create({ num_query_tokens: -1 }), /Q-Former config\.num_query_tokens/],
     ['NaN dropout', () => et.nn.RobertaModel.create({ hidden_dropout_prob: NaN }), /RoBERTa config\.hidden_dropout_prob/],
     ['negative BEATs layers', () => et.nn.BeatsEncoder.create({ encoder_layers: -1 }), /BEATs config\.encoder_layers/],
     ['BEATs activation', () => et.nn.BeatsEncoder.create({ activation_fn: 'nope' }), /BEATs config\.activation_fn/],
     ['an array as config', () => et.nn.RobertaModel.create([] as never), /RoBERTa config/],
   ];
-  for (const [name, make, re] of cases) it(name, () => { throwsWith(make, 'ERR_INVALID_ARG', re); });
+  for (const [name, make, re] of cases)
+    it(name, () => {
+      throwsWith(make, 'ERR_INVALID_ARG', re);
+    });
   it('maps HF activation aliases', () => {
-    const m = et.nn.RobertaModel.create({ vocab_size: 10, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, hidden_act: 'gelu_new' });
+    const m = et.nn.RobertaModel.create({
+      vocab_size: 10,
+      hidden_size: 8,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 16,
+      hidden_act: 'gelu_new',
+    });
     expect(m.config.hidden_act).toBe('gelu_tanh');
   });
 });
@@ -209,22 +245,59 @@ describe('finding 14: uncoded errors', () => {
 });
 
 describe('finding 16: empty inputs, one rule for every model', () => {
-  const roberta = () => et.nn.RobertaModel.create({ vocab_size: 20, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, max_position_embeddings: 16 });
-  const llama = () => et.nn.LlamaForCausalLM.create({ vocab_size: 20, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 });
+  const roberta = () =>
+    et.nn.RobertaModel.create({
+      vocab_size: 20,
+      hidden_size: 8,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 16,
+      max_position_embeddings: 16,
+    });
+  const llama = () =>
+    et.nn.LlamaForCausalLM.create({
+      vocab_size: 20,
+      hidden_size: 8,
+      intermediate_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+    });
   it('an empty batch gives empty outputs', async () => {
     const r = await roberta().forward({ inputIds: et.zeros([0, 5], { dtype: 'int64' }) });
     expect(r.lastHiddenState.shape).toEqual([0, 5, 8]);
     expect(r.poolerOutput!.shape).toEqual([0, 8]);
     expect((await llama().forward({ inputIds: et.zeros([0, 3], { dtype: 'int64' }) })).logits.shape).toEqual([0, 3, 20]);
-    const w = et.nn.WhisperEncoder.create({ num_mel_bins: 4, d_model: 8, encoder_layers: 1, encoder_attention_heads: 2, encoder_ffn_dim: 16, max_source_positions: 8 });
+    const w = et.nn.WhisperEncoder.create({
+      num_mel_bins: 4,
+      d_model: 8,
+      encoder_layers: 1,
+      encoder_attention_heads: 2,
+      encoder_ffn_dim: 16,
+      max_source_positions: 8,
+    });
     expect((await w.forward({ inputFeatures: et.zeros([0, 4, 9]) })).lastHiddenState.shape).toEqual([0, 5, 8]);
-    const q = et.nn.QFormer.create({ hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, encoder_hidden_size: 6, num_query_tokens: 3 });
+    const q = et.nn.QFormer.create({
+      hidden_size: 8,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 16,
+      encoder_hidden_size: 6,
+      num_query_tokens: 3,
+    });
     expect((await q.forward({ encoderHiddenStates: et.zeros([0, 4, 6]) })).lastHiddenState.shape).toEqual([0, 3, 8]);
   });
   it('an empty sequence is an error', async () => {
     await rejectsWith(() => roberta().forward({ inputIds: et.zeros([2, 0], { dtype: 'int64' }) }), 'ERR_INVALID_ARG', /non-empty sequence/);
     await rejectsWith(() => llama().forward({ inputIds: et.zeros([1, 0], { dtype: 'int64' }) }), 'ERR_INVALID_ARG', /non-empty sequence/);
-    const q = et.nn.QFormer.create({ hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, encoder_hidden_size: 6, num_query_tokens: 3 });
+    const q = et.nn.QFormer.create({
+      hidden_size: 8,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 16,
+      encoder_hidden_size: 6,
+      num_query_tokens: 3,
+    });
     await rejectsWith(() => q.forward({ encoderHiddenStates: et.zeros([1, 0, 6]) }), 'ERR_INVALID_ARG', /non-empty sequence/);
   });
 });
@@ -232,26 +305,65 @@ describe('finding 16: empty inputs, one rule for every model', () => {
 describe('one forward convention', () => {
   it('named inputs in, named outputs out; the one-tensor shortcut is the same call', async () => {
     et.manualSeed(1);
-    const w = et.nn.WhisperEncoder.create({ num_mel_bins: 4, d_model: 8, encoder_layers: 1, encoder_attention_heads: 2, encoder_ffn_dim: 16, max_source_positions: 8 }).eval();
+    const w = et.nn.WhisperEncoder.create({
+      num_mel_bins: 4,
+      d_model: 8,
+      encoder_layers: 1,
+      encoder_attention_heads: 2,
+      encoder_ffn_dim: 16,
+      max_source_positions: 8,
+    }).eval();
     const x = et.randn([2, 4, 10]);
     const a = (await w.forward({ inputFeatures: x })).lastHiddenState;
     const b = (await w.forward(x)).lastHiddenState;
     expect(a.sub(b).abs().max().item()).toBe(0);
     await rejectsWith(() => w.forward([x] as never), 'ERR_INVALID_ARG', /inputs object/);
-    const q = et.nn.QFormer.create({ hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, encoder_hidden_size: 6, num_query_tokens: 1 });
+    const q = et.nn.QFormer.create({
+      hidden_size: 8,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 16,
+      encoder_hidden_size: 6,
+      num_query_tokens: 1,
+    });
     await rejectsWith(() => q.forward(et.zeros([1, 2, 6]) as never), 'ERR_INVALID_ARG', /inputs object/);
   });
   it('LLaMA with labels returns the mean token loss, or the sum over numItemsInBatch', async () => {
     et.manualSeed(2);
-    const m = et.nn.LlamaForCausalLM.create({ vocab_size: 20, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 });
-    const inputIds = et.tensor([[1, 4, 5, 6], [1, 7, 8, 9]], { dtype: 'int64' });
-    const labels = et.tensor([[-100, -100, 5, 6], [-100, 7, 8, 9]], { dtype: 'int64' });
+    const m = et.nn.LlamaForCausalLM.create({
+      vocab_size: 20,
+      hidden_size: 8,
+      intermediate_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+    });
+    const inputIds = et.tensor(
+      [
+        [1, 4, 5, 6],
+        [1, 7, 8, 9],
+      ],
+      { dtype: 'int64' },
+    );
+    const labels = et.tensor(
+      [
+        [-100, -100, 5, 6],
+        [-100, 7, 8, 9],
+      ],
+      { dtype: 'int64' },
+    );
     const { logits, loss } = await m.forward({ inputIds, labels });
     // the same loss from the per-token log-probabilities, by hand
     const lp = logits.logSoftmax(-1).toArray() as number[][][];
     const lab = labels.toArray() as number[][];
-    let sum = 0, n = 0;
-    for (let b = 0; b < 2; b++) for (let t = 0; t < 3; t++) if (lab[b][t + 1] !== -100) { sum -= lp[b][t][lab[b][t + 1]]; n++; }
+    let sum = 0,
+      n = 0;
+    for (let b = 0; b < 2; b++)
+      for (let t = 0; t < 3; t++)
+        if (lab[b][t + 1] !== -100) {
+          sum -= lp[b][t][lab[b][t + 1]];
+          n++;
+        }
     expect(loss!.item()).toBeCloseTo(sum / n, 5);
     const { loss: scaled } = await m.forward({ inputIds, labels, numItemsInBatch: 10 });
     expect(scaled!.item()).toBeCloseTo(sum / 10, 5);

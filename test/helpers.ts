@@ -14,7 +14,12 @@ export function tmpdir(): string {
 /** Max |a - b| over all elements (both converted to float64 on the CPU). */
 export function maxAbsDiff(a: et.Tensor, b: et.Tensor): number {
   expect(a.shape).toEqual(b.shape);
-  return a.to({ dtype: 'float64' }).sub(b.to({ dtype: 'float64' })).abs().max().item();
+  return a
+    .to({ dtype: 'float64' })
+    .sub(b.to({ dtype: 'float64' }))
+    .abs()
+    .max()
+    .item();
 }
 
 /** Asserts an async call rejects with an EmotorchError of `code` whose message matches `re`. */
@@ -56,31 +61,78 @@ export function throwsWith(fn: () => unknown, code: string, re?: RegExp): et.Emo
 export async function spawnServer(args: string[], timeoutMs = 120_000): Promise<{ url: string; stderr: () => string; stop: () => Promise<number | null> }> {
   const { spawn } = await import('child_process');
   const cli = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
-  const p = spawn(process.execPath, [cli, 'serve', ...args, '--port', '0'], { env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  p.stderr.on('data', (d) => { err += d; });
+  const p = spawn(process.execPath, [cli, 'serve', ...args, '--port', '0'], {
+    env: { ...process.env, OMP_NUM_THREADS: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '',
+    err = '';
+  p.stderr.on('data', (d) => {
+    err += d;
+  });
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { p.kill(); reject(new Error(`the server did not start: ${err}`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      p.kill();
+      reject(new Error(`the server did not start: ${err}`));
+    }, timeoutMs);
     p.stdout.on('data', (d) => {
       out += d;
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
     });
-    p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`the server exited (${code}): ${err}`)); });
+    p.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited (${code}): ${err}`));
+    });
   });
   const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
-  return { url, stderr: () => err, stop: () => { p.kill('SIGTERM'); return exited; } };
+  return {
+    url,
+    stderr: () => err,
+    stop: () => {
+      p.kill('SIGTERM');
+      return exited;
+    },
+  };
 }
 
 /** SALMONN's decode_config.yaml (the original layout) for the tiny SALMONN fixture, and the config it amounts to. */
 export function salmonnDecodeYaml(dir: string, generate: Record<string, unknown> = {}): { file: string; config: Record<string, unknown> } {
   const config = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'config.json'), 'utf8'));
-  const model = { llama_path: path.join(FIXTURES, 'salmonn', 'llm'), whisper_path: path.join(FIXTURES, 'whisper'), beats_path: path.join(FIXTURES, 'beats', 'beats.pt'),
-    ckpt: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'), token: '', low_resource: false, ...Object.fromEntries(Object.entries(config).filter(([k]) => k !== 'qformer')) };
-  const gen = { max_new_tokens: 5, num_beams: 2, do_sample: false, min_length: 1, temperature: 1.0, top_p: 0.9, repetition_penalty: 1.0, length_penalty: 1.0, ...generate };
-  const lines = ['model:', ...Object.entries(model).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`),
-    '  qformer:', ...Object.entries(config.qformer).map(([k, v]) => `    ${k}: ${v}`),
-    'generate:', ...Object.entries(gen).map(([k, v]) => `  ${k}: ${typeof v === 'number' && Number.isInteger(v) && ['temperature', 'top_p', 'repetition_penalty', 'length_penalty'].includes(k) ? v.toFixed(1) : v}`)];
+  const model = {
+    llama_path: path.join(FIXTURES, 'salmonn', 'llm'),
+    whisper_path: path.join(FIXTURES, 'whisper'),
+    beats_path: path.join(FIXTURES, 'beats', 'beats.pt'),
+    ckpt: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'),
+    token: '',
+    low_resource: false,
+    ...Object.fromEntries(Object.entries(config).filter(([k]) => k !== 'qformer')),
+  };
+  const gen = {
+    max_new_tokens: 5,
+    num_beams: 2,
+    do_sample: false,
+    min_length: 1,
+    temperature: 1.0,
+    top_p: 0.9,
+    repetition_penalty: 1.0,
+    length_penalty: 1.0,
+    ...generate,
+  };
+  const lines = [
+    'model:',
+    ...Object.entries(model).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`),
+    '  qformer:',
+    ...Object.entries(config.qformer).map(([k, v]) => `    ${k}: ${v}`),
+    'generate:',
+    ...Object.entries(gen).map(
+      ([k, v]) =>
+        `  ${k}: ${typeof v === 'number' && Number.isInteger(v) && ['temperature', 'top_p', 'repetition_penalty', 'length_penalty'].includes(k) ? v.toFixed(1) : v}`,
+    ),
+  ];
   const file = path.join(dir, 'decode_config.yaml');
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
   return { file, config: { ...config, ...gen } };

@@ -24,14 +24,33 @@ const freshDir = (name: string) => path.join(tmp, `${name}-${++seq}`);
 
 describe('torchRequest and the pip command lines (no pip run)', () => {
   const T = '/t/.libtorch';
-  const base = ['-m', 'pip', 'install', '--no-deps', '--no-compile', '--no-input', '--disable-pip-version-check',
-    '--only-binary=:all:', '--retries', '1', '--timeout', '15', '--upgrade', '--target', T];
+  const base = [
+    '-m',
+    'pip',
+    'install',
+    '--no-deps',
+    '--no-compile',
+    '--no-input',
+    '--disable-pip-version-check',
+    '--only-binary=:all:',
+    '--retries',
+    '1',
+    '--timeout',
+    '15',
+    '--upgrade',
+    '--target',
+    T,
+  ];
   const lines = (env: Record<string, string>) => inst.pipAttempts(inst.torchRequest(env), T).map((a: { args: string[] }) => a.args);
 
   it('defaults: the configured indexes plus PyTorch CPU index, then the configured indexes alone', () => {
     expect(inst.torchRequest({})).toEqual({
-      variant: 'cpu', version: `${V}+cpu`, requirement: `torch==${V}+cpu`,
-      indexUrl: 'https://download.pytorch.org/whl/cpu', wheel: null, wheelIsFile: false,
+      variant: 'cpu',
+      version: `${V}+cpu`,
+      requirement: `torch==${V}+cpu`,
+      indexUrl: 'https://download.pytorch.org/whl/cpu',
+      wheel: null,
+      wheelIsFile: false,
     });
     expect(lines({})).toEqual([
       [...base, '--extra-index-url', 'https://download.pytorch.org/whl/cpu', `torch==${V}+cpu`],
@@ -53,8 +72,12 @@ describe('torchRequest and the pip command lines (no pip run)', () => {
       [...base, '--extra-index-url', 'https://mirror.example/whl/cpu', `torch==${V}+cpu`],
       [...base, `torch==${V}+cpu`],
     ]);
-    expect(lines({ EMOTORCH_TORCH_INDEX_URL: 'file:///srv/whl/cu128', EMOTORCH_TORCH_VARIANT: 'cu128' })[0])
-      .toEqual([...base, '--extra-index-url', 'file:///srv/whl/cu128', `torch==${V}+cu128`]);
+    expect(lines({ EMOTORCH_TORCH_INDEX_URL: 'file:///srv/whl/cu128', EMOTORCH_TORCH_VARIANT: 'cu128' })[0]).toEqual([
+      ...base,
+      '--extra-index-url',
+      'file:///srv/whl/cu128',
+      `torch==${V}+cu128`,
+    ]);
     expect(lines({ EMOTORCH_TORCH_INDEX_URL: '' })).toEqual([[...base, `torch==${V}+cpu`]]);
   });
 
@@ -64,15 +87,18 @@ describe('torchRequest and the pip command lines (no pip run)', () => {
     expect(inst.torchRequest({ EMOTORCH_TORCH_WHEEL: file })).toMatchObject({ version: `${V}+cpu`, wheel: file, wheelIsFile: true });
     expect(lines({ EMOTORCH_TORCH_WHEEL: file })).toEqual([[...base, '--no-index', '--find-links', dir, file]]);
     // the wheel wins over an index setting: nothing goes to the network
-    expect(lines({ EMOTORCH_TORCH_WHEEL: dir, EMOTORCH_TORCH_INDEX_URL: 'https://x/y', EMOTORCH_TORCH_VARIANT: 'cu126' }))
-      .toEqual([[...base, '--no-index', '--find-links', dir, `torch==${V}+cu126`]]);
+    expect(lines({ EMOTORCH_TORCH_WHEEL: dir, EMOTORCH_TORCH_INDEX_URL: 'https://x/y', EMOTORCH_TORCH_VARIANT: 'cu126' })).toEqual([
+      [...base, '--no-index', '--find-links', dir, `torch==${V}+cu126`],
+    ]);
   });
 
   it('rejects unusable settings with a message naming the variable', () => {
     expect(() => inst.torchRequest({ EMOTORCH_TORCH_VARIANT: 'cuda' })).toThrow(
-      "Expected cpu or cuXYZ (cu126, cu128, cu130, ...) for EMOTORCH_TORCH_VARIANT but received 'cuda'");
+      "Expected cpu or cuXYZ (cu126, cu128, cu130, ...) for EMOTORCH_TORCH_VARIANT but received 'cuda'",
+    );
     expect(() => inst.torchRequest({ EMOTORCH_TORCH_INDEX_URL: 'download.pytorch.org/whl/cpu' })).toThrow(
-      "Expected an http(s):// or file:// URL (or nothing) for EMOTORCH_TORCH_INDEX_URL but received 'download.pytorch.org/whl/cpu'");
+      "Expected an http(s):// or file:// URL (or nothing) for EMOTORCH_TORCH_INDEX_URL but received 'download.pytorch.org/whl/cpu'",
+    );
     expect(() => inst.torchRequest({ EMOTORCH_TORCH_WHEEL: path.join(tmp, 'nope.whl') })).toThrow(/EMOTORCH_TORCH_WHEEL .*it does not exist/);
     const odd = path.join(freshDir('odd'), 'numpy-1.0-py3-none-any.whl');
     fs.mkdirSync(path.dirname(odd), { recursive: true });
@@ -107,7 +133,11 @@ describe.skipIf(!PYTHON)('provisionLibtorch with pip and fake indexes (offline)'
 
   // pip sees only what the test gives it: no user or machine pip configuration.
   const pipEnv = (extra: Record<string, string>) => ({
-    PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: os.tmpdir(), PIP_CONFIG_FILE: os.devNull, ...extra,
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TMPDIR: os.tmpdir(),
+    PIP_CONFIG_FILE: os.devNull,
+    ...extra,
   });
   const provision = (target: string, env: Record<string, string>) =>
     inst.provisionLibtorch({ target, env: pipEnv(env), python: PYTHON, quiet: true, log: () => {} });
@@ -189,18 +219,26 @@ describe.skipIf(!PYTHON)('provisionLibtorch with pip and fake indexes (offline)'
     const target = freshDir('lt');
     const g = path.join(tmp, 'cuda-only');
     const idx = writeIndex(g, { torch: [writeTorchWheel(path.join(g, 'files'), `${V}+cu128`, { requires: ['nvidia-absent-cu12==9'] })] });
-    expect(() => provision(target, { PIP_INDEX_URL: nowhere, EMOTORCH_TORCH_INDEX_URL: idx, EMOTORCH_TORCH_VARIANT: 'cu128' }))
-      .toThrow(/1\. your pip indexes plus .* \(its nvidia-\* libraries\)\n.* nvidia-absent-cu12==9\n     -> exit 1: ERROR: Could not find a version that satisfies the requirement nvidia-absent-cu12==9/);
+    expect(() => provision(target, { PIP_INDEX_URL: nowhere, EMOTORCH_TORCH_INDEX_URL: idx, EMOTORCH_TORCH_VARIANT: 'cu128' })).toThrow(
+      /1\. your pip indexes plus .* \(its nvidia-\* libraries\)\n.* nvidia-absent-cu12==9\n     -> exit 1: ERROR: Could not find a version that satisfies the requirement nvidia-absent-cu12==9/,
+    );
   });
 
   it('names a missing python', () => {
-    expect(() => inst.provisionLibtorch({ target: freshDir('lt'), env: pipEnv({}), python: path.join(tmp, 'no-python3'), quiet: true, log: () => {} }))
-      .toThrow(`-> ${path.join(tmp, 'no-python3')} not found`);
+    expect(() => inst.provisionLibtorch({ target: freshDir('lt'), env: pipEnv({}), python: path.join(tmp, 'no-python3'), quiet: true, log: () => {} })).toThrow(
+      `-> ${path.join(tmp, 'no-python3')} not found`,
+    );
   });
 });
 
 describe('the install hook: provision libtorch, then the prebuild, compile last', () => {
-  interface Plan { found?: object | null; loads?: boolean[]; prebuild?: boolean; localReady?: boolean; buildOk?: boolean }
+  interface Plan {
+    found?: object | null;
+    loads?: boolean[];
+    prebuild?: boolean;
+    localReady?: boolean;
+    buildOk?: boolean;
+  }
   const PY_TORCH = { source: 'python3 torch', version: V, root: '/py/torch', libdir: '/py/torch/lib' };
   const LOCAL = { source: 'project .libtorch', version: V, root: 'x', libdir: 'x' };
 
@@ -222,7 +260,9 @@ describe('the install hook: provision libtorch, then the prebuild, compile last'
     let error = '';
     try {
       result = inst.install({
-        root, env, log: () => {},
+        root,
+        env,
+        log: () => {},
         find: (e: Record<string, string>) => {
           calls.push(`find ${rel(e.LIBTORCH)}`);
           if (e.LIBTORCH) return { source: 'LIBTORCH', version: V, root: e.LIBTORCH, libdir: e.LIBTORCH + '/lib' };
@@ -256,50 +296,77 @@ describe('the install hook: provision libtorch, then the prebuild, compile last'
 
   it('fresh machine with a prebuild: provisions .libtorch, loads the prebuild, compiles nothing', () => {
     expect(run({}, { prebuild: true, loads: [true] })).toEqual({
-      result: 'prebuild', error: '', calls: ['find -', 'provision .libtorch', 'loads true'],
+      result: 'prebuild',
+      error: '',
+      calls: ['find -', 'provision .libtorch', 'loads true'],
     });
   });
 
   it('a prebuild that does not load: compiles against the provisioned .libtorch', () => {
     expect(run({}, { prebuild: true, loads: [false, true] })).toEqual({
-      result: 'compiled', error: '',
+      result: 'compiled',
+      error: '',
       calls: ['find -', 'provision .libtorch', 'loads false', 'find .libtorch/torch', 'compile .libtorch/torch', 'loads true'],
     });
   });
 
   it('an addon that already loads is kept', () => {
     expect(run({}, { found: LOCAL, localReady: true, loads: [true], prebuild: true })).toEqual({
-      result: 'loads', error: '', calls: ['find -', 'loads true'],
+      result: 'loads',
+      error: '',
+      calls: ['find -', 'loads true'],
     });
   });
 
   it("python3's torch: the prebuild still comes first (with .libtorch), else compile against python3's torch", () => {
-    expect(run({}, { found: PY_TORCH, prebuild: true, loads: [false, true] }).calls)
-      .toEqual(['find -', 'loads false', 'provision .libtorch', 'loads true']);
-    expect(run({}, { found: PY_TORCH, prebuild: false, loads: [false, true] }).calls)
-      .toEqual(['find -', 'loads false', 'find -', 'compile -', 'loads true']);
+    expect(run({}, { found: PY_TORCH, prebuild: true, loads: [false, true] }).calls).toEqual(['find -', 'loads false', 'provision .libtorch', 'loads true']);
+    expect(run({}, { found: PY_TORCH, prebuild: false, loads: [false, true] }).calls).toEqual(['find -', 'loads false', 'find -', 'compile -', 'loads true']);
   });
 
   it("EMOTORCH_TORCH_VARIANT or _WHEEL asks for .libtorch over python3's torch; the index URL alone does not", () => {
-    expect(run({ EMOTORCH_TORCH_VARIANT: 'cpu' }, { found: PY_TORCH, loads: [true] }).calls)
-      .toEqual(['find -', 'provision .libtorch', 'find .libtorch/torch', 'compile .libtorch/torch', 'loads true']);
-    expect(run({ EMOTORCH_TORCH_INDEX_URL: 'https://mirror.example/whl/cpu' }, { found: PY_TORCH, loads: [false, true] }).calls)
-      .toEqual(['find -', 'loads false', 'find -', 'compile -', 'loads true']);
+    expect(run({ EMOTORCH_TORCH_VARIANT: 'cpu' }, { found: PY_TORCH, loads: [true] }).calls).toEqual([
+      'find -',
+      'provision .libtorch',
+      'find .libtorch/torch',
+      'compile .libtorch/torch',
+      'loads true',
+    ]);
+    expect(run({ EMOTORCH_TORCH_INDEX_URL: 'https://mirror.example/whl/cpu' }, { found: PY_TORCH, loads: [false, true] }).calls).toEqual([
+      'find -',
+      'loads false',
+      'find -',
+      'compile -',
+      'loads true',
+    ]);
   });
 
   it('LIBTORCH: no provisioning and no prebuild, compiled against it', () => {
-    expect(run({ LIBTORCH: '/opt/libtorch' }, { prebuild: true, loads: [false, true] }).calls)
-      .toEqual(['find /opt/libtorch', 'loads false', 'find /opt/libtorch', 'compile /opt/libtorch', 'loads true']);
+    expect(run({ LIBTORCH: '/opt/libtorch' }, { prebuild: true, loads: [false, true] }).calls).toEqual([
+      'find /opt/libtorch',
+      'loads false',
+      'find /opt/libtorch',
+      'compile /opt/libtorch',
+      'loads true',
+    ]);
   });
 
   it('a CUDA variant skips the (CPU) prebuild and a CPU build that loads, and compiles against what it provisioned', () => {
-    expect(run({ EMOTORCH_TORCH_VARIANT: 'cu126' }, { found: LOCAL, localReady: true, prebuild: true, loads: [true] }).calls)
-      .toEqual(['find -', 'provision .libtorch', 'find .libtorch/torch', 'compile .libtorch/torch', 'loads true']);
+    expect(run({ EMOTORCH_TORCH_VARIANT: 'cu126' }, { found: LOCAL, localReady: true, prebuild: true, loads: [true] }).calls).toEqual([
+      'find -',
+      'provision .libtorch',
+      'find .libtorch/torch',
+      'compile .libtorch/torch',
+      'loads true',
+    ]);
   });
 
   it('EMOTORCH_BUILD_FROM_SOURCE=1 compiles even when an addon loads', () => {
-    expect(run({ EMOTORCH_BUILD_FROM_SOURCE: '1' }, { found: LOCAL, localReady: true, prebuild: true, loads: [true] }).calls)
-      .toEqual(['find -', 'find .libtorch/torch', 'compile .libtorch/torch', 'loads true']);
+    expect(run({ EMOTORCH_BUILD_FROM_SOURCE: '1' }, { found: LOCAL, localReady: true, prebuild: true, loads: [true] }).calls).toEqual([
+      'find -',
+      'find .libtorch/torch',
+      'compile .libtorch/torch',
+      'loads true',
+    ]);
   });
 
   it('failures are errors with a reason', () => {
@@ -343,9 +410,10 @@ describe('npm scripts', () => {
 });
 
 describe('the in-process video reader in what the install builds', () => {
-  it('is told apart from a build without FFmpeg\'s headers, and the prebuild check refuses such a prebuild', () => {
+  it("is told apart from a build without FFmpeg's headers, and the prebuild check refuses such a prebuild", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'et-prebuild-'));
-    const without = path.join(dir, 'without.node'), withIt = path.join(dir, 'with.node');
+    const without = path.join(dir, 'without.node'),
+      withIt = path.join(dir, 'with.node');
     fs.writeFileSync(without, Buffer.concat([Buffer.alloc(64, 1), Buffer.from(`emotorch ${inst.NO_LIBAV_MARK} (libavformat-dev…)`), Buffer.alloc(64)]));
     fs.writeFileSync(withIt, Buffer.alloc(256, 7));
     expect(inst.builtWithoutVideoReader(without)).toBe(true);
@@ -354,7 +422,9 @@ describe('the in-process video reader in what the install builds', () => {
     // the addon built here: the mark is there exactly when the addon says it lacks the reader for that reason
     const built = path.join(ROOT, 'build', 'Release', 'emotorch.node');
     if (fs.existsSync(built)) {
-      const why = spawnSync(process.execPath, ['-e', `process.stdout.write(String(require(${JSON.stringify(built)}).videoAvailable()))`], { encoding: 'utf8' }).stdout;
+      const why = spawnSync(process.execPath, ['-e', `process.stdout.write(String(require(${JSON.stringify(built)}).videoAvailable()))`], {
+        encoding: 'utf8',
+      }).stdout;
       expect(inst.builtWithoutVideoReader(built)).toBe(why.includes(inst.NO_LIBAV_MARK));
     }
     // check-prebuild.js (prepublishOnly) on a copy of the scripts beside a prebuild without the reader
@@ -364,10 +434,18 @@ describe('the in-process video reader in what the install builds', () => {
     const pre = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
     fs.mkdirSync(pre, { recursive: true });
     fs.copyFileSync(without, path.join(pre, 'emotorch.node'));
-    const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'check-prebuild.js')], { encoding: 'utf8', env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') } });
+    const r = spawnSync(process.execPath, [path.join(root, 'scripts', 'check-prebuild.js')], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') },
+    });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/built without FFmpeg's development headers/);
     fs.copyFileSync(withIt, path.join(pre, 'emotorch.node'));
-    expect(spawnSync(process.execPath, [path.join(root, 'scripts', 'check-prebuild.js')], { encoding: 'utf8', env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') } }).status).toBe(0);
+    expect(
+      spawnSync(process.execPath, [path.join(root, 'scripts', 'check-prebuild.js')], {
+        encoding: 'utf8',
+        env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') },
+      }).status,
+    ).toBe(0);
   });
 });

@@ -20,7 +20,9 @@ describe('the package', () => {
     expect(r.status, r.stderr).toBe(0);
     const names = /export const \{ ([^}]*) \} = cjs;/.exec(fs.readFileSync(out, 'utf8'))![1].split(', ').sort();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const cjs = Object.keys(require(path.join(ROOT, 'dist', 'index.js'))).filter((n) => n !== 'default' && n !== '__esModule').sort();
+    const cjs = Object.keys(require(path.join(ROOT, 'dist', 'index.js')))
+      .filter((n) => n !== 'default' && n !== '__esModule')
+      .sort();
     expect(names).toEqual(cjs);
   });
 

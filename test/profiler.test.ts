@@ -13,21 +13,24 @@ describe('et.profiler', () => {
     et.manualSeed(0);
     const m = et.nn.Linear.create({ in_features: 64, out_features: 32, bias: true });
     const x = et.randn([16, 64]);
-    await m.forward(x);   // the first product of a kind is timed on both backends: not profiled here
+    await m.forward(x); // the first product of a kind is timed on both backends: not profiled here
     const t0 = performance.now();
-    const { value, profile } = await et.profiler.profile(async () => {
-      for (let i = 0; i < 3; i++) await m.forward(x);
-      const y = await m.forward(x.detach().requiresGrad_(true));
-      await y.sum().backward();
-      return y.shape;
-    }, { recordShapes: true });
+    const { value, profile } = await et.profiler.profile(
+      async () => {
+        for (let i = 0; i < 3; i++) await m.forward(x);
+        const y = await m.forward(x.detach().requiresGrad_(true));
+        await y.sum().backward();
+        return y.shape;
+      },
+      { recordShapes: true },
+    );
     const wallMs = performance.now() - t0;
     expect(value).toEqual([16, 32]);
     const ops = profile.keyAverages();
     const byName = new Map(ops.map((o) => [o.name, o]));
     // the four forwards' products: oneDNN's op or ATen's addmm, whichever this CPU's timing chose
     const fwd = (byName.get('mkldnn::_linear_pointwise')?.calls ?? 0) + (byName.get('aten::addmm')?.calls ?? 0) + (byName.get('aten::mm')?.calls ?? 0);
-    expect(fwd).toBeGreaterThanOrEqual(4 + 1);   // + the weight's gradient product in backward
+    expect(fwd).toBeGreaterThanOrEqual(4 + 1); // + the weight's gradient product in backward
     expect([...byName.keys()].some((n) => n.startsWith('autograd::engine::evaluate_function'))).toBe(true);
     for (const e of profile.events) {
       expect(e.selfNs).toBeGreaterThanOrEqual(0);
@@ -38,7 +41,7 @@ describe('et.profiler', () => {
     expect(profile.totalMs).toBeLessThan(wallMs);
     expect(profile.events.some((e) => e.shapes === '[[16, 64], [32, 64]]' || e.shapes.startsWith('[[32], [16, 64]'))).toBe(true);
     const table = profile.table({ rowLimit: 5, sortBy: 'total' });
-    expect(table.split('\n').filter((l) => /\d+\.\d{3}/.test(l)).length).toBe(5 + 1);   // 5 rows and the total
+    expect(table.split('\n').filter((l) => /\d+\.\d{3}/.test(l)).length).toBe(5 + 1); // 5 rows and the total
     expect(table).toMatch(/Self CPU time total: \d+\.\d{3} ms/);
     expect(profile.keyAverages({ groupByShapes: true }).length).toBeGreaterThanOrEqual(ops.length);
   });
@@ -59,11 +62,15 @@ describe('et.profiler', () => {
     await et.profiler.start();
     await rejectsWith(et.profiler.start(), 'ERR_PROFILER_STATE', /already running/);
     await rejectsWith(et.profiler.stop({ tracePath: '/no/such/folder/t.json' }), 'ERR_IO', /cannot write the profiler trace to \/no\/such\/folder\/t\.json/);
-    await rejectsWith(et.profiler.stop(), 'ERR_PROFILER_STATE', /not running/);   // the failed stop still stopped it
+    await rejectsWith(et.profiler.stop(), 'ERR_PROFILER_STATE', /not running/); // the failed stop still stopped it
     await rejectsWith(et.profiler.start({ recordShapes: 'yes' as unknown as boolean }), 'ERR_INVALID_ARG', /recordShapes/);
     await rejectsWith(et.profiler.start({ shapes: true } as never), 'ERR_INVALID_ARG', /shapes/);
-    await expect(et.profiler.profile(async () => { throw new Error('inside'); })).rejects.toThrow('inside');
-    await expect(et.profiler.start()).resolves.toBeUndefined();   // the failed profile() stopped it
+    await expect(
+      et.profiler.profile(async () => {
+        throw new Error('inside');
+      }),
+    ).rejects.toThrow('inside');
+    await expect(et.profiler.start()).resolves.toBeUndefined(); // the failed profile() stopped it
     const p = await et.profiler.stop();
     throwsWith(() => p.table({ rowLimit: 0 }), 'ERR_INVALID_ARG', /rowLimit/);
     throwsWith(() => p.table({ sortBy: 'calls' as never }), 'ERR_INVALID_ARG', /sortBy/);

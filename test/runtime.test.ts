@@ -172,11 +172,18 @@ describe('threads by the cgroup CPU quota', () => {
   }
 
   it('reads cgroup v2 cpu.max (the lowest along the path, rounded up) and v1 cfs quota / period', () => {
-    const v2 = tree('0::/kubepods/pod1/c1\n', { 'kubepods/cpu.max': '800000 100000\n', 'kubepods/pod1/cpu.max': '250000 100000\n', 'kubepods/pod1/c1/cpu.max': 'max 100000\n' });
+    const v2 = tree('0::/kubepods/pod1/c1\n', {
+      'kubepods/cpu.max': '800000 100000\n',
+      'kubepods/pod1/cpu.max': '250000 100000\n',
+      'kubepods/pod1/c1/cpu.max': 'max 100000\n',
+    });
     expect(cgroupCpuLimit(v2)).toBe(3); // 2.5 CPUs, from pod1
     expect(cgroupCpuLimit(tree('0::/\n', { 'cpu.max': 'max 100000\n' }))).toBeUndefined();
     expect(cgroupCpuLimit(tree('0::/\n', { 'cpu.max': '50000 100000\n' }))).toBe(1); // half a CPU: at least one thread
-    const v1 = tree('4:memory:/x\n2:cpu,cpuacct:/docker/abc\n', { 'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '200000\n', 'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n' });
+    const v1 = tree('4:memory:/x\n2:cpu,cpuacct:/docker/abc\n', {
+      'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '200000\n',
+      'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n',
+    });
     expect(cgroupCpuLimit(v1)).toBe(2);
     expect(cgroupCpuLimit(tree('1:cpu:/\n', { 'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n' }))).toBeUndefined();
     expect(cgroupCpuLimit(path.join(tmpdir(), 'nothing'))).toBeUndefined();
@@ -236,7 +243,8 @@ describe('adaptive threads', () => {
   const cpus = os.availableParallelism();
   const quota = cgroupCpuLimit('/');
   it.skipIf(cpus < 2 || cpus > 8 || (quota !== undefined && quota < cpus) || os.platform() !== 'linux')(
-    'runs with fewer threads beside busy processes, and with the count asked for when turned off', async () => {
+    'runs with fewer threads beside busy processes, and with the count asked for when turned off',
+    async () => {
       const before = et.getNumThreads();
       const lin = et.nn.Linear.create({ in_features: 512, out_features: 512 });
       const x = et.randn([256, 512]);
@@ -258,5 +266,6 @@ describe('adaptive threads', () => {
         et.setAdaptiveThreads(false);
         et.setNumThreads(before);
       }
-    });
+    },
+  );
 });

@@ -5,11 +5,17 @@ import { throwsWith, rejectsWith, FIXTURES } from './helpers';
 
 describe('tensor creation', () => {
   it('infers shape from nested arrays and defaults to float32', () => {
-    const t = et.tensor([[1, 2, 3], [4, 5, 6]]);
+    const t = et.tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     expect(t.shape).toEqual([2, 3]);
     expect(t.dtype).toBe('float32');
     expect(t.device).toBe('cpu');
-    expect(t.toArray()).toEqual([[1, 2, 3], [4, 5, 6]]);
+    expect(t.toArray()).toEqual([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
   });
 
   it('takes TypedArrays with their own dtype and a shape', () => {
@@ -51,7 +57,10 @@ describe('tensor creation', () => {
     expect(et.arange(4).dtype).toBe('int64');
     expect(et.arange(0, 1, 0.25).toArray()).toEqual([0, 0.25, 0.5, 0.75]);
     expect(et.linspace(0, 1, 3).toArray()).toEqual([0, 0.5, 1]);
-    expect(et.eye(2).toArray()).toEqual([[1, 0], [0, 1]]);
+    expect(et.eye(2).toArray()).toEqual([
+      [1, 0],
+      [0, 1],
+    ]);
     et.manualSeed(7);
     const a = et.randn([5]).toArray();
     et.manualSeed(7);
@@ -77,27 +86,62 @@ describe('tensor creation', () => {
 });
 
 describe('tensor ops', () => {
-  const a = () => et.tensor([[1, 2], [3, 4]]);
+  const a = () =>
+    et.tensor([
+      [1, 2],
+      [3, 4],
+    ]);
 
   it('does broadcasting arithmetic with tensors and numbers', () => {
-    expect(a().add(et.tensor([10, 20])).toArray()).toEqual([[11, 22], [13, 24]]);
-    expect(a().sub(1).toArray()).toEqual([[0, 1], [2, 3]]);
-    expect(a().mul(a()).toArray()).toEqual([[1, 4], [9, 16]]);
-    expect(a().div(2).toArray()).toEqual([[0.5, 1], [1.5, 2]]);
-    expect(a().pow(2).toArray()).toEqual([[1, 4], [9, 16]]);
-    expect(a().rsub(10).toArray()).toEqual([[9, 8], [7, 6]]);
+    expect(
+      a()
+        .add(et.tensor([10, 20]))
+        .toArray(),
+    ).toEqual([
+      [11, 22],
+      [13, 24],
+    ]);
+    expect(a().sub(1).toArray()).toEqual([
+      [0, 1],
+      [2, 3],
+    ]);
+    expect(a().mul(a()).toArray()).toEqual([
+      [1, 4],
+      [9, 16],
+    ]);
+    expect(a().div(2).toArray()).toEqual([
+      [0.5, 1],
+      [1.5, 2],
+    ]);
+    expect(a().pow(2).toArray()).toEqual([
+      [1, 4],
+      [9, 16],
+    ]);
+    expect(a().rsub(10).toArray()).toEqual([
+      [9, 8],
+      [7, 6],
+    ]);
     expect(et.tensor([2, 4]).rdiv(8).toArray()).toEqual([4, 2]);
-    expect(a().neg().abs().toArray()).toEqual([[1, 2], [3, 4]]);
+    expect(a().neg().abs().toArray()).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
     expect(et.tensor([1, 2], { dtype: 'int64' }).add(1).dtype).toBe('int64');
     expect(et.tensor([1, 2], { dtype: 'int64' }).add(0.5).dtype).toBe('float32');
     expect(et.tensor([4]).sqrt().exp().log().item()).toBeCloseTo(2, 5);
     expect(et.tensor([-1, 0.5, 3]).clamp(0, 1).toArray()).toEqual([0, 0.5, 1]);
     expect(et.tensor([-1, 0.5, 3]).clamp(null, 1).toArray()).toEqual([-1, 0.5, 1]);
-    expect(a().maximum(2.5).toArray()).toEqual([[2.5, 2.5], [3, 4]]);
+    expect(a().maximum(2.5).toArray()).toEqual([
+      [2.5, 2.5],
+      [3, 4],
+    ]);
   });
 
   it('multiplies matrices and rejects mismatched shapes', () => {
-    expect(a().matmul(a()).toArray()).toEqual([[7, 10], [15, 22]]);
+    expect(a().matmul(a()).toArray()).toEqual([
+      [7, 10],
+      [15, 22],
+    ]);
     expect(et.ones([5, 2, 3]).matmul(et.ones([3, 4])).shape).toEqual([5, 2, 4]);
     throwsWith(() => et.ones([2, 3]).matmul(et.ones([4, 5])), 'ERR_INVALID_ARG', /\[2,3\] and \[4,5\] cannot be multiplied/);
     throwsWith(() => et.ones([2, 3]).add(et.ones([4, 3])), 'ERR_TORCH', /size of tensor a \(2\) must match the size of tensor b \(4\)/);
@@ -124,10 +168,16 @@ describe('tensor ops', () => {
   });
 
   it('computes softmax and logSoftmax', () => {
-    const s = et.tensor([[1, 2, 3]]).softmax(-1).toArray() as number[][];
+    const s = et
+      .tensor([[1, 2, 3]])
+      .softmax(-1)
+      .toArray() as number[][];
     const z = Math.exp(1) + Math.exp(2) + Math.exp(3);
     s[0].forEach((v, i) => expect(v).toBeCloseTo(Math.exp(i + 1) / z, 6));
-    const l = et.tensor([[1, 2, 3]]).logSoftmax(1).toArray() as number[][];
+    const l = et
+      .tensor([[1, 2, 3]])
+      .logSoftmax(1)
+      .toArray() as number[][];
     l[0].forEach((v, i) => expect(v).toBeCloseTo(i + 1 - Math.log(z), 6));
   });
 
@@ -140,20 +190,37 @@ describe('tensor ops', () => {
     expect(t.unsqueeze(0).squeeze(0).shape).toEqual([2, 3, 4]);
     expect(t.flatten(1).shape).toEqual([2, 12]);
     expect(t.slice(2, 1, 3).shape).toEqual([2, 3, 2]);
-    expect(t.slice(2, -1).toArray()).toEqual([[[3], [7], [11]], [[15], [19], [23]]]);
+    expect(t.slice(2, -1).toArray()).toEqual([
+      [[3], [7], [11]],
+      [[15], [19], [23]],
+    ]);
     expect(et.arange(10).slice(0, 0, null, 3).toArray()).toEqual([0, 3, 6, 9]);
     expect(t.select(0, 1).select(0, 2).toArray()).toEqual([20, 21, 22, 23]);
     const rows = et.arange(6).reshape([3, 2]);
-    expect(rows.index(et.tensor([2, 0], { dtype: 'int64' })).toArray()).toEqual([[4, 5], [0, 1]]);
-    expect(rows.index(et.tensor([true, false, true])).toArray()).toEqual([[0, 1], [4, 5]]);
+    expect(rows.index(et.tensor([2, 0], { dtype: 'int64' })).toArray()).toEqual([
+      [4, 5],
+      [0, 1],
+    ]);
+    expect(rows.index(et.tensor([true, false, true])).toArray()).toEqual([
+      [0, 1],
+      [4, 5],
+    ]);
     expect(rows.indexSelect(1, et.tensor([1], { dtype: 'int64' })).toArray()).toEqual([[1], [3], [5]]);
     expect(rows.gather(1, et.tensor([[1], [0], [1]], { dtype: 'int64' })).toArray()).toEqual([[1], [2], [5]]);
     expect(et.cat([et.ones([1, 2]), et.zeros([2, 2])]).shape).toEqual([3, 2]);
     expect(et.stack([et.ones([2]), et.zeros([2])], 1).shape).toEqual([2, 2]);
-    expect(et.arange(5).split(2).map((x) => x.numel)).toEqual([2, 2, 1]);
+    expect(
+      et
+        .arange(5)
+        .split(2)
+        .map((x) => x.numel),
+    ).toEqual([2, 2, 1]);
     expect(et.arange(6).chunk(3).length).toBe(3);
     expect(et.ones([3, 3]).tril().sum().item()).toBe(6);
-    expect(et.tensor([0, 2], { dtype: 'int64' }).oneHot(3).toArray()).toEqual([[1, 0, 0], [0, 0, 1]]);
+    expect(et.tensor([0, 2], { dtype: 'int64' }).oneHot(3).toArray()).toEqual([
+      [1, 0, 0],
+      [0, 0, 1],
+    ]);
     throwsWith(() => t.reshape([5, 5]), 'ERR_TORCH', /shape '\[5, 5\]' is invalid for input of size 24/);
     throwsWith(() => t.select(0, 5), 'ERR_INDEX', /out of range/);
   });
@@ -197,10 +264,19 @@ describe('autograd', () => {
   });
 
   it('accumulates, detaches and honours noGrad', async () => {
-    const w = et.tensor([[1, 2], [3, 4]], { requiresGrad: true });
+    const w = et.tensor(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      { requiresGrad: true },
+    );
     await w.sum().backward();
     await w.mul(2).sum().backward();
-    expect(w.grad!.toArray()).toEqual([[3, 3], [3, 3]]);
+    expect(w.grad!.toArray()).toEqual([
+      [3, 3],
+      [3, 3],
+    ]);
     expect(w.detach().requiresGrad).toBe(false);
     const z = et.noGrad(() => w.mul(3));
     expect(z.requiresGrad).toBe(false);
@@ -208,7 +284,11 @@ describe('autograd', () => {
     const zz = await et.noGrad(async () => w.mul(3));
     expect(zz.requiresGrad).toBe(false);
     expect(et.isGradEnabled()).toBe(true);
-    expect(() => et.noGrad(() => { throw new Error('boom'); })).toThrow('boom');
+    expect(() =>
+      et.noGrad(() => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
     expect(et.isGradEnabled()).toBe(true);
   });
 
@@ -240,7 +320,7 @@ describe('memory', () => {
 
   it('frees tensors through the garbage collector without crashing', async () => {
     const before = process.memoryUsage().rss - et.cpu.cacheStats().cachedBytes;
-    for (let i = 0; i < 200; i++) et.ones([1024, 1024]);  // 4 MB each (written, so resident), never disposed
+    for (let i = 0; i < 200; i++) et.ones([1024, 1024]); // 4 MB each (written, so resident), never disposed
     await new Promise((r) => setTimeout(r, 10));
     (globalThis as { gc?: () => void }).gc?.();
     // freed blocks go back to the C library or stay, resident, in the CPU cache (et.cpu) for reuse
@@ -254,7 +334,7 @@ describe('memory', () => {
     et.manualSeed(7);
     const state = et.getRngState();
     expect(state.dtype).toBe('uint8');
-    expect(state.sub(fx.get('state_seed7')!).abs().max().item()).toBe(0);  // same bytes as torch.get_rng_state()
+    expect(state.sub(fx.get('state_seed7')!).abs().max().item()).toBe(0); // same bytes as torch.get_rng_state()
     et.manualSeed(123);
     et.setRngState(fx.get('state_seed7')!);
     expect(et.randn([16]).sub(fx.get('randn_after')!).abs().max().item()).toBe(0);

@@ -97,7 +97,12 @@ export class ProfileResult {
     const total = this.totalMs || 1;
     const w = Math.max(4, ...rows.slice(0, limit).map((r) => r.name.length));
     const head = `${'Name'.padStart(w)}  ${'Self ms'.padStart(10)}  ${'Self %'.padStart(7)}  ${'Total ms'.padStart(10)}  ${'Calls'.padStart(7)}${opts.groupByShapes ? '  Input shapes' : ''}`;
-    const lines = rows.slice(0, limit).map((r) => `${r.name.padStart(w)}  ${r.selfMs.toFixed(3).padStart(10)}  ${((100 * r.selfMs) / total).toFixed(2).padStart(6)}%  ${r.totalMs.toFixed(3).padStart(10)}  ${String(r.calls).padStart(7)}${opts.groupByShapes ? `  ${r.shapes}` : ''}`);
+    const lines = rows
+      .slice(0, limit)
+      .map(
+        (r) =>
+          `${r.name.padStart(w)}  ${r.selfMs.toFixed(3).padStart(10)}  ${((100 * r.selfMs) / total).toFixed(2).padStart(6)}%  ${r.totalMs.toFixed(3).padStart(10)}  ${String(r.calls).padStart(7)}${opts.groupByShapes ? `  ${r.shapes}` : ''}`,
+      );
     const rule = '-'.repeat(head.length);
     return [rule, head, rule, ...lines, rule, `Self CPU time total: ${this.totalMs.toFixed(3)} ms`].join('\n');
   }
@@ -144,9 +149,9 @@ export async function stop(opts: ProfilerStopOptions = {}): Promise<ProfileResul
     if (typeof opts.tracePath !== 'string' || !opts.tracePath) invalid('a file path', 'tracePath', opts.tracePath);
     trace = path.resolve(opts.tracePath);
     try {
-      fs.writeFileSync(trace, '');   // libtorch only logs a trace it cannot write: find out here
+      fs.writeFileSync(trace, ''); // libtorch only logs a trace it cannot write: find out here
     } catch (e) {
-      await profilerStop('');   // stop anyway, so the profiler is not left running
+      await profilerStop(''); // stop anyway, so the profiler is not left running
       throw new EmotorchError(`cannot write the profiler trace to ${trace}: ${(e as Error).message}`, 'ERR_IO');
     }
   }
@@ -160,7 +165,10 @@ export async function stop(opts: ProfilerStopOptions = {}): Promise<ProfileResul
  * const { profile } = await et.profiler.profile(() => model.forward(batch));
  * console.log(profile.table());
  */
-export async function profile<T>(fn: () => Promise<T> | T, opts: ProfilerStartOptions & ProfilerStopOptions = {}): Promise<{ value: T; profile: ProfileResult }> {
+export async function profile<T>(
+  fn: () => Promise<T> | T,
+  opts: ProfilerStartOptions & ProfilerStopOptions = {},
+): Promise<{ value: T; profile: ProfileResult }> {
   if (typeof fn !== 'function') invalid('a function', 'fn', fn);
   checkOptionNames(opts, ['recordShapes', 'tracePath'], 'profile options');
   const { tracePath, ...startOpts } = opts ?? {};
@@ -178,7 +186,12 @@ export async function profile<T>(fn: () => Promise<T> | T, opts: ProfilerStartOp
 /** Self time of each event: its duration less its direct children's, nesting found per thread. */
 function withSelfTime(raw: { names: string[]; shapes: string[]; start: Float64Array; duration: Float64Array; thread: Float64Array }): ProfileEvent[] {
   const events: ProfileEvent[] = raw.names.map((name, i) => ({
-    name, shapes: raw.shapes[i], startNs: raw.start[i], durationNs: raw.duration[i], thread: raw.thread[i], selfNs: raw.duration[i],
+    name,
+    shapes: raw.shapes[i],
+    startNs: raw.start[i],
+    durationNs: raw.duration[i],
+    thread: raw.thread[i],
+    selfNs: raw.duration[i],
   }));
   // start order; a parent before the child that starts with it (the longer first)
   events.sort((a, b) => a.startNs - b.startNs || b.durationNs - a.durationNs);
@@ -191,6 +204,6 @@ function withSelfTime(raw: { names: string[]; shapes: string[]; start: Float64Ar
     if (parent) parent.selfNs -= e.durationNs;
     stack.push(e);
   }
-  for (const e of events) if (e.selfNs < 0) e.selfNs = 0;   // clock rounding
+  for (const e of events) if (e.selfNs < 0) e.selfNs = 0; // clock rounding
   return events;
 }

@@ -44,11 +44,16 @@ function windowOf(type: KaldiWindow, n: number, blackman: number): Float64Array 
   const a = (2 * Math.PI) / (n - 1);
   for (let i = 0; i < n; i++) {
     const hann = 0.5 - 0.5 * Math.cos(a * i);
-    w[i] = type === 'hanning' ? hann
-      : type === 'povey' ? Math.pow(hann, 0.85)
-      : type === 'hamming' ? 0.54 - 0.46 * Math.cos(a * i)
-      : type === 'blackman' ? blackman - 0.5 * Math.cos(a * i) + (0.5 - blackman) * Math.cos(2 * a * i)
-      : 1;
+    w[i] =
+      type === 'hanning'
+        ? hann
+        : type === 'povey'
+          ? Math.pow(hann, 0.85)
+          : type === 'hamming'
+            ? 0.54 - 0.46 * Math.cos(a * i)
+            : type === 'blackman'
+              ? blackman - 0.5 * Math.cos(a * i) + (0.5 - blackman) * Math.cos(2 * a * i)
+              : 1;
   }
   return w;
 }
@@ -59,13 +64,21 @@ function melBank(bins: number, padded: number, sr: number, low: number, high: nu
   if (high <= 0) high += nyquist;
   const binWidth = sr / padded;
   const melOf = (f: number) => 1127.0 * Math.log(1.0 + f / 700.0);
-  const melLow = melOf(low), melHigh = melOf(high);
+  const melLow = melOf(low),
+    melHigh = melOf(high);
   const delta = (melHigh - melLow) / (bins + 1);
-  const bin = arange(bins).unsqueeze(1).float();                          // (bins, 1)
+  const bin = arange(bins).unsqueeze(1).float(); // (bins, 1)
   const left = bin.mul(delta).add(melLow);
   const center = bin.add(1.0).mul(delta).add(melLow);
   const right = bin.add(2.0).mul(delta).add(melLow);
-  const mel = arange(padded / 2).float().mul(binWidth).div(700.0).add(1.0).log().mul(1127.0).unsqueeze(0); // (1, padded/2)
+  const mel = arange(padded / 2)
+    .float()
+    .mul(binWidth)
+    .div(700.0)
+    .add(1.0)
+    .log()
+    .mul(1127.0)
+    .unsqueeze(0); // (1, padded/2)
   const up = mel.sub(left).div(center.sub(left));
   const down = right.sub(mel).div(right.sub(center));
   const bank = up.minimum(down).maximum(zeros([1]));
@@ -91,9 +104,15 @@ export function fbankOps(w: Tensor, o: FbankConfig): Tensor {
   f = f.mul(tensor(windowOf(o.windowType, win, o.blackmanCoeff)));
   // Real DFT of the zero-padded frame: only its first `win` samples are non-zero.
   const k = arange(padded / 2 + 1);
-  const angle = arange(win).unsqueeze(1).mul(k.unsqueeze(0)).remainder(padded).to({ dtype: 'float64' }).mul((2 * Math.PI) / padded);
-  const re = f.matmul(angle.cos()), im = f.matmul(angle.sin());
-  let spec = re.square().add(im.square());                                 // (B, frames, padded/2 + 1)
+  const angle = arange(win)
+    .unsqueeze(1)
+    .mul(k.unsqueeze(0))
+    .remainder(padded)
+    .to({ dtype: 'float64' })
+    .mul((2 * Math.PI) / padded);
+  const re = f.matmul(angle.cos()),
+    im = f.matmul(angle.sin());
+  let spec = re.square().add(im.square()); // (B, frames, padded/2 + 1)
   if (!o.usePower) spec = spec.sqrt();
   let mel = spec.matmul(melBank(o.numMelBins, padded, o.sampleRate, o.lowFreq, o.highFreq).to({ dtype: 'float64' }).transpose(0, 1));
   if (o.useLog) mel = mel.clamp(F32_EPS).log();

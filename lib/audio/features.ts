@@ -90,7 +90,26 @@ const BEATS_STD = 6.55582;
  * const fb = await et.audio.kaldiFbank(wave, { beats: true });   // (1, frames, 128)
  */
 export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Promise<Tensor> {
-  checkOptionNames(opts, ['numMelBins', 'sampleRate', 'frameLength', 'frameShift', 'preemphasis', 'lowFreq', 'highFreq', 'removeDcOffset', 'usePower', 'useLog', 'scale', 'beats', 'windowType', 'blackmanCoeff'], 'kaldiFbank');
+  checkOptionNames(
+    opts,
+    [
+      'numMelBins',
+      'sampleRate',
+      'frameLength',
+      'frameShift',
+      'preemphasis',
+      'lowFreq',
+      'highFreq',
+      'removeDcOffset',
+      'usePower',
+      'useLog',
+      'scale',
+      'beats',
+      'windowType',
+      'blackmanCoeff',
+    ],
+    'kaldiFbank',
+  );
   const w = batched(x, 'waveform');
   const beats = opts.beats ?? false;
   const o = {
@@ -126,7 +145,13 @@ export const SOXR_RECIPES = { soxr_qq: 0, soxr_lq: 1, soxr_mq: 2, soxr_hq: 4, so
  * 'torchaudio' (torchaudio.functional.resample's defaults) or a libsoxr quality (python-soxr's
  * `resample`, before librosa's fix_length). Checked and bounded by `resample`. @internal
  */
-export function resampleNative(x: Float32Array, method: 'fft' | 'torchaudio' | keyof typeof SOXR_RECIPES, fromRate: number, toRate: number, num: number): Float32Array {
+export function resampleNative(
+  x: Float32Array,
+  method: 'fft' | 'torchaudio' | keyof typeof SOXR_RECIPES,
+  fromRate: number,
+  toRate: number,
+  num: number,
+): Float32Array {
   const kind = method === 'fft' || method === 'torchaudio' ? method : `soxr:${SOXR_RECIPES[method]}`;
   return binding.resampleSignal(x, kind, fromRate, toRate, num);
 }

@@ -15,7 +15,10 @@ export { findFfmpeg, findFfprobe } from '../io/media';
 
 /** The error for a file that needs ffmpeg when none is on PATH. */
 export function ffmpegMissing(file: string): EmotorchError {
-  return new EmotorchError(`cannot read the audio of '${file}': it is not a WAV file, and ffmpeg (which emotorch uses for other audio and for the audio track of video files) is not on PATH; install ffmpeg (e.g. apt-get install ffmpeg) or convert the file to WAV`, 'ERR_IO');
+  return new EmotorchError(
+    `cannot read the audio of '${file}': it is not a WAV file, and ffmpeg (which emotorch uses for other audio and for the audio track of video files) is not on PATH; install ffmpeg (e.g. apt-get install ffmpeg) or convert the file to WAV`,
+    'ERR_IO',
+  );
 }
 
 /** The most bytes of decoded audio one readAudio call takes from ffmpeg (2 GiB). */
@@ -67,8 +70,11 @@ export async function readAudio(file: string, opts: WavOptions = {}): Promise<Wa
   // A second past the limit is decoded, so that a file longer than maxSeconds is told from one as long.
   const seconds = o.maxSeconds + 1;
   const limit = Number.isFinite(seconds) ? ['-t', String(seconds)] : [];
-  const raw = await runTool(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', ...mediaInput(file, format), ...limit,
-    '-map', '0:a:0', '-vn', '-c:a', 'pcm_f32le', '-f', 'wav', 'pipe:1'], { file, what, timeoutMs: o.timeoutMs, maxBytes: (head) => decodedLimit(head, seconds) });
+  const raw = await runTool(
+    ffmpeg,
+    ['-nostdin', '-hide_banner', '-v', 'error', ...mediaInput(file, format), ...limit, '-map', '0:a:0', '-vn', '-c:a', 'pcm_f32le', '-f', 'wav', 'pipe:1'],
+    { file, what, timeoutMs: o.timeoutMs, maxBytes: (head) => decodedLimit(head, seconds) },
+  );
   try {
     return decodeWav(raw, { ...opts, timeoutMs: undefined }, file);
   } catch (e) {

@@ -43,7 +43,8 @@ export interface LanguageBindAudioOptions {
  */
 function thirds(frames: number, target: number): [number, number][] {
   const len = frames - target + 1;
-  const base = Math.floor(len / 3), extra = len % 3;
+  const base = Math.floor(len / 3),
+    extra = len % 3;
   const out: [number, number][] = [];
   let start = 0;
   for (let k = 0; k < 3; k++) {
@@ -73,14 +74,19 @@ function thirds(frames: number, target: number): [number, number][] {
  * const x = await et.audio.languageBindAudio(wav, { chunks: 'first' });   // [3, 112, 1036]
  */
 export async function languageBindAudio(audio: Float32Array | Tensor | Wav, opts: LanguageBindAudioOptions = {}): Promise<Tensor> {
-  const o = checkOptionNames(opts, ['sampleRate', 'numMelBins', 'targetLength', 'mean', 'std', 'chunks', 'seed', 'rng', 'resample'], 'languageBindAudio options');
+  const o = checkOptionNames(
+    opts,
+    ['sampleRate', 'numMelBins', 'targetLength', 'mean', 'std', 'chunks', 'seed', 'rng', 'resample'],
+    'languageBindAudio options',
+  );
   const rate = o.sampleRate === undefined ? 16000 : checkRate(o.sampleRate, 'sampleRate');
   const bins = checkInt(o.numMelBins ?? 112, 'numMelBins', 1);
   const target = checkInt(o.targetLength ?? 1036, 'targetLength', 1);
   const mean = checkNumber(o.mean ?? -4.2677393, 'mean');
   const std = checkNumber(o.std ?? 4.5689974, 'std', Number.MIN_VALUE);
   const chunks = o.chunks ?? 'random';
-  if (chunks !== 'random' && chunks !== 'first' && !(Array.isArray(chunks) && chunks.length === 3)) invalid("'random', 'first' or three start frames", 'chunks', chunks);
+  if (chunks !== 'random' && chunks !== 'first' && !(Array.isArray(chunks) && chunks.length === 3))
+    invalid("'random', 'first' or three start frames", 'chunks', chunks);
   let rand: () => number = Math.random;
   if (o.rng !== undefined) {
     if (typeof o.rng !== 'function') invalid('a function returning floats in [0, 1)', 'rng', o.rng);
@@ -95,18 +101,23 @@ export async function languageBindAudio(audio: Float32Array | Tensor | Wav, opts
     x = audio.float();
   } else if (audio && typeof audio === 'object' && (audio as Wav).samples instanceof Float32Array) {
     const w = audio as Wav;
-    x = tensor(w.sampleRate === rate ? w.samples : resample(w.samples, checkRate(w.sampleRate, 'audio.sampleRate'), rate, o.resample ?? { method: 'torchaudio' }));
+    x = tensor(
+      w.sampleRate === rate ? w.samples : resample(w.samples, checkRate(w.sampleRate, 'audio.sampleRate'), rate, o.resample ?? { method: 'torchaudio' }),
+    );
   } else invalid('a Float32Array, a 1-D Tensor or a Wav', 'audio', audio);
 
-  x = x.sub(x.mean());                                                     // audio_data -= audio_data.mean()
+  x = x.sub(x.mean()); // audio_data -= audio_data.mean()
   const mel = (await kaldiFbank(x, { sampleRate: rate, numMelBins: bins, windowType: 'hanning', frameLength: 25, frameShift: 10 })).squeeze(0); // (T, bins)
   const frames = mel.shape[0];
-  let fused: Tensor;                                                       // (3, target, bins)
+  let fused: Tensor; // (3, target, bins)
   if (frames > target) {
     const parts = thirds(frames, target);
-    const starts = Array.isArray(chunks) ? chunks.map((s, k) => checkInt(s, `chunks[${k}]`, 0))
+    const starts = Array.isArray(chunks)
+      ? chunks.map((s, k) => checkInt(s, `chunks[${k}]`, 0))
       : parts.map(([first, count]) => (chunks === 'first' ? first : first + Math.floor(rand() * count)));
-    starts.forEach((s, k) => { if (s + target > frames) invalid(`a start of at most ${frames - target} (the clip has ${frames} frames)`, `chunks[${k}]`, s); });
+    starts.forEach((s, k) => {
+      if (s + target > frames) invalid(`a start of at most ${frames - target} (the clip has ${frames} frames)`, `chunks[${k}]`, s);
+    });
     fused = stack(starts.map((s) => mel.slice(0, s, s + target)));
   } else if (frames < target) {
     const once = mel.repeat([Math.trunc(target / frames) + 1, 1]).slice(0, 0, target);
@@ -114,5 +125,9 @@ export async function languageBindAudio(audio: Float32Array | Tensor | Wav, opts
   } else {
     fused = stack([mel, mel, mel]);
   }
-  return fused.transpose(1, 2).sub(mean).div(std * 2).contiguous();         // (3, bins, target)
+  return fused
+    .transpose(1, 2)
+    .sub(mean)
+    .div(std * 2)
+    .contiguous(); // (3, bins, target)
 }

@@ -122,10 +122,17 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   checkOptionNames(opts, ['method', 'halfWidth', 'rolloff', 'beta'], 'resample options');
   const method = opts.method ?? 'sinc';
   if (method !== 'sinc' && method !== 'torchaudio' && method !== 'fft' && !Object.prototype.hasOwnProperty.call(SOXR_RECIPES, method)) {
-    invalid(`one of 'sinc', 'torchaudio', 'fft', ${Object.keys(SOXR_RECIPES).map((k) => `'${k}'`).join(', ')}`, 'resample method', method);
+    invalid(
+      `one of 'sinc', 'torchaudio', 'fft', ${Object.keys(SOXR_RECIPES)
+        .map((k) => `'${k}'`)
+        .join(', ')}`,
+      'resample method',
+      method,
+    );
   }
   if (method !== 'sinc') {
-    for (const k of ['halfWidth', 'rolloff', 'beta'] as const) if (opts[k] !== undefined) invalid(`no ${k} with method '${method}' (it designs the 'sinc' filter only)`, k, opts[k]);
+    for (const k of ['halfWidth', 'rolloff', 'beta'] as const)
+      if (opts[k] !== undefined) invalid(`no ${k} with method '${method}' (it designs the 'sinc' filter only)`, k, opts[k]);
     return nativeResample(samples, fromRate, toRate, method);
   }
   const halfWidth = opts.halfWidth === undefined ? 64 : checkInt(opts.halfWidth, 'halfWidth', 1);
@@ -136,7 +143,7 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
   if (fromRate === toRate) return Float32Array.from(samples);
 
   const g = gcd(fromRate, toRate);
-  const up = toRate / g;     // L: output samples per period
+  const up = toRate / g; // L: output samples per period
   const down = fromRate / g; // M: input samples per period
   const outLen = Math.ceil((n * up) / down);
   if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
@@ -145,10 +152,10 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
 
   // Cutoff in cycles per INPUT sample; the kernel h(τ) = 2fc·sinc(2fc·τ)·w(τ) has unit DC gain.
   const fc = 0.5 * rolloff * Math.min(1, toRate / fromRate);
-  const span = halfWidth / (2 * fc);          // kernel half-length in input samples
+  const span = halfWidth / (2 * fc); // kernel half-length in input samples
   const taps = 2 * Math.ceil(span) + 1;
   if (taps > MAX_TAPS) invalid(`options that keep the filter under ${MAX_TAPS} taps (it would have ${taps})`, 'resample options', opts);
-  const left = Math.ceil(span);               // taps run over x[i - left .. i - left + taps - 1]
+  const left = Math.ceil(span); // taps run over x[i - left .. i - left + taps - 1]
   const i0b = besselI0(beta);
   const kernel = (tau: number): number => {
     const r = tau / span;
@@ -204,7 +211,12 @@ export function resample(samples: Float32Array | Float64Array | number[], fromRa
  * (librosa's fix_length after soxr, which zero-pads or cuts; scipy's and torchaudio's own length),
  * equal rates returned as a copy (librosa and torchaudio return the input).
  */
-function nativeResample(samples: Float32Array | Float64Array | number[], fromRate: number, toRate: number, method: Exclude<ResampleMethod, 'sinc'>): Float32Array {
+function nativeResample(
+  samples: Float32Array | Float64Array | number[],
+  fromRate: number,
+  toRate: number,
+  method: Exclude<ResampleMethod, 'sinc'>,
+): Float32Array {
   const n = samples.length;
   const outLen = Math.ceil((n * toRate) / fromRate);
   if (outLen > MAX_SAMPLES) invalid(`a signal that resamples to at most ${MAX_SAMPLES} samples`, 'samples', `${n} samples (${outLen} at ${toRate} Hz)`);
@@ -212,9 +224,16 @@ function nativeResample(samples: Float32Array | Float64Array | number[], fromRat
   if (n === 0) return new Float32Array(0);
   if (method === 'torchaudio') {
     // torchaudio's kernel: one row of 2·ceil(6·M / (0.99·min(M, L))) + M taps per output phase (M, L: the reduced rates)
-    const g = gcd(fromRate, toRate), M = fromRate / g, L = toRate / g;
+    const g = gcd(fromRate, toRate),
+      M = fromRate / g,
+      L = toRate / g;
     const taps = 2 * Math.ceil((6 * M) / (0.99 * Math.min(M, L))) + M;
-    if (L * taps > MAX_TABLE) invalid(`rates whose reduced ratio keeps torchaudio's kernel under ${MAX_TABLE} values (it would have ${L * taps})`, 'resample rates', `${fromRate} → ${toRate} Hz`);
+    if (L * taps > MAX_TABLE)
+      invalid(
+        `rates whose reduced ratio keeps torchaudio's kernel under ${MAX_TABLE} values (it would have ${L * taps})`,
+        'resample rates',
+        `${fromRate} → ${toRate} Hz`,
+      );
   }
   const y = resampleNative(samples instanceof Float32Array ? samples : Float32Array.from(samples), method, fromRate, toRate, outLen);
   if (y.length === outLen) return y;

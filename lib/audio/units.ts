@@ -13,7 +13,9 @@ import { invalid, checkOptionNames } from '../errors';
 
 /** Nearest-centroid assignment over (batch, frames, dim) states; the centroids are the buffer `centroids`. @internal */
 class KMeansUnits extends NativeModule {
-  constructor(numUnits: number, dim: number, opts: ModuleOptions) { super('kmeans_units', { num_units: numUnits, dim }, opts); }
+  constructor(numUnits: number, dim: number, opts: ModuleOptions) {
+    super('kmeans_units', { num_units: numUnits, dim }, opts);
+  }
   async forward(inputs: { states: Tensor; attentionMask: Tensor | null; dedup: boolean }): Promise<{ units: Tensor; lengths: Tensor }> {
     const flag = tensor([inputs.dedup ? 1 : 0], { dtype: 'int64' });
     try {
@@ -73,16 +75,20 @@ export class UnitExtractor extends Module {
     checkOptionNames(opts, ['encoder', 'layer', 'centroids', 'dedup', 'normalize', 'seamlessPad'], 'UnitExtractor');
     const enc = opts.encoder as Wav2Vec2Model & { hiddenStateAt?: unknown };
     if (!(enc instanceof Module) || typeof enc.hiddenStateAt !== 'function') invalid('a Wav2Vec2Model', 'encoder', opts.encoder);
-    const L = opts.encoder.config.num_hidden_layers, H = opts.encoder.config.hidden_size;
+    const L = opts.encoder.config.num_hidden_layers,
+      H = opts.encoder.config.hidden_size;
     if (!Number.isSafeInteger(opts.layer) || opts.layer < 0 || opts.layer > L) invalid(`an integer in [0, ${L}]`, 'layer', opts.layer);
     for (const k of ['dedup', 'normalize', 'seamlessPad'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
     let c: Tensor;
     if (opts.centroids instanceof Tensor) {
       c = checkTensor(opts.centroids, 'centroids');
     } else {
-      const a = typeof opts.centroids === 'string' ? readNpy(opts.centroids)
-        : opts.centroids && typeof opts.centroids === 'object' && (opts.centroids as NpyArray).data instanceof Float32Array ? opts.centroids as NpyArray
-          : invalid('a .npy path, a Tensor or { data: Float32Array, shape }', 'centroids', opts.centroids);
+      const a =
+        typeof opts.centroids === 'string'
+          ? readNpy(opts.centroids)
+          : opts.centroids && typeof opts.centroids === 'object' && (opts.centroids as NpyArray).data instanceof Float32Array
+            ? (opts.centroids as NpyArray)
+            : invalid('a .npy path, a Tensor or { data: Float32Array, shape }', 'centroids', opts.centroids);
       c = tensor(a.data, { shape: a.shape });
     }
     if (c.shape.length !== 2 || c.shape[0] < 1 || c.shape[1] !== H) invalid(`centroids (units ≥ 1, ${H})`, 'centroids shape', `[${c.shape}]`);
@@ -97,7 +103,12 @@ export class UnitExtractor extends Module {
     // Loading is async: forward waits for it (a failure surfaces there, not as an unhandled rejection).
     const owned = c !== opts.centroids;
     this.ready = this.kmeans.loadStateDict({ centroids: c }, { strict: true }).then(
-      () => { if (owned) c.dispose(); return null; }, (e: unknown) => e);
+      () => {
+        if (owned) c.dispose();
+        return null;
+      },
+      (e: unknown) => e,
+    );
   }
 
   private readonly ready: Promise<unknown>;
@@ -120,7 +131,10 @@ export class UnitExtractor extends Module {
     if (failed) throw failed;
     const owned: Tensor[] = [];
     try {
-      let input = wave, normMask = mask, encMask = mask, frames: number[] | null = null;
+      let input = wave,
+        normMask = mask,
+        encMask = mask,
+        frames: number[] | null = null;
       if (this.seamlessPad) {
         const padded = seamlessPadding(wave, mask);
         if (padded) {
@@ -152,7 +166,8 @@ export class UnitExtractor extends Module {
   /** Unit id lists, one per clip (padding removed). Same parameters as {@link forward}. */
   async predict(inputs: { inputValues: Tensor; attentionMask?: Tensor | null; dedup?: boolean } | Tensor): Promise<number[][]> {
     const { units, lengths } = await this.forward(inputs);
-    const u = units.toArray() as number[][], n = lengths.toArray() as number[];
+    const u = units.toArray() as number[][],
+      n = lengths.toArray() as number[];
     units.dispose();
     lengths.dispose();
     return u.map((row, i) => row.slice(0, n[i]));
@@ -173,14 +188,17 @@ function seamlessPadding(wave: Tensor, mask: Tensor | null): { input: Tensor; no
     const m = mask.to({ dtype: 'float32' });
     const n = m.sum(1);
     real = (n.toArray() as number[]).map((v) => Math.round(v));
-    m.dispose(); n.dispose();
+    m.dispose();
+    n.dispose();
   } else {
     real = Array(B).fill(T);
   }
   if (real.every((n) => n % 2 === 0)) return null;
   const lengths = real.map((n) => n + (n % 2));
   const W = Math.max(T, ...lengths);
-  const pad = new Float32Array(B * W), norm = new Float32Array(B * W), enc = new Float32Array(B * W);
+  const pad = new Float32Array(B * W),
+    norm = new Float32Array(B * W),
+    enc = new Float32Array(B * W);
   real.forEach((n, b) => {
     enc.fill(1, b * W, b * W + n);
     norm.fill(1, b * W, b * W + lengths[b]);
@@ -205,7 +223,8 @@ function standardize(wave: Tensor, mask: Tensor | null): Tensor {
     const mean = wave.mean(1, true);
     const c = wave.sub(mean);
     const out = c.div(c.square().mean(1, true).add(1e-5).sqrt());
-    mean.dispose(); c.dispose();
+    mean.dispose();
+    c.dispose();
     return out;
   }
   const m = checkTensor(mask, 'attentionMask').to({ dtype: wave.dtype });

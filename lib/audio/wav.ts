@@ -74,7 +74,14 @@ function bad(file: string, why: string): never {
 const OPTION_NAMES = ['sampleRate', 'channel', 'allowTruncated', 'resample', 'maxSeconds', 'timeoutMs'];
 
 /** Checks the options of readWav / decodeWav / readAudio and fills in the defaults. @internal */
-export function checkOptions(opts: WavOptions): { sampleRate: number | null; channel: 'mix' | number; allowTruncated: boolean; resample: ResampleOptions; maxSeconds: number; timeoutMs: number } {
+export function checkOptions(opts: WavOptions): {
+  sampleRate: number | null;
+  channel: 'mix' | number;
+  allowTruncated: boolean;
+  resample: ResampleOptions;
+  maxSeconds: number;
+  timeoutMs: number;
+} {
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
   checkOptionNames(opts, OPTION_NAMES, 'audio options');
   const sampleRate = opts.sampleRate === undefined ? 16000 : opts.sampleRate === null ? null : checkRate(opts.sampleRate, 'sampleRate');
@@ -157,9 +164,10 @@ function parseChunks(buf: Buffer, file: string, allowTruncated: boolean): { fmt:
   if (data.size < data.declared || data.size % blockAlign !== 0) {
     const whole = Math.floor(data.size / blockAlign);
     if (!allowTruncated) {
-      const what = data.size < data.declared
-        ? `the data chunk declares ${data.declared} bytes but only ${data.size} are present`
-        : `the data chunk's ${data.size} bytes are not a whole number of ${blockAlign}-byte frames`;
+      const what =
+        data.size < data.declared
+          ? `the data chunk declares ${data.declared} bytes but only ${data.size} are present`
+          : `the data chunk's ${data.size} bytes are not a whole number of ${blockAlign}-byte frames`;
       throw new EmotorchError(`'${file}' is truncated: ${what} (pass { allowTruncated: true } to read the ${whole} whole frames)`, 'ERR_FORMAT');
     }
   }
@@ -174,10 +182,14 @@ function decodeSamples(buf: Buffer, fmt: WavFormat, start: number, frames: numbe
   const read = (o: number): number => {
     if (format === 3) return bps === 4 ? view.getFloat32(o, true) : view.getFloat64(o, true);
     switch (bps) {
-      case 1: return (buf[o] - 128) / 128;
-      case 2: return view.getInt16(o, true) / 32768;
-      case 3: return ((buf[o] | (buf[o + 1] << 8) | (buf[o + 2] << 16)) << 8 >> 8) / 8388608;
-      default: return view.getInt32(o, true) / 2147483648;
+      case 1:
+        return (buf[o] - 128) / 128;
+      case 2:
+        return view.getInt16(o, true) / 32768;
+      case 3:
+        return (((buf[o] | (buf[o + 1] << 8) | (buf[o + 2] << 16)) << 8) >> 8) / 8388608;
+      default:
+        return view.getInt32(o, true) / 2147483648;
     }
   };
   const c0 = channel === 'mix' ? 0 : channel;
@@ -215,11 +227,15 @@ export function decodeWav(buffer: Buffer | Uint8Array, opts: WavOptions = {}, na
     invalid(`a channel index below ${fmt.channels} (the channels of ${show(name)})`, 'channel', o.channel);
   }
   if (frames / fmt.sampleRate > o.maxSeconds) {
-    throw new EmotorchError(`'${name}' holds ${(frames / fmt.sampleRate).toFixed(3)} s of audio, more than the ${o.maxSeconds} s read (maxSeconds)`, 'ERR_FORMAT');
+    throw new EmotorchError(
+      `'${name}' holds ${(frames / fmt.sampleRate).toFixed(3)} s of audio, more than the ${o.maxSeconds} s read (maxSeconds)`,
+      'ERR_FORMAT',
+    );
   }
   const rate = o.sampleRate ?? fmt.sampleRate;
   const outLen = Math.ceil((frames * rate) / fmt.sampleRate);
-  if (Math.max(frames, outLen) > MAX_SAMPLES) bad(name, `${frames} frames at ${fmt.sampleRate} Hz make ${outLen} samples at ${rate} Hz, more than the ${MAX_SAMPLES} read here`);
+  if (Math.max(frames, outLen) > MAX_SAMPLES)
+    bad(name, `${frames} frames at ${fmt.sampleRate} Hz make ${outLen} samples at ${rate} Hz, more than the ${MAX_SAMPLES} read here`);
   let samples = decodeSamples(buf, fmt, dataStart, frames, o.channel);
   if (rate !== fmt.sampleRate) samples = resample(samples, fmt.sampleRate, rate, o.resample);
   return { samples, sampleRate: rate, sourceSampleRate: fmt.sampleRate, channels: fmt.channels, duration: samples.length / rate };

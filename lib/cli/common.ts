@@ -44,7 +44,10 @@ export function parseFlags(argv: string[], flags: Record<string, Flag>): { value
   const byKey = new Map(Object.keys(flags).map((k) => [k.replace(/-/g, '_'), k]));
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (!a.startsWith('--')) { positionals.push(a); continue; }
+    if (!a.startsWith('--')) {
+      positionals.push(a);
+      continue;
+    }
     const eq = a.indexOf('=');
     // '-' and '_' are one (argparse's --cfg-path is cfg_path); messages name the flag as typed
     const typed = a.slice(2, eq < 0 ? undefined : eq);
@@ -75,7 +78,8 @@ export function parseFlags(argv: string[], flags: Record<string, Flag>): { value
       values[key] = v;
     }
   }
-  for (const [n, f] of Object.entries(flags)) if (values[n] === undefined && f.default !== undefined) values[n] = f.kind === 'bool' ? f.default === 'true' : f.default;
+  for (const [n, f] of Object.entries(flags))
+    if (values[n] === undefined && f.default !== undefined) values[n] = f.kind === 'bool' ? f.default === 'true' : f.default;
   return { values, positionals };
 }
 
@@ -135,14 +139,20 @@ export function outputFolder(dir: string, option: string, create = true): string
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       const up = path.dirname(p);
-      if ((code === 'ENOENT' || code === 'ENOTDIR') && up !== p) { p = up; continue; }
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && up !== p) {
+        p = up;
+        continue;
+      }
       throw new et.EmotorchError(`${option} '${dir}' cannot be used: ${code ?? 'error'} on '${p}'`, code === 'ENOTDIR' ? 'ERR_INVALID_ARG' : 'ERR_IO');
     }
     if (!st.isDirectory()) {
       const what = st.isFile() ? 'a regular file' : 'a special file';
-      throw new et.EmotorchError(p === want
-        ? `${option} '${dir}' is ${what}, not a folder: name a folder to write into`
-        : `${option} '${dir}' cannot be a folder: '${p}' above it is ${what}`, 'ERR_INVALID_ARG');
+      throw new et.EmotorchError(
+        p === want
+          ? `${option} '${dir}' is ${what}, not a folder: name a folder to write into`
+          : `${option} '${dir}' cannot be a folder: '${p}' above it is ${what}`,
+        'ERR_INVALID_ARG',
+      );
     }
     break;
   }
@@ -163,8 +173,13 @@ export function outputFolder(dir: string, option: string, create = true): string
 export function checkOutputFile(file: string, option: string, create = false): string {
   outputFolder(path.dirname(path.resolve(file)), `the folder of ${option}`, create);
   let st: fs.Stats | undefined;
-  try { st = fs.statSync(file); } catch { /* a new file */ }
-  if (st && !st.isFile()) throw new et.EmotorchError(`${option} '${file}' is not a regular file (it is ${st.isDirectory() ? 'a folder' : 'a special file'})`, 'ERR_INVALID_ARG');
+  try {
+    st = fs.statSync(file);
+  } catch {
+    /* a new file */
+  }
+  if (st && !st.isFile())
+    throw new et.EmotorchError(`${option} '${file}' is not a regular file (it is ${st.isDirectory() ? 'a folder' : 'a special file'})`, 'ERR_INVALID_ARG');
   return file;
 }
 
@@ -186,9 +201,14 @@ export function writeTextFile(file: string, text: string, option: string): void 
  * tokens a generation may ask for.
  */
 export function contextLength(model: et.nn.LlamaForCausalLM | et.systems.m2se.InternVL | et.systems.salmonn.Salmonn | et.systems.usdm.Usdm): number {
-  const llm = model instanceof et.nn.LlamaForCausalLM ? model
-    : model instanceof et.systems.m2se.InternVL ? model.language_model
-      : model instanceof et.systems.salmonn.Salmonn ? model.llama_model : model.llm;
+  const llm =
+    model instanceof et.nn.LlamaForCausalLM
+      ? model
+      : model instanceof et.systems.m2se.InternVL
+        ? model.language_model
+        : model instanceof et.systems.salmonn.Salmonn
+          ? model.llama_model
+          : model.llm;
   return llm.config.max_position_embeddings;
 }
 
@@ -201,7 +221,10 @@ export function contextLength(model: et.nn.LlamaForCausalLM | et.systems.m2se.In
 export function maxNewTokens(value: unknown, context: number, name: string, dflt: number): number {
   if (value === undefined) return Math.min(dflt, context);
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > context) {
-    throw new et.EmotorchError(`Expected a positive integer of at most ${context} (the model's context length, max_position_embeddings) for ${name} but received ${typeof value === 'number' ? String(value) : JSON.stringify(value) ?? String(value)}`, 'ERR_INVALID_ARG');
+    throw new et.EmotorchError(
+      `Expected a positive integer of at most ${context} (the model's context length, max_position_embeddings) for ${name} but received ${typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value))}`,
+      'ERR_INVALID_ARG',
+    );
   }
   return value;
 }
@@ -214,14 +237,16 @@ export function need(v: Values, k: string): string {
   return s as string;
 }
 
-
 /**
  * The base model a checkpoint that sft wrote was trained from: its sft_args.json's `model`, else its
  * adapter_config.json's `base_model_name_or_path`; undefined when it names none.
  * @throws EmotorchError ERR_IO / ERR_FORMAT for an unreadable or malformed one of those files
  */
 function checkpointBase(dir: string, flag: string): string | undefined {
-  for (const [file, key] of [['sft_args.json', 'model'], ['adapter_config.json', 'base_model_name_or_path']] as const) {
+  for (const [file, key] of [
+    ['sft_args.json', 'model'],
+    ['adapter_config.json', 'base_model_name_or_path'],
+  ] as const) {
     if (!fs.existsSync(path.join(dir, file))) continue;
     const a = readJsonFile(path.join(dir, file), `the checkpoint's ${file} (${flag})`) as Record<string, unknown> | null;
     if (a && typeof a === 'object' && typeof a[key] === 'string' && a[key]) return a[key] as string;
@@ -239,7 +264,10 @@ export function loraCheckpoint(dir: string): { base: string; adapter: string } |
   if (!fs.existsSync(path.join(dir, 'adapter_config.json')) || fs.existsSync(path.join(dir, 'config.json'))) return null;
   const base = checkpointBase(dir, '--model_id_or_path');
   if (base) return { base, adapter: dir };
-  throw new et.EmotorchError(`'${dir}' is a LoRA checkpoint without its base model (sft_args.json's model or adapter_config.json's base_model_name_or_path): pass --model`, 'ERR_IO');
+  throw new et.EmotorchError(
+    `'${dir}' is a LoRA checkpoint without its base model (sft_args.json's model or adapter_config.json's base_model_name_or_path): pass --model`,
+    'ERR_IO',
+  );
 }
 
 /**
@@ -251,7 +279,8 @@ export function loraCheckpoint(dir: string): { base: string; adapter: string } |
  *   --ckpt_dir that is missing or not a folder
  */
 export function modelAndAdapter(model: string | undefined, ckptDir: string | undefined, flag = '--ckpt_dir'): { dir: string; adapter?: string } {
-  let dir = model, adapter = ckptDir;
+  let dir = model,
+    adapter = ckptDir;
   const trained = dir && fs.existsSync(dir) ? loraCheckpoint(dir) : null;
   if (trained) {
     if (adapter) throw new UsageError(`--model_id_or_path '${dir}' is a LoRA checkpoint and ${flag} names another: give one`);
@@ -260,7 +289,11 @@ export function modelAndAdapter(model: string | undefined, ckptDir: string | und
   }
   if (adapter) {
     const why = fs.existsSync(adapter) ? (fs.statSync(adapter).isDirectory() ? null : 'is not a folder') : 'does not exist';
-    if (why) throw new et.EmotorchError(`${flag} '${adapter}' ${why} (a LoRA checkpoint folder: adapter_config.json, adapter_model.safetensors${flag === '--ckpt_dir' ? ', sft_args.json' : ''})`, 'ERR_IO');
+    if (why)
+      throw new et.EmotorchError(
+        `${flag} '${adapter}' ${why} (a LoRA checkpoint folder: adapter_config.json, adapter_model.safetensors${flag === '--ckpt_dir' ? ', sft_args.json' : ''})`,
+        'ERR_IO',
+      );
     if (!dir) dir = checkpointBase(adapter, flag);
   }
   if (!dir) throw new UsageError('--model is required (or --ckpt_dir of a checkpoint sft wrote)');
@@ -272,23 +305,28 @@ export function modelAndAdapter(model: string | undefined, ckptDir: string | und
  * LLaMA-family LLM) with its tokenizer; `adapter`, a peft folder, is applied on top, and merged
  * into the weights with `merge`; `dtype: 'auto'` keeps the checkpoint's own dtype (default float32).
  */
-export async function loadChatModel(dir: string, tokenizerPath?: string, opts: { adapter?: string; merge?: boolean; dtype?: 'auto' | et.DType } = {}): Promise<{ model: et.systems.m2se.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
-  dir = await et.hub.resolvePretrainedPath(dir);   // a repo id: its hub cache folder
+export async function loadChatModel(
+  dir: string,
+  tokenizerPath?: string,
+  opts: { adapter?: string; merge?: boolean; dtype?: 'auto' | et.DType } = {},
+): Promise<{ model: et.systems.m2se.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
+  dir = await et.hub.resolvePretrainedPath(dir); // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
   if (!fs.existsSync(cfgFile)) throw new et.EmotorchError(`'${dir}' is not a model folder: it has no config.json`, 'ERR_IO');
   const parsed = readJsonFile(cfgFile, 'the model config');
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new et.EmotorchError(`cannot read the model config '${cfgFile}': it is not a JSON object`, 'ERR_FORMAT');
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new et.EmotorchError(`cannot read the model config '${cfgFile}': it is not a JSON object`, 'ERR_FORMAT');
   const cfg = parsed as Record<string, unknown>;
   const tokenizer = await et.data.Tokenizer.fromFile(tokenizerPath ?? dir);
   const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
   const dtype = opts.dtype ? { dtype: opts.dtype } : {};
-  const model = cfg.vision_config && cfg.llm_config
-    ? await et.systems.m2se.InternVL.fromPretrained(dir, { ...dtype, ...(ctx === undefined ? {} : { imgContextTokenId: ctx }) })
-    : await et.nn.LlamaForCausalLM.fromPretrained(dir, dtype);
+  const model =
+    cfg.vision_config && cfg.llm_config
+      ? await et.systems.m2se.InternVL.fromPretrained(dir, { ...dtype, ...(ctx === undefined ? {} : { imgContextTokenId: ctx }) })
+      : await et.nn.LlamaForCausalLM.fromPretrained(dir, dtype);
   if (opts.adapter) {
     await et.nn.loadLoraAdapter(model, opts.adapter);
     if (opts.merge) et.nn.mergeLora(model);
   }
   return { model, tokenizer, dir };
 }
-

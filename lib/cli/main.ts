@@ -37,11 +37,26 @@ import { SPECTRA_FINETUNE, SPECTRA_PRETRAIN, SPECTRA_PROCESS_PRETRAIN } from './
 export { UsageError, parseFlags } from './common';
 
 export const SYSTEMS: Record<string, { summary: string; commands: Record<string, Command> }> = {
-  m2se: { summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result', commands: { sft: M2SE_SFT, infer: M2SE_INFER, export: M2SE_EXPORT, score: M2SE_SCORE } },
-  salmonn: { summary: 'SALMONN: cli_inference.py on its decode_config.yaml, train.py on its config.yaml', commands: { infer: SALMONN_INFER, train: SALMONN_TRAIN } },
-  spectra: { summary: "SPECTRA: main.py's pre-training and fine-tuning with scripts/train-960.sh's and finetune.sh's flags", commands: { finetune: SPECTRA_FINETUNE, pretrain: SPECTRA_PRETRAIN, 'process-pretrain': SPECTRA_PROCESS_PRETRAIN } },
-  usdm: { summary: "USDM: dailytalk_single_turn.py's preprocessing, train_sft.py's fine-tuning, inference.py's three greedy stages from speech or units", commands: { preprocess: USDM_PREPROCESS, 'extend-vocab': USDM_EXTEND_VOCAB, sft: USDM_SFT, infer: USDM_INFER } },
-  semeval: { summary: "SemEval-2024 Task 3: the seed's embedding classifier and the Subtask 2 submission file", commands: { train: SEMEVAL_TRAIN, predict: SEMEVAL_PREDICT } },
+  m2se: {
+    summary: 'M2SE / EmoVerse: ms-swift SFT and inference, compute_result',
+    commands: { sft: M2SE_SFT, infer: M2SE_INFER, export: M2SE_EXPORT, score: M2SE_SCORE },
+  },
+  salmonn: {
+    summary: 'SALMONN: cli_inference.py on its decode_config.yaml, train.py on its config.yaml',
+    commands: { infer: SALMONN_INFER, train: SALMONN_TRAIN },
+  },
+  spectra: {
+    summary: "SPECTRA: main.py's pre-training and fine-tuning with scripts/train-960.sh's and finetune.sh's flags",
+    commands: { finetune: SPECTRA_FINETUNE, pretrain: SPECTRA_PRETRAIN, 'process-pretrain': SPECTRA_PROCESS_PRETRAIN },
+  },
+  usdm: {
+    summary: "USDM: dailytalk_single_turn.py's preprocessing, train_sft.py's fine-tuning, inference.py's three greedy stages from speech or units",
+    commands: { preprocess: USDM_PREPROCESS, 'extend-vocab': USDM_EXTEND_VOCAB, sft: USDM_SFT, infer: USDM_INFER },
+  },
+  semeval: {
+    summary: "SemEval-2024 Task 3: the seed's embedding classifier and the Subtask 2 submission file",
+    commands: { train: SEMEVAL_TRAIN, predict: SEMEVAL_PREDICT },
+  },
 };
 
 /** Commands that belong to no one system. */
@@ -50,51 +65,94 @@ export const TOP: Record<string, Command> = { serve: SERVE };
 function usage(system?: string, command?: string): string {
   if (system && (command || TOP[system])) {
     const c = TOP[system] ?? SYSTEMS[system].commands[command!];
-    const rows = Object.entries(c.flags).map(([n, f]) => `  --${n}${f.kind === 'list' ? ' <v…>' : f.kind === 'bool' ? ' [true|false]' : ' <v>'}`.padEnd(36) + (f.unused ? 'not used: ' : '') + f.help + (f.default !== undefined ? ` (default ${f.default})` : ''));
+    const rows = Object.entries(c.flags).map(
+      ([n, f]) =>
+        `  --${n}${f.kind === 'list' ? ' <v…>' : f.kind === 'bool' ? ' [true|false]' : ' <v>'}`.padEnd(36) +
+        (f.unused ? 'not used: ' : '') +
+        f.help +
+        (f.default !== undefined ? ` (default ${f.default})` : ''),
+    );
     const name = TOP[system] ? system : `${system} ${command}`;
     return `Usage: emotorch ${name}${c.args ? ` ${c.args}` : ''} [flags]\n\n${c.summary}\n\n${rows.join('\n')}\n`;
   }
   if (system) {
-    return `Usage: emotorch ${system} <command> [flags]\n\n${SYSTEMS[system].summary}\n\n${Object.entries(SYSTEMS[system].commands).map(([n, c]) => `  ${n.padEnd(Math.max(8, ...Object.keys(SYSTEMS[system].commands).map((k) => k.length + 2)))}${c.summary}`).join('\n')}\n\nemotorch ${system} <command> --help for its flags.\n`;
+    return `Usage: emotorch ${system} <command> [flags]\n\n${SYSTEMS[system].summary}\n\n${Object.entries(SYSTEMS[system].commands)
+      .map(([n, c]) => `  ${n.padEnd(Math.max(8, ...Object.keys(SYSTEMS[system].commands).map((k) => k.length + 2)))}${c.summary}`)
+      .join('\n')}\n\nemotorch ${system} <command> --help for its flags.\n`;
   }
-  return `Usage: emotorch <system> <command> [flags]\n       emotorch serve [flags]\n\n${Object.entries(SYSTEMS).map(([n, s]) => `  ${n.padEnd(8)}${s.summary}`).join('\n')}\n\n${Object.entries(TOP).map(([n, c]) => `  ${n.padEnd(8)}${c.summary}`).join('\n')}\n\nemotorch <system> --help for its commands. Exit status: 0 done, 1 error, 2 usage.\n`;
+  return `Usage: emotorch <system> <command> [flags]\n       emotorch serve [flags]\n\n${Object.entries(SYSTEMS)
+    .map(([n, s]) => `  ${n.padEnd(8)}${s.summary}`)
+    .join('\n')}\n\n${Object.entries(TOP)
+    .map(([n, c]) => `  ${n.padEnd(8)}${c.summary}`)
+    .join('\n')}\n\nemotorch <system> --help for its commands. Exit status: 0 done, 1 error, 2 usage.\n`;
 }
 
 /**
  * Runs one command line; returns the exit status (0 done, 1 runtime error, 2 usage).
  * @param argv the arguments after the program name
  */
-export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(`${s}\n`), err: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<number> {
+export async function main(
+  argv: string[],
+  out: (s: string) => void = (s) => process.stdout.write(`${s}\n`),
+  err: (s: string) => void = (s) => process.stderr.write(`${s}\n`),
+): Promise<number> {
   const [system, command, ...rest] = argv;
   const help = (a: string | undefined) => a === '--help' || a === '-h';
-  if (!system || help(system)) { (system ? out : err)(usage()); return system ? 0 : 2; }
+  if (!system || help(system)) {
+    (system ? out : err)(usage());
+    return system ? 0 : 2;
+  }
   if (TOP[system]) return runCommand(system, TOP[system], argv.slice(1), usage(system), out, err);
-  if (!SYSTEMS[system]) { err(`emotorch: unknown system '${system}'\n\n${usage()}`); return 2; }
-  if (!command || help(command)) { (command ? out : err)(usage(system)); return command ? 0 : 2; }
+  if (!SYSTEMS[system]) {
+    err(`emotorch: unknown system '${system}'\n\n${usage()}`);
+    return 2;
+  }
+  if (!command || help(command)) {
+    (command ? out : err)(usage(system));
+    return command ? 0 : 2;
+  }
   const c = SYSTEMS[system].commands[command];
-  if (!c) { err(`emotorch: unknown command '${system} ${command}'\n\n${usage(system)}`); return 2; }
+  if (!c) {
+    err(`emotorch: unknown command '${system} ${command}'\n\n${usage(system)}`);
+    return 2;
+  }
   return runCommand(`${system} ${command}`, c, rest, usage(system, command), out, err);
 }
 
 async function runCommand(name: string, c: Command, rest: string[], help: string, out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  if (rest.some((a) => a === '--help' || a === '-h')) { out(help); return 0; }
+  if (rest.some((a) => a === '--help' || a === '-h')) {
+    out(help);
+    return 0;
+  }
   try {
     const { values, positionals } = parseFlags(rest, c.flags);
     if (positionals.length && !c.args) throw new UsageError(`unexpected argument '${positionals[0]}'`);
-    for (const [n, f] of Object.entries(c.flags)) if (f.unused && values[n] !== undefined) err(`emotorch ${name}: --${n} is accepted as the original's command lines have it and not used: ${f.help}`);
+    for (const [n, f] of Object.entries(c.flags))
+      if (f.unused && values[n] !== undefined) err(`emotorch ${name}: --${n} is accepted as the original's command lines have it and not used: ${f.help}`);
     await c.run(values, positionals, out);
     return 0;
   } catch (e) {
-    if (e instanceof UsageError) { err(`emotorch ${name}: ${e.message}\n(emotorch ${name} --help lists the flags)`); return 2; }
-    if (e instanceof et.EmotorchError) { err(`emotorch ${name}: ${e.code}: ${e.message}`); return 1; }
+    if (e instanceof UsageError) {
+      err(`emotorch ${name}: ${e.message}\n(emotorch ${name} --help lists the flags)`);
+      return 2;
+    }
+    if (e instanceof et.EmotorchError) {
+      err(`emotorch ${name}: ${e.code}: ${e.message}`);
+      return 1;
+    }
     // a file system failure that reached here uncoded (EACCES, ENOSPC, …): the message names the path, a stack adds nothing
     const sys = e as NodeJS.ErrnoException;
-    if (sys instanceof Error && typeof sys.syscall === 'string' && typeof sys.code === 'string') { err(`emotorch ${name}: ERR_IO: ${sys.message}`); return 1; }
+    if (sys instanceof Error && typeof sys.syscall === 'string' && typeof sys.code === 'string') {
+      err(`emotorch ${name}: ERR_IO: ${sys.message}`);
+      return 1;
+    }
     err(`emotorch ${name}: ${(e as Error)?.stack ?? String(e)}`);
     return 1;
   }
 }
 
 if (require.main === module) {
-  void main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
 }

@@ -29,7 +29,7 @@ function readErrorFile(file: string): string {
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch {
-    return '';   // no error file: only Python's elastic error handler writes one
+    return ''; // no error file: only Python's elastic error handler writes one
   }
   try {
     const st = fs.fstatSync(fd);
@@ -86,20 +86,35 @@ emotorch-run exits with the failing rank's status (128 + signal number for a sig
 class UsageError extends Error {}
 
 function int(v: string | undefined, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (v === undefined || !/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`Expected an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''} for --${name} but received ${v === undefined ? 'nothing' : JSON.stringify(v)}`);
+  if (v === undefined || !/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+    throw new UsageError(
+      `Expected an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''} for --${name} but received ${v === undefined ? 'nothing' : JSON.stringify(v)}`,
+    );
   return Number(v);
 }
 
 /** Parses argv (without node and the launcher's path). @throws UsageError */
 export function parseArgs(argv: string[]): LaunchOptions | 'help' {
   const o: LaunchOptions = {
-    nprocPerNode: 1, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 29500, rdzvId: '', noNode: false, prefix: true, killGraceMs: 30000, command: [],
+    nprocPerNode: 1,
+    nnodes: 1,
+    nodeRank: 0,
+    masterAddr: '127.0.0.1',
+    masterPort: 29500,
+    rdzvId: '',
+    noNode: false,
+    prefix: true,
+    killGraceMs: 30000,
+    command: [],
   };
   let i = 0;
   for (; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-h' || a === '--help') return 'help';
-    if (a === '--') { i++; break; }
+    if (a === '--') {
+      i++;
+      break;
+    }
     if (!a.startsWith('--')) break;
     const eq = a.indexOf('=');
     const name = (eq >= 0 ? a.slice(2, eq) : a.slice(2)).replace(/_/g, '-');
@@ -109,16 +124,37 @@ export function parseArgs(argv: string[]): LaunchOptions | 'help' {
       return argv[++i];
     };
     switch (name) {
-      case 'nproc-per-node': o.nprocPerNode = int(value(), name, 1, 4096); break;
-      case 'nnodes': o.nnodes = int(value(), name, 1, 1 << 16); break;
-      case 'node-rank': o.nodeRank = int(value(), name, 0); break;
-      case 'master-addr': o.masterAddr = value(); if (!o.masterAddr) throw new UsageError('--master-addr needs a host name or address'); break;
-      case 'master-port': o.masterPort = int(value(), name, 1, 65535); break;
-      case 'rdzv-id': o.rdzvId = value(); if (!o.rdzvId) throw new UsageError('--rdzv-id needs a non-empty id'); break;
-      case 'kill-grace-ms': o.killGraceMs = int(value(), name, 0); break;
-      case 'no-node': o.noNode = true; break;
-      case 'no-prefix': o.prefix = false; break;
-      default: throw new UsageError(`unknown option --${name} (see --help)`);
+      case 'nproc-per-node':
+        o.nprocPerNode = int(value(), name, 1, 4096);
+        break;
+      case 'nnodes':
+        o.nnodes = int(value(), name, 1, 1 << 16);
+        break;
+      case 'node-rank':
+        o.nodeRank = int(value(), name, 0);
+        break;
+      case 'master-addr':
+        o.masterAddr = value();
+        if (!o.masterAddr) throw new UsageError('--master-addr needs a host name or address');
+        break;
+      case 'master-port':
+        o.masterPort = int(value(), name, 1, 65535);
+        break;
+      case 'rdzv-id':
+        o.rdzvId = value();
+        if (!o.rdzvId) throw new UsageError('--rdzv-id needs a non-empty id');
+        break;
+      case 'kill-grace-ms':
+        o.killGraceMs = int(value(), name, 0);
+        break;
+      case 'no-node':
+        o.noNode = true;
+        break;
+      case 'no-prefix':
+        o.prefix = false;
+        break;
+      default:
+        throw new UsageError(`unknown option --${name} (see --help)`);
     }
   }
   o.command = argv.slice(i);
@@ -199,7 +235,9 @@ export async function launch(o: LaunchOptions, log: (s: string) => void = (s) =>
     if (stopping) return;
     stopping = true;
     for (const c of children) if (!c.done) c.p.kill(signal);
-    killTimer = setTimeout(() => { for (const c of children) if (!c.done) c.p.kill('SIGKILL'); }, o.killGraceMs);
+    killTimer = setTimeout(() => {
+      for (const c of children) if (!c.done) c.p.kill('SIGKILL');
+    }, o.killGraceMs);
     killTimer.unref();
   };
 
@@ -208,7 +246,9 @@ export async function launch(o: LaunchOptions, log: (s: string) => void = (s) =>
     for (const c of children) if (!c.done) c.p.kill(sig);
     if (!failure) failure = { rank: -1, status: 128 + (os.constants.signals[sig] ?? 15), why: `stopped by ${sig}` };
     if (!killTimer) {
-      killTimer = setTimeout(() => { for (const c of children) if (!c.done) c.p.kill('SIGKILL'); }, o.killGraceMs);
+      killTimer = setTimeout(() => {
+        for (const c of children) if (!c.done) c.p.kill('SIGKILL');
+      }, o.killGraceMs);
       killTimer.unref();
     }
   };
@@ -239,10 +279,12 @@ export async function launch(o: LaunchOptions, log: (s: string) => void = (s) =>
           c.code = code;
           c.signal = signal;
           if ((code !== 0 || signal) && !failure) {
-            const status = signal ? 128 + (os.constants.signals[signal] ?? 0) : code ?? 1;
+            const status = signal ? 128 + (os.constants.signals[signal] ?? 0) : (code ?? 1);
             failure = { rank, status, why: describeExit(code, signal) };
             const detail = readErrorFile(errorFile);
-            log(`rank ${rank} (local rank ${rank - o.nodeRank * o.nprocPerNode}, pid ${p.pid}) ${failure.why}: stopping the other ranks${detail ? `\n${detail}` : ''}`);
+            log(
+              `rank ${rank} (local rank ${rank - o.nodeRank * o.nprocPerNode}, pid ${p.pid}) ${failure.why}: stopping the other ranks${detail ? `\n${detail}` : ''}`,
+            );
             stopOthers('SIGTERM');
           }
           resolve();

@@ -15,7 +15,10 @@ const PATHS = ['llama_path', 'whisper_path', 'beats_path', 'ckpt'];
  * parsed YAML itself (`doc`, for `salmonn train`'s other blocks).
  * @throws EmotorchError ERR_IO / ERR_FORMAT for an unreadable file or one that is not such a YAML
  */
-export function readSalmonnYaml(file: string, overrides: readonly string[] = []): { options: Parameters<typeof et.systems.salmonn.Salmonn.fromPretrained>[0]; ignored: string[]; doc: Record<string, unknown> } {
+export function readSalmonnYaml(
+  file: string,
+  overrides: readonly string[] = [],
+): { options: Parameters<typeof et.systems.salmonn.Salmonn.fromPretrained>[0]; ignored: string[]; doc: Record<string, unknown> } {
   // a regular file of at most 16 MiB (a FIFO or /dev/zero is refused before a byte is read)
   const text = readTextFile(file, 'the SALMONN config (--cfg-path)');
   let doc: unknown;
@@ -25,7 +28,8 @@ export function readSalmonnYaml(file: string, overrides: readonly string[] = [])
     throw new et.EmotorchError(`cannot read the SALMONN config '${file}': ${(e as Error).message.split('\n')[0]}`, 'ERR_FORMAT');
   }
   const y = doc as { model?: Record<string, unknown>; generate?: Record<string, unknown> } | null;
-  if (!y || typeof y !== 'object' || !y.model || typeof y.model !== 'object') throw new et.EmotorchError(`'${file}' has no model: block (SALMONN's decode_config.yaml layout)`, 'ERR_FORMAT');
+  if (!y || typeof y !== 'object' || !y.model || typeof y.model !== 'object')
+    throw new et.EmotorchError(`'${file}' has no model: block (SALMONN's decode_config.yaml layout)`, 'ERR_FORMAT');
   applyOptions(y as Record<string, unknown>, overrides);
   // the config's fields, and the original's keys the model checks itself (a projection checkpoint, 8-bit loading: refused
   // unless off, never dropped); the paths and the prompt files are read here
@@ -42,7 +46,8 @@ export function readSalmonnYaml(file: string, overrides: readonly string[] = [])
     if (typeof v !== 'string') throw new et.EmotorchError(`'${file}': model.${k} is not a path`, 'ERR_FORMAT');
     return v;
   };
-  const llm = p('llama_path'), whisper = p('whisper_path');
+  const llm = p('llama_path'),
+    whisper = p('whisper_path');
   if (!llm || !whisper) throw new et.EmotorchError(`'${file}': model.llama_path and model.whisper_path are required`, 'ERR_FORMAT');
   if (config.qformer === undefined) {
     const bert = bertBaseUncased();
@@ -66,7 +71,8 @@ function applyOptions(y: Record<string, unknown>, items: readonly string[]): voi
   }
   for (const [key, text] of pairs) {
     const parts = key.split('.');
-    if (parts.some((k) => k === '' || k === '__proto__' || k === 'constructor' || k === 'prototype')) throw new UsageError(`--options: '${key}' is not a dotted key`);
+    if (parts.some((k) => k === '' || k === '__proto__' || k === 'constructor' || k === 'prototype'))
+      throw new UsageError(`--options: '${key}' is not a dotted key`);
     let at = y;
     for (const k of parts.slice(0, -1)) {
       if (at[k] === undefined || at[k] === null) at[k] = {};
@@ -74,7 +80,11 @@ function applyOptions(y: Record<string, unknown>, items: readonly string[]): voi
       at = at[k] as Record<string, unknown>;
     }
     let value: unknown;
-    try { value = YAML.parse(text); } catch { value = text; }
+    try {
+      value = YAML.parse(text);
+    } catch {
+      value = text;
+    }
     at[parts[parts.length - 1]] = value ?? '';
   }
 }
@@ -90,9 +100,21 @@ function bertBaseUncased(): Record<string, unknown> | null {
   const cached = et.hub.cachedSnapshot('bert-base-uncased');
   const file = fs.existsSync(local) ? local : cached && fs.existsSync(path.join(cached, 'config.json')) ? path.join(cached, 'config.json') : null;
   if (!file) return null;
-  const c = readJsonFile(file, "the Q-Former's BERT config (bert-base-uncased/config.json, as the original's BertConfig.from_pretrained reads it)") as Record<string, unknown>;
+  const c = readJsonFile(file, "the Q-Former's BERT config (bert-base-uncased/config.json, as the original's BertConfig.from_pretrained reads it)") as Record<
+    string,
+    unknown
+  >;
   if (!c || typeof c !== 'object' || Array.isArray(c)) throw new et.EmotorchError(`'${file}' is not a BERT config`, 'ERR_FORMAT');
-  const keys = ['hidden_size', 'num_attention_heads', 'intermediate_size', 'hidden_act', 'layer_norm_eps', 'initializer_range', 'hidden_dropout_prob', 'attention_probs_dropout_prob'];
+  const keys = [
+    'hidden_size',
+    'num_attention_heads',
+    'intermediate_size',
+    'hidden_act',
+    'layer_norm_eps',
+    'initializer_range',
+    'hidden_dropout_prob',
+    'attention_probs_dropout_prob',
+  ];
   return Object.fromEntries(keys.filter((k) => c[k] !== undefined).map((k) => [k, c[k]]));
 }
 
@@ -112,7 +134,10 @@ export const SALMONN_INFER: Command = {
     'cfg-path': { kind: 'string', help: 'the original YAML (--cfg-path): model paths, model and generate blocks' },
     device: { kind: 'string', help: "where the model runs: cpu, cuda or cuda:N (default, as cli_inference.py's cuda:0, CUDA when present, else the CPU)" },
     options: { kind: 'list', help: 'key=value settings merged over the YAML (model.ckpt=… generate.num_beams=1), as the original' },
-    wav: { kind: 'string', help: 'answer this file and stop (with --prompt); several turns as one input: a,b.wav, @list.txt (one path a line) or a JSON array, joined as the trajectory fork\'s prepare_multi_sample' },
+    wav: {
+      kind: 'string',
+      help: "answer this file and stop (with --prompt); several turns as one input: a,b.wav, @list.txt (one path a line) or a JSON array, joined as the trajectory fork's prepare_multi_sample",
+    },
     prompt: { kind: 'string', help: 'the instruction for --wav' },
   },
   async run(v, _pos, out) {
@@ -150,7 +175,7 @@ export const SALMONN_INFER: Command = {
         out(await answer(wav.trim(), prompt));
       } catch (e) {
         if (!(e instanceof et.EmotorchError)) throw e;
-        out(`error: ${e.code}: ${e.message}`);   // a bad path or file: the loop goes on
+        out(`error: ${e.code}: ${e.message}`); // a bad path or file: the loop goes on
       }
     }
     rl.close();
@@ -169,14 +194,24 @@ export function salmonnWavPaths(raw: string): string[] {
   const r = raw.trim();
   let paths: string[];
   if (r.startsWith('@')) {
-    paths = readTextFile(r.slice(1), `the wav list '${r}'`).split(/\r?\n/).map((l) => l.trim()).filter((l) => l);
+    paths = readTextFile(r.slice(1), `the wav list '${r}'`)
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l);
   } else if (r.startsWith('[') && r.endsWith(']')) {
     let v: unknown;
-    try { v = JSON.parse(r); } catch (e) { throw new et.EmotorchError(`the wav list ${r} is not a JSON array: ${(e as Error).message}`, 'ERR_FORMAT'); }
+    try {
+      v = JSON.parse(r);
+    } catch (e) {
+      throw new et.EmotorchError(`the wav list ${r} is not a JSON array: ${(e as Error).message}`, 'ERR_FORMAT');
+    }
     if (!Array.isArray(v) || !v.every((p) => typeof p === 'string')) throw new et.EmotorchError(`the wav list ${r} is not a JSON array of paths`, 'ERR_FORMAT');
     paths = v.map((p: string) => p.trim());
   } else if (r.includes(',')) {
-    paths = r.split(',').map((p) => p.trim()).filter((p) => p);
+    paths = r
+      .split(',')
+      .map((p) => p.trim())
+      .filter((p) => p);
   } else {
     paths = [r];
   }
@@ -207,7 +242,7 @@ export async function salmonnInput(raw: string): Promise<Float32Array> {
  * @throws UsageError for another device name
  */
 export function runDevice(given: string | undefined): 'cpu' | 'cuda' {
-  if (given === undefined) return et.cuda.isAvailable() ? 'cuda' : 'cpu';   // the original's cuda:0, where there is one
+  if (given === undefined) return et.cuda.isAvailable() ? 'cuda' : 'cpu'; // the original's cuda:0, where there is one
   if (given === 'cpu') return 'cpu';
   if (!/^cuda(:\d+)?$/.test(given)) throw new UsageError(`--device takes cpu, cuda or cuda:N, not '${given}'`);
   if (et.cuda.isAvailable()) return 'cuda';
@@ -224,8 +259,13 @@ function block(y: Record<string, unknown>, name: string, file: string): Record<s
 }
 
 /** A setting of the YAML: its value, or the default when absent; a wrong type names the key. */
-function setting<T extends 'number' | 'string' | 'boolean'>(b: Record<string, unknown>, key: string, type: T, dflt: unknown, file: string):
-  T extends 'number' ? number : T extends 'string' ? string : boolean {
+function setting<T extends 'number' | 'string' | 'boolean'>(
+  b: Record<string, unknown>,
+  key: string,
+  type: T,
+  dflt: unknown,
+  file: string,
+): T extends 'number' ? number : T extends 'string' ? string : boolean {
   let v = b[key] ?? dflt;
   // YAML 1.2 reads 1e-6 as a string (no dot): the original's float(...) accepts it
   if (type === 'number' && typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) v = Number(v);
@@ -236,7 +276,8 @@ function setting<T extends 'number' | 'string' | 'boolean'>(b: Record<string, un
 /** `{task: [prompts]}` from model.prompt_path, keeping those with `<SpeechHere>` as the original. */
 function readPrompts(file: string): Record<string, string[]> {
   const doc = readJsonFile(file, 'model.prompt_path');
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new et.EmotorchError(`model.prompt_path '${file}' is not a JSON object of task → prompts`, 'ERR_FORMAT');
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc))
+    throw new et.EmotorchError(`model.prompt_path '${file}' is not a JSON object of task → prompts`, 'ERR_FORMAT');
   const out: Record<string, string[]> = {};
   for (const [task, v] of Object.entries(doc as Record<string, unknown>)) {
     const list = (Array.isArray(v) ? v : [v]).filter((p): p is string => typeof p === 'string' && p.includes('<SpeechHere>'));
@@ -249,22 +290,30 @@ function readPrompts(file: string): Record<string, string[]> {
 const fmt3 = (xs: number[]): string => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0).toFixed(3);
 
 export const SALMONN_TRAIN: Command = {
-  summary: "SALMONN's train.py on its config.yaml (model, datasets and run blocks): runner.py's schedule, optimizer groups, per-epoch validation and checkpoints, on the Trainer",
+  summary:
+    "SALMONN's train.py on its config.yaml (model, datasets and run blocks): runner.py's schedule, optimizer groups, per-epoch validation and checkpoints, on the Trainer",
   flags: {
     'cfg-path': { kind: 'string', help: 'the original training YAML (--cfg-path): model paths and settings, datasets, run and run.optims' },
     options: { kind: 'list', help: 'key=value settings merged over the YAML (run.optims.max_epoch=1 …), as the original' },
-    resume: { kind: 'bool', help: "continue from the newest checkpoint-N in run.output_dir (optimizer, schedule, data order, best metric)", default: 'false' },
+    resume: { kind: 'bool', help: 'continue from the newest checkpoint-N in run.output_dir (optimizer, schedule, data order, best metric)', default: 'false' },
   },
   async run(v, _pos, out) {
     const cfg = str(v, 'cfg-path');
     if (!cfg) throw new UsageError('--cfg-path is required');
     const { options, ignored, doc: y } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
-    const model_ = block(y, 'model', cfg), data = block(y, 'datasets', cfg), run = block(y, 'run', cfg), optims = block(run, 'optims', cfg);
-    if (setting(run, 'evaluate', 'boolean', false, cfg)) throw new et.EmotorchError(`'${cfg}': run.evaluate is true (test-set decoding): use \`emotorch salmonn infer\` for answers; train reads run.evaluate: False`, 'ERR_FORMAT');
+    const model_ = block(y, 'model', cfg),
+      data = block(y, 'datasets', cfg),
+      run = block(y, 'run', cfg),
+      optims = block(run, 'optims', cfg);
+    if (setting(run, 'evaluate', 'boolean', false, cfg))
+      throw new et.EmotorchError(
+        `'${cfg}': run.evaluate is true (test-set decoding): use \`emotorch salmonn infer\` for answers; train reads run.evaluate: False`,
+        'ERR_FORMAT',
+      );
     const trainFile = setting(data, 'train_ann_path', 'string', undefined, cfg);
     const validFile = data.valid_ann_path ? setting(data, 'valid_ann_path', 'string', '', cfg) : '';
     const outputDir = setting(run, 'output_dir', 'string', undefined, cfg);
-    outputFolder(outputDir, `'${cfg}': run.output_dir`, false);   // checked before the model loads
+    outputFolder(outputDir, `'${cfg}': run.output_dir`, false); // checked before the model loads
     const seed = setting(run, 'seed', 'number', 42, cfg);
     const batch = setting(run, 'batch_size_train', 'number', 8, cfg);
     const evalBatch = setting(run, 'batch_size_eval', 'number', batch, cfg);
@@ -273,9 +322,27 @@ export const SALMONN_TRAIN: Command = {
     const amp = setting(run, 'amp', 'boolean', false, cfg);
     const wantDevice = setting(run, 'device', 'string', 'cuda', cfg);
     const notUsed = ignored.filter((k) => !['prompt_path', 'test_prompt_path', 'prompt_template'].includes(k));
-    const RUN = ['seed', 'output_dir', 'evaluate', 'log_freq', 'epoch_based', 'iters_per_epoch', 'accum_grad_iters', 'batch_size_train', 'batch_size_eval', 'device', 'use_distributed', 'amp', 'optims'];
+    const RUN = [
+      'seed',
+      'output_dir',
+      'evaluate',
+      'log_freq',
+      'epoch_based',
+      'iters_per_epoch',
+      'accum_grad_iters',
+      'batch_size_train',
+      'batch_size_eval',
+      'device',
+      'use_distributed',
+      'amp',
+      'optims',
+    ];
     const OPTIMS = ['max_epoch', 'warmup_steps', 'warmup_start_lr', 'init_lr', 'min_lr', 'weight_decay', 'beta2'];
-    for (const [b, known, name] of [[data, ['train_ann_path', 'valid_ann_path'], 'datasets'], [run, RUN, 'run'], [optims, OPTIMS, 'run.optims']] as const) {
+    for (const [b, known, name] of [
+      [data, ['train_ann_path', 'valid_ann_path'], 'datasets'],
+      [run, RUN, 'run'],
+      [optims, OPTIMS, 'run.optims'],
+    ] as const) {
       for (const k of Object.keys(b)) if (!(known as readonly string[]).includes(k)) notUsed.push(`${name}.${k}`);
     }
     if (setting(run, 'use_distributed', 'boolean', false, cfg)) notUsed.push('run.use_distributed (salmonn train runs in one process)');
@@ -290,16 +357,20 @@ export const SALMONN_TRAIN: Command = {
     const valid = validFile ? await et.data.SalmonnDataset.fromFile(validFile, dsOpts) : null;
     // a question (`Q`) is the instruction: the original puts it after the speech, "<Speech><SpeechHere></Speech> {}"
     const speechFirst = (it: et.data.SalmonnItem): et.data.SalmonnItem =>
-      (it.prompt.includes('<SpeechHere>') ? it : { ...it, prompt: dsOpts.template.replace('{instruction}', `<Speech><SpeechHere></Speech> ${it.instruction}`) });
+      it.prompt.includes('<SpeechHere>') ? it : { ...it, prompt: dsOpts.template.replace('{instruction}', `<Speech><SpeechHere></Speech> ${it.instruction}`) };
     const asDataset = (ds: et.data.SalmonnDataset) => ({ length: ds.length, get: async (i: number) => speechFirst(await ds.get(i)) });
 
     // the run's counts and schedule
     const epochBased = setting(run, 'epoch_based', 'boolean', false, cfg);
     const itersPerEpoch = epochBased ? Math.ceil(train.length / batch) : setting(run, 'iters_per_epoch', 'number', undefined, cfg);
     const sched = {
-      max_epoch: setting(optims, 'max_epoch', 'number', undefined, cfg), iters_per_epoch: itersPerEpoch, accum_grad_iters: accum,
-      init_lr: setting(optims, 'init_lr', 'number', undefined, cfg), min_lr: setting(optims, 'min_lr', 'number', undefined, cfg),
-      warmup_steps: setting(optims, 'warmup_steps', 'number', 0, cfg), warmup_start_lr: setting(optims, 'warmup_start_lr', 'number', -1, cfg),
+      max_epoch: setting(optims, 'max_epoch', 'number', undefined, cfg),
+      iters_per_epoch: itersPerEpoch,
+      accum_grad_iters: accum,
+      init_lr: setting(optims, 'init_lr', 'number', undefined, cfg),
+      min_lr: setting(optims, 'min_lr', 'number', undefined, cfg),
+      warmup_steps: setting(optims, 'warmup_steps', 'number', 0, cfg),
+      warmup_start_lr: setting(optims, 'warmup_start_lr', 'number', -1, cfg),
     };
     const schedule = et.systems.salmonn.salmonnSchedule(sched);
     const maxSteps = et.systems.salmonn.salmonnTotalSteps(sched);
@@ -315,9 +386,11 @@ export const SALMONN_TRAIN: Command = {
     const beta2 = setting(optims, 'beta2', 'number', 0.999, cfg);
     if (cuda) await model.to({ device: 'cuda' });
     const optimizer = new et.optim.AdamW(et.systems.salmonn.salmonnParamGroups(model, weightDecay), { lr: sched.init_lr, betas: [0.9, beta2], weightDecay });
-    const fp16 = amp && cuda;  // torch.cuda.amp: float16 autocast and a GradScaler, on CUDA only
-    out(`SALMONN: ${train.length} training${valid ? ` and ${valid.length} validation` : ''} items; ${sched.max_epoch} epochs × ${itersPerEpoch} iterations`
-      + `${accum > 1 ? ` (${accum} per optimizer step)` : ''} of batch ${batch} = ${maxSteps} optimizer steps; ${model.numParameters(true)} trainable parameters; ${cuda ? 'CUDA' : 'CPU'}${fp16 ? ', fp16 autocast' : ''}`);
+    const fp16 = amp && cuda; // torch.cuda.amp: float16 autocast and a GradScaler, on CUDA only
+    out(
+      `SALMONN: ${train.length} training${valid ? ` and ${valid.length} validation` : ''} items; ${sched.max_epoch} epochs × ${itersPerEpoch} iterations` +
+        `${accum > 1 ? ` (${accum} per optimizer step)` : ''} of batch ${batch} = ${maxSteps} optimizer steps; ${model.numParameters(true)} trainable parameters; ${cuda ? 'CUDA' : 'CPU'}${fp16 ? ', fp16 autocast' : ''}`,
+    );
 
     // runner.py's files: log.txt (the config, then the stats of each epoch), checkpoint_{epoch} and checkpoint_best
     outputFolder(outputDir, `'${cfg}': run.output_dir`);
@@ -362,23 +435,44 @@ export const SALMONN_TRAIN: Command = {
         await model.saveCheckpoint(path.join(outputDir, `checkpoint_${epoch}.safetensors`));
       },
       stateDict: () => ({ ...best }),
-      loadStateDict(s) { Object.assign(best, s as typeof best); },
+      loadStateDict(s) {
+        Object.assign(best, s as typeof best);
+      },
     };
     const trainer = new et.train.Trainer({
-      model, trainDataset: asDataset(train), dataCollator: (items: et.data.SalmonnItem[]) => et.systems.salmonn.Salmonn.collate(items) as unknown as et.train.Batch,
-      optimizer, schedule, callbacks: [epochEnd],
+      model,
+      trainDataset: asDataset(train),
+      dataCollator: (items: et.data.SalmonnItem[]) => et.systems.salmonn.Salmonn.collate(items) as unknown as et.train.Batch,
+      optimizer,
+      schedule,
+      callbacks: [epochEnd],
       computeLoss: async (m, b) => {
         const { loss } = await (m as et.systems.salmonn.Salmonn).forward(b as unknown as et.systems.salmonn.SalmonnBatch);
-        losses.push(loss!.item());  // runner.py's metric_logger: each iteration's loss
+        losses.push(loss!.item()); // runner.py's metric_logger: each iteration's loss
         return loss!;
       },
       args: {
-        output_dir: outputDir, max_steps: maxSteps, per_device_train_batch_size: batch, gradient_accumulation_steps: accum,
-        logging_steps: logFreq, save_strategy: 'steps', save_steps: stepsPerEpoch, save_total_limit: 2, eval_strategy: 'no',
-        max_grad_norm: 0, seed, fp16, use_cpu: !cuda, report_to: ['tensorboard'], disable_tqdm: false, resume_from_checkpoint: resume || null,
+        output_dir: outputDir,
+        max_steps: maxSteps,
+        per_device_train_batch_size: batch,
+        gradient_accumulation_steps: accum,
+        logging_steps: logFreq,
+        save_strategy: 'steps',
+        save_steps: stepsPerEpoch,
+        save_total_limit: 2,
+        eval_strategy: 'no',
+        max_grad_norm: 0,
+        seed,
+        fp16,
+        use_cpu: !cuda,
+        report_to: ['tensorboard'],
+        disable_tqdm: false,
+        resume_from_checkpoint: resume || null,
       },
     });
     const res = await trainer.train();
-    out(`done: ${res.globalStep} steps, training loss ${res.trainingLoss.toFixed(4)}; ${outputDir}: log.txt, checkpoint_<epoch>.safetensors${valid ? ', checkpoint_best.safetensors' : ''}, checkpoint-N/ (resume with --resume)`);
+    out(
+      `done: ${res.globalStep} steps, training loss ${res.trainingLoss.toFixed(4)}; ${outputDir}: log.txt, checkpoint_<epoch>.safetensors${valid ? ', checkpoint_best.safetensors' : ''}, checkpoint-N/ (resume with --resume)`,
+    );
   },
 };

@@ -23,12 +23,23 @@ function features(v: Values): Record<string, string> {
 }
 
 /** The conversations with their embeddings, and each modality's embedding size (the dataset checked they agree). */
-async function dataset(file: string, files: Record<string, string>): Promise<{ ds: et.data.EcfDataset; items: et.data.EcfItem[]; sizes: Record<string, number> }> {
+async function dataset(
+  file: string,
+  files: Record<string, string>,
+): Promise<{ ds: et.data.EcfDataset; items: et.data.EcfItem[]; sizes: Record<string, number> }> {
   const ds = await et.data.EcfDataset.fromFile(file, { features: { files } });
   if (!ds.length) throw new et.EmotorchError(`'${file}' has no utterances`, 'ERR_DATA');
   const items = await Promise.all([...Array(ds.length).keys()].map((i) => ds.get(i)));
   const key = `${items[0].conversationId}_${items[0].utteranceId}`;
-  const sizes = Object.fromEntries(Object.entries(files).map(([m, f]) => [m, et.io.readSafetensorsHeader(f).entries.get(key)!.shape.reduce((a, b) => a * b, 1)]));
+  const sizes = Object.fromEntries(
+    Object.entries(files).map(([m, f]) => [
+      m,
+      et.io
+        .readSafetensorsHeader(f)
+        .entries.get(key)!
+        .shape.reduce((a, b) => a * b, 1),
+    ]),
+  );
   return { ds, items, sizes };
 }
 
@@ -40,9 +51,13 @@ const WEIGHTS = 'model.safetensors';
 function scores({ predictions, labelIds }: { predictions: et.Tensor; labelIds: et.Tensor | null }): Record<string, number> {
   if (!labelIds) return {};
   const keep = labelIds.ne(-100);
-  const pred = predictions.argmax(-1).index(keep), gold = labelIds.index(keep);
+  const pred = predictions.argmax(-1).index(keep),
+    gold = labelIds.index(keep);
   const labels = [0, 1, 2, 3, 4, 5, 6];
-  return { macro_f1: et.metrics.f1(pred, gold, { average: 'macro', labels }) as number, weighted_f1: et.metrics.f1(pred, gold, { average: 'weighted', labels }) as number };
+  return {
+    macro_f1: et.metrics.f1(pred, gold, { average: 'macro', labels }) as number,
+    weighted_f1: et.metrics.f1(pred, gold, { average: 'weighted', labels }) as number,
+  };
 }
 
 export const SEMEVAL_TRAIN: Command = {
@@ -62,21 +77,33 @@ export const SEMEVAL_TRAIN: Command = {
   },
   async run(v, _pos, out) {
     const files = features(v);
-    const outDir = outputFolder(str(v, 'output_dir')!, '--output_dir', false);   // checked before the work
+    const outDir = outputFolder(str(v, 'output_dir')!, '--output_dir', false); // checked before the work
     const train = await dataset(need(v, 'train_file'), files);
     const evalSet = str(v, 'eval_file') ? await dataset(str(v, 'eval_file')!, files) : null;
     const modalities = train.sizes;
     et.manualSeed(num(v, 'seed')!);
     const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities });
     const trainer = new et.train.Trainer({
-      model, trainDataset: asDataset(train.items), evalDataset: evalSet ? asDataset(evalSet.items) : undefined,
+      model,
+      trainDataset: asDataset(train.items),
+      evalDataset: evalSet ? asDataset(evalSet.items) : undefined,
       dataCollator: (xs: et.data.EcfItem[]) => et.systems.semeval.ConcatFusionClassifier.collate(xs) as unknown as Record<string, et.Tensor>,
       computeMetrics: scores,
       args: {
-        output_dir: outDir, num_train_epochs: num(v, 'num_train_epochs'), per_device_train_batch_size: num(v, 'per_device_train_batch_size'),
-        per_device_eval_batch_size: num(v, 'per_device_train_batch_size'), gradient_accumulation_steps: num(v, 'gradient_accumulation_steps'),
-        learning_rate: num(v, 'learning_rate'), seed: num(v, 'seed'), bf16: v.bf16 === true, logging_steps: 5, optim: 'adamw_hf',
-        eval_strategy: evalSet ? 'epoch' : 'no', save_strategy: 'epoch', save_total_limit: 1, report_to: 'none',
+        output_dir: outDir,
+        num_train_epochs: num(v, 'num_train_epochs'),
+        per_device_train_batch_size: num(v, 'per_device_train_batch_size'),
+        per_device_eval_batch_size: num(v, 'per_device_train_batch_size'),
+        gradient_accumulation_steps: num(v, 'gradient_accumulation_steps'),
+        learning_rate: num(v, 'learning_rate'),
+        seed: num(v, 'seed'),
+        bf16: v.bf16 === true,
+        logging_steps: 5,
+        optim: 'adamw_hf',
+        eval_strategy: evalSet ? 'epoch' : 'no',
+        save_strategy: 'epoch',
+        save_total_limit: 1,
+        report_to: 'none',
         ...(str(v, 'resume_from_checkpoint') ? { resume_from_checkpoint: str(v, 'resume_from_checkpoint') } : {}),
       },
     });
@@ -88,7 +115,11 @@ export const SEMEVAL_TRAIN: Command = {
       const m = await trainer.evaluate();
       out(`eval: macro F1 ${m.eval_macro_f1.toFixed(4)}, weighted F1 ${m.eval_weighted_f1.toFixed(4)} (${evalSet.items.length} utterances)`);
     }
-    out(`saved ${path.join(outDir, WEIGHTS)} and ${CONFIG} (${Object.entries(modalities).map(([k, d]) => `${k} ${d}`).join(' + ')} → 7)`);
+    out(
+      `saved ${path.join(outDir, WEIGHTS)} and ${CONFIG} (${Object.entries(modalities)
+        .map(([k, d]) => `${k} ${d}`)
+        .join(' + ')} → 7)`,
+    );
   },
 };
 
@@ -110,15 +141,26 @@ export const SEMEVAL_PREDICT: Command = {
       throw new et.EmotorchError(`--model_dir '${dir}' is not a 'semeval train' output: ${(e as Error).message}`, (e as et.EmotorchError).code);
     }
     const mods = cfg?.modalities;
-    if (!cfg || typeof cfg !== 'object' || !mods || typeof mods !== 'object' || Array.isArray(mods) || !Object.values(mods).every((d) => Number.isSafeInteger(d) && d > 0)) {
+    if (
+      !cfg ||
+      typeof cfg !== 'object' ||
+      !mods ||
+      typeof mods !== 'object' ||
+      Array.isArray(mods) ||
+      !Object.values(mods).every((d) => Number.isSafeInteger(d) && d > 0)
+    ) {
       throw new et.EmotorchError(`'${path.join(dir, CONFIG)}' is not a 'semeval train' ${CONFIG}: no "modalities" object of embedding sizes`, 'ERR_FORMAT');
     }
     const files = features(v);
     const trained = Object.keys(cfg.modalities ?? {});
-    if (trained.join() !== Object.keys(files).join()) throw new UsageError(`the model was trained on --features ${trained.map((m) => `${m}=…`).join(' ')} (in that order); given ${Object.keys(files).join(', ')}`);
+    if (trained.join() !== Object.keys(files).join())
+      throw new UsageError(
+        `the model was trained on --features ${trained.map((m) => `${m}=…`).join(' ')} (in that order); given ${Object.keys(files).join(', ')}`,
+      );
     const test = await dataset(need(v, 'test_file'), files);
     for (const [m, d] of Object.entries(test.sizes)) {
-      if (cfg.modalities![m] !== d) throw new et.EmotorchError(`the ${m} embeddings have ${d} values per utterance; the model was trained on ${cfg.modalities![m]}`, 'ERR_INVALID_ARG');
+      if (cfg.modalities![m] !== d)
+        throw new et.EmotorchError(`the ${m} embeddings have ${d} values per utterance; the model was trained on ${cfg.modalities![m]}`, 'ERR_INVALID_ARG');
     }
     const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities: cfg.modalities! });
     await model.load(path.join(dir, WEIGHTS));
@@ -141,11 +183,19 @@ export const SEMEVAL_PREDICT: Command = {
     const counts = et.data.ECF_EMOTIONS.map((e, k) => `${e} ${pred.filter((p) => p === k).length}`).join(', ');
     out(`wrote ${file}: ${test.ds.conversations.length} conversations, ${pairs.length} emotion-cause pairs (predicted: ${counts})`);
     if (test.items.some((it) => it.label >= 0)) {
-      const s = scores({ predictions: et.cat(logitsAll, 0), labelIds: et.tensor(test.items.map((it) => (it.label >= 0 ? it.label : -100)), { dtype: 'int64' }) });
+      const s = scores({
+        predictions: et.cat(logitsAll, 0),
+        labelIds: et.tensor(
+          test.items.map((it) => (it.label >= 0 ? it.label : -100)),
+          { dtype: 'int64' },
+        ),
+      });
       type Conversations = Parameters<typeof et.metrics.ecacPairs>[0];
       const gold = readJsonFile(need(v, 'test_file'), '--test_file', MAX_DATA_BYTES) as Conversations;
       const sub = et.metrics.ecacPairs(readJsonFile(file, '--output_file', MAX_DATA_BYTES) as Conversations, gold);
-      out(`gold labels in the file: macro F1 ${s.macro_f1.toFixed(4)}, weighted F1 ${s.weighted_f1.toFixed(4)}; Subtask 2 w-avg F1 ${sub.weighted.f1.toFixed(4)} (micro ${sub.micro.f1.toFixed(4)})`);
+      out(
+        `gold labels in the file: macro F1 ${s.macro_f1.toFixed(4)}, weighted F1 ${s.weighted_f1.toFixed(4)}; Subtask 2 w-avg F1 ${sub.weighted.f1.toFixed(4)} (micro ${sub.micro.f1.toFixed(4)})`,
+      );
     }
   },
 };

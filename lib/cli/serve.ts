@@ -26,16 +26,31 @@ import { readSalmonnYaml, runDevice } from './salmonn';
 import { SERVE_PAGE } from './page';
 
 // The request's JSON as the OpenAI API spells it (snake_case: the wire format), and tokenizer_config.json's key.
-interface OpenAiContentPart { type?: unknown; text?: unknown; input_audio?: { data?: unknown; format?: unknown }; image_url?: { url?: unknown } }
-interface OpenAiStreamOptions { include_usage?: unknown }
-interface TokenizerConfigJson { chat_template?: unknown }
+interface OpenAiContentPart {
+  type?: unknown;
+  text?: unknown;
+  input_audio?: { data?: unknown; format?: unknown };
+  image_url?: { url?: unknown };
+}
+interface OpenAiStreamOptions {
+  include_usage?: unknown;
+}
+interface TokenizerConfigJson {
+  chat_template?: unknown;
+}
 
 type ChatAdapter = et.data.ChatAdapter;
 type ChatTurn = et.data.ChatTurn;
 
 /** A request the server refuses: an HTTP status and an OpenAI error object. */
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string, readonly type = 'invalid_request_error', readonly param: string | null = null, readonly code: string | null = null) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type = 'invalid_request_error',
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+  ) {
     super(message);
   }
 }
@@ -83,7 +98,15 @@ export interface ServeLimits {
 }
 
 export const SERVE_DEFAULTS: ServeLimits = {
-  maxBatch: 16, maxQueue: 16, maxBodyBytes: 32 << 20, maxAudioSeconds: 120, maxImages: 8, maxImagePixels: 4096 * 4096, maxPromptTokens: 8192, maxTokens: 512, timeoutMs: 300_000,
+  maxBatch: 16,
+  maxQueue: 16,
+  maxBodyBytes: 32 << 20,
+  maxAudioSeconds: 120,
+  maxImages: 8,
+  maxImagePixels: 4096 * 4096,
+  maxPromptTokens: 8192,
+  maxTokens: 512,
+  timeoutMs: 300_000,
 };
 
 /** Characters of text a prompt token may stand for at most, for the check before tokenizing. */
@@ -93,26 +116,46 @@ const CHARS_PER_TOKEN = 32;
 class Gate {
   running = 0;
   private waiting: Array<{ go: () => void; fail: (e: Error) => void }> = [];
-  constructor(private slots: number, private max: number) {}
-  get queued(): number { return this.waiting.length; }
+  constructor(
+    private slots: number,
+    private max: number,
+  ) {}
+  get queued(): number {
+    return this.waiting.length;
+  }
   async run<T>(job: () => Promise<T>, signal: AbortSignal): Promise<T> {
     if (this.running >= this.slots) {
-      if (this.waiting.length >= this.max) throw new ApiError(429, `the server is busy: ${this.waiting.length} requests are waiting (--max-queue ${this.max}); retry later`, 'rate_limit_error', null, 'queue_full');
+      if (this.waiting.length >= this.max)
+        throw new ApiError(
+          429,
+          `the server is busy: ${this.waiting.length} requests are waiting (--max-queue ${this.max}); retry later`,
+          'rate_limit_error',
+          null,
+          'queue_full',
+        );
       await new Promise<void>((go, fail) => {
         const w = { go, fail };
         this.waiting.push(w);
-        signal.addEventListener('abort', () => {
-          const i = this.waiting.indexOf(w);
-          if (i >= 0) { this.waiting.splice(i, 1); fail(signal.reason as Error); }
-        }, { once: true });
+        signal.addEventListener(
+          'abort',
+          () => {
+            const i = this.waiting.indexOf(w);
+            if (i >= 0) {
+              this.waiting.splice(i, 1);
+              fail(signal.reason as Error);
+            }
+          },
+          { once: true },
+        );
       });
-    } else this.running++;   // a waiter let go takes over the slot of the job that let it go
+    } else this.running++; // a waiter let go takes over the slot of the job that let it go
     try {
       if (signal.aborted) throw signal.reason as Error;
       return await job();
     } finally {
       const next = this.waiting.shift();
-      if (next) next.go(); else this.running--;
+      if (next) next.go();
+      else this.running--;
     }
   }
 }
@@ -138,7 +181,14 @@ async function withTempFile<T>(bytes: Buffer, ext: string, f: (file: string) => 
 }
 
 const AUDIO_FORMATS = ['wav', 'mp3', 'flac'];
-const IMAGE_TYPES: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/jpg': 'jpg', 'image/webp': 'webp', 'image/bmp': 'bmp', 'image/gif': 'gif' };
+const IMAGE_TYPES: Record<string, string> = {
+  'image/png': 'png',
+  'image/jpeg': 'jpg',
+  'image/jpg': 'jpg',
+  'image/webp': 'webp',
+  'image/bmp': 'bmp',
+  'image/gif': 'gif',
+};
 
 /**
  * The request's messages, media decoded and checked against the backend and the limits, pushed
@@ -148,9 +198,12 @@ async function readMessages(body: Record<string, unknown>, backend: ChatAdapter,
   const messages = body.messages;
   if (!Array.isArray(messages) || !messages.length) throw new ApiError(400, 'messages must be a non-empty array', 'invalid_request_error', 'messages');
   // images counted before any is decoded
-  const parts = messages.flatMap((m) => (m && typeof m === 'object' && Array.isArray((m as { content?: unknown }).content) ? (m as { content: unknown[] }).content : []));
+  const parts = messages.flatMap((m) =>
+    m && typeof m === 'object' && Array.isArray((m as { content?: unknown }).content) ? (m as { content: unknown[] }).content : [],
+  );
   const images = parts.filter((p) => p && typeof p === 'object' && (p as { type?: unknown }).type === 'image_url').length;
-  if (images > limits.maxImages) throw new ApiError(400, `the request has ${images} images, more than ${limits.maxImages} (--max-images)`, 'invalid_request_error', 'messages');
+  if (images > limits.maxImages)
+    throw new ApiError(400, `the request has ${images} images, more than ${limits.maxImages} (--max-images)`, 'invalid_request_error', 'messages');
   let seconds = 0;
   let chars = 0;
   const maxChars = limits.maxPromptTokens * CHARS_PER_TOKEN;
@@ -159,13 +212,26 @@ async function readMessages(body: Record<string, unknown>, backend: ChatAdapter,
     if (!m || typeof m !== 'object') throw new ApiError(400, `${p} must be an object`, 'invalid_request_error', p);
     const { role, content } = m as { role?: unknown; content?: unknown };
     const r = role === 'developer' ? 'system' : role;
-    if (r !== 'system' && r !== 'user' && r !== 'assistant') throw new ApiError(400, `${p}.role must be 'system', 'developer', 'user' or 'assistant', not ${JSON.stringify(role)}`, 'invalid_request_error', `${p}.role`);
+    if (r !== 'system' && r !== 'user' && r !== 'assistant')
+      throw new ApiError(
+        400,
+        `${p}.role must be 'system', 'developer', 'user' or 'assistant', not ${JSON.stringify(role)}`,
+        'invalid_request_error',
+        `${p}.role`,
+      );
     const turn: ChatTurn = { role: r, text: '', audio: [], images: [] };
     turns.push(turn);
     const texts: string[] = [];
     const addText = (t: string, param: string) => {
       chars += t.length;
-      if (chars > maxChars) throw new ApiError(400, `the request's text has more than ${maxChars} characters, more than ${limits.maxPromptTokens} prompt tokens can hold (--max-prompt-tokens)`, 'invalid_request_error', param, 'context_length_exceeded');
+      if (chars > maxChars)
+        throw new ApiError(
+          400,
+          `the request's text has more than ${maxChars} characters, more than ${limits.maxPromptTokens} prompt tokens can hold (--max-prompt-tokens)`,
+          'invalid_request_error',
+          param,
+          'context_length_exceeded',
+        );
       texts.push(t);
     };
     if (typeof content === 'string') addText(content, `${p}.content`);
@@ -181,38 +247,79 @@ async function readMessages(body: Record<string, unknown>, backend: ChatAdapter,
           if (!backend.accepts.audio) throw new ApiError(400, `model '${backend.id}' does not take audio (${q})`, 'invalid_request_error', q);
           const a = (part as OpenAiContentPart).input_audio;
           const format = a?.format;
-          if (typeof format !== 'string' || !AUDIO_FORMATS.includes(format)) throw new ApiError(400, `${q}.input_audio.format must be one of ${AUDIO_FORMATS.join(', ')}`, 'invalid_request_error', `${q}.input_audio.format`);
+          if (typeof format !== 'string' || !AUDIO_FORMATS.includes(format))
+            throw new ApiError(400, `${q}.input_audio.format must be one of ${AUDIO_FORMATS.join(', ')}`, 'invalid_request_error', `${q}.input_audio.format`);
           const bytes = base64(a?.data, `${q}.input_audio.data`);
           let wav: et.audio.Wav;
           // the request's audio seconds still free: ffmpeg decodes no more than these (and a WAV declaring more is refused from its header)
           const opts = { sampleRate: 16000, channel: 0, maxSeconds: Math.max(limits.maxAudioSeconds - seconds, 1e-6), timeoutMs: limits.timeoutMs };
           try {
-            wav = format === 'wav' ? et.audio.decodeWav(bytes, { ...opts, timeoutMs: undefined }, q)
-              : await withTempFile(bytes, format, (f) => et.audio.readAudio(f, opts));
+            wav =
+              format === 'wav'
+                ? et.audio.decodeWav(bytes, { ...opts, timeoutMs: undefined }, q)
+                : await withTempFile(bytes, format, (f) => et.audio.readAudio(f, opts));
           } catch (e) {
-            if (e instanceof et.EmotorchError && /maxSeconds/.test(e.message)) throw new ApiError(400, `the request's audio is longer than ${limits.maxAudioSeconds} s (--max-audio-seconds)`, 'invalid_request_error', `${q}.input_audio`);
-            if (e instanceof et.EmotorchError) throw new ApiError(400, `${q}: the audio cannot be decoded as ${format} (${e.message.replace(/'[^']*emotorch-serve-[^']*'/g, 'it')})`, 'invalid_request_error', `${q}.input_audio.data`);
+            if (e instanceof et.EmotorchError && /maxSeconds/.test(e.message))
+              throw new ApiError(
+                400,
+                `the request's audio is longer than ${limits.maxAudioSeconds} s (--max-audio-seconds)`,
+                'invalid_request_error',
+                `${q}.input_audio`,
+              );
+            if (e instanceof et.EmotorchError)
+              throw new ApiError(
+                400,
+                `${q}: the audio cannot be decoded as ${format} (${e.message.replace(/'[^']*emotorch-serve-[^']*'/g, 'it')})`,
+                'invalid_request_error',
+                `${q}.input_audio.data`,
+              );
             throw e;
           }
           seconds += wav.samples.length / 16000;
-          if (seconds > limits.maxAudioSeconds) throw new ApiError(400, `the request's audio is longer than ${limits.maxAudioSeconds} s (--max-audio-seconds)`, 'invalid_request_error', `${q}.input_audio`);
+          if (seconds > limits.maxAudioSeconds)
+            throw new ApiError(
+              400,
+              `the request's audio is longer than ${limits.maxAudioSeconds} s (--max-audio-seconds)`,
+              'invalid_request_error',
+              `${q}.input_audio`,
+            );
           turn.audio.push(wav.samples);
         } else if (type === 'image_url') {
           if (!backend.accepts.image) throw new ApiError(400, `model '${backend.id}' does not take images (${q})`, 'invalid_request_error', q);
           const url = (part as OpenAiContentPart).image_url?.url;
           const m2 = typeof url === 'string' ? /^data:([\w/+.-]+);base64,(.*)$/s.exec(url) : null;
-          if (!m2) throw new ApiError(400, `${q}.image_url.url must be a data: URL (data:image/png;base64,…); the server fetches nothing`, 'invalid_request_error', `${q}.image_url.url`);
+          if (!m2)
+            throw new ApiError(
+              400,
+              `${q}.image_url.url must be a data: URL (data:image/png;base64,…); the server fetches nothing`,
+              'invalid_request_error',
+              `${q}.image_url.url`,
+            );
           const ext = IMAGE_TYPES[m2[1].toLowerCase()];
-          if (!ext) throw new ApiError(400, `${q}: image type ${m2[1]} is not one of ${Object.keys(IMAGE_TYPES).join(', ')}`, 'invalid_request_error', `${q}.image_url.url`);
+          if (!ext)
+            throw new ApiError(
+              400,
+              `${q}: image type ${m2[1]} is not one of ${Object.keys(IMAGE_TYPES).join(', ')}`,
+              'invalid_request_error',
+              `${q}.image_url.url`,
+            );
           const bytes = base64(m2[2], `${q}.image_url.url`);
           try {
             turn.images.push(await withTempFile(bytes, ext, (f) => et.vision.readImage(f, { maxPixels: limits.maxImagePixels, timeoutMs: limits.timeoutMs })));
           } catch (e) {
-            if (e instanceof et.EmotorchError && /maxPixels/.test(e.message)) throw new ApiError(400, `${q}: the image has more than ${limits.maxImagePixels} pixels (--max-image-pixels)`, 'invalid_request_error', `${q}.image_url.url`);
-            if (e instanceof et.EmotorchError) throw new ApiError(400, `${q}: the image cannot be decoded as ${m2[1]}`, 'invalid_request_error', `${q}.image_url.url`);
+            if (e instanceof et.EmotorchError && /maxPixels/.test(e.message))
+              throw new ApiError(
+                400,
+                `${q}: the image has more than ${limits.maxImagePixels} pixels (--max-image-pixels)`,
+                'invalid_request_error',
+                `${q}.image_url.url`,
+              );
+            if (e instanceof et.EmotorchError)
+              throw new ApiError(400, `${q}: the image cannot be decoded as ${m2[1]}`, 'invalid_request_error', `${q}.image_url.url`);
             throw e;
           }
-        } else throw new ApiError(400, `${q}.type must be 'text', 'input_audio' or 'image_url', not ${JSON.stringify(type)}`, 'invalid_request_error', `${q}.type`);
+        } else
+          throw new ApiError(400, `${q}.type must be 'text', 'input_audio' or 'image_url', not ${JSON.stringify(type)}`, 'invalid_request_error', `${q}.type`);
       }
     } else throw new ApiError(400, `${p}.content must be a string or an array of parts`, 'invalid_request_error', `${p}.content`);
     turn.text = texts.join('\n');
@@ -235,7 +342,10 @@ const NEUTRAL: Record<string, [ok: (v: unknown) => boolean, what: string]> = {
   tool_choice: [(v) => v === 'none' || v === 'auto', "'none' or 'auto' (tool calls are not implemented)"],
   function_call: [(v) => v === 'none' || v === 'auto', "'none' or 'auto' (function calls are not implemented)"],
   parallel_tool_calls: [(v) => typeof v === 'boolean', 'a boolean'],
-  response_format: [(v) => !!v && typeof v === 'object' && (v as { type?: unknown }).type === 'text' && Object.keys(v).length === 1, "{ type: 'text' } (structured outputs are not implemented)"],
+  response_format: [
+    (v) => !!v && typeof v === 'object' && (v as { type?: unknown }).type === 'text' && Object.keys(v).length === 1,
+    "{ type: 'text' } (structured outputs are not implemented)",
+  ],
   modalities: [(v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', "['text'] (answers are text)"],
   audio: [() => false, 'absent (answers are text)'],
   prediction: [() => false, 'absent (predicted outputs are not implemented)'],
@@ -257,16 +367,26 @@ const TAKEN = ['messages', 'model', 'max_tokens', 'max_completion_tokens', 'temp
 const MAX_STOPS = 4;
 
 /** The generation settings of a request, checked: every field is read or refused, none ignored. */
-function readSettings(body: Record<string, unknown>, limits: ServeLimits): { maxTokens?: number; temperature?: number; topP?: number; seed?: number; stop: string[] } {
-  const bad = (param: string, what: string) => new ApiError(400, `${param} must be ${what}, not ${JSON.stringify(body[param])}`, 'invalid_request_error', param);
+function readSettings(
+  body: Record<string, unknown>,
+  limits: ServeLimits,
+): { maxTokens?: number; temperature?: number; topP?: number; seed?: number; stop: string[] } {
+  const bad = (param: string, what: string) =>
+    new ApiError(400, `${param} must be ${what}, not ${JSON.stringify(body[param])}`, 'invalid_request_error', param);
   const unknown = Object.keys(body).filter((k) => !TAKEN.includes(k) && !(k in NEUTRAL));
   if (unknown.length) {
-    throw new ApiError(400, `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}: this server takes ${TAKEN.join(', ')} (and ${Object.keys(NEUTRAL).join(', ')} where they ask nothing of it)`, 'invalid_request_error', unknown[0]);
+    throw new ApiError(
+      400,
+      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')}: this server takes ${TAKEN.join(', ')} (and ${Object.keys(NEUTRAL).join(', ')} where they ask nothing of it)`,
+      'invalid_request_error',
+      unknown[0],
+    );
   }
   for (const [k, [ok, what]] of Object.entries(NEUTRAL)) if (body[k] !== undefined && body[k] !== null && !ok(body[k])) throw bad(k, what);
   const mt = body.max_completion_tokens ?? body.max_tokens;
   const param = body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens';
-  if (mt !== undefined && mt !== null && !(Number.isInteger(mt) && (mt as number) >= 1 && (mt as number) <= limits.maxTokens)) throw bad(param, `an integer from 1 to ${limits.maxTokens} (--max-tokens)`);
+  if (mt !== undefined && mt !== null && !(Number.isInteger(mt) && (mt as number) >= 1 && (mt as number) <= limits.maxTokens))
+    throw bad(param, `an integer from 1 to ${limits.maxTokens} (--max-tokens)`);
   const t = body.temperature;
   if (t !== undefined && t !== null && !(typeof t === 'number' && t >= 0 && t <= 2)) throw bad('temperature', 'a number from 0 to 2');
   const p = body.top_p;
@@ -277,7 +397,7 @@ function readSettings(body: Record<string, unknown>, limits: ServeLimits): { max
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') throw bad('stream', 'a boolean');
   const so = body.stream_options;
   if (so !== undefined && so !== null) {
-    const o = so && typeof so === 'object' && !Array.isArray(so) ? so as Record<string, unknown> : null;
+    const o = so && typeof so === 'object' && !Array.isArray(so) ? (so as Record<string, unknown>) : null;
     const flag = (v: unknown) => v === undefined || v === null || typeof v === 'boolean';
     if (!o || Object.keys(o).some((k) => k !== 'include_usage' && k !== 'include_obfuscation') || !flag(o.include_usage) || !flag(o.include_obfuscation)) {
       throw bad('stream_options', '{ include_usage?: boolean } (and include_obfuscation, which changes no answer here)');
@@ -294,7 +414,9 @@ function readSettings(body: Record<string, unknown>, limits: ServeLimits): { max
   }
   return {
     ...(typeof mt === 'number' ? { maxTokens: mt } : {}),
-    ...(typeof t === 'number' ? { temperature: t } : {}), ...(typeof p === 'number' ? { topP: p } : {}), ...(typeof seed === 'number' ? { seed } : {}),
+    ...(typeof t === 'number' ? { temperature: t } : {}),
+    ...(typeof p === 'number' ? { topP: p } : {}),
+    ...(typeof seed === 'number' ? { seed } : {}),
     stop: [...new Set(stop)],
   };
 }
@@ -322,7 +444,7 @@ export function stopCut(text: string, stops: string[]): { end: number; hit: bool
 
 /** The longest proper prefix of `s` that `text` ends with: KMP over the text's last |s| − 1 characters (linear, whatever a request's stop sequences are). */
 function prefixAtEnd(text: string, s: string): number {
-  const fail = new Int32Array(s.length);   // fail[i]: the longest proper border of s[0..i]
+  const fail = new Int32Array(s.length); // fail[i]: the longest proper border of s[0..i]
   for (let i = 1, k = 0; i < s.length; i++) {
     while (k > 0 && s[i] !== s[k]) k = fail[k - 1];
     if (s[i] === s[k]) k++;
@@ -332,7 +454,7 @@ function prefixAtEnd(text: string, s: string): number {
   for (let i = Math.max(0, text.length - (s.length - 1)); i < text.length; i++) {
     while (m > 0 && text[i] !== s[m]) m = fail[m - 1];
     if (text[i] === s[m]) m++;
-    if (m === s.length) m = fail[m - 1];   // a whole match (not possible here: the caller found none) continues as its border
+    if (m === s.length) m = fail[m - 1]; // a whole match (not possible here: the caller found none) continues as its border
   }
   return m;
 }
@@ -342,19 +464,29 @@ const errorBody = (e: ApiError) => ({ error: { message: e.message, type: e.type,
 /** What a failure is to a client. */
 function asApiError(e: unknown): ApiError {
   if (e instanceof ApiError) return e;
-  if (e instanceof et.data.ChatRequestError) return new ApiError(400, e.message, 'invalid_request_error', e.param, e.reason);   // an adapter's refusal
-  if (e instanceof et.EmotorchError && e.code === 'ERR_ABORTED') return new ApiError(504, 'the request took longer than the server allows (--timeout-s)', 'timeout_error', null, 'timeout');
+  if (e instanceof et.data.ChatRequestError) return new ApiError(400, e.message, 'invalid_request_error', e.param, e.reason); // an adapter's refusal
+  if (e instanceof et.EmotorchError && e.code === 'ERR_ABORTED')
+    return new ApiError(504, 'the request took longer than the server allows (--timeout-s)', 'timeout_error', null, 'timeout');
   if (e instanceof et.EmotorchError && e.code === 'ERR_INVALID_ARG') return new ApiError(400, e.message, 'invalid_request_error');
   const f = e as { statusCode?: number; code?: string; message?: string };
   if (typeof f?.statusCode === 'number' && f.statusCode >= 400 && f.statusCode < 500) {
     // the web framework's own failures in OpenAI's terms: its codes (FST_ERR_…) are not the API's
     // vocabulary, which gives these no code
-    const msg = f.statusCode === 413 ? 'the request body is larger than the server takes (--max-body-mb)'
-      : /_(INVALID|EMPTY)_JSON_BODY$/.test(f.code ?? '') ? `We could not parse the JSON body of your request: ${f.message ?? 'not JSON'}`
-        : f.statusCode === 415 ? "the request's Content-Type must be application/json" : f.message ?? 'bad request';
+    const msg =
+      f.statusCode === 413
+        ? 'the request body is larger than the server takes (--max-body-mb)'
+        : /_(INVALID|EMPTY)_JSON_BODY$/.test(f.code ?? '')
+          ? `We could not parse the JSON body of your request: ${f.message ?? 'not JSON'}`
+          : f.statusCode === 415
+            ? "the request's Content-Type must be application/json"
+            : (f.message ?? 'bad request');
     return new ApiError(f.statusCode, msg, 'invalid_request_error', null, null);
   }
-  return new ApiError(500, `the server failed on this request: ${e instanceof et.EmotorchError ? `${e.code}: ${e.message}` : String((e as Error)?.message ?? e)}`, 'server_error');
+  return new ApiError(
+    500,
+    `the server failed on this request: ${e instanceof et.EmotorchError ? `${e.code}: ${e.message}` : String((e as Error)?.message ?? e)}`,
+    'server_error',
+  );
 }
 
 /**
@@ -363,8 +495,12 @@ function asApiError(e: unknown): ApiError {
  * away first, before or while streaming: no failure) and `rejected` (refused as the request's own
  * fault or the queue's: every 4xx).
  */
-export interface ServeStats { served: number; failed: number; cancelled: number; rejected: number }
-
+export interface ServeStats {
+  served: number;
+  failed: number;
+  cancelled: number;
+  rejected: number;
+}
 
 /**
  * Hands memory back once the server is idle, so that a request with large inputs (an image
@@ -382,7 +518,9 @@ class IdleRelease {
       this.timer = null;
       if (!this.isIdle()) return;
       IdleRelease.collect();
-      setImmediate(() => { if (this.isIdle()) et.cpu.emptyCache(); });
+      setImmediate(() => {
+        if (this.isIdle()) et.cpu.emptyCache();
+      });
     }, 100);
     this.timer.unref();
   }
@@ -429,11 +567,27 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
   });
 
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(SERVE_PAGE));
-  app.get('/health', async () => ({ status: 'ok', model: backend.id, kind: backend.kind, accepts: backend.accepts, running: gate.running, max_batch: L.maxBatch, queued: gate.queued, ...stats }));
+  app.get('/health', async () => ({
+    status: 'ok',
+    model: backend.id,
+    kind: backend.kind,
+    accepts: backend.accepts,
+    running: gate.running,
+    max_batch: L.maxBatch,
+    queued: gate.queued,
+    ...stats,
+  }));
   const card = { id: backend.id, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'emotorch' };
   app.get('/v1/models', async () => ({ object: 'list', data: [card] }));
   app.get<{ Params: { id: string } }>('/v1/models/:id', async (req, reply) => {
-    if (req.params.id !== backend.id) return reply.code(404).send(errorBody(new ApiError(404, `model '${req.params.id}' does not exist; this server has '${backend.id}'`, 'invalid_request_error', 'model', 'model_not_found')));
+    if (req.params.id !== backend.id)
+      return reply
+        .code(404)
+        .send(
+          errorBody(
+            new ApiError(404, `model '${req.params.id}' does not exist; this server has '${backend.id}'`, 'invalid_request_error', 'model', 'model_not_found'),
+          ),
+        );
     return card;
   });
 
@@ -442,21 +596,41 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
     const timer = setTimeout(() => ac.abort(new et.EmotorchError('timeout', 'ERR_ABORTED')), L.timeoutMs);
     let gone = false;
     // the client went away before the answer ended: stop at the next token
-    const leave = () => { if (!reply.raw.writableFinished) { gone = true; ac.abort(new et.EmotorchError('client disconnected', 'ERR_ABORTED')); } };
+    const leave = () => {
+      if (!reply.raw.writableFinished) {
+        gone = true;
+        ac.abort(new et.EmotorchError('client disconnected', 'ERR_ABORTED'));
+      }
+    };
     reply.raw.on('close', leave);
-    if (reply.raw.destroyed || req.raw.socket?.destroyed) leave();   // it closed before this handler began
+    if (reply.raw.destroyed || req.raw.socket?.destroyed) leave(); // it closed before this handler began
     const body = req.body as Record<string, unknown> | null;
     const stream = !!body && typeof body === 'object' && body.stream === true;
     const id = `chatcmpl-${randomUUID()}`;
     const created = Math.floor(Date.now() / 1000);
-    let sent = '';        // text streamed so far
-    let headers = false;  // SSE headers written
-    const sse = (o: unknown) => { if (!reply.raw.destroyed) reply.raw.write(`data: ${JSON.stringify(o)}\n\n`); };
-    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({ id, object: 'chat.completion.chunk', created, model: backend.id, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] });
+    let sent = ''; // text streamed so far
+    let headers = false; // SSE headers written
+    const sse = (o: unknown) => {
+      if (!reply.raw.destroyed) reply.raw.write(`data: ${JSON.stringify(o)}\n\n`);
+    };
+    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model: backend.id,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    });
     const turns: ChatTurn[] = [];
     try {
       if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ApiError(400, 'the body must be a JSON object', 'invalid_request_error');
-      if (body.model !== undefined && body.model !== backend.id) throw new ApiError(404, `model '${String(body.model)}' does not exist; this server has '${backend.id}'`, 'invalid_request_error', 'model', 'model_not_found');
+      if (body.model !== undefined && body.model !== backend.id)
+        throw new ApiError(
+          404,
+          `model '${String(body.model)}' does not exist; this server has '${backend.id}'`,
+          'invalid_request_error',
+          'model',
+          'model_not_found',
+        );
       const settings = readSettings(body, L);
       await readMessages(body, backend, L, turns);
       const includeUsage = stream && !!(body.stream_options as OpenAiStreamOptions | undefined)?.include_usage;
@@ -472,7 +646,7 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
       const stopped = new et.EmotorchError('a stop sequence was generated', 'ERR_ABORTED');
       const push = (text: string) => {
         const cut = stopCut(text, settings.stop);
-        if (cut.hit && !ac.signal.aborted) ac.abort(stopped);   // the answer is complete: generate no further
+        if (cut.hit && !ac.signal.aborted) ac.abort(stopped); // the answer is complete: generate no further
         if (!stream) return;
         const shown = text.slice(0, cut.end);
         if (!shown.startsWith(sent) || shown.length === sent.length || shown.endsWith('\uFFFD')) return;
@@ -490,18 +664,36 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
         if ((!stream && !settings.stop.length) || done) return;
         ids.push(t[0]);
         const snapshot = ids.slice();
-        decoding = decoding.then(async () => { if (!done) push(await backend.decode(snapshot, true)); }).catch(() => {});
+        decoding = decoding
+          .then(async () => {
+            if (!done) push(await backend.decode(snapshot, true));
+          })
+          .catch(() => {});
       };
       let result: Awaited<ReturnType<ChatAdapter['answer']>>;
       try {
-        result = await gate.run(() => backend.answer(turns, {
-          maxTokens: settings.maxTokens, limit: L.maxTokens, maxPromptTokens: L.maxPromptTokens, temperature: settings.temperature, topP: settings.topP,
-          seed: settings.seed, batched: L.maxBatch > 1, onTokens, onPrompt: (n) => { promptTokens = n; }, signal: ac.signal,
-        }), ac.signal);
+        result = await gate.run(
+          () =>
+            backend.answer(turns, {
+              maxTokens: settings.maxTokens,
+              limit: L.maxTokens,
+              maxPromptTokens: L.maxPromptTokens,
+              temperature: settings.temperature,
+              topP: settings.topP,
+              seed: settings.seed,
+              batched: L.maxBatch > 1,
+              onTokens,
+              onPrompt: (n) => {
+                promptTokens = n;
+              },
+              signal: ac.signal,
+            }),
+          ac.signal,
+        );
       } catch (e) {
         if (gone || ac.signal.reason !== stopped) throw e;
         await decoding;
-        result = { tokens: ids.slice(), promptTokens, finish: 'stop' };   // ended by its stop sequence: the tokens generated
+        result = { tokens: ids.slice(), promptTokens, finish: 'stop' }; // ended by its stop sequence: the tokens generated
       }
       await decoding;
       done = true;
@@ -512,7 +704,14 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
       const usage = { prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length };
       stats.served++;
       if (!stream) {
-        return reply.send({ id, object: 'chat.completion', created, model: backend.id, choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finish }], usage });
+        return reply.send({
+          id,
+          object: 'chat.completion',
+          created,
+          model: backend.id,
+          choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finish }],
+          usage,
+        });
       }
       if (!headers) startStream();
       if (text.length > sent.length && text.startsWith(sent)) sse(chunk({ content: text.slice(sent.length) }, null));
@@ -523,10 +722,15 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
     } catch (err) {
       // a client that went away is no failure, whatever its going broke off (the listener above,
       // or a connection already closed when the handler began)
-      if (gone || reply.raw.destroyed || req.raw.socket?.destroyed) { stats.cancelled++; return reply; }
+      if (gone || reply.raw.destroyed || req.raw.socket?.destroyed) {
+        stats.cancelled++;
+        return reply;
+      }
       const e = asApiError(err);
-      if (e.status < 500) stats.rejected++; else stats.failed++;
-      if (headers) {   // mid-stream: an error event, as the OpenAI API sends one
+      if (e.status < 500) stats.rejected++;
+      else stats.failed++;
+      if (headers) {
+        // mid-stream: an error event, as the OpenAI API sends one
         sse(errorBody(e));
         reply.raw.end('data: [DONE]\n\n');
         return reply;
@@ -545,11 +749,20 @@ export const SERVE: Command = {
   summary: 'an OpenAI-compatible chat server (POST /v1/chat/completions, streaming; a page at /) for SALMONN, InternVL2 or a LLaMA-family LLM',
   flags: {
     'cfg-path': { kind: 'string', help: "SALMONN: the original decode_config.yaml (as 'salmonn infer' and web_demo.py)" },
-    device: { kind: 'string', help: "where SALMONN runs: cpu, cuda or cuda:N (web_demo.py's --device; default CUDA when present, else the CPU); --model folders run on the CPU" },
+    device: {
+      kind: 'string',
+      help: "where SALMONN runs: cpu, cuda or cuda:N (web_demo.py's --device; default CUDA when present, else the CPU); --model folders run on the CPU",
+    },
     options: { kind: 'list', help: "SALMONN: key=value settings merged over the YAML, as web_demo.py's --options" },
     model: { kind: 'string', help: 'an InternVL2 folder, or a LLaMA-family LLM folder with a chat template' },
-    dtype: { kind: 'string', help: "the weights' dtype: auto (the checkpoint's own), float32, bfloat16 or float16; default auto for --model (as vLLM and transformers), float32 for SALMONN (its towers' own with auto)" },
-    ckpt_dir: { kind: 'string', help: "a LoRA checkpoint that 'm2se sft' wrote: served on its base model (sft_args.json's, or --model), as swift deploy --ckpt_dir" },
+    dtype: {
+      kind: 'string',
+      help: "the weights' dtype: auto (the checkpoint's own), float32, bfloat16 or float16; default auto for --model (as vLLM and transformers), float32 for SALMONN (its towers' own with auto)",
+    },
+    ckpt_dir: {
+      kind: 'string',
+      help: "a LoRA checkpoint that 'm2se sft' wrote: served on its base model (sft_args.json's, or --model), as swift deploy --ckpt_dir",
+    },
     adapter: { kind: 'string', help: 'a peft adapter folder (adapter_config.json, adapter_model.safetensors) served on --model' },
     merge_lora: { kind: 'bool', help: "fold --ckpt_dir's or --adapter's LoRA into the weights (faster answers; the same ones)", default: 'false' },
     tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
@@ -557,26 +770,43 @@ export const SERVE: Command = {
     served_model_name: { kind: 'string', help: "the model's name in the API (default: the folder's or YAML's base name)" },
     host: { kind: 'string', help: 'address to listen on', default: '127.0.0.1' },
     port: { kind: 'number', help: 'port (0: any free one)', default: '8000' },
-    max_batch: { kind: 'number', help: 'requests decoded together (continuous batching: greedy answers equal the ones decoded alone); 1: one at a time', default: String(SERVE_DEFAULTS.maxBatch) },
+    max_batch: {
+      kind: 'number',
+      help: 'requests decoded together (continuous batching: greedy answers equal the ones decoded alone); 1: one at a time',
+      default: String(SERVE_DEFAULTS.maxBatch),
+    },
     max_queue: { kind: 'number', help: 'requests waiting beyond the --max-batch running ones; more get 429', default: String(SERVE_DEFAULTS.maxQueue) },
     max_body_mb: { kind: 'number', help: 'request body limit in MiB (413 above)', default: '32' },
     max_audio_seconds: { kind: 'number', help: 'audio per request', default: String(SERVE_DEFAULTS.maxAudioSeconds) },
     max_images: { kind: 'number', help: 'images per request', default: String(SERVE_DEFAULTS.maxImages) },
     max_image_pixels: { kind: 'number', help: 'pixels (width × height) of one image, checked before decoding', default: String(SERVE_DEFAULTS.maxImagePixels) },
-    max_prompt_tokens: { kind: 'number', help: 'prompt tokens per request (text past 32 characters a token is refused before tokenizing)', default: String(SERVE_DEFAULTS.maxPromptTokens) },
-    max_tokens: { kind: 'number', help: "the largest max_tokens, and the default (SALMONN's: its YAML's, at most this)", default: String(SERVE_DEFAULTS.maxTokens) },
+    max_prompt_tokens: {
+      kind: 'number',
+      help: 'prompt tokens per request (text past 32 characters a token is refused before tokenizing)',
+      default: String(SERVE_DEFAULTS.maxPromptTokens),
+    },
+    max_tokens: {
+      kind: 'number',
+      help: "the largest max_tokens, and the default (SALMONN's: its YAML's, at most this)",
+      default: String(SERVE_DEFAULTS.maxTokens),
+    },
     timeout_s: { kind: 'number', help: "a request's time limit from arrival to its last token", default: String(SERVE_DEFAULTS.timeoutMs / 1000) },
   },
   async run(v, _pos, out) {
-    const cfg = str(v, 'cfg-path'), given = str(v, 'model'), ckptDir = str(v, 'ckpt_dir'), adapterDir = str(v, 'adapter');
-    if (!!cfg === !!(given || ckptDir)) throw new UsageError('give exactly one of --cfg-path (SALMONN) and --model / --ckpt_dir (an InternVL2 or LLM folder, or a LoRA checkpoint on one)');
+    const cfg = str(v, 'cfg-path'),
+      given = str(v, 'model'),
+      ckptDir = str(v, 'ckpt_dir'),
+      adapterDir = str(v, 'adapter');
+    if (!!cfg === !!(given || ckptDir))
+      throw new UsageError('give exactly one of --cfg-path (SALMONN) and --model / --ckpt_dir (an InternVL2 or LLM folder, or a LoRA checkpoint on one)');
     if (cfg && adapterDir) throw new UsageError("--adapter goes with --model (SALMONN's checkpoint is its YAML's model.ckpt)");
     if (!cfg && v.options !== undefined) throw new UsageError('--options sets keys of a SALMONN YAML: use it with --cfg-path');
     if (adapterDir && ckptDir) throw new UsageError('give one of --adapter and --ckpt_dir');
     if (adapterDir && !given) throw new UsageError('--adapter needs --model, the base it was trained on');
     const chosen = cfg ? null : modelAndAdapter(given, ckptDir ?? adapterDir, adapterDir ? '--adapter' : '--ckpt_dir');
     const givenDtype = str(v, 'dtype') as 'auto' | et.DType | undefined;
-    if (givenDtype !== undefined && !['auto', 'float32', 'bfloat16', 'float16'].includes(givenDtype)) throw new UsageError(`--dtype must be auto, float32, bfloat16 or float16, not '${givenDtype}'`);
+    if (givenDtype !== undefined && !['auto', 'float32', 'bfloat16', 'float16'].includes(givenDtype))
+      throw new UsageError(`--dtype must be auto, float32, bfloat16 or float16, not '${givenDtype}'`);
     const modelDtype = givenDtype ?? 'auto';
     const dir = chosen?.dir;
     const positive = (k: string, int: boolean) => {
@@ -588,10 +818,19 @@ export const SERVE: Command = {
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError('--port must be an integer from 0 to 65535');
     const limits: ServeLimits = {
       maxBatch: positive('max_batch', true),
-      maxQueue: num(v, 'max_queue')! >= 0 && Number.isInteger(num(v, 'max_queue')) ? num(v, 'max_queue')! : (() => { throw new UsageError('--max-queue must be an integer ≥ 0'); })(),
-      maxBodyBytes: Math.floor(positive('max_body_mb', false) * 1024 * 1024), maxAudioSeconds: positive('max_audio_seconds', false),
-      maxImages: positive('max_images', true), maxImagePixels: positive('max_image_pixels', true), maxPromptTokens: positive('max_prompt_tokens', true),
-      maxTokens: positive('max_tokens', true), timeoutMs: positive('timeout_s', false) * 1000,
+      maxQueue:
+        num(v, 'max_queue')! >= 0 && Number.isInteger(num(v, 'max_queue'))
+          ? num(v, 'max_queue')!
+          : (() => {
+              throw new UsageError('--max-queue must be an integer ≥ 0');
+            })(),
+      maxBodyBytes: Math.floor(positive('max_body_mb', false) * 1024 * 1024),
+      maxAudioSeconds: positive('max_audio_seconds', false),
+      maxImages: positive('max_images', true),
+      maxImagePixels: positive('max_image_pixels', true),
+      maxPromptTokens: positive('max_prompt_tokens', true),
+      maxTokens: positive('max_tokens', true),
+      timeoutMs: positive('timeout_s', false) * 1000,
     };
     const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(ckptDir ?? p)).replace(/\.ya?ml$/, '');
     let backend: ChatAdapter;
@@ -603,11 +842,19 @@ export const SERVE: Command = {
       if (device !== 'cpu') await model.to({ device });
       backend = et.systems.salmonn.salmonnChat(model.eval(), name(cfg));
     } else {
-      const { model, tokenizer, dir: local } = await loadChatModel(dir!, str(v, 'tokenizer'), { adapter: chosen!.adapter, merge: v.merge_lora === true, dtype: modelDtype });   // local: a repo id's hub cache folder
+      const {
+        model,
+        tokenizer,
+        dir: local,
+      } = await loadChatModel(dir!, str(v, 'tokenizer'), { adapter: chosen!.adapter, merge: v.merge_lora === true, dtype: modelDtype }); // local: a repo id's hub cache folder
       if (model instanceof et.systems.m2se.InternVL) backend = et.systems.m2se.internvlChat(model.eval() as et.systems.m2se.InternVL, tokenizer, name(dir!));
       else {
         const template = readChatTemplate(local, str(v, 'chat_template'));
-        if (!template) throw new et.EmotorchError(`'${dir}' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): pass --chat-template <file>`, 'ERR_IO');
+        if (!template)
+          throw new et.EmotorchError(
+            `'${dir}' has no chat template (chat_template.jinja or tokenizer_config.json's chat_template): pass --chat-template <file>`,
+            'ERR_IO',
+          );
         backend = et.systems.m2se.llmChat(model.eval() as et.nn.LlamaForCausalLM, tokenizer, template, name(dir!));
       }
     }
@@ -615,7 +862,9 @@ export const SERVE: Command = {
     const address = await app.listen({ host: str(v, 'host')!, port });
     out(`emotorch serve: '${backend.id}' (${backend.kind}) listening on ${address}`);
     await new Promise<void>((resolve) => {
-      const stop = () => { void app.close().then(() => resolve()); };
+      const stop = () => {
+        void app.close().then(() => resolve());
+      };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
     });

@@ -16,10 +16,16 @@ async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.usdm.UsdmTok
   const unit0 = id('<|unit0|>', d.unit0);
   let numUnits = 0;
   while (tok.tokenToId(`<|unit${numUnits}|>`) === unit0 + numUnits) numUnits++;
-  const nl = await tok.encode('\n');   // the original: tokenizer("\n").input_ids[-1]
+  const nl = await tok.encode('\n'); // the original: tokenizer("\n").input_ids[-1]
   return {
-    newline: nl[nl.length - 1] ?? d.newline, space: id('▁', d.space), continue: id('<|continue|>', d.continue), correspond: id('<|correspond|>', d.correspond),
-    unit0, numUnits: numUnits || d.numUnits, pad: id('<pad>', d.pad), bos: tok.bosTokenId ?? d.bos,
+    newline: nl[nl.length - 1] ?? d.newline,
+    space: id('▁', d.space),
+    continue: id('<|continue|>', d.continue),
+    correspond: id('<|correspond|>', d.correspond),
+    unit0,
+    numUnits: numUnits || d.numUnits,
+    pad: id('<pad>', d.pad),
+    bos: tok.bosTokenId ?? d.bos,
   };
 }
 
@@ -31,10 +37,16 @@ async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.usdm.UsdmTok
  */
 async function unitExtractor(v: Values, cacheDir: string | undefined, when: string, script: string): Promise<et.audio.UnitExtractor> {
   const found = (name: string) => (cacheDir !== undefined && fs.existsSync(path.join(cacheDir, name)) ? path.join(cacheDir, name) : undefined);
-  const file = (k: 'xlsr' | 'kmeans', name: string) => str(v, k) ?? found(name) ?? (() => {
-    throw new UsageError(`--${k} is required ${when}: the unit extractor's ${name} (${script} downloads it from seamless; put it in --model_cache_dir or pass --${k})`);
-  })();
-  const xlsr = file('xlsr', 'xlsr2_1b_v2.pt'), kmeans = file('kmeans', 'kmeans_10k.npy');
+  const file = (k: 'xlsr' | 'kmeans', name: string) =>
+    str(v, k) ??
+    found(name) ??
+    (() => {
+      throw new UsageError(
+        `--${k} is required ${when}: the unit extractor's ${name} (${script} downloads it from seamless; put it in --model_cache_dir or pass --${k})`,
+      );
+    })();
+  const xlsr = file('xlsr', 'xlsr2_1b_v2.pt'),
+    kmeans = file('kmeans', 'kmeans_10k.npy');
   const encoder = await et.nn.Wav2Vec2Model.fromPretrained(xlsr, xlsr.endsWith('.pt') ? { config: et.nn.WAV2VEC2_XLSR2_1B_V2 } : {});
   return new et.audio.UnitExtractor({ encoder: encoder.eval(), layer: num(v, 'layer')!, centroids: kmeans });
 }
@@ -45,40 +57,57 @@ const USDM_REPO = 'naver-ai/USDM-DailyTalk';
 export const USDM_INFER: Command = {
   summary: "USDM's inference.py: a wav (or its units) → user transcript, agent text and agent units (JSON; no speech decoder)",
   flags: {
-    input_path: { kind: 'string', help: 'the user\'s speech (wav, or any format ffmpeg reads), resampled to 16 kHz as librosa.load does (soxr HQ)' },
-    units: { kind: 'string', help: 'instead of --input_path: the user\'s units, space-separated' },
+    input_path: { kind: 'string', help: "the user's speech (wav, or any format ffmpeg reads), resampled to 16 kHz as librosa.load does (soxr HQ)" },
+    units: { kind: 'string', help: "instead of --input_path: the user's units, space-separated" },
     model: { kind: 'string', help: 'the USDM folder (naver-ai/USDM-DailyTalk layout: config.json, safetensors, tokenizer)' },
     tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
-    xlsr: { kind: 'string', help: 'the unit extractor\'s encoder: xlsr2_1b_v2.pt (fairseq2) or an HF Wav2Vec2 folder' },
+    xlsr: { kind: 'string', help: "the unit extractor's encoder: xlsr2_1b_v2.pt (fairseq2) or an HF Wav2Vec2 folder" },
     kmeans: { kind: 'string', help: 'the k-means centroids (kmeans_10k.npy)' },
     layer: { kind: 'number', help: 'the XLS-R hidden state the units are read at (seamless: 35)', default: '35' },
-    max_new_tokens: { kind: 'number', help: "tokens per stage at most, at most the model's context (max_position_embeddings); default 512 or the context if smaller" },
-    model_cache_dir: { kind: 'string', help: "the original's Hugging Face cache folder: --model (default naver-ai/USDM-DailyTalk, as inference.py) is read from it" },
-    output_path: { kind: 'string', help: "write the JSON here too (default: stdout only); a .wav path (the original's spoken answer) gets the JSON beside it as <name>.json, since emotorch has no speech decoder" },
-    reference_path: { kind: 'string', help: "the speaker reference of the original's Voicebox decoder: emotorch writes the agent's units, not speech", unused: true },
+    max_new_tokens: {
+      kind: 'number',
+      help: "tokens per stage at most, at most the model's context (max_position_embeddings); default 512 or the context if smaller",
+    },
+    model_cache_dir: {
+      kind: 'string',
+      help: "the original's Hugging Face cache folder: --model (default naver-ai/USDM-DailyTalk, as inference.py) is read from it",
+    },
+    output_path: {
+      kind: 'string',
+      help: "write the JSON here too (default: stdout only); a .wav path (the original's spoken answer) gets the JSON beside it as <name>.json, since emotorch has no speech decoder",
+    },
+    reference_path: {
+      kind: 'string',
+      help: "the speaker reference of the original's Voicebox decoder: emotorch writes the agent's units, not speech",
+      unused: true,
+    },
   },
   async run(v, _pos, out) {
     if ((v.input_path === undefined) === (v.units === undefined)) throw new UsageError('give exactly one of --input_path and --units');
     const cacheDir = str(v, 'model_cache_dir');
     // inference.py: AutoModelForCausalLM.from_pretrained("naver-ai/USDM-DailyTalk", cache_dir=args.model_cache_dir)
-    const dir = cacheDir !== undefined
-      ? await et.hub.resolvePretrainedPath(str(v, 'model') ?? USDM_REPO, { cacheDir })
-      : need(v, 'model');
+    const dir = cacheDir !== undefined ? await et.hub.resolvePretrainedPath(str(v, 'model') ?? USDM_REPO, { cacheDir }) : need(v, 'model');
     let outFile = str(v, 'output_path');
     if (outFile && /\.wav$/i.test(outFile)) {
       const json = outFile.replace(/\.wav$/i, '.json');
-      process.stderr.write(`emotorch usdm infer: --output_path ${outFile}: the original writes the spoken answer there (Voicebox + BigVGAN), which emotorch does not synthesize: the agent's text and units go to ${json}\n`);
+      process.stderr.write(
+        `emotorch usdm infer: --output_path ${outFile}: the original writes the spoken answer there (Voicebox + BigVGAN), which emotorch does not synthesize: the agent's text and units go to ${json}\n`,
+      );
       outFile = json;
     }
-    if (outFile) checkOutputFile(outFile, '--output_path');   // checked before the work
+    if (outFile) checkOutputFile(outFile, '--output_path'); // checked before the work
     const maxNew = num(v, 'max_new_tokens');
     if (maxNew !== undefined && (!Number.isInteger(maxNew) || maxNew < 1)) throw new UsageError('--max-new-tokens must be a positive integer');
     const tok = await et.data.Tokenizer.fromFile(str(v, 'tokenizer') ?? dir);
     const ids = await tokenIds(tok);
     let userUnits: number[];
     if (v.units !== undefined) {
-      userUnits = str(v, 'units')!.trim().split(/[\s,]+/).map(Number);
-      if (!userUnits.length || !userUnits.every((u) => Number.isInteger(u) && u >= 0)) throw new UsageError(`--units takes non-negative integers, not '${str(v, 'units')}'`);
+      userUnits = str(v, 'units')!
+        .trim()
+        .split(/[\s,]+/)
+        .map(Number);
+      if (!userUnits.length || !userUnits.every((u) => Number.isInteger(u) && u >= 0))
+        throw new UsageError(`--units takes non-negative integers, not '${str(v, 'units')}'`);
     } else {
       const ux = await unitExtractor(v, cacheDir, 'with --input_path', 'inference.py');
       const { samples } = await et.audio.readAudio(str(v, 'input_path')!, et.systems.usdm.USDM_AUDIO);
@@ -117,7 +146,12 @@ function seededShuffle(seed: number): <T>(xs: readonly T[]) => T[] {
 const DAILYTALK_MAX_LENGTH = 8192;
 
 /** One turn of DailyTalk's metadata: `<turn>_<speaker>_d<dialogue>|…|text|…`. */
-interface DailyTalkTurn { id: string; turn: number; speaker: string; text: string }
+interface DailyTalkTurn {
+  id: string;
+  turn: number;
+  speaker: string;
+  text: string;
+}
 
 /**
  * The original's get_dict: the turns of each dialogue in turn order; a dialogue whose numbering
@@ -133,7 +167,11 @@ function dailyTalkDialogues(file: string, what: string): { dialogues: Map<string
     const f = line.split('|');
     const id = f[0];
     const m = /^(\d+)_([^_]+)_(.+)$/.exec(id);
-    if (f.length < 3 || !m) throw new et.EmotorchError(`${what} '${file}' line ${i + 1}: not DailyTalk's '<turn>_<speaker>_d<dialogue>|…|text|…' (${JSON.stringify(line.slice(0, 80))})`, 'ERR_FORMAT');
+    if (f.length < 3 || !m)
+      throw new et.EmotorchError(
+        `${what} '${file}' line ${i + 1}: not DailyTalk's '<turn>_<speaker>_d<dialogue>|…|text|…' (${JSON.stringify(line.slice(0, 80))})`,
+        'ERR_FORMAT',
+      );
     const dialogue = id.split('_').pop()!;
     const turns = dialogues.get(dialogue) ?? [];
     turns.push({ id, turn: Number(m[1]), speaker: m[2], text: f[f.length - 2] });
@@ -143,21 +181,44 @@ function dailyTalkDialogues(file: string, what: string): { dialogues: Map<string
   for (const [d, turns] of dialogues) {
     turns.sort((a, b) => a.turn - b.turn);
     if (turns[turns.length - 1].turn !== turns.length - 1) {
-      throw new et.EmotorchError(`${what} '${file}': dialogue ${d} has turns ${turns.map((t) => t.turn).join(', ')}, not 0 to ${turns.length - 1} (the metadata does not match the split)`, 'ERR_FORMAT');
+      throw new et.EmotorchError(
+        `${what} '${file}': dialogue ${d} has turns ${turns.map((t) => t.turn).join(', ')}, not 0 to ${turns.length - 1} (the metadata does not match the split)`,
+        'ERR_FORMAT',
+      );
     }
-    if (turns.some((t, k) => k > 0 && t.speaker === turns[k - 1].speaker)) { dialogues.delete(d); dropped++; }
+    if (turns.some((t, k) => k > 0 && t.speaker === turns[k - 1].speaker)) {
+      dialogues.delete(d);
+      dropped++;
+    }
   }
   return { dialogues, dropped };
 }
 
 export const USDM_PREPROCESS: Command = {
-  summary: "USDM's preprocess/fine-tuning/dailytalk_single_turn.py: DailyTalk → train.txt / test.txt of `ids|labels` lines (every pair of consecutive turns, units from speech)",
+  summary:
+    "USDM's preprocess/fine-tuning/dailytalk_single_turn.py: DailyTalk → train.txt / test.txt of `ids|labels` lines (every pair of consecutive turns, units from speech)",
   flags: {
-    pretrained_model_name_or_path: { kind: 'string', help: 'the tokenizer: a folder, or a repo id read through the Hugging Face cache', default: 'naver-ai/USTM' },
-    model_cache_dir: { kind: 'string', help: "the Hugging Face cache folder for a repo id (and where xlsr2_1b_v2.pt / kmeans_10k.npy may lie)" },
-    train_metadata_path: { kind: 'string', help: "the training split's metadata (DailyTalk's train_phone.txt renamed)", default: '../../dataset/fine-tuning/dailytalk/raw/train.txt' },
-    test_metadata_path: { kind: 'string', help: "the test split's metadata (val_phone.txt renamed)", default: '../../dataset/fine-tuning/dailytalk/raw/test.txt' },
-    output_path: { kind: 'string', help: 'where train.txt and test.txt go (units are cached under units/<extractor>/ there: a run resumes)', default: '../../dataset/fine-tuning/dailytalk/preprocessed' },
+    pretrained_model_name_or_path: {
+      kind: 'string',
+      help: 'the tokenizer: a folder, or a repo id read through the Hugging Face cache',
+      default: 'naver-ai/USTM',
+    },
+    model_cache_dir: { kind: 'string', help: 'the Hugging Face cache folder for a repo id (and where xlsr2_1b_v2.pt / kmeans_10k.npy may lie)' },
+    train_metadata_path: {
+      kind: 'string',
+      help: "the training split's metadata (DailyTalk's train_phone.txt renamed)",
+      default: '../../dataset/fine-tuning/dailytalk/raw/train.txt',
+    },
+    test_metadata_path: {
+      kind: 'string',
+      help: "the test split's metadata (val_phone.txt renamed)",
+      default: '../../dataset/fine-tuning/dailytalk/raw/test.txt',
+    },
+    output_path: {
+      kind: 'string',
+      help: 'where train.txt and test.txt go (units are cached under units/<extractor>/ there: a run resumes)',
+      default: '../../dataset/fine-tuning/dailytalk/preprocessed',
+    },
     data_dir: { kind: 'string', help: "DailyTalk's data/ folder: <data_dir>/<dialogue>/<turn>_<speaker>_d<dialogue>.wav" },
     xlsr: { kind: 'string', help: "the unit extractor's encoder: xlsr2_1b_v2.pt (fairseq2) or an HF Wav2Vec2 folder" },
     kmeans: { kind: 'string', help: 'the k-means centroids (kmeans_10k.npy)' },
@@ -183,34 +244,58 @@ export const USDM_PREPROCESS: Command = {
     const wavOf = (t: DailyTalkTurn) => path.join(dataDir, t.id.split('_').pop()!.slice(1), `${t.id}.wav`);
     for (const t of turns) {
       const why = et.io.notAFile(wavOf(t));
-      if (why) throw new et.EmotorchError(`the audio of ${t.id} '${wavOf(t)}' ${why} (DailyTalk keeps <data_dir>/<dialogue>/<turn>_<speaker>_d<dialogue>.wav)`, 'ERR_IO');
+      if (why)
+        throw new et.EmotorchError(
+          `the audio of ${t.id} '${wavOf(t)}' ${why} (DailyTalk keeps <data_dir>/<dialogue>/<turn>_<speaker>_d<dialogue>.wav)`,
+          'ERR_IO',
+        );
     }
     // cached per extractor (its files and layer) and per way of reading the audio (the resampler, seamless's
     // padding): a run with another one does not take stale units
-    const extractorKey = createHash('sha1').update(JSON.stringify([str(v, 'xlsr') ?? null, str(v, 'kmeans') ?? null, cacheDir ?? null, num(v, 'layer'),
-      et.systems.usdm.USDM_AUDIO.resample.method, 'seamlessPad'])).digest('hex').slice(0, 12);
+    const extractorKey = createHash('sha1')
+      .update(
+        JSON.stringify([
+          str(v, 'xlsr') ?? null,
+          str(v, 'kmeans') ?? null,
+          cacheDir ?? null,
+          num(v, 'layer'),
+          et.systems.usdm.USDM_AUDIO.resample.method,
+          'seamlessPad',
+        ]),
+      )
+      .digest('hex')
+      .slice(0, 12);
     const unitDir = path.join(outDir, 'units', extractorKey);
     fs.mkdirSync(unitDir, { recursive: true });
     const cached = (t: DailyTalkTurn) => path.join(unitDir, `${t.id}.txt`);
     const todo = turns.filter((t) => !fs.existsSync(cached(t)));
-    process.stderr.write(`emotorch usdm preprocess: ${train.dialogues.size} training and ${test.dialogues.size} test dialogues (${train.dropped + test.dropped} dropped: a speaker twice in a row), ${turns.length} clips, ${turns.length - todo.length} with units already\n`);
+    process.stderr.write(
+      `emotorch usdm preprocess: ${train.dialogues.size} training and ${test.dialogues.size} test dialogues (${train.dropped + test.dropped} dropped: a speaker twice in a row), ${turns.length} clips, ${turns.length - todo.length} with units already\n`,
+    );
     if (todo.length) {
-      const ux = await unitExtractor(v, cacheDir, 'for the units of DailyTalk\'s speech', 'dailytalk_single_turn.py');
+      const ux = await unitExtractor(v, cacheDir, "for the units of DailyTalk's speech", 'dailytalk_single_turn.py');
       const t0 = Date.now();
       for (let s = 0; s < todo.length; s += batch) {
         const part = todo.slice(s, s + batch);
         const waves = await Promise.all(part.map(async (t) => (await et.audio.readAudio(wavOf(t), et.systems.usdm.USDM_AUDIO)).samples));
         const T = Math.max(...waves.map((w) => w.length));
-        const wave = new Float32Array(part.length * T), mask = new Float32Array(part.length * T);
-        waves.forEach((w, b) => { wave.set(w, b * T); mask.fill(1, b * T, b * T + w.length); });
-        const units = await et.noGrad(() => ux.predict({ inputValues: et.tensor(wave, { shape: [part.length, T] }), attentionMask: et.tensor(mask, { shape: [part.length, T] }), dedup: false }));
+        const wave = new Float32Array(part.length * T),
+          mask = new Float32Array(part.length * T);
+        waves.forEach((w, b) => {
+          wave.set(w, b * T);
+          mask.fill(1, b * T, b * T + w.length);
+        });
+        const units = await et.noGrad(() =>
+          ux.predict({ inputValues: et.tensor(wave, { shape: [part.length, T] }), attentionMask: et.tensor(mask, { shape: [part.length, T] }), dedup: false }),
+        );
         part.forEach((t, b) => fs.writeFileSync(cached(t), units[b].join(' ')));
         const done = Math.min(s + batch, todo.length);
         process.stderr.write(`emotorch usdm preprocess: units of ${done}/${todo.length} clips (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
       }
     }
     const unitsOf = (t: DailyTalkTurn) => fs.readFileSync(cached(t), 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    const newline = ids.newline, bos = ids.bos;
+    const newline = ids.newline,
+      bos = ids.bos;
     let tooLong = 0;
     // each dialogue's consecutive pairs from turn 0 and from turn 1 (the original's even and odd metadata)
     const lines = async (dialogues: Map<string, DailyTalkTurn[]>) => {
@@ -218,10 +303,17 @@ export const USDM_PREPROCESS: Command = {
       for (const turnsOf of dialogues.values()) {
         for (const start of [0, 1]) {
           for (let k = start; k + 1 < turnsOf.length; k += 2) {
-            const user = turnsOf[k], agent = turnsOf[k + 1];
-            const text = et.data.usdm.usdmText({ userUnits: unitsOf(user), userText: user.text.toLowerCase(), agentText: agent.text.toLowerCase(), agentUnits: unitsOf(agent) }, { numUnits: ids.numUnits });
+            const user = turnsOf[k],
+              agent = turnsOf[k + 1];
+            const text = et.data.usdm.usdmText(
+              { userUnits: unitsOf(user), userText: user.text.toLowerCase(), agentText: agent.text.toLowerCase(), agentUnits: unitsOf(agent) },
+              { numUnits: ids.numUnits },
+            );
             const exIds = [bos, ...(await tok.encode(text, { addSpecialTokens: false }))];
-            if (exIds.length > DAILYTALK_MAX_LENGTH) { tooLong++; continue; }
+            if (exIds.length > DAILYTALK_MAX_LENGTH) {
+              tooLong++;
+              continue;
+            }
             outLines.push(et.data.usdm.formatUsdmLine({ ids: exIds, labels: et.systems.usdm.usdmSftLabels(exIds, { newline, correspond: ids.correspond }) }));
           }
         }
@@ -230,13 +322,15 @@ export const USDM_PREPROCESS: Command = {
     };
     // a seeded shuffle where the original shuffles unseeded
     const shuffle = seededShuffle(seed);
-    const trainLines = shuffle(await lines(train.dialogues)), testLines = shuffle(await lines(test.dialogues));
+    const trainLines = shuffle(await lines(train.dialogues)),
+      testLines = shuffle(await lines(test.dialogues));
     writeTextFile(path.join(outDir, 'train.txt'), trainLines.join('\n'), '--output_path');
     writeTextFile(path.join(outDir, 'test.txt'), testLines.join('\n'), '--output_path');
-    out(`train.txt: ${trainLines.length} examples, test.txt: ${testLines.length}${tooLong ? ` (${tooLong} longer than ${DAILYTALK_MAX_LENGTH} tokens left out)` : ''} in ${outDir}`);
+    out(
+      `train.txt: ${trainLines.length} examples, test.txt: ${testLines.length}${tooLong ? ` (${tooLong} longer than ${DAILYTALK_MAX_LENGTH} tokens left out)` : ''} in ${outDir}`,
+    );
   },
 };
-
 
 /** Refuses a data flag whose files are not there (before the model loads). */
 function checkDataFiles(files: string[], flag: string): void {
@@ -272,7 +366,11 @@ export const USDM_SFT: Command = {
     warmup_ratio: { kind: 'number', help: 'share of the steps warming up', default: '0.03' },
     dropout: { kind: 'number', help: 'defined by train_sft.py, which never reads it', unused: true },
     logging_steps: { kind: 'number', help: 'log every N steps', default: '50' },
-    max_input_length: { kind: 'number', help: "train_sft.py sets the tokenizer's model_max_length, which the pre-tokenized lines never pass through", unused: true },
+    max_input_length: {
+      kind: 'number',
+      help: "train_sft.py sets the tokenizer's model_max_length, which the pre-tokenized lines never pass through",
+      unused: true,
+    },
     num_train_epochs: { kind: 'number', help: 'epochs', default: '1' },
     num_unit_tokens: { kind: 'number', help: 'defined by train_sft.py, which never reads it (the unit vocabulary comes from the tokenizer)', unused: true },
     lora: { kind: 'bool', help: 'LoRA instead of every parameter (peft defaults: q_proj, v_proj)' },
@@ -287,7 +385,7 @@ export const USDM_SFT: Command = {
     save_strategy: { kind: 'string', help: 'no, steps or epoch', default: 'steps' },
     save_steps: { kind: 'number', help: 'save every N steps', default: '1000' },
     save_total_limit: { kind: 'number', help: 'checkpoints kept', default: '2' },
-    load_best_model_at_end: { kind: 'bool', help: 'the best evaluation loss\'s checkpoint at the end' },
+    load_best_model_at_end: { kind: 'bool', help: "the best evaluation loss's checkpoint at the end" },
     max_steps: { kind: 'number', help: 'stop after N optimizer steps (emotorch; -1: the epochs decide)', default: '-1' },
   },
   async run(v, _pos, out) {
@@ -307,7 +405,8 @@ export const USDM_SFT: Command = {
 async function usdmSft(v: Values, outDir: string, out: (line: string) => void): Promise<void> {
   const cacheDir = str(v, 'model_cache_dir');
   const dir = await et.hub.resolvePretrainedPath(str(v, 'model_name_or_path')!, cacheDir ? { cacheDir } : {});
-  const trainFiles = need(v, 'data_path_train') as unknown as string[], testFiles = need(v, 'data_path_test') as unknown as string[];
+  const trainFiles = need(v, 'data_path_train') as unknown as string[],
+    testFiles = need(v, 'data_path_test') as unknown as string[];
   checkDataFiles(trainFiles, '--data_path_train');
   checkDataFiles(testFiles, '--data_path_test');
   const int = (k: string, min: number) => {
@@ -318,15 +417,17 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
   const seed = int('seed', 0);
   const tok = await et.data.Tokenizer.fromFile(dir);
   const ids = await tokenIds(tok);
-  et.manualSeed(seed);   // train_sft.py's set_seed, before the model (LoRA's A matrices are drawn)
-  const lora = v.lora === true ? { r: int('lora_r', 1), alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout')!, targetModules: ['q_proj', 'v_proj'] } : false;
+  et.manualSeed(seed); // train_sft.py's set_seed, before the model (LoRA's A matrices are drawn)
+  const lora =
+    v.lora === true ? { r: int('lora_r', 1), alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout')!, targetModules: ['q_proj', 'v_proj'] } : false;
   const usdm = await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids, lora });
   // read once the model is there: an id past its vocabulary is named by file and line
   const train = await usdmLines(trainFiles, '--data_path_train', usdm.llm.config.vocab_size);
   const test = await usdmLines(testFiles, '--data_path_test', usdm.llm.config.vocab_size);
   // datasets' shuffle(seed): the order here comes from a seeded shuffle of our own
   const shuffle = seededShuffle(seed);
-  const trainSet = shuffle(train), testSet = shuffle(test);
+  const trainSet = shuffle(train),
+    testSet = shuffle(test);
   const strategy = (k: string) => {
     const s = str(v, k)!;
     if (!['no', 'steps', 'epoch'].includes(s)) throw new UsageError(`--${k} takes no, steps or epoch, not '${s}'`);
@@ -339,17 +440,37 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
     else process.stderr.write(`emotorch usdm sft: --resume: there are no checkpoints in ${outDir}: training from the start\n`);
   }
   const trainer = new et.train.Trainer({
-    model: usdm, trainDataset: { length: trainSet.length, get: (i) => trainSet[i] }, evalDataset: { length: testSet.length, get: (i) => testSet[i] },
+    model: usdm,
+    trainDataset: { length: trainSet.length, get: (i) => trainSet[i] },
+    evalDataset: { length: testSet.length, get: (i) => testSet[i] },
     dataCollator: (items) => usdm.collate(items as Array<{ ids: number[]; labels: number[] }>),
     args: {
-      output_dir: outputFolder(outDir, '--output_dir'), learning_rate: num(v, 'learning_rate'), per_device_train_batch_size: int('train_batch_size', 1), per_device_eval_batch_size: int('eval_batch_size', 1),
-      gradient_accumulation_steps: int('gradient_accumulation_steps', 1), lr_scheduler_type: str(v, 'lr_scheduler_type') as never, warmup_ratio: num(v, 'warmup_ratio'),
-      num_train_epochs: num(v, 'num_train_epochs'), max_steps: int('max_steps', -1), logging_steps: int('logging_steps', 1), seed,
-      eval_strategy: strategy('evaluation_strategy'), eval_steps: int('eval_steps', 1), save_strategy: strategy('save_strategy'), save_steps: int('save_steps', 1),
-      save_total_limit: int('save_total_limit', 1), load_best_model_at_end: v.load_best_model_at_end === true,
+      output_dir: outputFolder(outDir, '--output_dir'),
+      learning_rate: num(v, 'learning_rate'),
+      per_device_train_batch_size: int('train_batch_size', 1),
+      per_device_eval_batch_size: int('eval_batch_size', 1),
+      gradient_accumulation_steps: int('gradient_accumulation_steps', 1),
+      lr_scheduler_type: str(v, 'lr_scheduler_type') as never,
+      warmup_ratio: num(v, 'warmup_ratio'),
+      num_train_epochs: num(v, 'num_train_epochs'),
+      max_steps: int('max_steps', -1),
+      logging_steps: int('logging_steps', 1),
+      seed,
+      eval_strategy: strategy('evaluation_strategy'),
+      eval_steps: int('eval_steps', 1),
+      save_strategy: strategy('save_strategy'),
+      save_steps: int('save_steps', 1),
+      save_total_limit: int('save_total_limit', 1),
+      load_best_model_at_end: v.load_best_model_at_end === true,
       ...(v.load_best_model_at_end === true ? { metric_for_best_model: 'loss' } : {}),
       // train_sft.py's fixed settings: gradient checkpointing, bfloat16, AdamW betas 0.9 / 0.95, weight decay 0.01
-      gradient_checkpointing: true, bf16: true, adam_beta1: 0.9, adam_beta2: 0.95, weight_decay: 0.01, report_to: [], resume_from_checkpoint: resume,
+      gradient_checkpointing: true,
+      bf16: true,
+      adam_beta1: 0.9,
+      adam_beta2: 0.95,
+      weight_decay: 0.01,
+      report_to: [],
+      resume_from_checkpoint: resume,
     },
   });
   trainer.on('log', (r) => out(JSON.stringify(r)));
@@ -360,10 +481,13 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
   else {
     await usdm.llm.save(path.join(outDir, 'model.safetensors'));
     for (const f of fs.readdirSync(dir)) {
-      if (/^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map)\.json$|^tokenizer\.model$/.test(f)) fs.copyFileSync(path.join(dir, f), path.join(outDir, f));
+      if (/^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map)\.json$|^tokenizer\.model$/.test(f))
+        fs.copyFileSync(path.join(dir, f), path.join(outDir, f));
     }
   }
-  out(`${trainSet.length} training and ${testSet.length} evaluation examples, ${result.globalStep} steps, train_loss ${result.trainingLoss.toFixed(6)}${et.distributed.isInitialized() ? ` (${et.distributed.worldSize()} ranks)` : ''}; ${lora ? 'adapter' : 'model'} in ${outDir}`);
+  out(
+    `${trainSet.length} training and ${testSet.length} evaluation examples, ${result.globalStep} steps, train_loss ${result.trainingLoss.toFixed(6)}${et.distributed.isInitialized() ? ` (${et.distributed.worldSize()} ranks)` : ''}; ${lora ? 'adapter' : 'model'} in ${outDir}`,
+  );
 }
 
 /**
@@ -389,12 +513,16 @@ function checkResizeMemory(llm: et.nn.LlamaForCausalLM, added: number): void {
   const have = et.cpu.availableMemory();
   if (need > 0.9 * have) {
     const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
-    throw new et.EmotorchError(`--num_unit_tokens ${added - 3}: resizing the embeddings to ${v0 + added} rows of ${h} needs ${gib(need)} and the machine has ${gib(have)} available`, 'ERR_OUT_OF_MEMORY');
+    throw new et.EmotorchError(
+      `--num_unit_tokens ${added - 3}: resizing the embeddings to ${v0 + added} rows of ${h} needs ${gib(need)} and the machine has ${gib(have)} available`,
+      'ERR_OUT_OF_MEMORY',
+    );
   }
 }
 
 export const USDM_EXTEND_VOCAB: Command = {
-  summary: "USDM's src/train_pt.py vocabulary step: a Mistral-family model and tokenizer extended with <|continue|>, <|correspond|>, the <|unitN|> tokens and <pad>, the new rows drawn as the original",
+  summary:
+    "USDM's src/train_pt.py vocabulary step: a Mistral-family model and tokenizer extended with <|continue|>, <|correspond|>, the <|unitN|> tokens and <pad>, the new rows drawn as the original",
   flags: {
     model_name_or_path: { kind: 'string', help: 'the base model folder (or a repo id read through the hub cache)', default: 'mistralai/Mistral-7B-v0.1' },
     model_cache_dir: { kind: 'string', help: 'the Hugging Face cache folder for a repo id' },
@@ -415,15 +543,21 @@ export const USDM_EXTEND_VOCAB: Command = {
     const llm = await et.nn.LlamaForCausalLM.fromPretrained(dir);
     const v0 = llm.config.vocab_size;
     // train_pt.py resizes to len(tokenizer): with the two of one size (Mistral's 32 000), the new tokens are the new rows
-    if (tok.getVocabSize() !== v0) throw new et.EmotorchError(`the tokenizer of '${dir}' has ${tok.getVocabSize()} tokens and the model ${v0} rows: the new tokens would not be the new rows (train_pt.py resizes the model to the tokenizer)`, 'ERR_FORMAT');
+    if (tok.getVocabSize() !== v0)
+      throw new et.EmotorchError(
+        `the tokenizer of '${dir}' has ${tok.getVocabSize()} tokens and the model ${v0} rows: the new tokens would not be the new rows (train_pt.py resizes the model to the tokenizer)`,
+        'ERR_FORMAT',
+      );
     checkResizeMemory(llm, n + 3);
     // train_pt.py: add_special_tokens for <|continue|>, <|correspond|> and each unit, then <pad> when there is no pad token
     tok.addSpecialTokens(['<|continue|>', '<|correspond|>', ...Array.from({ length: n }, (_, i) => `<|unit${i}|>`)]);
     const addPad = tok.padTokenId === undefined;
     if (addPad) tok.addSpecialTokens(['<pad>']);
-    const V = tok.getVocabSize(), added = V - v0;
+    const V = tok.getVocabSize(),
+      added = V - v0;
     // resize_token_embeddings(len(tokenizer)), the new rows of the embeddings and then of the head drawn from N(0, initializer_range)
-    const std = llm.config.initializer_range, h = llm.config.hidden_size;
+    const std = llm.config.initializer_range,
+      h = llm.config.hidden_size;
     const embed = et.randn([added, h]).mul(std);
     const lmHead = llm.config.tie_word_embeddings ? undefined : et.randn([added, h]).mul(std);
     const bigger = added > 0 ? await llm.resizeTokenEmbeddings(V, { rows: { embed, lmHead } }) : llm;
@@ -431,7 +565,11 @@ export const USDM_EXTEND_VOCAB: Command = {
     await bigger.save(path.join(outDir, 'model.safetensors'));
     const cfg = JSON.parse(readTextFile(path.join(dir, 'config.json'), 'the model config'));
     const padId = tok.padTokenId ?? tok.tokenToId('<pad>');
-    writeTextFile(path.join(outDir, 'config.json'), JSON.stringify({ ...cfg, vocab_size: V, pad_token_id: padId, end_token_id: tok.eosTokenId ?? cfg.eos_token_id }, null, 2), '--output_dir');
+    writeTextFile(
+      path.join(outDir, 'config.json'),
+      JSON.stringify({ ...cfg, vocab_size: V, pad_token_id: padId, end_token_id: tok.eosTokenId ?? cfg.eos_token_id }, null, 2),
+      '--output_dir',
+    );
     writeTextFile(path.join(outDir, 'tokenizer.json'), JSON.stringify(tok.toJSON()), '--output_dir');
     const tcFile = path.join(dir, 'tokenizer_config.json');
     const tc = fs.existsSync(tcFile) ? JSON.parse(readTextFile(tcFile, 'the tokenizer config')) : {};

@@ -101,14 +101,19 @@ export function chatDecoder(tok: Tokenizer, stops: number[]): ChatAdapter['decod
   const isByte = (id: number) => /^<0x[0-9A-Fa-f]{2}>$/.test(tok.idToToken(id) ?? '');
   return (ids, partial) => {
     let r = cutAtStop(ids, stops);
-    if (partial) { let n = r.length; while (n > 0 && isByte(r[n - 1])) n--; r = r.slice(0, n); }
+    if (partial) {
+      let n = r.length;
+      while (n > 0 && isByte(r[n - 1])) n--;
+      r = r.slice(0, n);
+    }
     return tok.decode(r, { skipSpecialTokens: true });
   };
 }
 
 /** Refuses a prompt of more tokens than the server takes (--max-prompt-tokens). */
 export function checkChatPrompt(n: number, g: ChatGeneration): void {
-  if (n > g.maxPromptTokens) throw new ChatRequestError(`the prompt has ${n} tokens, more than ${g.maxPromptTokens} (--max-prompt-tokens)`, 'messages', 'context_length_exceeded');
+  if (n > g.maxPromptTokens)
+    throw new ChatRequestError(`the prompt has ${n} tokens, more than ${g.maxPromptTokens} (--max-prompt-tokens)`, 'messages', 'context_length_exceeded');
 }
 
 /** Sampling options of a request in the library's names. */

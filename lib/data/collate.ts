@@ -76,11 +76,15 @@ export function padSequences(arrays: ArrayLike<number>[], opts: PadOptions = {})
     mask.fill(1, off, off + L);
   }
   const device = opts.device ?? 'cpu';
-  return withDeprecatedAlias({
-    values: tensor(flat, { shape: [B, T], dtype, device }),
-    attentionMask: tensor(mask, { shape: [B, T], dtype: maskDtype, device }),
-    lengths,
-  }, 'mask', 'attentionMask');
+  return withDeprecatedAlias(
+    {
+      values: tensor(flat, { shape: [B, T], dtype, device }),
+      attentionMask: tensor(mask, { shape: [B, T], dtype: maskDtype, device }),
+      lengths,
+    },
+    'mask',
+    'attentionMask',
+  );
 }
 
 /**
@@ -94,10 +98,14 @@ export function padSequences(arrays: ArrayLike<number>[], opts: PadOptions = {})
 export function stackNumbers(values: number[], opts: { dtype?: DType; device?: Device } = {}): Tensor {
   if (!Array.isArray(values)) invalid('an array of numbers', 'values', values);
   checkOptionNames(opts, ['dtype', 'device'], 'stackNumbers');
-  values.forEach((v, i) => { if (typeof v !== 'number' || Number.isNaN(v)) invalid('a number', `values[${i}]`, v); });
+  values.forEach((v, i) => {
+    if (typeof v !== 'number' || Number.isNaN(v)) invalid('a number', `values[${i}]`, v);
+  });
   const dtype = opts.dtype === undefined ? (values.every(Number.isInteger) ? 'int64' : 'float32') : checkDtype(opts.dtype);
   if (!['float32', 'float64', 'float16', 'bfloat16'].includes(dtype)) {
-    values.forEach((v, i) => { if (!Number.isInteger(v)) invalid(`integers for dtype ${dtype}`, `values[${i}]`, v); });
+    values.forEach((v, i) => {
+      if (!Number.isInteger(v)) invalid(`integers for dtype ${dtype}`, `values[${i}]`, v);
+    });
   }
   return tensor(Float64Array.from(values), { dtype, device: opts.device ?? 'cpu' });
 }

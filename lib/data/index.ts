@@ -15,8 +15,16 @@ export { padSequences, stackNumbers } from './collate';
 export type { PadOptions, Padded } from './collate';
 export { Tokenizer, MAX_ENCODE_CHARS } from './tokenizer';
 export type {
-  TokenizerJSON, TokenizerConfig, AddedTokenJSON, ConfigToken, EncodeOptions, DecodeOptions, AddTokensOptions,
-  EncodeBatchOptions, BatchEncoding, Padding,
+  TokenizerJSON,
+  TokenizerConfig,
+  AddedTokenJSON,
+  ConfigToken,
+  EncodeOptions,
+  DecodeOptions,
+  AddTokensOptions,
+  EncodeBatchOptions,
+  BatchEncoding,
+  Padding,
 } from './tokenizer';
 export { internvlEncode, INTERNVL_TEMPLATES, INTERNVL2_SYSTEM } from './internvl';
 export type { InternVLTemplate, InternVLConversation, InternVLEncoded } from './internvl';

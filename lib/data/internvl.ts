@@ -36,7 +36,13 @@ export interface InternVLTemplate {
 
 /** ms-swift 2.6.1's InternVL2 templates (template.py L2437-2445, L2594-2609), no newline after the separators. */
 export const INTERNVL_TEMPLATES: Readonly<Record<'internvl2' | 'internvl2-phi3', InternVLTemplate>> = {
-  internvl2: { user: '<|im_start|>user\n', assistant: '<|im_end|><|im_start|>assistant\n', sep: '<|im_end|>', systemStart: '<|im_start|>system\n', systemEnd: '<|im_end|>' },
+  internvl2: {
+    user: '<|im_start|>user\n',
+    assistant: '<|im_end|><|im_start|>assistant\n',
+    sep: '<|im_end|>',
+    systemStart: '<|im_start|>system\n',
+    systemEnd: '<|im_end|>',
+  },
   'internvl2-phi3': { user: '<|user|>\n', assistant: '<|end|><|assistant|>\n', sep: '<|end|>', systemStart: '<|system|>\n', systemEnd: '<|end|>' },
 };
 
@@ -83,16 +89,28 @@ type Seg = { text: string; train: boolean } | { tiles: number };
  *   the wrong type, a size out of those bounds, a tag without media, media without a tag left to
  *   fill, or a tokenizer without a special token
  */
-export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation, opts: { template: keyof typeof INTERNVL_TEMPLATES; numImageToken: number }): Promise<InternVLEncoded> {
-  if (!tok || typeof tok !== 'object' || typeof tok.tokenToId !== 'function' || typeof tok.encode !== 'function') invalid('an et.data.Tokenizer', 'tokenizer', tok);
+export async function internvlEncode(
+  tok: Tokenizer,
+  conv: InternVLConversation,
+  opts: { template: keyof typeof INTERNVL_TEMPLATES; numImageToken: number },
+): Promise<InternVLEncoded> {
+  if (!tok || typeof tok !== 'object' || typeof tok.tokenToId !== 'function' || typeof tok.encode !== 'function')
+    invalid('an et.data.Tokenizer', 'tokenizer', tok);
   if (opts === undefined || opts === null) invalid('an options object { template, numImageToken }', 'internvlEncode options', opts);
   checkOptionNames(opts, ['template', 'numImageToken'], 'internvlEncode options');
   if (typeof opts.template !== 'string' || !Object.prototype.hasOwnProperty.call(INTERNVL_TEMPLATES, opts.template)) {
-    invalid(Object.keys(INTERNVL_TEMPLATES).map((k) => `'${k}'`).join(' or '), 'template', opts.template);
+    invalid(
+      Object.keys(INTERNVL_TEMPLATES)
+        .map((k) => `'${k}'`)
+        .join(' or '),
+      'template',
+      opts.template,
+    );
   }
   const t = INTERNVL_TEMPLATES[opts.template];
   const per = opts.numImageToken;
-  if (typeof per !== 'number' || !Number.isInteger(per) || per < 1 || per > INTERNVL_MAX_IMAGE_TOKEN) invalid(`an integer in [1, ${INTERNVL_MAX_IMAGE_TOKEN}]`, 'numImageToken', per);
+  if (typeof per !== 'number' || !Number.isInteger(per) || per < 1 || per > INTERNVL_MAX_IMAGE_TOKEN)
+    invalid(`an integer in [1, ${INTERNVL_MAX_IMAGE_TOKEN}]`, 'numImageToken', per);
   checkConversation(conv, per);
   const ctx = tok.tokenToId('<IMG_CONTEXT>');
   if (ctx === undefined) throw new EmotorchError("InternVL: the tokenizer has no '<IMG_CONTEXT>' token", 'ERR_INVALID_ARG');
@@ -109,7 +127,9 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
   const query = history.length ? conv.query : firstTagged;
 
   const segs: Seg[] = [];
-  const text = (s: string, train: boolean) => { if (s) segs.push({ text: s, train }); };
+  const text = (s: string, train: boolean) => {
+    if (s) segs.push({ text: s, train });
+  };
   let tiles = 0;
   const order: InternVLEncoded['order'] = [];
   const media = (s: string) => {
@@ -119,12 +139,19 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
         const n = images.shift();
         if (n === undefined) invalid('as many images as <image> tags', 'conversation.imageTiles', conv.imageTiles ?? []);
         order.push({ kind: 'image', index: (conv.imageTiles ?? []).length - images.length - 1 });
-        text('<img>', false); segs.push({ tiles: n! }); text('</img>\n', false); tiles += n!;
+        text('<img>', false);
+        segs.push({ tiles: n! });
+        text('</img>\n', false);
+        tiles += n!;
       } else if (part === '<video>') {
         const n = videos.shift();
         if (n === undefined) invalid('as many videos as <video> tags', 'conversation.videoFrames', conv.videoFrames ?? []);
         order.push({ kind: 'video', index: (conv.videoFrames ?? []).length - videos.length - 1 });
-        for (let i = 0; i < n!; i++) { text(`Frame${i + 1}: <img>`, false); segs.push({ tiles: 1 }); text('</img>\n', false); }
+        for (let i = 0; i < n!; i++) {
+          text(`Frame${i + 1}: <img>`, false);
+          segs.push({ tiles: 1 });
+          text('</img>\n', false);
+        }
         tiles += n!;
       } else text(part, false);
     }
@@ -132,21 +159,34 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
   const system = conv.system === undefined ? INTERNVL2_SYSTEM : conv.system;
   if (system) text(t.systemStart + system + t.systemEnd, false);
   for (const [q, r] of history) {
-    text(t.user, false); media(q); text(t.assistant, false); text(r + t.sep, true);
+    text(t.user, false);
+    media(q);
+    text(t.assistant, false);
+    text(r + t.sep, true);
   }
-  text(t.user, false); media(query); text(t.assistant, false);
+  text(t.user, false);
+  media(query);
+  text(t.assistant, false);
   if (conv.response !== undefined) text(conv.response + t.sep, true);
 
   // Adjacent runs of the same kind are joined and tokenized as one string (_simplify_context_list).
-  const inputIds: number[] = [], labels: number[] = [];
+  const inputIds: number[] = [],
+    labels: number[] = [];
   let lengthBeforeImages = 0;
   const bos = tok.bosTokenId;
-  if (bos !== undefined && (await tok.encode('')).includes(bos)) { inputIds.push(bos); labels.push(-100); lengthBeforeImages++; }
+  if (bos !== undefined && (await tok.encode('')).includes(bos)) {
+    inputIds.push(bos);
+    labels.push(-100);
+    lengthBeforeImages++;
+  }
   for (let i = 0; i < segs.length;) {
     const s = segs[i];
     if ('tiles' in s) {
       const n = s.tiles * per;
-      for (let k = 0; k < n; k++) { inputIds.push(ctx); labels.push(-100); }
+      for (let k = 0; k < n; k++) {
+        inputIds.push(ctx);
+        labels.push(-100);
+      }
       lengthBeforeImages++;
       i++;
       continue;
@@ -163,7 +203,8 @@ export async function internvlEncode(tok: Tokenizer, conv: InternVLConversation,
     lengthBeforeImages += ids.length;
     i = j;
   }
-  if (images.length || videos.length) invalid('a <image> / <video> tag for every image and video', 'conversation', `${images.length} images and ${videos.length} videos left over`);
+  if (images.length || videos.length)
+    invalid('a <image> / <video> tag for every image and video', 'conversation', `${images.length} images and ${videos.length} videos left over`);
   return { inputIds, labels, lengthBeforeImages, tiles, order };
 }
 
@@ -173,12 +214,14 @@ function checkConversation(conv: InternVLConversation, numImageToken: number): v
   for (const k of Object.keys(conv)) if (!CONVERSATION_FIELDS.includes(k)) invalid(`one of ${CONVERSATION_FIELDS.join(', ')}`, 'a field of conversation', k);
   if (typeof conv.query !== 'string') invalid('a string', 'conversation.query', conv.query);
   if (conv.response !== undefined && typeof conv.response !== 'string') invalid('a string (or undefined)', 'conversation.response', conv.response);
-  if (conv.system !== undefined && conv.system !== null && typeof conv.system !== 'string') invalid('a string, null or undefined', 'conversation.system', conv.system);
+  if (conv.system !== undefined && conv.system !== null && typeof conv.system !== 'string')
+    invalid('a string, null or undefined', 'conversation.system', conv.system);
   if (conv.history !== undefined) {
     if (!Array.isArray(conv.history)) invalid('an array of [query, response] pairs of strings', 'conversation.history', conv.history);
     for (let i = 0; i < conv.history.length; i++) {
       const h: unknown = conv.history[i];
-      if (!Array.isArray(h) || h.length !== 2 || typeof h[0] !== 'string' || typeof h[1] !== 'string') invalid('a [query, response] pair of strings', `conversation.history[${i}]`, h);
+      if (!Array.isArray(h) || h.length !== 2 || typeof h[0] !== 'string' || typeof h[1] !== 'string')
+        invalid('a [query, response] pair of strings', `conversation.history[${i}]`, h);
     }
   }
   // Each count bounded, and the running total of tiles so that a long list stops as soon as the prompt would be too long.
@@ -192,7 +235,11 @@ function checkConversation(conv: InternVLConversation, numImageToken: number): v
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) invalid(`an integer in [1, ${max}]`, `conversation.${field}[${i}]`, n);
       tiles += n;
       if (tiles > maxTiles) {
-        invalid(`at most ${INTERNVL_MAX_PROMPT_IMAGE_TOKENS} image tokens in a prompt (${maxTiles} tiles of ${numImageToken} tokens)`, `conversation.imageTiles and conversation.videoFrames`, `more than ${maxTiles} tiles`);
+        invalid(
+          `at most ${INTERNVL_MAX_PROMPT_IMAGE_TOKENS} image tokens in a prompt (${maxTiles} tiles of ${numImageToken} tokens)`,
+          `conversation.imageTiles and conversation.videoFrames`,
+          `more than ${maxTiles} tiles`,
+        );
       }
     }
   };

@@ -125,7 +125,8 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
     if (opts.bucketBy !== undefined && typeof opts.bucketBy !== 'function') invalid('a function', 'bucketBy', opts.bucketBy);
     if (opts.sampler !== undefined) {
       const sm = opts.sampler as Sampler;
-      if (!sm || typeof sm.indices !== 'function' || !Number.isInteger(sm.length) || sm.length < 0) invalid('a sampler with length and indices(epoch)', 'sampler', sm);
+      if (!sm || typeof sm.indices !== 'function' || !Number.isInteger(sm.length) || sm.length < 0)
+        invalid('a sampler with length and indices(epoch)', 'sampler', sm);
       if (this.shuffle) invalid('shuffle false or absent with a sampler (the sampler decides the order)', 'shuffle', true);
       this.sampler = sm;
     }
@@ -140,7 +141,9 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
   }
 
   /** The epoch the next pass will use. */
-  get epoch(): number { return this.epochNumber; }
+  get epoch(): number {
+    return this.epochNumber;
+  }
 
   /**
    * Sets the epoch the next pass uses (the shuffle depends on seed and epoch only).
@@ -161,7 +164,8 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
     if (this.sampler) {
       this.sampler.setEpoch?.(epoch);
       const idx = this.sampler.indices(epoch);
-      for (const i of idx) if (!Number.isInteger(i) || i < 0 || i >= this.dataset.length) invalid(`indices from 0 to ${this.dataset.length - 1}`, 'sampler index', i);
+      for (const i of idx)
+        if (!Number.isInteger(i) || i < 0 || i >= this.dataset.length) invalid(`indices from 0 to ${this.dataset.length - 1}`, 'sampler index', i);
       return [...idx];
     }
     const order = Array.from({ length: this.dataset.length }, (_, i) => i);
@@ -200,17 +204,24 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
           loaded.set(i, items[k]);
         });
       }
-      idx.sort((a, b) => this.keys.get(a)! - this.keys.get(b)!);  // stable: ties keep the shuffled order
+      idx.sort((a, b) => this.keys.get(a)! - this.keys.get(b)!); // stable: ties keep the shuffled order
       const batches = this.cut(idx);
       if (this.shuffle) shuffleInPlace(batches, rand);
       for (const indices of batches) {
-        yield { indices, items: indices.map((i) => { const x = loaded.get(i); loaded.delete(i); return x; }) };
+        yield {
+          indices,
+          items: indices.map((i) => {
+            const x = loaded.get(i);
+            loaded.delete(i);
+            return x;
+          }),
+        };
       }
     }
   }
 
   private async makeBatch(p: BatchPlan<T>): Promise<B> {
-    const items = await Promise.all(p.indices.map((i, k) => (p.items && p.items[k] !== undefined ? p.items[k] as T : this.dataset.get(i))));
+    const items = await Promise.all(p.indices.map((i, k) => (p.items && p.items[k] !== undefined ? (p.items[k] as T) : this.dataset.get(i))));
     return this.collate(items);
   }
 
@@ -223,8 +234,10 @@ export class DataLoader<T, B = T[]> implements AsyncIterable<B> {
     const next = (): Promise<IteratorResult<B, undefined>> => {
       const step = chain.then(() => planIt.next());
       chain = step.catch(() => undefined);
-      const p = step.then(async (r): Promise<IteratorResult<B, undefined>> => (r.done ? { done: true, value: undefined } : { done: false, value: await this.makeBatch(r.value) }));
-      p.catch(() => undefined);  // handled where it is awaited; never an unhandled rejection
+      const p = step.then(async (r): Promise<IteratorResult<B, undefined>> =>
+        r.done ? { done: true, value: undefined } : { done: false, value: await this.makeBatch(r.value) },
+      );
+      p.catch(() => undefined); // handled where it is awaited; never an unhandled rejection
       return p;
     };
     const queue: Promise<IteratorResult<B, undefined>>[] = [];

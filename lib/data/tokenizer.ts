@@ -133,9 +133,17 @@ type AddedFlags = { normalized: boolean; lstrip: boolean; rstrip: boolean };
 
 /** transformers' `clean_up_tokenization`: these replacements, in this order. */
 const CLEAN_UP: [string, string][] = [
-  [' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"], [" n't", "n't"], [" 'm", "'m"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"],
+  [' .', '.'],
+  [' ?', '?'],
+  [' !', '!'],
+  [' ,', ','],
+  [" ' ", "'"],
+  [" n't", "n't"],
+  [" 'm", "'m"],
+  [" 's", "'s"],
+  [" 've", "'ve"],
+  [" 're", "'re"],
 ];
-
 
 function checkBool(v: unknown, name: string, dflt: boolean): boolean {
   if (v === undefined) return dflt;
@@ -175,15 +183,23 @@ export const MAX_ENCODE_CHARS = 8 * 1024 * 1024;
 
 function checkText(text: unknown, name: string): string {
   if (typeof text !== 'string') invalid('a string', name, text);
-  if (text.length > MAX_ENCODE_CHARS) invalid(`a text of at most ${MAX_ENCODE_CHARS} characters (MAX_ENCODE_CHARS)`, name, `a text of ${text.length} characters`);
+  if (text.length > MAX_ENCODE_CHARS)
+    invalid(`a text of at most ${MAX_ENCODE_CHARS} characters (MAX_ENCODE_CHARS)`, name, `a text of ${text.length} characters`);
   return text;
 }
 
 function checkTexts(texts: unknown): string[] {
   if (!Array.isArray(texts)) invalid('an array of strings', 'texts', texts);
   let total = 0;
-  texts.forEach((t, i) => { total += checkText(t, `texts[${i}]`).length; });
-  if (total > MAX_ENCODE_CHARS) invalid(`texts of at most ${MAX_ENCODE_CHARS} characters in all (MAX_ENCODE_CHARS; encode long batches in parts)`, 'texts', `${texts.length} texts of ${total} characters`);
+  texts.forEach((t, i) => {
+    total += checkText(t, `texts[${i}]`).length;
+  });
+  if (total > MAX_ENCODE_CHARS)
+    invalid(
+      `texts of at most ${MAX_ENCODE_CHARS} characters in all (MAX_ENCODE_CHARS; encode long batches in parts)`,
+      'texts',
+      `${texts.length} texts of ${total} characters`,
+    );
   return texts;
 }
 
@@ -242,7 +258,12 @@ function batchTensors(inputIds: number[][], attentionMask: number[][], padding: 
   const B = inputIds.length;
   const ids64 = new BigInt64Array(B * T);
   const mask64 = new BigInt64Array(B * T);
-  inputIds.forEach((r, b) => r.forEach((v, t) => { ids64[b * T + t] = BigInt(v); mask64[b * T + t] = BigInt(attentionMask[b][t]); }));
+  inputIds.forEach((r, b) =>
+    r.forEach((v, t) => {
+      ids64[b * T + t] = BigInt(v);
+      mask64[b * T + t] = BigInt(attentionMask[b][t]);
+    }),
+  );
   return { inputIds: tensor(ids64, { shape: [B, T] }), attentionMask: tensor(mask64, { shape: [B, T] }) };
 }
 
@@ -277,7 +298,9 @@ export class Tokenizer {
     this.#clip = clip;
     this.#vocab = { size: rust.getVocabSize(false), maxId };
     for (const t of added) this.#added.set(t.content, { normalized: t.normalized !== false, lstrip: t.lstrip === true, rstrip: t.rstrip === true });
-    this.#checkAdded(this.#added, false, (why) => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); });
+    this.#checkAdded(this.#added, false, (why) => {
+      throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT');
+    });
     for (const k of ['bos', 'eos', 'pad', 'unk'] as const) {
       const t = tokenContent(config[`${k}_token`]);
       if (t !== undefined) this.#special[k] = t;
@@ -365,7 +388,11 @@ export class Tokenizer {
     checkOptionNames(opts, ['revision', 'hub'], 'Tokenizer.fromFile');
     // a repo id ('FacebookAI/roberta-base') is its hub cache folder (downloading the tokenizer files when missing)
     if (!fs.existsSync(file) && isRepoId(file)) {
-      file = await hubSnapshot(file, { ...opts.hub, revision: opts.revision, allowPatterns: opts.hub?.allowPatterns ?? ['*.json', '*.txt', '*.model', '*.jinja', '*.tiktoken'] });
+      file = await hubSnapshot(file, {
+        ...opts.hub,
+        revision: opts.revision,
+        allowPatterns: opts.hub?.allowPatterns ?? ['*.json', '*.txt', '*.model', '*.jinja', '*.tiktoken'],
+      });
     }
     return Tokenizer.#create(tokenizerSpec(await readTokenizerFiles(file)));
   }
@@ -452,9 +479,18 @@ export class Tokenizer {
     const list = this.#checkIds(ids, 'ids');
     const o = checkOpts(options);
     const skip = checkBool(o.skipSpecialTokens, 'skipSpecialTokens', false);
-    const cleanUp = checkBool(o.cleanUpTokenizationSpaces, 'cleanUpTokenizationSpaces', this.#clip ? false : this.#config.clean_up_tokenization_spaces ?? false);
+    const cleanUp = checkBool(
+      o.cleanUpTokenizationSpaces,
+      'cleanUpTokenizationSpaces',
+      this.#clip ? false : (this.#config.clean_up_tokenization_spaces ?? false),
+    );
     // The library takes u32 ids (a larger one would wrap around); those name no token either.
-    let text = await this.#call('decode the ids', () => this.#rust.decode(list.filter((id) => id <= 0xffffffff), skip));
+    let text = await this.#call('decode the ids', () =>
+      this.#rust.decode(
+        list.filter((id) => id <= 0xffffffff),
+        skip,
+      ),
+    );
     if (this.#clip) text = clipDecodeText(text);
     return cleanUp ? CLEAN_UP.reduce((s, [a, b]) => s.split(a).join(b), text) : text;
   }
@@ -519,7 +555,9 @@ export class Tokenizer {
 
   /** How many ids the post-processor adds to a single text (Python's `num_special_tokens_to_add(False)`). */
   #specialCount(): Promise<number> {
-    this.#numSpecial ??= this.#call('encode the text', () => this.#rust.encode('', null, { addSpecialTokens: false })).then((e) => this.#rust.postProcess(e, null, true).getLength());
+    this.#numSpecial ??= this.#call('encode the text', () => this.#rust.encode('', null, { addSpecialTokens: false })).then((e) =>
+      this.#rust.postProcess(e, null, true).getLength(),
+    );
     return this.#numSpecial;
   }
 
@@ -538,7 +576,9 @@ export class Tokenizer {
    */
   addTokens(tokens: string[], options?: AddTokensOptions): number {
     if (!Array.isArray(tokens)) invalid('an array of strings', 'tokens', tokens);
-    tokens.forEach((t, i) => { if (typeof t !== 'string') invalid('a string', `tokens[${i}]`, t); });
+    tokens.forEach((t, i) => {
+      if (typeof t !== 'string') invalid('a string', `tokens[${i}]`, t);
+    });
     const o = checkOpts(options);
     const special = checkBool(o.special, 'special', false);
     const flags = {
@@ -585,7 +625,7 @@ export class Tokenizer {
    */
   idToToken(id: number): string | undefined {
     checkInt(id, 'id', 0);
-    return id > 0xffffffff ? undefined : this.#rust.idToToken(id) ?? undefined;
+    return id > 0xffffffff ? undefined : (this.#rust.idToToken(id) ?? undefined);
   }
 
   /**
@@ -623,34 +663,59 @@ export class Tokenizer {
   }
 
   #setSpecial(k: SpecialName, v: string | undefined): void {
-    if (v === undefined) { delete this.#special[k]; return; }
+    if (v === undefined) {
+      delete this.#special[k];
+      return;
+    }
     if (typeof v !== 'string' || this.tokenToId(v) === undefined) invalid('a token of the vocabulary (or undefined)', `${k}Token`, v);
     this.#special[k] = v;
   }
 
   /** The padding token (tokenizer_config.json's `pad_token`); settable to any token of the vocabulary. */
-  get padToken(): string | undefined { return this.#special.pad; }
+  get padToken(): string | undefined {
+    return this.#special.pad;
+  }
   /** Sets the pad token: a token of the vocabulary, or undefined to unset it. */
-  set padToken(v: string | undefined) { this.#setSpecial('pad', v); }
+  set padToken(v: string | undefined) {
+    this.#setSpecial('pad', v);
+  }
   /** The beginning-of-sequence token (`bos_token`). */
-  get bosToken(): string | undefined { return this.#special.bos; }
+  get bosToken(): string | undefined {
+    return this.#special.bos;
+  }
   /** Sets the bos token: a token of the vocabulary, or undefined to unset it. */
-  set bosToken(v: string | undefined) { this.#setSpecial('bos', v); }
+  set bosToken(v: string | undefined) {
+    this.#setSpecial('bos', v);
+  }
   /** The end-of-sequence token (`eos_token`). */
-  get eosToken(): string | undefined { return this.#special.eos; }
+  get eosToken(): string | undefined {
+    return this.#special.eos;
+  }
   /** Sets the eos token: a token of the vocabulary, or undefined to unset it. */
-  set eosToken(v: string | undefined) { this.#setSpecial('eos', v); }
+  set eosToken(v: string | undefined) {
+    this.#setSpecial('eos', v);
+  }
   /** The unknown token (`unk_token`). */
-  get unkToken(): string | undefined { return this.#special.unk; }
+  get unkToken(): string | undefined {
+    return this.#special.unk;
+  }
 
   /** Id of {@link padToken}, or undefined when there is none. */
-  get padTokenId(): number | undefined { return this.#specialId('pad'); }
+  get padTokenId(): number | undefined {
+    return this.#specialId('pad');
+  }
   /** Id of {@link bosToken}, or undefined. */
-  get bosTokenId(): number | undefined { return this.#specialId('bos'); }
+  get bosTokenId(): number | undefined {
+    return this.#specialId('bos');
+  }
   /** Id of {@link eosToken}, or undefined. */
-  get eosTokenId(): number | undefined { return this.#specialId('eos'); }
+  get eosTokenId(): number | undefined {
+    return this.#specialId('eos');
+  }
   /** Id of {@link unkToken}, or undefined. */
-  get unkTokenId(): number | undefined { return this.#specialId('unk'); }
+  get unkTokenId(): number | undefined {
+    return this.#specialId('unk');
+  }
 
   /**
    * The tokenizer.json content as the library writes it, added tokens included.

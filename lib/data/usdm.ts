@@ -87,7 +87,9 @@ function segments(turn: UsdmTurn): [string, boolean][] {
 export function usdmText(turn: UsdmTurn, opts: { numUnits?: number } = {}): string {
   opts = checkOptionNames(opts, ['numUnits'], 'usdmText');
   checkTurn(turn, opts.numUnits ?? 10000);
-  return segments(turn).map(([s]) => s).join('');
+  return segments(turn)
+    .map(([s]) => s)
+    .join('');
 }
 
 /**
@@ -107,10 +109,26 @@ export function usdmText(turn: UsdmTurn, opts: { numUnits?: number } = {}): stri
  * const ex = et.data.usdm.buildUsdmExample(turn, tokenizer, { bos: 1 });
  * const ex2 = await et.data.usdm.buildUsdmExample(turn, { encode: (s) => tok.encode(s, { addSpecialTokens: false }) }, { bos: tok.bosTokenId });
  */
-export function buildUsdmExample(turn: UsdmTurn, tokenizer: { encode(text: string): number[] }, opts?: { bos?: number; numUnits?: number }): UsdmExample & { text: string };
-export function buildUsdmExample(turn: UsdmTurn, tokenizer: { encode(text: string): Promise<number[]> }, opts?: { bos?: number; numUnits?: number }): Promise<UsdmExample & { text: string }>;
-export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts?: { bos?: number; numUnits?: number }): (UsdmExample & { text: string }) | Promise<UsdmExample & { text: string }>;
-export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts: { bos?: number; numUnits?: number } = {}): (UsdmExample & { text: string }) | Promise<UsdmExample & { text: string }> {
+export function buildUsdmExample(
+  turn: UsdmTurn,
+  tokenizer: { encode(text: string): number[] },
+  opts?: { bos?: number; numUnits?: number },
+): UsdmExample & { text: string };
+export function buildUsdmExample(
+  turn: UsdmTurn,
+  tokenizer: { encode(text: string): Promise<number[]> },
+  opts?: { bos?: number; numUnits?: number },
+): Promise<UsdmExample & { text: string }>;
+export function buildUsdmExample(
+  turn: UsdmTurn,
+  tokenizer: UsdmTokenizer,
+  opts?: { bos?: number; numUnits?: number },
+): (UsdmExample & { text: string }) | Promise<UsdmExample & { text: string }>;
+export function buildUsdmExample(
+  turn: UsdmTurn,
+  tokenizer: UsdmTokenizer,
+  opts: { bos?: number; numUnits?: number } = {},
+): (UsdmExample & { text: string }) | Promise<UsdmExample & { text: string }> {
   opts = checkOptionNames(opts, ['bos', 'numUnits'], 'buildUsdmExample');
   const numUnits = opts.numUnits === undefined ? 10000 : checkInt(opts.numUnits, 'numUnits', 1);
   checkTurn(turn, numUnits);
@@ -141,7 +159,9 @@ export function buildUsdmExample(turn: UsdmTurn, tokenizer: UsdmTokenizer, opts:
  * @internal
  */
 export function parseUsdmLine(line: string, file: string, index: number, vocabSize?: number): UsdmExample {
-  const bad = (why: string): never => { throw new EmotorchError(`'${file}' item ${index} (line ${index + 1}): ${why}`, 'ERR_DATA'); };
+  const bad = (why: string): never => {
+    throw new EmotorchError(`'${file}' item ${index} (line ${index + 1}): ${why}`, 'ERR_DATA');
+  };
   const parts = line.split('|');
   if (parts.length !== 2) bad(`expected 'ids|labels' but found ${parts.length - 1} '|'`);
   const nums = (s: string, what: string): number[] => {
@@ -186,6 +206,8 @@ export async function readUsdmLines(path: string, opts: { vocabSize?: number } =
   const vocabSize = opts.vocabSize === undefined ? undefined : checkInt(opts.vocabSize, 'vocabSize', 1);
   const text = (await readRegularFile(path)).toString('utf8');
   const out: UsdmExample[] = [];
-  text.split('\n').forEach((l, i) => { if (l.trim()) out.push(parseUsdmLine(l, path, i, vocabSize)); });
+  text.split('\n').forEach((l, i) => {
+    if (l.trim()) out.push(parseUsdmLine(l, path, i, vocabSize));
+  });
   return out;
 }

@@ -66,24 +66,39 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
     super();
     if (!(module instanceof Module)) invalid('an et.nn.Module', 'module', module);
     if (opts === null || typeof opts !== 'object') invalid('an options object', 'DistributedDataParallel options', opts);
-    for (const k of Object.keys(opts)) if (!['findUnusedParameters', 'bucketCapMb', 'broadcastBuffers'].includes(k)) invalid('one of findUnusedParameters, bucketCapMb, broadcastBuffers', 'DistributedDataParallel option', k);
-    if (opts.findUnusedParameters !== undefined && typeof opts.findUnusedParameters !== 'boolean') invalid('a boolean', 'findUnusedParameters', opts.findUnusedParameters);
+    for (const k of Object.keys(opts))
+      if (!['findUnusedParameters', 'bucketCapMb', 'broadcastBuffers'].includes(k))
+        invalid('one of findUnusedParameters, bucketCapMb, broadcastBuffers', 'DistributedDataParallel option', k);
+    if (opts.findUnusedParameters !== undefined && typeof opts.findUnusedParameters !== 'boolean')
+      invalid('a boolean', 'findUnusedParameters', opts.findUnusedParameters);
     if (opts.broadcastBuffers !== undefined && typeof opts.broadcastBuffers !== 'boolean') invalid('a boolean', 'broadcastBuffers', opts.broadcastBuffers);
     const capMb = opts.bucketCapMb === undefined ? 25 : checkNumber(opts.bucketCapMb, 'bucketCapMb', 1e-6, 1 << 20);
-    if (!group.isInitialized()) throw new EmotorchError('DistributedDataParallel: the process group is not initialized (call et.distributed.init() first)', 'ERR_DIST_STATE');
+    if (!group.isInitialized())
+      throw new EmotorchError('DistributedDataParallel: the process group is not initialized (call et.distributed.init() first)', 'ERR_DIST_STATE');
     this.module = this.registerModule('module', module);
     this.broadcastBuffers = opts.broadcastBuffers ?? true;
     const seen = new Set<string>();
-    const all = module.namedParameters().filter(([, p]) => { const k = p.handle.key(); if (seen.has(k)) return false; seen.add(k); return true; });
+    const all = module.namedParameters().filter(([, p]) => {
+      const k = p.handle.key();
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
     const onCuda = all.some(([, p]) => p.device.startsWith('cuda'));
     const be = group.backend();
     if (be === 'gloo' && onCuda) invalid("parameters on the CPU for backend 'gloo' (use 'nccl' for a model on CUDA)", 'module', 'a module on CUDA');
-    if (be === 'nccl' && all.some(([, p]) => !p.device.startsWith('cuda'))) invalid("parameters on a CUDA device for backend 'nccl'", 'module', 'a module with CPU parameters');
+    if (be === 'nccl' && all.some(([, p]) => !p.device.startsWith('cuda')))
+      invalid("parameters on a CUDA device for backend 'nccl'", 'module', 'a module with CPU parameters');
     this.ddpParams = all.filter(([, p]) => p.requiresGrad);
-    this.handle = binding.distributed.ddpCreate(this.ddpParams.map(([, p]) => p.handle), this.ddpParams.map(([n]) => n), {
-      bucketCapBytes: Math.max(1, Math.round(capMb * 1024 * 1024)), firstBucketCapBytes: Math.min(1024 * 1024, Math.max(1, Math.round(capMb * 1024 * 1024))),
-      findUnused: !!opts.findUnusedParameters,
-    });
+    this.handle = binding.distributed.ddpCreate(
+      this.ddpParams.map(([, p]) => p.handle),
+      this.ddpParams.map(([n]) => n),
+      {
+        bucketCapBytes: Math.max(1, Math.round(capMb * 1024 * 1024)),
+        firstBucketCapBytes: Math.min(1024 * 1024, Math.max(1, Math.round(capMb * 1024 * 1024))),
+        findUnused: !!opts.findUnusedParameters,
+      },
+    );
     const buffers = module.namedBuffers();
     const state = [...all.map(([, p]) => p), ...buffers.map(([, b]) => b)];
     const described = [...all.map(([n, p]) => describe('parameter', n, p)), ...buffers.map(([n, b]) => describe('buffer', n, b))];
@@ -91,7 +106,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
     // (NCCL reduces CUDA tensors only: the check's tensors go to the parameters' device.)
     const device = be === 'nccl' && all.length ? all[0][1].device : 'cpu';
     this.ready = verifySameState(described, group.rank(), group.worldSize(), device).then(() => group.broadcastMany(state, 0));
-    this.ready.catch(() => undefined);  // reported by forward (and by whoever awaits it)
+    this.ready.catch(() => undefined); // reported by forward (and by whoever awaits it)
   }
 
   /**
@@ -135,7 +150,9 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
    * Whether the backward of a forward run now averages gradients (false inside {@link noSync}).
    * Setting it takes effect at the next forward.
    */
-  get requireBackwardGradSync(): boolean { return this.syncWanted && this.noSyncDepth === 0; }
+  get requireBackwardGradSync(): boolean {
+    return this.syncWanted && this.noSyncDepth === 0;
+  }
   /** Turns gradient synchronization in backward on or off (as DDP's `require_backward_grad_sync`). */
   set requireBackwardGradSync(on: boolean) {
     if (typeof on !== 'boolean') invalid('a boolean', 'requireBackwardGradSync', on);
@@ -186,24 +203,33 @@ async function verifySameState(entries: string[], rank: number, world: number, d
   if (world < 2) return;
   const mine = entries.map((e) => hashes(e));
   const total = hashes(entries.join('\n'));
-  const rows = (await group.allGather(tensor([entries.length, ...total], { dtype: 'float64', device }))).map((t) => Array.from(t.to({ device: 'cpu' }).dataSync() as Float64Array));
+  const rows = (await group.allGather(tensor([entries.length, ...total], { dtype: 'float64', device }))).map((t) =>
+    Array.from(t.to({ device: 'cpu' }).dataSync() as Float64Array),
+  );
   const differs = rows.map((r, i) => i).filter((i) => rows[i].some((v, k) => v !== rows[0][k]));
   if (!differs.length) return;
   const counts = rows.map((r) => r[0]);
   const n = Math.min(...counts);
-  let first = n;  // the first index whose entry differs on some rank (n: only the counts differ)
+  let first = n; // the first index whose entry differs on some rank (n: only the counts differ)
   let ranksAt: number[] = [];
   if (n > 0) {
     const flat = mine.slice(0, n).flat();
     const per = (await group.allGather(tensor(flat, { dtype: 'float64', device }))).map((t) => Array.from(t.to({ device: 'cpu' }).dataSync() as Float64Array));
     for (let i = 0; i < n && first === n; i++) {
       const at = per.map((p, r) => r).filter((r) => per[r][2 * i] !== per[0][2 * i] || per[r][2 * i + 1] !== per[0][2 * i + 1]);
-      if (at.length) { first = i; ranksAt = at; }
+      if (at.length) {
+        first = i;
+        ranksAt = at;
+      }
     }
   }
   const here = first < entries.length ? entries[first] : `nothing (${entries.length} entries)`;
-  const where = first < n
-    ? `the first that differs is entry #${first}, rank${ranksAt.length > 1 ? 's' : ''} ${ranksAt.join(', ')} differ${ranksAt.length > 1 ? '' : 's'} there from rank 0; on this rank (${rank}) it is ${here}`
-    : `the first ${n} agree; they have ${counts.map((c, r) => `${c} on rank ${r}`).join(', ')}; entry #${first} on this rank (${rank}) is ${here}`;
-  throw new EmotorchError(`DistributedDataParallel: the wrapped module differs across ranks (rank${differs.length > 1 ? 's' : ''} ${differs.join(', ')} differ${differs.length > 1 ? '' : 's'} from rank 0 in its parameters and buffers: names, shapes, dtypes or frozen state): ${where}. Every rank must wrap the same model`, 'ERR_INVALID_ARG');
+  const where =
+    first < n
+      ? `the first that differs is entry #${first}, rank${ranksAt.length > 1 ? 's' : ''} ${ranksAt.join(', ')} differ${ranksAt.length > 1 ? '' : 's'} there from rank 0; on this rank (${rank}) it is ${here}`
+      : `the first ${n} agree; they have ${counts.map((c, r) => `${c} on rank ${r}`).join(', ')}; entry #${first} on this rank (${rank}) is ${here}`;
+  throw new EmotorchError(
+    `DistributedDataParallel: the wrapped module differs across ranks (rank${differs.length > 1 ? 's' : ''} ${differs.join(', ')} differ${differs.length > 1 ? '' : 's'} from rank 0 in its parameters and buffers: names, shapes, dtypes or frozen state): ${where}. Every rank must wrap the same model`,
+    'ERR_INVALID_ARG',
+  );
 }

@@ -48,11 +48,15 @@ function collectiveChecks(opt: unknown): boolean {
   }
   const v = process.env.EMOTORCH_DIST_CHECKS;
   if (v === undefined || v === '') return true;
-  if (v !== '0' && v !== '1') throw new EmotorchError(`Expected '1' or '0' for the environment variable EMOTORCH_DIST_CHECKS but received '${v.slice(0, 40)}'`, 'ERR_DIST_ENV');
+  if (v !== '0' && v !== '1')
+    throw new EmotorchError(`Expected '1' or '0' for the environment variable EMOTORCH_DIST_CHECKS but received '${v.slice(0, 40)}'`, 'ERR_DIST_ENV');
   return v === '1';
 }
 
-interface State extends DistEnv { backend: Backend; timeoutMs: number }
+interface State extends DistEnv {
+  backend: Backend;
+  timeoutMs: number;
+}
 let state: State | null = null;
 let pendingInit: Promise<void> | null = null;
 
@@ -72,19 +76,31 @@ let pendingInit: Promise<void> | null = null;
  */
 export async function init(opts: InitOptions = {}): Promise<void> {
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'init options', opts);
-  for (const k of Object.keys(opts)) if (!['backend', 'timeoutMs', 'env', 'checkCollectives'].includes(k)) invalid('one of backend, timeoutMs, env, checkCollectives', 'init option', k);
+  for (const k of Object.keys(opts))
+    if (!['backend', 'timeoutMs', 'env', 'checkCollectives'].includes(k)) invalid('one of backend, timeoutMs, env, checkCollectives', 'init option', k);
   const checkCollectives = collectiveChecks(opts.checkCollectives);
   const backend = opts.backend ?? 'gloo';
   if (backend !== 'gloo' && backend !== 'nccl') invalid("'gloo' or 'nccl'", 'backend', backend);
   const timeoutMs = opts.timeoutMs === undefined ? 1_800_000 : opts.timeoutMs;
-  if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 2 ** 31) invalid('an integer number of milliseconds from 1 to 2^31', 'timeoutMs', timeoutMs);
+  if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 2 ** 31)
+    invalid('an integer number of milliseconds from 1 to 2^31', 'timeoutMs', timeoutMs);
   if (state || pendingInit) throw new EmotorchError('the process group is already initialized (destroy() it first)', 'ERR_DIST_STATE');
   if (backend === 'nccl' && !binding.distributed.ncclBuilt()) {
-    throw new EmotorchError("backend 'nccl' needs an emotorch built against a CUDA libtorch with NCCL (scripts/build-cuda.sh); use 'gloo' for CPU tensors", 'ERR_DIST_BACKEND');
+    throw new EmotorchError(
+      "backend 'nccl' needs an emotorch built against a CUDA libtorch with NCCL (scripts/build-cuda.sh); use 'gloo' for CPU tensors",
+      'ERR_DIST_BACKEND',
+    );
   }
   if (opts.env !== undefined && (opts.env === null || typeof opts.env !== 'object')) invalid('an object', 'env', opts.env);
   const e = opts.env ?? {};
-  const VARS = { rank: 'RANK', worldSize: 'WORLD_SIZE', localRank: 'LOCAL_RANK', localWorldSize: 'LOCAL_WORLD_SIZE', masterAddr: 'MASTER_ADDR', masterPort: 'MASTER_PORT' } as const;
+  const VARS = {
+    rank: 'RANK',
+    worldSize: 'WORLD_SIZE',
+    localRank: 'LOCAL_RANK',
+    localWorldSize: 'LOCAL_WORLD_SIZE',
+    masterAddr: 'MASTER_ADDR',
+    masterPort: 'MASTER_PORT',
+  } as const;
   const merged: NodeJS.ProcessEnv = { ...process.env };
   for (const [k, v] of Object.entries(e)) {
     if (!(k in VARS)) invalid(`one of ${Object.keys(VARS).join(', ')}`, 'env key', k);
@@ -98,7 +114,18 @@ export async function init(opts: InitOptions = {}): Promise<void> {
   const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
   // The store keys are under the job's id, so another job on the same port cannot mix with this one.
   const jobId = process.env.TORCHELASTIC_RUN_ID || 'none';
-  pendingInit = binding.distributed.init({ backend, rank: env.rank, world: env.worldSize, masterAddr: env.masterAddr, masterPort: env.masterPort, timeoutMs, deviceIndex, agentStore, jobId, checkCollectives });
+  pendingInit = binding.distributed.init({
+    backend,
+    rank: env.rank,
+    world: env.worldSize,
+    masterAddr: env.masterAddr,
+    masterPort: env.masterPort,
+    timeoutMs,
+    deviceIndex,
+    agentStore,
+    jobId,
+    checkCollectives,
+  });
   try {
     await pendingInit;
     state = { ...env, backend, timeoutMs };
@@ -108,7 +135,9 @@ export async function init(opts: InitOptions = {}): Promise<void> {
 }
 
 /** True between a successful {@link init} and {@link destroy}. */
-export function isInitialized(): boolean { return state !== null; }
+export function isInitialized(): boolean {
+  return state !== null;
+}
 
 function need(what: string): State {
   if (!state) throw new EmotorchError(`${what}: the process group is not initialized (call et.distributed.init() first)`, 'ERR_DIST_STATE');
@@ -116,15 +145,25 @@ function need(what: string): State {
 }
 
 /** This process's rank, 0 … worldSize()-1. @throws EmotorchError ERR_DIST_STATE before init(). */
-export function rank(): number { return need('rank()').rank; }
+export function rank(): number {
+  return need('rank()').rank;
+}
 /** The number of processes in the group. @throws EmotorchError ERR_DIST_STATE before init(). */
-export function worldSize(): number { return need('worldSize()').worldSize; }
+export function worldSize(): number {
+  return need('worldSize()').worldSize;
+}
 /** This process's rank on its machine (LOCAL_RANK). @throws EmotorchError ERR_DIST_STATE before init(). */
-export function localRank(): number { return need('localRank()').localRank; }
+export function localRank(): number {
+  return need('localRank()').localRank;
+}
 /** The backend in use. @throws EmotorchError ERR_DIST_STATE before init(). */
-export function backend(): Backend { return need('backend()').backend; }
+export function backend(): Backend {
+  return need('backend()').backend;
+}
 /** The timeout given to init(). @internal */
-export function timeoutMs(): number { return need('timeoutMs()').timeoutMs; }
+export function timeoutMs(): number {
+  return need('timeoutMs()').timeoutMs;
+}
 
 /**
  * Leaves the group: stops the heartbeat and the backend's threads, off the JS thread. It runs
@@ -220,7 +259,8 @@ export async function allGather(tensor: Tensor): Promise<Tensor[]> {
 export async function reduceScatter(tensor: Tensor, op: ReduceOp = 'sum'): Promise<Tensor> {
   const s = need('reduceScatter()');
   const t = checkCollectiveTensor(tensor, 'tensor', s);
-  if (t.ndim < 1 || t.shape[0] % s.worldSize !== 0) invalid(`a tensor whose first dimension is a multiple of the world size ${s.worldSize}`, 'tensor', `shape [${t.shape}]`);
+  if (t.ndim < 1 || t.shape[0] % s.worldSize !== 0)
+    invalid(`a tensor whose first dimension is a multiple of the world size ${s.worldSize}`, 'tensor', `shape [${t.shape}]`);
   return new Tensor(await binding.distributed.reduceScatter(t.handle, checkOp(op, t)));
 }
 
@@ -240,7 +280,11 @@ export async function barrier(): Promise<void> {
 export async function broadcastMany(tensors: Tensor[], src = 0): Promise<void> {
   const s = need('broadcast');
   for (const t of tensors) checkCollectiveTensor(t, 'tensor', s);
-  if (tensors.length) await binding.distributed.broadcastCoalesced(tensors.map((t) => t.handle), src);
+  if (tensors.length)
+    await binding.distributed.broadcastCoalesced(
+      tensors.map((t) => t.handle),
+      src,
+    );
 }
 
 /** @internal The layout checks of the Gloo backend (see native/distributed/gloo_shim/gloo/README.md). */

@@ -4,7 +4,21 @@
  *
  * @module
  */
-export { init, isInitialized, rank, worldSize, localRank, backend, destroy, allReduce, broadcast, allGather, reduceScatter, barrier, glooLayoutReport } from './group';
+export {
+  init,
+  isInitialized,
+  rank,
+  worldSize,
+  localRank,
+  backend,
+  destroy,
+  allReduce,
+  broadcast,
+  allGather,
+  reduceScatter,
+  barrier,
+  glooLayoutReport,
+} from './group';
 export type { InitOptions, Backend, ReduceOp } from './group';
 export { readEnv, REQUIRED_ENV } from './env';
 export type { DistEnv } from './env';

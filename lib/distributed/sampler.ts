@@ -64,15 +64,20 @@ export class DistributedSampler implements Sampler {
 
   /** Items per rank and epoch. */
   get length(): number {
-    const n = this.size, r = this.numReplicas;
-    return this.dropLast ? Math.floor(n / r) : Math.ceil(n / r);  // torch: ceil((n - r) / r) with drop_last and n % r ≠ 0
+    const n = this.size,
+      r = this.numReplicas;
+    return this.dropLast ? Math.floor(n / r) : Math.ceil(n / r); // torch: ceil((n - r) / r) with drop_last and n % r ≠ 0
   }
 
   /** The epoch {@link indices} uses by default. */
-  get epoch(): number { return this.epochNumber; }
+  get epoch(): number {
+    return this.epochNumber;
+  }
 
   /** Sets the epoch (the shuffle depends on seed and epoch only). */
-  setEpoch(epoch: number): void { this.epochNumber = checkInt(epoch, 'epoch', 0); }
+  setEpoch(epoch: number): void {
+    this.epochNumber = checkInt(epoch, 'epoch', 0);
+  }
 
   /** This rank's dataset indices for an epoch. */
   indices(epoch: number = this.epochNumber): number[] {

@@ -30,7 +30,8 @@ function ioError(path: string, e: unknown): EmotorchError {
 
 function checkStat(path: string, st: fs.Stats, maxBytes: number): number {
   if (!st.isFile()) throw new EmotorchError(`cannot read '${path}': it is ${kind(st)}, not a regular file`, 'ERR_IO');
-  if (st.size > maxBytes) throw new EmotorchError(`cannot read '${path}': it has ${st.size} bytes, more than the ${maxBytes} read into memory at once`, 'ERR_IO');
+  if (st.size > maxBytes)
+    throw new EmotorchError(`cannot read '${path}': it has ${st.size} bytes, more than the ${maxBytes} read into memory at once`, 'ERR_IO');
   return st.size;
 }
 
@@ -105,7 +106,7 @@ export async function readRegularFile(path: string, maxBytes = MAX_BUFFER): Prom
     let off = 0;
     while (off < size) {
       const { bytesRead } = await fh.read(buf, off, Math.min(size - off, 1 << 30), off);
-      if (bytesRead === 0) break;  // the file shrank while being read
+      if (bytesRead === 0) break; // the file shrank while being read
       off += bytesRead;
     }
     return off === size ? buf : buf.subarray(0, off);

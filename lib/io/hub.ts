@@ -66,7 +66,8 @@ function envTimeoutMs(name: 'HF_HUB_ETAG_TIMEOUT' | 'HF_HUB_DOWNLOAD_TIMEOUT'): 
   const v = process.env[name];
   if (v === undefined || v.trim() === '') return HUB_DEFAULT_TIMEOUT_S * 1000;
   const sec = Number(v);
-  if (!(sec > 0) || !Number.isFinite(sec)) throw new EmotorchError(`${name}=${JSON.stringify(v)}: huggingface_hub reads a number of seconds there`, 'ERR_INVALID_ARG');
+  if (!(sec > 0) || !Number.isFinite(sec))
+    throw new EmotorchError(`${name}=${JSON.stringify(v)}: huggingface_hub reads a number of seconds there`, 'ERR_INVALID_ARG');
   return Math.min(Math.max(1, Math.round(sec * 1000)), 2 ** 31 - 1);
 }
 /** {@link HubOptions.downloadTimeoutMs}'s default. */
@@ -104,7 +105,7 @@ function findToken(opt: string | false | undefined): string | null {
   if (env.HF_TOKEN) return env.HF_TOKEN;
   if (env.HUGGING_FACE_HUB_TOKEN) return env.HUGGING_FACE_HUB_TOKEN;
   try {
-    const t = readRegularTextSync(env.HF_TOKEN_PATH || path.join(hfHome(env), 'token'), 64 * 1024).trim();   // a regular file only: never a FIFO that blocks
+    const t = readRegularTextSync(env.HF_TOKEN_PATH || path.join(hfHome(env), 'token'), 64 * 1024).trim(); // a regular file only: never a FIFO that blocks
     return t || null;
   } catch {
     return null;
@@ -132,7 +133,7 @@ export function cachedSnapshot(id: string, opts: { revision?: string; cacheDir?:
     } catch {
       return null;
     }
-    if (!COMMIT.test(commit)) return null;   // a ref holds a commit id, nothing that could name another folder
+    if (!COMMIT.test(commit)) return null; // a ref holds a commit id, nothing that could name another folder
   }
   const snap = path.join(dir, 'snapshots', commit);
   return fs.existsSync(snap) ? snap : null;
@@ -143,8 +144,11 @@ function globToRegExp(g: string): RegExp {
   let re = '';
   for (let i = 0; i < g.length; i++) {
     const c = g[i];
-    if (c === '*' && g[i + 1] === '*') { re += '.*'; i++; if (g[i + 1] === '/') i++; }
-    else if (c === '*') re += '[^/]*';
+    if (c === '*' && g[i + 1] === '*') {
+      re += '.*';
+      i++;
+      if (g[i + 1] === '/') i++;
+    } else if (c === '*') re += '[^/]*';
     else if (c === '?') re += '[^/]';
     else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
   }
@@ -164,7 +168,16 @@ function hubError(msg: string, code: 'ERR_HUB_NOT_FOUND' | 'ERR_HUB_AUTH' | 'ERR
   return new EmotorchError(msg, code);
 }
 
-interface Ctx { id: string; endpoint: string; token: string | null; cacheDir: string; retries: number; timeoutMs: number; readTimeoutMs: number; downloadTimeoutMs: number }
+interface Ctx {
+  id: string;
+  endpoint: string;
+  token: string | null;
+  cacheDir: string;
+  retries: number;
+  timeoutMs: number;
+  readTimeoutMs: number;
+  downloadTimeoutMs: number;
+}
 
 /**
  * Stops a request (its connection, redirects and body) when a limit passes, and says which: an
@@ -179,7 +192,9 @@ class Limit {
   /** The limit that stopped it (`timeoutMs = 60000 ms`), or null. */
   why: string | null = null;
 
-  get signal(): AbortSignal { return this.ctrl.signal; }
+  get signal(): AbortSignal {
+    return this.ctrl.signal;
+  }
 
   /** Stops it `ms` from now. */
   deadline(ms: number, why: string): this {
@@ -197,11 +212,16 @@ class Limit {
   }
 
   /** Bytes arrived: the idle time starts again. */
-  progress(): void { this.idleTimer?.refresh(); }
+  progress(): void {
+    this.idleTimer?.refresh();
+  }
 
   /** Stops it too when `other` stops. */
   follow(other: Limit): this {
-    if (other.why) { this.abort(other.why); return this; }
+    if (other.why) {
+      this.abort(other.why);
+      return this;
+    }
     const onAbort = () => this.abort(other.why ?? 'aborted');
     other.signal.addEventListener('abort', onAbort, { once: true });
     this.unfollow = () => other.signal.removeEventListener('abort', onAbort);
@@ -241,7 +261,7 @@ async function readBody(ctx: Ctx, res: Response, url: string, what: string, limi
         if (!cut) throw hubError(`the hub's answer for ${what} is larger than ${maxBytes} bytes: not read`, 'ERR_HUB_NETWORK');
         parts.push(Buffer.from(chunk.subarray(0, maxBytes - n)));
         n = maxBytes;
-        break;   // leaving the loop cancels the rest of the body
+        break; // leaving the loop cancels the rest of the body
       }
       parts.push(Buffer.from(chunk));
       n += chunk.length;
@@ -259,7 +279,12 @@ async function readBody(ctx: Ctx, res: Response, url: string, what: string, limi
  * `follow`: true (default) follows every redirect; 'hub' only those that stay on the hub's host
  * (a renamed repo's 307), as huggingface_hub reads a file's metadata off the CDN redirect itself.
  */
-async function request(ctx: Ctx, url: string, limit: Limit, init: { method?: string; headers?: Record<string, string>; follow?: true | 'hub' } = {}): Promise<Response> {
+async function request(
+  ctx: Ctx,
+  url: string,
+  limit: Limit,
+  init: { method?: string; headers?: Record<string, string>; follow?: true | 'hub' } = {},
+): Promise<Response> {
   let u = url;
   for (let hop = 0; hop < 10; hop++) {
     const headers: Record<string, string> = { 'user-agent': 'emotorch', ...init.headers };
@@ -270,7 +295,10 @@ async function request(ctx: Ctx, url: string, limit: Limit, init: { method?: str
     } catch (e) {
       if (limit.why) throw limitError(ctx, u, `${init.method ?? 'GET'} ${new URL(u).pathname} for '${ctx.id}'`, limit);
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw hubError(`the hub at ${new URL(u).origin} cannot be reached for '${ctx.id}': ${cause?.code ?? cause?.message ?? (e as Error).message}`, 'ERR_HUB_NETWORK');
+      throw hubError(
+        `the hub at ${new URL(u).origin} cannot be reached for '${ctx.id}': ${cause?.code ?? cause?.message ?? (e as Error).message}`,
+        'ERR_HUB_NETWORK',
+      );
     }
     const loc = res.headers.get('location');
     if (res.status >= 300 && res.status < 400 && loc) {
@@ -293,16 +321,26 @@ async function raiseFor(ctx: Ctx, res: Response, what: string, limit: Limit): Pr
   if (res.ok || (res.status >= 300 && res.status < 400)) return;
   const errorCode = res.headers.get('x-error-code') ?? '';
   let body = '';
-  try { body = (await readBody(ctx, res, res.url || ctx.endpoint, what, limit, MAX_ERROR_BODY_BYTES, true)).toString('utf8').slice(0, 300); } catch { /* no body, or not in time */ }
+  try {
+    body = (await readBody(ctx, res, res.url || ctx.endpoint, what, limit, MAX_ERROR_BODY_BYTES, true)).toString('utf8').slice(0, 300);
+  } catch {
+    /* no body, or not in time */
+  }
   const detail = body ? `: ${body.replace(/\s+/g, ' ')}` : '';
   // the hub answers an unknown repo without a token with 401 RepoNotFound (a private one looks the
   // same): huggingface_hub's RepositoryNotFoundError, not an access problem
   if (errorCode === 'RepoNotFound') {
-    throw hubError(`${what}: no repo '${ctx.id}' on ${ctx.endpoint} (HTTP ${res.status}${errorCode ? ` ${errorCode}` : ''}): check the id${ctx.token ? '' : '; a private repo answers the same without a token (set HF_TOKEN or log in with `hf auth login`)'}`, 'ERR_HUB_NOT_FOUND');
+    throw hubError(
+      `${what}: no repo '${ctx.id}' on ${ctx.endpoint} (HTTP ${res.status}${errorCode ? ` ${errorCode}` : ''}): check the id${ctx.token ? '' : '; a private repo answers the same without a token (set HF_TOKEN or log in with `hf auth login`)'}`,
+      'ERR_HUB_NOT_FOUND',
+    );
   }
   if (res.status === 401 || res.status === 403 || errorCode === 'GatedRepo') {
-    throw hubError(`'${ctx.id}' needs access (HTTP ${res.status}${errorCode ? ` ${errorCode}` : ''}) for ${what}: it is gated or private; `
-      + `${ctx.token ? 'the token sent was refused' : 'no token was found: set HF_TOKEN or log in with `hf auth login`'}${detail}`, 'ERR_HUB_AUTH');
+    throw hubError(
+      `'${ctx.id}' needs access (HTTP ${res.status}${errorCode ? ` ${errorCode}` : ''}) for ${what}: it is gated or private; ` +
+        `${ctx.token ? 'the token sent was refused' : 'no token was found: set HF_TOKEN or log in with `hf auth login`'}${detail}`,
+      'ERR_HUB_AUTH',
+    );
   }
   if (res.status === 404) {
     const kind = errorCode === 'RevisionNotFound' ? 'revision' : errorCode === 'EntryNotFound' ? 'file' : 'repo, revision or file';
@@ -322,13 +360,16 @@ async function raiseFor(ctx: Ctx, res: Response, what: string, limit: Limit): Pr
  *   its value when it is not a blob id
  */
 function blobEtag(ctx: Ctx, head: Response, file: string): string {
-  const linked = head.headers.get('x-linked-etag') || null;   // huggingface_hub: `x-linked-etag or etag`
+  const linked = head.headers.get('x-linked-etag') || null; // huggingface_hub: `x-linked-etag or etag`
   const header = linked !== null ? 'X-Linked-Etag' : 'ETag';
   const raw = linked ?? head.headers.get('etag');
   if (!raw) throw hubError(`the hub sent no ETag for '${file}' of '${ctx.id}' (cannot name its blob)`, 'ERR_HUB_NETWORK');
   const etag = raw.replace(/^W\//, '').replace(/^"|"$/g, '');
   if (!/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(etag)) {
-    throw hubError(`the hub's ${header} header for '${file}' of '${ctx.id}' is ${JSON.stringify(raw.slice(0, 200))}, not a blob id (a git sha1 of 40 hex digits, or an LFS file's sha256 of 64): refused, nothing written`, 'ERR_HUB_INTEGRITY');
+    throw hubError(
+      `the hub's ${header} header for '${file}' of '${ctx.id}' is ${JSON.stringify(raw.slice(0, 200))}, not a blob id (a git sha1 of 40 hex digits, or an LFS file's sha256 of 64): refused, nothing written`,
+      'ERR_HUB_INTEGRITY',
+    );
   }
   return etag;
 }
@@ -336,7 +377,11 @@ function blobEtag(ctx: Ctx, head: Response, file: string): string {
 /** Creates or replaces the snapshot entry: a relative symlink into blobs/ (a copy where links are refused). */
 function linkSnapshot(blob: string, entry: string): void {
   fs.mkdirSync(path.dirname(entry), { recursive: true });
-  try { fs.unlinkSync(entry); } catch { /* not there */ }
+  try {
+    fs.unlinkSync(entry);
+  } catch {
+    /* not there */
+  }
   try {
     fs.symlinkSync(path.relative(path.dirname(entry), blob), entry);
   } catch {
@@ -373,14 +418,21 @@ async function withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-interface Progress { add(n: number): void; total(n: number): void; stop(): void; done(file: string, bytes: number, ms: number): void }
+interface Progress {
+  add(n: number): void;
+  total(n: number): void;
+  stop(): void;
+  done(file: string, bytes: number, ms: number): void;
+}
 
 function progressBar(enabled: boolean, id: string): Progress {
   if (!enabled) return { add() {}, total() {}, stop() {}, done() {} };
   if (!process.stderr.isTTY) {
     // no terminal to redraw a bar on: a line per file when it is done, as tqdm leaves in a log
     return {
-      add() {}, total() {}, stop() {},
+      add() {},
+      total() {},
+      stop() {},
       done(file, bytes, ms) {
         const mb = bytes / 1e6;
         process.stderr.write(`${id}: ${file}: 100% ${mb.toFixed(1)} MB in ${(ms / 1000).toFixed(1)} s (${(mb / Math.max(ms / 1000, 1e-3)).toFixed(1)} MB/s)\n`);
@@ -389,13 +441,29 @@ function progressBar(enabled: boolean, id: string): Progress {
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a bar is drawn
   const cp = require('cli-progress') as typeof import('cli-progress');
-  const bar = new cp.SingleBar({ format: `downloading ${id} |{bar}| {percentage}% {mb}/{totalMb} MB`, stream: process.stderr, hideCursor: false }, cp.Presets.shades_classic);
-  let value = 0, total = 0, started = false;
+  const bar = new cp.SingleBar(
+    { format: `downloading ${id} |{bar}| {percentage}% {mb}/{totalMb} MB`, stream: process.stderr, hideCursor: false },
+    cp.Presets.shades_classic,
+  );
+  let value = 0,
+    total = 0,
+    started = false;
   const mb = (n: number) => (n / 1e6).toFixed(1);
   return {
-    total(n) { total += n; if (!started) { bar.start(total, value, { mb: mb(value), totalMb: mb(total) }); started = true; } else bar.setTotal(total); },
-    add(n) { value += n; if (started) bar.update(value, { mb: mb(value), totalMb: mb(total) }); },
-    stop() { if (started) bar.stop(); },
+    total(n) {
+      total += n;
+      if (!started) {
+        bar.start(total, value, { mb: mb(value), totalMb: mb(total) });
+        started = true;
+      } else bar.setTotal(total);
+    },
+    add(n) {
+      value += n;
+      if (started) bar.update(value, { mb: mb(value), totalMb: mb(total) });
+    },
+    stop() {
+      if (started) bar.stop();
+    },
     done() {},
   };
 }
@@ -418,7 +486,7 @@ async function fetchFile(ctx: Ctx, commit: string, file: string, bar: Progress):
   const isRedirect = head.status >= 300 && head.status < 400;
   const sizeHeader = head.headers.get('x-linked-size') ?? (isRedirect ? null : head.headers.get('content-length'));
   const size = sizeHeader === null ? null : Number(sizeHeader);
-  const location = isRedirect && head.headers.get('location') ? new URL(head.headers.get('location')!, head.url || url).toString() : (head.url || url);
+  const location = isRedirect && head.headers.get('location') ? new URL(head.headers.get('location')!, head.url || url).toString() : head.url || url;
   const blob = path.join(dir, 'blobs', etag);
   const t0 = Date.now();
   await withLock(path.join(ctx.cacheDir, '.locks', path.basename(dir), `${etag}.lock`), async () => {
@@ -434,10 +502,10 @@ async function fetchFile(ctx: Ctx, commit: string, file: string, bar: Progress):
 async function download(ctx: Ctx, url: string, blob: string, etag: string, size: number | null, file: string, bar: Progress): Promise<void> {
   fs.mkdirSync(path.dirname(blob), { recursive: true });
   const part = `${blob}.incomplete`;
-  const lfs = /^[0-9a-f]{64}$/.test(etag);   // an LFS file's ETag is its sha256; a small file's is its git blob id
+  const lfs = /^[0-9a-f]{64}$/.test(etag); // an LFS file's ETag is its sha256; a small file's is its git blob id
   if (size !== null) bar.total(size);
   let lastError: EmotorchError | null = null;
-  let shown = 0;   // this file's bytes on the bar
+  let shown = 0; // this file's bytes on the bar
   const whole = new Limit().deadline(ctx.downloadTimeoutMs, `downloadTimeoutMs = ${ctx.downloadTimeoutMs} ms`);
   try {
     for (let attempt = 0; attempt < ctx.retries; attempt++) {
@@ -449,11 +517,11 @@ async function download(ctx: Ctx, url: string, blob: string, etag: string, size:
         // small file's git blob id), checked before it becomes the blob
         if (r.error === null) r.error = await verify(ctx, part, etag, lfs, file, limit);
         if (r.error === null) {
-          fs.renameSync(part, blob);   // a blob appears whole or not at all
+          fs.renameSync(part, blob); // a blob appears whole or not at all
           return;
         }
         lastError = r.error;
-        if (whole.why) throw lastError;   // the file's own deadline: no retry
+        if (whole.why) throw lastError; // the file's own deadline: no retry
       } finally {
         limit.clear();
       }
@@ -478,28 +546,52 @@ async function download(ctx: Ctx, url: string, blob: string, etag: string, size:
 async function verify(ctx: Ctx, part: string, etag: string, lfs: boolean, file: string, limit: Limit): Promise<EmotorchError | null> {
   const hash = crypto.createHash(lfs ? 'sha256' : 'sha1');
   if (!lfs) hash.update(`blob ${fs.statSync(part).size}\0`);
-  for await (const chunk of fs.createReadStream(part)) { hash.update(chunk as Buffer); limit.progress(); }   // a long hash is not a silent hub
+  for await (const chunk of fs.createReadStream(part)) {
+    hash.update(chunk as Buffer);
+    limit.progress();
+  } // a long hash is not a silent hub
   const got = hash.digest('hex');
   if (got === etag) return null;
   fs.rmSync(part, { force: true });
-  return hubError(`'${file}' of '${ctx.id}' arrived as a file whose ${lfs ? 'sha256' : 'git blob id'} is ${got}, not the ${etag} the hub announced: discarded`, 'ERR_HUB_INTEGRITY');
+  return hubError(
+    `'${file}' of '${ctx.id}' arrived as a file whose ${lfs ? 'sha256' : 'git blob id'} is ${got}, not the ${etag} the hub announced: discarded`,
+    'ERR_HUB_INTEGRITY',
+  );
 }
 
-async function downloadAttempt(ctx: Ctx, url: string, part: string, size: number | null, file: string, bar: Progress, limit: Limit, shownBefore: number):
-  Promise<{ error: EmotorchError | null; shown: number }> {
+async function downloadAttempt(
+  ctx: Ctx,
+  url: string,
+  part: string,
+  size: number | null,
+  file: string,
+  bar: Progress,
+  limit: Limit,
+  shownBefore: number,
+): Promise<{ error: EmotorchError | null; shown: number }> {
   let shown = shownBefore;
   let have = 0;
-  try { have = fs.statSync(part).size; } catch { /* nothing yet */ }
-  if (size !== null && have > size) { fs.truncateSync(part, 0); have = 0; }
+  try {
+    have = fs.statSync(part).size;
+  } catch {
+    /* nothing yet */
+  }
+  if (size !== null && have > size) {
+    fs.truncateSync(part, 0);
+    have = 0;
+  }
   let res: Response;
   try {
     res = await request(ctx, url, limit, { headers: { 'accept-encoding': 'identity', ...(have > 0 ? { range: `bytes=${have}-` } : {}) } });
   } catch (e) {
-    if (limit.why && e instanceof EmotorchError) return { error: e, shown };   // no answer in time: retried
+    if (limit.why && e instanceof EmotorchError) return { error: e, shown }; // no answer in time: retried
     throw e;
   }
   await raiseFor(ctx, res, `'${file}' of '${ctx.id}'`, limit);
-  if (have > 0 && res.status !== 206) { fs.truncateSync(part, 0); have = 0; }   // the server sent it whole
+  if (have > 0 && res.status !== 206) {
+    fs.truncateSync(part, 0);
+    have = 0;
+  } // the server sent it whole
   bar.add(have - shown);
   shown = have;
   let fd: number;
@@ -515,7 +607,10 @@ async function downloadAttempt(ctx: Ctx, url: string, part: string, size: number
       try {
         fs.writeSync(fd, chunk);
       } catch (e) {
-        throw hubError(`cannot write ${part} (${(e as NodeJS.ErrnoException).code ?? 'error'}: ${(e as Error).message}); the part written stays as .incomplete and resumes on the next try`, 'ERR_IO');
+        throw hubError(
+          `cannot write ${part} (${(e as NodeJS.ErrnoException).code ?? 'error'}: ${(e as Error).message}); the part written stays as .incomplete and resumes on the next try`,
+          'ERR_IO',
+        );
       }
       got += chunk.length;
       shown += chunk.length;
@@ -547,7 +642,11 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
   const worker = async () => {
     while (next < items.length && failure === null) {
       const x = items[next++];
-      try { await fn(x); } catch (e) { failure ??= e; }
+      try {
+        await fn(x);
+      } catch (e) {
+        failure ??= e;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
@@ -555,7 +654,20 @@ async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Prom
 }
 
 /** The names a hub options object may have. */
-const HUB_OPTIONS = ['revision', 'cacheDir', 'token', 'localFilesOnly', 'endpoint', 'allowPatterns', 'progress', 'concurrency', 'retries', 'timeoutMs', 'readTimeoutMs', 'downloadTimeoutMs'];
+const HUB_OPTIONS = [
+  'revision',
+  'cacheDir',
+  'token',
+  'localFilesOnly',
+  'endpoint',
+  'allowPatterns',
+  'progress',
+  'concurrency',
+  'retries',
+  'timeoutMs',
+  'readTimeoutMs',
+  'downloadTimeoutMs',
+];
 
 /**
  * The local folder of a hub repo at a revision with the files a model needs (or `allowPatterns`'):
@@ -578,14 +690,20 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
   for (const k of ['localFilesOnly', 'progress'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
   if (opts.cacheDir !== undefined && (typeof opts.cacheDir !== 'string' || !opts.cacheDir)) invalid('a folder path', 'cacheDir', opts.cacheDir);
   if (opts.token !== undefined && opts.token !== false && typeof opts.token !== 'string') invalid('a token string or false', 'token', opts.token);
-  if (opts.endpoint !== undefined && (typeof opts.endpoint !== 'string' || !/^https?:\/\/[^\s/]+/.test(opts.endpoint))) invalid('an http(s) URL', 'endpoint', opts.endpoint);
+  if (opts.endpoint !== undefined && (typeof opts.endpoint !== 'string' || !/^https?:\/\/[^\s/]+/.test(opts.endpoint)))
+    invalid('an http(s) URL', 'endpoint', opts.endpoint);
   const revision = opts.revision ?? 'main';
   if (typeof revision !== 'string' || !revision || revision.includes('..')) invalid('a branch, tag or commit', 'revision', opts.revision);
   const cacheDir = opts.cacheDir ?? hubCacheDir();
   const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
   const ctx: Ctx = {
-    id, endpoint, token: findToken(opts.token), cacheDir, retries: checkInt(opts.retries ?? 5, 'retries', 1),
-    timeoutMs: checkTimeout(opts.timeoutMs ?? envTimeoutMs('HF_HUB_ETAG_TIMEOUT'), 'timeoutMs'), readTimeoutMs: checkTimeout(opts.readTimeoutMs ?? envTimeoutMs('HF_HUB_DOWNLOAD_TIMEOUT'), 'readTimeoutMs'),
+    id,
+    endpoint,
+    token: findToken(opts.token),
+    cacheDir,
+    retries: checkInt(opts.retries ?? 5, 'retries', 1),
+    timeoutMs: checkTimeout(opts.timeoutMs ?? envTimeoutMs('HF_HUB_ETAG_TIMEOUT'), 'timeoutMs'),
+    readTimeoutMs: checkTimeout(opts.readTimeoutMs ?? envTimeoutMs('HF_HUB_DOWNLOAD_TIMEOUT'), 'readTimeoutMs'),
     downloadTimeoutMs: checkTimeout(opts.downloadTimeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS, 'downloadTimeoutMs'),
   };
   const concurrency = checkInt(opts.concurrency ?? 4, 'concurrency', 1);
@@ -593,7 +711,10 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
   if (opts.localFilesOnly ?? offlineEnv()) {
     const snap = cached();
     if (snap) return snap;
-    throw hubError(`'${id}' (revision ${revision}) is not in the hub cache ${repoDir(cacheDir, id)} and downloads are off (${opts.localFilesOnly ? 'localFilesOnly' : 'HF_HUB_OFFLINE'})`, 'ERR_HUB_NOT_FOUND');
+    throw hubError(
+      `'${id}' (revision ${revision}) is not in the hub cache ${repoDir(cacheDir, id)} and downloads are off (${opts.localFilesOnly ? 'localFilesOnly' : 'HF_HUB_OFFLINE'})`,
+      'ERR_HUB_NOT_FOUND',
+    );
   }
   // a commit is immutable: its cached snapshot is the answer, with no request (as huggingface_hub)
   if (COMMIT.test(revision)) {
@@ -615,7 +736,8 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
     if (e instanceof EmotorchError && ['ERR_HUB_NETWORK', 'ERR_HUB_AUTH', 'ERR_HUB_NOT_FOUND'].includes(e.code) && !REVISION_NOT_FOUND.has(e)) {
       const snap = cached();
       if (snap) return snap;
-      if (e.code === 'ERR_HUB_NETWORK') throw hubError(`${e.message}; and the hub cache has no '${id}' at revision ${revision} (looked in ${repoDir(cacheDir, id)})`, 'ERR_HUB_NETWORK');
+      if (e.code === 'ERR_HUB_NETWORK')
+        throw hubError(`${e.message}; and the hub cache has no '${id}' at revision ${revision} (looked in ${repoDir(cacheDir, id)})`, 'ERR_HUB_NETWORK');
     }
     if (e instanceof SyntaxError) throw hubError(`the hub's answer for '${id}' is not JSON`, 'ERR_HUB_NETWORK');
     throw e;
@@ -627,7 +749,8 @@ export async function hubSnapshot(id: string, opts: HubOptions = {}): Promise<st
   const names = info.siblings.map((s) => s?.rfilename).filter((n): n is string => typeof n === 'string' && !n.split('/').includes('..'));
   let files: string[];
   if (opts.allowPatterns) {
-    if (!Array.isArray(opts.allowPatterns) || opts.allowPatterns.some((p) => typeof p !== 'string')) invalid('a list of glob strings', 'allowPatterns', opts.allowPatterns);
+    if (!Array.isArray(opts.allowPatterns) || opts.allowPatterns.some((p) => typeof p !== 'string'))
+      invalid('a list of glob strings', 'allowPatterns', opts.allowPatterns);
     const res = opts.allowPatterns.map(globToRegExp);
     files = names.filter((n) => res.some((r) => r.test(n)));
   } else files = modelFiles(names);

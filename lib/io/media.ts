@@ -30,8 +30,13 @@ function findOnPath(name: string): string | null {
     for (const n of names) {
       const p = path.join(dir, n);
       try {
-        if (fs.statSync(p).isFile()) { fs.accessSync(p, fs.constants.X_OK); return p; }
-      } catch { /* not here */ }
+        if (fs.statSync(p).isFile()) {
+          fs.accessSync(p, fs.constants.X_OK);
+          return p;
+        }
+      } catch {
+        /* not here */
+      }
     }
   }
   return null;
@@ -62,7 +67,10 @@ export function tools(file: string, what: string): { ffmpeg: string; ffprobe: st
   const ffprobe = findFfprobe();
   if (!ffmpeg || !ffprobe) {
     const missing = [!ffmpeg && 'ffmpeg', !ffprobe && 'ffprobe'].filter(Boolean).join(' and ');
-    throw new EmotorchError(`cannot ${what} '${file}': ${missing} (which emotorch runs to decode video and images) ${ffmpeg || ffprobe ? 'is' : 'are'} not on PATH; install ffmpeg (e.g. apt-get install ffmpeg, which brings ffprobe)`, 'ERR_IO');
+    throw new EmotorchError(
+      `cannot ${what} '${file}': ${missing} (which emotorch runs to decode video and images) ${ffmpeg || ffprobe ? 'is' : 'are'} not on PATH; install ffmpeg (e.g. apt-get install ffmpeg, which brings ffprobe)`,
+      'ERR_IO',
+    );
   }
   return { ffmpeg, ffprobe };
 }
@@ -84,8 +92,21 @@ export type MediaKind = keyof typeof MEDIA_FORMATS;
 
 /** The containers' names for people, by demuxer. */
 const FORMAT_NAMES: Record<string, string> = {
-  png_pipe: 'PNG', jpeg_pipe: 'JPEG', gif: 'GIF', webp_pipe: 'WebP', bmp_pipe: 'BMP', tiff_pipe: 'TIFF',
-  mov: 'MP4/QuickTime', matroska: 'Matroska/WebM', avi: 'AVI', yuv4mpegpipe: 'YUV4MPEG', wav: 'WAV', mp3: 'MP3', flac: 'FLAC', ogg: 'Ogg', aac: 'ADTS AAC',
+  png_pipe: 'PNG',
+  jpeg_pipe: 'JPEG',
+  gif: 'GIF',
+  webp_pipe: 'WebP',
+  bmp_pipe: 'BMP',
+  tiff_pipe: 'TIFF',
+  mov: 'MP4/QuickTime',
+  matroska: 'Matroska/WebM',
+  avi: 'AVI',
+  yuv4mpegpipe: 'YUV4MPEG',
+  wav: 'WAV',
+  mp3: 'MP3',
+  flac: 'FLAC',
+  ogg: 'Ogg',
+  aac: 'ADTS AAC',
 };
 
 /** ISO BMFF / QuickTime top-level boxes a file may start with. */
@@ -115,8 +136,8 @@ function sniffHead(b: Buffer): string | null {
   if (b.length >= 4 && ascii(0, 4) === 'fLaC') return 'flac';
   if (b.length >= 4 && ascii(0, 4) === 'OggS') return 'ogg';
   if (b.length >= 2 && b[0] === 0xff) {
-    if ((b[1] & 0xf6) === 0xf0) return 'aac';                              // ADTS: sync, layer 00
-    if ((b[1] & 0xe0) === 0xe0 && (b[1] & 0x06) !== 0) return 'mp3';       // MPEG audio frame sync, layer I–III
+    if ((b[1] & 0xf6) === 0xf0) return 'aac'; // ADTS: sync, layer 00
+    if ((b[1] & 0xe0) === 0xe0 && (b[1] & 0x06) !== 0) return 'mp3'; // MPEG audio frame sync, layer I–III
   }
   return null;
 }
@@ -152,7 +173,10 @@ export function sniffMedia(file: string, kind: MediaKind, what: string, openFd?:
   const allowed: readonly string[] = MEDIA_FORMATS[kind];
   if (!fmt || !allowed.includes(fmt)) {
     const names = [...new Set(allowed.map((f) => FORMAT_NAMES[f]))].join(', ');
-    throw new EmotorchError(`cannot ${what} '${file}': ${fmt ? `it is ${FORMAT_NAMES[fmt]}, not` : 'its content is not'} one of the ${kind} formats read here (${names})`, 'ERR_FORMAT');
+    throw new EmotorchError(
+      `cannot ${what} '${file}': ${fmt ? `it is ${FORMAT_NAMES[fmt]}, not` : 'its content is not'} one of the ${kind} formats read here (${names})`,
+      'ERR_FORMAT',
+    );
   }
   return fmt;
 }
@@ -191,7 +215,9 @@ let exitHook = false;
 function track(child: ChildProcess): void {
   if (!exitHook) {
     exitHook = true;
-    process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
+    process.on('exit', () => {
+      for (const c of live) c.kill('SIGKILL');
+    });
   }
   live.add(child);
   child.once('close', () => live.delete(child));
@@ -233,7 +259,8 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (e) reject(e); else resolve(value!);
+      if (e) reject(e);
+      else resolve(value!);
     };
     // A failure settles at once: the child is killed and its pipes closed, without waiting for
     // them to end (a grandchild, such as a wrapper's, may hold them open).
@@ -241,13 +268,30 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
       if (settled) return;
       settle(e);
       child.kill('SIGKILL');
-      for (const fd of [...outs, 2]) (child.stdio[fd] as NodeJS.ReadableStream & { destroy(): void } | null)?.destroy();
+      for (const fd of [...outs, 2]) (child.stdio[fd] as (NodeJS.ReadableStream & { destroy(): void }) | null)?.destroy();
     };
-    const timer = setTimeout(() => fail(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} ran longer than ${o.timeoutMs} ms and was stopped (raise timeoutMs for very long files)`, 'ERR_IO')), o.timeoutMs);
-    const tooMuch = (limit: number) => fail(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} wrote more than the ${limit} bytes expected (the file's metadata does not describe its content, or it decodes to more than the bounds allow)`, 'ERR_FORMAT'));
+    const timer = setTimeout(
+      () =>
+        fail(
+          new EmotorchError(
+            `cannot ${o.what} '${o.file}': ${shortName(exe)} ran longer than ${o.timeoutMs} ms and was stopped (raise timeoutMs for very long files)`,
+            'ERR_IO',
+          ),
+        ),
+      o.timeoutMs,
+    );
+    const tooMuch = (limit: number) =>
+      fail(
+        new EmotorchError(
+          `cannot ${o.what} '${o.file}': ${shortName(exe)} wrote more than the ${limit} bytes expected (the file's metadata does not describe its content, or it decodes to more than the bounds allow)`,
+          'ERR_FORMAT',
+        ),
+      );
     outs.forEach((fd, k) => {
       const stream = child.stdio[fd] as NodeJS.ReadableStream;
-      stream.on('error', () => { /* destroyed after a failure */ });
+      stream.on('error', () => {
+        /* destroyed after a failure */
+      });
       stream.on('data', (c: Buffer) => {
         if (settled) return;
         bytes[k] += c.length;
@@ -270,7 +314,9 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
         if (bytes[k] > limit) tooMuch(limit);
       });
     });
-    child.stderr!.on('error', () => { /* destroyed after a failure */ });
+    child.stderr!.on('error', () => {
+      /* destroyed after a failure */
+    });
     child.stderr!.on('data', (c: Buffer) => {
       stderr = (stderr + c.toString('utf8')).slice(-4096);
     });
@@ -279,11 +325,27 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
     });
     child.on('close', (code, signal) => {
       if (settled) return;
-      if (code === 0) return settle(null, chunks.map((c) => Buffer.concat(c)));
+      if (code === 0)
+        return settle(
+          null,
+          chunks.map((c) => Buffer.concat(c)),
+        );
       // The tool's own last words, as printable ASCII and briefly (never file content at length).
-      const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean).slice(-2).join('; ').replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
+      const lines = stderr
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .slice(-2)
+        .join('; ')
+        .replace(/[^\x20-\x7e]/g, '?')
+        .slice(0, 300);
       const code2 = outOfMemory(stderr) ? 'ERR_OUT_OF_MEMORY' : 'ERR_FORMAT';
-      settle(new EmotorchError(`cannot ${o.what} '${o.file}': ${shortName(exe)} failed (${signal ? `signal ${signal}` : `exit status ${code}`})${lines ? `: ${lines}` : ''}`, code2));
+      settle(
+        new EmotorchError(
+          `cannot ${o.what} '${o.file}': ${shortName(exe)} failed (${signal ? `signal ${signal}` : `exit status ${code}`})${lines ? `: ${lines}` : ''}`,
+          code2,
+        ),
+      );
     });
   });
 }
@@ -298,9 +360,14 @@ export function runToolPipes(exe: string, args: string[], o: RunOptions, extra: 
  */
 function outOfMemory(stderr: string): boolean {
   const lines = stderr.split('\n');
-  return lines.some((l, i) => /^(Error while (filtering|decoding stream [^:]*|processing the decoded data[^:]*)|Failed to inject frame into filter network): Cannot allocate memory/.test(l.trim())
-    || /Failed to allocate packet of size|get_encode_buffer\(\) failed|ff_frame_thread_encoder_init failed/.test(l)
-    || (/get_buffer\(\) failed/.test(l) && !/exceeds|invalid/i.test(lines[i - 1] ?? '')));
+  return lines.some(
+    (l, i) =>
+      /^(Error while (filtering|decoding stream [^:]*|processing the decoded data[^:]*)|Failed to inject frame into filter network): Cannot allocate memory/.test(
+        l.trim(),
+      ) ||
+      /Failed to allocate packet of size|get_encode_buffer\(\) failed|ff_frame_thread_encoder_init failed/.test(l) ||
+      (/get_buffer\(\) failed/.test(l) && !/exceeds|invalid/i.test(lines[i - 1] ?? '')),
+  );
 }
 
 function shortName(exe: string): string {

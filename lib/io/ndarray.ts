@@ -11,7 +11,8 @@ export type NdDtype = 'float16' | 'float32' | 'float64' | 'int8' | 'int16' | 'in
  * bool is a Uint8Array of 0/1, int64/uint64 are BigInt64Array/BigUint64Array, and object arrays
  * hold their Python objects in a plain array.
  */
-export type NdData = Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array | Uint32Array | BigUint64Array | unknown[];
+export type NdData =
+  Float32Array | Float64Array | Int8Array | Int16Array | Int32Array | BigInt64Array | Uint8Array | Uint16Array | Uint32Array | BigUint64Array | unknown[];
 
 /**
  * A numpy array read from a pickle.
@@ -34,9 +35,13 @@ export class NdArray {
   }
 
   /** Number of dimensions. */
-  get ndim(): number { return this.shape.length; }
+  get ndim(): number {
+    return this.shape.length;
+  }
   /** Number of elements. */
-  get size(): number { return this.shape.reduce((a, b) => a * b, 1); }
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
 
   /**
    * The elements as a flat array of numbers (int64 beyond 2^53 lose precision; bool becomes

@@ -4,7 +4,10 @@ import { EmotorchError, invalid } from '../errors';
 import { MAX_BUFFER, openRegularSync } from './file';
 
 /** A float array read from a `.npy` file. */
-export interface NpyArray { data: Float32Array; shape: number[] }
+export interface NpyArray {
+  data: Float32Array;
+  shape: number[];
+}
 
 /**
  * Reads a numpy `.npy` file (format 1.0–3.0, C order) of float16/32/64 values into Float32 data.
@@ -26,7 +29,9 @@ export function readNpy(file: string): NpyArray {
   } finally {
     fs.closeSync(fd);
   }
-  const bad = (why: string): never => { throw new EmotorchError(`'${file}' is not a readable .npy array: ${why}`, 'ERR_FORMAT'); };
+  const bad = (why: string): never => {
+    throw new EmotorchError(`'${file}' is not a readable .npy array: ${why}`, 'ERR_FORMAT');
+  };
   if (buf.length < 10 || buf.readUInt8(0) !== 0x93 || buf.toString('latin1', 1, 6) !== 'NUMPY') bad('no \\x93NUMPY magic');
   const major = buf.readUInt8(6);
   if (major < 1 || major > 3) bad(`format version ${major}`);
@@ -39,7 +44,11 @@ export function readNpy(file: string): NpyArray {
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) bad('header lacks descr, fortran_order or shape');
   if (fortran === 'True') bad('Fortran order is not supported');
-  const shape = shapeText!.split(',').map((s) => s.trim()).filter((s) => s.length).map(Number);
+  const shape = shapeText!
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length)
+    .map(Number);
   if (!shape.every((n) => Number.isSafeInteger(n) && n >= 0)) bad(`shape (${shapeText})`);
   const count = shape.reduce((a, b) => a * b, 1);
   const m = /^([<>|=])f([248])$/.exec(descr!);
@@ -51,18 +60,28 @@ export function readNpy(file: string): NpyArray {
   const out = new Float32Array(count);
   for (let i = 0; i < count; i++) {
     const p = off + i * size;
-    out[i] = size === 4 ? (big ? buf.readFloatBE(p) : buf.readFloatLE(p)) : size === 8 ? (big ? buf.readDoubleBE(p) : buf.readDoubleLE(p)) : half(big ? buf.readUInt16BE(p) : buf.readUInt16LE(p));
+    out[i] =
+      size === 4
+        ? big
+          ? buf.readFloatBE(p)
+          : buf.readFloatLE(p)
+        : size === 8
+          ? big
+            ? buf.readDoubleBE(p)
+            : buf.readDoubleLE(p)
+          : half(big ? buf.readUInt16BE(p) : buf.readUInt16LE(p));
   }
   return { data: out, shape };
 }
 
 function half(h: number): number {
-  const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+  const s = h & 0x8000 ? -1 : 1,
+    e = (h >> 10) & 0x1f,
+    f = h & 0x3ff;
   if (e === 0) return s * f * 2 ** -24;
   if (e === 31) return f ? NaN : s * Infinity;
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
-
 
 /**
  * Writes a float32 array as a numpy `.npy` file (format 1.0, little-endian, C order), as
@@ -77,7 +96,8 @@ function half(h: number): number {
 export function writeNpy(file: string, data: Float32Array, shape: number[] = [data?.length]): void {
   if (typeof file !== 'string') invalid('a file path', 'file', file);
   if (!(data instanceof Float32Array)) invalid('a Float32Array', 'data', data);
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0) || shape.reduce((a, b) => a * b, 1) !== data.length) invalid(`a shape of ${data.length} values`, 'shape', shape);
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0) || shape.reduce((a, b) => a * b, 1) !== data.length)
+    invalid(`a shape of ${data.length} values`, 'shape', shape);
   const dims = shape.length === 1 ? `${shape[0]},` : shape.join(', ');
   let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims}), }`;
   // magic (6) + version (2) + length (2) + header + '\n', padded with spaces to a multiple of 64

@@ -50,8 +50,14 @@ export interface PickleOptions {
 
 /** A Python global that the allow-list resolved. */
 export class PyGlobal {
-  constructor(readonly module: string, readonly name: string, readonly call: ((args: unknown[]) => unknown) | null) {}
-  get qualname(): string { return `${this.module}.${this.name}`; }
+  constructor(
+    readonly module: string,
+    readonly name: string,
+    readonly call: ((args: unknown[]) => unknown) | null,
+  ) {}
+  get qualname(): string {
+    return `${this.module}.${this.name}`;
+  }
 }
 
 /** A numpy dtype while it is being rebuilt (numpy.dtype(...) then BUILD with its state). */
@@ -73,7 +79,9 @@ export const pickleAttributes = new WeakMap<object, Map<unknown, unknown> | Reco
 /** Text known to be latin-1, held as its bytes (see Unpickler.text). */
 class Latin1Text {
   constructor(readonly bytes: Buffer) {}
-  toString(): string { return this.bytes.toString('latin1'); }
+  toString(): string {
+    return this.bytes.toString('latin1');
+  }
 }
 
 const NUMPY_ARRAY_MODULES = ['numpy.core.multiarray', 'numpy._core.multiarray'];
@@ -81,16 +89,27 @@ const NUMPY_NUMERIC_MODULES = ['numpy.core.numeric', 'numpy._core.numeric'];
 
 // ---- numpy dtypes ----------------------------------------------------------------------------
 
-interface DtypeInfo { name: NdDtype; size: number; ctor: (new (n: number) => Exclude<NdData, unknown[]>) | null }
+interface DtypeInfo {
+  name: NdDtype;
+  size: number;
+  ctor: (new (n: number) => Exclude<NdData, unknown[]>) | null;
+}
 
 const KINDS: Record<string, DtypeInfo> = {
-  f2: { name: 'float16', size: 2, ctor: Float32Array }, f4: { name: 'float32', size: 4, ctor: Float32Array },
-  f8: { name: 'float64', size: 8, ctor: Float64Array }, i1: { name: 'int8', size: 1, ctor: Int8Array },
-  i2: { name: 'int16', size: 2, ctor: Int16Array }, i4: { name: 'int32', size: 4, ctor: Int32Array },
-  i8: { name: 'int64', size: 8, ctor: BigInt64Array }, u1: { name: 'uint8', size: 1, ctor: Uint8Array },
-  u2: { name: 'uint16', size: 2, ctor: Uint16Array }, u4: { name: 'uint32', size: 4, ctor: Uint32Array },
-  u8: { name: 'uint64', size: 8, ctor: BigUint64Array }, b1: { name: 'bool', size: 1, ctor: Uint8Array },
-  O8: { name: 'object', size: 8, ctor: null }, O4: { name: 'object', size: 4, ctor: null },
+  f2: { name: 'float16', size: 2, ctor: Float32Array },
+  f4: { name: 'float32', size: 4, ctor: Float32Array },
+  f8: { name: 'float64', size: 8, ctor: Float64Array },
+  i1: { name: 'int8', size: 1, ctor: Int8Array },
+  i2: { name: 'int16', size: 2, ctor: Int16Array },
+  i4: { name: 'int32', size: 4, ctor: Int32Array },
+  i8: { name: 'int64', size: 8, ctor: BigInt64Array },
+  u1: { name: 'uint8', size: 1, ctor: Uint8Array },
+  u2: { name: 'uint16', size: 2, ctor: Uint16Array },
+  u4: { name: 'uint32', size: 4, ctor: Uint32Array },
+  u8: { name: 'uint64', size: 8, ctor: BigUint64Array },
+  b1: { name: 'bool', size: 1, ctor: Uint8Array },
+  O8: { name: 'object', size: 8, ctor: null },
+  O4: { name: 'object', size: 4, ctor: null },
 };
 
 let HALF: Float32Array | null = null;
@@ -115,23 +134,45 @@ class Unpickler {
   private stack: unknown[] = [];
   private metastack: unknown[][] = [];
   private memo = new Map<number, unknown>();
-  private owned = new WeakSet<object>();  // Buffers made here (not views of the file): reusable as array storage
+  private owned = new WeakSet<object>(); // Buffers made here (not views of the file): reusable as array storage
   private bufferIndex = 0;
   private readonly dictMode: 'map' | 'object';
   private readonly orderedDicts = new WeakSet<object>();
 
-  constructor(private readonly buf: Buffer, private readonly opts: PickleOptions) {
+  constructor(
+    private readonly buf: Buffer,
+    private readonly opts: PickleOptions,
+  ) {
     this.dictMode = opts.dict ?? 'map';
   }
 
   // -- byte reading (every read is bounds-checked) --
   private need(n: number, what: string): void {
-    if (n < 0 || this.pos + n > this.buf.length) throw new ParseError(`truncated: ${what} at byte ${this.pos} runs past the end of the data (${this.buf.length} bytes)`);
+    if (n < 0 || this.pos + n > this.buf.length)
+      throw new ParseError(`truncated: ${what} at byte ${this.pos} runs past the end of the data (${this.buf.length} bytes)`);
   }
-  private u8(): number { this.need(1, 'a byte'); return this.buf[this.pos++]; }
-  private u16(): number { this.need(2, 'a 2-byte integer'); const v = this.buf.readUInt16LE(this.pos); this.pos += 2; return v; }
-  private i32(): number { this.need(4, 'a 4-byte integer'); const v = this.buf.readInt32LE(this.pos); this.pos += 4; return v; }
-  private u32(): number { this.need(4, 'a 4-byte length'); const v = this.buf.readUInt32LE(this.pos); this.pos += 4; return v; }
+  private u8(): number {
+    this.need(1, 'a byte');
+    return this.buf[this.pos++];
+  }
+  private u16(): number {
+    this.need(2, 'a 2-byte integer');
+    const v = this.buf.readUInt16LE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  private i32(): number {
+    this.need(4, 'a 4-byte integer');
+    const v = this.buf.readInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  private u32(): number {
+    this.need(4, 'a 4-byte length');
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
   private u64(): number {
     this.need(8, 'an 8-byte length');
     const v = this.buf.readBigUInt64LE(this.pos);
@@ -176,8 +217,11 @@ class Unpickler {
     for (let i = this.pos; i < end; i++, chars++) {
       const b = src[i];
       if (b < 0x80) continue;
-      if ((b === 0xc2 || b === 0xc3) && i + 1 < end && (src[i + 1] & 0xc0) === 0x80) { i++; continue; }
-      return this.utf8(n, what);  // anything else: decode as ordinary text
+      if ((b === 0xc2 || b === 0xc3) && i + 1 < end && (src[i + 1] & 0xc0) === 0x80) {
+        i++;
+        continue;
+      }
+      return this.utf8(n, what); // anything else: decode as ordinary text
     }
     const outBuf = Buffer.allocUnsafe(chars);
     for (let i = this.pos, o = 0; i < end; i++) {
@@ -190,7 +234,9 @@ class Unpickler {
   }
 
   // -- stack --
-  private push(v: unknown): void { this.stack.push(v); }
+  private push(v: unknown): void {
+    this.stack.push(v);
+  }
   private pop(what: string): unknown {
     if (this.stack.length === 0) throw new ParseError(`${what} found an empty stack`);
     return this.stack.pop();
@@ -224,7 +270,11 @@ class Unpickler {
   }
   private toBytes(v: unknown, what: string): Buffer {
     if (Buffer.isBuffer(v)) return v;
-    if (typeof v === 'string') { const b = Buffer.from(v, 'latin1'); this.owned.add(b); return b; }
+    if (typeof v === 'string') {
+      const b = Buffer.from(v, 'latin1');
+      this.owned.add(b);
+      return b;
+    }
     throw new ParseError(`${what} expected bytes but got ${describe(v)}`);
   }
 
@@ -267,7 +317,10 @@ class Unpickler {
       return g((a) => {
         const d = this.newDict();
         this.orderedDicts.add(d);
-        if (a.length && Array.isArray(a[0])) for (const kv of a[0] as unknown[]) { if (Array.isArray(kv) && kv.length === 2) this.setItem(d, kv[0], kv[1]); }
+        if (a.length && Array.isArray(a[0]))
+          for (const kv of a[0] as unknown[]) {
+            if (Array.isArray(kv) && kv.length === 2) this.setItem(d, kv[0], kv[1]);
+          }
         return d;
       });
     }
@@ -309,9 +362,13 @@ class Unpickler {
     if (!(d instanceof PyDtype)) throw new ParseError(`expected a numpy dtype but got ${describe(d)}`);
     let s = d.str;
     let order = d.byteorder;
-    if (/^[<>|=]/.test(s)) { order = s[0] === '=' ? order : s[0]; s = s.slice(1); }
+    if (/^[<>|=]/.test(s)) {
+      order = s[0] === '=' ? order : s[0];
+      s = s.slice(1);
+    }
     const info = KINDS[s] ?? (s === 'b' || s === '?' ? KINDS.b1 : undefined);
-    if (!info) throw new EmotorchError(`numpy dtype ${dtypeName(d.str)} is not supported (supported: float16/32/64, int8-64, uint8-64, bool, object)`, 'ERR_FORMAT');
+    if (!info)
+      throw new EmotorchError(`numpy dtype ${dtypeName(d.str)} is not supported (supported: float16/32/64, int8-64, uint8-64, bool, object)`, 'ERR_FORMAT');
     return { info, big: order === '>' || (order === '=' && !LITTLE_HOST), str: s };
   }
 
@@ -326,7 +383,8 @@ class Unpickler {
     const { info, big } = this.dtypeInfo(dt);
     const n = shape.reduce((a, b) => a * b, 1);
     if (info.ctor === null) {
-      if (!Array.isArray(raw) || raw.length !== n) throw new ParseError(`object array of shape [${shape}] needs a list of ${n} objects but got ${describe(raw)}`);
+      if (!Array.isArray(raw) || raw.length !== n)
+        throw new ParseError(`object array of shape [${shape}] needs a list of ${n} objects but got ${describe(raw)}`);
       return { data: fortran ? transpose(raw, shape) : raw, dtype: 'object' };
     }
     const bytes = this.toBytes(raw, 'numpy array data');
@@ -349,7 +407,7 @@ class Unpickler {
         for (let o = 0; o < nbytes; o += info.size) u.subarray(o, o + info.size).reverse();
       }
     }
-    if (info.name === 'bool') for (let i = 0; i < n; i++) if (data[i] as number > 1) (data as Uint8Array)[i] = 1;
+    if (info.name === 'bool') for (let i = 0; i < n; i++) if ((data[i] as number) > 1) (data as Uint8Array)[i] = 1;
     return { data: fortran && shape.length > 1 ? transpose(data, shape) : data, dtype: info.name };
   }
 
@@ -414,43 +472,121 @@ class Unpickler {
       const at = this.pos;
       const op = buf[this.pos++];
       switch (op) {
-        case 0x80: { const v = this.u8(); if (v > 5) throw new ParseError(`unsupported pickle protocol ${v}`); break; }  // PROTO
-        case 0x95: this.u64(); break;                                                  // FRAME
-        case 0x2e: return this.pop('STOP');                                            // STOP '.'
-        case 0x28: this.metastack.push(this.stack); this.stack = []; break;           // MARK '('
-        case 0x30: if (this.stack.length) this.stack.pop(); else this.popMark('POP'); break;  // POP '0'
-        case 0x31: this.popMark('POP_MARK'); break;                                    // POP_MARK '1'
-        case 0x32: this.push(this.top('DUP')); break;                                  // DUP '2'
+        case 0x80: {
+          const v = this.u8();
+          if (v > 5) throw new ParseError(`unsupported pickle protocol ${v}`);
+          break;
+        } // PROTO
+        case 0x95:
+          this.u64();
+          break; // FRAME
+        case 0x2e:
+          return this.pop('STOP'); // STOP '.'
+        case 0x28:
+          this.metastack.push(this.stack);
+          this.stack = [];
+          break; // MARK '('
+        case 0x30:
+          if (this.stack.length) this.stack.pop();
+          else this.popMark('POP');
+          break; // POP '0'
+        case 0x31:
+          this.popMark('POP_MARK');
+          break; // POP_MARK '1'
+        case 0x32:
+          this.push(this.top('DUP'));
+          break; // DUP '2'
         // numbers
-        case 0x4a: this.push(this.i32()); break;                                       // BININT 'J'
-        case 0x4b: this.push(this.u8()); break;                                        // BININT1 'K'
-        case 0x4d: this.push(this.u16()); break;                                       // BININT2 'M'
-        case 0x8a: this.push(longFrom(this.bytes(this.u8(), 'LONG1'))); break;         // LONG1
-        case 0x8b: { const n = this.i32(); if (n < 0) throw new ParseError('LONG4 with a negative length'); this.push(longFrom(this.bytes(n, 'LONG4'))); break; }
-        case 0x47: { this.need(8, 'BINFLOAT'); this.push(buf.readDoubleBE(this.pos)); this.pos += 8; break; }  // BINFLOAT 'G'
-        case 0x49: {                                                                   // INT 'I'
-          const s = this.line('INT');
-          if (s === '00') this.push(false); else if (s === '01') this.push(true); else this.push(parseIntText(s));
+        case 0x4a:
+          this.push(this.i32());
+          break; // BININT 'J'
+        case 0x4b:
+          this.push(this.u8());
+          break; // BININT1 'K'
+        case 0x4d:
+          this.push(this.u16());
+          break; // BININT2 'M'
+        case 0x8a:
+          this.push(longFrom(this.bytes(this.u8(), 'LONG1')));
+          break; // LONG1
+        case 0x8b: {
+          const n = this.i32();
+          if (n < 0) throw new ParseError('LONG4 with a negative length');
+          this.push(longFrom(this.bytes(n, 'LONG4')));
           break;
         }
-        case 0x4c: this.push(parseIntText(this.line('LONG').replace(/L$/, ''))); break;   // LONG 'L'
-        case 0x46: { const s = this.line('FLOAT'); const v = Number(s); if (Number.isNaN(v) && !/nan/i.test(s)) throw new ParseError('a FLOAT opcode whose text is not a number'); this.push(v); break; }
-        case 0x4e: this.push(null); break;                                             // NONE 'N'
-        case 0x88: this.push(true); break;                                             // NEWTRUE
-        case 0x89: this.push(false); break;                                            // NEWFALSE
+        case 0x47: {
+          this.need(8, 'BINFLOAT');
+          this.push(buf.readDoubleBE(this.pos));
+          this.pos += 8;
+          break;
+        } // BINFLOAT 'G'
+        case 0x49: {
+          // INT 'I'
+          const s = this.line('INT');
+          if (s === '00') this.push(false);
+          else if (s === '01') this.push(true);
+          else this.push(parseIntText(s));
+          break;
+        }
+        case 0x4c:
+          this.push(parseIntText(this.line('LONG').replace(/L$/, '')));
+          break; // LONG 'L'
+        case 0x46: {
+          const s = this.line('FLOAT');
+          const v = Number(s);
+          if (Number.isNaN(v) && !/nan/i.test(s)) throw new ParseError('a FLOAT opcode whose text is not a number');
+          this.push(v);
+          break;
+        }
+        case 0x4e:
+          this.push(null);
+          break; // NONE 'N'
+        case 0x88:
+          this.push(true);
+          break; // NEWTRUE
+        case 0x89:
+          this.push(false);
+          break; // NEWFALSE
         // strings and bytes
-        case 0x58: this.push(this.text(this.u32(), 'BINUNICODE')); break;              // 'X'
-        case 0x8c: this.push(this.utf8(this.u8(), 'SHORT_BINUNICODE')); break;
-        case 0x8d: this.push(this.text(this.u64(), 'BINUNICODE8')); break;
-        case 0x56: this.push(rawUnicodeEscape(this.line('UNICODE'))); break;           // UNICODE 'V'
-        case 0x53: this.push(stringLiteral(this.line('STRING'))); break;               // STRING 'S'
-        case 0x54: { const n = this.i32(); if (n < 0) throw new ParseError('BINSTRING with a negative length'); this.push(this.bytes(n, 'BINSTRING').toString('latin1')); break; }
-        case 0x55: this.push(this.bytes(this.u8(), 'SHORT_BINSTRING').toString('latin1')); break;
-        case 0x42: this.push(this.bytes(this.u32(), 'BINBYTES')); break;               // 'B'
-        case 0x43: this.push(this.bytes(this.u8(), 'SHORT_BINBYTES')); break;          // 'C'
-        case 0x8e: this.push(this.bytes(this.u64(), 'BINBYTES8')); break;
-        case 0x96: this.push(this.bytes(this.u64(), 'BYTEARRAY8')); break;
-        case 0x97: {                                                                   // NEXT_BUFFER
+        case 0x58:
+          this.push(this.text(this.u32(), 'BINUNICODE'));
+          break; // 'X'
+        case 0x8c:
+          this.push(this.utf8(this.u8(), 'SHORT_BINUNICODE'));
+          break;
+        case 0x8d:
+          this.push(this.text(this.u64(), 'BINUNICODE8'));
+          break;
+        case 0x56:
+          this.push(rawUnicodeEscape(this.line('UNICODE')));
+          break; // UNICODE 'V'
+        case 0x53:
+          this.push(stringLiteral(this.line('STRING')));
+          break; // STRING 'S'
+        case 0x54: {
+          const n = this.i32();
+          if (n < 0) throw new ParseError('BINSTRING with a negative length');
+          this.push(this.bytes(n, 'BINSTRING').toString('latin1'));
+          break;
+        }
+        case 0x55:
+          this.push(this.bytes(this.u8(), 'SHORT_BINSTRING').toString('latin1'));
+          break;
+        case 0x42:
+          this.push(this.bytes(this.u32(), 'BINBYTES'));
+          break; // 'B'
+        case 0x43:
+          this.push(this.bytes(this.u8(), 'SHORT_BINBYTES'));
+          break; // 'C'
+        case 0x8e:
+          this.push(this.bytes(this.u64(), 'BINBYTES8'));
+          break;
+        case 0x96:
+          this.push(this.bytes(this.u64(), 'BYTEARRAY8'));
+          break;
+        case 0x97: {
+          // NEXT_BUFFER
           const bufs = this.opts.buffers;
           if (!bufs) throw new ParseError('the pickle refers to out-of-band buffers (NEXT_BUFFER) but no buffers were given (pass { buffers })');
           if (this.bufferIndex >= bufs.length) throw new ParseError(`the pickle wants more than the ${bufs.length} out-of-band buffers given`);
@@ -458,17 +594,43 @@ class Unpickler {
           this.push(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
           break;
         }
-        case 0x98: this.top('READONLY_BUFFER'); break;
+        case 0x98:
+          this.top('READONLY_BUFFER');
+          break;
         // containers
-        case 0x5d: this.push([]); break;                                               // EMPTY_LIST ']'
-        case 0x6c: this.push(this.popMark('LIST')); break;                             // LIST 'l'
-        case 0x29: this.push([]); break;                                               // EMPTY_TUPLE ')'
-        case 0x74: this.push(this.popMark('TUPLE')); break;                            // TUPLE 't'
-        case 0x85: this.push([this.pop('TUPLE1')]); break;
-        case 0x86: { const b = this.pop('TUPLE2'); const a = this.pop('TUPLE2'); this.push([a, b]); break; }
-        case 0x87: { const c = this.pop('TUPLE3'); const b = this.pop('TUPLE3'); const a = this.pop('TUPLE3'); this.push([a, b, c]); break; }
-        case 0x7d: this.push(this.newDict()); break;                                   // EMPTY_DICT '}'
-        case 0x64: {                                                                   // DICT 'd'
+        case 0x5d:
+          this.push([]);
+          break; // EMPTY_LIST ']'
+        case 0x6c:
+          this.push(this.popMark('LIST'));
+          break; // LIST 'l'
+        case 0x29:
+          this.push([]);
+          break; // EMPTY_TUPLE ')'
+        case 0x74:
+          this.push(this.popMark('TUPLE'));
+          break; // TUPLE 't'
+        case 0x85:
+          this.push([this.pop('TUPLE1')]);
+          break;
+        case 0x86: {
+          const b = this.pop('TUPLE2');
+          const a = this.pop('TUPLE2');
+          this.push([a, b]);
+          break;
+        }
+        case 0x87: {
+          const c = this.pop('TUPLE3');
+          const b = this.pop('TUPLE3');
+          const a = this.pop('TUPLE3');
+          this.push([a, b, c]);
+          break;
+        }
+        case 0x7d:
+          this.push(this.newDict());
+          break; // EMPTY_DICT '}'
+        case 0x64: {
+          // DICT 'd'
           const items = this.popMark('DICT');
           if (items.length % 2) throw new ParseError('DICT with an odd number of items');
           const d = this.newDict();
@@ -476,31 +638,44 @@ class Unpickler {
           this.push(d);
           break;
         }
-        case 0x8f: this.push(new Set()); break;                                        // EMPTY_SET
-        case 0x91: this.push(new Set(this.popMark('FROZENSET'))); break;               // FROZENSET
-        case 0x61: {                                                                   // APPEND 'a'
+        case 0x8f:
+          this.push(new Set());
+          break; // EMPTY_SET
+        case 0x91:
+          this.push(new Set(this.popMark('FROZENSET')));
+          break; // FROZENSET
+        case 0x61: {
+          // APPEND 'a'
           const v = this.pop('APPEND');
           const l = this.top('APPEND');
           if (!Array.isArray(l)) throw new ParseError(`APPEND to ${describe(l)}, which is not a list`);
           l.push(v);
           break;
         }
-        case 0x65: {                                                                   // APPENDS 'e'
+        case 0x65: {
+          // APPENDS 'e'
           const items = this.popMark('APPENDS');
           const l = this.top('APPENDS');
           if (!Array.isArray(l)) throw new ParseError(`APPENDS to ${describe(l)}, which is not a list`);
           for (const v of items) l.push(v);
           break;
         }
-        case 0x73: { const v = this.pop('SETITEM'); const k = this.pop('SETITEM'); this.setItem(this.top('SETITEM'), k, v); break; }
-        case 0x75: {                                                                   // SETITEMS 'u'
+        case 0x73: {
+          const v = this.pop('SETITEM');
+          const k = this.pop('SETITEM');
+          this.setItem(this.top('SETITEM'), k, v);
+          break;
+        }
+        case 0x75: {
+          // SETITEMS 'u'
           const items = this.popMark('SETITEMS');
           if (items.length % 2) throw new ParseError('SETITEMS with an odd number of items');
           const d = this.top('SETITEMS');
           for (let i = 0; i < items.length; i += 2) this.setItem(d, items[i], items[i + 1]);
           break;
         }
-        case 0x90: {                                                                   // ADDITEMS
+        case 0x90: {
+          // ADDITEMS
           const items = this.popMark('ADDITEMS');
           const s = this.top('ADDITEMS');
           if (!(s instanceof Set)) throw new ParseError(`ADDITEMS to ${describe(s)}, which is not a set`);
@@ -508,48 +683,97 @@ class Unpickler {
           break;
         }
         // memo
-        case 0x94: this.memo.set(this.memo.size, this.top('MEMOIZE')); break;          // MEMOIZE
-        case 0x71: this.memo.set(this.u8(), this.top('BINPUT')); break;                // BINPUT 'q'
-        case 0x72: this.memo.set(this.u32(), this.top('LONG_BINPUT')); break;          // LONG_BINPUT 'r'
-        case 0x70: this.memo.set(parseIntNumber(this.line('PUT')), this.top('PUT')); break;  // PUT 'p'
-        case 0x68: this.push(this.memoGet(this.u8())); break;                          // BINGET 'h'
-        case 0x6a: this.push(this.memoGet(this.u32())); break;                         // LONG_BINGET 'j'
-        case 0x67: this.push(this.memoGet(parseIntNumber(this.line('GET')))); break;   // GET 'g'
+        case 0x94:
+          this.memo.set(this.memo.size, this.top('MEMOIZE'));
+          break; // MEMOIZE
+        case 0x71:
+          this.memo.set(this.u8(), this.top('BINPUT'));
+          break; // BINPUT 'q'
+        case 0x72:
+          this.memo.set(this.u32(), this.top('LONG_BINPUT'));
+          break; // LONG_BINPUT 'r'
+        case 0x70:
+          this.memo.set(parseIntNumber(this.line('PUT')), this.top('PUT'));
+          break; // PUT 'p'
+        case 0x68:
+          this.push(this.memoGet(this.u8()));
+          break; // BINGET 'h'
+        case 0x6a:
+          this.push(this.memoGet(this.u32()));
+          break; // LONG_BINGET 'j'
+        case 0x67:
+          this.push(this.memoGet(parseIntNumber(this.line('GET'))));
+          break; // GET 'g'
         // objects
-        case 0x63: { const m = this.line('GLOBAL'); const n = this.line('GLOBAL'); this.push(this.global(m, n)); break; }  // GLOBAL 'c'
-        case 0x93: {                                                                   // STACK_GLOBAL
+        case 0x63: {
+          const m = this.line('GLOBAL');
+          const n = this.line('GLOBAL');
+          this.push(this.global(m, n));
+          break;
+        } // GLOBAL 'c'
+        case 0x93: {
+          // STACK_GLOBAL
           const n = this.pop('STACK_GLOBAL');
           const m = this.pop('STACK_GLOBAL');
           if (typeof m !== 'string' || typeof n !== 'string') throw new ParseError('STACK_GLOBAL with a module or name that is not a string');
           this.push(this.global(m, n));
           break;
         }
-        case 0x52: { const args = this.pop('REDUCE'); const fn = this.pop('REDUCE'); this.push(this.call(fn, args, 'REDUCE')); break; }
-        case 0x81: { const args = this.pop('NEWOBJ'); const cls = this.pop('NEWOBJ'); this.push(this.call(cls, args, 'NEWOBJ')); break; }
-        case 0x92: {                                                                   // NEWOBJ_EX
-          const kw = this.pop('NEWOBJ_EX'); const args = this.pop('NEWOBJ_EX'); const cls = this.pop('NEWOBJ_EX');
-          if (!(kw instanceof Map ? kw.size === 0 : isPlainObject(kw) && Object.keys(kw as object).length === 0)) throw new ParseError('NEWOBJ_EX with keyword arguments');
+        case 0x52: {
+          const args = this.pop('REDUCE');
+          const fn = this.pop('REDUCE');
+          this.push(this.call(fn, args, 'REDUCE'));
+          break;
+        }
+        case 0x81: {
+          const args = this.pop('NEWOBJ');
+          const cls = this.pop('NEWOBJ');
+          this.push(this.call(cls, args, 'NEWOBJ'));
+          break;
+        }
+        case 0x92: {
+          // NEWOBJ_EX
+          const kw = this.pop('NEWOBJ_EX');
+          const args = this.pop('NEWOBJ_EX');
+          const cls = this.pop('NEWOBJ_EX');
+          if (!(kw instanceof Map ? kw.size === 0 : isPlainObject(kw) && Object.keys(kw as object).length === 0))
+            throw new ParseError('NEWOBJ_EX with keyword arguments');
           this.push(this.call(cls, args, 'NEWOBJ_EX'));
           break;
         }
-        case 0x69: {                                                                   // INST 'i'
-          const m = this.line('INST'); const n = this.line('INST');
+        case 0x69: {
+          // INST 'i'
+          const m = this.line('INST');
+          const n = this.line('INST');
           const g = this.global(m, n);
           this.push(this.call(g, this.popMark('INST'), 'INST'));
           break;
         }
-        case 0x6f: { const items = this.popMark('OBJ'); this.push(this.call(items[0], items.slice(1), 'OBJ')); break; }  // OBJ 'o'
-        case 0x62: { const state = this.pop('BUILD'); this.build(this.top('BUILD'), state); break; }  // BUILD 'b'
-        case 0x50: case 0x51: {                                                        // PERSID, BINPERSID
-          if (!this.opts.persistentLoad) throw new ParseError('the pickle uses persistent ids (as torch.save does); load .pt/.bin files with the checkpoint reader instead');
+        case 0x6f: {
+          const items = this.popMark('OBJ');
+          this.push(this.call(items[0], items.slice(1), 'OBJ'));
+          break;
+        } // OBJ 'o'
+        case 0x62: {
+          const state = this.pop('BUILD');
+          this.build(this.top('BUILD'), state);
+          break;
+        } // BUILD 'b'
+        case 0x50:
+        case 0x51: {
+          // PERSID, BINPERSID
+          if (!this.opts.persistentLoad)
+            throw new ParseError('the pickle uses persistent ids (as torch.save does); load .pt/.bin files with the checkpoint reader instead');
           const pid = op === 0x50 ? this.line('PERSID') : this.pop('BINPERSID');
           this.push(this.opts.persistentLoad(pid));
           break;
         }
-        case 0x82: case 0x83: case 0x84:
+        case 0x82:
+        case 0x83:
+        case 0x84:
           throw new ParseError('the pickle uses the copyreg extension registry (EXT1/2/4), which emotorch does not resolve');
         default:
-          throw new ParseError(`an unknown opcode at byte ${at}`);  // not its value: the file may be any text
+          throw new ParseError(`an unknown opcode at byte ${at}`); // not its value: the file may be any text
       }
     }
   }
@@ -581,7 +805,7 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return `a list/tuple of ${v.length}`;
   if (v instanceof Map) return 'a dict';
   if (v instanceof Set) return 'a set';
-  if (typeof v === 'string') return `a str of ${v.length} characters`;  // never the text: it may be any file's content
+  if (typeof v === 'string') return `a str of ${v.length} characters`; // never the text: it may be any file's content
   return typeof v === 'object' ? 'an object' : String(v);
 }
 
@@ -639,7 +863,8 @@ function transpose<T extends ArrayLike<unknown> & { length: number }>(src: T, sh
   let f = 0;
   for (let c = 0; c < n; c++) {
     out[c] = src[f];
-    for (let k = nd - 1; k >= 0; k--) {  // C order: last index fastest
+    for (let k = nd - 1; k >= 0; k--) {
+      // C order: last index fastest
       idx[k]++;
       f += fstride[k];
       if (idx[k] < shape[k]) break;
@@ -667,7 +892,8 @@ export function parsePickle(buffer: Uint8Array, opts: PickleOptions = {}, name =
   if (opts === null || typeof opts !== 'object') invalid('an options object', 'options', opts);
   checkOptionNames(opts, ['dict', 'buffers', 'globals', 'persistentLoad'], 'parsePickle');
   if (opts.dict !== undefined && opts.dict !== 'map' && opts.dict !== 'object') invalid("'map' or 'object'", 'dict', opts.dict);
-  if (opts.buffers !== undefined && !(Array.isArray(opts.buffers) && opts.buffers.every((b) => b instanceof Uint8Array))) invalid('an array of Buffers', 'buffers', opts.buffers);
+  if (opts.buffers !== undefined && !(Array.isArray(opts.buffers) && opts.buffers.every((b) => b instanceof Uint8Array)))
+    invalid('an array of Buffers', 'buffers', opts.buffers);
   const buf = Buffer.isBuffer(buffer) ? buffer : Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength);
   if (buf.length >= 4 && buf.readUInt32BE(0) === 0x504b0304) {
     throw new EmotorchError(`'${name}' is a zip archive (a torch.save checkpoint?), not a plain pickle`, 'ERR_FORMAT');
@@ -714,50 +940,66 @@ export type PicklableValue = null | boolean | number | string | PicklableValue[]
  * fs.writeFileSync('transcripts.pkl', et.io.pickleValue([['0.npy', [0, 713, 2], -1]]));
  */
 export function pickleValue(value: PicklableValue): Buffer {
-  const parts: Buffer[] = [Buffer.from([0x80, 2])];   // PROTO 2
+  const parts: Buffer[] = [Buffer.from([0x80, 2])]; // PROTO 2
   const op = (...bytes: number[]) => parts.push(Buffer.from(bytes));
   const seen = new Set<object>();
   const put = (v: unknown, where: string): void => {
-    if (v === null || v === undefined) op(0x4e);   // NONE
+    if (v === null || v === undefined)
+      op(0x4e); // NONE
     else if (v === true) op(0x88);
     else if (v === false) op(0x89);
     else if (typeof v === 'number') {
       if (!Number.isFinite(v)) invalid('a finite number', where, v);
       if (Number.isInteger(v) && Math.abs(v) <= 2 ** 31 - 1) {
-        const b = Buffer.alloc(5); b.writeUInt8(0x4a, 0); b.writeInt32LE(v, 1); parts.push(b);   // BININT
+        const b = Buffer.alloc(5);
+        b.writeUInt8(0x4a, 0);
+        b.writeInt32LE(v, 1);
+        parts.push(b); // BININT
       } else if (Number.isInteger(v)) {
         if (!Number.isSafeInteger(v)) invalid('an integer within ±2^53', where, v);
-        const b = Buffer.alloc(10); b.writeUInt8(0x8a, 0); b.writeUInt8(8, 1); b.writeBigInt64LE(BigInt(v), 2); parts.push(b);   // LONG1, 8 bytes
+        const b = Buffer.alloc(10);
+        b.writeUInt8(0x8a, 0);
+        b.writeUInt8(8, 1);
+        b.writeBigInt64LE(BigInt(v), 2);
+        parts.push(b); // LONG1, 8 bytes
       } else {
-        const b = Buffer.alloc(9); b.writeUInt8(0x47, 0); b.writeDoubleBE(v, 1); parts.push(b);   // BINFLOAT
+        const b = Buffer.alloc(9);
+        b.writeUInt8(0x47, 0);
+        b.writeDoubleBE(v, 1);
+        parts.push(b); // BINFLOAT
       }
     } else if (typeof v === 'string') {
       const s = Buffer.from(v, 'utf8');
-      const b = Buffer.alloc(5); b.writeUInt8(0x58, 0); b.writeUInt32LE(s.length, 1);   // BINUNICODE
+      const b = Buffer.alloc(5);
+      b.writeUInt8(0x58, 0);
+      b.writeUInt32LE(s.length, 1); // BINUNICODE
       parts.push(b, s);
     } else if (Array.isArray(v) || (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype)) {
       if (seen.has(v as object)) invalid('a value without cycles', where, '(a cycle)');
       seen.add(v as object);
       if (Array.isArray(v)) {
-        op(0x5d);   // EMPTY_LIST
+        op(0x5d); // EMPTY_LIST
         for (let i = 0; i < v.length; i += 1000) {
-          op(0x28);   // MARK
+          op(0x28); // MARK
           v.slice(i, i + 1000).forEach((x, j) => put(x, `${where}[${i + j}]`));
-          op(0x65);   // APPENDS
+          op(0x65); // APPENDS
         }
       } else {
-        op(0x7d);   // EMPTY_DICT
+        op(0x7d); // EMPTY_DICT
         const entries = Object.entries(v as Record<string, unknown>);
         if (entries.length) {
           op(0x28);
-          for (const [k, x] of entries) { put(k, `${where} key`); put(x, `${where}.${k}`); }
-          op(0x75);   // SETITEMS
+          for (const [k, x] of entries) {
+            put(k, `${where} key`);
+            put(x, `${where}.${k}`);
+          }
+          op(0x75); // SETITEMS
         }
       }
       seen.delete(v as object);
     } else invalid('None, a bool, number, string, list or dict', where, v);
   };
   put(value, 'value');
-  op(0x2e);   // STOP
+  op(0x2e); // STOP
   return Buffer.concat(parts);
 }

@@ -14,15 +14,44 @@ import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { openRegularSync } from './file';
 
 const TO_DTYPE: Record<string, DType> = {
-  F32: 'float32', F64: 'float64', F16: 'float16', BF16: 'bfloat16', I64: 'int64', I32: 'int32',
-  I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool',
+  F32: 'float32',
+  F64: 'float64',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  I64: 'int64',
+  I32: 'int32',
+  I16: 'int16',
+  I8: 'int8',
+  U8: 'uint8',
+  BOOL: 'bool',
 };
 const FROM_DTYPE: Record<DType, string> = Object.fromEntries(Object.entries(TO_DTYPE).map(([k, v]) => [v, k])) as Record<DType, string>;
 /** The official reader's limits: header bytes, and JSON nesting (serde_json's recursion limit). */
 const MAX_HEADER = 100_000_000;
 const MAX_DEPTH = 127;
 /** Every dtype name the official format defines (those emotorch lacks are "unsupported", not "unknown"). */
-const OFFICIAL_DTYPES = new Set(['BOOL', 'F4', 'F6_E2M3', 'F6_E3M2', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'F8_E8M0', 'I16', 'U16', 'F16', 'BF16', 'I32', 'U32', 'F32', 'C64', 'F64', 'I64', 'U64']);
+const OFFICIAL_DTYPES = new Set([
+  'BOOL',
+  'F4',
+  'F6_E2M3',
+  'F6_E3M2',
+  'U8',
+  'I8',
+  'F8_E5M2',
+  'F8_E4M3',
+  'F8_E8M0',
+  'I16',
+  'U16',
+  'F16',
+  'BF16',
+  'I32',
+  'U32',
+  'F32',
+  'C64',
+  'F64',
+  'I64',
+  'U64',
+]);
 
 /** One tensor's entry in a safetensors header: dtype, shape and byte range. */
 export interface SafetensorsEntry {
@@ -63,13 +92,15 @@ class HeaderParser {
   constructor(private readonly s: string) {}
 
   parse(): unknown {
-    if (this.s[0] !== '{') this.fail('the header does not start with \'{\'');
+    if (this.s[0] !== '{') this.fail("the header does not start with '{'");
     const v = this.value(1);
     this.ws();
     if (this.i < this.s.length) this.fail('text follows the header object');
     return v;
   }
-  private fail(why: string): never { throw new HeaderError(`${why} (character ${this.i})`); }
+  private fail(why: string): never {
+    throw new HeaderError(`${why} (character ${this.i})`);
+  }
   private ws(): void {
     const s = this.s;
     while (this.i < s.length && (s[this.i] === ' ' || s[this.i] === '\n' || s[this.i] === '\r' || s[this.i] === '\t')) this.i++;
@@ -82,8 +113,15 @@ class HeaderParser {
       return c === '{' ? this.object(depth) : this.array(depth);
     }
     if (c === '"') return this.string();
-    for (const [word, v] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (this.s.startsWith(word, this.i)) { this.i += word.length; return v; }
+    for (const [word, v] of [
+      ['true', true],
+      ['false', false],
+      ['null', null],
+    ] as const) {
+      if (this.s.startsWith(word, this.i)) {
+        this.i += word.length;
+        return v;
+      }
     }
     const num = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
     num.lastIndex = this.i;
@@ -100,7 +138,7 @@ class HeaderParser {
       if (j < 0) this.fail('a string is not closed');
       let b = j - 1;
       while (this.s[b] === '\\') b--;
-      if ((j - 1 - b) % 2 === 0) break;  // an even number of backslashes: the quote ends the string
+      if ((j - 1 - b) % 2 === 0) break; // an even number of backslashes: the quote ends the string
       j++;
     }
     this.i = j + 1;
@@ -115,38 +153,53 @@ class HeaderParser {
     const out: unknown[] = [];
     this.i++;
     this.ws();
-    if (this.s[this.i] === ']') { this.i++; return out; }
+    if (this.s[this.i] === ']') {
+      this.i++;
+      return out;
+    }
     for (;;) {
       out.push(this.value(depth + 1));
       this.ws();
       const c = this.s[this.i++];
       if (c === ']') return out;
-      if (c !== ',') { this.i--; this.fail('expected , or ] in an array'); }
+      if (c !== ',') {
+        this.i--;
+        this.fail('expected , or ] in an array');
+      }
     }
   }
   private object(depth: number): Map<string, unknown> {
     const out = new Map<string, unknown>();
     this.i++;
     this.ws();
-    if (this.s[this.i] === '}') { this.i++; return out; }
+    if (this.s[this.i] === '}') {
+      this.i++;
+      return out;
+    }
     for (;;) {
       this.ws();
       if (this.s[this.i] !== '"') this.fail('expected a key string');
       const k = this.string();
       this.ws();
-      if (this.s[this.i++] !== ':') { this.i--; this.fail('expected : after a key'); }
+      if (this.s[this.i++] !== ':') {
+        this.i--;
+        this.fail('expected : after a key');
+      }
       const v = this.value(depth + 1);
       if (out.has(k)) {
         const r = this.repeated.get(out) ?? new Set<string>();
         r.add(k);
         this.repeated.set(out, r);
-        out.delete(k);  // the last value wins, in the last position
+        out.delete(k); // the last value wins, in the last position
       }
       out.set(k, v);
       this.ws();
       const c = this.s[this.i++];
       if (c === '}') return out;
-      if (c !== ',') { this.i--; this.fail('expected , or } in an object'); }
+      if (c !== ',') {
+        this.i--;
+        this.fail('expected , or } in an object');
+      }
     }
   }
 }
@@ -183,7 +236,8 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
       return b;
     };
     const n = read(8, 0).readBigUInt64LE(0);
-    if (n > BigInt(Math.min(MAX_HEADER, fileSize - 8))) corrupt(path, `the header length field exceeds the file (${fileSize} bytes) or the ${MAX_HEADER}-byte limit`);  // not the value: 8 bytes of whatever file this is
+    if (n > BigInt(Math.min(MAX_HEADER, fileSize - 8)))
+      corrupt(path, `the header length field exceeds the file (${fileSize} bytes) or the ${MAX_HEADER}-byte limit`); // not the value: 8 bytes of whatever file this is
     const hlen = Number(n);
     let text: string;
     try {
@@ -224,7 +278,12 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
       const dt = e.get('dtype');
       const dtype = typeof dt === 'string' ? TO_DTYPE[dt] : undefined;
       if (!dtype) {
-        corrupt(path, typeof dt === 'string' && OFFICIAL_DTYPES.has(dt) ? `tensor '${name}' has unsupported dtype "${dt}"` : `tensor '${name}' has no dtype of the format (BOOL, U8, F16, F32, …)`);
+        corrupt(
+          path,
+          typeof dt === 'string' && OFFICIAL_DTYPES.has(dt)
+            ? `tensor '${name}' has unsupported dtype "${dt}"`
+            : `tensor '${name}' has no dtype of the format (BOOL, U8, F16, F32, …)`,
+        );
       }
       const shape = e.get('shape');
       if (!Array.isArray(shape) || !shape.every(isIndex)) corrupt(path, `tensor '${name}' has no shape of non-negative integers`);
@@ -243,10 +302,15 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
     const sorted = [...entries].sort(([, a], [, b]) => a.begin - b.begin || a.end - b.end);
     let at = 0;
     for (const [name, e] of sorted) {
-      if (e.begin !== at) corrupt(path, `tensor '${name}' starts at byte ${e.begin} of the data section, not at ${at} where the previous one ends (${e.begin < at ? 'overlap' : 'a hole'})`);
+      if (e.begin !== at)
+        corrupt(
+          path,
+          `tensor '${name}' starts at byte ${e.begin} of the data section, not at ${at} where the previous one ends (${e.begin < at ? 'overlap' : 'a hole'})`,
+        );
       at = e.end;
     }
-    if (at > dataSize) throw new EmotorchError(`'${path}' is truncated: its tensors end at byte ${at} of the data section but the file holds ${dataSize}`, 'ERR_FORMAT');
+    if (at > dataSize)
+      throw new EmotorchError(`'${path}' is truncated: its tensors end at byte ${at} of the data section but the file holds ${dataSize}`, 'ERR_FORMAT');
     if (at < dataSize) corrupt(path, `${dataSize - at} bytes follow the last tensor (the data section must end with it)`);
     return { entries, metadata, dataStart, fileSize };
   } finally {
@@ -305,7 +369,11 @@ export async function loadSafetensors(path: string, opts: LoadSafetensorsOptions
  * @throws EmotorchError ERR_INVALID_ARG for a non-Tensor value or non-string metadata; ERR_IO on
  *   a write failure (the old file, if any, is left untouched).
  */
-export async function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata: Record<string, string> = {}): Promise<void> {
+export async function saveSafetensors(
+  path: string,
+  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   if (typeof path !== 'string') invalid('a file path', 'path', path);
   const items = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const header: Record<string, unknown> = {};

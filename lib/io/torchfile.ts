@@ -13,7 +13,14 @@ import { EmotorchError, invalid } from '../errors';
 import { parsePickle, PyGlobal } from './pickle';
 import { readRegularFile, MAX_BUFFER } from './file';
 
-interface ZipEntry { name: string; local: number; offset: number; size: number; usize: number; method: number }
+interface ZipEntry {
+  name: string;
+  local: number;
+  offset: number;
+  size: number;
+  usize: number;
+  method: number;
+}
 
 function bad(file: string, why: string): never {
   throw new EmotorchError(`'${file}' is not a readable torch.save file: ${why}`, 'ERR_FORMAT');
@@ -38,7 +45,11 @@ function zipEntries(buf: Buffer, file: string): Map<string, ZipEntry> {
     return Number(v);
   };
   let eocd = -1;
-  for (let i = buf.length - 22; i >= Math.max(0, buf.length - 65557); i--) if (buf.readUInt32LE(i) === 0x06054b50) { eocd = i; break; }
+  for (let i = buf.length - 22; i >= Math.max(0, buf.length - 65557); i--)
+    if (buf.readUInt32LE(i) === 0x06054b50) {
+      eocd = i;
+      break;
+    }
   if (eocd < 0) bad(file, 'no zip end-of-directory record (truncated, or a legacy non-zip torch.save file)');
   let count = u16(eocd + 10, 'end record');
   let cdOffset = u32(eocd + 16, 'end record');
@@ -57,16 +68,25 @@ function zipEntries(buf: Buffer, file: string): Map<string, ZipEntry> {
     const method = u16(p + 10, where);
     let size = u32(p + 20, where);
     let usize = u32(p + 24, where);
-    const nameLen = u16(p + 28, where), extraLen = u16(p + 30, where), commentLen = u16(p + 32, where);
+    const nameLen = u16(p + 28, where),
+      extraLen = u16(p + 30, where),
+      commentLen = u16(p + 32, where);
     let local = u32(p + 42, where);
     const name = buf.toString('utf8', at(p + 46, nameLen, where), p + 46 + nameLen);
     // zip64 extra field: 64-bit values for the fields set to 0xffffffff, in this order
     for (let e = p + 46 + nameLen, end = e + extraLen; e + 4 <= end;) {
-      const id = u16(e, where), len = u16(e + 2, where);
+      const id = u16(e, where),
+        len = u16(e + 2, where);
       if (id === 0x0001) {
         let q = e + 4;
-        if (usize === 0xffffffff) { usize = u64(q, where); q += 8; }
-        if (size === 0xffffffff) { size = u64(q, where); q += 8; }
+        if (usize === 0xffffffff) {
+          usize = u64(q, where);
+          q += 8;
+        }
+        if (size === 0xffffffff) {
+          size = u64(q, where);
+          q += 8;
+        }
         if (local === 0xffffffff) local = u64(q, where);
       }
       e += 4 + len;
@@ -80,7 +100,8 @@ function zipEntries(buf: Buffer, file: string): Map<string, ZipEntry> {
   const byStart = [...out.values()].sort((a, b) => a.local - b.local);
   for (let i = 1; i < byStart.length; i++) {
     const prev = byStart[i - 1];
-    if (byStart[i].local < prev.offset + prev.size) bad(file, `zip entries '${prev.name}' and '${byStart[i].name}' overlap (several names for one record: refused)`);
+    if (byStart[i].local < prev.offset + prev.size)
+      bad(file, `zip entries '${prev.name}' and '${byStart[i].name}' overlap (several names for one record: refused)`);
   }
   return out;
 }
@@ -105,8 +126,16 @@ function entryData(buf: Buffer, e: ZipEntry, file: string): Buffer {
 }
 
 const STORAGE_DTYPES: Record<string, DType> = {
-  FloatStorage: 'float32', DoubleStorage: 'float64', HalfStorage: 'float16', BFloat16Storage: 'bfloat16', LongStorage: 'int64',
-  IntStorage: 'int32', ShortStorage: 'int16', CharStorage: 'int8', ByteStorage: 'uint8', BoolStorage: 'bool',
+  FloatStorage: 'float32',
+  DoubleStorage: 'float64',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ShortStorage: 'int16',
+  CharStorage: 'int8',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
 };
 const SIZE: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
 
@@ -156,8 +185,15 @@ export async function loadTorchFile(file: string): Promise<unknown> {
   };
   const rebuild = (a: unknown[]): Tensor => {
     const [st, offset, size, stride] = a as [unknown, number, number[], number[]];
-    if (!(st instanceof Tensor) || !Array.isArray(size) || !Array.isArray(stride) || size.length !== stride.length || !Number.isSafeInteger(offset)
-      || ![...size, ...stride].every((d) => Number.isSafeInteger(d) && d >= 0)) bad(file, 'bad _rebuild_tensor_v2 arguments');
+    if (
+      !(st instanceof Tensor) ||
+      !Array.isArray(size) ||
+      !Array.isArray(stride) ||
+      size.length !== stride.length ||
+      !Number.isSafeInteger(offset) ||
+      ![...size, ...stride].every((d) => Number.isSafeInteger(d) && d >= 0)
+    )
+      bad(file, 'bad _rebuild_tensor_v2 arguments');
     const numel = size.reduce((x, y) => x * y, 1);
     if (numel > 0) {
       const last = offset + size.reduce((acc, d, i) => acc + (d - 1) * stride[i], 0);
@@ -165,14 +201,18 @@ export async function loadTorchFile(file: string): Promise<unknown> {
     }
     return op('as_strided', st.handle, size, stride, offset);
   };
-  return parsePickle(entryData(buf, entries.get(pkl!)!, file), {
-    persistentLoad: storage,
-    globals: {
-      'torch._utils._rebuild_tensor_v2': rebuild,
-      'torch._utils._rebuild_tensor': rebuild,
-      'torch._utils._rebuild_parameter': (a) => a[0],
-      'torch._utils._rebuild_parameter_with_state': (a) => a[0],
-      ...Object.fromEntries(Object.keys(STORAGE_DTYPES).map((s) => [`torch.${s}`, null])),
+  return parsePickle(
+    entryData(buf, entries.get(pkl!)!, file),
+    {
+      persistentLoad: storage,
+      globals: {
+        'torch._utils._rebuild_tensor_v2': rebuild,
+        'torch._utils._rebuild_tensor': rebuild,
+        'torch._utils._rebuild_parameter': (a) => a[0],
+        'torch._utils._rebuild_parameter_with_state': (a) => a[0],
+        ...Object.fromEntries(Object.keys(STORAGE_DTYPES).map((s) => [`torch.${s}`, null])),
+      },
     },
-  }, file);
+    file,
+  );
 }

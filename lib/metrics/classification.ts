@@ -8,9 +8,7 @@
  * sentinel label would be in scikit-learn: it never equals a target.
  */
 import { EmotorchError, invalid } from '../errors';
-import {
-  Label, LabelInput, Metric, PredLabel, checkOptions, nonEmpty, npSum, oneOf, pyFixed, pyLen, sameLength, toLabels, uniqueLabels,
-} from './common';
+import { Label, LabelInput, Metric, PredLabel, checkOptions, nonEmpty, npSum, oneOf, pyFixed, pyLen, sameLength, toLabels, uniqueLabels } from './common';
 
 /** How per-class scores are combined: sklearn's `average` (`'none'` = per class, sklearn's `None`). */
 export type Average = 'macro' | 'micro' | 'weighted' | 'binary' | 'none';
@@ -146,14 +144,23 @@ function prfs(p: PredLabel[], t: Label[], options?: FbetaOptions): PrfResult<num
   let { tp, pred, truth } = counts(p, t, labels);
   if (average === 'micro') {
     const sum = (a: number[]) => a.reduce((s, v) => s + v, 0);
-    tp = [sum(tp)]; pred = [sum(pred)]; truth = [sum(truth)];
+    tp = [sum(tp)];
+    pred = [sum(pred)];
+    truth = [sum(truth)];
   }
   const precision = divide(tp, pred, zero);
   const recall = divide(tp, truth, zero);
   const b2 = beta * beta;
-  const fscore = beta === Infinity ? recall
-    : beta === 0 ? precision
-      : divide(tp.map((v) => (1 + b2) * v), truth.map((v, i) => b2 * v + pred[i]), zero);
+  const fscore =
+    beta === Infinity
+      ? recall
+      : beta === 0
+        ? precision
+        : divide(
+            tp.map((v) => (1 + b2) * v),
+            truth.map((v, i) => b2 * v + pred[i]),
+            zero,
+          );
   if (average === 'none') return { precision, recall, fscore, support: truth, labels };
   const w = average === 'weighted' ? truth : null;
   return { precision: nanAverage(precision, w), recall: nanAverage(recall, w), fscore: nanAverage(fscore, w), support: null, labels };
@@ -334,12 +341,24 @@ function confusionOf(p: PredLabel[], t: Label[], options?: ConfusionMatrixOption
   if (o.normalize) {
     const fix = (v: number) => (Number.isFinite(v) ? v : 0);
     if (o.normalize === 'true') {
-      for (const row of m) { const s = row.reduce((a, v) => a + v, 0); row.forEach((v, j) => { row[j] = fix(v / s); }); }
+      for (const row of m) {
+        const s = row.reduce((a, v) => a + v, 0);
+        row.forEach((v, j) => {
+          row[j] = fix(v / s);
+        });
+      }
     } else if (o.normalize === 'pred') {
-      for (let j = 0; j < n; j++) { let s = 0; for (let i = 0; i < n; i++) s += m[i][j]; for (let i = 0; i < n; i++) m[i][j] = fix(m[i][j] / s); }
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let i = 0; i < n; i++) s += m[i][j];
+        for (let i = 0; i < n; i++) m[i][j] = fix(m[i][j] / s);
+      }
     } else {
       const s = m.reduce((a, row) => a + row.reduce((b, v) => b + v, 0), 0);
-      for (const row of m) row.forEach((v, j) => { row[j] = fix(v / s); });
+      for (const row of m)
+        row.forEach((v, j) => {
+          row[j] = fix(v / s);
+        });
     }
   }
   return { matrix: m, labels };
@@ -359,7 +378,12 @@ export interface ClassificationReportOptions {
 }
 
 /** One row of {@link classificationReport}'s object form. */
-export interface ReportRow { precision: number; recall: number; 'f1-score': number; support: number }
+export interface ReportRow {
+  precision: number;
+  recall: number;
+  'f1-score': number;
+  support: number;
+}
 /** {@link classificationReport} with `outputDict: true`: rows by class name, the averages, and `accuracy` when micro = accuracy. */
 export type ReportDict = Record<string, ReportRow | number>;
 
@@ -405,14 +429,20 @@ function reportOf(p: PredLabel[], t: Label[], options?: ClassificationReportOpti
   const zd = o.zeroDivision ?? 'warn';
   const per = prfs(p, t, { labels, average: 'none', zeroDivision: zd }) as PrfResult<number[]>;
   const total = per.support.reduce((a, v) => a + v, 0);
-  const avgs: [string, Average][] = [[microIsAccuracy ? 'accuracy' : 'micro avg', 'micro'], ['macro avg', 'macro'], ['weighted avg', 'weighted']];
+  const avgs: [string, Average][] = [
+    [microIsAccuracy ? 'accuracy' : 'micro avg', 'micro'],
+    ['macro avg', 'macro'],
+    ['weighted avg', 'weighted'],
+  ];
   const avgRows = avgs.map(([name, average]) => {
     const r = prfs(p, t, { labels, average, zeroDivision: zd }) as PrfResult<number>;
     return { name, row: { precision: r.precision, recall: r.recall, 'f1-score': r.fscore, support: total } as ReportRow };
   });
   if (o.outputDict) {
     const out: ReportDict = {};
-    names.forEach((n, i) => { out[n] = { precision: per.precision[i], recall: per.recall[i], 'f1-score': per.fscore[i], support: per.support[i] }; });
+    names.forEach((n, i) => {
+      out[n] = { precision: per.precision[i], recall: per.recall[i], 'f1-score': per.fscore[i], support: per.support[i] };
+    });
     for (const { name, row } of avgRows) out[name] = name === 'accuracy' ? row['f1-score'] : row;
     return out;
   }
@@ -441,7 +471,8 @@ abstract class LabelMetric<R> extends Metric<PredLabel, Label, R> {
     const [p, t] = readPair(preds, targets);
     const seen = this.targets.find(() => true) ?? this.preds.find((v) => v !== null);
     const next = t[0] ?? p.find((v) => v !== null);
-    if (seen !== undefined && next !== undefined && typeof seen !== typeof next) invalid(`labels of the earlier batches' type (${typeof seen})`, 'targets', next);
+    if (seen !== undefined && next !== undefined && typeof seen !== typeof next)
+      invalid(`labels of the earlier batches' type (${typeof seen})`, 'targets', next);
     return [p, t];
   }
 }
@@ -454,31 +485,53 @@ abstract class LabelMetric<R> extends Metric<PredLabel, Label, R> {
  * acc.compute();
  */
 export class Accuracy extends LabelMetric<number> {
-  protected run(p: PredLabel[], t: Label[]): number { return accuracyOf(p, t); }
+  protected run(p: PredLabel[], t: Label[]): number {
+    return accuracyOf(p, t);
+  }
 }
 
 /** Streaming {@link balancedAccuracy} (UA). */
 export class BalancedAccuracy extends LabelMetric<number> {
-  constructor(private readonly opts: BalancedAccuracyOptions = {}) { super(); checkOptions(opts, 'options', ['adjusted']); }
-  protected run(p: PredLabel[], t: Label[]): number { return balancedOf(p, t, this.opts); }
+  constructor(private readonly opts: BalancedAccuracyOptions = {}) {
+    super();
+    checkOptions(opts, 'options', ['adjusted']);
+  }
+  protected run(p: PredLabel[], t: Label[]): number {
+    return balancedOf(p, t, this.opts);
+  }
 }
 
 /** Streaming {@link precisionRecallFscoreSupport}. */
 export class PrecisionRecallFscore extends LabelMetric<PrfResult<number> | PrfResult<number[]>> {
-  constructor(private readonly opts: FbetaOptions = {}) { super(); checkOptions(opts, 'options', PRF_KEYS); }
-  protected run(p: PredLabel[], t: Label[]): PrfResult<number> | PrfResult<number[]> { return prfs(p, t, this.opts); }
+  constructor(private readonly opts: FbetaOptions = {}) {
+    super();
+    checkOptions(opts, 'options', PRF_KEYS);
+  }
+  protected run(p: PredLabel[], t: Label[]): PrfResult<number> | PrfResult<number[]> {
+    return prfs(p, t, this.opts);
+  }
 }
 
 /** Streaming {@link precision}. */
 export class Precision extends LabelMetric<number | number[]> {
-  constructor(private readonly opts: PrfOptions = {}) { super(); checkOptions(opts, 'options', PRF_KEYS); }
-  protected run(p: PredLabel[], t: Label[]): number | number[] { return prfs(p, t, this.opts).precision; }
+  constructor(private readonly opts: PrfOptions = {}) {
+    super();
+    checkOptions(opts, 'options', PRF_KEYS);
+  }
+  protected run(p: PredLabel[], t: Label[]): number | number[] {
+    return prfs(p, t, this.opts).precision;
+  }
 }
 
 /** Streaming {@link recall}. */
 export class Recall extends LabelMetric<number | number[]> {
-  constructor(private readonly opts: PrfOptions = {}) { super(); checkOptions(opts, 'options', PRF_KEYS); }
-  protected run(p: PredLabel[], t: Label[]): number | number[] { return prfs(p, t, this.opts).recall; }
+  constructor(private readonly opts: PrfOptions = {}) {
+    super();
+    checkOptions(opts, 'options', PRF_KEYS);
+  }
+  protected run(p: PredLabel[], t: Label[]): number | number[] {
+    return prfs(p, t, this.opts).recall;
+  }
 }
 
 /**
@@ -488,19 +541,33 @@ export class Recall extends LabelMetric<number | number[]> {
  * m.update(logits.argmax(-1), labels); m.compute();
  */
 export class F1 extends LabelMetric<number | number[]> {
-  constructor(private readonly opts: PrfOptions = {}) { super(); checkOptions(opts, 'options', PRF_KEYS); }
-  protected run(p: PredLabel[], t: Label[]): number | number[] { return prfs(p, t, { ...this.opts, beta: 1 }).fscore; }
+  constructor(private readonly opts: PrfOptions = {}) {
+    super();
+    checkOptions(opts, 'options', PRF_KEYS);
+  }
+  protected run(p: PredLabel[], t: Label[]): number | number[] {
+    return prfs(p, t, { ...this.opts, beta: 1 }).fscore;
+  }
 }
 
 /** Streaming {@link confusionMatrix}. */
 export class ConfusionMatrix extends LabelMetric<ConfusionMatrixResult> {
-  constructor(private readonly opts: ConfusionMatrixOptions = {}) { super(); checkOptions(opts, 'options', ['labels', 'normalize']); }
-  protected run(p: PredLabel[], t: Label[]): ConfusionMatrixResult { return confusionOf(p, t, this.opts); }
+  constructor(private readonly opts: ConfusionMatrixOptions = {}) {
+    super();
+    checkOptions(opts, 'options', ['labels', 'normalize']);
+  }
+  protected run(p: PredLabel[], t: Label[]): ConfusionMatrixResult {
+    return confusionOf(p, t, this.opts);
+  }
 }
 
 /** Streaming {@link classificationReport}. */
 export class ClassificationReport extends LabelMetric<string | ReportDict> {
-  constructor(private readonly opts: ClassificationReportOptions = {}) { super(); checkOptions(opts, 'options', ['labels', 'targetNames', 'digits', 'zeroDivision', 'outputDict']); }
-  protected run(p: PredLabel[], t: Label[]): string | ReportDict { return reportOf(p, t, this.opts); }
+  constructor(private readonly opts: ClassificationReportOptions = {}) {
+    super();
+    checkOptions(opts, 'options', ['labels', 'targetNames', 'digits', 'zeroDivision', 'outputDict']);
+  }
+  protected run(p: PredLabel[], t: Label[]): string | ReportDict {
+    return reportOf(p, t, this.opts);
+  }
 }
-

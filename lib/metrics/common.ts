@@ -26,7 +26,8 @@ export function tensorValues(t: Tensor): number[] {
 function flatten(v: readonly unknown[], out: unknown[]): void {
   for (const x of v) {
     if (Array.isArray(x)) flatten(x, out);
-    else if (ArrayBuffer.isView(x) && !(x instanceof DataView)) for (const y of x as unknown as ArrayLike<unknown> & Iterable<unknown>) out.push(y);   // no spread: a long array passes V8's argument limit
+    else if (ArrayBuffer.isView(x) && !(x instanceof DataView))
+      for (const y of x as unknown as ArrayLike<unknown> & Iterable<unknown>) out.push(y); // no spread: a long array passes V8's argument limit
     else out.push(x);
   }
 }
@@ -39,8 +40,10 @@ function flatten(v: readonly unknown[], out: unknown[]): void {
 export function toLabels(x: unknown, name: string, allowNull = false): PredLabel[] {
   let raw: unknown[];
   if (x instanceof Tensor) raw = tensorValues(x);
-  else if (Array.isArray(x)) { raw = []; flatten(x, raw); }
-  else if (ArrayBuffer.isView(x) && !(x instanceof DataView)) raw = Array.from(x as unknown as ArrayLike<unknown>);
+  else if (Array.isArray(x)) {
+    raw = [];
+    flatten(x, raw);
+  } else if (ArrayBuffer.isView(x) && !(x instanceof DataView)) raw = Array.from(x as unknown as ArrayLike<unknown>);
   else return invalid('an array or Tensor of labels', name, x);
   let kind: 'number' | 'string' | null = null;
   const out = new Array<PredLabel>(raw.length);
@@ -48,9 +51,13 @@ export function toLabels(x: unknown, name: string, allowNull = false): PredLabel
     let v = raw[i];
     if (typeof v === 'boolean') v = v ? 1 : 0;
     else if (typeof v === 'bigint') v = Number(v);
-    if (v === null && allowNull) { out[i] = null; continue; }
+    if (v === null && allowNull) {
+      out[i] = null;
+      continue;
+    }
     const k = typeof v === 'number' ? 'number' : typeof v === 'string' ? 'string' : null;
-    if (k === null || (k === 'number' && !Number.isFinite(v))) invalid(`labels that are finite numbers or strings${allowNull ? ' (or null)' : ''}`, `${name}[${i}]`, v);
+    if (k === null || (k === 'number' && !Number.isFinite(v)))
+      invalid(`labels that are finite numbers or strings${allowNull ? ' (or null)' : ''}`, `${name}[${i}]`, v);
     if (kind === null) kind = k;
     else if (kind !== k) invalid(`labels of one type (all numbers or all strings)`, `${name}[${i}]`, v);
     out[i] = v as Label;
@@ -65,8 +72,10 @@ export function toLabels(x: unknown, name: string, allowNull = false): PredLabel
 export function toNumbers(x: unknown, name: string): number[] {
   let raw: unknown[];
   if (x instanceof Tensor) raw = tensorValues(x);
-  else if (Array.isArray(x)) { raw = []; flatten(x, raw); }
-  else if (ArrayBuffer.isView(x) && !(x instanceof DataView)) raw = Array.from(x as unknown as ArrayLike<unknown>);
+  else if (Array.isArray(x)) {
+    raw = [];
+    flatten(x, raw);
+  } else if (ArrayBuffer.isView(x) && !(x instanceof DataView)) raw = Array.from(x as unknown as ArrayLike<unknown>);
   else return invalid('an array or Tensor of numbers', name, x);
   const out = new Array<number>(raw.length);
   for (let i = 0; i < raw.length; i++) {
@@ -80,7 +89,9 @@ export function toNumbers(x: unknown, name: string): number[] {
 /** Reads an array of strings (generated texts, references). */
 export function toStrings(x: unknown, name: string): string[] {
   if (!Array.isArray(x)) return invalid('an array of strings', name, x);
-  x.forEach((s, i) => { if (typeof s !== 'string') invalid('a string', `${name}[${i}]`, s); });
+  x.forEach((s, i) => {
+    if (typeof s !== 'string') invalid('a string', `${name}[${i}]`, s);
+  });
   return x as string[];
 }
 
@@ -137,11 +148,18 @@ export abstract class Metric<P, T, R> {
    * The metric over every batch since construction or the last {@link reset}.
    * @throws EmotorchError ERR_INVALID_ARG when nothing was added
    */
-  compute(): R { return this.run(this.preds, this.targets); }
+  compute(): R {
+    return this.run(this.preds, this.targets);
+  }
   /** Forgets every batch. */
-  reset(): void { this.preds = []; this.targets = []; }
+  reset(): void {
+    this.preds = [];
+    this.targets = [];
+  }
   /** Number of samples seen. */
-  get count(): number { return this.preds.length; }
+  get count(): number {
+    return this.preds.length;
+  }
 }
 
 /** The exact decimal expansion of a finite double (|x| < 1e21), at most 100 fraction digits. */
@@ -178,7 +196,7 @@ export function pyFixed(x: number, digits: number): string {
     if (/[1-9]/.test(rest.slice(1))) up = true;
     else {
       const last = digits === 0 ? head[dot - 1] : head[head.length - 1];
-      up = (Number(last) % 2) === 1;
+      up = Number(last) % 2 === 1;
     }
   }
   let s = digits === 0 ? head.slice(0, dot) : head;
@@ -188,7 +206,10 @@ export function pyFixed(x: number, digits: number): string {
     let i = chars.length - 1;
     for (; i >= 0; i--) {
       if (chars[i] === '.') continue;
-      if (chars[i] === '9') { chars[i] = '0'; continue; }
+      if (chars[i] === '9') {
+        chars[i] = '0';
+        continue;
+      }
       chars[i] = String(Number(chars[i]) + 1);
       break;
     }
@@ -267,7 +288,7 @@ export function npSum(a: ArrayLike<number>, start = 0, n = a.length - start): nu
     const r = [a[start], a[start + 1], a[start + 2], a[start + 3], a[start + 4], a[start + 5], a[start + 6], a[start + 7]];
     let i = 8;
     for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] += a[start + i + j];
-    let res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    let res = r[0] + r[1] + (r[2] + r[3]) + (r[4] + r[5] + (r[6] + r[7]));
     for (; i < n; i++) res += a[start + i];
     return res;
   }

@@ -33,9 +33,20 @@ export interface EcacConversation {
 }
 
 /** P/R/F1 of one emotion, with the counts behind them (token counts for proportional matching). */
-export interface EcacEmotionScore { precision: number; recall: number; f1: number; correct: number; predicted: number; gold: number }
+export interface EcacEmotionScore {
+  precision: number;
+  recall: number;
+  f1: number;
+  correct: number;
+  predicted: number;
+  gold: number;
+}
 /** Precision, recall and F1. */
-export interface Prf { precision: number; recall: number; f1: number }
+export interface Prf {
+  precision: number;
+  recall: number;
+  f1: number;
+}
 /** SemEval-2024 Task 3 scores of one kind: weighted-average and micro precision, recall and F1, as the official scorer reports them. */
 export interface EcacScores {
   /** Per emotion (the six non-neutral ones). */
@@ -46,7 +57,10 @@ export interface EcacScores {
   micro: Prf;
 }
 /** Subtask 1 scores: strict (exact span) and proportional (overlap) matching. */
-export interface EcacSpanScores { strict: EcacScores; proportional: EcacScores }
+export interface EcacSpanScores {
+  strict: EcacScores;
+  proportional: EcacScores;
+}
 
 const EPS = 1e-8;
 const INT = /^\s*[+-]?\d+\s*$/;
@@ -116,7 +130,15 @@ function summarize(p: number[], r: number[], f: number[], weights: number[], cor
   const mr = c / (sum(gold) + EPS);
   const perEmotion = {} as EcacScores['perEmotion'];
   ECAC_EMOTIONS.forEach((e, i) => {
-    if (i > 0) perEmotion[e as Exclude<EcacEmotion, 'neutral'>] = { precision: p[i], recall: r[i], f1: f[i], correct: correct[i], predicted: predicted[i], gold: gold[i] };
+    if (i > 0)
+      perEmotion[e as Exclude<EcacEmotion, 'neutral'>] = {
+        precision: p[i],
+        recall: r[i],
+        f1: f[i],
+        correct: correct[i],
+        predicted: predicted[i],
+        gold: gold[i],
+      };
   });
   return {
     perEmotion,
@@ -129,7 +151,7 @@ function pairsScore(preds: Map<number | string, EcacConversation>, gold: Map<num
   const conf = ECAC_EMOTIONS.map(() => new Array<number>(7).fill(0));
   for (const [pc, gc] of matched(preds, gold)) {
     const read = (conv: EcacConversation, name: string) => {
-      const out = new Map<string, number>();  // de-duplicated [emo_utt, cause_utt, emotion]
+      const out = new Map<string, number>(); // de-duplicated [emo_utt, cause_utt, emotion]
       pairsOf(conv, name).forEach(([a, b], i) => {
         const where = `${name} conversation ${gc.conversation_ID} pair ${i}`;
         const [utt, e] = emotionUtt(a, where);
@@ -142,7 +164,10 @@ function pairsScore(preds: Map<number | string, EcacConversation>, gold: Map<num
     };
     const g = read(gc, 'targets');
     const p = read(pc, 'preds');
-    for (const [k, e] of p) { if (g.has(k)) conf[e][e]++; else conf[0][e]++; }
+    for (const [k, e] of p) {
+      if (g.has(k)) conf[e][e]++;
+      else conf[0][e]++;
+    }
     for (const [k, e] of g) if (!p.has(k)) conf[e][0]++;
   }
   return fromConfusion(conf);
@@ -196,12 +221,13 @@ function spanPosition(span: string, utterance: string): [number, number] {
   return [0, 0];
 }
 
-type Span = [number, number, number];  // start, end, emotion
+type Span = [number, number, number]; // start, end, emotion
 
 function spanPairs(conv: EcacConversation, gold: EcacConversation, name: string, isPred: boolean): Map<string, Span[]> {
-  const out = new Map<string, Span[]>();  // 'emoUtt,causeUtt' -> de-duplicated spans
+  const out = new Map<string, Span[]>(); // 'emoUtt,causeUtt' -> de-duplicated spans
   const utts = gold.conversation;
-  if (!isPred && !Array.isArray(utts)) invalid('a conversation list with utterance texts (needed to locate gold spans)', `targets conversation ${gold.conversation_ID}`, utts);
+  if (!isPred && !Array.isArray(utts))
+    invalid('a conversation list with utterance texts (needed to locate gold spans)', `targets conversation ${gold.conversation_ID}`, utts);
   pairsOf(conv, name).forEach(([a, b], i) => {
     const where = `${name} conversation ${gold.conversation_ID} pair ${i}`;
     const [utt, e] = emotionUtt(a, where);
@@ -242,8 +268,18 @@ function bestMatch(p: Span, golds: Span[]): { id: number; goldLen: number; len: 
       const l = Math.min(p[1], te) - Math.max(p[0], ts);
       const gl = te - ts;
       const s = l / gl;
-      if (s > score) { id = i; goldLen = gl; len = l; score = s; }
-      if (s === score && s > 0 && l > len) { id = i; goldLen = gl; len = l; score = s; }
+      if (s > score) {
+        id = i;
+        goldLen = gl;
+        len = l;
+        score = s;
+      }
+      if (s === score && s > 0 && l > len) {
+        id = i;
+        goldLen = gl;
+        len = l;
+        score = s;
+      }
     }
   });
   return { id, goldLen, len };
@@ -262,7 +298,10 @@ function spansScore(preds: Map<number | string, EcacConversation>, gold: Map<num
       for (const s of spans) {
         const l = left.get(k);
         const j = l ? l.findIndex((x) => x[0] === s[0] && x[1] === s[1] && x[2] === s[2]) : -1;
-        if (j >= 0) { l!.splice(j, 1); conf[s[2]][s[2]]++; } else conf[0][s[2]]++;
+        if (j >= 0) {
+          l!.splice(j, 1);
+          conf[s[2]][s[2]]++;
+        } else conf[0][s[2]]++;
       }
     }
     for (const spans of left.values()) for (const s of spans) conf[s[2]][0]++;
@@ -293,7 +332,18 @@ function spansScore(preds: Map<number | string, EcacConversation>, gold: Map<num
   const p = correct.map((c, i) => c / (predTok[i] + EPS));
   const r = correct.map((c, i) => c / (goldTok[i] + EPS));
   const f = p.map((pi, i) => (2 * pi * r[i]) / (pi + r[i] + EPS));
-  return { strict: fromConfusion(conf), proportional: summarize(p, r, f, prop.map((x) => x[3]), correct, predTok, goldTok) };
+  return {
+    strict: fromConfusion(conf),
+    proportional: summarize(
+      p,
+      r,
+      f,
+      prop.map((x) => x[3]),
+      correct,
+      predTok,
+      goldTok,
+    ),
+  };
 }
 
 /**
@@ -329,7 +379,7 @@ abstract class ConversationMetric<R> extends Metric<EcacConversation, EcacConver
   }
   update(preds: unknown, targets: unknown): this {
     const [p, t] = this.read(preds, targets);
-    for (const x of p) this.preds.push(x);   // no spread: a long batch passes V8's argument limit
+    for (const x of p) this.preds.push(x); // no spread: a long batch passes V8's argument limit
     for (const x of t) this.targets.push(x);
     return this;
   }
@@ -344,12 +394,16 @@ abstract class ConversationMetric<R> extends Metric<EcacConversation, EcacConver
  * m.compute().weighted.f1;
  */
 export class EcacPairs extends ConversationMetric<EcacScores> {
-  protected run(p: EcacConversation[], t: EcacConversation[]): EcacScores { return pairsScore(byId(p, 'preds'), byId(t, 'targets')); }
+  protected run(p: EcacConversation[], t: EcacConversation[]): EcacScores {
+    return pairsScore(byId(p, 'preds'), byId(t, 'targets'));
+  }
 }
 
 /** Streaming {@link ecacSpans}. */
 export class EcacSpans extends ConversationMetric<EcacSpanScores> {
-  protected run(p: EcacConversation[], t: EcacConversation[]): EcacSpanScores { return spansScore(byId(p, 'preds'), byId(t, 'targets')); }
+  protected run(p: EcacConversation[], t: EcacConversation[]): EcacSpanScores {
+    return spansScore(byId(p, 'preds'), byId(t, 'targets'));
+  }
 }
 
 // ---------------------------------------------------------------- the Subtask 2 submission file
@@ -374,18 +428,29 @@ export interface EcfPairPrediction {
 export function ecfSubmission(items: EcfItem[], pairs: EcfPairPrediction[]): EcacConversation[] {
   if (!Array.isArray(items) || !Array.isArray(pairs)) invalid('arrays of ECF items and pair predictions', 'ecfSubmission', [items, pairs]);
   const convs = groupEcfConversations(items);
-  const out = new Map(convs.map((c) => [c[0].conversationId, {
-    conversation_ID: c[0].conversationId,
-    conversation: c.map((u) => ({ utterance_ID: u.utteranceId, text: u.text, speaker: u.speaker, ...(u.videoName !== undefined ? { video_name: u.videoName } : {}) })),
-    'emotion-cause_pairs': [] as [string, string][],
-  }]));
+  const out = new Map(
+    convs.map((c) => [
+      c[0].conversationId,
+      {
+        conversation_ID: c[0].conversationId,
+        conversation: c.map((u) => ({
+          utterance_ID: u.utteranceId,
+          text: u.text,
+          speaker: u.speaker,
+          ...(u.videoName !== undefined ? { video_name: u.videoName } : {}),
+        })),
+        'emotion-cause_pairs': [] as [string, string][],
+      },
+    ]),
+  );
   pairs.forEach((p, i) => {
     const conv = out.get(p?.conversationId);
     if (!conv) invalid('a conversation of the items', `pairs[${i}].conversationId`, p?.conversationId);
     const has = (u: number) => conv.conversation.some((x) => x.utterance_ID === u);
     if (!has(p.emotionUtterance)) invalid(`an utterance of conversation ${p.conversationId}`, `pairs[${i}].emotionUtterance`, p.emotionUtterance);
     if (!has(p.causeUtterance)) invalid(`an utterance of conversation ${p.conversationId}`, `pairs[${i}].causeUtterance`, p.causeUtterance);
-    if (!(ECF_EMOTIONS as readonly string[]).includes(p.emotion) || (p.emotion as string) === 'neutral') invalid('a non-neutral ECF emotion', `pairs[${i}].emotion`, p.emotion);
+    if (!(ECF_EMOTIONS as readonly string[]).includes(p.emotion) || (p.emotion as string) === 'neutral')
+      invalid('a non-neutral ECF emotion', `pairs[${i}].emotion`, p.emotion);
     const pair: [string, string] = [`${p.emotionUtterance}_${p.emotion}`, `${p.causeUtterance}`];
     if (!conv['emotion-cause_pairs'].some((q) => q[0] === pair[0] && q[1] === pair[1])) conv['emotion-cause_pairs'].push(pair);
   });

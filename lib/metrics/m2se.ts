@@ -24,7 +24,10 @@ import { Tensor, checkTensor } from '../tensor';
 import { precisionRecallFscoreSupport } from './classification';
 
 /** One ms-swift inference record (`swift infer` JSONL): the fields compute_result reads. */
-export interface SwiftRecord { response: string; label: string }
+export interface SwiftRecord {
+  response: string;
+  label: string;
+}
 
 /**
  * Reads an ms-swift `swift infer` result file (JSONL, or a JSON list): each record's `response`
@@ -93,7 +96,9 @@ function classify(responses: string[], labels: string[], classes: readonly strin
   const correct = pred.filter((p, i) => p === gold[i]).length;
   const prf = precisionRecallFscoreSupport(pred, gold, { average: 'none' });
   const recall: Record<string, number> = {};
-  prf.labels.forEach((l, i) => { if (l !== null && prf.support[i] > 0) recall[l as string] = prf.recall[i]; });
+  prf.labels.forEach((l, i) => {
+    if (l !== null && prf.support[i] > 0) recall[l as string] = prf.recall[i];
+  });
   return {
     accuracy: correct / gold.length,
     weightedF1: precisionRecallFscoreSupport(pred, gold, { average: 'weighted' }).fscore,
@@ -161,7 +166,14 @@ export interface M2sePairResult {
 }
 
 function splitPairs(s: string): string[] {
-  return [...new Set(s.split(';').map((x) => x.trim()).filter((x) => x.length > 0))];
+  return [
+    ...new Set(
+      s
+        .split(';')
+        .map((x) => x.trim())
+        .filter((x) => x.length > 0),
+    ),
+  ];
 }
 
 /** compute_result's category: `pair.split(",")[0].split("_")[1]`, or null when absent. */
@@ -182,14 +194,20 @@ function pairs(responses: string[], labels: string[]): M2sePairResult {
     const g = splitPairs(labels[i]);
     const gs = new Set(g);
     gold += g.length;
-    for (const pair of g) { const c = cats.get(pairEmotion(pair) ?? ''); if (c) c.gold++; }
+    for (const pair of g) {
+      const c = cats.get(pairEmotion(pair) ?? '');
+      if (c) c.gold++;
+    }
     for (const pair of splitPairs(resp)) {
       predicted++;
       const e = pairEmotion(pair);
       if (e === null) unparsable++;
       const c = cats.get(e ?? '');
       if (c) c.predicted++;
-      if (gs.has(pair)) { correct++; if (c) c.correct++; }
+      if (gs.has(pair)) {
+        correct++;
+        if (c) c.correct++;
+      }
     }
   });
   const div = (a: number, b: number) => (b === 0 ? 0 : a / b);
@@ -254,18 +272,30 @@ abstract class TextMetric<R> extends Metric<string, string, R> {
 /** Streaming {@link m2seSentiment}: `update(responses, labels)`. */
 export class M2seSentiment extends TextMetric<M2seClassResult> {
   private readonly classes: readonly string[];
-  constructor(opts: M2seClassOptions = {}) { super(); this.classes = classesOf(checkOptions(opts, 'options', ['labels']), M2SE_SENTIMENTS); }
-  protected run(p: string[], t: string[]): M2seClassResult { return classify(p, t, this.classes); }
+  constructor(opts: M2seClassOptions = {}) {
+    super();
+    this.classes = classesOf(checkOptions(opts, 'options', ['labels']), M2SE_SENTIMENTS);
+  }
+  protected run(p: string[], t: string[]): M2seClassResult {
+    return classify(p, t, this.classes);
+  }
 }
 /** Streaming {@link m2seEmotion}: `update(responses, labels)`. */
 export class M2seEmotion extends TextMetric<M2seClassResult> {
   private readonly classes: readonly string[];
-  constructor(opts: M2seClassOptions = {}) { super(); this.classes = classesOf(checkOptions(opts, 'options', ['labels']), M2SE_EMOTIONS); }
-  protected run(p: string[], t: string[]): M2seClassResult { return classify(p, t, this.classes); }
+  constructor(opts: M2seClassOptions = {}) {
+    super();
+    this.classes = classesOf(checkOptions(opts, 'options', ['labels']), M2SE_EMOTIONS);
+  }
+  protected run(p: string[], t: string[]): M2seClassResult {
+    return classify(p, t, this.classes);
+  }
 }
 /** Streaming {@link m2sePairs}: `update(responses, labels)`. */
 export class M2sePairs extends TextMetric<M2sePairResult> {
-  protected run(p: string[], t: string[]): M2sePairResult { return pairs(p, t); }
+  protected run(p: string[], t: string[]): M2sePairResult {
+    return pairs(p, t);
+  }
 }
 
 /**
@@ -291,10 +321,17 @@ export function lmAccuracy(logits: Tensor, labels: Tensor, strategy: 'token' | '
   if (T < 2) return strategy === 'sentence' ? 1 : 0;
   const gold = labels.slice(1, 1, T).to({ device: logits.device, dtype: 'int64' });
   const scored = gold.ne(-100);
-  const right = logits.slice(1, 0, T - 1).argmax(-1).eq(gold);
-  const out = strategy === 'sentence'
-    ? right.logicalOr(scored.logicalNot()).all(1).float().mean().item()      // rows whose scored tokens are all right
-    : (() => { const n = scored.sum().item(); return n ? right.logicalAnd(scored).sum().item() / n : 0; })();
+  const right = logits
+    .slice(1, 0, T - 1)
+    .argmax(-1)
+    .eq(gold);
+  const out =
+    strategy === 'sentence'
+      ? right.logicalOr(scored.logicalNot()).all(1).float().mean().item() // rows whose scored tokens are all right
+      : (() => {
+          const n = scored.sum().item();
+          return n ? right.logicalAnd(scored).sum().item() / n : 0;
+        })();
   for (const t of [gold, scored, right]) t.dispose();
   return out;
 }

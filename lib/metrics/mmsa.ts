@@ -83,11 +83,14 @@ function binaryScores(p: number[], t: number[]): [number, number] {
   for (let i = 0; i < n; i++) {
     pred[p[i]]++;
     truth[t[i]]++;
-    if (p[i] === t[i]) { correct++; tp[p[i]]++; }
+    if (p[i] === t[i]) {
+      correct++;
+      tp[p[i]]++;
+    }
   }
   let fw = 0;
   for (const c of [0, 1]) {
-    if (pred[c] === 0 && truth[c] === 0) continue;  // not a present label
+    if (pred[c] === 0 && truth[c] === 0) continue; // not a present label
     const den = truth[c] + pred[c];
     fw += truth[c] * (den === 0 ? 0 : (2 * tp[c]) / den);
   }
@@ -105,11 +108,25 @@ function mosei(p: number[], t: number[], digits: number | null): MmsaResult {
   if (t.length < 2) invalid('at least two samples (metricsTop correlates them)', 'targets', `${t.length} sample`);
   const mae = npMean(p.map((v, i) => Math.abs(v - t[i])));
   const corr = pearsonOf(p, t);
-  const a7 = multiclassAcc(p.map((v) => clip(v, -3, 3)), t.map((v) => clip(v, -3, 3)));
-  const a5 = multiclassAcc(p.map((v) => clip(v, -2, 2)), t.map((v) => clip(v, -2, 2)));
+  const a7 = multiclassAcc(
+    p.map((v) => clip(v, -3, 3)),
+    t.map((v) => clip(v, -3, 3)),
+  );
+  const a5 = multiclassAcc(
+    p.map((v) => clip(v, -2, 2)),
+    t.map((v) => clip(v, -2, 2)),
+  );
   const nz = t.map((_, i) => i).filter((i) => t[i] !== 0);
-  const [non0Acc, non0F1] = nz.length ? binaryScores(nz.map((i) => +(p[i] > 0)), nz.map((i) => +(t[i] > 0))) : [NaN, NaN];
-  const [has0Acc, has0F1] = binaryScores(p.map((v) => +(v >= 0)), t.map((v) => +(v >= 0)));
+  const [non0Acc, non0F1] = nz.length
+    ? binaryScores(
+        nz.map((i) => +(p[i] > 0)),
+        nz.map((i) => +(t[i] > 0)),
+      )
+    : [NaN, NaN];
+  const [has0Acc, has0F1] = binaryScores(
+    p.map((v) => +(v >= 0)),
+    t.map((v) => +(v >= 0)),
+  );
   // metricsTop rounds Python floats (sklearn's accuracy_score / f1_score) with Python's round
   // and numpy float64 values (np.mean, np.corrcoef, np.sum / float) with numpy's.
   const py = (v: number) => (digits === null ? v : pyRound(v, digits));
@@ -129,7 +146,7 @@ function mosei(p: number[], t: number[], digits: number | null): MmsaResult {
 /** Bin index of x over right-closed intervals (edges[i], edges[i+1]]. */
 function bin(x: number, edges: number[]): number {
   for (let i = 0; i + 1 < edges.length; i++) if (x > edges[i] && x <= edges[i + 1]) return i;
-  return x;  // not reached for values clipped to [-1, 1]
+  return x; // not reached for values clipped to [-1, 1]
 }
 
 function sims(pRaw: number[], tRaw: number[], digits: number | null, f32: boolean): MmsaSimsResult {
@@ -149,8 +166,18 @@ function sims(pRaw: number[], tRaw: number[], digits: number | null, f32: boolea
   const r = (v: number) => (digits === null ? v : npRound(v, digits));
   return {
     Mult_acc_2: r(multiclassAcc(p2, t2)),
-    Mult_acc_3: r(multiclassAcc(p.map((v) => bin(v, ms3)), t.map((v) => bin(v, ms3)))),
-    Mult_acc_5: r(multiclassAcc(p.map((v) => bin(v, ms5)), t.map((v) => bin(v, ms5)))),
+    Mult_acc_3: r(
+      multiclassAcc(
+        p.map((v) => bin(v, ms3)),
+        t.map((v) => bin(v, ms3)),
+      ),
+    ),
+    Mult_acc_5: r(
+      multiclassAcc(
+        p.map((v) => bin(v, ms5)),
+        t.map((v) => bin(v, ms5)),
+      ),
+    ),
     F1_score: digits === null ? f1w : pyRound(f1w, digits),
     MAE: r(mae),
     Corr: r(pearsonOf(p, t)),
@@ -198,7 +225,10 @@ export function mmsa(preds: NumberInput, targets: NumberInput, opts?: MmsaOption
  */
 export class Mmsa extends Metric<number, number, MmsaResult | MmsaSimsResult> {
   private f32 = false;
-  constructor(private readonly opts: MmsaOptions = {}) { super(); checkOptions(opts, 'options', ['dataset', 'digits']); }
+  constructor(private readonly opts: MmsaOptions = {}) {
+    super();
+    checkOptions(opts, 'options', ['dataset', 'digits']);
+  }
   protected read(preds: unknown, targets: unknown): [number[], number[]] {
     const p = toNumbers(preds, 'preds');
     const t = toNumbers(targets, 'targets');
@@ -206,6 +236,11 @@ export class Mmsa extends Metric<number, number, MmsaResult | MmsaSimsResult> {
     this.f32 ||= isF32(preds) || isF32(targets);
     return [p, t];
   }
-  protected run(p: number[], t: number[]): MmsaResult | MmsaSimsResult { return run(p, t, this.opts, this.f32); }
-  reset(): void { super.reset(); this.f32 = false; }
+  protected run(p: number[], t: number[]): MmsaResult | MmsaSimsResult {
+    return run(p, t, this.opts, this.f32);
+  }
+  reset(): void {
+    super.reset();
+    this.f32 = false;
+  }
 }

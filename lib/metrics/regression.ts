@@ -162,7 +162,9 @@ function cccOf(p: number[], t: number[], options?: CccOptions): number {
 }
 
 abstract class ValueMetric<R> extends Metric<number, number, R> {
-  protected read(preds: unknown, targets: unknown): [number[], number[]] { return readPair(preds, targets); }
+  protected read(preds: unknown, targets: unknown): [number[], number[]] {
+    return readPair(preds, targets);
+  }
 }
 
 /**
@@ -171,22 +173,35 @@ abstract class ValueMetric<R> extends Metric<number, number, R> {
  * const m = new et.metrics.MAE(); m.update(out.logits, batch.labels); m.compute();
  */
 export class MAE extends ValueMetric<number> {
-  protected run(p: number[], t: number[]): number { return maeOf(p, t); }
+  protected run(p: number[], t: number[]): number {
+    return maeOf(p, t);
+  }
 }
 /** Streaming {@link mse}. */
 export class MSE extends ValueMetric<number> {
-  protected run(p: number[], t: number[]): number { return mseOf(p, t); }
+  protected run(p: number[], t: number[]): number {
+    return mseOf(p, t);
+  }
 }
 /** Streaming {@link pearson}. */
 export class Pearson extends ValueMetric<number> {
-  protected run(p: number[], t: number[]): number { return pearsonOf(p, t); }
+  protected run(p: number[], t: number[]): number {
+    return pearsonOf(p, t);
+  }
 }
 /** Streaming {@link spearman}. */
 export class Spearman extends ValueMetric<number> {
-  protected run(p: number[], t: number[]): number { return spearmanOf(p, t); }
+  protected run(p: number[], t: number[]): number {
+    return spearmanOf(p, t);
+  }
 }
 /** Streaming {@link ccc}. */
 export class CCC extends ValueMetric<number> {
-  constructor(private readonly opts: CccOptions = {}) { super(); checkOptions(opts, 'options', ['ddof']); }
-  protected run(p: number[], t: number[]): number { return cccOf(p, t, this.opts); }
+  constructor(private readonly opts: CccOptions = {}) {
+    super();
+    checkOptions(opts, 'options', ['ddof']);
+  }
+  protected run(p: number[], t: number[]): number {
+    return cccOf(p, t, this.opts);
+  }
 }

@@ -17,7 +17,11 @@ export interface TokenAccuracyOptions {
   ignoreIndex?: number;
 }
 /** Token accuracy: correct tokens over counted tokens, and both counts. */
-export interface TokenAccuracyResult { accuracy: number; correct: number; total: number }
+export interface TokenAccuracyResult {
+  accuracy: number;
+  correct: number;
+  total: number;
+}
 
 /** Number of dimensions of a Tensor or a (nested) array. */
 function depth(x: unknown): number {
@@ -36,7 +40,11 @@ function idRows(x: unknown, name: string, labelDepth = 0): number[][] {
   if (x instanceof Tensor) {
     if (logits) {
       const ids = x.argmax(-1);
-      try { return idRows(ids, name); } finally { ids.dispose(); }
+      try {
+        return idRows(ids, name);
+      } finally {
+        ids.dispose();
+      }
     }
     const shape = x.shape;
     const v = tensorValues(x);
@@ -119,7 +127,9 @@ export function tokenAccuracy(preds: unknown, labels: unknown, opts?: TokenAccur
 export class TokenAccuracy {
   private correct = 0;
   private total = 0;
-  constructor(private readonly opts: TokenAccuracyOptions = {}) { checkOptions(opts, 'options', ['shift', 'ignoreIndex']); }
+  constructor(private readonly opts: TokenAccuracyOptions = {}) {
+    checkOptions(opts, 'options', ['shift', 'ignoreIndex']);
+  }
   /** Adds one batch (predicted ids or logits, and labels). */
   update(preds: unknown, labels: unknown): this {
     const [c, t] = tokenCounts(idRows(preds, 'preds', depth(labels)), idRows(labels, 'labels'), this.opts);
@@ -133,7 +143,10 @@ export class TokenAccuracy {
     return { accuracy: this.correct / this.total, correct: this.correct, total: this.total };
   }
   /** Forgets every update. */
-  reset(): void { this.correct = 0; this.total = 0; }
+  reset(): void {
+    this.correct = 0;
+    this.total = 0;
+  }
 }
 
 // ---------------------------------------------------------------- ROUGE
@@ -164,7 +177,11 @@ export interface RougeOptions {
  */
 export const ROUGE_MAX_TOKENS = 100_000;
 /** One ROUGE variant's precision, recall and F-measure (rouge-score's Score). */
-export interface RougePrf { precision: number; recall: number; fmeasure: number }
+export interface RougePrf {
+  precision: number;
+  recall: number;
+  fmeasure: number;
+}
 /** Mean ROUGE-1, ROUGE-2 and ROUGE-L scores, and each sample's. */
 export interface RougeResult {
   /** Means over the samples (what papers report as ROUGE-1/2/L F). */
@@ -195,7 +212,8 @@ const TOKEN_RE = { 'rouge-score': /[a-z0-9]+/g, cjk: new RegExp(`[a-z0-9]+|[${CJ
  */
 function boundedTokens(text: string, tokenizer: RougeTokenizer, max: number, name: string): string[] {
   if (typeof text !== 'string') invalid('a string', name, text);
-  const tooMany = (n: string): never => invalid(`a text of at most ${max} tokens (the maxTokens option; ROUGE-L's time grows with the product of the lengths)`, name, `a text of ${n} tokens`);
+  const tooMany = (n: string): never =>
+    invalid(`a text of at most ${max} tokens (the maxTokens option; ROUGE-L's time grows with the product of the lengths)`, name, `a text of ${n} tokens`);
   if (typeof tokenizer === 'function') {
     const t = tokenizer(text);
     if (!Array.isArray(t) || t.some((x) => typeof x !== 'string')) invalid('a tokenizer returning an array of strings', 'tokenizer', t);
@@ -266,7 +284,10 @@ class LcsRun {
   private readonly matches = new Map<string, number[] | { lo: number; bits: Int32Array }>();
   private row = 0;
 
-  constructor(a: readonly string[], private readonly b: readonly string[]) {
+  constructor(
+    a: readonly string[],
+    private readonly b: readonly string[],
+  ) {
     this.n = a.length;
     this.limbs = Math.ceil(a.length / LIMB);
     this.v = new Int32Array(this.limbs).fill(LIMB_MASK);
@@ -274,11 +295,16 @@ class LcsRun {
     const positions = new Map<string, number[]>();
     a.forEach((t, i) => {
       const p = positions.get(t);
-      if (p) p.push(i); else positions.set(t, [i]);
+      if (p) p.push(i);
+      else positions.set(t, [i]);
     });
     for (const [t, pos] of positions) {
-      const lo = (pos[0] / LIMB) | 0, hi = (pos[pos.length - 1] / LIMB) | 0;
-      if (pos.length < hi - lo + 1) { this.matches.set(t, pos); continue; }
+      const lo = (pos[0] / LIMB) | 0,
+        hi = (pos[pos.length - 1] / LIMB) | 0;
+      if (pos.length < hi - lo + 1) {
+        this.matches.set(t, pos);
+        continue;
+      }
       // as many occurrences as limbs spanned: the bits themselves take no more room, and spare
       // setting and clearing every position for each matching token of b
       const bits = new Int32Array(hi - lo + 1);
@@ -298,14 +324,21 @@ class LcsRun {
       let m: Int32Array, lo: number, hi: number, off: number;
       if (Array.isArray(match)) {
         for (const i of match) mask[(i / LIMB) | 0] |= 1 << (i % LIMB);
-        m = mask; off = 0;
-        lo = (match[0] / LIMB) | 0; hi = (match[match.length - 1] / LIMB) | 0;
+        m = mask;
+        off = 0;
+        lo = (match[0] / LIMB) | 0;
+        hi = (match[match.length - 1] / LIMB) | 0;
       } else {
-        m = match.bits; lo = match.lo; off = lo; hi = lo + match.bits.length - 1;
+        m = match.bits;
+        lo = match.lo;
+        off = lo;
+        hi = lo + match.bits.length - 1;
       }
       // V = (V + U) | (V - U), U = V & M, over limbs lo.. (below lo U is 0 and V stays); above
       // hi the carry and borrow run out and V stays again
-      let carry = 0, borrow = 0, w = lo;
+      let carry = 0,
+        borrow = 0,
+        w = lo;
       for (; w <= hi; w++) {
         const x = v[w];
         const u = x & m[w - off];
@@ -454,14 +487,23 @@ export async function rougeAsync(predictions: readonly string[], references: rea
 export class Rouge extends Metric<string, string[], RougeResult> {
   private readonly tokenizer: RougeTokenizer;
   private readonly maxTokens: number;
-  constructor(opts: RougeOptions = {}) { super(); ({ tokenizer: this.tokenizer, maxTokens: this.maxTokens } = rougeOptions(opts)); }
-  protected read(preds: unknown, targets: unknown): [string[], string[][]] { return [toStrings(preds, 'predictions'), readRefs(targets, 'references')]; }
-  protected run(p: string[], t: string[][]): RougeResult { return runSync(rougeOf(p, t, this.tokenizer, this.maxTokens)); }
+  constructor(opts: RougeOptions = {}) {
+    super();
+    ({ tokenizer: this.tokenizer, maxTokens: this.maxTokens } = rougeOptions(opts));
+  }
+  protected read(preds: unknown, targets: unknown): [string[], string[][]] {
+    return [toStrings(preds, 'predictions'), readRefs(targets, 'references')];
+  }
+  protected run(p: string[], t: string[][]): RougeResult {
+    return runSync(rougeOf(p, t, this.tokenizer, this.maxTokens));
+  }
   /**
    * {@link compute} without blocking the event loop (see {@link rougeAsync}).
    * @throws EmotorchError ERR_INVALID_ARG when nothing was added (the promise rejects)
    */
-  async computeAsync(): Promise<RougeResult> { return runYielding(rougeOf(this.preds, this.targets, this.tokenizer, this.maxTokens)); }
+  async computeAsync(): Promise<RougeResult> {
+    return runYielding(rougeOf(this.preds, this.targets, this.tokenizer, this.maxTokens));
+  }
 }
 
 // ---------------------------------------------------------------- BLEU
@@ -546,7 +588,10 @@ function bleuOf(hyps: string[], refs: string[][], opts: BleuOptions): BleuResult
     for (const r of refs[i]) {
       const rt = bleuTokenize(r, o);
       const diff = Math.abs(ht.length - rt.length);
-      if (closestDiff === -1 || diff < closestDiff) { closestDiff = diff; closest = rt.length; } else if (diff === closestDiff && rt.length < closest) closest = rt.length;
+      if (closestDiff === -1 || diff < closestDiff) {
+        closestDiff = diff;
+        closest = rt.length;
+      } else if (diff === closestDiff && rt.length < closest) closest = rt.length;
       for (let n = 1; n <= N; n++) for (const [k, c] of ngramCounts(rt, n)) maxRef.set(k, Math.max(maxRef.get(k) ?? 0, c));
     }
     sysLen += ht.length;
@@ -568,11 +613,17 @@ function bleuOf(hyps: string[], refs: string[][], opts: BleuOptions): BleuResult
   let smooth = 1;
   let eff = N;
   for (let n = 1; n <= N; n++) {
-    if (method === 'add-k' && n > 1) { correct[n - 1] += k; total[n - 1] += k; }
+    if (method === 'add-k' && n > 1) {
+      correct[n - 1] += k;
+      total[n - 1] += k;
+    }
     if (total[n - 1] === 0) break;
     if (opts.effectiveOrder) eff = n;
     if (correct[n - 1] === 0) {
-      if (method === 'exp') { smooth *= 2; precisions[n - 1] = 100 / (smooth * total[n - 1]); } else if (method === 'floor') precisions[n - 1] = (100 * k) / total[n - 1];
+      if (method === 'exp') {
+        smooth *= 2;
+        precisions[n - 1] = 100 / (smooth * total[n - 1]);
+      } else if (method === 'floor') precisions[n - 1] = (100 * k) / total[n - 1];
     } else precisions[n - 1] = (100 * correct[n - 1]) / total[n - 1];
   }
   const score = bp * Math.exp(precisions.slice(0, eff).reduce((s, p) => s + myLog(p), 0) / eff);
@@ -584,8 +635,10 @@ function checkBleu(opts: unknown): BleuOptions {
   const o = checkOptions<BleuOptions>(opts, 'options', BLEU_KEYS);
   if (o.tokenize !== undefined) oneOf(o.tokenize, ['13a', 'char', 'none'], 'tokenize');
   if (o.smoothMethod !== undefined) oneOf(o.smoothMethod, ['exp', 'floor', 'add-k', 'none'], 'smoothMethod');
-  if (o.maxNgramOrder !== undefined && (!Number.isInteger(o.maxNgramOrder) || o.maxNgramOrder < 1)) invalid('a positive integer', 'maxNgramOrder', o.maxNgramOrder);
-  if (o.smoothValue !== undefined && (typeof o.smoothValue !== 'number' || !(o.smoothValue >= 0))) invalid('a non-negative number', 'smoothValue', o.smoothValue);
+  if (o.maxNgramOrder !== undefined && (!Number.isInteger(o.maxNgramOrder) || o.maxNgramOrder < 1))
+    invalid('a positive integer', 'maxNgramOrder', o.maxNgramOrder);
+  if (o.smoothValue !== undefined && (typeof o.smoothValue !== 'number' || !(o.smoothValue >= 0)))
+    invalid('a non-negative number', 'smoothValue', o.smoothValue);
   return o;
 }
 
@@ -607,9 +660,16 @@ export function bleu(hypotheses: readonly string[], references: readonly Refs[],
 /** Streaming {@link bleu} (corpus BLEU over every batch). */
 export class Bleu extends Metric<string, string[], BleuResult> {
   private readonly opts: BleuOptions;
-  constructor(opts: BleuOptions = {}) { super(); this.opts = checkBleu(opts); }
-  protected read(preds: unknown, targets: unknown): [string[], string[][]] { return [toStrings(preds, 'hypotheses'), readRefs(targets, 'references')]; }
-  protected run(p: string[], t: string[][]): BleuResult { return bleuOf(p, t, this.opts); }
+  constructor(opts: BleuOptions = {}) {
+    super();
+    this.opts = checkBleu(opts);
+  }
+  protected read(preds: unknown, targets: unknown): [string[], string[][]] {
+    return [toStrings(preds, 'hypotheses'), readRefs(targets, 'references')];
+  }
+  protected run(p: string[], t: string[][]): BleuResult {
+    return bleuOf(p, t, this.opts);
+  }
 }
 
 // ---------------------------------------------------------------- emotion sequence
@@ -644,7 +704,8 @@ export function parseEmotionSequence(text: string, opts?: EmotionSequenceOptions
 function checkSeqOptions(opts: unknown): EmotionSequenceOptions {
   const o = checkOptions<EmotionSequenceOptions>(opts, 'options', ['marker', 'synonyms']);
   if (o.marker !== undefined && (typeof o.marker !== 'string' || o.marker.length === 0)) invalid('a non-empty string', 'marker', o.marker);
-  if (o.synonyms !== undefined && (o.synonyms === null || typeof o.synonyms !== 'object' || Object.values(o.synonyms).some((v) => typeof v !== 'string'))) invalid('an object of strings', 'synonyms', o.synonyms);
+  if (o.synonyms !== undefined && (o.synonyms === null || typeof o.synonyms !== 'object' || Object.values(o.synonyms).some((v) => typeof v !== 'string')))
+    invalid('an object of strings', 'synonyms', o.synonyms);
   return o;
 }
 
@@ -657,7 +718,10 @@ function parseSeq(text: string, marker: string, synonyms: Record<string, string>
     if (k < 0) break;
     const rest = text.slice(k + marker.length);
     const m = /^[ \t]*[:：]/.exec(rest);
-    if (m) { at = k + marker.length + m[0].length; break; }
+    if (m) {
+      at = k + marker.length + m[0].length;
+      break;
+    }
     from = k - 1;
   }
   if (at < 0) return null;
@@ -702,7 +766,13 @@ function seqScores(gens: string[], gold: string[][], marker: string, syn: Record
   });
   const positions = seen.reduce((s, v) => s + v, 0);
   const correct = right.reduce((s, v) => s + v, 0);
-  return { exact: exact / gold.length, position: positions ? correct / positions : NaN, byPosition: seen.map((n, j) => right[j] / n), unparsable, total: gold.length };
+  return {
+    exact: exact / gold.length,
+    position: positions ? correct / positions : NaN,
+    byPosition: seen.map((n, j) => right[j] / n),
+    unparsable,
+    total: gold.length,
+  };
 }
 
 /** Generations: an array; an element that is not a string (null from a failed call) is unparsable. */
@@ -719,8 +789,12 @@ function readGold(targets: unknown, marker: string, syn: Record<string, string>)
       if (!s) invalid(`a target text with a '${marker}:' sequence`, `targets[${i}]`, t);
       return s;
     }
-    if (!Array.isArray(t) || t.length === 0 || t.some((w) => typeof w !== 'string')) invalid('a non-empty array of emotion names or a target text', `targets[${i}]`, t);
-    return (t as string[]).map((w) => { const x = w.trim().toLowerCase(); return syn[x] ?? x; });
+    if (!Array.isArray(t) || t.length === 0 || t.some((w) => typeof w !== 'string'))
+      invalid('a non-empty array of emotion names or a target text', `targets[${i}]`, t);
+    return (t as string[]).map((w) => {
+      const x = w.trim().toLowerCase();
+      return syn[x] ?? x;
+    });
   });
 }
 
@@ -737,7 +811,11 @@ function readGold(targets: unknown, marker: string, syn: Record<string, string>)
  * et.metrics.emotionSequenceAccuracy(['…\n情绪序列: neutral -> happy'], [['neutral', 'sad']]);
  * // { exact: 0, position: 0.5, byPosition: [1, 0], unparsable: 0, total: 1 }
  */
-export function emotionSequenceAccuracy(generations: readonly string[], targets: readonly (string | readonly string[])[], opts?: EmotionSequenceOptions): EmotionSequenceResult {
+export function emotionSequenceAccuracy(
+  generations: readonly string[],
+  targets: readonly (string | readonly string[])[],
+  opts?: EmotionSequenceOptions,
+): EmotionSequenceResult {
   const o = checkSeqOptions(opts);
   const marker = o.marker ?? '情绪序列';
   const syn = o.synonyms ?? {};
@@ -754,8 +832,12 @@ export class EmotionSequenceAccuracy extends Metric<string, string[], EmotionSeq
     this.marker = o.marker ?? '情绪序列';
     this.syn = o.synonyms ?? {};
   }
-  protected read(preds: unknown, targets: unknown): [string[], string[][]] { return [readGenerations(preds), readGold(targets, this.marker, this.syn)]; }
-  protected run(p: string[], t: string[][]): EmotionSequenceResult { return seqScores(p, t, this.marker, this.syn); }
+  protected read(preds: unknown, targets: unknown): [string[], string[][]] {
+    return [readGenerations(preds), readGold(targets, this.marker, this.syn)];
+  }
+  protected run(p: string[], t: string[][]): EmotionSequenceResult {
+    return seqScores(p, t, this.marker, this.syn);
+  }
 }
 
 // ---------------------------------------------------------------- label parser
@@ -781,12 +863,21 @@ export interface LabelParserOptions {
 
 /** Emotion words and the classes they usually mean, for {@link LabelParserOptions.synonyms}. */
 export const EMOTION_SYNONYMS: Readonly<Record<string, string>> = Object.freeze({
-  joy: 'happy', joyful: 'happy', happiness: 'happy', glad: 'happy',
-  sadness: 'sad', unhappy: 'sad',
-  angry: 'anger', mad: 'anger',
-  surprised: 'surprise', surprising: 'surprise',
-  fearful: 'fear', afraid: 'fear', scared: 'fear',
-  disgusted: 'disgust', disgusting: 'disgust',
+  joy: 'happy',
+  joyful: 'happy',
+  happiness: 'happy',
+  glad: 'happy',
+  sadness: 'sad',
+  unhappy: 'sad',
+  angry: 'anger',
+  mad: 'anger',
+  surprised: 'surprise',
+  surprising: 'surprise',
+  fearful: 'fear',
+  afraid: 'fear',
+  scared: 'fear',
+  disgusted: 'disgust',
+  disgusting: 'disgust',
   calm: 'neutral',
 });
 
@@ -816,7 +907,8 @@ export class LabelParser {
    */
   constructor(opts: LabelParserOptions) {
     const o = checkOptions<LabelParserOptions>(opts, 'options', ['labels', 'synonyms', 'caseSensitive', 'match']);
-    if (!Array.isArray(o.labels) || o.labels.length === 0 || o.labels.some((l) => typeof l !== 'string' || l.trim().length === 0)) invalid('a non-empty array of non-empty strings', 'labels', o.labels);
+    if (!Array.isArray(o.labels) || o.labels.length === 0 || o.labels.some((l) => typeof l !== 'string' || l.trim().length === 0))
+      invalid('a non-empty array of non-empty strings', 'labels', o.labels);
     this.labels = [...o.labels];
     this.caseSensitive = o.caseSensitive ?? false;
     if (typeof this.caseSensitive !== 'boolean') invalid('a boolean', 'caseSensitive', o.caseSensitive);
@@ -878,4 +970,3 @@ export class LabelParser {
     return { labels, unparsable: labels.filter((l) => l === null).length };
   }
 }
-

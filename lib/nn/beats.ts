@@ -9,23 +9,37 @@ import { Loaded, PretrainedOptions, loadPretrained } from './pretrained';
 
 /** The original BEATsConfig fields and defaults. */
 export const BEATS = declareConfig({
-  name: 'BEATs', kind: 'beats',
+  name: 'BEATs',
+  kind: 'beats',
   fields: {
     /** Side of the square fbank patches (time × mel bins). */
     input_patch_size: f.posint(16),
     /** Width of the patch embedding. */
     embed_dim: f.posint(512),
-    conv_bias: f.bool(false), encoder_layers: f.nonneg(12), encoder_embed_dim: f.posint(768), encoder_ffn_embed_dim: f.posint(3072),
-    encoder_attention_heads: f.posint(12), activation_fn: f.act('gelu'), layer_norm_first: f.bool(false), deep_norm: f.bool(false),
-    dropout: f.prob(0.1), attention_dropout: f.prob(0.1), activation_dropout: f.prob(0), dropout_input: f.prob(0),
+    conv_bias: f.bool(false),
+    encoder_layers: f.nonneg(12),
+    encoder_embed_dim: f.posint(768),
+    encoder_ffn_embed_dim: f.posint(3072),
+    encoder_attention_heads: f.posint(12),
+    activation_fn: f.act('gelu'),
+    layer_norm_first: f.bool(false),
+    deep_norm: f.bool(false),
+    dropout: f.prob(0.1),
+    attention_dropout: f.prob(0.1),
+    activation_dropout: f.prob(0),
+    dropout_input: f.prob(0),
     /** Taps of the convolutional position embedding. */
     conv_pos: f.posint(128),
-    conv_pos_groups: f.posint(16), relative_position_embedding: f.bool(false), num_buckets: f.posint(320), max_distance: f.posint(1280),
+    conv_pos_groups: f.posint(16),
+    relative_position_embedding: f.bool(false),
+    num_buckets: f.posint(320),
+    max_distance: f.posint(1280),
     /** Gated relative position bias (as WavLM). */
     gru_rel_pos: f.bool(false),
   },
   check(c) {
-    if (c.encoder_embed_dim % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
+    if (c.encoder_embed_dim % c.encoder_attention_heads !== 0)
+      invalid(`a multiple of encoder_attention_heads`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
     if (c.encoder_embed_dim % c.conv_pos_groups !== 0) invalid(`a multiple of conv_pos_groups`, 'BEATs config.encoder_embed_dim', c.encoder_embed_dim);
   },
 });
@@ -84,7 +98,10 @@ export class BeatsEncoder extends ConfiguredModule<BeatsConfig> {
    * the original `{cfg, model}` torch.save file.
    */
   static async fromPretrained(dirOrFile: string, opts: PretrainedOptions<BeatsConfig> = {}): Promise<BeatsEncoder> {
-    return loadPretrained(BEATS, BeatsEncoder, dirOrFile, opts, { read: /\.(pt|pth|bin)$/.test(dirOrFile) ? readOriginal : undefined, keep: /^(?!predictor\.)/ });
+    return loadPretrained(BEATS, BeatsEncoder, dirOrFile, opts, {
+      read: /\.(pt|pth|bin)$/.test(dirOrFile) ? readOriginal : undefined,
+      keep: /^(?!predictor\.)/,
+    });
   }
 
   /**
@@ -112,10 +129,13 @@ export class BeatsEncoder extends ConfiguredModule<BeatsConfig> {
     }
     if (s[0] === 0) {
       const tokens = Math.floor(s[1] / p) * (s[2] / p);
-      return { lastHiddenState: this.emptyOutput([0, tokens, this.config.encoder_embed_dim], inputFeatures.device), paddingMask: attentionMask ? zeros([0, tokens], { dtype: 'bool' }) : null };
+      return {
+        lastHiddenState: this.emptyOutput([0, tokens, this.config.encoder_embed_dim], inputFeatures.device),
+        paddingMask: attentionMask ? zeros([0, tokens], { dtype: 'bool' }) : null,
+      };
     }
     // the native encoder takes the original's padding mask (true = padding)
-    const padding = attentionMask && !legacy ? attentionMask.logicalNot() : attentionMask ?? null;
+    const padding = attentionMask && !legacy ? attentionMask.logicalNot() : (attentionMask ?? null);
     try {
       const o = await this.run({ input_features: inputFeatures, padding_mask: padding });
       return { lastHiddenState: o.last_hidden_state!, paddingMask: o.padding_mask ?? null };

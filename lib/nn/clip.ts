@@ -21,21 +21,30 @@ const sentProjection = (c: Record<string, number>, o: { withProjection?: boolean
 
 /** HF CLIPTextConfig fields (config.json names; defaults: CLIPTextConfig's). */
 export const CLIP_TEXT = declareConfig({
-  name: 'CLIP text', kind: 'clip_text', options: ['withProjection'],
+  name: 'CLIP text',
+  kind: 'clip_text',
+  options: ['withProjection'],
   fields: {
-    vocab_size: f.posint(49408), hidden_size: f.posint(512), intermediate_size: f.posint(2048), num_hidden_layers: f.nonneg(12),
+    vocab_size: f.posint(49408),
+    hidden_size: f.posint(512),
+    intermediate_size: f.posint(2048),
+    num_hidden_layers: f.nonneg(12),
     num_attention_heads: f.posint(8),
     /** Context length (77 for OpenAI's and LanguageBind's). */
     max_position_embeddings: f.posint(77),
     /** HF: 2 (the legacy value) pools at argmax(input_ids), any other id at its first occurrence. */
     eos_token_id: f.int(49407),
-    hidden_act: f.act('quick_gelu'), layer_norm_eps: f.posnum(1e-5), attention_dropout: f.prob(0), initializer_range: f.nonnegnum(0.02),
+    hidden_act: f.act('quick_gelu'),
+    layer_norm_eps: f.posnum(1e-5),
+    attention_dropout: f.prob(0),
+    initializer_range: f.nonnegnum(0.02),
     initializer_factor: f.nonnegnum(1),
     /** Width of `text_projection` (used when the model has one; sent as 0 without it). */
     projection_dim: f.posint(512).sends(sentProjection),
   },
   check(c, _, opts) {
-    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP text config.hidden_size', c.hidden_size);
+    if (c.hidden_size % c.num_attention_heads !== 0)
+      invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP text config.hidden_size', c.hidden_size);
     projectionOption(opts);
   },
 });
@@ -52,14 +61,23 @@ export type ClipTextConfig = ConfigOf<typeof CLIP_TEXT>;
  * side or `[height, width]` (LanguageBind audio: `[num_mel_bins, target_length]`).
  */
 export const CLIP_VISION = declareConfig({
-  name: 'CLIP vision', kind: 'clip_vision', options: ['withProjection'],
+  name: 'CLIP vision',
+  kind: 'clip_vision',
+  options: ['withProjection'],
   fields: {
-    hidden_size: f.posint(768), intermediate_size: f.posint(3072), num_hidden_layers: f.nonneg(12), num_attention_heads: f.posint(12),
+    hidden_size: f.posint(768),
+    intermediate_size: f.posint(3072),
+    num_hidden_layers: f.nonneg(12),
+    num_attention_heads: f.posint(12),
     num_channels: f.posint(3),
     /** A side, or `[height, width]` (always `[height, width]` once built). */
     image_size: f.any<number | [number, number]>('i64[]', 224),
-    patch_size: f.posint(32), hidden_act: f.act('quick_gelu'), layer_norm_eps: f.posnum(1e-5), attention_dropout: f.prob(0),
-    initializer_range: f.nonnegnum(0.02), initializer_factor: f.nonnegnum(1),
+    patch_size: f.posint(32),
+    hidden_act: f.act('quick_gelu'),
+    layer_norm_eps: f.posnum(1e-5),
+    attention_dropout: f.prob(0),
+    initializer_range: f.nonnegnum(0.02),
+    initializer_factor: f.nonnegnum(1),
     /** Width of `visual_projection` (used when the model has one; sent as 0 without it). */
     projection_dim: f.posint(512).sends(sentProjection),
     /** LanguageBind video: temporal attention in every layer. */
@@ -79,10 +97,12 @@ export const CLIP_VISION = declareConfig({
   check(c, _, opts) {
     const s = c.image_size;
     const hw = typeof s === 'number' ? [s, s] : s;
-    if (!Array.isArray(hw) || hw.length !== 2 || !hw.every((v) => Number.isSafeInteger(v) && v > 0)) invalid('a positive integer or [height, width]', 'CLIP vision config.image_size', s);
+    if (!Array.isArray(hw) || hw.length !== 2 || !hw.every((v) => Number.isSafeInteger(v) && v > 0))
+      invalid('a positive integer or [height, width]', 'CLIP vision config.image_size', s);
     if (hw[0] < c.patch_size || hw[1] < c.patch_size) invalid(`at least patch_size (${c.patch_size}) on each side`, 'CLIP vision config.image_size', s);
     c.image_size = [hw[0], hw[1]];
-    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP vision config.hidden_size', c.hidden_size);
+    if (c.hidden_size % c.num_attention_heads !== 0)
+      invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'CLIP vision config.hidden_size', c.hidden_size);
     if (c.tube_size > 0 && c.num_frames % c.tube_size !== 0) invalid(`a divisor of num_frames (${c.num_frames})`, 'CLIP vision config.tube_size', c.tube_size);
     if (c.force_patch_dropout >= 1) invalid('a number in [0, 1)', 'CLIP vision config.force_patch_dropout', c.force_patch_dropout);
     projectionOption(opts);
@@ -99,7 +119,8 @@ export type ClipVisionConfig = ConfigOf<typeof CLIP_VISION>;
 
 /** HF CLIPConfig: both towers, the shared projection width and the initial `logit_scale`. */
 export const CLIP = declareConfig({
-  name: 'CLIP', kind: 'clip',
+  name: 'CLIP',
+  kind: 'clip',
   fields: {
     /** The text tower's fields (those left out take the defaults). */
     text_config: f.config(CLIP_TEXT),
@@ -111,7 +132,8 @@ export const CLIP = declareConfig({
     logit_scale_init_value: f.number(2.6592),
   },
   check(c) {
-    for (const k of ['text_config', 'vision_config'] as const) if (!c[k] || typeof c[k] !== 'object' || Array.isArray(c[k])) invalid('an object', `CLIP config.${k}`, c[k]);
+    for (const k of ['text_config', 'vision_config'] as const)
+      if (!c[k] || typeof c[k] !== 'object' || Array.isArray(c[k])) invalid('an object', `CLIP config.${k}`, c[k]);
     c.text_config = resolve(CLIP_TEXT, { ...c.text_config, projection_dim: c.projection_dim });
     c.vision_config = resolve(CLIP_VISION, { ...c.vision_config, projection_dim: c.projection_dim });
   },
@@ -147,7 +169,7 @@ export const SPEC = { text: specOf(CLIP_TEXT), vision: specOf(CLIP_VISION) };
 function visionFromFile(raw: Record<string, unknown>): Record<string, unknown> {
   const v = { ...raw };
   if (Number(raw.num_mel_bins) > 0 && Number(raw.target_length) > 0) v.image_size = [raw.num_mel_bins, raw.target_length];
-  v.tube_size = raw.add_time_attn === true && raw.clip_type === 'vl_new' ? raw.tube_size ?? 1 : 0;
+  v.tube_size = raw.add_time_attn === true && raw.clip_type === 'vl_new' ? (raw.tube_size ?? 1) : 0;
   if (raw.add_time_attn === undefined) v.add_time_attn = false;
   return v;
 }
@@ -181,7 +203,12 @@ export interface ClipPretrainedOptions<C> extends PretrainedOptions<C> {
   stateDict?: StateDict;
 }
 
-interface LoraFound { targets: string[]; r: number; alpha: number; dropout: number }
+interface LoraFound {
+  targets: string[];
+  r: number;
+  alpha: number;
+  dropout: number;
+}
 
 /**
  * The checkpoint with a peft-wrapped encoder unwrapped (`encoder.base_model.model.` → `encoder.`,
@@ -195,15 +222,30 @@ function unwrapLora(sd: StateDict, vcfg: Record<string, unknown>, mode: LoraMode
   const a0 = out.get(`${targets[0]}.lora_A.default.weight`)!;
   const r = Number(vcfg.lora_r) > 0 ? Number(vcfg.lora_r) : a0.shape[0];
   const alpha = Number(vcfg.lora_alpha);
-  if (!Number.isFinite(alpha)) throw new EmotorchError(`${where}: the checkpoint has LoRA adapters but vision_config.lora_alpha is ${String(vcfg.lora_alpha)}`, 'ERR_FORMAT');
+  if (!Number.isFinite(alpha))
+    throw new EmotorchError(`${where}: the checkpoint has LoRA adapters but vision_config.lora_alpha is ${String(vcfg.lora_alpha)}`, 'ERR_FORMAT');
   for (const n of targets) {
-    const A = out.get(`${n}.lora_A.default.weight`), B = out.get(`${n}.lora_B.default.weight`), W = out.get(`${n}.weight`);
+    const A = out.get(`${n}.lora_A.default.weight`),
+      B = out.get(`${n}.lora_B.default.weight`),
+      W = out.get(`${n}.weight`);
     if (!A || !B || !W) throw new EmotorchError(`${where}: the adapter of '${n}' lacks ${!B ? 'lora_B' : 'its base weight'}`, 'ERR_STATE_DICT');
     if (A.shape[0] !== r || B.shape[1] !== r || B.shape[0] !== W.shape[0] || A.shape[1] !== W.shape[1]) {
-      throw new EmotorchError(`${where}: the adapter of '${n}' has A [${A.shape}] and B [${B.shape}], which do not fit rank ${r} and weight [${W.shape}]`, 'ERR_STATE_DICT');
+      throw new EmotorchError(
+        `${where}: the adapter of '${n}' has A [${A.shape}] and B [${B.shape}], which do not fit rank ${r} and weight [${W.shape}]`,
+        'ERR_STATE_DICT',
+      );
     }
     if (mode === 'merge') {
-      out.set(`${n}.weight`, W.to({ dtype: 'float32' }).add(B.to({ dtype: 'float32' }).matmul(A.to({ dtype: 'float32' })).mul(alpha / r)).to({ dtype: W.dtype }));
+      out.set(
+        `${n}.weight`,
+        W.to({ dtype: 'float32' })
+          .add(
+            B.to({ dtype: 'float32' })
+              .matmul(A.to({ dtype: 'float32' }))
+              .mul(alpha / r),
+          )
+          .to({ dtype: W.dtype }),
+      );
       out.delete(`${n}.lora_A.default.weight`);
       out.delete(`${n}.lora_B.default.weight`);
     }
@@ -212,7 +254,8 @@ function unwrapLora(sd: StateDict, vcfg: Record<string, unknown>, mode: LoraMode
 }
 
 function checkMode(mode: unknown): LoraMode {
-  if (mode !== undefined && mode !== 'merge' && mode !== 'keep' && mode !== 'convert_to_lora') invalid("'merge', 'keep' or 'convert_to_lora'", 'opts.lora', mode);
+  if (mode !== undefined && mode !== 'merge' && mode !== 'keep' && mode !== 'convert_to_lora')
+    invalid("'merge', 'keep' or 'convert_to_lora'", 'opts.lora', mode);
   return (mode as LoraMode | undefined) ?? 'merge';
 }
 
@@ -247,7 +290,9 @@ function checkPixels(x: Tensor, c: ClipVisionConfig, name: string): void {
     invalid(`a float tensor (batch, ${c.num_channels}, height, width) or (batch, ${c.num_channels}, frames, height, width)`, name, `${x.dtype} [${x.shape}]`);
   }
   const [h, w] = c.image_size as [number, number];
-  const H = x.shape[x.ndim - 2], W = x.shape[x.ndim - 1], p = c.patch_size;
+  const H = x.shape[x.ndim - 2],
+    W = x.shape[x.ndim - 1],
+    p = c.patch_size;
   if (Math.floor(H / p) !== Math.floor(h / p) || Math.floor(W / p) !== Math.floor(w / p)) {
     invalid(`${h} × ${w} pixels (a ${Math.floor(h / p)} × ${Math.floor(w / p)} patch grid, as the position table)`, `${name} size`, `${H} × ${W}`);
   }
@@ -271,7 +316,11 @@ function towerState(sd: StateDict, prefix: string, head: string, wanted: boolean
 }
 
 /** A CLIP checkpoint as read: its tensors, and its adapters with what to do with them. */
-interface ClipLoaded extends Loaded { lora: LoraFound | null; mode: LoraMode; withProjection?: boolean }
+interface ClipLoaded extends Loaded {
+  lora: LoraFound | null;
+  mode: LoraMode;
+  withProjection?: boolean;
+}
 
 /** After building: a release's adapters applied as LoRA layers, unless merged into the weights. */
 function keepAdapters<M extends Module>(model: M, { lora, mode }: ClipLoaded): void {
@@ -284,7 +333,12 @@ function keepAdapters<M extends Module>(model: M, { lora, mode }: ClipLoaded): v
  * projection head when wanted (default: when the checkpoint has it); the vision tower unwraps and
  * applies a LoRA-tuned release's adapters (`opts.lora`).
  */
-function towerLoading<M extends Module>(decl: ConfigDecl, cls: { create(c: object, o: { withProjection?: boolean }): M }, opts: ClipPretrainedOptions<object>, tower: 'text' | 'vision'): Loading<M, ClipPretrainedOptions<object>, ClipLoaded> {
+function towerLoading<M extends Module>(
+  decl: ConfigDecl,
+  cls: { create(c: object, o: { withProjection?: boolean }): M },
+  opts: ClipPretrainedOptions<object>,
+  tower: 'text' | 'vision',
+): Loading<M, ClipPretrainedOptions<object>, ClipLoaded> {
   const [prefix, head] = tower === 'text' ? ['text_model.', 'text_projection.weight'] : ['vision_model.', 'visual_projection.weight'];
   return {
     options: ['lora', 'withProjection', 'stateDict'],
@@ -294,7 +348,7 @@ function towerLoading<M extends Module>(decl: ConfigDecl, cls: { create(c: objec
       const top = subConfig(raw, `${tower}_config`, dir);
       const config = { ...decl.normalize(top ?? raw) };
       if (top && raw.projection_dim !== undefined) config.projection_dim = raw.projection_dim;
-      const all = opts.stateDict ?? await loadCheckpoint(dir);
+      const all = opts.stateDict ?? (await loadCheckpoint(dir));
       const { sd, lora } = tower === 'vision' ? unwrapLora(all, top ?? raw, mode, `'${dir}'`) : { sd: all, lora: null };
       const { keep, withProjection } = towerState(sd, prefix, head, opts.withProjection);
       return { sd: keep, config, lora, mode, withProjection };
@@ -372,9 +426,11 @@ export interface ClipTextOutputs {
 function checkText(ids: Tensor, mask: Tensor | null | undefined, c: ClipTextConfig): void {
   checkTensor(ids, 'inputIds');
   if (ids.ndim !== 2 || (ids.dtype !== 'int64' && ids.dtype !== 'int32')) invalid('an int64 tensor (batch, length)', 'inputIds', `${ids.dtype} [${ids.shape}]`);
-  if (ids.shape[1] < 1 || ids.shape[1] > c.max_position_embeddings) invalid(`1 to max_position_embeddings (${c.max_position_embeddings}) tokens`, 'inputIds length', ids.shape[1]);
+  if (ids.shape[1] < 1 || ids.shape[1] > c.max_position_embeddings)
+    invalid(`1 to max_position_embeddings (${c.max_position_embeddings}) tokens`, 'inputIds length', ids.shape[1]);
   if (ids.numel > 0) {
-    const lo = ids.min().item() as number, hi = ids.max().item() as number;
+    const lo = ids.min().item() as number,
+      hi = ids.max().item() as number;
     if (lo < 0 || hi >= c.vocab_size) invalid(`token ids in [0, ${c.vocab_size})`, 'inputIds', `ids from ${lo} to ${hi}`);
   }
   if (mask && checkTensor(mask, 'attentionMask').shape.join() !== ids.shape.join()) invalid(`shape [${ids.shape}]`, 'attentionMask', `[${mask.shape}]`);
@@ -442,13 +498,16 @@ export class ClipModel extends ConfiguredModule<ClipResolvedConfig> {
   /** Loads a local HF CLIPModel folder (or a LanguageBind release; LoRA adapters as `opts.lora`). */
   static async fromPretrained(dir: string, opts: ClipPretrainedOptions<ClipConfig> = {}): Promise<ClipModel> {
     return loadPretrained(CLIP, ClipModel, dir, opts, {
-      options: ['lora', 'stateDict'], keep: /^(?!.*\.position_ids$)/, prepare: keepAdapters,
+      options: ['lora', 'stateDict'],
+      keep: /^(?!.*\.position_ids$)/,
+      prepare: keepAdapters,
       async read(d) {
         const mode = checkMode(opts.lora);
         const raw = readConfig(d);
-        const text = subConfig(raw, 'text_config', d), vision = subConfig(raw, 'vision_config', d);
+        const text = subConfig(raw, 'text_config', d),
+          vision = subConfig(raw, 'vision_config', d);
         if (!text || !vision) throw new EmotorchError(`'${d}/config.json' is not a CLIPModel config (it needs text_config and vision_config)`, 'ERR_FORMAT');
-        const { sd, lora } = unwrapLora(opts.stateDict ?? await loadCheckpoint(d), vision, mode, `'${d}'`);
+        const { sd, lora } = unwrapLora(opts.stateDict ?? (await loadCheckpoint(d)), vision, mode, `'${d}'`);
         return { sd, lora, mode, config: { ...raw, text_config: text, vision_config: visionFromFile(vision) } };
       },
     });
@@ -456,7 +515,8 @@ export class ClipModel extends ConfiguredModule<ClipResolvedConfig> {
 
   /** @returns every output of the towers given (see {@link ClipOutputs}) */
   async forward(inputs: ClipInputs): Promise<ClipOutputs> {
-    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ inputIds, attentionMask, pixelValues })', 'CLIP inputs', inputs);
+    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor)
+      invalid('an inputs object ({ inputIds, attentionMask, pixelValues })', 'CLIP inputs', inputs);
     const { inputIds, attentionMask, pixelValues } = inputs;
     if (!inputIds && !pixelValues) invalid('inputIds, pixelValues or both', 'CLIP inputs', 'neither');
     if (inputIds) checkText(inputIds, attentionMask, this.config.text_config);
@@ -464,9 +524,14 @@ export class ClipModel extends ConfiguredModule<ClipResolvedConfig> {
     if (pixelValues) checkPixels(pixelValues, this.config.vision_config, 'pixelValues');
     const o = await this.run({ input_ids: inputIds, attention_mask: attentionMask, pixel_values: pixelValues });
     return {
-      logitsPerImage: o.logits_per_image ?? null, logitsPerText: o.logits_per_text ?? null, textEmbeds: o.text_embeds ?? null,
-      imageEmbeds: o.image_embeds ?? null, textPoolerOutput: o.text_pooler_output ?? null, visionPoolerOutput: o.image_pooler_output ?? null,
-      textLastHiddenState: o.text_last_hidden_state ?? null, visionLastHiddenState: o.image_last_hidden_state ?? null,
+      logitsPerImage: o.logits_per_image ?? null,
+      logitsPerText: o.logits_per_text ?? null,
+      textEmbeds: o.text_embeds ?? null,
+      imageEmbeds: o.image_embeds ?? null,
+      textPoolerOutput: o.text_pooler_output ?? null,
+      visionPoolerOutput: o.image_pooler_output ?? null,
+      textLastHiddenState: o.text_last_hidden_state ?? null,
+      visionLastHiddenState: o.image_last_hidden_state ?? null,
     };
   }
 }

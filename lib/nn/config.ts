@@ -48,11 +48,17 @@ export class Field<T = unknown, P extends Presence = Presence> {
     this.default = d;
   }
   /** The field, read by TypeScript only: not sent to the native model. */
-  host(): Field<T, P> { return new Field(this.check, 'host', this.presence, this.default, this.nested, this.send); }
+  host(): Field<T, P> {
+    return new Field(this.check, 'host', this.presence, this.default, this.nested, this.send);
+  }
   /** The field, sent as `fn(config, ctx)` instead of its own value. */
-  sends<C, X>(fn: (config: C, ctx: X) => unknown): Field<T, P> { return new Field(this.check, this.wire, this.presence, this.default, this.nested, fn as Send); }
+  sends<C, X>(fn: (config: C, ctx: X) => unknown): Field<T, P> {
+    return new Field(this.check, this.wire, this.presence, this.default, this.nested, fn as Send);
+  }
   /** The field without a default: left out, it stays out of the config. */
-  optional(): Field<T, 'optional'> { return new Field<T, 'optional'>(this.check, this.wire, 'optional', undefined, this.nested, this.send); }
+  optional(): Field<T, 'optional'> {
+    return new Field<T, 'optional'>(this.check, this.wire, 'optional', undefined, this.nested, this.send);
+  }
 }
 
 interface Builder<T> {
@@ -61,8 +67,7 @@ interface Builder<T> {
   /** A field with this default. */
   (d: T): Field<T, 'default'>;
 }
-const make = <T>(check: Check, wire: Wire): Builder<T> =>
-  ((...d: [T?]) => new Field<T>(check, wire, d.length ? 'default' : 'required', d[0])) as Builder<T>;
+const make = <T>(check: Check, wire: Wire): Builder<T> => ((...d: [T?]) => new Field<T>(check, wire, d.length ? 'default' : 'required', d[0])) as Builder<T>;
 
 /** The field builders, one per check: `f.posint(768)` (default 768), `f.posint()` (required). */
 export const f = {
@@ -83,9 +88,11 @@ export const f = {
   /** A value of another shape, sent as `wire` (checked by the declaration's `check`). */
   any: <T>(wire: Wire, d: T): Field<T, 'default'> => new Field<T, 'default'>('any', wire, 'default', d),
   /** A nested config (CLIP's text_config): given partly, resolved by the declaration's `check`. */
-  config: <D extends ConfigDecl>(nested: D): Field<ConfigOf<D>, 'default'> => new Field<ConfigOf<D>, 'default'>('any', 'config', 'default', {} as ConfigOf<D>, nested),
+  config: <D extends ConfigDecl>(nested: D): Field<ConfigOf<D>, 'default'> =>
+    new Field<ConfigOf<D>, 'default'>('any', 'config', 'default', {} as ConfigOf<D>, nested),
   /** A field the native model reads that is no config field: computed from the config and the create options. */
-  derived: <C, X = object>(wire: Wire, fn: (config: C, ctx: X) => unknown): Field<unknown, 'derived'> => new Field<unknown, 'derived'>('any', wire, 'derived', undefined, undefined, fn as Send),
+  derived: <C, X = object>(wire: Wire, fn: (config: C, ctx: X) => unknown): Field<unknown, 'derived'> =>
+    new Field<unknown, 'derived'>('any', wire, 'derived', undefined, undefined, fn as Send),
 };
 
 /** The fields of a declaration. */
@@ -99,12 +106,14 @@ type Keys<F, P extends Presence> = { [K in keyof F]: F[K] extends Field<unknown,
  * A resolved config of a declaration (or of its fields): every field with a value (the optional
  * ones when given), derived ones left out. A homomorphic mapping: each field's JSDoc carries over.
  */
-export type ConfigOf<D> = { -readonly [K in keyof FieldsOf<D> as K extends Keys<FieldsOf<D>, 'optional' | 'derived'> ? never : K]: ValueOf<FieldsOf<D>[K]> }
-  & { -readonly [K in keyof FieldsOf<D> as K extends Keys<FieldsOf<D>, 'optional'> ? K : never]?: ValueOf<FieldsOf<D>[K]> };
+export type ConfigOf<D> = { -readonly [K in keyof FieldsOf<D> as K extends Keys<FieldsOf<D>, 'optional' | 'derived'> ? never : K]: ValueOf<FieldsOf<D>[K]> } & {
+  -readonly [K in keyof FieldsOf<D> as K extends Keys<FieldsOf<D>, 'optional'> ? K : never]?: ValueOf<FieldsOf<D>[K]>;
+};
 
 /** A config as `create` takes it: the required fields, and any others (nested configs partly). */
-export type GivenOf<D> = { -readonly [K in keyof FieldsOf<D> as K extends Keys<FieldsOf<D>, 'required'> ? K : never]: ValueOf<FieldsOf<D>[K]> }
-  & { -readonly [K in keyof FieldsOf<D> as K extends Keys<FieldsOf<D>, 'default' | 'optional'> ? K : never]?: GivenValue<ValueOf<FieldsOf<D>[K]>> };
+export type GivenOf<D> = { -readonly [K in keyof FieldsOf<D> as K extends Keys<FieldsOf<D>, 'required'> ? K : never]: ValueOf<FieldsOf<D>[K]> } & {
+  -readonly [K in keyof FieldsOf<D> as K extends Keys<FieldsOf<D>, 'default' | 'optional'> ? K : never]?: GivenValue<ValueOf<FieldsOf<D>[K]>>;
+};
 type GivenValue<T> = T extends unknown[] ? T : T extends object ? Partial<T> : T;
 
 /** One model config's declaration ({@link declareConfig}). */
@@ -135,7 +144,12 @@ const KINDS = new Map<string, ConfigDecl>();
  * @throws Error when the kind is declared twice
  */
 export function declareConfig<F extends Fields>(d: {
-  name: string; title?: string; kind: string; fields: F; bare?: boolean; options?: readonly string[];
+  name: string;
+  title?: string;
+  kind: string;
+  fields: F;
+  bare?: boolean;
+  options?: readonly string[];
   normalize?: (raw: Record<string, unknown>) => Record<string, unknown>;
   check?: (config: ConfigOf<F>, given: Record<string, unknown>, opts: Record<string, unknown>) => void;
 }): ConfigDecl<F> {
@@ -155,25 +169,43 @@ export const ACTIVATIONS = ['relu', 'gelu', 'quick_gelu', 'gelu_tanh', 'tanh', '
 const ACT_ALIASES: Record<string, string> = { swish: 'silu', gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', linear: 'identity' };
 
 const CHECK_TEXT: Record<string, string> = {
-  int: 'an integer', nonneg: 'a non-negative integer', posint: 'a positive integer', number: 'a finite number',
-  posnum: 'a positive finite number', nonnegnum: 'a non-negative finite number', prob: 'a number in [0, 1]', bool: 'a boolean',
-  string: 'a string', act: `one of ${[...ACTIVATIONS, ...Object.keys(ACT_ALIASES)].map((a) => `'${a}'`).join(', ')}`,
+  int: 'an integer',
+  nonneg: 'a non-negative integer',
+  posint: 'a positive integer',
+  number: 'a finite number',
+  posnum: 'a positive finite number',
+  nonnegnum: 'a non-negative finite number',
+  prob: 'a number in [0, 1]',
+  bool: 'a boolean',
+  string: 'a string',
+  act: `one of ${[...ACTIVATIONS, ...Object.keys(ACT_ALIASES)].map((a) => `'${a}'`).join(', ')}`,
 };
 
 function fits(check: string, v: unknown): boolean {
   const num = typeof v === 'number' && Number.isFinite(v);
   switch (check) {
-    case 'int': return Number.isSafeInteger(v);
-    case 'nonneg': return Number.isSafeInteger(v) && (v as number) >= 0;
-    case 'posint': return Number.isSafeInteger(v) && (v as number) > 0;
-    case 'number': return num;
-    case 'posnum': return num && (v as number) > 0;
-    case 'nonnegnum': return num && (v as number) >= 0;
-    case 'prob': return num && (v as number) >= 0 && (v as number) <= 1;
-    case 'bool': return typeof v === 'boolean';
-    case 'string': return typeof v === 'string';
-    case 'act': return typeof v === 'string' && ((ACTIVATIONS as readonly string[]).includes(v) || v in ACT_ALIASES);
-    default: return true;
+    case 'int':
+      return Number.isSafeInteger(v);
+    case 'nonneg':
+      return Number.isSafeInteger(v) && (v as number) >= 0;
+    case 'posint':
+      return Number.isSafeInteger(v) && (v as number) > 0;
+    case 'number':
+      return num;
+    case 'posnum':
+      return num && (v as number) > 0;
+    case 'nonnegnum':
+      return num && (v as number) >= 0;
+    case 'prob':
+      return num && (v as number) >= 0 && (v as number) <= 1;
+    case 'bool':
+      return typeof v === 'boolean';
+    case 'string':
+      return typeof v === 'string';
+    case 'act':
+      return typeof v === 'string' && ((ACTIVATIONS as readonly string[]).includes(v) || v in ACT_ALIASES);
+    default:
+      return true;
   }
 }
 
@@ -185,7 +217,7 @@ function fits(check: string, v: unknown): boolean {
  */
 export function checkValue(check: string, v: unknown, label: string): unknown {
   if (!fits(check, v)) invalid(CHECK_TEXT[check] ?? 'a value', label, v);
-  return check === 'act' ? ACT_ALIASES[v as string] ?? v : Array.isArray(v) ? [...v] : v;
+  return check === 'act' ? (ACT_ALIASES[v as string] ?? v) : Array.isArray(v) ? [...v] : v;
 }
 
 /**
@@ -218,8 +250,13 @@ export function resolve<F extends Fields>(decl: ConfigDecl<F>, given: unknown, o
  * model's (a system's extra fields).
  */
 export type ConfigSpec<C> = {
-  [K in keyof C]: C[K] extends number ? 'int' | 'nonneg' | 'posint' | 'number' | 'posnum' | 'nonnegnum' | 'prob'
-    : C[K] extends boolean ? 'bool' : C[K] extends string ? 'string' | 'act' : 'any';
+  [K in keyof C]: C[K] extends number
+    ? 'int' | 'nonneg' | 'posint' | 'number' | 'posnum' | 'nonnegnum' | 'prob'
+    : C[K] extends boolean
+      ? 'bool'
+      : C[K] extends string
+        ? 'string' | 'act'
+        : 'any';
 };
 
 /** Each given field's check ({@link resolve}'s), as a {@link ConfigSpec}. */
@@ -230,7 +267,11 @@ export function specOf<F extends Fields>(decl: ConfigDecl<F>): ConfigSpec<Config
 
 /** The defaults of a declaration's fields (those that have one). */
 export function defaultsOf<F extends Fields>(decl: ConfigDecl<F>): ConfigOf<F> {
-  return Object.fromEntries(Object.entries(decl.fields).filter(([, field]) => field.presence === 'default').map(([k, field]) => [k, field.default])) as ConfigOf<F>;
+  return Object.fromEntries(
+    Object.entries(decl.fields)
+      .filter(([, field]) => field.presence === 'default')
+      .map(([k, field]) => [k, field.default]),
+  ) as ConfigOf<F>;
 }
 
 /** What crosses the bridge for a resolved config: its sent fields, derived ones computed (`ctx`: the create options). */
@@ -246,7 +287,12 @@ export function wireOf(decl: ConfigDecl, config: object, ctx: object = {}): Reco
 }
 
 /** One field as it crosses the bridge: name, wire type, the value sent by default (absent: required), nested fields. */
-export interface WireField { name: string; type: Exclude<Wire, 'host'>; default?: unknown; fields?: WireField[] }
+export interface WireField {
+  name: string;
+  type: Exclude<Wire, 'host'>;
+  default?: unknown;
+  fields?: WireField[];
+}
 
 /**
  * The fields a declaration sends, with the values `create({})` sends ({@link wireOf} of the
@@ -255,14 +301,20 @@ export interface WireField { name: string; type: Exclude<Wire, 'host'>; default?
  */
 export function wireFields(decl: ConfigDecl): WireField[] {
   let config: object = defaultsOf(decl);
-  try { config = resolve(decl, {}); } catch { /* required fields (the layers', the projector's widths): the declared defaults */ }
+  try {
+    config = resolve(decl, {});
+  } catch {
+    /* required fields (the layers', the projector's widths): the declared defaults */
+  }
   const sent = wireOf(decl, config);
-  return Object.entries(decl.fields).filter(([, field]) => field.wire !== 'host').map(([name, field]) => {
-    const w: WireField = { name, type: field.wire as WireField['type'] };
-    if (sent[name] !== undefined) w.default = sent[name];
-    if (field.nested) w.fields = wireFields(field.nested);
-    return w;
-  });
+  return Object.entries(decl.fields)
+    .filter(([, field]) => field.wire !== 'host')
+    .map(([name, field]) => {
+      const w: WireField = { name, type: field.wire as WireField['type'] };
+      if (sent[name] !== undefined) w.default = sent[name];
+      if (field.nested) w.fields = wireFields(field.nested);
+      return w;
+    });
 }
 
 /**

@@ -23,9 +23,29 @@ export type { Wav2Vec2Dialect, Wav2Vec2PretrainedOptions } from './wav2vec2';
 export { Wav2Vec2Model, WAV2VEC2_DEFAULTS, WAV2VEC2_RENAMES } from './wav2vec2';
 export type { Wav2Vec2Config, Wav2Vec2Inputs, Wav2Vec2Outputs } from './wav2vec2';
 export { ClipModel, ClipVisionModel, ClipTextModel, CLIP_TEXT_DEFAULTS, CLIP_VISION_DEFAULTS } from './clip';
-export type { ClipConfig, ClipResolvedConfig, ClipTextConfig, ClipVisionConfig, ClipPretrainedOptions, LoraMode, ClipInputs, ClipOutputs, ClipVisionInputs, ClipVisionOutputs, ClipTextInputs, ClipTextOutputs } from './clip';
+export type {
+  ClipConfig,
+  ClipResolvedConfig,
+  ClipTextConfig,
+  ClipVisionConfig,
+  ClipPretrainedOptions,
+  LoraMode,
+  ClipInputs,
+  ClipOutputs,
+  ClipVisionInputs,
+  ClipVisionOutputs,
+  ClipTextInputs,
+  ClipTextOutputs,
+} from './clip';
 export { InternVisionModel, InternVLProjector, INTERN_VISION_DEFAULTS, internVisionConfig } from './intern_vit';
-export type { InternVisionConfig, InternVisionInputs, InternVisionOutputs, InternVLProjectorConfig, InternVLProjectorInputs, InternVLProjectorOutputs } from './intern_vit';
+export type {
+  InternVisionConfig,
+  InternVisionInputs,
+  InternVisionOutputs,
+  InternVLProjectorConfig,
+  InternVLProjectorInputs,
+  InternVLProjectorOutputs,
+} from './intern_vit';
 export { InternVL, INTERNVL_DEFAULTS, INTERNVL_IMAGE_TOKENS, resolveInternVLConfig } from './internvl';
 export type { InternVLConfig, InternVLInputs, InternVLOutputs, InternVLCreateOptions } from './internvl';
 export { LanguageBind, LANGUAGEBIND_MODALITIES } from './languagebind';

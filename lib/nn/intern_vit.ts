@@ -12,10 +12,15 @@ import { PretrainedOptions, loadPretrained, readConfig } from './pretrained';
 
 /** InternVisionConfig fields (the remote code's config.json names; defaults: InternViT-6B's shape). */
 export const INTERN_VISION = declareConfig({
-  name: 'InternViT', kind: 'intern_vit',
+  name: 'InternViT',
+  kind: 'intern_vit',
   fields: {
-    hidden_size: f.posint(3200), intermediate_size: f.posint(12800), num_hidden_layers: f.nonneg(48), num_attention_heads: f.posint(25),
-    num_channels: f.posint(3), patch_size: f.posint(14),
+    hidden_size: f.posint(3200),
+    intermediate_size: f.posint(12800),
+    num_hidden_layers: f.nonneg(48),
+    num_attention_heads: f.posint(25),
+    num_channels: f.posint(3),
+    patch_size: f.posint(14),
     /** The side the position embeddings were trained for (448 in InternVL2); other sides are resized bicubically. */
     image_size: f.posint(224),
     qkv_bias: f.bool(false),
@@ -23,7 +28,10 @@ export const INTERN_VISION = declareConfig({
     qk_normalization: f.bool(true),
     /** 'layer_norm' (300M) or 'rms_norm' (6B). */
     norm_type: f.string('rms_norm'),
-    hidden_act: f.act('gelu'), layer_norm_eps: f.posnum(1e-6), dropout: f.prob(0), attention_dropout: f.prob(0),
+    hidden_act: f.act('gelu'),
+    layer_norm_eps: f.posnum(1e-6),
+    dropout: f.prob(0),
+    attention_dropout: f.prob(0),
     /** Stochastic depth in training, growing linearly from 0 at the first layer to this at the last. */
     drop_path_rate: f.prob(0),
     initializer_range: f.nonnegnum(0.02),
@@ -31,7 +39,8 @@ export const INTERN_VISION = declareConfig({
     initializer_factor: f.number(0.1),
   },
   check(c) {
-    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'InternViT config.hidden_size', c.hidden_size);
+    if (c.hidden_size % c.num_attention_heads !== 0)
+      invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'InternViT config.hidden_size', c.hidden_size);
     if (!['layer_norm', 'rms_norm'].includes(c.norm_type)) invalid("'layer_norm' or 'rms_norm'", 'InternViT config.norm_type', c.norm_type);
     if (c.image_size % c.patch_size !== 0) invalid(`a multiple of patch_size (${c.patch_size})`, 'InternViT config.image_size', c.image_size);
     if (c.drop_path_rate >= 1) invalid('a rate below 1', 'InternViT config.drop_path_rate', c.drop_path_rate);
@@ -98,7 +107,11 @@ export class InternVisionModel extends ConfiguredModule<InternVisionConfig> {
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
    */
   static async fromPretrained(dir: string, opts: PretrainedOptions<InternVisionConfig> = {}): Promise<InternVisionModel> {
-    return loadPretrained(INTERN_VISION, InternVisionModel, dir, opts, { config: visionConfigOf, prefixes: ['vision_model.'], keep: /^(embeddings|encoder)\./ });
+    return loadPretrained(INTERN_VISION, InternVisionModel, dir, opts, {
+      config: visionConfigOf,
+      prefixes: ['vision_model.'],
+      keep: /^(embeddings|encoder)\./,
+    });
   }
 
   /**
@@ -121,7 +134,11 @@ export class InternVisionModel extends ConfiguredModule<InternVisionConfig> {
     if (s[0] === 0) {
       const n = 1 + (s[2] / p) * (s[3] / p);
       const empty = () => this.emptyOutput([0, n, this.config.hidden_size], pixelValues.device);
-      return { lastHiddenState: empty(), poolerOutput: this.emptyOutput([0, this.config.hidden_size], pixelValues.device), hiddenState: index ? empty() : null };
+      return {
+        lastHiddenState: empty(),
+        poolerOutput: this.emptyOutput([0, this.config.hidden_size], pixelValues.device),
+        hiddenState: index ? empty() : null,
+      };
     }
     const o = await this.run({ pixel_values: pixelValues, select_layer: index });
     index?.dispose();
@@ -131,7 +148,8 @@ export class InternVisionModel extends ConfiguredModule<InternVisionConfig> {
 
 /** The bridge's fields: the two widths it joins and InternVLChatConfig's pixel-shuffle settings. */
 const INTERNVL_PROJECTOR = declareConfig({
-  name: 'InternVL projector', kind: 'internvl_projector',
+  name: 'InternVL projector',
+  kind: 'internvl_projector',
   fields: {
     /** The vision tower's width. */
     vit_hidden_size: f.posint(0),
@@ -196,7 +214,8 @@ export class InternVLProjector extends ConfiguredModule<InternVLProjectorConfig>
     const { vit_hidden_size: d, downsample_ratio: r } = this.config;
     if (s.length !== 3 || s[2] !== d) invalid(`a (tiles, 1 + patches, ${d}) tensor`, 'hiddenStates', `[${s}]`);
     const side = Math.round(Math.sqrt(s[1] - 1));
-    if (side < 1 || side * side !== s[1] - 1 || !Number.isInteger(side * r)) invalid(`1 + side² tokens with side a multiple of ${1 / r}`, 'hiddenStates', `[${s}]`);
+    if (side < 1 || side * side !== s[1] - 1 || !Number.isInteger(side * r))
+      invalid(`1 + side² tokens with side a multiple of ${1 / r}`, 'hiddenStates', `[${s}]`);
     if (s[0] === 0) return { imageTokens: this.emptyOutput([0, side * side * r * r, this.config.llm_hidden_size], hidden.device) };
     return { imageTokens: (await this.run({ vit_embeds: hidden })).image_tokens! };
   }

@@ -10,7 +10,16 @@ import { InternVisionModel, InternVLProjector, internVisionConfig } from './inte
 import type { InternVisionConfig } from './intern_vit';
 import { LlamaForCausalLM, normalizeLlamaConfig } from './llama';
 import type { GenerationOptions, LlamaConfig } from './llama';
-import { PretrainedOptions, checkPretrainedOptions, createForCheckpoint, finishPretrained, loadCheckpoint, readConfig, pretrainedPath, withOverrides } from './pretrained';
+import {
+  PretrainedOptions,
+  checkPretrainedOptions,
+  createForCheckpoint,
+  finishPretrained,
+  loadCheckpoint,
+  readConfig,
+  pretrainedPath,
+  withOverrides,
+} from './pretrained';
 import { Tensor, cat, checkTensor, tensor } from '../tensor';
 import { EmotorchError, checkInt, invalid } from '../errors';
 
@@ -35,13 +44,23 @@ export interface InternVLConfig {
 
 /** InternVLChatConfig's values used for the fields a config leaves out. */
 export const INTERNVL_DEFAULTS: Omit<InternVLConfig, 'vision_config' | 'llm_config'> = {
-  select_layer: -1, force_image_size: null, downsample_ratio: 0.5, ps_version: 'v1', template: null, dynamic_image_size: false,
-  use_thumbnail: false, min_dynamic_patch: 1, max_dynamic_patch: 6,
+  select_layer: -1,
+  force_image_size: null,
+  downsample_ratio: 0.5,
+  ps_version: 'v1',
+  template: null,
+  dynamic_image_size: false,
+  use_thumbnail: false,
+  min_dynamic_patch: 1,
+  max_dynamic_patch: 6,
 };
 
 /** The LLM architectures of `llm_config.architectures[0]` and their layouts. */
 const LLM_TYPES: Record<string, string> = {
-  InternLM2ForCausalLM: 'internlm2', Phi3ForCausalLM: 'phi3', Qwen2ForCausalLM: 'qwen2', LlamaForCausalLM: 'llama',
+  InternLM2ForCausalLM: 'internlm2',
+  Phi3ForCausalLM: 'phi3',
+  Qwen2ForCausalLM: 'qwen2',
+  LlamaForCausalLM: 'llama',
 };
 
 /** InternVL's image tokens: each tile is `<img>` + `<IMG_CONTEXT>` × numImageToken + `</img>`. */
@@ -115,7 +134,10 @@ export class InternVL extends Module {
     const { imgContextTokenId, ...moduleOpts } = opts;
     const vision = InternVisionModel.create(c.vision_config, moduleOpts);
     const llm = LlamaForCausalLM.create(llmConfig(c.llm_config), moduleOpts);
-    const mlp1 = InternVLProjector.create({ vit_hidden_size: vision.config.hidden_size, llm_hidden_size: llm.config.hidden_size, downsample_ratio: c.downsample_ratio, ps_version: c.ps_version }, moduleOpts);
+    const mlp1 = InternVLProjector.create(
+      { vit_hidden_size: vision.config.hidden_size, llm_hidden_size: llm.config.hidden_size, downsample_ratio: c.downsample_ratio, ps_version: c.ps_version },
+      moduleOpts,
+    );
     if (imgContextTokenId !== undefined) checkInt(imgContextTokenId, 'imgContextTokenId', 0);
     return new InternVL(c, vision, mlp1, llm, imgContextTokenId ?? null);
   }
@@ -131,7 +153,8 @@ export class InternVL extends Module {
     opts = checkPretrainedOptions(opts, 'InternVL.fromPretrained', ['imgContextTokenId']);
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
-    if (!raw.vision_config || !raw.llm_config) throw new EmotorchError(`'${dir}' is not an InternVL chat folder: its config.json has no vision_config and llm_config`, 'ERR_FORMAT');
+    if (!raw.vision_config || !raw.llm_config)
+      throw new EmotorchError(`'${dir}' is not an InternVL chat folder: its config.json has no vision_config and llm_config`, 'ERR_FORMAT');
     // opts.config replaces top-level fields of the chat config (a sub-config whole), named as the config.json names them
     const cfg = withOverrides('InternVL', { ...INTERNVL_DEFAULTS, vision_config: 1, llm_config: 1 }, raw, opts.config);
     const model = createForCheckpoint(opts, () => InternVL.create(cfg as unknown as InternVLConfig, { imgContextTokenId: opts.imgContextTokenId }));
@@ -158,7 +181,10 @@ export class InternVL extends Module {
     const ctx = this.imgContextTokenId;
     const flat = (inputIds.toArray() as number[][]).flat();
     const where: number[] = [];
-    if (ctx !== null) flat.forEach((id, i) => { if (id === ctx) where.push(i); });
+    if (ctx !== null)
+      flat.forEach((id, i) => {
+        if (id === ctx) where.push(i);
+      });
     if (!pixelValues) {
       if (where.length) invalid('pixelValues for the <IMG_CONTEXT> tokens of inputIds', 'pixelValues', pixelValues);
       return embeds;
@@ -174,11 +200,16 @@ export class InternVL extends Module {
     const [b, t, h] = embeds.shape;
     const n = features.shape[0] * features.shape[1];
     if (where.length !== n) {
-      throw new EmotorchError(`InternVL: inputIds hold ${where.length} <IMG_CONTEXT> tokens but the ${features.shape[0]} tiles give ${n} image tokens (${this.numImageToken} per tile)`, 'ERR_INVALID_ARG');
+      throw new EmotorchError(
+        `InternVL: inputIds hold ${where.length} <IMG_CONTEXT> tokens but the ${features.shape[0]} tiles give ${n} image tokens (${this.numImageToken} per tile)`,
+        'ERR_INVALID_ARG',
+      );
     }
     // Row i of the result is text row i, or image token k at the k-th <IMG_CONTEXT> position.
     const order = Array.from({ length: b * t }, (_, i) => i);
-    where.forEach((pos, k) => { order[pos] = b * t + k; });
+    where.forEach((pos, k) => {
+      order[pos] = b * t + k;
+    });
     const all = cat([embeds.reshape([b * t, h]), features.reshape([n, h]).to({ dtype: embeds.dtype })], 0);
     return all.indexSelect(0, tensor(order, { dtype: 'int64' }).to({ device: all.device })).reshape([b, t, h]);
   }
@@ -194,7 +225,13 @@ export class InternVL extends Module {
     const ids = checkTensor(inputs.inputIds, 'inputIds');
     if (ids.ndim !== 2 || ids.dtype !== 'int64') invalid('an int64 tensor (batch, length)', 'inputIds', `${ids.dtype} [${ids.shape}]`);
     const inputsEmbeds = await this.embedInputs(ids, inputs.pixelValues, inputs.imageFlags);
-    return this.language_model.forward({ inputsEmbeds, attentionMask: inputs.attentionMask, positionIds: inputs.positionIds, labels: inputs.labels, numItemsInBatch: inputs.numItemsInBatch });
+    return this.language_model.forward({
+      inputsEmbeds,
+      attentionMask: inputs.attentionMask,
+      positionIds: inputs.positionIds,
+      labels: inputs.labels,
+      numItemsInBatch: inputs.numItemsInBatch,
+    });
   }
 
   /**
@@ -218,7 +255,8 @@ export function resolveInternVLConfig(given: Partial<InternVLConfig>): InternVLC
   checkInt(c.select_layer, 'InternVL config.select_layer');
   if (c.force_image_size !== null) checkInt(c.force_image_size, 'InternVL config.force_image_size', 1);
   for (const k of ['min_dynamic_patch', 'max_dynamic_patch'] as const) checkInt(c[k], `InternVL config.${k}`, 1);
-  if (c.min_dynamic_patch > c.max_dynamic_patch) invalid(`at least min_dynamic_patch (${c.min_dynamic_patch})`, 'InternVL config.max_dynamic_patch', c.max_dynamic_patch);
+  if (c.min_dynamic_patch > c.max_dynamic_patch)
+    invalid(`at least min_dynamic_patch (${c.min_dynamic_patch})`, 'InternVL config.max_dynamic_patch', c.max_dynamic_patch);
   return c;
 }
 

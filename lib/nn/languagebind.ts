@@ -14,7 +14,7 @@ import { EmotorchError, checkOptionNames, invalid } from '../errors';
 /** The towers LanguageBind releases for its binding wrapper (`clip_type` keys). */
 export const LANGUAGEBIND_MODALITIES = ['video', 'audio', 'image'] as const;
 /** The LanguageBind towers: 'video', 'audio' and 'language'. */
-export type LanguageBindModality = typeof LANGUAGEBIND_MODALITIES[number];
+export type LanguageBindModality = (typeof LANGUAGEBIND_MODALITIES)[number];
 /** A modality of the wrapper's output: a tower's, or 'language'. */
 export type LanguageBindKey = LanguageBindModality | 'language';
 
@@ -136,7 +136,8 @@ export class LanguageBind extends Module {
    * @throws EmotorchError for a modality this model has no tower for, or none given
    */
   async forward(inputs: LanguageBindInputs): Promise<LanguageBindOutputs> {
-    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ video, audio, image, inputIds, attentionMask })', 'LanguageBind inputs', inputs);
+    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor)
+      invalid('an inputs object ({ video, audio, image, inputIds, attentionMask })', 'LanguageBind inputs', inputs);
     checkOptionNames(inputs, [...LANGUAGEBIND_MODALITIES, 'inputIds', 'attentionMask'], 'LanguageBind inputs');
     const out: LanguageBindOutputs = {};
     for (const m of LANGUAGEBIND_MODALITIES) {

@@ -14,9 +14,12 @@ function lastDim(x: Tensor, want: number, who: string): void {
 
 /** A Linear layer's sizes and bias (torch.nn.Linear's arguments). */
 const LINEAR = declareConfig({
-  name: 'Linear', kind: 'linear', bare: true,
+  name: 'Linear',
+  kind: 'linear',
+  bare: true,
   fields: {
-    in_features: f.posint(), out_features: f.posint(),
+    in_features: f.posint(),
+    out_features: f.posint(),
     /** default true */
     bias: f.bool(true),
   },
@@ -51,7 +54,9 @@ const ACTIVATIONS: Activation[] = ['relu', 'gelu', 'quick_gelu', 'gelu_tanh', 't
 
 /** An Mlp's layer sizes, activation and dropout. */
 const MLP = declareConfig({
-  name: 'Mlp', kind: 'mlp', bare: true,
+  name: 'Mlp',
+  kind: 'mlp',
+  bare: true,
   fields: {
     /** Layer widths, input first: [in, hidden…, out]. */
     sizes: f.ints(),
@@ -92,9 +97,13 @@ export class Mlp extends ConfiguredModule<Required<MlpConfig>> {
 
 /** A LayerNorm's size and epsilon (torch.nn.LayerNorm's arguments). */
 const LAYER_NORM = declareConfig({
-  name: 'LayerNorm', kind: 'layer_norm', bare: true,
+  name: 'LayerNorm',
+  kind: 'layer_norm',
+  bare: true,
   fields: {
-    normalized_shape: f.posint(), eps: f.nonnegnum(1e-5), elementwise_affine: f.bool(true),
+    normalized_shape: f.posint(),
+    eps: f.nonnegnum(1e-5),
+    elementwise_affine: f.bool(true),
   },
 });
 
@@ -118,14 +127,21 @@ export class LayerNorm extends ConfiguredModule<Required<LayerNormConfig>> {
 
 /** An Embedding table's size and padding index (torch.nn.Embedding's arguments). */
 const EMBEDDING = declareConfig({
-  name: 'Embedding', kind: 'embedding', bare: true,
+  name: 'Embedding',
+  kind: 'embedding',
+  bare: true,
   fields: {
-    num_embeddings: f.posint(), embedding_dim: f.posint(),
+    num_embeddings: f.posint(),
+    embedding_dim: f.posint(),
     /** A row kept at zero without a gradient (sent as -1 when left out: torch's None). */
-    padding_idx: f.nonneg().optional().sends((c: Record<string, number | undefined>) => c.padding_idx ?? -1),
+    padding_idx: f
+      .nonneg()
+      .optional()
+      .sends((c: Record<string, number | undefined>) => c.padding_idx ?? -1),
   },
   check(c) {
-    if (c.padding_idx !== undefined && c.padding_idx >= c.num_embeddings) invalid(`an index below num_embeddings (${c.num_embeddings})`, 'padding_idx', c.padding_idx);
+    if (c.padding_idx !== undefined && c.padding_idx >= c.num_embeddings)
+      invalid(`an index below num_embeddings (${c.num_embeddings})`, 'padding_idx', c.padding_idx);
   },
 });
 

@@ -17,7 +17,8 @@ import { PretrainedOptions, loadPretrained } from './pretrained';
  * `rope_parameters` or older `rope_theta` + `rope_scaling`.
  */
 export const LLAMA = declareConfig({
-  name: 'LLaMA', kind: 'llama',
+  name: 'LLaMA',
+  kind: 'llama',
   fields: {
     /**
      * The checkpoint layout: 'llama' | 'mistral' (HF LLaMA names), 'qwen2' (the same names, bias on
@@ -25,14 +26,23 @@ export const LLAMA = declareConfig({
      * `qkv_proj` and `gate_up_proj`). Default 'llama'.
      */
     model_type: f.string('llama'),
-    vocab_size: f.posint(32000), hidden_size: f.posint(4096), intermediate_size: f.posint(11008), num_hidden_layers: f.nonneg(32),
-    num_attention_heads: f.posint(32), num_key_value_heads: f.posint(32),
+    vocab_size: f.posint(32000),
+    hidden_size: f.posint(4096),
+    intermediate_size: f.posint(11008),
+    num_hidden_layers: f.nonneg(32),
+    num_attention_heads: f.posint(32),
+    num_key_value_heads: f.posint(32),
     /** 0: hidden_size / num_attention_heads */
     head_dim: f.nonneg(0),
-    max_position_embeddings: f.posint(2048), rms_norm_eps: f.posnum(1e-6), rope_theta: f.posnum(10000),
+    max_position_embeddings: f.posint(2048),
+    rms_norm_eps: f.posnum(1e-6),
+    rope_theta: f.posnum(10000),
     /** 'default' | 'linear' | 'llama3' | 'dynamic' (InternLM2's dynamic NTK) | 'longrope' (Phi-3's 'su') */
     rope_type: f.string('default'),
-    rope_factor: f.posnum(1), low_freq_factor: f.posnum(1), high_freq_factor: f.posnum(4), original_max_position_embeddings: f.posint(8192),
+    rope_factor: f.posnum(1),
+    low_freq_factor: f.posnum(1),
+    high_freq_factor: f.posnum(4),
+    original_max_position_embeddings: f.posint(8192),
     /** longrope: head_dim / 2 divisors of the frequencies up to original_max_position_embeddings positions. */
     short_factor: f.nums([]),
     /** longrope: the divisors past original_max_position_embeddings positions. */
@@ -42,7 +52,10 @@ export const LLAMA = declareConfig({
      * √(1 + ln s / ln original_max_position_embeddings), s = max_position_embeddings / original_max_position_embeddings (1 when s ≤ 1).
      */
     attention_factor: f.nonnegnum(0),
-    initializer_range: f.nonnegnum(0.02), attention_dropout: f.prob(0), tie_word_embeddings: f.bool(false), attention_bias: f.bool(false),
+    initializer_range: f.nonnegnum(0.02),
+    attention_dropout: f.prob(0),
+    tie_word_embeddings: f.bool(false),
+    attention_bias: f.bool(false),
     mlp_bias: f.bool(false),
     /** Bias on q/k/v only (Qwen2; true by default for model_type 'qwen2'). */
     qkv_bias: f.bool(false),
@@ -61,16 +74,22 @@ export const LLAMA = declareConfig({
   },
   normalize: (raw) => normalizeLlamaConfig(raw),
   check(c, given) {
-    if (!(LLAMA_MODEL_TYPES as readonly string[]).includes(c.model_type)) invalid(LLAMA_MODEL_TYPES.map((t) => `'${t}'`).join(', '), 'LLaMA config.model_type', c.model_type);
+    if (!(LLAMA_MODEL_TYPES as readonly string[]).includes(c.model_type))
+      invalid(LLAMA_MODEL_TYPES.map((t) => `'${t}'`).join(', '), 'LLaMA config.model_type', c.model_type);
     if (given.qkv_bias === undefined && c.model_type === 'qwen2') c.qkv_bias = true;
-    if (c.num_attention_heads % c.num_key_value_heads !== 0) invalid(`a divisor of num_attention_heads (${c.num_attention_heads})`, 'LLaMA config.num_key_value_heads', c.num_key_value_heads);
-    if (!['default', 'linear', 'llama3', 'dynamic', 'longrope'].includes(c.rope_type)) invalid("'default', 'linear', 'llama3', 'dynamic' or 'longrope' ('su')", 'LLaMA config.rope_type', c.rope_type);
-    if (c.head_dim === 0 && c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'LLaMA config.hidden_size', c.hidden_size);
-    if (c.model_type === 'internlm2' && c.tie_word_embeddings) invalid('false for InternLM2 (its head is output.weight)', 'LLaMA config.tie_word_embeddings', true);
+    if (c.num_attention_heads % c.num_key_value_heads !== 0)
+      invalid(`a divisor of num_attention_heads (${c.num_attention_heads})`, 'LLaMA config.num_key_value_heads', c.num_key_value_heads);
+    if (!['default', 'linear', 'llama3', 'dynamic', 'longrope'].includes(c.rope_type))
+      invalid("'default', 'linear', 'llama3', 'dynamic' or 'longrope' ('su')", 'LLaMA config.rope_type', c.rope_type);
+    if (c.head_dim === 0 && c.hidden_size % c.num_attention_heads !== 0)
+      invalid('a multiple of num_attention_heads', 'LLaMA config.hidden_size', c.hidden_size);
+    if (c.model_type === 'internlm2' && c.tie_word_embeddings)
+      invalid('false for InternLM2 (its head is output.weight)', 'LLaMA config.tie_word_embeddings', true);
     const half = (c.head_dim || c.hidden_size / c.num_attention_heads) / 2;
     for (const k of ['short_factor', 'long_factor'] as const) {
       const v = c[k];
-      if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)) invalid('an array of positive numbers', `LLaMA config.${k}`, v);
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0))
+        invalid('an array of positive numbers', `LLaMA config.${k}`, v);
       if (c.rope_type === 'longrope' && v.length !== half) invalid(`${half} factors (head_dim / 2) for longrope`, `LLaMA config.${k}`, `${v.length} factors`);
     }
     if (c.rope_type === 'longrope' && c.attention_factor === 0) {
@@ -130,7 +149,7 @@ export function normalizeLlamaConfig(raw: Record<string, unknown>): Record<strin
   const type = raw.model_type;
   if (type === 'internlm2' && raw.bias !== undefined) out.attention_bias = raw.bias;
   if (type === 'qwen2' && raw.use_sliding_window !== true) out.sliding_window = 0;
-  if (typeof type === 'string' && !(LLAMA_MODEL_TYPES as readonly string[]).includes(type)) out.model_type = type;  // refused by create, naming it
+  if (typeof type === 'string' && !(LLAMA_MODEL_TYPES as readonly string[]).includes(type)) out.model_type = type; // refused by create, naming it
   return out;
 }
 
@@ -189,15 +208,43 @@ export interface GenerationOptions {
 
 /** The names {@link GenerationOptions} has (any other is an error). */
 export const GENERATION_OPTIONS: readonly (keyof GenerationOptions)[] = [
-  'maxNewTokens', 'minNewTokens', 'doSample', 'temperature', 'topK', 'topP', 'repetitionPenalty', 'numBeams', 'lengthPenalty',
-  'earlyStopping', 'eosTokenId', 'padTokenId', 'bannedTokenRanges', 'allowedTokenRanges', 'onTokens', 'signal', 'seed', 'batch',
+  'maxNewTokens',
+  'minNewTokens',
+  'doSample',
+  'temperature',
+  'topK',
+  'topP',
+  'repetitionPenalty',
+  'numBeams',
+  'lengthPenalty',
+  'earlyStopping',
+  'eosTokenId',
+  'padTokenId',
+  'bannedTokenRanges',
+  'allowedTokenRanges',
+  'onTokens',
+  'signal',
+  'seed',
+  'batch',
 ];
 
 /** generation_config.json's names, as the native side reads them. */
 interface NativeGeneration {
-  max_new_tokens: number; min_new_tokens: number; num_beams: number; top_k: number; temperature: number; top_p: number;
-  repetition_penalty: number; length_penalty: number; do_sample: boolean; early_stopping: string; eos_token_id: number[];
-  pad_token_id: number; banned_token_ranges: number[]; allowed_token_ranges: number[]; seed: number;
+  max_new_tokens: number;
+  min_new_tokens: number;
+  num_beams: number;
+  top_k: number;
+  temperature: number;
+  top_p: number;
+  repetition_penalty: number;
+  length_penalty: number;
+  do_sample: boolean;
+  early_stopping: string;
+  eos_token_id: number[];
+  pad_token_id: number;
+  banned_token_ranges: number[];
+  allowed_token_ranges: number[];
+  seed: number;
 }
 
 /** Inputs of `LlamaForCausalLM.generate`: prompt ids or embeddings, and their attention mask (left padding). */
@@ -240,14 +287,18 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
 
   /** The embedding table's and the untied head's checkpoint names for this layout. */
   get embeddingKeys(): { embed: string; head: string } {
-    return this.config.model_type === 'internlm2' ? { embed: 'model.tok_embeddings.weight', head: 'output.weight' } : { embed: 'model.embed_tokens.weight', head: 'lm_head.weight' };
+    return this.config.model_type === 'internlm2'
+      ? { embed: 'model.tok_embeddings.weight', head: 'output.weight' }
+      : { embed: 'model.embed_tokens.weight', head: 'lm_head.weight' };
   }
 
   /** Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`). */
   static async fromPretrained(dir: string, opts: PretrainedOptions<LlamaConfig> = {}): Promise<LlamaForCausalLM> {
     return loadPretrained(LLAMA, LlamaForCausalLM, dir, opts, {
       keep: /^(?!.*\.rotary_emb\.inv_freq$)/,
-      prepare: (model, { sd }) => { if (model.config.tie_word_embeddings) sd.delete(model.embeddingKeys.head); },
+      prepare: (model, { sd }) => {
+        if (model.config.tie_word_embeddings) sd.delete(model.embeddingKeys.head);
+      },
     });
   }
 
@@ -273,13 +324,17 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
     const unknown = Object.keys(opts).filter((k) => k !== 'rows');
     if (unknown.length) invalid("only the option 'rows'", 'resizeTokenEmbeddings opts', unknown.join(', '));
     const sd = this.stateDict();
-    if ([...sd.keys()].some((k) => k.includes('.lora_'))) throw new EmotorchError('resizeTokenEmbeddings: the model has LoRA adapters; resize before applyLora', 'ERR_INVALID_ARG');
+    if ([...sd.keys()].some((k) => k.includes('.lora_')))
+      throw new EmotorchError('resizeTokenEmbeddings: the model has LoRA adapters; resize before applyLora', 'ERR_INVALID_ARG');
     const { vocab_size: v, hidden_size: h, tie_word_embeddings: tied } = this.config;
     const added = newSize - v;
     const rows = opts.rows;
     if (rows !== undefined) {
       if (added <= 0) invalid(`no rows when not growing (${v} → ${newSize})`, 'opts.rows', 'rows');
-      for (const [name, t] of [['embed', rows.embed], ['lmHead', rows.lmHead]] as const) {
+      for (const [name, t] of [
+        ['embed', rows.embed],
+        ['lmHead', rows.lmHead],
+      ] as const) {
         if (t === undefined && name === 'lmHead') continue;
         if (checkTensor(t, `opts.rows.${name}`).shape.join() !== `${added},${h}`) invalid(`shape [${added}, ${h}]`, `opts.rows.${name}`, `[${t!.shape}]`);
       }
@@ -297,7 +352,11 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
     const p = sd.get(keys.embed)!;
     const model = LlamaForCausalLM.create({ ...this.config, vocab_size: newSize }, { device: p.device as never, dtype: p.dtype });
     await model.loadStateDict(out);
-    const frozen = new Set(this.namedParameters().filter(([, q]) => !q.requiresGrad).map(([n]) => n));
+    const frozen = new Set(
+      this.namedParameters()
+        .filter(([, q]) => !q.requiresGrad)
+        .map(([n]) => n),
+    );
     for (const [n, q] of model.namedParameters()) q.requiresGrad = !frozen.has(n);
     return this.training ? model.train() : model.eval();
   }
@@ -332,7 +391,10 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
       if (s.length !== 3 || s[2] !== this.config.hidden_size) invalid(`(batch, length, ${this.config.hidden_size})`, 'inputsEmbeds', `[${s}]`);
       bt = s.slice(0, 2);
     }
-    for (const [n, t] of [['attentionMask', i.attentionMask], ['positionIds', i.positionIds]] as const) {
+    for (const [n, t] of [
+      ['attentionMask', i.attentionMask],
+      ['positionIds', i.positionIds],
+    ] as const) {
       if (t && checkTensor(t, n).shape.join() !== bt.join()) invalid(`shape [${bt}]`, n, `[${t.shape}]`);
     }
     this.checkLength(bt[1], i.inputIds ? 'inputIds' : 'inputsEmbeds');
@@ -354,7 +416,8 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
     const { labels, numItemsInBatch } = inputs;
     if (labels !== undefined) {
       checkTensor(labels, 'labels');
-      if (labels.shape.join() !== [b, t].join() || labels.dtype !== 'int64') invalid(`an int64 tensor of shape [${b},${t}]`, 'labels', `${labels.dtype} [${labels.shape}]`);
+      if (labels.shape.join() !== [b, t].join() || labels.dtype !== 'int64')
+        invalid(`an int64 tensor of shape [${b},${t}]`, 'labels', `${labels.dtype} [${labels.shape}]`);
       if (b === 0) invalid('a non-empty batch (a loss over no tokens is undefined)', 'labels', `[${labels.shape}]`);
     }
     if (numItemsInBatch !== undefined) checkNumber(numItemsInBatch, 'numItemsInBatch', Number.MIN_VALUE);
@@ -363,8 +426,12 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
     // The loss is computed in the same native call (on the compute thread, with the intra-op threads).
     const items = numItemsInBatch === undefined ? null : tensor([numItemsInBatch], { dtype: 'float64' }).reshape([]);
     const out = await this.run({
-      input_ids: inputs.inputIds, attention_mask: inputs.attentionMask, position_ids: inputs.positionIds, inputs_embeds: inputs.inputsEmbeds,
-      labels, num_items_in_batch: items,
+      input_ids: inputs.inputIds,
+      attention_mask: inputs.attentionMask,
+      position_ids: inputs.positionIds,
+      inputs_embeds: inputs.inputsEmbeds,
+      labels,
+      num_items_in_batch: items,
     });
     items?.dispose();
     const logits = out.logits!;
@@ -395,7 +462,8 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
     const g = this.generationConfig(opts);
     const { onTokens, signal } = opts;
     if (onTokens !== undefined && typeof onTokens !== 'function') invalid('a function (ids: number[]) => void', 'onTokens', onTokens);
-    if (onTokens && g.num_beams > 1) invalid('numBeams 1 with onTokens (beam search revises its past tokens; stream greedy or sampled answers)', 'generation options', opts);
+    if (onTokens && g.num_beams > 1)
+      invalid('numBeams 1 with onTokens (beam search revises its past tokens; stream greedy or sampled answers)', 'generation options', opts);
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', signal);
     const aborted = () => new EmotorchError(`generate: aborted (${String(signal?.reason ?? 'signal')})`, 'ERR_ABORTED');
     if (signal?.aborted) throw aborted();
@@ -403,11 +471,17 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
     let received = 0;
     let flushed: (() => void) | null = null;
     let want = -1;
-    const listener = onTokens ? (ids: number[]) => {
-      received++;
-      try { onTokens(ids); } catch { /* a listener's failure is its own */ }
-      if (received === want) flushed?.();
-    } : null;
+    const listener = onTokens
+      ? (ids: number[]) => {
+          received++;
+          try {
+            onTokens(ids);
+          } catch {
+            /* a listener's failure is its own */
+          }
+          if (received === want) flushed?.();
+        }
+      : null;
     const call = this.native.generate(inputs.inputIds?.handle ?? null, inputs.inputsEmbeds?.handle ?? null, inputs.attentionMask?.handle ?? null, g, listener);
     const cancel = () => call.cancel();
     signal?.addEventListener('abort', cancel, { once: true });
@@ -418,9 +492,15 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
       signal?.removeEventListener('abort', cancel);
     }
     const newTokens = new Tensor(h);
-    want = newTokens.shape[1];   // one call per step
-    if (listener && received < want) await new Promise<void>((resolve) => { flushed = resolve; });
-    if (signal?.aborted) { newTokens.dispose(); throw aborted(); }
+    want = newTokens.shape[1]; // one call per step
+    if (listener && received < want)
+      await new Promise<void>((resolve) => {
+        flushed = resolve;
+      });
+    if (signal?.aborted) {
+      newTokens.dispose();
+      throw aborted();
+    }
     return { newTokens, sequences: inputs.inputIds ? cat([inputs.inputIds.to({ device: newTokens.device }), newTokens], 1) : null };
   }
 
@@ -454,7 +534,10 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
     };
     if (g.do_sample && g.num_beams > 1) invalid('doSample false with numBeams > 1 (beam sampling is not supported)', 'generation options', opts);
     if (banAll(g.banned_token_ranges, opts.allowedTokenRanges ? g.allowed_token_ranges : null, this.config.vocab_size)) {
-      invalid('token ranges that leave at least one id to generate', 'bannedTokenRanges / allowedTokenRanges', { banned: opts.bannedTokenRanges, allowed: opts.allowedTokenRanges });
+      invalid('token ranges that leave at least one id to generate', 'bannedTokenRanges / allowedTokenRanges', {
+        banned: opts.bannedTokenRanges,
+        allowed: opts.allowedTokenRanges,
+      });
     }
     return g;
   }
@@ -513,7 +596,9 @@ export class DecodeBatch {
   }
 
   /** Rows decoding now. */
-  get size(): number { return this.rows.length; }
+  get size(): number {
+    return this.rows.length;
+  }
 
   /**
    * Decodes one prompt in the batch: its prompt pass, then its tokens in the batch's steps.
@@ -531,16 +616,24 @@ export class DecodeBatch {
     const [b] = m.checkInputs(inputs);
     if (b !== 1) invalid('one prompt (batch 1): concurrent calls are what a DecodeBatch batches', 'DecodeBatch.generate inputs', `batch ${b}`);
     const g = m.generationConfig(opts);
-    if (g.num_beams !== 1) invalid('numBeams 1 (beam search decodes alone: call the model\'s generate)', 'numBeams', opts.numBeams);
+    if (g.num_beams !== 1) invalid("numBeams 1 (beam search decodes alone: call the model's generate)", 'numBeams', opts.numBeams);
     const { onTokens, signal } = opts;
     if (onTokens !== undefined && typeof onTokens !== 'function') invalid('a function (ids: number[]) => void', 'onTokens', onTokens);
     if (signal !== undefined && !(signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', signal);
     const aborted = () => new EmotorchError(`generate: aborted (${String(signal?.reason ?? 'signal')})`, 'ERR_ABORTED');
     if (signal?.aborted) throw aborted();
     const native = m.native;
-    const handle = await native.startDecode(inputs.inputIds?.handle ?? null, inputs.inputsEmbeds?.handle ?? null, inputs.attentionMask?.handle ?? null,
-      g, g.seed >= 0 ? g.seed : null);
-    if (signal?.aborted) { void native.endDecode(handle).catch(() => {}); throw aborted(); }
+    const handle = await native.startDecode(
+      inputs.inputIds?.handle ?? null,
+      inputs.inputsEmbeds?.handle ?? null,
+      inputs.attentionMask?.handle ?? null,
+      g,
+      g.seed >= 0 ? g.seed : null,
+    );
+    if (signal?.aborted) {
+      void native.endDecode(handle).catch(() => {});
+      throw aborted();
+    }
     const tokens = await new Promise<number[]>((resolve, reject) => {
       this.rows.push({ handle, tokens: [], eos: g.eos_token_id, max: g.max_new_tokens, onTokens, signal, resolve, reject });
       this.loop ??= this.run();
@@ -555,7 +648,8 @@ export class DecodeBatch {
     const native = this.model.native;
     try {
       while (this.rows.length) {
-        for (const r of this.rows.filter((x) => x.signal?.aborted)) {   // cancelled: leaves before the step
+        for (const r of this.rows.filter((x) => x.signal?.aborted)) {
+          // cancelled: leaves before the step
           this.leave(r);
           void native.endDecode(r.handle).catch(() => {});
           r.reject(new EmotorchError(`generate: aborted (${String(r.signal!.reason ?? 'signal')})`, 'ERR_ABORTED'));
@@ -566,15 +660,31 @@ export class DecodeBatch {
         try {
           next = await native.decodeStep(step.map((r) => r.handle));
         } catch (e) {
-          for (const r of step) { this.leave(r); r.reject(e); }
+          for (const r of step) {
+            this.leave(r);
+            r.reject(e);
+          }
           continue;
         }
         step.forEach((r, i) => {
           const t = next[i];
-          if (t < 0) { this.leave(r); r.resolve(r.tokens); return; }
+          if (t < 0) {
+            this.leave(r);
+            r.resolve(r.tokens);
+            return;
+          }
           r.tokens.push(t);
-          if (r.onTokens) { try { r.onTokens([t]); } catch { /* a listener's failure is its own */ } }
-          if (r.eos.includes(t) || r.tokens.length >= r.max) { this.leave(r); r.resolve(r.tokens); }
+          if (r.onTokens) {
+            try {
+              r.onTokens([t]);
+            } catch {
+              /* a listener's failure is its own */
+            }
+          }
+          if (r.eos.includes(t) || r.tokens.length >= r.max) {
+            this.leave(r);
+            r.resolve(r.tokens);
+          }
         });
       }
     } finally {
@@ -607,8 +717,8 @@ function banAll(banned: number[], allowed: number[] | null, V: number): boolean 
 function meanResizedRows(w: Tensor, added: number): Tensor {
   const x = w.detach().to({ dtype: 'float32' });
   const n = x.shape[0];
-  const mean = x.mean(0, true);                  // (1, hidden)
-  const centred = x.sub(mean);                   // (n, hidden)
-  const z = randn([added, n], { device: x.device as never });  // (added, n)
+  const mean = x.mean(0, true); // (1, hidden)
+  const centred = x.sub(mean); // (n, hidden)
+  const z = randn([added, n], { device: x.device as never }); // (added, n)
   return mean.add(z.matmul(centred).mul(Math.sqrt(1e-9 / n))).to({ dtype: w.dtype });
 }

@@ -155,15 +155,17 @@ export function applyLora(module: Module, opts: PeftLoraOptions): string[] {
   const names: string[] = [];
   for (const [prefix, m] of nativeModules(module)) {
     // the layers of this native module whose full names match (parameter owners; only Linear ones get wrapped)
-    const local = [...new Set((m.native.namedParameters()[0] as string[]).map((n) => n.slice(0, Math.max(n.lastIndexOf('.'), 0))))]
-      .filter((n) => n && matches(prefix ? `${prefix}.${n}` : n));
+    const local = [...new Set((m.native.namedParameters()[0] as string[]).map((n) => n.slice(0, Math.max(n.lastIndexOf('.'), 0))))].filter(
+      (n) => n && matches(prefix ? `${prefix}.${n}` : n),
+    );
     if (local.length === 0) continue;
     // the layers by their (rank, alpha), as peft's rank_pattern / alpha_pattern give them; the
     // native layer scales by alpha / r, so rsLoRA's alpha / √r is passed as alpha · √r
     const groups = new Map<string, { r: number; alpha: number; layers: string[] }>();
     for (const n of local) {
       const full = prefix ? `${prefix}.${n}` : n;
-      const r = rankOf(full, o.r), alpha = alphaOf(full, o.alpha);
+      const r = rankOf(full, o.r),
+        alpha = alphaOf(full, o.alpha);
       const key = `${r} ${alpha}`;
       if (!groups.has(key)) groups.set(key, { r, alpha: o.useRslora ? alpha * Math.sqrt(r) : alpha, layers: [] });
       groups.get(key)!.layers.push(n);
@@ -178,7 +180,8 @@ export function applyLora(module: Module, opts: PeftLoraOptions): string[] {
       names.push(...wrapped.map((n) => (prefix ? `${prefix}.${n}` : n)));
     }
   }
-  if (names.length === 0) throw new EmotorchError(`LoRA: no Linear layer is named ${typeof t === 'string' ? `to match /${t}/` : `any of ${t.join(', ')}`}`, 'ERR_INVALID_ARG');
+  if (names.length === 0)
+    throw new EmotorchError(`LoRA: no Linear layer is named ${typeof t === 'string' ? `to match /${t}/` : `any of ${t.join(', ')}`}`, 'ERR_INVALID_ARG');
   for (const [n, p] of module.namedParameters()) p.requiresGrad = /\.lora_[AB]\.default\.weight$/.test(n);
   applied.set(module, o);
   return names;
@@ -191,15 +194,20 @@ function mergeAll(module: Module, merge: boolean): number {
 }
 
 /** Folds every adapter into its base weight (inference without the extra matmuls); returns the layer count. */
-export function mergeLora(module: Module): number { return mergeAll(module, true); }
+export function mergeLora(module: Module): number {
+  return mergeAll(module, true);
+}
 /** Takes merged adapters out of the base weights again. */
-export function unmergeLora(module: Module): number { return mergeAll(module, false); }
+export function unmergeLora(module: Module): number {
+  return mergeAll(module, false);
+}
 
 /** The largest adapter_config.json read, as the command line's config files: configs are small (16 MiB). */
 const MAX_ADAPTER_CONFIG_BYTES = 16 * 1024 * 1024;
 
 const isNull = (v: unknown): boolean => v === null || v === undefined;
-const isEmpty = (v: unknown): boolean => isNull(v) || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && Object.keys(v).length === 0) || v === '';
+const isEmpty = (v: unknown): boolean =>
+  isNull(v) || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && Object.keys(v).length === 0) || v === '';
 const isString = (v: unknown): boolean => isNull(v) || typeof v === 'string';
 const isBool = (v: unknown): boolean => isNull(v) || typeof v === 'boolean';
 const isObject = (v: unknown): boolean => isNull(v) || (typeof v === 'object' && !Array.isArray(v));
@@ -221,7 +229,10 @@ const NO_EFFECT: Record<string, [(v: unknown) => boolean, string]> = {
   // peft sets fan_in_fan_out to false on Linear layers, the only ones emotorch wraps
   fan_in_fan_out: [isBool, 'a boolean'],
   // initialization only (the adapter's weights replace it); PiSSA, OLoRA, LoftQ, CorDA, EVA, … change the base weights or need data
-  init_lora_weights: [(v) => isNull(v) || typeof v === 'boolean' || v === 'gaussian', "true, false or 'gaussian' (initializations that change the base weights are not implemented)"],
+  init_lora_weights: [
+    (v) => isNull(v) || typeof v === 'boolean' || v === 'gaussian',
+    "true, false or 'gaussian' (initializations that change the base weights are not implemented)",
+  ],
   loftq_config: [isEmpty, 'empty (LoftQ is not implemented)'],
   megatron_core: [isString, 'a string'],
   qalora_group_size: [(v) => isNull(v) || typeof v === 'number', 'a number'],
@@ -262,13 +273,14 @@ function adapterOptions(cfg: Record<string, unknown>, cfgPath: string): PeftLora
   const bad = (field: string, what: string, v: unknown): never => {
     let shown: string;
     try {
-      shown = typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v);   // 1e309 parsed: Infinity, not JSON's null
+      shown = typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v)); // 1e309 parsed: Infinity, not JSON's null
     } catch {
       shown = String(v);
     }
     throw new EmotorchError(`'${cfgPath}': expected ${what} for ${field} but received ${shown.length > 80 ? `${shown.slice(0, 80)}…` : shown}`, 'ERR_FORMAT');
   };
-  if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA') throw new EmotorchError(`'${cfgPath}': peft_type ${String(cfg.peft_type)} is not LORA`, 'ERR_FORMAT');
+  if (cfg.peft_type !== undefined && cfg.peft_type !== 'LORA')
+    throw new EmotorchError(`'${cfgPath}': peft_type ${String(cfg.peft_type)} is not LORA`, 'ERR_FORMAT');
   for (const [k, v] of Object.entries(cfg)) {
     if (USED.includes(k)) continue;
     const rule = NO_EFFECT[k];
@@ -290,7 +302,8 @@ function adapterOptions(cfg: Record<string, unknown>, cfgPath: string): PeftLora
   const rslora = cfg.use_rslora ?? false;
   if (typeof rslora !== 'boolean') bad('use_rslora', 'a boolean', rslora);
   // a string is a regular expression over the full names, as peft reads it
-  if (cfg.target_modules === null || cfg.target_modules === undefined) bad('target_modules', "the layers' names (peft's defaults per model type are not applied)", cfg.target_modules);
+  if (cfg.target_modules === null || cfg.target_modules === undefined)
+    bad('target_modules', "the layers' names (peft's defaults per model type are not applied)", cfg.target_modules);
   return {
     r: field('r', checkRank),
     alpha: field('lora_alpha', checkAlpha),
@@ -324,7 +337,9 @@ export async function loadLoraAdapter(module: Module, dir: string): Promise<stri
   } catch (e) {
     // a pattern key that is no regular expression here names the config's field
     if (e instanceof EmotorchError && /^(rankPattern|alphaPattern|targetModules|excludeModules)/.test(e.message)) {
-      const f = { rankPattern: 'rank_pattern', alphaPattern: 'alpha_pattern', targetModules: 'target_modules', excludeModules: 'exclude_modules' }[e.message.split(':')[0] as 'rankPattern'];
+      const f = { rankPattern: 'rank_pattern', alphaPattern: 'alpha_pattern', targetModules: 'target_modules', excludeModules: 'exclude_modules' }[
+        e.message.split(':')[0] as 'rankPattern'
+      ];
       throw new EmotorchError(`'${cfgPath}': ${f}${e.message.slice(e.message.indexOf(':'))}`, 'ERR_FORMAT');
     }
     throw e;
@@ -332,11 +347,19 @@ export async function loadLoraAdapter(module: Module, dir: string): Promise<stri
   const { tensors } = await loadSafetensors(path.join(dir, 'adapter_model.safetensors'));
   const sd = new Map<string, Tensor>();
   for (const [k, t] of tensors) sd.set(k.replace(/^base_model\.model\./, '').replace(/\.lora_([AB])\.weight$/, '.lora_$1.default.weight'), t);
-  const own = new Set(module.namedParameters().map(([n]) => n).filter((n) => n.includes('.lora_')));
+  const own = new Set(
+    module
+      .namedParameters()
+      .map(([n]) => n)
+      .filter((n) => n.includes('.lora_')),
+  );
   const missing = [...own].filter((n) => !sd.has(n));
   const unexpected = [...sd.keys()].filter((n) => !own.has(n));
   if (missing.length || unexpected.length) {
-    throw new EmotorchError(`adapter '${dir}' does not fit: missing ${missing.join(', ') || 'none'}; unexpected ${unexpected.join(', ') || 'none'}`, 'ERR_STATE_DICT');
+    throw new EmotorchError(
+      `adapter '${dir}' does not fit: missing ${missing.join(', ') || 'none'}; unexpected ${unexpected.join(', ') || 'none'}`,
+      'ERR_STATE_DICT',
+    );
   }
   await module.loadStateDict(sd, { strict: false });
   return names;
@@ -353,9 +376,20 @@ export async function saveLoraAdapter(module: Module, dir: string, opts: { baseM
     if (n.includes('.lora_')) tensors.set(`base_model.model.${n.replace(/\.default\.weight$/, '.weight')}`, p);
   }
   const config = {
-    peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: opts.baseModel ?? null, r: o.r, lora_alpha: o.alpha,
-    lora_dropout: o.dropout, target_modules: o.targetModules, exclude_modules: o.excludeModules, use_rslora: o.useRslora,
-    rank_pattern: o.rankPattern, alpha_pattern: o.alphaPattern, bias: 'none', fan_in_fan_out: false, inference_mode: true,
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: opts.baseModel ?? null,
+    r: o.r,
+    lora_alpha: o.alpha,
+    lora_dropout: o.dropout,
+    target_modules: o.targetModules,
+    exclude_modules: o.excludeModules,
+    use_rslora: o.useRslora,
+    rank_pattern: o.rankPattern,
+    alpha_pattern: o.alphaPattern,
+    bias: 'none',
+    fan_in_fan_out: false,
+    inference_mode: true,
   };
   let created: string | undefined;
   try {

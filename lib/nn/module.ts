@@ -114,7 +114,9 @@ export abstract class Module {
   }
 
   /** Direct children, by name. */
-  children(): Array<[string, Module]> { return [...this._children.entries()]; }
+  children(): Array<[string, Module]> {
+    return [...this._children.entries()];
+  }
 
   /** @internal Native parameters and buffers of this module itself (not of children). */
   protected ownNative(): { params: Array<[string, Tensor]>; buffers: Array<[string, Tensor]> } {
@@ -141,15 +143,19 @@ export abstract class Module {
    */
   parameters(): Tensor[] {
     const seen = new Set<string>();
-    return this.namedParameters().map(([, p]) => p).filter((p) => {
-      const k = p.handle.key();
-      if (seen.has(k)) return false;
-      seen.add(k);
-      return true;
-    });
+    return this.namedParameters()
+      .map(([, p]) => p)
+      .filter((p) => {
+        const k = p.handle.key();
+        if (seen.has(k)) return false;
+        seen.add(k);
+        return true;
+      });
   }
   /** Parameters that require grad: what an optimizer should update. */
-  trainableParameters(): Tensor[] { return this.parameters().filter((p) => p.requiresGrad); }
+  trainableParameters(): Tensor[] {
+    return this.parameters().filter((p) => p.requiresGrad);
+  }
   /** Total number of parameter elements (`trainableOnly` counts those requiring grad). */
   numParameters(trainableOnly = false): number {
     return (trainableOnly ? this.trainableParameters() : this.parameters()).reduce((a, p) => a + p.numel, 0);
@@ -167,7 +173,9 @@ export abstract class Module {
   }
 
   /** Whether the module is in training mode (`train()` / `eval()`; dropout is active only in training). */
-  get training(): boolean { return this._training; }
+  get training(): boolean {
+    return this._training;
+  }
   /** Training mode (dropout on) for this module and its children. */
   train(on = true): this {
     this._training = on;
@@ -176,7 +184,9 @@ export abstract class Module {
     return this;
   }
   /** Evaluation mode (dropout off). */
-  eval(): this { return this.train(false); }
+  eval(): this {
+    return this.train(false);
+  }
   /** @internal */
   protected setNativeTraining(_on: boolean): void {}
 
@@ -196,7 +206,9 @@ export abstract class Module {
     return n;
   }
   /** @internal */
-  protected setNativeGradientCheckpointing(_on: boolean): boolean { return false; }
+  protected setNativeGradientCheckpointing(_on: boolean): boolean {
+    return false;
+  }
 
   /**
    * Frees this module's parameters and buffers now instead of at garbage collection (children
@@ -212,7 +224,9 @@ export abstract class Module {
     this.disposeNative();
   }
   /** True after {@link dispose}. */
-  get isDisposed(): boolean { return this._disposed; }
+  get isDisposed(): boolean {
+    return this._disposed;
+  }
   private _disposed = false;
   /** @internal */
   protected disposeNative(): void {}
@@ -236,7 +250,8 @@ export abstract class Module {
       moved.requiresGrad = p.requiresGrad;
       this._params.set(n, moved);
     }
-    for (const [n, b] of this._buffers) this._buffers.set(n, b.to({ device: device ?? undefined, dtype: dtype && isFloating(b.dtype) ? dtype : undefined }).detach());
+    for (const [n, b] of this._buffers)
+      this._buffers.set(n, b.to({ device: device ?? undefined, dtype: dtype && isFloating(b.dtype) ? dtype : undefined }).detach());
     for (const c of this._children.values()) await c.to(opts);
     return this;
   }
@@ -269,7 +284,7 @@ export abstract class Module {
     if (opts.assign !== undefined && typeof opts.assign !== 'boolean') invalid('a boolean', 'assign', opts.assign);
     const dtype = opts.dtype === undefined ? null : checkDtype(opts.dtype);
     if (dtype && !isFloating(dtype)) invalid('a floating dtype', 'loadStateDict options.dtype', dtype);
-    if (dtype && !opts.assign) invalid('dtype only with assign: true (a copy keeps the model\'s dtype)', 'loadStateDict options', 'dtype');
+    if (dtype && !opts.assign) invalid("dtype only with assign: true (a copy keeps the model's dtype)", 'loadStateDict options', 'dtype');
     const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
     const own = this.stateDict();
     const missing = [...own.keys()].filter((k) => !src.has(k));
@@ -290,8 +305,17 @@ export abstract class Module {
     if (strict && missing.length) problems.push(`missing keys: ${missing.map((k) => `'${k}'`).join(', ')}`);
     if (strict && unexpected.length) problems.push(`unexpected keys: ${unexpected.map((k) => `'${k}'`).join(', ')}`);
     if (problems.length) throw new EmotorchError(`loadStateDict: ${problems.join('; ')}`, 'ERR_STATE_DICT');
-    if (opts.assign) await binding.assignState(dst.map((t) => t.handle), from.map((t) => t.handle), dtype);
-    else await binding.copyState(dst.map((t) => t.handle), from.map((t) => t.handle));
+    if (opts.assign)
+      await binding.assignState(
+        dst.map((t) => t.handle),
+        from.map((t) => t.handle),
+        dtype,
+      );
+    else
+      await binding.copyState(
+        dst.map((t) => t.handle),
+        from.map((t) => t.handle),
+      );
     return { missing, unexpected };
   }
 
@@ -323,7 +347,10 @@ function readOnlyView<T extends object>(o: T, name: string): T {
   const seen = readOnlyViews.get(o);
   if (seen) return seen as T;
   const refuse = (k: string | symbol): never => {
-    throw new EmotorchError(`${name} is read-only (${String(k)}): a model's config is fixed when it is made; pass changes to create(config) or fromPretrained(dir, { config: { … } })`, 'ERR_INVALID_ARG');
+    throw new EmotorchError(
+      `${name} is read-only (${String(k)}): a model's config is fixed when it is made; pass changes to create(config) or fromPretrained(dir, { config: { … } })`,
+      'ERR_INVALID_ARG',
+    );
   };
   const view = new Proxy(o, {
     get(t, k, r) {
@@ -348,11 +375,17 @@ function readOnlyView<T extends object>(o: T, name: string): T {
  */
 export function lockConfig<C extends object>(target: object, model: string, config: C): C {
   let own: C;
-  try { own = structuredClone(config); } catch { own = { ...config }; }  // a copy the caller cannot change either
+  try {
+    own = structuredClone(config);
+  } catch {
+    own = { ...config };
+  } // a copy the caller cannot change either
   const view = readOnlyView(own, `${model} config`);
   Object.defineProperty(target, 'config', {
     get: () => view,
-    set: () => { throw new EmotorchError(`${model} config is read-only: pass changes to create(config) or fromPretrained(dir, { config: { … } })`, 'ERR_INVALID_ARG'); },
+    set: () => {
+      throw new EmotorchError(`${model} config is read-only: pass changes to create(config) or fromPretrained(dir, { config: { … } })`, 'ERR_INVALID_ARG');
+    },
     enumerable: true,
     configurable: false,
   });
@@ -396,10 +429,18 @@ export abstract class NativeModule extends Module {
     const wrap = ([names, hs]: [string[], unknown[]]) => names.map((n, i) => [n, new Tensor(hs[i] as never)] as [string, Tensor]);
     return { params: [...wrap(this.native.namedParameters()), ...base.params], buffers: wrap(this.native.namedBuffers()) };
   }
-  protected setNativeTraining(on: boolean): void { this.native.setTraining(on); }
-  protected setNativeGradientCheckpointing(on: boolean): boolean { return this.native.setGradientCheckpointing(on); }
-  protected disposeNative(): void { this.native.dispose(); }
-  protected moveNative(device: string | null, dtype: string | null): Promise<void> { return this.native.to(device, dtype); }
+  protected setNativeTraining(on: boolean): void {
+    this.native.setTraining(on);
+  }
+  protected setNativeGradientCheckpointing(on: boolean): boolean {
+    return this.native.setGradientCheckpointing(on);
+  }
+  protected disposeNative(): void {
+    this.native.dispose();
+  }
+  protected moveNative(device: string | null, dtype: string | null): Promise<void> {
+    return this.native.to(device, dtype);
+  }
   /**
    * @internal The one input convention: an object of named inputs, or (where a model has one
    * obvious input) that tensor alone, which becomes `inputs[primary]`.

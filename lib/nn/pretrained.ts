@@ -56,7 +56,12 @@ export async function loadCheckpoint(dirOrFile: string): Promise<StateDict> {
   if (fs.existsSync(index)) {
     const parsed = readJsonSync(index, MAX_JSON) as { weight_map?: unknown } | null;
     const map = parsed && typeof parsed === 'object' ? parsed.weight_map : undefined;
-    if (!map || typeof map !== 'object' || Array.isArray(map) || !Object.values(map).every((v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\'))) {
+    if (
+      !map ||
+      typeof map !== 'object' ||
+      Array.isArray(map) ||
+      !Object.values(map).every((v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\'))
+    ) {
       throw new EmotorchError(`'${index}' is not a valid shard index: weight_map must map names to shard file names in the same folder`, 'ERR_FORMAT');
     }
     const out: StateDict = new Map();
@@ -146,7 +151,6 @@ export function resolveConfig<C extends object>(model: string, defaults: C, spec
   return out as C;
 }
 
-
 /** Options of the models' `fromPretrained`: strictness, config overrides, device and dtype. */
 export interface PretrainedOptions<C = Record<string, unknown>> extends Omit<ModuleOptions, 'dtype'> {
   /**
@@ -189,7 +193,6 @@ export function checkPretrainedOptions<T extends object>(opts: T | undefined, na
   return checkOptionNames(opts, [...PRETRAINED_OPTIONS, ...extra], name);
 }
 
-
 const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
 
 /**
@@ -207,7 +210,10 @@ function checkReadMemory(files: string[]): void {
   }
   const have = cpu.availableMemory();
   if (need > 0.9 * have) {
-    throw new EmotorchError(`loading ${files.length === 1 ? `'${files[0]}'` : `the ${files.length} shards of this checkpoint`} reads ${gib(need)} of tensors into memory and the machine has ${gib(have)} available: free memory, or use a machine with more`, 'ERR_OUT_OF_MEMORY');
+    throw new EmotorchError(
+      `loading ${files.length === 1 ? `'${files[0]}'` : `the ${files.length} shards of this checkpoint`} reads ${gib(need)} of tensors into memory and the machine has ${gib(have)} available: free memory, or use a machine with more`,
+      'ERR_OUT_OF_MEMORY',
+    );
   }
 }
 
@@ -232,8 +238,11 @@ function checkConversionMemory(model: Module, sd: StateDict, dtype: DType | unde
   const have = cpu.availableMemory();
   // a margin for what runs beside the load
   if (need > 0.9 * have) {
-    throw new EmotorchError(`loading this checkpoint converts ${gib(need)} of tensors (${[...convert].join(', ')}) and the machine has ${gib(have)} available: `
-      + "load it in its own dtype (dtype: 'auto') or a half-precision one, or free memory", 'ERR_OUT_OF_MEMORY');
+    throw new EmotorchError(
+      `loading this checkpoint converts ${gib(need)} of tensors (${[...convert].join(', ')}) and the machine has ${gib(have)} available: ` +
+        "load it in its own dtype (dtype: 'auto') or a half-precision one, or free memory",
+      'ERR_OUT_OF_MEMORY',
+    );
   }
 }
 
@@ -248,7 +257,8 @@ export function checkpointDtype(sd: StateDict): DType | undefined {
 
 /** A `fromPretrained` dtype: absent, 'auto' or a floating dtype. @throws EmotorchError ERR_INVALID_ARG */
 export function checkPretrainedDtype(dtype: unknown): void {
-  if (dtype !== undefined && dtype !== 'auto' && !isFloating(checkDtype(dtype))) invalid('a floating dtype (float32, float64, float16, bfloat16) or \'auto\'', 'fromPretrained dtype', dtype);
+  if (dtype !== undefined && dtype !== 'auto' && !isFloating(checkDtype(dtype)))
+    invalid("a floating dtype (float32, float64, float16, bfloat16) or 'auto'", 'fromPretrained dtype', dtype);
 }
 
 /**
@@ -283,11 +293,18 @@ export function pretrainedPath(dirOrId: string, opts: unknown = {}): Promise<str
  * accepted, as HF accepts them.
  * @throws EmotorchError ERR_INVALID_ARG for a non-object or an unknown field name.
  */
-export function withOverrides(model: string, spec: object, fromFile: Record<string, unknown>, overrides: unknown, extra: readonly string[] = []): Record<string, unknown> {
+export function withOverrides(
+  model: string,
+  spec: object,
+  fromFile: Record<string, unknown>,
+  overrides: unknown,
+  extra: readonly string[] = [],
+): Record<string, unknown> {
   if (overrides === undefined) return fromFile;
   if (overrides === null || typeof overrides !== 'object' || Array.isArray(overrides)) invalid(`an object of ${model} config fields`, 'opts.config', overrides);
   for (const k of Object.keys(overrides)) {
-    if (!Object.prototype.hasOwnProperty.call(spec, k) && !extra.includes(k)) invalid(`a field of the ${model} config`, `opts.config.${k}`, 'a name it does not have');
+    if (!Object.prototype.hasOwnProperty.call(spec, k) && !extra.includes(k))
+      invalid(`a field of the ${model} config`, `opts.config.${k}`, 'a name it does not have');
   }
   return { ...fromFile, ...(overrides as Record<string, unknown>) };
 }
@@ -336,7 +353,7 @@ async function assignInPieces(model: Module, sd: StateDict, dtype: DType | undef
   for (const [k, t] of entries) {
     const p = own.get(k);
     piece.push([k, t]);
-    bytes += t.numel * DTYPE_BYTES[p && isFloating(t.dtype) && isFloating(p.dtype) ? dtype ?? p.dtype : t.dtype];
+    bytes += t.numel * DTYPE_BYTES[p && isFloating(t.dtype) && isFloating(p.dtype) ? (dtype ?? p.dtype) : t.dtype];
     if (bytes >= 256 * 2 ** 20) await flush();
   }
   await flush();
@@ -352,8 +369,13 @@ export async function finishPretrained<M extends Module>(model: M, sd: StateDict
   const dtype = opts.dtype === 'auto' ? own : opts.dtype;
   // bound for another device: a checkpoint of one floating dtype goes over in it and is converted
   // there, so the host never holds a converted (e.g. float32) copy
-  const elsewhere = opts.device !== undefined && String(opts.device) !== 'cpu' && own !== undefined && dtype !== undefined && dtype !== own
-    && [...sd.values()].every((t) => !isFloating(t.dtype) || t.dtype === own);
+  const elsewhere =
+    opts.device !== undefined &&
+    String(opts.device) !== 'cpu' &&
+    own !== undefined &&
+    dtype !== undefined &&
+    dtype !== own &&
+    [...sd.values()].every((t) => !isFloating(t.dtype) || t.dtype === own);
   if (!elsewhere) checkConversionMemory(model, sd, dtype);
   // the checkpoint's tensors become the parameters (converted to the dtype asked for, else kept in
   // the model's), then the state dict lets go of them: nothing is copied twice
@@ -371,7 +393,6 @@ export async function finishPretrained<M extends Module>(model: M, sd: StateDict
   model.eval();
   return model;
 }
-
 
 /** A checkpoint as a model's `fromPretrained` read it: its tensors, and its config where they carry it. */
 export interface Loaded {
@@ -414,7 +435,11 @@ export interface Loading<M extends Module, O extends PretrainedOptions<object>, 
  * @throws EmotorchError as {@link loadCheckpoint}, {@link readConfig}, the model's `create` and `loadStateDict`
  */
 export async function loadPretrained<M extends Module, O extends PretrainedOptions<object>, L extends Loaded = Loaded>(
-  decl: ConfigDecl, cls: { name: string; create(config: object, opts?: object): M }, dirOrFile: string, opts: O | undefined, how: Loading<M, O, L> = {},
+  decl: ConfigDecl,
+  cls: { name: string; create(config: object, opts?: object): M },
+  dirOrFile: string,
+  opts: O | undefined,
+  how: Loading<M, O, L> = {},
 ): Promise<M> {
   const o = checkPretrainedOptions(opts, `${cls.name}.fromPretrained`, how.options);
   checkPretrainedDtype(o.dtype);
@@ -423,12 +448,13 @@ export async function loadPretrained<M extends Module, O extends PretrainedOptio
   const read = how.read ? await how.read(dir, o) : undefined;
   let cfg = o.config;
   const whole = how.configless && o.config !== undefined && !hasConfigJson(dir);
-  if (whole && (o.config === null || typeof o.config !== 'object' || Array.isArray(o.config))) invalid(`an object of ${decl.title} config fields`, 'opts.config', o.config);
+  if (whole && (o.config === null || typeof o.config !== 'object' || Array.isArray(o.config)))
+    invalid(`an object of ${decl.title} config fields`, 'opts.config', o.config);
   if (!whole) {
     const raw = read?.config ?? (how.config ? how.config(dir, o, read) : decl.normalize(readConfig(dir)));
     cfg = withOverrides(decl.title, specOf(decl), raw, o.config);
   }
-  let sd = read?.sd ?? await loadCheckpoint(dir);
+  let sd = read?.sd ?? (await loadCheckpoint(dir));
   if (how.prefixes) sd = stripPrefix(sd, how.prefixes);
   if (how.renames) sd = renameKeys(sd, how.renames);
   if (how.keep) sd = new Map([...sd].filter(([k]) => how.keep!.test(k)));

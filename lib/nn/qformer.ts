@@ -7,17 +7,25 @@ import { PretrainedOptions, Rename, loadCheckpoint, loadPretrained, readConfig, 
 
 /** Blip2QFormerConfig fields and defaults, plus `num_query_tokens` (queries the model owns; 0 = given per call). */
 export const QFORMER = declareConfig({
-  name: 'Q-Former', title: 'QFormer', kind: 'qformer',
+  name: 'Q-Former',
+  title: 'QFormer',
+  kind: 'qformer',
   fields: {
-    hidden_size: f.posint(768), num_hidden_layers: f.nonneg(12), num_attention_heads: f.posint(12), intermediate_size: f.posint(3072),
+    hidden_size: f.posint(768),
+    num_hidden_layers: f.nonneg(12),
+    num_attention_heads: f.posint(12),
+    intermediate_size: f.posint(3072),
     /** Width of the states the queries cross-attend to. */
     encoder_hidden_size: f.posint(1408),
     /** Every how many layers one cross-attends (1: every layer). */
     cross_attention_frequency: f.posint(2),
     /** Queries the model owns (`query_tokens`); 0: given per call as `queryEmbeds`. */
     num_query_tokens: f.nonneg(0),
-    layer_norm_eps: f.posnum(1e-12), hidden_dropout_prob: f.prob(0.1), attention_probs_dropout_prob: f.prob(0.1),
-    initializer_range: f.nonnegnum(0.02), hidden_act: f.act('gelu'),
+    layer_norm_eps: f.posnum(1e-12),
+    hidden_dropout_prob: f.prob(0.1),
+    attention_probs_dropout_prob: f.prob(0.1),
+    initializer_range: f.nonnegnum(0.02),
+    hidden_act: f.act('gelu'),
   },
   check(c) {
     if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'Q-Former config.hidden_size', c.hidden_size);
@@ -49,10 +57,10 @@ export interface QFormerOutputs {
 /** LAVIS / SALMONN BERT names → HF Blip2QFormerModel names (prefixes such as `speech_Qformer.` removed first). */
 export const LAVIS_QFORMER_RENAMES: readonly Rename[] = [
   { from: /^bert\.embeddings\.LayerNorm\./, to: 'layernorm.' },
-  { from: /^bert\.embeddings\./, to: null },  // word/position embeddings: unused by the query path
+  { from: /^bert\.embeddings\./, to: null }, // word/position embeddings: unused by the query path
   { from: /^cls\./, to: null },
   { from: /^bert\.encoder\.layer\.(\d+)\.(attention|crossattention)\.self\./, to: 'encoder.layer.$1.$2.attention.' },
-  { from: /^bert\.encoder\.layer\.(\d+)\.(intermediate|output)\./, to: null },  // the text feed-forward
+  { from: /^bert\.encoder\.layer\.(\d+)\.(intermediate|output)\./, to: null }, // the text feed-forward
   { from: /^bert\./, to: '' },
   { from: /^(speech_)?query_tokens$/, to: 'query_tokens' },
 ];
@@ -89,7 +97,10 @@ export class QFormer extends ConfiguredModule<QFormerConfig> {
         if (tokens) sd.set('query_tokens', tokens);
         return { sd };
       },
-      config: (dir) => { const raw = readConfig(dir); return (raw.qformer_config as Record<string, unknown>) ?? raw; },
+      config: (dir) => {
+        const raw = readConfig(dir);
+        return (raw.qformer_config as Record<string, unknown>) ?? raw;
+      },
       create: (c, { sd }) => QFormer.create({ ...c, num_query_tokens: sd.get('query_tokens')?.shape[1] ?? 0 }),
     });
   }
@@ -104,12 +115,14 @@ export class QFormer extends ConfiguredModule<QFormerConfig> {
     if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ encoderHiddenStates, … })', 'Q-Former inputs', inputs);
     const enc = checkTensor(inputs.encoderHiddenStates, 'encoderHiddenStates');
     const s = enc.shape;
-    if (s.length !== 3 || s[2] !== this.config.encoder_hidden_size) invalid(`(batch, length, ${this.config.encoder_hidden_size})`, 'encoderHiddenStates', `[${s}]`);
+    if (s.length !== 3 || s[2] !== this.config.encoder_hidden_size)
+      invalid(`(batch, length, ${this.config.encoder_hidden_size})`, 'encoderHiddenStates', `[${s}]`);
     this.checkLength(s[1], 'encoderHiddenStates');
     let queries = this.config.num_query_tokens;
     if (inputs.queryEmbeds) {
       const q = checkTensor(inputs.queryEmbeds, 'queryEmbeds').shape;
-      if (q.length !== 3 || q[0] !== s[0] || q[2] !== this.config.hidden_size) invalid(`(${s[0]}, queries, ${this.config.hidden_size})`, 'queryEmbeds', `[${q}]`);
+      if (q.length !== 3 || q[0] !== s[0] || q[2] !== this.config.hidden_size)
+        invalid(`(${s[0]}, queries, ${this.config.hidden_size})`, 'queryEmbeds', `[${q}]`);
       this.checkLength(q[1], 'queryEmbeds');
       queries = q[1];
     } else if (this.config.num_query_tokens === 0) {

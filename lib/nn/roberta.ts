@@ -11,9 +11,14 @@ import { PretrainedOptions, loadPretrained } from './pretrained';
  * `fromPretrained`, as HF's `RobertaModel(config, add_pooling_layer)`.
  */
 export const ROBERTA = declareConfig({
-  name: 'RoBERTa', kind: 'roberta', options: ['addPoolingLayer'],
+  name: 'RoBERTa',
+  kind: 'roberta',
+  options: ['addPoolingLayer'],
   fields: {
-    vocab_size: f.posint(50265), hidden_size: f.posint(768), num_hidden_layers: f.nonneg(12), num_attention_heads: f.posint(12),
+    vocab_size: f.posint(50265),
+    hidden_size: f.posint(768),
+    num_hidden_layers: f.nonneg(12),
+    num_attention_heads: f.posint(12),
     intermediate_size: f.posint(3072),
     /** Position table size: RoBERTa's positions start after padding_idx (514 for 512 tokens). */
     max_position_embeddings: f.posint(514),
@@ -21,8 +26,11 @@ export const ROBERTA = declareConfig({
     type_vocab_size: f.posint(1),
     /** The padding token, whose position row RoBERTa skips. */
     pad_token_id: f.nonneg(1),
-    layer_norm_eps: f.posnum(1e-12), hidden_dropout_prob: f.prob(0.1), attention_probs_dropout_prob: f.prob(0.1),
-    initializer_range: f.nonnegnum(0.02), hidden_act: f.act('gelu'),
+    layer_norm_eps: f.posnum(1e-12),
+    hidden_dropout_prob: f.prob(0.1),
+    attention_probs_dropout_prob: f.prob(0.1),
+    initializer_range: f.nonnegnum(0.02),
+    hidden_act: f.act('gelu'),
     /**
      * Whether the model has the pooler, as built (always set in `model.config`).
      * @deprecated as an input: pass `{ addPoolingLayer }` to `create` or `fromPretrained`; a config
@@ -35,11 +43,16 @@ export const ROBERTA = declareConfig({
       if (typeof opts.addPoolingLayer !== 'boolean') invalid('a boolean', 'addPoolingLayer', opts.addPoolingLayer);
       const legacy = given.add_pooling_layer;
       if (legacy !== undefined && legacy !== null && legacy !== opts.addPoolingLayer) {
-        invalid('addPoolingLayer or its deprecated spelling config.add_pooling_layer, not both', 'RobertaModel.create', `addPoolingLayer ${opts.addPoolingLayer} and add_pooling_layer ${legacy}`);
+        invalid(
+          'addPoolingLayer or its deprecated spelling config.add_pooling_layer, not both',
+          'RobertaModel.create',
+          `addPoolingLayer ${opts.addPoolingLayer} and add_pooling_layer ${legacy}`,
+        );
       }
       c.add_pooling_layer = opts.addPoolingLayer;
     }
-    if (c.hidden_size % c.num_attention_heads !== 0) invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'RoBERTa config.hidden_size', c.hidden_size);
+    if (c.hidden_size % c.num_attention_heads !== 0)
+      invalid(`a multiple of num_attention_heads (${c.num_attention_heads})`, 'RoBERTa config.hidden_size', c.hidden_size);
     if (c.pad_token_id >= c.vocab_size) invalid(`a token id below vocab_size (${c.vocab_size})`, 'RoBERTa config.pad_token_id', c.pad_token_id);
   },
 });
@@ -100,7 +113,9 @@ export interface RobertaOutputs {
  */
 export class RobertaModel extends ConfiguredModule<RobertaConfig> {
   /** Whether the model has the pooler (`poolerOutput` is null without it). */
-  get addPoolingLayer(): boolean { return this.config.add_pooling_layer; }
+  get addPoolingLayer(): boolean {
+    return this.config.add_pooling_layer;
+  }
 
   /**
    * A randomly initialized model (BERT init, N(0, initializer_range)).
@@ -122,10 +137,19 @@ export class RobertaModel extends ConfiguredModule<RobertaConfig> {
    */
   static async fromPretrained(dir: string, opts: RobertaPretrainedOptions = {}): Promise<RobertaModel> {
     return loadPretrained(ROBERTA, RobertaModel, dir, opts, {
-      options: ['addPoolingLayer'], prefixes: ['roberta.'], keep: /^(?!.*\.(?:position_ids|token_type_ids)$)(?:embeddings|encoder|pooler)\./,
-      create: (c, { sd }) => RobertaModel.create({ ...c, add_pooling_layer: undefined }, {
-        addPoolingLayer: opts.addPoolingLayer ?? (opts.config as Partial<RobertaConfig> | undefined)?.add_pooling_layer ?? [...sd.keys()].some((k) => k.startsWith('pooler.')),
-      }),
+      options: ['addPoolingLayer'],
+      prefixes: ['roberta.'],
+      keep: /^(?!.*\.(?:position_ids|token_type_ids)$)(?:embeddings|encoder|pooler)\./,
+      create: (c, { sd }) =>
+        RobertaModel.create(
+          { ...c, add_pooling_layer: undefined },
+          {
+            addPoolingLayer:
+              opts.addPoolingLayer ??
+              (opts.config as Partial<RobertaConfig> | undefined)?.add_pooling_layer ??
+              [...sd.keys()].some((k) => k.startsWith('pooler.')),
+          },
+        ),
     });
   }
 
@@ -135,13 +159,15 @@ export class RobertaModel extends ConfiguredModule<RobertaConfig> {
    * @throws EmotorchError for missing, mis-shaped or zero-length inputs.
    */
   async forward(inputs: RobertaInputs): Promise<RobertaOutputs> {
-    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ inputIds, attentionMask, … })', 'RoBERTa inputs', inputs);
+    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor)
+      invalid('an inputs object ({ inputIds, attentionMask, … })', 'RoBERTa inputs', inputs);
     const { inputIds, attentionMask, tokenTypeIds, inputsEmbeds } = inputs;
     if (!!inputIds === !!inputsEmbeds) throw new EmotorchError('RoBERTa: give exactly one of inputIds and inputsEmbeds', 'ERR_INVALID_ARG');
     let bt: number[];
     if (inputIds) {
       checkTensor(inputIds, 'inputIds');
-      if (inputIds.ndim !== 2 || (inputIds.dtype !== 'int64' && inputIds.dtype !== 'int32')) invalid('an int64 tensor (batch, length)', 'inputIds', `${inputIds.dtype} [${inputIds.shape}]`);
+      if (inputIds.ndim !== 2 || (inputIds.dtype !== 'int64' && inputIds.dtype !== 'int32'))
+        invalid('an int64 tensor (batch, length)', 'inputIds', `${inputIds.dtype} [${inputIds.shape}]`);
       bt = inputIds.shape;
     } else {
       checkTensor(inputsEmbeds, 'inputsEmbeds');
@@ -149,13 +175,19 @@ export class RobertaModel extends ConfiguredModule<RobertaConfig> {
       if (s.length !== 3 || s[2] !== this.config.hidden_size) invalid(`a tensor (batch, length, ${this.config.hidden_size})`, 'inputsEmbeds', `[${s}]`);
       bt = s.slice(0, 2);
     }
-    for (const [name, t] of [['attentionMask', attentionMask], ['tokenTypeIds', tokenTypeIds]] as const) {
-      if (t && (checkTensor(t, name).shape.join() !== bt.join())) invalid(`shape [${bt}]`, name, `[${t.shape}]`);
+    for (const [name, t] of [
+      ['attentionMask', attentionMask],
+      ['tokenTypeIds', tokenTypeIds],
+    ] as const) {
+      if (t && checkTensor(t, name).shape.join() !== bt.join()) invalid(`shape [${bt}]`, name, `[${t.shape}]`);
     }
     this.checkLength(bt[1], inputIds ? 'inputIds' : 'inputsEmbeds');
     if (bt[0] === 0) {
       const dev = (inputIds ?? inputsEmbeds)!.device;
-      return { lastHiddenState: this.emptyOutput([0, bt[1], this.config.hidden_size], dev), poolerOutput: this.config.add_pooling_layer ? this.emptyOutput([0, this.config.hidden_size], dev) : null };
+      return {
+        lastHiddenState: this.emptyOutput([0, bt[1], this.config.hidden_size], dev),
+        poolerOutput: this.config.add_pooling_layer ? this.emptyOutput([0, this.config.hidden_size], dev) : null,
+      };
     }
     const o = await this.run({ input_ids: inputIds, attention_mask: attentionMask, token_type_ids: tokenTypeIds, inputs_embeds: inputsEmbeds });
     return { lastHiddenState: o.last_hidden_state!, poolerOutput: o.pooler_output ?? null };

@@ -20,7 +20,10 @@ export const SPEECH_FRONT = {
   feat_extract_activation: f.act('gelu'),
   /** Pre-norm layers and a final layer norm (XLS-R, large models). */
   do_stable_layer_norm: f.bool(false),
-  hidden_size: f.posint(768), num_hidden_layers: f.nonneg(12), num_attention_heads: f.posint(12), intermediate_size: f.posint(3072),
+  hidden_size: f.posint(768),
+  num_hidden_layers: f.nonneg(12),
+  num_attention_heads: f.posint(12),
+  intermediate_size: f.posint(3072),
   hidden_act: f.act('gelu'),
   /** Taps of the conv position embedding. */
   num_conv_pos_embeddings: f.posint(128),
@@ -33,8 +36,11 @@ export const SPEECH_FRONT = {
  */
 export function speechDropouts(activationDropout: number) {
   return {
-    layer_norm_eps: f.posnum(1e-5), hidden_dropout: f.prob(0.1), attention_dropout: f.prob(0.1),
-    activation_dropout: f.prob(activationDropout), feat_proj_dropout: f.prob(0),
+    layer_norm_eps: f.posnum(1e-5),
+    hidden_dropout: f.prob(0.1),
+    attention_dropout: f.prob(0.1),
+    activation_dropout: f.prob(activationDropout),
+    feat_proj_dropout: f.prob(0),
     /** SpecAugment's time-masking probability in pretraining; > 0 gives the model `masked_spec_embed`. */
     mask_time_prob: f.prob(0.05).host(),
     mask_feature_prob: f.prob(0).host(),
@@ -52,9 +58,11 @@ export function checkSpeechFront(name: string, c: ConfigOf<typeof SPEECH_FRONT>)
   }
   for (const k of ['conv_kernel', 'conv_stride'] as const) {
     const v = c[k];
-    if (!Array.isArray(v) || v.length !== c.conv_dim.length || !v.every((x) => Number.isSafeInteger(x) && x > 0)) invalid(`${c.conv_dim.length} positive integers`, `${name} config.${k}`, v);
+    if (!Array.isArray(v) || v.length !== c.conv_dim.length || !v.every((x) => Number.isSafeInteger(x) && x > 0))
+      invalid(`${c.conv_dim.length} positive integers`, `${name} config.${k}`, v);
   }
   if (!['group', 'layer'].includes(c.feat_extract_norm)) invalid("'group' or 'layer'", `${name} config.feat_extract_norm`, c.feat_extract_norm);
   if (c.hidden_size % c.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', `${name} config.hidden_size`, c.hidden_size);
-  if (c.hidden_size % c.num_conv_pos_embedding_groups !== 0) invalid(`a multiple of num_conv_pos_embedding_groups (${c.num_conv_pos_embedding_groups})`, `${name} config.hidden_size`, c.hidden_size);
+  if (c.hidden_size % c.num_conv_pos_embedding_groups !== 0)
+    invalid(`a multiple of num_conv_pos_embedding_groups (${c.num_conv_pos_embedding_groups})`, `${name} config.hidden_size`, c.hidden_size);
 }

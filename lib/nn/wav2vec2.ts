@@ -11,7 +11,8 @@ import { PretrainedOptions, Rename, loadCheckpoint, loadPretrained, readConfig, 
 
 /** HF Wav2Vec2Config fields and defaults (wav2vec2-base sizes; XLS-R checkpoints set the layer-norm fields in their config.json). */
 export const WAV2VEC2 = declareConfig({
-  name: 'Wav2Vec2', kind: 'wav2vec2',
+  name: 'Wav2Vec2',
+  kind: 'wav2vec2',
   fields: {
     ...SPEECH_FRONT,
     /** Probability of skipping each layer in training (LayerDrop). */
@@ -48,9 +49,19 @@ export const WAV2VEC2_RENAMES: readonly Rename[] = [
  * and 5120 inner, a 128-tap positional conv in 16 groups.
  */
 export const WAV2VEC2_XLSR2_1B_V2: Partial<Wav2Vec2Config> = {
-  conv_dim: [512, 512, 512, 512, 512, 512, 512], conv_kernel: [10, 3, 3, 3, 3, 2, 2], conv_stride: [5, 2, 2, 2, 2, 2, 2], conv_bias: true,
-  feat_extract_norm: 'layer', do_stable_layer_norm: true, hidden_size: 1280, num_hidden_layers: 48, num_attention_heads: 16,
-  intermediate_size: 5120, num_conv_pos_embeddings: 128, num_conv_pos_embedding_groups: 16, layerdrop: 0,
+  conv_dim: [512, 512, 512, 512, 512, 512, 512],
+  conv_kernel: [10, 3, 3, 3, 3, 2, 2],
+  conv_stride: [5, 2, 2, 2, 2, 2, 2],
+  conv_bias: true,
+  feat_extract_norm: 'layer',
+  do_stable_layer_norm: true,
+  hidden_size: 1280,
+  num_hidden_layers: 48,
+  num_attention_heads: 16,
+  intermediate_size: 5120,
+  num_conv_pos_embeddings: 128,
+  num_conv_pos_embedding_groups: 16,
+  layerdrop: 0,
 };
 
 /** Checkpoint name dialects {@link Wav2Vec2Model.fromPretrained} reads. */
@@ -85,7 +96,10 @@ export const WAV2VEC2_FAIRSEQ_RENAMES: readonly Rename[] = [
   fs1(String.raw`encoder\.layers\.(\d+)\.fc2\.(weight|bias)$`, 'encoder.layers.$1.feed_forward.output_dense.$2'),
   fs1(String.raw`encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)$`, 'encoder.layers.$1.final_layer_norm.$2'),
   fs1(String.raw`mask_emb$`, 'masked_spec_embed'),
-  fs1(String.raw`(?:quantizer\.(?:vars|weight_proj\.weight|weight_proj\.bias)|project_q\.(?:weight|bias)|final_proj\.(?:weight|bias)|label_embs_concat)$`, null),
+  fs1(
+    String.raw`(?:quantizer\.(?:vars|weight_proj\.weight|weight_proj\.bias)|project_q\.(?:weight|bias)|final_proj\.(?:weight|bias)|label_embs_concat)$`,
+    null,
+  ),
   fs2(String.raw`w2v_encoder\.proj\.(?:weight|bias)$`, null),
 ];
 
@@ -101,8 +115,14 @@ export const WAV2VEC2_FAIRSEQ2_RENAMES: readonly Rename[] = [
   fs2(String.raw`encoder_frontend\.feature_extractor\.layers\.0\.group_norm\.(weight|bias)$`, 'feature_extractor.conv_layers.0.layer_norm.$1'),
   fs2(String.raw`encoder_frontend\.post_extract_layer_norm\.(weight|bias)$`, 'feature_projection.layer_norm.$1'),
   fs2(String.raw`encoder_frontend\.model_dim_proj\.(weight|bias)$`, 'feature_projection.projection.$1'),
-  fs2(String.raw`encoder_frontend\.pos_encoder\.conv\.(?:weight_g|parametrizations\.weight\.original0)$`, 'encoder.pos_conv_embed.conv.parametrizations.weight.original0'),
-  fs2(String.raw`encoder_frontend\.pos_encoder\.conv\.(?:weight_v|parametrizations\.weight\.original1)$`, 'encoder.pos_conv_embed.conv.parametrizations.weight.original1'),
+  fs2(
+    String.raw`encoder_frontend\.pos_encoder\.conv\.(?:weight_g|parametrizations\.weight\.original0)$`,
+    'encoder.pos_conv_embed.conv.parametrizations.weight.original0',
+  ),
+  fs2(
+    String.raw`encoder_frontend\.pos_encoder\.conv\.(?:weight_v|parametrizations\.weight\.original1)$`,
+    'encoder.pos_conv_embed.conv.parametrizations.weight.original1',
+  ),
   fs2(String.raw`encoder_frontend\.pos_encoder\.conv\.bias$`, 'encoder.pos_conv_embed.conv.bias'),
   // post-norm (base) models normalize in the frontend after the positions, pre-norm (XLS-R) ones after the last layer
   fs2(String.raw`encoder_frontend\.layer_norm\.(weight|bias)$`, 'encoder.layer_norm.$1'),
@@ -114,7 +134,10 @@ export const WAV2VEC2_FAIRSEQ2_RENAMES: readonly Rename[] = [
   fs2(String.raw`encoder\.layers\.(\d+)\.ffn\.output_proj\.(weight|bias)$`, 'encoder.layers.$1.feed_forward.output_dense.$2'),
   fs2(String.raw`encoder\.layers\.(\d+)\.ffn_layer_norm\.(weight|bias)$`, 'encoder.layers.$1.final_layer_norm.$2'),
   fs2(String.raw`masker\.temporal_mask_embed$`, 'masked_spec_embed'),
-  fs2(String.raw`(?:quantizer\.(?:entries|entry_proj\.weight|entry_proj\.bias|num_updates)|final_proj\.(?:weight|bias)|final_target_proj\.(?:weight|bias))$`, null),
+  fs2(
+    String.raw`(?:quantizer\.(?:entries|entry_proj\.weight|entry_proj\.bias|num_updates)|final_proj\.(?:weight|bias)|final_target_proj\.(?:weight|bias))$`,
+    null,
+  ),
 ];
 
 const DIALECT_RENAMES: Record<Exclude<Wav2Vec2Dialect, 'hf'>, readonly Rename[]> = { fairseq: WAV2VEC2_FAIRSEQ_RENAMES, fairseq2: WAV2VEC2_FAIRSEQ2_RENAMES };
@@ -129,7 +152,8 @@ const DIALECT_RENAMES: Record<Exclude<Wav2Vec2Dialect, 'hf'>, readonly Rename[]>
 export function wav2vec2Dialect(keys: Iterable<string>): Wav2Vec2Dialect {
   const ks = [...keys];
   if (ks.some((k) => k.startsWith('encoder_frontend.'))) return 'fairseq2';
-  if (ks.some((k) => /^(?:w2v_encoder\.|post_extract_proj\.|mask_emb$|encoder\.pos_conv\.0\.|feature_extractor\.conv_layers\.\d+\.0\.)/.test(k))) return 'fairseq';
+  if (ks.some((k) => /^(?:w2v_encoder\.|post_extract_proj\.|mask_emb$|encoder\.pos_conv\.0\.|feature_extractor\.conv_layers\.\d+\.0\.)/.test(k)))
+    return 'fairseq';
   return 'hf';
 }
 
@@ -145,7 +169,11 @@ export function wav2vec2Dialect(keys: Iterable<string>): Wav2Vec2Dialect {
  * @example
  * const { sd } = et.nn.convertWav2Vec2StateDict(await et.nn.loadCheckpoint('xlsr2_1b_v2.pt'), 'fairseq2');
  */
-export function convertWav2Vec2StateDict(sd: StateDict, dialect: Exclude<Wav2Vec2Dialect, 'hf'>, opts: { strict?: boolean } = {}): { sd: StateDict; origin: Map<string, string> } {
+export function convertWav2Vec2StateDict(
+  sd: StateDict,
+  dialect: Exclude<Wav2Vec2Dialect, 'hf'>,
+  opts: { strict?: boolean } = {},
+): { sd: StateDict; origin: Map<string, string> } {
   checkOptionNames(opts, ['strict'], 'convertWav2Vec2StateDict');
   const rules = DIALECT_RENAMES[dialect];
   if (!rules) invalid("'fairseq' or 'fairseq2'", 'dialect', dialect);
@@ -154,15 +182,28 @@ export function convertWav2Vec2StateDict(sd: StateDict, dialect: Exclude<Wav2Vec
   const unknown: string[] = [];
   for (const [k, t] of sd) {
     const rule = rules.find((r) => r.from.test(k));
-    if (!rule) { unknown.push(k); continue; }
-    if (rule.to === null) { t.dispose(); continue; }
+    if (!rule) {
+      unknown.push(k);
+      continue;
+    }
+    if (rule.to === null) {
+      t.dispose();
+      continue;
+    }
     const ours = k.replace(rule.from, rule.to);
-    if (origin.has(ours)) throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: '${origin.get(ours)}' and '${k}' both convert to '${ours}'`, 'ERR_STATE_DICT');
+    if (origin.has(ours))
+      throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: '${origin.get(ours)}' and '${k}' both convert to '${ours}'`, 'ERR_STATE_DICT');
     out.set(ours, t);
     origin.set(ours, k);
   }
   if (unknown.length && (opts.strict ?? true)) {
-    throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: unknown keys ${unknown.slice(0, 8).map((k) => `'${k}'`).join(', ')}${unknown.length > 8 ? ` and ${unknown.length - 8} more` : ''} (not in the ${dialect} Wav2Vec2 / XLS-R layout)`, 'ERR_STATE_DICT');
+    throw new EmotorchError(
+      `Wav2Vec2 ${dialect} checkpoint: unknown keys ${unknown
+        .slice(0, 8)
+        .map((k) => `'${k}'`)
+        .join(', ')}${unknown.length > 8 ? ` and ${unknown.length - 8} more` : ''} (not in the ${dialect} Wav2Vec2 / XLS-R layout)`,
+      'ERR_STATE_DICT',
+    );
   }
   return { sd: out, origin };
 }
@@ -245,20 +286,30 @@ export class Wav2Vec2Model extends ConfiguredModule<Wav2Vec2Config> {
       async read(dir) {
         const all = await loadCheckpoint(dir);
         const dialect = wav2vec2Dialect(all.keys());
-        if (dialect === 'hf') return { dialect, origin: undefined, sd: new Map([...renameKeys(stripPrefix(all, ['wav2vec2.']), WAV2VEC2_RENAMES)].filter(([k]) => SPEECH_KEYS.test(k))) };
+        if (dialect === 'hf')
+          return {
+            dialect,
+            origin: undefined,
+            sd: new Map([...renameKeys(stripPrefix(all, ['wav2vec2.']), WAV2VEC2_RENAMES)].filter(([k]) => SPEECH_KEYS.test(k))),
+          };
         return { dialect, ...convertWav2Vec2StateDict(all, dialect, { strict: opts.strict }) };
       },
       config: (dir, _, read) => readWav2Vec2Config(dir, read!.dialect),
       // the mask embedding is used only by pretraining's masking: a checkpoint without one loads too
-      create: (c, { dialect, sd }) => Wav2Vec2Model.create(dialect === 'hf' || sd.has('masked_spec_embed') ? c : { ...c, mask_time_prob: 0, mask_feature_prob: 0 }),
-      prepare: (model, { dialect, sd, origin }) => { if (dialect !== 'hf') checkFairseqShapes(model, sd, dialect, origin!); },
+      create: (c, { dialect, sd }) =>
+        Wav2Vec2Model.create(dialect === 'hf' || sd.has('masked_spec_embed') ? c : { ...c, mask_time_prob: 0, mask_feature_prob: 0 }),
+      prepare: (model, { dialect, sd, origin }) => {
+        if (dialect !== 'hf') checkFairseqShapes(model, sd, dialect, origin!);
+      },
     });
   }
 
   /** Frames produced for a clip of `samples` (the conv stack's length formula). */
   framesFor(samples: number): number {
     let n = samples;
-    this.config.conv_kernel.forEach((k, i) => { n = Math.floor((n - k) / this.config.conv_stride[i]) + 1; });
+    this.config.conv_kernel.forEach((k, i) => {
+      n = Math.floor((n - k) / this.config.conv_stride[i]) + 1;
+    });
     return n;
   }
 
@@ -266,7 +317,8 @@ export class Wav2Vec2Model extends ConfiguredModule<Wav2Vec2Config> {
     const s = checkTensor(inputs.inputValues, 'inputValues').shape;
     if (s.length !== 2) invalid('a waveform (batch, samples)', 'inputValues', `[${s}]`);
     if (this.framesFor(s[1]) < 1) invalid(`at least ${this.config.conv_kernel[0]} samples`, 'inputValues length', s[1]);
-    if (inputs.attentionMask && checkTensor(inputs.attentionMask, 'attentionMask').shape.join() !== s.join()) invalid(`shape [${s}]`, 'attentionMask', `[${inputs.attentionMask.shape}]`);
+    if (inputs.attentionMask && checkTensor(inputs.attentionMask, 'attentionMask').shape.join() !== s.join())
+      invalid(`shape [${s}]`, 'attentionMask', `[${inputs.attentionMask.shape}]`);
     return s;
   }
 
@@ -283,13 +335,22 @@ export class Wav2Vec2Model extends ConfiguredModule<Wav2Vec2Config> {
     if (s[0] === 0) {
       const frames = this.framesFor(s[1]);
       const empty = () => this.emptyOutput([0, frames, this.config.hidden_size], x.inputValues.device);
-      return withDeprecatedAlias({
-        lastHiddenState: empty(), attentionMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null,
-        ...(x.outputHiddenStates ? { hiddenStates: Array.from({ length: L + 1 }, empty) } : {}),
-      }, 'frameMask', 'attentionMask');
+      return withDeprecatedAlias(
+        {
+          lastHiddenState: empty(),
+          attentionMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null,
+          ...(x.outputHiddenStates ? { hiddenStates: Array.from({ length: L + 1 }, empty) } : {}),
+        },
+        'frameMask',
+        'attentionMask',
+      );
     }
     const out = await this.runStates(x, x.outputHiddenStates ? L : null);
-    return withDeprecatedAlias({ lastHiddenState: out.last!, attentionMask: out.frameMask, ...(x.outputHiddenStates ? { hiddenStates: out.states } : {}) }, 'frameMask', 'attentionMask');
+    return withDeprecatedAlias(
+      { lastHiddenState: out.last!, attentionMask: out.frameMask, ...(x.outputHiddenStates ? { hiddenStates: out.states } : {}) },
+      'frameMask',
+      'attentionMask',
+    );
   }
 
   /**
@@ -299,13 +360,24 @@ export class Wav2Vec2Model extends ConfiguredModule<Wav2Vec2Config> {
    *   {@link forward}; `frameMask` is its deprecated, non-enumerable alias)
    * @throws EmotorchError ERR_INVALID_ARG for a layer outside 0..num_hidden_layers
    */
-  async hiddenStateAt(inputs: Wav2Vec2Inputs | Tensor, layer: number): Promise<{ hiddenState: Tensor; attentionMask: Tensor | null; /** @deprecated use attentionMask */ readonly frameMask: Tensor | null }> {
+  async hiddenStateAt(
+    inputs: Wav2Vec2Inputs | Tensor,
+    layer: number,
+  ): Promise<{ hiddenState: Tensor; attentionMask: Tensor | null; /** @deprecated use attentionMask */ readonly frameMask: Tensor | null }> {
     const x = this.namedInputs(inputs, 'inputValues', 'Wav2Vec2');
-    if (!Number.isSafeInteger(layer) || layer < 0 || layer > this.config.num_hidden_layers) invalid(`an integer in [0, ${this.config.num_hidden_layers}]`, 'layer', layer);
+    if (!Number.isSafeInteger(layer) || layer < 0 || layer > this.config.num_hidden_layers)
+      invalid(`an integer in [0, ${this.config.num_hidden_layers}]`, 'layer', layer);
     const s = this.checkInputs(x);
     if (s[0] === 0) {
       const frames = this.framesFor(s[1]);
-      return withDeprecatedAlias({ hiddenState: this.emptyOutput([0, frames, this.config.hidden_size], x.inputValues.device), attentionMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null }, 'frameMask', 'attentionMask');
+      return withDeprecatedAlias(
+        {
+          hiddenState: this.emptyOutput([0, frames, this.config.hidden_size], x.inputValues.device),
+          attentionMask: x.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null,
+        },
+        'frameMask',
+        'attentionMask',
+      );
     }
     const out = await this.runStates(x, layer);
     out.last?.dispose();
@@ -330,7 +402,11 @@ export class Wav2Vec2Model extends ConfiguredModule<Wav2Vec2Config> {
 function readWav2Vec2Config(dirOrFile: string, dialect: Wav2Vec2Dialect): Partial<Wav2Vec2Config> {
   const dir = fs.statSync(dirOrFile).isDirectory() ? dirOrFile : path.dirname(dirOrFile);
   if (dialect !== 'hf' && !fs.existsSync(path.join(dir, 'config.json'))) {
-    invalid(`{ config } (HF Wav2Vec2Config fields, e.g. et.nn.WAV2VEC2_XLSR2_1B_V2) or a config.json in '${dir}'`, `config of the ${dialect} checkpoint`, dirOrFile);
+    invalid(
+      `{ config } (HF Wav2Vec2Config fields, e.g. et.nn.WAV2VEC2_XLSR2_1B_V2) or a config.json in '${dir}'`,
+      `config of the ${dialect} checkpoint`,
+      dirOrFile,
+    );
   }
   return readConfig(dir) as Partial<Wav2Vec2Config>;
 }
@@ -342,8 +418,15 @@ function readWav2Vec2Config(dirOrFile: string, dialect: Wav2Vec2Dialect): Partia
  */
 function checkFairseqShapes(model: Wav2Vec2Model, sd: StateDict, dialect: Wav2Vec2Dialect, origin: Map<string, string>): void {
   const own = model.stateDict();
-  if (!own.has('masked_spec_embed')) { sd.get('masked_spec_embed')?.dispose(); sd.delete('masked_spec_embed'); }
-  const wrong = [...sd].filter(([k, t]) => own.has(k) && own.get(k)!.shape.join() !== t.shape.join())
+  if (!own.has('masked_spec_embed')) {
+    sd.get('masked_spec_embed')?.dispose();
+    sd.delete('masked_spec_embed');
+  }
+  const wrong = [...sd]
+    .filter(([k, t]) => own.has(k) && own.get(k)!.shape.join() !== t.shape.join())
     .map(([k, t]) => `${dialect} '${origin.get(k)}' (our '${k}'): checkpoint [${t.shape}] vs model [${own.get(k)!.shape}]`);
-  if (wrong.length) { model.dispose(); throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: wrong shape for ${wrong.join(', ')}`, 'ERR_STATE_DICT'); }
+  if (wrong.length) {
+    model.dispose();
+    throw new EmotorchError(`Wav2Vec2 ${dialect} checkpoint: wrong shape for ${wrong.join(', ')}`, 'ERR_STATE_DICT');
+  }
 }

@@ -8,7 +8,8 @@ import { PretrainedOptions, Rename, loadPretrained } from './pretrained';
 
 /** HF WavLMConfig fields and defaults (wavlm-base-plus sizes). */
 export const WAVLM = declareConfig({
-  name: 'WavLM', kind: 'wavlm',
+  name: 'WavLM',
+  kind: 'wavlm',
   fields: {
     ...SPEECH_FRONT,
     /** Buckets of the gated relative position bias. */
@@ -80,7 +81,9 @@ export class WavLMModel extends ConfiguredModule<WavLMConfig> {
   /** Frames produced for a clip of `samples` (the conv stack's length formula). */
   framesFor(samples: number): number {
     let n = samples;
-    this.config.conv_kernel.forEach((k, i) => { n = Math.floor((n - k) / this.config.conv_stride[i]) + 1; });
+    this.config.conv_kernel.forEach((k, i) => {
+      n = Math.floor((n - k) / this.config.conv_stride[i]) + 1;
+    });
     return n;
   }
 
@@ -96,10 +99,18 @@ export class WavLMModel extends ConfiguredModule<WavLMConfig> {
     const s = checkTensor(inputs.inputValues, 'inputValues').shape;
     if (s.length !== 2) invalid('a waveform (batch, samples)', 'inputValues', `[${s}]`);
     if (this.framesFor(s[1]) < 1) invalid(`at least ${this.config.conv_kernel[0]} samples`, 'inputValues length', s[1]);
-    if (inputs.attentionMask && checkTensor(inputs.attentionMask, 'attentionMask').shape.join() !== s.join()) invalid(`shape [${s}]`, 'attentionMask', `[${inputs.attentionMask.shape}]`);
+    if (inputs.attentionMask && checkTensor(inputs.attentionMask, 'attentionMask').shape.join() !== s.join())
+      invalid(`shape [${s}]`, 'attentionMask', `[${inputs.attentionMask.shape}]`);
     if (s[0] === 0) {
       const frames = this.framesFor(s[1]);
-      return withDeprecatedAlias({ lastHiddenState: this.emptyOutput([0, frames, this.config.hidden_size], inputs.inputValues.device), attentionMask: inputs.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null }, 'frameMask', 'attentionMask');
+      return withDeprecatedAlias(
+        {
+          lastHiddenState: this.emptyOutput([0, frames, this.config.hidden_size], inputs.inputValues.device),
+          attentionMask: inputs.attentionMask ? zeros([0, frames], { dtype: 'bool' }) : null,
+        },
+        'frameMask',
+        'attentionMask',
+      );
     }
     const o = await this.run({ input_values: inputs.inputValues, attention_mask: inputs.attentionMask });
     return withDeprecatedAlias({ lastHiddenState: o.last_hidden_state!, attentionMask: o.frame_mask ?? null }, 'frameMask', 'attentionMask');

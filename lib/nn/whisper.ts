@@ -7,20 +7,27 @@ import { PretrainedOptions, Rename, loadCheckpoint, loadPretrained, renameKeys, 
 
 /** HF WhisperConfig's encoder fields (defaults: whisper-large-v2's sizes). */
 export const WHISPER = declareConfig({
-  name: 'Whisper', kind: 'whisper_encoder',
+  name: 'Whisper',
+  kind: 'whisper_encoder',
   fields: {
     /** Mel bins of the log-mel input. */
     num_mel_bins: f.posint(80),
     /** Width of the encoder's hidden states. */
     d_model: f.posint(1280),
-    encoder_layers: f.nonneg(32), encoder_attention_heads: f.posint(20), encoder_ffn_dim: f.posint(5120),
+    encoder_layers: f.nonneg(32),
+    encoder_attention_heads: f.posint(20),
+    encoder_ffn_dim: f.posint(5120),
     /** Positions after the strided conv: 1500 for 30 s (3000 frames). */
     max_source_positions: f.posint(1500),
-    dropout: f.prob(0), attention_dropout: f.prob(0), activation_dropout: f.prob(0), init_std: f.nonnegnum(0.02),
+    dropout: f.prob(0),
+    attention_dropout: f.prob(0),
+    activation_dropout: f.prob(0),
+    init_std: f.nonnegnum(0.02),
     activation_function: f.act('gelu'),
   },
   check(c) {
-    if (c.d_model % c.encoder_attention_heads !== 0) invalid(`a multiple of encoder_attention_heads (${c.encoder_attention_heads})`, 'Whisper config.d_model', c.d_model);
+    if (c.d_model % c.encoder_attention_heads !== 0)
+      invalid(`a multiple of encoder_attention_heads (${c.encoder_attention_heads})`, 'Whisper config.d_model', c.d_model);
   },
 });
 
@@ -61,8 +68,13 @@ function openaiDims(sd: Map<string, Tensor>): Partial<WhisperConfig> {
   const w = sd.get('conv1.weight')!;
   const layers = new Set([...sd.keys()].map((k) => k.match(/^blocks\.(\d+)\./)?.[1]).filter(Boolean)).size;
   const d = w.shape[0];
-  return { num_mel_bins: w.shape[1], d_model: d, encoder_layers: layers, encoder_ffn_dim: sd.get('blocks.0.mlp.0.weight')!.shape[0],
-    max_source_positions: sd.get('positional_embedding')!.shape[0] };
+  return {
+    num_mel_bins: w.shape[1],
+    d_model: d,
+    encoder_layers: layers,
+    encoder_ffn_dim: sd.get('blocks.0.mlp.0.weight')!.shape[0],
+    max_source_positions: sd.get('positional_embedding')!.shape[0],
+  };
 }
 
 /**

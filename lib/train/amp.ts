@@ -89,7 +89,8 @@ export class GradScaler {
     if (!(loss instanceof Tensor)) invalid('a Tensor', 'loss', loss);
     if (!this.enabled) return loss;
     this.lazyInit(loss.device);
-    if (this.scaleT!.device !== loss.device) {  // restored on the CPU, training on another device
+    if (this.scaleT!.device !== loss.device) {
+      // restored on the CPU, training on another device
       this.scaleT = this.scaleT!.to({ device: loss.device });
       this.tracker = this.tracker!.to({ device: loss.device });
     }
@@ -135,7 +136,12 @@ export class GradScaler {
     st.foundInf = [];
     for (const [device, grads] of byDevice) {
       const found = full([], 0, { dtype: 'float32', device: device as Device });
-      op('amp_unscale', grads.map((g) => g.handle), found.handle, (inv.device === device ? inv : inv.to({ device: device as Device })).handle);
+      op(
+        'amp_unscale',
+        grads.map((g) => g.handle),
+        found.handle,
+        (inv.device === device ? inv : inv.to({ device: device as Device })).handle,
+      );
       st.foundInf.push(found);
     }
     if (st.foundInf.length === 0) st.foundInf.push(full([], 0, { dtype: 'float32', device: this.scaleT.device }));
@@ -197,7 +203,13 @@ export class GradScaler {
 
   /** The state to checkpoint (torch.amp.GradScaler's state_dict keys). */
   stateDict(): GradScalerState {
-    return { scale: this.getScale(), growth_factor: this.growthFactor, backoff_factor: this.backoffFactor, growth_interval: this.growthInterval, _growth_tracker: this.getGrowthTracker() };
+    return {
+      scale: this.getScale(),
+      growth_factor: this.growthFactor,
+      backoff_factor: this.backoffFactor,
+      growth_interval: this.growthInterval,
+      _growth_tracker: this.getGrowthTracker(),
+    };
   }
 
   /**

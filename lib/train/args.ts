@@ -320,7 +320,8 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     if (typeof a.output_dir !== 'string' || a.output_dir === '') invalid('a non-empty folder path', 'args.output_dir', a.output_dir);
     r.output_dir = a.output_dir;
     r.num_train_epochs = checkNumber(a.num_train_epochs, 'args.num_train_epochs', 0);
-    if (!Number.isInteger(a.max_steps) || ((a.max_steps as number) < 1 && a.max_steps !== -1)) invalid('a positive integer or -1', 'args.max_steps', a.max_steps);
+    if (!Number.isInteger(a.max_steps) || ((a.max_steps as number) < 1 && a.max_steps !== -1))
+      invalid('a positive integer or -1', 'args.max_steps', a.max_steps);
     r.max_steps = a.max_steps;
     if (r.max_steps === -1 && !((r.num_train_epochs as number) > 0)) invalid('a number > 0 (or max_steps > 0)', 'args.num_train_epochs', a.num_train_epochs);
     for (const k of ['per_device_train_batch_size', 'per_device_eval_batch_size', 'gradient_accumulation_steps']) r[k] = checkInt(a[k], `args.${k}`, 1);
@@ -335,7 +336,8 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     r.lr_scheduler_type = strategy(a.lr_scheduler_type, 'lr_scheduler_type', HF_SCHEDULES);
     const kw = a.lr_scheduler_kwargs ?? {};
     if (typeof kw !== 'object' || Array.isArray(kw)) invalid('an object', 'args.lr_scheduler_kwargs', kw);
-    for (const k of Object.keys(kw)) if (!['num_cycles', 'min_lr', 'min_lr_rate'].includes(k)) invalid('one of num_cycles, min_lr, min_lr_rate', 'args.lr_scheduler_kwargs field', k);
+    for (const k of Object.keys(kw))
+      if (!['num_cycles', 'min_lr', 'min_lr_rate'].includes(k)) invalid('one of num_cycles, min_lr, min_lr_rate', 'args.lr_scheduler_kwargs field', k);
     const kws = kw as ResolvedTrainingArguments['lr_scheduler_kwargs'];
     if (kws.num_cycles !== undefined) checkNumber(kws.num_cycles, 'args.lr_scheduler_kwargs.num_cycles', 0);
     if (kws.min_lr !== undefined) checkNumber(kws.min_lr, 'args.lr_scheduler_kwargs.min_lr', 0);
@@ -345,7 +347,8 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     }
     r.lr_scheduler_kwargs = { ...kws };
     const ws = a.warmup_steps;
-    if (!(typeof ws === 'number' && ((ws > 0 && ws < 1) || (Number.isInteger(ws) && ws >= 0)))) invalid('a non-negative integer or a fraction in (0, 1)', 'args.warmup_steps', ws);
+    if (!(typeof ws === 'number' && ((ws > 0 && ws < 1) || (Number.isInteger(ws) && ws >= 0))))
+      invalid('a non-negative integer or a fraction in (0, 1)', 'args.warmup_steps', ws);
     r.warmup_steps = ws;
     r.warmup_ratio = checkNumber(a.warmup_ratio, 'args.warmup_ratio', 0, 1);
     if ((r.warmup_ratio as number) > 0 && ws !== 0) {
@@ -358,27 +361,60 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     r.logging_steps = stepsOrRatio(a.logging_steps, 'logging_steps');
     r.save_steps = stepsOrRatio(a.save_steps, 'save_steps');
     r.eval_steps = a.eval_steps === null ? (r.eval_strategy === 'steps' ? r.logging_steps : null) : stepsOrRatio(a.eval_steps, 'eval_steps');
-    for (const k of ['logging_first_step', 'eval_on_start', 'save_only_model', 'save_only_trainable', 'load_best_model_at_end', 'bf16', 'fp16', 'dataloader_drop_last', 'gradient_checkpointing', 'prediction_loss_only', 'disable_tqdm', 'use_cpu', 'predict_with_generate']) r[k] = bool(a[k], k);
-    for (const k of NO_EFFECT) if (a[k] !== undefined && a[k] !== null && typeof a[k] !== (k === 'run_name' ? 'string' : 'boolean')) invalid(k === 'run_name' ? 'a string' : 'a boolean', `args.${k}`, a[k]);
+    for (const k of [
+      'logging_first_step',
+      'eval_on_start',
+      'save_only_model',
+      'save_only_trainable',
+      'load_best_model_at_end',
+      'bf16',
+      'fp16',
+      'dataloader_drop_last',
+      'gradient_checkpointing',
+      'prediction_loss_only',
+      'disable_tqdm',
+      'use_cpu',
+      'predict_with_generate',
+    ])
+      r[k] = bool(a[k], k);
+    for (const k of NO_EFFECT)
+      if (a[k] !== undefined && a[k] !== null && typeof a[k] !== (k === 'run_name' ? 'string' : 'boolean'))
+        invalid(k === 'run_name' ? 'a string' : 'a boolean', `args.${k}`, a[k]);
     if (r.fp16 && r.bf16) throw new EmotorchError('args.fp16 and args.bf16 are both true: choose one mixed-precision mode', 'ERR_INVALID_ARG');
-    if (r.eval_on_start && r.eval_strategy === 'no') throw new EmotorchError("args.eval_on_start needs an args.eval_strategy other than 'no'", 'ERR_INVALID_ARG');
+    if (r.eval_on_start && r.eval_strategy === 'no')
+      throw new EmotorchError("args.eval_on_start needs an args.eval_strategy other than 'no'", 'ERR_INVALID_ARG');
 
     r.save_total_limit = a.save_total_limit === null ? null : checkInt(a.save_total_limit, 'args.save_total_limit', 1);
-    r.metric_for_best_model = a.metric_for_best_model === null ? null : (typeof a.metric_for_best_model === 'string' && a.metric_for_best_model ? a.metric_for_best_model : invalid('a metric name', 'args.metric_for_best_model', a.metric_for_best_model));
+    r.metric_for_best_model =
+      a.metric_for_best_model === null
+        ? null
+        : typeof a.metric_for_best_model === 'string' && a.metric_for_best_model
+          ? a.metric_for_best_model
+          : invalid('a metric name', 'args.metric_for_best_model', a.metric_for_best_model);
     if (r.metric_for_best_model === null && (r.load_best_model_at_end || r.save_strategy === 'best')) r.metric_for_best_model = 'loss';
-    r.greater_is_better = a.greater_is_better === null ? (r.metric_for_best_model === null ? null : !(r.metric_for_best_model as string).endsWith('loss')) : bool(a.greater_is_better, 'greater_is_better');
-    if (r.save_strategy === 'best' && r.eval_strategy === 'no') throw new EmotorchError("args.save_strategy 'best' needs an args.eval_strategy other than 'no'", 'ERR_INVALID_ARG');
+    r.greater_is_better =
+      a.greater_is_better === null
+        ? r.metric_for_best_model === null
+          ? null
+          : !(r.metric_for_best_model as string).endsWith('loss')
+        : bool(a.greater_is_better, 'greater_is_better');
+    if (r.save_strategy === 'best' && r.eval_strategy === 'no')
+      throw new EmotorchError("args.save_strategy 'best' needs an args.eval_strategy other than 'no'", 'ERR_INVALID_ARG');
     if (r.load_best_model_at_end) {
       if (r.eval_strategy === 'no') throw new EmotorchError("args.load_best_model_at_end needs an args.eval_strategy other than 'no'", 'ERR_INVALID_ARG');
       if (r.save_strategy !== 'best') {
         if (r.eval_strategy !== r.save_strategy) {
-          throw new EmotorchError(`args.load_best_model_at_end needs args.save_strategy to equal args.eval_strategy, but they are '${r.save_strategy}' and '${r.eval_strategy}'`, 'ERR_INVALID_ARG');
+          throw new EmotorchError(
+            `args.load_best_model_at_end needs args.save_strategy to equal args.eval_strategy, but they are '${r.save_strategy}' and '${r.eval_strategy}'`,
+            'ERR_INVALID_ARG',
+          );
         }
         if (r.eval_strategy === 'steps') {
           const ev = r.eval_steps as number;
           const sv = r.save_steps as number;
           const ok = ev >= 1 && sv >= 1 ? sv % ev === 0 : ev < 1 && sv < 1 ? Math.abs(sv / ev - Math.round(sv / ev)) < 1e-9 : false;
-          if (!ok) throw new EmotorchError(`args.load_best_model_at_end needs args.save_steps (${sv}) to be a multiple of args.eval_steps (${ev})`, 'ERR_INVALID_ARG');
+          if (!ok)
+            throw new EmotorchError(`args.load_best_model_at_end needs args.save_steps (${sv}) to be a multiple of args.eval_steps (${ev})`, 'ERR_INVALID_ARG');
         }
       }
     }
@@ -396,10 +432,12 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     if (typeof a.length_column_name !== 'string' || !a.length_column_name) invalid('a field name', 'args.length_column_name', a.length_column_name);
     r.length_column_name = a.length_column_name;
     const ln = a.label_names ?? ['labels'];
-    if (!Array.isArray(ln) || ln.length === 0 || ln.some((x) => typeof x !== 'string' || !x)) invalid('a non-empty array of batch keys', 'args.label_names', ln);
+    if (!Array.isArray(ln) || ln.length === 0 || ln.some((x) => typeof x !== 'string' || !x))
+      invalid('a non-empty array of batch keys', 'args.label_names', ln);
     r.label_names = [...(ln as string[])];
     const rc = a.resume_from_checkpoint;
-    if (!(rc === null || typeof rc === 'boolean' || (typeof rc === 'string' && rc !== ''))) invalid('a checkpoint folder, true, false or null', 'args.resume_from_checkpoint', rc);
+    if (!(rc === null || typeof rc === 'boolean' || (typeof rc === 'string' && rc !== '')))
+      invalid('a checkpoint folder, true, false or null', 'args.resume_from_checkpoint', rc);
     r.resume_from_checkpoint = rc;
     const rt = a.report_to;
     const list = typeof rt === 'string' ? [rt] : rt;
@@ -407,7 +445,10 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     const reporters = new Set<string>();
     for (const x of list as string[]) {
       if (x === 'none') continue;
-      if (x === 'all') { REPORTERS.forEach((y) => reporters.add(y)); continue; }
+      if (x === 'all') {
+        REPORTERS.forEach((y) => reporters.add(y));
+        continue;
+      }
       if (!REPORTERS.includes(x)) invalid(`'none', 'all' or 'tensorboard' (the only built-in integration; use callbacks for others)`, 'args.report_to', x);
       reporters.add(x);
     }
@@ -418,7 +459,8 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     r.generation_max_length = a.generation_max_length === null ? null : checkInt(a.generation_max_length, 'args.generation_max_length', 1);
     for (const k of ['ddp_find_unused_parameters', 'ddp_broadcast_buffers']) r[k] = a[k] === null ? null : bool(a[k], k);
     r.ddp_bucket_cap_mb = a.ddp_bucket_cap_mb === null ? null : checkNumber(a.ddp_bucket_cap_mb, 'args.ddp_bucket_cap_mb', 1e-6, 1 << 20);
-    if (r.predict_with_generate && r.prediction_loss_only) throw new EmotorchError('args.predict_with_generate and args.prediction_loss_only contradict each other', 'ERR_INVALID_ARG');
+    if (r.predict_with_generate && r.prediction_loss_only)
+      throw new EmotorchError('args.predict_with_generate and args.prediction_loss_only contradict each other', 'ERR_INVALID_ARG');
     Object.freeze(this.label_names);
   }
 
@@ -439,5 +481,7 @@ export class TrainingArguments implements ResolvedTrainingArguments {
   }
 
   /** For error messages. */
-  toString(): string { return `TrainingArguments(${show(this.output_dir)})`; }
+  toString(): string {
+    return `TrainingArguments(${show(this.output_dir)})`;
+  }
 }

@@ -123,7 +123,8 @@ export class EarlyStoppingCallback implements TrainerCallback {
     const name = ctx.args.metric_for_best_model!;
     const key = name.startsWith('eval_') ? name : `eval_${name}`;
     const value = metrics[key];
-    if (typeof value !== 'number') throw new EmotorchError(`early stopping: evaluation gave no metric '${key}' (it has ${Object.keys(metrics).join(', ')})`, 'ERR_INVALID_ARG');
+    if (typeof value !== 'number')
+      throw new EmotorchError(`early stopping: evaluation gave no metric '${key}' (it has ${Object.keys(metrics).join(', ')})`, 'ERR_INVALID_ARG');
     const best = ctx.state.best_metric;
     const better = ctx.args.greater_is_better ? value > (best ?? -Infinity) : value < (best ?? Infinity);
     if (best === null || (better && Math.abs(value - best) > this.threshold)) this.patienceCounter = 0;
@@ -131,7 +132,9 @@ export class EarlyStoppingCallback implements TrainerCallback {
     if (this.patienceCounter >= this.patience) ctx.control.shouldTrainingStop = true;
   }
 
-  stateDict(): unknown { return { patienceCounter: this.patienceCounter }; }
+  stateDict(): unknown {
+    return { patienceCounter: this.patienceCounter };
+  }
   /** Restores the patience counter from a checkpoint. */
   loadStateDict(s: unknown): void {
     const c = (s as { patienceCounter?: unknown })?.patienceCounter;

@@ -22,14 +22,21 @@ import type { TrainerState } from './callbacks';
 /** Where training stands in the data: `batches` of this rank's loader in `epoch`; `world` ranks of `perDevice` items per batch (to resume on another number of ranks). */
 export type Position = { epoch: number; batches: number; world?: number; perDevice?: number };
 export interface Extra {
-  data: Position; logSum: number; logCount: number; gradNorm: number | null; trainLossSum: number;
+  data: Position;
+  logSum: number;
+  logCount: number;
+  gradNorm: number | null;
+  trainLossSum: number;
   /** trainMetrics' sums since the last log (each micro-batch's value divided as its loss was). */
   custom?: Record<string, number>;
 }
 
 const CKPT = /^checkpoint-(\d+)$/;
 export async function exists(p: string): Promise<boolean> {
-  return fs.promises.access(p).then(() => true, () => false);
+  return fs.promises.access(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -41,7 +48,8 @@ export async function makeOutputDir(dir: string): Promise<void> {
     await fs.promises.mkdir(dir, { recursive: true });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new EmotorchError(`Expected a folder for args.output_dir but received ${show(dir)}, which is a file or lies under one`, 'ERR_INVALID_ARG');
+    if (code === 'EEXIST' || code === 'ENOTDIR')
+      throw new EmotorchError(`Expected a folder for args.output_dir but received ${show(dir)}, which is a file or lies under one`, 'ERR_INVALID_ARG');
     throw new EmotorchError(`cannot create args.output_dir ${show(dir)}: ${(e as Error).message}`, 'ERR_IO');
   }
 }
@@ -57,7 +65,7 @@ export async function listCheckpoints(outputDir: string): Promise<Array<{ step: 
   const out: Array<{ step: number; path: string }> = [];
   for (const n of names) {
     const m = CKPT.exec(n);
-    if (m && await exists(path.join(outputDir, n, 'trainer_state.json'))) out.push({ step: Number(m[1]), path: path.join(outputDir, n) });
+    if (m && (await exists(path.join(outputDir, n, 'trainer_state.json')))) out.push({ step: Number(m[1]), path: path.join(outputDir, n) });
   }
   return out.sort((a, b) => a.step - b.step);
 }
@@ -71,7 +79,8 @@ export async function resolveResume(args: TrainingArguments): Promise<string | n
     if (!list.length) throw new EmotorchError(`args.resume_from_checkpoint is true but '${args.output_dir}' holds no complete checkpoint`, 'ERR_INVALID_ARG');
     return list[list.length - 1].path;
   }
-  if (!(await exists(path.join(rc, 'trainer_state.json')))) throw new EmotorchError(`args.resume_from_checkpoint: '${rc}' is not a complete checkpoint (no trainer_state.json)`, 'ERR_INVALID_ARG');
+  if (!(await exists(path.join(rc, 'trainer_state.json'))))
+    throw new EmotorchError(`args.resume_from_checkpoint: '${rc}' is not a complete checkpoint (no trainer_state.json)`, 'ERR_INVALID_ARG');
   return rc;
 }
 
@@ -137,14 +146,15 @@ export async function readCheckpoint(dir: string, p: Omit<CheckpointParts, 'stat
   const a = p.args;
   const stateFile = path.join(dir, 'trainer_state.json');
   const raw = await readStateJson(stateFile);
-  if (!isRecord(raw) || !isRecord(raw.emotorch) || raw.emotorch.save_only_model) throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
+  if (!isRecord(raw) || !isRecord(raw.emotorch) || raw.emotorch.save_only_model)
+    throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
   const st = checkTrainerState(raw, stateFile);
   await p.model.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
   await p.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
-  p.lrScheduler!.loadStateDict(await readStateJson(path.join(dir, 'scheduler.json')) as { step: number });
+  p.lrScheduler!.loadStateDict((await readStateJson(path.join(dir, 'scheduler.json'))) as { step: number });
   if (p.scaler) {
     const f = path.join(dir, 'scaler.json');
-    if (await exists(f)) p.scaler.loadStateDict(await readStateJson(f) as never);
+    if (await exists(f)) p.scaler.loadStateDict((await readStateJson(f)) as never);
   }
   const restoreRng = await loadRngState(path.join(dir, 'rng_state.safetensors'));
   return { state: st, restoreRng };
@@ -206,11 +216,14 @@ export function checkTrainerState(st: Record<string, unknown>, file: string): Sa
     if (!isRecord(r) || Object.values(r).some((v) => v !== null && typeof v !== 'number')) bad(`log_history[${i}]`, 'an object of numbers');
   });
   if (st.best_metric !== null && st.best_metric !== undefined && typeof st.best_metric !== 'number') bad('best_metric', 'a number or null');
-  if (st.best_global_step !== null && st.best_global_step !== undefined && !int(st.best_global_step, 0)) bad('best_global_step', 'a non-negative integer or null');
-  if (st.best_model_checkpoint !== null && st.best_model_checkpoint !== undefined && typeof st.best_model_checkpoint !== 'string') bad('best_model_checkpoint', 'a path or null');
+  if (st.best_global_step !== null && st.best_global_step !== undefined && !int(st.best_global_step, 0))
+    bad('best_global_step', 'a non-negative integer or null');
+  if (st.best_model_checkpoint !== null && st.best_model_checkpoint !== undefined && typeof st.best_model_checkpoint !== 'string')
+    bad('best_model_checkpoint', 'a path or null');
   if (st.stateful_callbacks !== undefined && !isRecord(st.stateful_callbacks)) bad('stateful_callbacks', 'an object');
   if (st.total_flos !== undefined && !num(st.total_flos)) bad('total_flos', 'a number');
-  for (const k of ['logging_steps', 'eval_steps', 'save_steps', 'train_batch_size']) if (st[k] !== undefined && st[k] !== null && !num(st[k])) bad(k, 'a number or null');
+  for (const k of ['logging_steps', 'eval_steps', 'save_steps', 'train_batch_size'])
+    if (st[k] !== undefined && st[k] !== null && !num(st[k])) bad(k, 'a number or null');
   const e = st.emotorch as Record<string, unknown>;
   const d = e.data;
   if (!isRecord(d)) bad('emotorch.data', 'a data position { epoch, batches }');
@@ -221,7 +234,7 @@ export function checkTrainerState(st: Record<string, unknown>, file: string): Sa
   for (const k of ['logSum', 'trainLossSum']) if (e[k] !== null && typeof e[k] !== 'number') bad(`emotorch.${k}`, 'a number');
   if (!int(e.logCount, 0)) bad('emotorch.logCount', 'a non-negative integer');
   if (e.gradNorm !== null && typeof e.gradNorm !== 'number') bad('emotorch.gradNorm', 'a number or null');
-  const nan = (v: unknown) => (v === null ? NaN : v as number);
+  const nan = (v: unknown) => (v === null ? NaN : (v as number));
   return {
     ...(st as unknown as SavedState),
     best_metric: (st.best_metric ?? null) as number | null,
@@ -229,8 +242,16 @@ export function checkTrainerState(st: Record<string, unknown>, file: string): Sa
     best_model_checkpoint: (st.best_model_checkpoint ?? null) as string | null,
     stateful_callbacks: (st.stateful_callbacks ?? {}) as Record<string, unknown>,
     emotorch: {
-      data: { epoch: pos.epoch as number, batches: pos.batches as number, ...(pos.world !== undefined ? { world: pos.world as number } : {}), ...(pos.perDevice !== undefined ? { perDevice: pos.perDevice as number } : {}) },
-      logSum: nan(e.logSum), logCount: e.logCount as number, gradNorm: e.gradNorm as number | null, trainLossSum: nan(e.trainLossSum),
+      data: {
+        epoch: pos.epoch as number,
+        batches: pos.batches as number,
+        ...(pos.world !== undefined ? { world: pos.world as number } : {}),
+        ...(pos.perDevice !== undefined ? { perDevice: pos.perDevice as number } : {}),
+      },
+      logSum: nan(e.logSum),
+      logCount: e.logCount as number,
+      gradNorm: e.gradNorm as number | null,
+      trainLossSum: nan(e.trainLossSum),
     },
   };
 }

@@ -85,7 +85,8 @@ function evalLoader<T>(p: EvalParts<T>, ds: Dataset<T>): DataLoader<T, Batch> {
   const { world, rank } = p;
   const shard = world > 1 ? Array.from({ length: Math.max(0, Math.ceil((ds.length - rank) / world)) }, (_, i) => rank + i * world) : null;
   return new DataLoader<T, Batch>(ds, {
-    batchSize: p.args.per_device_eval_batch_size, collate: p.opts.dataCollator as never,
+    batchSize: p.args.per_device_eval_batch_size,
+    collate: p.opts.dataCollator as never,
     sampler: shard ? { length: shard.length, indices: () => shard } : undefined,
   });
 }
@@ -93,7 +94,7 @@ function evalLoader<T>(p: EvalParts<T>, ds: Dataset<T>): DataLoader<T, Batch> {
 /** One batch: its loss into the sums and, when wanted, its predictions and labels (on the CPU). */
 async function evalBatch<T>(p: EvalParts<T>, batch: Batch, wantPredictions: boolean, s: Sums): Promise<void> {
   const lab = p.fwd.labelsOf(batch);
-  const size = lab ? lab.shape[0] ?? 1 : 1;
+  const size = lab ? (lab.shape[0] ?? 1) : 1;
   s.batches += 1;
   s.n += size;
   let outputs: Record<string, unknown> = {};
@@ -129,11 +130,14 @@ function concatPadded(ts: Tensor[]): Tensor {
   const ndim = ts[0].ndim;
   if (ndim < 2 || ts.every((t) => t.shape[1] === ts[0].shape[1])) return cat(ts, 0);
   const len = Math.max(...ts.map((t) => t.shape[1]));
-  return cat(ts.map((t) => {
-    if (t.shape[1] === len) return t;
-    const pad = full([t.shape[0], len - t.shape[1], ...t.shape.slice(2)], -100, { dtype: t.dtype });
-    return cat([t, pad], 1);
-  }), 0);
+  return cat(
+    ts.map((t) => {
+      if (t.shape[1] === len) return t;
+      const pad = full([t.shape[0], len - t.shape[1], ...t.shape.slice(2)], -100, { dtype: t.dtype });
+      return cat([t, pad], 1);
+    }),
+    0,
+  );
 }
 
 /**
@@ -143,24 +147,39 @@ function concatPadded(ts: Tensor[]): Tensor {
  */
 async function gatherRows(local: Tensor | null, world: number, total: number): Promise<Tensor | null> {
   const MAXD = 6;
-  if (local && local.ndim > MAXD) throw new EmotorchError(`evaluation outputs of ${local.ndim} dimensions cannot be gathered across ranks (at most ${MAXD})`, 'ERR_INVALID_ARG');
+  if (local && local.ndim > MAXD)
+    throw new EmotorchError(`evaluation outputs of ${local.ndim} dimensions cannot be gathered across ranks (at most ${MAXD})`, 'ERR_INVALID_ARG');
   const meta = new Array(MAXD + 3).fill(0);
   if (local) {
     meta[0] = 1;
     meta[1] = local.ndim;
     meta[2] = DTYPES.indexOf(local.dtype);
-    local.shape.forEach((d, i) => { meta[3 + i] = d; });
+    local.shape.forEach((d, i) => {
+      meta[3 + i] = d;
+    });
   }
   const metas = (await dist.allGather(tensorOf(meta))).map((t) => Array.from(t.dataSync() as unknown as ArrayLike<number | bigint>, Number));
   const have = metas.filter((m) => m[0] === 1);
   if (!have.length) return null;
   const ndim = have[0][1];
   const dtype = DTYPES[have[0][2]] as DType;
-  if (have.some((m) => m[1] !== ndim || m[2] !== have[0][2])) throw new EmotorchError('evaluation outputs differ in rank or dtype across ranks', 'ERR_INVALID_ARG');
+  if (have.some((m) => m[1] !== ndim || m[2] !== have[0][2]))
+    throw new EmotorchError('evaluation outputs differ in rank or dtype across ranks', 'ERR_INVALID_ARG');
   const maxShape = Array.from({ length: ndim }, (_, d) => Math.max(...have.map((m) => m[3 + d])));
   let t = local ?? full([0, ...maxShape.slice(1)], -100, { dtype });
   for (let d = ndim - 1; d >= 0; d--) {
-    if (t.shape[d] < maxShape[d]) t = cat([t, full(t.shape.map((x, i) => (i === d ? maxShape[d] - x : x)), -100, { dtype })], d);
+    if (t.shape[d] < maxShape[d])
+      t = cat(
+        [
+          t,
+          full(
+            t.shape.map((x, i) => (i === d ? maxShape[d] - x : x)),
+            -100,
+            { dtype },
+          ),
+        ],
+        d,
+      );
   }
   const parts = await dist.allGather(t);
   const rows = metas.map((m) => (m[0] === 1 ? m[3] : 0));
@@ -181,7 +200,12 @@ function tensorOf(v: number[]): Tensor {
  * @throws EmotorchError ERR_INVALID_ARG when `classNames` is not one name per logit.
  */
 export async function writeConfusionFiles(
-  dir: string, predictions: Tensor, labelIds: Tensor | null, prefix: string, classNames: string[] | undefined, step: number,
+  dir: string,
+  predictions: Tensor,
+  labelIds: Tensor | null,
+  prefix: string,
+  classNames: string[] | undefined,
+  step: number,
 ): Promise<void> {
   if (!labelIds || predictions.ndim !== 2 || labelIds.ndim !== 1 || labelIds.shape[0] !== predictions.shape[0]) return;
   if (!['int64', 'int32'].includes(labelIds.dtype) || !isFloating(predictions.dtype) || predictions.shape[0] === 0) return;
@@ -189,12 +213,15 @@ export async function writeConfusionFiles(
   const names = classNames ?? Array.from({ length: C }, (_, i) => String(i));
   if (names.length !== C) invalid(`${C} class names (one per logit)`, 'classNames', `${names.length} names`);
   const gold = (labelIds.toArray() as Array<number | bigint>).map(Number);
-  if (gold.some((g) => !(g >= 0 && g < C))) return;   // ignored (-100) or out-of-range labels: no class table
+  if (gold.some((g) => !(g >= 0 && g < C))) return; // ignored (-100) or out-of-range labels: no class table
   const pred = (predictions.argmax(1).toArray() as Array<number | bigint>).map(Number);
   const labels = Array.from({ length: C }, (_, i) => i);
   const { matrix } = confusionMatrix(pred, gold, { labels });
   const report = classificationReport(pred, gold, { labels, targetNames: names, digits: 4, zeroDivision: 0 });
   await fs.promises.mkdir(dir, { recursive: true });
-  await fs.promises.writeFile(path.join(dir, `confusion_matrix_${prefix}.svg`), confusionMatrixSvg(matrix, names, `confusion matrix (${prefix}, step ${step})`));
+  await fs.promises.writeFile(
+    path.join(dir, `confusion_matrix_${prefix}.svg`),
+    confusionMatrixSvg(matrix, names, `confusion matrix (${prefix}, step ${step})`),
+  );
   await fs.promises.writeFile(path.join(dir, `classification_report_${prefix}.txt`), `${report}\n`);
 }

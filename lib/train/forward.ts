@@ -66,7 +66,11 @@ export class Forward {
   countTokens(batch: Batch): number | null {
     const l = this.labelsOf(batch);
     if (!l || l.ndim < 2 || !['int64', 'int32'].includes(l.dtype)) return null;
-    return l.slice(l.ndim - 1, 1).ne(-100).sum().item();
+    return l
+      .slice(l.ndim - 1, 1)
+      .ne(-100)
+      .sum()
+      .item();
   }
 
   /** The loss of `model` (default: the Trainer's model) on a batch, with the forward's outputs. */
@@ -77,7 +81,10 @@ export class Forward {
       : await this.amp(() => model.forward(inputs));
     const loss = out instanceof Tensor ? out : (out as { loss?: unknown })?.loss;
     if (!(loss instanceof Tensor)) {
-      throw new EmotorchError(`${this.opts.computeLoss ? 'computeLoss' : 'model.forward(batch)'} returned no loss: the batch needs labels (args.label_names: ${this.args.label_names.join(', ')}) or give computeLoss`, 'ERR_INVALID_ARG');
+      throw new EmotorchError(
+        `${this.opts.computeLoss ? 'computeLoss' : 'model.forward(batch)'} returned no loss: the batch needs labels (args.label_names: ${this.args.label_names.join(', ')}) or give computeLoss`,
+        'ERR_INVALID_ARG',
+      );
     }
     return { loss, outputs: out instanceof Tensor ? { loss } : (out as Record<string, unknown>) };
   }

@@ -34,7 +34,7 @@ export class RunLog {
     if (this.tb) {
       for (const [k, v] of Object.entries(logs)) {
         if (typeof v !== 'number' || k === 'epoch') continue;
-        const tag = k.startsWith('eval_') ? `eval/${k.slice(5)}` : `train/${k}`;  // HF's TensorBoardCallback tags
+        const tag = k.startsWith('eval_') ? `eval/${k.slice(5)}` : `train/${k}`; // HF's TensorBoardCallback tags
         this.tb.addScalar(tag, v, step);
       }
       await this.tb.flush();
@@ -46,7 +46,14 @@ export class RunLog {
     if (this.error) throw this.error;
     const fh = this.file;
     if (!fh) return;
-    this.writes = this.writes.then(() => fh.write(line)).then(() => undefined, (e) => { this.error ??= e; });
+    this.writes = this.writes
+      .then(() => fh.write(line))
+      .then(
+        () => undefined,
+        (e) => {
+          this.error ??= e;
+        },
+      );
   }
 
   /** Waits for the queued lines; throws the first failed write. */

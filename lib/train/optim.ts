@@ -19,7 +19,11 @@ export interface ParamGroup {
   weightDecay?: number;
 }
 
-interface GroupInfo { lr: number; weightDecay: number; size: number }
+interface GroupInfo {
+  lr: number;
+  weightDecay: number;
+  size: number;
+}
 
 function normalizeGroups(params: Tensor[] | ParamGroup[], name: string): ParamGroup[] {
   if (!Array.isArray(params) || params.length === 0) invalid('a non-empty array of Tensors or of parameter groups', name, params);
@@ -55,9 +59,13 @@ export abstract class Optimizer {
     this.tensors = tensors.map((g) => [...g]);
   }
   /** The parameters this optimizer updates, group after group (what a GradScaler unscales). */
-  parameters(): Tensor[] { return this.tensors.flat(); }
+  parameters(): Tensor[] {
+    return this.tensors.flat();
+  }
   /** Applies one update from the current gradients (parameters without a gradient are skipped). */
-  step(): Promise<void> { return this.native.step(); }
+  step(): Promise<void> {
+    return this.native.step();
+  }
   /**
    * Scales the gradients of this optimizer's parameters in place so that their global `normType`
    * norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_ over them); resolves to the norm
@@ -71,7 +79,9 @@ export abstract class Optimizer {
     return this.native.clipGradNorm(maxNorm, normType);
   }
   /** Drops all gradients (sets them to none, as PyTorch's default). */
-  zeroGrad(): void { this.native.zeroGrad(); }
+  zeroGrad(): void {
+    this.native.zeroGrad();
+  }
   /** Sets the learning rate of every group, or of one. */
   setLr(lr: number, group?: number): void {
     checkNumber(lr, 'lr', 0);
@@ -82,9 +92,13 @@ export abstract class Optimizer {
     }
   }
   /** The learning rate of a group (default the first). */
-  getLr(group = 0): number { return this.native.lr(this.groupIndex(group)); }
+  getLr(group = 0): number {
+    return this.native.lr(this.groupIndex(group));
+  }
   /** How many parameter groups the optimizer has. */
-  get numGroups(): number { return this.groups.length; }
+  get numGroups(): number {
+    return this.groups.length;
+  }
   private groupIndex(g: number): number {
     if (!Number.isInteger(g) || g < 0 || g >= this.groups.length) invalid(`a group index below ${this.groups.length}`, 'group', g);
     return g;
@@ -104,10 +118,16 @@ export abstract class Optimizer {
   async loadStateDict(sd: { tensors: Map<string, Tensor>; kind: string; groups: Array<{ lr: number; weightDecay: number; size: number }> }): Promise<void> {
     if (sd.kind !== this.kind) throw new EmotorchError(`optimizer state is for '${sd.kind}', not '${this.kind}'`, 'ERR_STATE_DICT');
     if (!Array.isArray(sd.groups) || sd.groups.length !== this.groups.length || sd.groups.some((g, i) => g.size !== this.groups[i].size)) {
-      throw new EmotorchError(`optimizer state has groups of sizes [${(sd.groups ?? []).map((g) => g.size)}] but this optimizer has [${this.groups.map((g) => g.size)}]`, 'ERR_STATE_DICT');
+      throw new EmotorchError(
+        `optimizer state has groups of sizes [${(sd.groups ?? []).map((g) => g.size)}] but this optimizer has [${this.groups.map((g) => g.size)}]`,
+        'ERR_STATE_DICT',
+      );
     }
     try {
-      await this.native.setState([...sd.tensors.keys()], [...sd.tensors.values()].map((t) => t.handle));
+      await this.native.setState(
+        [...sd.tensors.keys()],
+        [...sd.tensors.values()].map((t) => t.handle),
+      );
     } catch (e) {
       throw new EmotorchError((e as Error).message, 'ERR_STATE_DICT');
     }
@@ -173,15 +193,25 @@ export class AdamW extends Optimizer {
       params: g.params.map((p) => p.handle),
       lr: g.lr === undefined ? lr : checkNumber(g.lr, `params[${i}].lr`, 0),
       weightDecay: g.weightDecay === undefined ? wd : checkNumber(g.weightDecay, `params[${i}].weightDecay`, 0),
-      beta1: betas[0], beta2: betas[1], eps,
+      beta1: betas[0],
+      beta2: betas[1],
+      eps,
     }));
-    super('adamw', groups, norm.map((g) => g.params));
+    super(
+      'adamw',
+      groups,
+      norm.map((g) => g.params),
+    );
   }
 }
 
 /** The Adam family's shared checks: lr, betas, eps, weight decay and the groups, as native groups. */
-function adamGroups(params: Tensor[] | ParamGroup[], opts: { lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number },
-  defaults: { lr: number; betas: readonly [number, number]; eps: number; weightDecay: number }, extra: Partial<NativeGroup>): { groups: NativeGroup[]; tensors: Tensor[][] } {
+function adamGroups(
+  params: Tensor[] | ParamGroup[],
+  opts: { lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number },
+  defaults: { lr: number; betas: readonly [number, number]; eps: number; weightDecay: number },
+  extra: Partial<NativeGroup>,
+): { groups: NativeGroup[]; tensors: Tensor[][] } {
   const lr = checkNumber(opts.lr ?? defaults.lr, 'lr', 0);
   const betas = opts.betas ?? defaults.betas;
   if (!Array.isArray(betas) || betas.length !== 2) invalid('two numbers', 'betas', betas);
@@ -195,7 +225,10 @@ function adamGroups(params: Tensor[] | ParamGroup[], opts: { lr?: number; betas?
     params: g.params.map((p) => p.handle),
     lr: g.lr === undefined ? lr : checkNumber(g.lr, `params[${i}].lr`, 0),
     weightDecay: g.weightDecay === undefined ? wd : checkNumber(g.weightDecay, `params[${i}].weightDecay`, 0),
-    beta1: betas[0], beta2: betas[1], eps, ...extra,
+    beta1: betas[0],
+    beta2: betas[1],
+    eps,
+    ...extra,
   }));
   return { groups, tensors: norm.map((g) => g.params) };
 }
@@ -239,7 +272,14 @@ export class AdamWHF extends Optimizer {
 }
 
 /** apex `FusedAdam`'s defaults (apex/optimizers/fused_adam.py). */
-export const FUSED_ADAM_DEFAULTS = { lr: 1e-3, betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0, biasCorrection: true, adamWMode: true } as const;
+export const FUSED_ADAM_DEFAULTS = {
+  lr: 1e-3,
+  betas: [0.9, 0.999] as [number, number],
+  eps: 1e-8,
+  weightDecay: 0,
+  biasCorrection: true,
+  adamWMode: true,
+} as const;
 
 /** Options of `new FusedAdam` (apex `FusedAdam`'s arguments, camelCase). */
 export interface FusedAdamOptions {
@@ -307,9 +347,15 @@ export class SGD extends Optimizer {
       params: g.params.map((p) => p.handle),
       lr: g.lr === undefined ? lr : checkNumber(g.lr, `params[${i}].lr`, 0),
       weightDecay: g.weightDecay === undefined ? wd : checkNumber(g.weightDecay, `params[${i}].weightDecay`, 0),
-      momentum, dampening, nesterov,
+      momentum,
+      dampening,
+      nesterov,
     }));
-    super('sgd', groups, norm.map((g) => g.params));
+    super(
+      'sgd',
+      groups,
+      norm.map((g) => g.params),
+    );
   }
 }
 
@@ -325,7 +371,10 @@ export function decayGroups(module: { namedParameters(): Array<[string, Tensor]>
     if (!p.requiresGrad) continue;
     (p.ndim < 2 || name.endsWith('.bias') || /norm/i.test(name) ? noDecay : decay).push(p);
   }
-  return [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0);
+  return [
+    { params: decay, weightDecay },
+    { params: noDecay, weightDecay: 0 },
+  ].filter((g) => g.params.length > 0);
 }
 
 /**
@@ -337,5 +386,9 @@ export function clipGradNorm(params: Tensor[], maxNorm: number, normType = 2): P
   params.forEach((p, i) => checkTensor(p, `params[${i}]`));
   checkNumber(maxNorm, 'maxNorm', 0);
   checkNumber(normType, 'normType', 0);
-  return binding.clipGradNorm(params.map((p) => p.handle), maxNorm, normType);
+  return binding.clipGradNorm(
+    params.map((p) => p.handle),
+    maxNorm,
+    normType,
+  );
 }

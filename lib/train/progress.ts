@@ -4,14 +4,20 @@
  */
 import type { SingleBar } from 'cli-progress';
 
-export interface ProgressStats { loss?: number; lr?: number }
+export interface ProgressStats {
+  loss?: number;
+  lr?: number;
+}
 
 const fmtTime = (s: number) => {
   if (!Number.isFinite(s)) return '?';
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  const h = Math.floor(s / 3600),
+    m = Math.floor((s % 3600) / 60),
+    sec = Math.floor(s % 60);
   return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 };
-const fmtNum = (v: number | undefined, digits = 4) => (v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : v.toFixed(digits));
+const fmtNum = (v: number | undefined, digits = 4) =>
+  v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) < 1e-3 && v !== 0 ? v.toExponential(2) : v.toFixed(digits);
 
 /** @internal One progress display for one train() call. */
 export class Progress {
@@ -20,7 +26,12 @@ export class Progress {
   private first = 0;
   private lastLine = 0;
   private stats: ProgressStats = {};
-  constructor(private readonly total: number, private readonly mode: 'bar' | 'lines' | 'off', private readonly stream: NodeJS.WritableStream = process.stderr, private readonly every = 5000) {}
+  constructor(
+    private readonly total: number,
+    private readonly mode: 'bar' | 'lines' | 'off',
+    private readonly stream: NodeJS.WritableStream = process.stderr,
+    private readonly every = 5000,
+  ) {}
 
   /** 'bar' on an interactive terminal outside CI, 'lines' otherwise, 'off' when disabled. */
   static mode(disabled: boolean, stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr): 'bar' | 'lines' | 'off' {
@@ -34,10 +45,16 @@ export class Progress {
     if (this.mode !== 'bar') return;
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a bar is drawn
     const cp = require('cli-progress') as typeof import('cli-progress');
-    this.bar = new cp.SingleBar({
-      format: 'train |{bar}| {value}/{total} | loss {loss} | lr {lr} | {speed} it/s | ETA {eta_s}',
-      stream: this.stream as NodeJS.WriteStream, hideCursor: true, barsize: 30, etaBuffer: 50,
-    }, cp.Presets.shades_classic);
+    this.bar = new cp.SingleBar(
+      {
+        format: 'train |{bar}| {value}/{total} | loss {loss} | lr {lr} | {speed} it/s | ETA {eta_s}',
+        stream: this.stream as NodeJS.WriteStream,
+        hideCursor: true,
+        barsize: 30,
+        etaBuffer: 50,
+      },
+      cp.Presets.shades_classic,
+    );
     this.bar.start(this.total, step, { loss: '-', lr: '-', speed: '-', eta_s: '?' });
   }
 
@@ -57,7 +74,9 @@ export class Progress {
       if (now - this.lastLine < this.every && step < this.total) return;
       this.lastLine = now;
       const pct = ((100 * step) / this.total).toFixed(0);
-      this.stream.write(`[emotorch] step ${step}/${this.total} (${pct}%) loss ${fmtNum(this.stats.loss)} lr ${fmtNum(this.stats.lr)} ${speed.toFixed(2)} it/s ETA ${fmtTime(eta)}\n`);
+      this.stream.write(
+        `[emotorch] step ${step}/${this.total} (${pct}%) loss ${fmtNum(this.stats.loss)} lr ${fmtNum(this.stats.lr)} ${speed.toFixed(2)} it/s ETA ${fmtTime(eta)}\n`,
+      );
     }
   }
 

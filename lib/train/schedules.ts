@@ -68,7 +68,10 @@ export function linearWarmupCosine(o: WarmupOptions & { minLr?: number }): Sched
 /** Sets an optimizer's learning rate from a schedule: call `step()` once per optimizer step. */
 export class LRScheduler {
   private n = 0;
-  constructor(private readonly optimizer: { setLr(lr: number): void }, private readonly schedule: Schedule) {
+  constructor(
+    private readonly optimizer: { setLr(lr: number): void },
+    private readonly schedule: Schedule,
+  ) {
     optimizer.setLr(schedule(0));
   }
   /** Advances one step and applies the new learning rate; returns it. */
@@ -79,9 +82,13 @@ export class LRScheduler {
     return lr;
   }
   /** The steps taken: calls of `step()`, or the step `loadStateDict` restored. */
-  get currentStep(): number { return this.n; }
+  get currentStep(): number {
+    return this.n;
+  }
   /** The state to checkpoint: the number of steps taken. */
-  stateDict(): { step: number } { return { step: this.n }; }
+  stateDict(): { step: number } {
+    return { step: this.n };
+  }
   /**
    * Restores {@link stateDict}: sets the step and applies its learning rate.
    * @throws EmotorchError ERR_INVALID_ARG for a bad state.
@@ -134,21 +141,29 @@ export function hfSchedule(type: HfScheduleType, o: HfScheduleOptions): Schedule
   const cycles = checkNumber(o.numCycles ?? 0.5, 'num_cycles', 0);
   let minRate = 0;
   if (type === 'cosine_with_min_lr') {
-    if ((o.minLr === undefined) === (o.minLrRate === undefined)) invalid('exactly one of min_lr and min_lr_rate', 'lr_scheduler_kwargs', { min_lr: o.minLr, min_lr_rate: o.minLrRate });
+    if ((o.minLr === undefined) === (o.minLrRate === undefined))
+      invalid('exactly one of min_lr and min_lr_rate', 'lr_scheduler_kwargs', { min_lr: o.minLr, min_lr_rate: o.minLrRate });
     minRate = o.minLrRate !== undefined ? checkNumber(o.minLrRate, 'min_lr_rate', 0, 1) : checkNumber(o.minLr, 'min_lr', 0) / lr;
   }
   const warm = (s: number) => s / Math.max(1, warmup);
   let factor: (s: number) => number;
   switch (type) {
-    case 'constant': factor = () => 1; break;
-    case 'constant_with_warmup': factor = (s) => (s < warmup ? warm(s) : 1); break;
-    case 'linear': factor = (s) => (s < warmup ? warm(s) : Math.max(0, (total - s) / Math.max(1, total - warmup))); break;
-    default: factor = (s) => {
-      if (s < warmup) return warm(s);
-      const progress = (s - warmup) / Math.max(1, total - warmup);
-      const f = 0.5 * (1 + Math.cos(Math.PI * cycles * 2 * progress));
-      return Math.max(0, type === 'cosine' ? f : f * (1 - minRate) + minRate);
-    };
+    case 'constant':
+      factor = () => 1;
+      break;
+    case 'constant_with_warmup':
+      factor = (s) => (s < warmup ? warm(s) : 1);
+      break;
+    case 'linear':
+      factor = (s) => (s < warmup ? warm(s) : Math.max(0, (total - s) / Math.max(1, total - warmup)));
+      break;
+    default:
+      factor = (s) => {
+        if (s < warmup) return warm(s);
+        const progress = (s - warmup) / Math.max(1, total - warmup);
+        const f = 0.5 * (1 + Math.cos(Math.PI * cycles * 2 * progress));
+        return Math.max(0, type === 'cosine' ? f : f * (1 - minRate) + minRate);
+      };
   }
   return (step) => lr * factor(step);
 }

@@ -75,7 +75,7 @@ export async function optimizerStep(p: StepParts, micro: Batch[]): Promise<StepR
   }
   if (a.max_grad_norm > 0 && !w.clipEach) {
     if (p.scaler) p.scaler.unscale_(p.optimizer);
-    gradNorm = await p.optimizer.clipGradNorm(a.max_grad_norm);  // its parameters; those without a grad are skipped
+    gradNorm = await p.optimizer.clipGradNorm(a.max_grad_norm); // its parameters; those without a grad are skipped
   }
   let stepped = true;
   if (p.scaler) {

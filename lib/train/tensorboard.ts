@@ -40,9 +40,9 @@ const lenField = (tag: number, bytes: Uint8Array) => Buffer.concat([Buffer.from(
 
 function event(wallTime: number, step: number, body: Buffer): Buffer {
   const wt = Buffer.alloc(9);
-  wt[0] = 0x09;  // field 1, fixed64: wall_time (double)
+  wt[0] = 0x09; // field 1, fixed64: wall_time (double)
   wt.writeDoubleLE(wallTime, 1);
-  return Buffer.concat([wt, Buffer.from([0x10, ...varint(step)]), body]);  // field 2, varint: step
+  return Buffer.concat([wt, Buffer.from([0x10, ...varint(step)]), body]); // field 2, varint: step
 }
 
 function record(data: Buffer): Buffer {
@@ -78,8 +78,10 @@ export class TensorBoardWriter {
     }
     const now = Date.now() / 1000;
     this.file = path.join(logDir, `events.out.tfevents.${Math.floor(now)}.${os.hostname()}.${process.pid}.${Math.floor(Math.random() * 1e6)}`);
-    const version = event(now, 0, lenField(0x1a, Buffer.from('brain.Event:2')));  // field 3: file_version
-    this.chain = fs.promises.writeFile(this.file, record(version)).catch((e) => { throw new EmotorchError(`cannot write '${this.file}': ${e.message}`, 'ERR_IO'); });
+    const version = event(now, 0, lenField(0x1a, Buffer.from('brain.Event:2'))); // field 3: file_version
+    this.chain = fs.promises.writeFile(this.file, record(version)).catch((e) => {
+      throw new EmotorchError(`cannot write '${this.file}': ${e.message}`, 'ERR_IO');
+    });
   }
 
   /**
@@ -92,11 +94,11 @@ export class TensorBoardWriter {
     if (typeof value !== 'number') invalid('a number', 'value', value);
     checkInt(step, 'step', 0);
     const sv = Buffer.alloc(5);
-    sv[0] = 0x15;  // Summary.Value field 2, fixed32: simple_value
+    sv[0] = 0x15; // Summary.Value field 2, fixed32: simple_value
     sv.writeFloatLE(value, 1);
-    const val = Buffer.concat([lenField(0x0a, Buffer.from(tag, 'utf8')), sv]);  // field 1: tag
-    const summary = lenField(0x0a, val);  // Summary field 1: value
-    this.pending.push(record(event(wallTime, step, lenField(0x2a, summary))));  // Event field 5: summary
+    const val = Buffer.concat([lenField(0x0a, Buffer.from(tag, 'utf8')), sv]); // field 1: tag
+    const summary = lenField(0x0a, val); // Summary field 1: value
+    this.pending.push(record(event(wallTime, step, lenField(0x2a, summary)))); // Event field 5: summary
   }
 
   /** Appends what is queued; resolves when it is on disk (in the OS's hands). */
@@ -104,7 +106,11 @@ export class TensorBoardWriter {
     if (this.pending.length) {
       const data = Buffer.concat(this.pending);
       this.pending = [];
-      this.chain = this.chain.then(() => fs.promises.appendFile(this.file, data)).catch((e) => { throw new EmotorchError(`cannot write '${this.file}': ${e.message}`, 'ERR_IO'); });
+      this.chain = this.chain
+        .then(() => fs.promises.appendFile(this.file, data))
+        .catch((e) => {
+          throw new EmotorchError(`cannot write '${this.file}': ${e.message}`, 'ERR_IO');
+        });
     }
     return this.chain;
   }

@@ -88,7 +88,24 @@ export interface TrainerOptions<T = unknown> {
   generateOptions?: Record<string, unknown>;
 }
 
-const KNOWN_OPTIONS = ['model', 'args', 'trainDataset', 'evalDataset', 'dataCollator', 'computeLoss', 'trainMetrics', 'classNames', 'computeMetrics', 'callbacks', 'optimizer', 'accumulation', 'schedule', 'signal', 'handleSigint', 'generateOptions'];
+const KNOWN_OPTIONS = [
+  'model',
+  'args',
+  'trainDataset',
+  'evalDataset',
+  'dataCollator',
+  'computeLoss',
+  'trainMetrics',
+  'classNames',
+  'computeMetrics',
+  'callbacks',
+  'optimizer',
+  'accumulation',
+  'schedule',
+  'signal',
+  'handleSigint',
+  'generateOptions',
+];
 
 /**
  * Checks every option and the arguments they must agree with; writes nothing.
@@ -103,19 +120,23 @@ export function checkTrainerOptions<T>(opts: TrainerOptions<T>): TrainingArgumen
   const isDataset = (d: unknown) => !!d && typeof (d as Dataset<T>).get === 'function' && Number.isInteger((d as Dataset<T>).length);
   if (opts.trainDataset !== undefined && !isDataset(opts.trainDataset)) invalid('a dataset with length and get(i)', 'trainDataset', opts.trainDataset);
   if (opts.evalDataset !== undefined && !isDataset(opts.evalDataset)) invalid('a dataset with length and get(i)', 'evalDataset', opts.evalDataset);
-  for (const k of ['dataCollator', 'computeLoss', 'trainMetrics', 'computeMetrics', 'schedule'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
-  if (opts.callbacks !== undefined && (!Array.isArray(opts.callbacks) || opts.callbacks.some((c) => !c || typeof c !== 'object'))) invalid('an array of callback objects', 'callbacks', opts.callbacks);
+  for (const k of ['dataCollator', 'computeLoss', 'trainMetrics', 'computeMetrics', 'schedule'] as const)
+    if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
+  if (opts.callbacks !== undefined && (!Array.isArray(opts.callbacks) || opts.callbacks.some((c) => !c || typeof c !== 'object')))
+    invalid('an array of callback objects', 'callbacks', opts.callbacks);
   if (opts.optimizer !== undefined && !(opts.optimizer instanceof Optimizer)) invalid('an et.optim optimizer', 'optimizer', opts.optimizer);
   if (opts.accumulation !== undefined) {
     const acc = opts.accumulation;
-    if (acc === null || typeof acc !== 'object' || Array.isArray(acc)) invalid("{ clip?, divisor? }", 'accumulation', acc);
+    if (acc === null || typeof acc !== 'object' || Array.isArray(acc)) invalid('{ clip?, divisor? }', 'accumulation', acc);
     for (const k of Object.keys(acc)) if (k !== 'clip' && k !== 'divisor') invalid('clip or divisor', 'an option of accumulation', k);
     if (acc.clip !== undefined && acc.clip !== 'step' && acc.clip !== 'micro-batch') invalid("'step' or 'micro-batch'", 'accumulation.clip', acc.clip);
-    if (acc.divisor !== undefined && acc.divisor !== 'window' && acc.divisor !== 'gradient_accumulation_steps') invalid("'window' or 'gradient_accumulation_steps'", 'accumulation.divisor', acc.divisor);
+    if (acc.divisor !== undefined && acc.divisor !== 'window' && acc.divisor !== 'gradient_accumulation_steps')
+      invalid("'window' or 'gradient_accumulation_steps'", 'accumulation.divisor', acc.divisor);
   }
   if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) invalid('an AbortSignal', 'signal', opts.signal);
   if (opts.handleSigint !== undefined && typeof opts.handleSigint !== 'boolean') invalid('a boolean', 'handleSigint', opts.handleSigint);
-  if (args.eval_strategy !== 'no' && !opts.evalDataset) throw new EmotorchError(`args.eval_strategy is '${args.eval_strategy}' but no evalDataset was given`, 'ERR_INVALID_ARG');
+  if (args.eval_strategy !== 'no' && !opts.evalDataset)
+    throw new EmotorchError(`args.eval_strategy is '${args.eval_strategy}' but no evalDataset was given`, 'ERR_INVALID_ARG');
   if (args.predict_with_generate && typeof (opts.model as unknown as { generate?: unknown }).generate !== 'function') {
     throw new EmotorchError('args.predict_with_generate needs a model with generate()', 'ERR_INVALID_ARG');
   }
@@ -134,9 +155,9 @@ export function checkTrainerOptions<T>(opts: TrainerOptions<T>): TrainingArgumen
 /** A user's schedule whose rates are checked as they are asked for (a NaN or negative rate names the step). */
 export function checkedSchedule(f: Schedule): Schedule {
   return (step: number) => {
-  const lr = f(step);
-  if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) invalid('a finite non-negative learning rate', `schedule(${step})`, lr);
-  return lr;
+    const lr = f(step);
+    if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) invalid('a finite non-negative learning rate', `schedule(${step})`, lr);
+    return lr;
   };
 }
 

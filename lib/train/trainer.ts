@@ -39,7 +39,6 @@ import { EvalParts, evaluationLoop, writeConfusionFiles } from './evaluation';
 
 export type { Batch, EvalPrediction, TrainerOptions } from './trainer-options';
 
-
 /** What `predict` resolves to (HF's PredictionOutput). */
 export interface PredictionOutput {
   predictions: Tensor;
@@ -141,24 +140,48 @@ export class Trainer<T = unknown> extends EventEmitter {
   private freshState(maxSteps: number): TrainerState {
     const a = this.args;
     return {
-      global_step: 0, epoch: 0, max_steps: maxSteps, num_train_epochs: 0,
-      logging_steps: a.logging_steps, eval_steps: a.eval_steps, save_steps: a.save_steps,
-      train_batch_size: a.per_device_train_batch_size, log_history: [], best_metric: null, best_global_step: null,
-      best_model_checkpoint: null, total_flos: 0, is_local_process_zero: !this.distributed || dist.localRank() === 0, is_world_process_zero: this.isMain, stateful_callbacks: {},
+      global_step: 0,
+      epoch: 0,
+      max_steps: maxSteps,
+      num_train_epochs: 0,
+      logging_steps: a.logging_steps,
+      eval_steps: a.eval_steps,
+      save_steps: a.save_steps,
+      train_batch_size: a.per_device_train_batch_size,
+      log_history: [],
+      best_metric: null,
+      best_global_step: null,
+      best_model_checkpoint: null,
+      total_flos: 0,
+      is_local_process_zero: !this.distributed || dist.localRank() === 0,
+      is_world_process_zero: this.isMain,
+      stateful_callbacks: {},
     };
   }
 
-  private ctx(): CallbackContext { return { args: this.args, state: this.state, control: this.control }; }
+  private ctx(): CallbackContext {
+    return { args: this.args, state: this.state, control: this.control };
+  }
 
   /** Data-parallel: a process group is initialized (et.distributed.init()). */
-  private get distributed(): boolean { return dist.isInitialized(); }
-  private get world(): number { return this.distributed ? dist.worldSize() : 1; }
+  private get distributed(): boolean {
+    return dist.isInitialized();
+  }
+  private get world(): number {
+    return this.distributed ? dist.worldSize() : 1;
+  }
   /** Rank 0 (or not distributed): the one that logs, saves and plots. */
-  private get isMain(): boolean { return !this.distributed || dist.rank() === 0; }
+  private get isMain(): boolean {
+    return !this.distributed || dist.rank() === 0;
+  }
   /** The model without a DDP wrapper: what checkpoints save and load (plain parameter names). */
-  private get core(): Module { return this.model instanceof DistributedDataParallel ? this.model.module : this.model; }
+  private get core(): Module {
+    return this.model instanceof DistributedDataParallel ? this.model.module : this.model;
+  }
   /** What training forwards run through: the DDP wrapper when distributed. */
-  private get trainModel(): Module { return this.ddp ?? this.model; }
+  private get trainModel(): Module {
+    return this.ddp ?? this.model;
+  }
   private async fire<K extends keyof TrainerCallback>(hook: K, ...rest: unknown[]): Promise<void> {
     for (const c of this.callbacks) {
       const f = c[hook] as ((...a: unknown[]) => unknown) | undefined;
@@ -188,8 +211,13 @@ export class Trainer<T = unknown> extends EventEmitter {
     // that W ranks of batch B see, step by step, the items one process of batch W·B would.
     const sampler = this.distributed ? new DistributedSampler(this.trainDataset!, { shuffle, seed }) : undefined;
     return new DataLoader<T, Batch>(this.trainDataset!, {
-      batchSize: a.per_device_train_batch_size, shuffle: sampler ? false : shuffle, seed, sampler,
-      dropLast: a.dataloader_drop_last, collate: this.opts.dataCollator as never, bucketBy,
+      batchSize: a.per_device_train_batch_size,
+      shuffle: sampler ? false : shuffle,
+      seed,
+      sampler,
+      dropLast: a.dataloader_drop_last,
+      collate: this.opts.dataCollator as never,
+      bucketBy,
     });
   }
 
@@ -230,7 +258,10 @@ export class Trainer<T = unknown> extends EventEmitter {
     this.fwd.reset();
     const a = this.args;
     const loader = this.trainLoader();
-    if (loader.length === 0) { this.running = false; throw new EmotorchError('the training set gives no batches (empty, or smaller than a batch with dataloader_drop_last)', 'ERR_INVALID_ARG'); }
+    if (loader.length === 0) {
+      this.running = false;
+      throw new EmotorchError('the training set gives no batches (empty, or smaller than a batch with dataloader_drop_last)', 'ERR_INVALID_ARG');
+    }
     const gas = a.gradient_accumulation_steps;
     const updatesPerEpoch = Math.max(1, Math.ceil(loader.length / gas));
     const maxSteps = a.max_steps > 0 ? a.max_steps : Math.ceil(a.num_train_epochs * updatesPerEpoch);
@@ -239,7 +270,10 @@ export class Trainer<T = unknown> extends EventEmitter {
     this.model.train();
     if (a.gradient_checkpointing && this.model.setGradientCheckpointing(true) === 0) {
       this.running = false;
-      throw new EmotorchError('args.gradient_checkpointing: the model has no layers emotorch can recompute (LLaMA-family LLMs and InternViT can)', 'ERR_INVALID_ARG');
+      throw new EmotorchError(
+        'args.gradient_checkpointing: the model has no layers emotorch can recompute (LLaMA-family LLMs and InternViT can)',
+        'ERR_INVALID_ARG',
+      );
     }
     const ownDdp = await this.wrapDdp();
     this.setUpOptimization(maxSteps);
@@ -277,9 +311,14 @@ export class Trainer<T = unknown> extends EventEmitter {
     }
     const a = this.args;
     let ownDdp: DistributedDataParallel | null = null;
-    this.ddp = this.model instanceof DistributedDataParallel ? this.model : (ownDdp = new DistributedDataParallel(this.model, {
-      findUnusedParameters: a.ddp_find_unused_parameters ?? false, bucketCapMb: a.ddp_bucket_cap_mb ?? 25, broadcastBuffers: a.ddp_broadcast_buffers ?? true,
-    }));
+    this.ddp =
+      this.model instanceof DistributedDataParallel
+        ? this.model
+        : (ownDdp = new DistributedDataParallel(this.model, {
+            findUnusedParameters: a.ddp_find_unused_parameters ?? false,
+            bucketCapMb: a.ddp_bucket_cap_mb ?? 25,
+            broadcastBuffers: a.ddp_broadcast_buffers ?? true,
+          }));
     try {
       await this.ddp.ready;
     } catch (e) {
@@ -296,9 +335,19 @@ export class Trainer<T = unknown> extends EventEmitter {
     const a = this.args;
     if (!this.optimizer) this.optimizer = defaultOptimizer(this.model, a);
     const ks = a.lr_scheduler_kwargs;
-    this.lrScheduler = new LRScheduler(this.optimizer, this.opts.schedule ? checkedSchedule(this.opts.schedule) : hfSchedule(a.lr_scheduler_type, {
-      lr: a.learning_rate, warmupSteps: a.warmupFor(maxSteps), totalSteps: maxSteps, numCycles: ks.num_cycles, minLr: ks.min_lr, minLrRate: ks.min_lr_rate,
-    }));
+    this.lrScheduler = new LRScheduler(
+      this.optimizer,
+      this.opts.schedule
+        ? checkedSchedule(this.opts.schedule)
+        : hfSchedule(a.lr_scheduler_type, {
+            lr: a.learning_rate,
+            warmupSteps: a.warmupFor(maxSteps),
+            totalSteps: maxSteps,
+            numCycles: ks.num_cycles,
+            minLr: ks.min_lr,
+            minLrRate: ks.min_lr_rate,
+          }),
+    );
     this.scaler = a.fp16 ? new GradScaler() : null;
   }
 
@@ -341,7 +390,9 @@ export class Trainer<T = unknown> extends EventEmitter {
 
   /** Stops after the current step on the signal and, with handleSigint, on Ctrl-C; returns what removes the listeners. */
   private listenForStop(): () => void {
-    const onAbort = () => { this.abortRequested = true; };
+    const onAbort = () => {
+      this.abortRequested = true;
+    };
     const signal = this.opts.signal;
     signal?.addEventListener('abort', onAbort);
     if (signal?.aborted) this.abortRequested = true;
@@ -350,7 +401,10 @@ export class Trainer<T = unknown> extends EventEmitter {
       sigints += 1;
       this.abortRequested = true;
       this.progress?.note('Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)');
-      if (sigints > 1) { process.removeListener('SIGINT', onSigint); process.kill(process.pid, 'SIGINT'); }
+      if (sigints > 1) {
+        process.removeListener('SIGINT', onSigint);
+        process.kill(process.pid, 'SIGINT');
+      }
     };
     if (this.opts.handleSigint) process.on('SIGINT', onSigint);
     return () => {
@@ -363,8 +417,11 @@ export class Trainer<T = unknown> extends EventEmitter {
   private async runEpochs(run: Run<T>): Promise<TrainOutput['stopReason']> {
     let { epoch, batches: skip } = this.extra.data;
     skip = this.batchesOnThisWorld(this.extra.data, skip);
-    if (skip >= run.loader.length) { epoch += 1; skip = 0; }
-    const device = this.fwd.device;  // once: parameters() wraps every parameter anew
+    if (skip >= run.loader.length) {
+      epoch += 1;
+      skip = 0;
+    }
+    const device = this.fwd.device; // once: parameters() wraps every parameter anew
     for (; epoch < run.numEpochs && this.state.global_step < run.maxSteps; epoch++) {
       const stop = await this.runEpoch(run, epoch, skip, device);
       if (stop) return stop;
@@ -381,7 +438,10 @@ export class Trainer<T = unknown> extends EventEmitter {
     await this.fire('onEpochBegin');
     const it = (run.it = loader[Symbol.asyncIterator]());
     for (let i = 0; i < skip; i++) if ((await it.next()).done) break;
-    if (run.restoreRng) { run.restoreRng(); run.restoreRng = null; }
+    if (run.restoreRng) {
+      run.restoreRng();
+      run.restoreRng = null;
+    }
     let consumed = skip;
     while (consumed < loader.length && this.state.global_step < run.maxSteps) {
       const micro = await this.nextWindow(run, it, consumed, device);
@@ -454,8 +514,11 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (a.load_best_model_at_end && this.state.best_model_checkpoint && stopReason !== 'aborted') await this.loadBestModel();
     const samples = steps * a.gradient_accumulation_steps * a.per_device_train_batch_size * this.world;
     const metrics: LogRecord = {
-      train_runtime: runtime, train_samples_per_second: samples / Math.max(runtime, 1e-9),
-      train_steps_per_second: steps / Math.max(runtime, 1e-9), total_flos: 0, train_loss: trainingLoss,
+      train_runtime: runtime,
+      train_samples_per_second: samples / Math.max(runtime, 1e-9),
+      train_steps_per_second: steps / Math.max(runtime, 1e-9),
+      total_flos: 0,
+      train_loss: trainingLoss,
     };
     await this.log(metrics);
     await this.fire('onTrainEnd');
@@ -480,10 +543,22 @@ export class Trainer<T = unknown> extends EventEmitter {
   /** One optimizer step over its micro-batches (./step.ts), then the step counted and its loss summed. */
   private async updateStep(micro: Batch[]): Promise<void> {
     const world = this.world;
-    const r = await optimizerStep({
-      args: this.args, opts: this.opts, fwd: this.fwd, model: this.trainModel, ddp: this.ddp, world,
-      optimizer: this.optimizer!, lrScheduler: this.lrScheduler!, scaler: this.scaler, extra: this.extra, aborting: () => this.abortRequested,
-    }, micro);
+    const r = await optimizerStep(
+      {
+        args: this.args,
+        opts: this.opts,
+        fwd: this.fwd,
+        model: this.trainModel,
+        ddp: this.ddp,
+        world,
+        optimizer: this.optimizer!,
+        lrScheduler: this.lrScheduler!,
+        scaler: this.scaler,
+        extra: this.extra,
+        aborting: () => this.abortRequested,
+      },
+      micro,
+    );
     if (world > 1) this.stopAgreed = r.stopAgreed;
     this.stepLr = r.lr;
     this.state.global_step += 1;
@@ -504,7 +579,10 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (savedGlobal === global) return batches;
     const items = batches * savedGlobal;
     if (items % global !== 0) {
-      throw new EmotorchError(`cannot resume: the checkpoint stopped after ${items} items of epoch ${pos.epoch} (${pos.world ?? 1} rank(s) x batch ${pos.perDevice ?? per}), not a multiple of this run's ${this.world} rank(s) x batch ${per}`, 'ERR_INVALID_ARG');
+      throw new EmotorchError(
+        `cannot resume: the checkpoint stopped after ${items} items of epoch ${pos.epoch} (${pos.world ?? 1} rank(s) x batch ${pos.perDevice ?? per}), not a multiple of this run's ${this.world} rank(s) x batch ${per}`,
+        'ERR_INVALID_ARG',
+      );
     }
     return items / global;
   }
@@ -533,8 +611,18 @@ export class Trainer<T = unknown> extends EventEmitter {
     const keys = Object.keys(custom).sort();
     if (this.world > 1 && keys.length > 0) {
       // every rank's sums, averaged over the ranks as the loss is (ms-swift gathers and means them too)
-      const all = (await dist.allReduce(tensor(keys.map((k) => custom[k]), { dtype: 'float64' }), 'sum')).dataSync() as Float64Array;
-      keys.forEach((k, i) => { custom[k] = all[i] / this.world; });
+      const all = (
+        await dist.allReduce(
+          tensor(
+            keys.map((k) => custom[k]),
+            { dtype: 'float64' },
+          ),
+          'sum',
+        )
+      ).dataSync() as Float64Array;
+      keys.forEach((k, i) => {
+        custom[k] = all[i] / this.world;
+      });
     }
     for (const [k, v] of Object.entries(custom)) rec[k] = v / this.extra.logCount;
     this.extra.custom = {};
@@ -551,7 +639,11 @@ export class Trainer<T = unknown> extends EventEmitter {
     if (!name) return false;
     const key = name.startsWith('eval_') ? name : `eval_${name}`;
     const v = metrics[key];
-    if (typeof v !== 'number') throw new EmotorchError(`args.metric_for_best_model '${name}': the evaluation gave no '${key}' (it has ${Object.keys(metrics).join(', ')})`, 'ERR_INVALID_ARG');
+    if (typeof v !== 'number')
+      throw new EmotorchError(
+        `args.metric_for_best_model '${name}': the evaluation gave no '${key}' (it has ${Object.keys(metrics).join(', ')})`,
+        'ERR_INVALID_ARG',
+      );
     const best = this.state.best_metric;
     if (best === null || (this.args.greater_is_better ? v > best : v < best)) {
       this.state.best_metric = v;
@@ -604,9 +696,18 @@ export class Trainer<T = unknown> extends EventEmitter {
       await this.writeConfusion(r.predictions, r.labelIds, metricKeyPrefix);
     }
     const runtime = (Date.now() - t0) / 1000;
-    Object.assign(metrics, { [`${metricKeyPrefix}_runtime`]: runtime, [`${metricKeyPrefix}_samples_per_second`]: r.n / Math.max(runtime, 1e-9), [`${metricKeyPrefix}_steps_per_second`]: r.batches / Math.max(runtime, 1e-9) });
+    Object.assign(metrics, {
+      [`${metricKeyPrefix}_runtime`]: runtime,
+      [`${metricKeyPrefix}_samples_per_second`]: r.n / Math.max(runtime, 1e-9),
+      [`${metricKeyPrefix}_steps_per_second`]: r.batches / Math.max(runtime, 1e-9),
+    });
     await this.log(metrics);
-    this.progress?.note(Object.entries(metrics).filter(([k]) => !/_runtime|_per_second/.test(k)).map(([k, v]) => `${k} ${Number(v.toPrecision(5))}`).join('  '));
+    this.progress?.note(
+      Object.entries(metrics)
+        .filter(([k]) => !/_runtime|_per_second/.test(k))
+        .map(([k, v]) => `${k} ${Number(v.toPrecision(5))}`)
+        .join('  '),
+    );
     this.emit('evaluate', metrics);
     await this.fire('onEvaluate', metrics);
     if (this.running) await this.writeArtifacts();
@@ -626,7 +727,8 @@ export class Trainer<T = unknown> extends EventEmitter {
     const metrics: LogRecord = {};
     if (r.loss !== null) metrics[`${metricKeyPrefix}_loss`] = r.loss;
     if (this.opts.computeMetrics && r.labelIds) {
-      for (const [k, v] of Object.entries(await this.opts.computeMetrics({ predictions: r.predictions, labelIds: r.labelIds }))) metrics[`${metricKeyPrefix}_${k}`] = v;
+      for (const [k, v] of Object.entries(await this.opts.computeMetrics({ predictions: r.predictions, labelIds: r.labelIds })))
+        metrics[`${metricKeyPrefix}_${k}`] = v;
     }
     return { predictions: r.predictions, labelIds: r.labelIds, metrics };
   }
@@ -651,10 +753,16 @@ export class Trainer<T = unknown> extends EventEmitter {
       await this.fire('onSave', final);
       return final;
     }
-    await this.runLog.flush();  // the log lines up to this step are on disk with the checkpoint
+    await this.runLog.flush(); // the log lines up to this step are on disk with the checkpoint
     for (const c of this.callbacks) if (c.stateDict) this.state.stateful_callbacks[c.name ?? c.constructor.name] = c.stateDict();
     await writeCheckpoint(path.join(a.output_dir, `tmp-checkpoint-${step}`), final, {
-      model: this.core, args: a, optimizer: this.optimizer, lrScheduler: this.lrScheduler, scaler: this.scaler, state: this.state, extra: this.extra,
+      model: this.core,
+      args: a,
+      optimizer: this.optimizer,
+      lrScheduler: this.lrScheduler,
+      scaler: this.scaler,
+      state: this.state,
+      extra: this.extra,
     });
     this.lastSavedStep = step;
     await rotateCheckpoints(a.output_dir, a.save_total_limit, this.state.best_model_checkpoint);
@@ -666,14 +774,31 @@ export class Trainer<T = unknown> extends EventEmitter {
 
   /** Restores everything from a checkpoint; returns the RNG restore to run once data is positioned. */
   private async loadCheckpoint(dir: string): Promise<() => void> {
-    const { state: st, restoreRng } = await readCheckpoint(dir, { model: this.core, args: this.args, optimizer: this.optimizer, lrScheduler: this.lrScheduler, scaler: this.scaler });
+    const { state: st, restoreRng } = await readCheckpoint(dir, {
+      model: this.core,
+      args: this.args,
+      optimizer: this.optimizer,
+      lrScheduler: this.lrScheduler,
+      scaler: this.scaler,
+    });
     const { emotorch, ...hfState } = st;
     // max_steps and num_train_epochs are this run's; which process is rank 0 is this process's
     this.state = {
-      ...this.state, ...hfState, max_steps: this.state.max_steps, num_train_epochs: this.state.num_train_epochs,
-      is_local_process_zero: this.state.is_local_process_zero, is_world_process_zero: this.state.is_world_process_zero,
+      ...this.state,
+      ...hfState,
+      max_steps: this.state.max_steps,
+      num_train_epochs: this.state.num_train_epochs,
+      is_local_process_zero: this.state.is_local_process_zero,
+      is_world_process_zero: this.state.is_world_process_zero,
     };
-    this.extra = { data: emotorch.data, logSum: emotorch.logSum, logCount: emotorch.logCount, gradNorm: emotorch.gradNorm, trainLossSum: emotorch.trainLossSum, custom: emotorch.custom ?? {} };
+    this.extra = {
+      data: emotorch.data,
+      logSum: emotorch.logSum,
+      logCount: emotorch.logCount,
+      gradNorm: emotorch.gradNorm,
+      trainLossSum: emotorch.trainLossSum,
+      custom: emotorch.custom ?? {},
+    };
     this.lastSavedStep = this.state.global_step;
     for (const c of this.callbacks) {
       const s = this.state.stateful_callbacks?.[c.name ?? c.constructor.name];

@@ -51,7 +51,11 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
   const { ffmpeg, ffprobe } = tools(file, what);
   const run = { file, what, timeoutMs };
   const input = mediaInput(file, format);
-  const head = await runTool(ffprobe, ['-v', 'error', ...input, '-select_streams', 'v:0', '-show_entries', 'stream=width,height,codec_name,pix_fmt', '-of', 'default=noprint_wrappers=1'], { ...run, maxBytes: 4096 });
+  const head = await runTool(
+    ffprobe,
+    ['-v', 'error', ...input, '-select_streams', 'v:0', '-show_entries', 'stream=width,height,codec_name,pix_fmt', '-of', 'default=noprint_wrappers=1'],
+    { ...run, maxBytes: 4096 },
+  );
   const field: Record<string, string> = {};
   for (const line of head.toString('latin1').split('\n')) {
     const eq = line.indexOf('=');
@@ -62,13 +66,34 @@ export async function readImage(file: string, opts: ReadImageOptions = {}): Prom
     throw new EmotorchError(`cannot ${what} '${file}': it is not an image ffmpeg can read`, 'ERR_FORMAT');
   }
   if (w * h > maxPixels) throw tooLarge(file, what, w, h, maxPixels);
-  const decode = (pix: string, bytes: number) => runTool(ffmpeg, ['-nostdin', '-hide_banner', '-v', 'error', ...input, '-map', '0:v:0', '-frames:v', '1',
-    ...(pix === 'rgb24' ? ['-vf', `scale=${w}:${h}:flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24`] : []), '-f', 'rawvideo', '-pix_fmt', pix, 'pipe:1'], { ...run, maxBytes: bytes });
+  const decode = (pix: string, bytes: number) =>
+    runTool(
+      ffmpeg,
+      [
+        '-nostdin',
+        '-hide_banner',
+        '-v',
+        'error',
+        ...input,
+        '-map',
+        '0:v:0',
+        '-frames:v',
+        '1',
+        ...(pix === 'rgb24' ? ['-vf', `scale=${w}:${h}:flags=bicubic+accurate_rnd+full_chroma_int,format=rgb24`] : []),
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        pix,
+        'pipe:1',
+      ],
+      { ...run, maxBytes: bytes },
+    );
   const incomplete = () => new EmotorchError(`cannot ${what} '${file}': ffmpeg decoded no complete ${w}×${h} picture from it`, 'ERR_FORMAT');
   const layout = codec === 'mjpeg' ? JPEG_LAYOUTS[pixFmt] : undefined;
   if (layout) {
     const [sx, sy] = layout;
-    const cw = Math.ceil(w / sx), ch = Math.ceil(h / sy);
+    const cw = Math.ceil(w / sx),
+      ch = Math.ceil(h / sy);
     const bytes = w * h + (sx ? 2 * cw * ch : 0);
     const raw = await decode(pixFmt, bytes);
     if (raw.length !== bytes) throw incomplete();
@@ -113,7 +138,10 @@ function declaredSize(file: string): [number, number] | null {
     for (let i = 2; i + 9 < b.length;) {
       if (b[i] !== 0xff) return null;
       const m = b[i + 1];
-      if (m === 0xff) { i++; continue; }
+      if (m === 0xff) {
+        i++;
+        continue;
+      }
       if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) return [b.readUInt16BE(i + 7), b.readUInt16BE(i + 5)];
       i += 2 + b.readUInt16BE(i + 2);
     }
@@ -123,7 +151,10 @@ function declaredSize(file: string): [number, number] | null {
 
 /** JPEG pixel formats decoded as libjpeg does: chroma subsampling [x, y] (0: grey, no chroma). */
 const JPEG_LAYOUTS: Record<string, [number, number]> = {
-  yuvj420p: [2, 2], yuvj422p: [2, 1], yuvj444p: [1, 1], gray: [0, 0],
+  yuvj420p: [2, 2],
+  yuvj422p: [2, 1],
+  yuvj444p: [1, 1],
+  gray: [0, 0],
 };
 
 /**
@@ -153,23 +184,33 @@ function upsample(c: Tensor, sx: number, sy: number, h: number, w: number): Tens
     const sums = stack([c.mul(3).add(up), c.mul(3).add(down)], 1).reshape([2 * rows, c.shape[1]]);
     out = fancyUp(sums, 8, 7, 16);
   } else {
-    out = fancyUp(c, 1, 2, 4);                                       // h2v1
+    out = fancyUp(c, 1, 2, 4); // h2v1
   }
   return out.slice(0, 0, h).slice(1, 0, w);
 }
 
 /** libjpeg's planes → RGB: upsampling and jdcolor.c's fixed-point YCbCr → RGB (16 fraction bits). */
 function libjpegRgb(raw: Buffer, w: number, h: number, sx: number, sy: number): Tensor {
-  const plane = (off: number, ph: number, pw: number) => tensor(new Uint8Array(raw.buffer, raw.byteOffset + off, ph * pw), { shape: [ph, pw], dtype: 'uint8' }).to({ dtype: 'float64' });
+  const plane = (off: number, ph: number, pw: number) =>
+    tensor(new Uint8Array(raw.buffer, raw.byteOffset + off, ph * pw), { shape: [ph, pw], dtype: 'uint8' }).to({ dtype: 'float64' });
   const y = plane(0, h, w);
   if (!sx) return stack([y, y, y]).to({ dtype: 'uint8' });
-  const cw = Math.ceil(w / sx), ch = Math.ceil(h / sy);
+  const cw = Math.ceil(w / sx),
+    ch = Math.ceil(h / sy);
   const cb = upsample(plane(w * h, ch, cw), sx, sy, h, w).sub(128);
   const cr = upsample(plane(w * h + cw * ch, ch, cw), sx, sy, h, w).sub(128);
   const fix = (v: number) => Math.trunc(v * 65536 + 0.5);
-  const half = 1 << 15, one = 65536;
+  const half = 1 << 15,
+    one = 65536;
   const r = y.add(cr.mul(fix(1.402)).add(half).div(one).floor());
-  const g = y.add(cb.mul(-fix(0.34414)).add(half).add(cr.mul(-fix(0.71414))).div(one).floor());
+  const g = y.add(
+    cb
+      .mul(-fix(0.34414))
+      .add(half)
+      .add(cr.mul(-fix(0.71414)))
+      .div(one)
+      .floor(),
+  );
   const b = y.add(cb.mul(fix(1.772)).add(half).div(one).floor());
   return stack([r, g, b]).clamp(0, 255).to({ dtype: 'uint8' });
 }

@@ -58,8 +58,10 @@ function checkImageSize(v: unknown, name = 'imageSize'): number {
 
 /** minNum and maxNum as internvlGrids takes them: integers with 1 ≤ minNum ≤ maxNum ≤ 64. */
 function checkGridBounds(minNum: unknown, maxNum: unknown): [number, number] {
-  if (typeof minNum !== 'number' || !Number.isInteger(minNum) || minNum < 1 || minNum > INTERNVL_MAX_GRID) invalid(`an integer in [1, ${INTERNVL_MAX_GRID}]`, 'minNum', minNum);
-  if (typeof maxNum !== 'number' || !Number.isInteger(maxNum) || maxNum < minNum || maxNum > INTERNVL_MAX_GRID) invalid(`an integer in [minNum (${minNum}), ${INTERNVL_MAX_GRID}]`, 'maxNum', maxNum);
+  if (typeof minNum !== 'number' || !Number.isInteger(minNum) || minNum < 1 || minNum > INTERNVL_MAX_GRID)
+    invalid(`an integer in [1, ${INTERNVL_MAX_GRID}]`, 'minNum', minNum);
+  if (typeof maxNum !== 'number' || !Number.isInteger(maxNum) || maxNum < minNum || maxNum > INTERNVL_MAX_GRID)
+    invalid(`an integer in [minNum (${minNum}), ${INTERNVL_MAX_GRID}]`, 'maxNum', maxNum);
   return [minNum, maxNum];
 }
 
@@ -74,7 +76,13 @@ function checkGridBounds(minNum: unknown, maxNum: unknown): [number, number] {
  * @param imageSize the tile side, an integer in [1, 4096]
  * @throws EmotorchError ERR_INVALID_ARG naming a bad argument (no ratios, a NaN or non-positive aspect)
  */
-export function findClosestAspectRatio(aspect: number, ratios: ReadonlyArray<[number, number]>, width: number, height: number, imageSize: number): [number, number] {
+export function findClosestAspectRatio(
+  aspect: number,
+  ratios: ReadonlyArray<[number, number]>,
+  width: number,
+  height: number,
+  imageSize: number,
+): [number, number] {
   if (typeof aspect !== 'number' || !(aspect > 0) || !Number.isFinite(aspect)) invalid('a finite number above 0', 'aspect', aspect);
   if (!Array.isArray(ratios) || ratios.length === 0) invalid('a non-empty array of [columns, rows] grids', 'ratios', ratios);
   for (let i = 0; i < ratios.length; i++) {
@@ -163,12 +171,13 @@ export function internvlTiles(image: Tensor, opts: InternVLTilesOptions = {}): I
   const o = checkOptionNames(opts, ['imageSize', 'minNum', 'maxNum', 'useThumbnail'], 'internvlTiles options');
   checkTensor(image, 'image');
   const s = image.shape;
-  if (s.length !== 3 || s[0] !== 3 || s[1] === 0 || s[2] === 0 || image.dtype !== 'uint8') invalid('a uint8 RGB image of shape [3, H, W]', 'image', `${image.dtype} [${s}]`);
+  if (s.length !== 3 || s[0] !== 3 || s[1] === 0 || s[2] === 0 || image.dtype !== 'uint8')
+    invalid('a uint8 RGB image of shape [3, H, W]', 'image', `${image.dtype} [${s}]`);
   const { size, minNum, maxNum, thumb } = tileOptions(o);
   const [h, w] = [s[1], s[2]];
   const { grid } = tileGrid(w, h, size, minNum, maxNum, thumb);
   const [cols, rows] = grid;
-  const resized = pilResizeBicubic(image, rows * size, cols * size);   // float64 of PIL's uint8 values
+  const resized = pilResizeBicubic(image, rows * size, cols * size); // float64 of PIL's uint8 values
   const tiles: Tensor[] = [];
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) tiles.push(resized.slice(1, r * size, (r + 1) * size).slice(2, c * size, (c + 1) * size));
   if (thumb && tiles.length !== 1) tiles.push(pilResizeBicubic(image, size, size));
@@ -193,6 +202,10 @@ export function internvlFrameIndices(frameCount: number, numSegments = 8): numbe
   checkInt(numSegments, 'numSegments', 1);
   if (numSegments > 4096) invalid('at most 4096 segments', 'numSegments', numSegments);
   const seg = (frameCount - 1) / numSegments;
-  const roundEven = (x: number) => { const f = Math.floor(x), d = x - f; return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f; };
+  const roundEven = (x: number) => {
+    const f = Math.floor(x),
+      d = x - f;
+    return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+  };
   return Array.from({ length: numSegments }, (_, i) => Math.trunc(seg / 2 + roundEven(seg * i)));
 }

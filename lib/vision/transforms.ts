@@ -114,14 +114,16 @@ export function videoTransform(frames: Tensor, opts: VideoTransformOptions = {})
   const [h, w] = [s[2], s[3]];
   const [nh, nw] = w < h ? [Math.floor((h / w) * size), size] : [size, Math.floor((w / h) * size)];
   checkResized('frames', h, w, nh, nw);
-  const i = roundHalfEven((nh - size) / 2), j = roundHalfEven((nw - size) / 2);
+  const i = roundHalfEven((nh - size) / 2),
+    j = roundHalfEven((nw - size) / 2);
   // One frame's channel at a time (each element's arithmetic is the same as on the whole clip:
   // x / 255, − mean, / std in float32, then each plane resized on its own), so that at most two
   // float32 planes of the full-resolution frame exist at once, never a float copy of every frame
   // (8 frames of 8192² would be 6.4 GB).
   const channels: Tensor[] = [];
   for (let c = 0; c < 3; c++) {
-    const m = mean.slice(0, c, c + 1), d = std.slice(0, c, c + 1); // [1, 1, 1, 1]
+    const m = mean.slice(0, c, c + 1),
+      d = std.slice(0, c, c + 1); // [1, 1, 1, 1]
     const planes: Tensor[] = [];
     for (let t = 0; t < s[1]; t++) {
       const channel = frames.slice(0, c, c + 1);
@@ -167,7 +169,11 @@ export function videoTransform(frames: Tensor, opts: VideoTransformOptions = {})
  */
 function checkResized(name: string, h: number, w: number, nh: number, nw: number): void {
   if (nh * nw > MAX_FRAME_PIXELS) {
-    invalid(`a picture whose resize stays within ${MAX_FRAME_PIXELS} pixels (its aspect ratio or size is too extreme)`, name, `${w}×${h} resized to ${nw}×${nh}`);
+    invalid(
+      `a picture whose resize stays within ${MAX_FRAME_PIXELS} pixels (its aspect ratio or size is too extreme)`,
+      name,
+      `${w}×${h} resized to ${nw}×${nh}`,
+    );
   }
 }
 
@@ -229,26 +235,34 @@ function pilPass(x: Tensor, outSize: number): Tensor {
   const parts: Tensor[] = [];
   for (let a = 0; a < outSize; a += BLOCK) {
     const b = Math.min(outSize, a + BLOCK);
-    let lo = Infinity, hi = 0;
+    let lo = Infinity,
+      hi = 0;
     for (let xx = a; xx < b; xx++) {
       lo = Math.min(lo, first[xx]);
       hi = Math.max(hi, first[xx] + weights[xx].length);
     }
     const band = new Float64Array((hi - lo) * (b - a)); // (span, outputs)
-    for (let xx = a; xx < b; xx++) weights[xx].forEach((wgt, t) => { band[(first[xx] - lo + t) * (b - a) + (xx - a)] = wgt; });
+    for (let xx = a; xx < b; xx++)
+      weights[xx].forEach((wgt, t) => {
+        band[(first[xx] - lo + t) * (b - a) + (xx - a)] = wgt;
+      });
     const kt = tensor(band, { shape: [hi - lo, b - a] });
     parts.push(x.slice(x.ndim - 1, lo, hi).matmul(kt));
   }
   const sums = parts.length === 1 ? parts[0] : cat(parts, -1);
   // ss = 2^21 + Σ pixel · weight; PIL stores clip8(ss >> 22).
-  return sums.add(1 << (PRECISION_BITS - 1)).div(1 << PRECISION_BITS).floor().clamp(0, 255);
+  return sums
+    .add(1 << (PRECISION_BITS - 1))
+    .div(1 << PRECISION_BITS)
+    .floor()
+    .clamp(0, 255);
 }
 
 /** PIL's `Image.resize((w, h), BICUBIC)` of an RGB uint8 image [3, H, W] → float64 [3, h, w] of integers. @internal */
 export function pilResizeBicubic(img: Tensor, h: number, w: number): Tensor {
   let x = img.to({ dtype: 'float64' });
-  if (w !== x.shape[2]) x = pilPass(x, w);                                      // horizontal first
-  if (h !== x.shape[1]) x = pilPass(x.transpose(1, 2), h).transpose(1, 2);      // then vertical
+  if (w !== x.shape[2]) x = pilPass(x, w); // horizontal first
+  if (h !== x.shape[1]) x = pilPass(x.transpose(1, 2), h).transpose(1, 2); // then vertical
   return x;
 }
 
@@ -267,7 +281,8 @@ export function clipImageTransform(image: Tensor, opts: ClipImageTransformOption
   const o = checkOptionNames(opts, ['size', 'cropSize', 'mean', 'std'], 'clipImageTransform options');
   checkTensor(image, 'image');
   const s = image.shape;
-  if (s.length !== 3 || s[0] !== 3 || s[1] === 0 || s[2] === 0 || image.dtype !== 'uint8') invalid('a uint8 RGB image of shape [3, H, W]', 'image', `${image.dtype} [${s}]`);
+  if (s.length !== 3 || s[0] !== 3 || s[1] === 0 || s[2] === 0 || image.dtype !== 'uint8')
+    invalid('a uint8 RGB image of shape [3, H, W]', 'image', `${image.dtype} [${s}]`);
   const size = o.size === undefined ? 224 : checkInt(o.size, 'size', 1);
   const crop = o.cropSize === undefined ? 224 : checkInt(o.cropSize, 'cropSize', 1);
   if (crop > size) invalid(`a crop no larger than size (${size})`, 'cropSize', crop);
@@ -279,8 +294,14 @@ export function clipImageTransform(image: Tensor, opts: ClipImageTransformOption
   const [nh, nw] = w <= h ? [newLong, size] : [size, newLong];
   checkResized('image', h, w, nh, nw);
   const resized = nh === h && nw === w ? image.to({ dtype: 'float64' }) : pilResizeBicubic(image, nh, nw);
-  const top = Math.floor((nh - crop) / 2), left = Math.floor((nw - crop) / 2);
+  const top = Math.floor((nh - crop) / 2),
+    left = Math.floor((nw - crop) / 2);
   const cropped = resized.slice(1, top, top + crop).slice(2, left, left + crop);
   // rescale in float64 then float32 (transformers' rescale), normalize in float32.
-  return cropped.mul(1 / 255).float().sub(mean).div(std).contiguous();
+  return cropped
+    .mul(1 / 255)
+    .float()
+    .sub(mean)
+    .div(std)
+    .contiguous();
 }

@@ -198,8 +198,9 @@ interface PacketJson {
   flags?: string;
 }
 
-const STREAM_ENTRIES = 'stream=index,codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,time_base,duration:stream_disposition=attached_pic'
-  + ':stream_tags=rotate:stream_side_data=rotation,displaymatrix:format=duration,start_time';
+const STREAM_ENTRIES =
+  'stream=index,codec_type,codec_name,width,height,avg_frame_rate,r_frame_rate,time_base,duration:stream_disposition=attached_pic' +
+  ':stream_tags=rotate:stream_side_data=rotation,displaymatrix:format=duration,start_time';
 
 /** C's round(): halves away from zero. */
 function roundAway(x: number): number {
@@ -215,12 +216,16 @@ function roundAway(x: number): number {
  */
 function autorotateDegrees(displaymatrix: string | undefined, rotateTag?: string): number {
   let theta = 0;
-  const m = (displaymatrix ?? '').split('\n').map((l) => l.replace(/^\s*[0-9a-fA-F]+:/, '').trim()).filter(Boolean)
+  const m = (displaymatrix ?? '')
+    .split('\n')
+    .map((l) => l.replace(/^\s*[0-9a-fA-F]+:/, '').trim())
+    .filter(Boolean)
     .flatMap((l) => l.split(/\s+/).map(Number));
   if (m.length === 9 && m.every(Number.isFinite)) {
     const fp = (x: number) => x / 65536;
-    const s0 = Math.hypot(fp(m[0]), fp(m[3])), s1 = Math.hypot(fp(m[1]), fp(m[4]));
-    const angle = s0 === 0 || s1 === 0 ? NaN : -(Math.atan2(fp(m[1]) / s1, fp(m[0]) / s0) * 180 / Math.PI);
+    const s0 = Math.hypot(fp(m[0]), fp(m[3])),
+      s1 = Math.hypot(fp(m[1]), fp(m[4]));
+    const angle = s0 === 0 || s1 === 0 ? NaN : -((Math.atan2(fp(m[1]) / s1, fp(m[0]) / s0) * 180) / Math.PI);
     theta = Number.isNaN(angle) ? 0 : -roundAway(angle);
   } else if (rotateTag !== undefined && Number.isFinite(Number(rotateTag))) {
     theta = Number(rotateTag);
@@ -236,7 +241,10 @@ function autorotateDegrees(displaymatrix: string | undefined, rotateTag?: string
  */
 function quarterTurn(v: StreamJson): boolean {
   const d = v.side_data_list?.find((x) => x && typeof x.displaymatrix === 'string');
-  const theta = autorotateDegrees(d?.displaymatrix, d ? undefined : v.tags?.rotate ?? (v.side_data_list?.find((x) => x && x.rotation !== undefined)?.rotation?.toString()));
+  const theta = autorotateDegrees(
+    d?.displaymatrix,
+    d ? undefined : (v.tags?.rotate ?? v.side_data_list?.find((x) => x && x.rotation !== undefined)?.rotation?.toString()),
+  );
   return Math.abs(theta - 90) < 1 || Math.abs(theta - 270) < 1;
 }
 
@@ -264,8 +272,13 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
     json = parse(await runTool(ffprobe, ['-v', 'error', '-show_entries', STREAM_ENTRIES, '-of', 'json', ...input], { ...run, maxBytes: MAX_PROBE_BYTES }));
   } else {
     try {
-      json = parse(await runTool(ffprobe, ['-v', 'error', '-select_streams', 'v', '-show_entries', `${STREAM_ENTRIES}:packet=stream_index,pts,dts,flags`,
-        '-of', 'json=c=1', ...input], { ...run, maxBytes: MAX_PACKET_BYTES }));
+      json = parse(
+        await runTool(
+          ffprobe,
+          ['-v', 'error', '-select_streams', 'v', '-show_entries', `${STREAM_ENTRIES}:packet=stream_index,pts,dts,flags`, '-of', 'json=c=1', ...input],
+          { ...run, maxBytes: MAX_PACKET_BYTES },
+        ),
+      );
     } catch (e) {
       // JSON takes about 60 bytes a packet (2 M packets fit): longer files take the two runs, whose
       // packet listing is CSV (about 20 bytes a packet)
@@ -275,9 +288,12 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   }
   const streams = Array.isArray(json.streams) ? json.streams : [];
   const v = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
-  if (!v || typeof v.index !== 'number') bad(file, streams.some((s) => s.codec_type === 'video') ? 'its only video stream is a cover picture' : 'it has no video stream');
-  let width = Number(v.width), height = Number(v.height);
-  if (!(Number.isInteger(width) && width > 0 && Number.isInteger(height) && height > 0)) bad(file, `its video stream has no frame size (width ${v.width}, height ${v.height})`);
+  if (!v || typeof v.index !== 'number')
+    bad(file, streams.some((s) => s.codec_type === 'video') ? 'its only video stream is a cover picture' : 'it has no video stream');
+  let width = Number(v.width),
+    height = Number(v.height);
+  if (!(Number.isInteger(width) && width > 0 && Number.isInteger(height) && height > 0))
+    bad(file, `its video stream has no frame size (width ${v.width}, height ${v.height})`);
   if (width * height > maxPixels) bad(file, `its frames are ${width}×${height} (${width * height} pixels), more than the ${maxPixels} decoded (maxPixels)`);
   if (quarterTurn(v)) [width, height] = [height, width];
 
@@ -291,8 +307,11 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
     rows.push([tb > 0 ? t * tb : NaN, (flags ?? '').includes('K')]);
   };
   if (withAudio) {
-    const listing = await runTool(ffprobe, ['-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts,dts,flags', '-of', 'csv=p=0', ...input],
-      { ...run, maxBytes: MAX_PACKET_BYTES });
+    const listing = await runTool(
+      ffprobe,
+      ['-v', 'error', '-select_streams', String(v.index), '-show_entries', 'packet=pts,dts,flags', '-of', 'csv=p=0', ...input],
+      { ...run, maxBytes: MAX_PACKET_BYTES },
+    );
     for (const line of listing.toString('latin1').split('\n')) {
       if (!line) continue;
       const [pts, dts, flags] = line.split(',');
@@ -308,7 +327,8 @@ async function probe(file: string, what: string, timeoutMs: number, maxPixels = 
   const duration = num(json.format?.duration);
   const start = num(json.format?.start_time);
   const info: VideoInfo = {
-    width, height,
+    width,
+    height,
     frameCount: rows.length,
     fps: rate(v.avg_frame_rate) || rate(v.r_frame_rate),
     durationSeconds: Number.isFinite(duration) ? duration : Number.isFinite(num(v.duration)) ? num(v.duration) : 0,
@@ -383,7 +403,14 @@ async function named<T>(file: string, what: string, p: Promise<T>): Promise<T> {
  * frames only the executable makes: a picture turned by an odd angle). The file is opened here
  * once; its container is sniffed from that descriptor and the reader reads a duplicate of it.
  */
-async function openLibav(file: string, what: string, backend: VideoBackend, maxPixels: number, timeoutMs: number, probeOnly = false): Promise<NativeVideo | null> {
+async function openLibav(
+  file: string,
+  what: string,
+  backend: VideoBackend,
+  maxPixels: number,
+  timeoutMs: number,
+  probeOnly = false,
+): Promise<NativeVideo | null> {
   if (backend === 'ffmpeg') return null;
   const why = videoReaderUnavailable();
   if (why !== null) {
@@ -558,7 +585,8 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
       const workers = inputs >= 2 ? 2 : 1;
       const group = Math.max(1, Math.min(SEEK_GROUP, Math.floor(inputs / workers)));
       const seekGroup = async (first: number, count: number): Promise<void> => {
-        const args: string[] = [], outputs: string[] = [];
+        const args: string[] = [],
+          outputs: string[] = [];
         for (let k = 0; k < count; k++) {
           const i = wanted[first + k];
           // Aim between frame i − 1 and frame i: the first frame at or after it is frame i.
@@ -566,7 +594,12 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
           outputs.push('-map', `${k}:${p.stream}`, '-an', '-sn', '-dn', '-vf', scale, '-frames:v', '1', ...RAW_OUT, `pipe:${3 + k}`);
         }
         // output j > 0 is pipe 2 + j, frame first + j − 1; stdout carries nothing
-        await runToolPipes(ffmpeg, [...base, ...args, ...outputs], { ...run, maxBytes: frameBytes, sink: (j, c) => take(`${first}:${j}`, c, () => (j > 0 ? first + j - 1 : -1)) }, count);
+        await runToolPipes(
+          ffmpeg,
+          [...base, ...args, ...outputs],
+          { ...run, maxBytes: frameBytes, sink: (j, c) => take(`${first}:${j}`, c, () => (j > 0 ? first + j - 1 : -1)) },
+          count,
+        );
         for (let k = 0; k < count; k++) if (!placed[first + k]) bad(file, `frame ${wanted[first + k]} of its ${n} frames could not be decoded`);
       };
       let next = 0;
@@ -586,8 +619,22 @@ export async function readVideoFrames(file: string, opts: ReadVideoFramesOptions
     } else {
       const select = `select='${selectExpr(wanted)}',${scale}`;
       let count = 0;
-      const args = (fps: string[]) => [...base, ...mediaInput(file, p.format, DECODER), '-map', `0:${p.stream}`, '-an', '-sn', '-dn', '-vf', select, ...fps,
-        '-frames:v', String(wanted.length), ...RAW_OUT, 'pipe:1'];
+      const args = (fps: string[]) => [
+        ...base,
+        ...mediaInput(file, p.format, DECODER),
+        '-map',
+        `0:${p.stream}`,
+        '-an',
+        '-sn',
+        '-dn',
+        '-vf',
+        select,
+        ...fps,
+        '-frames:v',
+        String(wanted.length),
+        ...RAW_OUT,
+        'pipe:1',
+      ];
       const once = (fps: string[]) => {
         count = 0;
         partial.clear();
@@ -623,7 +670,8 @@ function chooseFrames(file: string, n: number, width: number, height: number, gi
   if (over !== undefined) invalid(`frame indices below the video's ${n} frames`, 'indices', over);
   const frameBytes = width * height * 3;
   const wanted = [...new Set(indices)].sort((a, b) => a - b);
-  if (indices.length * frameBytes > MAX_OUTPUT_BYTES) bad(file, `${indices.length} frames of ${width}×${height} need ${indices.length * frameBytes} bytes, more than the ${MAX_OUTPUT_BYTES} decoded at once`);
+  if (indices.length * frameBytes > MAX_OUTPUT_BYTES)
+    bad(file, `${indices.length} frames of ${width}×${height} need ${indices.length * frameBytes} bytes, more than the ${MAX_OUTPUT_BYTES} decoded at once`);
   const pos = new Map(wanted.map((v, j) => [v, j] as [number, number]));
   const slots = indices.map((i) => pos.get(i) as number);
   return { indices, wanted, slots, frameBytes };
@@ -652,7 +700,9 @@ function seekOrScan(file: string, decode: string, times: Float64Array, key: Uint
   if (decode === 'seek' && !seekable) bad(file, "its frames have no distinct presentation timestamps to seek to (use decode: 'scan')");
   if (decode !== 'auto') return decode === 'seek';
   if (!seekable) return false;
-  let lastKey = 0, k = 0, seekCost = 0;
+  let lastKey = 0,
+    k = 0,
+    seekCost = 0;
   for (const i of wanted) {
     for (; k <= i; k++) if (key[k]) lastKey = k;
     seekCost += i - lastKey + 1 + SEEK_OVERHEAD_FRAMES;
@@ -661,8 +711,16 @@ function seekOrScan(file: string, decode: string, times: Float64Array, key: Uint
 }
 
 /** readVideoFrames through the in-process reader: each frame into its places as it is decoded. */
-async function readLibav(file: string, what: string, v: NativeVideo, given: ReadVideoFramesOptions['indices'], numFrames: number,
-  checkIndices: (list: unknown) => readonly number[], decode: string, timeoutMs: number): Promise<VideoFrames> {
+async function readLibav(
+  file: string,
+  what: string,
+  v: NativeVideo,
+  given: ReadVideoFramesOptions['indices'],
+  numFrames: number,
+  checkIndices: (list: unknown) => readonly number[],
+  decode: string,
+  timeoutMs: number,
+): Promise<VideoFrames> {
   const { width, height, frameCount: n } = v;
   if (n === 0) bad(file, 'its video stream has no frames');
   const list = typeof given === 'function' ? checkIndices(given(n)) : given;

@@ -110,7 +110,9 @@ at::Tensor whisper_log_mel(const at::Tensor& waveform, int64_t n_mels, bool pad_
       // Centred framing by hand: reflect-pad the start only; frames < needed never reach the end.
       auto left = at::flip(xs.narrow(1, 1, n_fft / 2), {1});
       int64_t span = (needed - 1) * hop + n_fft / 2;
-      power = at::abs(at::stft(at::cat({left, xs.narrow(1, 0, span)}, 1), n_fft, hop, n_fft, window, /*center=*/false, "reflect", false, true, true)).square();
+      power = at::abs(at::stft(at::cat({left, xs.narrow(1, 0, span)}, 1), n_fft, hop, n_fft, window, /*center=*/false, "reflect", false,
+                               true, true))
+                  .square();
     }
     auto lm = at::log10(at::clamp_min(at::matmul(bank.t(), power), 1e-10));  // (rows, n_mels, needed)
     return needed == total ? lm : at::constant_pad_nd(lm, {0, total - needed}, -10.0);
@@ -190,10 +192,13 @@ at::Tensor kaldi_fbank(const at::Tensor& waveform, const FbankOptions& o) {
 }
 
 at::Tensor fft_resample(const at::Tensor& x, int64_t num) {
-  TORCH_CHECK(x.dim() == 1 && x.size(0) > 0 && num > 0, "fft_resample: expected a non-empty 1-D signal and num > 0, got ", x.sizes(), " and ", num);
+  TORCH_CHECK(x.dim() == 1 && x.size(0) > 0 && num > 0, "fft_resample: expected a non-empty 1-D signal and num > 0, got ", x.sizes(),
+              " and ", num);
   int64_t n = x.size(0), m = std::min(n, num), m2 = m / 2 + 1;
-  auto X = at::fft_rfft(x).narrow(0, 0, m2).clone();  // (m2) complex
-  if (m % 2 == 0 && num != n) X.select(0, m / 2).mul_(num < n ? 2.0 : 0.5);
+  auto X
+  = at::fft_rfft(x).narrow(0, 0, m2).clone();  // (m2) complex
+  if (m % 2 == 0 && num != n) X
+  .select(0, m / 2).mul_(num < n ? 2.0 : 0.5);
   return at::fft_irfft(X.div_(static_cast<double>(n) / static_cast<double>(num)), num);
 }
 

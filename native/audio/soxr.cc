@@ -40,8 +40,9 @@ const Soxr& lib() {
     Soxr s;
     void* h = dlopen("libsoxr.so.0", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-      s.why = "libsoxr (libsoxr.so.0, the SoX resampler library) is not installed: install it with your package manager "
-              "(Debian/Ubuntu: apt install libsoxr0; Fedora: dnf install soxr; macOS: brew install libsoxr)";
+      s.why =
+          "libsoxr (libsoxr.so.0, the SoX resampler library) is not installed: install it with your package manager "
+          "(Debian/Ubuntu: apt install libsoxr0; Fedora: dnf install soxr; macOS: brew install libsoxr)";
       return s;
     }
     s.create = reinterpret_cast<Create>(dlsym(h, "soxr_create"));

@@ -15,8 +15,8 @@ at::Tensor assign_units(const at::Tensor& states, const at::Tensor& centroids, c
   auto c = centroids.to(states.device(), dt);  // (K, H); a no-op for float32 centroids on the states' device
   // argmin_k ‖s − c_k‖² = argmax_k (s·c_k − ½‖c_k‖²): one linear layer per chunk, s Cᵀ with the
   // bias −½‖c‖² (nn::linear: oneDNN for float32 on CPU, reading C as it is).
-  auto h = half_norms.defined() && half_norms.scalar_type() == dt && half_norms.device() == c.device()
-               ? half_norms.view({K}) : (c * c).sum(1).mul_(0.5);  // (K)
+  auto h = half_norms.defined() && half_norms.scalar_type() == dt && half_norms.device() == c.device() ? half_norms.view({K})
+                                                                                                       : (c * c).sum(1).mul_(0.5);  // (K)
   auto bias = h.neg();
   auto rows = states.reshape({B * T, H}).to(dt);  // (B·T, H)
   auto out = at::empty({B * T}, at::TensorOptions().dtype(at::kLong).device(states.device()));

@@ -17,8 +17,8 @@ std::pair<at::Tensor, at::Tensor> dedup_units(const at::Tensor& units);
 // A module holding the centroids as the buffer `centroids` (K, H).
 // inputs: states (B, T, H), valid (B, T) or undefined, dedup (0-d, nonzero = collapse runs) or undefined
 // outputs: units (B, T') int64 (−1 = none), lengths (B) int64
-#define KMEANS_UNITS_FIELDS(X)   \
-  X(int64_t, num_units, 1)       \
+#define KMEANS_UNITS_FIELDS(X) \
+  X(int64_t, num_units, 1)     \
   X(int64_t, dim, 1)
 ET_CONFIG(KMeansUnitsConfig, KMEANS_UNITS_FIELDS);
 

@@ -1,7 +1,7 @@
 #include "blocks/attention.h"
 
-#include "kernels/positions.h"
 #include "blocks/lora.h"
+#include "kernels/positions.h"
 
 namespace et::nn {
 
@@ -75,7 +75,8 @@ at::Tensor RelativeBias::gated(const at::Tensor& gate) {
 at::Tensor RelativeBias::full() {
   if (!full_.defined()) {
     int64_t T = (bucket_.size(0) + 1) / 2;
-    full_ = table_(bucket_.index_select(0, relative_offsets(T, bucket_.options()))).view({T, T, -1}).permute({2, 0, 1}).to(dtype_).contiguous();
+    full_ =
+        table_(bucket_.index_select(0, relative_offsets(T, bucket_.options()))).view({T, T, -1}).permute({2, 0, 1}).to(dtype_).contiguous();
   }
   return full_;
 }

@@ -26,8 +26,7 @@ at::Tensor sdpa(const at::Tensor& qh, const at::Tensor& kh, const at::Tensor& vh
 // broadcastable to (B, heads, Tq, Tk)) or boolean (true = attend). kv_heads < heads repeats
 // key/value heads (grouped-query attention). `bias` is added to the scores (relative positions).
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t heads, int64_t kv_heads,
-                  const std::optional<at::Tensor>& mask, double dropout, bool causal,
-                  std::optional<double> scale = std::nullopt);
+                  const std::optional<at::Tensor>& mask, double dropout, bool causal, std::optional<double> scale = std::nullopt);
 
 // (B, T) keep-mask (1 = token, 0 = padding; any dtype) → additive (B, 1, 1, T) mask in `dtype`
 // with the dtype's lowest value at padding, as transformers' get_extended_attention_mask.

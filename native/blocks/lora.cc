@@ -3,8 +3,8 @@
 #include "kernels/linear.h"
 #include "kernels/linear_rows.h"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 
 namespace et::nn {
 

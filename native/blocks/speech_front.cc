@@ -19,11 +19,13 @@ void SpeechFront::build_features(torch::nn::Module& model, const SpeechEncoderCo
   for (size_t i = 0; i < c.conv_dim.size(); ++i) {
     auto layer = std::make_shared<torch::nn::Module>();
     convs.push_back(layer->register_module(
-        "conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(in, c.conv_dim[i], c.conv_kernel[i]).stride(c.conv_stride[i]).bias(c.conv_bias))));
+        "conv",
+        torch::nn::Conv1d(torch::nn::Conv1dOptions(in, c.conv_dim[i], c.conv_kernel[i]).stride(c.conv_stride[i]).bias(c.conv_bias))));
     if (c.feat_extract_norm == "layer") {
       norms.emplace_back(layer->register_module("layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.conv_dim[i]}))));
     } else if (i == 0) {
-      norms.emplace_back(layer->register_module("layer_norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.conv_dim[0], c.conv_dim[0]))));
+      norms.emplace_back(
+          layer->register_module("layer_norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.conv_dim[0], c.conv_dim[0]))));
     } else {
       norms.emplace_back();
     }
@@ -42,8 +44,9 @@ void SpeechFront::build_positions(torch::nn::Module& encoder, const SpeechEncode
   auto par = conv->register_module("parametrizations", std::make_shared<torch::nn::Module>());
   auto w = par->register_module("weight", std::make_shared<torch::nn::Module>());
   // weight_norm(dim=2): original0 = g (1, 1, K), original1 = v (H, H / groups, K)
-  pos_v = w->register_parameter("original1", at::randn({c.hidden_size, c.hidden_size / c.num_conv_pos_embedding_groups, c.num_conv_pos_embeddings}) *
-                                                 std::sqrt(4.0 / (c.num_conv_pos_embeddings * c.hidden_size)));
+  pos_v = w->register_parameter("original1",
+                                at::randn({c.hidden_size, c.hidden_size / c.num_conv_pos_embedding_groups, c.num_conv_pos_embeddings}) *
+                                    std::sqrt(4.0 / (c.num_conv_pos_embeddings * c.hidden_size)));
   pos_g = w->register_parameter("original0", at::linalg_vector_norm(pos_v.detach(), 2, at::IntArrayRef{0, 1}, true));
 }
 
@@ -149,6 +152,5 @@ at::Tensor SpeechFront::valid_frames(const at::Tensor& keep, int64_t frames) con
   for (size_t i = 0; i < cfg.conv_kernel.size(); ++i) len = at::div(len - cfg.conv_kernel[i], cfg.conv_stride[i], "floor") + 1;
   return at::arange(frames, len.options()).unsqueeze(0).lt(len.unsqueeze(1));  // (B, T)
 }
-
 
 }  // namespace et::nn

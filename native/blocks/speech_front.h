@@ -2,34 +2,34 @@
 // and Wav2Vec2PositionalConvEmbedding): conv feature encoder (group-norm or layer-norm variant),
 // feature projection, weight-normed conv positions, and the conv stack's frame count.
 #pragma once
+#include "blocks/lora.h"
 #include "config.h"
 #include "kernels/conv.h"
-#include "blocks/lora.h"
 
 namespace et::nn {
 
 // Config fields both encoders have (HF names); each model's config extends it.
 // lib/nn/wavlm.ts and lib/nn/wav2vec2.ts declare the fields, HF names and defaults.
-#define SPEECH_ENCODER_FIELDS(X) \
-  X(std::vector<int64_t>, conv_dim, (std::vector<int64_t>{512, 512, 512, 512, 512, 512, 512}))  \
-  X(std::vector<int64_t>, conv_kernel, (std::vector<int64_t>{10, 3, 3, 3, 3, 2, 2}))            \
-  X(std::vector<int64_t>, conv_stride, (std::vector<int64_t>{5, 2, 2, 2, 2, 2, 2}))             \
-  X(bool, conv_bias, false)                                                                     \
-  X(bool, do_stable_layer_norm, false)                                                          \
-  X(bool, masked_spec_embed, true)                                                              \
-  X(std::string, feat_extract_norm, "group")                                                    \
-  X(std::string, feat_extract_activation, "gelu")                                               \
-  X(std::string, hidden_act, "gelu")                                                            \
-  X(int64_t, hidden_size, 768)                                                                  \
-  X(int64_t, num_hidden_layers, 12)                                                             \
-  X(int64_t, num_attention_heads, 12)                                                           \
-  X(int64_t, intermediate_size, 3072)                                                           \
-  X(int64_t, num_conv_pos_embeddings, 128)                                                      \
-  X(int64_t, num_conv_pos_embedding_groups, 16)                                                 \
-  X(double, layer_norm_eps, 1e-05)                                                              \
-  X(double, hidden_dropout, 0.1)                                                                \
-  X(double, attention_dropout, 0.1)                                                             \
-  X(double, activation_dropout, 0.0)                                                            \
+#define SPEECH_ENCODER_FIELDS(X)                                                               \
+  X(std::vector<int64_t>, conv_dim, (std::vector<int64_t>{512, 512, 512, 512, 512, 512, 512})) \
+  X(std::vector<int64_t>, conv_kernel, (std::vector<int64_t>{10, 3, 3, 3, 3, 2, 2}))           \
+  X(std::vector<int64_t>, conv_stride, (std::vector<int64_t>{5, 2, 2, 2, 2, 2, 2}))            \
+  X(bool, conv_bias, false)                                                                    \
+  X(bool, do_stable_layer_norm, false)                                                         \
+  X(bool, masked_spec_embed, true)                                                             \
+  X(std::string, feat_extract_norm, "group")                                                   \
+  X(std::string, feat_extract_activation, "gelu")                                              \
+  X(std::string, hidden_act, "gelu")                                                           \
+  X(int64_t, hidden_size, 768)                                                                 \
+  X(int64_t, num_hidden_layers, 12)                                                            \
+  X(int64_t, num_attention_heads, 12)                                                          \
+  X(int64_t, intermediate_size, 3072)                                                          \
+  X(int64_t, num_conv_pos_embeddings, 128)                                                     \
+  X(int64_t, num_conv_pos_embedding_groups, 16)                                                \
+  X(double, layer_norm_eps, 1e-05)                                                             \
+  X(double, hidden_dropout, 0.1)                                                               \
+  X(double, attention_dropout, 0.1)                                                            \
+  X(double, activation_dropout, 0.0)                                                           \
   X(double, feat_proj_dropout, 0.0)
 ET_CONFIG(SpeechEncoderConfig, SPEECH_ENCODER_FIELDS);
 

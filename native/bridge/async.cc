@@ -94,7 +94,9 @@ class ComputeThread {
   }
 
  private:
-  ComputeThread() { std::thread([this] { loop(); }).detach(); }
+  ComputeThread() {
+    std::thread([this] { loop(); }).detach();
+  }
   void loop() {
     int applied = -1;
     bool was_adaptive = false;

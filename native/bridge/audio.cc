@@ -2,9 +2,9 @@
 // Features are float32 whatever autocast the caller has on (as a feature extractor outside the
 // model computes them): their mel products never run in bfloat16 / float16.
 #include <c10/core/impl/LocalDispatchKeySet.h>
+#include <cstring>
 #include "audio/features.h"
 #include "audio/soxr.h"
-#include <cstring>
 #include "bridge/bridge.h"
 
 namespace et::bridge {
@@ -31,8 +31,12 @@ Napi::Value KaldiFbank(const Napi::CallbackInfo& info) {
     at::Tensor x = to_tensor(info[0], "waveform");
     auto o = info[1].As<Napi::Object>();
     audio::FbankOptions opt;
-    auto num = [&](const char* k, double& dst) { if (o.Has(k)) dst = to_double(o.Get(k), k); };
-    auto flag = [&](const char* k, bool& dst) { if (o.Has(k)) dst = o.Get(k).ToBoolean().Value(); };
+    auto num = [&](const char* k, double& dst) {
+      if (o.Has(k)) dst = to_double(o.Get(k), k);
+    };
+    auto flag = [&](const char* k, bool& dst) {
+      if (o.Has(k)) dst = o.Get(k).ToBoolean().Value();
+    };
     double bins = static_cast<double>(opt.num_mel_bins);
     num("numMelBins", bins);
     opt.num_mel_bins = static_cast<int64_t>(bins);
@@ -81,7 +85,9 @@ Napi::Value ResampleSignal(const Napi::CallbackInfo& info) {
       auto in = at::from_blob(x.Data(), {static_cast<int64_t>(x.ElementLength())}, at::kFloat);
       if (method == "fft") y = audio::fft_resample(in, num);
       else if (method == "torchaudio") y = audio::sinc_hann_resample(in, static_cast<int64_t>(from), static_cast<int64_t>(to));
-      else throw CodedError("ERR_INVALID_ARG", "Expected 'fft', 'torchaudio' or 'soxr:<recipe>' for the resampling method but received '" + method + "'");
+      else
+        throw CodedError("ERR_INVALID_ARG",
+                         "Expected 'fft', 'torchaudio' or 'soxr:<recipe>' for the resampling method but received '" + method + "'");
       y = y.contiguous();
     }
     auto out = Napi::Float32Array::New(info.Env(), y.numel());

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
 #include "config.h"
+#include "error.h"
 
 namespace et::nn {
 struct Model;

@@ -11,9 +11,8 @@ namespace et::bridge {
 // ---- conversions ----
 static const std::unordered_map<std::string, at::ScalarType>& dtype_table() {
   static const std::unordered_map<std::string, at::ScalarType> t = {
-      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
-      {"int64", at::kLong},    {"int32", at::kInt},      {"int16", at::kShort}, {"int8", at::kChar},
-      {"uint8", at::kByte},    {"bool", at::kBool}};
+      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16}, {"int64", at::kLong},
+      {"int32", at::kInt},     {"int16", at::kShort},    {"int8", at::kChar},    {"uint8", at::kByte},        {"bool", at::kBool}};
   return t;
 }
 
@@ -104,7 +103,8 @@ struct JsConfig : nn::ConfigReader {
   Napi::Value get(const char* k) const {
     Napi::Value v = o.Get(k);
     if (v.IsUndefined() || v.IsNull())
-      throw CodedError("ERR_INVALID_ARG", "the " + kind + " config lacks '" + k + "' (the TypeScript config declaration and the native model disagree)");
+      throw CodedError("ERR_INVALID_ARG",
+                       "the " + kind + " config lacks '" + k + "' (the TypeScript config declaration and the native model disagree)");
     return v;
   }
   std::string name(const char* k) const { return kind + " config." + k; }

@@ -34,8 +34,8 @@ Napi::Promise collective(Napi::Env env, const char* name, std::function<distribu
                          std::function<Napi::Value(Napi::Env)> done = nullptr) {
   auto g = group();
   auto p = std::make_shared<distributed::Group::Pending>();
-  return run_async_comm(
-      env, name, [g, p, start] { *p = start(*g); }, [g, p] { g->wait(*p); }, [p] { distributed::Group::complete(*p); }, std::move(done));
+  return run_async_comm(env, name, [g, p, start] { *p = start(*g); }, [g, p] { g->wait(*p); }, [p] { distributed::Group::complete(*p); },
+                        std::move(done));
 }
 
 int64_t get_int(const Napi::Object& o, const char* k) { return static_cast<int64_t>(to_double(o.Get(k), k)); }
@@ -62,15 +62,13 @@ static Napi::Value Init(const Napi::CallbackInfo& info) {
       if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");
     }
     auto made = std::make_shared<std::shared_ptr<distributed::Group>>();
-    return run_async_comm(
-        info.Env(), "emotorch.distributed.init", [] {}, [go, made] { *made = distributed::Group::create(go); }, nullptr,
-        [made](Napi::Env env) -> Napi::Value {
-          std::lock_guard<std::mutex> lk(group_mutex);
-          if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");
-          the_group = *made;
-          return env.Undefined();
-        },
-        "ERR_DIST_INIT");
+    return run_async_comm(info.Env(), "emotorch.distributed.init", [] {}, [go, made] { *made = distributed::Group::create(go); }, nullptr,
+                          [made](Napi::Env env) -> Napi::Value {
+      std::lock_guard<std::mutex> lk(group_mutex);
+      if (the_group) throw CodedError("ERR_DIST_STATE", "the process group is already initialized (destroy() it first)");
+      the_group = *made;
+      return env.Undefined();
+    }, "ERR_DIST_INIT");
   });
 }
 
@@ -84,13 +82,10 @@ static Napi::Value Destroy(const Napi::CallbackInfo& info) {
       the_group.reset();
     }
     auto held = std::make_shared<std::shared_ptr<distributed::Group>>(std::move(g));
-    return run_async_comm(
-        info.Env(), "emotorch.distributed.destroy", [] {},
-        [held] {
-          if (*held) (*held)->shutdown();
-          held->reset();
-        },
-        nullptr, nullptr);
+    return run_async_comm(info.Env(), "emotorch.distributed.destroy", [] {}, [held] {
+      if (*held) (*held)->shutdown();
+      held->reset();
+    }, nullptr, nullptr);
   });
 }
 
@@ -121,9 +116,8 @@ static Napi::Value AllGather(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     at::Tensor t = to_tensor(info[0], "tensor");
     auto out = std::make_shared<std::vector<at::Tensor>>();
-    return collective(
-        info.Env(), "emotorch.distributed.allGather", [t, out](distributed::Group& g) { return g.all_gather(t, out); },
-        [out](Napi::Env env) -> Napi::Value { return from_tensors(env, *out); });
+    return collective(info.Env(), "emotorch.distributed.allGather", [t, out](distributed::Group& g) { return g.all_gather(t, out); },
+                      [out](Napi::Env env) -> Napi::Value { return from_tensors(env, *out); });
   });
 }
 
@@ -132,9 +126,9 @@ static Napi::Value ReduceScatter(const Napi::CallbackInfo& info) {
     at::Tensor t = to_tensor(info[0], "tensor");
     auto op = to_op(info[1]);
     auto out = std::make_shared<at::Tensor>();
-    return collective(
-        info.Env(), "emotorch.distributed.reduceScatter", [t, op, out](distributed::Group& g) { return g.reduce_scatter(t, op, out); },
-        [out](Napi::Env env) -> Napi::Value { return TensorHandle::wrap(env, *out); });
+    return collective(info.Env(), "emotorch.distributed.reduceScatter", [t, op, out](distributed::Group& g) {
+      return g.reduce_scatter(t, op, out);
+    }, [out](Napi::Env env) -> Napi::Value { return TensorHandle::wrap(env, *out); });
   });
 }
 
@@ -153,33 +147,28 @@ static Napi::Value BroadcastCoalesced(const Napi::CallbackInfo& info) {
     // One task: the broadcasts (one per dtype/device, at most kCap bytes each) are issued on the
     // compute thread and waited for on the libuv thread, so the compute thread never blocks.
     auto pending = std::make_shared<std::vector<distributed::Group::Pending>>();
-    return run_async_comm(
-        info.Env(), "emotorch.distributed.broadcastCoalesced",
-        [g, ts, src, pending] {
-          constexpr int64_t kCap = 256ll * 1024 * 1024;
-          std::vector<at::Tensor> chunk;
-          int64_t bytes = 0;
-          auto flush = [&] {
-            if (!chunk.empty()) pending->push_back(g->broadcast(chunk, src));
-            chunk.clear();
-            bytes = 0;
-          };
-          for (const auto& t : ts) {
-            if (!chunk.empty() && (t.scalar_type() != chunk[0].scalar_type() || t.device() != chunk[0].device() ||
-                                   bytes + int64_t(t.nbytes()) > kCap))
-              flush();
-            chunk.push_back(t.detach());
-            bytes += t.nbytes();
-          }
+    return run_async_comm(info.Env(), "emotorch.distributed.broadcastCoalesced", [g, ts, src, pending] {
+      constexpr int64_t kCap = 256ll * 1024 * 1024;
+      std::vector<at::Tensor> chunk;
+      int64_t bytes = 0;
+      auto flush = [&] {
+        if (!chunk.empty()) pending->push_back(g->broadcast(chunk, src));
+        chunk.clear();
+        bytes = 0;
+      };
+      for (const auto& t : ts) {
+        if (!chunk.empty() &&
+            (t.scalar_type() != chunk[0].scalar_type() || t.device() != chunk[0].device() || bytes + int64_t(t.nbytes()) > kCap))
           flush();
-        },
-        [g, pending] {
-          for (auto& p : *pending) g->wait(p);
-        },
-        [pending] {
-          for (auto& p : *pending) distributed::Group::complete(p);
-        },
-        nullptr);
+        chunk.push_back(t.detach());
+        bytes += t.nbytes();
+      }
+      flush();
+    }, [g, pending] {
+      for (auto& p : *pending) g->wait(p);
+    }, [pending] {
+      for (auto& p : *pending) distributed::Group::complete(p);
+    }, nullptr);
   });
 }
 
@@ -188,9 +177,10 @@ static Napi::Value BroadcastCoalesced(const Napi::CallbackInfo& info) {
 class DdpHandle : public Napi::ObjectWrap<DdpHandle> {
  public:
   static void Init(Napi::Env env) {
-    data(env).ddp_ctor = Napi::Persistent(DefineClass(env, "DdpHandle",
-                                          {InstanceMethod("prepare", &DdpHandle::Prepare), InstanceMethod("buckets", &DdpHandle::Buckets),
-                                           InstanceMethod("detach", &DdpHandle::Detach)}));
+    data(env).ddp_ctor =
+        Napi::Persistent(DefineClass(env, "DdpHandle",
+                                     {InstanceMethod("prepare", &DdpHandle::Prepare), InstanceMethod("buckets", &DdpHandle::Buckets),
+                                      InstanceMethod("detach", &DdpHandle::Detach)}));
   }
   explicit DdpHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DdpHandle>(info) {}
   // Shared: a queued prepare keeps it alive past the handle's finalizer.

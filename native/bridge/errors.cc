@@ -6,7 +6,6 @@
 
 namespace et::bridge {
 
-
 Napi::Error make_error(Napi::Env env, const std::string& code, const std::string& message) {
   auto& d = data(env);
   if (!d.error_ctor.IsEmpty()) {

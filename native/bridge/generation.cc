@@ -33,7 +33,9 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
     auto lm_ = causal_lm(info.This(), "generate()");
     auto llm = lm_.first;
     auto mutex = lm_.second;
-    auto opt = [&](size_t i, const char* what) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what); };
+    auto opt = [&](size_t i, const char* what) {
+      return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what);
+    };
     at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
     auto g = nn::GenerationConfig(nn::GenerationFields::from(*config_reader(info[3], "generation")));
     auto stop = std::make_shared<std::atomic<bool>>(false);
@@ -42,7 +44,10 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
     if (info.Length() > 4 && info[4].IsFunction()) {
       tsfn = std::shared_ptr<Napi::ThreadSafeFunction>(
           new Napi::ThreadSafeFunction(Napi::ThreadSafeFunction::New(env, info[4].As<Napi::Function>(), "emotorch.generate.tokens", 0, 1)),
-          [](Napi::ThreadSafeFunction* f) { f->Release(); delete f; });
+          [](Napi::ThreadSafeFunction* f) {
+        f->Release();
+        delete f;
+      });
       g.on_tokens = [tsfn](const std::vector<int64_t>& t) {
         auto* data = new std::vector<int64_t>(t);
         auto call = [](Napi::Env e, Napi::Function fn, std::vector<int64_t>* d) {
@@ -75,7 +80,8 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
 }
 // The decoding row an External from startDecode holds (type-tagged: nothing else is taken for one).
 std::shared_ptr<nn::DecodeRow> row_of(const Napi::Value& v) {
-  if (!v.IsExternal() || !v.As<Napi::External<RowRef>>().CheckTypeTag(&kRowTag)) throw CodedError("ERR_INVALID_ARG", "expected a decoding row from startDecode");
+  if (!v.IsExternal() || !v.As<Napi::External<RowRef>>().CheckTypeTag(&kRowTag))
+    throw CodedError("ERR_INVALID_ARG", "expected a decoding row from startDecode");
   return *v.As<Napi::External<RowRef>>().Data();
 }
 // startDecode(inputIds|null, inputsEmbeds|null, attentionMask|null, config, seed|null) → Promise<row>
@@ -85,7 +91,9 @@ Napi::Value StartDecode(const Napi::CallbackInfo& info) {
     auto lm_ = causal_lm(info.This(), "decoding");
     auto m = lm_.first;
     auto mutex = lm_.second;
-    auto opt = [&](size_t i, const char* what) { return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what); };
+    auto opt = [&](size_t i, const char* what) {
+      return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what);
+    };
     at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
     auto g = nn::GenerationConfig(nn::GenerationFields::from(*config_reader(info[3], "generation")));
     std::optional<uint64_t> seed;

@@ -20,9 +20,9 @@ Napi::Value ReadSafetensors(const Napi::CallbackInfo& info) {
     }
     auto size = static_cast<uint64_t>(to_double(info[3], "fileSize"));
     auto out = std::make_shared<std::vector<at::Tensor>>();
-    return run_async(
-        info.Env(), "emotorch.readSafetensors", nullptr, [path, start, entries, out, size] { *out = io::read_safetensors(path, start, entries, size); },
-        [out](Napi::Env env) { return from_tensors(env, *out); }, "ERR_IO");
+    return run_async(info.Env(), "emotorch.readSafetensors", nullptr, [path, start, entries, out, size] {
+      *out = io::read_safetensors(path, start, entries, size);
+    }, [out](Napi::Env env) { return from_tensors(env, *out); }, "ERR_IO");
   });
 }
 

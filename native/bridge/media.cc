@@ -15,7 +15,9 @@ struct Held {
 class MediaTask : public Napi::AsyncWorker {
  public:
   MediaTask(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> done)
-      : Napi::AsyncWorker(env, "emotorch.video"), deferred_(Napi::Promise::Deferred::New(env)), work_(std::move(work)),
+      : Napi::AsyncWorker(env, "emotorch.video"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)),
         done_(std::move(done)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
@@ -86,7 +88,7 @@ Napi::Value OpenVideo(const Napi::CallbackInfo& info) {
       const media::VideoInfo& v = h->reader->info();
       auto o = Napi::Object::New(env);
       o.Set("handle", Napi::External<std::shared_ptr<Held>>::New(env, new std::shared_ptr<Held>(h),
-                                                                  [](Napi::Env, std::shared_ptr<Held>* p) { delete p; }));
+                                                                 [](Napi::Env, std::shared_ptr<Held>* p) { delete p; }));
       o.Set("width", v.width);
       o.Set("height", v.height);
       o.Set("frameCount", static_cast<double>(v.frame_count));

@@ -2,8 +2,8 @@
 // mode, moves, LoRA), createModule, which builds a model by the kind its file registered
 // (native/config.h), and modelKinds, each kind's declared config fields. This file knows no model;
 // generation.cc adds the decoding methods for models that are causal LMs.
-#include "bridge/bridge.h"
 #include "blocks/lora.h"
+#include "bridge/bridge.h"
 #include "models/model.h"
 
 #include <optional>
@@ -26,17 +26,14 @@ void move_module(nn::Model& m, std::optional<at::Device> dev, std::optional<at::
 class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
-    Napi::Function ctor = DefineClass(env, "ModuleHandle",
-                                      {InstanceMethod("forward", &ModuleHandle::Forward),
-                                       InstanceMethod("namedParameters", &ModuleHandle::NamedParameters),
-                                       InstanceMethod("namedBuffers", &ModuleHandle::NamedBuffers),
-                                       InstanceMethod("setTraining", &ModuleHandle::SetTraining),
-                                       InstanceMethod("training", &ModuleHandle::Training),
-                                       InstanceMethod("to", &ModuleHandle::To),
-                                       InstanceMethod("applyLora", &ModuleHandle::ApplyLora),
-                                       InstanceMethod("mergeLora", &ModuleHandle::MergeLora),
-                                       InstanceMethod("setGradientCheckpointing", &ModuleHandle::SetGradientCheckpointing),
-                                       InstanceMethod("dispose", &ModuleHandle::Dispose)});
+    Napi::Function ctor =
+        DefineClass(env, "ModuleHandle",
+                    {InstanceMethod("forward", &ModuleHandle::Forward), InstanceMethod("namedParameters", &ModuleHandle::NamedParameters),
+                     InstanceMethod("namedBuffers", &ModuleHandle::NamedBuffers), InstanceMethod("setTraining", &ModuleHandle::SetTraining),
+                     InstanceMethod("training", &ModuleHandle::Training), InstanceMethod("to", &ModuleHandle::To),
+                     InstanceMethod("applyLora", &ModuleHandle::ApplyLora), InstanceMethod("mergeLora", &ModuleHandle::MergeLora),
+                     InstanceMethod("setGradientCheckpointing", &ModuleHandle::SetGradientCheckpointing),
+                     InstanceMethod("dispose", &ModuleHandle::Dispose)});
     data(env).module_ctor = Napi::Persistent(ctor);
     exports.Set("ModuleHandle", ctor);
   }
@@ -77,7 +74,8 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
         if (!unread.empty()) throw CodedError("ERR_INVALID_ARG", "the model's forward takes no input '" + unread[0] + "'");
       }, [out](Napi::Env env) -> Napi::Value {
         auto o = Napi::Object::New(env);
-        for (const auto& [k, t] : *out) if (t.defined()) o.Set(k, TensorHandle::wrap(env, t));
+        for (const auto& [k, t] : *out)
+          if (t.defined()) o.Set(k, TensorHandle::wrap(env, t));
         return o;
       });
     });
@@ -154,7 +152,6 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   }
 };
 
-
 // createModule(kind, config, device|null, dtype|null, skipInit) → ModuleHandle (parameters created
 // on CPU in float32, then moved; with skipInit, for a checkpoint to fill: never initialized, see
 // nn::SkipInitGuard).
@@ -183,14 +180,12 @@ Napi::Value CreateModule(const Napi::CallbackInfo& info) {
   });
 }
 
-
 Napi::Value CopyState(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto dst = to_tensors(info[0], "destination tensors"), src = to_tensors(info[1], "source tensors");
     return run_async(info.Env(), "emotorch.copyState", nullptr, [dst, src] { nn::copy_state(dst, src); }, nullptr);
   });
 }
-
 
 // assignState(dst, src, dtype|null): nn::assign_state on the compute thread.
 Napi::Value AssignState(const Napi::CallbackInfo& info) {

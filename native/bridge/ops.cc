@@ -47,17 +47,27 @@ struct Args {
 };
 
 // Second operand: a Tensor or a JS number.
-#define BINARY(name, expr_tt, expr_ts)                                          \
-  {name, [](const Args& a) -> Out {                                             \
-     at::Tensor x = a.t(0);                                                     \
-     if (a.is_tensor(1)) { at::Tensor y = a.t(1); return expr_tt; }             \
-     at::Scalar y = a.s(1);                                                     \
-     return expr_ts;                                                            \
-   }}
-#define UNARY(name, expr) {name, [](const Args& a) -> Out { at::Tensor x = a.t(0); return expr; }}
+#define BINARY(name, expr_tt, expr_ts) \
+  {name, [](const Args& a) -> Out {    \
+    at::Tensor x = a.t(0);             \
+    if (a.is_tensor(1)) {              \
+      at::Tensor y = a.t(1);           \
+      return expr_tt;                  \
+    }                                  \
+    at::Scalar y = a.s(1);             \
+    return expr_ts;                    \
+  }}
+#define UNARY(name, expr)           \
+  {name, [](const Args& a) -> Out { \
+    at::Tensor x = a.t(0);          \
+    return expr;                    \
+  }}
 
 using Fn = Out (*)(const Args&);
-struct OpDef { const char* name; Fn fn; };
+struct OpDef {
+  const char* name;
+  Fn fn;
+};
 
 const std::vector<OpDef>& table() {
   static const std::vector<OpDef> ops = {

@@ -10,14 +10,12 @@ namespace {
 class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
-    Napi::Function ctor = DefineClass(env, "OptimizerHandle",
-                                      {InstanceMethod("step", &OptimizerHandle::Step),
-                                       InstanceMethod("zeroGrad", &OptimizerHandle::ZeroGrad),
-                                       InstanceMethod("setLr", &OptimizerHandle::SetLr),
-                                       InstanceMethod("lr", &OptimizerHandle::Lr),
-                                       InstanceMethod("state", &OptimizerHandle::State),
-                                       InstanceMethod("setState", &OptimizerHandle::SetState),
-                                       InstanceMethod("clipGradNorm", &OptimizerHandle::ClipGradNorm)});
+    Napi::Function ctor =
+        DefineClass(env, "OptimizerHandle",
+                    {InstanceMethod("step", &OptimizerHandle::Step), InstanceMethod("zeroGrad", &OptimizerHandle::ZeroGrad),
+                     InstanceMethod("setLr", &OptimizerHandle::SetLr), InstanceMethod("lr", &OptimizerHandle::Lr),
+                     InstanceMethod("state", &OptimizerHandle::State), InstanceMethod("setState", &OptimizerHandle::SetState),
+                     InstanceMethod("clipGradNorm", &OptimizerHandle::ClipGradNorm)});
     data(env).optim_ctor = Napi::Persistent(ctor);
     exports.Set("OptimizerHandle", ctor);
   }
@@ -74,8 +72,9 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
       double max_norm = to_double(info[0], "maxNorm"), norm_type = to_double(info[1], "normType");
       auto o = opt;
       auto out = std::make_shared<double>(0);
-      return run_async(info.Env(), "emotorch.clipGradNorm", mutex, [o, max_norm, norm_type, out] { *out = o->clip_grad_norm(max_norm, norm_type); },
-                       [out](Napi::Env env) { return Napi::Number::New(env, *out); });
+      return run_async(info.Env(), "emotorch.clipGradNorm", mutex, [o, max_norm, norm_type, out] {
+        *out = o->clip_grad_norm(max_norm, norm_type);
+      }, [out](Napi::Env env) { return Napi::Number::New(env, *out); });
     });
   }
   Napi::Value SetState(const Napi::CallbackInfo& info) {
@@ -90,7 +89,6 @@ class OptimizerHandle : public Napi::ObjectWrap<OptimizerHandle> {
   }
 };
 
-
 // createOptimizer(kind, groups: [{params, lr, weightDecay, beta1, beta2, eps} (adamw; adamw_hf adds biasCorrection,
 // fused_adam biasCorrection and adamWMode) | {params, lr, weightDecay, momentum, dampening, nesterov} (sgd)]):
 // every field given (lib/train/optim.ts holds the defaults).
@@ -102,7 +100,8 @@ Napi::Value CreateOptimizer(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < arr.Length(); ++i) {
       auto o = arr.Get(i);
       if (!o.IsObject()) throw CodedError("ERR_INVALID_ARG", "expected an object for parameter group " + std::to_string(i));
-      auto g = nn::ParamGroup::from(*config_reader(o, kind + " parameter group"), kind, to_tensors(o.As<Napi::Object>().Get("params"), "params"));
+      auto g = nn::ParamGroup::from(*config_reader(o, kind + " parameter group"), kind,
+                                    to_tensors(o.As<Napi::Object>().Get("params"), "params"));
       groups.push_back(std::move(g));
     }
     Napi::Object obj = data(info.Env()).optim_ctor.New({});
@@ -116,12 +115,11 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
     auto params = to_tensors(info[0], "params");
     double max_norm = to_double(info[1], "maxNorm"), norm_type = to_double(info[2], "normType");
     auto out = std::make_shared<double>(0);
-    return run_async(info.Env(), "emotorch.clipGradNorm", nullptr,
-                     [params, max_norm, norm_type, out] { *out = nn::clip_grad_norm(params, max_norm, norm_type); },
-                     [out](Napi::Env env) { return Napi::Number::New(env, *out); });
+    return run_async(info.Env(), "emotorch.clipGradNorm", nullptr, [params, max_norm, norm_type, out] {
+      *out = nn::clip_grad_norm(params, max_norm, norm_type);
+    }, [out](Napi::Env env) { return Napi::Number::New(env, *out); });
   });
 }
-
 
 }  // namespace
 

@@ -1,9 +1,9 @@
 // Process-level state: versions and CUDA devices, seeds and random generator states, thread
 // count, grad mode and autocast.
 #include "bridge/bridge.h"
-#include "memory/cpu_cache.h"
 #include "kernels/conv.h"
 #include "kernels/linear.h"
+#include "memory/cpu_cache.h"
 #include "runtime/cpu_share.h"
 
 #include <ATen/Version.h>
@@ -121,16 +121,13 @@ static Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
   });
 }
 
-static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled());
-}
+static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled()); }
 
 // cpuCache(enabled, limitBytes) sets the CPU caching allocator (lib/runtime.ts validates);
 // cpuCache() leaves it; both return its stats.
 static Napi::Value CpuCache(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() >= 2)
-      memory::configure_cpu_cache(info[0].ToBoolean().Value(), static_cast<size_t>(to_double(info[1], "limitBytes")));
+    if (info.Length() >= 2) memory::configure_cpu_cache(info[0].ToBoolean().Value(), static_cast<size_t>(to_double(info[1], "limitBytes")));
     auto s = memory::cpu_cache_stats();
     Napi::Env env = info.Env();
     auto o = Napi::Object::New(env);

@@ -7,24 +7,17 @@ namespace et::bridge {
 
 // ---- TensorHandle ----
 void TensorHandle::Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function ctor = DefineClass(env, "TensorHandle",
-                                    {InstanceMethod("shape", &TensorHandle::Shape),
-                                     InstanceMethod("dtype", &TensorHandle::Dtype),
-                                     InstanceMethod("device", &TensorHandle::Device),
-                                     InstanceMethod("numel", &TensorHandle::Numel),
-                                     InstanceMethod("requiresGrad", &TensorHandle::RequiresGrad),
-                                     InstanceMethod("setRequiresGrad", &TensorHandle::SetRequiresGrad),
-                                     InstanceMethod("grad", &TensorHandle::Grad),
-                                     InstanceMethod("setGrad", &TensorHandle::SetGrad),
-                                     InstanceMethod("isLeaf", &TensorHandle::IsLeaf),
-                                     InstanceMethod("dispose", &TensorHandle::Dispose),
-                                     InstanceMethod("disposed", &TensorHandle::Disposed),
-                                     InstanceMethod("dataSync", &TensorHandle::DataSync),
-                                     InstanceMethod("data", &TensorHandle::Data),
-                                     InstanceMethod("item", &TensorHandle::Item),
-                                     InstanceMethod("backward", &TensorHandle::Backward),
-                                     InstanceMethod("sameStorage", &TensorHandle::SameStorage),
-                                     InstanceMethod("key", &TensorHandle::Key)});
+  Napi::Function ctor =
+      DefineClass(env, "TensorHandle",
+                  {InstanceMethod("shape", &TensorHandle::Shape), InstanceMethod("dtype", &TensorHandle::Dtype),
+                   InstanceMethod("device", &TensorHandle::Device), InstanceMethod("numel", &TensorHandle::Numel),
+                   InstanceMethod("requiresGrad", &TensorHandle::RequiresGrad),
+                   InstanceMethod("setRequiresGrad", &TensorHandle::SetRequiresGrad), InstanceMethod("grad", &TensorHandle::Grad),
+                   InstanceMethod("setGrad", &TensorHandle::SetGrad), InstanceMethod("isLeaf", &TensorHandle::IsLeaf),
+                   InstanceMethod("dispose", &TensorHandle::Dispose), InstanceMethod("disposed", &TensorHandle::Disposed),
+                   InstanceMethod("dataSync", &TensorHandle::DataSync), InstanceMethod("data", &TensorHandle::Data),
+                   InstanceMethod("item", &TensorHandle::Item), InstanceMethod("backward", &TensorHandle::Backward),
+                   InstanceMethod("sameStorage", &TensorHandle::SameStorage), InstanceMethod("key", &TensorHandle::Key)});
   data(env).tensor_ctor = Napi::Persistent(ctor);
   exports.Set("TensorHandle", ctor);
 }
@@ -105,7 +98,8 @@ Napi::Value TensorHandle::SetGrad(const Napi::CallbackInfo& info) {
     if (g.sizes() != t.sizes())
       throw CodedError("ERR_INVALID_ARG", "grad has shape " + c10::str(g.sizes()) + " but the tensor has shape " + c10::str(t.sizes()));
     if (g.scalar_type() != t.scalar_type())
-      throw CodedError("ERR_INVALID_ARG", "grad has dtype " + dtype_name(g.scalar_type()) + " but the tensor has dtype " + dtype_name(t.scalar_type()));
+      throw CodedError("ERR_INVALID_ARG",
+                       "grad has dtype " + dtype_name(g.scalar_type()) + " but the tensor has dtype " + dtype_name(t.scalar_type()));
     if (g.device() != t.device())
       throw CodedError("ERR_INVALID_ARG", "grad is on " + g.device().str() + " but the tensor is on " + t.device().str());
     if (g.layout() != at::kStrided) throw CodedError("ERR_INVALID_ARG", "grad must be a dense (strided) tensor");
@@ -169,8 +163,7 @@ Napi::Value TensorHandle::Backward(const Napi::CallbackInfo& info) {
     at::Tensor t = tensor();
     at::Tensor g = info.Length() > 0 && info[0].IsObject() ? to_tensor(info[0], "gradient") : at::Tensor();
     bool retain = info.Length() > 1 && info[1].ToBoolean().Value();
-    if (!t.requires_grad())
-      throw CodedError("ERR_INVALID_ARG", "backward(): this tensor does not require grad and has no grad_fn");
+    if (!t.requires_grad()) throw CodedError("ERR_INVALID_ARG", "backward(): this tensor does not require grad and has no grad_fn");
     if (!g.defined() && t.numel() != 1)
       throw CodedError("ERR_INVALID_ARG", "backward(): a gradient is needed for a non-scalar tensor of shape " + c10::str(t.sizes()));
     return run_async(info.Env(), "emotorch.backward", nullptr, [t, g, retain] { t.backward(g, retain); }, nullptr);
@@ -180,7 +173,7 @@ Napi::Value TensorHandle::SameStorage(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto other = to_tensor(info[0], "other");
     return Napi::Boolean::New(info.Env(), tensor().is_same(other) || (tensor().has_storage() && other.has_storage() &&
-                                                                     tensor().storage().is_alias_of(other.storage())));
+                                                                      tensor().storage().is_alias_of(other.storage())));
   });
 }
 
@@ -205,7 +198,8 @@ static Napi::Value FromData(const Napi::CallbackInfo& info) {
     size_t need = static_cast<size_t>(numel) * at::elementSize(src);
     if (need != arr.ByteLength())
       throw CodedError("ERR_INVALID_ARG", "data has " + std::to_string(arr.ByteLength()) + " bytes but shape " +
-                                              c10::str(at::IntArrayRef(shape)) + " of " + dtype_name(src) + " needs " + std::to_string(need));
+                                              c10::str(at::IntArrayRef(shape)) + " of " + dtype_name(src) + " needs " +
+                                              std::to_string(need));
     auto* ptr = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
     at::Tensor t = at::empty(shape, at::TensorOptions().dtype(src));
     if (need) std::memcpy(t.data_ptr(), ptr, need);
@@ -214,7 +208,6 @@ static Napi::Value FromData(const Napi::CallbackInfo& info) {
     return TensorHandle::wrap(info.Env(), t);
   });
 }
-
 
 void init_tensor(Napi::Env env, Napi::Object exports) {
   TensorHandle::Init(env, exports);

@@ -98,7 +98,8 @@ GradReducer::GradReducer(std::shared_ptr<Group> group, std::vector<at::Tensor> p
   std::weak_ptr<State> weak = s_;
   for (size_t k = 0; k < n; ++k) {
     auto acc = torch::autograd::impl::grad_accumulator(s.params[k]);
-    TORCH_CHECK(acc, "DistributedDataParallel: parameter '", s.names[k], "' has no gradient accumulator (is it a leaf that requires grad?)");
+    TORCH_CHECK(acc, "DistributedDataParallel: parameter '", s.names[k],
+                "' has no gradient accumulator (is it a leaf that requires grad?)");
     acc->add_post_hook(std::make_unique<ReadyHook>(weak, k));
     s.accumulators.push_back(std::move(acc));
   }
@@ -167,10 +168,8 @@ void GradReducer::State::fill(size_t i) {
   const at::Tensor& g = params[i].grad();
   at::NoGradGuard no_grad;
   auto dst = b.flat.narrow(0, b.offsets[slot_of[i]], params[i].numel());
-  if (g.defined())
-    dst.view(params[i].sizes()).copy_(g);
-  else
-    dst.zero_();
+  if (g.defined()) dst.view(params[i].sizes()).copy_(g);
+  else dst.zero_();
   --b.pending;
 }
 
@@ -234,10 +233,8 @@ void GradReducer::State::finalize() {
       if (used_anywhere.defined() && used[k] == 0) continue;  // no rank used it: leave its grad alone
       auto src = b.flat.narrow(0, b.offsets[j], params[k].numel()).view(params[k].sizes());
       at::Tensor& g = params[k].mutable_grad();
-      if (g.defined())
-        g.copy_(src);
-      else
-        g = src.clone();
+      if (g.defined()) g.copy_(src);
+      else g = src.clone();
     }
   }
 }

@@ -36,7 +36,7 @@ std::vector<LayoutCheck> gloo_layout_report() {
 }
 
 c10::intrusive_ptr<c10d::Backend> make_gloo(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
-                                           std::chrono::milliseconds timeout, const std::string& master_addr) {
+                                            std::chrono::milliseconds timeout, const std::string& master_addr) {
   // Options made by the library (its size, its constructor, its default device).
   auto opts = c10d::ProcessGroupGloo::Options::create_default(timeout);
   // A job on one machine (MASTER_ADDR loopback) talks over loopback, whatever the host name

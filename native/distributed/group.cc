@@ -42,14 +42,10 @@ std::string ms(std::chrono::milliseconds t) { return std::to_string(t.count()) +
 c10d::ReduceOp reduce_op(Op op) {
   switch (op) {
     case Op::Sum:
-    case Op::Avg:
-      return c10d::ReduceOp::SUM;
-    case Op::Max:
-      return c10d::ReduceOp::MAX;
-    case Op::Min:
-      return c10d::ReduceOp::MIN;
-    case Op::Product:
-      return c10d::ReduceOp::PRODUCT;
+    case Op::Avg: return c10d::ReduceOp::SUM;
+    case Op::Max: return c10d::ReduceOp::MAX;
+    case Op::Min: return c10d::ReduceOp::MIN;
+    case Op::Product: return c10d::ReduceOp::PRODUCT;
   }
   return c10d::ReduceOp::SUM;
 }
@@ -143,11 +139,10 @@ std::shared_ptr<Group> Group::create(const GroupOptions& o) {
     g->store_ = c10::make_intrusive<c10d::PrefixStore>("et/" + o.job_id, c10::make_intrusive<c10d::TCPStore>(o.master_addr, so));
   } catch (...) {
     std::string m = current_message();
-    if (o.rank == 0 && !o.agent_store)
-      throw Error("ERR_DIST_INIT", "rank 0 could not host the rendezvous store at " + where + ": " + m);
+    if (o.rank == 0 && !o.agent_store) throw Error("ERR_DIST_INIT", "rank 0 could not host the rendezvous store at " + where + ": " + m);
     throw Error("ERR_DIST_INIT", "rank " + std::to_string(o.rank) + " could not reach the rendezvous store " +
-                                     (o.agent_store ? "that the launcher's agent hosts" : "that rank 0 hosts") + " at " +
-                                     where + " within " + ms(o.timeout) + " (rank 0 not started, or MASTER_ADDR/MASTER_PORT wrong): " + m);
+                                     (o.agent_store ? "that the launcher's agent hosts" : "that rank 0 hosts") + " at " + where +
+                                     " within " + ms(o.timeout) + " (rank 0 not started, or MASTER_ADDR/MASTER_PORT wrong): " + m);
   }
   // Joining: every rank writes its key, then waits (in slices, to name who is missing) for all.
   try {
@@ -198,10 +193,8 @@ std::shared_ptr<Group> Group::create(const GroupOptions& o) {
   }
   try {
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>("et/pg/", g->store_);
-    if (o.backend == "nccl")
-      g->backend_ = make_nccl(prefixed, o.rank, o.world, o.timeout, o.device_index);
-    else
-      g->backend_ = make_gloo(prefixed, o.rank, o.world, o.timeout, o.master_addr);
+    if (o.backend == "nccl") g->backend_ = make_nccl(prefixed, o.rank, o.world, o.timeout, o.device_index);
+    else g->backend_ = make_gloo(prefixed, o.rank, o.world, o.timeout, o.master_addr);
   } catch (const Error&) {
     throw;
   } catch (...) {
@@ -441,7 +434,8 @@ void Group::fail(const Pending& p, const std::string& cause, bool timed_out) {
   std::string msg = p.what + " (collective #" + std::to_string(p.seq) + " of rank " + std::to_string(o_.rank) + ") " +
                     (timed_out ? "timed out after " + ms(o_.timeout) : "failed") + ": " + who + " [" + o_.backend + ": " + cause + "]";
   mark_broken(p.what + " #" + std::to_string(p.seq) + ": " + who);
-  throw Error(who.find("rank") != std::string::npos && who.find("every rank") == std::string::npos ? "ERR_DIST_PEER" : "ERR_DIST_TIMEOUT", msg);
+  throw Error(who.find("rank") != std::string::npos && who.find("every rank") == std::string::npos ? "ERR_DIST_PEER" : "ERR_DIST_TIMEOUT",
+              msg);
 }
 
 // Which ranks did not take part in collective `seq`: reads every rank's heartbeat (count and
@@ -483,10 +477,12 @@ std::string Group::diagnose(uint64_t seq) {
     if (r == o_.rank) continue;
     if (!b[r].present || b[r].count == a[r].count) {
       why.push_back("rank " + std::to_string(r) + " is gone (no heartbeat for " + ms(kSilence) +
-                    ": its process died or is stopped; its last heartbeat reported " + std::to_string(b[r].issued) + " collectives issued)");
+                    ": its process died or is stopped; its last heartbeat reported " + std::to_string(b[r].issued) +
+                    " collectives issued)");
     } else if (b[r].issued < seq) {
       why.push_back("rank " + std::to_string(r) + " is alive but has not reached this collective (it has issued " +
-                    std::to_string(b[r].issued) + "): it is stuck or slower than the timeout, or the ranks call collectives in different orders");
+                    std::to_string(b[r].issued) +
+                    "): it is stuck or slower than the timeout, or the ranks call collectives in different orders");
     }
   }
   if (why.empty()) return "every rank is alive and reached it (mismatched shapes or dtypes across ranks?)";

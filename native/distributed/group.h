@@ -143,9 +143,9 @@ class Group {
 // The backends (native/distributed/gloo.cc, native/distributed/nccl.cc): each the only file that includes its
 // ProcessGroup header.
 c10::intrusive_ptr<c10d::Backend> make_gloo(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
-                                           std::chrono::milliseconds timeout, const std::string& master_addr);
+                                            std::chrono::milliseconds timeout, const std::string& master_addr);
 c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
-                                           std::chrono::milliseconds timeout, int device_index);
+                                            std::chrono::milliseconds timeout, int device_index);
 bool nccl_built();
 
 // The layout checks gloo.cc runs when it builds a group, as (name, ok, detail) rows (for tests).

@@ -22,15 +22,16 @@ bool nccl_built() {
 }
 
 c10::intrusive_ptr<c10d::Backend> make_nccl(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
-                                           std::chrono::milliseconds timeout, int device_index) {
+                                            std::chrono::milliseconds timeout, int device_index) {
 #ifdef ET_WITH_NCCL
   if (device_index >= 0) c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index));
   auto opts = c10d::ProcessGroupNCCL::Options::create();
   opts->timeout = timeout;
   return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
 #else
-  throw Error("ERR_DIST_BACKEND", "this emotorch build has no NCCL (it was built against a CPU libtorch); use backend 'gloo', or "
-                                  "build against a CUDA libtorch with NCCL (scripts/build-cuda.sh)");
+  throw Error("ERR_DIST_BACKEND",
+              "this emotorch build has no NCCL (it was built against a CPU libtorch); use backend 'gloo', or "
+              "build against a CUDA libtorch with NCCL (scripts/build-cuda.sh)");
 #endif
 }
 

@@ -21,9 +21,7 @@ namespace et::io {
 
 namespace {
 
-std::string sys_error(const std::string& what, const std::string& path) {
-  return what + " '" + path + "': " + std::strerror(errno);
-}
+std::string sys_error(const std::string& what, const std::string& path) { return what + " '" + path + "': " + std::strerror(errno); }
 
 // Opens a regular file for reading without blocking on FIFOs or devices.
 int open_regular(const std::string& path, struct stat* st) {
@@ -94,23 +92,23 @@ struct Piece {
 // file (mmap, private or shared) follows the file when another program rewrites it in place
 // (unmodified private pages are the page cache's) and dies with SIGBUS once it is truncated, so
 // no loaded tensor may alias the file. Memory at load is the tensors' own, nothing else.
-std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start,
-                                         const std::vector<TensorEntry>& entries, uint64_t file_size) {
+std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start, const std::vector<TensorEntry>& entries,
+                                         uint64_t file_size) {
   struct stat st;
   Fd file{open_regular(path, &st)};
   uint64_t size = static_cast<uint64_t>(st.st_size);
   TORCH_CHECK(size == file_size, "safetensors file '", path, "' changed after its header was read: it had ", file_size,
               " bytes and now has ", size);
-  TORCH_CHECK(data_start <= size, "safetensors file '", path, "' is truncated: header ends at byte ", data_start,
-              " but the file has ", size);
+  TORCH_CHECK(data_start <= size, "safetensors file '", path, "' is truncated: header ends at byte ", data_start, " but the file has ",
+              size);
   uint64_t data_size = size - data_start;
   std::vector<at::Tensor> out;
   out.reserve(entries.size());
   std::vector<Piece> pieces;
   constexpr uint64_t kPiece = 16ull << 20;
   for (const auto& e : entries) {
-    TORCH_CHECK(e.begin <= e.end && e.end <= data_size, "safetensors file '", path, "' is truncated: tensor '", e.name,
-                "' needs bytes [", e.begin, ", ", e.end, ") of a data section of ", data_size);
+    TORCH_CHECK(e.begin <= e.end && e.end <= data_size, "safetensors file '", path, "' is truncated: tensor '", e.name, "' needs bytes [",
+                e.begin, ", ", e.end, ") of a data section of ", data_size);
     int64_t numel = 1;
     for (auto d : e.shape) numel *= d;
     uint64_t nbytes = static_cast<uint64_t>(numel) * at::elementSize(e.dtype);
@@ -118,7 +116,8 @@ std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_
                 " bytes but its dtype and shape need ", nbytes);
     auto t = at::empty(e.shape, at::TensorOptions().dtype(e.dtype));
     auto* dst = static_cast<char*>(t.data_ptr());
-    for (uint64_t off = 0; off < nbytes; off += kPiece) pieces.push_back({dst + off, std::min(kPiece, nbytes - off), data_start + e.begin + off});
+    for (uint64_t off = 0; off < nbytes; off += kPiece)
+      pieces.push_back({dst + off, std::min(kPiece, nbytes - off), data_start + e.begin + off});
     out.push_back(std::move(t));
   }
   ::posix_fadvise(file.fd, static_cast<off_t>(data_start), 0, POSIX_FADV_SEQUENTIAL);

@@ -22,8 +22,8 @@ struct TensorEntry {
 // regular files are opened. Checks every byte range against the file and dtype×shape, that the
 // file still has `file_size` bytes (the size its header was read at), and that it was not
 // modified while it was read (its size, modification and change times before and after).
-std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start,
-                                         const std::vector<TensorEntry>& entries, uint64_t file_size);
+std::vector<at::Tensor> read_safetensors(const std::string& path, uint64_t data_start, const std::vector<TensorEntry>& entries,
+                                         uint64_t file_size);
 
 // Writes `header` (the JSON, already laid out for these tensors in order) and the tensors'
 // bytes to a uniquely named temporary file in the same folder, then renames it over `path`.

@@ -97,8 +97,8 @@ ChoiceStore<9>& conv_choices() {
 }  // namespace
 
 bool bf16_on_cpu(const at::Tensor& x) {
-  return x.device().is_cpu() && (x.scalar_type() == at::kBFloat16 ||
-                                 (at::autocast::is_autocast_enabled(at::kCPU) && at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16));
+  return x.device().is_cpu() && (x.scalar_type() == at::kBFloat16 || (at::autocast::is_autocast_enabled(at::kCPU) &&
+                                                                      at::autocast::get_autocast_dtype(at::kCPU) == at::kBFloat16));
 }
 
 at::Tensor transpose_rows(const at::Tensor& x) {
@@ -111,8 +111,8 @@ at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Te
   TORCH_CHECK(x_in.dim() == 3 && w.dim() == 3 && groups > 0 && x_in.size(2) == w.size(1) * groups && w.size(0) % groups == 0,
               "conv1d_rows: expected x (B, T, C_in) and weight (C_out, C_in / groups, k), got ", x_in.sizes(), " and ", w.sizes());
   TORCH_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "conv1d_rows: bias must be (", w.size(0), ")");
-  TORCH_CHECK(x_in.size(1) + 2 * padding >= w.size(2), "conv1d_rows: ", x_in.size(1), " frames (padding ", padding, ") are fewer than the kernel (",
-              w.size(2), ")");
+  TORCH_CHECK(x_in.size(1) + 2 * padding >= w.size(2), "conv1d_rows: ", x_in.size(1), " frames (padding ", padding,
+              ") are fewer than the kernel (", w.size(2), ")");
   bool graph = at::GradMode::is_enabled() && (x_in.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()));
   // oneDNN's bfloat16 grouped convolution on AMX CPUs (libtorch 2.13) returns wrong numbers when a
   // group has fewer than 16 input channels (48 channels in 4 groups: errors the size of the output,
@@ -129,7 +129,8 @@ at::Tensor conv1d_rows(const at::Tensor& x_in, const at::Tensor& w, const at::Te
   at::Tensor x = x_in.contiguous();
   int64_t T = (x.size(1) + 2 * padding - w.size(2)) / stride + 1;
   bool gemm = groups == 1 && padding == 0;
-  ChoiceStore<9>::Key key{x.size(2), w.size(0), w.size(2), stride, padding, groups, pow2_at_least(x.size(0) * T), at::get_num_threads(), b.defined()};
+  ChoiceStore<9>::Key key{x.size(2),  w.size(0), w.size(2), stride, padding, groups, pow2_at_least(x.size(0) * T), at::get_num_threads(),
+                          b.defined()};
   auto run = [&](int c) {
     if (c == 0) return conv_rows_nhwc(x, w, b, stride, padding, groups);
     if (c == 1) return conv_rows_ncw(x, w, b, stride, padding, groups).contiguous();
@@ -157,7 +158,8 @@ at::Tensor WeightNormCache::get(const at::Tensor& v, const at::Tensor& g) {
   if (at::GradMode::is_enabled() && (v.requires_grad() || g.requires_grad())) return at::_weight_norm(v, g, 2);
   if (w_.defined() && v_.is(v) && g_.is(g)) return w_;
   at::NoGradGuard no_grad;
-  w_ = at::_weight_norm(v, g, 2).permute({0, 2, 1}).contiguous().permute({0, 2, 1});  // (C_out, C_in / groups, k), stored (C_out, k, C_in / groups)
+  w_ = at::_weight_norm(v, g, 2).permute({0, 2, 1}).contiguous().permute(
+      {0, 2, 1});  // (C_out, C_in / groups, k), stored (C_out, k, C_in / groups)
   v_.take(v);
   g_.take(g);
   return w_;

@@ -71,9 +71,11 @@ ChoiceStore<7>& gemm_choices() {
 // a Wᵀ (+ b) with a (N, in) and W (out, in), each as it lies (either may be a transposed view).
 at::Tensor mm_t(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& b) {
   auto run = [&](int c) { return c == 0 ? onednn_mm_t(a, w, b) : aten_mm_t(a, w, b); };
-  if (cpu_linear_env() == CpuLinear::OneDnn || cpu_linear_env() == CpuLinear::Blas) return run(cpu_linear_env() == CpuLinear::OneDnn ? 0 : 1);
-  ChoiceStore<7>::Key key{pow2_at_least(a.size(0)), a.size(1), w.size(0), at::get_num_threads(), a.stride(0) == 1 && a.size(0) > 1,
-                          w.stride(0) == 1 && w.size(0) > 1, b.has_value()};
+  if (cpu_linear_env() == CpuLinear::OneDnn || cpu_linear_env() == CpuLinear::Blas)
+    return run(cpu_linear_env() == CpuLinear::OneDnn ? 0 : 1);
+  ChoiceStore<7>::Key key{
+      pow2_at_least(a.size(0)),          a.size(1),    w.size(0), at::get_num_threads(), a.stride(0) == 1 && a.size(0) > 1,
+      w.stride(0) == 1 && w.size(0) > 1, b.has_value()};
   return run_chosen(gemm_choices(), key, 2, run);
 }
 
@@ -94,7 +96,9 @@ struct OneDnnLinear : torch::autograd::Function<OneDnnLinear> {
     auto dy = g.reshape({-1, g.size(-1)}).contiguous();  // (N, out)
     // a Wᵀ for the gradients; with grad mode on (a graph of the backward itself) ATen's
     // differentiable matmul, since the oneDNN op has no derivative
-    auto mm = [](const at::Tensor& a, const at::Tensor& w) { return at::GradMode::is_enabled() ? at::matmul(a, w.t()) : mm_t(a, w, std::nullopt); };
+    auto mm = [](const at::Tensor& a, const at::Tensor& w) {
+      return at::GradMode::is_enabled() ? at::matmul(a, w.t()) : mm_t(a, w, std::nullopt);
+    };
     at::Tensor dx, dw, db;
     if (saved[1].defined()) {
       auto shape = g.sizes().vec();
@@ -124,7 +128,8 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   if (x.scalar_type() == at::kBFloat16 && x.numel() == w.size(-1) && rows_kernel_applies(x, w, b)) return rows_product(x, w, b);
   if (!onednn_linear_applies(x, w, b)) return at::linear(x, w, bias);
   TORCH_CHECK(x.size(-1) == w.size(1), "linear: input (..., ", x.size(-1), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
-  if (b.defined()) TORCH_CHECK(b.size(0) == w.size(0), "linear: bias (", b.size(0), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
+  if (b.defined())
+    TORCH_CHECK(b.size(0) == w.size(0), "linear: bias (", b.size(0), ") does not match weight (", w.size(0), ", ", w.size(1), ")");
   if (!at::GradMode::is_enabled() || !(x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()))) {
     auto shape = x.sizes().vec();
     shape.back() = w.size(0);

@@ -30,7 +30,6 @@ namespace et::nn {
 // in bfloat16, 14 in float16); the products of R rows on oneDNN or the BLAS pick their kernels and
 // summation orders by R.
 
-
 namespace {
 
 float bf16_to_float(uint16_t v) {
@@ -82,8 +81,8 @@ struct BlockAvx512 {
   template <int NB, int M>
   struct At {
     using T = typename Op::T;
-    __attribute__((target("avx512f,avx512bw,avx512bf16")))
-    static void run(const T* W, const T* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+    __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void run(const T* W, const T* X, float* Y, int64_t ldy, int64_t n,
+                                                                           int64_t K) {
       constexpr int L = Op::L;
       __m512 a0[NB][M], a1[NB][M];
       for (int i = 0; i < NB; ++i)
@@ -115,8 +114,10 @@ struct BlockAvx512 {
     }
   };
 };
-template <int NB, int M> using BlockBf16Avx512 = BlockAvx512<Bf16Avx512>::At<NB, M>;
-template <int NB, int M> using BlockF32Avx512 = BlockAvx512<F32Avx512>::At<NB, M>;
+template <int NB, int M>
+using BlockBf16Avx512 = BlockAvx512<Bf16Avx512>::At<NB, M>;
+template <int NB, int M>
+using BlockF32Avx512 = BlockAvx512<F32Avx512>::At<NB, M>;
 
 // 8 bfloat16 → 8 float32
 __attribute__((target("avx2,fma"))) inline __m256 widen8(const uint16_t* p) {
@@ -137,8 +138,7 @@ template <typename TW, typename TX>
 struct BlockAvx2 {
   template <int NB, int M>
   struct At {
-    __attribute__((target("avx2,fma")))
-    static void run(const TW* W, const TX* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
+    __attribute__((target("avx2,fma"))) static void run(const TW* W, const TX* X, float* Y, int64_t ldy, int64_t n, int64_t K) {
       __m256 a0[NB][M], a1[NB][M];
       for (int i = 0; i < NB; ++i)
         for (int j = 0; j < M; ++j) a0[i][j] = a1[i][j] = _mm256_setzero_ps();
@@ -154,12 +154,15 @@ struct BlockAvx2 {
         }
       }
       for (int i = 0; i < NB; ++i)
-        for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = dot_tail(hsum8(_mm256_add_ps(a0[i][j], a1[i][j])), X + j * K, W + (n + i) * K, k, K);
+        for (int j = 0; j < M; ++j)
+          Y[j * ldy + n + i] = dot_tail(hsum8(_mm256_add_ps(a0[i][j], a1[i][j])), X + j * K, W + (n + i) * K, k, K);
     }
   };
 };
-template <int NB, int M> using BlockAvx2Bf16 = BlockAvx2<uint16_t, float>::At<NB, M>;
-template <int NB, int M> using BlockAvx2F32 = BlockAvx2<float, float>::At<NB, M>;
+template <int NB, int M>
+using BlockAvx2Bf16 = BlockAvx2<uint16_t, float>::At<NB, M>;
+template <int NB, int M>
+using BlockAvx2F32 = BlockAvx2<float, float>::At<NB, M>;
 
 // Weight rows NB at a time (the last ones one by one), input rows MM at a time (MM 2 or 4; the
 // rest two and one at a time).
@@ -196,7 +199,10 @@ void rows_scalar(const T* W, const T* X, float* Y, int64_t R, int64_t ldy, int64
 // Whether the process asks libtorch to stay at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2 or
 // ATEN_CPU_CAPABILITY=avx2, as the AVX2 benchmark profile and CI's second pass set).
 bool capped_at_avx2() {
-  auto capped = [](const char* var, const char* avx2) { const char* v = std::getenv(var); return v && std::string_view(v).find(avx2) == 0; };
+  auto capped = [](const char* var, const char* avx2) {
+    const char* v = std::getenv(var);
+    return v && std::string_view(v).find(avx2) == 0;
+  };
   return capped("ONEDNN_MAX_CPU_ISA", "AVX2") || capped("ATEN_CPU_CAPABILITY", "avx2");
 }
 
@@ -229,14 +235,14 @@ RowsKernel<T> rows_kernel() {
 // Whether the row kernels take this product: float32 or bfloat16 rows and weight on the CPU, a
 // contiguous weight, no autograd graph, no autocast.
 bool rows_kernel_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  if (!x.device().is_cpu() || w.dim() != 2 || !w.is_contiguous() || x.scalar_type() != w.scalar_type() || w.layout() != at::kStrided) return false;
+  if (!x.device().is_cpu() || w.dim() != 2 || !w.is_contiguous() || x.scalar_type() != w.scalar_type() || w.layout() != at::kStrided)
+    return false;
   if (w.scalar_type() != at::kBFloat16 && w.scalar_type() != at::kFloat) return false;
   if (x.dim() < 1 || x.size(-1) != w.size(1) || w.numel() == 0 || x.numel() == 0) return false;
   if (b.defined() && (b.dim() != 1 || b.size(0) != w.size(0) || !b.device().is_cpu())) return false;
   if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad() || (b.defined() && b.requires_grad()))) return false;
   return !at::autocast::is_autocast_enabled(at::kCPU);
 }
-
 
 namespace {
 
@@ -282,8 +288,8 @@ void pack_rows_vnni(const uint16_t* X, int64_t r0, int64_t m, int64_t K, uint32_
 }
 
 // Output blocks [nb0, nb1) (16 outputs each) for the m packed rows: Y[(r0 + c)·ldy + n].
-__attribute__((target("amx-tile,amx-bf16")))
-void amx_blocks(const uint16_t* W, const uint32_t* P, float* Y, int64_t r0, int64_t m, int64_t ldy, int64_t nb0, int64_t nb1, int64_t K) {
+__attribute__((target("amx-tile,amx-bf16"))) void amx_blocks(const uint16_t* W, const uint32_t* P, float* Y, int64_t r0, int64_t m,
+                                                             int64_t ldy, int64_t nb0, int64_t nb1, int64_t K) {
   TileConfig cfg;
   for (int t = 0; t < 5; ++t) {
     cfg.rows[t] = 16;
@@ -299,7 +305,8 @@ void amx_blocks(const uint16_t* W, const uint32_t* P, float* Y, int64_t r0, int6
       // each row of a block is its own stream; a weight mapped from its file lies in 4 KiB pages,
       // whose ends stop the hardware prefetcher: fetch 8 tiles (512 bytes) ahead by hand
       if (kb + 8 < K / 32)
-        for (int64_t i = 0; i < (two ? 32 : 16); ++i) _mm_prefetch(reinterpret_cast<const char*>(W + (nb * 16 + i) * K + (kb + 8) * 32), _MM_HINT_T0);
+        for (int64_t i = 0; i < (two ? 32 : 16); ++i)
+          _mm_prefetch(reinterpret_cast<const char*>(W + (nb * 16 + i) * K + (kb + 8) * 32), _MM_HINT_T0);
       _tile_loadd(4, P + kb * 256, 64);
       _tile_loadd(2, W + nb * 16 * K + kb * 32, K * 2);
       _tile_dpbf16ps(0, 2, 4);
@@ -328,7 +335,8 @@ at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tens
   const int64_t grain = std::max<int64_t>(4, 65536 / std::max<int64_t>(K * R, 1));
   if (w.scalar_type() == at::kBFloat16) {
     const auto* W = reinterpret_cast<const uint16_t*>(w.const_data_ptr());
-    const auto* X = reinterpret_cast<const uint16_t*>(xc.const_data_ptr());
+    const auto* X
+    = reinterpret_cast<const uint16_t*>(xc.const_data_ptr());
     const auto kernel = rows_kernel<uint16_t>();
     int64_t tiled = 0;  // outputs [0, tiled) on AMX
 #if defined(__x86_64__)
@@ -348,7 +356,8 @@ at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tens
     if (tiled < N) at::parallel_for(tiled, N, grain, [&](int64_t n0, int64_t n1) { kernel(W, X, Y, R, N, n0, n1, K); });
   } else {
     const float* W = w.const_data_ptr<float>();
-    const float* X = xc.const_data_ptr<float>();
+    const float* X
+    = xc.const_data_ptr<float>();
     const auto kernel = rows_kernel<float>();
     at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(W, X, Y, R, N, n0, n1, K); });
   }
@@ -359,7 +368,8 @@ at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tens
 }
 
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  TORCH_CHECK(x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1), "linear_rows: input ", x.sizes(), " does not match weight ", w.sizes());
+  TORCH_CHECK(x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1), "linear_rows: input ", x.sizes(), " does not match weight ",
+              w.sizes());
   if (rows_kernel_applies(x, w, b)) return rows_product(x, w, b);
   const int64_t R = x.numel() / std::max<int64_t>(x.size(-1), 1);
   if (R <= 1 || !x.device().is_cpu()) return linear(x, w, b);  // CUDA: one product for all rows

@@ -156,7 +156,8 @@ void layer_norm_gelu_(at::Tensor& x, const at::Tensor& w, const at::Tensor& b, d
   check_in_place(x, "layer_norm_gelu_");
   int64_t C = x.size(-1), N = x.numel() / std::max<int64_t>(C, 1), block = block_rows(C);
   auto rows = x.view({N, C});
-  auto wd = w.defined() ? std::optional<at::Tensor>(w.detach()) : std::nullopt, bd = b.defined() ? std::optional<at::Tensor>(b.detach()) : std::nullopt;
+  auto wd = w.defined() ? std::optional<at::Tensor>(w.detach()) : std::nullopt,
+       bd = b.defined() ? std::optional<at::Tensor>(b.detach()) : std::nullopt;
   std::array<int64_t, 1> shape{C};
   // Inside a task ATen's kernels run on the calling thread; grad mode is per thread, so off here too.
   at::parallel_for(0, (N + block - 1) / block, 1, [&](int64_t first, int64_t end) {

@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <climits>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -78,26 +78,66 @@ namespace {
 // ---- the libraries, opened once by soname of the major versions built against ----
 #define ET_STR2(x) #x
 #define ET_STR(x) ET_STR2(x)
-#define ET_AVUTIL(X)                                                                                              \
-  X(avutil_version) X(av_frame_alloc) X(av_frame_free) X(av_frame_unref) X(av_frame_get_buffer) X(av_malloc) X(av_free)             \
-  X(av_strerror) X(av_log_set_callback) X(av_display_rotation_get) X(av_pix_fmt_desc_get)                        \
-  X(av_image_fill_max_pixsteps) X(av_dict_set) X(av_dict_free)
-#define ET_AVCODEC(X)                                                                                             \
-  X(avcodec_version) X(avcodec_find_decoder) X(avcodec_alloc_context3) X(avcodec_parameters_to_context)           \
-  X(avcodec_open2) X(avcodec_send_packet) X(avcodec_receive_frame) X(avcodec_free_context) X(avcodec_flush_buffers) \
-  X(av_packet_alloc) X(av_packet_free) X(av_packet_unref) X(avcodec_get_name) X(avcodec_default_get_buffer2) \
-  X(avcodec_parameters_alloc) X(avcodec_parameters_copy) X(avcodec_parameters_free)
-#define ET_AVFORMAT(X)                                                                                            \
-  X(avformat_version) X(avformat_alloc_context) X(avformat_open_input) X(avformat_find_stream_info)               \
-  X(avformat_close_input) X(av_read_frame) X(av_seek_frame) X(avio_alloc_context) X(avio_context_free)            \
-  X(av_find_input_format) X(av_stream_get_side_data)
-#define ET_SWSCALE(X)                                                                                             \
-  X(swscale_version) X(sws_getContext) X(sws_freeContext) X(sws_scale) X(sws_getColorspaceDetails)                \
-  X(sws_setColorspaceDetails) X(sws_getCoefficients)
+#define ET_AVUTIL(X)            \
+  X(avutil_version)             \
+  X(av_frame_alloc)             \
+  X(av_frame_free)              \
+  X(av_frame_unref)             \
+  X(av_frame_get_buffer)        \
+  X(av_malloc)                  \
+  X(av_free)                    \
+  X(av_strerror)                \
+  X(av_log_set_callback)        \
+  X(av_display_rotation_get)    \
+  X(av_pix_fmt_desc_get)        \
+  X(av_image_fill_max_pixsteps) \
+  X(av_dict_set)                \
+  X(av_dict_free)
+#define ET_AVCODEC(X)              \
+  X(avcodec_version)               \
+  X(avcodec_find_decoder)          \
+  X(avcodec_alloc_context3)        \
+  X(avcodec_parameters_to_context) \
+  X(avcodec_open2)                 \
+  X(avcodec_send_packet)           \
+  X(avcodec_receive_frame)         \
+  X(avcodec_free_context)          \
+  X(avcodec_flush_buffers)         \
+  X(av_packet_alloc)               \
+  X(av_packet_free)                \
+  X(av_packet_unref)               \
+  X(avcodec_get_name)              \
+  X(avcodec_default_get_buffer2)   \
+  X(avcodec_parameters_alloc)      \
+  X(avcodec_parameters_copy)       \
+  X(avcodec_parameters_free)
+#define ET_AVFORMAT(X)         \
+  X(avformat_version)          \
+  X(avformat_alloc_context)    \
+  X(avformat_open_input)       \
+  X(avformat_find_stream_info) \
+  X(avformat_close_input)      \
+  X(av_read_frame)             \
+  X(av_seek_frame)             \
+  X(avio_alloc_context)        \
+  X(avio_context_free)         \
+  X(av_find_input_format)      \
+  X(av_stream_get_side_data)
+#define ET_SWSCALE(X)         \
+  X(swscale_version)          \
+  X(sws_getContext)           \
+  X(sws_freeContext)          \
+  X(sws_scale)                \
+  X(sws_getColorspaceDetails) \
+  X(sws_setColorspaceDetails) \
+  X(sws_getCoefficients)
 
 struct Av {
 #define ET_DECL(f) decltype(&::f) f = nullptr;
-  ET_AVUTIL(ET_DECL) ET_AVCODEC(ET_DECL) ET_AVFORMAT(ET_DECL) ET_SWSCALE(ET_DECL)
+  ET_AVUTIL(ET_DECL)
+  ET_AVCODEC(ET_DECL)
+  ET_AVFORMAT(ET_DECL)
+  ET_SWSCALE(ET_DECL)
 #undef ET_DECL
   bool ok = false;
   std::string why;
@@ -132,7 +172,11 @@ void log_cb(void*, int level, const char* fmt, va_list vl) {
 const Av& av() {
   static Av a = [] {
     Av a;
-    struct Lib { const char* name; unsigned major; void* h; };
+    struct Lib {
+      const char* name;
+      unsigned major;
+      void* h;
+    };
     Lib libs[] = {{"libavutil.so." ET_STR(LIBAVUTIL_VERSION_MAJOR), LIBAVUTIL_VERSION_MAJOR, nullptr},
                   {"libavcodec.so." ET_STR(LIBAVCODEC_VERSION_MAJOR), LIBAVCODEC_VERSION_MAJOR, nullptr},
                   {"libavformat.so." ET_STR(LIBAVFORMAT_VERSION_MAJOR), LIBAVFORMAT_VERSION_MAJOR, nullptr},
@@ -145,14 +189,17 @@ const Av& av() {
       }
     }
     std::string missing;
-#define ET_LOAD(lib, f)                                                        \
-  a.f = reinterpret_cast<decltype(a.f)>(dlsym(libs[lib].h, #f));               \
+#define ET_LOAD(lib, f)                                          \
+  a.f = reinterpret_cast<decltype(a.f)>(dlsym(libs[lib].h, #f)); \
   if (!a.f) missing += std::string(missing.empty() ? "" : ", ") + #f;
 #define ET_U(f) ET_LOAD(0, f)
 #define ET_C(f) ET_LOAD(1, f)
 #define ET_F(f) ET_LOAD(2, f)
 #define ET_S(f) ET_LOAD(3, f)
-    ET_AVUTIL(ET_U) ET_AVCODEC(ET_C) ET_AVFORMAT(ET_F) ET_SWSCALE(ET_S)
+    ET_AVUTIL(ET_U)
+    ET_AVCODEC(ET_C)
+    ET_AVFORMAT(ET_F)
+    ET_SWSCALE(ET_S)
 #undef ET_U
 #undef ET_C
 #undef ET_F
@@ -387,12 +434,19 @@ double rotation_of(const Av& a, AVStream* st) {
 // caller's process down.
 bool in_process_codec(AVCodecID id) {
   switch (id) {
-    case AV_CODEC_ID_H264: case AV_CODEC_ID_HEVC: case AV_CODEC_ID_VP8: case AV_CODEC_ID_VP9: case AV_CODEC_ID_AV1:
-    case AV_CODEC_ID_MPEG4: case AV_CODEC_ID_MPEG1VIDEO: case AV_CODEC_ID_MPEG2VIDEO: case AV_CODEC_ID_H263:
-    case AV_CODEC_ID_MJPEG: case AV_CODEC_ID_PRORES: case AV_CODEC_ID_RAWVIDEO:
-      return true;
-    default:
-      return false;
+    case AV_CODEC_ID_H264:
+    case AV_CODEC_ID_HEVC:
+    case AV_CODEC_ID_VP8:
+    case AV_CODEC_ID_VP9:
+    case AV_CODEC_ID_AV1:
+    case AV_CODEC_ID_MPEG4:
+    case AV_CODEC_ID_MPEG1VIDEO:
+    case AV_CODEC_ID_MPEG2VIDEO:
+    case AV_CODEC_ID_H263:
+    case AV_CODEC_ID_MJPEG:
+    case AV_CODEC_ID_PRORES:
+    case AV_CODEC_ID_RAWVIDEO: return true;
+    default: return false;
   }
 }
 
@@ -405,8 +459,7 @@ bool turnable(const AVPixFmtDescriptor* d) {
 
 }  // namespace
 
-VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, double timeout_ms)
-    : s_(std::make_unique<State>()) {
+VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, double timeout_ms) : s_(std::make_unique<State>()) {
   const Av& a = av();
   if (!a.ok) throw CodedError("ERR_IO", a.why);
   State& s = *s_;
@@ -493,7 +546,8 @@ VideoReader::VideoReader(int fd, const std::string& format, int64_t max_pixels, 
       // are the stream, as ffprobe lists them
       if (ret < 0) break;
       if (pkt->stream_index == s.stream) {
-        if (s.dec_ts.size() >= kMaxPackets) throw CodedError("ERR_FORMAT", "its video stream has more than " + std::to_string(kMaxPackets) + " packets");
+        if (s.dec_ts.size() >= kMaxPackets)
+          throw CodedError("ERR_FORMAT", "its video stream has more than " + std::to_string(kMaxPackets) + " packets");
         s.dec_ts.push_back(pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts);
         if (pkt->pts == AV_NOPTS_VALUE) no_pts = true;
         s.dec_key.push_back((pkt->flags & AV_PKT_FLAG_KEY) ? 1 : 0);
@@ -594,7 +648,8 @@ void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int
   // Converts frame `f` (turned upright first) into slot `k` of the output.
   auto place = [&](AVFrame* f, size_t k) {
     if (f->width <= 0 || f->height <= 0 || static_cast<int64_t>(f->width) * f->height > s.max_pixels) {
-      throw CodedError("ERR_FORMAT", "a frame of " + std::to_string(f->width) + "×" + std::to_string(f->height) + " is larger than maxPixels");
+      throw CodedError("ERR_FORMAT",
+                       "a frame of " + std::to_string(f->width) + "×" + std::to_string(f->height) + " is larger than maxPixels");
     }
     AVFrame* src = f;
     if (info.rotation) {
@@ -625,8 +680,8 @@ void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int
     if (!s.sws || s.sws_w != src->width || s.sws_h != src->height || s.sws_fmt != src->format) {
       if (s.sws) a.sws_freeContext(s.sws);
       // the executable's scale filter: bicubic (its default sws_flags), straight to rgb24
-      s.sws = a.sws_getContext(src->width, src->height, static_cast<AVPixelFormat>(src->format), W, H, AV_PIX_FMT_RGB24,
-                               SWS_BICUBIC, nullptr, nullptr, nullptr);
+      s.sws = a.sws_getContext(src->width, src->height, static_cast<AVPixelFormat>(src->format), W, H, AV_PIX_FMT_RGB24, SWS_BICUBIC,
+                               nullptr, nullptr, nullptr);
       if (!s.sws) throw CodedError("ERR_FORMAT", "its frames' pixel format cannot be converted to RGB");
       s.sws_w = src->width;
       s.sws_h = src->height;

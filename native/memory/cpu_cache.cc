@@ -11,9 +11,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <mutex>
 #include <iterator>
 #include <map>
+#include <mutex>
 #include <vector>
 
 namespace et::memory {
@@ -113,9 +113,11 @@ class CpuCache final : public c10::Allocator {
   void count(size_t bytes) {
     size_t now = live_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
     size_t peak = peak_.load(std::memory_order_relaxed);
-    while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {}
+    while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
     size_t high = high_.load(std::memory_order_relaxed);
-    while (now > high && !high_.compare_exchange_weak(high, now, std::memory_order_relaxed)) {}
+    while (now > high && !high_.compare_exchange_weak(high, now, std::memory_order_relaxed)) {
+    }
   }
   void reset_peak() { peak_.store(live_.load()); }
   // live_: bytes of tensors alive now; peak_: their most since start or reset_peak; high_: their

@@ -1,7 +1,7 @@
 #include "models/beats.h"
 
-#include "models/layers.h"
 #include "kernels/conv.h"
+#include "models/layers.h"
 
 #include <cmath>
 
@@ -72,8 +72,8 @@ BeatsEncoder::BeatsEncoder(const BeatsConfig& c) : cfg(c) {
   TORCH_CHECK(c.encoder_embed_dim % c.encoder_attention_heads == 0, "BEATs: encoder_embed_dim ", c.encoder_embed_dim,
               " is not a multiple of ", c.encoder_attention_heads, " heads");
   int64_t p = c.input_patch_size, d = c.encoder_embed_dim;
-  patch_embedding = register_module("patch_embedding",
-      torch::nn::Conv2d(torch::nn::Conv2dOptions(1, c.embed_dim, p).stride(p).bias(c.conv_bias)));
+  patch_embedding =
+      register_module("patch_embedding", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, c.embed_dim, p).stride(p).bias(c.conv_bias)));
   layer_norm = register_module("layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.embed_dim})));
   if (c.embed_dim != d) post_extract_proj = register_module("post_extract_proj", Linear(c.embed_dim, d));
   auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
@@ -108,9 +108,10 @@ static at::Tensor reduce_mask(const at::Tensor& mask, int64_t target) {
 Outputs BeatsEncoder::forward(const Inputs& in) {
   const at::Tensor& fbank = in.at("input_features");
   at::Tensor pad = in.opt("padding_mask");
-  TORCH_CHECK(fbank.dim() == 3 && fbank.size(2) % cfg.input_patch_size == 0, "BEATs: expected fbank (batch, frames, bins) with bins a multiple of ",
-              cfg.input_patch_size, " but got ", fbank.sizes());
-  TORCH_CHECK(fbank.size(1) >= cfg.input_patch_size, "BEATs: ", fbank.size(1), " frames are fewer than one patch (", cfg.input_patch_size, ")");
+  TORCH_CHECK(fbank.dim() == 3 && fbank.size(2) % cfg.input_patch_size == 0,
+              "BEATs: expected fbank (batch, frames, bins) with bins a multiple of ", cfg.input_patch_size, " but got ", fbank.sizes());
+  TORCH_CHECK(fbank.size(1) >= cfg.input_patch_size, "BEATs: ", fbank.size(1), " frames are fewer than one patch (", cfg.input_patch_size,
+              ")");
   bool train = is_training();
   int64_t B = fbank.size(0);
   if (pad.defined()) {
@@ -139,7 +140,6 @@ Outputs BeatsEncoder::forward(const Inputs& in) {
   if (pad.defined()) out["padding_mask"] = pad;
   return out;
 }
-
 
 static const ModelKind beats_kind = ModelKind::of<BeatsEncoder, BeatsConfig>("beats");
 

@@ -4,33 +4,34 @@
 // Normalized Kaldi fbank (B, T, 128) → (B, 8·⌊T/16⌋, encoder_embed_dim).
 #pragma once
 #include "blocks/attention.h"
-#include "kernels/conv.h"
 #include "blocks/lora.h"
+#include "kernels/conv.h"
 #include "models/model.h"
 
 namespace et::nn {
 
-// lib/nn/beats.ts declares the fields, the original's names and defaults.
-#define BEATS_FIELDS(X) \
-  X(int64_t, input_patch_size, 16)             \
-  X(int64_t, embed_dim, 512)                   \
-  X(int64_t, encoder_layers, 12)               \
-  X(int64_t, encoder_embed_dim, 768)           \
-  X(int64_t, encoder_ffn_embed_dim, 3072)      \
-  X(int64_t, encoder_attention_heads, 12)      \
-  X(int64_t, conv_pos, 128)                    \
-  X(int64_t, conv_pos_groups, 16)              \
-  X(int64_t, num_buckets, 320)                 \
-  X(int64_t, max_distance, 1280)               \
-  X(bool, conv_bias, false)                    \
-  X(bool, layer_norm_first, false)             \
-  X(bool, deep_norm, false)                    \
-  X(bool, relative_position_embedding, false)  \
-  X(bool, gru_rel_pos, false)                  \
-  X(double, dropout, 0.1)                      \
-  X(double, attention_dropout, 0.1)            \
-  X(double, activation_dropout, 0.0)           \
-  X(double, dropout_input, 0.0)                \
+// The original's config fields (lib/nn/beats.ts declares the same;
+// test/nn/config-agreement.test.ts holds them together).
+#define BEATS_FIELDS(X)                       \
+  X(int64_t, input_patch_size, 16)            \
+  X(int64_t, embed_dim, 512)                  \
+  X(int64_t, encoder_layers, 12)              \
+  X(int64_t, encoder_embed_dim, 768)          \
+  X(int64_t, encoder_ffn_embed_dim, 3072)     \
+  X(int64_t, encoder_attention_heads, 12)     \
+  X(int64_t, conv_pos, 128)                   \
+  X(int64_t, conv_pos_groups, 16)             \
+  X(int64_t, num_buckets, 320)                \
+  X(int64_t, max_distance, 1280)              \
+  X(bool, conv_bias, false)                   \
+  X(bool, layer_norm_first, false)            \
+  X(bool, deep_norm, false)                   \
+  X(bool, relative_position_embedding, false) \
+  X(bool, gru_rel_pos, false)                 \
+  X(double, dropout, 0.1)                     \
+  X(double, attention_dropout, 0.1)           \
+  X(double, activation_dropout, 0.0)          \
+  X(double, dropout_input, 0.0)               \
   X(std::string, activation_fn, "gelu")
 ET_CONFIG(BeatsConfig, BEATS_FIELDS);
 

@@ -18,21 +18,21 @@ namespace et::nn {
 // own generator seeded seed + b; −1: the global generator. banned / allowed_token_ranges: half-open
 // id ranges [start, end), flattened as start0, end0, start1, end1, …: banned ranges can never be
 // generated; when allowed ranges are given, ids outside all of them are banned too.
-#define GENERATION_FIELDS(X)                         \
-  X(int64_t, max_new_tokens, 20)                     \
-  X(int64_t, min_new_tokens, 0)                      \
-  X(int64_t, num_beams, 1)                           \
-  X(int64_t, top_k, 0)                               \
-  X(double, temperature, 1.0)                        \
-  X(double, top_p, 1.0)                              \
-  X(double, repetition_penalty, 1.0)                 \
-  X(double, length_penalty, 1.0)                     \
-  X(bool, do_sample, false)                          \
-  X(std::string, early_stopping, "true")             \
-  X(std::vector<int64_t>, eos_token_id, {})          \
-  X(int64_t, pad_token_id, 0)                        \
-  X(int64_t, seed, -1)                               \
-  X(std::vector<int64_t>, banned_token_ranges, {})   \
+#define GENERATION_FIELDS(X)                       \
+  X(int64_t, max_new_tokens, 20)                   \
+  X(int64_t, min_new_tokens, 0)                    \
+  X(int64_t, num_beams, 1)                         \
+  X(int64_t, top_k, 0)                             \
+  X(double, temperature, 1.0)                      \
+  X(double, top_p, 1.0)                            \
+  X(double, repetition_penalty, 1.0)               \
+  X(double, length_penalty, 1.0)                   \
+  X(bool, do_sample, false)                        \
+  X(std::string, early_stopping, "true")           \
+  X(std::vector<int64_t>, eos_token_id, {})        \
+  X(int64_t, pad_token_id, 0)                      \
+  X(int64_t, seed, -1)                             \
+  X(std::vector<int64_t>, banned_token_ranges, {}) \
   X(std::vector<int64_t>, allowed_token_ranges, {})
 ET_CONFIG(GenerationFields, GENERATION_FIELDS);
 
@@ -78,8 +78,8 @@ struct CausalLM {
                               const GenerationConfig& g) = 0;
   // A decoding row for one prompt (ids (1, T) and / or embeddings (1, T, H), keep-mask (1, T) or
   // undefined): its padding left out, the prompt run, nothing chosen yet. g: greedy or sampling.
-  virtual std::shared_ptr<DecodeRow> start_row(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g,
-                                               std::optional<uint64_t> seed) = 0;
+  virtual std::shared_ptr<DecodeRow> start_row(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep,
+                                               const GenerationConfig& g, std::optional<uint64_t> seed) = 0;
   // One step of every row: each row not done chooses its next token (returned; −1 for a row done
   // before this step) and, unless that ends it (an end token, max_new_tokens), the rows still going
   // run it together and have their next logits.

@@ -54,7 +54,8 @@ at::Tensor ClipAttentionImpl::forward(const at::Tensor& x, const std::optional<a
   return out_proj(attend(q_proj(x), k_proj(x), v_proj(x), heads, heads, mask, is_training() ? dropout : 0.0, false));
 }
 
-ClipLayerImpl::ClipLayerImpl(int64_t dim, int64_t heads, int64_t inter, double eps, double attn_drop, std::string a, int64_t temporal_frames)
+ClipLayerImpl::ClipLayerImpl(int64_t dim, int64_t heads, int64_t inter, double eps, double attn_drop, std::string a,
+                             int64_t temporal_frames)
     : act(std::move(a)) {
   if (temporal_frames > 0) {
     temporal_embedding = register_parameter("temporal_embedding", at::zeros({1, temporal_frames, dim}));
@@ -89,10 +90,12 @@ ClipVisionTowerImpl::ClipVisionTowerImpl(const ClipVisionConfig& c) : cfg(c) {
   int64_t cls_rows = c.tube_size > 0 ? c.num_frames / c.tube_size : 0;
   class_embedding = emb->register_parameter("class_embedding", cls_rows ? at::empty({cls_rows, D}) : at::empty({D}));
   if (c.tube_size > 0) {
-    patch_embedding3d = emb->register_module("patch_embedding", torch::nn::Conv3d(torch::nn::Conv3dOptions(c.num_channels, D, {c.tube_size, p, p})
-                                                                                      .stride({c.tube_size, p, p}).bias(false)));
+    patch_embedding3d = emb->register_module(
+        "patch_embedding",
+        torch::nn::Conv3d(torch::nn::Conv3dOptions(c.num_channels, D, {c.tube_size, p, p}).stride({c.tube_size, p, p}).bias(false)));
   } else {
-    patch_embedding = emb->register_module("patch_embedding", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, D, p).stride(p).bias(false)));
+    patch_embedding =
+        emb->register_module("patch_embedding", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, D, p).stride(p).bias(false)));
   }
   int64_t positions = (c.image_size[0] / p) * (c.image_size[1] / p) + 1;
   position_embedding = emb->register_module("position_embedding", torch::nn::Embedding(positions, D));
@@ -120,8 +123,9 @@ std::pair<at::Tensor, at::Tensor> ClipVisionTowerImpl::forward(const at::Tensor&
   int64_t B = pixels.size(0), T = pixels.dim() == 5 ? pixels.size(2) : 1, D = cfg.hidden_size;
   int64_t H = pixels.size(-2), W = pixels.size(-1), p = cfg.patch_size;
   int64_t gh = cfg.image_size[0] / p, gw = cfg.image_size[1] / p;
-  TORCH_CHECK(H / p == gh && W / p == gw, "CLIP vision: a ", H, " × ", W, " input makes a ", H / p, " × ", W / p, " patch grid, but the model's ",
-              "position table is for ", gh, " × ", gw, " (image_size ", cfg.image_size[0], " × ", cfg.image_size[1], ", patch ", p, ")");
+  TORCH_CHECK(H / p == gh && W / p == gw, "CLIP vision: a ", H, " × ", W, " input makes a ", H / p, " × ", W / p,
+              " patch grid, but the model's ", "position table is for ", gh, " × ", gw, " (image_size ", cfg.image_size[0], " × ",
+              cfg.image_size[1], ", patch ", p, ")");
   if (cfg.add_time_attn) TORCH_CHECK(T <= cfg.num_frames, "CLIP vision: ", T, " frames exceed the model's num_frames ", cfg.num_frames);
   at::Tensor x;
   if (patch_embedding3d) {
@@ -257,12 +261,10 @@ Outputs ClipModel::forward(const Inputs& in) {
     per_text = at::matmul(text_embeds, image_embeds.t().to(text_embeds.scalar_type())) * logit_scale.exp().to(text_embeds.scalar_type());
     per_image = per_text.t();
   }
-  return {{"logits_per_image", per_image}, {"logits_per_text", per_text}, {"text_embeds", text_embeds}, {"image_embeds", image_embeds},
-          {"text_pooler_output", text_pooled}, {"image_pooler_output", image_pooled}, {"text_last_hidden_state", text_last},
-          {"image_last_hidden_state", image_last}};
+  return {{"logits_per_image", per_image},       {"logits_per_text", per_text},          {"text_embeds", text_embeds},
+          {"image_embeds", image_embeds},        {"text_pooler_output", text_pooled},    {"image_pooler_output", image_pooled},
+          {"text_last_hidden_state", text_last}, {"image_last_hidden_state", image_last}};
 }
-
-
 
 static const ModelKind clip_vision_kind = ModelKind::of<ClipVisionModel, ClipVisionConfig>("clip_vision");
 static const ModelKind clip_text_kind = ModelKind::of<ClipTextModel, ClipTextConfig>("clip_text");

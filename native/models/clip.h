@@ -10,53 +10,54 @@
 
 namespace et::nn {
 
-// lib/nn/clip.ts declares the fields, HF names and defaults.
+// HF CLIPVisionConfig's fields (lib/nn/clip.ts declares the same; test/nn/config-agreement.test.ts
+// holds them together).
 // image_size: (height, width). projection_dim: visual_projection (no bias) when > 0.
 // LanguageBind video: add_time_attn: temporal attention in every layer over up to num_frames
 // frames; tube_size > 0 embeds (tube_size, patch, patch) tubes with a Conv3d (V1.5, `clip_type:
 // vl_new`). force_patch_dropout: LanguageBind's PatchDropout in training: keep max(1, int(n·(1 − p)))
 // of the n patch tokens (and the CLS), drawn per video from the CPU generator, the same patches in
 // all its frames.
-#define CLIP_VISION_FIELDS(X)                                              \
-  X(int64_t, hidden_size, 768)                                             \
-  X(int64_t, intermediate_size, 3072)                                      \
-  X(int64_t, num_hidden_layers, 12)                                        \
-  X(int64_t, num_attention_heads, 12)                                      \
-  X(int64_t, num_channels, 3)                                              \
-  X(int64_t, patch_size, 32)                                               \
-  X(std::vector<int64_t>, image_size, (std::vector<int64_t>{224, 224}))    \
-  X(std::string, hidden_act, "quick_gelu")                                 \
-  X(double, layer_norm_eps, 1e-05)                                         \
-  X(double, attention_dropout, 0.0)                                        \
-  X(double, initializer_range, 0.02)                                       \
-  X(double, initializer_factor, 1.0)                                       \
-  X(bool, add_time_attn, false)                                            \
-  X(int64_t, num_frames, 1)                                                \
-  X(int64_t, tube_size, 0)                                                 \
-  X(double, force_patch_dropout, 0.0)                                      \
+#define CLIP_VISION_FIELDS(X)                                           \
+  X(int64_t, hidden_size, 768)                                          \
+  X(int64_t, intermediate_size, 3072)                                   \
+  X(int64_t, num_hidden_layers, 12)                                     \
+  X(int64_t, num_attention_heads, 12)                                   \
+  X(int64_t, num_channels, 3)                                           \
+  X(int64_t, patch_size, 32)                                            \
+  X(std::vector<int64_t>, image_size, (std::vector<int64_t>{224, 224})) \
+  X(std::string, hidden_act, "quick_gelu")                              \
+  X(double, layer_norm_eps, 1e-05)                                      \
+  X(double, attention_dropout, 0.0)                                     \
+  X(double, initializer_range, 0.02)                                    \
+  X(double, initializer_factor, 1.0)                                    \
+  X(bool, add_time_attn, false)                                         \
+  X(int64_t, num_frames, 1)                                             \
+  X(int64_t, tube_size, 0)                                              \
+  X(double, force_patch_dropout, 0.0)                                   \
   X(int64_t, projection_dim, 512)
 ET_CONFIG(ClipVisionConfig, CLIP_VISION_FIELDS);
 
-#define CLIP_TEXT_FIELDS(X) \
-  X(int64_t, vocab_size, 49408)                                             \
-  X(int64_t, hidden_size, 512)                                              \
-  X(int64_t, intermediate_size, 2048)                                       \
-  X(int64_t, num_hidden_layers, 12)                                         \
-  X(int64_t, num_attention_heads, 8)                                        \
-  X(int64_t, max_position_embeddings, 77)                                   \
-  X(int64_t, eos_token_id, 49407)                                           \
-  X(std::string, hidden_act, "quick_gelu")                                  \
-  X(double, layer_norm_eps, 1e-05)                                          \
-  X(double, attention_dropout, 0.0)                                         \
-  X(double, initializer_range, 0.02)                                        \
-  X(double, initializer_factor, 1.0)                                        \
+#define CLIP_TEXT_FIELDS(X)                \
+  X(int64_t, vocab_size, 49408)            \
+  X(int64_t, hidden_size, 512)             \
+  X(int64_t, intermediate_size, 2048)      \
+  X(int64_t, num_hidden_layers, 12)        \
+  X(int64_t, num_attention_heads, 8)       \
+  X(int64_t, max_position_embeddings, 77)  \
+  X(int64_t, eos_token_id, 49407)          \
+  X(std::string, hidden_act, "quick_gelu") \
+  X(double, layer_norm_eps, 1e-05)         \
+  X(double, attention_dropout, 0.0)        \
+  X(double, initializer_range, 0.02)       \
+  X(double, initializer_factor, 1.0)       \
   X(int64_t, projection_dim, 512) /* text_projection (no bias) when > 0 */
 ET_CONFIG(ClipTextConfig, CLIP_TEXT_FIELDS);
 
 // The dual model: its towers' configs nested.
-#define CLIP_FIELDS(X)                          \
-  X(ClipTextConfig, text_config, {})            \
-  X(ClipVisionConfig, vision_config, {})        \
+#define CLIP_FIELDS(X)                   \
+  X(ClipTextConfig, text_config, {})     \
+  X(ClipVisionConfig, vision_config, {}) \
   X(double, logit_scale_init_value, 2.6592)
 ET_CONFIG(ClipConfig, CLIP_FIELDS);
 

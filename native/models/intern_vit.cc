@@ -3,8 +3,8 @@
 #include "blocks/attention.h"
 #include "blocks/checkpoint.h"
 
-#include "models/layers.h"
 #include "kernels/norms.h"
+#include "models/layers.h"
 
 #include <cmath>
 
@@ -73,13 +73,13 @@ at::Tensor InternVisionLayerImpl::forward(const at::Tensor& x) {
 }
 
 InternVisionModel::InternVisionModel(const InternVisionConfig& c) : cfg(c) {
-  TORCH_CHECK(c.hidden_size % c.num_attention_heads == 0, "InternViT: hidden_size ", c.hidden_size, " is not a multiple of num_attention_heads ",
-              c.num_attention_heads);
+  TORCH_CHECK(c.hidden_size % c.num_attention_heads == 0, "InternViT: hidden_size ", c.hidden_size,
+              " is not a multiple of num_attention_heads ", c.num_attention_heads);
   int64_t D = c.hidden_size, side = c.image_size / c.patch_size;
   auto emb = register_module("embeddings", std::make_shared<torch::nn::Module>());
   class_embedding = emb->register_parameter("class_embedding", at::randn({1, 1, D}));
-  patch_embedding = emb->register_module(
-      "patch_embedding", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, D, c.patch_size).stride(c.patch_size)));
+  patch_embedding = emb->register_module("patch_embedding",
+                                         torch::nn::Conv2d(torch::nn::Conv2dOptions(c.num_channels, D, c.patch_size).stride(c.patch_size)));
   position_embedding = emb->register_parameter("position_embedding", at::randn({1, side * side + 1, D}));
   auto enc = register_module("encoder", std::make_shared<torch::nn::Module>());
   layers = enc->register_module("layers", torch::nn::ModuleList());
@@ -127,7 +127,6 @@ Outputs InternVisionModel::forward(const Inputs& in) {
   return out;
 }
 
-
 InternVLProjector::InternVLProjector(const InternVLProjectorConfig& c) : cfg(c) {
   int64_t scale = std::llround(1.0 / c.downsample_ratio), in = c.vit_hidden_size * scale * scale;
   auto norm = register_module("0", std::make_shared<torch::nn::Module>());
@@ -154,7 +153,6 @@ Outputs InternVLProjector::forward(const Inputs& in) {
   x = at::layer_norm(x, {css}, norm_weight, norm_bias, 1e-5);
   return {{"image_tokens", fc2(at::gelu(fc1(x)))}};
 }
-
 
 static const ModelKind internvl_projector_kind = ModelKind::of<InternVLProjector, InternVLProjectorConfig>("internvl_projector");
 

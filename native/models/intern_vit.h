@@ -8,24 +8,25 @@
 
 namespace et::nn {
 
-// lib/nn/intern_vit.ts declares the fields, the remote code's names and defaults.
-#define INTERN_VISION_FIELDS(X) \
-  X(int64_t, hidden_size, 3200)                                      \
-  X(int64_t, intermediate_size, 12800)                               \
-  X(int64_t, num_hidden_layers, 48)                                  \
-  X(int64_t, num_attention_heads, 25)                                \
-  X(int64_t, num_channels, 3)                                        \
-  X(int64_t, patch_size, 14)                                         \
-  X(int64_t, image_size, 224)                                        \
-  X(bool, qkv_bias, false)                                           \
-  X(bool, qk_normalization, true)                                    \
-  X(std::string, norm_type, "rms_norm") /* layer_norm | rms_norm */  \
-  X(std::string, hidden_act, "gelu")                                 \
-  X(double, layer_norm_eps, 1e-06)                                   \
-  X(double, dropout, 0.0)                                            \
-  X(double, attention_dropout, 0.0)                                  \
-  X(double, drop_path_rate, 0.0)                                     \
-  X(double, initializer_range, 0.02)                                 \
+// The remote code's InternVisionConfig fields (lib/nn/intern_vit.ts declares the same;
+// test/nn/config-agreement.test.ts holds them together).
+#define INTERN_VISION_FIELDS(X)                                     \
+  X(int64_t, hidden_size, 3200)                                     \
+  X(int64_t, intermediate_size, 12800)                              \
+  X(int64_t, num_hidden_layers, 48)                                 \
+  X(int64_t, num_attention_heads, 25)                               \
+  X(int64_t, num_channels, 3)                                       \
+  X(int64_t, patch_size, 14)                                        \
+  X(int64_t, image_size, 224)                                       \
+  X(bool, qkv_bias, false)                                          \
+  X(bool, qk_normalization, true)                                   \
+  X(std::string, norm_type, "rms_norm") /* layer_norm | rms_norm */ \
+  X(std::string, hidden_act, "gelu")                                \
+  X(double, layer_norm_eps, 1e-06)                                  \
+  X(double, dropout, 0.0)                                           \
+  X(double, attention_dropout, 0.0)                                 \
+  X(double, drop_path_rate, 0.0)                                    \
+  X(double, initializer_range, 0.02)                                \
   X(double, initializer_factor, 0.1)
 ET_CONFIG(InternVisionConfig, INTERN_VISION_FIELDS);
 
@@ -73,10 +74,10 @@ struct InternVisionModel : Model {
 // swaps height and width back; v1, the original's first version, leaves them transposed), then
 // `mlp1` = LayerNorm, Linear, GELU, Linear (parameters mlp1.0, mlp1.1, mlp1.3).
 // ps_version: v1 | v2 (pixel shuffle's layout).
-#define INTERNVL_PROJECTOR_FIELDS(X)    \
-  X(int64_t, vit_hidden_size, 0)        \
-  X(int64_t, llm_hidden_size, 0)        \
-  X(double, downsample_ratio, 0.5)      \
+#define INTERNVL_PROJECTOR_FIELDS(X) \
+  X(int64_t, vit_hidden_size, 0)     \
+  X(int64_t, llm_hidden_size, 0)     \
+  X(double, downsample_ratio, 0.5)   \
   X(std::string, ps_version, "v2")
 ET_CONFIG(InternVLProjectorConfig, INTERNVL_PROJECTOR_FIELDS);
 

@@ -37,7 +37,8 @@ void assign_state(const Tensors& dst, const Tensors& src, std::optional<at::Scal
     const auto s = floating ? dtype.value_or(dst[i].scalar_type()) : dst[i].scalar_type();
     auto v = src[i].to(dst[i].device(), s);
     // a view of a larger storage (a shard read as one buffer) is copied, so the rest can be freed
-    if (v.storage().nbytes() > static_cast<size_t>(v.numel()) * v.element_size() || !v.is_contiguous()) v = v.clone(at::MemoryFormat::Contiguous);
+    if (v.storage().nbytes() > static_cast<size_t>(v.numel()) * v.element_size() || !v.is_contiguous())
+      v = v.clone(at::MemoryFormat::Contiguous);
     const_cast<at::Tensor&>(dst[i]).set_data(v);
   }
 }
@@ -59,13 +60,11 @@ LinearModel::LinearModel(int64_t in_features, int64_t out_features, bool has_bia
 
 Outputs LinearModel::forward(const Inputs& in) {
   const auto& x = in.at("input");
-  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: expected input (..., ", weight.size(1),
-              ") but got ", x.sizes());
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: expected input (..., ", weight.size(1), ") but got ", x.sizes());
   return {{"output", nn::linear(x, weight, bias)}};
 }
 
-MlpModel::MlpModel(const std::vector<int64_t>& sizes, const std::string& act, double p, bool bias)
-    : activation(act), dropout(p) {
+MlpModel::MlpModel(const std::vector<int64_t>& sizes, const std::string& act, double p, bool bias) : activation(act), dropout(p) {
   TORCH_CHECK(sizes.size() >= 2, "Mlp needs at least two sizes");
   layers = register_module("layers", torch::nn::ModuleList());
   for (size_t i = 0; i + 1 < sizes.size(); ++i) layers->push_back(Linear(sizes[i], sizes[i + 1], bias));
@@ -90,9 +89,7 @@ LayerNormModel::LayerNormModel(int64_t d, double e, bool affine) : dim(d), eps(e
   }
 }
 
-Outputs LayerNormModel::forward(const Inputs& in) {
-  return {{"output", at::layer_norm(in.at("input"), {dim}, weight, bias, eps)}};
-}
+Outputs LayerNormModel::forward(const Inputs& in) { return {{"output", at::layer_norm(in.at("input"), {dim}, weight, bias, eps)}}; }
 
 EmbeddingModel::EmbeddingModel(int64_t num, int64_t d, int64_t pad) : padding_idx(pad) {
   weight = register_parameter("weight", at::randn({num, d}));

@@ -8,26 +8,26 @@
 
 namespace et::nn {
 
-#define LINEAR_FIELDS(X)          \
-  X(int64_t, in_features, 1)      \
-  X(int64_t, out_features, 1)     \
+#define LINEAR_FIELDS(X)      \
+  X(int64_t, in_features, 1)  \
+  X(int64_t, out_features, 1) \
   X(bool, bias, true)
 ET_CONFIG(LinearConfig, LINEAR_FIELDS);
-#define MLP_FIELDS(X)                    \
-  X(std::vector<int64_t>, sizes, {})     \
-  X(std::string, activation, "relu")     \
-  X(double, dropout, 0.0)                \
+#define MLP_FIELDS(X)                \
+  X(std::vector<int64_t>, sizes, {}) \
+  X(std::string, activation, "relu") \
+  X(double, dropout, 0.0)            \
   X(bool, bias, true)
 ET_CONFIG(MlpConfig, MLP_FIELDS);
-#define LAYER_NORM_FIELDS(X)          \
-  X(int64_t, normalized_shape, 1)     \
-  X(double, eps, 1e-05)               \
+#define LAYER_NORM_FIELDS(X)      \
+  X(int64_t, normalized_shape, 1) \
+  X(double, eps, 1e-05)           \
   X(bool, elementwise_affine, true)
 ET_CONFIG(LayerNormConfig, LAYER_NORM_FIELDS);
 // padding_idx −1: no padding row (torch's None).
-#define EMBEDDING_FIELDS(X)         \
-  X(int64_t, num_embeddings, 1)     \
-  X(int64_t, embedding_dim, 1)      \
+#define EMBEDDING_FIELDS(X)     \
+  X(int64_t, num_embeddings, 1) \
+  X(int64_t, embedding_dim, 1)  \
   X(int64_t, padding_idx, -1)
 ET_CONFIG(EmbeddingConfig, EMBEDDING_FIELDS);
 

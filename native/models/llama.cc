@@ -5,11 +5,11 @@
 #include "blocks/checkpoint.h"
 
 #include "blocks/attention.h"
-#include "models/layers.h"
 #include "kernels/linear.h"
 #include "kernels/linear_rows.h"
 #include "kernels/norms.h"
 #include "kernels/positions.h"
+#include "models/layers.h"
 
 #include <algorithm>
 #include <cmath>
@@ -78,7 +78,9 @@ void KVCache::select(const at::Tensor& rows) {
 
 LlamaLayerImpl::LlamaLayerImpl(const LlamaConfig& c) : cfg(c) {
   int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size, Hq = c.num_attention_heads, Hkv = c.num_key_value_heads;
-  auto norm = [&](const char* name) { return register_module(name, std::make_shared<torch::nn::Module>())->register_parameter("weight", at::ones({H})); };
+  auto norm = [&](const char* name) {
+    return register_module(name, std::make_shared<torch::nn::Module>())->register_parameter("weight", at::ones({H}));
+  };
   if (c.model_type == "internlm2") {
     auto attn = register_module("attention", std::make_shared<torch::nn::Module>());
     qkv = attn->register_module("wqkv", Linear(H, (Hq + 2 * Hkv) * D, c.attention_bias));
@@ -127,8 +129,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> LlamaLayerImpl::project_qkv(const
           x.narrow(2, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D})};
 }
 
-at::Tensor LlamaLayerImpl::attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask, KVCache* cache,
-                                  size_t index) {
+at::Tensor LlamaLayerImpl::attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask,
+                                  KVCache* cache, size_t index) {
   int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads;
   auto q = q_rot.transpose(1, 2);  // (B, Hq, T, D)
   auto k = k_rot.transpose(1, 2);  // (B, Hkv, T, D)
@@ -263,7 +265,9 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
   for (size_t i = 0; i < layers->size(); ++i) {
     if (recompute) {
       std::shared_ptr<torch::nn::Module> layer = layers[i];
-      x = checkpoint([layer, cos, sin, mask, i](const at::Tensor& h) { return layer->as<LlamaLayerImpl>()->forward(h, cos, sin, mask, nullptr, i); }, x);
+      x = checkpoint([layer, cos, sin, mask, i](const at::Tensor& h) {
+        return layer->as<LlamaLayerImpl>()->forward(h, cos, sin, mask, nullptr, i);
+      }, x);
     } else {
       x = layers[i]->as<LlamaLayerImpl>()->forward(x, cos, sin, mask, cache, i);
     }
@@ -307,7 +311,8 @@ Outputs LlamaForCausalLM::forward(const Inputs& in) {
   at::Tensor pos = pos_in.defined() ? pos_in.to(lopts) : at::arange(T, lopts).unsqueeze(0).expand({B, T});
   at::Tensor logits = run(embeds, keep, pos, nullptr);
   if (!labels.defined()) return {{"logits", logits}};
-  return {{"logits", logits}, {"loss", causal_lm_loss(logits, labels, num_items.defined() ? std::optional<double>(num_items.item<double>()) : std::nullopt)}};
+  return {{"logits", logits},
+          {"loss", causal_lm_loss(logits, labels, num_items.defined() ? std::optional<double>(num_items.item<double>()) : std::nullopt)}};
 }
 
 at::Tensor causal_lm_loss(const at::Tensor& logits, const at::Tensor& labels, std::optional<double> num_items) {
@@ -509,19 +514,26 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
   std::vector<std::vector<double>> beam_scores(B, std::vector<double>(K, -1e9));
   for (auto& b : beam_scores) b[0] = 0;
   std::vector<std::vector<std::vector<int64_t>>> running(B, std::vector<std::vector<int64_t>>(K));
-  struct Hyp { double score; std::vector<int64_t> tokens; };
+  struct Hyp {
+    double score;
+    std::vector<int64_t> tokens;
+  };
   std::vector<std::vector<Hyp>> hyps(B);
   std::vector<bool> done(B, false);
   auto is_eos = [&](int64_t t) { return std::find(g.eos_token_id.begin(), g.eos_token_id.end(), t) != g.eos_token_id.end(); };
   auto add_hyp = [&](int64_t b, double sum_logprobs, std::vector<int64_t> tokens) {
     double score = sum_logprobs / std::pow(static_cast<double>(tokens.size()), g.length_penalty);
     auto& h = hyps[b];
-    if (static_cast<int64_t>(h.size()) < K || score > std::min_element(h.begin(), h.end(), [](auto& a, auto& c) { return a.score < c.score; })->score) {
+    if (static_cast<int64_t>(h.size()) < K ||
+        score > std::min_element(h.begin(), h.end(), [](auto& a, auto& c) { return a.score < c.score; })->score) {
       h.push_back({score, std::move(tokens)});
-      if (static_cast<int64_t>(h.size()) > K) h.erase(std::min_element(h.begin(), h.end(), [](auto& a, auto& c) { return a.score < c.score; }));
+      if (static_cast<int64_t>(h.size()) > K)
+        h.erase(std::min_element(h.begin(), h.end(), [](auto& a, auto& c) { return a.score < c.score; }));
     }
   };
-  auto worst = [&](int64_t b) { return std::min_element(hyps[b].begin(), hyps[b].end(), [](auto& a, auto& c) { return a.score < c.score; })->score; };
+  auto worst = [&](int64_t b) {
+    return std::min_element(hyps[b].begin(), hyps[b].end(), [](auto& a, auto& c) { return a.score < c.score; })->score;
+  };
   at::Tensor banned = banned_mask(g, embeds.device());
   int64_t steps = 0;
   for (int64_t step = 0; step < g.max_new_tokens; ++step) {
@@ -530,8 +542,13 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
     apply_repetition_penalty(logp, seen, g.repetition_penalty);
     apply_bans(logp, banned);
     apply_min_new_tokens(logp, step, g);
-    auto bs = at::tensor(std::vector<double>([&] { std::vector<double> f; for (auto& r : beam_scores) f.insert(f.end(), r.begin(), r.end()); return f; }()),
-                         at::TensorOptions().dtype(at::kFloat)).to(logp.device());
+    auto bs = at::tensor(std::vector<double>([&] {
+      std::vector<double> f;
+      for (auto& r : beam_scores) f.insert(f.end(), r.begin(), r.end());
+      return f;
+    }()),
+                         at::TensorOptions().dtype(at::kFloat))
+                  .to(logp.device());
     auto cand = (logp + bs.unsqueeze(1)).view({B, K * V});
     auto [topv, topi] = cand.topk(2 * K, 1);
     topv = topv.to(at::kCPU).to(at::kDouble).contiguous();
@@ -565,7 +582,8 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
       if (static_cast<int64_t>(hyps[b].size()) >= K) {
         if (g.early_stopping == "true") done[b] = true;
         else {
-          double denom = g.early_stopping == "never" && g.length_penalty > 0 ? static_cast<double>(g.max_new_tokens) : static_cast<double>(steps);
+          double denom =
+              g.early_stopping == "never" && g.length_penalty > 0 ? static_cast<double>(g.max_new_tokens) : static_cast<double>(steps);
           done[b] = worst(b) >= next_scores[b][0] / std::pow(denom, g.length_penalty);
         }
       }
@@ -600,8 +618,6 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
   return out.to(lopts.device());
 }
 
-
 static const ModelKind llama_kind = ModelKind::of<LlamaForCausalLM, LlamaConfig>("llama");
-
 
 }  // namespace et::nn

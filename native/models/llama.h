@@ -20,33 +20,33 @@ namespace et::nn {
 //   internlm2: attention.wqkv (grouped q…q k v per kv head), attention.wo, feed_forward.w1/w3/w2,
 //   attention_norm, ffn_norm, model.tok_embeddings, output;
 //   phi3: self_attn.qkv_proj (q, k, v stacked), mlp.gate_up_proj (gate, up stacked).
-#define LLAMA_FIELDS(X) \
-  X(std::string, model_type, "llama")                                                                                             \
-  X(int64_t, vocab_size, 32000)                                                                                                   \
-  X(int64_t, hidden_size, 4096)                                                                                                   \
-  X(int64_t, intermediate_size, 11008)                                                                                            \
-  X(int64_t, num_hidden_layers, 32)                                                                                               \
-  X(int64_t, num_attention_heads, 32)                                                                                             \
-  X(int64_t, num_key_value_heads, 32)                                                                                             \
-  X(int64_t, head_dim, 0)                                                                                                         \
-  X(int64_t, max_position_embeddings, 2048)                                                                                       \
-  X(double, rms_norm_eps, 1e-06)                                                                                                  \
-  X(double, rope_theta, 10000.0)                                                                                                  \
-  X(double, initializer_range, 0.02)                                                                                              \
-  X(double, attention_dropout, 0.0)                                                                                               \
-  X(std::string, rope_type, "default") /* default | linear | llama3 | dynamic (InternLM2's NTK) | longrope (Phi-3's su) */        \
-  X(double, rope_factor, 1.0)                                                                                                     \
-  X(double, low_freq_factor, 1.0)                                                                                                 \
-  X(double, high_freq_factor, 4.0)                                                                                                \
-  X(std::vector<double>, short_factor, {}) /* longrope: per-frequency divisors below / above original_max_position_embeddings */  \
-  X(std::vector<double>, long_factor, {})                                                                                         \
-  X(double, attention_factor, 1.0) /* cos and sin are multiplied by it (longrope; TypeScript derives Phi-3's) */                                               \
-  X(int64_t, original_max_position_embeddings, 8192)                                                                              \
-  X(int64_t, sliding_window, 0) /* Mistral: a query sees at most this many positions (0: all earlier ones) */                     \
-  X(bool, tie_word_embeddings, false)                                                                                           \
-  X(bool, attention_bias, false)                                                                                                  \
-  X(bool, mlp_bias, false)                                                                                                        \
-  X(bool, qkv_bias, false) /* q, k, v only (Qwen2) */                                                                                 \
+#define LLAMA_FIELDS(X)                                                                                                          \
+  X(std::string, model_type, "llama")                                                                                            \
+  X(int64_t, vocab_size, 32000)                                                                                                  \
+  X(int64_t, hidden_size, 4096)                                                                                                  \
+  X(int64_t, intermediate_size, 11008)                                                                                           \
+  X(int64_t, num_hidden_layers, 32)                                                                                              \
+  X(int64_t, num_attention_heads, 32)                                                                                            \
+  X(int64_t, num_key_value_heads, 32)                                                                                            \
+  X(int64_t, head_dim, 0)                                                                                                        \
+  X(int64_t, max_position_embeddings, 2048)                                                                                      \
+  X(double, rms_norm_eps, 1e-06)                                                                                                 \
+  X(double, rope_theta, 10000.0)                                                                                                 \
+  X(double, initializer_range, 0.02)                                                                                             \
+  X(double, attention_dropout, 0.0)                                                                                              \
+  X(std::string, rope_type, "default") /* default | linear | llama3 | dynamic (InternLM2's NTK) | longrope (Phi-3's su) */       \
+  X(double, rope_factor, 1.0)                                                                                                    \
+  X(double, low_freq_factor, 1.0)                                                                                                \
+  X(double, high_freq_factor, 4.0)                                                                                               \
+  X(std::vector<double>, short_factor, {}) /* longrope: per-frequency divisors below / above original_max_position_embeddings */ \
+  X(std::vector<double>, long_factor, {})                                                                                        \
+  X(double, attention_factor, 1.0) /* cos and sin are multiplied by it (longrope; TypeScript derives Phi-3's) */                 \
+  X(int64_t, original_max_position_embeddings, 8192)                                                                             \
+  X(int64_t, sliding_window, 0) /* Mistral: a query sees at most this many positions (0: all earlier ones) */                    \
+  X(bool, tie_word_embeddings, false)                                                                                            \
+  X(bool, attention_bias, false)                                                                                                 \
+  X(bool, mlp_bias, false)                                                                                                       \
+  X(bool, qkv_bias, false) /* q, k, v only (Qwen2) */                                                                            \
   X(std::string, hidden_act, "silu")
 ET_CONFIG(LlamaConfig, LLAMA_FIELDS);
 
@@ -65,7 +65,8 @@ struct LlamaLayerImpl : torch::nn::Module {
   // own RowStep: products, norms and rotary once for all rows by kernels that compute each row as
   // if alone (Linear::rows, rms_norm_rows, rotary_rows), attention and activations row by row, so
   // each row's result is the one it gets alone, bit for bit.
-  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const std::vector<RowStep>& rows, size_t index);
+  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const std::vector<RowStep>& rows,
+                          size_t index);
   LlamaConfig cfg;
   // q/k/v_proj, or one fused qkv (InternLM2's wqkv, Phi-3's qkv_proj); gate/up_proj, or Phi-3's gate_up.
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, qkv{nullptr}, o_proj{nullptr};
@@ -75,7 +76,8 @@ struct LlamaLayerImpl : torch::nn::Module {
  private:
   std::tuple<at::Tensor, at::Tensor, at::Tensor> project_qkv(const at::Tensor& h, bool rows);  // each (B, T, heads, D)
   // q and k rotated (B, T, heads, D), v: the cache, SDPA → (B, Hq, T, D)
-  at::Tensor attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask, KVCache* cache, size_t index);
+  at::Tensor attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask, KVCache* cache,
+                    size_t index);
 };
 TORCH_MODULE(LlamaLayer);
 

@@ -40,7 +40,8 @@ class Inputs {
   // The names sent that the forward did not read (after it ran).
   std::vector<std::string> unread() const {
     std::vector<std::string> out;
-    for (const auto& [k, v] : t_) if (!read_.count(k)) out.push_back(k);
+    for (const auto& [k, v] : t_)
+      if (!read_.count(k)) out.push_back(k);
     return out;
   }
 
@@ -63,7 +64,8 @@ struct Model : torch::nn::Module {
   bool recompute_layers(const at::Tensor& x) const {
     if (!gradient_checkpointing || !is_training() || !at::GradMode::is_enabled()) return false;
     if (x.requires_grad()) return true;
-    for (const auto& p : parameters()) if (p.requires_grad()) return true;
+    for (const auto& p : parameters())
+      if (p.requires_grad()) return true;
     return false;
   }
 };

@@ -25,15 +25,12 @@ namespace {
 // The same sums in another order: the projections of all S encoder states (2·B·S·E·H
 // multiply-adds) become B·Q·E·(H + heads·S). SALMONN's window Q-Former (1 query over 17 frames of
 // 2048) does 13× less work, forward and backward.
-bool fold_pays(int64_t q, int64_t s, int64_t e, int64_t hidden, int64_t heads) {
-  return 2 * q * e * (hidden + heads * s) < s * e * hidden;
-}
+bool fold_pays(int64_t q, int64_t s, int64_t e, int64_t hidden, int64_t heads) { return 2 * q * e * (hidden + heads * s) < s * e * hidden; }
 
 // q: the projected queries (B, Q, H); kv: (B, S, E); w_k, w_v: (H, E); b_k, b_v: (H) or undefined;
 // mask: additive (B, 1, 1, S) or none. → (B, Q, H), as attend(q, kv·w_kᵀ + b_k, kv·w_vᵀ + b_v).
-at::Tensor folded_attention(const at::Tensor& q, const at::Tensor& kv, const at::Tensor& w_k, const at::Tensor& b_k,
-                            const at::Tensor& w_v, const at::Tensor& b_v, int64_t heads, const std::optional<at::Tensor>& mask,
-                            double dropout, bool train) {
+at::Tensor folded_attention(const at::Tensor& q, const at::Tensor& kv, const at::Tensor& w_k, const at::Tensor& b_k, const at::Tensor& w_v,
+                            const at::Tensor& b_v, int64_t heads, const std::optional<at::Tensor>& mask, double dropout, bool train) {
   const int64_t B = kv.size(0), S = kv.size(1), E = kv.size(2), Q = q.size(1), H = q.size(2), D = H / heads;
   auto qh = q.reshape({B * Q, heads, D}).transpose(0, 1) * (1.0 / std::sqrt(static_cast<double>(D)));  // (heads, B·Q, D)
   auto qk = at::bmm(qh, w_k.view({heads, D, E}));                                   // (heads, B·Q, E)
@@ -73,7 +70,8 @@ at::Tensor QFormerAttentionImpl::forward(const at::Tensor& h, const at::Tensor& 
 QFormerLayerImpl::QFormerLayerImpl(const QFormerConfig& c, bool cross) : cfg(c) {
   int64_t H = c.hidden_size;
   attention = register_module("attention", QFormerAttention(H, H, c.num_attention_heads, c.layer_norm_eps));
-  if (cross) crossattention = register_module("crossattention", QFormerAttention(H, c.encoder_hidden_size, c.num_attention_heads, c.layer_norm_eps));
+  if (cross)
+    crossattention = register_module("crossattention", QFormerAttention(H, c.encoder_hidden_size, c.num_attention_heads, c.layer_norm_eps));
   auto iq = register_module("intermediate_query", std::make_shared<torch::nn::Module>());
   inter = iq->register_module("dense", Linear(H, c.intermediate_size));
   auto oq = register_module("output_query", std::make_shared<torch::nn::Module>());
@@ -97,7 +95,8 @@ QFormer::QFormer(const QFormerConfig& c) : cfg(c) {
   layer = encoder->register_module("layer", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layer->push_back(QFormerLayer(c, i % c.cross_attention_frequency == 0));
   init_bert_weights(*this, c.initializer_range);
-  if (c.num_query_tokens > 0) query_tokens = register_parameter("query_tokens", at::randn({1, c.num_query_tokens, c.hidden_size}) * c.initializer_range);
+  if (c.num_query_tokens > 0)
+    query_tokens = register_parameter("query_tokens", at::randn({1, c.num_query_tokens, c.hidden_size}) * c.initializer_range);
 }
 
 Outputs QFormer::forward(const Inputs& in) {
@@ -118,7 +117,6 @@ Outputs QFormer::forward(const Inputs& in) {
   for (const auto& l : *layer) h = l->as<QFormerLayerImpl>()->forward(h, enc, mask);
   return {{"last_hidden_state", h}};
 }
-
 
 static const ModelKind qformer_kind = ModelKind::of<QFormer, QFormerConfig>("qformer");
 

@@ -33,8 +33,10 @@ at::Tensor BertLayerImpl::forward(const at::Tensor& x, const std::optional<at::T
 
 RobertaModel::RobertaModel(const RobertaConfig& c) : cfg(c) {
   auto emb = register_module("embeddings", std::make_shared<torch::nn::Module>());
-  word_embeddings = emb->register_module("word_embeddings", torch::nn::Embedding(torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size).padding_idx(c.pad_token_id)));
-  position_embeddings = emb->register_module("position_embeddings",
+  word_embeddings = emb->register_module(
+      "word_embeddings", torch::nn::Embedding(torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size).padding_idx(c.pad_token_id)));
+  position_embeddings = emb->register_module(
+      "position_embeddings",
       torch::nn::Embedding(torch::nn::EmbeddingOptions(c.max_position_embeddings, c.hidden_size).padding_idx(c.pad_token_id)));
   token_type_embeddings = emb->register_module("token_type_embeddings", torch::nn::Embedding(c.type_vocab_size, c.hidden_size));
   emb_ln = emb->register_module("LayerNorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
@@ -74,7 +76,8 @@ Outputs RobertaModel::forward(const Inputs& in) {
     x = embeds;
     int64_t T = x.size(1);
     pos = at::arange(cfg.pad_token_id + 1, cfg.pad_token_id + 1 + T, at::TensorOptions().dtype(at::kLong).device(x.device()))
-              .unsqueeze(0).expand({x.size(0), T});
+              .unsqueeze(0)
+              .expand({x.size(0), T});
   }
   TORCH_CHECK(pos.max().item<int64_t>() < cfg.max_position_embeddings, "RoBERTa: sequence of length ", x.size(1),
               " exceeds max_position_embeddings ", cfg.max_position_embeddings, " (minus padding offset)");
@@ -91,16 +94,17 @@ Outputs RobertaModel::forward(const Inputs& in) {
 
 RobertaLayers::RobertaLayers(const RobertaConfig& c, int64_t n) : cfg(c) {
   for (int64_t i = 0; i < n; ++i)
-    layers.push_back(register_module(std::to_string(i), BertLayer(c.hidden_size, c.num_attention_heads, c.intermediate_size, c.layer_norm_eps,
-                                                                  c.hidden_dropout_prob, c.attention_probs_dropout_prob, c.hidden_act)));
+    layers.push_back(
+        register_module(std::to_string(i), BertLayer(c.hidden_size, c.num_attention_heads, c.intermediate_size, c.layer_norm_eps,
+                                                     c.hidden_dropout_prob, c.attention_probs_dropout_prob, c.hidden_act)));
   init_bert_weights(*this, c.initializer_range);
 }
 
 Outputs RobertaLayers::forward(const Inputs& in) {
   at::Tensor x = in.at("hidden_states");
   const at::Tensor keep = in.opt("attention_mask");
-  TORCH_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size, "RoBERTa layers: hidden_states must be (batch, length, ", cfg.hidden_size, ") but got ",
-              x.sizes());
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == cfg.hidden_size, "RoBERTa layers: hidden_states must be (batch, length, ", cfg.hidden_size,
+              ") but got ", x.sizes());
   std::optional<at::Tensor> mask;
   if (keep.defined()) {
     TORCH_CHECK(keep.dim() == 2 && keep.size(0) == x.size(0) && keep.size(1) == x.size(1), "RoBERTa layers: attention_mask must be (",
@@ -110,7 +114,6 @@ Outputs RobertaLayers::forward(const Inputs& in) {
   for (auto& l : layers) x = l->forward(x, mask);
   return {{"last_hidden_state", x}};
 }
-
 
 static const ModelKind roberta_kind = ModelKind::of<RobertaModel, RobertaConfig>("roberta");
 static const ModelKind roberta_layers_kind = ModelKind::of<RobertaLayers, RobertaLayersConfig>("roberta_layers");

@@ -6,21 +6,22 @@
 
 namespace et::nn {
 
-// lib/nn/roberta.ts declares the fields, HF names and defaults.
-#define ROBERTA_FIELDS(X) \
-  X(int64_t, vocab_size, 50265)                 \
-  X(int64_t, hidden_size, 768)                  \
-  X(int64_t, num_hidden_layers, 12)             \
-  X(int64_t, num_attention_heads, 12)           \
-  X(int64_t, intermediate_size, 3072)           \
-  X(int64_t, max_position_embeddings, 514)      \
-  X(int64_t, type_vocab_size, 1)                \
-  X(int64_t, pad_token_id, 1)                   \
-  X(double, layer_norm_eps, 1e-12)              \
-  X(double, hidden_dropout_prob, 0.1)           \
-  X(double, attention_probs_dropout_prob, 0.1)  \
-  X(double, initializer_range, 0.02)            \
-  X(std::string, hidden_act, "gelu")            \
+// HF RobertaConfig's fields (lib/nn/roberta.ts declares the same;
+// test/nn/config-agreement.test.ts holds them together).
+#define ROBERTA_FIELDS(X)                      \
+  X(int64_t, vocab_size, 50265)                \
+  X(int64_t, hidden_size, 768)                 \
+  X(int64_t, num_hidden_layers, 12)            \
+  X(int64_t, num_attention_heads, 12)          \
+  X(int64_t, intermediate_size, 3072)          \
+  X(int64_t, max_position_embeddings, 514)     \
+  X(int64_t, type_vocab_size, 1)               \
+  X(int64_t, pad_token_id, 1)                  \
+  X(double, layer_norm_eps, 1e-12)             \
+  X(double, hidden_dropout_prob, 0.1)          \
+  X(double, attention_probs_dropout_prob, 0.1) \
+  X(double, initializer_range, 0.02)           \
+  X(std::string, hidden_act, "gelu")           \
   X(bool, add_pooling_layer, true)
 ET_CONFIG(RobertaConfig, ROBERTA_FIELDS);
 

@@ -33,10 +33,11 @@ Outputs SpectraAudioEncoder::forward(const Inputs& in) {
   TORCH_CHECK(wave.dim() == 2, "SPECTRA audio: expected input_values (clips, samples) but got ", wave.sizes());
   TORCH_CHECK(keep.defined() && keep.sizes() == wave.sizes(), "SPECTRA audio: attention_mask must be ", wave.sizes());
   const int64_t N = wave.size(0), H = cfg.hidden_size;
-  TORCH_CHECK(B > 0 && (N == B || N == 2 * B || N == 3 * B), "SPECTRA audio: ", N, " clips for ", B, " samples (expected one, two or three per sample)");
+  TORCH_CHECK(B > 0 && (N == B || N == 2 * B || N == 3 * B), "SPECTRA audio: ", N, " clips for ", B,
+              " samples (expected one, two or three per sample)");
   TORCH_CHECK(frames_for(wave.size(1)) >= 1, "SPECTRA audio: ", wave.size(1), " samples are too few for one frame");
-  TORCH_CHECK(!table.defined() || (table.dim() == 2 && table.size(0) >= 2 && table.size(1) == H), "SPECTRA audio: the token-type table must be (2, ",
-              H, ") but got ", table.sizes());
+  TORCH_CHECK(!table.defined() || (table.dim() == 2 && table.size(0) >= 2 && table.size(1) == H),
+              "SPECTRA audio: the token-type table must be (2, ", H, ") but got ", table.sizes());
   auto conv = front.conv_features(wave);  // (N, T, C)
   const int64_t T = conv.size(1);
   at::Tensor target;
@@ -91,7 +92,6 @@ Outputs SpectraAudioEncoder::forward(const Inputs& in) {
   if (target.defined()) out["target"] = target;
   return out;
 }
-
 
 static const ModelKind spectra_audio_kind = ModelKind::of<SpectraAudioEncoder, SpectraAudioConfig>("spectra_audio");
 

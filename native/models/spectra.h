@@ -11,13 +11,14 @@
 
 namespace et::nn {
 
-// lib/systems/spectra declares the fields and defaults.
+// SPECTRA's audio config: WavLM's fields and its own (lib/systems/spectra sends them;
+// test/nn/config-agreement.test.ts checks what it sends).
 // WavLM's fields, then: has_audio_cls: a single clip gets audio_cls prepended (the original's
 // config.has_audio_cls); mask_audio_cls: the original masks that audio_cls out (true reproduces
 // it); extra_frame: the original counts one frame more than the conv stack outputs.
-#define SPECTRA_AUDIO_FIELDS(X)    \
-  X(bool, has_audio_cls, true)     \
-  X(bool, mask_audio_cls, false)   \
+#define SPECTRA_AUDIO_FIELDS(X)  \
+  X(bool, has_audio_cls, true)   \
+  X(bool, mask_audio_cls, false) \
   X(bool, extra_frame, true)
 ET_CONFIG_EXTENDS(SpectraAudioConfig, WavLMConfig, ET_NO_FIELDS, SPECTRA_AUDIO_FIELDS);
 

@@ -67,7 +67,8 @@ Outputs Wav2Vec2Model::forward(const Inputs& in) {
   int64_t B = x.size(0), T = x.size(1);
   at::Tensor valid, mask;
   if (keep.defined()) {
-    TORCH_CHECK(keep.dim() == 2 && keep.size(0) == B && keep.size(1) == wave.size(1), "Wav2Vec2: attention_mask must be ", wave.sizes(), " but got ", keep.sizes());
+    TORCH_CHECK(keep.dim() == 2 && keep.size(0) == B && keep.size(1) == wave.size(1), "Wav2Vec2: attention_mask must be ", wave.sizes(),
+                " but got ", keep.sizes());
     valid = front.valid_frames(keep, T);  // (B, T)
     x = x.masked_fill(valid.logical_not().unsqueeze(-1), 0);
     mask = padding_mask_to_additive(valid, x.scalar_type());  // (B, 1, 1, T)
@@ -79,7 +80,8 @@ Outputs Wav2Vec2Model::forward(const Inputs& in) {
   if (states.defined()) hidden.push_back(x);
   for (int64_t i = 0; i < upto; ++i) {
     // LayerDrop: in training each layer is skipped with probability `layerdrop`.
-    if (!(train && cfg.layerdrop > 0 && at::rand({}).item<double>() < cfg.layerdrop)) x = layers[i]->as<Wav2Vec2LayerImpl>()->forward(x, mask);
+    if (!(train && cfg.layerdrop > 0 && at::rand({}).item<double>() < cfg.layerdrop))
+      x = layers[i]->as<Wav2Vec2LayerImpl>()->forward(x, mask);
     if (states.defined()) hidden.push_back(x);
   }
   at::Tensor last;
@@ -90,7 +92,6 @@ Outputs Wav2Vec2Model::forward(const Inputs& in) {
   for (size_t i = 0; i < hidden.size(); ++i) out["hidden_states." + std::to_string(i)] = hidden[i];
   return out;
 }
-
 
 static const ModelKind wav2vec2_kind = ModelKind::of<Wav2Vec2Model, Wav2Vec2Config>("wav2vec2");
 

@@ -3,8 +3,8 @@
 // post-LN or stable-layer-norm (pre-LN) transformer encoder, no relative position bias.
 // Raw 16 kHz waveform (B, samples) → (B, frames, hidden), and the hidden state of any layer.
 #pragma once
-#include "models/model.h"
 #include "blocks/speech_front.h"
+#include "models/model.h"
 
 namespace et::nn {
 

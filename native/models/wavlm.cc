@@ -35,7 +35,7 @@ at::Tensor WavLMLayerImpl::forward(const at::Tensor& x, const at::Tensor& pad, R
   auto attention = [&](const at::Tensor& h) {
     auto g = at::sigmoid(gru_rel_pos_linear(h.view({B, T, Hh, D}).permute({0, 2, 1, 3})).view({B, Hh, T, 2, 4}).sum(-1));  // (B, Hh, T, 2)
     auto gate = g.narrow(-1, 0, 1) * (g.narrow(-1, 1, 1) * gru_rel_pos_const - 1.0) + 2.0;  // (B, Hh, T, 1)
-    at::Tensor mask = bias.gated(gate);                                                         // (B, Hh, T, T)
+    at::Tensor mask = bias.gated(gate);  // (B, Hh, T, T)
     if (pad.defined()) mask = mask.masked_fill(pad.logical_not().view({B, 1, 1, T}), -std::numeric_limits<float>::infinity());
     auto q = q_proj(h).view({B, T, Hh, D}).transpose(1, 2);
     auto k = k_proj(h).view({B, T, Hh, D}).transpose(1, 2);
@@ -96,14 +96,14 @@ Outputs WavLMModel::forward(const Inputs& in) {
   int64_t B = x.size(0), T = x.size(1);
   at::Tensor valid;
   if (keep.defined()) {
-    TORCH_CHECK(keep.dim() == 2 && keep.size(0) == B && keep.size(1) == wave.size(1), "WavLM: attention_mask must be ", wave.sizes(), " but got ", keep.sizes());
+    TORCH_CHECK(keep.dim() == 2 && keep.size(0) == B && keep.size(1) == wave.size(1), "WavLM: attention_mask must be ", wave.sizes(),
+                " but got ", keep.sizes());
     valid = front.valid_frames(keep, T);  // (B, T)
   }
   Outputs out{{"last_hidden_state", encode(x, valid)}};
   if (valid.defined()) out["frame_mask"] = valid;
   return out;
 }
-
 
 static const ModelKind wavlm_kind = ModelKind::of<WavLMModel, WavLMConfig>("wavlm");
 

@@ -4,8 +4,8 @@
 // Raw 16 kHz waveform (B, samples) → (B, frames, hidden).
 #pragma once
 #include "blocks/attention.h"
-#include "models/model.h"
 #include "blocks/speech_front.h"
+#include "models/model.h"
 
 namespace et::nn {
 

@@ -67,7 +67,6 @@ Outputs WhisperEncoder::forward(const Inputs& in) {
   return {{"last_hidden_state", layer_norm(x)}};
 }
 
-
 static const ModelKind whisper_kind = ModelKind::of<WhisperEncoder, WhisperConfig>("whisper_encoder");
 
 }  // namespace et::nn

@@ -43,8 +43,8 @@ bool busy_cpu_s(double* busy, int* cpus) {
     if (!std::isdigit(static_cast<unsigned char>(line[3]))) continue;  // "cpu  ..." is the sum
     int id = -1;
     unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-    if (std::sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &id, &user, &nice, &system, &idle, &iowait,
-                    &irq, &softirq, &steal) < 5)
+    if (std::sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &id, &user, &nice, &system, &idle, &iowait, &irq, &softirq,
+                    &steal) < 5)
       continue;
     if (id < 0 || id >= CPU_SETSIZE || !CPU_ISSET(id, &mask)) continue;
     total += user + nice + system + irq + softirq + steal;

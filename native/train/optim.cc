@@ -2,8 +2,8 @@
 
 #include <ATen/MemoryOverlap.h>
 
-#include <map>
 #include <torch/version.h>
+#include <map>
 
 namespace et::nn {
 
@@ -51,9 +51,9 @@ static void check_param(const at::Tensor& p, size_t g, size_t i) {
               "): optimize a contiguous copy (t.contiguous() or t.clone())");
   const auto& grad = p.grad();
   if (!grad.defined()) return;
-  TORCH_CHECK(grad.sizes() == p.sizes() && grad.scalar_type() == p.scalar_type() && grad.device() == p.device(),
-              "parameter ", i, " of group ", g, ": its grad (", grad.scalar_type(), " ", grad.sizes(), " on ", grad.device(),
-              ") does not match it (", p.scalar_type(), " ", p.sizes(), " on ", p.device(), ")");
+  TORCH_CHECK(grad.sizes() == p.sizes() && grad.scalar_type() == p.scalar_type() && grad.device() == p.device(), "parameter ", i,
+              " of group ", g, ": its grad (", grad.scalar_type(), " ", grad.sizes(), " on ", grad.device(), ") does not match it (",
+              p.scalar_type(), " ", p.sizes(), " on ", p.device(), ")");
 }
 
 void Optimizer::step() {
@@ -139,7 +139,9 @@ void Optimizer::fused_adam(size_t g) {
 void Optimizer::adamw(size_t g) {
   auto& grp = groups[g];
   // Bucket by (device, dtype): the fused kernel wants homogeneous lists.
-  struct Bucket { std::vector<at::Tensor> p, grad, m, v, steps; };
+  struct Bucket {
+    std::vector<at::Tensor> p, grad, m, v, steps;
+  };
   std::map<std::pair<std::string, int>, Bucket> buckets;
   for (size_t i = 0; i < grp.params.size(); ++i) {
     auto& p = grp.params[i];
@@ -219,7 +221,11 @@ std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
 
 void Optimizer::set_state(const std::vector<std::pair<std::string, at::Tensor>>& entries) {
   // Validate everything first so that a bad file changes nothing.
-  struct Item { size_t g, i; std::string field; at::Tensor t; };
+  struct Item {
+    size_t g, i;
+    std::string field;
+    at::Tensor t;
+  };
   std::vector<Item> items;
   for (const auto& [name, t] : entries) {
     size_t g, i;
@@ -261,8 +267,8 @@ double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm, do
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& g = params[i].grad();
     if (!g.defined()) continue;
-    TORCH_CHECK(g.sizes() == params[i].sizes(), "clipGradNorm: parameter ", i, " has shape ", params[i].sizes(),
-                " but its grad has shape ", g.sizes());
+    TORCH_CHECK(g.sizes() == params[i].sizes(), "clipGradNorm: parameter ", i, " has shape ", params[i].sizes(), " but its grad has shape ",
+                g.sizes());
     grads.push_back(g);
   }
   if (grads.empty()) return 0.0;

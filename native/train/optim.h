@@ -43,7 +43,9 @@ class Optimizer {
   std::mutex mutex;
 
  private:
-  struct State { at::Tensor exp_avg, exp_avg_sq, step, momentum_buffer; };
+  struct State {
+    at::Tensor exp_avg, exp_avg_sq, step, momentum_buffer;
+  };
   std::vector<std::vector<State>> state_;
   void adamw(size_t g);
   void adamw_hf(size_t g);

@@ -11,8 +11,21 @@ import { FIXTURES, maxAbsDiff, rejectsWith } from '../helpers';
 import { DIR, HAVE_FFMPEG, NO_FFMPEG, META, ref } from '../vision/helpers';
 
 const BASE: FbankConfig = {
-  numMelBins: 80, sampleRate: 16000, frameLength: 25, frameShift: 10, preemphasis: 0.97, lowFreq: 20, highFreq: 0,
-  removeDcOffset: true, usePower: true, useLog: true, scale: 32768, normMean: 0, normScale: 1, windowType: 'povey', blackmanCoeff: 0.42,
+  numMelBins: 80,
+  sampleRate: 16000,
+  frameLength: 25,
+  frameShift: 10,
+  preemphasis: 0.97,
+  lowFreq: 20,
+  highFreq: 0,
+  removeDcOffset: true,
+  usePower: true,
+  useLog: true,
+  scale: 32768,
+  normMean: 0,
+  normScale: 1,
+  windowType: 'povey',
+  blackmanCoeff: 0.42,
 };
 
 describe('Kaldi fbank through tensor ops', () => {
@@ -54,7 +67,10 @@ describe('languageBindAudio', () => {
     expect(out.dtype).toBe('float32');
     let d: number;
     if (m.targetLength === 1036) {
-      d = Math.max(maxAbsDiff(out.select(0, 0).slice(0, null, null, 2).slice(1, 0, 210), await ref(`${key}.out_head`)), maxAbsDiff(out.slice(2, -5), await ref(`${key}.out_tail`)));
+      d = Math.max(
+        maxAbsDiff(out.select(0, 0).slice(0, null, null, 2).slice(1, 0, 210), await ref(`${key}.out_head`)),
+        maxAbsDiff(out.slice(2, -5), await ref(`${key}.out_tail`)),
+      );
       // T = 198 < 1036: three equal copies of the mel repeated int(1036 / 198) + 1 times
       expect(maxAbsDiff(out.select(0, 1), out.select(0, 0))).toBe(0);
       expect(maxAbsDiff(out.slice(2, 198, 396), out.slice(2, 0, 198))).toBe(0);
@@ -67,20 +83,27 @@ describe('languageBindAudio', () => {
 
   it('random chunks: seeded, reproducible, each start inside its third (T = 250, target 100)', async () => {
     const wav = await et.audio.readAudio(path.join(DIR, 'a_T250.wav'));
-    const mel = await ref('a_T250.mel');                                    // (250, 40), normalised
-    const thirds = [[0, 50], [51, 100], [101, 150]];
+    const mel = await ref('a_T250.mel'); // (250, 40), normalised
+    const thirds = [
+      [0, 50],
+      [51, 100],
+      [101, 150],
+    ];
     const seen = new Set<string>();
     for (const seed of [0, 1, 2, 3, 4, 5]) {
       const a = await et.audio.languageBindAudio(wav, { numMelBins: 40, targetLength: 100, seed });
       const b = await et.audio.languageBindAudio(wav, { numMelBins: 40, targetLength: 100, rng: et.data.mulberry32(seed) });
       expect(maxAbsDiff(a, b)).toBe(0);
       const starts = [0, 1, 2].map((k) => {
-        const chunk = a.select(0, k).transpose(0, 1);                       // (100, 40)
+        const chunk = a.select(0, k).transpose(0, 1); // (100, 40)
         const [lo, hi] = thirds[k];
         for (let s = lo; s <= hi; s++) if (maxAbsDiff(chunk, mel.slice(0, s, s + 100)) < 1e-4) return s;
         return -1;
       });
-      expect(starts.every((s) => s >= 0), `seed ${seed}: starts ${starts}`).toBe(true);
+      expect(
+        starts.every((s) => s >= 0),
+        `seed ${seed}: starts ${starts}`,
+      ).toBe(true);
       seen.add(starts.join());
       const fixed = await et.audio.languageBindAudio(wav, { numMelBins: 40, targetLength: 100, chunks: starts as [number, number, number] });
       expect(maxAbsDiff(fixed, a)).toBe(0);
@@ -107,15 +130,24 @@ describe('languageBindAudio', () => {
     expect(low).toBeLessThan(0.02);
   });
 
-  it.skipIf(!HAVE_FFMPEG)(`the AAC track of an mp4 (read by ffmpeg) is within 1e-3 of PyAV's decode through the original (skipped when ${NO_FFMPEG})`, async () => {
-    const m = META.audio.v97x61_7fps_audio;
-    const wav = await et.audio.readAudio(path.join(DIR, m.file), { sampleRate: null });
-    expect(wav.samples.length).toBe(m.samples);
-    const out = await et.audio.languageBindAudio(wav, { chunks: 'first' });
-    const d = maxAbsDiff(out.select(0, 0).slice(0, null, null, 4).slice(1, 0, m.frames + 4), await ref('v97x61_7fps_audio.out_head'));
-    console.log(`mp4 AAC track (T = ${m.frames}): max |diff| ${d.toExponential(2)}`);
-    // The two AAC decoders (the ffmpeg on PATH, PyAV's own FFmpeg) differ by ~5e-8 in samples, which a
-    // pure tone's near-empty bins magnify: 3.9e-4 measured with ffmpeg 5.1 against PyAV 18.1.
-    expect(d).toBeLessThan(1e-3);
-  });
+  it.skipIf(!HAVE_FFMPEG)(
+    `the AAC track of an mp4 (read by ffmpeg) is within 1e-3 of PyAV's decode through the original (skipped when ${NO_FFMPEG})`,
+    async () => {
+      const m = META.audio.v97x61_7fps_audio;
+      const wav = await et.audio.readAudio(path.join(DIR, m.file), { sampleRate: null });
+      expect(wav.samples.length).toBe(m.samples);
+      const out = await et.audio.languageBindAudio(wav, { chunks: 'first' });
+      const d = maxAbsDiff(
+        out
+          .select(0, 0)
+          .slice(0, null, null, 4)
+          .slice(1, 0, m.frames + 4),
+        await ref('v97x61_7fps_audio.out_head'),
+      );
+      console.log(`mp4 AAC track (T = ${m.frames}): max |diff| ${d.toExponential(2)}`);
+      // The two AAC decoders (the ffmpeg on PATH, PyAV's own FFmpeg) differ by ~5e-8 in samples, which a
+      // pure tone's near-empty bins magnify: 3.9e-4 measured with ffmpeg 5.1 against PyAV 18.1.
+      expect(d).toBeLessThan(1e-3);
+    },
+  );
 });

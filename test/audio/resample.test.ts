@@ -9,8 +9,10 @@ const sine = (f: number, rate: number, seconds: number, amp = 0.5): Float32Array
 
 /** Amplitude and phase of frequency f in x (least squares over the middle, edges excluded). */
 function tone(x: Float32Array, f: number, rate: number): number {
-  const a = Math.floor(x.length * 0.2), b = Math.floor(x.length * 0.8);
-  let c = 0, s = 0;
+  const a = Math.floor(x.length * 0.2),
+    b = Math.floor(x.length * 0.8);
+  let c = 0,
+    s = 0;
   for (let i = a; i < b; i++) {
     c += x[i] * Math.cos((2 * Math.PI * f * i) / rate);
     s += x[i] * Math.sin((2 * Math.PI * f * i) / rate);
@@ -18,7 +20,8 @@ function tone(x: Float32Array, f: number, rate: number): number {
   return (2 * Math.hypot(c, s)) / (b - a);
 }
 function rms(x: Float32Array): number {
-  const a = Math.floor(x.length * 0.2), b = Math.floor(x.length * 0.8);
+  const a = Math.floor(x.length * 0.2),
+    b = Math.floor(x.length * 0.8);
   let s = 0;
   for (let i = a; i < b; i++) s += x[i] * x[i];
   return Math.sqrt(s / (b - a));
@@ -34,7 +37,7 @@ describe('resample', () => {
     // all the energy is at 1 kHz: residual after removing the fitted tone is tiny
     expect(tone(y, 1010, 16000)).toBeLessThan(0.01);
     expect(Math.abs(rms(y) - 0.5 / Math.SQRT2)).toBeLessThan(0.005);
-    console.log(`1 kHz 44.1k→16k amplitude error ${(Math.abs(amp - 0.5) / 0.5 * 100).toFixed(4)}%`);
+    console.log(`1 kHz 44.1k→16k amplitude error ${((Math.abs(amp - 0.5) / 0.5) * 100).toFixed(4)}%`);
   });
 
   it('attenuates a 12 kHz tone (above the new Nyquist) by at least 40 dB', () => {
@@ -86,12 +89,15 @@ describe('resample', () => {
 // datasets ship (22.05, 44.1, 48, 8 kHz; 16 → 22.05 kHz), odd lengths, energy at 7–8 kHz.
 describe("resample { method: 'soxr_*' | 'fft' } = librosa.resample (libsoxr; scipy.signal.resample)", () => {
   const dir = path.join(FIXTURES, 'resample');
-  const meta = JSON.parse(fs.readFileSync(path.join(dir, 'soxr.json'), 'utf8')) as { cases: Array<{ from: number; to: number; method: 'soxr_hq'; n: number; out: number }> };
-  it('gives librosa\'s samples (length ceil(n · to / from)) for each rate and quality', async () => {
+  const meta = JSON.parse(fs.readFileSync(path.join(dir, 'soxr.json'), 'utf8')) as {
+    cases: Array<{ from: number; to: number; method: 'soxr_hq'; n: number; out: number }>;
+  };
+  it("gives librosa's samples (length ceil(n · to / from)) for each rate and quality", async () => {
     expect(et.audio.soxrStatus().available, et.audio.soxrStatus().why).toBe(true);
     const t = (await et.io.loadSafetensors(path.join(dir, 'soxr.safetensors'))).tensors;
     for (const [i, c] of meta.cases.entries()) {
-      const x = t.get(`x.${i}`)!.dataSync() as Float32Array, want = t.get(`y.${i}`)!.dataSync() as Float32Array;
+      const x = t.get(`x.${i}`)!.dataSync() as Float32Array,
+        want = t.get(`y.${i}`)!.dataSync() as Float32Array;
       expect(x.length).toBe(c.n);
       const y = et.audio.resample(x, c.from, c.to, { method: c.method });
       expect(y.length, `case ${i}`).toBe(want.length);
@@ -107,12 +113,18 @@ describe("resample { method: 'soxr_*' | 'fft' } = librosa.resample (libsoxr; sci
       }
     }
   });
-  it('takes readWav\'s resample option and refuses options that do not apply', () => {
+  it("takes readWav's resample option and refuses options that do not apply", () => {
     const x = sine(440, 22050, 0.1);
     const wav = et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: 16000, resample: { method: 'soxr_hq' } });
-    expect(wav.samples).toEqual(et.audio.resample(et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: null }).samples, 22050, 16000, { method: 'soxr_hq' }));
+    expect(wav.samples).toEqual(
+      et.audio.resample(et.audio.decodeWav(et.audio.encodeWav(x, 22050), { sampleRate: null }).samples, 22050, 16000, { method: 'soxr_hq' }),
+    );
     throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'soxr_hq', halfWidth: 32 }), 'ERR_INVALID_ARG', /halfWidth.*'sinc' filter only/);
-    throwsWith(() => et.audio.resample(x, 22050, 16000, { method: 'kaiser' as never }), 'ERR_INVALID_ARG', /one of 'sinc', 'torchaudio', 'fft', 'soxr_qq'.*'soxr_vhq'.*kaiser/);
+    throwsWith(
+      () => et.audio.resample(x, 22050, 16000, { method: 'kaiser' as never }),
+      'ERR_INVALID_ARG',
+      /one of 'sinc', 'torchaudio', 'fft', 'soxr_qq'.*'soxr_vhq'.*kaiser/,
+    );
     throwsWith(() => et.audio.resample(x, 22050, 16000, { mehtod: 'soxr_hq' } as never), 'ERR_INVALID_ARG', /mehtod/);
     expect(et.audio.resample(x, 16000, 16000, { method: 'soxr_hq' })).toEqual(x);
   });
@@ -126,11 +138,16 @@ describe("resample { method: 'torchaudio' } = torchaudio.functional.resample", (
     const meta = JSON.parse(fs.readFileSync(path.join(dir, 'torchaudio.json'), 'utf8')) as { cases: Array<{ from: number; to: number; n: number }> };
     const t = (await et.io.loadSafetensors(path.join(dir, 'torchaudio.safetensors'))).tensors;
     for (const [i, c] of meta.cases.entries()) {
-      const x = t.get(`x.${i}`)!.dataSync() as Float32Array, want = t.get(`y.${i}`)!.dataSync() as Float32Array;
+      const x = t.get(`x.${i}`)!.dataSync() as Float32Array,
+        want = t.get(`y.${i}`)!.dataSync() as Float32Array;
       const y = et.audio.resample(x, c.from, c.to, { method: 'torchaudio' });
       expect(y.length, `case ${i}`).toBe(want.length);
-      let err = 0, peak = 0;
-      for (let k = 0; k < y.length; k++) { err = Math.max(err, Math.abs(y[k] - want[k])); peak = Math.max(peak, Math.abs(want[k])); }
+      let err = 0,
+        peak = 0;
+      for (let k = 0; k < y.length; k++) {
+        err = Math.max(err, Math.abs(y[k] - want[k]));
+        peak = Math.max(peak, Math.abs(want[k]));
+      }
       expect(err / peak, `case ${i}: ${c.from} → ${c.to}`).toBeLessThan(2e-5);
     }
   });

@@ -46,7 +46,10 @@ describe('UnitExtractor = numpy argmin over HF hidden states', () => {
     expect(await ux.predict(inputs)).toEqual(ref.units);
     // the same centroids in reverse order: unit u becomes 49 − u
     const rows = et.tensor(c.data, { shape: c.shape });
-    const reversed = et.cat(Array.from({ length: 50 }, (_, i) => rows.slice(0, 49 - i, 50 - i)), 0);
+    const reversed = et.cat(
+      Array.from({ length: 50 }, (_, i) => rows.slice(0, 49 - i, 50 - i)),
+      0,
+    );
     await ux.loadStateDict({ 'kmeans.centroids': reversed }, { strict: false });
     expect(await ux.predict(inputs)).toEqual(ref.units.map((r) => r.map((u) => 49 - u)));
   });
@@ -58,13 +61,17 @@ describe('UnitExtractor = numpy argmin over HF hidden states', () => {
       let h = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shape}, }`;
       h += ' '.repeat(63 - ((10 + h.length) % 64)) + '\n';
       const head = Buffer.alloc(10);
-      head.write('\x93NUMPY', 0, 'latin1'); head[6] = 1; head[7] = 0; head.writeUInt16LE(h.length, 8);
+      head.write('\x93NUMPY', 0, 'latin1');
+      head[6] = 1;
+      head[7] = 0;
+      head.writeUInt16LE(h.length, 8);
       const f = path.join(d, `${descr.replace(/[^a-z0-9]/g, '_')}${shape.length}.npy`);
       fs.writeFileSync(f, Buffer.concat([head, Buffer.from(h, 'latin1'), body]));
       return f;
     };
     const vals = [1.5, -2, 0.25, 3];
-    const f8 = Buffer.alloc(32); vals.forEach((v, i) => f8.writeDoubleBE(v, i * 8));
+    const f8 = Buffer.alloc(32);
+    vals.forEach((v, i) => f8.writeDoubleBE(v, i * 8));
     expect(Array.from(et.io.readNpy(npy('>f8', f8)).data)).toEqual(vals);
     const f2 = Buffer.from(new Uint16Array([0x3e00, 0xc000, 0x3400, 0x4200]).buffer);
     expect(Array.from(et.io.readNpy(npy('<f2', f2)).data)).toEqual(vals);

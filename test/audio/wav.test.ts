@@ -5,7 +5,10 @@ import * as et from '../../lib/index';
 import { FIXTURES, rejectsWith, throwsWith, tmpdir } from '../helpers';
 
 const DIR = path.join(FIXTURES, 'wav');
-const EXPECTED = JSON.parse(fs.readFileSync(path.join(DIR, 'expected.json'), 'utf8')) as Record<string, { sampleRate: number; channels: number; samples: number[][] }>;
+const EXPECTED = JSON.parse(fs.readFileSync(path.join(DIR, 'expected.json'), 'utf8')) as Record<
+  string,
+  { sampleRate: number; channels: number; samples: number[][] }
+>;
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
@@ -50,7 +53,11 @@ describe('readWav', () => {
   it('names the file for bad headers, missing chunks, unsupported formats and truncation', async () => {
     const dir = tmpdir();
     const good = fs.readFileSync(path.join(DIR, 'pcm16_mono_16k.wav'));
-    const write = (name: string, b: Buffer): string => { const f = path.join(dir, name); fs.writeFileSync(f, b); return f; };
+    const write = (name: string, b: Buffer): string => {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, b);
+      return f;
+    };
 
     await rejectsWith(et.audio.readWav(write('text.wav', Buffer.from('hello, this is not audio'))), 'ERR_FORMAT', /text\.wav.*RIFF/);
     await rejectsWith(et.audio.readWav(write('tiny.wav', Buffer.from('RIFF'))), 'ERR_FORMAT', /tiny\.wav/);
@@ -58,11 +65,15 @@ describe('readWav', () => {
     await rejectsWith(et.audio.readWav(write('nodata.wav', noData)), 'ERR_FORMAT', /nodata\.wav.*no data chunk/);
     const noFmt = Buffer.concat([Buffer.from('RIFF\x10\x00\x00\x00WAVE', 'latin1'), Buffer.from('data\x04\x00\x00\x00\x00\x00\x00\x00', 'latin1')]);
     await rejectsWith(et.audio.readWav(write('nofmt.wav', noFmt)), 'ERR_FORMAT', /nofmt\.wav.*no fmt chunk/);
-    const alaw = Buffer.from(good); alaw.writeUInt16LE(6, 20);
+    const alaw = Buffer.from(good);
+    alaw.writeUInt16LE(6, 20);
     await rejectsWith(et.audio.readWav(write('alaw.wav', alaw)), 'ERR_FORMAT', /alaw\.wav.*format code 6 \(A-law\)/);
-    const bits12 = Buffer.from(good); bits12.writeUInt16LE(4, 32); bits12.writeUInt16LE(20, 34);  // 20-bit in 4 bytes
+    const bits12 = Buffer.from(good);
+    bits12.writeUInt16LE(4, 32);
+    bits12.writeUInt16LE(20, 34); // 20-bit in 4 bytes
     await rejectsWith(et.audio.readWav(write('bits.wav', bits12)), 'ERR_FORMAT', /bits\.wav.*20 bits/);
-    const f16 = Buffer.from(good); f16.writeUInt16LE(3, 20);
+    const f16 = Buffer.from(good);
+    f16.writeUInt16LE(3, 20);
     await rejectsWith(et.audio.readWav(write('f16.wav', f16)), 'ERR_FORMAT', /f16\.wav.*IEEE float with 16 bits/);
 
     const cut = write('cut.wav', good.subarray(0, good.length - 100));
@@ -78,7 +89,11 @@ describe('readWav', () => {
     for (let s = 0; s < 50; s++) {
       const g = Buffer.from(good);
       for (let k = 0; k < 8; k++) g[Math.floor(Math.random() * 44)] = Math.floor(Math.random() * 256);
-      try { et.audio.decodeWav(g); } catch (e) { expect(e).toBeInstanceOf(et.EmotorchError); }
+      try {
+        et.audio.decodeWav(g);
+      } catch (e) {
+        expect(e).toBeInstanceOf(et.EmotorchError);
+      }
     }
   });
 

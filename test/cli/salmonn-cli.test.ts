@@ -18,19 +18,24 @@ describe('emotorch salmonn infer', () => {
   it('answers as Salmonn.generate does, one-shot and in the interactive loop; names the YAML keys it does not use', async () => {
     const { file, config } = salmonnDecodeYaml(tmpdir());
     const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
-    const model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
-      llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'), config: config as never });
+    const model = await et.systems.salmonn.Salmonn.fromPretrained({
+      whisper: path.join(FIXTURES, 'whisper'),
+      beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+      llm: path.join(FIXTURES, 'salmonn', 'llm'),
+      checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'),
+      config: config as never,
+    });
     model.eval();
     const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
     const [want] = await model.generate([samples], 'Describe the sound.');
     const one = run(['salmonn', 'infer', '--cfg-path', file, '--wav', wav, '--prompt', 'Describe the sound.']);
-    expect(one.err).toMatch(/not used here: token\n/);   // low_resource: false goes to the model, which takes it (true is refused)
+    expect(one.err).toMatch(/not used here: token\n/); // low_resource: false goes to the model, which takes it (true is refused)
     expect(one.code).toBe(0);
     expect(one.out.trim()).toBe(want.trim());
     const loop = run(['salmonn', 'infer', '--cfg-path', file], `${wav}\nDescribe the sound.\n/no/such.wav\nAgain?\n`);
     expect(loop.code).toBe(0);
     expect(loop.out).toContain(`Output:\n${want}`);
-    expect(loop.out).toMatch(/error: ERR_IO: .*no\/such\.wav/);   // a bad path: the loop goes on to the end of the input
+    expect(loop.out).toMatch(/error: ERR_IO: .*no\/such\.wav/); // a bad path: the loop goes on to the end of the input
     expect(loop.out.match(/Your Wav Path \(single path, or comma-separated for multi-turn, or @list\.txt\):/g)!.length).toBe(3);
 
     // several turns as one input, as the trajectory fork's cli_inference.py: comma-separated, @list.txt, a JSON array
@@ -46,7 +51,7 @@ describe('emotorch salmonn infer', () => {
       expect(multi.out.trim()).toBe(joined.trim());
     }
   }, 300_000);
-  it('refuses a config that is not SALMONN\'s YAML (1) and a half one-shot (2)', () => {
+  it("refuses a config that is not SALMONN's YAML (1) and a half one-shot (2)", () => {
     const bad = path.join(tmpdir(), 'bad.yaml');
     fs.writeFileSync(bad, 'run:\n  seed: 1\n');
     expect(run(['salmonn', 'infer', '--cfg-path', bad, '--wav', 'a.wav', '--prompt', 'x'])).toMatchObject({ code: 1 });
@@ -110,10 +115,17 @@ describe("SALMONN's cli_inference.py line with its decode_config.yaml as written
       const r = spawnSync(process.execPath, [CLI, ...args], { input, cwd, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
       return { code: r.status, out: r.stdout, err: r.stderr };
     };
-    const paths = { 'path to llama model': path.join(FIXTURES, 'salmonn', 'llm'), 'path to whisper model': path.join(FIXTURES, 'whisper'),
-      'path to beats model': path.join(FIXTURES, 'beats', 'beats.pt'), 'model ckpt': path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth') };
+    const paths = {
+      'path to llama model': path.join(FIXTURES, 'salmonn', 'llm'),
+      'path to whisper model': path.join(FIXTURES, 'whisper'),
+      'path to beats model': path.join(FIXTURES, 'beats', 'beats.pt'),
+      'model ckpt': path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'),
+    };
     fs.mkdirSync(path.join(cwd, 'configs'));
-    fs.writeFileSync(path.join(cwd, 'configs', 'decode_config.yaml'), Object.entries(paths).reduce((t, [k, v]) => t.replace(`"${k}"`, JSON.stringify(v)), DECODE_CONFIG));
+    fs.writeFileSync(
+      path.join(cwd, 'configs', 'decode_config.yaml'),
+      Object.entries(paths).reduce((t, [k, v]) => t.replace(`"${k}"`, JSON.stringify(v)), DECODE_CONFIG),
+    );
     const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
     const qformer = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'config.json'), 'utf8')).qformer;
 
@@ -125,28 +137,67 @@ describe("SALMONN's cli_inference.py line with its decode_config.yaml as written
 
     // BertConfig.from_pretrained("bert-base-uncased") reads the folder of that name in the working folder
     fs.mkdirSync(path.join(cwd, 'bert-base-uncased'));
-    fs.writeFileSync(path.join(cwd, 'bert-base-uncased', 'config.json'), JSON.stringify({ model_type: 'bert', ...qformer, num_hidden_layers: 12, vocab_size: 30522 }));
-    const model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: paths['path to whisper model'], beats: paths['path to beats model'], llm: paths['path to llama model'],
-      checkpoint: paths['model ckpt'], config: { lora_dropout: 0.1, max_txt_len: 300, qformer: { ...qformer, num_hidden_layers: 2 } } });
+    fs.writeFileSync(
+      path.join(cwd, 'bert-base-uncased', 'config.json'),
+      JSON.stringify({ model_type: 'bert', ...qformer, num_hidden_layers: 12, vocab_size: 30522 }),
+    );
+    const model = await et.systems.salmonn.Salmonn.fromPretrained({
+      whisper: paths['path to whisper model'],
+      beats: paths['path to beats model'],
+      llm: paths['path to llama model'],
+      checkpoint: paths['model ckpt'],
+      config: { lora_dropout: 0.1, max_txt_len: 300, qformer: { ...qformer, num_hidden_layers: 2 } },
+    });
     model.eval();
     const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
     const [want] = await model.generate([samples], 'Describe the sound.', { maxNewTokens: 200, numBeams: 4 });
     const loop = runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml'], `${wav}\nDescribe the sound.\n`);
     expect(loop.code, loop.err).toBe(0);
     expect(loop.out).toContain(`Output:\n${want}`);
-    expect(loop.err).not.toMatch(/no CUDA device/);   // no --device given: CUDA where there is one, else the CPU, quietly
-    const cuda = runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--device', 'cuda:0', '--options', 'generate.max_new_tokens=2', '--wav', wav, '--prompt', 'x']);
+    expect(loop.err).not.toMatch(/no CUDA device/); // no --device given: CUDA where there is one, else the CPU, quietly
+    const cuda = runIn([
+      'salmonn',
+      'infer',
+      '--cfg-path',
+      'configs/decode_config.yaml',
+      '--device',
+      'cuda:0',
+      '--options',
+      'generate.max_new_tokens=2',
+      '--wav',
+      wav,
+      '--prompt',
+      'x',
+    ]);
     expect(cuda.code, cuda.err).toBe(0);
     if (!et.cuda.isAvailable()) expect(cuda.err).toMatch(/--device cuda:0: no CUDA device is available: running on the CPU/);
 
     // the original's --device and --options key=value (OmegaConf's dotlist over the YAML)
     const [greedy] = await model.generate([samples], 'Describe the sound.', { maxNewTokens: 5, numBeams: 1 });
-    const opts = runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--device', 'cpu', '--options', 'generate.num_beams=1', 'generate.max_new_tokens=5',
-      '--wav', wav, '--prompt', 'Describe the sound.']);
+    const opts = runIn([
+      'salmonn',
+      'infer',
+      '--cfg-path',
+      'configs/decode_config.yaml',
+      '--device',
+      'cpu',
+      '--options',
+      'generate.num_beams=1',
+      'generate.max_new_tokens=5',
+      '--wav',
+      wav,
+      '--prompt',
+      'Describe the sound.',
+    ]);
     expect(opts.code, opts.err).toBe(0);
     expect(opts.out.trim()).toBe(greedy.trim());
-    expect(runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--device', 'tpu', '--wav', wav, '--prompt', 'x'])).toMatchObject({ code: 2, err: expect.stringMatching(/--device takes cpu, cuda or cuda:N/) });
-    expect(runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--options', 'generate.num_beams', '--wav', wav, '--prompt', 'x']).code).toBe(2);
+    expect(runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--device', 'tpu', '--wav', wav, '--prompt', 'x'])).toMatchObject({
+      code: 2,
+      err: expect.stringMatching(/--device takes cpu, cuda or cuda:N/),
+    });
+    expect(runIn(['salmonn', 'infer', '--cfg-path', 'configs/decode_config.yaml', '--options', 'generate.num_beams', '--wav', wav, '--prompt', 'x']).code).toBe(
+      2,
+    );
   }, 300_000);
 });
 
@@ -154,10 +205,14 @@ describe('salmonn infer --wav at another rate', () => {
   it('is cut to 30 s at its own rate, then resampled as SALMONN v1 (librosa res_type fft), the first channel', async () => {
     const { salmonnInput } = await import('../../lib/cli/salmonn');
     const dir = tmpdir();
-    const rate = 44100, n = 31 * rate + 7;
+    const rate = 44100,
+      n = 31 * rate + 7;
     const left = Float32Array.from({ length: n }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 440 * i) / rate) + 0.2 * Math.sin((2 * Math.PI * 7900 * i) / rate));
     const stereo = new Float32Array(2 * n);
-    left.forEach((v, i) => { stereo[2 * i] = v; stereo[2 * i + 1] = -v; });
+    left.forEach((v, i) => {
+      stereo[2 * i] = v;
+      stereo[2 * i + 1] = -v;
+    });
     const f = path.join(dir, 'turn.wav');
     fs.writeFileSync(f, et.audio.encodeWav(stereo, rate, { channels: 2, format: 'float32' }));
     const x = await salmonnInput(f);

@@ -21,19 +21,50 @@ describe('emotorch semeval', () => {
     const dir = tmpdir();
     makeSampleData(dir, 12);
     const convs = JSON.parse(fs.readFileSync(path.join(dir, 'ecf.json'), 'utf8')) as Array<Record<string, unknown>>;
-    const write = (name: string, xs: unknown[]) => { fs.writeFileSync(path.join(dir, name), JSON.stringify(xs)); return path.join(dir, name); };
-    const trainFile = write('train.json', convs.filter((_, i) => i % 4 !== 0));
-    const devFile = write('dev.json', convs.filter((_, i) => i % 4 === 0));
+    const write = (name: string, xs: unknown[]) => {
+      fs.writeFileSync(path.join(dir, name), JSON.stringify(xs));
+      return path.join(dir, name);
+    };
+    const trainFile = write(
+      'train.json',
+      convs.filter((_, i) => i % 4 !== 0),
+    );
+    const devFile = write(
+      'dev.json',
+      convs.filter((_, i) => i % 4 === 0),
+    );
     // a test file as released: no emotions, no pairs
-    const testFile = write('test.json', convs.filter((_, i) => i % 4 === 0).map((c) => ({ conversation_ID: c.conversation_ID,
-      conversation: (c.conversation as Array<Record<string, unknown>>).map(({ emotion: _e, ...u }) => u) })));
+    const testFile = write(
+      'test.json',
+      convs
+        .filter((_, i) => i % 4 === 0)
+        .map((c) => ({
+          conversation_ID: c.conversation_ID,
+          conversation: (c.conversation as Array<Record<string, unknown>>).map(({ emotion: _e, ...u }) => u),
+        })),
+    );
     const feats = ['--features', `text=${path.join(dir, 'ecf_text.safetensors')}`, `audio=${path.join(dir, 'ecf_audio.safetensors')}`];
     const out = path.join(dir, 'out');
-    const t = run(['semeval', 'train', '--train_file', trainFile, '--eval_file', devFile, ...feats, '--output_dir', out,
-      '--learning_rate', '5e-2', '--gradient_accumulation_steps', '1', '--num_train_epochs', '8']);
+    const t = run([
+      'semeval',
+      'train',
+      '--train_file',
+      trainFile,
+      '--eval_file',
+      devFile,
+      ...feats,
+      '--output_dir',
+      out,
+      '--learning_rate',
+      '5e-2',
+      '--gradient_accumulation_steps',
+      '1',
+      '--num_train_epochs',
+      '8',
+    ]);
     expect(t.code, t.err).toBe(0);
     const m = /eval: macro F1 ([\d.]+), weighted F1 ([\d.]+)/.exec(t.out)!;
-    expect(Number(m[2])).toBeGreaterThan(0.5);   // class-dependent embeddings: chance is about 0.14
+    expect(Number(m[2])).toBeGreaterThan(0.5); // class-dependent embeddings: chance is about 0.14
     expect(JSON.parse(fs.readFileSync(path.join(out, 'semeval_config.json'), 'utf8')).modalities).toEqual({ text: 16, audio: 16 });
     expect(fs.readdirSync(out).some((f) => f.startsWith('checkpoint-'))).toBe(true);
 
@@ -45,7 +76,9 @@ describe('emotorch semeval', () => {
     const model = et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 16, audio: 16 } });
     await model.load(path.join(out, 'model.safetensors'));
     model.eval();
-    const ds = await et.data.EcfDataset.fromFile(testFile, { features: { files: { text: path.join(dir, 'ecf_text.safetensors'), audio: path.join(dir, 'ecf_audio.safetensors') } } });
+    const ds = await et.data.EcfDataset.fromFile(testFile, {
+      features: { files: { text: path.join(dir, 'ecf_text.safetensors'), audio: path.join(dir, 'ecf_audio.safetensors') } },
+    });
     const items = await Promise.all([...Array(ds.length).keys()].map((i) => ds.get(i)));
     const { logits } = await et.noGrad(() => model.forward(et.systems.semeval.ConcatFusionClassifier.collate(items)));
     const pred = Array.from(logits.argmax(-1).dataSync(), Number);
@@ -56,7 +89,9 @@ describe('emotorch semeval', () => {
     expect(g.out).toMatch(/gold labels in the file: macro F1 [\d.]+, weighted F1 [\d.]+; Subtask 2 w-avg F1 [\d.]+/);
 
     // mistakes
-    expect(run(['semeval', 'predict', '--model_dir', out, '--test_file', testFile, '--features', `audio=${path.join(dir, 'ecf_audio.safetensors')}`])).toMatchObject({ code: 2 });
+    expect(
+      run(['semeval', 'predict', '--model_dir', out, '--test_file', testFile, '--features', `audio=${path.join(dir, 'ecf_audio.safetensors')}`]),
+    ).toMatchObject({ code: 2 });
     expect(run(['semeval', 'train', '--train_file', trainFile]).err).toMatch(/--features is required/);
     expect(run(['semeval', 'train', '--train_file', trainFile, '--features', 'text']).code).toBe(2);
     const missing = run(['semeval', 'predict', '--model_dir', dir, '--test_file', testFile, ...feats]);

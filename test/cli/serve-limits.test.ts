@@ -11,7 +11,9 @@ import type { ChatAdapter, ChatGeneration, ChatTurn } from '../../lib/data/chat'
 function handBackend(accepts = { audio: true, image: true }, stubborn = false) {
   const pending: Array<{ turns: ChatTurn[]; g: ChatGeneration; release: () => void }> = [];
   const backend: ChatAdapter = {
-    id: 'hand', kind: 'llm', accepts,
+    id: 'hand',
+    kind: 'llm',
+    accepts,
     async answer(turns, g) {
       await new Promise<void>((resolve, reject) => {
         pending.push({ turns, g, release: resolve });
@@ -28,17 +30,23 @@ function handBackend(accepts = { audio: true, image: true }, stubborn = false) {
 }
 
 const apps: Array<{ close(): Promise<unknown> }> = [];
-afterEach(async () => { while (apps.length) await apps.pop()!.close(); });
+afterEach(async () => {
+  while (apps.length) await apps.pop()!.close();
+});
 
 async function start(backend: ChatAdapter, limits = {}) {
   const app = createServer(backend, limits);
   apps.push(app);
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
-  const post = (body: unknown) => fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const post = (body: unknown) =>
+    fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   return { app, url, post };
 }
 const user = (content: unknown) => ({ messages: [{ role: 'user', content }] });
-const until = async (f: () => boolean) => { for (let i = 0; i < 400 && !f(); i++) await new Promise((r) => setTimeout(r, 5)); expect(f()).toBe(true); };
+const until = async (f: () => boolean) => {
+  for (let i = 0; i < 400 && !f(); i++) await new Promise((r) => setTimeout(r, 5));
+  expect(f()).toBe(true);
+};
 
 describe('emotorch serve: limits', () => {
   it('queues in order behind the running request and answers 429 past --max-queue', async () => {
@@ -51,7 +59,10 @@ describe('emotorch serve: limits', () => {
     const over = await post(user('d'));
     expect(over.status).toBe(429);
     expect((await over.json()).error).toMatchObject({ type: 'rate_limit_error', code: 'queue_full' });
-    for (let i = 0; i < 3; i++) { await until(() => pending.length === i + 1); pending[i].release(); }
+    for (let i = 0; i < 3; i++) {
+      await until(() => pending.length === i + 1);
+      pending[i].release();
+    }
     const answers = await Promise.all([first, ...queued].map(async (p) => (await (await p).json()).choices[0].message.content));
     expect(answers).toEqual(['a', 'b', 'c']);
     expect(pending.map((p) => p.turns[0].text)).toEqual(['a', 'b', 'c']);
@@ -61,7 +72,7 @@ describe('emotorch serve: limits', () => {
     const { backend, pending } = handBackend();
     const { app, post, url } = await start(backend, { maxQueue: 1, maxBatch: 2 });
     const first = [post(user('a')), post(user('b'))];
-    await until(() => pending.length === 2);   // both running, neither answered
+    await until(() => pending.length === 2); // both running, neither answered
     expect(pending.every((p) => p.g.batched)).toBe(true);
     const waiting = post(user('c'));
     await new Promise((r) => setTimeout(r, 30));
@@ -69,10 +80,11 @@ describe('emotorch serve: limits', () => {
     expect(await (await fetch(`${url}/health`)).json()).toMatchObject({ running: 2, max_batch: 2, queued: 1 });
     const over = await post(user('d'));
     expect(over.status).toBe(429);
-    pending[1].release();   // b ends: c takes its slot while a still runs
+    pending[1].release(); // b ends: c takes its slot while a still runs
     await until(() => pending.length === 3);
     expect(pending[2].turns[0].text).toBe('c');
-    pending[0].release(); pending[2].release();
+    pending[0].release();
+    pending[2].release();
     const answers = await Promise.all([...first, waiting].map(async (p) => (await (await p).json()).choices[0].message.content));
     expect(answers).toEqual(['a', 'b', 'c']);
     expect(app.stats.served).toBe(3);
@@ -99,7 +111,14 @@ describe('emotorch serve: limits', () => {
     expect(hand.pending.length).toBe(1);
     expect(pending.length).toBe(1);
     // streamed: the headers went out with the first token, then the time ran out
-    const slow: ChatAdapter = { ...backend, async answer(_t, g) { g.onTokens([104]); await new Promise((_, rej) => g.signal.addEventListener('abort', () => rej(new et.EmotorchError('t', 'ERR_ABORTED')))); throw new Error('unreachable'); } };
+    const slow: ChatAdapter = {
+      ...backend,
+      async answer(_t, g) {
+        g.onTokens([104]);
+        await new Promise((_, rej) => g.signal.addEventListener('abort', () => rej(new et.EmotorchError('t', 'ERR_ABORTED'))));
+        throw new Error('unreachable');
+      },
+    };
     const s = await start(slow, { timeoutMs: 150 });
     const r = await s.post({ ...user('hi'), stream: true });
     expect(r.status).toBe(200);
@@ -122,7 +141,14 @@ describe('emotorch serve: limits', () => {
       [[audio(wav(0.1), 'ogg')], /format must be one of wav, mp3, flac/, 'messages[0].content[0].input_audio.format'],
       [[{ type: 'image_url', image_url: { url: 'https://example.com/a.png' } }], /must be a data: URL/, 'messages[0].content[0].image_url.url'],
       [[{ type: 'image_url', image_url: { url: 'data:image/tiff;base64,AAAA' } }], /image type image\/tiff/, 'messages[0].content[0].image_url.url'],
-      [[{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }, { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }], /2 images, more than 1/, 'messages'],
+      [
+        [
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+          { type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } },
+        ],
+        /2 images, more than 1/,
+        'messages',
+      ],
     ];
     for (const [content, re, param] of cases) {
       const r = await post(user(content));
@@ -144,7 +170,12 @@ describe('emotorch serve: limits', () => {
   });
 
   it('reports an ApiError a backend throws as it is', async () => {
-    const backend: ChatAdapter = { ...handBackend().backend, answer: async () => { throw new ApiError(400, 'SALMONN takes one clip', 'invalid_request_error', 'messages'); } };
+    const backend: ChatAdapter = {
+      ...handBackend().backend,
+      answer: async () => {
+        throw new ApiError(400, 'SALMONN takes one clip', 'invalid_request_error', 'messages');
+      },
+    };
     const { post } = await start(backend);
     const r = await post(user('x'));
     expect(r.status).toBe(400);
@@ -152,10 +183,20 @@ describe('emotorch serve: limits', () => {
   });
 
   it("answers an adapter's ChatRequestError as a 400 naming its param and code", async () => {
-    const backend: ChatAdapter = { ...handBackend().backend, answer: async () => { throw new et.data.ChatRequestError('the prompt has 9 tokens, more than 8', 'messages', 'context_length_exceeded'); } };
+    const backend: ChatAdapter = {
+      ...handBackend().backend,
+      answer: async () => {
+        throw new et.data.ChatRequestError('the prompt has 9 tokens, more than 8', 'messages', 'context_length_exceeded');
+      },
+    };
     const { post } = await start(backend);
     const r = await post(user('x'));
     expect(r.status).toBe(400);
-    expect((await r.json()).error).toEqual({ message: 'the prompt has 9 tokens, more than 8', type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' });
+    expect((await r.json()).error).toEqual({
+      message: 'the prompt has 9 tokens, more than 8',
+      type: 'invalid_request_error',
+      param: 'messages',
+      code: 'context_length_exceeded',
+    });
   });
 });

@@ -26,22 +26,39 @@ describe.skipIf(!HAVE_FFMPEG)('emotorch serve: memory after image and prompt bom
     const large = png(4096, path.join(dir, 'large.png'));
     const root = path.join(FIXTURES, 'm2se_internvl');
     const tok = await et.data.Tokenizer.fromFile(root);
-    const model = (await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval() as et.systems.m2se.InternVL;
+    const model = (
+      await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })
+    ).eval() as et.systems.m2se.InternVL;
     const app = createServer(et.systems.m2se.internvlChat(model, tok, 'ivl'));
     try {
       const url = await app.listen({ host: '127.0.0.1', port: 0 });
       const post = async (content: unknown) => {
-        const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 2 }) });
+        const r = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ messages: [{ role: 'user', content }], max_tokens: 2 }),
+        });
         return { status: r.status, body: await r.json() };
       };
       const face = `data:image/png;base64,${fs.readFileSync(path.join(root, 'face.png')).toString('base64')}`;
-      for (let i = 0; i < 3; i++) expect((await post([{ type: 'image_url', image_url: { url: face } }, { type: 'text', text: 'hi' }])).status).toBe(200);
+      for (let i = 0; i < 3; i++)
+        expect(
+          (
+            await post([
+              { type: 'image_url', image_url: { url: face } },
+              { type: 'text', text: 'hi' },
+            ])
+          ).status,
+        ).toBe(200);
       await idle();
       const baseline = rssMiB();
 
       // the 8192² PNG: refused from its header, before ffmpeg decodes it
       const t0 = Date.now();
-      const r1 = await post([{ type: 'image_url', image_url: { url: bomb } }, { type: 'text', text: 'hi' }]);
+      const r1 = await post([
+        { type: 'image_url', image_url: { url: bomb } },
+        { type: 'text', text: 'hi' },
+      ]);
       expect(r1.status).toBe(400);
       expect(r1.body.error.message).toMatch(/more than 16777216 pixels \(--max-image-pixels\)/);
       expect(Date.now() - t0).toBeLessThan(5000);
@@ -55,7 +72,10 @@ describe.skipIf(!HAVE_FFMPEG)('emotorch serve: memory after image and prompt bom
       expect(afterBombs, `RSS ${baseline.toFixed(0)} → ${afterBombs.toFixed(0)} MiB`).toBeLessThan(baseline * 1.1);
 
       // a 4096² picture is taken (decoded, resized and tiled: hundreds of MiB while it runs), then freed
-      const r3 = await post([{ type: 'image_url', image_url: { url: large } }, { type: 'text', text: 'hi' }]);
+      const r3 = await post([
+        { type: 'image_url', image_url: { url: large } },
+        { type: 'text', text: 'hi' },
+      ]);
       expect(r3.status).toBe(200);
       await idle();
       const afterLarge = rssMiB();
@@ -69,13 +89,19 @@ describe.skipIf(!HAVE_FFMPEG)('emotorch serve: memory after image and prompt bom
   it('a long prompt under a raised character bound is counted in tokens without a stack overflow', async () => {
     const root = path.join(FIXTURES, 'm2se_internvl');
     const tok = await et.data.Tokenizer.fromFile(root);
-    const model = (await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })).eval() as et.systems.m2se.InternVL;
+    const model = (
+      await et.systems.m2se.InternVL.fromPretrained(path.join(root, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') })
+    ).eval() as et.systems.m2se.InternVL;
     const app = createServer(et.systems.m2se.internvlChat(model, tok, 'ivl'), { maxPromptTokens: 100_000 });
     try {
       const url = await app.listen({ host: '127.0.0.1', port: 0 });
       // 100 000 words pass the 3.2 M characters and are tokenized (internvlEncode's ids no longer spread into push())
       const words = Array.from({ length: 100_000 }, (_, i) => `word${i % 97}`).join(' ');
-      const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: words }], max_tokens: 2 }) });
+      const r = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ messages: [{ role: 'user', content: words }], max_tokens: 2 }),
+      });
       const body = await r.json();
       expect(r.status).toBe(400);
       expect(body.error.message).toMatch(/the prompt has \d{6} tokens, more than 100000 \(--max-prompt-tokens\)/);

@@ -21,8 +21,13 @@ const launch = () => puppeteer.launch({ executablePath: CHROMIUM!, headless: tru
 describe.skipIf(!CHROMIUM)('the serve page in Chromium', () => {
   it('uploads a wav, sends a prompt and shows the streamed answer', async () => {
     const { file, config } = salmonnDecodeYaml(tmpdir(), { num_beams: 1, max_new_tokens: 8, min_length: 1 });
-    const model = await et.systems.salmonn.Salmonn.fromPretrained({ whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'),
-      llm: path.join(FIXTURES, 'salmonn', 'llm'), checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'), config: config as never });
+    const model = await et.systems.salmonn.Salmonn.fromPretrained({
+      whisper: path.join(FIXTURES, 'whisper'),
+      beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+      llm: path.join(FIXTURES, 'salmonn', 'llm'),
+      checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'),
+      config: config as never,
+    });
     model.eval();
     const { samples } = await et.audio.readAudio(WAV, { sampleRate: 16000, channel: 0 });
     const [want] = await model.generate([samples], 'What emotion does the speaker show?');
@@ -47,8 +52,12 @@ describe.skipIf(!CHROMIUM)('the serve page in Chromium', () => {
       await page.screenshot({ path: shot, fullPage: true });
       console.log(`serve page screenshot: ${shot}`);
       // a request the server refuses shows its message
-      await page.$eval('#prompt', (e) => { (e as HTMLTextAreaElement).value = ''; });
-      await page.evaluate(() => { (document.getElementById('audio') as HTMLInputElement).value = ''; });
+      await page.$eval('#prompt', (e) => {
+        (e as HTMLTextAreaElement).value = '';
+      });
+      await page.evaluate(() => {
+        (document.getElementById('audio') as HTMLInputElement).value = '';
+      });
       await page.click('#send');
       await page.waitForFunction(() => /^error/.test(document.getElementById('status')!.textContent ?? ''));
       expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/exactly one input_audio/);
@@ -61,7 +70,15 @@ describe.skipIf(!CHROMIUM)('the serve page in Chromium', () => {
   it('renders the confusion-matrix and emotional-trajectory SVGs', async () => {
     const names = ['neutral', 'joy', 'anger'];
     const svgs = {
-      confusion: confusionMatrixSvg([[5, 1, 0], [2, 7, 1], [0, 1, 4]], names, 'confusion matrix (eval, step 10)'),
+      confusion: confusionMatrixSvg(
+        [
+          [5, 1, 0],
+          [2, 7, 1],
+          [0, 1, 4],
+        ],
+        names,
+        'confusion matrix (eval, step 10)',
+      ),
       trajectory: et.systems.salmonn.salmonnTrajectorySvg('情绪序列: neutral -> joy -> joy -> anger'),
     };
     const browser = await launch();
@@ -69,7 +86,10 @@ describe.skipIf(!CHROMIUM)('the serve page in Chromium', () => {
       const page = await browser.newPage();
       for (const [name, svg] of Object.entries(svgs)) {
         await page.setContent(`<!doctype html><body style="margin:0">${svg}</body>`);
-        const box = await page.$eval('svg', (e) => { const r = e.getBoundingClientRect(); return { w: r.width, h: r.height, text: e.textContent }; });
+        const box = await page.$eval('svg', (e) => {
+          const r = e.getBoundingClientRect();
+          return { w: r.width, h: r.height, text: e.textContent };
+        });
         expect(box.w).toBeGreaterThan(100);
         expect(box.h).toBeGreaterThan(100);
         for (const n of ['joy', 'anger']) expect(box.text).toContain(n);

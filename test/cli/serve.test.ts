@@ -13,7 +13,11 @@ import * as et from '../../lib/index';
 import { spawnSync } from 'child_process';
 import { FIXTURES, spawnServer, tmpdir } from '../helpers';
 
-interface Case { messages: Array<{ role: 'system' | 'user' | 'assistant'; content: string }>; text: string; ids: number[] }
+interface Case {
+  messages: Array<{ role: 'system' | 'user' | 'assistant'; content: string }>;
+  text: string;
+  ids: number[];
+}
 const CASES: Case[] = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'chat', 'cases.json'), 'utf8'));
 
 let server: Awaited<ReturnType<typeof spawnServer>>;
@@ -40,10 +44,12 @@ beforeAll(async () => {
   server = await spawnServer(['--model', dir, '--max-queue', '64', '--max-tokens', '200', '--max-body-mb', '1']);
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 }, 180_000);
-afterAll(async () => { if (server) expect(await server.stop()).toBe(0); });
+afterAll(async () => {
+  if (server) expect(await server.stop()).toBe(0);
+});
 
 describe('emotorch serve (an LLM with a chat template)', () => {
-  it('lists its model and answers as generate does on apply_chat_template\'s ids, with usage', async () => {
+  it("lists its model and answers as generate does on apply_chat_template's ids, with usage", async () => {
     const models = await client.models.list();
     expect(models.data.map((m) => m.id)).toEqual(['tiny-chat']);
     for (const c of CASES) {
@@ -59,16 +65,29 @@ describe('emotorch serve (an LLM with a chat template)', () => {
   it('streams server-sent events whose deltas add up to the same answer', async () => {
     for (const c of CASES) {
       const want = await expected(c.ids, 12);
-      const stream = await client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true } });
-      let text = '', chunks = 0, finish: string | null = null, usage: unknown = null;
+      const stream = await client.chat.completions.create({
+        model: 'tiny-chat',
+        messages: c.messages,
+        max_tokens: 12,
+        temperature: 0,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let text = '',
+        chunks = 0,
+        finish: string | null = null,
+        usage: unknown = null;
       for await (const ch of stream) {
         if (ch.usage) usage = ch.usage;
         if (!ch.choices.length) continue;
-        if (ch.choices[0].delta.content) { text += ch.choices[0].delta.content; chunks++; }
+        if (ch.choices[0].delta.content) {
+          text += ch.choices[0].delta.content;
+          chunks++;
+        }
         finish = ch.choices[0].finish_reason ?? finish;
       }
       expect(text).toBe(want.text);
-      expect(chunks).toBeGreaterThan(1);   // token by token, not one piece at the end
+      expect(chunks).toBeGreaterThan(1); // token by token, not one piece at the end
       expect(finish).toBe(want.tokens === 12 ? 'length' : 'stop');
       expect(usage).toMatchObject({ prompt_tokens: c.ids.length, completion_tokens: want.tokens });
     }
@@ -82,22 +101,34 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     const e = row.indexOf(llm.config.eos_token_id as number);
     if (e >= 0) row = row.slice(0, e);
     const full = await tok.decode(row, { skipSpecialTokens: true });
-    let k = 0, stop = '';
+    let k = 0,
+      stop = '';
     for (let i = 2; i < row.length - 1 && !stop; i++) {
       const before = await tok.decode(row.slice(0, i), { skipSpecialTokens: true });
       const next = await tok.decode(row.slice(0, i + 1), { skipSpecialTokens: true });
       const at = before.length - 1;
       // its first character belongs to token i − 1, the rest to token i; it occurs first there
-      if (full.startsWith(before) && next.length >= at + 3 && full.indexOf(next.slice(at, at + 3)) === at) { stop = next.slice(at, at + 3); k = at; }
+      if (full.startsWith(before) && next.length >= at + 3 && full.indexOf(next.slice(at, at + 3)) === at) {
+        stop = next.slice(at, at + 3);
+        k = at;
+      }
     }
     expect(stop.length).toBe(3);
     const want = full.slice(0, k);
     const r = await client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, max_tokens: 24, temperature: 0, stop });
     expect(r.choices[0].message.content).toBe(want);
     expect(r.choices[0].finish_reason).toBe('stop');
-    expect(r.usage!.completion_tokens).toBeLessThan(row.length);   // generation ended there
-    const s = await client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, max_tokens: 24, temperature: 0, stop: ['\u0000never', stop], stream: true });
-    let text = '', finish: string | null = null;
+    expect(r.usage!.completion_tokens).toBeLessThan(row.length); // generation ended there
+    const s = await client.chat.completions.create({
+      model: 'tiny-chat',
+      messages: c.messages,
+      max_tokens: 24,
+      temperature: 0,
+      stop: ['\u0000never', stop],
+      stream: true,
+    });
+    let text = '',
+      finish: string | null = null;
     for await (const ch of s) {
       text += ch.choices[0]?.delta.content ?? '';
       finish = ch.choices[0]?.finish_reason ?? finish;
@@ -105,19 +136,33 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     expect(text).toBe(want);
     expect(finish).toBe('stop');
     // a wrong type is refused by name, and the openai client's own requests pass the field check
-    await expect(client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, stop: 5 as never })).rejects.toMatchObject({ status: 400, param: 'stop' });
-    await expect(client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, logprobs: true })).rejects.toMatchObject({ status: 400, param: 'logprobs' });
+    await expect(client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, stop: 5 as never })).rejects.toMatchObject({
+      status: 400,
+      param: 'stop',
+    });
+    await expect(client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, logprobs: true })).rejects.toMatchObject({
+      status: 400,
+      param: 'logprobs',
+    });
   });
 
   it('answers bad requests with OpenAI error objects and stays up', async () => {
     const post = (body: string | Buffer, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
-      fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers, body }).then(async (r) => ({ status: r.status, body: await r.json() as { error: { message: string; type: string; param: string | null; code: string | null } } }));
+      fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers, body }).then(async (r) => ({
+        status: r.status,
+        body: (await r.json()) as { error: { message: string; type: string; param: string | null; code: string | null } },
+      }));
     const cases: Array<[string | Buffer, number, RegExp, string | null]> = [
       ['{"messages": [', 400, /not valid JSON/, null],
       ['[1, 2]', 400, /body must be a JSON object/, null],
       [JSON.stringify({ messages: [] }), 400, /non-empty array/, 'messages'],
       [JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }), 404, /model 'gpt-4o' does not exist/, 'model'],
-      [JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }] }), 400, /does not take audio/, 'messages[0].content[0]'],
+      [
+        JSON.stringify({ messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] }] }),
+        400,
+        /does not take audio/,
+        'messages[0].content[0]',
+      ],
       [JSON.stringify({ messages: [{ role: 'tool', content: 'x' }] }), 400, /role must be/, 'messages[0].role'],
       [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 100000 }), 400, /max_tokens must be an integer from 1 to 200/, 'max_tokens'],
       [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], temperature: -1 }), 400, /temperature/, 'temperature'],
@@ -135,11 +180,22 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     // a 1 GB body is refused from its header, before it is read
     const big = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const u = new URL(`${server.url}/v1/chat/completions`);
-      const req = http.request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(1 << 30) } }, (res) => {
-        let b = '';
-        res.on('data', (d) => { b += d; });
-        res.on('end', () => resolve({ status: res.statusCode!, body: b }));
-      });
+      const req = http.request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-length': String(1 << 30) },
+        },
+        (res) => {
+          let b = '';
+          res.on('data', (d) => {
+            b += d;
+          });
+          res.on('end', () => resolve({ status: res.statusCode!, body: b }));
+        },
+      );
       req.on('error', reject);
       req.write(Buffer.alloc(1 << 16, 32));
     });
@@ -148,24 +204,30 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     expect(JSON.parse(big.body).error).toMatchObject({ type: 'invalid_request_error', code: null, message: expect.stringMatching(/--max-body-mb/) });
     // the openai client sees them as its typed errors
     await expect(client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-    await expect(client.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 0 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    await expect(client.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'user', content: 'hi' }], max_tokens: 0 })).rejects.toBeInstanceOf(
+      OpenAI.BadRequestError,
+    );
     const health = await (await fetch(`${server.url}/health`)).json();
     expect(health).toMatchObject({ status: 'ok', model: 'tiny-chat', running: 0, max_batch: 16, queued: 0 });
     expect((await fetch(`${server.url}/`)).headers.get('content-type')).toMatch(/text\/html/);
   });
 
   it('stops generating when the client goes away', async () => {
-    const before = await (await fetch(`${server.url}/health`)).json() as { cancelled: number; served: number };
+    const before = (await (await fetch(`${server.url}/health`)).json()) as { cancelled: number; served: number };
     const ac = new AbortController();
-    const r = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, signal: ac.signal,
-      body: JSON.stringify({ messages: [{ role: 'user', content: 'hello there' }], max_tokens: 200, stream: true }) });
+    const r = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      signal: ac.signal,
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hello there' }], max_tokens: 200, stream: true }),
+    });
     const reader = r.body!.getReader();
-    await reader.read();   // the first event
+    await reader.read(); // the first event
     ac.abort();
     let h = before;
-    for (let i = 0; i < 100 && (h.cancelled === before.cancelled); i++) {
+    for (let i = 0; i < 100 && h.cancelled === before.cancelled; i++) {
       await new Promise((res) => setTimeout(res, 50));
-      h = await (await fetch(`${server.url}/health`)).json() as typeof before;
+      h = (await (await fetch(`${server.url}/health`)).json()) as typeof before;
     }
     expect(h.cancelled).toBe(before.cancelled + 1);
     expect(h.served).toBe(before.served);
@@ -176,7 +238,9 @@ describe('emotorch serve (an LLM with a chat template)', () => {
   });
 
   it('--dtype bfloat16 serves the weights in bfloat16, batched answers equal generate alone on that model; a bad --dtype is a usage error', async () => {
-    const bad = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js'), 'serve', '--model', dir, '--dtype', 'int8'], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js'), 'serve', '--model', dir, '--dtype', 'int8'], {
+      encoding: 'utf8',
+    });
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/--dtype must be auto, float32, bfloat16 or float16, not 'int8'/);
     const half = (await et.nn.LlamaForCausalLM.fromPretrained(dir, { dtype: 'bfloat16' })).eval();
@@ -201,7 +265,10 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     const kinds = CASES.flatMap((c) => [3, 5, 8].map((n) => ({ c, n })));
     const want = await Promise.all(kinds.map(async ({ c, n }) => (await expected(c.ids, n)).text));
     const latencies: number[] = [];
-    let wrong = 0, failed = 0, peak = 0, polling = true;
+    let wrong = 0,
+      failed = 0,
+      peak = 0,
+      polling = true;
     // requests decoding at once (the server's continuous batch, --max-batch 16 by default)
     const poll = (async () => {
       while (polling) {
@@ -210,32 +277,42 @@ describe('emotorch serve (an LLM with a chat template)', () => {
       }
     })();
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: 32 }, async (_, client_) => {
-      const cl = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-      for (let r = 0; r < 50; r++) {
-        const k = (client_ * 7 + r) % kinds.length;
-        const s = performance.now();
-        try {
-          const res = await cl.chat.completions.create({ model: 'tiny-chat', messages: kinds[k].c.messages, max_tokens: kinds[k].n, temperature: 0, stream: r % 2 === 1 });
-          let text = '';
-          if ('choices' in res) text = res.choices[0].message.content ?? '';
-          else for await (const ch of res) text += ch.choices[0]?.delta.content ?? '';
-          if (text !== want[k]) wrong++;
-        } catch {
-          failed++;
+    await Promise.all(
+      Array.from({ length: 32 }, async (_, client_) => {
+        const cl = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+        for (let r = 0; r < 50; r++) {
+          const k = (client_ * 7 + r) % kinds.length;
+          const s = performance.now();
+          try {
+            const res = await cl.chat.completions.create({
+              model: 'tiny-chat',
+              messages: kinds[k].c.messages,
+              max_tokens: kinds[k].n,
+              temperature: 0,
+              stream: r % 2 === 1,
+            });
+            let text = '';
+            if ('choices' in res) text = res.choices[0].message.content ?? '';
+            else for await (const ch of res) text += ch.choices[0]?.delta.content ?? '';
+            if (text !== want[k]) wrong++;
+          } catch {
+            failed++;
+          }
+          latencies.push(performance.now() - s);
         }
-        latencies.push(performance.now() - s);
-      }
-    }));
+      }),
+    );
     const secs = (performance.now() - t0) / 1000;
     polling = false;
     await poll;
     latencies.sort((a, b) => a - b);
     const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
-    console.log(`serve load: 1600 requests in ${secs.toFixed(1)} s (${(1600 / secs).toFixed(0)}/s), p50 ${q(0.5).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms, failed ${failed}, mixed up ${wrong}, at most ${peak} decoding together`);
+    console.log(
+      `serve load: 1600 requests in ${secs.toFixed(1)} s (${(1600 / secs).toFixed(0)}/s), p50 ${q(0.5).toFixed(0)} ms, p99 ${q(0.99).toFixed(0)} ms, failed ${failed}, mixed up ${wrong}, at most ${peak} decoding together`,
+    );
     expect(latencies.length).toBe(1600);
     expect(failed).toBe(0);
-    expect(wrong).toBe(0);   // batched greedy answers are the ones generate gives each alone
+    expect(wrong).toBe(0); // batched greedy answers are the ones generate gives each alone
     expect(peak).toBeGreaterThan(1);
     expect(peak).toBeLessThanOrEqual(16);
   }, 300_000);

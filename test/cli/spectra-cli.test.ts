@@ -23,18 +23,51 @@ describe('emotorch spectra finetune', () => {
     const model = path.join(FIXTURES, 'spectra', 'pretrained');
     const outDir = path.join(root, 'out');
     // finetune.sh's line as written (no --mode, no --transcripts), on the tiny data
-    const r = run(['spectra', 'finetune', '--apex_level=1', '--batch_size=2', '--epochs=2', '--grad_acc=1', '--lr=2e-5', `--model_path=${model}`, '--task=mosi',
-      '--data_path', root, '--audio_length', '0.1', '--dont_show', '--output_dir', outDir]);
+    const r = run([
+      'spectra',
+      'finetune',
+      '--apex_level=1',
+      '--batch_size=2',
+      '--epochs=2',
+      '--grad_acc=1',
+      '--lr=2e-5',
+      `--model_path=${model}`,
+      '--task=mosi',
+      '--data_path',
+      root,
+      '--audio_length',
+      '0.1',
+      '--dont_show',
+      '--output_dir',
+      outDir,
+    ]);
     expect(r.code, r.err).toBe(0);
     expect(fs.existsSync(path.join(outDir, 'log.jsonl'))).toBe(true);
 
     const ds = (s: string) => et.data.SpectraDataset.fromFile(path.join(root, 'mosi', `${s}.pkl`), { task: 'mosi' });
     const [train, valid, test] = [await ds('train'), await ds('valid'), await ds('test')];
-    et.manualSeed(42);   // as main.py (and the CLI) before the model and its new head are made
+    et.manualSeed(42); // as main.py (and the CLI) before the model and its new head are made
     const { trainer } = await et.systems.spectra.Spectra.finetune({
-      task: 'mosi', model, train, eval: valid, collate: { audioLength: 1600, textLength: 512 },
-      args: { output_dir: path.join(root, 'lib'), per_device_train_batch_size: 2, per_device_eval_batch_size: 2, num_train_epochs: 2, gradient_accumulation_steps: 1,
-        learning_rate: 2e-5, weight_decay: 0.01, max_grad_norm: 1, seed: 42, warmup_steps: 0, lr_scheduler_type: 'cosine', disable_tqdm: true, report_to: 'none' },
+      task: 'mosi',
+      model,
+      train,
+      eval: valid,
+      collate: { audioLength: 1600, textLength: 512 },
+      args: {
+        output_dir: path.join(root, 'lib'),
+        per_device_train_batch_size: 2,
+        per_device_eval_batch_size: 2,
+        num_train_epochs: 2,
+        gradient_accumulation_steps: 1,
+        learning_rate: 2e-5,
+        weight_decay: 0.01,
+        max_grad_norm: 1,
+        seed: 42,
+        warmup_steps: 0,
+        lr_scheduler_type: 'cosine',
+        disable_tqdm: true,
+        report_to: 'none',
+      },
     });
     const m = await trainer.evaluate(test, 'test');
     const line = r.out.split('\n').find((l) => l.startsWith('test: '))!;
@@ -74,7 +107,11 @@ describe("SPECTRA's scripts/finetune.sh, every line as written", () => {
     fs.cpSync(path.join(FIXTURES, 'spectra', 'pretrained'), model, { recursive: true });
     const audioConfig = JSON.parse(fs.readFileSync(path.join(model, 'audio_config.json'), 'utf8'));
     fs.writeFileSync(path.join(model, 'audio_config.json'), JSON.stringify({ ...audioConfig, conv_stride: [5, 8, 8] }));
-    for (const [task, pkl] of [['mosi', 'spectra_samples.pkl'], ['mosei', 'spectra_samples.pkl'], ['iemocap', 'spectra_indexed.pkl']]) {
+    for (const [task, pkl] of [
+      ['mosi', 'spectra_samples.pkl'],
+      ['mosei', 'spectra_samples.pkl'],
+      ['iemocap', 'spectra_indexed.pkl'],
+    ]) {
       fs.mkdirSync(path.join(root, 'data', task), { recursive: true });
       for (const s of ['train', 'valid', 'test']) fs.copyFileSync(path.join(FIXTURES, 'pickle', pkl), path.join(root, 'data', task, `${s}.pkl`));
     }
@@ -86,9 +123,25 @@ describe("SPECTRA's scripts/finetune.sh, every line as written", () => {
     }
     expect(fs.readdirSync(path.join(root, 'output')).sort()).toEqual(['spectra-iemocap', 'spectra-mosei', 'spectra-mosi']);
     // train-960.sh's pre-training flags and the launcher's --local_rank are accepted and named as not used
-    const r = run(['spectra', 'finetune', `--model_path=${model}`, '--task=mosi', '--audio_path=/PATH/OF/YOUR/WAVLM', '--text_path=/PATH/OF/YOUR/ROBERTA',
-      '--model_save_path=/x', '--model_name=spectra', '--save_interval=25', '--local_rank=0', '--epochs=1', '--dont_show'], root);
+    const r = run(
+      [
+        'spectra',
+        'finetune',
+        `--model_path=${model}`,
+        '--task=mosi',
+        '--audio_path=/PATH/OF/YOUR/WAVLM',
+        '--text_path=/PATH/OF/YOUR/ROBERTA',
+        '--model_save_path=/x',
+        '--model_name=spectra',
+        '--save_interval=25',
+        '--local_rank=0',
+        '--epochs=1',
+        '--dont_show',
+      ],
+      root,
+    );
     expect(r.code, r.err).toBe(0);
-    for (const f of ['audio_path', 'text_path', 'model_save_path', 'model_name', 'save_interval', 'local_rank']) expect(r.err).toMatch(new RegExp(`--${f} is accepted .* not used`));
+    for (const f of ['audio_path', 'text_path', 'model_save_path', 'model_name', 'save_interval', 'local_rank'])
+      expect(r.err).toMatch(new RegExp(`--${f} is accepted .* not used`));
   }, 600_000);
 });

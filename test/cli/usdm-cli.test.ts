@@ -18,17 +18,45 @@ const run = (args: string[]) => {
 /** A character tokenizer.json with USDM's layout on the fixture's 160 ids ("\n" 13, "▁" 28, <|continue|> 100, <|correspond|> 101, 57 units from 102, <pad> 159). */
 function toyTokenizer(file: string): void {
   const chars: Record<number, string> = { 13: '\n', 28: '▁', 56: '#', 57: '.', 58: ',', 59: "'" };
-  for (let k = 0; k < 26; k++) { chars[30 + k] = String.fromCharCode(97 + k); chars[60 + k] = String.fromCharCode(65 + k); }
+  for (let k = 0; k < 26; k++) {
+    chars[30 + k] = String.fromCharCode(97 + k);
+    chars[60 + k] = String.fromCharCode(65 + k);
+  }
   const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
   for (let i = 3; i < 100; i++) vocab[chars[i] ?? `[${i}]`] = i;
-  const special = [[0, '<unk>'], [1, '<s>'], [2, '</s>'], [100, '<|continue|>'], [101, '<|correspond|>'], ...Array.from({ length: 57 }, (_, u) => [102 + u, `<|unit${u}|>`]), [159, '<pad>']] as Array<[number, string]>;
-  fs.writeFileSync(file, JSON.stringify({
-    version: '1.0', truncation: null, padding: null, pre_tokenizer: null, post_processor: null,
-    added_tokens: special.map(([id, content]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-    normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
-    decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }] },
-    model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges: [] },
-  }));
+  const special = [
+    [0, '<unk>'],
+    [1, '<s>'],
+    [2, '</s>'],
+    [100, '<|continue|>'],
+    [101, '<|correspond|>'],
+    ...Array.from({ length: 57 }, (_, u) => [102 + u, `<|unit${u}|>`]),
+    [159, '<pad>'],
+  ] as Array<[number, string]>;
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      pre_tokenizer: null,
+      post_processor: null,
+      added_tokens: special.map(([id, content]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+      normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+      decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }] },
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: '<unk>',
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab,
+        merges: [],
+      },
+    }),
+  );
   fs.writeFileSync(path.join(path.dirname(file), 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>' }));
 }
 
@@ -54,12 +82,30 @@ describe('emotorch usdm infer', () => {
     expect(JSON.parse(fs.readFileSync(outFile, 'utf8'))).toEqual(JSON.parse(a.out));
 
     // from speech: the tiny XLS-R fixture read at layer 2 with its 57-or-fewer centroids
-    const xlsr = path.join(FIXTURES, 'wav2vec2', 'xlsr'), kmeans = path.join(FIXTURES, 'wav2vec2', 'centroids.npy');
+    const xlsr = path.join(FIXTURES, 'wav2vec2', 'xlsr'),
+      kmeans = path.join(FIXTURES, 'wav2vec2', 'centroids.npy');
     const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
     const ux = new et.audio.UnitExtractor({ encoder: (await et.nn.Wav2Vec2Model.fromPretrained(xlsr)).eval(), layer: 2, centroids: kmeans });
     const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000 });
     const [units] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(samples).reshape([1, samples.length]) }));
-    const b = run(['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--input_path', wav, '--xlsr', xlsr, '--kmeans', kmeans, '--layer', '2', '--max_new_tokens', '12']);
+    const b = run([
+      'usdm',
+      'infer',
+      '--model',
+      model,
+      '--tokenizer',
+      tokFile,
+      '--input_path',
+      wav,
+      '--xlsr',
+      xlsr,
+      '--kmeans',
+      kmeans,
+      '--layer',
+      '2',
+      '--max_new_tokens',
+      '12',
+    ]);
     expect(b.code, b.err).toBe(0);
     expect(JSON.parse(b.out)).toEqual(await want(units));
 
@@ -79,7 +125,11 @@ describe('emotorch usdm infer', () => {
     const model = path.join(FIXTURES, 'usdm', 'mistral');
     for (const n of ['1e12', '257']) {
       const r = run(['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--units', '3 3 17', '--max_new_tokens', n]);
-      expect(r.err).toMatch(new RegExp(`ERR_INVALID_ARG: Expected a positive integer of at most 256 \\(the model's context length, max_position_embeddings\\) for --max_new_tokens but received ${Number(n)}`));
+      expect(r.err).toMatch(
+        new RegExp(
+          `ERR_INVALID_ARG: Expected a positive integer of at most 256 \\(the model's context length, max_position_embeddings\\) for --max_new_tokens but received ${Number(n)}`,
+        ),
+      );
       expect(r.err).not.toMatch(/\n\s+at /);
       expect(r.code).toBe(1);
     }
@@ -103,7 +153,16 @@ describe('emotorch usdm infer', () => {
     for (const f of fs.readdirSync(path.join(FIXTURES, 'usdm', 'mistral'))) fs.copyFileSync(path.join(FIXTURES, 'usdm', 'mistral', f), path.join(snap, f));
     toyTokenizer(path.join(snap, 'tokenizer.json'));
     const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
-    const extractor = ['--xlsr', path.join(FIXTURES, 'wav2vec2', 'xlsr'), '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2', '--max_new_tokens', '12'];
+    const extractor = [
+      '--xlsr',
+      path.join(FIXTURES, 'wav2vec2', 'xlsr'),
+      '--kmeans',
+      path.join(FIXTURES, 'wav2vec2', 'centroids.npy'),
+      '--layer',
+      '2',
+      '--max_new_tokens',
+      '12',
+    ];
     const answer = path.join(dir, 'answer.wav');
     const env = { ...process.env, OMP_NUM_THREADS: '1', HF_HUB_OFFLINE: '1' };
     const runEnv = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env, timeout: 240_000 });
@@ -138,16 +197,35 @@ describe('emotorch usdm infer', () => {
     fs.mkdirSync(ustm);
     toyTokenizer(path.join(ustm, 'tokenizer.json'));
     const out = path.join(dir, 'preprocessed');
-    const line = ['usdm', 'preprocess', '--pretrained_model_name_or_path', ustm, '--model_cache_dir', path.join(dir, 'cache'), '--data_dir', path.join(FX, 'data'),
-      '--train_metadata_path', path.join(FX, 'raw', 'train.txt'), '--test_metadata_path', path.join(FX, 'raw', 'test.txt'), '--output_path', out,
-      '--xlsr', path.join(FIXTURES, 'wav2vec2', 'xlsr'), '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2'];
+    const line = [
+      'usdm',
+      'preprocess',
+      '--pretrained_model_name_or_path',
+      ustm,
+      '--model_cache_dir',
+      path.join(dir, 'cache'),
+      '--data_dir',
+      path.join(FX, 'data'),
+      '--train_metadata_path',
+      path.join(FX, 'raw', 'train.txt'),
+      '--test_metadata_path',
+      path.join(FX, 'raw', 'test.txt'),
+      '--output_path',
+      out,
+      '--xlsr',
+      path.join(FIXTURES, 'wav2vec2', 'xlsr'),
+      '--kmeans',
+      path.join(FIXTURES, 'wav2vec2', 'centroids.npy'),
+      '--layer',
+      '2',
+    ];
     const r = run(line);
     expect(r.code, r.err).toBe(0);
     expect(r.err).toMatch(/2 training and 1 test dialogues \(1 dropped: a speaker twice in a row\), 10 clips, 0 with units already/);
     const lines = (f: string) => fs.readFileSync(f, 'utf8').split('\n').sort();
     for (const split of ['train', 'test']) expect(lines(path.join(out, `${split}.txt`)), split).toEqual(lines(path.join(FX, 'expected', `${split}.txt`)));
     // an interrupted run resumes: the units are cached per clip
-    const [key] = fs.readdirSync(path.join(out, 'units'));   // one folder per unit extractor
+    const [key] = fs.readdirSync(path.join(out, 'units')); // one folder per unit extractor
     fs.rmSync(path.join(out, 'units', key, '1_2_d1.txt'));
     const again = run(line);
     expect(again.code, again.err).toBe(0);
@@ -159,29 +237,117 @@ describe('emotorch usdm infer', () => {
     fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
     toyTokenizer(path.join(model, 'tokenizer.json'));
     const sftOut = path.join(dir, 'sft');
-    const sft = run(['usdm', 'sft', '--output_dir', sftOut, '--data_path_train', path.join(out, 'train.txt'), '--data_path_test', path.join(out, 'test.txt'),
-      '--data_path_cache', path.join(dir, 'ds-cache'), '--model_name_or_path', model, '--model_cache_dir', path.join(dir, 'cache'), '--train_batch_size', '2',
-      '--gradient_accumulation_steps', '1', '--max_input_length', '8192', '--num_train_epochs', '1', '--seed', '1', '--logging_steps', '1',
-      '--deepspeed_config', '../configs/ds_config_zero3_bf16.json', '--learning_rate', '2e-5', '--evaluation_strategy', 'steps', '--save_strategy', 'steps',
-      '--eval_steps', '2', '--save_steps', '2', '--save_total_limit', '1', '--max_steps', '2']);
+    const sft = run([
+      'usdm',
+      'sft',
+      '--output_dir',
+      sftOut,
+      '--data_path_train',
+      path.join(out, 'train.txt'),
+      '--data_path_test',
+      path.join(out, 'test.txt'),
+      '--data_path_cache',
+      path.join(dir, 'ds-cache'),
+      '--model_name_or_path',
+      model,
+      '--model_cache_dir',
+      path.join(dir, 'cache'),
+      '--train_batch_size',
+      '2',
+      '--gradient_accumulation_steps',
+      '1',
+      '--max_input_length',
+      '8192',
+      '--num_train_epochs',
+      '1',
+      '--seed',
+      '1',
+      '--logging_steps',
+      '1',
+      '--deepspeed_config',
+      '../configs/ds_config_zero3_bf16.json',
+      '--learning_rate',
+      '2e-5',
+      '--evaluation_strategy',
+      'steps',
+      '--save_strategy',
+      'steps',
+      '--eval_steps',
+      '2',
+      '--save_steps',
+      '2',
+      '--save_total_limit',
+      '1',
+      '--max_steps',
+      '2',
+    ]);
     expect(sft.code, sft.err).toBe(0);
     for (const f of ['data_path_cache', 'max_input_length', 'deepspeed_config']) expect(sft.err).toMatch(new RegExp(`--${f} is accepted .* not used`));
     expect(sft.out).toMatch(/5 training and 2 evaluation examples, 2 steps, train_loss \d/);
     expect(sft.out).toMatch(/"eval_loss":/);
     expect(fs.readdirSync(sftOut).filter((d) => d.startsWith('checkpoint-'))).toEqual(['checkpoint-2']);
     const wav = path.join(FX, 'data', '1', '2_1_d1.wav');
-    const answer = run(['usdm', 'infer', '--model', sftOut, '--input_path', wav, '--xlsr', path.join(FIXTURES, 'wav2vec2', 'xlsr'),
-      '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2', '--max_new_tokens', '8']);
+    const answer = run([
+      'usdm',
+      'infer',
+      '--model',
+      sftOut,
+      '--input_path',
+      wav,
+      '--xlsr',
+      path.join(FIXTURES, 'wav2vec2', 'xlsr'),
+      '--kmeans',
+      path.join(FIXTURES, 'wav2vec2', 'centroids.npy'),
+      '--layer',
+      '2',
+      '--max_new_tokens',
+      '8',
+    ]);
     expect(answer.code, answer.err).toBe(0);
     expect(Object.keys(JSON.parse(answer.out))).toEqual(['user_units', 'user_text', 'agent_text', 'agent_units']);
     // inference.py's user units (librosa.load: the two channels averaged, soxr HQ from 44.1 kHz; seamless's odd-length pad)
-    const user = run(['usdm', 'infer', '--model', sftOut, '--input_path', path.join(FX, 'infer', 'user.wav'), '--xlsr', path.join(FIXTURES, 'wav2vec2', 'xlsr'),
-      '--kmeans', path.join(FIXTURES, 'wav2vec2', 'centroids.npy'), '--layer', '2', '--max_new_tokens', '1']);
+    const user = run([
+      'usdm',
+      'infer',
+      '--model',
+      sftOut,
+      '--input_path',
+      path.join(FX, 'infer', 'user.wav'),
+      '--xlsr',
+      path.join(FIXTURES, 'wav2vec2', 'xlsr'),
+      '--kmeans',
+      path.join(FIXTURES, 'wav2vec2', 'centroids.npy'),
+      '--layer',
+      '2',
+      '--max_new_tokens',
+      '1',
+    ]);
     expect(user.code, user.err).toBe(0);
     expect(JSON.parse(user.out).user_units).toEqual(JSON.parse(fs.readFileSync(path.join(FX, 'expected', 'infer_units.json'), 'utf8')).user_units);
     // --resume continues from checkpoint-2
-    const resumed = run(['usdm', 'sft', '--output_dir', sftOut, '--data_path_train', path.join(out, 'train.txt'), '--data_path_test', path.join(out, 'test.txt'),
-      '--model_name_or_path', model, '--train_batch_size', '2', '--gradient_accumulation_steps', '1', '--max_steps', '3', '--save_steps', '3', '--eval_steps', '3', '--resume']);
+    const resumed = run([
+      'usdm',
+      'sft',
+      '--output_dir',
+      sftOut,
+      '--data_path_train',
+      path.join(out, 'train.txt'),
+      '--data_path_test',
+      path.join(out, 'test.txt'),
+      '--model_name_or_path',
+      model,
+      '--train_batch_size',
+      '2',
+      '--gradient_accumulation_steps',
+      '1',
+      '--max_steps',
+      '3',
+      '--save_steps',
+      '3',
+      '--eval_steps',
+      '3',
+      '--resume',
+    ]);
     expect(resumed.code, resumed.err).toBe(0);
     expect(resumed.out).toMatch(/, 3 steps,/);
 
@@ -193,7 +359,14 @@ describe('emotorch usdm infer', () => {
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/ERR_IO: the audio of 1_1_d2 '.*1_1_d2\.wav' does not exist/);
     const gap = path.join(dir, 'gap.txt');
-    fs.writeFileSync(gap, fs.readFileSync(path.join(FX, 'raw', 'test.txt'), 'utf8').split('\n').filter((l) => !l.startsWith('1_')).join('\n'));
+    fs.writeFileSync(
+      gap,
+      fs
+        .readFileSync(path.join(FX, 'raw', 'test.txt'), 'utf8')
+        .split('\n')
+        .filter((l) => !l.startsWith('1_'))
+        .join('\n'),
+    );
     const bad = run([...line.slice(0, 11), gap, ...line.slice(12)]);
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/ERR_FORMAT: --test_metadata_path '.*gap\.txt': dialogue d1 has turns 0, 2, not 0 to 1/);
@@ -207,14 +380,23 @@ describe('emotorch usdm infer', () => {
     const full = await et.nn.LlamaForCausalLM.fromPretrained(path.join(FIXTURES, 'salmonn', 'llm'));
     const small = await full.resizeTokenEmbeddings(1500);
     await small.save(path.join(base, 'model.safetensors'));
-    fs.writeFileSync(path.join(base, 'config.json'), JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'llm', 'config.json'), 'utf8')), vocab_size: 1500 }));
+    fs.writeFileSync(
+      path.join(base, 'config.json'),
+      JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'llm', 'config.json'), 'utf8')), vocab_size: 1500 }),
+    );
     for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(FIXTURES, 'tokenizers', 'llama', f), path.join(base, f));
     const ext = path.join(dir, 'ext');
     const r = run(['usdm', 'extend-vocab', '--model_name_or_path', base, '--num_unit_tokens', '57', '--output_dir', ext, '--seed', '3']);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/60 tokens added \(57 units, <pad>\): vocabulary 1500 -> 1560/);
     const tok = await et.data.Tokenizer.fromFile(ext);
-    expect([tok.tokenToId('<|continue|>'), tok.tokenToId('<|correspond|>'), tok.tokenToId('<|unit0|>'), tok.tokenToId('<|unit56|>'), tok.tokenToId('<pad>')]).toEqual([1500, 1501, 1502, 1558, 1559]);
+    expect([
+      tok.tokenToId('<|continue|>'),
+      tok.tokenToId('<|correspond|>'),
+      tok.tokenToId('<|unit0|>'),
+      tok.tokenToId('<|unit56|>'),
+      tok.tokenToId('<pad>'),
+    ]).toEqual([1500, 1501, 1502, 1558, 1559]);
     expect(await tok.encode('<|unit3|><|correspond|>', { addSpecialTokens: false })).toEqual([1505, 1501]);
     const m = await et.nn.LlamaForCausalLM.fromPretrained(ext);
     expect(m.config.vocab_size).toBe(1560);
@@ -223,48 +405,100 @@ describe('emotorch usdm infer', () => {
       expect(maxAbsDiff(w(m, n).slice(0, 0, 1500), w(small, n))).toBe(0);
       const fresh = w(m, n).slice(0, 1500, 1560);
       const std = fresh.std().item();
-      expect(std, n).toBeGreaterThan(0.07);   // initializer_range 0.1 over 60 × 48 draws
+      expect(std, n).toBeGreaterThan(0.07); // initializer_range 0.1 over 60 × 48 draws
       expect(std, n).toBeLessThan(0.13);
     }
     expect(JSON.parse(fs.readFileSync(path.join(ext, 'config.json'), 'utf8'))).toMatchObject({ vocab_size: 1560, pad_token_id: 1559 });
     // the extended folder is a USDM model: its unit ids are read from the tokenizer
-    const usdm = await et.systems.usdm.Usdm.fromPretrained(ext, { tokenIds: { unit0: 1502, numUnits: 57, continue: 1500, correspond: 1501, pad: 1559, newline: 13, space: 28, bos: 1 } });
+    const usdm = await et.systems.usdm.Usdm.fromPretrained(ext, {
+      tokenIds: { unit0: 1502, numUnits: 57, continue: 1500, correspond: 1501, pad: 1559, newline: 13, space: 28, bos: 1 },
+    });
     const { logits } = await et.noGrad(() => usdm.forward({ inputIds: et.tensor([[1, 1505, 1501, 40]], { dtype: 'int64' }) }));
     expect(logits.shape).toEqual([1, 4, 1560]);
-    const mismatch = run(['usdm', 'extend-vocab', '--model_name_or_path', path.join(FIXTURES, 'salmonn', 'llm'), '--num_unit_tokens', '4', '--output_dir', path.join(dir, 'x')]);
+    const mismatch = run([
+      'usdm',
+      'extend-vocab',
+      '--model_name_or_path',
+      path.join(FIXTURES, 'salmonn', 'llm'),
+      '--num_unit_tokens',
+      '4',
+      '--output_dir',
+      path.join(dir, 'x'),
+    ]);
     expect(mismatch.code).toBe(1);
     expect(mismatch.err).toMatch(/ERR_FORMAT: the tokenizer of .* has 1500 tokens and the model 1501 rows/);
   }, 300_000);
 
-  it('usdm sft: a token id past the model\'s vocabulary is ERR_DATA naming the data file and line, not an index error in the embedding', () => {
+  it("usdm sft: a token id past the model's vocabulary is ERR_DATA naming the data file and line, not an index error in the embedding", () => {
     const dir = tmpdir();
     const model = path.join(dir, 'USTM');
     fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
     toyTokenizer(path.join(model, 'tokenizer.json'));
-    const train = path.join(dir, 'train.txt'), test = path.join(dir, 'test.txt');
+    const train = path.join(dir, 'train.txt'),
+      test = path.join(dir, 'test.txt');
     fs.writeFileSync(train, '1 40 41|-100 40 41\n1 40 41|-100 40 41\n');
-    fs.writeFileSync(test, '1 40 41|-100 40 41\n\n1 102 160 2|-100 -100 160 2\n');   // the fixture's vocabulary is 160 ids
-    const r = run(['usdm', 'sft', '--output_dir', path.join(dir, 'out'), '--data_path_train', train, '--data_path_test', test, '--model_name_or_path', model, '--max_steps', '1']);
+    fs.writeFileSync(test, '1 40 41|-100 40 41\n\n1 102 160 2|-100 -100 160 2\n'); // the fixture's vocabulary is 160 ids
+    const r = run([
+      'usdm',
+      'sft',
+      '--output_dir',
+      path.join(dir, 'out'),
+      '--data_path_train',
+      train,
+      '--data_path_test',
+      test,
+      '--model_name_or_path',
+      model,
+      '--max_steps',
+      '1',
+    ]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/ERR_DATA: '.*test\.txt' item 2 \(line 3\): ids\[2\] is 160, past the model's vocabulary of 160 tokens \(ids 0 to 159\)/);
     expect(r.err).not.toMatch(/ERR_INDEX|\n\s+at /);
   }, 120_000);
 
-  it('usdm sft under npx emotorch-run (accelerate launch\'s place) trains data-parallel on 2 ranks, the first writing the model', () => {
+  it("usdm sft under npx emotorch-run (accelerate launch's place) trains data-parallel on 2 ranks, the first writing the model", () => {
     const dir = tmpdir();
     const model = path.join(dir, 'USTM');
     fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
     toyTokenizer(path.join(model, 'tokenizer.json'));
     const data = path.join(FIXTURES, 'usdm_dailytalk', 'expected');
     const out = path.join(dir, 'sft');
-    const r = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'cli', 'run.js'), '--nproc-per-node', '2', CLI, 'usdm', 'sft', '--output_dir', out,
-      '--data_path_train', path.join(data, 'train.txt'), '--data_path_test', path.join(data, 'test.txt'), '--model_name_or_path', model,
-      '--train_batch_size', '1', '--gradient_accumulation_steps', '1', '--max_steps', '2', '--save_strategy', 'no', '--evaluation_strategy', 'no', '--logging_steps', '1'],
-    { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
+    const r = spawnSync(
+      process.execPath,
+      [
+        path.join(__dirname, '..', '..', 'dist', 'cli', 'run.js'),
+        '--nproc-per-node',
+        '2',
+        CLI,
+        'usdm',
+        'sft',
+        '--output_dir',
+        out,
+        '--data_path_train',
+        path.join(data, 'train.txt'),
+        '--data_path_test',
+        path.join(data, 'test.txt'),
+        '--model_name_or_path',
+        model,
+        '--train_batch_size',
+        '1',
+        '--gradient_accumulation_steps',
+        '1',
+        '--max_steps',
+        '2',
+        '--save_strategy',
+        'no',
+        '--evaluation_strategy',
+        'no',
+        '--logging_steps',
+        '1',
+      ],
+      { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 },
+    );
     expect(r.status, r.stderr).toBe(0);
     // one summary (rank 0's), saying the ranks
     expect(r.stdout.match(/training and \d+ evaluation examples, 2 steps, train_loss [\d.]+ \(2 ranks\)/g)?.length).toBe(1);
     expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
   }, 300_000);
 });
-

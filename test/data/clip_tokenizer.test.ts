@@ -11,20 +11,44 @@ type Tok = et.data.Tokenizer;
 // Written by scripts/fixtures/clip_tokenizer.py with transformers' CLIPTokenizer (5.18).
 const DIR = path.join(FIXTURES, 'clip_tokenizer');
 interface Case {
-  ids: number[]; ids_no_special: number[]; tokens: string[]; decode: string; decode_skip_special: string;
-  input_ids: number[]; attention_mask: number[]; decode_padded: string; decode_padded_skip_special: string;
+  ids: number[];
+  ids_no_special: number[];
+  tokens: string[];
+  decode: string;
+  decode_skip_special: string;
+  input_ids: number[];
+  attention_mask: number[];
+  decode_padded: string;
+  decode_padded_skip_special: string;
 }
 interface Info {
-  vocab_size: number; pad_token: string | null; pad_token_id: number | null; bos_token_id: number; eos_token_id: number; unk_token_id: number;
+  vocab_size: number;
+  pad_token: string | null;
+  pad_token_id: number | null;
+  bos_token_id: number;
+  eos_token_id: number;
+  unk_token_id: number;
   added_tokens: Record<string, { content: string; normalized: boolean; special: boolean; lstrip: boolean; rstrip: boolean }>;
 }
-interface Batch { input_ids: number[][]; attention_mask: number[][] }
+interface Batch {
+  input_ids: number[][];
+  attention_mask: number[][];
+}
 const ref = JSON.parse(zlib.gunzipSync(fs.readFileSync(path.join(DIR, 'cases.json.gz'))).toString('utf8')) as {
-  texts: string[]; info: Info; cases: Case[]; batch_texts: string[]; longest: Batch; longest_trunc8: Batch;
-  pad_bang: Info & { special_tokens_map: Record<string, unknown>; batch: Batch }; raw_tokenizers: { ids: number[]; decode: string }[];
+  texts: string[];
+  info: Info;
+  cases: Case[];
+  batch_texts: string[];
+  longest: Batch;
+  longest_trunc8: Batch;
+  pad_bang: Info & { special_tokens_map: Record<string, unknown>; batch: Batch };
+  raw_tokenizers: { ids: number[]; decode: string }[];
   config_variants: {
     texts: string[];
-    variants: Record<string, Info & { base: 'languagebind' | 'openai'; files: Record<string, unknown>; ids: number[][]; decode_skip_special: string[]; padded: Batch | null }>;
+    variants: Record<
+      string,
+      Info & { base: 'languagebind' | 'openai'; files: Record<string, unknown>; ids: number[][]; decode_skip_special: string[]; padded: Batch | null }
+    >;
   };
 };
 const LANGUAGEBIND = { padding: 'max_length', maxLength: 77, truncation: true } as const;
@@ -42,8 +66,16 @@ function variant(from: string, files: Record<string, string | null>): string {
 
 function checkInfo(tok: Tok, info: Info): void {
   expect(tok.vocabSize).toBe(info.vocab_size);
-  expect([tok.padToken ?? null, tok.padTokenId ?? null, tok.bosTokenId, tok.eosTokenId, tok.unkTokenId]).toEqual([info.pad_token, info.pad_token_id, info.bos_token_id, info.eos_token_id, info.unk_token_id]);
-  const added = Object.fromEntries(tok.addedTokens.map((t) => [String(t.id), { content: t.content, normalized: t.normalized, special: t.special, lstrip: t.lstrip, rstrip: t.rstrip }]));
+  expect([tok.padToken ?? null, tok.padTokenId ?? null, tok.bosTokenId, tok.eosTokenId, tok.unkTokenId]).toEqual([
+    info.pad_token,
+    info.pad_token_id,
+    info.bos_token_id,
+    info.eos_token_id,
+    info.unk_token_id,
+  ]);
+  const added = Object.fromEntries(
+    tok.addedTokens.map((t) => [String(t.id), { content: t.content, normalized: t.normalized, special: t.special, lstrip: t.lstrip, rstrip: t.rstrip }]),
+  );
   expect(added).toEqual(info.added_tokens);
 }
 
@@ -100,25 +132,35 @@ describe.each(['languagebind', 'openai'] as const)("CLIP tokenizer parity with t
     const bad: string[] = [];
     for (const [i, c] of ref.cases.entries()) {
       const got = await Promise.all([
-        tok.decode(c.ids), tok.decode(c.ids, { skipSpecialTokens: true }), tok.decode(c.input_ids), tok.decode(c.input_ids, { skipSpecialTokens: true }),
+        tok.decode(c.ids),
+        tok.decode(c.ids, { skipSpecialTokens: true }),
+        tok.decode(c.input_ids),
+        tok.decode(c.input_ids, { skipSpecialTokens: true }),
       ]);
       const want = [c.decode, c.decode_skip_special, c.decode_padded, c.decode_padded_skip_special];
-      got.forEach((g, k) => { if (g !== want[k]) bad.push(`#${i} decode ${k}: ${JSON.stringify(g)} vs ${JSON.stringify(want[k])}`); });
+      got.forEach((g, k) => {
+        if (g !== want[k]) bad.push(`#${i} decode ${k}: ${JSON.stringify(g)} vs ${JSON.stringify(want[k])}`);
+      });
     }
     expect(bad).toEqual([]);
   });
 
   it("pads to the longest, and truncates to 8, as transformers' padding='longest'", async () => {
     const tok = toks[name];
-    expect(await tok.encodeBatch(ref.batch_texts, { padding: 'longest' })).toEqual({ inputIds: ref.longest.input_ids, attentionMask: ref.longest.attention_mask });
-    expect(await tok.encodeBatch(ref.batch_texts, { padding: 'longest', truncation: true, maxLength: 8 }))
-      .toEqual({ inputIds: ref.longest_trunc8.input_ids, attentionMask: ref.longest_trunc8.attention_mask });
+    expect(await tok.encodeBatch(ref.batch_texts, { padding: 'longest' })).toEqual({
+      inputIds: ref.longest.input_ids,
+      attentionMask: ref.longest.attention_mask,
+    });
+    expect(await tok.encodeBatch(ref.batch_texts, { padding: 'longest', truncation: true, maxLength: 8 })).toEqual({
+      inputIds: ref.longest_trunc8.input_ids,
+      attentionMask: ref.longest_trunc8.attention_mask,
+    });
   });
 });
 
 describe('CLIP tokenizer', () => {
   it('reads a folder, its vocab.json or tokenizer.json, sync or async, to the same tokenizer', async () => {
-    const text = 'A Photo of a CAT, isn\'t it? 😀';
+    const text = "A Photo of a CAT, isn't it? 😀";
     const want = await toks.languagebind.encode(text);
     for (const t of [
       await Tokenizer.fromFile(path.join(DIR, 'languagebind', 'vocab.json')),
@@ -238,27 +280,45 @@ describe('CLIP tokenizer', () => {
 
     it('a vocab.json that is not CLIP, or whose config names another class, or no bos/eos token (ERR_FORMAT)', async () => {
       const config = JSON.parse(fs.readFileSync(lb('tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-      await rejectsWith(Tokenizer.fromFile(variant('languagebind', { 'tokenizer_config.json': JSON.stringify({ ...config, tokenizer_class: 'GPT2Tokenizer' }) })),
-        'ERR_FORMAT', /vocab\.json': a vocab\.json \+ merges\.txt tokenizer is read as CLIP's, but .*tokenizer_config\.json' names another tokenizer_class/);
-      await rejectsWith(Tokenizer.fromFile(variant('languagebind', { 'tokenizer_config.json': null, 'vocab.json': '{"a": 0, "b": 1, "ab": 2}', 'merges.txt': 'a b\n' })),
-        'ERR_FORMAT', /vocab\.json': not CLIP's vocabulary .* no tokenizer_config\.json tokenizer_class/);
+      await rejectsWith(
+        Tokenizer.fromFile(variant('languagebind', { 'tokenizer_config.json': JSON.stringify({ ...config, tokenizer_class: 'GPT2Tokenizer' }) })),
+        'ERR_FORMAT',
+        /vocab\.json': a vocab\.json \+ merges\.txt tokenizer is read as CLIP's, but .*tokenizer_config\.json' names another tokenizer_class/,
+      );
+      await rejectsWith(
+        Tokenizer.fromFile(variant('languagebind', { 'tokenizer_config.json': null, 'vocab.json': '{"a": 0, "b": 1, "ab": 2}', 'merges.txt': 'a b\n' })),
+        'ERR_FORMAT',
+        /vocab\.json': not CLIP's vocabulary .* no tokenizer_config\.json tokenizer_class/,
+      );
       // without a config, a CLIP vocabulary is CLIP with CLIPTokenizer's defaults
       const bare = await Tokenizer.fromFile(variant('languagebind', { 'tokenizer_config.json': null, 'special_tokens_map.json': null }));
       expect(await bare.encode(ref.texts[6])).toEqual(ref.cases[6].ids);
       expect(bare.padTokenId).toBe(ref.info.eos_token_id);
-      await rejectsWith(Tokenizer.fromFile(variant('languagebind', { 'special_tokens_map.json': JSON.stringify({ bos_token: null }) })),
-        'ERR_FORMAT', /vocab\.json': a CLIP tokenizer needs a bos token/);
-      await rejectsWith(Tokenizer.fromFile(variant('languagebind', { 'special_tokens_map.json': JSON.stringify({ pad_token: 5 }) })),
-        'ERR_FORMAT', /special_tokens_map\.json': pad_token is not a token/);
-      await rejectsWith(Tokenizer.fromFile(variant('languagebind', { 'special_tokens_map.json': '{"pad_token": ' })),
-        'ERR_FORMAT', /special_tokens_map\.json' is not JSON/);
+      await rejectsWith(
+        Tokenizer.fromFile(variant('languagebind', { 'special_tokens_map.json': JSON.stringify({ bos_token: null }) })),
+        'ERR_FORMAT',
+        /vocab\.json': a CLIP tokenizer needs a bos token/,
+      );
+      await rejectsWith(
+        Tokenizer.fromFile(variant('languagebind', { 'special_tokens_map.json': JSON.stringify({ pad_token: 5 }) })),
+        'ERR_FORMAT',
+        /special_tokens_map\.json': pad_token is not a token/,
+      );
+      await rejectsWith(
+        Tokenizer.fromFile(variant('languagebind', { 'special_tokens_map.json': '{"pad_token": ' })),
+        'ERR_FORMAT',
+        /special_tokens_map\.json' is not JSON/,
+      );
     });
 
     it('a tokenizer.json whose config names CLIP but whose model is not BPE (ERR_FORMAT)', async () => {
       const json = JSON.parse(fs.readFileSync(path.join(DIR, 'openai', 'tokenizer.json'), 'utf8')) as { model: Record<string, unknown> };
       const wp = { ...json, model: { type: 'WordPiece', vocab: json.model.vocab, unk_token: '<|endoftext|>' } };
-      await rejectsWith(Tokenizer.fromFile(variant('openai', { 'tokenizer.json': JSON.stringify(wp) })),
-        'ERR_FORMAT', /tokenizer\.json': the config names a CLIP tokenizer but the model is not a BPE/);
+      await rejectsWith(
+        Tokenizer.fromFile(variant('openai', { 'tokenizer.json': JSON.stringify(wp) })),
+        'ERR_FORMAT',
+        /tokenizer\.json': the config names a CLIP tokenizer but the model is not a BPE/,
+      );
       throwsWith(() => Tokenizer.fromJSON(wp, { tokenizer_class: 'CLIPTokenizer' }), 'ERR_FORMAT', /tokenizer JSON: the config names a CLIP tokenizer/);
     });
   });

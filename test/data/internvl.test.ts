@@ -17,7 +17,11 @@ describe('internvlEncode = ms-swift InternVL2 templates', () => {
     const tok = await tokenizer();
     const ctx = tok.tokenToId('<IMG_CONTEXT>')!;
     const enc = (s: string) => tok.encode(s, { addSpecialTokens: false });
-    const out = await et.data.internvlEncode(tok, { system: 'Be brief.', history: [['Hi', 'Hello.']], query: 'What is it?', response: 'Joy.', imageTiles: [2] }, { template: 'internvl2', numImageToken: 4 });
+    const out = await et.data.internvlEncode(
+      tok,
+      { system: 'Be brief.', history: [['Hi', 'Hello.']], query: 'What is it?', response: 'Joy.', imageTiles: [2] },
+      { template: 'internvl2', numImageToken: 4 },
+    );
     const bos = (await tok.encode('')).includes(tok.bosTokenId!) ? [tok.bosTokenId!] : [];
     const p1 = await enc('<|im_start|>system\nBe brief.<|im_end|><|im_start|>user\n<img>');
     const p2 = await enc('</img>\nHi<|im_end|><|im_start|>assistant\n');
@@ -37,16 +41,24 @@ describe('internvlEncode = ms-swift InternVL2 templates', () => {
     const enc = (s: string) => tok.encode(s, { addSpecialTokens: false });
     const out = await et.data.internvlEncode(tok, { query: 'Which emotion?', videoFrames: [2] }, { template: 'internvl2-phi3', numImageToken: 4 });
     const bos = (await tok.encode('')).includes(tok.bosTokenId!) ? [tok.bosTokenId!] : [];
-    const expected = [...bos,
-      ...await enc(`<|system|>\n${et.data.INTERNVL2_SYSTEM}<|end|><|user|>\nFrame1: <img>`), ...Array(4).fill(ctx),
-      ...await enc('</img>\nFrame2: <img>'), ...Array(4).fill(ctx),
-      ...await enc('</img>\nWhich emotion?<|end|><|assistant|>\n')];
+    const expected = [
+      ...bos,
+      ...(await enc(`<|system|>\n${et.data.INTERNVL2_SYSTEM}<|end|><|user|>\nFrame1: <img>`)),
+      ...Array(4).fill(ctx),
+      ...(await enc('</img>\nFrame2: <img>')),
+      ...Array(4).fill(ctx),
+      ...(await enc('</img>\nWhich emotion?<|end|><|assistant|>\n')),
+    ];
     expect(out.inputIds).toEqual(expected);
     expect(out.labels.every((l) => l === -100)).toBe(true);
   });
   it('refuses tags without media and media without a tag left', async () => {
     const tok = await tokenizer();
-    await rejectsWith(() => et.data.internvlEncode(tok, { query: '<image><image>x', imageTiles: [1] }, { template: 'internvl2', numImageToken: 4 }), 'ERR_INVALID_ARG', /imageTiles/);
+    await rejectsWith(
+      () => et.data.internvlEncode(tok, { query: '<image><image>x', imageTiles: [1] }, { template: 'internvl2', numImageToken: 4 }),
+      'ERR_INVALID_ARG',
+      /imageTiles/,
+    );
     await rejectsWith(() => et.data.internvlEncode(tok, { query: 'x' }, { template: 'nope' as never, numImageToken: 4 }), 'ERR_INVALID_ARG', /template/);
     const plain = await et.data.Tokenizer.fromFile(path.join(FIXTURES, 'tokenizers', 'llama', 'tokenizer.json'));
     await rejectsWith(() => et.data.internvlEncode(plain, { query: 'x' }, { template: 'internvl2', numImageToken: 4 }), 'ERR_INVALID_ARG', /IMG_CONTEXT/);

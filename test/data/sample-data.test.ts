@@ -20,11 +20,15 @@ function centroidAccuracy(xs: Float32Array[] | number[][], ys: number[]): number
   const centres = [...sums.entries()].map(([y, c]) => [y, c.s.map((v) => v / c.n)] as const);
   let ok = 0;
   xs.forEach((x, i) => {
-    let best = -1, bestD = Infinity;
+    let best = -1,
+      bestD = Infinity;
     for (const [y, m] of centres) {
       let dd = 0;
       for (let d = 0; d < dim; d++) dd += (x[d] - m[d]) ** 2;
-      if (dd < bestD) { bestD = dd; best = y; }
+      if (dd < bestD) {
+        bestD = dd;
+        best = y;
+      }
     }
     if (best === ys[i]) ok++;
   });
@@ -33,11 +37,15 @@ function centroidAccuracy(xs: Float32Array[] | number[][], ys: number[]): number
 
 /** Crude audio features: zero-crossing rate of each half (pitch and contour), RMS, length. */
 function audioFeatures(x: Float32Array): number[] {
-  const zcr = (a: Float32Array) => { let z = 0; for (let i = 1; i < a.length; i++) if ((a[i - 1] < 0) !== (a[i] < 0)) z++; return z / a.length; };
+  const zcr = (a: Float32Array) => {
+    let z = 0;
+    for (let i = 1; i < a.length; i++) if (a[i - 1] < 0 !== a[i] < 0) z++;
+    return z / a.length;
+  };
   const h = x.length >> 1;
   let e = 0;
   for (const v of x) e += v * v;
-  return [zcr(x.subarray(0, h)) * 100, zcr(x.subarray(h)) * 100, Math.sqrt(e / x.length) * 20, x.length / 16000 * 5];
+  return [zcr(x.subarray(0, h)) * 100, zcr(x.subarray(h)) * 100, Math.sqrt(e / x.length) * 20, (x.length / 16000) * 5];
 }
 
 beforeAll(() => {
@@ -67,11 +75,16 @@ describe('scripts/make-sample-data.mjs', () => {
   });
 
   it('writes ECF conversations and embeddings that load and separate the 7 emotions', async () => {
-    const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'), { features: { files: { text: 'ecf_text.safetensors', audio: 'ecf_audio.safetensors' } } });
+    const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'), {
+      features: { files: { text: 'ecf_text.safetensors', audio: 'ecf_audio.safetensors' } },
+    });
     expect(ds.featureSize).toBe(32);
     const xs: Float32Array[] = [];
     const ys: number[] = [];
-    for await (const u of ds) { xs.push(u.features!); ys.push(u.label); }
+    for await (const u of ds) {
+      xs.push(u.features!);
+      ys.push(u.label);
+    }
     expect(new Set(ys).size).toBe(7);
     const acc = centroidAccuracy(xs, ys);
     console.log(`ECF embeddings: nearest-centroid accuracy ${acc.toFixed(2)}`);
@@ -101,15 +114,20 @@ describe('scripts/make-sample-data.mjs', () => {
     expect(us.length).toBe(24);
     const ex = await us.get(0);
     expect(ex.labels.filter((l) => l !== -100).length).toBeGreaterThan(0);
-    expect(ex.ids).toContain(32001);  // <|correspond|>
+    expect(ex.ids).toContain(32001); // <|correspond|>
 
     // everything batches
     const loader = new et.data.DataLoader(iem, {
-      batchSize: 8, shuffle: true, bucketBy: (x) => x.audio.length,
+      batchSize: 8,
+      shuffle: true,
+      bucketBy: (x) => x.audio.length,
       collate: (items) => ({ audio: et.data.padSequences(items.map((x) => x.audio)), labels: et.data.stackNumbers(items.map((x) => x.label)) }),
     });
     let n = 0;
-    for await (const batch of loader) { expect(batch.audio.values.shape[0]).toBe(batch.labels.shape[0]); n++; }
+    for await (const batch of loader) {
+      expect(batch.audio.values.shape[0]).toBe(batch.labels.shape[0]);
+      n++;
+    }
     expect(n).toBe(5);
   });
 });

@@ -12,8 +12,15 @@ const MODELS: Model[] = ['bpe_llama', 'unigram_nfkc', 'unigram_llama'];
 // Written by scripts/fixtures/sentencepiece.py with Python `sentencepiece`.
 const DIR = path.join(FIXTURES, 'sentencepiece');
 interface Ref {
-  vocab_size: number; bos_id: number; eos_id: number; unk_id: number; pad_id: number; pieces: string[]; ids: number[][];
-  tokens_other: Record<string, string[]>; decode_other: Record<string, string>;
+  vocab_size: number;
+  bos_id: number;
+  eos_id: number;
+  unk_id: number;
+  pad_id: number;
+  pieces: string[];
+  ids: number[][];
+  tokens_other: Record<string, string[]>;
+  decode_other: Record<string, string>;
 }
 const cases = JSON.parse(zlib.gunzipSync(fs.readFileSync(path.join(DIR, 'cases.json.gz'))).toString('utf8')) as { texts: string[]; models: Record<Model, Ref> };
 
@@ -119,9 +126,12 @@ describe('SentencePiece folders and files', () => {
     expect(await (await Tokenizer.fromFile(dir)).encode('Hello world')).toEqual([...hello, 2]);
     fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ add_bos_token: 'yes' }));
     await rejectsWith(Tokenizer.fromFile(dir), 'ERR_FORMAT', /tokenizer_config\.json': add_bos_token is not a boolean/);
-    fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({
-      added_tokens_decoder: { 800: { content: '<|a|>', special: true }, 801: { content: '<|b|>', lstrip: false } },
-    }));
+    fs.writeFileSync(
+      path.join(dir, 'tokenizer_config.json'),
+      JSON.stringify({
+        added_tokens_decoder: { 800: { content: '<|a|>', special: true }, 801: { content: '<|b|>', lstrip: false } },
+      }),
+    );
     const tok = await Tokenizer.fromFile(dir);
     expect([tok.tokenToId('<|a|>'), tok.tokenToId('<|b|>')]).toEqual([800, 801]);
     expect(await tok.decode([801, 800, 801], { skipSpecialTokens: true })).toBe('<|b|><|b|>');

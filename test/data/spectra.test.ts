@@ -18,11 +18,11 @@ describe('SpectraDataset', () => {
     expect(a.prevAudio).toBeUndefined();
     const b = await ds.get(1);
     expect(b.audio.length).toBe(800);
-    expect(b.prevAudio).toBe(a.audio);  // the same clip from audio_list
+    expect(b.prevAudio).toBe(a.audio); // the same clip from audio_list
     expect(b.prevTextIds).toEqual([0, 11, 22, 2]);
     const c = await ds.get(2);
-    expect(c.textIds).toEqual([0, 44, 55, 2]);  // from an int64 numpy array
-    expect(c.label).toBe(5);                     // from a numpy int64 scalar
+    expect(c.textIds).toEqual([0, 44, 55, 2]); // from an int64 numpy array
+    expect(c.label).toBe(5); // from a numpy int64 scalar
     const all: number[] = [];
     for await (const it of ds) all.push(it.label);
     expect(all).toEqual([1, 4, 5]);
@@ -42,7 +42,11 @@ describe('SpectraDataset', () => {
   });
 
   it('checks labels against the task and names file and item for bad items', async () => {
-    await rejectsWith(et.data.SpectraDataset.fromFile(path.join(DIR, 'spectra_samples.pkl'), { task: 'iemocap' }), 'ERR_DATA', /spectra_samples\.pkl' item 0: label 1\.5 is not an integer class in 0\.\.5 for task iemocap/);
+    await rejectsWith(
+      et.data.SpectraDataset.fromFile(path.join(DIR, 'spectra_samples.pkl'), { task: 'iemocap' }),
+      'ERR_DATA',
+      /spectra_samples\.pkl' item 0: label 1\.5 is not an integer class in 0\.\.5 for task iemocap/,
+    );
     const bad = path.join(DIR, 'spectra_bad.pkl');
     await rejectsWith(et.data.SpectraDataset.fromFile(bad, { task: 'iemocap' }), 'ERR_DATA', /spectra_bad\.pkl' item 1: label 9/);
     const ds = await et.data.SpectraDataset.fromFile(bad, { task: 'iemocap', skipBad: true });
@@ -58,8 +62,16 @@ describe('SpectraDataset', () => {
   });
 
   it('validates options and file shape', async () => {
-    await rejectsWith(et.data.SpectraDataset.fromFile(path.join(DIR, 'spectra_samples.pkl'), { task: 'meld' as never }), 'ERR_INVALID_ARG', /for task but received "meld"/);
-    await rejectsWith(et.data.SpectraDataset.fromFile(path.join(DIR, 'spectra_samples.pkl'), { skipbad: true } as never), 'ERR_INVALID_ARG', /for option name but received "skipbad"/);
+    await rejectsWith(
+      et.data.SpectraDataset.fromFile(path.join(DIR, 'spectra_samples.pkl'), { task: 'meld' as never }),
+      'ERR_INVALID_ARG',
+      /for task but received "meld"/,
+    );
+    await rejectsWith(
+      et.data.SpectraDataset.fromFile(path.join(DIR, 'spectra_samples.pkl'), { skipbad: true } as never),
+      'ERR_INVALID_ARG',
+      /for option name but received "skipbad"/,
+    );
     await rejectsWith(et.data.SpectraDataset.fromFile(path.join(DIR, 'text_p0.pkl')), 'ERR_FORMAT', /text_p0\.pkl' is not a SPECTRA pickle/);
     const ds = await et.data.SpectraDataset.fromFile(path.join(DIR, 'spectra_samples.pkl'));
     await rejectsWith(ds.get(3), 'ERR_INVALID_ARG', /an index below the dataset's length 3 for index but received 3/);

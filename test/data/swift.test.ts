@@ -33,15 +33,24 @@ describe('SwiftDataset', () => {
     const dir = tmpdir();
     fs.writeFileSync(path.join(dir, 'ok.mp4'), '');
     const f = path.join(dir, 'bad.json');
-    fs.writeFileSync(f, JSON.stringify([
-      { query: 'q', response: 'positive', videos: ['ok.mp4'] }, { query: 'q' }, { query: 'q', response: 3 }, 'x', { query: 'q', response: 'r', videos: ['gone.mp4'] },
-    ]));
+    fs.writeFileSync(
+      f,
+      JSON.stringify([
+        { query: 'q', response: 'positive', videos: ['ok.mp4'] },
+        { query: 'q' },
+        { query: 'q', response: 3 },
+        'x',
+        { query: 'q', response: 'r', videos: ['gone.mp4'] },
+      ]),
+    );
     await rejectsWith(et.data.SwiftDataset.fromFile(f), 'ERR_DATA', /bad\.json' item 1: response is missing/);
     const ds = await et.data.SwiftDataset.fromFile(f, { skipBad: true, checkFiles: true });
     expect(ds.length).toBe(1);
     expect(ds.skippedItems.map((s) => s.reason)).toEqual([
-      expect.stringMatching(/item 1: response is missing/), expect.stringMatching(/item 2: response is 3, not a string/),
-      expect.stringMatching(/item 3: is "x", not an object/), expect.stringMatching(/item 4: videos file '.*gone\.mp4' does not exist/),
+      expect.stringMatching(/item 1: response is missing/),
+      expect.stringMatching(/item 2: response is 3, not a string/),
+      expect.stringMatching(/item 3: is "x", not an object/),
+      expect.stringMatching(/item 4: videos file '.*gone\.mp4' does not exist/),
     ]);
     expect((await et.data.SwiftDataset.fromFile(f, { skipBad: true })).length).toBe(2);
     fs.writeFileSync(path.join(dir, 'bad.jsonl'), '{"query":"q","response":"r"}\n{oops\n');

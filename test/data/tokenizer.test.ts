@@ -11,21 +11,46 @@ type Name = 'bytelevel' | 'llama' | 'usdm' | 'mistral_usdm';
 
 // Written by scripts/fixtures/tokenizers.py with the Python `tokenizers` library.
 const DIR = path.join(FIXTURES, 'tokenizers');
-interface Case { ids: number[]; ids_no_special: number[]; tokens_no_special: string[]; decode: string; decode_skip_special: string }
+interface Case {
+  ids: number[];
+  ids_no_special: number[];
+  tokens_no_special: string[];
+  decode: string;
+  decode_skip_special: string;
+}
 interface Batch {
-  padding: 'longest' | 'max_length'; pad_side: 'right' | 'left'; max_length: number | null; truncation: boolean;
-  truncation_side: 'right' | 'left'; pad_token_id: number; input_ids: number[][]; attention_mask: number[][];
+  padding: 'longest' | 'max_length';
+  pad_side: 'right' | 'left';
+  max_length: number | null;
+  truncation: boolean;
+  truncation_side: 'right' | 'left';
+  pad_token_id: number;
+  input_ids: number[][];
+  attention_mask: number[][];
 }
 interface Ref {
-  vocab_size: number; vocab_size_no_added: number; token_to_id: Record<string, number | null>; id_to_token: Record<string, string>; cases: Case[];
-  batches: Record<string, Batch>; decode_extra: { ids: number[]; decode: string }[];
+  vocab_size: number;
+  vocab_size_no_added: number;
+  token_to_id: Record<string, number | null>;
+  id_to_token: Record<string, string>;
+  cases: Case[];
+  batches: Record<string, Batch>;
+  decode_extra: { ids: number[]; decode: string }[];
 }
 const cases = JSON.parse(fs.readFileSync(path.join(DIR, 'cases.json'), 'utf8')) as {
-  texts: string[]; batch_texts: string[];
+  texts: string[];
+  batch_texts: string[];
   usdm_added: { method: 'add_special_tokens' | 'add_tokens'; tokens: string[] | { pattern: string; range: [number, number] }; returned: number }[];
   tokenizers: Record<Name, Ref>;
   metaspace_decoding: { tokenizer: Record<string, unknown>; ids: number[][]; decode: string[] }[];
-  edge: { ops: { method: 'add_special_tokens' | 'add_tokens'; tokens: string[]; returned: number }[]; token_to_id: Record<string, number>; vocab_size: number; texts: string[]; ids: number[][]; decode_skip_special: string[] };
+  edge: {
+    ops: { method: 'add_special_tokens' | 'add_tokens'; tokens: string[]; returned: number }[];
+    token_to_id: Record<string, number>;
+    vocab_size: number;
+    texts: string[];
+    ids: number[][];
+    decode_skip_special: string[];
+  };
 };
 
 /** The "usdm" tokenizer of cases.json: llama plus USDM's tokens, added the way the generator did. */
@@ -100,8 +125,12 @@ describe.each(['bytelevel', 'llama', 'usdm', 'mistral_usdm'] as const)('Tokenize
   it.each(Object.keys(ref.batches))('encodeBatch matches encode_batch with padding/truncation: %s', async (b) => {
     const r = ref.batches[b];
     const out = await toks[name].encodeBatch(cases.batch_texts, {
-      padding: r.padding, padSide: r.pad_side, maxLength: r.max_length ?? undefined, truncation: r.truncation,
-      truncationSide: r.truncation_side, padTokenId: r.pad_token_id,
+      padding: r.padding,
+      padSide: r.pad_side,
+      maxLength: r.max_length ?? undefined,
+      truncation: r.truncation,
+      truncationSide: r.truncation_side,
+      padTokenId: r.pad_token_id,
     });
     expect(out.inputIds).toEqual(r.input_ids);
     expect(out.attentionMask).toEqual(r.attention_mask);
@@ -121,7 +150,13 @@ describe('Tokenizer', () => {
     expect(t.padTokenId).toBe(2);
     t.padToken = '<unk>';
     expect(t.padTokenId).toBe(0);
-    throwsWith(() => { t.padToken = '<nope>'; }, 'ERR_INVALID_ARG', /Expected a token of the vocabulary \(or undefined\) for padToken but received "<nope>"/);
+    throwsWith(
+      () => {
+        t.padToken = '<nope>';
+      },
+      'ERR_INVALID_ARG',
+      /Expected a token of the vocabulary \(or undefined\) for padToken but received "<nope>"/,
+    );
   });
 
   it("decodes with Rust's Metaspace decoder (every ▁ of the first token dropped; prepend_scheme 'never' kept)", async () => {
@@ -147,7 +182,10 @@ describe('Tokenizer', () => {
     expect(none.attentionMask).toEqual([a.map(() => 1), b.map(() => 1)]);
     // truncation keeps <s> … </s>
     const cut = await tok.encodeBatch(['Hello world!', 'hi'], { truncation: true, maxLength: 3 });
-    expect(cut.inputIds).toEqual([[0, a[1], 2], [0, b[1], 2]]);
+    expect(cut.inputIds).toEqual([
+      [0, a[1], 2],
+      [0, b[1], 2],
+    ]);
     expect((await tok.encodeBatch(['Hello world!'], { truncation: true, maxLength: 3, truncationSide: 'left' })).inputIds).toEqual([[0, a[a.length - 2], 2]]);
     expect((await tok.encodeBatch(['Hello world!'], { truncation: true, maxLength: 2, addSpecialTokens: false })).inputIds).toEqual([a.slice(1, 3)]);
     // max_length pads past the longest; a longer text without truncation stays longer
@@ -169,10 +207,15 @@ describe('Tokenizer', () => {
 
   it('encodeBatch calls with different truncation and padding run concurrently without affecting each other', async () => {
     const ref = cases.tokenizers.usdm.batches;
-    const run = (r: Batch) => toks.usdm.encodeBatch(cases.batch_texts, {
-      padding: r.padding, padSide: r.pad_side, maxLength: r.max_length ?? undefined, truncation: r.truncation,
-      truncationSide: r.truncation_side, padTokenId: r.pad_token_id,
-    });
+    const run = (r: Batch) =>
+      toks.usdm.encodeBatch(cases.batch_texts, {
+        padding: r.padding,
+        padSide: r.pad_side,
+        maxLength: r.max_length ?? undefined,
+        truncation: r.truncation,
+        truncationSide: r.truncation_side,
+        padTokenId: r.pad_token_id,
+      });
     const all = Object.values(ref);
     const outs = await Promise.all([...all, ...all].map(run));
     outs.forEach((o, k) => expect(o.inputIds).toEqual(all[k % all.length].input_ids));
@@ -191,7 +234,11 @@ describe('Tokenizer', () => {
       if (plain !== ref.clean[i]) changed++;
     }
     expect(changed).toBeGreaterThan(100);
-    throwsWith(() => Tokenizer.fromJSON(toks.llama.toJSON(), { clean_up_tokenization_spaces: 'yes' as never }), 'ERR_FORMAT', /clean_up_tokenization_spaces .* is not a boolean/);
+    throwsWith(
+      () => Tokenizer.fromJSON(toks.llama.toJSON(), { clean_up_tokenization_spaces: 'yes' as never }),
+      'ERR_FORMAT',
+      /clean_up_tokenization_spaces .* is not a boolean/,
+    );
   });
 
   it('runs a SentencePiece Unigram tokenizer with a Precompiled normalizer as the Python library does', async () => {
@@ -223,7 +270,7 @@ describe('Tokenizer', () => {
     };
     const raw = Buffer.from(good, 'base64');
     const n = raw.readUInt32LE(0) / 4;
-    const offsets = Buffer.from(raw);   // every leaf's string offset past the strings
+    const offsets = Buffer.from(raw); // every leaf's string offset past the strings
     for (let i = 0; i < n; i++) {
       const u = offsets.readUInt32LE(4 + 4 * i);
       if ((u >>> 8) & 1) {
@@ -232,21 +279,32 @@ describe('Tokenizer', () => {
       }
     }
     const cases: [unknown, RegExp][] = [
-      ['', /has no trie size/], [5, /is not a string/], ['AQI=', /has no trie size/], ['!!!!', /is not canonical base64/],
-      [charsmap([], ''), /has an empty trie/], [charsmap([0xffffffff, 0x12345678, 7, 0xdeadbeef], 'abc\0'), /points outside itself/],
-      [charsmap([(1 << 10) | 0x7fffffff, 0, 5], 'x'), /points outside itself/], [charsmap([0, 0xffffff00, 0x80000001], '\0'), /points outside itself/],
-      [Buffer.from([16, 0, 0, 0, 1, 2]).toString('base64'), /is shorter than its trie/], [charsmap([0], Buffer.from([0xff, 0xfe])), /not UTF-8/],
+      ['', /has no trie size/],
+      [5, /is not a string/],
+      ['AQI=', /has no trie size/],
+      ['!!!!', /is not canonical base64/],
+      [charsmap([], ''), /has an empty trie/],
+      [charsmap([0xffffffff, 0x12345678, 7, 0xdeadbeef], 'abc\0'), /points outside itself/],
+      [charsmap([(1 << 10) | 0x7fffffff, 0, 5], 'x'), /points outside itself/],
+      [charsmap([0, 0xffffff00, 0x80000001], '\0'), /points outside itself/],
+      [Buffer.from([16, 0, 0, 0, 1, 2]).toString('base64'), /is shorter than its trie/],
+      [charsmap([0], Buffer.from([0xff, 0xfe])), /not UTF-8/],
       [offsets.toString('base64'), /string offset outside its strings/],
     ];
     for (const [cm, re] of cases) {
       const bad = { ...json, normalizer: { type: 'Sequence', normalizers: [{ type: 'NFKC' }, { type: 'Precompiled', precompiled_charsmap: cm }] } };
       throwsWith(() => Tokenizer.fromJSON(bad), 'ERR_FORMAT', new RegExp(`precompiled_charsmap .*${re.source}`));
     }
-    expect(await Tokenizer.fromJSON({ ...json, normalizer: { type: 'Precompiled', precompiled_charsmap: good } }).encode('ＡＢ')).toEqual(await Tokenizer.fromJSON(json).encode('AB'));
+    expect(await Tokenizer.fromJSON({ ...json, normalizer: { type: 'Precompiled', precompiled_charsmap: good } }).encode('ＡＢ')).toEqual(
+      await Tokenizer.fromJSON(json).encode('AB'),
+    );
   });
 
-  it('refuses the other tokenizer.json parts that abort the process inside the library, and ignores the file\'s truncation and padding', async () => {
-    const bpe = (model: Record<string, unknown>, rest: Record<string, unknown> = {}) => ({ ...rest, model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2, '##b': 3 }, merges: ['a b'], ...model } });
+  it("refuses the other tokenizer.json parts that abort the process inside the library, and ignores the file's truncation and padding", async () => {
+    const bpe = (model: Record<string, unknown>, rest: Record<string, unknown> = {}) => ({
+      ...rest,
+      model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2, '##b': 3 }, merges: ['a b'], ...model },
+    });
     // a merged token longer than every vocabulary token; a right side shorter than the prefix
     throwsWith(() => Tokenizer.fromJSON(bpe({ vocab: { a: 0, b: 1 } })), 'ERR_FORMAT', /merges\[0\] makes a token that is not in the vocabulary$/);
     throwsWith(() => Tokenizer.fromJSON(bpe({ merges: [['a', 'b']], continuing_subword_prefix: '####' })), 'ERR_FORMAT', /merges\[0\]/);
@@ -254,7 +312,11 @@ describe('Tokenizer', () => {
     // (the library's own refusal, not an abort: the merged token fits but is not there)
     throwsWith(() => Tokenizer.fromJSON(bpe({ vocab: { a: 0, b: 1, xy: 2 } })), 'ERR_FORMAT', /unsupported or malformed tokenizer \(.*ab/);
     // a Strip decoder that strips at the end (Mistral's strips one at the start: fine)
-    throwsWith(() => Tokenizer.fromJSON(bpe({}, { decoder: { type: 'Sequence', decoders: [{ type: 'Strip', content: 'a', start: 0, stop: 2 }] } })), 'ERR_FORMAT', /a Strip decoder with stop 2 is not supported/);
+    throwsWith(
+      () => Tokenizer.fromJSON(bpe({}, { decoder: { type: 'Sequence', decoders: [{ type: 'Strip', content: 'a', start: 0, stop: 2 }] } })),
+      'ERR_FORMAT',
+      /a Strip decoder with stop 2 is not supported/,
+    );
     expect(await Tokenizer.fromJSON(bpe({}, { decoder: { type: 'Strip', content: 'a', start: 5, stop: 0 } })).decode([0, 0])).toBe('');
     // a Replace normalizer whose pattern matches the empty string (then NFC indexes past its alignments)
     for (const pattern of [{ String: '' }, { Regex: '' }, { Regex: 'x*' }, { Regex: '\\b' }]) {
@@ -264,10 +326,13 @@ describe('Tokenizer', () => {
     const spaces = { type: 'Sequence', normalizers: [{ type: 'Replace', pattern: { Regex: ' {2,}' }, content: ' ' }, { type: 'NFC' }] };
     expect(await Tokenizer.fromJSON(bpe({}, { normalizer: spaces })).encode('ab')).toEqual([2]);
     // the file's truncation (with a stride the library would abort on) and padding are not applied
-    const file = bpe({}, {
-      truncation: { direction: 'Right', max_length: 1, strategy: 'LongestFirst', stride: 5 },
-      padding: { strategy: { Fixed: 8 }, direction: 'Right', pad_to_multiple_of: null, pad_id: 1, pad_type_id: 0, pad_token: 'b' },
-    });
+    const file = bpe(
+      {},
+      {
+        truncation: { direction: 'Right', max_length: 1, strategy: 'LongestFirst', stride: 5 },
+        padding: { strategy: { Fixed: 8 }, direction: 'Right', pad_to_multiple_of: null, pad_id: 1, pad_type_id: 0, pad_token: 'b' },
+      },
+    );
     expect(await Tokenizer.fromJSON(file).encode('ab a a')).toEqual([2, 0, 0]);
   });
 
@@ -279,19 +344,34 @@ describe('Tokenizer', () => {
     throwsWith(() => tok.addTokens(['\u00ad']), 'ERR_INVALID_ARG', /the added token "\u00ad" normalizes to an empty string/);
     expect(tok.addTokens(['\u00ad'], { normalized: false })).toBe(1);
     expect(await tok.encode('ａ我 \u00ad b')).toContain(tok.tokenToId('\u00ad'));
-    const file = { ...json, added_tokens: [...json.added_tokens!, { id: 2000, content: '\u00ad', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false }] };
+    const file = {
+      ...json,
+      added_tokens: [
+        ...json.added_tokens!,
+        { id: 2000, content: '\u00ad', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false },
+      ],
+    };
     throwsWith(() => Tokenizer.fromJSON(file), 'ERR_FORMAT', /tokenizer JSON: the added token number \d+ normalizes to an empty string/);
     // "<r>  " absorbs the spaces a whitespace token with lstrip matched
     const ws = Tokenizer.fromJSON(toks.bytelevel.toJSON());
     expect(ws.addTokens(['<r>'], { rstrip: true, special: true })).toBe(1);
     throwsWith(() => ws.addTokens(['  '], { lstrip: true }), 'ERR_INVALID_ARG', /the added token "  " is whitespace with lstrip while a token has rstrip/);
-    expect(ws.addTokens(['  '])).toBe(1);   // without lstrip it cannot end before it starts
+    expect(ws.addTokens(['  '])).toBe(1); // without lstrip it cannot end before it starts
     expect(ws.addTokens([' x'], { lstrip: true })).toBe(1);
     expect((await ws.encode('<r>    x  b')).length).toBeGreaterThan(2);
   });
 
   it('reports what the library cannot do as ERR_FORMAT: an unknown character without an unknown token, a vocabulary too sparse to write', async () => {
-    const tok = Tokenizer.fromJSON({ model: { type: 'Unigram', unk_id: null, vocab: [['a', -1], ['b', -1]] } });
+    const tok = Tokenizer.fromJSON({
+      model: {
+        type: 'Unigram',
+        unk_id: null,
+        vocab: [
+          ['a', -1],
+          ['b', -1],
+        ],
+      },
+    });
     expect(await tok.encode('ab')).toEqual([0, 1]);
     await rejectsWith(tok.encode('abc'), 'ERR_FORMAT', /tokenizer JSON: cannot encode the text \(.*unk_id/);
     await rejectsWith(tok.tokenize('c'), 'ERR_FORMAT', /cannot encode the text/);
@@ -315,7 +395,9 @@ describe('Tokenizer', () => {
   it('adds tokens with the ids the Python library gives (edge cases: duplicates, empty, vocabulary tokens, flag updates)', async () => {
     const tok = Tokenizer.fromFileSync(path.join(DIR, 'bytelevel'));
     const e = cases.edge;
-    expect(e.ops.map((op) => (op.method === 'add_special_tokens' ? tok.addSpecialTokens(op.tokens) : tok.addTokens(op.tokens)))).toEqual(e.ops.map((op) => op.returned));
+    expect(e.ops.map((op) => (op.method === 'add_special_tokens' ? tok.addSpecialTokens(op.tokens) : tok.addTokens(op.tokens)))).toEqual(
+      e.ops.map((op) => op.returned),
+    );
     for (const [t, id] of Object.entries(e.token_to_id)) expect(tok.tokenToId(t)).toBe(id);
     expect(tok.vocabSize).toBe(e.vocab_size);
     for (const [i, text] of e.texts.entries()) {
@@ -367,7 +449,13 @@ describe('Tokenizer', () => {
     const spans: number[][] = [];
     let run: number[] = [];
     ex.labels.forEach((l, k) => {
-      if (l !== -100) { expect(l).toBe(ex.ids[k]); run.push(l); } else if (run.length) { spans.push(run); run = []; }
+      if (l !== -100) {
+        expect(l).toBe(ex.ids[k]);
+        run.push(l);
+      } else if (run.length) {
+        spans.push(run);
+        run = [];
+      }
     });
     if (run.length) spans.push(run);
     expect(await Promise.all(spans.map((s) => tok.decode(s)))).toEqual(['I lost my keys…\n', "Oh no, let's look together.<|correspond|><|unit0|><|unit42|>"]);
@@ -377,23 +465,36 @@ describe('Tokenizer', () => {
     // (prepend_scheme "first") every piece that starts with text gets a "▁" of its own: the ids
     // differ from encoding the whole text at once ("▁I" for "I", and two extra "▁").
     expect(await tok.decode(await tok.encode(ex.text))).toBe(`<s> ${ex.text}`);
-    expect(await tok.decode(ex.ids)).toBe(`<s> ${ex.text}`
-      .replace('<|correspond|>I lost', '<|correspond|> I lost').replace('\n### Agent\nOh', '\n ### Agent\n Oh').replace('<|unit42|>\n</s>', '<|unit42|> \n</s>'));
+    expect(await tok.decode(ex.ids)).toBe(
+      `<s> ${ex.text}`
+        .replace('<|correspond|>I lost', '<|correspond|> I lost')
+        .replace('\n### Agent\nOh', '\n ### Agent\n Oh')
+        .replace('<|unit42|>\n</s>', '<|unit42|> \n</s>'),
+    );
     expect(ex.ids.length - 1).toBe((await tok.encode(ex.text, { addSpecialTokens: false })).length + 2);
   });
 
   it('refuses a post-processor template that names an undefined special token or sequence (the library panics at encode)', async () => {
     const wl = (single: unknown[], pair: unknown[], special_tokens: Record<string, unknown> = {}) => ({
-      model: { type: 'WordLevel', vocab: { a: 0, '<s>': 1, '[UNK]': 2 }, unk_token: '[UNK]' }, pre_tokenizer: { type: 'Whitespace' },
+      model: { type: 'WordLevel', vocab: { a: 0, '<s>': 1, '[UNK]': 2 }, unk_token: '[UNK]' },
+      pre_tokenizer: { type: 'Whitespace' },
       post_processor: { type: 'TemplateProcessing', single, pair, special_tokens },
     });
     const A = { Sequence: { id: 'A', type_id: 0 } };
     const B = { Sequence: { id: 'B', type_id: 1 } };
     const S = (id: string) => ({ SpecialToken: { id, type_id: 0 } });
-    throwsWith(() => Tokenizer.fromJSON(wl([S('<x>'), A], [A, B])), 'ERR_FORMAT', /single template \(item 0\) names a special token that its special_tokens do not define/);
+    throwsWith(
+      () => Tokenizer.fromJSON(wl([S('<x>'), A], [A, B])),
+      'ERR_FORMAT',
+      /single template \(item 0\) names a special token that its special_tokens do not define/,
+    );
     throwsWith(() => Tokenizer.fromJSON(wl([A], [S('<y>'), A, B])), 'ERR_FORMAT', /pair template \(item 0\) names a special token/);
     throwsWith(() => Tokenizer.fromJSON(wl([B], [A, B])), 'ERR_FORMAT', /single template \(item 0\) names a sequence other than A$/);
-    throwsWith(() => Tokenizer.fromJSON({ ...wl([A], [A, B]), post_processor: { type: 'Sequence', processors: [wl([S('<x>'), A], [A, B]).post_processor] } }), 'ERR_FORMAT', /names a special token/);
+    throwsWith(
+      () => Tokenizer.fromJSON({ ...wl([A], [A, B]), post_processor: { type: 'Sequence', processors: [wl([S('<x>'), A], [A, B]).post_processor] } }),
+      'ERR_FORMAT',
+      /names a special token/,
+    );
     // defined under another key than its id
     throwsWith(() => Tokenizer.fromJSON(wl([S('<s>'), A], [A, B], { '<s>': { id: '<t>', ids: [1], tokens: ['<s>'] } })), 'ERR_FORMAT', /names a special token/);
     const ok = Tokenizer.fromJSON(wl([S('<s>'), A], [S('<s>'), A, B], { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } }));
@@ -453,7 +554,11 @@ describe('Tokenizer', () => {
     fs.copyFileSync(path.join(DIR, 'llama', 'tokenizer.json'), path.join(sub, 'tokenizer.json'));
     fs.writeFileSync(path.join(sub, 'tokenizer_config.json'), '{"pad_token": ');
     await rejectsWith(Tokenizer.fromFile(sub), 'ERR_FORMAT', /tokenizer_config\.json' is not JSON/);
-    throwsWith(() => Tokenizer.fromJSON(42 as never), 'ERR_INVALID_ARG', /Expected a tokenizer\.json object \(with a "model" object\) for tokenizer but received 42/);
+    throwsWith(
+      () => Tokenizer.fromJSON(42 as never),
+      'ERR_INVALID_ARG',
+      /Expected a tokenizer\.json object \(with a "model" object\) for tokenizer but received 42/,
+    );
     throwsWith(() => Tokenizer.fromJSON(toks.llama.toJSON(), 'x' as never), 'ERR_INVALID_ARG', /for config/);
     throwsWith(() => Tokenizer.fromFileSync(7 as never), 'ERR_INVALID_ARG', /for file but received 7/);
 
@@ -461,20 +566,40 @@ describe('Tokenizer', () => {
     await rejectsWith(() => tok.encode(42 as never), 'ERR_INVALID_ARG', /^Expected a string for text but received 42$/);
     await rejectsWith(() => tok.encode(null as never), 'ERR_INVALID_ARG', /for text but received null/);
     await rejectsWith(() => tok.tokenize(['a'] as never), 'ERR_INVALID_ARG', /for text/);
-    await rejectsWith(() => tok.encode('a', { addSpecialTokens: 'yes' as never }), 'ERR_INVALID_ARG', /Expected a boolean for addSpecialTokens but received "yes"/);
+    await rejectsWith(
+      () => tok.encode('a', { addSpecialTokens: 'yes' as never }),
+      'ERR_INVALID_ARG',
+      /Expected a boolean for addSpecialTokens but received "yes"/,
+    );
     await rejectsWith(() => tok.decode([1, -2]), 'ERR_INVALID_ARG', /Expected a non-negative integer token id for ids\[1\] but received -2/);
     await rejectsWith(() => tok.decode('12' as never), 'ERR_INVALID_ARG', /for ids/);
     await rejectsWith(() => tok.encodeBatch('abc' as never), 'ERR_INVALID_ARG', /Expected an array of strings for texts/);
     await rejectsWith(() => tok.encodeBatch(['a', 3 as never]), 'ERR_INVALID_ARG', /Expected a string for texts\[1\] but received 3/);
-    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'max' as never }), 'ERR_INVALID_ARG', /Expected false, 'longest' or 'max_length' for padding but received "max"/);
-    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'max_length' }), 'ERR_INVALID_ARG', /maxLength \(needed by padding: 'max_length'\) for maxLength but received undefined/);
+    await rejectsWith(
+      () => tok.encodeBatch(['a'], { padding: 'max' as never }),
+      'ERR_INVALID_ARG',
+      /Expected false, 'longest' or 'max_length' for padding but received "max"/,
+    );
+    await rejectsWith(
+      () => tok.encodeBatch(['a'], { padding: 'max_length' }),
+      'ERR_INVALID_ARG',
+      /maxLength \(needed by padding: 'max_length'\) for maxLength but received undefined/,
+    );
     await rejectsWith(() => tok.encodeBatch(['a'], { truncation: true }), 'ERR_INVALID_ARG', /needed by truncation/);
     await rejectsWith(() => tok.encodeBatch(['a'], { truncation: true, maxLength: 1 }), 'ERR_INVALID_ARG', /maxLength of at least 2/);
     await rejectsWith(() => tok.encodeBatch(['a'], { maxLength: 0 }), 'ERR_INVALID_ARG', /positive integer for maxLength/);
     await rejectsWith(() => tok.encodeBatch(['a'], { padSide: 'top' as never }), 'ERR_INVALID_ARG', /'right' or 'left' for padSide/);
     await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'longest', padTokenId: -1 }), 'ERR_INVALID_ARG', /padTokenId/);
-    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'longest', padTokenId: 2 ** 32 + 1 }), 'ERR_INVALID_ARG', /Expected a token id \(an integer in \[0, 2\^32\)\) for padTokenId but received 4294967297/);
-    await rejectsWith(() => tok.encodeBatch(['a'], { padding: 'max_length', maxLength: 2 ** 33 }), 'ERR_INVALID_ARG', /maxLength of at most 16777216 with padding: 'max_length'/);
+    await rejectsWith(
+      () => tok.encodeBatch(['a'], { padding: 'longest', padTokenId: 2 ** 32 + 1 }),
+      'ERR_INVALID_ARG',
+      /Expected a token id \(an integer in \[0, 2\^32\)\) for padTokenId but received 4294967297/,
+    );
+    await rejectsWith(
+      () => tok.encodeBatch(['a'], { padding: 'max_length', maxLength: 2 ** 33 }),
+      'ERR_INVALID_ARG',
+      /maxLength of at most 16777216 with padding: 'max_length'/,
+    );
     // a huge maxLength truncates nothing
     expect((await tok.encodeBatch(['Hello world'], { truncation: true, maxLength: 2 ** 40 })).inputIds).toEqual([await tok.encode('Hello world')]);
     await rejectsWith(() => toks.llama.encodeBatch(['a'], { padding: 'longest' }), 'ERR_INVALID_ARG', /no pad token/);

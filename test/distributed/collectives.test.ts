@@ -5,19 +5,25 @@ import { runRanks, RankResult } from './util';
 // expected values are computed here from the same input formula, independently of the library.
 const W = 2;
 function input(dtype: string, n: number, salt: number, rank: number): number[] {
-  const v = Array.from({ length: n }, (_, i) => ((rank + 1) * (i + 1) * 7 + salt * 3) % 23 - (dtype === 'uint8' || dtype === 'bool' ? 0 : 11));
+  const v = Array.from({ length: n }, (_, i) => (((rank + 1) * (i + 1) * 7 + salt * 3) % 23) - (dtype === 'uint8' || dtype === 'bool' ? 0 : 11));
   return dtype === 'bool' ? v.map((x) => (x % 2 === 0 ? 1 : 0)) : v;
 }
 function reduce(op: string, xs: number[][]): number[] {
   return xs[0].map((_, i) => {
     const col = xs.map((x) => x[i]);
     switch (op) {
-      case 'sum': return col.reduce((a, b) => a + b, 0);
-      case 'avg': return col.reduce((a, b) => a + b, 0) / col.length;
-      case 'max': return Math.max(...col);
-      case 'min': return Math.min(...col);
-      case 'product': return col.reduce((a, b) => a * b, 1);
-      default: throw new Error(op);
+      case 'sum':
+        return col.reduce((a, b) => a + b, 0);
+      case 'avg':
+        return col.reduce((a, b) => a + b, 0) / col.length;
+      case 'max':
+        return Math.max(...col);
+      case 'min':
+        return Math.min(...col);
+      case 'product':
+        return col.reduce((a, b) => a * b, 1);
+      default:
+        throw new Error(op);
     }
   });
 }
@@ -36,8 +42,8 @@ for (const dtype of ['float32', 'float64', 'float16', 'bfloat16']) CASES.push({ 
 for (const dtype of ['float32', 'int64']) CASES.push({ dtype, n: 9, op: 'product' });
 CASES.push({ dtype: 'uint8', n: 12, op: 'sum' }, { dtype: 'uint8', n: 12, op: 'max' });
 CASES.push({ dtype: 'bool', n: 12, op: 'max' }, { dtype: 'bool', n: 12, op: 'min' });
-CASES.push({ dtype: 'float32', n: 100_003, op: 'sum', salt: 1 });               // large, odd length
-CASES.push({ dtype: 'float32', n: 0, op: 'sum' }, { dtype: 'int64', n: 0, op: 'max' });  // 0 elements
+CASES.push({ dtype: 'float32', n: 100_003, op: 'sum', salt: 1 }); // large, odd length
+CASES.push({ dtype: 'float32', n: 0, op: 'sum' }, { dtype: 'int64', n: 0, op: 'max' }); // 0 elements
 CASES.push({ dtype: 'float32', n: 16, op: 'sum', strided: true }, { dtype: 'int32', n: 10, op: 'max', strided: true });
 CASES.push({ dtype: 'float32', n: 11, op: 'broadcast', src: 1 }, { dtype: 'int64', n: 6, op: 'broadcast', src: 0 });
 CASES.push({ dtype: 'float64', n: 0, op: 'broadcast', src: 1 }, { dtype: 'float32', n: 8, op: 'broadcast', src: 1, strided: true });
@@ -60,7 +66,9 @@ describe('collectives on 2 Gloo ranks', () => {
   it('every case gives the independently computed values on every rank', () => {
     for (const r of res) {
       for (const c of r.result.cases) {
-        const dtype = c.dtype as string, n = c.n as number, salt = (c.salt as number) ?? 0;
+        const dtype = c.dtype as string,
+          n = c.n as number,
+          salt = (c.salt as number) ?? 0;
         const ins = [0, 1].map((k) => input(dtype, n, salt, k));
         const view = (v: number[]) => (c.strided ? transposed(v) : v);
         const label = `rank ${r.rank} ${JSON.stringify({ ...c, got: undefined, base: undefined })}`;

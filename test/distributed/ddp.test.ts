@@ -16,7 +16,7 @@ describe('DistributedDataParallel on 2 ranks', () => {
 
   it('rank 0 weights (frozen ones too) reach every rank when wrapped', () => {
     expect(res[0].result.initDiff).toBe(0);
-    expect(res[1].result.before).not.toEqual(res[0].result.before);  // seeded differently
+    expect(res[1].result.before).not.toEqual(res[0].result.before); // seeded differently
     expect(res[1].result.wrapped).toEqual(res[0].result.wrapped);
     expect(res[1].result.wrapped).toEqual(res[0].result.before);
   });

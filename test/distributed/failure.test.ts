@@ -14,7 +14,7 @@ describe('failure of a rank', () => {
     expect(r0.error.code).toBe('ERR_DIST_PEER');
     expect(r0.error.message).toMatch(/rank 1 is gone/);
     expect(r0.error.message).toMatch(/allReduce \(collective #4/);
-    expect(r0.error.afterMs).toBeLessThan(10_000);  // connection loss + 1.5 s of heartbeat check
+    expect(r0.error.afterMs).toBeLessThan(10_000); // connection loss + 1.5 s of heartbeat check
     expect(Date.now() - t0).toBeLessThan(30_000);
   }, 45_000);
 
@@ -28,14 +28,18 @@ describe('failure of a rank', () => {
     expect(r0.error.message).toMatch(/rank 1 is alive but has not reached this collective \(it has issued 2\)/);
     expect(r0.error.afterMs).toBeGreaterThanOrEqual(2900);
     expect(r0.error.afterMs).toBeLessThan(15_000);
-    expect(res[1].signal).toBe('SIGKILL');  // the hung rank was killed by the harness
+    expect(res[1].signal).toBe('SIGKILL'); // the hung rank was killed by the harness
   }, 45_000);
 
   it('ranks of different jobs (TORCHELASTIC_RUN_ID) on one store do not form a group: each names the rank it misses', async () => {
-    const res = await runRanks(2, { scenario: 'loop', iterations: 2, timeoutMs: 2000 }, { timeoutMs: 20_000, env: (rank) => ({ TORCHELASTIC_RUN_ID: `job-${rank}` }) });
+    const res = await runRanks(
+      2,
+      { scenario: 'loop', iterations: 2, timeoutMs: 2000 },
+      { timeoutMs: 20_000, env: (rank) => ({ TORCHELASTIC_RUN_ID: `job-${rank}` }) },
+    );
     expect(res[0].code).toBe(1);
     expect(res[0].stderr).toMatch(/ERR_DIST_INIT rank 1 never joined/);
-    expect(res[1].code).toBe(1);  // it times out too, or sees rank 0's store go when rank 0 gives up first
+    expect(res[1].code).toBe(1); // it times out too, or sees rank 0's store go when rank 0 gives up first
     expect(res[1].stderr).toMatch(/ERR_DIST_INIT (rank 0 never joined|rendezvous at 127\.0\.0\.1:\d+ failed)/);
     // the same id: one group
     const ok = await runRanks(2, { scenario: 'loop', iterations: 2, timeoutMs: 5000 }, { timeoutMs: 20_000, env: () => ({ TORCHELASTIC_RUN_ID: 'job-a' }) });

@@ -8,15 +8,27 @@ import { tmpdir } from '../helpers';
 
 const FIXTURE = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'torchrun-env.json'), 'utf8'));
 
-function launch(args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }> {
+function launch(
+  args: string[],
+  timeoutMs: number,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [LAUNCHER, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    p.stdout.on('data', (d) => { stdout += d; });
-    p.stderr.on('data', (d) => { stderr += d; });
+    let stdout = '',
+      stderr = '';
+    p.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d) => {
+      stderr += d;
+    });
     const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code, signal) => { clearTimeout(timer); resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 }); });
+    p.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 });
+    });
   });
 }
 
@@ -55,12 +67,15 @@ describe('emotorch-run', () => {
   it('a rank killed mid-run fails the job with its status, naming it, well within the timeout', async () => {
     const port = await freePort();
     const cfg = { dist: DIST, out: path.join(tmpdir(), 'kill'), scenario: 'loop', failRank: 1, failAt: 5, mode: 'kill', timeoutMs: 60_000 };
-    const r = await launch(['--nproc-per-node', '2', '--master-port', String(port), '--kill-grace-ms', '2000', WORKER, JSON.stringify(cfg)], 40_000, { ...process.env, ...ONE_THREAD });
+    const r = await launch(['--nproc-per-node', '2', '--master-port', String(port), '--kill-grace-ms', '2000', WORKER, JSON.stringify(cfg)], 40_000, {
+      ...process.env,
+      ...ONE_THREAD,
+    });
     expect(r.signal).toBeNull();
-    expect(r.code).toBe(137);  // 128 + SIGKILL
+    expect(r.code).toBe(137); // 128 + SIGKILL
     expect(r.stderr).toMatch(/emotorch-run: rank 1 \(local rank 1, pid \d+\) was killed by SIGKILL: stopping the other ranks/);
     expect(r.stderr).toMatch(/job failed: rank 1 was killed by SIGKILL \(exit status 137\)/);
-    expect(r.ms).toBeLessThan(20_000);  // not the 60 s collective timeout
+    expect(r.ms).toBeLessThan(20_000); // not the 60 s collective timeout
   }, 45_000);
 
   it('a rank exiting with an error code fails the job with that code', async () => {
@@ -77,10 +92,20 @@ describe('emotorch-run', () => {
     fs.writeFileSync(script, "process.on('SIGTERM', () => console.log('ignoring SIGTERM')); console.log('ready'); setInterval(() => {}, 1000);");
     const port = await freePort();
     const t0 = Date.now();
-    const p = spawn(process.execPath, [LAUNCHER, '--nproc-per-node', '2', '--master-port', String(port), '--kill-grace-ms', '800', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    p.stderr.on('data', (d) => { err += d; });
-    const ready = new Promise<void>((resolve) => p.stdout.on('data', (d) => { out += d; if ((out.match(/ready/g) ?? []).length === 2) resolve(); }));
+    const p = spawn(process.execPath, [LAUNCHER, '--nproc-per-node', '2', '--master-port', String(port), '--kill-grace-ms', '800', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '',
+      err = '';
+    p.stderr.on('data', (d) => {
+      err += d;
+    });
+    const ready = new Promise<void>((resolve) =>
+      p.stdout.on('data', (d) => {
+        out += d;
+        if ((out.match(/ready/g) ?? []).length === 2) resolve();
+      }),
+    );
     const exited = new Promise<{ code: number | null; ms: number }>((resolve) => p.on('exit', (code) => resolve({ code, ms: Date.now() - t0 })));
     const guard = setTimeout(() => p.kill('SIGKILL'), 20_000);
     await ready;
@@ -97,7 +122,8 @@ describe('emotorch-run', () => {
   }, 30_000);
 
   it('job ids: a fresh one per single-node job, --rdzv-id as given, none for several nodes', () => {
-    const a = parseArgs(['x.mjs']), b = parseArgs(['x.mjs']);
+    const a = parseArgs(['x.mjs']),
+      b = parseArgs(['x.mjs']);
     if (a === 'help' || b === 'help') throw new Error('help');
     expect(a.rdzvId).toMatch(/^et-[0-9a-f]{12}$/);
     expect(b.rdzvId).not.toBe(a.rdzvId);

@@ -27,7 +27,8 @@ describe('collectives that differ across ranks', () => {
       ddp: /rank 0 called allReduce\(sum\) of a float32 \[\] tensor; rank 1 called DDP gradient bucket 0 \(of \d+\) of a float32 \[\d+\] tensor/,
     };
     for (const [name, re] of Object.entries(want)) {
-      const a = caseOf(0, name).error, b = caseOf(1, name).error;
+      const a = caseOf(0, name).error,
+        b = caseOf(1, name).error;
       expect(a?.code, name).toBe('ERR_DIST_MISMATCH');
       expect(a.message, name).toMatch(re);
       expect(a.message, name).toMatch(/every rank must call the same collectives/);
@@ -54,7 +55,11 @@ describe('checkCollectives', () => {
   it('EMOTORCH_DIST_CHECKS=0 on every rank turns the check off; a bad value is refused', async () => {
     const off = await runRanks(2, { scenario: 'loop', iterations: 3, timeoutMs: 5000 }, { timeoutMs: 30_000, env: () => ({ EMOTORCH_DIST_CHECKS: '0' }) });
     expect(off.map((r) => r.result?.iterations)).toEqual([3, 3]);
-    const bad = await runRanks(1, { scenario: 'loop', iterations: 1, timeoutMs: 5000 }, { timeoutMs: 30_000, env: () => ({ EMOTORCH_DIST_CHECKS: 'yes', WORLD_SIZE: '1', LOCAL_WORLD_SIZE: '1' }) });
+    const bad = await runRanks(
+      1,
+      { scenario: 'loop', iterations: 1, timeoutMs: 5000 },
+      { timeoutMs: 30_000, env: () => ({ EMOTORCH_DIST_CHECKS: 'yes', WORLD_SIZE: '1', LOCAL_WORLD_SIZE: '1' }) },
+    );
     expect(bad[0].stderr).toMatch(/ERR_DIST_ENV Expected '1' or '0' for the environment variable EMOTORCH_DIST_CHECKS but received 'yes'/);
   }, 60_000);
 });

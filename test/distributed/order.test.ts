@@ -39,10 +39,16 @@ describe('collectives issued concurrently', () => {
     const file = path.join(dir, 'order.cjs');
     fs.writeFileSync(file, script);
     const port = await freePort();
-    const r = spawnSync(process.execPath, [LAUNCHER, '--nproc-per-node', '2', '--master-port', String(port), file],
-      { env: { ...process.env, ...ONE_THREAD }, encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, [LAUNCHER, '--nproc-per-node', '2', '--master-port', String(port), file], {
+      env: { ...process.env, ...ONE_THREAD },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(r.status, r.stdout + r.stderr).toBe(0);
-    const results = r.stdout.split('\n').filter((l) => l.includes('RESULT ')).map((l) => JSON.parse(l.slice(l.indexOf('RESULT ') + 7)));
+    const results = r.stdout
+      .split('\n')
+      .filter((l) => l.includes('RESULT '))
+      .map((l) => JSON.parse(l.slice(l.indexOf('RESULT ') + 7)));
     expect(results.map((x) => x.rank).sort()).toEqual([0, 1]);
     expect(results.map((x) => x.bad)).toEqual([0, 0]);
   });

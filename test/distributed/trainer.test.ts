@@ -12,7 +12,11 @@ const evals = (logs: Log[]) => logs.filter((r) => r.eval_loss !== undefined).map
 function maxDiff(a: number[][], b: number[][]): number {
   expect(a.length).toBe(b.length);
   let d = 0;
-  a.forEach((row, i) => row.forEach((v, j) => { d = Math.max(d, Math.abs(v - b[i][j])); }));
+  a.forEach((row, i) =>
+    row.forEach((v, j) => {
+      d = Math.max(d, Math.abs(v - b[i][j]));
+    }),
+  );
   return d;
 }
 
@@ -25,7 +29,11 @@ describe('Trainer over 2 ranks', () => {
       await runRanks(1, { scenario: 'trainer', distributed: false, outputDir: path.join(root, 'one') }, { timeoutMs: 60_000 }),
     ];
     // The 2-rank checkpoint of step 4, resumed by one process of batch 8.
-    resumed = await runRanks(1, { scenario: 'trainer', distributed: false, outputDir: path.join(root, 'resumed'), resume: path.join(root, 'two', 'checkpoint-4') }, { timeoutMs: 60_000 });
+    resumed = await runRanks(
+      1,
+      { scenario: 'trainer', distributed: false, outputDir: path.join(root, 'resumed'), resume: path.join(root, 'two', 'checkpoint-4') },
+      { timeoutMs: 60_000 },
+    );
   }, 120_000);
 
   it('all runs finish', () => {
@@ -51,8 +59,11 @@ describe('Trainer over 2 ranks', () => {
   it('only rank 0 writes checkpoints, log.jsonl and plots', () => {
     const files = fs.readdirSync(path.join(root, 'two')).sort();
     expect(files).toEqual(expect.arrayContaining(['checkpoint-4', 'checkpoint-8', 'log.jsonl']));
-    const lines = fs.readFileSync(path.join(root, 'two', 'log.jsonl'), 'utf8').trim().split('\n');
-    expect(lines.filter((l) => l.includes('"loss"')).length).toBe(8);  // once, not once per rank
+    const lines = fs
+      .readFileSync(path.join(root, 'two', 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(lines.filter((l) => l.includes('"loss"')).length).toBe(8); // once, not once per rank
     const keys = Object.keys(JSON.parse(fs.readFileSync(path.join(root, 'two', 'checkpoint-4', 'trainer_state.json'), 'utf8')).emotorch.data);
     expect(keys).toEqual(expect.arrayContaining(['world', 'perDevice']));
   });
@@ -71,14 +82,19 @@ describe('Trainer.train() twice on 2 ranks', () => {
   let two: RankResult[], one: RankResult[];
   beforeAll(async () => {
     [two, one] = await Promise.all([
-      runRanks(2, { scenario: 'trainer', distributed: true, twice: true, maxSteps: 4, timeoutMs: 5000, outputDir: path.join(root, 'two') }, { timeoutMs: 60_000 }),
+      runRanks(
+        2,
+        { scenario: 'trainer', distributed: true, twice: true, maxSteps: 4, timeoutMs: 5000, outputDir: path.join(root, 'two') },
+        { timeoutMs: 60_000 },
+      ),
       runRanks(1, { scenario: 'trainer', distributed: false, twice: true, maxSteps: 4, outputDir: path.join(root, 'one') }, { timeoutMs: 60_000 }),
     ]);
   }, 70_000);
 
   it('both calls give the loss curve of one process x batch 8', () => {
     for (const r of [...two, ...one]) expect(r.code, `rank ${r.rank}: ${r.stderr}`).toBe(0);
-    const ref1 = losses(one[0].result.first), ref2 = losses(one[0].result.logs);
+    const ref1 = losses(one[0].result.first),
+      ref2 = losses(one[0].result.logs);
     expect(ref1).toHaveLength(4);
     expect(ref2).toHaveLength(4);
     for (const r of two) {
@@ -92,7 +108,11 @@ describe('Trainer.train() twice on 2 ranks', () => {
   });
 
   it('a callback that stops training on one rank stops every rank at that step', async () => {
-    const r = await runRanks(2, { scenario: 'trainer', distributed: true, stopOnRank: 1, maxSteps: 8, timeoutMs: 10_000, outputDir: path.join(root, 'stop') }, { timeoutMs: 60_000 });
+    const r = await runRanks(
+      2,
+      { scenario: 'trainer', distributed: true, stopOnRank: 1, maxSteps: 8, timeoutMs: 10_000, outputDir: path.join(root, 'stop') },
+      { timeoutMs: 60_000 },
+    );
     for (const x of r) {
       expect(x.code, x.stderr).toBe(0);
       expect(x.result.globalStep).toBe(3);

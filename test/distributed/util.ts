@@ -21,7 +21,14 @@ export function freePort(): Promise<number> {
   });
 }
 
-export interface RankResult { rank: number; code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; result: any }
+export interface RankResult {
+  rank: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  result: any;
+}
 
 /** One thread per rank, as the issue asks (2 cores shared). */
 export const ONE_THREAD = { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' };
@@ -31,36 +38,58 @@ export const ONE_THREAD = { OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1' };
  * when all have exited (killing all of them after `timeoutMs`). A rank's result is the JSON it
  * wrote to `<out>.<rank>.json` (null if none).
  */
-export async function runRanks(world: number, cfg: Record<string, unknown>, opts: { timeoutMs?: number; env?: (rank: number) => Record<string, string>; stopWhenRankExits?: number } = {}): Promise<RankResult[]> {
+export async function runRanks(
+  world: number,
+  cfg: Record<string, unknown>,
+  opts: { timeoutMs?: number; env?: (rank: number) => Record<string, string>; stopWhenRankExits?: number } = {},
+): Promise<RankResult[]> {
   const port = await freePort();
   const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-dist-')), 'result');
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const procs = Array.from({ length: world }, (_, rank) => {
     const env = {
-      ...process.env, ...ONE_THREAD,
-      RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(world),
-      MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), ...(opts.env?.(rank) ?? {}),
+      ...process.env,
+      ...ONE_THREAD,
+      RANK: String(rank),
+      WORLD_SIZE: String(world),
+      LOCAL_RANK: String(rank),
+      LOCAL_WORLD_SIZE: String(world),
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+      ...(opts.env?.(rank) ?? {}),
     };
     const p = spawn(process.execPath, [WORKER, JSON.stringify({ dist: DIST, out, ...cfg })], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const r: RankResult = { rank, code: null, signal: null, stdout: '', stderr: '', result: null };
-    p.stdout.on('data', (d) => { r.stdout += d; });
-    p.stderr.on('data', (d) => { r.stderr += d; });
-    const done = new Promise<RankResult>((resolve) => p.on('exit', (code, signal) => {
-      r.code = code;
-      r.signal = signal;
-      try {
-        r.result = JSON.parse(fs.readFileSync(`${out}.${rank}.json`, 'utf8'));
-      } catch {
-        r.result = null;
-      }
-      resolve(r);
-    }));
+    p.stdout.on('data', (d) => {
+      r.stdout += d;
+    });
+    p.stderr.on('data', (d) => {
+      r.stderr += d;
+    });
+    const done = new Promise<RankResult>((resolve) =>
+      p.on('exit', (code, signal) => {
+        r.code = code;
+        r.signal = signal;
+        try {
+          r.result = JSON.parse(fs.readFileSync(`${out}.${rank}.json`, 'utf8'));
+        } catch {
+          r.result = null;
+        }
+        resolve(r);
+      }),
+    );
     return { p, done };
   });
-  const timer = setTimeout(() => { for (const { p } of procs) p.kill('SIGKILL'); }, timeoutMs);
+  const timer = setTimeout(() => {
+    for (const { p } of procs) p.kill('SIGKILL');
+  }, timeoutMs);
   // A rank left hanging on purpose is killed once the rank under test is done.
   if (opts.stopWhenRankExits !== undefined) {
-    procs[opts.stopWhenRankExits].done.then(() => setTimeout(() => { for (const { p } of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); }, 200));
+    procs[opts.stopWhenRankExits].done.then(() =>
+      setTimeout(() => {
+        for (const { p } of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      }, 200),
+    );
   }
   try {
     return await Promise.all(procs.map((x) => x.done));

@@ -15,22 +15,33 @@ const scenarios = {
   // test computes the expected values itself.
   async collectives() {
     await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
-    const r = D.rank(), w = D.worldSize();
+    const r = D.rank(),
+      w = D.worldSize();
     const out = { rank: r, world: w, cases: [] };
     const input = (dtype, n, salt) => {
-      const v = Array.from({ length: n }, (_, i) => ((r + 1) * (i + 1) * 7 + salt * 3) % 23 - (dtype === 'uint8' || dtype === 'bool' ? 0 : 11));
-      return dtype === 'bool' ? et.tensor(v.map((x) => x % 2 === 0), { dtype }) : et.tensor(v, { dtype });
+      const v = Array.from({ length: n }, (_, i) => (((r + 1) * (i + 1) * 7 + salt * 3) % 23) - (dtype === 'uint8' || dtype === 'bool' ? 0 : 11));
+      return dtype === 'bool'
+        ? et.tensor(
+            v.map((x) => x % 2 === 0),
+            { dtype },
+          )
+        : et.tensor(v, { dtype });
     };
     for (const c of cfg.cases) {
       const t = input(c.dtype, c.n, c.salt ?? 0);
       let x = t;
-      if (c.strided) x = t.reshape([c.n / 2, 2]).transpose(0, 1);  // non-contiguous view, shape [2, n/2]
+      if (c.strided) x = t.reshape([c.n / 2, 2]).transpose(0, 1); // non-contiguous view, shape [2, n/2]
       if (process.env.DEBUG_CASES) process.stderr.write(`case ${JSON.stringify(c)}\n`);
       let got;
-      if (c.op === 'broadcast') { await D.broadcast(x, c.src); got = await values(x); }
-      else if (c.op === 'allGather') got = await Promise.all((await D.allGather(x)).map(values));
+      if (c.op === 'broadcast') {
+        await D.broadcast(x, c.src);
+        got = await values(x);
+      } else if (c.op === 'allGather') got = await Promise.all((await D.allGather(x)).map(values));
       else if (c.op === 'reduceScatter') got = await values(await D.reduceScatter(x, c.reduce));
-      else { await D.allReduce(x, c.op); got = await values(x); }
+      else {
+        await D.allReduce(x, c.op);
+        got = await values(x);
+      }
       // a strided view writes through to its base
       out.cases.push({ ...c, got, base: c.strided ? await values(t) : undefined });
     }
@@ -93,9 +104,12 @@ function maxDiff(a, b) {
 
 scenarios.ddp = async function ddp() {
   await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
-  const r = D.rank(), w = D.worldSize();
-  const total = 8, per = total / w, steps = cfg.steps ?? 20;
-  et.manualSeed(100 + r);  // different initial weights per rank: DDP must copy rank 0's
+  const r = D.rank(),
+    w = D.worldSize();
+  const total = 8,
+    per = total / w,
+    steps = cfg.steps ?? 20;
+  et.manualSeed(100 + r); // different initial weights per rank: DDP must copy rank 0's
   const model = new Net(false);
   const before = await flatWeights(model);
   const ddp = new et.nn.DistributedDataParallel(model, { bucketCapMb: cfg.bucketCapMb ?? 25 });
@@ -103,7 +117,8 @@ scenarios.ddp = async function ddp() {
   const opt = new et.optim.AdamW(ddp.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
   const out = { rank: r, buckets: ddp.buckets(), gradDiffs: [], accumDiff: null, wrapped: await flatWeights(model) };
   // The single-process reference (rank 0 only): same initial weights, the whole batch of 8.
-  let ref = null, refOpt = null;
+  let ref = null,
+    refOpt = null;
   if (r === 0) {
     et.manualSeed(100);
     ref = new Net(false);
@@ -163,8 +178,8 @@ scenarios.ddp = async function ddp() {
   opt.zeroGrad();
   const leaf = et.randn([3]).requiresGrad_();
   const e = leaf.exp();
-  await e.sum().backward();  // frees e's graph
-  const dead = e.mean();  // created first: autograd reaches it after every parameter
+  await e.sum().backward(); // frees e's graph
+  const dead = e.mean(); // created first: autograd reaches it after every parameter
   const { loss: lf } = await ddp.forward(batchOf(97, total, r * per, (r + 1) * per));
   try {
     await lf.add(dead).backward();
@@ -258,7 +273,7 @@ scenarios.collectiveMismatch = async function collectiveMismatch() {
     } catch (e) {
       error = { code: e.code, message: e.message };
     }
-    const after = (await D.allReduce(et.ones([3]), 'sum')).dataSync()[0];  // the group still works
+    const after = (await D.allReduce(et.ones([3]), 'sum')).dataSync()[0]; // the group still works
     out.cases.push({ name, error, after });
   };
   await attempt('shape', () => D.allReduce(r === 0 ? et.ones([2, 3]) : et.ones([3, 2]), 'sum'));
@@ -302,7 +317,7 @@ scenarios.loop = async function loop() {
       if (r === cfg.failRank && i === cfg.failAt) {
         if (cfg.mode === 'kill') process.kill(process.pid, 'SIGKILL');
         if (cfg.mode === 'exit') process.exit(cfg.exitCode ?? 7);
-        setInterval(() => undefined, 1000);  // alive, but never reaches the next collective
+        setInterval(() => undefined, 1000); // alive, but never reaches the next collective
         await new Promise(() => undefined);
       }
       await D.allReduce(et.ones([1000]), 'sum');
@@ -318,9 +333,27 @@ scenarios.loop = async function loop() {
 
 // Prints the torchrun variables it was given (for the launcher test) and a line on each stream.
 scenarios.env = async function env() {
-  const names = ['RANK', 'LOCAL_RANK', 'GROUP_RANK', 'ROLE_RANK', 'ROLE_NAME', 'LOCAL_WORLD_SIZE', 'WORLD_SIZE', 'GROUP_WORLD_SIZE', 'ROLE_WORLD_SIZE',
-    'MASTER_ADDR', 'MASTER_PORT', 'OMP_NUM_THREADS', 'TORCHELASTIC_ERROR_FILE', 'TORCHELASTIC_MAX_RESTARTS', 'TORCHELASTIC_RESTART_COUNT',
-    'TORCHELASTIC_RUN_ID', 'TORCHELASTIC_SIGNALS_TO_HANDLE', 'TORCHELASTIC_USE_AGENT_STORE', 'TORCH_NCCL_ASYNC_ERROR_HANDLING'];
+  const names = [
+    'RANK',
+    'LOCAL_RANK',
+    'GROUP_RANK',
+    'ROLE_RANK',
+    'ROLE_NAME',
+    'LOCAL_WORLD_SIZE',
+    'WORLD_SIZE',
+    'GROUP_WORLD_SIZE',
+    'ROLE_WORLD_SIZE',
+    'MASTER_ADDR',
+    'MASTER_PORT',
+    'OMP_NUM_THREADS',
+    'TORCHELASTIC_ERROR_FILE',
+    'TORCHELASTIC_MAX_RESTARTS',
+    'TORCHELASTIC_RESTART_COUNT',
+    'TORCHELASTIC_RUN_ID',
+    'TORCHELASTIC_SIGNALS_TO_HANDLE',
+    'TORCHELASTIC_USE_AGENT_STORE',
+    'TORCH_NCCL_ASYNC_ERROR_HANDLING',
+  ];
   const parent = JSON.parse(cfg.parentEnv);
   const added = {};
   for (const [k, v] of Object.entries(process.env)) if (parent[k] !== v) added[k] = v;
@@ -357,22 +390,48 @@ function dataset(n, seed) {
 scenarios.trainer = async function trainer() {
   if (cfg.distributed) await D.init({ timeoutMs: cfg.timeoutMs ?? 30000 });
   const world = cfg.distributed ? D.worldSize() : 1;
-  et.manualSeed(11 + (cfg.distributed ? D.rank() : 0));  // rank 0's weights win (the Trainer wraps in DDP)
+  et.manualSeed(11 + (cfg.distributed ? D.rank() : 0)); // rank 0's weights win (the Trainer wraps in DDP)
   const model = new Clf();
   // cfg.stopOnRank: a callback on that rank alone asks to stop after step 3
-  const callbacks = cfg.stopOnRank !== undefined && (cfg.distributed ? D.rank() : 0) === cfg.stopOnRank
-    ? [{ onStepEnd(ctx) { if (ctx.state.global_step === 3) ctx.control.shouldTrainingStop = true; } }] : [];
+  const callbacks =
+    cfg.stopOnRank !== undefined && (cfg.distributed ? D.rank() : 0) === cfg.stopOnRank
+      ? [
+          {
+            onStepEnd(ctx) {
+              if (ctx.state.global_step === 3) ctx.control.shouldTrainingStop = true;
+            },
+          },
+        ]
+      : [];
   const trainer = new et.train.Trainer({
-    model, callbacks,
+    model,
+    callbacks,
     trainDataset: dataset(48, 5),
     evalDataset: dataset(13, 9),
-    dataCollator: (items) => ({ x: et.tensor(items.map((i) => i.x)), labels: et.tensor(items.map((i) => i.y), { dtype: 'int64' }) }),
+    dataCollator: (items) => ({
+      x: et.tensor(items.map((i) => i.x)),
+      labels: et.tensor(
+        items.map((i) => i.y),
+        { dtype: 'int64' },
+      ),
+    }),
     computeMetrics: ({ predictions, labelIds }) => ({ accuracy: predictions.argmax(-1).eq(labelIds).float().mean().item(), n: labelIds.shape[0] }),
     args: {
-      output_dir: cfg.outputDir, max_steps: cfg.maxSteps ?? 8, per_device_train_batch_size: 8 / world, per_device_eval_batch_size: 3,
-      learning_rate: 1e-2, warmup_steps: 2, logging_steps: 1, eval_strategy: cfg.twice ? 'no' : 'steps', eval_steps: 4, save_steps: 4,
-      save_strategy: cfg.twice ? 'no' : 'steps', disable_tqdm: true, seed: 3,
-      gradient_accumulation_steps: cfg.gas ?? 1, resume_from_checkpoint: cfg.resume ?? null,
+      output_dir: cfg.outputDir,
+      max_steps: cfg.maxSteps ?? 8,
+      per_device_train_batch_size: 8 / world,
+      per_device_eval_batch_size: 3,
+      learning_rate: 1e-2,
+      warmup_steps: 2,
+      logging_steps: 1,
+      eval_strategy: cfg.twice ? 'no' : 'steps',
+      eval_steps: 4,
+      save_steps: 4,
+      save_strategy: cfg.twice ? 'no' : 'steps',
+      disable_tqdm: true,
+      seed: 3,
+      gradient_accumulation_steps: cfg.gas ?? 1,
+      resume_from_checkpoint: cfg.resume ?? null,
     },
   });
   let first = null;
@@ -398,7 +457,14 @@ scenarios.trainer = async function trainer() {
     await D.barrier();
   }
   if (cfg.distributed) await D.destroy();
-  return { logs, first, alone, globalStep: out.globalStep, stopReason: out.stopReason, files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [] };
+  return {
+    logs,
+    first,
+    alone,
+    globalStep: out.globalStep,
+    stopReason: out.stopReason,
+    files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [],
+  };
 };
 
 (async () => {

@@ -13,7 +13,11 @@ const require = createRequire(import.meta.url);
 const { FORMATS } = require('./targets.cjs') as { FORMATS: string[] };
 const { corpusFiles, replay } = require('./replay-runner.cjs') as {
   corpusFiles(format: string): { seeds: string[]; crashes: string[] };
-  replay(format: string, files: string[], opts?: { timeoutMs?: number }): Promise<Map<string, { outcome: string; code?: string; message?: string; error?: string }>>;
+  replay(
+    format: string,
+    files: string[],
+    opts?: { timeoutMs?: number },
+  ): Promise<Map<string, { outcome: string; code?: string; message?: string; error?: string }>>;
 };
 
 type Outcome = { outcome: string; code?: string; message?: string; error?: string };
@@ -53,8 +57,15 @@ const MEDIA = FORMATS.filter((f) => ['image', 'video', 'audio'].includes(f));
 describe.each(MEDIA)('media attack seeds: %s', (format) => {
   const attacks = corpusFiles(format).seeds.filter((f) => path.basename(f).startsWith('attack-'));
   it('has the attack seeds', () => {
-    expect(attacks.map((f) => path.basename(f).replace(/\..*$/, '')).sort()).toEqual(
-      ['attack-dash', 'attack-ffconcat', 'attack-hls', 'attack-id3-hls', 'attack-image2', 'attack-riff-hls', 'attack-sdp']);
+    expect(attacks.map((f) => path.basename(f).replace(/\..*$/, '')).sort()).toEqual([
+      'attack-dash',
+      'attack-ffconcat',
+      'attack-hls',
+      'attack-id3-hls',
+      'attack-image2',
+      'attack-riff-hls',
+      'attack-sdp',
+    ]);
   });
   it.each(attacks.map((f) => [rel(f), f]))('%s is refused with ERR_FORMAT', (_name, file) => {
     const r = results.get(file);

@@ -10,7 +10,14 @@ const HERE = __dirname;
 
 /** The seed corpus and the crash/hang corpus of a format, as absolute paths (sorted). */
 function corpusFiles(format) {
-  const list = (d) => (fs.existsSync(d) ? fs.readdirSync(d).filter((f) => !f.startsWith('.') && !f.endsWith('.md')).sort().map((f) => path.join(d, f)) : []);
+  const list = (d) =>
+    fs.existsSync(d)
+      ? fs
+          .readdirSync(d)
+          .filter((f) => !f.startsWith('.') && !f.endsWith('.md'))
+          .sort()
+          .map((f) => path.join(d, f))
+      : [];
   return { seeds: list(path.join(HERE, 'corpus', SEEDS_OF[format] ?? format)), crashes: list(path.join(HERE, 'crashes', format)) };
 }
 
@@ -41,11 +48,17 @@ function runChild(format, files, opts) {
     let timer = null;
     const arm = () => {
       clearTimeout(timer);
-      timer = setTimeout(() => { killedFor = { outcome: 'hang', error: `no result after ${opts.timeoutMs} ms` }; child.kill('SIGKILL'); }, opts.timeoutMs);
+      timer = setTimeout(() => {
+        killedFor = { outcome: 'hang', error: `no result after ${opts.timeoutMs} ms` };
+        child.kill('SIGKILL');
+      }, opts.timeoutMs);
     };
     const mem = setInterval(() => {
       const rss = rssBytes(child.pid);
-      if (rss > opts.maxRssBytes) { killedFor = { outcome: 'memory', error: `resident memory ${Math.round(rss / 2 ** 20)} MiB > ${Math.round(opts.maxRssBytes / 2 ** 20)} MiB` }; child.kill('SIGKILL'); }
+      if (rss > opts.maxRssBytes) {
+        killedFor = { outcome: 'memory', error: `resident memory ${Math.round(rss / 2 ** 20)} MiB > ${Math.round(opts.maxRssBytes / 2 ** 20)} MiB` };
+        child.kill('SIGKILL');
+      }
     }, 100);
     arm();
     child.stdout.on('data', (d) => {
@@ -56,16 +69,32 @@ function runChild(format, files, opts) {
         buf = buf.slice(nl + 1);
         if (!line.startsWith('@@fuzz ')) continue;
         const msg = JSON.parse(line.slice(7));
-        if (msg.start) { current = msg.start; arm(); } else { outcomes.set(msg.file, msg); current = null; }
+        if (msg.start) {
+          current = msg.start;
+          arm();
+        } else {
+          outcomes.set(msg.file, msg);
+          current = null;
+        }
       }
     });
-    child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
+    child.stderr.on('data', (d) => {
+      stderr = (stderr + d).slice(-4000);
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       clearInterval(mem);
       let dead = null;
       if (current) {
-        dead = { file: current, ...(killedFor ?? (signal ? { outcome: 'crash', error: `killed by ${signal}` } : code === 0 ? { outcome: 'unsettled', error: "the target's promise never settled" } : { outcome: 'crash', error: `exit code ${code}` })) };
+        dead = {
+          file: current,
+          ...(killedFor ??
+            (signal
+              ? { outcome: 'crash', error: `killed by ${signal}` }
+              : code === 0
+                ? { outcome: 'unsettled', error: "the target's promise never settled" }
+                : { outcome: 'crash', error: `exit code ${code}` })),
+        };
         dead.error += stderr.trim() ? `\n${stderr.trim().split('\n').slice(-8).join('\n')}` : '';
       } else if (code !== 0 && outcomes.size < files.length) {
         // The harness itself failed before running a file: report it on the first file left.

@@ -27,7 +27,13 @@ async function main() {
         report({ file, outcome: 'ok', ms: performance.now() - t0 });
       } catch (e) {
         if (isCoded(et, e)) report({ file, outcome: 'coded', code: e.code, message: String(e.message).slice(0, 500), ms: performance.now() - t0 });
-        else report({ file, outcome: 'finding', error: e && e.stack ? String(e.stack).split('\n').slice(0, 6).join('\n') : String(e), ms: performance.now() - t0 });
+        else
+          report({
+            file,
+            outcome: 'finding',
+            error: e && e.stack ? String(e.stack).split('\n').slice(0, 6).join('\n') : String(e),
+            ms: performance.now() - t0,
+          });
       }
     }
   } finally {
@@ -35,7 +41,10 @@ async function main() {
   }
 }
 
-main().then(() => process.exit(0), (e) => {
-  process.stderr.write(`replay harness failed: ${e && e.stack ? e.stack : e}\n`);
-  process.exit(70);
-});
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`replay harness failed: ${e && e.stack ? e.stack : e}\n`);
+    process.exit(70);
+  },
+);

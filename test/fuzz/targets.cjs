@@ -14,14 +14,42 @@ const os = require('os');
 const path = require('path');
 
 /** The formats, in the order `npm run fuzz` lists them. */
-const FORMATS = ['pickle', 'safetensors', 'torchfile', 'wav', 'wav16k', 'salmonn', 'trajectory', 'ecf', 'swift', 'tokenizer', 'tokens', 'sentencepiece', 'npy', 'w2v_checkpoint', 'image', 'video', 'audio'];
+const FORMATS = [
+  'pickle',
+  'safetensors',
+  'torchfile',
+  'wav',
+  'wav16k',
+  'salmonn',
+  'trajectory',
+  'ecf',
+  'swift',
+  'tokenizer',
+  'tokens',
+  'sentencepiece',
+  'npy',
+  'w2v_checkpoint',
+  'image',
+  'video',
+  'audio',
+];
 /** Formats that share another's seed corpus (test/fuzz/corpus/<that>/). */
 const SEEDS_OF = { wav16k: 'wav' };
 
 /** The w2v_checkpoint seeds' config (test/fuzz/make_seeds.py). */
 const W2V_TINY = {
-  conv_dim: [8, 8], conv_kernel: [10, 3], conv_stride: [5, 2], conv_bias: true, feat_extract_norm: 'layer', do_stable_layer_norm: true,
-  hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 16, num_conv_pos_embeddings: 4, num_conv_pos_embedding_groups: 2,
+  conv_dim: [8, 8],
+  conv_kernel: [10, 3],
+  conv_stride: [5, 2],
+  conv_bias: true,
+  feat_extract_norm: 'layer',
+  do_stable_layer_norm: true,
+  hidden_size: 8,
+  num_hidden_layers: 1,
+  num_attention_heads: 2,
+  intermediate_size: 16,
+  num_conv_pos_embeddings: 4,
+  num_conv_pos_embedding_groups: 2,
 };
 
 /** True for an error the contract allows: an EmotorchError with an ERR_* code. */
@@ -82,10 +110,14 @@ function makeTargets(et) {
     fs.writeFileSync(file('wav/b.wav'), et.audio.encodeWav(tone(330), 8000, { format: 'float32' }));
     const emb = (seed) => {
       const m = new Map();
-      for (let c = 1; c <= 3; c++) for (let u = 1; u <= 6; u++) m.set(`${c}_${u}`, et.tensor(Float32Array.from({ length: 4 }, (_, i) => seed + c + u / 10 + i / 100)));
+      for (let c = 1; c <= 3; c++)
+        for (let u = 1; u <= 6; u++) m.set(`${c}_${u}`, et.tensor(Float32Array.from({ length: 4 }, (_, i) => seed + c + u / 10 + i / 100)));
       return m;
     };
-    for (const [name, seed] of [['text', 0], ['audio', 1]]) {
+    for (const [name, seed] of [
+      ['text', 0],
+      ['audio', 1],
+    ]) {
       const m = emb(seed);
       await et.io.saveSafetensors(file(`${name}.safetensors`), m);
       for (const t of m.values()) t.dispose();
@@ -126,7 +158,8 @@ function makeTargets(et) {
       const img = await et.vision.readImage(file('input.img'), { maxPixels: 4096 * 4096, timeoutMs: 2000 });
       try {
         const [c, h, w] = img.shape;
-        if (img.dtype !== 'uint8' || img.shape.length !== 3 || c !== 3 || h * w > 4096 * 4096) throw new Error(`readImage gave ${img.dtype} [${img.shape}] (maxPixels ${4096 * 4096})`);
+        if (img.dtype !== 'uint8' || img.shape.length !== 3 || c !== 3 || h * w > 4096 * 4096)
+          throw new Error(`readImage gave ${img.dtype} [${img.shape}] (maxPixels ${4096 * 4096})`);
         touchAndDispose(et, et.vision.internvlTiles(img, { imageSize: 28, maxNum: 6 }));
         touchAndDispose(et, await et.vision.processImage(img, { size: 32, cropSize: 32 }));
       } finally {
@@ -140,19 +173,32 @@ function makeTargets(et) {
       // 2 × 0.8 s + 2 × 1.2 s of tool runs.
       const f = file('input.vid');
       fs.writeFileSync(f, data);
-      const [info, read] = await settleBoth(et,
+      const [info, read] = await settleBoth(
+        et,
         () => et.vision.probeVideo(f, { timeoutMs: 800 }),
-        () => et.vision.readVideoFrames(f, { numFrames: 2, maxPixels: 2048 * 2048, timeoutMs: 1200 }));
+        () => et.vision.readVideoFrames(f, { numFrames: 2, maxPixels: 2048 * 2048, timeoutMs: 1200 }),
+      );
       if (read) {
         const { frames, width, height, frameCount, indices } = read;
         try {
           const s = frames.shape;
-          if (frames.dtype !== 'uint8' || s.length !== 4 || s[0] !== 3 || s[1] !== 2 || s[2] !== height || s[3] !== width || width * height > 2048 * 2048
-            || indices.length !== 2 || !indices.every((i) => Number.isInteger(i) && i >= 0 && i < frameCount)) {
+          if (
+            frames.dtype !== 'uint8' ||
+            s.length !== 4 ||
+            s[0] !== 3 ||
+            s[1] !== 2 ||
+            s[2] !== height ||
+            s[3] !== width ||
+            width * height > 2048 * 2048 ||
+            indices.length !== 2 ||
+            !indices.every((i) => Number.isInteger(i) && i >= 0 && i < frameCount)
+          ) {
             throw new Error(`readVideoFrames gave ${frames.dtype} [${s}] for ${width}×${height}, indices [${indices}] of ${frameCount} frames`);
           }
           if (info && (info.width !== width || info.height !== height || info.frameCount !== frameCount)) {
-            throw new Error(`probeVideo says ${info.width}×${info.height}, ${info.frameCount} frames; readVideoFrames ${width}×${height}, ${frameCount} frames`);
+            throw new Error(
+              `probeVideo says ${info.width}×${info.height}, ${info.frameCount} frames; readVideoFrames ${width}×${height}, ${frameCount} frames`,
+            );
           }
           frames.dataSync();
         } finally {
@@ -194,7 +240,9 @@ function makeTargets(et) {
     async trajectory(data) {
       await ensureAssets();
       fs.writeFileSync(file('trajectory.json'), data);
-      await getAll(await et.data.SalmonnDataset.fromFile(file('trajectory.json'), { prompts: { task1_emotional_trajectory: 'Describe the emotional trajectory.' } }));
+      await getAll(
+        await et.data.SalmonnDataset.fromFile(file('trajectory.json'), { prompts: { task1_emotional_trajectory: 'Describe the emotional trajectory.' } }),
+      );
     },
     async ecf(data) {
       const a = await ensureAssets();
@@ -242,8 +290,9 @@ function makeTargets(et) {
   // Structure-aware: added tokens and text on the small seed tokenizers (JSON mutations rarely get
   // that far). Bytes: [tokenizer, count, (flags, length, utf-8 content) × count, text…]; flags bit 0
   // special, 1 normalized, 2 lstrip, 3 rstrip, 4 singleWord, 5 addSpecialTokens instead.
-  const seedTokenizers = ['bytelevel_bpe', 'metaspace_bpe', 'wordpiece', 'unigram']
-    .map((n) => fs.readFileSync(path.join(__dirname, 'corpus', 'tokenizer', `${n}.json`), 'utf8'));
+  const seedTokenizers = ['bytelevel_bpe', 'metaspace_bpe', 'wordpiece', 'unigram'].map((n) =>
+    fs.readFileSync(path.join(__dirname, 'corpus', 'tokenizer', `${n}.json`), 'utf8'),
+  );
   targets.tokens = async (data) => {
     let p = 0;
     const byte = () => (p < data.length ? data[p++] : 0);
@@ -254,7 +303,14 @@ function makeTargets(et) {
       const content = data.subarray(p, p + len).toString('utf8');
       p += len;
       if (flags & 32) tok.addSpecialTokens([content]);
-      else tok.addTokens([content], { special: !!(flags & 1), normalized: !!(flags & 2), lstrip: !!(flags & 4), rstrip: !!(flags & 8), singleWord: !!(flags & 16) });
+      else
+        tok.addTokens([content], {
+          special: !!(flags & 1),
+          normalized: !!(flags & 2),
+          lstrip: !!(flags & 4),
+          rstrip: !!(flags & 8),
+          singleWord: !!(flags & 16),
+        });
     }
     const text = data.subarray(p).toString('utf8');
     const ids = await tok.encode(text);

@@ -30,7 +30,12 @@ const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex'
 
 /** A python3 with huggingface_hub: EMOTORCH_HUB_PYTHON, CI's .ci/pyhub, the reference venv, python3. */
 function hubPython(): string | null {
-  const candidates = [process.env.EMOTORCH_HUB_PYTHON, path.join(__dirname, '..', '..', '.ci', 'pyhub', 'bin', 'python'), '/root/refvenv/bin/python', 'python3'];
+  const candidates = [
+    process.env.EMOTORCH_HUB_PYTHON,
+    path.join(__dirname, '..', '..', '.ci', 'pyhub', 'bin', 'python'),
+    '/root/refvenv/bin/python',
+    'python3',
+  ];
   for (const py of candidates) {
     if (!py) continue;
     const r = spawnSync(py, ['-c', 'import huggingface_hub'], { encoding: 'utf8' });
@@ -42,21 +47,52 @@ function hubPython(): string | null {
 /** Runs Python without blocking this process: the loopback hub it talks to lives here. */
 function pyRun(py: string, code: string, env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(py, ['-c', code], { env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    execFile(py, ['-c', code], { env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) =>
+      resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
 let hub: LoopbackHub;
 beforeAll(async () => {
-  hub = await startHub({
-    'tiny/whisper': { commits: { [C1]: whisperFiles(), [C2]: { ...whisperFiles(), 'config.json': Buffer.from(read('whisper/config.json').toString().replace('"encoder_layers"', '"extra_field": 1, "encoder_layers"')) } },
-      refs: { main: C1, v2: C2 } },
-    'tiny/llm': { commits: { [C1]: Object.fromEntries(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map((f) => [f, read(`salmonn/llm/${f}`)])) } },
-    'tiny/sharded-llama': { commits: { [C1]: Object.fromEntries(fs.readdirSync(path.join(FIXTURES, 'pytorch_bin', 'sharded')).map((f) => [f, read(`pytorch_bin/sharded/${f}`)])) } },
-    'tiny/gated-llama': { commits: { [C1]: { 'tokenizer.json': read('tokenizers/llama/tokenizer.json'), 'tokenizer_config.json': Buffer.from('{}'), 'model.safetensors': read('whisper/model.safetensors') } }, token: 'hf_secret' },
-  }, {}, { 'tiny/old-whisper': 'tiny/whisper' });
+  hub = await startHub(
+    {
+      'tiny/whisper': {
+        commits: {
+          [C1]: whisperFiles(),
+          [C2]: {
+            ...whisperFiles(),
+            'config.json': Buffer.from(read('whisper/config.json').toString().replace('"encoder_layers"', '"extra_field": 1, "encoder_layers"')),
+          },
+        },
+        refs: { main: C1, v2: C2 },
+      },
+      'tiny/llm': {
+        commits: {
+          [C1]: Object.fromEntries(['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map((f) => [f, read(`salmonn/llm/${f}`)])),
+        },
+      },
+      'tiny/sharded-llama': {
+        commits: { [C1]: Object.fromEntries(fs.readdirSync(path.join(FIXTURES, 'pytorch_bin', 'sharded')).map((f) => [f, read(`pytorch_bin/sharded/${f}`)])) },
+      },
+      'tiny/gated-llama': {
+        commits: {
+          [C1]: {
+            'tokenizer.json': read('tokenizers/llama/tokenizer.json'),
+            'tokenizer_config.json': Buffer.from('{}'),
+            'model.safetensors': read('whisper/model.safetensors'),
+          },
+        },
+        token: 'hf_secret',
+      },
+    },
+    {},
+    { 'tiny/old-whisper': 'tiny/whisper' },
+  );
 });
-afterAll(async () => { await hub?.close(); });
+afterAll(async () => {
+  await hub?.close();
+});
 const opts = (cacheDir: string, extra: Partial<et.hub.HubOptions> = {}): et.hub.HubOptions => ({ endpoint: hub.url, cacheDir, progress: false, ...extra });
 
 describe('et.hub: repo ids through the Hugging Face cache', () => {
@@ -69,17 +105,20 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     const repo = path.join(cache, 'models--tiny--whisper');
     expect(fs.readFileSync(path.join(repo, 'refs', 'main'), 'utf8')).toBe(C1);
     const snap = path.join(repo, 'snapshots', C1);
-    expect(fs.readdirSync(snap).sort()).toEqual(['config.json', 'model.safetensors']);   // not .bin, .msgpack, README, onnx/
+    expect(fs.readdirSync(snap).sort()).toEqual(['config.json', 'model.safetensors']); // not .bin, .msgpack, README, onnx/
     const link = fs.readlinkSync(path.join(snap, 'model.safetensors'));
-    expect(link).toBe(`../../blobs/${sha256(read('whisper/model.safetensors'))}`);   // LFS: the blob is named by its sha256
-    const gitSha = crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${read('whisper/config.json').length}\0`), read('whisper/config.json')])).digest('hex');
-    expect(fs.readlinkSync(path.join(snap, 'config.json'))).toBe(`../../blobs/${gitSha}`);   // a small file: its git blob id
+    expect(link).toBe(`../../blobs/${sha256(read('whisper/model.safetensors'))}`); // LFS: the blob is named by its sha256
+    const gitSha = crypto
+      .createHash('sha1')
+      .update(Buffer.concat([Buffer.from(`blob ${read('whisper/config.json').length}\0`), read('whisper/config.json')]))
+      .digest('hex');
+    expect(fs.readlinkSync(path.join(snap, 'config.json'))).toBe(`../../blobs/${gitSha}`); // a small file: its git blob id
     expect(fs.readdirSync(path.join(repo, 'blobs')).every((b) => !b.endsWith('.incomplete'))).toBe(true);
     expect(hub.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(1);
 
     hub.log.length = 0;
     await et.nn.WhisperEncoder.fromPretrained('tiny/whisper', { hub: opts(cache) });
-    expect(hub.log).toEqual(['GET /api/models/tiny/whisper/revision/main']);   // the commit is checked; no file moves
+    expect(hub.log).toEqual(['GET /api/models/tiny/whisper/revision/main']); // the commit is checked; no file moves
     hub.log.length = 0;
     expect(await et.hub.hubSnapshot('tiny/whisper', opts(cache, { localFilesOnly: true }))).toBe(snap);
     const prev = process.env.HF_HUB_OFFLINE;
@@ -87,9 +126,10 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     try {
       expect(await et.hub.resolvePretrainedPath('tiny/whisper', opts(cache))).toBe(snap);
     } finally {
-      if (prev === undefined) delete process.env.HF_HUB_OFFLINE; else process.env.HF_HUB_OFFLINE = prev;
+      if (prev === undefined) delete process.env.HF_HUB_OFFLINE;
+      else process.env.HF_HUB_OFFLINE = prev;
     }
-    expect(hub.log).toEqual([]);   // offline: no request at all
+    expect(hub.log).toEqual([]); // offline: no request at all
   });
 
   it('downloads a sharded checkpoint (its index and every shard) and loads it as the local folder', async () => {
@@ -104,7 +144,7 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     expect(shards.length).toBe(14);
     expect(fs.existsSync(path.join(snap, 'model.safetensors.index.json'))).toBe(true);
     expect(fs.existsSync(path.join(snap, 'README.md'))).toBe(false);
-    expect(hub.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(14);   // each shard once, from the CDN
+    expect(hub.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(14); // each shard once, from the CDN
   });
 
   it('takes a branch, tag or commit as revision; an unknown one is ERR_HUB_NOT_FOUND naming it', async () => {
@@ -119,13 +159,21 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     expect(fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs')).length).toBe(3);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revision: 'no-such-branch' })), 'ERR_HUB_NOT_FOUND', /no-such-branch.*no such revision/);
     // a system's shared hub options carry the revision to every repo id (tiny/llm has no v2: refused, naming it)
-    await rejectsWith(et.systems.salmonn.Salmonn.fromPretrained({ whisper: 'tiny/whisper', llm: 'tiny/llm', hub: opts(cache, { revision: 'v2' }) }), 'ERR_HUB_NOT_FOUND', /'tiny\/llm' at revision 'v2'.*no such revision/);
+    await rejectsWith(
+      et.systems.salmonn.Salmonn.fromPretrained({ whisper: 'tiny/whisper', llm: 'tiny/llm', hub: opts(cache, { revision: 'v2' }) }),
+      'ERR_HUB_NOT_FOUND',
+      /'tiny\/llm' at revision 'v2'.*no such revision/,
+    );
     // misspelt or mistyped hub options are named
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { revison: 'v2' } as never)), 'ERR_INVALID_ARG', /revison/);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { localFilesOnly: 'yes' } as never)), 'ERR_INVALID_ARG', /localFilesOnly/);
     await rejectsWith(et.hub.hubSnapshot('tiny/whisper', opts(cache, { endpoint: 'huggingface.co' })), 'ERR_INVALID_ARG', /endpoint/);
     // a mistyped repo without a token: the hub's 401 RepoNotFound is huggingface_hub's RepositoryNotFoundError, not an access problem
-    await rejectsWith(et.hub.hubSnapshot('tiny/none', opts(cache, { token: false })), 'ERR_HUB_NOT_FOUND', /no repo 'tiny\/none' .*HTTP 401 RepoNotFound.*check the id; a private repo answers the same without a token/);
+    await rejectsWith(
+      et.hub.hubSnapshot('tiny/none', opts(cache, { token: false })),
+      'ERR_HUB_NOT_FOUND',
+      /no repo 'tiny\/none' .*HTTP 401 RepoNotFound.*check the id; a private repo answers the same without a token/,
+    );
     await rejectsWith(et.hub.hubSnapshot('tiny/none', opts(cache, { token: 'hf_x' })), 'ERR_HUB_NOT_FOUND', /no repo 'tiny\/none' .*HTTP 404 RepoNotFound/);
     // a renamed repo: the hub answers the old id with relative 307s to the new one, followed on the hub's host
     const renamed = await et.hub.hubSnapshot('tiny/old-whisper', opts(cache));
@@ -138,11 +186,15 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     const home = tmpdir();
     const saved = { HF_TOKEN: process.env.HF_TOKEN, HF_HOME: process.env.HF_HOME };
     delete process.env.HF_TOKEN;
-    process.env.HF_HOME = home;   // no token file there
+    process.env.HF_HOME = home; // no token file there
     try {
-      await rejectsWith(et.data.Tokenizer.fromFile('tiny/gated-llama', { hub: opts(cache) }), 'ERR_HUB_AUTH', /gated or private.*no token was found: set HF_TOKEN/);
+      await rejectsWith(
+        et.data.Tokenizer.fromFile('tiny/gated-llama', { hub: opts(cache) }),
+        'ERR_HUB_AUTH',
+        /gated or private.*no token was found: set HF_TOKEN/,
+      );
       await rejectsWith(et.hub.hubSnapshot('tiny/gated-llama', opts(cache, { token: 'wrong' })), 'ERR_HUB_AUTH', /the token sent was refused/);
-      fs.writeFileSync(path.join(home, 'token'), 'hf_secret\n');   // what `hf auth login` writes
+      fs.writeFileSync(path.join(home, 'token'), 'hf_secret\n'); // what `hf auth login` writes
       const tok = await et.data.Tokenizer.fromFile('tiny/gated-llama', { hub: opts(cache) });
       expect(tok.vocabSize).toBeGreaterThan(100);
       fs.rmSync(path.join(home, 'token'));
@@ -153,14 +205,16 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
       expect(hub.log.filter((l) => l.includes('/resolve/')).every((l) => l.endsWith('+token'))).toBe(true);
       expect(hub.log.filter((l) => l.startsWith('GET /cdn/'))).toEqual([`GET /cdn/${sha256(read('whisper/model.safetensors'))}`]);
     } finally {
-      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      for (const [k, v] of Object.entries(saved))
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
     }
   });
 
   it('uses the cache when the hub cannot be reached, and names the endpoint and cache folder when it has nothing', async () => {
     const cache = tmpdir();
     const snap = await et.hub.hubSnapshot('tiny/whisper', opts(cache));
-    const down = { endpoint: 'http://127.0.0.1:9', cacheDir: cache, progress: false };   // nothing listens on port 9
+    const down = { endpoint: 'http://127.0.0.1:9', cacheDir: cache, progress: false }; // nothing listens on port 9
     expect(await et.hub.hubSnapshot('tiny/whisper', down)).toBe(snap);
     await rejectsWith(et.hub.hubSnapshot('tiny/other', down), 'ERR_HUB_NETWORK', /127\.0\.0\.1:9 cannot be reached.*models--tiny--other/);
     await rejectsWith(et.hub.hubSnapshot('tiny/other', { ...down, localFilesOnly: true }), 'ERR_HUB_NOT_FOUND', /not in the hub cache.*localFilesOnly/);
@@ -175,7 +229,10 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     try {
       const cache = tmpdir();
       const snap = await et.hub.hubSnapshot('tiny/whisper', { endpoint: faulty.url, cacheDir: cache, progress: false });
-      expect(faulty.log.filter((l) => l.startsWith('GET /cdn/'))).toEqual([`GET /cdn/${sha256(weights)}`, `GET /cdn/${sha256(weights)} bytes=${weights.length >> 1}-`]);
+      expect(faulty.log.filter((l) => l.startsWith('GET /cdn/'))).toEqual([
+        `GET /cdn/${sha256(weights)}`,
+        `GET /cdn/${sha256(weights)} bytes=${weights.length >> 1}-`,
+      ]);
       expect(sha256(fs.readFileSync(path.join(snap, 'model.safetensors')))).toBe(sha256(weights));
     } finally {
       await faulty.close();
@@ -183,31 +240,49 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     const bad = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { corrupt: ['model.safetensors'] });
     try {
       const cache = tmpdir();
-      await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: bad.url, cacheDir: cache, progress: false, retries: 2 }), 'ERR_HUB_INTEGRITY', /sha256 is [0-9a-f]{64}, not the [0-9a-f]{64}/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/whisper', { endpoint: bad.url, cacheDir: cache, progress: false, retries: 2 }),
+        'ERR_HUB_INTEGRITY',
+        /sha256 is [0-9a-f]{64}, not the [0-9a-f]{64}/,
+      );
       const blobs = fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs'));
-      expect(blobs.some((b) => b.startsWith(sha256(weights)))).toBe(false);   // neither a blob nor a part of it
-      expect(bad.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(2);   // fetched again once, then given up
+      expect(blobs.some((b) => b.startsWith(sha256(weights)))).toBe(false); // neither a blob nor a part of it
+      expect(bad.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(2); // fetched again once, then given up
     } finally {
       await bad.close();
     }
     // a hostile hub's ETags: only a blob id (git sha1, LFS sha256) names a blob; anything else is
     // refused naming the header and its value, and the cache stays as it was
     const cfg = read('whisper/config.json');
-    const cfgSha1 = crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${cfg.length}\0`), cfg])).digest('hex');
+    const cfgSha1 = crypto
+      .createHash('sha1')
+      .update(Buffer.concat([Buffer.from(`blob ${cfg.length}\0`), cfg]))
+      .digest('hex');
     const forged: Array<[string, string, 'etag' | undefined, string]> = [
-      ['config.json', '..', undefined, 'ETag'], ['config.json', '.', undefined, 'ETag'], ['config.json', '".."', undefined, 'ETag'], ['config.json', 'W/"."', undefined, 'ETag'],
-      ['config.json', '"../../outside"', undefined, 'ETag'], ['config.json', '""', undefined, 'ETag'], ['config.json', `"${cfgSha1.slice(1)}"`, undefined, 'ETag'],
-      ['config.json', `"${cfgSha1.toUpperCase()}"`, undefined, 'ETag'], ['config.json', `"${cfgSha1}/.."`, undefined, 'ETag'], ['config.json', `"${cfgSha1} "`, undefined, 'ETag'],
-      ['model.safetensors', '".."', undefined, 'X-Linked-Etag'], ['model.safetensors', '.', 'etag', 'ETag'],
+      ['config.json', '..', undefined, 'ETag'],
+      ['config.json', '.', undefined, 'ETag'],
+      ['config.json', '".."', undefined, 'ETag'],
+      ['config.json', 'W/"."', undefined, 'ETag'],
+      ['config.json', '"../../outside"', undefined, 'ETag'],
+      ['config.json', '""', undefined, 'ETag'],
+      ['config.json', `"${cfgSha1.slice(1)}"`, undefined, 'ETag'],
+      ['config.json', `"${cfgSha1.toUpperCase()}"`, undefined, 'ETag'],
+      ['config.json', `"${cfgSha1}/.."`, undefined, 'ETag'],
+      ['config.json', `"${cfgSha1} "`, undefined, 'ETag'],
+      ['model.safetensors', '".."', undefined, 'X-Linked-Etag'],
+      ['model.safetensors', '.', 'etag', 'ETag'],
     ];
     for (const [file, value, header, named] of forged) {
-      const hostile = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { etags: { [file]: value }, ...(header ? { etagHeader: header } : {}) });
+      const hostile = await startHub(
+        { 'tiny/whisper': { commits: { [C1]: whisperFiles() } } },
+        { etags: { [file]: value }, ...(header ? { etagHeader: header } : {}) },
+      );
       try {
         const cache = tmpdir();
         const e = await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: hostile.url, cacheDir: cache, progress: false }), 'ERR_HUB_INTEGRITY');
         expect(e.message).toContain(`the hub's ${named} header for '${file}' of 'tiny/whisper' is ${JSON.stringify(value)}, not a blob id`);
         const repo = path.join(cache, 'models--tiny--whisper');
-        expect(fs.statSync(repo).isDirectory()).toBe(true);   // never replaced by a file
+        expect(fs.statSync(repo).isDirectory()).toBe(true); // never replaced by a file
         const blobs = path.join(repo, 'blobs');
         for (const b of fs.existsSync(blobs) ? fs.readdirSync(blobs) : []) expect(b, value).toMatch(/^[0-9a-f]{40}$|^[0-9a-f]{64}$/);
         expect(fs.readdirSync(cache).sort()).toEqual(['.locks', 'models--tiny--whisper'].filter((d) => fs.existsSync(path.join(cache, d))));
@@ -248,7 +323,12 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     expect(sha256(fs.readFileSync(path.join(a, 'model.safetensors')))).toBe(sha256(read('whisper/model.safetensors')));
     // huggingface_hub's lock files, released (they stay, as filelock leaves them): each can be taken at once
     const locks = fs.readdirSync(path.join(cache, '.locks', 'models--tiny--whisper'));
-    expect(locks.sort()).toEqual(fs.readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs')).map((b) => `${b}.lock`).sort());
+    expect(locks.sort()).toEqual(
+      fs
+        .readdirSync(path.join(cache, 'models--tiny--whisper', 'blobs'))
+        .map((b) => `${b}.lock`)
+        .sort(),
+    );
     for (const l of locks) {
       const fd = fs.openSync(path.join(cache, '.locks', 'models--tiny--whisper', l), 'r+');
       expect(tryLockFile(fd)).toBe(true);
@@ -262,14 +342,17 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
       const cache = tmpdir();
       const dist = path.join(__dirname, '..', '..', 'dist', 'index.js');
       const code = `require(${JSON.stringify(dist)}).hub.hubSnapshot('tiny/whisper', { endpoint: ${JSON.stringify(slow.url)}, cacheDir: ${JSON.stringify(cache)}, progress: false }).then((p) => console.log(p), (e) => { console.error(e.code, e.message); process.exit(1); })`;
-      const child = () => new Promise<{ code: number; out: string; err: string }>((resolve) => {
-        execFile(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 120_000 }, (err, out, errOut) => resolve({ code: err ? 1 : 0, out: out.trim(), err: errOut }));
-      });
+      const child = () =>
+        new Promise<{ code: number; out: string; err: string }>((resolve) => {
+          execFile(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 120_000 }, (err, out, errOut) =>
+            resolve({ code: err ? 1 : 0, out: out.trim(), err: errOut }),
+          );
+        });
       const [a, b] = await Promise.all([child(), child()]);
       expect([a.err, b.err]).toEqual(['', '']);
       expect(a.out).toBe(b.out);
       expect(sha256(fs.readFileSync(path.join(a.out, 'model.safetensors')))).toBe(sha256(read('whisper/model.safetensors')));
-      expect(slow.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(1);   // downloaded once
+      expect(slow.log.filter((l) => l.startsWith('GET /cdn/')).length).toBe(1); // downloaded once
     } finally {
       await slow.close();
     }
@@ -285,7 +368,9 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
       expect(tokenizer.vocabSize).toBeGreaterThan(100);
       expect(fs.existsSync(path.join(process.env.HF_HUB_CACHE, 'models--tiny--llm', 'refs', 'main'))).toBe(true);
     } finally {
-      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      for (const [k, v] of Object.entries(saved))
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
     }
   });
 
@@ -305,12 +390,16 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
     // emotorch downloads, Python reads with local_files_only
     const cacheB = tmpdir();
     const ours = await et.hub.hubSnapshot('tiny/whisper', opts(cacheB));
-    const check = await pyRun(py!, [
-      'import hashlib, huggingface_hub as h',
-      "p = h.snapshot_download('tiny/whisper', local_files_only=True)",
-      "f = h.hf_hub_download('tiny/whisper', 'model.safetensors', local_files_only=True)",
-      "print(p); print(hashlib.sha256(open(f, 'rb').read()).hexdigest())",
-    ].join('\n'), { ...env, HF_HUB_CACHE: cacheB, HF_HUB_OFFLINE: '1' });
+    const check = await pyRun(
+      py!,
+      [
+        'import hashlib, huggingface_hub as h',
+        "p = h.snapshot_download('tiny/whisper', local_files_only=True)",
+        "f = h.hf_hub_download('tiny/whisper', 'model.safetensors', local_files_only=True)",
+        "print(p); print(hashlib.sha256(open(f, 'rb').read()).hexdigest())",
+      ].join('\n'),
+      { ...env, HF_HUB_CACHE: cacheB, HF_HUB_OFFLINE: '1' },
+    );
     expect(check.stderr).toBe('');
     expect(check.stdout.trim().split('\n')).toEqual([ours, sha256(read('whisper/model.safetensors'))]);
   });
@@ -325,14 +414,22 @@ describe('et.hub: repo ids through the Hugging Face cache', () => {
 async function slowHub(mode: 'trickle' | 'slowFile' | 'silentFile'): Promise<{ url: string; log: string[]; close(): Promise<void> }> {
   const http = await import('http');
   const body = Buffer.from('{"model_type": "x", "pad": "' + 'p'.repeat(1000) + '"}');
-  const etag = crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${body.length}\0`), body])).digest('hex');
+  const etag = crypto
+    .createHash('sha1')
+    .update(Buffer.concat([Buffer.from(`blob ${body.length}\0`), body]))
+    .digest('hex');
   const info = Buffer.from(JSON.stringify({ id: 'tiny/slow', sha: C1, siblings: [{ rfilename: 'config.json' }] }));
   const timers = new Set<NodeJS.Timeout>();
   const log: string[] = [];
   const drip = (res: import('http').ServerResponse, data: Buffer, everyMs: number) => {
     let i = 0;
     const t = setInterval(() => {
-      if (i >= data.length || res.destroyed) { clearInterval(t); timers.delete(t); res.end(); return; }
+      if (i >= data.length || res.destroyed) {
+        clearInterval(t);
+        timers.delete(t);
+        res.end();
+        return;
+      }
       res.write(data.subarray(i, ++i));
     }, everyMs);
     timers.add(t);
@@ -346,23 +443,31 @@ async function slowHub(mode: 'trickle' | 'slowFile' | 'silentFile'): Promise<{ u
       return;
     }
     res.writeHead(200, { etag: `"${etag}"`, 'x-repo-commit': C1, 'content-length': String(body.length), 'content-type': 'application/octet-stream' });
-    if (req.method === 'HEAD') { res.end(); return; }
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     if (mode === 'slowFile') drip(res, body, 50);
     else if (mode === 'trickle') res.end(body);
-    else res.flushHeaders();   // silentFile: headers, then nothing
+    else res.flushHeaders(); // silentFile: headers, then nothing
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `http://127.0.0.1:${(server.address() as import('net').AddressInfo).port}`,
     log,
-    close: () => new Promise<void>((r) => { for (const t of timers) clearInterval(t); server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        for (const t of timers) clearInterval(t);
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
 describe('et.hub beside huggingface_hub on one cache', () => {
   const py = hubPython();
   const weights = read('whisper/model.safetensors');
-  const etag = sha256(weights);   // an LFS file's ETag: its blob's name and its lock's
+  const etag = sha256(weights); // an LFS file's ETag: its blob's name and its lock's
 
   /**
    * Another downloader of the 0.x protocol in a child process: it takes huggingface_hub's lock of
@@ -379,28 +484,44 @@ describe('et.hub beside huggingface_hub on one cache', () => {
     fs.writeFileSync(src, weights);
     const { spawn } = await import('child_process');
     const child = py
-      ? spawn(py, ['-c', [
-        'import os, sys, time, filelock',
-        `lock, blobs, src, etag, hold = ${JSON.stringify(lock)}, ${JSON.stringify(blobs)}, ${JSON.stringify(src)}, ${JSON.stringify(etag)}, ${holdMs / 1000}`,
-        'data = open(src, "rb").read()',
-        'with filelock.FileLock(lock):',
-        '    print("held", flush=True)',
-        '    part = os.path.join(blobs, etag + ".incomplete")',
-        '    with open(part, "ab") as f: f.write(data[: len(data) // 2])',
-        '    time.sleep(hold)',
-        '    with open(part, "ab") as f: f.write(data[len(data) // 2 :])',
-        '    os.replace(part, os.path.join(blobs, etag))',
-      ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] })
-      : spawn(process.execPath, ['-e', [
-        `const fs = require('fs'), path = require('path'), { tryLockFile } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'runtime.js'))});`,
-        `const [lock, blobs, src, etag, hold] = [${JSON.stringify(lock)}, ${JSON.stringify(blobs)}, ${JSON.stringify(src)}, ${JSON.stringify(etag)}, ${holdMs}];`,
-        "const fd = fs.openSync(lock, 'a+'); while (!tryLockFile(fd)) {}",
-        "console.log('held'); const data = fs.readFileSync(src), part = path.join(blobs, etag + '.incomplete');",
-        "fs.appendFileSync(part, data.subarray(0, data.length >> 1));",
-        "setTimeout(() => { fs.appendFileSync(part, data.subarray(data.length >> 1)); fs.renameSync(part, path.join(blobs, etag)); fs.closeSync(fd); }, hold);",
-      ].join('\n')], { stdio: ['ignore', 'pipe', 'inherit'] });
+      ? spawn(
+          py,
+          [
+            '-c',
+            [
+              'import os, sys, time, filelock',
+              `lock, blobs, src, etag, hold = ${JSON.stringify(lock)}, ${JSON.stringify(blobs)}, ${JSON.stringify(src)}, ${JSON.stringify(etag)}, ${holdMs / 1000}`,
+              'data = open(src, "rb").read()',
+              'with filelock.FileLock(lock):',
+              '    print("held", flush=True)',
+              '    part = os.path.join(blobs, etag + ".incomplete")',
+              '    with open(part, "ab") as f: f.write(data[: len(data) // 2])',
+              '    time.sleep(hold)',
+              '    with open(part, "ab") as f: f.write(data[len(data) // 2 :])',
+              '    os.replace(part, os.path.join(blobs, etag))',
+            ].join('\n'),
+          ],
+          { stdio: ['ignore', 'pipe', 'inherit'] },
+        )
+      : spawn(
+          process.execPath,
+          [
+            '-e',
+            [
+              `const fs = require('fs'), path = require('path'), { tryLockFile } = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'runtime.js'))});`,
+              `const [lock, blobs, src, etag, hold] = [${JSON.stringify(lock)}, ${JSON.stringify(blobs)}, ${JSON.stringify(src)}, ${JSON.stringify(etag)}, ${holdMs}];`,
+              "const fd = fs.openSync(lock, 'a+'); while (!tryLockFile(fd)) {}",
+              "console.log('held'); const data = fs.readFileSync(src), part = path.join(blobs, etag + '.incomplete');",
+              'fs.appendFileSync(part, data.subarray(0, data.length >> 1));',
+              'setTimeout(() => { fs.appendFileSync(part, data.subarray(data.length >> 1)); fs.renameSync(part, path.join(blobs, etag)); fs.closeSync(fd); }, hold);',
+            ].join('\n'),
+          ],
+          { stdio: ['ignore', 'pipe', 'inherit'] },
+        );
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d) => { if (String(d).includes('held')) resolve(); });
+      child.stdout!.on('data', (d) => {
+        if (String(d).includes('held')) resolve();
+      });
       child.on('exit', (code) => reject(new Error(`the writer exited (${code}) before it held the lock`)));
     });
     return { done: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
@@ -412,11 +533,11 @@ describe('et.hub beside huggingface_hub on one cache', () => {
     hub.log.length = 0;
     const t0 = Date.now();
     const snap = await et.hub.hubSnapshot('tiny/whisper', opts(cache));
-    expect(Date.now() - t0).toBeGreaterThan(1000);   // it waited for the holder
+    expect(Date.now() - t0).toBeGreaterThan(1000); // it waited for the holder
     expect(await writer.done).toBe(0);
     expect(sha256(fs.readFileSync(path.join(snap, 'model.safetensors')))).toBe(etag);
-    expect(hub.log.filter((l) => l.includes(`/cdn/${etag}`))).toEqual([]);   // the weights were not downloaded again
-    expect(hub.log.filter((l) => l.startsWith('GET /cdn/') || l.startsWith('GET /tiny/')).length).toBeGreaterThan(0);   // config.json was
+    expect(hub.log.filter((l) => l.includes(`/cdn/${etag}`))).toEqual([]); // the weights were not downloaded again
+    expect(hub.log.filter((l) => l.startsWith('GET /cdn/') || l.startsWith('GET /tiny/')).length).toBeGreaterThan(0); // config.json was
   });
 
   it("checks the whole file as it lies on disk before it becomes a blob: a foreign part file's bytes are caught, discarded, and the file fetched again", async () => {
@@ -431,15 +552,25 @@ describe('et.hub beside huggingface_hub on one cache', () => {
     expect(hub.log.filter((l) => l.startsWith(`GET /cdn/${etag}`))).toEqual([`GET /cdn/${etag} bytes=${weights.length >> 1}-`, `GET /cdn/${etag}`]);
     // a small file is checked too: its ETag is its git blob id
     const config = read('whisper/config.json');
-    const gitId = crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${config.length}\0`), config])).digest('hex');
+    const gitId = crypto
+      .createHash('sha1')
+      .update(Buffer.concat([Buffer.from(`blob ${config.length}\0`), config]))
+      .digest('hex');
     expect(fs.existsSync(path.join(blobs, gitId))).toBe(true);
   });
 
-  it.skipIf(!py)("downloads beside a running huggingface_hub into one cache: each blob fetched once, both snapshots whole", async () => {
+  it.skipIf(!py)('downloads beside a running huggingface_hub into one cache: each blob fetched once, both snapshots whole', async () => {
     const slow = await startHub({ 'tiny/whisper': { commits: { [C1]: whisperFiles() } } }, { slowMs: 30 });
     try {
       const cache = tmpdir();
-      const env = { ...process.env, HF_ENDPOINT: slow.url, HF_HUB_CACHE: cache, HF_HUB_DISABLE_PROGRESS_BARS: '1', HF_HUB_DISABLE_TELEMETRY: '1', HF_TOKEN: '' };
+      const env = {
+        ...process.env,
+        HF_ENDPOINT: slow.url,
+        HF_HUB_CACHE: cache,
+        HF_HUB_DISABLE_PROGRESS_BARS: '1',
+        HF_HUB_DISABLE_TELEMETRY: '1',
+        HF_TOKEN: '',
+      };
       const [pyRes, ours] = await Promise.all([
         pyRun(py!, "import huggingface_hub as h; print(h.snapshot_download('tiny/whisper', allow_patterns=['*.json', '*.safetensors']))", env),
         et.hub.hubSnapshot('tiny/whisper', { endpoint: slow.url, cacheDir: cache, progress: false }),
@@ -460,16 +591,33 @@ describe('et.hub beside huggingface_hub on one cache', () => {
     try {
       process.env.HF_HUB_ETAG_TIMEOUT = '0.5';
       let t0 = Date.now();
-      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: trickle.url, cacheDir: tmpdir(), progress: false }), 'ERR_HUB_NETWORK', /timeoutMs = 500 ms/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/slow', { endpoint: trickle.url, cacheDir: tmpdir(), progress: false }),
+        'ERR_HUB_NETWORK',
+        /timeoutMs = 500 ms/,
+      );
       expect(Date.now() - t0).toBeLessThan(5000);
       process.env.HF_HUB_DOWNLOAD_TIMEOUT = '0.3';
       t0 = Date.now();
-      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false, retries: 2 }), 'ERR_HUB_NETWORK', /readTimeoutMs = 300 ms without a byte/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false, retries: 2 }),
+        'ERR_HUB_NETWORK',
+        /readTimeoutMs = 300 ms without a byte/,
+      );
       expect(Date.now() - t0).toBeLessThan(5000);
       process.env.HF_HUB_DOWNLOAD_TIMEOUT = 'soon';
-      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false }), 'ERR_INVALID_ARG', /HF_HUB_DOWNLOAD_TIMEOUT="soon"/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false }),
+        'ERR_INVALID_ARG',
+        /HF_HUB_DOWNLOAD_TIMEOUT="soon"/,
+      );
     } finally {
-      for (const [k, v] of [['HF_HUB_ETAG_TIMEOUT', saved.e], ['HF_HUB_DOWNLOAD_TIMEOUT', saved.d]] as const) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      for (const [k, v] of [
+        ['HF_HUB_ETAG_TIMEOUT', saved.e],
+        ['HF_HUB_DOWNLOAD_TIMEOUT', saved.d],
+      ] as const)
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
       await trickle.close();
       await silent.close();
     }
@@ -479,11 +627,17 @@ describe('et.hub beside huggingface_hub on one cache', () => {
     const cache = tmpdir();
     const dist = path.join(__dirname, '..', '..', 'dist', 'index.js');
     const code = `require(${JSON.stringify(dist)}).hub.hubSnapshot('tiny/whisper', { endpoint: ${JSON.stringify(hub.url)}, cacheDir: ${JSON.stringify(cache)}, progress: true }).then(() => {}, (e) => { console.error(e.code, e.message); process.exit(1); })`;
-    const r = await new Promise<{ err: string; status: number }>((resolve) => execFile(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 }, (e, _o, err) => resolve({ err, status: e ? 1 : 0 })));
+    const r = await new Promise<{ err: string; status: number }>((resolve) =>
+      execFile(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 }, (e, _o, err) => resolve({ err, status: e ? 1 : 0 })),
+    );
     expect(r.status, r.err).toBe(0);
     const lines = r.err.trim().split('\n');
-    expect(lines.length).toBe(2);   // config.json and model.safetensors
-    for (const f of ['config.json', 'model.safetensors']) expect(lines.some((l) => new RegExp(`^tiny/whisper: ${f.replace('.', '\\.')}: 100% [\\d.]+ MB in [\\d.]+ s`).test(l)), f).toBe(true);
+    expect(lines.length).toBe(2); // config.json and model.safetensors
+    for (const f of ['config.json', 'model.safetensors'])
+      expect(
+        lines.some((l) => new RegExp(`^tiny/whisper: ${f.replace('.', '\\.')}: 100% [\\d.]+ MB in [\\d.]+ s`).test(l)),
+        f,
+      ).toBe(true);
   });
 
   it('the cache answers before the hub where Python would: a pinned commit (no request at all), a private repo whose token is gone', async () => {
@@ -497,9 +651,17 @@ describe('et.hub beside huggingface_hub on one cache', () => {
       const snap = await et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: cache, progress: false, token: 'hf_secret' });
       expect(await et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: cache, progress: false, token: false })).toBe(snap);
       // not cached: the refusal stands, as huggingface_hub's RepositoryNotFoundError
-      await rejectsWith(et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: tmpdir(), progress: false, token: false }), 'ERR_HUB_NOT_FOUND', /no repo 'tiny\/private'/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: tmpdir(), progress: false, token: false }),
+        'ERR_HUB_NOT_FOUND',
+        /no repo 'tiny\/private'/,
+      );
       // a revision the hub says does not exist is not answered from the cache
-      await rejectsWith(et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: cache, progress: false, token: 'hf_secret', revision: 'nope' }), 'ERR_HUB_NOT_FOUND', /no such revision/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/private', { endpoint: priv.url, cacheDir: cache, progress: false, token: 'hf_secret', revision: 'nope' }),
+        'ERR_HUB_NOT_FOUND',
+        /no such revision/,
+      );
     } finally {
       await priv.close();
     }
@@ -512,8 +674,11 @@ describe('et.hub: every request has a deadline', () => {
     try {
       const cache = tmpdir();
       const t0 = Date.now();
-      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: slow.url, cacheDir: cache, progress: false, timeoutMs: 1500 }), 'ERR_HUB_NETWORK',
-        /did not answer the model info of 'tiny\/slow' at revision 'main' in time: stopped at timeoutMs = 1500 ms; and the hub cache has no 'tiny\/slow'/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/slow', { endpoint: slow.url, cacheDir: cache, progress: false, timeoutMs: 1500 }),
+        'ERR_HUB_NETWORK',
+        /did not answer the model info of 'tiny\/slow' at revision 'main' in time: stopped at timeoutMs = 1500 ms; and the hub cache has no 'tiny\/slow'/,
+      );
       const took = Date.now() - t0;
       expect(took).toBeGreaterThanOrEqual(1400);
       expect(took).toBeLessThan(10_000);
@@ -532,28 +697,45 @@ describe('et.hub: every request has a deadline', () => {
     const slow = await slowHub('slowFile');
     try {
       const t0 = Date.now();
-      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: slow.url, cacheDir: tmpdir(), progress: false, timeoutMs: 1000, downloadTimeoutMs: 2000 }), 'ERR_HUB_NETWORK',
-        /download of 'config\.json' of 'tiny\/slow' broke off after \d+ bytes: stopped at downloadTimeoutMs = 2000 ms/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/slow', { endpoint: slow.url, cacheDir: tmpdir(), progress: false, timeoutMs: 1000, downloadTimeoutMs: 2000 }),
+        'ERR_HUB_NETWORK',
+        /download of 'config\.json' of 'tiny\/slow' broke off after \d+ bytes: stopped at downloadTimeoutMs = 2000 ms/,
+      );
       expect(Date.now() - t0).toBeLessThan(10_000);
-      expect(slow.log.filter((l) => l.startsWith('GET /tiny/slow/resolve/')).length).toBe(1);   // the file's deadline is not retried
+      expect(slow.log.filter((l) => l.startsWith('GET /tiny/slow/resolve/')).length).toBe(1); // the file's deadline is not retried
     } finally {
       await slow.close();
     }
     const silent = await slowHub('silentFile');
     try {
       const t0 = Date.now();
-      await rejectsWith(et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false, readTimeoutMs: 400, retries: 2 }), 'ERR_HUB_NETWORK',
-        /broke off after 0 bytes: stopped at readTimeoutMs = 400 ms without a byte/);
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/slow', { endpoint: silent.url, cacheDir: tmpdir(), progress: false, readTimeoutMs: 400, retries: 2 }),
+        'ERR_HUB_NETWORK',
+        /broke off after 0 bytes: stopped at readTimeoutMs = 400 ms without a byte/,
+      );
       expect(Date.now() - t0).toBeLessThan(10_000);
-      expect(silent.log.filter((l) => l.startsWith('GET /tiny/slow/resolve/')).length).toBe(2);   // each attempt
+      expect(silent.log.filter((l) => l.startsWith('GET /tiny/slow/resolve/')).length).toBe(2); // each attempt
     } finally {
       await silent.close();
     }
   });
 
   it('timeoutMs and downloadTimeoutMs must be whole milliseconds (ERR_INVALID_ARG naming them)', async () => {
-    for (const [k, v] of [['timeoutMs', 0], ['timeoutMs', 1.5], ['timeoutMs', '100'], ['readTimeoutMs', 0], ['downloadTimeoutMs', -1], ['downloadTimeoutMs', 2 ** 31]] as const) {
-      await rejectsWith(et.hub.hubSnapshot('tiny/whisper', { endpoint: 'http://127.0.0.1:9', cacheDir: tmpdir(), [k]: v } as never), 'ERR_INVALID_ARG', new RegExp(`for ${k}`));
+    for (const [k, v] of [
+      ['timeoutMs', 0],
+      ['timeoutMs', 1.5],
+      ['timeoutMs', '100'],
+      ['readTimeoutMs', 0],
+      ['downloadTimeoutMs', -1],
+      ['downloadTimeoutMs', 2 ** 31],
+    ] as const) {
+      await rejectsWith(
+        et.hub.hubSnapshot('tiny/whisper', { endpoint: 'http://127.0.0.1:9', cacheDir: tmpdir(), [k]: v } as never),
+        'ERR_INVALID_ARG',
+        new RegExp(`for ${k}`),
+      );
     }
   });
 });

@@ -43,7 +43,11 @@ export interface LoopbackHub {
 }
 
 const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
-const gitSha1 = (b: Buffer) => crypto.createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${b.length}\0`), b])).digest('hex');
+const gitSha1 = (b: Buffer) =>
+  crypto
+    .createHash('sha1')
+    .update(Buffer.concat([Buffer.from(`blob ${b.length}\0`), b]))
+    .digest('hex');
 const isLfs = (f: string) => /\.(safetensors|bin|pt|pth|model)$/.test(f);
 
 /** Renamed repos: old id → new id (the hub answers the old one with a 307 to the new path). */
@@ -52,7 +56,8 @@ export type HubRenames = Record<string, string>;
 export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults = {}, renames: HubRenames = {}): Promise<LoopbackHub> {
   const log: string[] = [];
   const cdn = new Map<string, { file: string; data: Buffer }>();
-  for (const r of Object.values(repos)) for (const files of Object.values(r.commits)) for (const [f, d] of Object.entries(files)) if (isLfs(f)) cdn.set(sha256(d), { file: f, data: d });
+  for (const r of Object.values(repos))
+    for (const files of Object.values(r.commits)) for (const [f, d] of Object.entries(files)) if (isLfs(f)) cdn.set(sha256(d), { file: f, data: d });
   const cutDone = new Set<string>();
   const server = http.createServer(async (req, res) => {
     const u = new URL(req.url!, 'http://x');
@@ -64,7 +69,10 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
     const repoOf = (org: string, name: string): HubRepo | null => {
       const r = repos[`${org}/${name}`];
       // as the hub: an unknown repo asked without a token is 401 RepoNotFound (a private one looks the same), with one 404
-      if (!r) { fail(req.headers.authorization ? 404 : 401, 'RepoNotFound', 'Repository not found'); return null; }
+      if (!r) {
+        fail(req.headers.authorization ? 404 : 401, 'RepoNotFound', 'Repository not found');
+        return null;
+      }
       if (r.token && req.headers.authorization !== `Bearer ${r.token}`) {
         if (r.private) fail(401, 'RepoNotFound', 'Repository not found');
         else fail(401, 'GatedRepo', 'Access to this model is restricted');
@@ -75,13 +83,16 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
     const commitOf = (r: HubRepo, rev: string): string | null => {
       const refs = r.refs ?? { main: Object.keys(r.commits)[0] };
       const c = r.commits[rev] ? rev : refs[rev];
-      if (!c) { fail(404, 'RevisionNotFound', `Invalid rev id: ${rev}`); return null; }
+      if (!c) {
+        fail(404, 'RevisionNotFound', `Invalid rev id: ${rev}`);
+        return null;
+      }
       return c;
     };
     for (const [from, to] of Object.entries(renames)) {
       for (const prefix of [`/api/models/${from}/`, `/${from}/`]) {
         if (u.pathname.startsWith(prefix)) {
-          res.writeHead(307, { location: prefix.replace(from, to) + u.pathname.slice(prefix.length) + u.search });   // relative, as the hub sends it
+          res.writeHead(307, { location: prefix.replace(from, to) + u.pathname.slice(prefix.length) + u.search }); // relative, as the hub sends it
           res.end();
           return;
         }
@@ -94,8 +105,17 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
       const c = commitOf(r, decodeURIComponent(m[3]));
       if (!c) return;
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: `${m[1]}/${m[2]}`, modelId: `${m[1]}/${m[2]}`, sha: c, private: false, gated: r.token ? 'auto' : false, tags: [],
-        siblings: Object.keys(r.commits[c]).map((rfilename) => ({ rfilename })) }));
+      res.end(
+        JSON.stringify({
+          id: `${m[1]}/${m[2]}`,
+          modelId: `${m[1]}/${m[2]}`,
+          sha: c,
+          private: false,
+          gated: r.token ? 'auto' : false,
+          tags: [],
+          siblings: Object.keys(r.commits[c]).map((rfilename) => ({ rfilename })),
+        }),
+      );
       return;
     }
     // huggingface_hub 1.x+ lists a snapshot's files with the tree API (one page here)
@@ -108,8 +128,16 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
       const entries: unknown[] = [];
       const dirs = new Set<string>();
       for (const [f, d] of Object.entries(r.commits[c])) {
-        f.split('/').slice(0, -1).forEach((_, i, parts) => dirs.add(parts.slice(0, i + 1).join('/')));
-        entries.push({ type: 'file', oid: gitSha1(d), size: d.length, path: f, ...(isLfs(f) ? { lfs: { oid: sha256(d), size: d.length, pointerSize: 134 } } : {}) });
+        f.split('/')
+          .slice(0, -1)
+          .forEach((_, i, parts) => dirs.add(parts.slice(0, i + 1).join('/')));
+        entries.push({
+          type: 'file',
+          oid: gitSha1(d),
+          size: d.length,
+          path: f,
+          ...(isLfs(f) ? { lfs: { oid: sha256(d), size: d.length, pointerSize: 134 } } : {}),
+        });
       }
       for (const dpath of dirs) entries.push({ type: 'directory', oid: gitSha1(Buffer.from(dpath)), size: 0, path: dpath });
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -124,33 +152,60 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
       if (!c) return;
       const file = decodeURIComponent(m[4]);
       const data = r.commits[c][file];
-      if (!data) { fail(404, 'EntryNotFound', `${file} does not exist`); return; }
+      if (!data) {
+        fail(404, 'EntryNotFound', `${file} does not exist`);
+        return;
+      }
       const forged = faults.etags?.[file];
       if (isLfs(file)) {
         const sha = sha256(data);
         const linked = forged === undefined ? { 'x-linked-etag': `"${sha}"` } : faults.etagHeader === 'etag' ? {} : { 'x-linked-etag': forged };
-        res.writeHead(302, { location: `http://localhost:${cdnPort}/cdn/${sha}`, 'x-repo-commit': c, ...linked, 'x-linked-size': String(data.length),
-          etag: forged !== undefined && faults.etagHeader === 'etag' ? forged : `"${gitSha1(data)}"`, 'content-length': '0' });
+        res.writeHead(302, {
+          location: `http://localhost:${cdnPort}/cdn/${sha}`,
+          'x-repo-commit': c,
+          ...linked,
+          'x-linked-size': String(data.length),
+          etag: forged !== undefined && faults.etagHeader === 'etag' ? forged : `"${gitSha1(data)}"`,
+          'content-length': '0',
+        });
         res.end();
         return;
       }
-      res.writeHead(200, { 'x-repo-commit': c, etag: forged ?? `"${gitSha1(data)}"`, 'content-length': String(data.length), 'content-type': 'application/octet-stream' });
+      res.writeHead(200, {
+        'x-repo-commit': c,
+        etag: forged ?? `"${gitSha1(data)}"`,
+        'content-length': String(data.length),
+        'content-type': 'application/octet-stream',
+      });
       res.end(req.method === 'HEAD' ? undefined : data);
       return;
     }
     m = /^\/cdn\/([0-9a-f]{64})$/.exec(u.pathname);
     if (m && (req.method === 'GET' || req.method === 'HEAD')) {
       const obj = cdn.get(m[1]);
-      if (!obj) { fail(404, null, 'no such object'); return; }
+      if (!obj) {
+        fail(404, null, 'no such object');
+        return;
+      }
       let data = obj.data;
-      if (faults.corrupt?.includes(obj.file)) { data = Buffer.from(data); data[data.length >> 1] ^= 0xff; }
+      if (faults.corrupt?.includes(obj.file)) {
+        data = Buffer.from(data);
+        data[data.length >> 1] ^= 0xff;
+      }
       let start = 0;
       const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
       if (range) start = Number(range[1]);
       const body = data.subarray(start);
-      res.writeHead(range ? 206 : 200, { 'content-length': String(body.length), etag: `"${m[1]}"`, 'accept-ranges': 'bytes',
-        ...(range ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}) });
-      if (req.method === 'HEAD') { res.end(); return; }
+      res.writeHead(range ? 206 : 200, {
+        'content-length': String(body.length),
+        etag: `"${m[1]}"`,
+        'accept-ranges': 'bytes',
+        ...(range ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
+      });
+      if (req.method === 'HEAD') {
+        res.end();
+        return;
+      }
       if (faults.cut?.includes(obj.file) && !range && !cutDone.has(obj.file)) {
         cutDone.add(obj.file);
         res.write(body.subarray(0, body.length >> 1), () => res.socket?.destroy());
@@ -176,10 +231,16 @@ export async function startHub(repos: Record<string, HubRepo>, faults: HubFaults
   await new Promise<void>((r) => cdnServer.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   const cdnPort = (cdnServer.address() as AddressInfo).port;
-  const closeOne = (x: http.Server) => new Promise<void>((r) => { x.closeAllConnections?.(); x.close(() => r()); });
+  const closeOne = (x: http.Server) =>
+    new Promise<void>((r) => {
+      x.closeAllConnections?.();
+      x.close(() => r());
+    });
   return {
     url: `http://127.0.0.1:${port}`,
     log,
-    close: async () => { await Promise.all([closeOne(server), closeOne(cdnServer)]); },
+    close: async () => {
+      await Promise.all([closeOne(server), closeOne(cdnServer)]);
+    },
   };
 }

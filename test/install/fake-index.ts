@@ -52,7 +52,7 @@ export function writeZip(file: string, entries: Record<string, string | Buffer>)
     cd.writeUInt32LE(data.length, 20);
     cd.writeUInt32LE(data.length, 24);
     cd.writeUInt16LE(n.length, 28);
-    cd.writeUInt32LE(((0o100644 << 16) >>> 0), 38); // regular file, rw-r--r--
+    cd.writeUInt32LE((0o100644 << 16) >>> 0, 38); // regular file, rw-r--r--
     cd.writeUInt32LE(offset, 42);
     locals.push(local, n, data);
     central.push(cd, n);
@@ -83,8 +83,13 @@ export function writeWheel(dir: string, w: WheelSpec): string {
   const fileName = `${w.name}-${w.version}${w.build ? '-' + w.build : ''}-py3-none-any.whl`;
   const distInfo = `${w.name}-${w.version}.dist-info`;
   const entries: Record<string, string> = { ...w.files };
-  entries[`${distInfo}/METADATA`] = ['Metadata-Version: 2.1', `Name: ${w.name}`, `Version: ${w.version}`,
-    ...(w.requires || []).map((r) => `Requires-Dist: ${r}`), ''].join('\n');
+  entries[`${distInfo}/METADATA`] = [
+    'Metadata-Version: 2.1',
+    `Name: ${w.name}`,
+    `Version: ${w.version}`,
+    ...(w.requires || []).map((r) => `Requires-Dist: ${r}`),
+    '',
+  ].join('\n');
   entries[`${distInfo}/WHEEL`] = 'Wheel-Version: 1.0\nGenerator: emotorch-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n';
   const record = Object.entries(entries).map(([p, c]) => {
     const hash = crypto.createHash('sha256').update(c).digest('base64url');
@@ -102,8 +107,7 @@ export function writeTorchWheel(dir: string, version: string, opts: { requires?:
     'torch/__init__.py': '',
     'torch/version.py': `__version__ = '${version}'\ncuda = None\n`,
     'torch/include/ATen/ATen.h': '// fake header for the emotorch install tests\n',
-    'torch/include/torch/headeronly/version.h':
-      `#define TORCH_VERSION_MAJOR ${major}\n#define TORCH_VERSION_MINOR ${minor}\n#define TORCH_VERSION_PATCH ${patch}\n`,
+    'torch/include/torch/headeronly/version.h': `#define TORCH_VERSION_MAJOR ${major}\n#define TORCH_VERSION_MINOR ${minor}\n#define TORCH_VERSION_PATCH ${patch}\n`,
     'torch/lib/libtorch_cpu.so': 'not a library\n',
     'torch/lib/libtorch.so': 'not a library\n',
   };

@@ -25,7 +25,10 @@ async function failure(p: Promise<unknown> | (() => unknown)): Promise<EmotorchE
 
 /** A 16-bit mono WAV whose header claims `rate` Hz. */
 function wavAt(rate: number, frames: number): Buffer {
-  const b = encodeWav(new Float32Array(frames).map((_, i) => Math.sin(i / 3) / 2), 16000);
+  const b = encodeWav(
+    new Float32Array(frames).map((_, i) => Math.sin(i / 3) / 2),
+    16000,
+  );
   b.writeUInt32LE(rate, 24);
   b.writeUInt32LE((rate * 2) >>> 0, 28);
   return b;
@@ -35,7 +38,7 @@ describe('WAV sample rates (finding 9: a 1 Hz header resampled for minutes, 1 MB
   for (const rate of [1, 999, 768001, 0xffffffff]) {
     it(`refuses a header rate of ${rate} Hz with ERR_FORMAT naming the file`, async () => {
       const file = path.join(DIR, `rate-${rate}.wav`);
-      fs.writeFileSync(file, wavAt(rate, 20000));  // 40 KB: the reported case
+      fs.writeFileSync(file, wavAt(rate, 20000)); // 40 KB: the reported case
       const e = await failure(readWav(file));
       expect(e.code).toBe('ERR_FORMAT');
       expect(e.message).toContain(file);
@@ -69,7 +72,11 @@ describe('WAV sample rates (finding 9: a 1 Hz header resampled for minutes, 1 MB
 
 describe('coprime rate ratios (in range, but each output used to evaluate the whole kernel: 14 s per second of 767999 Hz audio)', () => {
   const sine = (f: number, rate: number, n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => 0.5 * Math.sin((2 * Math.PI * f * i) / rate));
-  for (const [from, to, f] of [[767999, 1000, 100], [1001, 16000, 100], [44100, 16001, 1000]]) {
+  for (const [from, to, f] of [
+    [767999, 1000, 100],
+    [1001, 16000, 100],
+    [44100, 16001, 1000],
+  ]) {
     it(`${from} → ${to} Hz keeps a ${f} Hz tone: equal to the analytic sine away from the edges`, () => {
       const seconds = from > 100000 ? 1 : 2;
       const y = resample(sine(f, from, from * seconds), from, to);
@@ -82,10 +89,10 @@ describe('coprime rate ratios (in range, but each output used to evaluate the wh
 });
 
 describe('few outputs (a 120-sample file at 597 824 Hz built a 1.3 M-entry filter table for 4 outputs)', () => {
-  it('computes each output\'s own filter row when there are fewer outputs than table rows, with the same values', () => {
+  it("computes each output's own filter row when there are fewer outputs than table rows, with the same values", () => {
     const x = Float32Array.from({ length: 44100 }, (_, i) => 0.5 * Math.sin((2 * Math.PI * 1000 * i) / 44100));
-    const long = resample(x, 44100, 16001);                 // 16001 outputs: interpolated table
-    const short = resample(x.subarray(0, 2205), 44100, 16001);  // 801 outputs: a row per output
+    const long = resample(x, 44100, 16001); // 16001 outputs: interpolated table
+    const short = resample(x.subarray(0, 2205), 44100, 16001); // 801 outputs: a row per output
     expect(short.length).toBe(801);
     let err = 0;
     for (let m = 200; m < 600; m++) err = Math.max(err, Math.abs(short[m] - long[m]), Math.abs(short[m] - 0.5 * Math.sin((2 * Math.PI * 1000 * m) / 16001)));

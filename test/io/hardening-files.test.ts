@@ -56,7 +56,13 @@ describe('only regular files are read (finding 10: /dev/zero and FIFOs hung; fin
 
   it('refuses dataset audio paths to /dev/urandom and FIFOs when items are read, and when files are checked', async () => {
     const file = path.join(DIR, 'salmonn.json');
-    fs.writeFileSync(file, JSON.stringify([{ path: '/dev/urandom', text: 'a' }, { path: fifo('audio.wav'), text: 'b' }]));
+    fs.writeFileSync(
+      file,
+      JSON.stringify([
+        { path: '/dev/urandom', text: 'a' },
+        { path: fifo('audio.wav'), text: 'b' },
+      ]),
+    );
     const ds = await et.data.SalmonnDataset.fromFile(file, { checkFiles: false });
     await rejectsWith(ds.get(0), 'ERR_DATA', /'\/dev\/urandom' is a device, not a regular file/);
     await rejectsWith(ds.get(1), 'ERR_DATA', /audio\.wav' is a FIFO, not a regular file/);
@@ -70,7 +76,15 @@ describe('only regular files are read (finding 10: /dev/zero and FIFOs hung; fin
     fs.writeFileSync(file, JSON.stringify(Array.from({ length: 8 }, (_, i) => ({ path: fifo(`clip${i}.wav`), text: String(i) }))));
     const ds = await et.data.SalmonnDataset.fromFile(file, { checkFiles: false });
     const loader = new et.data.DataLoader(ds, { batchSize: 1, prefetch: 6 });
-    await rejectsWith(async () => { for await (const _ of loader) { /* consume */ } }, 'ERR_DATA', /is a FIFO/);
+    await rejectsWith(
+      async () => {
+        for await (const _ of loader) {
+          /* consume */
+        }
+      },
+      'ERR_DATA',
+      /is a FIFO/,
+    );
     // every libuv worker still answers: reads, a native forward
     await Promise.all(Array.from({ length: 8 }, () => fs.promises.readFile(file)));
     const lin = et.nn.Linear.create({ in_features: 2, out_features: 3 });
@@ -83,9 +97,24 @@ describe('deeply nested dataset JSON (finding 14: stack overflow)', () => {
     const deep = '['.repeat(100_000) + ']'.repeat(100_000);
     const deepObj = '{"a":'.repeat(100_000) + '1' + '}'.repeat(100_000);
     const cases: [string, number, string, (f: string) => Promise<{ skippedItems: { reason: string }[] }>][] = [
-      ['salmonn', 4, `[{"path":"x.wav","text":"a","id":${deep}},{"path":${deep},"text":"a"},{"path":"x.wav","text":${deepObj}},${deep}]`, (f) => et.data.SalmonnDataset.fromFile(f, { skipBad: true, checkFiles: false })],
-      ['swift', 3, `[{"query":${deep},"response":"r"},{"query":"q","response":"r","audios":${deep}},${deepObj}]`, (f) => et.data.SwiftDataset.fromFile(f, { skipBad: true })],
-      ['ecf', 2, `[{"conversation_ID":${deep},"conversation":[]},{"conversation_ID":1,"conversation":[{"utterance_ID":${deep}}]}]`, (f) => et.data.EcfDataset.fromFile(f, { skipBad: true })],
+      [
+        'salmonn',
+        4,
+        `[{"path":"x.wav","text":"a","id":${deep}},{"path":${deep},"text":"a"},{"path":"x.wav","text":${deepObj}},${deep}]`,
+        (f) => et.data.SalmonnDataset.fromFile(f, { skipBad: true, checkFiles: false }),
+      ],
+      [
+        'swift',
+        3,
+        `[{"query":${deep},"response":"r"},{"query":"q","response":"r","audios":${deep}},${deepObj}]`,
+        (f) => et.data.SwiftDataset.fromFile(f, { skipBad: true }),
+      ],
+      [
+        'ecf',
+        2,
+        `[{"conversation_ID":${deep},"conversation":[]},{"conversation_ID":1,"conversation":[{"utterance_ID":${deep}}]}]`,
+        (f) => et.data.EcfDataset.fromFile(f, { skipBad: true }),
+      ],
     ];
     for (const [name, items, text, load] of cases) {
       const file = path.join(DIR, `deep-${name}.json`);
@@ -104,7 +133,11 @@ describe('messages name the file and the problem, never its content (finding 15)
   for (const [reader, read] of READERS) {
     it(`${reader} does not quote a passwd-like file`, async () => {
       let err: unknown;
-      try { await read(file); } catch (e) { err = e; }
+      try {
+        await read(file);
+      } catch (e) {
+        err = e;
+      }
       expect(err).toBeInstanceOf(et.EmotorchError);
       const msg = (err as Error).message.split(file).join('<file>');
       expect(msg).toContain('<file>');

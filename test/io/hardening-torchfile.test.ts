@@ -11,7 +11,12 @@ import * as et from '../../lib/index';
 import { FIXTURES, rejectsWith, tmpdir } from '../helpers';
 
 const DIR = path.join(FIXTURES, 'torchfile_hardening');
-const EXPECTED = JSON.parse(fs.readFileSync(path.join(DIR, 'expected.json'), 'utf8')) as { w: number[]; b: number[]; v: number[]; torch_reads: Record<string, boolean> };
+const EXPECTED = JSON.parse(fs.readFileSync(path.join(DIR, 'expected.json'), 'utf8')) as {
+  w: number[];
+  b: number[];
+  v: number[];
+  torch_reads: Record<string, boolean>;
+};
 
 /** A stored-entry zip whose central directory may name one local record several times. */
 function zipWithCentral(records: { name: string; data: Buffer }[], central: { name: string; record: number }[]): Buffer {
@@ -54,7 +59,7 @@ describe('torch.save reader hardening', () => {
   for (const name of ['plain.pt', 'deflated_pkl.pt', 'deflated_all.pt']) {
     it(`reads ${name} as torch does (finding 17: a deflated data.pkl was reported as big-endian)`, async () => {
       expect(EXPECTED.torch_reads[name]).toBe(true);
-      const obj = await et.io.loadTorchFile(path.join(DIR, name)) as Map<string, et.Tensor>;
+      const obj = (await et.io.loadTorchFile(path.join(DIR, name))) as Map<string, et.Tensor>;
       expect(obj.get('w')!.shape).toEqual([2, 3]);
       expect(obj.get('w')!.toArray().flat()).toEqual(EXPECTED.w);
       expect(obj.get('b')!.toArray()).toEqual(EXPECTED.b);
@@ -64,7 +69,10 @@ describe('torch.save reader hardening', () => {
 
   it('refuses an archive whose directory names one stored record 300 times (finding 11: loaded as 300 copies)', async () => {
     const file = path.join(tmpdir(), 'bomb.pt');
-    const records = [{ name: 'archive/data.pkl', data: Buffer.from('\x80\x02}q\x00.', 'latin1') }, { name: 'archive/data/0', data: Buffer.alloc(1 << 20) }];
+    const records = [
+      { name: 'archive/data.pkl', data: Buffer.from('\x80\x02}q\x00.', 'latin1') },
+      { name: 'archive/data/0', data: Buffer.alloc(1 << 20) },
+    ];
     const central = [{ name: 'archive/data.pkl', record: 0 }, ...Array.from({ length: 300 }, (_, i) => ({ name: `archive/data/${i}`, record: 1 }))];
     fs.writeFileSync(file, zipWithCentral(records, central));
     await rejectsWith(() => et.io.loadTorchFile(file), 'ERR_FORMAT', /bomb\.pt.*overlap/);
@@ -109,15 +117,34 @@ describe('torch.save reader hardening', () => {
       ['local header offset', (b) => b.writeUInt32LE(0x7ffffff0, cd + 42)],
       ['extra field length', (b) => b.writeUInt16LE(0xffff, cd + 30)],
       ['compressed size', (b) => b.writeUInt32LE(0xfffffff0, cd + 20)],
-      ['zip64 record offset', (b) => { b.writeUInt32LE(0xffffffff, eocd + 16); b.writeBigUInt64LE(1n << 40n, eocd - 12); }],
-      ['zip64 directory offset', (b) => { b.writeUInt32LE(0xffffffff, eocd + 16); b.writeBigUInt64LE(1n << 40n, good.lastIndexOf(Buffer.from([0x50, 0x4b, 0x06, 0x06])) + 48); }],
+      [
+        'zip64 record offset',
+        (b) => {
+          b.writeUInt32LE(0xffffffff, eocd + 16);
+          b.writeBigUInt64LE(1n << 40n, eocd - 12);
+        },
+      ],
+      [
+        'zip64 directory offset',
+        (b) => {
+          b.writeUInt32LE(0xffffffff, eocd + 16);
+          b.writeBigUInt64LE(1n << 40n, good.lastIndexOf(Buffer.from([0x50, 0x4b, 0x06, 0x06])) + 48);
+        },
+      ],
     ];
     for (const [what, mutate] of cases) {
       const b = Buffer.from(good);
       mutate(b);
       const file = path.join(dir, `${what.replace(/ /g, '-')}.pt`);
       fs.writeFileSync(file, b);
-      await rejectsWith(() => et.io.loadTorchFile(file).then(() => { throw new Error(`${what} loaded`); }), 'ERR_FORMAT', /is not a readable torch\.save file/);
+      await rejectsWith(
+        () =>
+          et.io.loadTorchFile(file).then(() => {
+            throw new Error(`${what} loaded`);
+          }),
+        'ERR_FORMAT',
+        /is not a readable torch\.save file/,
+      );
     }
   });
 });

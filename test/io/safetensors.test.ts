@@ -45,7 +45,7 @@ describe('safetensors', () => {
     a.requiresGrad = true;
     const opt = new et.optim.SGD([a], { lr: 1 });
     a.grad = et.ones([4]);
-    await opt.step();  // writes into the mapped tensor
+    await opt.step(); // writes into the mapped tensor
     expect(a.toArray()).toEqual([0, 0, 0, 0]);
     expect(fs.readFileSync(file).equals(bytes)).toBe(true);
   });
@@ -58,7 +58,11 @@ describe('safetensors', () => {
 
     const truncated = path.join(dir, 'truncated.safetensors');
     fs.writeFileSync(truncated, bytes.subarray(0, bytes.length - 10));
-    await rejectsWith(() => et.io.loadSafetensors(truncated), 'ERR_FORMAT', /truncated.safetensors' is truncated: its tensors end at byte 1024 of the data section but the file holds 1014/);
+    await rejectsWith(
+      () => et.io.loadSafetensors(truncated),
+      'ERR_FORMAT',
+      /truncated.safetensors' is truncated: its tensors end at byte 1024 of the data section but the file holds 1014/,
+    );
 
     const tiny = path.join(dir, 'tiny.safetensors');
     fs.writeFileSync(tiny, bytes.subarray(0, 5));

@@ -44,7 +44,7 @@ describe('torch.save files', () => {
     expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(1e-4);
   });
 
-  it("loads the original BEATs {cfg, model} file, shared storages shared", async () => {
+  it('loads the original BEATs {cfg, model} file, shared storages shared', async () => {
     // written as the BEATs authors do: torch.save({'cfg': cfg, 'model': model.state_dict()})
     const obj = (await et.io.loadTorchFile(path.join(FIXTURES, 'beats', 'beats.pt'))) as Map<string, unknown>;
     const sd = obj.get('model') as Map<string, et.Tensor>;

@@ -49,7 +49,12 @@ describe('classification parity with scikit-learn', () => {
       }
       const b = m.precisionRecallFscoreSupport(p, c.targets, { average: 'macro', labels, beta: c.beta, zeroDivision: ZD(c.zeroDivision) });
       close('fbeta (macro, beta 0.5/1/2)', b.fscore, c.prf.betaMacro.fscore, `case ${i}`);
-      close('fbeta (macro, beta 0.5/1/2)', m.fbeta(p, c.targets, { beta: c.beta, labels, zeroDivision: ZD(c.zeroDivision) }), c.prf.betaMacro.fscore, `case ${i}`);
+      close(
+        'fbeta (macro, beta 0.5/1/2)',
+        m.fbeta(p, c.targets, { beta: c.beta, labels, zeroDivision: ZD(c.zeroDivision) }),
+        c.prf.betaMacro.fscore,
+        `case ${i}`,
+      );
       if (c.prf.binary && !SENTINELS.has(c.prf.binary.posLabel)) {
         const bin = m.precisionRecallFscoreSupport(p, c.targets, { average: 'binary', posLabel: c.prf.binary.posLabel, zeroDivision: ZD(c.zeroDivision) });
         close('precision (binary)', bin.precision, c.prf.binary.precision, `case ${i}`);
@@ -76,7 +81,7 @@ describe('classification parity with scikit-learn', () => {
 
   it('classificationReport text is identical and the dict matches', () => {
     fx.cases.forEach((c: any, i: number) => {
-      const p = c.preds;  // sentinels kept as labels: the class names print as sklearn's do
+      const p = c.preds; // sentinels kept as labels: the class names print as sklearn's do
       const labels = c.labels ?? undefined;
       const o = { labels, digits: c.report.digits, targetNames: c.report.targetNames ?? undefined, zeroDivision: ZD(c.zeroDivision) };
       exact('classificationReport (text, exact)', m.classificationReport(p, c.targets, o), c.report.text, `case ${i}`);
@@ -84,7 +89,9 @@ describe('classification parity with scikit-learn', () => {
       expect(Object.keys(d).sort(), `case ${i} keys`).toEqual(Object.keys(c.report.dict).sort());
       for (const [k, v] of Object.entries(c.report.dict)) {
         if (typeof v === 'number') close('classificationReport (dict)', d[k] as number, v, `case ${i} ${k}`);
-        else for (const f of ['precision', 'recall', 'f1-score', 'support']) close('classificationReport (dict)', (d[k] as any)[f], (v as any)[f], `case ${i} ${k}.${f}`);
+        else
+          for (const f of ['precision', 'recall', 'f1-score', 'support'])
+            close('classificationReport (dict)', (d[k] as any)[f], (v as any)[f], `case ${i} ${k}.${f}`);
       }
     });
   });
@@ -94,8 +101,14 @@ describe('classification parity with scikit-learn', () => {
       const p = unsentinel(c.preds);
       const labels = c.labels ? unsentinel(c.labels) : undefined;
       const metrics = [
-        new m.Accuracy(), new m.BalancedAccuracy(), new m.F1({ average: 'weighted', labels, zeroDivision: ZD(c.zeroDivision) }), new m.Precision({ average: 'none', labels }),
-        new m.Recall({ average: 'micro' }), new m.ConfusionMatrix(), new m.ClassificationReport({ digits: 3 }), new m.PrecisionRecallFscore({ average: 'macro' }),
+        new m.Accuracy(),
+        new m.BalancedAccuracy(),
+        new m.F1({ average: 'weighted', labels, zeroDivision: ZD(c.zeroDivision) }),
+        new m.Precision({ average: 'none', labels }),
+        new m.Recall({ average: 'micro' }),
+        new m.ConfusionMatrix(),
+        new m.ClassificationReport({ digits: 3 }),
+        new m.PrecisionRecallFscore({ average: 'macro' }),
       ];
       for (let k = 0; k < p.length; k += 3) for (const mt of metrics) mt.update(p.slice(k, k + 3), c.targets.slice(k, k + 3));
       const [acc, bal, f1w, prec, rec, cm, rep, prf] = metrics.map((mt) => mt.compute());
@@ -123,7 +136,11 @@ describe('classification parity with scikit-learn', () => {
     acc.update(p, t).update(et.tensor([1]), et.tensor([1]));
     expect(acc.count).toBe(c.preds.length + 1);
     // logits → ids with argmax
-    const logits = et.tensor([[0.1, 2, 0.3], [3, 0, 1], [0, 0, 5]]);
+    const logits = et.tensor([
+      [0.1, 2, 0.3],
+      [3, 0, 1],
+      [0, 0, 5],
+    ]);
     expect(m.accuracy(logits.argmax(-1), [1, 0, 1])).toBeCloseTo(2 / 3, 15);
   });
 });

@@ -13,7 +13,8 @@ const SIX = ['anger', 'disgust', 'fear', 'joy', 'sadness', 'surprise'] as const;
 afterAll(() => report('SemEval-2024 ECAC scorer formulas and M2SE compute_result'));
 
 function compareScores(name: string, ours: et.metrics.EcacScores, ref: any, where: string): void {
-  for (const e of SIX) for (const k of ['precision', 'recall', 'f1'] as const) close(`${name} per-emotion ${k}`, ours.perEmotion[e][k], ref.perEmotion[e][k], `${where} ${e}`);
+  for (const e of SIX)
+    for (const k of ['precision', 'recall', 'f1'] as const) close(`${name} per-emotion ${k}`, ours.perEmotion[e][k], ref.perEmotion[e][k], `${where} ${e}`);
   for (const k of ['precision', 'recall', 'f1'] as const) {
     close(`${name} weighted ${k}`, ours.weighted[k], ref.weighted[k], where);
     close(`${name} micro ${k}`, ours.micro[k], ref.micro[k], where);
@@ -55,8 +56,27 @@ describe('SemEval-2024 Task 3 scorer parity', () => {
 
   it('a hand-checked example', () => {
     const r = m.ecacPairs(
-      [{ conversation_ID: 1, 'emotion-cause_pairs': [['3_joy', '2'], ['3_joy', '2'], ['4_anger', '1']] }],
-      [{ conversation_ID: 1, 'emotion-cause_pairs': [['3_joy', '2'], ['3_joy', '3'], ['5_neutral', '5']] }]);
+      [
+        {
+          conversation_ID: 1,
+          'emotion-cause_pairs': [
+            ['3_joy', '2'],
+            ['3_joy', '2'],
+            ['4_anger', '1'],
+          ],
+        },
+      ],
+      [
+        {
+          conversation_ID: 1,
+          'emotion-cause_pairs': [
+            ['3_joy', '2'],
+            ['3_joy', '3'],
+            ['5_neutral', '5'],
+          ],
+        },
+      ],
+    );
     expect(r.perEmotion.joy).toMatchObject({ correct: 1, predicted: 1, gold: 2 });
     expect(r.perEmotion.anger).toMatchObject({ correct: 0, predicted: 1, gold: 0 });
     // joy: P = 1, R = 0.5, F = 2/3 (less the 1e-8 smoothing); weights: joy 1 (only gold emotion)
@@ -65,14 +85,47 @@ describe('SemEval-2024 Task 3 scorer parity', () => {
   });
 
   it('errors: missing prediction, repeated id, malformed pair, unknown emotion, span text as prediction', () => {
-    const gold = [{ conversation_ID: 7, conversation: [{ text: 'I lost my dog .' }, { text: 'so sad' }], 'emotion-cause_pairs': [['2_sadness', '1_lost my dog'] as [string, string]] }];
+    const gold = [
+      {
+        conversation_ID: 7,
+        conversation: [{ text: 'I lost my dog .' }, { text: 'so sad' }],
+        'emotion-cause_pairs': [['2_sadness', '1_lost my dog'] as [string, string]],
+      },
+    ];
     throwsWith(() => m.ecacPairs([], [{ conversation_ID: 7, 'emotion-cause_pairs': [] }]), 'ERR_INVALID_ARG', /prediction for conversation 7/);
-    throwsWith(() => m.ecacPairs([{ conversation_ID: 7, 'emotion-cause_pairs': [] }, { conversation_ID: 7, 'emotion-cause_pairs': [] }], []), 'ERR_INVALID_ARG', /appears twice/);
-    throwsWith(() => m.ecacPairs([{ conversation_ID: 7, 'emotion-cause_pairs': [['2sadness', '1']] }], [{ conversation_ID: 7, 'emotion-cause_pairs': [] }]), 'ERR_INVALID_ARG', /<utterance>_<emotion>/);
-    throwsWith(() => m.ecacPairs([{ conversation_ID: 7, 'emotion-cause_pairs': [['2_happy', '1']] }], [{ conversation_ID: 7, 'emotion-cause_pairs': [] }]), 'ERR_INVALID_ARG', /an emotion among/);
+    throwsWith(
+      () =>
+        m.ecacPairs(
+          [
+            { conversation_ID: 7, 'emotion-cause_pairs': [] },
+            { conversation_ID: 7, 'emotion-cause_pairs': [] },
+          ],
+          [],
+        ),
+      'ERR_INVALID_ARG',
+      /appears twice/,
+    );
+    throwsWith(
+      () => m.ecacPairs([{ conversation_ID: 7, 'emotion-cause_pairs': [['2sadness', '1']] }], [{ conversation_ID: 7, 'emotion-cause_pairs': [] }]),
+      'ERR_INVALID_ARG',
+      /<utterance>_<emotion>/,
+    );
+    throwsWith(
+      () => m.ecacPairs([{ conversation_ID: 7, 'emotion-cause_pairs': [['2_happy', '1']] }], [{ conversation_ID: 7, 'emotion-cause_pairs': [] }]),
+      'ERR_INVALID_ARG',
+      /an emotion among/,
+    );
     throwsWith(() => m.ecacPairs([], []), 'ERR_INVALID_ARG', /at least one sample/);
-    throwsWith(() => m.ecacSpans([{ conversation_ID: 7, 'emotion-cause_pairs': [['2_sadness', '1_lost my dog']] }], gold), 'ERR_INVALID_ARG', /not the span text/);
-    throwsWith(() => m.ecacSpans([{ conversation_ID: 7, 'emotion-cause_pairs': [] }], [{ ...gold[0], 'emotion-cause_pairs': [['2_sadness', '1_ .!']] }]), 'ERR_FORMAT', /empty after removing punctuation/);
+    throwsWith(
+      () => m.ecacSpans([{ conversation_ID: 7, 'emotion-cause_pairs': [['2_sadness', '1_lost my dog']] }], gold),
+      'ERR_INVALID_ARG',
+      /not the span text/,
+    );
+    throwsWith(
+      () => m.ecacSpans([{ conversation_ID: 7, 'emotion-cause_pairs': [] }], [{ ...gold[0], 'emotion-cause_pairs': [['2_sadness', '1_ .!']] }]),
+      'ERR_FORMAT',
+      /empty after removing punctuation/,
+    );
     const r = m.ecacSpans([{ conversation_ID: 7, 'emotion-cause_pairs': [['2_sadness', '1_1_4']] }], gold);
     expect(r.strict.perEmotion.sadness.correct).toBe(1);
     expect(r.strict.weighted.f1).toBeCloseTo(1, 7);
@@ -92,7 +145,10 @@ describe('M2SE compute_result parity', () => {
       exact('m2se sentiment unparsable', r.unparsable, c.unparsable, `case ${i}`);
       expect(Object.keys(r.recall).sort()).toEqual(Object.keys(c.recall).sort());
       for (const k of Object.keys(c.recall)) close('m2se sentiment recall', r.recall[k], c.recall[k], `case ${i} ${k}`);
-      if (c.original) { originals++; close('m2se sentiment accuracy = original', r.accuracy, c.original.accuracy, `case ${i}`); }
+      if (c.original) {
+        originals++;
+        close('m2se sentiment accuracy = original', r.accuracy, c.original.accuracy, `case ${i}`);
+      }
     });
     expect(originals).toBeGreaterThan(30);
   });
@@ -120,7 +176,8 @@ describe('M2SE compute_result parity', () => {
     m2se.pairs.forEach((c: any, i: number) => {
       const r = m.m2sePairs(c.responses, c.labels);
       const f = c.fixed;
-      for (const e of Object.keys(f.perEmotion)) for (const k of ['precision', 'recall', 'f1']) close(`m2se pairs per-emotion ${k}`, (r.perEmotion[e] as any)[k], f.perEmotion[e][k], `case ${i} ${e}`);
+      for (const e of Object.keys(f.perEmotion))
+        for (const k of ['precision', 'recall', 'f1']) close(`m2se pairs per-emotion ${k}`, (r.perEmotion[e] as any)[k], f.perEmotion[e][k], `case ${i} ${e}`);
       close('m2se pairs weightedF1', r.weightedF1, f.weightedF1, `case ${i}`);
       for (const k of ['precision', 'recall', 'f1'] as const) close(`m2se pairs micro ${k}`, r.micro[k], f.micro[k], `case ${i}`);
       exact('m2se pairs counts', [r.correct, r.predicted, r.gold, r.unparsable], [f.correct, f.predicted, f.gold, f.unparsable], `case ${i}`);
@@ -138,7 +195,14 @@ describe('M2SE compute_result parity', () => {
     const c = m2se.pairs[5];
     const file = path.join(dir, 'infer.jsonl');
     // ms-swift infer lines; newer versions write "labels"
-    fs.writeFileSync(file, c.responses.map((r: string, i: number) => JSON.stringify(i % 2 ? { query: 'q', response: r, label: c.labels[i] } : { response: r, labels: c.labels[i], images: [] })).join('\n') + '\n');
+    fs.writeFileSync(
+      file,
+      c.responses
+        .map((r: string, i: number) =>
+          JSON.stringify(i % 2 ? { query: 'q', response: r, label: c.labels[i] } : { response: r, labels: c.labels[i], images: [] }),
+        )
+        .join('\n') + '\n',
+    );
     const recs = m.readSwiftResults(file);
     expect(recs.map((x) => x.response)).toEqual(c.responses);
     close('m2se pairs weightedF1', m.m2seComputeResult(file, 'pairs').weightedF1, c.fixed.weightedF1, 'jsonl');
@@ -183,12 +247,30 @@ describe('lmAccuracy (ms-swift acc)', () => {
     // argmax at positions 0..2 of row 0: 2, 1, 0; of row 1: 0, 0, 2 (vocab 3)
     const oneHot = (ids: number[]) => ids.map((i) => [0, 1, 2].map((v) => (v === i ? 5 : 0)));
     const logits = et.tensor([oneHot([2, 1, 0, 1]), oneHot([0, 0, 2, 1])]);
-    const labels = et.tensor([[-100, 2, 1, 1], [-100, -100, 0, 2]], { dtype: 'int64' });
+    const labels = et.tensor(
+      [
+        [-100, 2, 1, 1],
+        [-100, -100, 0, 2],
+      ],
+      { dtype: 'int64' },
+    );
     // row 0: labels 2,1,1 at 1..3 vs preds 2,1,0 -> 2 of 3 right, row wrong; row 1: 0,2 vs 0,2 -> both right, row right
     expect(et.metrics.lmAccuracy(logits, labels, 'token')).toBeCloseTo(4 / 5, 12);
     expect(et.metrics.lmAccuracy(logits, labels, 'sentence')).toBe(0.5);
     // a row without label tokens counts as right (torch.all of nothing), as swift's sentence accuracy
-    expect(et.metrics.lmAccuracy(logits, et.tensor([[-100, -100, -100, -100], [-100, -100, 0, 2]], { dtype: 'int64' }), 'sentence')).toBe(1);
+    expect(
+      et.metrics.lmAccuracy(
+        logits,
+        et.tensor(
+          [
+            [-100, -100, -100, -100],
+            [-100, -100, 0, 2],
+          ],
+          { dtype: 'int64' },
+        ),
+        'sentence',
+      ),
+    ).toBe(1);
     throwsWith(() => et.metrics.lmAccuracy(logits, labels, 'word' as never), 'ERR_INVALID_ARG', /strategy/);
     throwsWith(() => et.metrics.lmAccuracy(logits, labels.slice(1, 0, 3)), 'ERR_INVALID_ARG', /logits/);
   });

@@ -41,7 +41,15 @@ describe('regression parity with scikit-learn and scipy', () => {
     const p = et.tensor(c.preds, { dtype: 'float64' });
     const t = et.tensor(c.targets, { dtype: 'float64' }).reshape([c.targets.length, 1]);
     close('mae', m.mae(p, t), c.mae, 'tensor');
-    close('pearson', m.pearson(Float64Array.from(c.preds), c.targets.map((v: number) => [v])), c.pearson, 'nested');
+    close(
+      'pearson',
+      m.pearson(
+        Float64Array.from(c.preds),
+        c.targets.map((v: number) => [v]),
+      ),
+      c.pearson,
+      'nested',
+    );
   });
 
   it('rejects NaN, infinity, mismatched lengths and empty inputs with ERR_INVALID_ARG', () => {

@@ -179,7 +179,10 @@ describe('text metrics: inputs and long texts', () => {
       return prev[a.length];
     };
     let seed = 7;
-    const rnd = (k: number) => { seed = (seed * 48271) % 2147483647; return seed % k; };
+    const rnd = (k: number) => {
+      seed = (seed * 48271) % 2147483647;
+      return seed % k;
+    };
     for (let c = 0; c < 400; c++) {
       const V = 1 + rnd(8);
       const a = Array.from({ length: rnd(140) }, () => `w${rnd(V)}`);
@@ -193,8 +196,12 @@ describe('text metrics: inputs and long texts', () => {
   it('rougeAsync and Rouge.computeAsync give the sync results while timers keep firing during a long ROUGE-L', async () => {
     // two 30 000-word texts: 9e8 cells of the plain DP (seconds of blocking before the fix)
     const words = (mul: number) => Array.from({ length: 30000 }, (_, i) => `w${(i * mul) % 997}`).join(' ');
-    const pred = words(31), ref = words(37);
-    let ticks = 0, maxGap = 0, last = Date.now(), running = true;
+    const pred = words(31),
+      ref = words(37);
+    let ticks = 0,
+      maxGap = 0,
+      last = Date.now(),
+      running = true;
     const tick = () => {
       const now = Date.now();
       maxGap = Math.max(maxGap, now - last);
@@ -203,14 +210,19 @@ describe('text metrics: inputs and long texts', () => {
       if (running) setImmediate(tick);
     };
     setImmediate(tick);
-    const firstTimer = new Promise<number>((resolve) => { const t0 = Date.now(); setTimeout(() => resolve(Date.now() - t0), 1); });
+    const firstTimer = new Promise<number>((resolve) => {
+      const t0 = Date.now();
+      setTimeout(() => resolve(Date.now() - t0), 1);
+    });
     let timerDone = false;
-    void firstTimer.then(() => { timerDone = true; });
+    void firstTimer.then(() => {
+      timerDone = true;
+    });
     const got = await m.rougeAsync([pred], [ref]);
     running = false;
-    expect(timerDone).toBe(true);  // a timer set before the call fired before it finished
+    expect(timerDone).toBe(true); // a timer set before the call fired before it finished
     expect(ticks).toBeGreaterThan(2);
-    expect(maxGap).toBeLessThan(3000);  // generous: the loop is served between chunks of a few ms
+    expect(maxGap).toBeLessThan(3000); // generous: the loop is served between chunks of a few ms
     const sync = m.rouge([pred], [ref]);
     expect(got).toEqual(sync);
     const s = new m.Rouge();
@@ -224,9 +236,13 @@ describe('text metrics: inputs and long texts', () => {
 describe('ROUGE: bounded inputs', () => {
   it(`a text of more than maxTokens (default ROUGE_MAX_TOKENS = 100 000) tokens is ERR_INVALID_ARG naming it, at once, in every entry point`, async () => {
     expect(m.ROUGE_MAX_TOKENS).toBe(100_000);
-    const over = 'w '.repeat(m.ROUGE_MAX_TOKENS + 1);   // two such texts: 10¹⁰ LCS cells, and the time grew with them
+    const over = 'w '.repeat(m.ROUGE_MAX_TOKENS + 1); // two such texts: 10¹⁰ LCS cells, and the time grew with them
     const t0 = Date.now();
-    throwsWith(() => m.rouge([over], [over]), 'ERR_INVALID_ARG', /at most 100000 tokens \(the maxTokens option.* for predictions\[0\] but received "a text of more than 100000 tokens"/);
+    throwsWith(
+      () => m.rouge([over], [over]),
+      'ERR_INVALID_ARG',
+      /at most 100000 tokens \(the maxTokens option.* for predictions\[0\] but received "a text of more than 100000 tokens"/,
+    );
     throwsWith(() => m.rouge(['a b', 'c'], ['a', ['x', over]]), 'ERR_INVALID_ARG', /for references\[1\]\[1\]/);
     throwsWith(() => m.rouge(['a'], [over], { tokenizer: 'whitespace' }), 'ERR_INVALID_ARG', /for references\[0\] but received "a text of 100001 tokens"/);
     throwsWith(() => m.rouge(['a'], [over], { tokenizer: (t) => t.split(' ') }), 'ERR_INVALID_ARG', /for references\[0\]/);
@@ -249,17 +265,34 @@ describe('ROUGE: bounded inputs', () => {
     const old = (text: string, cjk: boolean) => {
       const CJK = '\\u3040-\\u30ff\\u3400-\\u4dbf\\u4e00-\\u9fff\\uac00-\\ud7af\\uf900-\\ufaff';
       const lower = text.toLowerCase();
-      if (!cjk) return lower.replace(/[^a-z0-9]+/g, ' ').split(/\s+/).filter((x) => x.length > 0);
-      return lower.replace(new RegExp(`[^a-z0-9${CJK}]+`, 'g'), ' ').replace(new RegExp(`([${CJK}])`, 'g'), ' $1 ').split(/\s+/).filter((x) => x.length > 0);
+      if (!cjk)
+        return lower
+          .replace(/[^a-z0-9]+/g, ' ')
+          .split(/\s+/)
+          .filter((x) => x.length > 0);
+      return lower
+        .replace(new RegExp(`[^a-z0-9${CJK}]+`, 'g'), ' ')
+        .replace(new RegExp(`([${CJK}])`, 'g'), ' $1 ')
+        .split(/\s+/)
+        .filter((x) => x.length > 0);
     };
-    const texts = ['', '  ', 'Hello, World! 42x', 'İstanbul ÉTÉ straße', '我们 release 的7B模型，用的是 Vicuna 1.5', 'カタカナ and 한국어 text_with-under', 'a\tb\nc\u00a0d'];
+    const texts = [
+      '',
+      '  ',
+      'Hello, World! 42x',
+      'İstanbul ÉTÉ straße',
+      '我们 release 的7B模型，用的是 Vicuna 1.5',
+      'カタカナ and 한국어 text_with-under',
+      'a\tb\nc\u00a0d',
+    ];
     for (const t of texts) {
       expect(m.rougeTokenize(t)).toEqual(old(t, false));
       expect(m.rougeTokenize(t, 'cjk')).toEqual(old(t, true));
     }
     const long = 'the cat sat on the mat and the dog sat on the log while a bird sang';
     const short = 'a cat sat on a log';
-    const ab = m.rouge([long], [short]).rougeL, ba = m.rouge([short], [long]).rougeL;
+    const ab = m.rouge([long], [short]).rougeL,
+      ba = m.rouge([short], [long]).rougeL;
     expect([ab.precision, ab.recall, ab.fmeasure]).toEqual([ba.recall, ba.precision, ba.fmeasure]);
   });
 });

@@ -9,7 +9,9 @@ export const TOL = 1e-9;
 
 /** Reads a gzipped JSON fixture, turning the "NaN" / "Infinity" strings back into numbers. */
 export function load(name: string): any {
-  return JSON.parse(zlib.gunzipSync(fs.readFileSync(path.join(DIR, `${name}.gz`))).toString('utf8'), (_k, v) => (v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : v));
+  return JSON.parse(zlib.gunzipSync(fs.readFileSync(path.join(DIR, `${name}.gz`))).toString('utf8'), (_k, v) =>
+    v === 'NaN' ? NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : v,
+  );
 }
 
 const maxDiff = new Map<string, { diff: number; n: number }>();
@@ -41,6 +43,8 @@ export function exact(metric: string, a: unknown, b: unknown, where = ''): void 
 
 /** Prints "metric  max|diff|  comparisons" for every metric compared in this file. */
 export function report(title: string): void {
-  const lines = [...maxDiff].sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `  ${k.padEnd(44)} ${v.diff.toExponential(2).padStart(9)}  (${v.n} comparisons)`);
+  const lines = [...maxDiff]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `  ${k.padEnd(44)} ${v.diff.toExponential(2).padStart(9)}  (${v.n} comparisons)`);
   console.log(`${title}: max |ours − reference|\n${lines.join('\n')}`);
 }

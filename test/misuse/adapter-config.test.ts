@@ -29,7 +29,7 @@ function adapterWith(edit: (cfg: Record<string, unknown>) => Record<string, unkn
 }
 
 describe('peft adapter configs', () => {
-  it('use_rslora, rank_pattern, alpha_pattern and exclude_modules give peft\'s logits; saved and loaded again, the same', async () => {
+  it("use_rslora, rank_pattern, alpha_pattern and exclude_modules give peft's logits; saved and loaded again, the same", async () => {
     const io = (await et.io.loadSafetensors(path.join(FX, 'io.safetensors'))).tensors;
     const ids = io.get('input_ids')!;
     for (const name of ['rslora', 'patterns', 'rslora_patterns']) {
@@ -52,7 +52,7 @@ describe('peft adapter configs', () => {
     }
   });
 
-  it('refuses every field it would load with other numbers than peft\'s, naming it (ERR_FORMAT), before changing the model', async () => {
+  it("refuses every field it would load with other numbers than peft's, naming it (ERR_FORMAT), before changing the model", async () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(BASE);
     const cases: Array<[string, (c: Record<string, unknown>) => Record<string, unknown> | string]> = [
       ['lora_alpha', (c) => JSON.stringify(c).replace('"lora_alpha":8', '"lora_alpha":1e309')],
@@ -102,7 +102,15 @@ describe('peft adapter configs', () => {
     }
     expect(m.namedParameters().some(([n]) => n.includes('lora_'))).toBe(false);
     // a newer peft's setting left off (null, false, empty) and the no-op values are taken
-    const ok = adapterWith((c) => ({ ...c, a_future_option: null, another_one: false, fan_in_fan_out: true, init_lora_weights: 'gaussian', modules_to_save: [], megatron_core: 'megatron.core' }));
+    const ok = adapterWith((c) => ({
+      ...c,
+      a_future_option: null,
+      another_one: false,
+      fan_in_fan_out: true,
+      init_lora_weights: 'gaussian',
+      modules_to_save: [],
+      megatron_core: 'megatron.core',
+    }));
     await et.nn.loadLoraAdapter(m, ok);
     const io = (await et.io.loadSafetensors(path.join(FX, 'io.safetensors'))).tensors;
     expect(maxAbsDiff(await logits(m, io.get('input_ids')!), io.get('rslora_logits')!)).toBeLessThan(1e-4);
@@ -112,12 +120,24 @@ describe('peft adapter configs', () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(BASE);
     const base = { r: 4, alpha: 8, targetModules: ['q_proj'] };
     for (const [opts, re] of [
-      [{ ...base, alpha: Infinity }, /alpha/], [{ ...base, alpha: NaN }, /alpha/], [{ ...base, alpha: -2e6 }, /alpha/],
-      [{ ...base, r: 1e6 }, /\br\b/], [{ ...base, useRslora: 1 }, /useRslora/], [{ ...base, rankPattern: { q_proj: 0 } }, /rankPattern/],
-      [{ ...base, alphaPattern: { q_proj: Infinity } }, /alphaPattern/], [{ ...base, alphaPattern: { '(': 2 } }, /alphaPattern/],
+      [{ ...base, alpha: Infinity }, /alpha/],
+      [{ ...base, alpha: NaN }, /alpha/],
+      [{ ...base, alpha: -2e6 }, /alpha/],
+      [{ ...base, r: 1e6 }, /\br\b/],
+      [{ ...base, useRslora: 1 }, /useRslora/],
+      [{ ...base, rankPattern: { q_proj: 0 } }, /rankPattern/],
+      [{ ...base, alphaPattern: { q_proj: Infinity } }, /alphaPattern/],
+      [{ ...base, alphaPattern: { '(': 2 } }, /alphaPattern/],
       [{ ...base, excludeModules: [] }, /excludeModules/],
     ] as Array<[et.nn.PeftLoraOptions, RegExp]>) {
-      const e = (() => { try { et.nn.applyLora(m, opts); } catch (err) { return err as et.EmotorchError; } return null; })();
+      const e = (() => {
+        try {
+          et.nn.applyLora(m, opts);
+        } catch (err) {
+          return err as et.EmotorchError;
+        }
+        return null;
+      })();
       expect(e?.code, JSON.stringify(opts)).toBe('ERR_INVALID_ARG');
       expect(e!.message).toMatch(re);
     }
@@ -135,7 +155,11 @@ describe('peft adapter configs', () => {
     for (const f of fs.readdirSync(path.join(FIXTURES, 'salmonn', 'llm'))) fs.copyFileSync(path.join(FIXTURES, 'salmonn', 'llm', f), path.join(model, f));
     fs.copyFileSync(path.join(FIXTURES, 'chat', 'chat_template.jinja'), path.join(model, 'chat_template.jinja'));
     const adapter = adapterWith((c) => JSON.stringify(c).replace('"lora_alpha":8', '"lora_alpha":1e309'));
-    const r = spawnSync(process.execPath, [CLI, 'serve', '--model', model, '--adapter', adapter, '--port', '0'], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 60_000 });
+    const r = spawnSync(process.execPath, [CLI, 'serve', '--model', model, '--adapter', adapter, '--port', '0'], {
+      encoding: 'utf8',
+      env: { ...process.env, OMP_NUM_THREADS: '1' },
+      timeout: 60_000,
+    });
     expect(r.signal).toBeNull();
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/ERR_FORMAT: .*adapter_config\.json'.*lora_alpha.*Infinity|ERR_FORMAT: .*lora_alpha/);

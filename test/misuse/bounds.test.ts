@@ -20,9 +20,31 @@ describe('M2SE records and JSON lines of absurd length', () => {
     expect(cap).toBe(2 * MiB);
     const at = 'q'.repeat(cap - 2);
     expect(et.systems.m2se.m2seRecords([{ query: at, response: 'r', system: 's' }])[0].query.length).toBe(cap - 2);
-    throwsWith(() => et.systems.m2se.m2seRecords([{ query: 'q', response: 'r' }, { query: at, response: 'rr', system: 's' }]), 'ERR_DATA', new RegExp(`records item 1: its text .* has ${cap + 1} characters, more than the ${cap}`));
+    throwsWith(
+      () =>
+        et.systems.m2se.m2seRecords([
+          { query: 'q', response: 'r' },
+          { query: at, response: 'rr', system: 's' },
+        ]),
+      'ERR_DATA',
+      new RegExp(`records item 1: its text .* has ${cap + 1} characters, more than the ${cap}`),
+    );
     // the text of earlier turns counts too
-    throwsWith(() => et.systems.m2se.m2seRecords([{ messages: [{ role: 'user', content: at }, { role: 'assistant', content: 'abc' }, { role: 'user', content: 'q' }, { role: 'assistant', content: 'r' }] }]), 'ERR_DATA', /item 0/);
+    throwsWith(
+      () =>
+        et.systems.m2se.m2seRecords([
+          {
+            messages: [
+              { role: 'user', content: at },
+              { role: 'assistant', content: 'abc' },
+              { role: 'user', content: 'q' },
+              { role: 'assistant', content: 'r' },
+            ],
+          },
+        ]),
+      'ERR_DATA',
+      /item 0/,
+    );
   });
 
   it('in a .jsonl file the error names the file, the item and its line; a line over MAX_JSONL_LINE (64 Mi characters) is ERR_FORMAT naming the line', () => {
@@ -32,7 +54,11 @@ describe('M2SE records and JSON lines of absurd length', () => {
       fs.writeFileSync(file, `\n${JSON.stringify({ query: 'q', response: 'r' })}\n${JSON.stringify({ query: 'q'.repeat(3 * MiB), response: 'r' })}\n`);
       throwsWith(() => et.systems.m2se.m2seRecords(file), 'ERR_DATA', /train\.jsonl' item 1 \(line 3\): its text/);
       fs.writeFileSync(file, `${JSON.stringify({ query: 'q', response: 'r' })}\n{"query": "${'q'.repeat(64 * MiB)}", "response": "r"}\n`);
-      throwsWith(() => et.systems.m2se.m2seRecords(file), 'ERR_FORMAT', new RegExp(`train\\.jsonl' line 2 has ${64 * MiB + 30} characters, more than the ${64 * MiB}`));
+      throwsWith(
+        () => et.systems.m2se.m2seRecords(file),
+        'ERR_FORMAT',
+        new RegExp(`train\\.jsonl' line 2 has ${64 * MiB + 30} characters, more than the ${64 * MiB}`),
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -60,20 +86,36 @@ describe("SALMONN's config: an unknown key is an error naming it", () => {
 
   it('a misspelt or foreign key is ERR_INVALID_ARG naming it, before any part loads; the YAML path keys say where they go', async () => {
     const nowhere = { whisper: '/nonexistent', llm: '/nonexistent' };
-    await rejectsWith(et.systems.salmonn.Salmonn.fromPretrained({ ...nowhere, config: { ...cfg, max_new_token: 5 } as never }), 'ERR_INVALID_ARG', /for SALMONN config\.max_new_token but received "a name it does not have"/);
-    await rejectsWith(et.systems.salmonn.Salmonn.fromPretrained({ ...nowhere, config: { lora_rnak: 4 } as never }), 'ERR_INVALID_ARG', /SALMONN config\.lora_rnak/);
+    await rejectsWith(
+      et.systems.salmonn.Salmonn.fromPretrained({ ...nowhere, config: { ...cfg, max_new_token: 5 } as never }),
+      'ERR_INVALID_ARG',
+      /for SALMONN config\.max_new_token but received "a name it does not have"/,
+    );
+    await rejectsWith(
+      et.systems.salmonn.Salmonn.fromPretrained({ ...nowhere, config: { lora_rnak: 4 } as never }),
+      'ERR_INVALID_ARG',
+      /SALMONN config\.lora_rnak/,
+    );
     // the YAML's path keys are where from_config loads from: one that disagrees with the option is refused, naming both
-    await rejectsWith(et.systems.salmonn.Salmonn.fromPretrained({ ...nowhere, config: { llama_path: '/x' } as never }), 'ERR_INVALID_ARG', /the path config\.llama_path names \("\/x"\).* for opts\.llm but received "\/nonexistent"/);
-    await rejectsWith(et.systems.salmonn.Salmonn.fromPretrained({ ...nowhere, config: { maxNewTokens: 5 } as never }), 'ERR_INVALID_ARG', /SALMONN config\.maxNewTokens/);
+    await rejectsWith(
+      et.systems.salmonn.Salmonn.fromPretrained({ ...nowhere, config: { llama_path: '/x' } as never }),
+      'ERR_INVALID_ARG',
+      /the path config\.llama_path names \("\/x"\).* for opts\.llm but received "\/nonexistent"/,
+    );
+    await rejectsWith(
+      et.systems.salmonn.Salmonn.fromPretrained({ ...nowhere, config: { maxNewTokens: 5 } as never }),
+      'ERR_INVALID_ARG',
+      /SALMONN config\.maxNewTokens/,
+    );
   });
 
   it("the originals' configs still load: every SALMONN_DEFAULTS key, the fixture config, and decode_config.yaml's keys through readSalmonnYaml", async () => {
-    const every = { ...et.systems.salmonn.SALMONN_DEFAULTS, ...cfg, maxAudioSeconds: 30, max_audio_seconds: undefined };   // and the deprecated spelling
+    const every = { ...et.systems.salmonn.SALMONN_DEFAULTS, ...cfg, maxAudioSeconds: 30, max_audio_seconds: undefined }; // and the deprecated spelling
     const m = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn.pth'), config: every });
     expect(m.config.max_audio_seconds).toBe(30);
     m.dispose();
     const { options, ignored } = readSalmonnYaml(salmonnDecodeYaml(tmpdir()).file);
-    expect(ignored.sort()).toEqual(['token']);   // the YAML's own keys that are not config fields, named back (low_resource: false goes to the model, which takes it)
+    expect(ignored.sort()).toEqual(['token']); // the YAML's own keys that are not config fields, named back (low_resource: false goes to the model, which takes it)
     const y = await et.systems.salmonn.Salmonn.fromPretrained(options);
     expect(y.config.num_beams).toBe(2);
     y.dispose();

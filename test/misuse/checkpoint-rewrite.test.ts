@@ -17,7 +17,8 @@ const DIST = path.join(__dirname, '..', '..', 'dist', 'index.js');
 async function folderAndOther(fixture: string): Promise<{ dir: string; other: string }> {
   const dir = path.join(tmpdir(), path.basename(fixture));
   fs.mkdirSync(dir, { recursive: true });
-  for (const f of fs.readdirSync(fixture)) if (f !== 'io.safetensors' && fs.statSync(path.join(fixture, f)).isFile()) fs.copyFileSync(path.join(fixture, f), path.join(dir, f));
+  for (const f of fs.readdirSync(fixture))
+    if (f !== 'io.safetensors' && fs.statSync(path.join(fixture, f)).isFile()) fs.copyFileSync(path.join(fixture, f), path.join(dir, f));
   const { tensors } = await et.io.loadSafetensors(path.join(dir, 'model.safetensors'));
   const other = path.join(tmpdir(), 'other.safetensors');
   await et.io.saveSafetensors(other, new Map([...tensors].map(([k, t]) => [k, t.mul(2).add(0.5)] as [string, et.Tensor])));
@@ -74,7 +75,10 @@ describe('a checkpoint rewritten under a loaded model', () => {
     fs.appendFileSync(file, Buffer.alloc(8));
     const list = [...header.entries].map(([n, e]) => [n, e.dtype, e.shape, e.begin, e.end] as [string, string, number[], number, number]);
     const { binding } = await import('../../lib/native');
-    await expect(binding.readSafetensors(file, header.dataStart, list, header.fileSize)).rejects.toMatchObject({ code: 'ERR_IO', message: expect.stringMatching(/changed after its header was read/) });
+    await expect(binding.readSafetensors(file, header.dataStart, list, header.fileSize)).rejects.toMatchObject({
+      code: 'ERR_IO',
+      message: expect.stringMatching(/changed after its header was read/),
+    });
   });
 
   it('emotorch serve answers the same after its checkpoint is overwritten and truncated, and exits cleanly', async () => {
@@ -84,10 +88,11 @@ describe('a checkpoint rewritten under a loaded model', () => {
     const server = await spawnServer(['--model', dir, '--max-tokens', '16']);
     const ask = async (): Promise<{ status: number; content: unknown }> => {
       const res = await fetch(`${server.url}/v1/chat/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: path.basename(dir), messages: [{ role: 'user', content: 'hello there' }], max_tokens: 8, temperature: 0 }),
       });
-      const body = await res.json() as { choices?: Array<{ message: { content: string } }> };
+      const body = (await res.json()) as { choices?: Array<{ message: { content: string } }> };
       return { status: res.status, content: body.choices?.[0]?.message.content };
     };
     try {

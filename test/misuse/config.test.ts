@@ -15,20 +15,35 @@ const notANumber = fc.constantFrom<unknown>(NaN, Infinity, -Infinity, '8', true,
 
 /** Values that are invalid for a field of this kind. */
 export function invalidValues(kind: FieldKind): fc.Arbitrary<unknown> {
-  if (typeof kind === 'object') return fc.oneof(fc.string().map((s) => `no_such_${s}`), fc.constantFrom<unknown>(1, true, ['x']));
-  switch (kind) {
-    case 'posint': return fc.oneof(fc.integer({ min: -1e9, max: 0 }), nonInteger, notANumber);
-    case 'nonneg': return fc.oneof(fc.integer({ min: -1e9, max: -1 }), nonInteger, notANumber);
-    case 'prob': return fc.oneof(fc.double({ min: -1e6, max: -1e-9, noNaN: true }), fc.double({ min: 1 + 1e-9, max: 1e6, noNaN: true }), notANumber);
-    case 'posnum': return fc.oneof(fc.double({ min: -1e6, max: 0, noNaN: true }), notANumber);
-    case 'nonnegnum': return fc.oneof(fc.double({ min: -1e6, max: -1e-9, noNaN: true }), notANumber);
-    case 'bool': return fc.constantFrom<unknown>('true', 'false', 'yes', 1, 0, [true]);
-    case 'act': return fc.oneof(fc.string().map((s) => `no_such_act_${s}`), fc.constantFrom<unknown>(1, true, ['gelu']));
-    case 'posintlist': return fc.oneof(
-      fc.constant<unknown>([]),
-      fc.constantFrom<unknown>(8, '8,8', [8, 'x']),
-      fc.tuple(fc.oneof(fc.integer({ min: -1e6, max: 0 }), nonInteger, fc.constant(NaN)), fc.nat(1)).map(([bad, at]) => (at ? [8, bad] : [bad, 8])),
+  if (typeof kind === 'object')
+    return fc.oneof(
+      fc.string().map((s) => `no_such_${s}`),
+      fc.constantFrom<unknown>(1, true, ['x']),
     );
+  switch (kind) {
+    case 'posint':
+      return fc.oneof(fc.integer({ min: -1e9, max: 0 }), nonInteger, notANumber);
+    case 'nonneg':
+      return fc.oneof(fc.integer({ min: -1e9, max: -1 }), nonInteger, notANumber);
+    case 'prob':
+      return fc.oneof(fc.double({ min: -1e6, max: -1e-9, noNaN: true }), fc.double({ min: 1 + 1e-9, max: 1e6, noNaN: true }), notANumber);
+    case 'posnum':
+      return fc.oneof(fc.double({ min: -1e6, max: 0, noNaN: true }), notANumber);
+    case 'nonnegnum':
+      return fc.oneof(fc.double({ min: -1e6, max: -1e-9, noNaN: true }), notANumber);
+    case 'bool':
+      return fc.constantFrom<unknown>('true', 'false', 'yes', 1, 0, [true]);
+    case 'act':
+      return fc.oneof(
+        fc.string().map((s) => `no_such_act_${s}`),
+        fc.constantFrom<unknown>(1, true, ['gelu']),
+      );
+    case 'posintlist':
+      return fc.oneof(
+        fc.constant<unknown>([]),
+        fc.constantFrom<unknown>(8, '8,8', [8, 'x']),
+        fc.tuple(fc.oneof(fc.integer({ min: -1e6, max: 0 }), nonInteger, fc.constant(NaN)), fc.nat(1)).map(([bad, at]) => (at ? [8, bad] : [bad, 8])),
+      );
   }
 }
 
@@ -41,11 +56,14 @@ function expectInvalid(fn: () => unknown, fields: string[], shown: unknown): voi
   } catch (e) {
     err = e;
   }
-  const desc = `${fields.join(' / ')} = ${typeof shown === 'number' || typeof shown === 'string' ? JSON.stringify(shown) ?? String(shown) : JSON.stringify(shown)}`;
+  const desc = `${fields.join(' / ')} = ${typeof shown === 'number' || typeof shown === 'string' ? (JSON.stringify(shown) ?? String(shown)) : JSON.stringify(shown)}`;
   expect(made, `create() accepted ${desc}`).toBeUndefined();
   expect(err, desc).toBeInstanceOf(et.EmotorchError);
   expect((err as et.EmotorchError).code, `${desc}: ${(err as Error).message}`).toBe('ERR_INVALID_ARG');
-  expect(fields.some((f) => (err as Error).message.includes(f)), `the message names ${fields.join(' or ')}: ${(err as Error).message}`).toBe(true);
+  expect(
+    fields.some((f) => (err as Error).message.includes(f)),
+    `the message names ${fields.join(' or ')}: ${(err as Error).message}`,
+  ).toBe(true);
 }
 
 describe.each(CONFIG_ROWS)('$name config', (row) => {
@@ -54,23 +72,32 @@ describe.each(CONFIG_ROWS)('$name config', (row) => {
   });
 
   it.each(Object.entries(row.fields))('%s: invalid values throw ERR_INVALID_ARG naming it', (field, kind) => {
-    fc.assert(fc.property(invalidValues(kind), (v) => {
-      expectInvalid(() => row.create({ ...row.valid, [field]: v }), [field], v);
-    }), { numRuns: RUNS, seed: 7 });
+    fc.assert(
+      fc.property(invalidValues(kind), (v) => {
+        expectInvalid(() => row.create({ ...row.valid, [field]: v }), [field], v);
+      }),
+      { numRuns: RUNS, seed: 7 },
+    );
   });
 
   it.each(row.divides ?? [])('%s must be divisible by %s', (a, b) => {
     const total = row.valid[a] as number;
     const bad = [...Array(total + 1).keys()].filter((k) => k > 1 && total % k !== 0);
-    fc.assert(fc.property(fc.constantFrom(...bad), (k) => {
-      expectInvalid(() => row.create({ ...row.valid, [b]: k }), [a, b], k);
-    }), { numRuns: Math.min(RUNS, bad.length), seed: 7 });
+    fc.assert(
+      fc.property(fc.constantFrom(...bad), (k) => {
+        expectInvalid(() => row.create({ ...row.valid, [b]: k }), [a, b], k);
+      }),
+      { numRuns: Math.min(RUNS, bad.length), seed: 7 },
+    );
   });
 
   it.each((row.sameLength ?? []).map((g) => [g.join(', '), g]))('%s must have the same length', (_n, group) => {
-    fc.assert(fc.property(fc.constantFrom(...(group as string[])), fc.integer({ min: 1, max: 4 }), (field, extra) => {
-      const list = row.valid[field] as number[];
-      expectInvalid(() => row.create({ ...row.valid, [field]: [...list, ...Array(extra).fill(list[list.length - 1])] }), group as string[], field);
-    }), { numRuns: RUNS, seed: 7 });
+    fc.assert(
+      fc.property(fc.constantFrom(...(group as string[])), fc.integer({ min: 1, max: 4 }), (field, extra) => {
+        const list = row.valid[field] as number[];
+        expectInvalid(() => row.create({ ...row.valid, [field]: [...list, ...Array(extra).fill(list[list.length - 1])] }), group as string[], field);
+      }),
+      { numRuns: RUNS, seed: 7 },
+    );
   });
 });

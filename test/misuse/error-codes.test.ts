@@ -35,7 +35,9 @@ function codesInSources(): Map<string, string[]> {
 
 /** The markdown table docs/errors.md should hold. */
 function expectedTable(): string {
-  return Object.entries(et.errorCodes).map(([c, d]) => `| \`${c}\` | ${d.replace(/\|/g, '\\|')} |`).join('\n');
+  return Object.entries(et.errorCodes)
+    .map(([c, d]) => `| \`${c}\` | ${d.replace(/\|/g, '\\|')} |`)
+    .join('\n');
 }
 
 describe('error codes', () => {
@@ -48,7 +50,10 @@ describe('error codes', () => {
 
   it('every listed code is used somewhere, and documented in one line', () => {
     const used = codesInSources();
-    expect(listed.filter((c) => !used.has(c)), 'codes no source raises any more').toEqual([]);
+    expect(
+      listed.filter((c) => !used.has(c)),
+      'codes no source raises any more',
+    ).toEqual([]);
     for (const [c, d] of Object.entries(et.errorCodes)) {
       expect(c).toMatch(/^ERR_[A-Z_]+[A-Z]$/);
       expect(typeof d === 'string' && d.length > 10 && !d.includes('\n'), `${c}: a one-line meaning`).toBe(true);
@@ -59,13 +64,21 @@ describe('error codes', () => {
     const doc = fs.readFileSync(path.join(ROOT, 'docs', 'errors.md'), 'utf8');
     const start = doc.indexOf('# Error codes');
     expect(start, 'docs/errors.md has a "# Error codes" section').toBeGreaterThanOrEqual(0);
-    const rows = doc.slice(start).split('\n').filter((l) => l.startsWith('| `ERR_')).join('\n');
+    const rows = doc
+      .slice(start)
+      .split('\n')
+      .filter((l) => l.startsWith('| `ERR_'))
+      .join('\n');
     expect(rows, `docs/errors.md's table should read:\n${expectedTable()}`).toBe(expectedTable());
   });
 
   it('errors thrown carry a listed code', () => {
     let err: unknown;
-    try { et.tensor([1, 2]).reshape([3]); } catch (e) { err = e; }
+    try {
+      et.tensor([1, 2]).reshape([3]);
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(et.EmotorchError);
     expect(listed).toContain((err as et.EmotorchError).code);
   });

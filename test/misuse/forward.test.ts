@@ -21,13 +21,16 @@ describe('forward with malformed inputs', () => {
     const names = Object.keys(row.input(0));
     it.prop([fc.constantFrom(...names), badInput], { numRuns: 25, seed: 41 })(`${row.name}: result or coded error`, async (name, bad) => {
       const inputs: Record<string, unknown> = row.input(1);
-      const made = bad && typeof bad === 'object' && 'shape' in bad ? et.zeros((bad as { shape: number[] }).shape, { dtype: (bad as { dtype: et.DType }).dtype }) : bad;
+      const made =
+        bad && typeof bad === 'object' && 'shape' in bad ? et.zeros((bad as { shape: number[] }).shape, { dtype: (bad as { dtype: et.DType }).dtype }) : bad;
       inputs[name] = made;
       try {
         const out = await m.forward(inputs as never);
         row.output(out).dispose();
       } catch (e) {
-        expect(e, `${name} = ${made instanceof et.Tensor ? `${made.dtype}[${made.shape}]` : JSON.stringify(made)}: ${(e as Error).message}`).toBeInstanceOf(et.EmotorchError);
+        expect(e, `${name} = ${made instanceof et.Tensor ? `${made.dtype}[${made.shape}]` : JSON.stringify(made)}: ${(e as Error).message}`).toBeInstanceOf(
+          et.EmotorchError,
+        );
         expect((e as et.EmotorchError).code).toMatch(/^ERR_[A-Z_]+$/);
       }
       const good = await m.forward(row.input(2));

@@ -24,51 +24,110 @@ describe('internvlEncode refuses bad conversations and options, naming the field
   it('imageTiles: not an array, or a count that is not an integer in [1, 65]', async () => {
     const tok = await tokenizer();
     for (const bad of [[0], [-1], [1.5], [NaN], [Infinity], [1e7], [66], ['2'], [null]]) {
-      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: bad as number[] }, OPTS), 'ERR_INVALID_ARG', named('conversation.imageTiles[0]'));
+      await rejectsWith(
+        () => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: bad as number[] }, OPTS),
+        'ERR_INVALID_ARG',
+        named('conversation.imageTiles[0]'),
+      );
     }
-    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: '<image><image>x', imageTiles: [1, 0] }, OPTS), 'ERR_INVALID_ARG', named('conversation.imageTiles[1]'));
+    await rejectsWith(
+      () => et.systems.m2se.internvlEncode(tok, { query: '<image><image>x', imageTiles: [1, 0] }, OPTS),
+      'ERR_INVALID_ARG',
+      named('conversation.imageTiles[1]'),
+    );
     for (const bad of ['2', 2, {}, null]) {
-      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: bad as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
+      await rejectsWith(
+        () => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: bad as never }, OPTS),
+        'ERR_INVALID_ARG',
+        /conversation\.imageTiles/,
+      );
     }
   });
 
   it('videoFrames: not an array, or a count that is not an integer in [1, 4096]', async () => {
     const tok = await tokenizer();
     for (const bad of [[0], [-3], [2.5], [NaN], [4097], ['8']]) {
-      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: bad as number[] }, OPTS), 'ERR_INVALID_ARG', named('conversation.videoFrames[0]'));
+      await rejectsWith(
+        () => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: bad as number[] }, OPTS),
+        'ERR_INVALID_ARG',
+        named('conversation.videoFrames[0]'),
+      );
     }
-    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: '8' as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.videoFrames/);
+    await rejectsWith(
+      () => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: '8' as never }, OPTS),
+      'ERR_INVALID_ARG',
+      /conversation\.videoFrames/,
+    );
   });
 
   it('numImageToken: an integer in [1, 4096] (1e9 used to run the heap out)', async () => {
     const tok = await tokenizer();
     for (const bad of [0, -4, NaN, 1e9, 4097, 1.5, Infinity, '256', undefined, null]) {
-      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: '<image>x', imageTiles: [2] }, { template: 'internvl2', numImageToken: bad as number }), 'ERR_INVALID_ARG', /numImageToken/);
+      await rejectsWith(
+        () => et.systems.m2se.internvlEncode(tok, { query: '<image>x', imageTiles: [2] }, { template: 'internvl2', numImageToken: bad as number }),
+        'ERR_INVALID_ARG',
+        /numImageToken/,
+      );
     }
   });
 
-  it('the prompt\'s image tokens are bounded (2^20): many images, long videos, a long list stops early', async () => {
+  it("the prompt's image tokens are bounded (2^20): many images, long videos, a long list stops early", async () => {
     const tok = await tokenizer();
-    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: Array(300).fill(65) }, { template: 'internvl2', numImageToken: 4096 }), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
-    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: [4096, 4096] }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.videoFrames/);
-    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: [65], videoFrames: [4096] }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.imageTiles and conversation\.videoFrames/);
+    await rejectsWith(
+      () => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: Array(300).fill(65) }, { template: 'internvl2', numImageToken: 4096 }),
+      'ERR_INVALID_ARG',
+      /conversation\.imageTiles/,
+    );
+    await rejectsWith(
+      () => et.systems.m2se.internvlEncode(tok, { query: 'x', videoFrames: [4096, 4096] }, { template: 'internvl2', numImageToken: 256 }),
+      'ERR_INVALID_ARG',
+      /conversation\.videoFrames/,
+    );
+    await rejectsWith(
+      () => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: [65], videoFrames: [4096] }, { template: 'internvl2', numImageToken: 256 }),
+      'ERR_INVALID_ARG',
+      /conversation\.imageTiles and conversation\.videoFrames/,
+    );
     const t0 = Date.now();
-    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: Array(1e6).fill(65) }, { template: 'internvl2', numImageToken: 256 }), 'ERR_INVALID_ARG', /conversation\.imageTiles/);
+    await rejectsWith(
+      () => et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: Array(1e6).fill(65) }, { template: 'internvl2', numImageToken: 256 }),
+      'ERR_INVALID_ARG',
+      /conversation\.imageTiles/,
+    );
     expect(Date.now() - t0).toBeLessThan(2000);
   });
 
   it('history: an array of [query, response] string pairs ("x" and [null] used to throw a TypeError)', async () => {
     const tok = await tokenizer();
     for (const bad of [[[1, 2]], [['a']], [null], [['a', 'b', 'c']], [['a', null]], ['ab'], [{ 0: 'a', 1: 'b' }]]) {
-      await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', history: bad as never }, OPTS), 'ERR_INVALID_ARG', named('conversation.history[0]'));
+      await rejectsWith(
+        () => et.systems.m2se.internvlEncode(tok, { query: 'x', history: bad as never }, OPTS),
+        'ERR_INVALID_ARG',
+        named('conversation.history[0]'),
+      );
     }
-    await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', history: [['a', 'b'], [1, 2]] as never }, OPTS), 'ERR_INVALID_ARG', named('conversation.history[1]'));
+    await rejectsWith(
+      () =>
+        et.systems.m2se.internvlEncode(
+          tok,
+          {
+            query: 'x',
+            history: [
+              ['a', 'b'],
+              [1, 2],
+            ] as never,
+          },
+          OPTS,
+        ),
+      'ERR_INVALID_ARG',
+      named('conversation.history[1]'),
+    );
     for (const bad of ['x', null, 5, {}]) {
       await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', history: bad as never }, OPTS), 'ERR_INVALID_ARG', /conversation\.history/);
     }
   });
 
-  it('unknown conversation fields and the other fields\' types', async () => {
+  it("unknown conversation fields and the other fields' types", async () => {
     const tok = await tokenizer();
     for (const field of ['images', 'image_tiles', 'video_frames', 'bogus', 'messages']) {
       const e = await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x', [field]: [1] } as never, OPTS), 'ERR_INVALID_ARG', /conversation/);
@@ -88,7 +147,11 @@ describe('internvlEncode refuses bad conversations and options, naming the field
   it('unknown option names, a missing options object, a template that is not one, a non-tokenizer', async () => {
     const tok = await tokenizer();
     for (const name of ['num_image_token', 'bogus', 'maxNum']) {
-      const e = await rejectsWith(() => et.systems.m2se.internvlEncode(tok, { query: 'x' }, { ...OPTS, [name]: 1 } as never), 'ERR_INVALID_ARG', /internvlEncode options/);
+      const e = await rejectsWith(
+        () => et.systems.m2se.internvlEncode(tok, { query: 'x' }, { ...OPTS, [name]: 1 } as never),
+        'ERR_INVALID_ARG',
+        /internvlEncode options/,
+      );
       expect(e.message).toContain(`but received "${name}"`);
     }
     for (const bad of [undefined, null, 'internvl2', [1]]) {
@@ -111,7 +174,11 @@ describe('internvlEncode refuses bad conversations and options, naming the field
     expect(big.labels.length).toBe(big.inputIds.length);
     const max = await et.systems.m2se.internvlEncode(tok, { query: 'x', imageTiles: [1] }, { template: 'internvl2', numImageToken: 4096 });
     expect(max.inputIds.filter((x) => x === ctx).length).toBe(4096);
-    const vid = await et.systems.m2se.internvlEncode(tok, { system: null, history: [['Hi', 'Hello.']], query: 'x', response: 'y', videoFrames: [3], imageTiles: [] }, { template: 'internvl2-phi3', numImageToken: 2 });
+    const vid = await et.systems.m2se.internvlEncode(
+      tok,
+      { system: null, history: [['Hi', 'Hello.']], query: 'x', response: 'y', videoFrames: [3], imageTiles: [] },
+      { template: 'internvl2-phi3', numImageToken: 2 },
+    );
     expect(vid.tiles).toBe(3);
     expect(vid.order).toEqual([{ kind: 'video', index: 0 }]);
     expect(vid.inputIds.filter((x) => x === ctx).length).toBe(6);
@@ -130,7 +197,10 @@ function oldClosest(aspect: number, ratios: ReadonlyArray<[number, number]>, wid
   const area = width * height;
   for (const r of ratios) {
     const diff = Math.abs(aspect - r[0] / r[1]);
-    if (diff < bestDiff) { bestDiff = diff; best = r; } else if (diff === bestDiff && area > 0.5 * imageSize * imageSize * r[0] * r[1]) best = r;
+    if (diff < bestDiff) {
+      bestDiff = diff;
+      best = r;
+    } else if (diff === bestDiff && area > 0.5 * imageSize * imageSize * r[0] * r[1]) best = r;
   }
   return best;
 }
@@ -168,18 +238,33 @@ describe('InternVL tiling refuses bad sizes and bounds, naming the argument', ()
     const t0 = Date.now();
     throwsWith(() => et.vision.internvlGrids(1, 1e6), 'ERR_INVALID_ARG', /maxNum/);
     expect(Date.now() - t0).toBeLessThan(100);
-    for (const [lo, hi, field] of [[0, 6, 'minNum'], [-1, 6, 'minNum'], [1.5, 6, 'minNum'], [NaN, 6, 'minNum'], [65, 70, 'minNum'], ['1', 6, 'minNum'],
-      [1, 0, 'maxNum'], [1, 6.5, 'maxNum'], [1, NaN, 'maxNum'], [1, 65, 'maxNum'], [1, Infinity, 'maxNum'], [5, 3, 'maxNum'], [1, '6', 'maxNum']] as Array<[number, number, string]>) {
+    for (const [lo, hi, field] of [
+      [0, 6, 'minNum'],
+      [-1, 6, 'minNum'],
+      [1.5, 6, 'minNum'],
+      [NaN, 6, 'minNum'],
+      [65, 70, 'minNum'],
+      ['1', 6, 'minNum'],
+      [1, 0, 'maxNum'],
+      [1, 6.5, 'maxNum'],
+      [1, NaN, 'maxNum'],
+      [1, 65, 'maxNum'],
+      [1, Infinity, 'maxNum'],
+      [5, 3, 'maxNum'],
+      [1, '6', 'maxNum'],
+    ] as Array<[number, number, string]>) {
       throwsWith(() => et.vision.internvlGrids(lo, hi), 'ERR_INVALID_ARG', new RegExp(field));
     }
-    for (let hi = 1; hi <= 64; hi++) for (const lo of new Set([1, Math.min(2, hi), Math.ceil(hi / 2), hi])) expect(et.vision.internvlGrids(lo, hi), `${lo}, ${hi}`).toEqual(oldGrids(lo, hi));
+    for (let hi = 1; hi <= 64; hi++)
+      for (const lo of new Set([1, Math.min(2, hi), Math.ceil(hi / 2), hi])) expect(et.vision.internvlGrids(lo, hi), `${lo}, ${hi}`).toEqual(oldGrids(lo, hi));
   });
 
   it('findClosestAspectRatio: no ratios, a NaN or non-positive aspect, bad grids, sizes refused; valid calls unchanged', () => {
     const grids = et.vision.internvlGrids(1, 12);
     throwsWith(() => et.vision.findClosestAspectRatio(1, [], 448, 448, 448), 'ERR_INVALID_ARG', /ratios/);
     throwsWith(() => et.vision.findClosestAspectRatio(1, null as never, 448, 448, 448), 'ERR_INVALID_ARG', /ratios/);
-    for (const bad of [NaN, 0, -1, Infinity, '1']) throwsWith(() => et.vision.findClosestAspectRatio(bad as number, grids, 448, 448, 448), 'ERR_INVALID_ARG', /aspect/);
+    for (const bad of [NaN, 0, -1, Infinity, '1'])
+      throwsWith(() => et.vision.findClosestAspectRatio(bad as number, grids, 448, 448, 448), 'ERR_INVALID_ARG', /aspect/);
     for (const bad of [[0, 1], [1, -1], [1.5, 1], [NaN, 1], [1], [1, 2, 3], null, [8, 9]]) {
       throwsWith(() => et.vision.findClosestAspectRatio(1, [[1, 1], bad as never], 448, 448, 448), 'ERR_INVALID_ARG', /ratios\[1\]/);
     }
@@ -190,8 +275,20 @@ describe('InternVL tiling refuses bad sizes and bounds, naming the argument', ()
     for (const bad of [0, 1e6, 1.5, NaN]) throwsWith(() => et.vision.findClosestAspectRatio(1, grids, 448, 448, bad), 'ERR_INVALID_ARG', /imageSize/);
     for (const max of [1, 6, 12, 64]) {
       const g = et.vision.internvlGrids(1, max);
-      for (const [w, h] of [[1, 1], [448, 448], [700, 700], [896, 448], [1280, 720], [720, 1280], [1, 65535], [65535, 1], [333, 999], [1000, 10]]) {
-        for (const size of [28, 224, 448]) expect(et.vision.findClosestAspectRatio(w / h, g, w, h, size), `${w}×${h} ${size} ${max}`).toEqual(oldClosest(w / h, g, w, h, size));
+      for (const [w, h] of [
+        [1, 1],
+        [448, 448],
+        [700, 700],
+        [896, 448],
+        [1280, 720],
+        [720, 1280],
+        [1, 65535],
+        [65535, 1],
+        [333, 999],
+        [1000, 10],
+      ]) {
+        for (const size of [28, 224, 448])
+          expect(et.vision.findClosestAspectRatio(w / h, g, w, h, size), `${w}×${h} ${size} ${max}`).toEqual(oldClosest(w / h, g, w, h, size));
       }
     }
   });

@@ -52,7 +52,26 @@ const LOGS = at('strace');
 let savedPath: string | undefined;
 beforeAll(() => {
   if (!HAVE_FFMPEG) return;
-  ffmpeg('-f', 'lavfi', '-i', 'testsrc=size=64x48:rate=10', '-f', 'lavfi', '-i', 'sine=sample_rate=16000', '-t', '1', '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-c:a', 'aac', '-shortest', OTHER_VIDEO);
+  ffmpeg(
+    '-f',
+    'lavfi',
+    '-i',
+    'testsrc=size=64x48:rate=10',
+    '-f',
+    'lavfi',
+    '-i',
+    'sine=sample_rate=16000',
+    '-t',
+    '1',
+    '-pix_fmt',
+    'yuv420p',
+    '-c:v',
+    'libx264',
+    '-c:a',
+    'aac',
+    '-shortest',
+    OTHER_VIDEO,
+  );
   ffmpeg('-f', 'lavfi', '-i', 'testsrc=size=40x30', '-frames:v', '1', OTHER_IMAGE);
   if (!STRACE) return;
   fs.mkdirSync(LOGS);
@@ -60,7 +79,9 @@ beforeAll(() => {
   fs.mkdirSync(bin);
   for (const tool of ['ffmpeg', 'ffprobe']) {
     const real = tool === 'ffmpeg' ? et.audio.findFfmpeg()! : et.audio.findFfprobe()!;
-    fs.writeFileSync(path.join(bin, tool), `#!/bin/sh\nexec strace -f -qq -e trace=open,openat,openat2,creat,execve -o "${LOGS}/${tool}.$$" "${real}" "$@"\n`, { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, tool), `#!/bin/sh\nexec strace -f -qq -e trace=open,openat,openat2,creat,execve -o "${LOGS}/${tool}.$$" "${real}" "$@"\n`, {
+      mode: 0o755,
+    });
   }
   savedPath = process.env.PATH;
   process.env.PATH = `${bin}${path.delimiter}${process.env.PATH}`;
@@ -133,7 +154,11 @@ describe.skipIf(!HAVE_FFMPEG)('playlists, manifests and scripts under any name: 
       ['a.webp', ['-f', 'lavfi', '-i', 'testsrc=size=32x24', '-frames:v', '1'], (f) => et.vision.readImage(f)],
       ['a.tiff', ['-f', 'lavfi', '-i', 'testsrc=size=32x24', '-frames:v', '1'], (f) => et.vision.readImage(f)],
       ['a.mkv', ['-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '1'], (f) => et.vision.readVideoFrames(f, { numFrames: 2, backend: 'ffmpeg' })],
-      ['a.avi', ['-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '1', '-c:v', 'mpeg4'], (f) => et.vision.readVideoFrames(f, { numFrames: 2, decode: 'seek', backend: 'ffmpeg' })],
+      [
+        'a.avi',
+        ['-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '1', '-c:v', 'mpeg4'],
+        (f) => et.vision.readVideoFrames(f, { numFrames: 2, decode: 'seek', backend: 'ffmpeg' }),
+      ],
       ['a.mp3', ['-f', 'lavfi', '-i', 'sine=sample_rate=16000', '-t', '0.5'], (f) => et.audio.readAudio(f)],
       ['a.flac', ['-f', 'lavfi', '-i', 'sine=sample_rate=16000', '-t', '0.5'], (f) => et.audio.readAudio(f)],
       ['a.ogg', ['-f', 'lavfi', '-i', 'sine=sample_rate=16000', '-t', '0.5', '-c:a', 'libvorbis'], (f) => et.audio.readAudio(f)],
@@ -148,23 +173,37 @@ describe.skipIf(!HAVE_FFMPEG)('playlists, manifests and scripts under any name: 
       await read(file);
       expect([...opened()], name).toEqual([file]);
     }
-    for (const [file, read] of [[OTHER_VIDEO, (f: string) => et.vision.processVideo(f, { numFrames: 2, backend: 'ffmpeg' })], [OTHER_VIDEO, (f: string) => et.audio.readAudio(f)], [OTHER_IMAGE, (f: string) => et.vision.processImage(f)]] as const) {
+    for (const [file, read] of [
+      [OTHER_VIDEO, (f: string) => et.vision.processVideo(f, { numFrames: 2, backend: 'ffmpeg' })],
+      [OTHER_VIDEO, (f: string) => et.audio.readAudio(f)],
+      [OTHER_IMAGE, (f: string) => et.vision.processImage(f)],
+    ] as const) {
       await read(file);
       expect([...opened()]).toEqual([file]);
     }
   });
 
-  it.skipIf(!STRACE || !et.vision.libavAvailable())('the in-process video reader (FFmpeg\'s libraries) opens the named file and nothing else, and starts no process', async () => {
-    const env = { ...process.env, PATH: savedPath };
-    const files = ['b.mkv', 'b.mp4', 'b.avi', 'b.webm'].map(at);
-    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', files[0]], { env });
-    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-f', 'lavfi', '-i', 'sine', '-t', '2', '-c:a', 'aac', files[1]], { env });
-    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', '-c:v', 'mpeg4', files[2]], { env });
-    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', '-c:v', 'libvpx', files[3]], { env });
-    // a playlist of those files under a video's name: refused before any reader opens it
-    fs.writeFileSync(at('list.mp4'), attacks(files[1]).hls);
-    const lib = path.join(__dirname, '..', '..', 'dist', 'index.js');
-    const script = `const et = require(${JSON.stringify(lib)});
+  it.skipIf(!STRACE || !et.vision.libavAvailable())(
+    "the in-process video reader (FFmpeg's libraries) opens the named file and nothing else, and starts no process",
+    async () => {
+      const env = { ...process.env, PATH: savedPath };
+      const files = ['b.mkv', 'b.mp4', 'b.avi', 'b.webm'].map(at);
+      execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', files[0]], { env });
+      execFileSync(
+        'ffmpeg',
+        ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-f', 'lavfi', '-i', 'sine', '-t', '2', '-c:a', 'aac', files[1]],
+        { env },
+      );
+      execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', '-c:v', 'mpeg4', files[2]], {
+        env,
+      });
+      execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=32x24:rate=5', '-t', '2', '-c:v', 'libvpx', files[3]], {
+        env,
+      });
+      // a playlist of those files under a video's name: refused before any reader opens it
+      fs.writeFileSync(at('list.mp4'), attacks(files[1]).hls);
+      const lib = path.join(__dirname, '..', '..', 'dist', 'index.js');
+      const script = `const et = require(${JSON.stringify(lib)});
 (async () => {
   const out = [];
   for (const f of ${JSON.stringify(files)}) {
@@ -175,20 +214,30 @@ describe.skipIf(!HAVE_FFMPEG)('playlists, manifests and scripts under any name: 
   try { await et.vision.readVideoFrames(${JSON.stringify(at('list.mp4'))}, { backend: 'libav' }); out.push('read'); } catch (e) { out.push(e.code); }
   process.stdout.write(JSON.stringify(out));
 })();`;
-    const log = at('node.strace');
-    const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=open,openat,openat2,creat,execve', '-o', log, process.execPath, '-e', script], { env, encoding: 'utf8', timeout: 120_000 });
-    expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout);
-    expect(out.slice(0, 4)).toEqual([['libav', '3x3x24x32', 10], ['libav', '3x3x24x32', 10], ['libav', '3x3x24x32', 10], ['libav', '3x3x24x32', 10]]);
-    expect(out[4]).toBe('ERR_FORMAT');
-    const text = fs.readFileSync(log, 'utf8');
-    fs.rmSync(log);
-    const seen = new Set<string>();
-    for (const m of text.matchAll(/(?:open|openat|openat2|creat)\((?:AT_FDCWD, )?"([^"]*)"/g)) if (m[1].startsWith(dir)) seen.add(m[1]);
-    expect([...seen].sort()).toEqual([...files, at('list.mp4')].sort());
-    const started = [...text.matchAll(/execve\("([^"]*)"/g)].map((m) => m[1]).filter((p) => p !== process.execPath);
-    expect(started, 'processes started').toEqual([]);
-  });
+      const log = at('node.strace');
+      const r = spawnSync('strace', ['-f', '-qq', '-e', 'trace=open,openat,openat2,creat,execve', '-o', log, process.execPath, '-e', script], {
+        env,
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout);
+      expect(out.slice(0, 4)).toEqual([
+        ['libav', '3x3x24x32', 10],
+        ['libav', '3x3x24x32', 10],
+        ['libav', '3x3x24x32', 10],
+        ['libav', '3x3x24x32', 10],
+      ]);
+      expect(out[4]).toBe('ERR_FORMAT');
+      const text = fs.readFileSync(log, 'utf8');
+      fs.rmSync(log);
+      const seen = new Set<string>();
+      for (const m of text.matchAll(/(?:open|openat|openat2|creat)\((?:AT_FDCWD, )?"([^"]*)"/g)) if (m[1].startsWith(dir)) seen.add(m[1]);
+      expect([...seen].sort()).toEqual([...files, at('list.mp4')].sort());
+      const started = [...text.matchAll(/execve\("([^"]*)"/g)].map((m) => m[1]).filter((p) => p !== process.execPath);
+      expect(started, 'processes started').toEqual([]);
+    },
+  );
 });
 
 /**
@@ -200,18 +249,50 @@ function flatGif(w: number, h: number): Buffer {
   for (let i = 0; i < w * h; i += 2) codes.push(4, 0, ...(i + 1 < w * h ? [0] : []));
   codes.push(5);
   const bytes: number[] = [];
-  let acc = 0, nbits = 0;
+  let acc = 0,
+    nbits = 0;
   for (const c of codes) {
     acc |= c << nbits;
     nbits += 3;
-    while (nbits >= 8) { bytes.push(acc & 255); acc >>= 8; nbits -= 8; }
+    while (nbits >= 8) {
+      bytes.push(acc & 255);
+      acc >>= 8;
+      nbits -= 8;
+    }
   }
   if (nbits) bytes.push(acc & 255);
   const blocks: number[] = [];
-  for (let i = 0; i < bytes.length; i += 255) { const part = bytes.slice(i, i + 255); blocks.push(part.length, ...part); }
+  for (let i = 0; i < bytes.length; i += 255) {
+    const part = bytes.slice(i, i + 255);
+    blocks.push(part.length, ...part);
+  }
   const u16 = (v: number) => [v & 255, v >> 8];
-  return Buffer.from([...Buffer.from('GIF89a'), ...u16(w), ...u16(h), 0x80, 0, 0, 255, 0, 0, 0, 0, 255,
-    0x2c, 0, 0, 0, 0, ...u16(w), ...u16(h), 0, 2, ...blocks, 0, 0x3b]);
+  return Buffer.from([
+    ...Buffer.from('GIF89a'),
+    ...u16(w),
+    ...u16(h),
+    0x80,
+    0,
+    0,
+    255,
+    0,
+    0,
+    0,
+    0,
+    255,
+    0x2c,
+    0,
+    0,
+    0,
+    0,
+    ...u16(w),
+    ...u16(h),
+    0,
+    2,
+    ...blocks,
+    0,
+    0x3b,
+  ]);
 }
 
 describe.skipIf(!HAVE_FFMPEG)('decodes are bounded in size, duration, time and lifetime', () => {
@@ -256,13 +337,17 @@ describe.skipIf(!HAVE_FFMPEG)('decodes are bounded in size, duration, time and l
     // stuck on its input would not): the exit kills it.
     const fake = at('fake-bin');
     fs.mkdirSync(fake);
-    for (const tool of ['ffmpeg', 'ffprobe']) fs.writeFileSync(path.join(fake, tool), `#!/bin/sh\nexec "${process.execPath}" -e "setTimeout(() => {}, 30000)" -- "$@"\n`, { mode: 0o755 });
+    for (const tool of ['ffmpeg', 'ffprobe'])
+      fs.writeFileSync(path.join(fake, tool), `#!/bin/sh\nexec "${process.execPath}" -e "setTimeout(() => {}, 30000)" -- "$@"\n`, { mode: 0o755 });
     const marker = at('exit-marker.flac');
     fs.copyFileSync(at('ten.flac'), marker);
     const script = `const et = require(${JSON.stringify(path.join(__dirname, '..', '..', 'dist', 'index.js'))});
       et.audio.readAudio(${JSON.stringify(marker)}).catch(() => {});
       setTimeout(() => process.exit(0), 1000);`;
-    const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore', env: { ...process.env, PATH: `${fake}${path.delimiter}${savedPath ?? process.env.PATH}` } });
+    const child = spawn(process.execPath, ['-e', script], {
+      stdio: 'ignore',
+      env: { ...process.env, PATH: `${fake}${path.delimiter}${savedPath ?? process.env.PATH}` },
+    });
     await new Promise((r) => child.on('exit', r));
     await new Promise((r) => setTimeout(r, 300));
     const left = spawnSync('pgrep', ['-f', marker]).stdout.toString().trim();
@@ -273,10 +358,15 @@ describe.skipIf(!HAVE_FFMPEG)('decodes are bounded in size, duration, time and l
 
 describe.skipIf(!HAVE_FFMPEG)('emotorch serve refuses the attacks as media parts', () => {
   it('a playlist as data:image/png or as input_audio mp3 / flac is a 400 and reaches no backend', async () => {
-    const seen: number[][][] = [];   // each request's image shapes (the server disposes the images after it)
+    const seen: number[][][] = []; // each request's image shapes (the server disposes the images after it)
     const backend: ChatAdapter = {
-      id: 'hand', kind: 'llm', accepts: { audio: true, image: true },
-      async answer(turns: ChatTurn[]) { seen.push(turns.flatMap((t) => t.images.map((i) => i.shape))); return { tokens: [111, 107], promptTokens: 1, finish: 'stop' }; },
+      id: 'hand',
+      kind: 'llm',
+      accepts: { audio: true, image: true },
+      async answer(turns: ChatTurn[]) {
+        seen.push(turns.flatMap((t) => t.images.map((i) => i.shape)));
+        return { tokens: [111, 107], promptTokens: 1, finish: 'stop' };
+      },
       decode: async (ids) => String.fromCharCode(...ids),
     };
     const app = createServer(backend);
@@ -284,25 +374,38 @@ describe.skipIf(!HAVE_FFMPEG)('emotorch serve refuses the attacks as media parts
     try {
       const url = await app.listen({ host: '127.0.0.1', port: 0 });
       const post = async (content: unknown) => {
-        const r = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content }] }) });
+        const r = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ messages: [{ role: 'user', content }] }),
+        });
         return { status: r.status, body: await r.json() };
       };
       for (const [kind, text] of Object.entries({ ...attacks(OTHER_VIDEO), ...attacks(OTHER_IMAGE) })) {
         const b64 = Buffer.from(text).toString('base64');
         for (const type of ['image/png', 'image/jpeg', 'image/gif']) {
-          const r = await post([{ type: 'image_url', image_url: { url: `data:${type};base64,${b64}` } }, { type: 'text', text: 'describe' }]);
+          const r = await post([
+            { type: 'image_url', image_url: { url: `data:${type};base64,${b64}` } },
+            { type: 'text', text: 'describe' },
+          ]);
           expect(r.status, `${kind} as ${type}`).toBe(400);
           expect(r.body.error.message).toMatch(/cannot be decoded/);
         }
         for (const format of ['mp3', 'flac']) {
-          const r = await post([{ type: 'input_audio', input_audio: { data: b64, format } }, { type: 'text', text: 'describe' }]);
+          const r = await post([
+            { type: 'input_audio', input_audio: { data: b64, format } },
+            { type: 'text', text: 'describe' },
+          ]);
           expect(r.status, `${kind} as ${format}`).toBe(400);
           expect(r.body.error.message).toMatch(/cannot be decoded as (mp3|flac)/);
         }
       }
       expect(seen).toEqual([]);
       // a real picture still passes
-      const r = await post([{ type: 'image_url', image_url: { url: `data:image/png;base64,${fs.readFileSync(OTHER_IMAGE).toString('base64')}` } }, { type: 'text', text: 'x' }]);
+      const r = await post([
+        { type: 'image_url', image_url: { url: `data:image/png;base64,${fs.readFileSync(OTHER_IMAGE).toString('base64')}` } },
+        { type: 'text', text: 'x' },
+      ]);
       expect(r.status).toBe(200);
       expect(seen).toEqual([[[3, 30, 40]]]);
       if (STRACE) expect([...opened()].filter((f) => f !== OTHER_IMAGE && !f.includes('emotorch-serve-'))).toEqual([]);

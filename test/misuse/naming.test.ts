@@ -21,16 +21,54 @@ const LIB = path.join(__dirname, '..', '..', 'lib');
  * SPECTRA's argparse arguments, ffprobe's JSON; `parsed` / `given` are local views of JSON files.
  */
 const MIRRORS = new Set([
-  'AddedTokenJSON', 'TokenizerConfig', 'TokenizerJSON', 'EcacConversation', 'MmsaResult', 'MmsaSimsResult', 'BeatsConfig',
-  'EmbeddingConfig', 'LayerNormConfig', 'LinearConfig', 'LlamaConfig', 'QFormerConfig', 'RobertaConfig', 'Wav2Vec2Config',
-  'WavLMConfig', 'WhisperConfig', 'SalmonnConfig', 'SalmonnConfigInput' /* the YAML's model block as from_config reads it */, 'TokenizerJsonFields', 'ConcatContextConfig', 'SpectraAudioConfig', 'SpectraConfig', 'SpectraConfigInput',
-  'SpectraTextConfig', 'GradScalerState', 'ResolvedTrainingArguments', 'TrainingArgumentsInit', 'TrainerState',
-  'lr_scheduler_kwargs', 'parsed', 'given', 'ProbeJson', 'StreamJson', 'PacketJson', 'ClipTextConfig', 'ClipVisionConfig', 'ClipConfig',
-  'ClipResolvedConfig', 'LanguageBindScores', 'InternVisionConfig', 'InternVLConfig',
+  'AddedTokenJSON',
+  'TokenizerConfig',
+  'TokenizerJSON',
+  'EcacConversation',
+  'MmsaResult',
+  'MmsaSimsResult',
+  'BeatsConfig',
+  'EmbeddingConfig',
+  'LayerNormConfig',
+  'LinearConfig',
+  'LlamaConfig',
+  'QFormerConfig',
+  'RobertaConfig',
+  'Wav2Vec2Config',
+  'WavLMConfig',
+  'WhisperConfig',
+  'SalmonnConfig',
+  'SalmonnConfigInput' /* the YAML's model block as from_config reads it */,
+  'TokenizerJsonFields',
+  'ConcatContextConfig',
+  'SpectraAudioConfig',
+  'SpectraConfig',
+  'SpectraConfigInput',
+  'SpectraTextConfig',
+  'GradScalerState',
+  'ResolvedTrainingArguments',
+  'TrainingArgumentsInit',
+  'TrainerState',
+  'lr_scheduler_kwargs',
+  'parsed',
+  'given',
+  'ProbeJson',
+  'StreamJson',
+  'PacketJson',
+  'ClipTextConfig',
+  'ClipVisionConfig',
+  'ClipConfig',
+  'ClipResolvedConfig',
+  'LanguageBindScores',
+  'InternVisionConfig',
+  'InternVLConfig',
   // the bridge's native config: InternVLChatConfig's downsample_ratio / ps_version and the two widths, read by name in C++
   'InternVLProjectorConfig',
   // emotorch serve: the OpenAI chat request's JSON, and tokenizer_config.json's chat_template
-  'OpenAiContentPart', 'OpenAiStreamOptions', 'TokenizerConfigJson', 'SalmonnOptimsOptions',
+  'OpenAiContentPart',
+  'OpenAiStreamOptions',
+  'TokenizerConfigJson',
+  'SalmonnOptimsOptions',
   // generation_config.json's names, as generate's native side reads them
   'NativeGeneration',
 ]);
@@ -42,7 +80,13 @@ function files(dir: string): string[] {
   });
 }
 
-interface Shape { owner: string; chain: string[]; where: string; snake: string[]; camel: string[] }
+interface Shape {
+  owner: string;
+  chain: string[];
+  where: string;
+  snake: string[];
+  camel: string[];
+}
 
 /** Every interface and object type literal in lib/, with its snake_case and camelCase member names. */
 function shapes(): Shape[] {
@@ -53,13 +97,21 @@ function shapes(): Shape[] {
       const members = ts.isInterfaceDeclaration(n) || ts.isTypeLiteralNode(n) ? n.members : null;
       if (members) {
         // a deprecated spelling is the old name on purpose (kept for one release), not a new one
-        const names = members.filter((m) => m.name && !ts.getJSDocTags(m).some((t) => t.tagName.text === 'deprecated'))
+        const names = members
+          .filter((m) => m.name && !ts.getJSDocTags(m).some((t) => t.tagName.text === 'deprecated'))
           .map((m) => m.name!.getText(src).replace(/['"]/g, ''));
         // the names of the declarations it sits in, innermost first (a nested literal belongs to its type)
         const chain: string[] = [];
         for (let p: ts.Node | undefined = n; p; p = p.parent) {
-          const named = ts.isInterfaceDeclaration(p) || ts.isTypeAliasDeclaration(p) || ts.isVariableDeclaration(p) || ts.isPropertySignature(p)
-            || ts.isPropertyDeclaration(p) || ts.isParameter(p) || ts.isMethodDeclaration(p) || ts.isFunctionDeclaration(p);
+          const named =
+            ts.isInterfaceDeclaration(p) ||
+            ts.isTypeAliasDeclaration(p) ||
+            ts.isVariableDeclaration(p) ||
+            ts.isPropertySignature(p) ||
+            ts.isPropertyDeclaration(p) ||
+            ts.isParameter(p) ||
+            ts.isMethodDeclaration(p) ||
+            ts.isFunctionDeclaration(p);
           if (named && (p as ts.NamedDeclaration).name) chain.push((p as ts.NamedDeclaration).name!.getText(src));
         }
         out.push({
@@ -81,8 +133,7 @@ describe('naming rule (rule 11) on lib/', () => {
   const all = shapes();
 
   it('snake_case names only in types that mirror a file', () => {
-    const bad = all.filter((s) => s.snake.length && !s.chain.some((n) => MIRRORS.has(n)))
-      .map((s) => `${s.owner} (${s.where}): ${s.snake.join(', ')}`);
+    const bad = all.filter((s) => s.snake.length && !s.chain.some((n) => MIRRORS.has(n))).map((s) => `${s.owner} (${s.where}): ${s.snake.join(', ')}`);
     expect(bad, 'camelCase these, or add the type to MIRRORS when its names mirror a file').toEqual([]);
   });
 
@@ -98,9 +149,17 @@ describe('deprecated spellings', () => {
     expect(o).toEqual({ maxNewTokens: 3, newName: true });
     const same = { newName: 1 };
     expect(checkOptionNames(same, ['newName'], 'f', { old_name: 'newName' })).toBe(same);
-    throwsWith(() => checkOptionNames({ old_name: 1, newName: 2 }, ['newName'], 'f', { old_name: 'newName' }), 'ERR_INVALID_ARG', /newName or its deprecated spelling old_name, not both for f/);
+    throwsWith(
+      () => checkOptionNames({ old_name: 1, newName: 2 }, ['newName'], 'f', { old_name: 'newName' }),
+      'ERR_INVALID_ARG',
+      /newName or its deprecated spelling old_name, not both for f/,
+    );
     // the message lists the current names only
-    throwsWith(() => checkOptionNames({ bogus: 1 }, ['newName'], 'f', { old_name: 'newName' }), 'ERR_INVALID_ARG', /^Expected one of newName for an option of f but received "bogus"$/);
+    throwsWith(
+      () => checkOptionNames({ bogus: 1 }, ['newName'], 'f', { old_name: 'newName' }),
+      'ERR_INVALID_ARG',
+      /^Expected one of newName for an option of f but received "bogus"$/,
+    );
   });
 
   it('renameDeprecated ignores undefined and null old values', () => {

@@ -10,13 +10,20 @@ import { it, fc } from '@fast-check/vitest';
 import * as et from '../../lib/index';
 import { UNARY_OPS, BINARY_OPS, DIM_OPS } from './tables';
 
-interface Spec { dtype: et.DType; shape: number[]; values: number[] }
+interface Spec {
+  dtype: et.DType;
+  shape: number[];
+  values: number[];
+}
 
 const shapeArb = fc.array(fc.integer({ min: 0, max: 3 }), { maxLength: 3 });
-const specArb = (shape: fc.Arbitrary<number[]> = shapeArb): fc.Arbitrary<Spec> => fc.tuple(fc.constantFrom(...et.DTYPES), shape).chain(([dtype, shape]) => {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return fc.array(fc.integer({ min: dtype === 'uint8' || dtype === 'bool' ? 0 : -3, max: dtype === 'bool' ? 1 : 3 }), { minLength: n, maxLength: n }).map((values) => ({ dtype, shape, values }));
-});
+const specArb = (shape: fc.Arbitrary<number[]> = shapeArb): fc.Arbitrary<Spec> =>
+  fc.tuple(fc.constantFrom(...et.DTYPES), shape).chain(([dtype, shape]) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return fc
+      .array(fc.integer({ min: dtype === 'uint8' || dtype === 'bool' ? 0 : -3, max: dtype === 'bool' ? 1 : 3 }), { minLength: n, maxLength: n })
+      .map((values) => ({ dtype, shape, values }));
+  });
 const make = (s: Spec) => et.tensor(s.values, { shape: s.shape, dtype: s.dtype });
 
 /** PyTorch's broadcast of two shapes, or null when they do not broadcast. */
@@ -48,7 +55,10 @@ function checkResult(r: unknown, what: string): void {
   const seen: et.Tensor[] = [];
   const walk = (v: unknown) => {
     if (v instanceof et.Tensor) {
-      expect(v.shape.every((d) => Number.isInteger(d) && d >= 0), `${what}: shape [${v.shape}]`).toBe(true);
+      expect(
+        v.shape.every((d) => Number.isInteger(d) && d >= 0),
+        `${what}: shape [${v.shape}]`,
+      ).toBe(true);
       expect(v.numel, what).toBe(v.shape.reduce((a, b) => a * b, 1));
       expect(v.dataSync().length, what).toBe(v.numel);
       seen.push(v);

@@ -25,11 +25,24 @@ type Call = (opts: Record<string, unknown>) => unknown;
  * How to call one export with an options object, and one name it must list as taken — or, where the
  * names taken are too many to list (TrainingArguments' HF fields), the message that points to them.
  */
-interface Row { call: Call; takes: string; pointsTo?: RegExp }
+interface Row {
+  call: Call;
+  takes: string;
+  pointsTo?: RegExp;
+}
 
 const NOWHERE = '/nonexistent/emotorch-option-walk';
 const tok = () => et.data.Tokenizer.fromFile(path.join(FIXTURES, 'tokenizers', 'llama', 'tokenizer.json'));
-const tinyLlama = () => et.nn.LlamaForCausalLM.create({ vocab_size: 40, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 32 });
+const tinyLlama = () =>
+  et.nn.LlamaForCausalLM.create({
+    vocab_size: 40,
+    hidden_size: 8,
+    intermediate_size: 16,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    num_key_value_heads: 2,
+    max_position_embeddings: 32,
+  });
 const ecfItem = { conversationId: 1, utteranceId: 1, text: '', speaker: 'A', emotion: null, label: 1, causes: [], features: new Float32Array(4) };
 const spectraItem = { audio: new Float32Array(800).fill(0.1), textIds: [0, 5, 2], label: 1 };
 const samples = new Float32Array(1600);
@@ -37,10 +50,14 @@ const samples = new Float32Array(1600);
 /** The default rows: what every model class and reader has (a new one is covered without an edit). */
 function defaultRow(cls: Record<string, (...a: unknown[]) => unknown>, method: string): Row | null {
   switch (method) {
-    case 'create': return { call: (o) => cls.create({}, o), takes: 'dtype' };
-    case 'fromPretrained': return { call: (o) => cls.fromPretrained(NOWHERE, o), takes: 'dtype' };
-    case 'fromFile': return { call: (o) => cls.fromFile(NOWHERE, o), takes: 'skipBad' };
-    default: return null;
+    case 'create':
+      return { call: (o) => cls.create({}, o), takes: 'dtype' };
+    case 'fromPretrained':
+      return { call: (o) => cls.fromPretrained(NOWHERE, o), takes: 'dtype' };
+    case 'fromFile':
+      return { call: (o) => cls.fromFile(NOWHERE, o), takes: 'skipBad' };
+    default:
+      return null;
   }
 }
 
@@ -63,12 +80,24 @@ const ROWS: Record<string, Row> = {
   'nn.convertWav2Vec2StateDict': { call: (o) => et.nn.convertWav2Vec2StateDict(new Map(), 'fairseq', o), takes: 'strict' },
   'nn.DistributedDataParallel': { call: (o) => new et.nn.DistributedDataParallel(tinyLlama(), o as never), takes: 'bucketCapMb' },
   // ---- systems
-  'systems.salmonn.Salmonn.fromPretrained': { call: (o) => et.systems.salmonn.Salmonn.fromPretrained({ whisper: NOWHERE, llm: NOWHERE, ...o } as never), takes: 'dtype' },
+  'systems.salmonn.Salmonn.fromPretrained': {
+    call: (o) => et.systems.salmonn.Salmonn.fromPretrained({ whisper: NOWHERE, llm: NOWHERE, ...o } as never),
+    takes: 'dtype',
+  },
   'nn.LanguageBind.fromPretrained': { call: (o) => et.systems.semeval.LanguageBind.fromPretrained({ video: NOWHERE }, o), takes: 'dtype' },
-  'systems.semeval.LanguageBindClassifier.create': { call: (o) => et.systems.semeval.LanguageBindClassifier.create({ modalities: ['video'] } as never, o), takes: 'dtype' },
-  'systems.semeval.ConcatFusionClassifier.create': { call: (o) => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 } }, o), takes: 'dtype' },
+  'systems.semeval.LanguageBindClassifier.create': {
+    call: (o) => et.systems.semeval.LanguageBindClassifier.create({ modalities: ['video'] } as never, o),
+    takes: 'dtype',
+  },
+  'systems.semeval.ConcatFusionClassifier.create': {
+    call: (o) => et.systems.semeval.ConcatFusionClassifier.create({ modalities: { text: 4 } }, o),
+    takes: 'dtype',
+  },
   'nn.InternVL.create': { call: (o) => et.systems.m2se.InternVL.create({} as never, o), takes: 'imgContextTokenId' },
-  'systems.spectra.SpectraForPreTraining.fromEncoders': { call: (o) => et.systems.spectra.SpectraForPreTraining.fromEncoders(NOWHERE, NOWHERE, o), takes: 'numFusedLayers' },
+  'systems.spectra.SpectraForPreTraining.fromEncoders': {
+    call: (o) => et.systems.spectra.SpectraForPreTraining.fromEncoders(NOWHERE, NOWHERE, o),
+    takes: 'numFusedLayers',
+  },
   'systems.spectra.SpectraPretrainDataset.fromFile': { call: (o) => et.systems.spectra.SpectraPretrainDataset.fromFile(NOWHERE, o), takes: 'numTurns' },
   'systems.spectra.Spectra.collate': { call: (o) => et.systems.spectra.Spectra.collate([spectraItem] as never, o), takes: 'audioLength' },
   'systems.spectra.Spectra.finetune': { call: (o) => et.systems.spectra.Spectra.finetune(o as never), takes: 'task' },
@@ -77,10 +106,26 @@ const ROWS: Record<string, Row> = {
   'systems.spectra.spectraPretrainCollate': { call: (o) => et.systems.spectra.spectraPretrainCollate([{}] as never, o), takes: 'mlmProbability' },
   'systems.spectra.buildSpectraPretrainCorpus': { call: (o) => et.systems.spectra.buildSpectraPretrainCorpus(o as never), takes: 'speechDir' },
   'systems.semeval.ConcatFusionClassifier.collate': { call: (o) => et.systems.semeval.ConcatFusionClassifier.collate([ecfItem] as never, o), takes: 'device' },
-  'systems.semeval.ConcatFusionClassifier.collateConversations': { call: (o) => et.systems.semeval.ConcatFusionClassifier.collateConversations([[ecfItem]] as never, o), takes: 'device' },
-  'systems.semeval.embedUtterances': { call: (o) => et.systems.semeval.embedUtterances(['k'], async () => { throw new Error('not called'); }, { cacheFile: `${NOWHERE}/cache.safetensors`, ...o }), takes: 'cacheFile' },
+  'systems.semeval.ConcatFusionClassifier.collateConversations': {
+    call: (o) => et.systems.semeval.ConcatFusionClassifier.collateConversations([[ecfItem]] as never, o),
+    takes: 'device',
+  },
+  'systems.semeval.embedUtterances': {
+    call: (o) =>
+      et.systems.semeval.embedUtterances(
+        ['k'],
+        async () => {
+          throw new Error('not called');
+        },
+        { cacheFile: `${NOWHERE}/cache.safetensors`, ...o },
+      ),
+    takes: 'cacheFile',
+  },
   'systems.usdm.Usdm': { call: async (o) => new et.systems.usdm.Usdm(tinyLlama(), o), takes: 'tokenIds' },
-  'systems.usdm.usdmSftExamples': { call: (o) => et.systems.usdm.usdmSftExamples([{ userAudio: 'a.wav', userText: 'a', agentText: 'b', agentAudio: 'b.wav' }], o as never), takes: 'codec' },
+  'systems.usdm.usdmSftExamples': {
+    call: (o) => et.systems.usdm.usdmSftExamples([{ userAudio: 'a.wav', userText: 'a', agentText: 'b', agentAudio: 'b.wav' }], o as never),
+    takes: 'codec',
+  },
   'systems.salmonn.salmonnTrajectorySvg': { call: (o) => et.systems.salmonn.salmonnTrajectorySvg(['happy'], o), takes: 'title' },
   'systems.salmonn.salmonnSchedule': { call: (o) => et.systems.salmonn.salmonnSchedule(o as never), takes: 'max_epoch' },
   'systems.salmonn.salmonnIterationLr': { call: (o) => et.systems.salmonn.salmonnIterationLr(o as never, 0, 0), takes: 'max_epoch' },
@@ -160,7 +205,11 @@ const ROWS: Record<string, Row> = {
   // ---- train, amp
   'train.Trainer': { call: (o) => new et.train.Trainer(o as never), takes: 'trainDataset' },
   // ~60 HF fields: the message points to the training guide's list (test/train/args.test.ts keeps it under 300 characters)
-  'train.TrainingArguments': { call: (o) => new et.train.TrainingArguments(o as never), takes: 'learning_rate', pointsTo: /^Expected a TrainingArguments field emotorch supports \(see docs\/training\.md\) for args field but received "(.+)"$/ },
+  'train.TrainingArguments': {
+    call: (o) => new et.train.TrainingArguments(o as never),
+    takes: 'learning_rate',
+    pointsTo: /^Expected a TrainingArguments field emotorch supports \(see docs\/training\.md\) for args field but received "(.+)"$/,
+  },
   'train.EarlyStoppingCallback': { call: (o) => new et.train.EarlyStoppingCallback(o), takes: 'patience' },
   'amp.GradScaler': { call: (o) => new et.amp.GradScaler(o), takes: 'initScale' },
   // ---- io, hub
@@ -185,15 +234,44 @@ const ROWS: Record<string, Row> = {
   'profiler.ProfileResult#keyAverages': { call: (o) => new et.profiler.ProfileResult([]).keyAverages(o as never), takes: 'groupByShapes' },
   'profiler.ProfileResult#table': { call: (o) => new et.profiler.ProfileResult([]).table(o as never), takes: 'rowLimit' },
   // ---- metrics
-  ...Object.fromEntries(([
-    ['unweightedAccuracy', 'adjusted'], ['balancedAccuracy', 'adjusted'], ['precisionRecallFscoreSupport', 'average'], ['precision', 'average'],
-    ['recall', 'average'], ['f1', 'average'], ['confusionMatrix', 'normalize'], ['classificationReport', 'digits'],
-  ] as const).map(([f, takes]) => [`metrics.${f}`, { call: (o: Record<string, unknown>) => (et.metrics[f] as (...a: unknown[]) => unknown)(['a', 'b'], ['a', 'b'], o), takes }])),
-  ...Object.fromEntries(([
-    ['BalancedAccuracy', 'adjusted'], ['PrecisionRecallFscore', 'average'], ['Precision', 'average'], ['Recall', 'average'], ['F1', 'average'],
-    ['ConfusionMatrix', 'normalize'], ['ClassificationReport', 'digits'], ['CCC', 'ddof'], ['Mmsa', 'dataset'], ['M2seSentiment', 'labels'],
-    ['M2seEmotion', 'labels'], ['TokenAccuracy', 'ignoreIndex'], ['Rouge', 'tokenizer'], ['Bleu', 'tokenize'], ['EmotionSequenceAccuracy', 'marker'],
-  ] as const).map(([c, takes]) => [`metrics.${c}`, { call: (o: Record<string, unknown>) => new (et.metrics[c] as new (...a: unknown[]) => unknown)(o), takes }])),
+  ...Object.fromEntries(
+    (
+      [
+        ['unweightedAccuracy', 'adjusted'],
+        ['balancedAccuracy', 'adjusted'],
+        ['precisionRecallFscoreSupport', 'average'],
+        ['precision', 'average'],
+        ['recall', 'average'],
+        ['f1', 'average'],
+        ['confusionMatrix', 'normalize'],
+        ['classificationReport', 'digits'],
+      ] as const
+    ).map(([f, takes]) => [
+      `metrics.${f}`,
+      { call: (o: Record<string, unknown>) => (et.metrics[f] as (...a: unknown[]) => unknown)(['a', 'b'], ['a', 'b'], o), takes },
+    ]),
+  ),
+  ...Object.fromEntries(
+    (
+      [
+        ['BalancedAccuracy', 'adjusted'],
+        ['PrecisionRecallFscore', 'average'],
+        ['Precision', 'average'],
+        ['Recall', 'average'],
+        ['F1', 'average'],
+        ['ConfusionMatrix', 'normalize'],
+        ['ClassificationReport', 'digits'],
+        ['CCC', 'ddof'],
+        ['Mmsa', 'dataset'],
+        ['M2seSentiment', 'labels'],
+        ['M2seEmotion', 'labels'],
+        ['TokenAccuracy', 'ignoreIndex'],
+        ['Rouge', 'tokenizer'],
+        ['Bleu', 'tokenize'],
+        ['EmotionSequenceAccuracy', 'marker'],
+      ] as const
+    ).map(([c, takes]) => [`metrics.${c}`, { call: (o: Record<string, unknown>) => new (et.metrics[c] as new (...a: unknown[]) => unknown)(o), takes }]),
+  ),
   'metrics.LabelParser': { call: (o) => new et.metrics.LabelParser({ labels: ['a'], ...o }), takes: 'synonyms' },
   'metrics.fbeta': { call: (o) => et.metrics.fbeta(['a', 'b'], ['a', 'b'], { beta: 2, ...o }), takes: 'beta' },
   'metrics.ccc': { call: (o) => et.metrics.ccc([1, 2], [1, 2], o), takes: 'ddof' },
@@ -210,47 +288,179 @@ const ROWS: Record<string, Row> = {
 };
 
 /** Exports that take no options object (a name here with a reason; a new export must be placed in ROWS or here). */
-const NO_OPTIONS: Record<string, string> = Object.fromEntries(Object.entries({
-  'positional arguments only': [
-    'nn.readConfig', 'nn.loadCheckpoint', 'nn.renameKeys', 'nn.stripPrefix', 'nn.normalizeRope', 'nn.normalizeLlamaConfig', 'nn.mergeLora', 'nn.unmergeLora',
-    'nn.loadLoraAdapter', 'nn.wav2vec2Dialect', 'nn.internVisionConfig',
-    'systems.spectra.resolveSpectraConfig', 'systems.spectra.tokenizerMasking', 'systems.spectra.drawSpectraMam', 'systems.spectra.spectraMetrics', 'systems.spectra.spectraParamGroups',
-    'systems.salmonn.salmonnParamGroups', 'systems.semeval.selfCausePairs', 'systems.usdm.addUnitVocabulary', 'systems.usdm.usdmSftLabels', 'systems.semeval.languageBindMetrics',
-    'systems.semeval.ecfVideoFile', 'systems.semeval.ecfAudioFile', 'systems.semeval.languageBindLabel', 'nn.resolveInternVLConfig', 'systems.m2se.m2seRecords', 'systems.m2se.m2seMedia',
-    'systems.m2se.m2sePrompt', 'systems.m2se.m2seCollate', 'systems.m2se.m2seAudio', 'systems.m2se.m2seResponse', 'systems.m2se.m2seInternVLPixels', 'systems.m2se.internvlTemplateOf',
-    'systems.ecfSubmission', 'systems.writeEcfSubmission', 'systems.semeval.ConcatFusionClassifier.groupConversations', 'systems.salmonn.Salmonn.collate', 'systems.salmonn.salmonnJoinTurns',
-    'systems.salmonn.salmonnChat', 'systems.m2se.internvlChat', 'systems.m2se.llmChat', 'data.ChatRequestError',
-    'audio.findFfmpeg', 'audio.findFfprobe', 'audio.soxrStatus',
-    'data.mulberry32', 'data.inferSwiftTask', 'data.Tokenizer.fromFileSync', 'data.usdm.unitString', 'data.usdm.parseUsdmLine', 'data.usdm.formatUsdmLine',
-    'train.TrainingArguments.steps',
-    'vision.linspaceIndices', 'vision.libavAvailable', 'vision.internvlGrids', 'vision.internvlFrameIndices', 'vision.findClosestAspectRatio',
-    'randperm', 'cat', 'stack', 'where', 'noGrad', 'isGradEnabled', 'manualSeed', 'setNumThreads', 'getNumThreads', 'setAdaptiveThreads', 'getAdaptiveThreads',
-    'getActiveThreads', 'getRngState', 'setRngState', 'cpu.availableMemory', 'cpu.cacheStats', 'cpu.linearBackends', 'cpu.convBackends', 'cpu.emptyCache',
-    'cpu.resetPeakMemory', 'cuda.isAvailable', 'cuda.deviceCount', 'cuda.synchronize', 'EmotorchError',
-    'functional.linear', 'functional.dropout', 'functional.layerNorm', 'functional.softmax', 'functional.logSoftmax',
-    'optim.decayGroups', 'optim.clipGradNorm', 'optim.LRScheduler',
-    'train.listCheckpoints', 'train.TensorBoardWriter', 'train.writePlots',
-    'io.readSafetensorsHeader', 'io.loadTorchFile', 'io.pickleValue', 'io.NdArray', 'io.readNpy', 'io.writeNpy', 'io.readRegularTextSync', 'io.readJsonSync', 'io.notAFile',
-    'hub.hubCacheDir', 'hub.isRepoId', 'hub.modelFiles',
-    'distributed.isInitialized', 'distributed.rank', 'distributed.worldSize', 'distributed.localRank', 'distributed.backend', 'distributed.destroy',
-    'distributed.allReduce', 'distributed.broadcast', 'distributed.allGather', 'distributed.reduceScatter', 'distributed.barrier', 'distributed.glooLayoutReport',
-    'metrics.pyRound', 'metrics.pyFixed', 'metrics.weightedAccuracy', 'metrics.accuracy', 'metrics.mae', 'metrics.mse', 'metrics.pearsonOf', 'metrics.pearson',
-    'metrics.rankAverage', 'metrics.spearman', 'metrics.ecacPairs', 'metrics.ecacSpans', 'metrics.ecfSubmission', 'metrics.writeEcfSubmission',
-    'metrics.readSwiftResults', 'metrics.m2sePairs', 'metrics.lmAccuracy', 'metrics.rougeTokenize', 'metrics.tokenize13a',
-    'metrics.Accuracy', 'metrics.MAE', 'metrics.MSE', 'metrics.Pearson', 'metrics.Spearman', 'metrics.EcacPairs', 'metrics.EcacSpans', 'metrics.M2sePairs',
-  ],
-  'data, not options: a string map written into the file (saveSafetensors), the environment to read (readEnv)': [
-    'io.saveSafetensors', 'distributed.readEnv',
-  ],
-  'a config (its field names checked by the config, not an options object)': [
-    'systems.salmonn.Salmonn', 'data.Tokenizer.fromJSON',
-  ],
-  'an abstract or internal base class, a model part made by its system, or a reader made by its fromFile (no public constructor options)': [
-    'nn.Module', 'nn.NativeModule', 'systems.spectra.SpectraPretrainDataset', 'data.Tokenizer', 'data.SpectraDataset', 'data.SalmonnDataset', 'data.EcfDataset',
-    'data.SwiftDataset', 'data.UsdmDataset', 'nn.RobertaLayers', 'nn.DecodeBatch', 'systems.spectra.SpectraModel', 'systems.spectra.SpectraAudioEncoder', 'systems.RobertaLayers',
-    'data.BaseDataset', 'data.NdArray', 'optim.Optimizer', 'metrics.Metric', 'Tensor', 'profiler.ProfileResult',
-  ],
-}).flatMap(([why, names]) => names.map((n) => [n, why])));
+const NO_OPTIONS: Record<string, string> = Object.fromEntries(
+  Object.entries({
+    'positional arguments only': [
+      'nn.readConfig',
+      'nn.loadCheckpoint',
+      'nn.renameKeys',
+      'nn.stripPrefix',
+      'nn.normalizeRope',
+      'nn.normalizeLlamaConfig',
+      'nn.mergeLora',
+      'nn.unmergeLora',
+      'nn.loadLoraAdapter',
+      'nn.wav2vec2Dialect',
+      'nn.internVisionConfig',
+      'systems.spectra.resolveSpectraConfig',
+      'systems.spectra.tokenizerMasking',
+      'systems.spectra.drawSpectraMam',
+      'systems.spectra.spectraMetrics',
+      'systems.spectra.spectraParamGroups',
+      'systems.salmonn.salmonnParamGroups',
+      'systems.semeval.selfCausePairs',
+      'systems.usdm.addUnitVocabulary',
+      'systems.usdm.usdmSftLabels',
+      'systems.semeval.languageBindMetrics',
+      'systems.semeval.ecfVideoFile',
+      'systems.semeval.ecfAudioFile',
+      'systems.semeval.languageBindLabel',
+      'nn.resolveInternVLConfig',
+      'systems.m2se.m2seRecords',
+      'systems.m2se.m2seMedia',
+      'systems.m2se.m2sePrompt',
+      'systems.m2se.m2seCollate',
+      'systems.m2se.m2seAudio',
+      'systems.m2se.m2seResponse',
+      'systems.m2se.m2seInternVLPixels',
+      'systems.m2se.internvlTemplateOf',
+      'systems.ecfSubmission',
+      'systems.writeEcfSubmission',
+      'systems.semeval.ConcatFusionClassifier.groupConversations',
+      'systems.salmonn.Salmonn.collate',
+      'systems.salmonn.salmonnJoinTurns',
+      'systems.salmonn.salmonnChat',
+      'systems.m2se.internvlChat',
+      'systems.m2se.llmChat',
+      'data.ChatRequestError',
+      'audio.findFfmpeg',
+      'audio.findFfprobe',
+      'audio.soxrStatus',
+      'data.mulberry32',
+      'data.inferSwiftTask',
+      'data.Tokenizer.fromFileSync',
+      'data.usdm.unitString',
+      'data.usdm.parseUsdmLine',
+      'data.usdm.formatUsdmLine',
+      'train.TrainingArguments.steps',
+      'vision.linspaceIndices',
+      'vision.libavAvailable',
+      'vision.internvlGrids',
+      'vision.internvlFrameIndices',
+      'vision.findClosestAspectRatio',
+      'randperm',
+      'cat',
+      'stack',
+      'where',
+      'noGrad',
+      'isGradEnabled',
+      'manualSeed',
+      'setNumThreads',
+      'getNumThreads',
+      'setAdaptiveThreads',
+      'getAdaptiveThreads',
+      'getActiveThreads',
+      'getRngState',
+      'setRngState',
+      'cpu.availableMemory',
+      'cpu.cacheStats',
+      'cpu.linearBackends',
+      'cpu.convBackends',
+      'cpu.emptyCache',
+      'cpu.resetPeakMemory',
+      'cuda.isAvailable',
+      'cuda.deviceCount',
+      'cuda.synchronize',
+      'EmotorchError',
+      'functional.linear',
+      'functional.dropout',
+      'functional.layerNorm',
+      'functional.softmax',
+      'functional.logSoftmax',
+      'optim.decayGroups',
+      'optim.clipGradNorm',
+      'optim.LRScheduler',
+      'train.listCheckpoints',
+      'train.TensorBoardWriter',
+      'train.writePlots',
+      'io.readSafetensorsHeader',
+      'io.loadTorchFile',
+      'io.pickleValue',
+      'io.NdArray',
+      'io.readNpy',
+      'io.writeNpy',
+      'io.readRegularTextSync',
+      'io.readJsonSync',
+      'io.notAFile',
+      'hub.hubCacheDir',
+      'hub.isRepoId',
+      'hub.modelFiles',
+      'distributed.isInitialized',
+      'distributed.rank',
+      'distributed.worldSize',
+      'distributed.localRank',
+      'distributed.backend',
+      'distributed.destroy',
+      'distributed.allReduce',
+      'distributed.broadcast',
+      'distributed.allGather',
+      'distributed.reduceScatter',
+      'distributed.barrier',
+      'distributed.glooLayoutReport',
+      'metrics.pyRound',
+      'metrics.pyFixed',
+      'metrics.weightedAccuracy',
+      'metrics.accuracy',
+      'metrics.mae',
+      'metrics.mse',
+      'metrics.pearsonOf',
+      'metrics.pearson',
+      'metrics.rankAverage',
+      'metrics.spearman',
+      'metrics.ecacPairs',
+      'metrics.ecacSpans',
+      'metrics.ecfSubmission',
+      'metrics.writeEcfSubmission',
+      'metrics.readSwiftResults',
+      'metrics.m2sePairs',
+      'metrics.lmAccuracy',
+      'metrics.rougeTokenize',
+      'metrics.tokenize13a',
+      'metrics.Accuracy',
+      'metrics.MAE',
+      'metrics.MSE',
+      'metrics.Pearson',
+      'metrics.Spearman',
+      'metrics.EcacPairs',
+      'metrics.EcacSpans',
+      'metrics.M2sePairs',
+    ],
+    'data, not options: a string map written into the file (saveSafetensors), the environment to read (readEnv)': ['io.saveSafetensors', 'distributed.readEnv'],
+    'a config (its field names checked by the config, not an options object)': ['systems.salmonn.Salmonn', 'data.Tokenizer.fromJSON'],
+    'an abstract or internal base class, a model part made by its system, or a reader made by its fromFile (no public constructor options)': [
+      'nn.Module',
+      'nn.NativeModule',
+      'systems.spectra.SpectraPretrainDataset',
+      'data.Tokenizer',
+      'data.SpectraDataset',
+      'data.SalmonnDataset',
+      'data.EcfDataset',
+      'data.SwiftDataset',
+      'data.UsdmDataset',
+      'nn.RobertaLayers',
+      'nn.DecodeBatch',
+      'systems.spectra.SpectraModel',
+      'systems.spectra.SpectraAudioEncoder',
+      'systems.RobertaLayers',
+      'data.BaseDataset',
+      'data.NdArray',
+      'optim.Optimizer',
+      'metrics.Metric',
+      'Tensor',
+      'profiler.ProfileResult',
+    ],
+  }).flatMap(([why, names]) => names.map((n) => [n, why])),
+);
 
 /** The namespaces of `et` (each walked under its own name; `et`'s other exports under theirs). */
 const NAMESPACES = ['nn', 'systems', 'audio', 'data', 'vision', 'functional', 'optim', 'train', 'amp', 'io', 'hub', 'metrics', 'distributed', 'profiler'];
@@ -260,8 +470,12 @@ const SKIP = ['length', 'name', 'prototype', 'caller', 'arguments', 'constructor
 const src = (f: unknown) => Function.prototype.toString.call(f);
 const isClass = (v: unknown) => typeof v === 'function' && /^class[\s{]/.test(src(v));
 /** A class of Node's or the engine's, whose statics and methods are not emotorch's. */
-const foreign = (c: unknown) => c === EventEmitter || c === EventEmitter.prototype || c === Error || c === Error.prototype || c === Object.prototype || c === Function.prototype;
-const paramsOf = (f: unknown) => { const t = src(f); return t.slice(t.indexOf('('), t.indexOf(')') + 1); };
+const foreign = (c: unknown) =>
+  c === EventEmitter || c === EventEmitter.prototype || c === Error || c === Error.prototype || c === Object.prototype || c === Function.prototype;
+const paramsOf = (f: unknown) => {
+  const t = src(f);
+  return t.slice(t.indexOf('('), t.indexOf(')') + 1);
+};
 
 /** Every value of the systems' namespaces (`et.systems.salmonn`, …). */
 const GROUPED = new Set(['salmonn', 'spectra', 'usdm', 'semeval', 'm2se'].flatMap((s) => Object.values((et.systems as unknown as Record<string, object>)[s])));
@@ -271,13 +485,13 @@ const ELSEWHERE = new Set([...Object.values(et.nn), ...Object.values(et.data)]);
 /** Every function, class constructor, class static and options-taking method of every namespace and of `et`, by dotted name. */
 function walk(): Array<{ key: string; row: Row | null }> {
   const out: Array<{ key: string; row: Row | null }> = [];
-  const entries: Array<[string, string, unknown]> = [];   // [namespace, dotted name, value]
+  const entries: Array<[string, string, unknown]> = []; // [namespace, dotted name, value]
   const add = (ns: string, prefix: string, mod: object) => {
     // a sub-namespace that re-exports its parent's names (et.data.datasets) is walked once; et.systems' sub-namespaces are its systems, walked whole
     const own = new Set(ns === 'systems' ? [] : Object.values((et as Record<string, unknown>)[ns] ?? {}));
     for (const [name, v] of Object.entries(mod)) {
-      if (prefix === 'systems.' && GROUPED.has(v)) continue;   // a deprecated flat alias of a grouped name (test/systems/names.test.ts)
-      if (prefix.startsWith('systems.') && prefix !== 'systems.' && ELSEWHERE.has(v)) continue;   // a composed model et.nn / et.data has, re-exported by its system
+      if (prefix === 'systems.' && GROUPED.has(v)) continue; // a deprecated flat alias of a grouped name (test/systems/names.test.ts)
+      if (prefix.startsWith('systems.') && prefix !== 'systems.' && ELSEWHERE.has(v)) continue; // a composed model et.nn / et.data has, re-exported by its system
       if (typeof v === 'function' && !(prefix.split('.').length > 2 && own.has(v))) entries.push([ns, prefix + name, v]);
       else if (v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).some((x) => typeof x === 'function')) add(ns, `${prefix}${name}.`, v);
     }
@@ -288,9 +502,12 @@ function walk(): Array<{ key: string; row: Row | null }> {
     else if (v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).some((x) => typeof x === 'function')) add('', `${name}.`, v);
   }
   for (const [ns, key, v] of entries) {
-    if (!isClass(v)) { out.push({ key, row: ROWS[key] ?? null }); continue; }
+    if (!isClass(v)) {
+      out.push({ key, row: ROWS[key] ?? null });
+      continue;
+    }
     if (ROWS[key] || NO_OPTIONS[key]) out.push({ key, row: ROWS[key] ?? null });
-    else if (!['create', 'fromPretrained'].some((m) => typeof (v as never)[m] === 'function')) out.push({ key, row: null });   // a constructor to place
+    else if (!['create', 'fromPretrained'].some((m) => typeof (v as never)[m] === 'function')) out.push({ key, row: null }); // a constructor to place
     const statics = new Set<string>();
     for (let c = v as object | null; c && !foreign(c); c = Object.getPrototypeOf(c)) {
       for (const m of Object.getOwnPropertyNames(c)) if (!SKIP.includes(m) && typeof (v as never)[m] === 'function') statics.add(m);
@@ -327,7 +544,10 @@ describe('every options object is checked', () => {
     const unplaced = all.filter(({ key, row }) => !row && !NO_OPTIONS[key]).map(({ key }) => key);
     expect(unplaced, 'add each to ROWS (how to call it with options) or NO_OPTIONS (why it takes none)').toEqual([]);
     const seen = new Set(all.map(({ key }) => key));
-    expect([...Object.keys(ROWS), ...Object.keys(NO_OPTIONS)].filter((k) => !seen.has(k)), 'rows for names that are not exported').toEqual([]);
+    expect(
+      [...Object.keys(ROWS), ...Object.keys(NO_OPTIONS)].filter((k) => !seen.has(k)),
+      'rows for names that are not exported',
+    ).toEqual([]);
     expect(all.filter(({ row }) => row).length).toBeGreaterThan(150);
   });
 

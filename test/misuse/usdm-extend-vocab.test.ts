@@ -11,8 +11,21 @@ const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 function extendVocab(n: string): { status: number | null; signal: NodeJS.Signals | null; err: string; ms: number } {
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [CLI, 'usdm', 'extend-vocab', '--model_name_or_path', path.join(FIXTURES, 'salmonn', 'llm'), '--num_unit_tokens', n, '--output_dir', path.join(tmpdir(), 'ext')],
-    { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 60_000 });
+  const r = spawnSync(
+    process.execPath,
+    [
+      CLI,
+      'usdm',
+      'extend-vocab',
+      '--model_name_or_path',
+      path.join(FIXTURES, 'salmonn', 'llm'),
+      '--num_unit_tokens',
+      n,
+      '--output_dir',
+      path.join(tmpdir(), 'ext'),
+    ],
+    { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 60_000 },
+  );
   return { status: r.status, signal: r.signal, err: r.stderr, ms: Date.now() - t0 };
 }
 

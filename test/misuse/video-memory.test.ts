@@ -63,14 +63,23 @@ const poll = () => {
 `;
 
 /** One frame read in a child under `ulimit -d kb` (or unlimited), and ffmpeg first on PATH from `bin`: its outcome. */
-function readLimited(dir: string, file: string, backend: string, dataKb: number | null, bin?: string): { ok?: boolean; code?: string; message?: string; data?: number } {
+function readLimited(
+  dir: string,
+  file: string,
+  backend: string,
+  dataKb: number | null,
+  bin?: string,
+): { ok?: boolean; code?: string; message?: string; data?: number } {
   const script = `const et = require(${JSON.stringify(path.join(ROOT, 'lib', 'index.ts'))});
     const data = Number(/VmData:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1]);
     et.vision.readVideoFrames(${JSON.stringify(file)}, { backend: ${JSON.stringify(backend)}, numFrames: 1 })
       .then(() => console.log(JSON.stringify({ ok: true, data })), (e) => console.log(JSON.stringify({ code: e.code, message: e.message, data })));`;
   const node = `"${process.execPath}" -r "${REGISTER}" -e '${script.replace(/'/g, "'\\''")}'`;
   const r = spawnSync('/bin/sh', ['-c', `${dataKb === null ? '' : `ulimit -d ${dataKb}; `}exec ${node}`], {
-    cwd: dir, encoding: 'utf8', timeout: 60_000, env: { ...process.env, PATH: bin ? `${bin}${path.delimiter}${process.env.PATH}` : process.env.PATH },
+    cwd: dir,
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, PATH: bin ? `${bin}${path.delimiter}${process.env.PATH}` : process.env.PATH },
   });
   const last = r.stdout.trim().split('\n').pop() ?? '';
   try {
@@ -86,10 +95,29 @@ describe.skipIf(!HAVE_FFMPEG)('video memory is bounded by what a read returns; r
   beforeAll(() => {
     dir = tmpdir();
     file = path.join(dir, 'flat4k.mp4');
-    execFileSync('ffmpeg', ['-nostdin', '-v', 'error', '-y', '-f', 'lavfi', '-i', `color=c=0x4080c0:size=${SIDE}x${SIDE}:rate=25`, '-frames:v', '10',
-      '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', file]);
+    execFileSync('ffmpeg', [
+      '-nostdin',
+      '-v',
+      'error',
+      '-y',
+      '-f',
+      'lavfi',
+      '-i',
+      `color=c=0x4080c0:size=${SIDE}x${SIDE}:rate=25`,
+      '-frames:v',
+      '10',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-pix_fmt',
+      'yuv420p',
+      file,
+    ]);
   }, 60_000);
-  afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
   it('8 frames of 4096² (384 MiB out): the process grows by the output and a few frames, each ffmpeg by a bounded number of frames; processVideo holds no float copy of the clip', () => {
     expect(fs.statSync(file).size).toBeLessThan(100_000);
@@ -102,7 +130,8 @@ describe.skipIf(!HAVE_FFMPEG)('video memory is bounded by what a read returns; r
       expect(Array.isArray(x), `${job}: ${r.stdout} ${r.stderr}`).toBe(true);
       return x[0];
     });
-    for (const x of res) console.log(`${x.job}: grew ${(x.growth / MiB).toFixed(0)} MiB for ${x.shape} (ffmpeg's peak ${(x.ffmpegPeak / MiB).toFixed(0)} MiB), ${x.ms} ms`);
+    for (const x of res)
+      console.log(`${x.job}: grew ${(x.growth / MiB).toFixed(0)} MiB for ${x.shape} (ffmpeg's peak ${(x.ffmpegPeak / MiB).toFixed(0)} MiB), ${x.ms} ms`);
     const by = Object.fromEntries(res.map((x: { job: string }) => [x.job, x]));
     // in the process: the output, and the decoder's pictures plus one converted frame
     if (LIBAV) expect(by['read:libav:auto'].growth).toBeLessThan(OUT + 8 * FRAME);
@@ -120,21 +149,25 @@ describe.skipIf(!HAVE_FFMPEG)('video memory is bounded by what a read returns; r
     expect(p.growth).toBeLessThan(OUT + 8 * FRAME + 4 * SIDE * SIDE * 4);
   }, 120_000);
 
-  it.skipIf(!LIBAV)('in the process: memory running out while decoding is ERR_OUT_OF_MEMORY (a data limit a little above the loaded library), never ERR_FORMAT', () => {
-    const free = readLimited(dir, file, 'libav', null);
-    expect(free.ok, JSON.stringify(free)).toBe(true);
-    const base = free.data as number; // kB of data the loaded library takes
-    const seen: string[] = [];
-    for (const extra of [100, 150, 200, 250]) {
-      const r = readLimited(dir, file, 'libav', base + extra * 1024);
-      seen.push(r.ok ? 'ok' : `${r.code}`);
-      if (!r.ok) {
-        expect(r.code, `${extra} MiB over: ${r.message}`).toBe('ERR_OUT_OF_MEMORY');
-        expect(r.message).toMatch(/flat4k\.mp4/);
+  it.skipIf(!LIBAV)(
+    'in the process: memory running out while decoding is ERR_OUT_OF_MEMORY (a data limit a little above the loaded library), never ERR_FORMAT',
+    () => {
+      const free = readLimited(dir, file, 'libav', null);
+      expect(free.ok, JSON.stringify(free)).toBe(true);
+      const base = free.data as number; // kB of data the loaded library takes
+      const seen: string[] = [];
+      for (const extra of [100, 150, 200, 250]) {
+        const r = readLimited(dir, file, 'libav', base + extra * 1024);
+        seen.push(r.ok ? 'ok' : `${r.code}`);
+        if (!r.ok) {
+          expect(r.code, `${extra} MiB over: ${r.message}`).toBe('ERR_OUT_OF_MEMORY');
+          expect(r.message).toMatch(/flat4k\.mp4/);
+        }
       }
-    }
-    expect(seen).toContain('ERR_OUT_OF_MEMORY');
-  }, 120_000);
+      expect(seen).toContain('ERR_OUT_OF_MEMORY');
+    },
+    120_000,
+  );
 
   it('through the executables: ffmpeg out of memory (its decoder, filters or output) is ERR_OUT_OF_MEMORY, never ERR_FORMAT', () => {
     const bin = path.join(dir, 'bin');

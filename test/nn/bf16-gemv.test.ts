@@ -8,7 +8,16 @@ import * as et from '../../lib/index';
 describe('bfloat16 one-row products', () => {
   it('equal the float32 product of the same values within a bfloat16 rounding, for any shape, with and without bias', async () => {
     et.manualSeed(11);
-    for (const [K, N, bias] of [[1, 1, false], [31, 7, true], [32, 64, false], [33, 5, true], [64, 3, false], [100, 130, true], [4103, 257, true], [2048, 5632, false]] as const) {
+    for (const [K, N, bias] of [
+      [1, 1, false],
+      [31, 7, true],
+      [32, 64, false],
+      [33, 5, true],
+      [64, 3, false],
+      [100, 130, true],
+      [4103, 257, true],
+      [2048, 5632, false],
+    ] as const) {
       const lin = et.nn.Linear.create({ in_features: K, out_features: N, bias }).to({ dtype: 'bfloat16' });
       const lin16 = await lin;
       const [w, b] = lin16.parameters();
@@ -20,14 +29,17 @@ describe('bfloat16 one-row products', () => {
         const ref = et.functional.linear(x.float(), w.float(), bias ? b.float() : undefined);
         const err = y.float().sub(ref).abs();
         // a bfloat16 rounding of the result (2^-8 relative) plus float32 sums in another order
-        const bound = ref.abs().mul(2 ** -8).add(1e-5 * Math.sqrt(K));
+        const bound = ref
+          .abs()
+          .mul(2 ** -8)
+          .add(1e-5 * Math.sqrt(K));
         const worst = err.sub(bound).max().item();
         expect(worst, `K ${K}, N ${N}, bias ${bias}, shape [${shape}]`).toBeLessThanOrEqual(0);
       }
     }
   });
 
-  it('one row runs emotorch\'s kernel (no aten::mm in the profile); two rows run ATen\'s', async () => {
+  it("one row runs emotorch's kernel (no aten::mm in the profile); two rows run ATen's", async () => {
     const lin = await et.nn.Linear.create({ in_features: 64, out_features: 32 }).to({ dtype: 'bfloat16' });
     const ops = async (rows: number) => {
       const x = et.randn([rows, 64]).to({ dtype: 'bfloat16' });
@@ -43,7 +55,14 @@ describe('bfloat16 one-row products', () => {
     const [w, b] = lin.parameters();
     const x = et.randn([2, 40]).to({ dtype: 'bfloat16' });
     const y = await et.noGrad(() => lin.forward(x));
-    expect(y.float().sub(et.functional.linear(x, w, b).float()).abs().max().item()).toBe(0);
+    expect(
+      y
+        .float()
+        .sub(et.functional.linear(x, w, b).float())
+        .abs()
+        .max()
+        .item(),
+    ).toBe(0);
     // with a gradient to compute, autograd's path
     const xg = et.randn([1, 40]).to({ dtype: 'bfloat16' }).requiresGrad_();
     const yg = await lin.forward(xg);

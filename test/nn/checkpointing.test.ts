@@ -12,7 +12,7 @@ async function model(): Promise<et.systems.m2se.InternVL> {
   const tok = await et.data.Tokenizer.fromFile(path.join(DIR, 'tokenizer.json'));
   const m = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'), { imgContextTokenId: tok.tokenToId('<IMG_CONTEXT>') });
   et.nn.applyLora(m, { r: 8, alpha: 32, dropout: 0.05, targetModules: et.systems.m2se.INTERNVL_LORA_TARGETS });
-  for (const [n, p] of m.namedParameters()) if (n.startsWith('vision_model.encoder.')) p.requiresGrad = true;   // the tower trains too: its layers recompute
+  for (const [n, p] of m.namedParameters()) if (n.startsWith('vision_model.encoder.')) p.requiresGrad = true; // the tower trains too: its layers recompute
   return m.train();
 }
 
@@ -35,7 +35,12 @@ async function step(m: et.systems.m2se.InternVL, b: ReturnType<typeof batch>): P
   const peak = et.cpu.cacheStats().peakAllocatedBytes - base;
   const loss = out.loss!.item();
   out.logits.dispose();
-  const grads = new Map(m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, p.grad!.clone()] as [string, et.Tensor]));
+  const grads = new Map(
+    m
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([n, p]) => [n, p.grad!.clone()] as [string, et.Tensor]),
+  );
   return { grads, peak, loss };
 }
 
@@ -45,7 +50,7 @@ describe('gradient checkpointing', () => {
     et.manualSeed(3);
     const b = batch(m, 4, 160, 8);
     const plain = await step(m, b);
-    expect(m.setGradientCheckpointing(true)).toBe(2);   // InternViT and the LLM; mlp1 has no layers to recompute
+    expect(m.setGradientCheckpointing(true)).toBe(2); // InternViT and the LLM; mlp1 has no layers to recompute
     const ckpt = await step(m, b);
     expect(ckpt.loss).toBe(plain.loss);
     let worst = 0;
@@ -61,11 +66,23 @@ describe('gradient checkpointing', () => {
   it('is a TrainingArguments field; a model without recomputable layers is refused', async () => {
     const m = await model();
     const items = [{ inputIds: et.tensor([[1, 5, 6, 7, 8]], { dtype: 'int64' }), labels: et.tensor([[1, 5, 6, 7, 8]], { dtype: 'int64' }) }];
-    const trainer = new et.train.Trainer({ model: m, trainDataset: { length: 1, get: (i: number) => items[i] }, dataCollator: (x) => x[0],
-      args: { output_dir: tmpdir(), max_steps: 1, gradient_checkpointing: true, save_strategy: 'no', disable_tqdm: true } });
+    const trainer = new et.train.Trainer({
+      model: m,
+      trainDataset: { length: 1, get: (i: number) => items[i] },
+      dataCollator: (x) => x[0],
+      args: { output_dir: tmpdir(), max_steps: 1, gradient_checkpointing: true, save_strategy: 'no', disable_tqdm: true },
+    });
     expect((await trainer.train()).globalStep).toBe(1);
-    class Plain extends et.nn.Module { async forward() { return {}; } }
-    const t2 = new et.train.Trainer({ model: new Plain(), trainDataset: { length: 1, get: () => ({}) }, args: { output_dir: tmpdir(), max_steps: 1, gradient_checkpointing: true, save_strategy: 'no', disable_tqdm: true } });
+    class Plain extends et.nn.Module {
+      async forward() {
+        return {};
+      }
+    }
+    const t2 = new et.train.Trainer({
+      model: new Plain(),
+      trainDataset: { length: 1, get: () => ({}) },
+      args: { output_dir: tmpdir(), max_steps: 1, gradient_checkpointing: true, save_strategy: 'no', disable_tqdm: true },
+    });
     await expect(t2.train()).rejects.toThrow(/gradient_checkpointing: the model has no layers/);
     expect(() => m.setGradientCheckpointing('yes' as never)).toThrow(/boolean/);
   });

@@ -19,12 +19,21 @@ describe('ClipModel = HF CLIPModel', () => {
     const t = await io('hf');
     const out = await m.forward({ inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask')!, pixelValues: t.get('pixel_values')! });
     const pairs: Array<[keyof et.nn.ClipOutputs, string]> = [
-      ['textLastHiddenState', 'text_last_hidden_state'], ['textPoolerOutput', 'text_pooler_output'],
-      ['visionLastHiddenState', 'vision_last_hidden_state'], ['visionPoolerOutput', 'vision_pooler_output'],
-      ['textEmbeds', 'text_embeds'], ['imageEmbeds', 'image_embeds'], ['logitsPerImage', 'logits_per_image'], ['logitsPerText', 'logits_per_text'],
+      ['textLastHiddenState', 'text_last_hidden_state'],
+      ['textPoolerOutput', 'text_pooler_output'],
+      ['visionLastHiddenState', 'vision_last_hidden_state'],
+      ['visionPoolerOutput', 'vision_pooler_output'],
+      ['textEmbeds', 'text_embeds'],
+      ['imageEmbeds', 'image_embeds'],
+      ['logitsPerImage', 'logits_per_image'],
+      ['logitsPerText', 'logits_per_text'],
     ];
     for (const [ours, theirs] of pairs) expect(maxAbsDiff(out[ours]!, t.get(theirs)!), ours).toBeLessThan(TOL);
-    const loss = out.imageEmbeds!.mul(t.get('r1')!).sum().add(out.textEmbeds!.mul(t.get('r2')!).sum()).add(out.logitsPerImage!.mul(t.get('r3')!).sum());
+    const loss = out
+      .imageEmbeds!.mul(t.get('r1')!)
+      .sum()
+      .add(out.textEmbeds!.mul(t.get('r2')!).sum())
+      .add(out.logitsPerImage!.mul(t.get('r3')!).sum());
     expect(Math.abs(loss.item() - t.get('loss')!.item())).toBeLessThan(TOL);
     await loss.backward();
     const grads = await io('hf', 'grad.safetensors');
@@ -65,7 +74,11 @@ describe('ClipModel = HF CLIPModel', () => {
 });
 
 describe('LanguageBind towers (released folder layouts)', () => {
-  for (const [dir, key, frames] of [['lb_video', 'video', 4], ['lb_video3d', 'video', 4], ['lb_audio', 'audio', 1]] as const) {
+  for (const [dir, key, frames] of [
+    ['lb_video', 'video', 4],
+    ['lb_video3d', 'video', 4],
+    ['lb_audio', 'audio', 1],
+  ] as const) {
     it(`${dir}: the ${key} embedding and the language one equal the original's`, async () => {
       const t = await io(dir);
       const tower = await et.nn.ClipVisionModel.fromPretrained(fx(dir));
@@ -86,11 +99,16 @@ describe('LanguageBind towers (released folder layouts)', () => {
     });
   }
 
-  for (const [dir, keep, frames] of [['lb_video', 4, 4], ['lb_video3d', 6, 4], ['lb_audio', 5, 1]] as const) {
+  for (const [dir, keep, frames] of [
+    ['lb_video', 4, 4],
+    ['lb_video3d', 6, 4],
+    ['lb_audio', 5, 1],
+  ] as const) {
     it(`${dir}: force_patch_dropout in training keeps the original's patches (same seed, same draws)`, async () => {
       const t = await io(dir);
       const ref = await io(dir, 'patch_dropout.safetensors');
-      const prob = ref.get('prob')!.item(), seed = ref.get('seed')!.item();
+      const prob = ref.get('prob')!.item(),
+        seed = ref.get('seed')!.item();
       const raw = JSON.parse(fs.readFileSync(path.join(fx(dir), 'config.json'), 'utf8'));
       const tmp = tmpdir();
       fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify({ ...raw, vision_config: { ...raw.vision_config, force_patch_dropout: prob } }));
@@ -114,7 +132,10 @@ describe('LanguageBind towers (released folder layouts)', () => {
     });
   }
 
-  for (const [dir, key, per] of [['lb_video_lora', 'video', 4], ['lb_audio_lora', 'audio', 4]] as const) {
+  for (const [dir, key, per] of [
+    ['lb_video_lora', 'video', 4],
+    ['lb_audio_lora', 'audio', 4],
+  ] as const) {
     it(`${dir}: a peft-wrapped encoder merges (W += alpha/r·B·A) or stays LoRA, both equal to peft's output`, async () => {
       const t = await io(dir);
       const merged = await et.nn.ClipVisionModel.fromPretrained(fx(dir));
@@ -132,7 +153,9 @@ describe('LanguageBind towers (released folder layouts)', () => {
       expect(kept.trainableParameters().every((p) => p.grad !== null)).toBe(true);
       // without the adapters the output differs: the merge mattered
       const base = await et.nn.ClipVisionModel.fromPretrained(fx(dir.replace('_lora', '')));
-      expect(maxAbsDiff((await base.forward(t.get('pixel_values')!)).imageEmbeds!, (await merged.forward(t.get('pixel_values')!)).imageEmbeds!)).toBeGreaterThan(1e-3);
+      expect(
+        maxAbsDiff((await base.forward(t.get('pixel_values')!)).imageEmbeds!, (await merged.forward(t.get('pixel_values')!)).imageEmbeds!),
+      ).toBeGreaterThan(1e-3);
     });
   }
 });
@@ -144,17 +167,38 @@ describe('CLIP bad input', () => {
     throwsWith(() => et.nn.ClipTextModel.create({ hidden_act: 'swishy' }), 'ERR_INVALID_ARG', /hidden_act/);
     throwsWith(() => et.nn.ClipVisionModel.create({ force_patch_dropout: 1 }), 'ERR_INVALID_ARG', /force_patch_dropout/);
     throwsWith(() => et.nn.ClipVisionModel.create({ force_patch_dropout: -0.1 }), 'ERR_INVALID_ARG', /force_patch_dropout/);
-    const v = et.nn.ClipVisionModel.create({ hidden_size: 16, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, image_size: [16, 24], patch_size: 8, add_time_attn: true, num_frames: 2 });
+    const v = et.nn.ClipVisionModel.create({
+      hidden_size: 16,
+      intermediate_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      image_size: [16, 24],
+      patch_size: 8,
+      add_time_attn: true,
+      num_frames: 2,
+    });
     const ok = await v.forward(et.randn([1, 3, 2, 16, 24]));
     expect(ok.lastHiddenState.shape).toEqual([2, 7, 16]);
     await rejectsWith(() => v.forward(et.randn([1, 3, 16, 16])), 'ERR_INVALID_ARG', /16 × 24/);
     await rejectsWith(() => v.forward(et.randn([1, 1, 16, 24])), 'ERR_INVALID_ARG', /pixelValues/);
     await rejectsWith(() => v.forward(et.randn([1, 3, 3, 16, 24])), 'ERR_INVALID_ARG', /num_frames/);
     await rejectsWith(() => v.forward(et.zeros([1, 3, 16, 24], { dtype: 'int64' })), 'ERR_INVALID_ARG', /float/);
-    const tx = et.nn.ClipTextModel.create({ vocab_size: 20, hidden_size: 16, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, max_position_embeddings: 6, eos_token_id: 19 });
+    const tx = et.nn.ClipTextModel.create({
+      vocab_size: 20,
+      hidden_size: 16,
+      intermediate_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      max_position_embeddings: 6,
+      eos_token_id: 19,
+    });
     await rejectsWith(() => tx.forward(et.tensor([[1, 2, 25]], { dtype: 'int64' })), 'ERR_INVALID_ARG', /token ids/);
     await rejectsWith(() => tx.forward(et.zeros([1, 7], { dtype: 'int64' })), 'ERR_INVALID_ARG', /max_position_embeddings/);
-    const clip = et.nn.ClipModel.create({ projection_dim: 8, text_config: { vocab_size: 20, hidden_size: 16, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2 }, vision_config: { hidden_size: 16, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, image_size: 16, patch_size: 8 } });
+    const clip = et.nn.ClipModel.create({
+      projection_dim: 8,
+      text_config: { vocab_size: 20, hidden_size: 16, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2 },
+      vision_config: { hidden_size: 16, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, image_size: 16, patch_size: 8 },
+    });
     await rejectsWith(() => clip.forward({}), 'ERR_INVALID_ARG', /neither/);
     const only = await clip.forward({ pixelValues: et.randn([2, 3, 16, 16]) });
     expect(only.imageEmbeds!.shape).toEqual([2, 8]);

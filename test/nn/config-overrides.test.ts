@@ -35,13 +35,21 @@ describe('fromPretrained(dir, { config }) and read-only configs', () => {
       // strict code (this module), sloppy code (a Function body), the whole object, and deletes
       const before = JSON.stringify(m.config);
       for (const write of [
-        () => { m.config[k] = 0.5; },
+        () => {
+          m.config[k] = 0.5;
+        },
         new Function('m', 'k', 'm.config[k] = 0.5;') as (m: unknown, k: string) => void,
         new Function('m', 'm.config = {};') as (m: unknown) => void,
-        () => { delete m.config[k]; },
+        () => {
+          delete m.config[k];
+        },
       ]) {
         let err: unknown;
-        try { write(m, k); } catch (e) { err = e; }
+        try {
+          write(m, k);
+        } catch (e) {
+          err = e;
+        }
         expect(err).toBeInstanceOf(et.EmotorchError);
         expect((err as et.EmotorchError).code).toBe('ERR_INVALID_ARG');
         expect((err as Error).message).toMatch(/read-only/);
@@ -65,8 +73,14 @@ describe('fromPretrained(dir, { config }) and read-only configs', () => {
     const m = await et.systems.spectra.Spectra.fromPretrained(dir, { config: { audio: { has_audio_cls: false } } });
     expect(m.config.audio.has_audio_cls).toBe(false);
     expect((await et.systems.spectra.Spectra.fromPretrained(dir)).config.audio.has_audio_cls).toBe(true);
-    await rejectsWith(() => et.systems.spectra.Spectra.fromPretrained(dir, { config: { audio: { hass_audio_cls: false } } as never }), 'ERR_INVALID_ARG', /opts\.config\.hass_audio_cls/);
+    await rejectsWith(
+      () => et.systems.spectra.Spectra.fromPretrained(dir, { config: { audio: { hass_audio_cls: false } } as never }),
+      'ERR_INVALID_ARG',
+      /opts\.config\.hass_audio_cls/,
+    );
     await rejectsWith(() => et.systems.spectra.Spectra.fromPretrained(dir, { config: { vision: {} } as never }), 'ERR_INVALID_ARG', /opts\.config/);
-    expect(() => { (m.config.audio as { has_audio_cls: boolean }).has_audio_cls = true; }).toThrow(/read-only/);
+    expect(() => {
+      (m.config.audio as { has_audio_cls: boolean }).has_audio_cls = true;
+    }).toThrow(/read-only/);
   });
 });

@@ -10,7 +10,11 @@ import { WHISPER_DEFAULTS } from '../../lib/nn/whisper';
 describe('one config source per model', () => {
   const cases: Array<[string, Record<string, unknown>, boolean]> = [
     ['roberta', { ...ROBERTA_DEFAULTS, num_hidden_layers: 1 }, true],
-    ['llama', { ...LLAMA_DEFAULTS, vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 }, false],
+    [
+      'llama',
+      { ...LLAMA_DEFAULTS, vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 },
+      false,
+    ],
     ['whisper_encoder', { ...WHISPER_DEFAULTS, d_model: 16, encoder_layers: 1, encoder_attention_heads: 2, encoder_ffn_dim: 32 }, false],
   ];
   for (const [kind, full, everyField] of cases) {
@@ -35,11 +39,15 @@ describe('one config source per model', () => {
   it('optimizer groups: each field of the kind is required; Optimizer.clipGradNorm equals clipGradNorm over its parameters', async () => {
     const p = et.randn([3, 4], { requiresGrad: true });
     expect(() => binding.createOptimizer('adamw', [{ params: [p.handle], lr: 1e-3, weightDecay: 0, beta1: 0.9, eps: 1e-8 } as never])).toThrow(/lacks 'beta2'/);
-    expect(() => binding.createOptimizer('sgd', [{ params: [p.handle], lr: 1e-3, weightDecay: 0, momentum: 0, dampening: 0 } as never])).toThrow(/lacks 'nesterov'/);
-    const a = et.randn([5, 6], { requiresGrad: true }), b = et.randn([7], { requiresGrad: true });
+    expect(() => binding.createOptimizer('sgd', [{ params: [p.handle], lr: 1e-3, weightDecay: 0, momentum: 0, dampening: 0 } as never])).toThrow(
+      /lacks 'nesterov'/,
+    );
+    const a = et.randn([5, 6], { requiresGrad: true }),
+      b = et.randn([7], { requiresGrad: true });
     const grads = [et.randn([5, 6]).mul(3), et.randn([7])];
     const setGrads = async () => {
-      a.grad = null as never; b.grad = null as never;
+      a.grad = null as never;
+      b.grad = null as never;
       await a.mul(grads[0]).sum().add(b.mul(grads[1]).sum()).backward();
     };
     await setGrads();

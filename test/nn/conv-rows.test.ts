@@ -32,7 +32,11 @@ const path = require('path');
   process.stdout.write(JSON.stringify(out));
 })();`;
 
-type Run = { same: boolean; diffs: Record<string, number>; backends: Array<{ kernel: number; stride: number; padding: number; groups: number; backend: string }> };
+type Run = {
+  same: boolean;
+  diffs: Record<string, number>;
+  backends: Array<{ kernel: number; stride: number; padding: number; groups: number; backend: string }>;
+};
 function run(env: Record<string, string>): Run {
   const r = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
@@ -49,7 +53,7 @@ describe('float32 CPU convolutions over time-major rows', () => {
     // positions (one kind: both have the same)
     expect(first.backends.length).toBe(7);
     for (const b of first.backends) expect(['onednn-rows', 'channels-first', 'blas']).toContain(b.backend);
-    expect(first.backends.filter((b) => b.groups > 1 && b.padding > 0).length).toBe(1);   // the conv positions
+    expect(first.backends.filter((b) => b.groups > 1 && b.padding > 0).length).toBe(1); // the conv positions
     expect(first.backends.filter((b) => b.groups > 1).every((b) => b.backend !== 'blas')).toBe(true);
     const files = fs.readdirSync(cache).filter((f) => /^conv-backends-[0-9a-f]{16}\.txt$/.test(f));
     expect(files.length).toBe(1);
@@ -64,7 +68,7 @@ describe('float32 CPU convolutions over time-major rows', () => {
       const r = run({ EMOTORCH_CACHE_DIR: cache });
       for (const d of Object.values(r.diffs)) expect(d).toBeLessThan(1e-4);
       for (const b of r.backends) expect(b.backend).toBe(names[c === 2 && b.groups > 1 ? 1 : c]);
-      expect(fs.readFileSync(file, 'utf8').trim().split('\n').length).toBe(lines.length);   // nothing timed again
+      expect(fs.readFileSync(file, 'utf8').trim().split('\n').length).toBe(lines.length); // nothing timed again
     }
     // ATen's own path: nothing timed or written
     const aten = run({ EMOTORCH_CACHE_DIR: tmpdir(), EMOTORCH_CPU_LINEAR: 'aten' });
@@ -76,7 +80,7 @@ describe('float32 CPU convolutions over time-major rows', () => {
 // The weight-normed conv positions (native/kernels/conv.cc WeightNormCache): at inference the weight is
 // computed once and kept; a change of g (loadStateDict) or of v (an optimizer step, in place) must
 // show in the next call, exactly as a model loaded fresh with the changed weights computes it.
-describe('the conv positions\' weight norm at inference', () => {
+describe("the conv positions' weight norm at inference", () => {
   const dir = path.join(FIXTURES, 'wav2vec2', 'xlsr');
   const G = 'encoder.pos_conv_embed.conv.parametrizations.weight.original0';
   const V = 'encoder.pos_conv_embed.conv.parametrizations.weight.original1';

@@ -9,12 +9,26 @@ import { rejectsWith } from '../helpers';
 
 const FIX = path.join(__dirname, '..', 'fixtures', 'llama');
 // odd sizes: hidden 40 and inner 72 leave tails after the 16- and 32-wide vector loops
-const odd = () => et.nn.LlamaForCausalLM.create({
-  vocab_size: 97, hidden_size: 40, intermediate_size: 72, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-  max_position_embeddings: 512, eos_token_id: 96, pad_token_id: 0, initializer_range: 0.2,
-}).eval();
+const odd = () =>
+  et.nn.LlamaForCausalLM.create({
+    vocab_size: 97,
+    hidden_size: 40,
+    intermediate_size: 72,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 512,
+    eos_token_id: 96,
+    pad_token_id: 0,
+    initializer_range: 0.2,
+  }).eval();
 
-const prompts = [[1, 5, 9], [1, 7, 3, 3, 8, 2, 11, 4, 6], [1, 60], [1, 20, 30, 40, 50, 60, 70]];
+const prompts = [
+  [1, 5, 9],
+  [1, 7, 3, 3, 8, 2, 11, 4, 6],
+  [1, 60],
+  [1, 20, 30, 40, 50, 60, 70],
+];
 const ids = (p: number[]) => et.tensor([p], { dtype: 'int64' });
 
 async function alone(llm: et.nn.LlamaForCausalLM, p: number[], opts: et.nn.GenerationOptions): Promise<number[]> {
@@ -23,20 +37,32 @@ async function alone(llm: et.nn.LlamaForCausalLM, p: number[], opts: et.nn.Gener
 }
 
 /** Rows 0 and 1 start together; row 2 joins after row 0's third token, row 3 after its sixth. */
-async function together(llm: et.nn.LlamaForCausalLM, opts: (i: number) => et.nn.GenerationOptions): Promise<{ out: number[][]; streamed: number[][]; widest: number }> {
+async function together(
+  llm: et.nn.LlamaForCausalLM,
+  opts: (i: number) => et.nn.GenerationOptions,
+): Promise<{ out: number[][]; streamed: number[][]; widest: number }> {
   const batch = new et.nn.DecodeBatch(llm);
   const streamed: number[][] = prompts.map(() => []);
   let widest = 0;
   const joined: Promise<number[]>[] = [];
-  const run = (i: number) => et.noGrad(() => llm.generate({ inputIds: ids(prompts[i]) }, {
-    ...opts(i), batch,
-    onTokens: ([t]) => {
-      streamed[i].push(t);
-      widest = Math.max(widest, batch.size);
-      if (i === 0 && streamed[0].length === 3) joined.push(run(2));
-      if (i === 0 && streamed[0].length === 4) joined.push(run(3));   // (the sampled row 0 ends after 5 tokens)
-    },
-  })).then((r) => (r.newTokens.toArray() as number[][])[0].map(Number));
+  const run = (i: number) =>
+    et
+      .noGrad(() =>
+        llm.generate(
+          { inputIds: ids(prompts[i]) },
+          {
+            ...opts(i),
+            batch,
+            onTokens: ([t]) => {
+              streamed[i].push(t);
+              widest = Math.max(widest, batch.size);
+              if (i === 0 && streamed[0].length === 3) joined.push(run(2));
+              if (i === 0 && streamed[0].length === 4) joined.push(run(3)); // (the sampled row 0 ends after 5 tokens)
+            },
+          },
+        ),
+      )
+      .then((r) => (r.newTokens.toArray() as number[][])[0].map(Number));
   const first = await Promise.all([run(0), run(1)]);
   const later = await Promise.all(joined);
   return { out: [...first, ...later], streamed, widest };
@@ -54,7 +80,7 @@ describe('DecodeBatch: batched decoding equals decoding alone', () => {
         const { out, streamed, widest } = await together(llm, opts);
         expect(out).toEqual(solo);
         expect(streamed).toEqual(solo);
-        expect(widest).toBeGreaterThanOrEqual(3);   // they did decode side by side
+        expect(widest).toBeGreaterThanOrEqual(3); // they did decode side by side
       }
     });
   }
@@ -64,7 +90,7 @@ describe('DecodeBatch: batched decoding equals decoding alone', () => {
     const opts = (i: number) => ({ maxNewTokens: 20, doSample: true, temperature: 1.3, topK: 40, seed: 100 + i, eosTokenId: [96, 95] });
     const solo = [];
     for (const [i, p] of prompts.entries()) {
-      et.manualSeed(i);   // the global generator is not what they draw from
+      et.manualSeed(i); // the global generator is not what they draw from
       solo.push(await alone(llm, p, opts(i)));
     }
     const { out } = await together(llm, opts);
@@ -80,7 +106,17 @@ describe('DecodeBatch: batched decoding equals decoding alone', () => {
     const batch = new et.nn.DecodeBatch(llm);
     const ac = new AbortController();
     let seen = 0;
-    const cancelled = llm.generate({ inputIds: ids(prompts[0]) }, { ...opts, batch, signal: ac.signal, onTokens: () => { if (++seen === 4) ac.abort('client gone'); } });
+    const cancelled = llm.generate(
+      { inputIds: ids(prompts[0]) },
+      {
+        ...opts,
+        batch,
+        signal: ac.signal,
+        onTokens: () => {
+          if (++seen === 4) ac.abort('client gone');
+        },
+      },
+    );
     const kept = llm.generate({ inputIds: ids(prompts[1]) }, { ...opts, batch });
     await rejectsWith(cancelled, 'ERR_ABORTED', /client gone/);
     expect(((await kept).newTokens.toArray() as number[][])[0].map(Number)).toEqual(solo);
@@ -92,7 +128,10 @@ describe('DecodeBatch: batched decoding equals decoding alone', () => {
     const llm = odd();
     const opts = { maxNewTokens: 10, minNewTokens: 10 };
     const plain = await alone(llm, [1, 5, 9], opts);
-    const { newTokens } = await llm.generate({ inputIds: et.tensor([[0, 0, 1, 5, 9]], { dtype: 'int64' }), attentionMask: et.tensor([[0, 0, 1, 1, 1]], { dtype: 'int64' }) }, { ...opts, batch: new et.nn.DecodeBatch(llm) });
+    const { newTokens } = await llm.generate(
+      { inputIds: et.tensor([[0, 0, 1, 5, 9]], { dtype: 'int64' }), attentionMask: et.tensor([[0, 0, 1, 1, 1]], { dtype: 'int64' }) },
+      { ...opts, batch: new et.nn.DecodeBatch(llm) },
+    );
     expect((newTokens.toArray() as number[][])[0].map(Number)).toEqual(plain);
   });
 
@@ -101,12 +140,24 @@ describe('DecodeBatch: batched decoding equals decoding alone', () => {
     const batch = new et.nn.DecodeBatch(llm);
     const beams = await llm.generate({ inputIds: ids(prompts[0]) }, { maxNewTokens: 5, numBeams: 3, batch });
     expect(beams.newTokens.toArray()).toEqual((await llm.generate({ inputIds: ids(prompts[0]) }, { maxNewTokens: 5, numBeams: 3 })).newTokens.toArray());
-    await rejectsWith(batch.generate({ inputIds: et.tensor([[1, 2], [3, 4]], { dtype: 'int64' }) }), 'ERR_INVALID_ARG', /one prompt/);
+    await rejectsWith(
+      batch.generate({
+        inputIds: et.tensor(
+          [
+            [1, 2],
+            [3, 4],
+          ],
+          { dtype: 'int64' },
+        ),
+      }),
+      'ERR_INVALID_ARG',
+      /one prompt/,
+    );
     await rejectsWith(batch.generate({ inputIds: ids([1, 2]) }, { numBeams: 2 }), 'ERR_INVALID_ARG', /numBeams/);
     await rejectsWith(odd().generate({ inputIds: ids([1, 2]) }, { batch }), 'ERR_INVALID_ARG', /DecodeBatch of this model/);
     await rejectsWith(llm.generate({ inputIds: ids([1, 2]) }, { seed: -1 }), 'ERR_INVALID_ARG', /seed/);
     expect(() => new et.nn.DecodeBatch({} as never)).toThrow(/LlamaForCausalLM/);
-    await rejectsWith(batch.generate({ inputIds: ids([1, 200]) }), 'ERR_INDEX', /index out of range/);   // as generate alone
+    await rejectsWith(batch.generate({ inputIds: ids([1, 200]) }), 'ERR_INDEX', /index out of range/); // as generate alone
     expect(batch.size).toBe(0);
   });
 });

@@ -5,9 +5,31 @@ import { describe, it, expect } from 'vitest';
 import * as et from '../../lib/index';
 import { rejectsWith } from '../helpers';
 
-const llm = et.nn.LlamaForCausalLM.create({ vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 4096, eos_token_id: 63, pad_token_id: 0 }).eval();
-const inputIds = et.tensor([[1, 2, 3, 4], [0, 5, 6, 7]], { dtype: 'int64' });
-const attentionMask = et.tensor([[1, 1, 1, 1], [0, 1, 1, 1]], { dtype: 'int64' });
+const llm = et.nn.LlamaForCausalLM.create({
+  vocab_size: 64,
+  hidden_size: 16,
+  intermediate_size: 32,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  num_key_value_heads: 2,
+  max_position_embeddings: 4096,
+  eos_token_id: 63,
+  pad_token_id: 0,
+}).eval();
+const inputIds = et.tensor(
+  [
+    [1, 2, 3, 4],
+    [0, 5, 6, 7],
+  ],
+  { dtype: 'int64' },
+);
+const attentionMask = et.tensor(
+  [
+    [1, 1, 1, 1],
+    [0, 1, 1, 1],
+  ],
+  { dtype: 'int64' },
+);
 
 describe('generate: onTokens and signal', () => {
   it('streams each step of a batch, all before it resolves, equal to the result (greedy and sampled)', async () => {
@@ -19,7 +41,7 @@ describe('generate: onTokens and signal', () => {
       const streamed = await llm.generate({ inputIds, attentionMask }, { maxNewTokens: 9, minNewTokens: 9, ...opts, onTokens: (ids) => steps.push(ids) });
       expect(steps.length).toBe(9);
       expect(steps[0].length).toBe(2);
-      const cols = (streamed.newTokens.toArray() as number[][]);
+      const cols = streamed.newTokens.toArray() as number[][];
       expect(steps.map((s) => s[0])).toEqual(cols[0].map(Number));
       expect(steps.map((s) => s[1])).toEqual(cols[1].map(Number));
       expect(cols).toEqual(plain.newTokens.toArray());
@@ -27,7 +49,16 @@ describe('generate: onTokens and signal', () => {
   });
 
   it('a listener that throws does not stop generation', async () => {
-    const { newTokens } = await llm.generate({ inputIds }, { maxNewTokens: 5, minNewTokens: 5, onTokens: () => { throw new Error('listener'); } });
+    const { newTokens } = await llm.generate(
+      { inputIds },
+      {
+        maxNewTokens: 5,
+        minNewTokens: 5,
+        onTokens: () => {
+          throw new Error('listener');
+        },
+      },
+    );
     expect(newTokens.shape).toEqual([2, 5]);
   });
 
@@ -37,7 +68,21 @@ describe('generate: onTokens and signal', () => {
     await rejectsWith(llm.generate({ inputIds }, { signal: pre.signal }), 'ERR_ABORTED', /gone/);
     const ac = new AbortController();
     let seen = 0;
-    await rejectsWith(llm.generate({ inputIds }, { maxNewTokens: 3000, minNewTokens: 3000, signal: ac.signal, onTokens: () => { if (++seen === 3) ac.abort('enough'); } }), 'ERR_ABORTED', /enough/);
+    await rejectsWith(
+      llm.generate(
+        { inputIds },
+        {
+          maxNewTokens: 3000,
+          minNewTokens: 3000,
+          signal: ac.signal,
+          onTokens: () => {
+            if (++seen === 3) ac.abort('enough');
+          },
+        },
+      ),
+      'ERR_ABORTED',
+      /enough/,
+    );
     expect(seen).toBeGreaterThanOrEqual(3);
     expect(seen).toBeLessThan(3000);
     // beam search stops too

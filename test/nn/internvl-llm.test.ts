@@ -14,7 +14,10 @@ const masked = (a: et.Tensor, b: et.Tensor, mask: et.Tensor) => et.where(mask.un
 const FAMILIES = {
   internlm2: { targets: ['attention.wqkv', 'attention.wo', 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3'], rope: 'dynamic' },
   phi3: { targets: ['mlp.down_proj', 'mlp.gate_up_proj', 'self_attn.o_proj', 'self_attn.qkv_proj'], rope: 'longrope' },
-  qwen2: { targets: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj', 'mlp.up_proj'], rope: 'default' },
+  qwen2: {
+    targets: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj', 'mlp.up_proj'],
+    rope: 'default',
+  },
 } as const;
 
 describe('InternVL2 LLMs on the LLaMA core = the original code', () => {
@@ -24,7 +27,9 @@ describe('InternVL2 LLMs on the LLaMA core = the original code', () => {
       const m = await et.nn.LlamaForCausalLM.fromPretrained(fx(family));
       expect(m.config.model_type).toBe(family);
       expect(m.config.rope_type).toBe(spec.rope);
-      const ids = t.get('input_ids')!, mask = t.get('attention_mask')!, pos = t.get('position_ids')!;
+      const ids = t.get('input_ids')!,
+        mask = t.get('attention_mask')!,
+        pos = t.get('position_ids')!;
       const { logits } = await m.forward({ inputIds: ids, attentionMask: mask, positionIds: pos });
       expect(masked(logits, t.get('logits')!, mask)).toBeLessThan(1e-4);
 
@@ -57,12 +62,32 @@ describe('InternVL2 LLMs on the LLaMA core = the original code', () => {
     const base = { vocab_size: 16, hidden_size: 16, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 };
     throwsWith(() => et.nn.LlamaForCausalLM.create({ ...base, model_type: 'gemma' }), 'ERR_INVALID_ARG', /config\.model_type/);
     throwsWith(() => et.nn.LlamaForCausalLM.create({ ...base, rope_type: 'yarn' }), 'ERR_INVALID_ARG', /config\.rope_type/);
-    throwsWith(() => et.nn.LlamaForCausalLM.create({ ...base, model_type: 'phi3', rope_type: 'longrope', short_factor: [1], long_factor: [1, 2, 3, 4] }), 'ERR_INVALID_ARG', /config\.short_factor/);
-    throwsWith(() => et.nn.LlamaForCausalLM.create({ ...base, model_type: 'phi3', rope_type: 'longrope', short_factor: [1, 1, 1, 1], long_factor: [1, -2, 3, 4] }), 'ERR_INVALID_ARG', /config\.long_factor/);
+    throwsWith(
+      () => et.nn.LlamaForCausalLM.create({ ...base, model_type: 'phi3', rope_type: 'longrope', short_factor: [1], long_factor: [1, 2, 3, 4] }),
+      'ERR_INVALID_ARG',
+      /config\.short_factor/,
+    );
+    throwsWith(
+      () => et.nn.LlamaForCausalLM.create({ ...base, model_type: 'phi3', rope_type: 'longrope', short_factor: [1, 1, 1, 1], long_factor: [1, -2, 3, 4] }),
+      'ERR_INVALID_ARG',
+      /config\.long_factor/,
+    );
     throwsWith(() => et.nn.LlamaForCausalLM.create({ ...base, model_type: 'internlm2', tie_word_embeddings: true }), 'ERR_INVALID_ARG', /tie_word_embeddings/);
     // Phi-3's su attention factor is derived as the remote code does: √(1 + ln s / ln original)
-    const phi = et.nn.LlamaForCausalLM.create({ ...base, model_type: 'phi3', rope_type: 'longrope', short_factor: [1, 1, 1, 1], long_factor: [2, 2, 2, 2], max_position_embeddings: 131072, original_max_position_embeddings: 4096 });
+    const phi = et.nn.LlamaForCausalLM.create({
+      ...base,
+      model_type: 'phi3',
+      rope_type: 'longrope',
+      short_factor: [1, 1, 1, 1],
+      long_factor: [2, 2, 2, 2],
+      max_position_embeddings: 131072,
+      original_max_position_embeddings: 4096,
+    });
     expect(phi.config.attention_factor).toBeCloseTo(Math.sqrt(1 + Math.log(32) / Math.log(4096)), 12);
-    expect(et.nn.LlamaForCausalLM.create({ ...base, model_type: 'qwen2' }).namedParameters().some(([n]) => n.endsWith('q_proj.bias'))).toBe(true);
+    expect(
+      et.nn.LlamaForCausalLM.create({ ...base, model_type: 'qwen2' })
+        .namedParameters()
+        .some(([n]) => n.endsWith('q_proj.bias')),
+    ).toBe(true);
   });
 });

@@ -32,10 +32,18 @@ describe('InternVL2 = InternVLChatModel (remote code)', () => {
       expect(maxAbsDiff(await m.extractFeature(pixels), t.get('features')!)).toBeLessThan(1e-4);
 
       const mask = t.get('attention_mask')!;
-      const { logits } = await m.forward({ inputIds: t.get('input_ids')!, attentionMask: mask, pixelValues: pixels, imageFlags: et.ones([3, 1], { dtype: 'int64' }) });
+      const { logits } = await m.forward({
+        inputIds: t.get('input_ids')!,
+        attentionMask: mask,
+        pixelValues: pixels,
+        imageFlags: et.ones([3, 1], { dtype: 'int64' }),
+      });
       expect(masked(logits, t.get('logits')!, mask)).toBeLessThan(1e-4);
 
-      const newTokens = await m.generate({ inputIds: t.get('greedy_prompt')!, pixelValues: pixels.slice(0, 2, 3) }, { maxNewTokens: 5, eosTokenId: [], padTokenId: 0 });
+      const newTokens = await m.generate(
+        { inputIds: t.get('greedy_prompt')!, pixelValues: pixels.slice(0, 2, 3) },
+        { maxNewTokens: 5, eosTokenId: [], padTokenId: 0 },
+      );
       expect(newTokens.toArray()).toEqual(t.get('greedy_new')!.toArray());
     });
 
@@ -47,7 +55,12 @@ describe('InternVL2 = InternVLChatModel (remote code)', () => {
       expect((await m.loadStateDict(adapter, { strict: false })).unexpected).toEqual([]);
       for (const [n, p] of m.namedParameters()) p.requiresGrad = !n.startsWith('language_model.') || n.includes('.lora_');
       m.train();
-      const { loss } = await m.forward({ inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask')!, pixelValues: t.get('pixel_values')!, labels: t.get('labels')! });
+      const { loss } = await m.forward({
+        inputIds: t.get('input_ids')!,
+        attentionMask: t.get('attention_mask')!,
+        pixelValues: t.get('pixel_values')!,
+        labels: t.get('labels')!,
+      });
       expect(Math.abs(loss!.item() - t.get('loss')!.item())).toBeLessThan(1e-5);
       await loss!.backward();
       let n = 0;
@@ -68,13 +81,25 @@ describe('InternVL2 = InternVLChatModel (remote code)', () => {
     const t = await io('internlm2');
     const m = await et.nn.InternVL.fromPretrained(fx('internlm2'), { imgContextTokenId: 127 });
     const ids = t.get('input_ids')!;
-    await rejectsWith(() => m.forward({ inputIds: ids, pixelValues: t.get('pixel_values')!.slice(0, 0, 2) }), 'ERR_INVALID_ARG', /12 <IMG_CONTEXT> tokens but the 2 tiles give 8/);
+    await rejectsWith(
+      () => m.forward({ inputIds: ids, pixelValues: t.get('pixel_values')!.slice(0, 0, 2) }),
+      'ERR_INVALID_ARG',
+      /12 <IMG_CONTEXT> tokens but the 2 tiles give 8/,
+    );
     await rejectsWith(() => m.forward({ inputIds: ids }), 'ERR_INVALID_ARG', /pixelValues/);
     await rejectsWith(() => m.vision_model.forward(et.zeros([1, 3, 50, 56])), 'ERR_INVALID_ARG', /multiples of patch_size \(14\)/);
     await rejectsWith(() => m.vision_model.forward({ pixelValues: et.zeros([1, 3, 56, 56]), hiddenStateIndex: 3 }), 'ERR_INVALID_ARG', /hiddenStateIndex/);
     await rejectsWith(() => m.mlp1.forward(et.zeros([1, 1 + 15, 32])), 'ERR_INVALID_ARG', /side a multiple of 2/);
     const vision_config = { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 4, image_size: 56, norm_type: 'layer_norm' };
-    throwsWith(() => et.nn.InternVL.create({ vision_config: { ...vision_config, norm_type: 'batch_norm' }, llm_config: { architectures: ['InternLM2ForCausalLM'] } }), 'ERR_INVALID_ARG', /norm_type/);
-    throwsWith(() => et.nn.InternVL.create({ vision_config, llm_config: { architectures: ['GPT2LMHeadModel'] } }), 'ERR_INVALID_ARG', /llm_config\.architectures\[0\]/);
+    throwsWith(
+      () => et.nn.InternVL.create({ vision_config: { ...vision_config, norm_type: 'batch_norm' }, llm_config: { architectures: ['InternLM2ForCausalLM'] } }),
+      'ERR_INVALID_ARG',
+      /norm_type/,
+    );
+    throwsWith(
+      () => et.nn.InternVL.create({ vision_config, llm_config: { architectures: ['GPT2LMHeadModel'] } }),
+      'ERR_INVALID_ARG',
+      /llm_config\.architectures\[0\]/,
+    );
   });
 });

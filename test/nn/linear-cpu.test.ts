@@ -47,12 +47,14 @@ describe('float32 CPU linear: oneDNN and ATen paths', () => {
         expect(maxDiff(r[k].y, aten[k].y)).toBeLessThan(1e-5);
         expect(maxDiff(r[k].dx, aten[k].dx)).toBeLessThan(1e-4);
         expect(r[k].grads.map((g) => g === null)).toEqual(aten[k].grads.map((g) => g === null));
-        r[k].grads.forEach((g, i) => { if (g) expect(maxDiff(g, aten[k].grads[i]!)).toBeLessThan(1e-4); });
+        r[k].grads.forEach((g, i) => {
+          if (g) expect(maxDiff(g, aten[k].grads[i]!)).toBeLessThan(1e-4);
+        });
       }
       expect(r.frozen.grads).toEqual([null, null]);
       expect(r.nobias.grads.length).toBe(1);
       if (mode) {
-        expect(r.backends).toEqual([]);   // pinned: nothing timed
+        expect(r.backends).toEqual([]); // pinned: nothing timed
       } else {
         // timed per kind: the forward with and without bias (14 rows → 16), dx = dy W (W
         // transposed), dW = dyᵀ x (dy transposed: 40 rows, inner 14, outer 48)
@@ -69,10 +71,15 @@ describe('float32 CPU linear: oneDNN and ATen paths', () => {
     expect(lines.length).toBe(4);
     const again = run({ EMOTORCH_CACHE_DIR: cache });
     const chosen = (r: Run) => r.backends.map((b) => `${b.rows}:${b.inner}:${b.outer}:${b.aTransposed}:${b.weightTransposed}:${b.bias}:${b.backend}`).sort();
-    const first = lines.map((l) => l.split(' ')).map(([rows, inner, outer, , aT, wT, bias, g]) => `${rows}:${inner}:${outer}:${aT === '1'}:${wT === '1'}:${bias === '1'}:${g === '0' ? 'onednn' : 'blas'}`).sort();
+    const first = lines
+      .map((l) => l.split(' '))
+      .map(
+        ([rows, inner, outer, , aT, wT, bias, g]) => `${rows}:${inner}:${outer}:${aT === '1'}:${wT === '1'}:${bias === '1'}:${g === '0' ? 'onednn' : 'blas'}`,
+      )
+      .sort();
     expect(chosen(again)).toEqual(first);
-    expect(fs.readFileSync(path.join(cache, files[0]), 'utf8').trim().split('\n').length).toBe(4);   // nothing timed again
-    expect(again.bias.y).toEqual(run({ EMOTORCH_CACHE_DIR: cache }).bias.y);   // bit-equal run to run
+    expect(fs.readFileSync(path.join(cache, files[0]), 'utf8').trim().split('\n').length).toBe(4); // nothing timed again
+    expect(again.bias.y).toEqual(run({ EMOTORCH_CACHE_DIR: cache }).bias.y); // bit-equal run to run
     // a damaged file is read up to the damage: the rest is timed again (the numbers are the same)
     // and the file is written anew, whole, so the process after that times nothing
     fs.writeFileSync(path.join(cache, files[0]), `${lines[0]}\n\u0000garbage 7 -1\n99999999999999999999999 1\n`);

@@ -9,7 +9,9 @@ import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
 
 const DIR = path.join(FIXTURES, 'llama_resize');
 let io: Map<string, et.Tensor>;
-beforeAll(async () => { io = (await et.io.loadSafetensors(path.join(DIR, 'io.safetensors'))).tensors; });
+beforeAll(async () => {
+  io = (await et.io.loadSafetensors(path.join(DIR, 'io.safetensors'))).tensors;
+});
 
 const weight = (m: et.nn.Module, name: string) => m.namedParameters().find(([n]) => n === name)![1];
 
@@ -29,16 +31,19 @@ describe('LlamaForCausalLM.resizeTokenEmbeddings = HF resize_token_embeddings', 
     const base = await et.nn.LlamaForCausalLM.fromPretrained(path.join(DIR, 'llm'));
     et.manualSeed(4);
     const m = await base.resizeTokenEmbeddings(53);
-    for (const [name, mean, hf] of [['model.embed_tokens.weight', 'embed_mean', 'embed_row'], ['lm_head.weight', 'lm_head_mean', 'lm_head_row']] as const) {
+    for (const [name, mean, hf] of [
+      ['model.embed_tokens.weight', 'embed_mean', 'embed_row'],
+      ['lm_head.weight', 'lm_head_mean', 'lm_head_row'],
+    ] as const) {
       const rows = weight(m, name).slice(0, 50, 53);
       const dev = maxAbsDiff(rows, io.get(mean)!.expand([3, 16]));
-      expect(dev).toBeGreaterThan(0);               // drawn, not the bare mean
-      expect(dev).toBeLessThan(2e-4);               // HF's own draw is 1.1e-5 from the mean here
+      expect(dev).toBeGreaterThan(0); // drawn, not the bare mean
+      expect(dev).toBeLessThan(2e-4); // HF's own draw is 1.1e-5 from the mean here
       expect(maxAbsDiff(rows.slice(0, 0, 1), io.get(hf)!)).toBeLessThan(2e-4);
     }
     et.manualSeed(4);
     const again = await base.resizeTokenEmbeddings(53);
-    expect(maxAbsDiff(weight(again, 'lm_head.weight'), weight(m, 'lm_head.weight'))).toBe(0);  // seeded
+    expect(maxAbsDiff(weight(again, 'lm_head.weight'), weight(m, 'lm_head.weight'))).toBe(0); // seeded
     const small = await base.resizeTokenEmbeddings(40);
     expect(weight(small, 'lm_head.weight').shape).toEqual([40, 16]);
   });
@@ -66,14 +71,28 @@ describe('Salmonn.fromPretrained({ resizeTokenEmbeddings })', () => {
     fs.mkdirSync(llm);
     const small = await full.resizeTokenEmbeddings(1500);
     await small.save(path.join(llm, 'model.safetensors'));
-    fs.writeFileSync(path.join(llm, 'config.json'), JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(S, 'llm', 'config.json'), 'utf8')), vocab_size: 1500 }));
+    fs.writeFileSync(
+      path.join(llm, 'config.json'),
+      JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(S, 'llm', 'config.json'), 'utf8')), vocab_size: 1500 }),
+    );
     const row = (n: string) => weight(full, n).slice(0, 1500, 1501).contiguous();
-    const parts = { whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'), llm, tokenizer: path.join(S, 'llm', 'tokenizer.json'), checkpoint: path.join(S, 'salmonn.pth'), config: cfg };
+    const parts = {
+      whisper: path.join(FIXTURES, 'whisper'),
+      beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+      llm,
+      tokenizer: path.join(S, 'llm', 'tokenizer.json'),
+      checkpoint: path.join(S, 'salmonn.pth'),
+      config: cfg,
+    };
     const io2 = (await et.io.loadSafetensors(path.join(S, 'io.safetensors'))).tensors;
     const waves = [io2.get('wave_a')!.dataSync() as Float32Array, io2.get('wave_b')!.dataSync() as Float32Array];
-    const lossOf = async (m: et.systems.salmonn.Salmonn) => (await et.noGrad(() => m.forward({ audio: waves, instruction: gen.instructions, target: gen.texts }))).loss!.item();
+    const lossOf = async (m: et.systems.salmonn.Salmonn) =>
+      (await et.noGrad(() => m.forward({ audio: waves, instruction: gen.instructions, target: gen.texts }))).loss!.item();
 
-    const resized = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: { rows: { embed: row('model.embed_tokens.weight'), lmHead: row('lm_head.weight') } } });
+    const resized = await et.systems.salmonn.Salmonn.fromPretrained({
+      ...parts,
+      resizeTokenEmbeddings: { rows: { embed: row('model.embed_tokens.weight'), lmHead: row('lm_head.weight') } },
+    });
     expect(resized.llama_model.config.vocab_size).toBe(1501);
     expect(resized.ids.pad).toBe(1500);
     const want = io2.get('loss')!.item();
@@ -85,8 +104,14 @@ describe('Salmonn.fromPretrained({ resizeTokenEmbeddings })', () => {
     const plain = await et.systems.salmonn.Salmonn.fromPretrained(parts);
     expect(plain.llama_model.config.vocab_size).toBe(1500);
     const without = await lossOf(plain);
-    console.log(`SALMONN loss: original (resized, its row) ${want.toFixed(6)}; resized here ${withRow.toFixed(6)}; HF-drawn row ${(await lossOf(drawn)).toFixed(6)}; not resized ${without.toFixed(6)} (|Δ| ${Math.abs(without - want).toExponential(2)})`);
-    expect(Math.abs(without - want)).toBeGreaterThan(1e-4);  // the extra logit in every softmax
-    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: 'yes' as never }), 'ERR_INVALID_ARG', /resizeTokenEmbeddings/);
+    console.log(
+      `SALMONN loss: original (resized, its row) ${want.toFixed(6)}; resized here ${withRow.toFixed(6)}; HF-drawn row ${(await lossOf(drawn)).toFixed(6)}; not resized ${without.toFixed(6)} (|Δ| ${Math.abs(without - want).toExponential(2)})`,
+    );
+    expect(Math.abs(without - want)).toBeGreaterThan(1e-4); // the extra logit in every softmax
+    await rejectsWith(
+      () => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, resizeTokenEmbeddings: 'yes' as never }),
+      'ERR_INVALID_ARG',
+      /resizeTokenEmbeddings/,
+    );
   });
 });

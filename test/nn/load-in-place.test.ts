@@ -37,7 +37,7 @@ describe('fromPretrained loads in place', () => {
     const partial = await et.nn.LlamaForCausalLM.fromPretrained(dir, { strict: false });
     const head = partial.namedParameters().find(([n]) => n === 'lm_head.weight')![1];
     const std = head.float().std().item();
-    expect(std).toBeGreaterThan(0.01);   // drawn (not left as whatever memory held), as the original's init
+    expect(std).toBeGreaterThan(0.01); // drawn (not left as whatever memory held), as the original's init
     expect(Number.isFinite(head.abs().max().item())).toBe(true);
   });
 
@@ -57,14 +57,24 @@ describe('fromPretrained loads in place', () => {
     expect((await et.nn.LlamaForCausalLM.fromPretrained(LLAMA, { dtype: 'auto' })).parameters()[0].dtype).toBe('float32');
     const dir = tmpdir();
     fs.copyFileSync(path.join(LLAMA, 'config.json'), path.join(dir, 'config.json'));
-    await et.io.saveSafetensors(path.join(dir, 'model.safetensors'), new Map([...tensors].map(([k, t]) => [k, t.to({ dtype: 'bfloat16' })] as [string, et.Tensor])));
+    await et.io.saveSafetensors(
+      path.join(dir, 'model.safetensors'),
+      new Map([...tensors].map(([k, t]) => [k, t.to({ dtype: 'bfloat16' })] as [string, et.Tensor])),
+    );
     const auto = await et.nn.LlamaForCausalLM.fromPretrained(dir, { dtype: 'auto' });
     for (const [name, p] of auto.namedParameters()) expect(maxAbsDiff(p, tensors.get(name)!.to({ dtype: 'bfloat16' })), name).toBe(0);
     expect(auto.parameters().every((p) => p.dtype === 'bfloat16')).toBe(true);
   });
 
   it('loadStateDict assign shares or converts the tensors; options are checked', async () => {
-    const m = et.nn.LlamaForCausalLM.create({ vocab_size: 16, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 });
+    const m = et.nn.LlamaForCausalLM.create({
+      vocab_size: 16,
+      hidden_size: 8,
+      intermediate_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 2,
+    });
     const sd = new Map([...m.stateDict()].map(([k, t]) => [k, et.randn(t.shape)] as [string, et.Tensor]));
     await m.loadStateDict(sd, { assign: true, dtype: 'bfloat16' });
     for (const [k, p] of m.namedParameters()) {
@@ -72,7 +82,7 @@ describe('fromPretrained loads in place', () => {
       expect(maxAbsDiff(p, sd.get(k)!.to({ dtype: 'bfloat16' }))).toBe(0);
       expect(p.requiresGrad).toBe(true);
     }
-    await m.loadStateDict(sd, { assign: true });   // each parameter's own dtype (now bfloat16)
+    await m.loadStateDict(sd, { assign: true }); // each parameter's own dtype (now bfloat16)
     expect(m.parameters()[0].dtype).toBe('bfloat16');
     await rejectsWith(m.loadStateDict(sd, { dtype: 'float16' }), 'ERR_INVALID_ARG', /dtype only with assign/);
     await rejectsWith(m.loadStateDict(sd, { assign: 'yes' as never }), 'ERR_INVALID_ARG', /assign/);
@@ -83,7 +93,11 @@ describe('fromPretrained loads in place', () => {
     const dir = tmpdir();
     const file = path.join(dir, 'a.safetensors');
     // an odd-length uint8 tensor first, so the float32 one after it lies unaligned in the file
-    const saved = new Map([['odd', et.tensor([1, 2, 3], { dtype: 'uint8' })], ['w', et.randn([4, 5])], ['h', et.randn([3]).to({ dtype: 'float16' })]]);
+    const saved = new Map([
+      ['odd', et.tensor([1, 2, 3], { dtype: 'uint8' })],
+      ['w', et.randn([4, 5])],
+      ['h', et.randn([3]).to({ dtype: 'float16' })],
+    ]);
     await et.io.saveSafetensors(file, saved);
     const bytes = fs.readFileSync(file);
     const read = (await et.io.loadSafetensors(file)).tensors;
@@ -114,7 +128,15 @@ describe('fromPretrained loads in place', () => {
   it('a float16 checkpoint loads in about its own size of memory (peak RSS of a fresh process)', async () => {
     // 56 M parameters in float16 (112 MB), written here by emotorch itself; loaded by a child process
     const dir = tmpdir();
-    const cfg = { vocab_size: 8000, hidden_size: 512, intermediate_size: 1536, num_hidden_layers: 16, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 512 };
+    const cfg = {
+      vocab_size: 8000,
+      hidden_size: 512,
+      intermediate_size: 1536,
+      num_hidden_layers: 16,
+      num_attention_heads: 8,
+      num_key_value_heads: 8,
+      max_position_embeddings: 512,
+    };
     const m = et.nn.LlamaForCausalLM.create(cfg, { dtype: 'float16' });
     await m.save(path.join(dir, 'model.safetensors'));
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'llama', torch_dtype: 'float16' }));
@@ -131,7 +153,9 @@ describe('fromPretrained loads in place', () => {
     expect(out.dtype).toBe('float16');
     const grown = out.after - out.before;
     // before: a float32 model (224 MB) initialized, then the checkpoint, then the cast: ≥ 3 × its size
-    expect(grown, `peak RSS grew by ${(grown / 2 ** 20).toFixed(0)} MiB for a ${(bytes / 2 ** 20).toFixed(0)} MiB checkpoint`).toBeLessThan(1.1 * bytes + 48 * 2 ** 20);
+    expect(grown, `peak RSS grew by ${(grown / 2 ** 20).toFixed(0)} MiB for a ${(bytes / 2 ** 20).toFixed(0)} MiB checkpoint`).toBeLessThan(
+      1.1 * bytes + 48 * 2 ** 20,
+    );
   }, 120_000);
 });
 
@@ -187,8 +211,12 @@ describe('not enough memory', () => {
     const avail = Number(/MemAvailable:\s+(\d+) kB/.exec(fs.readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
     const [H, I, V] = [4096, 11008, 32000];
     const perLayer = (4 * H * H + 3 * H * I + 2 * H) * 4;
-    const layers = Math.ceil((3 * avail) / perLayer);   // bfloat16: 1.5 × the memory available
-    const shapes: Array<[string, number[]]> = [['model.embed_tokens.weight', [V, H]], ['model.norm.weight', [H]], ['lm_head.weight', [V, H]]];
+    const layers = Math.ceil((3 * avail) / perLayer); // bfloat16: 1.5 × the memory available
+    const shapes: Array<[string, number[]]> = [
+      ['model.embed_tokens.weight', [V, H]],
+      ['model.norm.weight', [H]],
+      ['lm_head.weight', [V, H]],
+    ];
     for (let l = 0; l < layers; l++) {
       const p = `model.layers.${l}.`;
       for (const k of ['q', 'k', 'v', 'o']) shapes.push([`${p}self_attn.${k}_proj.weight`, [H, H]]);
@@ -210,10 +238,25 @@ describe('not enough memory', () => {
     len.writeBigUInt64LE(BigInt(json.length));
     fs.writeFileSync(file, Buffer.concat([len, Buffer.from(json)]));
     fs.truncateSync(file, 8 + json.length + off);
-    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', vocab_size: V, hidden_size: H, intermediate_size: I, num_hidden_layers: layers, num_attention_heads: 32, num_key_value_heads: 32 }));
+    fs.writeFileSync(
+      path.join(dir, 'config.json'),
+      JSON.stringify({
+        model_type: 'llama',
+        vocab_size: V,
+        hidden_size: H,
+        intermediate_size: I,
+        num_hidden_layers: layers,
+        num_attention_heads: 32,
+        num_key_value_heads: 32,
+      }),
+    );
     for (const opts of [{}, { dtype: 'auto' as const }]) {
       const t0 = Date.now();
-      const e = await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(dir, opts), 'ERR_OUT_OF_MEMORY', /reads [\d.]+ GiB of tensors into memory and the machine has [\d.]+ GiB available/);
+      const e = await rejectsWith(
+        et.nn.LlamaForCausalLM.fromPretrained(dir, opts),
+        'ERR_OUT_OF_MEMORY',
+        /reads [\d.]+ GiB of tensors into memory and the machine has [\d.]+ GiB available/,
+      );
       expect(Date.now() - t0, e.message).toBeLessThan(10_000);
     }
     fs.rmSync(dir, { recursive: true, force: true });

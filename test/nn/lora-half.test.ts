@@ -12,12 +12,17 @@ const ADAPTER = path.join(FIXTURES, 'llama_lora', 'adapter');
 
 /** max |a − b| / max |b| over the elements. */
 function relDiff(a: et.Tensor, b: et.Tensor): number {
-  const d = a.to({ dtype: 'float32' }).sub(b.to({ dtype: 'float32' })).abs().max().item();
+  const d = a
+    .to({ dtype: 'float32' })
+    .sub(b.to({ dtype: 'float32' }))
+    .abs()
+    .max()
+    .item();
   return d / b.abs().max().item();
 }
 
 describe('LoRA on a half-precision base', () => {
-  it('keeps the adapters in float32 and gives peft\'s logits, loss and adapter gradients (bfloat16, float16)', async () => {
+  it("keeps the adapters in float32 and gives peft's logits, loss and adapter gradients (bfloat16, float16)", async () => {
     const { tensors: io } = await et.io.loadSafetensors(path.join(FIXTURES, 'lora_half', 'io.safetensors'));
     const inputs = { inputIds: io.get('input_ids')!, attentionMask: io.get('attention_mask')!, labels: io.get('labels')! };
     const valid = inputs.attentionMask.unsqueeze(-1).eq(1);
@@ -29,7 +34,10 @@ describe('LoRA on a half-precision base', () => {
       const scale = relDiff(io.get(key)!, io.get(fp32Key)!);
       expect(relDiff(ours, io.get(key)!), `${what} (peft's own half vs float32: ${scale.toExponential(2)})`).toBeLessThan(2 * scale + eps);
     };
-    for (const [tag, dtype, eps] of [['bf16', 'bfloat16', 2 ** -7], ['fp16', 'float16', 2 ** -10]] as const) {
+    for (const [tag, dtype, eps] of [
+      ['bf16', 'bfloat16', 2 ** -7],
+      ['fp16', 'float16', 2 ** -10],
+    ] as const) {
       const m = await et.nn.LlamaForCausalLM.fromPretrained(LLAMA, { dtype });
       await et.nn.loadLoraAdapter(m, ADAPTER);
       m.train();
@@ -43,7 +51,10 @@ describe('LoRA on a half-precision base', () => {
       await loss!.backward();
       let n = 0;
       for (const [name, p] of m.namedParameters()) {
-        if (!name.includes('lora_')) { expect(p.grad, name).toBeNull(); continue; }
+        if (!name.includes('lora_')) {
+          expect(p.grad, name).toBeNull();
+          continue;
+        }
         expect(p.grad!.dtype).toBe('float32');
         within(p.grad!, `${tag}.grad.${name}`, `fp32.grad.${name}`, `${tag} grad ${name}`, eps);
         n++;
@@ -67,9 +78,30 @@ describe('LoRA on a half-precision base', () => {
       const items = Array.from({ length: 8 }, () => ({ inputIds: ids, labels: ids }));
       const loss0 = (await et.noGrad(() => m.forward({ inputIds: ids, labels: ids }))).loss!.item();
       const trainer = new et.train.Trainer({
-        model: m, trainDataset: { length: items.length, get: (i: number) => items[i] }, dataCollator: (b: typeof items) => ({ inputIds: et.cat(b.map((x) => x.inputIds), 0), labels: et.cat(b.map((x) => x.labels), 0) }),
-        args: { output_dir: path.join(tmpdir(), 'bf16'), max_steps: 8, per_device_train_batch_size: 2, learning_rate: 1e-2, bf16: true, gradient_checkpointing: checkpointing,
-          save_strategy: 'no', logging_steps: 1, disable_tqdm: true, lr_scheduler_type: 'constant' },
+        model: m,
+        trainDataset: { length: items.length, get: (i: number) => items[i] },
+        dataCollator: (b: typeof items) => ({
+          inputIds: et.cat(
+            b.map((x) => x.inputIds),
+            0,
+          ),
+          labels: et.cat(
+            b.map((x) => x.labels),
+            0,
+          ),
+        }),
+        args: {
+          output_dir: path.join(tmpdir(), 'bf16'),
+          max_steps: 8,
+          per_device_train_batch_size: 2,
+          learning_rate: 1e-2,
+          bf16: true,
+          gradient_checkpointing: checkpointing,
+          save_strategy: 'no',
+          logging_steps: 1,
+          disable_tqdm: true,
+          lr_scheduler_type: 'constant',
+        },
       });
       await trainer.train();
       for (const [n, p] of m.namedParameters()) expect(p.dtype, n).toBe(n.includes('lora_') ? 'float32' : 'bfloat16');

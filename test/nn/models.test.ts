@@ -37,7 +37,11 @@ describe('RobertaModel = HF RobertaModel', () => {
     }
     expect(et.nn.RobertaModel.create(cfg).addPoolingLayer).toBe(true);
     expect(et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: true }, { addPoolingLayer: true }).addPoolingLayer).toBe(true);
-    throwsWith(() => et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: true }, { addPoolingLayer: false }), 'ERR_INVALID_ARG', /addPoolingLayer or its deprecated spelling config\.add_pooling_layer, not both/);
+    throwsWith(
+      () => et.nn.RobertaModel.create({ ...cfg, add_pooling_layer: true }, { addPoolingLayer: false }),
+      'ERR_INVALID_ARG',
+      /addPoolingLayer or its deprecated spelling config\.add_pooling_layer, not both/,
+    );
     throwsWith(() => et.nn.RobertaModel.create(cfg, { addPoolingLayer: 'no' as never }), 'ERR_INVALID_ARG', /a boolean for addPoolingLayer/);
     const loaded = await et.nn.RobertaModel.fromPretrained(fx('roberta'), { addPoolingLayer: true });
     expect(loaded.addPoolingLayer).toBe(true);
@@ -81,7 +85,10 @@ describe('BeatsEncoder = original microsoft/unilm BEATs', () => {
   });
   it('shares one relative-position table across layers and reduces the padding mask', async () => {
     const m = await et.nn.BeatsEncoder.fromPretrained(fx('beats'));
-    const named = m.namedParameters().map(([n]) => n).filter((n) => n.includes('relative_attention_bias'));
+    const named = m
+      .namedParameters()
+      .map(([n]) => n)
+      .filter((n) => n.includes('relative_attention_bias'));
     expect(named.length).toBe(2);
     expect(m.parameters().length).toBe(m.namedParameters().length - 1);
     const t = await io('beats', 'inputs.safetensors');
@@ -100,7 +107,11 @@ describe('BeatsEncoder = original microsoft/unilm BEATs', () => {
     expect((a.paddingMask!.long().sum(1).toArray() as number[])[1]).toBeGreaterThan(0);
     expect(maxAbsDiff(a.lastHiddenState, b.lastHiddenState)).toBe(0);
     expect(Object.keys(a)).toEqual(['lastHiddenState', 'paddingMask']);
-    await rejectsWith(m.forward({ inputFeatures: fbank, attentionMask, paddingMask: attentionMask.eq(0) }), 'ERR_INVALID_ARG', /attentionMask or its deprecated spelling paddingMask, not both/);
+    await rejectsWith(
+      m.forward({ inputFeatures: fbank, attentionMask, paddingMask: attentionMask.eq(0) }),
+      'ERR_INVALID_ARG',
+      /attentionMask or its deprecated spelling paddingMask, not both/,
+    );
   });
 });
 
@@ -109,7 +120,11 @@ describe('QFormer = HF Blip2QFormerModel', () => {
     it(`matches ${name} with an encoder mask`, async () => {
       const m = await et.nn.QFormer.fromPretrained(fx(name));
       const t = await io(name);
-      const out = await m.forward({ queryEmbeds: t.get('query_embeds'), encoderHiddenStates: t.get('encoder_hidden_states')!, encoderAttentionMask: t.get('encoder_attention_mask') });
+      const out = await m.forward({
+        queryEmbeds: t.get('query_embeds'),
+        encoderHiddenStates: t.get('encoder_hidden_states')!,
+        encoderAttentionMask: t.get('encoder_attention_mask'),
+      });
       expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
     });
   }
@@ -117,7 +132,11 @@ describe('QFormer = HF Blip2QFormerModel', () => {
     const m = await et.nn.QFormer.fromPretrained(fx('qformer'));
     expect(et.nn.applyLora(m, { r: 2, alpha: 4, dropout: 0, targetModules: ['key', 'value'] }).length).toBe(8);
     const t = await io('qformer');
-    const out = await m.forward({ queryEmbeds: t.get('query_embeds'), encoderHiddenStates: t.get('encoder_hidden_states')!, encoderAttentionMask: t.get('encoder_attention_mask') });
+    const out = await m.forward({
+      queryEmbeds: t.get('query_embeds'),
+      encoderHiddenStates: t.get('encoder_hidden_states')!,
+      encoderAttentionMask: t.get('encoder_attention_mask'),
+    });
     expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
   });
   it('loads LAVIS / SALMONN names with its own query tokens', async () => {
@@ -137,14 +156,16 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
     const mask = t.get('attention_mask')!;
     const ids = t.get('input_ids')!;
     expect(masked((await m.forward({ inputIds: ids, attentionMask: mask })).logits, t.get('logits')!, mask)).toBeLessThan(TOL);
-    expect(masked((await m.forward({ inputIds: ids, attentionMask: mask, positionIds: t.get('position_ids') })).logits, t.get('logits_with_position_ids')!, mask)).toBeLessThan(TOL);
+    expect(
+      masked((await m.forward({ inputIds: ids, attentionMask: mask, positionIds: t.get('position_ids') })).logits, t.get('logits_with_position_ids')!, mask),
+    ).toBeLessThan(TOL);
     expect(maxAbsDiff((await m.forward({ inputsEmbeds: t.get('embeds') })).logits, t.get('logits_from_embeds')!)).toBeLessThan(TOL);
     expect(maxAbsDiff(await m.embed(ids.slice(0, 0, 1)), t.get('embeds')!)).toBe(0);
   });
   // Full fine-tuning: HF's loss and every parameter's gradient (RMSNorm input and weight grads,
   // rotary embedding, causal and masked GQA attention, SwiGLU, head, loss), which the fused CPU
   // kernels for RMSNorm and RoPE and the native loss must reproduce.
-  it('gives HF\'s loss and every parameter gradient (no padding with num_items; left padding with the mean)', async () => {
+  it("gives HF's loss and every parameter gradient (no padding with num_items; left padding with the mean)", async () => {
     const t = await io('llama_grad');
     // padded_bos: a left-padded row whose BOS is a label, predicted from a pad position (a query
     // masked throughout), against HF's eager attention
@@ -152,16 +173,25 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
       const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
       m.train();
       const num = t.get(`${c}.num_items`);
-      const { loss } = await m.forward({ inputIds: t.get(`${c}.input_ids`)!, attentionMask: t.get(`${c}.attention_mask`), labels: t.get(`${c}.labels`)!, numItemsInBatch: num?.item() });
+      const { loss } = await m.forward({
+        inputIds: t.get(`${c}.input_ids`)!,
+        attentionMask: t.get(`${c}.attention_mask`),
+        labels: t.get(`${c}.labels`)!,
+        numItemsInBatch: num?.item(),
+      });
       expect(Math.abs(loss!.item() - t.get(`${c}.loss`)!.item())).toBeLessThan(1e-5);
       await loss!.backward();
       const params = m.namedParameters();
       expect(params.length).toBe(21);
       for (const [name, p] of params) {
-        let ours = p.grad!, want = t.get(`${c}.grad.${name}`)!;
+        let ours = p.grad!,
+          want = t.get(`${c}.grad.${name}`)!;
         // HF's nn.Embedding(padding_idx=pad_token_id) keeps the pad token's row without a gradient;
         // emotorch's embedding does not know a padding index (docs/loading-models.md): rows 1.. compared
-        if (name === 'model.embed_tokens.weight') { ours = ours.slice(0, 1); want = want.slice(0, 1); }
+        if (name === 'model.embed_tokens.weight') {
+          ours = ours.slice(0, 1);
+          want = want.slice(0, 1);
+        }
         expect(maxAbsDiff(ours, want), `${c} ${name}`).toBeLessThan(1e-5);
       }
     }
@@ -176,7 +206,10 @@ describe('LlamaForCausalLM = HF LlamaForCausalLM', () => {
     expect(maxAbsDiff((await m.forward({ inputIds: ids.slice(0, 0, 1) })).logits, t.get('logits_plain')!)).toBeLessThan(TOL);
     const greedy = await m.generate({ inputIds: ids, attentionMask: mask }, { maxNewTokens: 8, eosTokenId: 2, padTokenId: 0 });
     expect(greedy.sequences!.toArray()).toEqual(t.get('greedy_ids')!.toArray());
-    const beam = await m.generate({ inputIds: ids, attentionMask: mask }, { maxNewTokens: 8, numBeams: 3, lengthPenalty: 1, earlyStopping: true, eosTokenId: 2, padTokenId: 0 });
+    const beam = await m.generate(
+      { inputIds: ids, attentionMask: mask },
+      { maxNewTokens: 8, numBeams: 3, lengthPenalty: 1, earlyStopping: true, eosTokenId: 2, padTokenId: 0 },
+    );
     const ours = beam.sequences!.toArray() as number[][];
     const ref = t.get('beam_ids')!.toArray() as number[][];
     for (let r = 0; r < ref.length; r++) {
@@ -244,7 +277,12 @@ describe('LoRA = peft', () => {
   it('loads a peft adapter, matches its logits, merges and unmerges', async () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
     const names = await et.nn.loadLoraAdapter(m, path.join(fx('llama_lora'), 'adapter'));
-    expect(names.sort()).toEqual(['model.layers.0.self_attn.q_proj', 'model.layers.0.self_attn.v_proj', 'model.layers.1.self_attn.q_proj', 'model.layers.1.self_attn.v_proj']);
+    expect(names.sort()).toEqual([
+      'model.layers.0.self_attn.q_proj',
+      'model.layers.0.self_attn.v_proj',
+      'model.layers.1.self_attn.q_proj',
+      'model.layers.1.self_attn.v_proj',
+    ]);
     expect(m.trainableParameters().length).toBe(8);
     const t = await io('llama_lora');
     const inputs = { inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask')! };
@@ -293,7 +331,11 @@ describe('SALMONN training step = PyTorch (Q-Former + projection + LoRA LLaMA)',
     await et.nn.loadLoraAdapter(llm, path.join(fx('llama_lora'), 'adapter'));
     const queryTokens = t.get('query_tokens')!.clone().requiresGrad_();
 
-    const { lastHiddenState: q } = await qformer.forward({ queryEmbeds: queryTokens.expand([2, -1, -1]), encoderHiddenStates: t.get('encoder_hidden_states')!, encoderAttentionMask: t.get('encoder_attention_mask') });
+    const { lastHiddenState: q } = await qformer.forward({
+      queryEmbeds: queryTokens.expand([2, -1, -1]),
+      encoderHiddenStates: t.get('encoder_hidden_states')!,
+      encoderAttentionMask: t.get('encoder_attention_mask'),
+    });
     const audio = await proj.forward(q);
     const text = await llm.embed(t.get('text_ids')!);
     const labels = t.get('labels')!;
@@ -335,7 +377,12 @@ describe('attention dropout in training = HF from the same seed', () => {
     const h = await run();
     expect(maxAbsDiff(h.mul(keep), ref.get(`${key}.last_hidden_state`)!.mul(keep))).toBeLessThan(TOL);
     await h.mul(keep).square().sum().backward();
-    const grads = new Map(m.namedParameters().filter(([, p]) => p.grad !== null).map(([n, p]) => [n, p.grad!]));
+    const grads = new Map(
+      m
+        .namedParameters()
+        .filter(([, p]) => p.grad !== null)
+        .map(([n, p]) => [n, p.grad!]),
+    );
     const names = [...ref.keys()].filter((k) => k.startsWith(`${key}.grad.`)).map((k) => k.slice(`${key}.grad.`.length));
     expect([...grads.keys()].sort()).toEqual(names.sort());
     for (const n of names) {
@@ -347,19 +394,20 @@ describe('attention dropout in training = HF from the same seed', () => {
     m.eval();
     expect(maxAbsDiff((await run()).mul(keep), h.mul(keep))).toBeGreaterThan(10 * TOL);
   }
-  it('roberta: the output over real tokens and every parameter\'s gradient', async () => {
+  it("roberta: the output over real tokens and every parameter's gradient", async () => {
     const m = await et.nn.RobertaModel.fromPretrained(fx('roberta'), { config: { attention_probs_dropout_prob: 0.3 } });
     const t = await io('roberta');
-    const run = async () => (await m.forward({ inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask'), tokenTypeIds: t.get('token_type_ids') })).lastHiddenState;
+    const run = async () =>
+      (await m.forward({ inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask'), tokenTypeIds: t.get('token_type_ids') })).lastHiddenState;
     await matchesHF('roberta', m, run, t.get('attention_mask')!.unsqueeze(-1).float());
   });
-  it('wavlm_base: the output over real frames and every parameter\'s gradient', async () => {
+  it("wavlm_base: the output over real frames and every parameter's gradient", async () => {
     const m = await et.nn.WavLMModel.fromPretrained(fx('wavlm_base'), { config: { attention_dropout: 0.3 } });
     const t = await io('wavlm_base');
     const run = async () => (await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') })).lastHiddenState;
     await matchesHF('wavlm', m, run, t.get('frame_mask')!.unsqueeze(-1).float());
   });
-  it('a batch with a clip of padding only keeps ATen\'s SDPA (rows masked throughout give 0, not NaN)', async () => {
+  it("a batch with a clip of padding only keeps ATen's SDPA (rows masked throughout give 0, not NaN)", async () => {
     const m = await et.nn.WavLMModel.fromPretrained(fx('wavlm_base'), { config: { attention_dropout: 0.3 } });
     m.train();
     const t = await io('wavlm_base');
@@ -380,13 +428,23 @@ describe('WavLMModel = HF WavLMModel', () => {
       expect(out.frameMask).toBe(out.attentionMask);
       expect(Object.keys(out)).toEqual(['lastHiddenState', 'attentionMask']);
       const valid = t.get('frame_mask')!.unsqueeze(-1).eq(1);
-      expect(et.where(valid, out.lastHiddenState.sub(t.get('last_hidden_state')!).abs(), 0).max().item()).toBeLessThan(TOL);
+      expect(
+        et
+          .where(valid, out.lastHiddenState.sub(t.get('last_hidden_state')!).abs(), 0)
+          .max()
+          .item(),
+      ).toBeLessThan(TOL);
       const single = await m.forward({ inputValues: t.get('input_values')!.slice(0, 0, 1) });
       expect(maxAbsDiff(single.lastHiddenState, t.get('last_hidden_state_nomask')!)).toBeLessThan(TOL);
       expect(m.framesFor(4000)).toBe(199);
       // without an autograd graph (each layer's gate times the bias's diagonals)
       const inference = await et.noGrad(() => m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') }));
-      expect(et.where(valid, inference.lastHiddenState.sub(t.get('last_hidden_state')!).abs(), 0).max().item()).toBeLessThan(TOL);
+      expect(
+        et
+          .where(valid, inference.lastHiddenState.sub(t.get('last_hidden_state')!).abs(), 0)
+          .max()
+          .item(),
+      ).toBeLessThan(TOL);
     });
   }
   it('rejects a clip shorter than the first kernel', async () => {

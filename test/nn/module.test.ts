@@ -8,7 +8,10 @@ const FX = path.join(FIXTURES, 'foundation');
 describe('built-in layers', () => {
   it('Linear has torch names and shapes and computes x Wᵀ + b', async () => {
     const lin = et.nn.Linear.create({ in_features: 3, out_features: 2 });
-    expect(lin.namedParameters().map(([n, p]) => [n, p.shape])).toEqual([['weight', [2, 3]], ['bias', [2]]]);
+    expect(lin.namedParameters().map(([n, p]) => [n, p.shape])).toEqual([
+      ['weight', [2, 3]],
+      ['bias', [2]],
+    ]);
     const x = et.randn([4, 3]);
     const y = await lin.forward(x);
     const sd = lin.stateDict();
@@ -62,7 +65,13 @@ describe('Module', () => {
   it('names parameters through children and composes in TypeScript', () => {
     const m = new Classifier();
     expect(m.namedParameters().map(([n]) => n)).toEqual([
-      'scale', 'encoder.layers.0.weight', 'encoder.layers.0.bias', 'encoder.layers.1.weight', 'encoder.layers.1.bias', 'head.weight', 'head.bias',
+      'scale',
+      'encoder.layers.0.weight',
+      'encoder.layers.0.bias',
+      'encoder.layers.1.weight',
+      'encoder.layers.1.bias',
+      'head.weight',
+      'head.bias',
     ]);
     expect(m.numParameters()).toBe(3 + 6 * 32 + 32 + 32 * 16 + 16 + 16 * 3 + 3);
     expect(m.children().map(([n]) => n)).toEqual(['encoder', 'head']);
@@ -96,7 +105,7 @@ describe('Module', () => {
     et.manualSeed(0);
     const m = new Classifier();
     const x = et.randn([96, 6]);
-    const y = x.select(1, 0).gt(0).long().add(x.select(1, 1).gt(0.5).long());  // 3 classes
+    const y = x.select(1, 0).gt(0).long().add(x.select(1, 1).gt(0.5).long()); // 3 classes
     const opt = new et.optim.AdamW(m.trainableParameters(), { lr: 1e-2 });
     const losses: number[] = [];
     for (let i = 0; i < 60; i++) {
@@ -145,7 +154,11 @@ describe('Module', () => {
     const m = et.nn.Linear.create({ in_features: 3, out_features: 2 });
     const before = m.stateDict().get('weight')!.clone();
     await rejectsWith(() => m.loadStateDict({ weight: et.zeros([2, 3]) }), 'ERR_STATE_DICT', /missing keys: 'bias'/);
-    await rejectsWith(() => m.loadStateDict({ weight: et.zeros([2, 3]), bias: et.zeros([2]), extra: et.zeros([1]) }), 'ERR_STATE_DICT', /unexpected keys: 'extra'/);
+    await rejectsWith(
+      () => m.loadStateDict({ weight: et.zeros([2, 3]), bias: et.zeros([2]), extra: et.zeros([1]) }),
+      'ERR_STATE_DICT',
+      /unexpected keys: 'extra'/,
+    );
     const e = await rejectsWith(() => m.loadStateDict({ weight: et.zeros([3, 3]), bias: et.zeros([2]) }, { strict: false }), 'ERR_STATE_DICT');
     expect(e.message).toContain("'weight': checkpoint [3,3] vs model [2,3]");
     expect(maxAbsDiff(m.stateDict().get('weight')!, before)).toBe(0);
@@ -169,11 +182,20 @@ describe('Module', () => {
 
   it('converts dtypes when loading and when moving', async () => {
     const m = et.nn.Linear.create({ in_features: 2, out_features: 2 });
-    await m.loadStateDict({ weight: et.tensor([[1, 2], [3, 4]], { dtype: 'float64' }), bias: et.tensor([0, 1], { dtype: 'bfloat16' }) });
+    await m.loadStateDict({
+      weight: et.tensor(
+        [
+          [1, 2],
+          [3, 4],
+        ],
+        { dtype: 'float64' },
+      ),
+      bias: et.tensor([0, 1], { dtype: 'bfloat16' }),
+    });
     expect(m.stateDict().get('weight')!.dtype).toBe('float32');
     const w = m.parameters()[0];
     await m.to({ dtype: 'float64' });
-    expect(w.dtype).toBe('float64');  // moved in place: old handles stay valid
+    expect(w.dtype).toBe('float64'); // moved in place: old handles stay valid
     const y = await m.forward(et.tensor([[1, 1]], { dtype: 'float64' }));
     expect(y.toArray()).toEqual([[3, 8]]);
     const lin16 = et.nn.Linear.create({ in_features: 2, out_features: 2 }, { dtype: 'bfloat16' });

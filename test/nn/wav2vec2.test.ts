@@ -15,7 +15,7 @@ describe('Wav2Vec2Model = HF Wav2Vec2Model', () => {
       const t = (await et.io.loadSafetensors(path.join(fx(name), 'io.safetensors'))).tensors;
       const out = await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask'), outputHiddenStates: true });
       expect(out.attentionMask!.long().sum(1).toArray()).toEqual([79, 54]);
-      expect(out.frameMask).toBe(out.attentionMask);  // the deprecated name, not enumerated
+      expect(out.frameMask).toBe(out.attentionMask); // the deprecated name, not enumerated
       expect(Object.keys(out)).toEqual(['lastHiddenState', 'attentionMask', 'hiddenStates']);
       expect(maxAbsDiff(out.lastHiddenState, t.get('last_hidden_state')!)).toBeLessThan(TOL);
       expect(out.hiddenStates).toHaveLength(4);
@@ -36,9 +36,9 @@ describe('Wav2Vec2Model = HF Wav2Vec2Model', () => {
       expect(m.framesFor(1600)).toBe(79);
     });
   }
-  it('gives HF\'s gradients through the (channels-last) layer-norm conv stack and the projection', async () => {
+  it("gives HF's gradients through the (channels-last) layer-norm conv stack and the projection", async () => {
     const m = await et.nn.Wav2Vec2Model.fromPretrained(fx('xlsr'));
-    m.eval();  // no dropout, as the reference
+    m.eval(); // no dropout, as the reference
     const t = (await et.io.loadSafetensors(path.join(fx('xlsr'), 'io.safetensors'))).tensors;
     const ref = (await et.io.loadSafetensors(path.join(fx('xlsr'), 'grad.safetensors'))).tensors;
     const { lastHiddenState } = await m.forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') });

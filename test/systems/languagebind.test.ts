@@ -13,8 +13,14 @@ describe('LanguageBind wrapper', () => {
   it('gives video, audio and language embeddings equal to the original wrapper, the language tower from the last folder', async () => {
     const lb = await et.systems.semeval.LanguageBind.fromPretrained({ video: fx('lb_video'), audio: fx('lb_audio') });
     expect(lb.modalities).toEqual(['video', 'audio']);
-    const v = await io('lb_video'), a = await io('lb_audio');
-    const out = await lb.forward({ video: v.get('pixel_values')!, audio: a.get('pixel_values')!, inputIds: a.get('input_ids')!, attentionMask: a.get('attention_mask')! });
+    const v = await io('lb_video'),
+      a = await io('lb_audio');
+    const out = await lb.forward({
+      video: v.get('pixel_values')!,
+      audio: a.get('pixel_values')!,
+      inputIds: a.get('input_ids')!,
+      attentionMask: a.get('attention_mask')!,
+    });
     expect(maxAbsDiff(out.video!, v.get('video')!)).toBeLessThan(TOL);
     expect(maxAbsDiff(out.audio!, a.get('audio')!)).toBeLessThan(TOL);
     expect(maxAbsDiff(out.language!, a.get('language')!)).toBeLessThan(TOL);
@@ -23,7 +29,7 @@ describe('LanguageBind wrapper', () => {
     const u = (await plain.forward({ video: v.get('pixel_values')! })).video!;
     expect(maxAbsDiff(u.mul(Math.exp(1.3)), v.get('video')!)).toBeLessThan(TOL);
     await rejectsWith(() => plain.forward({ audio: a.get('pixel_values')! }), 'ERR_INVALID_ARG', /video/);
-    await plain.to({ dtype: 'float64' });  // own parameters are replaced: the scale read is the moved one
+    await plain.to({ dtype: 'float64' }); // own parameters are replaced: the scale read is the moved one
     expect(plain.logitScale('video').dtype).toBe('float64');
     expect(maxAbsDiff((await plain.forward({ video: v.get('pixel_values')!.to({ dtype: 'float64' }) })).video!.to({ dtype: 'float32' }), u)).toBeLessThan(1e-5);
     await rejectsWith(() => et.systems.semeval.LanguageBind.fromPretrained({ depth: fx('lb_video') } as never), 'ERR_INVALID_ARG', /depth/);
@@ -33,9 +39,16 @@ describe('LanguageBind wrapper', () => {
     const lb = await et.systems.semeval.LanguageBind.fromPretrained({ video: fx('lb_video'), audio: fx('lb_audio') });
     const model = et.systems.semeval.LanguageBindClassifier.create({ modalities: ['video', 'audio', 'language'], binder: lb });
     expect(model.classifier.config).toMatchObject({ in_features: 72, out_features: 7, bias: false });
-    const v = await io('lb_video'), a = await io('lb_audio');
+    const v = await io('lb_video'),
+      a = await io('lb_audio');
     const labels = et.tensor([3, 0], { dtype: 'int64' });
-    const { loss, logits } = await model.forward({ video: v.get('pixel_values')!, audio: a.get('pixel_values')!, inputIds: a.get('input_ids')!, attentionMask: a.get('attention_mask')!, labels });
+    const { loss, logits } = await model.forward({
+      video: v.get('pixel_values')!,
+      audio: a.get('pixel_values')!,
+      inputIds: a.get('input_ids')!,
+      attentionMask: a.get('attention_mask')!,
+      labels,
+    });
     const ref = et.cat([v.get('video')!, a.get('audio')!, a.get('language')!], -1).matmul(model.classifier.parameters()[0].transpose(0, 1));
     expect(maxAbsDiff(logits, ref)).toBeLessThan(1e-3);
     const refLoss = et.functional.crossEntropy(ref, labels).item();
@@ -55,7 +68,10 @@ describe('LanguageBind wrapper', () => {
   it('with LoRA kept on a LoRA-tuned release, the adapters and the head train end to end', async () => {
     const lb = await et.systems.semeval.LanguageBind.fromPretrained({ video: fx('lb_video_lora') }, { lora: 'keep' });
     const model = et.systems.semeval.LanguageBindClassifier.create({ modalities: ['video', 'language'], binder: lb });
-    const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n);
+    const trainable = model
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([n]) => n);
     expect(trainable.filter((n) => n.includes('.lora_')).length).toBe(16);
     expect(trainable).toContain('classifier.weight');
     // the towers' logit_scale is no parameter, as the original wrapper (a plain dict) holds it: never trained, even after unfreeze
@@ -68,7 +84,12 @@ describe('LanguageBind wrapper', () => {
     expect(ft.stateDict().has('video_logit_scale')).toBe(true);
     lb.language.freeze();
     const v = await io('lb_video');
-    const { loss } = await model.forward({ video: v.get('pixel_values')!, inputIds: v.get('input_ids')!, attentionMask: v.get('attention_mask')!, labels: et.tensor([1, 5], { dtype: 'int64' }) });
+    const { loss } = await model.forward({
+      video: v.get('pixel_values')!,
+      inputIds: v.get('input_ids')!,
+      attentionMask: v.get('attention_mask')!,
+      labels: et.tensor([1, 5], { dtype: 'int64' }),
+    });
     await loss!.backward();
     const lora = model.namedParameters().filter(([n]) => n.includes('lora_B'));
     expect(lora.every(([, p]) => p.grad !== null && p.grad.abs().max().item() > 0)).toBe(true);
@@ -77,21 +98,40 @@ describe('LanguageBind wrapper', () => {
   it("lora: 'convert_to_lora' trains what the original's convert_to_lora leaves trainable: peft wraps vision_model.encoder only", async () => {
     const orig = await et.systems.semeval.LanguageBind.fromPretrained({ video: fx('lb_video_lora') }, { lora: 'convert_to_lora' });
     const keep = await et.systems.semeval.LanguageBind.fromPretrained({ video: fx('lb_video_lora') }, { lora: 'keep' });
-    const trainableOf = (m: et.nn.Module) => m.namedParameters().filter(([n, p]) => p.requiresGrad && n.startsWith('video.')).map(([n]) => n).sort();
-    const all = orig.namedParameters().map(([n]) => n).filter((n) => n.startsWith('video.'));
+    const trainableOf = (m: et.nn.Module) =>
+      m
+        .namedParameters()
+        .filter(([n, p]) => p.requiresGrad && n.startsWith('video.'))
+        .map(([n]) => n)
+        .sort();
+    const all = orig
+      .namedParameters()
+      .map(([n]) => n)
+      .filter((n) => n.startsWith('video.'));
     // get_peft_model(vision_model.encoder, …) freezes the encoder's own tensors; the rest of the tower keeps requires_grad
     const want = all.filter((n) => /\.lora_[AB]\./.test(n) || !n.startsWith('video.vision_model.encoder.')).sort();
     expect(trainableOf(orig)).toEqual(want);
-    expect(want.filter((n) => !/\.lora_[AB]\./.test(n))).toEqual(['video.vision_model.embeddings.class_embedding', 'video.vision_model.embeddings.patch_embedding.weight',
-      'video.vision_model.embeddings.position_embedding.weight', 'video.vision_model.post_layernorm.bias', 'video.vision_model.post_layernorm.weight',
-      'video.vision_model.pre_layrnorm.bias', 'video.vision_model.pre_layrnorm.weight', 'video.visual_projection.weight']);
+    expect(want.filter((n) => !/\.lora_[AB]\./.test(n))).toEqual([
+      'video.vision_model.embeddings.class_embedding',
+      'video.vision_model.embeddings.patch_embedding.weight',
+      'video.vision_model.embeddings.position_embedding.weight',
+      'video.vision_model.post_layernorm.bias',
+      'video.vision_model.post_layernorm.weight',
+      'video.vision_model.pre_layrnorm.bias',
+      'video.vision_model.pre_layrnorm.weight',
+      'video.visual_projection.weight',
+    ]);
     expect(trainableOf(keep)).toEqual(want.filter((n) => /\.lora_[AB]\./.test(n)));
     // the weights are the same either way
     const v = await io('lb_video');
     const a = (await et.noGrad(() => orig.forward({ video: v.get('pixel_values')! }))).video!;
     const b = (await et.noGrad(() => keep.forward({ video: v.get('pixel_values')! }))).video!;
     expect(maxAbsDiff(a, b)).toBe(0);
-    await rejectsWith(() => et.systems.semeval.LanguageBind.fromPretrained({ video: fx('lb_video_lora') }, { lora: 'peft' as never }), 'ERR_INVALID_ARG', /convert_to_lora/);
+    await rejectsWith(
+      () => et.systems.semeval.LanguageBind.fromPretrained({ video: fx('lb_video_lora') }, { lora: 'peft' as never }),
+      'ERR_INVALID_ARG',
+      /convert_to_lora/,
+    );
   });
 });
 
@@ -102,28 +142,63 @@ describe('LanguageBind ECF data (clips made by ffmpeg)', () => {
     const fs = await import('fs');
     const { tmpdir } = await import('../helpers');
     const dir = tmpdir();
-    const convs = [{ conversation_ID: 7, conversation: [
-      { utterance_ID: 1, text: 'hi', speaker: 'A', emotion: 'joy', video_name: 'dia7utt1.mp4' },
-      { utterance_ID: 2, text: 'oh no', speaker: 'B', emotion: 'fear', video_name: 'dia7utt2.mp4' },
-    ], 'emotion-cause_pairs': [] }];
+    const convs = [
+      {
+        conversation_ID: 7,
+        conversation: [
+          { utterance_ID: 1, text: 'hi', speaker: 'A', emotion: 'joy', video_name: 'dia7utt1.mp4' },
+          { utterance_ID: 2, text: 'oh no', speaker: 'B', emotion: 'fear', video_name: 'dia7utt2.mp4' },
+        ],
+        'emotion-cause_pairs': [],
+      },
+    ];
     fs.writeFileSync(path.join(dir, 'ecf.json'), JSON.stringify(convs));
-    for (const [u, c] of [[1, 'red'], [2, 'blue']]) {
-      execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', `color=c=${c}:s=40x30:r=5:d=1`, '-f', 'lavfi', '-i', 'sine=frequency=440:duration=1',
-        '-shortest', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-y', path.join(dir, `dia7utt${u}.mp4`)]);
+    for (const [u, c] of [
+      [1, 'red'],
+      [2, 'blue'],
+    ]) {
+      execFileSync('ffmpeg', [
+        '-v',
+        'error',
+        '-f',
+        'lavfi',
+        '-i',
+        `color=c=${c}:s=40x30:r=5:d=1`,
+        '-f',
+        'lavfi',
+        '-i',
+        'sine=frequency=440:duration=1',
+        '-shortest',
+        '-c:v',
+        'libx264',
+        '-preset',
+        'ultrafast',
+        '-pix_fmt',
+        'yuv420p',
+        '-c:a',
+        'aac',
+        '-y',
+        path.join(dir, `dia7utt${u}.mp4`),
+      ]);
     }
     const ds0 = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'));
     const items = [await ds0.get(0), await ds0.get(1)];
-    const opts = { videoDir: dir, modalities: ['video', 'audio'] as et.systems.semeval.LanguageBindKey[], video: { numFrames: 4, size: 12 }, audio: { numMelBins: 8, targetLength: 20, chunks: 'first' as const } };
+    const opts = {
+      videoDir: dir,
+      modalities: ['video', 'audio'] as et.systems.semeval.LanguageBindKey[],
+      video: { numFrames: 4, size: 12 },
+      audio: { numMelBins: 8, targetLength: 20, chunks: 'first' as const },
+    };
     const batch = await et.systems.semeval.languageBindCollate(items, opts);
     expect(batch.video!.shape).toEqual([2, 3, 4, 12, 12]);
     expect(batch.audio!.shape).toEqual([2, 3, 8, 20]);
-    expect(Array.from(batch.labels!.dataSync(), Number)).toEqual([4, 1]);  // joy, fear in surprise, fear, sadness, neutral, joy, …
+    expect(Array.from(batch.labels!.dataSync(), Number)).toEqual([4, 1]); // joy, fear in surprise, fear, sadness, neutral, joy, …
     const lb = await et.systems.semeval.LanguageBind.fromPretrained({ video: fx('lb_video'), audio: fx('lb_audio') });
     const direct = await lb.forward({ video: batch.video, audio: batch.audio });
     const files = await et.systems.semeval.languageBindEmbeddings(lb, items, { ...opts, outDir: path.join(dir, 'cache'), batchSize: 1 });
     const mtime = fs.statSync(files.video).mtimeMs;
     expect(await et.systems.semeval.languageBindEmbeddings(lb, items, { ...opts, outDir: path.join(dir, 'cache') })).toEqual(files);
-    expect(fs.statSync(files.video).mtimeMs).toBe(mtime);  // reused, not recomputed
+    expect(fs.statSync(files.video).mtimeMs).toBe(mtime); // reused, not recomputed
     const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'), { features: { files, order: ['video', 'audio'] } });
     const cached = et.systems.semeval.languageBindCachedCollate([await ds.get(0), await ds.get(1)]);
     expect(maxAbsDiff(cached.features!, et.cat([direct.video!, direct.audio!], -1))).toBeLessThan(1e-5);

@@ -25,7 +25,13 @@ async function adapted(family: string, io: Map<string, et.Tensor>): Promise<et.s
   const wrapped = et.nn.applyLora(m, { ...et.systems.m2se.M2SE_LORA, targetModules: et.systems.m2se.INTERNVL_LORA_TARGETS, dropout: 0 });
   const lora = new Map([...io].filter(([k]) => k.startsWith('lora.')).map(([k, t]) => [k.slice(5), t] as [string, et.Tensor]));
   // swift's regex picks the same layers as peft wrapped: every Linear of the LLM and mlp1, nothing of the vision tower
-  expect(m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n).sort()).toEqual([...lora.keys()].sort());
+  expect(
+    m
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([n]) => n)
+      .sort(),
+  ).toEqual([...lora.keys()].sort());
   expect(wrapped.some((n) => n.startsWith('mlp1.'))).toBe(true);
   expect(wrapped.some((n) => n.startsWith('vision_model.') || /output|lm_head|emb/.test(n))).toBe(false);
   await m.loadStateDict(lora, { strict: false });
@@ -58,7 +64,8 @@ describe.skipIf(!hasFfmpeg)('M2SE on InternVL2 = ms-swift 2.6.1 + remote code + 
         await out.loss!.backward();
       }
       expect(Math.abs(step - io.get('step_loss')!.item())).toBeLessThan(1e-4);
-      let worst = 0, scale = 0;
+      let worst = 0,
+        scale = 0;
       for (const [n, p] of m.namedParameters().filter(([, q]) => q.requiresGrad)) {
         const ref = io.get(`grad.${n}`)!;
         worst = Math.max(worst, maxAbsDiff(p.grad!, ref));
@@ -74,7 +81,10 @@ describe.skipIf(!hasFfmpeg)('M2SE on InternVL2 = ms-swift 2.6.1 + remote code + 
         expect(inf.items[j].ids).toEqual(ints(io.get(`ex${j}.prompt_ids`)!));
         const b = await et.systems.m2se.m2seInternVLCollate([inf.items[j]], { imageSize: 56 });
         const ref = ints(io.get(`ex${j}.greedy_new`)!);
-        const got = await m.generate({ inputIds: b.inputIds as et.Tensor, pixelValues: (b.pixelValues as et.Tensor) ?? null }, { maxNewTokens: ref.length, eosTokenId: [sep, tok.eosTokenId!], padTokenId: sep });
+        const got = await m.generate(
+          { inputIds: b.inputIds as et.Tensor, pixelValues: (b.pixelValues as et.Tensor) ?? null },
+          { maxNewTokens: ref.length, eosTokenId: [sep, tok.eosTokenId!], padTokenId: sep },
+        );
         expect(ints(got).slice(0, ref.length)).toEqual(ref);
       }
     });
@@ -84,36 +94,64 @@ describe.skipIf(!hasFfmpeg)('M2SE on InternVL2 = ms-swift 2.6.1 + remote code + 
 describe('applyLora targets on full names, as peft', () => {
   it('takes a list entry that spans modules (mlp1.1) and a regex string; refuses a bad regex', async () => {
     const m = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
-    expect(et.nn.applyLora(m, { r: 2, alpha: 4, targetModules: ['mlp1.1', 'attention.wo'] }).sort()).toEqual(['language_model.model.layers.0.attention.wo', 'language_model.model.layers.1.attention.wo', 'mlp1.1']);
+    expect(et.nn.applyLora(m, { r: 2, alpha: 4, targetModules: ['mlp1.1', 'attention.wo'] }).sort()).toEqual([
+      'language_model.model.layers.0.attention.wo',
+      'language_model.model.layers.1.attention.wo',
+      'mlp1.1',
+    ]);
     const m2 = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
-    expect(et.nn.applyLora(m2, { r: 2, alpha: 4, targetModules: 'vision_model\\.encoder\\.layers\\.1\\.mlp\\.fc\\d' }).sort()).toEqual(['vision_model.encoder.layers.1.mlp.fc1', 'vision_model.encoder.layers.1.mlp.fc2']);
+    expect(et.nn.applyLora(m2, { r: 2, alpha: 4, targetModules: 'vision_model\\.encoder\\.layers\\.1\\.mlp\\.fc\\d' }).sort()).toEqual([
+      'vision_model.encoder.layers.1.mlp.fc1',
+      'vision_model.encoder.layers.1.mlp.fc2',
+    ]);
     const m3 = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
     expect(() => et.nn.applyLora(m3, { r: 2, alpha: 4, targetModules: '(' })).toThrow(/not a regular expression/);
-    expect(() => et.nn.applyLora(m3, { r: 2, alpha: 4, targetModules: 'wqkv' })).toThrow(/no Linear layer is named to match/);   // a string must match the whole name
+    expect(() => et.nn.applyLora(m3, { r: 2, alpha: 4, targetModules: 'wqkv' })).toThrow(/no Linear layer is named to match/); // a string must match the whole name
   });
 });
 
 describe.skipIf(!hasFfmpeg)('m2seStages / m2seInfer with InternVL2', () => {
-  it('trains two stages on records with an image and a video, logs swift\'s acc, writes adapters and a swift infer JSONL', async () => {
+  it("trains two stages on records with an image and a video, logs swift's acc, writes adapters and a swift infer JSONL", async () => {
     const m = await et.systems.m2se.InternVL.fromPretrained(path.join(DIR, 'internlm2'));
     const out = tmpdir();
-    const records = et.systems.m2se.m2seRecords(RECORDS).map((r) => ({ ...r, images: r.images.map((f) => path.join(DIR, f)), videos: r.videos.map((f) => path.join(DIR, f)) }));
+    const records = et.systems.m2se
+      .m2seRecords(RECORDS)
+      .map((r) => ({ ...r, images: r.images.map((f) => path.join(DIR, f)), videos: r.videos.map((f) => path.join(DIR, f)) }));
     const args = { max_steps: 2, gradient_accumulation_steps: 1, logging_steps: 1, save_strategy: 'no' as const, report_to: [] };
-    const res = await et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: out, stages: [{ datasets: [records], args }, { datasets: [records.slice(0, 1)], args }] });
+    const res = await et.systems.m2se.m2seStages({
+      model: m,
+      tokenizer: tok,
+      outputDir: out,
+      stages: [
+        { datasets: [records], args },
+        { datasets: [records.slice(0, 1)], args },
+      ],
+    });
     expect(res.map((r) => r.globalStep)).toEqual([2, 2]);
     expect(res[0].unusedMedia).toEqual({ records: 0, images: 0, videos: 0, audios: 0 });
-    const log = fs.readFileSync(path.join(out, 'stage-1', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const log = fs
+      .readFileSync(path.join(out, 'stage-1', 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const train = log.filter((r) => 'loss' in r && 'learning_rate' in r);
     expect(train.length).toBe(2);
-    for (const r of train) expect(r.acc === 0 || r.acc === 1).toBe(true);   // one record a step: all its label tokens right or not
+    for (const r of train) expect(r.acc === 0 || r.acc === 1).toBe(true); // one record a step: all its label tokens right or not
     // the vision tower stays frozen; LoRA sits on the LLM and mlp1
-    const trainable = m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n);
+    const trainable = m
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([n]) => n);
     expect(trainable.every((n) => n.includes('.lora_') && (n.startsWith('language_model.') || n.startsWith('mlp1.')))).toBe(true);
 
     const file = path.join(out, 'infer.jsonl');
     const r = await et.systems.m2se.m2seInfer({ model: m, tokenizer: tok, dataset: records, outFile: file, maxNewTokens: 4 });
     expect(r.count).toBe(3);
-    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = fs
+      .readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines[0].images).toEqual(records[0].images);
     expect(lines[1].videos).toEqual(records[1].videos);
     expect(lines[1].history).toEqual([["The person says: 'I lost my keys again' Which emotion does the video show?", 'Anger.']]);
@@ -125,11 +163,42 @@ describe.skipIf(!hasFfmpeg)('m2seStages / m2seInfer with InternVL2', () => {
     const dir = tmpdir();
     fs.writeFileSync(path.join(dir, 'not-an-image.png'), 'hello');
     const base = { query: 'q', response: 'a' };
-    await rejectsWith(et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: dir, stages: [{ datasets: [[base, { ...base, images: [path.join(dir, 'missing.png')] }]] }] }), 'ERR_IO', /item 1: media file .*missing\.png/);
-    await rejectsWith(et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: dir, stages: [{ datasets: [[{ ...base, images: [path.join(dir, 'not-an-image.png')] }]] }] }), 'ERR_FORMAT', /item 0: .*not-an-image\.png/);
+    await rejectsWith(
+      et.systems.m2se.m2seStages({
+        model: m,
+        tokenizer: tok,
+        outputDir: dir,
+        stages: [{ datasets: [[base, { ...base, images: [path.join(dir, 'missing.png')] }]] }],
+      }),
+      'ERR_IO',
+      /item 1: media file .*missing\.png/,
+    );
+    await rejectsWith(
+      et.systems.m2se.m2seStages({
+        model: m,
+        tokenizer: tok,
+        outputDir: dir,
+        stages: [{ datasets: [[{ ...base, images: [path.join(dir, 'not-an-image.png')] }]] }],
+      }),
+      'ERR_FORMAT',
+      /item 0: .*not-an-image\.png/,
+    );
     expect(fs.existsSync(path.join(dir, 'stage-1'))).toBe(false);
-    await rejectsWith(et.systems.m2se.m2seStages({ model: m, tokenizer: await et.data.Tokenizer.fromFile(path.join(FIXTURES, 'tokenizers', 'llama', 'tokenizer.json')), outputDir: dir, stages: [{ datasets: [[base]] }] }), 'ERR_INVALID_ARG', /IMG_CONTEXT/);
-    await rejectsWith(et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: dir, maxNum: 0, stages: [{ datasets: [[base]] }] }), 'ERR_INVALID_ARG', /maxNum/);
+    await rejectsWith(
+      et.systems.m2se.m2seStages({
+        model: m,
+        tokenizer: await et.data.Tokenizer.fromFile(path.join(FIXTURES, 'tokenizers', 'llama', 'tokenizer.json')),
+        outputDir: dir,
+        stages: [{ datasets: [[base]] }],
+      }),
+      'ERR_INVALID_ARG',
+      /IMG_CONTEXT/,
+    );
+    await rejectsWith(
+      et.systems.m2se.m2seStages({ model: m, tokenizer: tok, outputDir: dir, maxNum: 0, stages: [{ datasets: [[base]] }] }),
+      'ERR_INVALID_ARG',
+      /maxNum/,
+    );
   });
 });
 

@@ -23,8 +23,12 @@ async function model(): Promise<et.nn.LlamaForCausalLM> {
   const m = await et.nn.LlamaForCausalLM.fromPretrained(path.join(DIR, 'llm'));
   et.nn.applyLora(m, { ...et.systems.m2se.M2SE_LORA, dropout: 0 });
   const lora = new Map([...io].filter(([k]) => k.startsWith('lora.')).map(([k, t]) => [k.slice(5), t] as [string, et.Tensor]));
-  const own = m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n).sort();
-  expect(own).toEqual([...lora.keys()].sort());  // the recipe's targets and rank give peft's parameters
+  const own = m
+    .namedParameters()
+    .filter(([, p]) => p.requiresGrad)
+    .map(([n]) => n)
+    .sort();
+  expect(own).toEqual([...lora.keys()].sort()); // the recipe's targets and rank give peft's parameters
   await m.loadStateDict(lora, { strict: false });
   m.train();
   return m;
@@ -60,7 +64,9 @@ describe('an M2SE SFT step = peft + HF Trainer', () => {
     }
     const dLossAcc = Math.abs(total - io.get('accum.loss')!.item());
     const dGradAcc = worstGrad(m, 'accum.grad.');
-    console.log(`M2SE step parity: batch loss ${dLoss.toExponential(2)}, grads ${dGrad.toExponential(2)}; accumulated loss ${dLossAcc.toExponential(2)}, grads ${dGradAcc.toExponential(2)}`);
+    console.log(
+      `M2SE step parity: batch loss ${dLoss.toExponential(2)}, grads ${dGrad.toExponential(2)}; accumulated loss ${dLossAcc.toExponential(2)}, grads ${dGradAcc.toExponential(2)}`,
+    );
     expect(dLoss).toBeLessThan(TOL);
     expect(dGrad).toBeLessThan(TOL);
     expect(dLossAcc).toBeLessThan(TOL);
@@ -69,10 +75,22 @@ describe('an M2SE SFT step = peft + HF Trainer', () => {
 
   it('one m2seStages optimizer step (batch 1 × accumulation 2, AdamW, clip 0.5, decay 0.1) moves the LoRA weights as the HF Trainer', async () => {
     const m = await model();
-    const before = new Map(m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, p.detach().clone()] as [string, et.Tensor]));
+    const before = new Map(
+      m
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([n, p]) => [n, p.detach().clone()] as [string, et.Tensor]),
+    );
     const [res] = await et.systems.m2se.m2seStages({
-      model: m, tokenizer: tok, outputDir: tmpdir(),
-      stages: [{ datasets: [RECORDS], args: { max_steps: 1, gradient_accumulation_steps: 2, learning_rate: 1e-3, lr_scheduler_type: 'constant', warmup_ratio: 0, save_strategy: 'no' } }],
+      model: m,
+      tokenizer: tok,
+      outputDir: tmpdir(),
+      stages: [
+        {
+          datasets: [RECORDS],
+          args: { max_steps: 1, gradient_accumulation_steps: 2, learning_rate: 1e-3, lr_scheduler_type: 'constant', warmup_ratio: 0, save_strategy: 'no' },
+        },
+      ],
     });
     expect(res.globalStep).toBe(1);
     expect(Math.abs(res.trainingLoss - io.get('step.train_loss')!.item())).toBeLessThan(TOL);

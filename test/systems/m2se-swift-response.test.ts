@@ -39,7 +39,7 @@ describe("M2SE responses as swift 2.6.1's inference writes them (its slow tokeni
       const got: string[] = [];
       for (const r of rows) got.push(await et.systems.m2se.m2seResponse(tok, r.ids, sep.ends, false, sep.suffix));
       const bad = rows.map((r, i) => ({ ids: r.ids, want: r.response, got: got[i] })).filter((x) => x.want !== x.got);
-      expect(bad.slice(0, 5).map((x) => JSON.stringify(x))).toEqual([]);   // the first few that differ, with their ids, when any does
+      expect(bad.slice(0, 5).map((x) => JSON.stringify(x))).toEqual([]); // the first few that differ, with their ids, when any does
       // the fixture holds streams swift cuts before their last token, by the EOS and by the stop word's text
       expect(rows.filter((r) => r.stop < r.ids.length).length).toBeGreaterThan(20);
       expect(rows.some((r) => !r.ids.slice(0, r.stop).includes(meta.eos_token_id) && r.stop < r.ids.length)).toBe(true);

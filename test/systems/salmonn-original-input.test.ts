@@ -16,7 +16,8 @@ import { salmonnInput, salmonnWavPaths } from '../../lib/cli/salmonn';
 import { FIXTURES, rejectsWith, throwsWith, tmpdir } from '../helpers';
 
 const ORIGINAL = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'from_config.json'), 'utf8')) as {
-  from_config: Record<string, unknown>; decode_config: { model: Record<string, unknown>; generate: Record<string, unknown> };
+  from_config: Record<string, unknown>;
+  decode_config: { model: Record<string, unknown>; generate: Record<string, unknown> };
 };
 const TINY = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'salmonn', 'config.json'), 'utf8'));
 const PARTS = { whisper: path.join(FIXTURES, 'whisper'), beats: path.join(FIXTURES, 'beats', 'beats.pt'), llm: path.join(FIXTURES, 'salmonn', 'llm') };
@@ -25,8 +26,10 @@ describe("SALMONN's YAML model block as the original's from_config reads it", ()
   let parts: { whisper: et.nn.WhisperEncoder; beats: et.nn.BeatsEncoder; llm: et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer };
   beforeAll(async () => {
     parts = {
-      whisper: await et.nn.WhisperEncoder.fromPretrained(PARTS.whisper), beats: await et.nn.BeatsEncoder.fromPretrained(PARTS.beats),
-      llm: await et.nn.LlamaForCausalLM.fromPretrained(PARTS.llm), tokenizer: await et.data.Tokenizer.fromFile(PARTS.llm),
+      whisper: await et.nn.WhisperEncoder.fromPretrained(PARTS.whisper),
+      beats: await et.nn.BeatsEncoder.fromPretrained(PARTS.beats),
+      llm: await et.nn.LlamaForCausalLM.fromPretrained(PARTS.llm),
+      tokenizer: await et.data.Tokenizer.fromFile(PARTS.llm),
     };
   });
   const fresh = () => ({ ...parts, llm: parts.llm });
@@ -43,10 +46,14 @@ describe("SALMONN's YAML model block as the original's from_config reads it", ()
 
   it("`new Salmonn(parts, yaml.model)` takes decode_config.yaml's model block as written (and its generate block)", async () => {
     const llm = await et.nn.LlamaForCausalLM.fromPretrained(PARTS.llm);
-    const m = new et.systems.salmonn.Salmonn({ ...parts, llm }, { ...ORIGINAL.decode_config.model, ...ORIGINAL.decode_config.generate, qformer: TINY.qformer } as never);
+    const m = new et.systems.salmonn.Salmonn({ ...parts, llm }, {
+      ...ORIGINAL.decode_config.model,
+      ...ORIGINAL.decode_config.generate,
+      qformer: TINY.qformer,
+    } as never);
     expect(m.config.lora_rank).toBe(8);
     expect(m.config.num_beams).toBe(4);
-    expect(Object.keys(m.config)).not.toContain('llama_path');   // taken, not a field
+    expect(Object.keys(m.config)).not.toContain('llama_path'); // taken, not a field
   });
 
   it("every key at from_config's own default is taken (prompt_template aside: its default '' has no {} for the prompt)", async () => {
@@ -58,7 +65,11 @@ describe("SALMONN's YAML model block as the original's from_config reads it", ()
   });
 
   it('an unknown key is still refused; the keys emotorch does not implement are refused when set, not ignored', () => {
-    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { llama_pth: 'x' } as never), 'ERR_INVALID_ARG', /SALMONN config\.llama_pth but received "a name it does not have"/);
+    throwsWith(
+      () => new et.systems.salmonn.Salmonn(fresh(), { llama_pth: 'x' } as never),
+      'ERR_INVALID_ARG',
+      /SALMONN config\.llama_pth but received "a name it does not have"/,
+    );
     throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { low_resource: true }), 'ERR_INVALID_ARG', /config\.low_resource/);
     throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { speech_llama_proj_model: 'proj.pth' }), 'ERR_INVALID_ARG', /config\.speech_llama_proj_model/);
     throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { device_8bit: -1 }), 'ERR_INVALID_ARG', /device_8bit/);
@@ -71,8 +82,14 @@ describe("SALMONN's YAML model block as the original's from_config reads it", ()
     } as never);
     const ref = await et.systems.salmonn.Salmonn.fromPretrained({ ...PARTS, checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn.pth'), config: TINY });
     const w = new Float32Array(16000).map((_, i) => Math.sin(i / 7) * 0.3);
-    expect(await m.generate([w], 'Describe.', { maxNewTokens: 3, numBeams: 1 })).toEqual(await ref.generate([w], 'Describe.', { maxNewTokens: 3, numBeams: 1 }));
-    await rejectsWith(et.systems.salmonn.Salmonn.fromPretrained({ ...PARTS, config: { ...TINY, whisper_path: '/elsewhere' } } as never), 'ERR_INVALID_ARG', /opts\.whisper/);
+    expect(await m.generate([w], 'Describe.', { maxNewTokens: 3, numBeams: 1 })).toEqual(
+      await ref.generate([w], 'Describe.', { maxNewTokens: 3, numBeams: 1 }),
+    );
+    await rejectsWith(
+      et.systems.salmonn.Salmonn.fromPretrained({ ...PARTS, config: { ...TINY, whisper_path: '/elsewhere' } } as never),
+      'ERR_INVALID_ARG',
+      /opts\.whisper/,
+    );
   }, 60_000);
 });
 
@@ -89,7 +106,12 @@ function expectEqual(x: Float32Array, c: Case, name: string): void {
   expect(x.length, name).toBe(c.length);
   for (const w of c.windows!) expect([...x.subarray(w.start, w.start + w.samples.length)], `${name} at ${w.start}`).toEqual(w.samples.map(Math.fround));
   if (c.samples) expect([...x], name).toEqual(c.samples.map(Math.fround));
-  expect(createHash('sha256').update(Buffer.from(x.buffer, x.byteOffset, x.byteLength)).digest('hex'), name).toBe(c.sha256);
+  expect(
+    createHash('sha256')
+      .update(Buffer.from(x.buffer, x.byteOffset, x.byteLength))
+      .digest('hex'),
+    name,
+  ).toBe(c.sha256);
 }
 
 describe("the trajectory fork's multi-turn input equals its prepare_multi_sample", () => {
@@ -100,13 +122,20 @@ describe("the trajectory fork's multi-turn input equals its prepare_multi_sample
     });
   }
 
-  it('through the command line\'s --wav forms: comma-separated, @list.txt (blank lines and spaces dropped), a JSON array', async () => {
+  it("through the command line's --wav forms: comma-separated, @list.txt (blank lines and spaces dropped), a JSON array", async () => {
     const c = CASES.three;
     const abs = c.files.map((f) => path.join(DIR, f));
     expectEqual(await salmonnInput(abs.join(' , ')), c, 'comma');
     expectEqual(await salmonnInput(JSON.stringify(abs)), c, 'json');
     const list = path.join(tmpdir(), 'list.txt');
-    fs.writeFileSync(list, fs.readFileSync(path.join(DIR, 'list.txt'), 'utf8').split('\n').map((l) => (l.trim() ? l.replace(l.trim(), path.join(DIR, l.trim())) : l)).join('\n'));
+    fs.writeFileSync(
+      list,
+      fs
+        .readFileSync(path.join(DIR, 'list.txt'), 'utf8')
+        .split('\n')
+        .map((l) => (l.trim() ? l.replace(l.trim(), path.join(DIR, l.trim())) : l))
+        .join('\n'),
+    );
     expect(salmonnWavPaths(`@${list}`)).toEqual(abs);
     expectEqual(await salmonnInput(`@${list}`), c, '@list');
     // one path stays one clip (the fork's prepare_one_sample path), not joined

@@ -11,7 +11,7 @@ describe('SALMONN emotional trajectory timeline', () => {
     expect(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>')).toBe(true);
     for (const t of ['turn 1', 'turn 2', 'turn 3', 'turn 4', 'dialogue 7']) expect(svg).toContain(`>${t}<`);
     const labels = [...svg.matchAll(/<text[^>]*>(neutral|sad|happy)<\/text>/g)].map((m) => m[1]);
-    expect(labels.filter((l) => l === 'sad').length).toBeGreaterThanOrEqual(3);   // two points + the axis row
+    expect(labels.filter((l) => l === 'sad').length).toBeGreaterThanOrEqual(3); // two points + the axis row
     expect(et.systems.salmonn.salmonnTrajectorySvg(['joy', 'anger'])).toContain('>anger<');
     throwsWith(() => et.systems.salmonn.salmonnTrajectorySvg('nothing to draw'), 'ERR_INVALID_ARG', /情绪序列/);
     throwsWith(() => et.systems.salmonn.salmonnTrajectorySvg([]), 'ERR_INVALID_ARG', /trajectory/);

@@ -36,7 +36,10 @@ describe('Salmonn = the original forward (Python reference)', () => {
     ]);
     expect(m.window).toEqual({ kernel: 17, stride: 17 });
     const tokens = await m.encodeAudio(waves);
-    expect(tokens.map((t) => t.shape)).toEqual([[1, 88, 48], [1, 88, 48]]);
+    expect(tokens.map((t) => t.shape)).toEqual([
+      [1, 88, 48],
+      [1, 88, 48],
+    ]);
     expect(maxAbsDiff(et.cat(tokens, 0), io.get('audio_tokens')!)).toBeLessThan(TOL_AUDIO_TOKENS);
 
     const out = await m.forward({ audio: waves, instruction: gen.instructions, target: gen.texts });
@@ -85,10 +88,13 @@ describe('Salmonn = the original forward (Python reference)', () => {
     const m = await load();
     // one clip twice: clips of different lengths change each other's BEATs states (padded together, as the original)
     const w = [waves[1], waves[1]];
-    const instr = ['Describe the emotion of the speaker in one word.', 'Feel?'];  // prompts of different lengths
+    const instr = ['Describe the emotion of the speaker in one word.', 'Feel?']; // prompts of different lengths
     for (const num_beams of [1, 4]) {
       const batched = await m.generateTokens(w, instr, { numBeams: num_beams, maxNewTokens: 8 });
-      const alone = [(await m.generateTokens([w[0]], [instr[0]], { numBeams: num_beams, maxNewTokens: 8 }))[0], (await m.generateTokens([w[1]], [instr[1]], { numBeams: num_beams, maxNewTokens: 8 }))[0]];
+      const alone = [
+        (await m.generateTokens([w[0]], [instr[0]], { numBeams: num_beams, maxNewTokens: 8 }))[0],
+        (await m.generateTokens([w[1]], [instr[1]], { numBeams: num_beams, maxNewTokens: 8 }))[0],
+      ];
       expect(batched).toEqual(alone);
     }
   });
@@ -102,11 +108,17 @@ describe("Salmonn.fromPretrained({ dtype }): half-precision towers, SALMONN's ow
   for (const dtype of ['bfloat16', 'float16'] as const) {
     it(`${dtype}: Whisper, BEATs and the LLaMA load in ${dtype}, and loss, logits, audio tokens and gradients stay near the float32 reference`, async () => {
       const m = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: cfg, dtype });
-      const dtypes = (mod: et.nn.Module, frozen: boolean) => new Set(mod.namedParameters().filter(([n]) => frozen === !/\.lora_[AB]\./.test(n)).map(([, p]) => p.dtype));
+      const dtypes = (mod: et.nn.Module, frozen: boolean) =>
+        new Set(
+          mod
+            .namedParameters()
+            .filter(([n]) => frozen === !/\.lora_[AB]\./.test(n))
+            .map(([, p]) => p.dtype),
+        );
       expect(dtypes(m.speech_encoder, true)).toEqual(new Set([dtype]));
       expect(dtypes(m.beats!, true)).toEqual(new Set([dtype]));
       expect(dtypes(m.llama_model, true)).toEqual(new Set([dtype]));
-      expect(dtypes(m.llama_model, false)).toEqual(new Set(['float32']));  // the LoRA adapters
+      expect(dtypes(m.llama_model, false)).toEqual(new Set(['float32'])); // the LoRA adapters
       for (const own of [m.speech_Qformer, m.speech_llama_proj, m.ln_speech, m.ln_audio!]) expect(dtypes(own, true)).toEqual(new Set(['float32']));
       expect(m.speech_query_tokens.dtype).toBe('float32');
 
@@ -126,7 +138,7 @@ describe("Salmonn.fromPretrained({ dtype }): half-precision towers, SALMONN's ow
         const ref = io.get(`grad.${m.originalName(n)}`)!;
         expect(p.grad!.dtype).toBe('float32');
         const norm = ref.norm().item();
-        if (norm < 1e-6) continue;  // the one-query self-attention's q/k and key biases get none
+        if (norm < 1e-6) continue; // the one-query self-attention's q/k and key biases get none
         const cos = p.grad!.mul(ref).sum().item() / (p.grad!.norm().item() * norm);
         expect(cos, n).toBeGreaterThan(0.98);
       }
@@ -140,7 +152,11 @@ describe("Salmonn.fromPretrained({ dtype }): half-precision towers, SALMONN's ow
     expect(m.speech_encoder.parameters()[0].dtype).toBe('float32');
     expect(m.llama_model.parameters()[0].dtype).toBe('float32');
     await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: cfg, dtype: 'int8' as never }), 'ERR_INVALID_ARG', /dtype/);
-    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, whisper: '/nonexistent', config: cfg, dtype: 'half' as never }), 'ERR_INVALID_ARG', /dtype/);
+    await rejectsWith(
+      () => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, whisper: '/nonexistent', config: cfg, dtype: 'half' as never }),
+      'ERR_INVALID_ARG',
+      /dtype/,
+    );
   });
 });
 
@@ -164,12 +180,20 @@ describe('Salmonn checkpoints', () => {
     const sd = (await et.io.loadTorchFile(path.join(DIR, 'salmonn.pth'))) as Map<string, Map<string, et.Tensor>>;
     const good = sd.get('model')!;
     const withExtra = new Map(good).set('speech_Qformer.bert.encoder.layer.0.bogus.weight', et.zeros([2]));
-    await rejectsWith(() => m.loadCheckpointStateDict(withExtra), 'ERR_STATE_DICT', /unexpected keys: 'speech_Qformer\.bert\.encoder\.layer\.0\.bogus\.weight'/);
+    await rejectsWith(
+      () => m.loadCheckpointStateDict(withExtra),
+      'ERR_STATE_DICT',
+      /unexpected keys: 'speech_Qformer\.bert\.encoder\.layer\.0\.bogus\.weight'/,
+    );
     const without = new Map(good);
     without.delete('speech_llama_proj.bias');
     await rejectsWith(() => m.loadCheckpointStateDict(without), 'ERR_STATE_DICT', /missing keys: 'speech_llama_proj\.bias'/);
     const wrong = new Map(good).set('speech_query_tokens', et.zeros([1, 2, 32]));
-    await rejectsWith(() => m.loadCheckpointStateDict(wrong), 'ERR_STATE_DICT', /wrong shapes: 'speech_query_tokens': checkpoint \[1,2,32\] vs model \[1,1,32\]/);
+    await rejectsWith(
+      () => m.loadCheckpointStateDict(wrong),
+      'ERR_STATE_DICT',
+      /wrong shapes: 'speech_query_tokens': checkpoint \[1,2,32\] vs model \[1,1,32\]/,
+    );
   });
 });
 
@@ -185,13 +209,25 @@ describe('Salmonn long audio and inputs', () => {
     // a waveform given as a Tensor stays native and gives the same tokens
     const [viaTensor] = await et.noGrad(() => m.encodeAudio([et.tensor(long)]));
     expect(maxAbsDiff(viaTensor, tokens)).toBe(0);
-    const capped = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, max_audio_seconds: 30 } });
+    const capped = await et.systems.salmonn.Salmonn.fromPretrained({
+      ...parts,
+      checkpoint: path.join(DIR, 'salmonn.pth'),
+      config: { ...cfg, max_audio_seconds: 30 },
+    });
     const [c] = await et.noGrad(() => capped.encodeAudio([long]));
     expect(c.shape).toEqual([1, 88, 48]);
     // the deprecated spelling still works, and both at once are refused
-    const old = await et.systems.salmonn.Salmonn.fromPretrained({ ...parts, checkpoint: path.join(DIR, 'salmonn.pth'), config: { ...cfg, maxAudioSeconds: 30 } });
+    const old = await et.systems.salmonn.Salmonn.fromPretrained({
+      ...parts,
+      checkpoint: path.join(DIR, 'salmonn.pth'),
+      config: { ...cfg, maxAudioSeconds: 30 },
+    });
     expect(old.config.max_audio_seconds).toBe(30);
-    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: { ...cfg, maxAudioSeconds: 30, max_audio_seconds: 20 } }), 'ERR_INVALID_ARG', /max_audio_seconds or its deprecated spelling maxAudioSeconds/);
+    await rejectsWith(
+      () => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: { ...cfg, maxAudioSeconds: 30, max_audio_seconds: 20 } }),
+      'ERR_INVALID_ARG',
+      /max_audio_seconds or its deprecated spelling maxAudioSeconds/,
+    );
   });
 
   it('rejects malformed batches and configs', async () => {
@@ -200,6 +236,10 @@ describe('Salmonn long audio and inputs', () => {
     await rejectsWith(() => m.forward({ audio: [new Float32Array(0)], instruction: ['x'] }), 'ERR_INVALID_ARG', /non-empty waveform/);
     await rejectsWith(() => m.forward({ audio: waves, prompt: ['no placeholder', 'x <SpeechHere>'] }), 'ERR_INVALID_ARG', /exactly one '<SpeechHere>'/);
     await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: { ...cfg, lora_rank: 0 } }), 'ERR_INVALID_ARG', /lora_rank/);
-    await rejectsWith(() => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: { ...cfg, prompt_template: 'no slot' } }), 'ERR_INVALID_ARG', /prompt_template/);
+    await rejectsWith(
+      () => et.systems.salmonn.Salmonn.fromPretrained({ ...parts, config: { ...cfg, prompt_template: 'no slot' } }),
+      'ERR_INVALID_ARG',
+      /prompt_template/,
+    );
   });
 });

@@ -18,16 +18,30 @@ beforeAll(async () => {
   ds = await et.systems.spectra.SpectraPretrainDataset.fromFile(path.join(DIR, 'transcripts.pkl'));
 });
 
-const NAMES: Array<[string, keyof et.systems.spectra.SpectraPretrainBatch]> = [['audio', 'audio'], ['audio_mask', 'audioAttentionMask'], ['text', 'textInput'], ['mlm_label', 'mlmLabel'],
-  ['text_mask', 'textAttentionMask'], ['start_valid', 'startValid'], ['end_valid', 'endValid'], ['turn_id', 'turnId'], ['starts', 'starts'], ['ends', 'ends']];
+const NAMES: Array<[string, keyof et.systems.spectra.SpectraPretrainBatch]> = [
+  ['audio', 'audio'],
+  ['audio_mask', 'audioAttentionMask'],
+  ['text', 'textInput'],
+  ['mlm_label', 'mlmLabel'],
+  ['text_mask', 'textAttentionMask'],
+  ['start_valid', 'startValid'],
+  ['end_valid', 'endValid'],
+  ['turn_id', 'turnId'],
+  ['starts', 'starts'],
+  ['ends', 'ends'],
+];
 
 describe('SPECTRA pre-training data = the original PretrainDataset + DataCollatorForPreTraining', () => {
   for (const batch of ['full', 'cut']) {
     it(`${batch === 'full' ? 'text within 512 tokens' : 'text cut to 16 tokens (history, then context words)'}: every tensor equal, given the same choices`, async () => {
-      expect(ds.length).toBe(5);   // turns with a previous turn: 3 + 2
+      expect(ds.length).toBe(5); // turns with a previous turn: 3 + 2
       const rows = choices[batch] as Array<{ index: number; neg_audio: number; neg_text: number; mlm: et.systems.spectra.SpectraItemMlm }>;
       const items = await Promise.all(rows.map((c) => ds.get(c.index, { negAudio: c.neg_audio, negText: c.neg_text })));
-      const b = et.systems.spectra.spectraPretrainCollate(items, { audioLength: choices.audio_length, textLength: choices[`${batch}_text_length`], mlm: rows.map((c) => c.mlm) });
+      const b = et.systems.spectra.spectraPretrainCollate(items, {
+        audioLength: choices.audio_length,
+        textLength: choices[`${batch}_text_length`],
+        mlm: rows.map((c) => c.mlm),
+      });
       for (const [py, ours] of NAMES) {
         const want = io.get(`${batch}.${py}`)!;
         const got = b[ours] as et.Tensor;
@@ -58,19 +72,31 @@ describe('SPECTRA pre-training data = the original PretrainDataset + DataCollato
 
   it('bad corpora and inputs are coded errors naming what is wrong', async () => {
     const from = (f: string) => et.systems.spectra.SpectraPretrainDataset.fromFile(path.join(DIR, f));
-    await rejectsWith(from('bad_alignment.pkl'), 'ERR_FORMAT', /entry 1 word 0 \('oops'\) spans tokens .*outside the turn's .*the alignment does not match the transcript/);
+    await rejectsWith(
+      from('bad_alignment.pkl'),
+      'ERR_FORMAT',
+      /entry 1 word 0 \('oops'\) spans tokens .*outside the turn's .*the alignment does not match the transcript/,
+    );
     await rejectsWith(from('two_turns.pkl'), 'ERR_INVALID_ARG', /at least 3 turns/);
     await rejectsWith(from('bad_prev.pkl'), 'ERR_FORMAT', /entry 2 ends with 9/);
     await rejectsWith(from('none.pkl'), 'ERR_IO', /do not exist/);
     await rejectsWith(et.systems.spectra.SpectraPretrainDataset.fromFile(path.join(DIR, 'transcripts.pkl'), { numTurns: 1 }), 'ERR_INVALID_ARG', /numTurns/);
     await rejectsWith(ds.get(5), 'ERR_INVALID_ARG', /index/);
     const ex0 = await ds.get(0, { negAudio: 0, negText: 0 });
-    await rejectsWith(ds.get(0, { negAudio: 1 }), 'ERR_INVALID_ARG', /negAudio/);   // example 0's response is turn 1
+    await rejectsWith(ds.get(0, { negAudio: 1 }), 'ERR_INVALID_ARG', /negAudio/); // example 0's response is turn 1
     // the original stops with an IndexError when the cut reaches further into the context than its words' flags wrap
     throwsWith(() => et.systems.spectra.spectraPretrainCollate([ex0], { audioLength: 100, textLength: 7 }), 'ERR_INVALID_ARG', /cut reaches past word/);
     throwsWith(() => et.systems.spectra.spectraPretrainCollate([ex0], { audioLength: 100, textLength: 4 }), 'ERR_INVALID_ARG', /textLength above/);
-    throwsWith(() => et.systems.spectra.spectraPretrainCollate([ex0], { mlm: [{ history: [-2], context: [], response: [], negative: [] }] }), 'ERR_INVALID_ARG', /-1 for the special token 0/);
-    throwsWith(() => et.systems.spectra.spectraPretrainCollate([ex0], { mlm: [{ history: [-1], context: [], response: [], negative: [] }] }), 'ERR_INVALID_ARG', /9 choices \(one per token\).*mlm\[0\]\.context/);
+    throwsWith(
+      () => et.systems.spectra.spectraPretrainCollate([ex0], { mlm: [{ history: [-2], context: [], response: [], negative: [] }] }),
+      'ERR_INVALID_ARG',
+      /-1 for the special token 0/,
+    );
+    throwsWith(
+      () => et.systems.spectra.spectraPretrainCollate([ex0], { mlm: [{ history: [-1], context: [], response: [], negative: [] }] }),
+      'ERR_INVALID_ARG',
+      /9 choices \(one per token\).*mlm\[0\]\.context/,
+    );
     throwsWith(() => et.systems.spectra.spectraPretrainCollate([]), 'ERR_INVALID_ARG', /non-empty/);
     throwsWith(() => et.systems.spectra.spectraPretrainCollate([ex0], { textLenght: 4 } as never), 'ERR_INVALID_ARG', /textLenght/);
   });
@@ -79,7 +105,7 @@ describe('SPECTRA pre-training data = the original PretrainDataset + DataCollato
     const entries = (await et.io.readPickle(path.join(DIR, 'transcripts.pkl'))) as unknown[][];
     const dir = fs.mkdtempSync(path.join(tmpdir(), 'spans-'));
     const ex1 = await ds.get(1, { negAudio: 0, negText: 0 });
-    const clipLen = ex1.responseAudio.length;   // item 1's response is entry withPrev[1]
+    const clipLen = ex1.responseAudio.length; // item 1's response is entry withPrev[1]
     const anchor = entries.findIndex((e, i) => i > 0 && e[e.length - 1] !== -1 && entries.slice(0, i).filter((x) => x[x.length - 1] !== -1).length === 1);
     const corpus = (end: number) => {
       const copy = entries.map((e) => e.map((x) => (Array.isArray(x) ? [...x] : x)));
@@ -91,8 +117,13 @@ describe('SPECTRA pre-training data = the original PretrainDataset + DataCollato
     };
     // up to 1 600 samples past the clip is what the original's own preprocessing writes at a recording's end
     expect((await (await corpus(clipLen + 1600)).get(1, { negAudio: 0, negText: 0 })).responseWords.at(-1)![4]).toBe(clipLen + 1600);
-    await rejectsWith((await corpus(clipLen + 1601)).get(1, { negAudio: 0, negText: 0 }), 'ERR_FORMAT',
-      new RegExp(`t${clipLen + 1601}\\.pkl' entry ${anchor} \\(item 1\\): word \\d+ \\('[^']+'\\) spans samples \\[\\d+, ${clipLen + 1601}\\), past the end of its clip '.*\\.npy' \\(${clipLen} samples`));
+    await rejectsWith(
+      (await corpus(clipLen + 1601)).get(1, { negAudio: 0, negText: 0 }),
+      'ERR_FORMAT',
+      new RegExp(
+        `t${clipLen + 1601}\\.pkl' entry ${anchor} \\(item 1\\): word \\d+ \\('[^']+'\\) spans samples \\[\\d+, ${clipLen + 1601}\\), past the end of its clip '.*\\.npy' \\(${clipLen} samples`,
+      ),
+    );
     await rejectsWith((await corpus(1e9)).get(1, { negAudio: 0, negText: 0 }), 'ERR_FORMAT', /spans samples \[\d+, 1000000000\), past the end of its clip/);
   });
 });

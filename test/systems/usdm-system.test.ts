@@ -43,13 +43,16 @@ describe('Usdm training pieces', () => {
     const grown = await et.systems.usdm.addUnitVocabulary(base, 57);
     expect(grown.config.vocab_size).toBe(160 + 60);
     const w = grown.stateDict().get('model.embed_tokens.weight')!;
-    expect((w.slice(0, 0, 160).toArray() as number[][])).toEqual(old);
+    expect(w.slice(0, 0, 160).toArray() as number[][]).toEqual(old);
     const fresh = w.slice(0, 160, 220);
     const std = Math.sqrt(fresh.square().mean().item() as number);
-    expect(std).toBeGreaterThan(0.07); expect(std).toBeLessThan(0.13);  // initializer_range 0.1
+    expect(std).toBeGreaterThan(0.07);
+    expect(std).toBeLessThan(0.13); // initializer_range 0.1
     const usdm = new et.systems.usdm.Usdm(await et.nn.LlamaForCausalLM.fromPretrained(path.join(dir, 'mistral')), { tokenIds: IDS, lora: true });
     expect(usdm.loraLayers.length).toBe(8);
-    const lines = ref.examples.map((e) => e.line).map((l, i) => ({ ids: l.split('|')[0].split(' ').map(Number), labels: l.split('|')[1].split(' ').map(Number), i }));
+    const lines = ref.examples
+      .map((e) => e.line)
+      .map((l, i) => ({ ids: l.split('|')[0].split(' ').map(Number), labels: l.split('|')[1].split(' ').map(Number), i }));
     const batch = usdm.collate(lines);
     expect(batch.inputIds.shape[0]).toBe(2);
     usdm.llm.freeze();

@@ -19,17 +19,29 @@ export const codec = {
     const ids: number[] = [];
     for (let i = 0; i < text.length;) {
       const m = /^<\|unit(\d+)\|>/.exec(text.slice(i));
-      if (m) { ids.push(102 + Number(m[1])); i += m[0].length; continue; }
+      if (m) {
+        ids.push(102 + Number(m[1]));
+        i += m[0].length;
+        continue;
+      }
       const s = Object.keys(SPECIAL).find((k) => text.startsWith(k, i));
-      if (s) { ids.push(SPECIAL[s]); i += s.length; continue; }
-      ids.push(charId(text[i])); i += 1;
+      if (s) {
+        ids.push(SPECIAL[s]);
+        i += s.length;
+        continue;
+      }
+      ids.push(charId(text[i]));
+      i += 1;
     }
     return ids;
   },
   decode(ids: number[]): string {
     const inv: Record<number, string> = { 28: ' ', 13: '\n', 56: '#', 57: '.', 58: ',', 59: "'", 3: '?', 0: '<unk>' };
     for (const [k, v] of Object.entries(SPECIAL)) inv[v] = k;
-    for (let k = 0; k < 26; k++) { inv[30 + k] = String.fromCharCode(97 + k); inv[60 + k] = String.fromCharCode(65 + k); }
-    return ids.map((i) => (i >= 102 && i < 159 ? `<|unit${i - 102}|>` : inv[i] ?? '~')).join('');
+    for (let k = 0; k < 26; k++) {
+      inv[30 + k] = String.fromCharCode(97 + k);
+      inv[60 + k] = String.fromCharCode(65 + k);
+    }
+    return ids.map((i) => (i >= 102 && i < 159 ? `<|unit${i - 102}|>` : (inv[i] ?? '~'))).join('');
   },
 };

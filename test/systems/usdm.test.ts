@@ -8,7 +8,9 @@ import { FIXTURES, rejectsWith } from '../helpers';
 
 const dir = path.join(FIXTURES, 'usdm');
 const gen = JSON.parse(fs.readFileSync(path.join(dir, 'generate.json'), 'utf8')) as {
-  prompts: number[][]; attention_mask: number[][]; cases: Array<{ name: string; options: Record<string, unknown>; tokens: number[][] }>;
+  prompts: number[][];
+  attention_mask: number[][];
+  cases: Array<{ name: string; options: Record<string, unknown>; tokens: number[][] }>;
 };
 
 describe('generate with bannedTokenRanges / allowedTokenRanges = HF bad_words_ids', () => {
@@ -29,7 +31,20 @@ describe('generate with bannedTokenRanges / allowedTokenRanges = HF bad_words_id
     await rejectsWith(() => m.generate({ inputIds }, { bannedTokenRanges: [[0, 161]] }), 'ERR_INVALID_ARG', /bannedTokenRanges\[0\]/);
     await rejectsWith(() => m.generate({ inputIds }, { bannedTokenRanges: [[5, 3]] }), 'ERR_INVALID_ARG', /bannedTokenRanges\[0\]/);
     await rejectsWith(() => m.generate({ inputIds }, { allowedTokenRanges: 7 as never }), 'ERR_INVALID_ARG', /allowedTokenRanges/);
-    await rejectsWith(() => m.generate({ inputIds }, { bannedTokenRanges: [[0, 100], [100, 160]] }), 'ERR_INVALID_ARG', /at least one id/);
+    await rejectsWith(
+      () =>
+        m.generate(
+          { inputIds },
+          {
+            bannedTokenRanges: [
+              [0, 100],
+              [100, 160],
+            ],
+          },
+        ),
+      'ERR_INVALID_ARG',
+      /at least one id/,
+    );
     await rejectsWith(() => m.generate({ inputIds }, { allowedTokenRanges: [[3, 9]], bannedTokenRanges: [[0, 10]] }), 'ERR_INVALID_ARG', /at least one id/);
   });
 });

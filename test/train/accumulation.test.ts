@@ -3,7 +3,15 @@ import * as path from 'path';
 import * as et from '../../lib/index';
 import { tmpdir } from '../helpers';
 
-const CONFIG = { vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32 };
+const CONFIG = {
+  vocab_size: 64,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 32,
+};
 const T = 10;
 /** 8 sequences whose label masks leave 8, 1, 5, 2, 9, 3, 7, 4 label tokens after the causal shift. */
 const KEEP = [8, 1, 5, 2, 9, 3, 7, 4];
@@ -14,8 +22,14 @@ const items = KEEP.map((k) => {
 });
 const dataset = { length: items.length, get: (i: number) => items[i] };
 const collate = (xs: typeof items) => ({
-  inputIds: et.tensor(xs.flatMap((x) => x.ids), { shape: [xs.length, T], dtype: 'int64' }),
-  labels: et.tensor(xs.flatMap((x) => x.labels), { shape: [xs.length, T], dtype: 'int64' }),
+  inputIds: et.tensor(
+    xs.flatMap((x) => x.ids),
+    { shape: [xs.length, T], dtype: 'int64' },
+  ),
+  labels: et.tensor(
+    xs.flatMap((x) => x.labels),
+    { shape: [xs.length, T], dtype: 'int64' },
+  ),
 });
 
 /** One Trainer step with plain SGD (lr 1, no clipping, constant lr): the parameter change is minus the gradient. */
@@ -23,10 +37,24 @@ async function oneStep(base: et.nn.LlamaForCausalLM, batch: number, accumulation
   const model = et.nn.LlamaForCausalLM.create(CONFIG);
   await model.loadStateDict(base.stateDict());
   const trainer = new et.train.Trainer({
-    model, trainDataset: dataset, dataCollator: collate, computeLoss,
+    model,
+    trainDataset: dataset,
+    dataCollator: collate,
+    computeLoss,
     optimizer: new et.optim.SGD(model.trainableParameters(), { lr: 1 }),
-    args: { output_dir: path.join(tmpdir(), 'acc'), max_steps: 1, per_device_train_batch_size: batch, gradient_accumulation_steps: accumulation,
-      max_grad_norm: 0, lr_scheduler_type: 'constant', learning_rate: 1, train_sampling_strategy: 'sequential', save_strategy: 'no', logging_steps: 1, disable_tqdm: true },
+    args: {
+      output_dir: path.join(tmpdir(), 'acc'),
+      max_steps: 1,
+      per_device_train_batch_size: batch,
+      gradient_accumulation_steps: accumulation,
+      max_grad_norm: 0,
+      lr_scheduler_type: 'constant',
+      learning_rate: 1,
+      train_sampling_strategy: 'sequential',
+      save_strategy: 'no',
+      logging_steps: 1,
+      disable_tqdm: true,
+    },
   });
   const r = await trainer.train();
   expect(r.globalStep).toBe(1);
@@ -42,14 +70,18 @@ describe('gradient accumulation for token losses', () => {
     const acc = await oneStep(base, 2, 4);
     // per-micro-batch means averaged over 4 (what a naive loop does) differ: the token counts are unequal
     const naive = await oneStep(base, 2, 4, async (m, b) => ((await m.forward({ inputIds: b.inputIds, labels: b.labels })) as { loss: et.Tensor }).loss.div(4));
-    let worst = 0, naiveWorst = 0, scale = 0;
+    let worst = 0,
+      naiveWorst = 0,
+      scale = 0;
     full.grads.forEach(([n, g], i) => {
       expect(acc.grads[i][0]).toBe(n);
       worst = Math.max(worst, g.sub(acc.grads[i][1]).abs().max().item());
       naiveWorst = Math.max(naiveWorst, g.sub(naive.grads[i][1]).abs().max().item());
       scale = Math.max(scale, g.abs().max().item());
     });
-    console.log(`accumulation 4x2 vs batch 8: max |grad diff| ${worst.toExponential(2)}, loss ${acc.loss} vs ${full.loss} (naive per-micro-batch mean: ${naiveWorst.toExponential(2)}; max |grad| ${scale.toExponential(2)})`);
+    console.log(
+      `accumulation 4x2 vs batch 8: max |grad diff| ${worst.toExponential(2)}, loss ${acc.loss} vs ${full.loss} (naive per-micro-batch mean: ${naiveWorst.toExponential(2)}; max |grad| ${scale.toExponential(2)})`,
+    );
     expect(scale).toBeGreaterThan(1e-3);
     expect(worst).toBeLessThan(1e-6);
     expect(naiveWorst).toBeGreaterThan(1e-4);
@@ -63,9 +95,21 @@ describe('predict_with_generate', () => {
     const model = et.nn.LlamaForCausalLM.create(CONFIG);
     let seen: et.Tensor | null = null;
     const trainer = new et.train.Trainer({
-      model, evalDataset: dataset, dataCollator: collate, generateOptions: { minNewTokens: 3 },
-      computeMetrics: ({ predictions }) => { seen = predictions; return { n: predictions.shape[0] }; },
-      args: { output_dir: path.join(tmpdir(), 'gen'), predict_with_generate: true, generation_max_length: 3, per_device_eval_batch_size: 4, disable_tqdm: true },
+      model,
+      evalDataset: dataset,
+      dataCollator: collate,
+      generateOptions: { minNewTokens: 3 },
+      computeMetrics: ({ predictions }) => {
+        seen = predictions;
+        return { n: predictions.shape[0] };
+      },
+      args: {
+        output_dir: path.join(tmpdir(), 'gen'),
+        predict_with_generate: true,
+        generation_max_length: 3,
+        per_device_eval_batch_size: 4,
+        disable_tqdm: true,
+      },
     });
     const m = await trainer.evaluate();
     expect(m.eval_n).toBe(8);

@@ -8,17 +8,59 @@ import { Classifier } from './util';
 describe('TrainingArguments', () => {
   it("has HF's defaults and ports the SemEval seed's arguments field by field", () => {
     const d = new et.train.TrainingArguments({});
-    expect([d.output_dir, d.num_train_epochs, d.max_steps, d.per_device_train_batch_size, d.learning_rate, d.weight_decay, d.adam_beta1, d.adam_beta2, d.adam_epsilon, d.max_grad_norm,
-      d.lr_scheduler_type, d.warmup_steps, d.eval_strategy, d.save_strategy, d.logging_strategy, d.save_steps, d.logging_steps, d.seed, d.fp16, d.bf16, d.save_total_limit])
-      .toEqual(['trainer_output', 3, -1, 8, 5e-5, 0, 0.9, 0.999, 1e-8, 1, 'linear', 0, 'no', 'steps', 'steps', 500, 500, 42, false, false, null]);
+    expect([
+      d.output_dir,
+      d.num_train_epochs,
+      d.max_steps,
+      d.per_device_train_batch_size,
+      d.learning_rate,
+      d.weight_decay,
+      d.adam_beta1,
+      d.adam_beta2,
+      d.adam_epsilon,
+      d.max_grad_norm,
+      d.lr_scheduler_type,
+      d.warmup_steps,
+      d.eval_strategy,
+      d.save_strategy,
+      d.logging_strategy,
+      d.save_steps,
+      d.logging_steps,
+      d.seed,
+      d.fp16,
+      d.bf16,
+      d.save_total_limit,
+    ]).toEqual(['trainer_output', 3, -1, 8, 5e-5, 0, 0.9, 0.999, 1e-8, 1, 'linear', 0, 'no', 'steps', 'steps', 500, 500, 42, false, false, null]);
     // experiment 1 of the SemEval seed (report_to wandb becomes tensorboard: the one built-in integration)
     const a = new et.train.TrainingArguments({
-      output_dir: 'semeval/train_results/', evaluation_strategy: 'epoch', num_train_epochs: 10, save_strategy: 'epoch', save_total_limit: 1,
-      report_to: 'tensorboard', logging_steps: 5, per_device_train_batch_size: 4, per_device_eval_batch_size: 4, gradient_accumulation_steps: 16,
-      bf16: true, remove_unused_columns: false,
+      output_dir: 'semeval/train_results/',
+      evaluation_strategy: 'epoch',
+      num_train_epochs: 10,
+      save_strategy: 'epoch',
+      save_total_limit: 1,
+      report_to: 'tensorboard',
+      logging_steps: 5,
+      per_device_train_batch_size: 4,
+      per_device_eval_batch_size: 4,
+      gradient_accumulation_steps: 16,
+      bf16: true,
+      remove_unused_columns: false,
     });
-    expect([a.eval_strategy, a.save_total_limit, a.report_to, a.gradient_accumulation_steps, a.bf16, a.logging_dir]).toEqual(['epoch', 1, ['tensorboard'], 16, true, 'semeval/train_results//runs']);
-    const b = new et.train.TrainingArguments({ eval_strategy: 'steps', logging_steps: 7, load_best_model_at_end: true, save_steps: 14, metric_for_best_model: 'f1' });
+    expect([a.eval_strategy, a.save_total_limit, a.report_to, a.gradient_accumulation_steps, a.bf16, a.logging_dir]).toEqual([
+      'epoch',
+      1,
+      ['tensorboard'],
+      16,
+      true,
+      'semeval/train_results//runs',
+    ]);
+    const b = new et.train.TrainingArguments({
+      eval_strategy: 'steps',
+      logging_steps: 7,
+      load_best_model_at_end: true,
+      save_steps: 14,
+      metric_for_best_model: 'f1',
+    });
     expect([b.eval_steps, b.metric_for_best_model, b.greater_is_better]).toEqual([7, 'f1', true]);
     expect(new et.train.TrainingArguments({ load_best_model_at_end: true, eval_strategy: 'epoch', save_strategy: 'epoch' }).metric_for_best_model).toBe('loss');
     expect(new et.train.TrainingArguments({ warmup_ratio: 0.1 }).warmupFor(95)).toBe(10);
@@ -53,7 +95,17 @@ describe('TrainingArguments', () => {
       [{ output_dir: out, metric_for_best_model: 'f1', eval_strategy: 'epoch', save_strategy: 'epoch', load_best_model_at_end: true }, /no computeMetrics/],
     ];
     for (const [args, re] of bad) {
-      const e = throwsWith(() => new et.train.Trainer({ model, args: { output_dir: out, ...args }, trainDataset: ds, ...(re.source.includes('evalDataset') ? {} : { evalDataset: ds }) }), 'ERR_INVALID_ARG', re);
+      const e = throwsWith(
+        () =>
+          new et.train.Trainer({
+            model,
+            args: { output_dir: out, ...args },
+            trainDataset: ds,
+            ...(re.source.includes('evalDataset') ? {} : { evalDataset: ds }),
+          }),
+        'ERR_INVALID_ARG',
+        re,
+      );
       expect(e.message.length).toBeLessThan(300);
     }
     throwsWith(() => new et.train.Trainer({ model, args: { output_dir: out }, trainDatset: ds } as never), 'ERR_INVALID_ARG', /Trainer option.*"trainDatset"/);
@@ -68,7 +120,14 @@ describe('HF learning-rate schedules', () => {
     const cases = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'train', 'schedules.json'), 'utf8'));
     expect(cases.length).toBe(8);
     for (const c of cases) {
-      const s = et.optim.schedules.hfSchedule(c.name, { lr: c.lr, warmupSteps: c.warmup, totalSteps: c.total, numCycles: c.kwargs?.num_cycles, minLr: c.kwargs?.min_lr, minLrRate: c.kwargs?.min_lr_rate });
+      const s = et.optim.schedules.hfSchedule(c.name, {
+        lr: c.lr,
+        warmupSteps: c.warmup,
+        totalSteps: c.total,
+        numCycles: c.kwargs?.num_cycles,
+        minLr: c.kwargs?.min_lr,
+        minLrRate: c.kwargs?.min_lr_rate,
+      });
       const ours = c.lrs.map((_: number, i: number) => s(i));
       for (let i = 0; i < ours.length; i++) expect(Math.abs(ours[i] - c.lrs[i]), `${c.name} step ${i}`).toBeLessThanOrEqual(1e-12 * c.lr);
     }

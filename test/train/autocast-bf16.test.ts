@@ -11,7 +11,9 @@ import * as et from '../../lib/index';
 import { FIXTURES } from '../helpers';
 
 let io: Map<string, et.Tensor>;
-beforeAll(async () => { io = (await et.io.loadSafetensors(path.join(FIXTURES, 'autocast_bf16', 'io.safetensors'))).tensors; });
+beforeAll(async () => {
+  io = (await et.io.loadSafetensors(path.join(FIXTURES, 'autocast_bf16', 'io.safetensors'))).tensors;
+});
 
 const bf16 = <T>(fn: () => T): T => et.autocast({ device: 'cpu', dtype: 'bfloat16' }, fn);
 const maxAbs = (t: et.Tensor) => t.abs().max().item();
@@ -21,7 +23,8 @@ const maxAbs = (t: et.Tensor) => t.abs().max().item();
  * float32 one; `keep` (rows) leaves out the outputs at padding, which nothing reads.
  */
 function check(got: et.Tensor, name: string, tol: number, keep?: et.Tensor): void {
-  let want = io.get(name)!, fp32 = io.get(`${name}_fp32`)!;
+  let want = io.get(name)!,
+    fp32 = io.get(`${name}_fp32`)!;
   let g = got.float();
   if (keep) [g, want, fp32] = [g, want, fp32].map((t) => t.index(keep));
   expect(g.shape, name).toEqual(want.shape);
@@ -37,8 +40,9 @@ describe('bfloat16 autocast on the CPU = PyTorch CPU autocast', () => {
   it('LLaMA: logits, loss, and the embedding gradient of a backward outside autocast', async () => {
     const m = await et.nn.LlamaForCausalLM.fromPretrained(path.join(FIXTURES, 'llama'));
     m.eval();
-    const inputIds = io.get('llama.input_ids')!, attentionMask = io.get('llama.attention_mask')!;
-    const labels = io.get('llama.labels')!;   // none scored from a padding position
+    const inputIds = io.get('llama.input_ids')!,
+      attentionMask = io.get('llama.attention_mask')!;
+    const labels = io.get('llama.labels')!; // none scored from a padding position
     const out = await bf16(() => m.forward({ inputIds, attentionMask, labels }));
     check(out.logits, 'llama.logits', 3e-2, attentionMask.ne(0));
     check(out.loss!.reshape([1]), 'llama.loss', 3e-3);
@@ -60,10 +64,18 @@ describe('bfloat16 autocast on the CPU = PyTorch CPU autocast', () => {
     const m = await et.systems.spectra.Spectra.fromPretrained(path.join(FIXTURES, 'spectra', 'finetuned'));
     const s = (await et.io.loadSafetensors(path.join(FIXTURES, 'spectra', 'io.safetensors'))).tensors;
     const g = (k: string) => s.get(`history.${k}`)!;
-    const out = await bf16(() => et.noGrad(() => m.forward({
-      inputValues: g('input_values'), audioAttentionMask: g('audio_attention_mask'), inputIds: g('input_ids'), attentionMask: g('attention_mask'),
-      tokenTypeIds: g('token_type_ids'), labels: g('labels'),
-    })));
+    const out = await bf16(() =>
+      et.noGrad(() =>
+        m.forward({
+          inputValues: g('input_values'),
+          audioAttentionMask: g('audio_attention_mask'),
+          inputIds: g('input_ids'),
+          attentionMask: g('attention_mask'),
+          tokenTypeIds: g('token_type_ids'),
+          labels: g('labels'),
+        }),
+      ),
+    );
     check(out.logits, 'spectra.logits', 3e-2);
     check(out.loss!.reshape([1]), 'spectra.loss', 3e-3);
   });
@@ -81,15 +93,22 @@ describe('bfloat16 autocast on the CPU = PyTorch CPU autocast', () => {
     it(`${name} in training with attention dropout: the output and a gradient`, async () => {
       const dir = path.join(FIXTURES, name === 'roberta' ? 'roberta' : path.join('autocast_bf16', 'wavlm'));
       const t = (await et.io.loadSafetensors(path.join(dir, 'io.safetensors'))).tensors;
-      const m = name === 'roberta'
-        ? await et.nn.RobertaModel.fromPretrained(dir, { config: { [option]: 0.3 } })
-        : await et.nn.WavLMModel.fromPretrained(dir, { config: { [option]: 0.3 } });
+      const m =
+        name === 'roberta'
+          ? await et.nn.RobertaModel.fromPretrained(dir, { config: { [option]: 0.3 } })
+          : await et.nn.WavLMModel.fromPretrained(dir, { config: { [option]: 0.3 } });
       m.train();
-      const run = async () => (name === 'roberta'
-        ? await (m as et.nn.RobertaModel).forward({ inputIds: t.get('input_ids')!, attentionMask: t.get('attention_mask'), tokenTypeIds: t.get('token_type_ids') })
-        : await (m as et.nn.WavLMModel).forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') })).lastHiddenState;
+      const run = async () =>
+        (name === 'roberta'
+          ? await (m as et.nn.RobertaModel).forward({
+              inputIds: t.get('input_ids')!,
+              attentionMask: t.get('attention_mask'),
+              tokenTypeIds: t.get('token_type_ids'),
+            })
+          : await (m as et.nn.WavLMModel).forward({ inputValues: t.get('input_values')!, attentionMask: t.get('attention_mask') })
+        ).lastHiddenState;
       const keep = t.get(keepName)!;
-      et.manualSeed(77);  // scripts/fixtures/attention_dropout.py's SEED
+      et.manualSeed(77); // scripts/fixtures/attention_dropout.py's SEED
       const h = await bf16(run);
       check(h, `dropout.${name}.last_hidden_state`, 3e-2, keep.ne(0));
       await h.float().mul(keep.unsqueeze(-1).float()).square().sum().backward();

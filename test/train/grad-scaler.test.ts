@@ -19,15 +19,31 @@ describe('et.amp.GradScaler', () => {
     const trace: string[] = [];
     for (let s = 0; s < 9; s++) {
       opt.zeroGrad();
-      const loss = w.mul(get(`x${s}`)).sum().add(b.mul(get(`y${s}`)).sum());
+      const loss = w
+        .mul(get(`x${s}`))
+        .sum()
+        .add(b.mul(get(`y${s}`)).sum());
       await scaler.scale(loss).backward();
       scaler.unscale_(opt);
       expect(same(w.grad!, get(`gw${s}`)), `unscaled gradient at step ${s}`).toBe(true);
       const stepped = await scaler.step(opt);
       scaler.update();
       expect(stepped).toBe(get(`stepped${s}`).item() === 1);
-      expect(w.sub(get(`w${s}`)).abs().max().item(), `w after step ${s}`).toBe(0);
-      expect(b.sub(get(`b${s}`)).abs().max().item()).toBe(0);
+      expect(
+        w
+          .sub(get(`w${s}`))
+          .abs()
+          .max()
+          .item(),
+        `w after step ${s}`,
+      ).toBe(0);
+      expect(
+        b
+          .sub(get(`b${s}`))
+          .abs()
+          .max()
+          .item(),
+      ).toBe(0);
       expect(scaler.getScale()).toBe(get(`scale${s}`).item());
       expect(scaler.getGrowthTracker()).toBe(get(`tracker${s}`).item());
       trace.push(`${scaler.getScale()}${stepped ? '' : '(skipped)'}`);

@@ -11,8 +11,13 @@ import { FIXTURES, tmpdir } from '../helpers';
 import { Classifier, Item, collate, ecfSplits, makeSampleData, readJsonl } from './util';
 
 interface LossCase {
-  args: Record<string, number>; logged: Array<[number, number]>; components: Array<[number, number]>; windows: number[];
-  init: { 'lin.weight': number[][]; 'lin.bias': number[] }; x: number[][]; labels: number[];
+  args: Record<string, number>;
+  logged: Array<[number, number]>;
+  components: Array<[number, number]>;
+  windows: number[];
+  init: { 'lin.weight': number[][]; 'lin.bias': number[] };
+  x: number[][];
+  labels: number[];
 }
 const REF = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'train', 'trainer_logs.json'), 'utf8')) as {
   cases: Array<{ args: Record<string, number | string>; logged: Array<[number, number]> }>;
@@ -32,18 +37,26 @@ describe('logged learning rates = HF Trainer', () => {
       et.manualSeed(0);
       const out = path.join(root, `case${i}`);
       const trainer = new et.train.Trainer({
-        model: new Classifier(0), trainDataset: { length: data.length, get: (k: number) => data[k] }, dataCollator: collate,
+        model: new Classifier(0),
+        trainDataset: { length: data.length, get: (k: number) => data[k] },
+        dataCollator: collate,
         args: { ...c.args, output_dir: out, per_device_train_batch_size: 4, save_strategy: 'no', disable_tqdm: true },
       });
       const events: Array<[number, number]> = [];
-      trainer.on('log', (r: Record<string, number>) => { if (r.learning_rate !== undefined) events.push([r.step, r.learning_rate]); });
+      trainer.on('log', (r: Record<string, number>) => {
+        if (r.learning_rate !== undefined) events.push([r.step, r.learning_rate]);
+      });
       await trainer.train();
       const close = (got: Array<[number, number]>) => {
         expect(got.map(([s]) => s)).toEqual(c.logged.map(([s]) => s));
         for (const [k, [, lr]] of c.logged.entries()) expect(Math.abs(got[k][1] - lr)).toBeLessThanOrEqual(1e-12 * Math.max(1, lr));
       };
       close(events);
-      close(readJsonl(path.join(out, 'log.jsonl')).filter((r) => r.learning_rate !== undefined).map((r) => [r.step, r.learning_rate]));
+      close(
+        readJsonl(path.join(out, 'log.jsonl'))
+          .filter((r) => r.learning_rate !== undefined)
+          .map((r) => [r.step, r.learning_rate]),
+      );
       // TensorBoard and the plots are written from this history (test/train/tensorboard.test.ts)
       close(trainer.state.log_history.filter((r) => r.learning_rate !== undefined).map((r) => [r.step, r.learning_rate]));
     });
@@ -59,7 +72,8 @@ class TwoLosses extends et.nn.Module {
   }
   async forward(b: { x: et.Tensor; labels: et.Tensor }): Promise<{ loss: et.Tensor; mse: et.Tensor; l1: et.Tensor }> {
     const y = (await this.lin.forward(b.x)).squeeze(-1);
-    const mse = et.functional.mseLoss(y, b.labels), l1 = et.functional.l1Loss(y, b.labels);
+    const mse = et.functional.mseLoss(y, b.labels),
+      l1 = et.functional.l1Loss(y, b.labels);
     return { loss: mse.add(l1), mse, l1 };
   }
 }
@@ -70,10 +84,26 @@ async function trainLosses(c: LossCase, accumulation?: et.train.TrainerOptions['
   const items = c.x.map((x, i) => ({ x, label: c.labels[i] }));
   const out = path.join(root, `losses-${c.args.logging_steps}-${accumulation?.divisor ?? 'window'}`);
   const trainer = new et.train.Trainer({
-    model, accumulation, trainDataset: { length: items.length, get: (k: number) => items[k] },
-    dataCollator: (b: typeof items) => ({ x: et.tensor(b.flatMap((t) => t.x), { shape: [b.length, 4] }), labels: et.tensor(b.map((t) => t.label)) }),
+    model,
+    accumulation,
+    trainDataset: { length: items.length, get: (k: number) => items[k] },
+    dataCollator: (b: typeof items) => ({
+      x: et.tensor(
+        b.flatMap((t) => t.x),
+        { shape: [b.length, 4] },
+      ),
+      labels: et.tensor(b.map((t) => t.label)),
+    }),
     trainMetrics: (o) => ({ mse: (o.mse as et.Tensor).item(), l1: (o.l1 as et.Tensor).item() }),
-    args: { ...c.args, output_dir: out, per_device_train_batch_size: 4, train_sampling_strategy: 'sequential', save_strategy: 'no', disable_tqdm: true, report_to: 'none' },
+    args: {
+      ...c.args,
+      output_dir: out,
+      per_device_train_batch_size: 4,
+      train_sampling_strategy: 'sequential',
+      save_strategy: 'no',
+      disable_tqdm: true,
+      report_to: 'none',
+    },
   });
   await trainer.train();
   const fromFile = readJsonl(path.join(out, 'log.jsonl')).filter((r) => r.loss !== undefined);

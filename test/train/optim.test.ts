@@ -25,7 +25,17 @@ async function trajectory(name: string, make: (w: et.Tensor, b: et.Tensor) => et
 
 describe('optimizers match torch.optim', () => {
   it('AdamW with per-group weight decay', async () => {
-    const d = await trajectory('adamw', (w, b) => new et.optim.AdamW([{ params: [w], weightDecay: 0.05 }, { params: [b], weightDecay: 0 }], { lr: 0.01, betas: [0.9, 0.98], eps: 1e-6 }));
+    const d = await trajectory(
+      'adamw',
+      (w, b) =>
+        new et.optim.AdamW(
+          [
+            { params: [w], weightDecay: 0.05 },
+            { params: [b], weightDecay: 0 },
+          ],
+          { lr: 0.01, betas: [0.9, 0.98], eps: 1e-6 },
+        ),
+    );
     expect(d).toBeLessThan(1e-6);
   });
   it('SGD with nesterov momentum and weight decay', async () => {
@@ -67,7 +77,10 @@ describe('optimizer behaviour', () => {
   it('splits decay and no-decay groups from a module', () => {
     const m = et.nn.Mlp.create({ sizes: [4, 8, 2] });
     const groups = et.optim.decayGroups(m, 0.05);
-    expect(groups.map((g) => [g.params.length, g.weightDecay])).toEqual([[2, 0.05], [2, 0]]);
+    expect(groups.map((g) => [g.params.length, g.weightDecay])).toEqual([
+      [2, 0.05],
+      [2, 0],
+    ]);
   });
 
   it('resumes from saved state exactly', async () => {

@@ -5,7 +5,12 @@ import { Progress } from '../../lib/train/progress';
 /** A stream that records what is written; `tty` makes it look like an interactive terminal. */
 function sink(tty: boolean) {
   const chunks: string[] = [];
-  const s = new Writable({ write(c, _e, cb) { chunks.push(String(c)); cb(); } }) as Writable & Record<string, unknown>;
+  const s = new Writable({
+    write(c, _e, cb) {
+      chunks.push(String(c));
+      cb();
+    },
+  }) as Writable & Record<string, unknown>;
   if (tty) Object.assign(s, { isTTY: true, columns: 120, cursorTo: () => true, clearLine: () => true, moveCursor: () => true });
   return { s: s as unknown as NodeJS.WritableStream & { isTTY?: boolean }, text: () => chunks.join('') };
 }
@@ -21,7 +26,8 @@ describe('progress display', () => {
       expect(Progress.mode(false, sink(true).s)).toBe('lines');
       expect(Progress.mode(true, sink(true).s)).toBe('off');
     } finally {
-      if (ci === undefined) delete process.env.CI; else process.env.CI = ci;
+      if (ci === undefined) delete process.env.CI;
+      else process.env.CI = ci;
     }
   });
 
@@ -37,7 +43,7 @@ describe('progress display', () => {
     const lines = new Progress(10, 'lines', plain.s, 60_000);
     lines.start(0);
     lines.update(1, { loss: 1.25, lr: 0.001 });
-    lines.update(2, { loss: 1.0 });   // within the interval: no line
+    lines.update(2, { loss: 1.0 }); // within the interval: no line
     lines.update(10, { loss: 0.75 }); // the last step: a line
     lines.note('eval_loss 0.7');
     const out = plain.text().trim().split('\n');
@@ -47,7 +53,10 @@ describe('progress display', () => {
     expect(out[2]).toBe('[emotorch] eval_loss 0.7');
     const off = sink(false);
     const none = new Progress(10, 'off', off.s);
-    none.start(0); none.update(5, { loss: 1 }); none.note('x'); none.stop();
+    none.start(0);
+    none.update(5, { loss: 1 });
+    none.note('x');
+    none.stop();
     expect(off.text()).toBe('');
   });
 });

@@ -30,11 +30,16 @@ class Classifier extends et.nn.Module {
 }
 const collate = (items) => ({
   features: et.tensor(Float32Array.from(items.flatMap((x) => [...x.features])), { shape: [items.length, 32] }),
-  labels: et.data.stackNumbers(items.map((x) => x.label), { dtype: 'int64' }),
+  labels: et.data.stackNumbers(
+    items.map((x) => x.label),
+    { dtype: 'int64' },
+  ),
 });
 
 (async () => {
-  const ds = await et.data.EcfDataset.fromFile(path.join(cfg.sampleDir, 'ecf.json'), { features: { files: { text: 'ecf_text.safetensors', audio: 'ecf_audio.safetensors' } } });
+  const ds = await et.data.EcfDataset.fromFile(path.join(cfg.sampleDir, 'ecf.json'), {
+    features: { files: { text: 'ecf_text.safetensors', audio: 'ecf_audio.safetensors' } },
+  });
   const items = [];
   for await (const u of ds) if (u.label >= 0) items.push({ features: u.features, label: u.label });
   const train = items.filter((_, i) => i % 4 !== 0);
@@ -50,10 +55,18 @@ const collate = (items) => ({
     },
   };
   const trainer = new et.train.Trainer({
-    signal: ac.signal, callbacks: [stopper], handleSigint: !!cfg.sigintAt,
-    model, trainDataset: { length: train.length, get: (i) => train[i] }, evalDataset: { length: evalSet.length, get: (i) => evalSet[i] },
-    dataCollator: collate, args: cfg.args,
+    signal: ac.signal,
+    callbacks: [stopper],
+    handleSigint: !!cfg.sigintAt,
+    model,
+    trainDataset: { length: train.length, get: (i) => train[i] },
+    evalDataset: { length: evalSet.length, get: (i) => evalSet[i] },
+    dataCollator: collate,
+    args: cfg.args,
   });
   const r = await trainer.train();
   process.stdout.write(JSON.stringify({ globalStep: r.globalStep, stopReason: r.stopReason }));
-})().catch((e) => { console.error(e); process.exit(1); });
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -13,8 +13,19 @@ const sampleDir = path.join(root, 'sample');
 beforeAll(() => makeSampleData(sampleDir, 6));
 
 const ARGS = {
-  max_steps: 14, per_device_train_batch_size: 6, gradient_accumulation_steps: 2, learning_rate: 5e-3, weight_decay: 0.01, warmup_steps: 3,
-  lr_scheduler_type: 'cosine', logging_steps: 1, save_steps: 3, eval_strategy: 'steps', eval_steps: 4, disable_tqdm: true, seed: 7,
+  max_steps: 14,
+  per_device_train_batch_size: 6,
+  gradient_accumulation_steps: 2,
+  learning_rate: 5e-3,
+  weight_decay: 0.01,
+  warmup_steps: 3,
+  lr_scheduler_type: 'cosine',
+  logging_steps: 1,
+  save_steps: 3,
+  eval_strategy: 'steps',
+  eval_steps: 4,
+  disable_tqdm: true,
+  seed: 7,
 };
 
 function run(out: string, extra: Record<string, unknown> = {}, opts: Record<string, unknown> = {}) {
@@ -24,8 +35,12 @@ function run(out: string, extra: Record<string, unknown> = {}, opts: Record<stri
 /** Train-loss records (loss, lr, grad norm) and eval losses after `step`, by step. */
 function after(out: string, step: number) {
   const log = readJsonl(path.join(out, 'log.jsonl'));
-  const pick = (r: Record<string, number>) => (r.loss !== undefined ? [r.step, r.loss, r.learning_rate, r.grad_norm, r.epoch] : r.eval_loss !== undefined ? [r.step, r.eval_loss] : null);
-  return log.filter((r) => r.step > step).map(pick).filter(Boolean);
+  const pick = (r: Record<string, number>) =>
+    r.loss !== undefined ? [r.step, r.loss, r.learning_rate, r.grad_norm, r.epoch] : r.eval_loss !== undefined ? [r.step, r.eval_loss] : null;
+  return log
+    .filter((r) => r.step > step)
+    .map(pick)
+    .filter(Boolean);
 }
 
 let reference: unknown[];
@@ -43,15 +58,23 @@ describe('resume is exact', () => {
     const a = run(out, {}, { abortAt: 5 });
     expect(a.status, a.stderr).toBe(0);
     expect(JSON.parse(a.stdout)).toEqual({ globalStep: 5, stopReason: 'aborted' });
-    expect(fs.readdirSync(out).filter((n) => n.startsWith('checkpoint-')).sort()).toEqual(['checkpoint-3', 'checkpoint-5']);
+    expect(
+      fs
+        .readdirSync(out)
+        .filter((n) => n.startsWith('checkpoint-'))
+        .sort(),
+    ).toEqual(['checkpoint-3', 'checkpoint-5']);
     const b = run(out, { resume_from_checkpoint: true }, { initSeed: 99 });
     expect(b.status, b.stderr).toBe(0);
     const got = after(out, 5);
-    expect(got.length).toBe(9 + 2);  // train logs 6..14, evaluations at 8 and 12
+    expect(got.length).toBe(9 + 2); // train logs 6..14, evaluations at 8 and 12
     expect(got).toEqual(after(path.join(root, 'ref'), 5));
   });
 
-  for (const [at, step, from] of [['write', 9, 6], ['rename', 12, 9]] as const) {
+  for (const [at, step, from] of [
+    ['write', 9, 6],
+    ['rename', 12, 9],
+  ] as const) {
     it(`after kill -9 during a save (${at === 'write' ? 'half-written' : 'written, not renamed'} checkpoint-${step}): resumes from checkpoint-${from}, bit for bit`, () => {
       const out = path.join(root, `kill-${at}`);
       const a = run(out, {}, { kill: { step, at } });
@@ -66,7 +89,9 @@ describe('resume is exact', () => {
       expect(got).toEqual(after(path.join(root, 'ref'), from));
       const state = JSON.parse(fs.readFileSync(path.join(out, 'checkpoint-14', 'trainer_state.json'), 'utf8'));
       expect(state.global_step).toBe(14);
-      expect(state.log_history.filter((r: { loss?: number }) => r.loss !== undefined).map((r: { loss: number }) => r.loss)).toEqual(reference.map((r) => (r as { loss: number }).loss));
+      expect(state.log_history.filter((r: { loss?: number }) => r.loss !== undefined).map((r: { loss: number }) => r.loss)).toEqual(
+        reference.map((r) => (r as { loss: number }).loss),
+      );
     });
   }
 

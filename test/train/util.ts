@@ -13,11 +13,16 @@ export function makeSampleData(dir: string, perClass = 12): void {
   if (r.status !== 0) throw new Error(r.stderr);
 }
 
-export interface Item { features: Float32Array; label: number }
+export interface Item {
+  features: Float32Array;
+  label: number;
+}
 
 /** Items of the ECF sample set with their 32-dim text+audio embeddings, split 3:1 into train and eval. */
 export async function ecfSplits(dir: string): Promise<{ train: Item[]; eval: Item[] }> {
-  const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'), { features: { files: { text: 'ecf_text.safetensors', audio: 'ecf_audio.safetensors' } } });
+  const ds = await et.data.EcfDataset.fromFile(path.join(dir, 'ecf.json'), {
+    features: { files: { text: 'ecf_text.safetensors', audio: 'ecf_audio.safetensors' } },
+  });
   const items: Item[] = [];
   for await (const u of ds) if (u.label >= 0) items.push({ features: u.features!, label: u.label });
   return { train: items.filter((_, i) => i % 4 !== 0), eval: items.filter((_, i) => i % 4 === 0) };
@@ -25,7 +30,10 @@ export async function ecfSplits(dir: string): Promise<{ train: Item[]; eval: Ite
 
 export const collate = (items: Item[]) => ({
   features: et.tensor(Float32Array.from(items.flatMap((x) => [...x.features])), { shape: [items.length, items[0].features.length] }),
-  labels: et.data.stackNumbers(items.map((x) => x.label), { dtype: 'int64' }),
+  labels: et.data.stackNumbers(
+    items.map((x) => x.label),
+    { dtype: 'int64' },
+  ),
 });
 
 /** An MLP classifier with dropout: forward({ features, labels? }) -> { logits, loss? }. */
@@ -46,5 +54,9 @@ export const accuracy = ({ predictions, labelIds }: et.train.EvalPrediction) => 
 });
 
 export function readJsonl(file: string): Array<Record<string, number>> {
-  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 }

@@ -32,20 +32,33 @@ function pngHeader(w: number, h: number): Buffer {
   };
   const chunk = (type: string, data: Buffer) => {
     const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-    const c = Buffer.alloc(4); c.writeUInt32BE(crc(td));
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const c = Buffer.alloc(4);
+    c.writeUInt32BE(crc(td));
     return Buffer.concat([len, td, c]);
   };
   const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4);
-  ihdr[8] = 8; ihdr[9] = 2; // 8-bit RGB
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(Buffer.alloc(64))), chunk('IEND', Buffer.alloc(0))]);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8;
+  ihdr[9] = 2; // 8-bit RGB
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.alloc(64))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMPEG})`, () => {
   let dir: string;
-  beforeAll(() => { dir = tmpdir(); });
-  afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+  beforeAll(() => {
+    dir = tmpdir();
+  });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
   const at = (name: string) => path.join(dir, name);
 
   it('a missing file or a directory: ERR_IO naming it', async () => {
@@ -113,9 +126,10 @@ describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMP
     const info = await et.vision.probeVideo(at('rot.mp4'));
     if (info.width === 60) return; // this ffmpeg no longer writes the rotate tag: nothing to check
     expect([info.width, info.height]).toEqual([100, 60]);
-    const rot = (await et.vision.readVideoFrames(at('rot.mp4'))).frames;      // (3, 8, 60, 100)
+    const rot = (await et.vision.readVideoFrames(at('rot.mp4'))).frames; // (3, 8, 60, 100)
     const up = (await et.vision.readVideoFrames(src)).frames.transpose(2, 3); // (3, 8, 60, 100), mirrored
-    const flipW = up.indexSelect(3, et.arange(99, -1, -1)), flipH = up.indexSelect(2, et.arange(59, -1, -1));
+    const flipW = up.indexSelect(3, et.arange(99, -1, -1)),
+      flipH = up.indexSelect(2, et.arange(59, -1, -1));
     expect(Math.min(maxAbsDiff(rot, flipW), maxAbsDiff(rot, flipH))).toBe(0);
   });
 
@@ -129,7 +143,7 @@ describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMP
     await rejectsWith(et.vision.processImage(42 as never), 'ERR_INVALID_ARG', /image/);
   });
 
-  it('ffmpeg missing from PATH: ERR_IO saying so (video still read where FFmpeg\'s libraries are)', async () => {
+  it("ffmpeg missing from PATH: ERR_IO saying so (video still read where FFmpeg's libraries are)", async () => {
     const saved = process.env.PATH;
     process.env.PATH = '';
     try {
@@ -173,8 +187,29 @@ describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMP
   it('a 10-hour video: 8 frames cost a bounded read, not a full decode', async () => {
     // the first hour testsrc2 (every frame different), then 9 hours of one colour (cheap to encode)
     let t = Date.now();
-    ffmpeg('-f', 'lavfi', '-t', '3600', '-i', 'testsrc2=size=32x32:rate=1', '-f', 'lavfi', '-t', '32400', '-i', 'color=c=blue:size=32x32:rate=1',
-      '-filter_complex', '[0:v][1:v]concat=n=2:v=1', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '250', at('long.mp4'));
+    ffmpeg(
+      '-f',
+      'lavfi',
+      '-t',
+      '3600',
+      '-i',
+      'testsrc2=size=32x32:rate=1',
+      '-f',
+      'lavfi',
+      '-t',
+      '32400',
+      '-i',
+      'color=c=blue:size=32x32:rate=1',
+      '-filter_complex',
+      '[0:v][1:v]concat=n=2:v=1',
+      '-c:v',
+      'libx264',
+      '-preset',
+      'ultrafast',
+      '-g',
+      '250',
+      at('long.mp4'),
+    );
     const made = Date.now() - t;
     t = Date.now();
     const info = await et.vision.probeVideo(at('long.mp4'));
@@ -192,7 +227,9 @@ describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMP
     const early = await et.vision.readVideoFrames(at('long.mp4'), { indices: [0, 1000, 2999, 3599] });
     const earlyScan = await et.vision.readVideoFrames(at('long.mp4'), { indices: [0, 1000, 2999, 3599], decode: 'scan' });
     expect(maxAbsDiff(early.frames, earlyScan.frames)).toBe(0);
-    console.log(`10 h, 36000 frames of 32×32 (made in ${made} ms): probe (every packet demuxed) ${probeMs} ms; 8 frames by seeking ${seekMs} ms (probe included), by one sequential decode ${scanMs} ms`);
+    console.log(
+      `10 h, 36000 frames of 32×32 (made in ${made} ms): probe (every packet demuxed) ${probeMs} ms; 8 frames by seeking ${seekMs} ms (probe included), by one sequential decode ${scanMs} ms`,
+    );
   }, 300_000);
 
   it('a 1-hour 320×240 video: seeking decodes a bounded share of it', async () => {
@@ -209,7 +246,9 @@ describe.skipIf(!HAVE_FFMPEG)(`bad video and image files (skipped when ${NO_FFMP
     const scanMs = Date.now() - t;
     expect(scan.decode).toBe('scan');
     expect(maxAbsDiff(seek.frames, scan.frames)).toBe(0);
-    console.log(`1 h, 3600 frames of 320×240, keyframe every 250 (made in ${made} ms): 8 frames by seeking ${seekMs} ms, by one sequential decode ${scanMs} ms`);
+    console.log(
+      `1 h, 3600 frames of 320×240, keyframe every 250 (made in ${made} ms): 8 frames by seeking ${seekMs} ms, by one sequential decode ${scanMs} ms`,
+    );
   }, 300_000);
 
   it('fuzz: 50 seeded byte mutations of a small mp4 give well-shaped frames or an EmotorchError, each within its time limit', async () => {

@@ -10,7 +10,20 @@ export const HAVE_FFMPEG = !!et.audio.findFfmpeg() && !!et.audio.findFfprobe();
 export const NO_FFMPEG = 'ffmpeg / ffprobe not on PATH';
 
 export interface Meta {
-  video: Record<string, { file: string; frameCount: number; width: number; height: number; fps: number; indices: number[]; hasAudio: boolean; framesSha256: string; outSha256: string }>;
+  video: Record<
+    string,
+    {
+      file: string;
+      frameCount: number;
+      width: number;
+      height: number;
+      fps: number;
+      indices: number[];
+      hasAudio: boolean;
+      framesSha256: string;
+      outSha256: string;
+    }
+  >;
   image: Record<string, { file: string; width: number; height: number; rgbSha256: string; outSha256: string }>;
   audio: Record<string, { file: string; numMelBins: number; targetLength: number; frames: number; firstStarts?: number[] | null; samples?: number }>;
   torchBicubicAntialiasVsPil: Record<string, number>;
@@ -27,5 +40,7 @@ export async function ref(name: string): Promise<et.Tensor> {
 
 export async function sha256(t: et.Tensor): Promise<string> {
   const a = await t.contiguous().data();
-  return createHash('sha256').update(Buffer.from(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
+  return createHash('sha256')
+    .update(Buffer.from(a.buffer, a.byteOffset, a.byteLength))
+    .digest('hex');
 }

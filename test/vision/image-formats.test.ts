@@ -10,7 +10,9 @@ import { HAVE_FFMPEG, NO_FFMPEG } from './helpers';
 
 const dir = path.join(FIXTURES, 'images');
 let ref: Map<string, et.Tensor>;
-beforeAll(async () => { ref = (await et.io.loadSafetensors(path.join(dir, 'io.safetensors'))).tensors; });
+beforeAll(async () => {
+  ref = (await et.io.loadSafetensors(path.join(dir, 'io.safetensors'))).tensors;
+});
 
 /** Largest and mean absolute difference from PIL's RGB (H, W, 3). */
 async function diff(name: string, against = name): Promise<{ max: number; mean: number }> {
@@ -23,8 +25,9 @@ async function diff(name: string, against = name): Promise<{ max: number; mean: 
 }
 
 describe.skipIf(!HAVE_FFMPEG)(`readImage over formats and modes = PIL convert('RGB') (skipped when ${NO_FFMPEG})`, () => {
-  it('lossless pictures give PIL\'s pixels exactly: palette, 1-bit, grey + alpha, RGBA, BMP, GIF, TIFF, lossless WebP, 1×1', async () => {
-    for (const n of ['rgb.png', 'palette.png', 'bw.png', 'la.png', 'rgba.png', 'dot.png', 'x.bmp', 'x.gif', 'x.tiff', 'lossless.webp']) expect((await diff(n)).max, n).toBe(0);
+  it("lossless pictures give PIL's pixels exactly: palette, 1-bit, grey + alpha, RGBA, BMP, GIF, TIFF, lossless WebP, 1×1", async () => {
+    for (const n of ['rgb.png', 'palette.png', 'bw.png', 'la.png', 'rgba.png', 'dot.png', 'x.bmp', 'x.gif', 'x.tiff', 'lossless.webp'])
+      expect((await diff(n)).max, n).toBe(0);
   });
   it('16-bit PNGs: RGB as PIL within rounding; grey scaled to 8 bits (PIL clips it at 255)', async () => {
     expect((await diff('rgb48.png')).max).toBeLessThanOrEqual(1);

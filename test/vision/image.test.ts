@@ -16,12 +16,15 @@ const JPGS = IMAGES.filter(([, m]) => m.file.endsWith('.jpg'));
 async function checkOut(out: et.Tensor, key: string): Promise<number> {
   expect(out.shape).toEqual([3, 224, 224]);
   expect(out.dtype).toBe('float32');
-  return Math.max(maxAbsDiff(out.slice(1, null, null, 8).slice(2, null, null, 8), await ref(`${key}.out_sub`)), maxAbsDiff(out.select(1, 100), await ref(`${key}.out_row`)));
+  return Math.max(
+    maxAbsDiff(out.slice(1, null, null, 8).slice(2, null, null, 8), await ref(`${key}.out_sub`)),
+    maxAbsDiff(out.select(1, 100), await ref(`${key}.out_row`)),
+  );
 }
 
 describe('clipImageTransform', () => {
   it.each(JPGS)('%s as PIL decodes it: equal to CLIPImageProcessorPil bit for bit', async (key, m) => {
-    const rgb = (await ref(`${key}.rgb`)).permute([2, 0, 1]).contiguous();   // PIL's (H, W, 3) → (3, H, W)
+    const rgb = (await ref(`${key}.rgb`)).permute([2, 0, 1]).contiguous(); // PIL's (H, W, 3) → (3, H, W)
     const out = et.vision.clipImageTransform(rgb);
     expect(await checkOut(out, key)).toBe(0);
     expect(await sha256(out)).toBe(m.outSha256);
@@ -37,7 +40,7 @@ describe('clipImageTransform', () => {
 });
 
 describe.skipIf(!HAVE_FFMPEG)(`image files (skipped when ${NO_FFMPEG})`, () => {
-  it.each(PNGS)('%s: readImage gives PIL\'s pixels and processImage HF\'s output, bit for bit', async (key, m) => {
+  it.each(PNGS)("%s: readImage gives PIL's pixels and processImage HF's output, bit for bit", async (key, m) => {
     const img = await et.vision.readImage(path.join(DIR, m.file));
     expect(img.shape).toEqual([3, m.height, m.width]);
     expect(img.dtype).toBe('uint8');
@@ -49,7 +52,7 @@ describe.skipIf(!HAVE_FFMPEG)(`image files (skipped when ${NO_FFMPEG})`, () => {
     expect(maxAbsDiff(fromTensor, out)).toBe(0);
   });
 
-  it.each(JPGS)('%s: ffmpeg\'s planes + libjpeg\'s upsampling and colour conversion come within a few levels of PIL (the IDCTs differ)', async (key, m) => {
+  it.each(JPGS)("%s: ffmpeg's planes + libjpeg's upsampling and colour conversion come within a few levels of PIL (the IDCTs differ)", async (key, m) => {
     const img = await et.vision.readImage(path.join(DIR, m.file));
     expect(img.shape).toEqual([3, m.height, m.width]);
     const pil = (await ref(`${key}.rgb`)).permute([2, 0, 1]);

@@ -9,23 +9,33 @@ import { FIXTURES, maxAbsDiff, throwsWith } from '../helpers';
 import { HAVE_FFMPEG, NO_FFMPEG } from './helpers';
 
 const dir = path.join(FIXTURES, 'internvl_tiles');
-const CASES: Array<[string, number]> = [['wide', 6], ['tall', 12], ['square', 6], ['dot', 12], ['odd', 12], ['small', 4]];
+const CASES: Array<[string, number]> = [
+  ['wide', 6],
+  ['tall', 12],
+  ['square', 6],
+  ['dot', 12],
+  ['odd', 12],
+  ['small', 4],
+];
 
 describe('et.vision.internvlTiles = InternVL dynamic_preprocess + build_transform', () => {
-  it.skipIf(!HAVE_FFMPEG)(`cuts every picture into the original tiles (PIL bicubic, thumbnail, ImageNet normalisation; skipped when ${NO_FFMPEG})`, async () => {
-    const t = (await et.io.loadSafetensors(path.join(dir, 'io.safetensors'))).tensors;
-    for (const [name, maxNum] of CASES) {
-      const img = await et.vision.readImage(path.join(dir, `${name}.png`));
-      const { pixelValues } = et.vision.internvlTiles(img, { imageSize: 28, maxNum });
-      const ref = t.get(`${name}.pixel_values`)!;
-      expect(pixelValues.shape, name).toEqual(ref.shape);
-      expect(maxAbsDiff(pixelValues, ref), name).toBeLessThan(1e-5);
-      // the count alone, from the size, as the original's tiles number
-      expect(et.vision.internvlTileCount(img.shape[2], img.shape[1], { imageSize: 28, maxNum }), name).toBe(ref.shape[0]);
-    }
-    throwsWith(() => et.vision.internvlTileCount(0, 5), 'ERR_INVALID_ARG', /width/);
-    throwsWith(() => et.vision.internvlTileCount(5, 5, { maxNum: 65 }), 'ERR_INVALID_ARG', /maxNum/);
-  });
+  it.skipIf(!HAVE_FFMPEG)(
+    `cuts every picture into the original tiles (PIL bicubic, thumbnail, ImageNet normalisation; skipped when ${NO_FFMPEG})`,
+    async () => {
+      const t = (await et.io.loadSafetensors(path.join(dir, 'io.safetensors'))).tensors;
+      for (const [name, maxNum] of CASES) {
+        const img = await et.vision.readImage(path.join(dir, `${name}.png`));
+        const { pixelValues } = et.vision.internvlTiles(img, { imageSize: 28, maxNum });
+        const ref = t.get(`${name}.pixel_values`)!;
+        expect(pixelValues.shape, name).toEqual(ref.shape);
+        expect(maxAbsDiff(pixelValues, ref), name).toBeLessThan(1e-5);
+        // the count alone, from the size, as the original's tiles number
+        expect(et.vision.internvlTileCount(img.shape[2], img.shape[1], { imageSize: 28, maxNum }), name).toBe(ref.shape[0]);
+      }
+      throwsWith(() => et.vision.internvlTileCount(0, 5), 'ERR_INVALID_ARG', /width/);
+      throwsWith(() => et.vision.internvlTileCount(5, 5, { maxNum: 65 }), 'ERR_INVALID_ARG', /maxNum/);
+    },
+  );
   it('chooses grids as find_closest_aspect_ratio does, including its tie rule', () => {
     const grids = et.vision.internvlGrids(1, 6);
     expect(grids[0]).toEqual([1, 1]);

@@ -39,11 +39,15 @@ const MADE: Record<string, string[]> = {
 };
 /** rotated copies: name → [source, degrees] */
 const ROTATED: Record<string, [string, number]> = {
-  'rot90.mp4': ['plain.mp4', 90], 'rot180.mp4': ['plain.mp4', 180], 'rot270.mp4': ['plain.mp4', 270],
-  'rot90-odd.mp4': ['plain-odd.mp4', 90], 'rot45.mp4': ['plain.mp4', 45], 'rot90-422.mp4': ['p422.mp4', 90],
+  'rot90.mp4': ['plain.mp4', 90],
+  'rot180.mp4': ['plain.mp4', 180],
+  'rot270.mp4': ['plain.mp4', 270],
+  'rot90-odd.mp4': ['plain-odd.mp4', 90],
+  'rot45.mp4': ['plain.mp4', 45],
+  'rot90-422.mp4': ['p422.mp4', 90],
 };
 
-describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the same probe and frames (skipped without ffmpeg or FFmpeg\'s libraries)', () => {
+describe.skipIf(!HAVE_FFMPEG || !LIBAV)("in-process reader and executables: the same probe and frames (skipped without ffmpeg or FFmpeg's libraries)", () => {
   let dir: string;
   const at = (f: string) => path.join(dir, f);
   const made: string[] = [];
@@ -57,12 +61,15 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
     // the mp4 muxer writes the rotation into the track's matrix (read back as a display matrix)
     for (const [name, [from, deg]] of Object.entries(ROTATED)) ff('-i', at(from), '-c', 'copy', '-metadata:s:v', `rotate=${deg}`, at(name));
   }, 120_000);
-  afterAll(() => { fs.rmSync(dir, { recursive: true, force: true }); });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
   const read = (f: string, o: et.vision.ReadVideoFramesOptions) => et.vision.readVideoFrames(at(f), o);
   const same = (a: et.Tensor, b: et.Tensor) => {
     expect(a.shape).toEqual(b.shape);
-    const x = a.dataSync() as Uint8Array, y = b.dataSync() as Uint8Array;
+    const x = a.dataSync() as Uint8Array,
+      y = b.dataSync() as Uint8Array;
     let n = 0;
     for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) n++;
     return n;
@@ -109,8 +116,12 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
     }
   }, 120_000);
 
-  it('a picture turned by an odd angle, a rotated pixel format the executable converts first, a codec outside the in-process list: auto gives the executable\'s frames, libav says why not', async () => {
-    for (const [f, why] of [['rot45.mp4', /turned by 315 degrees/], ['rot90-422.mp4', /pixel format/], ['rle.mov', /qtrle video is decoded in a process of its own/]] as const) {
+  it("a picture turned by an odd angle, a rotated pixel format the executable converts first, a codec outside the in-process list: auto gives the executable's frames, libav says why not", async () => {
+    for (const [f, why] of [
+      ['rot45.mp4', /turned by 315 degrees/],
+      ['rot90-422.mp4', /pixel format/],
+      ['rle.mov', /qtrle video is decoded in a process of its own/],
+    ] as const) {
       const a = await read(f, {});
       const b = await read(f, { backend: 'ffmpeg' });
       expect(a.backend).toBe('ffmpeg');
@@ -141,7 +152,7 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
     expect(fds()).toBe(before);
   });
 
-  it('a display matrix a hair off a quarter turn (89.99°, 90.01°, 179.99°, −89.99°, 269.6°) or 45° / 89.4°: both readers give the shape and frames ffmpeg\'s autorotate gives (the angle rounded to a degree, as fftools\' get_rotation)', async () => {
+  it("a display matrix a hair off a quarter turn (89.99°, 90.01°, 179.99°, −89.99°, 269.6°) or 45° / 89.4°: both readers give the shape and frames ffmpeg's autorotate gives (the angle rounded to a degree, as fftools' get_rotation)", async () => {
     // the track header's matrix rewritten in place: av_display_rotation_get of it is `deg` (what
     // ffprobe prints, truncated, as "rotation"); ffmpeg turns by −round(deg) clockwise
     const withMatrix = (from: string, name: string, deg: number) => {
@@ -155,8 +166,15 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
       m.forEach((v, k) => buf.writeInt32BE(v, off + 4 * k));
       fs.writeFileSync(at(name), buf);
     };
-    const cases: [number, boolean, boolean][] = [ // [deg, transposed, in the process]
-      [89.99, true, true], [90.01, true, true], [179.99, false, true], [-89.99, true, true], [269.6, true, true], [45, false, false], [89.4, false, false],
+    const cases: [number, boolean, boolean][] = [
+      // [deg, transposed, in the process]
+      [89.99, true, true],
+      [90.01, true, true],
+      [179.99, false, true],
+      [-89.99, true, true],
+      [269.6, true, true],
+      [45, false, false],
+      [89.4, false, false],
     ];
     for (const src of ['plain.mp4']) {
       const { width: w, height: h } = await et.vision.probeVideo(at(src));
@@ -166,7 +184,8 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
         const b = await read(f, { backend: 'ffmpeg', numFrames: 3 });
         expect([b.width, b.height], `${f} through the executables`).toEqual(transposed ? [h, w] : [w, h]);
         expect(b.frames.shape).toEqual([3, 3, b.height, b.width]);
-        const pa = await et.vision.probeVideo(at(f), { backend: 'libav' }), pb = await et.vision.probeVideo(at(f), { backend: 'ffmpeg' });
+        const pa = await et.vision.probeVideo(at(f), { backend: 'libav' }),
+          pb = await et.vision.probeVideo(at(f), { backend: 'ffmpeg' });
         expect(pa, f).toEqual(pb);
         const a = await read(f, { numFrames: 3 });
         expect(a.backend, f).toBe(inProcess ? 'libav' : 'ffmpeg');
@@ -211,7 +230,8 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
     let read2 = 0;
     for (const f of files) {
       for (const numFrames of f.startsWith('damaged') ? [4] : [4, 8]) {
-        const a = await outcome(f, 'libav', numFrames), b = await outcome(f, 'ffmpeg', numFrames);
+        const a = await outcome(f, 'libav', numFrames),
+          b = await outcome(f, 'ffmpeg', numFrames);
         expect(a.key.replace(/ERR_\w+/, 'E'), f).toBe(b.key.replace(/ERR_\w+/, 'E'));
         if (a.r && b.r) {
           expect(same(a.r.frames, b.r.frames), `${f}, ${numFrames} frames: bytes that differ`).toBe(0);
@@ -223,7 +243,8 @@ describe.skipIf(!HAVE_FFMPEG || !LIBAV)('in-process reader and executables: the 
     // sought on purpose: each frame the first at or after the middle of it and the one before, by
     // both (vfr.mkv's and late.mkv's timestamps do not each name one frame: both refuse to seek them)
     for (const f of ['vfr.mkv', 'shifted.mp4', 'late.mkv', 'gops.mkv']) {
-      const a = await outcome(f, 'libav', 6, 'seek'), b = await outcome(f, 'ffmpeg', 6, 'seek');
+      const a = await outcome(f, 'libav', 6, 'seek'),
+        b = await outcome(f, 'ffmpeg', 6, 'seek');
       expect(a.key, f).toBe(b.key);
       expect(a.key, f).toMatch(f.endsWith('.mkv') && f !== 'gops.mkv' ? /^refused ERR_FORMAT/ : /^seek/);
       if (a.r && b.r) expect(same(a.r.frames, b.r.frames), `${f} sought: bytes that differ`).toBe(0);

@@ -34,7 +34,7 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
     expect(info.durationSeconds).toBeGreaterThan(0);
   });
 
-  const BACKENDS = et.vision.libavAvailable() ? ['libav', 'ffmpeg'] as const : ['ffmpeg'] as const;
+  const BACKENDS = et.vision.libavAvailable() ? (['libav', 'ffmpeg'] as const) : (['ffmpeg'] as const);
   it.each(CLIPS)(`%s: the 8 frames equal PyAV's decode bit for bit, scanning or seeking (${BACKENDS.join(' and ')})`, async (k, m) => {
     const sub = await ref(`${k}.frames_sub`);
     for (const [backend, decode] of BACKENDS.flatMap((b) => (['auto', 'scan', 'seek'] as const).map((d) => [b, d] as const))) {
@@ -43,7 +43,7 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
       expect(r.indices).toEqual(m.indices);
       expect(r.frames.shape).toEqual([3, 8, m.height, m.width]);
       expect(r.frames.dtype).toBe('uint8');
-      const thwc = r.frames.permute([1, 2, 3, 0]);                       // (T, H, W, 3) as the reference
+      const thwc = r.frames.permute([1, 2, 3, 0]); // (T, H, W, 3) as the reference
       const diff = maxAbsDiff(thwc.slice(1, null, null, 8).slice(2, null, null, 8), sub);
       expect(diff, `${backend} ${decode}: max |ours - PyAV| on frames[:, ::8, ::8]`).toBe(0);
       expect(await sha256(thwc), `${backend} ${decode}: sha256 of all pixels`).toBe(m.framesSha256);
@@ -60,7 +60,7 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
       maxAbsDiff(out.select(3, 113), await ref(`${k}.out_col`)),
     );
     expect(d).toBeLessThan(1e-5);
-    console.log(`${k}: processVideo max |diff| ${d.toExponential(2)}; sha256 ${await sha256(out) === m.outSha256 ? 'equal' : 'differs'}`);
+    console.log(`${k}: processVideo max |diff| ${d.toExponential(2)}; sha256 ${(await sha256(out)) === m.outSha256 ? 'equal' : 'differs'}`);
   });
 
   it('reads any indices (repeats allowed), in the order asked', async () => {
@@ -71,7 +71,12 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
     for (const [t, i] of [299, 0, 150, 150, 37].entries()) expect(maxAbsDiff(all.frames.select(1, t), (await one(i)).select(1, 0))).toBe(0);
     // indices as a function of the frame count (one probe): InternVL's 8 segment midpoints
     const seen: number[] = [];
-    const bySampler = await et.vision.readVideoFrames(file, { indices: (n) => { seen.push(n); return et.vision.internvlFrameIndices(n, 8); } });
+    const bySampler = await et.vision.readVideoFrames(file, {
+      indices: (n) => {
+        seen.push(n);
+        return et.vision.internvlFrameIndices(n, 8);
+      },
+    });
     expect(seen).toEqual([300]);
     expect(bySampler.indices).toEqual(et.vision.internvlFrameIndices(300, 8));
     expect(maxAbsDiff(bySampler.frames, (await et.vision.readVideoFrames(file, { indices: et.vision.internvlFrameIndices(300, 8) })).frames)).toBe(0);
@@ -81,13 +86,17 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
   it('many indices (up to 4000, 150 separate runs): scanning and seeking agree frame for frame', async () => {
     const file = path.join(DIR, META.video.v64x48_25fps_300f.file);
     const every = await et.vision.readVideoFrames(file, { indices: Array.from({ length: 300 }, (_, i) => i), decode: 'seek' });
-    for (const indices of [Array.from({ length: 4000 }, (_, i) => (i * 7919) % 300), Array.from({ length: 150 }, (_, i) => 2 * i), [5, 6, 7, 9, 100, 101, 299]]) {
+    for (const indices of [
+      Array.from({ length: 4000 }, (_, i) => (i * 7919) % 300),
+      Array.from({ length: 150 }, (_, i) => 2 * i),
+      [5, 6, 7, 9, 100, 101, 299],
+    ]) {
       const r = await et.vision.readVideoFrames(file, { indices, decode: 'scan' });
       expect(maxAbsDiff(r.frames, every.frames.indexSelect(1, et.tensor(indices, { dtype: 'int64' })))).toBe(0);
     }
   });
 
-  it('a 1-frame video gives 8 copies of frame 0 and a 5-frame one linspace\'s repeats', async () => {
+  it("a 1-frame video gives 8 copies of frame 0 and a 5-frame one linspace's repeats", async () => {
     const one = await et.vision.readVideoFrames(path.join(DIR, META.video.v60x100_1f.file));
     expect(one.indices).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
     for (let t = 1; t < 8; t++) expect(maxAbsDiff(one.frames.select(1, t), one.frames.select(1, 0))).toBe(0);
@@ -95,7 +104,7 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
     expect(five.indices).toEqual([0, 0, 1, 1, 2, 2, 3, 4]);
   });
 
-  it('hflipProb 0.5 with a seed reproduces the original\'s random flip; 1 flips every clip', async () => {
+  it("hflipProb 0.5 with a seed reproduces the original's random flip; 1 flips every clip", async () => {
     const { frames } = await et.vision.readVideoFrames(path.join(DIR, META.video.v97x61_7fps_audio.file));
     const plain = et.vision.videoTransform(frames);
     const flipped = et.vision.videoTransform(frames, { hflipProb: 1 });
@@ -112,7 +121,7 @@ describe.skipIf(!HAVE_FFMPEG)(`video files (skipped when ${NO_FFMPEG})`, () => {
     const x = et.randint(0, 256, [3, 2, 30, 50], { dtype: 'uint8' });
     expect(et.vision.videoTransform(x, { size: 16 }).shape).toEqual([3, 2, 16, 16]);
     const zero = et.vision.videoTransform(x, { size: 30, mean: [0, 0, 0], std: [1, 1, 1] });
-    expect(maxAbsDiff(zero, x.div(255).slice(3, 10, 40))).toBeLessThan(1e-6);  // 50 → 30 × 50: crop offset round(10) = 10
+    expect(maxAbsDiff(zero, x.div(255).slice(3, 10, 40))).toBeLessThan(1e-6); // 50 → 30 × 50: crop offset round(10) = 10
     expect(() => et.vision.videoTransform(x.select(0, 0))).toThrow(et.EmotorchError);
     expect(() => et.vision.videoTransform(x, { hflipProb: 2 })).toThrow(/hflipProb/);
     expect(() => et.vision.videoTransform(x, { flip: true } as never)).toThrow(/flip/);

@@ -64,9 +64,13 @@ export abstract class BaseDataset<T, R> implements Dataset<T>, AsyncIterable<T> 
   }
 
   /** The number of items (after skipping). */
-  get length(): number { return this.records.length; }
+  get length(): number {
+    return this.records.length;
+  }
   /** How many items `skipBad` dropped. */
-  get skipped(): number { return this.skippedItems.length; }
+  get skipped(): number {
+    return this.skippedItems.length;
+  }
 
   /**
    * Validates one raw item with `check`; under skipBad an ERR_DATA error skips it, otherwise it

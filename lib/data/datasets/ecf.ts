@@ -16,7 +16,7 @@ import { readJsonList } from './json';
 /** The 7 ECF emotions, in label-index order. */
 export const ECF_EMOTIONS = ['neutral', 'anger', 'disgust', 'fear', 'joy', 'sadness', 'surprise'] as const;
 /** One of the seven ECF 2.0 emotions. */
-export type EcfEmotion = typeof ECF_EMOTIONS[number];
+export type EcfEmotion = (typeof ECF_EMOTIONS)[number];
 
 /** Per-utterance embedding files to attach to ECF items, one per modality. */
 export interface EcfFeatureOptions {
@@ -67,7 +67,9 @@ export interface EcfItem {
   features?: Float32Array;
 }
 
-interface EcfRecord extends Omit<EcfItem, 'features'> { keys?: string[] }
+interface EcfRecord extends Omit<EcfItem, 'features'> {
+  keys?: string[];
+}
 
 function parseId(v: unknown, what: string): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
@@ -138,11 +140,18 @@ export class EcfDataset extends BaseDataset<EcfItem, EcfRecord> {
     const headers: ReturnType<typeof readSafetensorsHeader>[] = [];
     const paths: string[] = [];
     if (f !== undefined) {
-      if (f === null || typeof f !== 'object' || f.files === null || typeof f.files !== 'object' || !Object.values(f.files).every((p) => typeof p === 'string')) {
+      if (
+        f === null ||
+        typeof f !== 'object' ||
+        f.files === null ||
+        typeof f.files !== 'object' ||
+        !Object.values(f.files).every((p) => typeof p === 'string')
+      ) {
         invalid('{ files: { modality: path }, order?, key? }', 'features', f);
       }
       order = f.order ?? Object.keys(f.files);
-      if (!Array.isArray(order) || order.length === 0 || !order.every((m) => typeof m === 'string' && m in f.files)) invalid(`a non-empty list of modalities among ${Object.keys(f.files).join(', ')}`, 'features.order', f.order);
+      if (!Array.isArray(order) || order.length === 0 || !order.every((m) => typeof m === 'string' && m in f.files))
+        invalid(`a non-empty list of modalities among ${Object.keys(f.files).join(', ')}`, 'features.order', f.order);
       if (f.key !== undefined) {
         if (typeof f.key !== 'function') invalid('a function', 'features.key', f.key);
         keyOf = f.key;
@@ -182,35 +191,41 @@ export class EcfDataset extends BaseDataset<EcfItem, EcfRecord> {
       if (!conv) return;
       const { id, utts, ids, pairs } = conv as { id: number; utts: Record<string, unknown>[]; ids: number[]; pairs: EcfPair[] };
       const before = ds.records.length;
-      utts.forEach((u, k) => ds.add(ci, skip, () => {
-        const where = `(conversation_ID ${id}, utterance_ID ${ids[k]})`;
-        try {
-          const emotionRaw = u.emotion;
-          let emotion: EcfEmotion | null = null;
-          if (emotionRaw !== undefined && emotionRaw !== null) {
-            const e = str(emotionRaw, 'emotion')!.toLowerCase();
-            if (!ECF_EMOTIONS.includes(e as EcfEmotion)) throw new Error(`emotion "${emotionRaw}" is not one of ${ECF_EMOTIONS.join(', ')}`);
-            emotion = e as EcfEmotion;
+      utts.forEach((u, k) =>
+        ds.add(ci, skip, () => {
+          const where = `(conversation_ID ${id}, utterance_ID ${ids[k]})`;
+          try {
+            const emotionRaw = u.emotion;
+            let emotion: EcfEmotion | null = null;
+            if (emotionRaw !== undefined && emotionRaw !== null) {
+              const e = str(emotionRaw, 'emotion')!.toLowerCase();
+              if (!ECF_EMOTIONS.includes(e as EcfEmotion)) throw new Error(`emotion "${emotionRaw}" is not one of ${ECF_EMOTIONS.join(', ')}`);
+              emotion = e as EcfEmotion;
+            }
+            const rec: EcfRecord = {
+              conversationId: id,
+              utteranceId: ids[k],
+              text: str(u.text, 'text')!,
+              speaker: str(u.speaker, 'speaker')!,
+              emotion,
+              label: emotion === null ? -1 : ECF_EMOTIONS.indexOf(emotion),
+              causes: pairs.filter((p) => p.emotion.utterance === ids[k]).map((p) => p.cause.utterance),
+            };
+            const video = str(u.video_name, 'video_name', true);
+            if (video !== undefined) rec.videoName = video;
+            if (order.length) {
+              rec.keys = order.map((m, j) => {
+                const key = keyOf!(id, ids[k], m);
+                if (!headers[j].entries.has(key)) throw new Error(`the ${m} embeddings '${paths[j]}' have no tensor '${key}'`);
+                return key;
+              });
+            }
+            return [rec];
+          } catch (e) {
+            throw new Error(`${where} ${(e as Error).message}`, { cause: e });
           }
-          const rec: EcfRecord = {
-            conversationId: id, utteranceId: ids[k], text: str(u.text, 'text')!, speaker: str(u.speaker, 'speaker')!,
-            emotion, label: emotion === null ? -1 : ECF_EMOTIONS.indexOf(emotion),
-            causes: pairs.filter((p) => p.emotion.utterance === ids[k]).map((p) => p.cause.utterance),
-          };
-          const video = str(u.video_name, 'video_name', true);
-          if (video !== undefined) rec.videoName = video;
-          if (order.length) {
-            rec.keys = order.map((m, j) => {
-              const key = keyOf!(id, ids[k], m);
-              if (!headers[j].entries.has(key)) throw new Error(`the ${m} embeddings '${paths[j]}' have no tensor '${key}'`);
-              return key;
-            });
-          }
-          return [rec];
-        } catch (e) {
-          throw new Error(`${where} ${(e as Error).message}`, { cause: e });
-        }
-      }));
+        }),
+      );
       if (ds.records.length > before) ds.conversations.push({ id, utterances: ids, pairs });
     });
 

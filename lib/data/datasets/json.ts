@@ -27,7 +27,11 @@ export function readJsonList(file: string, key?: string, lines?: number[]): unkn
     for (let at = 0; at <= text.length; line++) {
       let end = text.indexOf('\n', at);
       if (end < 0) end = text.length;
-      if (end - at > MAX_JSONL_LINE) throw new EmotorchError(`'${file}' line ${line + 1} has ${end - at} characters, more than the ${MAX_JSONL_LINE} a JSON-lines record may have`, 'ERR_FORMAT');
+      if (end - at > MAX_JSONL_LINE)
+        throw new EmotorchError(
+          `'${file}' line ${line + 1} has ${end - at} characters, more than the ${MAX_JSONL_LINE} a JSON-lines record may have`,
+          'ERR_FORMAT',
+        );
       const l = text.slice(at, end);
       at = end + 1;
       if (!l.trim()) continue;
@@ -40,6 +44,10 @@ export function readJsonList(file: string, key?: string, lines?: number[]): unkn
   if (key && json !== null && typeof json === 'object' && !Array.isArray(json) && Array.isArray((json as Record<string, unknown>)[key])) {
     return (json as Record<string, unknown[]>)[key];
   }
-  if (!Array.isArray(json)) throw new EmotorchError(`'${file}' holds ${typeof json === 'string' ? 'a string' : describeValue(json)}, not a JSON list${key ? ` (or { "${key}": [...] })` : ''}`, 'ERR_FORMAT');
+  if (!Array.isArray(json))
+    throw new EmotorchError(
+      `'${file}' holds ${typeof json === 'string' ? 'a string' : describeValue(json)}, not a JSON list${key ? ` (or { "${key}": [...] })` : ''}`,
+      'ERR_FORMAT',
+    );
   return json;
 }

@@ -82,7 +82,8 @@ export const SALMONN_TEMPLATE = 'USER: <Speech><SpeechHere></Speech> {instructio
  * item's `input_text`.
  */
 export const SALMONN_CHALLENGE_PROMPTS: Readonly<Record<string, string>> = Object.freeze({
-  task1_emotional_trajectory: '<Speech><SpeechHere></Speech> 任务类型: task1_emotional_trajectory\nUSER: {}\nASSISTANT: 请根据以上对话，描述用户情绪的变化轨迹：',
+  task1_emotional_trajectory:
+    '<Speech><SpeechHere></Speech> 任务类型: task1_emotional_trajectory\nUSER: {}\nASSISTANT: 请根据以上对话，描述用户情绪的变化轨迹：',
   task2_emotional_reasoning: '<Speech><SpeechHere></Speech> 任务类型: task2_emotional_reasoning\nUSER: {}\nASSISTANT: 请根据以上对话，分析用户情绪背后的原因：',
   task3_empathy: '<Speech><SpeechHere></Speech> 任务类型: task3_empathy\nUSER: {}\nASSISTANT: 请生成一个充满共情的文字与语音回复：',
 });
@@ -117,13 +118,34 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
    */
   static async fromFile(file: string, opts: SalmonnOptions = {}): Promise<SalmonnDataset> {
     if (typeof file !== 'string') invalid('a file path', 'path', file);
-    checkDatasetOptions(opts, ['audioRoot', 'prompts', 'includeInputText', 'silence', 'sampleRate', 'maxSeconds', 'minSeconds', 'checkFiles', 'template', 'emotionSuffix']);
-    const root = opts.audioRoot === undefined ? path.dirname(path.resolve(file)) : typeof opts.audioRoot === 'string' ? opts.audioRoot : invalid('a folder path', 'audioRoot', opts.audioRoot);
+    checkDatasetOptions(opts, [
+      'audioRoot',
+      'prompts',
+      'includeInputText',
+      'silence',
+      'sampleRate',
+      'maxSeconds',
+      'minSeconds',
+      'checkFiles',
+      'template',
+      'emotionSuffix',
+    ]);
+    const root =
+      opts.audioRoot === undefined
+        ? path.dirname(path.resolve(file))
+        : typeof opts.audioRoot === 'string'
+          ? opts.audioRoot
+          : invalid('a folder path', 'audioRoot', opts.audioRoot);
     const prompts = opts.prompts ?? {};
-    if (prompts === null || typeof prompts !== 'object' || Object.values(prompts).some((p) => typeof p !== 'string' && !(Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')))) {
+    if (
+      prompts === null ||
+      typeof prompts !== 'object' ||
+      Object.values(prompts).some((p) => typeof p !== 'string' && !(Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')))
+    ) {
       invalid('an object of task → instruction string or non-empty string list', 'prompts', opts.prompts);
     }
-    for (const k of ['includeInputText', 'checkFiles', 'emotionSuffix'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
+    for (const k of ['includeInputText', 'checkFiles', 'emotionSuffix'] as const)
+      if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
     const includeInput = opts.includeInputText ?? true;
     const checkFiles = opts.checkFiles ?? true;
     const emotionSuffix = opts.emotionSuffix ?? true;
@@ -136,63 +158,72 @@ export class SalmonnDataset extends BaseDataset<SalmonnItem, Record_> {
 
     const list = readJsonList(file, 'annotation');
     const ds = new SalmonnDataset(file, { sampleRate, silence, maxSeconds, minSeconds });
-    list.forEach((raw, i) => ds.add(i, !!opts.skipBad, () => {
-      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`is ${describeValue(raw)}, not an object`);
-      const it = raw as Record<string, unknown>;
-      // audio
-      let files: string[];
-      if (it.audio_files !== undefined) {
-        if (!Array.isArray(it.audio_files) || it.audio_files.length === 0 || !it.audio_files.every((p) => typeof p === 'string')) throw new Error(`audio_files is ${describeValue(it.audio_files)}, not a non-empty list of paths`);
-        files = it.audio_files as string[];
-      } else if (it.path !== undefined) {
-        files = [str(it.path, 'path')!];
-        if (it.expand_wav !== undefined) {
-          if (!Array.isArray(it.expand_wav) || !it.expand_wav.every((p) => typeof p === 'string')) throw new Error('expand_wav is not a list of paths');
-          files.push(...(it.expand_wav as string[]));
+    list.forEach((raw, i) =>
+      ds.add(i, !!opts.skipBad, () => {
+        if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`is ${describeValue(raw)}, not an object`);
+        const it = raw as Record<string, unknown>;
+        // audio
+        let files: string[];
+        if (it.audio_files !== undefined) {
+          if (!Array.isArray(it.audio_files) || it.audio_files.length === 0 || !it.audio_files.every((p) => typeof p === 'string'))
+            throw new Error(`audio_files is ${describeValue(it.audio_files)}, not a non-empty list of paths`);
+          files = it.audio_files as string[];
+        } else if (it.path !== undefined) {
+          files = [str(it.path, 'path')!];
+          if (it.expand_wav !== undefined) {
+            if (!Array.isArray(it.expand_wav) || !it.expand_wav.every((p) => typeof p === 'string')) throw new Error('expand_wav is not a list of paths');
+            files.push(...(it.expand_wav as string[]));
+          }
+        } else if (it.audio !== undefined) files = [str(it.audio, 'audio')!];
+        else throw new Error('has no audio (audio_files, path or audio)');
+        const audioPaths = files.map((p) => resolveFrom(root, p));
+        if (checkFiles)
+          for (const p of audioPaths) {
+            const why = notAFile(p);
+            if (why) throw new Error(`audio file '${p}' ${why}`);
+          }
+        const task = str(it.task, 'task', true);
+        // target
+        let target: string;
+        let emotionSequence: string[] | undefined;
+        let inputText: string | undefined;
+        if (it.target_text !== undefined || it.emotion_sequence !== undefined) {
+          // the fork's EmoMultiTaskDataset: target_text, or input_text when it is empty
+          inputText = str(it.input_text, 'input_text', true);
+          target = str(it.target_text, 'target_text', true) || inputText || '';
+          if (!target) throw new Error('target_text and input_text are both missing or empty');
+          const seq = it.emotion_sequence;
+          if (seq !== undefined && seq !== null) {
+            if (!Array.isArray(seq) || !seq.every((e) => typeof e === 'string' && e.trim().length > 0))
+              throw new Error(`emotion_sequence is ${describeValue(seq)}, not a list of emotion names`);
+            if (it.audio_files !== undefined && seq.length > 0 && seq.length !== files.length)
+              throw new Error(`emotion_sequence has ${seq.length} emotions but audio_files has ${files.length} turns`);
+            emotionSequence = (seq as string[]).map((e) => e.trim().toLowerCase());
+            if (emotionSuffix && task?.startsWith('task1') && emotionSequence.length > 0) target = `${target}\n情绪序列: ${emotionSequence.join(' -> ')}`;
+          }
+        } else {
+          const t = it.target ?? it.answer ?? it.text ?? it.output;
+          target = str(t, 'target (target, answer, text or output)')!;
         }
-      } else if (it.audio !== undefined) files = [str(it.audio, 'audio')!];
-      else throw new Error('has no audio (audio_files, path or audio)');
-      const audioPaths = files.map((p) => resolveFrom(root, p));
-      if (checkFiles) for (const p of audioPaths) { const why = notAFile(p); if (why) throw new Error(`audio file '${p}' ${why}`); }
-      const task = str(it.task, 'task', true);
-      // target
-      let target: string;
-      let emotionSequence: string[] | undefined;
-      let inputText: string | undefined;
-      if (it.target_text !== undefined || it.emotion_sequence !== undefined) {
-        // the fork's EmoMultiTaskDataset: target_text, or input_text when it is empty
-        inputText = str(it.input_text, 'input_text', true);
-        target = str(it.target_text, 'target_text', true) || inputText || '';
-        if (!target) throw new Error('target_text and input_text are both missing or empty');
-        const seq = it.emotion_sequence;
-        if (seq !== undefined && seq !== null) {
-          if (!Array.isArray(seq) || !seq.every((e) => typeof e === 'string' && e.trim().length > 0)) throw new Error(`emotion_sequence is ${describeValue(seq)}, not a list of emotion names`);
-          if (it.audio_files !== undefined && seq.length > 0 && seq.length !== files.length) throw new Error(`emotion_sequence has ${seq.length} emotions but audio_files has ${files.length} turns`);
-          emotionSequence = (seq as string[]).map((e) => e.trim().toLowerCase());
-          if (emotionSuffix && task?.startsWith('task1') && emotionSequence.length > 0) target = `${target}\n情绪序列: ${emotionSequence.join(' -> ')}`;
+        // instruction
+        let instruction = str(it.instruction ?? it.prompt ?? it.Q ?? it.question, 'instruction', true);
+        if (instruction === undefined && task !== undefined && prompts[task] !== undefined) {
+          const p = prompts[task];
+          instruction = typeof p === 'string' ? p : p[i % p.length];
         }
-      } else {
-        const t = it.target ?? it.answer ?? it.text ?? it.output;
-        target = str(t, 'target (target, answer, text or output)')!;
-      }
-      // instruction
-      let instruction = str(it.instruction ?? it.prompt ?? it.Q ?? it.question, 'instruction', true);
-      if (instruction === undefined && task !== undefined && prompts[task] !== undefined) {
-        const p = prompts[task];
-        instruction = typeof p === 'string' ? p : p[i % p.length];
-      }
-      // SALMONN's prompt files carry the audio placeholder themselves; the template adds it once.
-      instruction = (instruction ?? '').replace(/<Speech><SpeechHere><\/Speech>|<SpeechHere>/g, '').trim();
-      if (includeInput && inputText) {
-        if (instruction.includes('{}')) instruction = instruction.replace('{}', () => inputText!);
-        else instruction = instruction ? `${instruction}\n${inputText}` : inputText;
-      }
-      const prompt = instruction ? template.replace('{instruction}', instruction) : template.replace(/ ?\{instruction\}/, '');
-      const rawId = it.dialogue_id ?? it.id ?? files[0];
-      if (typeof rawId !== 'string' && typeof rawId !== 'number') throw new Error(`dialogue_id / id is ${describeValue(rawId)}, not a string or number`);
-      const id = String(rawId);
-      return { instruction, prompt, target, task, id, audioPaths, emotionSequence, inputText, trailingSilence: it.audio_files !== undefined };
-    }));
+        // SALMONN's prompt files carry the audio placeholder themselves; the template adds it once.
+        instruction = (instruction ?? '').replace(/<Speech><SpeechHere><\/Speech>|<SpeechHere>/g, '').trim();
+        if (includeInput && inputText) {
+          if (instruction.includes('{}')) instruction = instruction.replace('{}', () => inputText!);
+          else instruction = instruction ? `${instruction}\n${inputText}` : inputText;
+        }
+        const prompt = instruction ? template.replace('{instruction}', instruction) : template.replace(/ ?\{instruction\}/, '');
+        const rawId = it.dialogue_id ?? it.id ?? files[0];
+        if (typeof rawId !== 'string' && typeof rawId !== 'number') throw new Error(`dialogue_id / id is ${describeValue(rawId)}, not a string or number`);
+        const id = String(rawId);
+        return { instruction, prompt, target, task, id, audioPaths, emotionSequence, inputText, trailingSilence: it.audio_files !== undefined };
+      }),
+    );
     return ds;
   }
 

@@ -75,7 +75,8 @@ export class SpectraDataset extends BaseDataset<SpectraItem, SpectraItem> {
     const skip = !!opts.skipBad;
     const top = Array.isArray(obj) ? obj : null;
     if (!top) throw new EmotorchError(`'${path}' is not a SPECTRA pickle: the top level is ${describeValue(obj)}, not a list`, 'ERR_FORMAT');
-    const indexed = top.length === 2 && isAudioList(top[0]) && Array.isArray(top[1]) && (top[1] as unknown[]).every((it) => Array.isArray(it) && typeof it[0] === 'number');
+    const indexed =
+      top.length === 2 && isAudioList(top[0]) && Array.isArray(top[1]) && (top[1] as unknown[]).every((it) => Array.isArray(it) && typeof it[0] === 'number');
     const ds = new SpectraDataset(path, indexed ? 'indexed' : 'samples', opts.task);
     const label = (v: unknown, what: string): number => ds.checkLabel(toScalar(v, what), what);
 
@@ -83,32 +84,42 @@ export class SpectraDataset extends BaseDataset<SpectraItem, SpectraItem> {
       const audios = audioEntries(top[0]);
       const cache = new Map<number, Float32Array>();
       const audioAt = (k: unknown, what: string): Float32Array => {
-        if (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k >= audios.length) throw new Error(`${what} is ${describeValue(k)}, not an index into the ${audios.length} audio clips`);
+        if (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k >= audios.length)
+          throw new Error(`${what} is ${describeValue(k)}, not an index into the ${audios.length} audio clips`);
         let a = cache.get(k);
-        if (!a) { a = toWaveform(audios[k], `audio_list[${k}]`); cache.set(k, a); }
+        if (!a) {
+          a = toWaveform(audios[k], `audio_list[${k}]`);
+          cache.set(k, a);
+        }
         return a;
       };
-      (top[1] as unknown[][]).forEach((it, i) => ds.add(i, skip, () => {
-        if (it.length !== 5 && it.length !== 3) throw new Error(`has ${it.length} fields; expected [audio_idx, text_ids, label, prev_idx, prev_text_ids]`);
-        const item: SpectraItem = { audio: audioAt(it[0], 'audio_idx'), textIds: toIds(it[1], 'text_ids'), label: label(it[2], 'label') };
-        if (it.length === 5 && toScalar(it[3], 'prev_idx') !== -1) {
-          item.prevAudio = audioAt(it[3], 'prev_idx');
-          item.prevTextIds = it[4] === null ? [] : toIds(it[4], 'prev_text_ids');
-        }
-        return item;
-      }));
+      (top[1] as unknown[][]).forEach((it, i) =>
+        ds.add(i, skip, () => {
+          if (it.length !== 5 && it.length !== 3) throw new Error(`has ${it.length} fields; expected [audio_idx, text_ids, label, prev_idx, prev_text_ids]`);
+          const item: SpectraItem = { audio: audioAt(it[0], 'audio_idx'), textIds: toIds(it[1], 'text_ids'), label: label(it[2], 'label') };
+          if (it.length === 5 && toScalar(it[3], 'prev_idx') !== -1) {
+            item.prevAudio = audioAt(it[3], 'prev_idx');
+            item.prevTextIds = it[4] === null ? [] : toIds(it[4], 'prev_text_ids');
+          }
+          return item;
+        }),
+      );
     } else {
-      top.forEach((s, i) => ds.add(i, skip, () => {
-        if (!Array.isArray(s) || s.length < 3 || s.length > 5) throw new Error(`is ${describeValue(s)}; expected (audio, text_ids, label[, turn_ids[, prev_audio]])`);
-        const item: SpectraItem = { audio: toWaveform(s[0], 'audio'), textIds: toIds(s[1], 'text_ids'), label: label(s[2], 'label') };
-        if (s.length >= 4 && s[3] !== null) {
-          item.turnIds = toIds(s[3], 'turn_ids');
-          if (item.turnIds.length !== item.textIds.length) throw new Error(`turn_ids has ${item.turnIds.length} entries but text_ids has ${item.textIds.length}`);
-          if (item.turnIds.some((t) => t > 1)) throw new Error('turn_ids holds values other than 0 (history) and 1 (current)');
-        }
-        if (s.length === 5 && s[4] !== null) item.prevAudio = toWaveform(s[4], 'prev_audio');
-        return item;
-      }));
+      top.forEach((s, i) =>
+        ds.add(i, skip, () => {
+          if (!Array.isArray(s) || s.length < 3 || s.length > 5)
+            throw new Error(`is ${describeValue(s)}; expected (audio, text_ids, label[, turn_ids[, prev_audio]])`);
+          const item: SpectraItem = { audio: toWaveform(s[0], 'audio'), textIds: toIds(s[1], 'text_ids'), label: label(s[2], 'label') };
+          if (s.length >= 4 && s[3] !== null) {
+            item.turnIds = toIds(s[3], 'turn_ids');
+            if (item.turnIds.length !== item.textIds.length)
+              throw new Error(`turn_ids has ${item.turnIds.length} entries but text_ids has ${item.textIds.length}`);
+            if (item.turnIds.some((t) => t > 1)) throw new Error('turn_ids holds values other than 0 (history) and 1 (current)');
+          }
+          if (s.length === 5 && s[4] !== null) item.prevAudio = toWaveform(s[4], 'prev_audio');
+          return item;
+        }),
+      );
     }
     return ds;
   }

@@ -78,27 +78,45 @@ export class SwiftDataset extends BaseDataset<SwiftItem, SwiftItem> {
   static async fromFile(file: string, opts: SwiftOptions = {}): Promise<SwiftDataset> {
     if (typeof file !== 'string') invalid('a file path', 'path', file);
     checkDatasetOptions(opts, ['mediaRoot', 'checkFiles', 'inferTask']);
-    const root = opts.mediaRoot === undefined ? path.dirname(path.resolve(file)) : typeof opts.mediaRoot === 'string' ? opts.mediaRoot : invalid('a folder path', 'mediaRoot', opts.mediaRoot);
+    const root =
+      opts.mediaRoot === undefined
+        ? path.dirname(path.resolve(file))
+        : typeof opts.mediaRoot === 'string'
+          ? opts.mediaRoot
+          : invalid('a folder path', 'mediaRoot', opts.mediaRoot);
     for (const k of ['checkFiles', 'inferTask'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'boolean') invalid('a boolean', k, opts[k]);
     const ds = new SwiftDataset(file);
-    readJsonList(file).forEach((raw, i) => ds.add(i, !!opts.skipBad, () => {
-      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`is ${describeValue(raw)}, not an object`);
-      const it = raw as Record<string, unknown>;
-      const media = (k: 'videos' | 'images' | 'audios'): string[] => {
-        const v = it[k];
-        if (v === undefined || v === null) return [];
-        const list = typeof v === 'string' ? [v] : v;
-        if (!Array.isArray(list) || !list.every((p) => typeof p === 'string' && p.length > 0)) throw new Error(`${k} is ${describeValue(v)}, not a list of paths`);
-        const out = (list as string[]).map((p) => resolveFrom(root, p));
-        if (opts.checkFiles) for (const p of out) { const why = notAFile(p); if (why) throw new Error(`${k} file '${p}' ${why}`); }
-        return out;
-      };
-      const item: SwiftItem = { query: str(it.query, 'query')!, response: str(it.response, 'response')!, videos: media('videos'), images: media('images'), audios: media('audios') };
-      const system = str(it.system, 'system', true);
-      if (system !== undefined) item.system = system;
-      if (opts.inferTask) item.task = inferSwiftTask(item.query, item.response);
-      return item;
-    }));
+    readJsonList(file).forEach((raw, i) =>
+      ds.add(i, !!opts.skipBad, () => {
+        if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new Error(`is ${describeValue(raw)}, not an object`);
+        const it = raw as Record<string, unknown>;
+        const media = (k: 'videos' | 'images' | 'audios'): string[] => {
+          const v = it[k];
+          if (v === undefined || v === null) return [];
+          const list = typeof v === 'string' ? [v] : v;
+          if (!Array.isArray(list) || !list.every((p) => typeof p === 'string' && p.length > 0))
+            throw new Error(`${k} is ${describeValue(v)}, not a list of paths`);
+          const out = (list as string[]).map((p) => resolveFrom(root, p));
+          if (opts.checkFiles)
+            for (const p of out) {
+              const why = notAFile(p);
+              if (why) throw new Error(`${k} file '${p}' ${why}`);
+            }
+          return out;
+        };
+        const item: SwiftItem = {
+          query: str(it.query, 'query')!,
+          response: str(it.response, 'response')!,
+          videos: media('videos'),
+          images: media('images'),
+          audios: media('audios'),
+        };
+        const system = str(it.system, 'system', true);
+        if (system !== undefined) item.system = system;
+        if (opts.inferTask) item.task = inferSwiftTask(item.query, item.response);
+        return item;
+      }),
+    );
     return ds;
   }
 

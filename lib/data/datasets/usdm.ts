@@ -26,7 +26,9 @@ export class UsdmDataset extends BaseDataset<UsdmExample, UsdmExample> {
     checkDatasetOptions(opts, []);
     const text = (await readRegularFile(file, constants.MAX_STRING_LENGTH)).toString('utf8');
     const ds = new UsdmDataset(file);
-    text.split('\n').forEach((l, i) => { if (l.trim()) ds.add(i, !!opts.skipBad, () => parseUsdmLine(l, file, i)); });
+    text.split('\n').forEach((l, i) => {
+      if (l.trim()) ds.add(i, !!opts.skipBad, () => parseUsdmLine(l, file, i));
+    });
     return ds;
   }
 

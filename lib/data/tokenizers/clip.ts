@@ -110,7 +110,9 @@ export function parseMerges(text: string, file: string, vocab: Record<string, nu
   lines.forEach((raw, i) => {
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (line.startsWith('#version')) return;
-    const fail = (why: string): never => { throw new EmotorchError(`'${file}': line ${i + 1} ${why}`, 'ERR_FORMAT'); };
+    const fail = (why: string): never => {
+      throw new EmotorchError(`'${file}': line ${i + 1} ${why}`, 'ERR_FORMAT');
+    };
     const parts = line.split(' ');
     if (parts.length !== 2 || parts[0] === '' || parts[1] === '') fail('is not a merge (two tokens separated by one space)');
     const [a, b] = parts;
@@ -157,8 +159,12 @@ export interface ClipConfigFiles {
  * const { specials, added } = clipAddedTokens({ config, specialMap, addedJson: {}, jsonAdded: [] }, fmt);
  * specials.pad;   // '<|endoftext|>'
  */
-export function clipAddedTokens(files: ClipConfigFiles, fmt: (file: string, why: string) => never): {
-  specials: Partial<Record<SpecialAttr, string>>; added: ClipAddedToken[];
+export function clipAddedTokens(
+  files: ClipConfigFiles,
+  fmt: (file: string, why: string) => never,
+): {
+  specials: Partial<Record<SpecialAttr, string>>;
+  added: ClipAddedToken[];
 } {
   const { config, specialMap, addedJson, jsonAdded } = files;
   const flag = (o: Record<string, unknown>, k: string, dflt: boolean, f: string, name: string): boolean => {
@@ -171,8 +177,12 @@ export function clipAddedTokens(files: ClipConfigFiles, fmt: (file: string, why:
     if (typeof o.content !== 'string') fmt(f, `${name} has no "content" string`);
     const special = forceSpecial || flag(o, 'special', false, f, name);
     return {
-      content: o.content as string, special, normalized: flag(o, 'normalized', !special, f, name),
-      lstrip: flag(o, 'lstrip', false, f, name), rstrip: flag(o, 'rstrip', false, f, name), singleWord: flag(o, 'single_word', false, f, name),
+      content: o.content as string,
+      special,
+      normalized: flag(o, 'normalized', !special, f, name),
+      lstrip: flag(o, 'lstrip', false, f, name),
+      rstrip: flag(o, 'rstrip', false, f, name),
+      singleWord: flag(o, 'single_word', false, f, name),
     };
   };
   /** A special token value: a string, a token object, or null (none). */
@@ -213,9 +223,13 @@ export function clipAddedTokens(files: ClipConfigFiles, fmt: (file: string, why:
     }
     extras = extraOf(specialMap, 'special_tokens_map.json', true) ?? extras;
     const specialSet = new Set<string>();
-    for (const v of [...Object.values(values), ...extras]) { const c = contentOf(v ?? null); if (c !== undefined) specialSet.add(c); }
+    for (const v of [...Object.values(values), ...extras]) {
+      const c = contentOf(v ?? null);
+      if (c !== undefined) specialSet.add(c);
+    }
     for (const [content, id] of Object.entries(addedJson)) {
-      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) fmt('added_tokens.json', `entry ${withIds.size} has an id that is not a non-negative integer`);
+      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
+        fmt('added_tokens.json', `entry ${withIds.size} has an id that is not a non-negative integer`);
       const special = specialSet.has(content);
       withIds.set(id as number, { content, special, normalized: !special, lstrip: false, rstrip: false, singleWord: false });
     }
@@ -247,13 +261,17 @@ export function clipAddedTokens(files: ClipConfigFiles, fmt: (file: string, why:
   const added = new Map<string, ClipAddedToken>();
   for (const v of order) {
     if (v === null) continue;
-    const t: ClipAddedToken = typeof v === 'string'
-      ? { content: v, special: true, normalized: false, lstrip: false, rstrip: false, singleWord: false }
-      : { ...v, special: v.special || named.has(v.content) };
+    const t: ClipAddedToken =
+      typeof v === 'string'
+        ? { content: v, special: true, normalized: false, lstrip: false, rstrip: false, singleWord: false }
+        : { ...v, special: v.special || named.has(v.content) };
     if (t.content !== '') added.set(t.content, t);
   }
   const specials: Partial<Record<SpecialAttr, string>> = {};
-  for (const k of SPECIAL_ATTRS) { const c = contentOf(values[k] ?? null); if (c !== undefined) specials[k] = c; }
+  for (const k of SPECIAL_ATTRS) {
+    const c = contentOf(values[k] ?? null);
+    if (c !== undefined) specials[k] = c;
+  }
   return { specials, added: [...added.values()] };
 }
 
@@ -269,7 +287,10 @@ export function clipAddedTokens(files: ClipConfigFiles, fmt: (file: string, why:
  * const json = clipToJSON(vocab, merges, { unk: specials.unk, bos: specials.bos, eos: specials.eos, added }, "'clip/vocab.json'");
  */
 export function clipToJSON(
-  vocab: Record<string, number>, merges: unknown[], opts: { unk?: string; bos?: string; eos?: string; added: ClipAddedToken[] }, source: string,
+  vocab: Record<string, number>,
+  merges: unknown[],
+  opts: { unk?: string; bos?: string; eos?: string; added: ClipAddedToken[] },
+  source: string,
 ): Record<string, unknown> {
   const vocabSize = Object.keys(vocab).length;
   const ids = new Map<string, number>();
@@ -283,7 +304,7 @@ export function clipToJSON(
     return { id, content: t.content, single_word: t.singleWord, lstrip: t.lstrip, rstrip: t.rstrip, normalized: t.normalized, special: t.special };
   });
   const idOf = (t: string | undefined, name: string): number => {
-    const id = t === undefined ? undefined : ids.get(t) ?? (Object.hasOwn(vocab, t) ? vocab[t] : undefined);
+    const id = t === undefined ? undefined : (ids.get(t) ?? (Object.hasOwn(vocab, t) ? vocab[t] : undefined));
     if (id === undefined) throw new EmotorchError(`${source}: a CLIP tokenizer needs a ${name} token (none is set, or it is not a token)`, 'ERR_FORMAT');
     return id;
   };
@@ -305,8 +326,16 @@ export function clipToJSON(
     post_processor: { type: 'RobertaProcessing', sep: [opts.eos, eosId], cls: [opts.bos, bosId], trim_offsets: false, add_prefix_space: false },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
-      type: 'BPE', dropout: null, unk_token: opts.unk ?? null, continuing_subword_prefix: '', end_of_word_suffix: '</w>', fuse_unk: false,
-      byte_fallback: false, ignore_merges: false, vocab, merges,
+      type: 'BPE',
+      dropout: null,
+      unk_token: opts.unk ?? null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '</w>',
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges,
     },
   };
 }
@@ -346,10 +375,16 @@ export function clipDecodeText(text: string): string {
  */
 export function checkClipVocab(vocab: Record<string, number>, cls: unknown, source: string, configFile: string): void {
   if (cls !== undefined && cls !== null && !isClipClass(cls)) {
-    throw new EmotorchError(`${source}: a vocab.json + merges.txt tokenizer is read as CLIP's, but '${configFile}' names another tokenizer_class (supported: CLIPTokenizer, CLIPTokenizerFast, LanguageBind's)`, 'ERR_FORMAT');
+    throw new EmotorchError(
+      `${source}: a vocab.json + merges.txt tokenizer is read as CLIP's, but '${configFile}' names another tokenizer_class (supported: CLIPTokenizer, CLIPTokenizerFast, LanguageBind's)`,
+      'ERR_FORMAT',
+    );
   }
   if ((cls === undefined || cls === null) && !Object.hasOwn(vocab, '<|startoftext|>') && !Object.keys(vocab).some((t) => t.endsWith('</w>'))) {
-    throw new EmotorchError(`${source}: not CLIP's vocabulary (no <|startoftext|>, no </w> tokens), and no tokenizer_config.json tokenizer_class says what it is`, 'ERR_FORMAT');
+    throw new EmotorchError(
+      `${source}: not CLIP's vocabulary (no <|startoftext|>, no </w> tokens), and no tokenizer_config.json tokenizer_class says what it is`,
+      'ERR_FORMAT',
+    );
   }
 }
 
@@ -384,9 +419,16 @@ export function clipJSONSpec(json: Record<string, unknown>, source: string, name
  * @throws EmotorchError ERR_FORMAT (naming the file) for a malformed special or added token.
  */
 export function clipSpec(
-  vocab: Record<string, number>, merges: unknown[], jsonAdded: unknown[], source: string, name: (f: string) => string, files: ConfigFiles,
+  vocab: Record<string, number>,
+  merges: unknown[],
+  jsonAdded: unknown[],
+  source: string,
+  name: (f: string) => string,
+  files: ConfigFiles,
 ): TokenizerSpec {
-  const fmt = (f: string, why: string): never => { throw new EmotorchError(`${name(f)}: ${why}`, 'ERR_FORMAT'); };
+  const fmt = (f: string, why: string): never => {
+    throw new EmotorchError(`${name(f)}: ${why}`, 'ERR_FORMAT');
+  };
   const { specials, added } = clipAddedTokens({ config: files.config, specialMap: files.specialMap, addedJson: files.added, jsonAdded }, fmt);
   const json = clipToJSON(vocab, merges, { unk: specials.unk, bos: specials.bos, eos: specials.eos, added }, source);
   const cfg: Record<string, unknown> = { ...files.config };

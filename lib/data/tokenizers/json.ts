@@ -20,7 +20,6 @@ function unquoted(msg: string): string {
   return msg.replace(/`[^`]*`/g, '…').replace(/"(?:[^"\\]|\\.)*"/g, '…');
 }
 
-
 /**
  * What is wrong with a Precompiled normalizer's `precompiled_charsmap`, or undefined. The
  * `tokenizers` package aborts the whole process (a Rust panic it does not catch) on one that does
@@ -80,8 +79,13 @@ function charsmapProblem(v: unknown): string | undefined {
  * sequence ({@link checkTemplates}).
  */
 function checkLibraryLimits(json: Record<string, unknown>, source: string): void {
-  const fail = (why: string): never => { throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT'); };
-  const pending: [unknown, boolean][] = [[json.normalizer, true], [json.decoder, false]];
+  const fail = (why: string): never => {
+    throw new EmotorchError(`${source}: ${why}`, 'ERR_FORMAT');
+  };
+  const pending: [unknown, boolean][] = [
+    [json.normalizer, true],
+    [json.decoder, false],
+  ];
   while (pending.length > 0) {
     const [v, inNormalizer] = pending.pop()!;
     if (Array.isArray(v)) {
@@ -132,7 +136,10 @@ function checkTemplates(pp: unknown, fail: (why: string) => never): void {
   if (isObject(pp.special_tokens)) {
     for (const [k, v] of Object.entries(pp.special_tokens)) if (isObject(v) && v.id === k) defined.add(k);
   }
-  for (const [name, allowed] of [['single', ['A']], ['pair', ['A', 'B']]] as const) {
+  for (const [name, allowed] of [
+    ['single', ['A']],
+    ['pair', ['A', 'B']],
+  ] as const) {
     const tpl = pp[name];
     if (!Array.isArray(tpl)) continue; // the library refuses it at load
     tpl.forEach((piece, i) => {
@@ -173,7 +180,6 @@ export function maxVocabId(model: Record<string, unknown>): number {
   if (isObject(model.vocab)) for (const id of Object.values(model.vocab)) if (typeof id === 'number' && id > max) max = id;
   return max;
 }
-
 
 /**
  * The library's tokenizer for a spec: the model type and the config's clean_up_tokenization_spaces

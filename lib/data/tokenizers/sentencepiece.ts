@@ -62,7 +62,13 @@ export interface SentencePieceModel {
 /** A bounds-checked protobuf reader over one message's bytes. */
 class Reader {
   pos: number;
-  constructor(readonly buf: Buffer, readonly fail: (what: string) => never, readonly where: string, start = 0, readonly end = buf.length) {
+  constructor(
+    readonly buf: Buffer,
+    readonly fail: (what: string) => never,
+    readonly where: string,
+    start = 0,
+    readonly end = buf.length,
+  ) {
     this.pos = start;
   }
 
@@ -150,7 +156,9 @@ function expectWire(r: Reader, wire: number, want: number, field: string): void 
  *   or are not a ModelProto; messages never quote the file's content.
  */
 export function parseSentencePieceModel(buf: Buffer, source: string): SentencePieceModel {
-  const fail = (what: string): never => { throw new EmotorchError(`${source} is not a SentencePiece model: ${what}`, 'ERR_FORMAT'); };
+  const fail = (what: string): never => {
+    throw new EmotorchError(`${source} is not a SentencePiece model: ${what}`, 'ERR_FORMAT');
+  };
   const m: SentencePieceModel = {
     pieces: [],
     trainerSpec: { modelType: 1, byteFallback: false, treatWhitespaceAsSuffix: false, unkId: 0, bosId: 1, eosId: 2, padId: -1, unkSurface: ' \u2047 ' },
@@ -167,8 +175,17 @@ export function parseSentencePieceModel(buf: Buffer, source: string): SentencePi
       const p: SentencePiece = { piece: '', score: 0, type: 'normal' };
       let hasPiece = false;
       r.fields((n, w) => {
-        if (n === 1) { expectWire(r, w, 2, 'piece'); p.piece = r.string('piece'); hasPiece = true; return true; }
-        if (n === 2) { expectWire(r, w, 5, 'score'); p.score = r.float('score'); return true; }
+        if (n === 1) {
+          expectWire(r, w, 2, 'piece');
+          p.piece = r.string('piece');
+          hasPiece = true;
+          return true;
+        }
+        if (n === 2) {
+          expectWire(r, w, 5, 'score');
+          p.score = r.float('score');
+          return true;
+        }
         if (n === 3) {
           expectWire(r, w, 0, 'type');
           const t = PIECE_TYPES[r.varint('type').lo | 0];
@@ -190,15 +207,66 @@ export function parseSentencePieceModel(buf: Buffer, source: string): SentencePi
       const int32 = (field: string): number => r.varint(field).lo | 0;
       r.fields((n, w) => {
         const ints: Record<number, [string, (v: number) => void]> = {
-          3: ['model_type', (v) => { t.modelType = v; }], 40: ['unk_id', (v) => { t.unkId = v; }], 41: ['bos_id', (v) => { t.bosId = v; }],
-          42: ['eos_id', (v) => { t.eosId = v; }], 43: ['pad_id', (v) => { t.padId = v; }],
+          3: [
+            'model_type',
+            (v) => {
+              t.modelType = v;
+            },
+          ],
+          40: [
+            'unk_id',
+            (v) => {
+              t.unkId = v;
+            },
+          ],
+          41: [
+            'bos_id',
+            (v) => {
+              t.bosId = v;
+            },
+          ],
+          42: [
+            'eos_id',
+            (v) => {
+              t.eosId = v;
+            },
+          ],
+          43: [
+            'pad_id',
+            (v) => {
+              t.padId = v;
+            },
+          ],
         };
         const bools: Record<number, [string, (v: boolean) => void]> = {
-          35: ['byte_fallback', (v) => { t.byteFallback = v; }], 24: ['treat_whitespace_as_suffix', (v) => { t.treatWhitespaceAsSuffix = v; }],
+          35: [
+            'byte_fallback',
+            (v) => {
+              t.byteFallback = v;
+            },
+          ],
+          24: [
+            'treat_whitespace_as_suffix',
+            (v) => {
+              t.treatWhitespaceAsSuffix = v;
+            },
+          ],
         };
-        if (ints[n]) { expectWire(r, w, 0, ints[n][0]); ints[n][1](int32(ints[n][0])); return true; }
-        if (bools[n]) { expectWire(r, w, 0, bools[n][0]); bools[n][1](r.varint(bools[n][0]).nonzero); return true; }
-        if (n === 44) { expectWire(r, w, 2, 'unk_surface'); t.unkSurface = r.string('unk_surface'); return true; }
+        if (ints[n]) {
+          expectWire(r, w, 0, ints[n][0]);
+          ints[n][1](int32(ints[n][0]));
+          return true;
+        }
+        if (bools[n]) {
+          expectWire(r, w, 0, bools[n][0]);
+          bools[n][1](r.varint(bools[n][0]).nonzero);
+          return true;
+        }
+        if (n === 44) {
+          expectWire(r, w, 2, 'unk_surface');
+          t.unkSurface = r.string('unk_surface');
+          return true;
+        }
         return false;
       });
       return true;
@@ -209,7 +277,11 @@ export function parseSentencePieceModel(buf: Buffer, source: string): SentencePi
       const r = top.message(name, `ModelProto.${name}`);
       const s = num === 3 ? m.normalizerSpec : { ...m.normalizerSpec, precompiledCharsmap: Buffer.alloc(0) };
       r.fields((n, w) => {
-        if (n === 1) { expectWire(r, w, 2, 'name'); s.name = r.string('name'); return true; }
+        if (n === 1) {
+          expectWire(r, w, 2, 'name');
+          s.name = r.string('name');
+          return true;
+        }
         if (n === 2) {
           expectWire(r, w, 2, 'precompiled_charsmap');
           const [a, b] = r.length('precompiled_charsmap');
@@ -217,10 +289,30 @@ export function parseSentencePieceModel(buf: Buffer, source: string): SentencePi
           return true;
         }
         const flags: Record<number, [string, (v: boolean) => void]> = {
-          3: ['add_dummy_prefix', (v) => { s.addDummyPrefix = v; }], 4: ['remove_extra_whitespaces', (v) => { s.removeExtraWhitespaces = v; }],
-          5: ['escape_whitespaces', (v) => { s.escapeWhitespaces = v; }],
+          3: [
+            'add_dummy_prefix',
+            (v) => {
+              s.addDummyPrefix = v;
+            },
+          ],
+          4: [
+            'remove_extra_whitespaces',
+            (v) => {
+              s.removeExtraWhitespaces = v;
+            },
+          ],
+          5: [
+            'escape_whitespaces',
+            (v) => {
+              s.escapeWhitespaces = v;
+            },
+          ],
         };
-        if (flags[n]) { expectWire(r, w, 0, flags[n][0]); flags[n][1](r.varint(flags[n][0]).nonzero); return true; }
+        if (flags[n]) {
+          expectWire(r, w, 0, flags[n][0]);
+          flags[n][1](r.varint(flags[n][0]).nonzero);
+          return true;
+        }
         return false;
       });
       if (num === 5 && s.precompiledCharsmap.length > 0) m.hasDenormalizer = true;
@@ -267,10 +359,17 @@ function escapeRegex(s: string): string {
  *   `treat_whitespace_as_suffix`, or a denormalizer.
  */
 export function sentencePieceToJSON(m: SentencePieceModel, source: string, opts: SentencePieceJSONOptions): Record<string, unknown> {
-  const fail = (what: string): never => { throw new EmotorchError(`${source}: ${what}`, 'ERR_FORMAT'); };
+  const fail = (what: string): never => {
+    throw new EmotorchError(`${source}: ${what}`, 'ERR_FORMAT');
+  };
   const t = m.trainerSpec;
   const ns = m.normalizerSpec;
-  const type = t.modelType === 1 ? 'Unigram' : t.modelType === 2 ? 'BPE' : fail(`model type ${t.modelType} (${t.modelType === 3 ? 'WORD' : t.modelType === 4 ? 'CHAR' : 'unknown'}) is not supported (only BPE and Unigram)`);
+  const type =
+    t.modelType === 1
+      ? 'Unigram'
+      : t.modelType === 2
+        ? 'BPE'
+        : fail(`model type ${t.modelType} (${t.modelType === 3 ? 'WORD' : t.modelType === 4 ? 'CHAR' : 'unknown'}) is not supported (only BPE and Unigram)`);
   if (t.treatWhitespaceAsSuffix) fail('treat_whitespace_as_suffix is not supported');
   if (m.hasDenormalizer) fail('a denormalizer spec with rules is not supported');
 
@@ -301,7 +400,11 @@ export function sentencePieceToJSON(m: SentencePieceModel, source: string, opts:
     }
     if (bytes !== 256) fail('it has byte pieces twice');
   }
-  for (const [k, v] of [['bos_id', t.bosId], ['eos_id', t.eosId], ['pad_id', t.padId]] as const) {
+  for (const [k, v] of [
+    ['bos_id', t.bosId],
+    ['eos_id', t.eosId],
+    ['pad_id', t.padId],
+  ] as const) {
     if (v < -1 || v >= m.pieces.length) fail(`trainer_spec.${k} ${v} is not a piece id`);
   }
 
@@ -318,22 +421,35 @@ export function sentencePieceToJSON(m: SentencePieceModel, source: string, opts:
   // --- user-defined symbols: matched anywhere (longest first), taken whole by the model
   const userDefined = m.pieces.filter((p) => p.type === 'user_defined').map((p) => p.piece);
   const escaped = (s: string): string => (ns.escapeWhitespaces ? s.replace(/ /g, '\u2581') : s);
-  const preTokenizer = userDefined.length === 0 ? null : {
-    type: 'Split',
-    pattern: { Regex: [...userDefined].sort((a, b) => b.length - a.length).map((s) => escapeRegex(escaped(s))).join('|') },
-    behavior: 'Isolated',
-    invert: false,
-  };
+  const preTokenizer =
+    userDefined.length === 0
+      ? null
+      : {
+          type: 'Split',
+          pattern: {
+            Regex: [...userDefined]
+              .sort((a, b) => b.length - a.length)
+              .map((s) => escapeRegex(escaped(s)))
+              .join('|'),
+          },
+          behavior: 'Isolated',
+          invert: false,
+        };
 
   let model: Record<string, unknown>;
   if (type === 'Unigram') {
     model = { type: 'Unigram', unk_id: unk, vocab: m.pieces.map((p) => [p.piece, p.score]), byte_fallback: t.byteFallback };
   } else {
     const vocab: Record<string, number> = {};
-    m.pieces.forEach((p, i) => { vocab[p.piece] = i; });
+    m.pieces.forEach((p, i) => {
+      vocab[p.piece] = i;
+    });
     // sentencepiece's BPE merges the adjacent pair whose concatenation is the best-scoring piece;
     // here every split of a normal piece into two normal pieces is a merge, ranked by that score.
-    const normal = (s: string): boolean => { const id = ids.get(s); return id !== undefined && m.pieces[id].type === 'normal'; };
+    const normal = (s: string): boolean => {
+      const id = ids.get(s);
+      return id !== undefined && m.pieces[id].type === 'normal';
+    };
     const merges: [number, number, string, string][] = [];
     m.pieces.forEach((p, i) => {
       if (p.type !== 'normal') return;
@@ -348,8 +464,16 @@ export function sentencePieceToJSON(m: SentencePieceModel, source: string, opts:
     });
     merges.sort((x, y) => y[0] - x[0] || x[1] - y[1]);
     model = {
-      type: 'BPE', dropout: null, unk_token: m.pieces[unk].piece, continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: false, byte_fallback: t.byteFallback, ignore_merges: userDefined.length > 0, vocab, merges: merges.map((x) => [x[2], x[3]]),
+      type: 'BPE',
+      dropout: null,
+      unk_token: m.pieces[unk].piece,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: t.byteFallback,
+      ignore_merges: userDefined.length > 0,
+      vocab,
+      merges: merges.map((x) => [x[2], x[3]]),
     };
   }
 
@@ -357,7 +481,8 @@ export function sentencePieceToJSON(m: SentencePieceModel, source: string, opts:
   // id; a new token takes the next id after the pieces)
   const added = new Map<string, Record<string, unknown>>();
   for (const id of [t.unkId, t.bosId, t.eosId, t.padId]) {
-    if (id >= 0) added.set(m.pieces[id].piece, { id, content: m.pieces[id].piece, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    if (id >= 0)
+      added.set(m.pieces[id].piece, { id, content: m.pieces[id].piece, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
   }
   let next = m.pieces.length;
   for (const a of opts.added) {
@@ -367,7 +492,7 @@ export function sentencePieceToJSON(m: SentencePieceModel, source: string, opts:
   const addedList = [...added.values()].sort((a, b) => (a.id as number) - (b.id as number));
 
   // --- post-processor: LlamaTokenizer's build_inputs_with_special_tokens
-  const idOf = (s: string | undefined): number | undefined => (s === undefined ? undefined : ids.get(s) ?? (added.get(s)?.id as number | undefined));
+  const idOf = (s: string | undefined): number | undefined => (s === undefined ? undefined : (ids.get(s) ?? (added.get(s)?.id as number | undefined)));
   const bosId = opts.addBos ? idOf(opts.bos) : undefined;
   const eosId = opts.addEos ? idOf(opts.eos) : undefined;
   const special_tokens: Record<string, unknown> = {};
@@ -423,7 +548,9 @@ export function sentencePieceSpec(data: Buffer, file: string, files: ConfigFiles
   const source = `'${file}'`;
   const dir = path.dirname(file);
   const sp = parseSentencePieceModel(data, source);
-  const fmt: Fail = (f, why) => { throw new EmotorchError(`'${path.join(dir, f)}': ${why}`, 'ERR_FORMAT'); };
+  const fmt: Fail = (f, why) => {
+    throw new EmotorchError(`'${path.join(dir, f)}': ${why}`, 'ERR_FORMAT');
+  };
   const { specials, extra } = specialEntries(sp, config, specialMap, fmt);
   const added = addedEntries(sp, config, addedJson, fmt);
   // The special tokens are added tokens too (new ones after those), matched in the text as the slow tokenizer does.
@@ -443,7 +570,11 @@ export function sentencePieceSpec(data: Buffer, file: string, files: ConfigFiles
     return config[k] as boolean;
   };
   const json = sentencePieceToJSON(sp, source, {
-    addBos: bool('add_bos_token', true), addEos: bool('add_eos_token', false), bos: specials.bos?.content, eos: specials.eos?.content, added,
+    addBos: bool('add_bos_token', true),
+    addEos: bool('add_eos_token', false),
+    bos: specials.bos?.content,
+    eos: specials.eos?.content,
+    added,
   });
   const cfg: Record<string, unknown> = { ...config };
   for (const k of ['bos', 'eos', 'unk', 'pad'] as const) cfg[`${k}_token`] = specials[k]?.content ?? null;
@@ -467,8 +598,14 @@ function entryOf(v: unknown, f: string, name: string, special: boolean, fmt: Fai
  * The special tokens: special_tokens_map.json wins over tokenizer_config.json; absent: the
  * model's piece. And the additional special tokens of the first file that lists them.
  */
-function specialEntries(sp: SentencePieceModel, config: Record<string, unknown>, specialMap: Record<string, unknown>, fmt: Fail): {
-  specials: Partial<Record<SpecialName, Entry | null>>; extra: Entry[];
+function specialEntries(
+  sp: SentencePieceModel,
+  config: Record<string, unknown>,
+  specialMap: Record<string, unknown>,
+  fmt: Fail,
+): {
+  specials: Partial<Record<SpecialName, Entry | null>>;
+  extra: Entry[];
 } {
   const t = sp.trainerSpec;
   const specials: Partial<Record<SpecialName, Entry | null>> = {};
@@ -482,11 +619,17 @@ function specialEntries(sp: SentencePieceModel, config: Record<string, unknown>,
     }
   }
   const extra: Entry[] = [];
-  for (const [f, o] of [['special_tokens_map.json', specialMap], ['tokenizer_config.json', config]] as const) {
+  for (const [f, o] of [
+    ['special_tokens_map.json', specialMap],
+    ['tokenizer_config.json', config],
+  ] as const) {
     const list = o.additional_special_tokens;
     if (list === undefined || list === null) continue;
     if (!Array.isArray(list)) fmt(f, 'additional_special_tokens is not a list');
-    (list as unknown[]).forEach((v, i) => { const e = entryOf(v, f, `additional_special_tokens[${i}]`, true, fmt); if (e) extra.push(e); });
+    (list as unknown[]).forEach((v, i) => {
+      const e = entryOf(v, f, `additional_special_tokens[${i}]`, true, fmt);
+      if (e) extra.push(e);
+    });
     break;
   }
   return { specials, extra };
@@ -501,7 +644,8 @@ function addedEntries(sp: SentencePieceModel, config: Record<string, unknown>, a
   const pieceIds = new Map(sp.pieces.map((p, i) => [p.piece, i]));
   const withIds: [number, Entry, string][] = [];
   for (const [content, id] of Object.entries(addedJson)) {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) fmt('added_tokens.json', `entry ${withIds.length} has an id that is not a non-negative integer`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0)
+      fmt('added_tokens.json', `entry ${withIds.length} has an id that is not a non-negative integer`);
     withIds.push([id as number, { content, special: false, lstrip: false, rstrip: false, singleWord: false }, 'added_tokens.json']);
   }
   const decoderTable = config.added_tokens_decoder;
@@ -510,7 +654,11 @@ function addedEntries(sp: SentencePieceModel, config: Record<string, unknown>, a
     for (const [key, v] of Object.entries(decoderTable as Record<string, unknown>)) {
       const id = Number(key);
       if (!/^\d+$/.test(key) || !Number.isSafeInteger(id)) fmt('tokenizer_config.json', 'added_tokens_decoder has a key that is not an id');
-      withIds.push([id, entryOf(v, 'tokenizer_config.json', `added_tokens_decoder[${id}]`, false, fmt) ?? fmt('tokenizer_config.json', `added_tokens_decoder[${id}] is null`), 'tokenizer_config.json']);
+      withIds.push([
+        id,
+        entryOf(v, 'tokenizer_config.json', `added_tokens_decoder[${id}]`, false, fmt) ?? fmt('tokenizer_config.json', `added_tokens_decoder[${id}] is null`),
+        'tokenizer_config.json',
+      ]);
     }
   }
   withIds.sort((a, b) => a[0] - b[0]);

@@ -31,15 +31,22 @@ export function llmChat(llm: LlamaForCausalLM, tokenizer: Tokenizer, template: s
   const stops = [...new Set([...(Array.isArray(eosCfg) ? eosCfg : [eosCfg]), tokenizer.eosTokenId].filter((x): x is number => Number.isInteger(x)))];
   const batch = new DecodeBatch(llm);
   return {
-    id, kind: 'llm', accepts: { audio: false, image: false },
+    id,
+    kind: 'llm',
+    accepts: { audio: false, image: false },
     async answer(turns, g) {
       let prompt: string;
       try {
         prompt = tpl.render({
-          messages: turns.map((t) => ({ role: t.role, content: t.text })), add_generation_prompt: true,
-          bos_token: tokenizer.bosToken ?? '', eos_token: tokenizer.eosToken ?? '', pad_token: tokenizer.padToken ?? '', unk_token: tokenizer.unkToken ?? '',
+          messages: turns.map((t) => ({ role: t.role, content: t.text })),
+          add_generation_prompt: true,
+          bos_token: tokenizer.bosToken ?? '',
+          eos_token: tokenizer.eosToken ?? '',
+          pad_token: tokenizer.padToken ?? '',
+          unk_token: tokenizer.unkToken ?? '',
         });
-      } catch (e) {   // the template's raise_exception('…') lands here too
+      } catch (e) {
+        // the template's raise_exception('…') lands here too
         throw new ChatRequestError(`the chat template refuses these messages: ${(e as Error).message}`, 'messages');
       }
       const ids = await tokenizer.encode(prompt, { addSpecialTokens: false });
@@ -47,11 +54,22 @@ export function llmChat(llm: LlamaForCausalLM, tokenizer: Tokenizer, template: s
       checkChatPrompt(ids.length, g);
       g.onPrompt?.(ids.length);
       const maxNewTokens = g.maxTokens ?? Math.min(g.limit, llm.config.max_position_embeddings - ids.length);
-      if (maxNewTokens < 1 || ids.length + maxNewTokens > llm.config.max_position_embeddings) throw new ChatRequestError(`the prompt (${ids.length} tokens) and max_tokens (${maxNewTokens}) pass the model's ${llm.config.max_position_embeddings} positions`, 'max_tokens', 'context_length_exceeded');
+      if (maxNewTokens < 1 || ids.length + maxNewTokens > llm.config.max_position_embeddings)
+        throw new ChatRequestError(
+          `the prompt (${ids.length} tokens) and max_tokens (${maxNewTokens}) pass the model's ${llm.config.max_position_embeddings} positions`,
+          'max_tokens',
+          'context_length_exceeded',
+        );
       const inputIds = tensor([ids], { dtype: 'int64' });
-      const { newTokens } = await noGrad(() => llm.generate({ inputIds }, { maxNewTokens, eosTokenId: stops, ...chatSampling(g), onTokens: g.onTokens, signal: g.signal, ...(g.batched ? { batch } : {}) }));
+      const { newTokens } = await noGrad(() =>
+        llm.generate(
+          { inputIds },
+          { maxNewTokens, eosTokenId: stops, ...chatSampling(g), onTokens: g.onTokens, signal: g.signal, ...(g.batched ? { batch } : {}) },
+        ),
+      );
       const tokens = cutAtStop((newTokens.toArray() as number[][])[0].map(Number), stops);
-      inputIds.dispose(); newTokens.dispose();
+      inputIds.dispose();
+      newTokens.dispose();
       return { tokens, promptTokens: ids.length, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
     },
     decode: chatDecoder(tokenizer, stops),
@@ -75,30 +93,48 @@ export function internvlChat(model: InternVL, tokenizer: Tokenizer, id: string):
   const side = model.config.force_image_size ?? model.vision_model.config.image_size;
   const batch = new DecodeBatch(model.language_model);
   return {
-    id, kind: 'internvl', accepts: { audio: false, image: true },
+    id,
+    kind: 'internvl',
+    accepts: { audio: false, image: true },
     async answer(turns, g) {
       const system = turns[0]?.role === 'system' ? turns[0].text : undefined;
       const rest = system === undefined ? turns : turns.slice(1);
       if (rest.some((t, i) => t.role !== (i % 2 ? 'assistant' : 'user')) || rest.length % 2 !== 1) {
-        throw new ChatRequestError(`InternVL2 takes an optional system message, then user and assistant messages in turn, ending with a user message; this request has ${turns.map((t) => t.role).join(', ')}`, 'messages');
+        throw new ChatRequestError(
+          `InternVL2 takes an optional system message, then user and assistant messages in turn, ending with a user message; this request has ${turns.map((t) => t.role).join(', ')}`,
+          'messages',
+        );
       }
       const tiles: Tensor[] = [];
       const imageTiles: number[] = [];
-      for (const t of rest) for (const img of t.images) {
-        const { pixelValues } = internvlTiles(img, { imageSize: side, maxNum: 12 });
-        tiles.push(pixelValues); imageTiles.push(pixelValues.shape[0]);
-      }
+      for (const t of rest)
+        for (const img of t.images) {
+          const { pixelValues } = internvlTiles(img, { imageSize: side, maxNum: 12 });
+          tiles.push(pixelValues);
+          imageTiles.push(pixelValues.shape[0]);
+        }
       const history = [];
       for (let i = 0; i + 1 < rest.length; i += 2) history.push([rest[i].text, rest[i + 1].text] as [string, string]);
-      const enc = await internvlEncode(tokenizer, { system, history, query: rest[rest.length - 1].text, imageTiles }, { template, numImageToken: model.numImageToken });
+      const enc = await internvlEncode(
+        tokenizer,
+        { system, history, query: rest[rest.length - 1].text, imageTiles },
+        { template, numImageToken: model.numImageToken },
+      );
       checkChatPrompt(enc.inputIds.length, g);
       g.onPrompt?.(enc.inputIds.length);
       const inputIds = tensor([enc.inputIds], { dtype: 'int64' });
       const pixelValues = tiles.length ? cat(tiles, 0) : null;
       const maxNewTokens = g.maxTokens ?? g.limit;
-      const newTokens = await noGrad(() => model.generate({ inputIds, pixelValues }, { maxNewTokens, eosTokenId: stops, ...chatSampling(g), onTokens: g.onTokens, signal: g.signal, ...(g.batched ? { batch } : {}) }));
+      const newTokens = await noGrad(() =>
+        model.generate(
+          { inputIds, pixelValues },
+          { maxNewTokens, eosTokenId: stops, ...chatSampling(g), onTokens: g.onTokens, signal: g.signal, ...(g.batched ? { batch } : {}) },
+        ),
+      );
       const tokens = cutAtStop((newTokens.toArray() as number[][])[0].map(Number), stops);
-      inputIds.dispose(); newTokens.dispose(); pixelValues?.dispose();
+      inputIds.dispose();
+      newTokens.dispose();
+      pixelValues?.dispose();
       for (const t of tiles) t.dispose();
       return { tokens, promptTokens: enc.inputIds.length, finish: tokens.length >= maxNewTokens ? 'length' : 'stop' };
     },

@@ -43,10 +43,18 @@ export interface M2seRecord {
 }
 
 /** Media the model could not use, counted over the records (records and files). */
-export interface M2seMediaReport { records: number; images: number; videos: number; audios: number }
+export interface M2seMediaReport {
+  records: number;
+  images: number;
+  videos: number;
+  audios: number;
+}
 
 /** One SFT example: ids and labels (−100 over the prompt). */
-export interface M2seExample { ids: number[]; labels: number[] }
+export interface M2seExample {
+  ids: number[];
+  labels: number[];
+}
 
 /** How M2SE records become examples: the system prompt and the length limit. */
 export interface M2seFormatOptions {
@@ -76,14 +84,22 @@ function mediaList(v: unknown, k: string, where: string): string[] {
  */
 export function m2seRecords(source: string | readonly unknown[]): M2seRecord[] {
   const lines: number[] = [];
-  const raw = typeof source === 'string' ? readJsonList(source, undefined, lines) : Array.isArray(source) ? source : invalid('a file path or an array of records', 'source', source);
+  const raw =
+    typeof source === 'string'
+      ? readJsonList(source, undefined, lines)
+      : Array.isArray(source)
+        ? source
+        : invalid('a file path or an array of records', 'source', source);
   const name = typeof source === 'string' ? `'${source}'` : 'records';
   return raw.map((r, i) => {
     const where = `${name} item ${i}${lines.length ? ` (line ${lines[i]})` : ''}`;
     const rec = m2seRecord(r, where);
     const chars = rec.query.length + rec.response.length + (rec.system?.length ?? 0) + rec.history.reduce((n, [q, a]) => n + q.length + a.length, 0);
     if (chars > M2SE_MAX_RECORD_CHARS) {
-      throw new EmotorchError(`${where}: its text (query, response, history and system) has ${chars} characters, more than the ${M2SE_MAX_RECORD_CHARS} a record may have (M2SE_MAX_RECORD_CHARS: far beyond any model's context)`, 'ERR_DATA');
+      throw new EmotorchError(
+        `${where}: its text (query, response, history and system) has ${chars} characters, more than the ${M2SE_MAX_RECORD_CHARS} a record may have (M2SE_MAX_RECORD_CHARS: far beyond any model's context)`,
+        'ERR_DATA',
+      );
     }
     return rec;
   });
@@ -96,7 +112,8 @@ function m2seRecord(r: unknown, where: string): M2seRecord {
   const media = { images: mediaList(o.images, 'images', where), videos: mediaList(o.videos, 'videos', where), audios: mediaList(o.audios, 'audios', where) };
   if (Array.isArray(o.messages)) {
     const msgs = o.messages as Array<{ role?: unknown; content?: unknown }>;
-    if (!msgs.every((m) => m && typeof m.role === 'string' && typeof m.content === 'string')) throw new EmotorchError(`${where}: messages need string role and content`, 'ERR_FORMAT');
+    if (!msgs.every((m) => m && typeof m.role === 'string' && typeof m.content === 'string'))
+      throw new EmotorchError(`${where}: messages need string role and content`, 'ERR_FORMAT');
     let system: string | undefined;
     const turns = msgs.filter((m) => (m.role === 'system' ? ((system = m.content as string), false) : true));
     if (turns.length < 2 || turns.length % 2 || turns.some((m, j) => m.role !== (j % 2 ? 'assistant' : 'user'))) {
@@ -107,13 +124,20 @@ function m2seRecord(r: unknown, where: string): M2seRecord {
     const [query, response] = pairs.pop()!;
     return { query, response, history: pairs, ...(system !== undefined ? { system } : {}), ...media };
   }
-  if (typeof o.query !== 'string' || typeof o.response !== 'string') throw new EmotorchError(`${where} lacks a string "query" and "response" (or "messages")`, 'ERR_FORMAT');
+  if (typeof o.query !== 'string' || typeof o.response !== 'string')
+    throw new EmotorchError(`${where} lacks a string "query" and "response" (or "messages")`, 'ERR_FORMAT');
   const history = o.history === undefined || o.history === null ? [] : o.history;
   if (!Array.isArray(history) || !history.every((h) => Array.isArray(h) && h.length === 2 && h.every((s) => typeof s === 'string'))) {
     throw new EmotorchError(`${where}: "history" is not a list of [query, response] pairs`, 'ERR_FORMAT');
   }
   if (o.system !== undefined && typeof o.system !== 'string') throw new EmotorchError(`${where}: "system" is not a string`, 'ERR_FORMAT');
-  return { query: o.query, response: o.response, history: history as Array<[string, string]>, ...(typeof o.system === 'string' ? { system: o.system } : {}), ...media };
+  return {
+    query: o.query,
+    response: o.response,
+    history: history as Array<[string, string]>,
+    ...(typeof o.system === 'string' ? { system: o.system } : {}),
+    ...media,
+  };
 }
 
 /** Counts the media of records (a text-only model uses none of them). */
@@ -121,7 +145,9 @@ export function m2seMedia(records: readonly M2seRecord[]): M2seMediaReport {
   const rep: M2seMediaReport = { records: 0, images: 0, videos: 0, audios: 0 };
   for (const r of records) {
     if (r.images.length + r.videos.length + r.audios.length) rep.records++;
-    rep.images += r.images.length; rep.videos += r.videos.length; rep.audios += r.audios.length;
+    rep.images += r.images.length;
+    rep.videos += r.videos.length;
+    rep.audios += r.audios.length;
   }
   return rep;
 }
@@ -138,7 +164,8 @@ export function m2sePrompt(rec: Pick<M2seRecord, 'query' | 'history' | 'system'>
   if (typeof rec.query !== 'string') invalid('a string', 'record.query', rec.query);
   if (!Array.isArray(rec.history)) invalid('an array of [query, response] pairs', 'record.history', rec.history);
   rec.history.forEach((h, i) => {
-    if (!Array.isArray(h) || h.length !== 2 || typeof h[0] !== 'string' || typeof h[1] !== 'string') invalid('a [query, response] pair of strings', `record.history[${i}]`, h);
+    if (!Array.isArray(h) || h.length !== 2 || typeof h[0] !== 'string' || typeof h[1] !== 'string')
+      invalid('a [query, response] pair of strings', `record.history[${i}]`, h);
   });
   if (rec.system !== undefined && typeof rec.system !== 'string') invalid('a string', 'record.system', rec.system);
   if (typeof system !== 'string') invalid('a string', 'system', system);
@@ -171,7 +198,11 @@ export function checkTokenizer(tok: unknown): Tokenizer {
  * @example
  * const { examples } = await et.systems.m2se.m2seExamples(et.systems.m2se.m2seRecords('train.json'), tok);
  */
-export async function m2seExamples(records: readonly M2seRecord[], tokenizer: Tokenizer, opts: M2seFormatOptions = {}): Promise<{ examples: M2seExample[]; tooLong: number }> {
+export async function m2seExamples(
+  records: readonly M2seRecord[],
+  tokenizer: Tokenizer,
+  opts: M2seFormatOptions = {},
+): Promise<{ examples: M2seExample[]; tooLong: number }> {
   checkTokenizer(tokenizer);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
   checkOptionNames(opts, ['system', 'maxLength'], 'm2seExamples');
@@ -184,7 +215,10 @@ export async function m2seExamples(records: readonly M2seRecord[], tokenizer: To
   for (const r of records) {
     const prompt = await tokenizer.encode(m2sePrompt(r, system));
     const resp = [...(await tokenizer.encode(r.response, { addSpecialTokens: false })), end];
-    if (prompt.length + resp.length > maxLength) { tooLong++; continue; }
+    if (prompt.length + resp.length > maxLength) {
+      tooLong++;
+      continue;
+    }
     examples.push({ ids: [...prompt, ...resp], labels: [...prompt.map(() => IGNORE), ...resp] });
   }
   return { examples, tooLong };
@@ -202,16 +236,32 @@ export function m2seCollate(examples: readonly M2seExample[], padId = 0): { inpu
   checkInt(padId, 'padId', 0);
   examples.forEach((e, i) => {
     if (!e || typeof e !== 'object') invalid('{ ids, labels }', `examples[${i}]`, e);
-    if (!Array.isArray(e.ids) || e.ids.length === 0 || !e.ids.every((t: number) => Number.isSafeInteger(t) && t >= 0)) invalid('a non-empty array of token ids (integers ≥ 0)', `examples[${i}].ids`, e.ids);
-    if (!Array.isArray(e.labels) || !e.labels.every((t: number) => Number.isSafeInteger(t) && (t >= 0 || t === IGNORE))) invalid(`an array of token ids or ${IGNORE}`, `examples[${i}].labels`, e.labels);
+    if (!Array.isArray(e.ids) || e.ids.length === 0 || !e.ids.every((t: number) => Number.isSafeInteger(t) && t >= 0))
+      invalid('a non-empty array of token ids (integers ≥ 0)', `examples[${i}].ids`, e.ids);
+    if (!Array.isArray(e.labels) || !e.labels.every((t: number) => Number.isSafeInteger(t) && (t >= 0 || t === IGNORE)))
+      invalid(`an array of token ids or ${IGNORE}`, `examples[${i}].labels`, e.labels);
     if (e.labels.length !== e.ids.length) invalid(`${e.ids.length} labels (one per id)`, `examples[${i}].labels`, `${e.labels.length} labels`);
   });
   const T = Math.max(...examples.map((e) => e.ids.length));
   const pad = <V>(a: readonly V[], v: V): V[] => [...a, ...Array<V>(T - a.length).fill(v)];
   return {
-    inputIds: tensor(examples.map((e) => pad(e.ids, padId)), { dtype: 'int64' }),
-    attentionMask: tensor(examples.map((e) => pad(e.ids.map(() => 1), 0)), { dtype: 'int64' }),
-    labels: tensor(examples.map((e) => pad(e.labels, IGNORE)), { dtype: 'int64' }),
+    inputIds: tensor(
+      examples.map((e) => pad(e.ids, padId)),
+      { dtype: 'int64' },
+    ),
+    attentionMask: tensor(
+      examples.map((e) =>
+        pad(
+          e.ids.map(() => 1),
+          0,
+        ),
+      ),
+      { dtype: 'int64' },
+    ),
+    labels: tensor(
+      examples.map((e) => pad(e.labels, IGNORE)),
+      { dtype: 'int64' },
+    ),
   };
 }
 
@@ -285,7 +335,10 @@ export async function m2seAudio(files: readonly string[]): Promise<Float32Array>
   for (const f of files) parts.push((await readAudio(f, { sampleRate: SR, channel: 0 })).samples);
   const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0) + CLIP_GAP * (parts.length - 1));
   let off = 0;
-  for (const p of parts) { out.set(p, off); off += p.length + CLIP_GAP; }
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length + CLIP_GAP;
+  }
   return out;
 }
 
@@ -305,7 +358,11 @@ export async function m2seAudio(files: readonly string[]): Promise<Float32Array>
  * @example
  * const { items } = await et.systems.m2se.m2seSalmonnItems(et.systems.m2se.m2seRecords('train.json'), salmonn, { mediaRoot: 'data/' });
  */
-export async function m2seSalmonnItems(records: readonly M2seRecord[], model: Salmonn, opts: { mediaRoot?: string; maxLength?: number; where?: string } = {}): Promise<{ items: M2seSalmonnItem[]; tooLong: number }> {
+export async function m2seSalmonnItems(
+  records: readonly M2seRecord[],
+  model: Salmonn,
+  opts: { mediaRoot?: string; maxLength?: number; where?: string } = {},
+): Promise<{ items: M2seSalmonnItem[]; tooLong: number }> {
   checkOptionNames(opts, ['mediaRoot', 'maxLength', 'where'], 'm2seSalmonnItems');
   if (!(model instanceof Salmonn)) invalid('an et.systems.salmonn.Salmonn', 'model', model);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
@@ -319,7 +376,11 @@ export async function m2seSalmonnItems(records: readonly M2seRecord[], model: Sa
   let tooLong = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    if (r.history.length) throw new EmotorchError(`${where} item ${i}: SALMONN takes one turn (the original has no multi-turn prompt), but this record has ${r.history.length} earlier turn(s)`, 'ERR_FORMAT');
+    if (r.history.length)
+      throw new EmotorchError(
+        `${where} item ${i}: SALMONN takes one turn (the original has no multi-turn prompt), but this record has ${r.history.length} earlier turn(s)`,
+        'ERR_FORMAT',
+      );
     const files = audioFiles(r).files.map((f) => resolveFrom(root, f));
     for (const f of files) {
       const why = notAFile(f);
@@ -334,7 +395,10 @@ export async function m2seSalmonnItems(records: readonly M2seRecord[], model: Sa
       continue;
     }
     const p = [special.bos, ...(await tok.encode(prompt, { addSpecialTokens: false }))];
-    if (p.length + target.length > maxLength) { tooLong++; continue; }
+    if (p.length + target.length > maxLength) {
+      tooLong++;
+      continue;
+    }
     items.push({ audio: [], prompt, target: r.response, ids: [...p, ...target], labels: [...p.map(() => IGNORE), ...target] });
   }
   return { items, tooLong };
@@ -343,7 +407,12 @@ export async function m2seSalmonnItems(records: readonly M2seRecord[], model: Sa
 /** A SALMONN batch: `speech` for SALMONN's forward, `text` for the LLaMA alone, `labels` to count label tokens. */
 export async function m2seSalmonnCollate(items: readonly M2seSalmonnItem[]): Promise<Batch> {
   const T = Math.max(...items.map((x) => x.labels.length));
-  const batch: Batch = { labels: tensor(items.map((x) => [...x.labels, ...Array<number>(T - x.labels.length).fill(IGNORE)]), { dtype: 'int64' }) };
+  const batch: Batch = {
+    labels: tensor(
+      items.map((x) => [...x.labels, ...Array<number>(T - x.labels.length).fill(IGNORE)]),
+      { dtype: 'int64' },
+    ),
+  };
   const speech = items.filter((x) => x.audio.length);
   const text = items.filter((x) => !x.audio.length);
   if (speech.length) {

@@ -5,7 +5,18 @@
  * `et.systems.m2se`.
  * @module
  */
-export { m2seRecords, m2seMedia, m2sePrompt, m2seExamples, m2seCollate, m2seSalmonnItems, m2seAudio, M2SE_SYSTEM, M2SE_MAX_LENGTH, M2SE_MAX_RECORD_CHARS } from './data';
+export {
+  m2seRecords,
+  m2seMedia,
+  m2sePrompt,
+  m2seExamples,
+  m2seCollate,
+  m2seSalmonnItems,
+  m2seAudio,
+  M2SE_SYSTEM,
+  M2SE_MAX_LENGTH,
+  M2SE_MAX_RECORD_CHARS,
+} from './data';
 export type { M2seRecord, M2seMediaReport, M2seExample, M2seFormatOptions, M2seAudioReport, M2seSalmonnItem } from './data';
 export { m2seStages, m2seInfer, m2seResponse, M2SE_TRAIN_ARGS, M2SE_LORA } from './recipe';
 export type { M2seStage, M2seStagesOptions, M2seStageResult, M2seInferOptions } from './recipe';

@@ -75,7 +75,12 @@ export function internvlTemplateOf(model: InternVL): keyof typeof INTERNVL_TEMPL
  * @example
  * const { items } = await et.systems.m2se.m2seInternVLItems(et.systems.m2se.m2seRecords('train.json'), ivl, tok, { mediaRoot: 'data/' });
  */
-export async function m2seInternVLItems(records: readonly M2seRecord[], model: InternVL, tokenizer: Tokenizer, opts: M2seInternVLOptions = {}): Promise<{ items: M2seInternVLItem[]; tooLong: number }> {
+export async function m2seInternVLItems(
+  records: readonly M2seRecord[],
+  model: InternVL,
+  tokenizer: Tokenizer,
+  opts: M2seInternVLOptions = {},
+): Promise<{ items: M2seInternVLItem[]; tooLong: number }> {
   checkOptionNames(opts, ['mediaRoot', 'maxLength', 'system', 'template', 'maxNum', 'videoSegments', 'inference', 'where'], 'm2seInternVLItems');
   if (!(model instanceof InternVL)) invalid('an et.systems.m2se.InternVL', 'model', model);
   if (!Array.isArray(records)) invalid('an array of records', 'records', records);
@@ -87,7 +92,14 @@ export async function m2seInternVLItems(records: readonly M2seRecord[], model: I
   const segments = checkInt(opts.videoSegments ?? 8, 'videoSegments', 1);
   if (segments > 256) invalid('at most 256 frames', 'videoSegments', segments);
   const template = opts.template ?? internvlTemplateOf(model);
-  if (!(template in INTERNVL_TEMPLATES)) invalid(Object.keys(INTERNVL_TEMPLATES).map((k) => `'${k}'`).join(' or '), 'template', template);
+  if (!(template in INTERNVL_TEMPLATES))
+    invalid(
+      Object.keys(INTERNVL_TEMPLATES)
+        .map((k) => `'${k}'`)
+        .join(' or '),
+      'template',
+      template,
+    );
   const system = opts.system ?? M2SE_SYSTEM;
   if (typeof system !== 'string') invalid('a string', 'system', system);
   const where = opts.where ?? 'records';
@@ -97,13 +109,15 @@ export async function m2seInternVLItems(records: readonly M2seRecord[], model: I
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
     const at = `${where} item ${i}`;
-    const files = (list: string[]) => list.map((f) => {
-      const file = resolveFrom(root, f);
-      const why = notAFile(file);
-      if (why) throw new EmotorchError(`${at}: media file '${file}' ${why}`, 'ERR_IO');
-      return file;
-    });
-    const images = files(r.images), videos = files(r.videos);
+    const files = (list: string[]) =>
+      list.map((f) => {
+        const file = resolveFrom(root, f);
+        const why = notAFile(file);
+        if (why) throw new EmotorchError(`${at}: media file '${file}' ${why}`, 'ERR_IO');
+        return file;
+      });
+    const images = files(r.images),
+      videos = files(r.videos);
     const recMaxNum = videos.length ? 1 : maxNum;
     const imageTileCounts: number[] = [];
     for (const f of images) {
@@ -124,14 +138,25 @@ export async function m2seInternVLItems(records: readonly M2seRecord[], model: I
         throw new EmotorchError(`${at}: ${(e as Error).message}`, (e as EmotorchError).code ?? 'ERR_FORMAT');
       }
     }
-    const enc = await internvlEncode(tokenizer, {
-      system: r.system ?? system, history: r.history, query: r.query, ...(opts.inference ? {} : { response: r.response }),
-      imageTiles: imageTileCounts, videoFrames: videos.map(() => segments),
-    }, { template, numImageToken: model.numImageToken });
-    if (!opts.inference && enc.lengthBeforeImages > maxLength) { tooLong++; continue; }
-    const media = enc.order.map(({ kind, index }) => (kind === 'image'
-      ? { kind, file: images[index], tiles: imageTileCounts[index] }
-      : { kind, file: videos[index], tiles: segments }));
+    const enc = await internvlEncode(
+      tokenizer,
+      {
+        system: r.system ?? system,
+        history: r.history,
+        query: r.query,
+        ...(opts.inference ? {} : { response: r.response }),
+        imageTiles: imageTileCounts,
+        videoFrames: videos.map(() => segments),
+      },
+      { template, numImageToken: model.numImageToken },
+    );
+    if (!opts.inference && enc.lengthBeforeImages > maxLength) {
+      tooLong++;
+      continue;
+    }
+    const media = enc.order.map(({ kind, index }) =>
+      kind === 'image' ? { kind, file: images[index], tiles: imageTileCounts[index] } : { kind, file: videos[index], tiles: segments },
+    );
     items.push({ ids: enc.inputIds, labels: enc.labels, media, maxNum: recMaxNum });
   }
   return { items, tooLong };
@@ -181,7 +206,9 @@ export async function m2seInternVLPixels(item: M2seInternVLItem, imageSize: numb
     try {
       const st = fs.statSync(m.file);
       stamp = `${st.size}:${st.mtimeMs}`;
-    } catch { /* readImage / probeVideo name the missing file */ }
+    } catch {
+      /* readImage / probeVideo name the missing file */
+    }
     const key = `${m.kind}|${m.file}|${stamp}|${imageSize}|${m.kind === 'image' ? item.maxNum : videoSegments}`;
     const tiles = await cachedTiles(key, async () => {
       if (m.kind === 'image') {
@@ -202,26 +229,44 @@ export async function m2seInternVLPixels(item: M2seInternVLItem, imageSize: numb
       per.forEach((p) => p.dispose());
       return all;
     });
-    if (tiles.shape[0] !== m.tiles) throw new EmotorchError(`'${m.file}' now gives ${tiles.shape[0]} tiles, ${m.tiles} when its record was read (did the file change?)`, 'ERR_FORMAT');
+    if (tiles.shape[0] !== m.tiles)
+      throw new EmotorchError(`'${m.file}' now gives ${tiles.shape[0]} tiles, ${m.tiles} when its record was read (did the file change?)`, 'ERR_FORMAT');
     parts.push(tiles);
   }
-  return parts.length ? cat(parts, 0) : null;   // a new tensor: the cached tiles stay
+  return parts.length ? cat(parts, 0) : null; // a new tensor: the cached tiles stay
 }
 
 /**
  * Pads items on the right into `{ inputIds, attentionMask, labels, pixelValues }` for
  * `InternVL.forward` (pixelValues: every item's tiles, in order; absent when no item has media).
  */
-export async function m2seInternVLCollate(items: readonly M2seInternVLItem[], opts: { imageSize: number; padId?: number; videoSegments?: number }): Promise<Batch> {
+export async function m2seInternVLCollate(
+  items: readonly M2seInternVLItem[],
+  opts: { imageSize: number; padId?: number; videoSegments?: number },
+): Promise<Batch> {
   checkOptionNames(opts, ['imageSize', 'padId', 'videoSegments'], 'm2seInternVLCollate');
   if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of items', 'items', items);
   const padId = opts.padId ?? 0;
   const T = Math.max(...items.map((x) => x.ids.length));
   const pad = <V>(a: readonly V[], v: V): V[] => [...a, ...Array<V>(T - a.length).fill(v)];
   const batch: Batch = {
-    inputIds: tensor(items.map((x) => pad(x.ids, padId)), { dtype: 'int64' }),
-    attentionMask: tensor(items.map((x) => pad(x.ids.map(() => 1), 0)), { dtype: 'int64' }),
-    labels: tensor(items.map((x) => pad(x.labels, IGNORE)), { dtype: 'int64' }),
+    inputIds: tensor(
+      items.map((x) => pad(x.ids, padId)),
+      { dtype: 'int64' },
+    ),
+    attentionMask: tensor(
+      items.map((x) =>
+        pad(
+          x.ids.map(() => 1),
+          0,
+        ),
+      ),
+      { dtype: 'int64' },
+    ),
+    labels: tensor(
+      items.map((x) => pad(x.labels, IGNORE)),
+      { dtype: 'int64' },
+    ),
   };
   const pixels: Tensor[] = [];
   for (const x of items) {

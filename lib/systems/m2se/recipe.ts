@@ -22,8 +22,24 @@ import { INTERNVL_TEMPLATES } from '../../data/internvl';
 import { lmAccuracy } from '../../metrics/m2se';
 import { INTERNVL_LORA_TARGETS, M2seInternVLItem, internvlTemplateOf, internvlUnused, m2seInternVLCollate, m2seInternVLItems } from './internvl';
 import {
-  IGNORE, M2SE_SYSTEM, M2seAudioReport, M2seExample, M2seFormatOptions, M2seMediaReport, M2seRecord, M2seSalmonnItem,
-  checkTokenizer, endId, m2seAudio, m2seCollate, m2seExamples, m2sePrompt, m2seRecords, m2seSalmonnCollate, m2seSalmonnItems, mediaReport,
+  IGNORE,
+  M2SE_SYSTEM,
+  M2seAudioReport,
+  M2seExample,
+  M2seFormatOptions,
+  M2seMediaReport,
+  M2seRecord,
+  M2seSalmonnItem,
+  checkTokenizer,
+  endId,
+  m2seAudio,
+  m2seCollate,
+  m2seExamples,
+  m2sePrompt,
+  m2seRecords,
+  m2seSalmonnCollate,
+  m2seSalmonnItems,
+  mediaReport,
 } from './data';
 
 /**
@@ -33,9 +49,19 @@ import {
  * that supports it, the vision tower included); one save per epoch of the adapters only.
  */
 export const M2SE_TRAIN_ARGS = {
-  per_device_train_batch_size: 1, gradient_accumulation_steps: 8, num_train_epochs: 2, learning_rate: 1e-4,
-  lr_scheduler_type: 'cosine', warmup_ratio: 0.05, weight_decay: 0.1, max_grad_norm: 0.5, gradient_checkpointing: true,
-  save_strategy: 'epoch', save_only_trainable: true, logging_steps: 5, disable_tqdm: true,
+  per_device_train_batch_size: 1,
+  gradient_accumulation_steps: 8,
+  num_train_epochs: 2,
+  learning_rate: 1e-4,
+  lr_scheduler_type: 'cosine',
+  warmup_ratio: 0.05,
+  weight_decay: 0.1,
+  max_grad_norm: 0.5,
+  gradient_checkpointing: true,
+  save_strategy: 'epoch',
+  save_only_trainable: true,
+  logging_steps: 5,
+  disable_tqdm: true,
 } as const;
 
 /**
@@ -43,7 +69,12 @@ export const M2SE_TRAIN_ARGS = {
  * targets q_proj/v_proj for a LLaMA, and for InternVL2 every Linear of the LLM and mlp1
  * ({@link INTERNVL_LORA_TARGETS}, swift's multimodal DEFAULT).
  */
-export const M2SE_LORA: { r: number; alpha: number; dropout: number; targetModules: string[] | string } = { r: 8, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'v_proj'] };
+export const M2SE_LORA: { r: number; alpha: number; dropout: number; targetModules: string[] | string } = {
+  r: 8,
+  alpha: 32,
+  dropout: 0.05,
+  targetModules: ['q_proj', 'v_proj'],
+};
 
 /** Sum of the batch's token losses divided by numItemsInBatch (default: its own label tokens). */
 async function salmonnLoss(model: Salmonn, batch: Batch, numItemsInBatch?: number): Promise<Tensor> {
@@ -124,7 +155,10 @@ function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | nu
     const ctx = tok.tokenToId('<IMG_CONTEXT>');
     if (ctx === undefined) throw new EmotorchError("M2SE: the tokenizer has no '<IMG_CONTEXT>' token (InternVL2's tokenizer has it)", 'ERR_INVALID_ARG');
     if (model.imgContextTokenId !== null && model.imgContextTokenId !== ctx) {
-      throw new EmotorchError(`M2SE: the model's imgContextTokenId is ${model.imgContextTokenId} but the tokenizer's <IMG_CONTEXT> is ${ctx}`, 'ERR_INVALID_ARG');
+      throw new EmotorchError(
+        `M2SE: the model's imgContextTokenId is ${model.imgContextTokenId} but the tokenizer's <IMG_CONTEXT> is ${ctx}`,
+        'ERR_INVALID_ARG',
+      );
     }
     model.imgContextTokenId = ctx;
     return { salmonn: null, internvl: model, tokenizer: tok };
@@ -134,12 +168,21 @@ function checkModel(model: unknown, tokenizer: unknown): { salmonn: Salmonn | nu
 }
 
 /** The options InternVL2's items take, checked. */
-function internvlOptions(opts: { maxNum?: number; videoSegments?: number; template?: string; system?: string; maxLength?: number }, internvl: InternVL | null): Record<string, unknown> {
+function internvlOptions(
+  opts: { maxNum?: number; videoSegments?: number; template?: string; system?: string; maxLength?: number },
+  internvl: InternVL | null,
+): Record<string, unknown> {
   if (!internvl) {
     for (const k of ['maxNum', 'videoSegments', 'template'] as const) if (opts[k] !== undefined) invalid('unset (it is for an InternVL2 model)', k, opts[k]);
     return {};
   }
-  return { maxNum: opts.maxNum, videoSegments: opts.videoSegments, template: opts.template ?? internvlTemplateOf(internvl), system: opts.system, maxLength: opts.maxLength };
+  return {
+    maxNum: opts.maxNum,
+    videoSegments: opts.videoSegments,
+    template: opts.template ?? internvlTemplateOf(internvl),
+    system: opts.system,
+    maxLength: opts.maxLength,
+  };
 }
 
 /**
@@ -169,7 +212,8 @@ function endIds(tok: Tokenizer, internvl: InternVL | null, template?: keyof type
 
 function accMetric(strategy: unknown): (outputs: Record<string, unknown>, batch: Batch) => Record<string, number> {
   if (strategy !== 'token' && strategy !== 'sentence') invalid("'token' or 'sentence'", 'accStrategy', strategy);
-  return (outputs, batch): Record<string, number> => (outputs.logits instanceof Tensor && batch.labels instanceof Tensor ? { acc: lmAccuracy(outputs.logits, batch.labels, strategy) } : {});
+  return (outputs, batch): Record<string, number> =>
+    outputs.logits instanceof Tensor && batch.labels instanceof Tensor ? { acc: lmAccuracy(outputs.logits, batch.labels, strategy) } : {};
 }
 
 /**
@@ -195,7 +239,11 @@ function accMetric(strategy: unknown): (outputs: Record<string, unknown>, batch:
  */
 export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResult[]> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
-  checkOptionNames(opts, ['model', 'tokenizer', 'stages', 'outputDir', 'lora', 'mediaRoot', 'system', 'maxLength', 'accStrategy', 'maxNum', 'videoSegments', 'template'], 'm2seStages');
+  checkOptionNames(
+    opts,
+    ['model', 'tokenizer', 'stages', 'outputDir', 'lora', 'mediaRoot', 'system', 'maxLength', 'accStrategy', 'maxNum', 'videoSegments', 'template'],
+    'm2seStages',
+  );
   const { model, stages } = opts;
   const { salmonn, internvl, tokenizer } = checkModel(model, opts.tokenizer);
   const ivlOpts = internvlOptions(opts, internvl);
@@ -207,7 +255,14 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
     if (!s.args?.output_dir && typeof opts.outputDir !== 'string') invalid('a string (or output_dir in every stage)', 'outputDir', opts.outputDir);
   });
   if (opts.mediaRoot !== undefined && typeof opts.mediaRoot !== 'string') invalid('a folder path', 'mediaRoot', opts.mediaRoot);
-  const stageArgs = stages.map((s, i) => new TrainingArguments({ ...M2SE_TRAIN_ARGS, ...s.args, output_dir: s.args?.output_dir ?? path.join(opts.outputDir!, `stage-${i + 1}`) } as TrainingArgumentsInit));
+  const stageArgs = stages.map(
+    (s, i) =>
+      new TrainingArguments({
+        ...M2SE_TRAIN_ARGS,
+        ...s.args,
+        output_dir: s.args?.output_dir ?? path.join(opts.outputDir!, `stage-${i + 1}`),
+      } as TrainingArgumentsInit),
+  );
   if (opts.lora !== false && opts.lora !== undefined && typeof opts.lora !== 'object') invalid('LoRA options or false', 'lora', opts.lora);
   // every stage's records (and for SALMONN its media files and ffmpeg) are checked before any training
   const data: Array<{ recs: M2seRecord[]; examples: M2seExample[] | M2seSalmonnItem[] | M2seInternVLItem[]; tooLong: number }> = [];
@@ -250,27 +305,35 @@ export async function m2seStages(opts: M2seStagesOptions): Promise<M2seStageResu
     const media = internvl ? { unusedMedia: internvlUnused(recs) } : mediaReport(recs, !!salmonn);
     if (media.unusedMedia.records) {
       const u = media.unusedMedia;
-      process.emitWarning(internvl
-        ? `M2SE stage ${i + 1}: ${u.records} records carry audio InternVL2 cannot encode (${u.audios} files); trained on their text, images and video frames`
-        : salmonn
-        ? `M2SE stage ${i + 1}: ${u.records} records carry media SALMONN cannot encode (${u.images} images, the frames of ${u.videos} videos); trained on their audio and text`
-        : `M2SE stage ${i + 1}: ${u.records} records carry media a text-only model cannot use (${u.images} images, ${u.videos} videos, ${u.audios} audios); trained on their text`);
+      process.emitWarning(
+        internvl
+          ? `M2SE stage ${i + 1}: ${u.records} records carry audio InternVL2 cannot encode (${u.audios} files); trained on their text, images and video frames`
+          : salmonn
+            ? `M2SE stage ${i + 1}: ${u.records} records carry media SALMONN cannot encode (${u.images} images, the frames of ${u.videos} videos); trained on their audio and text`
+            : `M2SE stage ${i + 1}: ${u.records} records carry media a text-only model cannot use (${u.images} images, ${u.videos} videos, ${u.audios} audios); trained on their text`,
+      );
     }
     if (examples.length === 0) throw new EmotorchError(`M2SE stage ${i + 1}: no example fits maxLength (${tooLong} too long)`, 'ERR_DATA');
     const outputDir = stageArgs[i].output_dir;
     const trainDataset = { length: examples.length, get: (k: number) => examples[k] } as never;
-    const side = internvl ? internvl.config.force_image_size ?? internvl.vision_model.config.image_size : 0;
+    const side = internvl ? (internvl.config.force_image_size ?? internvl.vision_model.config.image_size) : 0;
     const trainer = internvl
       ? new Trainer<M2seInternVLItem>({
-        model: internvl, args: stageArgs[i], trainDataset, trainMetrics,
-        dataCollator: (b) => m2seInternVLCollate(b, { imageSize: side, padId, videoSegments: opts.videoSegments }),
-      })
+          model: internvl,
+          args: stageArgs[i],
+          trainDataset,
+          trainMetrics,
+          dataCollator: (b) => m2seInternVLCollate(b, { imageSize: side, padId, videoSegments: opts.videoSegments }),
+        })
       : salmonn
-      ? new Trainer<M2seSalmonnItem>({
-        model: salmonn, args: stageArgs[i], trainDataset, dataCollator: m2seSalmonnCollate,
-        computeLoss: (_m, batch, ctx) => salmonnLoss(salmonn, batch, ctx.numItemsInBatch),
-      })
-      : new Trainer<M2seExample>({ model, args: stageArgs[i], trainDataset, trainMetrics, dataCollator: (b) => m2seCollate(b, padId) });
+        ? new Trainer<M2seSalmonnItem>({
+            model: salmonn,
+            args: stageArgs[i],
+            trainDataset,
+            dataCollator: m2seSalmonnCollate,
+            computeLoss: (_m, batch, ctx) => salmonnLoss(salmonn, batch, ctx.numItemsInBatch),
+          })
+        : new Trainer<M2seExample>({ model, args: stageArgs[i], trainDataset, trainMetrics, dataCollator: (b) => m2seCollate(b, padId) });
     const out = await trainer.train();
     results.push({ outputDir, examples: examples.length, tooLong, ...media, globalStep: out.globalStep, trainingLoss: out.trainingLoss });
   }
@@ -327,7 +390,8 @@ export interface M2seInferOptions {
  * await et.systems.m2se.m2seResponse(tok, ids, [tok.tokenToId('<|end|>')!], false, '<|end|>');
  */
 export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number[], ends: readonly number[], trim = false, suffix?: string): Promise<string> {
-  if (!tokenizer || typeof tokenizer !== 'object' || typeof (tokenizer as { idToToken?: unknown }).idToToken !== 'function') invalid('an et.data.Tokenizer', 'tokenizer', tokenizer);
+  if (!tokenizer || typeof tokenizer !== 'object' || typeof (tokenizer as { idToToken?: unknown }).idToToken !== 'function')
+    invalid('an et.data.Tokenizer', 'tokenizer', tokenizer);
   const ids = (v: unknown, name: string): void => {
     if (!Array.isArray(v) || !v.every((t) => Number.isSafeInteger(t) && t >= 0)) invalid('an array of token ids (non-negative integers)', name, v);
   };
@@ -348,8 +412,17 @@ export async function m2seResponse(tokenizer: Tokenizer, tokens: readonly number
 
 /** transformers' `clean_up_tokenization` (InternLM2Tokenizer applies it to every text run). */
 function cleanUpTokenization(s: string): string {
-  return s.replace(/ \./g, '.').replace(/ \?/g, '?').replace(/ !/g, '!').replace(/ ,/g, ',').replace(/ ' /g, "'")
-    .replace(/ n't/g, "n't").replace(/ 'm/g, "'m").replace(/ 's/g, "'s").replace(/ 've/g, "'ve").replace(/ 're/g, "'re");
+  return s
+    .replace(/ \./g, '.')
+    .replace(/ \?/g, '?')
+    .replace(/ !/g, '!')
+    .replace(/ ,/g, ',')
+    .replace(/ ' /g, "'")
+    .replace(/ n't/g, "n't")
+    .replace(/ 'm/g, "'m")
+    .replace(/ 's/g, "'s")
+    .replace(/ 've/g, "'ve")
+    .replace(/ 're/g, "'re");
 }
 
 /**
@@ -361,30 +434,49 @@ function cleanUpTokenization(s: string): string {
  * `convert_tokens_to_string`. Another class: its tokenizer.json decode.
  */
 /** The fields of a tokenizer.json the slow decodes read (its own snake_case names). */
-type TokenizerJsonFields = { model?: { unk_token?: unknown }; added_tokens?: Array<{ id: number; content: string; special: boolean }>; normalizer?: unknown; pre_tokenizer?: unknown };
+type TokenizerJsonFields = {
+  model?: { unk_token?: unknown };
+  added_tokens?: Array<{ id: number; content: string; special: boolean }>;
+  normalizer?: unknown;
+  pre_tokenizer?: unknown;
+};
 
 function slowDecoder(tok: Tokenizer, eos: string | undefined): (ids: readonly number[]) => Promise<string> {
   const cfg = tok.config;
   const cls = cfg.tokenizer_class;
   if (cls !== 'InternLM2Tokenizer' && cls !== 'LlamaTokenizer' && cls !== 'Qwen2Tokenizer') return (ids) => tok.decode(ids, { skipSpecialTokens: false });
-  const name = (v: unknown): string | undefined => (typeof v === 'string' ? v : v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string' ? (v as { content: string }).content : undefined);
+  const name = (v: unknown): string | undefined =>
+    typeof v === 'string'
+      ? v
+      : v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string'
+        ? (v as { content: string }).content
+        : undefined;
   const additional = Array.isArray(cfg.additional_special_tokens) ? cfg.additional_special_tokens.map(name).filter((t): t is string => t !== undefined) : [];
   const special = new Set([tok.bosToken, eos ?? tok.eosToken, tok.unkToken, tok.padToken, ...additional].filter((t): t is string => t !== undefined));
   const base = tok.getVocabSize(false);
   // the slow tokenizer's added tokens: tokenizer_config.json's added_tokens_decoder (save_pretrained writes
   // them all there) and those past the base vocabulary; without that table, all of emotorch's
-  const table = cfg.added_tokens_decoder && typeof cfg.added_tokens_decoder === 'object' ? Object.values(cfg.added_tokens_decoder as Record<string, unknown>).map(name) : null;
+  const table =
+    cfg.added_tokens_decoder && typeof cfg.added_tokens_decoder === 'object'
+      ? Object.values(cfg.added_tokens_decoder as Record<string, unknown>).map(name)
+      : null;
   const json = tok.toJSON() as TokenizerJsonFields;
   const addedAll = json.added_tokens ?? [];
-  const added = table ? [...table.filter((t): t is string => t !== undefined), ...addedAll.filter((t) => t.id >= base).map((t) => t.content)] : addedAll.map((t) => t.content);
+  const added = table
+    ? [...table.filter((t): t is string => t !== undefined), ...addedAll.filter((t) => t.id >= base).map((t) => t.content)]
+    : addedAll.map((t) => t.content);
   const legacy = new Set([...added.filter((t) => !special.has(t)), ...additional.filter((t) => (tok.tokenToId(t) ?? -1) >= base)]);
   // SentencePiece's control pieces (the model's BOS / EOS, which emotorch lists as special added tokens) decode to nothing
   const unkPiece = json.model?.unk_token;
   const control = new Set(addedAll.filter((t) => t.id < base && t.special && t.content !== unkPiece).map((t) => t.content));
-  const ws = cls === 'Qwen2Tokenizer' ? { strip: false, more: false, control } : { ...spaceRule(json, cls === 'InternLM2Tokenizer' || cfg.legacy !== false), control };
-  const runText = cls === 'InternLM2Tokenizer' ? (run: string[]): string => cleanUpTokenization(llamaTokensToString(run, special, ws, true, false, true))
-    : cls === 'LlamaTokenizer' ? (run: string[]): string => llamaTokensToString(run, special, ws, cfg.legacy !== false, cfg.add_prefix_space !== false)
-      : byteLevelTokensToString;
+  const ws =
+    cls === 'Qwen2Tokenizer' ? { strip: false, more: false, control } : { ...spaceRule(json, cls === 'InternLM2Tokenizer' || cfg.legacy !== false), control };
+  const runText =
+    cls === 'InternLM2Tokenizer'
+      ? (run: string[]): string => cleanUpTokenization(llamaTokensToString(run, special, ws, true, false, true))
+      : cls === 'LlamaTokenizer'
+        ? (run: string[]): string => llamaTokensToString(run, special, ws, cfg.legacy !== false, cfg.add_prefix_space !== false)
+        : byteLevelTokensToString;
   const cleanUp = cls === 'LlamaTokenizer' && cfg.clean_up_tokenization_spaces === true;
   return async (ids) => {
     const parts: string[] = [];
@@ -414,7 +506,14 @@ function slowDecoder(tok: Tokenizer, eos: string | undefined): (ids: readonly nu
  * `legacy`: a space before each run of text a special token follows (InternLM2's: the first too); not `legacy` (`add_dummy_prefix` off): the first token's `▁` dropped when
  * `add_prefix_space`, and a space after a first special token when the next does not begin with `▁`.
  */
-function llamaTokensToString(tokens: readonly string[], special: ReadonlySet<string>, ws: SpaceRule, legacy: boolean, addPrefixSpace: boolean, internlm2 = false): string {
+function llamaTokensToString(
+  tokens: readonly string[],
+  special: ReadonlySet<string>,
+  ws: SpaceRule,
+  legacy: boolean,
+  addPrefixSpace: boolean,
+  internlm2 = false,
+): string {
   const toks = [...tokens];
   if (!legacy && addPrefixSpace && toks.length && toks[0].startsWith('\u2581')) toks[0] = toks[0].slice(1);
   let out = '';
@@ -473,9 +572,19 @@ function utf8OneByteReplacement(bytes: readonly number[]): string {
     const n = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
     let ch: string | null = null;
     if (n && i + n <= bytes.length) {
-      try { ch = UTF8.decode(Uint8Array.from(bytes.slice(i, i + n))); } catch { ch = null; }
+      try {
+        ch = UTF8.decode(Uint8Array.from(bytes.slice(i, i + n)));
+      } catch {
+        ch = null;
+      }
     }
-    if (ch === null) { out += '\uFFFD'; i += 1; } else { out += ch; i += n; }
+    if (ch === null) {
+      out += '\uFFFD';
+      i += 1;
+    } else {
+      out += ch;
+      i += n;
+    }
   }
   return out;
 }
@@ -498,7 +607,11 @@ function sentencePieceDecode(pieces: readonly string[], ws: SpaceRule): string {
   };
   for (const p of pieces) {
     const b = /^<0x([0-9A-Fa-f]{2})>$/.exec(p);
-    if (b) { bytes.push(parseInt(b[1], 16)); atStart = false; continue; }
+    if (b) {
+      bytes.push(parseInt(b[1], 16));
+      atStart = false;
+      continue;
+    }
     flush();
     if (ws.control?.has(p)) continue;
     let piece = p;
@@ -513,7 +626,11 @@ function sentencePieceDecode(pieces: readonly string[], ws: SpaceRule): string {
 }
 
 /** When SentencePiece's decode drops leading spaces (see sentencePieceDecode), and its control pieces. */
-interface SpaceRule { strip: boolean; more: boolean; control?: ReadonlySet<string> }
+interface SpaceRule {
+  strip: boolean;
+  more: boolean;
+  control?: ReadonlySet<string>;
+}
 
 /**
  * The decode's leading-space rule of a SentencePiece tokenizer's model: `add_dummy_prefix` (off
@@ -532,7 +649,11 @@ function spaceRule(json: TokenizerJsonFields, dummyAllowed: boolean): SpaceRule 
   walk(json.normalizer);
   walk(json.pre_tokenizer);
   const more = seen.some((o) => o.type === 'Replace' && (o.pattern as { Regex?: unknown } | undefined)?.Regex === ' {2,}');
-  const dummy = seen.some((o) => (o.type === 'Prepend' && o.prepend === '\u2581') || (o.type === 'Metaspace' && (o.prepend_scheme === 'always' || o.prepend_scheme === 'first' || o.add_prefix_space === true)));
+  const dummy = seen.some(
+    (o) =>
+      (o.type === 'Prepend' && o.prepend === '\u2581') ||
+      (o.type === 'Metaspace' && (o.prepend_scheme === 'always' || o.prepend_scheme === 'first' || o.add_prefix_space === true)),
+  );
   return { strip: (dummyAllowed && dummy) || more, more };
 }
 
@@ -552,7 +673,11 @@ function spaceRule(json: TokenizerJsonFields, dummyAllowed: boolean): SpaceRule 
  */
 export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string; count: number; unusedMedia: M2seMediaReport; audio?: M2seAudioReport }> {
   if (!opts || typeof opts !== 'object') invalid('an options object', 'opts', opts);
-  checkOptionNames(opts, ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot', 'maxNum', 'videoSegments', 'template', 'trimResponse'], 'm2seInfer');
+  checkOptionNames(
+    opts,
+    ['model', 'tokenizer', 'dataset', 'outFile', 'system', 'maxNewTokens', 'mediaRoot', 'maxNum', 'videoSegments', 'template', 'trimResponse'],
+    'm2seInfer',
+  );
   const { salmonn, internvl, tokenizer } = checkModel(opts.model, opts.tokenizer);
   const ivlOpts = internvlOptions(opts, internvl);
   if (typeof opts.outFile !== 'string' || !opts.outFile) invalid('a file path', 'outFile', opts.outFile);
@@ -565,11 +690,13 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
   const [set] = readDatasets([opts.dataset], opts.mediaRoot);
   const recs = set.records;
   const items = salmonn ? (await m2seSalmonnItems(recs, salmonn, { mediaRoot: set.root, maxLength: Number.MAX_SAFE_INTEGER, where: set.name })).items : null;
-  const ivlItems = internvl ? (await m2seInternVLItems(recs, internvl, tokenizer, { ...ivlOpts, system, mediaRoot: set.root, where: set.name, inference: true })).items : null;
+  const ivlItems = internvl
+    ? (await m2seInternVLItems(recs, internvl, tokenizer, { ...ivlOpts, system, mediaRoot: set.root, where: set.name, inference: true })).items
+    : null;
   const ends = salmonn ? [salmonn.ids.eos] : endIds(tokenizer, internvl, opts.template);
   const end = ends[0];
-  const llm = salmonn ? salmonn.llama_model : internvl ? internvl.language_model : opts.model as LlamaForCausalLM;
-  const side = internvl ? internvl.config.force_image_size ?? internvl.vision_model.config.image_size : 0;
+  const llm = salmonn ? salmonn.llama_model : internvl ? internvl.language_model : (opts.model as LlamaForCausalLM);
+  const side = internvl ? (internvl.config.force_image_size ?? internvl.vision_model.config.image_size) : 0;
   const wasTraining = opts.model.training;
   opts.model.eval();
   const lines: string[] = [];
@@ -579,21 +706,31 @@ export async function m2seInfer(opts: M2seInferOptions): Promise<{ file: string;
       let toks: number[];
       if (ivlItems) {
         const b = await m2seInternVLCollate([ivlItems[i]], { imageSize: side, videoSegments: opts.videoSegments });
-        const newTokens = await internvl!.generate({ inputIds: b.inputIds as Tensor, pixelValues: (b.pixelValues as Tensor | undefined) ?? null },
-          { maxNewTokens: maxNew, eosTokenId: ends, padTokenId: end });
+        const newTokens = await internvl!.generate(
+          { inputIds: b.inputIds as Tensor, pixelValues: (b.pixelValues as Tensor | undefined) ?? null },
+          { maxNewTokens: maxNew, eosTokenId: ends, padTokenId: end },
+        );
         toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
         for (const v of Object.values(b)) if (v instanceof Tensor) v.dispose();
         newTokens.dispose();
       } else if (items && items[i].audio.length) {
         [toks] = await salmonn!.generateTokens([await m2seAudio(items[i].audio)], [items[i].prompt], { numBeams: 1, maxNewTokens: maxNew });
       } else {
-        const ids = items ? [salmonn!.ids.bos, ...(await tokenizer.encode(items[i].prompt, { addSpecialTokens: false }))] : await tokenizer.encode(m2sePrompt(r, system));
+        const ids = items
+          ? [salmonn!.ids.bos, ...(await tokenizer.encode(items[i].prompt, { addSpecialTokens: false }))]
+          : await tokenizer.encode(m2sePrompt(r, system));
         const { newTokens } = await llm.generate({ inputIds: tensor([ids], { dtype: 'int64' }) }, { maxNewTokens: maxNew, eosTokenId: end, padTokenId: end });
         toks = Array.from(newTokens.dataSync() as ArrayLike<number | bigint>, Number);
       }
-      const response = await m2seResponse(tokenizer, toks, ends, trim, internvl ? internvlStop(tokenizer, opts.template ?? internvlTemplateOf(internvl)).suffix : undefined);
+      const response = await m2seResponse(
+        tokenizer,
+        toks,
+        ends,
+        trim,
+        internvl ? internvlStop(tokenizer, opts.template ?? internvlTemplateOf(internvl)).suffix : undefined,
+      );
       const media = Object.fromEntries((['images', 'videos', 'audios'] as const).filter((k) => r[k].length).map((k) => [k, r[k]]));
-      lines.push(JSON.stringify({ system: salmonn ? '' : r.system ?? system, query: r.query, response, label: r.response, history: r.history, ...media }));
+      lines.push(JSON.stringify({ system: salmonn ? '' : (r.system ?? system), query: r.query, response, label: r.response, history: r.history, ...media }));
     }
   } finally {
     if (wasTraining) opts.model.train();

@@ -32,11 +32,14 @@ export function salmonnCollate(items: readonly SalmonnCollateItem[]): SalmonnBat
  */
 export function salmonnTrajectorySvg(trajectory: string | readonly string[], opts: { title?: string } = {}): string {
   checkOptionNames(opts, ['title'], 'salmonnTrajectorySvg');
-  const emotions = typeof trajectory === 'string' ? parseEmotionSequence(trajectory) ?? [] : trajectory;
+  const emotions = typeof trajectory === 'string' ? (parseEmotionSequence(trajectory) ?? []) : trajectory;
   if (!Array.isArray(emotions) || emotions.length === 0 || emotions.some((e) => typeof e !== 'string' || !e.trim())) {
     invalid('an answer with a 情绪序列: a -> b line, or a non-empty list of emotion names', 'trajectory', trajectory);
   }
-  return emotionTimelineSvg(emotions.map((e) => e.trim()), opts.title ?? 'emotional trajectory');
+  return emotionTimelineSvg(
+    emotions.map((e) => e.trim()),
+    opts.title ?? 'emotional trajectory',
+  );
 }
 
 /** Zero samples after each turn of a multi-turn input: 0.1 s at 16 kHz (the trajectory fork's `prepare_multi_sample` and dataset.py). */
@@ -54,7 +57,8 @@ export const SALMONN_TURN_GAP = 1600;
  * const [answer] = await salmonn.generate([et.systems.salmonn.salmonnJoinTurns(turns)], prompt);
  */
 export function salmonnJoinTurns(turns: readonly Float32Array[]): Float32Array {
-  if (!Array.isArray(turns) || turns.length === 0 || turns.some((t) => !(t instanceof Float32Array))) invalid('a non-empty array of Float32Array waveforms', 'turns', turns);
+  if (!Array.isArray(turns) || turns.length === 0 || turns.some((t) => !(t instanceof Float32Array)))
+    invalid('a non-empty array of Float32Array waveforms', 'turns', turns);
   const total = turns.reduce((n, t) => n + t.length + SALMONN_TURN_GAP, 0);
   const out = new Float32Array(Math.min(Math.max(total, 16000), 30 * 16000));
   let off = 0;

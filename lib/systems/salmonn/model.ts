@@ -84,18 +84,46 @@ export type SalmonnConfigInput = Partial<SalmonnConfig> & {
 
 /** SALMONN's config defaults (configs/config.yaml and decode_config.yaml), used for the fields a config leaves out. */
 export const SALMONN_DEFAULTS: SalmonnConfig = {
-  freeze_whisper: true, freeze_beats: true, use_speech_Qformer: true, num_speech_query_token: 1, freeze_speech_QFormer: false,
-  window_level_Qformer: true, second_per_window: 0.333333, second_stride: 0.333333, freeze_speech_llama_proj: false, lora: true,
-  lora_rank: 8, lora_alpha: 32, lora_dropout: 0.1, multi_prompt: true, prompt_template: 'USER: {}\nASSISTANT:', max_txt_len: 300,
-  end_sym: '</s>', max_new_tokens: 200, num_beams: 4, do_sample: false, min_length: 1, temperature: 1.0, top_p: 0.9,
-  repetition_penalty: 1.0, length_penalty: 1.0,
-  qformer: {}, max_audio_seconds: null,
+  freeze_whisper: true,
+  freeze_beats: true,
+  use_speech_Qformer: true,
+  num_speech_query_token: 1,
+  freeze_speech_QFormer: false,
+  window_level_Qformer: true,
+  second_per_window: 0.333333,
+  second_stride: 0.333333,
+  freeze_speech_llama_proj: false,
+  lora: true,
+  lora_rank: 8,
+  lora_alpha: 32,
+  lora_dropout: 0.1,
+  multi_prompt: true,
+  prompt_template: 'USER: {}\nASSISTANT:',
+  max_txt_len: 300,
+  end_sym: '</s>',
+  max_new_tokens: 200,
+  num_beams: 4,
+  do_sample: false,
+  min_length: 1,
+  temperature: 1.0,
+  top_p: 0.9,
+  repetition_penalty: 1.0,
+  length_penalty: 1.0,
+  qformer: {},
+  max_audio_seconds: null,
 };
 
 /** The Q-Former of the original: BertConfig (bert-base-uncased) with 2 layers, cross-attention in each, 1 query. */
 const QFORMER_BASE: Partial<QFormerConfig> = {
-  hidden_size: 768, num_hidden_layers: 2, num_attention_heads: 12, intermediate_size: 3072, hidden_dropout_prob: 0.1,
-  attention_probs_dropout_prob: 0.1, layer_norm_eps: 1e-12, initializer_range: 0.02, hidden_act: 'gelu',
+  hidden_size: 768,
+  num_hidden_layers: 2,
+  num_attention_heads: 12,
+  intermediate_size: 3072,
+  hidden_dropout_prob: 0.1,
+  attention_probs_dropout_prob: 0.1,
+  layer_norm_eps: 1e-12,
+  initializer_range: 0.02,
+  hidden_act: 'gelu',
 };
 
 /** The original YAML's path keys (not config fields): where each goes in {@link Salmonn.fromPretrained}'s options. */
@@ -112,10 +140,12 @@ export const SALMONN_YAML_KEYS: Readonly<Record<string, string>> = {
   whisper_path: "the Whisper folder: fromPretrained's `whisper` (as llama_path)",
   beats_path: "the BEATs checkpoint: fromPretrained's `beats` (as llama_path; '' is no BEATs)",
   ckpt: "the SALMONN checkpoint: fromPretrained's `checkpoint` (as llama_path; '' is none)",
-  speech_llama_proj_model: "a checkpoint the original loads (strict=False) before ckpt, for the projection: '' (the released YAMLs') is taken; a path is refused, not ignored — pass those weights as the checkpoint",
-  prompt_path: "the training prompts (task → prompts): read by `emotorch salmonn train`, not by the model (taken and not used here)",
-  test_prompt_path: "the evaluation prompts, read by the original's runner.py, not by from_config: taken and not used (emotorch's evaluation takes the prompts from its data)",
-  low_resource: "8-bit LLaMA loading (bitsandbytes): false is taken; true is refused (not implemented: load in float16 or bfloat16 with `dtype`)",
+  speech_llama_proj_model:
+    "a checkpoint the original loads (strict=False) before ckpt, for the projection: '' (the released YAMLs') is taken; a path is refused, not ignored — pass those weights as the checkpoint",
+  prompt_path: 'the training prompts (task → prompts): read by `emotorch salmonn train`, not by the model (taken and not used here)',
+  test_prompt_path:
+    "the evaluation prompts, read by the original's runner.py, not by from_config: taken and not used (emotorch's evaluation takes the prompts from its data)",
+  low_resource: '8-bit LLaMA loading (bitsandbytes): false is taken; true is refused (not implemented: load in float16 or bfloat16 with `dtype`)',
   device_8bit: 'the GPU of the 8-bit LLaMA: taken and not used (it applies only with low_resource)',
 };
 
@@ -127,7 +157,12 @@ function checkYamlKey(k: string, v: unknown): void {
   } else if (k === 'device_8bit') {
     checkInt(v, 'SALMONN config.device_8bit', 0);
   } else if (k === 'speech_llama_proj_model') {
-    if (v !== '') invalid("'' (a separate projection checkpoint is not loaded: pass its weights as fromPretrained's checkpoint)", 'SALMONN config.speech_llama_proj_model', v);
+    if (v !== '')
+      invalid(
+        "'' (a separate projection checkpoint is not loaded: pass its weights as fromPretrained's checkpoint)",
+        'SALMONN config.speech_llama_proj_model',
+        v,
+      );
   } else if (typeof v !== 'string') {
     invalid('a path (a string)', `SALMONN config.${k}`, v);
   }
@@ -158,8 +193,15 @@ function resolveSalmonnConfig(input: SalmonnConfigInput): SalmonnConfig {
   // the original's other YAML keys are taken as SALMONN_YAML_KEYS says
   for (const [k, v] of Object.entries(given)) {
     if (Object.prototype.hasOwnProperty.call(SALMONN_DEFAULTS, k)) continue;
-    if (Object.prototype.hasOwnProperty.call(SALMONN_YAML_KEYS, k)) { checkYamlKey(k, v); continue; }
-    invalid('a field of the SALMONN config (SALMONN_DEFAULTS names them all) or a key of the original YAML (SALMONN_YAML_KEYS)', `SALMONN config.${k}`, 'a name it does not have');
+    if (Object.prototype.hasOwnProperty.call(SALMONN_YAML_KEYS, k)) {
+      checkYamlKey(k, v);
+      continue;
+    }
+    invalid(
+      'a field of the SALMONN config (SALMONN_DEFAULTS names them all) or a key of the original YAML (SALMONN_YAML_KEYS)',
+      `SALMONN config.${k}`,
+      'a name it does not have',
+    );
   }
   const c = { ...SALMONN_DEFAULTS } as unknown as Record<string, unknown>;
   for (const [k, d] of Object.entries(SALMONN_DEFAULTS)) {
@@ -188,7 +230,6 @@ function resolveSalmonnConfig(input: SalmonnConfigInput): SalmonnConfig {
   if ((r.prompt_template.match(/\{\}/g) ?? []).length !== 1) invalid("a template with one '{}'", 'SALMONN config.prompt_template', r.prompt_template);
   return r;
 }
-
 
 /** Named outputs of `Salmonn.forward`: the loss and the LLM's logits. */
 export interface SalmonnOutputs {
@@ -229,7 +270,21 @@ export interface SalmonnGenerateOptions {
 }
 
 /** The names {@link SalmonnGenerateOptions} has (any other is an error). */
-const SALMONN_GENERATE_OPTIONS: readonly (keyof SalmonnGenerateOptions)[] = ['maxNewTokens', 'numBeams', 'doSample', 'minLength', 'temperature', 'topP', 'repetitionPenalty', 'lengthPenalty', 'onTokens', 'signal', 'onPromptLength', 'seed', 'batch'];
+const SALMONN_GENERATE_OPTIONS: readonly (keyof SalmonnGenerateOptions)[] = [
+  'maxNewTokens',
+  'numBeams',
+  'doSample',
+  'minLength',
+  'temperature',
+  'topP',
+  'repetitionPenalty',
+  'lengthPenalty',
+  'onTokens',
+  'signal',
+  'onPromptLength',
+  'seed',
+  'batch',
+];
 
 /** Keys of original checkpoints that are reported and skipped. */
 export const SALMONN_IGNORABLE: readonly RegExp[] = [
@@ -244,7 +299,8 @@ export const SALMONN_IGNORABLE: readonly RegExp[] = [
 
 /** Our Q-Former (HF Blip2QFormerModel) names → the original LAVIS BERT names, under `speech_Qformer.`. */
 function qformerToOriginal(n: string): string {
-  return n.replace(/^layernorm\./, 'bert.embeddings.LayerNorm.')
+  return n
+    .replace(/^layernorm\./, 'bert.embeddings.LayerNorm.')
     .replace(/^encoder\.layer\.(\d+)\.(attention|crossattention)\.attention\./, 'bert.encoder.layer.$1.$2.self.')
     .replace(/^encoder\./, 'bert.encoder.');
 }
@@ -273,8 +329,16 @@ function leftAlign({ embeds, mask }: { embeds: Tensor; mask: Tensor }): { embeds
   });
   const idx = tensor(order, { dtype: 'int64' }).to({ device: embeds.device });
   return {
-    embeds: embeds.reshape([b * t, hDim]).indexSelect(0, idx).reshape([b, t, hDim]),  // (B, T, H), pads first
-    mask: tensor(order.map((k) => Number(rows[Math.floor(k / t)][k % t])), { dtype: 'int64' }).reshape([b, t]).to({ device: mask.device }),
+    embeds: embeds
+      .reshape([b * t, hDim])
+      .indexSelect(0, idx)
+      .reshape([b, t, hDim]), // (B, T, H), pads first
+    mask: tensor(
+      order.map((k) => Number(rows[Math.floor(k / t)][k % t])),
+      { dtype: 'int64' },
+    )
+      .reshape([b, t])
+      .to({ device: mask.device }),
   };
 }
 
@@ -367,8 +431,10 @@ export class Salmonn extends Module {
     const qcfg = { ...QFORMER_BASE, ...c.qformer, encoder_hidden_size: dW + dB, cross_attention_frequency: 1, num_query_tokens: 0 };
     this.speech_Qformer = this.registerModule('speech_Qformer', QFormer.create(qcfg));
     const hq = this.speech_Qformer.config.hidden_size;
-    this.speech_query_tokens = this.registerParameter('speech_query_tokens',
-      randn([1, c.num_speech_query_token, hq]).mul(this.speech_Qformer.config.initializer_range));
+    this.speech_query_tokens = this.registerParameter(
+      'speech_query_tokens',
+      randn([1, c.num_speech_query_token, hq]).mul(this.speech_Qformer.config.initializer_range),
+    );
     this.speech_llama_proj = this.registerModule('speech_llama_proj', Linear.create({ in_features: hq, out_features: parts.llm.config.hidden_size }));
     this.llama_model = this.registerModule('llama_model', parts.llm);
 
@@ -416,14 +482,15 @@ export class Salmonn extends Module {
   static async fromPretrained(opts: SalmonnPretrainedOptions): Promise<Salmonn> {
     if (!opts || typeof opts !== 'object') invalid('{ whisper, beats, llm, checkpoint }', 'opts', opts);
     checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings', 'hub', 'dtype'], 'Salmonn.fromPretrained');
-    resolveSalmonnConfig(opts.config ?? {});   // a bad config or dtype fails before the parts load
+    resolveSalmonnConfig(opts.config ?? {}); // a bad config or dtype fails before the parts load
     checkPretrainedDtype(opts.dtype);
     opts = withYamlPaths(opts);
     for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path or a Hugging Face repo id', k, opts[k]);
     // repo ids ('openai/whisper-large-v2', 'lmsys/vicuna-13b-v1.1') become their hub cache folders
     opts = { ...opts, whisper: await pretrainedPath(opts.whisper, { hub: opts.hub }), llm: await pretrainedPath(opts.llm, { hub: opts.hub }) };
     const resize = opts.resizeTokenEmbeddings ?? false;
-    if (typeof resize !== 'boolean' && !(resize && typeof resize === 'object' && resize.rows && typeof resize.rows === 'object')) invalid('true, false or { rows: { embed, lmHead? } }', 'resizeTokenEmbeddings', resize);
+    if (typeof resize !== 'boolean' && !(resize && typeof resize === 'object' && resize.rows && typeof resize.rows === 'object'))
+      invalid('true, false or { rows: { embed, lmHead? } }', 'resizeTokenEmbeddings', resize);
     const dtype = opts.dtype === undefined ? {} : { dtype: opts.dtype };
     const whisper = await WhisperEncoder.fromPretrained(opts.whisper, dtype);
     const beats = opts.beats ? await BeatsEncoder.fromPretrained(opts.beats, dtype) : null;
@@ -468,7 +535,9 @@ export class Salmonn extends Module {
 
   /** Parameters that are SALMONN's own under this config (must be in a checkpoint). */
   private requiredNames(): string[] {
-    return this.namedParameters().map(([n]) => n).filter((n) => /^(ln_speech|ln_audio|speech_Qformer|speech_query_tokens|speech_llama_proj)\b/.test(n) || /\.lora_[AB]\./.test(n));
+    return this.namedParameters()
+      .map(([n]) => n)
+      .filter((n) => /^(ln_speech|ln_audio|speech_Qformer|speech_query_tokens|speech_llama_proj)\b/.test(n) || /\.lora_[AB]\./.test(n));
   }
 
   /**
@@ -486,19 +555,28 @@ export class Salmonn extends Module {
     const unknown: string[] = [];
     const mapped = new Map<string, Tensor>();
     for (const [k, t] of sd) {
-      if (SALMONN_IGNORABLE.some((r) => r.test(k))) { ignored.push(k); continue; }
+      if (SALMONN_IGNORABLE.some((r) => r.test(k))) {
+        ignored.push(k);
+        continue;
+      }
       const own = byOriginal.get(k);
-      if (!own) { unknown.push(k); continue; }
+      if (!own) {
+        unknown.push(k);
+        continue;
+      }
       mapped.set(own[0], t);
     }
-    const missing = this.requiredNames().filter((n) => !mapped.has(n)).map((n) => this.originalName(n));
+    const missing = this.requiredNames()
+      .filter((n) => !mapped.has(n))
+      .map((n) => this.originalName(n));
     // each kind of problem names its first few keys and counts the rest (55 mismatched Q-Former keys are one cause)
     const some = (keys: string[]) => keys.slice(0, 5).join(', ') + (keys.length > 5 ? ` and ${keys.length - 5} more` : '');
     const problems: string[] = [];
     if (unknown.length) problems.push(`${unknown.length} unexpected keys: ${some(unknown.map((k) => `'${k}'`))}`);
     if (missing.length) problems.push(`${missing.length} missing keys: ${some(missing.map((k) => `'${k}'`))}`);
     const own = new Map(this.namedParameters());
-    const notTensor: string[] = [], shapes: string[] = [];
+    const notTensor: string[] = [],
+      shapes: string[] = [];
     let qformerShapes = false;
     for (const [n, t] of mapped) {
       const p = own.get(n)!;
@@ -511,9 +589,11 @@ export class Salmonn extends Module {
     if (notTensor.length) problems.push(`${notTensor.length} entries that are not tensors: ${some(notTensor)}`);
     if (shapes.length) problems.push(`${shapes.length} wrong shapes: ${some(shapes)}`);
     if (qformerShapes) {
-      problems.push(`the Q-Former's sizes (${this.speech_Qformer.config.hidden_size} hidden, ${this.speech_Qformer.config.num_attention_heads} heads) are not the checkpoint's: `
-        + "the original takes them from BertConfig.from_pretrained('bert-base-uncased'); give config.qformer the checkpoint's sizes "
-        + "(on the command line: a bert-base-uncased/config.json in the working folder, as the original reads it, or a qformer: block in the YAML's model:)");
+      problems.push(
+        `the Q-Former's sizes (${this.speech_Qformer.config.hidden_size} hidden, ${this.speech_Qformer.config.num_attention_heads} heads) are not the checkpoint's: ` +
+          "the original takes them from BertConfig.from_pretrained('bert-base-uncased'); give config.qformer the checkpoint's sizes " +
+          "(on the command line: a bert-base-uncased/config.json in the working folder, as the original reads it, or a qformer: block in the YAML's model:)",
+      );
     }
     if (problems.length) throw new EmotorchError(`SALMONN checkpoint ${source}: ${problems.join('; ')}`, 'ERR_STATE_DICT');
     await this.loadStateDict(mapped, { strict: false });
@@ -523,7 +603,11 @@ export class Salmonn extends Module {
 
   /** The trainable parameters under the original key names (what the original's runner saves, less buffers). */
   checkpointStateDict(): StateDict {
-    return new Map(this.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [this.originalName(n), p] as [string, Tensor]));
+    return new Map(
+      this.namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([n, p]) => [this.originalName(n), p] as [string, Tensor]),
+    );
   }
 
   /**
@@ -559,23 +643,30 @@ export class Salmonn extends Module {
   /** Encoder states for rows of waveforms, padded together as the original batch: (rows, T, C). */
   private async encodeRows(rows: Tensor[], padTo30s: boolean): Promise<Tensor> {
     const n = Math.max(...rows.map((r) => r.shape[0]));
-    const mask = new Uint8Array(rows.length * n);  // 1 = padding, from the lengths alone
+    const mask = new Uint8Array(rows.length * n); // 1 = padding, from the lengths alone
     rows.forEach((r, i) => mask.fill(1, i * n + r.shape[0], (i + 1) * n));
     const at = rows[0].device;
-    const wave = cat(rows.map((r) => padTo(r.to({ device: at as Device }), n).reshape([1, n])), 0);  // (rows, n)
+    const wave = cat(
+      rows.map((r) => padTo(r.to({ device: at as Device }), n).reshape([1, n])),
+      0,
+    ); // (rows, n)
     const dev = this.speech_query_tokens.device;
     // a tower in half precision takes its input in its dtype; its states go on in float32
     const own = this.speech_query_tokens.dtype;
     const mel = (await whisperLogMel(wave, { padTo30s })).to({ device: dev, dtype: towerDtype(this.speech_encoder) });
-    let x = await this.ln_speech.forward((await this.speech_encoder.forward({ inputFeatures: mel })).lastHiddenState.to({ dtype: own }));  // (rows, Tw, dW)
+    let x = await this.ln_speech.forward((await this.speech_encoder.forward({ inputFeatures: mel })).lastHiddenState.to({ dtype: own })); // (rows, Tw, dW)
     if (this.beats && this.ln_audio) {
       const fbank = (await kaldiFbank(wave, { beats: true })).to({ device: dev, dtype: towerDtype(this.beats) });
-      const attentionMask = mask.some((m) => m) ? tensor(mask.map((m) => 1 - m)).reshape([rows.length, n]).to({ dtype: 'bool', device: dev }) : undefined;
+      const attentionMask = mask.some((m) => m)
+        ? tensor(mask.map((m) => 1 - m))
+            .reshape([rows.length, n])
+            .to({ dtype: 'bool', device: dev })
+        : undefined;
       let audio = await this.ln_audio.forward((await this.beats.forward({ inputFeatures: fbank, attentionMask })).lastHiddenState.to({ dtype: own }));
       const [tw, tb] = [x.shape[1], audio.shape[1]];
       if (tb < tw) audio = cat([audio, zeros([rows.length, tw - tb, audio.shape[2]], { dtype: audio.dtype, device: dev })], 1);
       else if (tb > tw) x = cat([x, zeros([rows.length, tb - tw, x.shape[2]], { dtype: x.dtype, device: dev })], 1);
-      x = cat([x, audio], 2);  // (rows, T, dW + dB)
+      x = cat([x, audio], 2); // (rows, T, dW + dB)
     }
     return x;
   }
@@ -587,11 +678,16 @@ export class Salmonn extends Module {
     const L = t >= kernel ? Math.floor((t - kernel) / stride) + 1 : 0;
     if (L === 0) return zeros([b, 0, this.llama_model.config.hidden_size], { device: x.device });
     let win: Tensor;
-    if (kernel === stride) win = x.slice(1, 0, L * kernel).reshape([b * L, kernel, c]);  // (B·L, kernel, C), as F.unfold
-    else win = cat(Array.from({ length: L }, (_, l) => x.slice(1, l * stride, l * stride + kernel).unsqueeze(1)), 1).reshape([b * L, kernel, c]);
+    if (kernel === stride)
+      win = x.slice(1, 0, L * kernel).reshape([b * L, kernel, c]); // (B·L, kernel, C), as F.unfold
+    else
+      win = cat(
+        Array.from({ length: L }, (_, l) => x.slice(1, l * stride, l * stride + kernel).unsqueeze(1)),
+        1,
+      ).reshape([b * L, kernel, c]);
     const q = this.speech_query_tokens;
     const { lastHiddenState } = await this.speech_Qformer.forward({ queryEmbeds: q.expand([b * L, q.shape[1], q.shape[2]]), encoderHiddenStates: win });
-    const proj = await this.speech_llama_proj.forward(lastHiddenState);  // (B·L, queries, H)
+    const proj = await this.speech_llama_proj.forward(lastHiddenState); // (B·L, queries, H)
     return proj.reshape([b, L * q.shape[1], proj.shape[2]]);
   }
 
@@ -624,13 +720,17 @@ export class Salmonn extends Module {
   private prompts(batch: { prompt?: string[]; instruction?: string[] }, b: number): string[] {
     let prompts: string[];
     if (batch.prompt !== undefined) {
-      if (!Array.isArray(batch.prompt) || batch.prompt.length !== b || batch.prompt.some((p) => typeof p !== 'string')) invalid(`${b} prompt strings`, 'batch.prompt', batch.prompt);
+      if (!Array.isArray(batch.prompt) || batch.prompt.length !== b || batch.prompt.some((p) => typeof p !== 'string'))
+        invalid(`${b} prompt strings`, 'batch.prompt', batch.prompt);
       prompts = batch.prompt;
     } else if (batch.instruction !== undefined) {
-      if (!Array.isArray(batch.instruction) || batch.instruction.length !== b || batch.instruction.some((p) => typeof p !== 'string')) invalid(`${b} instruction strings`, 'batch.instruction', batch.instruction);
+      if (!Array.isArray(batch.instruction) || batch.instruction.length !== b || batch.instruction.some((p) => typeof p !== 'string'))
+        invalid(`${b} instruction strings`, 'batch.instruction', batch.instruction);
       prompts = batch.instruction.map((s) => this.config.prompt_template.replace('{}', `<Speech><SpeechHere></Speech> ${s.trim()}`));
     } else invalid('prompt or instruction strings', 'batch', batch);
-    prompts.forEach((p, i) => { if (p.split('<SpeechHere>').length !== 2) invalid("a prompt with exactly one '<SpeechHere>'", `prompt[${i}]`, p); });
+    prompts.forEach((p, i) => {
+      if (p.split('<SpeechHere>').length !== 2) invalid("a prompt with exactly one '<SpeechHere>'", `prompt[${i}]`, p);
+    });
     return prompts;
   }
 
@@ -652,8 +752,14 @@ export class Salmonn extends Module {
     const after = await enc(split.map((s) => s[1]));
     const na = Math.max(...audioTokens.map((t) => t.shape[1]));
     const h = this.llama_model.config.hidden_size;
-    const audio = cat(audioTokens.map((t) => (t.shape[1] < na ? cat([t, zeros([1, na - t.shape[1], h], { dtype: t.dtype, device: dev })], 1) : t)), 0);
-    const audioMask = tensor(audioTokens.flatMap((t) => Array.from({ length: na }, (_, j) => (j < t.shape[1] ? 1 : 0))), { dtype: 'int64' }).reshape([b, na]);
+    const audio = cat(
+      audioTokens.map((t) => (t.shape[1] < na ? cat([t, zeros([1, na - t.shape[1], h], { dtype: t.dtype, device: dev })], 1) : t)),
+      0,
+    );
+    const audioMask = tensor(
+      audioTokens.flatMap((t) => Array.from({ length: na }, (_, j) => (j < t.shape[1] ? 1 : 0))),
+      { dtype: 'int64' },
+    ).reshape([b, na]);
     const bos = await this.embedIds(full([b, 1], this.ids.bos, { dtype: 'int64' }));
     const embeds = cat([bos, await this.embedIds(before.inputIds), audio.to({ dtype: bos.dtype }), await this.embedIds(after.inputIds)], 1);
     // atts_bos = speech_atts[:, :1]: the first wrapped position's mask (1)
@@ -687,9 +793,17 @@ export class Salmonn extends Module {
       const { logits } = await this.llama_model.forward({ inputsEmbeds: embeds, attentionMask: mask });
       return { logits, attentionMask: mask };
     }
-    if (!Array.isArray(batch.target) || batch.target.length !== b || batch.target.some((t) => typeof t !== 'string')) invalid(`${b} target strings`, 'batch.target', batch.target);
+    if (!Array.isArray(batch.target) || batch.target.length !== b || batch.target.some((t) => typeof t !== 'string'))
+      invalid(`${b} target strings`, 'batch.target', batch.target);
     const text = batch.target.map((t) => t + this.config.end_sym);
-    const reg = await this.tokenizer.encodeBatch(text, { addSpecialTokens: false, padding: 'longest', truncation: true, maxLength: this.config.max_txt_len, padTokenId: this.ids.pad, returnTensors: true });
+    const reg = await this.tokenizer.encodeBatch(text, {
+      addSpecialTokens: false,
+      padding: 'longest',
+      truncation: true,
+      maxLength: this.config.max_txt_len,
+      padTokenId: this.ids.pad,
+      returnTensors: true,
+    });
     const ids = reg.inputIds;
     const targets = ids.maskedFill(ids.eq(this.ids.pad), -100);
     const dev = embeds.device;
@@ -731,19 +845,32 @@ export class Salmonn extends Module {
     const c = this.config;
     const doSample = o.doSample ?? c.do_sample;
     const gen = {
-      maxNewTokens: o.maxNewTokens ?? c.max_new_tokens, numBeams: o.numBeams ?? c.num_beams, doSample, minNewTokens: o.minLength ?? c.min_length,
-      temperature: o.temperature ?? c.temperature, topP: doSample ? o.topP ?? c.top_p : 1, repetitionPenalty: o.repetitionPenalty ?? c.repetition_penalty,
-      lengthPenalty: o.lengthPenalty ?? c.length_penalty, eosTokenId: this.ids.eos, padTokenId: Math.min(this.ids.pad, this.llama_model.config.vocab_size - 1),
-      ...(o.onTokens ? { onTokens: o.onTokens } : {}), ...(o.signal ? { signal: o.signal } : {}),
-      ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.batch ? { batch: o.batch } : {}),
+      maxNewTokens: o.maxNewTokens ?? c.max_new_tokens,
+      numBeams: o.numBeams ?? c.num_beams,
+      doSample,
+      minNewTokens: o.minLength ?? c.min_length,
+      temperature: o.temperature ?? c.temperature,
+      topP: doSample ? (o.topP ?? c.top_p) : 1,
+      repetitionPenalty: o.repetitionPenalty ?? c.repetition_penalty,
+      lengthPenalty: o.lengthPenalty ?? c.length_penalty,
+      eosTokenId: this.ids.eos,
+      padTokenId: Math.min(this.ids.pad, this.llama_model.config.vocab_size - 1),
+      ...(o.onTokens ? { onTokens: o.onTokens } : {}),
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+      ...(o.batch ? { batch: o.batch } : {}),
     };
-    if (o.onPromptLength !== undefined && typeof o.onPromptLength !== 'function') invalid('a function (positions: number) => void', 'onPromptLength', o.onPromptLength);
+    if (o.onPromptLength !== undefined && typeof o.onPromptLength !== 'function')
+      invalid('a function (positions: number) => void', 'onPromptLength', o.onPromptLength);
     return noGrad(async () => {
       const { embeds, mask } = leftAlign(await this.wrap(await this.encodeAudio(audio), prompts));
       o.onPromptLength?.(embeds.shape[1]);
       const { newTokens } = await this.llama_model.generate({ inputsEmbeds: embeds, attentionMask: mask }, gen);
       const rows = newTokens.toArray() as number[][];
-      return rows.map((r) => { const e = r.indexOf(this.ids.eos); return e < 0 ? r : r.slice(0, e); });
+      return rows.map((r) => {
+        const e = r.indexOf(this.ids.eos);
+        return e < 0 ? r : r.slice(0, e);
+      });
     });
   }
 }

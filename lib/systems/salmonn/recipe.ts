@@ -118,5 +118,8 @@ export function salmonnParamGroups(model: Module & { originalName?(n: string): s
     const name = model.originalName ? model.originalName(n) : n;
     (p.ndim < 2 || name.includes('bias') || name.includes('ln') || name.includes('bn') ? noDecay : decay).push(p);
   }
-  return [{ params: decay, weightDecay }, { params: noDecay, weightDecay: 0 }].filter((g) => g.params.length > 0);
+  return [
+    { params: decay, weightDecay },
+    { params: noDecay, weightDecay: 0 },
+  ].filter((g) => g.params.length > 0);
 }

@@ -23,7 +23,10 @@ import type { Device } from '../../device';
 
 /** Options of {@link ConcatFusionClassifier.collate}. */
 export interface ConcatCollateOptions {
-  device?: Device; tokenIds?: (item: EcfItem) => number[]; padTokenId?: number; waveform?: (item: EcfItem) => Float32Array | number[];
+  device?: Device;
+  tokenIds?: (item: EcfItem) => number[];
+  padTokenId?: number;
+  waveform?: (item: EcfItem) => Float32Array | number[];
 }
 
 /** {@link ConcatFusionClassifier.collate}'s work (see there). */
@@ -41,7 +44,8 @@ export function concatCollate(items: EcfItem[], opts: ConcatCollateOptions = {})
   if (d > 0 || !(opts.tokenIds || opts.waveform)) {
     const flat = new Float32Array(items.length * d);
     items.forEach((it, i) => {
-      if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `items[${i}]`, it);
+      if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0)
+        invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `items[${i}]`, it);
       flat.set(it.features, i * d);
     });
     out.features = tensor(flat, { shape: [items.length, d], device });
@@ -50,25 +54,35 @@ export function concatCollate(items: EcfItem[], opts: ConcatCollateOptions = {})
     const pad = checkInt(opts.padTokenId ?? 1, 'padTokenId', 0);
     const seqs = items.map((it, i) => {
       const ids = opts.tokenIds!(it);
-      if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isSafeInteger(x) && x >= 0)) invalid('a non-empty array of token ids', `tokenIds(items[${i}])`, ids);
+      if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => Number.isSafeInteger(x) && x >= 0))
+        invalid('a non-empty array of token ids', `tokenIds(items[${i}])`, ids);
       return ids;
     });
     const T = Math.max(...seqs.map((q) => q.length));
-    const ids = new Float64Array(items.length * T).fill(pad), mask = new Float64Array(items.length * T);
-    seqs.forEach((q, i) => { ids.set(q, i * T); mask.fill(1, i * T, i * T + q.length); });
+    const ids = new Float64Array(items.length * T).fill(pad),
+      mask = new Float64Array(items.length * T);
+    seqs.forEach((q, i) => {
+      ids.set(q, i * T);
+      mask.fill(1, i * T, i * T + q.length);
+    });
     out.inputIds = tensor(ids, { shape: [items.length, T], dtype: 'int64', device });
     out.attentionMask = tensor(mask, { shape: [items.length, T], dtype: 'int64', device });
   }
   if (opts.waveform) {
     const clips = items.map((it, i) => {
       const w = opts.waveform!(it);
-      if (!(w instanceof Float32Array || (Array.isArray(w) && w.every((x) => typeof x === 'number'))) || w.length === 0) invalid('a non-empty Float32Array of samples', `waveform(items[${i}])`, w);
+      if (!(w instanceof Float32Array || (Array.isArray(w) && w.every((x) => typeof x === 'number'))) || w.length === 0)
+        invalid('a non-empty Float32Array of samples', `waveform(items[${i}])`, w);
       if (!(w as ArrayLike<number> as number[]).every(Number.isFinite)) invalid('finite samples', `waveform(items[${i}])`, 'NaN or Infinity');
       return w;
     });
     const S = Math.max(...clips.map((w) => w.length));
-    const wave = new Float32Array(items.length * S), mask = new Float64Array(items.length * S);
-    clips.forEach((w, i) => { wave.set(w, i * S); mask.fill(1, i * S, i * S + w.length); });
+    const wave = new Float32Array(items.length * S),
+      mask = new Float64Array(items.length * S);
+    clips.forEach((w, i) => {
+      wave.set(w, i * S);
+      mask.fill(1, i * S, i * S + w.length);
+    });
     out.inputValues = tensor(wave, { shape: [items.length, S], device });
     out.audioAttentionMask = tensor(mask, { shape: [items.length, S], dtype: 'int64', device });
   }
@@ -78,14 +92,20 @@ export function concatCollate(items: EcfItem[], opts: ConcatCollateOptions = {})
 /** {@link ConcatFusionClassifier.collateConversations}'s work (see there). */
 export function concatCollateConversations(convs: EcfItem[][], opts: { device?: Device } = {}): ConcatFusionInputs {
   checkOptionNames(opts, ['device'], 'ConcatFusionClassifier.collateConversations');
-  if (!Array.isArray(convs) || convs.length === 0 || !convs.every((c) => Array.isArray(c) && c.length > 0)) invalid('a non-empty array of non-empty conversations (arrays of ECF items)', 'conversations', convs);
+  if (!Array.isArray(convs) || convs.length === 0 || !convs.every((c) => Array.isArray(c) && c.length > 0))
+    invalid('a non-empty array of non-empty conversations (arrays of ECF items)', 'conversations', convs);
   const d = convs[0][0]?.features?.length ?? 0;
-  const C = convs.length, U = Math.max(...convs.map((c) => c.length));
-  const feats = new Float32Array(C * U * d), mask = new Float64Array(C * U), spk = new Float64Array(C * U), labels = new Float64Array(C * U).fill(-100);
+  const C = convs.length,
+    U = Math.max(...convs.map((c) => c.length));
+  const feats = new Float32Array(C * U * d),
+    mask = new Float64Array(C * U),
+    spk = new Float64Array(C * U),
+    labels = new Float64Array(C * U).fill(-100);
   convs.forEach((conv, ci) => {
     const speakers = new Map<string, number>();
     conv.forEach((it, ui) => {
-      if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0) invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `conversations[${ci}][${ui}]`, it);
+      if (!it || !(it.features instanceof Float32Array) || it.features.length !== d || d === 0)
+        invalid(`an ECF item with ${d || 'its'} features (load the dataset with features)`, `conversations[${ci}][${ui}]`, it);
       const k = ci * U + ui;
       feats.set(it.features, k * d);
       mask[k] = 1;
@@ -95,23 +115,27 @@ export function concatCollateConversations(convs: EcfItem[][], opts: { device?: 
     });
   });
   const device = opts.device ?? 'cpu';
-  return withDeprecatedAlias({
-    features: tensor(feats, { shape: [C, U, d], device }),
-    utteranceAttentionMask: tensor(mask, { shape: [C, U], dtype: 'int64', device }),
-    speakerIds: tensor(spk, { shape: [C, U], dtype: 'int64', device }),
-    labels: tensor(labels, { dtype: 'int64', device }),
-  }, 'utteranceMask', 'utteranceAttentionMask');
+  return withDeprecatedAlias(
+    {
+      features: tensor(feats, { shape: [C, U, d], device }),
+      utteranceAttentionMask: tensor(mask, { shape: [C, U], dtype: 'int64', device }),
+      speakerIds: tensor(spk, { shape: [C, U], dtype: 'int64', device }),
+      labels: tensor(labels, { dtype: 'int64', device }),
+    },
+    'utteranceMask',
+    'utteranceAttentionMask',
+  );
 }
 
 /** What {@link embedUtterances}' `encode` returns. */
 export type EncodedUtterances =
   | { /** (batch, length, d) */ lastHiddenState: Tensor; /** (batch, length): 1 = real token. */ attentionMask: Tensor }
   | {
-    /** @deprecated use `lastHiddenState`; accepted until the next release. */
-    states: Tensor;
-    /** @deprecated use `attentionMask` (1 = keep); accepted until the next release. */
-    mask: Tensor;
-  };
+      /** @deprecated use `lastHiddenState`; accepted until the next release. */
+      states: Tensor;
+      /** @deprecated use `attentionMask` (1 = keep); accepted until the next release. */
+      mask: Tensor;
+    };
 
 const ENCODED_RENAMES = { states: 'lastHiddenState', mask: 'attentionMask' } as const;
 
@@ -161,11 +185,16 @@ export async function embedUtterances(
     const pooled = await noGrad(async () => {
       const got = await encode(idx);
       if (!got || typeof got !== 'object' || got instanceof Tensor) invalid('{ lastHiddenState, attentionMask }', 'encode result', got);
-      const { lastHiddenState: states, attentionMask: mask } = renameDeprecated(got, ENCODED_RENAMES, 'encode result') as { lastHiddenState: Tensor; attentionMask: Tensor };
-      if (checkTensor(states, 'lastHiddenState').ndim !== 3 || states.shape[0] !== idx.length) invalid(`lastHiddenState (${idx.length}, length, d)`, 'encode result', `[${states.shape}]`);
-      if (checkTensor(mask, 'attentionMask').shape.join() !== states.shape.slice(0, 2).join()) invalid(`attentionMask [${states.shape.slice(0, 2)}]`, 'encode result', `[${mask.shape}]`);
-      const m = mask.to({ dtype: states.dtype }).unsqueeze(2);  // (B, T, 1)
-      return states.mul(m).sum(1).div(m.sum(1).clamp(1)).to({ dtype: 'float32', device: 'cpu' });  // (B, d)
+      const { lastHiddenState: states, attentionMask: mask } = renameDeprecated(got, ENCODED_RENAMES, 'encode result') as {
+        lastHiddenState: Tensor;
+        attentionMask: Tensor;
+      };
+      if (checkTensor(states, 'lastHiddenState').ndim !== 3 || states.shape[0] !== idx.length)
+        invalid(`lastHiddenState (${idx.length}, length, d)`, 'encode result', `[${states.shape}]`);
+      if (checkTensor(mask, 'attentionMask').shape.join() !== states.shape.slice(0, 2).join())
+        invalid(`attentionMask [${states.shape.slice(0, 2)}]`, 'encode result', `[${mask.shape}]`);
+      const m = mask.to({ dtype: states.dtype }).unsqueeze(2); // (B, T, 1)
+      return states.mul(m).sum(1).div(m.sum(1).clamp(1)).to({ dtype: 'float32', device: 'cpu' }); // (B, d)
     });
     idx.forEach((i, j) => {
       const row = pooled.select(0, j).contiguous();
@@ -226,7 +255,8 @@ export interface LanguageBindClassifierInputs extends LanguageBindInputs {
 export function ecfVideoFile(videoDir: string, item: EcfItem): string {
   if (typeof videoDir !== 'string' || !videoDir) invalid('a folder path', 'videoDir', videoDir);
   const name = item.videoName ?? `dia${item.conversationId}utt${item.utteranceId}.mp4`;
-  if (path.isAbsolute(name) || name.split(/[\\/]/).includes('..')) invalid('a file name inside the video folder', `video_name of ${item.conversationId}_${item.utteranceId}`, name);
+  if (path.isAbsolute(name) || name.split(/[\\/]/).includes('..'))
+    invalid('a file name inside the video folder', `video_name of ${item.conversationId}_${item.utteranceId}`, name);
   return path.join(videoDir, name);
 }
 
@@ -268,8 +298,12 @@ function checkModalities(m: unknown): LanguageBindKey[] {
 }
 
 async function tokens(tokenizer: Tokenizer | undefined, items: EcfItem[]): Promise<{ inputIds: Tensor; attentionMask: Tensor }> {
-  if (!tokenizer || typeof (tokenizer as Tokenizer).encodeBatch !== 'function') invalid('a Tokenizer (the CLIP tokenizer of a LanguageBind folder)', 'tokenizer', tokenizer);
-  const enc = await tokenizer!.encodeBatch(items.map((it) => it.text), { padding: 'max_length', maxLength: 77, truncation: true, returnTensors: true });
+  if (!tokenizer || typeof (tokenizer as Tokenizer).encodeBatch !== 'function')
+    invalid('a Tokenizer (the CLIP tokenizer of a LanguageBind folder)', 'tokenizer', tokenizer);
+  const enc = await tokenizer!.encodeBatch(
+    items.map((it) => it.text),
+    { padding: 'max_length', maxLength: 77, truncation: true, returnTensors: true },
+  );
   return { inputIds: enc.inputIds as Tensor, attentionMask: enc.attentionMask as Tensor };
 }
 
@@ -311,7 +345,10 @@ export async function languageBindCollate(items: EcfItem[], opts: LanguageBindCo
   const o = checkOptionNames(opts, ['videoDir', 'modalities', 'tokenizer', 'video', 'audio', 'device'], 'languageBindCollate options');
   const mods = checkModalities(o.modalities);
   const out = await towerInputs(items, o, mods);
-  out.labels = tensor(items.map((it) => languageBindLabel(it.emotion)), { dtype: 'int64', device: o.device });
+  out.labels = tensor(
+    items.map((it) => languageBindLabel(it.emotion)),
+    { dtype: 'int64', device: o.device },
+  );
   return out;
 }
 
@@ -323,7 +360,13 @@ export async function languageBindCollate(items: EcfItem[], opts: LanguageBindCo
 export function languageBindCachedCollate(items: EcfItem[], opts: { device?: Device } = {}): LanguageBindClassifierInputs {
   checkOptionNames(opts, ['device'], 'languageBindCachedCollate');
   const { features } = concatCollate(items, { device: opts.device });
-  return { features, labels: tensor(items.map((it) => languageBindLabel(it.emotion)), { dtype: 'int64', device: opts.device }) };
+  return {
+    features,
+    labels: tensor(
+      items.map((it) => languageBindLabel(it.emotion)),
+      { dtype: 'int64', device: opts.device },
+    ),
+  };
 }
 
 /** Options of {@link languageBindEmbeddings}. */
@@ -347,11 +390,17 @@ export interface LanguageBindEmbeddingsOptions extends LanguageBindCollateOption
  * const ds = await et.data.EcfDataset.fromFile('train.json', { features: { files, order: ['video', 'audio', 'language'] } });
  */
 export async function languageBindEmbeddings(binder: LanguageBind, items: EcfItem[], opts: LanguageBindEmbeddingsOptions): Promise<Record<string, string>> {
-  const o = checkOptionNames(opts, ['videoDir', 'modalities', 'tokenizer', 'video', 'audio', 'device', 'outDir', 'batchSize', 'onProgress'], 'languageBindEmbeddings options');
+  const o = checkOptionNames(
+    opts,
+    ['videoDir', 'modalities', 'tokenizer', 'video', 'audio', 'device', 'outDir', 'batchSize', 'onProgress'],
+    'languageBindEmbeddings options',
+  );
   if (!(binder instanceof LanguageBind)) invalid('a LanguageBind', 'binder', binder);
   if (!Array.isArray(items) || !items.length) invalid('a non-empty array of ECF items', 'items', items);
   const mods = checkModalities(o.modalities);
-  for (const m of mods) if (m !== 'language' && !binder.modalities.includes(m as never)) invalid(`a modality the binder has a tower for (${binder.modalities.join(', ')}, language)`, 'modalities', m);
+  for (const m of mods)
+    if (m !== 'language' && !binder.modalities.includes(m as never))
+      invalid(`a modality the binder has a tower for (${binder.modalities.join(', ')}, language)`, 'modalities', m);
   if (typeof o.outDir !== 'string' || !o.outDir) invalid('a folder path', 'outDir', o.outDir);
   const batch = checkInt(o.batchSize ?? 8, 'batchSize', 1);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') invalid('a function (done, total) => void', 'onProgress', o.onProgress);
@@ -371,7 +420,9 @@ export async function languageBindEmbeddings(binder: LanguageBind, items: EcfIte
       try {
         const names = new Set(readSafetensorsHeader(files[m]).entries.keys());
         have = keys.every((k) => names.has(k));
-      } catch { have = false; }
+      } catch {
+        have = false;
+      }
     }
     if (!have) missing.push(m);
   }

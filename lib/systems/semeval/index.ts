@@ -5,9 +5,23 @@
  * @module
  */
 export { ConcatFusionClassifier, LanguageBindClassifier } from './model';
-export type { ConcatFusionConfig, ConcatFusionConfigInput, ConcatFusionInputs, ConcatContextConfig, LanguageBindClassifierConfig, LanguageBindClassifierInputs } from './model';
+export type {
+  ConcatFusionConfig,
+  ConcatFusionConfigInput,
+  ConcatFusionInputs,
+  ConcatContextConfig,
+  LanguageBindClassifierConfig,
+  LanguageBindClassifierInputs,
+} from './model';
 export {
-  embedUtterances, ecfVideoFile, ecfAudioFile, languageBindLabel, languageBindCollate, languageBindCachedCollate, languageBindEmbeddings, LANGUAGEBIND_ECF_LABELS,
+  embedUtterances,
+  ecfVideoFile,
+  ecfAudioFile,
+  languageBindLabel,
+  languageBindCollate,
+  languageBindCachedCollate,
+  languageBindEmbeddings,
+  LANGUAGEBIND_ECF_LABELS,
 } from './data';
 export type { EncodedUtterances, LanguageBindCollateOptions, LanguageBindEmbeddingsOptions } from './data';
 export { selfCausePairs, LANGUAGEBIND_SEMEVAL_ARGS, languageBindMetrics } from './recipe';

@@ -100,11 +100,16 @@ function checkLabels(labels: unknown, n: number, shapeNote: string): Tensor {
 
 /** Checks an encoder option's modality, size and LoRA options. */
 function encoderSetting(
-  which: 'textEncoder' | 'audioEncoder', o: { modality?: string; lora?: LoraOptions | null }, modalities: Record<string, number>,
-  size: number, defModality: string, defTargets: string[],
+  which: 'textEncoder' | 'audioEncoder',
+  o: { modality?: string; lora?: LoraOptions | null },
+  modalities: Record<string, number>,
+  size: number,
+  defModality: string,
+  defTargets: string[],
 ): EncoderSetting {
   const modality = o.modality ?? defModality;
-  if (typeof modality !== 'string' || !(modality in modalities)) invalid(`one of the modalities (${Object.keys(modalities).join(', ')})`, `${which}.modality`, modality);
+  if (typeof modality !== 'string' || !(modality in modalities))
+    invalid(`one of the modalities (${Object.keys(modalities).join(', ')})`, `${which}.modality`, modality);
   if (modalities[modality] !== size) invalid(`the encoder's hidden_size (${size})`, `modalities.${modality}`, modalities[modality]);
   const l = o.lora === undefined ? { r: 8, alpha: 16, dropout: 0.1, targetModules: defTargets } : o.lora;
   if (l !== null && (typeof l !== 'object' || Array.isArray(l))) invalid('LoRA options { r, alpha, dropout?, targetModules } or null', `${which}.lora`, l);
@@ -145,7 +150,6 @@ export type ConcatFusionConfigInput = ConcatFusionConfig & {
 
 const CONFIG_RENAMES = { num_labels: 'numLabels' } as const;
 const INPUT_RENAMES = { utteranceMask: 'utteranceAttentionMask' } as const;
-
 
 /**
  * One linear layer over concatenated per-utterance embeddings (parameter `classifier.weight`).
@@ -190,15 +194,36 @@ export class ConcatFusionClassifier extends Module {
     const c = config.context;
     if (c) {
       this.projection = this.registerModule('projection', Linear.create({ in_features: inSize, out_features: c.hidden_size }, opts));
-      this.position_embeddings = this.registerModule('position_embeddings', Embedding.create({ num_embeddings: c.max_utterances, embedding_dim: c.hidden_size }, opts));
-      if (c.num_speakers > 0) this.speaker_embeddings = this.registerModule('speaker_embeddings', Embedding.create({ num_embeddings: c.num_speakers, embedding_dim: c.hidden_size }, opts));
+      this.position_embeddings = this.registerModule(
+        'position_embeddings',
+        Embedding.create({ num_embeddings: c.max_utterances, embedding_dim: c.hidden_size }, opts),
+      );
+      if (c.num_speakers > 0)
+        this.speaker_embeddings = this.registerModule(
+          'speaker_embeddings',
+          Embedding.create({ num_embeddings: c.num_speakers, embedding_dim: c.hidden_size }, opts),
+        );
       this.input_norm = this.registerModule('input_norm', LayerNorm.create({ normalized_shape: c.hidden_size, eps: 1e-12 }, opts));
-      this.context = this.registerModule('context', new RobertaLayers({
-        ...ROBERTA_DEFAULTS, hidden_size: c.hidden_size, num_attention_heads: c.num_attention_heads, intermediate_size: 4 * c.hidden_size,
-        hidden_dropout_prob: c.dropout, attention_probs_dropout_prob: c.dropout,
-      }, c.num_layers, opts));
+      this.context = this.registerModule(
+        'context',
+        new RobertaLayers(
+          {
+            ...ROBERTA_DEFAULTS,
+            hidden_size: c.hidden_size,
+            num_attention_heads: c.num_attention_heads,
+            intermediate_size: 4 * c.hidden_size,
+            hidden_dropout_prob: c.dropout,
+            attention_probs_dropout_prob: c.dropout,
+          },
+          c.num_layers,
+          opts,
+        ),
+      );
     }
-    this.classifier = this.registerModule('classifier', Linear.create({ in_features: c ? c.hidden_size : inSize, out_features: config.numLabels, bias: config.bias }, opts));
+    this.classifier = this.registerModule(
+      'classifier',
+      Linear.create({ in_features: c ? c.hidden_size : inSize, out_features: config.numLabels, bias: config.bias }, opts),
+    );
   }
 
   /**
@@ -207,7 +232,8 @@ export class ConcatFusionClassifier extends Module {
    */
   static create(input: ConcatFusionConfigInput, opts: ModuleOptions = {}): ConcatFusionClassifier {
     opts = checkModuleOptions(opts, 'ConcatFusionClassifier.create');
-    if (!input || typeof input !== 'object' || !input.modalities || typeof input.modalities !== 'object') invalid('{ modalities: { name: size }, numLabels?, bias? }', 'ConcatFusionClassifier config', input);
+    if (!input || typeof input !== 'object' || !input.modalities || typeof input.modalities !== 'object')
+      invalid('{ modalities: { name: size }, numLabels?, bias? }', 'ConcatFusionClassifier config', input);
     const config: ConcatFusionConfig = renameDeprecated(input, CONFIG_RENAMES, 'ConcatFusionClassifier config');
     const mods = Object.entries(config.modalities);
     if (mods.length === 0) invalid('at least one modality', 'modalities', config.modalities);
@@ -218,11 +244,15 @@ export class ConcatFusionClassifier extends Module {
       const c = config.context;
       if (typeof c !== 'object') invalid('a context config object', 'context', c);
       context = {
-        hidden_size: checkInt(c.hidden_size ?? 128, 'context.hidden_size', 1), num_layers: checkInt(c.num_layers ?? 1, 'context.num_layers', 1),
-        num_attention_heads: checkInt(c.num_attention_heads ?? 4, 'context.num_attention_heads', 1), num_speakers: checkInt(c.num_speakers ?? 2, 'context.num_speakers', 0),
-        max_utterances: checkInt(c.max_utterances ?? 64, 'context.max_utterances', 1), dropout: checkNumber(c.dropout ?? 0.1, 'context.dropout', 0, 1),
+        hidden_size: checkInt(c.hidden_size ?? 128, 'context.hidden_size', 1),
+        num_layers: checkInt(c.num_layers ?? 1, 'context.num_layers', 1),
+        num_attention_heads: checkInt(c.num_attention_heads ?? 4, 'context.num_attention_heads', 1),
+        num_speakers: checkInt(c.num_speakers ?? 2, 'context.num_speakers', 0),
+        max_utterances: checkInt(c.max_utterances ?? 64, 'context.max_utterances', 1),
+        dropout: checkNumber(c.dropout ?? 0.1, 'context.dropout', 0, 1),
       };
-      if (context.hidden_size % context.num_attention_heads !== 0) invalid(`a multiple of context.num_attention_heads (${context.num_attention_heads})`, 'context.hidden_size', context.hidden_size);
+      if (context.hidden_size % context.num_attention_heads !== 0)
+        invalid(`a multiple of context.num_attention_heads (${context.num_attention_heads})`, 'context.hidden_size', context.hidden_size);
     }
     let textEncoder: EncoderSetting = null;
     const te = config.textEncoder;
@@ -235,18 +265,34 @@ export class ConcatFusionClassifier extends Module {
     const ae = config.audioEncoder;
     if (ae) {
       const am = ae && typeof ae === 'object' ? ae.model : undefined;
-      if (!(am instanceof WavLMModel || am instanceof Wav2Vec2Model || am instanceof WhisperEncoder)) invalid('{ model: a WavLMModel, Wav2Vec2Model or WhisperEncoder, modality?, lora? }', 'audioEncoder', ae);
+      if (!(am instanceof WavLMModel || am instanceof Wav2Vec2Model || am instanceof WhisperEncoder))
+        invalid('{ model: a WavLMModel, Wav2Vec2Model or WhisperEncoder, modality?, lora? }', 'audioEncoder', ae);
       if (context) invalid('no audioEncoder with context (encode once, or use the seed classifier)', 'audioEncoder', 'with context');
       const size = am instanceof WhisperEncoder ? am.config.d_model : am.config.hidden_size;
       audioEncoder = encoderSetting('audioEncoder', ae, config.modalities, size, 'audio', ['q_proj', 'v_proj']);
-      if (textEncoder && textEncoder.modality === audioEncoder!.modality) invalid('a modality other than textEncoder\'s', 'audioEncoder.modality', audioEncoder!.modality);
+      if (textEncoder && textEncoder.modality === audioEncoder!.modality)
+        invalid("a modality other than textEncoder's", 'audioEncoder.modality', audioEncoder!.modality);
       if (te && (am as unknown) === te.model) invalid('an encoder other than textEncoder.model', 'audioEncoder.model', 'the same module');
     }
-    return new ConcatFusionClassifier({ modalities: { ...config.modalities }, numLabels: checkInt(config.numLabels ?? 7, 'numLabels', 2), bias: config.bias ?? false, context, textEncoder, audioEncoder }, opts, te?.model, ae?.model);
+    return new ConcatFusionClassifier(
+      {
+        modalities: { ...config.modalities },
+        numLabels: checkInt(config.numLabels ?? 7, 'numLabels', 2),
+        bias: config.bias ?? false,
+        context,
+        textEncoder,
+        audioEncoder,
+      },
+      opts,
+      te?.model,
+      ae?.model,
+    );
   }
 
   /** Size of the concatenated embedding. */
-  get inputSize(): number { return this.classifier.config.in_features; }
+  get inputSize(): number {
+    return this.classifier.config.in_features;
+  }
 
   /**
    * @returns `{ logits }` (batch, numLabels), and the mean cross-entropy `loss` over labelled
@@ -280,12 +326,15 @@ export class ConcatFusionClassifier extends Module {
     } else {
       const e = inputs.embeddings;
       if (!e || typeof e !== 'object') invalid('features (batch, Σd) or embeddings { modality: (batch, d) }', 'inputs', inputs);
-      x = cat(Object.entries(this.config.modalities).map(([m, d]) => {
-        const t = e[m];
-        if (!t) invalid(`a tensor for modality '${m}'`, `embeddings.${m}`, t);
-        if (checkTensor(t, `embeddings.${m}`).ndim !== 2 || t.shape[1] !== d) invalid(`a tensor (batch, ${d})`, `embeddings.${m}`, `[${t.shape}]`);
-        return t;
-      }), 1);
+      x = cat(
+        Object.entries(this.config.modalities).map(([m, d]) => {
+          const t = e[m];
+          if (!t) invalid(`a tensor for modality '${m}'`, `embeddings.${m}`, t);
+          if (checkTensor(t, `embeddings.${m}`).ndim !== 2 || t.shape[1] !== d) invalid(`a tensor (batch, ${d})`, `embeddings.${m}`, `[${t.shape}]`);
+          return t;
+        }),
+        1,
+      );
     }
     if (x.ndim !== 2 || x.shape[1] !== this.inputSize) invalid(`a tensor (batch, ${this.inputSize})`, 'features', `[${x.shape}]`);
     const logits = await this.classifier.forward(x);
@@ -310,26 +359,32 @@ export class ConcatFusionClassifier extends Module {
     let offset = 0;
     const f = inputs.features;
     if (others.length && !inputs.embeddings) {
-      if (!(f instanceof Tensor) || f.ndim !== 2 || f.shape[0] !== B || f.shape[1] !== otherSize) invalid(`a tensor (${B}, ${otherSize}) of the other modalities (${others.map(([m]) => m).join(', ')})`, 'features', f && `[${f.shape}]`);
+      if (!(f instanceof Tensor) || f.ndim !== 2 || f.shape[0] !== B || f.shape[1] !== otherSize)
+        invalid(`a tensor (${B}, ${otherSize}) of the other modalities (${others.map(([m]) => m).join(', ')})`, 'features', f && `[${f.shape}]`);
     }
-    return cat(Object.entries(this.config.modalities).map(([m, d]) => {
-      const mine = pooledBy.get(m);
-      if (mine) return mine;
-      const e = inputs.embeddings?.[m];
-      if (inputs.embeddings) {
-        if (!e) invalid(`a tensor for modality '${m}'`, `embeddings.${m}`, e);
-        if (checkTensor(e, `embeddings.${m}`).ndim !== 2 || e.shape[0] !== B || e.shape[1] !== d) invalid(`a tensor (${B}, ${d})`, `embeddings.${m}`, `[${e.shape}]`);
-        return e.to({ dtype: pooled.dtype });
-      }
-      offset += d;
-      return f!.slice(1, offset - d, offset).to({ dtype: pooled.dtype });
-    }), 1);
+    return cat(
+      Object.entries(this.config.modalities).map(([m, d]) => {
+        const mine = pooledBy.get(m);
+        if (mine) return mine;
+        const e = inputs.embeddings?.[m];
+        if (inputs.embeddings) {
+          if (!e) invalid(`a tensor for modality '${m}'`, `embeddings.${m}`, e);
+          if (checkTensor(e, `embeddings.${m}`).ndim !== 2 || e.shape[0] !== B || e.shape[1] !== d)
+            invalid(`a tensor (${B}, ${d})`, `embeddings.${m}`, `[${e.shape}]`);
+          return e.to({ dtype: pooled.dtype });
+        }
+        offset += d;
+        return f!.slice(1, offset - d, offset).to({ dtype: pooled.dtype });
+      }),
+      1,
+    );
   }
 
   /** The text encoder's states mean-pooled over the attention mask: (batch, hidden). */
   private async pooledText(inputs: ConcatFusionInputs): Promise<Tensor> {
     const ids = checkTensor(inputs.inputIds, 'inputIds');
-    if (ids.ndim !== 2 || (ids.dtype !== 'int64' && ids.dtype !== 'int32')) invalid('an int64 tensor (batch, length) of token ids', 'inputIds', `${ids.dtype} [${ids.shape}]`);
+    if (ids.ndim !== 2 || (ids.dtype !== 'int64' && ids.dtype !== 'int32'))
+      invalid('an int64 tensor (batch, length) of token ids', 'inputIds', `${ids.dtype} [${ids.shape}]`);
     const mask = checkTensor(inputs.attentionMask, 'attentionMask');
     if (mask.shape.join() !== ids.shape.join()) invalid(`shape [${ids.shape}]`, 'attentionMask', `[${mask.shape}]`);
     const { lastHiddenState } = await this.text_encoder!.forward({ inputIds: ids, attentionMask: mask });
@@ -343,8 +398,10 @@ export class ConcatFusionClassifier extends Module {
    */
   private async pooledAudio(inputs: ConcatFusionInputs): Promise<Tensor> {
     const wave = checkTensor(inputs.inputValues, 'inputValues');
-    if (wave.ndim !== 2 || !(wave.dtype.startsWith('float') || wave.dtype === 'bfloat16')) invalid('a float tensor (batch, samples) of waveforms', 'inputValues', `${wave.dtype} [${wave.shape}]`);
-    const mask = inputs.audioAttentionMask === undefined || inputs.audioAttentionMask === null ? null : checkTensor(inputs.audioAttentionMask, 'audioAttentionMask');
+    if (wave.ndim !== 2 || !(wave.dtype.startsWith('float') || wave.dtype === 'bfloat16'))
+      invalid('a float tensor (batch, samples) of waveforms', 'inputValues', `${wave.dtype} [${wave.shape}]`);
+    const mask =
+      inputs.audioAttentionMask === undefined || inputs.audioAttentionMask === null ? null : checkTensor(inputs.audioAttentionMask, 'audioAttentionMask');
     if (mask && mask.shape.join() !== wave.shape.join()) invalid(`shape [${wave.shape}]`, 'audioAttentionMask', `[${mask.shape}]`);
     const enc = this.audio_encoder!;
     if (enc instanceof WhisperEncoder) {
@@ -352,8 +409,10 @@ export class ConcatFusionClassifier extends Module {
       const feats = await whisperLogMel(wave, { nMels: enc.config.num_mel_bins, padTo30s: false });
       const { lastHiddenState: h } = await enc.forward({ inputFeatures: feats.to({ dtype: wave.dtype }) });
       if (!mask) return h.mean(1);
-      const lengths = mask.ne(0).sum(1).unsqueeze(1);  // (B, 1) samples per clip
-      const starts = arange(0, h.shape[1], 1, { dtype: 'int64', device: h.device }).mul(2 * 160).unsqueeze(0);  // (1, frames)
+      const lengths = mask.ne(0).sum(1).unsqueeze(1); // (B, 1) samples per clip
+      const starts = arange(0, h.shape[1], 1, { dtype: 'int64', device: h.device })
+        .mul(2 * 160)
+        .unsqueeze(0); // (1, frames)
       return meanPool(h, starts.lt(lengths));
     }
     const out = await enc.forward({ inputValues: wave, ...(mask ? { attentionMask: mask } : {}) });
@@ -364,12 +423,15 @@ export class ConcatFusionClassifier extends Module {
   private async forwardContext(inputs: ConcatFusionInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
     const c = this.config.context!;
     const x = checkTensor(inputs.features, 'features');
-    if (x.ndim !== 3 || x.shape[2] !== this.projection!.config.in_features) invalid(`a tensor (conversations, utterances, ${this.projection!.config.in_features})`, 'features', `[${x.shape}]`);
+    if (x.ndim !== 3 || x.shape[2] !== this.projection!.config.in_features)
+      invalid(`a tensor (conversations, utterances, ${this.projection!.config.in_features})`, 'features', `[${x.shape}]`);
     const [C, U] = x.shape;
     if (U > c.max_utterances) invalid(`at most context.max_utterances (${c.max_utterances}) utterances`, 'features', `[${x.shape}]`);
     const mask = checkTensor(inputs.utteranceAttentionMask, 'utteranceAttentionMask');
     if (mask.shape.join() !== `${C},${U}`) invalid(`shape [${C}, ${U}]`, 'utteranceAttentionMask', `[${mask.shape}]`);
-    let h = (await this.projection!.forward(x)).add(await this.position_embeddings!.forward(arange(0, U, 1, { dtype: 'int64', device: x.device }).unsqueeze(0)));
+    let h = (await this.projection!.forward(x)).add(
+      await this.position_embeddings!.forward(arange(0, U, 1, { dtype: 'int64', device: x.device }).unsqueeze(0)),
+    );
     if (this.speaker_embeddings) {
       const spk = checkTensor(inputs.speakerIds, 'speakerIds');
       if (spk.shape.join() !== `${C},${U}`) invalid(`shape [${C}, ${U}]`, 'speakerIds', `[${spk.shape}]`);
@@ -448,7 +510,10 @@ export class LanguageBindClassifier extends Module {
     this.modalities = modalities;
     this.embedDim = embedDim;
     this.binder = binder ? this.registerModule('binder', binder) : null;
-    this.classifier = this.registerModule('classifier', Linear.create({ in_features: embedDim * modalities.length, out_features: numLabels, bias: false }, opts));
+    this.classifier = this.registerModule(
+      'classifier',
+      Linear.create({ in_features: embedDim * modalities.length, out_features: numLabels, bias: false }, opts),
+    );
   }
 
   /** @throws EmotorchError ERR_INVALID_ARG for an unknown or repeated modality, or one the binder has no tower for */
@@ -463,8 +528,11 @@ export class LanguageBindClassifier extends Module {
     }
     const binder = config.binder ?? null;
     if (binder !== null && !(binder instanceof LanguageBind)) invalid('a LanguageBind', 'binder', binder);
-    if (binder) for (const m of mods) if (m !== 'language' && !binder.modalities.includes(m)) invalid(`a modality the binder has a tower for (${binder.modalities.join(', ')}, language)`, 'modalities', m);
-    const fromBinder = binder ? (binder.towers[binder.modalities[0]]!.config.projection_dim) : 768;
+    if (binder)
+      for (const m of mods)
+        if (m !== 'language' && !binder.modalities.includes(m))
+          invalid(`a modality the binder has a tower for (${binder.modalities.join(', ')}, language)`, 'modalities', m);
+    const fromBinder = binder ? binder.towers[binder.modalities[0]]!.config.projection_dim : 768;
     const embedDim = checkInt(config.embedDim ?? fromBinder, 'embedDim', 1);
     if (binder && embedDim !== fromBinder) invalid(`the binder's projection width ${fromBinder}`, 'embedDim', embedDim);
     return new LanguageBindClassifier(mods, embedDim, checkInt(config.numLabels ?? 7, 'numLabels', 2), binder, opts);
@@ -475,12 +543,15 @@ export class LanguageBindClassifier extends Module {
    * @throws EmotorchError for missing modality inputs, both features and tower inputs, or a wrong width
    */
   async forward(inputs: LanguageBindClassifierInputs): Promise<{ loss?: Tensor; logits: Tensor }> {
-    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('an inputs object ({ features } or the towers\' inputs, labels?)', 'LanguageBindClassifier inputs', inputs);
+    if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor)
+      invalid("an inputs object ({ features } or the towers' inputs, labels?)", 'LanguageBindClassifier inputs', inputs);
     const { features, labels, ...towerInputs } = inputs;
-    const given = Object.entries(towerInputs).filter(([, v]) => v !== undefined && v !== null).map(([k]) => k);
+    const given = Object.entries(towerInputs)
+      .filter(([, v]) => v !== undefined && v !== null)
+      .map(([k]) => k);
     let x: Tensor;
     if (features) {
-      if (given.length) invalid('either features or the towers\' inputs', 'LanguageBindClassifier inputs', `features and ${given.join(', ')}`);
+      if (given.length) invalid("either features or the towers' inputs", 'LanguageBindClassifier inputs', `features and ${given.join(', ')}`);
       checkTensor(features, 'features');
       const d = this.embedDim * this.modalities.length;
       if (features.ndim !== 2 || features.shape[1] !== d) invalid(`a tensor (batch, ${d})`, 'features', `[${features.shape}]`);
@@ -489,15 +560,20 @@ export class LanguageBindClassifier extends Module {
       if (!this.binder) invalid('features (this classifier has no towers)', 'LanguageBindClassifier inputs', given.join(', ') || 'none');
       for (const m of this.modalities) {
         const has = m === 'language' ? !!towerInputs.inputIds : !!towerInputs[m];
-        if (!has) invalid(`an input for every modality (${this.modalities.join(', ')})`, 'LanguageBindClassifier inputs', `no ${m === 'language' ? 'inputIds' : m}`);
+        if (!has)
+          invalid(`an input for every modality (${this.modalities.join(', ')})`, 'LanguageBindClassifier inputs', `no ${m === 'language' ? 'inputIds' : m}`);
       }
       const e = await this.binder!.forward(towerInputs);
-      x = cat(this.modalities.map((m) => e[m]!), -1);
+      x = cat(
+        this.modalities.map((m) => e[m]!),
+        -1,
+      );
     }
     const logits = await this.classifier.forward(x.to({ dtype: this.classifier.parameters()[0].dtype }));
     if (!labels) return { logits };
     checkTensor(labels, 'labels');
-    if (labels.ndim !== 1 || labels.shape[0] !== logits.shape[0] || (labels.dtype !== 'int64' && labels.dtype !== 'int32')) invalid(`int64 class ids of shape [${logits.shape[0]}]`, 'labels', `${labels.dtype} [${labels.shape}]`);
+    if (labels.ndim !== 1 || labels.shape[0] !== logits.shape[0] || (labels.dtype !== 'int64' && labels.dtype !== 'int32'))
+      invalid(`int64 class ids of shape [${logits.shape[0]}]`, 'labels', `${labels.dtype} [${labels.shape}]`);
     return { loss: crossEntropy(logits.to({ dtype: 'float32' }), labels.to({ dtype: 'int64' })), logits };
   }
 }

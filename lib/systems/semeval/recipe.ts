@@ -34,13 +34,24 @@ export function selfCausePairs(items: EcfItem[], labels: ArrayLike<number>): Ecf
  * Add `output_dir`.
  */
 export const LANGUAGEBIND_SEMEVAL_ARGS = Object.freeze({
-  evaluation_strategy: 'epoch', num_train_epochs: 10, save_strategy: 'epoch', save_total_limit: 1, logging_steps: 5,
-  per_device_train_batch_size: 4, per_device_eval_batch_size: 4, gradient_accumulation_steps: 16, bf16: true, remove_unused_columns: false,
+  evaluation_strategy: 'epoch',
+  num_train_epochs: 10,
+  save_strategy: 'epoch',
+  save_total_limit: 1,
+  logging_steps: 5,
+  per_device_train_batch_size: 4,
+  per_device_eval_batch_size: 4,
+  gradient_accumulation_steps: 16,
+  bf16: true,
+  remove_unused_columns: false,
   optim: 'adamw_hf',
 } as const);
 
 /** The scores of {@link languageBindMetrics}, named as the Trainer logs them (`eval_macro_f1`, …). */
-export interface LanguageBindScores { macro_f1: number; weighted_f1: number }
+export interface LanguageBindScores {
+  macro_f1: number;
+  weighted_f1: number;
+}
 
 /**
  * `computeMetrics` for the Trainer: the team's macro F1 (`f1_score(labels, predictions, average="macro")`)
@@ -50,6 +61,7 @@ export interface LanguageBindScores { macro_f1: number; weighted_f1: number }
  */
 export function languageBindMetrics({ predictions, labelIds }: { predictions: Tensor; labelIds: Tensor }): LanguageBindScores {
   const keep = labelIds.ne(-100);
-  const pred = predictions.argmax(-1).index(keep), gold = labelIds.index(keep);
+  const pred = predictions.argmax(-1).index(keep),
+    gold = labelIds.index(keep);
   return { macro_f1: f1(pred, gold, { average: 'macro' }) as number, weighted_f1: f1(pred, gold, { average: 'weighted' }) as number };
 }

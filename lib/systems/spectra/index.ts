@@ -4,18 +4,29 @@
  * its batches, main.py's `--mode pretrain`). `et.systems.spectra`.
  * @module
  */
-export {
-  Spectra, SpectraModel, SpectraAudioEncoder, resolveSpectraConfig, SPECTRA_LABEL_NUM, SPECTRA_RENAMES,
-} from './finetune/model';
+export { Spectra, SpectraModel, SpectraAudioEncoder, resolveSpectraConfig, SPECTRA_LABEL_NUM, SPECTRA_RENAMES } from './finetune/model';
 export type {
-  SpectraConfig, SpectraConfigInput, SpectraAudioConfig, SpectraTextConfig, SpectraInputs, SpectraOutputs, SpectraPretrainedOptions,
+  SpectraConfig,
+  SpectraConfigInput,
+  SpectraAudioConfig,
+  SpectraTextConfig,
+  SpectraInputs,
+  SpectraOutputs,
+  SpectraPretrainedOptions,
 } from './finetune/model';
 export type { SpectraCollateOptions } from './finetune/data';
 export { SPECTRA_BEST_METRIC, spectraMetrics, spectraParamGroups, finetuneSpectra } from './finetune/recipe';
 export type { SpectraFinetuneOptions } from './finetune/recipe';
 export { SpectraPretrainDataset, spectraPretrainCollate, buildSpectraPretrainCorpus, tokenizerMasking } from './pretrain/data';
 export type {
-  SpectraPretrainEntry, SpectraPretrainItem, SpectraPretrainBatch, SpectraPretrainCollateOptions, SpectraPretrainDatasetOptions, SpectraItemMlm, SpectraMlmChoices, SpectraWord,
+  SpectraPretrainEntry,
+  SpectraPretrainItem,
+  SpectraPretrainBatch,
+  SpectraPretrainCollateOptions,
+  SpectraPretrainDatasetOptions,
+  SpectraItemMlm,
+  SpectraMlmChoices,
+  SpectraWord,
   SpectraCorpusOptions,
 } from './pretrain/data';
 export { SpectraForPreTraining, drawSpectraMam } from './pretrain/model';

@@ -32,7 +32,16 @@ export interface UsdmTokenIds {
 }
 
 /** USDM's token ids in its extended Mistral vocabulary (newline, space, `<|correspond|>`, units, pad, BOS). */
-export const USDM_TOKEN_IDS: UsdmTokenIds = { newline: 13, space: 28705, continue: 32000, correspond: 32001, unit0: 32002, numUnits: 10000, pad: 42002, bos: 1 };
+export const USDM_TOKEN_IDS: UsdmTokenIds = {
+  newline: 13,
+  space: 28705,
+  continue: 32000,
+  correspond: 32001,
+  unit0: 32002,
+  numUnits: 10000,
+  pad: 42002,
+  bos: 1,
+};
 
 /** What Usdm needs from a tokenizer: text → ids (no BOS added), ids → text with special tokens kept. */
 export interface UsdmTextCodec {
@@ -57,7 +66,8 @@ export function usdmSftLabels(ids: readonly number[], tokenIds: { newline: numbe
   if (!Array.isArray(ids) || !ids.every((x) => Number.isSafeInteger(x))) invalid('an array of token ids', 'ids', ids);
   const nl = ids.flatMap((t, i) => (t === tokenIds.newline ? [i] : []));
   const corr = ids.flatMap((t, i) => (t === tokenIds.correspond ? [i] : []));
-  if (nl.length < 6 || corr.length < 1) invalid('the ids of a USDM single-turn example (≥ 6 newlines, a <|correspond|>)', 'ids', `${nl.length} newlines, ${corr.length} <|correspond|>`);
+  if (nl.length < 6 || corr.length < 1)
+    invalid('the ids of a USDM single-turn example (≥ 6 newlines, a <|correspond|>)', 'ids', `${nl.length} newlines, ${corr.length} <|correspond|>`);
   const trained = (i: number) => (i > nl[4] && i < nl[5]) || (i > corr[0] && i <= nl[3]);
   return ids.map((t, i) => (trained(i) ? t : IGNORE_INDEX));
 }
@@ -68,7 +78,10 @@ export function usdmSftLabels(ids: readonly number[], tokenIds: { newline: numbe
  * default `res_type`), cut or zero-padded to ceil(n · 16000 / rate) samples. Units made from audio
  * read any other way differ from the ones USDM was trained on.
  */
-export const USDM_AUDIO: Readonly<{ sampleRate: 16000; resample: Readonly<ResampleOptions> }> = Object.freeze({ sampleRate: 16000, resample: Object.freeze({ method: 'soxr_hq' as const }) });
+export const USDM_AUDIO: Readonly<{ sampleRate: 16000; resample: Readonly<ResampleOptions> }> = Object.freeze({
+  sampleRate: 16000,
+  resample: Object.freeze({ method: 'soxr_hq' as const }),
+});
 
 /** One dialogue pair as the original's preprocessing starts from it: both sides' speech and text. */
 export interface UsdmAudioPair {
@@ -112,7 +125,10 @@ export interface UsdmSftExamplesOptions {
  * const examples = await et.systems.usdm.usdmSftExamples(pairs, { unitExtractor: ux, codec });
  * fs.writeFileSync('train.txt', examples.map(et.data.usdm.formatUsdmLine).join('\n'));
  */
-export async function usdmSftExamples(pairs: readonly UsdmAudioPair[], opts: UsdmSftExamplesOptions): Promise<Array<UsdmExample & { text: string; userUnits: number[]; agentUnits: number[] }>> {
+export async function usdmSftExamples(
+  pairs: readonly UsdmAudioPair[],
+  opts: UsdmSftExamplesOptions,
+): Promise<Array<UsdmExample & { text: string; userUnits: number[]; agentUnits: number[] }>> {
   if (!Array.isArray(pairs) || pairs.length === 0) invalid('a non-empty array of { userAudio, userText, agentText, agentAudio }', 'pairs', pairs);
   if (!opts || typeof opts !== 'object') invalid('an options object ({ unitExtractor, codec })', 'options', opts);
   checkOptionNames(opts, ['unitExtractor', 'codec', 'tokenIds', 'batchSize', 'resample'], 'usdmSftExamples');
@@ -120,7 +136,8 @@ export async function usdmSftExamples(pairs: readonly UsdmAudioPair[], opts: Usd
   if (!opts.codec || typeof opts.codec.encode !== 'function') invalid('an object with encode(text)', 'codec', opts.codec);
   const ids = { ...USDM_TOKEN_IDS, ...(opts.tokenIds ?? {}) } as UsdmTokenIds;
   for (const k of ['bos', 'newline', 'correspond', 'numUnits'] as const) checkInt(ids[k], `tokenIds.${k}`, k === 'numUnits' ? 1 : 0);
-  if (opts.unitExtractor.numUnits > ids.numUnits) invalid(`at most tokenIds.numUnits (${ids.numUnits}) centroids`, 'unitExtractor units', opts.unitExtractor.numUnits);
+  if (opts.unitExtractor.numUnits > ids.numUnits)
+    invalid(`at most tokenIds.numUnits (${ids.numUnits}) centroids`, 'unitExtractor units', opts.unitExtractor.numUnits);
   const batchSize = checkInt(opts.batchSize ?? 8, 'batchSize', 1);
   pairs.forEach((p, i) => {
     if (!p || typeof p !== 'object') invalid('{ userAudio, userText, agentText, agentAudio }', `pairs[${i}]`, p);
@@ -136,19 +153,29 @@ export async function usdmSftExamples(pairs: readonly UsdmAudioPair[], opts: Usd
   for (let s = 0; s < clips.length; s += batchSize) {
     const part = await Promise.all(clips.slice(s, s + batchSize).map(async (c) => (typeof c === 'string' ? (await readWav(c, audio)).samples : c)));
     const T = Math.max(...part.map((c) => c.length));
-    const wave = new Float32Array(part.length * T), mask = new Float32Array(part.length * T);
-    part.forEach((c, b) => { wave.set(c, b * T); mask.fill(1, b * T, b * T + c.length); });
+    const wave = new Float32Array(part.length * T),
+      mask = new Float32Array(part.length * T);
+    part.forEach((c, b) => {
+      wave.set(c, b * T);
+      mask.fill(1, b * T, b * T + c.length);
+    });
     const inputValues = tensor(wave, { shape: [part.length, T] });
     const attentionMask = tensor(mask, { shape: [part.length, T] });
     try {
       units.push(...(await opts.unitExtractor.predict({ inputValues, attentionMask, dedup: false })));
     } finally {
-      inputValues.dispose(); attentionMask.dispose();
+      inputValues.dispose();
+      attentionMask.dispose();
     }
   }
   const out = [];
   for (let i = 0; i < pairs.length; i++) {
-    const turn = { userUnits: units[2 * i], userText: pairs[i].userText.toLowerCase(), agentText: pairs[i].agentText.toLowerCase(), agentUnits: units[2 * i + 1] };
+    const turn = {
+      userUnits: units[2 * i],
+      userText: pairs[i].userText.toLowerCase(),
+      agentText: pairs[i].agentText.toLowerCase(),
+      agentUnits: units[2 * i + 1],
+    };
     const text = usdmText(turn, { numUnits: ids.numUnits });
     const enc = await opts.codec.encode(text);
     if (!Array.isArray(enc) || !enc.every((x) => Number.isSafeInteger(x))) invalid('an array of integer ids from codec.encode', 'codec.encode result', enc);
@@ -165,7 +192,11 @@ export function usdmCollate(examples: Array<{ ids: number[]; labels: number[] }>
   const ids = examples.map((e) => [...e.ids, ...Array(T - e.ids.length).fill(pad)]);
   const labels = examples.map((e) => [...e.labels, ...Array(T - e.labels.length).fill(IGNORE_INDEX)]);
   return {
-    inputIds: tensor(ids, { dtype: 'int64' }), labels: tensor(labels, { dtype: 'int64' }),
-    attentionMask: tensor(ids.map((r) => r.map((t) => (t === pad ? 0 : 1))), { dtype: 'int64' }),
+    inputIds: tensor(ids, { dtype: 'int64' }),
+    labels: tensor(labels, { dtype: 'int64' }),
+    attentionMask: tensor(
+      ids.map((r) => r.map((t) => (t === pad ? 0 : 1))),
+      { dtype: 'int64' },
+    ),
   };
 }

@@ -17,7 +17,7 @@ import { invalid, checkInt, checkOptionNames } from '../../errors';
 import { USDM_TOKEN_IDS, UsdmTextCodec, UsdmTokenIds, usdmCollate } from './data';
 
 function checkIds(ids: unknown, V: number): UsdmTokenIds {
-  const o = { ...USDM_TOKEN_IDS, ...(ids as object ?? {}) } as UsdmTokenIds;
+  const o = { ...USDM_TOKEN_IDS, ...((ids as object) ?? {}) } as UsdmTokenIds;
   for (const k of Object.keys(USDM_TOKEN_IDS) as (keyof UsdmTokenIds)[]) checkInt(o[k], `tokenIds.${k}`, 0);
   if (o.unit0 + o.numUnits > V) invalid(`unit ids inside the vocabulary (${V})`, 'tokenIds.unit0 + numUnits', o.unit0 + o.numUnits);
   for (const k of ['newline', 'space', 'continue', 'correspond', 'pad', 'bos'] as const) if (o[k] >= V) invalid(`an id below ${V}`, `tokenIds.${k}`, o[k]);
@@ -55,7 +55,14 @@ export class Usdm extends Module {
     this.llm = this.registerModule('model', llm);
     const l = opts.lora === true ? { r: 8, alpha: 16, dropout: 0.1 } : opts.lora || null;
     if (l !== null && typeof l !== 'object') invalid('a boolean or { r, alpha, dropout?, targetModules? }', 'lora', opts.lora);
-    this.loraLayers = l ? applyLora(llm, { r: l.r, alpha: l.alpha, dropout: l.dropout ?? 0.1, targetModules: (l as { targetModules?: string[] }).targetModules ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj'] }) : [];
+    this.loraLayers = l
+      ? applyLora(llm, {
+          r: l.r,
+          alpha: l.alpha,
+          dropout: l.dropout ?? 0.1,
+          targetModules: (l as { targetModules?: string[] }).targetModules ?? ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+        })
+      : [];
   }
 
   /**
@@ -94,19 +101,29 @@ export class Usdm extends Module {
    * @param opts maxNewTokens per stage (default 512)
    * @throws EmotorchError ERR_INVALID_ARG for bad units, codec or option value, or an unknown option name
    */
-  async infer(userUnits: number[], codec: UsdmTextCodec, opts: { maxNewTokens?: number } = {}): Promise<{ userText: string; agentText: string; agentUnits: number[] }> {
+  async infer(
+    userUnits: number[],
+    codec: UsdmTextCodec,
+    opts: { maxNewTokens?: number } = {},
+  ): Promise<{ userText: string; agentText: string; agentUnits: number[] }> {
     const I = this.tokenIds;
-    if (!Array.isArray(userUnits) || userUnits.length === 0 || !userUnits.every((u) => Number.isSafeInteger(u) && u >= 0 && u < I.numUnits)) invalid(`a non-empty array of units in [0, ${I.numUnits})`, 'userUnits', userUnits);
-    if (!codec || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') invalid('an object with encode(text) and decode(ids)', 'codec', codec);
+    if (!Array.isArray(userUnits) || userUnits.length === 0 || !userUnits.every((u) => Number.isSafeInteger(u) && u >= 0 && u < I.numUnits))
+      invalid(`a non-empty array of units in [0, ${I.numUnits})`, 'userUnits', userUnits);
+    if (!codec || typeof codec.encode !== 'function' || typeof codec.decode !== 'function')
+      invalid('an object with encode(text) and decode(ids)', 'codec', codec);
     checkOptionNames(opts, ['maxNewTokens'], 'Usdm.infer');
     const maxNew = checkInt(opts.maxNewTokens ?? 512, 'maxNewTokens', 1);
     const V = this.llm.config.vocab_size;
     const stage = async (prompt: string, banned: Array<[number, number]>, eos: number): Promise<string> => {
       const ids = [I.bos, ...(await codec.encode(prompt))];
       const inputIds = tensor([ids], { dtype: 'int64' });
-      const { newTokens } = await this.llm.generate({ inputIds }, { maxNewTokens: maxNew, eosTokenId: eos, padTokenId: 0, bannedTokenRanges: banned.filter(([a, b]) => b > a) });
+      const { newTokens } = await this.llm.generate(
+        { inputIds },
+        { maxNewTokens: maxNew, eosTokenId: eos, padTokenId: 0, bannedTokenRanges: banned.filter(([a, b]) => b > a) },
+      );
       const out = [...ids, ...(newTokens.toArray() as number[][])[0]];
-      inputIds.dispose(); newTokens.dispose();
+      inputIds.dispose();
+      newTokens.dispose();
       return codec.decode(out);
     };
     const template = `${USDM_SYSTEM}\n### User\n${unitString(userUnits)}<|correspond|>`;
@@ -116,8 +133,20 @@ export class Usdm extends Module {
     const p2 = `${template}${userText}\n### Agent\n`;
     const s2 = await stage(p2, [[I.unit0, V]], I.correspond);
     const agentText = stripAll(s2.split('\n').pop()!, ['\n', ' ', '<|correspond|>']);
-    const s3 = await stage(`${p2}${agentText}<|correspond|>`, [[0, I.space], [I.space + 1, I.unit0]], I.space);
-    const agentUnits = [...s3.split('<|correspond|>').pop()!.matchAll(/<\|unit(\d+)\|>/g)].map((m) => Number(m[1]));
+    const s3 = await stage(
+      `${p2}${agentText}<|correspond|>`,
+      [
+        [0, I.space],
+        [I.space + 1, I.unit0],
+      ],
+      I.space,
+    );
+    const agentUnits = [
+      ...s3
+        .split('<|correspond|>')
+        .pop()!
+        .matchAll(/<\|unit(\d+)\|>/g),
+    ].map((m) => Number(m[1]));
     return { userText, agentText, agentUnits };
   }
 }
@@ -127,8 +156,14 @@ function stripAll(s: string, pieces: string[]): string {
   for (let changed = true; changed;) {
     changed = false;
     for (const p of pieces) {
-      if (s.startsWith(p)) { s = s.slice(p.length); changed = true; }
-      if (s.endsWith(p)) { s = s.slice(0, -p.length); changed = true; }
+      if (s.startsWith(p)) {
+        s = s.slice(p.length);
+        changed = true;
+      }
+      if (s.endsWith(p)) {
+        s = s.slice(0, -p.length);
+        changed = true;
+      }
     }
   }
   return s;
@@ -143,11 +178,10 @@ export async function addUnitVocabulary(llm: LlamaForCausalLM, numUnits = 10000)
   checkInt(numUnits, 'numUnits', 1);
   const { vocab_size: v, hidden_size: h, initializer_range: std, tie_word_embeddings: tied } = llm.config;
   const V = v + numUnits + 3;
-  const embed = randn([V - v, h]).mul(std);                      // drawn in this order: embed, then head
+  const embed = randn([V - v, h]).mul(std); // drawn in this order: embed, then head
   const lmHead = tied ? undefined : randn([V - v, h]).mul(std);
   const bigger = await llm.resizeTokenEmbeddings(V, { rows: { embed, lmHead } });
   llm.dispose();
   bigger.eval();
   return bigger;
 }
-

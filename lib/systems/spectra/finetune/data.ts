@@ -33,11 +33,14 @@ export function spectraCollate(items: SpectraItem[], opts: SpectraCollateOptions
   const pad = checkInt(opts.padTokenId ?? 1, 'padTokenId', 0);
   const device = opts.device ?? 'cpu';
   items.forEach((it, i) => {
-    if (!it || typeof it !== 'object' || !(it.audio instanceof Float32Array) || !Array.isArray(it.textIds) || typeof it.label !== 'number') invalid('a SPECTRA item ({ audio, textIds, label, … })', `items[${i}]`, it);
+    if (!it || typeof it !== 'object' || !(it.audio instanceof Float32Array) || !Array.isArray(it.textIds) || typeof it.label !== 'number')
+      invalid('a SPECTRA item ({ audio, textIds, label, … })', `items[${i}]`, it);
     if (it.audio.length === 0) invalid('a non-empty clip', `items[${i}].audio`, 'no samples');
   });
   const multi = opts.multiAudio ?? items.some((it) => it.prevAudio !== undefined || it.prevTextIds !== undefined);
-  const words: number[][] = [], turns: (number[] | null)[] = [], clips: Float32Array[] = [];
+  const words: number[][] = [],
+    turns: (number[] | null)[] = [],
+    clips: Float32Array[] = [];
   for (const it of items) {
     if (multi) {
       const hist = it.prevTextIds;
@@ -58,7 +61,9 @@ export function spectraCollate(items: SpectraItem[], opts: SpectraCollateOptions
   const T = Math.min(Math.max(...words.map((w) => w.length)), maxText);
   const cut = (s: number[]) => (s.length > T ? [s[0], ...s.slice(s.length - (T - 1))] : s);
   const B = items.length;
-  const ids = new Float64Array(B * T).fill(pad), tam = new Float64Array(B * T), tt = new Float64Array(B * T);
+  const ids = new Float64Array(B * T).fill(pad),
+    tam = new Float64Array(B * T),
+    tt = new Float64Array(B * T);
   const withTurns = multi || turns.some((t) => t !== null);
   words.forEach((w, b) => {
     const c = cut(w);
@@ -66,7 +71,8 @@ export function spectraCollate(items: SpectraItem[], opts: SpectraCollateOptions
     tam.fill(1, b * T, b * T + c.length);
     if (withTurns) tt.set(cut(turns[b] ?? w.map(() => 1)), b * T);
   });
-  const wave = new Float32Array(clips.length * S), keep = new Float64Array(clips.length * S);
+  const wave = new Float32Array(clips.length * S),
+    keep = new Float64Array(clips.length * S);
   clips.forEach((a, i) => {
     const n = Math.min(a.length, S);
     wave.set(a.subarray(0, n), i * S);

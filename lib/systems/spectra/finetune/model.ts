@@ -12,7 +12,17 @@ import { RobertaModel, RobertaConfig, RobertaLayers, ROBERTA_DEFAULTS, SPEC as R
 import { WavLMConfig, WAVLM, WAVLM_DEFAULTS, SPEC as WAVLM_SPEC } from '../../../nn/wavlm';
 import { wireOf } from '../../../nn/config';
 import { Linear, Embedding } from '../../../nn/layers';
-import { PretrainedOptions, Rename, checkPretrainedOptions, checkpointDtype, loadCheckpoint, renameKeys, resolveConfig, withOverrides, pretrainedPath } from '../../../nn/pretrained';
+import {
+  PretrainedOptions,
+  Rename,
+  checkPretrainedOptions,
+  checkpointDtype,
+  loadCheckpoint,
+  renameKeys,
+  resolveConfig,
+  withOverrides,
+  pretrainedPath,
+} from '../../../nn/pretrained';
 import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../../tensor';
 import { EmotorchError, checkInt, invalid } from '../../../errors';
 import { readJsonObjectSync } from '../../../io/file';
@@ -73,7 +83,6 @@ export type SpectraConfigInput = {
   extra_audio_frame?: boolean;
 };
 
-
 /** Named outputs of `Spectra.forward`: logits, and the loss with labels. */
 export interface SpectraOutputs {
   /** Mean L1 (1 output) or cross-entropy, when labels are given. */
@@ -98,25 +107,32 @@ export function resolveSpectraConfig(given: SpectraConfigInput = {}): SpectraCon
     ...resolveConfig('SPECTRA text', { ...ROBERTA_DEFAULTS, type_vocab_size: 2 }, ROBERTA_SPEC, t),
     ...resolveConfig('SPECTRA text', TEXT_EXTRA, { num_fused_layers: 'nonneg', max_length: 'posint' }, t),
   };
-  if (!Array.isArray(audio.conv_dim) || audio.conv_dim.length === 0) invalid('a non-empty array of positive integers', 'SPECTRA audio config.conv_dim', audio.conv_dim);
+  if (!Array.isArray(audio.conv_dim) || audio.conv_dim.length === 0)
+    invalid('a non-empty array of positive integers', 'SPECTRA audio config.conv_dim', audio.conv_dim);
   for (const k of ['conv_dim', 'conv_kernel', 'conv_stride'] as const) {
     const v = audio[k];
-    if (!Array.isArray(v) || v.length !== audio.conv_dim.length || !v.every((x) => Number.isInteger(x) && x > 0)) invalid(`${audio.conv_dim.length} positive integers`, `SPECTRA audio config.${k}`, v);
+    if (!Array.isArray(v) || v.length !== audio.conv_dim.length || !v.every((x) => Number.isInteger(x) && x > 0))
+      invalid(`${audio.conv_dim.length} positive integers`, `SPECTRA audio config.${k}`, v);
   }
   if (!['group', 'layer'].includes(audio.feat_extract_norm)) invalid("'group' or 'layer'", 'SPECTRA audio config.feat_extract_norm', audio.feat_extract_norm);
   if (audio.hidden_size % audio.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'SPECTRA audio config.hidden_size', audio.hidden_size);
-  if (audio.hidden_size % audio.num_conv_pos_embedding_groups !== 0) invalid('a multiple of num_conv_pos_embedding_groups', 'SPECTRA audio config.hidden_size', audio.hidden_size);
+  if (audio.hidden_size % audio.num_conv_pos_embedding_groups !== 0)
+    invalid('a multiple of num_conv_pos_embedding_groups', 'SPECTRA audio config.hidden_size', audio.hidden_size);
   if (text.hidden_size % text.num_attention_heads !== 0) invalid('a multiple of num_attention_heads', 'SPECTRA text config.hidden_size', text.hidden_size);
   if (audio.hidden_size !== text.hidden_size) invalid(`the text hidden_size (${text.hidden_size})`, 'SPECTRA audio config.hidden_size', audio.hidden_size);
-  if (text.pad_token_id < 0 || text.pad_token_id >= text.vocab_size) invalid(`a token id in 0..${text.vocab_size - 1}`, 'SPECTRA text config.pad_token_id', text.pad_token_id);
-  if (text.type_vocab_size < 2) invalid('at least 2 (turn ids and audio segments use RoBERTa\'s token-type table)', 'SPECTRA text config.type_vocab_size', text.type_vocab_size);
+  if (text.pad_token_id < 0 || text.pad_token_id >= text.vocab_size)
+    invalid(`a token id in 0..${text.vocab_size - 1}`, 'SPECTRA text config.pad_token_id', text.pad_token_id);
+  if (text.type_vocab_size < 2)
+    invalid("at least 2 (turn ids and audio segments use RoBERTa's token-type table)", 'SPECTRA text config.type_vocab_size', text.type_vocab_size);
   let numClass = given.num_class;
   if (given.task !== undefined) {
     if (!(given.task in SPECTRA_LABEL_NUM)) invalid("'mosi', 'mosei', 'iemocap' or 'mintrec'", 'task', given.task);
-    if (numClass !== undefined && numClass !== SPECTRA_LABEL_NUM[given.task]) invalid(`${SPECTRA_LABEL_NUM[given.task]} for task ${given.task}`, 'num_class', numClass);
+    if (numClass !== undefined && numClass !== SPECTRA_LABEL_NUM[given.task])
+      invalid(`${SPECTRA_LABEL_NUM[given.task]} for task ${given.task}`, 'num_class', numClass);
     numClass = SPECTRA_LABEL_NUM[given.task];
   }
-  if (numClass === undefined) throw new EmotorchError('SPECTRA: give num_class (1 = regression) or task (the original never sets num_class itself)', 'ERR_INVALID_ARG');
+  if (numClass === undefined)
+    throw new EmotorchError('SPECTRA: give num_class (1 = regression) or task (the original never sets num_class itself)', 'ERR_INVALID_ARG');
   checkInt(numClass, 'num_class', 1);
   for (const k of ['mask_audio_cls', 'extra_audio_frame'] as const) {
     if (given[k] !== undefined && typeof given[k] !== 'boolean') invalid('a boolean', k, given[k]);
@@ -135,13 +151,19 @@ export class SpectraAudioEncoder extends NativeModule {
   constructor(config: SpectraConfig, opts: ModuleOptions = {}) {
     // WavLM's fields as WavLM sends them (no masked_spec_embed: SPECTRA masks frames its own way), then its own.
     const wavlm = { ...wireOf(WAVLM, config.audio), masked_spec_embed: false };
-    super('spectra_audio', { ...wavlm, has_audio_cls: config.audio.has_audio_cls, mask_audio_cls: config.mask_audio_cls, extra_frame: config.extra_audio_frame }, opts);
+    super(
+      'spectra_audio',
+      { ...wavlm, has_audio_cls: config.audio.has_audio_cls, mask_audio_cls: config.mask_audio_cls, extra_frame: config.extra_audio_frame },
+      opts,
+    );
     lockConfig(this, 'SPECTRA', config);
   }
   /** Frames the conv stack gives a clip of `samples`. */
   framesFor(samples: number): number {
     let n = samples;
-    this.config.audio.conv_kernel.forEach((k, i) => { n = Math.floor((n - k) / this.config.audio.conv_stride[i]) + 1; });
+    this.config.audio.conv_kernel.forEach((k, i) => {
+      n = Math.floor((n - k) / this.config.audio.conv_stride[i]) + 1;
+    });
     return n;
   }
   /**
@@ -156,13 +178,28 @@ export class SpectraAudioEncoder extends NativeModule {
    *   rows = batch, or two per sample with three clips; with the masking inputs also `target`, the
    *   clean conv features (clips, frames, conv_dim[-1])
    */
-  async forward(inputs: { inputValues: Tensor; attentionMask: Tensor; batchSize: number; tokenTypeTable?: Tensor | null; mamZero?: Tensor; mamSource?: Tensor; detachTarget?: boolean }): Promise<{ lastHiddenState: Tensor; attentionMask: Tensor; target?: Tensor }> {
-    const mam = inputs.mamZero ? { mam_zero: inputs.mamZero, mam_source: inputs.mamSource, detach_target: tensor([inputs.detachTarget ? 1 : 0], { dtype: 'bool' }).reshape([]) } : {};
+  async forward(inputs: {
+    inputValues: Tensor;
+    attentionMask: Tensor;
+    batchSize: number;
+    tokenTypeTable?: Tensor | null;
+    mamZero?: Tensor;
+    mamSource?: Tensor;
+    detachTarget?: boolean;
+  }): Promise<{ lastHiddenState: Tensor; attentionMask: Tensor; target?: Tensor }> {
+    const mam = inputs.mamZero
+      ? { mam_zero: inputs.mamZero, mam_source: inputs.mamSource, detach_target: tensor([inputs.detachTarget ? 1 : 0], { dtype: 'bool' }).reshape([]) }
+      : {};
     const o = await this.run({
-      input_values: inputs.inputValues, attention_mask: inputs.attentionMask, batch_size: tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]),
-      token_type_table: inputs.tokenTypeTable, ...mam,
+      input_values: inputs.inputValues,
+      attention_mask: inputs.attentionMask,
+      batch_size: tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]),
+      token_type_table: inputs.tokenTypeTable,
+      ...mam,
     });
-    return o.target ? { lastHiddenState: o.last_hidden_state!, attentionMask: o.attention_mask!, target: o.target } : { lastHiddenState: o.last_hidden_state!, attentionMask: o.attention_mask! };
+    return o.target
+      ? { lastHiddenState: o.last_hidden_state!, attentionMask: o.attention_mask!, target: o.target }
+      : { lastHiddenState: o.last_hidden_state!, attentionMask: o.attention_mask! };
   }
 }
 
@@ -178,7 +215,10 @@ export class SpectraModel extends Module {
     lockConfig(this, 'SPECTRA', config);
     this.audio_encoder = this.registerModule('audio_encoder', new SpectraAudioEncoder(config, opts));
     this.text_encoder = this.registerModule('text_encoder', RobertaModel.create({ ...config.text, add_pooling_layer: addPoolingLayer }, opts));
-    this.token_type_embeddings = this.registerModule('token_type_embeddings', Embedding.create({ num_embeddings: 2, embedding_dim: config.text.hidden_size }, opts));
+    this.token_type_embeddings = this.registerModule(
+      'token_type_embeddings',
+      Embedding.create({ num_embeddings: 2, embedding_dim: config.text.hidden_size }, opts),
+    );
     this.fused_encoder = this.registerModule('fused_encoder', new RobertaLayers(config.text, config.text.num_fused_layers, opts));
   }
 
@@ -192,11 +232,18 @@ export class SpectraModel extends Module {
     await checkClipsNotEmpty(inputs.audioAttentionMask, B);
     const table = this.text_encoder.namedParameters().find(([n]) => n === 'embeddings.token_type_embeddings.weight')![1];
     const audio = await this.audio_encoder.forward({
-      inputValues: inputs.inputValues, attentionMask: inputs.audioAttentionMask, batchSize: B,
+      inputValues: inputs.inputValues,
+      attentionMask: inputs.audioAttentionMask,
+      batchSize: B,
       tokenTypeTable: this.config.audio.multi_turn ? table : null,
     });
-    const text = await this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, tokenTypeIds: inputs.tokenTypeIds ?? undefined });
-    const Tt = inputs.inputIds.shape[1], Ta = audio.lastHiddenState.shape[1];
+    const text = await this.text_encoder.forward({
+      inputIds: inputs.inputIds,
+      attentionMask: inputs.attentionMask,
+      tokenTypeIds: inputs.tokenTypeIds ?? undefined,
+    });
+    const Tt = inputs.inputIds.shape[1],
+      Ta = audio.lastHiddenState.shape[1];
     const dev = inputs.inputIds.device;
     const modal = cat([zeros([B, Tt], { dtype: 'int64', device: dev }), ones([B, Ta], { dtype: 'int64', device: dev })], 1);
     const fused = cat([text.lastHiddenState, audio.lastHiddenState], 1).add(await this.token_type_embeddings.forward(modal));
@@ -221,16 +268,21 @@ class SpectraHead extends Module {
 
 /** Checks a SPECTRA batch; returns the batch size. */
 function checkSpectraInputs(inputs: SpectraInputs): number {
-  if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('a batch object ({ inputValues, audioAttentionMask, inputIds, attentionMask, … })', 'SPECTRA inputs', inputs);
+  if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor)
+    invalid('a batch object ({ inputValues, audioAttentionMask, inputIds, attentionMask, … })', 'SPECTRA inputs', inputs);
   const ids = checkTensor(inputs.inputIds, 'inputIds');
   if (ids.ndim !== 2 || (ids.dtype !== 'int64' && ids.dtype !== 'int32')) invalid('an int64 tensor (batch, length)', 'inputIds', `${ids.dtype} [${ids.shape}]`);
   const [B, T] = ids.shape;
   if (B < 1 || T < 1) invalid('a non-empty batch', 'inputIds', `[${ids.shape}]`);
-  if (checkTensor(inputs.attentionMask, 'attentionMask').shape.join() !== ids.shape.join()) invalid(`shape [${ids.shape}]`, 'attentionMask', `[${inputs.attentionMask.shape}]`);
-  if (inputs.tokenTypeIds && checkTensor(inputs.tokenTypeIds, 'tokenTypeIds').shape.join() !== ids.shape.join()) invalid(`shape [${ids.shape}]`, 'tokenTypeIds', `[${inputs.tokenTypeIds.shape}]`);
+  if (checkTensor(inputs.attentionMask, 'attentionMask').shape.join() !== ids.shape.join())
+    invalid(`shape [${ids.shape}]`, 'attentionMask', `[${inputs.attentionMask.shape}]`);
+  if (inputs.tokenTypeIds && checkTensor(inputs.tokenTypeIds, 'tokenTypeIds').shape.join() !== ids.shape.join())
+    invalid(`shape [${ids.shape}]`, 'tokenTypeIds', `[${inputs.tokenTypeIds.shape}]`);
   const wave = checkTensor(inputs.inputValues, 'inputValues');
-  if (wave.ndim !== 2 || (wave.shape[0] !== B && wave.shape[0] !== 2 * B)) invalid(`a waveform tensor (${B} or ${2 * B} clips, samples)`, 'inputValues', `[${wave.shape}]`);
-  if (checkTensor(inputs.audioAttentionMask, 'audioAttentionMask').shape.join() !== wave.shape.join()) invalid(`shape [${wave.shape}]`, 'audioAttentionMask', `[${inputs.audioAttentionMask.shape}]`);
+  if (wave.ndim !== 2 || (wave.shape[0] !== B && wave.shape[0] !== 2 * B))
+    invalid(`a waveform tensor (${B} or ${2 * B} clips, samples)`, 'inputValues', `[${wave.shape}]`);
+  if (checkTensor(inputs.audioAttentionMask, 'audioAttentionMask').shape.join() !== wave.shape.join())
+    invalid(`shape [${wave.shape}]`, 'audioAttentionMask', `[${inputs.audioAttentionMask.shape}]`);
   if (inputs.labels && checkTensor(inputs.labels, 'labels').shape.join() !== String(B)) invalid(`shape [${B}]`, 'labels', `[${inputs.labels.shape}]`);
   return B;
 }
@@ -251,8 +303,14 @@ async function checkClipsNotEmpty(mask: Tensor, B: number): Promise<void> {
 
 /** Renames from the published checkpoints to our names (the original's names, HF's weight norm). */
 export const SPECTRA_RENAMES: readonly Rename[] = [
-  { from: /^model\.audio_encoder\.encoder\.pos_conv_embed\.conv\.weight_g$/, to: 'model.audio_encoder.encoder.pos_conv_embed.conv.parametrizations.weight.original0' },
-  { from: /^model\.audio_encoder\.encoder\.pos_conv_embed\.conv\.weight_v$/, to: 'model.audio_encoder.encoder.pos_conv_embed.conv.parametrizations.weight.original1' },
+  {
+    from: /^model\.audio_encoder\.encoder\.pos_conv_embed\.conv\.weight_g$/,
+    to: 'model.audio_encoder.encoder.pos_conv_embed.conv.parametrizations.weight.original0',
+  },
+  {
+    from: /^model\.audio_encoder\.encoder\.pos_conv_embed\.conv\.weight_v$/,
+    to: 'model.audio_encoder.encoder.pos_conv_embed.conv.parametrizations.weight.original1',
+  },
   // publicstaticvo/atppo keeps the fused layers in a RobertaEncoder: fused_encoder.layer.N.*
   { from: /^model\.fused_encoder\.layer\.(\d+)\./, to: 'model.fused_encoder.$1.' },
   // buffers and parameters the original itself ignores on load
@@ -268,9 +326,21 @@ export const PRETRAINING_HEADS = /^(mlm_head|mam_head|selection_head|start_predi
  * fields replacing theirs.
  */
 export function readSpectraConfigs(dir: string, o: SpectraPretrainedOptions['config']): { audio: Record<string, unknown>; text: Record<string, unknown> } {
-  if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text'))) invalid('{ audio?, text? } config fields', 'opts.config', o);
-  const audio = withOverrides('SPECTRA audio', { ...WAVLM_SPEC, ...AUDIO_EXTRA }, readJsonObjectSync(path.join(dir, 'audio_config.json'), 'a valid config'), o?.audio, ['mask_audio_cls', 'extra_audio_frame']);
-  const text = withOverrides('SPECTRA text', { ...ROBERTA_SPEC, ...TEXT_EXTRA }, readJsonObjectSync(path.join(dir, 'text_config.json'), 'a valid config'), o?.text);
+  if (o !== undefined && (o === null || typeof o !== 'object' || Array.isArray(o) || Object.keys(o).some((k) => k !== 'audio' && k !== 'text')))
+    invalid('{ audio?, text? } config fields', 'opts.config', o);
+  const audio = withOverrides(
+    'SPECTRA audio',
+    { ...WAVLM_SPEC, ...AUDIO_EXTRA },
+    readJsonObjectSync(path.join(dir, 'audio_config.json'), 'a valid config'),
+    o?.audio,
+    ['mask_audio_cls', 'extra_audio_frame'],
+  );
+  const text = withOverrides(
+    'SPECTRA text',
+    { ...ROBERTA_SPEC, ...TEXT_EXTRA },
+    readJsonObjectSync(path.join(dir, 'text_config.json'), 'a valid config'),
+    o?.text,
+  );
   return { audio, text };
 }
 
@@ -362,16 +432,23 @@ export class Spectra extends Module {
     let numClass = opts.numClass;
     if (headW) {
       if (numClass !== undefined && numClass !== headW.shape[0]) invalid(`${headW.shape[0]} (the checkpoint's head.2.weight rows)`, 'numClass', numClass);
-      if (opts.task !== undefined && SPECTRA_LABEL_NUM[opts.task] !== headW.shape[0]) invalid(`a task with ${headW.shape[0]} outputs (the checkpoint's head)`, 'task', opts.task);
+      if (opts.task !== undefined && SPECTRA_LABEL_NUM[opts.task] !== headW.shape[0])
+        invalid(`a task with ${headW.shape[0]} outputs (the checkpoint's head)`, 'task', opts.task);
       numClass = headW.shape[0];
     }
     const pool = [...sd.keys()].some((k) => k.startsWith('model.text_encoder.pooler.'));
-    const model = Spectra.create({
-      audio, text, num_class: numClass, task: headW ? undefined : opts.task,
-      // emotorch's own switches, saved by savePretrained in audio_config.json; options win
-      mask_audio_cls: opts.maskAudioCls ?? (typeof audio.mask_audio_cls === 'boolean' ? audio.mask_audio_cls : undefined),
-      extra_audio_frame: opts.extraAudioFrame ?? (typeof audio.extra_audio_frame === 'boolean' ? audio.extra_audio_frame : undefined),
-    }, { addPoolingLayer: pool });
+    const model = Spectra.create(
+      {
+        audio,
+        text,
+        num_class: numClass,
+        task: headW ? undefined : opts.task,
+        // emotorch's own switches, saved by savePretrained in audio_config.json; options win
+        mask_audio_cls: opts.maskAudioCls ?? (typeof audio.mask_audio_cls === 'boolean' ? audio.mask_audio_cls : undefined),
+        extra_audio_frame: opts.extraAudioFrame ?? (typeof audio.extra_audio_frame === 'boolean' ? audio.extra_audio_frame : undefined),
+      },
+      { addPoolingLayer: pool },
+    );
     const report = await model.loadStateDict(sd, { strict: false });
     const missing = report.missing.filter((k) => headW || !k.startsWith('head.'));
     const problems: string[] = [];

@@ -37,8 +37,10 @@ export function spectraMetrics(task: SpectraTask): (p: EvalPrediction) => Record
     }
     const bin = (xs: number[]) => xs.map((x) => (x > 10 ? 1 : 0));
     return {
-      acc_20: accuracy(pred, truth), f1_20: f1(pred, truth, { average: 'macro' }),
-      acc_2: accuracy(bin(pred), bin(truth)), f1_2: f1(bin(pred), bin(truth), { average: 'macro' }),
+      acc_20: accuracy(pred, truth),
+      f1_20: f1(pred, truth, { average: 'macro' }),
+      acc_2: accuracy(bin(pred), bin(truth)),
+      f1_2: f1(bin(pred), bin(truth), { average: 'macro' }),
     };
   };
 }
@@ -55,7 +57,10 @@ export function spectraParamGroups(model: Module, weightDecay = 0.01): ParamGrou
   const noDecay = ['bias', 'LayerNorm.weight', 'LayerNorm.bias'];
   const groups: [Tensor[], Tensor[]] = [[], []];
   for (const [n, p] of model.namedParameters()) if (p.requiresGrad) groups[noDecay.some((k) => n.includes(k)) ? 1 : 0].push(p);
-  return [{ params: groups[0], weightDecay }, { params: groups[1], weightDecay: 0 }].filter((g) => g.params.length > 0);
+  return [
+    { params: groups[0], weightDecay },
+    { params: groups[1], weightDecay: 0 },
+  ].filter((g) => g.params.length > 0);
 }
 
 /** The optimizer main.py builds: apex's FusedAdam without bias correction (`--apex_level` > 0) or transformers 4.x's AdamW (0). */
@@ -70,7 +75,11 @@ export type SpectraOptim = 'fused_adam' | 'adamw_hf';
  */
 export function spectraOptimizer(model: Module, optim: SpectraOptim, args: TrainingArgumentsInit, lr: number): Optimizer {
   const groups = spectraParamGroups(model, args.weight_decay ?? 0.01);
-  const common = { lr: args.learning_rate ?? lr, betas: [args.adam_beta1 ?? 0.9, args.adam_beta2 ?? 0.999] as [number, number], eps: args.adam_epsilon ?? 1e-8 };
+  const common = {
+    lr: args.learning_rate ?? lr,
+    betas: [args.adam_beta1 ?? 0.9, args.adam_beta2 ?? 0.999] as [number, number],
+    eps: args.adam_epsilon ?? 1e-8,
+  };
   if (optim === 'fused_adam') return new FusedAdam(groups, { ...common, biasCorrection: false });
   if (optim === 'adamw_hf') return new AdamWHF(groups, common);
   return invalid("'fused_adam' (main.py with --apex_level > 0) or 'adamw_hf' (--apex_level 0)", 'optim', optim);
@@ -128,7 +137,8 @@ export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ m
   if (!opts.train || typeof opts.train.length !== 'number') invalid('a dataset', 'train', opts.train);
   const model = typeof opts.model === 'string' ? await Spectra.fromPretrained(opts.model, { ...opts.load, task }) : opts.model;
   if (!(model instanceof Spectra)) invalid('a Spectra model or a folder', 'model', opts.model);
-  if (model.config.num_class !== SPECTRA_LABEL_NUM[task]) invalid(`a model with ${SPECTRA_LABEL_NUM[task]} outputs for ${task}`, 'model', `${model.config.num_class} outputs`);
+  if (model.config.num_class !== SPECTRA_LABEL_NUM[task])
+    invalid(`a model with ${SPECTRA_LABEL_NUM[task]} outputs for ${task}`, 'model', `${model.config.num_class} outputs`);
   const given = opts.args ?? {};
   const batch = given.per_device_train_batch_size ?? 24;
   const accum = given.gradient_accumulation_steps ?? 1;
@@ -136,18 +146,40 @@ export async function finetuneSpectra(opts: SpectraFinetuneOptions): Promise<{ m
   const steps = epochs * Math.ceil(opts.train.length / batch / accum);
   const warmup = Math.floor(0.01 * steps);
   const args: TrainingArgumentsInit = {
-    per_device_train_batch_size: 24, per_device_eval_batch_size: 24, num_train_epochs: 5, learning_rate: 2e-5, adam_epsilon: 1e-8,
-    weight_decay: 0.01, max_grad_norm: 1.0, warmup_steps: warmup, lr_scheduler_type: warmup === 0 ? 'cosine' : 'linear',
-    eval_strategy: opts.eval ? 'epoch' : 'no', save_strategy: 'epoch', save_total_limit: 1,
-    load_best_model_at_end: !!opts.eval, metric_for_best_model: opts.eval ? SPECTRA_BEST_METRIC[task] : null, greater_is_better: true, seed: 42,
+    per_device_train_batch_size: 24,
+    per_device_eval_batch_size: 24,
+    num_train_epochs: 5,
+    learning_rate: 2e-5,
+    adam_epsilon: 1e-8,
+    weight_decay: 0.01,
+    max_grad_norm: 1.0,
+    warmup_steps: warmup,
+    lr_scheduler_type: warmup === 0 ? 'cosine' : 'linear',
+    eval_strategy: opts.eval ? 'epoch' : 'no',
+    save_strategy: 'epoch',
+    save_total_limit: 1,
+    load_best_model_at_end: !!opts.eval,
+    metric_for_best_model: opts.eval ? SPECTRA_BEST_METRIC[task] : null,
+    greater_is_better: true,
+    seed: 42,
     ...given,
   };
-  const collate: SpectraCollateOptions = { audioLength: model.config.audio.max_length, textLength: model.config.text.max_length, regression: SPECTRA_LABEL_NUM[task] === 1, ...(task === 'iemocap' ? { multiAudio: true } : {}), ...opts.collate };
+  const collate: SpectraCollateOptions = {
+    audioLength: model.config.audio.max_length,
+    textLength: model.config.text.max_length,
+    regression: SPECTRA_LABEL_NUM[task] === 1,
+    ...(task === 'iemocap' ? { multiAudio: true } : {}),
+    ...opts.collate,
+  };
   const trainer = new Trainer<SpectraItem>({
-    model, args, trainDataset: opts.train, evalDataset: opts.eval,
+    model,
+    args,
+    trainDataset: opts.train,
+    evalDataset: opts.eval,
     dataCollator: (items) => Spectra.collate(items, collate) as unknown as Record<string, unknown>,
     computeMetrics: spectraMetrics(task),
-    optimizer: spectraOptimizer(model, opts.optim ?? 'fused_adam', args, 2e-5), accumulation: SPECTRA_ACCUMULATION,
+    optimizer: spectraOptimizer(model, opts.optim ?? 'fused_adam', args, 2e-5),
+    accumulation: SPECTRA_ACCUMULATION,
   });
   const output = await trainer.train();
   return { model, trainer, output };
@@ -164,4 +196,3 @@ declare module './model' {
   }
 }
 Spectra.finetune = finetuneSpectra;
-

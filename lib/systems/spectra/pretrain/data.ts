@@ -55,7 +55,12 @@ export interface SpectraPretrainItem {
 export type SpectraMlmChoices = number[];
 
 /** The MLM choices of one item's four sequences (the negative's too: the original masks it, without labels). */
-export interface SpectraItemMlm { history: SpectraMlmChoices; context: SpectraMlmChoices; response: SpectraMlmChoices; negative: SpectraMlmChoices }
+export interface SpectraItemMlm {
+  history: SpectraMlmChoices;
+  context: SpectraMlmChoices;
+  response: SpectraMlmChoices;
+  negative: SpectraMlmChoices;
+}
 
 /** Options of {@link SpectraPretrainDataset.fromFile}. */
 export interface SpectraPretrainDatasetOptions {
@@ -89,7 +94,9 @@ const SPECTRA_SPAN_SLACK = 1600;
 
 /** Checks and converts one corpus entry; a bad one is ERR_FORMAT naming it. */
 function entryOf(raw: unknown, i: number, n: number, where: string): SpectraPretrainEntry {
-  const bad = (why: string): never => { throw new EmotorchError(`${where}: entry ${i} ${why}`, 'ERR_FORMAT'); };
+  const bad = (why: string): never => {
+    throw new EmotorchError(`${where}: entry ${i} ${why}`, 'ERR_FORMAT');
+  };
   if (!Array.isArray(raw) || raw.length < 3) bad('is not [npy path, token ids, …words, previous index]');
   const e = raw as unknown[];
   const [audio, tokens] = e;
@@ -98,10 +105,14 @@ function entryOf(raw: unknown, i: number, n: number, where: string): SpectraPret
   if (!Array.isArray(tokens) || tokens.length < 2 || !tokens.every((t) => isInt(t) && t >= 0)) bad('has no token ids (a list of non-negative integers) second');
   if (!isInt(prev) || prev < -1 || prev >= n || prev === i) bad(`ends with ${JSON.stringify(prev)}, not the index of an earlier turn or -1`);
   const words = e.slice(2, -1).map((w, j): SpectraWord => {
-    if (!Array.isArray(w) || w.length !== 5 || typeof w[0] !== 'string' || !w.slice(1).every(isInt)) bad(`word ${j} is not [word, first token, end token, first sample, end sample]`);
+    if (!Array.isArray(w) || w.length !== 5 || typeof w[0] !== 'string' || !w.slice(1).every(isInt))
+      bad(`word ${j} is not [word, first token, end token, first sample, end sample]`);
     const [word, a, b, s0, s1] = w as SpectraWord;
     // the tokens of a word lie inside the turn's, after <s> and before </s>; its samples in order
-    if (!(a >= 1 && b > a && b <= (tokens as number[]).length - 1)) bad(`word ${j} ('${word}') spans tokens [${a}, ${b}), outside the turn's ${(tokens as number[]).length} tokens: the alignment does not match the transcript`);
+    if (!(a >= 1 && b > a && b <= (tokens as number[]).length - 1))
+      bad(
+        `word ${j} ('${word}') spans tokens [${a}, ${b}), outside the turn's ${(tokens as number[]).length} tokens: the alignment does not match the transcript`,
+      );
     if (!(s0 >= 0 && s1 >= s0)) bad(`word ${j} ('${word}') spans samples [${s0}, ${s1})`);
     return [word, a, b, s0, s1];
   });
@@ -116,8 +127,14 @@ function entryOf(raw: unknown, i: number, n: number, where: string): SpectraPret
  * const batch = et.systems.spectra.spectraPretrainCollate([await ds.get(0), await ds.get(1)], { seed: 1 });
  */
 export class SpectraPretrainDataset {
-  private constructor(readonly entries: SpectraPretrainEntry[], readonly dataPath: string, readonly numTurns: number, private readonly withPrev: number[], private readonly random: () => number,
-    private readonly source: string) {}
+  private constructor(
+    readonly entries: SpectraPretrainEntry[],
+    readonly dataPath: string,
+    readonly numTurns: number,
+    private readonly withPrev: number[],
+    private readonly random: () => number,
+    private readonly source: string,
+  ) {}
 
   /**
    * Reads `transcripts.pkl`, or every file in the leaf folders of a folder of them, in name order
@@ -131,7 +148,11 @@ export class SpectraPretrainDataset {
     const numTurns = checkInt(opts.numTurns ?? 8, 'numTurns', 2);
     let files: string[];
     let stat: fs.Stats;
-    try { stat = fs.statSync(transcripts); } catch { throw new EmotorchError(`the transcripts '${transcripts}' do not exist`, 'ERR_IO'); }
+    try {
+      stat = fs.statSync(transcripts);
+    } catch {
+      throw new EmotorchError(`the transcripts '${transcripts}' do not exist`, 'ERR_IO');
+    }
     if (stat.isDirectory()) {
       files = [];
       const walk = (d: string) => {
@@ -155,7 +176,9 @@ export class SpectraPretrainDataset {
   }
 
   /** Examples: the turns that have a previous turn. */
-  get length(): number { return this.withPrev.length; }
+  get length(): number {
+    return this.withPrev.length;
+  }
 
   /**
    * Turn `i`'s clip; with `item`, its words checked against it: a word may end at most
@@ -173,8 +196,11 @@ export class SpectraPretrainDataset {
     if (item !== undefined) {
       this.entries[i].words.forEach(([word, , , s0, s1], j) => {
         if (s1 > data.length + SPECTRA_SPAN_SLACK) {
-          throw new EmotorchError(`'${this.source}' entry ${i} (item ${item}): word ${j} ('${word}') spans samples [${s0}, ${s1}), past the end of its clip '${file}' `
-            + `(${data.length} samples; a word may end at most ${SPECTRA_SPAN_SLACK} past it, process_pretrain.py's tenth of a second): the alignment does not match the audio`, 'ERR_FORMAT');
+          throw new EmotorchError(
+            `'${this.source}' entry ${i} (item ${item}): word ${j} ('${word}') spans samples [${s0}, ${s1}), past the end of its clip '${file}' ` +
+              `(${data.length} samples; a word may end at most ${SPECTRA_SPAN_SLACK} past it, process_pretrain.py's tenth of a second): the alignment does not match the audio`,
+            'ERR_FORMAT',
+          );
         }
       });
     }
@@ -198,13 +224,14 @@ export class SpectraPretrainDataset {
     const anchor = this.withPrev[index];
     const prev = this.entries[anchor].prev;
     const draw = () => {
-      const k = Math.floor(random() * (n - 2));   // randint(0, n − 3), then past the response and the turn after it
+      const k = Math.floor(random() * (n - 2)); // randint(0, n − 3), then past the response and the turn after it
       return k >= anchor ? k + 2 : k;
     };
     const pick = (v: number | undefined, name: string) => {
       if (v === undefined) return draw();
       checkInt(v, name, 0);
-      if (v >= n || v === anchor || v === anchor + 1) invalid(`a turn index below ${n}, not ${anchor} or ${anchor + 1} (the response and the turn after it)`, name, v);
+      if (v >= n || v === anchor || v === anchor + 1)
+        invalid(`a turn index below ${n}, not ${anchor} or ${anchor + 1} (the response and the turn after it)`, name, v);
       return v;
     };
     const negAudio = pick(choose.negAudio, 'negAudio');
@@ -216,12 +243,21 @@ export class SpectraPretrainDataset {
       cur = this.entries[cur].prev;
       history = [...this.entries[cur].tokens.slice(1), ...history];
     }
-    const ctx = this.entries[prev], resp = this.entries[anchor];
+    const ctx = this.entries[prev],
+      resp = this.entries[anchor];
     return {
-      contextAudio: this.clip(prev, index), contextTokens: ctx.tokens, contextWords: ctx.words,
-      responseAudio: this.clip(anchor, index), responseTokens: resp.tokens, responseWords: resp.words,
-      negativeAudio: this.clip(negAudio), negativeTokens: this.entries[negText].tokens, history: [0, ...history],
-      index, negAudio, negText,
+      contextAudio: this.clip(prev, index),
+      contextTokens: ctx.tokens,
+      contextWords: ctx.words,
+      responseAudio: this.clip(anchor, index),
+      responseTokens: resp.tokens,
+      responseWords: resp.words,
+      negativeAudio: this.clip(negAudio),
+      negativeTokens: this.entries[negText].tokens,
+      history: [0, ...history],
+      index,
+      negAudio,
+      negText,
     };
   }
 }
@@ -307,9 +343,14 @@ export function tokenizerMasking(tok: Tokenizer): { specialIds: number[]; maskTo
 export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: SpectraPretrainCollateOptions = {}): SpectraPretrainBatch {
   if (!Array.isArray(items) || items.length === 0) invalid('a non-empty array of SPECTRA pre-training items', 'items', items);
   if (!opts || typeof opts !== 'object') invalid('an options object', 'collate options', opts);
-  checkOptionNames(opts, ['audioLength', 'textLength', 'mlmProbability', 'tokenizer', 'specialIds', 'maskTokenId', 'vocabSize', 'padTokenId', 'seed', 'random', 'mlm'], 'spectraPretrainCollate');
+  checkOptionNames(
+    opts,
+    ['audioLength', 'textLength', 'mlmProbability', 'tokenizer', 'specialIds', 'maskTokenId', 'vocabSize', 'padTokenId', 'seed', 'random', 'mlm'],
+    'spectraPretrainCollate',
+  );
   if (opts.tokenizer !== undefined) {
-    if (opts.specialIds !== undefined || opts.maskTokenId !== undefined || opts.vocabSize !== undefined) invalid('a tokenizer, or specialIds / maskTokenId / vocabSize, not both', 'collate options', Object.keys(opts));
+    if (opts.specialIds !== undefined || opts.maskTokenId !== undefined || opts.vocabSize !== undefined)
+      invalid('a tokenizer, or specialIds / maskTokenId / vocabSize, not both', 'collate options', Object.keys(opts));
     opts = { ...opts, ...tokenizerMasking(opts.tokenizer) };
   }
   const S = checkInt(opts.audioLength ?? 160000, 'audioLength', 1);
@@ -319,21 +360,34 @@ export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: Spect
   const maskId = checkInt(opts.maskTokenId ?? 50264, 'maskTokenId', 0);
   const vocab = checkInt(opts.vocabSize ?? 50265, 'vocabSize', 1);
   const padId = checkInt(opts.padTokenId ?? 0, 'padTokenId', 0);
-  if (opts.random !== undefined && (typeof opts.random !== 'function' || opts.seed !== undefined)) invalid('a function returning a number in [0, 1), without seed', 'random', opts.random);
+  if (opts.random !== undefined && (typeof opts.random !== 'function' || opts.seed !== undefined))
+    invalid('a function returning a number in [0, 1), without seed', 'random', opts.random);
   const random = opts.random ?? generator(opts.seed);
   if (opts.mlm !== undefined && (!Array.isArray(opts.mlm) || opts.mlm.length !== items.length)) invalid(`${items.length} items' MLM choices`, 'mlm', opts.mlm);
   items.forEach((it, i) => {
-    if (!it || typeof it !== 'object' || !(it.contextAudio instanceof Float32Array) || !(it.responseAudio instanceof Float32Array) || !(it.negativeAudio instanceof Float32Array)
-      || !Array.isArray(it.contextTokens) || !Array.isArray(it.responseTokens) || !Array.isArray(it.negativeTokens) || !Array.isArray(it.history)) {
+    if (
+      !it ||
+      typeof it !== 'object' ||
+      !(it.contextAudio instanceof Float32Array) ||
+      !(it.responseAudio instanceof Float32Array) ||
+      !(it.negativeAudio instanceof Float32Array) ||
+      !Array.isArray(it.contextTokens) ||
+      !Array.isArray(it.responseTokens) ||
+      !Array.isArray(it.negativeTokens) ||
+      !Array.isArray(it.history)
+    ) {
       invalid('a SpectraPretrainDataset item', `items[${i}]`, it);
     }
-    for (const k of ['contextTokens', 'responseTokens', 'negativeTokens'] as const) if (it[k].length < 2) invalid('a turn of at least <s> and </s>', `items[${i}].${k}`, it[k]);
+    for (const k of ['contextTokens', 'responseTokens', 'negativeTokens'] as const)
+      if (it[k].length < 2) invalid('a turn of at least <s> and </s>', `items[${i}].${k}`, it[k]);
   });
 
   /** One sequence masked: the masked ids, its labels, and the choices (drawn, or replayed). */
   const mask = (ids: number[], given: SpectraMlmChoices | undefined, where: string): { ids: number[]; labels: number[]; choices: SpectraMlmChoices } => {
     if (given !== undefined && (!Array.isArray(given) || given.length !== ids.length)) invalid(`${ids.length} choices (one per token)`, where, given);
-    const out = [...ids], labels = ids.map(() => -100), choices: SpectraMlmChoices = [];
+    const out = [...ids],
+      labels = ids.map(() => -100),
+      choices: SpectraMlmChoices = [];
     ids.forEach((id, j) => {
       let c: number;
       if (given !== undefined) {
@@ -357,11 +411,27 @@ export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: Spect
   const padIds = (s: number[], L: number, fill: number) => (s.length < L ? [...s, ...Array(L - s.length).fill(fill)] : [s[0], ...s.slice(s.length - (L - 1))]);
   const padMask = (n: number, L: number) => Array.from({ length: L }, (_, j) => (j < n ? 1 : 0));
 
-  const ml = Math.min(maxText, Math.max(...items.map((it) => Math.max(it.contextTokens.length + it.responseTokens.length + it.history.length - 2,
-    it.contextTokens.length + it.negativeTokens.length + it.history.length - 2))));
-  const text: number[][] = [], textMask: number[][] = [], labels: number[][] = [], turn: number[][] = [], sv: number[][] = [], ev: number[][] = [];
-  const starts: number[] = [], ends: number[] = [];
-  const audio = new Float32Array(3 * items.length * S), audioMask = new Float32Array(3 * items.length * S);
+  const ml = Math.min(
+    maxText,
+    Math.max(
+      ...items.map((it) =>
+        Math.max(
+          it.contextTokens.length + it.responseTokens.length + it.history.length - 2,
+          it.contextTokens.length + it.negativeTokens.length + it.history.length - 2,
+        ),
+      ),
+    ),
+  );
+  const text: number[][] = [],
+    textMask: number[][] = [],
+    labels: number[][] = [],
+    turn: number[][] = [],
+    sv: number[][] = [],
+    ev: number[][] = [];
+  const starts: number[] = [],
+    ends: number[] = [];
+  const audio = new Float32Array(3 * items.length * S),
+    audioMask = new Float32Array(3 * items.length * S);
   const mlm: SpectraItemMlm[] = [];
   items.forEach((it, i) => {
     const g = opts.mlm?.[i];
@@ -370,7 +440,8 @@ export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: Spect
     const p = mask(it.responseTokens.slice(1), g?.response, `mlm[${i}].response`);
     const n = mask(it.negativeTokens.slice(1), g?.negative, `mlm[${i}].negative`);
     mlm.push({ history: h.choices, context: a.choices, response: p.choices, negative: n.choices });
-    const positive = [...h.ids, ...a.ids, ...p.ids], negative = [...h.ids, ...a.ids, ...n.ids];
+    const positive = [...h.ids, ...a.ids, ...p.ids],
+      negative = [...h.ids, ...a.ids, ...n.ids];
     let offA: number, offP: number;
     if (positive.length > ml) {
       offP = ml - p.ids.length - 1;
@@ -386,10 +457,12 @@ export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: Spect
     textMask.push(padMask(positive.length, ml), padMask(negative.length, ml));
     // the boundary flags of a span of `len` positions: Python's list, negative indices counting from its end
     const valid = (words: SpectraWord[], off: number, len: number, what: string) => {
-      const s = new Array<number>(len).fill(0), e = new Array<number>(len).fill(0);
+      const s = new Array<number>(len).fill(0),
+        e = new Array<number>(len).fill(0);
       const at = (k: number, w: SpectraWord) => {
         const j = k < 0 ? k + len : k;
-        if (j < 0 || j >= len) invalid(`words inside the ${ml}-token text (the cut reaches past word '${w[0]}'; raise textLength)`, `items[${i}] ${what}`, `token position ${k}`);
+        if (j < 0 || j >= len)
+          invalid(`words inside the ${ml}-token text (the cut reaches past word '${w[0]}'; raise textLength)`, `items[${i}] ${what}`, `token position ${k}`);
         return j;
       };
       for (const w of words) {
@@ -408,7 +481,8 @@ export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: Spect
     turn.push(turns(offP), turns(offN));
     labels.push(padIds([...h.labels, ...a.labels, ...p.labels], ml, -100));
     [it.contextAudio, it.responseAudio, it.negativeAudio].forEach((clip, k) => {
-      const row = (3 * i + k) * S, len = Math.min(clip.length, S);
+      const row = (3 * i + k) * S,
+        len = Math.min(clip.length, S);
       audio.set(clip.subarray(0, len), row);
       audioMask.fill(1, row, row + len);
     });
@@ -416,10 +490,17 @@ export function spectraPretrainCollate(items: SpectraPretrainItem[], opts: Spect
   const B = items.length;
   const ints = (rows: number[][], n: number) => tensor(rows.flat(), { dtype: 'int64' }).reshape([n, ml]);
   return {
-    audio: tensor(audio).reshape([3 * B, S]), audioAttentionMask: tensor(audioMask).reshape([3 * B, S]),
-    textInput: ints(text, 2 * B), mlmLabel: ints(labels, B), textAttentionMask: ints(textMask, 2 * B),
-    startValid: tensor(sv.flat(), { dtype: 'bool' }).reshape([B, ml]), endValid: tensor(ev.flat(), { dtype: 'bool' }).reshape([B, ml]),
-    turnId: ints(turn, 2 * B), starts: tensor(new Float32Array(starts)), ends: tensor(new Float32Array(ends)), mlm,
+    audio: tensor(audio).reshape([3 * B, S]),
+    audioAttentionMask: tensor(audioMask).reshape([3 * B, S]),
+    textInput: ints(text, 2 * B),
+    mlmLabel: ints(labels, B),
+    textAttentionMask: ints(textMask, 2 * B),
+    startValid: tensor(sv.flat(), { dtype: 'bool' }).reshape([B, ml]),
+    endValid: tensor(ev.flat(), { dtype: 'bool' }).reshape([B, ml]),
+    turnId: ints(turn, 2 * B),
+    starts: tensor(new Float32Array(starts)),
+    ends: tensor(new Float32Array(ends)),
+    mlm,
   };
 }
 
@@ -453,9 +534,11 @@ export interface SpectraCorpusOptions {
 
 /** Python's round() (half to even) of a number of tenths. */
 function tenths(t: string, where: string): number {
-  if (typeof t !== 'string' || !/^[0-9]+(\.[0-9]*)?s$/.test(t)) throw new EmotorchError(`${where}: a time like "1.300s", not ${JSON.stringify(t)}`, 'ERR_FORMAT');
+  if (typeof t !== 'string' || !/^[0-9]+(\.[0-9]*)?s$/.test(t))
+    throw new EmotorchError(`${where}: a time like "1.300s", not ${JSON.stringify(t)}`, 'ERR_FORMAT');
   const x = Number(t.slice(0, -1)) * 10;
-  const f = Math.floor(x), d = x - f;
+  const f = Math.floor(x),
+    d = x - f;
   return d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
 }
 
@@ -481,7 +564,11 @@ function tenths(t: string, where: string): number {
  */
 export async function buildSpectraPretrainCorpus(opts: SpectraCorpusOptions): Promise<{ transcripts: string; clips: number; tenths: number }> {
   if (!opts || typeof opts !== 'object') invalid('corpus options', 'opts', opts);
-  checkOptionNames(opts, ['speechDir', 'textDir', 'outDir', 'transcriptsName', 'encode', 'hours', 'maxSliceSeconds', 'sampleRate', 'linkAcrossFiles', 'onProgress'], 'buildSpectraPretrainCorpus');
+  checkOptionNames(
+    opts,
+    ['speechDir', 'textDir', 'outDir', 'transcriptsName', 'encode', 'hours', 'maxSliceSeconds', 'sampleRate', 'linkAcrossFiles', 'onProgress'],
+    'buildSpectraPretrainCorpus',
+  );
   for (const k of ['speechDir', 'textDir', 'outDir', 'transcriptsName'] as const) if (typeof opts[k] !== 'string' || !opts[k]) invalid('a path', k, opts[k]);
   if (typeof opts.encode !== 'function') invalid('a function word → token ids', 'encode', opts.encode);
   const cap = checkNumber(opts.hours ?? 60000, 'hours', 0) * 36000;
@@ -490,11 +577,16 @@ export async function buildSpectraPretrainCorpus(opts: SpectraCorpusOptions): Pr
   const perTenth = Math.floor(rate / 10);
   type Clip = { entry: (string | number | number[] | (string | number)[])[]; folder: string; file: string; start: number; end: number };
   const clips: Clip[] = [];
-  let total = 0, files = 0;
+  let total = 0,
+    files = 0;
   const leaves: string[] = [];
   const walk = (d: string) => {
     let kids: fs.Dirent[];
-    try { kids = fs.readdirSync(d, { withFileTypes: true }); } catch (e) { throw new EmotorchError(`cannot read the folder '${d}': ${(e as Error).message}`, 'ERR_IO'); }
+    try {
+      kids = fs.readdirSync(d, { withFileTypes: true });
+    } catch (e) {
+      throw new EmotorchError(`cannot read the folder '${d}': ${(e as Error).message}`, 'ERR_IO');
+    }
     kids.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     if (!kids.some((k) => k.isDirectory())) leaves.push(d);
     for (const k of kids) if (k.isDirectory()) walk(path.join(d, k.name));
@@ -503,7 +595,11 @@ export async function buildSpectraPretrainCorpus(opts: SpectraCorpusOptions): Pr
   done: for (const leaf of leaves) {
     const rel = path.relative(opts.speechDir, leaf);
     fs.mkdirSync(path.join(opts.outDir, rel), { recursive: true });
-    const names = fs.readdirSync(leaf, { withFileTypes: true }).filter((k) => k.isFile()).map((k) => k.name).sort();
+    const names = fs
+      .readdirSync(leaf, { withFileTypes: true })
+      .filter((k) => k.isFile())
+      .map((k) => k.name)
+      .sort();
     for (const name of names) {
       const file = path.join(leaf, name);
       const json = path.join(opts.textDir, rel, `${path.parse(name).name}.json`);
@@ -518,23 +614,40 @@ export async function buildSpectraPretrainCorpus(opts: SpectraCorpusOptions): Pr
       words.forEach((w: { startTime?: string; endTime?: string; word?: string }, j) => {
         const where = `'${json}' word ${j}`;
         if (!w || typeof w.word !== 'string' || !w.word) throw new EmotorchError(`${where}: no word`, 'ERR_FORMAT');
-        let st = tenths(w.startTime ?? '0s', where), et = tenths(w.endTime ?? '0s', where);
+        let st = tenths(w.startTime ?? '0s', where),
+          et = tenths(w.endTime ?? '0s', where);
         if (et < st) throw new EmotorchError(`${where} ('${w.word}') ends before it starts`, 'ERR_FORMAT');
-        if (et - st > 30) { if (w.word[0] !== w.word[0].toLowerCase() && w.word[0] === w.word[0].toUpperCase()) st = et - 30; else et = st + 30; }
-        if (cut && et - cut.times[0][0] > maxLen) { slices.push(cut); cut = null; }
-        if (cut) { cut.times.push([st, et + 1]); cut.words.push(w.word.toLowerCase()); } else cut = { times: [[st, et + 1]], words: [w.word.toLowerCase()] };
+        if (et - st > 30) {
+          if (w.word[0] !== w.word[0].toLowerCase() && w.word[0] === w.word[0].toUpperCase()) st = et - 30;
+          else et = st + 30;
+        }
+        if (cut && et - cut.times[0][0] > maxLen) {
+          slices.push(cut);
+          cut = null;
+        }
+        if (cut) {
+          cut.times.push([st, et + 1]);
+          cut.words.push(w.word.toLowerCase());
+        } else cut = { times: [[st, et + 1]], words: [w.word.toLowerCase()] };
       });
       if (cut) slices.push(cut);
       for (const c of slices) {
-        const start = c.times[0][0], end = c.times[c.times.length - 1][1];
+        const start = c.times[0][0],
+          end = c.times[c.times.length - 1][1];
         const npy = path.resolve(opts.outDir, rel, `${clips.length}.npy`);
-        if ((end - 1) * perTenth > audio.length) throw new EmotorchError(`'${json}': the words run to ${((end - 1) / 10).toFixed(1)} s, past the end of '${file}' (${(audio.length / rate).toFixed(1)} s): the alignment does not match the audio`, 'ERR_FORMAT');
+        if ((end - 1) * perTenth > audio.length)
+          throw new EmotorchError(
+            `'${json}': the words run to ${((end - 1) / 10).toFixed(1)} s, past the end of '${file}' (${(audio.length / rate).toFixed(1)} s): the alignment does not match the audio`,
+            'ERR_FORMAT',
+          );
         const ids: number[] = [];
         const entryWords: (string | number)[][] = [];
-        let cls = 0, sep = 2;
+        let cls = 0,
+          sep = 2;
         for (let i = 0; i < c.words.length; i++) {
           const t = await opts.encode(c.words[i]);
-          if (!Array.isArray(t) || t.length < 2 || !t.every((x) => Number.isInteger(x) && x >= 0)) invalid('token ids with <s> and </s>', `encode('${c.words[i]}')`, t);
+          if (!Array.isArray(t) || t.length < 2 || !t.every((x) => Number.isInteger(x) && x >= 0))
+            invalid('token ids with <s> and </s>', `encode('${c.words[i]}')`, t);
           [cls, sep] = [t[0], t[t.length - 1]];
           entryWords.push([c.words[i], ids.length + 1, ids.length + t.length - 1, (c.times[i][0] - start) * perTenth, (c.times[i][1] - start) * perTenth]);
           ids.push(...t.slice(1, -1));

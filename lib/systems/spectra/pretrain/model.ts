@@ -17,14 +17,25 @@ import { Tensor, tensor, cat, zeros, ones, checkTensor } from '../../../tensor';
 import { EmotorchError, checkInt, invalid } from '../../../errors';
 import { crossEntropy, l1Loss, mseLoss } from '../../../functional';
 import { saveSafetensors } from '../../../io/safetensors';
-import { SpectraConfig, SpectraConfigInput, SpectraModel, SpectraPretrainedOptions, loadSpectraStateDict, readSpectraConfigs, resolveSpectraConfig } from '../finetune/model';
+import {
+  SpectraConfig,
+  SpectraConfigInput,
+  SpectraModel,
+  SpectraPretrainedOptions,
+  loadSpectraStateDict,
+  readSpectraConfigs,
+  resolveSpectraConfig,
+} from '../finetune/model';
 import { SpectraPretrainBatch, generator } from './data';
 
 /**
  * The masked acoustic frames of one clip: the frames chosen (span after span, in order) and what
  * became of each: −1 set to zero, −2 kept, k ≥ 0 replaced by the clip's clean frame k.
  */
-export interface SpectraMamClip { frames: number[]; action: number[] }
+export interface SpectraMamClip {
+  frames: number[];
+  action: number[];
+}
 
 /** Inputs of {@link SpectraForPreTraining.forward}: a {@link SpectraPretrainBatch}, and optionally the masked frames to use. */
 export type SpectraPretrainInputs = Omit<SpectraPretrainBatch, 'mlm'> & {
@@ -84,7 +95,9 @@ class PredictionHead extends Module {
     return { logits: (await this.decoder.forward(x)).add(this.paramOf('bias')) };
   }
   /** The bias as it is now (a load replaces the tensor). */
-  private paramOf(name: string): Tensor { return this.namedParameters().find(([n]) => n === name)![1]; }
+  private paramOf(name: string): Tensor {
+    return this.namedParameters().find(([n]) => n === name)![1];
+  }
 }
 
 /** `nn.Sequential(nn.Linear(H, 1))`: keys `0.weight`, `0.bias`. */
@@ -94,7 +107,9 @@ class OneLinear extends Module {
     super();
     this.linear = this.registerModule('0', Linear.create({ in_features: hidden, out_features: 1 }, opts));
   }
-  async forward(x: Tensor): Promise<Tensor> { return (await this.linear.forward(x)).squeeze(-1); }
+  async forward(x: Tensor): Promise<Tensor> {
+    return (await this.linear.forward(x)).squeeze(-1);
+  }
 }
 
 /**
@@ -202,15 +217,27 @@ export class SpectraForPreTraining extends Module {
    *   {@link SpectraPretrainingOptions}
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable folders, ERR_STATE_DICT for weights that do not fit.
    */
-  static async fromEncoders(audioPath: string, textPath: string, opts: ModuleOptions & SpectraPretrainingOptions & { audioLength?: number; textLength?: number; numFusedLayers?: number; revision?: string } = {}): Promise<SpectraForPreTraining> {
+  static async fromEncoders(
+    audioPath: string,
+    textPath: string,
+    opts: ModuleOptions & SpectraPretrainingOptions & { audioLength?: number; textLength?: number; numFusedLayers?: number; revision?: string } = {},
+  ): Promise<SpectraForPreTraining> {
     opts = checkModuleOptions(opts, 'SpectraForPreTraining.fromEncoders', ['audioLength', 'textLength', 'numFusedLayers', 'revision', ...PRETRAINING_OPTIONS]);
     const { device, dtype, audioLength, textLength, numFusedLayers, revision, ...pre } = opts;
     const wavlm = await WavLMModel.fromPretrained(audioPath, { revision });
     const roberta = await RobertaModel.fromPretrained(textPath, { revision });
-    const model = SpectraForPreTraining.create({
-      audio: { ...wavlm.config, max_length: checkInt(audioLength ?? 160000, 'audioLength', 1) },
-      text: { ...roberta.config, type_vocab_size: Math.max(2, roberta.config.type_vocab_size), num_fused_layers: checkInt(numFusedLayers ?? 1, 'numFusedLayers', 0), max_length: checkInt(textLength ?? 512, 'textLength', 2) },
-    }, pre);
+    const model = SpectraForPreTraining.create(
+      {
+        audio: { ...wavlm.config, max_length: checkInt(audioLength ?? 160000, 'audioLength', 1) },
+        text: {
+          ...roberta.config,
+          type_vocab_size: Math.max(2, roberta.config.type_vocab_size),
+          num_fused_layers: checkInt(numFusedLayers ?? 1, 'numFusedLayers', 0),
+          max_length: checkInt(textLength ?? 512, 'textLength', 2),
+        },
+      },
+      pre,
+    );
     const skipped: string[] = [];
     const audioSd = wavlm.stateDict();
     audioSd.delete('masked_spec_embed');
@@ -224,11 +251,21 @@ export class SpectraForPreTraining extends Module {
     const notLoaded = [...rep.missing.map((k) => `model.audio_encoder.${k}`), ...rep2.missing.map((k) => `model.text_encoder.${k}`)];
     const expected = /^model\.audio_encoder\.(audio_cls|audio_sep)$|^model\.text_encoder\.pooler\./;
     const bad = notLoaded.filter((k) => !expected.test(k));
-    if (bad.length) throw new EmotorchError(`SPECTRA encoders '${audioPath}', '${textPath}': missing keys ${bad.map((k) => `'${k}'`).join(', ')}`, 'ERR_STATE_DICT');
+    if (bad.length)
+      throw new EmotorchError(`SPECTRA encoders '${audioPath}', '${textPath}': missing keys ${bad.map((k) => `'${k}'`).join(', ')}`, 'ERR_STATE_DICT');
     wavlm.dispose();
     roberta.dispose();
-    const own = new Set([...model.model.audio_encoder.namedParameters().map(([k]) => `model.audio_encoder.${k}`), ...model.model.text_encoder.namedParameters().map(([k]) => `model.text_encoder.${k}`)]);
-    model.loadInfo = { skipped, initialized: model.namedParameters().map(([k]) => k).filter((k) => !own.has(k) || notLoaded.includes(k)) };
+    const own = new Set([
+      ...model.model.audio_encoder.namedParameters().map(([k]) => `model.audio_encoder.${k}`),
+      ...model.model.text_encoder.namedParameters().map(([k]) => `model.text_encoder.${k}`),
+    ]);
+    model.loadInfo = {
+      skipped,
+      initialized: model
+        .namedParameters()
+        .map(([k]) => k)
+        .filter((k) => !own.has(k) || notLoaded.includes(k)),
+    };
     if (device || dtype) await model.to({ device, dtype });
     return model;
   }
@@ -250,15 +287,22 @@ export class SpectraForPreTraining extends Module {
     // the tied head biases: a 4.x load copies `bias`, then `decoder.bias` into the same tensor
     for (const head of ['mlm_head', 'mam_head']) {
       const dec = sd.get(`${head}.decoder.bias`);
-      if (dec) { sd.set(`${head}.bias`, dec); sd.delete(`${head}.decoder.bias`); }
+      if (dec) {
+        sd.set(`${head}.bias`, dec);
+        sd.delete(`${head}.decoder.bias`);
+      }
     }
     const skipped = [...sd.keys()].filter((k) => k.startsWith('head.'));
     for (const k of skipped) sd.delete(k);
-    const model = SpectraForPreTraining.create({
-      audio, text,
-      mask_audio_cls: opts.maskAudioCls ?? (typeof audio.mask_audio_cls === 'boolean' ? audio.mask_audio_cls : undefined),
-      extra_audio_frame: opts.extraAudioFrame ?? (typeof audio.extra_audio_frame === 'boolean' ? audio.extra_audio_frame : undefined),
-    }, { tiledFusedMask: opts.tiledFusedMask, detachMamTarget: opts.detachMamTarget, seed: opts.seed });
+    const model = SpectraForPreTraining.create(
+      {
+        audio,
+        text,
+        mask_audio_cls: opts.maskAudioCls ?? (typeof audio.mask_audio_cls === 'boolean' ? audio.mask_audio_cls : undefined),
+        extra_audio_frame: opts.extraAudioFrame ?? (typeof audio.extra_audio_frame === 'boolean' ? audio.extra_audio_frame : undefined),
+      },
+      { tiledFusedMask: opts.tiledFusedMask, detachMamTarget: opts.detachMamTarget, seed: opts.seed },
+    );
     const report = await model.loadStateDict(sd, { strict: false });
     const heads = /^(mlm_head|mam_head|selection_head|start_prediction_head|end_prediction_head)\.|^model\.text_encoder\.pooler\./;
     const missing = report.missing.filter((k) => !heads.test(k));
@@ -297,7 +341,9 @@ export class SpectraForPreTraining extends Module {
   /** Counted frames of a clip of `samples` valid samples (the original's conv length formula, +1 with extra_audio_frame, at most `frames`). */
   private clipFrames(samples: number, frames: number): number {
     let n = samples;
-    this.config.audio.conv_kernel.forEach((k, i) => { n = Math.trunc((n - k) / this.config.audio.conv_stride[i]) + 1; });
+    this.config.audio.conv_kernel.forEach((k, i) => {
+      n = Math.trunc((n - k) / this.config.audio.conv_stride[i]) + 1;
+    });
     if (this.config.extra_audio_frame) n += 1;
     return Math.max(0, Math.min(n, frames));
   }
@@ -310,7 +356,8 @@ export class SpectraForPreTraining extends Module {
   async forward(inputs: SpectraPretrainInputs): Promise<SpectraPretrainOutputs> {
     const { B, L, S, W } = checkPretrainInputs(inputs, this.config.text.vocab_size);
     const cfg = this.config;
-    const H = cfg.text.hidden_size, C = cfg.audio.conv_dim[cfg.audio.conv_dim.length - 1];
+    const H = cfg.text.hidden_size,
+      C = cfg.audio.conv_dim[cfg.audio.conv_dim.length - 1];
     const dev = inputs.textInput.device;
     const T = this.model.audio_encoder.framesFor(S);
     if (T < 1) invalid(`clips of at least one frame (${S} samples are too few)`, 'audio', `[${inputs.audio.shape}]`);
@@ -324,15 +371,18 @@ export class SpectraForPreTraining extends Module {
     let mam = inputs.mam;
     if (mam === undefined) mam = lens.map((n) => drawSpectraMam(n, this.random));
     else if (!Array.isArray(mam) || mam.length !== 3 * B) invalid(`${3 * B} clips' masked frames (context, response, negative per sample)`, 'mam', mam);
-    const zero = new Uint8Array(3 * B * T), masked = new Uint8Array(3 * B * T);
+    const zero = new Uint8Array(3 * B * T),
+      masked = new Uint8Array(3 * B * T);
     const source = new BigInt64Array(3 * B * T);
     for (let c = 0; c < 3 * B; c++) {
       for (let t = 0; t < T; t++) source[c * T + t] = BigInt(t);
       const clip = mam[c];
-      if (!clip || !Array.isArray(clip.frames) || !Array.isArray(clip.action) || clip.action.length !== clip.frames.length) invalid('{ frames, action } of equal lengths', `mam[${c}]`, clip);
+      if (!clip || !Array.isArray(clip.frames) || !Array.isArray(clip.action) || clip.action.length !== clip.frames.length)
+        invalid('{ frames, action } of equal lengths', `mam[${c}]`, clip);
       clip.frames.forEach((f, j) => {
         const a = clip.action[j];
-        if (!Number.isInteger(f) || f < 0 || f >= lens[c] || masked[c * T + f]) invalid(`a frame below ${lens[c]} (the clip's counted frames), each once`, `mam[${c}].frames[${j}]`, f);
+        if (!Number.isInteger(f) || f < 0 || f >= lens[c] || masked[c * T + f])
+          invalid(`a frame below ${lens[c]} (the clip's counted frames), each once`, `mam[${c}].frames[${j}]`, f);
         if (!Number.isInteger(a) || a < -2 || a >= lens[c]) invalid(`-1 (zeroed), -2 (kept) or a frame below ${lens[c]}`, `mam[${c}].action[${j}]`, a);
         masked[c * T + f] = 1;
         if (a === -1) zero[c * T + f] = 1;
@@ -342,51 +392,108 @@ export class SpectraForPreTraining extends Module {
     const textModel = this.model.text_encoder;
     const table = textModel.namedParameters().find(([n]) => n === 'embeddings.token_type_embeddings.weight')![1];
     const audio = await this.model.audio_encoder.forward({
-      inputValues: inputs.audio, attentionMask: inputs.audioAttentionMask, batchSize: B,
+      inputValues: inputs.audio,
+      attentionMask: inputs.audioAttentionMask,
+      batchSize: B,
       tokenTypeTable: cfg.audio.multi_turn ? table : null,
-      mamZero: tensor(zero, { dtype: 'bool' }).reshape([3 * B, T]).to({ device: dev }),
-      mamSource: tensor(source, { dtype: 'int64' }).reshape([3 * B, T]).to({ device: dev }),
+      mamZero: tensor(zero, { dtype: 'bool' })
+        .reshape([3 * B, T])
+        .to({ device: dev }),
+      mamSource: tensor(source, { dtype: 'int64' })
+        .reshape([3 * B, T])
+        .to({ device: dev }),
       detachTarget: this.options.detachMamTarget,
     });
     const A = audio.lastHiddenState.shape[1];
-    const text = (await textModel.forward({ inputIds: inputs.textInput, attentionMask: inputs.textAttentionMask, tokenTypeIds: inputs.turnId })).lastHiddenState;
+    const text = (await textModel.forward({ inputIds: inputs.textInput, attentionMask: inputs.textAttentionMask, tokenTypeIds: inputs.turnId }))
+      .lastHiddenState;
     // the four combinations per sample: rows (text, audio) = (pos, pos), (pos, neg), (neg, pos), (neg, neg)
-    const tx = text.reshape([B, 2, 1, L, H]).expand([B, 2, 2, L, H]).reshape([4 * B, L, H]);
-    const ax = audio.lastHiddenState.reshape([B, 1, 2, A, H]).expand([B, 2, 2, A, H]).reshape([4 * B, A, H]);
+    const tx = text
+      .reshape([B, 2, 1, L, H])
+      .expand([B, 2, 2, L, H])
+      .reshape([4 * B, L, H]);
+    const ax = audio.lastHiddenState
+      .reshape([B, 1, 2, A, H])
+      .expand([B, 2, 2, A, H])
+      .reshape([4 * B, A, H]);
     const modal = cat([zeros([4 * B, L], { dtype: 'int64', device: dev }), ones([4 * B, A], { dtype: 'int64', device: dev })], 1);
     let fused = cat([tx, ax], 1).add(await this.model.token_type_embeddings.forward(modal));
-    const tm = inputs.textAttentionMask.long(), am = audio.attentionMask;
+    const tm = inputs.textAttentionMask.long(),
+      am = audio.attentionMask;
     const mask = this.options.tiledFusedMask
-      ? cat([tm.repeat([2, 1]), am.repeat([2, 1])], 1)   // model.py:54: row r masked by text and audio row r mod 2B
-      : cat([tm.reshape([B, 2, 1, L]).expand([B, 2, 2, L]).reshape([4 * B, L]), am.reshape([B, 1, 2, A]).expand([B, 2, 2, A]).reshape([4 * B, A])], 1);
+      ? cat([tm.repeat([2, 1]), am.repeat([2, 1])], 1) // model.py:54: row r masked by text and audio row r mod 2B
+      : cat(
+          [
+            tm
+              .reshape([B, 2, 1, L])
+              .expand([B, 2, 2, L])
+              .reshape([4 * B, L]),
+            am
+              .reshape([B, 1, 2, A])
+              .expand([B, 2, 2, A])
+              .reshape([4 * B, A]),
+          ],
+          1,
+        );
     fused = (await this.model.fused_encoder.forward({ hiddenStates: fused, attentionMask: mask })).lastHiddenState;
     const rows = fused.reshape([B, 4, L + A, H]);
-    const best = rows.select(1, 0);   // true text with true audio
-    const textFused = best.slice(1, 0, L), audioFused = best.slice(1, L);
+    const best = rows.select(1, 0); // true text with true audio
+    const textFused = best.slice(1, 0, L),
+      audioFused = best.slice(1, L);
     const noGrad = () => zeros([], { device: dev });
 
     // MLM (model.py:85-89): no masked token gives NaN there, replaced by a constant 0
     const labels = Array.from((await inputs.mlmLabel.ne(-100).any().to({ device: 'cpu' }).data()) as ArrayLike<number>);
-    const mlmLoss = labels[0] ? crossEntropy((await this.mlm_head.forward({ hiddenStates: textFused })).logits.reshape([-1, cfg.text.vocab_size]), inputs.mlmLabel.reshape([-1])) : noGrad();
+    const mlmLoss = labels[0]
+      ? crossEntropy((await this.mlm_head.forward({ hiddenStates: textFused })).logits.reshape([-1, cfg.text.vocab_size]), inputs.mlmLabel.reshape([-1]))
+      : noGrad();
 
     // MAM (model.py:84, 90-93): the masked context and response frames, in the concatenation and in clip layout
-    const concat = new Uint8Array(B * A), clipMask = new Uint8Array(2 * B * T);
+    const concat = new Uint8Array(B * A),
+      clipMask = new Uint8Array(2 * B * T);
     let anyMasked = false;
     for (let i = 0; i < B; i++) {
-      const la = lens[3 * i], lp = lens[3 * i + 1];
-      for (let t = 0; t < la; t++) if (masked[3 * i * T + t]) { concat[i * A + 1 + t] = 1; clipMask[2 * i * T + t] = 1; anyMasked = true; }
-      for (let t = 0; t < lp; t++) if (masked[(3 * i + 1) * T + t]) { concat[i * A + la + 2 + t] = 1; clipMask[(2 * i + 1) * T + t] = 1; anyMasked = true; }
+      const la = lens[3 * i],
+        lp = lens[3 * i + 1];
+      for (let t = 0; t < la; t++)
+        if (masked[3 * i * T + t]) {
+          concat[i * A + 1 + t] = 1;
+          clipMask[2 * i * T + t] = 1;
+          anyMasked = true;
+        }
+      for (let t = 0; t < lp; t++)
+        if (masked[(3 * i + 1) * T + t]) {
+          concat[i * A + la + 2 + t] = 1;
+          clipMask[(2 * i + 1) * T + t] = 1;
+          anyMasked = true;
+        }
     }
     let mamLoss = noGrad();
     if (anyMasked) {
-      const pred = (await this.mam_head.forward({ hiddenStates: audioFused })).logits.index(tensor(concat, { dtype: 'bool' }).reshape([B, A]).to({ device: dev }));
-      const target = audio.target!.reshape([B, 3, T, C]).slice(1, 0, 2).reshape([2 * B, T, C]).index(tensor(clipMask, { dtype: 'bool' }).reshape([2 * B, T]).to({ device: dev }));
+      const pred = (await this.mam_head.forward({ hiddenStates: audioFused })).logits.index(
+        tensor(concat, { dtype: 'bool' }).reshape([B, A]).to({ device: dev }),
+      );
+      const target = audio
+        .target!.reshape([B, 3, T, C])
+        .slice(1, 0, 2)
+        .reshape([2 * B, T, C])
+        .index(
+          tensor(clipMask, { dtype: 'bool' })
+            .reshape([2 * B, T])
+            .to({ device: dev }),
+        );
       mamLoss = l1Loss(pred, target.to({ dtype: pred.dtype }));
     }
 
     // response selection (model.py:94-95): which of the four combinations each row is
     const logits = await this.selection_head.forward(rows.select(2, 0).reshape([4 * B, H]));
-    const rsLoss = crossEntropy(logits, tensor(Array.from({ length: 4 * B }, (_, k) => k % 4), { dtype: 'int64' }).to({ device: dev }));
+    const rsLoss = crossEntropy(
+      logits,
+      tensor(
+        Array.from({ length: 4 * B }, (_, k) => k % 4),
+        { dtype: 'int64' },
+      ).to({ device: dev }),
+    );
 
     // span (model.py:96-100): first / last token of each context and response word
     let spanLoss = noGrad();
@@ -409,7 +516,8 @@ function checkPretrainingOptions(o: SpectraPretrainingOptions): Required<Omit<Sp
 
 /** Checks a pre-training batch's shapes and dtypes; returns its sizes. */
 function checkPretrainInputs(inputs: SpectraPretrainInputs, vocab?: number): { B: number; L: number; S: number; W: number } {
-  if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor) invalid('a pre-training batch object ({ audio, audioAttentionMask, textInput, … })', 'SPECTRA pre-training inputs', inputs);
+  if (!inputs || typeof inputs !== 'object' || inputs instanceof Tensor)
+    invalid('a pre-training batch object ({ audio, audioAttentionMask, textInput, … })', 'SPECTRA pre-training inputs', inputs);
   const lab = checkTensor(inputs.mlmLabel, 'mlmLabel');
   if (lab.ndim !== 2 || lab.dtype !== 'int64') invalid('an int64 tensor (batch, length)', 'mlmLabel', `${lab.dtype} [${lab.shape}]`);
   const [B, L] = lab.shape;
@@ -423,16 +531,26 @@ function checkPretrainInputs(inputs: SpectraPretrainInputs, vocab?: number): { B
   shape('startValid', [B, L], ['bool']);
   shape('endValid', [B, L], ['bool']);
   const audio = checkTensor(inputs.audio, 'audio');
-  if (audio.ndim !== 2 || audio.shape[0] !== 3 * B) invalid(`a waveform tensor (${3 * B} clips: context, response, negative per sample; samples)`, 'audio', `[${audio.shape}]`);
+  if (audio.ndim !== 2 || audio.shape[0] !== 3 * B)
+    invalid(`a waveform tensor (${3 * B} clips: context, response, negative per sample; samples)`, 'audio', `[${audio.shape}]`);
   shape('audioAttentionMask', audio.shape, ['float32', 'float16', 'bfloat16', 'int64', 'bool']);
-  const starts = checkTensor(inputs.starts, 'starts'), ends = checkTensor(inputs.ends, 'ends');
+  const starts = checkTensor(inputs.starts, 'starts'),
+    ends = checkTensor(inputs.ends, 'ends');
   if (starts.ndim !== 1 || ends.ndim !== 1) invalid('1-D tensors of word boundaries', 'starts / ends', `[${starts.shape}] / [${ends.shape}]`);
-  const ns = Number(inputs.startValid.sum().item()), ne = Number(inputs.endValid.sum().item());
+  const ns = Number(inputs.startValid.sum().item()),
+    ne = Number(inputs.endValid.sum().item());
   if (vocab !== undefined) {
-    const top = Number(inputs.textInput.max().item()), low = Number(inputs.textInput.min().item());
-    if (low < 0 || top >= vocab) invalid(`token ids in 0..${vocab - 1} (the model's vocabulary; a collate's maskTokenId / vocabSize must fit it: give it the tokenizer)`, 'textInput', `ids ${low}..${top}`);
+    const top = Number(inputs.textInput.max().item()),
+      low = Number(inputs.textInput.min().item());
+    if (low < 0 || top >= vocab)
+      invalid(
+        `token ids in 0..${vocab - 1} (the model's vocabulary; a collate's maskTokenId / vocabSize must fit it: give it the tokenizer)`,
+        'textInput',
+        `ids ${low}..${top}`,
+      );
   }
   // the original's view(-1, H) and subtraction break (or broadcast one value) when these differ (dataset.py:30, model.py:100)
-  if (ns !== starts.shape[0] || ne !== ends.shape[0]) invalid(`one start per startValid flag (${ns}) and one end per endValid flag (${ne})`, 'starts / ends', `${starts.shape[0]} / ${ends.shape[0]}`);
+  if (ns !== starts.shape[0] || ne !== ends.shape[0])
+    invalid(`one start per startValid flag (${ns}) and one end per endValid flag (${ne})`, 'starts / ends', `${starts.shape[0]} / ${ends.shape[0]}`);
   return { B, L, S: audio.shape[1], W: starts.shape[0] };
 }

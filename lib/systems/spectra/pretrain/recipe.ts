@@ -63,7 +63,9 @@ export interface SpectraPretrainRecipeOptions {
  * const train = await et.systems.spectra.SpectraPretrainDataset.fromFile('transcripts.pkl', { dataPath: 'data/' });
  * const { saved } = await et.systems.spectra.pretrainSpectra({ model, train, saveDir: 'runs/spectra', modelName: 'spectra', saveInterval: 1 });
  */
-export async function pretrainSpectra(opts: SpectraPretrainRecipeOptions): Promise<{ trainer: Trainer<SpectraPretrainItem>; output: TrainOutput; saved: string[] }> {
+export async function pretrainSpectra(
+  opts: SpectraPretrainRecipeOptions,
+): Promise<{ trainer: Trainer<SpectraPretrainItem>; output: TrainOutput; saved: string[] }> {
   if (!opts || typeof opts !== 'object') invalid('{ model, train, … }', 'pretrain options', opts);
   checkOptionNames(opts, ['model', 'train', 'args', 'collate', 'saveDir', 'modelName', 'saveInterval', 'seed', 'optim'], 'pretrainSpectra');
   const { model } = opts;
@@ -81,15 +83,29 @@ export async function pretrainSpectra(opts: SpectraPretrainRecipeOptions): Promi
   const steps = epochs * Math.ceil(opts.train.length / batch / accum);
   const warmup = Math.floor(0.01 * steps);
   const args: TrainingArgumentsInit = {
-    per_device_train_batch_size: 24, gradient_accumulation_steps: 4, num_train_epochs: 5, learning_rate: 1e-4, adam_epsilon: 1e-8,
-    weight_decay: 0.01, max_grad_norm: 1.0, warmup_steps: warmup, lr_scheduler_type: warmup === 0 ? 'cosine' : 'linear',
-    save_strategy: 'no', eval_strategy: 'no', seed: 42, output_dir: opts.saveDir ?? 'output/spectra-pretrain', report_to: 'none',
+    per_device_train_batch_size: 24,
+    gradient_accumulation_steps: 4,
+    num_train_epochs: 5,
+    learning_rate: 1e-4,
+    adam_epsilon: 1e-8,
+    weight_decay: 0.01,
+    max_grad_norm: 1.0,
+    warmup_steps: warmup,
+    lr_scheduler_type: warmup === 0 ? 'cosine' : 'linear',
+    save_strategy: 'no',
+    eval_strategy: 'no',
+    seed: 42,
+    output_dir: opts.saveDir ?? 'output/spectra-pretrain',
+    report_to: 'none',
     ...given,
   };
   const text = model.config.text;
   const collate: SpectraPretrainCollateOptions = {
-    audioLength: model.config.audio.max_length, textLength: text.max_length, ...(opts.collate?.tokenizer ? {} : { vocabSize: text.vocab_size }),
-    ...opts.collate, random: generator(opts.seed ?? 42),
+    audioLength: model.config.audio.max_length,
+    textLength: text.max_length,
+    ...(opts.collate?.tokenizer ? {} : { vocabSize: text.vocab_size }),
+    ...opts.collate,
+    random: generator(opts.seed ?? 42),
   };
   const saved: string[] = [];
   const save = async (epoch: number) => {
@@ -110,14 +126,17 @@ export async function pretrainSpectra(opts: SpectraPretrainRecipeOptions): Promi
     },
   };
   const trainer = new Trainer<SpectraPretrainItem>({
-    model, args, trainDataset: opts.train,
+    model,
+    args,
+    trainDataset: opts.train,
     dataCollator: (items) => spectraPretrainCollate(items, collate) as unknown as Record<string, unknown>,
     trainMetrics: (out) => {
       const o = out as unknown as { mlmLoss: Tensor; mamLoss: Tensor; rsLoss: Tensor; spanLoss: Tensor };
       return { mlm: o.mlmLoss.item(), mam: o.mamLoss.item(), rs: o.rsLoss.item(), span: o.spanLoss.item() };
     },
     callbacks: [saver],
-    optimizer: spectraOptimizer(model, opts.optim ?? 'fused_adam', args, 1e-4), accumulation: SPECTRA_ACCUMULATION,
+    optimizer: spectraOptimizer(model, opts.optim ?? 'fused_adam', args, 1e-4),
+    accumulation: SPECTRA_ACCUMULATION,
   });
   const output = await trainer.train();
   return { trainer, output, saved };
