@@ -1,5 +1,7 @@
 #include "kernels/activation.h"
 
+#include <ATen/core/grad_mode.h>
+
 namespace et::nn {
 
 at::Tensor activate(const at::Tensor& x, const std::string& name) {
