@@ -16,9 +16,31 @@ const napi_type_tag kRowTag = {0x656d6f746f726368ULL, 0x6465636f6465726fULL};  /
 
 // The handle's model as a causal LM (sharing its ownership) and the handle's mutex.
 std::pair<std::shared_ptr<nn::CausalLM>, std::shared_ptr<std::mutex>> causal_lm(const Napi::Value& handle, const char* what) {
-  auto lm = std::dynamic_pointer_cast<nn::CausalLM>(module_of(handle).first);
+  auto [model, mutex] = module_of(handle);
+  auto lm = std::dynamic_pointer_cast<nn::CausalLM>(model);
   if (!lm) throw CodedError("ERR_INVALID_ARG", std::string(what) + " needs a causal language model");
-  return {lm, module_of(handle).second};
+  return {lm, mutex};
+}
+
+// What generate and startDecode take: the causal LM and its mutex, and the prompt
+// (inputIds|null, inputsEmbeds|null, attentionMask|null, config).
+struct PromptCall {
+  std::shared_ptr<nn::CausalLM> lm;
+  std::shared_ptr<std::mutex> mutex;
+  at::Tensor ids, embeds, mask;
+  nn::GenerationConfig g;
+};
+PromptCall prompt_call(const Napi::CallbackInfo& info, const char* what) {
+  auto [lm, mutex] = causal_lm(info.This(), what);
+  auto opt = [&](size_t i, const char* name) {
+    return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], name);
+  };
+  return {lm,
+          mutex,
+          opt(0, "inputIds"),
+          opt(1, "inputsEmbeds"),
+          opt(2, "attentionMask"),
+          nn::GenerationConfig(nn::GenerationFields::from(*config_reader(info[3], "generation")))};
 }
 
 // generate(inputIds|null, inputsEmbeds|null, attentionMask|null, config, onTokens|null)
@@ -30,14 +52,11 @@ std::pair<std::shared_ptr<nn::CausalLM>, std::shared_ptr<std::mutex>> causal_lm(
 Napi::Value Generate(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    auto lm_ = causal_lm(info.This(), "generate()");
-    auto llm = lm_.first;
-    auto mutex = lm_.second;
-    auto opt = [&](size_t i, const char* what) {
-      return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what);
-    };
-    at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
-    auto g = nn::GenerationConfig(nn::GenerationFields::from(*config_reader(info[3], "generation")));
+    auto call = prompt_call(info, "generate()");
+    auto llm = call.lm;
+    auto mutex = call.mutex;
+    at::Tensor ids = call.ids, embeds = call.embeds, mask = call.mask;
+    auto g = call.g;
     auto stop = std::make_shared<std::atomic<bool>>(false);
     g.stop = [stop] { return stop->load(); };
     std::shared_ptr<Napi::ThreadSafeFunction> tsfn;
@@ -88,14 +107,11 @@ std::shared_ptr<nn::DecodeRow> row_of(const Napi::Value& v) {
 // (an External): the prompt run, nothing chosen yet (nn::CausalLM::start_row).
 Napi::Value StartDecode(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    auto lm_ = causal_lm(info.This(), "decoding");
-    auto m = lm_.first;
-    auto mutex = lm_.second;
-    auto opt = [&](size_t i, const char* what) {
-      return info[i].IsNull() || info[i].IsUndefined() ? at::Tensor() : to_tensor(info[i], what);
-    };
-    at::Tensor ids = opt(0, "inputIds"), embeds = opt(1, "inputsEmbeds"), mask = opt(2, "attentionMask");
-    auto g = nn::GenerationConfig(nn::GenerationFields::from(*config_reader(info[3], "generation")));
+    auto call = prompt_call(info, "decoding");
+    auto m = call.lm;
+    auto mutex = call.mutex;
+    at::Tensor ids = call.ids, embeds = call.embeds, mask = call.mask;
+    auto g = call.g;
     std::optional<uint64_t> seed;
     if (info.Length() > 4 && info[4].IsNumber()) seed = static_cast<uint64_t>(info[4].As<Napi::Number>().Int64Value());
     auto out = std::make_shared<RowRef>();

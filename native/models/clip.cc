@@ -197,6 +197,14 @@ std::pair<at::Tensor, at::Tensor> ClipTextTowerImpl::forward(const at::Tensor& i
   return {x, pooled};
 }
 
+// A tower model's outputs: its last hidden state, its pooled output, and that projected (under
+// `embeds`) when it has a projection.
+static Outputs tower_outputs(const at::Tensor& last, const at::Tensor& pooled, Linear& projection, const char* embeds) {
+  Outputs out{{"last_hidden_state", last}, {"pooler_output", pooled}};
+  if (projection) out[embeds] = projection(pooled);
+  return out;
+}
+
 ClipVisionModel::ClipVisionModel(const ClipVisionConfig& c) {
   vision_model = register_module("vision_model", ClipVisionTower(c));
   if (c.projection_dim > 0) {
@@ -208,9 +216,7 @@ ClipVisionModel::ClipVisionModel(const ClipVisionConfig& c) {
 
 Outputs ClipVisionModel::forward(const Inputs& in) {
   auto [last, pooled] = vision_model->forward(in.at("pixel_values"));
-  Outputs out{{"last_hidden_state", last}, {"pooler_output", pooled}};
-  if (visual_projection) out["image_embeds"] = visual_projection(pooled);
-  return out;
+  return tower_outputs(last, pooled, visual_projection, "image_embeds");
 }
 
 ClipTextModel::ClipTextModel(const ClipTextConfig& c) {
@@ -224,9 +230,7 @@ ClipTextModel::ClipTextModel(const ClipTextConfig& c) {
 
 Outputs ClipTextModel::forward(const Inputs& in) {
   auto [last, pooled] = text_model->forward(in.at("input_ids"), in.opt("attention_mask"));
-  Outputs out{{"last_hidden_state", last}, {"pooler_output", pooled}};
-  if (text_projection) out["text_embeds"] = text_projection(pooled);
-  return out;
+  return tower_outputs(last, pooled, text_projection, "text_embeds");
 }
 
 ClipModel::ClipModel(const ClipTextConfig& t, const ClipVisionConfig& v, double logit_scale_init) {

@@ -187,16 +187,23 @@ export class SpectraAudioEncoder extends NativeModule {
     mamSource?: Tensor;
     detachTarget?: boolean;
   }): Promise<{ lastHiddenState: Tensor; attentionMask: Tensor; target?: Tensor }> {
-    const mam = inputs.mamZero
-      ? { mam_zero: inputs.mamZero, mam_source: inputs.mamSource, detach_target: tensor([inputs.detachTarget ? 1 : 0], { dtype: 'bool' }).reshape([]) }
-      : {};
-    const o = await this.run({
-      input_values: inputs.inputValues,
-      attention_mask: inputs.attentionMask,
-      batch_size: tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]),
-      token_type_table: inputs.tokenTypeTable,
-      ...mam,
-    });
+    // The two scalars ride as 0-d tensors, freed once the call has read them.
+    const batchSize = tensor([inputs.batchSize], { dtype: 'int64' }).reshape([]);
+    const detach = inputs.mamZero ? tensor([inputs.detachTarget ? 1 : 0], { dtype: 'bool' }).reshape([]) : null;
+    const mam = inputs.mamZero ? { mam_zero: inputs.mamZero, mam_source: inputs.mamSource, detach_target: detach } : {};
+    let o;
+    try {
+      o = await this.run({
+        input_values: inputs.inputValues,
+        attention_mask: inputs.attentionMask,
+        batch_size: batchSize,
+        token_type_table: inputs.tokenTypeTable,
+        ...mam,
+      });
+    } finally {
+      batchSize.dispose();
+      detach?.dispose();
+    }
     return o.target
       ? { lastHiddenState: o.last_hidden_state!, attentionMask: o.attention_mask!, target: o.target }
       : { lastHiddenState: o.last_hidden_state!, attentionMask: o.attention_mask! };
