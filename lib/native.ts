@@ -207,6 +207,15 @@ export interface Binding {
   assignState(dst: TensorHandle[], src: TensorHandle[], dtype: string | null): Promise<void>;
   readSafetensors(path: string, dataStart: number, entries: [string, string, number[], number, number][], fileSize: number): Promise<TensorHandle[]>;
   writeSafetensors(path: string, header: string, tensors: TensorHandle[]): Promise<void>;
+  /** Quantizes a (out, in) weight (native/kernels/quant.h): its tensors by bitsandbytes' / gguf's names. */
+  quantizeWeight(weight: TensorHandle, format: string, name: string): Promise<Record<string, TensorHandle>>;
+  dequantizeWeight(format: string, out: number, inFeatures: number, tensors: Record<string, TensorHandle>, dtype: string, name: string): Promise<TensorHandle>;
+  /** Quantizes the named Linear layers of a module in place. */
+  quantizeLinears(module: ModuleHandle, names: string[], format: string): Promise<void>;
+  /** A checkpoint's quantized weight into a Linear layer (checked natively: ERR_STATE_DICT). */
+  setQuantized(module: ModuleHandle, layer: string, format: string, out: number, inFeatures: number, tensors: Record<string, TensorHandle>): Promise<void>;
+  /** Every Linear layer of a module: [name, out, in, its quantization or null]. */
+  linearLayers(module: ModuleHandle): [string, number, number, string | null][];
   /** An exclusive flock(2) on an open descriptor, not waiting: false when held elsewhere. */
   tryLockFile(fd: number): boolean;
   unlockFile(fd: number): void;

@@ -18,6 +18,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   et::bridge::init_audio(env, exports);
   et::bridge::init_distributed(env, exports);
   et::bridge::init_media(env, exports);
+  et::bridge::init_quant(env, exports);
   et::bridge::init_profiler(env, exports);
   return exports;
 }

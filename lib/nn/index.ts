@@ -12,6 +12,7 @@ export { BeatsEncoder, BEATS_DEFAULTS } from './beats';
 export type { BeatsConfig, BeatsOutputs } from './beats';
 export { QFormer, QFORMER_DEFAULTS, LAVIS_QFORMER_RENAMES } from './qformer';
 export type { QFormerConfig } from './qformer';
+export type { LlamaPretrainedOptions } from './llama';
 export { LlamaForCausalLM, DecodeBatch, LLAMA_DEFAULTS, LLAMA_MODEL_TYPES, normalizeRope, normalizeLlamaConfig } from './llama';
 export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';
 export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } from './lora';
@@ -50,3 +51,6 @@ export { InternVL, INTERNVL_DEFAULTS, INTERNVL_IMAGE_TOKENS, resolveInternVLConf
 export type { InternVLConfig, InternVLInputs, InternVLOutputs, InternVLCreateOptions } from './internvl';
 export { LanguageBind, LANGUAGEBIND_MODALITIES } from './languagebind';
 export type { LanguageBindModality, LanguageBindKey, LanguageBindOptions, LanguageBindInputs, LanguageBindOutputs } from './languagebind';
+
+export { quantize, quantizeWeight, dequantizeWeight, linearLayers, checkQuantFormat, QUANT_FORMATS, QUANT_BYTES_PER_WEIGHT } from './quant';
+export type { QuantFormat, QuantizedWeight, LinearLayerInfo } from './quant';

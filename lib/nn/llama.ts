@@ -9,6 +9,13 @@ import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, f } from './conf
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { PretrainedOptions, loadPretrained } from './pretrained';
+import type { QuantFormat } from './quant';
+
+/** {@link LlamaForCausalLM.fromPretrained}'s options: {@link PretrainedOptions} and a quantization. */
+export interface LlamaPretrainedOptions extends PretrainedOptions<LlamaConfig> {
+  /** Quantize the decoder's Linear layers while loading ({@link QuantFormat}); default: none. */
+  quantize?: QuantFormat;
+}
 
 /**
  * HF LlamaConfig fields. RoPE settings are flat here: `rope_theta`, `rope_type` ('default' |
@@ -292,13 +299,26 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
       : { embed: 'model.embed_tokens.weight', head: 'lm_head.weight' };
   }
 
-  /** Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`). */
-  static async fromPretrained(dir: string, opts: PretrainedOptions<LlamaConfig> = {}): Promise<LlamaForCausalLM> {
+  /**
+   * Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`).
+   * With `opts.quantize` every Linear layer of the decoder (not the LM head, which transformers
+   * also leaves in float) is quantized as the checkpoint is read: from safetensors a piece at a
+   * time, never the whole float model in memory (peak: the quantized model plus 256 MiB); a `.bin`
+   * is read whole first. The embeddings, norms and head take `opts.dtype`.
+   * @param opts.quantize 'int8' | 'nf4' | 'q8_0' | 'q4_0' ({@link QuantFormat})
+   * @throws EmotorchError as {@link loadPretrained}; ERR_INVALID_ARG for an unknown quantization or a
+   *   layer whose rows the block does not divide
+   * @example
+   * const llm = await et.nn.LlamaForCausalLM.fromPretrained('vicuna-13b/', { dtype: 'bfloat16', quantize: 'int8' });
+   */
+  static async fromPretrained(dir: string, opts: LlamaPretrainedOptions = {}): Promise<LlamaForCausalLM> {
     return loadPretrained(LLAMA, LlamaForCausalLM, dir, opts, {
+      options: ['quantize'],
       keep: /^(?!.*\.rotary_emb\.inv_freq$)/,
       prepare: (model, { sd }) => {
         if (model.config.tie_word_embeddings) sd.delete(model.embeddingKeys.head);
       },
+      quantizable: (model) => ({ skip: model.config.tie_word_embeddings ? [] : [model.embeddingKeys.head.replace(/\.weight$/, '')] }),
     });
   }
 

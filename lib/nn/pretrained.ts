@@ -10,6 +10,11 @@ import * as path from 'path';
 import { Tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, readSafetensorsHeader } from '../io/safetensors';
+import type { SafetensorsEntry } from '../io/safetensors';
+import { binding } from '../native';
+import type { TensorHandle } from '../native';
+import { QUANT_BYTES_PER_WEIGHT, QuantFormat, checkQuantFormat, linearLayers, quantize as quantizeModel, quantizeWeight } from './quant';
+import type { NativeModule } from './module';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import { MODULE_OPTIONS, createUninitialized } from './module';
@@ -110,8 +115,8 @@ function findStateDict(obj: unknown): StateDict | null {
 export type Rename = { from: RegExp; to: string | null };
 
 /** Applies rename rules in order to every key (first match wins; unmatched keys stay). */
-export function renameKeys(sd: StateDict, rules: readonly Rename[]): StateDict {
-  const out: StateDict = new Map();
+export function renameKeys<T = Tensor>(sd: Map<string, T>, rules: readonly Rename[]): Map<string, T> {
+  const out = new Map<string, T>();
   for (const [k, t] of sd) {
     const rule = rules.find((r) => r.from.test(k));
     if (!rule) out.set(k, t);
@@ -124,10 +129,10 @@ export function renameKeys(sd: StateDict, rules: readonly Rename[]): StateDict {
  * The keys of `sd` under the first of `prefixes` that any key starts with, with it removed
  * (e.g. 'model.encoder.' or 'encoder.'); `sd` itself when none matches.
  */
-export function stripPrefix(sd: StateDict, prefixes: readonly string[]): StateDict {
+export function stripPrefix<T = Tensor>(sd: Map<string, T>, prefixes: readonly string[]): Map<string, T> {
   for (const p of prefixes) {
     if ([...sd.keys()].some((k) => k.startsWith(p))) {
-      return new Map([...sd].filter(([k]) => k.startsWith(p)).map(([k, t]) => [k.slice(p.length), t] as [string, Tensor]));
+      return new Map([...sd].filter(([k]) => k.startsWith(p)).map(([k, t]) => [k.slice(p.length), t] as [string, T]));
     }
   }
   return sd;
@@ -422,8 +427,17 @@ export interface Loading<M extends Module, O extends PretrainedOptions<object>, 
   keep?: RegExp;
   /** Builds the model for the config; default: the class's `create(config)`. */
   create?(config: Record<string, unknown>, loaded: L, opts: O): M;
-  /** After building, before the tensors are loaded (a tied head's key deleted, adapters applied). */
+  /**
+   * After building, before the tensors are loaded (a tied head's key deleted, adapters applied).
+   * With `opts.quantize` and a safetensors checkpoint, `loaded.sd` holds the keys only (the
+   * tensors are read afterwards, a piece at a time): a hook may delete keys, not read them.
+   */
   prepare?(model: M, loaded: L, opts: O): void;
+  /**
+   * The model takes `opts.quantize` ({@link QuantFormat}): its Linear layers are quantized as the
+   * checkpoint is read, but for the layers this returns (left in the checkpoint's float dtype).
+   */
+  quantizable?(model: M): { skip: string[] };
 }
 
 /**
@@ -454,12 +468,138 @@ export async function loadPretrained<M extends Module, O extends PretrainedOptio
     const raw = read?.config ?? (how.config ? how.config(dir, o, read) : decl.normalize(readConfig(dir)));
     cfg = withOverrides(decl.title, specOf(decl), raw, o.config);
   }
-  let sd = read?.sd ?? (await loadCheckpoint(dir));
-  if (how.prefixes) sd = stripPrefix(sd, how.prefixes);
-  if (how.renames) sd = renameKeys(sd, how.renames);
-  if (how.keep) sd = new Map([...sd].filter(([k]) => how.keep!.test(k)));
+  const quantize = (o as { quantize?: unknown }).quantize;
+  const format = quantize === undefined ? undefined : checkQuantFormat(quantize, `${cls.name}.fromPretrained opts.quantize`);
+  const files = format && !read ? safetensorsFiles(dir) : null;
+  const rename = <T>(m: Map<string, T>): Map<string, T> => {
+    if (how.prefixes) m = stripPrefix(m, how.prefixes);
+    if (how.renames) m = renameKeys(m, how.renames);
+    return how.keep ? new Map([...m].filter(([k]) => how.keep!.test(k))) : m;
+  };
+  const build = (loaded: L): M => {
+    const model = createForCheckpoint(o, () => (how.create ? how.create(cfg as Record<string, unknown>, loaded, o) : cls.create(cfg as object)));
+    how.prepare?.(model, loaded, o);
+    return model;
+  };
+  if (format && files) return loadQuantized(files, rename, build, how.quantizable!, format, o);
+  const sd = rename(read?.sd ?? (await loadCheckpoint(dir)));
   const loaded = { ...read, sd } as L;
-  const model = createForCheckpoint(o, () => (how.create ? how.create(cfg as Record<string, unknown>, loaded, o) : cls.create(cfg as object)));
-  how.prepare?.(model, loaded, o);
-  return finishPretrained(model, loaded.sd, o, !(o as { stateDict?: unknown }).stateDict);
+  const model = build(loaded);
+  await finishPretrained(model, loaded.sd, o, !(o as { stateDict?: unknown }).stateDict);
+  if (format) await quantizeModel(model as unknown as NativeModule, format, { skip: how.quantizable!(model).skip });
+  return model;
+}
+
+/** The safetensors files of a checkpoint folder or file (one, or an index's shards); null for another format. */
+function safetensorsFiles(dirOrFile: string): string[] | null {
+  if (dirOrFile.endsWith('.safetensors') && fs.existsSync(dirOrFile)) return [dirOrFile];
+  const single = path.join(dirOrFile, 'model.safetensors');
+  if (fs.existsSync(single)) return [single];
+  const index = path.join(dirOrFile, 'model.safetensors.index.json');
+  if (!fs.existsSync(index)) return null;
+  const map = (readJsonSync(index, MAX_JSON) as { weight_map?: Record<string, string> } | null)?.weight_map;
+  if (!map || typeof map !== 'object' || !Object.values(map).every((v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\')))
+    throw new EmotorchError(`'${index}' is not a valid shard index: weight_map must map names to shard file names in the same folder`, 'ERR_FORMAT');
+  return [...new Set(Object.values(map))].map((f) => path.join(dirOrFile, f));
+}
+
+/** Where a checkpoint tensor lies: its file, its name there, its header entry. */
+interface Stored {
+  file: string;
+  key: string;
+  entry: SafetensorsEntry;
+}
+
+/**
+ * A quantized load that never holds the float model: the headers are read and checked against the
+ * model first (names and shapes, as a strict `loadStateDict`), then the tensors are read a piece at
+ * a time (256 MiB of file), each Linear weight quantized from the checkpoint's own values as it
+ * arrives and its float copy released, the rest assigned in the dtype asked for. Peak memory: the
+ * quantized model, the float tensors kept, and one piece.
+ */
+async function loadQuantized<M extends Module, O extends PretrainedOptions<object>, L extends Loaded>(
+  files: string[],
+  rename: (m: Map<string, Stored>) => Map<string, Stored>,
+  build: (loaded: L) => M,
+  quantizable: (model: M) => { skip: string[] },
+  format: QuantFormat,
+  o: O,
+): Promise<M> {
+  const found = new Map<string, Stored>();
+  for (const file of files) for (const [key, entry] of readSafetensorsHeader(file).entries) found.set(key, { file, key, entry });
+  const stored = rename(found);
+  const keys = new Map([...stored.keys()].map((k) => [k, undefined as unknown as Tensor]));
+  const model = build({ sd: keys } as unknown as L);
+  for (const k of [...stored.keys()]) if (!keys.has(k)) stored.delete(k);
+  const native = model as unknown as NativeModule;
+  const skip = new Set(quantizable(model).skip);
+  const targets = new Map(
+    linearLayers(native)
+      .filter((l) => !skip.has(l.name))
+      .map((l) => [`${l.name}.weight`, l]),
+  );
+  // names and shapes first, before a byte of data is read
+  const own = model.stateDict();
+  const strict = o.strict ?? true;
+  const problems: string[] = [];
+  const mismatched = [...stored].filter(([k, s]) => own.has(k) && own.get(k)!.shape.join() !== s.entry.shape.join());
+  if (mismatched.length)
+    problems.push(`wrong shape for ${mismatched.map(([k, s]) => `'${k}' (checkpoint [${s.entry.shape}], model [${own.get(k)!.shape}])`).join(', ')}`);
+  const missing = [...own.keys()].filter((k) => !stored.has(k));
+  const unexpected = [...stored.keys()].filter((k) => !own.has(k));
+  if (strict && missing.length) problems.push(`missing keys: ${missing.map((k) => `'${k}'`).join(', ')}`);
+  if (strict && unexpected.length) problems.push(`unexpected keys: ${unexpected.map((k) => `'${k}'`).join(', ')}`);
+  if (problems.length) throw new EmotorchError(`fromPretrained: ${problems.join('; ')}`, 'ERR_STATE_DICT');
+  for (const k of unexpected) stored.delete(k);
+  // the dtype of what stays in float: as asked, or the checkpoint's own for 'auto'
+  const count = new Map<DType, number>();
+  for (const s of stored.values()) if (isFloating(s.entry.dtype)) count.set(s.entry.dtype, (count.get(s.entry.dtype) ?? 0) + (s.entry.end - s.entry.begin));
+  const own0 = [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
+  const dtype = o.dtype === 'auto' ? own0 : o.dtype;
+  let need = 256 * 2 ** 20;
+  for (const [k, s] of stored) {
+    const n = s.entry.shape.reduce((a, b) => a * b, 1);
+    need += targets.has(k) ? n * QUANT_BYTES_PER_WEIGHT[format] : n * DTYPE_BYTES[isFloating(s.entry.dtype) ? (dtype ?? 'float32') : s.entry.dtype];
+  }
+  const have = cpu.availableMemory();
+  if (need > 0.9 * have)
+    throw new EmotorchError(
+      `loading this checkpoint quantized (${format}) needs about ${gib(need)} and the machine has ${gib(have)} available`,
+      'ERR_OUT_OF_MEMORY',
+    );
+  // a piece at a time, in file order
+  const order = [...stored].sort(([, a], [, b]) => (a.file === b.file ? a.entry.begin - b.entry.begin : files.indexOf(a.file) - files.indexOf(b.file)));
+  let i = 0;
+  while (i < order.length) {
+    const file = order[i][1].file;
+    const piece: [string, Stored][] = [];
+    let bytes = 0;
+    while (i < order.length && order[i][1].file === file && (piece.length === 0 || bytes < 256 * 2 ** 20)) {
+      piece.push(order[i]);
+      bytes += order[i][1].entry.end - order[i][1].entry.begin;
+      i++;
+    }
+    const { tensors } = await loadSafetensors(file, { only: piece.map(([, s]) => s.key) });
+    const rest: StateDict = new Map();
+    for (const [k, s] of piece) {
+      const t = tensors.get(s.key)!;
+      const layer = targets.get(k);
+      if (!layer) {
+        rest.set(k, t);
+        continue;
+      }
+      const q = await quantizeWeight(t, format, k);
+      const sent: Record<string, TensorHandle> = {};
+      for (const [n, qt] of Object.entries(q.tensors)) sent[n] = qt.handle;
+      await binding.setQuantized(native.native, layer.name, format, layer.out, layer.in, sent);
+      for (const qt of Object.values(q.tensors)) qt.dispose();
+      t.dispose();
+    }
+    if (rest.size) await model.loadStateDict(rest, { strict: false, assign: true, ...(dtype ? { dtype } : {}) });
+    for (const t of rest.values()) t.dispose();
+    cpu.emptyCache();
+  }
+  if (o.device || dtype) await model.to({ device: o.device, dtype });
+  model.eval();
+  return model;
 }

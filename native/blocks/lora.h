@@ -1,9 +1,15 @@
 // The Linear layer every model uses, with optional LoRA adapters in peft's layout:
 // y = x Wᵀ + b + dropout(x) Aᵀ Bᵀ · alpha / r, parameters `weight`, `bias`,
 // `lora_A.default.weight` (r, in), `lora_B.default.weight` (out, r). merge() folds the update
-// into W (and unmerge() takes it out again).
+// into W (and unmerge() takes it out again). Its weight may be quantized (kernels/quant.h): then
+// `weight` is no parameter any more, the quantized tensors live in `quant` (listed by
+// quantized_state under bitsandbytes' names), and adapters train over the dequantized weight (QLoRA).
 #pragma once
 #include <torch/nn.h>
+
+#include "kernels/quant.h"
+
+#include <memory>
 
 #include <string>
 #include <vector>
@@ -22,7 +28,13 @@ struct LinearImpl : torch::nn::Module {
   void merge();
   void unmerge();
   bool has_lora() const { return lora_A.defined(); }
+  // Quantizes the weight (`name` for messages); the float weight is released.
+  void quantize(QuantFormat f, const std::string& name);
+  // Takes a quantized weight as read from a checkpoint (checked against this layer's shape).
+  void set_quantized(QuantWeight q, const std::string& name);
   at::Tensor weight, bias, lora_A, lora_B;
+  std::shared_ptr<QuantWeight> quant;  // set when the weight is quantized (then `weight` is undefined)
+  int64_t in_features, out_features;
   double scaling = 0, lora_dropout = 0;
   bool merged = false;
 
@@ -38,5 +50,14 @@ std::vector<std::string> apply_lora(torch::nn::Module& root, const std::vector<s
                                     double dropout);
 // Merges (or unmerges) every LoRA layer; returns how many changed.
 int64_t merge_lora(torch::nn::Module& root, bool merge);
+
+// Quantizes the Linear layers of root named in `names` (relative to root); ERR_INVALID_ARG naming
+// a name that is not a Linear layer of root.
+void quantize_linears(torch::nn::Module& root, const std::vector<std::string>& names, QuantFormat f);
+// Every quantized layer's tensors under their full names (`<layer>.weight`, `<layer>.SCB`,
+// `<layer>.weight.absmax`, …: bitsandbytes' keys; see QuantWeight::named).
+std::vector<std::pair<std::string, at::Tensor>> quantized_state(torch::nn::Module& root);
+// Moves every quantized layer's tensors to device.
+void move_quantized(torch::nn::Module& root, const at::Device& device);
 
 }  // namespace et::nn

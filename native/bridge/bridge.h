@@ -147,5 +147,6 @@ void init_profiler(Napi::Env env, Napi::Object exports);
 void init_audio(Napi::Env env, Napi::Object exports);
 void init_distributed(Napi::Env env, Napi::Object exports);
 void init_media(Napi::Env env, Napi::Object exports);
+void init_quant(Napi::Env env, Napi::Object exports);
 
 }  // namespace et::bridge

@@ -21,6 +21,7 @@ void move_module(nn::Model& m, std::optional<at::Device> dev, std::optional<at::
   };
   for (auto& p : m.parameters()) move(p);
   for (auto& b : m.buffers()) move(b);
+  if (dev) nn::move_quantized(m, *dev);
 }
 
 class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
@@ -97,7 +98,13 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
     return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), live()->named_parameters()); });
   }
   Napi::Value NamedBuffers(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), live()->named_buffers()); });
+    // with the quantized layers' tensors (blocks/lora.h's quantized_state: bitsandbytes' names)
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto m = live();
+      auto d = m->named_buffers();
+      for (auto& [k, t] : nn::quantized_state(*m)) d.insert(k, t);
+      return named(info.Env(), d);
+    });
   }
   Napi::Value SetTraining(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {

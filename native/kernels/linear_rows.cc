@@ -367,6 +367,23 @@ at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tens
   return (w.scalar_type() == at::kFloat ? y : y.to(w.scalar_type())).view(shape);
 }
 
+bool rows_bf16_products() {
+#if defined(__x86_64__)
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return !capped_at_avx2() && __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+void rows_dot(bool bf16, const void* W, const void* X, float* Y, int64_t R, int64_t ldy, int64_t N, int64_t K) {
+  if (bf16) rows_kernel<uint16_t>()(static_cast<const uint16_t*>(W), static_cast<const uint16_t*>(X), Y, R, ldy, 0, N, K);
+  else rows_kernel<float>()(static_cast<const float*>(W), static_cast<const float*>(X), Y, R, ldy, 0, N, K);
+}
+
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   TORCH_CHECK(x.dim() >= 1 && w.dim() == 2 && x.size(-1) == w.size(1), "linear_rows: input ", x.sizes(), " does not match weight ",
               w.sizes());

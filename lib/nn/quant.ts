@@ -1,0 +1,135 @@
+/**
+ * 8-bit and 4-bit weights: Linear layers whose weight is kept quantized (native/kernels/quant.h),
+ * in the layouts of the libraries users come from:
+ * - `'int8'`: LLM.int8's vector-wise absmax (bitsandbytes' `load_in_8bit`): an int8 per weight and
+ *   the row's absmax `SCB`.
+ * - `'nf4'`: QLoRA's NormalFloat4 (bitsandbytes' `load_in_4bit`, `bnb_4bit_quant_type='nf4'`,
+ *   double quantization on): blocks of 64, their absmax quantized again in blocks of 256.
+ * - `'q8_0'`, `'q4_0'`: llama.cpp's blocks of 32 with a float16 scale, byte for byte as in a GGUF.
+ *
+ * Only the weight is quantized; activations stay in the model's dtype. On the CPU a decoding step
+ * reads the quantized weight once for all its rows; a longer input dequantizes the weight (in its
+ * dtype) for the product, and the gradient flows through the dequantized weight to the input and to
+ * LoRA adapters (QLoRA).
+ */
+import { binding } from '../native';
+import { Tensor } from '../tensor';
+import { EmotorchError, invalid } from '../errors';
+import { DType, checkDtype, isFloating } from '../dtype';
+import type { NativeModule } from './module';
+
+/** A quantization emotorch implements (see the module's documentation). */
+export type QuantFormat = 'int8' | 'q8_0' | 'q4_0' | 'nf4';
+
+/** Every {@link QuantFormat}. */
+export const QUANT_FORMATS: readonly QuantFormat[] = ['int8', 'q8_0', 'q4_0', 'nf4'];
+
+/** Bytes a quantized weight takes per weight (scales included). */
+export const QUANT_BYTES_PER_WEIGHT: Readonly<Record<QuantFormat, number>> = { int8: 1, q8_0: 34 / 32, q4_0: 18 / 32, nf4: 0.5 + 1 / 64 };
+
+/**
+ * A quantized (out, in) weight: its tensors by the names the format's files use.
+ * - int8: `weight` int8 (out, in), `SCB` float32 (out).
+ * - nf4: `weight` uint8 (out·in/2, 1), `absmax` uint8 (out·in/64), `quant_map` float32 (16),
+ *   `nested_absmax` float32 (⌈out·in/64/256⌉), `nested_quant_map` float32 (256), `offset` float32 ().
+ * - q8_0 / q4_0: `weight` uint8 (out, in/32 · 34 or 18): each row's GGUF blocks.
+ */
+export interface QuantizedWeight {
+  format: QuantFormat;
+  shape: [number, number];
+  tensors: Record<string, Tensor>;
+}
+
+/**
+ * Checks a quantization name.
+ * @throws EmotorchError ERR_INVALID_ARG naming the option and the formats taken
+ */
+export function checkQuantFormat(v: unknown, name: string): QuantFormat {
+  if (typeof v !== 'string' || !(QUANT_FORMATS as readonly string[]).includes(v)) invalid(`one of ${QUANT_FORMATS.join(', ')}`, name, v);
+  return v as QuantFormat;
+}
+
+/**
+ * Quantizes a weight matrix. int8 rounds the weight to float16 first, as bitsandbytes does; the
+ * 4-bit and q8_0 formats need rows a multiple of their block (64 for nf4, 32 for q8_0 / q4_0).
+ * @param weight (out, in), floating, on any device (quantized on the CPU, returned on its device)
+ * @param format the quantization
+ * @throws EmotorchError ERR_INVALID_ARG for another shape or dtype, a block that does not divide the
+ *   rows, NaN or infinite values (int8: values beyond float16's range)
+ * @example
+ * const q = await et.nn.quantizeWeight(linear.weight, 'nf4');
+ * q.tensors.absmax; // uint8, one per block of 64
+ */
+export async function quantizeWeight(weight: Tensor, format: QuantFormat, name = 'weight'): Promise<QuantizedWeight> {
+  if (!(weight instanceof Tensor)) invalid('a Tensor', 'weight', weight);
+  checkQuantFormat(format, 'format');
+  if (weight.ndim !== 2 || !isFloating(weight.dtype)) invalid('a floating (out, in) matrix', name, `${weight.dtype} [${weight.shape.join(', ')}]`);
+  const handles = await binding.quantizeWeight(weight.handle, format, name);
+  const tensors: Record<string, Tensor> = {};
+  for (const [k, h] of Object.entries(handles)) tensors[k] = new Tensor(h);
+  return { format, shape: [weight.shape[0], weight.shape[1]], tensors };
+}
+
+/**
+ * The weight a quantized weight stands for: each value as the format defines it (int8:
+ * `(q · SCB) · (1/127)`; q8_0: `q · d`; q4_0: `(q − 8) · d`; nf4: `quant_map[q] · absmax`, the absmax
+ * from its double quantization), computed in float32, then in `dtype`.
+ * @param q a quantized weight ({@link quantizeWeight}, or tensors read from a checkpoint)
+ * @param dtype a floating dtype (default float32)
+ * @throws EmotorchError ERR_STATE_DICT naming a missing or mis-shaped tensor; ERR_INVALID_ARG for a bad dtype
+ * @example
+ * const w = await et.nn.dequantizeWeight(q, 'bfloat16');
+ */
+export async function dequantizeWeight(q: QuantizedWeight, dtype: DType = 'float32'): Promise<Tensor> {
+  if (!q || typeof q !== 'object' || !q.tensors || !Array.isArray(q.shape)) invalid('a quantized weight { format, shape, tensors }', 'q', q);
+  checkQuantFormat(q.format, 'q.format');
+  if (!isFloating(checkDtype(dtype))) invalid('a floating dtype', 'dtype', dtype);
+  const sent: Record<string, import('../native').TensorHandle> = {};
+  for (const [k, t] of Object.entries(q.tensors)) {
+    if (!(t instanceof Tensor)) invalid('a Tensor', `q.tensors.${k}`, t);
+    sent[k] = t.handle;
+  }
+  return new Tensor(await binding.dequantizeWeight(q.format, q.shape[0], q.shape[1], sent, dtype, 'weight'));
+}
+
+/** One Linear layer of a native model: its name, shape and quantization. */
+export interface LinearLayerInfo {
+  name: string;
+  out: number;
+  in: number;
+  format: QuantFormat | null;
+}
+
+/** The Linear layers of a native model (in module order) and how each is quantized. */
+export function linearLayers(model: NativeModule): LinearLayerInfo[] {
+  return binding.linearLayers(model.native).map(([name, out, inF, format]) => ({ name, out, in: inF, format: format as QuantFormat | null }));
+}
+
+/**
+ * Quantizes a loaded model's Linear layers in place (those named, or all but `skip`): their float
+ * weights are released, LoRA adapters (existing or added later) stay in float32 over the quantized
+ * weight. Loading with `fromPretrained(dir, { quantize })` does the same without ever holding the
+ * whole float model.
+ * @param model a native model (its Linear layers)
+ * @param format the quantization
+ * @param opts.layers the layers to quantize (default: every Linear layer but those in `skip`)
+ * @param opts.skip layers left in float (e.g. the LM head, as transformers leaves it)
+ * @returns the names of the layers quantized
+ * @throws EmotorchError ERR_INVALID_ARG for a name that is not a Linear layer of the model, a layer
+ *   already quantized, a block that does not divide a layer's rows (naming the layer)
+ * @example
+ * await et.nn.quantize(llm, 'int8', { skip: ['lm_head'] });
+ */
+export async function quantize(model: NativeModule, format: QuantFormat, opts: { layers?: string[]; skip?: string[] } = {}): Promise<string[]> {
+  checkQuantFormat(format, 'format');
+  const all = linearLayers(model);
+  const known = new Set(all.map((l) => l.name));
+  for (const n of [...(opts.layers ?? []), ...(opts.skip ?? [])])
+    if (typeof n !== 'string' || !known.has(n)) invalid('the name of a Linear layer of the model', 'quantize layer', n);
+  const skip = new Set(opts.skip ?? []);
+  const names = (opts.layers ?? all.filter((l) => l.format === null).map((l) => l.name)).filter((n) => !skip.has(n));
+  const done = all.filter((l) => l.format !== null && names.includes(l.name));
+  if (done.length) throw new EmotorchError(`quantize: layer '${done[0].name}' is already quantized (${done[0].format})`, 'ERR_INVALID_ARG');
+  await binding.quantizeLinears(model.native, names, format);
+  return names;
+}

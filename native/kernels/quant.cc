@@ -1,0 +1,561 @@
+#include "kernels/quant.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/autograd.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+#include <vector>
+
+#include "error.h"
+#include "kernels/linear.h"
+#include "kernels/linear_rows.h"
+
+namespace et::nn {
+
+namespace {
+
+// QLoRA's NormalFloat4 values (bitsandbytes' NF4 quant_map, float32).
+constexpr float kNF4[16] = {-1.0f,
+                            -0.6961928009986877f,
+                            -0.5250730514526367f,
+                            -0.39491748809814453f,
+                            -0.28444138169288635f,
+                            -0.18477343022823334f,
+                            -0.09105003625154495f,
+                            0.0f,
+                            0.07958029955625534f,
+                            0.16093020141124725f,
+                            0.24611230194568634f,
+                            0.33791524171829224f,
+                            0.44070982933044434f,
+                            0.5626170039176941f,
+                            0.7229568362236023f,
+                            1.0f};
+constexpr int64_t kNF4Block = 64, kNestedBlock = 256, kGgufBlock = 32;
+
+int64_t gguf_block_bytes(QuantFormat f) { return f == QuantFormat::Q8_0 ? 34 : 18; }
+
+float half_to_float(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return static_cast<float>(c10::Half(h, c10::Half::from_bits()));
+}
+void float_to_half(float v, uint8_t* p) {
+  uint16_t h = c10::Half(v).x;
+  std::memcpy(p, &h, 2);
+}
+
+// bitsandbytes' dynamic signed 8-bit map (create_dynamic_map(signed=True)): for i = 0 … 6, the
+// midpoints of linspace(0.1, 1, 2^i + 1) times ±10^(i − 6), then 0 and 1, sorted (float32).
+at::Tensor dynamic_map() {
+  std::vector<float> v;
+  for (int i = 0; i < 7; ++i) {
+    auto b = at::linspace(0.1, 1.0, (1 << i) + 1, at::kFloat);
+    auto means = (b.narrow(0, 0, b.size(0) - 1) + b.narrow(0, 1, b.size(0) - 1)) / 2.0;
+    auto pos = means * std::pow(10.0, i - 6), neg = means * -std::pow(10.0, i - 6);
+    for (int64_t j = 0; j < means.size(0); ++j) {
+      v.push_back(pos[j].item<float>());
+      v.push_back(neg[j].item<float>());
+    }
+  }
+  v.push_back(0.0f);
+  v.push_back(1.0f);
+  std::sort(v.begin(), v.end());
+  return at::tensor(v, at::kFloat);
+}
+
+// The code of s in [−1, 1] on a sorted code of `n` values: how many of the midpoints between
+// neighbouring values (each one float32 (a + b) / 2) lie below s (s on a midpoint takes the lower
+// code), as bitsandbytes' quantizers decide (its PyTorch backend; its CUDA thresholds are the same
+// float32 midpoints).
+struct Midpoints {
+  std::vector<float> m;
+  explicit Midpoints(const float* code, int n) {
+    for (int i = 0; i + 1 < n; ++i) m.push_back((code[i] + code[i + 1]) / 2.0f);
+  }
+  uint8_t code(float s) const { return static_cast<uint8_t>(std::lower_bound(m.begin(), m.end(), s) - m.begin()); }
+};
+const Midpoints& nf4_midpoints() {
+  static const Midpoints m(kNF4, 16);
+  return m;
+}
+
+// s = x · (1 / absmax) clamped to [−1, 1], the reciprocal of absmax clamped up to 1e-38 (an all-zero
+// block gives 0), as bitsandbytes normalizes a block.
+struct BlockScale {
+  float inv;
+  explicit BlockScale(float absmax) : inv(1.0f / std::max(absmax, 1e-38f)) {}
+  float operator()(float x) const { return std::clamp(x * inv, -1.0f, 1.0f); }
+};
+
+at::Tensor finite_float_rows(const at::Tensor& w, const std::string& name) {
+  auto f = w.detach().to(at::kCPU, at::kFloat).contiguous();
+  if (!at::isfinite(f).all().item<bool>())
+    throw CodedError("ERR_INVALID_ARG", "quantize: weight '" + name + "' has NaN or infinite values");
+  return f;
+}
+
+// ---- quantizing, a row at a time -------------------------------------------------------------------
+
+// bitsandbytes' Int8Params: the row rounded to float16 first, its absmax, scale (1 / absmax) · 127,
+// q = round-half-even(h · scale); an all-zero row gives zeros.
+void quantize_int8_row(const float* x, int64_t K, int8_t* q, float* scb) {
+  float amax = 0;
+  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(static_cast<float>(c10::Half(x[k]))));
+  *scb = amax;
+  const float s = amax > 0 ? (1.0f / amax) * 127.0f : 0.0f;
+  for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int8_t>(std::nearbyint(static_cast<float>(c10::Half(x[k])) * s));
+}
+
+void quantize_q8_0_row(const float* x, int64_t K, uint8_t* out) {
+  for (int64_t b = 0; b < K / kGgufBlock; ++b, out += 34) {
+    const float* v = x + b * kGgufBlock;
+    float amax = 0;
+    for (int j = 0; j < kGgufBlock; ++j) amax = std::max(amax, std::fabs(v[j]));
+    const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    float_to_half(d, out);
+    for (int j = 0; j < kGgufBlock; ++j) out[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::round(v[j] * id)));
+  }
+}
+
+void quantize_q4_0_row(const float* x, int64_t K, uint8_t* out) {
+  for (int64_t b = 0; b < K / kGgufBlock; ++b, out += 18) {
+    const float* v = x + b * kGgufBlock;
+    float amax = 0, mx = 0;
+    for (int j = 0; j < kGgufBlock; ++j)
+      if (std::fabs(v[j]) > amax) {
+        amax = std::fabs(v[j]);
+        mx = v[j];
+      }
+    const float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    float_to_half(d, out);
+    auto code = [&](int j) {
+      const float p = v[j] * id;  // two roundings (x · id, then + 8.5), as gguf-py computes it
+      return static_cast<uint8_t>(std::min(15.0f, std::trunc(p + 8.5f)));
+    };
+    for (int j = 0; j < 16; ++j) out[2 + j] = static_cast<uint8_t>(code(j) | (code(j + 16) << 4));
+  }
+}
+
+// NF4 codes of one row (blocks of 64) and its blocks' absmax (float32, before double quantization).
+void quantize_nf4_row(const float* x, int64_t K, uint8_t* packed, float* absmax) {
+  for (int64_t b = 0; b < K / kNF4Block; ++b) {
+    const float* v = x + b * kNF4Block;
+    float amax = 0;
+    for (int j = 0; j < kNF4Block; ++j) amax = std::max(amax, std::fabs(v[j]));
+    absmax[b] = amax;
+    const BlockScale s(amax);
+    const auto& m = nf4_midpoints();
+    for (int j = 0; j < kNF4Block; j += 2)
+      packed[(b * kNF4Block + j) / 2] = static_cast<uint8_t>((m.code(s(v[j])) << 4) | m.code(s(v[j + 1])));
+  }
+}
+
+// ---- dequantizing a row to float32 ---------------------------------------------------------------
+
+// The weight's tensors as the row functions read them (CPU, contiguous; small float state in float32).
+struct View {
+  QuantFormat f;
+  int64_t K;
+  const uint8_t* w;
+  const float* scb = nullptr;
+  const uint8_t* absmax = nullptr;
+  const float *quant_map = nullptr, *nested_absmax = nullptr, *nested_map = nullptr;
+  float offset = 0;
+  at::Tensor keep[4];  // converted copies the pointers may point into
+};
+
+View view_of(const QuantWeight& q) {
+  View v;
+  v.f = q.format;
+  v.K = q.in;
+  v.w = static_cast<const uint8_t*>(q.weight.const_data_ptr());
+  auto f32 = [&](const at::Tensor& t, int slot) {
+    v.keep[slot] = t.scalar_type() == at::kFloat && t.is_contiguous() ? t : t.to(at::kFloat).contiguous();
+    return v.keep[slot].const_data_ptr<float>();
+  };
+  if (q.format == QuantFormat::Int8) v.scb = f32(q.scb, 0);
+  if (q.format == QuantFormat::NF4) {
+    v.absmax = q.absmax.const_data_ptr<uint8_t>();
+    v.quant_map = f32(q.quant_map, 0);
+    v.nested_absmax = f32(q.nested_absmax, 1);
+    v.nested_map = f32(q.nested_quant_map, 2);
+    v.offset = q.offset.to(at::kFloat).item<float>();
+  }
+  return v;
+}
+
+// Row n of the weight in float32: exactly w = q · SCB / 127, q · d, (q − 8) · d, or quant_map[q] ·
+// (nested_quant_map[absmax] · nested_absmax + offset), each product once in float32.
+void dequant_row(const View& v, int64_t n, float* out) {
+  const int64_t K = v.K;
+  switch (v.f) {
+    case QuantFormat::Int8: {
+      const auto* q = reinterpret_cast<const int8_t*>(v.w) + n * K;
+      const float s = v.scb[n];  // (q · SCB) · float32(1 / 127), as bitsandbytes' int8_vectorwise_dequant
+      for (int64_t k = 0; k < K; ++k) out[k] = (static_cast<float>(q[k]) * s) * 7.874015718698502e-3f;
+      return;
+    }
+    case QuantFormat::Q8_0: {
+      const uint8_t* row = v.w + n * (K / kGgufBlock) * 34;
+      for (int64_t b = 0; b < K / kGgufBlock; ++b) {
+        const float d = half_to_float(row + b * 34);
+        const auto* q = reinterpret_cast<const int8_t*>(row + b * 34 + 2);
+        for (int j = 0; j < kGgufBlock; ++j) out[b * kGgufBlock + j] = static_cast<float>(q[j]) * d;
+      }
+      return;
+    }
+    case QuantFormat::Q4_0: {
+      const uint8_t* row = v.w + n * (K / kGgufBlock) * 18;
+      for (int64_t b = 0; b < K / kGgufBlock; ++b) {
+        const float d = half_to_float(row + b * 18);
+        const uint8_t* q = row + b * 18 + 2;
+        for (int j = 0; j < 16; ++j) {
+          out[b * kGgufBlock + j] = static_cast<float>(static_cast<int>(q[j] & 15) - 8) * d;
+          out[b * kGgufBlock + j + 16] = static_cast<float>(static_cast<int>(q[j] >> 4) - 8) * d;
+        }
+      }
+      return;
+    }
+    case QuantFormat::NF4: {
+      const uint8_t* q = v.w + n * K / 2;
+      const int64_t b0 = n * K / kNF4Block;
+      for (int64_t b = 0; b < K / kNF4Block; ++b) {
+        const int64_t g = b0 + b;
+        const float a = v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset;
+        for (int j = 0; j < kNF4Block / 2; ++j) {
+          const uint8_t c = q[b * kNF4Block / 2 + j];
+          out[b * kNF4Block + 2 * j] = v.quant_map[c >> 4] * a;
+          out[b * kNF4Block + 2 * j + 1] = v.quant_map[c & 15] * a;
+        }
+      }
+      return;
+    }
+  }
+}
+
+// Row n converted to dtype (float32 values rounded to nearest even, as .to(dtype) does).
+template <typename T>
+void dequant_row_as(const View& v, int64_t n, T* out, float* tmp) {
+  dequant_row(v, n, tmp);
+  for (int64_t k = 0; k < v.K; ++k) out[k] = static_cast<T>(tmp[k]);
+}
+
+// ---- on another device: the same arithmetic in ATen's ops ------------------------------------------
+
+at::Tensor dequantize_aten(const QuantWeight& q, at::ScalarType dtype) {
+  const int64_t N = q.out, K = q.in;
+  at::Tensor w;
+  auto half_scales = [&](const at::Tensor& blocks) {  // (N, nb, B) bytes → (N, nb, 1) float32 d
+    return blocks.narrow(2, 0, 2).contiguous().view(at::kHalf).to(at::kFloat);
+  };
+  switch (q.format) {
+    case QuantFormat::Int8: w = q.weight.to(at::kFloat) * q.scb.to(at::kFloat).unsqueeze(1) * 7.874015718698502e-3f; break;
+    case QuantFormat::Q8_0: {
+      auto blocks = q.weight.view({N, K / kGgufBlock, 34});
+      w = (blocks.narrow(2, 2, 32).contiguous().view(at::kChar).to(at::kFloat) * half_scales(blocks)).view({N, K});
+      break;
+    }
+    case QuantFormat::Q4_0: {
+      auto blocks = q.weight.view({N, K / kGgufBlock, 18});
+      auto qs = blocks.narrow(2, 2, 16);
+      auto codes = at::cat({qs.bitwise_and(15), qs.bitwise_right_shift(4)}, 2).to(at::kFloat) - 8.0f;
+      w = (codes * half_scales(blocks)).view({N, K});
+      break;
+    }
+    case QuantFormat::NF4: {
+      auto bytes = q.weight.view({-1});
+      auto codes = at::stack({bytes.bitwise_right_shift(4), bytes.bitwise_and(15)}, 1).view({-1}).to(at::kLong);
+      auto nb = N * K / kNF4Block;
+      auto nested = q.nested_absmax.to(at::kFloat).repeat_interleave(kNestedBlock).narrow(0, 0, nb);
+      auto a = q.nested_quant_map.to(at::kFloat).index_select(0, q.absmax.to(at::kLong)) * nested + q.offset.to(at::kFloat);
+      w = (q.quant_map.to(at::kFloat).index_select(0, codes).view({nb, kNF4Block}) * a.unsqueeze(1)).view({N, K});
+      break;
+    }
+  }
+  return w.to(dtype);
+}
+
+// ---- products -------------------------------------------------------------------------------------
+
+// y (R, N) float32 = x (R, K) Wᵀ, each row as if alone: the weight dequantized a tile of rows at a
+// time into a buffer (bfloat16 when x is bfloat16 and the CPU has bfloat16 products, else
+// float32), then the row kernels over the tile. A tile's values do not depend on R, nor does the
+// kernels' chain of sums, so a row's outputs are the ones it gets alone.
+at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
+  const int64_t R = x2.size(0), K = q.in, N = q.out;
+  const bool bf16 = x2.scalar_type() == at::kBFloat16 && rows_bf16_products();
+  auto xc = (bf16 ? x2 : x2.to(at::kFloat)).contiguous();
+  auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
+  const View v = view_of(q);
+  const int64_t es = bf16 ? 2 : 4;
+  const int64_t tile = std::clamp<int64_t>((64 << 10) / (K * es) / 4 * 4, 4, 64);
+  float* Y = y.data_ptr<float>();
+  const void* X
+  = xc.const_data_ptr();
+  at::parallel_for(0, (N + tile - 1) / tile, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> tmp(static_cast<size_t>(K));
+    std::vector<uint8_t> buf(static_cast<size_t>(tile * K * es));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n0 = t * tile, nt = std::min(tile, N - n0);
+      for (int64_t i = 0; i < nt; ++i) {
+        if (bf16) dequant_row_as(v, n0 + i, reinterpret_cast<c10::BFloat16*>(buf.data()) + i * K, tmp.data());
+        else dequant_row(v, n0 + i, reinterpret_cast<float*>(buf.data()) + i * K);
+      }
+      rows_dot(bf16, buf.data(), X, Y + n0, R, N, nt, K);
+    }
+  });
+  return y;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The quantized weight through autograd's saved data: its tensors and format.
+void save_quant(AutogradContext* ctx, const QuantWeight& q) {
+  ctx->saved_data["format"] = static_cast<int64_t>(q.format);
+  ctx->saved_data["out"] = q.out;
+  ctx->saved_data["in"] = q.in;
+  for (const auto& [k, t] : q.named()) ctx->saved_data[k] = t;
+}
+QuantWeight load_quant(AutogradContext* ctx) {
+  QuantWeight q;
+  q.format = static_cast<QuantFormat>(ctx->saved_data["format"].toInt());
+  q.out = ctx->saved_data["out"].toInt();
+  q.in = ctx->saved_data["in"].toInt();
+  auto get = [&](const char* k) { return ctx->saved_data.count(k) ? ctx->saved_data[k].toTensor() : at::Tensor(); };
+  q.weight = get("weight");
+  q.scb = get("SCB");
+  q.absmax = get("absmax");
+  q.quant_map = get("quant_map");
+  q.nested_absmax = get("nested_absmax");
+  q.nested_quant_map = get("nested_quant_map");
+  q.offset = get("offset");
+  return q;
+}
+
+// y = x Wᵀ + b over the dequantized weight, which backward dequantizes again rather than keep
+// (a layer's float weight alive from forward to backward, for every layer, is the float model).
+struct QuantLinearFn : torch::autograd::Function<QuantLinearFn> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& b, const QuantWeight& q) {
+    save_quant(ctx, q);
+    ctx->saved_data["has_bias"] = b.defined();
+    return nn::linear(x, dequantize_weight(q, x.scalar_type()), b);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto q = load_quant(ctx);
+    const auto& gy = grads[0];
+    auto gx = at::matmul(gy, dequantize_weight(q, gy.scalar_type()));
+    at::Tensor gb;
+    if (ctx->saved_data["has_bias"].toBool()) gb = gy.reshape({-1, gy.size(-1)}).sum(0);
+    return {gx, gb, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+QuantFormat quant_format(const std::string& name) {
+  if (name == "int8") return QuantFormat::Int8;
+  if (name == "q8_0") return QuantFormat::Q8_0;
+  if (name == "q4_0") return QuantFormat::Q4_0;
+  if (name == "nf4") return QuantFormat::NF4;
+  throw CodedError("ERR_INVALID_ARG", "unknown quantization '" + name + "': expected int8, q8_0, q4_0 or nf4");
+}
+
+const char* quant_format_name(QuantFormat f) {
+  switch (f) {
+    case QuantFormat::Int8: return "int8";
+    case QuantFormat::Q8_0: return "q8_0";
+    case QuantFormat::Q4_0: return "q4_0";
+    case QuantFormat::NF4: return "nf4";
+  }
+  return "?";
+}
+
+int64_t quant_block(QuantFormat f) { return f == QuantFormat::Int8 ? 1 : f == QuantFormat::NF4 ? kNF4Block : kGgufBlock; }
+
+std::vector<std::pair<std::string, at::Tensor>> QuantWeight::named() const {
+  std::vector<std::pair<std::string, at::Tensor>> out{{"weight", weight}};
+  if (format == QuantFormat::Int8) out.emplace_back("SCB", scb);
+  if (format == QuantFormat::NF4) {
+    out.emplace_back("absmax", absmax);
+    out.emplace_back("quant_map", quant_map);
+    out.emplace_back("nested_absmax", nested_absmax);
+    out.emplace_back("nested_quant_map", nested_quant_map);
+    out.emplace_back("offset", offset);
+  }
+  return out;
+}
+
+QuantWeight QuantWeight::to(const at::Device& device) const {
+  QuantWeight q = *this;
+  for (auto* t : {&q.weight, &q.scb, &q.absmax, &q.quant_map, &q.nested_absmax, &q.nested_quant_map, &q.offset})
+    if (t->defined()) *t = t->to(device);
+  return q;
+}
+
+int64_t QuantWeight::nbytes() const {
+  int64_t n = 0;
+  for (const auto& [k, t] : named()) n += t.defined() ? t.nbytes() : 0;
+  return n;
+}
+
+QuantWeight quantize_weight(const at::Tensor& w, QuantFormat f, const std::string& name) {
+  if (w.dim() != 2 || !at::isFloatingType(w.scalar_type()))
+    throw CodedError("ERR_INVALID_ARG", "quantize: weight '" + name + "' must be a floating (out, in) matrix");
+  const int64_t N = w.size(0), K = w.size(1), B = quant_block(f);
+  if (N == 0 || K == 0 || K % B != 0)
+    throw CodedError("ERR_INVALID_ARG", std::string("quantize: ") + quant_format_name(f) + "'s block of " + std::to_string(B) +
+                                            " does not divide the rows of weight '" + name + "' (" + std::to_string(N) + " × " +
+                                            std::to_string(K) + ")");
+  auto x = finite_float_rows(w, name);
+  if (f == QuantFormat::Int8 && x.abs().max().item<float>() >= 65520.0f)
+    throw CodedError("ERR_INVALID_ARG", "quantize: weight '" + name +
+                                            "' has values beyond float16's range, which int8 (bitsandbytes' Int8Params) rounds through");
+  const float* X
+  = x.const_data_ptr<float>();
+  QuantWeight q;
+  q.format = f;
+  q.out = N;
+  q.in = K;
+  const auto u8 = at::TensorOptions().dtype(at::kByte);
+  switch (f) {
+    case QuantFormat::Int8: {
+      q.weight = at::empty({N, K}, at::kChar);
+      q.scb = at::empty({N}, at::kFloat);
+      auto* Q = q.weight.data_ptr<int8_t>();
+      auto* S = q.scb.data_ptr<float>();
+      at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
+        for (int64_t n = a; n < b; ++n) quantize_int8_row(X + n * K, K, Q + n * K, S + n);
+      });
+      break;
+    }
+    case QuantFormat::Q8_0:
+    case QuantFormat::Q4_0: {
+      const int64_t rb = K / kGgufBlock * gguf_block_bytes(f);
+      q.weight = at::empty({N, rb}, u8);
+      auto* Q = q.weight.data_ptr<uint8_t>();
+      at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
+        for (int64_t n = a; n < b; ++n)
+          f == QuantFormat::Q8_0 ? quantize_q8_0_row(X + n * K, K, Q + n * rb) : quantize_q4_0_row(X + n * K, K, Q + n * rb);
+      });
+      break;
+    }
+    case QuantFormat::NF4: {
+      const int64_t nb = N * K / kNF4Block;
+      q.weight = at::empty({N * K / 2, 1}, u8);
+      auto absmax = at::empty({nb}, at::kFloat);
+      auto* Q = q.weight.data_ptr<uint8_t>();
+      auto* A = absmax.data_ptr<float>();
+      at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
+        for (int64_t n = a; n < b; ++n) quantize_nf4_row(X + n * K, K, Q + n * K / 2, A + n * (K / kNF4Block));
+      });
+      // double quantization: the absmax less their mean, in blocks of 256 on the dynamic map
+      q.quant_map = at::tensor(std::vector<float>(kNF4, kNF4 + 16), at::kFloat);
+      q.nested_quant_map = dynamic_map();
+      q.offset = absmax.mean();
+      const float off = q.offset.item<float>();
+      const int64_t nn = (nb + kNestedBlock - 1) / kNestedBlock;
+      q.nested_absmax = at::empty({nn}, at::kFloat);
+      q.absmax = at::empty({nb}, u8);
+      const Midpoints mid(q.nested_quant_map.const_data_ptr<float>(), 256);
+      auto* NA = q.nested_absmax.data_ptr<float>();
+      auto* QA = q.absmax.data_ptr<uint8_t>();
+      for (int64_t g = 0; g < nn; ++g) {
+        const int64_t e = std::min(nb, (g + 1) * kNestedBlock);
+        float amax = 0;
+        for (int64_t i = g * kNestedBlock; i < e; ++i) amax = std::max(amax, std::fabs(A[i] - off));
+        NA[g] = amax;
+        const BlockScale s(amax);
+        for (int64_t i = g * kNestedBlock; i < e; ++i) QA[i] = mid.code(s(A[i] - off));
+      }
+      break;
+    }
+  }
+  return w.device().is_cpu() ? q : q.to(w.device());
+}
+
+void check_quant_weight(const QuantWeight& q, const std::string& name) {
+  auto bad = [&](const std::string& what) { throw CodedError("ERR_STATE_DICT", "quantized weight '" + name + "': " + what); };
+  auto need = [&](const at::Tensor& t, const char* key, at::ScalarType dt, std::vector<int64_t> shape) {
+    if (!t.defined()) bad(std::string("the checkpoint has no '") + key + "'");
+    if (t.scalar_type() != dt && !(at::isFloatingType(dt) && at::isFloatingType(t.scalar_type())))
+      bad(std::string("'") + key + "' is " + std::string(c10::toString(t.scalar_type())) + ", expected " + c10::toString(dt));
+    if (!t.sizes().equals(shape)) {
+      std::ostringstream s;
+      s << "'" << key << "' has shape " << t.sizes() << ", expected " << at::IntArrayRef(shape);
+      bad(s.str());
+    }
+    if (t.device() != q.weight.device()) bad(std::string("'") + key + "' is on another device than 'weight'");
+  };
+  const int64_t N = q.out, K = q.in, B = quant_block(q.format);
+  if (N <= 0 || K <= 0 || K % B != 0)
+    bad("its rows (" + std::to_string(K) + ") are not a multiple of the block (" + std::to_string(B) + ")");
+  switch (q.format) {
+    case QuantFormat::Int8:
+      need(q.weight, "weight", at::kChar, {N, K});
+      need(q.scb, "SCB", at::kFloat, {N});
+      break;
+    case QuantFormat::Q8_0:
+    case QuantFormat::Q4_0: need(q.weight, "weight", at::kByte, {N, K / kGgufBlock * gguf_block_bytes(q.format)}); break;
+    case QuantFormat::NF4: {
+      const int64_t nb = N * K / kNF4Block;
+      need(q.weight, "weight", at::kByte, {N * K / 2, 1});
+      need(q.absmax, "absmax", at::kByte, {nb});
+      need(q.quant_map, "quant_map", at::kFloat, {16});
+      need(q.nested_absmax, "nested_absmax", at::kFloat, {(nb + kNestedBlock - 1) / kNestedBlock});
+      need(q.nested_quant_map, "nested_quant_map", at::kFloat, {256});
+      need(q.offset, "offset", at::kFloat, {});
+      break;
+    }
+  }
+}
+
+at::Tensor dequantize_weight(const QuantWeight& q, at::ScalarType dtype) {
+  if (!q.weight.device().is_cpu()) return dequantize_aten(q, dtype);
+  const int64_t N = q.out, K = q.in;
+  auto out = at::empty({N, K}, at::TensorOptions().dtype(dtype));
+  const View v = view_of(q);
+  at::parallel_for(0, N, std::max<int64_t>(1, 16384 / K), [&](int64_t a, int64_t b) {
+    std::vector<float> tmp(static_cast<size_t>(K));
+    for (int64_t n = a; n < b; ++n) {
+      switch (dtype) {
+        case at::kFloat: dequant_row(v, n, out.data_ptr<float>() + n * K); break;
+        case at::kBFloat16: dequant_row_as(v, n, out.data_ptr<c10::BFloat16>() + n * K, tmp.data()); break;
+        case at::kHalf: dequant_row_as(v, n, out.data_ptr<c10::Half>() + n * K, tmp.data()); break;
+        case at::kDouble: dequant_row_as(v, n, out.data_ptr<double>() + n * K, tmp.data()); break;
+        default: TORCH_CHECK(false, "dequantize: unsupported dtype ", dtype);
+      }
+    }
+  });
+  return out;
+}
+
+at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Tensor& b, bool rows) {
+  TORCH_CHECK(x.dim() >= 1 && x.size(-1) == q.in, "quantized linear: input ", x.sizes(), " does not match weight (", q.out, ", ", q.in,
+              ")");
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "quantized linear: input must be floating, got ", x.scalar_type());
+  const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || (b.defined() && b.requires_grad()));
+  const int64_t R = x.numel() / q.in;
+  // the row kernels: decoding rows, and a prompt of a few rows (the weight streamed once either way)
+  if (!grad && x.device().is_cpu() && R > 0 && (rows || R <= 8) &&
+      (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf)) {
+    auto y = rows_quant(x.reshape({R, q.in}), q);
+    if (b.defined()) y.add_(b.to(at::kFloat));
+    auto shape = x.sizes().vec();
+    shape.back() = q.out;
+    return y.to(x.scalar_type()).view(shape);
+  }
+  if (grad) return QuantLinearFn::apply(x, b, q);
+  return nn::linear(x, dequantize_weight(q, x.scalar_type()), b);
+}
+
+}  // namespace et::nn
