@@ -379,6 +379,19 @@ bool rows_bf16_products() {
 #endif
 }
 
+bool rows_avx512() {
+#if defined(__x86_64__)
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return !capped_at_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
 void rows_dot(bool bf16, const void* W, const void* X, float* Y, int64_t R, int64_t ldy, int64_t N, int64_t K) {
   if (bf16) rows_kernel<uint16_t>()(static_cast<const uint16_t*>(W), static_cast<const uint16_t*>(X), Y, R, ldy, 0, N, K);
   else rows_kernel<float>()(static_cast<const float*>(W), static_cast<const float*>(X), Y, R, ldy, 0, N, K);
