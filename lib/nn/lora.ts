@@ -154,10 +154,10 @@ export function applyLora(module: Module, opts: PeftLoraOptions): string[] {
   if (applied.has(module)) throw new EmotorchError('LoRA was already applied to this module', 'ERR_INVALID_ARG');
   const names: string[] = [];
   for (const [prefix, m] of nativeModules(module)) {
-    // the layers of this native module whose full names match (parameter owners; only Linear ones get wrapped)
-    const local = [...new Set((m.native.namedParameters()[0] as string[]).map((n) => n.slice(0, Math.max(n.lastIndexOf('.'), 0))))].filter(
-      (n) => n && matches(prefix ? `${prefix}.${n}` : n),
-    );
+    // the layers of this native module whose full names match (parameter owners, and quantized
+    // layers, whose weight is a buffer; only Linear ones get wrapped)
+    const owners = [...(m.native.namedParameters()[0] as string[]), ...(m.native.namedBuffers()[0] as string[]).filter((n) => n.endsWith('.weight'))];
+    const local = [...new Set(owners.map((n) => n.slice(0, Math.max(n.lastIndexOf('.'), 0))))].filter((n) => n && matches(prefix ? `${prefix}.${n}` : n));
     if (local.length === 0) continue;
     // the layers by their (rank, alpha), as peft's rank_pattern / alpha_pattern give them; the
     // native layer scales by alpha / r, so rsLoRA's alpha / √r is passed as alpha · √r
