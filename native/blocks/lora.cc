@@ -141,8 +141,16 @@ void each_linear(torch::nn::Module& root, F f) {
 void quantize_linears(torch::nn::Module& root, const std::vector<std::string>& names, QuantFormat f) {
   std::map<std::string, LinearImpl*> by_name;
   each_linear(root, [&](const std::string& n, LinearImpl& l) { by_name[n] = &l; });
-  for (const auto& n : names)
+  // every layer checked before any is quantized: a refusal leaves the model as it was
+  for (const auto& n : names) {
     if (!by_name.count(n)) throw CodedError("ERR_INVALID_ARG", "quantize: '" + n + "' is not a Linear layer of this model");
+    const auto* l = by_name[n];
+    if (l->quant) throw CodedError("ERR_INVALID_ARG", "layer '" + n + "' is already quantized");
+    if (l->in_features % quant_block(f) != 0)
+      throw CodedError("ERR_INVALID_ARG", std::string("quantize: ") + quant_format_name(f) + "'s block of " +
+                                              std::to_string(quant_block(f)) + " does not divide the rows of weight '" + n + ".weight' (" +
+                                              std::to_string(l->out_features) + " × " + std::to_string(l->in_features) + ")");
+  }
   for (const auto& n : names) by_name[n]->quantize(f, n);
 }
 

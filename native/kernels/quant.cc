@@ -18,6 +18,14 @@
 #include "kernels/linear.h"
 #include "kernels/linear_rows.h"
 
+// Each product and sum is rounded on its own, as the formats' definitions compute them: no fused
+// multiply-add may join them (GCC contracts a * b + c where the target has FMA).
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 namespace et::nn {
 
 namespace {
@@ -129,8 +137,8 @@ void quantize_q8_0_row(const float* x, int64_t K, uint8_t* out) {
 void quantize_q4_0_row(const float* x, int64_t K, uint8_t* out) {
   for (int64_t b = 0; b < K / kGgufBlock; ++b, out += 18) {
     const float* v = x + b * kGgufBlock;
-    float amax = 0, mx = 0;
-    for (int j = 0; j < kGgufBlock; ++j)
+    float amax = std::fabs(v[0]), mx = v[0];  // the first of the largest magnitudes (gguf-py's argmax)
+    for (int j = 1; j < kGgufBlock; ++j)
       if (std::fabs(v[j]) > amax) {
         amax = std::fabs(v[j]);
         mx = v[j];
@@ -440,21 +448,18 @@ QuantWeight load_quant(AutogradContext* ctx) {
   return q;
 }
 
-// y = x Wᵀ + b over the dequantized weight, which backward dequantizes again rather than keep
-// (a layer's float weight alive from forward to backward, for every layer, is the float model).
+// y = x Wᵀ over the dequantized weight, which backward dequantizes again rather than keep (a
+// layer's float weight alive from forward to backward, for every layer, is the float model). (A
+// bias is added outside, by autograd: a custom function's inputs must all be defined.)
 struct QuantLinearFn : torch::autograd::Function<QuantLinearFn> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& b, const QuantWeight& q) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const QuantWeight& q) {
     save_quant(ctx, q);
-    ctx->saved_data["has_bias"] = b.defined();
-    return nn::linear(x, dequantize_weight(q, x.scalar_type()), b);
+    return nn::linear(x, dequantize_weight(q, x.scalar_type()), {});
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto q = load_quant(ctx);
     const auto& gy = grads[0];
-    auto gx = at::matmul(gy, dequantize_weight(q, gy.scalar_type()));
-    at::Tensor gb;
-    if (ctx->saved_data["has_bias"].toBool()) gb = gy.reshape({-1, gy.size(-1)}).sum(0);
-    return {gx, gb, at::Tensor()};
+    return {at::matmul(gy, dequantize_weight(q, gy.scalar_type())), at::Tensor()};
   }
 };
 
@@ -652,7 +657,10 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
     shape.back() = q.out;
     return y.to(x.scalar_type()).view(shape);
   }
-  if (grad) return QuantLinearFn::apply(x, b, q);
+  if (grad) {
+    auto y = QuantLinearFn::apply(x, q);
+    return b.defined() ? y + b : y;
+  }
   return nn::linear(x, dequantize_weight(q, x.scalar_type()), b);
 }
 
