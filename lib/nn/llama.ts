@@ -303,7 +303,8 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
    * Loads a local HF folder (`config.json` + safetensors, sharded or not, or `pytorch_model.bin`).
    * With `opts.quantize` every Linear layer of the decoder (not the LM head, which transformers
    * also leaves in float) is quantized as the checkpoint is read: from safetensors a piece at a
-   * time, never the whole float model in memory (peak: the quantized model plus 256 MiB); a `.bin`
+   * time, never the whole float model in memory (peak: the quantized model plus its largest tensor
+   * or 64 MiB); a `.bin`
    * is read whole first. The embeddings, norms and head take `opts.dtype`.
    * @param opts.quantize 'int8' | 'nf4' | 'q8_0' | 'q4_0' ({@link QuantFormat})
    * @throws EmotorchError as {@link loadPretrained}; ERR_INVALID_ARG for an unknown quantization or a

@@ -503,6 +503,9 @@ function safetensorsFiles(dirOrFile: string): string[] | null {
   return [...new Set(Object.values(map))].map((f) => path.join(dirOrFile, f));
 }
 
+/** The bytes of checkpoint a quantized load reads at a time (a larger tensor is read alone). */
+const QUANT_PIECE = 64 * 2 ** 20;
+
 /** Where a checkpoint tensor lies: its file, its name there, its header entry. */
 interface Stored {
   file: string;
@@ -513,9 +516,9 @@ interface Stored {
 /**
  * A quantized load that never holds the float model: the headers are read and checked against the
  * model first (names and shapes, as a strict `loadStateDict`), then the tensors are read a piece at
- * a time (256 MiB of file), each Linear weight quantized from the checkpoint's own values as it
- * arrives and its float copy released, the rest assigned in the dtype asked for. Peak memory: the
- * quantized model, the float tensors kept, and one piece.
+ * a time (64 MiB of file, or one larger tensor alone), each Linear weight quantized from the
+ * checkpoint's own values as it arrives and its float copy released, the rest assigned in the dtype
+ * asked for. Peak memory: the quantized model, the float tensors kept, and one piece.
  */
 async function loadQuantized<M extends Module, O extends PretrainedOptions<object>, L extends Loaded>(
   files: string[],
@@ -556,7 +559,7 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
   for (const s of stored.values()) if (isFloating(s.entry.dtype)) count.set(s.entry.dtype, (count.get(s.entry.dtype) ?? 0) + (s.entry.end - s.entry.begin));
   const own0 = [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
   const dtype = o.dtype === 'auto' ? own0 : o.dtype;
-  let need = 256 * 2 ** 20;
+  let need = QUANT_PIECE;
   for (const [k, s] of stored) {
     const n = s.entry.shape.reduce((a, b) => a * b, 1);
     need += targets.has(k) ? n * QUANT_BYTES_PER_WEIGHT[format] : n * DTYPE_BYTES[isFloating(s.entry.dtype) ? (dtype ?? 'float32') : s.entry.dtype];
@@ -574,7 +577,7 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
     const file = order[i][1].file;
     const piece: [string, Stored][] = [];
     let bytes = 0;
-    while (i < order.length && order[i][1].file === file && (piece.length === 0 || bytes < 256 * 2 ** 20)) {
+    while (i < order.length && order[i][1].file === file && (piece.length === 0 || bytes + order[i][1].entry.end - order[i][1].entry.begin <= QUANT_PIECE)) {
       piece.push(order[i]);
       bytes += order[i][1].entry.end - order[i][1].entry.begin;
       i++;

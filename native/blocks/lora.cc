@@ -84,6 +84,16 @@ void LinearImpl::quantize(QuantFormat f, const std::string& name) {
   if (quant) throw CodedError("ERR_INVALID_ARG", "layer '" + name + "' is already quantized");
   if (lora_A.defined() && merged) throw CodedError("ERR_INVALID_ARG", "layer '" + name + "' has LoRA merged: quantize before merging");
   quant = std::make_shared<QuantWeight>(quantize_weight(weight, f, name + ".weight"));
+  release_weight();
+}
+
+void LinearImpl::release_weight() {
+  // its storage freed even where other handles (a state dict taken before) share the tensor: they
+  // see an empty tensor from now on
+  if (weight.defined()) {
+    at::NoGradGuard g;
+    weight.set_data(at::empty({0}, weight.options()));
+  }
   weight = at::Tensor();
   parameters_["weight"] = at::Tensor();  // undefined: no longer listed among the parameters
 }
@@ -94,8 +104,7 @@ void LinearImpl::set_quantized(QuantWeight q, const std::string& name) {
                                            ", the layer " + std::to_string(out_features) + " × " + std::to_string(in_features));
   check_quant_weight(q, name + ".weight");
   quant = std::make_shared<QuantWeight>(std::move(q));
-  weight = at::Tensor();
-  parameters_["weight"] = at::Tensor();
+  release_weight();
 }
 
 std::vector<std::string> apply_lora(torch::nn::Module& root, const std::vector<std::string>& targets, int64_t r, double alpha,

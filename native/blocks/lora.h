@@ -39,6 +39,8 @@ struct LinearImpl : torch::nn::Module {
   bool merged = false;
 
  private:
+  // Drops the float weight once quantized (storage freed, no longer a parameter).
+  void release_weight();
   // y = product(x, W, b) plus the adapters' update through the same product
   at::Tensor apply(const at::Tensor& x, at::Tensor (*product)(const at::Tensor&, const at::Tensor&, const at::Tensor&));
 };

@@ -5,9 +5,10 @@
 // loss and adapter gradients equal peft's LoRA over the dequantized base; decoding rows together
 // gives each row the tokens it gets alone; misuse is refused by name.
 import { describe, it, expect } from 'vitest';
+import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, maxAbsDiff, rejectsWith } from '../helpers';
+import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir } from '../helpers';
 
 const base = path.join(FIXTURES, 'llama');
 const io = async () => (await et.io.loadSafetensors(path.join(FIXTURES, 'quant_llama', 'io.safetensors'))).tensors;
@@ -83,6 +84,37 @@ describe('quantized decoding rows', () => {
     const batch = new et.nn.DecodeBatch(m);
     const together = await Promise.all(prompts.map((p) => et.noGrad(() => m.generate({ inputIds: et.tensor([p], { dtype: 'int64' }) }, { ...opts, batch }))));
     expect(together.map((r) => r.newTokens.toArray())).toEqual(alone);
+  });
+});
+
+describe('quantized loading: memory', () => {
+  it.skipIf(process.platform !== 'linux')('never holds the float model: peak resident memory ≤ the quantized model + a 64 MiB piece', async () => {
+    // 8 layers of 10.5M float32 weights: 336 MB of Linear weights in the file, 84 MB in int8
+    const cfg = { vocab_size: 256, hidden_size: 1024, intermediate_size: 2048, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8 };
+    const dir = tmpdir();
+    {
+      const m = et.nn.LlamaForCausalLM.create(cfg);
+      const sd = m.stateDict();
+      await et.io.saveSafetensors(path.join(dir, 'model.safetensors'), sd);
+      fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', ...cfg }));
+      for (const t of sd.values()) t.dispose(); // (freed now, not when collected)
+      m.dispose();
+    }
+    et.cpu.emptyCache();
+    // resident memory, the process's own peak (VmHWM) started over from now (Linux's clear_refs 5)
+    const status = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]) * 1024;
+    fs.writeFileSync('/proc/self/clear_refs', '5');
+    const before = status('VmRSS');
+    const q = await et.nn.LlamaForCausalLM.fromPretrained(dir, { quantize: 'int8' });
+    const peak = status('VmHWM') - before;
+    const linear = et.nn
+      .linearLayers(q)
+      .filter((l) => l.format === 'int8')
+      .reduce((a, l) => a + l.out * l.in, 0);
+    expect(linear).toBe(8 * (4 * 1024 * 1024 + 3 * 1024 * 2048));
+    // the int8 weights (84 MB), one 64 MiB piece read as float32, a weight being quantized, slack
+    expect(peak).toBeLessThan(linear + 64 * 2 ** 20 + 64 * 2 ** 20);
+    expect(peak).toBeLessThan(linear * 4 * 0.6); // the float model is 336 MB
   });
 });
 
