@@ -1,4 +1,4 @@
-// `npm run bench -- quant [--case 1.1b|7b] [--threads N] [--trials N] [--quants a,b] [--dir PATH] [--keep]`:
+// `npm run bench -- quant [--case 1.1b|7b] [--threads N] [--trials N] [--quants a,b] [--dir PATH] [--keep] [--no-reference]`:
 // greedy decoding of a LLaMA with random weights in bfloat16, 8-bit and 4-bit, emotorch beside
 // llama.cpp (node-llama-cpp's prebuilt CPU binary: no GPU, never built here) on the same weights.
 // bench/quant_gguf.py writes, from one seed, a transformers folder (bfloat16 safetensors) and the
@@ -21,9 +21,11 @@
 // maps its file, emotorch reads the weights into memory; both count the weights once touched), the
 // medians over the trials, the ratio emotorch / llama.cpp at the same bits, and the speed-up over
 // emotorch's bfloat16 (issue 58's targets: int8 ≥ 1.7×, 4-bit ≥ 2.5×, each ≥ 1.0× llama.cpp's).
-// Before the figures, the check that both sides read the same weights: the first trial of each row
-// also returns the logits of the prompt's last position, compared with llama.cpp's of the same bits
-// (largest difference, cosine, the same top token), and the greedy tokens both decoded.
+// Beside the figures, the check that both sides read the same weights: the first trial of each row
+// also returns the logits of the prompt's last position, compared (largest difference, cosine, the
+// same top token) with those of transformers in float32 on the same folder (bench/quant_reference.py,
+// the independent reference; 1.1b only, --no-reference skips it) and with llama.cpp's of the same
+// bits, and the greedy tokens both sides decoded.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -55,6 +57,9 @@ const GROUPS = [
 ];
 const PROMPT = 32,
   NEW = 64;
+// the same prompt on every side: ids from a fixed linear congruence, clear of the first 259 ids
+// (<unk>, <s>, </s> and the byte tokens of the GGUF's vocabulary)
+const IDS = Array.from({ length: PROMPT }, (_, i) => 300 + ((i * 7919 + 13) % 30000)).join(',');
 
 /** The case's files, written by bench/quant_gguf.py unless a complete set of the same shape and seed is there. */
 function files(name) {
@@ -88,11 +93,26 @@ function trial(side, file, quant, threads, logits) {
   fs.rmSync(out, { force: true });
   const r = spawnSync(
     process.execPath,
-    [path.join(here, 'quant_worker.mjs'), out, side, file, quant, String(PROMPT), String(NEW), String(threads), ...(logits ? ['logits'] : [])],
+    [path.join(here, 'quant_worker.mjs'), out, side, file, quant, IDS, String(NEW), String(threads), ...(logits ? ['logits'] : [])],
     { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } },
   );
   if (!fs.existsSync(out))
     return { error: `the worker ended (${r.status ?? r.signal}) without figures: ${(r.stderr || '').trim().split('\n').slice(-2).join(' | ')}` };
+  const res = JSON.parse(fs.readFileSync(out, 'utf8'));
+  fs.rmSync(out, { force: true });
+  return res;
+}
+
+/** transformers' float32 logits of the prompt's last position (bench/quant_reference.py), or { error }. */
+function reference(hf, threads) {
+  const out = path.join(os.tmpdir(), `emotorch-bench-quant-ref-${process.pid}.json`);
+  const r = spawnSync(python, [path.join(here, 'quant_reference.py'), hf, IDS, out], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+    env: { ...process.env, BENCH_THREADS: String(threads), OMP_NUM_THREADS: String(threads) },
+  });
+  if (r.status !== 0 || !fs.existsSync(out))
+    return { error: `bench/quant_reference.py failed (${r.status ?? r.signal}): ${(r.stderr || '').trim().split('\n').slice(-2).join(' | ')}` };
   const res = JSON.parse(fs.readFileSync(out, 'utf8'));
   fs.rmSync(out, { force: true });
   return res;
@@ -139,6 +159,14 @@ function quantCase(name, defaultTrials) {
       console.log(
         `threads: ${threads} each; ${trials} trials per row, each a fresh process, the rows of one bit width alternating; greedy decoding of ${NEW} tokens after a ${PROMPT}-token prompt, after a warm-up answer`,
       );
+      // the independent reference: transformers in float32 (a 7B's 27 GB of float32 does not fit)
+      let ref = { error: '--no-reference' };
+      if (argv.includes('--no-reference')) console.log('  transformers float32 reference: skipped (--no-reference)');
+      else if (name === '7b') console.log('  transformers float32 reference: skipped (a 7B in float32 is 27 GB)');
+      else {
+        ref = reference(paths.hf, threads);
+        if (ref.error) console.log(`  transformers float32 reference: not available: ${ref.error}`);
+      }
       const results = {}; // row label → { runs: [...], error, group, side }
       const versions = new Set();
       try {
@@ -164,19 +192,27 @@ function quantCase(name, defaultTrials) {
               versions.add(o.version);
               res.runs.push(o);
               console.log(
-                `  trial ${t + 1}: ${r.label.padEnd(20)} ${o.tokens_per_s.toFixed(2)} tok/s, first token ${o.first_token_ms.toFixed(0)} ms, peak RSS ${o.peak_rss_mb.toFixed(0)} MiB (load ${(o.load_ms / 1000).toFixed(2)} s)`,
+                `  trial ${t + 1}: ${r.label.padEnd(20)} ${o.tokens_per_s.toFixed(2)} tok/s, first token ${o.first_token_ms.toFixed(0)} ms, peak RSS ${o.peak_rss_mb.toFixed(0)} MiB (load ${(o.load_ms / 1000).toFixed(2)} s; other processes meanwhile ${o.others_cores.toFixed(2)} cores)`,
               );
             }
           }
           // the same weights on both sides: the first trials' logits and tokens
-          const ref = results[`llama.cpp ${g.gguf}`].runs[0];
+          const lc = results[`llama.cpp ${g.gguf}`].runs[0];
+          const fmt = (c) =>
+            `max |Δ| ${c.dmax.toFixed(4)} (largest |logit| ${c.scale.toFixed(3)}), cosine ${c.cos.toFixed(6)}, top token ${c.top ? `the same (${c.amax})` : `differs (${c.amax} vs ${c.bmax})`}`;
+          if (ref.logits) {
+            console.log(`  the prompt's last logits against transformers float32 on the same folder (${ref.version}):`);
+            for (const r of rows) {
+              const run = results[r.label].runs[0];
+              if (run) console.log(`    ${r.label.padEnd(20)} ${fmt(compareLogits(run.logits, ref.logits))}`);
+            }
+          }
           for (const q of ours) {
             const run = results[`emotorch ${q}`].runs[0];
-            if (!run || !ref) continue;
-            const c = compareLogits(run.logits, ref.logits);
-            const same = commonPrefix(run.tokens, ref.tokens);
+            if (!run || !lc) continue;
+            const sameFormat = q === 'bfloat16' || q === g.gguf.toLowerCase();
             console.log(
-              `  same weights? emotorch ${q} vs llama.cpp ${g.gguf}, last prompt position's logits: max |Δ| ${c.dmax.toFixed(4)} (largest |logit| ${c.scale.toFixed(3)}), cosine ${c.cos.toFixed(6)}, top token ${c.top ? `the same (${c.amax})` : `differs (${c.amax} vs ${c.bmax})`}; greedy tokens equal for the first ${same} of ${NEW}`,
+              `  emotorch ${q} vs llama.cpp ${g.gguf} (${q === 'bfloat16' ? 'the same weights: the check that both sides read the same model' : sameFormat ? 'the same quantized weights; llama.cpp also rounds the activations to 8 bits for its products' : "different quantizers: the gap is the two formats'"}): ${fmt(compareLogits(run.logits, lc.logits))}; greedy tokens equal for the first ${commonPrefix(run.tokens, lc.tokens)} of ${NEW}`,
             );
           }
         }
@@ -190,7 +226,10 @@ function quantCase(name, defaultTrials) {
       // medians and ratios
       const med = (label, k) => median(results[label].runs.map((r) => r[k]));
       const bf16 = results['emotorch bfloat16']?.runs.length ? med('emotorch bfloat16', 'tokens_per_s') : null;
-      console.log(`summary (${name}, ${threads} threads, medians of ${trials} trials):`);
+      const others = Object.values(results).flatMap((r) => r.runs.map((o) => o.others_cores));
+      console.log(
+        `summary (${name}, ${threads} threads, medians of ${trials} trials; other processes took ${others.length ? `${Math.min(...others).toFixed(2)}–${Math.max(...others).toFixed(2)} of the ${os.cpus().length} cores` : 'no figure'} while the answers were timed):`,
+      );
       console.log(
         `  ${'row'.padEnd(20)} ${'tokens/s'.padStart(9)} ${'first token'.padStart(12)} ${'peak RSS'.padStart(10)}   emotorch / llama.cpp at the same bits (tok/s; first-token time; peak RSS)   speed-up over emotorch bfloat16`,
       );

@@ -1,26 +1,35 @@
 // One side of one trial of `npm run bench -- quant` (bench/quant.mjs), a fresh process each, so its
 // peak RSS is its own:
-//   node bench/quant_worker.mjs OUT emotorch DIR QUANT PROMPT NEW THREADS [logits]
+//   node bench/quant_worker.mjs OUT emotorch DIR QUANT IDS NEW THREADS [logits]
 //       et.nn.LlamaForCausalLM.fromPretrained(DIR, { dtype: 'bfloat16' }), with `quantize: QUANT`
 //       unless QUANT is bfloat16
-//   node bench/quant_worker.mjs OUT llama.cpp FILE - PROMPT NEW THREADS [logits]
+//   node bench/quant_worker.mjs OUT llama.cpp FILE - IDS NEW THREADS [logits]
 //       node-llama-cpp's prebuilt CPU llama.cpp (no GPU, never built here) on a GGUF file
 // Each side: load (timed), a warm-up answer (the prompt and 4 tokens, not timed), then one greedy
-// answer of NEW tokens after the PROMPT-token prompt, decoded with an end-of-sequence token taken as
-// any other: first-token time = the prompt's pass and the first token; tokens/s over the NEW − 1
+// answer of NEW tokens after the prompt IDS (token ids, comma-separated), decoded with an
+// end-of-sequence token taken as any other: first-token time = the prompt's pass and the first token; tokens/s over the NEW − 1
 // tokens after it. Peak RSS = VmHWM after that answer (the load's peak included). With `logits`,
 // then (after the peak is read) the last prompt position's logits, float, one per vocabulary id.
 // Writes its figures (or {"error": message} where the side cannot run) as JSON to the file OUT.
 import * as fs from 'fs';
 
-const [outFile, side, file, quant, promptArg, newArg, threadsArg, wantLogits] = process.argv.slice(2);
-const P = Number(promptArg),
+const [outFile, side, file, quant, ids, newArg, threadsArg, wantLogits] = process.argv.slice(2);
+const prompt = ids.split(',').map(Number);
+const P = prompt.length,
   N = Number(newArg),
   threads = Number(threadsArg);
 const status = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(fs.readFileSync('/proc/self/status', 'utf8'))[1]) / 1024;
-// the same prompt on both sides: ids from a fixed linear congruence, clear of the first 259 ids
-// (<unk>, <s>, </s> and the byte tokens of the GGUF's vocabulary)
-const prompt = Array.from({ length: P }, (_, i) => 300 + ((i * 7919 + 13) % 30000));
+// the CPU time every process spent (/proc/stat's busy jiffies, 100 a second) and this one's: what
+// the others took while the answer was timed, in cores (a neighbour's work slows both sides' threads)
+const busySeconds = () => {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / 100; // user nice system irq softirq steal
+};
+const ownSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+const cpuMark = () => ({ busy: busySeconds(), own: ownSeconds(), at: performance.now() });
 
 async function emotorch() {
   const et = await import('emotorch');
@@ -28,18 +37,17 @@ async function emotorch() {
   const t0 = performance.now();
   const model = await et.nn.LlamaForCausalLM.fromPretrained(file, { dtype: 'bfloat16', ...(quant === 'bfloat16' ? {} : { quantize: quant }) });
   const loadMs = performance.now() - t0;
-  const ids = et.tensor(prompt, { dtype: 'int64' }).reshape([1, P]);
+  const inputIds = et.tensor(prompt, { dtype: 'int64' }).reshape([1, P]);
   const answer = async (n, stamps) =>
-    et.noGrad(() =>
-      model.generate({ inputIds: ids }, { maxNewTokens: n, minNewTokens: n, onTokens: stamps ? () => stamps.push(performance.now()) : undefined }),
-    );
+    et.noGrad(() => model.generate({ inputIds }, { maxNewTokens: n, minNewTokens: n, onTokens: stamps ? () => stamps.push(performance.now()) : undefined }));
   await answer(4);
   const stamps = [];
+  const w = cpuMark();
   const t1 = performance.now();
   const { newTokens } = await answer(N, stamps);
-  const out = timing(loadMs, t1, stamps, newTokens.toArray()[0].map(Number));
+  const out = timing(loadMs, t1, stamps, newTokens.toArray()[0].map(Number), w);
   if (wantLogits) {
-    const { logits } = await et.noGrad(() => model.forward({ inputIds: ids }));
+    const { logits } = await et.noGrad(() => model.forward({ inputIds }));
     out.logits = Array.from(
       logits
         .select(1, P - 1)
@@ -72,9 +80,10 @@ async function llamaCpp() {
   };
   await answer(4);
   const stamps = [];
+  const w = cpuMark();
   const t1 = performance.now();
   const tokens = await answer(N, stamps);
-  const out = timing(loadMs, t1, stamps, tokens);
+  const out = timing(loadMs, t1, stamps, tokens, w);
   if (wantLogits) {
     await seq.clearHistory();
     const res = await seq.controlledEvaluate(prompt.map((t, i) => (i === P - 1 ? [t, { generateNext: { logits: true } }] : t)));
@@ -94,9 +103,11 @@ async function llamaCpp() {
   return out;
 }
 
-function timing(loadMs, t1, stamps, tokens) {
+function timing(loadMs, t1, stamps, tokens, w) {
   if (stamps.length !== N) throw new Error(`${stamps.length} tokens streamed, ${N} asked`);
+  const e = cpuMark();
   return {
+    others_cores: Math.max(0, e.busy - w.busy - (e.own - w.own)) / ((e.at - w.at) / 1000),
     load_ms: loadMs,
     first_token_ms: stamps[0] - t1,
     tokens_per_s: (N - 1) / ((stamps[N - 1] - stamps[0]) / 1000),
