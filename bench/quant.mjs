@@ -1,9 +1,12 @@
-// `npm run bench -- quant [--case 1.1b|7b] [--threads N] [--trials N] [--quants a,b] [--dir PATH] [--keep] [--no-reference]`:
+// `npm run bench -- quant [--case 1.1b|7b] [--threads N] [--trials N] [--quants a,b] [--dir PATH] [--keep] [--no-reference] [--gguf-head quantized]`:
 // greedy decoding of a LLaMA with random weights in bfloat16, 8-bit and 4-bit, emotorch beside
 // llama.cpp (node-llama-cpp's prebuilt CPU binary: no GPU, never built here) on the same weights.
 // bench/quant_gguf.py writes, from one seed, a transformers folder (bfloat16 safetensors) and the
-// same weights as GGUF files in BF16, Q8_0 and Q4_0 (the `gguf` package's quantizers; every 2-D
-// weight quantized, as llama-quantize --pure); EMOTORCH_PYTHON (default python3) needs torch and gguf.
+// same weights as GGUF files in BF16, Q8_0 and Q4_0 (the `gguf` package's quantizers) with the
+// tensors emotorch's `quantize` quantizes: the decoder's linear layers, the embedding and the LM head
+// left in BF16, so both sides read the same bytes per token (--gguf-head quantized: those two in
+// Q8_0 / Q4_0 as well, llama-quantize --pure, the files in a folder of their own); EMOTORCH_PYTHON
+// (default python3) needs torch and gguf.
 //   1.1b: TinyLlama's shape (2048 hidden, 5632 intermediate, 22 layers, 32 heads, 4 KV heads,
 //         vocab 32000): 2.2 GB in bfloat16, 6.2 GB of files in all, kept for later runs
 //   7b:   LLaMA-2-7B's shape (4096 / 11008 / 32 layers / 32 heads / 32 KV heads): 13.5 GB in
@@ -63,15 +66,17 @@ const IDS = Array.from({ length: PROMPT }, (_, i) => 300 + ((i * 7919 + 13) % 30
 
 /** The case's files, written by bench/quant_gguf.py unless a complete set of the same shape and seed is there. */
 function files(name) {
-  const dir = path.join(flag('dir') ?? (process.env.EMOTORCH_BENCH_DIR || os.tmpdir()), `emotorch-bench-quant-${name}`);
+  const head = flag('gguf-head') ?? 'bf16';
+  if (!['bf16', 'quantized'].includes(head)) throw new Error(`--gguf-head: bf16 or quantized, not '${head}'`);
+  const dir = path.join(flag('dir') ?? (process.env.EMOTORCH_BENCH_DIR || os.tmpdir()), `emotorch-bench-quant-${name}${head === 'bf16' ? '' : '-pure'}`);
   const stamp = path.join(dir, 'made.json');
-  const want = JSON.stringify({ shape: SHAPES[name], seed: SEED });
+  const want = JSON.stringify({ shape: SHAPES[name], seed: SEED, head });
   const paths = { hf: path.join(dir, 'hf'), ...Object.fromEntries(GROUPS.map((g) => [g.gguf, path.join(dir, `model-${g.gguf}.gguf`)])) };
   if (!(fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === want)) {
     console.log(`  writing ${dir} (random weights, seed ${SEED}: transformers' layout and GGUF BF16, Q8_0, Q4_0) …`);
     fs.rmSync(dir, { recursive: true, force: true });
     const t0 = performance.now();
-    const r = spawnSync(python, [path.join(here, 'quant_gguf.py'), dir, JSON.stringify(SHAPES[name]), '--seed', String(SEED)], {
+    const r = spawnSync(python, [path.join(here, 'quant_gguf.py'), dir, JSON.stringify(SHAPES[name]), '--seed', String(SEED), '--head', head], {
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
       maxBuffer: 1 << 24,
@@ -84,7 +89,7 @@ function files(name) {
     console.log(`  written in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
   const size = (p) => (fs.statSync(p).isDirectory() ? fs.readdirSync(p).reduce((s, f) => s + size(path.join(p, f)), 0) : fs.statSync(p).size);
-  return { dir, paths, bytes: Object.fromEntries(Object.entries(paths).map(([k, p]) => [k, size(p)])) };
+  return { dir, head, paths, bytes: Object.fromEntries(Object.entries(paths).map(([k, p]) => [k, size(p)])) };
 }
 
 /** One trial of one row: a fresh process, its figures or { error }. */
@@ -153,9 +158,11 @@ function quantCase(name, defaultTrials) {
       const unknown = wanted.find((q) => !GROUPS.some((g) => g.ours.includes(q)));
       if (unknown) throw new Error(`--quants: unknown '${unknown}'; available: ${GROUPS.flatMap((g) => g.ours).join(', ')}`);
       console.log(`\n[quant ${name}] LLaMA ${JSON.stringify(SHAPES[name])}, random weights (N(0, 0.02), norms 1 + N(0, 0.1), seed ${SEED})`);
-      const { dir, paths, bytes } = files(name);
+      const { dir, head, paths, bytes } = files(name);
       const gb = (b) => `${(b / 1e9).toFixed(2)} GB`;
-      console.log(`  files in ${dir}: transformers bfloat16 ${gb(bytes.hf)}; GGUF BF16 ${gb(bytes.BF16)}, Q8_0 ${gb(bytes.Q8_0)}, Q4_0 ${gb(bytes.Q4_0)}`);
+      console.log(
+        `  files in ${dir}: transformers bfloat16 ${gb(bytes.hf)}; GGUF BF16 ${gb(bytes.BF16)}, Q8_0 ${gb(bytes.Q8_0)}, Q4_0 ${gb(bytes.Q4_0)} (${head === 'bf16' ? 'their embedding and LM head in BF16, as emotorch leaves them' : 'every 2-D weight quantized, the embedding and LM head included'})`,
+      );
       console.log(
         `threads: ${threads} each; ${trials} trials per row, each a fresh process, the rows of one bit width alternating; greedy decoding of ${NEW} tokens after a ${PROMPT}-token prompt, after a warm-up answer`,
       );

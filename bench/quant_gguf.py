@@ -1,6 +1,6 @@
 """The checkpoints of `npm run bench -- quant` (bench/quant.mjs): one random LLaMA, written twice.
 
-    python bench/quant_gguf.py OUT_DIR CONFIG_JSON [--seed N] [--types BF16,Q8_0,Q4_0]
+    python bench/quant_gguf.py OUT_DIR CONFIG_JSON [--seed N] [--types BF16,Q8_0,Q4_0] [--head bf16|quantized]
 
 writes, from one seed, tensor by tensor (nothing of the model's size is held in memory, so a 7B
 fits a 24 GB machine):
@@ -8,9 +8,13 @@ fits a 24 GB machine):
   OUT_DIR/model-BF16.gguf, model-Q8_0.gguf, model-Q4_0.gguf
                                                the same weights for llama.cpp's `llama` architecture,
                                                written with the `gguf` package's GGUFWriter; Q8_0 and
-                                               Q4_0 by gguf.quants.quantize from the bfloat16 values
-                                               (every 2-D weight, the embedding and the output
-                                               included: llama-quantize's --pure), the norms float32
+                                               Q4_0 by gguf.quants.quantize from the bfloat16 values:
+                                               the decoder's linear layers, the embedding and the
+                                               output (LM head) left in BF16 as emotorch's `quantize`
+                                               and transformers + bitsandbytes leave them, so both
+                                               sides read the same bytes per token (--head quantized:
+                                               those two in Q8_0 / Q4_0 too, llama-quantize's --pure);
+                                               the norms float32
 and prints one JSON line {"bytes": {...}} with each file's size.
 
 Weights: N(0, 0.02) for every matrix (transformers' initializer_range), 1 + N(0, 0.1) for the
@@ -44,7 +48,7 @@ def tensors(cfg):
     h, inter, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = h // heads
-    out = [("model.embed_tokens.weight", "token_embd.weight", (v, h), "matrix", 0)]
+    out = [("model.embed_tokens.weight", "token_embd.weight", (v, h), "head", 0)]
     for i in range(cfg["num_hidden_layers"]):
         p, b = f"model.layers.{i}.", f"blk.{i}."
         out += [
@@ -60,7 +64,7 @@ def tensors(cfg):
         ]
     out += [
         ("model.norm.weight", "output_norm.weight", (h,), "norm", 0),
-        ("lm_head.weight", "output.weight", (v, h), "matrix", 0),
+        ("lm_head.weight", "output.weight", (v, h), "head", 0),
     ]
     return out
 
@@ -98,7 +102,14 @@ def vocabulary(n):
     return tokens, [0.0] * n, [int(t) for t in types]
 
 
-def gguf_writer(path, cfg, qtype, specs):
+def tensor_type(kind, qtype, head):
+    """The GGUF type of a tensor of this kind in a file of `qtype`."""
+    if kind == "norm":
+        return "F32"
+    return "BF16" if kind == "head" and head == "bf16" else qtype
+
+
+def gguf_writer(path, cfg, qtype, specs, head):
     w = gguf.GGUFWriter(path, "llama")
     h, heads = cfg["hidden_size"], cfg["num_attention_heads"]
     w.add_name(f"random LLaMA {qtype} (emotorch bench quant)")
@@ -125,11 +136,12 @@ def gguf_writer(path, cfg, qtype, specs):
     w.add_add_bos_token(False)
     w.add_add_eos_token(False)
     for _, name, shape, kind, _ in specs:
-        if kind == "norm":
+        t = tensor_type(kind, qtype, head)
+        if t == "F32":
             w.add_tensor_info(name, shape, np.dtype(np.float32), int(np.prod(shape)) * 4)
         else:
-            bs = byte_shape(shape, qtype)
-            w.add_tensor_info(name, bs, np.dtype(np.uint8), int(np.prod(bs)), raw_dtype=gguf.GGMLQuantizationType[qtype])
+            bs = byte_shape(shape, t)
+            w.add_tensor_info(name, bs, np.dtype(np.uint8), int(np.prod(bs)), raw_dtype=gguf.GGMLQuantizationType[t])
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
@@ -164,6 +176,7 @@ def main():
     ap.add_argument("config", help="the LLaMA's shape as JSON (transformers' LlamaConfig names)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--types", default="BF16,Q8_0,Q4_0")
+    ap.add_argument("--head", choices=["bf16", "quantized"], default="bf16", help="the embedding and LM head of the Q8_0 / Q4_0 files")
     a = ap.parse_args()
     cfg = {"rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 2048, "bos_token_id": 1, "eos_token_id": 2, **json.loads(a.config)}
     qtypes = [t for t in a.types.split(",") if t]
@@ -200,7 +213,7 @@ def main():
     }
     st_path = os.path.join(a.out, "hf", "model.safetensors")
     st = SafetensorsWriter(st_path + ".part", [(n, s) for n, _, s, _, _ in specs])
-    writers = {t: gguf_writer(os.path.join(a.out, f"model-{t}.gguf.part"), cfg, t, specs) for t in qtypes}
+    writers = {t: gguf_writer(os.path.join(a.out, f"model-{t}.gguf.part"), cfg, t, specs, a.head) for t in qtypes}
     gen = torch.Generator().manual_seed(a.seed)
     for i, (name, gname, shape, kind, rot_heads) in enumerate(specs):
         x = torch.randn(shape, generator=gen, dtype=torch.float32)
@@ -212,7 +225,8 @@ def main():
         if rot_heads:
             w32 = rotary_rows(w32, rot_heads)
         for t, gw in writers.items():
-            gw.write_tensor_data(w32 if kind == "norm" else gguf_bytes(w32, t))
+            tt = tensor_type(kind, t, a.head)
+            gw.write_tensor_data(w32 if tt == "F32" else gguf_bytes(w32, tt))
         del w32
         if name.endswith("mlp.down_proj.weight"):
             print(f"  layer {name.split('.')[2]} of {cfg['num_hidden_layers']} written", file=sys.stderr, flush=True)
@@ -226,7 +240,7 @@ def main():
     with open(os.path.join(a.out, "hf", "config.json"), "w") as f:
         json.dump(hf, f, indent=2)
     sizes = {"hf": os.path.getsize(st_path), **{t: os.path.getsize(os.path.join(a.out, f"model-{t}.gguf")) for t in qtypes}}
-    print(json.dumps({"bytes": sizes, "seed": a.seed}))
+    print(json.dumps({"bytes": sizes, "seed": a.seed, "head": a.head}))
 
 
 if __name__ == "__main__":
