@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include "error.h"
@@ -394,31 +395,375 @@ at::Tensor dequantize_aten(const QuantWeight& q, at::ScalarType dtype) {
 }
 
 // ---- products -------------------------------------------------------------------------------------
+//
+// y (R, N) float32 = x (R, K) Wᵀ over the quantized weight, each row as if alone. On AVX-512 and
+// AVX2 the weight is decoded in registers, a step of one block at a time, into the float32 weights
+// dequant_row gives (int8: the integers q, the row's SCB · (1/127) applied to the sum at the end),
+// and multiplied there with the rows (widened to float32 once per call, exactly): no tile of
+// dequantized weights stored and read again. Weight rows NB at a time and input rows M at a time,
+// each weight step decoded once for the M rows; every output is one fixed chain of fused
+// multiply-adds over k (one accumulator of 16 or 8 lanes, its lanes summed in a fixed order, then a
+// scalar tail), whatever R, NB, M or the rows around it, so a row's outputs are the ones it gets
+// alone. nf4 decodes a byte's two codes into two vectors (its even and its odd elements): the rows
+// are read in that order, permuted once per call. Elsewhere tiles of the weight are dequantized
+// and go through the row kernels (kernels/linear_rows.h).
 
-// y (R, N) float32 = x (R, K) Wᵀ, each row as if alone: the weight dequantized a tile of rows at a
-// time into a buffer (bfloat16 when x is bfloat16 and the CPU has bfloat16 products, else
-// float32), then the row kernels over the tile. A tile's values do not depend on R, nor does the
-// kernels' chain of sums, so a row's outputs are the ones it gets alone.
-at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
-  const int64_t R = x2.size(0), K = q.in, N = q.out;
-  const bool bf16 = x2.scalar_type() == at::kBFloat16 && rows_bf16_products();
-  auto xc = (bf16 ? x2 : x2.to(at::kFloat)).contiguous();
-  auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
-  const View v = view_of(q);
-  const int64_t es = bf16 ? 2 : 4;
-  const int64_t tile = std::clamp<int64_t>((64 << 10) / (K * es) / 4 * 4, 4, 64);
-  float* Y = y.data_ptr<float>();
-  const void* X
-  = xc.const_data_ptr();
+// The rows as the fused kernels read them: float32, nf4's elements of each group of 2L (L the
+// vector's lanes) reordered as its decoder produces them (the even elements, then the odd).
+void fused_rows_input(QuantFormat f, int L, const float* x, float* xp, int64_t R, int64_t K) {
+  if (f != QuantFormat::NF4) {
+    std::memcpy(xp, x, static_cast<size_t>(R * K) * 4);
+    return;
+  }
+  for (int64_t g = 0; g < R * K; g += 2 * L)
+    for (int t = 0; t < L; ++t) {
+      xp[g + t] = x[g + 2 * t];
+      xp[g + L + t] = x[g + 2 * t + 1];
+    }
+}
+
+// The float32 sum s of row n's products, in y's terms: int8's rows scaled by SCB · (1/127).
+inline float fused_finish(const View& v, int64_t n, float s) {
+  return v.f == QuantFormat::Int8 ? (s * v.scb[n]) * 7.874015718698502e-3f : s;
+}
+
+// nf4 block g's absmax, as dequant_row computes it.
+inline float nf4_absmax(const View& v, int64_t g) {
+  return v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset;
+}
+
+using FusedKernel = void (*)(const View& v, const float* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1);
+
+#if defined(__x86_64__)
+#define ET_Q512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define ET_Q256 __attribute__((target("avx2,fma,f16c")))
+
+inline uint16_t load_u16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return h;
+}
+
+// Decoders: S weights a step (V vectors of 16 or 8 lanes) of row n, step s.
+struct Int8x512 {
+  static constexpr int S = 16, V = 1;
+  ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
+    const auto* q = reinterpret_cast<const int8_t*>(v.w) + n * v.K + s * S;
+    w[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
+  }
+};
+struct Q8x512 {
+  static constexpr int S = 32, V = 2;
+  ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
+    const uint8_t* p = v.w + (n * (v.K / kGgufBlock) + s) * 34;
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(p)));
+    for (int h = 0; h < 2; ++h)
+      w[h] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 + 16 * h)))), d);
+  }
+};
+struct Q4x512 {
+  static constexpr int S = 32, V = 2;
+  ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
+    const uint8_t* p = v.w + (n * (v.K / kGgufBlock) + s) * 18;
+    // (q − 8) · d for the 16 codes, the product dequant_row takes; the permutation reads an index's low 4 bits
+    const __m512 lut = _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_ps(_cvtsh_ss(load_u16(p))));
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
+    w[0] = _mm512_permutexvar_ps(q, lut);
+    w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut);
+  }
+};
+struct Nf4x512 {
+  static constexpr int S = 64, V = 4;
+  ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
+    const int64_t g = n * (v.K / kNF4Block) + s;
+    const __m512 lut = _mm512_mul_ps(_mm512_loadu_ps(v.quant_map), _mm512_set1_ps(nf4_absmax(v, g)));
+    const uint8_t* p = v.w + g * 32;
+    for (int h = 0; h < 2; ++h) {
+      const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * h)));
+      w[2 * h] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut);  // elements 32h + 2t
+      w[2 * h + 1] = _mm512_permutexvar_ps(q, lut);                      // elements 32h + 2t + 1
+    }
+  }
+};
+
+// Y[j·ldy + n + i] for i < NB, j < M.
+template <typename D>
+struct Fused512 {
+  template <int NB, int M>
+  struct At {
+    ET_Q512 static void run(const View& v, const float* X, float* Y, int64_t ldy, int64_t n) {
+      const int64_t K = v.K, steps = K / D::S;
+      __m512 acc[NB][M];
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
+      for (int64_t s = 0; s < steps; ++s)
+        for (int i = 0; i < NB; ++i) {
+          __m512 w[D::V];
+          D::decode(v, n + i, s, w);
+          for (int j = 0; j < M; ++j)
+            for (int u = 0; u < D::V; ++u) acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(X + j * K + s * D::S + 16 * u), w[u], acc[i][j]);
+        }
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) {
+          float t = _mm512_reduce_add_ps(acc[i][j]);
+          if (v.f == QuantFormat::Int8) {  // the k a step leaves (the others' blocks divide K)
+            const auto* q = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
+            for (int64_t k = steps * D::S; k < K; ++k) t += X[j * K + k] * static_cast<float>(q[k]);
+          }
+          Y[j * ldy + n + i] = fused_finish(v, n + i, t);
+        }
+    }
+  };
+};
+
+ET_Q256 inline __m256 lut16(__m256i idx, __m256i sign, __m256 lo, __m256 hi) {
+  // entries idx & 15 of the 16 in (lo, hi): the permutations read idx's low 3 bits, `sign` holds its bit 3 in the sign
+  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx), _mm256_castsi256_ps(sign));
+}
+ET_Q256 inline __m256i bytes8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
+
+struct Int8x256 {
+  static constexpr int S = 8, V = 1;
+  ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
+    const auto* q = reinterpret_cast<const int8_t*>(v.w) + n * v.K + s * S;
+    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
+  }
+};
+struct Q8x256 {
+  static constexpr int S = 32, V = 4;
+  ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
+    const uint8_t* p = v.w + (n * (v.K / kGgufBlock) + s) * 34;
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(p)));
+    for (int h = 0; h < 4; ++h)
+      w[h] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 + 8 * h)))), d);
+  }
+};
+struct Q4x256 {
+  static constexpr int S = 32, V = 4;
+  ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
+    const uint8_t* p = v.w + (n * (v.K / kGgufBlock) + s) * 18;
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(p)));
+    const __m256 lo = _mm256_mul_ps(_mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), d), hi = _mm256_mul_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), d);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = bytes8(p + 2 + 8 * h);
+      w[h] = lut16(q, _mm256_slli_epi32(q, 28), lo, hi);                             // elements 8h + t: low nibbles
+      w[h + 2] = lut16(_mm256_srli_epi32(q, 4), _mm256_slli_epi32(q, 24), lo, hi);  // elements 16 + 8h + t: high
+    }
+  }
+};
+struct Nf4x256 {
+  static constexpr int S = 64, V = 8;
+  ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
+    const int64_t g = n * (v.K / kNF4Block) + s;
+    const __m256 a = _mm256_set1_ps(nf4_absmax(v, g));
+    const __m256 lo = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map), a), hi = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map + 8), a);
+    const uint8_t* p = v.w + g * 32;
+    for (int h = 0; h < 4; ++h) {
+      const __m256i q = bytes8(p + 8 * h);
+      w[2 * h] = lut16(_mm256_srli_epi32(q, 4), _mm256_slli_epi32(q, 24), lo, hi);  // elements 16h + 2t
+      w[2 * h + 1] = lut16(q, _mm256_slli_epi32(q, 28), lo, hi);                     // elements 16h + 2t + 1
+    }
+  }
+};
+
+ET_Q256 inline float hsum256(__m256 a) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+template <typename D>
+struct Fused256 {
+  template <int NB, int M>
+  struct At {
+    ET_Q256 static void run(const View& v, const float* X, float* Y, int64_t ldy, int64_t n) {
+      const int64_t K = v.K, steps = K / D::S;
+      __m256 acc[NB][M];
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_ps();
+      for (int64_t s = 0; s < steps; ++s)
+        for (int i = 0; i < NB; ++i) {
+          __m256 w[D::V];
+          D::decode(v, n + i, s, w);
+          for (int j = 0; j < M; ++j)
+            for (int u = 0; u < D::V; ++u) acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(X + j * K + s * D::S + 8 * u), w[u], acc[i][j]);
+        }
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) {
+          float t = hsum256(acc[i][j]);
+          if (v.f == QuantFormat::Int8) {
+            const auto* q = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
+            for (int64_t k = steps * D::S; k < K; ++k) t += X[j * K + k] * static_cast<float>(q[k]);
+          }
+          Y[j * ldy + n + i] = fused_finish(v, n + i, t);
+        }
+    }
+  };
+};
+
+// q4_0 over bfloat16 rows on AVX-512 BF16: each code decoded to the exact integer q − 8 in bfloat16
+// (a 32-entry word permutation), the products with the rows' bfloat16 exact in float32
+// (dpbf16), each block's partial sums scaled by its d into the float32 sums. Two blocks a step:
+// their 32 bytes as words, the low nibbles (elements 0 … 15 of each block) then the high ones
+// (16 … 31), so a step's 64 elements of the row are read as block one's first 16, block two's
+// first 16, block one's last 16, block two's last 16 (the rows permuted so once per call), and the
+// 16 sums of a step take block one's d in lanes 0 … 7 and block two's in 8 … 15. An odd last block
+// goes alone, in its elements' order.
+#define ET_Q512BF __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
+
+// bfloat16 of −8 … 7, exact (the float32 bits' upper halves), at the nibbles' indices.
+alignas(64) constexpr int16_t kQ4Bf16[32] = {-16128, -16160, -16192, -16224, -16256, -16320, -16384, -16512,
+                                             0,      16256,  16384,  16448,  16512,  16544,  16576,  16608};
+
+// bfloat16 rows in the order Q4Bf16 reads them.
+void q4_bf16_rows_input(const uint16_t* x, uint16_t* xp, int64_t R, int64_t K) {
+  const int64_t pairs = K / 64;
+  for (int64_t r = 0; r < R; ++r) {
+    const uint16_t* a = x + r * K;
+    uint16_t* o = xp + r * K;
+    for (int64_t c = 0; c < pairs; ++c)
+      for (int h = 0; h < 4; ++h) {  // out quarter h takes in quarter (0, 2, 1, 3)[h]
+        const int src = (h == 1 ? 2 : h == 2 ? 1 : h);
+        std::memcpy(o + c * 64 + h * 16, a + c * 64 + src * 16, 32);
+      }
+    std::memcpy(o + pairs * 64, a + pairs * 64, static_cast<size_t>(K - pairs * 64) * 2);
+  }
+}
+
+template <int NB, int M>
+struct Q4Bf16 {
+  ET_Q512BF static void run(const View& v, const uint16_t* X, float* Y, int64_t ldy, int64_t n) {
+    const int64_t K = v.K, nb = K / kGgufBlock, rb = nb * 18;
+    const __m512i lut = _mm512_loadu_si512(kQ4Bf16);
+    const __m512i low = _mm512_set1_epi16(15);
+    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 acc[NB][M];
+    for (int i = 0; i < NB; ++i)
+      for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2)
+      for (int i = 0; i < NB; ++i) {
+        const uint8_t* p = v.w + (n + i) * rb + b * 18;
+        const __m512i q = _mm512_cvtepu8_epi16(_mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2))), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1));
+        const __m512bh wl = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(q, low), lut),
+                       wh = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(q, 4), lut);
+        const __m512 d = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_u16(p) | (static_cast<uint32_t>(load_u16(p + 18)) << 16))))));
+        for (int j = 0; j < M; ++j) {
+          const uint16_t* x = X + j * K + b * kGgufBlock;
+          const __m512 s = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)_mm512_loadu_si512(x), wl),
+                                            (__m512bh)_mm512_loadu_si512(x + 32), wh);
+          acc[i][j] = _mm512_fmadd_ps(s, d, acc[i][j]);
+        }
+      }
+    if (b < nb)
+      for (int i = 0; i < NB; ++i) {
+        const uint8_t* p = v.w + (n + i) * rb + b * 18;
+        const __m256i q = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
+        const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, _mm256_set1_epi16(15))), _mm256_srli_epi16(q, 4), 1);
+        const __m512bh w = (__m512bh)_mm512_permutexvar_epi16(idx, lut);
+        const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(p)));
+        for (int j = 0; j < M; ++j)
+          acc[i][j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)_mm512_loadu_si512(X + j * K + b * kGgufBlock), w), d,
+                                      acc[i][j]);
+      }
+    for (int i = 0; i < NB; ++i)
+      for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = _mm512_reduce_add_ps(acc[i][j]);
+  }
+};
+
+// Weight rows NB at a time (the last ones one by one), input rows 4, 2 and 1 at a time (M ≤ MM).
+template <template <int, int> class Blk, int NB, int MM, typename TX = float>
+void fused_blocked(const View& v, const TX* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1) {
+  const int64_t K = v.K;
+  auto rows = [&](auto nb, int64_t n) {
+    constexpr int B = decltype(nb)::value;
+    int64_t r = 0;
+    if constexpr (MM >= 4)
+      for (; r + 4 <= R; r += 4) Blk<B, 4>::run(v, X + r * K, Y + r * ldy, ldy, n);
+    for (; r + 2 <= R; r += 2) Blk<B, 2>::run(v, X + r * K, Y + r * ldy, ldy, n);
+    if (r < R) Blk<B, 1>::run(v, X + r * K, Y + r * ldy, ldy, n);
+  };
+  int64_t n = n0;
+  for (; n + NB <= n1; n += NB) rows(std::integral_constant<int, NB>{}, n);
+  for (; n < n1; ++n) rows(std::integral_constant<int, 1>{}, n);
+}
+
+template <typename D>
+using F512 = Fused512<D>;
+template <typename D>
+using F256 = Fused256<D>;
+
+// The fused kernel for this CPU and format, and its vector's lanes; none without AVX2.
+FusedKernel fused_kernel(QuantFormat f, int* lanes) {
+  static const int isa = [] {
+    __builtin_cpu_init();
+    if (rows_avx512()) return 512;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 256 : 0;
+  }();
+  *lanes = isa / 32;
+  if (isa == 512) switch (f) {
+      case QuantFormat::Int8: return &fused_blocked<F512<Int8x512>::At, 4, 4>;
+      case QuantFormat::Q8_0: return &fused_blocked<F512<Q8x512>::At, 4, 4>;
+      case QuantFormat::Q4_0: return &fused_blocked<F512<Q4x512>::At, 4, 4>;
+      case QuantFormat::NF4: return &fused_blocked<F512<Nf4x512>::At, 4, 4>;
+    }
+  if (isa == 256) switch (f) {
+      case QuantFormat::Int8: return &fused_blocked<F256<Int8x256>::At, 2, 2>;
+      case QuantFormat::Q8_0: return &fused_blocked<F256<Q8x256>::At, 2, 2>;
+      case QuantFormat::Q4_0: return &fused_blocked<F256<Q4x256>::At, 2, 2>;
+      case QuantFormat::NF4: return &fused_blocked<F256<Nf4x256>::At, 2, 2>;
+    }
+  return nullptr;
+}
+#else
+FusedKernel fused_kernel(QuantFormat, int*) { return nullptr; }
+#endif
+
+// Without AVX2: the weight dequantized a tile of rows at a time into a float32 buffer, then the row
+// kernels over the tile (a tile's values and the kernels' chains do not depend on R).
+void rows_quant_tiles(const View& v, const float* X, float* Y, int64_t R, int64_t N) {
+  const int64_t K = v.K;
+  const int64_t tile = std::clamp<int64_t>((64 << 10) / (K * 4) / 4 * 4, 4, 64);
   at::parallel_for(0, (N + tile - 1) / tile, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<float> tmp(static_cast<size_t>(K));
-    std::vector<uint8_t> buf(static_cast<size_t>(tile * K * es));
+    std::vector<float> buf(static_cast<size_t>(tile * K));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * tile, nt = std::min(tile, N - n0);
-      for (int64_t i = 0; i < nt; ++i) dequant_row_into(v, n0 + i, buf.data() + i * K * es, bf16, tmp.data());
-      rows_dot(bf16, buf.data(), X, Y + n0, R, N, nt, K);
+      for (int64_t i = 0; i < nt; ++i) dequant_row(v, n0 + i, buf.data() + i * K);
+      rows_dot(false, buf.data(), X, Y + n0, R, N, nt, K);
     }
   });
+}
+
+at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
+  const int64_t R = x2.size(0), K = q.in, N = q.out;
+  auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
+  const View v = view_of(q);
+  float* Y = y.data_ptr<float>();
+  // about 64 KiB of weight a task
+  const int64_t grain = std::max<int64_t>(4, (64 << 10) / std::max<int64_t>(q.nbytes() / N, 1));
+#if defined(__x86_64__)
+  if (q.format == QuantFormat::Q4_0 && x2.scalar_type() == at::kBFloat16 && rows_bf16_products()) {
+    auto xc = x2.contiguous();
+    std::vector<uint16_t> xp(static_cast<size_t>(R * K));
+    q4_bf16_rows_input(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R, K);
+    const uint16_t* X = xp.data();
+    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Q4Bf16, 4, 4, uint16_t>(v, X, Y, R, N, n0, n1); });
+    return y;
+  }
+#endif
+  auto xf = x2.to(at::kFloat).contiguous();  // bfloat16 and float16 rows widen exactly
+  int lanes = 0;
+  const FusedKernel kernel = fused_kernel(q.format, &lanes);
+  if (!kernel) {
+    rows_quant_tiles(v, xf.const_data_ptr<float>(), Y, R, N);
+    return y;
+  }
+  std::vector<float> xp(static_cast<size_t>(R * K));
+  fused_rows_input(q.format, lanes, xf.const_data_ptr<float>(), xp.data(), R, K);
+  const float* X = xp.data();
+  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, X, Y, R, N, n0, n1); });
   return y;
 }
 

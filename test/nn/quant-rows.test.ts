@@ -1,0 +1,115 @@
+// The row products of quantized Linear layers (issue 58): a few rows (decoding) go through
+// emotorch's fused kernels over the quantized weight (AVX-512, AVX2 or plain C++, whichever this CPU
+// and ATEN_CPU_CAPABILITY allow). For each format, in bfloat16 and float32, with row lengths that
+// leave tails after the vector loops:
+// (a) each row of a product of R rows equals, bit for bit, the row computed alone (R = 1 … 8 through
+//     a layer; 16 rows decoding together in a DecodeBatch get the tokens each gets alone);
+// (b) y is within a stated bound of x · Wᵀ computed in float64 over the dequantized weight
+//     (nn.dequantizeWeight, itself checked bit for bit against an independent reference in
+//     quant-formats.test.ts): float32 sums of K products, each step rounded once, then the
+//     output's dtype — |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x·w| (+ 2⁻⁸ |y| in bfloat16).
+import { describe, it, expect } from 'vitest';
+import * as et from '../../lib/index';
+
+type Format = et.nn.QuantFormat;
+const FORMATS: Format[] = ['int8', 'q8_0', 'q4_0', 'nf4'];
+/** Row lengths per format (multiples of its block; not of the kernels' vector steps where it can). */
+const SIZES: Record<Format, number[]> = { int8: [40, 97, 160], q8_0: [96, 160], q4_0: [96, 160], nf4: [128, 192] };
+const OUT = 40;
+const DTYPES = ['bfloat16', 'float32'] as const;
+
+/** A one-layer Mlp (a Linear layer the quantize call reaches) and its weight quantized alike. */
+async function layer(format: Format, inn: number, dtype: et.DType): Promise<{ mlp: et.nn.Mlp; w: et.Tensor }> {
+  const mlp = await et.nn.Mlp.create({ sizes: [inn, OUT], bias: false }).to({ dtype });
+  const [w] = mlp.parameters();
+  const wq = await et.nn.dequantizeWeight(await et.nn.quantizeWeight(w, format), 'float64');
+  await et.nn.quantize(mlp, format);
+  expect(
+    et.nn.linearLayers(mlp).map((l) => l.format),
+    'the layer is quantized',
+  ).toEqual([format]);
+  return { mlp, w: wq };
+}
+
+async function run(mlp: et.nn.Mlp, x: et.Tensor): Promise<et.Tensor> {
+  return et.noGrad(() => mlp.forward(x));
+}
+
+async function bits(t: et.Tensor): Promise<Uint8Array> {
+  const a = await t.contiguous().data();
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
+}
+
+describe('quantized row products', () => {
+  for (const format of FORMATS)
+    for (const dtype of DTYPES)
+      it(`${format}, ${dtype}: each row of R rows equals the row alone, and x·Wᵀ of the dequantized weight within the bound`, async () => {
+        et.manualSeed(58);
+        for (const inn of SIZES[format]) {
+          const { mlp, w } = await layer(format, inn, dtype);
+          for (const R of [1, 2, 3, 5, 8]) {
+            // rows of different scales, one with an outlier
+            const x = et.randn([R, inn]).mul(et.tensor(Array.from({ length: R }, (_, r) => [0.25 + r])));
+            const xd = x.to({ dtype });
+            const y = await run(mlp, xd);
+            expect(y.dtype).toBe(dtype);
+            expect(y.shape).toEqual([R, OUT]);
+            // (a) bit for bit the row alone
+            for (let r = 0; r < R; ++r) {
+              const alone = await run(mlp, xd.slice(0, r, r + 1));
+              expect(await bits(y.slice(0, r, r + 1)), `${format} ${dtype} in ${inn} R ${R} row ${r}`).toEqual(await bits(alone));
+            }
+            // (b) within the bound of the float64 product over the dequantized weight
+            const x64 = xd.to({ dtype: 'float64' });
+            const ref = x64.matmul(w.transpose(0, 1));
+            const mag = x64.abs().matmul(w.abs().transpose(0, 1));
+            let bound = mag.mul((inn + 8) * 2 ** -24);
+            if (dtype === 'bfloat16') bound = bound.add(ref.abs().mul(2 ** -8));
+            const err = y.to({ dtype: 'float64' }).sub(ref).abs();
+            const worst = err.sub(bound).max().item() as number;
+            expect(worst, `${format} ${dtype} in ${inn} R ${R}: error beyond the bound`).toBeLessThanOrEqual(0);
+            // and not trivially: the product is not zero
+            expect(ref.abs().max().item() as number).toBeGreaterThan(0.1);
+          }
+        }
+      });
+
+  it('16 rows decoding together (DecodeBatch) get the tokens each gets alone, on each format', async () => {
+    et.manualSeed(5);
+    for (const format of FORMATS) {
+      const llm = et.nn.LlamaForCausalLM.create({
+        vocab_size: 97,
+        hidden_size: 64,
+        intermediate_size: 192,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 256,
+        eos_token_id: 96,
+        pad_token_id: 0,
+        initializer_range: 0.2,
+      }).eval();
+      await llm.to({ dtype: 'bfloat16' });
+      await et.nn.quantize(llm, format, { skip: ['lm_head'] });
+      const prompts = Array.from({ length: 16 }, (_, i) => [1, 2 + i, 40 + ((7 * i) % 50), 3 + ((5 * i) % 90)]);
+      const opts = { maxNewTokens: 6 };
+      const ids = (p: number[]) => et.tensor([p], { dtype: 'int64' });
+      const alone: number[][] = [];
+      for (const p of prompts) {
+        const { newTokens } = await et.noGrad(() => llm.generate({ inputIds: ids(p) }, opts));
+        alone.push((newTokens.toArray() as number[][])[0].map(Number));
+      }
+      const batch = new et.nn.DecodeBatch(llm);
+      let widest = 0;
+      const together = await Promise.all(
+        prompts.map((p) =>
+          et
+            .noGrad(() => batch.generate({ inputIds: ids(p) }, { ...opts, onTokens: () => void (widest = Math.max(widest, batch.size)) }))
+            .then(({ newTokens }) => (newTokens.toArray() as number[][])[0].map(Number)),
+        ),
+      );
+      expect(together, format).toEqual(alone);
+      expect(widest, `${format}: rows decoded together`).toBeGreaterThanOrEqual(8);
+    }
+  });
+});
