@@ -444,18 +444,23 @@ inline uint16_t load_u16(const uint8_t* p) {
   return h;
 }
 
+// How far ahead of a step each weight row is fetched (the rows are NB streams read side by side).
+constexpr int kPrefetch = 768;
+
 // Decoders: S weights a step (V vectors of 16 or 8 lanes) of row n, step s.
 struct Int8x512 {
-  static constexpr int S = 16, V = 1;
+  static constexpr int S = 64, V = 4;
+  static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + n * v.K + s * S; }
   ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
-    const auto* q = reinterpret_cast<const int8_t*>(v.w) + n * v.K + s * S;
-    w[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
+    const auto* q = reinterpret_cast<const int8_t*>(at(v, n, s));
+    for (int u = 0; u < V; ++u) w[u] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * u))));
   }
 };
 struct Q8x512 {
   static constexpr int S = 32, V = 2;
+  static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kGgufBlock) + s) * 34; }
   ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
-    const uint8_t* p = v.w + (n * (v.K / kGgufBlock) + s) * 34;
+    const uint8_t* p = at(v, n, s);
     const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(p)));
     for (int h = 0; h < 2; ++h)
       w[h] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 + 16 * h)))), d);
@@ -463,8 +468,9 @@ struct Q8x512 {
 };
 struct Q4x512 {
   static constexpr int S = 32, V = 2;
+  static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kGgufBlock) + s) * 18; }
   ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
-    const uint8_t* p = v.w + (n * (v.K / kGgufBlock) + s) * 18;
+    const uint8_t* p = at(v, n, s);
     // (q − 8) · d for the 16 codes, the product dequant_row takes; the permutation reads an index's low 4 bits
     const __m512 lut = _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_ps(_cvtsh_ss(load_u16(p))));
     const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
@@ -474,6 +480,7 @@ struct Q4x512 {
 };
 struct Nf4x512 {
   static constexpr int S = 64, V = 4;
+  static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kNF4Block) + s) * 32; }
   ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
     const int64_t g = n * (v.K / kNF4Block) + s;
     const __m512 lut = _mm512_mul_ps(_mm512_loadu_ps(v.quant_map), _mm512_set1_ps(nf4_absmax(v, g)));
@@ -499,6 +506,7 @@ struct Fused512 {
       for (int64_t s = 0; s < steps; ++s)
         for (int i = 0; i < NB; ++i) {
           __m512 w[D::V];
+          _mm_prefetch(reinterpret_cast<const char*>(D::at(v, n + i, s)) + kPrefetch, _MM_HINT_T0);
           D::decode(v, n + i, s, w);
           for (int j = 0; j < M; ++j)
             for (int u = 0; u < D::V; ++u) acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(X + j * K + s * D::S + 16 * u), w[u], acc[i][j]);
@@ -523,16 +531,18 @@ ET_Q256 inline __m256 lut16(__m256i idx, __m256i sign, __m256 lo, __m256 hi) {
 ET_Q256 inline __m256i bytes8(const uint8_t* p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))); }
 
 struct Int8x256 {
-  static constexpr int S = 8, V = 1;
+  static constexpr int S = 32, V = 4;
+  static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + n * v.K + s * S; }
   ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
-    const auto* q = reinterpret_cast<const int8_t*>(v.w) + n * v.K + s * S;
-    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
+    const auto* q = reinterpret_cast<const int8_t*>(at(v, n, s));
+    for (int u = 0; u < V; ++u) w[u] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * u))));
   }
 };
 struct Q8x256 {
   static constexpr int S = 32, V = 4;
+  static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kGgufBlock) + s) * 34; }
   ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
-    const uint8_t* p = v.w + (n * (v.K / kGgufBlock) + s) * 34;
+    const uint8_t* p = at(v, n, s);
     const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(p)));
     for (int h = 0; h < 4; ++h)
       w[h] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 2 + 8 * h)))), d);
@@ -540,8 +550,9 @@ struct Q8x256 {
 };
 struct Q4x256 {
   static constexpr int S = 32, V = 4;
+  static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kGgufBlock) + s) * 18; }
   ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
-    const uint8_t* p = v.w + (n * (v.K / kGgufBlock) + s) * 18;
+    const uint8_t* p = at(v, n, s);
     const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(p)));
     const __m256 lo = _mm256_mul_ps(_mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), d), hi = _mm256_mul_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), d);
     for (int h = 0; h < 2; ++h) {
@@ -553,6 +564,7 @@ struct Q4x256 {
 };
 struct Nf4x256 {
   static constexpr int S = 64, V = 8;
+  static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kNF4Block) + s) * 32; }
   ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
     const int64_t g = n * (v.K / kNF4Block) + s;
     const __m256 a = _mm256_set1_ps(nf4_absmax(v, g));
@@ -585,6 +597,7 @@ struct Fused256 {
       for (int64_t s = 0; s < steps; ++s)
         for (int i = 0; i < NB; ++i) {
           __m256 w[D::V];
+          _mm_prefetch(reinterpret_cast<const char*>(D::at(v, n + i, s)) + kPrefetch, _MM_HINT_T0);
           D::decode(v, n + i, s, w);
           for (int j = 0; j < M; ++j)
             for (int u = 0; u < D::V; ++u) acc[i][j] = _mm256_fmadd_ps(_mm256_loadu_ps(X + j * K + s * D::S + 8 * u), w[u], acc[i][j]);
@@ -645,6 +658,7 @@ struct Q4Bf16 {
     for (; b + 2 <= nb; b += 2)
       for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + b * 18;
+        _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
         const __m512i q = _mm512_cvtepu8_epi16(_mm256_inserti128_si256(
             _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2))), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1));
         const __m512bh wl = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(q, low), lut),
