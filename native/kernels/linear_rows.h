@@ -22,7 +22,7 @@ at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tens
 // Y[r·ldy + n] = Σ_k X[r, k] · W[n, k] for r < R, n < N, on the calling thread, with the chains of
 // sums rows_product uses: a row's outputs do not depend on R. bf16: W and X are bfloat16, which
 // only rows_bf16_products() CPUs take here; else both are float32. (The quantized layers of
-// kernels/quant.h dequantize tiles of their weight into this.)
+// kernels/quant.h dequantize tiles of their weight into this on CPUs without AVX2.)
 void rows_dot(bool bf16, const void* W, const void* X, float* Y, int64_t R, int64_t ldy, int64_t N, int64_t K);
 // Whether this CPU runs bfloat16 rows on bfloat16 products (AVX-512 BF16, not capped at AVX2).
 bool rows_bf16_products();

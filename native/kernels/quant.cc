@@ -405,8 +405,9 @@ at::Tensor dequantize_aten(const QuantWeight& q, at::ScalarType dtype) {
 // multiply-adds over k (one accumulator of 16 or 8 lanes, its lanes summed in a fixed order, then a
 // scalar tail), whatever R, NB, M or the rows around it, so a row's outputs are the ones it gets
 // alone. nf4 decodes a byte's two codes into two vectors (its even and its odd elements): the rows
-// are read in that order, permuted once per call. Elsewhere tiles of the weight are dequantized
-// and go through the row kernels (kernels/linear_rows.h).
+// are read in that order, permuted once per call. q4_0 over bfloat16 rows on AVX-512 BF16 takes
+// bfloat16 products instead (Q4Bf16). Without AVX2, tiles of the weight are dequantized and go
+// through the row kernels (kernels/linear_rows.h).
 
 // The rows as the fused kernels read them: float32, nf4's elements of each group of 2L (L the
 // vector's lanes) reordered as its decoder produces them (the even elements, then the odd).
@@ -428,9 +429,7 @@ inline float fused_finish(const View& v, int64_t n, float s) {
 }
 
 // nf4 block g's absmax, as dequant_row computes it.
-inline float nf4_absmax(const View& v, int64_t g) {
-  return v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset;
-}
+inline float nf4_absmax(const View& v, int64_t g) { return v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset; }
 
 using FusedKernel = void (*)(const View& v, const float* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1);
 
@@ -453,7 +452,8 @@ struct Int8x512 {
   static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + n * v.K + s * S; }
   ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
     const auto* q = reinterpret_cast<const int8_t*>(at(v, n, s));
-    for (int u = 0; u < V; ++u) w[u] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * u))));
+    for (int u = 0; u < V; ++u)
+      w[u] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * u))));
   }
 };
 struct Q8x512 {
@@ -472,7 +472,8 @@ struct Q4x512 {
   ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
     const uint8_t* p = at(v, n, s);
     // (q − 8) · d for the 16 codes, the product dequant_row takes; the permutation reads an index's low 4 bits
-    const __m512 lut = _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_ps(_cvtsh_ss(load_u16(p))));
+    const __m512 lut =
+        _mm512_mul_ps(_mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_ps(_cvtsh_ss(load_u16(p))));
     const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
     w[0] = _mm512_permutexvar_ps(q, lut);
     w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut);
@@ -516,7 +517,8 @@ struct Fused512 {
           float t = _mm512_reduce_add_ps(acc[i][j]);
           if (v.f == QuantFormat::Int8) {  // the k a step leaves (the others' blocks divide K)
             const auto* q = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
-            for (int64_t k = steps * D::S; k < K; ++k) t += X[j * K + k] * static_cast<float>(q[k]);
+            for (int64_t k = steps * D::S; k < K; ++k) t += X
+            [j * K + k] * static_cast<float>(q[k]);
           }
           Y[j * ldy + n + i] = fused_finish(v, n + i, t);
         }
@@ -535,7 +537,8 @@ struct Int8x256 {
   static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + n * v.K + s * S; }
   ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
     const auto* q = reinterpret_cast<const int8_t*>(at(v, n, s));
-    for (int u = 0; u < V; ++u) w[u] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * u))));
+    for (int u = 0; u < V; ++u)
+      w[u] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * u))));
   }
 };
 struct Q8x256 {
@@ -554,7 +557,8 @@ struct Q4x256 {
   ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
     const uint8_t* p = at(v, n, s);
     const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(p)));
-    const __m256 lo = _mm256_mul_ps(_mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), d), hi = _mm256_mul_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), d);
+    const __m256 lo = _mm256_mul_ps(_mm256_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1), d),
+                 hi = _mm256_mul_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), d);
     for (int h = 0; h < 2; ++h) {
       const __m256i q = bytes8(p + 2 + 8 * h);
       w[h] = lut16(q, _mm256_slli_epi32(q, 28), lo, hi);                             // elements 8h + t: low nibbles
@@ -607,7 +611,8 @@ struct Fused256 {
           float t = hsum256(acc[i][j]);
           if (v.f == QuantFormat::Int8) {
             const auto* q = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
-            for (int64_t k = steps * D::S; k < K; ++k) t += X[j * K + k] * static_cast<float>(q[k]);
+            for (int64_t k = steps * D::S; k < K; ++k) t += X
+            [j * K + k] * static_cast<float>(q[k]);
           }
           Y[j * ldy + n + i] = fused_finish(v, n + i, t);
         }
@@ -659,13 +664,17 @@ struct Q4Bf16 {
       for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + b * 18;
         _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
-        const __m512i q = _mm512_cvtepu8_epi16(_mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2))), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1));
+        const __m512i q =
+            _mm512_cvtepu8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2))),
+                                                         _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1));
         const __m512bh wl = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(q, low), lut),
                        wh = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(q, 4), lut);
-        const __m512 d = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_u16(p) | (static_cast<uint32_t>(load_u16(p + 18)) << 16))))));
+        const __m512 d = _mm512_permutexvar_ps(
+            halves, _mm512_castps128_ps512(
+                        _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_u16(p) | (static_cast<uint32_t>(load_u16(p + 18)) << 16))))));
         for (int j = 0; j < M; ++j) {
-          const uint16_t* x = X + j * K + b * kGgufBlock;
+          const uint16_t* x = X
+          +j* K + b* kGgufBlock;
           const __m512 s = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)_mm512_loadu_si512(x), wl),
                                             (__m512bh)_mm512_loadu_si512(x + 32), wh);
           acc[i][j] = _mm512_fmadd_ps(s, d, acc[i][j]);
@@ -675,7 +684,8 @@ struct Q4Bf16 {
       for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + b * 18;
         const __m256i q = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
-        const __m512i idx = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, _mm256_set1_epi16(15))), _mm256_srli_epi16(q, 4), 1);
+        const __m512i idx =
+            _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, _mm256_set1_epi16(15))), _mm256_srli_epi16(q, 4), 1);
         const __m512bh w = (__m512bh)_mm512_permutexvar_epi16(idx, lut);
         const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(p)));
         for (int j = 0; j < M; ++j)
@@ -762,7 +772,8 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
     auto xc = x2.contiguous();
     std::vector<uint16_t> xp(static_cast<size_t>(R * K));
     q4_bf16_rows_input(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R, K);
-    const uint16_t* X = xp.data();
+    const uint16_t* X
+    = xp.data();
     at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Q4Bf16, 4, 4, uint16_t>(v, X, Y, R, N, n0, n1); });
     return y;
   }
@@ -776,7 +787,8 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
   }
   std::vector<float> xp(static_cast<size_t>(R * K));
   fused_rows_input(q.format, lanes, xf.const_data_ptr<float>(), xp.data(), R, K);
-  const float* X = xp.data();
+  const float* X
+  = xp.data();
   at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, X, Y, R, N, n0, n1); });
   return y;
 }
