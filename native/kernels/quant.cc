@@ -734,10 +734,10 @@ FusedKernel fused_kernel(QuantFormat f, int* lanes) {
       case QuantFormat::NF4: return &fused_blocked<F512<Nf4x512>::At, 4, 4>;
     }
   if (isa == 256) switch (f) {
-      case QuantFormat::Int8: return &fused_blocked<F256<Int8x256>::At, 2, 2>;
-      case QuantFormat::Q8_0: return &fused_blocked<F256<Q8x256>::At, 2, 2>;
-      case QuantFormat::Q4_0: return &fused_blocked<F256<Q4x256>::At, 2, 2>;
-      case QuantFormat::NF4: return &fused_blocked<F256<Nf4x256>::At, 2, 2>;
+      case QuantFormat::Int8: return &fused_blocked<F256<Int8x256>::At, 2, 4>;
+      case QuantFormat::Q8_0: return &fused_blocked<F256<Q8x256>::At, 2, 4>;
+      case QuantFormat::Q4_0: return &fused_blocked<F256<Q4x256>::At, 2, 4>;
+      case QuantFormat::NF4: return &fused_blocked<F256<Nf4x256>::At, 2, 2>;  // (four rows spill its 8 weight vectors)
     }
   return nullptr;
 }
