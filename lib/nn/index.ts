@@ -6,8 +6,8 @@ export { RobertaModel, RobertaLayers, ROBERTA_DEFAULTS } from './roberta';
 export type { RobertaConfig, RobertaOptions, RobertaPretrainedOptions, RobertaInputs, RobertaOutputs } from './roberta';
 export { WhisperEncoder, WHISPER_DEFAULTS, OPENAI_WHISPER_RENAMES } from './whisper';
 export type { WhisperConfig } from './whisper';
-export { readConfig, loadCheckpoint, renameKeys, stripPrefix } from './pretrained';
-export type { Rename, PretrainedOptions } from './pretrained';
+export { readConfig, loadCheckpoint, renameKeys, stripPrefix, savePretrained, pretrainedConfig, configJson } from './pretrained';
+export type { Rename, PretrainedOptions, SavePretrainedOptions } from './pretrained';
 export { BeatsEncoder, BEATS_DEFAULTS } from './beats';
 export type { BeatsConfig, BeatsOutputs } from './beats';
 export { QFormer, QFORMER_DEFAULTS, LAVIS_QFORMER_RENAMES } from './qformer';
@@ -54,3 +54,5 @@ export type { LanguageBindModality, LanguageBindKey, LanguageBindOptions, Langua
 
 export { quantize, quantizeWeight, dequantizeWeight, linearLayers, checkQuantFormat, QUANT_FORMATS, QUANT_BYTES_PER_WEIGHT } from './quant';
 export type { QuantFormat, QuantizedWeight, LinearLayerInfo } from './quant';
+export { readBnbQuantization, bnbQuantizationConfig, bnbSkips, checkBnbLayer, readNf4State, nf4StateJson, pythonFloat, bnbLayerKeys } from './bnb';
+export type { BnbFormat, BnbQuantization, TensorInfo } from './bnb';

@@ -8,7 +8,7 @@ import type { ModuleOptions } from './module';
 import { ConfigOf, ConfiguredModule, declareConfig, defaultsOf, f } from './config';
 import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
-import { PretrainedOptions, loadPretrained } from './pretrained';
+import { PretrainedOptions, loadPretrained, pretrainedConfig, savePretrained } from './pretrained';
 import type { QuantFormat } from './quant';
 
 /** {@link LlamaForCausalLM.fromPretrained}'s options: {@link PretrainedOptions} and a quantization. */
@@ -157,6 +157,35 @@ export function normalizeLlamaConfig(raw: Record<string, unknown>): Record<strin
   if (type === 'internlm2' && raw.bias !== undefined) out.attention_bias = raw.bias;
   if (type === 'qwen2' && raw.use_sliding_window !== true) out.sliding_window = 0;
   if (typeof type === 'string' && !(LLAMA_MODEL_TYPES as readonly string[]).includes(type)) out.model_type = type; // refused by create, naming it
+  return out;
+}
+
+/** transformers' class for each {@link LLAMA_MODEL_TYPES} layout. */
+const ARCHITECTURES: Record<string, string> = {
+  llama: 'LlamaForCausalLM',
+  mistral: 'MistralForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  internlm2: 'InternLM2ForCausalLM',
+  phi3: 'Phi3ForCausalLM',
+};
+
+/**
+ * A {@link LlamaConfig} as a config.json in transformers 5's names: the flat rope fields as
+ * `rope_parameters` (only those the rope type reads), `architectures`, Mistral's and Qwen2's
+ * unlimited window as `sliding_window: null`, InternLM2's attention bias as `bias`.
+ */
+export function llamaConfigJson(c: LlamaConfig): Record<string, unknown> {
+  const { rope_theta, rope_type, rope_factor, low_freq_factor, high_freq_factor, original_max_position_embeddings, short_factor, long_factor, attention_factor, qkv_bias, ...rest } =
+    c;
+  const rope: Record<string, unknown> = { rope_theta, rope_type };
+  if (rope_type === 'linear' || rope_type === 'dynamic') rope.factor = rope_factor;
+  if (rope_type === 'llama3') Object.assign(rope, { factor: rope_factor, low_freq_factor, high_freq_factor, original_max_position_embeddings });
+  if (rope_type === 'longrope') Object.assign(rope, { short_factor, long_factor, original_max_position_embeddings, attention_factor });
+  const out: Record<string, unknown> = { ...rest, rope_parameters: rope, architectures: [ARCHITECTURES[c.model_type] ?? 'LlamaForCausalLM'] };
+  if (c.sliding_window === 0) out.sliding_window = null;
+  if (c.model_type === 'qwen2') out.use_sliding_window = c.sliding_window > 0;
+  else if (qkv_bias) out.qkv_bias = true;
+  if (c.model_type === 'internlm2') out.bias = c.attention_bias;
   return out;
 }
 
@@ -321,6 +350,25 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
       },
       quantizable: (model) => ({ skip: model.config.tie_word_embeddings ? [] : [model.embeddingKeys.head.replace(/\.weight$/, '')] }),
     });
+  }
+
+  /**
+   * Writes a folder {@link fromPretrained} and transformers read: `config.json` and
+   * `model.safetensors`. The config is the config.json the model was read from (with
+   * `opts.config` laid over it), or for a model made otherwise its {@link LlamaConfig} in
+   * transformers' names (rope settings as `rope_parameters`). A quantized model (int8 or nf4) is
+   * written as transformers + bitsandbytes save one: the tensors in bitsandbytes' layout and the
+   * `quantization_config` of `BitsAndBytesConfig` ({@link savePretrained}).
+   * @throws EmotorchError as {@link savePretrained}: q8_0 / q4_0 layers (no bitsandbytes layout),
+   *   LoRA adapters, an unwritable folder
+   * @example
+   * const llm = await et.nn.LlamaForCausalLM.fromPretrained('vicuna-7b/', { dtype: 'float16', quantize: 'nf4' });
+   * await llm.savePretrained('vicuna-7b-nf4/'); // loads in transformers with bitsandbytes, and here
+   */
+  async savePretrained(dir: string): Promise<void> {
+    this.checkLive();
+    const skip = this.config.tie_word_embeddings ? [] : [this.embeddingKeys.head.replace(/\.weight$/, '')];
+    await savePretrained(this, dir, pretrainedConfig(this) ?? llamaConfigJson(this.config), { defaultSkip: skip });
   }
 
   /**

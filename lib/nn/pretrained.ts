@@ -7,14 +7,16 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { Tensor } from '../tensor';
+import { Tensor, tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
-import { loadSafetensors, readSafetensorsHeader } from '../io/safetensors';
+import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors';
 import type { SafetensorsEntry } from '../io/safetensors';
 import { binding } from '../native';
 import type { TensorHandle } from '../native';
 import { QUANT_BYTES_PER_WEIGHT, QuantFormat, checkQuantFormat, linearLayers, quantize as quantizeModel, quantizeWeight } from './quant';
-import type { NativeModule } from './module';
+import type { LinearLayerInfo } from './quant';
+import { NativeModule } from './module';
+import { BnbFormat, BnbQuantization, bnbLayerKeys, bnbQuantizationConfig, bnbSkips, checkBnbLayer, nf4StateJson, pythonFloat, readBnbQuantization, readNf4State } from './bnb';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import { MODULE_OPTIONS, createUninitialized } from './module';
@@ -464,12 +466,25 @@ export async function loadPretrained<M extends Module, O extends PretrainedOptio
   const whole = how.configless && o.config !== undefined && !hasConfigJson(dir);
   if (whole && (o.config === null || typeof o.config !== 'object' || Array.isArray(o.config)))
     invalid(`an object of ${decl.title} config fields`, 'opts.config', o.config);
+  // the model's own config.json as it is written (kept for savePretrained, its quantization_config read)
+  let json: Record<string, unknown> | undefined;
   if (!whole) {
-    const raw = read?.config ?? (how.config ? how.config(dir, o, read) : decl.normalize(readConfig(dir)));
+    const raw = read?.config ?? (how.config ? how.config(dir, o, read) : decl.normalize((json = readConfig(dir))));
     cfg = withOverrides(decl.title, specOf(decl), raw, o.config);
   }
   const quantize = (o as { quantize?: unknown }).quantize;
-  const format = quantize === undefined ? undefined : checkQuantFormat(quantize, `${cls.name}.fromPretrained opts.quantize`);
+  let format = quantize === undefined ? undefined : checkQuantFormat(quantize, `${cls.name}.fromPretrained opts.quantize`);
+  // a checkpoint transformers + bitsandbytes saved: its quantized tensors are taken as they are
+  const bnb = json ? readBnbQuantization(json) : null;
+  if (bnb) {
+    if (!how.quantizable)
+      throw new EmotorchError(`${cls.name}.fromPretrained: '${dir}' is quantized (bitsandbytes ${bnb.format}) and this model has no quantized layers`, 'ERR_FORMAT');
+    if (format !== undefined && format !== bnb.format)
+      invalid(`'${bnb.format}' or nothing: the checkpoint is quantized with bitsandbytes (${bnb.format})`, `${cls.name}.fromPretrained opts.quantize`, format);
+    if (read || !safetensorsFiles(dir))
+      throw new EmotorchError(`'${dir}': a bitsandbytes checkpoint is read from safetensors (model.safetensors or its shards)`, 'ERR_FORMAT');
+    format = bnb.format;
+  }
   const files = format && !read ? safetensorsFiles(dir) : null;
   const rename = <T>(m: Map<string, T>): Map<string, T> => {
     if (how.prefixes) m = stripPrefix(m, how.prefixes);
@@ -481,13 +496,29 @@ export async function loadPretrained<M extends Module, O extends PretrainedOptio
     how.prepare?.(model, loaded, o);
     return model;
   };
-  if (format && files) return loadQuantized(files, rename, build, how.quantizable!, format, o);
+  const remember = (model: M): M => {
+    if (json) READ_CONFIGS.set(model, { ...json, ...(o.config as Record<string, unknown> | undefined) });
+    return model;
+  };
+  if (format && files) return remember(await loadQuantized(files, rename, build, how.quantizable!, format, o, bnb));
   const sd = rename(read?.sd ?? (await loadCheckpoint(dir)));
   const loaded = { ...read, sd } as L;
   const model = build(loaded);
   await finishPretrained(model, loaded.sd, o, !(o as { stateDict?: unknown }).stateDict);
   if (format) await quantizeModel(model as unknown as NativeModule, format, { skip: how.quantizable!(model).skip });
-  return model;
+  return remember(model);
+}
+
+/** The config.json each model was read from (with `opts.config` laid over it), for {@link savePretrained}. */
+const READ_CONFIGS = new WeakMap<object, Record<string, unknown>>();
+
+/**
+ * The config.json a model was read from by `fromPretrained` (its fields as written, `opts.config`
+ * laid over them); undefined for a model made otherwise (`create`, a copy).
+ */
+export function pretrainedConfig(model: Module): Record<string, unknown> | undefined {
+  const c = READ_CONFIGS.get(model);
+  return c && structuredClone(c);
 }
 
 /** The safetensors files of a checkpoint folder or file (one, or an index's shards); null for another format. */
@@ -519,6 +550,14 @@ interface Stored {
  * a time (64 MiB of file, or one larger tensor alone), each Linear weight quantized from the
  * checkpoint's own values as it arrives and its float copy released, the rest assigned in the dtype
  * asked for. Peak memory: the quantized model, the float tensors kept, and one piece.
+ *
+ * With `bnb` (a checkpoint transformers + bitsandbytes saved, {@link readBnbQuantization}), a
+ * layer whose `weight` the checkpoint holds in int8 / uint8 is read as it is, its tensors in
+ * bitsandbytes' layout ({@link checkBnbLayer}, checked from the headers first) going into the
+ * layer once all have arrived; a float weight of a layer transformers would quantize (every Linear
+ * but `llm_int8_skip_modules`, by default the LM head) is quantized as it arrives. The float
+ * tensors take `dtype`, by default (as transformers 5's `dtype="auto"`) the config's `dtype` /
+ * `torch_dtype`, else the checkpoint's own.
  */
 async function loadQuantized<M extends Module, O extends PretrainedOptions<object>, L extends Loaded>(
   files: string[],
@@ -527,6 +566,7 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
   quantizable: (model: M) => { skip: string[] },
   format: QuantFormat,
   o: O,
+  bnb: BnbQuantization | null = null,
 ): Promise<M> {
   const found = new Map<string, Stored>();
   for (const file of files) for (const [key, entry] of readSafetensorsHeader(file).entries) found.set(key, { file, key, entry });
@@ -535,34 +575,52 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
   const model = build({ sd: keys } as unknown as L);
   for (const k of [...stored.keys()]) if (!keys.has(k)) stored.delete(k);
   const native = model as unknown as NativeModule;
-  const skip = new Set(quantizable(model).skip);
-  const targets = new Map(
-    linearLayers(native)
-      .filter((l) => !skip.has(l.name))
-      .map((l) => [`${l.name}.weight`, l]),
+  const layers = linearLayers(native);
+  const skip = new Set(
+    bnb?.skipModules ? layers.filter((l) => bnbSkips(l.name, bnb.skipModules!)).map((l) => l.name) : quantizable(model).skip,
   );
+  // bitsandbytes' quantized layers: their tensors by key, each key's layer
+  const pre = new Map<string, LinearLayerInfo>();
+  const quantKeys = new Map<string, string>();
+  if (bnb) {
+    for (const l of layers) {
+      const w = stored.get(`${l.name}.weight`);
+      if (!w || (w.entry.dtype !== 'int8' && w.entry.dtype !== 'uint8')) continue;
+      checkBnbLayer(l.name, bnb.format, l.out, l.in, (k) => stored.get(k)?.entry);
+      pre.set(l.name, l);
+      const { required, optional } = bnbLayerKeys(bnb.format);
+      for (const suffix of [...required, ...optional]) if (stored.has(l.name + suffix)) quantKeys.set(l.name + suffix, l.name);
+    }
+  }
+  const targets = new Map(layers.filter((l) => !skip.has(l.name) && !pre.has(l.name)).map((l) => [`${l.name}.weight`, l]));
   // names and shapes first, before a byte of data is read
   const own = model.stateDict();
   const strict = o.strict ?? true;
   const problems: string[] = [];
-  const mismatched = [...stored].filter(([k, s]) => own.has(k) && own.get(k)!.shape.join() !== s.entry.shape.join());
+  const plain = [...stored].filter(([k]) => !quantKeys.has(k));
+  const mismatched = plain.filter(([k, s]) => own.has(k) && own.get(k)!.shape.join() !== s.entry.shape.join());
   if (mismatched.length)
     problems.push(`wrong shape for ${mismatched.map(([k, s]) => `'${k}' (checkpoint [${s.entry.shape}], model [${own.get(k)!.shape}])`).join(', ')}`);
   const missing = [...own.keys()].filter((k) => !stored.has(k));
-  const unexpected = [...stored.keys()].filter((k) => !own.has(k));
+  const unexpected = plain.map(([k]) => k).filter((k) => !own.has(k));
   if (strict && missing.length) problems.push(`missing keys: ${missing.map((k) => `'${k}'`).join(', ')}`);
   if (strict && unexpected.length) problems.push(`unexpected keys: ${unexpected.map((k) => `'${k}'`).join(', ')}`);
   if (problems.length) throw new EmotorchError(`fromPretrained: ${problems.join('; ')}`, 'ERR_STATE_DICT');
   for (const k of unexpected) stored.delete(k);
-  // the dtype of what stays in float: as asked, or the checkpoint's own for 'auto'
+  // the dtype of what stays in float: as asked, or the checkpoint's own for 'auto' (a bitsandbytes
+  // checkpoint: its config's dtype first, and 'auto' without a dtype given, as transformers 5)
   const count = new Map<DType, number>();
   for (const s of stored.values()) if (isFloating(s.entry.dtype)) count.set(s.entry.dtype, (count.get(s.entry.dtype) ?? 0) + (s.entry.end - s.entry.begin));
   const own0 = [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
-  const dtype = o.dtype === 'auto' ? own0 : o.dtype;
+  const dtype = bnb && (o.dtype === undefined || o.dtype === 'auto') ? (bnb.dtype ?? own0) : o.dtype === 'auto' ? own0 : o.dtype;
   let need = QUANT_PIECE;
   for (const [k, s] of stored) {
     const n = s.entry.shape.reduce((a, b) => a * b, 1);
-    need += targets.has(k) ? n * QUANT_BYTES_PER_WEIGHT[format] : n * DTYPE_BYTES[isFloating(s.entry.dtype) ? (dtype ?? 'float32') : s.entry.dtype];
+    need += quantKeys.has(k)
+      ? s.entry.end - s.entry.begin
+      : targets.has(k)
+        ? n * QUANT_BYTES_PER_WEIGHT[format]
+        : n * DTYPE_BYTES[isFloating(s.entry.dtype) ? (dtype ?? 'float32') : s.entry.dtype];
   }
   const have = cpu.availableMemory();
   if (need > 0.9 * have)
@@ -570,6 +628,22 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
       `loading this checkpoint quantized (${format}) needs about ${gib(need)} and the machine has ${gib(have)} available`,
       'ERR_OUT_OF_MEMORY',
     );
+  // a bitsandbytes layer's tensors as they arrive; the layer is set once all have
+  const pending = new Map<string, Map<string, Tensor>>();
+  const expected = new Map<string, number>();
+  for (const l of quantKeys.values()) expected.set(l, (expected.get(l) ?? 0) + 1);
+  const arrive = async (layer: string, key: string, t: Tensor): Promise<void> => {
+    const parts = pending.get(layer) ?? new Map<string, Tensor>();
+    pending.set(layer, parts);
+    parts.set(key.slice(layer.length), t);
+    if (parts.size < expected.get(layer)!) return;
+    pending.delete(layer);
+    try {
+      await setBnbLayer(native, pre.get(layer)!, bnb!.format, parts);
+    } finally {
+      for (const p of parts.values()) p.dispose();
+    }
+  };
   // a piece at a time, in file order
   const order = [...stored].sort(([, a], [, b]) => (a.file === b.file ? a.entry.begin - b.entry.begin : files.indexOf(a.file) - files.indexOf(b.file)));
   let i = 0;
@@ -586,6 +660,11 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
     const rest: StateDict = new Map();
     for (const [k, s] of piece) {
       const t = tensors.get(s.key)!;
+      const owner = quantKeys.get(k);
+      if (owner !== undefined) {
+        await arrive(owner, k, t);
+        continue;
+      }
       const layer = targets.get(k);
       if (!layer) {
         rest.set(k, t);
@@ -605,4 +684,206 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
   if (o.device || dtype) await model.to({ device: o.device, dtype });
   model.eval();
   return model;
+}
+
+/**
+ * One quantized layer of a bitsandbytes checkpoint into the model: int8's `weight_format` must be
+ * 0 ('row'); NF4's quant state JSON gives the double-quantization offset ({@link readNf4State}).
+ * `parts` holds the layer's tensors by key suffix ('.weight', '.SCB', '.weight.absmax', …).
+ */
+async function setBnbLayer(native: NativeModule, l: LinearLayerInfo, format: BnbFormat, parts: Map<string, Tensor>): Promise<void> {
+  const sent: Record<string, TensorHandle> = { weight: parts.get('.weight')!.handle };
+  const made: Tensor[] = [];
+  if (format === 'int8') {
+    const wf = parts.get('.weight_format');
+    if (wf) {
+      const v = (await wf.data())[0];
+      if (v !== 0)
+        throw new EmotorchError(
+          `bitsandbytes checkpoint: '${l.name}.weight_format' is ${v} (${['row', 'col32', 'col_turing', 'col_ampere'][Number(v)] ?? 'unknown'}): only 0 ('row') is implemented`,
+          'ERR_FORMAT',
+        );
+    }
+    sent.SCB = parts.get('.SCB')!.handle;
+  } else {
+    const key = `${l.name}.weight.quant_state.bitsandbytes__nf4`;
+    const state = readNf4State(key, (await parts.get('.weight.quant_state.bitsandbytes__nf4')!.contiguous().data()) as Uint8Array, l.out, l.in);
+    const offset = tensor(new Float32Array([state.offset]), { shape: [] });
+    made.push(offset);
+    for (const k of ['absmax', 'quant_map', 'nested_absmax', 'nested_quant_map']) sent[k] = parts.get(`.weight.${k}`)!.handle;
+    sent.offset = offset.handle;
+  }
+  try {
+    await binding.setQuantized(native.native, l.name, format, l.out, l.in, sent);
+  } finally {
+    for (const t of made) t.dispose();
+  }
+}
+
+/** Config fields transformers reads as Python floats: written with a decimal point even when integral. */
+const FLOAT_FIELDS = new Set([
+  'llm_int8_threshold',
+  'rope_theta',
+  'rms_norm_eps',
+  'layer_norm_eps',
+  'initializer_range',
+  'attention_dropout',
+  'hidden_dropout',
+  'factor',
+  'low_freq_factor',
+  'high_freq_factor',
+  'attention_factor',
+  'partial_rotary_factor',
+  'resid_pdrop',
+  'embd_pdrop',
+]);
+
+/**
+ * A config as transformers writes config.json (`json.dumps(indent=2, sort_keys=True)`): keys
+ * sorted, floats as Python writes them (`1e-06`; `6.0` for a float field that is integral, which
+ * transformers type-checks, e.g. `llm_int8_threshold`).
+ */
+export function configJson(config: Record<string, unknown>): string {
+  const write = (v: unknown, key: string, indent: string): string => {
+    if (typeof v === 'number') return Number.isInteger(v) && !FLOAT_FIELDS.has(key) ? String(v) : pythonFloat(v);
+    if (v === null || v === undefined || typeof v !== 'object') return JSON.stringify(v ?? null);
+    const inner = `${indent}  `;
+    if (Array.isArray(v)) return v.length ? `[\n${v.map((x) => inner + write(x, key, inner)).join(',\n')}\n${indent}]` : '[]';
+    const ks = Object.keys(v)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort();
+    return ks.length ? `{\n${ks.map((k) => `${inner}${JSON.stringify(k)}: ${write((v as Record<string, unknown>)[k], k, inner)}`).join(',\n')}\n${indent}}` : '{}';
+  };
+  return `${write(config, '', '')}\n`;
+}
+
+/** Every Linear layer of a model, native or composed of native ones, under its full name. */
+function allLinearLayers(m: Module, prefix = ''): LinearLayerInfo[] {
+  const out = m instanceof NativeModule ? linearLayers(m).map((l) => ({ ...l, name: prefix + l.name })) : [];
+  for (const [n, c] of m.children()) out.push(...allLinearLayers(c, `${prefix}${n}.`));
+  return out;
+}
+
+/** Options of {@link savePretrained}. */
+export interface SavePretrainedOptions {
+  /**
+   * The Linear layers transformers leaves in float by default for this model (the LM head): when
+   * the float layers are exactly these, `llm_int8_skip_modules` is written null, as transformers does.
+   */
+  defaultSkip?: readonly string[];
+}
+
+/**
+ * Writes a model folder as transformers' `save_pretrained` does: `config.json` (`config`, a
+ * config.json's object, its fields sorted) and `model.safetensors` (the state dict, metadata
+ * `format: pt`). A model with quantized Linear layers is written as transformers + bitsandbytes
+ * save one (see lib/nn/bnb.ts for the tensors), which `fromPretrained` and transformers with
+ * bitsandbytes both read: int8 layers gain `weight_format` (0, 'row'); NF4 layers' emotorch-only
+ * `weight.offset` becomes the `nested_offset` of their `weight.quant_state.bitsandbytes__nf4`
+ * JSON; config.json gets the `quantization_config` of `BitsAndBytesConfig` (`load_in_8bit` or
+ * `load_in_4bit` with nf4 and double quantization; `llm_int8_skip_modules` listing the float Linear
+ * layers unless they are `defaultSkip`; `bnb_4bit_compute_dtype` as `config` had it, else the
+ * model's dtype) and `dtype`: the dtype of the model's floating tensors.
+ * @param model the model (its state dict is saved)
+ * @param dir the folder (made if missing; files of these names are replaced)
+ * @param config the config.json fields to write (a model's own `savePretrained` passes them)
+ * @throws EmotorchError ERR_INVALID_ARG for q8_0 / q4_0 layers (llama.cpp's blocks have no
+ *   bitsandbytes layout: save them with `model.save`, emotorch's names, or quantize with int8 /
+ *   nf4), int8 and nf4 layers in one model (one `quantization_config`), LoRA adapters (merge them
+ *   with `mergeLora` into a float model first, or save them alone with `saveLora`); ERR_IO when
+ *   the folder cannot be written
+ * @example
+ * await et.nn.savePretrained(llm, 'vicuna-7b-nf4/', llmConfigJson);
+ */
+export async function savePretrained(model: Module, dir: string, config: Record<string, unknown>, opts: SavePretrainedOptions = {}): Promise<void> {
+  if (typeof dir !== 'string' || !dir) invalid('a folder path', 'dir', dir);
+  if (!config || typeof config !== 'object' || Array.isArray(config)) invalid('a config.json object', 'config', config);
+  const sd = model.stateDict();
+  const lora = [...sd.keys()].find((k) => k.includes('.lora_A.') || k.includes('.lora_B.'));
+  if (lora)
+    throw new EmotorchError(
+      `savePretrained: the model has LoRA adapters ('${lora}'): save them with saveLora (peft's layout), or merge them into a float model before saving it`,
+      'ERR_INVALID_ARG',
+    );
+  const layers = allLinearLayers(model);
+  const quantized = layers.filter((l) => l.format !== null);
+  const formats = [...new Set(quantized.map((l) => l.format!))];
+  const odd = quantized.find((l) => l.format !== 'int8' && l.format !== 'nf4');
+  if (odd)
+    throw new EmotorchError(
+      `savePretrained: layer '${odd.name}' is quantized ${odd.format}, which has no bitsandbytes layout (a Hugging Face folder holds int8 or nf4): ` +
+        "save it with model.save(file) (emotorch's names), or quantize with 'int8' or 'nf4'",
+      'ERR_INVALID_ARG',
+    );
+  if (formats.length > 1)
+    throw new EmotorchError(`savePretrained: the model mixes ${formats.join(' and ')} layers; a bitsandbytes folder has one quantization`, 'ERR_INVALID_ARG');
+  const out: StateDict = new Map();
+  const made: Tensor[] = [];
+  const qkeys = new Set<string>();
+  for (const l of quantized) for (const k of [...sd.keys()].filter((k) => k === `${l.name}.weight` || k.startsWith(`${l.name}.weight.`) || k === `${l.name}.SCB`)) qkeys.add(k);
+  const floats = new Map([...sd].filter(([k]) => !qkeys.has(k)));
+  const dtype = checkpointDtype(floats) ?? 'float32';
+  const json: Record<string, unknown> = { ...config };
+  delete json.quantization_config;
+  delete json.torch_dtype;
+  json.dtype = dtype;
+  try {
+    const byLayer = new Map(quantized.map((l) => [l.name, l]));
+    for (const [k, t] of sd) {
+      if (!qkeys.has(k)) {
+        out.set(k, t);
+        continue;
+      }
+      const layer = [...byLayer.keys()].find((n) => k === `${n}.SCB` || k === `${n}.weight` || k.startsWith(`${n}.weight.`))!;
+      const l = byLayer.get(layer)!;
+      if (k === `${layer}.weight.offset`) {
+        const offset = (await t.to({ dtype: 'float32' }).data())[0] as number;
+        const bytes = new TextEncoder().encode(nf4StateJson(l.out, l.in, dtype, offset));
+        const st = tensor(bytes, { shape: [bytes.length], dtype: 'uint8' });
+        made.push(st);
+        out.set(`${layer}.weight.quant_state.bitsandbytes__nf4`, st);
+        continue;
+      }
+      out.set(k, t);
+      if (k === `${layer}.SCB`) {
+        const wf = tensor(new Uint8Array([0]), { shape: [], dtype: 'uint8' });
+        made.push(wf);
+        out.set(`${layer}.weight_format`, wf);
+      }
+    }
+    if (formats.length) {
+      const format = formats[0] as BnbFormat;
+      const floatLayers = layers.filter((l) => l.format === null).map((l) => l.name);
+      const dflt = new Set(opts.defaultSkip ?? []);
+      const skip = floatLayers.length === dflt.size && floatLayers.every((n) => dflt.has(n)) ? null : floatLayers;
+      const prior = config.quantization_config as Record<string, unknown> | undefined;
+      const priorBnb = prior && typeof prior === 'object' ? readBnbQuantizationSafe(config) : null;
+      const compute = priorBnb?.computeDtype ?? (format === 'nf4' ? dtype : 'float32');
+      json.quantization_config = bnbQuantizationConfig(format, skip, compute);
+    }
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw new EmotorchError(`savePretrained: cannot make the folder '${dir}': ${(e as Error).message}`, 'ERR_IO');
+    }
+    await saveSafetensors(path.join(dir, 'model.safetensors'), out, { format: 'pt' });
+    const file = path.join(dir, 'config.json');
+    try {
+      fs.writeFileSync(`${file}.tmp-${process.pid}`, configJson(json));
+      fs.renameSync(`${file}.tmp-${process.pid}`, file);
+    } catch (e) {
+      throw new EmotorchError(`savePretrained: cannot write '${file}': ${(e as Error).message}`, 'ERR_IO');
+    }
+  } finally {
+    for (const t of made) t.dispose();
+  }
+}
+
+/** A config's bitsandbytes quantization, or null where it has none or one emotorch does not read. */
+function readBnbQuantizationSafe(config: Record<string, unknown>): BnbQuantization | null {
+  try {
+    return readBnbQuantization(config);
+  } catch {
+    return null;
+  }
 }
