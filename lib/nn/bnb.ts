@@ -11,10 +11,10 @@
  *   float32 (256) and `.weight.quant_state.bitsandbytes__nf4`: the UTF-8 bytes of the JSON
  *   `{"quant_type": "nf4", "blocksize": 64, "dtype", "shape", "nested_blocksize": 256, "nested_dtype": "float32", "nested_offset"}`.
  *
- * emotorch keeps the same tensors in its quantized layers ({@link QuantizedWeight}); the one
+ * emotorch keeps the same tensors in its quantized layers (`QuantizedWeight`); the one
  * difference is NF4's double-quantization offset, an emotorch tensor `<layer>.weight.offset` and
  * bitsandbytes' `nested_offset` inside the JSON. The loading and saving themselves are in
- * pretrained.ts (`fromPretrained` reads these folders, {@link savePretrained} writes them).
+ * pretrained.ts (`fromPretrained` reads these folders, `savePretrained` writes them).
  */
 import { EmotorchError, invalid } from '../errors';
 import { DType, isFloating } from '../dtype';
@@ -87,7 +87,10 @@ export function readBnbQuantization(config: Record<string, unknown>): BnbQuantiz
     const type = qc.bnb_4bit_quant_type ?? 'fp4';
     if (type !== 'nf4') fail('bnb_4bit_quant_type', `'${String(type)}' is not implemented (emotorch's 4-bit format is 'nf4')`);
     if (qc.bnb_4bit_use_double_quant !== true)
-      fail('bnb_4bit_use_double_quant', 'false (4-bit without double quantization) is not implemented: emotorch reads NF4 with its absmax double-quantized, as QLoRA saves it');
+      fail(
+        'bnb_4bit_use_double_quant',
+        'false (4-bit without double quantization) is not implemented: emotorch reads NF4 with its absmax double-quantized, as QLoRA saves it',
+      );
     const storage = qc.bnb_4bit_quant_storage ?? 'uint8';
     if (storage !== 'uint8') fail('bnb_4bit_quant_storage', `'${String(storage)}' is not implemented (uint8 only)`);
   }
@@ -125,7 +128,14 @@ export function bnbLayerKeys(format: BnbFormat): { required: string[]; optional:
   return format === 'int8'
     ? { required: ['.weight', '.SCB'], optional: ['.weight_format'] }
     : {
-        required: ['.weight', '.weight.absmax', '.weight.quant_map', '.weight.nested_absmax', '.weight.nested_quant_map', '.weight.quant_state.bitsandbytes__nf4'],
+        required: [
+          '.weight',
+          '.weight.absmax',
+          '.weight.quant_map',
+          '.weight.nested_absmax',
+          '.weight.nested_quant_map',
+          '.weight.quant_state.bitsandbytes__nf4',
+        ],
         optional: [],
       };
 }
@@ -171,7 +181,8 @@ export function checkBnbLayer(layer: string, format: BnbFormat, out: number, inF
   need('.weight.nested_quant_map', 'float32', [256]);
   const st = get(`${layer}.weight.quant_state.bitsandbytes__nf4`);
   if (!st) bad('.weight.quant_state.bitsandbytes__nf4', 'is missing (the load_in_4bit layer needs its quant state)');
-  if (st!.dtype !== 'uint8' || st!.shape.length !== 1) bad('.weight.quant_state.bitsandbytes__nf4', `is ${st!.dtype} [${st!.shape.join(', ')}], expected the uint8 bytes of a JSON text`);
+  if (st!.dtype !== 'uint8' || st!.shape.length !== 1)
+    bad('.weight.quant_state.bitsandbytes__nf4', `is ${st!.dtype} [${st!.shape.join(', ')}], expected the uint8 bytes of a JSON text`);
 }
 
 /**

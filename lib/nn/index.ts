@@ -13,7 +13,7 @@ export type { BeatsConfig, BeatsOutputs } from './beats';
 export { QFormer, QFORMER_DEFAULTS, LAVIS_QFORMER_RENAMES } from './qformer';
 export type { QFormerConfig } from './qformer';
 export type { LlamaPretrainedOptions } from './llama';
-export { LlamaForCausalLM, DecodeBatch, LLAMA_DEFAULTS, LLAMA_MODEL_TYPES, normalizeRope, normalizeLlamaConfig } from './llama';
+export { LlamaForCausalLM, DecodeBatch, LLAMA_DEFAULTS, LLAMA_MODEL_TYPES, normalizeRope, normalizeLlamaConfig, llamaConfigJson } from './llama';
 export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';
 export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } from './lora';
 export type { LoraOptions, PeftLoraOptions } from './lora';

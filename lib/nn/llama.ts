@@ -175,8 +175,19 @@ const ARCHITECTURES: Record<string, string> = {
  * unlimited window as `sliding_window: null`, InternLM2's attention bias as `bias`.
  */
 export function llamaConfigJson(c: LlamaConfig): Record<string, unknown> {
-  const { rope_theta, rope_type, rope_factor, low_freq_factor, high_freq_factor, original_max_position_embeddings, short_factor, long_factor, attention_factor, qkv_bias, ...rest } =
-    c;
+  const {
+    rope_theta,
+    rope_type,
+    rope_factor,
+    low_freq_factor,
+    high_freq_factor,
+    original_max_position_embeddings,
+    short_factor,
+    long_factor,
+    attention_factor,
+    qkv_bias,
+    ...rest
+  } = c;
   const rope: Record<string, unknown> = { rope_theta, rope_type };
   if (rope_type === 'linear' || rope_type === 'dynamic') rope.factor = rope_factor;
   if (rope_type === 'llama3') Object.assign(rope, { factor: rope_factor, low_freq_factor, high_freq_factor, original_max_position_embeddings });

@@ -16,7 +16,18 @@ import type { TensorHandle } from '../native';
 import { QUANT_BYTES_PER_WEIGHT, QuantFormat, checkQuantFormat, linearLayers, quantize as quantizeModel, quantizeWeight } from './quant';
 import type { LinearLayerInfo } from './quant';
 import { NativeModule } from './module';
-import { BnbFormat, BnbQuantization, bnbLayerKeys, bnbQuantizationConfig, bnbSkips, checkBnbLayer, nf4StateJson, pythonFloat, readBnbQuantization, readNf4State } from './bnb';
+import {
+  BnbFormat,
+  BnbQuantization,
+  bnbLayerKeys,
+  bnbQuantizationConfig,
+  bnbSkips,
+  checkBnbLayer,
+  nf4StateJson,
+  pythonFloat,
+  readBnbQuantization,
+  readNf4State,
+} from './bnb';
 import { loadTorchFile } from '../io/torchfile';
 import { MAX_JSON, readJsonObjectSync, readJsonSync } from '../io/file';
 import { MODULE_OPTIONS, createUninitialized } from './module';
@@ -478,7 +489,10 @@ export async function loadPretrained<M extends Module, O extends PretrainedOptio
   const bnb = json ? readBnbQuantization(json) : null;
   if (bnb) {
     if (!how.quantizable)
-      throw new EmotorchError(`${cls.name}.fromPretrained: '${dir}' is quantized (bitsandbytes ${bnb.format}) and this model has no quantized layers`, 'ERR_FORMAT');
+      throw new EmotorchError(
+        `${cls.name}.fromPretrained: '${dir}' is quantized (bitsandbytes ${bnb.format}) and this model has no quantized layers`,
+        'ERR_FORMAT',
+      );
     if (format !== undefined && format !== bnb.format)
       invalid(`'${bnb.format}' or nothing: the checkpoint is quantized with bitsandbytes (${bnb.format})`, `${cls.name}.fromPretrained opts.quantize`, format);
     if (read || !safetensorsFiles(dir))
@@ -576,9 +590,7 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
   for (const k of [...stored.keys()]) if (!keys.has(k)) stored.delete(k);
   const native = model as unknown as NativeModule;
   const layers = linearLayers(native);
-  const skip = new Set(
-    bnb?.skipModules ? layers.filter((l) => bnbSkips(l.name, bnb.skipModules!)).map((l) => l.name) : quantizable(model).skip,
-  );
+  const skip = new Set(bnb?.skipModules ? layers.filter((l) => bnbSkips(l.name, bnb.skipModules!)).map((l) => l.name) : quantizable(model).skip);
   // bitsandbytes' quantized layers: their tensors by key, each key's layer
   const pre = new Map<string, LinearLayerInfo>();
   const quantKeys = new Map<string, string>();
@@ -752,7 +764,9 @@ export function configJson(config: Record<string, unknown>): string {
     const ks = Object.keys(v)
       .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
       .sort();
-    return ks.length ? `{\n${ks.map((k) => `${inner}${JSON.stringify(k)}: ${write((v as Record<string, unknown>)[k], k, inner)}`).join(',\n')}\n${indent}}` : '{}';
+    return ks.length
+      ? `{\n${ks.map((k) => `${inner}${JSON.stringify(k)}: ${write((v as Record<string, unknown>)[k], k, inner)}`).join(',\n')}\n${indent}}`
+      : '{}';
   };
   return `${write(config, '', '')}\n`;
 }
@@ -796,8 +810,11 @@ export interface SavePretrainedOptions {
  * await et.nn.savePretrained(llm, 'vicuna-7b-nf4/', llmConfigJson);
  */
 export async function savePretrained(model: Module, dir: string, config: Record<string, unknown>, opts: SavePretrainedOptions = {}): Promise<void> {
+  opts = checkOptionNames(opts, ['defaultSkip'], 'savePretrained options');
   if (typeof dir !== 'string' || !dir) invalid('a folder path', 'dir', dir);
   if (!config || typeof config !== 'object' || Array.isArray(config)) invalid('a config.json object', 'config', config);
+  if (opts.defaultSkip !== undefined && (!Array.isArray(opts.defaultSkip) || !opts.defaultSkip.every((n) => typeof n === 'string')))
+    invalid('an array of layer names', 'savePretrained options.defaultSkip', opts.defaultSkip);
   const sd = model.stateDict();
   const lora = [...sd.keys()].find((k) => k.includes('.lora_A.') || k.includes('.lora_B.'));
   if (lora)
@@ -820,7 +837,8 @@ export async function savePretrained(model: Module, dir: string, config: Record<
   const out: StateDict = new Map();
   const made: Tensor[] = [];
   const qkeys = new Set<string>();
-  for (const l of quantized) for (const k of [...sd.keys()].filter((k) => k === `${l.name}.weight` || k.startsWith(`${l.name}.weight.`) || k === `${l.name}.SCB`)) qkeys.add(k);
+  for (const l of quantized)
+    for (const k of [...sd.keys()].filter((k) => k === `${l.name}.weight` || k.startsWith(`${l.name}.weight.`) || k === `${l.name}.SCB`)) qkeys.add(k);
   const floats = new Map([...sd].filter(([k]) => !qkeys.has(k)));
   const dtype = checkpointDtype(floats) ?? 'float32';
   const json: Record<string, unknown> = { ...config };

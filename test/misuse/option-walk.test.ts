@@ -77,6 +77,7 @@ const ROWS: Record<string, Row> = {
   // ---- nn
   'nn.applyLora': { call: (o) => et.nn.applyLora(tinyLlama(), { r: 2, alpha: 4, targetModules: ['q_proj'], ...o } as never), takes: 'targetModules' },
   'nn.saveLoraAdapter': { call: (o) => et.nn.saveLoraAdapter(tinyLlama(), NOWHERE, o), takes: 'baseModel' },
+  'nn.savePretrained': { call: (o) => et.nn.savePretrained(tinyLlama(), NOWHERE, {}, o), takes: 'defaultSkip' },
   'nn.convertWav2Vec2StateDict': { call: (o) => et.nn.convertWav2Vec2StateDict(new Map(), 'fairseq', o), takes: 'strict' },
   'nn.DistributedDataParallel': { call: (o) => new et.nn.DistributedDataParallel(tinyLlama(), o as never), takes: 'bucketCapMb' },
   // ---- systems
@@ -292,6 +293,17 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(
   Object.entries({
     'positional arguments only': [
       'nn.readConfig',
+      'nn.pretrainedConfig',
+      'nn.configJson',
+      'nn.readBnbQuantization',
+      'nn.bnbQuantizationConfig',
+      'nn.bnbSkips',
+      'nn.checkBnbLayer',
+      'nn.readNf4State',
+      'nn.nf4StateJson',
+      'nn.pythonFloat',
+      'nn.bnbLayerKeys',
+      'nn.llamaConfigJson',
       'nn.loadCheckpoint',
       'nn.renameKeys',
       'nn.stripPrefix',

@@ -77,7 +77,8 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
       // the quantized tensors are the checkpoint's own, unchanged
       const sd = llm.stateDict();
       const { tensors: file } = await et.io.loadSafetensors(path.join(DIR, format, 'model.safetensors'));
-      const suffixes = format === 'int8' ? ['.weight', '.SCB'] : ['.weight', '.weight.absmax', '.weight.nested_absmax', '.weight.quant_map', '.weight.nested_quant_map'];
+      const suffixes =
+        format === 'int8' ? ['.weight', '.SCB'] : ['.weight', '.weight.absmax', '.weight.nested_absmax', '.weight.quant_map', '.weight.nested_quant_map'];
       for (const s of suffixes) expect(Buffer.from(await bytes(sd.get(Q_PROJ + s)!)).equals(Buffer.from(await bytes(file.get(Q_PROJ + s)!))), s).toBe(true);
       llm.dispose();
     });
@@ -127,12 +128,23 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
       expect(keys).toEqual(
         format === 'int8'
           ? [`${Q_PROJ}.SCB`, `${Q_PROJ}.weight`, `${Q_PROJ}.weight_format`]
-          : ['absmax', 'nested_absmax', 'nested_quant_map', 'quant_map', 'quant_state.bitsandbytes__nf4'].map((k) => `${Q_PROJ}.weight.${k}`).concat(`${Q_PROJ}.weight`).sort(),
+          : ['absmax', 'nested_absmax', 'nested_quant_map', 'quant_map', 'quant_state.bitsandbytes__nf4']
+              .map((k) => `${Q_PROJ}.weight.${k}`)
+              .concat(`${Q_PROJ}.weight`)
+              .sort(),
       );
       if (format === 'nf4') {
         const state = JSON.parse(Buffer.from(await bytes(tensors.get(`${Q_PROJ}.weight.quant_state.bitsandbytes__nf4`)!)).toString('utf8'));
         const offset = (await llm.stateDict().get(`${Q_PROJ}.weight.offset`)!.data())[0];
-        expect(state).toEqual({ quant_type: 'nf4', blocksize: 64, dtype: 'bfloat16', shape: [64, 64], nested_blocksize: 256, nested_dtype: 'float32', nested_offset: offset });
+        expect(state).toEqual({
+          quant_type: 'nf4',
+          blocksize: 64,
+          dtype: 'bfloat16',
+          shape: [64, 64],
+          nested_blocksize: 256,
+          nested_dtype: 'float32',
+          nested_offset: offset,
+        });
       }
       const back = await LLaMA.fromPretrained(out, { dtype: 'bfloat16' });
       const [a, b] = [llm.stateDict(), back.stateDict()];
@@ -155,17 +167,24 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
     const shortScb = await edited('int8', { tensors: (sd) => sd.set(`${Q_PROJ}.SCB`, sd.get(`${Q_PROJ}.SCB`)!.slice(0, 0, 63)) });
     await rejectsWith(LLaMA.fromPretrained(shortScb), 'ERR_STATE_DICT', /q_proj\.SCB' has shape \[63\], expected \[64\]/);
     const corrupt = await edited('nf4', {
-      tensors: (sd) => sd.set(`${Q_PROJ}.weight.quant_state.bitsandbytes__nf4`, et.tensor(new TextEncoder().encode('{"quant_type": "nf4", "blo'), { dtype: 'uint8' })),
+      tensors: (sd) =>
+        sd.set(`${Q_PROJ}.weight.quant_state.bitsandbytes__nf4`, et.tensor(new TextEncoder().encode('{"quant_type": "nf4", "blo'), { dtype: 'uint8' })),
     });
     await rejectsWith(LLaMA.fromPretrained(corrupt), 'ERR_STATE_DICT', /q_proj\.weight\.quant_state\.bitsandbytes__nf4' is not [\s\S]*JSON/);
     const wrongShape = await edited('nf4', {
       tensors: (sd) => {
         const k = `${Q_PROJ}.weight.quant_state.bitsandbytes__nf4`;
-        const text = Buffer.from(sd.get(k)!.dataSync() as Uint8Array).toString('utf8').replace('"shape": [64, 64]', '"shape": [32, 128]');
+        const text = Buffer.from(sd.get(k)!.dataSync() as Uint8Array)
+          .toString('utf8')
+          .replace('"shape": [64, 64]', '"shape": [32, 128]');
         sd.set(k, et.tensor(new TextEncoder().encode(text), { dtype: 'uint8' }));
       },
     });
-    await rejectsWith(LLaMA.fromPretrained(wrongShape), 'ERR_STATE_DICT', /q_proj\.weight\.quant_state\.bitsandbytes__nf4' has shape \[32,128\], the layer \[64, 64\]/);
+    await rejectsWith(
+      LLaMA.fromPretrained(wrongShape),
+      'ERR_STATE_DICT',
+      /q_proj\.weight\.quant_state\.bitsandbytes__nf4' has shape \[32,128\], the layer \[64, 64\]/,
+    );
     const int8AsFloat = await edited('int8', { tensors: (sd) => sd.delete(`${Q_PROJ}.SCB`) });
     await rejectsWith(LLaMA.fromPretrained(int8AsFloat), 'ERR_STATE_DICT', /q_proj\.SCB' is missing/);
   });
@@ -180,7 +199,9 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
     const block = await edited('nf4', {
       tensors: (sd) => {
         const k = `${Q_PROJ}.weight.quant_state.bitsandbytes__nf4`;
-        const text = Buffer.from(sd.get(k)!.dataSync() as Uint8Array).toString('utf8').replace('"blocksize": 64', '"blocksize": 128');
+        const text = Buffer.from(sd.get(k)!.dataSync() as Uint8Array)
+          .toString('utf8')
+          .replace('"blocksize": 64', '"blocksize": 128');
         sd.set(k, et.tensor(new TextEncoder().encode(text), { dtype: 'uint8' }));
       },
     });
