@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check in one command, on a machine with an NVIDIA GPU and a CUDA `torch` for python3 (no
 # network needed): builds the addon against that torch into build/ (every core), runs the CUDA
-# tests (test/cuda.test.ts, test/cuda-models.test.ts), then `npm run bench -- models --device cuda`
-# and `npm run bench -- salmonn --device cuda`. Each step prints its time; the logs go to $OUT when
+# tests (test/cuda.test.ts, test/cuda-models.test.ts: quantized LLaMA and QLoRA included), then
+# `npm run bench -- models --device cuda`, `npm run bench -- salmonn --device cuda` and the
+# quantized decoding bench on this machine's CPU (`npm run bench -- quant`, 1.1B, with llama.cpp
+# beside it when node-llama-cpp is installed). Each step prints its time; the logs go to $OUT when
 # it is set, else to ./gpu-check-out/. A step whose prerequisite is missing (Node.js, this
 # project's node_modules, cmake, a visible GPU) is skipped with a message saying what is missing,
 # and every step is cut off so that the whole check ends within GPU_CHECK_BUDGET seconds (570).
@@ -156,5 +158,6 @@ fi
 if [ "$bench_ready" -eq 1 ]; then
   run "npm run bench -- models --device cuda" bench-models.log 150 node bench/run.mjs models --device cuda
   run "npm run bench -- salmonn --device cuda" bench-salmonn.log 120 node bench/run.mjs salmonn --device cuda
+  run "npm run bench -- quant (CPU: bf16, int8, q4_0)" bench-quant.log 200 node bench/run.mjs quant --quants bfloat16,int8,q4_0 --trials 1 --no-reference
 fi
 finish

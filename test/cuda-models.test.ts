@@ -97,6 +97,26 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
     expect(steps.length).toBe(8);
   });
 
+  it('quantized LLaMA (int8, q8_0, q4_0, nf4): logits = transformers on the dequantized weights; a QLoRA step = peft', async () => {
+    const t = await io('quant_llama');
+    for (const fmt of ['int8', 'q8_0', 'q4_0', 'nf4'] as const) {
+      const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'), { quantize: fmt, device: 'cuda' });
+      const { logits } = await et.noGrad(() => m.forward({ inputIds: gpu(t.get('input_ids'))!, attentionMask: gpu(t.get('attention_mask')) }));
+      expect(diff(`quantized ${fmt} logits`, logits, t.get(`${fmt}.logits`)!, t.get('attention_mask'))).toBeLessThan(TOL);
+      const short = (await et.noGrad(() => m.forward({ inputIds: gpu(t.get('short_ids'))! }))).logits;
+      expect(diff(`quantized ${fmt} short logits`, short, t.get(`${fmt}.short_logits`)!)).toBeLessThan(TOL);
+    }
+    const m = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'), { quantize: 'nf4', device: 'cuda' });
+    et.nn.applyLora(m, { r: 8, alpha: 16, targetModules: ['q_proj', 'v_proj', 'down_proj'] });
+    const adapters = new Map([...t].filter(([k]) => k.startsWith('nf4.lora.')).map(([k, v]) => [k.slice('nf4.lora.'.length), gpu(v)!]));
+    await m.loadStateDict(adapters, { strict: false });
+    m.train();
+    const { loss } = await m.forward({ inputIds: gpu(t.get('input_ids'))!, attentionMask: gpu(t.get('attention_mask')), labels: gpu(t.get('labels')) });
+    expect(Math.abs(loss!.item() - t.get('nf4.loss')!.item())).toBeLessThan(TOL);
+    await loss!.backward();
+    const params = new Map(m.namedParameters());
+    for (const name of adapters.keys()) expect(diff(`QLoRA grad ${name}`, params.get(name)!.grad!, t.get(`nf4.grad.${name}`)!)).toBeLessThan(TOL);
+  });
   it('SALMONN training step (Q-Former + projection + LoRA LLaMA): loss and gradients = PyTorch', async () => {
     const dir = fx('salmonn_step');
     const t = await io('salmonn_step');

@@ -54,5 +54,5 @@ export type { LanguageBindModality, LanguageBindKey, LanguageBindOptions, Langua
 
 export { quantize, quantizeWeight, dequantizeWeight, linearLayers, checkQuantFormat, QUANT_FORMATS, QUANT_BYTES_PER_WEIGHT } from './quant';
 export type { QuantFormat, QuantizedWeight, LinearLayerInfo } from './quant';
-export { readBnbQuantization, bnbQuantizationConfig, bnbSkips, checkBnbLayer, readNf4State, nf4StateJson, pythonFloat, bnbLayerKeys } from './bnb';
+export { readBnbQuantization, bnbQuantizationConfig } from './bnb';
 export type { BnbFormat, BnbQuantization, TensorInfo } from './bnb';

@@ -347,7 +347,7 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
    * or 64 MiB); a `.bin`
    * is read whole first. The embeddings, norms and head take `opts.dtype`.
    * @param opts.quantize 'int8' | 'nf4' | 'q8_0' | 'q4_0' ({@link QuantFormat})
-   * @throws EmotorchError as {@link loadPretrained}; ERR_INVALID_ARG for an unknown quantization or a
+   * @throws EmotorchError as the other models' `fromPretrained` (ERR_IO, ERR_FORMAT, ERR_STATE_DICT); ERR_INVALID_ARG for an unknown quantization or a
    *   layer whose rows the block does not divide
    * @example
    * const llm = await et.nn.LlamaForCausalLM.fromPretrained('vicuna-13b/', { dtype: 'bfloat16', quantize: 'int8' });

@@ -201,7 +201,7 @@ export const PRETRAINED_OPTIONS: readonly string[] = [...MODULE_OPTIONS, 'strict
 /**
  * Checks a `fromPretrained`'s options before anything is read: each name must be one of
  * {@link PRETRAINED_OPTIONS} or the model's `extra` ones; a misspelt or foreign name (`dtpye`,
- * `quantize`, which emotorch does not implement) is refused, naming it and the options taken,
+ * `lowCpuMemUsage`, which emotorch does not take) is refused, naming it and the options taken,
  * where it was taken and ignored (a 7B loaded in float32 for a misspelt `dtype`).
  * @internal
  * @returns the options (`{}` for undefined)

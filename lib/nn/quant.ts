@@ -14,7 +14,7 @@
  */
 import { binding } from '../native';
 import { Tensor } from '../tensor';
-import { EmotorchError, invalid } from '../errors';
+import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { DType, checkDtype, isFloating } from '../dtype';
 import type { NativeModule } from './module';
 
@@ -121,6 +121,7 @@ export function linearLayers(model: NativeModule): LinearLayerInfo[] {
  * await et.nn.quantize(llm, 'int8', { skip: ['lm_head'] });
  */
 export async function quantize(model: NativeModule, format: QuantFormat, opts: { layers?: string[]; skip?: string[] } = {}): Promise<string[]> {
+  checkOptionNames(opts, ['layers', 'skip'], 'quantize options');
   checkQuantFormat(format, 'format');
   const all = linearLayers(model);
   const known = new Set(all.map((l) => l.name));

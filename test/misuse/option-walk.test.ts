@@ -5,8 +5,8 @@
  * `et.profiler`) and of `et` itself (the tensor factories, autocast, `et.cpu`, `et.cuda`) — every
  * function, every class's constructor and statics, and every method of those classes (and of
  * Tensor) whose parameter is called `opts` or `options` — and each must either be called here with
- * a misspelt (`dtpye`) and two foreign options (`quantize`, which emotorch does not implement, and
- * `fooBar`), each refused as ERR_INVALID_ARG naming it and listing the options the call takes, or
+ * a misspelt (`dtpye`) and two foreign options (`lowCpuMemUsage`, transformers' `low_cpu_mem_usage`,
+ * which emotorch does not take, and `fooBar`), each refused as ERR_INVALID_ARG naming it and listing the options the call takes, or
  * be named in NO_OPTIONS as taking no options object. A new export that is neither fails the test,
  * so it cannot slip through; a new model's `create` / `fromPretrained` / `fromFile` is called by
  * the default rows without a line here. (`et.nn.LlamaForCausalLM.fromPretrained(dir, { dtpye:
@@ -77,6 +77,7 @@ const ROWS: Record<string, Row> = {
   // ---- nn
   'nn.applyLora': { call: (o) => et.nn.applyLora(tinyLlama(), { r: 2, alpha: 4, targetModules: ['q_proj'], ...o } as never), takes: 'targetModules' },
   'nn.saveLoraAdapter': { call: (o) => et.nn.saveLoraAdapter(tinyLlama(), NOWHERE, o), takes: 'baseModel' },
+  'nn.quantize': { call: (o) => et.nn.quantize(tinyLlama(), 'int8', o as never), takes: 'skip' },
   'nn.savePretrained': { call: (o) => et.nn.savePretrained(tinyLlama(), NOWHERE, {}, o), takes: 'defaultSkip' },
   'nn.convertWav2Vec2StateDict': { call: (o) => et.nn.convertWav2Vec2StateDict(new Map(), 'fairseq', o), takes: 'strict' },
   'nn.DistributedDataParallel': { call: (o) => new et.nn.DistributedDataParallel(tinyLlama(), o as never), takes: 'bucketCapMb' },
@@ -296,13 +297,11 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(
       'nn.pretrainedConfig',
       'nn.configJson',
       'nn.readBnbQuantization',
+      'nn.quantizeWeight',
+      'nn.dequantizeWeight',
+      'nn.linearLayers',
+      'nn.checkQuantFormat',
       'nn.bnbQuantizationConfig',
-      'nn.bnbSkips',
-      'nn.checkBnbLayer',
-      'nn.readNf4State',
-      'nn.nf4StateJson',
-      'nn.pythonFloat',
-      'nn.bnbLayerKeys',
       'nn.llamaConfigJson',
       'nn.loadCheckpoint',
       'nn.renameKeys',
@@ -547,7 +546,7 @@ async function outcome(run: () => unknown): Promise<unknown> {
   }
 }
 
-const BAD: Array<Record<string, unknown>> = [{ dtpye: 'bfloat16' }, { quantize: 'int8' }, { fooBar: 1 }];
+const BAD: Array<Record<string, unknown>> = [{ dtpye: 'bfloat16' }, { lowCpuMemUsage: true }, { fooBar: 1 }];
 
 describe('every options object is checked', () => {
   const all = walk();

@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as et from '../../lib/index';
+import { pythonFloat } from '../../lib/nn/bnb';
 import { FIXTURES, tmpdir, rejectsWith } from '../helpers';
 
 const DIR = path.join(FIXTURES, 'bnb_checkpoint');
@@ -229,7 +230,7 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
       [5e-324, '5e-324'],
       [0.1, '0.1'],
     ];
-    for (const [x, want] of cases) expect(et.nn.pythonFloat(x)).toBe(want);
+    for (const [x, want] of cases) expect(pythonFloat(x)).toBe(want);
   });
 
   it.skipIf(!PY)('the fixture script writes the committed fixture again, byte for byte', { timeout: 300_000 }, async () => {
