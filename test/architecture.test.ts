@@ -45,6 +45,7 @@ const RAW_BINDING = [
   'io/safetensors.ts',
   'io/torchfile.ts',
   'nn/module.ts',
+  'nn/quant.ts',
   'audio/features.ts',
   'distributed/group.ts',
   'distributed/ddp.ts',

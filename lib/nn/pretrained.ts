@@ -11,9 +11,7 @@ import { Tensor, tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors';
 import type { SafetensorsEntry } from '../io/safetensors';
-import { binding } from '../native';
-import type { TensorHandle } from '../native';
-import { QUANT_BYTES_PER_WEIGHT, QuantFormat, checkQuantFormat, linearLayers, quantize as quantizeModel, quantizeWeight } from './quant';
+import { QUANT_BYTES_PER_WEIGHT, QuantFormat, checkQuantFormat, linearLayers, quantize as quantizeModel, quantizeWeight, setQuantizedLayer } from './quant';
 import type { LinearLayerInfo } from './quant';
 import { NativeModule } from './module';
 import {
@@ -542,7 +540,7 @@ function safetensorsFiles(dirOrFile: string): string[] | null {
   if (fs.existsSync(single)) return [single];
   const index = path.join(dirOrFile, 'model.safetensors.index.json');
   if (!fs.existsSync(index)) return null;
-  const map = (readJsonSync(index, MAX_JSON) as { weight_map?: Record<string, string> } | null)?.weight_map;
+  const map = (readJsonSync(index, MAX_JSON) as Record<string, unknown> | null)?.['weight_map'] as Record<string, string> | undefined;
   if (!map || typeof map !== 'object' || !Object.values(map).every((v) => typeof v === 'string' && !v.includes('/') && !v.includes('\\')))
     throw new EmotorchError(`'${index}' is not a valid shard index: weight_map must map names to shard file names in the same folder`, 'ERR_FORMAT');
   return [...new Set(Object.values(map))].map((f) => path.join(dirOrFile, f));
@@ -683,9 +681,7 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
         continue;
       }
       const q = await quantizeWeight(t, format, k);
-      const sent: Record<string, TensorHandle> = {};
-      for (const [n, qt] of Object.entries(q.tensors)) sent[n] = qt.handle;
-      await binding.setQuantized(native.native, layer.name, format, layer.out, layer.in, sent);
+      await setQuantizedLayer(native, layer, format, q.tensors);
       for (const qt of Object.values(q.tensors)) qt.dispose();
       t.dispose();
     }
@@ -704,7 +700,7 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
  * `parts` holds the layer's tensors by key suffix ('.weight', '.SCB', '.weight.absmax', …).
  */
 async function setBnbLayer(native: NativeModule, l: LinearLayerInfo, format: BnbFormat, parts: Map<string, Tensor>): Promise<void> {
-  const sent: Record<string, TensorHandle> = { weight: parts.get('.weight')!.handle };
+  const sent: Record<string, Tensor> = { weight: parts.get('.weight')! };
   const made: Tensor[] = [];
   if (format === 'int8') {
     const wf = parts.get('.weight_format');
@@ -716,17 +712,17 @@ async function setBnbLayer(native: NativeModule, l: LinearLayerInfo, format: Bnb
           'ERR_FORMAT',
         );
     }
-    sent.SCB = parts.get('.SCB')!.handle;
+    sent.SCB = parts.get('.SCB')!;
   } else {
     const key = `${l.name}.weight.quant_state.bitsandbytes__nf4`;
     const state = readNf4State(key, (await parts.get('.weight.quant_state.bitsandbytes__nf4')!.contiguous().data()) as Uint8Array, l.out, l.in);
     const offset = tensor(new Float32Array([state.offset]), { shape: [] });
     made.push(offset);
-    for (const k of ['absmax', 'quant_map', 'nested_absmax', 'nested_quant_map']) sent[k] = parts.get(`.weight.${k}`)!.handle;
-    sent.offset = offset.handle;
+    for (const k of ['absmax', 'quant_map', 'nested_absmax', 'nested_quant_map']) sent[k] = parts.get(`.weight.${k}`)!;
+    sent.offset = offset;
   }
   try {
-    await binding.setQuantized(native.native, l.name, format, l.out, l.in, sent);
+    await setQuantizedLayer(native, l, format, sent);
   } finally {
     for (const t of made) t.dispose();
   }

@@ -13,6 +13,7 @@
  * LoRA adapters (QLoRA).
  */
 import { binding } from '../native';
+import type { TensorHandle } from '../native';
 import { Tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { DType, checkDtype, isFloating } from '../dtype';
@@ -84,7 +85,7 @@ export async function dequantizeWeight(q: QuantizedWeight, dtype: DType = 'float
   if (!q || typeof q !== 'object' || !q.tensors || !Array.isArray(q.shape)) invalid('a quantized weight { format, shape, tensors }', 'q', q);
   checkQuantFormat(q.format, 'q.format');
   if (!isFloating(checkDtype(dtype))) invalid('a floating dtype', 'dtype', dtype);
-  const sent: Record<string, import('../native').TensorHandle> = {};
+  const sent: Record<string, TensorHandle> = {};
   for (const [k, t] of Object.entries(q.tensors)) {
     if (!(t instanceof Tensor)) invalid('a Tensor', `q.tensors.${k}`, t);
     sent[k] = t.handle;
@@ -133,4 +134,15 @@ export async function quantize(model: NativeModule, format: QuantFormat, opts: {
   if (done.length) throw new EmotorchError(`quantize: layer '${done[0].name}' is already quantized (${done[0].format})`, 'ERR_INVALID_ARG');
   await binding.quantizeLinears(model.native, names, format);
   return names;
+}
+
+/**
+ * @internal Puts a quantized weight (its tensors by the names of {@link QuantizedWeight}) into a
+ * Linear layer of a native model, checked natively against the layer (ERR_STATE_DICT naming the
+ * tensor). The model shares the tensors.
+ */
+export async function setQuantizedLayer(model: NativeModule, layer: LinearLayerInfo, format: QuantFormat, tensors: Record<string, Tensor>): Promise<void> {
+  const sent: Record<string, TensorHandle> = {};
+  for (const [k, t] of Object.entries(tensors)) sent[k] = t.handle;
+  await binding.setQuantized(model.native, layer.name, format, layer.out, layer.in, sent);
 }
