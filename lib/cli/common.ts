@@ -304,11 +304,14 @@ export function modelAndAdapter(model: string | undefined, ckptDir: string | und
  * Loads a chat model folder (InternVL2 when its config has vision_config and llm_config, else a
  * LLaMA-family LLM) with its tokenizer; `adapter`, a peft folder, is applied on top, and merged
  * into the weights with `merge`; `dtype: 'auto'` keeps the checkpoint's own dtype (default float32).
+ * `quantize`: the LLM's decoder Linear layers quantized as they load (InternVL2: its LLM's), LoRA
+ * adapters in float32 over them; a merge then goes into the quantized weights as peft merges into
+ * bitsandbytes layers (dequantized, updated, quantized again).
  */
 export async function loadChatModel(
   dir: string,
   tokenizerPath?: string,
-  opts: { adapter?: string; merge?: boolean; dtype?: 'auto' | et.DType } = {},
+  opts: { adapter?: string; merge?: boolean; dtype?: 'auto' | et.DType; quantize?: et.nn.QuantFormat } = {},
 ): Promise<{ model: et.systems.m2se.InternVL | et.nn.LlamaForCausalLM; tokenizer: et.data.Tokenizer; dir: string }> {
   dir = await et.hub.resolvePretrainedPath(dir); // a repo id: its hub cache folder
   const cfgFile = path.join(dir, 'config.json');
@@ -319,7 +322,7 @@ export async function loadChatModel(
   const cfg = parsed as Record<string, unknown>;
   const tokenizer = await et.data.Tokenizer.fromFile(tokenizerPath ?? dir);
   const ctx = tokenizer.tokenToId('<IMG_CONTEXT>');
-  const dtype = opts.dtype ? { dtype: opts.dtype } : {};
+  const dtype = { ...(opts.dtype ? { dtype: opts.dtype } : {}), ...(opts.quantize ? { quantize: opts.quantize } : {}) };
   const model =
     cfg.vision_config && cfg.llm_config
       ? await et.systems.m2se.InternVL.fromPretrained(dir, { ...dtype, ...(ctx === undefined ? {} : { imgContextTokenId: ctx }) })
@@ -329,4 +332,15 @@ export async function loadChatModel(
     if (opts.merge) et.nn.mergeLora(model);
   }
   return { model, tokenizer, dir };
+}
+
+/**
+ * emotorch's `--quantize` (no flag of the original's): a {@link et.nn.QuantFormat} or undefined.
+ * @throws UsageError naming the formats for another value
+ */
+export function quantizeFlag(v: Values): et.nn.QuantFormat | undefined {
+  const q = str(v, 'quantize');
+  if (q === undefined) return undefined;
+  if (!(et.nn.QUANT_FORMATS as readonly string[]).includes(q)) throw new UsageError(`--quantize takes ${et.nn.QUANT_FORMATS.join(', ')}, not '${q}'`);
+  return q as et.nn.QuantFormat;
 }

@@ -13,6 +13,7 @@ import {
   need,
   num,
   outputFolder,
+  readJsonFile,
   str,
   writeTextFile,
 } from './common';
@@ -31,6 +32,86 @@ function versionDir(outputDir: string, modelType: string): string {
     .filter((x): x is string => !!x)
     .map(Number);
   return path.join(base, `v${taken.length ? Math.max(...taken) + 1 : 0}-${stamp()}`);
+}
+
+/** swift 2.6.1's bitsandbytes flags (SftArguments / InferArguments), shared by sft and infer. */
+const QUANT_FLAGS = {
+  quant_method: { kind: 'string', help: "swift's quantization method: bnb (the default with --quantization_bit 4 or 8; hqq, eetq, awq, gptq, aqlm are not part of emotorch)" },
+  quantization_bit: {
+    kind: 'number',
+    help: "0, 4 or 8 (swift's bitsandbytes): the LLM's decoder Linear layers quantized as they load, 4: NF4 (QLoRA's, double-quantized: ~0.52 byte a weight), 8: int8 (LLM.int8's per-row absmax: ~1 byte); LoRA adapters train in float32 over them",
+    default: '0',
+  },
+  bnb_4bit_comp_dtype: {
+    kind: 'string',
+    help: "fp16, bf16, fp32 or AUTO: the dtype 4-bit weights are dequantized to for the product; emotorch loads the model's float parts in it, so activations take it too (AUTO: emotorch's float32)",
+    default: 'AUTO',
+  },
+  bnb_4bit_quant_type: { kind: 'string', help: "nf4 (swift's default; fp4 is not part of emotorch)", default: 'nf4' },
+  bnb_4bit_use_double_quant: {
+    kind: 'bool',
+    help: "NF4's block absmax quantized again (8 bits in blocks of 256), as swift's default; false is not part of emotorch",
+    default: 'true',
+  },
+} as const;
+
+/** What swift's bitsandbytes flags load: the quantization of the LLM's layers, and the dtype of the rest. */
+interface SwiftQuantization {
+  quantize?: et.nn.QuantFormat;
+  dtype?: et.DType;
+}
+
+/**
+ * swift 2.6.1's `select_bnb` on emotorch's formats: `--quantization_bit 4` is NF4 (double-quantized,
+ * compute dtype `--bnb_4bit_comp_dtype`), 8 is int8, 0 none.
+ * @param v the flags' values (a command line's, or a checkpoint's sft_args.json)
+ * @param where how messages name the values ('' for the command line)
+ * @throws UsageError naming the flag for a value swift takes and emotorch has not (fp4, no double
+ *   quantization, hqq's bits, another quant_method), or one swift refuses (full fine-tuning)
+ */
+function swiftQuantization(v: Record<string, unknown>, where = ''): SwiftQuantization {
+  const at = where ? ` (${where})` : '';
+  const bits = Number(v.quantization_bit ?? 0);
+  if (![0, 1, 2, 3, 4, 8].includes(bits)) throw new UsageError(`--quantization_bit takes 0, 4 or 8, not '${String(v.quantization_bit)}'${at}`);
+  const method = v.quant_method ?? (bits > 0 ? 'bnb' : undefined);
+  if (bits === 0) return {};
+  if (method !== 'bnb')
+    throw new UsageError(`--quant_method ${String(method)}: emotorch quantizes as bitsandbytes does (bnb); ${String(method)} is not part of it${at}`);
+  if (bits !== 4 && bits !== 8) throw new UsageError(`--quantization_bit ${bits}: bnb takes 4 or 8 (swift gives ${bits} bits to hqq, which emotorch has not)${at}`);
+  if (v.sft_type === 'full') throw new UsageError(`--quantization_bit ${bits} with --sft_type full: full parameter fine-tuning does not support quantization (as swift)${at}`);
+  if (bits === 8) return { quantize: 'int8' };
+  const type = String(v.bnb_4bit_quant_type ?? 'nf4');
+  if (type !== 'nf4')
+    throw new UsageError(
+      `--bnb_4bit_quant_type ${type}: emotorch's 4-bit weights are NF4 (QLoRA's NormalFloat4, swift's default); ${type === 'fp4' ? 'fp4 is' : `'${type}' is`} not supported${at}`,
+    );
+  const dq = v.bnb_4bit_use_double_quant;
+  if (dq === false || dq === 'false')
+    throw new UsageError(
+      `--bnb_4bit_use_double_quant false: emotorch's NF4 always quantizes the block absmax again (bitsandbytes' compress_statistics, swift's default true); false is not supported${at}`,
+    );
+  const comp = String(v.bnb_4bit_comp_dtype ?? 'AUTO');
+  const dtypes: Record<string, et.DType | undefined> = { fp16: 'float16', bf16: 'bfloat16', fp32: 'float32', AUTO: undefined };
+  if (!(comp in dtypes)) throw new UsageError(`--bnb_4bit_comp_dtype takes fp16, bf16, fp32 or AUTO, not '${comp}'${at}`);
+  return dtypes[comp] ? { quantize: 'nf4', dtype: dtypes[comp] } : { quantize: 'nf4' };
+}
+
+/**
+ * The quantization a LoRA checkpoint was trained over: its sft_args.json's swift flags, which win
+ * over the command line's as swift's `load_from_ckpt_dir` imports them (said on stderr when they
+ * differ); the command line's when the checkpoint has none.
+ */
+function checkpointQuantization(v: Record<string, unknown>, adapter: string | undefined): SwiftQuantization {
+  const given = swiftQuantization(v);
+  const file = adapter && path.join(adapter, 'sft_args.json');
+  if (!file || !fs.existsSync(file)) return given;
+  const args = readJsonFile(file, "the checkpoint's sft_args.json") as Record<string, unknown> | null;
+  if (!args || typeof args !== 'object' || args.quantization_bit === undefined) return given;
+  const keys = ['quant_method', 'quantization_bit', 'bnb_4bit_comp_dtype', 'bnb_4bit_quant_type', 'bnb_4bit_use_double_quant'];
+  const taken = swiftQuantization(Object.fromEntries(keys.map((k) => [k, args[k] ?? v[k]])), file);
+  if (taken.quantize !== given.quantize || taken.dtype !== given.dtype)
+    process.stderr.write(`emotorch: ${file}: the checkpoint was trained with --quantization_bit ${String(args.quantization_bit)}: loading its base so (as swift)\n`);
+  return taken;
 }
 
 /** The flags naming the model's files, shared by sft and infer. */
@@ -64,6 +145,7 @@ export const M2SE_SFT: Command = {
     seed: { kind: 'number', help: 'random seed', default: '42' },
     output_dir: { kind: 'string', help: 'where runs go', default: 'output' },
     resume_from_checkpoint: { kind: 'string', help: 'a checkpoint folder (peft adapter) to start from: stage 2 from stage 1' },
+    ...QUANT_FLAGS,
     // first_stage.sh / second_stage.sh pass these; swift evaluates on a held-out share of the data and saves every N steps
     eval_steps: {
       kind: 'number',
@@ -91,7 +173,9 @@ export const M2SE_SFT: Command = {
     if (acc !== 'token' && acc !== 'sentence') throw new UsageError(`--acc_strategy takes token or sentence, not '${acc}'`);
     const runDir0 = str(v, 'output_dir')!;
     outputFolder(runDir0, '--output_dir', false); // checked before the model loads: a file there fails at once
-    const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'));
+    // --quantization_bit 4 / 8: QLoRA, the LLM's layers quantized as they load, the adapters float32 over them
+    const quant = swiftQuantization(v);
+    const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'), quant);
     if (resume) {
       if (sftType !== 'lora') throw new UsageError('--resume_from_checkpoint starts from a LoRA adapter: use it with --sft_type lora');
       await et.nn.loadLoraAdapter(model, resume);
@@ -144,6 +228,7 @@ export const M2SE_INFER: Command = {
     model_type: { kind: 'string', help: "accepted for swift's command lines; the model folder decides" },
     ckpt_dir: { kind: 'string', help: 'a LoRA checkpoint folder (peft adapter) written by sft' },
     val_dataset: { kind: 'list', help: 'ms-swift JSON / JSONL test files' },
+    ...QUANT_FLAGS,
     max_length: { kind: 'number', help: "accepted for swift's command lines (prompts are not cut)" },
     max_new_tokens: {
       kind: 'number',
@@ -159,7 +244,8 @@ export const M2SE_INFER: Command = {
   async run(v, _pos, out) {
     const { dir, adapter: ckpt } = modelAndAdapter(str(v, 'model') ?? str(v, 'model_id_or_path'), str(v, 'ckpt_dir'));
     const sets = need(v, 'val_dataset') as unknown as string[];
-    const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'), { adapter: ckpt });
+    // a checkpoint trained over a quantized base answers over the same (swift imports sft_args.json's bnb flags)
+    const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'), { adapter: ckpt, ...checkpointQuantization(v, ckpt) });
     const maxNew = maxNewTokens(num(v, 'max_new_tokens'), contextLength(model), '--max_new_tokens', 2048);
     const resultDir = outputFolder(str(v, 'result_dir') ?? path.join(ckpt ?? dir, 'infer_result'), '--result_dir');
     for (const set of sets) {
@@ -178,6 +264,25 @@ export const M2SE_INFER: Command = {
   },
 };
 
+/**
+ * The float weight of every quantized Linear layer of a chat model (its LLM's), by the checkpoint
+ * name `<layer>.weight`, from the quantized tensors its state dict holds under bitsandbytes' names
+ * (`<layer>.weight`, `<layer>.SCB`, `<layer>.weight.absmax` …), in float32.
+ */
+async function dequantizedWeights(model: et.systems.m2se.InternVL | et.nn.LlamaForCausalLM, sd: Map<string, et.Tensor>): Promise<Map<string, et.Tensor>> {
+  const [llm, prefix] = model instanceof et.systems.m2se.InternVL ? [model.language_model, 'language_model.'] : [model, ''];
+  const out = new Map<string, et.Tensor>();
+  for (const l of et.nn.linearLayers(llm)) {
+    if (!l.format) continue;
+    const at = `${prefix}${l.name}`;
+    const tensors: Record<string, et.Tensor> = { weight: sd.get(`${at}.weight`)! };
+    if (sd.has(`${at}.SCB`)) tensors.SCB = sd.get(`${at}.SCB`)!;
+    for (const [k, t] of sd) if (k.startsWith(`${at}.weight.`)) tensors[k.slice(at.length + '.weight.'.length)] = t;
+    out.set(`${at}.weight`, await et.nn.dequantizeWeight({ format: l.format, shape: [l.out, l.in], tensors }));
+  }
+  return out;
+}
+
 /** The weight files of a model folder (not copied by export: the merged weights replace them). */
 const WEIGHT_FILE = /(\.safetensors|\.bin|\.pt|\.pth|\.safetensors\.index\.json|\.bin\.index\.json)$/;
 
@@ -191,6 +296,7 @@ export const M2SE_EXPORT: Command = {
     ...MODEL_FLAGS,
     model_type: { kind: 'string', help: "swift's model type: the base folder's config decides", unused: true },
     output_dir: { kind: 'string', help: 'where the merged folder goes (default <ckpt_dir>-merged, as swift)' },
+    ...QUANT_FLAGS,
   },
   async run(v, _pos, out) {
     if (v.merge_lora !== true)
@@ -201,11 +307,19 @@ export const M2SE_EXPORT: Command = {
     if (fs.existsSync(target))
       throw new et.EmotorchError(`--output_dir '${target}' exists: export writes a new folder (remove it or name another)`, 'ERR_INVALID_ARG');
     outputFolder(path.dirname(path.resolve(target)), '--output_dir', false);
+    // a QLoRA checkpoint: its base loaded quantized as it trained (sft_args.json's bnb flags), the
+    // LoRA merged into the quantized weights as swift 2.6.1's merge_lora does through peft
+    const { quantize } = checkpointQuantization(v, adapter);
+    if (quantize)
+      process.stderr.write(
+        `emotorch: It is not recommended to merge quantized models, as this can result in performance degradation (swift's warning): the LoRA goes into the ${quantize} weights as peft merges into bitsandbytes layers (dequantized, updated, quantized again); the merged weights are written dequantized, in the base's layout and dtypes\n`,
+      );
     // the base in its own dtype (a bfloat16 8B stays 16 GB), the adapters folded into it
-    const { model, dir: base } = await loadChatModel(dir, str(v, 'tokenizer'), { adapter, merge: true, dtype: 'auto' });
+    const { model, dir: base } = await loadChatModel(dir, str(v, 'tokenizer'), { adapter, merge: true, dtype: 'auto', ...(quantize ? { quantize } : {}) });
     // the base checkpoint's own tensor names, in its own dtypes: the merged folder loads wherever the base does
     const released = await et.nn.loadCheckpoint(base);
     const own = model.stateDict();
+    const dequantized = await dequantizedWeights(model, own);
     const merged = new Map<string, et.Tensor>();
     for (const [k, t] of released) {
       const p = own.get(k);
@@ -213,6 +327,11 @@ export const M2SE_EXPORT: Command = {
         merged.set(k, t);
         continue;
       } // a buffer the loader recomputes
+      const q = dequantized.get(k);
+      if (q) {
+        merged.set(k, q.to({ dtype: t.dtype }));
+        continue;
+      }
       if (!p) throw new et.EmotorchError(`the base checkpoint's '${k}' has no tensor in the loaded model (export keeps the base's layout)`, 'ERR_STATE_DICT');
       merged.set(k, p.dtype === t.dtype ? p : p.to({ dtype: t.dtype }));
     }

@@ -119,6 +119,31 @@ function bertBaseUncased(): Record<string, unknown> | null {
 }
 
 /**
+ * The original's `--options` with the v1 release's `--low_resource` flag (cli_inference.py,
+ * web_demo.py: `action='store_true'`) added as `model.low_resource=<value>`, when given.
+ */
+export function withLowResource(options: readonly string[] | undefined, lowResource: unknown): string[] {
+  return [...(options ?? []), ...(typeof lowResource === 'boolean' ? [`model.low_resource=${lowResource}`] : [])];
+}
+
+/**
+ * Says on stderr how the YAML's `low_resource` / `device_8bit` are taken: the LLaMA's decoder
+ * layers with int8 weights; `device_8bit`, the original's GPU for the 8-bit LLaMA, is not used on
+ * the CPU, and on CUDA the LLaMA runs where the rest of SALMONN runs.
+ */
+export function noteLowResource(options: { config?: unknown }, device: 'cpu' | 'cuda', file: string): void {
+  const c = (options.config ?? {}) as { low_resource?: unknown; device_8bit?: unknown };
+  if (c.low_resource !== true) return;
+  let note = `emotorch: ${file}: low_resource: the LLaMA's decoder Linear layers load with int8 weights (LLM.int8's per-row absmax; LM head, embeddings and norms in float)`;
+  if (c.device_8bit !== undefined && c.device_8bit !== null)
+    note +=
+      device === 'cpu'
+        ? `; device_8bit ${String(c.device_8bit)} is a GPU index: not used on the CPU`
+        : `; device_8bit ${String(c.device_8bit)}: the 8-bit LLaMA runs on the one device SALMONN runs on`;
+  process.stderr.write(`${note}\n`);
+}
+
+/**
  * The YAML's `generate.max_new_tokens` against the loaded LLM's context length (SALMONN's checks
  * only that it is a positive integer; 1e12 would generate until memory runs out).
  * @throws EmotorchError ERR_INVALID_ARG naming the key and the file
@@ -139,14 +164,19 @@ export const SALMONN_INFER: Command = {
       help: "answer this file and stop (with --prompt); several turns as one input: a,b.wav, @list.txt (one path a line) or a JSON array, joined as the trajectory fork's prepare_multi_sample",
     },
     prompt: { kind: 'string', help: 'the instruction for --wav' },
+    low_resource: {
+      kind: 'bool',
+      help: "the v1 release's flag: the LLaMA with 8-bit weights, as the YAML's model.low_resource: True (about a quarter of float32's memory for its layers)",
+    },
   },
   async run(v, _pos, out) {
     const cfg = str(v, 'cfg-path');
     if (!cfg) throw new UsageError('--cfg-path is required');
     if ((v.wav === undefined) !== (v.prompt === undefined)) throw new UsageError('--wav and --prompt go together');
     const device = runDevice(str(v, 'device'));
-    const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
+    const { options, ignored } = readSalmonnYaml(cfg, withLowResource(v.options as string[] | undefined, v.low_resource));
     if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
+    noteLowResource(options, device, cfg);
     const model = await et.systems.salmonn.Salmonn.fromPretrained(options);
     checkGenerationCap(model, options, cfg);
     if (device !== 'cpu') await model.to({ device });
@@ -378,9 +408,10 @@ export const SALMONN_TRAIN: Command = {
 
     // the model (seeded first, as train.py's setup_seeds), its optimizer groups
     et.manualSeed(seed);
+    const cuda = wantDevice.startsWith('cuda') && et.cuda.isAvailable();
+    noteLowResource(options, cuda ? 'cuda' : 'cpu', cfg); // low_resource: LoRA trains over the 8-bit LLaMA, as the original
     const model = await et.systems.salmonn.Salmonn.fromPretrained(options);
     checkGenerationCap(model, options, cfg);
-    const cuda = wantDevice.startsWith('cuda') && et.cuda.isAvailable();
     if (wantDevice.startsWith('cuda') && !cuda) process.stderr.write('emotorch: run.device is cuda but no CUDA device is available: training on the CPU\n');
     const weightDecay = setting(optims, 'weight_decay', 'number', 0.05, cfg);
     const beta2 = setting(optims, 'beta2', 'number', 0.999, cfg);

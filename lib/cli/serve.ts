@@ -21,8 +21,8 @@ import * as path from 'path';
 import { randomUUID } from 'crypto';
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import * as et from '../index';
-import { Command, UsageError, loadChatModel, modelAndAdapter, num, str } from './common';
-import { readSalmonnYaml, runDevice } from './salmonn';
+import { Command, UsageError, loadChatModel, modelAndAdapter, num, quantizeFlag, str } from './common';
+import { noteLowResource, readSalmonnYaml, runDevice, withLowResource } from './salmonn';
 import { SERVE_PAGE } from './page';
 
 // The request's JSON as the OpenAI API spells it (snake_case: the wire format), and tokenizer_config.json's key.
@@ -754,6 +754,14 @@ export const SERVE: Command = {
       help: "where SALMONN runs: cpu, cuda or cuda:N (web_demo.py's --device; default CUDA when present, else the CPU); --model folders run on the CPU",
     },
     options: { kind: 'list', help: "SALMONN: key=value settings merged over the YAML, as web_demo.py's --options" },
+    low_resource: {
+      kind: 'bool',
+      help: "SALMONN: the v1 web_demo.py's flag: the LLaMA with 8-bit weights, as the YAML's model.low_resource: True",
+    },
+    quantize: {
+      kind: 'string',
+      help: "emotorch's own: int8, nf4, q8_0 or q4_0: the LLM's decoder Linear layers (SALMONN's LLaMA, InternVL2's LLM, a --model LLM) quantized as they load; bytes a weight: int8 1, q8_0 1.06, q4_0 0.56, nf4 0.52 (bfloat16 2)",
+    },
     model: { kind: 'string', help: 'an InternVL2 folder, or a LLaMA-family LLM folder with a chat template' },
     dtype: {
       kind: 'string',
@@ -801,6 +809,8 @@ export const SERVE: Command = {
       throw new UsageError('give exactly one of --cfg-path (SALMONN) and --model / --ckpt_dir (an InternVL2 or LLM folder, or a LoRA checkpoint on one)');
     if (cfg && adapterDir) throw new UsageError("--adapter goes with --model (SALMONN's checkpoint is its YAML's model.ckpt)");
     if (!cfg && v.options !== undefined) throw new UsageError('--options sets keys of a SALMONN YAML: use it with --cfg-path');
+    if (!cfg && v.low_resource !== undefined) throw new UsageError("--low_resource is SALMONN's (its YAML's model.low_resource): use it with --cfg-path");
+    const quantize = quantizeFlag(v);
     if (adapterDir && ckptDir) throw new UsageError('give one of --adapter and --ckpt_dir');
     if (adapterDir && !given) throw new UsageError('--adapter needs --model, the base it was trained on');
     const chosen = cfg ? null : modelAndAdapter(given, ckptDir ?? adapterDir, adapterDir ? '--adapter' : '--ckpt_dir');
@@ -836,9 +846,14 @@ export const SERVE: Command = {
     let backend: ChatAdapter;
     if (cfg) {
       const device = runDevice(str(v, 'device'));
-      const { options, ignored } = readSalmonnYaml(cfg, (v.options as string[] | undefined) ?? []);
+      const { options, ignored } = readSalmonnYaml(cfg, withLowResource(v.options as string[] | undefined, v.low_resource));
       if (ignored.length) process.stderr.write(`emotorch: ${cfg}: not used here: ${ignored.join(', ')}\n`);
-      const model = await et.systems.salmonn.Salmonn.fromPretrained({ ...options, ...(givenDtype ? { dtype: givenDtype } : {}) });
+      noteLowResource(options, device, cfg);
+      const model = await et.systems.salmonn.Salmonn.fromPretrained({
+        ...options,
+        ...(givenDtype ? { dtype: givenDtype } : {}),
+        ...(quantize ? { quantize } : {}),
+      });
       if (device !== 'cpu') await model.to({ device });
       backend = et.systems.salmonn.salmonnChat(model.eval(), name(cfg));
     } else {
@@ -846,7 +861,12 @@ export const SERVE: Command = {
         model,
         tokenizer,
         dir: local,
-      } = await loadChatModel(dir!, str(v, 'tokenizer'), { adapter: chosen!.adapter, merge: v.merge_lora === true, dtype: modelDtype }); // local: a repo id's hub cache folder
+      } = await loadChatModel(dir!, str(v, 'tokenizer'), {
+        adapter: chosen!.adapter,
+        merge: v.merge_lora === true,
+        dtype: modelDtype,
+        ...(quantize ? { quantize } : {}),
+      }); // local: a repo id's hub cache folder
       if (model instanceof et.systems.m2se.InternVL) backend = et.systems.m2se.internvlChat(model.eval() as et.systems.m2se.InternVL, tokenizer, name(dir!));
       else {
         const template = readChatTemplate(local, str(v, 'chat_template'));

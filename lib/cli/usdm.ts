@@ -7,7 +7,21 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../index';
-import { Command, UsageError, Values, checkOutputFile, contextLength, maxNewTokens, need, num, outputFolder, readTextFile, str, writeTextFile } from './common';
+import {
+  Command,
+  UsageError,
+  Values,
+  checkOutputFile,
+  contextLength,
+  maxNewTokens,
+  need,
+  num,
+  outputFolder,
+  quantizeFlag,
+  readTextFile,
+  str,
+  writeTextFile,
+} from './common';
 
 /** The unit vocabulary's ids as the tokenizer has them (USDM's Mistral layout by default). */
 async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.usdm.UsdmTokenIds> {
@@ -81,6 +95,10 @@ export const USDM_INFER: Command = {
       help: "the speaker reference of the original's Voicebox decoder: emotorch writes the agent's units, not speech",
       unused: true,
     },
+    quantize: {
+      kind: 'string',
+      help: "emotorch's own (the original has none): int8, nf4, q8_0 or q4_0: the decoder's Linear layers quantized as they load (bytes a weight: int8 1, q8_0 1.06, q4_0 0.56, nf4 0.52; float32 4), the LM head in float",
+    },
   },
   async run(v, _pos, out) {
     if ((v.input_path === undefined) === (v.units === undefined)) throw new UsageError('give exactly one of --input_path and --units');
@@ -113,7 +131,8 @@ export const USDM_INFER: Command = {
       const { samples } = await et.audio.readAudio(str(v, 'input_path')!, et.systems.usdm.USDM_AUDIO);
       [userUnits] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(samples).reshape([1, samples.length]) }));
     }
-    const usdm = await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids });
+    const quantize = quantizeFlag(v);
+    const usdm = await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids, ...(quantize ? { quantize } : {}) });
     const maxNewTokensPerStage = maxNewTokens(maxNew, contextLength(usdm), '--max_new_tokens', 512);
     const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
     const r = await et.noGrad(() => usdm.infer(userUnits, codec, { maxNewTokens: maxNewTokensPerStage }));
@@ -387,6 +406,11 @@ export const USDM_SFT: Command = {
     save_total_limit: { kind: 'number', help: 'checkpoints kept', default: '2' },
     load_best_model_at_end: { kind: 'bool', help: "the best evaluation loss's checkpoint at the end" },
     max_steps: { kind: 'number', help: 'stop after N optimizer steps (emotorch; -1: the epochs decide)', default: '-1' },
+    quantize: {
+      kind: 'string',
+      help: "emotorch's own (the original has none): int8, nf4, q8_0 or q4_0: the decoder's Linear layers quantized as they load (bytes a weight: int8 1, q8_0 1.06, q4_0 0.56, nf4 0.52; float32 4), the LM head in float; with --lora only: QLoRA, the adapters in float32 over the quantized weights",
+    },
+
   },
   async run(v, _pos, out) {
     const outDir = outputFolder(need(v, 'output_dir'), '--output_dir', false);
@@ -420,7 +444,9 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
   et.manualSeed(seed); // train_sft.py's set_seed, before the model (LoRA's A matrices are drawn)
   const lora =
     v.lora === true ? { r: int('lora_r', 1), alpha: num(v, 'lora_alpha')!, dropout: num(v, 'lora_dropout')!, targetModules: ['q_proj', 'v_proj'] } : false;
-  const usdm = await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids, lora });
+  const quantize = quantizeFlag(v);
+  if (quantize && !lora) throw new UsageError(`--quantize ${quantize} needs --lora: quantized weights do not train (QLoRA trains adapters over them)`);
+  const usdm = await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids, lora, ...(quantize ? { quantize } : {}) });
   // read once the model is there: an id past its vocabulary is named by file and line
   const train = await usdmLines(trainFiles, '--data_path_train', usdm.llm.config.vocab_size);
   const test = await usdmLines(testFiles, '--data_path_test', usdm.llm.config.vocab_size);

@@ -20,6 +20,8 @@ import {
   pretrainedPath,
   withOverrides,
 } from './pretrained';
+import { checkQuantFormat, quantize } from './quant';
+import type { QuantFormat } from './quant';
 import { Tensor, cat, checkTensor, tensor } from '../tensor';
 import { EmotorchError, checkInt, invalid } from '../errors';
 
@@ -146,11 +148,22 @@ export class InternVL extends Module {
    * Loads a released InternVL2 folder (`OpenGVLab/InternVL2-*`, EmoVerse-8B): config.json, the
    * safetensors shards (or pytorch_model.bin). Keys are the remote code's: `vision_model.*`,
    * `mlp1.*`, `language_model.*`.
-   * @param opts `imgContextTokenId` (the tokenizer's `<IMG_CONTEXT>` id), `strict` (default true), `device`, `dtype`
-   * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key
+   * With `opts.quantize` the LLM's decoder Linear layers are quantized once the checkpoint is loaded
+   * (its LM head, embeddings and norms, InternViT and `mlp1` stay in `dtype`); the float weights of
+   * those layers are then released, so the load's peak is the float model's, what stays is smaller.
+   * @param opts `imgContextTokenId` (the tokenizer's `<IMG_CONTEXT>` id), `strict` (default true), `device`, `dtype`,
+   *   `quantize` ({@link QuantFormat}: 'int8' | 'nf4' | 'q8_0' | 'q4_0')
+   * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key;
+   *   ERR_INVALID_ARG for an unknown quantization or a layer whose rows its block does not divide
+   * @example
+   * const ivl = await et.nn.InternVL.fromPretrained('InternVL2-8B/', { dtype: 'bfloat16', quantize: 'nf4', imgContextTokenId: 92546 });
    */
-  static async fromPretrained(dir: string, opts: PretrainedOptions & Omit<InternVLCreateOptions, 'dtype' | 'device'> = {}): Promise<InternVL> {
-    opts = checkPretrainedOptions(opts, 'InternVL.fromPretrained', ['imgContextTokenId']);
+  static async fromPretrained(
+    dir: string,
+    opts: PretrainedOptions & Omit<InternVLCreateOptions, 'dtype' | 'device'> & { quantize?: QuantFormat } = {},
+  ): Promise<InternVL> {
+    opts = checkPretrainedOptions(opts, 'InternVL.fromPretrained', ['imgContextTokenId', 'quantize']);
+    const format = opts.quantize === undefined ? undefined : checkQuantFormat(opts.quantize, 'InternVL.fromPretrained opts.quantize');
     dir = await pretrainedPath(dir, opts);
     const raw = readConfig(dir);
     if (!raw.vision_config || !raw.llm_config)
@@ -160,7 +173,13 @@ export class InternVL extends Module {
     const model = createForCheckpoint(opts, () => InternVL.create(cfg as unknown as InternVLConfig, { imgContextTokenId: opts.imgContextTokenId }));
     const sd = await loadCheckpoint(dir);
     for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);
-    return finishPretrained(model, sd, opts);
+    await finishPretrained(model, sd, opts);
+    if (format) {
+      // the decoder's layers, not the untied head: as LlamaForCausalLM.fromPretrained({ quantize }) leaves it
+      const llm = model.language_model;
+      await quantize(llm, format, { skip: llm.config.tie_word_embeddings ? [] : [llm.embeddingKeys.head.replace(/\.weight$/, '')] });
+    }
+    return model;
   }
 
   /**

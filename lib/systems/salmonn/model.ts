@@ -17,6 +17,8 @@ import { BeatsEncoder } from '../../nn/beats';
 import { QFormer, QFormerConfig } from '../../nn/qformer';
 import { LlamaForCausalLM } from '../../nn/llama';
 import type { GenerationOptions } from '../../nn/llama';
+import { checkQuantFormat, linearLayers } from '../../nn/quant';
+import type { QuantFormat } from '../../nn/quant';
 import { applyLora } from '../../nn/lora';
 import { Linear, LayerNorm } from '../../nn/layers';
 import { checkPretrainedDtype, loadCheckpoint, pretrainedPath } from '../../nn/pretrained';
@@ -76,9 +78,18 @@ export type SalmonnConfigInput = Partial<SalmonnConfig> & {
   /** The original YAML's other `model:` keys, taken as {@link SALMONN_YAML_KEYS} says (paths, prompts, 8-bit loading). */
   [K in 'llama_path' | 'whisper_path' | 'beats_path' | 'ckpt' | 'speech_llama_proj_model' | 'prompt_path' | 'test_prompt_path']?: string | null;
 } & {
-  /** Only false (8-bit loading is not implemented). */
+  /**
+   * The original's 8-bit LLaMA (`load_in_8bit=True`): true loads the LLaMA's decoder Linear layers
+   * with int8 weights (LLM.int8's per-row absmax; the LM head, embeddings and norms stay in float,
+   * as transformers leaves them), quantized while the checkpoint is read. Whisper, BEATs, the
+   * Q-Former and the LoRA adapters are unchanged. Default false.
+   */
   low_resource?: boolean;
-  /** Taken and not used (8-bit loading only). */
+  /**
+   * The GPU the original puts the 8-bit LLaMA on (`device_map={'': device_8bit}`): a CUDA index ≥ 0.
+   * emotorch keeps SALMONN on one device (the CLI's `--device`), so the 8-bit LLaMA runs where the
+   * rest runs; on the CPU the value is checked and not used.
+   */
   device_8bit?: number;
 };
 
@@ -145,15 +156,17 @@ export const SALMONN_YAML_KEYS: Readonly<Record<string, string>> = {
   prompt_path: 'the training prompts (task → prompts): read by `emotorch salmonn train`, not by the model (taken and not used here)',
   test_prompt_path:
     "the evaluation prompts, read by the original's runner.py, not by from_config: taken and not used (emotorch's evaluation takes the prompts from its data)",
-  low_resource: '8-bit LLaMA loading (bitsandbytes): false is taken; true is refused (not implemented: load in float16 or bfloat16 with `dtype`)',
-  device_8bit: 'the GPU of the 8-bit LLaMA: taken and not used (it applies only with low_resource)',
+  low_resource:
+    "the 8-bit LLaMA (the original's load_in_8bit=True): true loads the LLaMA's decoder Linear layers with int8 weights (fromPretrained's quantize: 'int8'; the LM head in float as transformers leaves it)",
+  device_8bit:
+    "the GPU of the original's 8-bit LLaMA: emotorch runs SALMONN on one device (the LLaMA where the rest is), so the index is checked and not used (on the CPU, nor by the original's meaning)",
 };
 
 /** The value of a {@link SALMONN_YAML_KEYS} key: checked, then left out of the resolved config. */
 function checkYamlKey(k: string, v: unknown): void {
   if (v === undefined || v === null) return;
   if (k === 'low_resource') {
-    if (v !== false) invalid('false (8-bit loading is not implemented: load in float16 or bfloat16 with dtype)', 'SALMONN config.low_resource', v);
+    if (typeof v !== 'boolean') invalid('true or false', 'SALMONN config.low_resource', v);
   } else if (k === 'device_8bit') {
     checkInt(v, 'SALMONN config.device_8bit', 0);
   } else if (k === 'speech_llama_proj_model') {
@@ -383,6 +396,26 @@ export interface SalmonnPretrainedOptions {
    * dtype where they join the prompt.
    */
   dtype?: DType | 'auto';
+  /**
+   * emotorch's own: the LLaMA's decoder Linear layers quantized while the checkpoint is read
+   * ({@link QuantFormat}: `'int8'`, `'nf4'`, `'q8_0'`, `'q4_0'`; the LM head, embeddings and norms in
+   * `dtype`). The config's `low_resource: true` is `'int8'`, the original's 8-bit LLaMA; another
+   * format together with it is refused. Whisper, BEATs, the Q-Former and LoRA stay as they are.
+   */
+  quantize?: QuantFormat;
+}
+
+/**
+ * The quantization of SALMONN's LLaMA: `opts.quantize`, or `'int8'` for the config's
+ * `low_resource: true` (the original's load_in_8bit); undefined for none.
+ * @throws EmotorchError ERR_INVALID_ARG for an unknown format, or one that low_resource contradicts
+ */
+function salmonnQuantization(opts: { quantize?: unknown; config?: { low_resource?: unknown } | null }): QuantFormat | undefined {
+  const q = opts.quantize === undefined ? undefined : checkQuantFormat(opts.quantize, 'Salmonn.fromPretrained opts.quantize');
+  if (opts.config?.low_resource !== true) return q;
+  if (q !== undefined && q !== 'int8')
+    invalid("'int8' or nothing: config.low_resource true is the original's 8-bit LLaMA", 'Salmonn.fromPretrained opts.quantize', q);
+  return 'int8';
 }
 
 /**
@@ -420,6 +453,13 @@ export class Salmonn extends Module {
     if (!(parts.llm instanceof LlamaForCausalLM)) invalid('a LlamaForCausalLM', 'parts.llm', parts.llm);
     if (!(parts.tokenizer instanceof Tokenizer)) invalid('an et.data.Tokenizer', 'parts.tokenizer', parts.tokenizer);
     if (parts.beats != null && !(parts.beats instanceof BeatsEncoder)) invalid('a BeatsEncoder or null', 'parts.beats', parts.beats);
+    // low_resource is how the LLaMA was loaded: a float LLaMA under low_resource true would be the config ignored
+    if ((config as { low_resource?: unknown }).low_resource === true && !linearLayers(parts.llm).some((l) => l.format === 'int8'))
+      invalid(
+        "a LLaMA with int8 layers for config.low_resource true (Salmonn.fromPretrained loads it so; or LlamaForCausalLM.fromPretrained(dir, { quantize: 'int8' }))",
+        'parts.llm',
+        'a float LLaMA',
+      );
     this.tokenizer = parts.tokenizer;
     const dW = parts.whisper.config.d_model;
     this.speech_encoder = this.registerModule('speech_encoder', parts.whisper);
@@ -481,9 +521,14 @@ export class Salmonn extends Module {
    */
   static async fromPretrained(opts: SalmonnPretrainedOptions): Promise<Salmonn> {
     if (!opts || typeof opts !== 'object') invalid('{ whisper, beats, llm, checkpoint }', 'opts', opts);
-    checkOptionNames(opts, ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings', 'hub', 'dtype'], 'Salmonn.fromPretrained');
+    checkOptionNames(
+      opts,
+      ['whisper', 'beats', 'llm', 'checkpoint', 'tokenizer', 'config', 'resizeTokenEmbeddings', 'hub', 'dtype', 'quantize'],
+      'Salmonn.fromPretrained',
+    );
     resolveSalmonnConfig(opts.config ?? {}); // a bad config or dtype fails before the parts load
     checkPretrainedDtype(opts.dtype);
+    const quantize = salmonnQuantization(opts);
     opts = withYamlPaths(opts);
     for (const k of ['whisper', 'llm'] as const) if (typeof opts[k] !== 'string') invalid('a path or a Hugging Face repo id', k, opts[k]);
     // repo ids ('openai/whisper-large-v2', 'lmsys/vicuna-13b-v1.1') become their hub cache folders
@@ -491,10 +536,17 @@ export class Salmonn extends Module {
     const resize = opts.resizeTokenEmbeddings ?? false;
     if (typeof resize !== 'boolean' && !(resize && typeof resize === 'object' && resize.rows && typeof resize.rows === 'object'))
       invalid('true, false or { rows: { embed, lmHead? } }', 'resizeTokenEmbeddings', resize);
+    if (resize && quantize)
+      invalid(
+        `no resizeTokenEmbeddings with a quantized LLaMA (${opts.quantize === undefined ? 'config.low_resource' : 'opts.quantize'}): the resize builds a float copy of the whole LLaMA`,
+        'resizeTokenEmbeddings',
+        resize,
+      );
     const dtype = opts.dtype === undefined ? {} : { dtype: opts.dtype };
     const whisper = await WhisperEncoder.fromPretrained(opts.whisper, dtype);
     const beats = opts.beats ? await BeatsEncoder.fromPretrained(opts.beats, dtype) : null;
-    let llm = await LlamaForCausalLM.fromPretrained(opts.llm, dtype);
+    // low_resource: the original's LlamaForCausalLM.from_pretrained(..., load_in_8bit=True), its LM head left in float
+    let llm = await LlamaForCausalLM.fromPretrained(opts.llm, quantize ? { ...dtype, quantize } : dtype);
     // the LLaMA folder's tokenizer.json, else its tokenizer.model (SentencePiece, as Vicuna v1.1 ships it)
     const tokFile = opts.tokenizer ?? opts.llm;
     if (opts.tokenizer === undefined && !['tokenizer.json', 'tokenizer.model'].some((f) => fs.existsSync(path.join(opts.llm, f)))) {

@@ -7,6 +7,8 @@
  */
 import { Module } from '../../nn/module';
 import { LlamaForCausalLM } from '../../nn/llama';
+import { checkQuantFormat } from '../../nn/quant';
+import type { QuantFormat } from '../../nn/quant';
 import type { LlamaOutputs } from '../../nn/llama';
 import { checkPretrainedOptions, pretrainedPath } from '../../nn/pretrained';
 import type { PretrainedOptions } from '../../nn/pretrained';
@@ -32,6 +34,13 @@ export interface UsdmOptions extends PretrainedOptions {
   lora?: boolean | { r: number; alpha: number; dropout?: number; targetModules?: string[] };
   /** Token ids (defaults: Mistral's, {@link USDM_TOKEN_IDS}). */
   tokenIds?: Partial<UsdmTokenIds>;
+  /**
+   * emotorch's own (the original has no quantized path): the decoder's Linear layers quantized while
+   * the checkpoint is read ({@link QuantFormat}), the LM head, embeddings and norms in `dtype`; LoRA
+   * adapters train in float32 over them (QLoRA). Not with `addUnitVocabulary` (its resize builds a
+   * float copy of the model).
+   */
+  quantize?: QuantFormat;
 }
 
 /**
@@ -66,14 +75,18 @@ export class Usdm extends Module {
   }
 
   /**
-   * Loads a local Mistral/LLaMA folder (USDM checkpoints already carry the 42003-token vocabulary).
+   * Loads a local Mistral/LLaMA folder (USDM checkpoints already carry the 42003-token vocabulary);
+   * with `opts.quantize`, its decoder layers quantized as they load.
    * @throws EmotorchError as LlamaForCausalLM.fromPretrained; ERR_INVALID_ARG when the vocabulary lacks the unit ids
    */
   static async fromPretrained(dir: string, opts: UsdmOptions = {}): Promise<Usdm> {
-    opts = checkPretrainedOptions(opts, 'Usdm.fromPretrained', ['addUnitVocabulary', 'lora', 'tokenIds']);
+    opts = checkPretrainedOptions(opts, 'Usdm.fromPretrained', ['addUnitVocabulary', 'lora', 'tokenIds', 'quantize']);
+    const quantize = opts.quantize === undefined ? undefined : checkQuantFormat(opts.quantize, 'Usdm.fromPretrained opts.quantize');
+    if (quantize && opts.addUnitVocabulary)
+      invalid('no addUnitVocabulary with quantize (the resize builds a float copy of the model): add the vocabulary first (usdm extend-vocab)', 'opts.quantize', quantize);
     dir = await pretrainedPath(dir, opts);
     // loaded in place in the dtype asked for (the unit rows, when added, take it too), then moved
-    let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config, dtype: opts.dtype });
+    let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config, dtype: opts.dtype, ...(quantize ? { quantize } : {}) });
     if (opts.addUnitVocabulary) llm = await addUnitVocabulary(llm, opts.tokenIds?.numUnits ?? USDM_TOKEN_IDS.numUnits);
     if (opts.device) await llm.to({ device: opts.device });
     return new Usdm(llm, { tokenIds: opts.tokenIds, lora: opts.lora });
