@@ -36,7 +36,10 @@ function versionDir(outputDir: string, modelType: string): string {
 
 /** swift 2.6.1's bitsandbytes flags (SftArguments / InferArguments), shared by sft and infer. */
 const QUANT_FLAGS = {
-  quant_method: { kind: 'string', help: "swift's quantization method: bnb (the default with --quantization_bit 4 or 8; hqq, eetq, awq, gptq, aqlm are not part of emotorch)" },
+  quant_method: {
+    kind: 'string',
+    help: "swift's quantization method: bnb (the default with --quantization_bit 4 or 8; hqq, eetq, awq, gptq, aqlm are not part of emotorch)",
+  },
   quantization_bit: {
     kind: 'number',
     help: "0, 4 or 8 (swift's bitsandbytes): the LLM's decoder Linear layers quantized as they load, 4: NF4 (QLoRA's, double-quantized: ~0.52 byte a weight), 8: int8 (LLM.int8's per-row absmax: ~1 byte); LoRA adapters train in float32 over them",
@@ -77,8 +80,10 @@ function swiftQuantization(v: Record<string, unknown>, where = ''): SwiftQuantiz
   if (bits === 0) return {};
   if (method !== 'bnb')
     throw new UsageError(`--quant_method ${String(method)}: emotorch quantizes as bitsandbytes does (bnb); ${String(method)} is not part of it${at}`);
-  if (bits !== 4 && bits !== 8) throw new UsageError(`--quantization_bit ${bits}: bnb takes 4 or 8 (swift gives ${bits} bits to hqq, which emotorch has not)${at}`);
-  if (v.sft_type === 'full') throw new UsageError(`--quantization_bit ${bits} with --sft_type full: full parameter fine-tuning does not support quantization (as swift)${at}`);
+  if (bits !== 4 && bits !== 8)
+    throw new UsageError(`--quantization_bit ${bits}: bnb takes 4 or 8 (swift gives ${bits} bits to hqq, which emotorch has not)${at}`);
+  if (v.sft_type === 'full')
+    throw new UsageError(`--quantization_bit ${bits} with --sft_type full: full parameter fine-tuning does not support quantization (as swift)${at}`);
   if (bits === 8) return { quantize: 'int8' };
   const type = String(v.bnb_4bit_quant_type ?? 'nf4');
   if (type !== 'nf4')
@@ -110,7 +115,9 @@ function checkpointQuantization(v: Record<string, unknown>, adapter: string | un
   const keys = ['quant_method', 'quantization_bit', 'bnb_4bit_comp_dtype', 'bnb_4bit_quant_type', 'bnb_4bit_use_double_quant'];
   const taken = swiftQuantization(Object.fromEntries(keys.map((k) => [k, args[k] ?? v[k]])), file);
   if (taken.quantize !== given.quantize || taken.dtype !== given.dtype)
-    process.stderr.write(`emotorch: ${file}: the checkpoint was trained with --quantization_bit ${String(args.quantization_bit)}: loading its base so (as swift)\n`);
+    process.stderr.write(
+      `emotorch: ${file}: the checkpoint was trained with --quantization_bit ${String(args.quantization_bit)}: loading its base so (as swift)\n`,
+    );
   return taken;
 }
 
@@ -176,6 +183,8 @@ export const M2SE_SFT: Command = {
     // --quantization_bit 4 / 8: QLoRA, the LLM's layers quantized as they load, the adapters float32 over them
     const quant = swiftQuantization(v);
     const { model, tokenizer } = await loadChatModel(dir, str(v, 'tokenizer'), quant);
+    if (quant.quantize)
+      out(`quantized: ${quantizedCount(model)} Linear layers of the LLM in ${quant.quantize} (QLoRA: the adapters train in float32 over them)`);
     if (resume) {
       if (sftType !== 'lora') throw new UsageError('--resume_from_checkpoint starts from a LoRA adapter: use it with --sft_type lora');
       await et.nn.loadLoraAdapter(model, resume);
@@ -281,6 +290,12 @@ async function dequantizedWeights(model: et.systems.m2se.InternVL | et.nn.LlamaF
     out.set(`${at}.weight`, await et.nn.dequantizeWeight({ format: l.format, shape: [l.out, l.in], tensors }));
   }
   return out;
+}
+
+/** How many Linear layers of a chat model's LLM are quantized. */
+function quantizedCount(model: et.systems.m2se.InternVL | et.nn.LlamaForCausalLM): number {
+  const llm = model instanceof et.systems.m2se.InternVL ? model.language_model : model;
+  return et.nn.linearLayers(llm).filter((l) => l.format !== null).length;
 }
 
 /** The weight files of a model folder (not copied by export: the merged weights replace them). */

@@ -410,7 +410,6 @@ export const USDM_SFT: Command = {
       kind: 'string',
       help: "emotorch's own (the original has none): int8, nf4, q8_0 or q4_0: the decoder's Linear layers quantized as they load (bytes a weight: int8 1, q8_0 1.06, q4_0 0.56, nf4 0.52; float32 4), the LM head in float; with --lora only: QLoRA, the adapters in float32 over the quantized weights",
     },
-
   },
   async run(v, _pos, out) {
     const outDir = outputFolder(need(v, 'output_dir'), '--output_dir', false);

@@ -29,7 +29,7 @@ describe('emotorch salmonn infer', () => {
     const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
     const [want] = await model.generate([samples], 'Describe the sound.');
     const one = run(['salmonn', 'infer', '--cfg-path', file, '--wav', wav, '--prompt', 'Describe the sound.']);
-    expect(one.err).toMatch(/not used here: token\n/); // low_resource: false goes to the model, which takes it (true is refused)
+    expect(one.err).toMatch(/not used here: token\n/); // low_resource: false goes to the model, which takes it (true: the LLaMA in int8)
     expect(one.code).toBe(0);
     expect(one.out.trim()).toBe(want.trim());
     const loop = run(['salmonn', 'infer', '--cfg-path', file], `${wav}\nDescribe the sound.\n/no/such.wav\nAgain?\n`);

@@ -115,7 +115,7 @@ describe("SALMONN's config: an unknown key is an error naming it", () => {
     expect(m.config.max_audio_seconds).toBe(30);
     m.dispose();
     const { options, ignored } = readSalmonnYaml(salmonnDecodeYaml(tmpdir()).file);
-    expect(ignored.sort()).toEqual(['token']); // the YAML's own keys that are not config fields, named back (low_resource: false goes to the model, which takes it)
+    expect(ignored.sort()).toEqual(['token']); // the YAML's own keys that are not config fields, named back (low_resource goes to the model, which loads the LLaMA in int8 when true)
     const y = await et.systems.salmonn.Salmonn.fromPretrained(options);
     expect(y.config.num_beams).toBe(2);
     y.dispose();

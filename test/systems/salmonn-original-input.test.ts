@@ -70,7 +70,9 @@ describe("SALMONN's YAML model block as the original's from_config reads it", ()
       'ERR_INVALID_ARG',
       /SALMONN config\.llama_pth but received "a name it does not have"/,
     );
-    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { low_resource: true }), 'ERR_INVALID_ARG', /config\.low_resource/);
+    // low_resource true over a float LLaMA would be the key ignored (fromPretrained loads the LLaMA in int8 for it)
+    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { low_resource: true }), 'ERR_INVALID_ARG', /config\.low_resource true.*parts\.llm/);
+    throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { low_resource: 'True' as never }), 'ERR_INVALID_ARG', /config\.low_resource/);
     throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { speech_llama_proj_model: 'proj.pth' }), 'ERR_INVALID_ARG', /config\.speech_llama_proj_model/);
     throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { device_8bit: -1 }), 'ERR_INVALID_ARG', /device_8bit/);
     throwsWith(() => new et.systems.salmonn.Salmonn(fresh(), { prompt_path: 3 } as never), 'ERR_INVALID_ARG', /config\.prompt_path/);

@@ -83,7 +83,11 @@ export class Usdm extends Module {
     opts = checkPretrainedOptions(opts, 'Usdm.fromPretrained', ['addUnitVocabulary', 'lora', 'tokenIds', 'quantize']);
     const quantize = opts.quantize === undefined ? undefined : checkQuantFormat(opts.quantize, 'Usdm.fromPretrained opts.quantize');
     if (quantize && opts.addUnitVocabulary)
-      invalid('no addUnitVocabulary with quantize (the resize builds a float copy of the model): add the vocabulary first (usdm extend-vocab)', 'opts.quantize', quantize);
+      invalid(
+        'no addUnitVocabulary with quantize (the resize builds a float copy of the model): add the vocabulary first (usdm extend-vocab)',
+        'opts.quantize',
+        quantize,
+      );
     dir = await pretrainedPath(dir, opts);
     // loaded in place in the dtype asked for (the unit rows, when added, take it too), then moved
     let llm = await LlamaForCausalLM.fromPretrained(dir, { strict: opts.strict, config: opts.config, dtype: opts.dtype, ...(quantize ? { quantize } : {}) });
