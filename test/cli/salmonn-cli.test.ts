@@ -51,6 +51,45 @@ describe('emotorch salmonn infer', () => {
       expect(multi.out.trim()).toBe(joined.trim());
     }
   }, 300_000);
+  it("low_resource (the YAML's key, or the v1 release's --low_resource flag): answers as Salmonn.fromPretrained with the LLaMA in int8; device_8bit named as not used on the CPU", async () => {
+    const { file, config } = salmonnDecodeYaml(tmpdir());
+    const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
+    const model = await et.systems.salmonn.Salmonn.fromPretrained({
+      whisper: path.join(FIXTURES, 'whisper'),
+      beats: path.join(FIXTURES, 'beats', 'beats.pt'),
+      llm: path.join(FIXTURES, 'salmonn', 'llm'),
+      checkpoint: path.join(FIXTURES, 'salmonn', 'salmonn_v1.pth'),
+      config: { ...config, low_resource: true } as never,
+    });
+    expect(et.nn.linearLayers(model.llama_model).filter((l) => l.format === 'int8').length).toBe(14);
+    const { samples } = await et.audio.readAudio(wav, { sampleRate: 16000, channel: 0 });
+    const [want] = await model.generate([samples], 'Describe the sound.');
+    const flag = run(['salmonn', 'infer', '--cfg-path', file, '--low_resource', '--device', 'cpu', '--wav', wav, '--prompt', 'Describe the sound.']);
+    expect(flag.code, flag.err).toBe(0);
+    expect(flag.out.trim()).toBe(want.trim());
+    expect(flag.err).toMatch(/low_resource: the LLaMA's decoder Linear layers load with int8 weights/);
+    const yaml = run([
+      'salmonn',
+      'infer',
+      '--cfg-path',
+      file,
+      '--device',
+      'cpu',
+      '--options',
+      'model.low_resource=True',
+      'model.device_8bit=1',
+      '--wav',
+      wav,
+      '--prompt',
+      'Describe the sound.',
+    ]);
+    expect(yaml.code, yaml.err).toBe(0);
+    expect(yaml.out.trim()).toBe(want.trim());
+    expect(yaml.err).toMatch(/device_8bit 1 is a GPU index: not used on the CPU/);
+    const bad = run(['salmonn', 'infer', '--cfg-path', file, '--options', 'model.low_resource=maybe', '--wav', wav, '--prompt', 'x']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/ERR_INVALID_ARG: .*config\.low_resource/);
+  }, 300_000);
   it("refuses a config that is not SALMONN's YAML (1) and a half one-shot (2)", () => {
     const bad = path.join(tmpdir(), 'bad.yaml');
     fs.writeFileSync(bad, 'run:\n  seed: 1\n');

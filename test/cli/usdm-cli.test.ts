@@ -502,3 +502,65 @@ describe('emotorch usdm infer', () => {
     expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
   }, 300_000);
 });
+
+describe("usdm infer / sft --quantize (emotorch's own flag)", () => {
+  it('infer answers as Usdm.fromPretrained({ quantize }) does; a format it does not know is a usage error naming the flag', async () => {
+    const dir = tmpdir();
+    const tokFile = path.join(dir, 'tokenizer.json');
+    toyTokenizer(tokFile);
+    const model = path.join(FIXTURES, 'usdm', 'mistral');
+    const tok = await et.data.Tokenizer.fromFile(tokFile);
+    const ids = { newline: 13, space: 28, continue: 100, correspond: 101, unit0: 102, numUnits: 57, pad: 159, bos: 1 };
+    const usdm = await et.systems.usdm.Usdm.fromPretrained(model, { tokenIds: ids, quantize: 'q4_0' });
+    expect(et.nn.linearLayers(usdm.llm).filter((l) => l.format === 'q4_0').length).toBe(14);
+    const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
+    const r = await et.noGrad(() => usdm.infer([3, 3, 17, 50], codec, { maxNewTokens: 8 }));
+    const a = run(['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--units', '3 3 17 50', '--max_new_tokens', '8', '--quantize', 'q4_0']);
+    expect(a.code, a.err).toBe(0);
+    expect(JSON.parse(a.out)).toEqual({ user_units: [3, 3, 17, 50], user_text: r.userText, agent_text: r.agentText, agent_units: r.agentUnits });
+    const bad = run(['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--units', '3', '--quantize', 'int4']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--quantize takes int8, q8_0, q4_0, nf4, not 'int4'/);
+    // nf4's blocks of 64 do not divide this model's rows of 32: refused naming the layer
+    const nf4 = run(['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--units', '3', '--quantize', 'nf4']);
+    expect(nf4.code).toBe(1);
+    expect(nf4.err).toMatch(/ERR_INVALID_ARG: .*nf4.*block of 64.*model\.layers\.0\./);
+  }, 120_000);
+
+  it('sft --quantize with --lora trains the adapters over the quantized weights (QLoRA); without --lora it is refused', async () => {
+    const dir = tmpdir();
+    const model = path.join(dir, 'USTM');
+    fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
+    toyTokenizer(path.join(model, 'tokenizer.json'));
+    const train = path.join(dir, 'train.txt'),
+      test = path.join(dir, 'test.txt');
+    fs.writeFileSync(train, '1 40 41 42|-100 40 41 42\n1 43 44 45|-100 -100 44 45\n');
+    fs.writeFileSync(test, '1 40 41|-100 40 41\n');
+    const args = ['usdm', 'sft', '--data_path_train', train, '--data_path_test', test, '--model_name_or_path', model, '--max_steps', '2'];
+    const full = run([...args, '--output_dir', path.join(dir, 'full'), '--quantize', 'int8']);
+    expect(full.code).toBe(2);
+    expect(full.err).toMatch(/--quantize int8 needs --lora/);
+    const out = path.join(dir, 'qlora');
+    const r = run([
+      ...args,
+      '--output_dir',
+      out,
+      '--quantize',
+      'int8',
+      '--lora',
+      '--learning_rate',
+      '1e-2',
+      '--warmup_ratio',
+      '0',
+      '--train_batch_size',
+      '1',
+      '--gradient_accumulation_steps',
+      '1',
+    ]);
+    expect(r.code, r.err).toBe(0);
+    const adapter = (await et.io.loadSafetensors(path.join(out, 'adapter_model.safetensors'))).tensors;
+    const bs = [...adapter].filter(([k]) => k.includes('lora_B'));
+    expect(bs.length).toBe(4); // q_proj and v_proj of 2 layers
+    expect(bs.every(([, t]) => t.abs().max().item() > 0)).toBe(true); // moved from peft's zeros
+  }, 300_000);
+});
