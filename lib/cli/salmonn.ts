@@ -131,8 +131,8 @@ export function withLowResource(options: readonly string[] | undefined, lowResou
  * layers with int8 weights; `device_8bit`, the original's GPU for the 8-bit LLaMA, is not used on
  * the CPU, and on CUDA the LLaMA runs where the rest of SALMONN runs.
  */
-export function noteLowResource(options: { config?: unknown }, device: 'cpu' | 'cuda', file: string): void {
-  const c = (options.config ?? {}) as { low_resource?: unknown; device_8bit?: unknown };
+export function noteLowResource(options: { config?: et.systems.salmonn.SalmonnConfigInput }, device: 'cpu' | 'cuda', file: string): void {
+  const c: et.systems.salmonn.SalmonnConfigInput = options.config ?? {};
   if (c.low_resource !== true) return;
   let note = `emotorch: ${file}: low_resource: the LLaMA's decoder Linear layers load with int8 weights (LLM.int8's per-row absmax; LM head, embeddings and norms in float)`;
   if (c.device_8bit !== undefined && c.device_8bit !== null)

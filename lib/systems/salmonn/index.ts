@@ -4,7 +4,7 @@
  * @module
  */
 export { Salmonn, SALMONN_DEFAULTS, SALMONN_IGNORABLE, SALMONN_YAML_KEYS } from './model';
-export type { SalmonnConfig, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions, SalmonnPretrainedOptions } from './model';
+export type { SalmonnConfig, SalmonnConfigInput, SalmonnBatch, SalmonnOutputs, SalmonnGenerateOptions, SalmonnPretrainedOptions } from './model';
 export type { SalmonnCollateItem } from './data';
 export { salmonnTrajectorySvg, salmonnJoinTurns, SALMONN_TURN_GAP } from './data';
 export { salmonnSchedule, salmonnIterationLr, salmonnTotalSteps, salmonnParamGroups } from './recipe';

@@ -410,7 +410,7 @@ export interface SalmonnPretrainedOptions {
  * `low_resource: true` (the original's load_in_8bit); undefined for none.
  * @throws EmotorchError ERR_INVALID_ARG for an unknown format, or one that low_resource contradicts
  */
-function salmonnQuantization(opts: { quantize?: unknown; config?: { low_resource?: unknown } | null }): QuantFormat | undefined {
+function salmonnQuantization(opts: { quantize?: unknown; config?: SalmonnConfigInput | null }): QuantFormat | undefined {
   const q = opts.quantize === undefined ? undefined : checkQuantFormat(opts.quantize, 'Salmonn.fromPretrained opts.quantize');
   if (opts.config?.low_resource !== true) return q;
   if (q !== undefined && q !== 'int8')
@@ -454,7 +454,7 @@ export class Salmonn extends Module {
     if (!(parts.tokenizer instanceof Tokenizer)) invalid('an et.data.Tokenizer', 'parts.tokenizer', parts.tokenizer);
     if (parts.beats != null && !(parts.beats instanceof BeatsEncoder)) invalid('a BeatsEncoder or null', 'parts.beats', parts.beats);
     // low_resource is how the LLaMA was loaded: a float LLaMA under low_resource true would be the config ignored
-    if ((config as { low_resource?: unknown }).low_resource === true && !linearLayers(parts.llm).some((l) => l.format === 'int8'))
+    if (config.low_resource === true && !linearLayers(parts.llm).some((l) => l.format === 'int8'))
       invalid(
         "a LLaMA with int8 layers for config.low_resource true (Salmonn.fromPretrained loads it so; or LlamaForCausalLM.fromPretrained(dir, { quantize: 'int8' }))",
         'parts.llm',
