@@ -1,6 +1,8 @@
 // `npm run bench -- quant [--case 1.1b|7b] [--threads N] [--trials N] [--quants a,b] [--dir PATH] [--keep] [--no-reference] [--gguf-head quantized]`:
 // greedy decoding of a LLaMA with random weights in bfloat16, 8-bit and 4-bit, emotorch beside
-// llama.cpp (node-llama-cpp's prebuilt CPU binary: no GPU, never built here) on the same weights.
+// llama.cpp (node-llama-cpp's prebuilt CPU binary: no GPU, never built here; not a dependency of
+// emotorch, whose lock file cannot carry its other platforms' packages here: npm install --no-save
+// node-llama-cpp@3.22.1) on the same weights.
 // bench/quant_gguf.py writes, from one seed, a transformers folder (bfloat16 safetensors) and the
 // same weights as GGUF files in BF16, Q8_0 and Q4_0 (the `gguf` package's quantizers) with the
 // tensors emotorch's `quantize` quantizes: the decoder's linear layers, the embedding and the LM head

@@ -61,7 +61,7 @@ async function emotorch() {
 
 async function llamaCpp() {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp').catch((e) => {
-    throw new Error(`node-llama-cpp is not installed (a devDependency: npm install): ${e.message}`);
+    throw new Error(`node-llama-cpp is not installed (npm install --no-save node-llama-cpp@3.22.1): ${e.message}`);
   });
   // the prebuilt binary of the npm package: never a build from source, never a download
   const llama = await getLlama({ gpu: false, build: 'never', skipDownload: true, maxThreads: threads, logLevel: LlamaLogLevel.error });
