@@ -1,16 +1,16 @@
 // Weight-only quantized linear layers: a weight (out, in) kept in 8 or 4 bits, in the layouts the
 // libraries users come from write, and the products over it.
 //   int8: LLM.int8's vector-wise absmax (bitsandbytes Int8Params): one int8 per weight and the row's
-//     absmax (SCB, float32); w = q · SCB / 127.
+//     absmax (SCB, float32); w = (q · SCB) · (1/127).
 //   q8_0: llama.cpp's blocks of 32: a float16 scale d and 32 int8; w = q · d.
 //   q4_0: llama.cpp's blocks of 32: a float16 scale d and 16 bytes of 4-bit q (element j in the low
 //     nibble of byte j, element j + 16 in its high nibble); w = (q − 8) · d.
 //   nf4: QLoRA's NormalFloat4 in bitsandbytes' layout: blocks of 64, two codes a byte (the first in
 //     the high nibble), w = quant_map[q] · absmax, the blocks' absmax themselves quantized to 8 bits
 //     (the dynamic signed map, blocks of 256, minus their mean `offset`: double quantization).
-// Quantizing and the CPU products are kernels here (AVX-512, AVX2 or plain C++ through the row
-// kernels of kernels/linear_rows.h); on CUDA the weight is dequantized with ATen's ops before the
-// product.
+// Quantizing and the CPU products are kernels here: decoding rows on fused kernels that decode each
+// block in registers (AVX-512, AVX2; on CPUs without AVX2, dequantized tiles through the row kernels
+// of kernels/linear_rows.h); on CUDA the weight is dequantized with ATen's ops before the product.
 #pragma once
 #include <ATen/ATen.h>
 
