@@ -156,7 +156,9 @@ describe.skipIf(!HAVE_FFMPEG)('video memory is bounded by what a read returns; r
       expect(free.ok, JSON.stringify(free)).toBe(true);
       const base = free.data as number; // kB of data the loaded library takes
       const seen: string[] = [];
-      for (const extra of [100, 150, 200, 250]) {
+      // from 150 MiB over: at 100 the JavaScript heap itself can run out first in a test worker's
+      // child (V8 aborts before the decoder allocates: seen in CI once the library grew)
+      for (const extra of [150, 200, 250, 300]) {
         const r = readLimited(dir, file, 'libav', base + extra * 1024);
         seen.push(r.ok ? 'ok' : `${r.code}`);
         if (!r.ok) {
