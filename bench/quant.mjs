@@ -16,7 +16,7 @@
 // Files go under --dir, else $EMOTORCH_BENCH_DIR, else the system's temporary folder.
 // Rows, each against the llama.cpp file of its bits: emotorch `bfloat16` against BF16;
 // `quantize: 'int8'` and `'q8_0'` against Q8_0; `'nf4'` and `'q4_0'` against Q4_0 (--quants picks
-// emotorch's rows). A row whose side throws (an option not implemented yet) prints
+// emotorch's rows). A row whose side throws (a format it does not take, a missing package) prints
 // "not available: <message>" and the others go on.
 // Every trial of every row is a fresh process (bench/quant_worker.mjs), the rows of one bit width
 // alternating within each trial, so the peak RSS is the row's own; each loads, answers once to warm

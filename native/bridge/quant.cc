@@ -27,14 +27,7 @@ nn::QuantWeight quant_of(const Napi::CallbackInfo& info, size_t at) {
   q.in = static_cast<int64_t>(to_double(info[at + 2], "in"));
   if (!info[at + 3].IsObject()) throw CodedError("ERR_INVALID_ARG", "expected an object of quantized tensors");
   auto o = info[at + 3].As<Napi::Object>();
-  auto get = [&](const char* k) { return o.Has(k) && !o.Get(k).IsUndefined() ? to_tensor(o.Get(k), k) : at::Tensor(); };
-  q.weight = get("weight");
-  q.scb = get("SCB");
-  q.absmax = get("absmax");
-  q.quant_map = get("quant_map");
-  q.nested_absmax = get("nested_absmax");
-  q.nested_quant_map = get("nested_quant_map");
-  q.offset = get("offset");
+  q.set_named([&](const char* k) { return o.Has(k) && !o.Get(k).IsUndefined() ? to_tensor(o.Get(k), k) : at::Tensor(); });
   return q;
 }
 

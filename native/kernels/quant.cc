@@ -808,14 +808,7 @@ QuantWeight load_quant(AutogradContext* ctx) {
   q.format = static_cast<QuantFormat>(ctx->saved_data["format"].toInt());
   q.out = ctx->saved_data["out"].toInt();
   q.in = ctx->saved_data["in"].toInt();
-  auto get = [&](const char* k) { return ctx->saved_data.count(k) ? ctx->saved_data[k].toTensor() : at::Tensor(); };
-  q.weight = get("weight");
-  q.scb = get("SCB");
-  q.absmax = get("absmax");
-  q.quant_map = get("quant_map");
-  q.nested_absmax = get("nested_absmax");
-  q.nested_quant_map = get("nested_quant_map");
-  q.offset = get("offset");
+  q.set_named([&](const char* k) { return ctx->saved_data.count(k) ? ctx->saved_data[k].toTensor() : at::Tensor(); });
   return q;
 }
 
@@ -867,6 +860,16 @@ std::vector<std::pair<std::string, at::Tensor>> QuantWeight::named() const {
     out.emplace_back("offset", offset);
   }
   return out;
+}
+
+void QuantWeight::set_named(const std::function<at::Tensor(const char*)>& get) {
+  weight = get("weight");
+  scb = get("SCB");
+  absmax = get("absmax");
+  quant_map = get("quant_map");
+  nested_absmax = get("nested_absmax");
+  nested_quant_map = get("nested_quant_map");
+  offset = get("offset");
 }
 
 QuantWeight QuantWeight::to(const at::Device& device) const {

@@ -14,6 +14,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,8 @@ struct QuantWeight {
   at::Tensor absmax, quant_map, nested_absmax, nested_quant_map, offset;
   // The tensors by their bitsandbytes / gguf names ("weight", "SCB", "absmax", …; those of another format left out).
   std::vector<std::pair<std::string, at::Tensor>> named() const;
+  // The inverse: each tensor by its name from `get` (undefined where it gives none).
+  void set_named(const std::function<at::Tensor(const char*)>& get);
   // The same weight with its tensors on `device`.
   QuantWeight to(const at::Device& device) const;
   int64_t nbytes() const;
