@@ -7,10 +7,15 @@
  *   double quantization on): blocks of 64, their absmax quantized again in blocks of 256.
  * - `'q8_0'`, `'q4_0'`: llama.cpp's blocks of 32 with a float16 scale, byte for byte as in a GGUF.
  *
- * Only the weight is quantized; activations stay in the model's dtype. On the CPU a decoding step
- * reads the quantized weight once for all its rows; a longer input dequantizes the weight (in its
- * dtype) for the product, and the gradient flows through the dequantized weight to the input and to
- * LoRA adapters (QLoRA).
+ * For inference (no autograd) a layer's input is quantized as the format's library does before its
+ * integer products: int8 as bitsandbytes' LLM.int8 (threshold 6: elements with |x| ≥ 6 stay in
+ * float, the rest of the row int8 by its absmax; each row's own outliers, where bitsandbytes takes
+ * the union over a product's rows), q8_0 / q4_0 as llama.cpp (the input in Q8_0 blocks of 32); nf4
+ * keeps its input, as bitsandbytes' 4-bit layers do. With autograd (training) no input is quantized:
+ * the gradient flows through the dequantized weight to the input and to LoRA adapters (QLoRA), as
+ * bitsandbytes trains on a CPU. On the CPU a decoding step reads the quantized weight once for all
+ * its rows (integer products on AVX-512 VNNI); a longer input dequantizes the weight (in its dtype)
+ * for the product.
  */
 import { binding } from '../native';
 import type { TensorHandle } from '../native';

@@ -507,7 +507,7 @@ struct Fused512 {
       for (int64_t s = 0; s < steps; ++s)
         for (int i = 0; i < NB; ++i) {
           __m512 w[D::V];
-          _mm_prefetch(reinterpret_cast<const char*>(D::at(v, n + i, s)) + kPrefetch, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(D::at(v, n + i + NB, s)), _MM_HINT_T0);
           D::decode(v, n + i, s, w);
           for (int j = 0; j < M; ++j)
             for (int u = 0; u < D::V; ++u) acc[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(X + j * K + s * D::S + 16 * u), w[u], acc[i][j]);
@@ -663,7 +663,7 @@ struct Q4Bf16 {
     for (; b + 2 <= nb; b += 2)
       for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + b * 18;
-        _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetch, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p) + NB * rb, _MM_HINT_T0);
         const __m512i q =
             _mm512_cvtepu8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2))),
                                                          _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1));
@@ -760,7 +760,305 @@ void rows_quant_tiles(const View& v, const float* X, float* Y, int64_t R, int64_
   });
 }
 
-at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
+// ---- Inference: the input quantized as each format's library quantizes it ----------------------------
+//
+// Without autograd, a layer's input is quantized before its products, as the library each format
+// comes from does when it runs the layer for inference:
+//   int8: bitsandbytes' LLM.int8 (MatMul8bitLt with transformers' default llm_int8_threshold 6.0):
+//     the row in float16; elements with |x| ≥ 6 are outliers, multiplied in float with the
+//     dequantized weight; the others are quantized by the absmax rs of the rest of the row,
+//     q = round-half-even(x · (127 / rs)), and y = Σ q·q_w · (rs · SCB) / 127² + Σ_outliers x · w.
+//     (bitsandbytes takes the union of the outlier columns over all rows of a product; emotorch takes
+//     each row's own, which is what bitsandbytes does for one row, so that a row's result never
+//     depends on the rows beside it.)
+//   q8_0 / q4_0: llama.cpp's CPU products, which quantize the input to Q8_0 (blocks of 32,
+//     d = amax / 127 rounded to float16, q = round-half-away(x / d)) and sum integer products.
+// So y = x'·Wᵀ with x' the input as quantized (x' = q · d; int8: q · rs / 127, or the outlier
+// itself). nf4 keeps its input (bitsandbytes' 4-bit layers dequantize the weight for the product).
+// With autograd (training) no format quantizes the input: the gradient flows through the
+// dequantized weight, as bitsandbytes' CPU layers train (MatMul8bitFp).
+
+constexpr float kInt8Threshold = 6.0f;
+
+bool quantizes_input(QuantFormat f) { return f != QuantFormat::NF4; }
+
+// A product's rows quantized: q (R × K), the scales (q8_0 / q4_0: R × K / 32 block d, float16-exact;
+// int8: R row absmax), and int8's outliers, per row (k, x).
+struct ActRows {
+  int64_t R = 0, K = 0, nb = 0;
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<std::vector<std::pair<int64_t, float>>> outliers;
+};
+
+ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
+  ActRows a;
+  a.R = R, a.K = K, a.nb = f == QuantFormat::Int8 ? 1 : K / kGgufBlock;
+  a.q.resize(static_cast<size_t>(R * K));
+  a.d.resize(static_cast<size_t>(R * a.nb));
+  if (f == QuantFormat::Int8) a.outliers.resize(static_cast<size_t>(R));
+  at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
+    uint8_t blk[34];
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * K;
+      int8_t* qr = a.q.data() + r * K;
+      if (f != QuantFormat::Int8) {
+        for (int64_t b = 0; b < a.nb; ++b) {
+          quantize_q8_0_row(xr + b * kGgufBlock, kGgufBlock, blk);
+          a.d[r * a.nb + b] = half_to_float(blk);
+          std::memcpy(qr + b * kGgufBlock, blk + 2, kGgufBlock);
+        }
+        continue;
+      }
+      auto& out = a.outliers[r];
+      float rs = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const float h = static_cast<float>(c10::Half(xr[k]));
+        if (std::fabs(h) < kInt8Threshold) rs = std::max(rs, std::fabs(h));
+        else out.emplace_back(k, xr[k]);  // (NaN and infinities too: they reach y through the float sum)
+      }
+      a.d[r] = rs;
+      const float s = rs > 0 ? 127.0f / rs : 0.0f;
+      for (int64_t k = 0; k < K; ++k) {
+        const float h = static_cast<float>(c10::Half(xr[k]));
+        qr[k] = std::fabs(h) < kInt8Threshold ? static_cast<int8_t>(std::nearbyint(h * s)) : 0;
+      }
+    }
+  });
+  return a;
+}
+
+// x' of the rows (R × K float32): what the float products multiply.
+void act_dequantize(QuantFormat f, const ActRows& a, float* xp) {
+  const int64_t K = a.K;
+  at::parallel_for(0, a.R, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int8_t* q = a.q.data() + r * K;
+      float* o = xp + r * K;
+      if (f == QuantFormat::Int8) {
+        const float s = a.d[r] * (1.0f / 127.0f);
+        for (int64_t k = 0; k < K; ++k) o[k] = static_cast<float>(q[k]) * s;
+        for (const auto& [k, v] : a.outliers[r]) o[k] = v;
+      } else {
+        for (int64_t k = 0; k < K; ++k) o[k] = static_cast<float>(q[k]) * a.d[r * a.nb + k / kGgufBlock];
+      }
+    }
+  });
+}
+
+// The same quantization with ATen's operations, for inputs on other devices (CUDA).
+at::Tensor act_dequantize_aten(const at::Tensor& x, QuantFormat f) {
+  auto xf = x.to(at::kFloat);
+  if (f == QuantFormat::Int8) {
+    auto h = xf.to(at::kHalf).to(at::kFloat);
+    auto inlier = h.abs() < kInt8Threshold;
+    auto kept = h.masked_fill(inlier.logical_not(), 0);
+    auto rs = kept.abs().amax(-1, true);
+    auto q = (kept * at::where(rs > 0, 127.0f / rs, at::zeros_like(rs))).round();
+    return at::where(inlier, q * (rs * (1.0f / 127.0f)), xf).to(x.scalar_type());
+  }
+  auto b = xf.reshape({-1, x.size(-1) / kGgufBlock, kGgufBlock});
+  auto d = b.abs().amax(-1, true) / 127.0f;
+  auto v = b * at::where(d != 0, 1.0f / d, at::zeros_like(d));
+  auto a = v.abs(), fl = a.floor();
+  auto q = at::sign(v) * (fl + (2 * (a - fl)).floor());  // round half away from zero, exactly (gguf's np_roundf)
+  return (q * d.to(at::kHalf).to(at::kFloat)).reshape(x.sizes()).to(x.scalar_type());
+}
+
+// The rows as the kernels read them: q (q4_0: each step of two blocks in quarters 0, 2, 1, 3),
+// per step of 64 the lanes' offsets (int32 × 16) and the lanes' input scales (float × 16; q8_0 and
+// q4_0), and int8's whole-row offset.
+struct ActSteps {
+  int64_t K = 0, steps = 0;
+  std::vector<int8_t> q;
+  std::vector<int32_t> off;
+  std::vector<float> dx;
+  std::vector<int64_t> row_off;
+};
+
+ActSteps act_steps(QuantFormat f, const ActRows& a) {
+  ActSteps s;
+  const int64_t R = a.R, K = a.K;
+  s.K = K, s.steps = K / 64;
+  s.q = a.q;
+  const int64_t S = s.steps;
+  if (f == QuantFormat::Int8) {
+    s.row_off.resize(static_cast<size_t>(R));
+    for (int64_t r = 0; r < R; ++r) {
+      int64_t sum = 0;
+      for (int64_t k = 0; k < S * 64; ++k) sum += a.q[r * K + k];
+      s.row_off[r] = 128 * sum;
+    }
+    return s;
+  }
+  s.off.resize(static_cast<size_t>(R * S * 16));
+  s.dx.resize(static_cast<size_t>(R * S * 16));
+  const int32_t unit = f == QuantFormat::Q8_0 ? 128 : 8;
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t t = 0; t < S; ++t) {
+      int8_t* o = s.q.data() + r * K + t * 64;
+      const int8_t* in = a.q.data() + r * K + t * 64;
+      if (f == QuantFormat::Q4_0)
+        for (int h = 0; h < 4; ++h) std::memcpy(o + h * 16, in + (h == 1 ? 2 : h == 2 ? 1 : h) * 16, 16);
+      for (int l = 0; l < 16; ++l) {
+        s.off[(r * S + t) * 16 + l] = -unit * (o[4 * l] + o[4 * l + 1] + o[4 * l + 2] + o[4 * l + 3]);
+        // the block lane l's bytes belong to: q8_0 lanes 0-7 the step's first block; q4_0 lanes 0-3, 8-11
+        const int blk = f == QuantFormat::Q8_0 ? l / 8 : (l / 4) % 2;
+        s.dx[(r * S + t) * 16 + l] = a.d[r * a.nb + 2 * t + blk];
+      }
+    }
+  return s;
+}
+
+#if defined(__x86_64__)
+// Integer products on AVX-512 VNNI (dpbusd: unsigned bytes times signed bytes, four a lane into
+// int32): the weight's bytes made unsigned (int8 and q8_0: q + 128, a flip of the top bit; q4_0:
+// its codes 0 … 15, which are q + 8) and the offset taken back through the input's sums
+// (precomputed per 4-byte lane: −128 or −8 times the lane's sum of q). The integer sums are exact;
+// each output is one fixed chain over its k whatever the rows around it.
+#define ET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
+
+bool vnni_products() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return rows_avx512() && __builtin_cpu_supports("avx512vnni");
+  }();
+  return ok;
+}
+
+// Y[j·ldy + n + i] for i < NB, j < M.
+template <int NB, int M>
+struct Int8Vnni {
+  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, const float* X, float* Y, int64_t ldy, int64_t n,
+                          int64_t r0) {
+    const int64_t K = v.K, S = s.steps;
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i acc[NB][M];
+    for (int i = 0; i < NB; ++i)
+      for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_si512();
+    for (int64_t t = 0; t < S; ++t)
+      for (int i = 0; i < NB; ++i) {
+        const uint8_t* p = v.w + (n + i) * K + t * 64;
+        _mm_prefetch(reinterpret_cast<const char*>(p + NB * K), _MM_HINT_T0);
+        const __m512i w = _mm512_xor_si512(_mm512_loadu_si512(p), flip);
+        for (int j = 0; j < M; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], w, _mm512_loadu_si512(s.q.data() + (r0 + j) * K + t * 64));
+      }
+    for (int i = 0; i < NB; ++i) {
+      const auto* qw = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
+      const float scb = v.scb[n + i];
+      for (int j = 0; j < M; ++j) {
+        const int64_t r = r0 + j;
+        int64_t isum = static_cast<int64_t>(_mm512_reduce_add_epi32(acc[i][j])) - s.row_off[r];
+        for (int64_t k = S * 64; k < K; ++k) isum += static_cast<int32_t>(qw[k]) * a.q[r * K + k];
+        float y = static_cast<float>(isum) * (a.d[r] * scb) * (1.0f / 16129.0f);
+        for (const auto& [k, x] : a.outliers[r]) y += x * ((static_cast<float>(qw[k]) * scb) * 7.874015718698502e-3f);
+        Y[j * ldy + n + i] = y;
+      }
+    }
+    (void)X;
+  }
+};
+
+// q8_0 and q4_0: a step is two blocks; an odd last block is summed alone after the vector's lanes.
+template <bool Q4, int NB, int M>
+struct BlockVnni {
+  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, const float* X, float* Y, int64_t ldy, int64_t n,
+                          int64_t r0) {
+    const int64_t K = v.K, S = s.steps, nb = K / kGgufBlock, bb = Q4 ? 18 : 34, rb = nb * bb;
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80)), low = _mm512_set1_epi8(15);
+    const __m512i halves = Q4 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1)
+                              : _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    __m512 acc[NB][M];
+    for (int i = 0; i < NB; ++i)
+      for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < S; ++t)
+      for (int i = 0; i < NB; ++i) {
+        const uint8_t* p = v.w + (n + i) * rb + t * 2 * bb;
+        _mm_prefetch(reinterpret_cast<const char*>(p + NB * rb), _MM_HINT_T0);
+        __m512i w;
+        if constexpr (Q4) {
+          const __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2))),
+                                                      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
+          const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1);
+          w = _mm512_and_si512(both, low);
+        } else {
+          w = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2))),
+                                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 36)), 1),
+                               flip);
+        }
+        const __m512 dw = _mm512_permutexvar_ps(
+            halves, _mm512_castps128_ps512(
+                        _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_u16(p) | (static_cast<uint32_t>(load_u16(p + bb)) << 16))))));
+        for (int j = 0; j < M; ++j) {
+          const int64_t o = ((r0 + j) * S + t) * 16;
+          const __m512i sum =
+              _mm512_dpbusd_epi32(_mm512_loadu_si512(s.off.data() + o), w, _mm512_loadu_si512(s.q.data() + (r0 + j) * K + t * 64));
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_loadu_ps(s.dx.data() + o)), acc[i][j]);
+        }
+      }
+    for (int i = 0; i < NB; ++i)
+      for (int j = 0; j < M; ++j) {
+        float y = _mm512_reduce_add_ps(acc[i][j]);
+        const int64_t r = r0 + j;
+        if (2 * S < nb) {  // the odd last block
+          const uint8_t* p = v.w + (n + i) * rb + (nb - 1) * bb;
+          const int8_t* qx = a.q.data() + r * K + (nb - 1) * kGgufBlock;
+          int32_t isum = 0;
+          if constexpr (Q4) {
+            for (int e = 0; e < 16; ++e) isum += ((p[2 + e] & 15) - 8) * qx[e] + ((p[2 + e] >> 4) - 8) * qx[e + 16];
+          } else {
+            // (a signed pointer: GCC 12 vectorized `static_cast<int8_t>(p[e]) * qx[e]` here as unsigned bytes)
+            const auto* qw = reinterpret_cast<const int8_t*>(p + 2);
+            for (int e = 0; e < kGgufBlock; ++e) isum += qw[e] * qx[e];
+          }
+          y += static_cast<float>(isum) * (half_to_float(p) * a.d[r * a.nb + nb - 1]);
+        }
+        Y[j * ldy + n + i] = y;
+      }
+    (void)X;
+  }
+};
+
+using VnniKernel = void (*)(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1);
+
+// Weight rows NB at a time (the last ones one by one), input rows 4, 2 and 1 at a time.
+template <template <int, int> class Blk, int NB>
+void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1) {
+  auto rows = [&](auto nbc, int64_t n) {
+    constexpr int B = decltype(nbc)::value;
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) Blk<B, 4>::run(v, a, s, nullptr, Y + r * ldy, ldy, n, r);
+    for (; r + 2 <= R; r += 2) Blk<B, 2>::run(v, a, s, nullptr, Y + r * ldy, ldy, n, r);
+    if (r < R) Blk<B, 1>::run(v, a, s, nullptr, Y + r * ldy, ldy, n, r);
+  };
+  int64_t n = n0;
+  for (; n + NB <= n1; n += NB) rows(std::integral_constant<int, NB>{}, n);
+  for (; n < n1; ++n) rows(std::integral_constant<int, 1>{}, n);
+}
+template <int NB, int M>
+using Q8Vnni = BlockVnni<false, NB, M>;
+template <int NB, int M>
+using Q4Vnni = BlockVnni<true, NB, M>;
+
+// The integer kernel for this CPU and format; none without AVX-512 VNNI (int8: nor for rows so long
+// that a lane's int32 sum could overflow).
+VnniKernel vnni_kernel(QuantFormat f, int64_t K) {
+  if (!vnni_products()) return nullptr;
+  switch (f) {
+    case QuantFormat::Int8: return K <= 65536 ? &vnni_blocked<Int8Vnni, 1> : nullptr;
+    case QuantFormat::Q8_0: return &vnni_blocked<Q8Vnni, 1>;
+    case QuantFormat::Q4_0: return &vnni_blocked<Q4Vnni, 1>;
+    default: return nullptr;
+  }
+}
+#else
+using VnniKernel = void (*)(const View&, const ActRows&, const ActSteps&, float*, int64_t, int64_t, int64_t, int64_t);
+VnniKernel vnni_kernel(QuantFormat, int64_t) { return nullptr; }
+#endif
+
+// The rows' products with the quantized weight (R × N, float32); with `act`, the rows quantized first
+// as the format's library does for inference.
+at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
   const int64_t R = x2.size(0), K = q.in, N = q.out;
   auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
   const View v = view_of(q);
@@ -768,7 +1066,7 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
   // about 64 KiB of weight a task
   const int64_t grain = std::max<int64_t>(4, (64 << 10) / std::max<int64_t>(q.nbytes() / N, 1));
 #if defined(__x86_64__)
-  if (q.format == QuantFormat::Q4_0 && x2.scalar_type() == at::kBFloat16 && rows_bf16_products()) {
+  if (!act && q.format == QuantFormat::Q4_0 && x2.scalar_type() == at::kBFloat16 && rows_bf16_products()) {
     auto xc = x2.contiguous();
     std::vector<uint16_t> xp(static_cast<size_t>(R * K));
     q4_bf16_rows_input(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R, K);
@@ -779,6 +1077,16 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
   }
 #endif
   auto xf = x2.to(at::kFloat).contiguous();  // bfloat16 and float16 rows widen exactly
+  if (act) {
+    const ActRows a = act_quantize(q.format, xf.const_data_ptr<float>(), R, K);
+    if (const VnniKernel kernel = vnni_kernel(q.format, K)) {
+      const ActSteps s = act_steps(q.format, a);
+      at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, a, s, Y, R, N, n0, n1); });
+      return y;
+    }
+    xf = at::empty_like(xf);
+    act_dequantize(q.format, a, xf.data_ptr<float>());
+  }
   int lanes = 0;
   const FusedKernel kernel = fused_kernel(q.format, &lanes);
   if (!kernel) {
@@ -791,6 +1099,17 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q) {
   = xp.data();
   at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, X, Y, R, N, n0, n1); });
   return y;
+}
+
+// The input as the products see it for inference (x' above), in x's dtype and device.
+at::Tensor act_input(const at::Tensor& x, QuantFormat f) {
+  if (!x.device().is_cpu()) return act_dequantize_aten(x, f);
+  const int64_t K = x.size(-1), R = x.numel() / K;
+  auto xf = x.to(at::kFloat).contiguous();
+  const ActRows a = act_quantize(f, xf.const_data_ptr<float>(), R, K);
+  auto out = at::empty_like(xf);
+  act_dequantize(f, a, out.data_ptr<float>());
+  return out.to(x.scalar_type());
 }
 
 using torch::autograd::AutogradContext;
@@ -1022,10 +1341,11 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
   TORCH_CHECK(at::isFloatingType(x.scalar_type()), "quantized linear: input must be floating, got ", x.scalar_type());
   const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || (b.defined() && b.requires_grad()));
   const int64_t R = x.numel() / q.in;
+  const bool act = !at::GradMode::is_enabled() && quantizes_input(q.format);
   // the row kernels: decoding rows, and a prompt of a few rows (the weight streamed once either way)
   if (!grad && x.device().is_cpu() && R > 0 && (rows || R <= 8) &&
       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf)) {
-    auto y = rows_quant(x.reshape({R, q.in}), q);
+    auto y = rows_quant(x.reshape({R, q.in}), q, act);
     if (b.defined()) y.add_(b.to(at::kFloat));
     auto shape = x.sizes().vec();
     shape.back() = q.out;
@@ -1035,7 +1355,7 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
     auto y = QuantLinearFn::apply(x, q);
     return b.defined() ? y + b : y;
   }
-  return nn::linear(x, dequantize_weight(q, x.scalar_type()), b);
+  return nn::linear(act && R > 0 ? act_input(x, q.format) : x, dequantize_weight(q, x.scalar_type()), b);
 }
 
 }  // namespace et::nn

@@ -1,4 +1,4 @@
-// Weight-only quantized linear layers: a weight (out, in) kept in 8 or 4 bits, in the layouts the
+// Quantized linear layers: a weight (out, in) kept in 8 or 4 bits, in the layouts the
 // libraries users come from write, and the products over it.
 //   int8: LLM.int8's vector-wise absmax (bitsandbytes Int8Params): one int8 per weight and the row's
 //     absmax (SCB, float32); w = (q · SCB) · (1/127).
@@ -60,11 +60,13 @@ void check_quant_weight(const QuantWeight& q, const std::string& name);
 // The weight (out, in) in dtype, on the quantized weight's device.
 at::Tensor dequantize_weight(const QuantWeight& q, at::ScalarType dtype);
 
-// y = x Wᵀ + b, x (..., in) floating, y in x's dtype. With `rows` (decoding) on the CPU every row
-// is computed as if alone (each output one fixed chain of sums over the dequantized weight, the
-// weight read once for all rows); otherwise the weight is dequantized in x's dtype for the product
-// (the row kernels still take a few rows on the CPU). With autograd on, the gradient flows to x
-// (and b) through the dequantized weight, recomputed in backward instead of kept (QLoRA).
+// y = x Wᵀ + b, x (..., in) floating, y in x's dtype. Without autograd, x is first quantized as the
+// format's library does for inference (int8: LLM.int8 with threshold 6; q8_0 / q4_0: llama.cpp's
+// Q8_0 blocks; nf4: not; see quant.cc). With `rows` (decoding) on the CPU every row is computed as
+// if alone (each output one fixed chain of sums, the weight read once for all rows; integer sums on
+// AVX-512 VNNI); otherwise the weight is dequantized in x's dtype for the product (the row kernels
+// still take a few rows on the CPU). With autograd on, x is not quantized and the gradient flows to
+// x (and b) through the dequantized weight, recomputed in backward instead of kept (QLoRA).
 at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Tensor& b, bool rows);
 
 }  // namespace et::nn

@@ -4,10 +4,13 @@
 // leave tails after the vector loops:
 // (a) each row of a product of R rows equals, bit for bit, the row computed alone (R = 1 … 8 through
 //     a layer; 16 rows decoding together in a DecodeBatch get the tokens each gets alone);
-// (b) y is within a stated bound of x · Wᵀ computed in float64 over the dequantized weight
+// (b) y is within a stated bound of x' · Wᵀ computed in float64 over the dequantized weight
 //     (nn.dequantizeWeight, itself checked bit for bit against an independent reference in
-//     quant-formats.test.ts): float32 sums of K products, each step rounded once, then the
-//     output's dtype — |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x·w| (+ 2⁻⁸ |y| in bfloat16).
+//     quant-formats.test.ts), x' the rows as the format's library quantizes them for inference
+//     (q8_0 / q4_0: llama.cpp's Q8_0 blocks, through nn.quantizeWeight, checked bit for bit against
+//     the gguf package; int8: LLM.int8's definition with threshold 6, written out below; nf4: the
+//     rows themselves): float32 sums of K products, each step rounded once, then the output's
+//     dtype — |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x'·w| (+ 2⁻⁸ |y| in bfloat16).
 import { describe, it, expect } from 'vitest';
 import * as et from '../../lib/index';
 
@@ -29,6 +32,32 @@ async function layer(format: Format, inn: number, dtype: et.DType): Promise<{ ml
     'the layer is quantized',
   ).toEqual([format]);
   return { mlp, w: wq };
+}
+
+/**
+ * The rows as the format's library quantizes them for inference, in float64.
+ * int8 (bitsandbytes' LLM.int8 for one row): in float16, elements with |x| ≥ 6 kept, the others
+ * q = round-half-even(x · float32(127 / rs)) with rs the absmax of the others, taken as q · rs / 127.
+ */
+async function quantizedRows(format: Format, x: et.Tensor): Promise<et.Tensor> {
+  const x32 = x.to({ dtype: 'float32' });
+  if (format === 'nf4') return x32.to({ dtype: 'float64' });
+  if (format !== 'int8') return et.nn.dequantizeWeight(await et.nn.quantizeWeight(x32, 'q8_0'), 'float64');
+  const h = x32.to({ dtype: 'float16' }).to({ dtype: 'float32' });
+  const outlier = h.abs().ge(6);
+  const rest = et.where(outlier, 0, h);
+  const rs = rest.abs().max(1, true);
+  const q = rest.mul(et.where(rs.gt(0), et.tensor(127).div(rs), 0)).round();
+  return et
+    .where(
+      outlier,
+      x32,
+      q
+        .to({ dtype: 'float64' })
+        .mul(rs.to({ dtype: 'float64' }))
+        .div(127),
+    )
+    .to({ dtype: 'float64' });
 }
 
 async function run(mlp: et.nn.Mlp, x: et.Tensor): Promise<et.Tensor> {
@@ -60,7 +89,7 @@ describe('quantized row products', () => {
               expect(await bits(y.slice(0, r, r + 1)), `${format} ${dtype} in ${inn} R ${R} row ${r}`).toEqual(await bits(alone));
             }
             // (b) within the bound of the float64 product over the dequantized weight
-            const x64 = xd.to({ dtype: 'float64' });
+            const x64 = await quantizedRows(format, xd);
             const ref = x64.matmul(w.transpose(0, 1));
             const mag = x64.abs().matmul(w.abs().transpose(0, 1));
             let bound = mag.mul((inn + 8) * 2 ** -24);
