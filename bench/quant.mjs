@@ -221,7 +221,7 @@ function quantCase(name, defaultTrials) {
             if (!run || !lc) continue;
             const sameFormat = q === 'bfloat16' || q === g.gguf.toLowerCase();
             console.log(
-              `  emotorch ${q} vs llama.cpp ${g.gguf} (${q === 'bfloat16' ? 'the same weights: the check that both sides read the same model' : sameFormat ? 'the same quantized weights; llama.cpp also rounds the activations to 8 bits for its products' : "different quantizers: the gap is the two formats'"}): ${fmt(compareLogits(run.logits, lc.logits))}; greedy tokens equal for the first ${commonPrefix(run.tokens, lc.tokens)} of ${NEW}`,
+              `  emotorch ${q} vs llama.cpp ${g.gguf} (${q === 'bfloat16' ? 'the same weights: the check that both sides read the same model' : sameFormat ? 'the same quantized weights, both sides rounding the activations to Q8_0; the rest of the step (attention, norms) differs in its arithmetic' : "different quantizers: the gap is the two formats'"}): ${fmt(compareLogits(run.logits, lc.logits))}; greedy tokens equal for the first ${commonPrefix(run.tokens, lc.tokens)} of ${NEW}`,
             );
           }
         }
