@@ -5,6 +5,7 @@
 // 16 concurrent clients each send SERVE_REQUESTS requests (default 2) one after another, greedy,
 // max_tokens SERVE_TOKENS (default 32; min_tokens is not an API field, so an answer can end early
 // at an end token: the count of tokens decoded is printed), prompts of 8–40 words, half streamed.
+// SERVE_QUANTIZE=int8 (or nf4, q8_0, q4_0) serves the LLaMA quantized (`serve --quantize`).
 // Prints requests/s, tokens/s and p50 / p99 latency of each server and their ratios, and whether
 // every answer was the same in both. There is no Python side: the comparison is the server with
 // and without batching (the issue's target: ≥ 4× the requests/s, p99 no worse).
@@ -25,6 +26,7 @@ const int = (k, d) => {
 const CLIENTS = int('SERVE_CLIENTS', 16),
   REQUESTS = int('SERVE_REQUESTS', 2),
   TOKENS = int('SERVE_TOKENS', 32);
+const QUANTIZE = process.env.SERVE_QUANTIZE || '';
 
 const WORDS = 'the speaker sounds tired but hopeful about the new job she starts on monday while her brother laughs at the old car story again'.split(' ');
 const prompt = (i) =>
@@ -61,6 +63,7 @@ async function startServer(dir, maxBatch, threads) {
       String(TOKENS),
       '--timeout-s',
       '3600',
+      ...(QUANTIZE ? ['--quantize', QUANTIZE] : []),
     ],
     { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -144,7 +147,7 @@ export const cases = {
     async run({ threads }) {
       const dir = servedFolder();
       console.log(
-        `\n[serve llama] 1.1B LLaMA (TinyLlama's shape) in bfloat16, ${CLIENTS} concurrent clients × ${REQUESTS} requests, max_tokens ${TOKENS}, greedy, half streamed; ${threads} threads`,
+        `\n[serve llama] 1.1B LLaMA (TinyLlama's shape) in bfloat16${QUANTIZE ? `, its decoder's Linear layers ${QUANTIZE}` : ''}, ${CLIENTS} concurrent clients × ${REQUESTS} requests, max_tokens ${TOKENS}, greedy, half streamed; ${threads} threads`,
       );
       const res = {};
       for (const mb of [16, 1]) {

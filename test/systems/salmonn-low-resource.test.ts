@@ -44,8 +44,9 @@ describe('Salmonn with low_resource: True', () => {
     const ref = io.get('logits_tail')!;
     const diff = maxAbsDiff(out.logits.slice(1, t - 24, t), ref);
     const loss = Math.abs(out.loss!.item() - io.get('loss')!.item());
-    // int8 rounds each weight to within half a step of its row's absmax / 127 (and to float16 first):
-    // on this model the logits move by 0.039 (of logits up to 2.84) and the loss by 0.002; the
+    // int8 rounds each weight to within half a step of its row's absmax / 127 (and to float16 first),
+    // and for inference each layer's input as LLM.int8 does: on this model the logits move by 0.059
+    // (of logits up to 2.84; 0.039 with the weights' rounding alone) and the loss by 0.002; the
     // bounds are those with margin (the int8 bytes themselves are exact on every CPU)
     expect(diff).toBeLessThan(0.1);
     expect(loss).toBeLessThan(0.01);
