@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <type_traits>
 #include <vector>
@@ -804,9 +805,15 @@ ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
       int8_t* qr = a.q.data() + r * K;
       if (f != QuantFormat::Int8) {
         for (int64_t b = 0; b < a.nb; ++b) {
-          quantize_q8_0_row(xr + b * kGgufBlock, kGgufBlock, blk);
-          a.d[r * a.nb + b] = half_to_float(blk);
-          std::memcpy(qr + b * kGgufBlock, blk + 2, kGgufBlock);
+          const float* xb = xr + b * kGgufBlock;
+          if (std::all_of(xb, xb + kGgufBlock, [](float e) { return std::isfinite(e); })) {
+            quantize_q8_0_row(xb, kGgufBlock, blk);
+            a.d[r * a.nb + b] = half_to_float(blk);
+            std::memcpy(qr + b * kGgufBlock, blk + 2, kGgufBlock);
+          } else {  // NaN or infinity: the block's products NaN, as the float product's would be
+            a.d[r * a.nb + b] = std::numeric_limits<float>::quiet_NaN();
+            std::memset(qr + b * kGgufBlock, 0, kGgufBlock);
+          }
         }
         continue;
       }

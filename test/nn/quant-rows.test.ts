@@ -103,6 +103,24 @@ describe('quantized row products', () => {
         }
       });
 
+  it('a NaN or infinite input reaches the outputs of every format (the rounding of the input never hides it)', async () => {
+    et.manualSeed(9);
+    for (const format of FORMATS)
+      for (const bad of [NaN, Infinity]) {
+        const { mlp } = await layer(format, 128, 'float32');
+        const x = et.randn([3, 128]);
+        const v = (await x.data()) as Float32Array;
+        const data = Array.from(v);
+        data[128 + 70] = bad; // row 1 only
+        const xb = et.tensor(data).reshape([3, 128]);
+        for (const rows of [xb, xb.expand([12, 3, 128]).reshape([36, 128])]) {
+          const y = await run(mlp, rows);
+          const finite = (await y.isfinite().all(1).to({ dtype: 'float32' }).data()) as Float32Array;
+          expect(Array.from(finite.slice(0, 3)), `${format} ${bad} R ${rows.shape[0]}`).toEqual([1, 0, 1]);
+        }
+      }
+  });
+
   it('16 rows decoding together (DecodeBatch) get the tokens each gets alone, on each format', async () => {
     et.manualSeed(5);
     for (const format of FORMATS) {
