@@ -9,6 +9,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -91,7 +92,17 @@ struct Midpoints {
   explicit Midpoints(const float* code, int n) {
     for (int i = 0; i + 1 < n; ++i) m.push_back((code[i] + code[i + 1]) / 2.0f);
   }
-  uint8_t code(float s) const { return static_cast<uint8_t>(std::lower_bound(m.begin(), m.end(), s) - m.begin()); }
+  // (a lower bound without branches: the data decides no jump)
+  uint8_t code(float s) const {
+    const float* base = m.data();
+    size_t n = m.size();
+    while (n > 1) {
+      const size_t half = n / 2;
+      base = base[half] < s ? base + half : base;
+      n -= half;
+    }
+    return static_cast<uint8_t>((base - m.data()) + (*base < s));
+  }
 };
 const Midpoints& nf4_midpoints() {
   static const Midpoints m(kNF4, 16);
@@ -106,23 +117,87 @@ struct BlockScale {
   float operator()(float x) const { return std::clamp(x * inv, -1.0f, 1.0f); }
 };
 
-at::Tensor finite_float_rows(const at::Tensor& w, const std::string& name) {
-  auto f = w.detach().to(at::kCPU, at::kFloat).contiguous();
-  if (!at::isfinite(f).all().item<bool>())
-    throw CodedError("ERR_INVALID_ARG", "quantize: weight '" + name + "' has NaN or infinite values");
-  return f;
-}
+// A weight's rows in float32, one at a time (no float copy of the whole weight): float32, bfloat16
+// and float16 read as they are, other dtypes converted first.
+struct FloatRows {
+  at::Tensor w;
+  int64_t K;
+  explicit FloatRows(const at::Tensor& t) : w(t.detach().to(at::kCPU).contiguous()), K(t.size(1)) {
+    const auto d = w.scalar_type();
+    if (d != at::kFloat && d != at::kBFloat16 && d != at::kHalf) w = w.to(at::kFloat);
+  }
+  // row n into out; whether all its values are finite
+  bool row(int64_t n, float* out) const {
+    switch (w.scalar_type()) {
+      case at::kBFloat16: {
+        const auto* r = reinterpret_cast<const uint16_t*>(w.const_data_ptr()) + n * K;
+        for (int64_t k = 0; k < K; ++k) {
+          const uint32_t bits = static_cast<uint32_t>(r[k]) << 16;
+          std::memcpy(out + k, &bits, 4);
+        }
+        break;
+      }
+      case at::kHalf: {
+        const auto* r = w.const_data_ptr<at::Half>() + n * K;
+        for (int64_t k = 0; k < K; ++k) out[k] = static_cast<float>(r[k]);
+        break;
+      }
+      default: std::memcpy(out, w.const_data_ptr<float>() + n * K, static_cast<size_t>(K) * 4);
+    }
+    bool finite = true;
+    for (int64_t k = 0; k < K; ++k) finite &= std::isfinite(out[k]);
+    return finite;
+  }
+};
 
 // ---- quantizing, a row at a time -------------------------------------------------------------------
 
-// bitsandbytes' Int8Params: the row rounded to float16 first, its absmax, scale (1 / absmax) · 127,
-// q = round-half-even(h · scale); an all-zero row gives zeros.
-void quantize_int8_row(const float* x, int64_t K, int8_t* q, float* scb) {
+// Each x rounded to float16 and back (round to nearest even, as c10::Half and F16C do), in place.
+#if defined(__x86_64__)
+__attribute__((target("avx2,f16c"))) void half_round_f16c(float* x, int64_t K) {
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8)
+    _mm256_storeu_ps(x + k, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + k), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+  for (; k < K; ++k) x[k] = _cvtsh_ss(_cvtss_sh(x[k], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+#endif
+void half_round(float* x, int64_t K) {
+#if defined(__x86_64__)
+  static const bool f16c = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  }();
+  if (f16c) return half_round_f16c(x, K);
+#endif
+  for (int64_t k = 0; k < K; ++k) x[k] = static_cast<float>(c10::Half(x[k]));
+}
+
+// q = round-half-even(x · s), |x · s| ≤ 127.
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) void round_to_int8_avx2(const float* x, int64_t K, float s, int8_t* q) {
+  for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int8_t>(static_cast<int>(std::nearbyint(x[k] * s)));
+}
+#endif
+void round_to_int8(const float* x, int64_t K, float s, int8_t* q) {
+#if defined(__x86_64__)
+  static const bool avx2 = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+  }();
+  if (avx2) return round_to_int8_avx2(x, K, s, q);
+#endif
+  for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int8_t>(static_cast<int>(std::nearbyint(x[k] * s)));
+}
+
+// bitsandbytes' Int8Params: the row rounded to float16 first (in place, in x), its absmax, scale
+// (1 / absmax) · 127, q = round-half-even(h · scale); an all-zero row gives zeros.
+void quantize_int8_row(float* x, int64_t K, int8_t* q, float* scb) {
+  half_round(x, K);
   float amax = 0;
-  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(static_cast<float>(c10::Half(x[k]))));
+  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
   *scb = amax;
   const float s = amax > 0 ? (1.0f / amax) * 127.0f : 0.0f;
-  for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int8_t>(std::nearbyint(static_cast<float>(c10::Half(x[k])) * s));
+  round_to_int8(x, K, s, q);
 }
 
 void quantize_q8_0_row(const float* x, int64_t K, uint8_t* out) {
@@ -818,18 +893,19 @@ ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
         continue;
       }
       auto& out = a.outliers[r];
+      std::vector<float> h(xr, xr + K);
+      half_round(h.data(), K);
       float rs = 0;
       for (int64_t k = 0; k < K; ++k) {
-        const float h = static_cast<float>(c10::Half(xr[k]));
-        if (std::fabs(h) < kInt8Threshold) rs = std::max(rs, std::fabs(h));
-        else out.emplace_back(k, xr[k]);  // (NaN and infinities too: they reach y through the float sum)
+        if (std::fabs(h[k]) < kInt8Threshold) {
+          rs = std::max(rs, std::fabs(h[k]));
+        } else {
+          out.emplace_back(k, xr[k]);  // (NaN and infinities too: they reach y through the float sum)
+          h[k] = 0;
+        }
       }
       a.d[r] = rs;
-      const float s = rs > 0 ? 127.0f / rs : 0.0f;
-      for (int64_t k = 0; k < K; ++k) {
-        const float h = static_cast<float>(c10::Half(xr[k]));
-        qr[k] = std::fabs(h) < kInt8Threshold ? static_cast<int8_t>(std::nearbyint(h * s)) : 0;
-      }
+      round_to_int8(h.data(), K, rs > 0 ? 127.0f / rs : 0.0f, qr);
     }
   });
   return a;
@@ -1219,12 +1295,30 @@ QuantWeight quantize_weight(const at::Tensor& w, QuantFormat f, const std::strin
     throw CodedError("ERR_INVALID_ARG", std::string("quantize: ") + quant_format_name(f) + "'s block of " + std::to_string(B) +
                                             " does not divide the rows of weight '" + name + "' (" + std::to_string(N) + " × " +
                                             std::to_string(K) + ")");
-  auto x = finite_float_rows(w, name);
-  if (f == QuantFormat::Int8 && x.abs().max().item<float>() >= 65520.0f)
-    throw CodedError("ERR_INVALID_ARG", "quantize: weight '" + name +
-                                            "' has values beyond float16's range, which int8 (bitsandbytes' Int8Params) rounds through");
-  const float* X
-  = x.const_data_ptr<float>();
+  const FloatRows rows(w);
+  // each task's rows through a buffer of its own; a row that is not finite (or, for int8, beyond
+  // float16's range) is reported after the loop
+  std::atomic<int> bad{0};
+  auto each_row = [&](const std::function<void(int64_t, float*)>& fn) {
+    at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
+      std::vector<float> buf(static_cast<size_t>(K));
+      for (int64_t n = a; n < b && !bad.load(std::memory_order_relaxed); ++n) {
+        if (!rows.row(n, buf.data())) {
+          bad = 1;
+          return;
+        }
+        if (f == QuantFormat::Int8 && std::any_of(buf.begin(), buf.end(), [](float v) { return std::fabs(v) >= 65520.0f; })) {
+          bad = 2;
+          return;
+        }
+        fn(n, buf.data());
+      }
+    });
+    if (bad == 1) throw CodedError("ERR_INVALID_ARG", "quantize: weight '" + name + "' has NaN or infinite values");
+    if (bad == 2)
+      throw CodedError("ERR_INVALID_ARG", "quantize: weight '" + name +
+                                              "' has values beyond float16's range, which int8 (bitsandbytes' Int8Params) rounds through");
+  };
   QuantWeight q;
   q.format = f;
   q.out = N;
@@ -1236,9 +1330,7 @@ QuantWeight quantize_weight(const at::Tensor& w, QuantFormat f, const std::strin
       q.scb = at::empty({N}, at::kFloat);
       auto* Q = q.weight.data_ptr<int8_t>();
       auto* S = q.scb.data_ptr<float>();
-      at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
-        for (int64_t n = a; n < b; ++n) quantize_int8_row(X + n * K, K, Q + n * K, S + n);
-      });
+      each_row([&](int64_t n, float* x) { quantize_int8_row(x, K, Q + n * K, S + n); });
       break;
     }
     case QuantFormat::Q8_0:
@@ -1246,10 +1338,8 @@ QuantWeight quantize_weight(const at::Tensor& w, QuantFormat f, const std::strin
       const int64_t rb = K / kGgufBlock * gguf_block_bytes(f);
       q.weight = at::empty({N, rb}, u8);
       auto* Q = q.weight.data_ptr<uint8_t>();
-      at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
-        for (int64_t n = a; n < b; ++n)
-          f == QuantFormat::Q8_0 ? quantize_q8_0_row(X + n * K, K, Q + n * rb) : quantize_q4_0_row(X + n * K, K, Q + n * rb);
-      });
+      each_row(
+          [&](int64_t n, float* x) { f == QuantFormat::Q8_0 ? quantize_q8_0_row(x, K, Q + n * rb) : quantize_q4_0_row(x, K, Q + n * rb); });
       break;
     }
     case QuantFormat::NF4: {
@@ -1258,9 +1348,7 @@ QuantWeight quantize_weight(const at::Tensor& w, QuantFormat f, const std::strin
       auto absmax = at::empty({nb}, at::kFloat);
       auto* Q = q.weight.data_ptr<uint8_t>();
       auto* A = absmax.data_ptr<float>();
-      at::parallel_for(0, N, 1, [&](int64_t a, int64_t b) {
-        for (int64_t n = a; n < b; ++n) quantize_nf4_row(X + n * K, K, Q + n * K / 2, A + n * (K / kNF4Block));
-      });
+      each_row([&](int64_t n, float* x) { quantize_nf4_row(x, K, Q + n * K / 2, A + n * (K / kNF4Block)); });
       // double quantization: the absmax less their mean, in blocks of 256 on the dynamic map
       q.quant_map = at::tensor(std::vector<float>(kNF4, kNF4 + 16), at::kFloat);
       q.nested_quant_map = dynamic_map();
