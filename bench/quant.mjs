@@ -1,4 +1,4 @@
-// `npm run bench -- quant [--case 1.1b|7b] [--threads N] [--trials N] [--quants a,b] [--dir PATH] [--keep] [--no-reference] [--gguf-head quantized]`:
+// `npm run bench -- quant [--case 1.1b|qlora|7b] [--threads N] [--trials N] [--quants a,b] [--dir PATH] [--keep] [--no-reference] [--gguf-head quantized]`:
 // greedy decoding of a LLaMA with random weights in bfloat16, 8-bit and 4-bit, emotorch beside
 // llama.cpp (node-llama-cpp's prebuilt CPU binary: no GPU, never built here; not a dependency of
 // emotorch, whose lock file cannot carry its other platforms' packages here: npm install --no-save
@@ -273,8 +273,51 @@ function quantCase(name, defaultTrials) {
   };
 }
 
+// QLoRA's training step against LoRA over the bfloat16 base (the issue's target: ≤ 1.3 × its time):
+// the 1.1B's files, LoRA r 8 on every decoder Linear layer (q, k, v, o, gate, up, down: QLoRA's and
+// swift's ALL), one sequence of QLORA_TOKENS, forward with labels, backward and an AdamW step;
+// one warm-up and `trials` timed steps, their median, in a fresh process per row.
+const QLORA_TOKENS = 256;
+const qloraCase = {
+  async run({ opt }) {
+    const threads = opt('threads', 2);
+    const trials = opt('trials', 3);
+    const rows = flag('quants')?.split(',') ?? ['bfloat16', 'int8', 'nf4'];
+    console.log(
+      `\n[quant qlora] 1.1B LLaMA, LoRA r 8 (alpha 16) on q/k/v/o/gate/up/down, float32 adapters, one sequence of ${QLORA_TOKENS} tokens: forward with labels, backward, AdamW; ${threads} threads; median of ${trials} steps after a warm-up, a fresh process per row`,
+    );
+    const { paths } = files('1.1b');
+    const res = {};
+    for (const q of rows) {
+      const out = path.join(os.tmpdir(), `emotorch-bench-qlora-${process.pid}.json`);
+      fs.rmSync(out, { force: true });
+      const r = spawnSync(
+        process.execPath,
+        [path.join(here, 'quant_worker.mjs'), out, 'qlora', paths.hf, q, String(QLORA_TOKENS), String(trials), String(threads)],
+        {
+          stdio: ['ignore', 'inherit', 'pipe'],
+          encoding: 'utf8',
+          env: { ...process.env, OMP_NUM_THREADS: String(threads) },
+        },
+      );
+      res[q] = fs.existsSync(out)
+        ? JSON.parse(fs.readFileSync(out, 'utf8'))
+        : { error: `the worker ended (${r.status ?? r.signal}): ${(r.stderr || '').trim().split('\n').slice(-2).join(' | ')}` };
+      fs.rmSync(out, { force: true });
+      const x = res[q];
+      const base = res.bfloat16?.step_s;
+      console.log(
+        x.error
+          ? `  ${q.padEnd(9)} not available: ${x.error}`
+          : `  ${q.padEnd(9)} step ${x.step_s.toFixed(2)} s (steps ${x.steps.map((t) => t.toFixed(2)).join(', ')}), loss ${x.loss.toFixed(4)}, peak RSS ${x.peak_rss_mb.toFixed(0)} MiB${q !== 'bfloat16' && base ? `; ${(x.step_s / base).toFixed(2)} × the bfloat16 LoRA step (target ≤ 1.3)` : ''}`,
+      );
+    }
+  },
+};
+
 export const cases = {
   '1.1b': quantCase('1.1b', 3),
+  qlora: qloraCase,
   // opt-in: 38 GB of files and most of a 24 GB machine while it runs
   ...(argv.some((a, i) => argv[i - 1] === '--case' && a.split(',').includes('7b')) ? { '7b': quantCase('7b', 1) } : {}),
 };

@@ -118,9 +118,36 @@ function timing(loadMs, t1, stamps, tokens, w) {
   };
 }
 
+// `node bench/quant_worker.mjs OUT qlora DIR QUANT TOKENS STEPS THREADS`: training steps of LoRA r 8
+// over the base (QUANT bfloat16, or quantized: QLoRA); the median step time, the last loss, peak RSS.
+async function qlora() {
+  const et = await import('emotorch');
+  const [tokens, steps] = [Number(ids), Number(newArg)];
+  et.setNumThreads(threads);
+  et.manualSeed(0);
+  const model = await et.nn.LlamaForCausalLM.fromPretrained(file, { dtype: 'bfloat16', ...(quant === 'bfloat16' ? {} : { quantize: quant }) });
+  et.nn.applyLora(model, { r: 8, alpha: 16, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+  model.train();
+  const opt = new et.optim.AdamW(model.trainableParameters(), { lr: 1e-4 });
+  const inputIds = et.tensor([Array.from({ length: tokens }, (_, i) => 300 + ((i * 7919 + 13) % 30000))], { dtype: 'int64' });
+  const times = [];
+  let loss = NaN;
+  for (let s = 0; s <= steps; ++s) {
+    const t0 = performance.now();
+    const out = await model.forward({ inputIds, labels: inputIds });
+    await out.loss.backward();
+    await opt.step();
+    opt.zeroGrad();
+    loss = out.loss.item();
+    if (s > 0) times.push((performance.now() - t0) / 1000);
+  }
+  const sorted = [...times].sort((a, b) => a - b);
+  return { step_s: sorted[Math.floor(sorted.length / 2)], steps: times, loss, peak_rss_mb: status('VmHWM') };
+}
+
 let out;
 try {
-  out = side === 'emotorch' ? await emotorch() : await llamaCpp();
+  out = side === 'emotorch' ? await emotorch() : side === 'qlora' ? await qlora() : await llamaCpp();
 } catch (e) {
   // the bench prints a row that cannot run as "not available: <message>"
   out = { error: `${e?.code ? `${e.code}: ` : ''}${e?.message ?? e}` };
