@@ -12,6 +12,10 @@
 //   internvl8b: an InternVL2-8B-shaped chat folder (InternViT-300M, mlp1, a 7.7B InternLM2-chat-7b-
 //            shaped LLM), bfloat16, 16.2 GB in 4 GiB shards — opt-in (`--case internvl8b`), emotorch
 //            alone (transformers needs InternVL's remote code): load, then one answer about a picture
+//   salmonn13b: the flagship on this machine (issue 58), emotorch alone — opt-in (`--case salmonn13b`):
+//            the same parts with a Vicuna-13B-shaped LLaMA (5120 hidden, 40 layers, 13824 FFN), all in
+//            float16 as released (30 GB of files), loaded with the YAML's `low_resource: True` (the
+//            LLaMA in int8 as it is read) in bfloat16, then one greedy answer about a 30 s clip
 //   salmonn: SALMONN's parts as users download them: a whole Whisper-large-v2-shaped model, a
 //            BEATs-iter3-shaped `.pt` (float32, as released), the 1.1B LLaMA and a SALMONN
 //            checkpoint (bert-base Q-Former, LoRA r 8); emotorch's Salmonn.fromPretrained against the
@@ -114,12 +118,27 @@ function weightBytes(dir) {
     );
 }
 
+const SALMONN13B = {
+  ...SALMONN,
+  llm: {
+    vocab_size: 32000,
+    hidden_size: 5120,
+    intermediate_size: 13824,
+    num_hidden_layers: 40,
+    num_attention_heads: 40,
+    num_key_value_heads: 40,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-6,
+  },
+};
+const SALMONN_SIZES = { salmonn: SALMONN, salmonn13b: SALMONN13B };
+
 export function checkpoint(name, dtype) {
   const dir = path.join(process.env.EMOTORCH_BENCH_DIR || os.tmpdir(), `emotorch-bench-${name}-${dtype}`);
-  const done = path.join(dir, name === 'salmonn' ? 'salmonn.pth' : 'config.json');
+  const done = path.join(dir, name in SALMONN_SIZES ? 'salmonn.pth' : 'config.json');
   if (!fs.existsSync(done)) {
     console.log(`  writing ${dir} (transformers, random weights) …`);
-    if (name === 'salmonn') runJson(python, [path.join(here, 'load_worker.py'), 'make-salmonn', dir, JSON.stringify(SALMONN), dtype]);
+    if (name in SALMONN_SIZES) runJson(python, [path.join(here, 'load_worker.py'), 'make-salmonn', dir, JSON.stringify(SALMONN_SIZES[name]), dtype]);
     else runJson(python, [path.join(here, 'load_worker.py'), 'make', dir, JSON.stringify(SHAPES[name]), dtype]);
   }
   return { dir, bytes: weightBytes(dir) };
@@ -227,9 +246,33 @@ function proofCase(name, dtype) {
   };
 }
 
+/** SALMONN-13B's shape with `low_resource: True` on this machine: emotorch alone (the original needs CUDA for bitsandbytes). */
+const salmonn13bCase = {
+  async run({ threads }) {
+    const t0 = performance.now();
+    const { dir, bytes } = checkpoint('salmonn13b', 'float16');
+    const mb = bytes / 2 ** 20;
+    const seconds = 30,
+      nNew = 8;
+    console.log(
+      `\n[load salmonn13b] Whisper-large-v2 ${JSON.stringify(SALMONN13B.whisper)}, BEATs (iter3's shape), Q-Former (bert-base, 2 layers), Vicuna-13B-shaped LLaMA ${JSON.stringify(SALMONN13B.llm)}; float16 files, ${(bytes / 1e9).toFixed(2)} GB (${mb.toFixed(0)} MiB) in ${dir} (ready after ${((performance.now() - t0) / 1000).toFixed(0)} s)`,
+    );
+    const r = runJson(process.execPath, [path.join(here, 'load_worker.mjs'), 'salmonn', dir, 'bfloat16', String(seconds), String(nNew), 'low_resource'], {
+      BENCH_THREADS: String(threads),
+      OMP_NUM_THREADS: String(threads),
+    });
+    console.log(
+      `  emotorch, low_resource (int8 LLaMA), towers in bfloat16, ${threads} threads: load ${(r.load_ms / 1000).toFixed(1)} s, peak RSS while loading ${r.peak_rss_mb.toFixed(0)} MiB, after ${r.rss_mb.toFixed(0)} MiB; ` +
+        `a ${seconds} s clip: first token ${(r.first_token_ms / 1000).toFixed(1)} s (audio encoding + prompt + one token), ${r.tokens_per_s.toFixed(2)} tok/s over ${nNew} tokens; ` +
+        `peak RSS after answering ${r.end_peak_rss_mb.toFixed(0)} MiB (target ≤ 20 GB = 19073 MiB); tokens ${r.tokens.join(' ')}`,
+    );
+  },
+};
+
 export const cases = {
   llama: loadCase('llama', ['bfloat16', 'float16'], 3),
   salmonn: loadCase('salmonn', ['bfloat16', 'float16'], 2),
   ...(process.argv.includes('llama7b') ? { llama7b: loadCase('llama7b', ['bfloat16'], 1) } : {}),
   ...(process.argv.includes('internvl8b') ? { internvl8b: proofCase('internvl8b', 'bfloat16') } : {}),
+  ...(process.argv.includes('salmonn13b') ? { salmonn13b: salmonn13bCase } : {}),
 };

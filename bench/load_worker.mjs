@@ -7,6 +7,8 @@
 //       DTYPE), then answers an instruction about a SECONDS-long clip, greedy, NEW tokens; the first
 //       token's latency is audio encoding + prompt + one token, the decode rate is timed between
 //       the first and the last token of that one answer
+//   node bench/load_worker.mjs salmonn DIR DTYPE SECONDS NEW low_resource
+//       the same with the YAML's `low_resource: True` (the LLaMA's Linear layers in int8)
 //   node bench/load_worker.mjs internvl DIR DTYPE NEW
 //       loads bench/load_worker.py make-internvl's folder with InternVL.fromPretrained in DTYPE and
 //       answers a question about one picture (test/fixtures/m2se_internvl/face.png, tiled as
@@ -50,7 +52,7 @@ async function llama(dir, dtype, prompt, nNew) {
   };
 }
 
-async function salmonn(dir, dtype, seconds, nNew) {
+async function salmonn(dir, dtype, seconds, nNew, lowResource) {
   const tokenizer = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'fixtures', 'tokenizers', 'llama', 'tokenizer.json');
   const t0 = performance.now();
   const model = await et.systems.salmonn.Salmonn.fromPretrained({
@@ -60,6 +62,7 @@ async function salmonn(dir, dtype, seconds, nNew) {
     tokenizer,
     checkpoint: path.join(dir, 'salmonn.pth'),
     dtype,
+    ...(lowResource === 'low_resource' ? { config: { low_resource: true } } : {}),
   });
   const loadMs = performance.now() - t0;
   const peak = status('VmHWM'),

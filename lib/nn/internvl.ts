@@ -16,11 +16,12 @@ import {
   createForCheckpoint,
   finishPretrained,
   loadCheckpoint,
+  loadSafetensorsQuantized,
   readConfig,
   pretrainedPath,
   withOverrides,
 } from './pretrained';
-import { checkQuantFormat, quantize } from './quant';
+import { checkQuantFormat, linearLayers, quantize } from './quant';
 import type { QuantFormat } from './quant';
 import { Tensor, cat, checkTensor, tensor } from '../tensor';
 import { EmotorchError, checkInt, invalid } from '../errors';
@@ -148,9 +149,9 @@ export class InternVL extends Module {
    * Loads a released InternVL2 folder (`OpenGVLab/InternVL2-*`, EmoVerse-8B): config.json, the
    * safetensors shards (or pytorch_model.bin). Keys are the remote code's: `vision_model.*`,
    * `mlp1.*`, `language_model.*`.
-   * With `opts.quantize` the LLM's decoder Linear layers are quantized once the checkpoint is loaded
-   * (its LM head, embeddings and norms, InternViT and `mlp1` stay in `dtype`); the float weights of
-   * those layers are then released, so the load's peak is the float model's, what stays is smaller.
+   * With `opts.quantize` the LLM's decoder Linear layers are quantized as the safetensors are read,
+   * a piece at a time, never the whole float model (its LM head, embeddings and norms, InternViT and
+   * `mlp1` stay in `dtype`); a `pytorch_model.bin` is read whole, then quantized.
    * @param opts `imgContextTokenId` (the tokenizer's `<IMG_CONTEXT>` id), `strict` (default true), `device`, `dtype`,
    *   `quantize` ({@link QuantFormat}: 'int8' | 'nf4' | 'q8_0' | 'q4_0')
    * @throws EmotorchError ERR_IO / ERR_FORMAT for unreadable files, ERR_STATE_DICT naming a key;
@@ -170,15 +171,25 @@ export class InternVL extends Module {
       throw new EmotorchError(`'${dir}' is not an InternVL chat folder: its config.json has no vision_config and llm_config`, 'ERR_FORMAT');
     // opts.config replaces top-level fields of the chat config (a sub-config whole), named as the config.json names them
     const cfg = withOverrides('InternVL', { ...INTERNVL_DEFAULTS, vision_config: 1, llm_config: 1 }, raw, opts.config);
-    const model = createForCheckpoint(opts, () => InternVL.create(cfg as unknown as InternVLConfig, { imgContextTokenId: opts.imgContextTokenId }));
-    const sd = await loadCheckpoint(dir);
-    for (const k of [...sd.keys()]) if (k.endsWith('.rotary_emb.inv_freq')) sd.delete(k);
-    await finishPretrained(model, sd, opts);
+    const build = () => createForCheckpoint(opts, () => InternVL.create(cfg as unknown as InternVLConfig, { imgContextTokenId: opts.imgContextTokenId }));
+    const kept = (k: string) => !k.endsWith('.rotary_emb.inv_freq');
+    // the LLM's decoder layers, not its untied head (as LlamaForCausalLM.fromPretrained({ quantize })
+    // leaves it), nor InternViT and mlp1
+    const head = (m: InternVL) => `language_model.${m.language_model.embeddingKeys.head.replace(/\.weight$/, '')}`;
+    const quantizable = (m: InternVL) => ({
+      skip: linearLayers(m)
+        .map((l) => l.name)
+        .filter((n) => !n.startsWith('language_model.') || (!m.language_model.config.tie_word_embeddings && n === head(m))),
+    });
     if (format) {
-      // the decoder's layers, not the untied head: as LlamaForCausalLM.fromPretrained({ quantize }) leaves it
-      const llm = model.language_model;
-      await quantize(llm, format, { skip: llm.config.tie_word_embeddings ? [] : [llm.embeddingKeys.head.replace(/\.weight$/, '')] });
+      const model = await loadSafetensorsQuantized(dir, build, quantizable, format, opts, kept);
+      if (model) return model;
     }
+    const model = build();
+    const sd = await loadCheckpoint(dir);
+    for (const k of [...sd.keys()]) if (!kept(k)) sd.delete(k);
+    await finishPretrained(model, sd, opts);
+    if (format) await quantize(model, format, quantizable(model)); // (a pytorch_model.bin: read whole, then quantized)
     return model;
   }
 

@@ -546,6 +546,26 @@ function safetensorsFiles(dirOrFile: string): string[] | null {
   return [...new Set(Object.values(map))].map((f) => path.join(dirOrFile, f));
 }
 
+/**
+ * A model with its own `fromPretrained` loaded quantized as {@link loadPretrained} loads one: from a
+ * safetensors checkpoint, a piece at a time, each Linear layer but those `quantizable` skips
+ * quantized as its weight arrives (never the whole float model); null where the checkpoint is not
+ * safetensors (the caller then loads in float and quantizes after).
+ * @param keep the checkpoint keys to load (others are dropped before the model is checked against them)
+ */
+export async function loadSafetensorsQuantized<M extends Module>(
+  dir: string,
+  build: () => M,
+  quantizable: (model: M) => { skip: string[] },
+  format: QuantFormat,
+  opts: PretrainedOptions,
+  keep: (key: string) => boolean = () => true,
+): Promise<M | null> {
+  const files = safetensorsFiles(dir);
+  if (!files) return null;
+  return loadQuantized(files, (m) => new Map([...m].filter(([k]) => keep(k))), build, quantizable, format, opts);
+}
+
 /** The bytes of checkpoint a quantized load reads at a time (a larger tensor is read alone). */
 const QUANT_PIECE = 64 * 2 ** 20;
 

@@ -22,7 +22,7 @@ import type { TensorHandle } from '../native';
 import { Tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { DType, checkDtype, isFloating } from '../dtype';
-import type { NativeModule } from './module';
+import type { Module, NativeModule } from './module';
 
 /** A quantization emotorch implements (see the module's documentation). */
 export type QuantFormat = 'int8' | 'q8_0' | 'q4_0' | 'nf4';
@@ -107,8 +107,25 @@ export interface LinearLayerInfo {
 }
 
 /** The Linear layers of a native model (in module order) and how each is quantized. */
-export function linearLayers(model: NativeModule): LinearLayerInfo[] {
-  return binding.linearLayers(model.native).map(([name, out, inF, format]) => ({ name, out, in: inF, format: format as QuantFormat | null }));
+export function linearLayers(model: Module): LinearLayerInfo[] {
+  return nativeParts(model).flatMap(([prefix, m]) =>
+    binding.linearLayers(m.native).map(([name, out, inF, format]) => ({ name: prefix + name, out, in: inF, format: format as QuantFormat | null })),
+  );
+}
+
+/** The native modules a model is made of, each with its names' prefix ('' for a native model; 'language_model.' for InternVL's LLM). */
+function nativeParts(model: Module, prefix = ''): Array<[string, NativeModule]> {
+  if ('native' in model) return [[prefix, model as NativeModule]];
+  return model.children().flatMap(([n, c]) => nativeParts(c, `${prefix}${n}.`));
+}
+
+/** The native part holding a layer of `model`, and the layer's name within it. */
+function partOf(model: Module, name: string): [NativeModule, string] {
+  const hit = nativeParts(model)
+    .filter(([p]) => name.startsWith(p))
+    .sort((a, b) => b[0].length - a[0].length)[0];
+  if (!hit) invalid('the name of a Linear layer of the model', 'layer', name);
+  return [hit[1], name.slice(hit[0].length)];
 }
 
 /**
@@ -116,7 +133,8 @@ export function linearLayers(model: NativeModule): LinearLayerInfo[] {
  * weights are released, LoRA adapters (existing or added later) stay in float32 over the quantized
  * weight. Loading with `fromPretrained(dir, { quantize })` does the same without ever holding the
  * whole float model.
- * @param model a native model (its Linear layers)
+ * @param model a model: a native one, or one made of native parts (InternVL: its layers named
+ *   `language_model.…`, `vision_model.…`, `mlp1.…`)
  * @param format the quantization
  * @param opts.layers the layers to quantize (default: every Linear layer but those in `skip`)
  * @param opts.skip layers left in float (e.g. the LM head, as transformers leaves it)
@@ -126,7 +144,7 @@ export function linearLayers(model: NativeModule): LinearLayerInfo[] {
  * @example
  * await et.nn.quantize(llm, 'int8', { skip: ['lm_head'] });
  */
-export async function quantize(model: NativeModule, format: QuantFormat, opts: { layers?: string[]; skip?: string[] } = {}): Promise<string[]> {
+export async function quantize(model: Module, format: QuantFormat, opts: { layers?: string[]; skip?: string[] } = {}): Promise<string[]> {
   checkOptionNames(opts, ['layers', 'skip'], 'quantize options');
   checkQuantFormat(format, 'format');
   const all = linearLayers(model);
@@ -137,7 +155,10 @@ export async function quantize(model: NativeModule, format: QuantFormat, opts: {
   const names = (opts.layers ?? all.filter((l) => l.format === null).map((l) => l.name)).filter((n) => !skip.has(n));
   const done = all.filter((l) => l.format !== null && names.includes(l.name));
   if (done.length) throw new EmotorchError(`quantize: layer '${done[0].name}' is already quantized (${done[0].format})`, 'ERR_INVALID_ARG');
-  await binding.quantizeLinears(model.native, names, format);
+  for (const [prefix, m] of nativeParts(model)) {
+    const mine = names.filter((n) => n.startsWith(prefix)).map((n) => n.slice(prefix.length));
+    if (mine.length) await binding.quantizeLinears(m.native, mine, format);
+  }
   return names;
 }
 
@@ -146,8 +167,9 @@ export async function quantize(model: NativeModule, format: QuantFormat, opts: {
  * Linear layer of a native model, checked natively against the layer (ERR_STATE_DICT naming the
  * tensor). The model shares the tensors.
  */
-export async function setQuantizedLayer(model: NativeModule, layer: LinearLayerInfo, format: QuantFormat, tensors: Record<string, Tensor>): Promise<void> {
+export async function setQuantizedLayer(model: Module, layer: LinearLayerInfo, format: QuantFormat, tensors: Record<string, Tensor>): Promise<void> {
   const sent: Record<string, TensorHandle> = {};
   for (const [k, t] of Object.entries(tensors)) sent[k] = t.handle;
-  await binding.setQuantized(model.native, layer.name, format, layer.out, layer.in, sent);
+  const [part, name] = partOf(model, layer.name);
+  await binding.setQuantized(part.native, name, format, layer.out, layer.in, sent);
 }

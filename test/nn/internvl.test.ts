@@ -102,4 +102,25 @@ describe('InternVL2 = InternVLChatModel (remote code)', () => {
       /llm_config\.architectures\[0\]/,
     );
   });
+
+  it("quantize: the LLM's decoder layers quantized as the safetensors are read, the same bytes as quantizing after a float load", async () => {
+    const t = await io('internlm2');
+    const q = await et.nn.InternVL.fromPretrained(fx('internlm2'), { imgContextTokenId: 127, quantize: 'int8' });
+    const layers = et.nn.linearLayers(q);
+    const quantized = layers.filter((l) => l.format === 'int8').map((l) => l.name);
+    // InternLM2's wqkv, wo, w1, w2, w3 in each decoder layer; not the head, InternViT or mlp1
+    expect(quantized.length).toBe(5 * q.language_model.config.num_hidden_layers);
+    expect(quantized.every((n) => n.startsWith('language_model.model.layers.'))).toBe(true);
+    expect(layers.filter((l) => /^(vision_model|mlp1)\./.test(l.name)).every((l) => l.format === null)).toBe(true);
+    expect(layers.find((l) => l.name === 'language_model.output')!.format).toBeNull();
+    const after = await et.nn.InternVL.fromPretrained(fx('internlm2'), { imgContextTokenId: 127 });
+    await et.nn.quantize(after, 'int8', { layers: quantized });
+    const a = q.stateDict(),
+      b = after.stateDict();
+    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+    for (const [k, v] of a) expect(maxAbsDiff(v.to({ dtype: 'float32' }), b.get(k)!.to({ dtype: 'float32' })), k).toBe(0);
+    const inputs = { inputIds: t.get('input_ids')!, pixelValues: t.get('pixel_values')!, attentionMask: t.get('attention_mask')! };
+    const [la, lb] = [(await et.noGrad(() => q.forward(inputs))).logits, (await et.noGrad(() => after.forward(inputs))).logits];
+    expect(maxAbsDiff(la, lb)).toBe(0);
+  });
 });
