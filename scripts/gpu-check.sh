@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check in one command, on a machine with an NVIDIA GPU and a CUDA `torch` for python3 (no
-# network needed): builds the addon against that torch into build/ (every core), runs the CUDA
-# tests (test/cuda.test.ts, test/cuda-models.test.ts: quantized LLaMA and QLoRA included), then
+# network needed): builds the addon against that torch into build/ (every core; with a CUDA
+# compiler on the PATH the quantized layers' CUDA row kernels, native/kernels/quant_cuda.cu, are
+# built in), runs the CUDA tests (test/cuda.test.ts, test/cuda-models.test.ts: quantized LLaMA
+# through those kernels and QLoRA included), then
 # `npm run bench -- models --device cuda`, `npm run bench -- salmonn --device cuda` and the
 # quantized decoding bench on this machine's CPU (`npm run bench -- quant`, 1.1B, with llama.cpp
 # beside it when node-llama-cpp is installed). Each step prints its time; the logs go to $OUT when

@@ -20,6 +20,9 @@
 #include "error.h"
 #include "kernels/linear.h"
 #include "kernels/linear_rows.h"
+#if defined(ET_CUDA_QUANT)
+#include "kernels/quant_cuda.h"
+#endif
 
 // Each product and sum is rounded on its own, as the formats' definitions compute them: no fused
 // multiply-add may join them (GCC contracts a * b + c where the target has FMA).
@@ -1430,6 +1433,27 @@ at::Tensor dequantize_weight(const QuantWeight& q, at::ScalarType dtype) {
   return out;
 }
 
+#if defined(ET_CUDA_QUANT)
+// A few rows on CUDA: kernels/quant_cuda.cu over the rows (quantized first for inference, as on the
+// CPU), the weight decoded in registers.
+at::Tensor rows_quant_cuda(const at::Tensor& x, const QuantWeight& q, const at::Tensor& b, bool act) {
+  const int64_t R = x.numel() / q.in;
+  auto x2 = (act ? act_dequantize_aten(x, q.format) : x).reshape({R, q.in}).to(at::kFloat).contiguous();
+  auto y = at::empty({R, q.out}, x2.options());
+  auto f32 = [](const at::Tensor& t) { return t.defined() ? t.to(at::kFloat).contiguous() : t; };
+  const at::Tensor scb = f32(q.scb), qm = f32(q.quant_map), na = f32(q.nested_absmax), nm = f32(q.nested_quant_map), off = f32(q.offset);
+  auto ptr = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
+  const int rc = et_quant_rows_cuda(static_cast<int>(q.format), q.weight.const_data_ptr(), ptr(scb),
+                                    q.absmax.defined() ? q.absmax.const_data_ptr<uint8_t>() : nullptr, ptr(qm), ptr(na), ptr(nm), ptr(off),
+                                    x2.const_data_ptr<float>(), y.data_ptr<float>(), static_cast<int>(R), q.out, q.in);
+  TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel did not start (cudaError_t ", rc, ")");
+  if (b.defined()) y.add_(b.to(at::kFloat));
+  auto shape = x.sizes().vec();
+  shape.back() = q.out;
+  return y.to(x.scalar_type()).view(shape);
+}
+#endif
+
 at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Tensor& b, bool rows) {
   TORCH_CHECK(x.dim() >= 1 && x.size(-1) == q.in, "quantized linear: input ", x.sizes(), " does not match weight (", q.out, ", ", q.in,
               ")");
@@ -1448,6 +1472,9 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
     shape.back() = q.out;
     return y.to(x.scalar_type()).view(shape);
   }
+#if defined(ET_CUDA_QUANT)
+  if (!grad && x.is_cuda() && R > 0 && R <= kQuantCudaRows && (rows || R <= 8)) return rows_quant_cuda(x, q, b, act);
+#endif
   if (grad) {
     auto y = QuantLinearFn::apply(x, q);
     return b.defined() ? y + b : y;
