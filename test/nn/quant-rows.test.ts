@@ -76,7 +76,8 @@ describe('quantized row products', () => {
         et.manualSeed(58);
         for (const inn of SIZES[format]) {
           const { mlp, w } = await layer(format, inn, dtype);
-          for (const R of [1, 2, 3, 5, 8]) {
+          // (80 rows, float32: the dequantize-then-multiply path, x' rounded the same way, (b) alone)
+          for (const R of dtype === 'float32' ? [1, 2, 3, 5, 8, 80] : [1, 2, 3, 5, 8]) {
             // rows of different scales, one with an outlier
             const x = et.randn([R, inn]).mul(et.tensor(Array.from({ length: R }, (_, r) => [0.25 + r])));
             const xd = x.to({ dtype });
@@ -84,7 +85,7 @@ describe('quantized row products', () => {
             expect(y.dtype).toBe(dtype);
             expect(y.shape).toEqual([R, OUT]);
             // (a) bit for bit the row alone
-            for (let r = 0; r < R; ++r) {
+            for (let r = 0; r < (R <= 8 ? R : 0); ++r) {
               const alone = await run(mlp, xd.slice(0, r, r + 1));
               expect(await bits(y.slice(0, r, r + 1)), `${format} ${dtype} in ${inn} R ${R} row ${r}`).toEqual(await bits(alone));
             }
