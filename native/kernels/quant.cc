@@ -481,12 +481,11 @@ at::Tensor dequantize_aten(const QuantWeight& q, at::ScalarType dtype) {
 // and multiplied there with the rows (widened to float32 once per call, exactly): no tile of
 // dequantized weights stored and read again. Weight rows NB at a time and input rows M at a time,
 // each weight step decoded once for the M rows; every output is one fixed chain of fused
-// multiply-adds over k (one accumulator of 16 or 8 lanes, its lanes summed in a fixed order, then a
-// scalar tail), whatever R, NB, M or the rows around it, so a row's outputs are the ones it gets
-// alone. nf4 decodes a byte's two codes into two vectors (its even and its odd elements): the rows
-// are read in that order, permuted once per call. q4_0 over bfloat16 rows on AVX-512 BF16 takes
-// bfloat16 products instead (Q4Bf16). Without AVX2, tiles of the weight are dequantized and go
-// through the row kernels (kernels/linear_rows.h).
+// multiply-adds over k (one accumulator of 16 or 8 lanes, or one per weight vector of a step when a
+// weight row goes alone, their lanes summed in a fixed order, then a scalar tail), whatever R, M or
+// the rows around it, so a row's outputs are the ones it gets alone. nf4 decodes a byte's two codes into two vectors (its even and its odd
+// elements): the rows are read in that order, permuted once per call. q4_0 over bfloat16 rows on AVX-512 BF16 takes bfloat16 products
+// instead (Q4Bf16). Without AVX2, tiles of the weight are dequantized and go through the row kernels (kernels/linear_rows.h).
 
 // The rows as the fused kernels read them: float32, nf4's elements of each group of 2L (L the
 // vector's lanes) reordered as its decoder produces them (the even elements, then the odd).
@@ -578,9 +577,10 @@ template <typename D>
 struct Fused512 {
   template <int NB, int M>
   struct At {
-    // one accumulator per weight vector of a step where they fit in registers (one weight row at a
-    // time: a chain of V fused multiply-adds a step would wait on their latency), else one each
-    static constexpr int A = NB * M * D::V <= 16 ? D::V : 1;
+    // one accumulator per weight vector of a step where they fit in registers for any M ≤ 4 (one
+    // weight row at a time: a chain of V fused multiply-adds a step would wait on their latency),
+    // else one each; never a function of M, so that a row's chain does not depend on the rows beside it
+    static constexpr int A = NB * 4 * D::V <= 16 ? D::V : 1;
     ET_Q512 static void run(const View& v, const float* X, float* Y, int64_t ldy, int64_t n) {
       const int64_t K = v.K, steps = K / D::S;
       __m512 acc[NB][M][A];

@@ -104,6 +104,30 @@ describe('quantized row products', () => {
         }
       });
 
+  it('with autograd on and an input that needs no gradient (the float row kernels, the input not rounded), rows equal rows alone', async () => {
+    et.manualSeed(11);
+    for (const format of FORMATS)
+      for (const inn of [...SIZES[format], 640]) {
+        // float32 rows (products that round, so a different order of sums would show)
+        const { mlp } = await layer(format, inn, 'float32');
+        const x = et.randn([7, inn]);
+        const y = await mlp.forward(x); // 7 rows: blocks of 4, 2 and 1 input rows
+        for (let r = 0; r < 7; ++r)
+          expect(await bits(y.slice(0, r, r + 1)), `${format} in ${inn} row ${r}`).toEqual(await bits(await mlp.forward(x.slice(0, r, r + 1))));
+        // and these are products of the input as it is: they differ from those of the rounded input (noGrad)
+        const rounded = await run(mlp, x);
+        if (format !== 'nf4')
+          expect(
+            y
+              .to({ dtype: 'float32' })
+              .sub(rounded.to({ dtype: 'float32' }))
+              .abs()
+              .max()
+              .item(),
+          ).toBeGreaterThan(0);
+      }
+  });
+
   it('a NaN or infinite input reaches the outputs of every format (the rounding of the input never hides it)', async () => {
     et.manualSeed(9);
     for (const format of FORMATS)
