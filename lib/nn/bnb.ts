@@ -76,6 +76,10 @@ export function readBnbQuantization(config: Record<string, unknown>): BnbQuantiz
   if (in8 === in4) fail('load_in_8bit', in8 ? 'and load_in_4bit both true' : 'neither load_in_8bit nor load_in_4bit is true');
   if (qc.llm_int8_has_fp16_weight === true)
     fail('llm_int8_has_fp16_weight', 'true (float16 weights quantized at every forward) is not implemented: the checkpoint must hold the int8 weights');
+  // emotorch's int8 inference splits off the outliers at transformers' default, 6.0 (nn/quant.ts)
+  const threshold = qc.llm_int8_threshold;
+  if (in8 && threshold !== undefined && threshold !== null && threshold !== 6)
+    fail('llm_int8_threshold', `${JSON.stringify(threshold)} is not implemented: emotorch's int8 layers take |x| ≥ 6.0 as outliers, transformers' default`);
   let skip: string[] | null = null;
   const s = qc.llm_int8_skip_modules;
   if (s !== undefined && s !== null) {

@@ -190,11 +190,13 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
     await rejectsWith(LLaMA.fromPretrained(int8AsFloat), 'ERR_STATE_DICT', /q_proj\.SCB' is missing/);
   });
 
-  it('what emotorch does not implement (fp4, no double quantization, another block size, a column weight_format, GPTQ): ERR_FORMAT naming the key', async () => {
+  it('what emotorch does not implement (fp4, no double quantization, an int8 threshold but 6, another block size, a column weight_format, GPTQ): ERR_FORMAT naming the key', async () => {
     const fp4 = await edited('nf4', { config: (c) => ((c.quantization_config as Record<string, unknown>).bnb_4bit_quant_type = 'fp4') });
     await rejectsWith(LLaMA.fromPretrained(fp4), 'ERR_FORMAT', /quantization_config\.bnb_4bit_quant_type: 'fp4'/);
     const single = await edited('nf4', { config: (c) => ((c.quantization_config as Record<string, unknown>).bnb_4bit_use_double_quant = false) });
     await rejectsWith(LLaMA.fromPretrained(single), 'ERR_FORMAT', /quantization_config\.bnb_4bit_use_double_quant/);
+    const threshold = await edited('int8', { config: (c) => ((c.quantization_config as Record<string, unknown>).llm_int8_threshold = 0) });
+    await rejectsWith(LLaMA.fromPretrained(threshold), 'ERR_FORMAT', /quantization_config\.llm_int8_threshold: 0 is not implemented/);
     const gptq = await edited('int8', { config: (c) => (c.quantization_config = { quant_method: 'gptq', bits: 4 }) });
     await rejectsWith(LLaMA.fromPretrained(gptq), 'ERR_FORMAT', /quantization_config\.quant_method: 'gptq'/);
     const block = await edited('nf4', {
