@@ -79,7 +79,10 @@ export function readBnbQuantization(config: Record<string, unknown>): BnbQuantiz
   // emotorch's int8 inference splits off the outliers at transformers' default, 6.0 (nn/quant.ts)
   const threshold = qc.llm_int8_threshold;
   if (in8 && threshold !== undefined && threshold !== null && threshold !== 6)
-    fail('llm_int8_threshold', `${JSON.stringify(threshold)} is not implemented: emotorch's int8 layers take |x| ≥ 6.0 as outliers, transformers' default`);
+    fail(
+      'llm_int8_threshold',
+      `${JSON.stringify(threshold)}: emotorch's int8 layers take |x| ≥ 6.0 as outliers (transformers' default) and no other threshold`,
+    );
   let skip: string[] | null = null;
   const s = qc.llm_int8_skip_modules;
   if (s !== undefined && s !== null) {

@@ -961,7 +961,7 @@ at::Tensor act_dequantize_aten(const at::Tensor& x, QuantFormat f) {
 // offsets of each block's eight 4-byte lanes (−128 · the lane's sum); q4_0's rows with each step of
 // two blocks in quarters 0, 2, 1, 3, and per step of 64 its lanes' offsets and input scales.
 struct ActSteps {
-  int64_t K = 0, steps = 0;
+  int64_t steps = 0;
   std::vector<int64_t> row_off;
   std::vector<int32_t> boff;
   std::vector<int8_t> q;
@@ -972,7 +972,7 @@ struct ActSteps {
 ActSteps act_steps(QuantFormat f, const ActRows& a) {
   ActSteps s;
   const int64_t R = a.R, K = a.K;
-  s.K = K, s.steps = K / 64;
+  s.steps = K / 64;
   const int64_t S = s.steps;
   if (f == QuantFormat::Int8) {
     s.row_off.resize(static_cast<size_t>(R));
@@ -1030,8 +1030,7 @@ bool vnni_products() {
 // Y[j·ldy + n + i] for i < NB, j < M.
 template <int NB, int M>
 struct Int8Vnni {
-  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, const float* X, float* Y, int64_t ldy, int64_t n,
-                          int64_t r0) {
+  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0) {
     const int64_t K = v.K, S = s.steps;
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     __m512i acc[NB][M];
@@ -1056,7 +1055,6 @@ struct Int8Vnni {
         Y[j * ldy + n + i] = y;
       }
     }
-    (void)X;
   }
 };
 
@@ -1065,8 +1063,7 @@ struct Int8Vnni {
 // alone after the vector's lanes.
 template <int NB, int M>
 struct Q4Vnni {
-  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, const float* X, float* Y, int64_t ldy, int64_t n,
-                          int64_t r0) {
+  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0) {
     const int64_t K = v.K, S = s.steps, nb = K / kGgufBlock, rb = nb * 18;
     const __m512i low = _mm512_set1_epi8(15);
     const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
@@ -1103,7 +1100,6 @@ struct Q4Vnni {
         }
         Y[j * ldy + n + i] = y;
       }
-    (void)X;
   }
 };
 
@@ -1113,8 +1109,7 @@ struct Q4Vnni {
 // per-lane scales; q4_0's nibbles unpack better two blocks at a time.)
 template <int NB, int M>
 struct Q8Vnni {
-  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, const float* X, float* Y, int64_t ldy, int64_t n,
-                          int64_t r0) {
+  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0) {
     const int64_t K = v.K, nb = K / kGgufBlock, rb = nb * 34;
     const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
     __m256 acc[NB][M];
@@ -1135,13 +1130,7 @@ struct Q8Vnni {
         }
       }
     for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) {
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[i][j]), _mm256_extractf128_ps(acc[i][j], 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        Y[j * ldy + n + i] = _mm_cvtss_f32(h);
-      }
-    (void)X;
+      for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = hsum256(acc[i][j]);
   }
 };
 
@@ -1153,9 +1142,9 @@ void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, 
   auto rows = [&](auto nbc, int64_t n) {
     constexpr int B = decltype(nbc)::value;
     int64_t r = 0;
-    for (; r + 4 <= R; r += 4) Blk<B, 4>::run(v, a, s, nullptr, Y + r * ldy, ldy, n, r);
-    for (; r + 2 <= R; r += 2) Blk<B, 2>::run(v, a, s, nullptr, Y + r * ldy, ldy, n, r);
-    if (r < R) Blk<B, 1>::run(v, a, s, nullptr, Y + r * ldy, ldy, n, r);
+    for (; r + 4 <= R; r += 4) Blk<B, 4>::run(v, a, s, Y + r * ldy, ldy, n, r);
+    for (; r + 2 <= R; r += 2) Blk<B, 2>::run(v, a, s, Y + r * ldy, ldy, n, r);
+    if (r < R) Blk<B, 1>::run(v, a, s, Y + r * ldy, ldy, n, r);
   };
   int64_t n = n0;
   for (; n + NB <= n1; n += NB) rows(std::integral_constant<int, NB>{}, n);
