@@ -1,7 +1,10 @@
 // The CUDA smoke check of the native side on the raw binding alone (no node_modules, no dist/):
 // configs from the C++ field lists (modelKinds), named inputs and outputs, generation through the
 // CausalLM bridge (greedy, beam, decoding rows); each result on the device against the same
-// module's CPU result. `node scripts/cuda-smoke.cjs [cuda|cpu]` after building build/Release.
+// module's CPU result; the quantized LLaMA (int8, q8_0, q4_0, nf4: the CUDA row kernels) and a
+// QLoRA step against transformers / peft (test/fixtures/quant_llama). `node scripts/cuda-smoke.cjs
+// [cuda|cpu]` after building build/Release.
+const fs = require('fs');
 const path = require('path');
 const b = require(path.resolve(__dirname, '../build/Release/emotorch.node'));
 const dev = process.argv[2] || 'cuda';
@@ -128,9 +131,166 @@ const check = (name, ok, info) => {
     const d = maxDiff(f32(o[key]), f32(c[key]));
     check(`${kind} ${key} on ${dev} = CPU`, d < 2e-3, `max |diff| ${d.toExponential(2)}; outputs ${Object.keys(o).join(',')}`);
   }
+  await quantized();
   console.log(failed ? `${failed} FAILED` : 'all ok');
   process.exit(failed ? 1 : 0);
 })().catch((e) => {
   console.error(e);
   process.exit(1);
 });
+
+// A safetensors file's tensors (handles on the CPU) by name, through the raw reader.
+async function readTensors(file) {
+  const buf = fs.readFileSync(file);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const DT = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', I64: 'int64', I32: 'int32', U8: 'uint8', I8: 'int8', BOOL: 'bool' };
+  const names = Object.keys(header).filter((k) => k !== '__metadata__');
+  const list = names.map((k) => [k, DT[header[k].dtype], header[k].shape, header[k].data_offsets[0], header[k].data_offsets[1]]);
+  const handles = await b.readSafetensors(file, 8 + n, list, buf.length);
+  return new Map(names.map((k, i) => [k, handles[i]]));
+}
+
+// The quantized LLaMA on the device (issue 58): test/fixtures/llama's weights quantized on the CPU
+// (every decoder Linear, the LM head left in float as transformers leaves it), moved; logits against
+// transformers on the reference-dequantized weights (test/fixtures/quant_llama: a 2 × 10 padded
+// prompt, 20 rows, takes the dequantize path; a 5-row prompt and the decoding rows the CUDA row
+// kernels), decoded tokens against the same model's CPU tokens, and a QLoRA step's loss and adapter
+// gradients against peft's.
+async function quantized() {
+  const FX = path.resolve(__dirname, '../test/fixtures');
+  const t = await readTensors(path.join(FX, 'quant_llama', 'io.safetensors'));
+  const weights = await readTensors(path.join(FX, 'llama', 'model.safetensors'));
+  const hf = JSON.parse(fs.readFileSync(path.join(FX, 'llama', 'config.json'), 'utf8'));
+  const fields = Object.keys(defaults(kinds.llama));
+  const over = Object.fromEntries(fields.filter((k) => k in hf && typeof hf[k] !== 'object').map((k) => [k, hf[k]]));
+  const build = async (fmt, lora) => {
+    const m = b.createModule('llama', cfg('llama', over), null, null);
+    const [names, handles] = m.namedParameters();
+    const own = new Map(names.map((k, i) => [k, handles[i]]));
+    const keys = [...own.keys()].filter((k) => weights.has(k));
+    if (keys.length !== own.size) throw new Error(`fixture llama lacks ${[...own.keys()].filter((k) => !weights.has(k)).join(', ')}`);
+    await b.copyState(
+      keys.map((k) => own.get(k)),
+      keys.map((k) => weights.get(k)),
+    );
+    const targets = b
+      .linearLayers(m)
+      .map(([n]) => n)
+      .filter((n) => n !== 'lm_head');
+    await b.quantizeLinears(m, targets, fmt);
+    if (lora) {
+      m.applyLora(
+        targets.filter((n) => /\.(q_proj|v_proj|down_proj)$/.test(n)),
+        8,
+        16,
+        0,
+      );
+      const [ln, lh] = m.namedParameters();
+      const mine = ln.map((k, i) => [k, lh[i]]).filter(([k]) => t.has(`${fmt}.lora.${k}`));
+      await b.copyState(
+        mine.map(([, h]) => h),
+        mine.map(([k]) => t.get(`${fmt}.lora.${k}`)),
+      );
+      return { m, adapters: mine.map(([k]) => k) };
+    }
+    m.setTraining(false);
+    return { m, count: targets.length };
+  };
+  // a CPU tensor's copy on device d
+  const on = (h, d) => {
+    const [buf, dt] = h.dataSync();
+    const View = { int64: BigInt64Array, float32: Float32Array }[dt];
+    return b.fromData(new View(buf), h.shape(), dt, dt, d, false);
+  };
+  const ids = t.get('input_ids'),
+    mask = t.get('attention_mask'),
+    short = t.get('short_ids');
+  const maskRows = Array.from(new BigInt64Array(mask.dataSync()[0])).map(Number);
+  const V = hf.vocab_size;
+  // the largest difference over the unpadded positions, over the reference's largest |value|
+  const rel = (got, want, rows) => {
+    const a = f32(got),
+      w = f32(want);
+    let d = 0,
+      m = 0;
+    for (let i = 0; i < w.length; i++) {
+      if (rows && !rows[Math.floor(i / V)]) continue;
+      d = Math.max(d, Math.abs(a[i] - w[i]));
+      m = Math.max(m, Math.abs(w[i]));
+    }
+    return d / m;
+  };
+  const greedy = {
+    max_new_tokens: 6,
+    min_new_tokens: 6,
+    num_beams: 1,
+    top_k: 0,
+    temperature: 1,
+    top_p: 1,
+    repetition_penalty: 1,
+    length_penalty: 1,
+    do_sample: false,
+    early_stopping: 'true',
+    eos_token_id: [2],
+    pad_token_id: 0,
+    seed: -1,
+    banned_token_ranges: [],
+    allowed_token_ranges: [],
+  };
+  const decode = async (m, d) => {
+    const row = await m.startDecode(on(short, d), null, null, greedy, null);
+    const got = [];
+    for (let i = 0; i < 6; i++) got.push((await m.decodeStep([row]))[0]);
+    await m.endDecode(row);
+    return got;
+  };
+  b.setGradEnabled(false);
+  for (const fmt of ['int8', 'q8_0', 'q4_0', 'nf4']) {
+    const t0 = Date.now();
+    const { m, count } = await build(fmt, false);
+    const cpuTokens = await decode(m, 'cpu');
+    await m.to(dev, null);
+    const q = b.linearLayers(m).filter(([, , , f]) => f === fmt).length;
+    const out = await m.forward({ input_ids: on(ids, dev), attention_mask: on(mask, dev) });
+    const r1 = rel(out.logits, t.get(`${fmt}.logits`), maskRows);
+    check(
+      `quantized ${fmt} (${q} of ${count} layers) logits on ${dev}, 20 rows = transformers`,
+      q === count && r1 < 1e-4,
+      `rel. max |diff| ${r1.toExponential(2)}`,
+    );
+    const s = await m.forward({ input_ids: on(short, dev) });
+    const r2 = rel(s.logits, t.get(`${fmt}.short_logits`));
+    check(`quantized ${fmt} logits on ${dev}, 5 rows (row kernels) = transformers`, r2 < 1e-4, `rel. max |diff| ${r2.toExponential(2)}`);
+    const tokens = await decode(m, dev);
+    check(`quantized ${fmt} decoding rows on ${dev} = CPU`, tokens.join() === cpuTokens.join(), `${tokens.join(' ')} (CPU ${cpuTokens.join(' ')})`);
+    await m.to(null, 'bfloat16');
+    const s16 = await m.forward({ input_ids: on(short, dev) });
+    const r3 = rel(s16.logits, t.get(`${fmt}.short_logits`));
+    check(`quantized ${fmt} logits on ${dev} in bfloat16, 5 rows`, r3 < 0.05, `rel. max |diff| ${r3.toExponential(2)} (${Date.now() - t0} ms)`);
+    m.dispose();
+  }
+  b.setGradEnabled(true);
+  for (const fmt of ['nf4', 'int8']) {
+    const { m, adapters } = await build(fmt, true);
+    await m.to(dev, null);
+    m.setTraining(true);
+    const out = await m.forward({ input_ids: on(ids, dev), attention_mask: on(mask, dev), labels: on(t.get('labels'), dev) });
+    const loss = out.loss.item();
+    await out.loss.backward(null, false);
+    const [pn, ph] = m.namedParameters();
+    const params = new Map(pn.map((k, i) => [k, ph[i]]));
+    let worst = 0;
+    for (const k of adapters) {
+      const g = params.get(k).grad();
+      worst = Math.max(worst, g ? rel(g, t.get(`${fmt}.grad.${k}`)) : Infinity);
+    }
+    const want = t.get(`${fmt}.loss`).item();
+    check(
+      `QLoRA (${fmt}) step on ${dev}: loss and ${adapters.length} adapter gradients = peft`,
+      adapters.length === 12 && Math.abs(loss - want) < 1e-4 && worst < 1e-4,
+      `loss ${loss.toFixed(6)} vs ${want.toFixed(6)}; gradients rel. max |diff| ${worst.toExponential(2)}`,
+    );
+    m.dispose();
+  }
+}

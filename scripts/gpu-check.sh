@@ -2,15 +2,23 @@
 # The GPU check in one command, on a machine with an NVIDIA GPU and a CUDA `torch` for python3 (no
 # network needed): builds the addon against that torch into build/ (every core; with a CUDA
 # compiler on the PATH the quantized layers' CUDA row kernels, native/kernels/quant_cuda.cu, are
-# built in), runs the CUDA tests (test/cuda.test.ts, test/cuda-models.test.ts: quantized LLaMA
-# through those kernels and QLoRA included), then
-# `npm run bench -- models --device cuda`, `npm run bench -- salmonn --device cuda` and the
-# quantized decoding bench on this machine's CPU (`npm run bench -- quant`, 1.1B, with llama.cpp
-# beside it when node-llama-cpp is installed). Each step prints its time; the logs go to $OUT when
-# it is set, else to ./gpu-check-out/. A step whose prerequisite is missing (Node.js, this
-# project's node_modules, cmake, a visible GPU) is skipped with a message saying what is missing,
-# and every step is cut off so that the whole check ends within GPU_CHECK_BUDGET seconds (570).
+# built in), runs the CUDA tests, then the benchmarks. Each step prints its time; the logs go to
+# $OUT when it is set, else to ./gpu-check-out/. Every step is cut off so that the whole check ends
+# within GPU_CHECK_BUDGET seconds (570).
 #   bash scripts/gpu-check.sh
+# Two ways, by what the machine has:
+# - Node.js and this project's node_modules: the build through cmake-js, `vitest run test/cuda.test.ts
+#   test/cuda-models.test.ts` (quantized LLaMA through those kernels and QLoRA included),
+#   `npm run bench -- models --device cuda`, `npm run bench -- salmonn --device cuda`, the quantized
+#   decoding bench on the GPU (bench/quant_cuda.cjs) and on this machine's CPU (`npm run bench --
+#   quant`, 1.1B, with llama.cpp beside it when node-llama-cpp is installed).
+# - Node.js alone (a lent machine, where node_modules cannot be brought): node-addon-api's headers
+#   found by Node (node_modules/node-addon-api or NODE_PATH) and Node's own headers
+#   (NODE_INCLUDE, or $npm_config_nodedir/include/node, or beside the node binary): the build with
+#   plain CMake and Ninja, `node scripts/cuda-smoke.cjs cuda` (each model on the GPU against its CPU
+#   result; the quantized LLaMA and a QLoRA step against transformers / peft's fixture) and the
+#   GPU decoding bench, 1.1B and 7B shapes (bench/quant_cuda.cjs, beside PyTorch in bfloat16).
+# A step whose prerequisite is missing is skipped with a message saying what is missing.
 # Exit status: 0 every step ran and passed; 1 a step failed; 2 no CUDA torch (nothing ran);
 # 3 no step failed but some were skipped.
 set -uo pipefail
@@ -75,8 +83,23 @@ cuda_tests() {
     node_modules/.bin/vitest run test/cuda.test.ts test/cuda-models.test.ts
 }
 # shellcheck disable=SC2317
+build_lean() {
+  # plain CMake (no cmake-js): Node's headers given, node-addon-api's found by CMakeLists through Node
+  rm -rf build/CMakeCache.txt build/CMakeFiles &&
+    LIBTORCH="$LT" cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_JS_INC="$NODE_INC" ${CUDACXX:+-DCMAKE_CUDA_COMPILER="$CUDACXX"} &&
+    cmake --build build -j "$(nproc)" &&
+    if readelf -d build/Release/emotorch.node | grep -q 'libtorch_cuda.so'; then echo "OK: build/Release/emotorch.node links libtorch_cuda"
+    else echo "build/Release/emotorch.node does not link libtorch_cuda"; false; fi
+}
+# shellcheck disable=SC2317
+smoke() {
+  node -e "const b = require('./build/Release/emotorch.node'), n = b.cudaDeviceCount();
+    console.log('the addon: libtorch ' + b.versions().libtorch + ', ' + n + ' CUDA device(s)'); process.exit(n > 0 ? 0 : 1)" &&
+    node scripts/cuda-smoke.cjs cuda
+}
+# shellcheck disable=SC2317
 build_ts() { node_modules/.bin/tsc -p tsconfig.build.json && node scripts/esm-wrapper.js; }
-export -f build_addon cuda_tests build_ts
+export -f build_addon build_lean smoke cuda_tests build_ts
 
 finish() {
   say "== total: $((SECONDS - START)) s; logs in $LOGS"
@@ -118,20 +141,37 @@ say "torch $TORCH_VERSION (CUDA $TORCH_CUDA) at $LT"
 
 # ---- build ------------------------------------------------------------------------------------------
 built=0
+lean=0
+node_prefix=$(dirname "$(dirname "$(command -v node 2>/dev/null || echo /none/bin/node)")")
 if ! command -v node >/dev/null; then
-  skip "build" "no node on PATH: the build (cmake-js, which runs scripts/libtorch.js), the tests and the" \
-    "benchmarks need Node.js >= 18 and this project's node_modules (npm ci, or bring both along)"
-elif [ ! -x node_modules/.bin/cmake-js ] || [ ! -d node_modules/node-addon-api ]; then
-  skip "build" "no node_modules/.bin/cmake-js or node_modules/node-addon-api: run npm ci where there is" \
-    "network (or bring node_modules along)"
-elif ! command -v cmake >/dev/null; then
-  skip "build" "no cmake on PATH"
+  skip "build" "no node on PATH: the build, the tests and the benchmarks need Node.js >= 18"
+elif [ -x node_modules/.bin/cmake-js ] && [ -d node_modules/node-addon-api ] && [ -x node_modules/.bin/vitest ]; then
+  if ! command -v cmake >/dev/null; then
+    skip "build" "no cmake on PATH"
+  else
+    # cmake-js takes Node's headers from npm's nodedir, else downloads them (no network there): the
+    # running node's own headers, where it has them
+    if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node.h" ]; then export npm_config_nodedir=$node_prefix; fi
+    run "build (cmake-js, against $LT, -j$(nproc))" build.log 360 build_addon && built=1
+  fi
 else
-  # cmake-js takes Node's headers from npm's nodedir, else downloads them (no network there): the
-  # running node's own headers, where it has them
-  node_prefix=$(dirname "$(dirname "$(command -v node)")")
-  if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node.h" ]; then export npm_config_nodedir=$node_prefix; fi
-  run "build (against $LT, -j$(nproc))" build.log 360 build_addon && built=1
+  # Node.js alone
+  lean=1
+  NODE_INC=${NODE_INCLUDE:-}
+  for d in "${npm_config_nodedir:+$npm_config_nodedir/include/node}" "$node_prefix/include/node"; do
+    if [ -z "$NODE_INC" ] && [ -n "$d" ] && [ -f "$d/node_api.h" ]; then NODE_INC=$d; fi
+  done
+  export NODE_INC
+  if [ -z "$NODE_INC" ] || [ ! -f "$NODE_INC/node_api.h" ]; then
+    skip "build" "no node_modules, and no Node headers (node_api.h) in NODE_INCLUDE, \$npm_config_nodedir/include/node or $node_prefix/include/node"
+  elif ! node -e "require.resolve('node-addon-api')" 2>/dev/null; then
+    skip "build" "no node_modules, and Node finds no node-addon-api (node_modules/node-addon-api or NODE_PATH)"
+  elif ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
+    skip "build" "no cmake or ninja on PATH"
+  else
+    if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
+    run "build (CMake + Ninja, Node.js alone, against $LT, -j$(nproc))" build.log 300 build_lean && built=1
+  fi
 fi
 
 # ---- the CUDA tests ---------------------------------------------------------------------------------
@@ -139,27 +179,28 @@ if [ "$built" -ne 1 ]; then
   skip "CUDA tests" "no addon built for this torch (see the build step)"
 elif [ "$TORCH_GPU" != 1 ]; then
   skip "CUDA tests" "torch sees no CUDA device (nvidia-smi, CUDA_VISIBLE_DEVICES): the tests would skip"
-elif [ ! -x node_modules/.bin/vitest ]; then
-  skip "CUDA tests" "no node_modules/.bin/vitest: run npm ci"
+elif [ "$lean" -eq 1 ]; then
+  run "CUDA smoke check (node scripts/cuda-smoke.cjs cuda)" tests.log 150 smoke
 else
   run "CUDA tests (vitest run test/cuda.test.ts test/cuda-models.test.ts)" tests.log 200 cuda_tests
 fi
 
-# ---- the benchmarks (they import 'emotorch': dist/, built by npm run build:ts) ------------------------
-bench_ready=0
+# ---- the benchmarks ---------------------------------------------------------------------------------
 if [ "$built" -ne 1 ]; then
   skip "benchmarks" "no addon built for this torch (see the build step)"
 elif [ "$TORCH_GPU" != 1 ]; then
   skip "benchmarks" "torch sees no CUDA device"
-elif [ ! -x node_modules/.bin/tsc ]; then
-  skip "benchmarks" "no node_modules/.bin/tsc to build dist/ (npm run build:ts): run npm ci"
 else
-  run "build:ts (dist/ for the benchmarks)" build-ts.log 120 \
-    build_ts && bench_ready=1
-fi
-if [ "$bench_ready" -eq 1 ]; then
-  run "npm run bench -- models --device cuda" bench-models.log 150 node bench/run.mjs models --device cuda
-  run "npm run bench -- salmonn --device cuda" bench-salmonn.log 120 node bench/run.mjs salmonn --device cuda
-  run "npm run bench -- quant (CPU: bf16, int8, q4_0)" bench-quant.log 200 node bench/run.mjs quant --quants bfloat16,int8,q4_0 --trials 1 --no-reference
+  # the GPU decoding bench needs the addon alone (bench/quant_cuda.cjs, beside PyTorch bfloat16)
+  run "GPU decoding, 1.1B: bfloat16, int8, q8_0, q4_0, nf4 (node bench/quant_cuda.cjs)" bench-quant-cuda.log 150 \
+    node bench/quant_cuda.cjs --device cuda --case 1.1b
+  if [ "$lean" -eq 1 ]; then
+    run "GPU decoding, 7B: bfloat16, int8, q4_0, nf4 (node bench/quant_cuda.cjs)" bench-quant-cuda-7b.log 200 \
+      node bench/quant_cuda.cjs --device cuda --case 7b --formats bfloat16,int8,q4_0,nf4 --tokens 64
+  elif run "build:ts (dist/ for the npm benchmarks)" build-ts.log 120 build_ts; then
+    run "npm run bench -- models --device cuda" bench-models.log 150 node bench/run.mjs models --device cuda
+    run "npm run bench -- salmonn --device cuda" bench-salmonn.log 120 node bench/run.mjs salmonn --device cuda
+    run "npm run bench -- quant (CPU: bf16, int8, q4_0)" bench-quant.log 200 node bench/run.mjs quant --quants bfloat16,int8,q4_0 --trials 1 --no-reference
+  fi
 fi
 finish
