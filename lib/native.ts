@@ -221,6 +221,16 @@ export interface Binding {
   unlockFile(fd: number): void;
   whisperLogMel(waveform: TensorHandle, nMels: number, padTo30s: boolean): Promise<TensorHandle>;
   kaldiFbank(waveform: TensorHandle, opts: object): Promise<TensorHandle>;
+  vocoderLogMel(
+    waveform: TensorHandle,
+    sampleRate: number,
+    nFft: number,
+    nMels: number,
+    hop: number,
+    win: number,
+    fmin: number,
+    fmax: number,
+  ): Promise<TensorHandle>;
   resampleSignal(samples: Float32Array, method: string, fromRate: number, toRate: number, num: number): Float32Array;
   soxrStatus(): { available: boolean; why: string; version: string };
   /** null when the in-process video reader runs here (FFmpeg's libraries found), else why not. */

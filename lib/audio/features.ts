@@ -137,6 +137,44 @@ export async function kaldiFbank(x: Waveform, opts: KaldiFbankOptions = {}): Pro
   return new Tensor(await binding.kaldiFbank(w.handle, native));
 }
 
+/** Options of `vocoderLogMel` (defaults: bigvgan_22khz_80band's, which USDM's decoder uses). */
+export interface VocoderLogMelOptions {
+  sampleRate?: number;
+  nFft?: number;
+  nMels?: number;
+  hop?: number;
+  win?: number;
+  fmin?: number;
+  fmax?: number;
+}
+
+/**
+ * HiFi-GAN / BigVGAN's `mel_spectrogram` (USDM's get_mel): (batch, samples) → natural-log mel
+ * (batch, nMels, frames), frames = samples / hop for a whole number of hops; the signal reflected by
+ * (nFft − hop) / 2 on each side, an STFT that is not centred, periodic Hann, magnitude
+ * √(re² + im² + 1e-9), Slaney mel from fmin to fmax, log of max(·, 1e-5). In float32.
+ * @throws EmotorchError for a bad shape or option, or a clip shorter than (nFft − hop) / 2 + 1 samples.
+ * @example
+ * const mel = await et.audio.vocoderLogMel(wave);   // 22.05 kHz → (1, 80, samples / 256)
+ */
+export async function vocoderLogMel(x: Waveform, opts: VocoderLogMelOptions = {}): Promise<Tensor> {
+  checkOptionNames(opts, ['sampleRate', 'nFft', 'nMels', 'hop', 'win', 'fmin', 'fmax'], 'vocoderLogMel');
+  const w = batched(x, 'waveform');
+  const sr = checkNumber(opts.sampleRate ?? 22050, 'sampleRate', 1);
+  const nFft = checkInt(opts.nFft ?? 1024, 'nFft', 2);
+  const nMels = checkInt(opts.nMels ?? 80, 'nMels', 1);
+  const hop = checkInt(opts.hop ?? 256, 'hop', 1);
+  const win = checkInt(opts.win ?? nFft, 'win', 1);
+  const fmin = checkNumber(opts.fmin ?? 0, 'fmin', 0);
+  const fmax = checkNumber(opts.fmax ?? 8000, 'fmax', 0);
+  if (hop > nFft) invalid(`at most nFft (${nFft})`, 'hop', hop);
+  if (win > nFft) invalid(`at most nFft (${nFft})`, 'win', win);
+  if (fmax <= fmin || fmax > sr / 2) invalid(`above fmin (${fmin}) and at most half the rate (${sr / 2})`, 'fmax', fmax);
+  const pad = Math.floor((nFft - hop) / 2);
+  if (w.shape[1] <= pad || w.shape[1] + 2 * pad < nFft) invalid(`at least ${Math.max(pad + 1, nFft - 2 * pad)} samples`, 'waveform length', w.shape[1]);
+  return new Tensor(await binding.vocoderLogMel(w.handle, sr, nFft, nMels, hop, win, fmin, fmax));
+}
+
 /** libsoxr's quality recipes by the names librosa and python-soxr give them (soxr_quality_spec's `recipe`). @internal */
 export const SOXR_RECIPES = { soxr_qq: 0, soxr_lq: 1, soxr_mq: 2, soxr_hq: 4, soxr_vhq: 6 } as const;
 

@@ -229,4 +229,24 @@ at::Tensor sinc_hann_resample(const at::Tensor& x, int64_t from, int64_t to) {
   return y.narrow(0, 0, (L * n + M - 1) / M);
 }
 
+at::Tensor vocoder_log_mel(const at::Tensor& waveform, double sr, int64_t n_fft, int64_t n_mels, int64_t hop, int64_t win, double fmin,
+                           double fmax) {
+  check_waveform(waveform, "vocoder_log_mel");
+  TORCH_CHECK(
+      n_fft >= 2 && hop >= 1 && hop <= n_fft && win >= 1 && win <= n_fft && n_mels >= 1 && fmin >= 0 && fmax > fmin && fmax <= sr / 2,
+      "vocoder_log_mel: bad settings (n_fft ", n_fft, ", hop ", hop, ", win ", win, ", n_mels ", n_mels, ", fmin ", fmin, ", fmax ", fmax,
+      ", rate ", sr, ")");
+  const int64_t pad = (n_fft - hop) / 2;
+  at::Tensor x = waveform.to(at::kFloat);
+  TORCH_CHECK(x.size(1) > pad && x.size(1) + 2 * pad >= n_fft, "vocoder_log_mel: a clip of ", x.size(1), " samples is too short (needs ",
+              std::max(pad + 1, n_fft - 2 * pad), ")");
+  x = at::pad(x.unsqueeze(1), {pad, pad}, "reflect").squeeze(1);
+  auto window = at::hann_window(win, /*periodic=*/true, at::TensorOptions().dtype(at::kFloat).device(x.device()));
+  auto spec = at::stft(x, n_fft, hop, win, window, /*normalized=*/false, /*onesided=*/true, /*return_complex=*/true);
+  auto mag = at::sqrt(at::real(spec).pow(2) + at::imag(spec).pow(2) + 1e-9);
+  auto bank = cached("slaney", n_mels, sr, fmin, fmax, n_fft, x.device(), [&] { return slaney_mel_bank(n_mels, n_fft, sr, fmin, fmax); });
+  auto mel = at::matmul(bank.t(), mag);  // (n_mels, F) · (B, F, frames)
+  return at::log(at::clamp_min(mel, 1e-5));
+}
+
 }  // namespace et::audio

@@ -37,4 +37,11 @@ at::Tensor fft_resample(const at::Tensor& x, int64_t num);
 // strided convolution, the phases interleaved; ceil(n · L / M) samples. Kernel in float64, then x's dtype.
 at::Tensor sinc_hann_resample(const at::Tensor& x, int64_t from, int64_t to);
 
+// HiFi-GAN / BigVGAN's mel_spectrogram (meldataset.py; USDM's get_mel): waveform (B, N) → natural-log
+// mel (B, n_mels, frames), frames = (N + 2·pad − n_fft) / hop + 1 with pad = (n_fft − hop) / 2
+// reflected on each side; STFT not centred, periodic Hann of `win` samples; magnitude
+// sqrt(re² + im² + 1e-9); Slaney mel (librosa's defaults) from fmin to fmax; log of max(·, 1e-5).
+at::Tensor vocoder_log_mel(const at::Tensor& waveform, double sr, int64_t n_fft, int64_t n_mels, int64_t hop, int64_t win, double fmin,
+                           double fmax);
+
 }  // namespace et::audio

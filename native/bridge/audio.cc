@@ -25,6 +25,22 @@ Napi::Value WhisperLogMel(const Napi::CallbackInfo& info) {
   });
 }
 
+// vocoderLogMel(waveform (B, N), sampleRate, nFft, nMels, hop, win, fmin, fmax) → Promise<Tensor (B, nMels, frames)>
+Napi::Value VocoderLogMel(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    at::Tensor x = to_tensor(info[0], "waveform");
+    const double sr = to_double(info[1], "sampleRate"), fmin = to_double(info[6], "fmin"), fmax = to_double(info[7], "fmax");
+    const auto n_fft = static_cast<int64_t>(to_double(info[2], "nFft")), n_mels = static_cast<int64_t>(to_double(info[3], "nMels"));
+    const auto hop = static_cast<int64_t>(to_double(info[4], "hop")), win = static_cast<int64_t>(to_double(info[5], "win"));
+    auto out = std::make_shared<at::Tensor>();
+    return run_async(info.Env(), "emotorch.vocoderLogMel", nullptr, [x, sr, n_fft, n_mels, hop, win, fmin, fmax, out] {
+      at::NoGradGuard g;
+      c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+      *out = audio::vocoder_log_mel(x, sr, n_fft, n_mels, hop, win, fmin, fmax);
+    }, [out](Napi::Env env) { return TensorHandle::wrap(env, *out); });
+  });
+}
+
 // kaldiFbank(waveform (B, N), options) → Promise<Tensor (B, frames, bins)>
 Napi::Value KaldiFbank(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
@@ -112,6 +128,7 @@ Napi::Value SoxrStatus(const Napi::CallbackInfo& info) {
 void init_audio(Napi::Env env, Napi::Object exports) {
   exports.Set("whisperLogMel", Napi::Function::New(env, WhisperLogMel));
   exports.Set("kaldiFbank", Napi::Function::New(env, KaldiFbank));
+  exports.Set("vocoderLogMel", Napi::Function::New(env, VocoderLogMel));
   exports.Set("resampleSignal", Napi::Function::New(env, ResampleSignal));
   exports.Set("soxrStatus", Napi::Function::New(env, SoxrStatus));
 }

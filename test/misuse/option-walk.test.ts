@@ -150,6 +150,7 @@ const ROWS: Record<string, Row> = {
   'audio.resample': { call: (o) => et.audio.resample(samples, 16000, 8000, o), takes: 'method' },
   'audio.whisperLogMel': { call: (o) => et.audio.whisperLogMel(samples, o), takes: 'nMels' },
   'audio.kaldiFbank': { call: (o) => et.audio.kaldiFbank(samples, o), takes: 'numMelBins' },
+  'audio.vocoderLogMel': { call: (o) => et.audio.vocoderLogMel(samples, o), takes: 'nMels' },
   'audio.languageBindAudio': { call: (o) => et.audio.languageBindAudio(samples, o), takes: 'sampleRate' },
   'audio.UnitExtractor': { call: (o) => new et.audio.UnitExtractor(o as never), takes: 'centroids' },
   // ---- vision
@@ -313,6 +314,7 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(
       'nn.loadLoraAdapter',
       'nn.wav2vec2Dialect',
       'nn.internVisionConfig',
+      'nn.unitsToFrames',
       'systems.spectra.resolveSpectraConfig',
       'systems.spectra.tokenizerMasking',
       'systems.spectra.drawSpectraMam',
