@@ -184,10 +184,10 @@ export function checkOutputFile(file: string, option: string, create = false): s
 }
 
 /**
- * Writes a whole text file the command line names (its folder created when missing).
+ * Writes a whole text (or binary) file the command line names (its folder created when missing).
  * @throws EmotorchError ERR_INVALID_ARG when the path is a folder or its folder is a file; ERR_IO when it cannot be written
  */
-export function writeTextFile(file: string, text: string, option: string): void {
+export function writeTextFile(file: string, text: string | Buffer, option: string): void {
   checkOutputFile(file, option, true);
   try {
     fs.writeFileSync(file, text);

@@ -69,7 +69,7 @@ async function unitExtractor(v: Values, cacheDir: string | undefined, when: stri
 const USDM_REPO = 'naver-ai/USDM-DailyTalk';
 
 export const USDM_INFER: Command = {
-  summary: "USDM's inference.py: a wav (or its units) → user transcript, agent text and agent units (JSON; no speech decoder)",
+  summary: "USDM's inference.py: a wav (or its units) → user transcript, agent text and agent units (JSON), and the spoken answer (--output_path a.wav)",
   flags: {
     input_path: { kind: 'string', help: "the user's speech (wav, or any format ffmpeg reads), resampled to 16 kHz as librosa.load does (soxr HQ)" },
     units: { kind: 'string', help: "instead of --input_path: the user's units, space-separated" },
@@ -88,13 +88,17 @@ export const USDM_INFER: Command = {
     },
     output_path: {
       kind: 'string',
-      help: "write the JSON here too (default: stdout only); a .wav path (the original's spoken answer) gets the JSON beside it as <name>.json, since emotorch has no speech decoder",
+      help: 'a .wav path: the spoken answer (22.05 kHz float32, clamped to [-1, 1], as the original), through --voicebox and --vocoder (or their hub folders in --model_cache_dir); any other path: the JSON, written there too',
     },
     reference_path: {
       kind: 'string',
-      help: "the speaker reference of the original's Voicebox decoder: emotorch writes the agent's units, not speech",
-      unused: true,
+      help: "the speaker's voice (a wav any rate, mono): its units (needs --xlsr and --kmeans) and its log-mel in front of the answer, as the original",
     },
+    voicebox: { kind: 'string', help: 'the unit-to-mel decoder folder (naver-ai/xlsr-token-Voicebox: config.json, model.safetensors)' },
+    vocoder: { kind: 'string', help: 'the vocoder folder (nvidia/bigvgan_22khz_80band: config.json, bigvgan_generator.pt)' },
+    flow_steps: { kind: 'number', help: "the decoder's n_timesteps (inference.py 50; the Streamlit demo's slider 15): (n + 1) / 2 Heun steps", default: '50' },
+    guidance: { kind: 'number', help: "the decoder's classifier-free guidance (the original's gradient_scale)", default: '1' },
+    seed: { kind: 'number', help: "the decoder's noise seed (default: not seeded)" },
     quantize: {
       kind: 'string',
       help: "emotorch's own (the original has none): int8, nf4, q8_0 or q4_0: the decoder's Linear layers quantized as they load (bytes a weight: int8 1, q8_0 1.06, q4_0 0.56, nf4 0.52; float32 4), the LM head in float",
@@ -105,15 +109,27 @@ export const USDM_INFER: Command = {
     const cacheDir = str(v, 'model_cache_dir');
     // inference.py: AutoModelForCausalLM.from_pretrained("naver-ai/USDM-DailyTalk", cache_dir=args.model_cache_dir)
     const dir = cacheDir !== undefined ? await et.hub.resolvePretrainedPath(str(v, 'model') ?? USDM_REPO, { cacheDir }) : need(v, 'model');
-    let outFile = str(v, 'output_path');
-    if (outFile && /\.wav$/i.test(outFile)) {
-      const json = outFile.replace(/\.wav$/i, '.json');
-      process.stderr.write(
-        `emotorch usdm infer: --output_path ${outFile}: the original writes the spoken answer there (Voicebox + BigVGAN), which emotorch does not synthesize: the agent's text and units go to ${json}\n`,
-      );
-      outFile = json;
-    }
+    const outFile = str(v, 'output_path');
+    const wavOut = outFile !== undefined && /\.wav$/i.test(outFile);
     if (outFile) checkOutputFile(outFile, '--output_path'); // checked before the work
+    // the decoder (inference.py's initialize_decoder: the two hub folders in --model_cache_dir)
+    let speakerDirs: [string, string] | null = null;
+    if (wavOut || v.reference_path !== undefined) {
+      const vb = str(v, 'voicebox') ?? (cacheDir !== undefined ? await et.hub.resolvePretrainedPath('naver-ai/xlsr-token-Voicebox', { cacheDir }) : undefined);
+      const voc = str(v, 'vocoder') ?? (cacheDir !== undefined ? await et.hub.resolvePretrainedPath('nvidia/bigvgan_22khz_80band', { cacheDir }) : undefined);
+      if (!vb || !voc)
+        throw new UsageError(
+          'the spoken answer (--output_path *.wav, --reference_path) needs the Voicebox and BigVGAN folders: --voicebox and --vocoder (or --model_cache_dir holding them)',
+        );
+      if (!wavOut) throw new UsageError('--reference_path is the voice of the spoken answer: give --output_path a .wav path');
+      speakerDirs = [vb, voc];
+    }
+    const steps = num(v, 'flow_steps')!;
+    if (!Number.isInteger(steps) || steps < 1 || steps > 1999) throw new UsageError(`--flow_steps takes an integer from 1 to 1999, not ${steps}`);
+    const guidance = num(v, 'guidance')!;
+    if (!Number.isFinite(guidance) || guidance < 0 || guidance > 100) throw new UsageError(`--guidance takes a number from 0 to 100, not ${guidance}`);
+    const seed = num(v, 'seed');
+    if (seed !== undefined && (!Number.isSafeInteger(seed) || seed < 0)) throw new UsageError(`--seed takes a non-negative integer, not ${seed}`);
     const maxNew = num(v, 'max_new_tokens');
     if (maxNew !== undefined && (!Number.isInteger(maxNew) || maxNew < 1)) throw new UsageError('--max-new-tokens must be a positive integer');
     const tok = await et.data.Tokenizer.fromFile(str(v, 'tokenizer') ?? dir);
@@ -137,7 +153,27 @@ export const USDM_INFER: Command = {
     const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
     const r = await et.noGrad(() => usdm.infer(userUnits, codec, { maxNewTokens: maxNewTokensPerStage }));
     const json = JSON.stringify({ user_units: userUnits, user_text: r.userText, agent_text: r.agentText, agent_units: r.agentUnits });
-    if (outFile) writeTextFile(outFile, `${json}\n`, '--output_path');
+    if (speakerDirs) {
+      const speaker = await et.systems.usdm.UsdmSpeaker.fromPretrained(...speakerDirs);
+      let reference: { units: number[]; samples: Float32Array; sampleRate: number } | undefined;
+      const refPath = str(v, 'reference_path');
+      if (refPath !== undefined) {
+        // reconstruct_speech: librosa.load(sr=16000) for the units; the file at its own rate for the mel
+        const ux = await unitExtractor(v, cacheDir, 'with --reference_path', 'inference.py');
+        const at16 = await et.audio.readAudio(refPath, et.systems.usdm.USDM_AUDIO);
+        const [units] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(at16.samples).reshape([1, at16.samples.length]) }));
+        const own = await et.audio.readAudio(refPath, { sampleRate: null });
+        reference = { units, samples: own.samples, sampleRate: own.sampleRate };
+      }
+      if (!r.agentUnits.length) throw new UsageError('the model answered with no units: there is no speech to write');
+      const spoken = await et.noGrad(() =>
+        speaker.speak(r.agentUnits, { steps, guidance, ...(reference ? { reference } : {}), ...(seed !== undefined ? { seed } : {}) }),
+      );
+      writeTextFile(outFile!, et.audio.encodeWav(spoken.samples, spoken.sampleRate, { format: 'float32' }), '--output_path');
+      process.stderr.write(
+        `emotorch usdm infer: the spoken answer (${(spoken.samples.length / spoken.sampleRate).toFixed(2)} s at ${spoken.sampleRate} Hz) → ${outFile}\n`,
+      );
+    } else if (outFile) writeTextFile(outFile, `${json}\n`, '--output_path');
     out(json);
   },
 };

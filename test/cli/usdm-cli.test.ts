@@ -141,9 +141,11 @@ describe('emotorch usdm infer', () => {
   // naver-ai/usdm README.md lines 82 and 92 (`python src/inference.py …`) with their placeholders
   // mapped: YOUR_MODEL_CACHE_DIR a Hugging Face cache holding naver-ai/USDM-DailyTalk (the tiny
   // fixture), INPUT_WAV_PATH / REFERENCE_WAV_PATH a fixture wav, PATH_TO_SAVE_SPOKEN_RESPONSE a
-  // .wav path. Added, since the tiny unit extractor is not seamless's xlsr2_1b_v2 (which the
-  // original downloads itself): --xlsr, --kmeans, --layer 2; and --max_new_tokens 12 for time.
-  it("README's inference.py lines: --model_cache_dir is the cache naver-ai/USDM-DailyTalk is read from; the .wav answer path gets the JSON beside it; --reference_path is named as not used", async () => {
+  // .wav path; the cache also holds the decoder inference.py downloads (naver-ai/xlsr-token-Voicebox,
+  // nvidia/bigvgan_22khz_80band: the tiny ones of test/fixtures/usdm_voicebox). Added, since the
+  // tiny unit extractor is not seamless's xlsr2_1b_v2 (which the original downloads itself): --xlsr,
+  // --kmeans, --layer 2; and --max_new_tokens 12 and --flow_steps 3 for time.
+  it("README's inference.py lines: --model_cache_dir holds naver-ai/USDM-DailyTalk and the decoder; the spoken answer is written at the .wav path, a reference whose units outspan it is refused", async () => {
     const dir = tmpdir();
     const cache = path.join(dir, 'YOUR_MODEL_CACHE_DIR');
     const snap = path.join(cache, 'models--naver-ai--USDM-DailyTalk', 'snapshots', '0123456789abcdef0123456789abcdef01234567');
@@ -152,6 +154,17 @@ describe('emotorch usdm infer', () => {
     fs.writeFileSync(path.join(cache, 'models--naver-ai--USDM-DailyTalk', 'refs', 'main'), '0123456789abcdef0123456789abcdef01234567');
     for (const f of fs.readdirSync(path.join(FIXTURES, 'usdm', 'mistral'))) fs.copyFileSync(path.join(FIXTURES, 'usdm', 'mistral', f), path.join(snap, f));
     toyTokenizer(path.join(snap, 'tokenizer.json'));
+    for (const [repo, from] of [
+      ['models--naver-ai--xlsr-token-Voicebox', 'voicebox'],
+      ['models--nvidia--bigvgan_22khz_80band', 'bigvgan'],
+    ]) {
+      const s = path.join(cache, repo, 'snapshots', 'fedcba9876543210fedcba9876543210fedcba98');
+      fs.mkdirSync(s, { recursive: true });
+      fs.mkdirSync(path.join(cache, repo, 'refs'));
+      fs.writeFileSync(path.join(cache, repo, 'refs', 'main'), 'fedcba9876543210fedcba9876543210fedcba98');
+      for (const f of fs.readdirSync(path.join(FIXTURES, 'usdm_voicebox', from)))
+        fs.copyFileSync(path.join(FIXTURES, 'usdm_voicebox', from, f), path.join(s, f));
+    }
     const wav = path.join(FIXTURES, 'wav', 'pcm16_mono_16k.wav');
     const extractor = [
       '--xlsr',
@@ -162,22 +175,38 @@ describe('emotorch usdm infer', () => {
       '2',
       '--max_new_tokens',
       '12',
+      '--flow_steps',
+      '3',
+      '--seed',
+      '4',
     ];
     const answer = path.join(dir, 'answer.wav');
     const env = { ...process.env, OMP_NUM_THREADS: '1', HF_HUB_OFFLINE: '1' };
     const runEnv = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env, timeout: 240_000 });
     const line82 = runEnv(['usdm', 'infer', '--input_path', wav, '--output_path', answer, '--model_cache_dir', cache, ...extractor]);
     expect(line82.status, line82.stderr).toBe(0);
-    expect(line82.stderr).toMatch(/--output_path .*answer\.wav: the original writes the spoken answer there .* go to .*answer\.json/);
-    expect(fs.existsSync(answer)).toBe(false);
-    const written = JSON.parse(fs.readFileSync(path.join(dir, 'answer.json'), 'utf8'));
+    const written = JSON.parse(line82.stdout);
     // the same answer as --model on the snapshot folder
     const direct = run(['usdm', 'infer', '--model', snap, '--input_path', wav, ...extractor]);
     expect(direct.code, direct.err).toBe(0);
     expect(written).toEqual(JSON.parse(direct.out));
+    // the spoken answer: the agent's units through the decoder, as UsdmSpeaker from the same seed
+    const speaker = await et.systems.usdm.UsdmSpeaker.fromPretrained(
+      path.join(FIXTURES, 'usdm_voicebox', 'voicebox'),
+      path.join(FIXTURES, 'usdm_voicebox', 'bigvgan'),
+    );
+    const spoken = await et.audio.readWav(answer, { sampleRate: null });
+    expect(spoken.sampleRate).toBe(22050);
+    expect(written.agent_units.length).toBeGreaterThan(0);
+    const want = await speaker.speak(written.agent_units, { steps: 3, seed: 4 });
+    expect(spoken.samples.length).toBe(want.samples.length);
+    expect(maxAbsDiff(et.tensor(spoken.samples), et.tensor(want.samples))).toBeLessThan(1e-6);
     const line92 = runEnv(['usdm', 'infer', '--input_path', wav, '--reference_path', wav, '--output_path', answer, '--model_cache_dir', cache, ...extractor]);
-    expect(line92.status, line92.stderr).toBe(0);
-    expect(line92.stderr).toMatch(/--reference_path is accepted .* not used/);
+    // the reference's units come from the tiny extractor (a unit every 22 samples, not XLS-R's 320), so
+    // they span more than the 15 ms clip: refused by name, where the original fails on a shape (the
+    // voice itself: test/systems/usdm-speak.test.ts)
+    expect(line92.status, line92.stderr).toBe(1);
+    expect(line92.stderr).toMatch(/ERR_INVALID_ARG: speak: the reference's \d+ samples at 22050 Hz are fewer than its \d+ units span/);
     // without the extractor's files the message says where they go
     const bare = runEnv(['usdm', 'infer', '--input_path', wav, '--output_path', answer, '--model_cache_dir', cache]);
     expect(bare.status).toBe(2);

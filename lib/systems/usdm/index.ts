@@ -3,8 +3,8 @@
  * fine-tuning examples and arguments. `et.systems.usdm`.
  * @module
  */
-export { Usdm, addUnitVocabulary } from './model';
-export type { UsdmOptions } from './model';
+export { Usdm, UsdmSpeaker, addUnitVocabulary, USDM_MEL_MEAN, USDM_MEL_STD } from './model';
+export type { UsdmOptions, UsdmReference, UsdmSpeakOptions } from './model';
 export { usdmSftLabels, usdmSftExamples, USDM_TOKEN_IDS, USDM_AUDIO } from './data';
 export type { UsdmTokenIds, UsdmTextCodec, UsdmAudioPair, UsdmSftExamplesOptions } from './data';
 export { USDM_SFT_ARGS } from './recipe';

@@ -2,8 +2,8 @@
  * USDM (naver-ai/usdm): a Mistral/LLaMA-family decoder over speech units and text. The unit
  * vocabulary (`<|continue|>`, `<|correspond|>`, `<|unit0..9999|>`, `<pad>` = ids 32000–42002 on
  * Mistral), SFT labels by the original single-turn masking, and the original three greedy stages:
- * user units → user transcript → agent text → agent units. Unit-to-speech synthesis (Token-Voicebox
- * + BigVGAN) is not part of emotorch. Facts: SYSTEMS.md §6.
+ * user units → user transcript → agent text → agent units; then speech out of the units
+ * ({@link UsdmSpeaker}: the token Voicebox and BigVGAN of the original's src/decoder). Facts: SYSTEMS.md §6.
  */
 import { Module } from '../../nn/module';
 import { LlamaForCausalLM } from '../../nn/llama';
@@ -13,9 +13,13 @@ import type { LlamaOutputs } from '../../nn/llama';
 import { checkPretrainedOptions, pretrainedPath } from '../../nn/pretrained';
 import type { PretrainedOptions } from '../../nn/pretrained';
 import { applyLora } from '../../nn/lora';
-import { Tensor, randn, tensor } from '../../tensor';
+import { Tensor, randn, tensor, zeros, cat } from '../../tensor';
+import { Voicebox, unitsToFrames } from '../../nn/voicebox';
+import { BigVGAN } from '../../nn/bigvgan';
+import { vocoderLogMel } from '../../audio/features';
+import { resample } from '../../audio/resample';
 import { USDM_SYSTEM, unitString } from '../../data/usdm';
-import { invalid, checkInt, checkOptionNames } from '../../errors';
+import { EmotorchError, invalid, checkInt, checkOptionNames } from '../../errors';
 import { USDM_TOKEN_IDS, UsdmTextCodec, UsdmTokenIds, usdmCollate } from './data';
 
 function checkIds(ids: unknown, V: number): UsdmTokenIds {
@@ -201,4 +205,140 @@ export async function addUnitVocabulary(llm: LlamaForCausalLM, numUnits = 10000)
   llm.dispose();
   bigger.eval();
   return bigger;
+}
+
+/** The original's mel normalization (src/decoder/voicebox/util/model_util.py: mel_mean, mel_std). */
+export const USDM_MEL_MEAN = -5.5419;
+export const USDM_MEL_STD = 2.1575;
+
+/** A speaker reference for {@link UsdmSpeaker.speak}: its 50 Hz units and its waveform. */
+export interface UsdmReference {
+  /** The reference's units (the same extractor as the user's: XLS-R layer 35 (index 34) + k-means, from its 16 kHz samples). */
+  units: ArrayLike<number>;
+  /** Its mono samples at `sampleRate` (resampled to the vocoder's rate as the original's get_mel: torchaudio's resampler). */
+  samples: Float32Array;
+  sampleRate: number;
+}
+
+/** Options of {@link UsdmSpeaker.speak}. */
+export interface UsdmSpeakOptions {
+  /** The voice: the reference's units and waveform, put in front as a prompt (the original's --reference_path). */
+  reference?: UsdmReference;
+  /** The original's n_timesteps (inference.py: 50; the Streamlit demo's "flow steps": 15). Default 50. */
+  steps?: number;
+  /** Classifier-free guidance (the original's gradient_scale, 1.0 in reconstruct_speech). Default 1. */
+  guidance?: number;
+  /** Seeds the sampler's noise (as torch.manual_seed before the original's generate); default: the process's generator. */
+  seed?: number;
+}
+
+/**
+ * USDM's speech out of units, as the original's reconstruct_speech: the 50 Hz units held per hop of
+ * the vocoder ({@link unitsToFrames}), the reference's units and normalized log-mel in front, the
+ * Voicebox sampler (Heun, guidance), the answer's frames cut out, de-normalized and vocoded by
+ * BigVGAN, clamped to [−1, 1].
+ * @example
+ * const speaker = await et.systems.usdm.UsdmSpeaker.fromPretrained('xlsr-token-Voicebox/', 'bigvgan_22khz_80band/');
+ * const { samples, sampleRate } = await speaker.speak(agentUnits, { steps: 50, seed: 0 });
+ */
+export class UsdmSpeaker {
+  constructor(
+    readonly voicebox: Voicebox,
+    readonly vocoder: BigVGAN,
+  ) {
+    if (!(voicebox instanceof Voicebox)) invalid('an et.nn.Voicebox', 'voicebox', voicebox);
+    if (!(vocoder instanceof BigVGAN)) invalid('an et.nn.BigVGAN', 'vocoder', vocoder);
+    if (voicebox.config.n_feats !== vocoder.config.num_mels)
+      invalid(`the vocoder's num_mels (${vocoder.config.num_mels})`, 'the Voicebox n_feats', voicebox.config.n_feats);
+  }
+
+  /** The released folders (naver-ai/xlsr-token-Voicebox, nvidia/bigvgan_22khz_80band), in eval mode. */
+  static async fromPretrained(voiceboxDir: string, vocoderDir: string, opts: Pick<PretrainedOptions, 'device' | 'dtype'> = {}): Promise<UsdmSpeaker> {
+    checkOptionNames(opts, ['device', 'dtype'], 'UsdmSpeaker.fromPretrained options');
+    const vb = await Voicebox.fromPretrained(voiceboxDir, opts);
+    const gan = await BigVGAN.fromPretrained(vocoderDir, opts);
+    return new UsdmSpeaker(vb.eval() as Voicebox, gan.eval() as BigVGAN);
+  }
+
+  /** The vocoder's sample rate (22050 for bigvgan_22khz_80band). */
+  get sampleRate(): number {
+    return this.vocoder.config.sampling_rate;
+  }
+
+  /**
+   * The agent's speech from its 50 Hz units.
+   * @returns `{ samples, sampleRate, mel }`: mono float32 samples (units · rate / 50, cut to whole hops),
+   *   the vocoder's rate, and the answer's log-mel (1, n_feats, frames)
+   * @throws EmotorchError ERR_INVALID_ARG for no units, units outside the vocabulary, too few for one
+   *   frame, a reference that is silent, too short for a frame or not finite, or bad options
+   */
+  async speak(units: ArrayLike<number>, opts: UsdmSpeakOptions = {}): Promise<{ samples: Float32Array; sampleRate: number; mel: Tensor }> {
+    checkOptionNames(opts, ['reference', 'steps', 'guidance', 'seed'], 'speak options');
+    const cfg = this.vocoder.config;
+    const V = this.voicebox.config.n_tokens;
+    const checkUnits = (u: ArrayLike<number>, what: string) => {
+      if (!u || typeof u.length !== 'number' || u.length === 0) invalid('a non-empty list of unit ids', what, u);
+      for (let i = 0; i < u.length; i++) if (!Number.isInteger(u[i]) || u[i] < 0 || u[i] >= V) invalid(`unit ids from 0 to ${V - 1}`, `${what}[${i}]`, u[i]);
+    };
+    checkUnits(units, 'units');
+    const agent = unitsToFrames(units, cfg.sampling_rate, cfg.hop_size);
+    if (agent.frames.length === 0) invalid(`units for at least one frame of ${cfg.hop_size} samples`, 'units', `${units.length} unit(s)`);
+    let frames = agent.frames;
+    let cond: Tensor | undefined;
+    let P = 0;
+    const ref = opts.reference;
+    if (ref !== undefined) {
+      if (!ref || typeof ref !== 'object') invalid('{ units, samples, sampleRate }', 'opts.reference', ref);
+      checkUnits(ref.units, 'opts.reference.units');
+      if (!(ref.samples instanceof Float32Array)) invalid('a Float32Array', 'opts.reference.samples', ref.samples);
+      checkInt(ref.sampleRate, 'opts.reference.sampleRate', 1000);
+      let peak = 0;
+      for (const x of ref.samples) {
+        if (!Number.isFinite(x)) invalid('finite samples', 'opts.reference.samples', x);
+        peak = Math.max(peak, Math.abs(x));
+      }
+      if (peak < 1e-4) invalid('a voice (the reference is silent: its peak is below 1e-4)', 'opts.reference.samples', `peak ${peak}`);
+      const r = unitsToFrames(ref.units, cfg.sampling_rate, cfg.hop_size);
+      if (r.frames.length === 0) invalid(`units for at least one frame`, 'opts.reference.units', `${ref.units.length} unit(s)`);
+      // get_mel: the file at its own rate, resampled to the vocoder's (torchaudio), cut to the units' span
+      let wave = ref.samples;
+      if (ref.sampleRate !== cfg.sampling_rate) wave = resample(wave, ref.sampleRate, cfg.sampling_rate, { method: 'torchaudio' });
+      if (wave.length < r.samples)
+        throw new EmotorchError(
+          `speak: the reference's ${wave.length} samples at ${cfg.sampling_rate} Hz are fewer than its ${ref.units.length} units span (${r.samples}): units and samples are not of one clip`,
+          'ERR_INVALID_ARG',
+        );
+      const clip = tensor(wave.subarray(0, r.samples)).reshape([1, -1]).clamp(-1, 1);
+      const mel = await vocoderLogMel(clip, {
+        sampleRate: cfg.sampling_rate,
+        nFft: cfg.n_fft,
+        nMels: cfg.num_mels,
+        hop: cfg.hop_size,
+        win: cfg.win_size,
+        fmin: cfg.fmin,
+        fmax: cfg.fmax,
+      });
+      P = r.frames.length;
+      const normalized = mel.sub(USDM_MEL_MEAN).div(USDM_MEL_STD);
+      cond = cat([normalized, zeros([1, cfg.num_mels, agent.frames.length])], 2);
+      frames = [...r.frames, ...agent.frames];
+    }
+    const device = (this.voicebox.parameters()[0] as Tensor | undefined)?.device ?? 'cpu';
+    const u = tensor(frames, { dtype: 'int64' }).reshape([1, -1]).to({ device });
+    const { mel } = await this.voicebox.generate(u, {
+      ...(cond ? { cond: cond.to({ device }) } : {}),
+      promptLength: P,
+      steps: opts.steps ?? 50,
+      guidance: opts.guidance ?? 1,
+      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+    });
+    const answer = mel.slice(2, P).mul(USDM_MEL_STD).add(USDM_MEL_MEAN);
+    const { waveform } = await this.vocoder.forward({ mel: answer.to({ dtype: this.vocoderDtype() }) });
+    const samples = (await waveform.to({ dtype: 'float32', device: 'cpu' }).clamp(-1, 1).flatten().data()) as Float32Array;
+    return { samples, sampleRate: cfg.sampling_rate, mel: answer };
+  }
+
+  private vocoderDtype() {
+    return (this.vocoder.parameters()[0] as Tensor).dtype;
+  }
 }
