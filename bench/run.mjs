@@ -1,7 +1,7 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians, the ratio and the range of
 // the per-pair ratios (an emotorch trial and the Python trial after it).
-//   npm run bench -- load | serve | quant | mlp | features | models | trainer | spectra | spectra-pretrain | salmonn | ddp | units | languagebind | internvl [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
+//   npm run bench -- load | serve | quant | mlp | features | models | trainer | spectra | spectra-pretrain | salmonn | ddp | units | languagebind | internvl | voicebox [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
 // --bf16 (models, spectra, salmonn, languagebind's train case): both sides under CPU autocast to bfloat16 (et.autocast /
 // torch.autocast('cpu', dtype=torch.bfloat16)) around each forward, the backward and the optimizer
 // outside it, as users write it; parameters stay float32.
@@ -41,6 +41,7 @@ const BENCHES = {
   internvl: 'internvl.mjs',
   serve: 'serve.mjs',
   quant: 'quant.mjs',
+  voicebox: 'voicebox.mjs',
 };
 // `spectra-pretrain` is the spectra module's spectra_pretrain case (issue 46's name for it)
 const CASE_OF = { 'spectra-pretrain': 'spectra_pretrain' };

@@ -437,7 +437,47 @@ def units_setup(cfg):
     return step
 
 
-SETUPS = {"units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "spectra_pretrain": spectra_pretrain_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, "resample_soxr": resample_soxr_setup, "resample_torchaudio": resample_torchaudio_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
+def voicebox_setup(cfg):
+    """USDM's unit-to-speech decoder as the ORIGINAL code runs it on PyTorch's CPU path: naver-ai/usdm's
+    src/decoder (a checkout named by USDM_DECODER, e.g. `git archive HEAD src/decoder` of the repo),
+    Voicebox.generate with the Heun solver and guidance 1.0 (reconstruct_speech's call, no reference),
+    then BigVGAN (weight norm removed, as initialize_decoder). Patched in this worker only, as the
+    fixture does: `.cuda()` returns the tensor (the ALiBi slopes are put on CUDA unconditionally);
+    torchaudio and matplotlib, imported and unused here, are empty stand-ins."""
+    import os
+    import types
+
+    src = os.environ.get("USDM_DECODER")
+    if not src or not os.path.isdir(os.path.join(src, "voicebox")):
+        raise SystemExit("bench voicebox: set USDM_DECODER to naver-ai/usdm's src/decoder folder (git archive HEAD src/decoder of the repo)")
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    for name in ["torchaudio", "torchaudio.transforms", "torchaudio.functional", "matplotlib", "matplotlib.pyplot", "matplotlib.pylab"]:
+        m = sys.modules.setdefault(name, types.ModuleType(name))
+        m.use = lambda *a, **k: None
+    sys.modules["torchaudio"].transforms = sys.modules["torchaudio.transforms"]
+    sys.modules["matplotlib"].pyplot = sys.modules["matplotlib"].pylab = sys.modules["matplotlib"]
+    sys.path.insert(0, src)
+    from voicebox.model.voicebox import Voicebox
+    from voicebox.vocoder.env import AttrDict
+    from voicebox.vocoder.models import BigVGAN
+
+    torch.manual_seed(0)
+    vb = Voicebox(**cfg["voicebox"]).eval()
+    gan = BigVGAN(AttrDict(cfg["bigvgan"])).eval()
+    gan.remove_weight_norm()
+    frames = int(cfg["seconds"] * 22050) // 256
+    units = torch.randint(0, cfg["voicebox"]["n_tokens"], (1, frames))
+    cond = torch.zeros(1, cfg["voicebox"]["n_feats"], frames)
+
+    def step():
+        with torch.inference_mode():
+            y = vb.generate(units, cond, torch.tensor([frames]), n_timesteps=cfg["steps_n"], solver="heun", gradient_scale=1.0, speech_prompt=False)
+            return gan(y * 2.1575 - 5.5419).clamp(-1, 1)
+
+    return step
+
+
+SETUPS = {"voicebox": voicebox_setup, "units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "spectra_pretrain": spectra_pretrain_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, "resample_soxr": resample_soxr_setup, "resample_torchaudio": resample_torchaudio_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():

@@ -80,15 +80,20 @@ export const BIGVGAN = declareConfig({
   },
 });
 
-/** @interface */
+/**
+ * bigvgan_22khz_80band's config.json fields.
+ * @interface
+ */
 export type BigVGANConfig = ConfigOf<typeof BIGVGAN>;
 /** The BigVGANConfig values used for the fields a config leaves out. */
 export const BIGVGAN_DEFAULTS: BigVGANConfig = defaultsOf(BIGVGAN);
 
+/** The inputs of {@link BigVGAN.forward}. */
 export interface BigVGANInputs {
   /** (batch, num_mels, frames) natural-log mel, as et.audio.vocoderLogMel makes it. */
   mel: Tensor;
 }
+/** The outputs of {@link BigVGAN.forward}. */
 export interface BigVGANOutputs {
   /** (batch, 1, frames · hop_size) in [−1, 1] (tanh), at config.sampling_rate. */
   waveform: Tensor;

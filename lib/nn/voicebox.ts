@@ -49,7 +49,10 @@ export const VOICEBOX = declareConfig({
   },
 });
 
-/** @interface */
+/**
+ * naver-ai/xlsr-token-Voicebox's config.json fields.
+ * @interface
+ */
 export type VoiceboxConfig = ConfigOf<typeof VOICEBOX>;
 /** The VoiceboxConfig values used for the fields a config leaves out. */
 export const VOICEBOX_DEFAULTS: VoiceboxConfig = defaultsOf(VOICEBOX);
@@ -81,6 +84,7 @@ export function foldWeightNorm(sd: Map<string, Tensor>, gain: RegExp, direction:
   return out;
 }
 
+/** The inputs of {@link Voicebox.forward} (one velocity). */
 export interface VoiceboxInputs {
   /** (batch, frames) unit ids, 0 … n_tokens (n_tokens: masked). */
   units: Tensor;
@@ -93,6 +97,7 @@ export interface VoiceboxInputs {
   /** (batch) frames of each row (the rest padding); all by default. */
   lengths?: Tensor;
 }
+/** The outputs of {@link Voicebox.forward}. */
 export interface VoiceboxOutputs {
   /** (batch, n_feats, frames) the estimated velocity. */
   velocity: Tensor;
@@ -235,6 +240,7 @@ export class Voicebox extends ConfiguredModule<VoiceboxConfig> {
     } else {
       checkTensor(noise, 'opts.noise');
       if (noise.shape.join() !== [draws, 1, F, T].join()) invalid(`(${draws}, 1, ${F}, ${T}) draws`, 'opts.noise', `[${noise.shape}]`);
+      if (!noise.isfinite().all().item()) invalid('finite draws', 'opts.noise', 'NaN or infinity');
     }
     const out = await this.run({
       units: u,

@@ -86,6 +86,7 @@ const ROWS: Record<string, Row> = {
     call: (o) => et.systems.salmonn.Salmonn.fromPretrained({ whisper: NOWHERE, llm: NOWHERE, ...o } as never),
     takes: 'dtype',
   },
+  'systems.usdm.UsdmSpeaker.fromPretrained': { call: (o) => et.systems.usdm.UsdmSpeaker.fromPretrained(NOWHERE, NOWHERE, o), takes: 'dtype' },
   'nn.LanguageBind.fromPretrained': { call: (o) => et.systems.semeval.LanguageBind.fromPretrained({ video: NOWHERE }, o), takes: 'dtype' },
   'systems.semeval.LanguageBindClassifier.create': {
     call: (o) => et.systems.semeval.LanguageBindClassifier.create({ modalities: ['video'] } as never, o),

@@ -113,6 +113,7 @@ describe('Voicebox and BigVGAN = the original USDM decoder', () => {
     await rejectsWith(vb.generate([1, 2, 3], { guidance: NaN }), 'ERR_INVALID_ARG', /opts\.guidance/);
     await rejectsWith(vb.generate([1, 2, 3], { promptLength: 3 }), 'ERR_INVALID_ARG', /opts\.promptLength/);
     await rejectsWith(vb.generate([1, 2, 3], { noise: et.zeros([2, 1, 80, 3]) }), 'ERR_INVALID_ARG', /opts\.noise/);
+    await rejectsWith(vb.generate([1, 2, 3], { noise: et.full([1, 1, 80, 3], NaN) }), 'ERR_INVALID_ARG', /opts\.noise/);
     await rejectsWith(vb.generate([1, 2, 3], { cond: et.full([1, 80, 3], NaN), promptLength: 1 }), 'ERR_INVALID_ARG', /opts\.cond/);
     await expect(et.nn.BigVGAN.fromPretrained(dir)).rejects.toMatchObject({ code: 'ERR_IO' });
     expect(() => et.nn.BigVGAN.create({ upsample_kernel_sizes: [8, 8, 4, 4, 4, 3] })).toThrow(/upsample_kernel_sizes\[5\]/);

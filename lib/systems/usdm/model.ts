@@ -209,6 +209,7 @@ export async function addUnitVocabulary(llm: LlamaForCausalLM, numUnits = 10000)
 
 /** The original's mel normalization (src/decoder/voicebox/util/model_util.py: mel_mean, mel_std). */
 export const USDM_MEL_MEAN = -5.5419;
+/** The original's mel standard deviation (model_util.py's mel_std): normalized = (log-mel − mean) / std. */
 export const USDM_MEL_STD = 2.1575;
 
 /** A speaker reference for {@link UsdmSpeaker.speak}: its 50 Hz units and its waveform. */
