@@ -286,7 +286,9 @@ async function runCase(caseName, c) {
   console.log(`median: emotorch ${a.toFixed(2)} ms/step, Python ${b.toFixed(2)} ms/step`);
   if (c.audioSecondsPerStep) {
     const work = c.audioSecondsPerStep(cfg);
-    console.log(`throughput: emotorch ${(work / (a / 1000)).toFixed(0)} s of audio/s, Python ${(work / (b / 1000)).toFixed(0)} s of audio/s`);
+    const rate = (ms) => work / (ms / 1000);
+    const show = (x) => x.toFixed(x < 10 ? 3 : 0);
+    console.log(`throughput: emotorch ${show(rate(a))} s of audio/s, Python ${show(rate(b))} s of audio/s`);
     console.log(`speed-up emotorch/Python: ${(b / a).toFixed(2)}×`);
   }
   // each trial pair ran back to back, so a drift of the machine's speed moves both of its sides:

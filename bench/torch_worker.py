@@ -464,7 +464,10 @@ def voicebox_setup(cfg):
     torch.manual_seed(0)
     vb = Voicebox(**cfg["voicebox"]).eval()
     gan = BigVGAN(AttrDict(cfg["bigvgan"])).eval()
-    gan.remove_weight_norm()
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # it prints "Removing weight norm..."; stdout is the bench's channel
+        gan.remove_weight_norm()
     frames = int(cfg["seconds"] * 22050) // 256
     units = torch.randint(0, cfg["voicebox"]["n_tokens"], (1, frames))
     cond = torch.zeros(1, cfg["voicebox"]["n_feats"], frames)
