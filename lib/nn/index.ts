@@ -56,7 +56,7 @@ export { quantize, quantizeWeight, dequantizeWeight, linearLayers, checkQuantFor
 export type { QuantFormat, QuantizedWeight, LinearLayerInfo } from './quant';
 export { readBnbQuantization, bnbQuantizationConfig } from './bnb';
 export type { BnbFormat, BnbQuantization, TensorInfo } from './bnb';
-export { Voicebox, VOICEBOX_DEFAULTS, VOICEBOX_MAX_STEPS, unitsToFrames } from './voicebox';
+export { Voicebox, VOICEBOX_DEFAULTS, VOICEBOX_MAX_STEPS, VOICEBOX_MAX_FRAMES, unitsToFrames } from './voicebox';
 export type { VoiceboxConfig, VoiceboxInputs, VoiceboxOutputs, VoiceboxGenerateOptions } from './voicebox';
 export { BigVGAN, BIGVGAN_DEFAULTS } from './bigvgan';
 export type { BigVGANConfig, BigVGANInputs, BigVGANOutputs } from './bigvgan';

@@ -123,6 +123,13 @@ export interface VoiceboxGenerateOptions {
 export const VOICEBOX_MAX_STEPS = 1000;
 
 /**
+ * Most frames (the prompt's and the answer's together) one row may have: 4096 frames of 256 samples
+ * at 22.05 kHz are 47.6 s, whose attention bias under guidance alone is 2 · heads · 4097² floats
+ * (2.1 GiB for the released 16 heads). Longer answers: speak them in parts.
+ */
+export const VOICEBOX_MAX_FRAMES = 4096;
+
+/**
  * 50 Hz units to mel frames, as the original's process_unit: each unit held for sampleRate / 50
  * samples (441 at 22.05 kHz), cut to whole hops, each hop taking its most frequent unit (the smaller
  * id on a tie, as torch.mode on the CPU). Returns the frames' units and the samples they span.
@@ -180,6 +187,8 @@ export class Voicebox extends ConfiguredModule<VoiceboxConfig> {
     const { units, noisyMel, cond, t, lengths } = inputs ?? ({} as VoiceboxInputs);
     this.checkUnits(units, 'units');
     const [B, T] = units.shape;
+    if (T > VOICEBOX_MAX_FRAMES || B * T > 8 * VOICEBOX_MAX_FRAMES)
+      invalid(`at most ${VOICEBOX_MAX_FRAMES} frames a row and ${8 * VOICEBOX_MAX_FRAMES} in all`, 'units', `[${units.shape}]`);
     for (const [x, n] of [
       [noisyMel, 'noisyMel'],
       [cond, 'cond'],
@@ -211,6 +220,7 @@ export class Voicebox extends ConfiguredModule<VoiceboxConfig> {
     this.checkUnits(u, 'units');
     const [B, T] = u.shape;
     if (B !== 1 || T < 1) invalid('one row of at least one frame', 'units', `[${u.shape}]`);
+    if (T > VOICEBOX_MAX_FRAMES) invalid(`at most ${VOICEBOX_MAX_FRAMES} frames (47.6 s at 22.05 kHz; speak longer answers in parts)`, 'units', `${T} frames`);
     const F = this.config.n_feats;
     const n = opts.steps ?? 50;
     if (!Number.isInteger(n) || n < 1 || n > 2 * VOICEBOX_MAX_STEPS - 1) invalid(`an integer from 1 to ${2 * VOICEBOX_MAX_STEPS - 1}`, 'opts.steps', n);

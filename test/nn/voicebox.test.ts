@@ -108,6 +108,7 @@ describe('Voicebox and BigVGAN = the original USDM decoder', () => {
     await rejectsWith(vb.generate([1, 2, 58]), 'ERR_INVALID_ARG', /unit ids from 0 to 57/);
     await rejectsWith(vb.generate([1, 2, -1]), 'ERR_INVALID_ARG', /unit ids/);
     await rejectsWith(vb.generate([]), 'ERR_INVALID_ARG', /one row of at least one frame/);
+    await rejectsWith(vb.generate(new Array(et.nn.VOICEBOX_MAX_FRAMES + 1).fill(1)), 'ERR_INVALID_ARG', /at most 4096 frames/);
     await rejectsWith(vb.generate([1, 2, 3], { steps: 0 }), 'ERR_INVALID_ARG', /opts\.steps/);
     await rejectsWith(vb.generate([1, 2, 3], { steps: 1e9 }), 'ERR_INVALID_ARG', /opts\.steps/);
     await rejectsWith(vb.generate([1, 2, 3], { guidance: NaN }), 'ERR_INVALID_ARG', /opts\.guidance/);

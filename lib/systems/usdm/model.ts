@@ -271,7 +271,8 @@ export class UsdmSpeaker {
    * @returns `{ samples, sampleRate, mel }`: mono float32 samples (units · rate / 50, cut to whole hops),
    *   the vocoder's rate, and the answer's log-mel (1, n_feats, frames)
    * @throws EmotorchError ERR_INVALID_ARG for no units, units outside the vocabulary, too few for one
-   *   frame, a reference that is silent, too short for a frame or not finite, or bad options
+   *   frame, a reference that is silent, too short for a frame or not finite, more than
+   *   et.nn.VOICEBOX_MAX_FRAMES frames with the reference's, or bad options
    */
   async speak(units: ArrayLike<number>, opts: UsdmSpeakOptions = {}): Promise<{ samples: Float32Array; sampleRate: number; mel: Tensor }> {
     checkOptionNames(opts, ['reference', 'steps', 'guidance', 'seed'], 'speak options');
