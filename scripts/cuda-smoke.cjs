@@ -22,6 +22,24 @@ const rand = (n, seed) => {
   }
   return a;
 };
+// greedy decoding, every field the CausalLM bridge reads
+const GREEDY = {
+  max_new_tokens: 8,
+  min_new_tokens: 0,
+  num_beams: 1,
+  top_k: 0,
+  temperature: 1,
+  top_p: 1,
+  repetition_penalty: 1,
+  length_penalty: 1,
+  do_sample: false,
+  early_stopping: 'true',
+  eos_token_id: [2],
+  pad_token_id: 0,
+  seed: -1,
+  banned_token_ranges: [],
+  allowed_token_ranges: [],
+};
 let failed = 0;
 const check = (name, ok, info) => {
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${name} ${info ?? ''}`);
@@ -40,23 +58,7 @@ const check = (name, ok, info) => {
   const mk = (d) => b.fromData(BigInt64Array.from(ids.map(BigInt)), [2, 6], 'int64', 'int64', d, false);
   const mask = (d) => b.fromData(BigInt64Array.from([0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1].map(BigInt)), [2, 6], 'int64', 'int64', d, false);
   const cpuOut = await llama.forward({ input_ids: mk('cpu'), attention_mask: mask('cpu'), labels: mk('cpu') });
-  const g = {
-    max_new_tokens: 8,
-    min_new_tokens: 0,
-    num_beams: 1,
-    top_k: 0,
-    temperature: 1,
-    top_p: 1,
-    repetition_penalty: 1,
-    length_penalty: 1,
-    do_sample: false,
-    early_stopping: 'true',
-    eos_token_id: [2],
-    pad_token_id: 0,
-    seed: -1,
-    banned_token_ranges: [],
-    allowed_token_ranges: [],
-  };
+  const g = GREEDY;
   const cpuGen = Array.from(new BigInt64Array((await llama.generate(mk('cpu'), null, mask('cpu'), g, null).result).dataSync()[0]));
   const cpuBeam = Array.from(new BigInt64Array((await llama.generate(mk('cpu'), null, mask('cpu'), { ...g, num_beams: 3 }, null).result).dataSync()[0]));
   await llama.to(dev, null);
@@ -221,23 +223,7 @@ async function quantized() {
     }
     return d / m;
   };
-  const greedy = {
-    max_new_tokens: 6,
-    min_new_tokens: 6,
-    num_beams: 1,
-    top_k: 0,
-    temperature: 1,
-    top_p: 1,
-    repetition_penalty: 1,
-    length_penalty: 1,
-    do_sample: false,
-    early_stopping: 'true',
-    eos_token_id: [2],
-    pad_token_id: 0,
-    seed: -1,
-    banned_token_ranges: [],
-    allowed_token_ranges: [],
-  };
+  const greedy = { ...GREEDY, max_new_tokens: 6, min_new_tokens: 6 };
   const decode = async (m, d) => {
     const row = await m.startDecode(on(short, d), null, null, greedy, null);
     const got = [];
