@@ -126,6 +126,7 @@ namespace {
 #define ET_SWSCALE(X)         \
   X(swscale_version)          \
   X(sws_getContext)           \
+  X(sws_isSupportedInput)     \
   X(sws_freeContext)          \
   X(sws_scale)                \
   X(sws_getColorspaceDetails) \
@@ -682,7 +683,12 @@ void VideoReader::read(const std::vector<int64_t>& wanted, const std::vector<int
       // the executable's scale filter: bicubic (its default sws_flags), straight to rgb24
       s.sws = a.sws_getContext(src->width, src->height, static_cast<AVPixelFormat>(src->format), W, H, AV_PIX_FMT_RGB24, SWS_BICUBIC,
                                nullptr, nullptr, nullptr);
-      if (!s.sws) throw CodedError("ERR_FORMAT", "its frames' pixel format cannot be converted to RGB");
+      if (!s.sws) {
+        // swscale says nothing of why: a pixel format it takes means its tables could not be had
+        if (saw_nomem || a.sws_isSupportedInput(static_cast<AVPixelFormat>(src->format)) > 0)
+          throw CodedError("ERR_OUT_OF_MEMORY", "out of memory for the conversion of its frames to RGB");
+        throw CodedError("ERR_FORMAT", "its frames' pixel format cannot be converted to RGB");
+      }
       s.sws_w = src->width;
       s.sws_h = src->height;
       s.sws_fmt = src->format;
