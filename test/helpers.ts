@@ -137,3 +137,48 @@ export function salmonnDecodeYaml(dir: string, generate: Record<string, unknown>
   fs.writeFileSync(file, `${lines.join('\n')}\n`);
   return { file, config: { ...config, ...gen } };
 }
+
+/** A character tokenizer.json with USDM's layout on the fixture's 160 ids ("\n" 13, "▁" 28, <|continue|> 100, <|correspond|> 101, 57 units from 102, <pad> 159). */
+export function usdmToyTokenizer(file: string): void {
+  const chars: Record<number, string> = { 13: '\n', 28: '▁', 56: '#', 57: '.', 58: ',', 59: "'" };
+  for (let k = 0; k < 26; k++) {
+    chars[30 + k] = String.fromCharCode(97 + k);
+    chars[60 + k] = String.fromCharCode(65 + k);
+  }
+  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
+  for (let i = 3; i < 100; i++) vocab[chars[i] ?? `[${i}]`] = i;
+  const special = [
+    [0, '<unk>'],
+    [1, '<s>'],
+    [2, '</s>'],
+    [100, '<|continue|>'],
+    [101, '<|correspond|>'],
+    ...Array.from({ length: 57 }, (_, u) => [102 + u, `<|unit${u}|>`]),
+    [159, '<pad>'],
+  ] as Array<[number, string]>;
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      pre_tokenizer: null,
+      post_processor: null,
+      added_tokens: special.map(([id, content]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+      normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
+      decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }] },
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: '<unk>',
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab,
+        merges: [],
+      },
+    }),
+  );
+  fs.writeFileSync(path.join(path.dirname(file), 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>' }));
+}

@@ -1,6 +1,7 @@
 /**
  * The page `emotorch serve` shows at `/`: record or upload audio (or pick an image), type a
- * prompt, and watch the answer stream in from `/v1/chat/completions`. Audio that is not WAV,
+ * prompt, and watch the answer stream in from `/v1/chat/completions`; a model that speaks (USDM)
+ * is asked for audio too, and its spoken answer is played. Audio that is not WAV,
  * MP3 or FLAC (a recording is WebM/Ogg) is decoded by the browser and sent as 16 kHz WAV.
  */
 export const SERVE_PAGE = `<!doctype html>
@@ -27,11 +28,12 @@ button.primary{background:#2f5bd3;color:#fff;border-color:#2f5bd3} button:disabl
 <fieldset id="image-box" hidden><legend>Image</legend>
   <input type="file" id="image" accept="image/png,image/jpeg,image/webp,image/bmp,image/gif">
 </fieldset>
-<fieldset><legend>Prompt</legend>
+<fieldset id="prompt-box"><legend>Prompt</legend>
   <textarea id="prompt" placeholder="Describe the emotion of the speaker."></textarea>
   <p><button id="send" class="primary" type="button">Send</button> <button id="stop" type="button" disabled>Stop</button></p>
 </fieldset>
 <div id="answer" aria-live="polite"></div>
+<audio id="spoken" controls hidden></audio>
 <p id="status"></p>
 <script>
 const $ = (id) => document.getElementById(id);
@@ -43,6 +45,8 @@ fetch('/health').then((r) => r.json()).then((h) => {
   $('model').textContent = 'model: ' + h.model + ' (' + h.kind + ')';
   $('audio-box').hidden = !h.accepts.audio;
   $('image-box').hidden = !h.accepts.image;
+  // a model that hears speech only (USDM): no prompt to type, the button stays
+  if (h.accepts.text === false) { $('prompt').hidden = true; $('prompt-box').querySelector('legend').textContent = 'Ask (by speech)'; }
 }).catch((e) => status('cannot reach the server: ' + e, true));
 
 const b64 = (buf) => { let s = ''; const u = new Uint8Array(buf); for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode.apply(null, u.subarray(i, i + 0x8000)); return btoa(s); };
@@ -111,15 +115,17 @@ $('send').addEventListener('click', async () => {
     if (a) parts.push(a);
     if (i) parts.push(i);
   } catch (e) { status('cannot read the file: ' + e.message, true); return; }
-  parts.push({ type: 'text', text: $('prompt').value });
+  if (!info || info.accepts.text !== false) parts.push({ type: 'text', text: $('prompt').value });
   $('answer').textContent = '';
+  $('spoken').hidden = true; $('spoken').removeAttribute('src');
   $('send').disabled = true; $('stop').disabled = false;
   status('waiting…');
   controller = new AbortController();
   const t0 = performance.now();
   try {
     const r = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, signal: controller.signal,
-      body: JSON.stringify({ model: info.model, stream: true, messages: [{ role: 'user', content: parts }] }) });
+      body: JSON.stringify({ model: info.model, stream: true, messages: [{ role: 'user', content: parts }],
+        ...(info.speaks ? { modalities: ['text', 'audio'], audio: { voice: 'default', format: 'wav' } } : {}) }) });
     if (!r.ok) { const e = await r.json().catch(() => ({})); throw new Error((e.error && e.error.message) || r.statusText); }
     const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '', finish = null;
@@ -137,6 +143,11 @@ $('send').addEventListener('click', async () => {
         if (o.error) throw new Error(o.error.message);
         const c = o.choices[0];
         if (c && c.delta && c.delta.content) $('answer').textContent += c.delta.content;
+        // a spoken answer: its transcript as it grows, then the WAV, played
+        if (c && c.delta && c.delta.audio && c.delta.audio.transcript) $('answer').textContent += c.delta.audio.transcript;
+        if (c && c.delta && c.delta.audio && c.delta.audio.data) {
+          $('spoken').src = 'data:audio/wav;base64,' + c.delta.audio.data; $('spoken').hidden = false; $('spoken').play().catch(() => {});
+        }
         if (c && c.finish_reason) finish = c.finish_reason;
       }
     }

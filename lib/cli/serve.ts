@@ -1,6 +1,8 @@
 /**
  * `emotorch serve`: an OpenAI-compatible chat server for one loaded model (SALMONN from its
- * decode_config.yaml, an InternVL2 folder, or any LLaMA-family LLM folder with a chat template).
+ * decode_config.yaml, an InternVL2 folder, a USDM folder, or any LLaMA-family LLM folder with a
+ * chat template). A USDM model answers speech with text, and with speech (`modalities: ['text',
+ * 'audio']`: OpenAI's `message.audio`, a WAV in base64) when --voicebox and --vocoder are given.
  *
  * `POST /v1/chat/completions` (messages of `text`, `input_audio` and `image_url` data-URL parts;
  * `stream: true` answers as server-sent events, as the OpenAI API streams), `GET /v1/models`,
@@ -13,7 +15,7 @@
  *
  * This file is the HTTP side only (routes, admission, streaming, the command); each system brings
  * its chat adapter (`et.data.ChatAdapter`): `et.systems.salmonn.salmonnChat`,
- * `et.systems.m2se.internvlChat`, `et.systems.m2se.llmChat`.
+ * `et.systems.m2se.internvlChat`, `et.systems.m2se.llmChat`, `et.systems.usdm.usdmChat`.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -21,8 +23,9 @@ import * as path from 'path';
 import { randomUUID } from 'crypto';
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import * as et from '../index';
-import { Command, UsageError, loadChatModel, modelAndAdapter, num, quantizeFlag, str } from './common';
+import { Command, UsageError, Values, loadChatModel, modelAndAdapter, num, quantizeFlag, str } from './common';
 import { noteLowResource, readSalmonnYaml, runDevice, withLowResource } from './salmonn';
+import { tokenIds, unitExtractor } from './usdm';
 import { SERVE_PAGE } from './page';
 
 // The request's JSON as the OpenAI API spells it (snake_case: the wire format), and tokenizer_config.json's key.
@@ -31,6 +34,13 @@ interface OpenAiContentPart {
   text?: unknown;
   input_audio?: { data?: unknown; format?: unknown };
   image_url?: { url?: unknown };
+}
+/** A spoken answer as OpenAI's message.audio. */
+interface OpenAiAudioOut {
+  id: string;
+  data: string;
+  expires_at: number;
+  transcript: string;
 }
 interface OpenAiStreamOptions {
   include_usage?: unknown;
@@ -252,7 +262,13 @@ async function readMessages(body: Record<string, unknown>, backend: ChatAdapter,
           const bytes = base64(a?.data, `${q}.input_audio.data`);
           let wav: et.audio.Wav;
           // the request's audio seconds still free: ffmpeg decodes no more than these (and a WAV declaring more is refused from its header)
-          const opts = { sampleRate: 16000, channel: 0, maxSeconds: Math.max(limits.maxAudioSeconds - seconds, 1e-6), timeoutMs: limits.timeoutMs };
+          const opts = {
+            sampleRate: 16000,
+            channel: 0 as 'mix' | number,
+            ...backend.audioRead,
+            maxSeconds: Math.max(limits.maxAudioSeconds - seconds, 1e-6),
+            timeoutMs: limits.timeoutMs,
+          };
           try {
             wav =
               format === 'wav'
@@ -346,8 +362,6 @@ const NEUTRAL: Record<string, [ok: (v: unknown) => boolean, what: string]> = {
     (v) => !!v && typeof v === 'object' && (v as { type?: unknown }).type === 'text' && Object.keys(v).length === 1,
     "{ type: 'text' } (structured outputs are not implemented)",
   ],
-  modalities: [(v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', "['text'] (answers are text)"],
-  audio: [() => false, 'absent (answers are text)'],
   prediction: [() => false, 'absent (predicted outputs are not implemented)'],
   reasoning_effort: [() => false, 'absent (not a reasoning model)'],
   verbosity: [() => false, 'absent (not implemented)'],
@@ -361,7 +375,21 @@ const NEUTRAL: Record<string, [ok: (v: unknown) => boolean, what: string]> = {
   metadata: [(v) => !!v && typeof v === 'object' && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string'), 'an object of strings'],
 };
 /** The fields the server reads. */
-const TAKEN = ['messages', 'model', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'n', 'seed', 'stop', 'stream', 'stream_options'];
+const TAKEN = [
+  'messages',
+  'model',
+  'max_tokens',
+  'max_completion_tokens',
+  'temperature',
+  'top_p',
+  'n',
+  'seed',
+  'stop',
+  'stream',
+  'stream_options',
+  'modalities',
+  'audio',
+];
 
 /** Stop sequences a request may give (OpenAI's bound). */
 const MAX_STOPS = 4;
@@ -370,7 +398,8 @@ const MAX_STOPS = 4;
 function readSettings(
   body: Record<string, unknown>,
   limits: ServeLimits,
-): { maxTokens?: number; temperature?: number; topP?: number; seed?: number; stop: string[] } {
+  speaks: boolean,
+): { maxTokens?: number; temperature?: number; topP?: number; seed?: number; stop: string[]; audio?: { voice: string; format: 'wav' } } {
   const bad = (param: string, what: string) =>
     new ApiError(400, `${param} must be ${what}, not ${JSON.stringify(body[param])}`, 'invalid_request_error', param);
   const unknown = Object.keys(body).filter((k) => !TAKEN.includes(k) && !(k in NEUTRAL));
@@ -412,7 +441,35 @@ function readSettings(
       throw bad('stop', `a non-empty string or an array of up to ${MAX_STOPS} non-empty strings`);
     }
   }
+  // a spoken answer: OpenAI's modalities ['text', 'audio'] with audio { voice, format }
+  const mo = body.modalities;
+  let audio: { voice: string; format: 'wav' } | undefined;
+  if (mo !== undefined && mo !== null) {
+    if (!Array.isArray(mo) || !mo.length || !mo.every((x) => x === 'text' || x === 'audio') || new Set(mo).size !== mo.length || !mo.includes('text'))
+      throw bad('modalities', "['text'] or ['text', 'audio']");
+    if (mo.includes('audio')) {
+      if (!speaks)
+        throw new ApiError(400, "this model answers in text only: modalities must be ['text']", 'invalid_request_error', 'modalities', 'unsupported_value');
+      const a = body.audio as Record<string, unknown> | null | undefined;
+      if (!a || typeof a !== 'object' || Array.isArray(a)) throw bad('audio', "{ voice, format: 'wav' } when modalities has 'audio'");
+      const extra = Object.keys(a).filter((k) => k !== 'voice' && k !== 'format');
+      if (extra.length) throw new ApiError(400, `audio.${extra[0]} is not taken (audio has voice and format)`, 'invalid_request_error', `audio.${extra[0]}`);
+      const voice =
+        typeof a.voice === 'string' ? a.voice : typeof (a.voice as { id?: unknown } | null)?.id === 'string' ? String((a.voice as { id: string }).id) : null;
+      if (voice === null) throw new ApiError(400, 'audio.voice must be a string (a voice name)', 'invalid_request_error', 'audio.voice');
+      if (a.format !== 'wav')
+        throw new ApiError(
+          400,
+          `audio.format must be 'wav' (the one this server writes), not ${JSON.stringify(a.format)}`,
+          'invalid_request_error',
+          'audio.format',
+        );
+      audio = { voice, format: 'wav' };
+    }
+  }
+  if (!audio && body.audio !== undefined && body.audio !== null) throw bad('audio', "absent unless modalities has 'audio'");
   return {
+    ...(audio ? { audio } : {}),
     ...(typeof mt === 'number' ? { maxTokens: mt } : {}),
     ...(typeof t === 'number' ? { temperature: t } : {}),
     ...(typeof p === 'number' ? { topP: p } : {}),
@@ -571,7 +628,8 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
     status: 'ok',
     model: backend.id,
     kind: backend.kind,
-    accepts: backend.accepts,
+    accepts: { text: true, ...backend.accepts },
+    speaks: backend.speaks === true,
     running: gate.running,
     max_batch: L.maxBatch,
     queued: gate.queued,
@@ -631,7 +689,7 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
           'model',
           'model_not_found',
         );
-      const settings = readSettings(body, L);
+      const settings = readSettings(body, L, backend.speaks === true);
       await readMessages(body, backend, L, turns);
       const includeUsage = stream && !!(body.stream_options as OpenAiStreamOptions | undefined)?.include_usage;
       // streamed text: every new token re-decodes the answer so far and sends what was not sent
@@ -651,9 +709,12 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
         const shown = text.slice(0, cut.end);
         if (!shown.startsWith(sent) || shown.length === sent.length || shown.endsWith('\uFFFD')) return;
         if (!headers) startStream();
-        sse(chunk({ content: shown.slice(sent.length) }, null));
+        sse(chunk(piece(shown.slice(sent.length)), null));
         sent = shown;
       };
+      // a spoken answer's text is its transcript (OpenAI's audio.transcript; content stays null)
+      const audioId = `audio_${randomUUID()}`;
+      const piece = (text: string) => (settings.audio ? { audio: { id: audioId, transcript: text } } : { content: text });
       const startStream = () => {
         headers = true;
         reply.hijack();
@@ -681,6 +742,7 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
               temperature: settings.temperature,
               topP: settings.topP,
               seed: settings.seed,
+              ...(settings.audio ? { audio: settings.audio } : {}),
               batched: L.maxBatch > 1,
               onTokens,
               onPrompt: (n) => {
@@ -697,24 +759,35 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
       }
       await decoding;
       done = true;
-      const whole = await backend.decode(result.tokens);
+      const whole = result.text ?? (await backend.decode(result.tokens));
       const cut = stopCut(whole, settings.stop);
       const text = cut.hit ? whole.slice(0, cut.end) : whole;
       const finish = cut.hit ? 'stop' : result.finish;
-      const usage = { prompt_tokens: result.promptTokens, completion_tokens: result.tokens.length, total_tokens: result.promptTokens + result.tokens.length };
+      const completion = result.completionTokens ?? result.tokens.length;
+      const usage = { prompt_tokens: result.promptTokens, completion_tokens: completion, total_tokens: result.promptTokens + completion };
+      let audio: OpenAiAudioOut | null = null;
+      if (settings.audio) {
+        const sp = result.speech;
+        if (!sp) throw new ApiError(500, `model '${backend.id}' gave no speech for a request that asked for audio`, 'server_error');
+        // 16-bit PCM WAV at the vocoder's rate (what every browser and player takes)
+        const data = et.audio.encodeWav(sp.samples, sp.sampleRate).toString('base64');
+        audio = { id: audioId, data, expires_at: created + 3600, transcript: text };
+      }
       stats.served++;
       if (!stream) {
+        const message = audio ? { role: 'assistant', content: null, audio, refusal: null } : { role: 'assistant', content: text, refusal: null };
         return reply.send({
           id,
           object: 'chat.completion',
           created,
           model: backend.id,
-          choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finish }],
+          choices: [{ index: 0, message, logprobs: null, finish_reason: finish }],
           usage,
         });
       }
       if (!headers) startStream();
-      if (text.length > sent.length && text.startsWith(sent)) sse(chunk({ content: text.slice(sent.length) }, null));
+      if (text.length > sent.length && text.startsWith(sent)) sse(chunk(piece(text.slice(sent.length)), null));
+      if (audio) sse(chunk({ audio: { id: audio.id, data: audio.data, expires_at: audio.expires_at } }, null));
       sse(chunk({}, finish));
       if (includeUsage) sse({ id, object: 'chat.completion.chunk', created, model: backend.id, choices: [], usage });
       reply.raw.end('data: [DONE]\n\n');
@@ -745,8 +818,54 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
   return app;
 }
 
+/** serve's flags that only a USDM model takes. */
+const USDM_FLAGS = ['xlsr', 'kmeans', 'layer', 'voicebox', 'vocoder', 'reference_path', 'flow_steps', 'guidance'];
+
+/** USDM's adapter for serve: the unit extractor, and the speaker when --voicebox and --vocoder are given. */
+async function usdmBackend(v: Values, llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Tokenizer, id: string, dtype: 'auto' | et.DType): Promise<ChatAdapter> {
+  const model = new et.systems.usdm.Usdm(llm, { tokenIds: await tokenIds(tokenizer) });
+  const units = await unitExtractor({ layer: '35', ...v }, undefined, 'to serve USDM', 'the Streamlit demo');
+  const vb = str(v, 'voicebox'),
+    voc = str(v, 'vocoder');
+  if (!vb !== !voc) throw new UsageError('a spoken answer needs both --voicebox and --vocoder');
+  if (!vb && ['reference_path', 'flow_steps', 'guidance'].some((k) => v[k] !== undefined))
+    throw new UsageError('--reference-path, --flow-steps and --guidance set the spoken answer: give --voicebox and --vocoder');
+  const steps = num(v, 'flow_steps');
+  if (steps !== undefined && (!Number.isInteger(steps) || steps < 1 || steps > 1999))
+    throw new UsageError(`--flow-steps takes an integer from 1 to 1999, not ${steps}`);
+  const guidance = num(v, 'guidance');
+  if (guidance !== undefined && !(Number.isFinite(guidance) && guidance >= 0 && guidance <= 100))
+    throw new UsageError(`--guidance takes a number from 0 to 100, not ${guidance}`);
+  let speaker: et.systems.usdm.UsdmSpeaker | undefined;
+  let reference: et.systems.usdm.UsdmReference | undefined;
+  if (vb && voc) {
+    speaker = await et.systems.usdm.UsdmSpeaker.fromPretrained(vb, voc, dtype === 'auto' ? {} : { dtype });
+    const refPath = str(v, 'reference_path');
+    if (refPath !== undefined) {
+      // as usdm infer: the units from the file at 16 kHz (soxr HQ), the mel from it at its own rate
+      const at16 = await et.audio.readAudio(refPath, et.systems.usdm.USDM_AUDIO);
+      const [refUnits] = await et.noGrad(() => units.predict({ inputValues: et.tensor(at16.samples).reshape([1, at16.samples.length]) }));
+      const own = await et.audio.readAudio(refPath, { sampleRate: null });
+      reference = { units: refUnits, samples: own.samples, sampleRate: own.sampleRate };
+    }
+  }
+  return et.systems.usdm.usdmChat(
+    model.eval() as et.systems.usdm.Usdm,
+    {
+      tokenizer,
+      units,
+      ...(speaker ? { speaker } : {}),
+      ...(reference ? { reference } : {}),
+      ...(steps !== undefined ? { steps } : {}),
+      ...(guidance !== undefined ? { guidance } : {}),
+    },
+    id,
+  );
+}
+
 export const SERVE: Command = {
-  summary: 'an OpenAI-compatible chat server (POST /v1/chat/completions, streaming; a page at /) for SALMONN, InternVL2 or a LLaMA-family LLM',
+  summary:
+    'an OpenAI-compatible chat server (POST /v1/chat/completions, streaming; a page at /) for SALMONN, InternVL2, USDM (spoken answers) or a LLaMA-family LLM',
   flags: {
     'cfg-path': { kind: 'string', help: "SALMONN: the original decode_config.yaml (as 'salmonn infer' and web_demo.py)" },
     device: {
@@ -762,7 +881,10 @@ export const SERVE: Command = {
       kind: 'string',
       help: "emotorch's own: int8, nf4, q8_0 or q4_0: the LLM's decoder Linear layers (SALMONN's LLaMA, InternVL2's LLM, a --model LLM) quantized as they load; bytes a weight: int8 1, q8_0 1.06, q4_0 0.56, nf4 0.52 (bfloat16 2)",
     },
-    model: { kind: 'string', help: 'an InternVL2 folder, or a LLaMA-family LLM folder with a chat template' },
+    model: {
+      kind: 'string',
+      help: 'an InternVL2 folder, a USDM folder (a tokenizer with <|correspond|> and the units; with --xlsr and --kmeans), or a LLaMA-family LLM folder with a chat template',
+    },
     dtype: {
       kind: 'string',
       help: "the weights' dtype: auto (the checkpoint's own), float32, bfloat16 or float16; default auto for --model (as vLLM and transformers), float32 for SALMONN (its towers' own with auto)",
@@ -776,6 +898,14 @@ export const SERVE: Command = {
     tokenizer: { kind: 'string', help: 'a tokenizer file or folder (default: the model folder)' },
     chat_template: { kind: 'string', help: "an LLM's Jinja chat template file (default: the folder's chat_template.jinja or tokenizer_config.json's)" },
     served_model_name: { kind: 'string', help: "the model's name in the API (default: the folder's or YAML's base name)" },
+    xlsr: { kind: 'string', help: "USDM: the unit extractor's encoder (xlsr2_1b_v2.pt or an HF Wav2Vec2 folder), as 'usdm infer'" },
+    kmeans: { kind: 'string', help: "USDM: the unit extractor's k-means centroids (kmeans_10k.npy)" },
+    layer: { kind: 'number', help: 'USDM: the XLS-R hidden state the units are read at (seamless: 35)' },
+    voicebox: { kind: 'string', help: 'USDM: the unit-to-mel decoder folder (naver-ai/xlsr-token-Voicebox): with --vocoder, answers speak when asked' },
+    vocoder: { kind: 'string', help: 'USDM: the vocoder folder (nvidia/bigvgan_22khz_80band)' },
+    reference_path: { kind: 'string', help: "USDM: the voice of the spoken answers (a wav, any rate): its units and log-mel in front, as inference.py's flag" },
+    flow_steps: { kind: 'number', help: "USDM: the decoder's n_timesteps (inference.py 50; the Streamlit demo 15)" },
+    guidance: { kind: 'number', help: "USDM: the decoder's classifier-free guidance (gradient_scale; default 1)" },
     host: { kind: 'string', help: 'address to listen on', default: '127.0.0.1' },
     port: { kind: 'number', help: 'port (0: any free one)', default: '8000' },
     max_batch: {
@@ -867,7 +997,15 @@ export const SERVE: Command = {
         dtype: modelDtype,
         ...(quantize ? { quantize } : {}),
       }); // local: a repo id's hub cache folder
-      if (model instanceof et.systems.m2se.InternVL) backend = et.systems.m2se.internvlChat(model.eval() as et.systems.m2se.InternVL, tokenizer, name(dir!));
+      const usdm =
+        !(model instanceof et.systems.m2se.InternVL) && tokenizer.tokenToId('<|correspond|>') !== undefined && tokenizer.tokenToId('<|unit0|>') !== undefined;
+      if (!usdm && USDM_FLAGS.some((k) => v[k] !== undefined))
+        throw new UsageError(
+          `--${USDM_FLAGS.find((k) => v[k] !== undefined)!.replace(/_/g, '-')} is for a USDM model (a tokenizer with <|correspond|> and <|unit0|>)`,
+        );
+      if (usdm) backend = await usdmBackend(v, model as et.nn.LlamaForCausalLM, tokenizer, name(dir!), modelDtype);
+      else if (model instanceof et.systems.m2se.InternVL)
+        backend = et.systems.m2se.internvlChat(model.eval() as et.systems.m2se.InternVL, tokenizer, name(dir!));
       else {
         const template = readChatTemplate(local, str(v, 'chat_template'));
         if (!template)

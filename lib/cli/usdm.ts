@@ -1,7 +1,7 @@
 /**
  * `emotorch usdm infer`: USDM's `src/inference.py` (speech → XLS-R k-means units → the three
- * greedy stages: user transcript, agent text, agent units), on local files. emotorch has no
- * Voicebox / BigVGAN speech decoder, so the agent's units are written instead of a wav.
+ * stages: user transcript, agent text, agent units → the token Voicebox and BigVGAN: the spoken
+ * answer), on local files; `usdm preprocess`, `usdm sft`, `usdm extend-vocab`.
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
@@ -24,7 +24,7 @@ import {
 } from './common';
 
 /** The unit vocabulary's ids as the tokenizer has them (USDM's Mistral layout by default). */
-async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.usdm.UsdmTokenIds> {
+export async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.usdm.UsdmTokenIds> {
   const d = et.systems.usdm.USDM_TOKEN_IDS;
   const id = (t: string, fallback: number) => tok.tokenToId(t) ?? fallback;
   const unit0 = id('<|unit0|>', d.unit0);
@@ -49,7 +49,7 @@ async function tokenIds(tok: et.data.Tokenizer): Promise<et.systems.usdm.UsdmTok
  * download them themselves).
  * @throws UsageError naming the missing file
  */
-async function unitExtractor(v: Values, cacheDir: string | undefined, when: string, script: string): Promise<et.audio.UnitExtractor> {
+export async function unitExtractor(v: Values, cacheDir: string | undefined, when: string, script: string): Promise<et.audio.UnitExtractor> {
   const found = (name: string) => (cacheDir !== undefined && fs.existsSync(path.join(cacheDir, name)) ? path.join(cacheDir, name) : undefined);
   const file = (k: 'xlsr' | 'kmeans', name: string) =>
     str(v, k) ??
@@ -98,7 +98,13 @@ export const USDM_INFER: Command = {
     vocoder: { kind: 'string', help: 'the vocoder folder (nvidia/bigvgan_22khz_80band: config.json, bigvgan_generator.pt)' },
     flow_steps: { kind: 'number', help: "the decoder's n_timesteps (inference.py 50; the Streamlit demo's slider 15): (n + 1) / 2 Heun steps", default: '50' },
     guidance: { kind: 'number', help: "the decoder's classifier-free guidance (the original's gradient_scale)", default: '1' },
-    seed: { kind: 'number', help: "the decoder's noise seed (default: not seeded)" },
+    seed: { kind: 'number', help: "the decoder's noise seed, and the LLM's sampling seed with --temperature (default: not seeded)" },
+    temperature: {
+      kind: 'number',
+      help: "the Streamlit demo's sampling (vLLM's meanings): 0 or absent greedy, as inference.py; above 0 each stage samples at it",
+    },
+    top_p: { kind: 'number', help: "the demo's top_p with --temperature: nucleus sampling's mass in (0, 1]" },
+    top_k: { kind: 'number', help: "the demo's top_k with --temperature: the k likeliest ids (0 or -1: all; 1: greedy)" },
     quantize: {
       kind: 'string',
       help: "emotorch's own (the original has none): int8, nf4, q8_0 or q4_0: the decoder's Linear layers quantized as they load (bytes a weight: int8 1, q8_0 1.06, q4_0 0.56, nf4 0.52; float32 4), the LM head in float",
@@ -130,6 +136,21 @@ export const USDM_INFER: Command = {
     if (!Number.isFinite(guidance) || guidance < 0 || guidance > 100) throw new UsageError(`--guidance takes a number from 0 to 100, not ${guidance}`);
     const seed = num(v, 'seed');
     if (seed !== undefined && (!Number.isSafeInteger(seed) || seed < 0)) throw new UsageError(`--seed takes a non-negative integer, not ${seed}`);
+    const temperature = num(v, 'temperature'),
+      topP = num(v, 'top_p'),
+      topK = num(v, 'top_k');
+    if (temperature !== undefined && !(Number.isFinite(temperature) && temperature >= 0))
+      throw new UsageError(`--temperature takes a number ≥ 0, not ${temperature}`);
+    if (topP !== undefined && !(topP > 0 && topP <= 1)) throw new UsageError(`--top_p takes a number in (0, 1], not ${topP}`);
+    if (topK !== undefined && !(Number.isInteger(topK) && topK >= -1)) throw new UsageError(`--top_k takes an integer ≥ -1, not ${topK}`);
+    if ((topP !== undefined || topK !== undefined) && !temperature)
+      process.stderr.write('emotorch usdm infer: --top_p / --top_k sample only with --temperature above 0 (greedy otherwise, as vLLM)\n');
+    const sampling = {
+      ...(temperature !== undefined ? { temperature } : {}),
+      ...(topP !== undefined ? { topP } : {}),
+      ...(topK !== undefined ? { topK } : {}),
+      ...(temperature && seed !== undefined ? { seed } : {}),
+    };
     const maxNew = num(v, 'max_new_tokens');
     if (maxNew !== undefined && (!Number.isInteger(maxNew) || maxNew < 1)) throw new UsageError('--max-new-tokens must be a positive integer');
     const tok = await et.data.Tokenizer.fromFile(str(v, 'tokenizer') ?? dir);
@@ -151,7 +172,7 @@ export const USDM_INFER: Command = {
     const usdm = await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids, ...(quantize ? { quantize } : {}) });
     const maxNewTokensPerStage = maxNewTokens(maxNew, contextLength(usdm), '--max_new_tokens', 512);
     const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
-    const r = await et.noGrad(() => usdm.infer(userUnits, codec, { maxNewTokens: maxNewTokensPerStage }));
+    const r = await et.noGrad(() => usdm.infer(userUnits, codec, { maxNewTokens: maxNewTokensPerStage, ...sampling }));
     const json = JSON.stringify({ user_units: userUnits, user_text: r.userText, agent_text: r.agentText, agent_units: r.agentUnits });
     if (speakerDirs) {
       const speaker = await et.systems.usdm.UsdmSpeaker.fromPretrained(...speakerDirs);

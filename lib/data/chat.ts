@@ -7,6 +7,7 @@
 import { EmotorchError } from '../errors';
 import type { Tensor } from '../tensor';
 import type { Tokenizer } from './tokenizer';
+import type { ResampleOptions } from '../audio/resample';
 
 /** One message of a request, its parts decoded. */
 export interface ChatTurn {
@@ -36,12 +37,30 @@ export interface ChatGeneration {
   seed?: number;
   /** Decode in the server's running batch (with other requests' rows) rather than alone. */
   batched: boolean;
+  /** The request asked for a spoken answer (`modalities` with 'audio'; only of an adapter whose `speaks` is true). */
+  audio?: { voice: string; format: 'wav' };
   /** Called with each new token id as it is generated (for streaming and stop sequences). */
   onTokens: (ids: number[]) => void;
   /** Called with the prompt's length in tokens once it is known (the usage of an answer ended by a stop sequence). */
   onPrompt?: (promptTokens: number) => void;
   /** Aborted when the request is to stop (its time is up, its client went away, a stop sequence came): generation ends at the next token. */
   signal: AbortSignal;
+}
+
+/** An adapter's answer to one request. */
+export interface ChatAnswer {
+  /** The answer's token ids (cut before the first stop id). */
+  tokens: number[];
+  /** The prompt's length in tokens. */
+  promptTokens: number;
+  /** 'length' when generation ended at max_tokens. */
+  finish: 'stop' | 'length';
+  /** The answer's text, where it is not `tokens` decoded. */
+  text?: string;
+  /** Tokens generated in all, where more than `tokens` (usage's completion_tokens). */
+  completionTokens?: number;
+  /** The spoken answer: mono samples and their rate. */
+  speech?: { samples: Float32Array; sampleRate: number };
 }
 
 /**
@@ -53,13 +72,19 @@ export interface ChatAdapter {
   id: string;
   /** What the model is, for /health and the page ('salmonn', 'internvl', 'llm'). */
   kind: string;
-  /** Content parts it takes besides text. */
-  accepts: { audio: boolean; image: boolean };
+  /** Content parts it takes (`text: false`: a model that hears speech only, as USDM). */
+  accepts: { audio: boolean; image: boolean; text?: boolean };
+  /** Whether it answers with speech when asked (`modalities: ['text', 'audio']`). Default false. */
+  speaks?: boolean;
+  /** How the server reads a request's audio for it (16 kHz always): its channel choice and resampler (default: channel 0, the default resampler). */
+  audioRead?: { channel?: 'mix' | number; resample?: ResampleOptions };
   /**
-   * Answers a conversation: the new token ids (cut before the first stop id) and the prompt length.
+   * Answers a conversation: the new token ids (cut before the first stop id) and the prompt length;
+   * `text` where the answer's text is not those ids decoded, `completionTokens` where more tokens
+   * were generated than `tokens` holds, `speech` when `g.audio` asked for it.
    * A request it cannot answer throws {@link ChatRequestError}.
    */
-  answer(turns: ChatTurn[], g: ChatGeneration): Promise<{ tokens: number[]; promptTokens: number; finish: 'stop' | 'length' }>;
+  answer(turns: ChatTurn[], g: ChatGeneration): Promise<ChatAnswer>;
   /**
    * Text of answer ids (special tokens left out). `partial`: ids of an answer still growing, so a
    * trailing run of byte-fallback tokens (`<0xE2>`, …) is left out: the bytes decode as one group,

@@ -29,4 +29,4 @@ export type {
 export { internvlEncode, INTERNVL_TEMPLATES, INTERNVL2_SYSTEM } from './internvl';
 export type { InternVLTemplate, InternVLConversation, InternVLEncoded } from './internvl';
 export { ChatRequestError } from './chat';
-export type { ChatAdapter, ChatTurn, ChatGeneration } from './chat';
+export type { ChatAdapter, ChatTurn, ChatGeneration, ChatAnswer } from './chat';

@@ -170,6 +170,9 @@ describe('emotorch serve: request fields', () => {
       [{ stream_options: { include_usage: true } }, 'stream_options', /unless stream is true/],
       [{ stream: true, stream_options: { include_usage: 'yes' } }, 'stream_options', /include_usage\?: boolean/],
       [{ n: 2 }, 'n', /one answer per request/],
+      [{ modalities: ['text', 'audio'], audio: { voice: 'alloy', format: 'wav' } }, 'modalities', /answers in text only/],
+      [{ modalities: ['audio'] }, 'modalities', /\['text'\] or \['text', 'audio'\]/],
+      [{ audio: { voice: 'alloy', format: 'wav' } }, 'audio', /unless modalities has 'audio'/],
     ];
     for (const [extra, param, re] of cases) {
       const r = await post(ask('a|b', extra));

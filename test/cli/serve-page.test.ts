@@ -9,7 +9,8 @@ import * as path from 'path';
 import puppeteer from 'puppeteer-core';
 import * as et from '../../lib/index';
 import { confusionMatrixSvg } from '../../lib/train/plots';
-import { FIXTURES, salmonnDecodeYaml, spawnServer, tmpdir } from '../helpers';
+import { FIXTURES, salmonnDecodeYaml, spawnServer, tmpdir, usdmToyTokenizer } from '../helpers';
+import { createServer } from '../../lib/cli/serve';
 
 const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => p && fs.existsSync(p));
 if (!CHROMIUM) console.warn('serve-page.test.ts: skipped, no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)');
@@ -64,6 +65,50 @@ describe.skipIf(!CHROMIUM)('the serve page in Chromium', () => {
     } finally {
       await browser.close();
       expect(await server.stop()).toBe(0);
+    }
+  }, 300_000);
+
+  it('USDM: no prompt to type; the spoken answer is asked for, its transcript shown and its WAV played', async () => {
+    const dir = path.join(tmpdir(), 'usdm');
+    fs.mkdirSync(dir);
+    for (const f of fs.readdirSync(path.join(FIXTURES, 'usdm', 'mistral'))) fs.copyFileSync(path.join(FIXTURES, 'usdm', 'mistral', f), path.join(dir, f));
+    usdmToyTokenizer(path.join(dir, 'tokenizer.json'));
+    const tokenizer = await et.data.Tokenizer.fromFile(dir);
+    const ids = { newline: 13, space: 28, continue: 100, correspond: 101, unit0: 102, numUnits: 57, pad: 159, bos: 1 };
+    const usdm = (await et.systems.usdm.Usdm.fromPretrained(dir, { tokenIds: ids })).eval() as et.systems.usdm.Usdm;
+    const units = new et.audio.UnitExtractor({
+      encoder: (await et.nn.Wav2Vec2Model.fromPretrained(path.join(FIXTURES, 'wav2vec2', 'xlsr'))).eval(),
+      layer: 2,
+      centroids: path.join(FIXTURES, 'wav2vec2', 'centroids.npy'),
+    });
+    const vb = path.join(FIXTURES, 'usdm_voicebox');
+    const speaker = await et.systems.usdm.UsdmSpeaker.fromPretrained(path.join(vb, 'voicebox'), path.join(vb, 'bigvgan'));
+    const { samples } = await et.audio.readAudio(WAV, et.systems.usdm.USDM_AUDIO);
+    const [u] = await et.noGrad(() => units.predict({ inputValues: et.tensor(samples).reshape([1, samples.length]) }));
+    const codec = { encode: (t: string) => tokenizer.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tokenizer.decode(x) };
+    const want = await et.noGrad(() => usdm.infer(u, codec, { maxNewTokens: 12, speaker, speak: { steps: 3 } }));
+    const app = createServer(et.systems.usdm.usdmChat(usdm, { tokenizer, units, speaker, steps: 3 }, 'usdm-tiny'), { maxTokens: 12 });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const browser = await launch();
+    try {
+      const page = await browser.newPage();
+      await page.goto(url, { waitUntil: 'networkidle0' });
+      await page.waitForFunction(() => document.getElementById('model')!.textContent!.includes('usdm-tiny'));
+      expect(await page.$eval('#prompt', (e) => (e as HTMLElement).hidden)).toBe(true);
+      const input = await page.$('#audio');
+      await (input as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(WAV);
+      await page.click('#send');
+      await page.waitForFunction(() => /^(done|error)/.test(document.getElementById('status')!.textContent ?? ''), { timeout: 120_000 });
+      expect(await page.$eval('#status', (e) => e.textContent)).toMatch(/^done \((stop|length)/);
+      expect(await page.$eval('#answer', (e) => e.textContent)).toBe(want.agentText);
+      // the player holds the answer's WAV: its duration is the answer's
+      await page.waitForFunction(() => Number.isFinite((document.getElementById('spoken') as HTMLAudioElement).duration), { timeout: 30_000 });
+      const shown = await page.$eval('#spoken', (e) => ({ hidden: (e as HTMLElement).hidden, duration: (e as HTMLAudioElement).duration }));
+      expect(shown.hidden).toBe(false);
+      expect(shown.duration).toBeCloseTo(want.speech!.samples.length / 22050, 2);
+    } finally {
+      await browser.close();
+      await app.close();
     }
   }, 300_000);
 

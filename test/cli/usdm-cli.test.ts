@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, maxAbsDiff, tmpdir } from '../helpers';
+import { FIXTURES, maxAbsDiff, tmpdir, usdmToyTokenizer } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const run = (args: string[]) => {
@@ -15,56 +15,11 @@ const run = (args: string[]) => {
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 
-/** A character tokenizer.json with USDM's layout on the fixture's 160 ids ("\n" 13, "▁" 28, <|continue|> 100, <|correspond|> 101, 57 units from 102, <pad> 159). */
-function toyTokenizer(file: string): void {
-  const chars: Record<number, string> = { 13: '\n', 28: '▁', 56: '#', 57: '.', 58: ',', 59: "'" };
-  for (let k = 0; k < 26; k++) {
-    chars[30 + k] = String.fromCharCode(97 + k);
-    chars[60 + k] = String.fromCharCode(65 + k);
-  }
-  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
-  for (let i = 3; i < 100; i++) vocab[chars[i] ?? `[${i}]`] = i;
-  const special = [
-    [0, '<unk>'],
-    [1, '<s>'],
-    [2, '</s>'],
-    [100, '<|continue|>'],
-    [101, '<|correspond|>'],
-    ...Array.from({ length: 57 }, (_, u) => [102 + u, `<|unit${u}|>`]),
-    [159, '<pad>'],
-  ] as Array<[number, string]>;
-  fs.writeFileSync(
-    file,
-    JSON.stringify({
-      version: '1.0',
-      truncation: null,
-      padding: null,
-      pre_tokenizer: null,
-      post_processor: null,
-      added_tokens: special.map(([id, content]) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-      normalizer: { type: 'Replace', pattern: { String: ' ' }, content: '▁' },
-      decoder: { type: 'Sequence', decoders: [{ type: 'Replace', pattern: { String: '▁' }, content: ' ' }, { type: 'Fuse' }] },
-      model: {
-        type: 'BPE',
-        dropout: null,
-        unk_token: '<unk>',
-        continuing_subword_prefix: null,
-        end_of_word_suffix: null,
-        fuse_unk: false,
-        byte_fallback: false,
-        vocab,
-        merges: [],
-      },
-    }),
-  );
-  fs.writeFileSync(path.join(path.dirname(file), 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>' }));
-}
-
 describe('emotorch usdm infer', () => {
   it('answers units and a wav as Usdm.infer does, and writes the JSON', async () => {
     const dir = tmpdir();
     const tokFile = path.join(dir, 'tokenizer.json');
-    toyTokenizer(tokFile);
+    usdmToyTokenizer(tokFile);
     const model = path.join(FIXTURES, 'usdm', 'mistral');
     const tok = await et.data.Tokenizer.fromFile(tokFile);
     const ids = { newline: 13, space: 28, continue: 100, correspond: 101, unit0: 102, numUnits: 57, pad: 159, bos: 1 };
@@ -80,6 +35,16 @@ describe('emotorch usdm infer', () => {
     expect(a.code, a.err).toBe(0);
     expect(JSON.parse(a.out)).toEqual(await want([3, 3, 17, 50, 2, 9]));
     expect(JSON.parse(fs.readFileSync(outFile, 'utf8'))).toEqual(JSON.parse(a.out));
+    // the Streamlit demo's sampling flags: sampled as Usdm.infer with them; temperature 0 is greedy
+    const base = ['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--units', '3 3 17 50 2 9', '--max_new_tokens', '12'];
+    const s = run([...base, '--temperature', '1.5', '--top_p', '0.9', '--top_k', '20', '--seed', '4']);
+    expect(s.code, s.err).toBe(0);
+    const sampled = await et.noGrad(() => usdm.infer([3, 3, 17, 50, 2, 9], codec, { maxNewTokens: 12, temperature: 1.5, topP: 0.9, topK: 20, seed: 4 }));
+    expect(JSON.parse(s.out)).toMatchObject({ user_text: sampled.userText, agent_text: sampled.agentText, agent_units: sampled.agentUnits });
+    const g0 = run([...base, '--temperature', '0', '--top_k', '3']);
+    expect(JSON.parse(g0.out)).toEqual(JSON.parse(a.out));
+    expect(g0.err).toMatch(/--top_p \/ --top_k sample only with --temperature above 0/);
+    expect(run([...base, '--top_p', '1.5']).err).toMatch(/--top_p takes a number in \(0, 1\]/);
 
     // from speech: the tiny XLS-R fixture read at layer 2 with its 57-or-fewer centroids
     const xlsr = path.join(FIXTURES, 'wav2vec2', 'xlsr'),
@@ -121,7 +86,7 @@ describe('emotorch usdm infer', () => {
   it("--max_new_tokens is at most the model's context (256 here): 1e12 or 257 is ERR_INVALID_ARG naming it; an --output_path that is a folder is refused before the work", () => {
     const dir = tmpdir();
     const tokFile = path.join(dir, 'tokenizer.json');
-    toyTokenizer(tokFile);
+    usdmToyTokenizer(tokFile);
     const model = path.join(FIXTURES, 'usdm', 'mistral');
     for (const n of ['1e12', '257']) {
       const r = run(['usdm', 'infer', '--model', model, '--tokenizer', tokFile, '--units', '3 3 17', '--max_new_tokens', n]);
@@ -153,7 +118,7 @@ describe('emotorch usdm infer', () => {
     fs.mkdirSync(path.join(cache, 'models--naver-ai--USDM-DailyTalk', 'refs'));
     fs.writeFileSync(path.join(cache, 'models--naver-ai--USDM-DailyTalk', 'refs', 'main'), '0123456789abcdef0123456789abcdef01234567');
     for (const f of fs.readdirSync(path.join(FIXTURES, 'usdm', 'mistral'))) fs.copyFileSync(path.join(FIXTURES, 'usdm', 'mistral', f), path.join(snap, f));
-    toyTokenizer(path.join(snap, 'tokenizer.json'));
+    usdmToyTokenizer(path.join(snap, 'tokenizer.json'));
     for (const [repo, from] of [
       ['models--naver-ai--xlsr-token-Voicebox', 'voicebox'],
       ['models--nvidia--bigvgan_22khz_80band', 'bigvgan'],
@@ -224,7 +189,7 @@ describe('emotorch usdm infer', () => {
     const dir = tmpdir();
     const ustm = path.join(dir, 'USTM');
     fs.mkdirSync(ustm);
-    toyTokenizer(path.join(ustm, 'tokenizer.json'));
+    usdmToyTokenizer(path.join(ustm, 'tokenizer.json'));
     const out = path.join(dir, 'preprocessed');
     const line = [
       'usdm',
@@ -264,7 +229,7 @@ describe('emotorch usdm infer', () => {
     // model, with --max_steps 2 (emotorch's) for time; then usdm infer with what it wrote
     const model = path.join(dir, 'USTM-model');
     fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
-    toyTokenizer(path.join(model, 'tokenizer.json'));
+    usdmToyTokenizer(path.join(model, 'tokenizer.json'));
     const sftOut = path.join(dir, 'sft');
     const sft = run([
       'usdm',
@@ -462,7 +427,7 @@ describe('emotorch usdm infer', () => {
     const dir = tmpdir();
     const model = path.join(dir, 'USTM');
     fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
-    toyTokenizer(path.join(model, 'tokenizer.json'));
+    usdmToyTokenizer(path.join(model, 'tokenizer.json'));
     const train = path.join(dir, 'train.txt'),
       test = path.join(dir, 'test.txt');
     fs.writeFileSync(train, '1 40 41|-100 40 41\n1 40 41|-100 40 41\n');
@@ -490,7 +455,7 @@ describe('emotorch usdm infer', () => {
     const dir = tmpdir();
     const model = path.join(dir, 'USTM');
     fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
-    toyTokenizer(path.join(model, 'tokenizer.json'));
+    usdmToyTokenizer(path.join(model, 'tokenizer.json'));
     const data = path.join(FIXTURES, 'usdm_dailytalk', 'expected');
     const out = path.join(dir, 'sft');
     const r = spawnSync(
@@ -536,7 +501,7 @@ describe("usdm infer / sft --quantize (emotorch's own flag)", () => {
   it('infer answers as Usdm.fromPretrained({ quantize }) does; a format it does not know is a usage error naming the flag', async () => {
     const dir = tmpdir();
     const tokFile = path.join(dir, 'tokenizer.json');
-    toyTokenizer(tokFile);
+    usdmToyTokenizer(tokFile);
     const model = path.join(FIXTURES, 'usdm', 'mistral');
     const tok = await et.data.Tokenizer.fromFile(tokFile);
     const ids = { newline: 13, space: 28, continue: 100, correspond: 101, unit0: 102, numUnits: 57, pad: 159, bos: 1 };
@@ -560,7 +525,7 @@ describe("usdm infer / sft --quantize (emotorch's own flag)", () => {
     const dir = tmpdir();
     const model = path.join(dir, 'USTM');
     fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
-    toyTokenizer(path.join(model, 'tokenizer.json'));
+    usdmToyTokenizer(path.join(model, 'tokenizer.json'));
     const train = path.join(dir, 'train.txt'),
       test = path.join(dir, 'test.txt');
     fs.writeFileSync(train, '1 40 41 42|-100 40 41 42\n1 43 44 45|-100 -100 44 45\n');

@@ -66,6 +66,7 @@ const MIRRORS = new Set([
   'InternVLProjectorConfig',
   // emotorch serve: the OpenAI chat request's JSON, and tokenizer_config.json's chat_template
   'OpenAiContentPart',
+  'OpenAiAudioOut',
   'OpenAiStreamOptions',
   'TokenizerConfigJson',
   'SalmonnOptimsOptions',

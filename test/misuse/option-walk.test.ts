@@ -86,6 +86,15 @@ const ROWS: Record<string, Row> = {
     call: (o) => et.systems.salmonn.Salmonn.fromPretrained({ whisper: NOWHERE, llm: NOWHERE, ...o } as never),
     takes: 'dtype',
   },
+  'systems.usdm.usdmChat': {
+    call: (o) =>
+      et.systems.usdm.usdmChat(
+        new et.systems.usdm.Usdm(tinyLlama(), { tokenIds: { newline: 1, space: 2, continue: 3, correspond: 4, unit0: 5, numUnits: 30, pad: 35, bos: 1 } }),
+        { tokenizer: null, units: null, ...o } as never,
+        'x',
+      ),
+    takes: 'speaker',
+  },
   'systems.usdm.UsdmSpeaker.fromPretrained': { call: (o) => et.systems.usdm.UsdmSpeaker.fromPretrained(NOWHERE, NOWHERE, o), takes: 'dtype' },
   'nn.LanguageBind.fromPretrained': { call: (o) => et.systems.semeval.LanguageBind.fromPretrained({ video: NOWHERE }, o), takes: 'dtype' },
   'systems.semeval.LanguageBindClassifier.create': {

@@ -6,7 +6,7 @@
 import { describe, it, expect } from 'vitest';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, maxAbsDiff, rejectsWith } from '../helpers';
+import { FIXTURES, maxAbsDiff, rejectsWith, tmpdir, usdmToyTokenizer } from '../helpers';
 
 const dir = path.join(FIXTURES, 'usdm_voicebox');
 const speaker = () => et.systems.usdm.UsdmSpeaker.fromPretrained(path.join(dir, 'voicebox'), path.join(dir, 'bigvgan'));
@@ -31,6 +31,22 @@ describe('UsdmSpeaker = the original reconstruct_speech', () => {
       const got = et.tensor(out.samples);
       expect(maxAbsDiff(got, want) / want.abs().max().item(), name).toBeLessThan(1e-4);
     }
+  });
+
+  it('Usdm.infer with a speaker: the three stages end in the waveform of the agent units (seeded as speak)', async () => {
+    const tokFile = path.join(tmpdir(), 'tokenizer.json');
+    usdmToyTokenizer(tokFile);
+    const tok = await et.data.Tokenizer.fromFile(tokFile);
+    const ids = { newline: 13, space: 28, continue: 100, correspond: 101, unit0: 102, numUnits: 57, pad: 159, bos: 1 };
+    const usdm = await et.systems.usdm.Usdm.fromPretrained(path.join(FIXTURES, 'usdm', 'mistral'), { tokenIds: ids });
+    const codec = { encode: (x: string) => tok.encode(x, { addSpecialTokens: false }), decode: (x: number[]) => tok.decode(x) };
+    const s = await speaker();
+    const r = await et.noGrad(() => usdm.infer([3, 3, 17, 50, 2, 9], codec, { maxNewTokens: 12, speaker: s, speak: { steps: 3, seed: 5 } }));
+    expect(r.agentUnits.length).toBeGreaterThan(0);
+    const alone = await s.speak(r.agentUnits, { steps: 3, seed: 5 });
+    expect(r.speech!.sampleRate).toBe(22050);
+    expect(maxAbsDiff(et.tensor(r.speech!.samples), et.tensor(alone.samples))).toBeLessThan(1e-6);
+    await rejectsWith(usdm.infer([3], codec, { speak: { steps: 3 } }), 'ERR_INVALID_ARG', /speak/);
   });
 
   it('a reference at 44.1 kHz is resampled to the vocoder rate (torchaudio, as get_mel); the answer stays finite', async () => {

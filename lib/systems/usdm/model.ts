@@ -19,7 +19,7 @@ import { BigVGAN } from '../../nn/bigvgan';
 import { vocoderLogMel } from '../../audio/features';
 import { resample } from '../../audio/resample';
 import { USDM_SYSTEM, unitString } from '../../data/usdm';
-import { EmotorchError, invalid, checkInt, checkOptionNames } from '../../errors';
+import { EmotorchError, invalid, checkInt, checkNumber, checkOptionNames } from '../../errors';
 import { USDM_TOKEN_IDS, UsdmTextCodec, UsdmTokenIds, usdmCollate } from './data';
 
 function checkIds(ids: unknown, V: number): UsdmTokenIds {
@@ -45,6 +45,64 @@ export interface UsdmOptions extends PretrainedOptions {
    * float copy of the model).
    */
   quantize?: QuantFormat;
+}
+
+/** The three stages of {@link Usdm.infer}: the user's transcript, the agent's text, the agent's units. */
+export type UsdmStage = 'user' | 'agent' | 'units';
+
+/** Options of {@link Usdm.infer}. */
+export interface UsdmInferOptions {
+  /** Tokens per stage at most (default 512). */
+  maxNewTokens?: number;
+  /**
+   * Sampling as the Streamlit demo's vLLM SamplingParams: 0 is greedy; above 0 samples at this
+   * temperature (with topP, topK). Default: greedy, as inference.py.
+   */
+  temperature?: number;
+  /** Nucleus sampling's mass, in (0, 1] (the demo's top_p; 1: off); no effect at temperature 0, as in vLLM. */
+  topP?: number;
+  /** Sampling among the k likeliest ids (the demo's top_k; 0 or -1: off, as vLLM; 1: greedy); no effect at temperature 0. */
+  topK?: number;
+  /** Seeds each stage's sampling (a generator of its own; the same seed, the same answer). */
+  seed?: number;
+  /** Called with the first stage's prompt length in tokens before it runs (a throw here ends the call). */
+  onPrompt?: (promptTokens: number) => void;
+  /** Called with each new token id of each stage (for streaming). */
+  onTokens?: (stage: UsdmStage, ids: number[]) => void;
+  /** Aborts generation at the next token (ERR_ABORTED). */
+  signal?: AbortSignal;
+  /** Speaks the agent's units: the answer gets `speech`. */
+  speaker?: UsdmSpeaker;
+  /** The speaker's options (reference voice, flow steps, guidance, seed). */
+  speak?: UsdmSpeakOptions;
+}
+
+/** What {@link Usdm.infer} answers. */
+export interface UsdmAnswer {
+  /** The user's transcript (stage 1). */
+  userText: string;
+  /** The agent's text (stage 2). */
+  agentText: string;
+  /** The agent's units (stage 3). */
+  agentUnits: number[];
+  /** Tokens of the first stage's prompt (BOS, template and the user's units). */
+  promptTokens: number;
+  /** Tokens each stage generated (its stop token included). */
+  generatedTokens: Record<UsdmStage, number>;
+  /** Whether a stage ended at maxNewTokens rather than at its stop token. */
+  truncated: boolean;
+  /** With `speaker`: the agent's speech, mono samples at the vocoder's rate. */
+  speech?: { samples: Float32Array; sampleRate: number };
+}
+
+/** The generation options of {@link UsdmInferOptions}' sampling, checked (vLLM's meanings). */
+function usdmSampling(o: UsdmInferOptions): { doSample?: boolean; temperature?: number; topP?: number; topK?: number; seed?: number } {
+  const t = o.temperature === undefined ? 0 : checkNumber(o.temperature, 'temperature', 0);
+  const topP = o.topP === undefined ? 1 : checkNumber(o.topP, 'topP', Number.MIN_VALUE, 1);
+  const topK = o.topK === undefined ? 0 : checkInt(o.topK, 'topK', -1);
+  const seed = o.seed === undefined ? undefined : checkInt(o.seed, 'seed', 0);
+  if (t === 0) return {}; // greedy, topP and topK aside, as vLLM at temperature 0
+  return { doSample: true, temperature: t, topP, topK: Math.max(topK, 0), ...(seed === undefined ? {} : { seed }) };
 }
 
 /**
@@ -114,47 +172,73 @@ export class Usdm extends Module {
   }
 
   /**
-   * The three greedy stages of `src/inference.py`: units → user transcript (stops at "\n"; unit and
+   * The three stages of `src/inference.py`: units → user transcript (stops at "\n"; unit and
    * special ids banned) → agent text (stops at `<|correspond|>`; unit ids banned) → agent units
-   * (stops at "▁"; every id below the units banned except "▁").
+   * (stops at "▁"; every id below the units banned except "▁"); greedy as inference.py, or sampled
+   * as the Streamlit demo's vLLM sampling (temperature, topP, topK); then, with `speaker`, the
+   * agent's speech ({@link UsdmSpeaker.speak}).
    * @param userUnits the user's speech units (0 ≤ u < numUnits)
    * @param codec encode (no BOS) / decode (special tokens kept) of the model's tokenizer
-   * @param opts maxNewTokens per stage (default 512)
-   * @throws EmotorchError ERR_INVALID_ARG for bad units, codec or option value, or an unknown option name
+   * @param opts see {@link UsdmInferOptions}
+   * @returns the user's transcript, the agent's text and units, the token counts of the stages,
+   *   and with `speaker` the agent's speech
+   * @throws EmotorchError ERR_INVALID_ARG for bad units, codec or option value, or an unknown option name;
+   *   ERR_ABORTED when `signal` aborts
    */
-  async infer(
-    userUnits: number[],
-    codec: UsdmTextCodec,
-    opts: { maxNewTokens?: number } = {},
-  ): Promise<{ userText: string; agentText: string; agentUnits: number[] }> {
+  async infer(userUnits: number[], codec: UsdmTextCodec, opts: UsdmInferOptions = {}): Promise<UsdmAnswer> {
     const I = this.tokenIds;
     if (!Array.isArray(userUnits) || userUnits.length === 0 || !userUnits.every((u) => Number.isSafeInteger(u) && u >= 0 && u < I.numUnits))
       invalid(`a non-empty array of units in [0, ${I.numUnits})`, 'userUnits', userUnits);
     if (!codec || typeof codec.encode !== 'function' || typeof codec.decode !== 'function')
       invalid('an object with encode(text) and decode(ids)', 'codec', codec);
-    checkOptionNames(opts, ['maxNewTokens'], 'Usdm.infer');
+    checkOptionNames(opts, ['maxNewTokens', 'temperature', 'topP', 'topK', 'seed', 'onPrompt', 'onTokens', 'signal', 'speaker', 'speak'], 'Usdm.infer');
     const maxNew = checkInt(opts.maxNewTokens ?? 512, 'maxNewTokens', 1);
+    const sampling = usdmSampling(opts);
+    for (const k of ['onPrompt', 'onTokens'] as const) if (opts[k] !== undefined && typeof opts[k] !== 'function') invalid('a function', k, opts[k]);
+    if (opts.speaker !== undefined && !(opts.speaker instanceof UsdmSpeaker)) invalid('an et.systems.usdm.UsdmSpeaker', 'speaker', opts.speaker);
+    if (opts.speak !== undefined && opts.speaker === undefined) invalid('absent without speaker', 'speak', opts.speak);
     const V = this.llm.config.vocab_size;
-    const stage = async (prompt: string, banned: Array<[number, number]>, eos: number): Promise<string> => {
+    const counts = { user: 0, agent: 0, units: 0 };
+    let promptTokens = 0,
+      truncated = false;
+    const stage = async (name: UsdmStage, prompt: string, banned: Array<[number, number]>, eos: number): Promise<string> => {
       const ids = [I.bos, ...(await codec.encode(prompt))];
+      if (name === 'user') {
+        promptTokens = ids.length;
+        opts.onPrompt?.(promptTokens);
+      }
       const inputIds = tensor([ids], { dtype: 'int64' });
+      const on = opts.onTokens;
       const { newTokens } = await this.llm.generate(
         { inputIds },
-        { maxNewTokens: maxNew, eosTokenId: eos, padTokenId: 0, bannedTokenRanges: banned.filter(([a, b]) => b > a) },
+        {
+          maxNewTokens: maxNew,
+          eosTokenId: eos,
+          padTokenId: 0,
+          bannedTokenRanges: banned.filter(([a, b]) => b > a),
+          ...sampling,
+          ...(on ? { onTokens: (t: number[]) => on(name, t) } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        },
       );
-      const out = [...ids, ...(newTokens.toArray() as number[][])[0]];
+      const got = (newTokens.toArray() as number[][])[0].map(Number);
+      const end = got.indexOf(eos);
+      counts[name] = end < 0 ? got.length : end + 1;
+      if (end < 0) truncated = true;
+      const out = [...ids, ...got];
       inputIds.dispose();
       newTokens.dispose();
       return codec.decode(out);
     };
     const template = `${USDM_SYSTEM}\n### User\n${unitString(userUnits)}<|correspond|>`;
     const first = Math.min(I.continue, I.correspond, I.unit0, I.pad);
-    const s1 = await stage(template, [[first, V]], I.newline);
+    const s1 = await stage('user', template, [[first, V]], I.newline);
     const userText = stripAll(s1.split('<|correspond|>').pop()!, ['\n', ' ']);
     const p2 = `${template}${userText}\n### Agent\n`;
-    const s2 = await stage(p2, [[I.unit0, V]], I.correspond);
+    const s2 = await stage('agent', p2, [[I.unit0, V]], I.correspond);
     const agentText = stripAll(s2.split('\n').pop()!, ['\n', ' ', '<|correspond|>']);
     const s3 = await stage(
+      'units',
       `${p2}${agentText}<|correspond|>`,
       [
         [0, I.space],
@@ -168,7 +252,13 @@ export class Usdm extends Module {
         .pop()!
         .matchAll(/<\|unit(\d+)\|>/g),
     ].map((m) => Number(m[1]));
-    return { userText, agentText, agentUnits };
+    const answer: UsdmAnswer = { userText, agentText, agentUnits, promptTokens, generatedTokens: counts, truncated };
+    if (opts.speaker) {
+      if (!agentUnits.length) throw new EmotorchError('Usdm.infer: the model answered with no units: there is no speech to make', 'ERR_DATA');
+      const { samples, sampleRate } = await opts.speaker.speak(agentUnits, opts.speak ?? {});
+      answer.speech = { samples, sampleRate };
+    }
+    return answer;
   }
 }
 
