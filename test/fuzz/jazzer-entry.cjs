@@ -40,6 +40,7 @@ exports.sentencepiece = entry('sentencepiece');
 exports.tokens = entry('tokens');
 exports.npy = entry('npy');
 exports.w2v_checkpoint = entry('w2v_checkpoint');
+exports.speech_decoder = entry('speech_decoder');
 exports.image = entry('image');
 exports.video = entry('video');
 exports.audio = entry('audio');

@@ -301,6 +301,14 @@ def w2v_checkpoints():
     put("w2v_checkpoint", "fairseq2.pt", b.getvalue())
 
 
+def speech_decoders():
+    """USDM's speech decoder files (the speech_decoder target): the tiny Voicebox model.safetensors and
+    BigVGAN bigvgan_generator.pt that scripts/fixtures/usdm_voicebox.py writes with the original code."""
+    src = os.path.join(os.path.dirname(OUT), "..", "fixtures", "usdm_voicebox")
+    copy("speech_decoder", os.path.join(src, "voicebox", "model.safetensors"), "voicebox.safetensors")
+    copy("speech_decoder", os.path.join(src, "bigvgan", "bigvgan_generator.pt"), "bigvgan_generator.pt")
+
+
 def images():
     # the pictures of scripts/fixtures/images.py (PIL, and ffmpeg for 16-bit RGB): every mode and
     # container, a cut JPEG, a PNG declaring 20000x20000, a text file
@@ -327,12 +335,12 @@ def audios():
 
 
 if __name__ == "__main__":
-    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints, "sentencepiece": sentencepieces, "image": images, "video": videos, "audio": audios}
+    only = {"npy": npys, "w2v_checkpoint": w2v_checkpoints, "speech_decoder": speech_decoders, "sentencepiece": sentencepieces, "image": images, "video": videos, "audio": audios}
     if sys.argv[1:2] == ["--only"] and sys.argv[2:3] and sys.argv[2] in only:  # one format on its own, leaving the others as they are
         shutil.rmtree(os.path.join(OUT, sys.argv[2]), ignore_errors=True)
         only[sys.argv[2]]()
         sys.exit(0)
-    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint", "sentencepiece", "image", "video", "audio"]:
+    for fmt in ["pickle", "safetensors", "torchfile", "wav", "salmonn", "trajectory", "ecf", "swift", "tokenizer", "tokens", "npy", "w2v_checkpoint", "speech_decoder", "sentencepiece", "image", "video", "audio"]:
         shutil.rmtree(os.path.join(OUT, fmt), ignore_errors=True)
     pickles()
     safetensors()
@@ -343,6 +351,7 @@ if __name__ == "__main__":
     tokens()
     npys()
     w2v_checkpoints()
+    speech_decoders()
     sentencepieces()
     images()
     videos()

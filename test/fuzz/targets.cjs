@@ -29,6 +29,7 @@ const FORMATS = [
   'sentencepiece',
   'npy',
   'w2v_checkpoint',
+  'speech_decoder',
   'image',
   'video',
   'audio',
@@ -227,6 +228,31 @@ function makeTargets(et) {
       touchAndDispose(et, await m.forward(x));
       x.dispose();
       m.dispose();
+    },
+    async speech_decoder(data) {
+      // USDM's speech decoder files as released: a Voicebox model.safetensors (safetensors when the
+      // 8-byte header length is followed by '{') or a BigVGAN bigvgan_generator.pt, beside the tiny
+      // fixture's config.json (test/fixtures/usdm_voicebox), loaded (weight norm folded) and run once.
+      const fixture = path.join(__dirname, '..', 'fixtures', 'usdm_voicebox');
+      const voicebox = data.length > 8 && data[8] === 0x7b;
+      const d = file(voicebox ? 'voicebox' : 'bigvgan');
+      fs.mkdirSync(d, { recursive: true });
+      fs.copyFileSync(path.join(fixture, voicebox ? 'voicebox' : 'bigvgan', 'config.json'), path.join(d, 'config.json'));
+      fs.writeFileSync(path.join(d, voicebox ? 'model.safetensors' : 'bigvgan_generator.pt'), data);
+      if (voicebox) {
+        const m = await et.nn.Voicebox.fromPretrained(d);
+        const units = et.tensor([[1, 2, 3, 4]], { dtype: 'int64' });
+        const out = await m.generate(units, { steps: 1, seed: 0 });
+        touchAndDispose(et, out);
+        units.dispose();
+        m.dispose();
+      } else {
+        const m = await et.nn.BigVGAN.fromPretrained(d);
+        const mel = et.zeros([1, m.config.num_mels, 2]);
+        touchAndDispose(et, await m.forward({ mel }));
+        mel.dispose();
+        m.dispose();
+      }
     },
     wav16k(data) {
       // WAV read at 16 kHz: resampled from whatever rate the header names.
