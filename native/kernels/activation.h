@@ -15,3 +15,18 @@ at::Tensor activate(const at::Tensor& x, const std::string& name);
 at::Tensor activate_temp(at::Tensor x, const std::string& name);
 
 }  // namespace et::nn
+
+namespace et::nn {
+
+// BigVGAN's anti-aliased Snake / SnakeBeta (alias_free_torch's Activation1d with kernel 12): each
+// row of x (B, C, L) upsampled 2× (replicate-padded, the transposed Kaiser-sinc filter `up` times
+// 2), s = u + inv_beta[c] · sin²(alpha[c] · u), then low-passed by `down` (replicate-padded) at
+// stride 2 back to L. `alpha` and `inv_beta` (C) are the activation's values as applied (exp'd
+// when log-scaled; inv_beta = 1 / (beta + 1e-9)); `up` and `down` the 12 filter taps. One pass over
+// each row on the CPU, in float32, rows in parallel; the caller keeps the ATen ops for other dtypes
+// and devices (anti_aliased_snake_fits).
+bool anti_aliased_snake_fits(const at::Tensor& x);
+at::Tensor anti_aliased_snake(const at::Tensor& x, const at::Tensor& alpha, const at::Tensor& inv_beta, const at::Tensor& up,
+                              const at::Tensor& down);
+
+}  // namespace et::nn

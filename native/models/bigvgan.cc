@@ -1,5 +1,7 @@
 #include "models/bigvgan.h"
 
+#include "kernels/activation.h"
+
 #include <cmath>
 
 namespace et::nn {
@@ -30,6 +32,13 @@ AntiAliasedImpl::AntiAliasedImpl(int64_t channels, bool b, bool log) : has_beta(
 
 at::Tensor AntiAliasedImpl::forward(const at::Tensor& x) {
   const int64_t C = x.size(1);
+  if (anti_aliased_snake_fits(x) && !(at::GradMode::is_enabled() && (alpha.requires_grad() || (has_beta && beta.requires_grad())))) {
+    // inference in float32 on the CPU: the same steps in one pass over each row
+    at::NoGradGuard ng;
+    auto a = logscale ? at::exp(alpha) : alpha;
+    auto b = has_beta ? (logscale ? at::exp(beta) : beta) : a;
+    return anti_aliased_snake(x, a, 1.0 / (b + 1e-9), up_filter, down_filter);
+  }
   // 2× up: replicate-pad 5, transposed depthwise conv by the filter (stride 2) times 2, 15 cut each side
   auto u = at::conv_transpose1d(at::pad(x, {5, 5}, "replicate"), up_filter.expand({C, 1, -1}).to(x.scalar_type()), std::nullopt,
                                 at::IntArrayRef{2}, at::IntArrayRef{0}, at::IntArrayRef{0}, C) *

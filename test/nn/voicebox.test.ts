@@ -85,6 +85,21 @@ describe('Voicebox and BigVGAN = the original USDM decoder', () => {
     expect(rel(waveform, t.get('vocoder.waveform')!)).toBeLessThan(1e-4);
   });
 
+  it('BigVGAN with AMPBlock2 and plain Snake (alpha not log-scaled) decodes as the original, in inference and with a graph', async () => {
+    const d = path.join(dir, 'bigvgan_snake');
+    const t = (await et.io.loadSafetensors(path.join(d, 'io.safetensors'))).tensors;
+    const gan = await et.nn.BigVGAN.fromPretrained(d);
+    expect(gan.config).toMatchObject({ resblock: '2', activation: 'snake', snake_logscale: false });
+    const want = t.get('waveform')!;
+    // inference (the fused activation on the CPU) and with autograd recording (ATen's ops)
+    const { waveform } = await et.noGrad(() => gan.forward({ mel: t.get('mel')! }));
+    expect(waveform.shape).toEqual([1, 1, 11 * 256]);
+    expect(rel(waveform, want)).toBeLessThan(1e-4);
+    const graphed = (await gan.forward({ mel: t.get('mel')! })).waveform;
+    expect(graphed.requiresGrad).toBe(true);
+    expect(rel(graphed.detach(), want)).toBeLessThan(1e-4);
+  });
+
   it('the whole answer (reconstruct_speech): units → mel → 22.05 kHz waveform', async () => {
     const t = await io();
     const vb = await et.nn.Voicebox.fromPretrained(path.join(dir, 'voicebox'));
