@@ -93,7 +93,7 @@ const check = (name, ok, info) => {
   }
   check('unread input named', /takes no input 'inputIds'/.test(err), err);
   console.log(`llama on ${dev}: ${Date.now() - t0} ms`);
-  // Whisper, RoBERTa, CLIP: outputs by name on the device = CPU
+  // Whisper, RoBERTa, WavLM, Voicebox, BigVGAN: outputs by name on the device = CPU
   const cases = [
     [
       'whisper_encoder',
@@ -122,6 +122,44 @@ const check = (name, ok, info) => {
       },
       (d) => ({ input_values: b.fromData(rand(2 * 4000, 2), [2, 4000], 'float32', 'float32', d, false) }),
       'last_hidden_state',
+    ],
+    // USDM's speech decoder (issue 59): the Voicebox estimator's velocity on a padded batch, and
+    // BigVGAN (the CPU's result from its fused anti-aliased Snake, the device's from ATen's ops)
+    [
+      'voicebox',
+      {
+        n_feats: 8,
+        n_tokens: 20,
+        embedding_dim: 16,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_attention_heads: 4,
+        num_hidden_layers: 2,
+        convpos_width: 7,
+        convpos_groups: 4,
+        convpos_depth: 2,
+      },
+      (d) => ({
+        units: b.fromData(BigInt64Array.from(ids.map((x) => BigInt(x % 21))), [2, 6], 'int64', 'int64', d, false),
+        noisy_mel: b.fromData(rand(2 * 8 * 6, 3), [2, 8, 6], 'float32', 'float32', d, false),
+        cond: b.fromData(rand(2 * 8 * 6, 4), [2, 8, 6], 'float32', 'float32', d, false),
+        t: b.fromData(Float32Array.from([0.3, 0.8]), [2], 'float32', 'float32', d, false),
+        lengths: b.fromData(BigInt64Array.from([6n, 4n]), [2], 'int64', 'int64', d, false),
+      }),
+      'velocity',
+    ],
+    [
+      'bigvgan',
+      {
+        upsample_rates: [4, 4],
+        upsample_kernel_sizes: [8, 8],
+        upsample_initial_channel: 32,
+        resblock_kernel_sizes: [3, 7],
+        resblock_dilation_sizes: [1, 3, 1, 3],
+        num_mels: 8,
+      },
+      (d) => ({ mel: b.fromData(rand(8 * 9, 5), [1, 8, 9], 'float32', 'float32', d, false) }),
+      'waveform',
     ],
   ];
   for (const [kind, over, inputs, key] of cases) {
