@@ -80,6 +80,42 @@ describe.skipIf(!HAS_CUDA)('models on CUDA = their references', () => {
     expect(diff('clip logits_per_image', out.logitsPerImage!, t.get('logits_per_image')!)).toBeLessThan(TOL);
   });
 
+  it("USDM's speech decoder: the Voicebox velocity and sampler, BigVGAN, the spoken answer = the original decoder's", async () => {
+    const d = fx('usdm_voicebox');
+    const t = await io('usdm_voicebox');
+    const vb = await (await et.nn.Voicebox.fromPretrained(path.join(d, 'voicebox'))).to({ device: 'cuda' });
+    const { velocity } = await et.noGrad(() =>
+      vb.forward({
+        units: gpu(t.get('velocity.units'))!,
+        noisyMel: gpu(t.get('velocity.noisy'))!,
+        cond: gpu(t.get('velocity.cond'))!,
+        t: gpu(t.get('velocity.t'))!,
+        lengths: et.tensor([20, 14], { dtype: 'int64', device: 'cuda' }),
+      }),
+    );
+    const big = (x: et.Tensor) => x.abs().max().item();
+    expect(diff('voicebox velocity', velocity, t.get('velocity')!) / big(t.get('velocity')!)).toBeLessThan(TOL);
+    const { mel } = await vb.generate(gpu(t.get('noref.units')!.reshape([1, -1]))!, {
+      cond: gpu(t.get('noref.cond'))!,
+      steps: 7,
+      noise: gpu(t.get('noref.noise'))!,
+    });
+    expect(diff('voicebox sampler mel', mel, t.get('noref.mel')!) / big(t.get('noref.mel')!)).toBeLessThan(TOL);
+    const gan = await (await et.nn.BigVGAN.fromPretrained(path.join(d, 'bigvgan'))).to({ device: 'cuda' });
+    const { waveform } = await et.noGrad(() => gan.forward({ mel: gpu(t.get('vocoder.mel'))! }));
+    expect(diff('bigvgan waveform', waveform, t.get('vocoder.waveform')!) / big(t.get('vocoder.waveform')!)).toBeLessThan(TOL);
+    // the whole answer on the GPU from the original's seed, and in bfloat16 / float16
+    for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+      const sp = await et.systems.usdm.UsdmSpeaker.fromPretrained(path.join(d, 'voicebox'), path.join(d, 'bigvgan'), { device: 'cuda', dtype });
+      const out = await sp.speak(t.get('agent_units')!.toArray() as number[], { steps: 7, seed: 10 });
+      const want = t.get('noref.waveform')!;
+      const got = et.tensor(out.samples);
+      const cos = got.mul(want).sum().item() / Math.sqrt(got.square().sum().item() * want.square().sum().item());
+      console.log(`cuda usdm speak (${dtype}): cosine to the original ${cos.toFixed(6)}`);
+      expect(cos).toBeGreaterThan(dtype === 'float32' ? 0.9999 : 0.99);
+    }
+  });
+
   it('LlamaForCausalLM: logits with left padding, full fine-tuning loss, greedy tokens as on the CPU', async () => {
     const host = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
     const m = await (await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'))).to({ device: 'cuda' });
