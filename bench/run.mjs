@@ -289,6 +289,7 @@ async function runCase(caseName, c) {
     const rate = (ms) => work / (ms / 1000);
     const show = (x) => x.toFixed(x < 10 ? 3 : 0);
     console.log(`throughput: emotorch ${show(rate(a))} s of audio/s, Python ${show(rate(b))} s of audio/s`);
+    console.log(`real-time factor (compute s per audio s): emotorch ${(a / 1000 / work).toFixed(2)}, Python ${(b / 1000 / work).toFixed(2)}`);
     console.log(`speed-up emotorch/Python: ${(b / a).toFixed(2)}×`);
   }
   // each trial pair ran back to back, so a drift of the machine's speed moves both of its sides:

@@ -480,7 +480,7 @@ def voicebox_setup(cfg):
     return step
 
 
-SETUPS = {"voicebox": voicebox_setup, "units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "spectra_pretrain": spectra_pretrain_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, "resample_soxr": resample_soxr_setup, "resample_torchaudio": resample_torchaudio_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
+SETUPS = {"voicebox": voicebox_setup, "voicebox_5s": voicebox_setup, "units": units_setup, "salmonn": salmonn_setup, "trainer": trainer_setup, "spectra": spectra_setup, "spectra_pretrain": spectra_pretrain_setup, "mlp": mlp_setup, "logmel": logmel_setup, "logmel_dialogue": logmel_dialogue_setup, "fbank": fbank_setup, "resample_soxr": resample_soxr_setup, "resample_torchaudio": resample_torchaudio_setup, **{k: model_setup(k) for k in ["whisper", "roberta", "wavlm", "beats", "llama"]}}
 
 
 def main():

@@ -47,22 +47,31 @@ const BIGVGAN = {
   fmax: 8000,
 };
 
+const setup = async (cfg) => {
+  et.manualSeed(0);
+  const vb = et.nn.Voicebox.create(cfg.voicebox).eval();
+  const gan = et.nn.BigVGAN.create(cfg.bigvgan).eval();
+  const frames = Math.floor((cfg.seconds * 22050) / 256);
+  const units = et.randint(0, cfg.voicebox.n_tokens, [1, frames], { dtype: 'int64' });
+  return () =>
+    et.noGrad(async () => {
+      const { mel } = await vb.generate(units, { steps: cfg.steps_n, guidance: 1, seed: 0 });
+      return (await gan.forward({ mel: mel.mul(2.1575).add(-5.5419) })).waveform.clamp(-1, 1);
+    });
+};
+
 export const cases = {
   voicebox: {
     config: { voicebox: VOICEBOX, bigvgan: BIGVGAN, seconds: 2, steps_n: 3, warmup: 1, steps: 1, trials: 3 },
     describe: (c) => `USDM speech out: Voicebox (released size, n_timesteps ${c.steps_n}, guidance 1) + BigVGAN 22 kHz, a ${c.seconds} s answer`,
     audioSecondsPerStep: (c) => c.seconds,
-    async setup(cfg) {
-      et.manualSeed(0);
-      const vb = et.nn.Voicebox.create(cfg.voicebox).eval();
-      const gan = et.nn.BigVGAN.create(cfg.bigvgan).eval();
-      const frames = Math.floor((cfg.seconds * 22050) / 256);
-      const units = et.randint(0, cfg.voicebox.n_tokens, [1, frames], { dtype: 'int64' });
-      return () =>
-        et.noGrad(async () => {
-          const { mel } = await vb.generate(units, { steps: cfg.steps_n, guidance: 1, seed: 0 });
-          return (await gan.forward({ mel: mel.mul(2.1575).add(-5.5419) })).waveform.clamp(-1, 1);
-        });
-    },
+    setup,
+  },
+  // the real-time factor of a 5 s answer (the issue's figure), one trial
+  voicebox_5s: {
+    config: { voicebox: VOICEBOX, bigvgan: BIGVGAN, seconds: 5, steps_n: 3, warmup: 1, steps: 1, trials: 1 },
+    describe: (c) => `USDM speech out, a ${c.seconds} s answer: Voicebox (released size, n_timesteps ${c.steps_n}, guidance 1) + BigVGAN 22 kHz`,
+    audioSecondsPerStep: (c) => c.seconds,
+    setup,
   },
 };

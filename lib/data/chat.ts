@@ -65,12 +65,13 @@ export interface ChatAnswer {
 
 /**
  * A loaded model as a chat server drives it: what each system brings (`et.systems.salmonn.salmonnChat`,
- * `et.systems.m2se.internvlChat`, `et.systems.m2se.llmChat`) and `emotorch serve` answers requests with.
+ * `et.systems.m2se.internvlChat`, `et.systems.m2se.llmChat`, `et.systems.usdm.usdmChat`) and
+ * `emotorch serve` answers requests with.
  */
 export interface ChatAdapter {
   /** The name `/v1/models` lists and requests give as `model`. */
   id: string;
-  /** What the model is, for /health and the page ('salmonn', 'internvl', 'llm'). */
+  /** What the model is, for /health and the page ('salmonn', 'internvl', 'llm', 'usdm'). */
   kind: string;
   /** Content parts it takes (`text: false`: a model that hears speech only, as USDM). */
   accepts: { audio: boolean; image: boolean; text?: boolean };
