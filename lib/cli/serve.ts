@@ -25,7 +25,7 @@ import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import * as et from '../index';
 import { Command, UsageError, Values, loadChatModel, modelAndAdapter, num, quantizeFlag, str } from './common';
 import { noteLowResource, readSalmonnYaml, runDevice, withLowResource } from './salmonn';
-import { tokenIds, unitExtractor } from './usdm';
+import { decoderSettings, readReference, tokenIds, unitExtractor } from './usdm';
 import { SERVE_PAGE } from './page';
 
 // The request's JSON as the OpenAI API spells it (snake_case: the wire format), and tokenizer_config.json's key.
@@ -823,6 +823,7 @@ const USDM_FLAGS = ['xlsr', 'kmeans', 'layer', 'voicebox', 'vocoder', 'reference
 
 /** USDM's adapter for serve: the unit extractor, and the speaker when --voicebox and --vocoder are given. */
 async function usdmBackend(v: Values, llm: et.nn.LlamaForCausalLM, tokenizer: et.data.Tokenizer, id: string, dtype: 'auto' | et.DType): Promise<ChatAdapter> {
+  const decoder = decoderSettings(v);
   const model = new et.systems.usdm.Usdm(llm, { tokenIds: await tokenIds(tokenizer) });
   const units = await unitExtractor({ layer: '35', ...v }, undefined, 'to serve USDM', 'the Streamlit demo');
   const vb = str(v, 'voicebox'),
@@ -830,24 +831,12 @@ async function usdmBackend(v: Values, llm: et.nn.LlamaForCausalLM, tokenizer: et
   if (!vb !== !voc) throw new UsageError('a spoken answer needs both --voicebox and --vocoder');
   if (!vb && ['reference_path', 'flow_steps', 'guidance'].some((k) => v[k] !== undefined))
     throw new UsageError('--reference-path, --flow-steps and --guidance set the spoken answer: give --voicebox and --vocoder');
-  const steps = num(v, 'flow_steps');
-  if (steps !== undefined && (!Number.isInteger(steps) || steps < 1 || steps > 1999))
-    throw new UsageError(`--flow-steps takes an integer from 1 to 1999, not ${steps}`);
-  const guidance = num(v, 'guidance');
-  if (guidance !== undefined && !(Number.isFinite(guidance) && guidance >= 0 && guidance <= 100))
-    throw new UsageError(`--guidance takes a number from 0 to 100, not ${guidance}`);
   let speaker: et.systems.usdm.UsdmSpeaker | undefined;
   let reference: et.systems.usdm.UsdmReference | undefined;
   if (vb && voc) {
     speaker = await et.systems.usdm.UsdmSpeaker.fromPretrained(vb, voc, dtype === 'auto' ? {} : { dtype });
     const refPath = str(v, 'reference_path');
-    if (refPath !== undefined) {
-      // as usdm infer: the units from the file at 16 kHz (soxr HQ), the mel from it at its own rate
-      const at16 = await et.audio.readAudio(refPath, et.systems.usdm.USDM_AUDIO);
-      const [refUnits] = await et.noGrad(() => units.predict({ inputValues: et.tensor(at16.samples).reshape([1, at16.samples.length]) }));
-      const own = await et.audio.readAudio(refPath, { sampleRate: null });
-      reference = { units: refUnits, samples: own.samples, sampleRate: own.sampleRate };
-    }
+    if (refPath !== undefined) reference = await readReference(refPath, units);
   }
   return et.systems.usdm.usdmChat(
     model.eval() as et.systems.usdm.Usdm,
@@ -856,8 +845,7 @@ async function usdmBackend(v: Values, llm: et.nn.LlamaForCausalLM, tokenizer: et
       units,
       ...(speaker ? { speaker } : {}),
       ...(reference ? { reference } : {}),
-      ...(steps !== undefined ? { steps } : {}),
-      ...(guidance !== undefined ? { guidance } : {}),
+      ...decoder,
     },
     id,
   );

@@ -65,6 +65,32 @@ export async function unitExtractor(v: Values, cacheDir: string | undefined, whe
   return new et.audio.UnitExtractor({ encoder: encoder.eval(), layer: num(v, 'layer')!, centroids: kmeans });
 }
 
+/**
+ * The decoder's settings from --flow_steps and --guidance (each absent: undefined, the speaker's
+ * default), checked before any model loads.
+ * @throws UsageError naming the flag
+ */
+export function decoderSettings(v: Values): { steps?: number; guidance?: number } {
+  const steps = num(v, 'flow_steps'),
+    guidance = num(v, 'guidance');
+  if (steps !== undefined && (!Number.isInteger(steps) || steps < 1 || steps > 1999))
+    throw new UsageError(`--flow_steps takes an integer from 1 to 1999, not ${steps}`);
+  if (guidance !== undefined && !(Number.isFinite(guidance) && guidance >= 0 && guidance <= 100))
+    throw new UsageError(`--guidance takes a number from 0 to 100, not ${guidance}`);
+  return { ...(steps !== undefined ? { steps } : {}), ...(guidance !== undefined ? { guidance } : {}) };
+}
+
+/**
+ * A speaker reference as the original's reconstruct_speech reads --reference_path: its units from
+ * the file at 16 kHz (librosa.load: soxr HQ), its samples at the file's own rate (for the log-mel).
+ */
+export async function readReference(file: string, ux: et.audio.UnitExtractor): Promise<et.systems.usdm.UsdmReference> {
+  const at16 = await et.audio.readAudio(file, et.systems.usdm.USDM_AUDIO);
+  const [units] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(at16.samples).reshape([1, at16.samples.length]) }));
+  const own = await et.audio.readAudio(file, { sampleRate: null });
+  return { units, samples: own.samples, sampleRate: own.sampleRate };
+}
+
 /** The model inference.py loads. */
 const USDM_REPO = 'naver-ai/USDM-DailyTalk';
 
@@ -130,10 +156,7 @@ export const USDM_INFER: Command = {
       if (!wavOut) throw new UsageError('--reference_path is the voice of the spoken answer: give --output_path a .wav path');
       speakerDirs = [vb, voc];
     }
-    const steps = num(v, 'flow_steps')!;
-    if (!Number.isInteger(steps) || steps < 1 || steps > 1999) throw new UsageError(`--flow_steps takes an integer from 1 to 1999, not ${steps}`);
-    const guidance = num(v, 'guidance')!;
-    if (!Number.isFinite(guidance) || guidance < 0 || guidance > 100) throw new UsageError(`--guidance takes a number from 0 to 100, not ${guidance}`);
+    const decoder = decoderSettings(v);
     const seed = num(v, 'seed');
     if (seed !== undefined && (!Number.isSafeInteger(seed) || seed < 0)) throw new UsageError(`--seed takes a non-negative integer, not ${seed}`);
     const temperature = num(v, 'temperature'),
@@ -176,19 +199,12 @@ export const USDM_INFER: Command = {
     const json = JSON.stringify({ user_units: userUnits, user_text: r.userText, agent_text: r.agentText, agent_units: r.agentUnits });
     if (speakerDirs) {
       const speaker = await et.systems.usdm.UsdmSpeaker.fromPretrained(...speakerDirs);
-      let reference: { units: number[]; samples: Float32Array; sampleRate: number } | undefined;
       const refPath = str(v, 'reference_path');
-      if (refPath !== undefined) {
-        // reconstruct_speech: librosa.load(sr=16000) for the units; the file at its own rate for the mel
-        const ux = await unitExtractor(v, cacheDir, 'with --reference_path', 'inference.py');
-        const at16 = await et.audio.readAudio(refPath, et.systems.usdm.USDM_AUDIO);
-        const [units] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(at16.samples).reshape([1, at16.samples.length]) }));
-        const own = await et.audio.readAudio(refPath, { sampleRate: null });
-        reference = { units, samples: own.samples, sampleRate: own.sampleRate };
-      }
+      const reference =
+        refPath === undefined ? undefined : await readReference(refPath, await unitExtractor(v, cacheDir, 'with --reference_path', 'inference.py'));
       if (!r.agentUnits.length) throw new UsageError('the model answered with no units: there is no speech to write');
       const spoken = await et.noGrad(() =>
-        speaker.speak(r.agentUnits, { steps, guidance, ...(reference ? { reference } : {}), ...(seed !== undefined ? { seed } : {}) }),
+        speaker.speak(r.agentUnits, { ...decoder, ...(reference ? { reference } : {}), ...(seed !== undefined ? { seed } : {}) }),
       );
       writeTextFile(outFile!, et.audio.encodeWav(spoken.samples, spoken.sampleRate, { format: 'float32' }), '--output_path');
       process.stderr.write(

@@ -1,5 +1,7 @@
 #include "kernels/activation.h"
 
+#include "kernels/linear_rows.h"
+
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
@@ -144,7 +146,10 @@ at::Tensor anti_aliased_snake(const at::Tensor& x_, const at::Tensor& alpha, con
   auto y = at::empty_like(x);
   const auto a = alpha.to(at::kFloat).contiguous(), ib = inv_beta.to(at::kFloat).contiguous();
   const auto up2 = (up.to(at::kFloat).reshape({kTaps}) * 2).contiguous(), dn = down.to(at::kFloat).reshape({kTaps}).contiguous();
-  auto fn = __builtin_cpu_supports("avx512f") ? snake_rows_avx512 : __builtin_cpu_supports("avx2") ? snake_rows_avx2 : snake_rows_plain;
+  // the row kernels' choice of ISA (capped at AVX2 when the process asks libtorch to stay there), made once
+  static const auto fn = rows_avx512()                                                     ? snake_rows_avx512
+                         : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? snake_rows_avx2
+                                                                                           : snake_rows_plain;
   const float *px = x.data_ptr<float>(), *pa = a.data_ptr<float>(), *pib = ib.data_ptr<float>(), *pu = up2.data_ptr<float>(),
               *pd = dn.data_ptr<float>();
   float* py = y.data_ptr<float>();

@@ -80,14 +80,15 @@ describe('emotorch serve --model <USDM>', () => {
       const g = want.generatedTokens;
       expect(t.usage).toMatchObject({ prompt_tokens: want.promptTokens, completion_tokens: g.user + g.agent + g.units });
       // spoken: message.audio as OpenAI's (content null, the transcript beside the WAV)
-      const a = await client.chat.completions.create({
+      const askSpoken = {
         model: 'usdm-tiny',
         messages,
         max_tokens: 12,
         seed: 7,
-        modalities: ['text', 'audio'],
-        audio: { voice: 'alloy', format: 'wav' },
-      });
+        modalities: ['text', 'audio'] as Array<'text' | 'audio'>,
+        audio: { voice: 'alloy' as const, format: 'wav' as const },
+      };
+      const a = await client.chat.completions.create(askSpoken);
       const m = a.choices[0].message;
       expect(m.content).toBeNull();
       expect(m.audio!.transcript).toBe(want.agentText);
@@ -97,15 +98,7 @@ describe('emotorch serve --model <USDM>', () => {
       expect(wav.samples.length).toBe(spoken.samples.length);
       expect(maxAbsDiff(et.tensor(wav.samples), et.tensor(spoken.samples))).toBeLessThan(2 / 32767); // 16-bit PCM of the same samples
       // streamed: the transcript in audio deltas, then the WAV
-      const stream = await client.chat.completions.create({
-        model: 'usdm-tiny',
-        messages,
-        max_tokens: 12,
-        seed: 7,
-        modalities: ['text', 'audio'],
-        audio: { voice: 'alloy', format: 'wav' },
-        stream: true,
-      });
+      const stream = await client.chat.completions.create({ ...askSpoken, stream: true });
       let transcript = '',
         data = '',
         content = '';

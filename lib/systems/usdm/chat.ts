@@ -11,6 +11,7 @@ import { invalid, checkOptionNames } from '../../errors';
 import { Usdm, UsdmSpeaker } from './model';
 import type { UsdmReference } from './model';
 import { USDM_AUDIO } from './data';
+import { VOICEBOX_MAX_STEPS } from '../../nn/voicebox';
 
 /** What {@link usdmChat} needs besides the model. */
 export interface UsdmChatOptions {
@@ -47,6 +48,12 @@ export function usdmChat(model: Usdm, opts: UsdmChatOptions, id: string): ChatAd
   checkOptionNames(opts, ['tokenizer', 'units', 'speaker', 'reference', 'steps', 'guidance'], 'usdmChat options');
   if (opts.speaker !== undefined && !(opts.speaker instanceof UsdmSpeaker)) invalid('an et.systems.usdm.UsdmSpeaker', 'opts.speaker', opts.speaker);
   if (opts.reference !== undefined && !opts.speaker) invalid('absent without opts.speaker', 'opts.reference', '(given)');
+  // checked here, not at the first request that asks for speech
+  const maxSteps = 2 * VOICEBOX_MAX_STEPS - 1;
+  if (opts.steps !== undefined && (!Number.isInteger(opts.steps) || opts.steps < 1 || opts.steps > maxSteps))
+    invalid(`an integer from 1 to ${maxSteps}`, 'opts.steps', opts.steps);
+  if (opts.guidance !== undefined && !(Number.isFinite(opts.guidance) && opts.guidance >= 0 && opts.guidance <= 100))
+    invalid('a number from 0 to 100', 'opts.guidance', opts.guidance);
   const { tokenizer, units, speaker } = opts;
   const I = model.tokenIds;
   const codec = { encode: (t: string) => tokenizer.encode(t, { addSpecialTokens: false }), decode: (x: number[]) => tokenizer.decode(x) };
