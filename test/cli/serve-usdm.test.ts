@@ -166,6 +166,22 @@ describe('emotorch serve --model <USDM>', () => {
       const codec = { encode: (t: string) => tok.encode(t, { addSpecialTokens: false }), decode: (z: number[]) => tok.decode(z) };
       const sampled = await et.noGrad(() => usdm.infer(units, codec, { maxNewTokens: 8, temperature: 1.5, seed: 3 }));
       expect(x.json().choices[0].message.content).toBe(sampled.agentText);
+      // DailyTalk's rate in stereo: the channels averaged and soxr HQ to 16 kHz, as the originals read it
+      const stereo = path.join(FIXTURES, 'wav', 'pcm16_stereo_22k.wav');
+      const at16 = await et.audio.readAudio(stereo, et.systems.usdm.USDM_AUDIO);
+      const [u22] = await et.noGrad(() => ux.predict({ inputValues: et.tensor(at16.samples).reshape([1, at16.samples.length]) }));
+      const want22 = await et.noGrad(() => usdm.infer(u22, codec, { maxNewTokens: 8 }));
+      const r22 = await app.inject({
+        method: 'POST',
+        url: '/v1/chat/completions',
+        payload: {
+          messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: { data: fs.readFileSync(stereo).toString('base64'), format: 'wav' } }] }],
+          max_tokens: 8,
+        },
+      });
+      expect(r22.statusCode, r22.body).toBe(200);
+      expect(r22.json().choices[0].message.content).toBe(want22.agentText);
+      expect(r22.json().usage.prompt_tokens).toBe(want22.promptTokens);
     } finally {
       await app.close();
     }
