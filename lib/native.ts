@@ -109,6 +109,19 @@ export interface DdpHandle {
   detach(): void;
 }
 
+/** Sharded data parallel's engine for one wrapped module (native/bridge/distributed.cc, native/distributed/zero.h). */
+export interface ZeroHandle {
+  shards(): TensorHandle[];
+  start(): Promise<void>;
+  prepare(stale: boolean): Promise<void>;
+  clipGradNorm(indices: number[], maxNorm: number, normType: number): Promise<number>;
+  gatherState(rank0Only: boolean, stale: boolean): Promise<Array<TensorHandle | null>>;
+  setShards(indices: number[], tensors: TensorHandle[]): Promise<void>;
+  units(): Array<[string, number[]]>;
+  memory(): [number, number];
+  detach(stale: boolean): Promise<void>;
+}
+
 /** et.distributed's native surface (native/bridge/distributed.cc). */
 export interface DistBinding {
   init(o: {
@@ -134,6 +147,7 @@ export interface DistBinding {
   broadcastCoalesced(ts: TensorHandle[], src: number): Promise<void>;
   ddpCreate(params: TensorHandle[], names: string[], o: { bucketCapBytes: number; firstBucketCapBytes: number; findUnused: boolean }): DdpHandle;
   glooLayout(): Array<{ name: string; ok: boolean; detail: string }>;
+  zeroCreate(params: TensorHandle[], names: string[], modules: ModuleHandle[], o: { stage: number; offload: boolean }): ZeroHandle;
 }
 
 export interface Binding {

@@ -105,7 +105,7 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
     // The broadcast needs the same tensors on every rank (Gloo aborts the process otherwise).
     // (NCCL reduces CUDA tensors only: the check's tensors go to the parameters' device.)
     const device = be === 'nccl' && all.length ? all[0][1].device : 'cpu';
-    this.ready = verifySameState(described, group.rank(), group.worldSize(), device).then(() => group.broadcastMany(state, 0));
+    this.ready = verifySameState('DistributedDataParallel', described, group.rank(), group.worldSize(), device).then(() => group.broadcastMany(state, 0));
     this.ready.catch(() => undefined); // reported by forward (and by whoever awaits it)
   }
 
@@ -179,8 +179,8 @@ export class DistributedDataParallel<M extends Module = Module> extends Module {
   }
 }
 
-/** One entry of the wrapped state, as compared across ranks. */
-function describe(kind: string, name: string, t: Tensor): string {
+/** @internal One entry of the wrapped state, as compared across ranks. */
+export function describe(kind: string, name: string, t: Tensor): string {
   return `${kind} '${name}' [${t.shape.join(', ')}] ${t.dtype}${kind === 'parameter' && !t.requiresGrad ? ' (frozen)' : ''}`;
 }
 
@@ -198,8 +198,9 @@ const hashes = (s: string): [number, number] => [fnv(s, 2166136261), fnv(s, 0x97
  * rank: every rank knows the counts), finds the first entry that differs. Every rank sees the same
  * gathered data, so every rank throws (and the group stays in step).
  * @throws EmotorchError ERR_INVALID_ARG naming the ranks that differ from rank 0 and the entry.
+ * @internal
  */
-async function verifySameState(entries: string[], rank: number, world: number, device: Device): Promise<void> {
+export async function verifySameState(who: string, entries: string[], rank: number, world: number, device: Device): Promise<void> {
   if (world < 2) return;
   const mine = entries.map((e) => hashes(e));
   const total = hashes(entries.join('\n'));
@@ -229,7 +230,7 @@ async function verifySameState(entries: string[], rank: number, world: number, d
       ? `the first that differs is entry #${first}, rank${ranksAt.length > 1 ? 's' : ''} ${ranksAt.join(', ')} differ${ranksAt.length > 1 ? '' : 's'} there from rank 0; on this rank (${rank}) it is ${here}`
       : `the first ${n} agree; they have ${counts.map((c, r) => `${c} on rank ${r}`).join(', ')}; entry #${first} on this rank (${rank}) is ${here}`;
   throw new EmotorchError(
-    `DistributedDataParallel: the wrapped module differs across ranks (rank${differs.length > 1 ? 's' : ''} ${differs.join(', ')} differ${differs.length > 1 ? '' : 's'} from rank 0 in its parameters and buffers: names, shapes, dtypes or frozen state): ${where}. Every rank must wrap the same model`,
+    `${who}: the wrapped module differs across ranks (rank${differs.length > 1 ? 's' : ''} ${differs.join(', ')} differ${differs.length > 1 ? '' : 's'} from rank 0 in its parameters and buffers: names, shapes, dtypes or frozen state): ${where}. Every rank must wrap the same model`,
     'ERR_INVALID_ARG',
   );
 }

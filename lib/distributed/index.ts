@@ -24,5 +24,7 @@ export { readEnv, REQUIRED_ENV } from './env';
 export type { DistEnv } from './env';
 export { DistributedDataParallel, DistributedDataParallel as DDP } from './ddp';
 export type { DdpOptions } from './ddp';
+export { ShardedDataParallel } from './zero';
+export type { ShardedOptions, ShardUnit, ShardMemory } from './zero';
 export { DistributedSampler } from './sampler';
 export type { DistributedSamplerOptions } from './sampler';

@@ -42,6 +42,29 @@ function normalizeGroups(params: Tensor[] | ParamGroup[], name: string): ParamGr
   return groups;
 }
 
+/**
+ * @internal Parameters whose gradient norm spans the processes (sharded data parallel's shards,
+ * by tensor key): the clip that computes it over every rank. Set by et.distributed.ShardedDataParallel.
+ */
+export const globalClip = new Map<string, (params: Tensor[], maxNorm: number, normType: number) => Promise<number>>();
+
+/**
+ * @internal Called after an optimizer step changed these parameters (by tensor key): sharded data
+ * parallel's shards, whose whole parameters are gathered again before the next forward.
+ */
+export const afterStep = new Map<string, () => void>();
+
+/** The global clip of `params` when they are shards of one sharded wrapper; null for plain parameters. */
+function shardedClip(params: Tensor[]): ((params: Tensor[], maxNorm: number, normType: number) => Promise<number>) | null {
+  const owners = new Set(params.map((p) => globalClip.get(p.handle.key())));
+  if (owners.size === 1) return [...owners][0] ?? null;
+  if (owners.size === 0) return null;
+  throw new EmotorchError(
+    'clipGradNorm: these parameters mix shards of a ShardedDataParallel with other tensors (or shards of two wrappers); clip each set on its own',
+    'ERR_INVALID_ARG',
+  );
+}
+
 /** The native update an optimizer runs (its `stateDict().kind`). */
 export type OptimizerKind = 'adamw' | 'adamw_hf' | 'fused_adam' | 'sgd';
 
@@ -63,8 +86,9 @@ export abstract class Optimizer {
     return this.tensors.flat();
   }
   /** Applies one update from the current gradients (parameters without a gradient are skipped). */
-  step(): Promise<void> {
-    return this.native.step();
+  async step(): Promise<void> {
+    await this.native.step();
+    if (afterStep.size) for (const p of this.tensors.flat()) afterStep.get(p.handle.key())?.();
   }
   /**
    * Scales the gradients of this optimizer's parameters in place so that their global `normType`
@@ -76,6 +100,8 @@ export abstract class Optimizer {
   clipGradNorm(maxNorm: number, normType = 2): Promise<number> {
     checkNumber(maxNorm, 'maxNorm', 0);
     checkNumber(normType, 'normType', 0);
+    const global = shardedClip(this.parameters());
+    if (global) return global(this.parameters(), maxNorm, normType);
     return this.native.clipGradNorm(maxNorm, normType);
   }
   /** Drops all gradients (sets them to none, as PyTorch's default). */
@@ -386,6 +412,8 @@ export function clipGradNorm(params: Tensor[], maxNorm: number, normType = 2): P
   params.forEach((p, i) => checkTensor(p, `params[${i}]`));
   checkNumber(maxNorm, 'maxNorm', 0);
   checkNumber(normType, 'normType', 0);
+  const global = shardedClip(params);
+  if (global) return global(params, maxNorm, normType);
   return binding.clipGradNorm(
     params.map((p) => p.handle),
     maxNorm,

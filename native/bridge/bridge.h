@@ -30,6 +30,7 @@ struct AddonData {
   Napi::FunctionReference error_ctor;   // EmotorchError from lib/errors.ts (set at load)
   Napi::FunctionReference tensor_ctor;  // TensorHandle
   Napi::FunctionReference module_ctor;  // ModuleHandle
+  Napi::FunctionReference zero_ctor;    // ZeroHandle
   Napi::FunctionReference optim_ctor;   // OptimizerHandle
   Napi::FunctionReference ddp_ctor;     // DdpHandle
 };
@@ -121,6 +122,8 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 // ---- conversions ----
 at::Tensor to_tensor(const Napi::Value& v, const char* what);
 std::vector<at::Tensor> to_tensors(const Napi::Value& v, const char* what);
+// Throws ERR_DIST_STATE when t's storage was released (a parameter sharded at ZeRO stage 3 between uses).
+void check_readable(const at::Tensor& t, const char* what);
 Napi::Array from_tensors(Napi::Env env, const std::vector<at::Tensor>& ts, bool report = true);
 at::ScalarType to_dtype(const Napi::Value& v);
 std::string dtype_name(at::ScalarType t);

@@ -70,10 +70,24 @@ std::vector<int64_t> to_ints(const Napi::Value& v, const char* what) {
   return out;
 }
 
+void check_readable(const at::Tensor& t, const char* what) {
+  if (!t.defined() || !t.has_storage() || t.numel() == 0) return;
+  int64_t last = t.storage_offset();
+  for (int64_t d = 0; d < t.dim(); ++d) last += (t.size(d) - 1) * t.stride(d);
+  auto need = static_cast<size_t>((last + 1) * t.element_size());
+  if (t.storage().nbytes() < need)
+    throw CodedError("ERR_DIST_STATE", std::string(what) +
+                                           ": this tensor's memory is released: it is a parameter that ShardedDataParallel shards "
+                                           "(stage 3) and it is whole only while its layer runs; read the weights with await "
+                                           "fullStateDict(), or detach() the wrapper");
+}
+
 at::Tensor to_tensor(const Napi::Value& v, const char* what) {
   if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(data(v.Env()).tensor_ctor.Value()))
     throw CodedError("ERR_INVALID_ARG", std::string("expected a Tensor for ") + what);
-  return TensorHandle::Unwrap(v.As<Napi::Object>())->tensor();
+  const at::Tensor& t = TensorHandle::Unwrap(v.As<Napi::Object>())->tensor();
+  check_readable(t, what);
+  return t;
 }
 
 std::vector<at::Tensor> to_tensors(const Napi::Value& v, const char* what) {

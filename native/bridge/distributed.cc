@@ -6,6 +6,7 @@
 #include "bridge/bridge.h"
 #include "distributed/ddp.h"
 #include "distributed/group.h"
+#include "distributed/zero.h"
 
 namespace et::bridge {
 
@@ -236,6 +237,130 @@ static Napi::Value DdpCreate(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- sharded data parallel ----
+// ZeroHandle: one sharded module's engine (native/distributed/zero.h).
+class ZeroHandle : public Napi::ObjectWrap<ZeroHandle> {
+ public:
+  static void Init(Napi::Env env) {
+    data(env).zero_ctor = Napi::Persistent(
+        DefineClass(env, "ZeroHandle",
+                    {InstanceMethod("shards", &ZeroHandle::Shards), InstanceMethod("start", &ZeroHandle::Start),
+                     InstanceMethod("prepare", &ZeroHandle::Prepare), InstanceMethod("clipGradNorm", &ZeroHandle::ClipGradNorm),
+                     InstanceMethod("gatherState", &ZeroHandle::GatherState), InstanceMethod("setShards", &ZeroHandle::SetShards),
+                     InstanceMethod("units", &ZeroHandle::Units), InstanceMethod("memory", &ZeroHandle::Memory),
+                     InstanceMethod("detach", &ZeroHandle::Detach)}));
+  }
+  explicit ZeroHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ZeroHandle>(info) {}
+  std::shared_ptr<distributed::Sharded> engine;
+
+ private:
+  Napi::Value Shards(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value { return from_tensors(info.Env(), engine->shards(), false); });
+  }
+  Napi::Value task(const Napi::CallbackInfo& info, const char* name, std::function<void(distributed::Sharded&)> f) {
+    auto e = engine;
+    return run_async(info.Env(), name, nullptr, [e, f] { f(*e); }, nullptr, "ERR_DIST");
+  }
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value { return task(info, "emotorch.distributed.zeroStart", [](auto& e) { e.start(); }); });
+  }
+  Napi::Value Prepare(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      bool stale = info[0].ToBoolean().Value();
+      return task(info, "emotorch.distributed.zeroPrepare", [stale](auto& e) { e.prepare(stale); });
+    });
+  }
+  Napi::Value Detach(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      bool stale = info[0].ToBoolean().Value();
+      return task(info, "emotorch.distributed.zeroDetach", [stale](auto& e) { e.detach(stale); });
+    });
+  }
+  // clipGradNorm(indices, maxNorm, normType) -> Promise<number>
+  Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto idx = to_ints(info[0], "indices");
+      std::vector<size_t> which(idx.begin(), idx.end());
+      double max_norm = to_double(info[1], "maxNorm"), type = to_double(info[2], "normType");
+      auto e = engine;
+      auto out = std::make_shared<double>(0);
+      return run_async(info.Env(), "emotorch.distributed.zeroClip", nullptr, [e, which, max_norm, type, out] {
+        *out = e->clip_grad_norm(which, max_norm, type);
+      }, [out](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *out); }, "ERR_DIST");
+    });
+  }
+  // gatherState(rank0Only) -> Promise<Tensor[] (null where not gathered)>
+  Napi::Value GatherState(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      bool rank0 = info[0].ToBoolean().Value(), stale = info[1].ToBoolean().Value();
+      auto e = engine;
+      auto out = std::make_shared<std::vector<at::Tensor>>();
+      return run_async(info.Env(), "emotorch.distributed.zeroGather", nullptr,
+                       [e, rank0, stale, out] { *out = e->gather_state(rank0, stale); }, [out](Napi::Env env) -> Napi::Value {
+        auto a = Napi::Array::New(env, out->size());
+        for (size_t i = 0; i < out->size(); ++i) a.Set(i, (*out)[i].defined() ? TensorHandle::wrap(env, (*out)[i]) : env.Null());
+        return a;
+      }, "ERR_DIST");
+    });
+  }
+  // setShards(indices, tensors) -> Promise
+  Napi::Value SetShards(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto idx = to_ints(info[0], "indices");
+      std::vector<size_t> which(idx.begin(), idx.end());
+      auto ts = to_tensors(info[1], "tensors");
+      return task(info, "emotorch.distributed.zeroSetShards", [which, ts](auto& e) { e.set_shards(which, ts); });
+    });
+  }
+  // units() -> [[name, [indices]], ...]
+  Napi::Value Units(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto us = engine->units();
+      auto out = Napi::Array::New(info.Env(), us.size());
+      for (size_t i = 0; i < us.size(); ++i) {
+        auto pair = Napi::Array::New(info.Env(), 2);
+        pair.Set(0u, Napi::String::New(info.Env(), us[i].first));
+        auto a = Napi::Array::New(info.Env(), us[i].second.size());
+        for (size_t j = 0; j < us[i].second.size(); ++j) a.Set(j, Napi::Number::New(info.Env(), static_cast<double>(us[i].second[j])));
+        pair.Set(1u, a);
+        out.Set(i, pair);
+      }
+      return out;
+    });
+  }
+  // memory() -> [parameter bytes, gradient bytes]
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      auto [p, g] = engine->memory();
+      auto out = Napi::Array::New(info.Env(), 2);
+      out.Set(0u, Napi::Number::New(info.Env(), static_cast<double>(p)));
+      out.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(g)));
+      return out;
+    });
+  }
+};
+
+// zeroCreate(params, names, modules, { stage, offload }) -> ZeroHandle
+static Napi::Value ZeroCreate(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto params = to_tensors(info[0], "params");
+    auto names_arr = info[1].As<Napi::Array>();
+    std::vector<std::string> names;
+    for (uint32_t i = 0; i < names_arr.Length(); ++i) names.push_back(to_string(names_arr.Get(i), "name"));
+    auto mods = info[2].As<Napi::Array>();
+    std::vector<std::shared_ptr<nn::Model>> models;
+    for (uint32_t i = 0; i < mods.Length(); ++i) models.push_back(module_of(mods.Get(i)).first);
+    auto o = info[3].As<Napi::Object>();
+    distributed::ZeroOptions z;
+    z.stage = static_cast<int>(get_int(o, "stage"));
+    z.offload = o.Get("offload").ToBoolean().Value();
+    auto e = std::make_shared<distributed::Sharded>(group(), std::move(params), std::move(names), std::move(models), z);
+    Napi::Object obj = data(info.Env()).zero_ctor.New({});
+    ZeroHandle::Unwrap(obj)->engine = std::move(e);
+    return obj;
+  });
+}
+
 static Napi::Value GlooLayout(const Napi::CallbackInfo& info) {
   auto rows = distributed::gloo_layout_report();
   auto out = Napi::Array::New(info.Env(), rows.size());
@@ -251,6 +376,7 @@ static Napi::Value GlooLayout(const Napi::CallbackInfo& info) {
 
 void init_distributed(Napi::Env env, Napi::Object exports) {
   DdpHandle::Init(env);
+  ZeroHandle::Init(env);
   auto d = Napi::Object::New(env);
   d.Set("init", Napi::Function::New(env, Init));
   d.Set("destroy", Napi::Function::New(env, Destroy));
@@ -263,6 +389,7 @@ void init_distributed(Napi::Env env, Napi::Object exports) {
   d.Set("barrier", Napi::Function::New(env, Barrier));
   d.Set("broadcastCoalesced", Napi::Function::New(env, BroadcastCoalesced));
   d.Set("ddpCreate", Napi::Function::New(env, DdpCreate));
+  d.Set("zeroCreate", Napi::Function::New(env, ZeroCreate));
   d.Set("glooLayout", Napi::Function::New(env, GlooLayout));
   exports.Set("distributed", d);
 }

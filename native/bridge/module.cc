@@ -70,7 +70,7 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
       auto out = std::make_shared<nn::Outputs>();
       return run_async(info.Env(), "emotorch.forward", mutex, [m, given, out] {
         nn::Inputs in(given);
-        *out = m->forward(in);
+        *out = m->shard_hooks ? m->shard_hooks->forward(*m, [&] { return m->forward(in); }) : m->forward(in);
         auto unread = in.unread();
         if (!unread.empty()) throw CodedError("ERR_INVALID_ARG", "the model's forward takes no input '" + unread[0] + "'");
       }, [out](Napi::Env env) -> Napi::Value {

@@ -138,19 +138,25 @@ static Napi::Value to_array_buffer(Napi::Env env, const at::Tensor& c) {
 }
 
 Napi::Value TensorHandle::DataSync(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value { return to_array_buffer(info.Env(), host_copy(tensor())); });
+  return guard(info.Env(), [&]() -> Napi::Value {
+    check_readable(tensor(), "dataSync()");
+    return to_array_buffer(info.Env(), host_copy(tensor()));
+  });
 }
 Napi::Value TensorHandle::Data(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     at::Tensor t = tensor();
     auto out = std::make_shared<at::Tensor>();
-    return run_async(info.Env(), "emotorch.data", nullptr, [t, out] { *out = host_copy(t); },
-                     [out](Napi::Env env) { return to_array_buffer(env, *out); });
+    return run_async(info.Env(), "emotorch.data", nullptr, [t, out] {
+      check_readable(t, "data()");
+      *out = host_copy(t);
+    }, [out](Napi::Env env) { return to_array_buffer(env, *out); });
   });
 }
 Napi::Value TensorHandle::Item(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const at::Tensor& t = tensor();
+    check_readable(t, "item()");
     if (t.numel() != 1)
       throw CodedError("ERR_INVALID_ARG", "item() needs a tensor with one element but this one has shape " + c10::str(t.sizes()));
     at::Scalar s = t.item();

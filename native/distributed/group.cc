@@ -341,6 +341,15 @@ Group::Pending Group::all_reduce_flat(at::Tensor flat, const std::string& what, 
   }, check);
 }
 
+Group::Pending Group::all_gather_flat(at::Tensor in, at::Tensor out, const std::string& what, int64_t number, bool check) {
+  return issue(Fingerprint::of(what, in, number), [&] { return backend_->_allgather_base(out, in, c10d::AllgatherOptions()); }, check);
+}
+
+Group::Pending Group::reduce_scatter_flat(at::Tensor in, at::Tensor out, const std::string& what, int64_t number, bool check) {
+  return issue(Fingerprint::of(what, in, number), [&] { return backend_->_reduce_scatter_base(out, in, c10d::ReduceScatterOptions()); },
+               check);
+}
+
 Group::Pending Group::broadcast(std::vector<at::Tensor> ts, int src) {
   // One collective: the tensors travel as one flat buffer (of their common dtype).
   std::vector<at::Tensor> flat_parts;

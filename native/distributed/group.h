@@ -94,6 +94,11 @@ class Group {
   // of each backward pass; the others follow from the model, verified identical when wrapped).
   // `count` goes into the check's fingerprint (DDP: the number of buckets).
   Pending all_reduce_flat(at::Tensor flat, const std::string& what, int64_t number = 0, bool check = true, int64_t count = 1);
+  // Contiguous flat buffers, for sharded data parallel (`what` names the unit, `number` its index):
+  // `out` (world × n) receives every rank's `in` (n) in rank order; `in` (world × n) is summed
+  // over the ranks and this rank's n-element part lands in `out`.
+  Pending all_gather_flat(at::Tensor in, at::Tensor out, const std::string& what, int64_t number = 0, bool check = true);
+  Pending reduce_scatter_flat(at::Tensor in, at::Tensor out, const std::string& what, int64_t number = 0, bool check = true);
 
   // Waits for `p` (at most the group's timeout plus a grace period). On a failure or a timeout
   // throws Error naming the rank(s) that did not take part, and why.

@@ -263,14 +263,20 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
   }
   bool recompute = !cache && recompute_layers(x);
   for (size_t i = 0; i < layers->size(); ++i) {
+    std::shared_ptr<torch::nn::Module> layer = layers[i];
+    LayerRun run;
     if (recompute) {
-      std::shared_ptr<torch::nn::Module> layer = layers[i];
-      x = checkpoint([layer, cos, sin, mask, i](const at::Tensor& h) {
-        return layer->as<LlamaLayerImpl>()->forward(h, cos, sin, mask, nullptr, i);
-      }, x);
+      run = [layer, cos, sin, mask, i](const at::Tensor& h) {
+        return checkpoint([layer, cos, sin, mask, i](const at::Tensor& h2) {
+          return layer->as<LlamaLayerImpl>()->forward(h2, cos, sin, mask, nullptr, i);
+        }, h);
+      };
     } else {
-      x = layers[i]->as<LlamaLayerImpl>()->forward(x, cos, sin, mask, cache, i);
+      run = [layer, cos, sin, mask, cache, i](const at::Tensor& h) {
+        return layer->as<LlamaLayerImpl>()->forward(h, cos, sin, mask, cache, i);
+      };
     }
+    x = shard_hooks ? shard_hooks->layer(*this, *layer, x, run) : run(x);
   }
   x = rms_norm(x, norm_weight, cfg.rms_norm_eps);
   return lm_head ? lm_head(x) : nn::linear(x, embed_tokens->weight, {});

@@ -89,6 +89,7 @@ struct LlamaForCausalLM : Model, CausalLM {
   // outputs: logits (B, T, V), and with labels the causal-LM loss (see causal_lm_loss).
   Outputs forward(const Inputs& in) override;
   bool supports_gradient_checkpointing() const override { return true; }
+  bool shards_layers() const override { return true; }
   // CausalLM (models/causal_lm.h): the generation loop, decoding rows.
   at::Tensor generate(const at::Tensor& prompt_ids, const at::Tensor& prompt_embeds, const at::Tensor& attention_mask,
                       const GenerationConfig& g) override;

@@ -8,6 +8,7 @@
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -53,8 +54,27 @@ class Inputs {
 // A forward's outputs by name (an optional output not computed is left out).
 using Outputs = std::map<std::string, at::Tensor>;
 
+struct Model;
+using LayerRun = std::function<at::Tensor(const at::Tensor&)>;
+
+// Set on a model by sharded data parallel (native/distributed/zero.h) while it shards the model's
+// parameters: the model's forward, and each layer of a model with a layer loop, run through it,
+// which gathers their parameters just before and frees them after (ZeRO stage 3).
+struct ShardHooks {
+  virtual ~ShardHooks() = default;
+  // The whole forward of `m` (the bridge calls it in place of m.forward).
+  virtual Outputs forward(Model& m, const std::function<Outputs()>& run) = 0;
+  // One layer of `m`'s layer loop (a model whose shards_layers() is true calls it for each layer).
+  virtual at::Tensor layer(Model& m, const torch::nn::Module& layer, const at::Tensor& x, const LayerRun& run) = 0;
+};
+
 struct Model : torch::nn::Module {
   virtual Outputs forward(const Inputs& in) = 0;
+  // Sharded data parallel's hooks while the model is sharded (null otherwise).
+  std::shared_ptr<ShardHooks> shard_hooks;
+  // Whether forward runs the children of its `layers` list through shard_hooks->layer, so that
+  // ZeRO stage 3 can gather one layer's parameters at a time.
+  virtual bool shards_layers() const { return false; }
   // HF's gradient_checkpointing: while training with autograd on, a model that supports it runs
   // its layers through nn::checkpoint (native/blocks/checkpoint.h), recomputing them in backward.
   bool gradient_checkpointing = false;

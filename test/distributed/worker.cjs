@@ -199,6 +199,202 @@ scenarios.ddp = async function ddp() {
   return out;
 };
 
+// ShardedDataParallel (cfg.stage, cfg.offload, cfg.accum micro-batches, cfg.clip, cfg.model 'net'
+// or 'llama') trained beside DDP (same initial weights, same data) and, on rank 0, one process on
+// the whole batch; the gathered weights are compared after cfg.steps AdamW steps.
+function tinyLlama() {
+  return et.nn.LlamaForCausalLM.create({
+    vocab_size: 61,
+    hidden_size: 24,
+    intermediate_size: 40,
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 64,
+    initializer_range: 0.2,
+  });
+}
+function llamaBatch(step, n, lo, hi) {
+  et.manualSeed(2000 + step);
+  const ids = et.randint(0, 61, [n, 7]);
+  return { inputIds: ids.slice(0, lo, hi), labels: ids.slice(0, lo, hi) };
+}
+function bytesOf(ts) {
+  return ts.filter(Boolean).reduce((a, t) => a + t.numel * ({ float32: 4, float64: 8, bfloat16: 2, float16: 2, int64: 8 }[t.dtype] ?? 4), 0);
+}
+
+scenarios.zero = async function zero() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank(),
+    w = D.worldSize();
+  const total = 12,
+    per = total / w,
+    steps = cfg.steps ?? 20,
+    accum = cfg.accum ?? 1;
+  const llama = cfg.model === 'llama';
+  const make = () => (llama ? tinyLlama() : new Net(false));
+  const batch = llama ? llamaBatch : batchOf;
+  const run = async (m, b, scale) => {
+    const out = await m.forward(b);
+    await (scale === 1 ? out.loss : out.loss.mul(scale)).backward();
+  };
+  et.manualSeed(100 + r); // different initial weights per rank: the wrapper must copy rank 0's
+  const model = make();
+  const zero = new D.ShardedDataParallel(model, { stage: cfg.stage, offload: !!cfg.offload });
+  await zero.ready;
+  const lr = cfg.lr ?? 1e-2;
+  const opt = new et.optim.AdamW(zero.trainableParameters(), { lr, weightDecay: 0.01 });
+  et.manualSeed(100 + r);
+  const dmodel = make();
+  const ddp = new et.nn.DistributedDataParallel(dmodel);
+  await ddp.ready;
+  const dopt = new et.optim.AdamW(ddp.trainableParameters(), { lr, weightDecay: 0.01 });
+  let ref = null,
+    refOpt = null;
+  if (r === 0) {
+    et.manualSeed(100);
+    ref = make();
+    refOpt = new et.optim.AdamW(ref.trainableParameters(), { lr, weightDecay: 0.01 });
+  }
+  const out = { rank: r, units: zero.units(), norms: [], ddpNorms: [] };
+  const micro = per / accum;
+  for (let s = 0; s < steps; s++) {
+    for (let k = 0; k < accum; k++) {
+      const b = batch(s, total, r * per + k * micro, r * per + (k + 1) * micro);
+      await run(zero, b, 1 / accum);
+      if (k < accum - 1) await ddp.noSync(() => run(ddp, b, 1 / accum));
+      else await run(ddp, b, 1 / accum);
+    }
+    if (ref) await run(ref, batch(s, total, 0, total), 1);
+    if (cfg.clip) {
+      out.norms.push(await opt.clipGradNorm(cfg.clip));
+      out.ddpNorms.push(await dopt.clipGradNorm(cfg.clip));
+      if (ref) await refOpt.clipGradNorm(cfg.clip);
+    }
+    if (s === steps - 1) {
+      // memory after the last backward and step (before zeroGrad): parameters, gradients, optimizer state
+      await opt.step();
+      await dopt.step();
+      const zm = zero.memory();
+      out.zeroBytes = zm.parameters + zm.gradients + bytesOf([...opt.stateDict().tensors.values()]);
+      const dp = ddp.trainableParameters();
+      out.ddpBytes = bytesOf(dp) + bytesOf(dp.map((p) => p.grad)) + bytesOf([...dopt.stateDict().tensors.values()]);
+    } else {
+      await opt.step();
+      await dopt.step();
+    }
+    opt.zeroGrad();
+    dopt.zeroGrad();
+    if (ref) {
+      await refOpt.step();
+      refOpt.zeroGrad();
+    }
+  }
+  const full = await zero.fullStateDict();
+  out.fullKeys = [...full.keys()];
+  if (r === 0) {
+    const zw = [];
+    for (const [n] of dmodel.namedParameters()) zw.push([n, Array.from(await full.get(n).data())]);
+    out.ddpDiff = maxDiff(zw, await flatWeights(dmodel));
+    out.refDiff = maxDiff(zw, await flatWeights(ref));
+  }
+  // A sharded checkpoint written by these ranks; cfg.shardDir collects them for the resume test.
+  if (cfg.shardDir) {
+    await zero.saveShards(cfg.shardDir, { optimizer: opt });
+    let sq = 0;
+    for (const [k, t] of opt.stateDict().tensors) if (k.endsWith('exp_avg_sq')) sq += Number(await t.to({ dtype: 'float64' }).sum().item());
+    const total = et.tensor([sq], { dtype: 'float64' });
+    await D.allReduce(total, 'sum');
+    out.momentSum = total.dataSync()[0];
+    if (r === 0) {
+      const whole = [];
+      for (const [n, t] of full) whole.push([n, Array.from(await t.data())]);
+      out.whole = whole;
+      const st = opt.stateDict();
+      out.optimizerKeys = [...st.tensors.keys()].length;
+    }
+  }
+  // The wrapped module's parameters at stage 3: unreadable between uses, with an error (no crash).
+  if (cfg.stage === 3) {
+    try {
+      await model.parameters()[model.parameters().length - 1].data();
+      out.readFreed = 'read';
+    } catch (e) {
+      out.readFreed = e.code;
+    }
+  }
+  try {
+    zero.stateDict();
+  } catch (e) {
+    out.stateDictError = e.code;
+  }
+  const back = await zero.detach();
+  out.detachedSame = back === model;
+  await D.destroy();
+  return out;
+};
+
+// Stage 3 training where rank cfg.failRank SIGKILLs itself after the forward of step cfg.failAt
+// (its peers are then inside backward's collectives): the others report the error they get.
+scenarios.zeroKill = async function zeroKill() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank(),
+    w = D.worldSize();
+  const model = new Net(false);
+  const zero = new D.ShardedDataParallel(model, { stage: 3 });
+  const opt = new et.optim.AdamW(zero.trainableParameters(), { lr: 1e-2 });
+  const out = { rank: r, steps: 0 };
+  let lastOk = Date.now();
+  try {
+    for (let s = 0; s < 10; s++) {
+      const { loss } = await zero.forward(batchOf(s, 12, r * (12 / w), (r + 1) * (12 / w)));
+      if (r === cfg.failRank && s === cfg.failAt) process.kill(process.pid, 'SIGKILL');
+      await loss.backward();
+      await opt.step();
+      opt.zeroGrad();
+      lastOk = Date.now();
+      out.steps = s + 1;
+    }
+  } catch (e) {
+    out.error = { code: e.code, message: e.message, afterMs: Date.now() - lastOk };
+  }
+  return out;
+};
+
+// Resumes from cfg.shardDir (written by another number of ranks): the gathered weights and the
+// optimizer state (gathered as whole moments) are returned for comparison, then one more step runs.
+scenarios.zeroResume = async function zeroResume() {
+  await D.init({ timeoutMs: cfg.timeoutMs ?? 20000 });
+  const r = D.rank();
+  et.manualSeed(7 + r);
+  const model = cfg.model === 'llama' ? tinyLlama() : new Net(false);
+  const zero = new D.ShardedDataParallel(model, { stage: cfg.stage });
+  const opt = new et.optim.AdamW(zero.trainableParameters(), { lr: 1e-2, weightDecay: 0.01 });
+  await zero.loadShards(cfg.shardDir, { optimizer: opt });
+  const full = await zero.fullStateDict();
+  const out = { rank: r };
+  if (r === 0) {
+    const whole = [];
+    for (const [n, t] of full) whole.push([n, Array.from(await t.data())]);
+    out.whole = whole;
+  }
+  out.optimizerKeys = [...opt.stateDict().tensors.keys()].length;
+  // the moments' global sum of squares (every rank's shard: padding rows are zero)
+  let sq = 0;
+  for (const [k, t] of opt.stateDict().tensors) if (k.endsWith('exp_avg_sq')) sq += Number(await t.to({ dtype: 'float64' }).sum().item());
+  const t = et.tensor([sq], { dtype: 'float64' });
+  await D.allReduce(t, 'sum');
+  out.momentSum = t.dataSync()[0];
+  try {
+    await zero.loadShards(cfg.shardDir + '-missing', { optimizer: opt });
+  } catch (e) {
+    out.missingDir = e.code;
+  }
+  await zero.detach();
+  await D.destroy();
+  return out;
+};
+
 // A parameter unused in forward: without findUnusedParameters backward names it; with it, the
 // gradients still average and the unused parameter keeps no gradient.
 // cfg.part 'plain': the error, after which the group is marked broken (a rank that used the

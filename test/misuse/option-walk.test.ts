@@ -237,6 +237,22 @@ const ROWS: Record<string, Row> = {
   'distributed.DistributedDataParallel': { call: (o) => new et.distributed.DistributedDataParallel(tinyLlama(), o as never), takes: 'bucketCapMb' },
   'distributed.DDP': { call: (o) => new et.distributed.DDP(tinyLlama(), o as never), takes: 'bucketCapMb' },
   'distributed.DistributedSampler': { call: (o) => new et.distributed.DistributedSampler(4, o), takes: 'numReplicas' },
+  'distributed.ShardedDataParallel': { call: (o) => new et.distributed.ShardedDataParallel(tinyLlama(), o as never), takes: 'stage' },
+  // its own methods check their options before anything else (here on a bare receiver: a live
+  // wrapper needs a process group); the others are nn.Module's
+  'distributed.ShardedDataParallel#fullStateDict': {
+    call: (o) => et.distributed.ShardedDataParallel.prototype.fullStateDict.call({} as never, o as never),
+    takes: 'rankZeroOnly',
+  },
+  'distributed.ShardedDataParallel#saveShards': {
+    call: (o) => et.distributed.ShardedDataParallel.prototype.saveShards.call({} as never, NOWHERE, o as never),
+    takes: 'optimizer',
+  },
+  'distributed.ShardedDataParallel#loadShards': {
+    call: (o) => et.distributed.ShardedDataParallel.prototype.loadShards.call({} as never, NOWHERE, o as never),
+    takes: 'optimizer',
+  },
+  ...Object.fromEntries(['to', 'loadStateDict', 'save', 'load'].map((m) => [`distributed.ShardedDataParallel#${m}`, ROW_DDP_METHOD(m)])),
   // the methods a DistributedDataParallel has are nn.Module's
   ...Object.fromEntries(['to', 'stateDict', 'loadStateDict', 'save', 'load'].map((m) => [`distributed.DistributedDataParallel#${m}`, ROW_DDP_METHOD(m)])),
   ...Object.fromEntries(['to', 'stateDict', 'loadStateDict', 'save', 'load'].map((m) => [`distributed.DDP#${m}`, ROW_DDP_METHOD(m)])),
@@ -303,6 +319,7 @@ const ROWS: Record<string, Row> = {
 /** Exports that take no options object (a name here with a reason; a new export must be placed in ROWS or here). */
 const NO_OPTIONS: Record<string, string> = Object.fromEntries(
   Object.entries({
+    'refused on a sharded module, whatever it is given (ERR_DIST_STATE: fullStateDict or saveShards)': ['distributed.ShardedDataParallel#stateDict'],
     'positional arguments only': [
       'nn.readConfig',
       'nn.pretrainedConfig',
