@@ -469,7 +469,10 @@ export const USDM_SFT: Command = {
     lora_r: { kind: 'number', help: 'LoRA rank', default: '8' },
     lora_alpha: { kind: 'number', help: 'LoRA alpha', default: '16' },
     lora_dropout: { kind: 'number', help: 'LoRA dropout', default: '0.1' },
-    deepspeed_config: { kind: 'string', help: 'DeepSpeed ZeRO-3: one device here, or data-parallel under npx emotorch-run', unused: true },
+    deepspeed_config: {
+      kind: 'string',
+      help: "a DeepSpeed config (USDM's configs/ds_config_zero3_bf16.json): ZeRO stage 1-3 and CPU offload across the ranks of npx emotorch-run, its optimizer and bf16 (see docs/distributed.md)",
+    },
     seed: { kind: 'number', help: 'random seed (also the data shuffle)', default: '42' },
     resume: { kind: 'bool', help: 'continue from the newest checkpoint-N in --output_dir (none: from the start, saying so)' },
     evaluation_strategy: { kind: 'string', help: 'no, steps or epoch', default: 'steps' },
@@ -569,6 +572,7 @@ async function usdmSft(v: Values, outDir: string, out: (line: string) => void): 
       weight_decay: 0.01,
       report_to: [],
       resume_from_checkpoint: resume,
+      deepspeed: str(v, 'deepspeed_config') ?? null,
     },
   });
   trainer.on('log', (r) => out(JSON.stringify(r)));

@@ -184,6 +184,20 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
   }
 
   /**
+   * Brings the wrapped module's whole parameters up to date with the shards (stages 1 and 2 after an
+   * optimizer step, before the module is used directly, e.g. evaluated or decoded); forward does it
+   * itself. At stage 3 the parameters are gathered by each forward, and this only refreshes those
+   * outside native models. Every rank must call it.
+   */
+  async syncParameters(): Promise<void> {
+    this.checkAttached('syncParameters');
+    await this.ready;
+    const stale = this.stale;
+    this.stale = false;
+    await this.handle.prepare(stale);
+  }
+
+  /**
    * The wrapper's parameters: the float32 shards in place of the module's trainable parameters
    * (named `module.<name>`), the frozen ones as they are. Make the optimizer over these.
    */

@@ -5,6 +5,8 @@ export { Trainer } from './trainer';
 export { listCheckpoints } from './checkpoints';
 export type { TrainerOptions, TrainOutput, PredictionOutput, EvalPrediction, Batch } from './trainer';
 export { TrainingArguments } from './args';
+export { readDeepSpeedConfig } from './deepspeed';
+export type { DeepSpeedPlan } from './deepspeed';
 export type { TrainingArgumentsInit, ResolvedTrainingArguments, IntervalStrategy, SaveStrategy } from './args';
 export { EarlyStoppingCallback } from './callbacks';
 export type { TrainerCallback, CallbackContext, TrainerControl, TrainerState, LogRecord, EarlyStoppingOptions } from './callbacks';

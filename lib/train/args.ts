@@ -93,6 +93,13 @@ export interface TrainingArgumentsInit {
   ddp_bucket_cap_mb?: number | null;
   /** DDP: re-send rank 0's buffers before each training forward. Default true. */
   ddp_broadcast_buffers?: boolean | null;
+  /**
+   * A DeepSpeed config (a JSON file's path or the object), read as transformers reads it: ZeRO
+   * stage 1–3 and CPU offload run on et.distributed.ShardedDataParallel, `"auto"` values come
+   * from these arguments, its `optimizer` and `gradient_clipping` replace the Trainer's (see
+   * docs/distributed.md). Under et.distributed.init(); a single process trains as it would without.
+   */
+  deepspeed?: string | Record<string, unknown> | null;
   /** Accepted for porting; collate decides what a batch holds. */
   remove_unused_columns?: boolean;
   /** Accepted for porting; no effect (they steer HF example scripts). */
@@ -157,6 +164,7 @@ export interface ResolvedTrainingArguments {
   ddp_find_unused_parameters: boolean | null;
   ddp_bucket_cap_mb: number | null;
   ddp_broadcast_buffers: boolean | null;
+  deepspeed: string | Record<string, unknown> | null;
   predict_with_generate: boolean;
   generation_max_length: number | null;
 }
@@ -210,6 +218,7 @@ const DEFAULTS: Omit<ResolvedTrainingArguments, 'logging_dir'> = {
   ddp_find_unused_parameters: null,
   ddp_bucket_cap_mb: null,
   ddp_broadcast_buffers: null,
+  deepspeed: null,
   predict_with_generate: false,
   generation_max_length: null,
 };
@@ -295,6 +304,7 @@ export class TrainingArguments implements ResolvedTrainingArguments {
   ddp_find_unused_parameters!: boolean | null;
   ddp_bucket_cap_mb!: number | null;
   ddp_broadcast_buffers!: boolean | null;
+  deepspeed!: string | Record<string, unknown> | null;
   predict_with_generate!: boolean;
   generation_max_length!: number | null;
 
@@ -458,6 +468,10 @@ export class TrainingArguments implements ResolvedTrainingArguments {
     r.logging_dir = ld ?? `${r.output_dir}/runs`;
     r.generation_max_length = a.generation_max_length === null ? null : checkInt(a.generation_max_length, 'args.generation_max_length', 1);
     for (const k of ['ddp_find_unused_parameters', 'ddp_broadcast_buffers']) r[k] = a[k] === null ? null : bool(a[k], k);
+    const ds = a.deepspeed;
+    if (ds !== null && !(typeof ds === 'string' && ds) && !(typeof ds === 'object' && !Array.isArray(ds)))
+      invalid('a DeepSpeed config file path or object', 'args.deepspeed', ds);
+    r.deepspeed = ds;
     r.ddp_bucket_cap_mb = a.ddp_bucket_cap_mb === null ? null : checkNumber(a.ddp_bucket_cap_mb, 'args.ddp_bucket_cap_mb', 1e-6, 1 << 20);
     if (r.predict_with_generate && r.prediction_loss_only)
       throw new EmotorchError('args.predict_with_generate and args.prediction_loss_only contradict each other', 'ERR_INVALID_ARG');

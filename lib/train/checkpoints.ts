@@ -10,7 +10,8 @@ import { Tensor } from '../tensor';
 import { cuda } from '../device';
 import { EmotorchError, show } from '../errors';
 import { getRngState, setRngState } from '../runtime';
-import type { Module } from '../nn/module';
+import type { Module, StateDict } from '../nn/module';
+import type { ShardedDataParallel } from '../distributed/zero';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 import { readJson } from '../io/file';
 import type { Optimizer } from './optim';
@@ -94,6 +95,12 @@ export async function removeStaleTemporaries(outputDir: string): Promise<void> {
 /** What a checkpoint holds besides the files' names: the Trainer's parts at the step saved. */
 export interface CheckpointParts {
   model: Module;
+  /** The whole weights gathered from a sharded model (written in place of model.save; null: none written). */
+  modelState?: StateDict | null;
+  /** The optimizer state is in the folder's zero/ shards already (ShardedDataParallel.saveShards). */
+  shardedOptimizer?: boolean;
+  /** Resuming: the sharded wrapper whose zero/ shards hold the weights and the optimizer state. */
+  sharded?: ShardedDataParallel | null;
   args: TrainingArguments;
   optimizer: Optimizer | null;
   lrScheduler: LRScheduler | null;
@@ -108,12 +115,20 @@ export interface CheckpointParts {
  */
 export async function writeCheckpoint(tmp: string, final: string, p: CheckpointParts): Promise<void> {
   const a = p.args;
-  await makeOutputDir(a.output_dir);
-  await fs.promises.rm(tmp, { recursive: true, force: true });
-  await fs.promises.mkdir(tmp, { recursive: true });
-  await p.model.save(path.join(tmp, 'model.safetensors'), { trainableOnly: a.save_only_trainable });
+  if (p.modelState === undefined) await prepareTemporary(a.output_dir, tmp); // a sharded save prepared it (and wrote zero/ into it)
+  if (p.modelState === undefined) await p.model.save(path.join(tmp, 'model.safetensors'), { trainableOnly: a.save_only_trainable });
+  else if (p.modelState) {
+    const trainable = new Set(
+      p.model
+        .namedParameters()
+        .filter(([, t]) => t.requiresGrad)
+        .map(([n]) => n),
+    );
+    const sd = a.save_only_trainable ? new Map([...p.modelState].filter(([n]) => trainable.has(n))) : p.modelState;
+    await saveSafetensors(path.join(tmp, 'model.safetensors'), sd);
+  }
   if (!a.save_only_model && p.optimizer) {
-    await p.optimizer.save(path.join(tmp, 'optimizer.safetensors'));
+    if (!p.shardedOptimizer) await p.optimizer.save(path.join(tmp, 'optimizer.safetensors'));
     await fs.promises.writeFile(path.join(tmp, 'scheduler.json'), JSON.stringify(p.lrScheduler!.stateDict()));
     if (p.scaler) await fs.promises.writeFile(path.join(tmp, 'scaler.json'), JSON.stringify(p.scaler.stateDict()));
     await saveRngState(path.join(tmp, 'rng_state.safetensors'));
@@ -123,6 +138,13 @@ export async function writeCheckpoint(tmp: string, final: string, p: CheckpointP
   await fs.promises.writeFile(path.join(tmp, 'trainer_state.json'), JSON.stringify(st, null, 2));
   if (await exists(final)) await fs.promises.rm(final, { recursive: true, force: true });
   await fs.promises.rename(tmp, final);
+}
+
+/** Makes `tmp` an empty folder under output_dir (removing what a crash left there). */
+export async function prepareTemporary(outputDir: string, tmp: string): Promise<void> {
+  await makeOutputDir(outputDir);
+  await fs.promises.rm(tmp, { recursive: true, force: true });
+  await fs.promises.mkdir(tmp, { recursive: true });
 }
 
 /** Applies save_total_limit: removes the oldest checkpoints, keeping the best one (HF's rule). */
@@ -149,8 +171,16 @@ export async function readCheckpoint(dir: string, p: Omit<CheckpointParts, 'stat
   if (!isRecord(raw) || !isRecord(raw.emotorch) || raw.emotorch.save_only_model)
     throw new EmotorchError(`'${dir}' holds only a model (save_only_model, or not an emotorch checkpoint): it cannot resume training`, 'ERR_FORMAT');
   const st = checkTrainerState(raw, stateFile);
-  await p.model.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
-  await p.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
+  if (p.sharded) {
+    if (!(await exists(path.join(dir, 'zero'))))
+      throw new EmotorchError(`'${dir}' was not saved by a sharded (ZeRO) run: it has no zero/ shards to resume a sharded run from`, 'ERR_FORMAT');
+    await p.sharded.loadShards(path.join(dir, 'zero'), { optimizer: p.optimizer! });
+  } else {
+    if (await exists(path.join(dir, 'zero')))
+      throw new EmotorchError(`'${dir}' was saved by a sharded (ZeRO) run: resume it with the same args.deepspeed under et.distributed`, 'ERR_FORMAT');
+    await p.model.load(path.join(dir, 'model.safetensors'), { strict: !a.save_only_trainable });
+    await p.optimizer!.load(path.join(dir, 'optimizer.safetensors'));
+  }
   p.lrScheduler!.loadStateDict((await readStateJson(path.join(dir, 'scheduler.json'))) as { step: number });
   if (p.scaler) {
     const f = path.join(dir, 'scaler.json');

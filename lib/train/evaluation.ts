@@ -28,6 +28,12 @@ export interface EvalParts<T> {
   fwd: Forward;
   world: number;
   rank: number;
+  /**
+   * Every rank runs as many forwards as the rank with the most batches (repeating its last batch,
+   * results discarded), as accelerate's even_batches: a model sharded at ZeRO stage 3 gathers its
+   * parameters in each forward, a collective every rank must join.
+   */
+  evenBatches?: boolean;
 }
 
 /** What the loop gives: the mean loss (null without labels or computeLoss), predictions and labels, items and batches. */
@@ -59,7 +65,17 @@ export async function evaluationLoop<T>(p: EvalParts<T>, ds: Dataset<T>, wantPre
   const device = p.fwd.device;
   try {
     await noGrad(async () => {
-      for await (const raw of loader) await evalBatch(p, toDevice(raw, device) as Batch, wantPredictions, s);
+      let last: Batch | null = null;
+      for await (const raw of loader) {
+        last = toDevice(raw, device) as Batch;
+        await evalBatch(p, last, wantPredictions, s);
+      }
+      if (p.evenBatches && world > 1) {
+        const bs = p.args.per_device_eval_batch_size;
+        const most = Math.ceil(Math.ceil(ds.length / world) / bs); // rank 0 has the most items
+        if (last === null && most > 0) for await (const raw of firstItem(p, ds)) last = toDevice(raw, device) as Batch;
+        for (let i = loader.length; i < most && last; i++) await p.fwd.amp(() => p.model.forward(last));
+      }
     });
   } finally {
     p.model.train(wasTraining);
@@ -89,6 +105,11 @@ function evalLoader<T>(p: EvalParts<T>, ds: Dataset<T>): DataLoader<T, Batch> {
     collate: p.opts.dataCollator as never,
     sampler: shard ? { length: shard.length, indices: () => shard } : undefined,
   });
+}
+
+/** The set's first item as a batch (a rank with no items of its own pads with it). */
+function firstItem<T>(p: EvalParts<T>, ds: Dataset<T>): DataLoader<T, Batch> {
+  return new DataLoader<T, Batch>(ds, { batchSize: 1, collate: p.opts.dataCollator as never, sampler: { length: 1, indices: () => [0] } });
 }
 
 /** One batch: its loss into the sums and, when wanted, its predictions and labels (on the CPU). */

@@ -20,7 +20,7 @@ import { Module } from '../nn/module';
 import { DataLoader } from '../data/loader';
 import type { Dataset } from '../data/datasets/base';
 import { manualSeed } from '../runtime';
-import { Optimizer } from './optim';
+import { AdamW, Optimizer } from './optim';
 import { LRScheduler, hfSchedule } from './schedules';
 import { GradScaler } from './amp';
 import { TrainingArguments } from './args';
@@ -30,8 +30,20 @@ import { writePlots } from './plots';
 import { RunLog } from './logfile';
 import * as dist from '../distributed/group';
 import { DistributedDataParallel } from '../distributed/ddp';
+import { ShardedDataParallel } from '../distributed/zero';
+import { DeepSpeedPlan, readDeepSpeedConfig } from './deepspeed';
 import { DistributedSampler } from '../distributed/sampler';
-import { Extra, Position, makeOutputDir, readCheckpoint, removeStaleTemporaries, resolveResume, rotateCheckpoints, writeCheckpoint } from './checkpoints';
+import {
+  Extra,
+  Position,
+  makeOutputDir,
+  prepareTemporary,
+  readCheckpoint,
+  removeStaleTemporaries,
+  resolveResume,
+  rotateCheckpoints,
+  writeCheckpoint,
+} from './checkpoints';
 import { Batch, TrainerOptions, checkTrainerOptions, checkedSchedule, defaultOptimizer } from './trainer-options';
 import { Forward, toDevice } from './forward';
 import { optimizerStep } from './step';
@@ -65,8 +77,8 @@ interface Run<T> {
   resumeFrom: string | null;
   /** Restores the checkpoint's RNG states once the data is positioned (then null). */
   restoreRng: (() => void) | null;
-  /** A DDP wrapper this call made: detached when it ends. */
-  ownDdp: DistributedDataParallel | null;
+  /** A DDP or sharded wrapper this call made: detached when it ends. */
+  ownDdp: DistributedDataParallel | ShardedDataParallel | null;
   /** The epoch's batch iterator while one is open (closed when training ends, however it ends). */
   it: AsyncIterator<Batch> | null;
 }
@@ -114,6 +126,10 @@ export class Trainer<T = unknown> extends EventEmitter {
   private lastSavedStep = -1;
   /** The DDP wrapper training runs through when a process group is initialized. */
   private ddp: DistributedDataParallel | null = null;
+  /** The sharded wrapper training runs through with a DeepSpeed config of ZeRO stage ≥ 1 (distributed). */
+  private zero: ShardedDataParallel | null = null;
+  /** args.deepspeed as read for this run (null without one). */
+  private dsPlan: DeepSpeedPlan | null = null;
   /** Distributed: a stop was requested on some rank (agreed on by all in the last step). */
   private stopAgreed = false;
   /** The forward on a batch (device, autocast, loss) in training and evaluation. */
@@ -178,9 +194,14 @@ export class Trainer<T = unknown> extends EventEmitter {
   private get core(): Module {
     return this.model instanceof DistributedDataParallel ? this.model.module : this.model;
   }
-  /** What training forwards run through: the DDP wrapper when distributed. */
+  /** What training forwards run through: the DDP or sharded wrapper when distributed. */
   private get trainModel(): Module {
-    return this.ddp ?? this.model;
+    return this.zero ?? this.ddp ?? this.model;
+  }
+  /** The arguments a step runs with: a DeepSpeed config's gradient_clipping replaces max_grad_norm (as DeepSpeed clips, not the HF Trainer). */
+  private get stepArgs(): TrainingArguments {
+    if (!this.dsPlan) return this.args;
+    return Object.assign(Object.create(Object.getPrototypeOf(this.args)), this.args, { max_grad_norm: this.dsPlan.gradientClipping });
   }
   private async fire<K extends keyof TrainerCallback>(hook: K, ...rest: unknown[]): Promise<void> {
     for (const c of this.callbacks) {
@@ -304,12 +325,52 @@ export class Trainer<T = unknown> extends EventEmitter {
    * checkpoint load. Returns the wrapper this call made, detached when the call ends (else its
    * autograd hooks would go on averaging every later backward of the model, alone on this rank).
    */
-  private async wrapDdp(): Promise<DistributedDataParallel | null> {
+  private async wrapDdp(): Promise<DistributedDataParallel | ShardedDataParallel | null> {
+    const a = this.args;
+    this.dsPlan = null;
+    this.zero = null;
+    if (a.deepspeed !== null) {
+      try {
+        this.dsPlan = readDeepSpeedConfig(a.deepspeed, a, this.world);
+      } catch (e) {
+        this.running = false;
+        throw e;
+      }
+      const plan = this.dsPlan;
+      if (this.isMain && plan.notUsed.length)
+        process.emitWarning(`DeepSpeed config: not used by emotorch's engine (DeepSpeed's own buffer and overlap settings): ${plan.notUsed.join(', ')}`);
+      if (this.isMain && !this.distributed && plan.stage > 0)
+        process.emitWarning(
+          `DeepSpeed config: ZeRO stage ${plan.stage} shards across ranks; one process trains unsharded (launch with npx emotorch-run to shard)`,
+        );
+      if (this.optimizer && this.distributed && plan.stage > 0) {
+        this.running = false;
+        throw new EmotorchError(
+          'args.deepspeed with ZeRO: the Trainer makes the optimizer over the shards (from the config or the arguments); pass no optimizer',
+          'ERR_INVALID_ARG',
+        );
+      }
+    }
     if (!this.distributed) {
       this.ddp = null;
       return null;
     }
-    const a = this.args;
+    if (this.dsPlan && this.dsPlan.stage > 0) {
+      // DeepSpeed's bf16: the module in bfloat16, float32 master shards. (Unsharded, the module keeps
+      // its dtype and args.bf16's autocast runs: float32 weights, as DeepSpeed's masters are.)
+      if (this.dsPlan.bf16) await this.model.to({ dtype: 'bfloat16' });
+      const zero = new ShardedDataParallel(this.model, { stage: this.dsPlan.stage as 1 | 2 | 3, offload: this.dsPlan.offload });
+      this.ddp = null;
+      try {
+        await zero.ready;
+      } catch (e) {
+        await zero.detach().catch(() => undefined);
+        this.running = false;
+        throw e;
+      }
+      this.zero = zero;
+      return zero;
+    }
     let ownDdp: DistributedDataParallel | null = null;
     this.ddp =
       this.model instanceof DistributedDataParallel
@@ -333,7 +394,10 @@ export class Trainer<T = unknown> extends EventEmitter {
   /** The optimizer (the given one, else the default), the LR schedule and, for fp16, the GradScaler. */
   private setUpOptimization(maxSteps: number): void {
     const a = this.args;
-    if (!this.optimizer) this.optimizer = defaultOptimizer(this.model, a);
+    const params = this.zero ?? this.model;
+    const dsOpt = this.dsPlan?.optimizer;
+    // A DeepSpeed config's optimizer goes over every trainable parameter alike (transformers hands DeepSpeed model_parameters)
+    if (!this.optimizer) this.optimizer = dsOpt ? new AdamW(params.trainableParameters(), dsOpt) : defaultOptimizer(params, a);
     const ks = a.lr_scheduler_kwargs;
     this.lrScheduler = new LRScheduler(
       this.optimizer,
@@ -363,7 +427,7 @@ export class Trainer<T = unknown> extends EventEmitter {
   }
 
   /** Resumes from the checkpoint (returning its RNG restore, run once the data is positioned), or seeds. */
-  private async restoreOrSeed(resumeFrom: string | null, ownDdp: DistributedDataParallel | null): Promise<(() => void) | null> {
+  private async restoreOrSeed(resumeFrom: string | null, ownDdp: DistributedDataParallel | ShardedDataParallel | null): Promise<(() => void) | null> {
     if (!resumeFrom) {
       manualSeed(this.args.seed);
       return null;
@@ -371,8 +435,9 @@ export class Trainer<T = unknown> extends EventEmitter {
     try {
       return await this.loadCheckpoint(resumeFrom);
     } catch (e) {
-      ownDdp?.detach();
+      await ownDdp?.detach();
       this.ddp = null;
+      this.zero = null;
       this.running = false;
       throw e;
     }
@@ -534,8 +599,11 @@ export class Trainer<T = unknown> extends EventEmitter {
     unlisten();
     await this.runLog.close();
     if (run.ownDdp) {
-      run.ownDdp.detach();
+      // a sharded wrapper gathers the whole weights back into the model (every rank is here);
+      // after a failed collective it cannot, and the error that ended the run is the one reported
+      await Promise.resolve(run.ownDdp.detach()).catch(() => undefined);
       this.ddp = null;
+      this.zero = null;
     }
     this.running = false;
   }
@@ -545,7 +613,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     const world = this.world;
     const r = await optimizerStep(
       {
-        args: this.args,
+        args: this.stepArgs,
         opts: this.opts,
         fwd: this.fwd,
         model: this.trainModel,
@@ -669,7 +737,15 @@ export class Trainer<T = unknown> extends EventEmitter {
 
   /** What the evaluation loop (./evaluation.ts) uses of this Trainer. */
   private evalParts(): EvalParts<T> {
-    return { model: this.model, args: this.args, opts: this.opts, fwd: this.fwd, world: this.world, rank: this.distributed ? dist.rank() : 0 };
+    return {
+      model: this.model,
+      args: this.args,
+      opts: this.opts,
+      fwd: this.fwd,
+      world: this.world,
+      rank: this.distributed ? dist.rank() : 0,
+      evenBatches: this.zero?.stage === 3,
+    };
   }
 
   /**
@@ -678,6 +754,7 @@ export class Trainer<T = unknown> extends EventEmitter {
    * @throws EmotorchError ERR_INVALID_ARG without an eval dataset.
    */
   async evaluate(dataset?: Dataset<T>, metricKeyPrefix = 'eval'): Promise<LogRecord> {
+    if (this.zero) await this.zero.syncParameters(); // the module's own weights are current
     const ds = dataset ?? this.evalDataset;
     if (!ds) throw new EmotorchError('evaluate() needs an evalDataset', 'ERR_INVALID_ARG');
     this.fwd.reset();
@@ -744,6 +821,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     const step = this.state.global_step;
     const final = path.join(a.output_dir, `checkpoint-${step}`);
     if (this.state.best_global_step === step) this.state.best_model_checkpoint = final;
+    if (this.zero) return this.saveShardedCheckpoint(step, final);
     if (!this.isMain) {
       // Rank 0 writes (every rank holds the same weights and optimizer state); the others wait
       // until the checkpoint is complete.
@@ -772,10 +850,49 @@ export class Trainer<T = unknown> extends EventEmitter {
     return final;
   }
 
+  /**
+   * ZeRO: every rank writes its shards and optimizer state into the temporary folder
+   * (`zero/zero-rank-<r>-of-<n>.safetensors`), the whole weights are gathered to rank 0 (below
+   * stage 3, or with stage3_gather_16bit_weights_on_model_save), which writes the rest and renames
+   * the folder into place.
+   */
+  private async saveShardedCheckpoint(step: number, final: string): Promise<string> {
+    const a = this.args;
+    const zero = this.zero as ShardedDataParallel;
+    const tmp = path.join(a.output_dir, `tmp-checkpoint-${step}`);
+    if (this.isMain) await prepareTemporary(a.output_dir, tmp);
+    await dist.barrier();
+    const full = this.dsPlan?.gatherOnSave === false ? null : await zero.fullStateDict();
+    await zero.saveShards(path.join(tmp, 'zero'), { optimizer: this.optimizer! });
+    await dist.barrier();
+    if (this.isMain) {
+      await this.runLog.flush();
+      for (const c of this.callbacks) if (c.stateDict) this.state.stateful_callbacks[c.name ?? c.constructor.name] = c.stateDict();
+      await writeCheckpoint(tmp, final, {
+        model: this.core,
+        modelState: full,
+        shardedOptimizer: true,
+        args: a,
+        optimizer: this.optimizer,
+        lrScheduler: this.lrScheduler,
+        scaler: this.scaler,
+        state: this.state,
+        extra: this.extra,
+      });
+      await rotateCheckpoints(a.output_dir, a.save_total_limit, this.state.best_model_checkpoint);
+    }
+    this.lastSavedStep = step;
+    await dist.barrier();
+    this.emit('save', { step, path: final });
+    await this.fire('onSave', final);
+    return final;
+  }
+
   /** Restores everything from a checkpoint; returns the RNG restore to run once data is positioned. */
   private async loadCheckpoint(dir: string): Promise<() => void> {
     const { state: st, restoreRng } = await readCheckpoint(dir, {
       model: this.core,
+      sharded: this.zero,
       args: this.args,
       optimizer: this.optimizer,
       lrScheduler: this.lrScheduler,
@@ -810,6 +927,10 @@ export class Trainer<T = unknown> extends EventEmitter {
   /** Loads the best checkpoint's weights into the model. */
   private async loadBestModel(): Promise<void> {
     const p = path.join(this.state.best_model_checkpoint!, 'model.safetensors');
+    if (this.zero) {
+      await this.zero.loadShards(path.join(this.state.best_model_checkpoint!, 'zero'));
+      return;
+    }
     await this.core.load(p, { strict: !this.args.save_only_trainable });
   }
 

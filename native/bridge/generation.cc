@@ -19,6 +19,11 @@ std::pair<std::shared_ptr<nn::CausalLM>, std::shared_ptr<std::mutex>> causal_lm(
   auto [model, mutex] = module_of(handle);
   auto lm = std::dynamic_pointer_cast<nn::CausalLM>(model);
   if (!lm) throw CodedError("ERR_INVALID_ARG", std::string(what) + " needs a causal language model");
+  if (model->shard_hooks && model->shard_hooks->releases_parameters())
+    throw CodedError("ERR_DIST_STATE",
+                     std::string(what) +
+                         ": the model's parameters are sharded by ShardedDataParallel at stage 3 (whole only inside its "
+                         "forward); detach() the wrapper, or load its fullStateDict() into a model of its own, to decode");
   return {lm, mutex};
 }
 

@@ -67,7 +67,6 @@ struct Sharded::State : std::enable_shared_from_this<Sharded::State> {
   std::vector<decltype(torch::autograd::impl::grad_accumulator(std::declval<const at::Tensor&>()))> accumulators;
   std::shared_ptr<nn::ShardHooks> hooks;
   bool started = false, detached = false;
-  bool checked_pass = false;  // the first collective of a pass is checked across ranks
   // per backward pass
   bool in_backward = false;
   std::vector<bool> ready;
@@ -79,11 +78,9 @@ struct Sharded::State : std::enable_shared_from_this<Sharded::State> {
     for (size_t k : u.members) v += shards[k]._version();
     return v;
   }
-  bool check_next() {
-    bool c = !checked_pass;
-    checked_pass = true;
-    return c;
-  }
+  // Every ZeRO collective is checked across ranks (when the group checks collectives): ranks that
+  // ran different numbers of forwards would otherwise pair buffers of different sizes.
+  bool check_next() { return true; }
 
   void gather(size_t ui);
   // An optimizer stepped the shards (its fused kernels do not advance their versions).
@@ -149,6 +146,10 @@ struct Hooks : nn::ShardHooks {
   at::Tensor layer(nn::Model& /*m*/, const torch::nn::Module& layer, const at::Tensor& x, const nn::LayerRun& run) override {
     auto s = s_.lock();
     return s ? s->around_layer(layer, x, run) : run(x);
+  }
+  bool releases_parameters() const override {
+    auto s = s_.lock();
+    return s && s->sharded_params() && !s->detached;
   }
   std::weak_ptr<Sharded::State> s_;
 };
@@ -337,7 +338,6 @@ void Sharded::State::reset_pass() {
     u.send = at::Tensor();
     u.recv = at::Tensor();
   }
-  checked_pass = false;
   in_backward = false;
 }
 

@@ -66,6 +66,8 @@ struct ShardHooks {
   virtual Outputs forward(Model& m, const std::function<Outputs()>& run) = 0;
   // One layer of `m`'s layer loop (a model whose shards_layers() is true calls it for each layer).
   virtual at::Tensor layer(Model& m, const torch::nn::Module& layer, const at::Tensor& x, const LayerRun& run) = 0;
+  // Whether the parameters are released between uses (stage 3): paths other than forward refuse.
+  virtual bool releases_parameters() const = 0;
 };
 
 struct Model : torch::nn::Module {

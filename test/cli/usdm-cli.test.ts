@@ -10,9 +10,25 @@ import * as et from '../../lib/index';
 import { FIXTURES, maxAbsDiff, tmpdir, usdmToyTokenizer } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
-const run = (args: string[]) => {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 });
+const run = (args: string[], cwd?: string) => {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000, cwd });
   return { code: r.status, out: r.stdout, err: r.stderr };
+};
+
+/** naver-ai/usdm's configs/ds_config_zero3_bf16.json, key for key (train_sft.py's default --deepspeed_config). */
+const USDM_DS_CONFIG = {
+  bf16: { enabled: true },
+  zero_optimization: {
+    stage: 3,
+    offload_param: { device: 'cpu', pin_memory: true },
+    offload_optimizer: { device: 'cpu', pin_memory: true },
+    stage3_gather_16bit_weights_on_model_save: true,
+    memory_efficient_linear: true,
+  },
+  optimizer: { type: 'Adam', params: { lr: 'auto', betas: 'auto', eps: 'auto', weight_decay: 'auto' } },
+  train_batch_size: 'auto',
+  train_micro_batch_size_per_gpu: 'auto',
+  gradient_accumulation_steps: 'auto',
 };
 
 describe('emotorch usdm infer', () => {
@@ -231,52 +247,64 @@ describe('emotorch usdm infer', () => {
     fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
     usdmToyTokenizer(path.join(model, 'tokenizer.json'));
     const sftOut = path.join(dir, 'sft');
-    const sft = run([
-      'usdm',
-      'sft',
-      '--output_dir',
-      sftOut,
-      '--data_path_train',
-      path.join(out, 'train.txt'),
-      '--data_path_test',
-      path.join(out, 'test.txt'),
-      '--data_path_cache',
-      path.join(dir, 'ds-cache'),
-      '--model_name_or_path',
-      model,
-      '--model_cache_dir',
-      path.join(dir, 'cache'),
-      '--train_batch_size',
-      '2',
-      '--gradient_accumulation_steps',
-      '1',
-      '--max_input_length',
-      '8192',
-      '--num_train_epochs',
-      '1',
-      '--seed',
-      '1',
-      '--logging_steps',
-      '1',
-      '--deepspeed_config',
-      '../configs/ds_config_zero3_bf16.json',
-      '--learning_rate',
-      '2e-5',
-      '--evaluation_strategy',
-      'steps',
-      '--save_strategy',
-      'steps',
-      '--eval_steps',
-      '2',
-      '--save_steps',
-      '2',
-      '--save_total_limit',
-      '1',
-      '--max_steps',
-      '2',
-    ]);
+    // run from <dir>/src as the README does, ../configs/ holding USDM's DeepSpeed config
+    fs.mkdirSync(path.join(dir, 'configs'));
+    fs.mkdirSync(path.join(dir, 'src'));
+    fs.writeFileSync(path.join(dir, 'configs', 'ds_config_zero3_bf16.json'), JSON.stringify(USDM_DS_CONFIG, null, 2));
+    const sft = run(
+      [
+        'usdm',
+        'sft',
+        '--output_dir',
+        sftOut,
+        '--data_path_train',
+        path.join(out, 'train.txt'),
+        '--data_path_test',
+        path.join(out, 'test.txt'),
+        '--data_path_cache',
+        path.join(dir, 'ds-cache'),
+        '--model_name_or_path',
+        model,
+        '--model_cache_dir',
+        path.join(dir, 'cache'),
+        '--train_batch_size',
+        '2',
+        '--gradient_accumulation_steps',
+        '1',
+        '--max_input_length',
+        '8192',
+        '--num_train_epochs',
+        '1',
+        '--seed',
+        '1',
+        '--logging_steps',
+        '1',
+        '--deepspeed_config',
+        '../configs/ds_config_zero3_bf16.json',
+        '--learning_rate',
+        '2e-5',
+        '--evaluation_strategy',
+        'steps',
+        '--save_strategy',
+        'steps',
+        '--eval_steps',
+        '2',
+        '--save_steps',
+        '2',
+        '--save_total_limit',
+        '1',
+        '--max_steps',
+        '2',
+      ],
+      path.join(dir, 'src'),
+    );
     expect(sft.code, sft.err).toBe(0);
-    for (const f of ['data_path_cache', 'max_input_length', 'deepspeed_config']) expect(sft.err).toMatch(new RegExp(`--${f} is accepted .* not used`));
+    for (const f of ['data_path_cache', 'max_input_length']) expect(sft.err).toMatch(new RegExp(`--${f} is accepted .* not used`));
+    // one process: the config is read (its tuning keys named), ZeRO has no ranks to shard across
+    expect(sft.err).toMatch(
+      /not used by emotorch's engine .*: zero_optimization\.offload_param\.pin_memory, zero_optimization\.offload_optimizer\.pin_memory, zero_optimization\.memory_efficient_linear/,
+    );
+    expect(sft.err).toMatch(/ZeRO stage 3 shards across ranks; one process trains unsharded/);
     expect(sft.out).toMatch(/5 training and 2 evaluation examples, 2 steps, train_loss \d/);
     expect(sft.out).toMatch(/"eval_loss":/);
     expect(fs.readdirSync(sftOut).filter((d) => d.startsWith('checkpoint-'))).toEqual(['checkpoint-2']);
@@ -340,6 +368,8 @@ describe('emotorch usdm infer', () => {
       '3',
       '--eval_steps',
       '3',
+      '--deepspeed_config',
+      path.join(dir, 'configs', 'ds_config_zero3_bf16.json'),
       '--resume',
     ]);
     expect(resumed.code, resumed.err).toBe(0);
@@ -494,6 +524,66 @@ describe('emotorch usdm infer', () => {
     // one summary (rank 0's), saying the ranks
     expect(r.stdout.match(/training and \d+ evaluation examples, 2 steps, train_loss [\d.]+ \(2 ranks\)/g)?.length).toBe(1);
     expect(fs.existsSync(path.join(out, 'model.safetensors'))).toBe(true);
+  }, 300_000);
+
+  it("usdm sft --deepspeed_config (USDM's ZeRO-3 bf16 config) on 2 ranks: sharded, bf16 with float32 masters; the first rank writes the 16-bit weights; a bad config is named", async () => {
+    const dir = tmpdir();
+    const model = path.join(dir, 'USTM');
+    fs.cpSync(path.join(FIXTURES, 'usdm', 'mistral'), model, { recursive: true });
+    usdmToyTokenizer(path.join(model, 'tokenizer.json'));
+    const data = path.join(FIXTURES, 'usdm_dailytalk', 'expected');
+    const cfg = path.join(dir, 'ds_config_zero3_bf16.json');
+    fs.writeFileSync(cfg, JSON.stringify(USDM_DS_CONFIG));
+    const sft = (out: string, config: string) =>
+      spawnSync(
+        process.execPath,
+        [
+          path.join(__dirname, '..', '..', 'dist', 'cli', 'run.js'),
+          '--nproc-per-node',
+          '2',
+          CLI,
+          'usdm',
+          'sft',
+          '--output_dir',
+          out,
+          '--data_path_train',
+          path.join(data, 'train.txt'),
+          '--data_path_test',
+          path.join(data, 'test.txt'),
+          '--model_name_or_path',
+          model,
+          '--train_batch_size',
+          '1',
+          '--max_steps',
+          '2',
+          '--save_strategy',
+          'no',
+          '--evaluation_strategy',
+          'no',
+          '--logging_steps',
+          '1',
+          '--deepspeed_config',
+          config,
+        ],
+        { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000 },
+      );
+    const out = path.join(dir, 'sft');
+    const r = sft(out, cfg);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.match(/2 steps, train_loss [\d.]+ \(2 ranks\)/g)?.length).toBe(1);
+    const saved = await et.io.loadSafetensors(path.join(out, 'model.safetensors'));
+    const orig = await et.io.loadSafetensors(path.join(model, 'model.safetensors'));
+    expect(new Set([...saved.tensors.values()].map((t) => t.dtype))).toEqual(new Set(['bfloat16']));
+    expect([...saved.tensors.keys()].sort()).toEqual([...orig.tensors.keys()].sort());
+    // trained: the weights moved from the checkpoint's
+    const name = [...orig.tensors.keys()].find((k) => k.includes('layers.0.self_attn.q_proj.weight'))!;
+    expect(saved.tensors.get(name)!.float().sub(orig.tensors.get(name)!.float()).abs().max().item()).toBeGreaterThan(0);
+    // a key emotorch does not implement is named, not dropped
+    const bad = path.join(dir, 'bad.json');
+    fs.writeFileSync(bad, JSON.stringify({ ...USDM_DS_CONFIG, scheduler: { type: 'WarmupLR', params: {} } }));
+    const b = sft(path.join(dir, 'sft-bad'), bad);
+    expect(b.status).not.toBe(0);
+    expect(b.stderr).toMatch(/DeepSpeed config: 'scheduler' is not implemented/);
   }, 300_000);
 });
 

@@ -77,6 +77,64 @@ describe('Trainer over 2 ranks', () => {
   });
 });
 
+describe("Trainer with args.deepspeed (USDM's ZeRO-3 layout) over 2 ranks", () => {
+  const root = tmpdir();
+  // configs/ds_config_zero3_bf16.json of naver-ai/usdm without bf16 (float32 here, to compare with the float32 run)
+  const ds = {
+    zero_optimization: {
+      stage: 3,
+      offload_param: { device: 'cpu', pin_memory: true },
+      offload_optimizer: { device: 'cpu', pin_memory: true },
+      stage3_gather_16bit_weights_on_model_save: true,
+      memory_efficient_linear: true,
+    },
+    optimizer: { type: 'Adam', params: { lr: 'auto', betas: 'auto', eps: 'auto', weight_decay: 'auto' } },
+    train_batch_size: 'auto',
+    train_micro_batch_size_per_gpu: 'auto',
+    gradient_accumulation_steps: 'auto',
+    gradient_clipping: 'auto',
+  };
+  let zero: RankResult[], one: RankResult[], resumed: RankResult[];
+  beforeAll(async () => {
+    zero = await runRanks(2, { scenario: 'trainer', distributed: true, deepspeed: ds, outputDir: path.join(root, 'zero') }, { timeoutMs: 60_000 });
+    one = await runRanks(1, { scenario: 'trainer', distributed: false, outputDir: path.join(root, 'one') }, { timeoutMs: 60_000 });
+    resumed = await runRanks(
+      2,
+      { scenario: 'trainer', distributed: true, deepspeed: ds, outputDir: path.join(root, 'resumed'), resume: path.join(root, 'zero', 'checkpoint-4') },
+      { timeoutMs: 60_000 },
+    );
+  }, 150_000);
+
+  it('the loss curve (loss, global grad norm, lr) and eval metrics of one process with the whole batch, within 1e-5', () => {
+    for (const r of [...zero, ...one, ...resumed]) expect(r.code, `rank ${r.rank}: ${r.stderr}`).toBe(0);
+    for (const r of zero) {
+      const d = maxDiff(losses(r.result.logs), losses(one[0].result.logs));
+      console.log(`ZeRO-3 Trainer rank ${r.rank}: loss curve max diff ${d}`);
+      expect(d).toBeLessThan(1e-5);
+      expect(maxDiff(evals(r.result.logs), evals(one[0].result.logs))).toBeLessThan(1e-5);
+    }
+  });
+
+  it("checkpoints hold every rank's shards and the gathered weights; after train() the model is whole again", () => {
+    const ck = path.join(root, 'zero', 'checkpoint-4');
+    expect(fs.readdirSync(path.join(ck, 'zero')).sort()).toEqual(['zero-rank-0-of-2.safetensors', 'zero-rank-1-of-2.safetensors']);
+    expect(fs.existsSync(path.join(ck, 'model.safetensors'))).toBe(true);
+    expect(fs.existsSync(path.join(ck, 'optimizer.safetensors'))).toBe(false);
+    const w0 = zero[0].result.weights as number[][];
+    expect(zero[1].result.weights).toEqual(w0);
+    const ref = one[0].result.weights ?? null;
+    expect(ref).toBeNull(); // (the one-process run reports none)
+  });
+
+  it('a ZeRO checkpoint resumes: steps 5-8 as the uninterrupted run', () => {
+    const after = (logs: Log[]) => losses(logs).filter((r) => r[0] > 4);
+    const d = maxDiff(after(resumed[0].result.logs), after(zero[0].result.logs));
+    console.log(`ZeRO-3 resumed: steps 5-8 max diff ${d}`);
+    expect(d).toBeLessThan(1e-6);
+    expect(resumed[0].result.globalStep).toBe(8);
+  });
+});
+
 describe('Trainer.train() twice on 2 ranks', () => {
   const root = tmpdir();
   let two: RankResult[], one: RankResult[];

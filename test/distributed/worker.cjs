@@ -628,6 +628,7 @@ scenarios.trainer = async function trainer() {
       seed: 3,
       gradient_accumulation_steps: cfg.gas ?? 1,
       resume_from_checkpoint: cfg.resume ?? null,
+      deepspeed: cfg.deepspeed ?? null,
     },
   });
   let first = null;
@@ -660,6 +661,8 @@ scenarios.trainer = async function trainer() {
     globalStep: out.globalStep,
     stopReason: out.stopReason,
     files: require('fs').existsSync(cfg.outputDir) ? require('fs').readdirSync(cfg.outputDir).sort() : [],
+    // the model is whole and the user's again after train(): its weights (rank 0 compares)
+    weights: cfg.deepspeed ? await Promise.all(model.parameters().map(async (p) => Array.from(await p.data()))) : undefined,
   };
 };
 

@@ -421,6 +421,7 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(
       'optim.clipGradNorm',
       'optim.LRScheduler',
       'train.listCheckpoints',
+      'train.readDeepSpeedConfig',
       'train.TensorBoardWriter',
       'train.writePlots',
       'io.readSafetensorsHeader',

@@ -74,7 +74,7 @@ describe('TrainingArguments', () => {
     const ds = { length: 4, get: () => ({}) };
     const bad: Array<[Record<string, unknown>, RegExp]> = [
       [{ learning_rat: 1e-4 }, /args field.*"learning_rat"/],
-      [{ deepspeed: 'ds.json' }, /args field.*"deepspeed"/],
+      [{ deepspeed: ['ds.json'] }, /args\.deepspeed/],
       [{ fp16: true, bf16: true }, /fp16 and args\.bf16/],
       [{ load_best_model_at_end: true, eval_strategy: 'epoch', save_strategy: 'steps' }, /save_strategy to equal args\.eval_strategy/],
       [{ load_best_model_at_end: true, eval_strategy: 'steps', eval_steps: 3, save_steps: 10 }, /save_steps \(10\) to be a multiple of args\.eval_steps \(3\)/],
