@@ -1,7 +1,7 @@
 // Side-by-side benchmarks: emotorch vs PyTorch / transformers from Python on the same work, same
 // thread count, trials alternating in one command. Prints both medians, the ratio and the range of
 // the per-pair ratios (an emotorch trial and the Python trial after it).
-//   npm run bench -- load | serve | quant | mlp | features | models | trainer | spectra | spectra-pretrain | salmonn | ddp | units | languagebind | internvl | voicebox [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
+//   npm run bench -- load | serve | quant | mlp | features | models | trainer | spectra | spectra-pretrain | salmonn | ddp | zero | units | languagebind | internvl | voicebox [--threads N] [--trials N] [--profile native|avx2] [--device cuda] [--bf16] [--ops [--ops-rows N]] [--case a,b] [--neighbour]
 // --bf16 (models, spectra, salmonn, languagebind's train case): both sides under CPU autocast to bfloat16 (et.autocast /
 // torch.autocast('cpu', dtype=torch.bfloat16)) around each forward, the backward and the optimizer
 // outside it, as users write it; parameters stay float32.
@@ -36,6 +36,7 @@ const BENCHES = {
   'spectra-pretrain': 'spectra.mjs',
   salmonn: 'salmonn.mjs',
   ddp: 'ddp.mjs',
+  zero: 'zero.mjs',
   units: 'units.mjs',
   languagebind: 'languagebind.mjs',
   internvl: 'internvl.mjs',
