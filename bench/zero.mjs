@@ -4,7 +4,8 @@
 // launched by torchrun: ZeroRedundancyOptimizer + DDP for stage 1, FSDP SHARD_GRAD_OP / FULL_SHARD
 // for 2 / 3). Both in bfloat16 with float32 master weights and reduction, AdamW, one batch of
 // `--tokens` token ids per rank. Prints the median step time, each rank's peak RSS and the ratios.
-// `--size tinyllama` (default: TinyLlama-1.1B's shapes) or `small` (a quick check); `--stages 3`.
+// `--size tinyllama` (default: TinyLlama-1.1B's shapes), `medium` (~250M) or `small` (a quick check);
+// `--stages 3` (at 1.1B on a 24 GB machine only stage 3 fits 2 ranks, on either side).
 import { spawn } from 'child_process';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
@@ -19,6 +20,17 @@ const SIZES = {
     intermediate_size: 5632,
     num_hidden_layers: 22,
     num_attention_heads: 32,
+    num_key_value_heads: 4,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-5,
+  },
+  // about 250M parameters: every stage fits 2 ranks on a 24 GB machine (1.1B's stage 1 does not, on either side)
+  medium: {
+    vocab_size: 32000,
+    hidden_size: 1024,
+    intermediate_size: 2816,
+    num_hidden_layers: 16,
+    num_attention_heads: 16,
     num_key_value_heads: 4,
     max_position_embeddings: 2048,
     rms_norm_eps: 1e-5,

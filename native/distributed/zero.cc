@@ -1,6 +1,8 @@
 // Sharded data parallel over the c10d group. See zero.h.
 #include "distributed/zero.h"
 
+#include "memory/cpu_cache.h"
+
 #include <c10/core/CPUAllocator.h>
 #include <torch/autograd.h>
 #include <torch/csrc/autograd/engine.h>
@@ -8,6 +10,7 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <cmath>
+#include <deque>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -70,6 +73,10 @@ struct Sharded::State : std::enable_shared_from_this<Sharded::State> {
   // per backward pass
   bool in_backward = false;
   std::vector<bool> ready;
+  // Units whose reduction is in flight, oldest first: at most kInflight, so that the float32
+  // buffers of a whole model's gradients are never all alive at once.
+  std::deque<size_t> inflight;
+  static constexpr size_t kInflight = 2;
   std::recursive_mutex m;
 
   bool sharded_params() const { return opts.stage == 3; }
@@ -92,6 +99,7 @@ struct Sharded::State : std::enable_shared_from_this<Sharded::State> {
   void begin_backward();
   void on_ready(size_t i);
   void reduce(size_t ui);
+  void complete(size_t ui);
   void finalize();
   nn::Outputs around_forward(nn::Model& model, const std::function<nn::Outputs()>& run);
   at::Tensor around_layer(const torch::nn::Module& layer, const at::Tensor& x, const nn::LayerRun& run);
@@ -276,7 +284,12 @@ void Sharded::start() {
     if (hi > lo) dst.narrow(0, 0, hi - lo).copy_(flat.narrow(0, lo, hi - lo));
     // Stage 3 frees and re-allocates each parameter's storage: give each one of its own (a
     // parameter may share a memory-mapped checkpoint's storage or another parameter's).
-    if (s.sharded_params()) s.params[i].set_data(s.params[i].detach().clone(at::MemoryFormat::Contiguous));
+    if (s.sharded_params()) {
+      const auto& p = s.params[i];
+      bool own = p.storage().use_count() == 1 && p.storage_offset() == 0 && p.is_contiguous() &&
+                 p.storage().nbytes() == static_cast<size_t>(p.numel()) * p.element_size();
+      if (!own) p.set_data(p.detach().clone(at::MemoryFormat::Contiguous));
+    }
   }
   for (auto& u : s.units) u.version = s.shard_version(u);
   std::weak_ptr<State> weak = s_;
@@ -288,8 +301,12 @@ void Sharded::start() {
   }
   s.hooks = std::make_shared<Hooks>(weak);
   for (auto& m : s.models) m->shard_hooks = s.hooks;
-  if (s.sharded_params())
+  if (s.sharded_params()) {
     for (size_t u = 0; u < s.units.size(); ++u) s.free_unit(u);
+    // The whole parameters' memory goes back to the system (emotorch's CPU cache would keep the
+    // freed blocks for reuse, up to the high-water mark the whole model set).
+    memory::empty_cpu_cache();
+  }
   s.started = true;
 }
 
@@ -331,6 +348,7 @@ void Sharded::State::free_unit(size_t ui) {
 
 void Sharded::State::reset_pass() {
   ready.assign(params.size(), false);
+  inflight.clear();
   for (auto& u : units) {
     u.pending = u.members.size();
     u.reduced = false;
@@ -404,6 +422,38 @@ void Sharded::State::reduce(size_t ui) {
   }
   u.reduced = true;
   free_unit(ui);
+  inflight.push_back(ui);
+  while (inflight.size() > kInflight) {
+    size_t oldest = inflight.front();
+    inflight.pop_front();
+    complete(oldest);
+  }
+}
+
+// Waits for unit ui's reduction and adds this rank's part to its shards' gradients (stage 1: the
+// averaged whole gradients go to .grad, as DDP leaves them); its buffers go.
+void Sharded::State::complete(size_t ui) {
+  auto& u = units[ui];
+  group->finish(u.work);
+  u.work = Group::Pending();
+  at::NoGradGuard no_grad;
+  at::Tensor mine = opts.stage == 1 ? u.send.select(0, rank) : u.recv;
+  for (size_t j = 0; j < u.members.size(); ++j) {
+    size_t k = u.members[j];
+    const auto& pc = pieces[k];
+    auto part = mine.narrow(0, u.offsets[j], pc.shard_numel()).view(pc.shard_shape);
+    at::Tensor& g = shards[k].mutable_grad();
+    if (g.defined()) g.add_(part.to(g.device()));
+    else if (opts.stage >= 2 && part.device() == shards[k].device())
+      g = part;  // a view: the received buffer is exactly the shards' gradients
+    else g = part.to(shards[k].device(), /*non_blocking=*/false, /*copy=*/true);
+    if (opts.stage == 1) {
+      auto whole = u.send.narrow(1, u.offsets[j], pc.shard_numel()).reshape({int64_t(world) * pc.R, pc.row_numel}).narrow(0, 0, pc.rows);
+      params[k].mutable_grad() = whole.view(params[k].sizes()).to(params[k].scalar_type(), /*non_blocking=*/false, /*copy=*/true);
+    }
+  }
+  u.send = at::Tensor();
+  u.recv = at::Tensor();
 }
 
 void Sharded::State::finalize() {
@@ -413,28 +463,12 @@ void Sharded::State::finalize() {
   // Parameters that got no gradient take part with zeros (every rank reduces every unit).
   for (size_t ui = 0; ui < units.size(); ++ui)
     if (!units[ui].reduced) reduce(ui);
-  at::NoGradGuard no_grad;
-  for (size_t ui = 0; ui < units.size(); ++ui) {
-    auto& u = units[ui];
-    group->finish(u.work);
-    u.work = Group::Pending();
-    at::Tensor mine = opts.stage == 1 ? u.send.select(0, rank) : u.recv;
-    for (size_t j = 0; j < u.members.size(); ++j) {
-      size_t k = u.members[j];
-      const auto& pc = pieces[k];
-      auto part = mine.narrow(0, u.offsets[j], pc.shard_numel()).view(pc.shard_shape);
-      at::Tensor& g = shards[k].mutable_grad();
-      if (g.defined()) g.add_(part.to(g.device()));
-      else g = part.to(shards[k].device(), /*non_blocking=*/false, /*copy=*/true);
-      if (opts.stage == 1) {  // the averaged whole gradient, as DDP leaves it
-        auto whole = u.send.narrow(1, u.offsets[j], pc.shard_numel()).reshape({int64_t(world) * pc.R, pc.row_numel}).narrow(0, 0, pc.rows);
-        params[k].mutable_grad() = whole.view(params[k].sizes()).to(params[k].scalar_type());
-      }
-    }
-    u.send = at::Tensor();
-    u.recv = at::Tensor();
-    free_unit(ui);
+  while (!inflight.empty()) {
+    size_t ui = inflight.front();
+    inflight.pop_front();
+    complete(ui);
   }
+  for (size_t ui = 0; ui < units.size(); ++ui) free_unit(ui);
 }
 
 nn::Outputs Sharded::State::around_forward(nn::Model& model, const std::function<nn::Outputs()>& run) {

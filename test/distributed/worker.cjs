@@ -298,6 +298,11 @@ scenarios.zero = async function zero() {
     out.ddpDiff = maxDiff(zw, await flatWeights(dmodel));
     out.refDiff = maxDiff(zw, await flatWeights(ref));
   }
+  if (cfg.returnWhole && r === 0) {
+    const whole = [];
+    for (const [n, t] of full) whole.push([n, Array.from(await t.data())]);
+    out.whole = whole;
+  }
   // A sharded checkpoint written by these ranks; cfg.shardDir collects them for the resume test.
   if (cfg.shardDir) {
     await zero.saveShards(cfg.shardDir, { optimizer: opt });
