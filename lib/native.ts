@@ -113,13 +113,14 @@ export interface DdpHandle {
 export interface ZeroHandle {
   shards(): TensorHandle[];
   start(): Promise<void>;
-  prepare(stale: boolean): Promise<void>;
+  prepare(): Promise<void>;
+  markStepped(): void;
   clipGradNorm(indices: number[], maxNorm: number, normType: number): Promise<number>;
-  gatherState(rank0Only: boolean, stale: boolean): Promise<Array<TensorHandle | null>>;
+  gatherState(rank0Only: boolean): Promise<Array<TensorHandle | null>>;
   setShards(indices: number[], tensors: TensorHandle[]): Promise<void>;
   units(): Array<[string, number[]]>;
   memory(): [number, number];
-  detach(stale: boolean): Promise<void>;
+  detach(): Promise<void>;
 }
 
 /** et.distributed's native surface (native/bridge/distributed.cc). */

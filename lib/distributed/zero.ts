@@ -93,8 +93,6 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
   private readonly entries: Array<{ name: string; param: Tensor; shard: Tensor; rows: number }>;
   private readonly byKey: Map<string, number>;
   private detached = false;
-  /** An optimizer stepped the shards since the whole parameters were last gathered. */
-  private stale = false;
 
   /**
    * @param module the model (its parameters requiring grad are sharded)
@@ -147,9 +145,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
     this.entries = trainable.map(([name, param], i) => ({ name, param, shard: shards[i], rows: param.ndim === 0 ? 1 : param.shape[0] }));
     this.byKey = new Map(shards.map((s, i) => [s.handle.key(), i]));
     const clip = (params: Tensor[], maxNorm: number, normType: number): Promise<number> => this.clipShards(params, maxNorm, normType);
-    const stepped = (): void => {
-      this.stale = true;
-    };
+    const stepped = (): void => this.handle.markStepped();
     for (const s of shards) {
       globalClip.set(s.handle.key(), clip);
       afterStep.set(s.handle.key(), stepped);
@@ -173,9 +169,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
   async forward(...args: unknown[]): Promise<unknown> {
     this.checkAttached('forward');
     await this.ready;
-    const stale = this.stale;
-    this.stale = false;
-    await this.handle.prepare(stale);
+    await this.handle.prepare();
     if (this.training && this.broadcastBuffers) {
       const bufs = this.module.namedBuffers().map(([, b]) => b);
       if (bufs.length) await group.broadcastMany(bufs, 0);
@@ -192,9 +186,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
   async syncParameters(): Promise<void> {
     this.checkAttached('syncParameters');
     await this.ready;
-    const stale = this.stale;
-    this.stale = false;
-    await this.handle.prepare(stale);
+    await this.handle.prepare();
   }
 
   /**
@@ -266,8 +258,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
     if (typeof only !== 'boolean') invalid('a boolean', 'rankZeroOnly', only);
     this.checkAttached('fullStateDict');
     await this.ready;
-    const hs = await this.handle.gatherState(only, this.stale);
-    this.stale = false;
+    const hs = await this.handle.gatherState(only);
     const out: StateDict = new Map();
     if (only && group.rank() !== 0) return out;
     const gathered = new Map(this.entries.map((e, i) => [e.param.handle.key(), hs[i]]));
@@ -434,7 +425,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
     if (!this.detached) {
       this.detached = true;
       await this.ready.catch(() => undefined);
-      await this.handle.detach(this.stale);
+      await this.handle.detach();
       this.forget();
     }
     return this.module;

@@ -248,7 +248,7 @@ class ZeroHandle : public Napi::ObjectWrap<ZeroHandle> {
                      InstanceMethod("prepare", &ZeroHandle::Prepare), InstanceMethod("clipGradNorm", &ZeroHandle::ClipGradNorm),
                      InstanceMethod("gatherState", &ZeroHandle::GatherState), InstanceMethod("setShards", &ZeroHandle::SetShards),
                      InstanceMethod("units", &ZeroHandle::Units), InstanceMethod("memory", &ZeroHandle::Memory),
-                     InstanceMethod("detach", &ZeroHandle::Detach)}));
+                     InstanceMethod("detach", &ZeroHandle::Detach), InstanceMethod("markStepped", &ZeroHandle::MarkStepped)}));
   }
   explicit ZeroHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ZeroHandle>(info) {}
   std::shared_ptr<distributed::Sharded> engine;
@@ -265,15 +265,16 @@ class ZeroHandle : public Napi::ObjectWrap<ZeroHandle> {
     return guard(info.Env(), [&]() -> Napi::Value { return task(info, "emotorch.distributed.zeroStart", [](auto& e) { e.start(); }); });
   }
   Napi::Value Prepare(const Napi::CallbackInfo& info) {
-    return guard(info.Env(), [&]() -> Napi::Value {
-      bool stale = info[0].ToBoolean().Value();
-      return task(info, "emotorch.distributed.zeroPrepare", [stale](auto& e) { e.prepare(stale); });
-    });
+    return guard(info.Env(), [&]() -> Napi::Value { return task(info, "emotorch.distributed.zeroPrepare", [](auto& e) { e.prepare(); }); });
   }
   Napi::Value Detach(const Napi::CallbackInfo& info) {
+    return guard(info.Env(), [&]() -> Napi::Value { return task(info, "emotorch.distributed.zeroDetach", [](auto& e) { e.detach(); }); });
+  }
+  // markStepped(): an optimizer stepped the shards (sync, any time)
+  Napi::Value MarkStepped(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
-      bool stale = info[0].ToBoolean().Value();
-      return task(info, "emotorch.distributed.zeroDetach", [stale](auto& e) { e.detach(stale); });
+      engine->mark_stepped();
+      return info.Env().Undefined();
     });
   }
   // clipGradNorm(indices, maxNorm, normType) -> Promise<number>
@@ -292,11 +293,11 @@ class ZeroHandle : public Napi::ObjectWrap<ZeroHandle> {
   // gatherState(rank0Only) -> Promise<Tensor[] (null where not gathered)>
   Napi::Value GatherState(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
-      bool rank0 = info[0].ToBoolean().Value(), stale = info[1].ToBoolean().Value();
+      bool rank0 = info[0].ToBoolean().Value();
       auto e = engine;
       auto out = std::make_shared<std::vector<at::Tensor>>();
-      return run_async(info.Env(), "emotorch.distributed.zeroGather", nullptr,
-                       [e, rank0, stale, out] { *out = e->gather_state(rank0, stale); }, [out](Napi::Env env) -> Napi::Value {
+      return run_async(info.Env(), "emotorch.distributed.zeroGather", nullptr, [e, rank0, out] { *out = e->gather_state(rank0); },
+                       [out](Napi::Env env) -> Napi::Value {
         auto a = Napi::Array::New(env, out->size());
         for (size_t i = 0; i < out->size(); ++i) a.Set(i, (*out)[i].defined() ? TensorHandle::wrap(env, (*out)[i]) : env.Null());
         return a;

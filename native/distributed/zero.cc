@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <atomic>
 #include <cmath>
 #include <deque>
 #include <mutex>
@@ -87,13 +88,15 @@ struct Sharded::State : std::enable_shared_from_this<Sharded::State> {
   }
   // Every ZeRO collective is checked across ranks (when the group checks collectives): ranks that
   // ran different numbers of forwards would otherwise pair buffers of different sizes.
-  bool check_next() { return true; }
+  static constexpr bool kCheck = true;
 
   void gather(size_t ui);
-  // An optimizer stepped the shards (its fused kernels do not advance their versions).
   void mark_stale() {
     for (auto& u : units) u.version = -1;
   }
+  // Set (from any thread) when an optimizer stepped the shards: its fused kernels do not advance
+  // their versions. The next gather marks every unit stale.
+  std::atomic<bool> stepped{false};
   void free_unit(size_t ui);
   void reset_pass();
   void begin_backward();
@@ -311,6 +314,7 @@ void Sharded::start() {
 }
 
 void Sharded::State::gather(size_t ui) {
+  if (stepped.exchange(false)) mark_stale();
   auto& u = units[ui];
   int64_t v = shard_version(u);
   if (u.whole && v == u.version) return;
@@ -322,7 +326,7 @@ void Sharded::State::gather(size_t ui) {
     send.narrow(0, u.offsets[j], pieces[k].shard_numel()).copy_(shards[k].detach().reshape({-1}));
   }
   auto recv = at::empty({int64_t(world) * u.numel}, send.options());
-  auto work = group->all_gather_flat(send, recv, "ZeRO parameters of '" + u.name + "'", int64_t(ui), check_next());
+  auto work = group->all_gather_flat(send, recv, "ZeRO parameters of '" + u.name + "'", int64_t(ui), kCheck);
   group->finish(work);
   auto all = recv.view({world, u.numel});
   for (size_t j = 0; j < u.members.size(); ++j) {
@@ -359,10 +363,11 @@ void Sharded::State::reset_pass() {
   in_backward = false;
 }
 
-void Sharded::prepare(bool stale) {
+void Sharded::mark_stepped() { s_->stepped.store(true); }
+
+void Sharded::prepare() {
   auto& s = *s_;
   std::lock_guard<std::recursive_mutex> lk(s.m);
-  if (stale) s.mark_stale();
   s.reset_pass();
   at::NoGradGuard no_grad;
   if (s.opts.stage == 1)  // the last pass's averaged gradients: the next backward starts from none
@@ -415,10 +420,10 @@ void Sharded::State::reduce(size_t ui) {
   u.send.div_(world);  // averaged as DDP does: divide, then sum
   std::string what = "ZeRO gradients of '" + u.name + "'";
   if (opts.stage == 1) {
-    u.work = group->all_reduce_flat(u.send, what, int64_t(ui), check_next());
+    u.work = group->all_reduce_flat(u.send, what, int64_t(ui), kCheck);
   } else {
     u.recv = at::empty({u.numel}, u.send.options());
-    u.work = group->reduce_scatter_flat(u.send.view({-1}), u.recv, what, int64_t(ui), check_next());
+    u.work = group->reduce_scatter_flat(u.send.view({-1}), u.recv, what, int64_t(ui), kCheck);
   }
   u.reduced = true;
   free_unit(ui);
@@ -556,10 +561,9 @@ double Sharded::clip_grad_norm(const std::vector<size_t>& which, double max_norm
   return total;
 }
 
-std::vector<at::Tensor> Sharded::gather_state(bool rank0_only, bool stale) {
+std::vector<at::Tensor> Sharded::gather_state(bool rank0_only) {
   auto& s = *s_;
   std::lock_guard<std::recursive_mutex> lk(s.m);
-  if (stale) s.mark_stale();
   std::vector<at::Tensor> out(s.params.size());
   at::NoGradGuard no_grad;
   for (size_t ui = 0; ui < s.units.size(); ++ui) {
@@ -607,11 +611,10 @@ std::pair<int64_t, int64_t> Sharded::memory() const {
   return {params, grads};
 }
 
-void Sharded::detach(bool stale) {
+void Sharded::detach() {
   auto& s = *s_;
   std::lock_guard<std::recursive_mutex> lk(s.m);
   if (s.detached) return;
-  if (stale) s.mark_stale();
   if (s.started) {
     for (size_t u = 0; u < s.units.size(); ++u) {
       s.units[u].persistent = true;

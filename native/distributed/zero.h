@@ -47,14 +47,16 @@ class Sharded {
   void start();
   // Before a forward of the wrapper: a fresh backward state; whole parameters refreshed where an
   // optimizer step changed their shards (stages 1 and 2, and parameters outside the models' hooks).
-  // `stale`: an optimizer stepped since the last forward (its fused update leaves the versions alone).
-  void prepare(bool stale);
+  void prepare();
+  // An optimizer stepped the shards (any thread): the whole parameters are gathered again before
+  // their next use (the fused update leaves the shards' versions alone).
+  void mark_stepped();
   // The global norm of the shards' gradients (over `which`, indices into shards()); scales them
   // so that it is at most max_norm (torch.nn.utils.clip_grad_norm_ over the whole gradients).
   double clip_grad_norm(const std::vector<size_t>& which, double max_norm, double norm_type);
   // The whole parameters as copies (in the parameters' dtype, on the CPU), gathered a unit at a
   // time; with rank0_only, other ranks get undefined tensors.
-  std::vector<at::Tensor> gather_state(bool rank0_only, bool stale);
+  std::vector<at::Tensor> gather_state(bool rank0_only);
   // Copies shard-shaped values into shards `which` (loading a checkpoint); the whole parameters
   // are gathered from them before their next use.
   void set_shards(const std::vector<size_t>& which, const std::vector<at::Tensor>& values);
@@ -64,7 +66,7 @@ class Sharded {
   std::pair<int64_t, int64_t> memory() const;
   // Gathers every parameter back into the model and removes the hooks (the module is whole
   // and plain again). Idempotent.
-  void detach(bool stale);
+  void detach();
 
   struct State;
 

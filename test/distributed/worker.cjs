@@ -290,6 +290,14 @@ scenarios.zero = async function zero() {
       refOpt.zeroGrad();
     }
   }
+  // The module used directly after the last step (not through the wrapper): its hooks bring the
+  // whole parameters up to date first, so its outputs are the DDP model's.
+  if (!llama) {
+    const b = batchOf(77, total, r * per, (r + 1) * per);
+    const a1 = await et.noGrad(() => model.forward(b));
+    const a2 = await et.noGrad(() => dmodel.forward(b));
+    out.directDiff = maxDiff([['l', Array.from(await a1.logits.data())]], [['l', Array.from(await a2.logits.data())]]);
+  }
   const full = await zero.fullStateDict();
   out.fullKeys = [...full.keys()];
   if (r === 0) {
