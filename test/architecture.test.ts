@@ -25,7 +25,7 @@ const ROOMS: Record<string, { paths: string[]; mayImport: string[] }> = {
   audio: { paths: ['audio/'], mayImport: ['core', 'tensor', 'io', 'nn'] },
   vision: { paths: ['vision/'], mayImport: ['core', 'tensor', 'io', 'audio'] },
   data: { paths: ['data/'], mayImport: ['core', 'tensor', 'io', 'audio', 'vision'] },
-  distributed: { paths: ['distributed/'], mayImport: ['core', 'tensor', 'nn', 'data'] },
+  distributed: { paths: ['distributed/'], mayImport: ['core', 'tensor', 'io', 'nn', 'data'] },
   metrics: { paths: ['metrics/'], mayImport: ['core', 'tensor', 'io', 'data'] },
   train: { paths: ['train/'], mayImport: ['core', 'tensor', 'io', 'nn', 'data', 'distributed', 'metrics'] },
   systems: { paths: ['systems/'], mayImport: ['core', 'tensor', 'io', 'nn', 'audio', 'vision', 'data', 'distributed', 'train', 'metrics'] },
@@ -243,7 +243,7 @@ const NATIVE_ROOMS: Record<string, { paths: string[]; mayInclude: string[] }> = 
   memory: { paths: ['memory/'], mayInclude: ['base'] },
   media: { paths: ['media/'], mayInclude: ['base'] },
   runtime: { paths: ['runtime/'], mayInclude: ['base'] },
-  distributed: { paths: ['distributed/'], mayInclude: ['base'] },
+  distributed: { paths: ['distributed/'], mayInclude: ['base', 'models', 'memory'] },
   bridge: { paths: ['bridge/'], mayInclude: ['base', 'kernels', 'blocks', 'models', 'train', 'audio', 'io', 'memory', 'media', 'runtime', 'distributed'] },
   addon: { paths: ['addon.cc'], mayInclude: ['bridge'] },
 };

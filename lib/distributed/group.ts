@@ -4,7 +4,7 @@
  * called before them), wait for the other ranks off the JS thread and off the compute thread, and
  * work in place as torch.distributed's do.
  */
-import { binding } from '../native';
+import { binding, ModuleHandle, ZeroHandle } from '../native';
 import { Tensor, checkTensor } from '../tensor';
 import { isFloating } from '../dtype';
 import { EmotorchError, invalid } from '../errors';
@@ -290,4 +290,20 @@ export async function broadcastMany(tensors: Tensor[], src = 0): Promise<void> {
 /** @internal The layout checks of the Gloo backend (see native/distributed/gloo_shim/gloo/README.md). */
 export function glooLayoutReport(): Array<{ name: string; ok: boolean; detail: string }> {
   return binding.distributed.glooLayout();
+}
+
+/** @internal The native engine behind an et.distributed.ShardedDataParallel (native/distributed/zero.h). */
+export type ShardEngine = ZeroHandle;
+
+/**
+ * @internal Makes the sharding engine of ShardedDataParallel (lib/distributed/zero.ts) over the
+ * group: the trainable parameters with their names, the native models whose forward it hooks.
+ */
+export function createShardEngine(params: Tensor[], names: string[], modules: ModuleHandle[], o: { stage: number; offload: boolean }): ShardEngine {
+  return binding.distributed.zeroCreate(
+    params.map((p) => p.handle),
+    names,
+    modules,
+    o,
+  );
 }

@@ -25,6 +25,6 @@ export type { DistEnv } from './env';
 export { DistributedDataParallel, DistributedDataParallel as DDP } from './ddp';
 export type { DdpOptions } from './ddp';
 export { ShardedDataParallel } from './zero';
-export type { ShardedOptions, ShardUnit, ShardMemory } from './zero';
+export type { ShardedOptions, ShardUnit, ShardMemory, ShardOptimizer } from './zero';
 export { DistributedSampler } from './sampler';
 export type { DistributedSamplerOptions } from './sampler';

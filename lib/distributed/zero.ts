@@ -4,11 +4,10 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { binding, ZeroHandle } from '../native';
 import { Tensor, cat, zeros } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { Module, NativeModule, StateDict } from '../nn/module';
-import { afterStep, globalClip, Optimizer } from '../train/optim';
+import { afterStep, globalClip } from './shards';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors';
 import * as group from './group';
 import { describe, verifySameState } from './ddp';
@@ -45,6 +44,16 @@ export interface ShardMemory {
   parameters: number;
   /** Whole gradients held now plus the shards' gradients. */
   gradients: number;
+}
+
+/** What saveShards / loadShards use of an optimizer (et.optim's classes). */
+export interface ShardOptimizer {
+  /** The tensors it updates, group after group. */
+  parameters(): Tensor[];
+  /** Its state: tensors named "group.index.field", its kind and groups. */
+  stateDict(): { tensors: Map<string, Tensor>; kind: string; groups: Array<{ lr: number; weightDecay: number; size: number }> };
+  /** Restores {@link stateDict}'s form. */
+  loadStateDict(sd: { tensors: Map<string, Tensor>; kind: string; groups: Array<{ lr: number; weightDecay: number; size: number }> }): Promise<void>;
 }
 
 const SHARD_FILE = /^zero-rank-(\d+)-of-(\d+)\.safetensors$/;
@@ -87,7 +96,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
   readonly offload: boolean;
   /** Resolves when rank 0's parameters and buffers have arrived and the shards are filled (forward waits for it). */
   readonly ready: Promise<void>;
-  private readonly handle: ZeroHandle;
+  private readonly handle: group.ShardEngine;
   private readonly broadcastBuffers: boolean;
   /** The sharded parameters: name in the module, the whole parameter, its shard. */
   private readonly entries: Array<{ name: string; param: Tensor; shard: Tensor; rows: number }>;
@@ -135,8 +144,8 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
       for (const [, c] of m.children()) walk(c);
     };
     walk(module);
-    this.handle = binding.distributed.zeroCreate(
-      trainable.map(([, p]) => p.handle),
+    this.handle = group.createShardEngine(
+      trainable.map(([, p]) => p),
       trainable.map(([n]) => n),
       natives.map((m) => m.native),
       { stage, offload: this.offload },
@@ -309,7 +318,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
    * `<dir>/zero-rank-<rank>-of-<world>.safetensors`; every rank must call it with the same folder
    * (on storage every rank reaches). {@link loadShards} resumes from them on any number of ranks.
    */
-  async saveShards(dir: string, opts: { optimizer?: Optimizer } = {}): Promise<void> {
+  async saveShards(dir: string, opts: { optimizer?: ShardOptimizer } = {}): Promise<void> {
     checkOptionNames(opts, ['optimizer'], 'saveShards options');
     if (typeof dir !== 'string' || !dir) invalid('a folder path', 'dir', dir);
     this.checkAttached('saveShards');
@@ -344,7 +353,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
    * @throws EmotorchError ERR_FORMAT for a missing, foreign or inconsistent file; ERR_STATE_DICT
    *   for a parameter the files lack or give another shape (nothing changed then).
    */
-  async loadShards(dir: string, opts: { optimizer?: Optimizer } = {}): Promise<void> {
+  async loadShards(dir: string, opts: { optimizer?: ShardOptimizer } = {}): Promise<void> {
     checkOptionNames(opts, ['optimizer'], 'loadShards options');
     if (typeof dir !== 'string' || !dir) invalid('a folder path', 'dir', dir);
     this.checkAttached('loadShards');
@@ -388,7 +397,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
         );
       return t;
     });
-    let optState: Parameters<Optimizer['loadStateDict']>[0] | null = null;
+    let optState: Parameters<ShardOptimizer['loadStateDict']>[0] | null = null;
     if (opts.optimizer) {
       const metaOpt = headers[0].metadata.optimizer;
       if (!metaOpt) throw new EmotorchError(`ShardedDataParallel.loadShards: '${files[0]}' holds no optimizer state`, 'ERR_FORMAT');
@@ -449,7 +458,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
   }
 
   /** The optimizer's "group.index" slots of this wrapper's shards → entry index. */
-  private optimizerSlots(opt: Optimizer): Map<string, number> {
+  private optimizerSlots(opt: ShardOptimizer): Map<string, number> {
     const sd = opt.stateDict();
     const params = opt.parameters();
     const out = new Map<string, number>();

@@ -9,6 +9,7 @@ import { binding, OptimizerHandle, NativeGroup } from '../native';
 import { Tensor, checkTensor } from '../tensor';
 import { EmotorchError, checkNumber, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
+import { afterStep, globalClip } from '../distributed/shards';
 
 /** A parameter group: its parameters and the options that differ from the optimizer's (torch's param groups). */
 export interface ParamGroup {
@@ -41,18 +42,6 @@ function normalizeGroups(params: Tensor[] | ParamGroup[], name: string): ParamGr
   });
   return groups;
 }
-
-/**
- * @internal Parameters whose gradient norm spans the processes (sharded data parallel's shards,
- * by tensor key): the clip that computes it over every rank. Set by et.distributed.ShardedDataParallel.
- */
-export const globalClip = new Map<string, (params: Tensor[], maxNorm: number, normType: number) => Promise<number>>();
-
-/**
- * @internal Called after an optimizer step changed these parameters (by tensor key): sharded data
- * parallel's shards, whose whole parameters are gathered again before the next forward.
- */
-export const afterStep = new Map<string, () => void>();
 
 /** The global clip of `params` when they are shards of one sharded wrapper; null for plain parameters. */
 function shardedClip(params: Tensor[]): ((params: Tensor[], maxNorm: number, normType: number) => Promise<number>) | null {
