@@ -119,7 +119,7 @@ export interface ZeroHandle {
   gatherState(rank0Only: boolean): Promise<Array<TensorHandle | null>>;
   setShards(indices: number[], tensors: TensorHandle[]): Promise<void>;
   units(): Array<[string, number[]]>;
-  memory(): [number, number];
+  memory(): Promise<[number, number]>;
   detach(): Promise<void>;
 }
 

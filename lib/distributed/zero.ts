@@ -227,8 +227,8 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
   }
 
   /** What this rank holds now for the trainable parameters and their gradients (see {@link ShardMemory}). */
-  memory(): ShardMemory {
-    const [parameters, gradients] = this.handle.memory();
+  async memory(): Promise<ShardMemory> {
+    const [parameters, gradients] = await this.handle.memory();
     return { parameters, gradients };
   }
 

@@ -329,14 +329,18 @@ class ZeroHandle : public Napi::ObjectWrap<ZeroHandle> {
       return out;
     });
   }
-  // memory() -> [parameter bytes, gradient bytes]
+  // memory() -> Promise<[parameter bytes, gradient bytes]> (on the compute thread, after the work queued before it)
   Napi::Value Memory(const Napi::CallbackInfo& info) {
     return guard(info.Env(), [&]() -> Napi::Value {
-      auto [p, g] = engine->memory();
-      auto out = Napi::Array::New(info.Env(), 2);
-      out.Set(0u, Napi::Number::New(info.Env(), static_cast<double>(p)));
-      out.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(g)));
-      return out;
+      auto e = engine;
+      auto out = std::make_shared<std::pair<int64_t, int64_t>>();
+      return run_async(info.Env(), "emotorch.distributed.zeroMemory", nullptr, [e, out] { *out = e->memory(); },
+                       [out](Napi::Env env) -> Napi::Value {
+        auto a = Napi::Array::New(env, 2);
+        a.Set(0u, Napi::Number::New(env, static_cast<double>(out->first)));
+        a.Set(1u, Napi::Number::New(env, static_cast<double>(out->second)));
+        return a;
+      });
     });
   }
 };

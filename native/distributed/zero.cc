@@ -148,21 +148,16 @@ struct ReadyHook : torch::autograd::FunctionPostHook {
   size_t i_;
 };
 
+// Held by the models (strongly: a model whose parameters are released must keep gathering them,
+// even after the wrapper is dropped without detach(); detach() takes the hooks off).
 struct Hooks : nn::ShardHooks {
-  explicit Hooks(std::weak_ptr<Sharded::State> s) : s_(std::move(s)) {}
-  nn::Outputs forward(nn::Model& m, const std::function<nn::Outputs()>& run) override {
-    auto s = s_.lock();
-    return s ? s->around_forward(m, run) : run();
-  }
+  explicit Hooks(std::shared_ptr<Sharded::State> s) : s_(std::move(s)) {}
+  nn::Outputs forward(nn::Model& m, const std::function<nn::Outputs()>& run) override { return s_->around_forward(m, run); }
   at::Tensor layer(nn::Model& /*m*/, const torch::nn::Module& layer, const at::Tensor& x, const nn::LayerRun& run) override {
-    auto s = s_.lock();
-    return s ? s->around_layer(layer, x, run) : run(x);
+    return s_->around_layer(layer, x, run);
   }
-  bool releases_parameters() const override {
-    auto s = s_.lock();
-    return s && s->sharded_params() && !s->detached;
-  }
-  std::weak_ptr<Sharded::State> s_;
+  bool releases_parameters() const override { return s_->sharded_params() && !s_->detached; }
+  std::shared_ptr<Sharded::State> s_;
 };
 }  // namespace
 
@@ -302,7 +297,7 @@ void Sharded::start() {
     acc->add_post_hook(std::make_unique<ReadyHook>(weak, k));
     s.accumulators.push_back(std::move(acc));
   }
-  s.hooks = std::make_shared<Hooks>(weak);
+  s.hooks = std::make_shared<Hooks>(s_);
   for (auto& m : s.models) m->shard_hooks = s.hooks;
   if (s.sharded_params()) {
     for (size_t u = 0; u < s.units.size(); ++u) s.free_unit(u);
@@ -598,6 +593,7 @@ std::vector<std::pair<std::string, std::vector<size_t>>> Sharded::units() const 
 
 std::pair<int64_t, int64_t> Sharded::memory() const {
   auto& s = *s_;
+  std::lock_guard<std::recursive_mutex> lk(s.m);
   std::unordered_set<const void*> seen;
   auto bytes = [&](const at::Tensor& t) -> int64_t {
     if (!t.defined() || !t.has_storage()) return 0;
@@ -622,6 +618,7 @@ void Sharded::detach() {
     }
     for (auto& m : s.models)
       if (m->shard_hooks == s.hooks) m->shard_hooks.reset();
+    s.hooks.reset();
   }
   s.detached = true;
 }

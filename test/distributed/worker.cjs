@@ -275,7 +275,7 @@ scenarios.zero = async function zero() {
       // memory after the last backward and step (before zeroGrad): parameters, gradients, optimizer state
       await opt.step();
       await dopt.step();
-      const zm = zero.memory();
+      const zm = await zero.memory();
       out.zeroBytes = zm.parameters + zm.gradients + bytesOf([...opt.stateDict().tensors.values()]);
       const dp = ddp.trainableParameters();
       out.ddpBytes = bytesOf(dp) + bytesOf(dp.map((p) => p.grad)) + bytesOf([...dopt.stateDict().tensors.values()]);
