@@ -182,3 +182,19 @@ export function usdmToyTokenizer(file: string): void {
   );
   fs.writeFileSync(path.join(path.dirname(file), 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>', eos_token: '</s>', pad_token: '<pad>' }));
 }
+
+/** naver-ai/usdm's configs/ds_config_zero3_bf16.json, key for key (train_sft.py's default --deepspeed_config). */
+export const USDM_DS_CONFIG = {
+  bf16: { enabled: true },
+  zero_optimization: {
+    stage: 3,
+    offload_param: { device: 'cpu', pin_memory: true },
+    offload_optimizer: { device: 'cpu', pin_memory: true },
+    stage3_gather_16bit_weights_on_model_save: true,
+    memory_efficient_linear: true,
+  },
+  optimizer: { type: 'Adam', params: { lr: 'auto', betas: 'auto', eps: 'auto', weight_decay: 'auto' } },
+  train_batch_size: 'auto',
+  train_micro_batch_size_per_gpu: 'auto',
+  gradient_accumulation_steps: 'auto',
+};

@@ -100,7 +100,10 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
   private readonly broadcastBuffers: boolean;
   /** The sharded parameters: name in the module, the whole parameter, its shard. */
   private readonly entries: Array<{ name: string; param: Tensor; shard: Tensor; rows: number }>;
+  /** Shard tensor key → entry index. */
   private readonly byKey: Map<string, number>;
+  /** Whole parameter's tensor key → entry index. */
+  private readonly byParamKey: Map<string, number>;
   private detached = false;
 
   /**
@@ -153,6 +156,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
     const shards = this.handle.shards().map((h) => new Tensor(h));
     this.entries = trainable.map(([name, param], i) => ({ name, param, shard: shards[i], rows: param.ndim === 0 ? 1 : param.shape[0] }));
     this.byKey = new Map(shards.map((s, i) => [s.handle.key(), i]));
+    this.byParamKey = new Map(trainable.map(([, p], i) => [p.handle.key(), i]));
     const clip = (params: Tensor[], maxNorm: number, normType: number): Promise<number> => this.clipShards(params, maxNorm, normType);
     const stepped = (): void => this.handle.markStepped();
     for (const s of shards) {
@@ -204,8 +208,8 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
    */
   namedParameters(): Array<[string, Tensor]> {
     return super.namedParameters().map(([n, p]): [string, Tensor] => {
-      const i = this.entries.findIndex((e) => e.param === p || e.param.handle.key() === p.handle.key());
-      return i >= 0 ? [n, this.entries[i].shard] : [n, p];
+      const i = this.byParamKey.get(p.handle.key());
+      return i === undefined ? [n, p] : [n, this.entries[i].shard];
     });
   }
 
@@ -270,9 +274,9 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
     const hs = await this.handle.gatherState(only);
     const out: StateDict = new Map();
     if (only && group.rank() !== 0) return out;
-    const gathered = new Map(this.entries.map((e, i) => [e.param.handle.key(), hs[i]]));
     for (const [n, p] of this.module.namedParameters()) {
-      const h = gathered.get(p.handle.key());
+      const i = this.byParamKey.get(p.handle.key());
+      const h = i === undefined ? null : hs[i];
       out.set(n, h ? new Tensor(h) : p);
     }
     for (const [n, b] of this.module.namedBuffers()) out.set(n, b);
@@ -298,8 +302,9 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
         throw new EmotorchError(`ShardedDataParallel: '${e.name}' has shape [${t.shape}], the model [${e.param.shape}]`, 'ERR_STATE_DICT');
       mine.push(rowsOf(e.param.ndim === 0 ? t.reshape([1]) : t, e.rows, rank, world));
     }
-    const rest = new Map([...m].filter(([k]) => !this.entries.some((e) => e.name === k)));
-    const frozen = this.module.namedParameters().filter(([, p]) => !this.byParam(p));
+    const sharded = new Set(this.entries.map((e) => e.name));
+    const rest = new Map([...m].filter(([k]) => !sharded.has(k)));
+    const frozen = this.module.namedParameters().filter(([, p]) => !this.byParamKey.has(p.handle.key()));
     if (rest.size) {
       const known = new Set([...frozen.map(([n]) => n), ...this.module.namedBuffers().map(([n]) => n)]);
       const bad = [...rest.keys()].filter((k) => !known.has(k));
@@ -371,32 +376,29 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
     });
     const world = group.worldSize(),
       rank = group.rank();
-    // Only what this rank needs: with the same world, its own file.
-    const parts = saved === world ? null : await Promise.all(files.map((f) => loadSafetensors(f)));
-    const own = saved === world ? await loadSafetensors(files[rank]) : null;
-    const pieceOf = (key: string, rows: number, like: Tensor): Tensor => {
-      if (own) {
-        const t = own.tensors.get(key);
-        if (!t) throw new EmotorchError(`ShardedDataParallel.loadShards: '${files[rank]}' has no '${key}'`, 'ERR_STATE_DICT');
-        return t;
-      }
-      const ts = (parts ?? []).map((p, r) => {
-        const t = p.tensors.get(key);
-        if (!t) throw new EmotorchError(`ShardedDataParallel.loadShards: '${files[r]}' has no '${key}'`, 'ERR_STATE_DICT');
-        return t;
-      });
-      if (ts[0].ndim === 0 || like.ndim === 0) return ts[0]; // a step count: the same on every rank
+    // Only what this rank needs, a tensor at a time (never a whole model's files at once): with the
+    // same world its own file's piece, else each file's rows of it, put together and cut again.
+    const read = async (r: number, key: string): Promise<Tensor> => {
+      if (!headers[r].entries.has(key)) throw new EmotorchError(`ShardedDataParallel.loadShards: '${files[r]}' has no '${key}'`, 'ERR_STATE_DICT');
+      return (await loadSafetensors(files[r], { only: [key] })).tensors.get(key) as Tensor;
+    };
+    const pieceOf = async (key: string, rows: number, scalar: boolean): Promise<Tensor> => {
+      if (saved === world) return read(rank, key);
+      if (scalar) return read(0, key); // a step count: the same on every rank
+      const ts: Tensor[] = [];
+      for (let r = 0; r < saved; r++) ts.push(await read(r, key));
       return rowsOf(cat(ts, 0).slice(0, 0, rows), rows, rank, world);
     };
-    const values = this.entries.map((e) => {
-      const t = pieceOf(`param.${e.name}`, e.rows, e.shard);
+    const values: Tensor[] = [];
+    for (const e of this.entries) {
+      const t = await pieceOf(`param.${e.name}`, e.rows, false);
       if (t.shape.join(',') !== e.shard.shape.join(','))
         throw new EmotorchError(
           `ShardedDataParallel.loadShards: '${e.name}' has shape [${t.shape}] in the files, this rank's shard [${e.shard.shape}]`,
           'ERR_STATE_DICT',
         );
-      return t;
-    });
+      values.push(t);
+    }
     let optState: Parameters<ShardOptimizer['loadStateDict']>[0] | null = null;
     if (opts.optimizer) {
       const metaOpt = headers[0].metadata.optimizer;
@@ -414,7 +416,7 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
         const e = this.entries[i];
         for (const k of keys.filter((kk) => kk.startsWith(`optim.${e.name}.`) && !kk.slice(`optim.${e.name}.`.length).includes('.'))) {
           const field = k.slice(`optim.${e.name}.`.length);
-          tensors.set(`${slot}.${field}`, pieceOf(k, e.rows, field === 'step' ? zeros([]) : e.shard));
+          tensors.set(`${slot}.${field}`, await pieceOf(k, e.rows, field === 'step'));
         }
       }
       optState = { tensors, kind: info.kind, groups: info.groups };
@@ -450,11 +452,6 @@ export class ShardedDataParallel<M extends Module = Module> extends Module {
       globalClip.delete(e.shard.handle.key());
       afterStep.delete(e.shard.handle.key());
     }
-  }
-
-  private byParam(p: Tensor): boolean {
-    const k = p.handle.key();
-    return this.entries.some((e) => e.param.handle.key() === k);
   }
 
   /** The optimizer's "group.index" slots of this wrapper's shards → entry index. */

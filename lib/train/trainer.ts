@@ -198,11 +198,8 @@ export class Trainer<T = unknown> extends EventEmitter {
   private get trainModel(): Module {
     return this.zero ?? this.ddp ?? this.model;
   }
-  /** The arguments a step runs with: a DeepSpeed config's gradient_clipping replaces max_grad_norm (as DeepSpeed clips, not the HF Trainer). */
-  private get stepArgs(): TrainingArguments {
-    if (!this.dsPlan) return this.args;
-    return Object.assign(Object.create(Object.getPrototypeOf(this.args)), this.args, { max_grad_norm: this.dsPlan.gradientClipping });
-  }
+  /** The arguments a step runs with: a DeepSpeed config's gradient_clipping replaces max_grad_norm (DeepSpeed clips, not the HF Trainer); set with the plan. */
+  private stepArgs!: TrainingArguments;
   private async fire<K extends keyof TrainerCallback>(hook: K, ...rest: unknown[]): Promise<void> {
     for (const c of this.callbacks) {
       const f = c[hook] as ((...a: unknown[]) => unknown) | undefined;
@@ -329,6 +326,7 @@ export class Trainer<T = unknown> extends EventEmitter {
     const a = this.args;
     this.dsPlan = null;
     this.zero = null;
+    this.stepArgs = a;
     if (a.deepspeed !== null) {
       try {
         this.dsPlan = readDeepSpeedConfig(a.deepspeed, a, this.world);
@@ -337,6 +335,7 @@ export class Trainer<T = unknown> extends EventEmitter {
         throw e;
       }
       const plan = this.dsPlan;
+      this.stepArgs = Object.assign(Object.create(Object.getPrototypeOf(a)), a, { max_grad_norm: plan.gradientClipping });
       if (this.isMain && plan.notUsed.length)
         process.emitWarning(`DeepSpeed config: not used by emotorch's engine (DeepSpeed's own buffer and overlap settings): ${plan.notUsed.join(', ')}`);
       if (this.isMain && !this.distributed && plan.stage > 0)

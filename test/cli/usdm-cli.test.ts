@@ -7,28 +7,12 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { FIXTURES, maxAbsDiff, tmpdir, usdmToyTokenizer } from '../helpers';
+import { FIXTURES, USDM_DS_CONFIG, maxAbsDiff, tmpdir, usdmToyTokenizer } from '../helpers';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const run = (args: string[], cwd?: string) => {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 240_000, cwd });
   return { code: r.status, out: r.stdout, err: r.stderr };
-};
-
-/** naver-ai/usdm's configs/ds_config_zero3_bf16.json, key for key (train_sft.py's default --deepspeed_config). */
-const USDM_DS_CONFIG = {
-  bf16: { enabled: true },
-  zero_optimization: {
-    stage: 3,
-    offload_param: { device: 'cpu', pin_memory: true },
-    offload_optimizer: { device: 'cpu', pin_memory: true },
-    stage3_gather_16bit_weights_on_model_save: true,
-    memory_efficient_linear: true,
-  },
-  optimizer: { type: 'Adam', params: { lr: 'auto', betas: 'auto', eps: 'auto', weight_decay: 'auto' } },
-  train_batch_size: 'auto',
-  train_micro_batch_size_per_gpu: 'auto',
-  gradient_accumulation_steps: 'auto',
 };
 
 describe('emotorch usdm infer', () => {

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import { runRanks, RankResult } from './util';
-import { tmpdir } from '../helpers';
+import { USDM_DS_CONFIG, tmpdir } from '../helpers';
 
 // The Trainer on 2 ranks x batch 4 against one process x batch 8 (no process group): the loss
 // curve, the gathered eval metrics, rank 0 alone writing; a 2-rank checkpoint resumed on 1 rank.
@@ -79,28 +79,16 @@ describe('Trainer over 2 ranks', () => {
 
 describe("Trainer with args.deepspeed (USDM's ZeRO-3 layout) over 2 ranks", () => {
   const root = tmpdir();
-  // configs/ds_config_zero3_bf16.json of naver-ai/usdm without bf16 (float32 here, to compare with the float32 run)
-  const ds = {
-    zero_optimization: {
-      stage: 3,
-      offload_param: { device: 'cpu', pin_memory: true },
-      offload_optimizer: { device: 'cpu', pin_memory: true },
-      stage3_gather_16bit_weights_on_model_save: true,
-      memory_efficient_linear: true,
-    },
-    optimizer: { type: 'Adam', params: { lr: 'auto', betas: 'auto', eps: 'auto', weight_decay: 'auto' } },
-    train_batch_size: 'auto',
-    train_micro_batch_size_per_gpu: 'auto',
-    gradient_accumulation_steps: 'auto',
-    gradient_clipping: 'auto',
-  };
+  // USDM's config without bf16 (float32 here, to compare with the float32 run)
+  const { bf16: _bf16, ...ds } = USDM_DS_CONFIG;
+  const dsFull = { ...ds, gradient_clipping: 'auto' };
   let zero: RankResult[], one: RankResult[], resumed: RankResult[];
   beforeAll(async () => {
-    zero = await runRanks(2, { scenario: 'trainer', distributed: true, deepspeed: ds, outputDir: path.join(root, 'zero') }, { timeoutMs: 60_000 });
+    zero = await runRanks(2, { scenario: 'trainer', distributed: true, deepspeed: dsFull, outputDir: path.join(root, 'zero') }, { timeoutMs: 60_000 });
     one = await runRanks(1, { scenario: 'trainer', distributed: false, outputDir: path.join(root, 'one') }, { timeoutMs: 60_000 });
     resumed = await runRanks(
       2,
-      { scenario: 'trainer', distributed: true, deepspeed: ds, outputDir: path.join(root, 'resumed'), resume: path.join(root, 'zero', 'checkpoint-4') },
+      { scenario: 'trainer', distributed: true, deepspeed: dsFull, outputDir: path.join(root, 'resumed'), resume: path.join(root, 'zero', 'checkpoint-4') },
       { timeoutMs: 60_000 },
     );
   }, 150_000);

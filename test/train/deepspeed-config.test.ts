@@ -2,25 +2,12 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
-import { tmpdir } from '../helpers';
+import { USDM_DS_CONFIG, tmpdir } from '../helpers';
 
 // A DeepSpeed config read as transformers' Trainer reads it (integrations/deepspeed.py): "auto" from
 // the arguments, explicit values checked against them, every key either used, named as not used,
 // or refused by name.
-const USDM = {
-  bf16: { enabled: true },
-  zero_optimization: {
-    stage: 3,
-    offload_param: { device: 'cpu', pin_memory: true },
-    offload_optimizer: { device: 'cpu', pin_memory: true },
-    stage3_gather_16bit_weights_on_model_save: true,
-    memory_efficient_linear: true,
-  },
-  optimizer: { type: 'Adam', params: { lr: 'auto', betas: 'auto', eps: 'auto', weight_decay: 'auto' } },
-  train_batch_size: 'auto',
-  train_micro_batch_size_per_gpu: 'auto',
-  gradient_accumulation_steps: 'auto',
-};
+const USDM = USDM_DS_CONFIG;
 // train_sft.py's arguments (README: batch 2, accumulation 4 … on 8 GPUs)
 const args = new et.train.TrainingArguments({
   output_dir: '/tmp/unused',
