@@ -81,6 +81,8 @@ struct Sharded::State : std::enable_shared_from_this<Sharded::State> {
   std::recursive_mutex m;
 
   bool sharded_params() const { return opts.stage == 3; }
+  // NCCL reduce-scatters natively; on Gloo (CPU) the gradients are all-reduced in place instead.
+  bool native_reduce_scatter = false;
   int64_t shard_version(const Unit& u) const {
     int64_t v = 0;
     for (size_t k : u.members) v += shards[k]._version();
@@ -170,6 +172,7 @@ Sharded::Sharded(std::shared_ptr<Group> group, std::vector<at::Tensor> params, s
   s.opts = o;
   s.world = s.group->world();
   s.rank = s.group->rank();
+  s.native_reduce_scatter = s.group->backend_name() == "nccl";
   s.params = std::move(params);
   s.names = std::move(names);
   s.models = std::move(models);
@@ -234,6 +237,24 @@ Sharded::Sharded(std::shared_ptr<Group> group, std::vector<at::Tensor> params, s
       }
     }
   }
+  // The rest of a model with a layer loop: a unit per module beside the loop (the embedding, the
+  // final norm, the LM head), so that each is reduced as soon as its own gradients are ready (an
+  // LM head's first in backward, the embedding's last) rather than all at the end together.
+  std::function<void(const torch::nn::Module&)> beside_layers = [&](const torch::nn::Module& m) {
+    for (const auto& child : m.named_children()) {
+      bool loop = false, rest = false;
+      for (const auto& p : child.value()->parameters()) {
+        auto it = index.find(p.unsafeGetTensorImpl());
+        if (it == index.end()) continue;
+        (s.unit_of[it->second] == SIZE_MAX ? rest : loop) = true;
+      }
+      if (loop && rest) beside_layers(*child.value());
+      else if (rest) add_units(child.value()->parameters(), false);
+    }
+    add_units(m.parameters(/*recurse=*/false), false);
+  };
+  for (size_t mi = 0; mi < s.models.size(); ++mi)
+    if (!layer_units[mi].empty()) beside_layers(*s.models[mi]);
   for (size_t mi = 0; mi < s.models.size(); ++mi) add_units(s.models[mi]->parameters(), false);
   add_units(s.params, true);  // what no model holds: kept whole at stage 3
   // A unit's name: its parameters' common dotted prefix (a lone parameter's own name).
@@ -414,7 +435,10 @@ void Sharded::State::reduce(size_t ui) {
   }
   u.send.div_(world);  // averaged as DDP does: divide, then sum
   std::string what = "ZeRO gradients of '" + u.name + "'";
-  if (opts.stage == 1) {
+  if (opts.stage == 1 || !native_reduce_scatter) {
+    // Gloo's reduce-scatter is an all-reduce of a clone of its input (ProcessGroupGloo::
+    // reduce_scatter_tensor_coalesced): the same all-reduce in place saves the clone, a float32
+    // copy of the unit's whole gradients.
     u.work = group->all_reduce_flat(u.send, what, int64_t(ui), kCheck);
   } else {
     u.recv = at::empty({u.numel}, u.send.options());
@@ -422,6 +446,12 @@ void Sharded::State::reduce(size_t ui) {
   }
   u.reduced = true;
   free_unit(ui);
+  // Reductions that have finished meanwhile are completed now (their buffers go), oldest first.
+  while (!inflight.empty() && units[inflight.front()].work.work->isCompleted()) {
+    size_t done = inflight.front();
+    inflight.pop_front();
+    complete(done);
+  }
   inflight.push_back(ui);
   while (inflight.size() > kInflight) {
     size_t oldest = inflight.front();
@@ -437,6 +467,10 @@ void Sharded::State::complete(size_t ui) {
   group->finish(u.work);
   u.work = Group::Pending();
   at::NoGradGuard no_grad;
+  if (opts.stage >= 2 && !u.recv.defined()) {  // all-reduced in place: this rank's part, alone
+    u.recv = u.send.select(0, rank).clone();
+    u.send = at::Tensor();
+  }
   at::Tensor mine = opts.stage == 1 ? u.send.select(0, rank) : u.recv;
   for (size_t j = 0; j < u.members.size(); ++j) {
     size_t k = u.members[j];
