@@ -2,11 +2,13 @@
 // trainable parameter is split along its first dimension into world pieces of R = ⌈rows / world⌉
 // rows (the last padded with zeros); rank r keeps piece r as a float32 master shard, the tensor
 // its optimizer updates (so the optimizer state is sharded too: stage 1).
-// - Gradients: when every parameter of a unit (a model's layer, or the rest of a model) has its
-//   gradient during backward, the unit's gradients are divided by world and reduced in one
-//   collective, overlapping the rest of backward: all-reduced at stage 1 (the averaged gradients
-//   stay in .grad until the next forward, as DDP's), reduce-scattered at stages 2 and 3 (the full
-//   gradients are freed). The end of backward adds this rank's part to each shard's .grad.
+// - Gradients: when every parameter of a unit (a model's layer, a module beside its layer loop,
+//   or the rest of a model) has its gradient during backward, the unit's gradients are divided by
+//   world and reduced in one collective, overlapping the rest of backward: all-reduced at stage 1
+//   (the averaged gradients stay in .grad until the next forward, as DDP's), reduce-scattered at
+//   stages 2 and 3 (the full gradients are freed; on Gloo an all-reduce in place, see reduce()).
+//   Once a reduction is done (at the latest at the end of backward) this rank's part is added to
+//   each shard's .grad.
 // - Parameters: at stages 1 and 2 the model keeps whole parameters, all-gathered from the shards
 //   before a forward when an optimizer step changed a shard. At stage 3 they are freed (their
 //   storage emptied) and all-gathered a unit at a time: a model's own parameters around its
