@@ -173,8 +173,10 @@ export interface Binding {
   cpuCache(
     enabled?: boolean,
     limitBytes?: number,
+    hugePages?: boolean,
   ): {
     enabled: boolean;
+    hugePages: boolean;
     limitBytes: number;
     cachedBytes: number;
     cachedBlocks: number;

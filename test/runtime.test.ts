@@ -138,6 +138,33 @@ describe('et.cpu: the CPU caching allocator', () => {
     expect(badMb.stderr).toMatch(/EMOTORCH_CPU_CACHE_MB/);
   });
 
+  it('advises blocks of 4 MiB and more to take transparent huge pages; EMOTORCH_CPU_HUGE_PAGES=0 turns that off', () => {
+    // the AnonHugePages of this process grow by a 64 MiB tensor written through (where the kernel has them)
+    const show = `const fs = require('fs');
+      const huge = () => Number(/AnonHugePages:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/smaps_rollup', 'utf8'))[1]);
+      const before = huge();
+      const t = et.ones([16, 1024, 1024]);
+      const sum = t.sum().item();
+      console.log(JSON.stringify({ hugePages: et.cpu.cacheStats().hugePages, grewKb: huge() - before, sum }));`;
+    const on = child(show, {});
+    expect(on.status, on.stderr).toBe(0);
+    const off = child(show, { EMOTORCH_CPU_HUGE_PAGES: '0' });
+    expect(off.status, off.stderr).toBe(0);
+    const a = JSON.parse(on.stdout),
+      b = JSON.parse(off.stdout);
+    expect([a.hugePages, b.hugePages, a.sum, b.sum]).toEqual([true, false, 16 * 2 ** 20, 16 * 2 ** 20]);
+    const mode = fs.existsSync('/sys/kernel/mm/transparent_hugepage/enabled')
+      ? /\[(\w+)\]/.exec(fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1]
+      : undefined;
+    console.log(`transparent huge pages: ${mode ?? 'not on this system'}; AnonHugePages grew by ${a.grewKb} kB (on), ${b.grewKb} kB (off)`);
+    if (mode === 'madvise' || mode === 'always') expect(a.grewKb).toBeGreaterThanOrEqual(32 * 1024); // most of the 64 MiB
+    if (mode === 'madvise') expect(b.grewKb).toBeLessThan(2 * 1024); // not advised: none
+    const bad = child(show, { EMOTORCH_CPU_HUGE_PAGES: 'yes' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/EMOTORCH_CPU_HUGE_PAGES.*yes/);
+    throwsWith(() => et.cpu.configureCache({ hugePages: 1 as unknown as boolean }), 'ERR_INVALID_ARG', /hugePages/);
+  });
+
   it("sets libgomp's spin count only while the addon loads: children do not inherit it, a user's value stays", () => {
     const show = 'console.log(String(process.env.GOMP_SPINCOUNT) + " " + String(process.env.OMP_WAIT_POLICY));';
     const env = { ...process.env };

@@ -123,15 +123,18 @@ static Napi::Value SetAutocast(const Napi::CallbackInfo& info) {
 
 static Napi::Value IsGradEnabled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), c10::GradMode::is_enabled()); }
 
-// cpuCache(enabled, limitBytes) sets the CPU caching allocator (lib/runtime.ts validates);
-// cpuCache() leaves it; both return its stats.
+// cpuCache(enabled, limitBytes, hugePages) sets the CPU caching allocator (lib/runtime.ts
+// validates); cpuCache() leaves it; both return its stats.
 static Napi::Value CpuCache(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() >= 2) memory::configure_cpu_cache(info[0].ToBoolean().Value(), static_cast<size_t>(to_double(info[1], "limitBytes")));
+    if (info.Length() >= 3)
+      memory::configure_cpu_cache(info[0].ToBoolean().Value(), static_cast<size_t>(to_double(info[1], "limitBytes")),
+                                  info[2].ToBoolean().Value());
     auto s = memory::cpu_cache_stats();
     Napi::Env env = info.Env();
     auto o = Napi::Object::New(env);
     o.Set("enabled", Napi::Boolean::New(env, s.enabled));
+    o.Set("hugePages", Napi::Boolean::New(env, s.huge_pages));
     o.Set("limitBytes", Napi::Number::New(env, static_cast<double>(s.limit_bytes)));
     o.Set("cachedBytes", Napi::Number::New(env, static_cast<double>(s.cached_bytes)));
     o.Set("cachedBlocks", Napi::Number::New(env, static_cast<double>(s.cached_blocks)));

@@ -3,6 +3,7 @@
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -23,6 +24,7 @@ constexpr size_t kAlign = 64;               // c10's alignment for CPU tensors
 constexpr size_t kHeader = 64;              // before each block: keeps the data 64-byte aligned
 constexpr size_t kMinCached = size_t(1) << 20;  // smaller blocks: the C library's heap reuses them
 constexpr size_t kRoom = size_t(256) << 20;      // the most kept beyond the high-water mark (see take)
+constexpr size_t kHuge = size_t(2) << 20, kHugeMin = size_t(4) << 20;
 
 // The block's own bookkeeping, in the kHeader bytes before the pointer handed out.
 struct Header {
@@ -74,8 +76,9 @@ class CpuCache final : public c10::Allocator {
     return *c;
   }
 
-  void configure(bool enabled, size_t limit) {
+  void configure(bool enabled, size_t limit, bool huge) {
     std::vector<char*> drop;
+    huge_.store(huge, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> g(mu_);
       enabled_ = enabled;
@@ -106,7 +109,7 @@ class CpuCache final : public c10::Allocator {
     std::lock_guard<std::mutex> g(mu_);
     size_t blocks = 0;
     for (auto& [size, list] : free_) blocks += list.size();
-    return {enabled_, limit_, cached_, blocks, hits_, misses_, released_, live_.load(), peak_.load()};
+    return {enabled_, huge_.load(), limit_, cached_, blocks, hits_, misses_, released_, live_.load(), peak_.load()};
   }
 
   // Bytes of tensors alive now (headers and size-class rounding included), and the peak.
@@ -123,6 +126,7 @@ class CpuCache final : public c10::Allocator {
   // live_: bytes of tensors alive now; peak_: their most since start or reset_peak; high_: their
   // most ever (never reset: the bound on in use + cached, see take)
   std::atomic<size_t> live_{0}, peak_{0}, high_{0};
+  std::atomic<bool> huge_{true};
 
  private:
   // A cached block of the class, or nullptr. On a miss, cached blocks go back to the C library
@@ -156,12 +160,20 @@ class CpuCache final : public c10::Allocator {
 
   // A new block from the C library; when it has none, the cache is emptied and it is asked again.
   char* fresh(size_t bytes, size_t asked) {
+    const size_t align = bytes >= kHugeMin && huge_.load(std::memory_order_relaxed) ? kHuge : kAlign;
     void* p = nullptr;
-    if (posix_memalign(&p, kAlign, bytes) != 0 || !p) {
+    if (posix_memalign(&p, align, bytes) != 0 || !p) {
       p = nullptr;
-      if (empty() > 0 && posix_memalign(&p, kAlign, bytes) != 0) p = nullptr;
+      if (empty() > 0 && posix_memalign(&p, align, bytes) != 0) p = nullptr;
     }
     TORCH_CHECK_WITH(OutOfMemoryError, p, "CPU allocator: not enough memory: you tried to allocate ", asked, " bytes.");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    // From the second 2 MiB on: the header, written now, would fault a whole huge page into a
+    // tensor that may never be touched (a module's parameters made empty before a checkpoint's
+    // replace them); up to the bytes asked for, all of which the tensor may use.
+    const size_t end = (asked + kHeader) & ~(kHuge - 1);
+    if (align == kHuge && end > kHuge) madvise(static_cast<char*>(p) + kHuge, end - kHuge, MADV_HUGEPAGE);
+#endif
     return static_cast<char*>(p);
   }
 
@@ -217,15 +229,15 @@ void install_cpu_cache() {
   static std::once_flag installed;
   std::call_once(installed, [] {
     auto& cache = CpuCache::instance();
-    cache.configure(true, default_cpu_cache_limit());
+    cache.configure(true, default_cpu_cache_limit(), true);
     // Above the default allocator's priority (0), and never taken out: blocks it gave out come back to it.
     c10::SetCPUAllocator(&cache, /*priority=*/1);
   });
 }
 
-void configure_cpu_cache(bool enabled, size_t limit_bytes) {
+void configure_cpu_cache(bool enabled, size_t limit_bytes, bool huge_pages) {
   install_cpu_cache();
-  CpuCache::instance().configure(enabled, limit_bytes);
+  CpuCache::instance().configure(enabled, limit_bytes, huge_pages);
 }
 
 CpuCacheStats cpu_cache_stats() { return CpuCache::instance().stats(); }
