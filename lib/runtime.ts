@@ -196,8 +196,7 @@ export interface CpuCacheOptions {
  * them. It is on from the start, limited to a quarter of the physical memory;
  * `EMOTORCH_CPU_ALLOCATOR=default` turns it off and `EMOTORCH_CPU_CACHE_MB=N` sets the limit (read
  * when emotorch loads). Blocks of 4 MiB and more are aligned to 2 MiB and advised to take the
- * kernel's transparent huge pages (fewer TLB misses when decoding streams the weights, fewer page
- * faults); `EMOTORCH_CPU_HUGE_PAGES=0` or `configureCache({ hugePages: false })` turns that off.
+ * kernel's transparent huge pages (fewer page faults and TLB misses); `EMOTORCH_CPU_HUGE_PAGES=0` or `configureCache({ hugePages: false })` turns that off.
  * CUDA memory has libtorch's own caching allocator.
  * @example
  * et.cpu.cacheStats();                       // { enabled: true, cachedBytes: 268435456, hits: 120, … }

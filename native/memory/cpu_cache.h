@@ -6,10 +6,10 @@
 // blocks of 1 MiB and more in size classes (3 significant bits: ≤ 12.5 % rounding) up to a limit,
 // and hands them out again; smaller blocks go to the C library as before (its heap reuses them).
 // Blocks of 4 MiB and more are aligned to 2 MiB and, where the kernel's transparent huge pages are
-// on or on request ("madvise"), advised to take them (MADV_HUGEPAGE): a decoding step streams every
-// weight once, and with 4 KiB pages each weight row of a LLaMA (4 KiB to 8 KiB) was its own TLB
-// miss (a 1.1B bfloat16 LLaMA decoded 8–20 % faster, a ZeRO-3 step of it took 14 s instead of 19:
-// fewer page faults). CPU only; CUDA has its own caching allocator.
+// on or on request ("madvise"), advised to take them (MADV_HUGEPAGE): a block is then faulted in
+// 2 MiB at a time and covered by fewer TLB entries (a ZeRO-3 step of a 1.1B LLaMA on 2 ranks,
+// which maps and faults its buffers anew, took 13.5–14.5 s instead of 15.3–17.3). CPU only; CUDA
+// has its own caching allocator.
 #pragma once
 #include <cstddef>
 #include <cstdint>
