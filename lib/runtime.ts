@@ -196,8 +196,9 @@ export interface CpuCacheOptions {
  * them. It is on from the start, limited to a quarter of the physical memory;
  * `EMOTORCH_CPU_ALLOCATOR=default` turns it off and `EMOTORCH_CPU_CACHE_MB=N` sets the limit (read
  * when emotorch loads). Blocks of 4 MiB and more are aligned to 2 MiB and advised to take the
- * kernel's transparent huge pages (fewer page faults and TLB misses); `EMOTORCH_CPU_HUGE_PAGES=0` or `configureCache({ hugePages: false })` turns that off.
- * CUDA memory has libtorch's own caching allocator.
+ * kernel's transparent huge pages (fewer page faults and TLB misses); `EMOTORCH_CPU_HUGE_PAGES=0`
+ * or `configureCache({ hugePages: false })` turns that off. CUDA memory has libtorch's own caching
+ * allocator.
  * @example
  * et.cpu.cacheStats();                       // { enabled: true, cachedBytes: 268435456, hits: 120, … }
  * et.cpu.emptyCache();                       // hand the cached blocks back (returns the bytes)
