@@ -81,8 +81,6 @@ struct Sharded::State : std::enable_shared_from_this<Sharded::State> {
   std::recursive_mutex m;
 
   bool sharded_params() const { return opts.stage == 3; }
-  // NCCL reduce-scatters natively; on Gloo (CPU) the gradients are all-reduced in place instead.
-  bool native_reduce_scatter = false;
   int64_t shard_version(const Unit& u) const {
     int64_t v = 0;
     for (size_t k : u.members) v += shards[k]._version();
@@ -172,7 +170,6 @@ Sharded::Sharded(std::shared_ptr<Group> group, std::vector<at::Tensor> params, s
   s.opts = o;
   s.world = s.group->world();
   s.rank = s.group->rank();
-  s.native_reduce_scatter = s.group->backend_name() == "nccl";
   s.params = std::move(params);
   s.names = std::move(names);
   s.models = std::move(models);
@@ -435,10 +432,10 @@ void Sharded::State::reduce(size_t ui) {
   }
   u.send.div_(world);  // averaged as DDP does: divide, then sum
   std::string what = "ZeRO gradients of '" + u.name + "'";
-  if (opts.stage == 1 || !native_reduce_scatter) {
+  if (opts.stage == 1 || group->backend_name() != "nccl") {
     // Gloo's reduce-scatter is an all-reduce of a clone of its input (ProcessGroupGloo::
     // reduce_scatter_tensor_coalesced): the same all-reduce in place saves the clone, a float32
-    // copy of the unit's whole gradients.
+    // copy of the unit's whole gradients. NCCL reduce-scatters natively.
     u.work = group->all_reduce_flat(u.send, what, int64_t(ui), kCheck);
   } else {
     u.recv = at::empty({u.numel}, u.send.options());
@@ -446,14 +443,9 @@ void Sharded::State::reduce(size_t ui) {
   }
   u.reduced = true;
   free_unit(ui);
-  // Reductions that have finished meanwhile are completed now (their buffers go), oldest first.
-  while (!inflight.empty() && units[inflight.front()].work.work->isCompleted()) {
-    size_t done = inflight.front();
-    inflight.pop_front();
-    complete(done);
-  }
   inflight.push_back(ui);
-  while (inflight.size() > kInflight) {
+  // Oldest first: those beyond kInflight (waited for), and those already done (their buffers go now).
+  while (!inflight.empty() && (inflight.size() > kInflight || units[inflight.front()].work.work->isCompleted())) {
     size_t oldest = inflight.front();
     inflight.pop_front();
     complete(oldest);
