@@ -5,6 +5,7 @@
 #include "blocks/checkpoint.h"
 
 #include "blocks/attention.h"
+#include "kernels/attention.h"
 #include "kernels/linear.h"
 #include "kernels/linear_rows.h"
 #include "kernels/norms.h"
@@ -142,6 +143,10 @@ at::Tensor LlamaLayerImpl::attend(const at::Tensor& q_rot, const at::Tensor& k_r
     }
     cache->k[index] = k;
     cache->v[index] = v;
+  }
+  // decoding (a few queries over the cache, no graph): the grouped heads read in place
+  if (!is_training() && mask.defined()) {
+    if (auto o = attention_rows(q, k, v, mask); o.defined()) return o;
   }
   if (Hkv != Hq) {
     k = k.repeat_interleave(Hq / Hkv, 1);  // (B, Hq, S, D)

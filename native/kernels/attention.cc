@@ -1,0 +1,228 @@
+#include "kernels/attention.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/linear_rows.h"
+
+namespace et::nn {
+
+namespace {
+
+// W float32 lanes in GCC's vector types: one body, compiled under each target below (AVX-512: 16
+// lanes, AVX2: 8, plain C++: 4) by inlining into a function of that target.
+template <int W>
+struct Lanes {
+  typedef float F __attribute__((vector_size(4 * W)));
+  typedef int32_t I __attribute__((vector_size(4 * W)));
+  typedef uint32_t U __attribute__((vector_size(4 * W)));
+  typedef uint16_t H __attribute__((vector_size(2 * W)));
+};
+
+inline float widen(float v) { return v; }
+inline float widen(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <int W, typename T>
+[[gnu::always_inline]] inline typename Lanes<W>::F load(const T* p) {
+  using L = Lanes<W>;
+  typename L::F v;
+  if constexpr (std::is_same_v<T, float>) {
+    std::memcpy(&v, p, sizeof v);
+  } else {  // bfloat16: the top half of a float32
+    typename L::H h;
+    std::memcpy(&h, p, sizeof h);
+    const typename L::U u = __builtin_convertvector(h, typename L::U) << 16;
+    std::memcpy(&v, &u, sizeof v);
+  }
+  return v;
+}
+
+template <int W>
+[[gnu::always_inline]] inline float lanes_sum(typename Lanes<W>::F v) {
+  float s = 0;
+  for (int i = 0; i < W; ++i) s += v[i];
+  return s;
+}
+
+// e^x (Cephes' expf: x = n·ln 2 + r, a degree-6 polynomial in r, times 2^n; relative error about
+// 1e-7); 0 below −87 (e^−87 ≈ 1.6e−38, where 2^n would leave float32's normal range); NaN stays NaN.
+template <int W>
+[[gnu::always_inline]] inline typename Lanes<W>::F exp_lanes(typename Lanes<W>::F x) {
+  using F = typename Lanes<W>::F;
+  using I = typename Lanes<W>::I;
+  const F zero = {};
+  const auto under = x < -87.0f;
+  x = under ? zero - 87.0f : x;
+  x = x > 88.0f ? zero + 88.0f : x;
+  const F n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // nearest integer
+  const F r = x - n * 0.693359375f - n * -2.12194440e-4f;
+  F y = 1.9875691500e-4f * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.0f;
+  const I bits = (__builtin_convertvector(n, I) + 127) << 23;
+  F two_n;
+  std::memcpy(&two_n, &bits, sizeof two_n);
+  return under ? zero : y * two_n;
+}
+
+struct Args {
+  int64_t B, Hq, Hkv, Tq, S, D;
+  const void *q, *k, *v;
+  int64_t qs[3], ks[3], vs[3];  // strides of batch, head, position (elements)
+  const float* mask;            // (MB, 1, MT, S) float32, contiguous
+  int64_t mb, mt;               // whether the mask has the batch / query dimension
+  float scale;
+  void* out;  // (B, Hq, Tq, D) contiguous
+};
+
+// The units [u0, u1) of (batch, head, query), each alone.
+template <int W, typename T>
+[[gnu::always_inline]] inline void units(const Args& a, int64_t u0, int64_t u1) {
+  using F = typename Lanes<W>::F;
+  const int64_t S = a.S, D = a.D, Dv = D / W * W, group = a.Hq / a.Hkv;
+  std::vector<float> p(static_cast<size_t>(S + W)), qf(static_cast<size_t>(D)), acc(static_cast<size_t>(D));
+  const T* Q = static_cast<const T*>(a.q);
+  const T* K = static_cast<const T*>(a.k);
+  const T* V = static_cast<const T*>(a.v);
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t b = u / (a.Hq * a.Tq), h = u / a.Tq % a.Hq, t = u % a.Tq, g = h / group;
+    const T* qp = Q + b * a.qs[0] + h * a.qs[1] + t * a.qs[2];
+    for (int64_t d = 0; d < D; ++d) qf[d] = widen(qp[d]);
+    const T* kb = K + b * a.ks[0] + g * a.ks[1];
+    const T* vb = V + b * a.vs[0] + g * a.vs[1];
+    const float* mrow = a.mask + ((a.mb ? b : 0) * (a.mt ? a.Tq : 1) + (a.mt ? t : 0)) * S;
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < S; ++j) {
+      const T* kp = kb + j * a.ks[2];
+      F s = {};
+      for (int64_t d = 0; d < Dv; d += W) s += load<W>(qf.data() + d) * load<W>(kp + d);
+      float dot = lanes_sum<W>(s);
+      for (int64_t d = Dv; d < D; ++d) dot += qf[d] * widen(kp[d]);
+      const float x = dot * a.scale + mrow[j];
+      p[j] = x;
+      m = x > m ? x : m;
+    }
+    F l = {};
+    int64_t j = 0;
+    for (; j + W <= S; j += W) {
+      F e = exp_lanes<W>(load<W>(p.data() + j) - m);
+      std::memcpy(p.data() + j, &e, sizeof e);
+      l += e;
+    }
+    if (j < S) {  // the last keys through a zero-padded vector
+      F x = {};
+      for (int64_t i = j; i < S; ++i) x[i - j] = p[i] - m;
+      const F e = exp_lanes<W>(x);
+      for (int64_t i = j; i < S; ++i) {
+        p[i] = e[i - j];
+        l[i - j] += e[i - j];
+      }
+    }
+    const float sum = lanes_sum<W>(l);
+    std::fill(acc.begin(), acc.end(), 0.0f);
+    for (int64_t jj = 0; jj < S; ++jj) {
+      const T* vp = vb + jj * a.vs[2];
+      const float w = p[jj];
+      for (int64_t d = 0; d < Dv; d += W) {
+        const F r = load<W>(acc.data() + d) + w * load<W>(vp + d);
+        std::memcpy(acc.data() + d, &r, sizeof r);
+      }
+      for (int64_t d = Dv; d < D; ++d) acc[d] += w * widen(vp[d]);
+    }
+    const float inv = 1.0f / sum;
+    if constexpr (std::is_same_v<T, float>) {
+      float* o = static_cast<float*>(a.out) + u * D;
+      for (int64_t d = 0; d < D; ++d) o[d] = acc[d] * inv;
+    } else {
+      at::BFloat16* o = static_cast<at::BFloat16*>(a.out) + u * D;
+      for (int64_t d = 0; d < D; ++d) o[d] = at::BFloat16(acc[d] * inv);  // round to nearest even
+    }
+  }
+}
+#pragma GCC diagnostic pop
+
+using UnitsFn = void (*)(const Args&, int64_t, int64_t);
+
+#define ET_ATTENTION_UNITS(NAME, ATTR, W)                 \
+  template <typename T>                                   \
+  ATTR void NAME(const Args& a, int64_t u0, int64_t u1) { \
+    units<W, T>(a, u0, u1);                               \
+  }
+#if defined(__x86_64__)
+ET_ATTENTION_UNITS(units_avx512, __attribute__((target("avx512f,avx512bw,avx2,fma"))), 16)
+ET_ATTENTION_UNITS(units_avx2, __attribute__((target("avx2,fma"))), 8)
+#endif
+ET_ATTENTION_UNITS(units_plain, , 4)
+#undef ET_ATTENTION_UNITS
+
+template <typename T>
+UnitsFn units_fn() {
+#if defined(__x86_64__)
+  static const UnitsFn fn = rows_avx512()                                                     ? &units_avx512<T>
+                            : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &units_avx2<T>
+                                                                                              : &units_plain<T>;
+  return fn;
+#else
+  return &units_plain<T>;
+#endif
+}
+
+}  // namespace
+
+at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+  const auto dt = q.scalar_type();
+  if (!q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu() || (dt != at::kFloat && dt != at::kBFloat16) ||
+      k.scalar_type() != dt || v.scalar_type() != dt || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
+    return {};
+  if (at::GradMode::is_enabled() &&
+      (q.requires_grad() || k.requires_grad() || v.requires_grad() || (mask.defined() && mask.requires_grad())))
+    return {};
+  const int64_t B = q.size(0), Hq = q.size(1), Tq = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
+  if (Tq > 4 || S < 1 || D < 1 || Hkv < 1 || Hq % Hkv != 0 || k.size(0) != B || v.size(0) != B || v.size(1) != Hkv || v.size(2) != S ||
+      k.size(3) != D || v.size(3) != D || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
+    return {};
+  if (!mask.defined() || mask.dim() != 4 || !at::isFloatingType(mask.scalar_type()) || !mask.device().is_cpu() ||
+      (mask.size(0) != 1 && mask.size(0) != B) || mask.size(1) != 1 || (mask.size(2) != 1 && mask.size(2) != Tq) || mask.size(3) != S)
+    return {};
+  const auto mf = mask.to(at::kFloat).contiguous();
+  auto out = at::empty({B, Hq, Tq, D}, q.options().memory_format(at::MemoryFormat::Contiguous));
+  Args a{B,
+         Hq,
+         Hkv,
+         Tq,
+         S,
+         D,
+         q.const_data_ptr(),
+         k.const_data_ptr(),
+         v.const_data_ptr(),
+         {q.stride(0), q.stride(1), q.stride(2)},
+         {k.stride(0), k.stride(1), k.stride(2)},
+         {v.stride(0), v.stride(1), v.stride(2)},
+         mf.const_data_ptr<float>(),
+         mf.size(0) != 1,
+         mf.size(2) != 1,
+         static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))),
+         out.data_ptr()};
+  const UnitsFn fn = dt == at::kFloat ? units_fn<float>() : units_fn<uint16_t>();
+  // about 32K multiply-adds a task, so a short cache stays on one thread
+  const int64_t grain = std::max<int64_t>(1, 32768 / (S * D));
+  at::parallel_for(0, B * Hq * Tq, grain, [&](int64_t u0, int64_t u1) { fn(a, u0, u1); });
+  return out;
+}
+
+}  // namespace et::nn

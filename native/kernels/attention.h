@@ -1,0 +1,21 @@
+// Attention of a few query positions over a key/value cache, for inference on the CPU (decoding):
+// softmax(scale · q·kᵀ + mask) · v per query head, each group of query heads reading its shared
+// key/value head in place. ATen's SDPA here took a BLAS GEMV call per head and per product (about
+// 10 µs each for a 64-wide head over 100 keys: a tenth of a 1.1B LLaMA's 4-bit decoding step) and
+// needs the grouped heads copied out per query head first (repeat_interleave).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace et::nn {
+
+// q (B, Hq, Tq, D); k, v (B, Hkv, S, D) with Hq a multiple of Hkv, each with unit stride on D;
+// mask additive, (B or 1, 1, Tq or 1, S), any floating dtype. The scale is 1 / √D (SDPA's default).
+// Each (batch, head, query) is one fixed computation in float32 (dot products, the softmax with
+// its maximum taken out, the weighted sum of the values divided by the weights' sum, as ATen's
+// flash attention orders it), whatever B, Tq and the threads are, so a row's result is what it
+// gets alone; the result is rounded to q's dtype once. Returns (B, Hq, Tq, D) in q's dtype, or an
+// undefined tensor where it does not apply, for the caller to take SDPA: not the CPU, dtypes other
+// than float32 / bfloat16 or not one dtype, an autograd graph wanted, Tq > 4, another mask shape.
+at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask);
+
+}  // namespace et::nn
