@@ -148,6 +148,75 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   return op('interpolate', x.handle, hw, mode, alignCorners, antialias);
 }
 
+/** Options of {@link scaledDotProductAttention} (torch's `F.scaled_dot_product_attention` arguments, camelCase). */
+export interface AttentionOptions {
+  /**
+   * Added to the scores (a floating tensor) or choosing the keys each query attends to (boolean,
+   * true = attend); broadcastable to (B, Hq, Tq, S).
+   */
+  attnMask?: Tensor;
+  /** The scores' factor (default 1 / √D). */
+  scale?: number;
+  /** Key and value heads shared by groups of query heads (Hq a multiple of Hkv), as torch's `enable_gqa` (default false). */
+  enableGqa?: boolean;
+}
+
+/**
+ * softmax(q·kᵀ · scale + mask) · v over (B, H, T, D) tensors, as torch's
+ * `F.scaled_dot_product_attention` without dropout (for a causal mask, pass it as `attnMask`).
+ * A few queries (Tq ≤ 4) on the CPU without an autograd graph, float32 or bfloat16, with a
+ * floating mask of shape (B or 1, 1, Tq or 1, S) or none, take emotorch's decoding kernel (the
+ * grouped key/value heads read in place, float32 sums, each query computed alone); anything else
+ * goes to ATen's SDPA.
+ * @throws EmotorchError (ERR_INVALID_ARG) when the shapes, dtypes or devices do not fit.
+ * @example
+ * // one query over a cache of 37 keys, 8 query heads sharing 2 key/value heads
+ * const q = et.randn([1, 8, 1, 64]), k = et.randn([1, 2, 37, 64]), v = et.randn([1, 2, 37, 64]);
+ * const out = et.functional.scaledDotProductAttention(q, k, v, { enableGqa: true }); // [1, 8, 1, 64]
+ */
+export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  opts = checkOptionNames(opts, ['attnMask', 'scale', 'enableGqa'], 'scaledDotProductAttention options');
+  const named: [Tensor, string][] = [
+    [q, 'q'],
+    [k, 'k'],
+    [v, 'v'],
+  ];
+  for (const [t, name] of named) {
+    checkTensor(t, name);
+    if (t.ndim !== 4 || !isFloating(t.dtype)) invalid('a floating-point (B, H, T, D) tensor', `scaledDotProductAttention ${name}`, `${t.dtype} [${t.shape}]`);
+    if (t.dtype !== q.dtype || t.device !== q.device)
+      invalid(`q's dtype and device (${q.dtype}, ${q.device})`, `scaledDotProductAttention ${name}`, `${t.dtype} on ${t.device}`);
+  }
+  const [B, Hq, Tq, D] = q.shape,
+    [, Hkv, S] = k.shape;
+  const gqa = opts.enableGqa ?? false;
+  if (typeof gqa !== 'boolean') invalid('a boolean', 'scaledDotProductAttention enableGqa', gqa);
+  if (k.shape[0] !== B || k.shape[3] !== D) invalid(`k of shape (${B}, Hkv, S, ${D})`, 'scaledDotProductAttention k', `[${k.shape}]`);
+  if (v.shape[0] !== B || v.shape[1] !== Hkv || v.shape[2] !== S)
+    invalid(`v of shape (${B}, ${Hkv}, ${S}, Dv) as k's`, 'scaledDotProductAttention v', `[${v.shape}]`);
+  if (gqa ? Hkv < 1 || Hq % Hkv !== 0 : Hq !== Hkv)
+    invalid(
+      gqa ? `q heads (${Hq}) a multiple of k's (${Hkv})` : `as many k heads as q heads (${Hq}), or enableGqa`,
+      'scaledDotProductAttention k',
+      `[${k.shape}]`,
+    );
+  const mask = opts.attnMask;
+  if (mask !== undefined) {
+    checkTensor(mask, 'attnMask');
+    const full = [B, Hq, Tq, S];
+    const fits = mask.ndim <= 4 && mask.shape.every((n, i) => n === 1 || n === full[4 - mask.ndim + i]);
+    if (!fits || (mask.dtype !== 'bool' && !isFloating(mask.dtype)) || mask.device !== q.device)
+      invalid(
+        `a boolean or floating mask broadcastable to [${full}] on ${q.device}`,
+        'scaledDotProductAttention attnMask',
+        `${mask.dtype} [${mask.shape}] on ${mask.device}`,
+      );
+  }
+  const scale = opts.scale === undefined ? null : checkNumber(opts.scale, 'scaledDotProductAttention scale');
+  if (scale !== null && !Number.isFinite(scale)) invalid('a finite number', 'scaledDotProductAttention scale', scale);
+  return op('scaled_dot_product_attention', q.handle, k.handle, v.handle, mask?.handle ?? null, scale, gqa);
+}
+
 /** Softmax along `dim` (`F.softmax`). */
 export function softmax(x: Tensor, dim: number): Tensor {
   return x.softmax(dim);

@@ -184,7 +184,8 @@ UnitsFn units_fn() {
 
 }  // namespace
 
-at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask) {
+at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                          std::optional<double> scale) {
   const auto dt = q.scalar_type();
   if (!q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu() || (dt != at::kFloat && dt != at::kBFloat16) ||
       k.scalar_type() != dt || v.scalar_type() != dt || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
@@ -196,10 +197,11 @@ at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Te
   if (Tq > 4 || S < 1 || D < 1 || Hkv < 1 || Hq % Hkv != 0 || k.size(0) != B || v.size(0) != B || v.size(1) != Hkv || v.size(2) != S ||
       k.size(3) != D || v.size(3) != D || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
     return {};
-  if (!mask.defined() || mask.dim() != 4 || !at::isFloatingType(mask.scalar_type()) || !mask.device().is_cpu() ||
-      (mask.size(0) != 1 && mask.size(0) != B) || mask.size(1) != 1 || (mask.size(2) != 1 && mask.size(2) != Tq) || mask.size(3) != S)
+  if (mask.defined() &&
+      (mask.dim() != 4 || !at::isFloatingType(mask.scalar_type()) || !mask.device().is_cpu() || (mask.size(0) != 1 && mask.size(0) != B) ||
+       mask.size(1) != 1 || (mask.size(2) != 1 && mask.size(2) != Tq) || mask.size(3) != S))
     return {};
-  const auto mf = mask.to(at::kFloat).contiguous();
+  const auto mf = mask.defined() ? mask.to(at::kFloat).contiguous() : at::zeros({1, 1, 1, S}, at::kFloat);
   auto out = at::empty({B, Hq, Tq, D}, q.options().memory_format(at::MemoryFormat::Contiguous));
   Args a{B,
          Hq,
@@ -216,13 +218,22 @@ at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Te
          mf.const_data_ptr<float>(),
          mf.size(0) != 1,
          mf.size(2) != 1,
-         static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))),
+         static_cast<float>(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D))),
          out.data_ptr()};
   const UnitsFn fn = dt == at::kFloat ? units_fn<float>() : units_fn<uint16_t>();
   // about 32K multiply-adds a task, so a short cache stays on one thread
   const int64_t grain = std::max<int64_t>(1, 32768 / (S * D));
   at::parallel_for(0, B * Hq * Tq, grain, [&](int64_t u0, int64_t u1) { fn(a, u0, u1); });
   return out;
+}
+
+at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                        const std::optional<at::Tensor>& mask, std::optional<double> scale, bool gqa) {
+  if (gqa || k.size(1) == q.size(1))
+    if (auto o = attention_rows(q, k, v, mask ? *mask : at::Tensor(), scale); o.defined()) return o;
+  const int64_t group = gqa ? q.size(1) / k.size(1) : 1;
+  auto kk = group > 1 ? k.repeat_interleave(group, 1) : k, vv = group > 1 ? v.repeat_interleave(group, 1) : v;
+  return at::scaled_dot_product_attention(q, kk, vv, mask, 0.0, false, scale);
 }
 
 }  // namespace et::nn

@@ -9,13 +9,21 @@
 namespace et::nn {
 
 // q (B, Hq, Tq, D); k, v (B, Hkv, S, D) with Hq a multiple of Hkv, each with unit stride on D;
-// mask additive, (B or 1, 1, Tq or 1, S), any floating dtype. The scale is 1 / √D (SDPA's default).
-// Each (batch, head, query) is one fixed computation in float32 (dot products, the softmax with
-// its maximum taken out, the weighted sum of the values divided by the weights' sum, as ATen's
-// flash attention orders it), whatever B, Tq and the threads are, so a row's result is what it
-// gets alone; the result is rounded to q's dtype once. Returns (B, Hq, Tq, D) in q's dtype, or an
-// undefined tensor where it does not apply, for the caller to take SDPA: not the CPU, dtypes other
-// than float32 / bfloat16 or not one dtype, an autograd graph wanted, Tq > 4, another mask shape.
-at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask);
+// mask additive, (B or 1, 1, Tq or 1, S), any floating dtype, or undefined (every key); scale
+// 1 / √D unless given (SDPA's default). Each (batch, head, query) is one fixed computation in
+// float32 (dot products, the softmax with its maximum taken out, the weighted sum of the values
+// divided by the weights' sum, as ATen's flash attention orders it), whatever B, Tq and the
+// threads are, so a row's result is what it gets alone; the result is rounded to q's dtype once.
+// Returns (B, Hq, Tq, D) in q's dtype, or an undefined tensor where it does not apply, for the
+// caller to take SDPA: not the CPU, dtypes other than float32 / bfloat16 or not one dtype, an
+// autograd graph wanted, Tq > 4, another mask shape or a boolean mask.
+at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                          std::optional<double> scale = std::nullopt);
+
+// torch's F.scaled_dot_product_attention(q, k, v, mask, scale=scale, enable_gqa=gqa) without
+// dropout or is_causal, for (B, H, T, D) tensors: attention_rows where it applies, else ATen's SDPA
+// (with gqa, the key/value heads repeated for their query heads first).
+at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                        const std::optional<at::Tensor>& mask, std::optional<double> scale, bool gqa);
 
 }  // namespace et::nn

@@ -876,6 +876,61 @@ struct ActRows {
   std::vector<std::vector<std::pair<int64_t, float>>> outliers;
 };
 
+// A row's q8_0 blocks of the input (nb blocks of 32): q and each block's d, float16-exact, as
+// quantize_q8_0_row makes them; a block with a NaN or an infinity gets d NaN and q 0, so that its
+// products are NaN, as the float product's would be.
+void act_q8_blocks_plain(const float* x, int64_t nb, int8_t* q, float* d) {
+  uint8_t blk[34];
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* xb = x + b * kGgufBlock;
+    if (std::all_of(xb, xb + kGgufBlock, [](float e) { return std::isfinite(e); })) {
+      quantize_q8_0_row(xb, kGgufBlock, blk);
+      d[b] = half_to_float(blk);
+      std::memcpy(q + b * kGgufBlock, blk + 2, kGgufBlock);
+    } else {
+      d[b] = std::numeric_limits<float>::quiet_NaN();
+      std::memset(q + b * kGgufBlock, 0, kGgufBlock);
+    }
+  }
+}
+
+#if defined(__x86_64__)
+// The same in 512-bit vectors: d = amax / 127 and x · (1 / d) as the plain code computes them, and
+// its round half away from zero exactly (floor(|p|), plus 1 where |p| − floor(|p|) ≥ ½, p's sign).
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void act_q8_blocks_avx512(const float* x, int64_t nb, int8_t* q, float* d) {
+  const __m512 zero = _mm512_setzero_ps(), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m512 v[2] = {_mm512_loadu_ps(x + b * kGgufBlock), _mm512_loadu_ps(x + b * kGgufBlock + 16)};
+    const __mmask16 finite =
+        _mm512_cmp_ps_mask(_mm512_sub_ps(v[0], v[0]), zero, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(_mm512_sub_ps(v[1], v[1]), zero, _CMP_EQ_OQ);
+    if (finite != 0xFFFF) {
+      d[b] = std::numeric_limits<float>::quiet_NaN();
+      std::memset(q + b * kGgufBlock, 0, kGgufBlock);
+      continue;
+    }
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
+    const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
+    d[b] = _cvtsh_ss(_cvtss_sh(db, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (int h = 0; h < 2; ++h) {
+      const __m512 p = _mm512_mul_ps(v[h], _mm512_set1_ps(id)), a = _mm512_abs_ps(p);
+      const __m512 fl = _mm512_roundscale_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      const __m512 r = _mm512_mask_add_ps(fl, _mm512_cmp_ps_mask(_mm512_sub_ps(a, fl), half, _CMP_GE_OQ), fl, one);
+      const __m512 sr = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), _mm512_and_si512(_mm512_castps_si512(p), sign)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kGgufBlock + 16 * h), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(sr)));
+    }
+  }
+}
+#endif
+
+void act_q8_blocks(const float* x, int64_t nb, int8_t* q, float* d) {
+#if defined(__x86_64__)
+  static const bool avx512 = rows_avx512() && __builtin_cpu_supports("f16c");
+  if (avx512) return act_q8_blocks_avx512(x, nb, q, d);
+#endif
+  act_q8_blocks_plain(x, nb, q, d);
+}
+
 ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
   ActRows a;
   a.R = R, a.K = K, a.nb = f == QuantFormat::Int8 ? 1 : K / kGgufBlock;
@@ -883,22 +938,11 @@ ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
   a.d.resize(static_cast<size_t>(R * a.nb));
   if (f == QuantFormat::Int8) a.outliers.resize(static_cast<size_t>(R));
   at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
-    uint8_t blk[34];
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * K;
       int8_t* qr = a.q.data() + r * K;
       if (f != QuantFormat::Int8) {
-        for (int64_t b = 0; b < a.nb; ++b) {
-          const float* xb = xr + b * kGgufBlock;
-          if (std::all_of(xb, xb + kGgufBlock, [](float e) { return std::isfinite(e); })) {
-            quantize_q8_0_row(xb, kGgufBlock, blk);
-            a.d[r * a.nb + b] = half_to_float(blk);
-            std::memcpy(qr + b * kGgufBlock, blk + 2, kGgufBlock);
-          } else {  // NaN or infinity: the block's products NaN, as the float product's would be
-            a.d[r * a.nb + b] = std::numeric_limits<float>::quiet_NaN();
-            std::memset(qr + b * kGgufBlock, 0, kGgufBlock);
-          }
-        }
+        act_q8_blocks(xr, a.nb, qr, a.d.data() + r * a.nb);
         continue;
       }
       auto& out = a.outliers[r];
@@ -969,6 +1013,11 @@ struct ActSteps {
   std::vector<float> dx;
 };
 
+#if defined(__x86_64__)
+bool vnni_products();
+void q4_steps_vnni(const ActRows& a, ActSteps& s);
+#endif
+
 ActSteps act_steps(QuantFormat f, const ActRows& a) {
   ActSteps s;
   const int64_t R = a.R, K = a.K;
@@ -994,6 +1043,12 @@ ActSteps act_steps(QuantFormat f, const ActRows& a) {
     return s;
   }
   // q4_0: the rows permuted, per step of 64 the lanes' offsets (−8 · the lane's sum) and input scales
+#if defined(__x86_64__)
+  if (vnni_products()) {
+    q4_steps_vnni(a, s);
+    return s;
+  }
+#endif
   s.q = a.q;
   s.off.resize(static_cast<size_t>(R * S * 16));
   s.dx.resize(static_cast<size_t>(R * S * 16));
@@ -1025,6 +1080,27 @@ bool vnni_products() {
     return rows_avx512() && __builtin_cpu_supports("avx512vnni");
   }();
   return ok;
+}
+
+// act_steps' q4_0 rows in vectors: each step's quarters 0, 2, 1, 3, the lanes' sums (times −8)
+// through dpbusd with unsigned ones, the two blocks' input scales spread over their lanes.
+ET_VNNI void q4_steps_vnni(const ActRows& a, ActSteps& s) {
+  const int64_t R = a.R, K = a.K, S = s.steps;
+  s.q.resize(static_cast<size_t>(R * K));
+  s.off.resize(static_cast<size_t>(R * S * 16));
+  s.dx.resize(static_cast<size_t>(R * S * 16));
+  const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+  const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t t = 0; t < S; ++t) {
+      const __m512i in = _mm512_loadu_si512(a.q.data() + r * K + t * 64);
+      const __m512i o = _mm512_shuffle_i64x2(in, in, _MM_SHUFFLE(3, 1, 2, 0));
+      _mm512_storeu_si512(s.q.data() + r * K + t * 64, o);
+      const __m512i sum = _mm512_dpbusd_epi32(zero, ones, o);
+      _mm512_storeu_si512(s.off.data() + (r * S + t) * 16, _mm512_sub_epi32(zero, _mm512_slli_epi32(sum, 3)));
+      const __m128 d2 = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.d.data() + r * a.nb + 2 * t)));
+      _mm512_storeu_ps(s.dx.data() + (r * S + t) * 16, _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(d2)));
+    }
 }
 
 // Y[j·ldy + n + i] for i < NB, j < M.

@@ -207,6 +207,10 @@ const ROWS: Record<string, Row> = {
   'functional.l1Loss': { call: (o) => et.functional.l1Loss(et.zeros([1]), et.zeros([1]), o), takes: 'reduction' },
   'functional.binaryCrossEntropyWithLogits': { call: (o) => et.functional.binaryCrossEntropyWithLogits(et.zeros([1]), et.zeros([1]), o), takes: 'posWeight' },
   'functional.interpolate': { call: (o) => et.functional.interpolate(et.zeros([1, 1, 2, 2]), { size: [1, 1], ...o }), takes: 'size' },
+  'functional.scaledDotProductAttention': {
+    call: (o) => et.functional.scaledDotProductAttention(et.zeros([1, 1, 1, 4]), et.zeros([1, 1, 2, 4]), et.zeros([1, 1, 2, 4]), o),
+    takes: 'scale',
+  },
   // ---- optim
   'optim.AdamW': { call: (o) => new et.optim.AdamW([], o), takes: 'weightDecay' },
   'optim.AdamWHF': { call: (o) => new et.optim.AdamWHF([], o), takes: 'correctBias' },
