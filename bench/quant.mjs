@@ -7,8 +7,9 @@
 // same weights as GGUF files in BF16, Q8_0 and Q4_0 (the `gguf` package's quantizers) with the
 // tensors emotorch's `quantize` quantizes: the decoder's linear layers, the embedding and the LM head
 // left in BF16, so both sides read the same bytes per token (--gguf-head quantized: those two in
-// Q8_0 / Q4_0 as well, llama-quantize --pure, the files in a folder of their own); EMOTORCH_PYTHON
-// (default python3) needs torch and gguf.
+// Q8_0 / Q4_0 as well, llama-quantize --pure, the files in a folder of their own, and emotorch's
+// quantized rows quantize their LM head too, in the row's format: `et.nn.quantize(model, format,
+// { layers: ['lm_head'] })` after the load); EMOTORCH_PYTHON (default python3) needs torch and gguf.
 //   1.1b: TinyLlama's shape (2048 hidden, 5632 intermediate, 22 layers, 32 heads, 4 KV heads,
 //         vocab 32000): 2.2 GB in bfloat16, 6.2 GB of files in all, kept for later runs
 //   7b:   LLaMA-2-7B's shape (4096 / 11008 / 32 layers / 32 heads / 32 KV heads): 13.5 GB in
@@ -95,13 +96,13 @@ function files(name) {
 }
 
 /** One trial of one row: a fresh process, its figures or { error }. */
-function trial(side, file, quant, threads, logits) {
+function trial(side, file, quant, threads, logits, head) {
   const out = path.join(os.tmpdir(), `emotorch-bench-quant-${process.pid}.json`);
   fs.rmSync(out, { force: true });
   const r = spawnSync(
     process.execPath,
     [path.join(here, 'quant_worker.mjs'), out, side, file, quant, IDS, String(NEW), String(threads), ...(logits ? ['logits'] : [])],
-    { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads) } },
+    { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads), BENCH_QUANT_HEAD: head === 'quantized' ? '1' : '' } },
   );
   if (!fs.existsSync(out))
     return { error: `the worker ended (${r.status ?? r.signal}) without figures: ${(r.stderr || '').trim().split('\n').slice(-2).join(' | ')}` };
@@ -163,7 +164,7 @@ function quantCase(name, defaultTrials) {
       const { dir, head, paths, bytes } = files(name);
       const gb = (b) => `${(b / 1e9).toFixed(2)} GB`;
       console.log(
-        `  files in ${dir}: transformers bfloat16 ${gb(bytes.hf)}; GGUF BF16 ${gb(bytes.BF16)}, Q8_0 ${gb(bytes.Q8_0)}, Q4_0 ${gb(bytes.Q4_0)} (${head === 'bf16' ? 'their embedding and LM head in BF16, as emotorch leaves them' : 'every 2-D weight quantized, the embedding and LM head included'})`,
+        `  files in ${dir}: transformers bfloat16 ${gb(bytes.hf)}; GGUF BF16 ${gb(bytes.BF16)}, Q8_0 ${gb(bytes.Q8_0)}, Q4_0 ${gb(bytes.Q4_0)} (${head === 'bf16' ? 'their embedding and LM head in BF16, as emotorch leaves them' : 'every 2-D weight quantized, the embedding and LM head included; emotorch quantizes its LM head too'})`,
       );
       console.log(
         `threads: ${threads} each; ${trials} trials per row, each a fresh process, the rows of one bit width alternating; greedy decoding of ${NEW} tokens after a ${PROMPT}-token prompt, after a warm-up answer`,
@@ -192,7 +193,7 @@ function quantCase(name, defaultTrials) {
             for (const r of rows) {
               const res = results[r.label];
               if (res.error) continue;
-              const o = trial(r.side, r.file, r.quant, threads, t === 0);
+              const o = trial(r.side, r.file, r.quant, threads, t === 0, head);
               if (o.error) {
                 res.error = o.error;
                 console.log(`  ${r.label}: not available: ${o.error}`);

@@ -2,7 +2,7 @@
 // peak RSS is its own:
 //   node bench/quant_worker.mjs OUT emotorch DIR QUANT IDS NEW THREADS [logits]
 //       et.nn.LlamaForCausalLM.fromPretrained(DIR, { dtype: 'bfloat16' }), with `quantize: QUANT`
-//       unless QUANT is bfloat16
+//       unless QUANT is bfloat16 (with BENCH_QUANT_HEAD=1 the LM head quantized too, after the load)
 //   node bench/quant_worker.mjs OUT llama.cpp FILE - IDS NEW THREADS [logits]
 //       node-llama-cpp's prebuilt CPU llama.cpp (no GPU, never built here) on a GGUF file
 // Each side: load (timed), a warm-up answer (the prompt and 4 tokens, not timed), then one greedy
@@ -36,6 +36,7 @@ async function emotorch() {
   et.setNumThreads(threads);
   const t0 = performance.now();
   const model = await et.nn.LlamaForCausalLM.fromPretrained(file, { dtype: 'bfloat16', ...(quant === 'bfloat16' ? {} : { quantize: quant }) });
+  if (quant !== 'bfloat16' && process.env.BENCH_QUANT_HEAD === '1') await et.nn.quantize(model, quant, { layers: ['lm_head'] });
   const loadMs = performance.now() - t0;
   const inputIds = et.tensor(prompt, { dtype: 'int64' }).reshape([1, P]);
   const answer = async (n, stamps) =>
