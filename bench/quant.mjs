@@ -102,7 +102,11 @@ function trial(side, file, quant, threads, logits, head) {
   const r = spawnSync(
     process.execPath,
     [path.join(here, 'quant_worker.mjs'), out, side, file, quant, IDS, String(NEW), String(threads), ...(logits ? ['logits'] : [])],
-    { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(threads), BENCH_QUANT_HEAD: head === 'quantized' ? '1' : '' } },
+    {
+      stdio: ['ignore', 'inherit', 'pipe'],
+      encoding: 'utf8',
+      env: { ...process.env, OMP_NUM_THREADS: String(threads), BENCH_QUANT_HEAD: head === 'quantized' ? '1' : '' },
+    },
   );
   if (!fs.existsSync(out))
     return { error: `the worker ended (${r.status ?? r.signal}) without figures: ${(r.stderr || '').trim().split('\n').slice(-2).join(' | ')}` };
