@@ -1136,36 +1136,52 @@ struct Int8Vnni {
 
 // q4_0: a step is two blocks (their 32 bytes of codes, the low nibbles then the high ones, as the
 // rows were permuted), each lane's sum scaled by its block's d_w · d_x; an odd last block is summed
-// alone after the vector's lanes.
+// alone after the vector's lanes. A step's 36 bytes come in one masked load (nothing past them is
+// read); word permutations then lay out its codes (each 16-bit word of codes twice, the second
+// copy shifted down 4 bits for the high nibbles) and its two float16 scales over their lanes.
+alignas(64) constexpr int16_t kQ4Codes[32] = {1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17,
+                                              1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15, 16, 17};
+alignas(64) constexpr int16_t kQ4Scales[32] = {0, 0, 0, 0, 9, 9, 9, 9, 0, 0, 0, 0, 9, 9, 9, 9,
+                                               0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+alignas(64) constexpr int16_t kQ4Shifts[32] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                               4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4};
+
 template <int NB, int M>
 struct Q4Vnni {
   ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0) {
     const int64_t K = v.K, S = s.steps, nb = K / kGgufBlock, rb = nb * 18;
-    const __m512i low = _mm512_set1_epi8(15);
-    const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-    __m512 acc[NB][M];
+    const __m512i low = _mm512_set1_epi8(15), codes = _mm512_load_si512(kQ4Codes), scales = _mm512_load_si512(kQ4Scales),
+                  shifts = _mm512_load_si512(kQ4Shifts);
+    const __mmask32 step_words = (1u << 18) - 1;  // 36 bytes
+    __m512 acc[NB][M][2];
     for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t t = 0; t < S; ++t)
+      for (int j = 0; j < M; ++j) acc[i][j][0] = acc[i][j][1] = _mm512_setzero_ps();
+    // a step into sum c of each output (steps alternate between two sums: one chain of
+    // multiply-adds a step would wait on their latency)
+    auto step = [&](int64_t t, int c) __attribute__((always_inline)) {
       for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + t * 36;
         _mm_prefetch(reinterpret_cast<const char*>(p + NB * rb), _MM_HINT_T0);
-        const __m256i raw = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2))),
-                                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
-        const __m512i w = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1), low);
-        const __m512 dw = _mm512_permutexvar_ps(
-            halves, _mm512_castps128_ps512(
-                        _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_u16(p) | (static_cast<uint32_t>(load_u16(p + 18)) << 16))))));
+        const __m512i raw = _mm512_maskz_loadu_epi16(step_words, p);
+        const __m512i w = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(codes, raw), shifts), low);
+        const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(scales, raw)));
         for (int j = 0; j < M; ++j) {
           const int64_t o = ((r0 + j) * S + t) * 16;
           const __m512i sum =
               _mm512_dpbusd_epi32(_mm512_loadu_si512(s.off.data() + o), w, _mm512_loadu_si512(s.q.data() + (r0 + j) * K + t * 64));
-          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_loadu_ps(s.dx.data() + o)), acc[i][j]);
+          acc[i][j][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_loadu_ps(s.dx.data() + o)), acc[i][j][c]);
         }
       }
+    };
+    int64_t t = 0;
+    for (; t + 2 <= S; t += 2) {
+      step(t, 0);
+      step(t + 1, 1);
+    }
+    if (t < S) step(t, 0);
     for (int i = 0; i < NB; ++i)
       for (int j = 0; j < M; ++j) {
-        float y = _mm512_reduce_add_ps(acc[i][j]);
+        float y = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][j][0], acc[i][j][1]));
         const int64_t r = r0 + j;
         if (2 * S < nb) {  // the odd last block
           const uint8_t* p = v.w + (n + i) * rb + (nb - 1) * 18;
