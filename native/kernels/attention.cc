@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -85,7 +86,7 @@ struct Args {
   int64_t B, Hq, Hkv, Tq, S, D;
   const void *q, *k, *v;
   int64_t qs[3], ks[3], vs[3];  // strides of batch, head, position (elements)
-  const float* mask;            // (MB, 1, MT, S) float32, contiguous
+  const float* mask;            // (MB, 1, MT, S) float32, contiguous; null: no mask
   int64_t mb, mt;               // whether the mask has the batch / query dimension
   float scale;
   void* out;  // (B, Hq, Tq, D) contiguous
@@ -106,7 +107,7 @@ template <int W, typename T>
     for (int64_t d = 0; d < D; ++d) qf[d] = widen(qp[d]);
     const T* kb = K + b * a.ks[0] + g * a.ks[1];
     const T* vb = V + b * a.vs[0] + g * a.vs[1];
-    const float* mrow = a.mask + ((a.mb ? b : 0) * (a.mt ? a.Tq : 1) + (a.mt ? t : 0)) * S;
+    const float* mrow = a.mask ? a.mask + ((a.mb ? b : 0) * (a.mt ? a.Tq : 1) + (a.mt ? t : 0)) * S : nullptr;
     float m = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < S; ++j) {
       const T* kp = kb + j * a.ks[2];
@@ -114,7 +115,7 @@ template <int W, typename T>
       for (int64_t d = 0; d < Dv; d += W) s += load<W>(qf.data() + d) * load<W>(kp + d);
       float dot = lanes_sum<W>(s);
       for (int64_t d = Dv; d < D; ++d) dot += qf[d] * widen(kp[d]);
-      const float x = dot * a.scale + mrow[j];
+      const float x = mrow ? dot * a.scale + mrow[j] : dot * a.scale;
       p[j] = x;
       m = x > m ? x : m;
     }
@@ -183,48 +184,91 @@ UnitsFn units_fn() {
 #endif
 }
 
+// The kernel's arguments for one call (its output pointer left to the caller), with the float32
+// mask they point into kept in `mf`; false where the kernel does not apply (see attention.h).
+bool make_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, std::optional<double> scale,
+               Args& a, at::Tensor& mf) {
+  const auto dt = q.scalar_type();
+  if (!q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu() || (dt != at::kFloat && dt != at::kBFloat16) ||
+      k.scalar_type() != dt || v.scalar_type() != dt || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
+    return false;
+  if (at::GradMode::is_enabled() &&
+      (q.requires_grad() || k.requires_grad() || v.requires_grad() || (mask.defined() && mask.requires_grad())))
+    return false;
+  const int64_t B = q.size(0), Hq = q.size(1), Tq = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
+  if (Tq > 4 || S < 1 || D < 1 || Hkv < 1 || Hq % Hkv != 0 || k.size(0) != B || v.size(0) != B || v.size(1) != Hkv || v.size(2) != S ||
+      k.size(3) != D || v.size(3) != D || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
+    return false;
+  if (mask.defined() &&
+      (mask.dim() != 4 || !at::isFloatingType(mask.scalar_type()) || !mask.device().is_cpu() || (mask.size(0) != 1 && mask.size(0) != B) ||
+       mask.size(1) != 1 || (mask.size(2) != 1 && mask.size(2) != Tq) || mask.size(3) != S))
+    return false;
+  mf = mask.defined() ? mask.to(at::kFloat).contiguous() : at::Tensor();
+  a = Args{B,
+           Hq,
+           Hkv,
+           Tq,
+           S,
+           D,
+           q.const_data_ptr(),
+           k.const_data_ptr(),
+           v.const_data_ptr(),
+           {q.stride(0), q.stride(1), q.stride(2)},
+           {k.stride(0), k.stride(1), k.stride(2)},
+           {v.stride(0), v.stride(1), v.stride(2)},
+           mf.defined() ? mf.const_data_ptr<float>() : nullptr,
+           mf.defined() && mf.size(0) != 1,
+           mf.defined() && mf.size(2) != 1,
+           static_cast<float>(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D))),
+           nullptr};
+  return true;
+}
+
+UnitsFn units_for(at::ScalarType dt) { return dt == at::kFloat ? units_fn<float>() : units_fn<uint16_t>(); }
+
 }  // namespace
 
 at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                           std::optional<double> scale) {
-  const auto dt = q.scalar_type();
-  if (!q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu() || (dt != at::kFloat && dt != at::kBFloat16) ||
-      k.scalar_type() != dt || v.scalar_type() != dt || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
-    return {};
-  if (at::GradMode::is_enabled() &&
-      (q.requires_grad() || k.requires_grad() || v.requires_grad() || (mask.defined() && mask.requires_grad())))
-    return {};
-  const int64_t B = q.size(0), Hq = q.size(1), Tq = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
-  if (Tq > 4 || S < 1 || D < 1 || Hkv < 1 || Hq % Hkv != 0 || k.size(0) != B || v.size(0) != B || v.size(1) != Hkv || v.size(2) != S ||
-      k.size(3) != D || v.size(3) != D || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
-    return {};
-  if (mask.defined() &&
-      (mask.dim() != 4 || !at::isFloatingType(mask.scalar_type()) || !mask.device().is_cpu() || (mask.size(0) != 1 && mask.size(0) != B) ||
-       mask.size(1) != 1 || (mask.size(2) != 1 && mask.size(2) != Tq) || mask.size(3) != S))
-    return {};
-  const auto mf = mask.defined() ? mask.to(at::kFloat).contiguous() : at::zeros({1, 1, 1, S}, at::kFloat);
-  auto out = at::empty({B, Hq, Tq, D}, q.options().memory_format(at::MemoryFormat::Contiguous));
-  Args a{B,
-         Hq,
-         Hkv,
-         Tq,
-         S,
-         D,
-         q.const_data_ptr(),
-         k.const_data_ptr(),
-         v.const_data_ptr(),
-         {q.stride(0), q.stride(1), q.stride(2)},
-         {k.stride(0), k.stride(1), k.stride(2)},
-         {v.stride(0), v.stride(1), v.stride(2)},
-         mf.const_data_ptr<float>(),
-         mf.size(0) != 1,
-         mf.size(2) != 1,
-         static_cast<float>(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D))),
-         out.data_ptr()};
-  const UnitsFn fn = dt == at::kFloat ? units_fn<float>() : units_fn<uint16_t>();
+  Args a;
+  at::Tensor mf;
+  if (!make_args(q, k, v, mask, scale, a, mf)) return {};
+  auto out = at::empty({a.B, a.Hq, a.Tq, a.D}, q.options().memory_format(at::MemoryFormat::Contiguous));
+  a.out = out.data_ptr();
+  const UnitsFn fn = units_for(q.scalar_type());
   // about 32K multiply-adds a task, so a short cache stays on one thread
-  const int64_t grain = std::max<int64_t>(1, 32768 / (S * D));
-  at::parallel_for(0, B * Hq * Tq, grain, [&](int64_t u0, int64_t u1) { fn(a, u0, u1); });
+  const int64_t grain = std::max<int64_t>(1, 32768 / (a.S * a.D));
+  at::parallel_for(0, a.B * a.Hq * a.Tq, grain, [&](int64_t u0, int64_t u1) { fn(a, u0, u1); });
+  return out;
+}
+
+at::Tensor attention_rows(const std::vector<at::Tensor>& q, const std::vector<at::Tensor>& k, const std::vector<at::Tensor>& v,
+                          const std::vector<at::Tensor>& mask) {
+  const size_t R = q.size();
+  if (R == 0 || k.size() != R || v.size() != R || mask.size() != R) return {};
+  std::vector<Args> args(R);
+  std::vector<at::Tensor> mfs(R);
+  std::vector<int64_t> first(R + 1, 0);  // each call's first unit among all
+  int64_t work = 0, B = 0;
+  for (size_t r = 0; r < R; ++r) {
+    if (!make_args(q[r], k[r], v[r], mask[r], std::nullopt, args[r], mfs[r])) return {};
+    const Args& a = args[r];
+    if (q[r].scalar_type() != q[0].scalar_type() || a.Hq != args[0].Hq || a.Tq != args[0].Tq || a.D != args[0].D) return {};
+    first[r + 1] = first[r] + a.B * a.Hq * a.Tq;
+    work += a.B * a.Hq * a.Tq * a.S * a.D;
+    B += a.B;
+  }
+  const Args& a0 = args[0];
+  auto out = at::empty({B, a0.Hq, a0.Tq, a0.D}, q[0].options().memory_format(at::MemoryFormat::Contiguous));
+  for (size_t r = 0; r < R; ++r)
+    args[r].out = static_cast<char*>(out.data_ptr()) + first[r] * a0.D * static_cast<int64_t>(out.element_size());
+  const UnitsFn fn = units_for(q[0].scalar_type());
+  const int64_t units = first[R], grain = std::max<int64_t>(1, 32768 * units / std::max<int64_t>(work, 1));
+  at::parallel_for(0, units, grain, [&](int64_t u0, int64_t u1) {
+    // the calls whose units fall in [u0, u1), each its own range of units
+    size_t r = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), u0) - first.begin()) - 1;
+    for (; r < R && first[r] < u1; ++r) fn(args[r], std::max(u0, first[r]) - first[r], std::min(u1, first[r + 1]) - first[r]);
+  });
   return out;
 }
 
@@ -232,9 +276,7 @@ at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k
                                         const std::optional<at::Tensor>& mask, std::optional<double> scale, bool gqa) {
   if (gqa || k.size(1) == q.size(1))
     if (auto o = attention_rows(q, k, v, mask ? *mask : at::Tensor(), scale); o.defined()) return o;
-  const int64_t group = gqa ? q.size(1) / k.size(1) : 1;
-  auto kk = group > 1 ? k.repeat_interleave(group, 1) : k, vv = group > 1 ? v.repeat_interleave(group, 1) : v;
-  return at::scaled_dot_product_attention(q, kk, vv, mask, 0.0, false, scale);
+  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, scale, gqa && k.size(1) != q.size(1));
 }
 
 }  // namespace et::nn

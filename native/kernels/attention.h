@@ -6,6 +6,9 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <optional>
+#include <vector>
+
 namespace et::nn {
 
 // q (B, Hq, Tq, D); k, v (B, Hkv, S, D) with Hq a multiple of Hkv, each with unit stride on D;
@@ -20,9 +23,16 @@ namespace et::nn {
 at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                           std::optional<double> scale = std::nullopt);
 
+// The attention of several calls at once (one parallel loop for all): call r its own q[r], k[r],
+// v[r] and mask[r] as above (any batch and cache length; Hq, Tq, D and the dtype shared), the
+// results (ΣB, Hq, Tq, D) in the calls' order, each the numbers attention_rows gives it alone;
+// undefined where a call does not apply. (The rows of a decoding step, each over its own cache.)
+at::Tensor attention_rows(const std::vector<at::Tensor>& q, const std::vector<at::Tensor>& k, const std::vector<at::Tensor>& v,
+                          const std::vector<at::Tensor>& mask);
+
 // torch's F.scaled_dot_product_attention(q, k, v, mask, scale=scale, enable_gqa=gqa) without
 // dropout or is_causal, for (B, H, T, D) tensors: attention_rows where it applies, else ATen's SDPA
-// (with gqa, the key/value heads repeated for their query heads first).
+// (with its enable_gqa).
 at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                         const std::optional<at::Tensor>& mask, std::optional<double> scale, bool gqa);
 

@@ -92,10 +92,11 @@ struct BlockAvx512 {
   static constexpr int L = Op::L, S = 16;  // inputs per vector step, sums per accumulator
   // acc[(j·NB + i)·S …] += the products of weight row i (W + i·ldw) and input row j (X + j·ldx)
   // over k in [0, len), len a multiple of L
-  template <int NB, int M>
+  // (Z: the sums start at zero instead of from acc)
+  template <int NB, int M, bool Z>
   ET_AVX512 static void run(const T* W, int64_t ldw, const T* X, int64_t ldx, float* acc, int64_t len) {
     __m512 a[NB * M];
-    ET_UNROLL for (int t = 0; t < NB * M; ++t) a[t] = _mm512_loadu_ps(acc + t * S);
+    ET_UNROLL for (int t = 0; t < NB * M; ++t) a[t] = Z ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + t * S);
     for (int64_t k = 0; k < len; k += L) {
       typename Op::V w[NB];
       ET_UNROLL for (int i = 0; i < NB; ++i) w[i] = Op::load(W + i * ldw + k);
@@ -107,6 +108,17 @@ struct BlockAvx512 {
     ET_UNROLL for (int t = 0; t < NB * M; ++t) _mm512_storeu_ps(acc + t * S, a[t]);
   }
   ET_AVX512 static float sum(const float* acc) { return _mm512_reduce_add_ps(_mm512_loadu_ps(acc)); }
+  // The four sums of acc[0 … 63] (an output's 16 lanes each) into out[0 … 3], by one fixed tree
+  // for the four at once (lanes paired within 128-bit quarters, then the quarters added).
+  static constexpr bool has_sum4 = true;
+  ET_AVX512 static void sum4(const float* acc, float* out) {
+    const __m512 a0 = _mm512_loadu_ps(acc), a1 = _mm512_loadu_ps(acc + 16), a2 = _mm512_loadu_ps(acc + 32), a3 = _mm512_loadu_ps(acc + 48);
+    const __m512 x = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    const __m512 y = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(x, y, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(x, y, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(z), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
 };
 
 // 8 bfloat16 → 8 float32 (exactly)
@@ -130,10 +142,10 @@ struct BlockAvx2 {
   using T = TW;
   using TX = float;
   static constexpr int L = 8, S = 8;
-  template <int NB, int M>
+  template <int NB, int M, bool Z>
   ET_AVX2 static void run(const TW* W, int64_t ldw, const float* X, int64_t ldx, float* acc, int64_t len) {
     __m256 a[NB * M];
-    ET_UNROLL for (int t = 0; t < NB * M; ++t) a[t] = _mm256_loadu_ps(acc + t * S);
+    ET_UNROLL for (int t = 0; t < NB * M; ++t) a[t] = Z ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + t * S);
     for (int64_t k = 0; k < len; k += L) {
       __m256 w[NB];
       ET_UNROLL for (int i = 0; i < NB; ++i) w[i] = widen8(W + i * ldw + k);
@@ -145,6 +157,8 @@ struct BlockAvx2 {
     ET_UNROLL for (int t = 0; t < NB * M; ++t) _mm256_storeu_ps(acc + t * S, a[t]);
   }
   ET_AVX2 static float sum(const float* acc) { return hsum8(_mm256_loadu_ps(acc)); }
+  static constexpr bool has_sum4 = false;
+  static void sum4(const float*, float*) {}
 };
 
 // rows × len bfloat16 (row stride ld) → float32 (row stride ldo), len a multiple of 8
@@ -154,10 +168,10 @@ ET_AVX2 void widen_rows(const uint16_t* W, int64_t ld, int rows, int64_t len, fl
 }
 
 // The block for the last m < MM rows.
-template <typename Blk, int NB, int M>
+template <typename Blk, int NB, int M, bool Z>
 void run_rest(int m, const typename Blk::T* W, int64_t ldw, const typename Blk::TX* X, int64_t ldx, float* acc, int64_t len) {
-  if (m == M) Blk::template run<NB, M>(W, ldw, X, ldx, acc, len);
-  else if constexpr (M > 1) run_rest<Blk, NB, M - 1>(m, W, ldw, X, ldx, acc, len);
+  if (m == M) Blk::template run<NB, M, Z>(W, ldw, X, ldx, acc, len);
+  else if constexpr (M > 1) run_rest<Blk, NB, M - 1, Z>(m, W, ldw, X, ldx, acc, len);
 }
 
 // K chunks of 1 KiB of each weight row (a block's NB rows of them stay in L1 with the rows' chunks)
@@ -182,7 +196,7 @@ void rows_blocked(const TW* W, const typename Blk::TX* X, int64_t ldx, float* Y,
   if constexpr (!std::is_same_v<T, TW>) wide.resize(static_cast<size_t>(NB * ldb));
   auto block = [&](auto nb, int64_t n) {
     constexpr int B = decltype(nb)::value;
-    std::fill(acc.begin(), acc.end(), 0.f);
+    if (Kv == 0) std::fill(acc.begin(), acc.end(), 0.f);
     for (int64_t k0 = 0; k0 < Kv; k0 += kc) {
       const int64_t len = std::min(kc, Kv - k0);
       const T* w = nullptr;
@@ -194,14 +208,26 @@ void rows_blocked(const TW* W, const typename Blk::TX* X, int64_t ldx, float* Y,
         w = wide.data();
         ldw = ldb;
       }
-      int64_t r = 0;
-      for (; r + MM <= R; r += MM) Blk::template run<B, MM>(w, ldw, X + r * ldx + k0, ldx, acc.data() + r * B * S, len);
-      if constexpr (MM > 1)
-        if (r < R) run_rest<Blk, B, MM - 1>(static_cast<int>(R - r), w, ldw, X + r * ldx + k0, ldx, acc.data() + r * B * S, len);
+      auto groups = [&](auto zero) {
+        constexpr bool Z = decltype(zero)::value;  // the first chunk: the sums start at zero
+        int64_t r = 0;
+        for (; r + MM <= R; r += MM) Blk::template run<B, MM, Z>(w, ldw, X + r * ldx + k0, ldx, acc.data() + r * B * S, len);
+        if constexpr (MM > 1)
+          if (r < R) run_rest<Blk, B, MM - 1, Z>(static_cast<int>(R - r), w, ldw, X + r * ldx + k0, ldx, acc.data() + r * B * S, len);
+      };
+      if (k0 == 0) groups(std::true_type{});
+      else groups(std::false_type{});
     }
-    for (int64_t r = 0; r < R; ++r)
-      for (int i = 0; i < B; ++i)
-        Y[r * ldy + n + i] = dot_tail(Blk::sum(acc.data() + (r * B + i) * S), X + r * ldx, W + (n + i) * K, Kv, K);
+    for (int64_t r = 0; r < R; ++r) {
+      float s4[4];
+      if constexpr (B == 4 && Blk::has_sum4) Blk::sum4(acc.data() + r * B * S, s4);
+      for (int i = 0; i < B; ++i) {
+        float s = 0.f;
+        if constexpr (B == 4 && Blk::has_sum4) s = s4[i];
+        else s = Blk::sum(acc.data() + (r * B + i) * S);
+        Y[r * ldy + n + i] = dot_tail(s, X + r * ldx, W + (n + i) * K, Kv, K);
+      }
+    }
   };
   int64_t n = n0;
   for (; n + NB <= n1; n += NB) block(std::integral_constant<int, NB>{}, n);

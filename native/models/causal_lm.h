@@ -47,10 +47,17 @@ struct GenerationConfig : GenerationFields {
   bool stopped() const { return stop && stop(); }
 };
 
-// Per-layer key/value cache: (B, kv_heads, T, D) each.
+// Per-layer key/value cache. Each layer's keys and values lie in buffers (B, kv_heads, capacity, D)
+// with room to grow, the first `used` positions held: a decoding step writes its position in
+// place instead of copying the whole cache into a new tensor (at 7B, 0.5 MB a position).
 struct KVCache {
-  std::vector<at::Tensor> k, v;
-  int64_t length() const { return k.empty() || !k[0].defined() ? 0 : k[0].size(2); }
+  std::vector<at::Tensor> k, v;  // the buffers (undefined until a layer's first append)
+  std::vector<int64_t> used;     // positions held, per layer
+  void layers(size_t n);         // n layers, empty
+  int64_t length() const { return used.empty() ? 0 : used[0]; }
+  // Appends k_new, v_new (B, kv_heads, T, D) to layer i → its keys and values so far (views of the
+  // buffers, (B, kv_heads, used, D)). A full buffer is replaced by one about 1.5 × as long.
+  std::pair<at::Tensor, at::Tensor> append(size_t i, const at::Tensor& k_new, const at::Tensor& v_new);
   void select(const at::Tensor& rows);  // reorder / expand the batch (beam search)
 };
 

@@ -72,9 +72,35 @@ at::Tensor causal_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype, 
 
 }  // namespace
 
+void KVCache::layers(size_t n) {
+  k.assign(n, at::Tensor());
+  v.assign(n, at::Tensor());
+  used.assign(n, 0);
+}
+
+std::pair<at::Tensor, at::Tensor> KVCache::append(size_t i, const at::Tensor& k_new, const at::Tensor& v_new) {
+  const int64_t n = used[i], T = k_new.size(2), need = n + T;
+  auto grow = [&](at::Tensor& buf, const at::Tensor& x) {
+    if (buf.defined() && buf.size(2) >= need) return;
+    // 1.5 × the length held, in steps of 64 positions: O(1) copies a position, at most half unused
+    const int64_t cap = (std::max(need, n + n / 2) + 63) / 64 * 64;
+    auto bigger = at::empty({x.size(0), x.size(1), cap, x.size(3)}, x.options());
+    if (n > 0) bigger.narrow(2, 0, n).copy_(buf.narrow(2, 0, n));
+    buf = bigger;
+  };
+  grow(k[i], k_new);
+  grow(v[i], v_new);
+  k[i].narrow(2, n, T).copy_(k_new);
+  v[i].narrow(2, n, T).copy_(v_new);
+  used[i] = need;
+  return {k[i].narrow(2, 0, need), v[i].narrow(2, 0, need)};
+}
+
 void KVCache::select(const at::Tensor& rows) {
-  for (auto& t : k) t = t.index_select(0, rows);
-  for (auto& t : v) t = t.index_select(0, rows);
+  for (auto& t : k)
+    if (t.defined()) t = t.index_select(0, rows);
+  for (auto& t : v)
+    if (t.defined()) t = t.index_select(0, rows);
 }
 
 LlamaLayerImpl::LlamaLayerImpl(const LlamaConfig& c) : cfg(c) {
@@ -132,18 +158,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> LlamaLayerImpl::project_qkv(const
 
 at::Tensor LlamaLayerImpl::attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask,
                                   KVCache* cache, size_t index) {
-  int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads;
   auto q = q_rot.transpose(1, 2);  // (B, Hq, T, D)
   auto k = k_rot.transpose(1, 2);  // (B, Hkv, T, D)
   auto v = v0.transpose(1, 2);
-  if (cache) {
-    if (cache->k[index].defined()) {
-      k = at::cat({cache->k[index], k}, 2);  // (B, Hkv, S, D)
-      v = at::cat({cache->v[index], v}, 2);
-    }
-    cache->k[index] = k;
-    cache->v[index] = v;
-  }
+  if (cache) std::tie(k, v) = cache->append(index, k, v);  // (B, Hkv, S, D)
+  return attend_cached(q, k, v, mask);
+}
+
+at::Tensor LlamaLayerImpl::attend_cached(const at::Tensor& q, at::Tensor k, at::Tensor v, const at::Tensor& mask) {
+  const int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads;
   // decoding (a few queries over the cache, no graph): the grouped heads read in place
   if (!is_training() && mask.defined()) {
     if (auto o = attention_rows(q, k, v, mask); o.defined()) return o;
@@ -184,9 +207,18 @@ at::Tensor LlamaLayerImpl::forward_rows(const at::Tensor& x, const at::Tensor& c
   auto h = rms_norm_rows(x, input_layernorm, cfg.rms_norm_eps);  // (R, 1, H)
   auto [q0, k0, v0] = project_qkv(h, true);
   auto q = rotary_rows(q0, cos, sin), k = rotary_rows(k0, cos, sin);
-  auto a = each([&, &v0 = v0](int64_t r) {
-    return attend(q.narrow(0, r, 1), k.narrow(0, r, 1), v0.narrow(0, r, 1), rows[r].mask, rows[r].cache, index);
-  });  // (R, Hq, 1, D): each row over its own cache
+  // each row over its own cache: the new position appended, then every row's attention in one call
+  std::vector<at::Tensor> qs, ks, vs, masks;
+  for (int64_t r = 0; r < R; ++r) {
+    auto kr = k.narrow(0, r, 1).transpose(1, 2), vr = v0.narrow(0, r, 1).transpose(1, 2);
+    if (rows[r].cache) std::tie(kr, vr) = rows[r].cache->append(index, kr, vr);
+    qs.push_back(q.narrow(0, r, 1).transpose(1, 2));
+    ks.push_back(kr);
+    vs.push_back(vr);
+    masks.push_back(rows[r].mask);
+  }
+  at::Tensor a = is_training() ? at::Tensor() : attention_rows(qs, ks, vs, masks);
+  if (!a.defined()) a = each([&](int64_t r) { return attend_cached(qs[r], ks[r], vs[r], masks[r]); });  // (R, Hq, 1, D)
   auto y = x + o_proj->rows(a.transpose(1, 2).reshape({R, 1, Hq * D}));
   h = rms_norm_rows(y, post_attention_layernorm, cfg.rms_norm_eps);
   if (gate_up) {
@@ -262,10 +294,7 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
   auto [cos, sin] = rope_cos_sin(positions.to(embeds.device()), keep.size(1), embeds.scalar_type());
   auto mask = attention_mask(keep, T, embeds.scalar_type());
   at::Tensor x = embeds;
-  if (cache && cache->k.empty()) {
-    cache->k.resize(layers->size());
-    cache->v.resize(layers->size());
-  }
+  if (cache && cache->k.empty()) cache->layers(layers->size());
   bool recompute = !cache && recompute_layers(x);
   for (size_t i = 0; i < layers->size(); ++i) {
     std::shared_ptr<torch::nn::Module> layer = layers[i];

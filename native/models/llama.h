@@ -78,6 +78,8 @@ struct LlamaLayerImpl : torch::nn::Module {
   // q and k rotated (B, T, heads, D), v: the cache, SDPA → (B, Hq, T, D)
   at::Tensor attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask, KVCache* cache,
                     size_t index);
+  // q (B, Hq, T, D) over the keys and values so far (B, Hkv, S, D) → (B, Hq, T, D)
+  at::Tensor attend_cached(const at::Tensor& q, at::Tensor k, at::Tensor v, const at::Tensor& mask);
 };
 TORCH_MODULE(LlamaLayer);
 
