@@ -51,11 +51,21 @@ template <int W, typename T>
   return v;
 }
 
+// The lanes' sum by halves (upper half onto the lower, then again): log2 W vector adds, where a
+// lane after lane chain was W dependent scalar adds per dot product.
 template <int W>
 [[gnu::always_inline]] inline float lanes_sum(typename Lanes<W>::F v) {
-  float s = 0;
-  for (int i = 0; i < W; ++i) s += v[i];
-  return s;
+  if constexpr (W == 16)
+    return lanes_sum<8>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
+  else if constexpr (W == 8)
+    return lanes_sum<4>(__builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7));
+  else if constexpr (W == 4)
+    return (v[0] + v[2]) + (v[1] + v[3]);
+  else {
+    float s = 0;
+    for (int i = 0; i < W; ++i) s += v[i];
+    return s;
+  }
 }
 
 // e^x (Cephes' expf: x = n·ln 2 + r, a degree-6 polynomial in r, times 2^n; relative error about
