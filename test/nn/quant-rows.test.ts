@@ -18,7 +18,7 @@ type Format = et.nn.QuantFormat;
 const FORMATS: Format[] = ['int8', 'q8_0', 'q4_0', 'nf4'];
 /** Row lengths per format (multiples of its block; not of the kernels' vector steps where it can). */
 const SIZES: Record<Format, number[]> = { int8: [40, 97, 160], q8_0: [96, 160], q4_0: [96, 160], nf4: [128, 192] };
-const OUT = 40;
+const OUT = 42; // not a multiple of 4: blocks of 4 (or 2) outputs and single ones, in each thread's share
 const DTYPES = ['bfloat16', 'float32'] as const;
 
 /** A one-layer Mlp (a Linear layer the quantize call reaches) and its weight quantized alike. */
