@@ -56,11 +56,10 @@ template <int W, typename T>
 template <int W>
 [[gnu::always_inline]] inline float lanes_sum(typename Lanes<W>::F v) {
   if constexpr (W == 16)
-    return lanes_sum<8>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
-  else if constexpr (W == 8)
-    return lanes_sum<4>(__builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7));
-  else if constexpr (W == 4)
-    return (v[0] + v[2]) + (v[1] + v[3]);
+    return lanes_sum<8>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                        __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
+  else if constexpr (W == 8) return lanes_sum<4>(__builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7));
+  else if constexpr (W == 4) return (v[0] + v[2]) + (v[1] + v[3]);
   else {
     float s = 0;
     for (int i = 0; i < W; ++i) s += v[i];
@@ -196,8 +195,8 @@ UnitsFn units_fn() {
 
 // The kernel's arguments for one call (its output pointer left to the caller), with the float32
 // mask they point into kept in `mf`; false where the kernel does not apply (see attention.h).
-bool make_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, std::optional<double> scale,
-               Args& a, at::Tensor& mf) {
+bool make_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, std::optional<double> scale, Args& a,
+               at::Tensor& mf) {
   const auto dt = q.scalar_type();
   if (!q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu() || (dt != at::kFloat && dt != at::kBFloat16) ||
       k.scalar_type() != dt || v.scalar_type() != dt || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
