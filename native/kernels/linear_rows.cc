@@ -107,7 +107,15 @@ struct BlockAvx512 {
     }
     ET_UNROLL for (int t = 0; t < NB * M; ++t) _mm512_storeu_ps(acc + t * S, a[t]);
   }
-  ET_AVX512 static float sum(const float* acc) { return _mm512_reduce_add_ps(_mm512_loadu_ps(acc)); }
+  // An output's 16 lanes summed by the tree sum4 takes for each of its four (the same adds of the
+  // same pairs), so an output's sum does not depend on whether it fell in a block of four or one.
+  ET_AVX512 static float sum(const float* acc) {
+    const __m512 a = _mm512_loadu_ps(acc);
+    const __m512 x = _mm512_add_ps(_mm512_unpacklo_ps(a, a), _mm512_unpackhi_ps(a, a));
+    const __m512 z = _mm512_add_ps(_mm512_shuffle_ps(x, x, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(x, x, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(z), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1)));
+    return _mm_cvtss_f32(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+  }
   // The four sums of acc[0 … 63] (an output's 16 lanes each) into out[0 … 3], by one fixed tree
   // for the four at once (lanes paired within 128-bit quarters, then the quarters added).
   static constexpr bool has_sum4 = true;

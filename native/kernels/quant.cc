@@ -1244,11 +1244,11 @@ void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, 
 }
 
 // The integer kernel for this CPU and format; none without AVX-512 VNNI (int8: nor for rows so long
-// that a lane's int32 sum could overflow). For R rows: one weight row at a time for fewer than 4 rows (decoding: bound by
-// memory), else 4 (q4_0: 2, its sums take two registers an output) side by side, so each input
-// vector loaded serves several weight rows: on 2 Zen 4 threads a 64-token int8 prompt pass of the
-// 1.1B model took 469 ms with one and 327 with four, a 16-row decoding step 147 and 120 ms (q8_0 276
-// and 191, q4_0 291 and 212). Each output's chain of sums is the same either way.
+// that a lane's int32 sum could overflow). For R rows: one weight row at a time for fewer than 4
+// rows (decoding: bound by memory), else 4 (q4_0: 2, its sums take two registers an output) side by
+// side, so each input vector loaded serves several weight rows: on 2 Zen 4 threads a 64-token int8
+// prompt pass of the 1.1B model took 469 ms with one and 327 with four, a 16-row decoding step 147
+// and 120 ms (q8_0 276 and 191, q4_0 291 and 212). Each output's chain of sums is the same either way.
 VnniKernel vnni_kernel(QuantFormat f, int64_t K, int64_t R) {
   if (!vnni_products()) return nullptr;
   const bool many = R >= 4;
