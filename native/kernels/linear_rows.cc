@@ -166,7 +166,6 @@ struct BlockAvx2 {
   }
   ET_AVX2 static float sum(const float* acc) { return hsum8(_mm256_loadu_ps(acc)); }
   static constexpr bool has_sum4 = false;
-  static void sum4(const float*, float*) {}
 };
 
 // rows × len bfloat16 (row stride ld) → float32 (row stride ldo), len a multiple of 8

@@ -54,7 +54,6 @@ struct KVCache {
   std::vector<at::Tensor> k, v;  // the buffers (undefined until a layer's first append)
   std::vector<int64_t> used;     // positions held, per layer
   void layers(size_t n);         // n layers, empty
-  int64_t length() const { return used.empty() ? 0 : used[0]; }
   // Appends k_new, v_new (B, kv_heads, T, D) to layer i → its keys and values so far (views of the
   // buffers, (B, kv_heads, used, D)). A full buffer is replaced by one about 1.5 × as long.
   std::pair<at::Tensor, at::Tensor> append(size_t i, const at::Tensor& k_new, const at::Tensor& v_new);
