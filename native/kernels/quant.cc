@@ -258,6 +258,9 @@ struct View {
   const uint8_t* absmax = nullptr;
   const float *quant_map = nullptr, *nested_absmax = nullptr, *nested_map = nullptr;
   float offset = 0;
+  // nf4 over bfloat16 rows: each weight rounded to bfloat16 before its product, as bitsandbytes
+  // dequantizes a 4-bit weight to the compute dtype (here the activations')
+  bool bf16_weights = false;
   at::Tensor keep[4];  // converted copies the pointers may point into
 };
 
@@ -524,6 +527,20 @@ inline uint16_t load_u16(const uint8_t* p) {
 // How far ahead of a step each weight row is fetched (the rows are NB streams read side by side).
 constexpr int kPrefetch = 768;
 
+// float32 → the nearest bfloat16 (ties to even) as float32, as c10::BFloat16 rounds; NaN kept.
+ET_Q512 inline __m512 round_bf16(__m512 x) {
+  const __m512i b = _mm512_castps_si512(x);
+  const __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1))));
+  const __m512 y = _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+}
+ET_Q256 inline __m256 round_bf16(__m256 x) {
+  const __m256i b = _mm256_castps_si256(x);
+  const __m256i r = _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1))));
+  const __m256 y = _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
 // Decoders: S weights a step (V vectors of 16 or 8 lanes) of row n, step s.
 struct Int8x512 {
   static constexpr int S = 64, V = 4;
@@ -562,7 +579,8 @@ struct Nf4x512 {
   static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kNF4Block) + s) * 32; }
   ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
     const int64_t g = n * (v.K / kNF4Block) + s;
-    const __m512 lut = _mm512_mul_ps(_mm512_loadu_ps(v.quant_map), _mm512_set1_ps(nf4_absmax(v, g)));
+    __m512 lut = _mm512_mul_ps(_mm512_loadu_ps(v.quant_map), _mm512_set1_ps(nf4_absmax(v, g)));
+    if (v.bf16_weights) lut = round_bf16(lut);
     const uint8_t* p = v.w + g * 32;
     for (int h = 0; h < 2; ++h) {
       const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * h)));
@@ -657,7 +675,11 @@ struct Nf4x256 {
   ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
     const int64_t g = n * (v.K / kNF4Block) + s;
     const __m256 a = _mm256_set1_ps(nf4_absmax(v, g));
-    const __m256 lo = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map), a), hi = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map + 8), a);
+    __m256 lo = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map), a), hi = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map + 8), a);
+    if (v.bf16_weights) {
+      lo = round_bf16(lo);
+      hi = round_bf16(hi);
+    }
     const uint8_t* p = v.w + g * 32;
     for (int h = 0; h < 4; ++h) {
       const __m256i q = bytes8(p + 8 * h);
@@ -782,6 +804,50 @@ struct Q4Bf16 {
   }
 };
 
+// nf4 over bfloat16 rows on AVX-512 BF16: a block's 16 values quant_map · absmax rounded to
+// bfloat16 (as dequant_row_avx512 stores them: the weight bitsandbytes' dequantize_4bit gives in a
+// bfloat16 compute dtype) and read by a word permutation, the products with the rows' bfloat16
+// exact in float32 (dpbf16). A block's 32 bytes as words: their high nibbles are its even elements,
+// the low ones its odd; the rows permuted so once per call (each block's even elements, then its
+// odd), each into its own float32 sum, the two added at the end.
+void nf4_bf16_rows_input(const uint16_t* x, uint16_t* xp, int64_t R, int64_t K) {
+  for (int64_t g = 0; g < R * K; g += kNF4Block)
+    for (int t = 0; t < kNF4Block / 2; ++t) {
+      xp[g + t] = x[g + 2 * t];
+      xp[g + kNF4Block / 2 + t] = x[g + 2 * t + 1];
+    }
+}
+
+template <int NB, int M>
+struct Nf4Bf16 {
+  ET_Q512BF static void run(const View& v, const uint16_t* X, float* Y, int64_t ldy, int64_t n) {
+    const int64_t K = v.K, nb = K / kNF4Block, rb = K / 2;
+    const __m512 map = _mm512_loadu_ps(v.quant_map);
+    const __m512i low = _mm512_set1_epi16(15);
+    __m512 even[NB][M], odd[NB][M];
+    for (int i = 0; i < NB; ++i)
+      for (int j = 0; j < M; ++j) even[i][j] = odd[i][j] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b)
+      for (int i = 0; i < NB; ++i) {
+        const int64_t g = (n + i) * nb + b;
+        const uint8_t* p = v.w + g * 32;
+        _mm_prefetch(reinterpret_cast<const char*>(p) + NB * rb, _MM_HINT_T0);
+        const __m512i lut =
+            _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(map, _mm512_set1_ps(nf4_absmax(v, g)))));
+        const __m512i q = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        const __m512bh wo = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(q, low), lut),
+                       we = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(q, 4), lut);
+        for (int j = 0; j < M; ++j) {
+          const uint16_t* x = X + j * K + b * kNF4Block;
+          even[i][j] = _mm512_dpbf16_ps(even[i][j], (__m512bh)_mm512_loadu_si512(x), we);
+          odd[i][j] = _mm512_dpbf16_ps(odd[i][j], (__m512bh)_mm512_loadu_si512(x + 32), wo);
+        }
+      }
+    for (int i = 0; i < NB; ++i)
+      for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = _mm512_reduce_add_ps(_mm512_add_ps(even[i][j], odd[i][j]));
+  }
+};
+
 // Weight rows NB at a time (the last ones one by one), input rows 4, 2 and 1 at a time (M ≤ MM).
 template <template <int, int> class Blk, int NB, int MM, typename TX = float>
 void fused_blocked(const View& v, const TX* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1) {
@@ -840,6 +906,8 @@ void rows_quant_tiles(const View& v, const float* X, float* Y, int64_t R, int64_
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * tile, nt = std::min(tile, N - n0);
       for (int64_t i = 0; i < nt; ++i) dequant_row(v, n0 + i, buf.data() + i * K);
+      if (v.bf16_weights)
+        for (int64_t e = 0; e < nt * K; ++e) buf[e] = static_cast<float>(c10::BFloat16(buf[e]));
       rows_dot(false, buf.data(), X, Y + n0, R, N, nt, K);
     }
   });
@@ -1269,7 +1337,8 @@ VnniKernel vnni_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
 at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
   const int64_t R = x2.size(0), K = q.in, N = q.out;
   auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
-  const View v = view_of(q);
+  View v = view_of(q);
+  v.bf16_weights = q.format == QuantFormat::NF4 && x2.scalar_type() == at::kBFloat16;
   float* Y = y.data_ptr<float>();
   // about 64 KiB of weight a task
   const int64_t grain = std::max<int64_t>(4, (64 << 10) / std::max<int64_t>(q.nbytes() / N, 1));
@@ -1281,6 +1350,14 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
     const uint16_t* X
     = xp.data();
     at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Q4Bf16, 4, 4, uint16_t>(v, X, Y, R, N, n0, n1); });
+    return y;
+  }
+  if (q.format == QuantFormat::NF4 && x2.scalar_type() == at::kBFloat16 && rows_bf16_products()) {
+    auto xc = x2.contiguous();
+    std::vector<uint16_t> xp(static_cast<size_t>(R * K));
+    nf4_bf16_rows_input(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R, K);
+    const uint16_t* X = xp.data();
+    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Nf4Bf16, 1, 4, uint16_t>(v, X, Y, R, N, n0, n1); });
     return y;
   }
 #endif

@@ -9,8 +9,9 @@
 //     quant-formats.test.ts), x' the rows as the format's library quantizes them for inference
 //     (q8_0 / q4_0: llama.cpp's Q8_0 blocks, through nn.quantizeWeight, checked bit for bit against
 //     the gguf package; int8: LLM.int8's definition with threshold 6, written out below; nf4: the
-//     rows themselves): float32 sums of K products, each step rounded once, then the output's
-//     dtype — |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x'·w| (+ 2⁻⁸ |y| in bfloat16).
+//     rows themselves; and in bfloat16 the weight w rounded to bfloat16 by ATen, as bitsandbytes'
+//     dequantize_4bit gives it in a bfloat16 compute dtype): float32 sums of K products, each step
+//     rounded once, then the output's dtype — |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x'·w| (+ 2⁻⁸ |y| in bfloat16).
 import { describe, it, expect } from 'vitest';
 import * as et from '../../lib/index';
 
@@ -25,7 +26,9 @@ const DTYPES = ['bfloat16', 'float32'] as const;
 async function layer(format: Format, inn: number, dtype: et.DType): Promise<{ mlp: et.nn.Mlp; w: et.Tensor }> {
   const mlp = await et.nn.Mlp.create({ sizes: [inn, OUT], bias: false }).to({ dtype });
   const [w] = mlp.parameters();
-  const wq = await et.nn.dequantizeWeight(await et.nn.quantizeWeight(w, format), 'float64');
+  let wq = await et.nn.dequantizeWeight(await et.nn.quantizeWeight(w, format), 'float32');
+  if (format === 'nf4' && dtype === 'bfloat16') wq = wq.to({ dtype: 'bfloat16' });
+  wq = wq.to({ dtype: 'float64' });
   await et.nn.quantize(mlp, format);
   expect(
     et.nn.linearLayers(mlp).map((l) => l.format),
