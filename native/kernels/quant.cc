@@ -527,18 +527,17 @@ inline uint16_t load_u16(const uint8_t* p) {
 // How far ahead of a step each weight row is fetched (the rows are NB streams read side by side).
 constexpr int kPrefetch = 768;
 
-// float32 → the nearest bfloat16 (ties to even) as float32, as c10::BFloat16 rounds; NaN kept.
+// Finite float32 → the nearest bfloat16 (ties to even) as float32, as c10::BFloat16 rounds (the
+// callers keep non-finite tables as they are: a NaN's rounding could carry into its sign).
 ET_Q512 inline __m512 round_bf16(__m512 x) {
   const __m512i b = _mm512_castps_si512(x);
-  const __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1))));
-  const __m512 y = _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1)));
+  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 ET_Q256 inline __m256 round_bf16(__m256 x) {
   const __m256i b = _mm256_castps_si256(x);
-  const __m256i r = _mm256_add_epi32(b, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1))));
-  const __m256 y = _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
-  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  const __m256i r = _mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1)));
+  return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 
 // Decoders: S weights a step (V vectors of 16 or 8 lanes) of row n, step s.
@@ -579,8 +578,9 @@ struct Nf4x512 {
   static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kNF4Block) + s) * 32; }
   ET_Q512 static void decode(const View& v, int64_t n, int64_t s, __m512* w) {
     const int64_t g = n * (v.K / kNF4Block) + s;
-    __m512 lut = _mm512_mul_ps(_mm512_loadu_ps(v.quant_map), _mm512_set1_ps(nf4_absmax(v, g)));
-    if (v.bf16_weights) lut = round_bf16(lut);
+    const float a = nf4_absmax(v, g);
+    __m512 lut = _mm512_mul_ps(_mm512_loadu_ps(v.quant_map), _mm512_set1_ps(a));
+    if (v.bf16_weights && std::isfinite(a)) lut = round_bf16(lut);
     const uint8_t* p = v.w + g * 32;
     for (int h = 0; h < 2; ++h) {
       const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * h)));
@@ -674,9 +674,10 @@ struct Nf4x256 {
   static const uint8_t* at(const View& v, int64_t n, int64_t s) { return v.w + (n * (v.K / kNF4Block) + s) * 32; }
   ET_Q256 static void decode(const View& v, int64_t n, int64_t s, __m256* w) {
     const int64_t g = n * (v.K / kNF4Block) + s;
-    const __m256 a = _mm256_set1_ps(nf4_absmax(v, g));
+    const float am = nf4_absmax(v, g);
+    const __m256 a = _mm256_set1_ps(am);
     __m256 lo = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map), a), hi = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map + 8), a);
-    if (v.bf16_weights) {
+    if (v.bf16_weights && std::isfinite(am)) {
       lo = round_bf16(lo);
       hi = round_bf16(hi);
     }
