@@ -487,8 +487,8 @@ at::Tensor dequantize_aten(const QuantWeight& q, at::ScalarType dtype) {
 // multiply-adds over k (one accumulator of 16 or 8 lanes, or one per weight vector of a step when a
 // weight row goes alone, their lanes summed in a fixed order, then a scalar tail), whatever R, M or
 // the rows around it, so a row's outputs are the ones it gets alone. nf4 decodes a byte's two codes into two vectors (its even and its odd
-// elements): the rows are read in that order, permuted once per call. q4_0 over bfloat16 rows on AVX-512 BF16 takes bfloat16 products
-// instead (Q4Bf16). Without AVX2, tiles of the weight are dequantized and go through the row kernels (kernels/linear_rows.h).
+// elements): the rows are read in that order, permuted once per call; over bfloat16 rows its table is rounded to bfloat16
+// (View::bf16_weights). q4_0 and nf4 over bfloat16 rows on AVX-512 BF16 take bfloat16 products instead (Q4Bf16, Nf4Bf16). Without AVX2, tiles of the weight are dequantized and go through the row kernels (kernels/linear_rows.h).
 
 // The rows as the fused kernels read them: float32, nf4's elements of each group of 2L (L the
 // vector's lanes) reordered as its decoder produces them (the even elements, then the odd).
@@ -928,7 +928,9 @@ void rows_quant_tiles(const View& v, const float* X, float* Y, int64_t R, int64_
 //   q8_0 / q4_0: llama.cpp's CPU products, which quantize the input to Q8_0 (blocks of 32,
 //     d = amax / 127 rounded to float16, q = round-half-away(x / d)) and sum integer products.
 // So y = x'·Wᵀ with x' the input as quantized (x' = q · d; int8: q · rs / 127, or the outlier
-// itself). nf4 keeps its input (bitsandbytes' 4-bit layers dequantize the weight for the product).
+// itself). nf4 keeps its input (bitsandbytes' 4-bit layers dequantize the weight for the product,
+// to their compute dtype: here the input's, so over bfloat16 rows each weight is rounded to
+// bfloat16 first, as dequantize_weight(bfloat16) gives it to a prompt pass).
 // With autograd (training) no format quantizes the input: the gradient flows through the
 // dequantized weight, as bitsandbytes' CPU layers train (MatMul8bitFp).
 
