@@ -258,9 +258,9 @@ struct View {
   const uint8_t* absmax = nullptr;
   const float *quant_map = nullptr, *nested_absmax = nullptr, *nested_map = nullptr;
   float offset = 0;
-  // nf4 over bfloat16 rows: each weight rounded to bfloat16 before its product, as bitsandbytes
-  // dequantizes a 4-bit weight to the compute dtype (here the activations')
-  bool bf16_weights = false;
+  // nf4 over bfloat16 or float16 rows: each weight rounded to that dtype before its product, as
+  // bitsandbytes dequantizes a 4-bit weight to the compute dtype (here the activations')
+  enum class Round : uint8_t { None, BF16, F16 } round = Round::None;
   at::Tensor keep[4];  // converted copies the pointers may point into
 };
 
@@ -488,7 +488,7 @@ at::Tensor dequantize_aten(const QuantWeight& q, at::ScalarType dtype) {
 // weight row goes alone, their lanes summed in a fixed order, then a scalar tail), whatever R, M or
 // the rows around it, so a row's outputs are the ones it gets alone. nf4 decodes a byte's two codes into two vectors (its even and its odd
 // elements): the rows are read in that order, permuted once per call; over bfloat16 rows its table is rounded to bfloat16
-// (View::bf16_weights). q4_0 and nf4 over bfloat16 rows on AVX-512 BF16 take bfloat16 products instead (Q4Bf16, Nf4Bf16). Without AVX2, tiles of the weight are dequantized and go through the row kernels (kernels/linear_rows.h).
+// (View::round; float16 rows: to float16). q4_0 and nf4 over bfloat16 rows on AVX-512 BF16 take bfloat16 products instead (Q4Bf16, Nf4Bf16). Without AVX2, tiles of the weight are dequantized and go through the row kernels (kernels/linear_rows.h).
 
 // The rows as the fused kernels read them: float32, nf4's elements of each group of 2L (L the
 // vector's lanes) reordered as its decoder produces them (the even elements, then the odd).
@@ -540,6 +540,10 @@ ET_Q256 inline __m256 round_bf16(__m256 x) {
   return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 
+// float32 → the nearest float16 (ties to even) as float32, as c10::Half rounds.
+ET_Q512 inline __m512 round_f16(__m512 x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)); }
+ET_Q256 inline __m256 round_f16(__m256 x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)); }
+
 // Decoders: S weights a step (V vectors of 16 or 8 lanes) of row n, step s.
 struct Int8x512 {
   static constexpr int S = 64, V = 4;
@@ -580,7 +584,7 @@ struct Nf4x512 {
     const int64_t g = n * (v.K / kNF4Block) + s;
     const float a = nf4_absmax(v, g);
     __m512 lut = _mm512_mul_ps(_mm512_loadu_ps(v.quant_map), _mm512_set1_ps(a));
-    if (v.bf16_weights && std::isfinite(a)) lut = round_bf16(lut);
+    if (v.round != View::Round::None && std::isfinite(a)) lut = v.round == View::Round::BF16 ? round_bf16(lut) : round_f16(lut);
     const uint8_t* p = v.w + g * 32;
     for (int h = 0; h < 2; ++h) {
       const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * h)));
@@ -677,9 +681,9 @@ struct Nf4x256 {
     const float am = nf4_absmax(v, g);
     const __m256 a = _mm256_set1_ps(am);
     __m256 lo = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map), a), hi = _mm256_mul_ps(_mm256_loadu_ps(v.quant_map + 8), a);
-    if (v.bf16_weights && std::isfinite(am)) {
-      lo = round_bf16(lo);
-      hi = round_bf16(hi);
+    if (v.round != View::Round::None && std::isfinite(am)) {
+      lo = v.round == View::Round::BF16 ? round_bf16(lo) : round_f16(lo);
+      hi = v.round == View::Round::BF16 ? round_bf16(hi) : round_f16(hi);
     }
     const uint8_t* p = v.w + g * 32;
     for (int h = 0; h < 4; ++h) {
@@ -907,8 +911,10 @@ void rows_quant_tiles(const View& v, const float* X, float* Y, int64_t R, int64_
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n0 = t * tile, nt = std::min(tile, N - n0);
       for (int64_t i = 0; i < nt; ++i) dequant_row(v, n0 + i, buf.data() + i * K);
-      if (v.bf16_weights)
+      if (v.round == View::Round::BF16)
         for (int64_t e = 0; e < nt * K; ++e) buf[e] = static_cast<float>(c10::BFloat16(buf[e]));
+      if (v.round == View::Round::F16)
+        for (int64_t e = 0; e < nt * K; ++e) buf[e] = static_cast<float>(c10::Half(buf[e]));
       rows_dot(false, buf.data(), X, Y + n0, R, N, nt, K);
     }
   });
@@ -1341,7 +1347,8 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
   const int64_t R = x2.size(0), K = q.in, N = q.out;
   auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
   View v = view_of(q);
-  v.bf16_weights = q.format == QuantFormat::NF4 && x2.scalar_type() == at::kBFloat16;
+  if (q.format == QuantFormat::NF4 && x2.scalar_type() == at::kBFloat16) v.round = View::Round::BF16;
+  if (q.format == QuantFormat::NF4 && x2.scalar_type() == at::kHalf) v.round = View::Round::F16;
   float* Y = y.data_ptr<float>();
   // about 64 KiB of weight a task
   const int64_t grain = std::max<int64_t>(4, (64 << 10) / std::max<int64_t>(q.nbytes() / N, 1));

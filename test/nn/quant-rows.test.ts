@@ -1,6 +1,6 @@
 // The row products of quantized Linear layers (issue 58): a few rows (decoding) go through
 // emotorch's fused kernels over the quantized weight (AVX-512, AVX2 or plain C++, whichever this CPU
-// and ATEN_CPU_CAPABILITY allow). For each format, in bfloat16 and float32, with row lengths that
+// and ATEN_CPU_CAPABILITY allow). For each format, in bfloat16, float16 and float32, with row lengths that
 // leave tails after the vector loops:
 // (a) each row of a product of R rows equals, bit for bit, the row computed alone (R = 1 … 8 through
 //     a layer; 16 rows decoding together in a DecodeBatch get the tokens each gets alone);
@@ -9,9 +9,10 @@
 //     quant-formats.test.ts), x' the rows as the format's library quantizes them for inference
 //     (q8_0 / q4_0: llama.cpp's Q8_0 blocks, through nn.quantizeWeight, checked bit for bit against
 //     the gguf package; int8: LLM.int8's definition with threshold 6, written out below; nf4: the
-//     rows themselves; and in bfloat16 the weight w rounded to bfloat16 by ATen, as bitsandbytes'
-//     dequantize_4bit gives it in a bfloat16 compute dtype): float32 sums of K products, each step
-//     rounded once, then the output's dtype — |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x'·w| (+ 2⁻⁸ |y| in bfloat16).
+//     rows themselves; and in bfloat16 / float16 the weight w rounded to that dtype by ATen, as
+//     bitsandbytes' dequantize_4bit gives it in that compute dtype): float32 sums of K products, each
+//     step rounded once, then the output's dtype — |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x'·w| (+ 2⁻⁸ |y| in
+//     bfloat16, 2⁻¹¹ |y| in float16).
 import { describe, it, expect } from 'vitest';
 import * as et from '../../lib/index';
 
@@ -20,14 +21,14 @@ const FORMATS: Format[] = ['int8', 'q8_0', 'q4_0', 'nf4'];
 /** Row lengths per format (multiples of its block; not of the kernels' vector steps where it can). */
 const SIZES: Record<Format, number[]> = { int8: [40, 97, 160], q8_0: [96, 160], q4_0: [96, 160], nf4: [128, 192] };
 const OUT = 42; // not a multiple of 4: blocks of 4 (or 2) outputs and single ones, in each thread's share
-const DTYPES = ['bfloat16', 'float32'] as const;
+const DTYPES = ['bfloat16', 'float16', 'float32'] as const;
 
 /** A one-layer Mlp (a Linear layer the quantize call reaches) and its weight quantized alike. */
 async function layer(format: Format, inn: number, dtype: et.DType): Promise<{ mlp: et.nn.Mlp; w: et.Tensor }> {
   const mlp = await et.nn.Mlp.create({ sizes: [inn, OUT], bias: false }).to({ dtype });
   const [w] = mlp.parameters();
   let wq = await et.nn.dequantizeWeight(await et.nn.quantizeWeight(w, format), 'float32');
-  if (format === 'nf4' && dtype === 'bfloat16') wq = wq.to({ dtype: 'bfloat16' });
+  if (format === 'nf4' && dtype !== 'float32') wq = wq.to({ dtype });
   wq = wq.to({ dtype: 'float64' });
   await et.nn.quantize(mlp, format);
   expect(
@@ -80,7 +81,7 @@ describe('quantized row products', () => {
         for (const inn of SIZES[format]) {
           const { mlp, w } = await layer(format, inn, dtype);
           // (80 rows, float32: the dequantize-then-multiply path, x' rounded the same way, (b) alone;
-          // nf4 in bfloat16, 9 rows: that path's weight is the one the row kernels round to)
+          // nf4 in bfloat16 / float16, 9 rows: that path's weight is the one the row kernels round to)
           const many = dtype === 'float32' ? [80] : format === 'nf4' ? [9] : [];
           for (const R of [1, 2, 3, 5, 8, ...many]) {
             // rows of different scales, one with an outlier
@@ -99,7 +100,7 @@ describe('quantized row products', () => {
             const ref = x64.matmul(w.transpose(0, 1));
             const mag = x64.abs().matmul(w.abs().transpose(0, 1));
             let bound = mag.mul((inn + 8) * 2 ** -24);
-            if (dtype === 'bfloat16') bound = bound.add(ref.abs().mul(2 ** -8));
+            if (dtype !== 'float32') bound = bound.add(ref.abs().mul(dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11));
             const err = y.to({ dtype: 'float64' }).sub(ref).abs();
             const worst = err.sub(bound).max().item() as number;
             expect(worst, `${format} ${dtype} in ${inn} R ${R}: error beyond the bound`).toBeLessThanOrEqual(0);
