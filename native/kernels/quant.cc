@@ -488,7 +488,8 @@ at::Tensor dequantize_aten(const QuantWeight& q, at::ScalarType dtype) {
 // weight row goes alone, their lanes summed in a fixed order, then a scalar tail), whatever R, M or
 // the rows around it, so a row's outputs are the ones it gets alone. nf4 decodes a byte's two codes into two vectors (its even and its odd
 // elements): the rows are read in that order, permuted once per call; over bfloat16 rows its table is rounded to bfloat16
-// (View::round; float16 rows: to float16). q4_0 and nf4 over bfloat16 rows on AVX-512 BF16 take bfloat16 products instead (Q4Bf16, Nf4Bf16). Without AVX2, tiles of the weight are dequantized and go through the row kernels (kernels/linear_rows.h).
+// (View::round; float16 rows: to float16). q4_0 and nf4 over bfloat16 rows on AVX-512 BF16 take bfloat16 products instead (Q4Bf16,
+// Nf4Bf16). Without AVX2, tiles of the weight are dequantized and go through the row kernels (kernels/linear_rows.h).
 
 // The rows as the fused kernels read them: float32, nf4's elements of each group of 2L (L the
 // vector's lanes) reordered as its decoder produces them (the even elements, then the odd).
@@ -531,12 +532,14 @@ constexpr int kPrefetch = 768;
 // callers keep non-finite tables as they are: a NaN's rounding could carry into its sign).
 ET_Q512 inline __m512 round_bf16(__m512 x) {
   const __m512i b = _mm512_castps_si512(x);
-  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1)));
+  const __m512i r =
+      _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1)));
   return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 ET_Q256 inline __m256 round_bf16(__m256 x) {
   const __m256i b = _mm256_castps_si256(x);
-  const __m256i r = _mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1)));
+  const __m256i r =
+      _mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1)));
   return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
 }
 
@@ -825,7 +828,7 @@ void nf4_bf16_rows_input(const uint16_t* x, uint16_t* xp, int64_t R, int64_t K) 
 
 template <int NB, int M>
 struct Nf4Bf16 {
-  ET_Q512BF static void run(const View& v, const uint16_t* X, float* Y, int64_t ldy, int64_t n) {
+  ET_Q512BF static void run(const View& v, const uint16_t* rows, float* Y, int64_t ldy, int64_t n) {
     const int64_t K = v.K, nb = K / kNF4Block, rb = K / 2;
     const __m512 map = _mm512_loadu_ps(v.quant_map);
     const __m512i low = _mm512_set1_epi16(15);
@@ -837,13 +840,12 @@ struct Nf4Bf16 {
         const int64_t g = (n + i) * nb + b;
         const uint8_t* p = v.w + g * 32;
         _mm_prefetch(reinterpret_cast<const char*>(p) + NB * rb, _MM_HINT_T0);
-        const __m512i lut =
-            _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(map, _mm512_set1_ps(nf4_absmax(v, g)))));
+        const __m512i lut = _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(map, _mm512_set1_ps(nf4_absmax(v, g)))));
         const __m512i q = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         const __m512bh wo = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(q, low), lut),
                        we = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(q, 4), lut);
         for (int j = 0; j < M; ++j) {
-          const uint16_t* x = X + j * K + b * kNF4Block;
+          const uint16_t* x = rows + j * K + b * kNF4Block;
           even[i][j] = _mm512_dpbf16_ps(even[i][j], (__m512bh)_mm512_loadu_si512(x), we);
           odd[i][j] = _mm512_dpbf16_ps(odd[i][j], (__m512bh)_mm512_loadu_si512(x + 32), wo);
         }
@@ -1366,8 +1368,8 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
     auto xc = x2.contiguous();
     std::vector<uint16_t> xp(static_cast<size_t>(R * K));
     nf4_bf16_rows_input(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R, K);
-    const uint16_t* X = xp.data();
-    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Nf4Bf16, 1, 4, uint16_t>(v, X, Y, R, N, n0, n1); });
+    const uint16_t* rows = xp.data();
+    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Nf4Bf16, 1, 4, uint16_t>(v, rows, Y, R, N, n0, n1); });
     return y;
   }
 #endif
