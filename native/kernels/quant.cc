@@ -493,16 +493,21 @@ at::Tensor dequantize_aten(const QuantWeight& q, at::ScalarType dtype) {
 
 // The rows as the fused kernels read them: float32, nf4's elements of each group of 2L (L the
 // vector's lanes) reordered as its decoder produces them (the even elements, then the odd).
+// (n elements, each group of 2L: its even elements, then its odd.)
+template <typename T>
+void even_then_odd(const T* x, T* xp, int64_t n, int L) {
+  for (int64_t g = 0; g < n; g += 2 * L)
+    for (int t = 0; t < L; ++t) {
+      xp[g + t] = x[g + 2 * t];
+      xp[g + L + t] = x[g + 2 * t + 1];
+    }
+}
 void fused_rows_input(QuantFormat f, int L, const float* x, float* xp, int64_t R, int64_t K) {
   if (f != QuantFormat::NF4) {
     std::memcpy(xp, x, static_cast<size_t>(R * K) * 4);
     return;
   }
-  for (int64_t g = 0; g < R * K; g += 2 * L)
-    for (int t = 0; t < L; ++t) {
-      xp[g + t] = x[g + 2 * t];
-      xp[g + L + t] = x[g + 2 * t + 1];
-    }
+  even_then_odd(x, xp, R * K, L);
 }
 
 // The float32 sum s of row n's products, in y's terms: int8's rows scaled by SCB · (1/127).
@@ -876,14 +881,7 @@ struct Q4Bf16 {
 // bfloat16 compute dtype) and read by a word permutation, the products with the rows' bfloat16
 // exact in float32 (dpbf16). A block's 32 bytes as words: their high nibbles are its even elements,
 // the low ones its odd; the rows permuted so once per call (each block's even elements, then its
-// odd), each into its own float32 sum, the two added at the end.
-void nf4_bf16_rows_input(const uint16_t* x, uint16_t* xp, int64_t R, int64_t K) {
-  for (int64_t g = 0; g < R * K; g += kNF4Block)
-    for (int t = 0; t < kNF4Block / 2; ++t) {
-      xp[g + t] = x[g + 2 * t];
-      xp[g + kNF4Block / 2 + t] = x[g + 2 * t + 1];
-    }
-}
+// odd: even_then_odd with L = 32), each into its own float32 sum, the two added at the end.
 
 template <int NB, int M>
 struct Nf4Bf16 {
@@ -975,8 +973,7 @@ void rows_quant_tiles(const View& v, const float* X, float* Y, int64_t R, int64_
       for (int64_t i = 0; i < nt; ++i) dequant_row(v, n0 + i, buf.data() + i * K);
       if (v.round == View::Round::BF16)
         for (int64_t e = 0; e < nt * K; ++e) buf[e] = static_cast<float>(c10::BFloat16(buf[e]));
-      if (v.round == View::Round::F16)
-        for (int64_t e = 0; e < nt * K; ++e) buf[e] = static_cast<float>(c10::Half(buf[e]));
+      if (v.round == View::Round::F16) half_round(buf.data(), nt * K);
       rows_dot(false, buf.data(), X, Y + n0, R, N, nt, K);
     }
   });
@@ -1424,10 +1421,10 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
     at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Q4Bf16, 4, 4, uint16_t>(v, X, Y, R, N, n0, n1); });
     return y;
   }
-  if (q.format == QuantFormat::NF4 && x2.scalar_type() == at::kBFloat16 && rows_bf16_products()) {
+  if (v.round == View::Round::BF16 && rows_bf16_products()) {
     auto xc = x2.contiguous();
     std::vector<uint16_t> xp(static_cast<size_t>(R * K));
-    nf4_bf16_rows_input(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R, K);
+    even_then_odd(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R * K, kNF4Block / 2);
     const uint16_t* rows = xp.data();
     at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Nf4Bf16, 1, 4, uint16_t>(v, rows, Y, R, N, n0, n1); });
     return y;
