@@ -63,7 +63,7 @@ void LinearImpl::merge() {
   if (quant) {
     // into a quantized base as peft merges into bitsandbytes layers: dequantized, updated, quantized again
     auto w = dequantize_weight(*quant, at::kFloat) + at::matmul(lora_B, lora_A).to(at::kFloat) * scaling;
-    *quant = quantize_weight(w, quant->format, "merged LoRA layer");
+    *quant = kernel_layout(quantize_weight(w, quant->format, "merged LoRA layer"));
     merged = true;
     return;
   }
@@ -83,7 +83,7 @@ void LinearImpl::unmerge() {
 void LinearImpl::quantize(QuantFormat f, const std::string& name) {
   if (quant) throw CodedError("ERR_INVALID_ARG", "layer '" + name + "' is already quantized");
   if (lora_A.defined() && merged) throw CodedError("ERR_INVALID_ARG", "layer '" + name + "' has LoRA merged: quantize before merging");
-  quant = std::make_shared<QuantWeight>(quantize_weight(weight, f, name + ".weight"));
+  quant = std::make_shared<QuantWeight>(kernel_layout(quantize_weight(weight, f, name + ".weight")));
   release_weight();
 }
 
@@ -103,7 +103,7 @@ void LinearImpl::set_quantized(QuantWeight q, const std::string& name) {
     throw CodedError("ERR_STATE_DICT", "quantized weight '" + name + ".weight' is " + std::to_string(q.out) + " × " + std::to_string(q.in) +
                                            ", the layer " + std::to_string(out_features) + " × " + std::to_string(in_features));
   check_quant_weight(q, name + ".weight");
-  quant = std::make_shared<QuantWeight>(std::move(q));
+  quant = std::make_shared<QuantWeight>(kernel_layout(std::move(q)));
   release_weight();
 }
 
@@ -174,7 +174,7 @@ std::vector<std::pair<std::string, at::Tensor>> quantized_state(torch::nn::Modul
 
 void move_quantized(torch::nn::Module& root, const at::Device& device) {
   each_linear(root, [&](const std::string&, LinearImpl& l) {
-    if (l.quant && l.quant->weight.device() != device) *l.quant = l.quant->to(device);
+    if (l.quant && l.quant->weight.device() != device) *l.quant = kernel_layout(l.quant->to(device));
   });
 }
 

@@ -39,7 +39,11 @@ struct QuantWeight {
   // nf4: absmax uint8 (out · in / 64), quant_map float32 (16), nested_absmax float32
   // (⌈blocks / 256⌉), nested_quant_map float32 (256), offset float32 ().
   at::Tensor absmax, quant_map, nested_absmax, nested_quant_map, offset;
-  // The tensors by their bitsandbytes / gguf names ("weight", "SCB", "absmax", …; those of another format left out).
+  // q4_0 on a CPU with AVX-512 VNNI (kernel_layout): `weight`'s bytes with each 16 rows' blocks
+  // interleaved, as its decoding kernel reads them (same shape and size; named() gives gguf's bytes).
+  bool interleaved = false;
+  // The tensors by their bitsandbytes / gguf names ("weight", "SCB", "absmax", …; those of another
+  // format left out), in the files' layout (an interleaved weight copied back to gguf's).
   std::vector<std::pair<std::string, at::Tensor>> named() const;
   // The inverse: each tensor by its name from `get` (undefined where it gives none).
   void set_named(const std::function<at::Tensor(const char*)>& get);
@@ -47,6 +51,10 @@ struct QuantWeight {
   QuantWeight to(const at::Device& device) const;
   int64_t nbytes() const;
 };
+
+// q in the layout this CPU's row kernels read fastest: q4_0 on the CPU with AVX-512 VNNI gets its
+// weight interleaved (into a new tensor; see quant.cc); anything else is returned as it is.
+QuantWeight kernel_layout(QuantWeight q);
 
 // Quantizes w (out, in), a floating tensor on any device (computed on the CPU in float32). A row
 // the format's block does not divide, or a weight that is not finite, is an ERR_INVALID_ARG

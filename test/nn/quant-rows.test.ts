@@ -15,6 +15,7 @@
 //     bfloat16, 2⁻¹¹ |y| in float16).
 import { describe, it, expect } from 'vitest';
 import * as et from '../../lib/index';
+import { setQuantizedLayer } from '../../lib/nn/quant';
 
 type Format = et.nn.QuantFormat;
 const FORMATS: Format[] = ['int8', 'q8_0', 'q4_0', 'nf4'];
@@ -150,6 +151,29 @@ describe('quantized row products', () => {
           expect(Array.from(finite.slice(0, 3)), `${format} ${bad} R ${rows.shape[0]}`).toEqual([1, 0, 1]);
         }
       }
+  });
+
+  it("q4_0 held interleaved for its kernel (AVX-512 VNNI) still gives gguf's bytes: the state dict equals nn.quantizeWeight's, and those bytes loaded into a layer compute the same", async () => {
+    et.manualSeed(16);
+    for (const out of [16, 42, 7]) {
+      const mlp = await et.nn.Mlp.create({ sizes: [160, out], bias: false });
+      const [w] = mlp.parameters();
+      const ref = await et.nn.quantizeWeight(w, 'q4_0');
+      await et.nn.quantize(mlp, 'q4_0');
+      const sd = mlp.stateDict();
+      expect([...sd.keys()]).toEqual(['layers.0.weight']);
+      expect(await bits(sd.get('layers.0.weight')!), `out ${out}`).toEqual(await bits(ref.tensors.weight));
+      // the same bytes set into a fresh layer: the same products, rows alone and 5 together
+      const other = await et.nn.Mlp.create({ sizes: [160, out], bias: false });
+      await setQuantizedLayer(other, et.nn.linearLayers(other)[0], 'q4_0', { weight: ref.tensors.weight });
+      const x = et.randn([5, 160]);
+      for (const rows of [x, x.slice(0, 2, 3)]) expect(await bits(await run(other, rows)), `out ${out}`).toEqual(await bits(await run(mlp, rows)));
+      // and the prompt path (dequantized weight) reads the same weight
+      expect(
+        await bits(await et.nn.dequantizeWeight({ format: 'q4_0', shape: [out, 160], tensors: { weight: sd.get('layers.0.weight')! } })),
+        `out ${out}`,
+      ).toEqual(await bits(await et.nn.dequantizeWeight(ref)));
+    }
   });
 
   it('16 rows decoding together (DecodeBatch) get the tokens each gets alone, on each format', async () => {
