@@ -47,7 +47,8 @@ export interface ModuleHandle {
   /** Inputs by name (HF snake_case); the outputs the model computed, by name. */
   forward(inputs: Record<string, TensorHandle | null>): Promise<Record<string, TensorHandle>>;
   namedParameters(): Named;
-  namedBuffers(): Named;
+  /** With the quantized layers' tensors: as held, or with `fileLayout` in their files' layout (a copy where a kernel's layout differs). */
+  namedBuffers(fileLayout?: boolean): Named;
   setTraining(on: boolean): void;
   training(): boolean;
   to(device: string | null, dtype: string | null): Promise<void>;
@@ -231,6 +232,8 @@ export interface Binding {
   quantizeLinears(module: ModuleHandle, names: string[], format: string): Promise<void>;
   /** A checkpoint's quantized weight into a Linear layer (checked natively: ERR_STATE_DICT). */
   setQuantized(module: ModuleHandle, layer: string, format: string, out: number, inFeatures: number, tensors: Record<string, TensorHandle>): Promise<void>;
+  /** A float weight quantized straight into a Linear layer (nothing else holds its bytes). */
+  quantizeLayer(module: ModuleHandle, layer: string, weight: TensorHandle, format: string, name: string): Promise<void>;
   /** Every Linear layer of a module: [name, out, in, its quantization or null]. */
   linearLayers(module: ModuleHandle): [string, number, number, string | null][];
   /** An exclusive flock(2) on an open descriptor, not waiting: false when held elsewhere. */

@@ -10,6 +10,32 @@ import { Device, checkDevice } from '../device';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 
+/**
+ * Set while {@link Module.stateDict} lists the buffers: native modules then give each quantized
+ * layer's tensors in its files' layout (a q4_0 weight held interleaved for its CPU kernel is
+ * copied back to gguf's bytes); otherwise as held.
+ */
+let fileLayout = false;
+
+/** A q4_0 Linear layer of a native part: its name there and shape. */
+interface Q4Layer {
+  part: NativeModule;
+  name: string;
+  out: number;
+  in: number;
+}
+
+/** The q4_0 Linear layers of a module by their weights' full names (see nn/quant.ts's linearLayers). */
+function q4Layers(m: Module, prefix = '', out = new Map<string, Q4Layer>()): Map<string, Q4Layer> {
+  if (m instanceof NativeModule) {
+    for (const [name, o, i, format] of binding.linearLayers(m.native))
+      if (format === 'q4_0') out.set(`${prefix}${name}.weight`, { part: m, name, out: o, in: i });
+    return out;
+  }
+  for (const [n, c] of m.children()) q4Layers(c, `${prefix}${n}.`, out);
+  return out;
+}
+
 /** Where a module's parameters live: device and dtype (as `module.to(device, dtype)`). */
 export interface ModuleOptions {
   device?: Device;
@@ -130,7 +156,10 @@ export abstract class Module {
     for (const [cn, c] of this._children) for (const [n, p] of c.namedParameters()) out.push([`${cn}.${n}`, p]);
     return out;
   }
-  /** All buffers (non-trainable state such as running statistics) with full names. */
+  /**
+   * All buffers (non-trainable state such as running statistics) with full names, and the
+   * quantized layers' tensors as held (see {@link stateDict}).
+   */
   namedBuffers(): Array<[string, Tensor]> {
     this.checkLive();
     const out = this.ownNative().buffers;
@@ -258,11 +287,21 @@ export abstract class Module {
   /** @internal */
   protected async moveNative(_device: string | null, _dtype: string | null): Promise<void> {}
 
-  /** Parameters and buffers by full name, sharing memory with the module. */
+  /**
+   * Parameters and buffers by full name, sharing memory with the module; a quantized layer's
+   * tensors in its files' layout: a q4_0 weight that a CPU with AVX-512 VNNI holds interleaved for
+   * its kernel comes as gguf's bytes, in a copy ({@link namedBuffers} gives it as held).
+   */
   stateDict(opts: { trainableOnly?: boolean } = {}): StateDict {
     opts = checkOptionNames(opts, ['trainableOnly'], 'stateDict options');
     const params = this.namedParameters().filter(([, p]) => !opts.trainableOnly || p.requiresGrad);
-    return new Map([...params, ...(opts.trainableOnly ? [] : this.namedBuffers())]);
+    if (opts.trainableOnly) return new Map(params);
+    fileLayout = true;
+    try {
+      return new Map([...params, ...this.namedBuffers()]);
+    } finally {
+      fileLayout = false;
+    }
   }
 
   /**
@@ -286,17 +325,26 @@ export abstract class Module {
     if (dtype && !isFloating(dtype)) invalid('a floating dtype', 'loadStateDict options.dtype', dtype);
     if (dtype && !opts.assign) invalid("dtype only with assign: true (a copy keeps the model's dtype)", 'loadStateDict options', 'dtype');
     const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
-    const own = this.stateDict();
+    // the tensors as held (no copies); a q4_0 layer's weight, which its kernel may hold in a layout
+    // of its own, is set through its layer (gguf's bytes in, the kernel's layout made from them)
+    const own = new Map([...this.namedParameters(), ...this.namedBuffers()]);
+    const q4 = q4Layers(this);
     const missing = [...own.keys()].filter((k) => !src.has(k));
     const unexpected = [...src.keys()].filter((k) => !own.has(k));
     const mismatched: string[] = [];
     const dst: Tensor[] = [];
     const from: Tensor[] = [];
+    const relayout: Array<[Q4Layer, Tensor]> = [];
     for (const [k, t] of own) {
       const s = src.get(k);
       if (!s) continue;
       if (!(s instanceof Tensor)) invalid('a Tensor', `state dict entry '${k}'`, s);
       if (s.shape.join() !== t.shape.join()) mismatched.push(`'${k}': checkpoint [${s.shape}] vs model [${t.shape}]`);
+      if (q4.has(k)) {
+        if (s.dtype !== 'uint8') mismatched.push(`'${k}': checkpoint ${s.dtype} vs model uint8 (q4_0's blocks)`);
+        relayout.push([q4.get(k)!, opts.assign ? s.to({ device: t.device }) : s.to({ device: t.device }).clone()]);
+        continue;
+      }
       dst.push(t);
       from.push(s);
     }
@@ -316,6 +364,7 @@ export abstract class Module {
         dst.map((t) => t.handle),
         from.map((t) => t.handle),
       );
+    for (const [l, t] of relayout) await binding.setQuantized(l.part.native, l.name, 'q4_0', l.out, l.in, { weight: t.handle });
     return { missing, unexpected };
   }
 
@@ -427,7 +476,7 @@ export abstract class NativeModule extends Module {
   protected ownNative(): { params: Array<[string, Tensor]>; buffers: Array<[string, Tensor]> } {
     const base = super.ownNative();
     const wrap = ([names, hs]: [string[], unknown[]]) => names.map((n, i) => [n, new Tensor(hs[i] as never)] as [string, Tensor]);
-    return { params: [...wrap(this.native.namedParameters()), ...base.params], buffers: wrap(this.native.namedBuffers()) };
+    return { params: [...wrap(this.native.namedParameters()), ...base.params], buffers: wrap(this.native.namedBuffers(fileLayout)) };
   }
   protected setNativeTraining(on: boolean): void {
     this.native.setTraining(on);

@@ -11,7 +11,7 @@ import { Tensor, tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors';
 import type { SafetensorsEntry } from '../io/safetensors';
-import { QUANT_BYTES_PER_WEIGHT, QuantFormat, checkQuantFormat, linearLayers, quantize as quantizeModel, quantizeWeight, setQuantizedLayer } from './quant';
+import { QUANT_BYTES_PER_WEIGHT, QuantFormat, checkQuantFormat, linearLayers, quantize as quantizeModel, quantizeLayer, setQuantizedLayer } from './quant';
 import type { LinearLayerInfo } from './quant';
 import { NativeModule } from './module';
 import {
@@ -700,9 +700,7 @@ async function loadQuantized<M extends Module, O extends PretrainedOptions<objec
         rest.set(k, t);
         continue;
       }
-      const q = await quantizeWeight(t, format, k);
-      await setQuantizedLayer(native, layer, format, q.tensors);
-      for (const qt of Object.values(q.tensors)) qt.dispose();
+      await quantizeLayer(native, layer, format, t, k);
       t.dispose();
     }
     if (rest.size) await model.loadStateDict(rest, { strict: false, assign: true, ...(dtype ? { dtype } : {}) });

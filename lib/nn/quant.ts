@@ -166,11 +166,20 @@ export async function quantize(model: Module, format: QuantFormat, opts: { layer
  * @internal Puts a quantized weight (its tensors by the names of {@link QuantizedWeight}) into a
  * Linear layer of a native model, checked natively against the layer (ERR_STATE_DICT naming the
  * tensor). The model shares the tensors (but a q4_0 weight on a CPU with AVX-512 VNNI, which it
- * copies into its kernel's interleaved layout).
+ * copies into its kernel's interleaved layout: {@link quantizeLayer} makes none).
  */
 export async function setQuantizedLayer(model: Module, layer: LinearLayerInfo, format: QuantFormat, tensors: Record<string, Tensor>): Promise<void> {
   const sent: Record<string, TensorHandle> = {};
   for (const [k, t] of Object.entries(tensors)) sent[k] = t.handle;
   const [part, name] = partOf(model, layer.name);
   await binding.setQuantized(part.native, name, format, layer.out, layer.in, sent);
+}
+
+/**
+ * @internal Quantizes a float weight (a checkpoint's, as it is read) straight into a Linear layer of a
+ * native model: the layer's tensors are its own, so a layout for the kernels is made in place.
+ */
+export async function quantizeLayer(model: Module, layer: LinearLayerInfo, format: QuantFormat, weight: Tensor, name: string): Promise<void> {
+  const [part, local] = partOf(model, layer.name);
+  await binding.quantizeLayer(part.native, local, weight.handle, format, name);
 }

@@ -163,11 +163,12 @@ void quantize_linears(torch::nn::Module& root, const std::vector<std::string>& n
   for (const auto& n : names) by_name[n]->quantize(f, n);
 }
 
-std::vector<std::pair<std::string, at::Tensor>> quantized_state(torch::nn::Module& root) {
+std::vector<std::pair<std::string, at::Tensor>> quantized_state(torch::nn::Module& root, bool file_layout) {
   std::vector<std::pair<std::string, at::Tensor>> out;
   each_linear(root, [&](const std::string& n, LinearImpl& l) {
     if (!l.quant) return;
-    for (const auto& [k, t] : l.quant->named()) out.emplace_back(n + (k == "weight" || k == "SCB" ? "." + k : ".weight." + k), t);
+    for (const auto& [k, t] : l.quant->named(!file_layout))
+      out.emplace_back(n + (k == "weight" || k == "SCB" ? "." + k : ".weight." + k), t);
   });
   return out;
 }

@@ -57,8 +57,9 @@ int64_t merge_lora(torch::nn::Module& root, bool merge);
 // a name that is not a Linear layer of root.
 void quantize_linears(torch::nn::Module& root, const std::vector<std::string>& names, QuantFormat f);
 // Every quantized layer's tensors under their full names (`<layer>.weight`, `<layer>.SCB`,
-// `<layer>.weight.absmax`, …: bitsandbytes' keys; see QuantWeight::named).
-std::vector<std::pair<std::string, at::Tensor>> quantized_state(torch::nn::Module& root);
+// `<layer>.weight.absmax`, …: bitsandbytes' keys; see QuantWeight::named): as held, or with
+// `file_layout` a weight held in a kernel's layout copied back to the file's.
+std::vector<std::pair<std::string, at::Tensor>> quantized_state(torch::nn::Module& root, bool file_layout);
 // Moves every quantized layer's tensors to device.
 void move_quantized(torch::nn::Module& root, const at::Device& device);
 

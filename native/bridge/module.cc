@@ -98,11 +98,13 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
     return guard(info.Env(), [&]() -> Napi::Value { return named(info.Env(), live()->named_parameters()); });
   }
   Napi::Value NamedBuffers(const Napi::CallbackInfo& info) {
-    // with the quantized layers' tensors (blocks/lora.h's quantized_state: bitsandbytes' names)
+    // with the quantized layers' tensors (blocks/lora.h's quantized_state: bitsandbytes' names); with
+    // `fileLayout` (a state dict) a weight held in a kernel's layout is copied back to the file's
     return guard(info.Env(), [&]() -> Napi::Value {
       auto m = live();
       auto d = m->named_buffers();
-      for (auto& [k, t] : nn::quantized_state(*m)) d.insert(k, t);
+      const bool file_layout = info.Length() > 0 && info[0].ToBoolean().Value();
+      for (auto& [k, t] : nn::quantized_state(*m, file_layout)) d.insert(k, t);
       return named(info.Env(), d);
     });
   }

@@ -86,6 +86,27 @@ Napi::Value SetQuantized(const Napi::CallbackInfo& info) {
   });
 }
 
+// quantizeLayer(module, layer, weight, format, name) → Promise<void>: a float weight (a checkpoint's,
+// read piece by piece) quantized straight into the layer, whose bytes nothing else then holds (so a
+// layout for the kernels is made in place: kernel_layout).
+Napi::Value QuantizeLayer(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto [m, mutex] = module_of(info[0]);
+    auto layer = to_string(info[1], "layer name");
+    auto w = to_tensor(info[2], "weight");
+    auto f = nn::quant_format(to_string(info[3], "format"));
+    auto name = to_string(info[4], "name");
+    return run_async(info.Env(), "emotorch.quantizeLayer", mutex, [m, layer, w, f, name] {
+      std::shared_ptr<torch::nn::Module> sub;
+      for (auto& item : m->named_modules("", false))
+        if (item.key() == layer) sub = item.value();
+      auto* lin = sub ? sub->as<nn::LinearImpl>() : nullptr;
+      if (!lin) throw CodedError("ERR_STATE_DICT", "'" + layer + "' is not a Linear layer of this model");
+      lin->set_quantized(nn::quantize_weight(w, f, name), layer);
+    }, nullptr);
+  });
+}
+
 // linearLayers(module) → [[name, out, in, format | null], …]: every Linear layer and its quantization.
 Napi::Value LinearLayers(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
@@ -113,6 +134,7 @@ void init_quant(Napi::Env env, Napi::Object exports) {
   exports.Set("dequantizeWeight", Napi::Function::New(env, DequantizeWeight));
   exports.Set("quantizeLinears", Napi::Function::New(env, QuantizeLinears));
   exports.Set("setQuantized", Napi::Function::New(env, SetQuantized));
+  exports.Set("quantizeLayer", Napi::Function::New(env, QuantizeLayer));
   exports.Set("linearLayers", Napi::Function::New(env, LinearLayers));
 }
 

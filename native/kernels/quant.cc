@@ -278,26 +278,35 @@ struct View {
 // they are), one lane a row in every vector. The same C test read 33 GB/s that way.
 constexpr int64_t kGroup = 16;
 
-// gguf's q4_0 bytes (N × rb) ⇄ interleaved (back: interleaved → gguf's), into a new tensor.
-at::Tensor interleave_q4_0(const at::Tensor& w, int64_t N, int64_t K, bool back) {
-  const int64_t nb = K / kGgufBlock, rb = nb * 18, G = N / kGroup;
-  auto src = w.contiguous();
-  auto out = at::empty_like(src);
-  const uint8_t* S = src.const_data_ptr<uint8_t>();
-  uint8_t* D = out.data_ptr<uint8_t>();
-  at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g)
+// gguf's q4_0 bytes (N × rb) ⇄ interleaved (back: interleaved → gguf's), in place: a group of 16
+// rows spans the same bytes either way, so each is rearranged through a buffer of its own size.
+void interleave_q4_0_(uint8_t* w, int64_t N, int64_t K, bool back) {
+  const int64_t nb = K / kGgufBlock, rb = nb * 18;
+  at::parallel_for(0, N / kGroup, 1, [&](int64_t g0, int64_t g1) {
+    std::vector<uint8_t> buf(static_cast<size_t>(kGroup * rb));
+    for (int64_t g = g0; g < g1; ++g) {
+      uint8_t* grp = w + g * kGroup * rb;
+      std::memcpy(buf.data(), grp, buf.size());
       for (int64_t i = 0; i < kGroup; ++i)
         for (int64_t b = 0; b < nb; ++b) {
-          const int64_t row = (g * kGroup + i) * rb + b * 18, grp = g * kGroup * rb + b * 288;
-          auto move = [&](int64_t flat, int64_t inter, int64_t n) {
-            back ? std::memcpy(D + flat, S + inter, n) : std::memcpy(D + inter, S + flat, n);
-          };
-          move(row, grp + 256 + 2 * i, 2);
-          for (int64_t m = 0; m < 4; ++m) move(row + 2 + 4 * m, grp + 64 * m + 4 * i, 4);
+          const int64_t flat = i * rb + b * 18, inter = b * 288;
+          uint8_t* dst = back ? grp + flat : grp + inter;
+          const uint8_t* src = back ? buf.data() + inter : buf.data() + flat;
+          const int64_t d_at = back ? 0 : 256 + 2 * i, d_from = back ? 256 + 2 * i : 0;
+          std::memcpy(dst + d_at, src + d_from, 2);
+          for (int64_t m = 0; m < 4; ++m) {
+            const int64_t q_at = back ? 2 + 4 * m : 64 * m + 4 * i, q_from = back ? 64 * m + 4 * i : 2 + 4 * m;
+            std::memcpy(dst + q_at, src + q_from, 4);
+          }
         }
+    }
   });
-  if (G * kGroup < N) std::memcpy(D + G * kGroup * rb, S + G * kGroup * rb, static_cast<size_t>((N - G * kGroup) * rb));
+}
+
+// The same into a new tensor (w itself left as it is).
+at::Tensor interleave_q4_0(const at::Tensor& w, int64_t N, int64_t K, bool back) {
+  auto out = w.contiguous().clone();
+  interleave_q4_0_(out.data_ptr<uint8_t>(), N, K, back);
   return out;
 }
 
@@ -1623,27 +1632,13 @@ at::Tensor act_input(const at::Tensor& x, QuantFormat f) {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The tensors by name as QuantWeight::named() lists them, but the weight as held (interleaved or not).
-std::vector<std::pair<std::string, at::Tensor>> held(const QuantWeight& q) {
-  std::vector<std::pair<std::string, at::Tensor>> ts{{"weight", q.weight}};
-  if (q.format == QuantFormat::Int8) ts.emplace_back("SCB", q.scb);
-  if (q.format == QuantFormat::NF4) {
-    ts.emplace_back("absmax", q.absmax);
-    ts.emplace_back("quant_map", q.quant_map);
-    ts.emplace_back("nested_absmax", q.nested_absmax);
-    ts.emplace_back("nested_quant_map", q.nested_quant_map);
-    ts.emplace_back("offset", q.offset);
-  }
-  return ts;
-}
-
 // The quantized weight through autograd's saved data: its tensors as held and format.
 void save_quant(AutogradContext* ctx, const QuantWeight& q) {
   ctx->saved_data["format"] = static_cast<int64_t>(q.format);
   ctx->saved_data["out"] = q.out;
   ctx->saved_data["in"] = q.in;
   ctx->saved_data["interleaved"] = q.interleaved;
-  for (const auto& [k, t] : held(q)) ctx->saved_data[k] = t;
+  for (const auto& [k, t] : q.named(true)) ctx->saved_data[k] = t;
 }
 QuantWeight load_quant(AutogradContext* ctx) {
   QuantWeight q;
@@ -1692,9 +1687,16 @@ const char* quant_format_name(QuantFormat f) {
 
 int64_t quant_block(QuantFormat f) { return f == QuantFormat::Int8 ? 1 : f == QuantFormat::NF4 ? kNF4Block : kGgufBlock; }
 
-std::vector<std::pair<std::string, at::Tensor>> QuantWeight::named() const {
-  auto ts = held(*this);
-  if (interleaved) ts[0].second = interleave_q4_0(weight, out, in, true);
+std::vector<std::pair<std::string, at::Tensor>> QuantWeight::named(bool as_held) const {
+  std::vector<std::pair<std::string, at::Tensor>> ts{{"weight", interleaved && !as_held ? interleave_q4_0(weight, out, in, true) : weight}};
+  if (format == QuantFormat::Int8) ts.emplace_back("SCB", scb);
+  if (format == QuantFormat::NF4) {
+    ts.emplace_back("absmax", absmax);
+    ts.emplace_back("quant_map", quant_map);
+    ts.emplace_back("nested_absmax", nested_absmax);
+    ts.emplace_back("nested_quant_map", nested_quant_map);
+    ts.emplace_back("offset", offset);
+  }
   return ts;
 }
 
@@ -1731,7 +1733,11 @@ QuantWeight kernel_layout(QuantWeight q) {
 #if defined(__x86_64__)
   if (q.format == QuantFormat::Q4_0 && !q.interleaved && q.out >= kGroup && q.weight.defined() && q.weight.device().is_cpu() &&
       vnni_products()) {
-    q.weight = interleave_q4_0(q.weight, q.out, q.in, false);
+    // in place where nothing else holds the bytes (a weight just quantized), else into a copy
+    const auto& w = q.weight;
+    if (w.is_contiguous() && w.storage_offset() == 0 && w.use_count() == 1 && w.storage().use_count() == 1)
+      interleave_q4_0_(w.data_ptr<uint8_t>(), q.out, q.in, false);
+    else q.weight = interleave_q4_0(w, q.out, q.in, false);
     q.interleaved = true;
   }
 #endif

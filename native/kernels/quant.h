@@ -43,8 +43,9 @@ struct QuantWeight {
   // interleaved, as its decoding kernel reads them (same shape and size; named() gives gguf's bytes).
   bool interleaved = false;
   // The tensors by their bitsandbytes / gguf names ("weight", "SCB", "absmax", …; those of another
-  // format left out), in the files' layout (an interleaved weight copied back to gguf's).
-  std::vector<std::pair<std::string, at::Tensor>> named() const;
+  // format left out), in the files' layout (an interleaved weight copied back to gguf's), or with
+  // `as_held` the weight as held (no copy).
+  std::vector<std::pair<std::string, at::Tensor>> named(bool as_held = false) const;
   // The inverse: each tensor by its name from `get` (undefined where it gives none).
   void set_named(const std::function<at::Tensor(const char*)>& get);
   // The same weight with its tensors on `device`.

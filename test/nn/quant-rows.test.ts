@@ -153,7 +153,7 @@ describe('quantized row products', () => {
       }
   });
 
-  it("q4_0 held interleaved for its kernel (AVX-512 VNNI) still gives gguf's bytes: the state dict equals nn.quantizeWeight's, and those bytes loaded into a layer compute the same", async () => {
+  it("q4_0 held interleaved for its kernel (AVX-512 VNNI) still gives gguf's bytes: the state dict equals nn.quantizeWeight's, and those bytes set or loaded into a layer compute the same", async () => {
     et.manualSeed(16);
     for (const out of [16, 42, 7]) {
       const mlp = await et.nn.Mlp.create({ sizes: [160, out], bias: false });
@@ -168,6 +168,16 @@ describe('quantized row products', () => {
       await setQuantizedLayer(other, et.nn.linearLayers(other)[0], 'q4_0', { weight: ref.tensors.weight });
       const x = et.randn([5, 160]);
       for (const rows of [x, x.slice(0, 2, 3)]) expect(await bits(await run(other, rows)), `out ${out}`).toEqual(await bits(await run(mlp, rows)));
+      // loadStateDict of those bytes into another q4_0 layer: its kernel's layout made from them (not
+      // gguf's bytes copied into an interleaved weight), checked before anything is set
+      const third = await et.nn.Mlp.create({ sizes: [160, out], bias: false });
+      await et.nn.quantize(third, 'q4_0');
+      await expect(third.loadStateDict(new Map([['layers.0.weight', et.zeros(sd.get('layers.0.weight')!.shape)]]))).rejects.toMatchObject({
+        code: 'ERR_STATE_DICT',
+      });
+      await third.loadStateDict(sd);
+      expect(await bits(await run(third, x)), `out ${out}`).toEqual(await bits(await run(mlp, x)));
+      expect(await bits(third.stateDict().get('layers.0.weight')!)).toEqual(await bits(ref.tensors.weight));
       // and the prompt path (dequantized weight) reads the same weight
       expect(
         await bits(await et.nn.dequantizeWeight({ format: 'q4_0', shape: [out, 160], tensors: { weight: sd.get('layers.0.weight')! } })),
