@@ -81,7 +81,8 @@ describe('quantized row products', () => {
         et.manualSeed(58);
         for (const inn of SIZES[format]) {
           const { mlp, w } = await layer(format, inn, dtype);
-          // (80 rows, float32: the dequantize-then-multiply path, x' rounded the same way, (b) alone;
+          // (80 rows, float32: the dequantize-then-multiply path, x' rounded the same way, (b) alone
+          // — q4_0 held interleaved (AVX-512 VNNI) takes its integer kernel at any length;
           // nf4 in bfloat16 / float16, 9 rows: that path's weight is the one the row kernels round to)
           const many = dtype === 'float32' ? [80] : format === 'nf4' ? [9] : [];
           for (const R of [1, 2, 3, 5, 8, ...many]) {
@@ -178,6 +179,19 @@ describe('quantized row products', () => {
       await third.loadStateDict(sd);
       expect(await bits(await run(third, x)), `out ${out}`).toEqual(await bits(await run(mlp, x)));
       expect(await bits(third.stateDict().get('layers.0.weight')!)).toEqual(await bits(ref.tensors.weight));
+      // training's path (autograd: the held weight dequantized, interleaved rows gathered back) multiplies
+      // the reference's weight, in float32 and bfloat16 (x · wᵀ over the same values, one rounding apart)
+      for (const dtype of ['float32', 'bfloat16'] as const) {
+        await mlp.to({ dtype });
+        const xg = x.to({ dtype }).requiresGrad_();
+        const y = (await mlp.forward(xg)).to({ dtype: 'float32' });
+        const want = x
+          .to({ dtype })
+          .to({ dtype: 'float32' })
+          .matmul((await et.nn.dequantizeWeight(ref, dtype)).to({ dtype: 'float32' }).transpose(0, 1));
+        const tol = dtype === 'float32' ? 1e-5 : 2 ** -7;
+        expect(y.sub(want).abs().max().item() as number, `out ${out} ${dtype}`).toBeLessThanOrEqual(tol * (want.abs().max().item() as number));
+      }
       // and the prompt path (dequantized weight) reads the same weight
       expect(
         await bits(await et.nn.dequantizeWeight({ format: 'q4_0', shape: [out, 160], tensors: { weight: sd.get('layers.0.weight')! } })),
