@@ -17,6 +17,16 @@ import { loadSafetensors, saveSafetensors } from '../io/safetensors';
  */
 let fileLayout = false;
 
+/**
+ * The native modules a model is made of, each with its names' prefix ('' for a native model;
+ * 'language_model.' for InternVL's LLM).
+ * @internal
+ */
+export function nativeParts(model: Module, prefix = ''): Array<[string, NativeModule]> {
+  if ('native' in model) return [[prefix, model as NativeModule]];
+  return model.children().flatMap(([n, c]) => nativeParts(c, `${prefix}${n}.`));
+}
+
 /** A q4_0 Linear layer of a native part: its name there and shape. */
 interface Q4Layer {
   part: NativeModule;
@@ -25,14 +35,12 @@ interface Q4Layer {
   in: number;
 }
 
-/** The q4_0 Linear layers of a module by their weights' full names (see nn/quant.ts's linearLayers). */
-function q4Layers(m: Module, prefix = '', out = new Map<string, Q4Layer>()): Map<string, Q4Layer> {
-  if (m instanceof NativeModule) {
-    for (const [name, o, i, format] of binding.linearLayers(m.native))
-      if (format === 'q4_0') out.set(`${prefix}${name}.weight`, { part: m, name, out: o, in: i });
-    return out;
-  }
-  for (const [n, c] of m.children()) q4Layers(c, `${prefix}${n}.`, out);
+/** The q4_0 Linear layers of a module by their weights' full names (as nn/quant.ts's linearLayers lists them). */
+function q4Layers(model: Module): Map<string, Q4Layer> {
+  const out = new Map<string, Q4Layer>();
+  for (const [prefix, part] of nativeParts(model))
+    for (const [name, o, i, format] of binding.linearLayers(part.native))
+      if (format === 'q4_0') out.set(`${prefix}${name}.weight`, { part, name, out: o, in: i });
   return out;
 }
 

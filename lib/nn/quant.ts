@@ -22,6 +22,7 @@ import type { TensorHandle } from '../native';
 import { Tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { DType, checkDtype, isFloating } from '../dtype';
+import { nativeParts } from './module';
 import type { Module, NativeModule } from './module';
 
 /** A quantization emotorch implements (see the module's documentation). */
@@ -111,12 +112,6 @@ export function linearLayers(model: Module): LinearLayerInfo[] {
   return nativeParts(model).flatMap(([prefix, m]) =>
     binding.linearLayers(m.native).map(([name, out, inF, format]) => ({ name: prefix + name, out, in: inF, format: format as QuantFormat | null })),
   );
-}
-
-/** The native modules a model is made of, each with its names' prefix ('' for a native model; 'language_model.' for InternVL's LLM). */
-function nativeParts(model: Module, prefix = ''): Array<[string, NativeModule]> {
-  if ('native' in model) return [[prefix, model as NativeModule]];
-  return model.children().flatMap(([n, c]) => nativeParts(c, `${prefix}${n}.`));
 }
 
 /** The native part holding a layer of `model`, and the layer's name within it. */

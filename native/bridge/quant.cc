@@ -69,20 +69,24 @@ Napi::Value QuantizeLinears(const Napi::CallbackInfo& info) {
   });
 }
 
+// The Linear layer of m named `layer` (ERR_STATE_DICT when there is none).
+nn::LinearImpl& linear_named(torch::nn::Module& m, const std::string& layer) {
+  std::shared_ptr<torch::nn::Module> sub;
+  for (auto& item : m.named_modules("", false))
+    if (item.key() == layer) sub = item.value();
+  auto* lin = sub ? sub->as<nn::LinearImpl>() : nullptr;
+  if (!lin) throw CodedError("ERR_STATE_DICT", "'" + layer + "' is not a Linear layer of this model");
+  return *lin;
+}
+
 // setQuantized(module, layer, format, out, in, tensors) → Promise<void>: a checkpoint's quantized weight into the layer.
 Napi::Value SetQuantized(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     auto [m, mutex] = module_of(info[0]);
     auto layer = to_string(info[1], "layer name");
     auto q = quant_of(info, 2);
-    return run_async(info.Env(), "emotorch.setQuantized", mutex, [m, layer, q] {
-      std::shared_ptr<torch::nn::Module> sub;
-      for (auto& item : m->named_modules("", false))
-        if (item.key() == layer) sub = item.value();
-      auto* lin = sub ? sub->as<nn::LinearImpl>() : nullptr;
-      if (!lin) throw CodedError("ERR_STATE_DICT", "'" + layer + "' is not a Linear layer of this model");
-      lin->set_quantized(q, layer);
-    }, nullptr, "ERR_STATE_DICT");
+    return run_async(info.Env(), "emotorch.setQuantized", mutex, [m, layer, q] { linear_named(*m, layer).set_quantized(q, layer); },
+                     nullptr, "ERR_STATE_DICT");
   });
 }
 
@@ -96,14 +100,8 @@ Napi::Value QuantizeLayer(const Napi::CallbackInfo& info) {
     auto w = to_tensor(info[2], "weight");
     auto f = nn::quant_format(to_string(info[3], "format"));
     auto name = to_string(info[4], "name");
-    return run_async(info.Env(), "emotorch.quantizeLayer", mutex, [m, layer, w, f, name] {
-      std::shared_ptr<torch::nn::Module> sub;
-      for (auto& item : m->named_modules("", false))
-        if (item.key() == layer) sub = item.value();
-      auto* lin = sub ? sub->as<nn::LinearImpl>() : nullptr;
-      if (!lin) throw CodedError("ERR_STATE_DICT", "'" + layer + "' is not a Linear layer of this model");
-      lin->set_quantized(nn::quantize_weight(w, f, name), layer);
-    }, nullptr);
+    return run_async(info.Env(), "emotorch.quantizeLayer", mutex,
+                     [m, layer, w, f, name] { linear_named(*m, layer).set_quantized(nn::quantize_weight(w, f, name), layer); }, nullptr);
   });
 }
 

@@ -1554,20 +1554,7 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
   // about 64 KiB of weight a task
   const int64_t grain = std::max<int64_t>(4, (64 << 10) / std::max<int64_t>(q.nbytes() / N, 1));
 #if defined(__x86_64__)
-  if (v.interleaved) {
-    auto xf = x2.to(at::kFloat).contiguous();
-    if (!act) {  // (autograd on without a gradient to take: the tiles read the interleaved rows)
-      rows_quant_tiles(v, xf.const_data_ptr<float>(), Y, R, N);
-      return y;
-    }
-    const ActRows a = act_quantize(q.format, xf.const_data_ptr<float>(), R, K);
-    const ActSteps s = act_steps(q.format, a, true);
-    const int64_t units = v.groups + (N - v.groups * kGroup);
-    at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup),
-                     [&](int64_t u0, int64_t u1) { q4_interleaved_rows(v, a, s, Y, R, N, u0, u1); });
-    return y;
-  }
-  if (!act && q.format == QuantFormat::Q4_0 && x2.scalar_type() == at::kBFloat16 && rows_bf16_products()) {
+  if (!act && q.format == QuantFormat::Q4_0 && !v.interleaved && x2.scalar_type() == at::kBFloat16 && rows_bf16_products()) {
     auto xc = x2.contiguous();
     std::vector<uint16_t> xp(static_cast<size_t>(R * K));
     q4_bf16_rows_input(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R, K);
@@ -1588,6 +1575,15 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
   auto xf = x2.to(at::kFloat).contiguous();  // bfloat16 and float16 rows widen exactly
   if (act) {
     const ActRows a = act_quantize(q.format, xf.const_data_ptr<float>(), R, K);
+#if defined(__x86_64__)
+    if (v.interleaved) {
+      const ActSteps s = act_steps(q.format, a, true);
+      const int64_t units = v.groups + (N - v.groups * kGroup);
+      at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup),
+                       [&](int64_t u0, int64_t u1) { q4_interleaved_rows(v, a, s, Y, R, N, u0, u1); });
+      return y;
+    }
+#endif
     if (const VnniKernel kernel = vnni_kernel(q.format, K, R)) {
       const ActSteps s = act_steps(q.format, a, false);
       at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, a, s, Y, R, N, n0, n1); });
@@ -1598,7 +1594,7 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
   }
   int lanes = 0;
   const FusedKernel kernel = fused_kernel(q.format, &lanes);
-  if (!kernel) {
+  if (!kernel || v.interleaved) {  // (interleaved q4_0 with autograd on: the tiles read its rows)
     rows_quant_tiles(v, xf.const_data_ptr<float>(), Y, R, N);
     return y;
   }
