@@ -172,12 +172,105 @@ const check = (name, ok, info) => {
     check(`${kind} ${key} on ${dev} = CPU`, d < 2e-3, `max |diff| ${d.toExponential(2)}; outputs ${Object.keys(o).join(',')}`);
   }
   await quantized();
+  await quantizedRows();
   console.log(failed ? `${failed} FAILED` : 'all ok');
   process.exit(failed ? 1 : 0);
 })().catch((e) => {
   console.error(e);
   process.exit(1);
 });
+
+// A tensor's values as float32 (float32, bfloat16 or float16 on the CPU or the device).
+function values(h) {
+  const [buf, dt] = h.dataSync();
+  if (dt === 'float32') return new Float32Array(buf);
+  const u = new Uint16Array(buf),
+    out = new Float32Array(u.length),
+    bits = new Uint32Array(out.buffer);
+  if (dt === 'bfloat16') {
+    for (let i = 0; i < u.length; i++) bits[i] = u[i] << 16;
+    return out;
+  }
+  if (dt !== 'float16') throw new Error(`values: ${dt}`);
+  for (let i = 0; i < u.length; i++) {
+    const e = (u[i] >> 10) & 31,
+      m = u[i] & 1023,
+      v = e === 0 ? m * 2 ** -24 : e === 31 ? (m ? NaN : Infinity) : (1 + m / 1024) * 2 ** (e - 15);
+    out[i] = u[i] & 0x8000 ? -v : v;
+  }
+  return out;
+}
+
+// float32 values as `dt` holds them (ATen's conversion on the CPU), back as float32
+function asDtype(a, shape, dt) {
+  return values(b.fromData(a, shape, 'float32', dt, 'cpu', false));
+}
+
+// One quantized Linear's rows on the device (5 rows: the CUDA row kernels, the input rounded for
+// inference by et_act_rows_cuda), each format in float32, bfloat16 and float16, against x'·Wᵀ in
+// float64 over the dequantized weight (quantizeWeight / dequantizeWeight on the CPU, checked bit for
+// bit against independent references by test/nn/quant-formats.test.ts), x' the rows as the format's
+// library rounds them (int8: LLM.int8 with threshold 6, written out below; q8_0 / q4_0: llama.cpp's
+// Q8_0 blocks through quantizeWeight; nf4: the rows themselves) and nf4's weight rounded to the rows'
+// dtype by ATen: within test/nn/quant-rows.test.ts's bound, (K + 8)·2⁻²⁴·Σ|x'·w| + 2⁻⁸ (bfloat16) or
+// 2⁻¹¹ (float16) of |y|. K = 576: more than a thread block's 256 threads, not a multiple of them.
+async function quantizedRows() {
+  const K = 576,
+    N = 42,
+    R = 5;
+  const raw = rand(R * K, 11).map((v, i) => (i % 97 === 5 ? 12 * v + Math.sign(v) * 6.5 : 6 * v)); // a few |x| ≥ 6 (int8's outliers)
+  b.setGradEnabled(false);
+  for (const fmt of ['int8', 'q8_0', 'q4_0', 'nf4'])
+    for (const dt of ['float32', 'bfloat16', 'float16']) {
+      const m = b.createModule('mlp', cfg('mlp', { sizes: [K, N], bias: false }), null, null);
+      const [, [wh]] = m.namedParameters();
+      let w = values(await b.dequantizeWeight(fmt, N, K, await b.quantizeWeight(wh, fmt, 'w'), 'float32', 'w'));
+      if (fmt === 'nf4' && dt !== 'float32') w = asDtype(w, [N, K], dt);
+      await b.quantizeLinears(m, ['layers.0'], fmt);
+      m.setTraining(false);
+      await m.to(dev, dt);
+      const xs = asDtype(raw, [R, K], dt);
+      let xp = xs;
+      if (fmt === 'q8_0' || fmt === 'q4_0') {
+        const xq = await b.quantizeWeight(b.fromData(xs, [R, K], 'float32', 'float32', 'cpu', false), 'q8_0', 'x');
+        xp = values(await b.dequantizeWeight('q8_0', R, K, xq, 'float32', 'x'));
+      } else if (fmt === 'int8') {
+        const h = asDtype(xs, [R, K], 'float16');
+        xp = new Float32Array(R * K);
+        const rne = (v) => {
+          const f = Math.floor(v),
+            d = v - f;
+          return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+        };
+        for (let r = 0; r < R; r++) {
+          let rs = 0;
+          for (let k = r * K; k < (r + 1) * K; k++) if (Math.abs(h[k]) < 6) rs = Math.max(rs, Math.abs(h[k]));
+          const scale = rs > 0 ? Math.fround(127 / rs) : 0,
+            step = Math.fround(rs * Math.fround(1 / 127));
+          for (let k = r * K; k < (r + 1) * K; k++) xp[k] = Math.abs(h[k]) < 6 ? Math.fround(rne(Math.fround(h[k] * scale)) * step) : xs[k];
+        }
+      }
+      const xh = b.fromData(xs, [R, K], 'float32', dt, dev, false);
+      const out = await m.forward({ input: xh });
+      const y = values(Object.values(out)[0]);
+      const c = { float32: 0, bfloat16: 2 ** -8, float16: 2 ** -11 }[dt];
+      let worst = 0;
+      for (let r = 0; r < R; r++)
+        for (let n = 0; n < N; n++) {
+          let ref = 0,
+            abs = 0;
+          for (let k = 0; k < K; k++) {
+            const p = xp[r * K + k] * w[n * K + k];
+            ref += p;
+            abs += Math.abs(p);
+          }
+          const bound = (K + 8) * 2 ** -24 * abs + c * Math.max(Math.abs(ref), Math.abs(y[r * N + n]));
+          worst = Math.max(worst, Math.abs(y[r * N + n] - ref) / bound);
+        }
+      check(`quantized ${fmt} layer on ${dev} in ${dt}, ${R} rows of ${K}: x'·Wᵀ within the bound`, worst <= 1, `worst |diff| / bound ${worst.toFixed(3)}`);
+      m.dispose();
+    }
+}
 
 // A safetensors file's tensors (handles on the CPU) by name, through the raw reader.
 async function readTensors(file) {

@@ -1617,6 +1617,15 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
 
 // The input as the products see it for inference (x' above), in x's dtype and device.
 at::Tensor act_input(const at::Tensor& x, QuantFormat f) {
+#if defined(ET_CUDA_QUANT)
+  if (x.is_cuda() && x.numel() > 0) {  // one kernel (kernels/quant_cuda.cu)
+    const int64_t K = x.size(-1);
+    auto xf = x.to(at::kFloat).contiguous(), out = at::empty_like(xf);
+    const int rc = et_act_rows_cuda(static_cast<int>(f), xf.const_data_ptr<float>(), out.data_ptr<float>(), static_cast<int>(xf.numel() / K), K);
+    TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel rounding the input did not start (cudaError_t ", rc, ")");
+    return out.to(x.scalar_type());
+  }
+#endif
   if (!x.device().is_cpu()) return act_dequantize_aten(x, f);
   const int64_t K = x.size(-1), R = x.numel() / K;
   auto xf = x.to(at::kFloat).contiguous();
@@ -1885,18 +1894,27 @@ at::Tensor dequantize_weight(const QuantWeight& q, at::ScalarType dtype) {
 }
 
 #if defined(ET_CUDA_QUANT)
-// A few rows on CUDA: kernels/quant_cuda.cu over the rows (quantized first for inference, as on the
-// CPU), the weight decoded in registers.
+// A few rows on CUDA: kernels/quant_cuda.cu over the rows (rounded first for inference by one kernel,
+// as on the CPU), the weight decoded in registers.
 at::Tensor rows_quant_cuda(const at::Tensor& x, const QuantWeight& q, const at::Tensor& b, bool act) {
   const int64_t R = x.numel() / q.in;
-  auto x2 = (act ? act_dequantize_aten(x, q.format) : x).reshape({R, q.in}).to(at::kFloat).contiguous();
+  auto x2 = x.reshape({R, q.in}).to(at::kFloat).contiguous();
+  if (act) {  // rounded as the CPU rounds it, in float32 (not back to the rows' dtype)
+    auto xa = at::empty_like(x2);
+    const int rc = et_act_rows_cuda(static_cast<int>(q.format), x2.const_data_ptr<float>(), xa.data_ptr<float>(), static_cast<int>(R), q.in);
+    TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel rounding the input did not start (cudaError_t ", rc, ")");
+    x2 = xa;
+  }
   auto y = at::empty({R, q.out}, x2.options());
   auto f32 = [](const at::Tensor& t) { return t.defined() ? t.to(at::kFloat).contiguous() : t; };
   const at::Tensor scb = f32(q.scb), qm = f32(q.quant_map), na = f32(q.nested_absmax), nm = f32(q.nested_quant_map), off = f32(q.offset);
   auto ptr = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
+  // nf4's decoded weight rounded to the rows' dtype, as on the CPU (View::round)
+  const bool nf4 = q.format == QuantFormat::NF4;
+  const int rnd = nf4 && x.scalar_type() == at::kBFloat16 ? 1 : nf4 && x.scalar_type() == at::kHalf ? 2 : 0;
   const int rc = et_quant_rows_cuda(static_cast<int>(q.format), q.weight.const_data_ptr(), ptr(scb),
                                     q.absmax.defined() ? q.absmax.const_data_ptr<uint8_t>() : nullptr, ptr(qm), ptr(na), ptr(nm), ptr(off),
-                                    x2.const_data_ptr<float>(), y.data_ptr<float>(), static_cast<int>(R), q.out, q.in);
+                                    x2.const_data_ptr<float>(), y.data_ptr<float>(), static_cast<int>(R), q.out, q.in, rnd);
   TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel did not start (cudaError_t ", rc, ")");
   if (b.defined()) y.add_(b.to(at::kFloat));
   auto shape = x.sizes().vec();
