@@ -18,6 +18,9 @@
 #   plain CMake and Ninja, `node scripts/cuda-smoke.cjs cuda` (each model on the GPU against its CPU
 #   result; the quantized LLaMA and a QLoRA step against transformers / peft's fixture) and the
 #   GPU decoding bench, 1.1B and 7B shapes (bench/quant_cuda.cjs, beside PyTorch in bfloat16).
+# - No Node.js on the machine: NODE_XZ names a Node.js binary compressed with xz (`xz -9e -c
+#   "$(command -v node)"`, about 24 MB for Node 20), unpacked (Python's lzma) into a temporary folder
+#   put first on the PATH.
 # A step whose prerequisite is missing is skipped with a message saying what is missing.
 # Exit status: 0 every step ran and passed; 1 a step failed; 2 no CUDA torch (nothing ran);
 # 3 no step failed but some were skipped.
@@ -107,6 +110,17 @@ finish() {
   if [ "$skipped" -ne 0 ]; then exit 3; fi
   exit 0
 }
+
+# a Node.js binary brought compressed, where the machine has none
+if ! command -v node >/dev/null && [ -n "${NODE_XZ:-}" ]; then
+  NODE_DIR=$(mktemp -d)
+  if "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$NODE_XZ" "$NODE_DIR/node" &&
+    chmod +x "$NODE_DIR/node" && "$NODE_DIR/node" --version >/dev/null; then
+    export PATH="$NODE_DIR:$PATH"
+  else
+    echo "NODE_XZ=$NODE_XZ: could not unpack a working node binary from it" | tee -a "$LOGS/summary.txt"
+  fi
+fi
 
 # ---- the machine and its torch ----------------------------------------------------------------------
 {
