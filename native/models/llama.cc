@@ -289,7 +289,8 @@ at::Tensor LlamaForCausalLM::attention_mask(const at::Tensor& keep, int64_t T, a
   return plain ? at::Tensor() : causal_mask(keep, T, dtype, window);  // undefined: causal, nothing padded
 }
 
-at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache) {
+at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache,
+                                 bool last_only) {
   int64_t T = embeds.size(1);
   auto [cos, sin] = rope_cos_sin(positions.to(embeds.device()), keep.size(1), embeds.scalar_type());
   auto mask = attention_mask(keep, T, embeds.scalar_type());
@@ -312,6 +313,7 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
     }
     x = shard_hooks ? shard_hooks->layer(*this, *layer, x, run) : run(x);
   }
+  if (last_only) x = x.narrow(1, T - 1, 1);
   x = rms_norm(x, norm_weight, cfg.rms_norm_eps);
   return lm_head ? lm_head(x) : nn::linear(x, embed_tokens->weight, {});
 }
@@ -465,7 +467,7 @@ std::shared_ptr<DecodeRow> LlamaForCausalLM::start_row(const at::Tensor& ids, co
   const int64_t T = embeds.size(1);
   row->keep = at::ones({1, T}, lopts);
   row->banned = banned_mask(g, embeds.device());
-  row->last = run(embeds, row->keep, at::arange(T, lopts).unsqueeze(0), &row->cache).select(1, T - 1);  // (1, V)
+  row->last = run(embeds, row->keep, at::arange(T, lopts).unsqueeze(0), &row->cache, true).select(1, 0);  // (1, V)
   row->next_pos = T;
   return row;
 }
@@ -549,7 +551,7 @@ at::Tensor LlamaForCausalLM::beam_search(const at::Tensor& seen_in, const at::Te
   at::Tensor pos = initial_positions(keep);
   if (g.stopped()) return at::empty({B, 0}, lopts);
   KVCache cache;
-  at::Tensor last = run(embeds, keep, pos, &cache).select(1, embeds.size(1) - 1);  // (B·K, V)
+  at::Tensor last = run(embeds, keep, pos, &cache, true).select(1, 0);  // (B·K, V)
   at::Tensor next_pos = pos.select(1, pos.size(1) - 1).unsqueeze(1);
   std::vector<std::vector<double>> beam_scores(B, std::vector<double>(K, -1e9));
   for (auto& b : beam_scores) b[0] = 0;

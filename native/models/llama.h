@@ -98,8 +98,10 @@ struct LlamaForCausalLM : Model, CausalLM {
   std::shared_ptr<DecodeRow> start_row(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g,
                                        std::optional<uint64_t> seed) override;
   std::vector<int64_t> decode_rows(const std::vector<DecodeRow*>& rows) override;
-  // Runs the decoder over embeddings with a keep-mask covering cache + new positions.
-  at::Tensor run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache);
+  // Runs the decoder over embeddings with a keep-mask covering cache + new positions → logits
+  // (B, T, V); last_only: the last position's alone (B, 1, V), the final norm and the LM head run on
+  // it only (a prompt pass of generation, as transformers' generate asks with logits_to_keep = 1).
+  at::Tensor run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache, bool last_only = false);
   at::Tensor embed(const at::Tensor& ids);
   LlamaConfig cfg;
   torch::nn::Embedding embed_tokens{nullptr};  // model.embed_tokens (model.tok_embeddings for InternLM2)
