@@ -1621,7 +1621,8 @@ at::Tensor act_input(const at::Tensor& x, QuantFormat f) {
   if (x.is_cuda() && x.numel() > 0) {  // one kernel (kernels/quant_cuda.cu)
     const int64_t K = x.size(-1);
     auto xf = x.to(at::kFloat).contiguous(), out = at::empty_like(xf);
-    const int rc = et_act_rows_cuda(static_cast<int>(f), xf.const_data_ptr<float>(), out.data_ptr<float>(), static_cast<int>(xf.numel() / K), K);
+    const int rc =
+        et_act_rows_cuda(static_cast<int>(f), xf.const_data_ptr<float>(), out.data_ptr<float>(), static_cast<int>(xf.numel() / K), K);
     TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel rounding the input did not start (cudaError_t ", rc, ")");
     return out.to(x.scalar_type());
   }
@@ -1901,7 +1902,8 @@ at::Tensor rows_quant_cuda(const at::Tensor& x, const QuantWeight& q, const at::
   auto x2 = x.reshape({R, q.in}).to(at::kFloat).contiguous();
   if (act) {  // rounded as the CPU rounds it, in float32 (not back to the rows' dtype)
     auto xa = at::empty_like(x2);
-    const int rc = et_act_rows_cuda(static_cast<int>(q.format), x2.const_data_ptr<float>(), xa.data_ptr<float>(), static_cast<int>(R), q.in);
+    const int rc =
+        et_act_rows_cuda(static_cast<int>(q.format), x2.const_data_ptr<float>(), xa.data_ptr<float>(), static_cast<int>(R), q.in);
     TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel rounding the input did not start (cudaError_t ", rc, ")");
     x2 = xa;
   }
