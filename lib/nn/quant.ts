@@ -131,7 +131,8 @@ function partOf(model: Module, name: string): [NativeModule, string] {
  * @param model a model: a native one, or one made of native parts (InternVL: its layers named
  *   `language_model.…`, `vision_model.…`, `mlp1.…`)
  * @param format the quantization
- * @param opts.layers the layers to quantize (default: every Linear layer but those in `skip`)
+ * @param opts.layers the layers to quantize (default: every Linear layer not yet quantized, but those in
+ *   `skip`; a second call quantizes none)
  * @param opts.skip layers left in float (e.g. the LM head, as transformers leaves it)
  * @returns the names of the layers quantized
  * @throws EmotorchError ERR_INVALID_ARG for a name that is not a Linear layer of the model, a layer
