@@ -69,7 +69,10 @@ using RowsKernel = void (*)(const T* W, const T* X, float* Y, int64_t R, int64_t
 // chain). Before, the whole weight rows (NB 4 × K, larger than L1) were read again from L2 for every
 // pair of rows, with two sums per output (NB 4 × M 2 × 2 accumulators): on a Zen 4 (2 threads)
 // sixteen rows of a 2048 × 5632 bfloat16 product took 2.5–3 × one row's time on AVX-512 BF16 and
-// 5–7 × on AVX2; now 2.2–2.5 × (within 15 % of the dot products' peak) and about 3 ×.
+// 5–7 × on AVX2; now 2.2–2.5 × and about 3 ×. Against the dot products' peak measured later (12
+// independent vdpbf16ps chains: 460 GFLOP/s on those 2 cores), perf puts a sixteen-row decoding
+// step's later K chunks at about 76 % of it and a block's first chunk (its weight from memory) at
+// about 43 %, not the 85 % once estimated here.
 struct Bf16Avx512 {
   using T = uint16_t;
   using V = __m512bh;
