@@ -114,6 +114,7 @@ finish() {
 # a Node.js binary brought compressed, where the machine has none
 if ! command -v node >/dev/null && [ -n "${NODE_XZ:-}" ]; then
   NODE_DIR=$(mktemp -d)
+  trap 'rm -rf "$NODE_DIR"' EXIT
   if "$PY" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$NODE_XZ" "$NODE_DIR/node" &&
     chmod +x "$NODE_DIR/node" && "$NODE_DIR/node" --version >/dev/null; then
     export PATH="$NODE_DIR:$PATH"
