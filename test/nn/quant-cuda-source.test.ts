@@ -12,7 +12,7 @@ const nvcc = spawnSync('nvcc', ['--version'], { encoding: 'utf8' }).status === 0
 
 describe('quantized CUDA row kernels', () => {
   it.runIf(nvcc)(
-    'nvcc compiles native/kernels/quant_cuda.cu for sm_80 and sm_90, warning-free, exporting et_quant_rows_cuda',
+    'nvcc compiles native/kernels/quant_cuda.cu for sm_80 and sm_90, warning-free, exporting et_quant_rows_cuda and et_act_rows_cuda',
     () => {
       const obj = path.join(tmpdir(), 'quant_cuda.o');
       const src = path.join(ROOT, 'native', 'kernels', 'quant_cuda.cu');
@@ -37,6 +37,7 @@ describe('quantized CUDA row kernels', () => {
       expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
       const nm = spawnSync('nm', ['-g', '--defined-only', obj], { encoding: 'utf8' });
       expect(nm.stdout).toMatch(/ T et_quant_rows_cuda$/m);
+      expect(nm.stdout).toMatch(/ T et_act_rows_cuda$/m);
     },
     300_000,
   );
