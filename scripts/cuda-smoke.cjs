@@ -11,7 +11,6 @@ const dev = process.argv[2] || 'cuda';
 const kinds = b.modelKinds();
 const defaults = (fields) => Object.fromEntries(fields.map((f) => [f.name, f.type === 'config' ? defaults(f.fields) : JSON.parse(f.default)]));
 const cfg = (kind, over) => ({ ...defaults(kinds[kind]), ...over });
-const f32 = (h) => new Float32Array(h.dataSync()[0]);
 const maxDiff = (a, c) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - c[i])), 0);
 const rand = (n, seed) => {
   const a = new Float32Array(n);
@@ -67,8 +66,8 @@ const check = (name, ok, info) => {
   check('llama forward: named outputs', Object.keys(out).sort().join() === 'logits,loss', Object.keys(out).join());
   check(
     'llama logits on ' + dev + ' = CPU',
-    maxDiff(f32(out.logits), f32(cpuOut.logits)) < 1e-3,
-    `max |diff| ${maxDiff(f32(out.logits), f32(cpuOut.logits)).toExponential(2)} (${out.logits.device()})`,
+    maxDiff(values(out.logits), values(cpuOut.logits)) < 1e-3,
+    `max |diff| ${maxDiff(values(out.logits), values(cpuOut.logits)).toExponential(2)} (${out.logits.device()})`,
   );
   check('llama loss on ' + dev + ' = CPU', Math.abs(out.loss.item() - cpuOut.loss.item()) < 1e-4, `${out.loss.item()} vs ${cpuOut.loss.item()}`);
   const gen = Array.from(new BigInt64Array((await llama.generate(mk(dev), null, mask(dev), g, null).result).dataSync()[0]));
@@ -168,7 +167,7 @@ const check = (name, ok, info) => {
     const c = await m.forward(inputs('cpu'));
     await m.to(dev, null);
     const o = await m.forward(inputs(dev));
-    const d = maxDiff(f32(o[key]), f32(c[key]));
+    const d = maxDiff(values(o[key]), values(c[key]));
     check(`${kind} ${key} on ${dev} = CPU`, d < 2e-3, `max |diff| ${d.toExponential(2)}; outputs ${Object.keys(o).join(',')}`);
   }
   await quantized();
@@ -343,8 +342,8 @@ async function quantized() {
   const V = hf.vocab_size;
   // the largest difference over the unpadded positions, over the reference's largest |value|
   const rel = (got, want, rows) => {
-    const a = f32(got),
-      w = f32(want);
+    const a = values(got),
+      w = values(want);
     let d = 0,
       m = 0;
     for (let i = 0; i < w.length; i++) {

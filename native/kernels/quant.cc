@@ -1615,17 +1615,21 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
   return y;
 }
 
+#if defined(ET_CUDA_QUANT)
+// CUDA rows x (…, K) rounded for inference by one kernel (kernels/quant_cuda.cu): (R, K) float32.
+at::Tensor act_rows_cuda(const at::Tensor& x, QuantFormat f) {
+  const int64_t K = x.size(-1), R = x.numel() / K;
+  auto xf = x.reshape({R, K}).to(at::kFloat).contiguous(), out = at::empty_like(xf);
+  const int rc = et_act_rows_cuda(static_cast<int>(f), xf.const_data_ptr<float>(), out.data_ptr<float>(), static_cast<int>(R), K);
+  TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel rounding the input did not start (cudaError_t ", rc, ")");
+  return out;
+}
+#endif
+
 // The input as the products see it for inference (x' above), in x's dtype and device.
 at::Tensor act_input(const at::Tensor& x, QuantFormat f) {
 #if defined(ET_CUDA_QUANT)
-  if (x.is_cuda() && x.numel() > 0) {  // one kernel (kernels/quant_cuda.cu)
-    const int64_t K = x.size(-1);
-    auto xf = x.to(at::kFloat).contiguous(), out = at::empty_like(xf);
-    const int rc =
-        et_act_rows_cuda(static_cast<int>(f), xf.const_data_ptr<float>(), out.data_ptr<float>(), static_cast<int>(xf.numel() / K), K);
-    TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel rounding the input did not start (cudaError_t ", rc, ")");
-    return out.to(x.scalar_type());
-  }
+  if (x.is_cuda() && x.numel() > 0) return act_rows_cuda(x, f).view(x.sizes()).to(x.scalar_type());
 #endif
   if (!x.device().is_cpu()) return act_dequantize_aten(x, f);
   const int64_t K = x.size(-1), R = x.numel() / K;
@@ -1899,14 +1903,8 @@ at::Tensor dequantize_weight(const QuantWeight& q, at::ScalarType dtype) {
 // as on the CPU), the weight decoded in registers.
 at::Tensor rows_quant_cuda(const at::Tensor& x, const QuantWeight& q, const at::Tensor& b, bool act) {
   const int64_t R = x.numel() / q.in;
-  auto x2 = x.reshape({R, q.in}).to(at::kFloat).contiguous();
-  if (act) {  // rounded as the CPU rounds it, in float32 (not back to the rows' dtype)
-    auto xa = at::empty_like(x2);
-    const int rc =
-        et_act_rows_cuda(static_cast<int>(q.format), x2.const_data_ptr<float>(), xa.data_ptr<float>(), static_cast<int>(R), q.in);
-    TORCH_CHECK(rc == 0, "quantized linear: the CUDA kernel rounding the input did not start (cudaError_t ", rc, ")");
-    x2 = xa;
-  }
+  // (rounded as the CPU rounds it, in float32: not back to the rows' dtype)
+  const auto x2 = act ? act_rows_cuda(x, q.format) : x.reshape({R, q.in}).to(at::kFloat).contiguous();
   auto y = at::empty({R, q.out}, x2.options());
   auto f32 = [](const at::Tensor& t) { return t.defined() ? t.to(at::kFloat).contiguous() : t; };
   const at::Tensor scb = f32(q.scb), qm = f32(q.quant_map), na = f32(q.nested_absmax), nm = f32(q.nested_quant_map), off = f32(q.offset);
