@@ -189,6 +189,15 @@ void run_rest(int m, const typename Blk::T* W, int64_t ldw, const typename Blk::
 // (K 1024 or 2048 in float32) fall on the same L1 sets.
 constexpr int64_t kChunkBytes = 1024, kPad = 16;
 
+// The first len elements of rows rows of W (row stride ld) fetched towards L2 (no-op past the end).
+template <typename TW>
+inline void prefetch_rows(const TW* W, int64_t ld, int64_t rows, int64_t len) {
+  const char* p = reinterpret_cast<const char*>(W);
+  const int64_t bytes = len * static_cast<int64_t>(sizeof(TW));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + i * ld * static_cast<int64_t>(sizeof(TW)) + b, 0, 2);
+}
+
 // Outputs [n0, n1) of the R rows X (row stride ldx), W (N, K) read as TW (the block's own type, or
 // bfloat16 widened chunk by chunk for AVX2's float32 blocks): weight rows NB at a time (the last
 // ones one by one), K in chunks of KC where the rows make several groups, input rows MM at a time
@@ -218,6 +227,9 @@ void rows_blocked(const TW* W, const typename Blk::TX* X, int64_t ldx, float* Y,
         w = wide.data();
         ldw = ldb;
       }
+      // The next block's first chunk asked of the caches while this block's last chunk computes:
+      // the hardware's stream prefetch starts only after a new weight row's first misses.
+      if (k0 + len >= Kv) prefetch_rows(W + (n + B) * K, K, std::min<int64_t>(NB, n1 - n - B), std::min(KC, Kv));
       auto groups = [&](auto zero) {
         constexpr bool Z = decltype(zero)::value;  // the first chunk: the sums start at zero
         int64_t r = 0;
