@@ -36,12 +36,26 @@ inline float widen(uint16_t v) {
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
+#if defined(__x86_64__)
+// 16 bfloat16 → float32 in one zero-extending load, inlined where the AVX-512 kernel inlines
+// load<16> (GCC 12 makes four instructions of the generic conversion below for 16 lanes)
+[[gnu::target("avx512f")]] inline Lanes<16>::F load_bf16x16(const uint16_t* p) {
+  const __m512i u = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
+  Lanes<16>::F v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+#endif
 template <int W, typename T>
 [[gnu::always_inline]] inline typename Lanes<W>::F load(const T* p) {
   using L = Lanes<W>;
   typename L::F v;
   if constexpr (std::is_same_v<T, float>) {
     std::memcpy(&v, p, sizeof v);
+#if defined(__x86_64__)
+  } else if constexpr (W == 16) {
+    v = load_bf16x16(p);
+#endif
   } else {  // bfloat16: the top half of a float32
     typename L::H h;
     std::memcpy(&h, p, sizeof h);
@@ -101,6 +115,39 @@ struct Args {
   void* out;  // (B, Hq, Tq, D) contiguous
 };
 
+// Vectors of a value row's sums kept in registers at once (D = 64 is 4 of 16 lanes, 128 is 8).
+constexpr int64_t kAcc = 8;
+
+// out[0 … NV·W) = Σ_j p[j] · v_j[0 … NV·W), v_j = vb + j · vstride: each lane's sum in order of j.
+template <int W, int NV, typename T>
+[[gnu::always_inline]] inline void weighted_sum(const T* vb, int64_t vstride, const float* p, int64_t S, float* out) {
+  typename Lanes<W>::F r[NV] = {};
+  for (int64_t j = 0; j < S; ++j) {
+    const T* vp = vb + j * vstride;
+    const float w = p[j];
+    _Pragma("GCC unroll 8") for (int c = 0; c < NV; ++c) r[c] += w * load<W>(vp + c * W);
+  }
+  for (int c = 0; c < NV; ++c) std::memcpy(out + c * W, &r[c], sizeof(r[c]));
+}
+
+// The 16 lane sums of s[0 … 15] as one vector, each by lanes_sum<16>'s tree (lane i + lane i + 8,
+// then + 4, + 2, + 1): four levels of pairs, where 16 sums of their own took 16 times four.
+template <typename F>
+[[gnu::always_inline]] inline void lanes_sums16(const F* s, F& out) {
+  F r1[8], r2[4], r3[2];
+  for (int i = 0; i < 8; ++i)
+    r1[i] = __builtin_shufflevector(s[2 * i], s[2 * i + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+            __builtin_shufflevector(s[2 * i], s[2 * i + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  for (int i = 0; i < 4; ++i)
+    r2[i] = __builtin_shufflevector(r1[2 * i], r1[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+            __builtin_shufflevector(r1[2 * i], r1[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  for (int i = 0; i < 2; ++i)
+    r3[i] = __builtin_shufflevector(r2[2 * i], r2[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+            __builtin_shufflevector(r2[2 * i], r2[2 * i + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+  out = __builtin_shufflevector(r3[0], r3[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+        __builtin_shufflevector(r3[0], r3[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
 // The units [u0, u1) of (batch, head, query), each alone.
 template <int W, typename T>
 [[gnu::always_inline]] inline void units(const Args& a, int64_t u0, int64_t u1) {
@@ -118,7 +165,29 @@ template <int W, typename T>
     const T* vb = V + b * a.vs[0] + g * a.vs[1];
     const float* mrow = a.mask ? a.mask + ((a.mb ? b : 0) * (a.mt ? a.Tq : 1) + (a.mt ? t : 0)) * S : nullptr;
     float m = -std::numeric_limits<float>::infinity();
-    for (int64_t j = 0; j < S; ++j) {
+    int64_t j0 = 0;
+    if constexpr (W == 16) {  // 16 keys at a time: their sums by one tree (the same numbers)
+      F mv = F{} + m;
+      for (; j0 + W <= S; j0 += W) {
+        F sv[W] = {};  // the keys' chains side by side, each over d in order
+        const T* k0 = kb + j0 * a.ks[2];
+        for (int64_t d = 0; d < Dv; d += W) {
+          const F qd = load<W>(qf.data() + d);
+          _Pragma("GCC unroll 16") for (int jj = 0; jj < W; ++jj) sv[jj] += qd * load<W>(k0 + jj * a.ks[2] + d);
+        }
+        F dots;
+        lanes_sums16(sv, dots);
+        for (int jj = 0; jj < W && Dv < D; ++jj) {
+          const T* kp = kb + (j0 + jj) * a.ks[2];
+          for (int64_t d = Dv; d < D; ++d) dots[jj] += qf[d] * widen(kp[d]);
+        }
+        const F x = mrow ? dots * a.scale + load<W>(mrow + j0) : dots * a.scale;
+        std::memcpy(p.data() + j0, &x, sizeof x);
+        mv = x > mv ? x : mv;
+      }
+      for (int i = 0; i < W; ++i) m = mv[i] > m ? mv[i] : m;
+    }
+    for (int64_t j = j0; j < S; ++j) {
       const T* kp = kb + j * a.ks[2];
       F s = {};
       for (int64_t d = 0; d < Dv; d += W) s += load<W>(qf.data() + d) * load<W>(kp + d);
@@ -145,15 +214,26 @@ template <int W, typename T>
       }
     }
     const float sum = lanes_sum<W>(l);
-    std::fill(acc.begin(), acc.end(), 0.0f);
-    for (int64_t jj = 0; jj < S; ++jj) {
-      const T* vp = vb + jj * a.vs[2];
-      const float w = p[jj];
-      for (int64_t d = 0; d < Dv; d += W) {
-        const F r = load<W>(acc.data() + d) + w * load<W>(vp + d);
-        std::memcpy(acc.data() + d, &r, sizeof r);
+    // Σ_j p_j · v_j, each lane's sum in order of j; up to kAcc vectors of D at once held in
+    // registers over all S keys (a sum stored and loaded back each key waited on the store)
+    for (int64_t d0 = 0; d0 < Dv; d0 += kAcc * W) {
+      float* o = acc.data() + d0;
+      const T* v0 = vb + d0;
+      switch (std::min<int64_t>(kAcc, (Dv - d0) / W)) {
+        case 8: weighted_sum<W, 8>(v0, a.vs[2], p.data(), S, o); break;
+        case 7: weighted_sum<W, 7>(v0, a.vs[2], p.data(), S, o); break;
+        case 6: weighted_sum<W, 6>(v0, a.vs[2], p.data(), S, o); break;
+        case 5: weighted_sum<W, 5>(v0, a.vs[2], p.data(), S, o); break;
+        case 4: weighted_sum<W, 4>(v0, a.vs[2], p.data(), S, o); break;
+        case 3: weighted_sum<W, 3>(v0, a.vs[2], p.data(), S, o); break;
+        case 2: weighted_sum<W, 2>(v0, a.vs[2], p.data(), S, o); break;
+        default: weighted_sum<W, 1>(v0, a.vs[2], p.data(), S, o); break;
       }
-      for (int64_t d = Dv; d < D; ++d) acc[d] += w * widen(vp[d]);
+    }
+    for (int64_t d = Dv; d < D; ++d) {
+      float t = 0.0f;
+      for (int64_t jj = 0; jj < S; ++jj) t += p[jj] * widen(vb[jj * a.vs[2] + d]);
+      acc[d] = t;
     }
     const float inv = 1.0f / sum;
     if constexpr (std::is_same_v<T, float>) {
@@ -175,7 +255,7 @@ using UnitsFn = void (*)(const Args&, int64_t, int64_t);
     units<W, T>(a, u0, u1);                               \
   }
 #if defined(__x86_64__)
-ET_ATTENTION_UNITS(units_avx512, __attribute__((target("avx512f,avx512bw,avx2,fma"))), 16)
+ET_ATTENTION_UNITS(units_avx512, __attribute__((target("avx512f,avx512bw,avx2,fma,prefer-vector-width=512"))), 16)
 ET_ATTENTION_UNITS(units_avx2, __attribute__((target("avx2,fma"))), 8)
 #endif
 ET_ATTENTION_UNITS(units_plain, , 4)

@@ -10,7 +10,7 @@ import * as et from '../../lib/index';
 import { FIXTURES, throwsWith } from '../helpers';
 
 const io = async () => (await et.io.loadSafetensors(path.join(FIXTURES, 'attention_rows', 'io.safetensors'))).tensors;
-const CASES = ['gqa', 'gqa_bf16', 'queries', 'queries_bf16', 'nomask', 'prompt'];
+const CASES = ['gqa', 'gqa_bf16', 'queries', 'queries_bf16', 'nomask', 'prompt', 'long_bf16', 'd80'];
 
 type Case = { q: et.Tensor; k: et.Tensor; v: et.Tensor; mask?: et.Tensor; scale?: number; ref: et.Tensor; torch: et.Tensor; bf16: boolean };
 
@@ -57,7 +57,7 @@ describe('scaledDotProductAttention = torch F.scaled_dot_product_attention', () 
     });
 
   it('each query of a batch gets what it gets alone (the decoding kernel), bit for bit', async () => {
-    for (const name of ['gqa', 'gqa_bf16', 'queries']) {
+    for (const name of ['gqa', 'gqa_bf16', 'queries', 'long_bf16', 'd80']) {
       const c = caseOf(await io(), name);
       const opts = (b: number | null) => ({
         attnMask: c.mask && b !== null && c.mask.shape[0] > 1 ? c.mask.slice(0, b, b + 1) : c.mask,
