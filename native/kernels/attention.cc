@@ -115,19 +115,58 @@ struct Args {
   void* out;  // (B, Hq, Tq, D) contiguous
 };
 
-// Vectors of a value row's sums kept in registers at once (D = 64 is 4 of 16 lanes, 128 is 8).
-constexpr int64_t kAcc = 8;
+// Query heads of one key/value head computed together (decoding: one query per head), so that a
+// block of keys and each value row is read once for them: up to 4, their value sums in registers.
+constexpr int kHeads = 4;
 
-// out[0 … NV·W) = Σ_j p[j] · v_j[0 … NV·W), v_j = vb + j · vstride: each lane's sum in order of j.
-template <int W, int NV, typename T>
-[[gnu::always_inline]] inline void weighted_sum(const T* vb, int64_t vstride, const float* p, int64_t S, float* out) {
-  typename Lanes<W>::F r[NV] = {};
+// out_i[0 … NV·W) = Σ_j p_i[j] · v_j[0 … NV·W) for the NH heads i, v_j = vb + j · vstride: each
+// lane's sum in order of j, as for a head alone.
+template <int W, int NH, int NV, typename T>
+[[gnu::always_inline]] inline void weighted_sum(const T* vb, int64_t vstride, const float* const* p, int64_t S, float* const* out) {
+  using F = typename Lanes<W>::F;
+  F r[NH][NV] = {};
   for (int64_t j = 0; j < S; ++j) {
     const T* vp = vb + j * vstride;
-    const float w = p[j];
-    _Pragma("GCC unroll 8") for (int c = 0; c < NV; ++c) r[c] += w * load<W>(vp + c * W);
+    F v[NV];
+    _Pragma("GCC unroll 8") for (int c = 0; c < NV; ++c) v[c] = load<W>(vp + c * W);
+    _Pragma("GCC unroll 4") for (int i = 0; i < NH; ++i) {
+      const float w = p[i][j];
+      _Pragma("GCC unroll 8") for (int c = 0; c < NV; ++c) r[i][c] += w * v[c];
+    }
   }
-  for (int c = 0; c < NV; ++c) std::memcpy(out + c * W, &r[c], sizeof(r[c]));
+  for (int i = 0; i < NH; ++i)
+    for (int c = 0; c < NV; ++c) std::memcpy(out[i] + c * W, &r[i][c], sizeof(F));
+}
+
+// The value sums of NH heads over D's first Dv lanes, in chunks of up to 16 / NH vectors (8 at most)
+template <int W, int NH, typename T>
+[[gnu::always_inline]] inline void weighted_sums(const T* vb, int64_t vstride, const float* const* p, int64_t S, float* const* out,
+                                                 int64_t Dv) {
+  constexpr int64_t C = NH <= 2 ? 8 : 4;
+  for (int64_t d0 = 0; d0 < Dv; d0 += C * W) {
+    const float* const* pp = p;
+    float* o[NH];
+    for (int i = 0; i < NH; ++i) o[i] = out[i] + d0;
+    const T* v0 = vb + d0;
+    switch (std::min<int64_t>(C, (Dv - d0) / W)) {
+      case 8:
+        if constexpr (C >= 8) weighted_sum<W, NH, 8>(v0, vstride, pp, S, o);
+        break;
+      case 7:
+        if constexpr (C >= 7) weighted_sum<W, NH, 7>(v0, vstride, pp, S, o);
+        break;
+      case 6:
+        if constexpr (C >= 6) weighted_sum<W, NH, 6>(v0, vstride, pp, S, o);
+        break;
+      case 5:
+        if constexpr (C >= 5) weighted_sum<W, NH, 5>(v0, vstride, pp, S, o);
+        break;
+      case 4: weighted_sum<W, NH, 4>(v0, vstride, pp, S, o); break;
+      case 3: weighted_sum<W, NH, 3>(v0, vstride, pp, S, o); break;
+      case 2: weighted_sum<W, NH, 2>(v0, vstride, pp, S, o); break;
+      default: weighted_sum<W, NH, 1>(v0, vstride, pp, S, o); break;
+    }
+  }
 }
 
 // The 16 lane sums of s[0 … 15] as one vector, each by lanes_sum<16>'s tree (lane i + lane i + 8,
@@ -148,101 +187,122 @@ template <typename F>
         __builtin_shufflevector(r3[0], r3[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 }
 
-// The units [u0, u1) of (batch, head, query), each alone.
+// The units [u0, u1) of (batch, head, query), each computed as alone; with one query per head,
+// the heads of a key/value head kHeads at a time.
 template <int W, typename T>
 [[gnu::always_inline]] inline void units(const Args& a, int64_t u0, int64_t u1) {
   using F = typename Lanes<W>::F;
-  const int64_t S = a.S, D = a.D, Dv = D / W * W, group = a.Hq / a.Hkv;
-  std::vector<float> p(static_cast<size_t>(S + W)), qf(static_cast<size_t>(D)), acc(static_cast<size_t>(D));
+  const int64_t S = a.S, D = a.D, Dv = D / W * W, group = a.Hq / a.Hkv, ps = S + W;
+  std::vector<float> pbuf(static_cast<size_t>(kHeads * ps)), qbuf(static_cast<size_t>(kHeads * D)), abuf(static_cast<size_t>(kHeads * D));
   const T* Q = static_cast<const T*>(a.q);
   const T* K = static_cast<const T*>(a.k);
   const T* V = static_cast<const T*>(a.v);
-  for (int64_t u = u0; u < u1; ++u) {
+  for (int64_t u = u0; u < u1;) {
     const int64_t b = u / (a.Hq * a.Tq), h = u / a.Tq % a.Hq, t = u % a.Tq, g = h / group;
-    const T* qp = Q + b * a.qs[0] + h * a.qs[1] + t * a.qs[2];
-    for (int64_t d = 0; d < D; ++d) qf[d] = widen(qp[d]);
+    // heads h … h + n − 1 (units u … u + n − 1: one query per head) share b, t and g
+    const int64_t n = a.Tq == 1 ? std::min({u1 - u, group - h % group, static_cast<int64_t>(kHeads)}) : 1;
     const T* kb = K + b * a.ks[0] + g * a.ks[1];
     const T* vb = V + b * a.vs[0] + g * a.vs[1];
     const float* mrow = a.mask ? a.mask + ((a.mb ? b : 0) * (a.mt ? a.Tq : 1) + (a.mt ? t : 0)) * S : nullptr;
-    float m = -std::numeric_limits<float>::infinity();
+    float m[kHeads];
+    for (int64_t i = 0; i < n; ++i) {
+      const T* qp = Q + b * a.qs[0] + (h + i) * a.qs[1] + t * a.qs[2];
+      for (int64_t d = 0; d < D; ++d) qbuf[i * D + d] = widen(qp[d]);
+      m[i] = -std::numeric_limits<float>::infinity();
+    }
     int64_t j0 = 0;
     if constexpr (W == 16) {  // 16 keys at a time: their sums by one tree (the same numbers)
-      F mv = F{} + m;
+      F mv[kHeads];
+      for (int64_t i = 0; i < n; ++i) mv[i] = F{} + m[i];
       for (; j0 + W <= S; j0 += W) {
-        F sv[W] = {};  // the keys' chains side by side, each over d in order
         const T* k0 = kb + j0 * a.ks[2];
-        for (int64_t d = 0; d < Dv; d += W) {
-          const F qd = load<W>(qf.data() + d);
-          _Pragma("GCC unroll 16") for (int jj = 0; jj < W; ++jj) sv[jj] += qd * load<W>(k0 + jj * a.ks[2] + d);
+        for (int64_t i = 0; i < n; ++i) {  // the block's keys from L1 after the first head
+          const float* qf = qbuf.data() + i * D;
+          F sv[W] = {};  // the keys' chains side by side, each over d in order
+          for (int64_t d = 0; d < Dv; d += W) {
+            const F qd = load<W>(qf + d);
+            _Pragma("GCC unroll 16") for (int jj = 0; jj < W; ++jj) sv[jj] += qd * load<W>(k0 + jj * a.ks[2] + d);
+          }
+          F dots;
+          lanes_sums16(sv, dots);
+          for (int jj = 0; jj < W && Dv < D; ++jj) {
+            const T* kp = k0 + jj * a.ks[2];
+            for (int64_t d = Dv; d < D; ++d) dots[jj] += qf[d] * widen(kp[d]);
+          }
+          const F x = mrow ? dots * a.scale + load<W>(mrow + j0) : dots * a.scale;
+          std::memcpy(pbuf.data() + i * ps + j0, &x, sizeof x);
+          mv[i] = x > mv[i] ? x : mv[i];
         }
-        F dots;
-        lanes_sums16(sv, dots);
-        for (int jj = 0; jj < W && Dv < D; ++jj) {
-          const T* kp = kb + (j0 + jj) * a.ks[2];
-          for (int64_t d = Dv; d < D; ++d) dots[jj] += qf[d] * widen(kp[d]);
-        }
-        const F x = mrow ? dots * a.scale + load<W>(mrow + j0) : dots * a.scale;
-        std::memcpy(p.data() + j0, &x, sizeof x);
-        mv = x > mv ? x : mv;
       }
-      for (int i = 0; i < W; ++i) m = mv[i] > m ? mv[i] : m;
+      for (int64_t i = 0; i < n; ++i)
+        for (int l = 0; l < W; ++l) m[i] = mv[i][l] > m[i] ? mv[i][l] : m[i];
     }
     for (int64_t j = j0; j < S; ++j) {
       const T* kp = kb + j * a.ks[2];
-      F s = {};
-      for (int64_t d = 0; d < Dv; d += W) s += load<W>(qf.data() + d) * load<W>(kp + d);
-      float dot = lanes_sum<W>(s);
-      for (int64_t d = Dv; d < D; ++d) dot += qf[d] * widen(kp[d]);
-      const float x = mrow ? dot * a.scale + mrow[j] : dot * a.scale;
-      p[j] = x;
-      m = x > m ? x : m;
-    }
-    F l = {};
-    int64_t j = 0;
-    for (; j + W <= S; j += W) {
-      F e = exp_lanes<W>(load<W>(p.data() + j) - m);
-      std::memcpy(p.data() + j, &e, sizeof e);
-      l += e;
-    }
-    if (j < S) {  // the last keys through a zero-padded vector
-      F x = {};
-      for (int64_t i = j; i < S; ++i) x[i - j] = p[i] - m;
-      const F e = exp_lanes<W>(x);
-      for (int64_t i = j; i < S; ++i) {
-        p[i] = e[i - j];
-        l[i - j] += e[i - j];
+      for (int64_t i = 0; i < n; ++i) {
+        const float* qf = qbuf.data() + i * D;
+        F s = {};
+        for (int64_t d = 0; d < Dv; d += W) s += load<W>(qf + d) * load<W>(kp + d);
+        float dot = lanes_sum<W>(s);
+        for (int64_t d = Dv; d < D; ++d) dot += qf[d] * widen(kp[d]);
+        const float x = mrow ? dot * a.scale + mrow[j] : dot * a.scale;
+        pbuf[i * ps + j] = x;
+        m[i] = x > m[i] ? x : m[i];
       }
     }
-    const float sum = lanes_sum<W>(l);
-    // Σ_j p_j · v_j, each lane's sum in order of j; up to kAcc vectors of D at once held in
-    // registers over all S keys (a sum stored and loaded back each key waited on the store)
-    for (int64_t d0 = 0; d0 < Dv; d0 += kAcc * W) {
-      float* o = acc.data() + d0;
-      const T* v0 = vb + d0;
-      switch (std::min<int64_t>(kAcc, (Dv - d0) / W)) {
-        case 8: weighted_sum<W, 8>(v0, a.vs[2], p.data(), S, o); break;
-        case 7: weighted_sum<W, 7>(v0, a.vs[2], p.data(), S, o); break;
-        case 6: weighted_sum<W, 6>(v0, a.vs[2], p.data(), S, o); break;
-        case 5: weighted_sum<W, 5>(v0, a.vs[2], p.data(), S, o); break;
-        case 4: weighted_sum<W, 4>(v0, a.vs[2], p.data(), S, o); break;
-        case 3: weighted_sum<W, 3>(v0, a.vs[2], p.data(), S, o); break;
-        case 2: weighted_sum<W, 2>(v0, a.vs[2], p.data(), S, o); break;
-        default: weighted_sum<W, 1>(v0, a.vs[2], p.data(), S, o); break;
+    float sum[kHeads];
+    for (int64_t i = 0; i < n; ++i) {
+      float* p = pbuf.data() + i * ps;
+      F l = {};
+      int64_t j = 0;
+      for (; j + W <= S; j += W) {
+        F e = exp_lanes<W>(load<W>(p + j) - m[i]);
+        std::memcpy(p + j, &e, sizeof e);
+        l += e;
+      }
+      if (j < S) {  // the last keys through a zero-padded vector
+        F x = {};
+        for (int64_t k = j; k < S; ++k) x[k - j] = p[k] - m[i];
+        const F e = exp_lanes<W>(x);
+        for (int64_t k = j; k < S; ++k) {
+          p[k] = e[k - j];
+          l[k - j] += e[k - j];
+        }
+      }
+      sum[i] = lanes_sum<W>(l);
+    }
+    // Σ_j p_j · v_j for each head, each lane's sum in order of j, held in registers over all S keys
+    // (a sum stored and loaded back each key waited on the store); each value row read once for the n heads
+    const float* ps_[kHeads];
+    float* os_[kHeads];
+    for (int64_t i = 0; i < n; ++i) {
+      ps_[i] = pbuf.data() + i * ps;
+      os_[i] = abuf.data() + i * D;
+    }
+    switch (n) {
+      case 4: weighted_sums<W, 4>(vb, a.vs[2], ps_, S, os_, Dv); break;
+      case 3: weighted_sums<W, 3>(vb, a.vs[2], ps_, S, os_, Dv); break;
+      case 2: weighted_sums<W, 2>(vb, a.vs[2], ps_, S, os_, Dv); break;
+      default: weighted_sums<W, 1>(vb, a.vs[2], ps_, S, os_, Dv); break;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      float* acc = abuf.data() + i * D;
+      const float* p = ps_[i];
+      for (int64_t d = Dv; d < D; ++d) {
+        float s = 0.0f;
+        for (int64_t jj = 0; jj < S; ++jj) s += p[jj] * widen(vb[jj * a.vs[2] + d]);
+        acc[d] = s;
+      }
+      const float inv = 1.0f / sum[i];
+      if constexpr (std::is_same_v<T, float>) {
+        float* o = static_cast<float*>(a.out) + (u + i) * D;
+        for (int64_t d = 0; d < D; ++d) o[d] = acc[d] * inv;
+      } else {
+        at::BFloat16* o = static_cast<at::BFloat16*>(a.out) + (u + i) * D;
+        for (int64_t d = 0; d < D; ++d) o[d] = at::BFloat16(acc[d] * inv);  // round to nearest even
       }
     }
-    for (int64_t d = Dv; d < D; ++d) {
-      float t = 0.0f;
-      for (int64_t jj = 0; jj < S; ++jj) t += p[jj] * widen(vb[jj * a.vs[2] + d]);
-      acc[d] = t;
-    }
-    const float inv = 1.0f / sum;
-    if constexpr (std::is_same_v<T, float>) {
-      float* o = static_cast<float*>(a.out) + u * D;
-      for (int64_t d = 0; d < D; ++d) o[d] = acc[d] * inv;
-    } else {
-      at::BFloat16* o = static_cast<at::BFloat16*>(a.out) + u * D;
-      for (int64_t d = 0; d < D; ++d) o[d] = at::BFloat16(acc[d] * inv);  // round to nearest even
-    }
+    u += n;
   }
 }
 #pragma GCC diagnostic pop
