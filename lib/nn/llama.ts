@@ -723,9 +723,18 @@ export class DecodeBatch {
     return { newTokens, sequences: inputs.inputIds ? cat([inputs.inputIds.to({ device }), newTokens], 1) : null };
   }
 
-  /** Steps every row until none is left; rows join and leave between steps. */
+  /**
+   * Steps every row until none is left; rows join and leave between steps. A step's tokens reach
+   * their listeners (and finished rows their callers) while the next step computes: which rows go
+   * on is known from the tokens alone, so the step is started first.
+   */
   private async run(): Promise<void> {
     const native = this.model.native;
+    let deliver: (() => void)[] = [];
+    const flush = () => {
+      for (const f of deliver) f();
+      deliver = [];
+    };
     try {
       while (this.rows.length) {
         for (const r of this.rows.filter((x) => x.signal?.aborted)) {
@@ -736,9 +745,11 @@ export class DecodeBatch {
         }
         const step = this.rows.slice();
         if (!step.length) break;
+        const call = native.decodeStep(step.map((r) => r.handle));
+        flush(); // the previous step's tokens, while this one computes
         let next: number[];
         try {
-          next = await native.decodeStep(step.map((r) => r.handle));
+          next = await call;
         } catch (e) {
           for (const r of step) {
             this.leave(r);
@@ -748,26 +759,29 @@ export class DecodeBatch {
         }
         step.forEach((r, i) => {
           const t = next[i];
+          if (r.signal?.aborted) return; // cancelled while the step ran: rejected before the next
           if (t < 0) {
             this.leave(r);
-            r.resolve(r.tokens);
+            deliver.push(() => r.resolve(r.tokens));
             return;
           }
           r.tokens.push(t);
-          if (r.onTokens) {
-            try {
-              r.onTokens([t]);
-            } catch {
-              /* a listener's failure is its own */
+          const done = r.eos.includes(t) || r.tokens.length >= r.max;
+          if (done) this.leave(r);
+          deliver.push(() => {
+            if (r.onTokens) {
+              try {
+                r.onTokens([t]);
+              } catch {
+                /* a listener's failure is its own */
+              }
             }
-          }
-          if (r.eos.includes(t) || r.tokens.length >= r.max) {
-            this.leave(r);
-            r.resolve(r.tokens);
-          }
+            if (done) r.resolve(r.tokens);
+          });
         });
       }
     } finally {
+      flush();
       this.loop = null;
     }
   }

@@ -120,7 +120,7 @@ describe('DecodeBatch: batched decoding equals decoding alone', () => {
     const kept = llm.generate({ inputIds: ids(prompts[1]) }, { ...opts, batch });
     await rejectsWith(cancelled, 'ERR_ABORTED', /client gone/);
     expect(((await kept).newTokens.toArray() as number[][])[0].map(Number)).toEqual(solo);
-    expect(seen).toBeLessThan(30);
+    expect(seen).toBe(4); // no token after the abort, though the next step had started (tokens reach listeners while it runs)
     expect(batch.size).toBe(0);
   });
 
