@@ -745,7 +745,12 @@ export class DecodeBatch {
         }
         const step = this.rows.slice();
         if (!step.length) break;
-        const call = native.decodeStep(step.map((r) => r.handle));
+        let call: Promise<number[]>;
+        try {
+          call = native.decodeStep(step.map((r) => r.handle));
+        } catch (e) {
+          call = Promise.reject(e); // its rows rejected below, as for a failed step
+        }
         flush(); // the previous step's tokens, while this one computes
         let next: number[];
         try {

@@ -2,6 +2,9 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -144,27 +147,26 @@ template <int W, int NH, typename T>
                                                  int64_t Dv) {
   constexpr int64_t C = NH <= 2 ? 8 : 4;
   for (int64_t d0 = 0; d0 < Dv; d0 += C * W) {
-    const float* const* pp = p;
     float* o[NH];
     for (int i = 0; i < NH; ++i) o[i] = out[i] + d0;
     const T* v0 = vb + d0;
     switch (std::min<int64_t>(C, (Dv - d0) / W)) {
       case 8:
-        if constexpr (C >= 8) weighted_sum<W, NH, 8>(v0, vstride, pp, S, o);
+        if constexpr (C >= 8) weighted_sum<W, NH, 8>(v0, vstride, p, S, o);
         break;
       case 7:
-        if constexpr (C >= 7) weighted_sum<W, NH, 7>(v0, vstride, pp, S, o);
+        if constexpr (C >= 7) weighted_sum<W, NH, 7>(v0, vstride, p, S, o);
         break;
       case 6:
-        if constexpr (C >= 6) weighted_sum<W, NH, 6>(v0, vstride, pp, S, o);
+        if constexpr (C >= 6) weighted_sum<W, NH, 6>(v0, vstride, p, S, o);
         break;
       case 5:
-        if constexpr (C >= 5) weighted_sum<W, NH, 5>(v0, vstride, pp, S, o);
+        if constexpr (C >= 5) weighted_sum<W, NH, 5>(v0, vstride, p, S, o);
         break;
-      case 4: weighted_sum<W, NH, 4>(v0, vstride, pp, S, o); break;
-      case 3: weighted_sum<W, NH, 3>(v0, vstride, pp, S, o); break;
-      case 2: weighted_sum<W, NH, 2>(v0, vstride, pp, S, o); break;
-      default: weighted_sum<W, NH, 1>(v0, vstride, pp, S, o); break;
+      case 4: weighted_sum<W, NH, 4>(v0, vstride, p, S, o); break;
+      case 3: weighted_sum<W, NH, 3>(v0, vstride, p, S, o); break;
+      case 2: weighted_sum<W, NH, 2>(v0, vstride, p, S, o); break;
+      default: weighted_sum<W, NH, 1>(v0, vstride, p, S, o); break;
     }
   }
 }

@@ -36,7 +36,11 @@ async function alone(llm: et.nn.LlamaForCausalLM, p: number[], opts: et.nn.Gener
   return (newTokens.toArray() as number[][])[0].map(Number);
 }
 
-/** Rows 0 and 1 start together; row 2 joins after row 0's third token, row 3 after its sixth. */
+/**
+ * Rows 0 and 1 start together; row 2 joins after row 0's third token, row 3 after its fourth (a
+ * row that an end token stops sooner, as sampling from a random model can, leaves them to start
+ * after it: the answers are compared either way).
+ */
 async function together(
   llm: et.nn.LlamaForCausalLM,
   opts: (i: number) => et.nn.GenerationOptions,
@@ -64,6 +68,7 @@ async function together(
       )
       .then((r) => (r.newTokens.toArray() as number[][])[0].map(Number));
   const first = await Promise.all([run(0), run(1)]);
+  while (joined.length < 2) joined.push(run(2 + joined.length));
   const later = await Promise.all(joined);
   return { out: [...first, ...later], streamed, widest };
 }
