@@ -141,33 +141,23 @@ template <int W, int NH, int NV, typename T>
     for (int c = 0; c < NV; ++c) std::memcpy(out[i] + c * W, &r[i][c], sizeof(F));
 }
 
+// weighted_sum with NV = nv, for 1 ≤ nv ≤ C
+template <int W, int NH, int C, typename T>
+[[gnu::always_inline]] inline void weighted_sum_n(int64_t nv, const T* vb, int64_t vstride, const float* const* p, int64_t S,
+                                                  float* const* out) {
+  if (nv == C) weighted_sum<W, NH, C>(vb, vstride, p, S, out);
+  else if constexpr (C > 1) weighted_sum_n<W, NH, C - 1>(nv, vb, vstride, p, S, out);
+}
+
 // The value sums of NH heads over D's first Dv lanes, in chunks of up to 16 / NH vectors (8 at most)
 template <int W, int NH, typename T>
 [[gnu::always_inline]] inline void weighted_sums(const T* vb, int64_t vstride, const float* const* p, int64_t S, float* const* out,
                                                  int64_t Dv) {
-  constexpr int64_t C = NH <= 2 ? 8 : 4;
+  constexpr int C = NH <= 2 ? 8 : 4;
   for (int64_t d0 = 0; d0 < Dv; d0 += C * W) {
     float* o[NH];
     for (int i = 0; i < NH; ++i) o[i] = out[i] + d0;
-    const T* v0 = vb + d0;
-    switch (std::min<int64_t>(C, (Dv - d0) / W)) {
-      case 8:
-        if constexpr (C >= 8) weighted_sum<W, NH, 8>(v0, vstride, p, S, o);
-        break;
-      case 7:
-        if constexpr (C >= 7) weighted_sum<W, NH, 7>(v0, vstride, p, S, o);
-        break;
-      case 6:
-        if constexpr (C >= 6) weighted_sum<W, NH, 6>(v0, vstride, p, S, o);
-        break;
-      case 5:
-        if constexpr (C >= 5) weighted_sum<W, NH, 5>(v0, vstride, p, S, o);
-        break;
-      case 4: weighted_sum<W, NH, 4>(v0, vstride, p, S, o); break;
-      case 3: weighted_sum<W, NH, 3>(v0, vstride, p, S, o); break;
-      case 2: weighted_sum<W, NH, 2>(v0, vstride, p, S, o); break;
-      default: weighted_sum<W, NH, 1>(v0, vstride, p, S, o); break;
-    }
+    weighted_sum_n<W, NH, C>(std::min<int64_t>(C, (Dv - d0) / W), vb + d0, vstride, p, S, o);
   }
 }
 
