@@ -1,15 +1,11 @@
 import * as path from 'path';
 import * as fs from 'fs';
-import * as os from 'os';
 import { expect } from 'vitest';
 import * as et from '../lib/index';
 
 export const FIXTURES = path.join(__dirname, 'fixtures');
 
-/** A fresh temporary folder for one test file. */
-export function tmpdir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-test-'));
-}
+export { tmpdir } from './tmp';
 
 /** Max |a - b| over all elements (both converted to float64 on the CPU). */
 export function maxAbsDiff(a: et.Tensor, b: et.Tensor): number {

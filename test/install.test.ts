@@ -411,7 +411,7 @@ describe('npm scripts', () => {
 
 describe('the in-process video reader in what the install builds', () => {
   it("is told apart from a build without FFmpeg's headers, and the prebuild check refuses such a prebuild", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'et-prebuild-'));
+    const dir = fs.mkdtempSync(path.join(tmp, 'prebuild-'));
     const without = path.join(dir, 'without.node'),
       withIt = path.join(dir, 'with.node');
     fs.writeFileSync(without, Buffer.concat([Buffer.alloc(64, 1), Buffer.from(`emotorch ${inst.NO_LIBAV_MARK} (libavformat-dev…)`), Buffer.alloc(64)]));

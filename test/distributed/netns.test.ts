@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { DIST, WORKER, LAUNCHER, runRanks, freePort } from './util';
+import { tmpdir } from '../tmp';
 
 // Two "hosts" on this machine: two network namespaces joined by a veth pair (as the c10d tests
 // make them), each running `emotorch-run --nnodes 2` with one rank; a ZeRO-3 run across them
@@ -45,7 +46,7 @@ describe.skipIf(!canNetns)('ZeRO-3 across two hosts (network namespaces, emotorc
       if (r.status !== 0) throw new Error(`ip ${s.join(' ')}: ${r.stderr}`);
     }
     const port = await freePort();
-    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-netns-')), 'result');
+    const out = path.join(tmpdir(), 'result');
     resultFile = `${out}.0.json`;
     const host = (i: number) =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {

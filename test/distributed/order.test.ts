@@ -5,9 +5,9 @@
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { DIST, LAUNCHER, ONE_THREAD, freePort } from './util';
+import { tmpdir } from '../tmp';
 
 const script = `
 const et = require(${JSON.stringify(DIST)});
@@ -35,7 +35,7 @@ const et = require(${JSON.stringify(DIST)});
 
 describe('collectives issued concurrently', () => {
   it('pair up across ranks in call order (200 all-reduces of different sizes at once, with compute calls between)', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-order-'));
+    const dir = tmpdir();
     const file = path.join(dir, 'order.cjs');
     fs.writeFileSync(file, script);
     const port = await freePort();

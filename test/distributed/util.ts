@@ -1,8 +1,8 @@
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import * as net from 'net';
 import { spawn } from 'child_process';
+import { tmpdir } from '../tmp';
 
 export const DIST = path.join(__dirname, '..', '..', 'dist', 'index.js');
 export const WORKER = path.join(__dirname, 'worker.cjs');
@@ -44,7 +44,7 @@ export async function runRanks(
   opts: { timeoutMs?: number; env?: (rank: number) => Record<string, string>; stopWhenRankExits?: number } = {},
 ): Promise<RankResult[]> {
   const port = await freePort();
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-dist-')), 'result');
+  const out = path.join(tmpdir(), 'result');
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const procs = Array.from({ length: world }, (_, rank) => {
     const env = {

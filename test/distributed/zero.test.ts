@@ -1,8 +1,8 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { runRanks, RankResult } from './util';
+import { tmpdir } from '../tmp';
 
 // ShardedDataParallel (ZeRO stages 1–3) on Gloo against plain DDP trained beside it in the same
 // processes (same initial weights, same data), and against one process on the whole batch: the
@@ -84,7 +84,7 @@ describe('ShardedDataParallel on 3 ranks', () => {
   }, 70_000);
 
   describe('a LLaMA: one unit per decoder layer and per module beside them, sharded checkpoints resumed on 2 ranks', () => {
-    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-zero-')), 'shards');
+    const dir = path.join(tmpdir(), 'shards');
     let wrote: RankResult[];
     let resumed: RankResult[];
     beforeAll(async () => {

@@ -5,13 +5,13 @@
  */
 import { describe, it, expect } from 'vitest';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { readWav, decodeWav, encodeWav } from '../../lib/audio/wav';
 import { resample } from '../../lib/audio/resample';
 import { EmotorchError } from '../../lib/errors';
+import { tmpdir } from '../tmp';
 
-const DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-hardening-audio-'));
+const DIR = tmpdir();
 
 async function failure(p: Promise<unknown> | (() => unknown)): Promise<EmotorchError> {
   try {

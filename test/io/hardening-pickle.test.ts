@@ -5,10 +5,10 @@
  */
 import { describe, it, expect } from 'vitest';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { parsePickle, readPickle } from '../../lib/io/pickle';
 import { EmotorchError } from '../../lib/errors';
+import { tmpdir } from '../tmp';
 
 /** A protocol-2 pickle of one LONG1 / LONG4 integer with these little-endian two's-complement bytes. */
 function longPickle(bytes: Buffer): Buffer {
@@ -94,7 +94,7 @@ describe('deep nesting (finding 14: stack overflow)', () => {
 });
 
 describe('messages name the file and the problem, not its content (finding 15)', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'emotorch-hardening-pickle-'));
+  const dir = tmpdir();
   const texts = [
     'root:x:0:0:secret:/root:/bin/bash\n',
     'Isecret-value\n.',
