@@ -9,11 +9,16 @@
 // Prints requests/s, tokens/s and p50 / p99 latency of each server and their ratios, and whether
 // every answer was the same in both. There is no Python side: the comparison is the server with
 // and without batching (the issue's target: ≥ 4× the requests/s, p99 no worse).
+// `--case budget` (opt-in): the same requests through the server's chat adapter in this process,
+// with and without a DecodeBatch, the batched run's time split into its prompt passes and its
+// decoding steps (each native call timed alone): where the batched server's time goes, and how
+// much of it 4× the one-at-a-time rate would leave.
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
+import * as et from 'emotorch';
 import { checkpoint } from './load.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -142,7 +147,102 @@ async function load(url) {
   return { rps: latencies.length / secs, tps: tokens / secs, p50: q(0.5), p99: q(0.99), secs, tokens, answers };
 }
 
+/**
+ * The bench's requests through llmChat (as `serve` answers them) at most `maxBatch` at a time:
+ * the wall time, and for a batched run each prompt pass and step as the native side ran it.
+ */
+async function inProcess(chat, model, maxBatch) {
+  const calls = { prompt: [], step: [] };
+  const native = model.native;
+  const own = { startDecode: native.startDecode, decodeStep: native.decodeStep };
+  // one native call at a time, as the model's mutex runs them, each timed from its start
+  let chain = Promise.resolve();
+  const timed =
+    (name, list) =>
+    (...a) => {
+      const p = chain.then(() => {
+        const t0 = performance.now();
+        const q = own[name].apply(native, a);
+        q.then(
+          () => list.push({ ms: performance.now() - t0, rows: name === 'decodeStep' ? a[0].length : 0 }),
+          () => {},
+        );
+        return q;
+      });
+      chain = p.catch(() => {});
+      return p;
+    };
+  native.startDecode = timed('startDecode', calls.prompt);
+  native.decodeStep = timed('decodeStep', calls.step);
+  const ask1 = (i) =>
+    chat.answer([{ role: 'user', text: prompt(i), audio: [], images: [] }], {
+      maxTokens: TOKENS,
+      limit: TOKENS,
+      maxPromptTokens: 8192,
+      temperature: 0,
+      batched: maxBatch > 1,
+    });
+  try {
+    await ask1(999); // warm-up
+    calls.prompt.length = calls.step.length = 0;
+    let running = 0;
+    const waiting = [];
+    const gate = async (f) => {
+      while (running >= maxBatch) await new Promise((r) => waiting.push(r));
+      running++;
+      try {
+        return await f();
+      } finally {
+        running--;
+        waiting.shift()?.();
+      }
+    };
+    let tokens = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, c) => {
+        for (let r = 0; r < REQUESTS; r++) {
+          const a = await gate(() => ask1(c * REQUESTS + r));
+          tokens += a.tokens.length;
+        }
+      }),
+    );
+    return { secs: (performance.now() - t0) / 1000, tokens, calls };
+  } finally {
+    Object.assign(native, own);
+  }
+}
+
 export const cases = {
+  ...(process.argv.some((a, i) => process.argv[i - 1] === '--case' && a.split(',').includes('budget'))
+    ? {
+        budget: {
+          async run({ threads }) {
+            const dir = servedFolder();
+            et.setNumThreads(threads);
+            const model = await et.nn.LlamaForCausalLM.fromPretrained(dir, { dtype: 'bfloat16', ...(QUANTIZE ? { quantize: QUANTIZE } : {}) });
+            const tokenizer = await et.data.Tokenizer.fromFile(dir);
+            const chat = et.systems.m2se.llmChat(model.eval(), tokenizer, fs.readFileSync(path.join(dir, 'chat_template.jinja'), 'utf8'), 'bench');
+            console.log(
+              `\n[serve budget] the serve case's ${CLIENTS} × ${REQUESTS} requests (max_tokens ${TOKENS}, greedy) through the chat adapter in this process${QUANTIZE ? `, ${QUANTIZE}` : ''}; ${threads} threads`,
+            );
+            const b = await inProcess(chat, model, 16);
+            const one = await inProcess(chat, model, 1);
+            const sum = (l) => l.reduce((s, c) => s + c.ms, 0) / 1000;
+            const [ps, ss] = [sum(b.calls.prompt), sum(b.calls.step)];
+            const rows = b.calls.step.reduce((s, c) => s + c.rows, 0);
+            console.log(`  one at a time: ${one.secs.toFixed(1)} s (${one.tokens} tokens)`);
+            console.log(
+              `  16 at a time: ${b.secs.toFixed(1)} s (${b.tokens} tokens): ${b.calls.prompt.length} prompt passes ${ps.toFixed(1)} s (${((ps / b.calls.prompt.length) * 1000).toFixed(0)} ms each), ${b.calls.step.length} steps ${ss.toFixed(1)} s (${(rows / b.calls.step.length || 0).toFixed(1)} rows, ${((ss / b.calls.step.length) * 1000).toFixed(0)} ms each), the rest ${(b.secs - ps - ss).toFixed(1)} s`,
+            );
+            const goal = one.secs / 4;
+            console.log(
+              `  ${(one.secs / b.secs).toFixed(2)}× the one-at-a-time rate; 4× needs the batched run in ${goal.toFixed(1)} s: ${Math.max(0, b.secs - goal).toFixed(1)} s less (its prompt passes alone are ${ps.toFixed(1)} s, and the one-at-a-time run has the same ones)`,
+            );
+          },
+        },
+      }
+    : {}),
   llama: {
     async run({ threads }) {
       const dir = servedFolder();
