@@ -72,7 +72,8 @@ using RowsKernel = void (*)(const T* W, const T* X, float* Y, int64_t R, int64_t
 // 5–7 × on AVX2; now 2.2–2.5 × and about 3 ×. Against the dot products' peak measured later (12
 // independent vdpbf16ps chains: 460 GFLOP/s on those 2 cores), perf puts a sixteen-row decoding
 // step's later K chunks at about 76 % of it and a block's first chunk (its weight from memory) at
-// about 43 %, not the 85 % once estimated here.
+// about 43 %, not the 85 % once estimated here; the next block is now fetched while a block
+// computes (rows_blocked), which took such a step from about 165 to about 130 ms.
 struct Bf16Avx512 {
   using T = uint16_t;
   using V = __m512bh;
@@ -234,15 +235,13 @@ void rows_blocked(const TW* W, const typename Blk::TX* X, int64_t ldx, float* Y,
         w = wide.data();
         ldw = ldb;
       }
-      // The next block's first chunk asked of the caches while this block's last chunk computes:
-      // the hardware's stream prefetch starts only after a new weight row's first misses.
       // The next block's weight asked of L2 while this one computes, spread over the steps: the
       // hardware's stream prefetch starts only after a new weight row's first misses, and with a
       // chunk's first group waiting on memory and the others not, memory and arithmetic took
       // turns. Where the rows make G groups, group j fetches the same chunk of the next block's
       // rows j, j + G, … as it goes, a line of each a step (one group: all of them). On a Zen 4 (2
       // threads, the 1.1B in bfloat16) a sixteen-row step went from 162–166 to 125–138 ms, an
-      // eight-row one from 118 to 86, and one-row decoding 8–27 % faster (AVX2: about 20 %).
+      // eight-row one from 118 to 86, and one-row decoding 6–27 % faster (median 10 %; AVX2 17–33 %).
       // Where the weight is widened chunk by chunk (AVX2, bfloat16, several groups), the next
       // block's first chunk is asked for during the last chunk instead.
       const int64_t ahead = std::min<int64_t>(NB, n1 - n - B);  // rows of the next block
