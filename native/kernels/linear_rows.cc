@@ -97,8 +97,8 @@ struct BlockAvx512 {
   // acc[(j·NB + i)·S …] += the products of weight row i (W + i·ldw) and input row j (X + j·ldx)
   // over k in [0, len), len a multiple of L
   // (Z: the sums start at zero instead of from acc)
-  template <int NB, int M, bool Z>
   // (pf: pfn rows pfld bytes apart fetched towards L2 over the same k, a line of each a step)
+  template <int NB, int M, bool Z>
   ET_AVX512 static void run(const T* W, int64_t ldw, const T* X, int64_t ldx, float* acc, int64_t len, const char* pf = nullptr,
                             int64_t pfld = 0, int pfn = 0) {
     __m512 a[NB * M];

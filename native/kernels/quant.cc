@@ -1441,6 +1441,9 @@ struct Q8Vnni {
 // Per block each lane's integer sum is exact (dpbusd of the codes 0 … 15 with the input's bytes,
 // four broadcast at a time, from the block's offset −8 · Σ q), then acc[b % 2] += float(sum) ·
 // (d_w · d_x); the two sums are added last. Each output's chain is the same whatever M.
+// The cache lines a step's 288 bytes (16 rows' block) span.
+constexpr int kStepLines = (kGroup * 18 + 63) / 64;
+
 // With parts > 0, the lines l ≡ part (mod parts) of each step's 288 bytes in the next group are
 // fetched towards L2 as the step computes (the passes of several input rows over one group share
 // the next group's lines between them).
@@ -1453,7 +1456,7 @@ ET_VNNI void q4_group_vnni(const uint8_t* grp, const ActRows& a, const ActSteps&
   for (int j = 0; j < M; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* c = grp + b * 288;
-    for (int l = part; l < 5 && parts > 0; l += parts)
+    for (int l = part; l < kStepLines && parts > 0; l += parts)
       _mm_prefetch(reinterpret_cast<const char*>(c + kGroup * nb * 18 + l * 64), _MM_HINT_T1);
     __m512i lo[4], hi[4];
     for (int m = 0; m < 4; ++m) {
@@ -1494,11 +1497,12 @@ ET_VNNI void q4_interleaved_rows(const View& v, const ActRows& a, const ActSteps
       // the next group fetched over the passes where the rows make several of 4 (one row: the
       // hardware's stream prefetch does better alone; a sixteen-row step of the 1.1B on a Zen 4
       // 0.76–0.89 × the time with it)
-      const int parts = R > 4 && u + 1 < v.groups ? static_cast<int>(std::min<int64_t>((R + 3) / 4, 5)) : 0;
+      const int parts = R > 4 && u + 1 < v.groups ? static_cast<int>(std::min<int64_t>((R + 3) / 4, kStepLines)) : 0;
+      auto part = [&](int64_t r) { return static_cast<int>(r / 4 % kStepLines); };  // the pass's share
       int64_t r = 0;
-      for (; r + 4 <= R; r += 4) q4_group_vnni<4>(grp, a, s, Y + r * ldy, ldy, n, r, static_cast<int>(r / 4 % 5), parts);
-      for (; r + 2 <= R; r += 2) q4_group_vnni<2>(grp, a, s, Y + r * ldy, ldy, n, r, static_cast<int>(r / 4 % 5), parts);
-      if (r < R) q4_group_vnni<1>(grp, a, s, Y + r * ldy, ldy, n, r, static_cast<int>(r / 4 % 5), parts);
+      for (; r + 4 <= R; r += 4) q4_group_vnni<4>(grp, a, s, Y + r * ldy, ldy, n, r, part(r), parts);
+      for (; r + 2 <= R; r += 2) q4_group_vnni<2>(grp, a, s, Y + r * ldy, ldy, n, r, part(r), parts);
+      if (r < R) q4_group_vnni<1>(grp, a, s, Y + r * ldy, ldy, n, r, part(r), parts);
       continue;
     }
     const int64_t n = v.groups * kGroup + (u - v.groups);
