@@ -14,8 +14,9 @@
  * keeps its input, as bitsandbytes' 4-bit layers do. With autograd (training) no input is quantized:
  * the gradient flows through the dequantized weight to the input and to LoRA adapters (QLoRA), as
  * bitsandbytes trains on a CPU. On the CPU a decoding step reads the quantized weight once for all
- * its rows (integer products on AVX-512 VNNI); a longer input dequantizes the weight (in its dtype)
- * for the product.
+ * its rows (integer products on AVX-512 VNNI, which take int8's and interleaved q4_0's prompts of
+ * any length, q8_0's up to 24 rows); a longer input dequantizes the weight (in its dtype) for the
+ * product.
  */
 import { binding } from '../native';
 import type { TensorHandle } from '../native';

@@ -1521,14 +1521,17 @@ ET_VNNI void q4_interleaved_rows(const View& v, const ActRows& a, const ActSteps
   }
 }
 
-using VnniKernel = void (*)(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1);
+using VnniKernel = void (*)(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t r1, int64_t ldy, int64_t n0,
+                            int64_t n1);
 
-// Weight rows NB at a time (the last ones one by one), input rows 4, 2 and 1 at a time.
+// Outputs n0 … n1 of input rows r0 … r1: weight rows NB at a time (the last ones one by one), input
+// rows 4, 2 and 1 at a time.
 template <template <int, int> class Blk, int NB>
-void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1) {
+void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t R, int64_t ldy, int64_t n0,
+                  int64_t n1) {
   auto rows = [&](auto nbc, int64_t n) {
     constexpr int B = decltype(nbc)::value;
-    int64_t r = 0;
+    int64_t r = r0;
     for (; r + 4 <= R; r += 4) Blk<B, 4>::run(v, a, s, Y + r * ldy, ldy, n, r);
     for (; r + 2 <= R; r += 2) Blk<B, 2>::run(v, a, s, Y + r * ldy, ldy, n, r);
     if (r < R) Blk<B, 1>::run(v, a, s, Y + r * ldy, ldy, n, r);
@@ -1555,7 +1558,7 @@ VnniKernel vnni_kernel(QuantFormat f, int64_t K, int64_t R) {
   }
 }
 #else
-using VnniKernel = void (*)(const View&, const ActRows&, const ActSteps&, float*, int64_t, int64_t, int64_t, int64_t);
+using VnniKernel = void (*)(const View&, const ActRows&, const ActSteps&, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
 VnniKernel vnni_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
 #endif
 
@@ -1603,7 +1606,13 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
 #endif
     if (const VnniKernel kernel = vnni_kernel(q.format, K, R)) {
       const ActSteps s = act_steps(q.format, a, false);
-      at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, a, s, Y, R, N, n0, n1); });
+      // a long prompt in chunks of about 256 KiB of quantized input, each read from cache by every
+      // task (the 1.1B's int8 pass on 2 Zen 4 threads: chunks of 32, 64, 128 rows or none within 2 %)
+      const int64_t chunk = std::max<int64_t>(4, ((256 << 10) / K) / 4 * 4);
+      for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+        const int64_t r1 = std::min(R, r0 + chunk);
+        at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, a, s, Y, r0, r1, N, n0, n1); });
+      }
       return y;
     }
     xf = at::empty_like(xf);
@@ -1947,13 +1956,13 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
   const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || (b.defined() && b.requires_grad()));
   const int64_t R = x.numel() / q.in;
   const bool act = !at::GradMode::is_enabled() && quantizes_input(q.format);
-  // the row kernels: decoding rows, and a prompt of a few rows (the weight streamed once either way;
-  // int8's integer kernel beats dequantizing the weight up to 64 rows on a Zen 4, the others up to 8),
-  // and every length for interleaved q4_0, whose kernel beat it at each length measured (2 Zen 4
-  // threads, the 1.1B: 16 positions 108 against 265 ms, 128 568 against 918; 512 2.3 s, where
-  // bfloat16's own pass took 3.0)
-  const bool all = q.interleaved && act;
-  const int64_t few = act && q.format == QuantFormat::Int8 && vnni_kernel(q.format, q.in, 1) ? 64 : 8;
+  // the row kernels: decoding rows, and prompts the integer kernels take faster than dequantizing the
+  // weight for oneDNN (2 Zen 4 threads, the 1.1B's prompt pass): int8's at every length (72 positions
+  // 359 against 526 ms, 512 2.7 s against 3.5), q8_0's up to 24 (12: 133 against 207 ms, 24 262
+  // against 288, 32 about even, 64 634 against 490), interleaved q4_0's at every length (16 108
+  // against 265 ms, 128 568 against 918, 512 2.3 s where bfloat16's own pass took 3.0), other rows up to 8
+  const bool all = act && (q.interleaved || (q.format == QuantFormat::Int8 && vnni_kernel(q.format, q.in, 1)));
+  const int64_t few = act && q.format == QuantFormat::Q8_0 && vnni_kernel(q.format, q.in, 1) ? 24 : 8;
   if (!grad && x.device().is_cpu() && R > 0 && (rows || all || R <= few) &&
       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf)) {
     auto y = rows_quant(x.reshape({R, q.in}), q, act);

@@ -65,6 +65,21 @@ async function quantizedRows(format: Format, x: et.Tensor): Promise<et.Tensor> {
     .to({ dtype: 'float64' });
 }
 
+/** y (R × OUT) within the rounding bound of the float64 product of the rows as quantized and the dequantized weight w, row by row. */
+async function withinBound(format: Format, dtype: et.DType, xd: et.Tensor, y: et.Tensor, w: et.Tensor, what: string): Promise<void> {
+  const inn = xd.shape[1];
+  const x64 = await quantizedRows(format, xd);
+  const ref = x64.matmul(w.transpose(0, 1));
+  const mag = x64.abs().matmul(w.abs().transpose(0, 1));
+  let bound = mag.mul((inn + 8) * 2 ** -24);
+  if (dtype !== 'float32') bound = bound.add(ref.abs().mul(dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11));
+  const err = y.to({ dtype: 'float64' }).sub(ref).abs();
+  const worst = err.sub(bound).max().item() as number;
+  expect(worst, `${what}: error beyond the bound`).toBeLessThanOrEqual(0);
+  // and not trivially: the product is not zero
+  expect(ref.abs().max().item() as number).toBeGreaterThan(0.1);
+}
+
 async function run(mlp: et.nn.Mlp, x: et.Tensor): Promise<et.Tensor> {
   return et.noGrad(() => mlp.forward(x));
 }
@@ -82,7 +97,7 @@ describe('quantized row products', () => {
         for (const inn of SIZES[format]) {
           const { mlp, w } = await layer(format, inn, dtype);
           // (80 rows, float32: the dequantize-then-multiply path, x' rounded the same way, (b) alone
-          // — q4_0 held interleaved (AVX-512 VNNI) takes its integer kernel at any length;
+          // — int8 and q4_0 held interleaved take their integer kernels at any length on AVX-512 VNNI;
           // nf4 in bfloat16 / float16, 9 rows: that path's weight is the one the row kernels round to)
           const many = dtype === 'float32' ? [80] : format === 'nf4' ? [9] : [];
           for (const R of [1, 2, 3, 5, 8, ...many]) {
@@ -98,19 +113,26 @@ describe('quantized row products', () => {
               expect(await bits(y.slice(0, r, r + 1)), `${format} ${dtype} in ${inn} R ${R} row ${r}`).toEqual(await bits(alone));
             }
             // (b) within the bound of the float64 product over the dequantized weight
-            const x64 = await quantizedRows(format, xd);
-            const ref = x64.matmul(w.transpose(0, 1));
-            const mag = x64.abs().matmul(w.abs().transpose(0, 1));
-            let bound = mag.mul((inn + 8) * 2 ** -24);
-            if (dtype !== 'float32') bound = bound.add(ref.abs().mul(dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11));
-            const err = y.to({ dtype: 'float64' }).sub(ref).abs();
-            const worst = err.sub(bound).max().item() as number;
-            expect(worst, `${format} ${dtype} in ${inn} R ${R}: error beyond the bound`).toBeLessThanOrEqual(0);
-            // and not trivially: the product is not zero
-            expect(ref.abs().max().item() as number).toBeGreaterThan(0.1);
+            await withinBound(format, dtype, xd, y, w, `${format} ${dtype} in ${inn} R ${R}`);
           }
         }
       });
+
+  it('a long prompt through the integer kernels (int8: rows in chunks of about 256 KiB, 1641 rows of 160 crossing one; q8_0: up to 24 rows, then dequantized) is within the bound, every row', async () => {
+    // float32: without AVX-512 VNNI these lengths dequantize the weight, in the input's dtype,
+    // exactly in float32 only
+    et.manualSeed(24);
+    for (const [format, lengths] of [
+      ['int8', [1641]],
+      ['q8_0', [24, 25]],
+    ] as const) {
+      const { mlp, w } = await layer(format, 160, 'float32');
+      for (const R of lengths) {
+        const x = et.randn([R, 160]).mul(et.tensor(Array.from({ length: R }, (_, r) => [0.25 + (r % 7)])));
+        await withinBound(format, 'float32', x, await run(mlp, x), w, `${format} R ${R}`);
+      }
+    }
+  });
 
   it('with autograd on and an input that needs no gradient (the float row kernels, the input not rounded), rows equal rows alone', async () => {
     et.manualSeed(11);
