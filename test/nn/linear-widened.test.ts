@@ -1,0 +1,59 @@
+// bfloat16 prompt rows on a CPU without bfloat16 products (AVX2): a Linear layer widens its weight
+// to float32 a slice of outputs at a time and multiplies in float32 (kernels/linear.cc), where
+// oneDNN and MKL multiply bfloat16 at about a third of their float32 speed. Checked in a child
+// process capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2, as the AVX2 bench
+// profile runs), the same on any x86-64 CPU: the layer's output within the bound of the float64
+// product computed by ATen (each bfloat16 product exact in float32, float32 sums of K terms, one
+// rounding to bfloat16: |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x·w| + 2⁻⁸ |y|), for a weight of several slices
+// (4096 inputs: 256 outputs a slice, 600 outputs) and an odd one, with and without a bias, 2-D and 3-D
+// inputs, 16 rows (the fewest it takes) and more; and, from the op profile, that the widened
+// product ran (aten::mm over the float32 slices) where ATen's bfloat16 linear (aten::linear) did not.
+import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+
+const ROOT = path.join(__dirname, '..', '..');
+const CHILD = `
+const et = require(${JSON.stringify(path.join(ROOT, 'dist', 'index.js'))});
+(async () => {
+  et.setNumThreads(2);
+  et.manualSeed(7);
+  const out = [];
+  for (const [inn, outn, shape, bias] of [[4096, 600, [16, 4096], true], [97, 42, [2, 19, 97], false], [4096, 600, [40, 4096], false]]) {
+    const lin = await et.nn.Linear.create({ in_features: inn, out_features: outn, bias }).to({ dtype: 'bfloat16' });
+    const x = et.randn(shape).to({ dtype: 'bfloat16' });
+    await et.profiler.start();
+    const y = await et.noGrad(() => lin.forward(x));
+    const ops = new Set((await et.profiler.stop()).keyAverages().map((o) => o.name));
+    const [w, b] = lin.parameters();
+    const x64 = x.to({ dtype: 'float64' }).reshape([-1, inn]);
+    const w64 = w.to({ dtype: 'float64' });
+    let ref = x64.matmul(w64.transpose(0, 1));
+    const mag = x64.abs().matmul(w64.abs().transpose(0, 1));
+    if (bias) ref = ref.add(b.to({ dtype: 'float64' }));
+    const bound = mag.mul((inn + 8) * 2 ** -24).add(ref.abs().mul(2 ** -8)).add(bias ? b.to({ dtype: 'float64' }).abs().mul(2 ** -24) : 0);
+    const err = y.to({ dtype: 'float64' }).reshape([-1, outn]).sub(ref).abs();
+    out.push({ shape, dtype: y.dtype, yshape: y.shape, worst: err.sub(bound).max().item(), peak: ref.abs().max().item(), mm: ops.has('aten::mm'), linear: ops.has('aten::linear') });
+  }
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+describe('bfloat16 Linear on AVX2 (the weight widened to float32 for a prompt)', () => {
+  it('within the bound of the float64 product, through the widened product, for weights of one and several slices', () => {
+    const env = { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' };
+    delete env.EMOTORCH_CPU_LINEAR;
+    const r = spawnSync(process.execPath, ['-e', CHILD], { cwd: ROOT, env, encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const results = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(results).toHaveLength(3);
+    for (const c of results) {
+      const what = `input ${JSON.stringify(c.shape)}`;
+      expect(c.dtype, what).toBe('bfloat16');
+      expect(c.yshape, what).toEqual([...c.shape.slice(0, -1), c.shape[0] === 2 ? 42 : 600]);
+      expect(c.worst, `${what}: error beyond the bound`).toBeLessThanOrEqual(0);
+      expect(c.peak, what).toBeGreaterThan(0.1);
+      expect({ mm: c.mm, linear: c.linear }, `${what}: the widened product ran`).toEqual({ mm: true, linear: false });
+    }
+  });
+});
