@@ -123,9 +123,10 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::T
 // speed (63 × 2048 by 5632 × 2048 on 2 Zen 4 threads under the AVX2 profile: 63.6 ms, 23.4 in
 // float32), so the weight is widened to float32 a slice of outputs at a time, into a buffer the
 // calling thread keeps (4 MiB; a fresh 46 MB tensor a call cost more in page faults than the product), and
-// multiplied in float32. Each product of two bfloat16 numbers is exact in float32, the sums float32
-// as before, the result rounded to bfloat16 once. The 1.1B LLaMA's prompt pass under that profile
-// (2 threads): 16 positions 764 → 599 ms, 63 2.81 → 1.13 s, 128 5.7 → 1.8 s.
+// multiplied in float32 on the faster of oneDNN and the BLAS (mm_t's choice: ATen's MKL alone gave
+// 556 / 1149 / 1823 ms below). Each product of two bfloat16 numbers is exact in float32, the sums
+// float32 as before, the result rounded to bfloat16 once. The 1.1B LLaMA's prompt pass under that
+// profile (2 threads, in-process A/B): 16 positions 764 → 385 ms, 63 2.81 → 0.91 s, 128 5.7 → 1.6 s.
 constexpr int64_t kWidenRows = 16;
 bool widening_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
 #if defined(__x86_64__)
@@ -156,7 +157,7 @@ at::Tensor widened_product(const at::Tensor& x, const at::Tensor& w, const at::T
     auto wf = buf.narrow(0, 0, m * K).view({m, K});
     wf.copy_(w.narrow(0, n0, m));
     auto yc = y.narrow(1, n0, m);
-    at::mm_out(yc, x2, wf.t());
+    yc.copy_(mm_t(x2, wf, std::nullopt));
   }
   if (b.defined()) y.add_(b.to(at::kFloat));
   auto shape = x.sizes().vec();
