@@ -1527,14 +1527,14 @@ using VnniKernel = void (*)(const View& v, const ActRows& a, const ActSteps& s, 
 // Outputs n0 … n1 of input rows r0 … r1: weight rows NB at a time (the last ones one by one), input
 // rows 4, 2 and 1 at a time.
 template <template <int, int> class Blk, int NB>
-void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t R, int64_t ldy, int64_t n0,
+void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t r1, int64_t ldy, int64_t n0,
                   int64_t n1) {
   auto rows = [&](auto nbc, int64_t n) {
     constexpr int B = decltype(nbc)::value;
     int64_t r = r0;
-    for (; r + 4 <= R; r += 4) Blk<B, 4>::run(v, a, s, Y + r * ldy, ldy, n, r);
-    for (; r + 2 <= R; r += 2) Blk<B, 2>::run(v, a, s, Y + r * ldy, ldy, n, r);
-    if (r < R) Blk<B, 1>::run(v, a, s, Y + r * ldy, ldy, n, r);
+    for (; r + 4 <= r1; r += 4) Blk<B, 4>::run(v, a, s, Y + r * ldy, ldy, n, r);
+    for (; r + 2 <= r1; r += 2) Blk<B, 2>::run(v, a, s, Y + r * ldy, ldy, n, r);
+    if (r < r1) Blk<B, 1>::run(v, a, s, Y + r * ldy, ldy, n, r);
   };
   int64_t n = n0;
   for (; n + NB <= n1; n += NB) rows(std::integral_constant<int, NB>{}, n);
