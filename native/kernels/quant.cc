@@ -1523,6 +1523,88 @@ ET_VNNI void q4_interleaved_rows(const View& v, const ActRows& a, const ActSteps
   }
 }
 
+// Integer products on AVX2 (CPUs without AVX-512 VNNI): a block of 32 signed weight bytes w with
+// the input's 32 bytes x as llama.cpp's AVX2 code takes them, |w| (unsigned) times x with w's sign
+// (maddubs: byte pairs into int16; |w| ≤ 128 and |x| ≤ 127, so a pair's sum never saturates), the
+// pairs then added into eight int32 lanes, lane l the products 4l … 4l+3: the lanes dpbusd gives,
+// so int8's and q8_0's outputs are the VNNI kernels' bit for bit. The input rows' steps (ActSteps)
+// are not read.
+ET_Q256 inline __m256i dot_i8x32(__m256i w, __m256i x) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
+}
+
+template <int NB, int M>
+struct Int8Avx2 {
+  ET_Q256 static void run(const View& v, const ActRows& a, const ActSteps&, float* Y, int64_t ldy, int64_t n, int64_t r0) {
+    const int64_t K = v.K, S = K / 32;
+    __m256i acc[NB][M];
+    for (int i = 0; i < NB; ++i)
+      for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_si256();
+    for (int64_t t = 0; t < S; ++t)
+      for (int i = 0; i < NB; ++i) {
+        const uint8_t* p = v.w + (n + i) * K + t * 32;
+        _mm_prefetch(reinterpret_cast<const char*>(p + NB * K), _MM_HINT_T1);
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        for (int j = 0; j < M; ++j)
+          acc[i][j] = _mm256_add_epi32(
+              acc[i][j], dot_i8x32(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + (r0 + j) * K + t * 32))));
+      }
+    for (int i = 0; i < NB; ++i) {
+      const auto* qw = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
+      const float scb = v.scb[n + i];
+      for (int j = 0; j < M; ++j) {
+        const int64_t r = r0 + j;
+        alignas(32) int32_t lanes[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[i][j]);
+        int64_t isum = 0;
+        for (int l = 0; l < 8; ++l) isum += lanes[l];
+        for (int64_t k = S * 32; k < K; ++k) isum += static_cast<int32_t>(qw[k]) * a.q[r * K + k];
+        float y = static_cast<float>(isum) * (a.d[r] * scb) * (1.0f / 16129.0f);
+        for (const auto& [k, x] : a.outliers[r]) y += x * ((static_cast<float>(qw[k]) * scb) * 7.874015718698502e-3f);
+        Y[j * ldy + n + i] = y;
+      }
+    }
+  }
+};
+
+// q8_0 and q4_0 a block of 32 at a time: the block's integer sums in eight lanes, scaled by
+// d_w · d_x into the lanes' float sums (q8_0: as Q8Vnni). q4_0's 16 bytes of codes: the low nibbles
+// are its first 16 elements, the high ones the next 16, each minus 8.
+template <bool Q4>
+struct GgufAvx2 {
+  template <int NB, int M>
+  struct At {
+    ET_Q256 static void run(const View& v, const ActRows& a, const ActSteps&, float* Y, int64_t ldy, int64_t n, int64_t r0) {
+      constexpr int64_t bb = Q4 ? 18 : 34;  // a block's bytes
+      const int64_t K = v.K, nb = K / kGgufBlock, rb = nb * bb;
+      const __m256i low = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+      __m256 acc[NB][M];
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_ps();
+      for (int64_t b = 0; b < nb; ++b)
+        for (int i = 0; i < NB; ++i) {
+          const uint8_t* p = v.w + (n + i) * rb + b * bb;
+          _mm_prefetch(reinterpret_cast<const char*>(p + 2 * NB * rb), _MM_HINT_T1);
+          __m256i w;
+          if constexpr (Q4) {
+            const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2));
+            w = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(c, 4), c), low), eight);
+          } else {
+            w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+          }
+          const float dw = _cvtsh_ss(load_u16(p));
+          for (int j = 0; j < M; ++j) {
+            const int64_t r = r0 + j;
+            const __m256i sum = dot_i8x32(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + r * K + b * kGgufBlock)));
+            acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(dw * a.d[r * nb + b]), acc[i][j]);
+          }
+        }
+      for (int i = 0; i < NB; ++i)
+        for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = hsum256(acc[i][j]);
+    }
+  };
+};
+
 using VnniKernel = void (*)(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t r1, int64_t ldy, int64_t n0,
                             int64_t n1);
 
@@ -1543,15 +1625,34 @@ void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, 
   for (; n < n1; ++n) rows(std::integral_constant<int, 1>{}, n);
 }
 
-// The integer kernel for this CPU and format; none without AVX-512 VNNI (int8: nor for rows so long
-// that a lane's int32 sum could overflow). For R rows: one weight row at a time for fewer than 4
+// AVX2 with FMA and F16C (the integer kernels where AVX-512 VNNI is missing or capped off).
+bool avx2_integer_products() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  }();
+  return ok;
+}
+
+VnniKernel avx2_kernel(QuantFormat f, int64_t K, bool many) {
+  switch (f) {
+    case QuantFormat::Int8: return K > 65536 ? nullptr : many ? &vnni_blocked<Int8Avx2, 2> : &vnni_blocked<Int8Avx2, 1>;
+    case QuantFormat::Q8_0: return many ? &vnni_blocked<GgufAvx2<false>::At, 2> : &vnni_blocked<GgufAvx2<false>::At, 1>;
+    case QuantFormat::Q4_0: return many ? &vnni_blocked<GgufAvx2<true>::At, 2> : &vnni_blocked<GgufAvx2<true>::At, 1>;
+    default: return nullptr;
+  }
+}
+
+// The integer kernel for this CPU and format: AVX-512 VNNI's, else AVX2's (avx2_kernel: weight rows
+// 2 at a time from 4 input rows on), else none (int8: nor for rows so long that a lane's int32 sum
+// could overflow). For R rows with VNNI: one weight row at a time for fewer than 4
 // rows (decoding: bound by memory), else 4 (q4_0: 2, its sums take two registers an output) side by
 // side, so each input vector loaded serves several weight rows: on 2 Zen 4 threads a 64-token int8
 // prompt pass of the 1.1B model took 469 ms with one and 327 with four, a 16-row decoding step 147
 // and 120 ms (q8_0 276 and 191, q4_0 291 and 212). Each output's chain of sums is the same either way.
 VnniKernel vnni_kernel(QuantFormat f, int64_t K, int64_t R) {
-  if (!vnni_products()) return nullptr;
   const bool many = R >= 4;
+  if (!vnni_products()) return avx2_integer_products() ? avx2_kernel(f, K, many) : nullptr;
   switch (f) {
     case QuantFormat::Int8: return K > 65536 ? nullptr : many ? &vnni_blocked<Int8Vnni, 4> : &vnni_blocked<Int8Vnni, 1>;
     case QuantFormat::Q8_0: return many ? &vnni_blocked<Q8Vnni, 4> : &vnni_blocked<Q8Vnni, 1>;
@@ -1562,6 +1663,7 @@ VnniKernel vnni_kernel(QuantFormat f, int64_t K, int64_t R) {
 #else
 using VnniKernel = void (*)(const View&, const ActRows&, const ActSteps&, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
 VnniKernel vnni_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
+bool vnni_products() { return false; }
 #endif
 
 // The rows' products with the quantized weight (R × N, float32); with `act`, the rows quantized first
@@ -1607,7 +1709,7 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
     }
 #endif
     if (const VnniKernel kernel = vnni_kernel(q.format, K, R)) {
-      const ActSteps s = act_steps(q.format, a, false);
+      const ActSteps s = vnni_products() ? act_steps(q.format, a, false) : ActSteps{};
       // a long prompt in chunks of about 256 KiB of quantized input, each read from cache by every
       // task (the 1.1B's int8 pass on 2 Zen 4 threads: chunks of 32, 64, 128 rows or none within 2 %)
       const int64_t chunk = std::max<int64_t>(4, ((256 << 10) / K) / 4 * 4);
@@ -1962,9 +2064,13 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
   // weight for oneDNN (2 Zen 4 threads, the 1.1B's prompt pass): int8's at every length (72 positions
   // 359 against 526 ms, 512 2.7 s against 3.5), q8_0's up to 24 (12: 133 against 207 ms, 24 262
   // against 288, 32 about even, 64 634 against 490), interleaved q4_0's at every length (16 108
-  // against 265 ms, 128 568 against 918, 512 2.3 s where bfloat16's own pass took 3.0), other rows up to 8
-  const bool all = act && (q.interleaved || (q.format == QuantFormat::Int8 && vnni_kernel(q.format, q.in, 1)));
-  const int64_t few = act && q.format == QuantFormat::Q8_0 && vnni_kernel(q.format, q.in, 1) ? 24 : 8;
+  // against 265 ms, 128 568 against 918, 512 2.3 s where bfloat16's own pass took 3.0), other rows up to 8;
+  // on AVX2 without VNNI (its integer kernels; the 1.1B's MLP under the AVX2 profile, bfloat16 rows)
+  // int8's at every length (16 rows 3.7 against 15.6 ms, 128 26 against 44), q8_0's and q4_0's up to
+  // 64 (64: 23 and 25 against 29; 128: 45 and 49 against 45)
+  const bool integer = act && vnni_kernel(q.format, q.in, 1);
+  const bool all = act && (q.interleaved || (q.format == QuantFormat::Int8 && integer));
+  const int64_t few = !integer ? 8 : !vnni_products() ? 64 : q.format == QuantFormat::Q8_0 ? 24 : 8;
   if (!grad && x.device().is_cpu() && R > 0 && (rows || all || R <= few) &&
       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf)) {
     auto y = rows_quant(x.reshape({R, q.in}), q, act);

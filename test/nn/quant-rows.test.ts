@@ -118,13 +118,14 @@ describe('quantized row products', () => {
         }
       });
 
-  it('a long prompt through the integer kernels (int8: rows in chunks of about 256 KiB, 1641 rows of 160 crossing one; q8_0: up to 24 rows, then dequantized) is within the bound, every row', async () => {
-    // float32: without AVX-512 VNNI these lengths dequantize the weight, in the input's dtype,
+  it('a long prompt through the integer kernels (int8: rows in chunks of about 256 KiB, 1641 rows of 160 crossing one; q8_0: up to 24 rows with AVX-512 VNNI, 64 with AVX2, then dequantized; q4_0 held row by row: up to 64 with AVX2) is within the bound, every row', async () => {
+    // float32: without an integer kernel these lengths dequantize the weight, in the input's dtype,
     // exactly in float32 only
     et.manualSeed(24);
     for (const [format, lengths] of [
       ['int8', [1641]],
-      ['q8_0', [24, 25]],
+      ['q8_0', [24, 25, 64, 65]],
+      ['q4_0', [64, 65]],
     ] as const) {
       const { mlp, w } = await layer(format, 160, 'float32');
       for (const R of lengths) {

@@ -1,0 +1,117 @@
+// The integer kernels of quantized Linear layers on AVX2 (kernels/quant.cc Int8Avx2, GgufAvx2: CPUs
+// without AVX-512 VNNI), checked in child processes capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
+// ATEN_CPU_CAPABILITY=avx2, as the AVX2 bench profile runs), the same on any x86-64 CPU:
+// (a) quant-rows.test.ts whole under the cap: each row of R rows equals the row alone, and every
+//     output is within the stated bound of the float64 product of the rows as the format's library
+//     quantizes them and the dequantized weight (decoding rows, prompts of up to 80 rows, int8's
+//     1641);
+// (b) int8's and q8_0's outputs there equal, bit for bit, the AVX-512 VNNI kernels' in this process
+//     where this CPU has AVX-512 VNNI (their integer lane sums are the same and exact, and the float
+//     steps after them the same), for 1, 3, 5, 16 and 40 rows (q8_0: 24, the most it takes through
+//     them with VNNI): the integer kernels ran, where the
+//     float kernels they replace would round differently. On a CPU without AVX-512 both processes
+//     run the AVX2 kernels; on one with AVX-512 but not VNNI this process runs float kernels, and (b)
+//     is left out, saying so.
+import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as et from '../../lib/index';
+import { quantizeLayer } from '../../lib/nn/quant';
+
+const ROOT = path.join(__dirname, '..', '..');
+const CAPPED = (): NodeJS.ProcessEnv => {
+  const env = { ...process.env, ONEDNN_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' };
+  delete env.EMOTORCH_CPU_LINEAR;
+  delete env.VITEST;
+  delete env.VITEST_POOL_ID;
+  delete env.VITEST_WORKER_ID;
+  return env;
+};
+
+/** The products' outputs as float32 bits (base64), for layers and rows made from a fixed sequence (no RNG of ATen's, whose vector code differs between ISAs). */
+async function products(lib: typeof et, quantizeInto: typeof quantizeLayer): Promise<Record<string, string>> {
+  let s = 12345;
+  const next = (): number => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+  const fill = (n: number, scale: number): Float32Array => Float32Array.from({ length: n }, () => next() * scale);
+  const out: Record<string, string> = {};
+  for (const [format, inn, rows] of [
+    ['int8', 160, [1, 3, 5, 16, 40]],
+    ['int8', 97, [1, 3, 5, 16, 40]],
+    ['q8_0', 160, [1, 3, 5, 16, 24]],
+  ] as const) {
+    const OUT = 42;
+    const mlp = await lib.nn.Mlp.create({ sizes: [inn, OUT], bias: false });
+    const w = lib.tensor(fill(OUT * inn, 0.1), { shape: [OUT, inn] });
+    await quantizeInto(mlp, lib.nn.linearLayers(mlp)[0], format, w, 'weight');
+    for (const R of rows)
+      for (const dtype of ['float32', 'bfloat16'] as const) {
+        const x = lib.tensor(fill(R * inn, 4), { shape: [R, inn] }).to({ dtype });
+        const y = (await lib.noGrad(() => mlp.forward(x))).to({ dtype: 'float32' }).contiguous();
+        const a = (await y.data()) as Float32Array;
+        out[`${format} in ${inn} R ${R} ${dtype}`] = Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+      }
+  }
+  return out;
+}
+
+const CHILD = `
+const et = require(${JSON.stringify(path.join(ROOT, 'dist', 'index.js'))});
+const { quantizeLayer } = require(${JSON.stringify(path.join(ROOT, 'dist', 'nn', 'quant.js'))});
+(async () => {
+  et.setNumThreads(2);
+  const products = ${products.toString()};
+  console.log(JSON.stringify(await products(et, quantizeLayer)));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+/** What this process's kernels are: AVX-512 VNNI's integer ones, AVX2's, or float ones (AVX-512 without VNNI). */
+function ownKernels(): 'vnni' | 'avx2' | 'float' | 'unknown' {
+  let flags: string[];
+  try {
+    const line = fs
+      .readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    flags = line ? line.split(':')[1].trim().split(/\s+/) : [];
+  } catch {
+    return 'unknown';
+  }
+  if (flags.length === 0) return 'unknown';
+  const avx512 = ['avx512f', 'avx512bw', 'avx512vl'].every((f) => flags.includes(f));
+  if (avx512) return flags.includes('avx512_vnni') ? 'vnni' : 'float';
+  return ['avx2', 'fma', 'f16c'].every((f) => flags.includes(f)) ? 'avx2' : 'float';
+}
+
+describe('quantized row products on AVX2 (the integer kernels)', () => {
+  it('quant-rows.test.ts passes under the AVX2 cap', () => {
+    const r = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'test/nn/quant-rows.test.ts'], {
+      cwd: ROOT,
+      env: CAPPED(),
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    expect(r.status, `${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`).toBe(0);
+    expect(r.stdout.replace(/\x1b\[[0-9;]*m/g, '')).toMatch(/Tests\s+\d+ passed \(\d+\)/);
+  }, 320_000);
+
+  it("int8's and q8_0's outputs equal the AVX-512 VNNI kernels' bit for bit", async (ctx) => {
+    const own = ownKernels();
+    if (own === 'float' || own === 'unknown') {
+      console.log(`[quant-rows-avx2] (b) left out: this CPU's own kernels are not integer ones (${own})`);
+      ctx.skip();
+    }
+    const r = spawnSync(process.execPath, ['-e', CHILD], { cwd: ROOT, env: CAPPED(), encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const capped = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+    const here = await products(et, quantizeLayer);
+    expect(Object.keys(capped)).toHaveLength(30);
+    expect(
+      Object.keys(here).filter((k) => capped[k] !== here[k]),
+      'the products whose bits differ',
+    ).toEqual([]);
+  }, 150_000);
+});
