@@ -15,8 +15,8 @@
  * the gradient flows through the dequantized weight to the input and to LoRA adapters (QLoRA), as
  * bitsandbytes trains on a CPU. On the CPU a decoding step reads the quantized weight once for all
  * its rows (integer products on AVX-512 VNNI, which take int8's and interleaved q4_0's prompts of
- * any length, q8_0's up to 24 rows); a longer input dequantizes the weight (in its dtype) for the
- * product.
+ * any length, q8_0's up to 24 rows; on AVX2 int8's of any length, q8_0's and q4_0's up to 64); a
+ * longer input dequantizes the weight (in its dtype) for the product.
  */
 import { binding } from '../native';
 import type { TensorHandle } from '../native';
