@@ -1605,14 +1605,14 @@ struct GgufAvx2 {
   };
 };
 
-using VnniKernel = void (*)(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t r1, int64_t ldy, int64_t n0,
-                            int64_t n1);
+using IntegerKernel = void (*)(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t r1, int64_t ldy,
+                               int64_t n0, int64_t n1);
 
 // Outputs n0 … n1 of input rows r0 … r1: weight rows NB at a time (the last ones one by one), input
 // rows 4, 2 and 1 at a time.
 template <template <int, int> class Blk, int NB>
-void vnni_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t r1, int64_t ldy, int64_t n0,
-                  int64_t n1) {
+void integer_blocked(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t r1, int64_t ldy, int64_t n0,
+                     int64_t n1) {
   auto rows = [&](auto nbc, int64_t n) {
     constexpr int B = decltype(nbc)::value;
     int64_t r = r0;
@@ -1634,11 +1634,11 @@ bool avx2_integer_products() {
   return ok;
 }
 
-VnniKernel avx2_kernel(QuantFormat f, int64_t K, bool many) {
+IntegerKernel avx2_kernel(QuantFormat f, int64_t K, bool many) {
   switch (f) {
-    case QuantFormat::Int8: return K > 65536 ? nullptr : many ? &vnni_blocked<Int8Avx2, 2> : &vnni_blocked<Int8Avx2, 1>;
-    case QuantFormat::Q8_0: return many ? &vnni_blocked<GgufAvx2<false>::At, 2> : &vnni_blocked<GgufAvx2<false>::At, 1>;
-    case QuantFormat::Q4_0: return many ? &vnni_blocked<GgufAvx2<true>::At, 2> : &vnni_blocked<GgufAvx2<true>::At, 1>;
+    case QuantFormat::Int8: return K > 65536 ? nullptr : many ? &integer_blocked<Int8Avx2, 2> : &integer_blocked<Int8Avx2, 1>;
+    case QuantFormat::Q8_0: return many ? &integer_blocked<GgufAvx2<false>::At, 2> : &integer_blocked<GgufAvx2<false>::At, 1>;
+    case QuantFormat::Q4_0: return many ? &integer_blocked<GgufAvx2<true>::At, 2> : &integer_blocked<GgufAvx2<true>::At, 1>;
     default: return nullptr;
   }
 }
@@ -1650,19 +1650,19 @@ VnniKernel avx2_kernel(QuantFormat f, int64_t K, bool many) {
 // side, so each input vector loaded serves several weight rows: on 2 Zen 4 threads a 64-token int8
 // prompt pass of the 1.1B model took 469 ms with one and 327 with four, a 16-row decoding step 147
 // and 120 ms (q8_0 276 and 191, q4_0 291 and 212). Each output's chain of sums is the same either way.
-VnniKernel vnni_kernel(QuantFormat f, int64_t K, int64_t R) {
+IntegerKernel integer_kernel(QuantFormat f, int64_t K, int64_t R) {
   const bool many = R >= 4;
   if (!vnni_products()) return avx2_integer_products() ? avx2_kernel(f, K, many) : nullptr;
   switch (f) {
-    case QuantFormat::Int8: return K > 65536 ? nullptr : many ? &vnni_blocked<Int8Vnni, 4> : &vnni_blocked<Int8Vnni, 1>;
-    case QuantFormat::Q8_0: return many ? &vnni_blocked<Q8Vnni, 4> : &vnni_blocked<Q8Vnni, 1>;
-    case QuantFormat::Q4_0: return many ? &vnni_blocked<Q4Vnni, 2> : &vnni_blocked<Q4Vnni, 1>;
+    case QuantFormat::Int8: return K > 65536 ? nullptr : many ? &integer_blocked<Int8Vnni, 4> : &integer_blocked<Int8Vnni, 1>;
+    case QuantFormat::Q8_0: return many ? &integer_blocked<Q8Vnni, 4> : &integer_blocked<Q8Vnni, 1>;
+    case QuantFormat::Q4_0: return many ? &integer_blocked<Q4Vnni, 2> : &integer_blocked<Q4Vnni, 1>;
     default: return nullptr;
   }
 }
 #else
-using VnniKernel = void (*)(const View&, const ActRows&, const ActSteps&, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
-VnniKernel vnni_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
+using IntegerKernel = void (*)(const View&, const ActRows&, const ActSteps&, float*, int64_t, int64_t, int64_t, int64_t, int64_t);
+IntegerKernel integer_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
 bool vnni_products() { return false; }
 #endif
 
@@ -1708,7 +1708,7 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
       return y;
     }
 #endif
-    if (const VnniKernel kernel = vnni_kernel(q.format, K, R)) {
+    if (const IntegerKernel kernel = integer_kernel(q.format, K, R)) {
       const ActSteps s = vnni_products() ? act_steps(q.format, a, false) : ActSteps{};
       // a long prompt in chunks of about 256 KiB of quantized input, each read from cache by every
       // task (the 1.1B's int8 pass on 2 Zen 4 threads: chunks of 32, 64, 128 rows or none within 2 %)
@@ -2068,7 +2068,7 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
   // on AVX2 without VNNI (its integer kernels; the 1.1B's MLP under the AVX2 profile, bfloat16 rows)
   // int8's at every length (16 rows 3.7 against 15.6 ms, 128 26 against 44), q8_0's and q4_0's up to
   // 64 (64: 23 and 25 against 29; 128: 45 and 49 against 45)
-  const bool integer = act && vnni_kernel(q.format, q.in, 1);
+  const bool integer = act && integer_kernel(q.format, q.in, 1);
   const bool all = act && (q.interleaved || (q.format == QuantFormat::Int8 && integer));
   const int64_t few = !integer ? 8 : !vnni_products() ? 64 : q.format == QuantFormat::Q8_0 ? 24 : 8;
   if (!grad && x.device().is_cpu() && R > 0 && (rows || all || R <= few) &&
