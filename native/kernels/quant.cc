@@ -1311,6 +1311,19 @@ ET_VNNI void q4_steps_vnni(const ActRows& a, ActSteps& s) {
     }
 }
 
+// int8's output n for input row r from the integer sum of its first k0 products (the VNNI and
+// AVX2 kernels alike, so that their outputs are the same bits): the products from k0 on, the row's
+// scales, then its outliers' float products.
+__attribute__((always_inline)) inline float int8_output(const View& v, const ActRows& a, int64_t n, int64_t r, int64_t isum, int64_t k0) {
+  const int64_t K = v.K;
+  const auto* qw = reinterpret_cast<const int8_t*>(v.w) + n * K;
+  const float scb = v.scb[n];
+  for (int64_t k = k0; k < K; ++k) isum += static_cast<int32_t>(qw[k]) * a.q[r * K + k];
+  float y = static_cast<float>(isum) * (a.d[r] * scb) * (1.0f / 16129.0f);
+  for (const auto& [k, x] : a.outliers[r]) y += x * ((static_cast<float>(qw[k]) * scb) * 7.874015718698502e-3f);
+  return y;
+}
+
 // Y[j·ldy + n + i] for i < NB, j < M.
 template <int NB, int M>
 struct Int8Vnni {
@@ -1324,24 +1337,17 @@ struct Int8Vnni {
       for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * K + t * 64;
         // the next block's line towards L2, not L1: on a Zen 4 (2 threads, the 1.1B) one-row
-        // decoding took 1.38–1.44 × the tokens/s and a sixteen-row step 0.86–0.92 × the time (the
-        // other formats' kernels, and int8's on AVX2, were no faster so)
+        // decoding took 1.38–1.44 × the tokens/s and a sixteen-row step 0.86–0.92 × the time
+        // (q8_0's kernel and the AVX2 ones fetch towards L2 too, each as far ahead as measured best)
         _mm_prefetch(reinterpret_cast<const char*>(p + NB * K), _MM_HINT_T1);
         const __m512i w = _mm512_xor_si512(_mm512_loadu_si512(p), flip);
         for (int j = 0; j < M; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], w, _mm512_loadu_si512(a.q.data() + (r0 + j) * K + t * 64));
       }
-    for (int i = 0; i < NB; ++i) {
-      const auto* qw = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
-      const float scb = v.scb[n + i];
+    for (int i = 0; i < NB; ++i)
       for (int j = 0; j < M; ++j) {
-        const int64_t r = r0 + j;
-        int64_t isum = static_cast<int64_t>(_mm512_reduce_add_epi32(acc[i][j])) - s.row_off[r];
-        for (int64_t k = S * 64; k < K; ++k) isum += static_cast<int32_t>(qw[k]) * a.q[r * K + k];
-        float y = static_cast<float>(isum) * (a.d[r] * scb) * (1.0f / 16129.0f);
-        for (const auto& [k, x] : a.outliers[r]) y += x * ((static_cast<float>(qw[k]) * scb) * 7.874015718698502e-3f);
-        Y[j * ldy + n + i] = y;
+        const int64_t isum = static_cast<int64_t>(_mm512_reduce_add_epi32(acc[i][j])) - s.row_off[r0 + j];
+        Y[j * ldy + n + i] = int8_output(v, a, n + i, r0 + j, isum, S * 64);
       }
-    }
   }
 };
 
@@ -1549,21 +1555,14 @@ struct Int8Avx2 {
           acc[i][j] = _mm256_add_epi32(
               acc[i][j], dot_i8x32(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + (r0 + j) * K + t * 32))));
       }
-    for (int i = 0; i < NB; ++i) {
-      const auto* qw = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
-      const float scb = v.scb[n + i];
+    for (int i = 0; i < NB; ++i)
       for (int j = 0; j < M; ++j) {
-        const int64_t r = r0 + j;
         alignas(32) int32_t lanes[8];
         _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[i][j]);
         int64_t isum = 0;
         for (int l = 0; l < 8; ++l) isum += lanes[l];
-        for (int64_t k = S * 32; k < K; ++k) isum += static_cast<int32_t>(qw[k]) * a.q[r * K + k];
-        float y = static_cast<float>(isum) * (a.d[r] * scb) * (1.0f / 16129.0f);
-        for (const auto& [k, x] : a.outliers[r]) y += x * ((static_cast<float>(qw[k]) * scb) * 7.874015718698502e-3f);
-        Y[j * ldy + n + i] = y;
+        Y[j * ldy + n + i] = int8_output(v, a, n + i, r0 + j, isum, S * 32);
       }
-    }
   }
 };
 
