@@ -34,6 +34,12 @@
 
 namespace et::nn {
 
+// Every loop over a kernel's block of weight rows (i < NB) or input rows (j < M) is unrolled, the
+// first and last ones too: with one of them left a loop GCC 12 keeps the block's sums in memory or
+// moves them between registers at every product (Int8Vnni's sixteen-row kernel had 60 register moves
+// and 35 spills a step of 16 dpbusd, and ran at about half the products' peak).
+#define ET_UNROLL _Pragma("GCC unroll 16")
+
 namespace {
 
 // QLoRA's NormalFloat4 values (bitsandbytes' NF4 quant_map, float32).
@@ -673,21 +679,21 @@ struct Fused512 {
     ET_Q512 static void run(const View& v, const float* X, float* Y, int64_t ldy, int64_t n) {
       const int64_t K = v.K, steps = K / D::S;
       __m512 acc[NB][M][A];
-      for (int i = 0; i < NB; ++i)
-        for (int j = 0; j < M; ++j)
-          for (int c = 0; c < A; ++c) acc[i][j][c] = _mm512_setzero_ps();
+      ET_UNROLL for (int i = 0; i < NB; ++i)
+        ET_UNROLL for (int j = 0; j < M; ++j)
+          ET_UNROLL for (int c = 0; c < A; ++c) acc[i][j][c] = _mm512_setzero_ps();
       for (int64_t s = 0; s < steps; ++s)
-        for (int i = 0; i < NB; ++i) {
+        ET_UNROLL for (int i = 0; i < NB; ++i) {
           __m512 w[D::V];
           _mm_prefetch(reinterpret_cast<const char*>(D::at(v, n + i + NB, s)), _MM_HINT_T0);
           D::decode(v, n + i, s, w);
-          for (int j = 0; j < M; ++j)
-            for (int u = 0; u < D::V; ++u)
+          ET_UNROLL for (int j = 0; j < M; ++j)
+            ET_UNROLL for (int u = 0; u < D::V; ++u)
               acc[i][j][u % A] = _mm512_fmadd_ps(_mm512_loadu_ps(X + j * K + s * D::S + 16 * u), w[u], acc[i][j][u % A]);
         }
-      for (int i = 0; i < NB; ++i)
-        for (int j = 0; j < M; ++j) {
-          for (int c = 1; c < A; ++c) acc[i][j][0] = _mm512_add_ps(acc[i][j][0], acc[i][j][c]);
+      ET_UNROLL for (int i = 0; i < NB; ++i)
+        ET_UNROLL for (int j = 0; j < M; ++j) {
+          ET_UNROLL for (int c = 1; c < A; ++c) acc[i][j][0] = _mm512_add_ps(acc[i][j][0], acc[i][j][c]);
           float t = _mm512_reduce_add_ps(acc[i][j][0]);
           if (v.f == QuantFormat::Int8) {  // the k a step leaves (the others' blocks divide K)
             const auto* q = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
@@ -831,24 +837,24 @@ struct Fused256 {
     ET_Q256 static void run(const View& v, const float* X, float* Y, int64_t ldy, int64_t n) {
       const int64_t K = v.K, steps = K / D::S;
       __m256 acc[NB][M][A];
-      for (int i = 0; i < NB; ++i)
-        for (int j = 0; j < M; ++j)
-          for (int c = 0; c < A; ++c) acc[i][j][c] = _mm256_setzero_ps();
+      ET_UNROLL for (int i = 0; i < NB; ++i)
+        ET_UNROLL for (int j = 0; j < M; ++j)
+          ET_UNROLL for (int c = 0; c < A; ++c) acc[i][j][c] = _mm256_setzero_ps();
       for (int64_t s = 0; s < steps; ++s)
-        for (int i = 0; i < NB; ++i) {
+        ET_UNROLL for (int i = 0; i < NB; ++i) {
           __m256 w[D::V];
           // the same step of the weight rows NB ahead, towards L2: one-row decoding through a 7B's
           // MLP shapes under the AVX2 profile (Zen 4, 2 threads) 0.71–0.75 × the time of fetching
           // 768 bytes ahead in the row into L1 (int8, q8_0, q4_0; nf4 and sixteen-row steps the same)
           _mm_prefetch(reinterpret_cast<const char*>(D::at(v, n + i + NB, s)), _MM_HINT_T1);
           D::decode(v, n + i, s, w);
-          for (int j = 0; j < M; ++j)
-            for (int u = 0; u < D::V; ++u)
+          ET_UNROLL for (int j = 0; j < M; ++j)
+            ET_UNROLL for (int u = 0; u < D::V; ++u)
               acc[i][j][u % A] = _mm256_fmadd_ps(_mm256_loadu_ps(X + j * K + s * D::S + 8 * u), w[u], acc[i][j][u % A]);
         }
-      for (int i = 0; i < NB; ++i)
-        for (int j = 0; j < M; ++j) {
-          for (int c = 1; c < A; ++c) acc[i][j][0] = _mm256_add_ps(acc[i][j][0], acc[i][j][c]);
+      ET_UNROLL for (int i = 0; i < NB; ++i)
+        ET_UNROLL for (int j = 0; j < M; ++j) {
+          ET_UNROLL for (int c = 1; c < A; ++c) acc[i][j][0] = _mm256_add_ps(acc[i][j][0], acc[i][j][c]);
           float t = hsum256(acc[i][j][0]);
           if (v.f == QuantFormat::Int8) {
             const auto* q = reinterpret_cast<const int8_t*>(v.w) + (n + i) * K;
@@ -898,11 +904,11 @@ struct Q4Bf16 {
     const __m512i low = _mm512_set1_epi16(15);
     const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     __m512 acc[NB][M];
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) acc[i][j] = _mm512_setzero_ps();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2)
-      for (int i = 0; i < NB; ++i) {
+      ET_UNROLL for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + b * 18;
         _mm_prefetch(reinterpret_cast<const char*>(p) + NB * rb, _MM_HINT_T0);
         const __m512i q =
@@ -913,7 +919,7 @@ struct Q4Bf16 {
         const __m512 d = _mm512_permutexvar_ps(
             halves, _mm512_castps128_ps512(
                         _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_u16(p) | (static_cast<uint32_t>(load_u16(p + 18)) << 16))))));
-        for (int j = 0; j < M; ++j) {
+        ET_UNROLL for (int j = 0; j < M; ++j) {
           const uint16_t* x = X
           +j* K + b* kGgufBlock;
           const __m512 s = _mm512_dpbf16_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)_mm512_loadu_si512(x), wl),
@@ -922,19 +928,19 @@ struct Q4Bf16 {
         }
       }
     if (b < nb)
-      for (int i = 0; i < NB; ++i) {
+      ET_UNROLL for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + b * 18;
         const __m256i q = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
         const __m512i idx =
             _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(q, _mm256_set1_epi16(15))), _mm256_srli_epi16(q, 4), 1);
         const __m512bh w = (__m512bh)_mm512_permutexvar_epi16(idx, lut);
         const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(p)));
-        for (int j = 0; j < M; ++j)
+        ET_UNROLL for (int j = 0; j < M; ++j)
           acc[i][j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)_mm512_loadu_si512(X + j * K + b * kGgufBlock), w), d,
                                       acc[i][j]);
       }
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = _mm512_reduce_add_ps(acc[i][j]);
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = _mm512_reduce_add_ps(acc[i][j]);
   }
 };
 
@@ -952,10 +958,10 @@ struct Nf4Bf16 {
     const __m512 map = _mm512_loadu_ps(v.quant_map);
     const __m512i low = _mm512_set1_epi16(15);
     __m512 even[NB][M], odd[NB][M];
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) even[i][j] = odd[i][j] = _mm512_setzero_ps();
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) even[i][j] = odd[i][j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; ++b)
-      for (int i = 0; i < NB; ++i) {
+      ET_UNROLL for (int i = 0; i < NB; ++i) {
         const int64_t g = (n + i) * nb + b;
         const uint8_t* p = v.w + g * 32;
         _mm_prefetch(reinterpret_cast<const char*>(p) + NB * rb, _MM_HINT_T0);
@@ -963,14 +969,14 @@ struct Nf4Bf16 {
         const __m512i q = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         const __m512bh wo = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(q, low), lut),
                        we = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(q, 4), lut);
-        for (int j = 0; j < M; ++j) {
+        ET_UNROLL for (int j = 0; j < M; ++j) {
           const uint16_t* x = rows + j * K + b * kNF4Block;
           even[i][j] = _mm512_dpbf16_ps(even[i][j], (__m512bh)_mm512_loadu_si512(x), we);
           odd[i][j] = _mm512_dpbf16_ps(odd[i][j], (__m512bh)_mm512_loadu_si512(x + 32), wo);
         }
       }
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = _mm512_reduce_add_ps(_mm512_add_ps(even[i][j], odd[i][j]));
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = _mm512_reduce_add_ps(_mm512_add_ps(even[i][j], odd[i][j]));
   }
 };
 
@@ -1071,7 +1077,7 @@ struct ActRows {
   int64_t R = 0, K = 0, nb = 0;
   std::vector<int8_t> q;
   std::vector<float> d;
-  std::vector<std::vector<std::pair<int64_t, float>>> outliers;
+  std::vector<std::vector<std::pair<int64_t, float> > > outliers;
 };
 
 // A row's q8_0 blocks of the input (nb blocks of 32): q and each block's d, float16-exact, as
@@ -1132,7 +1138,7 @@ void act_q8_blocks(const float* x, int64_t nb, int8_t* q, float* d) {
 // A row of int8's input as bitsandbytes' int8 inference rounds it: h = x rounded to float16, its
 // outliers (|h| ≥ 6, NaN and infinities too: they reach y through the float sum) kept apart as (k,
 // x) with h zeroed there, d = the absmax of the rest, q = round-half-even(h · 127 / d).
-void act_int8_row_plain(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float>>& out) {
+void act_int8_row_plain(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float> >& out) {
   std::vector<float> h(x, x + K);
   half_round(h.data(), K);
   float rs = 0;
@@ -1181,7 +1187,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void act_int8_row_avx5
 }
 #endif
 
-void act_int8_row(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float>>& out) {
+void act_int8_row(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float> >& out) {
 #if defined(__x86_64__)
   static const bool avx512 = rows_avx512() && __builtin_cpu_supports("f16c");
   if (avx512) return act_int8_row_avx512(x, K, q, d, out);
@@ -1328,7 +1334,6 @@ ActSteps act_steps(QuantFormat f, const ActRows& a, bool interleaved) {
 // (precomputed per 4-byte lane: −128 or −8 times the lane's sum of q). The integer sums are exact;
 // each output is one fixed chain over its k whatever the rows around it.
 #define ET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
-#define ET_UNROLL _Pragma("GCC unroll 16")
 
 bool vnni_products() {
   static const bool ok = [] {
@@ -1372,10 +1377,8 @@ __attribute__((always_inline)) inline float int8_output(const View& v, const Act
   return y;
 }
 
-// Y[j·ldy + n + i] for i < NB, j < M. Every loop over i or j is unrolled, the epilogue's too: with
-// one left as a loop GCC 12 keeps acc in memory or moves it between registers at each dpbusd (the
-// sixteen-row step's kernel had 60 register moves and 35 spills a step of 16 dpbusd), and a 64-row
-// prompt's products on a Zen 4 core ran at 55 % of dpbusd's peak, at 80 % with this.
+// Y[j·ldy + n + i] for i < NB, j < M (the loops unrolled: see ET_UNROLL; a 64-row prompt's products
+// on a Zen 4 core ran at 55 % of dpbusd's peak before, at 80 % after).
 template <int NB, int M>
 struct Int8Vnni {
   ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0) {
@@ -1425,18 +1428,18 @@ struct Q4Vnni {
                   shifts = _mm512_load_si512(kQ4Shifts);
     const __mmask32 step_words = (1u << 18) - 1;  // 36 bytes
     __m512 acc[NB][M][2];
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) acc[i][j][0] = acc[i][j][1] = _mm512_setzero_ps();
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) acc[i][j][0] = acc[i][j][1] = _mm512_setzero_ps();
     // a step into sum c of each output (steps alternate between two sums: one chain of
     // multiply-adds a step would wait on their latency)
     auto step = [&](int64_t t, int c) __attribute__((always_inline)) {
-      for (int i = 0; i < NB; ++i) {
+      ET_UNROLL for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + t * 36;
         _mm_prefetch(reinterpret_cast<const char*>(p + NB * rb), _MM_HINT_T0);
         const __m512i raw = _mm512_maskz_loadu_epi16(step_words, p);
         const __m512i w = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(codes, raw), shifts), low);
         const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(scales, raw)));
-        for (int j = 0; j < M; ++j) {
+        ET_UNROLL for (int j = 0; j < M; ++j) {
           const int64_t o = ((r0 + j) * S + t) * 16;
           const __m512i sum =
               _mm512_dpbusd_epi32(_mm512_loadu_si512(s.off.data() + o), w, _mm512_loadu_si512(s.q.data() + (r0 + j) * K + t * 64));
@@ -1450,8 +1453,8 @@ struct Q4Vnni {
       step(t + 1, 1);
     }
     if (t < S) step(t, 0);
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) {
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) {
         float y = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][j][0], acc[i][j][1]));
         const int64_t r = r0 + j;
         if (2 * S < nb) {  // the odd last block
@@ -1476,17 +1479,17 @@ struct Q8Vnni {
     const int64_t K = v.K, nb = K / kGgufBlock, rb = nb * 34;
     const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
     __m256 acc[NB][M];
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_ps();
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b)
-      for (int i = 0; i < NB; ++i) {
+      ET_UNROLL for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * rb + b * 34;
         // two weight rows ahead, towards L2: one-row decoding through a 7B's MLP shapes on a Zen 4
         // (2 threads) 0.86–0.90 × the time of one row ahead into L1, a sixteen-row step the same
         _mm_prefetch(reinterpret_cast<const char*>(p + 2 * NB * rb), _MM_HINT_T1);
         const __m256i w = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2)), flip);
         const float dw = _cvtsh_ss(load_u16(p));
-        for (int j = 0; j < M; ++j) {
+        ET_UNROLL for (int j = 0; j < M; ++j) {
           const int64_t r = r0 + j;
           const __m256i sum =
               _mm256_dpbusd_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.boff.data() + (r * nb + b) * 8)), w,
@@ -1494,8 +1497,8 @@ struct Q8Vnni {
           acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(dw * a.d[r * nb + b]), acc[i][j]);
         }
       }
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = hsum256(acc[i][j]);
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = hsum256(acc[i][j]);
   }
 };
 
@@ -1515,7 +1518,7 @@ ET_VNNI void q4_group_vnni(const uint8_t* grp, const ActRows& a, const ActSteps&
   const int64_t K = a.K, nb = a.nb;
   const __m512i low = _mm512_set1_epi8(15);
   __m512 acc[M][2];
-  for (int j = 0; j < M; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+  ET_UNROLL for (int j = 0; j < M; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* c = grp + b * 288;
     for (int l = part; l < kStepLines && parts > 0; l += parts)
@@ -1527,7 +1530,7 @@ ET_VNNI void q4_group_vnni(const uint8_t* grp, const ActRows& a, const ActSteps&
       hi[m] = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
     }
     const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 256)));
-    for (int j = 0; j < M; ++j) {
+    ET_UNROLL for (int j = 0; j < M; ++j) {
       const int64_t r = r0 + j;
       const int8_t* x = a.q.data() + r * K + b * kGgufBlock;
       auto x4 = [&](int e) {
@@ -1544,7 +1547,7 @@ ET_VNNI void q4_group_vnni(const uint8_t* grp, const ActRows& a, const ActSteps&
           _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, _mm512_set1_ps(a.d[r * nb + b])), acc[j][b & 1]);
     }
   }
-  for (int j = 0; j < M; ++j) _mm512_storeu_ps(Y + j * ldy + n, _mm512_add_ps(acc[j][0], acc[j][1]));
+  ET_UNROLL for (int j = 0; j < M; ++j) _mm512_storeu_ps(Y + j * ldy + n, _mm512_add_ps(acc[j][0], acc[j][1]));
 }
 
 // Units u0 … u1 of an interleaved q4_0 weight: the groups of 16 rows, then the rows after them one
@@ -1598,19 +1601,19 @@ struct Int8Avx2 {
   ET_Q256 static void run(const View& v, const ActRows& a, const ActSteps&, float* Y, int64_t ldy, int64_t n, int64_t r0) {
     const int64_t K = v.K, S = K / 32;
     __m256i acc[NB][M];
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_si256();
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_si256();
     for (int64_t t = 0; t < S; ++t)
-      for (int i = 0; i < NB; ++i) {
+      ET_UNROLL for (int i = 0; i < NB; ++i) {
         const uint8_t* p = v.w + (n + i) * K + t * 32;
         _mm_prefetch(reinterpret_cast<const char*>(p + NB * K), _MM_HINT_T1);
         const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-        for (int j = 0; j < M; ++j)
+        ET_UNROLL for (int j = 0; j < M; ++j)
           acc[i][j] = _mm256_add_epi32(
               acc[i][j], dot_i8x32(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + (r0 + j) * K + t * 32))));
       }
-    for (int i = 0; i < NB; ++i)
-      for (int j = 0; j < M; ++j) {
+    ET_UNROLL for (int i = 0; i < NB; ++i)
+      ET_UNROLL for (int j = 0; j < M; ++j) {
         alignas(32) int32_t lanes[8];
         _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[i][j]);
         int64_t isum = 0;
@@ -1632,10 +1635,10 @@ struct GgufAvx2 {
       const int64_t K = v.K, nb = K / kGgufBlock, rb = nb * bb;
       const __m256i low = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
       __m256 acc[NB][M];
-      for (int i = 0; i < NB; ++i)
-        for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_ps();
+      ET_UNROLL for (int i = 0; i < NB; ++i)
+        ET_UNROLL for (int j = 0; j < M; ++j) acc[i][j] = _mm256_setzero_ps();
       for (int64_t b = 0; b < nb; ++b)
-        for (int i = 0; i < NB; ++i) {
+        ET_UNROLL for (int i = 0; i < NB; ++i) {
           const uint8_t* p = v.w + (n + i) * rb + b * bb;
           _mm_prefetch(reinterpret_cast<const char*>(p + 2 * NB * rb), _MM_HINT_T1);
           __m256i w;
@@ -1646,14 +1649,14 @@ struct GgufAvx2 {
             w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
           }
           const float dw = _cvtsh_ss(load_u16(p));
-          for (int j = 0; j < M; ++j) {
+          ET_UNROLL for (int j = 0; j < M; ++j) {
             const int64_t r = r0 + j;
             const __m256i sum = dot_i8x32(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + r * K + b * kGgufBlock)));
             acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(dw * a.d[r * nb + b]), acc[i][j]);
           }
         }
-      for (int i = 0; i < NB; ++i)
-        for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = hsum256(acc[i][j]);
+      ET_UNROLL for (int i = 0; i < NB; ++i)
+        ET_UNROLL for (int j = 0; j < M; ++j) Y[j * ldy + n + i] = hsum256(acc[i][j]);
     }
   };
 };
@@ -1889,8 +1892,9 @@ const char* quant_format_name(QuantFormat f) {
 
 int64_t quant_block(QuantFormat f) { return f == QuantFormat::Int8 ? 1 : f == QuantFormat::NF4 ? kNF4Block : kGgufBlock; }
 
-std::vector<std::pair<std::string, at::Tensor>> QuantWeight::named(bool as_held) const {
-  std::vector<std::pair<std::string, at::Tensor>> ts{{"weight", interleaved && !as_held ? interleave_q4_0(weight, out, in, true) : weight}};
+std::vector<std::pair<std::string, at::Tensor> > QuantWeight::named(bool as_held) const {
+  std::vector<std::pair<std::string, at::Tensor> > ts{
+      {"weight", interleaved && !as_held ? interleave_q4_0(weight, out, in, true) : weight}};
   if (format == QuantFormat::Int8) ts.emplace_back("SCB", scb);
   if (format == QuantFormat::NF4) {
     ts.emplace_back("absmax", absmax);
