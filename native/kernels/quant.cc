@@ -1077,7 +1077,7 @@ struct ActRows {
   int64_t R = 0, K = 0, nb = 0;
   std::vector<int8_t> q;
   std::vector<float> d;
-  std::vector<std::vector<std::pair<int64_t, float> > > outliers;
+  std::vector<std::vector<std::pair<int64_t, float>>> outliers;
 };
 
 // A row's q8_0 blocks of the input (nb blocks of 32): q and each block's d, float16-exact, as
@@ -1138,7 +1138,7 @@ void act_q8_blocks(const float* x, int64_t nb, int8_t* q, float* d) {
 // A row of int8's input as bitsandbytes' int8 inference rounds it: h = x rounded to float16, its
 // outliers (|h| ≥ 6, NaN and infinities too: they reach y through the float sum) kept apart as (k,
 // x) with h zeroed there, d = the absmax of the rest, q = round-half-even(h · 127 / d).
-void act_int8_row_plain(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float> >& out) {
+void act_int8_row_plain(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float>>& out) {
   std::vector<float> h(x, x + K);
   half_round(h.data(), K);
   float rs = 0;
@@ -1185,12 +1185,57 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void act_int8_row_avx5
     _mm_mask_storeu_epi8(q + k, live, _mm512_cvtepi32_epi8(qi));
   }
 }
+
+// The same in AVX2's vectors of 8, the elements past the last 8 as the scalar path takes them.
+__attribute__((target("avx2,fma,f16c"))) void act_int8_row_avx2(const float* x, int64_t K, int8_t* q, float* d,
+                                                                 std::vector<std::pair<int64_t, float>>& out) {
+  thread_local std::vector<float> hbuf;
+  if (static_cast<int64_t>(hbuf.size()) < K) hbuf.resize(static_cast<size_t>(K));
+  float* h = hbuf.data();
+  const __m256 thr = _mm256_set1_ps(kInt8Threshold), sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  const int64_t K8 = K / 8 * 8;
+  for (int64_t k = 0; k < K8; k += 8) {
+    const __m256 v = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + k), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256 av = _mm256_andnot_ps(sign, v), in = _mm256_cmp_ps(av, thr, _CMP_LT_OQ);
+    m = _mm256_max_ps(m, _mm256_and_ps(av, in));
+    _mm256_storeu_ps(h + k, _mm256_and_ps(v, in));
+    const int bits = _mm256_movemask_ps(in);
+    if (bits != 0xFF)
+      for (int l = 0; l < 8; ++l)
+        if (!(bits >> l & 1)) out.emplace_back(k + l, x[k + l]);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  float rs = 0;
+  for (int l = 0; l < 8; ++l) rs = std::max(rs, lanes[l]);
+  for (int64_t k = K8; k < K; ++k) {
+    h[k] = _cvtsh_ss(_cvtss_sh(x[k], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if (std::fabs(h[k]) < kInt8Threshold) {
+      rs = std::max(rs, std::fabs(h[k]));
+    } else {
+      out.emplace_back(k, x[k]);
+      h[k] = 0;
+    }
+  }
+  *d = rs;
+  const float s = rs > 0 ? 127.0f / rs : 0.0f;
+  const __m256 sv = _mm256_set1_ps(s);
+  for (int64_t k = 0; k < K8; k += 8) {
+    const __m256i i32 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(h + k), sv));
+    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + k), _mm_packs_epi16(w16, w16));
+  }
+  for (int64_t k = K8; k < K; ++k) q[k] = static_cast<int8_t>(static_cast<int>(std::nearbyint(h[k] * s)));
+}
 #endif
 
-void act_int8_row(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float> >& out) {
+void act_int8_row(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float>>& out) {
 #if defined(__x86_64__)
   static const bool avx512 = rows_avx512() && __builtin_cpu_supports("f16c");
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (avx512) return act_int8_row_avx512(x, K, q, d, out);
+  if (avx2) return act_int8_row_avx2(x, K, q, d, out);
 #endif
   act_int8_row_plain(x, K, q, d, out);
 }
@@ -1892,9 +1937,8 @@ const char* quant_format_name(QuantFormat f) {
 
 int64_t quant_block(QuantFormat f) { return f == QuantFormat::Int8 ? 1 : f == QuantFormat::NF4 ? kNF4Block : kGgufBlock; }
 
-std::vector<std::pair<std::string, at::Tensor> > QuantWeight::named(bool as_held) const {
-  std::vector<std::pair<std::string, at::Tensor> > ts{
-      {"weight", interleaved && !as_held ? interleave_q4_0(weight, out, in, true) : weight}};
+std::vector<std::pair<std::string, at::Tensor>> QuantWeight::named(bool as_held) const {
+  std::vector<std::pair<std::string, at::Tensor>> ts{{"weight", interleaved && !as_held ? interleave_q4_0(weight, out, in, true) : weight}};
   if (format == QuantFormat::Int8) ts.emplace_back("SCB", scb);
   if (format == QuantFormat::NF4) {
     ts.emplace_back("absmax", absmax);
