@@ -1138,11 +1138,10 @@ void act_q8_blocks(const float* x, int64_t nb, int8_t* q, float* d) {
 // A row of int8's input as bitsandbytes' int8 inference rounds it: h = x rounded to float16, its
 // outliers (|h| ≥ 6, NaN and infinities too: they reach y through the float sum) kept apart as (k,
 // x) with h zeroed there, d = the absmax of the rest, q = round-half-even(h · 127 / d).
-void act_int8_row_plain(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float>>& out) {
-  std::vector<float> h(x, x + K);
-  half_round(h.data(), K);
-  float rs = 0;
-  for (int64_t k = 0; k < K; ++k) {
+// Elements k0 … K of a row whose h (x rounded to float16) is written: each kept (rs its absmax so far)
+// or an outlier.
+void int8_row_split(const float* x, float* h, int64_t k0, int64_t K, float& rs, std::vector<std::pair<int64_t, float>>& out) {
+  for (int64_t k = k0; k < K; ++k) {
     if (std::fabs(h[k]) < kInt8Threshold) {
       rs = std::max(rs, std::fabs(h[k]));
     } else {
@@ -1150,6 +1149,13 @@ void act_int8_row_plain(const float* x, int64_t K, int8_t* q, float* d, std::vec
       h[k] = 0;
     }
   }
+}
+
+void act_int8_row_plain(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float>>& out) {
+  std::vector<float> h(x, x + K);
+  half_round(h.data(), K);
+  float rs = 0;
+  int8_row_split(x, h.data(), 0, K, rs, out);
   *d = rs;
   round_to_int8(h.data(), K, rs > 0 ? 127.0f / rs : 0.0f, q);
 }
@@ -1209,15 +1215,9 @@ __attribute__((target("avx2,fma,f16c"))) void act_int8_row_avx2(const float* x, 
   _mm256_store_ps(lanes, m);
   float rs = 0;
   for (int l = 0; l < 8; ++l) rs = std::max(rs, lanes[l]);
-  for (int64_t k = K8; k < K; ++k) {
-    h[k] = _cvtsh_ss(_cvtss_sh(x[k], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    if (std::fabs(h[k]) < kInt8Threshold) {
-      rs = std::max(rs, std::fabs(h[k]));
-    } else {
-      out.emplace_back(k, x[k]);
-      h[k] = 0;
-    }
-  }
+  std::copy(x + K8, x + K, h + K8);
+  half_round(h + K8, K - K8);
+  int8_row_split(x, h, K8, K, rs, out);
   *d = rs;
   const float s = rs > 0 ? 127.0f / rs : 0.0f;
   const __m256 sv = _mm256_set1_ps(s);
@@ -1226,7 +1226,7 @@ __attribute__((target("avx2,fma,f16c"))) void act_int8_row_avx2(const float* x, 
     const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(q + k), _mm_packs_epi16(w16, w16));
   }
-  for (int64_t k = K8; k < K; ++k) q[k] = static_cast<int8_t>(static_cast<int>(std::nearbyint(h[k] * s)));
+  round_to_int8(h + K8, K - K8, s, q + K8);
 }
 #endif
 
