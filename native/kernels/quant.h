@@ -39,8 +39,9 @@ struct QuantWeight {
   // nf4: absmax uint8 (out · in / 64), quant_map float32 (16), nested_absmax float32
   // (⌈blocks / 256⌉), nested_quant_map float32 (256), offset float32 ().
   at::Tensor absmax, quant_map, nested_absmax, nested_quant_map, offset;
-  // q4_0 on a CPU with AVX-512 VNNI (kernel_layout): `weight`'s bytes with each 16 rows' blocks
-  // interleaved, as its decoding kernel reads them (same shape and size; named() gives gguf's bytes).
+  // q4_0 and int8 on a CPU with AVX-512 VNNI (kernel_layout): `weight`'s bytes with each 16 rows'
+  // blocks (int8: each 16 rows' bytes, four columns at a time) interleaved, as their kernels read
+  // them (same shape and size; named() gives the files' bytes).
   bool interleaved = false;
   // The tensors by their bitsandbytes / gguf names ("weight", "SCB", "absmax", …; those of another
   // format left out), in the files' layout (an interleaved weight copied back to gguf's), or with
@@ -53,8 +54,9 @@ struct QuantWeight {
   int64_t nbytes() const;
 };
 
-// q in the layout this CPU's row kernels read fastest: q4_0 on the CPU with AVX-512 VNNI gets its
-// weight interleaved (into a new tensor; see quant.cc); anything else is returned as it is.
+// q in the layout this CPU's row kernels read fastest: q4_0 and int8 on a CPU with AVX-512 VNNI get
+// their weight interleaved (in place where nothing else holds it, else into a new tensor; see
+// quant.cc); anything else is returned as it is.
 QuantWeight kernel_layout(QuantWeight q);
 
 // Quantizes w (out, in), a floating tensor on any device (computed on the CPU in float32). A row

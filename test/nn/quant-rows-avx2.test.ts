@@ -8,7 +8,8 @@
 // (b) int8's and q8_0's outputs there equal, bit for bit, the AVX-512 VNNI kernels' in this process
 //     where this CPU has AVX-512 VNNI (their integer lane sums are the same and exact, and the float
 //     steps after them the same), for 1, 3, 5, 16 and 40 rows (q8_0: 24, the most it takes through
-//     them with VNNI): the integer kernels ran, where the
+//     them with VNNI), rows with int8's outliers among them, and 42 outputs (two groups of 16 of
+//     int8's interleaved layout and 10 rows after them): the integer kernels ran, where the
 //     float kernels they replace would round differently. On a CPU without AVX-512 both processes
 //     run the AVX2 kernels; on one with AVX-512 but not VNNI this process runs float kernels, and (b)
 //     is left out, saying so.
@@ -49,7 +50,10 @@ async function products(lib: typeof et, quantizeInto: typeof quantizeLayer): Pro
     await quantizeInto(mlp, lib.nn.linearLayers(mlp)[0], format, w, 'weight');
     for (const R of rows)
       for (const dtype of ['float32', 'bfloat16'] as const) {
-        const x = lib.tensor(fill(R * inn, 4), { shape: [R, inn] }).to({ dtype });
+        // int8's outliers (|x| ≥ 6, summed in float after the integer products) in most rows
+        const xs = fill(R * inn, 4);
+        for (let e = 5; e < xs.length; e += 53) xs[e] = e % 2 ? 7.25 : -9.5;
+        const x = lib.tensor(xs, { shape: [R, inn] }).to({ dtype });
         const y = (await lib.noGrad(() => mlp.forward(x))).to({ dtype: 'float32' }).contiguous();
         const a = (await y.data()) as Float32Array;
         out[`${format} in ${inn} R ${R} ${dtype}`] = Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
