@@ -1,5 +1,6 @@
 #include "kernels/activation.h"
 
+#include "kernels/lanes.h"
 #include "kernels/linear_rows.h"
 
 #include <ATen/Parallel.h>
@@ -32,6 +33,119 @@ at::Tensor activate_temp(at::Tensor x, const std::string& name) {
   if (name == "tanh") return at::tanh_(x);
   if (name == "sigmoid") return at::sigmoid_(x);
   return activate(x, name);
+}
+
+// ---- SiLU(g) · u of decoding rows (see activation.h)
+
+namespace {
+
+using namespace lanes;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+// Rows r0 … r1 of I elements (row strides in elements, unit stride along I), T float or bfloat16
+// (uint16_t): s = g / (1 + e^−g), rounded to T, then s · u rounded to T. Every element by the same
+// W-lane code, the last ones through a zero-padded vector.
+template <int W, typename T>
+[[gnu::always_inline]] inline void silu_mul_body(const T* g, const T* u, T* y, int64_t gs, int64_t us, int64_t I, int64_t r0, int64_t r1) {
+  using F = typename Lanes<W>::F;
+  constexpr bool bf16 = std::is_same_v<T, uint16_t>;
+  auto one = [](F gv, F uv) {
+    F s = gv / (1.0f + exp_lanes<W>(-gv));
+    if constexpr (bf16) s = round_bf16<W>(s);
+    const F p = s * uv;
+    return bf16 ? round_bf16<W>(p) : p;
+  };
+  auto store = [](T* out, F v, int64_t n) {
+    if constexpr (bf16) {
+      uint32_t b[W];
+      std::memcpy(b, &v, sizeof v);
+      for (int64_t l = 0; l < n; ++l) out[l] = static_cast<uint16_t>(b[l] >> 16);
+    } else {
+      std::memcpy(out, &v, static_cast<size_t>(n) * 4);
+    }
+  };
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* gr = g + r * gs;
+    const T* ur = u + r * us;
+    T* yr = y + r * I;
+    int64_t k = 0;
+    for (; k + W <= I; k += W) store(yr + k, one(load<W>(gr + k), load<W>(ur + k)), W);
+    if (k < I) {
+      T gt[W] = {}, ut[W] = {};
+      std::memcpy(gt, gr + k, static_cast<size_t>(I - k) * sizeof(T));
+      std::memcpy(ut, ur + k, static_cast<size_t>(I - k) * sizeof(T));
+      store(yr + k, one(load<W>(gt), load<W>(ut)), I - k);
+    }
+  }
+}
+#pragma GCC diagnostic pop
+
+template <typename T>
+using SiluMulFn = void (*)(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t);
+
+#define ET_SILU_MUL(NAME, ATTR, W)                                                                          \
+  template <typename T>                                                                                     \
+  ATTR void NAME(const T* g, const T* u, T* y, int64_t gs, int64_t us, int64_t I, int64_t r0, int64_t r1) { \
+    silu_mul_body<W, T>(g, u, y, gs, us, I, r0, r1);                                                        \
+  }
+#if defined(__x86_64__)
+ET_SILU_MUL(silu_mul_avx512, __attribute__((target("avx512f,avx512bw,avx2,fma,prefer-vector-width=512"))), 16)
+ET_SILU_MUL(silu_mul_avx2, __attribute__((target("avx2,fma"))), 8)
+#endif
+ET_SILU_MUL(silu_mul_plain, , 4)
+#undef ET_SILU_MUL
+
+template <typename T>
+SiluMulFn<T> silu_mul_fn() {
+#if defined(__x86_64__)
+  static const SiluMulFn<T> fn = rows_avx512()                                                     ? &silu_mul_avx512<T>
+                                 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &silu_mul_avx2<T>
+                                                                                                   : &silu_mul_plain<T>;
+  return fn;
+#else
+  return &silu_mul_plain<T>;
+#endif
+}
+
+}  // namespace
+
+at::Tensor silu_mul_rows(const at::Tensor& g, const at::Tensor& u) {
+  const auto dt = g.scalar_type();
+  if (!g.device().is_cpu() || !u.device().is_cpu() || (dt != at::kFloat && dt != at::kBFloat16) || u.scalar_type() != dt ||
+      !g.sizes().equals(u.sizes()) || g.dim() < 1 || g.stride(-1) != 1 || u.stride(-1) != 1)
+    return {};
+  if (at::GradMode::is_enabled() && (g.requires_grad() || u.requires_grad())) return {};
+  const int64_t I = g.size(-1), R = I > 0 ? g.numel() / I : 0;
+  // rows as (R, I) with a row stride: every dimension but the last must fold into one
+  auto row_stride = [&](const at::Tensor& t) -> int64_t {
+    int64_t stride = -1, expect = 0;
+    for (int64_t d = t.dim() - 2; d >= 0; --d) {
+      if (t.size(d) == 1) continue;
+      if (stride < 0) stride = expect = t.stride(d);
+      else if (t.stride(d) != expect) return -1;
+      expect *= t.size(d);
+    }
+    return stride < 0 ? I : stride;
+  };
+  const int64_t gs = row_stride(g), us = row_stride(u);
+  if (gs < 0 || us < 0) return {};
+  auto y = at::empty(g.sizes(), g.options().memory_format(at::MemoryFormat::Contiguous));
+  if (R == 0 || I == 0) return y;
+  const int64_t grain = std::max<int64_t>(1, 16384 / I);  // whole rows a task
+  if (dt == at::kFloat) {
+    const auto fn = silu_mul_fn<float>();
+    const float *gp = g.const_data_ptr<float>(), *up = u.const_data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) { fn(gp, up, yp, gs, us, I, r0, r1); });
+  } else {
+    const auto fn = silu_mul_fn<uint16_t>();
+    const auto* gp = static_cast<const uint16_t*>(g.const_data_ptr());
+    const auto* up = static_cast<const uint16_t*>(u.const_data_ptr());
+    auto* yp = static_cast<uint16_t*>(y.data_ptr());
+    at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) { fn(gp, up, yp, gs, us, I, r0, r1); });
+  }
+  return y;
 }
 
 }  // namespace et::nn

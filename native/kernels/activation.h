@@ -14,6 +14,16 @@ at::Tensor activate(const at::Tensor& x, const std::string& name);
 // second tensor of the FFN's width written and read back).
 at::Tensor activate_temp(at::Tensor x, const std::string& name);
 
+// SiLU(g) · u for the rows of a decoding step (a gated MLP's activation): g and u of one shape
+// (…, I), float32 or bfloat16 on the CPU, unit stride along I, without an autograd graph. As
+// activate_temp(g, "silu") * u rounds it (SiLU in float32 rounded to the dtype, then the product
+// rounded), with e^x by one vector polynomial (Cephes' expf, about 1e-7 relative) for every element
+// wherever it lies and whole rows to a thread, so that a row's values do not depend on the rows
+// beside it or the threads (ATen's element-wise loops take the elements a thread's share leaves
+// past its last whole vector through scalar code). Undefined where it does not apply (the caller
+// takes ATen's ops row by row).
+at::Tensor silu_mul_rows(const at::Tensor& g, const at::Tensor& u);
+
 }  // namespace et::nn
 
 namespace et::nn {

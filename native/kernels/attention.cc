@@ -13,101 +13,17 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/lanes.h"
 #include "kernels/linear_rows.h"
 
 namespace et::nn {
 
 namespace {
 
-// W float32 lanes in GCC's vector types: one body, compiled under each target below (AVX-512: 16
-// lanes, AVX2: 8, plain C++: 4) by inlining into a function of that target.
-template <int W>
-struct Lanes {
-  typedef float F __attribute__((vector_size(4 * W)));
-  typedef int32_t I __attribute__((vector_size(4 * W)));
-  typedef uint32_t U __attribute__((vector_size(4 * W)));
-  typedef uint16_t H __attribute__((vector_size(2 * W)));
-};
-
-inline float widen(float v) { return v; }
-inline float widen(uint16_t v) {
-  const uint32_t u = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+using namespace lanes;
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
-#if defined(__x86_64__)
-// 16 bfloat16 → float32 in one zero-extending load, inlined where the AVX-512 kernel inlines
-// load<16> (GCC 12 makes four instructions of the generic conversion below for 16 lanes)
-[[gnu::target("avx512f")]] inline Lanes<16>::F load_bf16x16(const uint16_t* p) {
-  const __m512i u = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
-  Lanes<16>::F v;
-  std::memcpy(&v, &u, sizeof v);
-  return v;
-}
-#endif
-template <int W, typename T>
-[[gnu::always_inline]] inline typename Lanes<W>::F load(const T* p) {
-  using L = Lanes<W>;
-  typename L::F v;
-  if constexpr (std::is_same_v<T, float>) {
-    std::memcpy(&v, p, sizeof v);
-#if defined(__x86_64__)
-  } else if constexpr (W == 16) {
-    v = load_bf16x16(p);
-#endif
-  } else {  // bfloat16: the top half of a float32
-    typename L::H h;
-    std::memcpy(&h, p, sizeof h);
-    const typename L::U u = __builtin_convertvector(h, typename L::U) << 16;
-    std::memcpy(&v, &u, sizeof v);
-  }
-  return v;
-}
-
-// The lanes' sum by halves (upper half onto the lower, then again): log2 W vector adds, where a
-// lane after lane chain was W dependent scalar adds per dot product.
-template <int W>
-[[gnu::always_inline]] inline float lanes_sum(typename Lanes<W>::F v) {
-  if constexpr (W == 16)
-    return lanes_sum<8>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-                        __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));
-  else if constexpr (W == 8) return lanes_sum<4>(__builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7));
-  else if constexpr (W == 4) return (v[0] + v[2]) + (v[1] + v[3]);
-  else {
-    float s = 0;
-    for (int i = 0; i < W; ++i) s += v[i];
-    return s;
-  }
-}
-
-// e^x (Cephes' expf: x = n·ln 2 + r, a degree-6 polynomial in r, times 2^n; relative error about
-// 1e-7); 0 below −87 (e^−87 ≈ 1.6e−38, where 2^n would leave float32's normal range); NaN stays NaN.
-template <int W>
-[[gnu::always_inline]] inline typename Lanes<W>::F exp_lanes(typename Lanes<W>::F x) {
-  using F = typename Lanes<W>::F;
-  using I = typename Lanes<W>::I;
-  const F zero = {};
-  const auto under = x < -87.0f;
-  x = under ? zero - 87.0f : x;
-  x = x > 88.0f ? zero + 88.0f : x;
-  const F n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // nearest integer
-  const F r = x - n * 0.693359375f - n * -2.12194440e-4f;
-  F y = 1.9875691500e-4f * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * (r * r) + r + 1.0f;
-  const I bits = (__builtin_convertvector(n, I) + 127) << 23;
-  F two_n;
-  std::memcpy(&two_n, &bits, sizeof two_n);
-  return under ? zero : y * two_n;
-}
-
 struct Args {
   int64_t B, Hq, Hkv, Tq, S, D;
   const void *q, *k, *v;
@@ -383,6 +299,71 @@ at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Te
   return out;
 }
 
+namespace {
+
+// The calls' units in one parallel loop (first[r]: call r's first unit among all; each call's
+// out already set) into out.
+void run_calls(const std::vector<Args>& args, const std::vector<int64_t>& first, int64_t work, at::ScalarType dt) {
+  const size_t R = args.size();
+  const UnitsFn fn = units_for(dt);
+  const int64_t units = first[R], grain = std::max<int64_t>(1, 32768 * units / std::max<int64_t>(work, 1));
+  at::parallel_for(0, units, grain, [&](int64_t u0, int64_t u1) {
+    // the calls whose units fall in [u0, u1), each its own range of units
+    size_t r = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), u0) - first.begin()) - 1;
+    for (; r < R && first[r] < u1; ++r) fn(args[r], std::max(u0, first[r]) - first[r], std::min(u1, first[r + 1]) - first[r]);
+  });
+}
+
+}  // namespace
+
+at::Tensor attention_rows(const at::Tensor& q, const std::vector<at::Tensor>& k, const std::vector<at::Tensor>& v,
+                          const std::vector<int64_t>& len, const std::vector<at::Tensor>& mask) {
+  const int64_t R = q.dim() == 4 ? q.size(0) : 0;
+  const auto dt = q.scalar_type();
+  if (R == 0 || static_cast<int64_t>(k.size()) != R || static_cast<int64_t>(v.size()) != R || static_cast<int64_t>(len.size()) != R ||
+      static_cast<int64_t>(mask.size()) != R || q.size(1) != 1 || !q.device().is_cpu() || (dt != at::kFloat && dt != at::kBFloat16) ||
+      q.stride(3) != 1 || (at::GradMode::is_enabled() && q.requires_grad()))
+    return {};
+  const int64_t Hq = q.size(2), D = q.size(3);
+  std::vector<Args> args(static_cast<size_t>(R));
+  std::vector<int64_t> first(static_cast<size_t>(R + 1), 0);
+  int64_t work = 0;
+  for (int64_t r = 0; r < R; ++r) {
+    const at::Tensor &kr = k[r], &vr = v[r], &mr = mask[r];
+    const int64_t S = len[r];
+    if (!kr.device().is_cpu() || !vr.device().is_cpu() || kr.scalar_type() != dt || vr.scalar_type() != dt || kr.dim() != 4 ||
+        vr.dim() != 4 || kr.size(0) != 1 || !kr.sizes().equals(vr.sizes()) || kr.size(3) != D || S < 1 || kr.size(2) < S ||
+        kr.size(1) < 1 || Hq % kr.size(1) != 0 || kr.stride(3) != 1 || vr.stride(3) != 1 ||
+        (at::GradMode::is_enabled() && (kr.requires_grad() || vr.requires_grad())))
+      return {};
+    if (mr.defined() && (mr.scalar_type() != at::kFloat || !mr.is_contiguous() || mr.numel() != S || !mr.device().is_cpu())) return {};
+    const int64_t es = q.element_size();
+    args[r] = Args{1,
+                   Hq,
+                   kr.size(1),
+                   1,
+                   S,
+                   D,
+                   static_cast<const char*>(q.const_data_ptr()) + r * q.stride(0) * es,
+                   kr.const_data_ptr(),
+                   vr.const_data_ptr(),
+                   {0, q.stride(2), q.stride(1)},
+                   {0, kr.stride(1), kr.stride(2)},
+                   {0, vr.stride(1), vr.stride(2)},
+                   mr.defined() ? mr.const_data_ptr<float>() : nullptr,
+                   false,
+                   false,
+                   static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))),
+                   nullptr};
+    first[r + 1] = first[r] + Hq;
+    work += Hq * S * D;
+  }
+  auto out = at::empty({R, Hq, 1, D}, q.options().memory_format(at::MemoryFormat::Contiguous));
+  for (int64_t r = 0; r < R; ++r) args[r].out = static_cast<char*>(out.data_ptr()) + r * Hq * D * static_cast<int64_t>(out.element_size());
+  run_calls(args, first, work, dt);
+  return out;
+}
+
 at::Tensor attention_rows(const std::vector<at::Tensor>& q, const std::vector<at::Tensor>& k, const std::vector<at::Tensor>& v,
                           const std::vector<at::Tensor>& mask) {
   const size_t R = q.size();
@@ -403,13 +384,7 @@ at::Tensor attention_rows(const std::vector<at::Tensor>& q, const std::vector<at
   auto out = at::empty({B, a0.Hq, a0.Tq, a0.D}, q[0].options().memory_format(at::MemoryFormat::Contiguous));
   for (size_t r = 0; r < R; ++r)
     args[r].out = static_cast<char*>(out.data_ptr()) + first[r] * a0.D * static_cast<int64_t>(out.element_size());
-  const UnitsFn fn = units_for(q[0].scalar_type());
-  const int64_t units = first[R], grain = std::max<int64_t>(1, 32768 * units / std::max<int64_t>(work, 1));
-  at::parallel_for(0, units, grain, [&](int64_t u0, int64_t u1) {
-    // the calls whose units fall in [u0, u1), each its own range of units
-    size_t r = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), u0) - first.begin()) - 1;
-    for (; r < R && first[r] < u1; ++r) fn(args[r], std::max(u0, first[r]) - first[r], std::min(u1, first[r + 1]) - first[r]);
-  });
+  run_calls(args, first, work, q[0].scalar_type());
   return out;
 }
 

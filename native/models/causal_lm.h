@@ -57,6 +57,10 @@ struct KVCache {
   // Appends k_new, v_new (B, kv_heads, T, D) to layer i → its keys and values so far (views of the
   // buffers, (B, kv_heads, used, D)). A full buffer is replaced by one about 1.5 × as long.
   std::pair<at::Tensor, at::Tensor> append(size_t i, const at::Tensor& k_new, const at::Tensor& v_new);
+  // Appends row r of k_rows, v_rows (R, 1, kv_heads, D: a decoding step's new positions) to layer
+  // i of this one-sequence cache, copied into the buffers in place (no views made) → the positions
+  // now held; the buffers are k[i], v[i] (1, kv_heads, ≥ that, D).
+  int64_t append_row(size_t i, const at::Tensor& k_rows, const at::Tensor& v_rows, int64_t r);
   void select(const at::Tensor& rows);  // reorder / expand the batch (beam search)
 };
 

@@ -5,6 +5,7 @@
 #include "blocks/checkpoint.h"
 
 #include "blocks/attention.h"
+#include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/linear.h"
 #include "kernels/linear_rows.h"
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace et::nn {
 
@@ -94,6 +96,32 @@ std::pair<at::Tensor, at::Tensor> KVCache::append(size_t i, const at::Tensor& k_
   v[i].narrow(2, n, T).copy_(v_new);
   used[i] = need;
   return {k[i].narrow(2, 0, need), v[i].narrow(2, 0, need)};
+}
+
+int64_t KVCache::append_row(size_t i, const at::Tensor& k_rows, const at::Tensor& v_rows, int64_t r) {
+  const int64_t n = used[i], Hkv = k_rows.size(2), D = k_rows.size(3);
+  for (auto pair : {std::make_pair(&k[i], &k_rows), std::make_pair(&v[i], &v_rows)}) {
+    at::Tensor& buf = *pair.first;
+    const at::Tensor& src = *pair.second;
+    if (!buf.defined() || buf.size(2) < n + 1) {  // as append grows it
+      const int64_t cap = (std::max(n + 1, n + n / 2) + 63) / 64 * 64;
+      auto bigger = at::empty({1, Hkv, cap, D}, src.options());
+      if (n > 0) bigger.narrow(2, 0, n).copy_(buf.narrow(2, 0, n));
+      buf = bigger;
+    }
+    const bool flat = buf.device().is_cpu() && src.device().is_cpu() && buf.scalar_type() == src.scalar_type() && buf.stride(3) == 1 &&
+                      src.stride(3) == 1;
+    if (flat) {  // each head's D values: one copy, no ATen op
+      const int64_t es = src.element_size();
+      const auto* from = static_cast<const char*>(src.const_data_ptr()) + r * src.stride(0) * es;
+      auto* to = static_cast<char*>(buf.data_ptr()) + n * buf.stride(2) * es;
+      for (int64_t h = 0; h < Hkv; ++h)
+        std::memcpy(to + h * buf.stride(1) * es, from + h * src.stride(2) * es, static_cast<size_t>(D * es));
+    } else {
+      buf.narrow(2, n, 1).copy_(src.narrow(0, r, 1).transpose(1, 2));
+    }
+  }
+  return used[i] = n + 1;
 }
 
 void KVCache::select(const at::Tensor& rows) {
@@ -207,26 +235,44 @@ at::Tensor LlamaLayerImpl::forward_rows(const at::Tensor& x, const at::Tensor& c
   auto h = rms_norm_rows(x, input_layernorm, cfg.rms_norm_eps);  // (R, 1, H)
   auto [q0, k0, v0] = project_qkv(h, true);
   auto q = rotary_rows(q0, cos, sin), k = rotary_rows(k0, cos, sin);
-  // each row over its own cache: the new position appended, then every row's attention in one call
-  std::vector<at::Tensor> qs, ks, vs, masks;
-  for (int64_t r = 0; r < R; ++r) {
-    auto kr = k.narrow(0, r, 1).transpose(1, 2), vr = v0.narrow(0, r, 1).transpose(1, 2);
-    if (rows[r].cache) std::tie(kr, vr) = rows[r].cache->append(index, kr, vr);
-    qs.push_back(q.narrow(0, r, 1).transpose(1, 2));
-    ks.push_back(kr);
-    vs.push_back(vr);
-    masks.push_back(rows[r].mask);
-  }
-  at::Tensor a = is_training() ? at::Tensor() : attention_rows(qs, ks, vs, masks);
-  if (!a.defined()) a = each([&](int64_t r) { return attend_cached(qs[r], ks[r], vs[r], masks[r]); });  // (R, Hq, 1, D)
+  // each row's new position into its own cache, then every row's attention in one call over the
+  // caches in place (no views a row); else (training, other dtypes) row by row through SDPA
+  at::Tensor a;
+  const bool cached = std::all_of(rows.begin(), rows.end(), [](const RowStep& s) { return s.cache != nullptr; });
+  if (cached) {
+    std::vector<at::Tensor> ks(R), vs(R), masks(R);
+    std::vector<int64_t> len(R);
+    for (int64_t r = 0; r < R; ++r) {
+      KVCache& c = *rows[r].cache;
+      len[r] = c.append_row(index, k, v0, r);
+      ks[r] = c.k[index];
+      vs[r] = c.v[index];
+      masks[r] = rows[r].fmask;
+    }
+    if (!is_training()) a = attention_rows(q, ks, vs, len, masks);
+    if (!a.defined())
+      a = each([&](int64_t r) {
+        return attend_cached(q.narrow(0, r, 1).transpose(1, 2), ks[r].narrow(2, 0, len[r]), vs[r].narrow(2, 0, len[r]), rows[r].mask());
+      });
+  } else {
+    a = each([&](int64_t r) {
+      return attend_cached(q.narrow(0, r, 1).transpose(1, 2), k.narrow(0, r, 1).transpose(1, 2), v0.narrow(0, r, 1).transpose(1, 2),
+                           rows[r].mask());
+    });
+  }  // (R, Hq, 1, D)
   auto y = x + o_proj->rows(a.transpose(1, 2).reshape({R, 1, Hq * D}));
   h = rms_norm_rows(y, post_attention_layernorm, cfg.rms_norm_eps);
+  // SiLU · up for all rows at once by a kernel that computes each row as alone, else row by row
+  auto gated = [&](const at::Tensor& g, const at::Tensor& u) {
+    if (cfg.hidden_act == "silu" && !is_training())
+      if (auto m = silu_mul_rows(g, u); m.defined()) return m;
+    return each([&](int64_t r) { return activate_temp(g.narrow(0, r, 1), cfg.hidden_act) * u.narrow(0, r, 1); });
+  };
   if (gate_up) {
     auto gu = gate_up->rows(h).chunk(2, -1);  // Phi-3: gate, then up
-    return y + down_proj->rows(each([&](int64_t r) { return activate(gu[0].narrow(0, r, 1), cfg.hidden_act) * gu[1].narrow(0, r, 1); }));
+    return y + down_proj->rows(gated(gu[0], gu[1]));
   }
-  auto g = gate_proj->rows(h), u = up_proj->rows(h);
-  return y + down_proj->rows(each([&](int64_t r) { return activate_temp(g.narrow(0, r, 1), cfg.hidden_act) * u.narrow(0, r, 1); }));
+  return y + down_proj->rows(gated(gate_proj->rows(h), up_proj->rows(h)));
 }
 
 LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c) : cfg(c) {
@@ -321,15 +367,22 @@ at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& kee
 // embeds (R, 1, H): each row's new token; each row's keep already covers it. → logits (R, V)
 at::Tensor LlamaForCausalLM::run_rows(const at::Tensor& embeds, const std::vector<DecodeRow*>& rows) {
   const int64_t R = embeds.size(0);
+  const auto dtype = embeds.scalar_type();
   std::vector<RowStep> steps;
   std::vector<at::Tensor> coss, sins;
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
+  int64_t span = cfg.sliding_window > 0 && cfg.model_type == "phi3" ? cfg.sliding_window + 1 : cfg.sliding_window;
   for (auto* row : rows) {
     // each row's own rotary table (dynamic NTK and longrope depend on its length)
-    auto [cos, sin] = rope_cos_sin(at::full({1, 1}, row->next_pos, lopts), row->keep.size(1), embeds.scalar_type());
+    auto [cos, sin] = rope_cos_sin(at::full({1, 1}, row->next_pos, lopts), row->keep.size(1), dtype);
     coss.push_back(cos);
     sins.push_back(sin);
-    steps.push_back({attention_mask(row->keep, 1, embeds.scalar_type()), &row->cache});
+    // a row keeps every position of its cache (start_row leaves padding out), so its mask masks
+    // nothing but a sliding window's past: the kernel's float32 mask only then; the mask in the
+    // rows' dtype for SDPA only when asked (training, other dtypes)
+    const at::Tensor keep = row->keep;
+    at::Tensor fmask = span > 0 && keep.size(1) > span ? attention_mask(keep, 1, at::kFloat).reshape({-1}) : at::Tensor();
+    steps.push_back({row->cache.k.empty() ? nullptr : &row->cache, fmask, [this, keep, dtype] { return attention_mask(keep, 1, dtype); }});
   }
   auto cos = at::cat(coss, 0), sin = at::cat(sins, 0);  // (R, 1, D)
   at::Tensor x = embeds;

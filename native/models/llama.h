@@ -50,11 +50,13 @@ namespace et::nn {
   X(std::string, hidden_act, "silu")
 ET_CONFIG(LlamaConfig, LLAMA_FIELDS);
 
-// What one row brings to a layer's attention in a decoding step: its mask (1, 1, 1, S) or
-// undefined, its cache.
+// What one row brings to a layer's attention in a decoding step: its cache; its additive mask over
+// the cache's S positions as the attention kernel takes it (float32 (S), undefined where it masks
+// nothing), and the mask (1, 1, 1, S) in the rows' dtype for SDPA, made when asked.
 struct RowStep {
-  at::Tensor mask;
   KVCache* cache;
+  at::Tensor fmask;
+  std::function<at::Tensor()> mask;
 };
 
 struct LlamaLayerImpl : torch::nn::Module {
@@ -62,9 +64,10 @@ struct LlamaLayerImpl : torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask, KVCache* cache,
                      size_t index);
   // One decoding step of R rows (x (R, 1, H); cos / sin (R, 1, D), each row's own), each with its
-  // own RowStep: products, norms and rotary once for all rows by kernels that compute each row as
-  // if alone (Linear::rows, rms_norm_rows, rotary_rows), attention and activations row by row, so
-  // each row's result is the one it gets alone, bit for bit.
+  // own RowStep: products, norms, rotary, attention (each row over its own cache) and SiLU · up once
+  // for all rows by kernels that compute each row as if alone (Linear::rows, rms_norm_rows,
+  // rotary_rows, attention_rows, silu_mul_rows), so each row's result is the one it gets alone,
+  // bit for bit.
   at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const std::vector<RowStep>& rows,
                           size_t index);
   LlamaConfig cfg;
