@@ -12,8 +12,8 @@ import { loadSafetensors, saveSafetensors } from '../io/safetensors';
 
 /**
  * Set while {@link Module.stateDict} lists the buffers: native modules then give each quantized
- * layer's tensors in its files' layout (a q4_0 weight held interleaved for its CPU kernel is
- * copied back to gguf's bytes); otherwise as held.
+ * layer's tensors in its files' layout (a q4_0 or int8 weight held interleaved for its CPU kernel
+ * is copied back to the files' bytes); otherwise as held.
  */
 let fileLayout = false;
 
@@ -297,8 +297,9 @@ export abstract class Module {
 
   /**
    * Parameters and buffers by full name, sharing memory with the module; a quantized layer's
-   * tensors in its files' layout: a q4_0 weight that a CPU with AVX-512 VNNI holds interleaved for
-   * its kernel comes as gguf's bytes, in a copy ({@link namedBuffers} gives it as held).
+   * tensors in its files' layout: a q4_0 or int8 weight that a CPU with AVX-512 VNNI holds
+   * interleaved for its kernel comes as the files' bytes, in a copy ({@link namedBuffers} gives it
+   * as held).
    */
   stateDict(opts: { trainableOnly?: boolean } = {}): StateDict {
     opts = checkOptionNames(opts, ['trainableOnly'], 'stateDict options');

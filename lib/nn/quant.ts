@@ -162,8 +162,8 @@ export async function quantize(model: Module, format: QuantFormat, opts: { layer
 /**
  * @internal Puts a quantized weight (its tensors by the names of {@link QuantizedWeight}) into a
  * Linear layer of a native model, checked natively against the layer (ERR_STATE_DICT naming the
- * tensor). The model shares the tensors (but a q4_0 weight on a CPU with AVX-512 VNNI, which it
- * copies into its kernel's interleaved layout: {@link quantizeLayer} makes none).
+ * tensor). The model shares the tensors (but a q4_0 or int8 weight on a CPU with AVX-512 VNNI,
+ * which it copies into its kernel's interleaved layout: {@link quantizeLayer} makes none).
  */
 export async function setQuantizedLayer(model: Module, layer: LinearLayerInfo, format: QuantFormat, tensors: Record<string, Tensor>): Promise<void> {
   const sent: Record<string, TensorHandle> = {};
