@@ -1289,15 +1289,19 @@ void act_int8_row(const float* x, int64_t K, int8_t* q, float* d, std::vector<st
   act_int8_row_plain(x, K, q, d, out);
 }
 
-ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
+// The rows quantized, row r's K float32 values from row(r, buffer) (a pointer to them, or into the
+// thread's buffer of K floats), the rows in parallel.
+ActRows act_quantize_rows(QuantFormat f, int64_t R, int64_t K, const std::function<const float*(int64_t, float*)>& row) {
   ActRows a;
   a.R = R, a.K = K, a.nb = f == QuantFormat::Int8 ? 1 : K / kGgufBlock;
   a.q.resize(static_cast<size_t>(R * K));
   a.d.resize(static_cast<size_t>(R * a.nb));
   if (f == QuantFormat::Int8) a.outliers.resize(static_cast<size_t>(R));
   at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> buf;
+    if (static_cast<int64_t>(buf.size()) < K) buf.resize(static_cast<size_t>(K));
     for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * K;
+      const float* xr = row(r, buf.data());
       int8_t* qr = a.q.data() + r * K;
       if (f != QuantFormat::Int8) {
         act_q8_blocks(xr, a.nb, qr, a.d.data() + r * a.nb);
@@ -1307,6 +1311,38 @@ ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
     }
   });
   return a;
+}
+
+ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
+  return act_quantize_rows(f, R, K, [x, K](int64_t r, float*) { return x + r * K; });
+}
+
+// The same from rows x2 (R, K) of float32, bfloat16 or float16 with unit stride along K: each
+// bfloat16 or float16 row widened (exactly) by the thread that quantizes it, where a whole float32
+// copy of the rows was made first, one ATen op a product.
+ActRows act_quantize(QuantFormat f, const at::Tensor& x2) {
+  const int64_t R = x2.size(0), K = x2.size(1), rs = x2.stride(0);
+  const auto dt = x2.scalar_type();
+  TORCH_CHECK(x2.stride(1) == 1 || K == 1, "act_quantize: rows of unit stride expected");
+  if (dt == at::kFloat) {
+    const float* x = x2.const_data_ptr<float>();
+    return act_quantize_rows(f, R, K, [x, rs](int64_t r, float*) { return x + r * rs; });
+  }
+  TORCH_CHECK(dt == at::kBFloat16 || dt == at::kHalf, "act_quantize: float32, bfloat16 or float16 rows expected, got ", dt);
+  const auto* x = static_cast<const uint16_t*>(x2.const_data_ptr());
+  const bool bf16 = dt == at::kBFloat16;
+  return act_quantize_rows(f, R, K, [x, rs, K, bf16](int64_t r, float* buf) {
+    const uint16_t* xr = x + r * rs;
+    if (bf16) {
+      for (int64_t k = 0; k < K; ++k) {
+        const uint32_t u = static_cast<uint32_t>(xr[k]) << 16;
+        std::memcpy(buf + k, &u, 4);
+      }
+    } else {
+      for (int64_t k = 0; k < K; ++k) buf[k] = half_to_float(reinterpret_cast<const uint8_t*>(xr + k));
+    }
+    return static_cast<const float*>(buf);
+  });
 }
 
 // x' of the rows (R × K float32): what the float products multiply.
@@ -1369,10 +1405,10 @@ ActSteps act_steps(QuantFormat f, const ActRows& a, bool interleaved) {
   const int64_t R = a.R, K = a.K;
   s.steps = K / 64;
   const int64_t S = s.steps;
-  // (the rows in parallel: a 63-row prompt's sums had taken about 1 % of its int8 pass on one thread
-  // while the other waited)
-  auto rows = [R](const std::function<void(int64_t)>& f) {
-    at::parallel_for(0, R, 8, [&](int64_t r0, int64_t r1) {
+  // (the rows in parallel where there are more than about 64K elements: a 63-row prompt's sums had
+  // taken about 1 % of its int8 pass on one thread while the other waited)
+  auto rows = [R, K](const std::function<void(int64_t)>& f) {
+    at::parallel_for(0, R, std::max<int64_t>(1, 65536 / std::max<int64_t>(K, 1)), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) f(r);
     });
   };
@@ -1909,9 +1945,21 @@ IntegerKernel integer_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
 bool vnni_products() { return false; }
 #endif
 
-// The rows' products with the quantized weight (R × N, float32); with `act`, the rows quantized first
-// as the format's library does for inference.
-at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
+// n float32 values rounded to bfloat16 as c10::BFloat16 rounds them (to nearest even; NaN 0x7FC0),
+// in a loop the compiler vectorizes.
+void round_bf16_into(const float* y, uint16_t* o, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, y + i, 4);
+    const uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+    o[i] = static_cast<uint16_t>(std::isnan(y[i]) ? 0x7FC0u : r);
+  }
+}
+
+// The rows' products with the quantized weight (R × N, float32; int8 held interleaved: in `out`'s
+// dtype, float32 or bfloat16, each output rounded by the thread that computed it); with `act`, the
+// rows quantized first as the format's library does for inference.
+at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::ScalarType out = at::kFloat) {
   const int64_t R = x2.size(0), K = q.in, N = q.out;
   auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
   View v = view_of(q);
@@ -1939,20 +1987,29 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
     return y;
   }
 #endif
-  auto xf = x2.to(at::kFloat).contiguous();  // bfloat16 and float16 rows widen exactly
+  at::Tensor xf;  // the rows in float32 where a kernel below takes them so
   if (act) {
-    const ActRows a = act_quantize(q.format, xf.const_data_ptr<float>(), R, K);
+    const ActRows a = act_quantize(q.format, x2.stride(1) == 1 ? x2 : x2.contiguous());
 #if defined(__x86_64__)
     if (v.interleaved && q.format == QuantFormat::Int8) {
       const ActSteps s = act_steps(q.format, a, true);
       const int64_t units = v.groups + (N - v.groups * kGroup);
       const int64_t chunk = std::max<int64_t>(8, ((256 << 10) / K) / 8 * 8);  // (as below)
+      // bfloat16 outputs rounded (to nearest even, as .to() rounds) by the thread, column range by
+      // column range, where a conversion of the whole product followed it
+      at::Tensor yb = out == at::kBFloat16 ? at::empty({R, N}, x2.options().dtype(at::kBFloat16)) : at::Tensor();
+      auto* YB = yb.defined() ? static_cast<uint16_t*>(yb.data_ptr()) : nullptr;
+      auto column = [&](int64_t u) { return u < v.groups ? u * kGroup : v.groups * kGroup + (u - v.groups); };
       for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         const int64_t r1 = std::min(R, r0 + chunk);
-        at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup),
-                         [&](int64_t u0, int64_t u1) { int8_interleaved_rows(v, a, s, Y, r0, r1, N, u0, u1); });
+        at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup), [&](int64_t u0, int64_t u1) {
+          int8_interleaved_rows(v, a, s, Y, r0, r1, N, u0, u1);
+          if (!YB) return;
+          const int64_t n0 = column(u0), n1 = column(u1);
+          for (int64_t r = r0; r < r1; ++r) round_bf16_into(Y + r * N + n0, YB + r * N + n0, n1 - n0);
+        });
       }
-      return y;
+      return yb.defined() ? yb : y;
     }
     if (v.interleaved) {
       const ActSteps s = act_steps(q.format, a, true);
@@ -1973,8 +2030,10 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act) {
       }
       return y;
     }
-    xf = at::empty_like(xf);
+    xf = at::empty({R, K}, x2.options().dtype(at::kFloat));
     act_dequantize(q.format, a, xf.data_ptr<float>());
+  } else {
+    xf = x2.to(at::kFloat).contiguous();  // bfloat16 and float16 rows widen exactly
   }
   int lanes = 0;
   const FusedKernel kernel = fused_kernel(q.format, &lanes);
@@ -2329,7 +2388,7 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
   const int64_t few = !integer ? 8 : !vnni_products() ? 64 : q.format == QuantFormat::Q8_0 ? 24 : 8;
   if (!grad && x.device().is_cpu() && R > 0 && (rows || all || R <= few) &&
       (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf)) {
-    auto y = rows_quant(x.reshape({R, q.in}), q, act);
+    auto y = rows_quant(x.reshape({R, q.in}), q, act, b.defined() ? at::kFloat : x.scalar_type());
     if (b.defined()) y.add_(b.to(at::kFloat));
     auto shape = x.sizes().vec();
     shape.back() = q.out;

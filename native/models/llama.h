@@ -63,6 +63,12 @@ struct LlamaLayerImpl : torch::nn::Module {
   LlamaLayerImpl(const LlamaConfig& c);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask, KVCache* cache,
                      size_t index);
+  // The same where only the last position's output is wanted (the last layer of a generation's
+  // prompt pass): every position's key and value into the cache, the query, attention, o_proj and
+  // MLP of the last position alone → (B, 1, H); undefined where it does not apply (training, a
+  // fused qkv, one position), for the caller to run forward.
+  at::Tensor forward_last(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask, KVCache* cache,
+                          size_t index);
   // One decoding step of R rows (x (R, 1, H); cos / sin (R, 1, D), each row's own), each with its
   // own RowStep: products, norms, rotary, attention (each row over its own cache) and SiLU · up once
   // for all rows by kernels that compute each row as if alone (Linear::rows, rms_norm_rows,
