@@ -90,8 +90,8 @@ using SiluMulFn = void (*)(const T*, const T*, T*, int64_t, int64_t, int64_t, in
     silu_mul_body<W, T>(g, u, y, gs, us, I, r0, r1);                                                        \
   }
 #if defined(__x86_64__)
-ET_SILU_MUL(silu_mul_avx512, __attribute__((target("avx512f,avx512bw,avx2,fma,prefer-vector-width=512"))), 16)
-ET_SILU_MUL(silu_mul_avx2, __attribute__((target("avx2,fma"))), 8)
+ET_SILU_MUL(silu_mul_avx512, ET_LANES16, 16)
+ET_SILU_MUL(silu_mul_avx2, ET_LANES8, 8)
 #endif
 ET_SILU_MUL(silu_mul_plain, , 4)
 #undef ET_SILU_MUL
@@ -99,9 +99,7 @@ ET_SILU_MUL(silu_mul_plain, , 4)
 template <typename T>
 SiluMulFn<T> silu_mul_fn() {
 #if defined(__x86_64__)
-  static const SiluMulFn<T> fn = rows_avx512()                                                     ? &silu_mul_avx512<T>
-                                 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &silu_mul_avx2<T>
-                                                                                                   : &silu_mul_plain<T>;
+  static const SiluMulFn<T> fn = lanes_pick<SiluMulFn<T>>(&silu_mul_avx512<T>, &silu_mul_avx2<T>, &silu_mul_plain<T>);
   return fn;
 #else
   return &silu_mul_plain<T>;

@@ -223,8 +223,8 @@ using UnitsFn = void (*)(const Args&, int64_t, int64_t);
     units<W, T>(a, u0, u1);                               \
   }
 #if defined(__x86_64__)
-ET_ATTENTION_UNITS(units_avx512, __attribute__((target("avx512f,avx512bw,avx2,fma,prefer-vector-width=512"))), 16)
-ET_ATTENTION_UNITS(units_avx2, __attribute__((target("avx2,fma"))), 8)
+ET_ATTENTION_UNITS(units_avx512, ET_LANES16, 16)
+ET_ATTENTION_UNITS(units_avx2, ET_LANES8, 8)
 #endif
 ET_ATTENTION_UNITS(units_plain, , 4)
 #undef ET_ATTENTION_UNITS
@@ -232,9 +232,7 @@ ET_ATTENTION_UNITS(units_plain, , 4)
 template <typename T>
 UnitsFn units_fn() {
 #if defined(__x86_64__)
-  static const UnitsFn fn = rows_avx512()                                                     ? &units_avx512<T>
-                            : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &units_avx2<T>
-                                                                                              : &units_plain<T>;
+  static const UnitsFn fn = lanes_pick<UnitsFn>(&units_avx512<T>, &units_avx2<T>, &units_plain<T>);
   return fn;
 #else
   return &units_plain<T>;

@@ -10,7 +10,23 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/linear_rows.h"
+
 namespace et::nn::lanes {
+
+#if defined(__x86_64__)
+// The targets a kernel's 16- and 8-lane builds are compiled for (the 4-lane one: plain C++).
+#define ET_LANES16 __attribute__((target("avx512f,avx512bw,avx2,fma,prefer-vector-width=512")))
+#define ET_LANES8 __attribute__((target("avx2,fma")))
+
+// The build this CPU runs: 16 lanes with AVX-512 as the row kernels take it (rows_avx512: not
+// capped off), 8 with AVX2 and FMA, else 4.
+template <typename Fn>
+Fn lanes_pick(Fn w16, Fn w8, Fn w4) {
+  if (rows_avx512()) return w16;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? w8 : w4;
+}
+#endif
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"

@@ -267,7 +267,7 @@ struct View {
   // nf4 over bfloat16 or float16 rows: each weight rounded to that dtype before its product, as
   // bitsandbytes dequantizes a 4-bit weight to the compute dtype (here the activations')
   enum class Round : uint8_t { None, BF16, F16 } round = Round::None;
-  bool interleaved = false;  // q4_0 and int8: see interleave_q4_0_, interleave_int8_ (groups: the interleaved groups of 16 rows)
+  bool interleaved = false;  // q4_0 and int8: see interleave_ (groups: the interleaved groups of 16 rows)
   int64_t groups = 0;
   at::Tensor keep[4];        // converted copies the pointers may point into
 };
@@ -285,31 +285,6 @@ struct View {
 // a second stream, read no faster than a row at a time): 36 GB/s on the same 2 threads.
 constexpr int64_t kGroup = 16;
 
-// gguf's q4_0 bytes (N × rb) ⇄ interleaved (back: interleaved → gguf's), in place: a group of 16
-// rows spans the same bytes either way, so each is rearranged through a buffer of its own size.
-void interleave_q4_0_(uint8_t* w, int64_t N, int64_t K, bool back) {
-  const int64_t nb = K / kGgufBlock, rb = nb * 18;
-  at::parallel_for(0, N / kGroup, 1, [&](int64_t g0, int64_t g1) {
-    std::vector<uint8_t> buf(static_cast<size_t>(kGroup * rb));
-    for (int64_t g = g0; g < g1; ++g) {
-      uint8_t* grp = w + g * kGroup * rb;
-      std::memcpy(buf.data(), grp, buf.size());
-      for (int64_t i = 0; i < kGroup; ++i)
-        for (int64_t b = 0; b < nb; ++b) {
-          const int64_t flat = i * rb + b * 18, inter = b * 288;
-          uint8_t* dst = back ? grp + flat : grp + inter;
-          const uint8_t* src = back ? buf.data() + inter : buf.data() + flat;
-          const int64_t d_at = back ? 0 : 256 + 2 * i, d_from = back ? 256 + 2 * i : 0;
-          std::memcpy(dst + d_at, src + d_from, 2);
-          for (int64_t m = 0; m < 4; ++m) {
-            const int64_t q_at = back ? 2 + 4 * m : 64 * m + 4 * i, q_from = back ? 64 * m + 4 * i : 2 + 4 * m;
-            std::memcpy(dst + q_at, src + q_from, 4);
-          }
-        }
-    }
-  });
-}
-
 // ---- int8 interleaved for the integer kernel ------------------------------------------------------
 //
 // int8's many-row kernel on its rows as they lie sums each output in a vector of 16 partial sums
@@ -321,27 +296,38 @@ void interleave_q4_0_(uint8_t* w, int64_t N, int64_t K, bool back) {
 // the scaling is done on 16 outputs at once (a sixteen-row product of a 5632 × 2048 weight on one
 // core: 98 % of the peak, against 81 %).
 
-// int8's bytes (N × K) ⇄ interleaved (back: interleaved → rows), in place, a group at a time.
-void interleave_int8_(uint8_t* w, int64_t N, int64_t K, bool back) {
+// The weight's bytes in the kernels' layout ⇄ the files' layout (back: interleaved → the files'),
+// in place (interleave_) or into a new tensor (interleaved_copy: w itself left as it is): a group
+// of 16 rows spans the same bytes either way, so each is rearranged through a buffer of its own
+// size. q4_0: per block the 16 rows' codes in four 64-byte chunks (chunk m, lane i: row i's bytes
+// 4m … 4m + 3), then their 16 float16 scales; int8: per 4 columns c the 16 rows' bytes (lane i: row
+// i's bytes 4c … 4c + 3).
+void interleave_(QuantFormat f, uint8_t* w, int64_t N, int64_t K, bool back) {
+  const bool int8 = f == QuantFormat::Int8;
+  const int64_t nb = K / kGgufBlock, rb = int8 ? K : nb * 18;  // a row's bytes
   at::parallel_for(0, N / kGroup, 1, [&](int64_t g0, int64_t g1) {
-    std::vector<uint8_t> buf(static_cast<size_t>(kGroup * K));
+    std::vector<uint8_t> buf(static_cast<size_t>(kGroup * rb));
     for (int64_t g = g0; g < g1; ++g) {
-      uint8_t* grp = w + g * kGroup * K;
+      uint8_t* grp = w + g * kGroup * rb;
       std::memcpy(buf.data(), grp, buf.size());
-      for (int64_t i = 0; i < kGroup; ++i)
-        for (int64_t c = 0; c < K / 4; ++c) {
-          if (back) std::memcpy(grp + i * K + 4 * c, buf.data() + c * 64 + 4 * i, 4);
-          else std::memcpy(grp + c * 64 + 4 * i, buf.data() + i * K + 4 * c, 4);
+      // n bytes at `flat` in the files' layout ⇄ at `inter` in the kernels'
+      auto move = [&](int64_t flat, int64_t inter, size_t n) {
+        if (back) std::memcpy(grp + flat, buf.data() + inter, n);
+        else std::memcpy(grp + inter, buf.data() + flat, n);
+      };
+      for (int64_t i = 0; i < kGroup; ++i) {
+        if (int8) {
+          for (int64_t c = 0; c < K / 4; ++c) move(i * K + 4 * c, c * 64 + 4 * i, 4);
+          continue;
         }
+        for (int64_t b = 0; b < nb; ++b) {
+          const int64_t flat = i * rb + b * 18, inter = b * 288;
+          move(flat, inter + 256 + 2 * i, 2);
+          for (int64_t m = 0; m < 4; ++m) move(flat + 2 + 4 * m, inter + 64 * m + 4 * i, 4);
+        }
+      }
     }
   });
-}
-
-// The weight's bytes in the kernels' layout (q4_0 or int8 interleaved) ⇄ the files' layout, in
-// place (interleave_) or into a new tensor (interleaved_copy: w itself left as it is).
-void interleave_(QuantFormat f, uint8_t* w, int64_t N, int64_t K, bool back) {
-  if (f == QuantFormat::Int8) interleave_int8_(w, N, K, back);
-  else interleave_q4_0_(w, N, K, back);
 }
 
 at::Tensor interleaved_copy(QuantFormat f, const at::Tensor& w, int64_t N, int64_t K, bool back) {
@@ -1550,7 +1536,7 @@ struct Int8Vnni {
   }
 };
 
-// int8 interleaved (interleave_int8_): Y[j·ldy + n + 16i + l] for NB groups of 16 weight rows (lane
+// int8 interleaved (interleave_): Y[j·ldy + n + 16i + l] for NB groups of 16 weight rows (lane
 // l of group i is row n + 16i + l) and M input rows, r0 … r0 + M − 1. Each step adds a chunk of 4
 // k: the groups' 64 bytes made unsigned, each input row's 4 bytes broadcast from memory into the
 // product (EVEX's {1to16}; written in asm because GCC 12 otherwise copies the sums between
@@ -1701,7 +1687,7 @@ struct Q8Vnni {
   }
 };
 
-// q4_0 interleaved (interleave_q4_0_), M input rows: lane i of a group's vectors is weight row i.
+// q4_0 interleaved (interleave_), M input rows: lane i of a group's vectors is weight row i.
 // Per block each lane's integer sum is exact (dpbusd of the codes 0 … 15 with the input's bytes,
 // four broadcast at a time, from the block's offset −8 · Σ q), then acc[b % 2] += float(sum) ·
 // (d_w · d_x); the two sums are added last. Each output's chain is the same whatever M.

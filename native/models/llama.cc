@@ -80,18 +80,23 @@ void KVCache::layers(size_t n) {
   used.assign(n, 0);
 }
 
+namespace {
+// A cache buffer (B, heads, capacity, D) holding n positions, made to hold `need`: a full one
+// replaced by one of 1.5 × the length held, in steps of 64 positions (O(1) copies a position, at
+// most half unused), its first n positions copied.
+void grow(at::Tensor& buf, int64_t n, int64_t need, int64_t B, int64_t heads, int64_t D, const at::TensorOptions& opts) {
+  if (buf.defined() && buf.size(2) >= need) return;
+  const int64_t cap = (std::max(need, n + n / 2) + 63) / 64 * 64;
+  auto bigger = at::empty({B, heads, cap, D}, opts);
+  if (n > 0) bigger.narrow(2, 0, n).copy_(buf.narrow(2, 0, n));
+  buf = bigger;
+}
+}  // namespace
+
 std::pair<at::Tensor, at::Tensor> KVCache::append(size_t i, const at::Tensor& k_new, const at::Tensor& v_new) {
   const int64_t n = used[i], T = k_new.size(2), need = n + T;
-  auto grow = [&](at::Tensor& buf, const at::Tensor& x) {
-    if (buf.defined() && buf.size(2) >= need) return;
-    // 1.5 × the length held, in steps of 64 positions: O(1) copies a position, at most half unused
-    const int64_t cap = (std::max(need, n + n / 2) + 63) / 64 * 64;
-    auto bigger = at::empty({x.size(0), x.size(1), cap, x.size(3)}, x.options());
-    if (n > 0) bigger.narrow(2, 0, n).copy_(buf.narrow(2, 0, n));
-    buf = bigger;
-  };
-  grow(k[i], k_new);
-  grow(v[i], v_new);
+  grow(k[i], n, need, k_new.size(0), k_new.size(1), k_new.size(3), k_new.options());
+  grow(v[i], n, need, v_new.size(0), v_new.size(1), v_new.size(3), v_new.options());
   k[i].narrow(2, n, T).copy_(k_new);
   v[i].narrow(2, n, T).copy_(v_new);
   used[i] = need;
@@ -103,12 +108,7 @@ int64_t KVCache::append_row(size_t i, const at::Tensor& k_rows, const at::Tensor
   for (auto pair : {std::make_pair(&k[i], &k_rows), std::make_pair(&v[i], &v_rows)}) {
     at::Tensor& buf = *pair.first;
     const at::Tensor& src = *pair.second;
-    if (!buf.defined() || buf.size(2) < n + 1) {  // as append grows it
-      const int64_t cap = (std::max(n + 1, n + n / 2) + 63) / 64 * 64;
-      auto bigger = at::empty({1, Hkv, cap, D}, src.options());
-      if (n > 0) bigger.narrow(2, 0, n).copy_(buf.narrow(2, 0, n));
-      buf = bigger;
-    }
+    grow(buf, n, n + 1, 1, Hkv, D, src.options());
     const bool flat = buf.device().is_cpu() && src.device().is_cpu() && buf.scalar_type() == src.scalar_type() && buf.stride(3) == 1 &&
                       src.stride(3) == 1;
     if (flat) {  // each head's D values: one copy, no ATen op
@@ -215,17 +215,25 @@ at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, c
   auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
   auto [q0, k0, v0] = project_qkv(h, false);
   auto a = attend(rotary(q0, cos, sin), rotary(k0, cos, sin), v0, mask, cache, index);
-  auto y = x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D}));
-  h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
+  return feed_forward(x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D})));
+}
+
+at::Tensor LlamaLayerImpl::feed_forward(const at::Tensor& y) {
+  auto h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
   if (gate_up) {
     auto gu = gate_up(h).chunk(2, -1);  // Phi-3: gate, then up
     return y + down_proj(activate(gu[0], cfg.hidden_act) * gu[1]);
   }
-  auto g = gate_proj(h), u = up_proj(h);
-  // (inference: SiLU · up in one pass over both, as a decoding step's rows take it)
+  return y + down_proj(gated(gate_proj(h), up_proj(h), false));
+}
+
+at::Tensor LlamaLayerImpl::gated(const at::Tensor& g, const at::Tensor& u, bool rows) {
   if (cfg.hidden_act == "silu" && !is_training())
-    if (auto m = silu_mul_rows(g, u); m.defined()) return y + down_proj(m);
-  return y + down_proj(activate_temp(g, cfg.hidden_act) * u);
+    if (auto m = silu_mul_rows(g, u); m.defined()) return m;
+  if (!rows) return activate_temp(g, cfg.hidden_act) * u;
+  std::vector<at::Tensor> out;
+  for (int64_t r = 0; r < g.size(0); ++r) out.push_back(activate_temp(g.narrow(0, r, 1), cfg.hidden_act) * u.narrow(0, r, 1));
+  return at::cat(out, 0);
 }
 
 at::Tensor LlamaLayerImpl::forward_last(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
@@ -240,12 +248,7 @@ at::Tensor LlamaLayerImpl::forward_last(const at::Tensor& x, const at::Tensor& c
   if (cache) std::tie(k, v) = cache->append(index, k, v);  // (B, Hkv, S, D)
   // the last query's row of the mask; where the causal path had none it sees every key
   at::Tensor m = mask.defined() ? mask.narrow(2, T - 1, 1) : at::zeros({B, 1, 1, k.size(2)}, q.options());
-  auto y = last(x) + o_proj(attend_cached(q, k, v, m).transpose(1, 2).reshape({B, 1, Hq * D}));
-  h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
-  auto g = gate_proj(h), u = up_proj(h);
-  if (cfg.hidden_act == "silu")
-    if (auto mul = silu_mul_rows(g, u); mul.defined()) return y + down_proj(mul);
-  return y + down_proj(activate_temp(g, cfg.hidden_act) * u);
+  return feed_forward(last(x) + o_proj(attend_cached(q, k, v, m).transpose(1, 2).reshape({B, 1, Hq * D})));
 }
 
 at::Tensor LlamaLayerImpl::forward_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const std::vector<RowStep>& rows,
@@ -287,17 +290,11 @@ at::Tensor LlamaLayerImpl::forward_rows(const at::Tensor& x, const at::Tensor& c
   }  // (R, Hq, 1, D)
   auto y = x + o_proj->rows(a.transpose(1, 2).reshape({R, 1, Hq * D}));
   h = rms_norm_rows(y, post_attention_layernorm, cfg.rms_norm_eps);
-  // SiLU · up for all rows at once by a kernel that computes each row as alone, else row by row
-  auto gated = [&](const at::Tensor& g, const at::Tensor& u) {
-    if (cfg.hidden_act == "silu" && !is_training())
-      if (auto m = silu_mul_rows(g, u); m.defined()) return m;
-    return each([&](int64_t r) { return activate_temp(g.narrow(0, r, 1), cfg.hidden_act) * u.narrow(0, r, 1); });
-  };
   if (gate_up) {
     auto gu = gate_up->rows(h).chunk(2, -1);  // Phi-3: gate, then up
-    return y + down_proj->rows(gated(gu[0], gu[1]));
+    return y + down_proj->rows(gated(gu[0], gu[1], true));
   }
-  return y + down_proj->rows(gated(gate_proj->rows(h), up_proj->rows(h)));
+  return y + down_proj->rows(gated(gate_proj->rows(h), up_proj->rows(h), true));
 }
 
 LlamaForCausalLM::LlamaForCausalLM(const LlamaConfig& c) : cfg(c) {
@@ -351,11 +348,14 @@ std::pair<at::Tensor, at::Tensor> LlamaForCausalLM::rope_cos_sin(const at::Tenso
   return {cos.to(dtype), sin.to(dtype)};  // (B, T, D)
 }
 
-at::Tensor LlamaForCausalLM::attention_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype) const {
+int64_t LlamaForCausalLM::window_span() const {
   // Phi-3's remote code masks with _prepare_4d_causal_attention_mask, which lets a query see
   // sliding_window + 1 positions (itself and sliding_window before it); Mistral's sees sliding_window.
-  int64_t span = cfg.sliding_window > 0 && cfg.model_type == "phi3" ? cfg.sliding_window + 1 : cfg.sliding_window;
-  int64_t window = span > 0 && keep.size(1) > span ? span : 0;
+  return cfg.sliding_window > 0 && cfg.model_type == "phi3" ? cfg.sliding_window + 1 : cfg.sliding_window;
+}
+
+at::Tensor LlamaForCausalLM::attention_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype) const {
+  const int64_t span = window_span(), window = span > 0 && keep.size(1) > span ? span : 0;
   bool plain = keep.size(1) == T && window == 0 && keep.ne(0).all().item<bool>();
   return plain ? at::Tensor() : causal_mask(keep, T, dtype, window);  // undefined: causal, nothing padded
 }
@@ -403,7 +403,7 @@ at::Tensor LlamaForCausalLM::run_rows(const at::Tensor& embeds, const std::vecto
   std::vector<RowStep> steps;
   std::vector<at::Tensor> coss, sins;
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
-  int64_t span = cfg.sliding_window > 0 && cfg.model_type == "phi3" ? cfg.sliding_window + 1 : cfg.sliding_window;
+  const int64_t span = window_span();
   for (auto* row : rows) {
     // each row's own rotary table (dynamic NTK and longrope depend on its length)
     auto [cos, sin] = rope_cos_sin(at::full({1, 1}, row->next_pos, lopts), row->keep.size(1), dtype);

@@ -89,6 +89,11 @@ struct LlamaLayerImpl : torch::nn::Module {
                     size_t index);
   // q (B, Hq, T, D) over the keys and values so far (B, Hkv, S, D) → (B, Hq, T, D)
   at::Tensor attend_cached(const at::Tensor& q, at::Tensor k, at::Tensor v, const at::Tensor& mask);
+  // y + the MLP of post_attention_layernorm(y) (the layer's second half)
+  at::Tensor feed_forward(const at::Tensor& y);
+  // act(g) · u: SiLU by silu_mul_rows for inference, else ATen's ops (with `rows`, row by row, so
+  // that a decoding row's values are its own)
+  at::Tensor gated(const at::Tensor& g, const at::Tensor& u, bool rows);
 };
 TORCH_MODULE(LlamaLayer);
 
@@ -124,6 +129,8 @@ struct LlamaForCausalLM : Model, CausalLM {
   std::pair<at::Tensor, double> rope_for(int64_t S) const;
   // cos and sin (B, T, D) in `dtype` for positions (B, T) of a run over S positions.
   std::pair<at::Tensor, at::Tensor> rope_cos_sin(const at::Tensor& positions, int64_t S, at::ScalarType dtype) const;
+  // How many positions a query sees under a sliding window (0: all): Phi-3's sliding_window + 1.
+  int64_t window_span() const;
   // The additive mask for T new positions over keep (B, S), or undefined where SDPA's causal path is it.
   at::Tensor attention_mask(const at::Tensor& keep, int64_t T, at::ScalarType dtype) const;
   at::Tensor run_rows(const at::Tensor& embeds, const std::vector<DecodeRow*>& rows);
