@@ -159,15 +159,21 @@ export interface AttentionOptions {
   scale?: number;
   /** Key and value heads shared by groups of query heads (Hq a multiple of Hkv), as torch's `enable_gqa` (default false). */
   enableGqa?: boolean;
+  /**
+   * Query t attends to keys 0 … t only, as torch's `is_causal` (its mask aligned to the top left
+   * when Tq ≠ S; not with `attnMask`). Default false.
+   */
+  isCausal?: boolean;
 }
 
 /**
  * softmax(q·kᵀ · scale + mask) · v over (B, H, T, D) tensors, as torch's
- * `F.scaled_dot_product_attention` without dropout (for a causal mask, pass it as `attnMask`).
+ * `F.scaled_dot_product_attention` without dropout.
  * A few queries (Tq ≤ 4) on the CPU without an autograd graph, float32 or bfloat16, with a
  * floating mask of shape (B or 1, 1, Tq or 1, S) or none, take emotorch's decoding kernel (the
- * grouped key/value heads read in place, float32 sums, each query computed alone); anything else
- * goes to ATen's SDPA.
+ * grouped key/value heads read in place, float32 sums, each query computed alone); so does
+ * `isCausal` where Tq = S (a prompt: each query over the keys up to itself, as a generation's
+ * bfloat16 prompt pass runs); anything else goes to ATen's SDPA.
  * @throws EmotorchError (ERR_INVALID_ARG) when the shapes, dtypes or devices do not fit.
  * @example
  * // one query over a cache of 37 keys, 8 query heads sharing 2 key/value heads
@@ -175,7 +181,7 @@ export interface AttentionOptions {
  * const out = et.functional.scaledDotProductAttention(q, k, v, { enableGqa: true }); // [1, 8, 1, 64]
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
-  opts = checkOptionNames(opts, ['attnMask', 'scale', 'enableGqa'], 'scaledDotProductAttention options');
+  opts = checkOptionNames(opts, ['attnMask', 'scale', 'enableGqa', 'isCausal'], 'scaledDotProductAttention options');
   const named: [Tensor, string][] = [
     [q, 'q'],
     [k, 'k'],
@@ -214,7 +220,10 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   }
   const scale = opts.scale === undefined ? null : checkNumber(opts.scale, 'scaledDotProductAttention scale');
   if (scale !== null && !Number.isFinite(scale)) invalid('a finite number', 'scaledDotProductAttention scale', scale);
-  return op('scaled_dot_product_attention', q.handle, k.handle, v.handle, mask?.handle ?? null, scale, gqa);
+  const causal = opts.isCausal ?? false;
+  if (typeof causal !== 'boolean') invalid('a boolean', 'scaledDotProductAttention isCausal', causal);
+  if (causal && mask !== undefined) invalid('no attnMask with isCausal (torch refuses both)', 'scaledDotProductAttention isCausal', causal);
+  return op('scaled_dot_product_attention', q.handle, k.handle, v.handle, mask?.handle ?? null, scale, gqa, causal);
 }
 
 /** Softmax along `dim` (`F.softmax`). */

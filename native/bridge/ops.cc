@@ -206,7 +206,7 @@ const std::vector<OpDef>& table() {
       {"scaled_dot_product_attention",
        [](const Args& a) -> Out {
          return et::nn::scaled_dot_product_attention(a.t(0), a.t(1), a.t(2), a.ot(3), a.none(4) ? std::nullopt : std::optional<double>(a.d(4)),
-                                                     a.b(5));
+                                                     a.b(5), a.b(6));
        }},
       {"dropout", [](const Args& a) -> Out { return at::dropout(a.t(0), a.d(1), a.b(2)); }},
       {"layer_norm", [](const Args& a) -> Out { return at::layer_norm(a.t(0), a.ints(1), a.ot(2), a.ot(3), a.d(4)); }},

@@ -31,7 +31,8 @@ struct Args {
   const float* mask;            // (MB, 1, MT, S) float32, contiguous; null: no mask
   int64_t mb, mt;               // whether the mask has the batch / query dimension
   float scale;
-  void* out;  // (B, Hq, Tq, D) contiguous
+  void* out;    // (B, Hq, Tq, D) contiguous
+  bool causal;  // query t sees the keys [0, S − Tq + t] only
 };
 
 // Query heads of one key/value head computed together (decoding: one query per head), so that a
@@ -100,18 +101,19 @@ template <typename F>
 template <int W, typename T>
 [[gnu::always_inline]] inline void units(const Args& a, int64_t u0, int64_t u1) {
   using F = typename Lanes<W>::F;
-  const int64_t S = a.S, D = a.D, Dv = D / W * W, group = a.Hq / a.Hkv, ps = S + W;
+  const int64_t D = a.D, Dv = D / W * W, group = a.Hq / a.Hkv, ps = a.S + W;
   std::vector<float> pbuf(static_cast<size_t>(kHeads * ps)), qbuf(static_cast<size_t>(kHeads * D)), abuf(static_cast<size_t>(kHeads * D));
   const T* Q = static_cast<const T*>(a.q);
   const T* K = static_cast<const T*>(a.k);
   const T* V = static_cast<const T*>(a.v);
   for (int64_t u = u0; u < u1;) {
     const int64_t b = u / (a.Hq * a.Tq), h = u / a.Tq % a.Hq, t = u % a.Tq, g = h / group;
+    const int64_t S = a.causal ? a.S - a.Tq + t + 1 : a.S;  // the keys this query sees
     // heads h … h + n − 1 (units u … u + n − 1: one query per head) share b, t and g
     const int64_t n = a.Tq == 1 ? std::min({u1 - u, group - h % group, static_cast<int64_t>(kHeads)}) : 1;
     const T* kb = K + b * a.ks[0] + g * a.ks[1];
     const T* vb = V + b * a.vs[0] + g * a.vs[1];
-    const float* mrow = a.mask ? a.mask + ((a.mb ? b : 0) * (a.mt ? a.Tq : 1) + (a.mt ? t : 0)) * S : nullptr;
+    const float* mrow = a.mask ? a.mask + ((a.mb ? b : 0) * (a.mt ? a.Tq : 1) + (a.mt ? t : 0)) * a.S : nullptr;
     float m[kHeads];
     for (int64_t i = 0; i < n; ++i) {
       const T* qp = Q + b * a.qs[0] + (h + i) * a.qs[1] + t * a.qs[2];
@@ -242,7 +244,7 @@ UnitsFn units_fn() {
 // The kernel's arguments for one call (its output pointer left to the caller), with the float32
 // mask they point into kept in `mf`; false where the kernel does not apply (see attention.h).
 bool make_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask, std::optional<double> scale, Args& a,
-               at::Tensor& mf) {
+               at::Tensor& mf, bool causal = false) {
   const auto dt = q.scalar_type();
   if (!q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu() || (dt != at::kFloat && dt != at::kBFloat16) ||
       k.scalar_type() != dt || v.scalar_type() != dt || q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
@@ -251,8 +253,8 @@ bool make_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, co
       (q.requires_grad() || k.requires_grad() || v.requires_grad() || (mask.defined() && mask.requires_grad())))
     return false;
   const int64_t B = q.size(0), Hq = q.size(1), Tq = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
-  if (Tq > 4 || S < 1 || D < 1 || Hkv < 1 || Hq % Hkv != 0 || k.size(0) != B || v.size(0) != B || v.size(1) != Hkv || v.size(2) != S ||
-      k.size(3) != D || v.size(3) != D || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
+  if ((causal ? mask.defined() || S < Tq : Tq > 4) || S < 1 || D < 1 || Hkv < 1 || Hq % Hkv != 0 || k.size(0) != B || v.size(0) != B ||
+      v.size(1) != Hkv || v.size(2) != S || k.size(3) != D || v.size(3) != D || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
     return false;
   if (mask.defined() &&
       (mask.dim() != 4 || !at::isFloatingType(mask.scalar_type()) || !mask.device().is_cpu() || (mask.size(0) != 1 && mask.size(0) != B) ||
@@ -275,19 +277,15 @@ bool make_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, co
            mf.defined() && mf.size(0) != 1,
            mf.defined() && mf.size(2) != 1,
            static_cast<float>(scale ? *scale : 1.0 / std::sqrt(static_cast<double>(D))),
-           nullptr};
+           nullptr,
+           causal};
   return true;
 }
 
 UnitsFn units_for(at::ScalarType dt) { return dt == at::kFloat ? units_fn<float>() : units_fn<uint16_t>(); }
 
-}  // namespace
-
-at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
-                          std::optional<double> scale) {
-  Args a;
-  at::Tensor mf;
-  if (!make_args(q, k, v, mask, scale, a, mf)) return {};
+// The units of one call into a new output
+at::Tensor run_args(const at::Tensor& q, Args& a) {
   auto out = at::empty({a.B, a.Hq, a.Tq, a.D}, q.options().memory_format(at::MemoryFormat::Contiguous));
   a.out = out.data_ptr();
   const UnitsFn fn = units_for(q.scalar_type());
@@ -295,6 +293,21 @@ at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Te
   const int64_t grain = std::max<int64_t>(1, 32768 / (a.S * a.D));
   at::parallel_for(0, a.B * a.Hq * a.Tq, grain, [&](int64_t u0, int64_t u1) { fn(a, u0, u1); });
   return out;
+}
+
+}  // namespace
+
+at::Tensor attention_rows(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                          std::optional<double> scale) {
+  Args a;
+  at::Tensor mf;
+  return make_args(q, k, v, mask, scale, a, mf) ? run_args(q, a) : at::Tensor();
+}
+
+at::Tensor attention_causal(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, std::optional<double> scale) {
+  Args a;
+  at::Tensor mf;
+  return make_args(q, k, v, at::Tensor(), scale, a, mf, true) ? run_args(q, a) : at::Tensor();
 }
 
 namespace {
@@ -352,7 +365,8 @@ at::Tensor attention_rows(const at::Tensor& q, const std::vector<at::Tensor>& k,
                    false,
                    false,
                    static_cast<float>(1.0 / std::sqrt(static_cast<double>(D))),
-                   nullptr};
+                   nullptr,
+                   false};
     first[r + 1] = first[r] + Hq;
     work += Hq * S * D;
   }
@@ -387,10 +401,15 @@ at::Tensor attention_rows(const std::vector<at::Tensor>& q, const std::vector<at
 }
 
 at::Tensor scaled_dot_product_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                        const std::optional<at::Tensor>& mask, std::optional<double> scale, bool gqa) {
-  if (gqa || k.size(1) == q.size(1))
-    if (auto o = attention_rows(q, k, v, mask ? *mask : at::Tensor(), scale); o.defined()) return o;
-  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, scale, gqa && k.size(1) != q.size(1));
+                                        const std::optional<at::Tensor>& mask, std::optional<double> scale, bool gqa, bool causal) {
+  if (gqa || k.size(1) == q.size(1)) {
+    if (causal && !mask && q.size(2) == k.size(2)) {
+      if (auto o = attention_causal(q, k, v, scale); o.defined()) return o;
+    } else if (!causal) {
+      if (auto o = attention_rows(q, k, v, mask ? *mask : at::Tensor(), scale); o.defined()) return o;
+    }
+  }
+  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, gqa && k.size(1) != q.size(1));
 }
 
 }  // namespace et::nn

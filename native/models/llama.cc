@@ -190,14 +190,19 @@ at::Tensor LlamaLayerImpl::attend(const at::Tensor& q_rot, const at::Tensor& k_r
   auto k = k_rot.transpose(1, 2);  // (B, Hkv, T, D)
   auto v = v0.transpose(1, 2);
   if (cache) std::tie(k, v) = cache->append(index, k, v);  // (B, Hkv, S, D)
-  return attend_cached(q, k, v, mask);
+  return attend_cached(q, k, v, mask, cache && !is_training());
 }
 
-at::Tensor LlamaLayerImpl::attend_cached(const at::Tensor& q, at::Tensor k, at::Tensor v, const at::Tensor& mask) {
+at::Tensor LlamaLayerImpl::attend_cached(const at::Tensor& q, at::Tensor k, at::Tensor v, const at::Tensor& mask, bool prompt) {
   const int64_t Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads;
   // decoding (a few queries over the cache, no graph): the grouped heads read in place
   if (!is_training() && mask.defined()) {
     if (auto o = attention_rows(q, k, v, mask); o.defined()) return o;
+  }
+  // a bfloat16 prompt pass, causal: its queries by the same kernel (float32 keeps SDPA's flash
+  // attention, the numbers transformers computes)
+  if (prompt && !mask.defined() && q.scalar_type() == at::kBFloat16) {
+    if (auto o = attention_causal(q, k, v); o.defined()) return o;
   }
   if (Hkv != Hq) {
     k = k.repeat_interleave(Hq / Hkv, 1);  // (B, Hq, S, D)
@@ -212,14 +217,23 @@ at::Tensor LlamaLayerImpl::attend_cached(const at::Tensor& q, at::Tensor k, at::
 at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                                    KVCache* cache, size_t index) {
   int64_t B = x.size(0), T = x.size(1), Hq = cfg.num_attention_heads, D = cfg.head_dim;
-  auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
+  const bool prompt = cache && !is_training();
+  auto h = normed(x, input_layernorm, prompt);
   auto [q0, k0, v0] = project_qkv(h, false);
-  auto a = attend(rotary(q0, cos, sin), rotary(k0, cos, sin), v0, mask, cache, index);
-  return feed_forward(x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D})));
+  auto a = attend(rotate(q0, cos, sin, prompt), rotate(k0, cos, sin, prompt), v0, mask, cache, index);
+  return feed_forward(x + o_proj(a.transpose(1, 2).reshape({B, T, Hq * D})), prompt);
 }
 
-at::Tensor LlamaLayerImpl::feed_forward(const at::Tensor& y) {
-  auto h = rms_norm(y, post_attention_layernorm, cfg.rms_norm_eps);
+at::Tensor LlamaLayerImpl::normed(const at::Tensor& x, const at::Tensor& w, bool prompt) const {
+  return prompt ? rms_norm_rows(x, w, cfg.rms_norm_eps) : rms_norm(x, w, cfg.rms_norm_eps);
+}
+
+at::Tensor LlamaLayerImpl::rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool prompt) {
+  return prompt ? rotary_rows(x, cos, sin) : rotary(x, cos, sin);
+}
+
+at::Tensor LlamaLayerImpl::feed_forward(const at::Tensor& y, bool prompt) {
+  auto h = normed(y, post_attention_layernorm, prompt);
   if (gate_up) {
     auto gu = gate_up(h).chunk(2, -1);  // Phi-3: gate, then up
     return y + down_proj(activate(gu[0], cfg.hidden_act) * gu[1]);
@@ -240,15 +254,16 @@ at::Tensor LlamaLayerImpl::forward_last(const at::Tensor& x, const at::Tensor& c
                                         KVCache* cache, size_t index) {
   const int64_t B = x.size(0), T = x.size(1), Hq = cfg.num_attention_heads, Hkv = cfg.num_key_value_heads, D = cfg.head_dim;
   if (is_training() || qkv || T < 2) return {};
-  auto h = rms_norm(x, input_layernorm, cfg.rms_norm_eps);
+  const bool prompt = cache != nullptr;
+  auto h = normed(x, input_layernorm, prompt);
   auto last = [T](const at::Tensor& t) { return t.narrow(1, T - 1, 1); };
-  auto q = rotary(q_proj(last(h)).view({B, 1, Hq, D}), last(cos), last(sin)).transpose(1, 2);  // (B, Hq, 1, D)
-  auto k = rotary(k_proj(h).view({B, T, Hkv, D}), cos, sin).transpose(1, 2);
+  auto q = rotate(q_proj(last(h)).view({B, 1, Hq, D}), last(cos), last(sin), prompt).transpose(1, 2);  // (B, Hq, 1, D)
+  auto k = rotate(k_proj(h).view({B, T, Hkv, D}), cos, sin, prompt).transpose(1, 2);
   auto v = v_proj(h).view({B, T, Hkv, D}).transpose(1, 2);
   if (cache) std::tie(k, v) = cache->append(index, k, v);  // (B, Hkv, S, D)
   // the last query's row of the mask; where the causal path had none it sees every key
   at::Tensor m = mask.defined() ? mask.narrow(2, T - 1, 1) : at::zeros({B, 1, 1, k.size(2)}, q.options());
-  return feed_forward(last(x) + o_proj(attend_cached(q, k, v, m).transpose(1, 2).reshape({B, 1, Hq * D})));
+  return feed_forward(last(x) + o_proj(attend_cached(q, k, v, m).transpose(1, 2).reshape({B, 1, Hq * D})), prompt);
 }
 
 at::Tensor LlamaLayerImpl::forward_rows(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const std::vector<RowStep>& rows,

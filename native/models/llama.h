@@ -87,10 +87,16 @@ struct LlamaLayerImpl : torch::nn::Module {
   // q and k rotated (B, T, heads, D), v: the cache, SDPA → (B, Hq, T, D)
   at::Tensor attend(const at::Tensor& q_rot, const at::Tensor& k_rot, const at::Tensor& v0, const at::Tensor& mask, KVCache* cache,
                     size_t index);
-  // q (B, Hq, T, D) over the keys and values so far (B, Hkv, S, D) → (B, Hq, T, D)
-  at::Tensor attend_cached(const at::Tensor& q, at::Tensor k, at::Tensor v, const at::Tensor& mask);
+  // q (B, Hq, T, D) over the keys and values so far (B, Hkv, S, D) → (B, Hq, T, D); `prompt`: a
+  // generation's prompt pass (the causal kernel for bfloat16 where there is no mask)
+  at::Tensor attend_cached(const at::Tensor& q, at::Tensor k, at::Tensor v, const at::Tensor& mask, bool prompt = false);
   // y + the MLP of post_attention_layernorm(y) (the layer's second half)
-  at::Tensor feed_forward(const at::Tensor& y);
+  at::Tensor feed_forward(const at::Tensor& y, bool prompt = false);
+  // A generation's prompt pass (a cache, not training) takes the decoding rows' norm and rotary
+  // kernels (for bfloat16 / float16 one loop a row where ATen chains a dozen ops; rotary's numbers
+  // the same, the norm's sum in another order) and the causal attention kernel.
+  at::Tensor normed(const at::Tensor& x, const at::Tensor& w, bool prompt) const;
+  static at::Tensor rotate(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, bool prompt);
   // act(g) · u: SiLU by silu_mul_rows for inference, else ATen's ops (with `rows`, row by row, so
   // that a decoding row's values are its own)
   at::Tensor gated(const at::Tensor& g, const at::Tensor& u, bool rows);

@@ -1,7 +1,8 @@
 // et.functional.scaledDotProductAttention against torch's F.scaled_dot_product_attention and the
 // definition in float64 (test/fixtures/attention_rows, scripts/fixtures/attention_rows.py): the
 // decoding kernel (a few queries over a cache, grouped key/value heads read in place; the LLaMA
-// family's decoding steps take it) and ATen's SDPA for what the kernel does not take.
+// family's decoding steps take it; and with isCausal each query of a prompt over the keys up to
+// itself, as a bfloat16 prompt pass takes it) and ATen's SDPA for what the kernel does not take.
 // Bounds: float32 sums of D and S terms in float32, each rounded once — 1e-5 on N(0, 1) values;
 // bfloat16: one rounding of the output (2⁻⁸ relative) over that.
 import { describe, it, expect } from 'vitest';
@@ -10,9 +11,19 @@ import * as et from '../../lib/index';
 import { FIXTURES, throwsWith } from '../helpers';
 
 const io = async () => (await et.io.loadSafetensors(path.join(FIXTURES, 'attention_rows', 'io.safetensors'))).tensors;
-const CASES = ['gqa', 'gqa_bf16', 'queries', 'queries_bf16', 'nomask', 'prompt', 'long_bf16', 'd80'];
+const CASES = ['gqa', 'gqa_bf16', 'queries', 'queries_bf16', 'nomask', 'prompt', 'long_bf16', 'd80', 'causal', 'causal_bf16', 'causal_d80_bf16'];
 
-type Case = { q: et.Tensor; k: et.Tensor; v: et.Tensor; mask?: et.Tensor; scale?: number; ref: et.Tensor; torch: et.Tensor; bf16: boolean };
+type Case = {
+  q: et.Tensor;
+  k: et.Tensor;
+  v: et.Tensor;
+  mask?: et.Tensor;
+  scale?: number;
+  causal: boolean;
+  ref: et.Tensor;
+  torch: et.Tensor;
+  bf16: boolean;
+};
 
 function caseOf(t: Map<string, et.Tensor>, name: string): Case {
   const bf16 = name.endsWith('_bf16');
@@ -25,6 +36,7 @@ function caseOf(t: Map<string, et.Tensor>, name: string): Case {
     v: as(t.get(`${name}.v`)!),
     mask: mask && as(mask),
     scale: scale === undefined ? undefined : (scale.item() as number),
+    causal: t.has(`${name}.causal`),
     ref: t.get(`${name}.float64`)!.to({ dtype: 'float64' }),
     torch: t.get(`${name}.torch`)!.to({ dtype: 'float64' }),
     bf16,
@@ -45,7 +57,9 @@ describe('scaledDotProductAttention = torch F.scaled_dot_product_attention', () 
   for (const name of CASES)
     it(`${name}: within the bound of the float64 definition`, async () => {
       const c = caseOf(await io(), name);
-      const out = et.noGrad(() => et.functional.scaledDotProductAttention(c.q, c.k, c.v, { attnMask: c.mask, scale: c.scale, enableGqa: true }));
+      const out = et.noGrad(() =>
+        et.functional.scaledDotProductAttention(c.q, c.k, c.v, { attnMask: c.mask, scale: c.scale, enableGqa: true, isCausal: c.causal }),
+      );
       expect(out.shape).toEqual(c.ref.shape);
       expect(out.dtype).toBe(c.q.dtype);
       expect(excess(out, c.ref, c.bf16), 'ours vs float64').toBeLessThanOrEqual(0);
@@ -81,6 +95,20 @@ describe('scaledDotProductAttention = torch F.scaled_dot_product_attention', () 
     }
   });
 
+  it('isCausal: each query of a prompt gets what it gets alone over the keys up to itself, bit for bit', async () => {
+    for (const name of ['causal', 'causal_bf16', 'causal_d80_bf16']) {
+      const c = caseOf(await io(), name);
+      const all = et.noGrad(() => et.functional.scaledDotProductAttention(c.q, c.k, c.v, { scale: c.scale, enableGqa: true, isCausal: true }));
+      for (const t of [0, 1, 16, 17, c.q.shape[2] - 1]) {
+        const upTo = (x: et.Tensor) => x.slice(2, 0, t + 1);
+        const alone = et.noGrad(() =>
+          et.functional.scaledDotProductAttention(c.q.slice(2, t, t + 1), upTo(c.k), upTo(c.v), { scale: c.scale, enableGqa: true }),
+        );
+        expect(alone.sub(all.slice(2, t, t + 1)).abs().max().item(), `${name} query ${t}`).toBe(0);
+      }
+    }
+  });
+
   it('with an autograd graph (ATen SDPA) the same numbers within the bound, and gradients flow', async () => {
     const c = caseOf(await io(), 'gqa');
     const q = c.q.clone().requiresGrad_(true);
@@ -106,5 +134,7 @@ describe('scaledDotProductAttention = torch F.scaled_dot_product_attention', () 
     throwsWith(() => sdpa(q, k, k, { enableGqa: true, scale: NaN }), 'ERR_INVALID_ARG', /scale/);
     throwsWith(() => sdpa(q, k, k, { enableGqa: 1 as unknown as boolean }), 'ERR_INVALID_ARG', /enableGqa/);
     throwsWith(() => sdpa(q, k, k, { dropout: 0.1 } as never), 'ERR_INVALID_ARG', /dropout/);
+    throwsWith(() => sdpa(q, k, k, { enableGqa: true, isCausal: 'yes' as unknown as boolean }), 'ERR_INVALID_ARG', /isCausal/);
+    throwsWith(() => sdpa(q, k, k, { enableGqa: true, isCausal: true, attnMask: et.zeros([1, 1, 1, 5]) }), 'ERR_INVALID_ARG', /isCausal/);
   });
 });

@@ -28,6 +28,26 @@ describe('KV cache: growing in place', () => {
     expect(worst).toBeLessThan(1e-4);
   });
 
+  it('a bfloat16 prompt pass (the rows\' norm and rotary kernels, the causal attention kernel) picks what a bfloat16 forward pass rates best', async () => {
+    // the forward pass runs ATen's composite ops and SDPA; the prompt pass sums in other orders, so
+    // a token may lose to forward's best by bfloat16 roundings only: 1/64 of the logits' spread
+    const llm = (await et.nn.LlamaForCausalLM.fromPretrained(FIX)).eval();
+    await llm.to({ dtype: 'bfloat16' });
+    for (const L of [2, 5, 17, 40, 70]) {
+      const prompt = Array.from({ length: L }, (_, i) => 3 + ((i * 11 + L) % 120));
+      const { sequences } = await et.noGrad(() => llm.generate({ inputIds: et.tensor([prompt], { dtype: 'int64' }) }, { maxNewTokens: 12, minNewTokens: 12 }));
+      const seq = (sequences!.toArray() as number[][])[0].map(Number);
+      const { logits } = await et.noGrad(() => llm.forward({ inputIds: et.tensor([seq], { dtype: 'int64' }) }));
+      const rows = (logits.to({ dtype: 'float32' }).toArray() as number[][][])[0];
+      for (let i = L; i < seq.length; i++) {
+        const row = rows[i - 1];
+        const best = Math.max(...row),
+          spread = best - Math.min(...row);
+        expect(best - row[seq[i]], `prompt ${L}, token ${i - L}`).toBeLessThanOrEqual(spread / 64);
+      }
+    }
+  });
+
   it('rows decoded together over several growths get the tokens each gets alone (bfloat16)', async () => {
     const llm = (await et.nn.LlamaForCausalLM.fromPretrained(FIX)).eval();
     await llm.to({ dtype: 'bfloat16' });
