@@ -104,7 +104,14 @@ describe('scaledDotProductAttention = torch F.scaled_dot_product_attention', () 
         const alone = et.noGrad(() =>
           et.functional.scaledDotProductAttention(c.q.slice(2, t, t + 1), upTo(c.k), upTo(c.v), { scale: c.scale, enableGqa: true }),
         );
-        expect(alone.sub(all.slice(2, t, t + 1)).abs().max().item(), `${name} query ${t}`).toBe(0);
+        expect(
+          alone
+            .sub(all.slice(2, t, t + 1))
+            .abs()
+            .max()
+            .item(),
+          `${name} query ${t}`,
+        ).toBe(0);
       }
     }
   });

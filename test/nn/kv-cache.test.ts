@@ -28,7 +28,7 @@ describe('KV cache: growing in place', () => {
     expect(worst).toBeLessThan(1e-4);
   });
 
-  it('a bfloat16 prompt pass (the rows\' norm and rotary kernels, the causal attention kernel) picks what a bfloat16 forward pass rates best', async () => {
+  it("a bfloat16 prompt pass (the rows' norm and rotary kernels, the causal attention kernel) picks what a bfloat16 forward pass rates best", async () => {
     // the forward pass runs ATen's composite ops and SDPA; the prompt pass sums in other orders, so
     // a token may lose to forward's best by bfloat16 roundings only: 1/64 of the logits' spread
     const llm = (await et.nn.LlamaForCausalLM.fromPretrained(FIX)).eval();
