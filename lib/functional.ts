@@ -226,6 +226,37 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   return op('scaled_dot_product_attention', q.handle, k.handle, v.handle, mask?.handle ?? null, scale, gqa, causal);
 }
 
+/**
+ * Rotary position embedding of one projection, as transformers' `apply_rotary_pos_emb` computes it
+ * for q (or k): x · cos + rotate_half(x) · sin, rotate_half(x) = (−x₂, x₁) for x's halves x₁, x₂;
+ * in bfloat16 / float16 each product and the sum rounded to the dtype as torch's ops round them.
+ * On the CPU without an autograd graph one loop a row (the kernel a LLaMA's prompt pass and decoding
+ * steps take), float32 one fused pass; else torch's ops.
+ * @param x (B, heads, T, D), D even
+ * @param cos (B or 1, T, D) in x's dtype and device, as LlamaRotaryEmbedding gives them
+ * @param sin as cos
+ * @returns (B, heads, T, D) in x's dtype
+ * @throws EmotorchError (ERR_INVALID_ARG) naming the tensor whose shape, dtype or device does not fit.
+ * @example
+ * const q = et.randn([1, 8, 5, 64]);
+ * const pos = et.arange(5).reshape([1, 5, 1]), invFreq = et.arange(0, 64, 2).div(64).mul(-Math.log(10000)).exp();
+ * const freqs = pos.mul(invFreq), emb = et.cat([freqs, freqs], -1);
+ * const rotated = et.functional.applyRotaryPosEmb(q, emb.cos(), emb.sin()); // [1, 8, 5, 64]
+ */
+export function applyRotaryPosEmb(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  checkTensor(x, 'x');
+  if (x.ndim !== 4 || !isFloating(x.dtype) || x.shape[3] % 2 !== 0)
+    invalid('a floating-point (B, heads, T, D) tensor, D even', 'applyRotaryPosEmb x', `${x.dtype} [${x.shape}]`);
+  const [B, , T, D] = x.shape;
+  const table = (t: Tensor, name: string): Tensor => {
+    checkTensor(t, name);
+    if (t.ndim !== 3 || (t.shape[0] !== B && t.shape[0] !== 1) || t.shape[1] !== T || t.shape[2] !== D || t.dtype !== x.dtype || t.device !== x.device)
+      invalid(`a (${B} or 1, ${T}, ${D}) tensor in ${x.dtype} on ${x.device}`, `applyRotaryPosEmb ${name}`, `${t.dtype} [${t.shape}] on ${t.device}`);
+    return t.shape[0] === B ? t : t.expand([B, T, D]);
+  };
+  return op('apply_rotary_pos_emb', x.handle, table(cos, 'cos').handle, table(sin, 'sin').handle);
+}
+
 /** Softmax along `dim` (`F.softmax`). */
 export function softmax(x: Tensor, dim: number): Tensor {
   return x.softmax(dim);

@@ -4,6 +4,7 @@
 #include "bridge/bridge.h"
 
 #include "kernels/attention.h"
+#include "kernels/positions.h"
 
 #include <cmath>
 #include <variant>
@@ -208,6 +209,9 @@ const std::vector<OpDef>& table() {
          return et::nn::scaled_dot_product_attention(a.t(0), a.t(1), a.t(2), a.ot(3), a.none(4) ? std::nullopt : std::optional<double>(a.d(4)),
                                                      a.b(5), a.b(6));
        }},
+      // (x (B, heads, T, D), cos, sin (B, T, D)): transformers' apply_rotary_pos_emb on one projection
+      {"apply_rotary_pos_emb",
+       [](const Args& a) -> Out { return et::nn::rotary_rows(a.t(0).transpose(1, 2), a.t(1), a.t(2)).transpose(1, 2); }},
       {"dropout", [](const Args& a) -> Out { return at::dropout(a.t(0), a.d(1), a.b(2)); }},
       {"layer_norm", [](const Args& a) -> Out { return at::layer_norm(a.t(0), a.ints(1), a.ot(2), a.ot(3), a.d(4)); }},
       {"embedding", [](const Args& a) -> Out { return at::embedding(a.t(0), a.t(1)); }},

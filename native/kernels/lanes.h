@@ -130,6 +130,16 @@ template <int W>
   std::memcpy(&y, &r, sizeof y);
   return y;
 }
+
+// Lanes already rounded to bfloat16 (round_bf16) stored as bfloat16: their top halves.
+template <int W>
+[[gnu::always_inline]] inline void store_bf16(uint16_t* p, typename Lanes<W>::F x) {
+  using L = Lanes<W>;
+  typename L::U u;
+  std::memcpy(&u, &x, sizeof u);
+  const typename L::H h = __builtin_convertvector(u >> 16, typename L::H);
+  std::memcpy(p, &h, sizeof h);
+}
 #pragma GCC diagnostic pop
 
 }  // namespace et::nn::lanes

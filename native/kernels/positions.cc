@@ -3,9 +3,11 @@
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
 
+#include <type_traits>
 #include <vector>
 
 #include "kernels/common.h"
+#include "kernels/lanes.h"
 
 namespace et::nn {
 
@@ -72,6 +74,52 @@ at::Tensor rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& 
 
 namespace {
 
+using namespace lanes;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+// One bfloat16 row of D = 2 · half: o = r(r(x · c) + r(rotate_half(x) · s)), r rounding to bfloat16
+// (each element as the scalar loop of rotary_rows_half computes it), W lanes at a time.
+template <int W>
+[[gnu::always_inline]] inline void rotary_row_bf16(const uint16_t* x, const uint16_t* c, const uint16_t* s, uint16_t* o, int64_t half) {
+  using F = typename Lanes<W>::F;
+  int64_t d = 0;
+  for (; d + W <= half; d += W) {
+    const F x1 = load<W>(x + d), x2 = load<W>(x + d + half);
+    store_bf16<W>(o + d, round_bf16<W>(round_bf16<W>(x1 * load<W>(c + d)) + round_bf16<W>((-x2) * load<W>(s + d))));
+    store_bf16<W>(o + d + half, round_bf16<W>(round_bf16<W>(x2 * load<W>(c + d + half)) + round_bf16<W>(x1 * load<W>(s + d + half))));
+  }
+  auto r = [](float v) { return static_cast<float>(c10::BFloat16(v)); };
+  for (; d < half; ++d) {
+    const float x1 = widen(x[d]), x2 = widen(x[d + half]);
+    o[d] = c10::BFloat16(r(x1 * widen(c[d])) + r(-x2 * widen(s[d]))).x;
+    o[d + half] = c10::BFloat16(r(x2 * widen(c[d + half])) + r(x1 * widen(s[d + half]))).x;
+  }
+}
+
+#pragma GCC diagnostic pop
+
+using RotaryRowFn = void (*)(const uint16_t*, const uint16_t*, const uint16_t*, uint16_t*, int64_t);
+#define ET_ROTARY_ROW(NAME, ATTR, W)                                                                   \
+  ATTR void NAME(const uint16_t* x, const uint16_t* c, const uint16_t* s, uint16_t* o, int64_t half) { \
+    rotary_row_bf16<W>(x, c, s, o, half);                                                              \
+  }
+#if defined(__x86_64__)
+ET_ROTARY_ROW(rotary_row_avx512, ET_LANES16, 16)
+ET_ROTARY_ROW(rotary_row_avx2, ET_LANES8, 8)
+#endif
+ET_ROTARY_ROW(rotary_row_plain, , 4)
+#undef ET_ROTARY_ROW
+
+RotaryRowFn rotary_row_fn() {
+#if defined(__x86_64__)
+  static const RotaryRowFn fn = lanes_pick<RotaryRowFn>(&rotary_row_avx512, &rotary_row_avx2, &rotary_row_plain);
+  return fn;
+#else
+  return &rotary_row_plain;
+#endif
+}
+
 // x · cos + rotate_half(x) · sin with the dtype's rounding after each product and the sum, as the
 // composite ATen ops on bfloat16 / float16 tensors; x (B, T, heads, D), cos / sin (B, T, D).
 template <typename T>
@@ -82,6 +130,17 @@ at::Tensor rotary_rows_half(const at::Tensor& x_in, const at::Tensor& cos_in, co
   const T *xp = x.const_data_ptr<T>(), *cp = cos.const_data_ptr<T>(), *sp = sin.const_data_ptr<T>();
   T* op = y.mutable_data_ptr<T>();
   auto r = [](float v) { return static_cast<float>(static_cast<T>(v)); };
+  if constexpr (std::is_same_v<T, at::BFloat16>) {
+    const RotaryRowFn row = rotary_row_fn();
+    const auto* X
+    = reinterpret_cast<const uint16_t*>(xp), *C = reinterpret_cast<const uint16_t*>(cp), *S = reinterpret_cast<const uint16_t*>(sp);
+    auto* O = reinterpret_cast<uint16_t*>(op);
+    at::parallel_for(0, BT, grain(heads * D), [&](int64_t b, int64_t end) {
+      for (int64_t bt = b; bt < end; ++bt)
+        for (int64_t h = 0; h < heads; ++h) row(X + (bt * heads + h) * D, C + bt * D, S + bt * D, O + (bt * heads + h) * D, half);
+    });
+    return y;
+  }
   at::parallel_for(0, BT, grain(heads * D), [&](int64_t b, int64_t end) {
     for (int64_t bt = b; bt < end; ++bt) {
       const T *c = cp + bt * D, *s = sp + bt * D;

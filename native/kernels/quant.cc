@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "error.h"
+#include "kernels/lanes.h"
 #include "kernels/linear.h"
 #include "kernels/linear_rows.h"
 #if defined(ET_CUDA_QUANT)
@@ -1303,6 +1304,57 @@ ActRows act_quantize(QuantFormat f, const float* x, int64_t R, int64_t K) {
   return act_quantize_rows(f, R, K, [x, K](int64_t r, float*) { return x + r * K; });
 }
 
+// n float32 values rounded to bfloat16 as c10::BFloat16 rounds them (to nearest even; NaN 0x7FC0),
+// W lanes at a time (lanes.h's round_bf16), then one by one.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <int W>
+[[gnu::always_inline]] inline void round_bf16_lanes(const float* y, uint16_t* o, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) lanes::store_bf16<W>(o + i, lanes::round_bf16<W>(lanes::load<W>(y + i)));
+  for (; i < n; ++i) o[i] = c10::BFloat16(y[i]).x;
+}
+// n bfloat16 values widened to float32 (exactly), W lanes at a time
+template <int W>
+[[gnu::always_inline]] inline void widen_bf16_lanes(const uint16_t* x, float* o, int64_t n) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const auto v = lanes::load<W>(x + i);
+    std::memcpy(o + i, &v, sizeof v);
+  }
+  for (; i < n; ++i) o[i] = lanes::widen(x[i]);
+}
+#pragma GCC diagnostic pop
+using RoundBf16Fn = void (*)(const float*, uint16_t*, int64_t);
+using WidenBf16Fn = void (*)(const uint16_t*, float*, int64_t);
+#define ET_BF16_LANES(SUFFIX, ATTR, W)                                                                    \
+  ATTR void round_bf16_##SUFFIX(const float* y, uint16_t* o, int64_t n) { round_bf16_lanes<W>(y, o, n); } \
+  ATTR void widen_bf16_##SUFFIX(const uint16_t* x, float* o, int64_t n) { widen_bf16_lanes<W>(x, o, n); }
+#if defined(__x86_64__)
+ET_BF16_LANES(avx512, ET_LANES16, 16)
+ET_BF16_LANES(avx2, ET_LANES8, 8)
+#endif
+ET_BF16_LANES(plain, , 4)
+#undef ET_BF16_LANES
+
+void round_bf16_into(const float* y, uint16_t* o, int64_t n) {
+#if defined(__x86_64__)
+  static const RoundBf16Fn fn = lanes::lanes_pick<RoundBf16Fn>(&round_bf16_avx512, &round_bf16_avx2, &round_bf16_plain);
+  fn(y, o, n);
+#else
+  round_bf16_plain(y, o, n);
+#endif
+}
+
+void widen_bf16_into(const uint16_t* x, float* o, int64_t n) {
+#if defined(__x86_64__)
+  static const WidenBf16Fn fn = lanes::lanes_pick<WidenBf16Fn>(&widen_bf16_avx512, &widen_bf16_avx2, &widen_bf16_plain);
+  fn(x, o, n);
+#else
+  widen_bf16_plain(x, o, n);
+#endif
+}
+
 // The same from rows x2 (R, K) of float32, bfloat16 or float16 with unit stride along K: each
 // bfloat16 or float16 row widened (exactly) by the thread that quantizes it, where a whole float32
 // copy of the rows was made first, one ATen op a product.
@@ -1320,10 +1372,7 @@ ActRows act_quantize(QuantFormat f, const at::Tensor& x2) {
   return act_quantize_rows(f, R, K, [x, rs, K, bf16](int64_t r, float* buf) {
     const uint16_t* xr = x + r * rs;
     if (bf16) {
-      for (int64_t k = 0; k < K; ++k) {
-        const uint32_t u = static_cast<uint32_t>(xr[k]) << 16;
-        std::memcpy(buf + k, &u, 4);
-      }
+      widen_bf16_into(xr, buf, K);
     } else {
       for (int64_t k = 0; k < K; ++k) buf[k] = half_to_float(reinterpret_cast<const uint8_t*>(xr + k));
     }
@@ -1930,17 +1979,6 @@ using IntegerKernel = void (*)(const View&, const ActRows&, const ActSteps&, flo
 IntegerKernel integer_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
 bool vnni_products() { return false; }
 #endif
-
-// n float32 values rounded to bfloat16 as c10::BFloat16 rounds them (to nearest even; NaN 0x7FC0),
-// in a loop the compiler vectorizes.
-void round_bf16_into(const float* y, uint16_t* o, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, y + i, 4);
-    const uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
-    o[i] = static_cast<uint16_t>(std::isnan(y[i]) ? 0x7FC0u : r);
-  }
-}
 
 // The rows' products with the quantized weight (R × N, float32; int8 held interleaved: in `out`'s
 // dtype, float32 or bfloat16, each output rounded by the thread that computed it); with `act`, the

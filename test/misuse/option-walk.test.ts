@@ -421,6 +421,7 @@ const NO_OPTIONS: Record<string, string> = Object.fromEntries(
       'functional.layerNorm',
       'functional.softmax',
       'functional.logSoftmax',
+      'functional.applyRotaryPosEmb',
       'optim.decayGroups',
       'optim.clipGradNorm',
       'optim.LRScheduler',
