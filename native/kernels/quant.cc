@@ -1594,7 +1594,8 @@ struct Int8Vnni {
 // plain rows' kernels' bits.
 template <int NB, int M>
 struct Int8Group {
-  ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0) {
+  // (out of line: inlined into its caller GCC 12 kept the sums of 16 rows on the stack)
+  [[gnu::noinline]] ET_VNNI static void run(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0) {
     const int64_t K = v.K, G = kGroup * K;
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     const int8_t* x = a.q.data() + r0 * K;
@@ -1923,10 +1924,19 @@ void integer_blocked(const View& v, const ActRows& a, const ActSteps& s, float* 
 // Units u0 … u1 of an interleaved int8 weight (the groups of 16 rows, then the rows after them one a
 // unit, on Int8Vnni) for input rows r0 … r1: three groups a block from 4 rows on (24 sums with 8
 // rows a pass), one at a time below (decoding: bound by memory).
+// 9 to 16 rows (a decoding step's) over one group in one pass: Int8Group<1, M> with M = r1 − r0
+template <int M>
+ET_VNNI void int8_group_wide(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
+  if (r1 - r0 == M) return Int8Group<1, M>::run(v, a, s, Y + r0 * ldy, ldy, n, r0);
+  if constexpr (M > 9) int8_group_wide<M - 1>(v, a, s, Y, ldy, n, r0, r1);
+}
+
 ET_VNNI void int8_interleaved_rows(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t r0, int64_t r1, int64_t ldy,
                                    int64_t u0, int64_t u1) {
   const int64_t g1 = std::min(u1, v.groups);
   int64_t g = u0;
+  if (r1 - r0 > 8 && r1 - r0 <= 16)
+    for (; g < g1; ++g) int8_group_wide<16>(v, a, s, Y, ldy, g * kGroup, r0, r1);
   if (r1 - r0 >= 4)
     for (; g + 3 <= g1; g += 3) int8_group_rows<3>(v, a, s, Y, ldy, g * kGroup, r0, r1);
   for (; g < g1; ++g) int8_group_rows<1>(v, a, s, Y, ldy, g * kGroup, r0, r1);

@@ -2,7 +2,7 @@
 // emotorch's fused kernels over the quantized weight (AVX-512, AVX2 or plain C++, whichever this CPU
 // and ATEN_CPU_CAPABILITY allow). For each format, in bfloat16, float16 and float32, with row lengths that
 // leave tails after the vector loops:
-// (a) each row of a product of R rows equals, bit for bit, the row computed alone (R = 1 … 8 through
+// (a) each row of a product of R rows equals, bit for bit, the row computed alone (R = 1 … 8, int8's 12 and 16, through
 //     a layer; 16 rows decoding together in a DecodeBatch get the tokens each gets alone);
 // (b) y is within a stated bound of x' · Wᵀ computed in float64 over the dequantized weight
 //     (nn.dequantizeWeight, itself checked bit for bit against an independent reference in
@@ -100,7 +100,10 @@ describe('quantized row products', () => {
           // — int8 and q4_0 held interleaved take their integer kernels at any length on AVX-512 VNNI;
           // nf4 in bfloat16 / float16, 9 rows: that path's weight is the one the row kernels round to)
           const many = dtype === 'float32' ? [80] : format === 'nf4' ? [9] : [];
-          for (const R of [1, 2, 3, 5, 7, 8, ...many]) {
+          // (int8, 12 and 16 rows: a decoding step's, its integer kernels taking any count on AVX2 and
+          // AVX-512 VNNI, the interleaved one 9 to 16 in one pass)
+          const wide = format === 'int8' && et.versions.cpuCapability !== 'DEFAULT' ? [12, 16] : [];
+          for (const R of [1, 2, 3, 5, 7, 8, ...wide, ...many]) {
             // rows of different scales, one with an outlier
             const x = et.randn([R, inn]).mul(et.tensor(Array.from({ length: R }, (_, r) => [0.25 + r])));
             const xd = x.to({ dtype });
@@ -108,7 +111,7 @@ describe('quantized row products', () => {
             expect(y.dtype).toBe(dtype);
             expect(y.shape).toEqual([R, OUT]);
             // (a) bit for bit the row alone
-            for (let r = 0; r < (R <= 8 ? R : 0); ++r) {
+            for (let r = 0; r < (R <= 8 || wide.includes(R) ? R : 0); ++r) {
               const alone = await run(mlp, xd.slice(0, r, r + 1));
               expect(await bits(y.slice(0, r, r + 1)), `${format} ${dtype} in ${inn} R ${R} row ${r}`).toEqual(await bits(alone));
             }
