@@ -129,8 +129,7 @@ at::Tensor rotary_rows_half(const at::Tensor& x_in, const at::Tensor& cos_in, co
   const int64_t BT = x.size(0) * x.size(1), heads = x.size(2), D = x.size(3), half = D / 2;
   const T *xp = x.const_data_ptr<T>(), *cp = cos.const_data_ptr<T>(), *sp = sin.const_data_ptr<T>();
   T* op = y.mutable_data_ptr<T>();
-  auto r = [](float v) { return static_cast<float>(static_cast<T>(v)); };
-  if constexpr (std::is_same_v<T, at::BFloat16>) {
+  if constexpr (std::is_same_v<T, at::BFloat16>) {  // vector lanes (rotary_row_bf16)
     const RotaryRowFn row = rotary_row_fn();
     const auto* X
     = reinterpret_cast<const uint16_t*>(xp), *C = reinterpret_cast<const uint16_t*>(cp), *S = reinterpret_cast<const uint16_t*>(sp);
@@ -141,6 +140,7 @@ at::Tensor rotary_rows_half(const at::Tensor& x_in, const at::Tensor& cos_in, co
     });
     return y;
   }
+  auto r = [](float v) { return static_cast<float>(static_cast<T>(v)); };
   at::parallel_for(0, BT, grain(heads * D), [&](int64_t b, int64_t end) {
     for (int64_t bt = b; bt < end; ++bt) {
       const T *c = cp + bt * D, *s = sp + bt * D;
