@@ -71,10 +71,30 @@ export interface ModuleHandle {
   decodeStep(rows: DecodeRowHandle[]): Promise<number[]>;
   /** The row done, its cache freed. */
   endDecode(row: DecodeRowHandle): Promise<void>;
+  /** The prompt prefix cache's size in bytes (0: off, emptied), its counters reset. */
+  setPrefixCache(bytes: number): Promise<void>;
+  /** What the prompt prefix cache holds and has done. */
+  prefixCacheStats(): Promise<PrefixCacheStats>;
   applyLora(targets: string[], r: number, alpha: number, dropout: number): string[];
   mergeLora(merge: boolean): number;
   setGradientCheckpointing(on: boolean): boolean;
   dispose(): void;
+}
+
+/** What a causal LM's prompt prefix cache holds and has done (see `LlamaForCausalLM.setPrefixCache`). */
+export interface PrefixCacheStats {
+  /** Bytes it may hold (0: off). */
+  capacity: number;
+  /** Bytes of keys and values it holds now. */
+  bytes: number;
+  /** Prompts it holds now. */
+  entries: number;
+  /** Prompts looked up since the last `setPrefixCache`. */
+  lookups: number;
+  /** Of those, prompts that began with a held prompt's positions. */
+  hits: number;
+  /** Prompt positions taken from the cache instead of run. */
+  reused: number;
 }
 
 export interface OptimizerHandle {

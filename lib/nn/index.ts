@@ -14,7 +14,7 @@ export { QFormer, QFORMER_DEFAULTS, LAVIS_QFORMER_RENAMES } from './qformer';
 export type { QFormerConfig } from './qformer';
 export type { LlamaPretrainedOptions } from './llama';
 export { LlamaForCausalLM, DecodeBatch, LLAMA_DEFAULTS, LLAMA_MODEL_TYPES, normalizeRope, normalizeLlamaConfig, llamaConfigJson } from './llama';
-export type { LlamaConfig, GenerationOptions, GenerateInputs } from './llama';
+export type { LlamaConfig, GenerationOptions, GenerateInputs, PrefixCacheStats } from './llama';
 export { applyLora, mergeLora, unmergeLora, loadLoraAdapter, saveLoraAdapter } from './lora';
 export type { LoraOptions, PeftLoraOptions } from './lora';
 export { WavLMModel, WAVLM_DEFAULTS, WAVLM_RENAMES } from './wavlm';

@@ -167,6 +167,41 @@ Napi::Value EndDecode(const Napi::CallbackInfo& info) {
   });
 }
 
+// setPrefixCache(bytes) → Promise<void>: the prompt prefix cache's size (0: off, emptied), its
+// counters reset (nn::CausalLM::set_prefix_cache), after the calls before it.
+Napi::Value SetPrefixCache(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto lm = causal_lm(info.This(), "prefix caching");
+    auto m = lm.first;
+    if (!info[0].IsNumber()) throw CodedError("ERR_INVALID_ARG", "setPrefixCache takes a size in bytes");
+    const double bytes = info[0].As<Napi::Number>().DoubleValue();
+    if (!(bytes >= 0) || bytes > 9007199254740991.0 || bytes != static_cast<double>(static_cast<int64_t>(bytes)))
+      throw CodedError("ERR_INVALID_ARG", "setPrefixCache: the size must be a whole number of bytes ≥ 0");
+    const auto n = static_cast<int64_t>(bytes);
+    return run_async(info.Env(), "emotorch.setPrefixCache", lm.second, [m, n] { m->set_prefix_cache(n); }, nullptr);
+  });
+}
+// prefixCacheStats() → Promise<{ capacity, bytes, entries, lookups, hits, reused }>
+Napi::Value GetPrefixCacheStats(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    auto lm = causal_lm(info.This(), "prefix caching");
+    auto m = lm.first;
+    auto out = std::make_shared<nn::PrefixCacheStats>();
+    return run_async(info.Env(), "emotorch.prefixCacheStats", lm.second, [m, out] { *out = m->prefix_cache_stats(); },
+                     [out](Napi::Env env) -> Napi::Value {
+      auto o = Napi::Object::New(env);
+      auto num = [&](const char* k, int64_t v) { o.Set(k, Napi::Number::New(env, static_cast<double>(v))); };
+      num("capacity", out->capacity);
+      num("bytes", out->bytes);
+      num("entries", out->entries);
+      num("lookups", out->lookups);
+      num("hits", out->hits);
+      num("reused", out->reused);
+      return o;
+    });
+  });
+}
+
 }  // namespace
 
 void init_generation(Napi::Env env, Napi::Object exports) {
@@ -175,6 +210,8 @@ void init_generation(Napi::Env env, Napi::Object exports) {
   proto.Set("startDecode", Napi::Function::New(env, StartDecode, "startDecode"));
   proto.Set("decodeStep", Napi::Function::New(env, DecodeStep, "decodeStep"));
   proto.Set("endDecode", Napi::Function::New(env, EndDecode, "endDecode"));
+  proto.Set("setPrefixCache", Napi::Function::New(env, SetPrefixCache, "setPrefixCache"));
+  proto.Set("prefixCacheStats", Napi::Function::New(env, GetPrefixCacheStats, "prefixCacheStats"));
 }
 
 }  // namespace et::bridge

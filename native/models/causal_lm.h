@@ -79,6 +79,13 @@ struct DecodeRow {
   std::optional<at::Generator> generator;  // its own sampling generator (a seed), else the global one
 };
 
+// What a causal LM's prompt prefix cache holds and has done (CausalLM::set_prefix_cache).
+struct PrefixCacheStats {
+  int64_t capacity = 0;  // bytes it may hold (0: off)
+  int64_t bytes = 0, entries = 0;  // held now: keys and values of `entries` prompts
+  int64_t lookups = 0, hits = 0, reused = 0;  // prompts looked up, found a prefix, its positions not run again
+};
+
 struct CausalLM {
   virtual ~CausalLM() = default;
   // Prompt as ids (B, T) or embeddings (B, T, H) with a keep-mask (B, T) (left padding) → the new
@@ -94,6 +101,12 @@ struct CausalLM {
   // before this step) and, unless that ends it (an end token, max_new_tokens), the rows still going
   // run it together and have their next logits.
   virtual std::vector<int64_t> decode_rows(const std::vector<DecodeRow*>& rows) = 0;
+  // Prefix caching: the keys and values of the latest prompts of ids (no embeddings, no padding)
+  // are kept, up to `bytes` in all (the least recently used dropped first; 0: off and emptied),
+  // and a prompt that begins with a kept one's first positions runs only the positions after them.
+  // Emptied whenever a weight changes. Counters survive until the next call.
+  virtual void set_prefix_cache(int64_t bytes) = 0;
+  virtual PrefixCacheStats prefix_cache_stats() const = 0;
 };
 
 }  // namespace et::nn

@@ -208,10 +208,15 @@ at::Tensor LlamaLayerImpl::attend_cached(const at::Tensor& q, at::Tensor k, at::
     k = k.repeat_interleave(Hq / Hkv, 1);  // (B, Hq, S, D)
     v = v.repeat_interleave(Hq / Hkv, 1);
   }
-  // No mask: nothing is padded and there is no cache, so SDPA's own causal path (as HF takes it).
+  // No mask and no cache before the queries: nothing is padded, so SDPA's own causal path (as HF
+  // takes it); after a cache (a reused prompt prefix), SDPA's causal path would align the queries
+  // top-left: the causal mask bottom-right aligned instead.
+  at::Tensor m = mask;
+  if (!m.defined() && k.size(2) > q.size(2))
+    m = causal_mask(at::ones({1, k.size(2)}, q.options().dtype(at::kLong)), q.size(2), q.scalar_type(), 0);
   // (the mask is finite, causal_mask's lowest value where masked: every row keeps a key)
-  return sdpa(q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt, is_training() ? cfg.attention_dropout : 0.0,
-              !mask.defined(), std::nullopt, /*rows_keep_a_key=*/true);
+  return sdpa(q, k, v, m.defined() ? std::optional<at::Tensor>(m) : std::nullopt, is_training() ? cfg.attention_dropout : 0.0, !m.defined(),
+              std::nullopt, /*rows_keep_a_key=*/true);
 }
 
 at::Tensor LlamaLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
@@ -376,10 +381,10 @@ at::Tensor LlamaForCausalLM::attention_mask(const at::Tensor& keep, int64_t T, a
 }
 
 at::Tensor LlamaForCausalLM::run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache,
-                                 bool last_only) {
+                                 bool last_only, bool over_cache) {
   int64_t T = embeds.size(1);
   auto [cos, sin] = rope_cos_sin(positions.to(embeds.device()), keep.size(1), embeds.scalar_type());
-  auto mask = attention_mask(keep, T, embeds.scalar_type());
+  auto mask = over_cache && window_span() == 0 ? at::Tensor() : attention_mask(keep, T, embeds.scalar_type());
   at::Tensor x = embeds;
   if (cache && cache->k.empty()) cache->layers(layers->size());
   bool recompute = !cache && recompute_layers(x);
@@ -521,7 +526,7 @@ at::Tensor LlamaForCausalLM::generate(const at::Tensor& ids, const at::Tensor& e
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
   at::Tensor keep = keep_in.defined() ? keep_in.to(lopts) : at::ones({embeds.size(0), embeds.size(1)}, lopts);
   at::Tensor seen = ids.defined() ? ids.to(lopts) : at::empty({embeds.size(0), 0}, lopts);
-  return g.num_beams > 1 ? beam_search(seen, embeds, keep, g) : greedy_or_sample(seen, embeds, keep, g);
+  return g.num_beams > 1 ? beam_search(seen, embeds, keep, g) : greedy_or_sample(seen, embeds, keep, g, !embeds_in.defined());
 }
 
 at::Tensor LlamaForCausalLM::banned_mask(const GenerationConfig& g, const at::Device& device) const {
@@ -543,6 +548,11 @@ at::Tensor LlamaForCausalLM::banned_mask(const GenerationConfig& g, const at::De
 
 std::shared_ptr<DecodeRow> LlamaForCausalLM::start_row(const at::Tensor& ids, const at::Tensor& embeds_in, const at::Tensor& keep_in,
                                                        const GenerationConfig& g, std::optional<uint64_t> seed) {
+  return start_row(ids, embeds_in, keep_in, g, seed, ids.defined() && !embeds_in.defined());
+}
+
+std::shared_ptr<DecodeRow> LlamaForCausalLM::start_row(const at::Tensor& ids, const at::Tensor& embeds_in, const at::Tensor& keep_in,
+                                                       const GenerationConfig& g, std::optional<uint64_t> seed, bool from_ids) {
   TORCH_CHECK(ids.defined() || embeds_in.defined(), "generate: needs input_ids or inputs_embeds");
   TORCH_CHECK(g.max_new_tokens > 0, "generate: max_new_tokens must be positive");
   TORCH_CHECK(g.num_beams == 1, "generate: a decoding row takes greedy or sampling settings, not num_beams ", g.num_beams);
@@ -567,9 +577,115 @@ std::shared_ptr<DecodeRow> LlamaForCausalLM::start_row(const at::Tensor& ids, co
   const int64_t T = embeds.size(1);
   row->keep = at::ones({1, T}, lopts);
   row->banned = banned_mask(g, embeds.device());
-  row->last = run(embeds, row->keep, at::arange(T, lopts).unsqueeze(0), &row->cache, true).select(1, 0);  // (1, V)
+  // a prompt of ids, nothing left out: the positions a kept prompt shares with it are not run again
+  const bool cached = prefix_stats_.capacity > 0 && from_ids && ids.dim() == 2 && ids.size(1) == T;
+  std::vector<int64_t> p;
+  int64_t m = 0;
+  if (cached) {
+    auto flat = ids.to(at::kCPU, at::kLong).contiguous();
+    p.assign(flat.const_data_ptr<int64_t>(), flat.const_data_ptr<int64_t>() + T);
+    m = prefix_lookup(p, row->cache);
+  }
+  auto rest = m ? embeds.narrow(1, m, T - m) : embeds;
+  row->last = run(rest, row->keep, at::arange(m, T, lopts).unsqueeze(0), &row->cache, true, m > 0).select(1, 0);  // (1, V)
   row->next_pos = T;
+  if (cached) prefix_store(std::move(p), row->cache);
   return row;
+}
+
+void LlamaForCausalLM::set_prefix_cache(int64_t bytes) {
+  TORCH_CHECK(bytes >= 0, "prefix cache: a size in bytes ≥ 0, got ", bytes);
+  prefix_stats_ = PrefixCacheStats();
+  prefix_stats_.capacity = bytes;
+  prefix_.clear();
+}
+
+PrefixCacheStats LlamaForCausalLM::prefix_cache_stats() const {
+  PrefixCacheStats s = prefix_stats_;
+  s.entries = static_cast<int64_t>(prefix_.size());
+  s.bytes = 0;
+  for (const auto& e : prefix_) s.bytes += e.bytes;
+  return s;
+}
+
+uint64_t LlamaForCausalLM::weights_fingerprint() {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over each tensor's identity
+  auto mix = [&h](uint64_t x) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (x >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  auto take = [&](const at::Tensor& t) {
+    if (!t.defined()) return mix(0);
+    mix(reinterpret_cast<uintptr_t>(t.has_storage() ? t.storage().unsafeGetStorageImpl() : nullptr));
+    mix(static_cast<uint64_t>(t.storage_offset()));
+    mix(t.is_inference() ? ~0ull : static_cast<uint64_t>(t._version()));
+    mix(static_cast<uint64_t>(t.scalar_type()));
+    for (auto d : t.sizes()) mix(static_cast<uint64_t>(d));
+  };
+  for (const auto& p : named_parameters(true)) take(p.value());
+  for (const auto& b : named_buffers(true)) take(b.value());
+  return h;
+}
+
+int64_t LlamaForCausalLM::prefix_lookup(const std::vector<int64_t>& ids, KVCache& cache) {
+  const uint64_t w = weights_fingerprint();
+  if (w != prefix_weights_) {  // a weight changed (training, loading, adapters): nothing kept holds
+    prefix_.clear();
+    prefix_weights_ = w;
+  }
+  prefix_stats_.lookups++;
+  const int64_t most = static_cast<int64_t>(ids.size()) - 2;  // the last position is always run: its logits
+  auto best = prefix_.end();
+  int64_t m = 0;
+  for (auto it = prefix_.begin(); it != prefix_.end(); ++it) {
+    const int64_t n = std::min<int64_t>(most, static_cast<int64_t>(it->ids.size()));
+    int64_t l = 0;
+    while (l < n && it->ids[l] == ids[l]) ++l;
+    if (l > m) {
+      m = l;
+      best = it;
+    }
+  }
+  if (m == 0) return 0;
+  prefix_.splice(prefix_.begin(), prefix_, best);  // the most recently used
+  cache.layers(best->k.size());
+  for (size_t i = 0; i < best->k.size(); ++i) {
+    // views of the entry: the prompt pass's append copies them into buffers of its own (it always
+    // adds a position, so the entry is never written)
+    cache.k[i] = best->k[i].narrow(2, 0, m);
+    cache.v[i] = best->v[i].narrow(2, 0, m);
+    cache.used[i] = m;
+  }
+  prefix_stats_.hits++;
+  prefix_stats_.reused += m;
+  return m;
+}
+
+void LlamaForCausalLM::prefix_store(std::vector<int64_t> ids, const KVCache& cache) {
+  const int64_t T = static_cast<int64_t>(ids.size());
+  for (auto it = prefix_.begin(); it != prefix_.end(); ++it)
+    if (it->ids.size() >= ids.size() && std::equal(ids.begin(), ids.end(), it->ids.begin())) return;  // held already
+  PrefixEntry e;
+  for (size_t i = 0; i < cache.k.size(); ++i) {
+    TORCH_CHECK(cache.k[i].defined() && cache.used[i] == T, "prefix cache: layer ", i, " holds ", cache.used[i], " positions, not ", T);
+    e.k.push_back(cache.k[i].narrow(2, 0, T).clone());
+    e.v.push_back(cache.v[i].narrow(2, 0, T).clone());
+    e.bytes += 2 * e.k.back().numel() * e.k.back().element_size();
+  }
+  if (e.bytes > prefix_stats_.capacity) return;
+  e.ids = std::move(ids);
+  // a held prompt this one extends is dropped: the new one holds all it did
+  prefix_.remove_if(
+      [&](const PrefixEntry& o) { return o.ids.size() < e.ids.size() && std::equal(o.ids.begin(), o.ids.end(), e.ids.begin()); });
+  int64_t bytes = e.bytes;
+  for (const auto& o : prefix_) bytes += o.bytes;
+  while (bytes > prefix_stats_.capacity && !prefix_.empty()) {
+    bytes -= prefix_.back().bytes;
+    prefix_.pop_back();
+  }
+  prefix_.push_front(std::move(e));
 }
 
 int64_t LlamaForCausalLM::choose(DecodeRow& row) const {
@@ -618,7 +734,7 @@ std::vector<int64_t> LlamaForCausalLM::decode_rows(const std::vector<DecodeRow*>
 
 // Greedy or sampling: each prompt a decoding row (its padding left out), the rows stepping together.
 at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen, const at::Tensor& embeds, const at::Tensor& keep,
-                                              const GenerationConfig& g) {
+                                              const GenerationConfig& g, bool from_ids) {
   const int64_t B = embeds.size(0);
   auto lopts = at::TensorOptions().dtype(at::kLong).device(embeds.device());
   if (g.stopped()) return at::empty({B, 0}, lopts);
@@ -626,7 +742,7 @@ at::Tensor LlamaForCausalLM::greedy_or_sample(const at::Tensor& seen, const at::
   std::vector<DecodeRow*> rows;
   for (int64_t b = 0; b < B; ++b) {
     own.push_back(start_row(seen.size(1) ? seen.narrow(0, b, 1) : at::Tensor(), embeds.narrow(0, b, 1), keep.narrow(0, b, 1), g,
-                            g.seed >= 0 ? std::optional<uint64_t>(static_cast<uint64_t>(g.seed + b)) : std::nullopt));
+                            g.seed >= 0 ? std::optional<uint64_t>(static_cast<uint64_t>(g.seed + b)) : std::nullopt, from_ids));
     rows.push_back(own.back().get());
   }
   std::vector<at::Tensor> out;

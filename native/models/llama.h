@@ -10,6 +10,7 @@
 #include "models/model.h"
 
 #include <functional>
+#include <list>
 #include <optional>
 #include <vector>
 
@@ -118,10 +119,15 @@ struct LlamaForCausalLM : Model, CausalLM {
   std::shared_ptr<DecodeRow> start_row(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g,
                                        std::optional<uint64_t> seed) override;
   std::vector<int64_t> decode_rows(const std::vector<DecodeRow*>& rows) override;
+  void set_prefix_cache(int64_t bytes) override;
+  PrefixCacheStats prefix_cache_stats() const override;
   // Runs the decoder over embeddings with a keep-mask covering cache + new positions → logits
   // (B, T, V); last_only: the last position's alone (B, 1, V), the final norm and the LM head run on
   // it only (a prompt pass of generation, as transformers' generate asks with logits_to_keep = 1).
-  at::Tensor run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache, bool last_only = false);
+  // over_cache: the new positions follow the cache's, nothing masked but the future (a prompt after
+  // a reused prefix): causal attention bottom-right aligned, without a mask where the kernel takes it.
+  at::Tensor run(const at::Tensor& embeds, const at::Tensor& keep, const at::Tensor& positions, KVCache* cache, bool last_only = false,
+                 bool over_cache = false);
   at::Tensor embed(const at::Tensor& ids);
   LlamaConfig cfg;
   torch::nn::Embedding embed_tokens{nullptr};  // model.embed_tokens (model.tok_embeddings for InternLM2)
@@ -143,8 +149,28 @@ struct LlamaForCausalLM : Model, CausalLM {
   int64_t choose(DecodeRow& row) const;
   // (V) bool: true where generation.{banned,allowed}_token_ranges forbid the id; undefined when none do.
   at::Tensor banned_mask(const GenerationConfig& g, const at::Device& device) const;
-  at::Tensor greedy_or_sample(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g);
+  at::Tensor greedy_or_sample(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g,
+                              bool from_ids);
   at::Tensor beam_search(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g);
+  // start_row; from_ids: the embeddings are the ids' own (the prompt may use the prefix cache)
+  std::shared_ptr<DecodeRow> start_row(const at::Tensor& ids, const at::Tensor& embeds, const at::Tensor& keep, const GenerationConfig& g,
+                                       std::optional<uint64_t> seed, bool from_ids);
+  // The prefix cache: a prompt's ids and every layer's keys and values of them (1, kv_heads, T, D),
+  // the most recently used first.
+  struct PrefixEntry {
+    std::vector<int64_t> ids;
+    std::vector<at::Tensor> k, v;
+    int64_t bytes = 0;
+  };
+  std::list<PrefixEntry> prefix_;
+  PrefixCacheStats prefix_stats_;
+  uint64_t prefix_weights_ = 0;  // the weights' fingerprint its entries were computed with
+  // The weights' fingerprint: every parameter's and buffer's storage, version, shape and dtype.
+  uint64_t weights_fingerprint();
+  // The cache's longest prefix of `ids` (at most ids.size() − 1 positions) copied into `cache`
+  // → its length (0: none).
+  int64_t prefix_lookup(const std::vector<int64_t>& ids, KVCache& cache);
+  void prefix_store(std::vector<int64_t> ids, const KVCache& cache);
 };
 
 // HF's causal-LM loss: cross entropy (in float32) of the logits at 0..T−2 against labels 1..T−1,
