@@ -634,6 +634,7 @@ export function createServer(backend: ChatAdapter, limits: Partial<ServeLimits> 
     max_batch: L.maxBatch,
     queued: gate.queued,
     ...stats,
+    ...(backend.prefixCacheStats ? { prefix_cache: await backend.prefixCacheStats() } : {}),
   }));
   const card = { id: backend.id, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: 'emotorch' };
   app.get('/v1/models', async () => ({ object: 'list', data: [card] }));
@@ -917,6 +918,11 @@ export const SERVE: Command = {
       default: String(SERVE_DEFAULTS.maxTokens),
     },
     timeout_s: { kind: 'number', help: "a request's time limit from arrival to its last token", default: String(SERVE_DEFAULTS.timeoutMs / 1000) },
+    prefix_cache_mb: {
+      kind: 'number',
+      help: "a --model LLM's or USDM's prompt prefix cache, MiB: a prompt that begins as a recent one did (a system prompt, the chat template) runs only the rest, the same tokens; 0: off",
+      default: '256',
+    },
   },
   async run(v, _pos, out) {
     const cfg = str(v, 'cfg-path'),
@@ -960,6 +966,8 @@ export const SERVE: Command = {
       maxTokens: positive('max_tokens', true),
       timeoutMs: positive('timeout_s', false) * 1000,
     };
+    const cacheMb = num(v, 'prefix_cache_mb')!;
+    if (!(cacheMb >= 0) || !Number.isFinite(cacheMb)) throw new UsageError('--prefix-cache-mb must be a number ≥ 0');
     const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(ckptDir ?? p)).replace(/\.ya?ml$/, '');
     let backend: ChatAdapter;
     if (cfg) {
@@ -991,6 +999,7 @@ export const SERVE: Command = {
         throw new UsageError(
           `--${USDM_FLAGS.find((k) => v[k] !== undefined)!.replace(/_/g, '-')} is for a USDM model (a tokenizer with <|correspond|> and <|unit0|>)`,
         );
+      if (model instanceof et.nn.LlamaForCausalLM) await model.setPrefixCache({ maxBytes: Math.floor(cacheMb * 2 ** 20) });
       if (usdm) backend = await usdmBackend(v, model as et.nn.LlamaForCausalLM, tokenizer, name(dir!), modelDtype);
       else if (model instanceof et.systems.m2se.InternVL)
         backend = et.systems.m2se.internvlChat(model.eval() as et.systems.m2se.InternVL, tokenizer, name(dir!));

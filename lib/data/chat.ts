@@ -8,6 +8,7 @@ import { EmotorchError } from '../errors';
 import type { Tensor } from '../tensor';
 import type { Tokenizer } from './tokenizer';
 import type { ResampleOptions } from '../audio/resample';
+import type { PrefixCacheStats } from '../native';
 
 /** One message of a request, its parts decoded. */
 export interface ChatTurn {
@@ -93,6 +94,8 @@ export interface ChatAdapter {
    * already streamed.
    */
   decode(ids: number[], partial?: boolean): Promise<string>;
+  /** What its LLM's prompt prefix cache holds and has done (`LlamaForCausalLM.prefixCacheStats`), where it has one. */
+  prefixCacheStats?(): Promise<PrefixCacheStats>;
 }
 
 /**

@@ -260,6 +260,37 @@ describe('emotorch serve (an LLM with a chat template)', () => {
     }
   }, 120_000);
 
+  it('keeps recent prompts in its prefix cache (reported by /health), the answers those of generate alone; --prefix-cache-mb 0 turns it off', async () => {
+    const health = async (url: string) => (await (await fetch(`${url}/health`)).json()) as { prefix_cache: et.nn.PrefixCacheStats };
+    const before = (await health(server.url)).prefix_cache;
+    expect(before.capacity).toBe(256 * 2 ** 20);
+    const c = CASES[0];
+    const want = await expected(c.ids, 5);
+    for (let i = 0; i < 2; i++) {
+      const r = await client.chat.completions.create({ model: 'tiny-chat', messages: c.messages, max_tokens: 5, temperature: 0 });
+      expect(r.choices[0].message.content).toBe(want.text);
+    }
+    const after = (await health(server.url)).prefix_cache;
+    expect(after.lookups - before.lookups).toBe(2);
+    expect(after.hits - before.hits).toBe(2); // the same prompt was served before (above), and again
+    expect(after.reused - before.reused).toBe(2 * (c.ids.length - 2));
+    expect(after.bytes).toBeGreaterThan(0);
+    const bad = spawnSync(process.execPath, [path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js'), 'serve', '--model', dir, '--prefix-cache-mb', '-1'], {
+      encoding: 'utf8',
+    });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--prefix-cache-mb must be a number ≥ 0/);
+    const off = await spawnServer(['--model', dir, '--prefix-cache-mb', '0']);
+    try {
+      const cl = new OpenAI({ baseURL: `${off.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const r = await cl.chat.completions.create({ model: 'tiny-chat', messages: c.messages, max_tokens: 5, temperature: 0 });
+      expect(r.choices[0].message.content).toBe(want.text);
+      expect((await health(off.url)).prefix_cache).toMatchObject({ capacity: 0, lookups: 0, entries: 0 });
+    } finally {
+      expect(await off.stop()).toBe(0);
+    }
+  }, 120_000);
+
   it('load: 32 concurrent clients × 50 requests, none dropped or mixed up', async () => {
     // 9 distinct requests (3 conversations × 3 lengths), each client cycling through them
     const kinds = CASES.flatMap((c) => [3, 5, 8].map((n) => ({ c, n })));

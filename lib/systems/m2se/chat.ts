@@ -34,6 +34,7 @@ export function llmChat(llm: LlamaForCausalLM, tokenizer: Tokenizer, template: s
     id,
     kind: 'llm',
     accepts: { audio: false, image: false },
+    prefixCacheStats: () => llm.prefixCacheStats(),
     async answer(turns, g) {
       let prompt: string;
       try {

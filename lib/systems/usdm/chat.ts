@@ -62,6 +62,7 @@ export function usdmChat(model: Usdm, opts: UsdmChatOptions, id: string): ChatAd
     id,
     kind: 'usdm',
     accepts: { audio: true, image: false, text: false },
+    prefixCacheStats: () => model.llm.prefixCacheStats(),
     speaks: !!speaker,
     audioRead: { channel: 'mix', resample: USDM_AUDIO.resample },
     async answer(turns, g) {
