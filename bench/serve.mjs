@@ -5,7 +5,8 @@
 // 16 concurrent clients each send SERVE_REQUESTS requests (default 2) one after another, greedy,
 // max_tokens SERVE_TOKENS (default 32; min_tokens is not an API field, so an answer can end early
 // at an end token: the count of tokens decoded is printed), prompts of 8–40 words, half streamed.
-// SERVE_QUANTIZE=int8 (or nf4, q8_0, q4_0) serves the LLaMA quantized (`serve --quantize`).
+// SERVE_QUANTIZE=int8 (or nf4, q8_0, q4_0) serves the LLaMA quantized (`serve --quantize`);
+// SERVE_PREFIX_CACHE_MB (default 256, serve's own; 0: off) sets both servers' --prefix-cache-mb.
 // Prints requests/s, tokens/s and p50 / p99 latency of each server and their ratios, and whether
 // every answer was the same in both. There is no Python side: the comparison is the server with
 // and without batching (the issue's target: ≥ 4× the requests/s, p99 no worse).
@@ -32,6 +33,9 @@ const CLIENTS = int('SERVE_CLIENTS', 16),
   REQUESTS = int('SERVE_REQUESTS', 2),
   TOKENS = int('SERVE_TOKENS', 32);
 const QUANTIZE = process.env.SERVE_QUANTIZE || '';
+// the servers' prompt prefix cache, MiB (serve's default 256; 0: off)
+const PREFIX_MB = Number(process.env.SERVE_PREFIX_CACHE_MB ?? 256);
+if (!(PREFIX_MB >= 0)) throw new Error('SERVE_PREFIX_CACHE_MB must be a number ≥ 0');
 
 const WORDS = 'the speaker sounds tired but hopeful about the new job she starts on monday while her brother laughs at the old car story again'.split(' ');
 const prompt = (i) =>
@@ -69,6 +73,8 @@ async function startServer(dir, maxBatch, threads) {
       '--timeout-s',
       '3600',
       ...(QUANTIZE ? ['--quantize', QUANTIZE] : []),
+      '--prefix-cache-mb',
+      String(PREFIX_MB),
     ],
     { env: { ...process.env, OMP_NUM_THREADS: String(threads) }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -183,6 +189,7 @@ async function inProcess(chat, model, maxBatch) {
       batched: maxBatch > 1,
     });
   try {
+    await model.setPrefixCache({ maxBytes: Math.floor(PREFIX_MB * 2 ** 20) }); // emptied: each run starts as a new server
     await ask1(999); // warm-up
     calls.prompt.length = calls.step.length = 0;
     let running = 0;
@@ -226,6 +233,7 @@ export const cases = {
             console.log(
               `\n[serve budget] the serve case's ${CLIENTS} × ${REQUESTS} requests (max_tokens ${TOKENS}, greedy) through the chat adapter in this process${QUANTIZE ? `, ${QUANTIZE}` : ''}; ${threads} threads`,
             );
+            console.log(`  prefix cache: ${PREFIX_MB} MiB (SERVE_PREFIX_CACHE_MB; serve's --prefix-cache-mb), emptied before each run`);
             const b = await inProcess(chat, model, 16);
             const one = await inProcess(chat, model, 1);
             const sum = (l) => l.reduce((s, c) => s + c.ms, 0) / 1000;
@@ -254,12 +262,13 @@ export const cases = {
         const s = await startServer(dir, mb, threads);
         try {
           res[mb] = await load(s.url);
+          res[mb].cache = (await (await fetch(`${s.url}/health`)).json()).prefix_cache;
         } finally {
           await s.stop();
         }
         const r = res[mb];
         console.log(
-          `  --max-batch ${String(mb).padEnd(2)}: ${r.rps.toFixed(3)} requests/s, ${r.tps.toFixed(1)} tokens/s (${r.tokens} tokens in ${r.secs.toFixed(1)} s), p50 ${(r.p50 / 1000).toFixed(2)} s, p99 ${(r.p99 / 1000).toFixed(2)} s`,
+          `  --max-batch ${String(mb).padEnd(2)}: ${r.rps.toFixed(3)} requests/s, ${r.tps.toFixed(1)} tokens/s (${r.tokens} tokens in ${r.secs.toFixed(1)} s), p50 ${(r.p50 / 1000).toFixed(2)} s, p99 ${(r.p99 / 1000).toFixed(2)} s; prefix cache (${PREFIX_MB} MiB): ${r.cache ? `${r.cache.hits} of ${r.cache.lookups} prompts found, ${r.cache.reused} positions reused` : 'none'}`,
         );
       }
       const [b, one] = [res[16], res[1]];
