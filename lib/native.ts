@@ -3,6 +3,7 @@
  * surface. Nothing but this file imports the binding; everything else goes through these types.
  * @internal
  */
+import type { PrefixCacheStats } from './types/prefix-cache';
 import * as path from 'path';
 import load = require('node-gyp-build');
 import { EmotorchError } from './errors';
@@ -79,22 +80,6 @@ export interface ModuleHandle {
   mergeLora(merge: boolean): number;
   setGradientCheckpointing(on: boolean): boolean;
   dispose(): void;
-}
-
-/** What a causal LM's prompt prefix cache holds and has done (see `LlamaForCausalLM.setPrefixCache`). */
-export interface PrefixCacheStats {
-  /** Bytes it may hold (0: off). */
-  capacity: number;
-  /** Bytes of keys and values it holds now. */
-  bytes: number;
-  /** Prompts it holds now. */
-  entries: number;
-  /** Prompts looked up since the last `setPrefixCache`. */
-  lookups: number;
-  /** Of those, prompts that began with a held prompt's positions. */
-  hits: number;
-  /** Prompt positions taken from the cache instead of run. */
-  reused: number;
 }
 
 export interface OptimizerHandle {

@@ -8,7 +8,7 @@ import { EmotorchError } from '../errors';
 import type { Tensor } from '../tensor';
 import type { Tokenizer } from './tokenizer';
 import type { ResampleOptions } from '../audio/resample';
-import type { PrefixCacheStats } from '../native';
+import type { PrefixCacheStats } from '../types/prefix-cache';
 
 /** One message of a request, its parts decoded. */
 export interface ChatTurn {

@@ -10,8 +10,8 @@ import { Tensor, checkTensor, cat, randn, tensor } from '../tensor';
 import { EmotorchError, checkInt, checkNumber, checkOptionNames, invalid } from '../errors';
 import { PretrainedOptions, loadPretrained, pretrainedConfig, savePretrained } from './pretrained';
 import type { QuantFormat } from './quant';
-import type { PrefixCacheStats } from '../native';
-export type { PrefixCacheStats } from '../native';
+import type { PrefixCacheStats } from '../types/prefix-cache';
+export type { PrefixCacheStats } from '../types/prefix-cache';
 import * as os from 'os';
 
 /** {@link LlamaForCausalLM.fromPretrained}'s options: {@link PretrainedOptions} and a quantization. */
@@ -594,9 +594,12 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
    * begins with a kept prompt's first positions (a system prompt, a chat template, an instruction
    * shared by many requests) runs only the positions after them, in {@link generate} (greedy or
    * sampling) and {@link DecodeBatch}. A position's keys and values depend only on the positions
-   * before it, and on the CPU a bfloat16 or quantized prompt pass computes each position as if the
-   * pass were its own, so the tokens are the ones decoded without the cache (float32 and CUDA
-   * attend through a masked kernel after a reused prefix: equal up to rounding). The cache empties
+   * before it, and on the CPU a quantized prompt pass, or a bfloat16 one of at most 48 positions
+   * (the row kernels, on AVX-512 BF16 without AMX), computes each position as if the pass were its
+   * own, so the tokens are the ones decoded without the cache (at least the last two positions
+   * always run: one alone would take the decoding kernels). Longer bfloat16 prompts' products run
+   * on oneDNN, whose kernels are picked by the number of rows, and float32 and CUDA attend through
+   * a masked kernel after a reused prefix: there equal up to rounding. The cache empties
    * itself whenever a weight changes (training, loading, adapters). Each held position costs
    * 2 × layers × kvHeads × headDim × the dtype's bytes (a 1.1B TinyLlama in bfloat16: 22.5 KB).
    * `emotorch serve --prefix-cache-mb` sets it for a served LLaMA.

@@ -128,6 +128,8 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::T
 // float32 as before, the result rounded to bfloat16 once. The 1.1B LLaMA's prompt pass under that
 // profile (2 threads, in-process A/B): 16 positions 764 → 385 ms, 63 2.81 → 0.91 s, 128 5.7 → 1.6 s.
 constexpr int64_t kWidenRows = 16;
+// rows up to which a bfloat16 product takes the row kernels where rows_few_applies (see linear)
+constexpr int64_t kFewRows = 48;
 bool widening_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
 #if defined(__x86_64__)
   if (x.scalar_type() != at::kBFloat16 || w.scalar_type() != at::kBFloat16 || (b.defined() && b.scalar_type() != at::kBFloat16))
@@ -173,6 +175,14 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   auto bias = opt(b);
   // one bfloat16 row (decoding): the row kernel, at the speed memory streams the weight
   if (x.scalar_type() == at::kBFloat16 && x.numel() == w.size(-1) && rows_kernel_applies(x, w, b)) return rows_product(x, w, b);
+  // a few bfloat16 rows on AVX-512 BF16 without AMX (a short prompt's pass, one after a reused
+  // prefix): the row kernels too, which read the weight as it lies. oneDNN's product of so few rows
+  // took about 60 ms more a pass of a 1.1B LLaMA on 2 Zen 4 threads (8 positions 120 → 80 ms, 24
+  // 185 → 150, 40 270 → 230, 56 323 → 313; 63 356 against 381): its bfloat16 kernels first lay
+  // the weight out in pairs of k.
+  if (x.scalar_type() == at::kBFloat16 && w.dim() == 2 && w.size(1) > 0 && x.numel() / w.size(1) <= kFewRows && rows_few_applies() &&
+      rows_kernel_applies(x, w, b))
+    return rows_product(x, w, b);
   if (widening_applies(x, w, b)) return widened_product(x, w, b);
   if (!onednn_linear_applies(x, w, b)) return at::linear(x, w, bias);
   TORCH_CHECK(x.size(-1) == w.size(1), "linear: input (..., ", x.size(-1), ") does not match weight (", w.size(0), ", ", w.size(1), ")");

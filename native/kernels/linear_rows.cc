@@ -501,6 +501,15 @@ bool rows_bf16_products() {
 #endif
 }
 
+bool rows_few_applies() {
+#if defined(__x86_64__)
+  static const bool ok = rows_bf16_products() && !amx_bf16();
+  return ok;
+#else
+  return false;
+#endif
+}
+
 bool rows_avx512() {
 #if defined(__x86_64__)
   static const bool ok = [] {
