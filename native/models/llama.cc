@@ -636,7 +636,9 @@ int64_t LlamaForCausalLM::prefix_lookup(const std::vector<int64_t>& ids, KVCache
     prefix_weights_ = w;
   }
   prefix_stats_.lookups++;
-  const int64_t most = static_cast<int64_t>(ids.size()) - 2;  // the last position is always run: its logits
+  // the last two positions always run: the last for its logits, and one position alone would take
+  // the decoding kernels, whose sums differ from a prompt pass's
+  const int64_t most = static_cast<int64_t>(ids.size()) - 2;
   auto best = prefix_.end();
   int64_t m = 0;
   for (auto it = prefix_.begin(); it != prefix_.end(); ++it) {

@@ -167,8 +167,8 @@ struct LlamaForCausalLM : Model, CausalLM {
   uint64_t prefix_weights_ = 0;  // the weights' fingerprint its entries were computed with
   // The weights' fingerprint: every parameter's and buffer's storage, version, shape and dtype.
   uint64_t weights_fingerprint();
-  // The cache's longest prefix of `ids` (at most ids.size() − 1 positions) copied into `cache`
-  // → its length (0: none).
+  // The cache's longest prefix of `ids` (at most ids.size() − 2 positions) set as `cache`'s first
+  // positions (views of the entry) → its length (0: none).
   int64_t prefix_lookup(const std::vector<int64_t>& ids, KVCache& cache);
   void prefix_store(std::vector<int64_t> ids, const KVCache& cache);
 };
