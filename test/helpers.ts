@@ -7,6 +7,19 @@ export const FIXTURES = path.join(__dirname, 'fixtures');
 
 export { tmpdir } from './tmp';
 
+/** The CPU's feature flags as /proc/cpuinfo lists them (avx512_bf16, amx_bf16, …); [] where it cannot be read. */
+export function cpuFlags(): string[] {
+  try {
+    const line = fs
+      .readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('flags'));
+    return line ? line.split(':')[1].trim().split(/\s+/) : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Max |a - b| over all elements (both converted to float64 on the CPU). */
 export function maxAbsDiff(a: et.Tensor, b: et.Tensor): number {
   expect(a.shape).toEqual(b.shape);

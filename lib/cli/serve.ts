@@ -967,7 +967,8 @@ export const SERVE: Command = {
       timeoutMs: positive('timeout_s', false) * 1000,
     };
     const cacheMb = num(v, 'prefix_cache_mb')!;
-    if (!(cacheMb >= 0) || !Number.isFinite(cacheMb)) throw new UsageError('--prefix-cache-mb must be a number ≥ 0');
+    const memMb = Math.floor(os.totalmem() / 2 ** 20);
+    if (!(cacheMb >= 0 && cacheMb <= memMb)) throw new UsageError(`--prefix-cache-mb must be a number from 0 to this machine's memory (${memMb} MiB)`);
     const name = (p: string) => str(v, 'served_model_name') ?? path.basename(path.resolve(ckptDir ?? p)).replace(/\.ya?ml$/, '');
     let backend: ChatAdapter;
     if (cfg) {

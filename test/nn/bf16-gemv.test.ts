@@ -3,8 +3,8 @@
 // and the environment allow) that a Linear layer takes without autograd. Checked against ATen's float32 product of the same bfloat16
 // values (et.functional.linear), rounded to bfloat16: within one bfloat16 rounding of it.
 import { describe, it, expect } from 'vitest';
-import * as fs from 'fs';
 import * as et from '../../lib/index';
+import { cpuFlags } from '../helpers';
 
 describe('bfloat16 products of one row and a few rows', () => {
   it('equal the float32 product of the same values within a bfloat16 rounding, for any shape, with and without bias', async () => {
@@ -51,13 +51,7 @@ describe('bfloat16 products of one row and a few rows', () => {
     expect(aten(await ops(1))).toBe(false);
     expect(aten(await ops(49))).toBe(true);
     // a few rows (a short prompt): the row kernels where this CPU has bfloat16 products and no AMX tiles
-    const line = fs.existsSync('/proc/cpuinfo')
-      ? fs
-          .readFileSync('/proc/cpuinfo', 'utf8')
-          .split('\n')
-          .find((l) => l.startsWith('flags'))
-      : undefined;
-    const flags = line ? line.split(':')[1].trim().split(/\s+/) : [];
+    const flags = cpuFlags();
     const capped = /^AVX2/.test(process.env.ONEDNN_MAX_CPU_ISA ?? '') || /^avx2/.test(process.env.ATEN_CPU_CAPABILITY ?? '');
     if (!flags.length) return;
     const few = flags.includes('avx512_bf16') && flags.includes('avx512bw') && !flags.includes('amx_bf16') && !capped;

@@ -15,10 +15,10 @@
 //     is left out, saying so.
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
-import * as fs from 'fs';
 import * as path from 'path';
 import * as et from '../../lib/index';
 import { quantizeLayer } from '../../lib/nn/quant';
+import { cpuFlags } from '../helpers';
 
 const ROOT = path.join(__dirname, '..', '..');
 const CAPPED = (): NodeJS.ProcessEnv => {
@@ -74,16 +74,7 @@ const { quantizeLayer } = require(${JSON.stringify(path.join(ROOT, 'dist', 'nn',
 
 /** What this process's kernels are: AVX-512 VNNI's integer ones, AVX2's, or float ones (AVX-512 without VNNI). */
 function ownKernels(): 'vnni' | 'avx2' | 'float' | 'unknown' {
-  let flags: string[];
-  try {
-    const line = fs
-      .readFileSync('/proc/cpuinfo', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('flags'));
-    flags = line ? line.split(':')[1].trim().split(/\s+/) : [];
-  } catch {
-    return 'unknown';
-  }
+  const flags = cpuFlags();
   if (flags.length === 0) return 'unknown';
   const avx512 = ['avx512f', 'avx512bw', 'avx512vl'].every((f) => flags.includes(f));
   if (avx512) return flags.includes('avx512_vnni') ? 'vnni' : 'float';
