@@ -1923,7 +1923,9 @@ void integer_blocked(const View& v, const ActRows& a, const ActSteps& s, float* 
 
 // Units u0 … u1 of an interleaved int8 weight (the groups of 16 rows, then the rows after them one a
 // unit, on Int8Vnni) for input rows r0 … r1: three groups a block from 4 rows on (24 sums with 8
-// rows a pass), one at a time below (decoding: bound by memory).
+// rows a pass), six below (decoding: bound by memory, yet one group's single chain of sums and
+// single stream of lines read it slower: a 1.1B int8 step on 2 Zen 4 threads 30.3 ms with one
+// group a pass, 28.1 with three, 25.0 with six or eight).
 // 9 to 16 rows (a decoding step's) over one group in one pass: Int8Group<1, M> with M = r1 − r0
 template <int M>
 ET_VNNI void int8_group_wide(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0, int64_t r1) {
@@ -1939,6 +1941,8 @@ ET_VNNI void int8_interleaved_rows(const View& v, const ActRows& a, const ActSte
     for (; g < g1; ++g) int8_group_wide<16>(v, a, s, Y, ldy, g * kGroup, r0, r1);
   if (r1 - r0 >= 4)
     for (; g + 3 <= g1; g += 3) int8_group_rows<3>(v, a, s, Y, ldy, g * kGroup, r0, r1);
+  else
+    for (; g + 6 <= g1; g += 6) int8_group_rows<6, 3>(v, a, s, Y, ldy, g * kGroup, r0, r1);
   for (; g < g1; ++g) int8_group_rows<1>(v, a, s, Y, ldy, g * kGroup, r0, r1);
   if (u1 > v.groups) {
     const int64_t n0 = v.groups * kGroup + (std::max(u0, v.groups) - v.groups), n1 = v.groups * kGroup + (u1 - v.groups);
@@ -1955,31 +1959,35 @@ bool avx2_integer_products() {
   return ok;
 }
 
-IntegerKernel avx2_kernel(QuantFormat f, int64_t K, bool many) {
+IntegerKernel avx2_kernel(QuantFormat f, int64_t K, int64_t R) {
   switch (f) {
-    case QuantFormat::Int8: return K > 65536 ? nullptr : many ? &integer_blocked<Int8Avx2, 2> : &integer_blocked<Int8Avx2, 1>;
-    case QuantFormat::Q8_0: return many ? &integer_blocked<GgufAvx2<false>::At, 2> : &integer_blocked<GgufAvx2<false>::At, 1>;
-    case QuantFormat::Q4_0: return many ? &integer_blocked<GgufAvx2<true>::At, 2> : &integer_blocked<GgufAvx2<true>::At, 1>;
+    case QuantFormat::Int8: return K > 65536 ? nullptr : R == 1 ? &integer_blocked<Int8Avx2, 4> : &integer_blocked<Int8Avx2, 2>;
+    case QuantFormat::Q8_0: return R == 1 ? &integer_blocked<GgufAvx2<false>::At, 4> : &integer_blocked<GgufAvx2<false>::At, 2>;
+    case QuantFormat::Q4_0: return &integer_blocked<GgufAvx2<true>::At, 2>;
     default: return nullptr;
   }
 }
 
 // The integer kernel for this CPU and format: AVX-512 VNNI's, else AVX2's (avx2_kernel: weight rows
 // 2 at a time from 4 input rows on), else none (int8: nor for rows so long that a lane's int32 sum
-// could overflow). For R rows with VNNI: one weight row at a time for fewer than 4
-// rows (decoding: bound by memory), else 4 (int8: 6, its 24 sums and the 4 input vectors fit the 32
-// registers; q4_0: 2, its sums take two registers an output) side by side, so each input vector
-// loaded serves several weight rows: on 2 Zen 4 threads a 64-token int8 prompt pass of the 1.1B
-// model took 469 ms with one and 327 with four, a 16-row decoding step 147 and 120 ms (q8_0 276 and
-// 191, q4_0 291 and 212); later, with int8's sums in registers, a 1.1B MLP's products of 63 rows
-// 5.19 ms with four and 4.83 with six, of 16 rows 1.56 and 1.38. Each output's chain of sums is the
-// same either way (int8's integer sums are exact in any order).
+// could overflow). For fewer than 4 rows (decoding: bound by memory, yet one weight row's single
+// chain of sums left bandwidth unused: a 1.1B step on 2 Zen 4 threads, q8_0 30.1 → 26.2 ms with two
+// rows a pass; under the AVX2 cap int8 35.4 → 30.4 → 29.0 ms with one, two and four, q8_0 33.1 →
+// 29.5 → 28.7, q4_0 32.0 → 31.3 with two) two weight rows at a time with VNNI (q4_0: one, whose
+// unpacking bounds it), on AVX2 four for one row (q4_0: two), else two; from 4 rows on with VNNI 4 (int8: 6,
+// its 24 sums and the 4 input vectors fit the 32 registers; q4_0: 2, its sums take two registers an
+// output) side by side, so each input vector loaded serves several weight rows: on 2 Zen 4 threads
+// a 64-token int8 prompt pass of the 1.1B model took 469 ms with one and 327 with four, a 16-row
+// decoding step 147 and 120 ms (q8_0 276 and 191, q4_0 291 and 212); later, with int8's sums in
+// registers, a 1.1B MLP's products of 63 rows 5.19 ms with four and 4.83 with six, of 16 rows 1.56
+// and 1.38. Each output's chain of sums is the same either way (int8's integer sums are exact in
+// any order).
 IntegerKernel integer_kernel(QuantFormat f, int64_t K, int64_t R) {
   const bool many = R >= 4;
-  if (!vnni_products()) return avx2_integer_products() ? avx2_kernel(f, K, many) : nullptr;
+  if (!vnni_products()) return avx2_integer_products() ? avx2_kernel(f, K, R) : nullptr;
   switch (f) {
     case QuantFormat::Int8: return K > 65536 ? nullptr : many ? &integer_blocked<Int8Vnni, 6> : &integer_blocked<Int8Vnni, 1>;
-    case QuantFormat::Q8_0: return many ? &integer_blocked<Q8Vnni, 4> : &integer_blocked<Q8Vnni, 1>;
+    case QuantFormat::Q8_0: return many ? &integer_blocked<Q8Vnni, 4> : &integer_blocked<Q8Vnni, 2>;
     case QuantFormat::Q4_0: return many ? &integer_blocked<Q4Vnni, 2> : &integer_blocked<Q4Vnni, 1>;
     default: return nullptr;
   }
