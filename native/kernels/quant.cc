@@ -283,7 +283,10 @@ struct View {
 // 16 rows' 16 code bytes in four 64-byte chunks (chunk m, lane i: row i's bytes 4m … 4m + 3), then
 // their 16 float16 scales (18 bytes a row, as before: the same size, and rows past the last whole
 // 16 stay as they are), one lane a row in every vector, one stream a thread (the scales kept apart,
-// a second stream, read no faster than a row at a time): 36 GB/s on the same 2 threads.
+// a second stream, read no faster than a row at a time): 36 GB/s on the same 2 threads. On AVX2
+// (without VNNI) the same layout, each 64-byte chunk's halves eight rows a vector (q4_group_avx2):
+// under the AVX2 cap a 1.1B step 31–34 → 21–23 ms on those threads, a 63-token prompt pass 956 →
+// 502 ms.
 constexpr int64_t kGroup = 16;
 
 // ---- int8 interleaved for the integer kernel ------------------------------------------------------
@@ -1785,6 +1788,24 @@ ET_VNNI void q4_group_vnni(const uint8_t* grp, const ActRows& a, const ActSteps&
   ET_UNROLL for (int j = 0; j < M; ++j) _mm512_storeu_ps(Y + j * ldy + n, _mm512_add_ps(acc[j][0], acc[j][1]));
 }
 
+// Weight row n of an interleaved q4_0 weight past its last group (as in gguf's layout) for R input
+// rows, in scalar code: each output's chain as q4_group_vnni's.
+inline void q4_row_after_groups(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t R, int64_t ldy, int64_t n) {
+  const int64_t nb = a.nb;
+  const uint8_t* row = v.w + n * nb * 18;
+  for (int64_t r = 0; r < R; ++r) {
+    float acc[2] = {0.0f, 0.0f};
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* p = row + b * 18;
+      const int8_t* x = a.q.data() + r * a.K + b * kGgufBlock;
+      int32_t sum = s.boff[r * nb + b];
+      for (int e = 0; e < 16; ++e) sum += (p[2 + e] & 15) * x[e] + (p[2 + e] >> 4) * x[e + 16];
+      acc[b & 1] = std::fma(static_cast<float>(sum), half_to_float(p) * a.d[r * nb + b], acc[b & 1]);
+    }
+    Y[r * ldy + n] = acc[0] + acc[1];
+  }
+}
+
 // Units u0 … u1 of an interleaved q4_0 weight: the groups of 16 rows, then the rows after them one
 // at a time (the same chain in scalar code), for R input rows 4, 2 and 1 at a time.
 ET_VNNI void q4_interleaved_rows(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t R, int64_t ldy, int64_t u0,
@@ -1805,18 +1826,68 @@ ET_VNNI void q4_interleaved_rows(const View& v, const ActRows& a, const ActSteps
       if (r < R) q4_group_vnni<1>(grp, a, s, Y + r * ldy, ldy, n, r, part(r), parts);
       continue;
     }
-    const int64_t n = v.groups * kGroup + (u - v.groups);
-    const uint8_t* row = v.w + n * rb;
-    for (int64_t r = 0; r < R; ++r) {
-      float acc[2] = {0.0f, 0.0f};
-      for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* p = row + b * 18;
-        const int8_t* x = a.q.data() + r * a.K + b * kGgufBlock;
-        int32_t sum = s.boff[r * nb + b];
-        for (int e = 0; e < 16; ++e) sum += (p[2 + e] & 15) * x[e] + (p[2 + e] >> 4) * x[e + 16];
-        acc[b & 1] = std::fma(static_cast<float>(sum), half_to_float(p) * a.d[r * nb + b], acc[b & 1]);
+    q4_row_after_groups(v, a, s, Y, R, ldy, v.groups * kGroup + (u - v.groups));
+  }
+}
+
+// The same on AVX2 (interleaved there too): a 64-byte chunk's halves are weight rows 0 … 7 and
+// 8 … 15 of the group, eight outputs a vector. Per chunk and input row the codes (unsigned, 0 … 15)
+// times the input's four broadcast bytes (maddubs: a pair's sum at most 2 · 15 · 127, the low and
+// high nibbles' pairs added in 16 bits: at most 7620), their pairs summed into 32 bits (madd); the
+// block's sum from its offset −8 · Σ x is each output's exact integer, and the float steps after it
+// are q4_group_vnni's, so the outputs equal the VNNI kernel's bit for bit. H halves a pass (M rows).
+template <int M, int H>
+ET_Q256 void q4_group_avx2(const uint8_t* grp, const ActRows& a, const ActSteps& s, float* Y, int64_t ldy, int64_t n, int64_t r0, int h0) {
+  const int64_t K = a.K, nb = a.nb;
+  const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  __m256 acc[H][M][2];
+  ET_UNROLL for (int h = 0; h < H; ++h) ET_UNROLL for (int j = 0; j < M; ++j) acc[h][j][0] = acc[h][j][1] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* c = grp + b * 288;
+    __m256i sum[H][M];
+    ET_UNROLL for (int h = 0; h < H; ++h) ET_UNROLL for (int j = 0; j < M; ++j) sum[h][j] = _mm256_set1_epi32(s.boff[(r0 + j) * nb + b]);
+    ET_UNROLL for (int m = 0; m < 4; ++m) ET_UNROLL for (int h = 0; h < H; ++h) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 64 * m + 32 * (h0 + h)));
+      const __m256i lo = _mm256_and_si256(w, low), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+      ET_UNROLL for (int j = 0; j < M; ++j) {
+        const int8_t* x = a.q.data() + (r0 + j) * K + b * kGgufBlock;
+        int32_t ul, uh;
+        std::memcpy(&ul, x + 4 * m, 4);
+        std::memcpy(&uh, x + 16 + 4 * m, 4);
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(ul)), _mm256_maddubs_epi16(hi, _mm256_set1_epi32(uh)));
+        sum[h][j] = _mm256_add_epi32(sum[h][j], _mm256_madd_epi16(p, ones));
       }
-      Y[r * ldy + n] = acc[0] + acc[1];
+    }
+    ET_UNROLL for (int h = 0; h < H; ++h) {
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 256 + 16 * (h0 + h))));
+      ET_UNROLL for (int j = 0; j < M; ++j)
+        acc[h][j][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[h][j]), _mm256_mul_ps(dw, _mm256_set1_ps(a.d[(r0 + j) * nb + b])), acc[h][j][b & 1]);
+    }
+  }
+  ET_UNROLL for (int h = 0; h < H; ++h) ET_UNROLL for (int j = 0; j < M; ++j)
+    _mm256_storeu_ps(Y + j * ldy + n + 8 * (h0 + h), _mm256_add_ps(acc[h][j][0], acc[h][j][1]));
+}
+
+// q4_interleaved_rows on AVX2: one row both halves of a group in one pass, more rows two at a time
+// over each half (the half's bytes then read from cache by each pass).
+ET_Q256 void q4_interleaved_rows_avx2(const View& v, const ActRows& a, const ActSteps& s, float* Y, int64_t R, int64_t ldy, int64_t u0,
+                                      int64_t u1) {
+  const int64_t rb = a.nb * 18;
+  for (int64_t u = u0; u < u1; ++u) {
+    if (u >= v.groups) {
+      q4_row_after_groups(v, a, s, Y, R, ldy, v.groups * kGroup + (u - v.groups));
+      continue;
+    }
+    const uint8_t* grp = v.w + u * kGroup * rb;
+    const int64_t n = u * kGroup;
+    if (R == 1) {
+      q4_group_avx2<1, 2>(grp, a, s, Y, ldy, n, 0, 0);
+      continue;
+    }
+    for (int h = 0; h < 2; ++h) {
+      int64_t r = 0;
+      for (; r + 2 <= R; r += 2) q4_group_avx2<2, 1>(grp, a, s, Y + r * ldy, ldy, n, r, h);
+      if (r < R) q4_group_avx2<1, 1>(grp, a, s, Y + r * ldy, ldy, n, r, h);
     }
   }
 }
@@ -2056,8 +2127,11 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
     if (v.interleaved) {
       const ActSteps s = act_steps(q.format, a, true);
       const int64_t units = v.groups + (N - v.groups * kGroup);
-      at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup),
-                       [&](int64_t u0, int64_t u1) { q4_interleaved_rows(v, a, s, Y, R, N, u0, u1); });
+      const bool vnni = vnni_products();
+      at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup), [&](int64_t u0, int64_t u1) {
+        if (vnni) q4_interleaved_rows(v, a, s, Y, R, N, u0, u1);
+        else q4_interleaved_rows_avx2(v, a, s, Y, R, N, u0, u1);
+      });
       return y;
     }
 #endif
@@ -2230,7 +2304,9 @@ QuantWeight kernel_layout(QuantWeight q) {
 #if defined(__x86_64__)
   // (int8: its integer kernel's sums stay within int32 up to 65536 columns, and take 4 at a time)
   const bool takes = q.format == QuantFormat::Q4_0 || (q.format == QuantFormat::Int8 && q.in % 4 == 0 && q.in <= 65536);
-  if (takes && !q.interleaved && q.out >= kGroup && q.weight.defined() && q.weight.device().is_cpu() && vnni_products()) {
+  // (q4_0 on AVX2 too: its kernel there reads the same layout)
+  const bool kernel = vnni_products() || (q.format == QuantFormat::Q4_0 && avx2_integer_products());
+  if (takes && !q.interleaved && q.out >= kGroup && q.weight.defined() && q.weight.device().is_cpu() && kernel) {
     // in place where nothing else holds the bytes (a weight just quantized), else into a copy
     const auto& w = q.weight;
     if (w.is_contiguous() && w.storage_offset() == 0 && w.use_count() == 1 && w.storage().use_count() == 1)
@@ -2423,8 +2499,10 @@ at::Tensor quant_linear(const at::Tensor& x, const QuantWeight& q, const at::Ten
   // against 288, 32 about even, 64 634 against 490), interleaved q4_0's at every length (16 108
   // against 265 ms, 128 568 against 918, 512 2.3 s where bfloat16's own pass took 3.0), other rows up to 8;
   // on AVX2 without VNNI (its integer kernels; the 1.1B's MLP under the AVX2 profile, bfloat16 rows)
-  // int8's at every length (16 rows 3.7 against 15.6 ms, 128 26 against 44), q8_0's and q4_0's up to
-  // 64 (64: 23 and 25 against 29; 128: 45 and 49 against 45)
+  // int8's at every length (16 rows 3.7 against 15.6 ms, 128 26 against 44), q8_0's up to 64 (64: 23
+  // against 29; 128: 45 against 45; q4_0 held row by row was alike), interleaved q4_0's at every
+  // length (the 1.1B's pass under the AVX2 cap: 16 positions 251 → 141 ms, 128 1.78 → 1.01 s, 512
+  // 7.0 → 4.3 s, against its row-by-row kernel up to 64 and dequantized past it)
   const bool integer = act && integer_kernel(q.format, q.in, 1);
   const bool all = act && (q.interleaved || (q.format == QuantFormat::Int8 && integer));
   const int64_t few = !integer ? 8 : !vnni_products() ? 64 : q.format == QuantFormat::Q8_0 ? 24 : 8;

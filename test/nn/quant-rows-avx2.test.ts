@@ -1,18 +1,19 @@
-// The integer kernels of quantized Linear layers on AVX2 (kernels/quant.cc Int8Avx2, GgufAvx2: CPUs
-// without AVX-512 VNNI), checked in child processes capped at AVX2 (ONEDNN_MAX_CPU_ISA=AVX2,
-// ATEN_CPU_CAPABILITY=avx2, as the AVX2 bench profile runs), the same on any x86-64 CPU:
+// The integer kernels of quantized Linear layers on AVX2 (kernels/quant.cc Int8Avx2, GgufAvx2 and
+// q4_0's interleaved q4_group_avx2: CPUs without AVX-512 VNNI), checked in child processes capped at
+// AVX2 (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2, as the AVX2 bench profile runs), the same
+// on any x86-64 CPU:
 // (a) quant-rows.test.ts whole under the cap: each row of R rows equals the row alone, and every
 //     output is within the stated bound of the float64 product of the rows as the format's library
 //     quantizes them and the dequantized weight (decoding rows, prompts of up to 80 rows, int8's
 //     1641);
-// (b) int8's and q8_0's outputs there equal, bit for bit, the AVX-512 VNNI kernels' in this process
-//     where this CPU has AVX-512 VNNI (their integer lane sums are the same and exact, and the float
-//     steps after them the same), for 1, 3, 5, 16 and 40 rows (q8_0: 24, the most it takes through
-//     them with VNNI), rows with int8's outliers among them, and 42 outputs (two groups of 16 of
-//     int8's interleaved layout and 10 rows after them): the integer kernels ran, where the
-//     float kernels they replace would round differently. On a CPU without AVX-512 both processes
-//     run the AVX2 kernels; on one with AVX-512 but not VNNI this process runs float kernels, and (b)
-//     is left out, saying so.
+// (b) int8's, q8_0's and q4_0's outputs there equal, bit for bit, the AVX-512 VNNI kernels' in this
+//     process where this CPU has AVX-512 VNNI (their integer sums are the same and exact, and the
+//     float steps after them the same), for 1, 3, 5, 16 and 40 rows (q8_0: 24, the most it takes
+//     through them with VNNI), rows with int8's outliers among them, and 42 outputs (two groups of 16
+//     of int8's and q4_0's interleaved layouts and 10 rows after them): the integer kernels ran,
+//     where the float kernels they replace would round differently. On a CPU without AVX-512 both
+//     processes run the AVX2 kernels; on one with AVX-512 but not VNNI this process runs float
+//     kernels, and (b) is left out, saying so.
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
@@ -43,6 +44,7 @@ async function products(lib: typeof et, quantizeInto: typeof quantizeLayer): Pro
     ['int8', 160, [1, 3, 5, 16, 40]],
     ['int8', 97, [1, 3, 5, 16, 40]],
     ['q8_0', 160, [1, 3, 5, 16, 24]],
+    ['q4_0', 160, [1, 3, 5, 16, 40]],
   ] as const) {
     const OUT = 42;
     const mlp = await lib.nn.Mlp.create({ sizes: [inn, OUT], bias: false });
@@ -93,7 +95,7 @@ describe('quantized row products on AVX2 (the integer kernels)', () => {
     expect(r.stdout.replace(/\x1b\[[0-9;]*m/g, '')).toMatch(/Tests\s+\d+ passed \(\d+\)/);
   }, 320_000);
 
-  it("int8's and q8_0's outputs equal the AVX-512 VNNI kernels' bit for bit", async (ctx) => {
+  it("int8's, q8_0's and q4_0's outputs equal the AVX-512 VNNI kernels' bit for bit", async (ctx) => {
     const own = ownKernels();
     if (own === 'float' || own === 'unknown') {
       console.log(`[quant-rows-avx2] (b) left out: this CPU's own kernels are not integer ones (${own})`);
@@ -103,7 +105,7 @@ describe('quantized row products on AVX2 (the integer kernels)', () => {
     expect(r.status, r.stderr).toBe(0);
     const capped = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
     const here = await products(et, quantizeLayer);
-    expect(Object.keys(capped)).toHaveLength(30);
+    expect(Object.keys(capped)).toHaveLength(40);
     expect(
       Object.keys(here).filter((k) => capped[k] !== here[k]),
       'the products whose bits differ',

@@ -97,8 +97,9 @@ describe('quantized row products', () => {
         for (const inn of SIZES[format]) {
           const { mlp, w } = await layer(format, inn, dtype);
           // (80 rows, float32: the dequantize-then-multiply path, x' rounded the same way, (b) alone
-          // — int8 and q4_0 held interleaved take their integer kernels at any length on AVX-512 VNNI;
-          // nf4 in bfloat16 / float16, 9 rows: that path's weight is the one the row kernels round to)
+          // — int8 and q4_0 held interleaved take their integer kernels at any length on AVX-512
+          // VNNI, q4_0 on AVX2 too; nf4 in bfloat16 / float16, 9 rows: that path's weight is the one
+          // the row kernels round to)
           const many = dtype === 'float32' ? [80] : format === 'nf4' ? [9] : [];
           // (int8, 12 and 16 rows: a decoding step's, its integer kernels taking any count on AVX2 and
           // AVX-512 VNNI, the interleaved one 9 to 16 in one pass)
@@ -140,7 +141,7 @@ describe('quantized row products', () => {
     }
   });
 
-  it('a long prompt through the integer kernels (int8: rows in chunks of about 256 KiB, 1641 rows of 160 crossing one; q8_0: up to 24 rows with AVX-512 VNNI, 64 with AVX2, then dequantized; q4_0 held row by row: up to 64 with AVX2) is within the bound, every row', async () => {
+  it('a long prompt through the integer kernels (int8: rows in chunks of about 256 KiB, 1641 rows of 160 crossing one; q8_0: up to 24 rows with AVX-512 VNNI, 64 with AVX2, then dequantized; q4_0 held interleaved: at any length with AVX-512 VNNI or AVX2) is within the bound, every row', async () => {
     // float32: without an integer kernel these lengths dequantize the weight, in the input's dtype,
     // exactly in float32 only
     et.manualSeed(24);
@@ -199,7 +200,7 @@ describe('quantized row products', () => {
       }
   });
 
-  it("q4_0 held interleaved for its kernel (AVX-512 VNNI) still gives gguf's bytes: the state dict equals nn.quantizeWeight's, and those bytes set or loaded into a layer compute the same", async () => {
+  it("q4_0 held interleaved for its kernel (AVX-512 VNNI or AVX2) still gives gguf's bytes: the state dict equals nn.quantizeWeight's, and those bytes set or loaded into a layer compute the same", async () => {
     et.manualSeed(16);
     for (const out of [16, 42, 7]) {
       const mlp = await et.nn.Mlp.create({ sizes: [160, out], bias: false });
