@@ -1164,12 +1164,51 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void act_q8_blocks_avx
     }
   }
 }
+
+// The same in AVX2's vectors of 8 (under the AVX2 cap the plain code took about 3 % of a 1.1B q4_0
+// decoding step).
+__attribute__((target("avx2,fma,f16c"))) void act_q8_blocks_avx2(const float* x, int64_t nb, int8_t* q, float* d) {
+  const __m256 zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256 v[4];
+    __m256 fin = _mm256_castsi256_ps(_mm256_set1_epi32(-1)), m = zero;
+    for (int u = 0; u < 4; ++u) {
+      v[u] = _mm256_loadu_ps(x + b * kGgufBlock + 8 * u);
+      fin = _mm256_and_ps(fin, _mm256_cmp_ps(_mm256_sub_ps(v[u], v[u]), zero, _CMP_EQ_OQ));
+      m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[u]));
+    }
+    if (_mm256_movemask_ps(fin) != 0xFF) {
+      d[b] = std::numeric_limits<float>::quiet_NaN();
+      std::memset(q + b * kGgufBlock, 0, kGgufBlock);
+      continue;
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, m);
+    float amax = 0.0f;
+    for (int l = 0; l < 8; ++l) amax = std::max(amax, lanes[l]);
+    const float db = amax / 127.0f, id = db != 0 ? 1.0f / db : 0.0f;
+    d[b] = _cvtsh_ss(_cvtss_sh(db, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i32[4];
+    for (int u = 0; u < 4; ++u) {
+      const __m256 p = _mm256_mul_ps(v[u], _mm256_set1_ps(id)), a = _mm256_andnot_ps(sign, p);
+      const __m256 fl = _mm256_round_ps(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+      const __m256 r = _mm256_add_ps(fl, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(a, fl), half, _CMP_GE_OQ), one));
+      i32[u] = _mm256_cvtps_epi32(_mm256_or_ps(r, _mm256_and_ps(p, sign)));
+    }
+    // (packs interleave the 128-bit halves: the permutation puts the 32 bytes back in order)
+    const __m256i w16a = _mm256_packs_epi32(i32[0], i32[1]), w16b = _mm256_packs_epi32(i32[2], i32[3]);
+    const __m256i b8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(w16a, w16b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * kGgufBlock), b8);
+  }
+}
 #endif
 
 void act_q8_blocks(const float* x, int64_t nb, int8_t* q, float* d) {
 #if defined(__x86_64__)
   static const bool avx512 = rows_avx512() && __builtin_cpu_supports("f16c");
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (avx512) return act_q8_blocks_avx512(x, nb, q, d);
+  if (avx2) return act_q8_blocks_avx2(x, nb, q, d);
 #endif
   act_q8_blocks_plain(x, nb, q, d);
 }
