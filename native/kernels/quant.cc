@@ -2085,15 +2085,16 @@ IntegerKernel avx2_kernel(QuantFormat f, int64_t K, int64_t R) {
 // could overflow). For fewer than 4 rows (decoding: bound by memory, yet one weight row's single
 // chain of sums left bandwidth unused: a 1.1B step on 2 Zen 4 threads, q8_0 30.1 → 26.2 ms with two
 // rows a pass; under the AVX2 cap int8 35.4 → 30.4 → 29.0 ms with one, two and four, q8_0 33.1 →
-// 29.5 → 28.7, q4_0 32.0 → 31.3 with two) two weight rows at a time with VNNI (q4_0: one, whose
-// unpacking bounds it), on AVX2 four for one row (q4_0: two), else two; from 4 rows on with VNNI 4 (int8: 6,
-// its 24 sums and the 4 input vectors fit the 32 registers; q4_0: 2, its sums take two registers an
-// output) side by side, so each input vector loaded serves several weight rows: on 2 Zen 4 threads
-// a 64-token int8 prompt pass of the 1.1B model took 469 ms with one and 327 with four, a 16-row
-// decoding step 147 and 120 ms (q8_0 276 and 191, q4_0 291 and 212); later, with int8's sums in
-// registers, a 1.1B MLP's products of 63 rows 5.19 ms with four and 4.83 with six, of 16 rows 1.56
-// and 1.38. Each output's chain of sums is the same either way (int8's integer sums are exact in
-// any order).
+// 29.5 → 28.7, q4_0 32.0 → 31.3 with two) with VNNI q8_0's weight rows two at a time (q4_0's one,
+// its unpacking the bound; int8's rows past its interleaved groups one), on AVX2 four for one row,
+// else two (q4_0's two; a q4_0 weight held interleaved, on either, takes its own kernel); from 4
+// rows on with VNNI 4 (int8: 6, its 24 sums and the 4 input vectors fit the 32 registers; q4_0: 2,
+// its sums take two registers an output) side by side, so each input vector loaded serves several
+// weight rows: on 2 Zen 4 threads a 64-token int8 prompt pass of the 1.1B model took 469 ms with
+// one and 327 with four, a 16-row decoding step 147 and 120 ms (q8_0 276 and 191, q4_0 291 and
+// 212); later, with int8's sums in registers, a 1.1B MLP's products of 63 rows 5.19 ms with four
+// and 4.83 with six, of 16 rows 1.56 and 1.38. Each output's chain of sums is the same either way
+// (int8's integer sums are exact in any order).
 IntegerKernel integer_kernel(QuantFormat f, int64_t K, int64_t R) {
   const bool many = R >= 4;
   if (!vnni_products()) return avx2_integer_products() ? avx2_kernel(f, K, R) : nullptr;
