@@ -1124,6 +1124,18 @@ struct ActRows {
 // A row's q8_0 blocks of the input (nb blocks of 32): q and each block's d, float16-exact, as
 // quantize_q8_0_row makes them; a block with a NaN or an infinity gets d NaN and q 0, so that its
 // products are NaN, as the float product's would be.
+#if defined(__x86_64__)
+// AVX2 with FMA and F16C (the integer kernels and the input's rounding where AVX-512 (VNNI) is
+// missing or capped off).
+bool avx2_integer_products() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  }();
+  return ok;
+}
+#endif
+
 void act_q8_blocks_plain(const float* x, int64_t nb, int8_t* q, float* d) {
   uint8_t blk[34];
   for (int64_t b = 0; b < nb; ++b) {
@@ -1208,9 +1220,8 @@ __attribute__((target("avx2,fma,f16c"))) void act_q8_blocks_avx2(const float* x,
 void act_q8_blocks(const float* x, int64_t nb, int8_t* q, float* d) {
 #if defined(__x86_64__)
   static const bool avx512 = rows_avx512() && __builtin_cpu_supports("f16c");
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (avx512) return act_q8_blocks_avx512(x, nb, q, d);
-  if (avx2) return act_q8_blocks_avx2(x, nb, q, d);
+  if (avx2_integer_products()) return act_q8_blocks_avx2(x, nb, q, d);
 #endif
   act_q8_blocks_plain(x, nb, q, d);
 }
@@ -1313,9 +1324,8 @@ __attribute__((target("avx2,fma,f16c"))) void act_int8_row_avx2(const float* x, 
 void act_int8_row(const float* x, int64_t K, int8_t* q, float* d, std::vector<std::pair<int64_t, float>>& out) {
 #if defined(__x86_64__)
   static const bool avx512 = rows_avx512() && __builtin_cpu_supports("f16c");
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (avx512) return act_int8_row_avx512(x, K, q, d, out);
-  if (avx2) return act_int8_row_avx2(x, K, q, d, out);
+  if (avx2_integer_products()) return act_int8_row_avx2(x, K, q, d, out);
 #endif
   act_int8_row_plain(x, K, q, d, out);
 }
@@ -2060,15 +2070,6 @@ ET_VNNI void int8_interleaved_rows(const View& v, const ActRows& a, const ActSte
     const int64_t n0 = v.groups * kGroup + (std::max(u0, v.groups) - v.groups), n1 = v.groups * kGroup + (u1 - v.groups);
     integer_blocked<Int8Vnni, 1>(v, a, s, Y, r0, r1, ldy, n0, n1);
   }
-}
-
-// AVX2 with FMA and F16C (the integer kernels where AVX-512 VNNI is missing or capped off).
-bool avx2_integer_products() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  }();
-  return ok;
 }
 
 IntegerKernel avx2_kernel(QuantFormat f, int64_t K, int64_t R) {
