@@ -150,8 +150,7 @@ ET_AVX2 inline float hsum8(__m256 a) {
 }
 
 // AVX2 has no bfloat16 products: the rows are widened to float32 once per call (rows_avx2_bf16), a
-// bfloat16 weight as it is read (TW bfloat16, where the rows make one group) or chunk by chunk into
-// a buffer that all the groups then read (TW float32, in rows_blocked): the same numbers either way.
+// bfloat16 weight as it is read, by each group of rows (TW bfloat16; float32 weights: TW float32).
 template <typename TW>
 struct BlockAvx2 {
   using T = TW;
@@ -178,12 +177,6 @@ struct BlockAvx2 {
   static constexpr bool has_sum4 = false;
 };
 
-// rows × len bfloat16 (row stride ld) → float32 (row stride ldo), len a multiple of 8
-ET_AVX2 void widen_rows(const uint16_t* W, int64_t ld, int rows, int64_t len, float* out, int64_t ldo) {
-  for (int i = 0; i < rows; ++i)
-    for (int64_t k = 0; k < len; k += 8) _mm256_storeu_ps(out + i * ldo + k, widen8(W + i * ld + k));
-}
-
 // The block for the last m < MM rows.
 template <typename Blk, int NB, int M, bool Z>
 void run_rest(int m, const typename Blk::T* W, int64_t ldw, const typename Blk::TX* X, int64_t ldx, float* acc, int64_t len, const char* pf,
@@ -197,44 +190,26 @@ void run_rest(int m, const typename Blk::T* W, int64_t ldw, const typename Blk::
 // (K 1024 or 2048 in float32) fall on the same L1 sets.
 constexpr int64_t kChunkBytes = 1024, kPad = 16;
 
-// The first len elements of rows rows of W (row stride ld) fetched towards L2 (no-op past the end).
-template <typename TW>
-inline void prefetch_rows(const TW* W, int64_t ld, int64_t rows, int64_t len) {
-  const char* p = reinterpret_cast<const char*>(W);
-  const int64_t bytes = len * static_cast<int64_t>(sizeof(TW));
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + i * ld * static_cast<int64_t>(sizeof(TW)) + b, 0, 2);
-}
-
-// Outputs [n0, n1) of the R rows X (row stride ldx), W (N, K) read as TW (the block's own type, or
-// bfloat16 widened chunk by chunk for AVX2's float32 blocks): weight rows NB at a time (the last
-// ones one by one), K in chunks of KC where the rows make several groups, input rows MM at a time
-// (the last R mod MM together).
-template <typename Blk, int NB, int MM, typename TW>
-void rows_blocked(const TW* W, const typename Blk::TX* X, int64_t ldx, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1,
+// Outputs [n0, n1) of the R rows X (row stride ldx), W (N, K) read as the block's type: weight rows
+// NB at a time (the last ones one by one), K in chunks of KC where the rows make several groups,
+// input rows MM at a time (the last R mod MM together).
+template <typename Blk, int NB, int MM>
+void rows_blocked(const typename Blk::T* W, const typename Blk::TX* X, int64_t ldx, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1,
                   int64_t K) {
   using T = typename Blk::T;
   constexpr int S = Blk::S;
-  constexpr int64_t KC = kChunkBytes / static_cast<int64_t>(sizeof(T)), ldb = KC + kPad;
+  constexpr int64_t KC = kChunkBytes / static_cast<int64_t>(sizeof(T));
   const int64_t Kv = K / Blk::L * Blk::L;                    // the vector part of each row
   const int64_t kc = R > MM ? KC : std::max<int64_t>(Kv, 1);  // one group of rows: nothing to share, no chunks
-  thread_local std::vector<float> acc, wide;
+  thread_local std::vector<float> acc;
   acc.resize(static_cast<size_t>(R * NB * S));
-  if constexpr (!std::is_same_v<T, TW>) wide.resize(static_cast<size_t>(NB * ldb));
   auto block = [&](auto nb, int64_t n) {
     constexpr int B = decltype(nb)::value;
     if (Kv == 0) std::fill(acc.begin(), acc.end(), 0.f);
     for (int64_t k0 = 0; k0 < Kv; k0 += kc) {
       const int64_t len = std::min(kc, Kv - k0);
-      const T* w = nullptr;
-      int64_t ldw = K;
-      if constexpr (std::is_same_v<T, TW>) {
-        w = W + n * K + k0;
-      } else {
-        widen_rows(W + n * K + k0, K, B, len, wide.data(), ldb);
-        w = wide.data();
-        ldw = ldb;
-      }
+      const T* w = W + n * K + k0;
+      const int64_t ldw = K;
       // The next block's weight asked of L2 while this one computes, spread over the steps: the
       // hardware's stream prefetch starts only after a new weight row's first misses, and with a
       // chunk's first group waiting on memory and the others not, memory and arithmetic took
@@ -242,15 +217,11 @@ void rows_blocked(const TW* W, const typename Blk::TX* X, int64_t ldx, float* Y,
       // rows j, j + G, … as it goes, a line of each a step (one group: all of them). On a Zen 4 (2
       // threads, the 1.1B in bfloat16) a sixteen-row step went from 162–166 to 125–138 ms, an
       // eight-row one from 118 to 86, and one-row decoding 6–27 % faster (median 10 %; AVX2 17–33 %).
-      // Where the weight is widened chunk by chunk (AVX2, bfloat16, several groups), the next
-      // block's first chunk is asked for during the last chunk instead.
       const int64_t ahead = std::min<int64_t>(NB, n1 - n - B);  // rows of the next block
       const int64_t G = (R + MM - 1) / MM;
-      constexpr bool spread = std::is_same_v<T, TW>;
-      if (!spread && k0 + len >= Kv) prefetch_rows(W + (n + B) * K, K, ahead, std::min(KC, Kv));
       const char* next = reinterpret_cast<const char*>(W + (n + B) * K + k0);
-      const int64_t row = K * static_cast<int64_t>(sizeof(TW));
-      auto fetch = [&](int64_t j) { return spread && j < ahead ? static_cast<int>((ahead - j + G - 1) / G) : 0; };
+      const int64_t row = K * static_cast<int64_t>(sizeof(T));
+      auto fetch = [&](int64_t j) { return j < ahead ? static_cast<int>((ahead - j + G - 1) / G) : 0; };
       auto groups = [&](auto zero) {
         constexpr bool Z = decltype(zero)::value;  // the first chunk: the sums start at zero
         int64_t r = 0;
@@ -297,7 +268,10 @@ void rows_avx2_f32(const float* W, const float* X, float* Y, int64_t R, int64_t 
 }
 
 // bfloat16 on AVX2: the rows widened once (exactly; each padded by 64 bytes, as above), the weight
-// as it is read for one group of rows, chunk by chunk for more.
+// widened as it is read, by each group of rows from its chunk in L1. (Widened once into a float32
+// chunk that every group read, the widening was where the weight's misses landed: 27 % of a
+// sixteen-row step of the 1.1B on 2 Zen 4 threads under the AVX2 cap; read as it lies, 16 rows 299 →
+// 215 ms a step, 8 rows 175 → 115, 5 rows 149 → 85.)
 void rows_avx2_bf16(const uint16_t* W, const uint16_t* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1, int64_t K) {
   thread_local std::vector<float> xf;
   const int64_t ldx = K + kPad;
@@ -307,8 +281,7 @@ void rows_avx2_bf16(const uint16_t* W, const uint16_t* X, float* Y, int64_t R, i
   // one row: six weight rows at a time, six chains in flight (three left it 20 % below the speed
   // memory gives on a Zen 4)
   if (R == 1) rows_blocked<BlockAvx2<uint16_t>, 6, 1>(W, xf.data(), ldx, Y, R, ldy, n0, n1, K);
-  else if (R <= kMMAvx2) rows_blocked<BlockAvx2<uint16_t>, kNBAvx2, kMMAvx2>(W, xf.data(), ldx, Y, R, ldy, n0, n1, K);
-  else rows_blocked<BlockAvx2<float>, kNBAvx2, kMMAvx2>(W, xf.data(), ldx, Y, R, ldy, n0, n1, K);
+  else rows_blocked<BlockAvx2<uint16_t>, kNBAvx2, kMMAvx2>(W, xf.data(), ldx, Y, R, ldy, n0, n1, K);
 }
 #endif
 
