@@ -95,7 +95,15 @@ export const LLAMA = declareConfig({
       invalid('a multiple of num_attention_heads', 'LLaMA config.hidden_size', c.hidden_size);
     if (c.model_type === 'internlm2' && c.tie_word_embeddings)
       invalid('false for InternLM2 (its head is output.weight)', 'LLaMA config.tie_word_embeddings', true);
-    const half = (c.head_dim || c.hidden_size / c.num_attention_heads) / 2;
+    const headDim = c.head_dim || c.hidden_size / c.num_attention_heads;
+    // rotary turns pairs of a head's features (its two halves): an odd head has one left over
+    if (headDim % 2 !== 0)
+      invalid(
+        'an even head size (rotary embeddings turn pairs of features)',
+        c.head_dim ? 'LLaMA config.head_dim' : 'LLaMA config.hidden_size / num_attention_heads',
+        headDim,
+      );
+    const half = headDim / 2;
     for (const k of ['short_factor', 'long_factor'] as const) {
       const v = c[k];
       if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0))

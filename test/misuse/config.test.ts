@@ -101,3 +101,16 @@ describe.each(CONFIG_ROWS)('$name config', (row) => {
     );
   });
 });
+
+describe('LLaMA config: head size', () => {
+  const llama = CONFIG_ROWS.find((r) => r.name === 'LlamaForCausalLM')!;
+  it('an odd head size (rotary turns pairs of features) throws ERR_INVALID_ARG naming where it came from', () => {
+    expectInvalid(() => llama.create({ ...llama.valid, head_dim: 5 }), ['head_dim'], 5);
+    expectInvalid(
+      () => llama.create({ ...llama.valid, hidden_size: 12, num_attention_heads: 4, num_key_value_heads: 2 }),
+      ['hidden_size / num_attention_heads'],
+      12,
+    );
+    expect(llama.create({ ...llama.valid, head_dim: 6 })).toBeInstanceOf(et.nn.Module);
+  });
+});
