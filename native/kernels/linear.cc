@@ -127,6 +127,7 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::T
 // 556 / 1149 / 1823 ms below). Each product of two bfloat16 numbers is exact in float32, the sums
 // float32 as before, the result rounded to bfloat16 once. The 1.1B LLaMA's prompt pass under that
 // profile (2 threads, in-process A/B): 16 positions 764 → 385 ms, 63 2.81 → 0.91 s, 128 5.7 → 1.6 s.
+// (Up to kFewRows rows the row kernels come first, where rows_few_applies: AVX2 with FMA too.)
 constexpr int64_t kWidenRows = 16;
 // rows up to which a bfloat16 product takes the row kernels where rows_few_applies (see linear)
 constexpr int64_t kFewRows = 48;
@@ -175,11 +176,14 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b)
   auto bias = opt(b);
   // one bfloat16 row (decoding): the row kernel, at the speed memory streams the weight
   if (x.scalar_type() == at::kBFloat16 && x.numel() == w.size(-1) && rows_kernel_applies(x, w, b)) return rows_product(x, w, b);
-  // a few bfloat16 rows on AVX-512 BF16 without AMX (a short prompt's pass, one after a reused
-  // prefix): the row kernels too, which read the weight as it lies. oneDNN's product of so few rows
+  // a few bfloat16 rows without AMX (a short prompt's pass, one after a reused prefix): the row
+  // kernels too, which read the weight as it lies. On AVX-512 BF16, oneDNN's product of so few rows
   // took about 60 ms more a pass of a 1.1B LLaMA on 2 Zen 4 threads (8 positions 120 → 80 ms, 24
   // 185 → 150, 40 270 → 230, 56 323 → 313; 63 356 against 381): its bfloat16 kernels first lay
-  // the weight out in pairs of k.
+  // the weight out in pairs of k. On AVX2 (the same machine capped there) against oneDNN's bfloat16
+  // product below 16 rows and the widened product from 16: 4 positions 203 → 57 ms, 8 363 → 105,
+  // 16 348 → 194, 24 410 → 280, 32 485 → 380, 48 676 → 586; past that the row kernels lose (64
+  // 789 → 812, 96 1074 → 1291), so 48 on both.
   if (x.scalar_type() == at::kBFloat16 && w.dim() == 2 && w.size(1) > 0 && x.numel() / w.size(1) <= kFewRows && rows_few_applies() &&
       rows_kernel_applies(x, w, b))
     return rows_product(x, w, b);

@@ -476,7 +476,7 @@ bool rows_bf16_products() {
 
 bool rows_few_applies() {
 #if defined(__x86_64__)
-  static const bool ok = rows_bf16_products() && !amx_bf16();
+  static const bool ok = (rows_bf16_products() || rows_kernel<uint16_t>() == &rows_avx2_bf16) && !amx_bf16();
   return ok;
 #else
   return false;

@@ -26,8 +26,8 @@ at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tens
 void rows_dot(bool bf16, const void* W, const void* X, float* Y, int64_t R, int64_t ldy, int64_t N, int64_t K);
 // Whether this CPU runs bfloat16 rows on bfloat16 products (AVX-512 BF16, not capped at AVX2).
 bool rows_bf16_products();
-// Whether linear takes a few bfloat16 rows (a short prompt) to the row kernels: bfloat16 products
-// on AVX-512 BF16 and no AMX (where oneDNN's tiles are the faster way).
+// Whether linear takes a few bfloat16 rows (a short prompt) to the row kernels: on x86-64 with
+// AVX-512 BF16 or AVX2 and FMA, and no AMX (where oneDNN's tiles are the faster way).
 bool rows_few_applies();
 // Whether the row kernels run on AVX-512 here (the CPU has AVX-512 F and BW, not capped at AVX2).
 bool rows_avx512();

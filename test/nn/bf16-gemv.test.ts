@@ -1,5 +1,5 @@
-// The bfloat16 product of one row (decoding), and of up to 48 rows on AVX-512 BF16 without AMX (a
-// short prompt): a kernel of emotorch's own (AVX-512 BF16, AVX2 or plain C++, whichever this CPU
+// The bfloat16 product of one row (decoding), and of up to 48 rows on AVX-512 BF16 or AVX2 without
+// AMX (a short prompt): a kernel of emotorch's own (AVX-512 BF16, AVX2 or plain C++, whichever this CPU
 // and the environment allow) that a Linear layer takes without autograd. Checked against ATen's float32 product of the same bfloat16
 // values (et.functional.linear), rounded to bfloat16: within one bfloat16 rounding of it.
 import { describe, it, expect } from 'vitest';
@@ -40,7 +40,7 @@ describe('bfloat16 products of one row and a few rows', () => {
     }
   });
 
-  it("one row runs emotorch's kernel (no aten::mm in the profile); up to 48 rows too on AVX-512 BF16 without AMX; more run ATen's", async () => {
+  it("one row runs emotorch's kernel (no aten::mm in the profile); up to 48 rows too on AVX-512 BF16 or AVX2 without AMX; more run ATen's", async () => {
     const lin = await et.nn.Linear.create({ in_features: 64, out_features: 32 }).to({ dtype: 'bfloat16' });
     const ops = async (rows: number) => {
       const x = et.randn([rows, 64]).to({ dtype: 'bfloat16' });
@@ -50,11 +50,13 @@ describe('bfloat16 products of one row and a few rows', () => {
     const aten = (names: string[]) => names.some((n) => /aten::(mm|addmm|linear|matmul)/.test(n));
     expect(aten(await ops(1))).toBe(false);
     expect(aten(await ops(49))).toBe(true);
-    // a few rows (a short prompt): the row kernels where this CPU has bfloat16 products and no AMX tiles
+    // a few rows (a short prompt): the row kernels where this CPU has bfloat16 products or AVX2 and
+    // FMA (the AVX2 row kernel), and no AMX tiles (a cap at AVX2 leaves AMX out)
     const flags = cpuFlags();
     const capped = /^AVX2/.test(process.env.ONEDNN_MAX_CPU_ISA ?? '') || /^avx2/.test(process.env.ATEN_CPU_CAPABILITY ?? '');
     if (!flags.length) return;
-    const few = flags.includes('avx512_bf16') && flags.includes('avx512bw') && !flags.includes('amx_bf16') && !capped;
+    const bf16 = flags.includes('avx512_bf16') && flags.includes('avx512bw') && !capped;
+    const few = (bf16 || (flags.includes('avx2') && flags.includes('fma'))) && !(flags.includes('amx_bf16') && !capped);
     for (const rows of [2, 17, 48]) expect(aten(await ops(rows)), `${rows} rows`).toBe(!few);
   });
 

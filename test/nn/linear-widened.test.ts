@@ -6,9 +6,10 @@
 // product computed by ATen (each bfloat16 product exact in float32, float32 sums of K terms, one
 // rounding to bfloat16: |err| ≤ (K + 8) · 2⁻²⁴ · Σ|x·w| + 2⁻⁸ |y|), for a weight of several slices
 // (4096 inputs: 256 outputs a slice, 600 outputs) and an odd one, with and without a bias, 2-D and 3-D
-// inputs, 16 rows (the fewest it takes) and more; and, from the op profile, that the widened
-// product ran (the float32 slices through oneDNN's or the BLAS's product, whichever linear's backend
-// choice keeps) where ATen's bfloat16 linear (aten::linear) did not.
+// inputs, 49 rows (the fewest it takes: up to 48 go to the row kernels, rows-avx2.test.ts) and more;
+// and, from the op profile, that the widened product ran (the float32 slices through oneDNN's or
+// the BLAS's product, whichever linear's backend choice keeps) where ATen's bfloat16 linear
+// (aten::linear) did not.
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
@@ -20,7 +21,7 @@ const et = require(${JSON.stringify(path.join(ROOT, 'dist', 'index.js'))});
   et.setNumThreads(2);
   et.manualSeed(7);
   const out = [];
-  for (const [inn, outn, shape, bias] of [[4096, 600, [16, 4096], true], [97, 42, [2, 19, 97], false], [4096, 600, [40, 4096], false]]) {
+  for (const [inn, outn, shape, bias] of [[4096, 600, [49, 4096], true], [97, 42, [2, 29, 97], false], [4096, 600, [64, 4096], false]]) {
     const lin = await et.nn.Linear.create({ in_features: inn, out_features: outn, bias }).to({ dtype: 'bfloat16' });
     const x = et.randn(shape).to({ dtype: 'bfloat16' });
     await et.profiler.start();
