@@ -1121,9 +1121,6 @@ struct ActRows {
   std::vector<std::vector<std::pair<int64_t, float>>> outliers;
 };
 
-// A row's q8_0 blocks of the input (nb blocks of 32): q and each block's d, float16-exact, as
-// quantize_q8_0_row makes them; a block with a NaN or an infinity gets d NaN and q 0, so that its
-// products are NaN, as the float product's would be.
 #if defined(__x86_64__)
 // AVX2 with FMA and F16C (the integer kernels and the input's rounding where AVX-512 (VNNI) is
 // missing or capped off).
@@ -1136,6 +1133,9 @@ bool avx2_integer_products() {
 }
 #endif
 
+// A row's q8_0 blocks of the input (nb blocks of 32): q and each block's d, float16-exact, as
+// quantize_q8_0_row makes them; a block with a NaN or an infinity gets d NaN and q 0, so that its
+// products are NaN, as the float product's would be.
 void act_q8_blocks_plain(const float* x, int64_t nb, int8_t* q, float* d) {
   uint8_t blk[34];
   for (int64_t b = 0; b < nb; ++b) {
