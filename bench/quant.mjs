@@ -19,14 +19,16 @@
 // `quantize: 'int8'` and `'q8_0'` against Q8_0; `'nf4'` and `'q4_0'` against Q4_0 (--quants picks
 // emotorch's rows). A row whose side throws (a format it does not take, a missing package) prints
 // "not available: <message>" and the others go on.
-// Every trial of every row is a fresh process (bench/quant_worker.mjs), the rows of one bit width
-// alternating within each trial, so the peak RSS is the row's own; each loads, answers once to warm
+// Every trial of every row is a fresh process (bench/quant_worker.mjs), each trial running every
+// row once (all bit widths, one after another), so the peak RSS is the row's own; each loads, answers once to warm
 // up, then decodes 64 new tokens after a 32-token prompt (the same ids on both sides), greedy, with
 // --threads threads (default 2) on both sides. Printed per row: tokens/s (the 63 tokens after the
 // first), first-token time (the prompt's pass and the first token) and peak RSS (VmHWM: llama.cpp
 // maps its file, emotorch reads the weights into memory; both count the weights once touched), the
 // medians over the trials, the ratio emotorch / llama.cpp at the same bits, and the speed-up over
-// emotorch's bfloat16 (issue 58's targets: int8 ≥ 1.7×, 4-bit ≥ 2.5×, each ≥ 1.0× llama.cpp's).
+// emotorch's bfloat16 (issue 58's targets: int8 ≥ 1.7×, 4-bit ≥ 2.5×, each ≥ 1.0× llama.cpp's),
+// each ratio of medians beside its trial pairs (the two rows of one trial, a minute or two apart:
+// the pairs follow the machine's memory speed less than rows minutes apart do).
 // Beside the figures, the check that both sides read the same weights: the first trial of each row
 // also returns the logits of the prompt's last position, compared (largest difference, cosine, the
 // same top token) with those of transformers in float32 on the same folder (bench/quant_reference.py,
@@ -172,7 +174,7 @@ function quantCase(name, defaultTrials) {
         `  files in ${dir}: transformers bfloat16 ${gb(bytes.hf)}; GGUF BF16 ${gb(bytes.BF16)}, Q8_0 ${gb(bytes.Q8_0)}, Q4_0 ${gb(bytes.Q4_0)} (${head === 'bf16' ? 'their embedding and LM head in BF16, as emotorch leaves them' : 'every 2-D weight quantized, the embedding and LM head included; emotorch quantizes its LM head too'})`,
       );
       console.log(
-        `threads: ${threads} each; ${trials} trials per row, each a fresh process, the rows of one bit width alternating; greedy decoding of ${NEW} tokens after a ${PROMPT}-token prompt, after a warm-up answer`,
+        `threads: ${threads} each; ${trials} trials per row, each a fresh process, every row once in each trial; greedy decoding of ${NEW} tokens after a ${PROMPT}-token prompt, after a warm-up answer`,
       );
       // the independent reference: transformers in float32 (a 7B's 27 GB of float32 does not fit)
       let ref = { error: '--no-reference' };
@@ -185,36 +187,43 @@ function quantCase(name, defaultTrials) {
       const results = {}; // row label → { runs: [...], error, group, side }
       const versions = new Set();
       try {
+        // every row of every bit width, one after another in each trial: a trial's rows a minute
+        // or two apart, not a whole group's trials apart (this VM's memory runs at one of two speeds
+        // for tens of seconds at a time, and bfloat16 decoding moves with it)
+        const groups = [];
         for (const g of GROUPS) {
           const ours = g.ours.filter((q) => wanted.includes(q));
           if (!ours.length) continue;
-          console.log(`${g.bits}: emotorch ${ours.join(', ')} beside llama.cpp ${g.gguf}`);
           const rows = [
             ...ours.map((q) => ({ label: `emotorch ${q}`, side: 'emotorch', file: paths.hf, quant: q })),
             { label: `llama.cpp ${g.gguf}`, side: 'llama.cpp', file: paths[g.gguf], quant: '-' },
           ];
           for (const r of rows) results[r.label] = { runs: [], error: null, group: g, side: r.side, quant: r.quant };
-          for (let t = 0; t < trials; t++) {
-            for (const r of rows) {
-              const res = results[r.label];
-              if (res.error) continue;
-              const o = trial(r.side, r.file, r.quant, threads, t === 0, head);
-              if (o.error) {
-                res.error = o.error;
-                console.log(`  ${r.label}: not available: ${o.error}`);
-                continue;
-              }
-              versions.add(o.version);
-              res.runs.push(o);
-              console.log(
-                `  trial ${t + 1}: ${r.label.padEnd(20)} ${o.tokens_per_s.toFixed(2)} tok/s, first token ${o.first_token_ms.toFixed(0)} ms, peak RSS ${o.peak_rss_mb.toFixed(0)} MiB (load ${(o.load_ms / 1000).toFixed(2)} s; other processes meanwhile ${o.others_cores.toFixed(2)} cores)`,
-              );
+          groups.push({ g, ours, rows });
+        }
+        console.log(`rows: ${groups.map(({ g, ours }) => `emotorch ${ours.join(', ')} beside llama.cpp ${g.gguf}`).join('; ')}`);
+        for (let t = 0; t < trials; t++)
+          for (const r of groups.flatMap((x) => x.rows)) {
+            const res = results[r.label];
+            if (res.error) continue;
+            const o = trial(r.side, r.file, r.quant, threads, t === 0, head);
+            if (o.error) {
+              res.error = o.error;
+              console.log(`  ${r.label}: not available: ${o.error}`);
+              continue;
             }
+            versions.add(o.version);
+            res.runs[t] = o;
+            console.log(
+              `  trial ${t + 1}: ${r.label.padEnd(20)} ${o.tokens_per_s.toFixed(2)} tok/s, first token ${o.first_token_ms.toFixed(0)} ms, peak RSS ${o.peak_rss_mb.toFixed(0)} MiB (load ${(o.load_ms / 1000).toFixed(2)} s; other processes meanwhile ${o.others_cores.toFixed(2)} cores)`,
+            );
           }
+        for (const { g, ours, rows } of groups) {
           // the same weights on both sides: the first trials' logits and tokens
           const lc = results[`llama.cpp ${g.gguf}`].runs[0];
           const fmt = (c) =>
             `max |Δ| ${c.dmax.toFixed(4)} (largest |logit| ${c.scale.toFixed(3)}), cosine ${c.cos.toFixed(6)}, top token ${c.top ? `the same (${c.amax})` : `differs (${c.amax} vs ${c.bmax})`}`;
+          console.log(`${g.bits}:`);
           if (ref.logits) {
             console.log(`  the prompt's last logits against transformers float32 on the same folder (${ref.version}):`);
             for (const r of rows) {
@@ -241,6 +250,9 @@ function quantCase(name, defaultTrials) {
       // medians and ratios
       const med = (label, k) => median(results[label].runs.map((r) => r[k]));
       const bf16 = results['emotorch bfloat16']?.runs.length ? med('emotorch bfloat16', 'tokens_per_s') : null;
+      // a row's tokens/s over another's in the same trial (the two a minute or two apart)
+      const pairs = (a, b) =>
+        results[a].runs.map((r, i) => (results[b].runs[i] ? r.tokens_per_s / results[b].runs[i].tokens_per_s : null)).filter((x) => x !== null);
       const others = Object.values(results).flatMap((r) => r.runs.map((o) => o.others_cores));
       console.log(
         `summary (${name}, ${threads} threads, medians of ${trials} trials; other processes took ${others.length ? `${Math.min(...others).toFixed(2)}–${Math.max(...others).toFixed(2)} of the ${os.cpus().length} cores` : 'no figure'} while the answers were timed):`,
@@ -261,14 +273,13 @@ function quantCase(name, defaultTrials) {
         if (res.side === 'emotorch') {
           const theirs = `llama.cpp ${res.group.gguf}`;
           if (results[theirs]?.runs.length) {
-            const pairs = res.runs
-              .map((r, i) => (results[theirs].runs[i] ? r.tokens_per_s / results[theirs].runs[i].tokens_per_s : null))
-              .filter((x) => x !== null);
-            vs = `${(tps / med(theirs, 'tokens_per_s')).toFixed(2)} × ${res.group.gguf}'s tok/s (trial pairs ${Math.min(...pairs).toFixed(2)}–${Math.max(...pairs).toFixed(2)}); ${(ft / med(theirs, 'first_token_ms')).toFixed(2)}; ${(rss / med(theirs, 'peak_rss_mb')).toFixed(2)}`;
+            const p = pairs(label, theirs);
+            vs = `${(tps / med(theirs, 'tokens_per_s')).toFixed(2)} × ${res.group.gguf}'s tok/s (trial pairs ${Math.min(...p).toFixed(2)}–${Math.max(...p).toFixed(2)}); ${(ft / med(theirs, 'first_token_ms')).toFixed(2)}; ${(rss / med(theirs, 'peak_rss_mb')).toFixed(2)}`;
           } else vs = `llama.cpp ${res.group.gguf} not available`;
           if (bf16 && res.quant !== 'bfloat16') {
             const target = res.group.bits === '8-bit' ? 1.7 : 2.5;
-            up = `${(tps / bf16).toFixed(2)} × (target ≥ ${target})`;
+            const p = pairs(label, 'emotorch bfloat16');
+            up = `${(tps / bf16).toFixed(2)} × (target ≥ ${target}; trial pairs ${Math.min(...p).toFixed(2)}–${Math.max(...p).toFixed(2)}, median ${median(p).toFixed(2)})`;
           }
         }
         console.log(
