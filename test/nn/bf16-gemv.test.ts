@@ -1,7 +1,8 @@
 // The bfloat16 product of one row (decoding), and of up to 48 rows on AVX-512 BF16 or AVX2 without
 // AMX (a short prompt): a kernel of emotorch's own (AVX-512 BF16, AVX2 or plain C++, whichever this CPU
 // and the environment allow) that a Linear layer takes without autograd. Checked against ATen's float32 product of the same bfloat16
-// values (et.functional.linear), rounded to bfloat16: within one bfloat16 rounding of it.
+// values (et.functional.linear), rounded to bfloat16: within one bfloat16 rounding of it (1, 5, 14
+// and 21 rows: one group, several in chunks of 1 KiB of weight, more than sixteen in chunks of 4 KiB).
 import { describe, it, expect } from 'vitest';
 import * as et from '../../lib/index';
 import { cpuFlags } from '../helpers';
@@ -22,7 +23,7 @@ describe('bfloat16 products of one row and a few rows', () => {
       const lin = et.nn.Linear.create({ in_features: K, out_features: N, bias }).to({ dtype: 'bfloat16' });
       const lin16 = await lin;
       const [w, b] = lin16.parameters();
-      for (const shape of [[K], [1, K], [1, 1, K], [5, K], [2, 7, K]]) {
+      for (const shape of [[K], [1, K], [1, 1, K], [5, K], [2, 7, K], [3, 7, K]]) {
         const x = et.randn(shape).to({ dtype: 'bfloat16' });
         const y = await et.noGrad(() => lin16.forward(x));
         expect(y.dtype).toBe('bfloat16');
