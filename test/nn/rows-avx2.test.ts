@@ -6,7 +6,7 @@
 // them: chunks of 512 and a tail after the 8-wide vectors), and six rows leave a group of two; one
 // row alone goes through its own blocking. With the init's small weights the logits lie close
 // together, so a sum that differed in its last bits would change an answer. (A Linear layer's
-// products of 1 to 48 rows on these kernels against the float64 product: linear-widened.test.ts.)
+// products of 1 to 64 rows on these kernels against the float64 product: linear-widened.test.ts.)
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
