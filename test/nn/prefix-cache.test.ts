@@ -43,7 +43,7 @@ describe('prompt prefix cache', () => {
       await llm.to({ dtype: 'bfloat16' });
       if (mode === 'int8') await et.nn.quantize(llm, 'int8');
       // a shared 12-position instruction, then each its own question (odd lengths, up to 48: a
-      // bfloat16 prompt of more takes oneDNN's products, which depend on the row count)
+      // bfloat16 prompt of more than 64 takes oneDNN's products, which depend on the row count)
       const shared = Array.from({ length: 12 }, (_, i) => 3 + ((i * 29) % 120));
       const prompts = [5, 17, 30, 36, 3].map((n, k) => [...shared, ...Array.from({ length: n }, (_, i) => 3 + ((i * 13 + k * 31) % 120))]);
       const opts = { maxNewTokens: 16, minNewTokens: 16 };
