@@ -237,9 +237,11 @@ void rows_blocked(const typename Blk::T* W, const typename Blk::TX* X, int64_t l
       const int64_t G = (R + MM - 1) / MM;
       const char* next = reinterpret_cast<const char*>(W + (n + B) * K + k0);
       const int64_t row = K * static_cast<int64_t>(sizeof(T));
-      auto fetch = [&](int64_t j) {
-        return Fetch{next + j * row, G * row, j < ahead ? static_cast<int>((ahead - j + G - 1) / G) : 0};
+      // rows [0, count) from base spread over `over` groups: the j-th takes rows j, j + over, …
+      auto spread = [&](const char* base, int64_t count, int64_t over, int64_t j) {
+        return Fetch{base + j * row, over * row, j < count ? static_cast<int>((count - j + over - 1) / over) : 0};
       };
+      auto fetch = [&](int64_t j) { return spread(next, ahead, G, j); };
       // The chunk after this one (this block's next, else the next block's first) asked of L1 while
       // groups 1 … G − 1 take this one, its rows spread over them: the next chunk's first group
       // found it in L2 and waited on it (the same blocks over weights already in L1: about 30 % faster on a
@@ -249,11 +251,7 @@ void rows_blocked(const typename Blk::T* W, const typename Blk::TX* X, int64_t l
       const bool last = k0 + kc >= Kv;
       const char* after = reinterpret_cast<const char*>(last ? W + (n + B) * K : w + kc);
       const int64_t rows_after = last ? ahead : B;
-      auto fetch1 = [&](int64_t j) {
-        if (!l1_fits || j == 0 || G < 2) return Fetch{};
-        const int64_t i = j - 1;
-        return Fetch{after + i * row, (G - 1) * row, i < rows_after ? static_cast<int>((rows_after - i + G - 2) / (G - 1)) : 0};
-      };
+      auto fetch1 = [&](int64_t j) { return l1_fits && j > 0 ? spread(after, rows_after, G - 1, j - 1) : Fetch{}; };
       auto groups = [&](auto zero) {
         constexpr bool Z = decltype(zero)::value;  // the first chunk: the sums start at zero
         int64_t r = 0;
