@@ -740,6 +740,16 @@ async function setBnbLayer(native: NativeModule, l: LinearLayerInfo, format: Bnb
     sent.offset = offset;
   }
   try {
+    // the quant state's floats (SCB; NF4's tables and nested absmax), as nested_offset is checked:
+    // a NaN or an infinity there would make every product of the layer NaN without a word
+    for (const k of format === 'int8' ? ['.SCB'] : ['.weight.quant_map', '.weight.nested_absmax', '.weight.nested_quant_map']) {
+      const finite = parts.get(k)!.isfinite();
+      const all = finite.all();
+      const ok = all.item();
+      finite.dispose();
+      all.dispose();
+      if (!ok) throw new EmotorchError(`bitsandbytes checkpoint: '${l.name}${k}' has NaN or infinite values (a corrupt quant state)`, 'ERR_STATE_DICT');
+    }
     await setQuantizedLayer(native, l, format, sent);
   } finally {
     for (const t of made) t.dispose();

@@ -162,7 +162,7 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
     llm.dispose();
   });
 
-  it('a missing absmax, a mis-shaped SCB, a corrupt quant state: ERR_STATE_DICT naming the tensor', async () => {
+  it('a missing absmax, a mis-shaped SCB, a corrupt quant state, a NaN or an infinity in its floats: ERR_STATE_DICT naming the tensor', async () => {
     const noAbsmax = await edited('nf4', { tensors: (sd) => sd.delete(`${Q_PROJ}.weight.absmax`) });
     await rejectsWith(LLaMA.fromPretrained(noAbsmax), 'ERR_STATE_DICT', /model\.layers\.0\.self_attn\.q_proj\.weight\.absmax' is missing/);
     const shortScb = await edited('int8', { tensors: (sd) => sd.set(`${Q_PROJ}.SCB`, sd.get(`${Q_PROJ}.SCB`)!.slice(0, 0, 63)) });
@@ -188,6 +188,19 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
     );
     const int8AsFloat = await edited('int8', { tensors: (sd) => sd.delete(`${Q_PROJ}.SCB`) });
     await rejectsWith(LLaMA.fromPretrained(int8AsFloat), 'ERR_STATE_DICT', /q_proj\.SCB' is missing/);
+    // a NaN or an infinity among the quant state's floats (each layer's products would be NaN)
+    const poisoned = (key: string, at: number, v: number) => (sd: Map<string, et.Tensor>) => {
+      const t = sd.get(key)!;
+      const a = Float32Array.from(t.dataSync() as Float32Array);
+      a[at] = v;
+      sd.set(key, et.tensor(a, { shape: t.shape }));
+    };
+    const nanScb = await edited('int8', { tensors: poisoned(`${Q_PROJ}.SCB`, 5, NaN) });
+    await rejectsWith(LLaMA.fromPretrained(nanScb), 'ERR_STATE_DICT', /q_proj\.SCB' has NaN or infinite values/);
+    for (const k of ['quant_map', 'nested_absmax', 'nested_quant_map']) {
+      const infMap = await edited('nf4', { tensors: poisoned(`${Q_PROJ}.weight.${k}`, 0, -Infinity) });
+      await rejectsWith(LLaMA.fromPretrained(infMap), 'ERR_STATE_DICT', new RegExp(`q_proj\\.weight\\.${k}' has NaN or infinite values`));
+    }
   });
 
   it('what emotorch does not implement (fp4, no double quantization, an int8 threshold but 6, another block size, a column weight_format, GPTQ): ERR_FORMAT naming the key', async () => {
