@@ -136,8 +136,9 @@ function partOf(model: Module, name: string): [NativeModule, string] {
  *   `skip`; a second call quantizes none)
  * @param opts.skip layers left in float (e.g. the LM head, as transformers leaves it)
  * @returns the names of the layers quantized
- * @throws EmotorchError ERR_INVALID_ARG for a name that is not a Linear layer of the model, a layer
- *   already quantized, a block that does not divide a layer's rows (naming the layer)
+ * @throws EmotorchError ERR_INVALID_ARG for a model without Linear layers inside it (a Linear on its
+ *   own included), a name that is not a Linear layer of the model, a layer already quantized, a block
+ *   that does not divide a layer's rows (naming the layer)
  * @example
  * await et.nn.quantize(llm, 'int8', { skip: ['lm_head'] });
  */
@@ -145,6 +146,14 @@ export async function quantize(model: Module, format: QuantFormat, opts: { layer
   checkOptionNames(opts, ['layers', 'skip'], 'quantize options');
   checkQuantFormat(format, 'format');
   const all = linearLayers(model);
+  // (a model's layers are the Linear modules inside it: a Linear on its own lists none, and
+  // quantizing nothing would pass without a word)
+  if (!all.length)
+    invalid(
+      'a model with Linear layers inside it (a Linear on its own is not one: put it in a model, or quantize its weight with quantizeWeight)',
+      'quantize model',
+      `${model.constructor.name}, which has none`,
+    );
   const known = new Set(all.map((l) => l.name));
   for (const n of [...(opts.layers ?? []), ...(opts.skip ?? [])])
     if (typeof n !== 'string' || !known.has(n)) invalid('the name of a Linear layer of the model', 'quantize layer', n);

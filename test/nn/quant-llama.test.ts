@@ -139,5 +139,10 @@ describe('quantize: misuse', () => {
     expect(et.nn.linearLayers(m).every((l) => l.format === null)).toBe(true);
     await et.nn.quantize(m, 'q8_0', { skip: ['lm_head'] });
     await rejectsWith(et.nn.quantize(m, 'q8_0', { layers: ['model.layers.0.mlp.up_proj'] }), 'ERR_INVALID_ARG', /already quantized/);
+    // a Linear on its own has no Linear layers inside it: refused, not passed over as a model with none
+    const lone = et.nn.Linear.create({ in_features: 64, out_features: 8 });
+    await rejectsWith(et.nn.quantize(lone, 'int8'), 'ERR_INVALID_ARG', /Linear layers inside it.*Linear, which has none/);
+    expect(lone.stateDict().get('weight')!.dtype).toBe('float32');
+    expect((await et.nn.quantize(et.nn.Mlp.create({ sizes: [64, 16, 8] }), 'int8')).sort()).toEqual(['layers.0', 'layers.1']);
   });
 });
