@@ -35,6 +35,14 @@ export const QUANT_FORMATS: readonly QuantFormat[] = ['int8', 'q8_0', 'q4_0', 'n
 /** Bytes a quantized weight takes per weight (scales included). */
 export const QUANT_BYTES_PER_WEIGHT: Readonly<Record<QuantFormat, number>> = { int8: 1, q8_0: 34 / 32, q4_0: 18 / 32, nf4: 0.5 + 1 / 64 };
 
+/** The tensors of each format's {@link QuantizedWeight}, by name. */
+const QUANT_TENSORS: Readonly<Record<QuantFormat, readonly string[]>> = {
+  int8: ['weight', 'SCB'],
+  q8_0: ['weight'],
+  q4_0: ['weight'],
+  nf4: ['weight', 'absmax', 'quant_map', 'nested_absmax', 'nested_quant_map', 'offset'],
+};
+
 /**
  * A quantized (out, in) weight: its tensors by the names the format's files use.
  * - int8: `weight` int8 (out, in), `SCB` float32 (out).
@@ -62,7 +70,7 @@ export function checkQuantFormat(v: unknown, name: string): QuantFormat {
  * 4-bit and q8_0 formats need rows a multiple of their block (64 for nf4, 32 for q8_0 / q4_0).
  * @param weight (out, in), floating, on any device (quantized on the CPU, returned on its device)
  * @param format the quantization
- * @throws EmotorchError ERR_INVALID_ARG for another shape or dtype, a block that does not divide the
+ * @throws EmotorchError ERR_INVALID_ARG for another shape or dtype, no elements, a block that does not divide the
  *   rows, NaN or infinite values (int8: values beyond float16's range)
  * @example
  * const q = await et.nn.quantizeWeight(linear.weight, 'nf4');
@@ -71,7 +79,8 @@ export function checkQuantFormat(v: unknown, name: string): QuantFormat {
 export async function quantizeWeight(weight: Tensor, format: QuantFormat, name = 'weight'): Promise<QuantizedWeight> {
   if (!(weight instanceof Tensor)) invalid('a Tensor', 'weight', weight);
   checkQuantFormat(format, 'format');
-  if (weight.ndim !== 2 || !isFloating(weight.dtype)) invalid('a floating (out, in) matrix', name, `${weight.dtype} [${weight.shape.join(', ')}]`);
+  if (weight.ndim !== 2 || !isFloating(weight.dtype) || weight.numel === 0)
+    invalid('a floating (out, in) matrix with elements', name, `${weight.dtype} [${weight.shape.join(', ')}]`);
   const handles = await binding.quantizeWeight(weight.handle, format, name);
   const tensors: Record<string, Tensor> = {};
   for (const [k, h] of Object.entries(handles)) tensors[k] = new Tensor(h);
@@ -84,16 +93,21 @@ export async function quantizeWeight(weight: Tensor, format: QuantFormat, name =
  * from its double quantization), computed in float32, then in `dtype`.
  * @param q a quantized weight ({@link quantizeWeight}, or tensors read from a checkpoint)
  * @param dtype a floating dtype (default float32)
- * @throws EmotorchError ERR_STATE_DICT naming a missing or mis-shaped tensor; ERR_INVALID_ARG for a bad dtype
+ * @throws EmotorchError ERR_STATE_DICT naming a missing or mis-shaped tensor; ERR_INVALID_ARG for a bad
+ *   dtype, a shape that is not two positive integers, a tensor name the format does not have
  * @example
  * const w = await et.nn.dequantizeWeight(q, 'bfloat16');
  */
 export async function dequantizeWeight(q: QuantizedWeight, dtype: DType = 'float32'): Promise<Tensor> {
-  if (!q || typeof q !== 'object' || !q.tensors || !Array.isArray(q.shape)) invalid('a quantized weight { format, shape, tensors }', 'q', q);
-  checkQuantFormat(q.format, 'q.format');
+  if (!q || typeof q !== 'object' || !q.tensors || typeof q.tensors !== 'object' || !Array.isArray(q.shape))
+    invalid('a quantized weight { format, shape, tensors }', 'q', q);
+  const format = checkQuantFormat(q.format, 'q.format');
+  if (q.shape.length !== 2 || !q.shape.every((d) => Number.isSafeInteger(d) && d > 0)) invalid('two positive integers (out, in)', 'q.shape', q.shape);
   if (!isFloating(checkDtype(dtype))) invalid('a floating dtype', 'dtype', dtype);
+  const names = QUANT_TENSORS[format];
   const sent: Record<string, TensorHandle> = {};
   for (const [k, t] of Object.entries(q.tensors)) {
+    if (!names.includes(k)) invalid(`one of ${names.join(', ')} (${format}'s tensors)`, 'a q.tensors name', k);
     if (!(t instanceof Tensor)) invalid('a Tensor', `q.tensors.${k}`, t);
     sent[k] = t.handle;
   }

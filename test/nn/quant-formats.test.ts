@@ -219,5 +219,23 @@ describe('quantized weight formats (int8, NF4, Q8_0, Q4_0)', () => {
     await rejectsWith(nn.quantizeWeight(et.randn([8, 64]), 'int4' as et.nn.QuantFormat), 'ERR_INVALID_ARG', /int4/);
     await rejectsWith(nn.quantizeWeight(et.randn([64]), 'int8'), 'ERR_INVALID_ARG');
     await rejectsWith(nn.quantizeWeight(et.ones([8, 64], { dtype: 'int64' }), 'int8'), 'ERR_INVALID_ARG');
+    await rejectsWith(nn.quantizeWeight(et.zeros([0, 64]), 'int8'), 'ERR_INVALID_ARG', /with elements.*\[0, 64\]/);
+    // a quantized weight's shape and tensor names, checked before anything is read
+    const q = await nn.quantizeWeight(et.randn([4, 64]), 'nf4');
+    for (const shape of [
+      [4.5, 64],
+      [-4, 64],
+      [4, 64, 1],
+      [0, 64],
+    ])
+      await rejectsWith(nn.dequantizeWeight({ ...q, shape: shape as [number, number] }), 'ERR_INVALID_ARG', /two positive integers.*q\.shape/);
+    await rejectsWith(nn.dequantizeWeight({ ...q, tensors: { ...q.tensors, absmax_: q.tensors.absmax } }), 'ERR_INVALID_ARG', /nf4's tensors.*"absmax_"/);
+    const q8 = await nn.quantizeWeight(et.randn([4, 64]), 'int8');
+    await rejectsWith(
+      nn.dequantizeWeight({ ...q8, tensors: { ...q8.tensors, absmax: q.tensors.absmax } }),
+      'ERR_INVALID_ARG',
+      /weight, SCB \(int8's tensors\)/,
+    );
+    expect((await nn.dequantizeWeight(q)).shape).toEqual([4, 64]);
   });
 });
