@@ -70,8 +70,8 @@ export function checkQuantFormat(v: unknown, name: string): QuantFormat {
  * 4-bit and q8_0 formats need rows a multiple of their block (64 for nf4, 32 for q8_0 / q4_0).
  * @param weight (out, in), floating, on any device (quantized on the CPU, returned on its device)
  * @param format the quantization
- * @throws EmotorchError ERR_INVALID_ARG for another shape or dtype, no elements, a block that does not divide the
- *   rows, NaN or infinite values (int8: values beyond float16's range)
+ * @throws EmotorchError ERR_INVALID_ARG for another shape or dtype, no elements, a block that does not
+ *   divide the rows, NaN or infinite values (int8: values beyond float16's range)
  * @example
  * const q = await et.nn.quantizeWeight(linear.weight, 'nf4');
  * q.tensors.absmax; // uint8, one per block of 64
