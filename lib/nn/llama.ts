@@ -602,12 +602,15 @@ export class LlamaForCausalLM extends ConfiguredModule<LlamaConfig> {
    * begins with a kept prompt's first positions (a system prompt, a chat template, an instruction
    * shared by many requests) runs only the positions after them, in {@link generate} (greedy or
    * sampling) and {@link DecodeBatch}. A position's keys and values depend only on the positions
-   * before it, and on the CPU a quantized prompt pass, or a bfloat16 one of at most 48 positions
-   * (the row kernels, on AVX-512 BF16 without AMX), computes each position as if the pass were its
-   * own, so the tokens are the ones decoded without the cache (at least the last two positions
-   * always run: one alone would take the decoding kernels). Longer bfloat16 prompts' products run
-   * on oneDNN, whose kernels are picked by the number of rows, and float32 and CUDA attend through
-   * a masked kernel after a reused prefix: there equal up to rounding. The cache empties
+   * before it, and on the CPU an int8 or interleaved q4_0 prompt pass (their integer kernels take
+   * any length), or a bfloat16 one of at most 64 positions (the row kernels, on AVX-512 BF16 or
+   * AVX2 without AMX), computes each position as if the pass were its own, so the tokens are the
+   * ones decoded without the cache (at least the last two positions always run: one alone would
+   * take the decoding kernels). Past a few positions q8_0 and nf4 dequantize their weight for the
+   * product (q8_0 past 24 positions on AVX-512 VNNI, 64 on AVX2; nf4 past 8), longer bfloat16
+   * prompts' products run on oneDNN, whose kernels are picked by the number of rows, and float32
+   * and CUDA attend through a masked kernel after a reused prefix: there equal up to rounding (q8_0
+   * decoded other greedy tokens in 4 of 12 prompts of the tiny test LLaMA). The cache empties
    * itself whenever a weight changes (training, loading, adapters). Each held position costs
    * 2 × layers × kvHeads × headDim × the dtype's bytes (a 1.1B TinyLlama in bfloat16: 22.5 KB).
    * `emotorch serve --prefix-cache-mb` sets it for a served LLaMA.

@@ -2,7 +2,7 @@
 // prompt's positions runs only the rest. Checked against transformers' greedy tokens (the llama and
 // sliding-window mistral fixtures, written by scripts/fixtures/llama.py and mistral.py): the same
 // prompt again, and the prompt extended by its own first greedy tokens, decode HF's tokens with the
-// kept positions reused; bfloat16 and int8 decode bit for bit the tokens they decode without the
+// kept positions reused; bfloat16, int8 and q4_0 decode bit for bit the tokens they decode without the
 // cache (generate and DecodeBatch); the store stays within its size, empties when a weight
 // changes, and refuses bad sizes.
 import { describe, it, expect } from 'vitest';
@@ -37,11 +37,11 @@ describe('prompt prefix cache', () => {
     });
   }
 
-  for (const mode of ['bfloat16', 'int8'] as const) {
+  for (const mode of ['bfloat16', 'int8', 'q4_0'] as const) {
     it(`${mode}: the tokens decoded without the cache, bit for bit (generate and DecodeBatch)`, async () => {
       const llm = (await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'))).eval();
       await llm.to({ dtype: 'bfloat16' });
-      if (mode === 'int8') await et.nn.quantize(llm, 'int8');
+      if (mode !== 'bfloat16') await et.nn.quantize(llm, mode);
       // a shared 12-position instruction, then each its own question (odd lengths, up to 48: a
       // bfloat16 prompt of more than 64 takes oneDNN's products, which depend on the row count)
       const shared = Array.from({ length: 12 }, (_, i) => 3 + ((i * 29) % 120));
