@@ -141,6 +141,38 @@ describe('quantized row products', () => {
     }
   });
 
+  it('nf4 across nested groups of 256 blocks (rows crossing their bounds; rows of 300 blocks over up to 3 groups, 9 groups in a thread): within the bound, each row equal to the row alone', async () => {
+    // the kernels keep each nested group's absmax table for the rows after it: every table is read
+    // by rows other than the one that made it, and a table of the wrong group would scale a block by
+    // another group's nested absmax (weight rows scaled 0.2 to 12.2 apart make those differ)
+    et.manualSeed(256);
+    for (const [inn, out] of [
+      [192, 403],
+      [19200, 7],
+    ])
+      for (const dtype of DTYPES) {
+        const mlp = await et.nn.Mlp.create({ sizes: [inn, out], bias: false });
+        const [w0] = mlp.parameters();
+        const scale = et.tensor(Array.from({ length: out }, (_, r) => [0.2 + ((r * 7) % 13)]));
+        await mlp.loadStateDict({ [[...mlp.namedParameters()][0][0]]: w0.mul(scale) });
+        await mlp.to({ dtype });
+        const [w] = mlp.parameters();
+        let wq = await et.nn.dequantizeWeight(await et.nn.quantizeWeight(w, 'nf4'), 'float32');
+        if (dtype !== 'float32') wq = wq.to({ dtype });
+        await et.nn.quantize(mlp, 'nf4');
+        for (const R of [1, 3, 5]) {
+          const xd = et
+            .randn([R, inn])
+            .mul(et.tensor(Array.from({ length: R }, (_, r) => [0.5 + r])))
+            .to({ dtype });
+          const y = await run(mlp, xd);
+          for (let r = 0; r < R; ++r)
+            expect(await bits(y.slice(0, r, r + 1)), `nf4 ${dtype} ${inn} → ${out} R ${R} row ${r}`).toEqual(await bits(await run(mlp, xd.slice(0, r, r + 1))));
+          await withinBound('nf4', dtype, xd, y, wq.to({ dtype: 'float64' }), `nf4 ${dtype} ${inn} → ${out} R ${R}`);
+        }
+      }
+  });
+
   it('a long prompt through the integer kernels (int8: rows in chunks of about 256 KiB, 1641 rows of 160 crossing one; q8_0: up to 24 rows with AVX-512 VNNI, 64 with AVX2, then dequantized; q4_0 held interleaved: at any length with AVX-512 VNNI or AVX2) is within the bound, every row', async () => {
     // float32: without an integer kernel these lengths dequantize the weight, in the input's dtype,
     // exactly in float32 only
