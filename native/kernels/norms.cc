@@ -99,15 +99,11 @@ namespace {
 // bfloat16 / float16 rows: each row by the same loop (its sums in float32, in one order), so a row's
 // result does not depend on the rows beside it; rounded to the dtype where the composite ATen ops
 // round (HF's LlamaRMSNorm: the normalised row in float32, rounded, times the weight, rounded).
-template <typename T>
-at::Tensor rms_norm_rows_half(const at::Tensor& x_in, const at::Tensor& w_in, double eps) {
-  at::Tensor x = x_in.contiguous(), w = w_in.to(at::kFloat).contiguous();
-  const int64_t H = x.size(-1), N = x.numel() / std::max<int64_t>(H, 1);
-  at::Tensor y = at::empty_like(x);
-  const T* xp = x.const_data_ptr<T>();
-  const float* wp = w.const_data_ptr<float>();
-  T* yp = y.mutable_data_ptr<T>();
-  const float e = static_cast<float>(eps);
+// The weight read in its own dtype where it is the rows' (a model's norms in bfloat16) or float32,
+// widened exactly as it is read: no float32 copy a call (two a layer a decoding step, each an ATen
+// call while the other threads waited).
+template <typename T, typename W>
+void rms_norm_rows_into(const T* xp, const W* wp, T* yp, int64_t N, int64_t H, float e) {
   at::parallel_for(0, N, grain(H), [&](int64_t b, int64_t end) {
     std::vector<float> row(H);
     for (int64_t i = b; i < end; ++i) {
@@ -115,9 +111,22 @@ at::Tensor rms_norm_rows_half(const at::Tensor& x_in, const at::Tensor& w_in, do
       for (int64_t j = 0; j < H; ++j) row[j] = static_cast<float>(xr[j]);
       const float r = 1.0f / std::sqrt(dot(row.data(), row.data(), H) / static_cast<float>(H) + e);
       T* yr = yp + i * H;
-      for (int64_t j = 0; j < H; ++j) yr[j] = static_cast<T>(wp[j] * static_cast<float>(static_cast<T>(row[j] * r)));
+      for (int64_t j = 0; j < H; ++j) yr[j] = static_cast<T>(static_cast<float>(wp[j]) * static_cast<float>(static_cast<T>(row[j] * r)));
     }
   });
+}
+
+template <typename T>
+at::Tensor rms_norm_rows_half(const at::Tensor& x_in, const at::Tensor& w_in, double eps) {
+  const bool own = w_in.scalar_type() == x_in.scalar_type() || w_in.scalar_type() == at::kFloat;
+  at::Tensor x = x_in.contiguous(), w = own ? w_in.contiguous() : w_in.to(at::kFloat).contiguous();
+  const int64_t H = x.size(-1), N = x.numel() / std::max<int64_t>(H, 1);
+  at::Tensor y = at::empty_like(x);
+  const T* xp = x.const_data_ptr<T>();
+  T* yp = y.mutable_data_ptr<T>();
+  const float e = static_cast<float>(eps);
+  if (w.scalar_type() == at::kFloat) rms_norm_rows_into(xp, w.const_data_ptr<float>(), yp, N, H, e);
+  else rms_norm_rows_into(xp, w.const_data_ptr<T>(), yp, N, H, e);
   return y;
 }
 

@@ -2155,9 +2155,10 @@ IntegerKernel integer_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
 bool vnni_products() { return false; }
 #endif
 
-// The rows' products with the quantized weight (R × N, float32; int8 held interleaved: in `out`'s
-// dtype, float32 or bfloat16, each output rounded by the thread that computed it); with `act`, the
-// rows quantized first as the format's library does for inference.
+// The rows' products with the quantized weight (R × N) in `out`'s dtype, float32 or bfloat16 (each
+// bfloat16 output rounded from its float32 sum by the thread that computed it, except on the tiles'
+// path: the product rounded after it, to nearest even either way); with `act`, the rows quantized
+// first as the format's library does for inference.
 at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::ScalarType out = at::kFloat) {
   const int64_t R = x2.size(0), K = q.in, N = q.out;
   auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
@@ -2165,6 +2166,16 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
   if (q.format == QuantFormat::NF4 && x2.scalar_type() == at::kBFloat16) v.round = View::Round::BF16;
   if (q.format == QuantFormat::NF4 && x2.scalar_type() == at::kHalf) v.round = View::Round::F16;
   float* Y = y.data_ptr<float>();
+  // bfloat16 outputs rounded by each task, column range by column range, where a conversion of the
+  // whole product followed it: an ATen call (about 5 µs) a layer a step less, during which the
+  // other threads had waited (the 1.1B decoding: 154 a token)
+  at::Tensor yb = out == at::kBFloat16 ? at::empty({R, N}, x2.options().dtype(at::kBFloat16)) : at::Tensor();
+  auto* YB = yb.defined() ? static_cast<uint16_t*>(yb.data_ptr()) : nullptr;
+  auto round_out = [&](int64_t r0, int64_t r1, int64_t n0, int64_t n1) {
+    if (YB)
+      for (int64_t r = r0; r < r1; ++r) round_bf16_into(Y + r * N + n0, YB + r * N + n0, n1 - n0);
+  };
+  auto result = [&] { return yb.defined() ? yb : y; };
   // about 64 KiB of weight a task
   const int64_t grain = std::max<int64_t>(4, (64 << 10) / std::max<int64_t>(q.nbytes() / N, 1));
 #if defined(__x86_64__)
@@ -2174,8 +2185,11 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
     q4_bf16_rows_input(reinterpret_cast<const uint16_t*>(xc.const_data_ptr()), xp.data(), R, K);
     const uint16_t* X
     = xp.data();
-    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { fused_blocked<Q4Bf16, 4, 4, uint16_t>(v, X, Y, R, N, n0, n1); });
-    return y;
+    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+      fused_blocked<Q4Bf16, 4, 4, uint16_t>(v, X, Y, R, N, n0, n1);
+      round_out(0, R, n0, n1);
+    });
+    return result();
   }
   if (v.round == View::Round::BF16 && rows_bf16_products()) {
     auto xc = x2.contiguous();
@@ -2185,8 +2199,9 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
     at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
       Nf4Tables tables;
       fused_blocked<Nf4Bf16, 1, 4, uint16_t>(v, rows, Y, R, N, n0, n1, tables);
+      round_out(0, R, n0, n1);
     });
-    return y;
+    return result();
   }
 #endif
   at::Tensor xf;  // the rows in float32 where a kernel below takes them so
@@ -2197,31 +2212,27 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
       const ActSteps s = act_steps(q.format, a, true);
       const int64_t units = v.groups + (N - v.groups * kGroup);
       const int64_t chunk = std::max<int64_t>(8, ((256 << 10) / K) / 8 * 8);  // (as below)
-      // bfloat16 outputs rounded (to nearest even, as .to() rounds) by the thread, column range by
-      // column range, where a conversion of the whole product followed it
-      at::Tensor yb = out == at::kBFloat16 ? at::empty({R, N}, x2.options().dtype(at::kBFloat16)) : at::Tensor();
-      auto* YB = yb.defined() ? static_cast<uint16_t*>(yb.data_ptr()) : nullptr;
       auto column = [&](int64_t u) { return u < v.groups ? u * kGroup : v.groups * kGroup + (u - v.groups); };
       for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         const int64_t r1 = std::min(R, r0 + chunk);
         at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup), [&](int64_t u0, int64_t u1) {
           int8_interleaved_rows(v, a, s, Y, r0, r1, N, u0, u1);
-          if (!YB) return;
-          const int64_t n0 = column(u0), n1 = column(u1);
-          for (int64_t r = r0; r < r1; ++r) round_bf16_into(Y + r * N + n0, YB + r * N + n0, n1 - n0);
+          round_out(r0, r1, column(u0), column(u1));
         });
       }
-      return yb.defined() ? yb : y;
+      return result();
     }
     if (v.interleaved) {
       const ActSteps s = act_steps(q.format, a, true);
       const int64_t units = v.groups + (N - v.groups * kGroup);
       const bool vnni = vnni_products();
+      auto column = [&](int64_t u) { return u < v.groups ? u * kGroup : v.groups * kGroup + (u - v.groups); };
       at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup), [&](int64_t u0, int64_t u1) {
         if (vnni) q4_interleaved_rows(v, a, s, Y, R, N, u0, u1);
         else q4_interleaved_rows_avx2(v, a, s, Y, R, N, u0, u1);
+        round_out(0, R, column(u0), column(u1));
       });
-      return y;
+      return result();
     }
 #endif
     if (const IntegerKernel kernel = integer_kernel(q.format, K, R)) {
@@ -2231,9 +2242,12 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
       const int64_t chunk = std::max<int64_t>(4, ((256 << 10) / K) / 4 * 4);
       for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         const int64_t r1 = std::min(R, r0 + chunk);
-        at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, a, s, Y, r0, r1, N, n0, n1); });
+        at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+          kernel(v, a, s, Y, r0, r1, N, n0, n1);
+          round_out(r0, r1, n0, n1);
+        });
       }
-      return y;
+      return result();
     }
     xf = at::empty({R, K}, x2.options().dtype(at::kFloat));
     act_dequantize(q.format, a, xf.data_ptr<float>());
@@ -2251,16 +2265,21 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
   if (lanes == 8 && v.round == View::Round::BF16) {  // (AVX2: nf4's table looked up as bfloat16 bytes)
     nf4_bf16_avx2_input(xf.const_data_ptr<float>(), xp.data(), R, K);
     const float* rows = xp.data();
-    at::parallel_for(0, N, grain,
-                     [&](int64_t n0, int64_t n1) { fused_blocked<Fused256<Nf4Bf16x256, 4>::At, 1, 1>(v, rows, Y, R, N, n0, n1); });
-    return y;
+    at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+      fused_blocked<Fused256<Nf4Bf16x256, 4>::At, 1, 1>(v, rows, Y, R, N, n0, n1);
+      round_out(0, R, n0, n1);
+    });
+    return result();
   }
 #endif
   fused_rows_input(q.format, lanes, xf.const_data_ptr<float>(), xp.data(), R, K);
   const float* X
   = xp.data();
-  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) { kernel(v, X, Y, R, N, n0, n1); });
-  return y;
+  at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
+    kernel(v, X, Y, R, N, n0, n1);
+    round_out(0, R, n0, n1);
+  });
+  return result();
 }
 
 #if defined(ET_CUDA_QUANT)
