@@ -2155,10 +2155,10 @@ IntegerKernel integer_kernel(QuantFormat, int64_t, int64_t) { return nullptr; }
 bool vnni_products() { return false; }
 #endif
 
-// The rows' products with the quantized weight (R × N) in `out`'s dtype, float32 or bfloat16 (each
-// bfloat16 output rounded from its float32 sum by the thread that computed it, except on the tiles'
-// path: the product rounded after it, to nearest even either way); with `act`, the rows quantized
-// first as the format's library does for inference.
+// The rows' products with the quantized weight (R × N): in bfloat16 where `out` asks for it, each
+// output rounded from its float32 sum (to nearest even) by the thread that computed it, except on
+// the tiles' path, which returns float32 (the caller rounds); else float32. With `act`, the rows
+// quantized first as the format's library does for inference.
 at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::ScalarType out = at::kFloat) {
   const int64_t R = x2.size(0), K = q.in, N = q.out;
   auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
