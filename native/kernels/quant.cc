@@ -2156,9 +2156,9 @@ bool vnni_products() { return false; }
 #endif
 
 // The rows' products with the quantized weight (R × N): in bfloat16 where `out` asks for it, each
-// output rounded from its float32 sum (to nearest even) by the thread that computed it, except on
-// the tiles' path, which returns float32 (the caller rounds); else float32. With `act`, the rows
-// quantized first as the format's library does for inference.
+// output rounded from its float32 sum (to nearest even; by the thread that computed it where the
+// kernel is threaded), else in float32. With `act`, the rows quantized first as the format's
+// library does for inference.
 at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::ScalarType out = at::kFloat) {
   const int64_t R = x2.size(0), K = q.in, N = q.out;
   auto y = at::empty({R, N}, x2.options().dtype(at::kFloat));
@@ -2176,6 +2176,8 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
       for (int64_t r = r0; r < r1; ++r) round_bf16_into(Y + r * N + n0, YB + r * N + n0, n1 - n0);
   };
   auto result = [&] { return yb.defined() ? yb : y; };
+  // interleaved weights: the first output of unit u (a group of kGroup, then single rows)
+  auto column = [&](int64_t u) { return u < v.groups ? u * kGroup : v.groups * kGroup + (u - v.groups); };
   // about 64 KiB of weight a task
   const int64_t grain = std::max<int64_t>(4, (64 << 10) / std::max<int64_t>(q.nbytes() / N, 1));
 #if defined(__x86_64__)
@@ -2212,7 +2214,6 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
       const ActSteps s = act_steps(q.format, a, true);
       const int64_t units = v.groups + (N - v.groups * kGroup);
       const int64_t chunk = std::max<int64_t>(8, ((256 << 10) / K) / 8 * 8);  // (as below)
-      auto column = [&](int64_t u) { return u < v.groups ? u * kGroup : v.groups * kGroup + (u - v.groups); };
       for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         const int64_t r1 = std::min(R, r0 + chunk);
         at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup), [&](int64_t u0, int64_t u1) {
@@ -2226,7 +2227,6 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
       const ActSteps s = act_steps(q.format, a, true);
       const int64_t units = v.groups + (N - v.groups * kGroup);
       const bool vnni = vnni_products();
-      auto column = [&](int64_t u) { return u < v.groups ? u * kGroup : v.groups * kGroup + (u - v.groups); };
       at::parallel_for(0, units, std::max<int64_t>(1, grain / kGroup), [&](int64_t u0, int64_t u1) {
         if (vnni) q4_interleaved_rows(v, a, s, Y, R, N, u0, u1);
         else q4_interleaved_rows_avx2(v, a, s, Y, R, N, u0, u1);
@@ -2258,7 +2258,8 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
   const FusedKernel kernel = fused_kernel(q.format, &lanes);
   if (!kernel || v.interleaved) {  // (interleaved q4_0 with autograd on: the tiles read its rows)
     rows_quant_tiles(v, xf.const_data_ptr<float>(), Y, R, N);
-    return y;
+    round_out(0, R, 0, N);
+    return result();
   }
   std::vector<float> xp(static_cast<size_t>(R * K));
 #if defined(__x86_64__)
