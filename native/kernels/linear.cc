@@ -129,12 +129,12 @@ bool onednn_linear_applies(const at::Tensor& x, const at::Tensor& w, const at::T
 // profile (2 threads, in-process A/B): 16 positions 764 → 385 ms, 63 2.81 → 0.91 s, 128 5.7 → 1.6 s.
 // (Up to kFewRows rows the row kernels come first, where rows_few_applies: AVX2 with FMA too.)
 constexpr int64_t kWidenRows = 16;
-// rows up to which a bfloat16 product takes the row kernels where rows_few_applies (see linear):
-// with more than sixteen rows in chunks of 4 KiB (linear_rows.cc) they beat oneDNN's bfloat16
-// product up to about 80 rows on a Zen 4 (the 1.1B's prompt pass, 2 threads: 56 positions 326
-// against 346 ms, 64 365 against 377, 80 even, 96 540 against 515) and the widened product
-// under the AVX2 cap up to about 72 (49 582 against 679 ms, 64 744 against 797, 80 and 88 even).
-constexpr int64_t kFewRows = 64;
+// kFewRows (kernels/linear_rows.h), the rows up to which a bfloat16 product takes the row kernels
+// where rows_few_applies (see linear): with more than sixteen rows in chunks of 4 KiB
+// (linear_rows.cc) they beat oneDNN's bfloat16 product up to about 80 rows on a Zen 4 (the 1.1B's
+// prompt pass, 2 threads: 56 positions 326 against 346 ms, 64 365 against 377, 80 even, 96 540
+// against 515) and the widened product under the AVX2 cap up to about 72 (49 582 against 679 ms,
+// 64 744 against 797, 80 and 88 even).
 bool widening_applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
 #if defined(__x86_64__)
   if (x.scalar_type() != at::kBFloat16 || w.scalar_type() != at::kBFloat16 || (b.defined() && b.scalar_type() != at::kBFloat16))

@@ -20,10 +20,14 @@ bool rows_kernel_applies(const at::Tensor& x, const at::Tensor& w, const at::Ten
 at::Tensor rows_product(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b);
 
 // Y[r·ldy + n] = Σ_k X[r, k] · W[n, k] for r < R, n < N, on the calling thread, with the chains of
-// sums rows_product uses: a row's outputs do not depend on R. bf16: W and X are bfloat16, which
-// only rows_bf16_products() CPUs take here; else both are float32. (The quantized layers of
-// kernels/quant.h dequantize tiles of their weight into this on CPUs without AVX2.)
+// sums rows_product uses: a row's outputs do not depend on R, nor on which outputs a call takes.
+// bf16: W and X are bfloat16 (on AVX2 the rows are widened to float32 each call); else both are
+// float32. (The quantized layers of kernels/quant.h dequantize tiles of their weight into this: on
+// CPUs without AVX2, and for a prompt's few bfloat16 rows.)
 void rows_dot(bool bf16, const void* W, const void* X, float* Y, int64_t R, int64_t ldy, int64_t N, int64_t K);
+// The most bfloat16 rows linear takes to the row kernels where rows_few_applies (a short prompt's
+// pass; the measurements in kernels/linear.cc).
+constexpr int64_t kFewRows = 64;
 // Whether this CPU runs bfloat16 rows on bfloat16 products (AVX-512 BF16, not capped at AVX2).
 bool rows_bf16_products();
 // Whether linear takes a few bfloat16 rows (a short prompt) to the row kernels: on x86-64 with

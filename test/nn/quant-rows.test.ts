@@ -190,6 +190,29 @@ describe('quantized row products', () => {
     }
   });
 
+  it("nf4, a prompt's bfloat16 rows (9 to 64) through the weight dequantized a tile of outputs at a time: within the bound, and equal bit for bit to the plain layer over the dequantized weight", async () => {
+    // 1024 inputs: tiles of 64 outputs (128 KiB of bfloat16), so 203 outputs make three whole tiles
+    // and a ragged one, each thread's share starting mid-layer. (q8_0 past its integer kernel's rows
+    // takes the same path with its rows rounded first; int8 and q4_0 held interleaved never do.)
+    et.manualSeed(64);
+    const IN = 1024,
+      N = 203;
+    const { mlp, w } = await layer('nf4', IN, 'bfloat16', N);
+    const plain = await et.nn.Mlp.create({ sizes: [IN, N], bias: false }).to({ dtype: 'bfloat16' });
+    const [name] = [...plain.stateDict().keys()];
+    await plain.loadStateDict({ [name]: w.to({ dtype: 'bfloat16' }) });
+    for (const R of [9, 33, 64]) {
+      const x = et
+        .randn([R, IN])
+        .mul(et.tensor(Array.from({ length: R }, (_, r) => [0.25 + (r % 5)])))
+        .to({ dtype: 'bfloat16' });
+      const y = await run(mlp, x);
+      expect(y.shape).toEqual([R, N]);
+      await withinBound('nf4', 'bfloat16', x, y, w, `nf4 prompt R ${R}`);
+      expect(await bits(y), `nf4 prompt R ${R}`).toEqual(await bits(await run(plain, x)));
+    }
+  });
+
   it('with autograd on and an input that needs no gradient (the float row kernels, the input not rounded), rows equal rows alone', async () => {
     et.manualSeed(11);
     for (const format of FORMATS)
