@@ -994,18 +994,20 @@ struct Q4Bf16 {
 // blocks' apart, the four added at the end in one order.
 
 // Block absmax tables of the nested groups a thread read last, direct-mapped by group: the rows of
-// a nested group (8 rows of 2048, 4 of 4096) share one, and a row spans at most 4 groups up to
-// K = 49152 (more only rebuild). The tables are a function of the view and the group alone, so the
-// outputs are the same bit for bit whichever row built them. Built once a row before, they were
-// 48 vector instructions a row (1.5 a block at K = 2048): in one process alternating the two, the
-// 1.1B's nf4 decoding on 2 Zen 4 threads 37.4 → 39.7 tokens/s (median of 6; pairs 0.98–1.16).
+// a nested group (8 rows of 2048, 4 of 4096) share one; a row spans at most 4 groups up to K =
+// 49152, and the weight rows nf4_bf16_parts takes in turn at most 7 (more only rebuild). The tables
+// are a function of the view and the group alone, so the outputs are the same bit for bit whichever
+// row built them. Built once a row before, they were 48 vector instructions a row (1.5 a block at K
+// = 2048): in one process alternating the two, the 1.1B's nf4 decoding on 2 Zen 4 threads 37.4 →
+// 39.7 tokens/s (median of 6; pairs 0.98–1.16).
 struct Nf4Tables {
-  alignas(64) float amax[4][256];
-  int64_t group[4] = {-1, -1, -1, -1};
+  static constexpr int kSlots = 8;
+  alignas(64) float amax[kSlots][256];
+  int64_t group[kSlots] = {-1, -1, -1, -1, -1, -1, -1, -1};
   ET_Q512BF const float* of(const View& v, int64_t h) {
-    float* t = amax[h & 3];
-    if (group[h & 3] == h) return t;
-    group[h & 3] = h;
+    float* t = amax[h % kSlots];
+    if (group[h % kSlots] == h) return t;
+    group[h % kSlots] = h;
     const __m512 na = _mm512_set1_ps(v.nested_absmax[h]), off = _mm512_set1_ps(v.offset);
     for (int c = 0; c < 256; c += 16) _mm512_store_ps(t + c, _mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(v.nested_map + c), na), off));
     return t;
@@ -1015,13 +1017,25 @@ struct Nf4Tables {
 template <int NB, int M>
 struct Nf4Bf16 {
   static_assert(NB == 1, "one weight row at a time (its nested groups' tables below)");
+  // Sums per input row: [block parity][even / odd elements], 16 lanes each.
+  static constexpr int kSums = 4 * 16;
   ET_Q512BF static void run(const View& v, const uint16_t* rows, float* Y, int64_t ldy, int64_t n, Nf4Tables& tables) {
+    part(v, rows, n, tables, 0, v.K / kNF4Block, nullptr, Y, ldy);
+  }
+  // Blocks [b0, b1) of weight row n for the M rows: the sums start at zero (b0 = 0) or from acc (M ·
+  // kSums floats), and end in acc, or (Y not null) are added up into Y[j · ldy + n]. A row's chains
+  // are the same whether its blocks come in one part or several.
+  ET_Q512BF static void part(const View& v, const uint16_t* rows, int64_t n, Nf4Tables& tables, int64_t b0, int64_t b1, float* acc,
+                             float* Y, int64_t ldy) {
     const int64_t K = v.K, nb = K / kNF4Block, rb = K / 2, g0 = n * nb;
     const __m512 map = _mm512_loadu_ps(v.quant_map);
     // [block parity][row]: each block's even and odd elements apart
     __m512 even[2][M], odd[2][M];
     ET_UNROLL for (int h = 0; h < 2; ++h)
-      ET_UNROLL for (int j = 0; j < M; ++j) even[h][j] = odd[h][j] = _mm512_setzero_ps();
+      ET_UNROLL for (int j = 0; j < M; ++j) {
+        even[h][j] = b0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + j * kSums + (2 * h) * 16);
+        odd[h][j] = b0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + j * kSums + (2 * h + 1) * 16);
+      }
     // The row's blocks a nested group at a time: its 256 blocks share nested_absmax, so a block's
     // absmax by its code, amax[c] = nested_map[c] · nested_absmax[group] + offset (nf4_absmax's
     // product and sum, in vectors), is made once a group (Nf4Tables) and read with one load; and the even
@@ -1050,8 +1064,8 @@ struct Nf4Bf16 {
     };
     using Even = std::integral_constant<int, 0>;
     using Odd = std::integral_constant<int, 1>;
-    for (int64_t b = 0; b < nb;) {
-      const int64_t h = (g0 + b) / kNestedBlock, end = std::min(nb, (h + 1) * kNestedBlock - g0);
+    for (int64_t b = b0; b < b1;) {
+      const int64_t h = (g0 + b) / kNestedBlock, end = std::min(b1, (h + 1) * kNestedBlock - g0);
       amax = tables.of(v, h);
       if (b < end && (b & 1)) block(b++, Odd{});
       for (; b + 2 <= end; b += 2) {
@@ -1060,10 +1074,53 @@ struct Nf4Bf16 {
       }
       if (b < end) block(b++, Even{});
     }
-    ET_UNROLL for (int j = 0; j < M; ++j)
-      Y[j * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(even[0][j], odd[0][j]), _mm512_add_ps(even[1][j], odd[1][j])));
+    if (Y) {
+      ET_UNROLL for (int j = 0; j < M; ++j)
+        Y[j * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(even[0][j], odd[0][j]), _mm512_add_ps(even[1][j], odd[1][j])));
+    } else {
+      ET_UNROLL for (int h = 0; h < 2; ++h)
+        ET_UNROLL for (int j = 0; j < M; ++j) {
+          _mm512_storeu_ps(acc + j * kSums + (2 * h) * 16, even[h][j]);
+          _mm512_storeu_ps(acc + j * kSums + (2 * h + 1) * 16, odd[h][j]);
+        }
+    }
   }
 };
+
+// nf4 over bfloat16 rows, more than one group of 4 input rows (a batch's decoding step). Taken
+// weight row by weight row, each row's blocks once for each group of 4 input rows, the sixteen rows
+// of a step (64 KiB at K = 2048) came from L2 for every weight row. Now NW weight rows at a time
+// (as many as span at most 7 nested groups, up to 32), and for each group of rows K in parts of 32
+// blocks (the group's 16 KiB of rows), each part taken by the NW weight rows in turn while it is in
+// L1, the sums waiting in acc between parts: the same chains of sums, so the same outputs bit for
+// bit. One process alternating the two on 2 Zen 4 threads: a sixteen-row step of the 1.1B in nf4
+// 181–190 → 158–163 ms (medians of 5), eight rows 104 → 92; three layers of the 7B's shape 123 →
+// 117 ms (their bfloat16 LM head included). Parts of 16 blocks were slower than whole rows, and
+// with four tables the 1.1B's 2048 → 5632 layers (88 blocks a row) rebuilt them part after part.
+ET_Q512BF void nf4_bf16_parts(const View& v, const uint16_t* rows, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1,
+                              Nf4Tables& tables) {
+  constexpr int64_t kPart = 32;
+  const int64_t K = v.K, nb = K / kNF4Block;
+  const int64_t NW = std::clamp<int64_t>((Nf4Tables::kSlots - 1) * kNestedBlock / nb, 2, 32);
+  thread_local std::vector<float> acc;
+  acc.resize(static_cast<size_t>(NW * 4 * Nf4Bf16<1, 4>::kSums));
+  auto group = [&](auto m, int64_t r, int64_t n, int64_t ne) {
+    constexpr int M = decltype(m)::value;
+    for (int64_t c = 0; c < nb; c += kPart) {
+      const int64_t c1 = std::min(nb, c + kPart);
+      for (int64_t i = n; i < ne; ++i)
+        Nf4Bf16<1, M>::part(v, rows + r * K, i, tables, c, c1, acc.data() + (i - n) * 4 * Nf4Bf16<1, 4>::kSums,
+                            c1 == nb ? Y + r * ldy : nullptr, ldy);
+    }
+  };
+  for (int64_t n = n0; n < n1; n += NW) {
+    const int64_t ne = std::min(n1, n + NW);
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) group(std::integral_constant<int, 4>{}, r, n, ne);
+    for (; r + 2 <= R; r += 2) group(std::integral_constant<int, 2>{}, r, n, ne);
+    for (; r < R; ++r) group(std::integral_constant<int, 1>{}, r, n, ne);
+  }
+}
 
 // Weight rows NB at a time (the last ones one by one), input rows 4, 2 and 1 at a time (M ≤ MM).
 template <template <int, int> class Blk, int NB, int MM, typename TX = float, typename... Ctx>
@@ -2201,7 +2258,8 @@ at::Tensor rows_quant(const at::Tensor& x2, const QuantWeight& q, bool act, at::
     const uint16_t* rows = xp.data();
     at::parallel_for(0, N, grain, [&](int64_t n0, int64_t n1) {
       Nf4Tables tables;
-      fused_blocked<Nf4Bf16, 1, 4, uint16_t>(v, rows, Y, R, N, n0, n1, tables);
+      if (R > 4) nf4_bf16_parts(v, rows, Y, R, N, n0, n1, tables);
+      else fused_blocked<Nf4Bf16, 1, 4, uint16_t>(v, rows, Y, R, N, n0, n1, tables);
       round_out(0, R, n0, n1);
     });
     return result();

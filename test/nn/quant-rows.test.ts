@@ -141,7 +141,7 @@ describe('quantized row products', () => {
     }
   });
 
-  it('nf4 across nested groups of 256 blocks (rows crossing their bounds; rows of 300 blocks over up to 3 groups, 9 groups in a thread): within the bound, each row equal to the row alone', async () => {
+  it('nf4 across nested groups of 256 blocks (rows crossing their bounds; rows of 300 blocks over up to 3 groups, 9 groups in a thread; 1 to 8 rows): within the bound, each row equal to the row alone', async () => {
     // the kernels keep each nested group's absmax table for the rows after it: every table is read
     // by rows other than the one that made it, and a table of the wrong group would scale a block by
     // another group's nested absmax (weight rows scaled 0.2 to 12.2 apart make those differ)
@@ -160,7 +160,9 @@ describe('quantized row products', () => {
         let wq = await et.nn.dequantizeWeight(await et.nn.quantizeWeight(w, 'nf4'), 'float32');
         if (dtype !== 'float32') wq = wq.to({ dtype });
         await et.nn.quantize(mlp, 'nf4');
-        for (const R of [1, 3, 5]) {
+        // (5 and 8 rows, in bfloat16: the weight rows a few at a time, each group of rows taking K in
+        // parts of 32 blocks, the sums kept between parts: 19200 is 10 parts, the last of 12 blocks)
+        for (const R of [1, 3, 5, 8]) {
           const xd = et
             .randn([R, inn])
             .mul(et.tensor(Array.from({ length: R }, (_, r) => [0.5 + r])))
