@@ -877,6 +877,7 @@ ET_Q256 inline float hsum256(__m256 a) {
 // ones it gets alone, bit for bit. One process alternating with Fused256 under the AVX2 cap: a
 // sixteen-row step 818–835 → 388–396 ms, four rows 215 → 167 (each weight row decoded once for all
 // the rows, then read three rows at a time from L1, without parts: sixteen rows 418 ms).
+//
 // Blocks [s0, s1) of one weight row, decoded in w (from block s0 on), for M rows of X: the sums
 // start at zero (s0 = 0) or from acc (M · 32 floats), and end in acc, or (Y not null) in Y.
 template <int M>
