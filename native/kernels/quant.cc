@@ -538,12 +538,75 @@ ET_AVX512 void dequant_row_avx512(const View& v, int64_t n, void* out) {
 }
 #endif
 
-// Row n into out as float32 or bfloat16: on AVX-512 where the row kernels use it (bfloat16 where
-// the CPU has AVX-512 BF16), else dequant_row (the same values either way).
+#if defined(__x86_64__)
+// ---- nf4 rows on AVX2 (a prompt's pass past 8 rows, a training step): the same float32 products as
+// dequant_row, 8 weights at a time (a block's 16 values looked up by two permutations and a blend),
+// rounded to bfloat16 to nearest even as c10 rounds; a block whose absmax is not finite goes as
+// dequant_row and c10 take it. Before, such rows went through the plain loops: the 1.1B's nf4
+// prompt pass of 38 positions under the AVX2 cap took 760 ms where bfloat16's takes 458.
+#define ET_DQ256 __attribute__((target("avx2")))
+template <bool BF16>
+ET_DQ256 void dequant_nf4_avx2(const View& v, int64_t n, void* out, float* tmp) {
+  const int64_t K = v.K, nb = K / kNF4Block, b0 = n * nb;
+  const uint8_t* q = v.w + n * K / 2;
+  const __m256 mlo = _mm256_loadu_ps(v.quant_map), mhi = _mm256_loadu_ps(v.quant_map + 8);
+  const __m256i low = _mm256_set1_epi16(15), seven = _mm256_set1_epi32(7);
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t g = b0 + b;
+    const float a = v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset;
+    float* o = BF16 ? tmp : static_cast<float*>(out) + b * kNF4Block;
+    const uint8_t* c = q + b * kNF4Block / 2;
+    if (!std::isfinite(a)) {
+      for (int j = 0; j < kNF4Block / 2; ++j) {
+        o[2 * j] = v.quant_map[c[j] >> 4] * a;
+        o[2 * j + 1] = v.quant_map[c[j] & 15] * a;
+      }
+      if constexpr (BF16)
+        for (int j = 0; j < kNF4Block; ++j) static_cast<c10::BFloat16*>(out)[b * kNF4Block + j] = c10::BFloat16(o[j]);
+      continue;
+    }
+    const __m256 lo = _mm256_mul_ps(mlo, _mm256_set1_ps(a)), hi = _mm256_mul_ps(mhi, _mm256_set1_ps(a));
+    for (int h = 0; h < 2; ++h) {
+      // 16 bytes → their 32 codes in element order (the first of each pair in the high nibble)
+      const __m256i w16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + h * 16)));
+      const __m256i pairs = _mm256_or_si256(_mm256_srli_epi16(w16, 4), _mm256_slli_epi16(_mm256_and_si256(w16, low), 8));
+      const __m128i halves[2] = {_mm256_castsi256_si128(pairs), _mm256_extracti128_si256(pairs, 1)};
+      for (int e = 0; e < 4; ++e) {
+        const __m128i bytes = e % 2 ? _mm_srli_si128(halves[e / 2], 8) : halves[e / 2];
+        const __m256i idx = _mm256_cvtepu8_epi32(bytes);
+        const __m256 val = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx),
+                                            _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, seven)));
+        _mm256_storeu_ps(o + h * 32 + e * 8, val);
+      }
+    }
+    if constexpr (BF16) {
+      // round to nearest even (finite values), then the upper halves
+      auto* d = static_cast<uint16_t*>(out) + b * kNF4Block;
+      for (int e = 0; e < kNF4Block; e += 16) {
+        __m256i r[2];
+        for (int t = 0; t < 2; ++t) {
+          const __m256i x = _mm256_castps_si256(_mm256_loadu_ps(o + e + 8 * t));
+          const __m256i bias =
+              _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1)));
+          r[t] = _mm256_srli_epi32(_mm256_add_epi32(x, bias), 16);
+        }
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xD8);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + e), packed);
+      }
+    }
+  }
+}
+#endif
+
+// Row n into out as float32 or bfloat16 (tmp: K floats): on AVX-512 where the row kernels use it
+// (bfloat16 where the CPU has AVX-512 BF16), else nf4 on AVX2, else dequant_row (the same values
+// every way).
 void dequant_row_into(const View& v, int64_t n, void* out, bool bf16, float* tmp) {
 #if defined(__x86_64__)
   if (bf16 && rows_bf16_products()) return dequant_row_avx512<true>(v, n, out);
   if (!bf16 && rows_avx512()) return dequant_row_avx512<false>(v, n, out);
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (v.f == QuantFormat::NF4 && avx2) return bf16 ? dequant_nf4_avx2<true>(v, n, out, tmp) : dequant_nf4_avx2<false>(v, n, out, tmp);
 #endif
   if (bf16) dequant_row_as(v, n, static_cast<c10::BFloat16*>(out), tmp);
   else dequant_row(v, n, static_cast<float*>(out));

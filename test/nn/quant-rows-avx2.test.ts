@@ -13,7 +13,10 @@
 //     of int8's and q4_0's interleaved layouts and 10 rows after them): the integer kernels ran,
 //     where the float kernels they replace would round differently. On a CPU without AVX-512 both
 //     processes run the AVX2 kernels; on one with AVX-512 but not VNNI this process runs float
-//     kernels, and (b) is left out, saying so.
+//     kernels, and (b) is left out, saying so;
+// (c) nf4 weights dequantized there (float32 and bfloat16: a prompt's pass past 8 rows, a training
+//     step) equal, bit for bit, this process's, which on a CPU with AVX-512 are the ones
+//     quant-formats.test.ts checks against bitsandbytes' definition.
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
@@ -74,6 +77,46 @@ const { quantizeLayer } = require(${JSON.stringify(path.join(ROOT, 'dist', 'nn',
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
+/**
+ * nf4 weights dequantized (nn.dequantizeWeight, float32 and bfloat16; on AVX2 its own loop, on
+ * AVX-512 the one quant-formats.test.ts checks against bitsandbytes' definition) as float32 bits,
+ * for weights made from a fixed sequence: rows of 1, 3 and 300 blocks, some elements 1000 times
+ * the others (blocks of large absmax next to small ones).
+ */
+async function nf4Dequantized(lib: typeof et): Promise<Record<string, string>> {
+  let s = 777;
+  const next = (): number => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+  const out: Record<string, string> = {};
+  for (const [rows, inn] of [
+    [5, 64],
+    [3, 192],
+    [2, 19200],
+  ]) {
+    const w = lib.tensor(
+      Float32Array.from({ length: rows * inn }, (_, i) => next() * (i % 97 === 0 ? 1000 : 1)),
+      { shape: [rows, inn] },
+    );
+    const q = await lib.nn.quantizeWeight(w, 'nf4');
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const d = (await lib.nn.dequantizeWeight(q, dtype)).to({ dtype: 'float32' }).contiguous();
+      const a = (await d.data()) as Float32Array;
+      out[`${rows} x ${inn} ${dtype}`] = Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString('base64');
+    }
+  }
+  return out;
+}
+
+const DEQUANT_CHILD = `
+const et = require(${JSON.stringify(path.join(ROOT, 'dist', 'index.js'))});
+(async () => {
+  const nf4Dequantized = ${nf4Dequantized.toString()};
+  console.log(JSON.stringify(await nf4Dequantized(et)));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
 /** What this process's kernels are: AVX-512 VNNI's integer ones, AVX2's, or float ones (AVX-512 without VNNI). */
 function ownKernels(): 'vnni' | 'avx2' | 'float' | 'unknown' {
   const flags = cpuFlags();
@@ -109,6 +152,18 @@ describe('quantized row products on AVX2 (the integer kernels)', () => {
     expect(
       Object.keys(here).filter((k) => capped[k] !== here[k]),
       'the products whose bits differ',
+    ).toEqual([]);
+  }, 150_000);
+
+  it("nf4's dequantized weights (float32 and bfloat16) under the AVX2 cap equal this process's bit for bit", async () => {
+    const r = spawnSync(process.execPath, ['-e', DEQUANT_CHILD], { cwd: ROOT, env: CAPPED(), encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const capped = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+    const here = await nf4Dequantized(et);
+    expect(Object.keys(capped)).toHaveLength(6);
+    expect(
+      Object.keys(here).filter((k) => capped[k] !== here[k]),
+      'the weights whose bits differ',
     ).toEqual([]);
   }, 150_000);
 });
