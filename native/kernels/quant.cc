@@ -390,6 +390,17 @@ View view_of(const QuantWeight& q) {
   return v;
 }
 
+// nf4 block g's absmax: nested_quant_map[absmax] · nested_absmax + offset, in float32.
+inline float nf4_absmax(const View& v, int64_t g) { return v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset; }
+
+// An nf4 block's 64 weights from its 32 bytes c and absmax a (the first of each pair in the high nibble).
+inline void nf4_block(const View& v, const uint8_t* c, float a, float* out) {
+  for (int j = 0; j < kNF4Block / 2; ++j) {
+    out[2 * j] = v.quant_map[c[j] >> 4] * a;
+    out[2 * j + 1] = v.quant_map[c[j] & 15] * a;
+  }
+}
+
 // Row n of the weight in float32: exactly w = q · SCB / 127, q · d, (q − 8) · d, or quant_map[q] ·
 // (nested_quant_map[absmax] · nested_absmax + offset), each product once in float32.
 void dequant_row(const View& v, int64_t n, float* out) {
@@ -426,15 +437,7 @@ void dequant_row(const View& v, int64_t n, float* out) {
     case QuantFormat::NF4: {
       const uint8_t* q = v.w + n * K / 2;
       const int64_t b0 = n * K / kNF4Block;
-      for (int64_t b = 0; b < K / kNF4Block; ++b) {
-        const int64_t g = b0 + b;
-        const float a = v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset;
-        for (int j = 0; j < kNF4Block / 2; ++j) {
-          const uint8_t c = q[b * kNF4Block / 2 + j];
-          out[b * kNF4Block + 2 * j] = v.quant_map[c >> 4] * a;
-          out[b * kNF4Block + 2 * j + 1] = v.quant_map[c & 15] * a;
-        }
-      }
+      for (int64_t b = 0; b < K / kNF4Block; ++b) nf4_block(v, q + b * kNF4Block / 2, nf4_absmax(v, b0 + b), out + b * kNF4Block);
       return;
     }
   }
@@ -520,9 +523,7 @@ ET_AVX512 void dequant_row_avx512(const View& v, int64_t n, void* out) {
       const __m512 map = _mm512_loadu_ps(v.quant_map);
       const __m256i low = _mm256_set1_epi16(15);
       for (int64_t b = 0; b < K / kNF4Block; ++b) {
-        const int64_t g = b0 + b;
-        const float a = v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset;
-        const __m512 lut = _mm512_mul_ps(map, _mm512_set1_ps(a));
+        const __m512 lut = _mm512_mul_ps(map, _mm512_set1_ps(nf4_absmax(v, b0 + b)));
         for (int h = 0; h < 2; ++h) {
           // 16 bytes → their 32 codes in element order (the first of each pair in the high nibble)
           const __m256i w16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + b * 32 + h * 16)));
@@ -552,15 +553,11 @@ ET_DQ256 void dequant_nf4_avx2(const View& v, int64_t n, void* out, float* tmp) 
   const __m256 mlo = _mm256_loadu_ps(v.quant_map), mhi = _mm256_loadu_ps(v.quant_map + 8);
   const __m256i low = _mm256_set1_epi16(15), seven = _mm256_set1_epi32(7);
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t g = b0 + b;
-    const float a = v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset;
+    const float a = nf4_absmax(v, b0 + b);
     float* o = BF16 ? tmp : static_cast<float*>(out) + b * kNF4Block;
     const uint8_t* c = q + b * kNF4Block / 2;
     if (!std::isfinite(a)) {
-      for (int j = 0; j < kNF4Block / 2; ++j) {
-        o[2 * j] = v.quant_map[c[j] >> 4] * a;
-        o[2 * j + 1] = v.quant_map[c[j] & 15] * a;
-      }
+      nf4_block(v, c, a, o);
       if constexpr (BF16)
         for (int j = 0; j < kNF4Block; ++j) static_cast<c10::BFloat16*>(out)[b * kNF4Block + j] = c10::BFloat16(o[j]);
       continue;
@@ -685,9 +682,6 @@ void fused_rows_input(QuantFormat f, int L, const float* x, float* xp, int64_t R
 inline float fused_finish(const View& v, int64_t n, float s) {
   return v.f == QuantFormat::Int8 ? (s * v.scb[n]) * 7.874015718698502e-3f : s;
 }
-
-// nf4 block g's absmax, as dequant_row computes it.
-inline float nf4_absmax(const View& v, int64_t g) { return v.nested_map[v.absmax[g]] * v.nested_absmax[g / kNestedBlock] + v.offset; }
 
 using FusedKernel = void (*)(const View& v, const float* X, float* Y, int64_t R, int64_t ldy, int64_t n0, int64_t n1);
 

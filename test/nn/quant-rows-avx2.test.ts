@@ -117,6 +117,13 @@ const et = require(${JSON.stringify(path.join(ROOT, 'dist', 'index.js'))});
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
+/** A child script's last line of output (a JSON record) when run under the AVX2 cap; it must exit 0. */
+function cappedChild(code: string): Record<string, string> {
+  const r = spawnSync(process.execPath, ['-e', code], { cwd: ROOT, env: CAPPED(), encoding: 'utf8', timeout: 120_000 });
+  expect(r.status, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+}
+
 /** What this process's kernels are: AVX-512 VNNI's integer ones, AVX2's, or float ones (AVX-512 without VNNI). */
 function ownKernels(): 'vnni' | 'avx2' | 'float' | 'unknown' {
   const flags = cpuFlags();
@@ -144,9 +151,7 @@ describe('quantized row products on AVX2 (the integer kernels)', () => {
       console.log(`[quant-rows-avx2] (b) left out: this CPU's own kernels are not integer ones (${own})`);
       ctx.skip();
     }
-    const r = spawnSync(process.execPath, ['-e', CHILD], { cwd: ROOT, env: CAPPED(), encoding: 'utf8', timeout: 120_000 });
-    expect(r.status, r.stderr).toBe(0);
-    const capped = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+    const capped = cappedChild(CHILD);
     const here = await products(et, quantizeLayer);
     expect(Object.keys(capped)).toHaveLength(40);
     expect(
@@ -156,9 +161,7 @@ describe('quantized row products on AVX2 (the integer kernels)', () => {
   }, 150_000);
 
   it("nf4's dequantized weights (float32 and bfloat16) under the AVX2 cap equal this process's bit for bit", async () => {
-    const r = spawnSync(process.execPath, ['-e', DEQUANT_CHILD], { cwd: ROOT, env: CAPPED(), encoding: 'utf8', timeout: 120_000 });
-    expect(r.status, r.stderr).toBe(0);
-    const capped = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
+    const capped = cappedChild(DEQUANT_CHILD);
     const here = await nf4Dequantized(et);
     expect(Object.keys(capped)).toHaveLength(6);
     expect(
