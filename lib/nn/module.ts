@@ -27,20 +27,40 @@ export function nativeParts(model: Module, prefix = ''): Array<[string, NativeMo
   return model.children().flatMap(([n, c]) => nativeParts(c, `${prefix}${n}.`));
 }
 
-/** A q4_0 Linear layer of a native part: its name there and shape. */
-interface Q4Layer {
-  part: NativeModule;
-  name: string;
-  out: number;
-  in: number;
+/** Whether every value of a floating tensor is finite. */
+function allFinite(t: Tensor): boolean {
+  const finite = t.isfinite();
+  const all = finite.all();
+  const ok = Boolean(all.item());
+  finite.dispose();
+  all.dispose();
+  return ok;
 }
 
-/** The q4_0 Linear layers of a module by their weights' full names (as nn/quant.ts's linearLayers lists them). */
-function q4Layers(model: Module): Map<string, Q4Layer> {
-  const out = new Map<string, Q4Layer>();
+/** A quantized Linear layer of a native part: its name there, shape, format and its tensors' state-dict keys. */
+interface QuantLayer {
+  part: NativeModule;
+  name: string;
+  full: string;
+  out: number;
+  in: number;
+  format: string;
+  keys: string[];
+}
+
+/**
+ * The quantized Linear layers of a model, each with the keys of `own` (its state dict's names)
+ * that are its tensors: `<layer>.weight`, `<layer>.SCB`, `<layer>.weight.<name>` (bitsandbytes').
+ */
+function quantLayers(model: Module, own: Map<string, Tensor>): QuantLayer[] {
+  const out: QuantLayer[] = [];
   for (const [prefix, part] of nativeParts(model))
-    for (const [name, o, i, format] of binding.linearLayers(part.native))
-      if (format === 'q4_0') out.set(`${prefix}${name}.weight`, { part, name, out: o, in: i });
+    for (const [name, o, i, format] of binding.linearLayers(part.native)) {
+      if (!format) continue;
+      const full = prefix + name;
+      const keys = [...own.keys()].filter((k) => k === `${full}.weight` || k === `${full}.SCB` || k.startsWith(`${full}.weight.`));
+      out.push({ part, name, full, out: o, in: i, format, keys });
+    }
   return out;
 }
 
@@ -334,34 +354,51 @@ export abstract class Module {
     if (dtype && !isFloating(dtype)) invalid('a floating dtype', 'loadStateDict options.dtype', dtype);
     if (dtype && !opts.assign) invalid("dtype only with assign: true (a copy keeps the model's dtype)", 'loadStateDict options', 'dtype');
     const src = sd instanceof Map ? sd : new Map(Object.entries(sd));
-    // the tensors as held (no copies); a q4_0 layer's weight, which its kernel may hold in a layout
-    // of its own, is set through its layer (gguf's bytes in, the kernel's layout made from them)
+    // the tensors as held (no copies); a quantized layer's tensors are set through their layer (all of
+    // them or none: its codes and scales go together), which checks them and makes the layout its
+    // kernel reads from the files' bytes (q4_0's and int8's weights are held interleaved on some CPUs:
+    // bytes copied into the held weight would be read as another weight without a word)
     const own = new Map([...this.namedParameters(), ...this.namedBuffers()]);
-    const q4 = q4Layers(this);
+    const quantized = quantLayers(this, own);
+    const inQuantized = new Set(quantized.flatMap((l) => l.keys));
     const missing = [...own.keys()].filter((k) => !src.has(k));
     const unexpected = [...src.keys()].filter((k) => !own.has(k));
     const mismatched: string[] = [];
     const dst: Tensor[] = [];
     const from: Tensor[] = [];
-    const relayout: Array<[Q4Layer, Tensor]> = [];
     for (const [k, t] of own) {
       const s = src.get(k);
       if (!s) continue;
       if (!(s instanceof Tensor)) invalid('a Tensor', `state dict entry '${k}'`, s);
       if (s.shape.join() !== t.shape.join()) mismatched.push(`'${k}': checkpoint [${s.shape}] vs model [${t.shape}]`);
-      if (q4.has(k)) {
-        if (s.dtype !== 'uint8') mismatched.push(`'${k}': checkpoint ${s.dtype} vs model uint8 (q4_0's blocks)`);
-        relayout.push([q4.get(k)!, opts.assign ? s.to({ device: t.device }) : s.to({ device: t.device }).clone()]);
-        continue;
-      }
+      if (inQuantized.has(k)) continue;
       dst.push(t);
       from.push(s);
     }
+    const sets = quantized.filter((l) => l.keys.some((k) => src.has(k)));
+    const partial = sets
+      .filter((l) => !l.keys.every((k) => src.has(k)))
+      .map((l) => `'${l.full}' (${l.format}) has ${l.keys.filter((k) => src.has(k)).join(', ')} but not ${l.keys.filter((k) => !src.has(k)).join(', ')}`);
     const problems: string[] = [];
     if (mismatched.length) problems.push(`wrong shape for ${mismatched.join(', ')}`);
     if (strict && missing.length) problems.push(`missing keys: ${missing.map((k) => `'${k}'`).join(', ')}`);
     if (strict && unexpected.length) problems.push(`unexpected keys: ${unexpected.map((k) => `'${k}'`).join(', ')}`);
+    if (!strict && partial.length) problems.push(`a quantized layer takes all of its tensors or none: ${partial.join('; ')}`);
     if (problems.length) throw new EmotorchError(`loadStateDict: ${problems.join('; ')}`, 'ERR_STATE_DICT');
+    // a quantized layer's codes in their dtype, its scales and tables floating and finite (a NaN or an
+    // infinity there would make every product of the layer NaN without a word)
+    for (const l of sets)
+      for (const k of l.keys) {
+        const s = src.get(k)!,
+          held = own.get(k)!;
+        if (isFloating(held.dtype) ? !isFloating(s.dtype) : s.dtype !== held.dtype)
+          throw new EmotorchError(
+            `loadStateDict: '${k}' is ${s.dtype}; ${l.format}'s is ${isFloating(held.dtype) ? 'floating' : held.dtype}`,
+            'ERR_STATE_DICT',
+          );
+        if (isFloating(s.dtype) && !allFinite(s))
+          throw new EmotorchError(`loadStateDict: '${k}' has NaN or infinite values (a corrupt quant state)`, 'ERR_STATE_DICT');
+      }
     if (opts.assign)
       await binding.assignState(
         dst.map((t) => t.handle),
@@ -373,7 +410,23 @@ export abstract class Module {
         dst.map((t) => t.handle),
         from.map((t) => t.handle),
       );
-    for (const [l, t] of relayout) await binding.setQuantized(l.part.native, l.name, 'q4_0', l.out, l.in, { weight: t.handle });
+    for (const l of sets) {
+      // each on the layer's device, the floats in the layer's dtype; a copy unless assigned
+      const made: Tensor[] = [];
+      const ts: Record<string, TensorHandle> = {};
+      for (const k of l.keys) {
+        const held = own.get(k)!;
+        const moved = src.get(k)!.to({ device: held.device, dtype: held.dtype });
+        made.push(opts.assign ? moved : moved.clone());
+        if (!opts.assign) moved.dispose();
+        ts[k === `${l.full}.weight` || k === `${l.full}.SCB` ? k.slice(l.full.length + 1) : k.slice(l.full.length + 8)] = made[made.length - 1].handle;
+      }
+      try {
+        await binding.setQuantized(l.part.native, l.name, l.format, l.out, l.in, ts);
+      } finally {
+        for (const t of made) t.dispose();
+      }
+    }
     return { missing, unexpected };
   }
 

@@ -11,7 +11,17 @@ import { Tensor, tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { loadSafetensors, readSafetensorsHeader, saveSafetensors } from '../io/safetensors';
 import type { SafetensorsEntry } from '../io/safetensors';
-import { QUANT_BYTES_PER_WEIGHT, QuantFormat, checkQuantFormat, linearLayers, quantize as quantizeModel, quantizeLayer, setQuantizedLayer } from './quant';
+import {
+  QUANT_BYTES_PER_WEIGHT,
+  QuantFormat,
+  checkQuantFormat,
+  checkQuantState,
+  linearLayers,
+  quantStateKey,
+  quantize as quantizeModel,
+  quantizeLayer,
+  setQuantizedLayer,
+} from './quant';
 import type { LinearLayerInfo } from './quant';
 import { NativeModule } from './module';
 import {
@@ -740,16 +750,8 @@ async function setBnbLayer(native: NativeModule, l: LinearLayerInfo, format: Bnb
     sent.offset = offset;
   }
   try {
-    // the quant state's floats (SCB; NF4's tables and nested absmax), as nested_offset is checked:
-    // a NaN or an infinity there would make every product of the layer NaN without a word
-    for (const k of format === 'int8' ? ['.SCB'] : ['.weight.quant_map', '.weight.nested_absmax', '.weight.nested_quant_map']) {
-      const finite = parts.get(k)!.isfinite();
-      const all = finite.all();
-      const ok = all.item();
-      finite.dispose();
-      all.dispose();
-      if (!ok) throw new EmotorchError(`bitsandbytes checkpoint: '${l.name}${k}' has NaN or infinite values (a corrupt quant state)`, 'ERR_STATE_DICT');
-    }
+    // the quant state's floats (SCB; NF4's tables and nested absmax), as nested_offset is checked
+    checkQuantState(format, sent, (k) => quantStateKey(l.name, k), 'bitsandbytes checkpoint: ');
     await setQuantizedLayer(native, l, format, sent);
   } finally {
     for (const t of made) t.dispose();

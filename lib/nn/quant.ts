@@ -43,6 +43,49 @@ const QUANT_TENSORS: Readonly<Record<QuantFormat, readonly string[]>> = {
   nf4: ['weight', 'absmax', 'quant_map', 'nested_absmax', 'nested_quant_map', 'offset'],
 };
 
+/** The dtype of each integer tensor of a format (its codes; the rest are floating: scales, tables). */
+const QUANT_CODES: Readonly<Record<QuantFormat, Readonly<Record<string, DType>>>> = {
+  int8: { weight: 'int8' },
+  q8_0: { weight: 'uint8' },
+  q4_0: { weight: 'uint8' },
+  nf4: { weight: 'uint8', absmax: 'uint8' },
+};
+
+/**
+ * @internal Where a quantized layer's tensor lies in a state dict (bitsandbytes' names, as
+ * transformers saves them): `<layer>.weight`, `<layer>.SCB`, `<layer>.weight.absmax`, ….
+ */
+export function quantStateKey(layer: string, tensor: string): string {
+  return tensor === 'weight' || tensor === 'SCB' ? `${layer}.${tensor}` : `${layer}.weight.${tensor}`;
+}
+
+/**
+ * @internal Checks a quantized weight's tensors before they are used: each integer tensor (the
+ * codes) in its format's dtype, each other one floating and finite (a NaN or an infinity in a
+ * scale or a table would make the layer's every product NaN without a word). Only the tensors
+ * present are checked (their presence and shapes are checked where they are set).
+ * @param key the name to give tensor `k` in an error
+ * @param where what the errors begin with (`'bitsandbytes checkpoint: '`)
+ * @throws EmotorchError ERR_STATE_DICT naming the tensor
+ */
+export function checkQuantState(format: QuantFormat, tensors: Record<string, Tensor>, key: (k: string) => string, where = ''): void {
+  const codes = QUANT_CODES[format];
+  const code = 'ERR_STATE_DICT';
+  for (const [k, t] of Object.entries(tensors)) {
+    if (codes[k]) {
+      if (t.dtype !== codes[k]) throw new EmotorchError(`${where}'${key(k)}' is ${t.dtype}; ${format}'s ${k} is ${codes[k]}`, code);
+      continue;
+    }
+    if (!isFloating(t.dtype)) throw new EmotorchError(`${where}'${key(k)}' is ${t.dtype}; ${format}'s ${k} is floating`, code);
+    const finite = t.isfinite();
+    const all = finite.all();
+    const ok = all.item();
+    finite.dispose();
+    all.dispose();
+    if (!ok) throw new EmotorchError(`${where}'${key(k)}' has NaN or infinite values (a corrupt quant state)`, code);
+  }
+}
+
 /**
  * A quantized (out, in) weight: its tensors by the names the format's files use.
  * - int8: `weight` int8 (out, in), `SCB` float32 (out).
@@ -93,8 +136,9 @@ export async function quantizeWeight(weight: Tensor, format: QuantFormat, name =
  * from its double quantization), computed in float32, then in `dtype`.
  * @param q a quantized weight ({@link quantizeWeight}, or tensors read from a checkpoint)
  * @param dtype a floating dtype (default float32)
- * @throws EmotorchError ERR_STATE_DICT naming a missing or mis-shaped tensor; ERR_INVALID_ARG for a bad
- *   dtype, a shape that is not two positive integers, a tensor name the format does not have
+ * @throws EmotorchError ERR_STATE_DICT naming a missing or mis-shaped tensor, codes in another dtype,
+ *   a scale or table with NaN or infinite values; ERR_INVALID_ARG for a bad dtype, a shape that is not
+ *   two positive integers, a tensor name the format does not have
  * @example
  * const w = await et.nn.dequantizeWeight(q, 'bfloat16');
  */
@@ -102,7 +146,8 @@ export async function dequantizeWeight(q: QuantizedWeight, dtype: DType = 'float
   if (!q || typeof q !== 'object' || !q.tensors || typeof q.tensors !== 'object' || !Array.isArray(q.shape))
     invalid('a quantized weight { format, shape, tensors }', 'q', q);
   const format = checkQuantFormat(q.format, 'q.format');
-  if (q.shape.length !== 2 || !q.shape.every((d) => Number.isSafeInteger(d) && d > 0)) invalid('two positive integers (out, in)', 'q.shape', q.shape);
+  if (q.shape.length !== 2 || !q.shape.every((d) => Number.isSafeInteger(d) && d > 0) || !Number.isSafeInteger(q.shape[0] * q.shape[1]))
+    invalid('two positive integers (out, in) whose product is a safe integer', 'q.shape', q.shape);
   if (!isFloating(checkDtype(dtype))) invalid('a floating dtype', 'dtype', dtype);
   const names = QUANT_TENSORS[format];
   const sent: Record<string, TensorHandle> = {};
@@ -111,6 +156,7 @@ export async function dequantizeWeight(q: QuantizedWeight, dtype: DType = 'float
     if (!(t instanceof Tensor)) invalid('a Tensor', `q.tensors.${k}`, t);
     sent[k] = t.handle;
   }
+  checkQuantState(format, q.tensors, (k) => `q.tensors.${k}`);
   return new Tensor(await binding.dequantizeWeight(q.format, q.shape[0], q.shape[1], sent, dtype, 'weight'));
 }
 

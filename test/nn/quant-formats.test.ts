@@ -201,7 +201,7 @@ describe('quantized weight formats (int8, NF4, Q8_0, Q4_0)', () => {
     expect(checked).toBe(16);
   });
 
-  it('refuses rows the block does not divide, NaN, float16 overflow for int8, and unknown formats', async () => {
+  it('refuses rows the block does not divide, NaN, float16 overflow for int8, and unknown formats; a quant state with NaN, codes in another dtype', async () => {
     const w100 = et.randn([64, 100]);
     await rejectsWith(nn.quantizeWeight(w100, 'q8_0'), 'ERR_INVALID_ARG', /\b100\b[\s\S]*\b32\b|\b32\b[\s\S]*\b100\b/);
     await rejectsWith(nn.quantizeWeight(w100, 'q4_0'), 'ERR_INVALID_ARG', /\b100\b[\s\S]*\b32\b|\b32\b[\s\S]*\b100\b/);
@@ -227,8 +227,27 @@ describe('quantized weight formats (int8, NF4, Q8_0, Q4_0)', () => {
       [-4, 64],
       [4, 64, 1],
       [0, 64],
+      [2 ** 31, 2 ** 31], // (out · in past 2^53: the native sizes would overflow)
     ])
       await rejectsWith(nn.dequantizeWeight({ ...q, shape: shape as [number, number] }), 'ERR_INVALID_ARG', /two positive integers.*q\.shape/);
+    // a NaN or an infinity in a scale or a table (int8's SCB, nf4's floats), codes in another dtype: refused by name
+    for (const w of [q, await nn.quantizeWeight(et.randn([4, 64]), 'int8')])
+      for (const [k, t] of Object.entries(w.tensors)) {
+        if (k === 'weight' || k === 'absmax') {
+          await rejectsWith(
+            nn.dequantizeWeight({ ...w, tensors: { ...w.tensors, [k]: t.to({ dtype: 'int16' }) } }),
+            'ERR_STATE_DICT',
+            new RegExp(`'q\\.tensors\\.${k}' is int16`),
+          );
+          continue;
+        }
+        for (const bad of [NaN, -Infinity])
+          await rejectsWith(
+            nn.dequantizeWeight({ ...w, tensors: { ...w.tensors, [k]: et.full(t.shape, bad) } }),
+            'ERR_STATE_DICT',
+            new RegExp(`'q\\.tensors\\.${k}' has NaN or infinite`),
+          );
+      }
     await rejectsWith(nn.dequantizeWeight({ ...q, tensors: { ...q.tensors, absmax_: q.tensors.absmax } }), 'ERR_INVALID_ARG', /nf4's tensors.*"absmax_"/);
     const q8 = await nn.quantizeWeight(et.randn([4, 64]), 'int8');
     await rejectsWith(

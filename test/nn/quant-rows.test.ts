@@ -16,6 +16,8 @@
 import { describe, it, expect } from 'vitest';
 import * as et from '../../lib/index';
 import { setQuantizedLayer } from '../../lib/nn/quant';
+import { isFloating } from '../../lib/dtype';
+import { rejectsWith } from '../helpers';
 
 type Format = et.nn.QuantFormat;
 const FORMATS: Format[] = ['int8', 'q8_0', 'q4_0', 'nf4'];
@@ -301,6 +303,56 @@ describe('quantized row products', () => {
         `out ${out}`,
       ).toEqual(await bits(await et.nn.dequantizeWeight(ref)));
     }
+  });
+
+  it("every format's state dict loads into another quantized layer (copied or assigned): the same products, whatever layout its kernel holds (int8 and q4_0 interleaved on AVX-512 VNNI); a bad quant state is refused by name, nothing set", async () => {
+    et.manualSeed(17);
+    const x = et.randn([5, 192]);
+    for (const format of FORMATS)
+      for (const out of [48, 7]) {
+        const src = await et.nn.Mlp.create({ sizes: [192, out], bias: false });
+        await et.nn.quantize(src, format);
+        const sd = src.stateDict();
+        const want = await bits(await run(src, x));
+        for (const assign of [false, true]) {
+          const dst = await et.nn.Mlp.create({ sizes: [192, out], bias: false });
+          await et.nn.quantize(dst, format);
+          await dst.loadStateDict(sd, { assign });
+          const tag = `${format} out ${out} assign ${assign}`;
+          // (int8 held interleaved had taken the files' bytes copied into its interleaved weight: other products)
+          expect(await bits(await run(dst, x)), tag).toEqual(want);
+          expect(await bits(await run(dst, x.slice(0, 2, 3))), tag).toEqual(await bits(await run(src, x.slice(0, 2, 3))));
+          for (const [k, t] of dst.stateDict()) expect(await bits(t), `${tag} ${k}`).toEqual(await bits(sd.get(k)!));
+        }
+        // refused before anything is set: the layer computes as before
+        const dst = await et.nn.Mlp.create({ sizes: [192, out], bias: false });
+        await et.nn.quantize(dst, format);
+        const before = await bits(await run(dst, x));
+        const floats = [...sd].filter(([, t]) => isFloating(t.dtype));
+        for (const [k, t] of floats)
+          for (const bad of [NaN, Infinity]) {
+            const broken = new Map([...sd, [k, et.full(t.shape, bad)]]);
+            await rejectsWith(dst.loadStateDict(broken), 'ERR_STATE_DICT', new RegExp(`'${k.replace(/\./g, '\\.')}' has NaN or infinite values`));
+          }
+        // codes in another dtype of the same shape (a float weight, int8's codes as uint8)
+        const codes = sd.get('layers.0.weight')!;
+        for (const dtype of ['float32', format === 'int8' ? 'uint8' : 'int8'] as const)
+          await rejectsWith(
+            dst.loadStateDict(new Map([...sd, ['layers.0.weight', codes.to({ dtype })]])),
+            'ERR_STATE_DICT',
+            new RegExp(`layers\\.0\\.weight' is ${dtype}`),
+          );
+        // part of a layer's tensors, even where keys may be missing (a float state dict into an int8 layer: no SCB)
+        if (format === 'int8' || format === 'nf4') {
+          const part = new Map([['layers.0.weight', codes]]);
+          await rejectsWith(
+            dst.loadStateDict(part, { strict: false }),
+            'ERR_STATE_DICT',
+            /'layers\.0' \((int8|nf4)\) has layers\.0\.weight but not layers\.0\.(SCB|weight\.absmax)/,
+          );
+        }
+        expect(await bits(await run(dst, x)), `${format} out ${out}: unchanged`).toEqual(before);
+      }
   });
 
   it('16 rows decoding together (DecodeBatch) get the tokens each gets alone, on each format', async () => {
