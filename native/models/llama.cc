@@ -626,6 +626,8 @@ uint64_t LlamaForCausalLM::weights_fingerprint() {
   };
   for (const auto& p : named_parameters(true)) take(p.value());
   for (const auto& b : named_buffers(true)) take(b.value());
+  // the quantized layers' tensors, as held (set anew by loading, a LoRA merge quantizing again)
+  for (const auto& q : quantized_state(*this, /*file_layout=*/false)) take(q.second);
   return h;
 }
 

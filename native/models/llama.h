@@ -165,7 +165,7 @@ struct LlamaForCausalLM : Model, CausalLM {
   std::list<PrefixEntry> prefix_;
   PrefixCacheStats prefix_stats_;
   uint64_t prefix_weights_ = 0;  // the weights' fingerprint its entries were computed with
-  // The weights' fingerprint: every parameter's and buffer's storage, version, shape and dtype.
+  // The weights' fingerprint: every parameter's, buffer's and quantized tensor's storage, version, shape and dtype.
   uint64_t weights_fingerprint();
   // The cache's longest prefix of `ids` (at most ids.size() − 2 positions) set as `cache`'s first
   // positions (views of the entry) → its length (0: none).

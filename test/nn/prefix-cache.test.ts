@@ -14,6 +14,13 @@ const fx = (name: string) => path.join(FIXTURES, name);
 const ids = (a: number[]) => et.tensor([a], { dtype: 'int64' });
 const row = (t: et.Tensor) => (t.toArray() as number[][])[0].map(Number);
 
+/** A quantized layer's tensors by their names (nn.QuantizedWeight's), from the model's state dict. */
+async function quantizedOf(m: et.nn.LlamaForCausalLM, layer: string): Promise<Record<string, et.Tensor>> {
+  const out: Record<string, et.Tensor> = {};
+  for (const [k, t] of m.stateDict()) if (k.startsWith(`${layer}.`)) out[k.slice(layer.length + 1).replace(/^weight\.(?!$)/, '')] = t;
+  return out;
+}
+
 describe('prompt prefix cache', () => {
   for (const name of ['llama', 'mistral']) {
     it(`${name}: a reused prompt and prefix decode transformers' greedy tokens (float32)`, async () => {
@@ -98,6 +105,33 @@ describe('prompt prefix cache', () => {
     await gen(prompt(3, 10));
     expect((await llm.prefixCacheStats()).lookups).toBe(0);
   });
+
+  for (const format of ['int8', 'nf4'] as const)
+    it(`${format}: empties when a quantized layer's tensors are set anew (loadStateDict)`, async () => {
+      const load = async () => {
+        const m = (await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'))).eval();
+        await et.nn.quantize(m, format);
+        return m;
+      };
+      const llm = await load();
+      const p = Array.from({ length: 14 }, (_, i) => 3 + ((i * 11) % 120));
+      const gen = async (m: et.nn.LlamaForCausalLM) => row((await et.noGrad(() => m.generate({ inputIds: ids(p) }, { maxNewTokens: 6 }))).newTokens);
+      await llm.setPrefixCache({ maxBytes: 1 << 22 });
+      await gen(llm);
+      await gen(llm);
+      expect((await llm.prefixCacheStats()).hits).toBe(1);
+      // another weight for one layer, in its quantized form (the quantized tensors are not
+      // parameters: the cache had kept positions computed with the old ones)
+      const layer = 'model.layers.0.self_attn.v_proj';
+      const w = (await et.nn.dequantizeWeight({ format, shape: [32, 64], tensors: await quantizedOf(llm, layer) })).mul(-2);
+      const q = await et.nn.quantizeWeight(w, format);
+      const sd = new Map(Object.entries(q.tensors).map(([k, t]) => [k === 'weight' || k === 'SCB' ? `${layer}.${k}` : `${layer}.weight.${k}`, t]));
+      await llm.loadStateDict(sd, { strict: false });
+      const fresh = await load();
+      await fresh.loadStateDict(sd, { strict: false });
+      expect(await gen(llm)).toEqual(await gen(fresh));
+      expect((await llm.prefixCacheStats()).hits).toBe(1); // not found again after the change
+    });
 
   it('refuses sizes that are not whole bytes or exceed the memory, and unknown options', async () => {
     const llm = await et.nn.LlamaForCausalLM.fromPretrained(fx('llama'));
