@@ -215,8 +215,15 @@ export async function quantize(model: Module, format: QuantFormat, opts: { layer
       `${model.constructor.name}, which has none`,
     );
   const known = new Set(all.map((l) => l.name));
-  for (const n of [...(opts.layers ?? []), ...(opts.skip ?? [])])
-    if (typeof n !== 'string' || !known.has(n)) invalid('the name of a Linear layer of the model', 'quantize layer', n);
+  for (const k of ['layers', 'skip'] as const) {
+    const v = opts[k];
+    if (v === undefined) continue;
+    if (!Array.isArray(v)) invalid('an array of Linear layer names', `quantize options.${k}`, v);
+    for (const n of v) if (typeof n !== 'string' || !known.has(n)) invalid('the name of a Linear layer of the model', `a quantize options.${k} entry`, n);
+    // (a layer named twice would be quantized, then refused as already quantized: half the model changed)
+    const twice = v.find((n, i) => v.indexOf(n) !== i);
+    if (twice !== undefined) invalid('each layer named once', `quantize options.${k}`, `'${twice}' twice`);
+  }
   const skip = new Set(opts.skip ?? []);
   const names = (opts.layers ?? all.filter((l) => l.format === null).map((l) => l.name)).filter((n) => !skip.has(n));
   const done = all.filter((l) => l.format !== null && names.includes(l.name));

@@ -5,6 +5,7 @@
 #include "kernels/linear_rows.h"
 
 #include <map>
+#include <set>
 
 #include <algorithm>
 #include <cmath>
@@ -151,8 +152,10 @@ void quantize_linears(torch::nn::Module& root, const std::vector<std::string>& n
   std::map<std::string, LinearImpl*> by_name;
   each_linear(root, [&](const std::string& n, LinearImpl& l) { by_name[n] = &l; });
   // every layer checked before any is quantized: a refusal leaves the model as it was
+  std::set<std::string> seen;
   for (const auto& n : names) {
     if (!by_name.count(n)) throw CodedError("ERR_INVALID_ARG", "quantize: '" + n + "' is not a Linear layer of this model");
+    if (!seen.insert(n).second) throw CodedError("ERR_INVALID_ARG", "quantize: layer '" + n + "' is named twice");
     const auto* l = by_name[n];
     if (l->quant) throw CodedError("ERR_INVALID_ARG", "layer '" + n + "' is already quantized");
     if (l->in_features % quant_block(f) != 0)

@@ -119,7 +119,7 @@ describe('quantized loading: memory', () => {
 });
 
 describe('quantize: misuse', () => {
-  it('names the bad format, the layer and the block', async () => {
+  it('names the bad format, the layer and the block; a layer named twice', async () => {
     await rejectsWith(et.nn.LlamaForCausalLM.fromPretrained(base, { quantize: 'int4' as never }), 'ERR_INVALID_ARG', /int8, q8_0, q4_0, nf4.*opts\.quantize/);
     const m = et.nn.LlamaForCausalLM.create({
       vocab_size: 50,
@@ -135,6 +135,10 @@ describe('quantize: misuse', () => {
       /nf4's block of 64 does not divide the rows of weight 'model\.layers\.0\.self_attn\.q_proj\.weight' \(96 × 96\)/,
     );
     await rejectsWith(et.nn.quantize(m, 'int8', { skip: ['lm_hed'] }), 'ERR_INVALID_ARG', /Linear layer/);
+    // a layer named twice (it had been quantized, then refused as already quantized), names not in an array
+    const q = 'model.layers.0.self_attn.q_proj';
+    await rejectsWith(et.nn.quantize(m, 'int8', { layers: [q, q] }), 'ERR_INVALID_ARG', /each layer named once.*options\.layers.*q_proj' twice/);
+    await rejectsWith(et.nn.quantize(m, 'int8', { layers: q as never }), 'ERR_INVALID_ARG', /an array of Linear layer names.*options\.layers/);
     // checked for every layer before any is quantized: the model is left as it was
     expect(et.nn.linearLayers(m).every((l) => l.format === null)).toBe(true);
     await et.nn.quantize(m, 'q8_0', { skip: ['lm_head'] });
