@@ -190,7 +190,13 @@ export function checkBnbLayer(layer: string, format: BnbFormat, out: number, inF
   if (!st) bad('.weight.quant_state.bitsandbytes__nf4', 'is missing (the load_in_4bit layer needs its quant state)');
   if (st!.dtype !== 'uint8' || st!.shape.length !== 1)
     bad('.weight.quant_state.bitsandbytes__nf4', `is ${st!.dtype} [${st!.shape.join(', ')}], expected the uint8 bytes of a JSON text`);
+  // (bitsandbytes writes about 200 bytes; the text is read whole and parsed)
+  if (st!.shape[0] > NF4_STATE_MAX_BYTES)
+    bad('.weight.quant_state.bitsandbytes__nf4', `is ${st!.shape[0]} bytes, more than a quant state's JSON takes (at most ${NF4_STATE_MAX_BYTES})`);
 }
+
+/** The most bytes an NF4 layer's quant-state JSON may take (bitsandbytes' is about 200). */
+export const NF4_STATE_MAX_BYTES = 65536;
 
 /**
  * Reads an NF4 layer's `weight.quant_state.bitsandbytes__nf4` (the JSON bitsandbytes packs into

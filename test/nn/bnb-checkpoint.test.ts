@@ -172,6 +172,19 @@ describe('bitsandbytes checkpoints (transformers + bitsandbytes saved layout)', 
         sd.set(`${Q_PROJ}.weight.quant_state.bitsandbytes__nf4`, et.tensor(new TextEncoder().encode('{"quant_type": "nf4", "blo'), { dtype: 'uint8' })),
     });
     await rejectsWith(LLaMA.fromPretrained(corrupt), 'ERR_STATE_DICT', /q_proj\.weight\.quant_state\.bitsandbytes__nf4' is not [\s\S]*JSON/);
+    // a quant state far longer than its JSON takes: refused from the header, never read and parsed
+    const padded = await edited('nf4', {
+      tensors: (sd) => {
+        const k = `${Q_PROJ}.weight.quant_state.bitsandbytes__nf4`;
+        const text = Buffer.from(sd.get(k)!.dataSync() as Uint8Array).toString('utf8');
+        sd.set(k, et.tensor(new TextEncoder().encode(text.replace('{', '{' + ' '.repeat(70000))), { dtype: 'uint8' }));
+      },
+    });
+    await rejectsWith(
+      LLaMA.fromPretrained(padded),
+      'ERR_STATE_DICT',
+      /bitsandbytes__nf4' is 70\d\d\d bytes, more than a quant state's JSON takes \(at most 65536\)/,
+    );
     const wrongShape = await edited('nf4', {
       tensors: (sd) => {
         const k = `${Q_PROJ}.weight.quant_state.bitsandbytes__nf4`;
