@@ -27,8 +27,8 @@ export function nativeParts(model: Module, prefix = ''): Array<[string, NativeMo
   return model.children().flatMap(([n, c]) => nativeParts(c, `${prefix}${n}.`));
 }
 
-/** Whether every value of a floating tensor is finite. */
-function allFinite(t: Tensor): boolean {
+/** Whether every value of a floating tensor is finite. @internal */
+export function allFinite(t: Tensor): boolean {
   const finite = t.isfinite();
   const all = finite.all();
   const ok = Boolean(all.item());

@@ -23,7 +23,7 @@ import type { TensorHandle } from '../native';
 import { Tensor } from '../tensor';
 import { EmotorchError, checkOptionNames, invalid } from '../errors';
 import { DType, checkDtype, isFloating } from '../dtype';
-import { nativeParts } from './module';
+import { allFinite, nativeParts } from './module';
 import type { Module, NativeModule } from './module';
 
 /** A quantization emotorch implements (see the module's documentation). */
@@ -77,12 +77,7 @@ export function checkQuantState(format: QuantFormat, tensors: Record<string, Ten
       continue;
     }
     if (!isFloating(t.dtype)) throw new EmotorchError(`${where}'${key(k)}' is ${t.dtype}; ${format}'s ${k} is floating`, code);
-    const finite = t.isfinite();
-    const all = finite.all();
-    const ok = all.item();
-    finite.dispose();
-    all.dispose();
-    if (!ok) throw new EmotorchError(`${where}'${key(k)}' has NaN or infinite values (a corrupt quant state)`, code);
+    if (!allFinite(t)) throw new EmotorchError(`${where}'${key(k)}' has NaN or infinite values (a corrupt quant state)`, code);
   }
 }
 
@@ -197,8 +192,8 @@ function partOf(model: Module, name: string): [NativeModule, string] {
  * @param opts.skip layers left in float (e.g. the LM head, as transformers leaves it)
  * @returns the names of the layers quantized
  * @throws EmotorchError ERR_INVALID_ARG for a model without Linear layers inside it (a Linear on its
- *   own included), a name that is not a Linear layer of the model, a layer already quantized, a block
- *   that does not divide a layer's rows (naming the layer)
+ *   own included), a name that is not a Linear layer of the model or is named twice, a layer already
+ *   quantized, a block that does not divide a layer's rows (naming the layer); nothing is quantized then
  * @example
  * await et.nn.quantize(llm, 'int8', { skip: ['lm_head'] });
  */
