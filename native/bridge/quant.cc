@@ -52,7 +52,7 @@ Napi::Value DequantizeWeight(const Napi::CallbackInfo& info) {
     auto out = std::make_shared<at::Tensor>();
     return run_async(info.Env(), "emotorch.dequantizeWeight", nullptr, [q, dt, name, out] {
       nn::check_quant_weight(q, name);
-      *out = nn::dequantize_weight(q, dt);
+      *out = nn::dequantize_weight(q.contiguous(), dt);
     }, [out](Napi::Env env) { return from_tensors(env, {*out}).Get(0u); });
   });
 }
@@ -85,8 +85,8 @@ Napi::Value SetQuantized(const Napi::CallbackInfo& info) {
     auto [m, mutex] = module_of(info[0]);
     auto layer = to_string(info[1], "layer name");
     auto q = quant_of(info, 2);
-    return run_async(info.Env(), "emotorch.setQuantized", mutex, [m, layer, q] { linear_named(*m, layer).set_quantized(q, layer); },
-                     nullptr, "ERR_STATE_DICT");
+    return run_async(info.Env(), "emotorch.setQuantized", mutex,
+                     [m, layer, q] { linear_named(*m, layer).set_quantized(q.contiguous(), layer); }, nullptr, "ERR_STATE_DICT");
   });
 }
 

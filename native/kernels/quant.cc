@@ -2589,6 +2589,13 @@ QuantWeight QuantWeight::to(const at::Device& device) const {
   return q;
 }
 
+QuantWeight QuantWeight::contiguous() const {
+  QuantWeight q = *this;
+  for (auto* t : {&q.weight, &q.scb, &q.absmax, &q.quant_map, &q.nested_absmax, &q.nested_quant_map, &q.offset})
+    if (t->defined()) *t = t->contiguous();
+  return q;
+}
+
 int64_t QuantWeight::nbytes() const {
   int64_t n = 0;
   for (const auto* t : {&weight, &scb, &absmax, &quant_map, &nested_absmax, &nested_quant_map, &offset})

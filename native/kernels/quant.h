@@ -51,6 +51,9 @@ struct QuantWeight {
   void set_named(const std::function<at::Tensor(const char*)>& get);
   // The same weight with its tensors on `device`.
   QuantWeight to(const at::Device& device) const;
+  // The same weight with every tensor contiguous (those that are not copied: the kernels read each
+  // as laid out in order; a view given across the bridge, a transpose or a strided slice, is not).
+  QuantWeight contiguous() const;
   int64_t nbytes() const;
 };
 

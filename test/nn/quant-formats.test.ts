@@ -115,6 +115,9 @@ async function compareWeight(name: string, w: et.Tensor, ref: Map<string, et.Ten
       continue;
     }
     const q = await nn.quantizeWeight(w, format);
+    // a transposed weight's view quantizes to the same bytes
+    const wt = await nn.quantizeWeight(w.transpose(0, 1).contiguous().transpose(0, 1), format);
+    for (const [k, t] of Object.entries(q.tensors)) await expectSameBytes(wt.tensors[k], t, `${key(k)} (a transposed view)`);
     expect(q.format).toBe(format);
     expect(q.shape).toEqual([out, inn]);
     const want = layout(format, out, inn);
@@ -149,6 +152,10 @@ async function compareWeight(name: string, w: et.Tensor, ref: Map<string, et.Ten
     // the reference's own quantized tensors (as a checkpoint holds them) dequantize the same, bit for bit
     const fromRef: Quantized = { format, shape: [out, inn], tensors: Object.fromEntries(Object.keys(want).map((k) => [k, ref.get(key(k))!])) };
     await expectSameBytes(await nn.dequantizeWeight(fromRef), want32, `${key('dequant')} (reference quantized)`);
+    // and as strided views (each a column of a wider tensor: the kernels had read such bytes as if in order)
+    const strided = (t: et.Tensor) => et.stack([t, t.neg()], -1).select(-1, 0);
+    const views: Quantized = { ...fromRef, tensors: Object.fromEntries(Object.entries(fromRef.tensors).map(([k, t]) => [k, strided(t)])) };
+    await expectSameBytes(await nn.dequantizeWeight(views), want32, `${key('dequant')} (strided views)`);
     // in bfloat16: those float32 values rounded to nearest even
     const half = await nn.dequantizeWeight(fromRef, 'bfloat16');
     expect(half.dtype).toBe('bfloat16');

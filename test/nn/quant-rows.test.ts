@@ -305,7 +305,7 @@ describe('quantized row products', () => {
     }
   });
 
-  it("every format's state dict loads into another quantized layer (copied or assigned): the same products, whatever layout its kernel holds (int8 and q4_0 interleaved on AVX-512 VNNI); a bad quant state is refused by name, nothing set", async () => {
+  it("every format's state dict loads into another quantized layer (copied or assigned, as given or as strided views): the same products, whatever layout its kernel holds (int8 and q4_0 interleaved on AVX-512 VNNI); a bad quant state is refused by name, nothing set", async () => {
     et.manualSeed(17);
     const x = et.randn([5, 192]);
     for (const format of FORMATS)
@@ -314,11 +314,18 @@ describe('quantized row products', () => {
         await et.nn.quantize(src, format);
         const sd = src.stateDict();
         const want = await bits(await run(src, x));
-        for (const assign of [false, true]) {
+        // (strided: each tensor a column of a wider one, as a view; the kernels had read such bytes as if in order)
+        const strided = new Map([...sd].map(([k, t]) => [k, et.stack([t, t.neg()], -1).select(-1, 0)]));
+        for (const [assign, given] of [
+          [false, sd],
+          [true, sd],
+          [false, strided],
+          [true, strided],
+        ] as const) {
           const dst = await et.nn.Mlp.create({ sizes: [192, out], bias: false });
           await et.nn.quantize(dst, format);
-          await dst.loadStateDict(sd, { assign });
-          const tag = `${format} out ${out} assign ${assign}`;
+          await dst.loadStateDict(given, { assign });
+          const tag = `${format} out ${out} assign ${assign}${given === strided ? ' strided' : ''}`;
           // (int8 held interleaved had taken the files' bytes copied into its interleaved weight: other products)
           expect(await bits(await run(dst, x)), tag).toEqual(want);
           expect(await bits(await run(dst, x.slice(0, 2, 3))), tag).toEqual(await bits(await run(src, x.slice(0, 2, 3))));
