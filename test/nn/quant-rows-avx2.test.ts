@@ -133,6 +133,15 @@ function ownKernels(): 'vnni' | 'avx2' | 'float' | 'unknown' {
   return ['avx2', 'fma', 'f16c'].every((f) => flags.includes(f)) ? 'avx2' : 'float';
 }
 
+/** The capped child's results (`n` of them) are this process's, key for key, bit for bit. */
+function expectSameBits(capped: Record<string, string>, here: Record<string, string>, n: number, what: string): void {
+  expect(Object.keys(capped)).toHaveLength(n);
+  expect(
+    Object.keys(here).filter((k) => capped[k] !== here[k]),
+    what,
+  ).toEqual([]);
+}
+
 describe('quantized row products on AVX2 (the integer kernels)', () => {
   it('quant-rows.test.ts passes under the AVX2 cap', () => {
     const r = spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', 'test/nn/quant-rows.test.ts'], {
@@ -151,22 +160,10 @@ describe('quantized row products on AVX2 (the integer kernels)', () => {
       console.log(`[quant-rows-avx2] (b) left out: this CPU's own kernels are not integer ones (${own})`);
       ctx.skip();
     }
-    const capped = cappedChild(CHILD);
-    const here = await products(et, quantizeLayer);
-    expect(Object.keys(capped)).toHaveLength(40);
-    expect(
-      Object.keys(here).filter((k) => capped[k] !== here[k]),
-      'the products whose bits differ',
-    ).toEqual([]);
+    expectSameBits(cappedChild(CHILD), await products(et, quantizeLayer), 40, 'the products whose bits differ');
   }, 150_000);
 
   it("nf4's dequantized weights (float32 and bfloat16) under the AVX2 cap equal this process's bit for bit", async () => {
-    const capped = cappedChild(DEQUANT_CHILD);
-    const here = await nf4Dequantized(et);
-    expect(Object.keys(capped)).toHaveLength(6);
-    expect(
-      Object.keys(here).filter((k) => capped[k] !== here[k]),
-      'the weights whose bits differ',
-    ).toEqual([]);
+    expectSameBits(cappedChild(DEQUANT_CHILD), await nf4Dequantized(et), 6, 'the weights whose bits differ');
   }, 150_000);
 });
