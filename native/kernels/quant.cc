@@ -10,6 +10,7 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -2560,28 +2561,33 @@ void QuantWeight::set_named(const std::function<at::Tensor(const char*)>& get) {
   offset = get("offset");
 }
 
+// Every tensor of q, in one list (those of other formats undefined).
+template <typename Q>
+static std::array<decltype(&std::declval<Q&>().weight), 7> all_tensors(Q& q) {
+  return {&q.weight, &q.scb, &q.absmax, &q.quant_map, &q.nested_absmax, &q.nested_quant_map, &q.offset};
+}
+
 QuantWeight QuantWeight::to(const at::Device& device) const {
   QuantWeight q = *this;
   if (interleaved && !device.is_cpu()) {  // other devices' kernels read gguf's layout
     q.weight = interleaved_copy(format, weight, out, in, true);
     q.interleaved = false;
   }
-  for (auto* t : {&q.weight, &q.scb, &q.absmax, &q.quant_map, &q.nested_absmax, &q.nested_quant_map, &q.offset})
+  for (auto* t : all_tensors(q))
     if (t->defined()) *t = t->to(device);
   return q;
 }
 
 QuantWeight QuantWeight::contiguous() const {
   QuantWeight q = *this;
-  for (auto* t : {&q.weight, &q.scb, &q.absmax, &q.quant_map, &q.nested_absmax, &q.nested_quant_map, &q.offset})
+  for (auto* t : all_tensors(q))
     if (t->defined()) *t = t->contiguous();
   return q;
 }
 
 int64_t QuantWeight::nbytes() const {
   int64_t n = 0;
-  for (const auto* t : {&weight, &scb, &absmax, &quant_map, &nested_absmax, &nested_quant_map, &offset})
-    n += t->defined() ? t->nbytes() : 0;
+  for (const auto* t : all_tensors(*this)) n += t->defined() ? t->nbytes() : 0;
   return n;
 }
 
